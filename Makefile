@@ -1,0 +1,93 @@
+# mailwarden - plain Makefile.  make | make check | make demo | make install
+# SANITIZE=1 builds everything with AddressSanitizer + UBSan.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+
+PKGS    := libevent libevent_pthreads json-c inih
+WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
+           -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+           -Werror=implicit-function-declaration
+CSTD    := -std=c11 -D_GNU_SOURCE
+OPT     ?= -O2 -g
+ifeq ($(SANITIZE),1)
+OPT     := -O1 -g -fno-omit-frame-pointer
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+BUILD   := build-san
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  += $(CSTD) $(WARN) $(OPT) $(SAN) -Iinclude -I. $(PKG_CFLAGS) -fPIC
+LDFLAGS += $(SAN) -rdynamic
+LDLIBS  += $(PKG_LIBS) -lpthread -ldl -lm
+
+CORE_SRC := $(filter-out proxy/main.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/proxy/main.o
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+PLUGIN   := $(BUILD)/tests/example_plugin.so
+
+.PHONY: all deps check unit functional demo install clean bench fuzz
+
+all: mailwarden $(PLUGIN)
+
+mailwarden: $(BUILD)/mailwarden
+	cp $< $@
+
+$(BUILD)/mailwarden: $(MAIN_OBJ) $(BUILD)/libmw.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libmw.a: $(CORE_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+$(BUILD)/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(PLUGIN): tests/plugins/example_plugin.c include/mailwarden/filter.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -Iinclude -shared -fPIC -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libmw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS) -lcmocka
+
+deps:
+	@sh scripts/install-deps
+
+unit: $(UNIT_BIN)
+	@rc=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || rc=1; done; exit $$rc
+
+functional: all
+	cd tests/functional && MW_BUILD=$(abspath $(BUILD)) MW_BIN=$(abspath $(BUILD)/mailwarden) \
+	  MW_PLUGIN=$(abspath $(PLUGIN)) /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+check: deps
+	$(MAKE) all
+	@rc=0; $(MAKE) unit || rc=1; $(MAKE) functional || rc=1; \
+	  if [ $$rc = 0 ]; then echo "make check: all passed"; else echo "make check: FAILED"; fi; exit $$rc
+
+demo: deps
+	$(MAKE) all
+	sh scripts/demo
+
+bench: deps
+	$(MAKE) all
+	sh tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/mailwarden \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins
+	install -m 0755 $(BUILD)/mailwarden $(DESTDIR)$(PREFIX)/sbin/mailwarden
+	install -m 0644 etc/mailwarden.conf $(DESTDIR)/etc/mailwarden/mailwarden.conf.sample
+	[ ! -f doc/mailwarden.8 ] || install -m 0644 doc/mailwarden.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	[ ! -f doc/mailwarden.conf.5 ] || install -m 0644 doc/mailwarden.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	[ ! -f etc/mailwarden.service ] || install -D -m 0644 etc/mailwarden.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
+	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
+
+clean:
+	rm -rf build build-san mailwarden tests/functional/__pycache__

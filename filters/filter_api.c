@@ -1,0 +1,375 @@
+/* filter_api.c - the mw_* functions of include/mailwarden/filter.h: what a
+ * filter hook may read about the message, and what it may say.
+ *
+ * Why so much checking: a filter copies text from the message into what it
+ * says (a Subject into a description, a domain into a header), so every
+ * symbol name, header name and value, and reply text is validated here, at
+ * the one place all filters pass through, before it can reach the SMTP
+ * reply or the header section the proxy writes.  A bad item is dropped and
+ * logged (a bad reply text is replaced by the configured one: the verdict
+ * itself stands, a reject must not turn into an accept).  Caps keep one
+ * message's result well inside one scanner protocol packet.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "filters/filter_api.h"
+#include "proxy/headers.h"
+#include "proxy/log.h"
+#include "proxy/policy.h"
+#include "proxy/sbuf.h"
+
+/* --- parsing the message once ------------------------------------------- */
+
+int msgscan_parse(struct msgscan *ms)
+{
+	const char *buf = (const char *)ms->msg;
+	struct header_field f;
+	size_t pos = 0, cap = 0;
+	int r;
+
+	while ((r = header_next(buf, ms->len, &pos, &f)) == 1) {
+		struct msg_field *m;
+
+		if (ms->nfields == MW_MAX_FIELDS)
+			continue;	/* keep walking to find the body */
+		if (ms->nfields == cap) {
+			cap = cap ? cap * 2 : 32;
+			ms->fields = xrealloc(ms->fields, cap * sizeof(*ms->fields));
+		}
+		m = &ms->fields[ms->nfields++];
+		m->name = xstrndup(f.name, f.name_len);
+		m->value = xmalloc(f.value_len + 1);
+		header_unfold(&f, m->value, f.value_len + 1);
+		m->raw = f.value;
+		m->raw_len = f.value_len;
+	}
+	ms->body_off = pos;
+	return 0;
+}
+
+void msgscan_free(struct msgscan *ms)
+{
+	size_t i;
+
+	for (i = 0; i < ms->nfields; i++) {
+		free(ms->fields[i].name);
+		free(ms->fields[i].value);
+	}
+	free(ms->fields);
+	for (i = 0; i < ms->nsymbols; i++)
+		free(ms->symbols[i].desc);
+	free(ms->symbols);
+	for (i = 0; i < ms->nedits; i++) {
+		free(ms->edits[i].name);
+		free(ms->edits[i].value);
+	}
+	free(ms->edits);
+	memset(ms, 0, sizeof(*ms));
+}
+
+void mw_ctx_end(struct mw_ctx *ctx)
+{
+	if (ctx->msgdata != NULL && ctx->msgdata_free != NULL)
+		ctx->msgdata_free(ctx->msgdata);
+	ctx->msgdata = NULL;
+	ctx->msgdata_free = NULL;
+}
+
+int filter_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 1 && n <= 31 && strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
+int header_field_name_ok(const char *name)
+{
+	size_t n;
+
+	for (n = 0; name[n] != '\0'; n++)
+		if ((unsigned char)name[n] < 33 || (unsigned char)name[n] > 126 || name[n] == ':')
+			return 0;
+	return n >= 1 && n <= 76;
+}
+
+static const char *sid(const struct mw_ctx *ctx)
+{
+	return ctx->ms->req->session_id;
+}
+
+/* say_dropped - one log line per rejected item; esc: the offending text */
+static void say_dropped(const struct mw_ctx *ctx, const char *what, const char *text,
+                        const char *why)
+{
+	char esc[128];
+
+	slog(sid(ctx), LOG_WARNING, "filter=%s dropped %s \"%s\": %s", ctx->name, what,
+	    log_esc(esc, sizeof(esc), text ? text : "(null)", text ? strlen(text) : 6), why);
+}
+
+/* --- what a hook can read ----------------------------------------------- */
+
+static const char *nz(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+void *mw_instance(const struct mw_ctx *ctx)
+{
+	return ctx->instance;
+}
+
+const char *mw_session_id(const struct mw_ctx *ctx)
+{
+	return ctx->ms->req->session_id;
+}
+
+const char *mw_listener(const struct mw_ctx *ctx)
+{
+	return nz(ctx->ms->req->listener);
+}
+
+enum mw_direction mw_direction(const struct mw_ctx *ctx)
+{
+	return ctx->ms->req->direction;
+}
+
+const char *mw_client_ip(const struct mw_ctx *ctx)
+{
+	return nz(ctx->ms->req->client_ip);
+}
+
+unsigned mw_client_port(const struct mw_ctx *ctx)
+{
+	return ctx->ms->req->client_port;
+}
+
+const char *mw_helo(const struct mw_ctx *ctx)
+{
+	return nz(ctx->ms->req->helo);
+}
+
+const char *mw_mail_from(const struct mw_ctx *ctx)
+{
+	return nz(ctx->ms->req->mail_from);
+}
+
+size_t mw_rcpt_count(const struct mw_ctx *ctx)
+{
+	return ctx->ms->req->nrcpts;
+}
+
+const char *mw_rcpt(const struct mw_ctx *ctx, size_t i)
+{
+	if (i >= ctx->ms->req->nrcpts)
+		return NULL;
+	return nz(ctx->ms->req->rcpts[i]);
+}
+
+const char *mw_header(const struct mw_ctx *ctx, const char *name, size_t n)
+{
+	size_t i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < ctx->ms->nfields; i++)
+		if (strcasecmp(ctx->ms->fields[i].name, name) == 0 && n-- == 0)
+			return ctx->ms->fields[i].value;
+	return NULL;
+}
+
+const unsigned char *mw_message(const struct mw_ctx *ctx, size_t *len)
+{
+	if (len != NULL)
+		*len = ctx->ms->len;
+	return ctx->ms->msg;
+}
+
+/* --- per-message state ---------------------------------------------------- */
+
+void mw_set_msgdata(struct mw_ctx *ctx, void *data, void (*free_fn)(void *))
+{
+	if (ctx->msgdata != NULL && ctx->msgdata != data && ctx->msgdata_free != NULL)
+		ctx->msgdata_free(ctx->msgdata);
+	ctx->msgdata = data;
+	ctx->msgdata_free = free_fn;
+}
+
+void *mw_msgdata(const struct mw_ctx *ctx)
+{
+	return ctx->msgdata;
+}
+
+/* --- what a hook can say ------------------------------------------------ */
+
+static int symbol_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 1 && n <= 63 && strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+}
+
+static void cap_reached(struct mw_ctx *ctx, const char *what, const char *text)
+{
+	if (!ctx->ms->cap_logged) {
+		ctx->ms->cap_logged = 1;
+		say_dropped(ctx, what, text, "too many for one message (further drops not logged)");
+	}
+}
+
+void mw_symbol(struct mw_ctx *ctx, const char *name, double score, const char *desc_fmt, ...)
+{
+	struct msgscan *ms = ctx->ms;
+	struct scan_symbol *s;
+	char desc[MW_MAX_DESC + 1];
+	va_list ap;
+	size_t i;
+
+	if (name == NULL || !symbol_name_ok(name)) {
+		say_dropped(ctx, "symbol", name, "name must be [A-Z0-9_], 1 to 63 chars");
+		return;
+	}
+	if (!isfinite(score)) {
+		say_dropped(ctx, "symbol", name, "score is not a finite number");
+		return;
+	}
+	for (i = 0; i < ms->nsymbols; i++)
+		if (strcmp(ms->symbols[i].name, name) == 0)
+			return;		/* the first one stays */
+	if (ms->nsymbols >= MW_MAX_SYMBOLS) {
+		cap_reached(ctx, "symbol", name);
+		return;
+	}
+	ms->symbols = xrealloc(ms->symbols, (ms->nsymbols + 1) * sizeof(*ms->symbols));
+	s = &ms->symbols[ms->nsymbols++];
+	memset(s, 0, sizeof(*s));
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->filter, sizeof(s->filter), "%s", ctx->name);
+	s->score = score;
+	if (desc_fmt != NULL) {
+		va_start(ap, desc_fmt);
+		vsnprintf(desc, sizeof(desc), desc_fmt, ap);
+		va_end(ap);
+		/* one printable line: control bytes (from the message) become SP */
+		for (i = 0; desc[i] != '\0'; i++)
+			if ((unsigned char)desc[i] < 0x20 || desc[i] == 0x7f)
+				desc[i] = ' ';
+		s->desc = xstrdup(desc);
+	}
+}
+
+/* header_value_ok - no CR, LF or other control bytes but HTAB. */
+static int header_value_ok(const char *v)
+{
+	for (; *v; v++)
+		if (((unsigned char)*v < 0x20 && *v != '\t') || *v == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int owned_by_policy(const char *name)
+{
+	return strcasecmp(name, POLICY_HDR_FLAG) == 0 || strcasecmp(name, POLICY_HDR_SCORE) == 0
+	    || strcasecmp(name, POLICY_HDR_STATUS) == 0;
+}
+
+static void edit_add(struct mw_ctx *ctx, enum header_edit_op op, const char *name,
+                     const char *value)
+{
+	struct msgscan *ms = ctx->ms;
+	struct header_edit *e;
+
+	if (name == NULL || !header_field_name_ok(name)) {
+		say_dropped(ctx, "header edit", name, "not a valid field name");
+		return;
+	}
+	if (owned_by_policy(name)) {
+		say_dropped(ctx, "header edit", name, "X-Spam-* fields belong to policy");
+		return;
+	}
+	if (op != HE_REMOVE) {
+		if (value == NULL || !header_value_ok(value)) {
+			say_dropped(ctx, "header edit", name,
+			    "value missing or holds CR, LF or control bytes (folding is not allowed)");
+			return;
+		}
+		if (strlen(name) + 2 + strlen(value) > MW_MAX_LINE) {
+			say_dropped(ctx, "header edit", name, "field longer than 998 octets");
+			return;
+		}
+	}
+	if (ms->nedits >= MW_MAX_EDITS) {
+		cap_reached(ctx, "header edit", name);
+		return;
+	}
+	ms->edits = xrealloc(ms->edits, (ms->nedits + 1) * sizeof(*ms->edits));
+	e = &ms->edits[ms->nedits++];
+	e->op = op;
+	e->name = xstrdup(name);
+	e->value = op == HE_REMOVE ? NULL : xstrdup(value);
+}
+
+void mw_header_add(struct mw_ctx *ctx, const char *name, const char *value)
+{
+	edit_add(ctx, HE_ADD, name, value);
+}
+
+void mw_header_remove(struct mw_ctx *ctx, const char *name)
+{
+	edit_add(ctx, HE_REMOVE, name, NULL);
+}
+
+void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value)
+{
+	edit_add(ctx, HE_CHANGE, name, value);
+}
+
+void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_text)
+{
+	struct msgscan *ms = ctx->ms;
+	char esc[128];
+
+	if ((unsigned)action >= MW_ACTION_COUNT) {
+		slog(sid(ctx), LOG_WARNING, "filter=%s ignored verdict %d: no such action",
+		    ctx->name, (int)action);
+		return;
+	}
+	if (action <= ms->hard)
+		return;		/* a harder (or the same, earlier) verdict stands */
+	ms->hard = action;
+	ms->hard_text[0] = '\0';
+	snprintf(ms->hard_by, sizeof(ms->hard_by), "%s", ctx->name);
+	if (reply_text != NULL) {
+		if (policy_text_ok(reply_text))
+			snprintf(ms->hard_text, sizeof(ms->hard_text), "%s", reply_text);
+		else
+			slog(sid(ctx), LOG_WARNING, "filter=%s verdict %s: reply text \"%s\" "
+			    "replaced by the configured one (printable ASCII, 1 to %d "
+			    "chars, no code)", ctx->name, mw_action_name(action),
+			    log_esc(esc, sizeof(esc), reply_text, strlen(reply_text)),
+			    MW_MAX_REPLY_TEXT);
+	}
+}
+
+void mw_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
+{
+	char msg[1024], esc[1024];
+	va_list ap;
+
+	if (priority < LOG_EMERG || priority > LOG_DEBUG)
+		priority = LOG_INFO;
+	if (!log_enabled(priority))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	slog(sid(ctx), priority, "filter=%s %s", ctx->name,
+	    log_esc(esc, sizeof(esc), msg, strlen(msg)));
+}

@@ -1,0 +1,69 @@
+/* filter_api.h - internal: the state behind struct mw_ctx, shared by the
+ * pipeline driver (which fills it) and filter_api.c (the mw_* functions a
+ * filter calls).  Plugins never see this; they get include/mailwarden/
+ * filter.h only. */
+#ifndef MW_FILTER_API_H
+#define MW_FILTER_API_H
+
+#include <stddef.h>
+#include "mailwarden/filter.h"
+#include "proxy/scanproto.h"
+
+#define MW_MAX_SYMBOLS   256    /* per message, all filters together */
+#define MW_MAX_EDITS     64     /* header edits per message from filters */
+#define MW_MAX_DESC      512    /* bytes of a symbol description */
+#define MW_MAX_FIELDS    10000  /* header fields shown to filters */
+#define MW_MAX_LINE      998    /* RFC 5322 line limit, for added fields */
+#define MW_MAX_REPLY_TEXT 400   /* a verdict's reply text */
+
+/* one header field of the message, parsed once per message */
+struct msg_field {
+	char       *name;       /* owned, NUL-terminated */
+	char       *value;      /* owned, unfolded, trimmed, NUL-terminated */
+	const char *raw;        /* raw value in the message (folding kept) */
+	size_t      raw_len;
+};
+
+/* one message under scan: input shared by every filter, and what they say */
+struct msgscan {
+	const struct scan_request *req;     /* borrowed */
+	const unsigned char *msg;           /* borrowed: the mapped spool */
+	size_t      len;
+	size_t      body_off;               /* first byte of the body */
+	struct msg_field *fields;           /* owned */
+	size_t      nfields;
+
+	struct scan_symbol *symbols;        /* owned; moved into the result */
+	size_t      nsymbols;
+	struct header_edit *edits;          /* owned; moved into the result */
+	size_t      nedits;
+	enum mw_action hard;                /* hardest verdict, MW_ACCEPT if none */
+	char        hard_text[MW_MAX_REPLY_TEXT + 1];   /* "" = configured text */
+	char        hard_by[32];            /* filter name */
+	int         cap_logged;             /* "symbol/edit cap reached" said once */
+};
+
+/* one message seen by one filter */
+struct mw_ctx {
+	struct msgscan *ms;
+	const struct mw_filter_ops *ops;
+	void       *instance;
+	const char *name;                   /* the filter's name, [a-z0-9_]{1,31} */
+	void       *msgdata;                /* mw_set_msgdata */
+	void      (*msgdata_free)(void *);
+};
+
+/* msgscan_parse - parse the header section of ms->msg once; 0 (always:
+ * a message without a valid header section just has no fields). */
+int  msgscan_parse(struct msgscan *ms);
+/* msgscan_free - free everything owned (symbols/edits not yet moved out too). */
+void msgscan_free(struct msgscan *ms);
+/* mw_ctx_end - free the filter's per-message data (after on_eom). */
+void mw_ctx_end(struct mw_ctx *ctx);
+
+/* filter_name_ok - [a-z0-9_], 1 to 31 chars */
+int  filter_name_ok(const char *name);
+/* header_field_name_ok - RFC 5322 field name, 1 to 76 chars */
+int  header_field_name_ok(const char *name);
+
+#endif

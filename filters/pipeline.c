@@ -1,0 +1,228 @@
+/* pipeline.c - run every filter over one message, then policy.
+ *
+ * The message is the front end's spool (a memfd), mapped read-only: no
+ * copy, whatever its size.  Its header section is parsed once (headers.c)
+ * and shown to every filter; the body goes to on_body in 64 KiB chunks.
+ * Filters run one after the other, each through all its hooks (connect,
+ * helo, mail, rcpt..., header..., body..., eom), with a struct mw_ctx of
+ * its own; their symbols, header edits and verdicts are collected in one
+ * struct msgscan, and policy turns that into the result.
+ *
+ * The pipeline itself is read-only after pipeline_new, so scanner threads
+ * share one; per-message state lives on the stack of pipeline_scan.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "filters/filter_api.h"
+#include "filters/pipeline.h"
+#include "filters/plugin.h"
+#include "proxy/log.h"
+#include "proxy/policy.h"
+#include "proxy/quarantine.h"
+#include "proxy/sbuf.h"
+
+#define BODY_CHUNK (64 * 1024)
+
+struct pipeline {
+	struct config  *cfg;        /* borrowed */
+	struct plugin **filters;    /* owned, in config order */
+	size_t          nfilters;
+};
+
+struct pipeline *pipeline_new(struct config *cfg, char *err, size_t errlen)
+{
+	struct pipeline *p = xcalloc(1, sizeof(*p));
+	unsigned i;
+
+	p->cfg = cfg;
+	p->filters = xcalloc(cfg->nplugins ? cfg->nplugins : 1, sizeof(*p->filters));
+	for (i = 0; i < cfg->nplugins && i < CFG_MAX_PLUGINS; i++) {
+		struct plugin *pl = plugin_load(cfg->plugins[i], err, errlen);
+
+		if (pl == NULL) {
+			pipeline_free(p);
+			return NULL;
+		}
+		p->filters[p->nfilters++] = pl;
+	}
+	return p;
+}
+
+void pipeline_free(struct pipeline *p)
+{
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = p->nfilters; i > 0; i--)
+		plugin_free(p->filters[i - 1]);
+	free(p->filters);
+	free(p);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* run_filter - one filter through all its hooks over the message. */
+static void run_filter(struct msgscan *ms, const struct plugin *pl)
+{
+	const struct mw_filter_ops *ops = pl->ops;
+	const struct scan_request *req = ms->req;
+	struct mw_ctx ctx;
+	size_t i, off, n;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.ms = ms;
+	ctx.ops = ops;
+	ctx.instance = pl->instance;
+	ctx.name = ops->name;
+	if (ops->on_connect)
+		ops->on_connect(&ctx);
+	if (ops->on_helo)
+		ops->on_helo(&ctx, req->helo ? req->helo : "");
+	if (ops->on_mail)
+		ops->on_mail(&ctx, req->mail_from ? req->mail_from : "");
+	if (ops->on_rcpt)
+		for (i = 0; i < req->nrcpts; i++)
+			ops->on_rcpt(&ctx, req->rcpts[i] ? req->rcpts[i] : "");
+	if (ops->on_header)
+		for (i = 0; i < ms->nfields; i++)
+			ops->on_header(&ctx, ms->fields[i].name, ms->fields[i].value);
+	if (ops->on_body)
+		for (off = ms->body_off; off < ms->len; off += n) {
+			n = ms->len - off < BODY_CHUNK ? ms->len - off : BODY_CHUNK;
+			ops->on_body(&ctx, ms->msg + off, n);
+		}
+	if (ops->on_eom)
+		ops->on_eom(&ctx);
+	mw_ctx_end(&ctx);
+}
+
+/* fail - an internal failure: tempfail with the reason. */
+static void fail(const struct config *cfg, const struct scan_request *req,
+                 struct scan_result *res, const char *what, int err)
+{
+	if (err)
+		snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(err));
+	else
+		snprintf(res->error, sizeof(res->error), "%s", what);
+	res->action = MW_TEMPFAIL;
+	policy_reply(cfg, MW_TEMPFAIL, NULL, res->reply, sizeof(res->reply));
+	slog(req->session_id, LOG_ERR, "scan id=%llu failed: %s",
+	    (unsigned long long)req->id, res->error);
+}
+
+void pipeline_scan(struct pipeline *p, const struct scan_request *req, int msgfd,
+                   struct scan_result *res)
+{
+	pipeline_scan_ex(p, req, msgfd, 0, res);
+}
+
+void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int msgfd,
+                      unsigned flags, struct scan_result *res)
+{
+	static const unsigned char empty[1];
+	const struct config *cfg = p->cfg;
+	struct msgscan ms;
+	struct policy_in in;
+	struct timespec t0;
+	struct stat st;
+	void *map = NULL;
+	size_t len = 0, i;
+	double score = 0;
+	char why[256];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memset(res, 0, sizeof(*res));
+	memset(&ms, 0, sizeof(ms));
+	res->id = req->id;
+
+	if (fstat(msgfd, &st) < 0) {
+		fail(cfg, req, res, "message fd", errno);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fail(cfg, req, res, "message fd is not a regular file", 0);
+		goto out;
+	}
+	if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX / 2) {
+		fail(cfg, req, res, "message too large to map", 0);
+		goto out;
+	}
+	len = (size_t)st.st_size;
+	if (len > 0) {
+		map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, msgfd, 0);
+		if (map == MAP_FAILED) {
+			map = NULL;
+			fail(cfg, req, res, "mmap message", errno);
+			goto out;
+		}
+	}
+	ms.req = req;
+	ms.msg = map != NULL ? map : empty;
+	ms.len = len;
+	msgscan_parse(&ms);
+
+	for (i = 0; i < p->nfilters; i++)
+		run_filter(&ms, p->filters[i]);
+
+	/* the findings move into the result */
+	res->symbols = ms.symbols;
+	res->nsymbols = ms.nsymbols;
+	res->edits = ms.edits;
+	res->nedits = ms.nedits;
+	ms.symbols = NULL;
+	ms.nsymbols = 0;
+	ms.edits = NULL;
+	ms.nedits = 0;
+	for (i = 0; i < res->nsymbols; i++)
+		score += res->symbols[i].score;
+	/* three decimals: 1.1 + 1.2 + 2.7 is 5.0 and tags at 5.0 */
+	res->score = round(score * 1000) / 1000;
+
+	memset(&in, 0, sizeof(in));
+	in.direction = req->direction;
+	in.hard = ms.hard;
+	in.hard_text = ms.hard_text[0] ? ms.hard_text : NULL;
+	in.hard_by = ms.hard_by[0] ? ms.hard_by : NULL;
+	for (i = 0; i < ms.nfields; i++)
+		if (strcasecmp(ms.fields[i].name, "Subject") == 0) {
+			in.subject = ms.fields[i].raw;
+			in.subject_len = ms.fields[i].raw_len;
+			break;
+		}
+	policy_decide(cfg, &in, res, why, sizeof(why));
+
+	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
+		if (cfg->quarantine_dir[0] == '\0')
+			fail(cfg, req, res, "quarantine: quarantine_dir is not set", 0);
+		else if (quarantine_store(cfg->quarantine_dir, req, res, why, ms.msg, len,
+		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {
+			char what[600];
+
+			snprintf(what, sizeof(what), "quarantine store %s", cfg->quarantine_dir);
+			fail(cfg, req, res, what, errno);
+		} else
+			slog(req->session_id, LOG_INFO, "scan id=%llu quarantined as %s: %s",
+			    (unsigned long long)req->id, res->quarantine_id, why);
+	}
+out:
+	if (map != NULL)
+		munmap(map, len);
+	msgscan_free(&ms);
+	res->scan_ms = ms_since(&t0);
+}

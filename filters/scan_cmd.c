@@ -1,0 +1,271 @@
+/* scan_cmd.c - "mailwarden scan": run the filter pipeline in-process over
+ * one message file and print the result as JSON.
+ *
+ * Why in-process and through a memfd: it must be the same code path as
+ * the scanner (pipeline_scan over a mapped spool), so what an admin sees
+ * here is what the daemon would decide; only the quarantine store is
+ * skipped (dry run), since nothing is being delivered.
+ *
+ * Files saved by MUAs and mbox tools have LF line ends and maybe an mbox
+ * "From " separator line; the spool the proxy hands the scanner has CRLF
+ * and no separator, so the file is brought to that form first.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "filters/pipeline.h"
+#include "filters/scanner.h"
+#include "proxy/sbuf.h"
+#include "proxy/scanproto.h"
+#include "proxy/utf8.h"
+
+static const char scan_usage[] =
+	"usage: mailwarden scan [-c FILE] [-o name=value]... [--from ADDR] [--rcpt ADDR]...\n"
+	"                       [--client-ip IP] [--helo NAME] [--direction inbound|outbound]\n"
+	"                       FILE.eml|-\n";
+
+/* read_all - the whole of fd into b. 0 or -1 with errno. */
+static int read_all(int fd, struct sbuf *b)
+{
+	char buf[65536];
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		if (sbuf_add(b, buf, (size_t)n) < 0) {
+			errno = EFBIG;
+			return -1;
+		}
+	}
+}
+
+/* to_spool - the message as the proxy would spool it: without a leading
+ * mbox "From " line, every bare LF made CRLF. */
+static void to_spool(const char *in, size_t len, struct sbuf *out)
+{
+	size_t i = 0, start;
+
+	if (len >= 5 && memcmp(in, "From ", 5) == 0) {
+		const char *lf = memchr(in, '\n', len);
+
+		i = lf ? (size_t)(lf - in) + 1 : len;
+	}
+	for (start = i; i < len; i++) {
+		if (in[i] != '\n' || (i > 0 && in[i - 1] == '\r'))
+			continue;
+		sbuf_add(out, in + start, i - start);
+		sbuf_add(out, "\r\n", 2);
+		start = i + 1;
+	}
+	sbuf_add(out, in + start, len - start);
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	ssize_t w;
+
+	while (len > 0) {
+		w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* opt_value - "--name value" or "--name=value": 1 with *val (advancing
+ * *i past a separate value), 0 if argv[*i] is another option, -1 if the
+ * value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+
+	if (strncmp(a, name, n) != 0 || (a[n] != '=' && a[n] != '\0'))
+		return 0;
+	if (a[n] == '=') {
+		*val = a + n + 1;
+		return 1;
+	}
+	if (*i + 1 >= argc)
+		return -1;
+	*val = argv[++*i];
+	return 1;
+}
+
+int scan_command(struct config *cfg, int argc, char **argv)
+{
+	struct scan_request req;
+	struct scan_result res;
+	struct pipeline *p;
+	struct sbuf raw, spool, out;
+	const char *file = NULL, *v, *text;
+	unsigned char rnd[8];
+	char err[512];
+	size_t tlen;
+	json_object *j;
+	int i, r, fd, mfd, rc = 0, opts_done = 0;
+
+	memset(&req, 0, sizeof(req));
+	req.id = 1;
+	req.listener = xstrdup("scan");
+	req.direction = MW_INBOUND;
+	req.client_ip = xstrdup("");
+	req.client_name = xstrdup("");
+	req.helo = xstrdup("");
+	req.mail_from = xstrdup("");
+	req.mail_params = xstrdup("");
+	req.auth_user = xstrdup("");
+	req.tls = xstrdup("");
+	req.rcpts = xcalloc(1, sizeof(char *));
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (opts_done || a[0] != '-' || strcmp(a, "-") == 0) {
+			if (file != NULL) {
+				fprintf(stderr, "mailwarden scan: one message file only (\"%s\" and \"%s\")\n",
+				    file, a);
+				goto fail;
+			}
+			file = a;
+		} else if (strcmp(a, "--") == 0)
+			opts_done = 1;
+		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(scan_usage, stdout);
+			scan_request_free(&req);
+			return 0;
+		} else if ((r = opt_value(argc, argv, &i, "--from", &v)) != 0) {
+			if (r < 0)
+				goto missing;
+			free(req.mail_from);
+			req.mail_from = xstrdup(v);
+		} else if ((r = opt_value(argc, argv, &i, "--rcpt", &v)) != 0) {
+			if (r < 0)
+				goto missing;
+			req.rcpts = xrealloc(req.rcpts, (req.nrcpts + 1) * sizeof(char *));
+			req.rcpts[req.nrcpts++] = xstrdup(v);
+		} else if ((r = opt_value(argc, argv, &i, "--client-ip", &v)) != 0) {
+			if (r < 0)
+				goto missing;
+			free(req.client_ip);
+			req.client_ip = xstrdup(v);
+		} else if ((r = opt_value(argc, argv, &i, "--helo", &v)) != 0) {
+			if (r < 0)
+				goto missing;
+			free(req.helo);
+			req.helo = xstrdup(v);
+		} else if ((r = opt_value(argc, argv, &i, "--direction", &v)) != 0) {
+			if (r < 0)
+				goto missing;
+			if (strcmp(v, "inbound") == 0)
+				req.direction = MW_INBOUND;
+			else if (strcmp(v, "outbound") == 0)
+				req.direction = MW_OUTBOUND;
+			else {
+				fprintf(stderr, "mailwarden scan: --direction: \"%s\" is not inbound or outbound\n", v);
+				goto fail;
+			}
+		} else {
+			fprintf(stderr, "mailwarden scan: unknown option \"%s\" (see mailwarden scan --help)\n", a);
+			goto fail;
+		}
+	}
+	if (file == NULL) {
+		fprintf(stderr, "mailwarden scan: no message file given (see mailwarden scan --help)\n");
+		goto fail;
+	}
+	if (getrandom(rnd, sizeof(rnd), 0) == (ssize_t)sizeof(rnd))
+		snprintf(req.session_id, sizeof(req.session_id), "%02x%02x%02x%02x%02x%02x%02x%02x",
+		    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	else
+		snprintf(req.session_id, sizeof(req.session_id), "%016llx",
+		    (unsigned long long)getpid());
+
+	/* the message, as a spool */
+	fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "mailwarden scan: %s: %s\n", file, strerror(errno));
+		scan_request_free(&req);
+		return 1;
+	}
+	sbuf_init(&raw, SIZE_MAX / 4);
+	if (read_all(fd, &raw) < 0) {
+		fprintf(stderr, "mailwarden scan: %s: %s\n", file, strerror(errno));
+		if (fd != STDIN_FILENO)
+			close(fd);
+		sbuf_free(&raw);
+		scan_request_free(&req);
+		return 1;
+	}
+	if (fd != STDIN_FILENO)
+		close(fd);
+	sbuf_init(&spool, SIZE_MAX / 4);
+	to_spool(raw.data ? raw.data : "", raw.len, &spool);
+	sbuf_free(&raw);
+	req.size = spool.len;
+	mfd = memfd_create("mailwarden-scan", MFD_CLOEXEC);
+	if (mfd < 0 || write_all(mfd, spool.data ? spool.data : "", spool.len) < 0) {
+		fprintf(stderr, "mailwarden scan: memfd: %s\n", strerror(errno));
+		if (mfd >= 0)
+			close(mfd);
+		sbuf_free(&spool);
+		scan_request_free(&req);
+		return 1;
+	}
+	sbuf_free(&spool);
+
+	p = pipeline_new(cfg, err, sizeof(err));
+	if (p == NULL) {
+		fprintf(stderr, "mailwarden scan: %s\n", err);
+		close(mfd);
+		scan_request_free(&req);
+		return 1;
+	}
+	pipeline_scan_ex(p, &req, mfd, PIPELINE_DRY_RUN, &res);
+	close(mfd);
+
+	j = scan_result_to_json(&res);
+	text = json_object_to_json_string_length(j,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
+	sbuf_init(&out, SIZE_MAX / 4);
+	utf8_sanitize_sbuf(&out, text, tlen);
+	sbuf_addc(&out, '\n');
+	if (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
+		fprintf(stderr, "mailwarden scan: stdout: %s\n", strerror(errno));
+		rc = 1;
+	}
+	sbuf_free(&out);
+	json_object_put(j);
+	if (res.error[0] != '\0') {
+		char esc[sizeof(res.error)];
+
+		utf8_sanitize(res.error, strlen(res.error), esc, sizeof(esc));
+		fprintf(stderr, "mailwarden scan: scan failed: %s\n", esc);
+		rc = 1;
+	}
+	scan_result_free(&res);
+	pipeline_free(p);
+	scan_request_free(&req);
+	return rc;
+missing:
+	fprintf(stderr, "mailwarden scan: %s needs a value\n", argv[i]);
+fail:
+	scan_request_free(&req);
+	return 1;
+}

@@ -1,0 +1,506 @@
+/* scanner.c - the scanner process: accept front-end connections on the
+ * scanner socket, read scan requests, run them on a bounded pool of worker
+ * threads, send each result back where its request came from.
+ *
+ * Shape: one thread runs a poll() loop (listening socket, connections, a
+ * self-pipe for signals); N workers take jobs from a bounded FIFO and call
+ * pipeline_scan.  The queue is bounded so an overloaded scanner answers
+ * "tempfail, scanner busy" at once instead of letting requests age past
+ * the front end's deadline.
+ *
+ * Connections are refcounted: the loop holds one reference while it reads
+ * the connection, each job one more.  The fd is closed with the last
+ * reference, so a front end that goes away while its scans run costs a
+ * failed send (EPIPE, no signal) and never a send on a reused fd.  Results
+ * are sent under a per-connection mutex (one packet each, SOCK_SEQPACKET)
+ * with a send timeout, so a front end that stops reading cannot hold a
+ * worker forever.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "filters/pipeline.h"
+#include "filters/scanner.h"
+#include "proxy/log.h"
+#include "proxy/policy.h"
+#include "proxy/sbuf.h"
+#include "proxy/scanproto.h"
+
+#define SEND_TIMEOUT_S 10      /* a front end not reading results for this long is dropped */
+#define SHUTDOWN_TICK_MS 50    /* poll period while draining at shutdown */
+
+struct conn {
+	int         fd;
+	atomic_int  refs;
+	pthread_mutex_t send_lock;  /* one result packet at a time */
+	int         dead;           /* a send failed; under send_lock */
+	unsigned long long no;      /* connection number, for logs */
+};
+
+struct job {
+	struct job *next;
+	struct conn *conn;          /* one reference */
+	struct scan_request req;    /* owned */
+	int         msgfd;          /* owned */
+};
+
+struct scanner {
+	struct config   *cfg;
+	struct pipeline *pipe;
+	pthread_mutex_t  lock;      /* guards the queue and counters below */
+	pthread_cond_t   cond;      /* a job was queued, or stopping */
+	struct job      *head, *tail;
+	unsigned         queued, running, nthreads;
+	int              stopping;  /* workers leave once the queue is empty */
+};
+
+static volatile sig_atomic_t got_term;
+static int sig_wfd = -1;
+
+static void on_term(int sig)
+{
+	int saved = errno;
+	ssize_t r;
+
+	(void)sig;
+	got_term = 1;
+	r = write(sig_wfd, "t", 1);
+	(void)r;
+	errno = saved;
+}
+
+/* --- connections ----------------------------------------------------------- */
+
+static struct conn *conn_new(int fd, unsigned long long no)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	c->fd = fd;
+	atomic_init(&c->refs, 1);
+	pthread_mutex_init(&c->send_lock, NULL);
+	c->no = no;
+	return c;
+}
+
+static struct conn *conn_ref(struct conn *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
+static void conn_unref(struct conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	close(c->fd);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+}
+
+/* send_result - one result packet on c.  A result too big for a packet
+ * loses its descriptions, then becomes a tempfail. */
+static void send_result(struct scanner *s, struct conn *c, struct scan_result *res,
+                        const char *sid)
+{
+	json_object *j;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&c->send_lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->send_lock);
+		return;
+	}
+	j = scan_result_to_json(res);
+	r = scanproto_send(c->fd, j, -1);
+	json_object_put(j);
+	if (r < 0 && errno == EMSGSIZE) {
+		for (i = 0; i < res->nsymbols; i++) {
+			free(res->symbols[i].desc);
+			res->symbols[i].desc = NULL;
+		}
+		j = scan_result_to_json(res);
+		r = scanproto_send(c->fd, j, -1);
+		json_object_put(j);
+	}
+	if (r < 0 && errno == EMSGSIZE) {
+		struct scan_result small;
+
+		slog(sid, LOG_ERR, "scan id=%llu: result too large for one packet",
+		    (unsigned long long)res->id);
+		memset(&small, 0, sizeof(small));
+		small.id = res->id;
+		small.action = MW_TEMPFAIL;
+		snprintf(small.error, sizeof(small.error), "result too large");
+		policy_reply(s->cfg, MW_TEMPFAIL, NULL, small.reply, sizeof(small.reply));
+		j = scan_result_to_json(&small);
+		r = scanproto_send(c->fd, j, -1);
+		json_object_put(j);
+	}
+	if (r < 0) {
+		if (errno != EPIPE && errno != ECONNRESET)
+			slog_errno(sid, LOG_WARNING, "conn=%llu: cannot send result id=%llu, "
+			    "dropping the connection", c->no, (unsigned long long)res->id);
+		c->dead = 1;
+		shutdown(c->fd, SHUT_RDWR);	/* the loop sees the hangup */
+	}
+	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* answer_now - a tempfail result sent from the loop, not scanned. */
+static void answer_now(struct scanner *s, struct conn *c, uint64_t id, const char *sid,
+                       const char *error)
+{
+	struct scan_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.id = id;
+	res.action = MW_TEMPFAIL;
+	snprintf(res.error, sizeof(res.error), "%s", error);
+	policy_reply(s->cfg, MW_TEMPFAIL, NULL, res.reply, sizeof(res.reply));
+	send_result(s, c, &res, sid);
+}
+
+static void job_free(struct job *jb)
+{
+	if (jb->msgfd >= 0)
+		close(jb->msgfd);
+	scan_request_free(&jb->req);
+	conn_unref(jb->conn);
+	free(jb);
+}
+
+/* --- workers ----------------------------------------------------------------- */
+
+static void *worker(void *arg)
+{
+	struct scanner *s = arg;
+	struct scan_result res;
+	struct job *jb;
+
+	for (;;) {
+		pthread_mutex_lock(&s->lock);
+		while (s->head == NULL && !s->stopping)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (s->head == NULL) {
+			pthread_mutex_unlock(&s->lock);
+			return NULL;
+		}
+		jb = s->head;
+		s->head = jb->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->queued--;
+		s->running++;
+		pthread_mutex_unlock(&s->lock);
+
+		pipeline_scan(s->pipe, &jb->req, jb->msgfd, &res);
+		close(jb->msgfd);
+		jb->msgfd = -1;
+		slog(jb->req.session_id, LOG_DEBUG, "scan id=%llu action=%s score=%.2f "
+		    "symbols=%zu ms=%.1f", (unsigned long long)res.id,
+		    mw_action_name(res.action), res.score, res.nsymbols, res.scan_ms);
+		send_result(s, jb->conn, &res, jb->req.session_id);
+		scan_result_free(&res);
+		job_free(jb);
+
+		pthread_mutex_lock(&s->lock);
+		s->running--;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* --- the loop ---------------------------------------------------------------- */
+
+/* read_request - one packet from c.  Returns 0 to keep the connection, -1
+ * to drop it (EOF, receive error), -2 to drop it and hang up (malformed). */
+static int read_request(struct scanner *s, struct conn *c)
+{
+	struct scan_request req;
+	json_object *j;
+	struct job *jb;
+	int fd, r, busy;
+
+	r = scanproto_recv(c->fd, &j, &fd);
+	if (r == 0)
+		return -1;
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		if (errno == EBADMSG) {
+			slog(NULL, LOG_WARNING, "conn=%llu: malformed packet (not a JSON object, "
+			    "or truncated); closing the connection", c->no);
+			return -2;
+		}
+		if (errno != ECONNRESET)
+			slog_errno(NULL, LOG_WARNING, "conn=%llu: receive", c->no);
+		return -1;
+	}
+	r = scan_request_from_json(j, &req);
+	json_object_put(j);
+	if (r < 0 || fd < 0) {
+		slog(NULL, LOG_WARNING, "conn=%llu: malformed request (%s); closing the "
+		    "connection", c->no, r < 0 ? "bad fields" : "no message fd");
+		if (fd >= 0)
+			close(fd);
+		if (r == 0)
+			scan_request_free(&req);
+		return -2;
+	}
+
+	pthread_mutex_lock(&s->lock);
+	busy = s->queued >= s->cfg->scanner_queue + (s->nthreads - s->running);
+	if (!busy) {
+		jb = xcalloc(1, sizeof(*jb));
+		jb->conn = conn_ref(c);
+		jb->req = req;
+		jb->msgfd = fd;
+		if (s->tail != NULL)
+			s->tail->next = jb;
+		else
+			s->head = jb;
+		s->tail = jb;
+		s->queued++;
+		pthread_cond_signal(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (busy) {
+		slog(req.session_id, LOG_WARNING, "scan id=%llu: queue full, answering "
+		    "tempfail", (unsigned long long)req.id);
+		close(fd);
+		answer_now(s, c, req.id, req.session_id, "scanner busy");
+		scan_request_free(&req);
+	}
+	return 0;
+}
+
+static int peer_ok(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return 0;
+	return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static long long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void setup_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_term;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+int scanner_main(struct config *cfg, int listen_fd)
+{
+	struct scanner s;
+	struct conn **conns = NULL;
+	struct pollfd *pfd = NULL;
+	size_t nconns = 0, cap = 0, i, np;
+	pthread_t *threads;
+	sigset_t block, old;
+	unsigned long long conn_no = 0;
+	long long deadline = 0;
+	int sp[2], shutting = 0, timeout, fd, fl;
+	char err[512], drain[64];
+	struct timeval tv;
+	struct job *jb;
+
+	memset(&s, 0, sizeof(s));
+	s.cfg = cfg;
+	s.pipe = pipeline_new(cfg, err, sizeof(err));
+	if (s.pipe == NULL) {
+		slog(NULL, LOG_ERR, "scanner: %s", err);
+		return 1;
+	}
+	if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) {
+		slog_errno(NULL, LOG_ERR, "scanner: pipe");
+		pipeline_free(s.pipe);
+		return 1;
+	}
+	sig_wfd = sp[1];
+	setup_signals();
+	fl = fcntl(listen_fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
+
+	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.cond, NULL);
+	s.nthreads = cfg->scanner_threads ? cfg->scanner_threads : 1;
+	threads = xcalloc(s.nthreads, sizeof(*threads));
+	/* the workers never take signals: the loop does */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (i = 0; i < s.nthreads; i++)
+		if (pthread_create(&threads[i], NULL, worker, &s) != 0)
+			die("scanner: cannot create worker thread");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	slog(NULL, LOG_INFO, "scanner: ready, %u threads, queue %u", s.nthreads,
+	    cfg->scanner_queue);
+
+	for (;;) {
+		if (got_term && !shutting) {
+			shutting = 1;
+			deadline = now_ms() + cfg->shutdown_timeout;
+			slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
+			listen_fd = -1;		/* stop accepting; the master keeps the socket */
+			for (i = 0; i < nconns; i++)
+				shutdown(conns[i]->fd, SHUT_RD);
+		}
+		timeout = -1;
+		if (shutting) {
+			unsigned busy;
+
+			pthread_mutex_lock(&s.lock);
+			if (nconns == 0 && !s.stopping) {
+				s.stopping = 1;	/* no more input: workers end when idle */
+				pthread_cond_broadcast(&s.cond);
+			}
+			busy = s.queued + s.running;
+			pthread_mutex_unlock(&s.lock);
+			if (nconns == 0 && busy == 0)
+				break;
+			if (now_ms() >= deadline)
+				break;
+			timeout = SHUTDOWN_TICK_MS;
+		}
+
+		pfd = xrealloc(pfd, (nconns + 2) * sizeof(*pfd));
+		np = 0;
+		pfd[np].fd = sp[0];
+		pfd[np++].events = POLLIN;
+		if (listen_fd >= 0) {
+			pfd[np].fd = listen_fd;
+			pfd[np++].events = POLLIN;
+		}
+		for (i = 0; i < nconns; i++) {
+			pfd[np].fd = conns[i]->fd;
+			pfd[np++].events = POLLIN;
+		}
+		if (poll(pfd, np, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			slog_errno(NULL, LOG_ERR, "scanner: poll");
+			break;
+		}
+		if (pfd[0].revents & POLLIN)
+			while (read(sp[0], drain, sizeof(drain)) > 0)
+				;
+		if (listen_fd >= 0 && (pfd[1].revents & POLLIN)) {
+			fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+				    && errno != ECONNABORTED)
+					slog_errno(NULL, LOG_WARNING, "scanner: accept");
+			} else if (!peer_ok(fd)) {
+				slog(NULL, LOG_WARNING, "scanner: connection from a foreign uid refused");
+				close(fd);
+			} else {
+				tv.tv_sec = SEND_TIMEOUT_S;
+				tv.tv_usec = 0;
+				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+				if (nconns == cap) {
+					cap = cap ? cap * 2 : 8;
+					conns = xrealloc(conns, cap * sizeof(*conns));
+				}
+				conns[nconns++] = conn_new(fd, ++conn_no);
+				slog(NULL, LOG_DEBUG, "scanner: conn=%llu accepted", conn_no);
+			}
+		}
+		/* connections: pfd index = i + (np - nconns), before any removal */
+		{
+			size_t base = np - nconns, k = 0, n = nconns;
+
+			for (i = 0; i < n; i++) {
+				struct conn *c = conns[i];
+				short re = pfd[base + i].revents;
+
+				if (re & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
+					int r = (re & POLLNVAL) ? -1 : read_request(&s, c);
+
+					if (r < 0) {
+						slog(NULL, LOG_DEBUG, "scanner: conn=%llu closed", c->no);
+						/* malformed: hang up now; at EOF, results
+						 * still due may go out (shutdown drain) */
+						if (r == -2)
+							shutdown(c->fd, SHUT_RDWR);
+						conn_unref(c);
+						continue;
+					}
+				}
+				conns[k++] = c;
+			}
+			nconns = k;
+		}
+	}
+
+	/* deadline passed, or a poll failure: whatever was not started is
+	 * answered now; scans still running are abandoned with the process */
+	pthread_mutex_lock(&s.lock);
+	while ((jb = s.head) != NULL) {
+		s.head = jb->next;
+		s.queued--;
+		pthread_mutex_unlock(&s.lock);
+		answer_now(&s, jb->conn, jb->req.id, jb->req.session_id, "scanner shutting down");
+		job_free(jb);
+		pthread_mutex_lock(&s.lock);
+	}
+	s.tail = NULL;
+	s.stopping = 1;
+	pthread_cond_broadcast(&s.cond);
+	i = s.running;
+	pthread_mutex_unlock(&s.lock);
+	for (np = 0; np < nconns; np++) {
+		shutdown(conns[np]->fd, SHUT_RDWR);
+		conn_unref(conns[np]);
+	}
+	free(conns);
+	free(pfd);
+	if (i == 0) {
+		for (np = 0; np < s.nthreads; np++)
+			pthread_join(threads[np], NULL);
+		pipeline_free(s.pipe);
+		pthread_cond_destroy(&s.cond);
+		pthread_mutex_destroy(&s.lock);
+		slog(NULL, LOG_INFO, "scanner: stopped");
+	} else
+		slog(NULL, LOG_WARNING, "scanner: shutdown deadline passed with %zu scans "
+		    "running; exiting without them", i);
+	free(threads);
+	close(sp[0]);
+	close(sp[1]);
+	sig_wfd = -1;
+	return 0;
+}

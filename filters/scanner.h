@@ -1,0 +1,43 @@
+/* scanner.h - the scanner process, and "mailwarden scan".
+ *
+ * The scanner serves scan requests (proxy/scanproto.h) from front ends
+ * (the proxy, the milter) that connect to its unix socket.  Its contract
+ * with them:
+ *   - Only peers with our uid or uid 0 (SO_PEERCRED) are served.
+ *   - Each request packet must carry the message fd; a packet that is not
+ *     a valid request closes that connection (logged).
+ *   - Results come back on the connection the request came from, in any
+ *     order, one packet each.  When scanner_queue requests are already
+ *     waiting (beyond the idle threads), the answer is immediate: action
+ *     tempfail, error "scanner busy".
+ *   - SIGTERM (and SIGINT): the scanner stops accepting, shuts the read
+ *     side of every connection (a front end's next send fails with EPIPE:
+ *     time to reconnect, the listening socket stays with the master),
+ *     still scans what it had received and sends those results, then
+ *     closes.  Requests not started by the shutdown_timeout deadline get
+ *     tempfail, error "scanner shutting down".  Exit code 0.
+ *   - SIGHUP and SIGPIPE are ignored (the master restarts the scanner to
+ *     reload).
+ */
+#ifndef MW_SCANNER_H
+#define MW_SCANNER_H
+
+#include "proxy/config.h"
+
+/* scanner_main - the body of the scanner process.  listen_fd: a bound,
+ * listening SOCK_SEQPACKET unix socket (made non-blocking here; not
+ * closed at exit, the master owns its copy).  Builds the pipeline, serves
+ * until SIGTERM, returns the exit code (0; 1 if the pipeline could not be
+ * built or setup failed).  Call once per process, from its only thread. */
+int scanner_main(struct config *cfg, int listen_fd);
+
+/* scan_command - "mailwarden scan [--from A] [--rcpt B]... [--client-ip IP]
+ * [--helo H] [--direction inbound|outbound] FILE.eml" (argv[0] is "scan";
+ * FILE "-" is stdin).  LF line ends become CRLF, a leading mbox "From "
+ * line is dropped; the pipeline runs in-process, never stores into the
+ * quarantine, and the result is printed as JSON (valid UTF-8) on stdout.
+ * Returns the exit code: 0, or 1 after one line on stderr (bad usage,
+ * unreadable file, pipeline or scan failure). */
+int scan_command(struct config *cfg, int argc, char **argv);
+
+#endif

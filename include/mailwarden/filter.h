@@ -1,0 +1,115 @@
+/* mailwarden/filter.h - the one interface every filter implements.
+ *
+ * Built-in filters and plugins loaded with dlopen() ("plugin = /path/x.so
+ * key=value ...") are the same thing: a const struct mw_filter_ops.  A plugin
+ * exports it as the symbol MW_FILTER_SYMBOL ("mailwarden_filter").
+ *
+ * The scanner calls the hooks of one message in order (connect, helo, mail,
+ * rcpt per recipient, header per field, body per chunk, eom) on one of its
+ * worker threads.  Hooks of different messages run concurrently, so a
+ * filter keeps per-message state only through mw_set_msgdata(), and treats
+ * its instance data as read-only after init() (or locks it).
+ *
+ * A filter never writes to a socket and never decides the final action
+ * alone: it adds symbols (name, score, description), header edits, and at
+ * most asks for a hard verdict; policy turns all of that into one action.
+ * Every string handed to a hook is borrowed: valid until the hook returns.
+ * Strings may hold any byte but NUL (they come from the network).
+ */
+#ifndef MAILWARDEN_FILTER_H
+#define MAILWARDEN_FILTER_H
+
+#include <stddef.h>
+
+#define MW_FILTER_API_VERSION 1
+#define MW_FILTER_SYMBOL "mailwarden_filter"
+
+/* The actions, from mildest to hardest.  Policy picks the hardest of the
+ * filters' verdicts and the score thresholds. */
+enum mw_action {
+	MW_ACCEPT = 0,   /* deliver unchanged (but for header edits) */
+	MW_TAG,          /* deliver with X-Spam-* headers, optional Subject tag */
+	MW_QUARANTINE,   /* keep in the quarantine store, deliver nothing */
+	MW_DISCARD,      /* tell the client 250, deliver nothing */
+	MW_TEMPFAIL,     /* 451 to the client */
+	MW_REJECT,       /* 550 to the client */
+	MW_ACTION_COUNT
+};
+
+enum mw_direction { MW_INBOUND = 0, MW_OUTBOUND = 1 };
+
+/* Arguments given to the plugin on its config line: "path k1=v1 k2=v2". */
+struct mw_filter_args {
+	size_t             count;
+	const char *const *keys;
+	const char *const *values;
+};
+
+struct mw_ctx;   /* one message seen by one filter; opaque */
+
+struct mw_filter_ops {
+	unsigned    api_version;   /* MW_FILTER_API_VERSION */
+	const char *name;          /* [a-z0-9_]+; prefixes its log lines */
+
+	/* init - once per scanner process, before any message.  Returns 0 and
+	 * sets *instance, or -1 with a one-line reason in err (shown by -t). */
+	int  (*init)(void **instance, const struct mw_filter_args *args,
+	             char *err, size_t errlen);
+	void (*fini)(void *instance);
+
+	/* Hooks; any may be NULL. */
+	void (*on_connect)(struct mw_ctx *ctx);
+	void (*on_helo)(struct mw_ctx *ctx, const char *helo);
+	void (*on_mail)(struct mw_ctx *ctx, const char *sender);   /* "" = null sender */
+	void (*on_rcpt)(struct mw_ctx *ctx, const char *rcpt);
+	/* name without the colon; value unfolded (CRLF+WSP -> WSP), leading
+	 * whitespace removed, raw (not RFC 2047 decoded) */
+	void (*on_header)(struct mw_ctx *ctx, const char *name, const char *value);
+	/* raw body (after the empty line), in chunks, CRLF line ends */
+	void (*on_body)(struct mw_ctx *ctx, const unsigned char *chunk, size_t len);
+	void (*on_eom)(struct mw_ctx *ctx);
+};
+
+/* --- what a hook can read ---------------------------------------------- */
+void       *mw_instance(const struct mw_ctx *ctx);
+const char *mw_session_id(const struct mw_ctx *ctx);
+const char *mw_listener(const struct mw_ctx *ctx);
+enum mw_direction mw_direction(const struct mw_ctx *ctx);
+const char *mw_client_ip(const struct mw_ctx *ctx);     /* "" if unknown */
+unsigned    mw_client_port(const struct mw_ctx *ctx);
+const char *mw_helo(const struct mw_ctx *ctx);
+const char *mw_mail_from(const struct mw_ctx *ctx);
+size_t      mw_rcpt_count(const struct mw_ctx *ctx);
+const char *mw_rcpt(const struct mw_ctx *ctx, size_t i);
+/* n-th (0-based) field of that name, case-insensitive; NULL if none */
+const char *mw_header(const struct mw_ctx *ctx, const char *name, size_t n);
+/* the whole message as received (CRLF lines, not dot-stuffed) */
+const unsigned char *mw_message(const struct mw_ctx *ctx, size_t *len);
+
+/* --- per-message state of this filter ----------------------------------- */
+void  mw_set_msgdata(struct mw_ctx *ctx, void *data, void (*free_fn)(void *));
+void *mw_msgdata(const struct mw_ctx *ctx);
+
+/* --- what a hook can say ------------------------------------------------ */
+/* A named symbol ([A-Z0-9_]+, at most 63 chars) with a score; adding the
+ * same name twice keeps the first.  desc may be NULL. */
+void mw_symbol(struct mw_ctx *ctx, const char *name, double score,
+               const char *desc_fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void mw_header_add(struct mw_ctx *ctx, const char *name, const char *value);
+void mw_header_remove(struct mw_ctx *ctx, const char *name);   /* every field of that name */
+void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value); /* first field */
+/* A hard verdict: the hardest one wins over the score (among equal ones,
+ * the first).  reply_text is the text part of the SMTP reply only, without
+ * code: the code and enhanced code always come from the configured reply
+ * of the action that is finally taken (reject_reply "550 5.7.1 ...",
+ * tempfail_reply, quarantine_reply, discard_reply), and the text is used
+ * only when that action is this verdict's.  It must be printable ASCII
+ * (0x20-0x7e), 1 to 400 bytes, no CR/LF; otherwise it is logged and the
+ * configured text is used (the verdict stands).  reply_text may be NULL
+ * (the configured text).  MW_ACCEPT is no verdict (it changes nothing). */
+void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_text);
+void mw_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

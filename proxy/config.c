@@ -1,0 +1,1472 @@
+/* config.c - mailwarden's settings: one typed table, an INI file read with
+ * libinih, "-o name=value" overrides, and a dump that parses back.
+ *
+ * Every setting is one row of cfg_opts[]: name, type, default (as text),
+ * bounds, where it lives (offsetof into struct config or struct
+ * listener_cfg) and a one-line doc.  Defaults go through the same parser as
+ * the file and the overrides, so a default that would not parse is caught
+ * by the unit tests, and there is no second place where a default lives.
+ *
+ * inih does the syntax; a line reader in front of it (cfg_reader) guards
+ * against what inih would otherwise get silently wrong:
+ *   - it counts lines, so every message carries FILE:LINE (Debian's inih is
+ *     built without INI_HANDLER_LINENO);
+ *   - it strips leading whitespace, so an indented "name = value" is a
+ *     setting and never an inih continuation line of the previous value;
+ *   - it refuses over-long lines and NUL bytes instead of letting inih cut
+ *     them into two lines;
+ *   - it reads section headers itself, so an unknown or duplicate section is
+ *     an error at its own line even when the section is empty, and a long
+ *     listener name is never truncated (inih keeps 50 bytes of a section).
+ * A ';' preceded by whitespace starts a comment (inih's inline comments); a
+ * value wrapped in double quotes loses the quotes (to keep outer spaces).
+ * A setting given twice in the file is an error; a list setting ("plugin")
+ * appends, and an empty value empties the list.  Overrides replace.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "proxy/config.h"
+
+#define CFG_LINE_MAX   4096	/* longest line of the file, newline excluded */
+#define CFG_ERR_MAX    512	/* one message, before its FILE:LINE prefix */
+
+enum cfg_type {
+	CFG_STR,        /* char[]; "" allowed unless the check refuses it */
+	CFG_BOOL,       /* int: yes/no true/false on/off 1/0 */
+	CFG_UINT,       /* unsigned, decimal */
+	CFG_SIZE,       /* uint64_t bytes: 10M, 512k, 1G, bare bytes */
+	CFG_DURATION,   /* unsigned milliseconds: 250ms, 300s, 5m, 1h, 1d, bare seconds */
+	CFG_DOUBLE,     /* double */
+	CFG_ENUM,       /* int (or an enum of int size) from a word list */
+	CFG_LIST        /* char[n][len] + unsigned count; each line appends */
+};
+
+enum cfg_scope { CFG_GLOBAL, CFG_LISTENER };
+
+struct cfg_word {
+	const char *word;
+	int         value;
+};
+
+struct cfg_opt {
+	const char     *name;
+	enum cfg_type   type;
+	enum cfg_scope  scope;
+	const char     *def;         /* default as text; NULL: defun() computes it */
+	double          min, max;    /* inclusive bounds: count, bytes, ms, or value;
+	                              * for CFG_LIST, max is the number of entries */
+	size_t          off;         /* offsetof into struct config / listener_cfg */
+	size_t          size;        /* sizeof the field (CFG_LIST: of one entry) */
+	size_t          cnt_off;     /* CFG_LIST: offsetof the unsigned count */
+	const struct cfg_word *words;              /* CFG_ENUM, NULL-terminated */
+	int (*check)(const char *v, char *err, size_t errlen);  /* CFG_STR/LIST */
+	void (*defun)(char *buf, size_t len);      /* when def == NULL */
+	const char     *doc;         /* one line */
+};
+
+/* Rows are built with these, so that a row whose type does not match its
+ * field does not compile (_Generic without a matching association). */
+#define FLD(st, f, T) \
+	(offsetof(struct st, f) + 0 * sizeof(_Generic(((struct st *)0)->f, T: 1)))
+#define FSZ(st, f) sizeof(((struct st *)0)->f)
+
+#define G_STR(n, f, def, chk, doc) \
+	{ n, CFG_STR, CFG_GLOBAL, def, 0, 0, FLD(config, f, char *), FSZ(config, f), 0, NULL, chk, NULL, doc }
+#define G_UINT(n, f, def, lo, hi, doc) \
+	{ n, CFG_UINT, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
+#define G_SIZE(n, f, def, lo, hi, doc) \
+	{ n, CFG_SIZE, CFG_GLOBAL, def, lo, hi, FLD(config, f, uint64_t), sizeof(uint64_t), 0, NULL, NULL, NULL, doc }
+#define G_DUR(n, f, def, lo, hi, doc) \
+	{ n, CFG_DURATION, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
+#define G_DBL(n, f, def, lo, hi, doc) \
+	{ n, CFG_DOUBLE, CFG_GLOBAL, def, lo, hi, FLD(config, f, double), sizeof(double), 0, NULL, NULL, NULL, doc }
+#define G_ENUM(n, f, T, def, words, doc) \
+	{ n, CFG_ENUM, CFG_GLOBAL, def, 0, 0, FLD(config, f, T), FSZ(config, f), 0, words, NULL, NULL, doc }
+#define L_STR(n, f, def, chk, doc) \
+	{ n, CFG_STR, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, char *), FSZ(listener_cfg, f), 0, NULL, chk, NULL, doc }
+#define L_ENUM(n, f, T, def, words, doc) \
+	{ n, CFG_ENUM, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, T), FSZ(listener_cfg, f), 0, words, NULL, NULL, doc }
+
+#define MS_S   1000.0
+#define MS_M   (60 * MS_S)
+#define MS_H   (60 * MS_M)
+#define KIB    1024.0
+#define GIB    (1024.0 * 1024.0 * 1024.0)
+
+static int check_hostname(const char *, char *, size_t);
+static int check_user(const char *, char *, size_t);
+static int check_facility(const char *, char *, size_t);
+static int check_path(const char *, char *, size_t);
+static int check_path_or_empty(const char *, char *, size_t);
+static int check_plugin(const char *, char *, size_t);
+static int check_reject_reply(const char *, char *, size_t);
+static int check_tempfail_reply(const char *, char *, size_t);
+static int check_accept_reply(const char *, char *, size_t);
+static int check_subject_tag(const char *, char *, size_t);
+static int check_listen(const char *, char *, size_t);
+static int check_upstream(const char *, char *, size_t);
+static void default_hostname(char *, size_t);
+
+static const struct cfg_word log_words[] = {
+	{ "stderr", LOG_TO_STDERR }, { "syslog", LOG_TO_SYSLOG }, { NULL, 0 }
+};
+static const struct cfg_word level_words[] = {
+	{ "err", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+	{ "info", LOG_INFO }, { "debug", LOG_DEBUG }, { NULL, 0 }
+};
+static const struct cfg_word bare_newline_words[] = {
+	{ "reject", BARE_NEWLINE_REJECT }, { "normalize", BARE_NEWLINE_NORMALIZE }, { NULL, 0 }
+};
+static const struct cfg_word early_talker_words[] = {
+	{ "note", EARLY_TALKER_NOTE }, { "reject", EARLY_TALKER_REJECT }, { NULL, 0 }
+};
+static const struct cfg_word vrfy_words[] = {
+	{ "252", VRFY_252 }, { "relay", VRFY_RELAY }, { NULL, 0 }
+};
+static const struct cfg_word spam_headers_words[] = {
+	{ "tagged", SPAM_HEADERS_TAGGED }, { "always", SPAM_HEADERS_ALWAYS }, { NULL, 0 }
+};
+static const struct cfg_word direction_words[] = {
+	{ "inbound", MW_INBOUND }, { "outbound", MW_OUTBOUND }, { NULL, 0 }
+};
+
+/* The table.  Order = order of config_dump, the sample and the man page. */
+static const struct cfg_opt cfg_opts[] = {
+	/* identity, process */
+	{ "hostname", CFG_STR, CFG_GLOBAL, NULL, 0, 0, FLD(config, hostname, char *),
+	  FSZ(config, hostname), 0, NULL, check_hostname, default_hostname,
+	  "name in the greeting and in EHLO to the upstream (default: this machine's name)" },
+	G_STR("user", user, "", check_user,
+	      "drop privileges to this user after binding the listeners (empty = stay)"),
+	G_ENUM("log", log, enum log_target, "stderr", log_words,
+	       "where log lines go: stderr or syslog"),
+	G_ENUM("log_level", log_level, int, "info", level_words,
+	       "lowest priority logged: err, warning, notice, info or debug"),
+	G_STR("syslog_facility", syslog_facility, "mail", check_facility,
+	      "syslog facility: mail, daemon, user, auth, authpriv, local0..local7"),
+	G_STR("audit_log", audit_log, "/var/log/mailwarden/audit.log", check_path_or_empty,
+	      "file that gets one JSON line per transaction (empty = no audit log)"),
+	G_STR("quarantine_dir", quarantine_dir, "/var/lib/mailwarden/quarantine", check_path,
+	      "directory where quarantined messages are stored with envelope and result"),
+	G_UINT("scanner_threads", scanner_threads, "4", 1, 256,
+	       "worker threads of the scanner"),
+	G_UINT("scanner_queue", scanner_queue, "256", 1, 65536,
+	       "scan requests that may wait for a thread; more get 451"),
+	{ "plugin", CFG_LIST, CFG_GLOBAL, "", 0, CFG_MAX_PLUGINS, FLD(config, plugins, char (*)[1024]),
+	  FSZ(config, plugins[0]), FLD(config, nplugins, unsigned), NULL, check_plugin, NULL,
+	  "filter plugin to load: \"/path/x.so key=value ...\"; repeat for more, empty clears" },
+
+	/* limits */
+	G_SIZE("message_size_limit", message_size_limit, "50M", 1 * KIB, 2 * GIB,
+	       "largest message accepted (offered as SIZE); bigger ones get 552"),
+	G_UINT("max_connections", max_connections, "2000", 1, 1000000,
+	       "client connections at once, over all listeners"),
+	G_UINT("max_connections_per_ip", max_connections_per_ip, "50", 1, 1000000,
+	       "client connections at once from one IP address; more get 421"),
+	G_UINT("max_recipients", max_recipients, "1000", 1, 100000,
+	       "recipients per message; more get 452"),
+	G_UINT("command_line_limit", command_line_limit, "2048", 512, 65536,
+	       "longest SMTP command line in bytes, CRLF included"),
+	G_UINT("max_errors", max_errors, "20", 1, 10000,
+	       "bad commands in one session before it is closed with 421"),
+
+	/* timeouts */
+	G_DUR("greet_pause", greet_pause, "0", 0, 5 * MS_M,
+	      "wait this long before the greeting (early talkers are noted); 0 = none"),
+	G_DUR("client_command_timeout", client_command_timeout, "300s", 10, 24 * MS_H,
+	      "how long to wait for the client's next command"),
+	G_DUR("client_data_timeout", client_data_timeout, "180s", 10, 24 * MS_H,
+	      "how long to wait for more message data from the client"),
+	G_DUR("upstream_connect_timeout", upstream_connect_timeout, "30s", 10, 24 * MS_H,
+	      "how long to wait for the upstream connection and its greeting"),
+	G_DUR("upstream_command_timeout", upstream_command_timeout, "300s", 10, 24 * MS_H,
+	      "how long to wait for the upstream's reply to a command"),
+	G_DUR("upstream_data_timeout", upstream_data_timeout, "180s", 10, 24 * MS_H,
+	      "how long a write of message data to the upstream may block"),
+	G_DUR("upstream_eod_timeout", upstream_eod_timeout, "600s", 10, 24 * MS_H,
+	      "how long to wait for the upstream's reply to the end of data"),
+	G_DUR("upstream_probe_interval", upstream_probe_interval, "60s", 1 * MS_S, 24 * MS_H,
+	      "how often each upstream is probed (EHLO) to refresh its capabilities"),
+	G_DUR("scan_timeout", scan_timeout, "120s", 10, 24 * MS_H,
+	      "how long a message may wait for the scanner; then 451"),
+	G_DUR("shutdown_timeout", shutdown_timeout, "30s", 0, 24 * MS_H,
+	      "on SIGTERM, how long transactions in flight may finish before 421"),
+
+	/* SMTP behaviour */
+	G_ENUM("bare_newline", bare_newline, enum bare_newline_mode, "reject", bare_newline_words,
+	       "bare CR or LF in DATA: reject (550 5.5.2) or normalize to CRLF"),
+	G_ENUM("early_talker", early_talker, enum early_talker_mode, "note", early_talker_words,
+	       "client that talks before the greeting: note (in the audit log) or reject"),
+	G_ENUM("vrfy", vrfy, enum vrfy_mode, "252", vrfy_words,
+	       "VRFY: answer 252 without looking, or relay it to the upstream"),
+
+	/* policy */
+	G_DBL("inbound_tag_score", inbound.tag_score, "5.0", 0, 10000,
+	      "inbound: score at which a message is tagged (0 = never)"),
+	G_DBL("inbound_quarantine_score", inbound.quarantine_score, "0", 0, 10000,
+	      "inbound: score at which a message is quarantined (0 = never)"),
+	G_DBL("inbound_reject_score", inbound.reject_score, "15.0", 0, 10000,
+	      "inbound: score at which a message is rejected (0 = never)"),
+	G_DBL("outbound_tag_score", outbound.tag_score, "5.0", 0, 10000,
+	      "outbound: score at which a message is tagged (0 = never)"),
+	G_DBL("outbound_quarantine_score", outbound.quarantine_score, "0", 0, 10000,
+	      "outbound: score at which a message is quarantined (0 = never)"),
+	G_DBL("outbound_reject_score", outbound.reject_score, "10.0", 0, 10000,
+	      "outbound: score at which a message is rejected (0 = never)"),
+	G_STR("reject_reply", reject_reply, "550 5.7.1 Message rejected as spam", check_reject_reply,
+	      "reply to a rejected message: 5xx, optional enhanced code, text"),
+	G_STR("tempfail_reply", tempfail_reply, "451 4.7.1 Try again later", check_tempfail_reply,
+	      "reply to a tempfailed message: 4xx, optional enhanced code, text"),
+	G_STR("quarantine_reply", quarantine_reply, "250 2.0.0 Message accepted", check_accept_reply,
+	      "reply to a quarantined message: 2xx, optional enhanced code, text"),
+	G_STR("discard_reply", discard_reply, "250 2.0.0 Message accepted", check_accept_reply,
+	      "reply to a discarded message: 2xx, optional enhanced code, text"),
+	G_STR("subject_tag", subject_tag, "", check_subject_tag,
+	      "prefix added to the Subject of tagged messages (empty = leave it alone)"),
+	G_ENUM("spam_headers", spam_headers, enum spam_headers_mode, "tagged", spam_headers_words,
+	       "add X-Spam-* headers to tagged messages only, or to every message"),
+
+	/* [listener NAME] */
+	L_STR("listen", listen, "", check_listen,
+	      "address to accept on: IPv4:PORT, [IPv6]:PORT or *:PORT (required)"),
+	L_STR("upstream", upstream, "", check_upstream,
+	      "MTA to relay to: HOST:PORT or [IPv6]:PORT (required)"),
+	L_ENUM("direction", direction, enum mw_direction, "inbound", direction_words,
+	       "which thresholds apply: inbound or outbound"),
+};
+#define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
+
+_Static_assert(sizeof(enum log_target) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum bare_newline_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum early_talker_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum vrfy_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum spam_headers_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum mw_direction) == sizeof(int), "enum size");
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                        */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* fail - format a message into err; returns -1 */
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* esc - printable copy of s for an error message: control bytes as \xHH,
+ * cut with "..." to fit len (at least 8) */
+static const char *esc(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		size_t need = (ch < 0x20 || ch == 0x7f) ? 4 : 1;
+		if (o + need + 4 > len) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (need == 4)
+			snprintf(buf + o, len - o, "\\x%02x", ch);
+		else
+			buf[o] = (char)ch;
+		o += need;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static const struct cfg_opt *opt_find(const char *name, enum cfg_scope scope)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (cfg_opts[i].scope == scope && strcmp(cfg_opts[i].name, name) == 0)
+			return &cfg_opts[i];
+	return NULL;
+}
+
+static int is_digits(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* parse_u64 - decimal digits only (no sign, no spaces), with overflow check */
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* value parsers (exported ones first)                                  */
+
+/* config_parse_size - "10M", "512k", "1G", "2T" (binary multiples) or bare
+ * bytes.  0 or -1 (syntax or overflow). */
+int config_parse_size(const char *s, uint64_t *out)
+{
+	size_t n = strlen(s);
+	uint64_t v, mul = 1;
+
+	if (n > 1 && !isdigit((unsigned char)s[n - 1])) {
+		switch (s[n - 1]) {
+		case 'k': case 'K': mul = 1ULL << 10; break;
+		case 'm': case 'M': mul = 1ULL << 20; break;
+		case 'g': case 'G': mul = 1ULL << 30; break;
+		case 't': case 'T': mul = 1ULL << 40; break;
+		default: return -1;
+		}
+		n--;
+	}
+	if (parse_u64(s, n, &v) < 0 || v > UINT64_MAX / mul)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+/* config_parse_duration - "250ms", "300s", "5m", "1h", "1d" or bare seconds,
+ * into milliseconds (at most UINT_MAX).  0 or -1. */
+int config_parse_duration(const char *s, unsigned *ms)
+{
+	size_t n = strlen(s), d = 0;
+	uint64_t v, mul;
+
+	while (d < n && isdigit((unsigned char)s[d]))
+		d++;
+	if (d == 0)
+		return -1;
+	if (d == n || strcmp(s + d, "s") == 0)
+		mul = 1000;
+	else if (strcmp(s + d, "ms") == 0)
+		mul = 1;
+	else if (strcmp(s + d, "m") == 0)
+		mul = 60ULL * 1000;
+	else if (strcmp(s + d, "h") == 0)
+		mul = 3600ULL * 1000;
+	else if (strcmp(s + d, "d") == 0)
+		mul = 86400ULL * 1000;
+	else
+		return -1;
+	if (parse_u64(s, d, &v) < 0 || v > UINT_MAX / mul)
+		return -1;
+	*ms = (unsigned)(v * mul);
+	return 0;
+}
+
+/* config_parse_bool - yes/no, true/false, on/off, 1/0 (any case).  0 or -1. */
+int config_parse_bool(const char *s, int *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) { *out = 1; return 0; }
+		if (strcasecmp(s, no[i]) == 0) { *out = 0; return 0; }
+	}
+	return -1;
+}
+
+/* parse_double - a plain decimal number ("5", "-1.5", "2.5e1"); no hex,
+ * inf or nan. */
+static int parse_double(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (*s == '\0' || strspn(s, "0123456789.+-eE") != strlen(s))
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end != '\0' || errno == ERANGE || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* formatting (dump and bound messages)                                 */
+
+static void fmt_size(char *buf, size_t len, uint64_t v)
+{
+	static const char units[] = "kMGT";
+	int u = -1;
+
+	while (v != 0 && v % 1024 == 0 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%llu%c", (unsigned long long)v, units[u]);
+}
+
+static void fmt_duration(char *buf, size_t len, uint64_t ms)
+{
+	if (ms % 1000 != 0)
+		snprintf(buf, len, "%llums", (unsigned long long)ms);
+	else
+		snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+}
+
+/* fmt_double - shortest of %g / %.17g that reads back as the same value */
+static void fmt_double(char *buf, size_t len, double v)
+{
+	snprintf(buf, len, "%g", v);
+	if (strtod(buf, NULL) != v)
+		snprintf(buf, len, "%.17g", v);
+	if (strpbrk(buf, ".e") == NULL && strlen(buf) + 2 < len)
+		strcat(buf, ".0");
+}
+
+/* fmt_bound - a bound of o in the unit its values are written in */
+static void fmt_bound(const struct cfg_opt *o, double b, char *buf, size_t len)
+{
+	switch (o->type) {
+	case CFG_SIZE:     fmt_size(buf, len, (uint64_t)b); break;
+	case CFG_DURATION: fmt_duration(buf, len, (uint64_t)b); break;
+	case CFG_DOUBLE:   fmt_double(buf, len, b); break;
+	default:           snprintf(buf, len, "%llu", (unsigned long long)b); break;
+	}
+}
+
+static int check_bounds(const struct cfg_opt *o, double v, const char *text,
+                        char *err, size_t errlen)
+{
+	char b[64];
+
+	if (v < o->min) {
+		fmt_bound(o, o->min, b, sizeof b);
+		return fail(err, errlen, "value %s below minimum %s", text, b);
+	}
+	if (v > o->max) {
+		fmt_bound(o, o->max, b, sizeof b);
+		return fail(err, errlen, "value %s above maximum %s", text, b);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* syntax checks of string settings                                     */
+
+/* check_ascii - printable ASCII only (replies and headers go on the wire) */
+static int check_ascii(const char *v, char *err, size_t errlen)
+{
+	for (; *v != '\0'; v++)
+		if ((unsigned char)*v < 0x20 || (unsigned char)*v > 0x7e)
+			return fail(err, errlen, "only printable ASCII is allowed");
+	return 0;
+}
+
+static int is_ldh_name(const char *s, size_t n)
+{
+	size_t label = 0;
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return 0;
+			label = 0;
+		} else if (isalnum((unsigned char)ch) || ch == '-' || ch == '_') {
+			if (label == 0 && ch == '-')
+				return 0;
+			if (++label > 63)
+				return 0;
+		} else
+			return 0;
+	}
+	return s[n - 1] != '-';
+}
+
+static int is_ipv4(const char *s, size_t n)
+{
+	char buf[INET_ADDRSTRLEN];
+	struct in_addr a;
+
+	if (n == 0 || n >= sizeof buf)
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET, buf, &a) == 1;
+}
+
+static int is_ipv6(const char *s, size_t n)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr a;
+
+	if (n == 0 || n >= sizeof buf)
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+static int check_hostname(const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (n >= 2 && v[0] == '[' && v[n - 1] == ']') {
+		if (is_ipv4(v + 1, n - 2) ||
+		    (n > 7 && strncasecmp(v + 1, "IPv6:", 5) == 0 && is_ipv6(v + 6, n - 7)))
+			return 0;
+		return fail(err, errlen, "'%s' is not an address literal", v);
+	}
+	if (!is_ldh_name(v, n))
+		return fail(err, errlen, "'%s' is not a host name", v);
+	return 0;
+}
+
+/* default_hostname - gethostname(), or "localhost" if that is unusable */
+static void default_hostname(char *buf, size_t len)
+{
+	char h[256];
+
+	if (gethostname(h, sizeof h) == 0) {
+		h[sizeof h - 1] = '\0';
+		if (check_hostname(h, NULL, 0) == 0 && strlen(h) < len) {
+			snprintf(buf, len, "%s", h);
+			return;
+		}
+	}
+	snprintf(buf, len, "localhost");
+}
+
+static int check_user(const char *v, char *err, size_t errlen)
+{
+	if (*v == '-' || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                           "0123456789_.-") != strlen(v))
+		return fail(err, errlen, "'%s' is not a user name", v);
+	return 0;
+}
+
+static int check_facility(const char *v, char *err, size_t errlen)
+{
+	static const char *const fac[] = {
+		"mail", "daemon", "user", "auth", "authpriv", "local0", "local1",
+		"local2", "local3", "local4", "local5", "local6", "local7"
+	};
+
+	for (size_t i = 0; i < sizeof fac / sizeof fac[0]; i++)
+		if (strcmp(v, fac[i]) == 0)
+			return 0;
+	return fail(err, errlen, "'%s' is not a syslog facility (mail, daemon, user, "
+	            "auth, authpriv, local0..local7)", v);
+}
+
+static int check_path(const char *v, char *err, size_t errlen)
+{
+	if (v[0] != '/')
+		return fail(err, errlen, "'%s' is not an absolute path", v);
+	return 0;
+}
+
+static int check_path_or_empty(const char *v, char *err, size_t errlen)
+{
+	return *v == '\0' ? 0 : check_path(v, err, errlen);
+}
+
+/* check_plugin - "PATH [key=value]...": PATH non-empty, each further word
+ * has a non-empty key and an '=' (values may be empty). */
+static int check_plugin(const char *v, char *err, size_t errlen)
+{
+	const char *p = v, *w;
+	size_t n;
+	int first = 1;
+
+	for (;;) {
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			break;
+		w = p;
+		n = strcspn(p, " \t");
+		p += n;
+		if (first) {
+			first = 0;
+			continue;
+		}
+		const char *eq = memchr(w, '=', n);
+		if (eq == NULL || eq == w)
+			return fail(err, errlen, "argument '%.*s' is not key=value", (int)n, w);
+	}
+	if (first)
+		return fail(err, errlen, "empty plugin path");
+	return 0;
+}
+
+/* check_reply - "CODE[ X.Y.Z] TEXT": CODE a reply code of the given class
+ * (x[0-5][0-9]), X.Y.Z an RFC 3463 enhanced code of the same class, TEXT
+ * printable ASCII and not empty. */
+static int check_reply(const char *v, char cls, char *err, size_t errlen)
+{
+	const char *p = v;
+
+	if (check_ascii(v, err, errlen) < 0)
+		return -1;
+	if (!(p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '5' &&
+	      isdigit((unsigned char)p[2])) || (p[3] != ' ' && p[3] != '\0'))
+		return fail(err, errlen, "'%s' does not start with a reply code %cxx", v, cls);
+	if (p[0] != cls)
+		return fail(err, errlen, "'%s': reply code must be %cxx", v, cls);
+	p += 3;
+	p += strspn(p, " ");
+	if (isdigit((unsigned char)p[0]) && p[1] == '.') {
+		/* enhanced status code: class.subject.detail, 1-3 digits each */
+		const char *q = p + 2;
+		size_t a = strspn(q, "0123456789");
+		if (p[0] != cls || a < 1 || a > 3 || q[a] != '.')
+			goto bad_enh;
+		q += a + 1;
+		a = strspn(q, "0123456789");
+		if (a < 1 || a > 3 || (q[a] != ' ' && q[a] != '\0'))
+			goto bad_enh;
+		p = q + a;
+		p += strspn(p, " ");
+	}
+	if (*p == '\0')
+		return fail(err, errlen, "'%s': reply text is missing", v);
+	return 0;
+bad_enh:
+	return fail(err, errlen, "'%s': enhanced status code must be %c.N.N", v, cls);
+}
+
+static int check_reject_reply(const char *v, char *err, size_t errlen)
+{
+	return check_reply(v, '5', err, errlen);
+}
+
+static int check_tempfail_reply(const char *v, char *err, size_t errlen)
+{
+	return check_reply(v, '4', err, errlen);
+}
+
+static int check_accept_reply(const char *v, char *err, size_t errlen)
+{
+	return check_reply(v, '2', err, errlen);
+}
+
+static int check_subject_tag(const char *v, char *err, size_t errlen)
+{
+	return check_ascii(v, err, errlen);
+}
+
+/* parse_port - 1..65535, decimal */
+static int parse_port(const char *s)
+{
+	uint64_t v;
+
+	if (strlen(s) > 5 || parse_u64(s, strlen(s), &v) < 0 || v < 1 || v > 65535)
+		return -1;
+	return (int)v;
+}
+
+/* split_hostport - "[h]:p" or "h:p" -> host span and port text; the host of
+ * the bracket form is returned without brackets and *bracket set. */
+static int split_hostport(const char *v, const char **host, size_t *hlen,
+                          const char **port, int *bracket, char *err, size_t errlen)
+{
+	const char *colon;
+
+	*bracket = 0;
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+		if (close == NULL)
+			return fail(err, errlen, "'%s': missing ']'", v);
+		if (close[1] != ':')
+			return fail(err, errlen, "'%s': expected [IPv6]:PORT", v);
+		*host = v + 1;
+		*hlen = (size_t)(close - v - 1);
+		*port = close + 2;
+		*bracket = 1;
+		return 0;
+	}
+	colon = strrchr(v, ':');
+	if (colon == NULL)
+		return fail(err, errlen, "'%s': missing ':PORT'", v);
+	if (memchr(v, ':', (size_t)(colon - v)) != NULL)
+		return fail(err, errlen, "'%s': an IPv6 address must be written [ADDR]:PORT", v);
+	*host = v;
+	*hlen = (size_t)(colon - v);
+	*port = colon + 1;
+	return 0;
+}
+
+static int check_listen(const char *v, char *err, size_t errlen)
+{
+	const char *host, *port;
+	size_t hlen;
+	int br;
+
+	if (*v == '\0')
+		return 0;       /* "not set"; a listener without listen fails later */
+	if (split_hostport(v, &host, &hlen, &port, &br, err, errlen) < 0)
+		return -1;
+	if (br ? !is_ipv6(host, hlen)
+	       : !(is_ipv4(host, hlen) || (hlen == 1 && host[0] == '*')))
+		return fail(err, errlen, "'%s': address must be IPv4, [IPv6] or *", v);
+	if (parse_port(port) < 0)
+		return fail(err, errlen, "'%s': port must be 1..65535", v);
+	return 0;
+}
+
+static int check_upstream(const char *v, char *err, size_t errlen)
+{
+	const char *host, *port;
+	size_t hlen;
+	int br;
+
+	if (*v == '\0')
+		return 0;
+	if (split_hostport(v, &host, &hlen, &port, &br, err, errlen) < 0)
+		return -1;
+	if (br ? !is_ipv6(host, hlen) : !(is_ipv4(host, hlen) || is_ldh_name(host, hlen)))
+		return fail(err, errlen, "'%s': host must be a name, IPv4 or [IPv6]", v);
+	if (parse_port(port) < 0)
+		return fail(err, errlen, "'%s': port must be 1..65535", v);
+	return 0;
+}
+
+static int check_listener_name(const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n >= FSZ(listener_cfg, name) ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	              "0123456789_.-") != n) {
+		char e[80];
+		return fail(err, errlen, "bad listener name '%s' (1..%zu of A-Z a-z 0-9 _ . -)",
+		            esc(e, sizeof e, v), FSZ(listener_cfg, name) - 1);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* setting one value                                                    */
+
+/* opt_set - parse value for o into the struct at base (struct config or
+ * struct listener_cfg).  value: borrowed.  0, or -1 with a message (without
+ * the name) in err; on error the field is left as it was. */
+static int opt_set(const struct cfg_opt *o, void *base, const char *value,
+                   char *err, size_t errlen)
+{
+	char *field = (char *)base + o->off;
+	char e[CFG_ERR_MAX], ev[160], v[CFG_LINE_MAX + 1];
+	size_t n = strlen(value);
+	uint64_t u64;
+	unsigned u;
+	double d;
+	int b;
+
+	/* "..." keeps outer whitespace; the quotes go */
+	if (n >= 1 && value[0] == '"') {
+		if (n < 2 || value[n - 1] != '"')
+			return fail(err, errlen, "unbalanced quote");
+		value++;
+		n -= 2;
+	}
+	if (n >= sizeof v)
+		return fail(err, errlen, "value too long");
+	memcpy(v, value, n);
+	v[n] = '\0';
+	esc(ev, sizeof ev, v);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (ch < 0x20 || ch == 0x7f)
+			return fail(err, errlen, "control character in '%s'", ev);
+		/* would start an inline comment in the file: refused everywhere,
+		 * so that whatever is set can be dumped and read back */
+		if (ch == ';' && i > 0 && (v[i - 1] == ' ' || v[i - 1] == '\t'))
+			return fail(err, errlen, "' ;' would start a comment: not "
+			            "allowed in '%s'", ev);
+	}
+
+	switch (o->type) {
+	case CFG_STR:
+		if (n >= o->size)
+			return fail(err, errlen, "value too long (at most %zu characters)",
+			            o->size - 1);
+		if (o->check != NULL && o->check(v, e, sizeof e) < 0)
+			return fail(err, errlen, "%s", e);
+		memset(field, 0, o->size);
+		memcpy(field, v, n);
+		return 0;
+
+	case CFG_LIST: {
+		unsigned *cnt = (unsigned *)(void *)((char *)base + o->cnt_off);
+		if (n == 0) {
+			*cnt = 0;
+			return 0;
+		}
+		if (n >= o->size)
+			return fail(err, errlen, "value too long (at most %zu characters)",
+			            o->size - 1);
+		if (*cnt >= (unsigned)o->max)
+			return fail(err, errlen, "more than %u entries", (unsigned)o->max);
+		if (o->check != NULL && o->check(v, e, sizeof e) < 0)
+			return fail(err, errlen, "%s", e);
+		memset(field + (size_t)*cnt * o->size, 0, o->size);
+		memcpy(field + (size_t)*cnt * o->size, v, n);
+		(*cnt)++;
+		return 0;
+	}
+
+	case CFG_BOOL:
+		if (config_parse_bool(v, &b) < 0)
+			return fail(err, errlen, "'%s' is not yes or no", ev);
+		memcpy(field, &b, sizeof b);
+		return 0;
+
+	case CFG_UINT:
+		if (!is_digits(v) || parse_u64(v, n, &u64) < 0 || u64 > UINT_MAX)
+			return fail(err, errlen, "'%s' is not a number", ev);
+		if (check_bounds(o, (double)u64, v, err, errlen) < 0)
+			return -1;
+		u = (unsigned)u64;
+		memcpy(field, &u, sizeof u);
+		return 0;
+
+	case CFG_SIZE:
+		if (config_parse_size(v, &u64) < 0)
+			return fail(err, errlen, "'%s' is not a size", ev);
+		if (check_bounds(o, (double)u64, v, err, errlen) < 0)
+			return -1;
+		memcpy(field, &u64, sizeof u64);
+		return 0;
+
+	case CFG_DURATION:
+		if (config_parse_duration(v, &u) < 0)
+			return fail(err, errlen, "'%s' is not a duration", ev);
+		if (check_bounds(o, (double)u, v, err, errlen) < 0)
+			return -1;
+		memcpy(field, &u, sizeof u);
+		return 0;
+
+	case CFG_DOUBLE:
+		if (parse_double(v, &d) < 0)
+			return fail(err, errlen, "'%s' is not a number", ev);
+		if (check_bounds(o, d, v, err, errlen) < 0)
+			return -1;
+		memcpy(field, &d, sizeof d);
+		return 0;
+
+	case CFG_ENUM:
+		for (const struct cfg_word *w = o->words; w->word != NULL; w++) {
+			if (strcasecmp(v, w->word) == 0) {
+				memcpy(field, &w->value, sizeof w->value);
+				return 0;
+			}
+		}
+		{
+			char words[160] = "";
+			for (const struct cfg_word *w = o->words; w->word != NULL; w++) {
+				if (words[0] != '\0')
+					strncat(words, w[1].word != NULL ? ", " : " or ",
+					        sizeof words - strlen(words) - 1);
+				strncat(words, w->word, sizeof words - strlen(words) - 1);
+			}
+			return fail(err, errlen, "'%s' is not one of %s", ev, words);
+		}
+	}
+	return fail(err, errlen, "internal error: bad type");
+}
+
+/* opt_format - the value of o at base as it would be written in the file
+ * (CFG_LIST: entry idx). */
+static void opt_format(const struct cfg_opt *o, const void *base, size_t idx,
+                       char *buf, size_t len)
+{
+	const char *field = (const char *)base + o->off;
+	uint64_t u64;
+	unsigned u;
+	double d;
+	int i;
+
+	switch (o->type) {
+	case CFG_STR:
+	case CFG_LIST: {
+		const char *s = o->type == CFG_LIST ? field + idx * o->size : field;
+		size_t n = strlen(s);
+		int quote = n > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '"' ||
+		                      s[n - 1] == ' ' || s[n - 1] == '\t');
+		snprintf(buf, len, quote ? "\"%s\"" : "%s", s);
+		return;
+	}
+	case CFG_BOOL:
+		memcpy(&i, field, sizeof i);
+		snprintf(buf, len, "%s", i ? "yes" : "no");
+		return;
+	case CFG_UINT:
+		memcpy(&u, field, sizeof u);
+		snprintf(buf, len, "%u", u);
+		return;
+	case CFG_SIZE:
+		memcpy(&u64, field, sizeof u64);
+		fmt_size(buf, len, u64);
+		return;
+	case CFG_DURATION:
+		memcpy(&u, field, sizeof u);
+		fmt_duration(buf, len, u);
+		return;
+	case CFG_DOUBLE:
+		memcpy(&d, field, sizeof d);
+		fmt_double(buf, len, d);
+		return;
+	case CFG_ENUM:
+		memcpy(&i, field, sizeof i);
+		for (const struct cfg_word *w = o->words; w->word != NULL; w++) {
+			if (w->value == i) {
+				snprintf(buf, len, "%s", w->word);
+				return;
+			}
+		}
+		snprintf(buf, len, "?%d", i);
+		return;
+	}
+	snprintf(buf, len, "?");
+}
+
+/* apply_defaults - every row of scope at base, through opt_set */
+static int apply_defaults(enum cfg_scope scope, void *base, char *err, size_t errlen)
+{
+	char dyn[512], e[CFG_ERR_MAX];
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct cfg_opt *o = &cfg_opts[i];
+		const char *def = o->def;
+		if (o->scope != scope)
+			continue;
+		if (def == NULL) {
+			o->defun(dyn, sizeof dyn);
+			def = dyn;
+		}
+		if (opt_set(o, base, def, e, sizeof e) < 0)
+			return fail(err, errlen, "internal error: default of %s: %s", o->name, e);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* listeners                                                            */
+
+static struct listener_cfg *listener_find(struct config *c, const char *name)
+{
+	for (unsigned i = 0; i < c->nlisteners; i++)
+		if (strcmp(c->listeners[i].name, name) == 0)
+			return &c->listeners[i];
+	return NULL;
+}
+
+/* listener_add - a new listener with its defaults; NULL with a message if
+ * the name is bad or there are too many. */
+static struct listener_cfg *listener_add(struct config *c, const char *name,
+                                         char *err, size_t errlen)
+{
+	struct listener_cfg *l;
+
+	if (check_listener_name(name, err, errlen) < 0)
+		return NULL;
+	if (c->nlisteners >= CFG_MAX_LISTENERS) {
+		fail(err, errlen, "more than %d listeners", CFG_MAX_LISTENERS);
+		return NULL;
+	}
+	l = &c->listeners[c->nlisteners];
+	memset(l, 0, sizeof *l);
+	snprintf(l->name, sizeof l->name, "%s", name);
+	if (apply_defaults(CFG_LISTENER, l, err, errlen) < 0)
+		return NULL;
+	c->nlisteners++;
+	return l;
+}
+
+/* ------------------------------------------------------------------ */
+/* the file                                                             */
+
+struct cfg_load {
+	struct config *c;
+	const char    *file;
+	FILE          *fp;
+	char          *raw;          /* getline buffer */
+	size_t         rawcap;
+	unsigned       lineno;       /* of the line inih is working on */
+	unsigned       errline;      /* first error found here (0 = none) */
+	char           err[CFG_ERR_MAX];
+	int            ioerr;        /* errno of a read error, or 0 */
+	int            section;      /* 0 global, 1 listener, -1 bad section */
+	struct listener_cfg *cur;    /* when section == 1 */
+	unsigned       seen[NOPTS];                         /* first line of each global */
+	unsigned       lseen[CFG_MAX_LISTENERS][NOPTS];     /* ... of each listener key */
+	unsigned       lline[CFG_MAX_LISTENERS];            /* its [listener] line, 0 = -o */
+};
+
+static void load_error(struct cfg_load *ld, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* load_error - keep the first error (the lowest line) */
+static void load_error(struct cfg_load *ld, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ld->errline != 0)
+		return;
+	ld->errline = ld->lineno;
+	va_start(ap, fmt);
+	vsnprintf(ld->err, sizeof ld->err, fmt, ap);
+	va_end(ap);
+}
+
+/* section_line - a "[...]" line, seen by the reader before inih sees it.
+ * inih only ever hands the section name to the handler; reading it here
+ * means an empty section is checked too. */
+static void section_line(struct cfg_load *ld, const char *s)
+{
+	const char *close = strchr(s, ']'), *p;
+	char name[CFG_LINE_MAX + 1], e[CFG_ERR_MAX], ev[160];
+	size_t n;
+
+	ld->section = -1;
+	if (close == NULL)
+		return;         /* inih reports the syntax error */
+	p = close + 1;
+	p += strspn(p, " \t\r\n");
+	if (*p != '\0' && *p != ';' && *p != '#') {
+		load_error(ld, "unexpected text after section header");
+		return;
+	}
+	s++;
+	s += strspn(s, " \t");
+	n = (size_t)(close - s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	memcpy(name, s, n);
+	name[n] = '\0';
+
+	if (strcmp(name, "mailwarden") == 0) {
+		ld->section = 0;
+		return;
+	}
+	if (strncmp(name, "listener", 8) == 0 && (name[8] == ' ' || name[8] == '\t')) {
+		const char *lname = name + 8 + strspn(name + 8, " \t");
+		struct listener_cfg *l = listener_find(ld->c, lname);
+		if (l != NULL) {
+			unsigned first = ld->lline[l - ld->c->listeners];
+			load_error(ld, "duplicate listener '%s' (first at line %u)", lname, first);
+			return;
+		}
+		if ((l = listener_add(ld->c, lname, e, sizeof e)) == NULL) {
+			load_error(ld, "%s", e);
+			return;
+		}
+		ld->lline[l - ld->c->listeners] = ld->lineno;
+		ld->cur = l;
+		ld->section = 1;
+		return;
+	}
+	load_error(ld, "unknown section '[%s]' (expected [mailwarden] or [listener NAME])",
+	           esc(ev, sizeof ev, name));
+}
+
+/* cfg_reader - inih's fgets: one line per call, so ld->lineno is the line
+ * the next handler calls are about.  Leading whitespace is dropped (no
+ * continuation lines); NUL bytes and lines longer than CFG_LINE_MAX end the
+ * parse with an error rather than being cut in two. */
+static char *cfg_reader(char *str, int num, void *stream)
+{
+	struct cfg_load *ld = stream;
+	ssize_t n;
+	char *s;
+
+	if (ld->errline != 0 || num < 2)
+		return NULL;
+	errno = 0;
+	n = getline(&ld->raw, &ld->rawcap, ld->fp);
+	if (n < 0) {
+		if (ferror(ld->fp))
+			ld->ioerr = errno ? errno : EIO;
+		return NULL;
+	}
+	ld->lineno++;
+	if (memchr(ld->raw, '\0', (size_t)n) != NULL) {
+		load_error(ld, "NUL byte in line");
+		return NULL;
+	}
+	s = ld->raw;
+	if (ld->lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;         /* UTF-8 byte order mark */
+	s += strspn(s, " \t");
+	n = (ssize_t)strlen(s);
+	if (n > 0 && s[n - 1] == '\n')
+		n--;
+	if (n > CFG_LINE_MAX || n + 2 > num) {
+		load_error(ld, "line too long (at most %d characters)",
+		           num - 2 < CFG_LINE_MAX ? num - 2 : CFG_LINE_MAX);
+		return NULL;
+	}
+	if (s[0] == '[')
+		section_line(ld, s);
+	memcpy(str, s, (size_t)n);
+	str[n] = '\n';
+	str[n + 1] = '\0';
+	return str;
+}
+
+/* cfg_handler - one "name = value" of the file; section: ignored, the
+ * reader knows it better (see section_line) */
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct cfg_load *ld = user;
+	const struct cfg_opt *o;
+	char e[CFG_ERR_MAX], en[160];
+	unsigned *seen;
+	void *base;
+
+	(void)section;
+	if (ld->errline != 0)
+		return 0;
+	if (value == NULL) {
+		load_error(ld, "'%s': expected name = value", esc(en, sizeof en, name));
+		return 0;
+	}
+	if (ld->section < 0)
+		return 1;       /* inside a bad section: already reported */
+	if (ld->section == 1) {
+		o = opt_find(name, CFG_LISTENER);
+		if (o == NULL) {
+			if (opt_find(name, CFG_GLOBAL) != NULL)
+				load_error(ld, "'%s' is a global setting: put it before the first "
+				           "section or in [mailwarden]", name);
+			else
+				load_error(ld, "unknown setting '%s' in [listener %s]",
+				           esc(en, sizeof en, name), ld->cur->name);
+			return 0;
+		}
+		base = ld->cur;
+		seen = &ld->lseen[ld->cur - ld->c->listeners][o - cfg_opts];
+	} else {
+		o = opt_find(name, CFG_GLOBAL);
+		if (o == NULL) {
+			if (opt_find(name, CFG_LISTENER) != NULL)
+				load_error(ld, "'%s' belongs in a [listener NAME] section", name);
+			else
+				load_error(ld, "unknown setting '%s'", esc(en, sizeof en, name));
+			return 0;
+		}
+		base = ld->c;
+		seen = &ld->seen[o - cfg_opts];
+	}
+	if (*seen != 0 && o->type != CFG_LIST) {
+		load_error(ld, "duplicate setting '%s' (first at line %u)", name, *seen);
+		return 0;
+	}
+	if (*seen == 0)
+		*seen = ld->lineno;
+	if (opt_set(o, base, value, e, sizeof e) < 0) {
+		load_error(ld, "%s: %s", name, e);
+		return 0;
+	}
+	return 1;
+}
+
+/* inih's options, pinned here rather than left to how the library was
+ * built.  Debian's libinih exports them as variables; a heap line buffer
+ * lets lines of CFG_LINE_MAX through in one reader call (the stack buffer
+ * is 200 bytes). */
+static void ini_setup(void)
+{
+	static char start_comments[] = ";#";
+	static char inline_comments[] = ";";
+
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_initial_alloc = CFG_LINE_MAX + 3;
+	ini_max_line = CFG_LINE_MAX + 3;
+	ini_allow_multiline = false;
+	ini_allow_bom = true;
+	ini_allow_inline_comments = true;
+	ini_inline_comment_prefixes = inline_comments;
+	ini_start_comment_prefixes = start_comments;
+	ini_allow_no_value = false;
+	ini_stop_on_first_error = true;
+}
+
+static int load_file(struct cfg_load *ld, const char *path,
+                     char *err, size_t errlen)
+{
+	int rc;
+
+	ld->file = path;
+	ld->fp = fopen(path, "re");
+	if (ld->fp == NULL)
+		return fail(err, errlen, "%s: %s", path, strerror(errno));
+	ini_setup();
+	rc = ini_parse_stream(cfg_reader, ld, cfg_handler, ld);
+	fclose(ld->fp);
+	ld->fp = NULL;
+	free(ld->raw);
+	ld->raw = NULL;
+
+	if (ld->ioerr != 0)
+		return fail(err, errlen, "%s: %s", path, strerror(ld->ioerr));
+	if (ld->errline != 0 && (rc <= 0 || (unsigned)rc >= ld->errline))
+		return fail(err, errlen, "%s:%u: %s", path, ld->errline, ld->err);
+	if (rc > 0)
+		return fail(err, errlen, "%s:%d: syntax error (expected 'name = value' or "
+		            "'[section]')", path, rc);
+	if (rc < 0)
+		return fail(err, errlen, "%s: cannot parse (%s)", path,
+		            rc == -2 ? "out of memory" : "read error");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* overrides                                                            */
+
+static int apply_override(struct config *c, struct cfg_load *ld, const char *ov,
+                          char *err, size_t errlen)
+{
+	char name[256], e[CFG_ERR_MAX], en[300], vbuf[CFG_LINE_MAX + 1];
+	const char *eq = strchr(ov, '='), *value;
+	const struct cfg_opt *o;
+	size_t n;
+
+	if (eq == NULL)
+		return fail(err, errlen, "-o %s: expected name=value", esc(en, sizeof en, ov));
+	n = (size_t)(eq - ov);
+	while (n > 0 && (ov[n - 1] == ' ' || ov[n - 1] == '\t'))
+		n--;
+	if (n == 0 || n >= sizeof name)
+		return fail(err, errlen, "-o %s: expected name=value", esc(en, sizeof en, ov));
+	memcpy(name, ov, n);
+	name[n] = '\0';
+	value = eq + 1;
+	value += strspn(value, " \t");
+	n = strlen(value);
+	while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+		n--;
+	if (n >= sizeof vbuf)
+		return fail(err, errlen, "-o %s: value too long", esc(en, sizeof en, name));
+	memcpy(vbuf, value, n);
+	vbuf[n] = '\0';
+	value = vbuf;
+
+	if (strncmp(name, "listener.", 9) == 0) {
+		char *lname = name + 9, *dot = strrchr(lname, '.');
+		struct listener_cfg *l;
+		if (dot == NULL || dot == lname)
+			return fail(err, errlen, "-o %s: expected listener.NAME.key=value",
+			            esc(en, sizeof en, name));
+		*dot = '\0';
+		o = opt_find(dot + 1, CFG_LISTENER);
+		if (o == NULL) {
+			*dot = '.';
+			return fail(err, errlen, "-o %s: unknown listener setting '%s'",
+			            esc(en, sizeof en, name), esc(e, sizeof e, dot + 1));
+		}
+		l = listener_find(c, lname);
+		if (l == NULL) {
+			if ((l = listener_add(c, lname, e, sizeof e)) == NULL) {
+				*dot = '.';
+				return fail(err, errlen, "-o %s: %s", esc(en, sizeof en, name), e);
+			}
+			ld->lline[l - c->listeners] = 0;
+		}
+		*dot = '.';
+		if (opt_set(o, l, value, e, sizeof e) < 0)
+			return fail(err, errlen, "-o %s: %s", name, e);
+		return 0;
+	}
+	o = opt_find(name, CFG_GLOBAL);
+	if (o == NULL) {
+		esc(en, sizeof en, name);
+		if (opt_find(name, CFG_LISTENER) != NULL)
+			return fail(err, errlen, "-o %s: listener setting: use "
+			            "-o listener.NAME.%s=value", en, en);
+		return fail(err, errlen, "-o %s: unknown setting '%s'", en, en);
+	}
+	if (opt_set(o, c, value, e, sizeof e) < 0)
+		return fail(err, errlen, "-o %s: %s", name, e);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* whole-config checks                                                  */
+
+static int check_listeners(struct config *c, struct cfg_load *ld, char *err, size_t errlen)
+{
+	char where[600];
+
+	for (unsigned i = 0; i < c->nlisteners; i++) {
+		const struct listener_cfg *l = &c->listeners[i];
+		const char *missing = NULL;
+
+		if (ld->lline[i] != 0)
+			snprintf(where, sizeof where, "%s:%u", ld->file, ld->lline[i]);
+		else
+			snprintf(where, sizeof where, "-o listener.%s", l->name);
+		if (l->listen[0] == '\0')
+			missing = "listen";
+		else if (l->upstream[0] == '\0')
+			missing = "upstream";
+		if (missing != NULL)
+			return fail(err, errlen, "%s: listener '%s' has no %s", where, l->name, missing);
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(c->listeners[j].listen, l->listen) == 0)
+				return fail(err, errlen, "%s: listener '%s': listen %s is "
+				            "already used by listener '%s'", where, l->name,
+				            l->listen, c->listeners[j].name);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the API                                                              */
+
+struct config *config_load(const char *path, const char *const *overrides,
+                           size_t noverrides, char *err, size_t errlen)
+{
+	struct config *c;
+	struct cfg_load *ld;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	c = calloc(1, sizeof *c);
+	ld = calloc(1, sizeof *ld);
+	if (c == NULL || ld == NULL) {
+		fail(err, errlen, "out of memory");
+		goto bad;
+	}
+	c->refcount = 1;
+	ld->c = c;
+	ld->file = path != NULL ? path : "";
+	if (apply_defaults(CFG_GLOBAL, c, err, errlen) < 0)
+		goto bad;
+	if (path != NULL) {
+		if (strlen(path) >= sizeof c->source) {
+			fail(err, errlen, "%s: path too long", path);
+			goto bad;
+		}
+		snprintf(c->source, sizeof c->source, "%s", path);
+		if (load_file(ld, path, err, errlen) < 0)
+			goto bad;
+	}
+	for (size_t i = 0; i < noverrides; i++)
+		if (apply_override(c, ld, overrides[i], err, errlen) < 0)
+			goto bad;
+	if (check_listeners(c, ld, err, errlen) < 0)
+		goto bad;
+	free(ld);
+	return c;
+bad:
+	if (ld != NULL)
+		free(ld->raw);
+	free(ld);
+	free(c);
+	return NULL;
+}
+
+struct config *config_ref(struct config *c)
+{
+	if (c != NULL)
+		__atomic_add_fetch(&c->refcount, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+void config_unref(struct config *c)
+{
+	if (c != NULL && __atomic_sub_fetch(&c->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+		free(c);
+}
+
+static void dump_opt(const struct cfg_opt *o, const void *base, FILE *out)
+{
+	char buf[CFG_LINE_MAX + 8];
+
+	if (o->type == CFG_LIST) {
+		unsigned cnt;
+		memcpy(&cnt, (const char *)base + o->cnt_off, sizeof cnt);
+		if (cnt == 0)
+			fprintf(out, "%s =\n", o->name);
+		for (unsigned i = 0; i < cnt; i++) {
+			opt_format(o, base, i, buf, sizeof buf);
+			fprintf(out, "%s = %s\n", o->name, buf);
+		}
+		return;
+	}
+	opt_format(o, base, 0, buf, sizeof buf);
+	if (buf[0] == '\0')
+		fprintf(out, "%s =\n", o->name);
+	else
+		fprintf(out, "%s = %s\n", o->name, buf);
+}
+
+void config_dump(const struct config *c, FILE *out)
+{
+	fprintf(out, "# mailwarden settings from %s\n",
+	        c->source[0] != '\0' ? c->source : "built-in defaults");
+	for (size_t i = 0; i < NOPTS; i++)
+		if (cfg_opts[i].scope == CFG_GLOBAL)
+			dump_opt(&cfg_opts[i], c, out);
+	for (unsigned l = 0; l < c->nlisteners; l++) {
+		fprintf(out, "\n[listener %s]\n", c->listeners[l].name);
+		for (size_t i = 0; i < NOPTS; i++)
+			if (cfg_opts[i].scope == CFG_LISTENER)
+				dump_opt(&cfg_opts[i], &c->listeners[l], out);
+	}
+}
+
+size_t config_setting_count(void)
+{
+	return NOPTS;
+}
+
+const char *config_setting_name(size_t i, const char **doc)
+{
+	if (i >= NOPTS)
+		return NULL;
+	if (doc != NULL)
+		*doc = cfg_opts[i].doc;
+	return cfg_opts[i].name;
+}

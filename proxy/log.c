@@ -1,0 +1,281 @@
+/* log.c - the one logging entry point of every mailwarden process.
+ *
+ * A line is "SID message", SID being the session id (16 hex digits) or "-".
+ * To stderr it is prefixed "ident[pid]: " and written with one write(2), so
+ * lines from the master, proxy and scanner (which share stderr) and from the
+ * scanner's threads never interleave; to syslog it is one syslog(3) call.
+ * The line is built in a local buffer (no shared state but the settings),
+ * capped at LOG_LINE_MAX with "..." on truncation.  As a last guard against
+ * log injection, control bytes that slipped into a message are replaced by
+ * '?'; client text should have gone through log_esc() already.
+ * Logging preserves errno, so "slog(...); return -1" keeps the cause.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+
+#define LOG_LINE_MAX  2048	/* message text, before prefix and newline */
+#define LOG_IDENT_MAX 64
+#define LOG_SID_MAX   32
+
+static char        log_ident[LOG_IDENT_MAX] = "mailwarden";	/* set once, at init */
+static atomic_int  log_syslog;		/* 1: syslog, 0: stderr */
+static atomic_int  log_level = LOG_INFO;	/* highest priority number logged */
+
+static const struct {
+	const char *name;
+	int         fac;
+} log_facilities[] = {
+	{ "mail", LOG_MAIL }, { "daemon", LOG_DAEMON }, { "user", LOG_USER },
+	{ "auth", LOG_AUTH }, { "authpriv", LOG_AUTHPRIV },
+	{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+	{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+};
+
+/* log_init - call once at startup, before any thread exists.  ident: copied.
+ * facility: syslog facility name ("mail", "local0", ...; NULL/"" = mail); an
+ * unknown name falls back to mail with a warning.  level: LOG_ERR..LOG_DEBUG. */
+void log_init(const char *ident, int to_syslog, const char *facility, int level)
+{
+	int fac = LOG_MAIL, known = 1;
+	size_t i;
+
+	if (ident != NULL && *ident != '\0')
+		snprintf(log_ident, sizeof log_ident, "%s", ident);
+	log_set_level(level);
+	if (facility != NULL && *facility != '\0') {
+		known = 0;
+		for (i = 0; i < sizeof log_facilities / sizeof log_facilities[0]; i++)
+			if (strcasecmp(facility, log_facilities[i].name) == 0) {
+				fac = log_facilities[i].fac;
+				known = 1;
+				break;
+			}
+	}
+	if (to_syslog) {
+		closelog();
+		openlog(log_ident, LOG_PID | LOG_NDELAY, fac);
+	}
+	atomic_store(&log_syslog, to_syslog ? 1 : 0);
+	if (!known)
+		slog(NULL, LOG_WARNING, "unknown syslog facility \"%.32s\", using mail",
+		    facility);
+}
+
+void log_set_level(int level)
+{
+	if (level < LOG_EMERG)
+		level = LOG_EMERG;
+	if (level > LOG_DEBUG)
+		level = LOG_DEBUG;
+	atomic_store(&log_level, level);
+}
+
+int log_enabled(int prio)
+{
+	return LOG_PRI(prio) <= atomic_load(&log_level);
+}
+
+/* errno text, thread-safe whichever strerror_r the C library declares */
+static const char *err_gnu(char *r, char *buf)
+{
+	(void)buf;
+	return r;
+}
+
+static const char *err_xsi(int r, char *buf)
+{
+	return r == 0 ? buf : "unknown error";
+}
+
+#define ERRSTR(e, buf) \
+	_Generic(strerror_r((e), (buf), sizeof(buf)), char *: err_gnu, default: err_xsi) \
+	    (strerror_r((e), (buf), sizeof(buf)), (buf))
+
+/* write_all - one write(2) for the whole line in practice; retries a short
+ * write or EINTR so nothing is lost. */
+static void write_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* vlog - format, cap, sanitize and emit one line.  errnum >= 0 appends
+ * ": strerror(errnum)" (kept even when the message is cut).  force: log
+ * whatever the level, and copy to stderr when logging to syslog (die/bug:
+ * the admin starting the daemon must see why it stopped). */
+static void vlog(const char *sid, int prio, int errnum, int force,
+    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static void vlog(const char *sid, int prio, int errnum, int force,
+    const char *fmt, va_list ap)
+{
+	char msg[LOG_LINE_MAX], line[LOG_LINE_MAX + LOG_IDENT_MAX + LOG_SID_MAX + 32];
+	char ebuf[128];
+	const char *etext = NULL;
+	size_t used, elen = 0, i;
+	int n, saved = errno;
+
+	if (!force && !log_enabled(prio)) {
+		errno = saved;
+		return;
+	}
+	n = vsnprintf(msg, sizeof msg, fmt, ap);
+	if (n < 0) {
+		snprintf(msg, sizeof msg, "(bad log format \"%.64s\")", fmt);
+		used = strlen(msg);
+	} else if ((size_t)n >= sizeof msg) {
+		used = sizeof msg - 1;
+		memcpy(msg + used - 3, "...", 3);
+	} else
+		used = (size_t)n;
+	if (errnum >= 0) {
+		etext = ERRSTR(errnum, ebuf);
+		elen = strlen(etext) + 2;
+		if (elen > sizeof msg / 2)
+			elen = sizeof msg / 2;
+		if (used + elen > sizeof msg - 1) {
+			used = sizeof msg - 1 - elen - 3;
+			memcpy(msg + used, "...", 3);
+			used += 3;
+		}
+		snprintf(msg + used, sizeof msg - used, ": %s", etext);
+		used = strlen(msg);
+	}
+	for (i = 0; i < used; i++)
+		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
+			msg[i] = '?';
+	if (sid == NULL || *sid == '\0')
+		sid = "-";
+
+	if (atomic_load(&log_syslog)) {
+		syslog(prio, "%.*s %s", LOG_SID_MAX, sid, msg);
+		if (!force)
+			goto out;
+	}
+	n = snprintf(line, sizeof line, "%s[%ld]: %.*s %s\n", log_ident,
+	    (long)getpid(), LOG_SID_MAX, sid, msg);
+	if (n > 0) {
+		if ((size_t)n >= sizeof line) {
+			n = (int)sizeof line - 1;
+			line[n - 1] = '\n';
+		}
+		write_all(STDERR_FILENO, line, (size_t)n);
+	}
+out:
+	errno = saved;
+}
+
+void slog(const char *sid, int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(sid, prio, -1, 0, fmt, ap);
+	va_end(ap);
+}
+
+void slog_errno(const char *sid, int prio, const char *fmt, ...)
+{
+	va_list ap;
+	int e = errno;
+
+	va_start(ap, fmt);
+	vlog(sid, prio, e, 0, fmt, ap);
+	va_end(ap);
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(NULL, LOG_CRIT, -1, 1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+/* forced - a die()/bug() line: logged whatever the level, also on stderr */
+static void forced(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void forced(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(NULL, LOG_CRIT, -1, 1, fmt, ap);
+	va_end(ap);
+}
+
+void bug(const char *fmt, ...)
+{
+	char buf[LOG_LINE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	forced("bug: %s", buf);
+	abort();
+}
+
+/* log_esc - see log.h.  Two passes: if the escaped form fits whole it is
+ * written whole; otherwise as many whole escapes as leave room for "...". */
+char *log_esc(char *out, size_t outsz, const void *s, size_t len)
+{
+	const unsigned char *p = s;
+	static const char hex[] = "0123456789abcdef";
+	size_t total = 0, room, o = 0, i, w;
+
+	if (out == NULL || outsz == 0)
+		return out;
+	room = outsz - 1;
+	if (p == NULL)
+		len = 0;
+	for (i = 0; i < len && total <= room; i++)
+		total += (p[i] == '\\') ? 2 : (p[i] < 0x20 || p[i] > 0x7e) ? 4 : 1;
+	if (total > room)		/* truncate: reserve the marker */
+		room = room >= 3 ? room - 3 : 0;
+	for (i = 0; i < len; i++) {
+		w = (p[i] == '\\') ? 2 : (p[i] < 0x20 || p[i] > 0x7e) ? 4 : 1;
+		if (o + w > room)
+			break;
+		if (w == 1)
+			out[o++] = (char)p[i];
+		else if (w == 2) {
+			out[o++] = '\\';
+			out[o++] = '\\';
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[p[i] >> 4];
+			out[o++] = hex[p[i] & 15];
+		}
+	}
+	if (i < len)
+		for (w = 0; w < 3 && o < outsz - 1; w++)
+			out[o++] = '.';
+	out[o] = '\0';
+	return out;
+}

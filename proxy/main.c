@@ -1,0 +1,160 @@
+/* main.c - mailwarden's command line: the daemon, "-t", and the
+ * subcommands.  Every mode reads the same config (-c FILE, embedded
+ * defaults without it) and accepts the same -o name=value overrides. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "filters/pipeline.h"
+#include "filters/scanner.h"
+#include "log.h"
+#include "master.h"
+#include "sbuf.h"
+
+#define MAX_OVERRIDES 256
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
+		"       mailwarden -t [-c FILE] [-o name=value]...\n"
+		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n");
+}
+
+struct cli {
+	const char *config;
+	const char *ov[MAX_OVERRIDES];
+	size_t nov;
+	int foreground, check;
+	const char *listen, *upstream, *direction;
+	char *rest[256];          /* arguments left for a subcommand */
+	int nrest;
+};
+
+static void add_override(struct cli *c, const char *o)
+{
+	if (c->nov >= MAX_OVERRIDES) {
+		fprintf(stderr, "mailwarden: too many -o options\n");
+		exit(1);
+	}
+	c->ov[c->nov++] = o;
+}
+
+/* Take the common options (-c, -o, and for the daemon -f -t --listen ...)
+ * wherever they are; leave the rest for the subcommand. */
+static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemon_mode)
+{
+	for (int i = first; i < argc; i++) {
+		const char *a = argv[i];
+		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "-c") == 0 && next) { c->config = next; i++; }
+		else if (strcmp(a, "-o") == 0 && next) { add_override(c, next); i++; }
+		else if (strncmp(a, "-o", 2) == 0 && a[2]) add_override(c, a + 2);
+		else if (daemon_mode && strcmp(a, "-f") == 0) c->foreground = 1;
+		else if (daemon_mode && strcmp(a, "-t") == 0) c->check = 1;
+		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = next; i++; }
+		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = next; i++; }
+		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = next; i++; }
+		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); exit(0); }
+		else if (daemon_mode) {
+			fprintf(stderr, "mailwarden: unknown option '%s'\n", a);
+			usage(stderr);
+			exit(1);
+		} else if (c->nrest < (int)(sizeof c->rest / sizeof c->rest[0]) - 1) {
+			c->rest[c->nrest++] = argv[i];
+		}
+	}
+}
+
+static struct config *load(struct cli *c)
+{
+	char err[1024];
+	static char lbuf[3][600];
+	if (c->listen || c->upstream) {
+		if (!c->listen || !c->upstream) {
+			fprintf(stderr, "mailwarden: --listen and --upstream go together\n");
+			exit(1);
+		}
+		snprintf(lbuf[0], sizeof lbuf[0], "listener.default.listen=%s", c->listen);
+		snprintf(lbuf[1], sizeof lbuf[1], "listener.default.upstream=%s", c->upstream);
+		add_override(c, lbuf[0]);
+		add_override(c, lbuf[1]);
+		if (c->direction) {
+			snprintf(lbuf[2], sizeof lbuf[2], "listener.default.direction=%s", c->direction);
+			add_override(c, lbuf[2]);
+		}
+	}
+	struct config *cfg = config_load(c->config, c->ov, c->nov, err, sizeof err);
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		exit(1);
+	}
+	return cfg;
+}
+
+static void daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0) die("fork: %s", strerror(errno));
+	if (pid > 0) _exit(0);
+	setsid();
+	if (chdir("/") < 0) die("chdir /: %s", strerror(errno));
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2) close(fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c;
+	memset(&c, 0, sizeof c);
+
+	if (argc > 1 && strcmp(argv[1], "scan") == 0) {
+		c.rest[c.nrest++] = argv[1];
+		parse_cli(&c, argc, argv, 2, 0);
+		struct config *cfg = load(&c);
+		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
+		int rc = scan_command(cfg, c.nrest, c.rest);
+		config_unref(cfg);
+		return rc;
+	}
+	if (argc > 1 && argv[1][0] != '-') {
+		fprintf(stderr, "mailwarden: unknown command '%s'\n", argv[1]);
+		usage(stderr);
+		return 1;
+	}
+	parse_cli(&c, argc, argv, 1, 1);
+	struct config *cfg = load(&c);
+
+	if (c.check) {
+		char err[512];
+		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
+		struct pipeline *p = pipeline_new(cfg, err, sizeof err);
+		if (p == NULL) {
+			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
+			return 1;
+		}
+		pipeline_free(p);
+		if (cfg->nlisteners == 0)
+			fprintf(stderr, "%s: warning: no listener configured\n", c.config ? c.config : "mailwarden");
+		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
+		config_unref(cfg);
+		return 0;
+	}
+	if (cfg->nlisteners == 0) {
+		fprintf(stderr, "mailwarden: no listener: give --listen and --upstream, or [listener NAME] sections\n");
+		return 1;
+	}
+	int to_syslog = cfg->log == LOG_TO_SYSLOG || !c.foreground;
+	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
+	if (!c.foreground) daemonize();
+	set_proc_title(argc, argv, "master");
+	return master_run(cfg, c.config, c.ov, c.nov, argc, argv);
+}

@@ -1,0 +1,380 @@
+/* master.c - see master.h.
+ *
+ * Each scanner generation gets its own listening unix socket (an abstract
+ * address chosen by the kernel), and the proxy learns the address of the
+ * current one through a control pipe.  So a reload or a crash never lets
+ * an old scanner accept the proxy's new connection, and an old scanner
+ * keeps answering on its existing connection until the proxy closes it:
+ * reloading drops no scan. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "filters/scanner.h"
+#include "log.h"
+#include "master.h"
+#include "netaddr.h"
+#include "proxy.h"
+
+#define MAX_RETIRING 16
+
+struct child {
+	pid_t  pid;
+	time_t started;
+	unsigned fails;        /* quick deaths in a row, for backoff */
+	time_t restart_at;     /* 0 = not waiting */
+};
+
+static struct {
+	struct config *cfg;
+	const char *path;
+	const char *const *ov;
+	size_t nov;
+	int argc;
+	char **argv;
+	int lfds[CFG_MAX_LISTENERS];
+	int scan_fd;                    /* current scanner generation's socket */
+	struct sockaddr_un scan_addr;
+	socklen_t scan_addrlen;
+	int ctl_w;                      /* master -> proxy: scanner addresses */
+	struct child proxy, scanner;
+	pid_t retiring[MAX_RETIRING];
+	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
+	uid_t uid;
+	gid_t gid;
+	int drop;
+} M;
+
+void set_proc_title(int argc, char **argv, const char *name)
+{
+	char title[64];
+	snprintf(title, sizeof title, "mailwarden: %s", name);
+	char comm[16];
+	snprintf(comm, sizeof comm, "mw-%s", name);
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+	if (argc < 1 || argv == NULL || argv[0] == NULL) return;
+	/* argv strings are contiguous; reuse their space for the title */
+	char *start = argv[0], *end = argv[0] + strlen(argv[0]);
+	for (int i = 1; i < argc; i++)
+		if (argv[i] == end + 1) end = argv[i] + strlen(argv[i]);
+	size_t space = (size_t)(end - start);
+	size_t n = strlen(title);
+	if (n > space) n = space;
+	memset(start, 0, space);
+	memcpy(start, title, n);
+}
+
+static int scanner_socket(void)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) return -1;
+	struct sockaddr_un a;
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	/* autobind: the kernel picks a unique abstract name */
+	if (bind(fd, (struct sockaddr *)&a, sizeof(sa_family_t)) < 0 || listen(fd, 256) < 0) {
+		close(fd);
+		return -1;
+	}
+	M.scan_addrlen = sizeof M.scan_addr;
+	if (getsockname(fd, (struct sockaddr *)&M.scan_addr, &M.scan_addrlen) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void drop_privileges(void)
+{
+	if (!M.drop) return;
+	if (setgroups(0, NULL) < 0 || setgid(M.gid) < 0 || setuid(M.uid) < 0)
+		die("cannot drop privileges to %s: %s", M.cfg->user, strerror(errno));
+}
+
+static void child_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static pid_t start_scanner(void)
+{
+	if (M.scan_fd >= 0) close(M.scan_fd);
+	M.scan_fd = scanner_socket();
+	if (M.scan_fd < 0) {
+		slog_errno(NULL, LOG_ERR, "scanner socket");
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork scanner");
+		return -1;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, "scanner");
+		for (unsigned i = 0; i < M.cfg->nlisteners; i++) close(M.lfds[i]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		drop_privileges();
+		_exit(scanner_main(M.cfg, M.scan_fd));
+	}
+	M.scanner.pid = pid;
+	M.scanner.started = time(NULL);
+	slog(NULL, LOG_INFO, "scanner started pid=%d", (int)pid);
+	/* tell the proxy where the new scanner listens */
+	if (M.ctl_w >= 0) {
+		struct { socklen_t len; struct sockaddr_un a; } msg;
+		memset(&msg, 0, sizeof msg);
+		msg.len = M.scan_addrlen;
+		msg.a = M.scan_addr;
+		ssize_t w = write(M.ctl_w, &msg, sizeof msg);
+		(void)w;
+	}
+	return pid;
+}
+
+static pid_t start_proxy(void)
+{
+	int ctl[2];
+	if (pipe2(ctl, O_CLOEXEC) < 0) {
+		slog_errno(NULL, LOG_ERR, "pipe");
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork proxy");
+		close(ctl[0]);
+		close(ctl[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, "proxy");
+		close(ctl[1]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.scan_fd >= 0) close(M.scan_fd);
+		drop_privileges();
+		proxy_set_control_fd(ctl[0]);
+		_exit(proxy_main(M.cfg, M.lfds, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov));
+	}
+	close(ctl[0]);
+	if (M.ctl_w >= 0) close(M.ctl_w);
+	M.ctl_w = ctl[1];
+	M.proxy.pid = pid;
+	M.proxy.started = time(NULL);
+	slog(NULL, LOG_INFO, "proxy started pid=%d", (int)pid);
+	return pid;
+}
+
+static void schedule_restart(struct child *c, const char *name, int status)
+{
+	time_t now = time(NULL);
+	if (WIFSIGNALED(status))
+		slog(NULL, LOG_ERR, "%s pid=%d killed by signal %d; restarting", name, (int)c->pid, WTERMSIG(status));
+	else
+		slog(NULL, LOG_ERR, "%s pid=%d exited with status %d; restarting", name, (int)c->pid, WEXITSTATUS(status));
+	c->fails = (now - c->started < 10) ? c->fails + 1 : 0;
+	unsigned delay = c->fails == 0 ? 0 : (c->fails > 5 ? 30 : 1u << (c->fails - 1));
+	c->pid = 0;
+	c->restart_at = now + delay;
+}
+
+static void reap(int stopping)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		int retired = 0;
+		for (int i = 0; i < MAX_RETIRING; i++)
+			if (M.retiring[i] == pid) {
+				M.retiring[i] = 0;
+				retired = 1;
+			}
+		if (retired) {
+			slog(NULL, LOG_INFO, "old scanner pid=%d finished", (int)pid);
+			continue;
+		}
+		if (pid == M.scanner.pid) {
+			if (stopping) M.scanner.pid = 0;
+			else schedule_restart(&M.scanner, "scanner", status);
+		} else if (pid == M.proxy.pid) {
+			if (stopping) M.proxy.pid = 0;
+			else schedule_restart(&M.proxy, "proxy", status);
+		}
+	}
+}
+
+static void reload(void)
+{
+	char err[512];
+	struct config *c = config_load(M.path, M.ov, M.nov, err, sizeof err);
+	if (c == NULL) {
+		slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
+		return;
+	}
+	config_unref(M.cfg);
+	M.cfg = c;
+	log_set_level(c->log_level);
+	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy rereads its config");
+	pid_t old = M.scanner.pid;
+	if (start_scanner() < 0) return;
+	if (old > 0) {
+		/* The proxy switches to the new scanner as soon as it reads the
+		 * control pipe; the old one gets SIGTERM a little later, so that
+		 * requests already on their way to it are still answered. */
+		for (int i = 0; i < MAX_RETIRING; i++)
+			if (M.retiring[i] == 0) {
+				M.retiring[i] = old;
+				M.retire_term_at[i] = time(NULL) + 2;
+				break;
+			}
+	}
+	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGHUP);
+}
+
+static void prepare_dirs(void)
+{
+	char dir[600];
+	const char *paths[2] = { M.cfg->audit_log, M.cfg->quarantine_dir };
+	for (int i = 0; i < 2; i++) {
+		if (paths[i][0] == '\0') continue;
+		snprintf(dir, sizeof dir, "%s", paths[i]);
+		if (i == 0) {            /* the log's directory */
+			char *slash = strrchr(dir, '/');
+			if (slash == NULL || slash == dir) continue;
+			*slash = '\0';
+		}
+		for (char *p = dir + 1; ; p++) {
+			if (*p == '/' || *p == '\0') {
+				char save = *p;
+				*p = '\0';
+				if (mkdir(dir, 0750) == 0 && M.drop) {
+					if (chown(dir, M.uid, M.gid) < 0) slog_errno(NULL, LOG_WARNING, "chown %s", dir);
+				}
+				*p = save;
+				if (save == '\0') break;
+			}
+		}
+	}
+}
+
+int master_run(struct config *cfg, const char *config_path, const char *const *overrides,
+               size_t noverrides, int argc, char **argv)
+{
+	char err[512];
+	memset(&M, 0, sizeof M);
+	M.cfg = cfg;
+	M.path = config_path;
+	M.ov = overrides;
+	M.nov = noverrides;
+	M.argc = argc;
+	M.argv = argv;
+	M.scan_fd = -1;
+	M.ctl_w = -1;
+
+	if (cfg->user[0]) {
+		struct passwd *pw = getpwnam(cfg->user);
+		if (pw == NULL) die("user %s: no such user", cfg->user);
+		M.uid = pw->pw_uid;
+		M.gid = pw->pw_gid;
+		M.drop = 1;
+	}
+	for (unsigned i = 0; i < cfg->nlisteners; i++) {
+		struct netaddr a;
+		if (netaddr_parse(cfg->listeners[i].listen, 1, &a, err, sizeof err) < 0)
+			die("listener %s: %s", cfg->listeners[i].name, err);
+		M.lfds[i] = netaddr_listen(&a, 1024, err, sizeof err);
+		if (M.lfds[i] < 0) die("listener %s: %s", cfg->listeners[i].name, err);
+		/* the proxy must not get it close-on-exec'd away: fork keeps it anyway */
+	}
+	prepare_dirs();
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (start_scanner() < 0) die("cannot start the scanner");
+	if (start_proxy() < 0) die("cannot start the proxy");
+	slog(NULL, LOG_NOTICE, "mailwarden started: %u listeners", cfg->nlisteners);
+
+	int stopping = 0;
+	time_t stop_deadline = 0;
+	for (;;) {
+		struct timespec ts = { 1, 0 };
+		int sig = sigtimedwait(&mask, NULL, &ts);
+		time_t now = time(NULL);
+		if (sig == SIGCHLD || sig < 0) reap(stopping);
+		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+			stopping = 1;
+			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;
+			slog(NULL, LOG_NOTICE, "stopping");
+			for (unsigned i = 0; i < M.cfg->nlisteners; i++) close(M.lfds[i]);
+			/* the proxy first: its transactions in flight still need the
+			 * scanner; the scanners go once the proxy is gone */
+			if (M.proxy.pid > 0) kill(M.proxy.pid, SIGTERM);
+		}
+		if (stopping && M.proxy.pid == 0) {
+			if (M.scanner.pid > 0 && !M.scanner.restart_at) {
+				kill(M.scanner.pid, SIGTERM);
+				M.scanner.restart_at = 1;     /* reused as "SIGTERM sent" */
+			}
+			for (int i = 0; i < MAX_RETIRING; i++)
+				if (M.retiring[i] > 0 && M.retire_term_at[i] != 1) {
+					kill(M.retiring[i], SIGTERM);
+					M.retire_term_at[i] = 1;
+				}
+		}
+		for (int i = 0; i < MAX_RETIRING && !stopping; i++)
+			if (M.retiring[i] > 0 && M.retire_term_at[i] > 1 && now >= M.retire_term_at[i]) {
+				kill(M.retiring[i], SIGTERM);
+				M.retire_term_at[i] = 1;
+			}
+		if (sig == SIGHUP && !stopping) reload();
+		if (stopping) {
+			int left = M.proxy.pid > 0 || M.scanner.pid > 0;
+			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i] > 0;
+			if (!left) break;
+			if (now > stop_deadline) {
+				slog(NULL, LOG_WARNING, "children did not stop in time: killing them");
+				if (M.proxy.pid > 0) kill(M.proxy.pid, SIGKILL);
+				if (M.scanner.pid > 0) kill(M.scanner.pid, SIGKILL);
+				for (int i = 0; i < MAX_RETIRING; i++)
+					if (M.retiring[i] > 0) kill(M.retiring[i], SIGKILL);
+				stop_deadline = now + 5;
+			}
+			continue;
+		}
+		if (M.scanner.pid == 0 && M.scanner.restart_at <= now) {
+			M.scanner.restart_at = 0;
+			start_scanner();
+		}
+		if (M.proxy.pid == 0 && M.proxy.restart_at <= now) {
+			M.proxy.restart_at = 0;
+			start_proxy();
+		}
+	}
+	slog(NULL, LOG_NOTICE, "mailwarden stopped");
+	return 0;
+}

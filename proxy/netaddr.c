@@ -1,0 +1,109 @@
+/* netaddr.c - parse, resolve and bind the addresses of the config. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "netaddr.h"
+
+int netaddr_parse(const char *spec, int passive, struct netaddr *out, char *err, size_t errlen)
+{
+	char host[256];
+	const char *port, *colon;
+	size_t hlen;
+
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+		if (close == NULL || close[1] != ':') {
+			snprintf(err, errlen, "'%s': expected [IPv6]:PORT", spec);
+			return -1;
+		}
+		hlen = (size_t)(close - spec - 1);
+		if (hlen >= sizeof host) goto toolong;
+		memcpy(host, spec + 1, hlen);
+		port = close + 2;
+	} else {
+		colon = strrchr(spec, ':');
+		if (colon == NULL) {
+			snprintf(err, errlen, "'%s': expected HOST:PORT", spec);
+			return -1;
+		}
+		hlen = (size_t)(colon - spec);
+		if (hlen >= sizeof host) goto toolong;
+		memcpy(host, spec, hlen);
+		port = colon + 1;
+	}
+	host[hlen] = '\0';
+
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	hints.ai_family = AF_UNSPEC;
+	const char *node = host;
+	if (strcmp(host, "*") == 0 || host[0] == '\0') {
+		node = NULL;
+		hints.ai_family = AF_INET6;
+		hints.ai_flags |= AI_PASSIVE;
+	}
+	int rc = getaddrinfo(node, port, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		snprintf(err, errlen, "'%s': %s", spec, rc ? gai_strerror(rc) : "no address");
+		return -1;
+	}
+	memset(out, 0, sizeof *out);
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+toolong:
+	snprintf(err, errlen, "'%.64s...': host name too long", spec);
+	return -1;
+}
+
+const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsigned *port)
+{
+	buf[0] = '\0';
+	if (port) *port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)bufsz);
+		if (port) *port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, (socklen_t)bufsz);
+		else
+			inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)bufsz);
+		if (port) *port = ntohs(in6->sin6_port);
+	}
+	return buf;
+}
+
+int netaddr_listen(const struct netaddr *a, int backlog, char *err, size_t errlen)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, zero = 0;
+	char ip[64];
+	unsigned port;
+
+	netaddr_ip((const struct sockaddr *)&a->ss, ip, sizeof ip, &port);
+	if (fd < 0) goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+		int any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, any ? &zero : &one, sizeof one);
+	}
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) goto fail;
+	if (listen(fd, backlog) < 0) goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "listen on %s port %u: %s", ip, port, strerror(errno));
+	if (fd >= 0) close(fd);
+	return -1;
+}

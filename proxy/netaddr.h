@@ -1,0 +1,26 @@
+/* netaddr.h - socket addresses as the config writes them: "127.0.0.1:25",
+ * "[::1]:25", "*:25", "mx.example:25".  Names are resolved once, at start-up
+ * or reload, never on the request path. */
+#ifndef MW_NETADDR_H
+#define MW_NETADDR_H
+
+#include <sys/socket.h>
+#include <stddef.h>
+
+struct netaddr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* netaddr_parse - "HOST:PORT" -> address.  passive: "*" means any (IPv6
+ * any, which also takes IPv4 unless the system forbids it).  Names are
+ * resolved with getaddrinfo (blocking).  0, or -1 with a reason in err. */
+int netaddr_parse(const char *spec, int passive, struct netaddr *out, char *err, size_t errlen);
+/* netaddr_ip - numeric host part into buf ("192.0.2.1", "2001:db8::1"; IPv4-
+ * mapped IPv6 shown as IPv4), returns buf; *port gets the port if non-NULL */
+const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsigned *port);
+/* netaddr_listen - socket, SO_REUSEADDR, IPV6_V6ONLY=0 for "*", bind,
+ * listen, non-blocking, close-on-exec.  fd, or -1 with a reason in err. */
+int netaddr_listen(const struct netaddr *a, int backlog, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,65 @@
+/* proxy.h - the proxy process: listeners, sessions, and the links they
+ * share (the scanner client, the upstream capability caches). */
+#ifndef MW_PROXY_H
+#define MW_PROXY_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <sys/un.h>
+
+#include "config.h"
+#include "upstream.h"
+
+struct session;
+struct scanclient;
+
+struct listener {
+	struct proxy          *px;
+	struct listener_cfg    cfg;       /* copy of the config entry */
+	struct upstream_target target;    /* where its sessions relay to */
+	struct evconnlistener *evl;
+	int                    fd;        /* listening socket, from the master */
+};
+
+struct proxy {
+	struct event_base *base;
+	struct config     *cfg;           /* current; each session holds its own ref */
+	struct scanclient *scan;
+	struct listener    listeners[CFG_MAX_LISTENERS];
+	unsigned           nlisteners;
+	struct session    *sessions;      /* all live sessions */
+	unsigned           nsessions;
+	struct ipcount    *ipcounts;
+	int                stopping;      /* SIGTERM seen: finishing transactions */
+	struct event      *probe_timer;
+	struct event      *stop_timer;
+	struct event      *sig_term, *sig_hup, *sig_int;
+	struct event      *control;       /* master's control pipe */
+	const char        *config_path;   /* for reload */
+	const char *const *overrides;
+	size_t             noverrides;
+};
+
+/* proxy_main - the body of the proxy process.  fds[i] is the listening
+ * socket of cfg->listeners[i].  Returns the exit code. */
+int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *scanner_addr,
+               socklen_t scanner_addrlen, const char *config_path,
+               const char *const *overrides, size_t noverrides);
+
+/* per-client-IP connection counts (listener.c) */
+unsigned ipcount_get(struct proxy *px, const char *ip);
+void ipcount_inc(struct proxy *px, const char *ip);
+void ipcount_dec(struct proxy *px, const char *ip);
+
+/* proxy_set_control_fd - the read end of the master's control pipe, over
+ * which the addresses of new scanner generations arrive. */
+void proxy_set_control_fd(int fd);
+
+/* listener.c */
+int listener_start(struct proxy *px, struct listener *ln);
+void listener_stop(struct listener *ln);
+
+/* called by a session when it ends */
+void proxy_session_gone(struct proxy *px, struct session *s);
+
+#endif

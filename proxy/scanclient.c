@@ -1,0 +1,335 @@
+/* scanclient.c - asynchronous client of the scanner; see scanclient.h.
+ *
+ * Each request waits in a hash table keyed by id, with its own deadline
+ * timer.  A connection that fails (scanner crashed or restarted) fails the
+ * requests sent on it with a tempfail result; the next submit connects
+ * again (the master keeps the listening socket across scanner restarts). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sbuf.h"
+#include "scanclient.h"
+
+#define SC_BUCKETS 1024
+
+struct sc_conn {
+	int            fd;
+	struct event  *rd;          /* read readiness */
+	struct event  *wr;          /* write readiness while outq is not empty */
+	unsigned       pending;     /* requests waiting for an answer on it */
+	int            retired;     /* no new requests; closed when pending == 0 */
+	struct sc_out *outq, *outq_tail;
+	struct scanclient *sc;
+	struct sc_conn *next;       /* retired list */
+};
+
+struct sc_out {                     /* a packet that did not fit the socket yet */
+	json_object   *j;
+	int            fd;
+	struct sc_out *next;
+};
+
+struct sc_req {
+	uint64_t       id;
+	scan_done_fn   cb;
+	void          *arg;
+	struct event  *timer;
+	struct sc_conn *conn;
+	struct scanclient *sc;
+	struct sc_req *next;        /* bucket chain */
+};
+
+struct scanclient {
+	struct event_base *base;
+	struct sockaddr_un addr;
+	socklen_t          addrlen;
+	struct sc_conn    *cur;
+	struct sc_conn    *retired;
+	struct sc_req     *bucket[SC_BUCKETS];
+	uint64_t           next_id;
+	unsigned           npending;
+};
+
+static void conn_fail(struct sc_conn *c, const char *why);
+
+static struct sc_req **req_slot(struct scanclient *sc, uint64_t id)
+{
+	struct sc_req **pp = &sc->bucket[id % SC_BUCKETS];
+	while (*pp && (*pp)->id != id) pp = &(*pp)->next;
+	return pp;
+}
+
+static struct sc_req *req_take(struct scanclient *sc, uint64_t id)
+{
+	struct sc_req **pp = req_slot(sc, id), *r = *pp;
+	if (r == NULL) return NULL;
+	*pp = r->next;
+	sc->npending--;
+	if (r->conn) r->conn->pending--;
+	event_free(r->timer);
+	return r;
+}
+
+static void conn_close(struct sc_conn *c)
+{
+	struct scanclient *sc = c->sc;
+	if (sc->cur == c) sc->cur = NULL;
+	for (struct sc_conn **pp = &sc->retired; *pp; pp = &(*pp)->next)
+		if (*pp == c) { *pp = c->next; break; }
+	while (c->outq) {
+		struct sc_out *o = c->outq;
+		c->outq = o->next;
+		json_object_put(o->j);
+		if (o->fd >= 0) close(o->fd);
+		free(o);
+	}
+	event_free(c->rd);
+	event_free(c->wr);
+	close(c->fd);
+	free(c);
+}
+
+static void tempfail_result(struct scan_result *res, uint64_t id, const char *why)
+{
+	memset(res, 0, sizeof *res);
+	res->id = id;
+	res->action = MW_TEMPFAIL;
+	snprintf(res->error, sizeof res->error, "%s", why);
+	snprintf(res->reply, sizeof res->reply, "451 4.3.0 Temporary failure in content scan, try again later");
+}
+
+static void req_finish(struct sc_req *r, const struct scan_result *res)
+{
+	scan_done_fn cb = r->cb;
+	void *arg = r->arg;
+	free(r);
+	if (cb) cb(arg, res);
+}
+
+static void conn_maybe_close(struct sc_conn *c)
+{
+	if (c->retired && c->pending == 0 && c->outq == NULL) conn_close(c);
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sc_conn *c = arg;
+	struct scanclient *sc = c->sc;
+	for (;;) {
+		json_object *j = NULL;
+		int pfd = -1;
+		int rc = scanproto_recv(c->fd, &j, &pfd);
+		if (pfd >= 0) close(pfd);
+		if (rc == 0) {
+			conn_fail(c, "scanner closed the connection");
+			return;
+		}
+		if (rc < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+			conn_fail(c, errno == EBADMSG ? "malformed packet from scanner" : strerror(errno));
+			return;
+		}
+		struct scan_result res;
+		memset(&res, 0, sizeof res);
+		if (scan_result_from_json(j, &res) < 0) {
+			json_object_put(j);
+			conn_fail(c, "malformed result from scanner");
+			return;
+		}
+		json_object_put(j);
+		struct sc_req *r = req_take(sc, res.id);
+		if (r == NULL) {
+			slog(NULL, LOG_INFO, "scanner answered id=%llu after its deadline",
+			     (unsigned long long)res.id);
+		} else {
+			req_finish(r, &res);
+		}
+		scan_result_free(&res);
+		/* the callback may have retired/closed nothing of ours: c is only
+		 * closed here */
+		if (c->retired && c->pending == 0 && c->outq == NULL) {
+			conn_close(c);
+			return;
+		}
+	}
+}
+
+static int conn_flush(struct sc_conn *c)
+{
+	while (c->outq) {
+		struct sc_out *o = c->outq;
+		if (scanproto_send(c->fd, o->j, o->fd) < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+				event_add(c->wr, NULL);
+				return 0;
+			}
+			return -1;
+		}
+		c->outq = o->next;
+		if (c->outq == NULL) c->outq_tail = NULL;
+		json_object_put(o->j);
+		if (o->fd >= 0) close(o->fd);
+		free(o);
+	}
+	event_del(c->wr);
+	return 0;
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sc_conn *c = arg;
+	if (conn_flush(c) < 0) conn_fail(c, strerror(errno));
+}
+
+/* Fail every request sent on c; c is closed. */
+static void conn_fail(struct sc_conn *c, const char *why)
+{
+	struct scanclient *sc = c->sc;
+	slog(NULL, c->pending ? LOG_WARNING : LOG_INFO, "scanner connection lost: %s (%u scans pending)",
+	     why, c->pending);
+	if (sc->cur == c) sc->cur = NULL;
+	c->retired = 1;
+	for (size_t b = 0; b < SC_BUCKETS && c->pending > 0; b++) {
+		struct sc_req **pp = &sc->bucket[b];
+		while (*pp) {
+			if ((*pp)->conn != c) { pp = &(*pp)->next; continue; }
+			struct sc_req *r = req_take(sc, (*pp)->id);
+			struct scan_result res;
+			tempfail_result(&res, r->id, why);
+			req_finish(r, &res);
+			pp = &sc->bucket[b];      /* the chain may have changed */
+		}
+	}
+	conn_close(c);
+}
+
+static struct sc_conn *conn_open(struct scanclient *sc)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) return NULL;
+	int sz = SCANPROTO_MAX_PACKET * 2;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+	if (connect(fd, (struct sockaddr *)&sc->addr, sc->addrlen) < 0 && errno != EINPROGRESS) {
+		slog_errno(NULL, LOG_WARNING, "connect to scanner");
+		close(fd);
+		return NULL;
+	}
+	struct sc_conn *c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	c->sc = sc;
+	c->rd = event_new(sc->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->wr = event_new(sc->base, fd, EV_WRITE, conn_write_cb, c);
+	event_add(c->rd, NULL);
+	return c;
+}
+
+static void req_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sc_req *r = arg;
+	struct scanclient *sc = r->sc;
+	struct sc_conn *c = r->conn;
+	uint64_t id = r->id;
+	r = req_take(sc, id);
+	slog(NULL, LOG_WARNING, "scan id=%llu missed its deadline", (unsigned long long)id);
+	struct scan_result res;
+	tempfail_result(&res, id, "scan timeout");
+	req_finish(r, &res);
+	if (c) conn_maybe_close(c);
+}
+
+struct scanclient *scanclient_new(struct event_base *base, const struct sockaddr_un *addr,
+                                  socklen_t addrlen)
+{
+	struct scanclient *sc = xcalloc(1, sizeof *sc);
+	sc->base = base;
+	memcpy(&sc->addr, addr, addrlen);
+	sc->addrlen = addrlen;
+	sc->next_id = 1;
+	return sc;
+}
+
+uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int fd,
+                           unsigned timeout_ms, scan_done_fn cb, void *arg)
+{
+	if (sc->cur == NULL && (sc->cur = conn_open(sc)) == NULL) return 0;
+	struct sc_conn *c = sc->cur;
+	req->id = sc->next_id++;
+	json_object *j = scan_request_to_json(req);
+	int dupfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	struct sc_out *o = xcalloc(1, sizeof *o);
+	o->j = j;
+	o->fd = dupfd;
+	if (c->outq_tail) c->outq_tail->next = o;
+	else c->outq = o;
+	c->outq_tail = o;
+	if (conn_flush(c) < 0) {
+		conn_fail(c, strerror(errno));
+		return 0;     /* note: o was freed by conn_close */
+	}
+	struct sc_req *r = xcalloc(1, sizeof *r);
+	r->id = req->id;
+	r->cb = cb;
+	r->arg = arg;
+	r->conn = c;
+	r->sc = sc;
+	r->timer = evtimer_new(sc->base, req_timeout_cb, r);
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	evtimer_add(r->timer, &tv);
+	struct sc_req **slot = &sc->bucket[r->id % SC_BUCKETS];
+	r->next = *slot;
+	*slot = r;
+	c->pending++;
+	sc->npending++;
+	return r->id;
+}
+
+void scanclient_cancel(struct scanclient *sc, uint64_t id)
+{
+	struct sc_req *r = req_take(sc, id);
+	if (r == NULL) return;
+	struct sc_conn *c = r->conn;
+	free(r);
+	if (c) conn_maybe_close(c);
+}
+
+void scanclient_reconnect(struct scanclient *sc)
+{
+	struct sc_conn *c = sc->cur;
+	if (c == NULL) return;
+	sc->cur = NULL;
+	c->retired = 1;
+	c->next = sc->retired;
+	sc->retired = c;
+	conn_maybe_close(c);
+}
+
+void scanclient_set_address(struct scanclient *sc, const struct sockaddr_un *addr, socklen_t len)
+{
+	if (len > sizeof sc->addr) return;
+	memcpy(&sc->addr, addr, len);
+	sc->addrlen = len;
+	scanclient_reconnect(sc);
+}
+
+unsigned scanclient_pending(const struct scanclient *sc)
+{
+	return sc->npending;
+}
+
+void scanclient_free(struct scanclient *sc)
+{
+	for (size_t b = 0; b < SC_BUCKETS; b++)
+		while (sc->bucket[b]) {
+			struct sc_req *r = req_take(sc, sc->bucket[b]->id);
+			free(r);
+		}
+	if (sc->cur) conn_close(sc->cur);
+	while (sc->retired) conn_close(sc->retired);
+	free(sc);
+}

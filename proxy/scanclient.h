@@ -1,0 +1,39 @@
+/* scanclient.h - the proxy's side of the scanner protocol (scanproto.h):
+ * submit a finished message, get the result back asynchronously, or a
+ * tempfail result when the scanner is gone or misses its deadline.  The
+ * proxy never blocks on the scanner. */
+#ifndef MW_SCANCLIENT_H
+#define MW_SCANCLIENT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <event2/event.h>
+
+#include "scanproto.h"
+
+struct scanclient;
+
+/* res is valid during the call only. */
+typedef void (*scan_done_fn)(void *arg, const struct scan_result *res);
+
+struct scanclient *scanclient_new(struct event_base *base, const struct sockaddr_un *addr,
+                                  socklen_t addrlen);
+void scanclient_free(struct scanclient *sc);   /* pending callbacks are dropped */
+
+/* scanclient_submit - send req (req->id is set here) with the spool fd
+ * (borrowed: duplicated into the packet).  cb runs exactly once, later,
+ * unless cancelled.  Returns the id, or 0 if the request could not be sent
+ * (cb will not run: the caller answers 451 itself). */
+uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int fd,
+                           unsigned timeout_ms, scan_done_fn cb, void *arg);
+void scanclient_cancel(struct scanclient *sc, uint64_t id);
+/* scanclient_reconnect - after a scanner restart (SIGHUP): new requests go
+ * on a new connection; the old one stays until its answers are in. */
+void scanclient_reconnect(struct scanclient *sc);
+/* scanclient_set_address - a new scanner generation listens there: retire
+ * the current connection, use the new address from now on. */
+void scanclient_set_address(struct scanclient *sc, const struct sockaddr_un *addr, socklen_t len);
+unsigned scanclient_pending(const struct scanclient *sc);
+
+#endif

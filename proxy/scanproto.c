@@ -1,0 +1,646 @@
+/* scanproto.c - the scanner protocol: scan requests and results as JSON
+ * objects (json-c), one per SOCK_SEQPACKET packet, the message passed as a
+ * file descriptor with SCM_RIGHTS.
+ *
+ * Why this shape: a packet socket keeps message boundaries, so there is no
+ * framing to get wrong, and passing the spool's memfd means the message is
+ * never copied between processes.  Both sides treat the other as hostile
+ * (the scanner parses network text with third-party libraries; the proxy
+ * faces the network), so every decoded field is type-checked and bounded,
+ * and truncated packets are refused rather than half-read.
+ *
+ * Strings travel as JSON strings built with explicit lengths: any byte but
+ * NUL survives a round trip, UTF-8 or not (json-c copies bytes >= 0x80
+ * as-is and its parser does not validate them).  Whoever prints this JSON
+ * for humans or other programs passes it through utf8_sanitize first.
+ *
+ * Wire format (field names are the struct members):
+ *   request: {"id":N,"session_id":"..","listener":"..","direction":
+ *             "inbound"|"outbound","client_ip":"..","client_port":N,
+ *             "client_name":"..","helo":"..","mail_from":"..",
+ *             "mail_params":"..","rcpts":[".."],"size":N,"auth_user":"..",
+ *             "tls":".."}
+ *   result:  {"id":N,"action":"accept"|..,"score":D,"required":D,
+ *             "reply":"..","symbols":[{"name":"..","score":D,"filter":"..",
+ *             "desc":".."}],"edits":[{"op":"add"|"remove"|"change",
+ *             "name":"..","value":".."}],"quarantine_id":"..","error":"..",
+ *             "scan_ms":D}
+ * Only "id" is required; a missing string is "", a missing number 0.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "proxy/sbuf.h"
+#include "proxy/scanproto.h"
+
+#define SP_MAX_STRING   (64 * 1024)  /* any one decoded string */
+#define SP_MAX_RCPTS    100000
+#define SP_MAX_SYMBOLS  4096
+#define SP_MAX_EDITS    4096
+#define SP_MAX_FDS      8            /* cmsg room; more is a truncation */
+#define SP_JSON_DEPTH   8
+
+static const char *const action_names[MW_ACTION_COUNT] = {
+	"accept", "tag", "quarantine", "discard", "tempfail", "reject",
+};
+
+static const char *const edit_op_names[] = { "add", "remove", "change" };
+
+const char *mw_action_name(enum mw_action a)
+{
+	if ((unsigned)a >= MW_ACTION_COUNT)
+		return "unknown";
+	return action_names[a];
+}
+
+int mw_action_parse(const char *s, enum mw_action *a)
+{
+	unsigned i;
+
+	for (i = 0; i < MW_ACTION_COUNT; i++)
+		if (strcmp(s, action_names[i]) == 0) {
+			*a = (enum mw_action)i;
+			return 0;
+		}
+	return -1;
+}
+
+void scan_request_free(struct scan_request *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	free(r->listener);
+	free(r->client_ip);
+	free(r->client_name);
+	free(r->helo);
+	free(r->mail_from);
+	free(r->mail_params);
+	for (i = 0; i < r->nrcpts; i++)
+		free(r->rcpts[i]);
+	free(r->rcpts);
+	free(r->auth_user);
+	free(r->tls);
+	memset(r, 0, sizeof(*r));
+}
+
+void scan_result_free(struct scan_result *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->nsymbols; i++)
+		free(r->symbols[i].desc);
+	free(r->symbols);
+	for (i = 0; i < r->nedits; i++) {
+		free(r->edits[i].name);
+		free(r->edits[i].value);
+	}
+	free(r->edits);
+	memset(r, 0, sizeof(*r));
+}
+
+/* --- encoding ------------------------------------------------------------ */
+
+/* add_str - s may be NULL (encoded as ""). */
+static void add_str(json_object *o, const char *key, const char *s)
+{
+	if (s == NULL)
+		s = "";
+	json_object_object_add(o, key, json_object_new_string_len(s, (int)strnlen(s, SP_MAX_STRING)));
+}
+
+/* new_double - a number that prints as people write it ("7.3", not
+ * "7.2999999999999998"), and never as NaN/Infinity (not JSON). */
+static json_object *new_double(double d)
+{
+	char buf[64];
+
+	if (!isfinite(d))
+		d = 0;
+	snprintf(buf, sizeof(buf), "%.15g", d);
+	if (strpbrk(buf, ".e") == NULL)
+		strcat(buf, ".0");
+	return json_object_new_double_s(d, buf);
+}
+
+json_object *scan_request_to_json(const struct scan_request *r)
+{
+	json_object *o = json_object_new_object(), *a;
+	size_t i;
+
+	json_object_object_add(o, "id", json_object_new_uint64(r->id));
+	add_str(o, "session_id", r->session_id);
+	add_str(o, "listener", r->listener);
+	add_str(o, "direction", r->direction == MW_OUTBOUND ? "outbound" : "inbound");
+	add_str(o, "client_ip", r->client_ip);
+	json_object_object_add(o, "client_port", json_object_new_int64(r->client_port));
+	add_str(o, "client_name", r->client_name);
+	add_str(o, "helo", r->helo);
+	add_str(o, "mail_from", r->mail_from);
+	add_str(o, "mail_params", r->mail_params);
+	a = json_object_new_array_ext((int)(r->nrcpts < SP_MAX_RCPTS ? r->nrcpts : SP_MAX_RCPTS));
+	for (i = 0; i < r->nrcpts && i < SP_MAX_RCPTS; i++) {
+		const char *s = r->rcpts[i] ? r->rcpts[i] : "";
+
+		json_object_array_add(a, json_object_new_string_len(s, (int)strnlen(s, SP_MAX_STRING)));
+	}
+	json_object_object_add(o, "rcpts", a);
+	json_object_object_add(o, "size", json_object_new_uint64(r->size));
+	add_str(o, "auth_user", r->auth_user);
+	add_str(o, "tls", r->tls);
+	return o;
+}
+
+json_object *scan_result_to_json(const struct scan_result *r)
+{
+	json_object *o = json_object_new_object(), *a, *e;
+	size_t i;
+
+	json_object_object_add(o, "id", json_object_new_uint64(r->id));
+	add_str(o, "action", mw_action_name(r->action));
+	json_object_object_add(o, "score", new_double(r->score));
+	json_object_object_add(o, "required", new_double(r->required));
+	add_str(o, "reply", r->reply);
+	a = json_object_new_array_ext((int)r->nsymbols);
+	for (i = 0; i < r->nsymbols; i++) {
+		const struct scan_symbol *s = &r->symbols[i];
+
+		e = json_object_new_object();
+		add_str(e, "name", s->name);
+		json_object_object_add(e, "score", new_double(s->score));
+		add_str(e, "filter", s->filter);
+		if (s->desc != NULL)
+			add_str(e, "desc", s->desc);
+		json_object_array_add(a, e);
+	}
+	json_object_object_add(o, "symbols", a);
+	a = json_object_new_array_ext((int)r->nedits);
+	for (i = 0; i < r->nedits; i++) {
+		const struct header_edit *h = &r->edits[i];
+
+		e = json_object_new_object();
+		add_str(e, "op", (unsigned)h->op <= HE_CHANGE ? edit_op_names[h->op] : "?");
+		add_str(e, "name", h->name);
+		if (h->op != HE_REMOVE)
+			add_str(e, "value", h->value);
+		json_object_array_add(a, e);
+	}
+	json_object_object_add(o, "edits", a);
+	add_str(o, "quarantine_id", r->quarantine_id);
+	add_str(o, "error", r->error);
+	json_object_object_add(o, "scan_ms", new_double(r->scan_ms));
+	return o;
+}
+
+/* --- decoding: every field typed and bounded ----------------------------- */
+
+/* str_of - a string value: 1 and *s, *len, or -1 when of another type,
+ * longer than max or holding a NUL. */
+static int str_of(json_object *v, size_t max, const char **s, size_t *len)
+{
+	int n;
+
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	n = json_object_get_string_len(v);
+	*s = json_object_get_string(v);
+	if (n < 0 || (size_t)n > max || *s == NULL || memchr(*s, '\0', (size_t)n) != NULL)
+		return -1;
+	*len = (size_t)n;
+	return 1;
+}
+
+/* str_at - the string value of key: 1 and *s, *len when present, 0 when
+ * absent, -1 as str_of. */
+static int str_at(json_object *j, const char *key, size_t max, const char **s, size_t *len)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(j, key, &v))
+		return 0;
+	return str_of(v, max, s, len);
+}
+
+/* get_dup - a malloc'ed copy of the string at key ("" when absent). */
+static int get_dup(json_object *j, const char *key, size_t max, char **out)
+{
+	const char *s = "";
+	size_t len = 0;
+
+	if (str_at(j, key, max, &s, &len) < 0)
+		return -1;
+	*out = xstrndup(s, len);
+	return 0;
+}
+
+/* get_buf - the string at key into a fixed buffer; it must fit whole. */
+static int get_buf(json_object *j, const char *key, char *buf, size_t bufsz)
+{
+	const char *s = "";
+	size_t len = 0;
+
+	if (str_at(j, key, bufsz - 1, &s, &len) < 0)
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return 0;
+}
+
+/* get_u64 - a non-negative integer at key; required or 0 when absent. */
+static int get_u64(json_object *j, const char *key, int required, uint64_t *out)
+{
+	json_object *v;
+
+	*out = 0;
+	if (!json_object_object_get_ex(j, key, &v))
+		return required ? -1 : 0;
+	if (!json_object_is_type(v, json_type_int))
+		return -1;
+	if (json_object_get_int64(v) < 0)
+		return -1;
+	*out = json_object_get_uint64(v);
+	return 0;
+}
+
+/* get_double - a finite number at key (an integer is fine), 0 if absent. */
+static int get_double(json_object *j, const char *key, double *out)
+{
+	json_object *v;
+
+	*out = 0;
+	if (!json_object_object_get_ex(j, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+		return -1;
+	*out = json_object_get_double(v);
+	return isfinite(*out) ? 0 : -1;
+}
+
+/* get_array - the array at key (NULL and 0 when absent), at most max long. */
+static int get_array(json_object *j, const char *key, size_t max, json_object **a, size_t *n)
+{
+	*a = NULL;
+	*n = 0;
+	if (!json_object_object_get_ex(j, key, a))
+		return 0;
+	if (!json_object_is_type(*a, json_type_array))
+		return -1;
+	*n = json_object_array_length(*a);
+	return *n <= max ? 0 : -1;
+}
+
+static int all_of(const char *s, const char *set)
+{
+	return s[strspn(s, set)] == '\0';
+}
+
+#define UPPER_DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+#define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
+
+/* field_name_ok - RFC 5322 field name: 1*(%d33-57 / %d59-126). */
+static int field_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 33 || (unsigned char)*s > 126 || *s == ':')
+			return 0;
+	return 1;
+}
+
+/* field_value_ok - CR and LF only as folding (CRLF followed by SP or HTAB),
+ * so an edit can never end the header section or start a new field. */
+static int field_value_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\n')
+			return 0;
+		if (s[i] == '\r') {
+			if (i + 2 >= len || s[i + 1] != '\n' || (s[i + 2] != ' ' && s[i + 2] != '\t'))
+				return 0;
+			i++;
+		}
+	}
+	return 1;
+}
+
+/* reply_ok - an SMTP reply line: printable ASCII, no CR/LF. */
+static int reply_ok(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return 0;
+	return 1;
+}
+
+int scan_request_from_json(json_object *j, struct scan_request *r)
+{
+	json_object *a;
+	const char *s;
+	size_t n, len, i;
+	uint64_t port;
+
+	memset(r, 0, sizeof(*r));
+	if (j == NULL || !json_object_is_type(j, json_type_object))
+		return -1;
+	if (get_u64(j, "id", 1, &r->id) < 0
+	    || get_buf(j, "session_id", r->session_id, sizeof(r->session_id)) < 0
+	    || get_dup(j, "listener", 256, &r->listener) < 0
+	    || get_dup(j, "client_ip", 64, &r->client_ip) < 0
+	    || get_u64(j, "client_port", 0, &port) < 0 || port > 65535
+	    || get_dup(j, "client_name", 1024, &r->client_name) < 0
+	    || get_dup(j, "helo", SP_MAX_STRING, &r->helo) < 0
+	    || get_dup(j, "mail_from", SP_MAX_STRING, &r->mail_from) < 0
+	    || get_dup(j, "mail_params", SP_MAX_STRING, &r->mail_params) < 0
+	    || get_u64(j, "size", 0, &r->size) < 0
+	    || get_dup(j, "auth_user", SP_MAX_STRING, &r->auth_user) < 0
+	    || get_dup(j, "tls", 1024, &r->tls) < 0)
+		goto bad;
+	r->client_port = (unsigned)port;
+	switch (str_at(j, "direction", 16, &s, &len)) {
+	case 0:
+		r->direction = MW_INBOUND;
+		break;
+	case 1:
+		if (strcmp(s, "inbound") == 0)
+			r->direction = MW_INBOUND;
+		else if (strcmp(s, "outbound") == 0)
+			r->direction = MW_OUTBOUND;
+		else
+			goto bad;
+		break;
+	default:
+		goto bad;
+	}
+	if (get_array(j, "rcpts", SP_MAX_RCPTS, &a, &n) < 0)
+		goto bad;
+	r->rcpts = xcalloc(n ? n : 1, sizeof(char *));
+	for (i = 0; i < n; i++) {
+		if (str_of(json_object_array_get_idx(a, i), SP_MAX_STRING, &s, &len) != 1)
+			goto bad;
+		r->rcpts[i] = xstrndup(s, len);
+		r->nrcpts = i + 1;
+	}
+	return 0;
+bad:
+	scan_request_free(r);
+	return -1;
+}
+
+static int symbol_from_json(json_object *e, struct scan_symbol *sym)
+{
+	const char *s;
+	size_t len;
+
+	if (!json_object_is_type(e, json_type_object)
+	    || get_buf(e, "name", sym->name, sizeof(sym->name)) < 0
+	    || sym->name[0] == '\0' || !all_of(sym->name, UPPER_DIGITS "_")
+	    || get_double(e, "score", &sym->score) < 0
+	    || get_buf(e, "filter", sym->filter, sizeof(sym->filter)) < 0
+	    || !all_of(sym->filter, LOWER_DIGITS "_"))
+		return -1;
+	switch (str_at(e, "desc", SP_MAX_STRING, &s, &len)) {
+	case 1:
+		sym->desc = xstrndup(s, len);
+		/* FALLTHROUGH */
+	case 0:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static int edit_from_json(json_object *e, struct header_edit *h)
+{
+	const char *s;
+	size_t len, k;
+	int have;
+
+	if (!json_object_is_type(e, json_type_object)
+	    || str_at(e, "op", 16, &s, &len) != 1)
+		return -1;
+	for (k = 0; k < sizeof(edit_op_names) / sizeof(edit_op_names[0]); k++)
+		if (strcmp(s, edit_op_names[k]) == 0)
+			break;
+	if (k == sizeof(edit_op_names) / sizeof(edit_op_names[0]))
+		return -1;
+	h->op = (enum header_edit_op)k;
+	if (str_at(e, "name", 256, &s, &len) != 1)
+		return -1;
+	h->name = xstrndup(s, len);
+	if (!field_name_ok(h->name))
+		return -1;
+	have = str_at(e, "value", SP_MAX_STRING, &s, &len);
+	if (have < 0 || (h->op == HE_REMOVE) != (have == 0))
+		return -1;
+	if (have) {
+		if (!field_value_ok(s, len))
+			return -1;
+		h->value = xstrndup(s, len);
+	}
+	return 0;
+}
+
+int scan_result_from_json(json_object *j, struct scan_result *r)
+{
+	json_object *a;
+	const char *s;
+	size_t n, len, i;
+
+	memset(r, 0, sizeof(*r));
+	if (j == NULL || !json_object_is_type(j, json_type_object))
+		return -1;
+	if (get_u64(j, "id", 1, &r->id) < 0
+	    || str_at(j, "action", 16, &s, &len) != 1
+	    || mw_action_parse(s, &r->action) < 0
+	    || get_double(j, "score", &r->score) < 0
+	    || get_double(j, "required", &r->required) < 0
+	    || get_buf(j, "reply", r->reply, sizeof(r->reply)) < 0
+	    || !reply_ok(r->reply)
+	    || get_buf(j, "quarantine_id", r->quarantine_id, sizeof(r->quarantine_id)) < 0
+	    || !all_of(r->quarantine_id, LOWER_DIGITS UPPER_DIGITS "-_.")
+	    || r->quarantine_id[0] == '.'
+	    || get_buf(j, "error", r->error, sizeof(r->error)) < 0
+	    || get_double(j, "scan_ms", &r->scan_ms) < 0)
+		goto bad;
+	if (get_array(j, "symbols", SP_MAX_SYMBOLS, &a, &n) < 0)
+		goto bad;
+	r->symbols = xcalloc(n ? n : 1, sizeof(*r->symbols));
+	for (i = 0; i < n; i++) {
+		r->nsymbols = i + 1;
+		if (symbol_from_json(json_object_array_get_idx(a, i), &r->symbols[i]) < 0)
+			goto bad;
+	}
+	if (get_array(j, "edits", SP_MAX_EDITS, &a, &n) < 0)
+		goto bad;
+	r->edits = xcalloc(n ? n : 1, sizeof(*r->edits));
+	for (i = 0; i < n; i++) {
+		r->nedits = i + 1;
+		if (edit_from_json(json_object_array_get_idx(a, i), &r->edits[i]) < 0)
+			goto bad;
+	}
+	return 0;
+bad:
+	scan_result_free(r);
+	return -1;
+}
+
+/* --- transport ----------------------------------------------------------- */
+
+int scanproto_send(int sock, json_object *j, int fd)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr msg;
+	struct iovec iov;
+	struct cmsghdr *c;
+	const char *text;
+	size_t len;
+	ssize_t n;
+
+	text = json_object_to_json_string_length(j,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	if (text == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (len > SCANPROTO_MAX_PACKET) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = (void *)(uintptr_t)text;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd >= 0) {
+		memset(&cm, 0, sizeof(cm));
+		msg.msg_control = cm.buf;
+		msg.msg_controllen = sizeof(cm.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	if ((size_t)n != len) {		/* cannot happen on SOCK_SEQPACKET */
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return 0;
+}
+
+/* take_fds - collect the descriptors of every SCM_RIGHTS message: the
+ * first goes to *fd, the others are closed. */
+static void take_fds(struct msghdr *msg, int *fd)
+{
+	struct cmsghdr *c;
+	size_t i, nfds;
+	int f;
+
+	for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS
+		    || c->cmsg_len < CMSG_LEN(0))
+			continue;
+		nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfds; i++) {
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*fd < 0)
+				*fd = f;
+			else
+				close(f);
+		}
+	}
+}
+
+int scanproto_recv(int sock, json_object **out, int *fd)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(SP_MAX_FDS * sizeof(int))];
+	} cm;
+	struct json_tokener *tok;
+	struct msghdr msg;
+	struct iovec iov;
+	json_object *j;
+	char *buf;
+	ssize_t n;
+	size_t end;
+
+	*out = NULL;
+	*fd = -1;
+	/* one byte more than the limit, so an oversized packet shows */
+	buf = xmalloc(SCANPROTO_MAX_PACKET + 1);
+	memset(&msg, 0, sizeof(msg));
+	memset(&cm, 0, sizeof(cm));
+	iov.iov_base = buf;
+	iov.iov_len = SCANPROTO_MAX_PACKET + 1;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	take_fds(&msg, fd);
+	if (n == 0) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		free(buf);
+		return 0;
+	}
+	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n > SCANPROTO_MAX_PACKET)
+		goto bad;
+
+	tok = json_tokener_new_ex(SP_JSON_DEPTH);
+	if (tok == NULL)
+		goto bad;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	j = json_tokener_parse_ex(tok, buf, (int)n);
+	end = json_tokener_get_parse_end(tok);
+	if (j == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(j);
+		json_tokener_free(tok);
+		goto bad;
+	}
+	json_tokener_free(tok);
+	while (end < (size_t)n && strchr(" \t\r\n", buf[end]) != NULL && buf[end] != '\0')
+		end++;
+	if (end != (size_t)n || !json_object_is_type(j, json_type_object)) {
+		json_object_put(j);
+		goto bad;
+	}
+	free(buf);
+	*out = j;
+	return 1;
+bad:
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	free(buf);
+	errno = EBADMSG;
+	return -1;
+}

@@ -1,0 +1,87 @@
+/* scanproto.h - what a front end (proxy, milter, the scan command) asks the
+ * scanner, and what it answers; and how both travel between processes.
+ *
+ * Transport: a SOCK_SEQPACKET unix socket; one packet per request or
+ * result, its payload one JSON object (json-c).  A request carries the
+ * spool's file descriptor (memfd, message content as CRLF lines, not dot-
+ * stuffed) with SCM_RIGHTS.  Results come back in any order, matched by id.
+ */
+#ifndef MW_SCANPROTO_H
+#define MW_SCANPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include "mailwarden/filter.h"
+
+#define SCANPROTO_MAX_PACKET (256 * 1024)
+
+struct scan_request {
+	uint64_t id;                 /* chosen by the front end, echoed back */
+	char     session_id[17];
+	char    *listener;           /* owned */
+	enum mw_direction direction;
+	char    *client_ip;          /* owned, "" if unknown */
+	unsigned client_port;
+	char    *client_name;        /* owned; reverse DNS, "" until issue 4 */
+	char    *helo;               /* owned */
+	char    *mail_from;          /* owned, "" for <> */
+	char    *mail_params;        /* owned, as the client sent them */
+	char   **rcpts;              /* owned array of owned strings */
+	size_t   nrcpts;
+	uint64_t size;               /* bytes in the spool */
+	char    *auth_user;          /* owned, "" if none */
+	char    *tls;                /* owned, "" if none: "TLSv1.3 cipher" */
+};
+
+struct scan_symbol {
+	char   name[64];
+	double score;
+	char  *desc;                 /* owned, may be NULL */
+	char   filter[32];           /* who added it */
+};
+
+enum header_edit_op { HE_ADD = 0, HE_REMOVE, HE_CHANGE };
+
+struct header_edit {
+	enum header_edit_op op;
+	char *name;                  /* owned */
+	char *value;                 /* owned; NULL for HE_REMOVE */
+};
+
+struct scan_result {
+	uint64_t id;
+	enum mw_action action;
+	double   score;
+	double   required;           /* the tag threshold that applied */
+	char     reply[512];         /* the SMTP reply for this action, "" for accept/tag */
+	struct scan_symbol *symbols; /* owned */
+	size_t   nsymbols;
+	struct header_edit *edits;   /* owned, in order */
+	size_t   nedits;
+	char     quarantine_id[64];  /* set when action == MW_QUARANTINE */
+	char     error[256];         /* set when the scan failed: action is then MW_TEMPFAIL */
+	double   scan_ms;
+};
+
+void scan_request_free(struct scan_request *r);   /* frees members, not r */
+void scan_result_free(struct scan_result *r);     /* frees members, not r */
+
+json_object *scan_request_to_json(const struct scan_request *r);
+int scan_request_from_json(json_object *j, struct scan_request *r);  /* 0 / -1 */
+json_object *scan_result_to_json(const struct scan_result *r);
+int scan_result_from_json(json_object *j, struct scan_result *r);    /* 0 / -1 */
+
+const char *mw_action_name(enum mw_action a);      /* "accept", "tag", ... */
+int mw_action_parse(const char *s, enum mw_action *a);
+
+/* scanproto_send - one packet: the JSON text of j, and fd (if >= 0) as
+ * SCM_RIGHTS.  Blocking or not as the socket is.  0, or -1 with errno. */
+int scanproto_send(int sock, json_object *j, int fd);
+/* scanproto_recv - one packet into a new json object (*out); *fd gets the
+ * passed descriptor or -1 (any extra descriptors are closed).  Returns 1,
+ * 0 on EOF, -1 with errno (EAGAIN when nothing is there; EBADMSG when the
+ * packet is not a JSON object or was truncated). */
+int scanproto_recv(int sock, json_object **out, int *fd);
+
+#endif

@@ -1,0 +1,1244 @@
+/* session.c - one client SMTP session (RFC 5321), from the greeting to QUIT.
+ *
+ * Commands are handled one at a time, in order: a command that needs the
+ * upstream or the scanner sets s->busy and the rest of a pipelined batch
+ * waits in the input buffer (bounded by a read watermark) until the answer
+ * is in.  Replies are appended to the output buffer and leave in one write
+ * per loop turn, so a pipelined batch is answered in order, in few packets.
+ *
+ * The envelope is relayed live (MAIL and RCPT replies are the upstream's
+ * own), the message is spooled and scanned, and only then sent upstream:
+ * the client hears 250 for a message only after the upstream said 250.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "audit.h"
+#include "dataframe.h"
+#include "headers.h"
+#include "log.h"
+#include "netaddr.h"
+#include "proxy.h"
+#include "sbuf.h"
+#include "scanclient.h"
+#include "session.h"
+#include "smtp_parse.h"
+#include "spool.h"
+#include "upstream.h"
+
+#define RELAY_CHUNK      (64 * 1024)
+#define RELAY_HIWAT      (256 * 1024)
+#define REPLY_MAX        512
+
+enum sess_state {
+	SS_GREET_PAUSE,   /* greet_pause running; input is early talk */
+	SS_CMD,           /* reading commands */
+	SS_DATA,          /* reading message content */
+	SS_CLOSING        /* flushing the last reply, then close */
+};
+
+struct rcpt {
+	char *addr;                   /* owned */
+	char *params;                 /* owned */
+	char  reply[REPLY_MAX];       /* what the client was told */
+	int   accepted;
+};
+
+struct txn {
+	char    *mail_from;           /* owned */
+	char     mail_params[1024];
+	struct rcpt *rcpts;           /* owned */
+	size_t   nrcpts, cap, naccepted;
+	struct timespec start;
+	int      at_upstream;         /* MAIL accepted by the upstream */
+	uint64_t size;
+	int      data_seen;
+	double   scan_ms;
+	struct scan_result res;       /* owned members */
+	int      have_res;
+	char     reply[REPLY_MAX];    /* final reply to the client */
+	char     queue_id[128];
+	const char *action;           /* static string */
+	char     fault[64];
+	char     message_id[256];
+	char     subject[512];
+};
+
+struct session {
+	struct proxy     *px;         /* borrowed */
+	struct listener  *ln;         /* borrowed */
+	struct config    *cfg;        /* ref held */
+	char              id[17];
+	struct bufferevent *bev;      /* owned */
+	char              client_ip[64];
+	unsigned          client_port;
+	enum sess_state   state;
+	int               busy;       /* waiting for the upstream or the scanner */
+	int               helo_seen, esmtp;
+	char              helo[256];
+	int               early_talker;
+	unsigned          errors;
+	int               skip_line;  /* discarding an overlong command line */
+	int               draining;   /* daemon stopping: close when idle */
+	struct txn       *tx;         /* owned; NULL outside MAIL..end */
+	struct upstream  *up;         /* owned; opened at the first MAIL */
+	struct spool      spool;
+	struct data_decoder dec;
+	uint64_t          scan_id;    /* pending scan, 0 if none */
+	/* relaying the message to the upstream */
+	struct data_encoder enc;
+	const char       *relay_p;    /* into spool.map */
+	size_t            relay_left;
+	struct sbuf       hdrbuf;     /* rewritten header section */
+	size_t            hdr_off;
+	struct event     *greet_timer;
+	struct timespec   start;
+	unsigned          ntxn;
+	int               in_process; /* inside session_process(): don't recurse */
+	char              vrfy_line[600];
+	struct session   *prev, *next;
+};
+
+static void session_process(struct session *s);
+static void session_free(struct session *s);
+static void txn_end(struct session *s, const char *action);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static double elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+static void tv_ms(unsigned ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* Client timeouts apply only while we wait for the client. */
+static void arm_client_timeout(struct session *s)
+{
+	struct timeval rd, wr;
+	tv_ms(s->cfg->client_command_timeout, &wr);
+	if (s->busy) {
+		bufferevent_set_timeouts(s->bev, NULL, &wr);
+		return;
+	}
+	tv_ms(s->state == SS_DATA ? s->cfg->client_data_timeout : s->cfg->client_command_timeout, &rd);
+	bufferevent_set_timeouts(s->bev, &rd, &wr);
+}
+
+static void reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct session *s, const char *fmt, ...)
+{
+	char buf[REPLY_MAX + 2];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0) return;
+	if ((size_t)n > sizeof buf - 3) n = (int)(sizeof buf - 3);
+	if (log_enabled(LOG_DEBUG)) slog(s->id, LOG_DEBUG, "> %s", buf);
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	bufferevent_write(s->bev, buf, (size_t)n);
+}
+
+/* Relay an upstream reply as the upstream wrote it. */
+static void reply_relay(struct session *s, const struct smtp_reply *r)
+{
+	bufferevent_write(s->bev, r->text, r->len);
+	if (log_enabled(LOG_DEBUG)) {
+		char esc[300];
+		slog(s->id, LOG_DEBUG, "> (upstream) %s", log_esc(esc, sizeof esc, r->text, r->len));
+	}
+}
+
+/* Copy the last line's text of a reply (for the audit log), without CRLF. */
+static void reply_summary(const struct smtp_reply *r, char *out, size_t outsz)
+{
+	size_t len = r->len;
+	while (len > 0 && (r->text[len - 1] == '\n' || r->text[len - 1] == '\r')) len--;
+	const char *p = r->text, *last = r->text;
+	for (const char *q = r->text; q < r->text + len; q++)
+		if (*q == '\n') last = q + 1;
+	p = last;
+	size_t n = (size_t)(r->text + len - p);
+	if (n >= outsz) n = outsz - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+static void close_after_flush(struct session *s)
+{
+	s->state = SS_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);
+}
+
+static void set_busy(struct session *s, int busy)
+{
+	s->busy = busy;
+	arm_client_timeout(s);
+}
+
+/* ---- transactions and the audit record -------------------------------- */
+
+static void txn_free(struct txn *t)
+{
+	if (t == NULL) return;
+	free(t->mail_from);
+	for (size_t i = 0; i < t->nrcpts; i++) {
+		free(t->rcpts[i].addr);
+		free(t->rcpts[i].params);
+	}
+	free(t->rcpts);
+	if (t->have_res) scan_result_free(&t->res);
+	free(t);
+}
+
+static json_object *jstr(const char *s)
+{
+	return json_string_bytes(s ? s : "", s ? strlen(s) : 0);
+}
+
+static void audit_txn(struct session *s, struct txn *t)
+{
+	json_object *j = json_object_new_object();
+	char ts[64];
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
+	json_object_object_add(j, "time", json_object_new_string(ts));
+	json_object_object_add(j, "session", json_object_new_string(s->id));
+	json_object_object_add(j, "txn", json_object_new_int((int)s->ntxn));
+	json_object_object_add(j, "listener", jstr(s->ln->cfg.name));
+	json_object_object_add(j, "direction",
+		json_object_new_string(s->ln->cfg.direction == MW_OUTBOUND ? "outbound" : "inbound"));
+	json_object_object_add(j, "client_ip", jstr(s->client_ip));
+	json_object_object_add(j, "client_port", json_object_new_int((int)s->client_port));
+	json_object_object_add(j, "helo", jstr(s->helo));
+	json_object_object_add(j, "protocol", json_object_new_string(s->esmtp ? "ESMTP" : "SMTP"));
+	json_object_object_add(j, "tls", jstr(""));
+	json_object_object_add(j, "auth_user", jstr(""));
+	json_object_object_add(j, "early_talker", json_object_new_boolean(s->early_talker));
+	json_object_object_add(j, "mail_from", jstr(t->mail_from));
+	json_object_object_add(j, "mail_params", jstr(t->mail_params));
+	json_object *rc = json_object_new_array();
+	for (size_t i = 0; i < t->nrcpts; i++) {
+		json_object *r = json_object_new_object();
+		json_object_object_add(r, "address", jstr(t->rcpts[i].addr));
+		json_object_object_add(r, "reply", jstr(t->rcpts[i].reply));
+		json_object_object_add(r, "accepted", json_object_new_boolean(t->rcpts[i].accepted));
+		json_object_array_add(rc, r);
+	}
+	json_object_object_add(j, "rcpts", rc);
+	json_object_object_add(j, "message_id", jstr(t->message_id));
+	json_object_object_add(j, "subject", jstr(t->subject));
+	json_object_object_add(j, "size", json_object_new_int64((int64_t)t->size));
+	json_object *sym = json_object_new_array();
+	if (t->have_res)
+		for (size_t i = 0; i < t->res.nsymbols; i++) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", jstr(t->res.symbols[i].name));
+			json_object_object_add(o, "score", json_object_new_double(t->res.symbols[i].score));
+			if (t->res.symbols[i].desc)
+				json_object_object_add(o, "description", jstr(t->res.symbols[i].desc));
+			json_object_object_add(o, "filter", jstr(t->res.symbols[i].filter));
+			json_object_array_add(sym, o);
+		}
+	json_object_object_add(j, "symbols", sym);
+	json_object_object_add(j, "score", json_object_new_double(t->have_res ? t->res.score : 0.0));
+	json_object_object_add(j, "action", json_object_new_string(t->action ? t->action : "none"));
+	if (t->fault[0]) json_object_object_add(j, "fault", jstr(t->fault));
+	if (t->have_res && t->res.error[0]) json_object_object_add(j, "scan_error", jstr(t->res.error));
+	if (t->have_res && t->res.quarantine_id[0])
+		json_object_object_add(j, "quarantine_id", jstr(t->res.quarantine_id));
+	json_object_object_add(j, "reply", jstr(t->reply));
+	json_object_object_add(j, "queue_id", jstr(t->queue_id));
+	json_object_object_add(j, "upstream", jstr(s->ln->cfg.upstream));
+	json_object_object_add(j, "scan_ms", json_object_new_double(t->scan_ms));
+	json_object_object_add(j, "total_ms", json_object_new_double(elapsed_ms(&t->start)));
+	audit_write(j);
+
+	char esc[200];
+	slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s",
+	     s->ntxn, log_esc(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
+	     t->naccepted, t->nrcpts, (unsigned long long)t->size,
+	     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none", t->reply,
+	     t->queue_id[0] ? " queue_id=" : "", t->queue_id);
+}
+
+/* The transaction is over, for whatever reason: log it, forget it, and
+ * leave the upstream ready for the next one. */
+static void txn_end(struct session *s, const char *action)
+{
+	struct txn *t = s->tx;
+	if (t == NULL) return;
+	s->ntxn++;
+	if (action) t->action = action;
+	audit_txn(s, t);
+	if (t->at_upstream && upstream_alive(s->up) && strcmp(t->action ? t->action : "", "accept") != 0 &&
+	    strcmp(t->action ? t->action : "", "tag") != 0)
+		upstream_command(s->up, "RSET", s->cfg->upstream_command_timeout, NULL, NULL);
+	txn_free(t);
+	s->tx = NULL;
+	spool_close(&s->spool);
+	sbuf_free(&s->hdrbuf);
+}
+
+static void txn_set_reply(struct txn *t, const char *text)
+{
+	snprintf(t->reply, sizeof t->reply, "%s", text);
+}
+
+/* After a transaction or command: go on with pipelined input, or leave if
+ * the daemon is stopping. */
+static void resume(struct session *s)
+{
+	set_busy(s, 0);
+	if (!s->in_process) session_process(s);
+}
+
+/* ---- upstream interaction ---------------------------------------------- */
+
+/* An upstream reply is relayed to the client only when it is well-formed
+ * and fits the command; 421 becomes 451, since our own session goes on. */
+static int reply_fits(const struct smtp_reply *r, int allow_354)
+{
+	if (r->code == 354) return allow_354;
+	int c = r->code / 100;
+	return c == 2 || c == 4 || c == 5;
+}
+
+static void upstream_gone(struct session *s, enum upstream_err err, const char *when)
+{
+	slog(s->id, LOG_WARNING, "upstream=%s %s: %s", s->ln->cfg.upstream, when, upstream_err_name(err));
+	upstream_close(s->up);
+	s->up = NULL;
+}
+
+static const char R_NEXTHOP[] = "451 4.4.1 Next hop unavailable, try again later";
+static const char R_NEXTHOP_LOST[] = "451 4.4.2 Next hop connection lost, try again later";
+static const char R_NEXTHOP_BAD[] = "451 4.4.0 Next hop answered out of protocol, try again later";
+
+static void on_mail_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	struct txn *t = s->tx;
+	if (err != UP_OK) {
+		upstream_gone(s, err, "at MAIL");
+		reply(s, "%s", R_NEXTHOP);
+		txn_set_reply(t, R_NEXTHOP);
+		txn_end(s, "tempfail");
+	} else if (!reply_fits(r, 0)) {
+		char esc[200];
+		slog(s->id, LOG_WARNING, "upstream reply out of place at MAIL: %s", log_esc(esc, sizeof esc, r->text, r->len));
+		reply(s, "%s", R_NEXTHOP_BAD);
+		upstream_close(s->up);
+		s->up = NULL;
+		txn_set_reply(t, R_NEXTHOP_BAD);
+		txn_end(s, "tempfail");
+	} else if (r->code == 421) {
+		reply(s, "451 4.4.2 Next hop closing, try again later");
+		txn_set_reply(t, "451 4.4.2 Next hop closing");
+		txn_end(s, "tempfail");
+	} else if (r->code / 100 == 2) {
+		t->at_upstream = 1;
+		reply_relay(s, r);
+	} else {
+		reply_relay(s, r);
+		reply_summary(r, t->reply, sizeof t->reply);
+		txn_end(s, "rejected-by-upstream");
+	}
+	resume(s);
+}
+
+static void send_mail(struct session *s)
+{
+	char line[1700];
+	snprintf(line, sizeof line, "MAIL FROM:<%s>%s%s", s->tx->mail_from,
+	         s->tx->mail_params[0] ? " " : "", s->tx->mail_params);
+	if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_mail_reply, s) < 0)
+		on_mail_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	if (err != UP_OK || r->code / 100 != 2) {
+		if (err == UP_OK) {
+			char esc[200];
+			slog(s->id, LOG_WARNING, "upstream=%s refused the session: %s", s->ln->cfg.upstream,
+			     log_esc(esc, sizeof esc, r->text, r->len));
+		} else {
+			slog(s->id, LOG_WARNING, "upstream=%s unavailable: %s", s->ln->cfg.upstream,
+			     upstream_err_name(err));
+		}
+		upstream_close(s->up);
+		s->up = NULL;
+		reply(s, "%s", R_NEXTHOP);
+		txn_set_reply(s->tx, R_NEXTHOP);
+		txn_end(s, "tempfail");
+		resume(s);
+		return;
+	}
+	send_mail(s);
+}
+
+/* ---- MAIL / RCPT -------------------------------------------------------- */
+
+/* Which MAIL/RCPT parameters go upstream: only what the upstream offers. */
+static int param_allowed(struct session *s, const struct smtp_param *p, int is_mail, char *why, size_t whysz)
+{
+	unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->ln->target.caps;
+	const struct smtp_reply *ehlo = upstream_alive(s->up) ? upstream_ehlo(s->up) : &s->ln->target.ehlo;
+	if (is_mail && strcmp(p->key, "SIZE") == 0) return 1;      /* handled by the caller */
+	if (is_mail && strcmp(p->key, "BODY") == 0) {
+		if (strcasecmp(p->value, "7BIT") == 0) return 1;
+		if (strcasecmp(p->value, "8BITMIME") == 0 && (caps & UCAP_8BITMIME)) return 1;
+		snprintf(why, whysz, "555 5.5.4 Unsupported BODY type");
+		return 0;
+	}
+	if (is_mail && strcmp(p->key, "SMTPUTF8") == 0) {
+		if (caps & UCAP_SMTPUTF8) return 1;
+		snprintf(why, whysz, "555 5.6.7 SMTPUTF8 not supported by the next hop");
+		return 0;
+	}
+	if ((is_mail && (strcmp(p->key, "RET") == 0 || strcmp(p->key, "ENVID") == 0)) ||
+	    (!is_mail && (strcmp(p->key, "NOTIFY") == 0 || strcmp(p->key, "ORCPT") == 0))) {
+		if (caps & UCAP_DSN) return 1;
+		snprintf(why, whysz, "555 5.5.4 DSN not supported");
+		return 0;
+	}
+	if (strcmp(p->key, "AUTH") == 0 || strcmp(p->key, "XCLIENT") == 0) {
+		snprintf(why, whysz, "555 5.5.4 Unsupported option: %s", p->key);
+		return 0;
+	}
+	if (smtp_ehlo_has(ehlo, p->key, NULL, 0)) return 1;
+	snprintf(why, whysz, "555 5.5.4 Unsupported option: %s", p->key);
+	return 0;
+}
+
+static int build_params(struct session *s, const struct smtp_path_args *a, int is_mail,
+                        char *out, size_t outsz, char *why, size_t whysz)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < a->nparams; i++) {
+		const struct smtp_param *p = &a->params[i];
+		if (!param_allowed(s, p, is_mail, why, whysz)) return -1;
+		unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->ln->target.caps;
+		if (is_mail && strcmp(p->key, "SIZE") == 0 && !(caps & UCAP_SIZE)) continue;
+		int n = snprintf(out + len, outsz - len, "%s%s%s%s", len ? " " : "", p->key,
+		                 p->has_value ? "=" : "", p->value);
+		if (n < 0 || (size_t)n >= outsz - len) {
+			snprintf(why, whysz, "501 5.5.4 Too many parameters");
+			return -1;
+		}
+		len += (size_t)n;
+	}
+	return 0;
+}
+
+static void cmd_mail(struct session *s, const char *arg)
+{
+	struct smtp_path_args a;
+	const char *why = NULL;
+	char err[200];
+
+	if (!s->helo_seen) { reply(s, "503 5.5.1 Error: send HELO/EHLO first"); s->errors++; return; }
+	if (s->tx) { reply(s, "503 5.5.1 Error: nested MAIL command"); s->errors++; return; }
+	if (s->draining) { reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname); close_after_flush(s); return; }
+	if (smtp_path_parse(arg, &a, &why) < 0) {
+		reply(s, "501 5.1.7 Bad sender address syntax: %s", why ? why : "syntax error");
+		s->errors++;
+		return;
+	}
+	const struct smtp_param *size = smtp_param_get(&a, "SIZE");
+	if (size) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(size->value, &end, 10);
+		if (!size->has_value || *end != '\0' || errno != 0 || size->value[0] == '-') {
+			reply(s, "501 5.5.4 Bad SIZE parameter");
+			s->errors++;
+			return;
+		}
+		if (n > s->cfg->message_size_limit) {
+			reply(s, "552 5.3.4 Message size exceeds fixed limit");
+			return;
+		}
+	}
+	struct txn *t = xcalloc(1, sizeof *t);
+	clock_gettime(CLOCK_MONOTONIC, &t->start);
+	t->mail_from = xstrdup(a.path);
+	if (build_params(s, &a, 1, t->mail_params, sizeof t->mail_params, err, sizeof err) < 0) {
+		reply(s, "%s", err);
+		txn_free(t);
+		return;
+	}
+	s->tx = t;
+	set_busy(s, 1);
+	if (upstream_alive(s->up)) {
+		send_mail(s);
+		return;
+	}
+	upstream_close(s->up);
+	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_upstream_open, s);
+	if (s->up == NULL) {
+		slog_errno(s->id, LOG_WARNING, "upstream=%s connect", s->ln->cfg.upstream);
+		reply(s, "%s", R_NEXTHOP);
+		txn_set_reply(t, R_NEXTHOP);
+		txn_end(s, "tempfail");
+		set_busy(s, 0);
+	}
+}
+
+static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	struct txn *t = s->tx;
+	struct rcpt *rc = &t->rcpts[t->nrcpts - 1];
+	if (err != UP_OK) {
+		upstream_gone(s, err, "at RCPT");
+		snprintf(rc->reply, sizeof rc->reply, "%s", R_NEXTHOP_LOST);
+		reply(s, "%s", R_NEXTHOP_LOST);
+		txn_set_reply(t, R_NEXTHOP_LOST);
+		txn_end(s, "tempfail");
+	} else if (!reply_fits(r, 0)) {
+		char esc[200];
+		slog(s->id, LOG_WARNING, "upstream reply out of place at RCPT: %s", log_esc(esc, sizeof esc, r->text, r->len));
+		snprintf(rc->reply, sizeof rc->reply, "%s", R_NEXTHOP_BAD);
+		reply(s, "%s", R_NEXTHOP_BAD);
+		upstream_close(s->up);
+		s->up = NULL;
+		txn_set_reply(t, R_NEXTHOP_BAD);
+		txn_end(s, "tempfail");
+	} else if (r->code == 421) {
+		snprintf(rc->reply, sizeof rc->reply, "451 4.4.2 Next hop closing");
+		reply(s, "451 4.4.2 Next hop closing, try again later");
+		txn_set_reply(t, "451 4.4.2 Next hop closing");
+		txn_end(s, "tempfail");
+	} else {
+		reply_summary(r, rc->reply, sizeof rc->reply);
+		if (r->code / 100 == 2) {
+			rc->accepted = 1;
+			t->naccepted++;
+		}
+		reply_relay(s, r);
+	}
+	resume(s);
+}
+
+static void cmd_rcpt(struct session *s, const char *arg)
+{
+	struct smtp_path_args a;
+	const char *why = NULL;
+	char err[200], params[1024], line[1700];
+	struct txn *t = s->tx;
+
+	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
+	if (smtp_path_parse(arg, &a, &why) < 0 || a.path[0] == '\0') {
+		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
+		s->errors++;
+		return;
+	}
+	if (t->naccepted >= s->cfg->max_recipients) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (build_params(s, &a, 0, params, sizeof params, err, sizeof err) < 0) {
+		reply(s, "%s", err);
+		return;
+	}
+	if (!upstream_alive(s->up)) {
+		reply(s, "%s", R_NEXTHOP_LOST);
+		txn_set_reply(t, R_NEXTHOP_LOST);
+		txn_end(s, "tempfail");
+		return;
+	}
+	if (t->nrcpts == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 8;
+		t->rcpts = xrealloc(t->rcpts, t->cap * sizeof *t->rcpts);
+	}
+	struct rcpt *rc = &t->rcpts[t->nrcpts++];
+	memset(rc, 0, sizeof *rc);
+	rc->addr = xstrdup(a.path);
+	rc->params = xstrdup(params);
+	snprintf(line, sizeof line, "RCPT TO:<%s>%s%s", a.path, params[0] ? " " : "", params);
+	set_busy(s, 1);
+	if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_rcpt_reply, s) < 0)
+		on_rcpt_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+static void on_vrfy_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	if (err != UP_OK || !reply_fits(r, 0) || r->code == 421) {
+		if (err != UP_OK) upstream_gone(s, err, "at VRFY");
+		reply(s, "%s", R_NEXTHOP);
+	} else {
+		reply_relay(s, r);
+	}
+	resume(s);
+}
+
+static void on_vrfy_open(void *arg, const struct smtp_reply *r, enum upstream_err err);
+
+static void cmd_vrfy(struct session *s, const char *arg)
+{
+	if (arg[0] == '\0') { reply(s, "501 5.5.4 Syntax: VRFY address"); s->errors++; return; }
+	if (s->cfg->vrfy == VRFY_252) {
+		reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+		return;
+	}
+	char line[600];
+	snprintf(line, sizeof line, "VRFY %.512s", arg);
+	set_busy(s, 1);
+	if (upstream_alive(s->up)) {
+		if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_vrfy_reply, s) < 0)
+			on_vrfy_reply(s, NULL, UP_ERR_CLOSED);
+		return;
+	}
+	snprintf(s->vrfy_line, sizeof s->vrfy_line, "%s", line);
+	upstream_close(s->up);
+	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_vrfy_open, s);
+	if (s->up == NULL) {
+		reply(s, "%s", R_NEXTHOP);
+		set_busy(s, 0);
+	}
+}
+
+static void on_vrfy_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	if (err != UP_OK || r->code / 100 != 2) {
+		upstream_close(s->up);
+		s->up = NULL;
+		reply(s, "%s", R_NEXTHOP);
+		resume(s);
+		return;
+	}
+	if (upstream_command(s->up, s->vrfy_line, s->cfg->upstream_command_timeout, on_vrfy_reply, s) < 0)
+		on_vrfy_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+/* ---- DATA --------------------------------------------------------------- */
+
+static void cmd_data(struct session *s, const char *arg)
+{
+	struct txn *t = s->tx;
+	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: DATA"); s->errors++; return; }
+	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
+	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
+	if (spool_open(&s->spool) < 0) {
+		slog_errno(s->id, LOG_ERR, "spool");
+		reply(s, "451 4.3.0 Error: local spool failure");
+		return;
+	}
+	data_decoder_init(&s->dec, spool_write, &s->spool, s->cfg->message_size_limit,
+	                  s->cfg->bare_newline == BARE_NEWLINE_NORMALIZE);
+	t->data_seen = 1;
+	s->state = SS_DATA;
+	arm_client_timeout(s);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void extract_headers_for_audit(struct session *s)
+{
+	struct txn *t = s->tx;
+	const char *buf = s->spool.map;
+	size_t pos = 0, len = s->spool.size;
+	struct header_field f;
+	if (buf == NULL) return;
+	while (header_next(buf, len, &pos, &f) == 1) {
+		if (!t->message_id[0] && header_name_is(&f, "Message-ID"))
+			header_unfold(&f, t->message_id, sizeof t->message_id);
+		else if (!t->subject[0] && header_name_is(&f, "Subject"))
+			header_unfold(&f, t->subject, sizeof t->subject);
+	}
+}
+
+static int to_upstream(void *arg, const char *p, size_t len)
+{
+	struct session *s = arg;
+	return upstream_write(s->up, p, len);
+}
+
+static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	struct txn *t = s->tx;
+	const char *action = t->action;
+	upstream_set_drain_cb(s->up, NULL, NULL);
+	if (err != UP_OK) {
+		upstream_gone(s, err, "at end of data");
+		reply(s, "%s", R_NEXTHOP_LOST);
+		txn_set_reply(t, R_NEXTHOP_LOST);
+		t->at_upstream = 0;
+		txn_end(s, "tempfail");
+	} else if (!reply_fits(r, 0)) {
+		char esc[200];
+		slog(s->id, LOG_WARNING, "upstream reply out of place at end of data: %s",
+		     log_esc(esc, sizeof esc, r->text, r->len));
+		reply(s, "%s", R_NEXTHOP_BAD);
+		upstream_close(s->up);
+		s->up = NULL;
+		txn_set_reply(t, R_NEXTHOP_BAD);
+		txn_end(s, "tempfail");
+	} else if (r->code == 421) {
+		reply(s, "451 4.4.2 Next hop closing, try again later");
+		txn_set_reply(t, "451 4.4.2 Next hop closing");
+		txn_end(s, "tempfail");
+	} else {
+		reply_relay(s, r);
+		reply_summary(r, t->reply, sizeof t->reply);
+		if (r->code / 100 == 2) {
+			smtp_reply_queue_id(r, t->queue_id, sizeof t->queue_id);
+			t->at_upstream = 0;   /* the upstream transaction is complete */
+			txn_end(s, action);
+		} else {
+			t->at_upstream = 0;   /* a failed DATA ends the upstream transaction too */
+			txn_end(s, r->code / 100 == 4 ? "tempfail-by-upstream" : "rejected-by-upstream");
+		}
+	}
+	resume(s);
+}
+
+/* Push the message upstream without holding more than RELAY_HIWAT in the
+ * output buffer; called again by the drain callback. */
+static void relay_pump(void *arg)
+{
+	struct session *s = arg;
+	if (!upstream_alive(s->up)) return;
+	while (upstream_output_pending(s->up) < RELAY_HIWAT) {
+		if (s->hdr_off < s->hdrbuf.len) {
+			size_t n = s->hdrbuf.len - s->hdr_off;
+			data_encoder_feed(&s->enc, s->hdrbuf.data + s->hdr_off, n, to_upstream, s);
+			s->hdr_off += n;
+			continue;
+		}
+		if (s->relay_left == 0) {
+			upstream_set_drain_cb(s->up, NULL, NULL);
+			data_encoder_finish(&s->enc, to_upstream, s);
+			if (upstream_expect(s->up, s->cfg->upstream_eod_timeout, on_eod_reply, s) < 0)
+				on_eod_reply(s, NULL, UP_ERR_CLOSED);
+			return;
+		}
+		size_t n = s->relay_left < RELAY_CHUNK ? s->relay_left : RELAY_CHUNK;
+		data_encoder_feed(&s->enc, s->relay_p, n, to_upstream, s);
+		s->relay_p += n;
+		s->relay_left -= n;
+	}
+}
+
+static int edit_matches(const struct header_edit *e, const struct header_field *f)
+{
+	return header_name_is(f, e->name);
+}
+
+/* The header section as it goes out: our added fields first, then the
+ * client's, without the removed ones and with the changed ones replaced. */
+static void build_headers(struct session *s)
+{
+	const struct scan_result *res = &s->tx->res;
+	const char *buf = s->spool.map ? s->spool.map : "";
+	size_t len = s->spool.size, pos = 0, body;
+	struct header_field f;
+	unsigned char changed[64] = { 0 };
+
+	sbuf_init(&s->hdrbuf, (size_t)-1);
+	for (size_t i = 0; i < res->nedits; i++)
+		if (res->edits[i].op == HE_ADD)
+			sbuf_addf(&s->hdrbuf, "%s: %s\r\n", res->edits[i].name, res->edits[i].value);
+	for (;;) {
+		size_t at = pos;
+		int rc = header_next(buf, len, &pos, &f);
+		if (rc != 1) {
+			body = rc == 0 ? at : pos;
+			break;
+		}
+		int keep = 1;
+		for (size_t i = 0; i < res->nedits && keep; i++) {
+			const struct header_edit *e = &res->edits[i];
+			if (!edit_matches(e, &f)) continue;
+			if (e->op == HE_REMOVE) keep = 0;
+			else if (e->op == HE_CHANGE && i < sizeof changed && !changed[i]) {
+				changed[i] = 1;
+				sbuf_addf(&s->hdrbuf, "%.*s: %s\r\n", (int)f.name_len, f.name, e->value);
+				keep = 0;
+			}
+		}
+		if (keep) sbuf_add(&s->hdrbuf, f.start, f.len);
+	}
+	s->relay_p = buf + body;
+	s->relay_left = len - body;
+	s->hdr_off = 0;
+}
+
+static void on_data_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	struct txn *t = s->tx;
+	if (err != UP_OK) {
+		upstream_gone(s, err, "at DATA");
+		reply(s, "%s", R_NEXTHOP_LOST);
+		txn_set_reply(t, R_NEXTHOP_LOST);
+		t->at_upstream = 0;
+		txn_end(s, "tempfail");
+		resume(s);
+		return;
+	}
+	if (r->code != 354) {
+		if (!reply_fits(r, 0) || r->code / 100 == 2 || r->code == 421) {
+			reply(s, "%s", R_NEXTHOP_BAD);
+			txn_set_reply(t, R_NEXTHOP_BAD);
+		} else {
+			reply_relay(s, r);
+			reply_summary(r, t->reply, sizeof t->reply);
+		}
+		txn_end(s, "tempfail");
+		resume(s);
+		return;
+	}
+	build_headers(s);
+	data_encoder_init(&s->enc);
+	upstream_set_drain_cb(s->up, relay_pump, s);
+	relay_pump(s);
+}
+
+static void on_scan_done(void *arg, const struct scan_result *res)
+{
+	struct session *s = arg;
+	struct txn *t = s->tx;
+	s->scan_id = 0;
+	t->scan_ms = res->scan_ms;
+	/* keep our own copy of the result (the caller frees res) */
+	json_object *j = scan_result_to_json(res);
+	if (scan_result_from_json(j, &t->res) == 0) t->have_res = 1;
+	json_object_put(j);
+	const char *action = mw_action_name(res->action);
+	t->action = action;
+	if (res->error[0])
+		slog(s->id, LOG_WARNING, "scan failed: %s", res->error);
+	switch (res->action) {
+	case MW_ACCEPT:
+	case MW_TAG:
+		if (!upstream_alive(s->up)) {
+			reply(s, "%s", R_NEXTHOP_LOST);
+			txn_set_reply(t, R_NEXTHOP_LOST);
+			txn_end(s, "tempfail");
+			break;
+		}
+		if (upstream_command(s->up, "DATA", s->cfg->upstream_command_timeout, on_data_reply, s) < 0)
+			on_data_reply(s, NULL, UP_ERR_CLOSED);
+		return;
+	default: {
+		const char *text = res->reply[0] ? res->reply : "451 4.3.0 Error: no reply for this action";
+		reply(s, "%s", text);
+		txn_set_reply(t, text);
+		txn_end(s, action);
+		break;
+	}
+	}
+	resume(s);
+}
+
+static const char *fault_reply(enum data_fault f)
+{
+	switch (f) {
+	case DF_BARE_LF:
+	case DF_BARE_CR: return "550 5.5.2 Error: bare CR or LF in message content (RFC 5321 requires CRLF)";
+	case DF_NUL: return "550 5.6.0 Error: NUL character in message content";
+	case DF_LINE_TOO_LONG: return "550 5.6.0 Error: message line longer than 998 octets";
+	case DF_TOO_BIG: return "552 5.3.4 Error: message size exceeds fixed limit";
+	case DF_SINK_ERROR: return "451 4.3.0 Error: local spool failure";
+	case DF_OK: break;
+	}
+	return "451 4.3.0 Error: local failure";
+}
+
+static void end_of_data(struct session *s)
+{
+	struct txn *t = s->tx;
+	s->state = SS_CMD;
+	t->size = s->dec.size;
+	if (s->dec.fault != DF_OK) {
+		const char *r = fault_reply(s->dec.fault);
+		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(s->dec.fault));
+		slog(s->id, LOG_NOTICE, "message refused: %s (bare_lf=%u bare_cr=%u nul=%u)",
+		     data_fault_name(s->dec.fault), s->dec.bare_lf, s->dec.bare_cr, s->dec.nul);
+		reply(s, "%s", r);
+		txn_set_reply(t, r);
+		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
+		arm_client_timeout(s);
+		return;
+	}
+	if (spool_finish(&s->spool) < 0) {
+		slog_errno(s->id, LOG_ERR, "spool seal");
+		reply(s, "451 4.3.0 Error: local spool failure");
+		txn_set_reply(t, "451 4.3.0 Error: local spool failure");
+		txn_end(s, "tempfail");
+		return;
+	}
+	extract_headers_for_audit(s);
+
+	struct scan_request req;
+	memset(&req, 0, sizeof req);
+	memcpy(req.session_id, s->id, sizeof req.session_id);
+	req.listener = s->ln->cfg.name;
+	req.direction = s->ln->cfg.direction;
+	req.client_ip = s->client_ip;
+	req.client_port = s->client_port;
+	req.client_name = "";
+	req.helo = s->helo;
+	req.mail_from = t->mail_from;
+	req.mail_params = t->mail_params;
+	char **rcpts = xcalloc(t->naccepted ? t->naccepted : 1, sizeof *rcpts);
+	for (size_t i = 0; i < t->nrcpts; i++)
+		if (t->rcpts[i].accepted) rcpts[req.nrcpts++] = t->rcpts[i].addr;
+	req.rcpts = rcpts;
+	req.size = s->spool.size;
+	req.auth_user = "";
+	req.tls = "";
+	set_busy(s, 1);
+	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
+	free(rcpts);
+	if (s->scan_id == 0) {
+		slog(s->id, LOG_WARNING, "scanner unavailable");
+		reply(s, "451 4.3.0 Error: content scanner unavailable, try again later");
+		txn_set_reply(t, "451 4.3.0 Error: content scanner unavailable");
+		txn_end(s, "tempfail");
+		set_busy(s, 0);
+	}
+}
+
+/* ---- command dispatch -------------------------------------------------- */
+
+static void send_ehlo(struct session *s)
+{
+	const struct upstream_target *t = &s->ln->target;
+	unsigned caps = t->caps_known ? t->caps : 0;
+	char line[300];
+	struct sbuf b;
+	sbuf_init(&b, 4096);
+	sbuf_addf(&b, "250-%s\r\n", s->cfg->hostname);
+	sbuf_adds(&b, "250-PIPELINING\r\n");
+	sbuf_addf(&b, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->message_size_limit);
+	if (caps & UCAP_8BITMIME) sbuf_adds(&b, "250-8BITMIME\r\n");
+	if (caps & UCAP_SMTPUTF8) sbuf_adds(&b, "250-SMTPUTF8\r\n");
+	if (caps & UCAP_DSN) sbuf_adds(&b, "250-DSN\r\n");
+	if (caps & UCAP_ENHANCED) sbuf_adds(&b, "250-ENHANCEDSTATUSCODES\r\n");
+	/* the last line carries the space */
+	snprintf(line, sizeof line, "250 HELP\r\n");
+	sbuf_adds(&b, line);
+	bufferevent_write(s->bev, b.data, b.len);
+	sbuf_free(&b);
+}
+
+static void cmd_helo(struct session *s, const char *arg, int esmtp)
+{
+	char esc[64];
+	if (arg[0] == '\0') {
+		reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+		s->errors++;
+		return;
+	}
+	if (s->tx) txn_end(s, "aborted");
+	size_t n = strcspn(arg, " ");
+	if (n >= sizeof s->helo) n = sizeof s->helo - 1;
+	memcpy(s->helo, arg, n);
+	s->helo[n] = '\0';
+	s->helo_seen = 1;
+	s->esmtp = esmtp;
+	if (esmtp) send_ehlo(s);
+	else reply(s, "250 %s", s->cfg->hostname);
+	(void)esc;
+}
+
+static void cmd_rset(struct session *s)
+{
+	if (s->tx) txn_end(s, "aborted");
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_quit(struct session *s)
+{
+	if (s->tx) txn_end(s, "aborted");
+	reply(s, "221 2.0.0 Bye");
+	close_after_flush(s);
+}
+
+static void handle_command(struct session *s, char *line, size_t len)
+{
+	const char *arg = "";
+	if (log_enabled(LOG_DEBUG)) {
+		char esc[300];
+		slog(s->id, LOG_DEBUG, "< %s", log_esc(esc, sizeof esc, line, len));
+	}
+	if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL) {
+		reply(s, "500 5.5.2 Error: bad character in command");
+		s->errors++;
+		return;
+	}
+	enum smtp_verb v = smtp_verb_parse(line, &arg);
+	switch (v) {
+	case SMTP_EHLO: cmd_helo(s, arg, 1); break;
+	case SMTP_HELO: cmd_helo(s, arg, 0); break;
+	case SMTP_MAIL: cmd_mail(s, arg); break;
+	case SMTP_RCPT: cmd_rcpt(s, arg); break;
+	case SMTP_DATA: cmd_data(s, arg); break;
+	case SMTP_RSET: cmd_rset(s); break;
+	case SMTP_NOOP: reply(s, "250 2.0.0 Ok"); break;
+	case SMTP_QUIT: cmd_quit(s); break;
+	case SMTP_VRFY: cmd_vrfy(s, arg); break;
+	case SMTP_HELP: reply(s, "214 2.0.0 mailwarden: commands HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"); break;
+	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN: case SMTP_STARTTLS: case SMTP_AUTH:
+	case SMTP_BDAT: case SMTP_XCLIENT: case SMTP_XFORWARD:
+		reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		break;
+	default:
+		reply(s, "500 5.5.1 Error: command not recognized");
+		s->errors++;
+		break;
+	}
+	if (s->errors >= s->cfg->max_errors && s->state != SS_CLOSING) {
+		slog(s->id, LOG_NOTICE, "too many errors (%u)", s->errors);
+		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		if (s->tx) txn_end(s, "aborted");
+		close_after_flush(s);
+	}
+}
+
+/* Feed buffered DATA content to the framer.  Returns 1 at end of data. */
+static int process_data(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+		int done = 0;
+		size_t used = data_decoder_feed(&s->dec, v.iov_base, v.iov_len, &done);
+		evbuffer_drain(in, used);
+		if (done) return 1;
+	}
+	return 0;
+}
+
+/* Take complete lines from the input and act on them, until the input is
+ * empty or we wait for something. */
+static void session_process(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t limit = s->cfg->command_line_limit;
+	char *line = NULL;
+
+	if (s->in_process) return;
+	s->in_process = 1;
+	while (!s->busy && s->state != SS_CLOSING && s->state != SS_GREET_PAUSE) {
+		if (s->state == SS_DATA) {
+			if (!process_data(s)) break;
+			end_of_data(s);
+			continue;
+		}
+		if (s->tx == NULL && s->draining) {
+			reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+			close_after_flush(s);
+			break;
+		}
+		size_t eol_len;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+		if (p.pos < 0) {
+			if (evbuffer_get_length(in) > limit) {     /* never buffer past the cap */
+				evbuffer_drain(in, evbuffer_get_length(in));
+				s->skip_line = 1;
+			}
+			break;
+		}
+		size_t n = (size_t)p.pos;
+		if (s->skip_line || n + 1 > limit) {
+			evbuffer_drain(in, n + 1);
+			s->skip_line = 0;
+			reply(s, "500 5.5.2 Error: line too long");
+			s->errors++;
+			continue;
+		}
+		line = xrealloc(line, n + 1);
+		evbuffer_remove(in, line, n + 1);
+		int bare_lf = !(n > 0 && line[n - 1] == '\r');
+		if (!bare_lf) n--;
+		line[n] = '\0';
+		if (bare_lf && s->cfg->bare_newline == BARE_NEWLINE_REJECT) {
+			slog(s->id, LOG_NOTICE, "bare LF in command");
+			reply(s, "500 5.5.2 Error: bare LF in command (RFC 5321 requires CRLF)");
+			s->errors++;
+			continue;
+		}
+		handle_command(s, line, n);
+	}
+	s->in_process = 0;
+	free(line);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	if (s->state == SS_GREET_PAUSE) {
+		s->early_talker = 1;
+		return;
+	}
+	session_process(s);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	if (s->state == SS_CLOSING) session_free(s);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	if (what & BEV_EVENT_TIMEOUT) {
+		slog(s->id, LOG_INFO, "client timeout while %s", s->state == SS_DATA ? "reading data" : "waiting for a command");
+		if (s->state != SS_CLOSING) {
+			bufferevent_enable(s->bev, EV_WRITE);
+			reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+			if (s->tx) txn_end(s, "aborted");
+			close_after_flush(s);
+			return;
+		}
+	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		slog(s->id, LOG_INFO, "client %s%s", (what & BEV_EVENT_EOF) ? "disconnected" : "connection error",
+		     s->state == SS_DATA ? " in the middle of DATA" : "");
+	}
+	session_free(s);
+}
+
+static void greet(struct session *s)
+{
+	reply(s, "220 %s ESMTP mailwarden", s->cfg->hostname);
+}
+
+static void greet_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	s->state = SS_CMD;
+	if (s->early_talker) {
+		slog(s->id, LOG_NOTICE, "early talker: client sent data before the greeting");
+		if (s->cfg->early_talker == EARLY_TALKER_REJECT) {
+			reply(s, "554 5.5.0 %s Error: protocol violation, talked before the greeting", s->cfg->hostname);
+			close_after_flush(s);
+			return;
+		}
+	}
+	greet(s);
+	session_process(s);
+}
+
+struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen)
+{
+	struct session *s = xcalloc(1, sizeof *s);
+	uint64_t rnd = 0;
+	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+		rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+	snprintf(s->id, sizeof s->id, "%016llx", (unsigned long long)rnd);
+	s->px = px;
+	s->ln = ln;
+	s->cfg = config_ref(px->cfg);
+	s->spool.fd = -1;
+	clock_gettime(CLOCK_MONOTONIC, &s->start);
+	netaddr_ip(sa, s->client_ip, sizeof s->client_ip, &s->client_port);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	s->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		evutil_closesocket(fd);
+		config_unref(s->cfg);
+		free(s);
+		return NULL;
+	}
+	size_t hiwat = s->cfg->command_line_limit * 4;
+	if (hiwat < 65536) hiwat = 65536;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, hiwat);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	s->next = px->sessions;
+	if (px->sessions) px->sessions->prev = s;
+	px->sessions = s;
+	px->nsessions++;
+	ipcount_inc(px, s->client_ip);
+	slog(s->id, LOG_INFO, "connect from [%s]:%u listener=%s", s->client_ip, s->client_port, ln->cfg.name);
+	if (s->cfg->greet_pause > 0) {
+		s->state = SS_GREET_PAUSE;
+		s->greet_timer = evtimer_new(px->base, greet_timer_cb, s);
+		struct timeval tv;
+		tv_ms(s->cfg->greet_pause, &tv);
+		evtimer_add(s->greet_timer, &tv);
+	} else {
+		s->state = SS_CMD;
+		greet(s);
+	}
+	arm_client_timeout(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	return s;
+}
+
+static void session_free(struct session *s)
+{
+	struct proxy *px = s->px;
+	if (s->scan_id) scanclient_cancel(px->scan, s->scan_id);
+	if (s->tx) txn_end(s, "aborted");
+	upstream_close(s->up);
+	spool_close(&s->spool);
+	sbuf_free(&s->hdrbuf);
+	if (s->greet_timer) event_free(s->greet_timer);
+	bufferevent_free(s->bev);
+	ipcount_dec(px, s->client_ip);
+	if (s->prev) s->prev->next = s->next;
+	else px->sessions = s->next;
+	if (s->next) s->next->prev = s->prev;
+	px->nsessions--;
+	slog(s->id, LOG_INFO, "disconnect [%s] transactions=%u", s->client_ip, s->ntxn);
+	config_unref(s->cfg);
+	free(s);
+	proxy_session_gone(px, NULL);
+}
+
+void session_shutdown(struct session *s, int force)
+{
+	s->draining = 1;
+	if (s->state == SS_CLOSING) return;
+	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA)) {
+		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+		if (s->tx) txn_end(s, "aborted");
+		close_after_flush(s);
+	}
+}
+
+struct session *session_next(const struct session *s)
+{
+	return s->next;
+}

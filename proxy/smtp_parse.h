@@ -1,0 +1,79 @@
+/* smtp_parse.h - pure parsers for the SMTP protocol (RFC 5321): client
+ * command lines, MAIL/RCPT paths with their ESMTP parameters, and server
+ * replies.  No I/O and no allocation beyond what the caller passes in, so
+ * they can be unit-tested and fuzzed alone.  Input is hostile: every
+ * function takes explicit lengths and bounds every copy. */
+#ifndef MW_SMTP_PARSE_H
+#define MW_SMTP_PARSE_H
+
+#include <stddef.h>
+
+enum smtp_verb {
+	SMTP_UNKNOWN = 0, SMTP_HELO, SMTP_EHLO, SMTP_MAIL, SMTP_RCPT, SMTP_DATA,
+	SMTP_RSET, SMTP_NOOP, SMTP_QUIT, SMTP_VRFY, SMTP_EXPN, SMTP_HELP,
+	SMTP_STARTTLS, SMTP_AUTH, SMTP_BDAT, SMTP_ETRN, SMTP_TURN,
+	SMTP_XCLIENT, SMTP_XFORWARD, SMTP_VERB_COUNT
+};
+
+/* smtp_verb_parse - line (no CRLF) -> verb; *arg points after the verb and
+ * the single space (or at the NUL).  "MAIL FROM:" / "RCPT TO:" are matched
+ * case-insensitively with the colon; the arg then starts after it, leading
+ * spaces skipped (a common client deviation).  Returns SMTP_UNKNOWN for
+ * anything else. */
+enum smtp_verb smtp_verb_parse(const char *line, const char **arg);
+const char *smtp_verb_name(enum smtp_verb v);
+
+#define SMTP_MAX_PARAMS 16
+#define SMTP_PATH_MAX   512     /* RFC 5321 4.5.3.1.3: 256 octets; we allow more */
+
+struct smtp_param {
+	char key[32];     /* upper-cased */
+	char value[512];  /* "" when the parameter has no '=' */
+	int  has_value;
+};
+
+struct smtp_path_args {
+	char   path[SMTP_PATH_MAX + 1];  /* between < and >, "" for <> */
+	size_t nparams;
+	struct smtp_param params[SMTP_MAX_PARAMS];
+};
+
+/* smtp_path_parse - "<a@b> KEY=V KEY2" -> path + params.  Rejects missing
+ * angle brackets, control characters, spaces inside the path, overlong
+ * fields, more than SMTP_MAX_PARAMS, and params with an empty or non-
+ * esmtp-keyword key.  Source routes (<@a,@b:u@d>) are stripped to the
+ * mailbox as RFC 5321 C allows.  Returns 0, or -1 with a short reason in
+ * *why (a static string). */
+int smtp_path_parse(const char *arg, struct smtp_path_args *out, const char **why);
+const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const char *key);
+
+/* Server replies ----------------------------------------------------------- */
+
+#define SMTP_REPLY_MAX_LINES 64
+
+struct smtp_reply {
+	int    code;              /* 200..599 */
+	size_t nlines;
+	char   text[8192];        /* the lines as received, each + CRLF */
+	size_t len;
+};
+
+/* smtp_reply_line - feed one reply line (no CRLF).  Returns 1 when the reply
+ * is complete (last line "NNN " or "NNN"), 0 when more lines follow
+ * ("NNN-"), -1 when the line is malformed: not three digits 2xx..5xx, a
+ * code that differs from the earlier lines, a bad separator, too many or
+ * too long lines.  r must be zeroed before the first line. */
+int smtp_reply_line(struct smtp_reply *r, const char *line, size_t len);
+
+/* smtp_reply_has_keyword - in a complete EHLO reply, is the extension
+ * keyword present (case-insensitive)?  If so and args != NULL, copy its
+ * parameters (the rest of that line) into args. */
+int smtp_ehlo_has(const struct smtp_reply *r, const char *keyword, char *args, size_t argsz);
+
+/* smtp_reply_queue_id - from a 250 reply to end of data, the upstream's
+ * queue id if it says one ("250 2.0.0 Ok: queued as 4F2A1B" (Postfix),
+ * "250 OK id=1r2s3t-..." (Exim), "250 2.0.0 <id> Message accepted",
+ * "queued as ID").  Copies at most outsz-1 chars of [A-Za-z0-9._-@<>]. */
+int smtp_reply_queue_id(const struct smtp_reply *r, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,468 @@
+/* upstream.c - the SMTP client leg towards the next-hop MTA.  See upstream.h.
+ *
+ * Lifetime: the session owns the struct upstream and ends it with
+ * upstream_close().  Callbacks may call upstream_close() from inside; the
+ * struct is then freed once the callback returns (u->depth guards it). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "log.h"
+#include "sbuf.h"
+#include "upstream.h"
+
+#define UP_QUEUE_MAX   256     /* commands in flight on one connection */
+#define UP_LINE_MAX    2048    /* reply line; RFC 5321 says 512 */
+#define UP_LOWAT       (64 * 1024)
+#define UP_QUIT_WAIT   10000
+
+enum up_state { UPS_CONNECTING, UPS_GREETING, UPS_EHLO, UPS_HELO, UPS_READY, UPS_DEAD };
+
+struct pending {
+	upstream_reply_fn cb;     /* NULL once detached */
+	void             *arg;
+	unsigned          timeout_ms;
+};
+
+struct upstream {
+	struct event_base      *base;         /* borrowed */
+	const struct config    *cfg;          /* borrowed; the session holds a ref */
+	struct upstream_target *t;            /* borrowed; lives as long as the listener */
+	char                    sid[17];
+	struct bufferevent     *bev;          /* owned */
+	enum up_state           state;
+	struct pending          q[UP_QUEUE_MAX];
+	size_t                  qhead, qlen;
+	struct smtp_reply       reply;        /* being assembled */
+	unsigned                caps;
+	struct smtp_reply       ehlo;
+	upstream_reply_fn       open_cb;
+	void                   *open_arg;
+	upstream_drain_fn       drain_cb;
+	void                   *drain_arg;
+	int                     depth;        /* >0 while inside callbacks */
+	int                     zombie;       /* close requested: free when depth drops to 0 */
+	int                     quitting;     /* QUIT sent, waiting for the reply or EOF */
+	int                     probe;        /* only refreshing t's capabilities */
+};
+
+static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_write_cb(struct bufferevent *bev, void *arg);
+static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+static void up_greeting(void *arg, const struct smtp_reply *r, enum upstream_err err);
+
+const char *upstream_err_name(enum upstream_err e)
+{
+	switch (e) {
+	case UP_OK: return "ok";
+	case UP_ERR_CONNECT: return "connect";
+	case UP_ERR_TIMEOUT: return "timeout";
+	case UP_ERR_CLOSED: return "closed";
+	case UP_ERR_PROTOCOL: return "protocol";
+	}
+	return "?";
+}
+
+static void ms_to_tv(unsigned ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* The read deadline is the one of the oldest reply we wait for. */
+static void up_arm_timeout(struct upstream *u)
+{
+	struct timeval rd, wr;
+	ms_to_tv(u->cfg->upstream_data_timeout, &wr);
+	if (u->qlen > 0) {
+		ms_to_tv(u->q[u->qhead].timeout_ms, &rd);
+		bufferevent_set_timeouts(u->bev, &rd, &wr);
+	} else {
+		bufferevent_set_timeouts(u->bev, NULL, &wr);
+	}
+}
+
+static void up_free(struct upstream *u)
+{
+	if (u->bev) bufferevent_free(u->bev);
+	free(u);
+}
+
+static int up_push(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb, void *arg)
+{
+	if (u->qlen >= UP_QUEUE_MAX) return -1;
+	struct pending *p = &u->q[(u->qhead + u->qlen) % UP_QUEUE_MAX];
+	p->cb = cb;
+	p->arg = arg;
+	p->timeout_ms = timeout_ms;
+	u->qlen++;
+	if (u->qlen == 1) up_arm_timeout(u);
+	return 0;
+}
+
+/* Deliver err to every waiting callback, in order; the connection is dead. */
+static void up_fail(struct upstream *u, enum upstream_err err)
+{
+	if (u->state == UPS_DEAD) return;
+	u->state = UPS_DEAD;
+	if (u->bev) bufferevent_disable(u->bev, EV_READ | EV_WRITE);
+	u->depth++;
+	while (u->qlen > 0 && !u->zombie) {
+		struct pending p = u->q[u->qhead];
+		u->qhead = (u->qhead + 1) % UP_QUEUE_MAX;
+		u->qlen--;
+		if (p.cb) p.cb(p.arg, NULL, err);
+	}
+	u->qlen = 0;
+	u->depth--;
+	if (u->zombie && u->depth == 0) up_free(u);
+}
+
+static void up_parse_caps(struct upstream *u, const struct smtp_reply *r)
+{
+	static const struct { const char *kw; unsigned cap; } tab[] = {
+		{ "PIPELINING", UCAP_PIPELINING }, { "SIZE", UCAP_SIZE }, { "8BITMIME", UCAP_8BITMIME },
+		{ "SMTPUTF8", UCAP_SMTPUTF8 }, { "ENHANCEDSTATUSCODES", UCAP_ENHANCED }, { "DSN", UCAP_DSN },
+		{ "CHUNKING", UCAP_CHUNKING }, { "STARTTLS", UCAP_STARTTLS }, { "XCLIENT", UCAP_XCLIENT },
+		{ "XFORWARD", UCAP_XFORWARD }, { "BINARYMIME", UCAP_BINARYMIME }, { "AUTH", UCAP_AUTH },
+		{ "VRFY", UCAP_VRFY },
+	};
+	char args[256];
+	unsigned caps = 0;
+	uint64_t size = 0;
+	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+		if (smtp_ehlo_has(r, tab[i].kw, args, sizeof args)) {
+			caps |= tab[i].cap;
+			if (tab[i].cap == UCAP_SIZE) size = strtoull(args, NULL, 10);
+		}
+	u->caps = caps;
+	u->ehlo = *r;
+	u->t->caps = caps;
+	u->t->size_limit = size;
+	u->t->ehlo = *r;
+	u->t->caps_known = 1;
+	u->t->caps_time = time(NULL);
+}
+
+static void up_open_done(struct upstream *u, const struct smtp_reply *r, enum upstream_err err)
+{
+	upstream_reply_fn cb = u->open_cb;
+	u->open_cb = NULL;
+	if (u->probe) {
+		if (err == UP_OK && u->state == UPS_READY) {
+			u->quitting = 1;
+			bufferevent_write(u->bev, "QUIT\r\n", 6);
+			up_push(u, UP_QUIT_WAIT, NULL, NULL);
+		} else {
+			u->zombie = 1;
+		}
+		return;
+	}
+	if (cb) cb(u->open_arg, r, err);
+}
+
+static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct upstream *u = arg;
+	if (err == UP_OK && r->code / 100 == 2) {
+		u->state = UPS_READY;
+		u->caps = 0;
+	}
+	up_open_done(u, r, err);
+}
+
+static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct upstream *u = arg;
+	char line[320];
+	if (err == UP_OK && r->code / 100 == 2) {
+		u->state = UPS_READY;
+		up_parse_caps(u, r);
+		up_open_done(u, r, err);
+		return;
+	}
+	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO */
+		u->state = UPS_HELO;
+		snprintf(line, sizeof line, "HELO %s\r\n", u->cfg->hostname);
+		bufferevent_write(u->bev, line, strlen(line));
+		up_push(u, u->cfg->upstream_command_timeout, up_helo_reply, u);
+		return;
+	}
+	up_open_done(u, r, err);
+}
+
+static void up_greeting(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct upstream *u = arg;
+	char line[320];
+	if (err != UP_OK || r->code != 220) {
+		up_open_done(u, r, err);
+		return;
+	}
+	u->state = UPS_EHLO;
+	snprintf(line, sizeof line, "EHLO %s\r\n", u->cfg->hostname);
+	bufferevent_write(u->bev, line, strlen(line));
+	up_push(u, u->cfg->upstream_command_timeout, up_ehlo_reply, u);
+}
+
+static void up_protocol_error(struct upstream *u, const char *what, const char *line, size_t len)
+{
+	char esc[300];
+	slog(u->sid, LOG_WARNING, "upstream=%s protocol error: %s: %s", u->t->spec, what,
+	     log_esc(esc, sizeof esc, line, len));
+	up_fail(u, UP_ERR_PROTOCOL);
+}
+
+static void up_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *u = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char line[UP_LINE_MAX + 2];
+
+	u->depth++;
+	while (u->state != UPS_DEAD && !u->zombie) {
+		size_t eol_len;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+		if (p.pos < 0) {
+			if (evbuffer_get_length(in) > UP_LINE_MAX) {
+				up_protocol_error(u, "reply line too long", "", 0);
+			}
+			break;
+		}
+		size_t n = (size_t)p.pos;          /* bytes before the LF */
+		if (n > UP_LINE_MAX) {
+			up_protocol_error(u, "reply line too long", "", 0);
+			break;
+		}
+		evbuffer_remove(in, line, n + 1);
+		if (n == 0 || line[n - 1] != '\r') {
+			up_protocol_error(u, "bare LF in reply", line, n);
+			break;
+		}
+		n--;                                /* drop the CR */
+		line[n] = '\0';
+		if (memchr(line, '\r', n) != NULL) {
+			up_protocol_error(u, "bare CR in reply", line, n);
+			break;
+		}
+		if (u->qlen == 0) {
+			if (u->quitting) continue;
+			up_protocol_error(u, "unsolicited reply", line, n);
+			break;
+		}
+		int rc = smtp_reply_line(&u->reply, line, n);
+		if (rc < 0) {
+			up_protocol_error(u, "malformed reply", line, n);
+			break;
+		}
+		if (rc == 0) continue;
+		struct smtp_reply done = u->reply;
+		memset(&u->reply, 0, sizeof u->reply);
+		struct pending pe = u->q[u->qhead];
+		u->qhead = (u->qhead + 1) % UP_QUEUE_MAX;
+		u->qlen--;
+		up_arm_timeout(u);
+		if (done.code == 421 && u->state == UPS_READY) {
+			/* The MTA is closing: this reply still answers the command, but
+			 * nothing after it will be answered. */
+			u->state = UPS_DEAD;
+			if (pe.cb) pe.cb(pe.arg, &done, UP_OK);
+			u->state = UPS_READY;
+			up_fail(u, UP_ERR_CLOSED);
+			break;
+		}
+		if (pe.cb) pe.cb(pe.arg, &done, UP_OK);
+		if (u->quitting && u->qlen == 0) {
+			u->zombie = 1;
+			break;
+		}
+	}
+	u->depth--;
+	if (u->zombie && u->depth == 0) up_free(u);
+}
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *u = arg;
+	if (u->drain_cb && u->state != UPS_DEAD) {
+		u->depth++;
+		u->drain_cb(u->drain_arg);
+		u->depth--;
+		if (u->zombie && u->depth == 0) up_free(u);
+	}
+}
+
+static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream *u = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		u->state = UPS_GREETING;
+		up_arm_timeout(u);
+		return;
+	}
+	enum upstream_err err;
+	if (u->state == UPS_CONNECTING) {
+		err = UP_ERR_CONNECT;
+		if (what & BEV_EVENT_TIMEOUT) errno = ETIMEDOUT;
+		else errno = evutil_socket_geterror(bufferevent_getfd(bev));
+		slog_errno(u->sid, LOG_WARNING, "upstream=%s connect", u->t->spec);
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		err = UP_ERR_TIMEOUT;
+		if (!u->quitting)
+			slog(u->sid, LOG_WARNING, "upstream=%s timeout waiting for %s", u->t->spec,
+			     (what & BEV_EVENT_READING) ? "reply" : "write");
+	} else {
+		err = UP_ERR_CLOSED;
+		if (!u->quitting)
+			slog(u->sid, u->qlen ? LOG_WARNING : LOG_INFO, "upstream=%s connection closed%s",
+			     u->t->spec, u->qlen ? " with replies pending" : "");
+	}
+	if (u->quitting) {
+		u->qlen = 0;
+		if (u->depth == 0) up_free(u);
+		else u->zombie = 1;
+		return;
+	}
+	u->depth++;
+	if (u->state == UPS_CONNECTING || u->state == UPS_GREETING || u->state == UPS_EHLO ||
+	    u->state == UPS_HELO) {
+		/* the open callback sits in the queue as up_greeting & co.; up_fail
+		 * reaches it through them */
+	}
+	up_fail(u, err);
+	u->depth--;
+	if (u->zombie && u->depth == 0) up_free(u);
+}
+
+static struct upstream *up_new(struct event_base *base, const struct config *cfg,
+                               struct upstream_target *t, const char *sid)
+{
+	struct upstream *u = xcalloc(1, sizeof *u);
+	u->base = base;
+	u->cfg = cfg;
+	u->t = t;
+	snprintf(u->sid, sizeof u->sid, "%s", sid ? sid : "-");
+	u->state = UPS_CONNECTING;
+	u->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (u->bev == NULL) {
+		free(u);
+		return NULL;
+	}
+	bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, u);
+	bufferevent_setwatermark(u->bev, EV_WRITE, UP_LOWAT, 0);
+	struct timeval tv;
+	ms_to_tv(cfg->upstream_connect_timeout, &tv);
+	bufferevent_set_timeouts(u->bev, &tv, &tv);
+	/* the greeting is the first reply we wait for */
+	u->q[0].cb = up_greeting;
+	u->q[0].arg = u;
+	u->q[0].timeout_ms = cfg->upstream_command_timeout;
+	u->qlen = 1;
+	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+	return u;
+}
+
+struct upstream *upstream_open(struct event_base *base, const struct config *cfg,
+                               struct upstream_target *t, const char *sid,
+                               upstream_reply_fn cb, void *arg)
+{
+	struct upstream *u = up_new(base, cfg, t, sid);
+	if (u == NULL) return NULL;
+	u->open_cb = cb;
+	u->open_arg = arg;
+	if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr.ss, (int)t->addr.len) < 0) {
+		/* failure is reported through the event callback or here at once */
+		bufferevent_free(u->bev);
+		u->bev = NULL;
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+void upstream_probe(struct event_base *base, const struct config *cfg, struct upstream_target *t)
+{
+	struct upstream *u = up_new(base, cfg, t, "probe");
+	if (u == NULL) return;
+	u->probe = 1;
+	if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr.ss, (int)t->addr.len) < 0) {
+		up_free(u);
+		return;
+	}
+}
+
+int upstream_command(struct upstream *u, const char *line, unsigned timeout_ms,
+                     upstream_reply_fn cb, void *arg)
+{
+	if (u->state != UPS_READY || u->zombie) return -1;
+	struct evbuffer *out = bufferevent_get_output(u->bev);
+	if (up_push(u, timeout_ms, cb, arg) < 0) return -1;
+	evbuffer_add(out, line, strlen(line));
+	evbuffer_add(out, "\r\n", 2);
+	return 0;
+}
+
+int upstream_expect(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb, void *arg)
+{
+	if (u->state != UPS_READY || u->zombie) return -1;
+	return up_push(u, timeout_ms, cb, arg);
+}
+
+int upstream_write(struct upstream *u, const void *p, size_t len)
+{
+	if (u->state != UPS_READY || u->zombie) return -1;
+	return bufferevent_write(u->bev, p, len);
+}
+
+size_t upstream_output_pending(const struct upstream *u)
+{
+	return u->bev ? evbuffer_get_length(bufferevent_get_output(u->bev)) : 0;
+}
+
+void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg)
+{
+	u->drain_cb = cb;
+	u->drain_arg = arg;
+}
+
+int upstream_alive(const struct upstream *u)
+{
+	return u != NULL && u->state == UPS_READY && !u->zombie;
+}
+
+unsigned upstream_caps(const struct upstream *u)
+{
+	return u->caps;
+}
+
+const struct smtp_reply *upstream_ehlo(const struct upstream *u)
+{
+	return &u->ehlo;
+}
+
+void upstream_close(struct upstream *u)
+{
+	if (u == NULL) return;
+	for (size_t i = 0; i < u->qlen; i++)
+		u->q[(u->qhead + i) % UP_QUEUE_MAX].cb = NULL;
+	u->open_cb = NULL;
+	u->drain_cb = NULL;
+	if (u->state == UPS_READY && !u->zombie && !u->quitting && u->qlen == 0) {
+		/* polite goodbye; freed on the reply, EOF or timeout */
+		u->quitting = 1;
+		bufferevent_write(u->bev, "QUIT\r\n", 6);
+		up_push(u, UP_QUIT_WAIT, NULL, NULL);
+		return;
+	}
+	if (u->quitting) return;
+	if (u->depth > 0) u->zombie = 1;
+	else up_free(u);
+}

@@ -1,0 +1,92 @@
+/* upstream.h - mailwarden's SMTP client towards the next-hop MTA.
+ *
+ * One connection per client session, opened at the client's first MAIL
+ * FROM (so idle clients and clients refused early cost the MTA nothing).
+ * Commands are queued FIFO with a callback each; every wait has a deadline.
+ * Replies are parsed strictly (smtp_reply_line) with the CRLF framer; a
+ * malformed or unsolicited reply fails the connection, it is never handed
+ * on.  Each upstream EHLO reply also refreshes what the proxy knows of that
+ * MTA's capabilities (struct upstream_target), which is what the proxy
+ * offers its own clients.
+ */
+#ifndef MW_UPSTREAM_H
+#define MW_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "netaddr.h"
+#include "smtp_parse.h"
+
+enum upstream_cap {
+	UCAP_PIPELINING = 1u << 0, UCAP_SIZE = 1u << 1, UCAP_8BITMIME = 1u << 2,
+	UCAP_SMTPUTF8 = 1u << 3, UCAP_ENHANCED = 1u << 4, UCAP_DSN = 1u << 5,
+	UCAP_CHUNKING = 1u << 6, UCAP_STARTTLS = 1u << 7, UCAP_XCLIENT = 1u << 8,
+	UCAP_XFORWARD = 1u << 9, UCAP_BINARYMIME = 1u << 10, UCAP_AUTH = 1u << 11,
+	UCAP_VRFY = 1u << 12
+};
+
+/* What we know of one next hop: shared by all sessions of a listener. */
+struct upstream_target {
+	char           spec[256];     /* as configured */
+	struct netaddr addr;
+	int            caps_known;    /* an EHLO reply was seen */
+	unsigned       caps;          /* UCAP_* */
+	uint64_t       size_limit;    /* its SIZE value, 0 = none */
+	struct smtp_reply ehlo;       /* the last EHLO reply, for other keywords */
+	time_t         caps_time;
+};
+
+enum upstream_err {
+	UP_OK = 0,
+	UP_ERR_CONNECT,     /* connect failed or timed out */
+	UP_ERR_TIMEOUT,     /* a reply did not come in time */
+	UP_ERR_CLOSED,      /* the MTA closed the connection */
+	UP_ERR_PROTOCOL     /* malformed or unsolicited reply */
+};
+const char *upstream_err_name(enum upstream_err e);
+
+struct upstream;
+
+/* reply callback: r is the complete reply when err == UP_OK, else NULL.
+ * After an error the connection is dead; every queued callback is called
+ * with the same error, in order. */
+typedef void (*upstream_reply_fn)(void *arg, const struct smtp_reply *r, enum upstream_err err);
+/* called when the output buffer has drained below the low-water mark */
+typedef void (*upstream_drain_fn)(void *arg);
+
+/* upstream_open - connect to t and run greeting + EHLO (HELO if EHLO is
+ * refused).  cb gets the EHLO/HELO reply (or the greeting if it was not
+ * 220, or an error).  sid: borrowed, for logs; copied. */
+struct upstream *upstream_open(struct event_base *base, const struct config *cfg,
+                               struct upstream_target *t, const char *sid,
+                               upstream_reply_fn cb, void *arg);
+
+/* upstream_command - send line (no CRLF; copied) and queue cb for its reply,
+ * with timeout_ms as deadline.  Returns 0, or -1 if the connection is dead. */
+int upstream_command(struct upstream *u, const char *line, unsigned timeout_ms,
+                     upstream_reply_fn cb, void *arg);
+/* upstream_expect - queue cb for a reply to data already written (end of
+ * data).  0 / -1. */
+int upstream_expect(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb, void *arg);
+/* upstream_write - raw bytes (message content, already dot-stuffed). */
+int upstream_write(struct upstream *u, const void *p, size_t len);
+size_t upstream_output_pending(const struct upstream *u);
+void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg);
+
+int upstream_alive(const struct upstream *u);
+unsigned upstream_caps(const struct upstream *u);       /* of this connection */
+const struct smtp_reply *upstream_ehlo(const struct upstream *u);
+
+/* upstream_close - forget every callback; send QUIT if the connection is
+ * alive and idle, then free it in the background.  u is gone after this. */
+void upstream_close(struct upstream *u);
+
+/* upstream_probe - connect, EHLO, QUIT, only to refresh t's capabilities.
+ * Runs in the background; no callback. */
+void upstream_probe(struct event_base *base, const struct config *cfg, struct upstream_target *t);
+
+#endif

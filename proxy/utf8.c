@@ -1,0 +1,123 @@
+/* utf8.c - UTF-8 validation and repair (RFC 3629, Unicode 15 table 3-7).
+ *
+ * Why: the audit log is one JSON line per transaction and its fields hold
+ * client bytes (HELO, MAIL FROM, Subject, upstream replies).  json-c
+ * escapes quotes, backslashes and control characters but copies bytes >=
+ * 0x80 as they are, so invalid UTF-8 would make the line invalid JSON.
+ * We repair the serialized text: valid sequences stay, every ill-formed
+ * one becomes U+FFFD, using "maximal subparts" (the practice Unicode
+ * recommends, and what Python's bytes.decode(errors='replace') does), so
+ * a log reader in any language sees the same text.
+ */
+#include <string.h>
+
+#include "proxy/sbuf.h"
+#include "proxy/utf8.h"
+
+static const char REPL[3] = { '\xef', '\xbf', '\xbd' };	/* U+FFFD */
+
+/* utf8_seq - length of the well-formed sequence at p (1..4), or 0 if it is
+ * ill-formed; then *bad is the length of its maximal subpart (1..3): the
+ * lead byte and the continuation bytes that were still acceptable. */
+static size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t need, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 1;
+	else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0;		/* no overlongs */
+		else if (c == 0xed)
+			hi = 0x9f;		/* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90;		/* no overlongs */
+		else if (c == 0xf4)
+			hi = 0x8f;		/* nothing above U+10FFFF */
+	} else {			/* 80..C1 (stray, overlong), F5..FF */
+		*bad = 1;
+		return 0;
+	}
+	for (i = 1; i <= need; i++) {
+		if (i >= len || p[i] < lo || p[i] > hi) {
+			*bad = i;
+			return 0;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	return need + 1;
+}
+
+int utf8_valid(const char *p, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t i = 0, n, bad;
+
+	while (i < len) {
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((n = utf8_seq(u + i, len - i, &bad)) == 0)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)in;
+	size_t i = 0, start = 0, n, bad;
+
+	while (i < len) {
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((n = utf8_seq(u + i, len - i, &bad)) != 0) {
+			i += n;
+			continue;
+		}
+		/* copy the good run, then one replacement */
+		if (sbuf_add(out, in + start, i - start) < 0
+		    || sbuf_add(out, REPL, sizeof(REPL)) < 0)
+			return -1;
+		i += bad;
+		start = i;
+	}
+	return sbuf_add(out, in + start, i - start);
+}
+
+size_t utf8_sanitize(const char *in, size_t len, char *out, size_t outsz)
+{
+	const unsigned char *u = (const unsigned char *)in;
+	size_t i = 0, o = 0, n, bad;
+
+	if (outsz == 0)
+		return 0;
+	while (i < len) {
+		if ((n = utf8_seq(u + i, len - i, &bad)) != 0) {
+			if (o + n > outsz - 1)
+				break;
+			memcpy(out + o, in + i, n);
+			o += n;
+			i += n;
+		} else {
+			if (o + sizeof(REPL) > outsz - 1)
+				break;
+			memcpy(out + o, REPL, sizeof(REPL));
+			o += sizeof(REPL);
+			i += bad;
+		}
+	}
+	out[o] = '\0';
+	return o;
+}

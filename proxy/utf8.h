@@ -1,0 +1,30 @@
+/* utf8.h - UTF-8 validation and repair.  json-c copies bytes >= 0x80 into
+ * its output unchanged, so JSON built from network bytes (the audit log,
+ * "mailwarden scan" output) is passed through utf8_sanitize before it is
+ * written: the result is always valid UTF-8, hence valid JSON. */
+#ifndef MW_UTF8_H
+#define MW_UTF8_H
+
+#include <stddef.h>
+
+struct sbuf;
+
+/* utf8_valid - 1 if p[0..len) is well-formed UTF-8 (RFC 3629: no overlongs,
+ * no surrogates U+D800..U+DFFF, nothing above U+10FFFF), else 0.  NUL bytes
+ * are valid UTF-8. */
+int utf8_valid(const char *p, size_t len);
+
+/* utf8_sanitize_sbuf - append in[0..len) to out, with every ill-formed
+ * sequence replaced by U+FFFD (EF BF BD), one replacement per maximal
+ * subpart as Unicode 3.9 / W3C recommend and Python's errors='replace'
+ * does ("\xe2\x82A" -> U+FFFD "A"; "\xed\xa0\x80" -> three U+FFFD).
+ * in: borrowed.  Returns 0, or -1 if out's limit was reached (out then holds
+ * a prefix of the result that ends on a character boundary). */
+int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len);
+
+/* utf8_sanitize - the same into a fixed buffer: writes at most outsz-1
+ * bytes, cutting only between characters, and NUL-terminates (if outsz >
+ * 0).  Returns the number of bytes written, without the NUL. */
+size_t utf8_sanitize(const char *in, size_t len, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,231 @@
+/* fuzz_dataframe.c - libFuzzer target for the DATA framer and the encoder.
+ *
+ * Build and run (from the top of the tree):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
+ *     tests/fuzz/fuzz_dataframe.c proxy/dataframe.c -o build/fuzz_dataframe
+ *   mkdir -p build/fuzz-corpus && build/fuzz_dataframe -max_total_time=60 \
+ *     -max_len=4096 build/fuzz-corpus
+ *
+ * Input: byte 0 seeds the chunking, byte 1 picks a size limit (0 = none),
+ * the rest is the raw stream after "354".  Each input is decoded in both
+ * modes, in random chunks, and checked against a whole-buffer reference
+ * written as plainly as possible:
+ *   - consumed <= len; all of it is consumed unless done;
+ *   - done exactly when the stream holds CR LF "." CR LF (with the start of
+ *     data counting as CR LF), and consumed ends right after the first one;
+ *   - the fault is the reference's first fault, and without a fault the
+ *     content is the reference's content, byte for byte;
+ *   - content never holds a bare CR or LF;
+ *   - encode(content) holds exactly one end of data, at its end, and
+ *     decodes back to the content.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/dataframe.h"
+
+#define CHECK(x) do { if (!(x)) { \
+	fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
+	abort(); } } while (0)
+
+struct buf {
+	char  *p;
+	size_t len, cap;
+};
+
+static int buf_put(void *arg, const char *p, size_t n)
+{
+	struct buf *b = arg;
+
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2 + 64;
+		b->p = realloc(b->p, b->cap);
+		CHECK(b->p != NULL);
+	}
+	if (n)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static uint32_t rng(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+/* oracle_end - offset just past the first CR LF "." CR LF of "\r\n"+in,
+ * 0 if none */
+static size_t oracle_end(const unsigned char *in, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 3 <= len; i++)
+		if (in[i] == '.' && in[i + 1] == '\r' && in[i + 2] == '\n'
+		    && (i == 0 || (i >= 2 && in[i - 2] == '\r' && in[i - 1] == '\n')))
+			return i + 3;
+	return 0;
+}
+
+/* eod_only_at_end - the first end of data in w is at its very end, so
+ * there is exactly one */
+static int eod_only_at_end(const char *w, size_t len)
+{
+	return oracle_end((const unsigned char *)w, len) == len;
+}
+
+/* reference - the content and first fault for body = in[0..m) */
+struct ref {
+	struct buf      content;
+	enum data_fault fault;
+	uint64_t        size;
+	uint64_t        limit;
+};
+
+static void ref_fault(struct ref *r, enum data_fault f)
+{
+	if (r->fault == DF_OK)
+		r->fault = f;
+}
+
+static void ref_emit(struct ref *r, const char *p, size_t n)
+{
+	if (r->fault != DF_OK)
+		return;
+	if (r->limit && r->size + n > r->limit) {
+		ref_fault(r, DF_TOO_BIG);
+		return;
+	}
+	r->size += n;
+	buf_put(&r->content, p, n);
+}
+
+static void reference(const unsigned char *in, size_t m, int normalize,
+                      struct ref *r)
+{
+	size_t i = 0, s, e, j;
+	int crlf;
+
+	while (i < m) {
+		/* find the end of this line: CR LF, or a bare CR/LF if normalize */
+		s = i;
+		for (e = s; e < m; e++) {
+			if (in[e] == '\r' && e + 1 < m && in[e + 1] == '\n')
+				break;
+			if (normalize && (in[e] == '\n' || in[e] == '\r'))
+				break;
+		}
+		CHECK(e < m);	/* the body ends with CR LF */
+		crlf = in[e] == '\r' && in[e + 1] == '\n';
+		for (j = s; j < e; j++) {
+			if (in[j] == '\n')
+				ref_fault(r, DF_BARE_LF);	/* reject mode only */
+			else if (in[j] == '\r')
+				ref_fault(r, DF_BARE_CR);
+			if (in[j] == '\0')
+				ref_fault(r, DF_NUL);
+			if (j - s + 1 > DATA_LINE_MAX)
+				ref_fault(r, DF_LINE_TOO_LONG);
+			if (j == s && in[j] == '.')
+				continue;	/* the dot: dropped, or emitted below */
+			ref_emit(r, (const char *)in + j, 1);
+		}
+		if (e - s == 1 && in[s] == '.')
+			ref_emit(r, ".", 1);	/* a lone "." that did not end the data */
+		ref_emit(r, "\r\n", 2);
+		i = e + (crlf ? 2 : 1);
+	}
+}
+
+static void run(const unsigned char *in, size_t len, int normalize,
+                uint32_t seed, uint64_t limit)
+{
+	struct data_decoder d;
+	struct data_encoder e;
+	struct buf content = { 0 }, wire = { 0 }, again = { 0 };
+	struct ref r;
+	size_t off = 0, n, chunk, i, oend;
+	int done = 0;
+	uint32_t s = seed ? seed : 1;
+
+	data_decoder_init(&d, buf_put, &content, limit, normalize);
+	while (off < len && !done) {
+		chunk = 1 + rng(&s) % ((rng(&s) & 1) ? 4 : 300);
+		if (chunk > len - off)
+			chunk = len - off;
+		n = data_decoder_feed(&d, (const char *)in + off, chunk, &done);
+		CHECK(n <= chunk);
+		CHECK(done || n == chunk);
+		off += n;
+	}
+	oend = oracle_end(in, len);
+	CHECK(done == (oend != 0));
+	CHECK(!done || off == oend);
+	CHECK(off <= len);
+	CHECK(limit == 0 || d.size <= limit);
+
+	/* content: canonical CRLF, always */
+	for (i = 0; i < content.len; i++) {
+		if (content.p[i] == '\r')
+			CHECK(i + 1 < content.len && content.p[i + 1] == '\n');
+		if (content.p[i] == '\n')
+			CHECK(i > 0 && content.p[i - 1] == '\r');
+	}
+	if (done) {
+		memset(&r, 0, sizeof(r));
+		r.limit = limit;
+		reference(in, oend - 3, normalize, &r);
+		CHECK(d.fault == r.fault);
+		if (d.fault == DF_OK) {
+			CHECK(content.len == r.content.len);
+			CHECK(content.len == d.size);
+			CHECK(content.len == 0
+			    || memcmp(content.p, r.content.p, content.len) == 0);
+		} else {
+			/* a fault drops the batch: only full ones got out */
+			CHECK(content.len % sizeof(d.out) == 0);
+		}
+		free(r.content.p);
+	}
+
+	/* encode what we got, in random chunks: one end of data, at the end */
+	data_encoder_init(&e);
+	for (off = 0; off < content.len; off += chunk) {
+		chunk = 1 + rng(&s) % 200;
+		if (chunk > content.len - off)
+			chunk = content.len - off;
+		CHECK(data_encoder_feed(&e, content.p + off, chunk, buf_put, &wire) == 0);
+	}
+	CHECK(data_encoder_finish(&e, buf_put, &wire) == 0);
+	CHECK(eod_only_at_end(wire.p, wire.len));
+
+	/* and it decodes back */
+	if (d.fault == DF_OK) {
+		data_decoder_init(&d, buf_put, &again, 0, 0);
+		CHECK(data_decoder_feed(&d, wire.p, wire.len, &done) == wire.len);
+		CHECK(done && d.fault == DF_OK);
+		CHECK(again.len == content.len);
+		CHECK(again.len == 0 || memcmp(again.p, content.p, again.len) == 0);
+	}
+	free(content.p);
+	free(wire.p);
+	free(again.p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint64_t limit;
+
+	if (size < 2)
+		return 0;
+	limit = data[1] == 0 ? 0 : (uint64_t)data[1] * 8;
+	run(data + 2, size - 2, 0, data[0] * 2654435761u, limit);
+	run(data + 2, size - 2, 1, data[0] * 2654435761u + 7, limit);
+	return 0;
+}

@@ -1,0 +1,176 @@
+/* example_plugin.c - the example mailwarden plugin, and the living
+ * documentation of the plugin API (include/mailwarden/filter.h).
+ *
+ * What it does:
+ *   - a Subject containing WORD (case-insensitive) adds the symbol
+ *     EXAMPLE_SUBJECT_WORD with score N and a description;
+ *   - a header field named NAME makes it ask for a reject, with its own
+ *     reply text ("Message refused by example plugin").
+ *
+ * Config line (mailwarden.conf):
+ *   plugin = /usr/local/lib/mailwarden/plugins/example.so word=viagra score=6.0 reject_header=X-Reject-Me
+ * Arguments are "key=value" words after the path; a value cannot contain a
+ * blank.  Defaults: word=viagra score=6.0 reject_header=X-Reject-Me.
+ *
+ * Build:  cc -std=c11 -Iinclude -shared -fPIC -o example.so example_plugin.c
+ * A plugin links against nothing of mailwarden: the mw_* functions it calls
+ * are resolved from the mailwarden executable when it is loaded.
+ *
+ * The rules a plugin lives by:
+ *   1. Export one const struct mw_filter_ops named MW_FILTER_SYMBOL
+ *      ("mailwarden_filter"), with api_version = MW_FILTER_API_VERSION.
+ *   2. init() runs once per scanner process, before any message; parse and
+ *      check the arguments there and fail loudly (return -1 with a reason:
+ *      "mailwarden -t" shows it).  The instance is read-only afterwards:
+ *      hooks of different messages run at the same time on several threads.
+ *   3. Keep per-message state only with mw_set_msgdata(); mailwarden frees
+ *      it (with the function you give) after on_eom.
+ *   4. Every string a hook gets is borrowed: copy what you keep.  It comes
+ *      from the network: any byte but NUL, not necessarily UTF-8.
+ *   5. Say what you found with mw_symbol() (scores add up; policy compares
+ *      the sum with the thresholds), mw_header_add/remove/change(), and for
+ *      a hard decision mw_verdict().  Never block for long: the front end
+ *      waits for the scan with a deadline (scan_timeout).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "mailwarden/filter.h"
+
+/* Instance data: set up by init, read-only afterwards. */
+struct example {
+	char   word[256];           /* matched in Subject, case-insensitively */
+	double score;               /* score of EXAMPLE_SUBJECT_WORD */
+	char   reject_header[77];   /* a field of this name means reject */
+};
+
+/* Per-message data: what the header hooks saw, used at end of message. */
+struct example_msg {
+	int subject_hit;
+	int reject_hit;
+};
+
+static int example_init(void **instance, const struct mw_filter_args *args,
+                        char *err, size_t errlen)
+{
+	struct example *ex = calloc(1, sizeof(*ex));
+	size_t i;
+
+	if (ex == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(ex->word, sizeof(ex->word), "viagra");
+	ex->score = 6.0;
+	snprintf(ex->reject_header, sizeof(ex->reject_header), "X-Reject-Me");
+
+	for (i = 0; i < args->count; i++) {
+		const char *k = args->keys[i], *v = args->values[i];
+		char *end;
+
+		if (strcmp(k, "word") == 0) {
+			if (*v == '\0' || strlen(v) >= sizeof(ex->word)) {
+				snprintf(err, errlen, "word: 1 to %zu characters", sizeof(ex->word) - 1);
+				goto fail;
+			}
+			snprintf(ex->word, sizeof(ex->word), "%s", v);
+		} else if (strcmp(k, "score") == 0) {
+			errno = 0;
+			ex->score = strtod(v, &end);
+			if (errno != 0 || end == v || *end != '\0' || !isfinite(ex->score)) {
+				snprintf(err, errlen, "score: \"%s\" is not a number", v);
+				goto fail;
+			}
+		} else if (strcmp(k, "reject_header") == 0) {
+			if (*v == '\0' || strlen(v) >= sizeof(ex->reject_header)
+			    || strchr(v, ':') != NULL) {
+				snprintf(err, errlen, "reject_header: not a header field name");
+				goto fail;
+			}
+			snprintf(ex->reject_header, sizeof(ex->reject_header), "%s", v);
+		} else {
+			snprintf(err, errlen, "unknown argument \"%s\" (known: word, score, "
+			    "reject_header)", k);
+			goto fail;
+		}
+	}
+	*instance = ex;
+	return 0;
+fail:
+	free(ex);
+	return -1;
+}
+
+static void example_fini(void *instance)
+{
+	free(instance);
+}
+
+/* msg_state - this message's state, created on first use. */
+static struct example_msg *msg_state(struct mw_ctx *ctx)
+{
+	struct example_msg *m = mw_msgdata(ctx);
+
+	if (m == NULL) {
+		m = calloc(1, sizeof(*m));
+		if (m == NULL)
+			return NULL;
+		mw_set_msgdata(ctx, m, free);
+	}
+	return m;
+}
+
+/* on_header - called once per header field, in message order: name
+ * without the colon, value unfolded and trimmed, not RFC 2047 decoded. */
+static void example_on_header(struct mw_ctx *ctx, const char *name, const char *value)
+{
+	const struct example *ex = mw_instance(ctx);
+	struct example_msg *m;
+
+	if (strcasecmp(name, "Subject") == 0 && strcasestr(value, ex->word) != NULL) {
+		if ((m = msg_state(ctx)) != NULL)
+			m->subject_hit = 1;
+	} else if (strcasecmp(name, ex->reject_header) == 0) {
+		if ((m = msg_state(ctx)) != NULL)
+			m->reject_hit = 1;
+	}
+}
+
+/* on_eom - the whole message has been seen: report.  (mw_header(ctx,
+ * "Subject", 0) would have given the Subject here too; the header hook is
+ * used above to show the streaming style.) */
+static void example_on_eom(struct mw_ctx *ctx)
+{
+	const struct example *ex = mw_instance(ctx);
+	const struct example_msg *m = mw_msgdata(ctx);
+
+	if (m == NULL)
+		return;
+	if (m->subject_hit)
+		mw_symbol(ctx, "EXAMPLE_SUBJECT_WORD", ex->score,
+		    "Subject contains \"%s\"", ex->word);
+	if (m->reject_hit) {
+		/* The reply text only: the SMTP code (550 5.7.1 by default) comes
+		 * from the configured reject_reply. */
+		mw_verdict(ctx, MW_REJECT, "Message refused by example plugin");
+		mw_log(ctx, LOG_INFO, "reject: header %s present", ex->reject_header);
+	}
+}
+
+/* The one exported object.  Hooks this plugin does not need stay NULL:
+ * on_connect (client address: mw_client_ip), on_helo, on_mail (envelope
+ * sender, "" for <>), on_rcpt (once per recipient), on_body (raw body in
+ * chunks of at most 64 KiB, CRLF line ends). */
+const struct mw_filter_ops mailwarden_filter = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name        = "example",
+	.init        = example_init,
+	.fini        = example_fini,
+	.on_header   = example_on_header,
+	.on_eom      = example_on_eom,
+};
