@@ -1,6 +1,7 @@
 /* audit.c - the audit log; see audit.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,6 +34,19 @@ void audit_close(void)
 json_object *json_string_bytes(const char *p, size_t len)
 {
 	return json_object_new_string_len(p, (int)len);
+}
+
+json_object *json_number(double d, int decimals)
+{
+	char buf[64];
+	snprintf(buf, sizeof buf, "%.*f", decimals, d);
+	/* trim trailing zeros, keep one decimal: 6.000 -> 6.0 */
+	char *dot = strchr(buf, '.');
+	if (dot) {
+		char *end = buf + strlen(buf) - 1;
+		while (end > dot + 1 && *end == '0') *end-- = '\0';
+	}
+	return json_object_new_double_s(d, buf);
 }
 
 void audit_write(json_object *rec)

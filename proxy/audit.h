@@ -15,4 +15,8 @@ void audit_write(json_object *rec);
 /* json_string_bytes - a json string from arbitrary bytes (NUL-free or not) */
 json_object *json_string_bytes(const char *p, size_t len);
 
+/* json_number - a double that prints with at most `decimals` decimals
+ * (json-c's default is %.17g: 0.059372000000000001) */
+json_object *json_number(double d, int decimals);
+
 #endif

@@ -103,7 +103,7 @@ static void tempfail_result(struct scan_result *res, uint64_t id, const char *wh
 	snprintf(res->reply, sizeof res->reply, "451 4.3.0 Temporary failure in content scan, try again later");
 }
 
-static void req_finish(struct sc_req *r, const struct scan_result *res)
+static void req_finish(struct sc_req *r, struct scan_result *res)
 {
 	scan_done_fn cb = r->cb;
 	void *arg = r->arg;

@@ -14,8 +14,9 @@
 
 struct scanclient;
 
-/* res is valid during the call only. */
-typedef void (*scan_done_fn)(void *arg, const struct scan_result *res);
+/* res is valid during the call only; the callee may move its members out
+ * (leaving NULL/0 behind): whatever is left is freed after the call. */
+typedef void (*scan_done_fn)(void *arg, struct scan_result *res);
 
 struct scanclient *scanclient_new(struct event_base *base, const struct sockaddr_un *addr,
                                   socklen_t addrlen);

@@ -94,7 +94,7 @@ struct session {
 	struct txn       *tx;         /* owned; NULL outside MAIL..end */
 	struct upstream  *up;         /* owned; opened at the first MAIL */
 	struct spool      spool;
-	struct data_decoder dec;
+	struct data_decoder *dec;     /* owned; only during DATA */
 	uint64_t          scan_id;    /* pending scan, 0 if none */
 	/* relaying the message to the upstream */
 	struct data_encoder enc;
@@ -106,7 +106,7 @@ struct session {
 	struct timespec   start;
 	unsigned          ntxn;
 	int               in_process; /* inside session_process(): don't recurse */
-	char              vrfy_line[600];
+	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
 	struct session   *prev, *next;
 };
 
@@ -259,14 +259,14 @@ static void audit_txn(struct session *s, struct txn *t)
 		for (size_t i = 0; i < t->res.nsymbols; i++) {
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", jstr(t->res.symbols[i].name));
-			json_object_object_add(o, "score", json_object_new_double(t->res.symbols[i].score));
+			json_object_object_add(o, "score", json_number(t->res.symbols[i].score, 3));
 			if (t->res.symbols[i].desc)
 				json_object_object_add(o, "description", jstr(t->res.symbols[i].desc));
 			json_object_object_add(o, "filter", jstr(t->res.symbols[i].filter));
 			json_object_array_add(sym, o);
 		}
 	json_object_object_add(j, "symbols", sym);
-	json_object_object_add(j, "score", json_object_new_double(t->have_res ? t->res.score : 0.0));
+	json_object_object_add(j, "score", json_number(t->have_res ? t->res.score : 0.0, 3));
 	json_object_object_add(j, "action", json_object_new_string(t->action ? t->action : "none"));
 	if (t->fault[0]) json_object_object_add(j, "fault", jstr(t->fault));
 	if (t->have_res && t->res.error[0]) json_object_object_add(j, "scan_error", jstr(t->res.error));
@@ -275,8 +275,8 @@ static void audit_txn(struct session *s, struct txn *t)
 	json_object_object_add(j, "reply", jstr(t->reply));
 	json_object_object_add(j, "queue_id", jstr(t->queue_id));
 	json_object_object_add(j, "upstream", jstr(s->ln->cfg.upstream));
-	json_object_object_add(j, "scan_ms", json_object_new_double(t->scan_ms));
-	json_object_object_add(j, "total_ms", json_object_new_double(elapsed_ms(&t->start)));
+	json_object_object_add(j, "scan_ms", json_number(t->scan_ms, 3));
+	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&t->start), 3));
 	audit_write(j);
 
 	char esc[200];
@@ -619,7 +619,8 @@ static void cmd_vrfy(struct session *s, const char *arg)
 			on_vrfy_reply(s, NULL, UP_ERR_CLOSED);
 		return;
 	}
-	snprintf(s->vrfy_line, sizeof s->vrfy_line, "%s", line);
+	free(s->vrfy_line);
+	s->vrfy_line = xstrdup(line);
 	upstream_close(s->up);
 	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_vrfy_open, s);
 	if (s->up == NULL) {
@@ -655,7 +656,8 @@ static void cmd_data(struct session *s, const char *arg)
 		reply(s, "451 4.3.0 Error: local spool failure");
 		return;
 	}
-	data_decoder_init(&s->dec, spool_write, &s->spool, s->cfg->message_size_limit,
+	if (s->dec == NULL) s->dec = xmalloc(sizeof *s->dec);
+	data_decoder_init(s->dec, spool_write, &s->spool, s->cfg->message_size_limit,
 	                  s->cfg->bare_newline == BARE_NEWLINE_NORMALIZE);
 	t->data_seen = 1;
 	s->state = SS_DATA;
@@ -826,16 +828,17 @@ static void on_data_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	relay_pump(s);
 }
 
-static void on_scan_done(void *arg, const struct scan_result *res)
+static void on_scan_done(void *arg, struct scan_result *moved)
 {
 	struct session *s = arg;
 	struct txn *t = s->tx;
 	s->scan_id = 0;
+	/* take the result over; the caller frees what is left: nothing */
+	t->res = *moved;
+	t->have_res = 1;
+	memset(moved, 0, sizeof *moved);
+	const struct scan_result *res = &t->res;
 	t->scan_ms = res->scan_ms;
-	/* keep our own copy of the result (the caller frees res) */
-	json_object *j = scan_result_to_json(res);
-	if (scan_result_from_json(j, &t->res) == 0) t->have_res = 1;
-	json_object_put(j);
 	const char *action = mw_action_name(res->action);
 	t->action = action;
 	if (res->error[0])
@@ -881,18 +884,22 @@ static void end_of_data(struct session *s)
 {
 	struct txn *t = s->tx;
 	s->state = SS_CMD;
-	t->size = s->dec.size;
-	if (s->dec.fault != DF_OK) {
-		const char *r = fault_reply(s->dec.fault);
-		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(s->dec.fault));
+	struct data_decoder *dec = s->dec;
+	s->dec = NULL;
+	t->size = dec->size;
+	if (dec->fault != DF_OK) {
+		const char *r = fault_reply(dec->fault);
+		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(dec->fault));
 		slog(s->id, LOG_NOTICE, "message refused: %s (bare_lf=%u bare_cr=%u nul=%u)",
-		     data_fault_name(s->dec.fault), s->dec.bare_lf, s->dec.bare_cr, s->dec.nul);
+		     data_fault_name(dec->fault), dec->bare_lf, dec->bare_cr, dec->nul);
+		free(dec);
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
 		arm_client_timeout(s);
 		return;
 	}
+	free(dec);
 	if (spool_finish(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool seal");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -1038,7 +1045,7 @@ static int process_data(struct session *s)
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
 		int done = 0;
-		size_t used = data_decoder_feed(&s->dec, v.iov_base, v.iov_len, &done);
+		size_t used = data_decoder_feed(s->dec, v.iov_base, v.iov_len, &done);
 		evbuffer_drain(in, used);
 		if (done) return 1;
 	}
@@ -1214,6 +1221,8 @@ static void session_free(struct session *s)
 	upstream_close(s->up);
 	spool_close(&s->spool);
 	sbuf_free(&s->hdrbuf);
+	free(s->dec);
+	free(s->vrfy_line);
 	if (s->greet_timer) event_free(s->greet_timer);
 	bufferevent_free(s->bev);
 	ipcount_dec(px, s->client_ip);

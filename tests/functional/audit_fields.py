@@ -67,8 +67,12 @@ def rcpts(rec):
 
 
 def symbols(rec):
-    """{name: score} whatever the record's layout."""
-    s = field(rec, "symbols")
+    """{name: score} of one record, whatever the layout."""
+    return normalize_symbols(field(rec, "symbols"))
+
+
+def normalize_symbols(s):
+    """{name: score} from {name: score}, {name: {score}}, [{name, score}] or [[name, score]]."""
     if isinstance(s, dict):
         out = {}
         for k, v in s.items():

@@ -954,6 +954,24 @@ static void test_sample_mentions_every_setting(void **state)
 	free(text);
 }
 
+/* every row of the table is described in mailwarden.conf(5) */
+static void test_manpage_mentions_every_setting(void **state)
+{
+	(void)state;
+	char path[1024], want[128];
+	const char *src = getenv("MW_SRCDIR");
+	snprintf(path, sizeof path, "%s/doc/mailwarden.conf.5",
+	         src != NULL && *src != '\0' ? src : ".");
+	char *text = slurp(path);
+
+	for (size_t i = 0; i < config_setting_count(); i++) {
+		snprintf(want, sizeof want, "\n.BI %s \" = ", config_setting_name(i, NULL));
+		if (strstr(text, want) == NULL)
+			fail_msg("setting '%s' is not described in %s", config_setting_name(i, NULL), path);
+	}
+	free(text);
+}
+
 /* the "#name = value" lines of the sample are the real defaults:
  * uncomment them all (but the examples for hostname and plugin) and the
  * result must equal the sample as shipped */
@@ -1024,6 +1042,7 @@ int main(void)
 		cmocka_unit_test(test_sample_loads),
 		cmocka_unit_test(test_sample_mentions_every_setting),
 		cmocka_unit_test(test_sample_shows_defaults),
+		cmocka_unit_test(test_manpage_mentions_every_setting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
