@@ -140,7 +140,7 @@ int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *sca
 		struct listener *ln = &px->listeners[i];
 		ln->cfg = cfg->listeners[i];
 		ln->fd = fds[i];
-		snprintf(ln->target.spec, sizeof ln->target.spec, "%s", ln->cfg.upstream);
+		memcpy(ln->target.spec, ln->cfg.upstream, sizeof ln->target.spec);
 		if (netaddr_parse(ln->cfg.upstream, 0, &ln->target.addr, err, sizeof err) < 0) {
 			slog(NULL, LOG_ERR, "listener %s: upstream %s", ln->cfg.name, err);
 			return 1;

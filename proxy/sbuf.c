@@ -154,10 +154,6 @@ int sbuf_addf(struct sbuf *b, const char *fmt, ...)
 	return rc;
 }
 
-/* (sbuf.h lacks the attribute; say it here so the format is checked) */
-int sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
-
 /* sbuf_vaddf - try the spare room first; when that is too small, measure,
  * check the limit and print again.  On failure data[len] is restored. */
 int sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap)

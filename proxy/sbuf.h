@@ -22,7 +22,7 @@ int  sbuf_add(struct sbuf *b, const void *p, size_t n);
 int  sbuf_adds(struct sbuf *b, const char *s);
 int  sbuf_addc(struct sbuf *b, char c);
 int  sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int  sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap);
+int  sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* detach the data (caller frees); b is left empty */
 char *sbuf_steal(struct sbuf *b);
 

@@ -539,6 +539,18 @@ int scanproto_send(int sock, json_object *j, int fd)
 	do
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EMSGSIZE) {
+		/* a packet must fit the send buffer (about 208 KiB by default):
+		 * make room for the largest one and try again */
+		int sz = SCANPROTO_MAX_PACKET + 64 * 1024;
+
+		if (setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) == 0)
+			do
+				n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+			while (n < 0 && errno == EINTR);
+		else
+			errno = EMSGSIZE;
+	}
 	if (n < 0)
 		return -1;
 	if ((size_t)n != len) {		/* cannot happen on SOCK_SEQPACKET */
