@@ -302,6 +302,7 @@ static const char *esc(char *buf, size_t len, const char *s)
 	return buf;
 }
 
+/* opt_find - the row called name in scope, or NULL */
 static const struct cfg_opt *opt_find(const char *name, enum cfg_scope scope)
 {
 	for (size_t i = 0; i < NOPTS; i++)
@@ -310,6 +311,7 @@ static const struct cfg_opt *opt_find(const char *name, enum cfg_scope scope)
 	return NULL;
 }
 
+/* is_digits - non-empty and only 0-9 */
 static int is_digits(const char *s)
 {
 	if (*s == '\0')
@@ -426,6 +428,7 @@ static int parse_double(const char *s, double *out)
 /* ------------------------------------------------------------------ */
 /* formatting (dump and bound messages)                                 */
 
+/* fmt_size - in the largest binary unit that is exact: "50M", "1000" */
 static void fmt_size(char *buf, size_t len, uint64_t v)
 {
 	static const char units[] = "kMGT";
@@ -441,6 +444,7 @@ static void fmt_size(char *buf, size_t len, uint64_t v)
 		snprintf(buf, len, "%llu%c", (unsigned long long)v, units[u]);
 }
 
+/* fmt_duration - "250ms" or "300s": exact, and reads back */
 static void fmt_duration(char *buf, size_t len, uint64_t ms)
 {
 	if (ms % 1000 != 0)
@@ -470,6 +474,7 @@ static void fmt_bound(const struct cfg_opt *o, double b, char *buf, size_t len)
 	}
 }
 
+/* check_bounds - v within o->min..o->max; text is v as written */
 static int check_bounds(const struct cfg_opt *o, double v, const char *text,
                         char *err, size_t errlen)
 {
@@ -498,6 +503,8 @@ static int check_ascii(const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* is_ldh_name - a DNS name of letters, digits, '-' and '_' (no empty
+ * label, no label starting or ending with '-'), at most 253 characters */
 static int is_ldh_name(const char *s, size_t n)
 {
 	size_t label = 0;
@@ -521,6 +528,7 @@ static int is_ldh_name(const char *s, size_t n)
 	return s[n - 1] != '-';
 }
 
+/* is_ipv4 / is_ipv6 - n bytes of s are an address inet_pton accepts */
 static int is_ipv4(const char *s, size_t n)
 {
 	char buf[INET_ADDRSTRLEN];
@@ -545,6 +553,8 @@ static int is_ipv6(const char *s, size_t n)
 	return inet_pton(AF_INET6, buf, &a) == 1;
 }
 
+/* check_hostname - a host name, [IPv4] or [IPv6:addr]: it goes into the
+ * greeting and EHLO, so nothing else */
 static int check_hostname(const char *v, char *err, size_t errlen)
 {
 	size_t n = strlen(v);
@@ -575,6 +585,8 @@ static void default_hostname(char *buf, size_t len)
 	snprintf(buf, len, "localhost");
 }
 
+/* check_user - portable user name characters; existence is checked when
+ * privileges are dropped, not here */
 static int check_user(const char *v, char *err, size_t errlen)
 {
 	if (*v == '-' || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -583,6 +595,7 @@ static int check_user(const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* check_facility - the names log_init() knows */
 static int check_facility(const char *v, char *err, size_t errlen)
 {
 	static const char *const fac[] = {
@@ -597,6 +610,7 @@ static int check_facility(const char *v, char *err, size_t errlen)
 	            "auth, authpriv, local0..local7)", v);
 }
 
+/* check_path - absolute: the daemon's working directory is no anchor */
 static int check_path(const char *v, char *err, size_t errlen)
 {
 	if (v[0] != '/')
@@ -673,6 +687,7 @@ bad_enh:
 	return fail(err, errlen, "'%s': enhanced status code must be %c.N.N", v, cls);
 }
 
+/* the reply checks of the table, one per class */
 static int check_reject_reply(const char *v, char *err, size_t errlen)
 {
 	return check_reply(v, '5', err, errlen);
@@ -734,6 +749,7 @@ static int split_hostport(const char *v, const char **host, size_t *hlen,
 	return 0;
 }
 
+/* check_listen - IPv4:PORT, [IPv6]:PORT or *:PORT; "" = not set yet */
 static int check_listen(const char *v, char *err, size_t errlen)
 {
 	const char *host, *port;
@@ -752,6 +768,8 @@ static int check_listen(const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* check_upstream - NAME:PORT, IPv4:PORT or [IPv6]:PORT; never resolved
+ * here; "" = not set yet */
 static int check_upstream(const char *v, char *err, size_t errlen)
 {
 	const char *host, *port;
@@ -769,6 +787,7 @@ static int check_upstream(const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* check_listener_name - 1..63 of [A-Za-z0-9_.-] (it appears in logs) */
 static int check_listener_name(const char *v, char *err, size_t errlen)
 {
 	size_t n = strlen(v);
@@ -1232,6 +1251,7 @@ static void ini_setup(void)
 	ini_stop_on_first_error = true;
 }
 
+/* load_file - parse path into ld->c; 0, or -1 with "FILE[:LINE]: message" */
 static int load_file(struct cfg_load *ld, const char *path,
                      char *err, size_t errlen)
 {
@@ -1264,6 +1284,8 @@ static int load_file(struct cfg_load *ld, const char *path,
 /* ------------------------------------------------------------------ */
 /* overrides                                                            */
 
+/* apply_override - one "-o name=value" (or listener.NAME.key=value); the
+ * value is trimmed like a file value; 0, or -1 with "-o NAME: message" */
 static int apply_override(struct config *c, struct cfg_load *ld, const char *ov,
                           char *err, size_t errlen)
 {
@@ -1334,6 +1356,8 @@ static int apply_override(struct config *c, struct cfg_load *ld, const char *ov,
 /* ------------------------------------------------------------------ */
 /* whole-config checks                                                  */
 
+/* check_listeners - after file and overrides: every listener complete, no
+ * two on the same listen address */
 static int check_listeners(struct config *c, struct cfg_load *ld, char *err, size_t errlen)
 {
 	char where[600];
@@ -1364,6 +1388,9 @@ static int check_listeners(struct config *c, struct cfg_load *ld, char *err, siz
 /* ------------------------------------------------------------------ */
 /* the API                                                              */
 
+/* config_load - see config.h.  Not thread-safe: it sets inih's global
+ * options (ini_setup); the master and "mailwarden scan" call it from one
+ * thread. */
 struct config *config_load(const char *path, const char *const *overrides,
                            size_t noverrides, char *err, size_t errlen)
 {
@@ -1407,6 +1434,7 @@ bad:
 	return NULL;
 }
 
+/* config_ref / config_unref - atomic, so any thread may drop its reference */
 struct config *config_ref(struct config *c)
 {
 	if (c != NULL)
@@ -1420,6 +1448,7 @@ void config_unref(struct config *c)
 		free(c);
 }
 
+/* dump_opt - "name = value" line(s) of one row; "name =" when empty */
 static void dump_opt(const struct cfg_opt *o, const void *base, FILE *out)
 {
 	char buf[CFG_LINE_MAX + 8];
@@ -1442,6 +1471,8 @@ static void dump_opt(const struct cfg_opt *o, const void *base, FILE *out)
 		fprintf(out, "%s = %s\n", o->name, buf);
 }
 
+/* config_dump - globals first (a key after a section header belongs to
+ * that section), then one [listener NAME] block each */
 void config_dump(const struct config *c, FILE *out)
 {
 	fprintf(out, "# mailwarden settings from %s\n",
@@ -1457,6 +1488,7 @@ void config_dump(const struct config *c, FILE *out)
 	}
 }
 
+/* config_setting_count / config_setting_name - the rows, for docs and tests */
 size_t config_setting_count(void)
 {
 	return NOPTS;

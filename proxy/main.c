@@ -152,6 +152,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mailwarden: no listener: give --listen and --upstream, or [listener NAME] sections\n");
 		return 1;
 	}
+	{
+		/* a filter that cannot start is a start-up error, not a scanner
+		 * crash loop */
+		char err[512];
+		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
+		struct pipeline *p = pipeline_new(cfg, err, sizeof err);
+		if (p == NULL) {
+			fprintf(stderr, "mailwarden: %s\n", err);
+			return 1;
+		}
+		pipeline_free(p);
+	}
 	int to_syslog = cfg->log == LOG_TO_SYSLOG || !c.foreground;
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
 	if (!c.foreground) daemonize();

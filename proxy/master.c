@@ -65,11 +65,16 @@ void set_proc_title(int argc, char **argv, const char *name)
 	snprintf(comm, sizeof comm, "mw-%s", name);
 	prctl(PR_SET_NAME, comm, 0, 0, 0);
 	if (argc < 1 || argv == NULL || argv[0] == NULL) return;
-	/* argv strings are contiguous; reuse their space for the title */
-	char *start = argv[0], *end = argv[0] + strlen(argv[0]);
-	for (int i = 1; i < argc; i++)
-		if (argv[i] == end + 1) end = argv[i] + strlen(argv[i]);
-	size_t space = (size_t)(end - start);
+	/* argv strings are contiguous; reuse their space for the title.  The
+	 * space is measured once, before the first title overwrites it. */
+	static size_t space;
+	char *start = argv[0];
+	if (space == 0) {
+		char *end = argv[0] + strlen(argv[0]);
+		for (int i = 1; i < argc; i++)
+			if (argv[i] == end + 1) end = argv[i] + strlen(argv[i]);
+		space = (size_t)(end - start);
+	}
 	size_t n = strlen(title);
 	if (n > space) n = space;
 	memset(start, 0, space);

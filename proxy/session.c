@@ -183,12 +183,21 @@ static void reply_summary(const struct smtp_reply *r, char *out, size_t outsz)
 	out[n] = '\0';
 }
 
+static void free_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_free(arg);
+}
+
+/* Close once the output has left.  Never frees s before returning: callers
+ * may still be walking their loop. */
 static void close_after_flush(struct session *s)
 {
 	s->state = SS_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		struct timeval now = { 0, 0 };
+		event_base_once(s->px->base, -1, EV_TIMEOUT, free_later_cb, s, &now);
+	}
 }
 
 static void set_busy(struct session *s, int busy)
