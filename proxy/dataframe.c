@@ -152,15 +152,16 @@ size_t data_decoder_feed(struct data_decoder *d, const char *p, size_t len,
 		switch (d->state) {
 		case ST_BOL:
 		case ST_BOL_NORM:
-			if (c == '.') {
-				d->state = d->state == ST_BOL ? ST_DOT : ST_NDOT;
-				df_octet(d);
-				i++;
-				continue;
-			}
-			d->state = ST_TEXT;
-			/* FALLTHROUGH */
 		case ST_TEXT:
+			if (d->state != ST_TEXT) {
+				if (c == '.') {
+					d->state = d->state == ST_BOL ? ST_DOT : ST_NDOT;
+					df_octet(d);
+					i++;
+					continue;
+				}
+				d->state = ST_TEXT;
+			}
 			if (c == '\r') {
 				d->state = ST_CR;
 				i++;
@@ -229,7 +230,8 @@ size_t data_decoder_feed(struct data_decoder *d, const char *p, size_t len,
 			continue;
 
 		case ST_DOT_CR:
-			if (c == '\n') {
+		case ST_NDOT_CR:
+			if (c == '\n' && d->state == ST_DOT_CR) {
 				/* CR LF "." CR LF: the one and only end of data */
 				i++;
 				d->state = ST_DONE;
@@ -237,8 +239,6 @@ size_t data_decoder_feed(struct data_decoder *d, const char *p, size_t len,
 				*done = 1;
 				return i;
 			}
-			/* FALLTHROUGH */
-		case ST_NDOT_CR:
 			if (c == '\n') {
 				/* "." after a normalized line end: content */
 				df_emit(d, ".\r\n", 3);

@@ -48,6 +48,7 @@ struct data_decoder {
 	size_t       outlen;
 };
 
+/* size_limit 0 means no limit (the config never allows it). */
 void data_decoder_init(struct data_decoder *d, data_sink_fn sink, void *arg,
                        uint64_t size_limit, int normalize);
 /* data_decoder_feed - consume up to len bytes.  Returns the number of bytes

@@ -106,6 +106,7 @@ struct session {
 	struct timespec   start;
 	unsigned          ntxn;
 	int               in_process; /* inside session_process(): don't recurse */
+	int               close_after_txn; /* bare CR/LF seen: no more transactions */
 	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
 	struct session   *prev, *next;
 };
@@ -324,6 +325,10 @@ static void txn_set_reply(struct txn *t, const char *text)
 static void resume(struct session *s)
 {
 	set_busy(s, 0);
+	if (s->close_after_txn && s->tx == NULL && s->state != SS_CLOSING) {
+		close_after_flush(s);
+		return;
+	}
 	if (!s->in_process) session_process(s);
 }
 
@@ -896,6 +901,15 @@ static void end_of_data(struct session *s)
 	struct data_decoder *dec = s->dec;
 	s->dec = NULL;
 	t->size = dec->size;
+	if (dec->bare_lf || dec->bare_cr) {
+		/* Smuggling defence: a client that mixes line ends gets this one
+		 * message answered (rejected, or normalized and relayed), and then
+		 * the connection closes, so nothing it pipelined after an end of
+		 * data that other MTAs might place elsewhere is ever relayed. */
+		s->close_after_txn = 1;
+		slog(s->id, LOG_NOTICE, "bare CR/LF in message (lf=%u cr=%u): closing after this transaction",
+		     dec->bare_lf, dec->bare_cr);
+	}
 	if (dec->fault != DF_OK) {
 		const char *r = fault_reply(dec->fault);
 		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(dec->fault));

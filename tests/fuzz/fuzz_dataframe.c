@@ -1,13 +1,16 @@
 /* fuzz_dataframe.c - libFuzzer target for the DATA framer and the encoder.
  *
  * Build and run (from the top of the tree):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
+ *     -fno-sanitize-recover=undefined -Iinclude -I. \
  *     tests/fuzz/fuzz_dataframe.c proxy/dataframe.c -o build/fuzz_dataframe
  *   mkdir -p build/fuzz-corpus && build/fuzz_dataframe -max_total_time=60 \
  *     -max_len=4096 build/fuzz-corpus
  *
  * Input: byte 0 seeds the chunking, byte 1 picks a size limit (0 = none),
- * the rest is the raw stream after "354".  Each input is decoded in both
+ * the rest is the raw stream after "354".  If byte 0 has its top bit set,
+ * 0x01 n in the stream stands for 8*n octets "a", so that lines around
+ * the 998-octet limit are within the fuzzer's reach.  Each input is decoded in both
  * modes, in random chunks, and checked against a whole-buffer reference
  * written as plainly as possible:
  *   - consumed <= len; all of it is consumed unless done;
@@ -48,6 +51,19 @@ static int buf_put(void *arg, const char *p, size_t n)
 		memcpy(b->p + b->len, p, n);
 	b->len += n;
 	return 0;
+}
+
+static void buf_fill(struct buf *b, char c, size_t n)
+{
+	if (n == 0)
+		return;
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2 + 64;
+		b->p = realloc(b->p, b->cap);
+		CHECK(b->p != NULL);
+	}
+	memset(b->p + b->len, c, n);
+	b->len += n;
 }
 
 static uint32_t rng(uint32_t *s)
@@ -220,12 +236,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct buf in = { 0 };
 	uint64_t limit;
+	size_t i;
 
 	if (size < 2)
 		return 0;
 	limit = data[1] == 0 ? 0 : (uint64_t)data[1] * 8;
-	run(data + 2, size - 2, 0, data[0] * 2654435761u, limit);
-	run(data + 2, size - 2, 1, data[0] * 2654435761u + 7, limit);
+	for (i = 2; i < size; i++) {
+		if ((data[0] & 0x80) && data[i] == 0x01 && i + 1 < size) {
+			i++;
+			buf_fill(&in, 'a', 8 * (size_t)data[i]);
+			continue;
+		}
+		buf_put(&in, (const char *)data + i, 1);
+	}
+	run((const unsigned char *)in.p, in.len, 0, data[0] * 2654435761u, limit);
+	run((const unsigned char *)in.p, in.len, 1, data[0] * 2654435761u + 7, limit);
+	free(in.p);
 	return 0;
 }
