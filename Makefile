@@ -89,5 +89,18 @@ install: all
 	[ ! -f etc/mailwarden.service ] || install -D -m 0644 etc/mailwarden.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
 
+# libFuzzer targets (clang); FUZZ_SECONDS per target
+FUZZ_SECONDS ?= 60
+fuzz:
+	@sh scripts/install-deps fuzz
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -I. tests/fuzz/fuzz_dataframe.c proxy/dataframe.c -o build/fuzz/fuzz_dataframe
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -I. tests/fuzz/fuzz_smtp_parse.c proxy/smtp_parse.c -o build/fuzz/fuzz_smtp_parse
+	@mkdir -p build/fuzz/corpus-dataframe build/fuzz/corpus-smtp
+	build/fuzz/fuzz_dataframe -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-dataframe
+	build/fuzz/fuzz_smtp_parse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-smtp
+
 clean:
 	rm -rf build build-san mailwarden tests/functional/__pycache__
