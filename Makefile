@@ -72,11 +72,11 @@ check: deps
 
 demo: deps
 	$(MAKE) all
-	sh scripts/demo
+	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) sh scripts/demo
 
 bench: deps
 	$(MAKE) all
-	sh tests/bench/run.sh
+	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) sh tests/bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/mailwarden \
