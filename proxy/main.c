@@ -50,14 +50,15 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 	for (int i = first; i < argc; i++) {
 		const char *a = argv[i];
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "-c") == 0 && next) { c->config = next; i++; }
-		else if (strcmp(a, "-o") == 0 && next) { add_override(c, next); i++; }
-		else if (strncmp(a, "-o", 2) == 0 && a[2]) add_override(c, a + 2);
+		/* copies: the process title later reuses argv's memory */
+		if (strcmp(a, "-c") == 0 && next) { c->config = xstrdup(next); i++; }
+		else if (strcmp(a, "-o") == 0 && next) { add_override(c, xstrdup(next)); i++; }
+		else if (strncmp(a, "-o", 2) == 0 && a[2]) add_override(c, xstrdup(a + 2));
 		else if (daemon_mode && strcmp(a, "-f") == 0) c->foreground = 1;
 		else if (daemon_mode && strcmp(a, "-t") == 0) c->check = 1;
-		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = next; i++; }
-		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = next; i++; }
-		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = next; i++; }
+		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = xstrdup(next); i++; }
+		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = xstrdup(next); i++; }
+		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = xstrdup(next); i++; }
 		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); exit(0); }
 		else if (daemon_mode) {
 			fprintf(stderr, "mailwarden: unknown option '%s'\n", a);
@@ -86,6 +87,11 @@ static struct config *load(struct cli *c)
 			snprintf(lbuf[2], sizeof lbuf[2], "listener.default.direction=%s", c->direction);
 			add_override(c, lbuf[2]);
 		}
+	}
+	if (c->config && c->config[0] != '/') {
+		/* the daemon chdirs to /, and reloads read the file again */
+		char *abs = realpath(c->config, NULL);
+		if (abs) c->config = abs;
 	}
 	struct config *cfg = config_load(c->config, c->ov, c->nov, err, sizeof err);
 	if (cfg == NULL) {

@@ -361,10 +361,11 @@ static struct upstream *up_new(struct event_base *base, const struct config *cfg
 	struct timeval tv;
 	ms_to_tv(cfg->upstream_connect_timeout, &tv);
 	bufferevent_set_timeouts(u->bev, &tv, &tv);
-	/* the greeting is the first reply we wait for */
+	/* the greeting is the first reply we wait for; the connect timeout
+	 * covers it too (an MTA that accepts and never greets is down) */
 	u->q[0].cb = up_greeting;
 	u->q[0].arg = u;
-	u->q[0].timeout_ms = cfg->upstream_command_timeout;
+	u->q[0].timeout_ms = cfg->upstream_connect_timeout;
 	u->qlen = 1;
 	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 	return u;
