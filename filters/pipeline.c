@@ -1,7 +1,10 @@
 /* pipeline.c - run every filter over one message, then policy.
  *
  * The message is the front end's spool (a memfd), mapped read-only: no
- * copy, whatever its size.  Its header section is parsed once (headers.c)
+ * copy, whatever its size.  Only a file sealed against shrinking
+ * (F_SEAL_SHRINK, as the proxy's spool is) is mapped: truncating a mapped
+ * file under a reader raises SIGBUS, which would take down every scan in
+ * the process; anything else is read into a private copy.  Its header section is parsed once (headers.c)
  * and shown to every filter; the body goes to on_body in 64 KiB chunks.
  * Filters run one after the other, each through all its hooks (connect,
  * helo, mail, rcpt..., header..., body..., eom), with a struct mw_ctx of
@@ -12,6 +15,7 @@
  * share one; per-message state lives on the stack of pipeline_scan.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +25,7 @@
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "filters/filter_api.h"
 #include "filters/pipeline.h"
@@ -75,6 +80,35 @@ static double ms_since(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* read_copy - the file's content into memory, up to *len bytes (fewer if
+ * it shrank meanwhile: *len is updated).  NULL with errno on failure. */
+static unsigned char *read_copy(int fd, size_t *len)
+{
+	unsigned char *b = malloc(*len);
+	size_t off = 0;
+	ssize_t n;
+
+	if (b == NULL)
+		return NULL;
+	while (off < *len) {
+		n = pread(fd, b + off, *len - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+
+			free(b);
+			errno = saved;
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	*len = off;
+	return b;
 }
 
 /* run_filter - one filter through all its hooks over the message. */
@@ -142,9 +176,11 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	struct timespec t0;
 	struct stat st;
 	void *map = NULL;
+	unsigned char *copy = NULL;
 	size_t len = 0, i;
 	double score = 0;
 	char why[256];
+	int seals;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(res, 0, sizeof(*res));
@@ -164,16 +200,24 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 		goto out;
 	}
 	len = (size_t)st.st_size;
-	if (len > 0) {
+	seals = fcntl(msgfd, F_GET_SEALS);
+	if (len > 0 && seals > 0 && (seals & F_SEAL_SHRINK)) {
 		map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, msgfd, 0);
 		if (map == MAP_FAILED) {
 			map = NULL;
 			fail(cfg, req, res, "mmap message", errno);
 			goto out;
 		}
+	} else if (len > 0) {
+		/* not sealed against shrinking: a mapping could SIGBUS the whole
+		 * scanner if the sender truncated the file, so read a copy */
+		if ((copy = read_copy(msgfd, &len)) == NULL) {
+			fail(cfg, req, res, "read message", errno);
+			goto out;
+		}
 	}
 	ms.req = req;
-	ms.msg = map != NULL ? map : empty;
+	ms.msg = map != NULL ? map : copy != NULL ? copy : empty;
 	ms.len = len;
 	msgscan_parse(&ms);
 
@@ -223,6 +267,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 out:
 	if (map != NULL)
 		munmap(map, len);
+	free(copy);
 	msgscan_free(&ms);
 	res->scan_ms = ms_since(&t0);
 }

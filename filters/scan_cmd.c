@@ -219,8 +219,9 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	to_spool(raw.data ? raw.data : "", raw.len, &spool);
 	sbuf_free(&raw);
 	req.size = spool.len;
-	mfd = memfd_create("mailwarden-scan", MFD_CLOEXEC);
-	if (mfd < 0 || write_all(mfd, spool.data ? spool.data : "", spool.len) < 0) {
+	mfd = memfd_create("mailwarden-scan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0 || write_all(mfd, spool.data ? spool.data : "", spool.len) < 0
+	    || fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
 		fprintf(stderr, "mailwarden scan: memfd: %s\n", strerror(errno));
 		if (mfd >= 0)
 			close(mfd);

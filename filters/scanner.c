@@ -307,6 +307,7 @@ static long long now_ms(void)
 static void setup_signals(void)
 {
 	struct sigaction sa;
+	sigset_t set;
 
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
@@ -317,6 +318,11 @@ static void setup_signals(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* a parent that had them blocked (sigwait-style) passes that on */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int scanner_main(struct config *cfg, int listen_fd)
@@ -324,7 +330,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 	struct scanner s;
 	struct conn **conns = NULL;
 	struct pollfd *pfd = NULL;
-	size_t nconns = 0, cap = 0, i, np;
+	size_t nconns = 0, cap = 0, i, np, polled;
 	pthread_t *threads;
 	sigset_t block, old;
 	unsigned long long conn_no = 0;
@@ -409,6 +415,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 			pfd[np].fd = conns[i]->fd;
 			pfd[np++].events = POLLIN;
 		}
+		polled = nconns;	/* conns[0..polled) are pfd[np - polled..np) */
 		if (poll(pfd, np, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -439,13 +446,13 @@ int scanner_main(struct config *cfg, int listen_fd)
 				slog(NULL, LOG_DEBUG, "scanner: conn=%llu accepted", conn_no);
 			}
 		}
-		/* connections: pfd index = i + (np - nconns), before any removal */
+		/* the polled connections; those accepted just now stay as they are */
 		{
-			size_t base = np - nconns, k = 0, n = nconns;
+			size_t base = np - polled, k = 0;
 
-			for (i = 0; i < n; i++) {
+			for (i = 0; i < nconns; i++) {
 				struct conn *c = conns[i];
-				short re = pfd[base + i].revents;
+				short re = i < polled ? pfd[base + i].revents : 0;
 
 				if (re & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
 					int r = (re & POLLNVAL) ? -1 : read_request(&s, c);

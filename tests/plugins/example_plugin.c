@@ -11,8 +11,11 @@
  *   plugin = /usr/local/lib/mailwarden/plugins/example.so word=viagra score=6.0 reject_header=X-Reject-Me
  * Arguments are "key=value" words after the path; a value cannot contain a
  * blank.  Defaults: word=viagra score=6.0 reject_header=X-Reject-Me.
+ * For tests only: delay_ms=N makes every message take N ms more (a slow
+ * filter: scanner queue full, scan_timeout, shutdown with scans running).
  *
  * Build:  cc -std=c11 -Iinclude -shared -fPIC -o example.so example_plugin.c
+ *         (the Makefile builds it as build/tests/example_plugin.so)
  * A plugin links against nothing of mailwarden: the mw_* functions it calls
  * are resolved from the mailwarden executable when it is loaded.
  *
@@ -31,7 +34,23 @@
  *      the sum with the thresholds), mw_header_add/remove/change(), and for
  *      a hard decision mw_verdict().  Never block for long: the front end
  *      waits for the scan with a deadline (scan_timeout).
+ *   6. What is refused (logged and dropped, the scan goes on):
+ *      - symbol names other than [A-Z0-9_]{1,63}, non-finite scores; a name
+ *        given twice keeps its first score; at most 256 symbols per message
+ *        (all filters together); descriptions are cut at 512 bytes and
+ *        control characters in them become spaces;
+ *      - header edits whose name is not an RFC 5322 field name (1 to 76
+ *        printable characters, no colon), whose value holds CR, LF or
+ *        another control character but TAB (no folding from plugins), whose
+ *        field would pass 998 octets, or that touch X-Spam-Flag,
+ *        X-Spam-Score or X-Spam-Status (policy owns those); at most 64 edits
+ *        per message;
+ *      - a verdict's reply text that is not printable ASCII of 1 to 400
+ *        bytes: the configured text is used, the verdict stands.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* strcasestr */
+#endif
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +58,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "mailwarden/filter.h"
 
@@ -47,6 +67,7 @@ struct example {
 	char   word[256];           /* matched in Subject, case-insensitively */
 	double score;               /* score of EXAMPLE_SUBJECT_WORD */
 	char   reject_header[77];   /* a field of this name means reject */
+	long   delay_ms;            /* tests: sleep this long per message */
 };
 
 /* Per-message data: what the header hooks saw, used at end of message. */
@@ -93,9 +114,17 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 				goto fail;
 			}
 			snprintf(ex->reject_header, sizeof(ex->reject_header), "%s", v);
+		} else if (strcmp(k, "delay_ms") == 0) {
+			errno = 0;
+			ex->delay_ms = strtol(v, &end, 10);
+			if (errno != 0 || end == v || *end != '\0' || ex->delay_ms < 0
+			    || ex->delay_ms > 600000) {
+				snprintf(err, errlen, "delay_ms: \"%s\" is not 0 to 600000", v);
+				goto fail;
+			}
 		} else {
 			snprintf(err, errlen, "unknown argument \"%s\" (known: word, score, "
-			    "reject_header)", k);
+			    "reject_header, delay_ms)", k);
 			goto fail;
 		}
 	}
@@ -149,6 +178,12 @@ static void example_on_eom(struct mw_ctx *ctx)
 	const struct example *ex = mw_instance(ctx);
 	const struct example_msg *m = mw_msgdata(ctx);
 
+	if (ex->delay_ms > 0) {
+		struct timespec ts = { ex->delay_ms / 1000, (ex->delay_ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 	if (m == NULL)
 		return;
 	if (m->subject_hit)

@@ -592,9 +592,9 @@ static void test_garbage(void **state)
 
 static void test_send_too_big(void **state)
 {
-	json_object *j = json_object_new_object();
+	json_object *j = json_object_new_object(), *k;
 	char *big = malloc(SCANPROTO_MAX_PACKET);
-	int sv[2];
+	int sv[2], fd;
 
 	(void)state;
 	pair(sv);
@@ -604,6 +604,16 @@ static void test_send_too_big(void **state)
 	errno = 0;
 	assert_int_equal(scanproto_send(sv[0], j, -1), -1);
 	assert_int_equal(errno, EMSGSIZE);
+	json_object_put(j);
+	/* just under the limit, more than the default send buffer: sent */
+	j = json_object_new_object();
+	big[SCANPROTO_MAX_PACKET - 100] = '\0';
+	json_object_object_add(j, "x", json_object_new_string(big));
+	assert_int_equal(scanproto_send(sv[0], j, -1), 0);
+	json_object_put(j);
+	assert_int_equal(scanproto_recv(sv[1], &j, &fd), 1);
+	assert_true(json_object_object_get_ex(j, "x", &k));
+	assert_int_equal(json_object_get_string_len(k), SCANPROTO_MAX_PACKET - 100);
 	json_object_put(j);
 	free(big);
 	/* a closed peer: EPIPE, and no SIGPIPE kills us */
