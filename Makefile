@@ -58,8 +58,8 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libmw.a
 deps:
 	@sh scripts/install-deps
 
-unit: $(UNIT_BIN)
-	@rc=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || rc=1; done; exit $$rc
+unit: $(UNIT_BIN) $(PLUGIN)
+	@rc=0; for t in $(UNIT_BIN); do echo "== $$t"; MW_PLUGIN=$(abspath $(PLUGIN)) $$t || rc=1; done; exit $$rc
 
 functional: all
 	cd tests/functional && MW_BUILD=$(abspath $(BUILD)) MW_BIN=$(abspath $(BUILD)/mailwarden) \

@@ -17,6 +17,7 @@
  */
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy/headers.h"
 
@@ -125,4 +126,12 @@ size_t header_body_offset(const char *buf, size_t len)
 	while (header_next(buf, len, &pos, &f) == 1)
 		;
 	return pos;
+}
+
+int header_name_matches(const struct header_field *f, const char *pattern)
+{
+	size_t n = strlen(pattern);
+	if (n > 0 && pattern[n - 1] == '*')
+		return f->name_len >= n - 1 && strncasecmp(f->name, pattern, n - 1) == 0;
+	return header_name_is(f, pattern);
 }

@@ -45,7 +45,8 @@ enum header_edit_op { HE_ADD = 0, HE_REMOVE, HE_CHANGE };
 
 struct header_edit {
 	enum header_edit_op op;
-	char *name;                  /* owned */
+	char *name;                  /* owned; for HE_REMOVE a trailing '*' makes
+	                                it a prefix ("X-Spam-*") */
 	char *value;                 /* owned; NULL for HE_REMOVE */
 };
 

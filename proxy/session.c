@@ -769,7 +769,7 @@ static void relay_pump(void *arg)
 
 static int edit_matches(const struct header_edit *e, const struct header_field *f)
 {
-	return header_name_is(f, e->name);
+	return e->op == HE_REMOVE ? header_name_matches(f, e->name) : header_name_is(f, e->name);
 }
 
 /* The header section as it goes out: our added fields first, then the

@@ -12,7 +12,11 @@
  * Arguments are "key=value" words after the path; a value cannot contain a
  * blank.  Defaults: word=viagra score=6.0 reject_header=X-Reject-Me.
  * For tests only: delay_ms=N makes every message take N ms more (a slow
- * filter: scanner queue full, scan_timeout, shutdown with scans running).
+ * filter: scanner queue full, scan_timeout, shutdown with scans running);
+ * action_header=NAME: a field NAME whose value is an action name (accept,
+ * tag, quarantine, discard, tempfail, reject) asks for that verdict;
+ * sleep_header=NAME: a field NAME holding a number of ms delays that one
+ * message (a scan that misses its deadline, a scanner killed mid-scan).
  *
  * Build:  cc -std=c11 -Iinclude -shared -fPIC -o example.so example_plugin.c
  *         (the Makefile builds it as build/tests/example_plugin.so)
@@ -68,12 +72,16 @@ struct example {
 	double score;               /* score of EXAMPLE_SUBJECT_WORD */
 	char   reject_header[77];   /* a field of this name means reject */
 	long   delay_ms;            /* tests: sleep this long per message */
+	char   action_header[77];   /* tests: its value names the verdict */
+	char   sleep_header[77];    /* tests: its value is a delay in ms */
 };
 
 /* Per-message data: what the header hooks saw, used at end of message. */
 struct example_msg {
-	int subject_hit;
-	int reject_hit;
+	int  subject_hit;
+	int  reject_hit;
+	int  action;                /* from action_header; -1 = none */
+	long sleep_ms;              /* from sleep_header */
 };
 
 static int example_init(void **instance, const struct mw_filter_args *args,
@@ -114,6 +122,14 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 				goto fail;
 			}
 			snprintf(ex->reject_header, sizeof(ex->reject_header), "%s", v);
+		} else if (strcmp(k, "action_header") == 0 || strcmp(k, "sleep_header") == 0) {
+			char *dst = k[0] == 'a' ? ex->action_header : ex->sleep_header;
+			if (*v == '\0' || strlen(v) >= sizeof(ex->action_header)
+			    || strchr(v, ':') != NULL) {
+				snprintf(err, errlen, "%s: not a header field name", k);
+				goto fail;
+			}
+			snprintf(dst, sizeof(ex->action_header), "%s", v);
 		} else if (strcmp(k, "delay_ms") == 0) {
 			errno = 0;
 			ex->delay_ms = strtol(v, &end, 10);
@@ -124,7 +140,7 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 			}
 		} else {
 			snprintf(err, errlen, "unknown argument \"%s\" (known: word, score, "
-			    "reject_header, delay_ms)", k);
+			    "reject_header, action_header, sleep_header, delay_ms)", k);
 			goto fail;
 		}
 	}
@@ -149,6 +165,7 @@ static struct example_msg *msg_state(struct mw_ctx *ctx)
 		m = calloc(1, sizeof(*m));
 		if (m == NULL)
 			return NULL;
+		m->action = -1;
 		mw_set_msgdata(ctx, m, free);
 	}
 	return m;
@@ -167,6 +184,19 @@ static void example_on_header(struct mw_ctx *ctx, const char *name, const char *
 	} else if (strcasecmp(name, ex->reject_header) == 0) {
 		if ((m = msg_state(ctx)) != NULL)
 			m->reject_hit = 1;
+	} else if (ex->action_header[0] && strcasecmp(name, ex->action_header) == 0) {
+		static const char *const names[] = { "accept", "tag", "quarantine", "discard",
+		                                     "tempfail", "reject" };
+		if ((m = msg_state(ctx)) != NULL)
+			for (int i = 0; i < 6; i++)
+				if (strcasecmp(value, names[i]) == 0)
+					m->action = i;
+	} else if (ex->sleep_header[0] && strcasecmp(name, ex->sleep_header) == 0) {
+		if ((m = msg_state(ctx)) != NULL) {
+			m->sleep_ms = strtol(value, NULL, 10);
+			if (m->sleep_ms < 0 || m->sleep_ms > 600000)
+				m->sleep_ms = 0;
+		}
 	}
 }
 
@@ -186,6 +216,14 @@ static void example_on_eom(struct mw_ctx *ctx)
 	}
 	if (m == NULL)
 		return;
+	if (m->sleep_ms > 0) {
+		struct timespec ts = { m->sleep_ms / 1000, (m->sleep_ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	if (m->action >= 0)
+		mw_verdict(ctx, (enum mw_action)m->action, NULL);
 	if (m->subject_hit)
 		mw_symbol(ctx, "EXAMPLE_SUBJECT_WORD", ex->score,
 		    "Subject contains \"%s\"", ex->word);

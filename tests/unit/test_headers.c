@@ -225,6 +225,25 @@ static void test_odd_bytes(void **state)
 	assert_int_equal(pos, sizeof(m) - 1);
 }
 
+static void test_name_matches(void **state)
+{
+	const char msg[] = "X-Spam-Level: ***\r\nx-spam-flag: YES\r\nX-Spamming: no\r\nX-Spa: 1\r\n\r\n";
+	size_t pos = 0;
+	struct header_field f;
+	(void)state;
+	assert_int_equal(header_next(msg, sizeof msg - 1, &pos, &f), 1);
+	assert_true(header_name_matches(&f, "X-Spam-*"));
+	assert_false(header_name_matches(&f, "X-Spam-Flag"));
+	assert_int_equal(header_next(msg, sizeof msg - 1, &pos, &f), 1);
+	assert_true(header_name_matches(&f, "X-Spam-*"));
+	assert_true(header_name_matches(&f, "X-SPAM-FLAG"));
+	assert_int_equal(header_next(msg, sizeof msg - 1, &pos, &f), 1);
+	assert_false(header_name_matches(&f, "X-Spam-*"));    /* the dash counts */
+	assert_true(header_name_matches(&f, "X-Spam*"));
+	assert_int_equal(header_next(msg, sizeof msg - 1, &pos, &f), 1);
+	assert_false(header_name_matches(&f, "X-Spam-*"));    /* shorter than the prefix */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_lf_only),
 		cmocka_unit_test(test_unfold_small),
 		cmocka_unit_test(test_odd_bytes),
+		cmocka_unit_test(test_name_matches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
