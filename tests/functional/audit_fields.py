@@ -24,8 +24,8 @@ AUDIT = {
     "reply": "reply",                 # the final reply sent to the client
     "queue_id": "queue_id",
     "early_talker": "early_talker",
-    "scan_ms": "durations.scan_ms",
-    "total_ms": "durations.total_ms",
+    "scan_ms": "scan_ms",
+    "total_ms": "total_ms",
 }
 
 _MISSING = object()

@@ -5,6 +5,13 @@ Each test starts what it needs on loopback ports: a capturing upstream
 daemon (build/mailwarden from MW_BIN, in the foreground, its own process
 group, stderr to a file that is shown when the test fails).  At the end the
 daemon gets SIGTERM and must exit 0 without leaving a child behind.
+
+Run: MW_BIN=build/mailwarden MW_PLUGIN=build/tests/example_plugin.so
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/functional (what
+`make functional` does).  The example plugin is loaded with word=viagra
+score=6 reject_header=X-Reject-Me action_header=X-Example-Action
+sleep_header=X-Example-Sleep (mwlib.plugin_opt).  Audit field names:
+audit_fields.py.
 """
 
 import os

@@ -161,14 +161,11 @@ class SMTPClient:
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.local_port = self.sock.getsockname()[1]
         self.timeout = timeout
         self.buf = b""
         self.eof = False
         self.greeting = self.reply() if greeting else None
-
-    @property
-    def local_port(self):
-        return self.sock.getsockname()[1]
 
     def send(self, data):
         self.sock.sendall(_b(data))
@@ -282,10 +279,6 @@ class SMTPClient:
             self.sock.close()
         except OSError:
             pass
-
-
-def cmd_bytes(s):
-    return _b(s)
 
 
 # --- upstream 1: aiosmtpd --------------------------------------------------
@@ -649,9 +642,16 @@ class SmtpSink:
     @property
     def messages(self):
         out = []
-        for f in sorted(glob.glob(os.path.join(self.dir, "*"))):
-            with open(f, "rb") as fh:
-                data = fh.read()
+        # in the order smtp-sink finished writing them; a file of a
+        # transaction that is then aborted (RSET) vanishes at any time
+        files = []
+        for f in glob.glob(os.path.join(self.dir, "*")):
+            try:
+                with open(f, "rb") as fh:
+                    files.append((os.fstat(fh.fileno()).st_mtime_ns, f, fh.read()))
+            except FileNotFoundError:
+                pass
+        for _, f, data in sorted(files):
             meta = {"mail": None, "rcpts": [], "helo": None}
             for line in data.split(b"\n"):
                 if line.startswith(b"X-Mail-Args: "):
@@ -827,7 +827,7 @@ class Mailwarden:
                         title += fh.read().replace(b"\0", b" ").decode("latin-1") + " "
                 except OSError:
                     pass
-            out.append((int(p), title))
+            out.append((int(p), " ".join(title.split())))
         return out
 
     def child_pid(self, role):

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import audit_fields as A
-from mwlib import (CRLF, MW_PLUGIN, assert_same_bytes, free_port, header_block, headers_named,
+from mwlib import (CRLF, assert_same_bytes, free_port, header_block, headers_named,
                    make_msg, plugin_opt, run_mw)
 
 SPAM_SUBJECT = "buy viagra now"

@@ -5,10 +5,7 @@ the upstream's own replies relayed to the client."""
 
 import subprocess
 
-import pytest
-
-from mwlib import (CRLF, SMTPClient, assert_same_bytes, dot_stuff, make_msg)
-import audit_fields as A
+from mwlib import CRLF, assert_same_bytes, dot_stuff, make_msg
 
 
 def test_plain_message_byte_exact(mw, upstream):
@@ -93,7 +90,7 @@ def test_smtputf8_envelope_and_body(mw, upstream):
 
 def test_30mb_message(mw_factory, upstream):
     mw = mw_factory(upstream, opts=[("message_size_limit", "40M"), ("scan_timeout", "60s")])
-    line = b"".join(bytes([0x41 + (i * 7) % 26]) for i in range(990))
+    line = b"".join(bytes([0x41 + (i * 7) % 26]) for i in range(980))
     lines = []
     size = 0
     i = 0
@@ -288,7 +285,8 @@ def _swaks(port, *args, data=None, timeout=30):
 
 
 def test_swaks_client(mw, upstream, tmp_path):
-    body = "Subject: via swaks\nFrom: s@example.org\nTo: t@example.net\n\nline one\n.dot line\nlast\n"
+    # swaks ends the data with CRLF.CRLF itself: the file has no final newline
+    body = "Subject: via swaks\nFrom: s@example.org\nTo: t@example.net\n\nline one\n.dot line\n..two\nlast"
     f = tmp_path / "m.eml"
     f.write_bytes(body.encode())
     p = _swaks(mw.port, "--from", "s@example.org", "--to", "t@example.net,unknown-z@example.net",
@@ -299,7 +297,7 @@ def test_swaks_client(mw, upstream, tmp_path):
     assert len(upstream.messages) == 1
     m = upstream.messages[0]
     assert (m.mail_from, m.rcpt_tos) == ("s@example.org", ["t@example.net"])
-    assert m.content == body.replace("\n", "\r\n").encode()
+    assert_same_bytes(m.content, body.replace("\n", "\r\n").encode() + CRLF)
 
 
 def test_swaks_pipelined(mw, upstream):
@@ -343,3 +341,21 @@ def test_upstream_sees_one_session_per_client_session(mw, upstream):
     peers = {m.peer for m in upstream.messages}
     assert len(peers) == 1, peers
     c.quit()
+
+
+def test_parameters_the_upstream_lacks_are_not_passed(mw_factory, make_upstream):
+    """BODY=8BITMIME, SMTPUTF8 and unknown ESMTP parameters reach the
+    upstream only if it advertised them: refused, or stripped."""
+    up = make_upstream(drop_caps=["8BITMIME", "SMTPUTF8"])
+    m = mw_factory(up)
+    c = m.client()
+    kw = [l.split()[0].upper() for l in c.ehlo().lines[1:]]
+    assert "8BITMIME" not in kw and "SMTPUTF8" not in kw
+    for params in ("BODY=8BITMIME", "SMTPUTF8", "XFOO=BAR"):
+        r = c.cmd("MAIL FROM:<a@example.org> %s" % params)
+        assert r.code in (250, 501, 504, 555), r
+        if r.code == 250:
+            assert c.cmd("RSET").code == 250
+    c.quit()
+    for addr, opts in up.mails:
+        assert not {"BODY=8BITMIME", "SMTPUTF8", "XFOO=BAR"} & set(opts), up.mails

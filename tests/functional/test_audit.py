@@ -1,0 +1,147 @@
+"""test_audit.py - the audit log: one JSON line per transaction with the
+fields an administrator needs, correct; and any byte sequence in any field
+(invalid UTF-8, control bytes, quotes, backslashes) still gives lines that
+are valid UTF-8 and valid JSON.  Field names: audit_fields.py."""
+
+import re
+import time
+
+import audit_fields as A
+from mwlib import CRLF, dot_stuff, make_msg, plugin_opt, read_audit
+
+
+def num(x):
+    assert isinstance(x, (int, float)) and not isinstance(x, bool), repr(x)
+    return x
+
+
+def test_audit_record_fields(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[plugin_opt(), ("inbound_tag_score", "5"), ("inbound_reject_score", "15")])
+    c = m.client()
+    c.ehlo("audit-client.example.org")
+    msg = make_msg(subject="cheap viagra here", msgid="<abc123.audit@test.example>")
+    r = c.transaction("alice@example.org", ["bob@example.net", "unknown-carol@example.net"], msg)
+    assert r["final"].code == 250
+    c.quit()
+    recs = m.audit(1)
+    assert len(recs) == 1, recs
+    rec = recs[0]
+    assert A.field(rec, "time")
+    sid = A.field(rec, "session")
+    assert isinstance(sid, str) and sid
+    assert A.field(rec, "listener") == "default"
+    assert A.field(rec, "direction") == "inbound"
+    assert A.field(rec, "client_ip") == "127.0.0.1"
+    assert int(A.field(rec, "client_port")) == c.local_port
+    assert A.field(rec, "helo") == "audit-client.example.org"
+    assert A.field(rec, "mail_from") == "alice@example.org"
+    rc = A.rcpts(rec)
+    assert [a for a, _ in rc] == ["bob@example.net", "unknown-carol@example.net"], rc
+    assert rc[0][1].startswith("250"), rc
+    assert rc[1][1].startswith("550 5.1.1"), rc
+    assert A.field(rec, "message_id") in ("<abc123.audit@test.example>", "abc123.audit@test.example")
+    assert A.field(rec, "subject") == "cheap viagra here"
+    assert num(A.field(rec, "size")) == len(msg)
+    assert A.symbols(rec) == {"EXAMPLE_SUBJECT_WORD": 6}
+    assert float(A.field(rec, "score")) == 6.0
+    assert A.field(rec, "action") == "tag"
+    assert A.field(rec, "reply").rstrip("\r\n") == r["final"].raw.decode().rstrip("\r\n")
+    assert A.field(rec, "queue_id") == upstream.messages[0].queue_id
+    assert A.field(rec, "early_talker") is False
+    scan_ms, total_ms = num(A.field(rec, "scan_ms")), num(A.field(rec, "total_ms"))
+    assert 0 <= scan_ms <= total_ms < 60000, (scan_ms, total_ms)
+
+
+def test_session_id_leads_log_lines(mw, upstream):
+    c = mw.client()
+    c.ehlo()
+    c.transaction("a@example.org", ["b@example.net"], make_msg())
+    c.quit()
+    sid = A.field(mw.audit(1)[-1], "session")
+    time.sleep(0.2)
+    lines = [l for l in mw.stderr_text().splitlines() if sid in l]
+    assert lines, "the session id %s is in no log line" % sid
+    assert any(re.match(r"^\S*\s*" + re.escape(sid) + r"\b", l) or l.startswith(sid) for l in lines), lines[:5]
+
+
+def test_one_line_per_transaction(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[plugin_opt(), ("message_size_limit", "10000")])
+    c = m.client()
+    c.ehlo()
+    replies = []
+    replies.append(c.transaction("a@example.org", ["b@example.net"], make_msg(subject="one"))["final"])
+    replies.append(c.transaction("a@example.org", ["b@example.net"],
+                                 make_msg(subject="two", headers=[("X-Reject-Me", "1")]))["final"])
+    replies.append(c.transaction("a@example.org", ["b@example.net"],
+                                 make_msg(subject="three", body=b"x" * 900 + CRLF + (b"y" * 900 + CRLF) * 20))["final"])
+    replies.append(c.transaction("a@example.org", ["b@example.net"], make_msg(subject="four", body=b"bare\nLF\r\n"))["final"])
+    # an aborted transaction
+    assert c.cmd("MAIL FROM:<c@example.org>").code == 250
+    assert c.cmd("RSET").code == 250
+    c.quit()
+    c2 = m.client()
+    c2.ehlo()
+    replies.append(c2.transaction("a@example.org", ["b@example.net"], make_msg(subject="five"))["final"])
+    c2.quit()
+    assert [r.code for r in replies] == [250, 550, 552, 550, 250], replies
+    recs = m.audit(5)
+    time.sleep(0.3)
+    recs = read_audit(m.audit_path)
+    data_recs = [r for r in recs if A.has(r, "reply") and str(A.field(r, "reply"))[:3] in ("250", "550", "552")]
+    assert len(data_recs) == 5, recs
+    assert [str(A.field(r, "reply"))[:3] for r in data_recs] == ["250", "550", "552", "550", "250"]
+    sids = [A.field(r, "session") for r in data_recs]
+    assert len(set(sids[:4])) == 1 and sids[4] != sids[0], sids
+
+
+HOSTILE_SUBJECT = (b'quote" back\\slash \\" \\\\ \xff\xfe invalid \xc0\xaf overlong \xed\xa0\x80 surrogate '
+                   b'ctl\x01\x02\x1b[31m\x7f tab\there \xe2\x80\xa8 ls {"json":1} \\u0000 end')
+HOSTILE_MSGID = b'<"id\\"x\xff\x01"@test.example>'
+
+
+def test_hostile_bytes_give_valid_json(mw_factory, raw_upstream):
+    up = raw_upstream()
+    m = mw_factory(up, opts=[("bare_newline", "reject")])
+    msg = (b"From: x@example.org\r\nTo: y@example.net\r\nSubject: " + HOSTILE_SUBJECT + b"\r\n"
+           b"Message-ID: " + HOSTILE_MSGID + b"\r\n\r\nbody \xff\r\n")
+    c = m.client()
+    weird_helo = b'we"ird\\helo\xff\xfe\x01\x1b'
+    helo_ok = c.cmd(b"EHLO " + weird_helo).code == 250
+    if not helo_ok:
+        c.ehlo("ok.example")
+    # a valid but tricky envelope (quoted local part with quoted-pairs, UTF-8) ...
+    assert c.cmd(b'MAIL FROM:<"q\\"uo\\\\te\xc3\xa9"@example.org> SMTPUTF8').code == 250
+    assert c.cmd(b'RCPT TO:<"a\\"b"@example.net>').code == 250
+    assert c.cmd(b"DATA").code == 354
+    c.send(dot_stuff(msg))
+    assert c.reply().code == 250
+    # ... and hostile ones: mailwarden may refuse them, but if it takes them the log must hold up
+    r = c.cmd(b"MAIL FROM:<\xff\xfe\x01\x1b\"\\@ex\xc3ample.org>")
+    if r.code == 250:
+        c.cmd(b"RCPT TO:<r\xfe\x1b\"@example.net>")
+        r = c.cmd(b"DATA")
+        if r.code == 354:
+            c.send(dot_stuff(msg))
+            c.reply()
+        else:
+            c.cmd(b"RSET")
+    c.quit()
+    time.sleep(0.3)
+    raw = open(m.audit_path, "rb").read()
+    raw.decode("utf-8")                      # strict: valid UTF-8
+    recs = read_audit(m.audit_path)          # each line json.loads
+    assert recs and raw.count(b"\n") == len(recs)
+    rec = next(r for r in recs if 'quote"' in str(A.field(r, "subject")))
+    subj = A.field(rec, "subject")
+    assert 'quote" back\\slash \\" \\\\' in subj, subj
+    assert "tab" in subj and subj.endswith("end"), subj
+    assert '{"json":1} \\u0000 end' in subj, subj
+    mid = A.field(rec, "message_id")
+    assert "test.example" in mid
+    assert '"q\\"uo\\\\te\u00e9"@example.org' in A.field(rec, "mail_from"), A.field(rec, "mail_from")
+    if helo_ok:
+        assert A.field(rec, "helo").startswith('we"ird\\helo'), A.field(rec, "helo")
+    # no raw control byte from the network reaches the log on stderr either
+    err = open(m.stderr_path, "rb").read()
+    for b in (b"\x01", b"\x02", b"\x1b", b"\xff\xfe"):
+        assert b not in err, "raw %r in mailwarden's log" % b

@@ -1,0 +1,155 @@
+"""test_config.py - `mailwarden -t` on good and bad configurations: exit
+status, and "FILE:LINE: message" (or "-o NAME: message") on stderr."""
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from mwlib import MW_BIN, MW_PLUGIN, free_port, run_mw
+
+GOOD = """\
+# a comment
+; another comment
+hostname = mx.test.example
+message_size_limit = 10M
+client_command_timeout = 5m
+greet_pause = 250ms
+bare_newline = normalize
+reject_reply = 550 5.7.1 No thanks
+subject_tag = [SPAM]
+
+[listener in]
+listen = 127.0.0.1:2525
+upstream = 127.0.0.1:25
+direction = inbound
+
+[listener out6]
+listen = [::1]:2587
+upstream = [::1]:10025
+direction = outbound
+"""
+
+
+def check(*args):
+    p = run_mw(["-t"] + list(args))
+    return p.returncode, p.stderr.decode("utf-8", "replace")
+
+
+def test_defaults_are_valid():
+    rc, err = check()
+    assert rc == 0, err
+
+
+def test_good_file(tmp_path):
+    f = tmp_path / "good.conf"
+    f.write_text(GOOD)
+    rc, err = check("-c", str(f))
+    assert rc == 0, err
+
+
+def test_good_overrides():
+    rc, err = check("-o", "message_size_limit=40M", "-o", "max_recipients=100",
+                    "-o", "listener.x.listen=127.0.0.1:2525", "-o", "listener.x.upstream=127.0.0.1:25",
+                    "-o", "listener.x.direction=outbound", "-o", "early_talker=reject")
+    assert rc == 0, err
+
+
+# (file text, line of the error, a word the message must hold)
+BAD_FILES = {
+    "unknown-key": ("hostname = a.example\n\nno_such_setting = 1\n", 3, "no_such_setting"),
+    "bad-size": ("# c\nmessage_size_limit = lots\n", 2, "lots"),
+    "bad-number": ("max_recipients = ten\n", 1, "ten"),
+    "below-minimum": ("\n\n\n\nmax_recipients = 0\n", 5, "max_recipients|minimum|0"),
+    "above-maximum": ("scanner_threads = 100000\n", 1, "scanner_threads|maximum|100000"),
+    "command-line-too-small": ("command_line_limit = 100\n", 1, "command_line_limit|minimum|100"),
+    "bad-enum": ("log_level = info\nbare_newline = sometimes\n", 2, "sometimes"),
+    "bad-duration": ("client_command_timeout = 5 fortnights\n", 1, "fortnights"),
+    "bad-reply-code": ("reject_reply = 250 2.0.0 fine\n", 1, "250"),
+    "relative-path": ("audit_log = relative/audit.log\n", 1, "relative"),
+    "no-equals": ("hostname = a.example\nthis line has no equals sign\n", 2, ""),
+    "listener-bad-port": ("[listener in]\nlisten = 127.0.0.1:99999\nupstream = 127.0.0.1:25\n", 2, "99999|port"),
+    "listener-bad-direction": ("[listener in]\nlisten = 127.0.0.1:2525\nupstream = 127.0.0.1:25\n"
+                               "direction = sideways\n", 4, "sideways"),
+    "listener-unknown-key": ("[listener in]\nlisten = 127.0.0.1:2525\ncolour = blue\n", 3, "colour"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file(tmp_path, case):
+    text, line, word = BAD_FILES[case]
+    f = tmp_path / "bad.conf"
+    f.write_text(text)
+    rc, err = check("-c", str(f))
+    assert rc == 1, "exit %d for %s\n%s" % (rc, case, err)
+    m = re.search(re.escape(str(f)) + r":(\d+): (.+)", err)
+    assert m, "no '%s:LINE: message' in stderr: %r" % (f, err)
+    assert int(m.group(1)) == line, err
+    if word:
+        assert re.search(word, m.group(2)), err
+
+
+BAD_OVERRIDES = {
+    "unknown": ("no_such_setting=1", "no_such_setting"),
+    "bad-number": ("max_recipients=abc", "max_recipients"),
+    "out-of-bounds": ("max_recipients=0", "max_recipients"),
+    "bad-duration": ("scan_timeout=forever", "scan_timeout"),
+    "bad-listener-key": ("listener.x.colour=blue", "listener.x.colour"),
+    "bad-listener-direction": ("listener.x.direction=up", "listener.x.direction"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OVERRIDES))
+def test_bad_override(case):
+    arg, name = BAD_OVERRIDES[case]
+    rc, err = check("-o", arg)
+    assert rc == 1, "exit %d for -o %s\n%s" % (rc, arg, err)
+    assert re.search(r"-o " + re.escape(name) + r": \S", err), err
+
+
+def test_override_without_equals():
+    rc, err = check("-o", "justaname")
+    assert rc == 1, err
+    assert "justaname" in err
+
+
+def test_file_error_not_hidden_by_override(tmp_path):
+    f = tmp_path / "bad.conf"
+    f.write_text("max_recipients = 0\n")
+    # the file's value is checked as read: still an error
+    rc, err = check("-c", str(f), "-o", "max_recipients=10")
+    assert rc == 1 and "%s:1:" % f in err, err
+
+
+def test_missing_config_file(tmp_path):
+    rc, err = check("-c", str(tmp_path / "nope.conf"))
+    assert rc != 0
+    assert "nope.conf" in err
+
+
+def test_plugin_that_does_not_load(tmp_path):
+    rc, err = check("-o", "plugin=%s word=x" % (tmp_path / "missing.so"))
+    assert rc == 1, err
+    assert "missing.so" in err
+
+
+def test_plugin_that_loads():
+    assert MW_PLUGIN, "MW_PLUGIN not set"
+    rc, err = check("-o", "plugin=%s word=viagra score=6" % MW_PLUGIN)
+    assert rc == 0, err
+
+
+def test_plugin_bad_argument():
+    rc, err = check("-o", "plugin=%s notkeyvalue" % MW_PLUGIN)
+    assert rc == 1, err
+    assert "-o plugin:" in err, err
+
+
+def test_daemon_refuses_bad_config(tmp_path):
+    t0 = time.monotonic()
+    p = subprocess.run([MW_BIN, "-f", "-o", "max_recipients=0", "--listen", "127.0.0.1:%d" % free_port(),
+                        "--upstream", "127.0.0.1:25"], capture_output=True, timeout=10)
+    assert p.returncode == 1
+    assert b"-o max_recipients:" in p.stderr, p.stderr
+    assert time.monotonic() - t0 < 5
