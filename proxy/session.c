@@ -901,7 +901,7 @@ static void end_of_data(struct session *s)
 	struct data_decoder *dec = s->dec;
 	s->dec = NULL;
 	t->size = dec->size;
-	if (dec->bare_lf || dec->bare_cr) {
+	if (dec->bare_lf || dec->bare_cr || dec->fault == DF_BARE_LF || dec->fault == DF_BARE_CR) {
 		/* Smuggling defence: a client that mixes line ends gets this one
 		 * message answered (rejected, or normalized and relayed), and then
 		 * the connection closes, so nothing it pipelined after an end of
@@ -919,7 +919,8 @@ static void end_of_data(struct session *s)
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
-		arm_client_timeout(s);
+		if (s->close_after_txn) close_after_flush(s);
+		else arm_client_timeout(s);
 		return;
 	}
 	free(dec);
