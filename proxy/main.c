@@ -119,7 +119,7 @@ static void daemonize(void)
 
 int main(int argc, char **argv)
 {
-	struct cli c;
+	static struct cli c;    /* static: its strings live as long as the process */
 	memset(&c, 0, sizeof c);
 
 	if (argc > 1 && strcmp(argv[1], "scan") == 0) {
