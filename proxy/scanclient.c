@@ -261,16 +261,31 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	struct sc_conn *c = sc->cur;
 	req->id = sc->next_id++;
 	json_object *j = scan_request_to_json(req);
-	int dupfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-	struct sc_out *o = xcalloc(1, sizeof *o);
-	o->j = j;
-	o->fd = dupfd;
-	if (c->outq_tail) c->outq_tail->next = o;
-	else c->outq = o;
-	c->outq_tail = o;
-	if (conn_flush(c) < 0) {
-		conn_fail(c, strerror(errno));
-		return 0;     /* note: o was freed by conn_close */
+	int sent = 0;
+	if (c->outq == NULL) {
+		/* the usual case: straight out, the kernel copies the fd */
+		if (scanproto_send(c->fd, j, fd) == 0) {
+			sent = 1;
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+			json_object_put(j);
+			conn_fail(c, strerror(errno));
+			return 0;
+		}
+	}
+	if (sent) {
+		json_object_put(j);
+	} else {
+		/* the socket is full: keep our own copy of the fd until it leaves */
+		struct sc_out *o = xcalloc(1, sizeof *o);
+		o->j = j;
+		o->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+		if (c->outq_tail) c->outq_tail->next = o;
+		else c->outq = o;
+		c->outq_tail = o;
+		if (conn_flush(c) < 0) {
+			conn_fail(c, strerror(errno));
+			return 0;     /* o was freed by conn_close */
+		}
 	}
 	struct sc_req *r = xcalloc(1, sizeof *r);
 	r->id = req->id;

@@ -22,9 +22,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "audit.h"
+#include "conn.h"
 #include "dataframe.h"
 #include "headers.h"
 #include "log.h"
@@ -80,7 +80,7 @@ struct session {
 	struct listener  *ln;         /* borrowed */
 	struct config    *cfg;        /* ref held */
 	char              id[17];
-	struct bufferevent *bev;      /* owned */
+	struct conn      *conn;       /* owned: the client connection */
 	char              client_ip[64];
 	unsigned          client_port;
 	enum sess_state   state;
@@ -133,14 +133,13 @@ static void tv_ms(unsigned ms, struct timeval *tv)
 /* Client timeouts apply only while we wait for the client. */
 static void arm_client_timeout(struct session *s)
 {
-	struct timeval rd, wr;
-	tv_ms(s->cfg->client_command_timeout, &wr);
+	unsigned wr = s->cfg->client_command_timeout;
 	if (s->busy) {
-		bufferevent_set_timeouts(s->bev, NULL, &wr);
+		conn_set_timeouts(s->conn, 0, wr);
 		return;
 	}
-	tv_ms(s->state == SS_DATA ? s->cfg->client_data_timeout : s->cfg->client_command_timeout, &rd);
-	bufferevent_set_timeouts(s->bev, &rd, &wr);
+	conn_set_timeouts(s->conn, s->state == SS_DATA ? s->cfg->client_data_timeout
+	                                               : s->cfg->client_command_timeout, wr);
 }
 
 static void reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -156,13 +155,13 @@ static void reply(struct session *s, const char *fmt, ...)
 	if (log_enabled(LOG_DEBUG)) slog(s->id, LOG_DEBUG, "> %s", buf);
 	buf[n++] = '\r';
 	buf[n++] = '\n';
-	bufferevent_write(s->bev, buf, (size_t)n);
+	conn_write(s->conn, buf, (size_t)n);
 }
 
 /* Relay an upstream reply as the upstream wrote it. */
 static void reply_relay(struct session *s, const struct smtp_reply *r)
 {
-	bufferevent_write(s->bev, r->text, r->len);
+	conn_write(s->conn, r->text, r->len);
 	if (log_enabled(LOG_DEBUG)) {
 		char esc[300];
 		slog(s->id, LOG_DEBUG, "> (upstream) %s", log_esc(esc, sizeof esc, r->text, r->len));
@@ -194,8 +193,8 @@ static void free_later_cb(evutil_socket_t fd, short what, void *arg)
 static void close_after_flush(struct session *s)
 {
 	s->state = SS_CLOSING;
-	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+	conn_stop_reading(s->conn);
+	if (conn_output_len(s->conn) == 0) {
 		struct timeval now = { 0, 0 };
 		event_base_once(s->px->base, -1, EV_TIMEOUT, free_later_cb, s, &now);
 	}
@@ -982,7 +981,7 @@ static void send_ehlo(struct session *s)
 	/* the last line carries the space */
 	snprintf(line, sizeof line, "250 HELP\r\n");
 	sbuf_adds(&b, line);
-	bufferevent_write(s->bev, b.data, b.len);
+	conn_write(s->conn, b.data, b.len);
 	sbuf_free(&b);
 }
 
@@ -1064,7 +1063,7 @@ static void handle_command(struct session *s, char *line, size_t len)
 /* Feed buffered DATA content to the framer.  Returns 1 at end of data. */
 static int process_data(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	while (evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
@@ -1080,7 +1079,7 @@ static int process_data(struct session *s)
  * empty or we wait for something. */
 static void session_process(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	size_t limit = s->cfg->command_line_limit;
 	char *line = NULL;
 
@@ -1133,7 +1132,7 @@ static void session_process(struct session *s)
 
 /* ---- events ------------------------------------------------------------- */
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void read_cb(struct conn *c, void *arg)
 {
 	struct session *s = arg;
 	if (s->state == SS_GREET_PAUSE) {
@@ -1143,26 +1142,25 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	session_process(s);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+static void write_cb(struct conn *c, void *arg)
 {
 	struct session *s = arg;
 	if (s->state == SS_CLOSING) session_free(s);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void event_cb(struct conn *c, void *arg, enum conn_event what)
 {
 	struct session *s = arg;
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) {
 		slog(s->id, LOG_INFO, "client timeout while %s", s->state == SS_DATA ? "reading data" : "waiting for a command");
 		if (s->state != SS_CLOSING) {
-			bufferevent_enable(s->bev, EV_WRITE);
 			reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 			if (s->tx) txn_end(s, "aborted");
 			close_after_flush(s);
 			return;
 		}
-	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		slog(s->id, LOG_INFO, "client %s%s", (what & BEV_EVENT_EOF) ? "disconnected" : "connection error",
+	} else {
+		slog(s->id, LOG_INFO, "client %s%s", what == CONN_EOF ? "disconnected" : "connection error",
 		     s->state == SS_DATA ? " in the middle of DATA" : "");
 	}
 	session_free(s);
@@ -1205,17 +1203,10 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	netaddr_ip(sa, s->client_ip, sizeof s->client_ip, &s->client_port);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	s->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		evutil_closesocket(fd);
-		config_unref(s->cfg);
-		free(s);
-		return NULL;
-	}
+	s->conn = conn_new(px->base, fd, read_cb, write_cb, event_cb, s);
 	size_t hiwat = s->cfg->command_line_limit * 4;
 	if (hiwat < 65536) hiwat = 65536;
-	bufferevent_setwatermark(s->bev, EV_READ, 0, hiwat);
-	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	conn_set_read_limit(s->conn, hiwat);
 	s->next = px->sessions;
 	if (px->sessions) px->sessions->prev = s;
 	px->sessions = s;
@@ -1233,7 +1224,6 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 		greet(s);
 	}
 	arm_client_timeout(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	return s;
 }
 
@@ -1248,7 +1238,7 @@ static void session_free(struct session *s)
 	free(s->dec);
 	free(s->vrfy_line);
 	if (s->greet_timer) event_free(s->greet_timer);
-	bufferevent_free(s->bev);
+	conn_free(s->conn);
 	ipcount_dec(px, s->client_ip);
 	if (s->prev) s->prev->next = s->next;
 	else px->sessions = s->next;

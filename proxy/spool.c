@@ -1,15 +1,37 @@
-/* spool.c - memfd spool; see spool.h. */
+/* spool.c - the message spool; see spool.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "sbuf.h"
 #include "spool.h"
 
 int spool_open(struct spool *s)
 {
-	s->size = 0;
-	s->map = NULL;
+	memset(s, 0, sizeof *s);
+	s->fd = -1;
+	return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR) continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int make_memfd(struct spool *s)
+{
 	s->fd = memfd_create("mailwarden-spool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	return s->fd < 0 ? -1 : 0;
 }
@@ -17,35 +39,54 @@ int spool_open(struct spool *s)
 int spool_write(void *arg, const char *p, size_t n)
 {
 	struct spool *s = arg;
-	while (n > 0) {
-		ssize_t w = write(s->fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR) continue;
-			return -1;
+	if (s->fd < 0 && s->size + n <= SPOOL_MEM_MAX) {
+		if (s->size + n > s->memcap) {
+			size_t cap = s->memcap ? s->memcap * 2 : 16384;
+			while (cap < s->size + n) cap *= 2;
+			s->mem = xrealloc(s->mem, cap);
+			s->memcap = cap;
 		}
-		p += w;
-		n -= (size_t)w;
-		s->size += (uint64_t)w;
+		memcpy(s->mem + s->size, p, n);
+		s->size += n;
+		return 0;
 	}
+	if (s->fd < 0) {            /* outgrew memory: move to the memfd */
+		if (make_memfd(s) < 0) return -1;
+		if (write_all(s->fd, s->mem, s->size) < 0) return -1;
+		free(s->mem);
+		s->mem = NULL;
+		s->memcap = 0;
+	}
+	if (write_all(s->fd, p, n) < 0) return -1;
+	s->size += n;
 	return 0;
 }
 
 int spool_finish(struct spool *s)
 {
+	if (s->fd < 0) {
+		if (make_memfd(s) < 0) return -1;
+		if (write_all(s->fd, s->mem, s->size) < 0) return -1;
+		s->map = s->mem ? s->mem : "";
+	}
 	if (fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
 		return -1;
-	if (s->size == 0) return 0;
+	if (s->map != NULL || s->size == 0) {
+		if (s->map == NULL) s->map = "";
+		return 0;
+	}
 	void *m = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
 	if (m == MAP_FAILED) return -1;
 	s->map = m;
+	s->mapped = 1;
 	return 0;
 }
 
 void spool_close(struct spool *s)
 {
-	if (s->map) munmap(s->map, s->size);
-	s->map = NULL;
+	if (s->mapped) munmap((void *)s->map, s->size);
+	free(s->mem);
 	if (s->fd >= 0) close(s->fd);
+	memset(s, 0, sizeof *s);
 	s->fd = -1;
-	s->size = 0;
 }

@@ -1,7 +1,11 @@
-/* spool.h - one message held in memory (memfd) between the client's end of
- * data and the upstream's final reply.  Nothing is queued on disk: the
- * client hears 250 only after the upstream said 250.  Once complete, the
- * spool is sealed, so the scanner (which gets the descriptor) cannot alter
+/* spool.h - one message held in memory between the client's end of data
+ * and the upstream's final reply.  Nothing is queued on disk: the client
+ * hears 250 only after the upstream said 250.
+ *
+ * A message up to SPOOL_MEM_MAX is gathered in a heap buffer and copied
+ * into a memfd in one write at the end (the scanner needs a descriptor); a
+ * larger one streams into the memfd as it arrives.  Once complete, the
+ * memfd is sealed, so the scanner (which gets the descriptor) cannot alter
  * the bytes the proxy then relays. */
 #ifndef MW_SPOOL_H
 #define MW_SPOOL_H
@@ -9,15 +13,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SPOOL_MEM_MAX (256 * 1024)
+
 struct spool {
-	int      fd;        /* owned; -1 when closed */
+	int      fd;        /* owned; -1 until needed or when closed */
 	uint64_t size;
-	void    *map;       /* read-only mapping after spool_finish, or NULL */
+	const char *map;    /* the content after spool_finish (heap or mapping), or NULL */
+	char    *mem;       /* owned; the content while it fits SPOOL_MEM_MAX */
+	size_t   memcap;
+	int      mapped;    /* map is an mmap of fd */
 };
 
 int  spool_open(struct spool *s);                       /* 0 / -1 errno */
 int  spool_write(void *spool, const char *p, size_t n); /* a data_sink_fn */
-/* spool_finish - seal and map it read-only.  0 / -1 errno */
+/* spool_finish - into a sealed memfd; map the content.  0 / -1 errno */
 int  spool_finish(struct spool *s);
 void spool_close(struct spool *s);
 

@@ -4,15 +4,13 @@
  * upstream_close().  Callbacks may call upstream_close() from inside; the
  * struct is then freed once the callback returns (u->depth guards it). */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
+#include "conn.h"
 #include "log.h"
 #include "sbuf.h"
 #include "upstream.h"
@@ -35,7 +33,7 @@ struct upstream {
 	const struct config    *cfg;          /* borrowed; the session holds a ref */
 	struct upstream_target *t;            /* borrowed; lives as long as the listener */
 	char                    sid[17];
-	struct bufferevent     *bev;          /* owned */
+	struct conn            *conn;         /* owned */
 	enum up_state           state;
 	struct pending          q[UP_QUEUE_MAX];
 	size_t                  qhead, qlen;
@@ -52,9 +50,9 @@ struct upstream {
 	int                     probe;        /* only refreshing t's capabilities */
 };
 
-static void up_read_cb(struct bufferevent *bev, void *arg);
-static void up_write_cb(struct bufferevent *bev, void *arg);
-static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+static void up_read_cb(struct conn *c, void *arg);
+static void up_write_cb(struct conn *c, void *arg);
+static void up_event_cb(struct conn *c, void *arg, enum conn_event what);
 static void up_greeting(void *arg, const struct smtp_reply *r, enum upstream_err err);
 
 const char *upstream_err_name(enum upstream_err e)
@@ -69,28 +67,16 @@ const char *upstream_err_name(enum upstream_err e)
 	return "?";
 }
 
-static void ms_to_tv(unsigned ms, struct timeval *tv)
-{
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /* The read deadline is the one of the oldest reply we wait for. */
 static void up_arm_timeout(struct upstream *u)
 {
-	struct timeval rd, wr;
-	ms_to_tv(u->cfg->upstream_data_timeout, &wr);
-	if (u->qlen > 0) {
-		ms_to_tv(u->q[u->qhead].timeout_ms, &rd);
-		bufferevent_set_timeouts(u->bev, &rd, &wr);
-	} else {
-		bufferevent_set_timeouts(u->bev, NULL, &wr);
-	}
+	conn_set_timeouts(u->conn, u->qlen > 0 ? u->q[u->qhead].timeout_ms : 0,
+	                  u->cfg->upstream_data_timeout);
 }
 
 static void up_free(struct upstream *u)
 {
-	if (u->bev) bufferevent_free(u->bev);
+	conn_free(u->conn);
 	free(u);
 }
 
@@ -111,7 +97,7 @@ static void up_fail(struct upstream *u, enum upstream_err err)
 {
 	if (u->state == UPS_DEAD) return;
 	u->state = UPS_DEAD;
-	if (u->bev) bufferevent_disable(u->bev, EV_READ | EV_WRITE);
+	conn_stop_reading(u->conn);
 	u->depth++;
 	while (u->qlen > 0 && !u->zombie) {
 		struct pending p = u->q[u->qhead];
@@ -157,7 +143,7 @@ static void up_open_done(struct upstream *u, const struct smtp_reply *r, enum up
 	if (u->probe) {
 		if (err == UP_OK && u->state == UPS_READY) {
 			u->quitting = 1;
-			bufferevent_write(u->bev, "QUIT\r\n", 6);
+			conn_write(u->conn, "QUIT\r\n", 6);
 			up_push(u, UP_QUIT_WAIT, NULL, NULL);
 		} else {
 			u->zombie = 1;
@@ -190,7 +176,7 @@ static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO */
 		u->state = UPS_HELO;
 		snprintf(line, sizeof line, "HELO %s\r\n", u->cfg->hostname);
-		bufferevent_write(u->bev, line, strlen(line));
+		conn_write(u->conn, line, strlen(line));
 		up_push(u, u->cfg->upstream_command_timeout, up_helo_reply, u);
 		return;
 	}
@@ -207,7 +193,7 @@ static void up_greeting(void *arg, const struct smtp_reply *r, enum upstream_err
 	}
 	u->state = UPS_EHLO;
 	snprintf(line, sizeof line, "EHLO %s\r\n", u->cfg->hostname);
-	bufferevent_write(u->bev, line, strlen(line));
+	conn_write(u->conn, line, strlen(line));
 	up_push(u, u->cfg->upstream_command_timeout, up_ehlo_reply, u);
 }
 
@@ -219,10 +205,10 @@ static void up_protocol_error(struct upstream *u, const char *what, const char *
 	up_fail(u, UP_ERR_PROTOCOL);
 }
 
-static void up_read_cb(struct bufferevent *bev, void *arg)
+static void up_read_cb(struct conn *c, void *arg)
 {
 	struct upstream *u = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = conn_input(c);
 	char line[UP_LINE_MAX + 2];
 
 	u->depth++;
@@ -287,7 +273,7 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 	if (u->zombie && u->depth == 0) up_free(u);
 }
 
-static void up_write_cb(struct bufferevent *bev, void *arg)
+static void up_write_cb(struct conn *c, void *arg)
 {
 	struct upstream *u = arg;
 	if (u->drain_cb && u->state != UPS_DEAD) {
@@ -298,12 +284,10 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 {
 	struct upstream *u = arg;
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (what == CONN_CONNECTED) {
 		u->state = UPS_GREETING;
 		up_arm_timeout(u);
 		return;
@@ -311,14 +295,13 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 	enum upstream_err err;
 	if (u->state == UPS_CONNECTING) {
 		err = UP_ERR_CONNECT;
-		if (what & BEV_EVENT_TIMEOUT) errno = ETIMEDOUT;
-		else errno = evutil_socket_geterror(bufferevent_getfd(bev));
+		if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) errno = ETIMEDOUT;
 		slog_errno(u->sid, LOG_WARNING, "upstream=%s connect", u->t->spec);
-	} else if (what & BEV_EVENT_TIMEOUT) {
+	} else if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) {
 		err = UP_ERR_TIMEOUT;
 		if (!u->quitting)
 			slog(u->sid, LOG_WARNING, "upstream=%s timeout waiting for %s", u->t->spec,
-			     (what & BEV_EVENT_READING) ? "reply" : "write");
+			     what == CONN_TIMEOUT_READ ? "reply" : "write");
 	} else {
 		err = UP_ERR_CLOSED;
 		if (!u->quitting)
@@ -351,23 +334,14 @@ static struct upstream *up_new(struct event_base *base, const struct config *cfg
 	u->t = t;
 	snprintf(u->sid, sizeof u->sid, "%s", sid ? sid : "-");
 	u->state = UPS_CONNECTING;
-	u->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (u->bev == NULL) {
-		free(u);
-		return NULL;
-	}
-	bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, u);
-	bufferevent_setwatermark(u->bev, EV_WRITE, UP_LOWAT, 0);
-	struct timeval tv;
-	ms_to_tv(cfg->upstream_connect_timeout, &tv);
-	bufferevent_set_timeouts(u->bev, &tv, &tv);
+	u->conn = conn_new(base, -1, up_read_cb, up_write_cb, up_event_cb, u);
+	conn_set_lowat(u->conn, UP_LOWAT);
 	/* the greeting is the first reply we wait for; the connect timeout
 	 * covers it too (an MTA that accepts and never greets is down) */
 	u->q[0].cb = up_greeting;
 	u->q[0].arg = u;
 	u->q[0].timeout_ms = cfg->upstream_connect_timeout;
 	u->qlen = 1;
-	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 	return u;
 }
 
@@ -379,11 +353,9 @@ struct upstream *upstream_open(struct event_base *base, const struct config *cfg
 	if (u == NULL) return NULL;
 	u->open_cb = cb;
 	u->open_arg = arg;
-	if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr.ss, (int)t->addr.len) < 0) {
-		/* failure is reported through the event callback or here at once */
-		bufferevent_free(u->bev);
-		u->bev = NULL;
-		free(u);
+	if (conn_connect(u->conn, (struct sockaddr *)&t->addr.ss, t->addr.len,
+	                 cfg->upstream_connect_timeout) < 0) {
+		up_free(u);
 		return NULL;
 	}
 	return u;
@@ -394,7 +366,8 @@ void upstream_probe(struct event_base *base, const struct config *cfg, struct up
 	struct upstream *u = up_new(base, cfg, t, "probe");
 	if (u == NULL) return;
 	u->probe = 1;
-	if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr.ss, (int)t->addr.len) < 0) {
+	if (conn_connect(u->conn, (struct sockaddr *)&t->addr.ss, t->addr.len,
+	                 cfg->upstream_connect_timeout) < 0) {
 		up_free(u);
 		return;
 	}
@@ -404,10 +377,17 @@ int upstream_command(struct upstream *u, const char *line, unsigned timeout_ms,
                      upstream_reply_fn cb, void *arg)
 {
 	if (u->state != UPS_READY || u->zombie) return -1;
-	struct evbuffer *out = bufferevent_get_output(u->bev);
 	if (up_push(u, timeout_ms, cb, arg) < 0) return -1;
-	evbuffer_add(out, line, strlen(line));
-	evbuffer_add(out, "\r\n", 2);
+	char buf[1024];
+	size_t n = strlen(line);
+	if (n + 2 <= sizeof buf) {           /* one buffer append, one flush */
+		memcpy(buf, line, n);
+		memcpy(buf + n, "\r\n", 2);
+		conn_write(u->conn, buf, n + 2);
+	} else {
+		conn_write(u->conn, line, n);
+		conn_write(u->conn, "\r\n", 2);
+	}
 	return 0;
 }
 
@@ -420,12 +400,12 @@ int upstream_expect(struct upstream *u, unsigned timeout_ms, upstream_reply_fn c
 int upstream_write(struct upstream *u, const void *p, size_t len)
 {
 	if (u->state != UPS_READY || u->zombie) return -1;
-	return bufferevent_write(u->bev, p, len);
+	return conn_write(u->conn, p, len);
 }
 
 size_t upstream_output_pending(const struct upstream *u)
 {
-	return u->bev ? evbuffer_get_length(bufferevent_get_output(u->bev)) : 0;
+	return conn_output_len(u->conn);
 }
 
 void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg)
@@ -459,7 +439,7 @@ void upstream_close(struct upstream *u)
 	if (u->state == UPS_READY && !u->zombie && !u->quitting && u->qlen == 0) {
 		/* polite goodbye; freed on the reply, EOF or timeout */
 		u->quitting = 1;
-		bufferevent_write(u->bev, "QUIT\r\n", 6);
+		conn_write(u->conn, "QUIT\r\n", 6);
 		up_push(u, UP_QUIT_WAIT, NULL, NULL);
 		return;
 	}

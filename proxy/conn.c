@@ -1,0 +1,333 @@
+/* conn.c - see conn.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "sbuf.h"
+
+#define READ_CHUNK (64 * 1024)
+
+struct conn {
+	struct event_base *base;
+	int                fd;
+	struct evbuffer   *in, *out;
+	struct event      *rev;        /* EV_READ|EV_PERSIST, added once */
+	struct event      *rtimer;     /* read inactivity deadline (a pure timer: no syscall) */
+	struct event      *wev;        /* EV_WRITE, only while the kernel is full */
+	struct event      *flush;      /* activated to write at the end of the turn */
+	conn_cb            on_read, on_drain;
+	conn_event_cb      on_event;
+	void              *arg;
+	unsigned           read_ms, write_ms;
+	size_t             read_limit; /* 0 = none */
+	size_t             lowat;
+	int                reading;    /* rev is added */
+	int                stopped;    /* conn_stop_reading */
+	int                connecting;
+	int                flush_pending;
+	int                depth;      /* inside a callback */
+	int                dead;       /* conn_free called inside a callback */
+};
+
+static void ms_tv(unsigned ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static void really_free(struct conn *c)
+{
+	if (c->rev) event_free(c->rev);
+	if (c->wev) event_free(c->wev);
+	event_free(c->rtimer);
+	if (c->flush) event_free(c->flush);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	if (c->fd >= 0) close(c->fd);
+	free(c);
+}
+
+/* Call into the owner; returns 0 if the conn is gone afterwards. */
+static int emit_event(struct conn *c, enum conn_event what)
+{
+	c->depth++;
+	c->on_event(c, c->arg, what);
+	c->depth--;
+	if (c->dead && c->depth == 0) {
+		really_free(c);
+		return 0;
+	}
+	return !c->dead;
+}
+
+/* The read deadline runs while we read and have one; reset by each read. */
+static void rtimer_arm(struct conn *c)
+{
+	if (c->reading && c->read_ms) {
+		struct timeval tv;
+		ms_tv(c->read_ms, &tv);
+		evtimer_add(c->rtimer, &tv);
+	} else {
+		evtimer_del(c->rtimer);
+	}
+}
+
+static void read_arm(struct conn *c)
+{
+	int want = !c->stopped && !c->connecting && c->fd >= 0 &&
+	           (c->read_limit == 0 || evbuffer_get_length(c->in) < c->read_limit);
+	if (want && !c->reading) {
+		event_add(c->rev, NULL);
+		c->reading = 1;
+	} else if (!want && c->reading) {
+		event_del(c->rev);
+		c->reading = 0;
+	}
+	rtimer_arm(c);
+}
+
+static void write_arm(struct conn *c)
+{
+	struct timeval tv;
+	ms_tv(c->write_ms, &tv);
+	event_add(c->wev, c->write_ms ? &tv : NULL);
+}
+
+/* Write what we can now; the write event only when the kernel is full. */
+static void do_flush(struct conn *c)
+{
+	c->flush_pending = 0;
+	if (c->connecting || c->fd < 0) return;
+	while (evbuffer_get_length(c->out) > 0) {
+		int n = evbuffer_write(c->out, c->fd);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				write_arm(c);
+				return;
+			}
+			if (errno == EINTR) continue;
+			event_del(c->wev);
+			emit_event(c, CONN_ERROR);
+			return;
+		}
+	}
+	event_del(c->wev);
+	if (c->on_drain && evbuffer_get_length(c->out) <= c->lowat) {
+		c->depth++;
+		c->on_drain(c, c->arg);
+		c->depth--;
+		if (c->dead && c->depth == 0) really_free(c);
+	}
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	do_flush(arg);
+}
+
+static void schedule_flush(struct conn *c)
+{
+	if (c->flush_pending) return;
+	c->flush_pending = 1;
+	event_active(c->flush, EV_TIMEOUT, 1);
+}
+
+static void rtimer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	emit_event(arg, CONN_TIMEOUT_READ);
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer_iovec v[2];
+	int nv = evbuffer_reserve_space(c->in, READ_CHUNK, v, 2);
+	if (nv <= 0) return;
+	struct iovec iov[2];
+	for (int i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	ssize_t n = readv(c->fd, iov, nv);
+	if (n < 0) {
+		evbuffer_commit_space(c->in, v, 0);
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+		emit_event(c, CONN_ERROR);
+		return;
+	}
+	if (n == 0) {
+		evbuffer_commit_space(c->in, v, 0);
+		event_del(c->rev);
+		c->reading = 0;
+		evtimer_del(c->rtimer);
+		emit_event(c, CONN_EOF);
+		return;
+	}
+	size_t left = (size_t)n;
+	for (int i = 0; i < nv; i++) {
+		size_t take = left < v[i].iov_len ? left : v[i].iov_len;
+		v[i].iov_len = take;
+		left -= take;
+	}
+	evbuffer_commit_space(c->in, v, nv);
+	rtimer_arm(c);
+	if (c->read_limit && evbuffer_get_length(c->in) >= c->read_limit) read_arm(c);
+	c->depth++;
+	c->on_read(c, c->arg);
+	c->depth--;
+	if (c->dead && c->depth == 0) really_free(c);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	if (c->connecting) {
+		int err = 0;
+		socklen_t len = sizeof err;
+		c->connecting = 0;
+		if (what & EV_TIMEOUT) {
+			errno = ETIMEDOUT;
+			emit_event(c, CONN_ERROR);
+			return;
+		}
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+		if (err != 0) {
+			errno = err;
+			emit_event(c, CONN_ERROR);
+			return;
+		}
+		event_del(c->wev);
+		if (!emit_event(c, CONN_CONNECTED)) return;
+		read_arm(c);
+		do_flush(c);
+		return;
+	}
+	if (what & EV_TIMEOUT) {
+		emit_event(c, CONN_TIMEOUT_WRITE);
+		return;
+	}
+	do_flush(c);
+}
+
+/* Input drained by the owner: read again if back pressure had stopped us. */
+static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+	if (info->n_deleted > 0 && !c->reading && !c->dead) read_arm(c);
+}
+
+static void setup_events(struct conn *c)
+{
+	c->rev = event_new(c->base, c->fd, EV_READ | EV_PERSIST, read_cb, c);
+	c->wev = event_new(c->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
+}
+
+struct conn *conn_new(struct event_base *base, int fd, conn_cb on_read, conn_cb on_drain,
+                      conn_event_cb on_event, void *arg)
+{
+	struct conn *c = xcalloc(1, sizeof *c);
+	c->base = base;
+	c->fd = fd;
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	c->on_read = on_read;
+	c->on_drain = on_drain;
+	c->on_event = on_event;
+	c->arg = arg;
+	c->flush = event_new(base, -1, 0, flush_cb, c);
+	c->rtimer = evtimer_new(base, rtimer_cb, c);
+	evbuffer_add_cb(c->in, input_cb, c);
+	if (fd >= 0) {
+		evutil_make_socket_nonblocking(fd);
+		setup_events(c);
+		read_arm(c);
+	}
+	return c;
+}
+
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len, unsigned timeout_ms)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) return -1;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd = fd;
+	setup_events(c);
+	c->connecting = 1;
+	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) return -1;
+	struct timeval tv;
+	ms_tv(timeout_ms, &tv);
+	event_add(c->wev, timeout_ms ? &tv : NULL);
+	return 0;
+}
+
+void conn_free(struct conn *c)
+{
+	if (c == NULL) return;
+	if (c->depth > 0) {
+		c->dead = 1;
+		if (c->rev) event_del(c->rev);
+		if (c->wev) event_del(c->wev);
+		event_del(c->flush);
+		evtimer_del(c->rtimer);
+		return;
+	}
+	really_free(c);
+}
+
+struct evbuffer *conn_input(struct conn *c)
+{
+	return c->in;
+}
+
+int conn_write(struct conn *c, const void *p, size_t len)
+{
+	if (c->dead) return -1;
+	if (evbuffer_add(c->out, p, len) < 0) return -1;
+	schedule_flush(c);
+	return 0;
+}
+
+size_t conn_output_len(const struct conn *c)
+{
+	return evbuffer_get_length(c->out);
+}
+
+void conn_set_timeouts(struct conn *c, unsigned read_ms, unsigned write_ms)
+{
+	int changed = c->read_ms != read_ms;
+	c->read_ms = read_ms;
+	c->write_ms = write_ms;
+	if (changed) rtimer_arm(c);
+}
+
+void conn_set_read_limit(struct conn *c, size_t bytes)
+{
+	c->read_limit = bytes;
+}
+
+void conn_set_lowat(struct conn *c, size_t bytes)
+{
+	c->lowat = bytes;
+}
+
+void conn_stop_reading(struct conn *c)
+{
+	c->stopped = 1;
+	if (c->reading && c->rev) {
+		event_del(c->rev);
+		c->reading = 0;
+	}
+	evtimer_del(c->rtimer);
+}
+
+int conn_fd(const struct conn *c)
+{
+	return c->fd;
+}
