@@ -82,6 +82,8 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+#define PIPELINE_COPY_MAX (256 * 1024)
+
 /* read_copy - the file's content into memory, up to *len bytes (fewer if
  * it shrank meanwhile: *len is updated).  NULL with errno on failure. */
 static unsigned char *read_copy(int fd, size_t *len)
@@ -201,7 +203,10 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	}
 	len = (size_t)st.st_size;
 	seals = fcntl(msgfd, F_GET_SEALS);
-	if (len > 0 && seals > 0 && (seals & F_SEAL_SHRINK)) {
+	if (len > PIPELINE_COPY_MAX && seals > 0 && (seals & F_SEAL_SHRINK)) {
+		/* big and sealed: map it.  Small ones are read into a copy: in a
+		 * threaded process each munmap costs a TLB shootdown on every core,
+		 * more than copying a few KiB. */
 		map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, msgfd, 0);
 		if (map == MAP_FAILED) {
 			map = NULL;

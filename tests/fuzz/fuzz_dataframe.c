@@ -21,6 +21,13 @@
  *   - content never holds a bare CR or LF;
  *   - encode(content) holds exactly one end of data, at its end, and
  *     decodes back to the content.
+ * The decoder and the encoder have fast paths (runs and whole lines in one
+ * step) that a byte-by-byte feed never takes, so each input is also fed
+ * whole and byte by byte, and must give the same answer as the random
+ * chunks: the same end, fault and counts, and without a fault the same
+ * content and size; the same wire form from the encoder.  The raw stream
+ * itself, bare CR, LF and all, is encoded too and checked against a
+ * one-octet-at-a-time reference encoder.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +164,100 @@ static void reference(const unsigned char *in, size_t m, int normalize,
 	}
 }
 
+/* ref_encode - the encoder's rules, one octet at a time: CR LF, a bare CR
+ * and a bare LF all become CR LF; a "." at a line start is doubled; the
+ * end is CR LF "." CR LF, or "." CR LF at a line start */
+static void ref_encode(const unsigned char *p, size_t len, struct buf *w)
+{
+	int bol = 1;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\r' || p[i] == '\n') {
+			buf_put(w, "\r\n", 2);
+			bol = 1;
+			if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')
+				i++;
+			continue;
+		}
+		if (bol && p[i] == '.')
+			buf_put(w, ".", 1);
+		buf_put(w, (const char *)p + i, 1);
+		bol = 0;
+	}
+	if (bol)
+		buf_put(w, ".\r\n", 3);
+	else
+		buf_put(w, "\r\n.\r\n", 5);
+}
+
+/* encode_chunks - chunk 0: random chunks of 1..200 octets */
+static void encode_chunks(const char *p, size_t len, size_t chunk,
+                          uint32_t *s, struct buf *w)
+{
+	struct data_encoder e;
+	size_t off, n;
+
+	data_encoder_init(&e);
+	for (off = 0; off < len; off += n) {
+		n = chunk ? chunk : 1 + rng(s) % 200;
+		if (n > len - off)
+			n = len - off;
+		CHECK(data_encoder_feed(&e, p + off, n, buf_put, w) == 0);
+	}
+	CHECK(data_encoder_finish(&e, buf_put, w) == 0);
+}
+
+struct framing {
+	size_t          consumed;
+	int             done;
+	enum data_fault fault;
+	unsigned        bare_lf, bare_cr, nul;
+	uint64_t        size;
+	struct buf      content;
+};
+
+/* decode_fixed - in chunks of chunk octets (len: whole) */
+static void decode_fixed(const unsigned char *in, size_t len, int normalize,
+                         uint64_t limit, size_t chunk, struct framing *f)
+{
+	struct data_decoder d;
+	size_t off = 0, n;
+	int done = 0;
+
+	memset(f, 0, sizeof(*f));
+	data_decoder_init(&d, buf_put, &f->content, limit, normalize);
+	while (off < len && !done) {
+		n = len - off < chunk ? len - off : chunk;
+		n = data_decoder_feed(&d, (const char *)in + off, n, &done);
+		off += n;
+	}
+	f->consumed = off;
+	f->done = done;
+	f->fault = d.fault;
+	f->bare_lf = d.bare_lf;
+	f->bare_cr = d.bare_cr;
+	f->nul = d.nul;
+	f->size = d.size;
+}
+
+/* same_framing - f against the random-chunk decoder d and its content */
+static void same_framing(const struct framing *f, const struct data_decoder *d,
+                         size_t consumed, int done, const struct buf *content)
+{
+	CHECK(f->consumed == consumed);
+	CHECK(f->done == done);
+	CHECK(f->fault == d->fault);
+	CHECK(f->bare_lf == d->bare_lf && f->bare_cr == d->bare_cr
+	    && f->nul == d->nul);
+	if (d->fault == DF_OK) {
+		CHECK(f->size == d->size);
+		CHECK(f->content.len == content->len);
+		CHECK(content->len == 0
+		    || memcmp(f->content.p, content->p, content->len) == 0);
+	}
+}
+
 static void run(const unsigned char *in, size_t len, int normalize,
                 uint32_t seed, uint64_t limit)
 {
@@ -183,6 +284,18 @@ static void run(const unsigned char *in, size_t len, int normalize,
 	CHECK(!done || off == oend);
 	CHECK(off <= len);
 	CHECK(limit == 0 || d.size <= limit);
+
+	/* whole and byte by byte: the same answer */
+	{
+		struct framing f;
+
+		decode_fixed(in, len, normalize, limit, len ? len : 1, &f);
+		same_framing(&f, &d, off, done, &content);
+		free(f.content.p);
+		decode_fixed(in, len, normalize, limit, 1, &f);
+		same_framing(&f, &d, off, done, &content);
+		free(f.content.p);
+	}
 
 	/* content: canonical CRLF, always */
 	for (i = 0; i < content.len; i++) {
@@ -218,6 +331,18 @@ static void run(const unsigned char *in, size_t len, int normalize,
 	}
 	CHECK(data_encoder_finish(&e, buf_put, &wire) == 0);
 	CHECK(eod_only_at_end(wire.p, wire.len));
+	{
+		struct buf w1 = { 0 }, w2 = { 0 };
+
+		ref_encode((const unsigned char *)content.p, content.len, &w1);
+		CHECK(w1.len == wire.len);
+		CHECK(memcmp(w1.p, wire.p, wire.len) == 0);
+		encode_chunks(content.p, content.len, 1, &s, &w2);
+		CHECK(w2.len == wire.len);
+		CHECK(memcmp(w2.p, wire.p, wire.len) == 0);
+		free(w1.p);
+		free(w2.p);
+	}
 
 	/* and it decodes back */
 	if (d.fault == DF_OK) {
@@ -230,6 +355,37 @@ static void run(const unsigned char *in, size_t len, int normalize,
 	free(content.p);
 	free(wire.p);
 	free(again.p);
+}
+
+/* run_encoder - the raw stream, bare CR, LF and all, as content: random
+ * chunks, whole and byte by byte all give the reference's wire form, which
+ * is canonical CRLF with one end of data, at its end */
+static void run_encoder(const unsigned char *in, size_t len, uint32_t seed)
+{
+	struct buf ref = { 0 }, w = { 0 };
+	uint32_t s = seed ? seed : 1;
+	size_t i, chunk[3];
+	int k;
+
+	ref_encode(in, len, &ref);
+	CHECK(eod_only_at_end(ref.p, ref.len));
+	for (i = 0; i < ref.len; i++) {
+		if (ref.p[i] == '\r')
+			CHECK(i + 1 < ref.len && ref.p[i + 1] == '\n');
+		if (ref.p[i] == '\n')
+			CHECK(i > 0 && ref.p[i - 1] == '\r');
+	}
+	chunk[0] = 0;
+	chunk[1] = len ? len : 1;
+	chunk[2] = 1;
+	for (k = 0; k < 3; k++) {
+		w.len = 0;
+		encode_chunks((const char *)in, len, chunk[k], &s, &w);
+		CHECK(w.len == ref.len);
+		CHECK(memcmp(w.p, ref.p, ref.len) == 0);
+	}
+	free(ref.p);
+	free(w.p);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -253,6 +409,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	run((const unsigned char *)in.p, in.len, 0, data[0] * 2654435761u, limit);
 	run((const unsigned char *)in.p, in.len, 1, data[0] * 2654435761u + 7, limit);
+	run_encoder((const unsigned char *)in.p, in.len, data[0] * 2654435761u + 11);
 	free(in.p);
 	return 0;
 }

@@ -63,9 +63,11 @@ struct result {
 	uint64_t        size;
 };
 
-enum split { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_AT };
+enum split { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_AT, SPLIT_EVERY };
 
-/* decode - feed in[0..len) in the chunks split/k describe; stop at done */
+/* decode - feed in[0..len) in the chunks split/k describe (SPLIT_AT: two
+ * chunks, the first k octets and the rest; SPLIT_EVERY: chunks of k
+ * octets); stop at done */
 static void decode(const char *in, size_t len, int normalize, uint64_t limit,
                    enum split split, size_t k, struct result *r)
 {
@@ -79,6 +81,7 @@ static void decode(const char *in, size_t len, int normalize, uint64_t limit,
 		switch (split) {
 		case SPLIT_WHOLE: end = len; break;
 		case SPLIT_BYTES: end = off + 1; break;
+		case SPLIT_EVERY: end = len - off > k ? off + k : len; break;
 		default:          end = off < k ? k : len; break;
 		}
 		n = data_decoder_feed(&d, in + off, end - off, &done);
@@ -846,6 +849,394 @@ static void test_roundtrip(void **state)
 	cap_free(&w);
 }
 
+/* ---- the fast paths
+ *
+ * The decoder and the encoder take runs of ordinary octets and whole lines
+ * in one step.  A byte-by-byte feed never does (no line and its CR LF ever
+ * sit in one 1-octet chunk), so it follows the plain rules; every other
+ * chunking must give the same answer.  With a fault, the size and what
+ * reached the sink may depend on the chunking (only whole batches get out,
+ * and a fault drops the batch), so only the framing is compared then. */
+
+static uint32_t xrand(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+/* same_framing - what must not depend on the chunking */
+static void same_framing(const struct result *a, const struct result *b)
+{
+	assert_int_equal(a->consumed, b->consumed);
+	assert_int_equal(a->done, b->done);
+	assert_int_equal(a->fault, b->fault);
+	assert_int_equal(a->bare_lf, b->bare_lf);
+	assert_int_equal(a->bare_cr, b->bare_cr);
+	assert_int_equal(a->nul, b->nul);
+	if (a->fault == DF_OK) {
+		assert_int_equal(a->size, b->size);
+		assert_int_equal(a->content.len, b->content.len);
+		if (a->content.len)
+			assert_memory_equal(a->content.data, b->content.data,
+			                    a->content.len);
+	}
+}
+
+/* check_chunkings - byte by byte, whole, and in chunks of many sizes, with
+ * the same answer; the byte-by-byte result is left in *r */
+static void check_chunkings(const char *in, size_t len, int normalize,
+                            uint64_t limit, struct result *r)
+{
+	static const size_t every[] = {
+		2, 3, 4, 5, 7, 8, 13, 15, 16, 17, 31, 32, 33, 64, 77, 78, 79,
+		80, 81, 100, 997, 998, 999, 1000, 1001, 4096, 8191, 8192, 8193
+	};
+	struct result t;
+	size_t i, k;
+
+	decode(in, len, normalize, limit, SPLIT_BYTES, 0, r);
+	decode(in, len, normalize, limit, SPLIT_WHOLE, 0, &t);
+	same_framing(r, &t);
+	cap_free(&t.content);
+	for (i = 0; i < sizeof(every) / sizeof(every[0]); i++) {
+		decode(in, len, normalize, limit, SPLIT_EVERY, every[i], &t);
+		same_framing(r, &t);
+		cap_free(&t.content);
+	}
+	for (k = 1; k < len; k += 1 + k / 8) {
+		decode(in, len, normalize, limit, SPLIT_AT, k, &t);
+		same_framing(r, &t);
+		cap_free(&t.content);
+	}
+}
+
+/* add - append n octets to buf[*len], within cap */
+static void add(char *buf, size_t cap, size_t *len, const char *p, size_t n)
+{
+	assert_true(*len + n <= cap);
+	memcpy(buf + *len, p, n);
+	*len += n;
+}
+
+/* text_lines - lines of every length from 0 to 80 and from 990 to 998,
+ * crossing every 16-octet boundary, every fifth one stuffed; the wire form
+ * goes to wire, the content to content */
+static void text_lines(char *wire, size_t *wlen, char *content, size_t *clen,
+                       size_t cap)
+{
+	char line[1000];
+	size_t n, i;
+
+	for (n = 0; n <= 998; n = n == 80 ? 990 : n + 1) {
+		for (i = 0; i < n; i++)
+			line[i] = (char)('a' + (n + i) % 26);
+		if (n > 0 && n % 5 == 0 && n < 998)
+			add(wire, cap, wlen, ".", 1);	/* stuffed */
+		add(wire, cap, wlen, line, n);
+		add(wire, cap, wlen, "\r\n", 2);
+		add(content, cap, clen, line, n);
+		add(content, cap, clen, "\r\n", 2);
+	}
+}
+
+static void test_fast_path_decoder(void **state)
+{
+	size_t cap = 40000, wlen = 0, clen = 0, base, base_c;
+	char *wire = malloc(cap), *content = malloc(cap);
+	struct result r;
+	int norm;
+
+	(void)state;
+	assert_non_null(wire);
+	assert_non_null(content);
+	text_lines(wire, &wlen, content, &clen, cap);
+	text_lines(wire, &wlen, content, &clen, cap);
+	base = wlen;
+	base_c = clen;
+	add(wire, cap, &wlen, ".\r\nQUIT\r\n", 9);
+	for (norm = 0; norm <= 1; norm++) {
+		check_chunkings(wire, wlen, norm, 0, &r);
+		assert_int_equal(r.done, 1);
+		assert_int_equal(r.consumed, wlen - 6);
+		assert_int_equal(r.fault, DF_OK);
+		assert_int_equal(r.content.len, clen);
+		assert_memory_equal(r.content.data, content, clen);
+		cap_free(&r.content);
+		/* the size limit, exactly met and one short */
+		check_chunkings(wire, wlen, norm, clen, &r);
+		assert_int_equal(r.fault, DF_OK);
+		cap_free(&r.content);
+		check_chunkings(wire, wlen, norm, clen - 1, &r);
+		assert_int_equal(r.fault, DF_TOO_BIG);
+		assert_int_equal(r.consumed, wlen - 6);
+		cap_free(&r.content);
+		check_chunkings(wire, wlen, norm, clen / 2, &r);
+		assert_int_equal(r.fault, DF_TOO_BIG);
+		cap_free(&r.content);
+	}
+
+	/* one bad octet after all those lines, then more lines: the fault is
+	 * found wherever the chunks fall, and the end of data too */
+	{
+		static const struct {
+			const char     *bad;
+			size_t          len;
+			enum data_fault reject, normalize;
+		} t[] = {
+			{ "ab\0cd\r\n", 7, DF_NUL, DF_NUL },
+			{ "\0\r\n", 3, DF_NUL, DF_NUL },
+			{ "ab\rcd\r\n", 7, DF_BARE_CR, DF_OK },
+			{ "ab\ncd\r\n", 7, DF_BARE_LF, DF_OK },
+			{ "ab\r\r\n", 5, DF_BARE_CR, DF_OK },
+			{ "\n.\n", 3, DF_BARE_LF, DF_OK },
+			{ ".\r.\r\n", 5, DF_BARE_CR, DF_OK },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+			wlen = base;
+			clen = base_c;
+			add(wire, cap, &wlen, t[i].bad, t[i].len);
+			text_lines(wire, &wlen, content, &clen, cap);
+			add(wire, cap, &wlen, ".\r\n", 3);
+			for (norm = 0; norm <= 1; norm++) {
+				check_chunkings(wire, wlen, norm, 0, &r);
+				assert_int_equal(r.done, 1);
+				assert_int_equal(r.consumed, wlen);
+				assert_int_equal(r.fault, norm ? t[i].normalize
+				                                : t[i].reject);
+				cap_free(&r.content);
+			}
+		}
+	}
+
+	/* a 999-octet line after them */
+	wlen = base;
+	memset(wire + wlen, 'z', 999);
+	wlen += 999;
+	add(wire, cap, &wlen, "\r\nabc\r\n.\r\n", 10);
+	for (norm = 0; norm <= 1; norm++) {
+		check_chunkings(wire, wlen, norm, 0, &r);
+		assert_int_equal(r.fault, DF_LINE_TOO_LONG);
+		assert_int_equal(r.consumed, wlen);
+		cap_free(&r.content);
+	}
+	free(wire);
+	free(content);
+}
+
+/* random streams made mostly of the octets the framer looks at */
+static size_t noise(char *buf, size_t cap, uint32_t *s)
+{
+	static const char *const piece[] = {
+		"\r\n", "\r\n", "\r\n", "\r", "\n", ".", "..", "\r\n.", "\0",
+		"abc", "hello world ", "x", "\r\n\r\n", ".\r\n", "\r\n.\r"
+	};
+	size_t len = 0, want = 64 + xrand(s) % (cap - 1200), k, n;
+
+	while (len < want) {
+		k = xrand(s) % (sizeof(piece) / sizeof(piece[0]) + 2);
+		if (k >= sizeof(piece) / sizeof(piece[0])) {
+			/* a long run, sometimes around the line limit */
+			n = k % 2 ? xrand(s) % 100 : 990 + xrand(s) % 12;
+			memset(buf + len, 'a' + (char)(xrand(s) % 3), n);
+			len += n;
+			continue;
+		}
+		n = k == 8 ? 1 : strlen(piece[k]);
+		if (k == 8 && xrand(s) % 4 != 0)
+			continue;	/* NUL: now and then only */
+		memcpy(buf + len, piece[k], n);
+		len += n;
+	}
+	return len;
+}
+
+static void test_fast_path_noise(void **state)
+{
+	char *buf = malloc(12000);
+	struct result r;
+	uint32_t s = 2463534242u;
+	size_t len;
+	int i;
+
+	(void)state;
+	assert_non_null(buf);
+	for (i = 0; i < 120; i++) {
+		len = noise(buf, 12000, &s);
+		check_chunkings(buf, len, i & 1, 0, &r);
+		cap_free(&r.content);
+		if (i % 4 == 0) {
+			check_chunkings(buf, len, i & 1, 1 + xrand(&s) % len, &r);
+			cap_free(&r.content);
+		}
+	}
+	free(buf);
+}
+
+/* decode_sink - whole or byte by byte, into a sink that fails on its
+ * fail_after-th write (0: never) */
+static void decode_sink(const char *in, size_t len, int bytes, int fail_after,
+                        struct data_decoder *d, struct cap *c)
+{
+	size_t off = 0, n;
+	int done = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->fail_after = fail_after;
+	data_decoder_init(d, cap_write, c, 0, 0);
+	while (off < len && !done) {
+		n = data_decoder_feed(d, in + off, bytes ? 1 : len - off, &done);
+		off += n;
+	}
+	assert_int_equal(done, 1);
+	assert_int_equal(off, len);
+}
+
+static void test_fast_path_batches(void **state)
+{
+	size_t cap = 100000, len = 0, clen, n;
+	char *buf = malloc(cap), line[80];
+	struct data_decoder d;
+	struct cap a, b;
+	uint32_t s = 7;
+	int fail;
+
+	(void)state;
+	assert_non_null(buf);
+	/* lines of 1 to 78 octets, so that batches end anywhere in a line */
+	while (len < cap - 200) {
+		n = 1 + xrand(&s) % 78;
+		memset(line, 'a' + (char)(n % 26), n);
+		add(buf, cap, &len, line, n);
+		add(buf, cap, &len, "\r\n", 2);
+	}
+	clen = len;
+	add(buf, cap, &len, ".\r\n", 3);
+
+	decode_sink(buf, len, 1, 0, &d, &a);
+	decode_sink(buf, len, 0, 0, &d, &b);
+	assert_int_equal(d.fault, DF_OK);
+	assert_int_equal(a.len, clen);
+	assert_int_equal(b.len, clen);
+	assert_memory_equal(a.data, buf, clen);
+	assert_memory_equal(b.data, buf, clen);
+	/* the same writes: full batches, then the rest */
+	assert_int_equal(a.calls, b.calls);
+	assert_int_equal(b.calls, (int)((clen + sizeof(d.out) - 1) / sizeof(d.out)));
+	cap_free(&a);
+	cap_free(&b);
+
+	for (fail = 1; fail <= 4; fail++) {
+		decode_sink(buf, len, 1, fail, &d, &a);
+		assert_int_equal(d.fault, DF_SINK_ERROR);
+		decode_sink(buf, len, 0, fail, &d, &b);
+		assert_int_equal(d.fault, DF_SINK_ERROR);
+		assert_int_equal(a.calls, fail);
+		assert_int_equal(b.calls, fail);
+		assert_int_equal(a.len, b.len);
+		assert_int_equal(a.len, (size_t)(fail - 1) * sizeof(d.out));
+		cap_free(&a);
+		cap_free(&b);
+	}
+	free(buf);
+}
+
+/* ref_encode - the encoder's rules, one octet at a time */
+static void ref_encode(const char *p, size_t len, struct cap *w)
+{
+	int bol = 1;
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\r' || p[i] == '\n') {
+			cap_write(w, "\r\n", 2);	/* CR LF, bare CR, bare LF */
+			bol = 1;
+			if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')
+				i++;
+			continue;
+		}
+		if (bol && p[i] == '.')
+			cap_write(w, ".", 1);
+		cap_write(w, p + i, 1);
+		bol = 0;
+	}
+	if (bol)
+		cap_write(w, ".\r\n", 3);
+	else
+		cap_write(w, "\r\n.\r\n", 5);
+}
+
+/* encode_every - content -> wire form, in chunks of k octets */
+static void encode_every(const char *p, size_t len, size_t k, struct cap *w)
+{
+	struct data_encoder e;
+	size_t off, n;
+
+	memset(w, 0, sizeof(*w));
+	data_encoder_init(&e);
+	for (off = 0; off < len; off += n) {
+		n = len - off < k ? len - off : k;
+		assert_int_equal(data_encoder_feed(&e, p + off, n, cap_write, w), 0);
+	}
+	assert_int_equal(data_encoder_finish(&e, cap_write, w), 0);
+}
+
+static void check_encode(const char *p, size_t len)
+{
+	static const size_t every[] = {
+		1, 2, 3, 5, 15, 16, 17, 64, 79, 80, 81, 8191, 8192, 8193, 65536
+	};
+	struct cap ref, w;
+	size_t i, k;
+
+	ref_encode(p, len, &ref);
+	assert_int_equal(count_eod(ref.data, ref.len), 1);
+	assert_true(canonical(ref.data, ref.len));
+	for (i = 0; i < sizeof(every) / sizeof(every[0]); i++) {
+		encode_every(p, len, every[i], &w);
+		assert_int_equal(w.len, ref.len);
+		assert_memory_equal(w.data, ref.data, ref.len);
+		cap_free(&w);
+	}
+	for (k = 0; k <= len; k += 1 + k / 4) {
+		encode(p, len, k, &w);
+		assert_int_equal(w.len, ref.len);
+		assert_memory_equal(w.data, ref.data, ref.len);
+		cap_free(&w);
+	}
+	cap_free(&ref);
+}
+
+static void test_fast_path_encoder(void **state)
+{
+	size_t cap = 40000, wlen = 0, clen = 0, len;
+	char *wire = malloc(cap), *content = malloc(cap);
+	uint32_t s = 88675123u;
+	int i;
+
+	(void)state;
+	assert_non_null(wire);
+	assert_non_null(content);
+	/* canonical text with lines of every length, and its dot lines */
+	text_lines(wire, &wlen, content, &clen, cap);
+	check_encode(content, clen);
+	check_encode(wire, wlen);
+	/* the same without its last CR LF, and with bare ends */
+	check_encode(content, clen - 2);
+	check_encode(content, clen - 1);
+	/* noise: bare CR and LF everywhere, dots after them, NUL */
+	for (i = 0; i < 60; i++) {
+		len = noise(wire, 12000, &s);
+		check_encode(wire, len);
+	}
+	free(wire);
+	free(content);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -864,6 +1255,10 @@ int main(void)
 		cmocka_unit_test(test_smuggling_normalized_content),
 		cmocka_unit_test(test_encoder),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_fast_path_decoder),
+		cmocka_unit_test(test_fast_path_noise),
+		cmocka_unit_test(test_fast_path_batches),
+		cmocka_unit_test(test_fast_path_encoder),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
