@@ -419,7 +419,12 @@ const char *data_fault_name(enum data_fault f)
 
 /*
  * Encoder.  Output is batched in a buffer on the stack, so out() sees large
- * writes even when the content comes line by line.
+ * writes even when the content comes line by line.  Canonical content goes
+ * out as it is, so the encoder copies whole runs of CR LF lines and does
+ * work only before a line that starts with "." (the stuffed dot) and at a
+ * CR or LF that is not a CR LF pair (made one).  After out() failed, the
+ * wire form is broken anyway: the rest of the chunk is dropped, and where
+ * *e stands then is not specified (the caller gives up on the message).
  */
 #define ENC_BUF 8192
 

@@ -173,13 +173,12 @@ static void reply_summary(const struct smtp_reply *r, char *out, size_t outsz)
 {
 	size_t len = r->len;
 	while (len > 0 && (r->text[len - 1] == '\n' || r->text[len - 1] == '\r')) len--;
-	const char *p = r->text, *last = r->text;
+	const char *last = r->text;
 	for (const char *q = r->text; q < r->text + len; q++)
 		if (*q == '\n') last = q + 1;
-	p = last;
-	size_t n = (size_t)(r->text + len - p);
+	size_t n = (size_t)(r->text + len - last);
 	if (n >= outsz) n = outsz - 1;
-	memcpy(out, p, n);
+	memcpy(out, last, n);
 	out[n] = '\0';
 }
 
@@ -968,7 +967,6 @@ static void send_ehlo(struct session *s)
 {
 	const struct upstream_target *t = &s->ln->target;
 	unsigned caps = t->caps_known ? t->caps : 0;
-	char line[300];
 	struct sbuf b;
 	sbuf_init(&b, 4096);
 	sbuf_addf(&b, "250-%s\r\n", s->cfg->hostname);
@@ -978,16 +976,13 @@ static void send_ehlo(struct session *s)
 	if (caps & UCAP_SMTPUTF8) sbuf_adds(&b, "250-SMTPUTF8\r\n");
 	if (caps & UCAP_DSN) sbuf_adds(&b, "250-DSN\r\n");
 	if (caps & UCAP_ENHANCED) sbuf_adds(&b, "250-ENHANCEDSTATUSCODES\r\n");
-	/* the last line carries the space */
-	snprintf(line, sizeof line, "250 HELP\r\n");
-	sbuf_adds(&b, line);
+	sbuf_adds(&b, "250 HELP\r\n");        /* the last line carries the space */
 	conn_write(s->conn, b.data, b.len);
 	sbuf_free(&b);
 }
 
 static void cmd_helo(struct session *s, const char *arg, int esmtp)
 {
-	char esc[64];
 	if (arg[0] == '\0') {
 		reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
 		s->errors++;
@@ -1002,7 +997,6 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
 	s->esmtp = esmtp;
 	if (esmtp) send_ehlo(s);
 	else reply(s, "250 %s", s->cfg->hostname);
-	(void)esc;
 }
 
 static void cmd_rset(struct session *s)

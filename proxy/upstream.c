@@ -314,12 +314,9 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 		else u->zombie = 1;
 		return;
 	}
+	/* during the opening, the open callback waits in the queue behind
+	 * up_greeting & co., so up_fail reaches it too */
 	u->depth++;
-	if (u->state == UPS_CONNECTING || u->state == UPS_GREETING || u->state == UPS_EHLO ||
-	    u->state == UPS_HELO) {
-		/* the open callback sits in the queue as up_greeting & co.; up_fail
-		 * reaches it through them */
-	}
 	up_fail(u, err);
 	u->depth--;
 	if (u->zombie && u->depth == 0) up_free(u);

@@ -9,8 +9,9 @@
  *
  * Input: byte 0 seeds the chunking, byte 1 picks a size limit (0 = none),
  * the rest is the raw stream after "354".  If byte 0 has its top bit set,
- * 0x01 n in the stream stands for 8*n octets "a", so that lines around
- * the 998-octet limit are within the fuzzer's reach.  Each input is decoded in both
+ * 0x01 n in the stream stands for 8*n octets "a", and 0x02 n for 990 + n%12
+ * octets "a", so that lines around the 998-octet limit are within the
+ * fuzzer's reach.  Each input is decoded in both
  * modes, in random chunks, and checked against a whole-buffer reference
  * written as plainly as possible:
  *   - consumed <= len; all of it is consumed unless done;
@@ -403,6 +404,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((data[0] & 0x80) && data[i] == 0x01 && i + 1 < size) {
 			i++;
 			buf_fill(&in, 'a', 8 * (size_t)data[i]);
+			continue;
+		}
+		if ((data[0] & 0x80) && data[i] == 0x02 && i + 1 < size) {
+			i++;
+			buf_fill(&in, 'a', 990 + (size_t)data[i] % 12);
 			continue;
 		}
 		buf_put(&in, (const char *)data + i, 1);
