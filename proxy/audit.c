@@ -20,8 +20,17 @@ int audit_open(const char *path)
 	}
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0) return -1;
-	audit_close();
-	audit_fd = fd;
+	if (audit_fd < 0) {
+		audit_fd = fd;
+		return 0;
+	}
+	/* reopen (log rotation, reload) while other threads may be writing:
+	 * dup3 swaps the file under the same descriptor number atomically */
+	if (dup3(fd, audit_fd, O_CLOEXEC) < 0) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
 	return 0;
 }
 

@@ -32,23 +32,24 @@ static unsigned ip_hash(const char *ip)
 	return h % IPC_BUCKETS;
 }
 
-static struct ipcount_entry **ipc_find(struct proxy *px, const char *ip)
+static struct ipcount_entry **ipc_find(struct ipcount *t, const char *ip)
 {
-	if (px->ipcounts == NULL) px->ipcounts = xcalloc(1, sizeof *px->ipcounts);
-	struct ipcount_entry **pp = &px->ipcounts->b[ip_hash(ip)];
+	struct ipcount_entry **pp = &t->b[ip_hash(ip)];
 	while (*pp && strcmp((*pp)->ip, ip) != 0) pp = &(*pp)->next;
 	return pp;
 }
 
-unsigned ipcount_get(struct proxy *px, const char *ip)
+unsigned ipcount_get(struct ipcount *t, const char *ip)
 {
-	struct ipcount_entry **pp = ipc_find(px, ip);
+	if (t == NULL) return 0;
+	struct ipcount_entry **pp = ipc_find(t, ip);
 	return *pp ? (*pp)->n : 0;
 }
 
-void ipcount_inc(struct proxy *px, const char *ip)
+void ipcount_inc(struct ipcount **tp, const char *ip)
 {
-	struct ipcount_entry **pp = ipc_find(px, ip);
+	if (*tp == NULL) *tp = xcalloc(1, sizeof **tp);
+	struct ipcount_entry **pp = ipc_find(*tp, ip);
 	if (*pp == NULL) {
 		*pp = xcalloc(1, sizeof **pp);
 		snprintf((*pp)->ip, sizeof (*pp)->ip, "%s", ip);
@@ -56,9 +57,10 @@ void ipcount_inc(struct proxy *px, const char *ip)
 	(*pp)->n++;
 }
 
-void ipcount_dec(struct proxy *px, const char *ip)
+void ipcount_dec(struct ipcount *t, const char *ip)
 {
-	struct ipcount_entry **pp = ipc_find(px, ip), *e = *pp;
+	if (t == NULL) return;
+	struct ipcount_entry **pp = ipc_find(t, ip), *e = *pp;
 	if (e == NULL) return;
 	if (--e->n == 0) {
 		*pp = e->next;
@@ -88,13 +90,15 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		refuse(fd, line);
 		return;
 	}
-	if (px->nsessions >= px->cfg->max_connections) {
-		slog(NULL, LOG_WARNING, "refused [%s]: %u connections (max_connections)", ip, px->nsessions);
+	unsigned count;
+	int rc = proxy_admit(px, ip, &count);
+	if (rc == -1) {
+		slog(NULL, LOG_WARNING, "refused [%s]: %u connections (max_connections)", ip, count);
 		snprintf(line, sizeof line, "421 4.7.0 %s Error: too many connections\r\n", px->cfg->hostname);
 		refuse(fd, line);
 		return;
 	}
-	if (ipcount_get(px, ip) >= px->cfg->max_connections_per_ip) {
+	if (rc == -2) {
 		slog(NULL, LOG_NOTICE, "refused [%s]: too many connections from this address", ip);
 		snprintf(line, sizeof line, "421 4.7.0 %s Error: too many connections from %s\r\n",
 		         px->cfg->hostname, ip);
@@ -115,7 +119,8 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
 int listener_start(struct proxy *px, struct listener *ln)
 {
 	ln->px = px;
-	ln->evl = evconnlistener_new(px->base, accept_cb, ln, LEV_OPT_CLOSE_ON_FREE, -1, ln->fd);
+	/* every loop listens on the same socket; the master owns it */
+	ln->evl = evconnlistener_new(px->base, accept_cb, ln, 0, -1, ln->fd);
 	if (ln->evl == NULL) return -1;
 	evconnlistener_set_error_cb(ln->evl, accept_error_cb);
 	return 0;

@@ -1,7 +1,12 @@
-/* proxy.c - the proxy process: one libevent loop for every listener and
- * session, the scanner client, capability probes, and the signals
- * (SIGTERM: drain and stop; SIGHUP: new config for new sessions, new
- * scanner connection). */
+/* proxy.c - the proxy process: N event loops (threads), each with its own
+ * sessions, scanner connection and upstream capability caches, all
+ * accepting on the same listening sockets.  Nothing of a session ever
+ * crosses loops; what they share (connection counts per client IP, the
+ * newest config, the current scanner address) sits in struct proxy_shared
+ * under one mutex.  The main thread runs loop 0 and takes the signals
+ * (SIGTERM: drain and stop; SIGHUP: new config for new sessions) and the
+ * master's control pipe, and passes them on to the other loops. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,21 @@
 #include "scanclient.h"
 #include "session.h"
 
+#define MAX_LOOPS 16
+
+enum { NOTE_STOP = 1, NOTE_CONFIG = 2, NOTE_SCANNER = 4 };
+
+struct proxy_shared {
+	pthread_mutex_t    lock;
+	struct ipcount    *ipcounts;        /* under lock */
+	unsigned           nsessions;       /* all loops; under lock */
+	struct config     *cfg;             /* newest; under lock */
+	struct sockaddr_un scan_addr;       /* under lock */
+	socklen_t          scan_addrlen;
+	struct proxy      *loops[MAX_LOOPS];
+	unsigned           nloops;
+};
+
 static int control_fd = -1;
 
 void proxy_set_control_fd(int fd)
@@ -23,35 +43,54 @@ void proxy_set_control_fd(int fd)
 	control_fd = fd;
 }
 
-/* The master announces each new scanner generation's address. */
-static void control_cb(evutil_socket_t fd, short what, void *arg)
+/* Tell every loop (but the caller's, if given) that something changed. */
+static void notify_loops(struct proxy_shared *sh, unsigned what)
 {
-	struct proxy *px = arg;
-	struct { socklen_t len; struct sockaddr_un a; } msg;
-	ssize_t n = read(fd, &msg, sizeof msg);
-	if (n == (ssize_t)sizeof msg) {
-		scanclient_set_address(px->scan, &msg.a, msg.len);
-		slog(NULL, LOG_INFO, "switching to the new scanner");
-		return;
+	pthread_mutex_lock(&sh->lock);
+	for (unsigned i = 0; i < sh->nloops; i++) {
+		sh->loops[i]->notes |= what;
+		event_active(sh->loops[i]->notify, EV_TIMEOUT, 1);
 	}
-	if (n == 0) {        /* the master is gone: stop as on SIGTERM */
-		slog(NULL, LOG_WARNING, "master went away");
-		event_del(px->control);
-		raise(SIGTERM);
-	}
+	pthread_mutex_unlock(&sh->lock);
 }
 
 static void probe_all(struct proxy *px)
 {
-	for (unsigned i = 0; i < px->nlisteners; i++) {
-		/* listeners sharing one upstream probe it once each: cheap enough */
+	for (unsigned i = 0; i < px->nlisteners; i++)
 		upstream_probe(px->base, px->cfg, &px->listeners[i].target);
-	}
 }
 
 static void probe_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	probe_all(arg);
+}
+
+int proxy_admit(struct proxy *px, const char *ip, unsigned *count)
+{
+	struct proxy_shared *sh = px->sh;
+	int rc = 0;
+	pthread_mutex_lock(&sh->lock);
+	*count = ipcount_get(sh->ipcounts, ip);
+	if (sh->nsessions >= px->cfg->max_connections) {
+		*count = sh->nsessions;
+		rc = -1;
+	} else if (*count >= px->cfg->max_connections_per_ip) {
+		rc = -2;
+	} else {
+		ipcount_inc(&sh->ipcounts, ip);
+		sh->nsessions++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+void proxy_release(struct proxy *px, const char *ip)
+{
+	struct proxy_shared *sh = px->sh;
+	pthread_mutex_lock(&sh->lock);
+	ipcount_dec(sh->ipcounts, ip);
+	sh->nsessions--;
+	pthread_mutex_unlock(&sh->lock);
 }
 
 void proxy_session_gone(struct proxy *px, struct session *s)
@@ -75,12 +114,10 @@ static void stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(px->base, &tv);
 }
 
-static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
+static void loop_stop(struct proxy *px)
 {
-	struct proxy *px = arg;
 	if (px->stopping) return;
 	px->stopping = 1;
-	slog(NULL, LOG_NOTICE, "stopping: %u sessions open", px->nsessions);
 	for (unsigned i = 0; i < px->nlisteners; i++) listener_stop(&px->listeners[i]);
 	event_del(px->probe_timer);
 	struct session *s = px->sessions;
@@ -98,76 +135,186 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(px->stop_timer, &tv);
 }
 
+/* Another thread changed something this loop must follow. */
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+	struct proxy_shared *sh = px->sh;
+	struct sockaddr_un addr;
+	socklen_t addrlen = 0;
+	struct config *cfg = NULL;
+
+	pthread_mutex_lock(&sh->lock);
+	unsigned notes = px->notes;
+	px->notes = 0;
+	if (notes & NOTE_CONFIG) cfg = config_ref(sh->cfg);
+	if (notes & NOTE_SCANNER) {
+		addr = sh->scan_addr;
+		addrlen = sh->scan_addrlen;
+	}
+	pthread_mutex_unlock(&sh->lock);
+
+	if (cfg) {
+		config_unref(px->cfg);
+		px->cfg = cfg;
+	}
+	if (addrlen) scanclient_set_address(px->scan, &addr, addrlen);
+	if (notes & NOTE_STOP) loop_stop(px);
+}
+
+static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct proxy *px = arg;
+	slog(NULL, LOG_NOTICE, "stopping");
+	notify_loops(px->sh, NOTE_STOP);
+}
+
 static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct proxy *px = arg;
+	struct proxy_shared *sh = px->sh;
 	char err[512];
 	struct config *c = config_load(px->config_path, px->overrides, px->noverrides, err, sizeof err);
 	if (c == NULL) {
 		slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
-	} else {
-		config_unref(px->cfg);
-		px->cfg = c;
-		log_set_level(c->log_level);
-		if (audit_open(c->audit_log) < 0)
-			slog_errno(NULL, LOG_ERR, "audit log %s", c->audit_log);
-		slog(NULL, LOG_NOTICE, "config reloaded; listener changes need a restart");
+		return;
+	}
+	log_set_level(c->log_level);
+	if (audit_open(c->audit_log) < 0)
+		slog_errno(NULL, LOG_ERR, "audit log %s", c->audit_log);
+	pthread_mutex_lock(&sh->lock);
+	config_unref(sh->cfg);
+	sh->cfg = c;
+	pthread_mutex_unlock(&sh->lock);
+	notify_loops(sh, NOTE_CONFIG);
+	slog(NULL, LOG_NOTICE, "config reloaded; listener changes need a restart");
+}
+
+/* The master announces each new scanner generation's address. */
+static void control_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+	struct { socklen_t len; struct sockaddr_un a; } msg;
+	ssize_t n = read(fd, &msg, sizeof msg);
+	if (n == (ssize_t)sizeof msg && msg.len <= sizeof msg.a) {
+		pthread_mutex_lock(&px->sh->lock);
+		px->sh->scan_addr = msg.a;
+		px->sh->scan_addrlen = msg.len;
+		pthread_mutex_unlock(&px->sh->lock);
+		notify_loops(px->sh, NOTE_SCANNER);
+		slog(NULL, LOG_INFO, "switching to the new scanner");
+		return;
+	}
+	if (n == 0) {        /* the master is gone: stop as on SIGTERM */
+		slog(NULL, LOG_WARNING, "master went away");
+		event_del(px->control);
+		notify_loops(px->sh, NOTE_STOP);
 	}
 }
 
-int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *scanner_addr,
-               socklen_t scanner_addrlen, const char *config_path,
-               const char *const *overrides, size_t noverrides)
+static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const int *fds,
+                              const char *config_path, const char *const *overrides,
+                              size_t noverrides)
 {
 	struct proxy *px = calloc(1, sizeof *px);
 	char err[512];
-
 	if (px == NULL) die("out of memory");
-	signal(SIGPIPE, SIG_IGN);
+	px->sh = sh;
 	px->cfg = config_ref(cfg);
 	px->config_path = config_path;
 	px->overrides = overrides;
 	px->noverrides = noverrides;
 	px->base = event_base_new();
 	if (px->base == NULL) die("event_base_new failed");
-	if (audit_open(cfg->audit_log) < 0) {
-		slog_errno(NULL, LOG_ERR, "audit log %s", cfg->audit_log);
-		return 1;
-	}
-	px->scan = scanclient_new(px->base, scanner_addr, scanner_addrlen);
+	px->scan = scanclient_new(px->base, &sh->scan_addr, sh->scan_addrlen);
+	px->notify = event_new(px->base, -1, 0, notify_cb, px);
 	px->nlisteners = cfg->nlisteners;
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		struct listener *ln = &px->listeners[i];
 		ln->cfg = cfg->listeners[i];
 		ln->fd = fds[i];
 		memcpy(ln->target.spec, ln->cfg.upstream, sizeof ln->target.spec);
-		if (netaddr_parse(ln->cfg.upstream, 0, &ln->target.addr, err, sizeof err) < 0) {
-			slog(NULL, LOG_ERR, "listener %s: upstream %s", ln->cfg.name, err);
-			return 1;
-		}
-		if (listener_start(px, ln) < 0) {
-			slog(NULL, LOG_ERR, "listener %s: cannot start", ln->cfg.name);
-			return 1;
-		}
+		if (netaddr_parse(ln->cfg.upstream, 0, &ln->target.addr, err, sizeof err) < 0)
+			die("listener %s: upstream %s", ln->cfg.name, err);
+		if (listener_start(px, ln) < 0)
+			die("listener %s: cannot start", ln->cfg.name);
 	}
-	px->sig_term = evsignal_new(px->base, SIGTERM, sigterm_cb, px);
-	px->sig_int = evsignal_new(px->base, SIGINT, sigterm_cb, px);
-	px->sig_hup = evsignal_new(px->base, SIGHUP, sighup_cb, px);
-	event_add(px->sig_term, NULL);
-	event_add(px->sig_int, NULL);
-	event_add(px->sig_hup, NULL);
 	px->probe_timer = event_new(px->base, -1, EV_PERSIST, probe_timer_cb, px);
 	struct timeval tv = { cfg->upstream_probe_interval / 1000, (cfg->upstream_probe_interval % 1000) * 1000 };
 	if (cfg->upstream_probe_interval > 0) event_add(px->probe_timer, &tv);
-	if (control_fd >= 0) {
-		px->control = event_new(px->base, control_fd, EV_READ | EV_PERSIST, control_cb, px);
-		event_add(px->control, NULL);
-	}
 	probe_all(px);
+	return px;
+}
 
-	slog(NULL, LOG_INFO, "proxy ready: %u listeners", px->nlisteners);
+static void *loop_thread(void *arg)
+{
+	struct proxy *px = arg;
 	event_base_dispatch(px->base);
+	return NULL;
+}
 
+static unsigned loop_count(const struct config *cfg)
+{
+	long n = cfg->proxy_threads;
+	if (n == 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1) n = 1;
+	if (n > MAX_LOOPS) n = MAX_LOOPS;
+	return (unsigned)n;
+}
+
+int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *scanner_addr,
+               socklen_t scanner_addrlen, const char *config_path,
+               const char *const *overrides, size_t noverrides)
+{
+	static struct proxy_shared sh;
+	pthread_t tids[MAX_LOOPS];
+
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0) die("libevent without thread support");
+	pthread_mutex_init(&sh.lock, NULL);
+	sh.cfg = config_ref(cfg);
+	sh.scan_addr = *scanner_addr;
+	sh.scan_addrlen = scanner_addrlen;
+	if (audit_open(cfg->audit_log) < 0) {
+		slog_errno(NULL, LOG_ERR, "audit log %s", cfg->audit_log);
+		return 1;
+	}
+	unsigned n = loop_count(cfg);
+	for (unsigned i = 0; i < n; i++)
+		sh.loops[i] = loop_new(&sh, cfg, fds, config_path, overrides, noverrides);
+	pthread_mutex_lock(&sh.lock);
+	sh.nloops = n;
+	pthread_mutex_unlock(&sh.lock);
+
+	/* the main thread's loop also takes the signals and the control pipe;
+	 * the other threads must not get them */
+	struct proxy *main_px = sh.loops[0];
+	main_px->sig_term = evsignal_new(main_px->base, SIGTERM, sigterm_cb, main_px);
+	main_px->sig_int = evsignal_new(main_px->base, SIGINT, sigterm_cb, main_px);
+	main_px->sig_hup = evsignal_new(main_px->base, SIGHUP, sighup_cb, main_px);
+	event_add(main_px->sig_term, NULL);
+	event_add(main_px->sig_int, NULL);
+	event_add(main_px->sig_hup, NULL);
+	if (control_fd >= 0) {
+		main_px->control = event_new(main_px->base, control_fd, EV_READ | EV_PERSIST, control_cb, main_px);
+		event_add(main_px->control, NULL);
+	}
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (unsigned i = 1; i < n; i++)
+		if (pthread_create(&tids[i], NULL, loop_thread, sh.loops[i]) != 0)
+			die("cannot start proxy thread %u", i);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	slog(NULL, LOG_INFO, "proxy ready: %u listeners, %u event loops", cfg->nlisteners, n);
+	event_base_dispatch(main_px->base);
+	/* loop 0 ends when it has drained; make sure the others were told */
+	notify_loops(&sh, NOTE_STOP);
+	for (unsigned i = 1; i < n; i++) pthread_join(tids[i], NULL);
 	slog(NULL, LOG_INFO, "proxy stopped");
 	return 0;
 }

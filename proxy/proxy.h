@@ -12,6 +12,7 @@
 
 struct session;
 struct scanclient;
+struct proxy_shared;
 
 struct listener {
 	struct proxy          *px;
@@ -21,15 +22,18 @@ struct listener {
 	int                    fd;        /* listening socket, from the master */
 };
 
+/* One event loop (thread) of the proxy process. */
 struct proxy {
+	struct proxy_shared *sh;          /* what the loops share */
+	struct event      *notify;        /* activated by other threads */
+	unsigned           notes;         /* NOTE_*; under sh->lock */
 	struct event_base *base;
 	struct config     *cfg;           /* current; each session holds its own ref */
 	struct scanclient *scan;
 	struct listener    listeners[CFG_MAX_LISTENERS];
 	unsigned           nlisteners;
-	struct session    *sessions;      /* all live sessions */
+	struct session    *sessions;      /* this loop's live sessions */
 	unsigned           nsessions;
-	struct ipcount    *ipcounts;
 	int                stopping;      /* SIGTERM seen: finishing transactions */
 	struct event      *probe_timer;
 	struct event      *stop_timer;
@@ -46,10 +50,18 @@ int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *sca
                socklen_t scanner_addrlen, const char *config_path,
                const char *const *overrides, size_t noverrides);
 
-/* per-client-IP connection counts (listener.c) */
-unsigned ipcount_get(struct proxy *px, const char *ip);
-void ipcount_inc(struct proxy *px, const char *ip);
-void ipcount_dec(struct proxy *px, const char *ip);
+/* per-client-IP connection counts (listener.c); the caller holds the lock */
+struct ipcount;
+unsigned ipcount_get(struct ipcount *t, const char *ip);
+void ipcount_inc(struct ipcount **t, const char *ip);
+void ipcount_dec(struct ipcount *t, const char *ip);
+
+/* proxy_admit - count a new client connection against max_connections and
+ * max_connections_per_ip (all loops together).  0 when admitted; -1 over
+ * the total, -2 over the per-IP limit (*count: the count that was hit). */
+int proxy_admit(struct proxy *px, const char *ip, unsigned *count);
+/* proxy_release - the connection counted by proxy_admit is gone */
+void proxy_release(struct proxy *px, const char *ip);
 
 /* proxy_set_control_fd - the read end of the master's control pipe, over
  * which the addresses of new scanner generations arrive. */

@@ -1205,7 +1205,6 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	if (px->sessions) px->sessions->prev = s;
 	px->sessions = s;
 	px->nsessions++;
-	ipcount_inc(px, s->client_ip);
 	slog(s->id, LOG_INFO, "connect from [%s]:%u listener=%s", s->client_ip, s->client_port, ln->cfg.name);
 	if (s->cfg->greet_pause > 0) {
 		s->state = SS_GREET_PAUSE;
@@ -1233,7 +1232,7 @@ static void session_free(struct session *s)
 	free(s->vrfy_line);
 	if (s->greet_timer) event_free(s->greet_timer);
 	conn_free(s->conn);
-	ipcount_dec(px, s->client_ip);
+	proxy_release(px, s->client_ip);
 	if (s->prev) s->prev->next = s->next;
 	else px->sessions = s->next;
 	if (s->next) s->next->prev = s->prev;

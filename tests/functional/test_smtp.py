@@ -462,8 +462,11 @@ def test_client_data_timeout(mw_factory, upstream):
 
 # --- connections ------------------------------------------------------------------------
 
-def test_max_connections_per_ip(mw_factory, upstream):
-    m = mw_factory(upstream, opts=[("max_connections_per_ip", "2")])
+@pytest.mark.parametrize("loops", ["1", "4"])
+def test_max_connections_per_ip(mw_factory, upstream, loops):
+    # with several event loops the connections land on different loops:
+    # the limit must count them together
+    m = mw_factory(upstream, opts=[("max_connections_per_ip", "2"), ("proxy_threads", loops)])
     time.sleep(0.2)        # the readiness probe's connection is gone
     c1, c2 = m.client(), m.client()
     assert c1.greeting.code == c2.greeting.code == 220
@@ -488,8 +491,9 @@ def _greets(m):
     return code
 
 
-def test_max_connections(mw_factory, upstream):
-    m = mw_factory(upstream, opts=[("max_connections", "2")])
+@pytest.mark.parametrize("loops", ["1", "4"])
+def test_max_connections(mw_factory, upstream, loops):
+    m = mw_factory(upstream, opts=[("max_connections", "2"), ("proxy_threads", loops)])
     time.sleep(0.2)
     c1, c2 = m.client(), m.client()
     assert c1.greeting.code == c2.greeting.code == 220
