@@ -32,7 +32,10 @@ PLUGIN   := $(BUILD)/tests/example_plugin.so
 
 .PHONY: all deps check unit functional demo install clean bench fuzz
 
-all: mailwarden $(PLUGIN)
+all: $(BUILD)/mailwarden $(PLUGIN)
+ifneq ($(SANITIZE),1)
+all: mailwarden          # ./mailwarden is always the plain build
+endif
 
 mailwarden: $(BUILD)/mailwarden
 	cp $< $@
