@@ -38,7 +38,7 @@ all: mailwarden          # ./mailwarden is always the plain build
 endif
 
 mailwarden: $(BUILD)/mailwarden
-	cp $< $@
+	rm -f $@ && cp $< $@
 
 $(BUILD)/mailwarden: $(MAIN_OBJ) $(BUILD)/libmw.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -5,18 +5,26 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "conn.h"
 #include "sbuf.h"
 
-#define READ_CHUNK (64 * 1024)
+#define READ_MIN     4096         /* room made before each read */
+#define IN_INITIAL   4096
+#define OUT_INITIAL  2048
+#define KEEP_MAX     (64 * 1024)  /* a buffer larger than this is freed once empty */
+
+/* A flat byte buffer: data in p[off..len). */
+struct flatbuf {
+	char  *p;
+	size_t off, len, cap;
+};
 
 struct conn {
 	struct event_base *base;
 	int                fd;
-	struct evbuffer   *in, *out;
+	struct flatbuf     in, out;
 	struct event      *rev;        /* EV_READ|EV_PERSIST, added once */
 	struct event      *rtimer;     /* read inactivity deadline (a pure timer: no syscall) */
 	struct event      *wev;        /* EV_WRITE, only while the kernel is full */
@@ -35,6 +43,39 @@ struct conn {
 	int                dead;       /* conn_free called inside a callback */
 };
 
+static size_t fb_used(const struct flatbuf *b)
+{
+	return b->len - b->off;
+}
+
+/* Make room for n more bytes at the end. */
+static void fb_reserve(struct flatbuf *b, size_t n, size_t initial)
+{
+	if (b->off > 0 && (b->off == b->len || b->cap - b->len < n)) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	if (b->cap - b->len >= n) return;
+	size_t cap = b->cap ? b->cap : initial;
+	while (cap - b->len < n) cap *= 2;
+	b->p = xrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+static void fb_consume(struct flatbuf *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len) {
+		b->off = b->len = 0;
+		if (b->cap > KEEP_MAX) {       /* a big message went through */
+			free(b->p);
+			b->p = NULL;
+			b->cap = 0;
+		}
+	}
+}
+
 static void ms_tv(unsigned ms, struct timeval *tv)
 {
 	tv->tv_sec = ms / 1000;
@@ -47,8 +88,8 @@ static void really_free(struct conn *c)
 	if (c->wev) event_free(c->wev);
 	event_free(c->rtimer);
 	if (c->flush) event_free(c->flush);
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
+	free(c->in.p);
+	free(c->out.p);
 	if (c->fd >= 0) close(c->fd);
 	free(c);
 }
@@ -80,8 +121,8 @@ static void rtimer_arm(struct conn *c)
 
 static void read_arm(struct conn *c)
 {
-	int want = !c->stopped && !c->connecting && c->fd >= 0 &&
-	           (c->read_limit == 0 || evbuffer_get_length(c->in) < c->read_limit);
+	int want = !c->stopped && !c->connecting && !c->dead && c->fd >= 0 &&
+	           (c->read_limit == 0 || fb_used(&c->in) < c->read_limit);
 	if (want && !c->reading) {
 		event_add(c->rev, NULL);
 		c->reading = 1;
@@ -103,9 +144,9 @@ static void write_arm(struct conn *c)
 static void do_flush(struct conn *c)
 {
 	c->flush_pending = 0;
-	if (c->connecting || c->fd < 0) return;
-	while (evbuffer_get_length(c->out) > 0) {
-		int n = evbuffer_write(c->out, c->fd);
+	if (c->connecting || c->fd < 0 || c->dead) return;
+	while (fb_used(&c->out) > 0) {
+		ssize_t n = write(c->fd, c->out.p + c->out.off, fb_used(&c->out));
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				write_arm(c);
@@ -116,9 +157,10 @@ static void do_flush(struct conn *c)
 			emit_event(c, CONN_ERROR);
 			return;
 		}
+		fb_consume(&c->out, (size_t)n);
 	}
 	event_del(c->wev);
-	if (c->on_drain && evbuffer_get_length(c->out) <= c->lowat) {
+	if (c->on_drain && fb_used(&c->out) <= c->lowat) {
 		c->depth++;
 		c->on_drain(c, c->arg);
 		c->depth--;
@@ -146,38 +188,23 @@ static void rtimer_cb(evutil_socket_t fd, short what, void *arg)
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	struct evbuffer_iovec v[2];
-	int nv = evbuffer_reserve_space(c->in, READ_CHUNK, v, 2);
-	if (nv <= 0) return;
-	struct iovec iov[2];
-	for (int i = 0; i < nv; i++) {
-		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len;
-	}
-	ssize_t n = readv(c->fd, iov, nv);
+	fb_reserve(&c->in, READ_MIN, IN_INITIAL);
+	ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
 	if (n < 0) {
-		evbuffer_commit_space(c->in, v, 0);
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
 		emit_event(c, CONN_ERROR);
 		return;
 	}
 	if (n == 0) {
-		evbuffer_commit_space(c->in, v, 0);
 		event_del(c->rev);
 		c->reading = 0;
 		evtimer_del(c->rtimer);
 		emit_event(c, CONN_EOF);
 		return;
 	}
-	size_t left = (size_t)n;
-	for (int i = 0; i < nv; i++) {
-		size_t take = left < v[i].iov_len ? left : v[i].iov_len;
-		v[i].iov_len = take;
-		left -= take;
-	}
-	evbuffer_commit_space(c->in, v, nv);
+	c->in.len += (size_t)n;
 	rtimer_arm(c);
-	if (c->read_limit && evbuffer_get_length(c->in) >= c->read_limit) read_arm(c);
+	if (c->read_limit && fb_used(&c->in) >= c->read_limit) read_arm(c);
 	c->depth++;
 	c->on_read(c, c->arg);
 	c->depth--;
@@ -215,13 +242,6 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 	do_flush(c);
 }
 
-/* Input drained by the owner: read again if back pressure had stopped us. */
-static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-	struct conn *c = arg;
-	if (info->n_deleted > 0 && !c->reading && !c->dead) read_arm(c);
-}
-
 static void setup_events(struct conn *c)
 {
 	c->rev = event_new(c->base, c->fd, EV_READ | EV_PERSIST, read_cb, c);
@@ -234,15 +254,12 @@ struct conn *conn_new(struct event_base *base, int fd, conn_cb on_read, conn_cb 
 	struct conn *c = xcalloc(1, sizeof *c);
 	c->base = base;
 	c->fd = fd;
-	c->in = evbuffer_new();
-	c->out = evbuffer_new();
 	c->on_read = on_read;
 	c->on_drain = on_drain;
 	c->on_event = on_event;
 	c->arg = arg;
 	c->flush = event_new(base, -1, 0, flush_cb, c);
 	c->rtimer = evtimer_new(base, rtimer_cb, c);
-	evbuffer_add_cb(c->in, input_cb, c);
 	if (fd >= 0) {
 		evutil_make_socket_nonblocking(fd);
 		setup_events(c);
@@ -281,22 +298,32 @@ void conn_free(struct conn *c)
 	really_free(c);
 }
 
-struct evbuffer *conn_input(struct conn *c)
+const char *conn_in_peek(struct conn *c, size_t *len)
 {
-	return c->in;
+	*len = fb_used(&c->in);
+	return c->in.p ? c->in.p + c->in.off : "";
+}
+
+void conn_in_drain(struct conn *c, size_t n)
+{
+	size_t used = fb_used(&c->in);
+	fb_consume(&c->in, n < used ? n : used);
+	if (!c->reading && !c->dead) read_arm(c);   /* back pressure released */
 }
 
 int conn_write(struct conn *c, const void *p, size_t len)
 {
 	if (c->dead) return -1;
-	if (evbuffer_add(c->out, p, len) < 0) return -1;
+	fb_reserve(&c->out, len, OUT_INITIAL);
+	memcpy(c->out.p + c->out.len, p, len);
+	c->out.len += len;
 	schedule_flush(c);
 	return 0;
 }
 
 size_t conn_output_len(const struct conn *c)
 {
-	return evbuffer_get_length(c->out);
+	return fb_used(&c->out);
 }
 
 void conn_set_timeouts(struct conn *c, unsigned read_ms, unsigned write_ms)

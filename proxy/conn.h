@@ -1,7 +1,8 @@
 /* conn.h - a non-blocking TCP connection on the event loop, for both legs
- * of the proxy: an input buffer filled by plain readv(), an output buffer
+ * of the proxy: an input buffer filled by plain read(), an output buffer
  * written at the end of the loop turn in which it was filled, and
- * inactivity deadlines.
+ * inactivity deadlines.  Both buffers are flat, allocated on first use and
+ * reused, so a short command or reply costs no allocation.
  *
  * Why not bufferevents: they add and remove the write event around every
  * single write (two epoll_ctl per reply) and size every read with an ioctl.
@@ -14,7 +15,6 @@
 
 #include <stddef.h>
 #include <sys/socket.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
 
 enum conn_event {
@@ -42,7 +42,11 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len, unsig
  * memory goes when the callback returns). */
 void conn_free(struct conn *c);
 
-struct evbuffer *conn_input(struct conn *c);
+/* conn_in_peek - the buffered input, contiguous; *len bytes (may be 0).
+ * Valid until the next conn call. */
+const char *conn_in_peek(struct conn *c, size_t *len);
+/* conn_in_drain - the first n bytes of the input are consumed */
+void conn_in_drain(struct conn *c, size_t n);
 /* conn_write - queue bytes; they leave at the end of this loop turn. */
 int conn_write(struct conn *c, const void *p, size_t len);
 size_t conn_output_len(const struct conn *c);

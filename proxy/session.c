@@ -1057,25 +1057,21 @@ static void handle_command(struct session *s, char *line, size_t len)
 /* Feed buffered DATA content to the framer.  Returns 1 at end of data. */
 static int process_data(struct session *s)
 {
-	struct evbuffer *in = conn_input(s->conn);
-	while (evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
-		int done = 0;
-		size_t used = data_decoder_feed(s->dec, v.iov_base, v.iov_len, &done);
-		evbuffer_drain(in, used);
-		if (done) return 1;
-	}
-	return 0;
+	size_t len;
+	const char *p = conn_in_peek(s->conn, &len);
+	if (len == 0) return 0;
+	int done = 0;
+	size_t used = data_decoder_feed(s->dec, p, len, &done);
+	conn_in_drain(s->conn, used);
+	return done;
 }
 
 /* Take complete lines from the input and act on them, until the input is
  * empty or we wait for something. */
 static void session_process(struct session *s)
 {
-	struct evbuffer *in = conn_input(s->conn);
 	size_t limit = s->cfg->command_line_limit;
-	char *line = NULL;
+	char small[1024], *line = small;
 
 	if (s->in_process) return;
 	s->in_process = 1;
@@ -1090,25 +1086,28 @@ static void session_process(struct session *s)
 			close_after_flush(s);
 			break;
 		}
-		size_t eol_len;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-		if (p.pos < 0) {
-			if (evbuffer_get_length(in) > limit) {     /* never buffer past the cap */
-				evbuffer_drain(in, evbuffer_get_length(in));
+		size_t avail;
+		const char *in = conn_in_peek(s->conn, &avail);
+		const char *lf = memchr(in, '\n', avail);
+		if (lf == NULL) {
+			if (avail > limit) {     /* never buffer past the cap */
+				conn_in_drain(s->conn, avail);
 				s->skip_line = 1;
 			}
 			break;
 		}
-		size_t n = (size_t)p.pos;
+		size_t n = (size_t)(lf - in);
 		if (s->skip_line || n + 1 > limit) {
-			evbuffer_drain(in, n + 1);
+			conn_in_drain(s->conn, n + 1);
 			s->skip_line = 0;
 			reply(s, "500 5.5.2 Error: line too long");
 			s->errors++;
 			continue;
 		}
-		line = xrealloc(line, n + 1);
-		evbuffer_remove(in, line, n + 1);
+		if (n + 1 > sizeof small && line == small)
+			line = xmalloc(limit + 1);        /* n + 1 <= limit, checked above */
+		memcpy(line, in, n + 1);
+		conn_in_drain(s->conn, n + 1);
 		int bare_lf = !(n > 0 && line[n - 1] == '\r');
 		if (!bare_lf) n--;
 		line[n] = '\0';
@@ -1121,7 +1120,7 @@ static void session_process(struct session *s)
 		handle_command(s, line, n);
 	}
 	s->in_process = 0;
-	free(line);
+	if (line != small) free(line);
 }
 
 /* ---- events ------------------------------------------------------------- */

@@ -208,25 +208,26 @@ static void up_protocol_error(struct upstream *u, const char *what, const char *
 static void up_read_cb(struct conn *c, void *arg)
 {
 	struct upstream *u = arg;
-	struct evbuffer *in = conn_input(c);
 	char line[UP_LINE_MAX + 2];
 
 	u->depth++;
 	while (u->state != UPS_DEAD && !u->zombie) {
-		size_t eol_len;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-		if (p.pos < 0) {
-			if (evbuffer_get_length(in) > UP_LINE_MAX) {
+		size_t avail;
+		const char *in = conn_in_peek(c, &avail);
+		const char *lf = memchr(in, '\n', avail);
+		if (lf == NULL) {
+			if (avail > UP_LINE_MAX) {
 				up_protocol_error(u, "reply line too long", "", 0);
 			}
 			break;
 		}
-		size_t n = (size_t)p.pos;          /* bytes before the LF */
+		size_t n = (size_t)(lf - in);      /* bytes before the LF */
 		if (n > UP_LINE_MAX) {
 			up_protocol_error(u, "reply line too long", "", 0);
 			break;
 		}
-		evbuffer_remove(in, line, n + 1);
+		memcpy(line, in, n + 1);
+		conn_in_drain(c, n + 1);
 		if (n == 0 || line[n - 1] != '\r') {
 			up_protocol_error(u, "bare LF in reply", line, n);
 			break;
