@@ -119,7 +119,7 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
 int listener_start(struct proxy *px, struct listener *ln)
 {
 	ln->px = px;
-	/* every loop listens on the same socket; the master owns it */
+	/* the master owns the socket (each loop has its own SO_REUSEPORT one) */
 	ln->evl = evconnlistener_new(px->base, accept_cb, ln, 0, -1, ln->fd);
 	if (ln->evl == NULL) return -1;
 	evconnlistener_set_error_cb(ln->evl, accept_error_cb);

@@ -44,7 +44,8 @@ static struct {
 	size_t nov;
 	int argc;
 	char **argv;
-	int lfds[CFG_MAX_LISTENERS];
+	int lfds[CFG_MAX_LISTENERS * PROXY_MAX_LOOPS];  /* [loop * nlisteners + listener] */
+	unsigned nlfds, nloops;
 	int scan_fd;                    /* current scanner generation's socket */
 	struct sockaddr_un scan_addr;
 	socklen_t scan_addrlen;
@@ -135,7 +136,7 @@ static pid_t start_scanner(void)
 	if (pid == 0) {
 		child_signals();
 		set_proc_title(M.argc, M.argv, "scanner");
-		for (unsigned i = 0; i < M.cfg->nlisteners; i++) close(M.lfds[i]);
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
 		drop_privileges();
 		_exit(scanner_main(M.cfg, M.scan_fd));
@@ -177,7 +178,7 @@ static pid_t start_proxy(void)
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		drop_privileges();
 		proxy_set_control_fd(ctl[0]);
-		_exit(proxy_main(M.cfg, M.lfds, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov));
+		_exit(proxy_main(M.cfg, M.nloops, M.lfds, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov));
 	}
 	close(ctl[0]);
 	if (M.ctl_w >= 0) close(M.ctl_w);
@@ -301,14 +302,20 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		M.gid = pw->pw_gid;
 		M.drop = 1;
 	}
+	/* one socket per listener and proxy loop, so that the kernel spreads
+	 * connections over the loops instead of waking them all */
+	M.nloops = proxy_loop_count(cfg);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		struct netaddr a;
 		if (netaddr_parse(cfg->listeners[i].listen, 1, &a, err, sizeof err) < 0)
 			die("listener %s: %s", cfg->listeners[i].name, err);
-		M.lfds[i] = netaddr_listen(&a, 1024, err, sizeof err);
-		if (M.lfds[i] < 0) die("listener %s: %s", cfg->listeners[i].name, err);
-		/* the proxy must not get it close-on-exec'd away: fork keeps it anyway */
+		for (unsigned k = 0; k < M.nloops; k++) {
+			int fd = netaddr_listen(&a, 1024, M.nloops > 1, err, sizeof err);
+			if (fd < 0) die("listener %s: %s", cfg->listeners[i].name, err);
+			M.lfds[k * cfg->nlisteners + i] = fd;
+		}
 	}
+	M.nlfds = M.nloops * cfg->nlisteners;
 	prepare_dirs();
 
 	sigset_t mask;
@@ -335,7 +342,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			stopping = 1;
 			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;
 			slog(NULL, LOG_NOTICE, "stopping");
-			for (unsigned i = 0; i < M.cfg->nlisteners; i++) close(M.lfds[i]);
+			for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 			/* the proxy first: its transactions in flight still need the
 			 * scanner; the scanners go once the proxy is gone */
 			if (M.proxy.pid > 0) kill(M.proxy.pid, SIGTERM);

@@ -84,7 +84,7 @@ const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsig
 	return buf;
 }
 
-int netaddr_listen(const struct netaddr *a, int backlog, char *err, size_t errlen)
+int netaddr_listen(const struct netaddr *a, int backlog, int reuseport, char *err, size_t errlen)
 {
 	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1, zero = 0;
@@ -94,6 +94,7 @@ int netaddr_listen(const struct netaddr *a, int backlog, char *err, size_t errle
 	netaddr_ip((const struct sockaddr *)&a->ss, ip, sizeof ip, &port);
 	if (fd < 0) goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
 	if (a->ss.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
 		int any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);

@@ -19,8 +19,10 @@ int netaddr_parse(const char *spec, int passive, struct netaddr *out, char *err,
 /* netaddr_ip - numeric host part into buf ("192.0.2.1", "2001:db8::1"; IPv4-
  * mapped IPv6 shown as IPv4), returns buf; *port gets the port if non-NULL */
 const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsigned *port);
-/* netaddr_listen - socket, SO_REUSEADDR, IPV6_V6ONLY=0 for "*", bind,
- * listen, non-blocking, close-on-exec.  fd, or -1 with a reason in err. */
-int netaddr_listen(const struct netaddr *a, int backlog, char *err, size_t errlen);
+/* netaddr_listen - socket, SO_REUSEADDR (and SO_REUSEPORT if reuseport:
+ * several sockets on one address, the kernel spreads connections over
+ * them), IPV6_V6ONLY=0 for "*", bind, listen, non-blocking, close-on-exec.
+ * fd, or -1 with a reason in err. */
+int netaddr_listen(const struct netaddr *a, int backlog, int reuseport, char *err, size_t errlen);
 
 #endif

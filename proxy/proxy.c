@@ -21,7 +21,7 @@
 #include "scanclient.h"
 #include "session.h"
 
-#define MAX_LOOPS 16
+#define MAX_LOOPS PROXY_MAX_LOOPS
 
 enum { NOTE_STOP = 1, NOTE_CONFIG = 2, NOTE_SCANNER = 4 };
 
@@ -253,7 +253,7 @@ static void *loop_thread(void *arg)
 	return NULL;
 }
 
-static unsigned loop_count(const struct config *cfg)
+unsigned proxy_loop_count(const struct config *cfg)
 {
 	long n = cfg->proxy_threads;
 	if (n == 0) n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -262,7 +262,7 @@ static unsigned loop_count(const struct config *cfg)
 	return (unsigned)n;
 }
 
-int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *scanner_addr,
+int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sockaddr_un *scanner_addr,
                socklen_t scanner_addrlen, const char *config_path,
                const char *const *overrides, size_t noverrides)
 {
@@ -279,9 +279,10 @@ int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *sca
 		slog_errno(NULL, LOG_ERR, "audit log %s", cfg->audit_log);
 		return 1;
 	}
-	unsigned n = loop_count(cfg);
+	if (n < 1 || n > MAX_LOOPS) n = 1;
 	for (unsigned i = 0; i < n; i++)
-		sh.loops[i] = loop_new(&sh, cfg, fds, config_path, overrides, noverrides);
+		sh.loops[i] = loop_new(&sh, cfg, fds + (size_t)i * cfg->nlisteners, config_path,
+		                       overrides, noverrides);
 	pthread_mutex_lock(&sh.lock);
 	sh.nloops = n;
 	pthread_mutex_unlock(&sh.lock);

@@ -44,9 +44,18 @@ struct proxy {
 	size_t             noverrides;
 };
 
-/* proxy_main - the body of the proxy process.  fds[i] is the listening
- * socket of cfg->listeners[i].  Returns the exit code. */
-int proxy_main(struct config *cfg, const int *fds, const struct sockaddr_un *scanner_addr,
+#define PROXY_MAX_LOOPS 16
+
+/* proxy_loop_count - how many event loops cfg asks for (proxy_threads, or
+ * one per CPU); fixed at start-up: the master binds one listening socket
+ * per listener and loop. */
+unsigned proxy_loop_count(const struct config *cfg);
+
+/* proxy_main - the body of the proxy process with nloops event loops.
+ * fds[k * cfg->nlisteners + i] is loop k's listening socket for
+ * cfg->listeners[i] (SO_REUSEPORT siblings when nloops > 1).  Returns the
+ * exit code. */
+int proxy_main(struct config *cfg, unsigned nloops, const int *fds, const struct sockaddr_un *scanner_addr,
                socklen_t scanner_addrlen, const char *config_path,
                const char *const *overrides, size_t noverrides);
 
