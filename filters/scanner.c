@@ -224,16 +224,17 @@ static void *worker(void *arg)
 
 /* --- the loop ---------------------------------------------------------------- */
 
-/* read_request - one packet from c.  Returns 0 to keep the connection, -1
- * to drop it (EOF, receive error), -2 to drop it and hang up (malformed). */
-static int read_request(struct scanner *s, struct conn *c)
+/* read_request - one packet from c.  Returns 1 when a request was taken,
+ * 0 when nothing was there, -1 to drop the connection (EOF, receive
+ * error), -2 to drop it and hang up (malformed). */
+static int read_request(struct scanner *s, struct conn *c, int flags)
 {
 	struct scan_request req;
 	json_object *j;
 	struct job *jb;
 	int fd, r, busy;
 
-	r = scanproto_recv(c->fd, &j, &fd);
+	r = scanproto_recv_flags(c->fd, &j, &fd, flags);
 	if (r == 0)
 		return -1;
 	if (r < 0) {
@@ -283,7 +284,7 @@ static int read_request(struct scanner *s, struct conn *c)
 		answer_now(s, c, req.id, req.session_id, "scanner busy");
 		scan_request_free(&req);
 	}
-	return 0;
+	return 1;
 }
 
 static int peer_ok(int fd)
@@ -455,7 +456,12 @@ int scanner_main(struct config *cfg, int listen_fd)
 				short re = i < polled ? pfd[base + i].revents : 0;
 
 				if (re & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
-					int r = (re & POLLNVAL) ? -1 : read_request(&s, c);
+					int r = (re & POLLNVAL) ? -1 : read_request(&s, c, 0);
+					/* take what else is waiting, without blocking: one
+					 * poll per batch, not per request (bounded, for
+					 * fairness) */
+					for (int more = 0; r == 1 && more < 64; more++)
+						r = read_request(&s, c, MSG_DONTWAIT);
 
 					if (r < 0) {
 						slog(NULL, LOG_DEBUG, "scanner: conn=%llu closed", c->no);

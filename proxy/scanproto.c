@@ -585,6 +585,11 @@ static void take_fds(struct msghdr *msg, int *fd)
 
 int scanproto_recv(int sock, json_object **out, int *fd)
 {
+	return scanproto_recv_flags(sock, out, fd, 0);
+}
+
+int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
+{
 	union {
 		struct cmsghdr hdr;
 		char buf[CMSG_SPACE(SP_MAX_FDS * sizeof(int))];
@@ -610,7 +615,7 @@ int scanproto_recv(int sock, json_object **out, int *fd)
 	msg.msg_control = cm.buf;
 	msg.msg_controllen = sizeof(cm.buf);
 	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		free(buf);

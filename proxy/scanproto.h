@@ -84,5 +84,7 @@ int scanproto_send(int sock, json_object *j, int fd);
  * 0 on EOF, -1 with errno (EAGAIN when nothing is there; EBADMSG when the
  * packet is not a JSON object or was truncated). */
 int scanproto_recv(int sock, json_object **out, int *fd);
+/* the same with recvmsg flags (MSG_DONTWAIT on a blocking socket) */
+int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags);
 
 #endif
