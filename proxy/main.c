@@ -20,7 +20,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
-		"       mailwarden -t [-c FILE] [-o name=value]...\n"
+		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
 		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n");
 }
 
@@ -28,7 +28,7 @@ struct cli {
 	const char *config;
 	const char *ov[MAX_OVERRIDES];
 	size_t nov;
-	int foreground, check;
+	int foreground, check, verbose;
 	const char *listen, *upstream, *direction;
 	char *rest[256];          /* arguments left for a subcommand */
 	int nrest;
@@ -56,6 +56,7 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 		else if (strncmp(a, "-o", 2) == 0 && a[2]) add_override(c, xstrdup(a + 2));
 		else if (daemon_mode && strcmp(a, "-f") == 0) c->foreground = 1;
 		else if (daemon_mode && strcmp(a, "-t") == 0) c->check = 1;
+		else if (daemon_mode && strcmp(a, "-v") == 0) c->verbose = 1;
 		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = xstrdup(next); i++; }
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
 		if (cfg->nlisteners == 0)
 			fprintf(stderr, "%s: warning: no listener configured\n", c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
+		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
 		config_unref(cfg);
 		return 0;
 	}

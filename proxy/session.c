@@ -1042,7 +1042,14 @@ static void handle_command(struct session *s, char *line, size_t len)
 		s->errors++;
 		break;
 	default:
-		reply(s, "500 5.5.1 Error: command not recognized");
+		/* "MAIL" or "RCPT" without their "FROM:"/"TO:" is a syntax error
+		 * in a known command, not an unknown one (as Postfix answers) */
+		if (strncasecmp(line, "MAIL", 4) == 0 && (line[4] == ' ' || line[4] == '\0'))
+			reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		else if (strncasecmp(line, "RCPT", 4) == 0 && (line[4] == ' ' || line[4] == '\0'))
+			reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		else
+			reply(s, "500 5.5.1 Error: command not recognized");
 		s->errors++;
 		break;
 	}

@@ -49,6 +49,21 @@ def test_good_file(tmp_path):
     assert rc == 0, err
 
 
+def test_verbose_dump_reads_back(tmp_path):
+    # -t -v prints every setting in effect, as a file that checks clean again
+    p = run_mw(["-t", "-v", "-o", "message_size_limit=40M",
+                "-o", "listener.x.listen=127.0.0.1:2525", "-o", "listener.x.upstream=127.0.0.1:25"])
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    assert re.search(r"^message_size_limit = 41943040$|^message_size_limit = 40M$", out, re.M), out
+    assert "[listener x]" in out and re.search(r"^proxy_threads = ", out, re.M)
+    dump = "\n".join(l for l in out.splitlines() if not l.endswith("configuration OK"))
+    f = tmp_path / "dump.conf"
+    f.write_text(dump + "\n")
+    rc, err = check("-c", str(f))
+    assert rc == 0, err
+
+
 def test_good_overrides():
     rc, err = check("-o", "message_size_limit=40M", "-o", "max_recipients=100",
                     "-o", "listener.x.listen=127.0.0.1:2525", "-o", "listener.x.upstream=127.0.0.1:25",

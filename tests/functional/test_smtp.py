@@ -97,6 +97,16 @@ def test_ehlo_needs_a_domain(shared):
     c.quit()
 
 
+@pytest.mark.parametrize("line", ["MAIL", "MAIL <a@example.org>", "RCPT", "rcpt <b@example.net>"])
+def test_mail_rcpt_without_keyword_is_a_syntax_error(shared, line):
+    m, _ = shared
+    c = m.client()
+    c.ehlo()
+    r = c.cmd(line)
+    assert r.code == 501 and enhanced(r) == "5.5.4", r
+    c.quit()
+
+
 def _caps_upstream(kind, make_upstream, smtp_sink):
     if kind == "aiosmtpd+esc+dsn":
         return make_upstream(add_caps=["ENHANCEDSTATUSCODES", "DSN"])
