@@ -304,8 +304,9 @@ static void txn_end(struct session *s, const char *action)
 	s->ntxn++;
 	if (action) t->action = action;
 	audit_txn(s, t);
-	if (t->at_upstream && upstream_alive(s->up) && strcmp(t->action ? t->action : "", "accept") != 0 &&
-	    strcmp(t->action ? t->action : "", "tag") != 0)
+	/* at_upstream is cleared once the upstream finished the transaction
+	 * itself (its reply to end of data, or a refused MAIL) */
+	if (t->at_upstream && upstream_alive(s->up))
 		upstream_command(s->up, "RSET", s->cfg->upstream_command_timeout, NULL, NULL);
 	txn_free(t);
 	s->tx = NULL;
@@ -574,7 +575,10 @@ static void cmd_rcpt(struct session *s, const char *arg)
 		s->errors++;
 		return;
 	}
-	if (t->naccepted >= s->cfg->max_recipients) {
+	/* accepted recipients are capped by max_recipients; the attempts the
+	 * upstream refused are capped too (at twice that), or a client could
+	 * grow one transaction's memory without end */
+	if (t->naccepted >= s->cfg->max_recipients || t->nrcpts >= 2 * (size_t)s->cfg->max_recipients) {
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}

@@ -316,6 +316,20 @@ def test_max_recipients(mw_factory, upstream):
     assert upstream.messages[0].rcpt_tos == ["r0@example.net", "r1@example.net", "r2@example.net"]
 
 
+def test_refused_recipients_are_bounded(mw_factory, upstream):
+    # recipients the upstream refuses still cost memory: after twice
+    # max_recipients attempts, mailwarden answers 452 itself
+    m = mw_factory(upstream, opts=[("max_recipients", "3")])
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    codes = [c.cmd("RCPT TO:<unknown%d@example.net>" % i).code for i in range(6)]
+    assert codes == [550] * 6, codes
+    r = c.cmd("RCPT TO:<unknown6@example.net>")
+    assert r.code == 452 and enhanced(r) == "4.5.3", r
+    c.quit()
+
+
 def test_command_line_limit(mw_factory, upstream):
     m = mw_factory(upstream, opts=[("command_line_limit", "1024")])
     c = m.client()
