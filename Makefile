@@ -6,7 +6,10 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-PKGS    := libevent libevent_pthreads json-c inih
+PKGS    := libevent libevent_pthreads json-c inih openssl libunbound opendkim libpsl \
+           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis milter
+# libspf2 and libopendmarc ship no .pc file
+EXTRA_LIBS := -lspf2 -lopendmarc
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
            -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
            -Werror=implicit-function-declaration
@@ -21,9 +24,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(SAN) -Iinclude -I. $(PKG_CFLAGS) -fPIC
 LDFLAGS += $(SAN) -rdynamic
-LDLIBS  += $(PKG_LIBS) -lpthread -ldl -lm
+LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -ldl -lm
 
-CORE_SRC := $(filter-out proxy/main.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c)
+CORE_SRC := $(filter-out proxy/main.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c) $(wildcard rules/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/proxy/main.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -46,7 +49,7 @@ $(BUILD)/mailwarden: $(MAIN_OBJ) $(BUILD)/libmw.a
 $(BUILD)/libmw.a: $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
 
-$(BUILD)/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 

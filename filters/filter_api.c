@@ -71,6 +71,11 @@ void msgscan_free(struct msgscan *ms)
 		free(ms->edits[i].value);
 	}
 	free(ms->edits);
+	for (i = 0; i < ms->nauth; i++)
+		free(ms->auth[i].props);
+	free(ms->auth);
+	if (ms->mime != NULL && ms->mime_free != NULL)
+		ms->mime_free(ms->mime);
 	memset(ms, 0, sizeof(*ms));
 }
 
@@ -356,6 +361,88 @@ void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_tex
 			    log_esc(esc, sizeof(esc), reply_text, strlen(reply_text)),
 			    MW_MAX_REPLY_TEXT);
 	}
+}
+
+static int auth_token_ok(const char *t, size_t max)
+{
+	size_t n = strlen(t);
+
+	return n >= 1 && n < max && strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+void mw_auth_result(struct mw_ctx *ctx, const char *method, const char *result,
+                    const char *props_fmt, ...)
+{
+	struct msgscan *ms = ctx->ms;
+	struct auth_entry *e;
+	char props[MW_MAX_AUTH_PROPS + 2] = "";
+	va_list ap;
+	size_t i;
+
+	if (method == NULL || result == NULL || !auth_token_ok(method, sizeof(e->method))
+	    || !auth_token_ok(result, sizeof(e->result))) {
+		say_dropped(ctx, "auth result", method, "method and result must be [a-z0-9._-] tokens");
+		return;
+	}
+	if (props_fmt != NULL) {
+		int n;
+
+		va_start(ap, props_fmt);
+		n = vsnprintf(props, sizeof(props), props_fmt, ap);
+		va_end(ap);
+		if (n < 0 || (size_t)n > MW_MAX_AUTH_PROPS) {
+			say_dropped(ctx, "auth result", method, "properties longer than 900 bytes");
+			return;
+		}
+		for (i = 0; props[i] != '\0'; i++)
+			if ((unsigned char)props[i] < 0x20 || (unsigned char)props[i] > 0x7e) {
+				say_dropped(ctx, "auth result", method,
+				    "properties must be printable ASCII");
+				return;
+			}
+	}
+	if (ms->nauth >= MW_MAX_AUTH) {
+		cap_reached(ctx, "auth result", method);
+		return;
+	}
+	ms->auth = xrealloc(ms->auth, (ms->nauth + 1) * sizeof(*ms->auth));
+	e = &ms->auth[ms->nauth++];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->method, sizeof(e->method), "%s", method);
+	snprintf(e->result, sizeof(e->result), "%s", result);
+	snprintf(e->filter, sizeof(e->filter), "%s", ctx->name);
+	e->props = xstrdup(props);
+}
+
+const struct auth_entry *msgscan_auth(const struct msgscan *ms, const char *method, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < ms->nauth; i++)
+		if (strcmp(ms->auth[i].method, method) == 0 && n-- == 0)
+			return &ms->auth[i];
+	return NULL;
+}
+
+int auth_props_get(const struct auth_entry *e, const char *key, char *out, size_t outsz)
+{
+	size_t klen = strlen(key);
+	const char *p = e->props;
+
+	while (*p != '\0') {
+		size_t wlen;
+
+		p += strspn(p, " \t");
+		wlen = strcspn(p, " \t");
+		if (wlen > klen && strncasecmp(p, key, klen) == 0 && p[klen] == '=') {
+			snprintf(out, outsz, "%.*s", (int)(wlen - klen - 1), p + klen + 1);
+			return 1;
+		}
+		p += wlen;
+	}
+	if (outsz > 0)
+		out[0] = '\0';
+	return 0;
 }
 
 void mw_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)

@@ -24,6 +24,17 @@ struct msg_field {
 	size_t      raw_len;
 };
 
+#define MW_MAX_AUTH      64     /* Authentication-Results entries per message */
+#define MW_MAX_AUTH_PROPS 900
+
+/* one Authentication-Results entry (mw_auth_result) */
+struct auth_entry {
+	char  method[32];
+	char  result[32];
+	char *props;                        /* owned, "" if none */
+	char  filter[32];                   /* who said it */
+};
+
 /* one message under scan: input shared by every filter, and what they say */
 struct msgscan {
 	const struct scan_request *req;     /* borrowed */
@@ -41,6 +52,10 @@ struct msgscan {
 	char        hard_text[MW_MAX_REPLY_TEXT + 1];   /* "" = configured text */
 	char        hard_by[32];            /* filter name */
 	int         cap_logged;             /* "symbol/edit cap reached" said once */
+	struct auth_entry *auth;            /* owned, in the order filters said them */
+	size_t      nauth;
+	void       *mime;                   /* the shared MIME parse (mime.h), lazily built */
+	void      (*mime_free)(void *);
 };
 
 /* one message seen by one filter */
@@ -56,6 +71,14 @@ struct mw_ctx {
 /* msgscan_parse - parse the header section of ms->msg once; 0 (always:
  * a message without a valid header section just has no fields). */
 int  msgscan_parse(struct msgscan *ms);
+/* msgscan_auth - the n-th (0-based) entry of that method ("spf", "dkim",
+ * ...), or NULL.  For filters that build on others' results (DMARC). */
+const struct auth_entry *msgscan_auth(const struct msgscan *ms, const char *method, size_t n);
+
+/* auth_props_get - the value of property key ("smtp.mailfrom", "header.d")
+ * in an entry's props, copied to out; 1 if found, 0 if not. */
+int auth_props_get(const struct auth_entry *e, const char *key, char *out, size_t outsz);
+
 /* msgscan_free - free everything owned (symbols/edits not yet moved out too). */
 void msgscan_free(struct msgscan *ms);
 /* mw_ctx_end - free the filter's per-message data (after on_eom). */

@@ -27,9 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/builtin.h"
 #include "filters/filter_api.h"
 #include "filters/pipeline.h"
 #include "filters/plugin.h"
+#include "proxy/header_edit.h"
+#include "proxy/headers.h"
 #include "proxy/log.h"
 #include "proxy/policy.h"
 #include "proxy/quarantine.h"
@@ -37,11 +40,61 @@
 
 #define BODY_CHUNK (64 * 1024)
 
+#define MAX_BUILTINS 32
+
 struct pipeline {
 	struct config  *cfg;        /* borrowed */
-	struct plugin **filters;    /* owned, in config order */
+	struct scan_env env;        /* shared services of the built-ins */
+	struct plugin **filters;    /* owned: built-ins ("filters"), then plugins */
+	const struct builtin_filter **builtin;  /* per filter: its table entry, or NULL */
 	size_t          nfilters;
 };
+
+/* add_builtins - the "filters" setting, in order.  0 or -1 with err. */
+static int add_builtins(struct pipeline *p, char *err, size_t errlen)
+{
+	const char *v = p->cfg->filters;
+
+	for (;;) {
+		char name[64];
+		size_t n, k;
+		const struct builtin_filter *bf;
+		struct plugin *pl;
+
+		v += strspn(v, " \t");
+		if ((n = strcspn(v, " \t")) == 0)
+			return 0;
+		snprintf(name, sizeof(name), "%.*s", (int)n, v);
+		v += n;
+		if ((bf = builtin_find(name)) == NULL) {
+			snprintf(err, errlen, "filters: no built-in filter \"%s\"", name);
+			return -1;
+		}
+		for (k = 0; k < p->nfilters; k++)
+			if (p->builtin[k] == bf) {
+				snprintf(err, errlen, "filters: \"%s\" is listed twice", name);
+				return -1;
+			}
+		if (p->nfilters == MAX_BUILTINS) {
+			snprintf(err, errlen, "filters: more than %d built-ins", MAX_BUILTINS);
+			return -1;
+		}
+		if ((pl = plugin_builtin(bf->ops, NULL, err, errlen)) == NULL)
+			return -1;
+		p->builtin[p->nfilters] = bf;
+		p->filters[p->nfilters++] = pl;
+		if (bf->setup != NULL) {
+			char serr[400] = "";
+
+			if (bf->setup(&pl->instance, &p->env, serr, sizeof(serr)) != 0) {
+				pl->inited = 0;    /* no fini for what never set up */
+				snprintf(err, errlen, "filter %s: %s", name,
+				    serr[0] ? serr : "setup failed");
+				return -1;
+			}
+		}
+	}
+}
 
 struct pipeline *pipeline_new(struct config *cfg, char *err, size_t errlen)
 {
@@ -49,7 +102,15 @@ struct pipeline *pipeline_new(struct config *cfg, char *err, size_t errlen)
 	unsigned i;
 
 	p->cfg = cfg;
-	p->filters = xcalloc(cfg->nplugins ? cfg->nplugins : 1, sizeof(*p->filters));
+	p->env.cfg = cfg;
+	/* --- DNS layer: create p->env.dns here (issue 4) --- */
+
+	p->filters = xcalloc(MAX_BUILTINS + CFG_MAX_PLUGINS, sizeof(*p->filters));
+	p->builtin = xcalloc(MAX_BUILTINS + CFG_MAX_PLUGINS, sizeof(*p->builtin));
+	if (add_builtins(p, err, errlen) < 0) {
+		pipeline_free(p);
+		return NULL;
+	}
 	for (i = 0; i < cfg->nplugins && i < CFG_MAX_PLUGINS; i++) {
 		struct plugin *pl = plugin_load(cfg->plugins[i], err, errlen);
 
@@ -71,6 +132,8 @@ void pipeline_free(struct pipeline *p)
 	for (i = p->nfilters; i > 0; i--)
 		plugin_free(p->filters[i - 1]);
 	free(p->filters);
+	free(p->builtin);
+	/* --- DNS layer: free p->env.dns here (issue 4) --- */
 	free(p);
 }
 
@@ -146,6 +209,124 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl)
 	if (ops->on_eom)
 		ops->on_eom(&ctx);
 	mw_ctx_end(&ctx);
+}
+
+/* push_edit - an edit of the pipeline's own (not subject to the filters' cap) */
+static void push_edit(struct msgscan *ms, enum header_edit_op op, const char *name,
+                      const char *value, unsigned index)
+{
+	struct header_edit *e;
+
+	ms->edits = xrealloc(ms->edits, (ms->nedits + 1) * sizeof(*ms->edits));
+	e = &ms->edits[ms->nedits++];
+	memset(e, 0, sizeof(*e));
+	e->op = op;
+	e->name = xstrdup(name);
+	e->value = value != NULL ? xstrdup(value) : NULL;
+	e->index = index;
+}
+
+/* ar_authserv_is - does an Authentication-Results value start with this
+ * authserv-id (RFC 8601: CFWS, the id, an optional version, then ';')? */
+static int ar_authserv_is(const char *value, const char *id)
+{
+	size_t n = strlen(id);
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	while (*value == '(') {           /* a leading comment */
+		const char *e = strchr(value, ')');
+		if (e == NULL)
+			return 0;
+		value = e + 1;
+		while (*value == ' ' || *value == '\t')
+			value++;
+	}
+	if (strncasecmp(value, id, n) != 0)
+		return 0;
+	value += n;
+	return *value == ';' || *value == ' ' || *value == '\t' || *value == '(' || *value == '\0';
+}
+
+static const char *authserv_id(const struct config *cfg)
+{
+	return cfg->authserv_id[0] ? cfg->authserv_id : cfg->hostname;
+}
+
+/* auth_results - forged Authentication-Results (with our authserv-id) are
+ * removed, whoever sent them; then the filters' entries become one field
+ * on top.  A folded field: one "method=result props" per line. */
+static void auth_results(const struct config *cfg, struct msgscan *ms)
+{
+	const char *id = authserv_id(cfg);
+	unsigned nth = 0;
+	struct sbuf v;
+	size_t i;
+
+	for (i = 0; i < ms->nfields; i++) {
+		if (strcasecmp(ms->fields[i].name, "Authentication-Results") != 0)
+			continue;
+		if (ar_authserv_is(ms->fields[i].value, id)) {
+			slog(ms->req->session_id, LOG_NOTICE,
+			    "removing an Authentication-Results field with our authserv-id %s", id);
+			push_edit(ms, HE_REMOVE_AT, "Authentication-Results", NULL, nth);
+		}
+		nth++;
+	}
+	if (ms->nauth == 0)
+		return;
+	sbuf_init(&v, (size_t)-1);
+	sbuf_addf(&v, "%s", id);
+	for (i = 0; i < ms->nauth; i++) {
+		const struct auth_entry *e = &ms->auth[i];
+
+		sbuf_addf(&v, ";\r\n\t%s=%s%s%s", e->method, e->result, e->props[0] ? " " : "",
+		    e->props);
+	}
+	sbuf_add(&v, "", 1);
+	push_edit(ms, HE_ADD, "Authentication-Results", v.data, 0);
+	sbuf_free(&v);
+}
+
+/* finalize - the built-ins' last look at the message as it will leave. */
+static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_result *res)
+{
+	struct final_msg m;
+	struct sbuf hdr;
+	size_t i, rest;
+	int any = 0;
+
+	for (i = 0; i < p->nfilters; i++)
+		if (p->builtin[i] != NULL && p->builtin[i]->finalize != NULL)
+			any = 1;
+	if (!any)
+		return;
+	sbuf_init(&hdr, (size_t)-1);
+	rest = header_edits_apply((const char *)ms->msg, ms->len, res->edits, res->nedits, &hdr);
+	memset(&m, 0, sizeof(m));
+	m.req = ms->req;
+	m.headers = hdr.data ? hdr.data : "";
+	m.headers_len = hdr.len;
+	m.rest = (const char *)ms->msg + rest;
+	m.rest_len = ms->len - rest;
+	m.res = res;
+	for (i = 0; i < p->nfilters; i++)
+		if (p->builtin[i] != NULL && p->builtin[i]->finalize != NULL)
+			p->builtin[i]->finalize(p->filters[i]->instance, &m);
+	sbuf_free(&hdr);
+}
+
+void final_prepend(const struct final_msg *m, const char *name, const char *value)
+{
+	struct scan_result *res = m->res;
+
+	res->edits = xrealloc(res->edits, (res->nedits + 1) * sizeof(*res->edits));
+	memmove(res->edits + 1, res->edits, res->nedits * sizeof(*res->edits));
+	memset(&res->edits[0], 0, sizeof(res->edits[0]));
+	res->edits[0].op = HE_ADD;
+	res->edits[0].name = xstrdup(name);
+	res->edits[0].value = xstrdup(value);
+	res->nedits++;
 }
 
 /* fail - an internal failure: tempfail with the reason. */
@@ -228,6 +409,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 
 	for (i = 0; i < p->nfilters; i++)
 		run_filter(&ms, p->filters[i]);
+	auth_results(cfg, &ms);
 
 	/* the findings move into the result */
 	res->symbols = ms.symbols;
@@ -255,6 +437,8 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 			break;
 		}
 	policy_decide(cfg, &in, res, why, sizeof(why));
+	if (res->action == MW_ACCEPT || res->action == MW_TAG)
+		finalize(p, &ms, res);
 
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
 		if (cfg->quarantine_dir[0] == '\0')

@@ -120,6 +120,8 @@ static int check_tempfail_reply(const char *, char *, size_t);
 static int check_accept_reply(const char *, char *, size_t);
 static int check_subject_tag(const char *, char *, size_t);
 static int check_listen(const char *, char *, size_t);
+static int check_filter_list(const char *, char *, size_t);
+static int check_authserv_id(const char *, char *, size_t);
 static int check_upstream(const char *, char *, size_t);
 static void default_hostname(char *, size_t);
 
@@ -244,6 +246,34 @@ static const struct cfg_opt cfg_opts[] = {
 	G_ENUM("spam_headers", spam_headers, enum spam_headers_mode, "tagged", spam_headers_words,
 	       "add X-Spam-* headers to tagged messages only, or to every message"),
 
+	/* filters */
+	G_STR("filters", filters, "", check_filter_list,
+	      "built-in filters to run, in order, before any plugin (e.g. \"spf dkim dmarc\")"),
+	G_STR("authserv_id", authserv_id, "", check_authserv_id,
+	      "authserv-id of the Authentication-Results field we add (empty = hostname)"),
+
+	/* --- DNS layer (issue 4) --- */
+
+	/* --- SPF (issue 4) --- */
+
+	/* --- DKIM, DMARC (issue 4) --- */
+
+	/* --- antivirus (issue 5) --- */
+
+	/* --- MIME, attachments (issue 5) --- */
+
+	/* --- quarantine (issue 5) --- */
+
+	/* --- rules (issue 6) --- */
+
+	/* --- store, Bayes (issue 6) --- */
+
+	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
+
+	/* --- milter (issue 7) --- */
+
+	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
+
 	/* [listener NAME] */
 	L_STR("listen", listen, "", check_listen,
 	      "address to accept on: IPv4:PORT, [IPv6]:PORT or *:PORT (required)"),
@@ -251,6 +281,8 @@ static const struct cfg_opt cfg_opts[] = {
 	      "MTA to relay to: HOST:PORT or [IPv6]:PORT (required)"),
 	L_ENUM("direction", direction, enum mw_direction, "inbound", direction_words,
 	       "which thresholds apply: inbound or outbound"),
+
+	/* --- per-listener transport (issue 3) --- */
 };
 #define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
 
@@ -708,6 +740,24 @@ static int check_accept_reply(const char *v, char *err, size_t errlen)
 static int check_subject_tag(const char *v, char *err, size_t errlen)
 {
 	return check_ascii(v, err, errlen);
+}
+
+/* check_filter_list - names of built-ins, [a-z0-9_] words separated by
+ * blanks; whether each exists is checked when the pipeline is built (the
+ * table lives in filters/, which the config does not know). */
+static int check_filter_list(const char *v, char *err, size_t errlen)
+{
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_ \t") != strlen(v))
+		return fail(err, errlen, "filter names are [a-z0-9_] words separated by blanks");
+	return 0;
+}
+
+/* check_authserv_id - a domain-like token (RFC 8601 value: no blanks, ';' or '(') */
+static int check_authserv_id(const char *v, char *err, size_t errlen)
+{
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != strlen(v))
+		return fail(err, errlen, "authserv_id must be a host name like mx.example.com");
+	return 0;
 }
 
 /* parse_port - 1..65535, decimal */

@@ -36,6 +36,8 @@ struct listener_cfg {
 	char   listen[256];      /* "ADDR:PORT" as written */
 	char   upstream[256];    /* "HOST:PORT" as written */
 	enum mw_direction direction;
+	/* --- per-listener transport (issue 3) --- */
+
 };
 
 /* Score thresholds of one direction; 0 disables a threshold. */
@@ -96,6 +98,32 @@ struct config {
 	char discard_reply[256];      /* "250 2.0.0 text" */
 	char subject_tag[64];         /* "" = leave Subject alone */
 	enum spam_headers_mode spam_headers;
+
+	/* filters */
+	char filters[512];            /* built-in filters to run, in order: "spf dkim ..." */
+	char authserv_id[256];        /* Authentication-Results authserv-id; "" = hostname */
+
+	/* --- DNS layer (issue 4) --- */
+
+	/* --- SPF (issue 4) --- */
+
+	/* --- DKIM, DMARC (issue 4) --- */
+
+	/* --- antivirus (issue 5) --- */
+
+	/* --- MIME, attachments (issue 5) --- */
+
+	/* --- quarantine (issue 5) --- */
+
+	/* --- rules (issue 6) --- */
+
+	/* --- store, Bayes (issue 6) --- */
+
+	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
+
+	/* --- milter (issue 7) --- */
+
+	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 
 	struct listener_cfg listeners[CFG_MAX_LISTENERS];
 	unsigned nlisteners;

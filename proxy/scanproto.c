@@ -50,7 +50,7 @@ static const char *const action_names[MW_ACTION_COUNT] = {
 	"accept", "tag", "quarantine", "discard", "tempfail", "reject",
 };
 
-static const char *const edit_op_names[] = { "add", "remove", "change" };
+static const char *const edit_op_names[] = { "add", "remove", "change", "remove_at" };
 
 const char *mw_action_name(enum mw_action a)
 {
@@ -188,9 +188,11 @@ json_object *scan_result_to_json(const struct scan_result *r)
 		const struct header_edit *h = &r->edits[i];
 
 		e = json_object_new_object();
-		add_str(e, "op", (unsigned)h->op <= HE_CHANGE ? edit_op_names[h->op] : "?");
+		add_str(e, "op", (unsigned)h->op <= HE_REMOVE_AT ? edit_op_names[h->op] : "?");
 		add_str(e, "name", h->name);
-		if (h->op != HE_REMOVE)
+		if (h->op == HE_REMOVE_AT)
+			json_object_object_add(e, "index", json_object_new_int64(h->index));
+		else if (h->op != HE_REMOVE)
 			add_str(e, "value", h->value);
 		json_object_array_add(a, e);
 	}
@@ -441,8 +443,18 @@ static int edit_from_json(json_object *e, struct header_edit *h)
 	h->name = xstrndup(s, len);
 	if (!field_name_ok(h->name))
 		return -1;
+	if (h->op == HE_REMOVE_AT) {
+		json_object *ix;
+		int64_t v;
+
+		if (!json_object_object_get_ex(e, "index", &ix)
+		    || !json_object_is_type(ix, json_type_int)
+		    || (v = json_object_get_int64(ix)) < 0 || v > 100000)
+			return -1;
+		h->index = (unsigned)v;
+	}
 	have = str_at(e, "value", SP_MAX_STRING, &s, &len);
-	if (have < 0 || (h->op == HE_REMOVE) != (have == 0))
+	if (have < 0 || (h->op == HE_REMOVE || h->op == HE_REMOVE_AT) != (have == 0))
 		return -1;
 	if (have) {
 		if (!field_value_ok(s, len))

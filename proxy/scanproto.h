@@ -41,13 +41,17 @@ struct scan_symbol {
 	char   filter[32];           /* who added it */
 };
 
-enum header_edit_op { HE_ADD = 0, HE_REMOVE, HE_CHANGE };
+/* HE_REMOVE_AT removes one field: the index-th (0-based) field of that
+ * name in the message as received (e.g. one forged Authentication-Results
+ * among several); the milter front end maps it to smfi_chgheader(index+1). */
+enum header_edit_op { HE_ADD = 0, HE_REMOVE, HE_CHANGE, HE_REMOVE_AT };
 
 struct header_edit {
 	enum header_edit_op op;
 	char *name;                  /* owned; for HE_REMOVE a trailing '*' makes
 	                                it a prefix ("X-Spam-*") */
-	char *value;                 /* owned; NULL for HE_REMOVE */
+	char *value;                 /* owned; NULL for HE_REMOVE/HE_REMOVE_AT */
+	unsigned index;              /* HE_REMOVE_AT only */
 };
 
 struct scan_result {

@@ -26,6 +26,7 @@
 #include "audit.h"
 #include "conn.h"
 #include "dataframe.h"
+#include "header_edit.h"
 #include "headers.h"
 #include "log.h"
 #include "netaddr.h"
@@ -769,47 +770,17 @@ static void relay_pump(void *arg)
 	}
 }
 
-static int edit_matches(const struct header_edit *e, const struct header_field *f)
-{
-	return e->op == HE_REMOVE ? header_name_matches(f, e->name) : header_name_is(f, e->name);
-}
-
-/* The header section as it goes out: our added fields first, then the
- * client's, without the removed ones and with the changed ones replaced. */
+/* The header section as it goes out (header_edit.c). */
 static void build_headers(struct session *s)
 {
 	const struct scan_result *res = &s->tx->res;
 	const char *buf = s->spool.map ? s->spool.map : "";
-	size_t len = s->spool.size, pos = 0, body;
-	struct header_field f;
-	unsigned char changed[64] = { 0 };
+	size_t body;
 
 	sbuf_init(&s->hdrbuf, (size_t)-1);
-	for (size_t i = 0; i < res->nedits; i++)
-		if (res->edits[i].op == HE_ADD)
-			sbuf_addf(&s->hdrbuf, "%s: %s\r\n", res->edits[i].name, res->edits[i].value);
-	for (;;) {
-		size_t at = pos;
-		int rc = header_next(buf, len, &pos, &f);
-		if (rc != 1) {
-			body = rc == 0 ? at : pos;
-			break;
-		}
-		int keep = 1;
-		for (size_t i = 0; i < res->nedits && keep; i++) {
-			const struct header_edit *e = &res->edits[i];
-			if (!edit_matches(e, &f)) continue;
-			if (e->op == HE_REMOVE) keep = 0;
-			else if (e->op == HE_CHANGE && i < sizeof changed && !changed[i]) {
-				changed[i] = 1;
-				sbuf_addf(&s->hdrbuf, "%.*s: %s\r\n", (int)f.name_len, f.name, e->value);
-				keep = 0;
-			}
-		}
-		if (keep) sbuf_add(&s->hdrbuf, f.start, f.len);
-	}
+	body = header_edits_apply(buf, s->spool.size, res->edits, res->nedits, &s->hdrbuf);
 	s->relay_p = buf + body;
-	s->relay_left = len - body;
+	s->relay_left = s->spool.size - body;
 	s->hdr_off = 0;
 }
 

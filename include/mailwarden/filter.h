@@ -109,6 +109,16 @@ void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value); 
  * configured text is used (the verdict stands).  reply_text may be NULL
  * (the configured text).  MW_ACCEPT is no verdict (it changes nothing). */
 void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_text);
+/* An Authentication-Results (RFC 8601) entry.  The pipeline writes one
+ * Authentication-Results field with the configured authserv-id holding
+ * every entry, in order.  method and result are tokens ([a-z0-9._-]+, e.g.
+ * "spf" and "softfail"); props is "ptype.property=value ..." text such as
+ * "smtp.mailfrom=user@example.org" or "header.d=example.com header.s=sel",
+ * and may carry a "reason=..." or a comment; printable ASCII, at most 900
+ * bytes; may be NULL. */
+void mw_auth_result(struct mw_ctx *ctx, const char *method, const char *result,
+                    const char *props_fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 void mw_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

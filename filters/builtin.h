@@ -1,0 +1,60 @@
+/* builtin.h - the filters compiled into mailwarden, and what they get that a
+ * plugin does not: the whole config and the scanner's shared services (the
+ * DNS layer).  The "filters" setting names the built-ins to run, in order;
+ * plugins ("plugin" setting) run after them.
+ *
+ * A built-in is a struct mw_filter_ops like any plugin (its hooks see only
+ * filter.h), whose init is NULL: setup() replaces it.  Adding one: write
+ * filters/NAME.c defining a const struct builtin_filter, and list it in the
+ * table of builtin.c. */
+#ifndef MW_BUILTIN_H
+#define MW_BUILTIN_H
+
+#include <stddef.h>
+#include "mailwarden/filter.h"
+#include "proxy/config.h"
+#include "proxy/scanproto.h"
+
+struct dns;       /* filters/dns.h */
+
+/* What every built-in shares, one per pipeline (scanner process or "mailwarden scan"). */
+struct scan_env {
+	const struct config *cfg;
+	struct dns *dns;          /* NULL until the DNS layer exists / when off */
+};
+
+/* What a finalizer sees: the message exactly as it will be relayed. */
+struct final_msg {
+	const struct scan_request *req;
+	const char *headers;      /* the header section as it leaves (edits applied),
+	                           * CRLF lines, without the empty line */
+	size_t      headers_len;
+	const char *rest;         /* the empty line (CRLF) and the body, as relayed;
+	                           * the body is not dot-stuffed */
+	size_t      rest_len;
+	struct scan_result *res;  /* final_prepend() adds fields to it */
+};
+
+struct builtin_filter {
+	const char *name;                    /* as in the "filters" setting */
+	const struct mw_filter_ops *ops;     /* ops->name == name; ops->init NULL */
+	/* setup - once per pipeline; 0 and *instance, or -1 with a one-line
+	 * reason (shown by -t and at start-up).  May be NULL. */
+	int  (*setup)(void **instance, const struct scan_env *env, char *err, size_t errlen);
+	/* finalize - after policy, for a message that will be delivered
+	 * (accept or tag), in "filters" order: may prepend fields (DKIM
+	 * signing).  May be NULL. */
+	void (*finalize)(void *instance, const struct final_msg *m);
+};
+
+/* builtin_find - the built-in called name, or NULL */
+const struct builtin_filter *builtin_find(const char *name);
+/* builtin_name - name of the i-th built-in (NULL past the end), for -t -v and docs */
+const char *builtin_name(size_t i);
+
+/* final_prepend - add "name: value" on top of the header section that
+ * leaves (above every other added field).  value may be folded
+ * ("\r\n\t" sequences) as a DKIM-Signature is. */
+void final_prepend(const struct final_msg *m, const char *name, const char *value);
+
+#endif

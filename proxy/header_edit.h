@@ -1,0 +1,21 @@
+/* header_edit.h - apply a scan result's header edits to a message's header
+ * section.  One implementation for the proxy (what it relays) and the
+ * scanner (what a DKIM signer must sign: the header section exactly as it
+ * will leave). */
+#ifndef MW_HEADER_EDIT_H
+#define MW_HEADER_EDIT_H
+
+#include <stddef.h>
+#include "proxy/sbuf.h"
+#include "proxy/scanproto.h"
+
+/* header_edits_apply - append to out the header section of msg[0..len) as
+ * it goes out: added fields first (in edit order), then the message's own
+ * fields without the removed ones and with changed ones replaced; the empty
+ * line that ends the section is NOT appended.  Returns the offset in msg
+ * where the rest (the empty line and the body, or the body-less rest)
+ * starts. */
+size_t header_edits_apply(const char *msg, size_t len, const struct header_edit *edits,
+                          size_t nedits, struct sbuf *out);
+
+#endif
