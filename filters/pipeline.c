@@ -176,8 +176,9 @@ static unsigned char *read_copy(int fd, size_t *len)
 	return b;
 }
 
-/* run_filter - one filter through all its hooks over the message. */
-static void run_filter(struct msgscan *ms, const struct plugin *pl)
+/* run_filter - one filter through all its hooks over the message (only
+ * the envelope hooks when there is no message yet). */
+static void run_filter(struct msgscan *ms, const struct plugin *pl, int envelope_only)
 {
 	const struct mw_filter_ops *ops = pl->ops;
 	const struct scan_request *req = ms->req;
@@ -198,6 +199,10 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl)
 	if (ops->on_rcpt)
 		for (i = 0; i < req->nrcpts; i++)
 			ops->on_rcpt(&ctx, req->rcpts[i] ? req->rcpts[i] : "");
+	if (envelope_only) {
+		mw_ctx_end(&ctx);
+		return;
+	}
 	if (ops->on_header)
 		for (i = 0; i < ms->nfields; i++)
 			ops->on_header(&ctx, ms->fields[i].name, ms->fields[i].value);
@@ -343,6 +348,33 @@ static void fail(const struct config *cfg, const struct scan_request *req,
 	    (unsigned long long)req->id, res->error);
 }
 
+/* scan_envelope - before DATA: only a hard tempfail or reject counts (a
+ * score needs the message); symbols are reported for the logs. */
+static void scan_envelope(struct pipeline *p, const struct scan_request *req,
+                          struct scan_result *res)
+{
+	static const unsigned char empty[1];
+	struct msgscan ms;
+	size_t i;
+
+	memset(&ms, 0, sizeof(ms));
+	ms.req = req;
+	ms.msg = empty;
+	for (i = 0; i < p->nfilters; i++)
+		run_filter(&ms, p->filters[i], 1);
+	res->symbols = ms.symbols;
+	res->nsymbols = ms.nsymbols;
+	ms.symbols = NULL;
+	ms.nsymbols = 0;
+	for (i = 0; i < res->nsymbols; i++)
+		res->score += res->symbols[i].score;
+	res->action = ms.hard >= MW_TEMPFAIL ? ms.hard : MW_ACCEPT;
+	if (res->action != MW_ACCEPT)
+		policy_reply(p->cfg, res->action, ms.hard_text[0] ? ms.hard_text : NULL,
+		    res->reply, sizeof(res->reply));
+	msgscan_free(&ms);
+}
+
 void pipeline_scan(struct pipeline *p, const struct scan_request *req, int msgfd,
                    struct scan_result *res)
 {
@@ -369,6 +401,12 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	memset(res, 0, sizeof(*res));
 	memset(&ms, 0, sizeof(ms));
 	res->id = req->id;
+
+	if (req->stage == SCAN_ENVELOPE) {
+		scan_envelope(p, req, res);
+		res->scan_ms = ms_since(&t0);
+		return;
+	}
 
 	if (fstat(msgfd, &st) < 0) {
 		fail(cfg, req, res, "message fd", errno);
@@ -408,7 +446,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	msgscan_parse(&ms);
 
 	for (i = 0; i < p->nfilters; i++)
-		run_filter(&ms, p->filters[i]);
+		run_filter(&ms, p->filters[i], 0);
 	auth_results(cfg, &ms);
 
 	/* the findings move into the result */

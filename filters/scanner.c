@@ -207,7 +207,8 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&s->lock);
 
 		pipeline_scan(s->pipe, &jb->req, jb->msgfd, &res);
-		close(jb->msgfd);
+		if (jb->msgfd >= 0)
+			close(jb->msgfd);
 		jb->msgfd = -1;
 		slog(jb->req.session_id, LOG_DEBUG, "scan id=%llu action=%s score=%.2f "
 		    "symbols=%zu ms=%.1f", (unsigned long long)res.id,
@@ -251,9 +252,10 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 	}
 	r = scan_request_from_json(j, &req);
 	json_object_put(j);
-	if (r < 0 || fd < 0) {
+	if (r < 0 || (fd < 0) != (req.stage == SCAN_ENVELOPE)) {
 		slog(NULL, LOG_WARNING, "conn=%llu: malformed request (%s); closing the "
-		    "connection", c->no, r < 0 ? "bad fields" : "no message fd");
+		    "connection", c->no, r < 0 ? "bad fields"
+		    : fd < 0 ? "no message fd" : "a message fd with an envelope request");
 		if (fd >= 0)
 			close(fd);
 		if (r == 0)
@@ -280,7 +282,8 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 	if (busy) {
 		slog(req.session_id, LOG_WARNING, "scan id=%llu: queue full, answering "
 		    "tempfail", (unsigned long long)req.id);
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		answer_now(s, c, req.id, req.session_id, "scanner busy");
 		scan_request_free(&req);
 	}

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -122,6 +123,8 @@ static int check_subject_tag(const char *, char *, size_t);
 static int check_listen(const char *, char *, size_t);
 static int check_filter_list(const char *, char *, size_t);
 static int check_authserv_id(const char *, char *, size_t);
+static int check_milter_listen(const char *, char *, size_t);
+static int check_cidr_list(const char *, char *, size_t);
 static int check_upstream(const char *, char *, size_t);
 static void default_hostname(char *, size_t);
 
@@ -143,6 +146,12 @@ static const struct cfg_word vrfy_words[] = {
 };
 static const struct cfg_word spam_headers_words[] = {
 	{ "tagged", SPAM_HEADERS_TAGGED }, { "always", SPAM_HEADERS_ALWAYS }, { NULL, 0 }
+};
+static const struct cfg_word milter_fail_words[] = {
+	{ "tempfail", MILTER_FAIL_TEMPFAIL }, { "accept", MILTER_FAIL_ACCEPT }, { NULL, 0 }
+};
+static const struct cfg_word milter_quarantine_words[] = {
+	{ "store", MILTER_QUARANTINE_STORE }, { "mta", MILTER_QUARANTINE_MTA }, { NULL, 0 }
 };
 static const struct cfg_word direction_words[] = {
 	{ "inbound", MW_INBOUND }, { "outbound", MW_OUTBOUND }, { NULL, 0 }
@@ -271,6 +280,19 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 
 	/* --- milter (issue 7) --- */
+	G_STR("milter_listen", milter_listen, "", check_milter_listen,
+	      "milter socket for Postfix/Sendmail: inet:PORT@ADDR, inet6:PORT@ADDR or unix:/path (empty = no milter)"),
+	G_DUR("milter_timeout", milter_timeout, "60s", 100, 10 * MS_M,
+	      "how long the milter waits for the scanner at end of message (keep it below Postfix's milter_content_timeout)"),
+	G_ENUM("milter_default_action", milter_default_action, enum milter_fail_action, "tempfail",
+	       milter_fail_words, "milter answer when the scanner is down or late: tempfail or accept"),
+	G_STR("milter_internal_networks", milter_internal_networks, "127.0.0.0/8 ::1/128", check_cidr_list,
+	      "client networks whose mail the milter treats as outbound (so is authenticated mail)"),
+	G_ENUM("milter_quarantine", milter_quarantine, enum milter_quarantine_mode, "store",
+	       milter_quarantine_words, "milter quarantine: store (mailwarden's store) or mta (the MTA's hold queue)"),
+	{ "milter_early", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, milter_early, int),
+	  sizeof(int), 0, NULL, NULL, NULL,
+	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA" },
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 
@@ -292,6 +314,8 @@ _Static_assert(sizeof(enum early_talker_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum vrfy_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum spam_headers_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum mw_direction) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum milter_fail_action) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum milter_quarantine_mode) == sizeof(int), "enum size");
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
@@ -758,6 +782,59 @@ static int check_authserv_id(const char *v, char *err, size_t errlen)
 	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != strlen(v))
 		return fail(err, errlen, "authserv_id must be a host name like mx.example.com");
 	return 0;
+}
+
+/* check_milter_listen - libmilter's socket syntax */
+static int check_milter_listen(const char *v, char *err, size_t errlen)
+{
+	const char *at;
+	uint64_t port;
+
+	if (v[0] == '\0')
+		return 0;
+	if (strncmp(v, "unix:", 5) == 0 || strncmp(v, "local:", 6) == 0) {
+		const char *path = strchr(v, ':') + 1;
+		if (path[0] != '/' || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return fail(err, errlen, "unix: needs an absolute path of at most 107 bytes");
+		return 0;
+	}
+	if (strncmp(v, "inet:", 5) != 0 && strncmp(v, "inet6:", 6) != 0)
+		return fail(err, errlen, "give inet:PORT@ADDR, inet6:PORT@ADDR or unix:/path");
+	v = strchr(v, ':') + 1;
+	at = strchr(v, '@');
+	if (at == NULL || at == v || at[1] == '\0' || parse_u64(v, (size_t)(at - v), &port) < 0
+	    || port < 1 || port > 65535)
+		return fail(err, errlen, "give inet:PORT@ADDR with a port 1..65535 and an address");
+	return 0;
+}
+
+/* check_cidr_list - blank-separated ADDR[/LEN], IPv4 or IPv6 */
+static int check_cidr_list(const char *v, char *err, size_t errlen)
+{
+	for (;;) {
+		char word[64], *slash;
+		unsigned char buf[16];
+		size_t n;
+		uint64_t len = 0;
+		int v6;
+
+		v += strspn(v, " \t,");
+		if ((n = strcspn(v, " \t,")) == 0)
+			return 0;
+		if (n >= sizeof(word))
+			return fail(err, errlen, "\"%.*s\" is not an address/prefix", (int)n, v);
+		memcpy(word, v, n);
+		word[n] = '\0';
+		v += n;
+		if ((slash = strchr(word, '/')) != NULL)
+			*slash = '\0';
+		v6 = strchr(word, ':') != NULL;
+		if (inet_pton(v6 ? AF_INET6 : AF_INET, word, buf) != 1
+		    || (slash != NULL && (parse_u64(slash + 1, strlen(slash + 1), &len) < 0
+		        || len > (v6 ? 128u : 32u))))
+			return fail(err, errlen, "\"%s%s%s\" is not an address/prefix", word,
+			    slash ? "/" : "", slash ? slash + 1 : "");
+	}
 }
 
 /* parse_port - 1..65535, decimal */

@@ -30,6 +30,8 @@ enum early_talker_mode { EARLY_TALKER_NOTE = 0, EARLY_TALKER_REJECT };
 enum vrfy_mode { VRFY_252 = 0, VRFY_RELAY };
 enum log_target { LOG_TO_STDERR = 0, LOG_TO_SYSLOG };
 enum spam_headers_mode { SPAM_HEADERS_TAGGED = 0, SPAM_HEADERS_ALWAYS };
+enum milter_fail_action { MILTER_FAIL_TEMPFAIL = 0, MILTER_FAIL_ACCEPT };
+enum milter_quarantine_mode { MILTER_QUARANTINE_STORE = 0, MILTER_QUARANTINE_MTA };
 
 struct listener_cfg {
 	char   name[64];
@@ -122,6 +124,12 @@ struct config {
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 
 	/* --- milter (issue 7) --- */
+	char     milter_listen[256];          /* "inet:PORT@ADDR", "unix:/path"; "" = no milter */
+	unsigned milter_timeout;              /* ms the scanner may take at end of message */
+	enum milter_fail_action milter_default_action;
+	char     milter_internal_networks[1024];  /* CIDRs whose mail is outbound */
+	enum milter_quarantine_mode milter_quarantine;
+	int      milter_early;                /* envelope verdicts at RCPT */
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 

@@ -149,15 +149,15 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pipeline_free(p);
-		if (cfg->nlisteners == 0)
-			fprintf(stderr, "%s: warning: no listener configured\n", c.config ? c.config : "mailwarden");
+		if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0')
+			fprintf(stderr, "%s: warning: no listener and no milter_listen configured\n", c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
 		config_unref(cfg);
 		return 0;
 	}
-	if (cfg->nlisteners == 0) {
-		fprintf(stderr, "mailwarden: no listener: give --listen and --upstream, or [listener NAME] sections\n");
+	if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0') {
+		fprintf(stderr, "mailwarden: no listener: give --listen and --upstream, [listener NAME] sections, or milter_listen\n");
 		return 1;
 	}
 	{

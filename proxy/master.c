@@ -25,6 +25,7 @@
 #include "filters/scanner.h"
 #include "log.h"
 #include "master.h"
+#include "milter.h"
 #include "netaddr.h"
 #include "proxy.h"
 
@@ -50,7 +51,8 @@ static struct {
 	struct sockaddr_un scan_addr;
 	socklen_t scan_addrlen;
 	int ctl_w;                      /* master -> proxy: scanner addresses */
-	struct child proxy, scanner;
+	int milter_ctl_w;               /* master -> milter: the same */
+	struct child proxy, scanner, milter;
 	pid_t retiring[MAX_RETIRING];
 	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
 	uid_t uid;
@@ -138,21 +140,24 @@ static pid_t start_scanner(void)
 		set_proc_title(M.argc, M.argv, "scanner");
 		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
 		drop_privileges();
 		_exit(scanner_main(M.cfg, M.scan_fd));
 	}
 	M.scanner.pid = pid;
 	M.scanner.started = time(NULL);
 	slog(NULL, LOG_INFO, "scanner started pid=%d", (int)pid);
-	/* tell the proxy where the new scanner listens */
-	if (M.ctl_w >= 0) {
-		struct { socklen_t len; struct sockaddr_un a; } msg;
-		memset(&msg, 0, sizeof msg);
-		msg.len = M.scan_addrlen;
-		msg.a = M.scan_addr;
-		ssize_t w = write(M.ctl_w, &msg, sizeof msg);
-		(void)w;
-	}
+	/* tell the front ends where the new scanner listens */
+	struct { socklen_t len; struct sockaddr_un a; } msg;
+	memset(&msg, 0, sizeof msg);
+	msg.len = M.scan_addrlen;
+	msg.a = M.scan_addr;
+	int ctl[2] = { M.ctl_w, M.milter_ctl_w };
+	for (int i = 0; i < 2; i++)
+		if (ctl[i] >= 0) {
+			ssize_t w = write(ctl[i], &msg, sizeof msg);
+			(void)w;
+		}
 	return pid;
 }
 
@@ -175,6 +180,7 @@ static pid_t start_proxy(void)
 		set_proc_title(M.argc, M.argv, "proxy");
 		close(ctl[1]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		drop_privileges();
 		proxy_set_control_fd(ctl[0]);
@@ -186,6 +192,40 @@ static pid_t start_proxy(void)
 	M.proxy.pid = pid;
 	M.proxy.started = time(NULL);
 	slog(NULL, LOG_INFO, "proxy started pid=%d", (int)pid);
+	return pid;
+}
+
+static pid_t start_milter(void)
+{
+	int ctl[2];
+	if (pipe2(ctl, O_CLOEXEC) < 0) {
+		slog_errno(NULL, LOG_ERR, "pipe");
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork milter");
+		close(ctl[0]);
+		close(ctl[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, "milter");
+		close(ctl[1]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+		if (M.scan_fd >= 0) close(M.scan_fd);
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+		drop_privileges();
+		_exit(milter_main(M.cfg, ctl[0], &M.scan_addr, M.scan_addrlen));
+	}
+	close(ctl[0]);
+	if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+	M.milter_ctl_w = ctl[1];
+	M.milter.pid = pid;
+	M.milter.started = time(NULL);
+	slog(NULL, LOG_INFO, "milter started pid=%d", (int)pid);
 	return pid;
 }
 
@@ -223,6 +263,9 @@ static void reap(int stopping)
 		} else if (pid == M.proxy.pid) {
 			if (stopping) M.proxy.pid = 0;
 			else schedule_restart(&M.proxy, "proxy", status);
+		} else if (pid == M.milter.pid) {
+			if (stopping) M.milter.pid = 0;
+			else schedule_restart(&M.milter, "milter", status);
 		}
 	}
 }
@@ -294,6 +337,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	M.argv = argv;
 	M.scan_fd = -1;
 	M.ctl_w = -1;
+	M.milter_ctl_w = -1;
 
 	if (cfg->user[0]) {
 		struct passwd *pw = getpwnam(cfg->user);
@@ -328,8 +372,11 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	signal(SIGPIPE, SIG_IGN);
 
 	if (start_scanner() < 0) die("cannot start the scanner");
-	if (start_proxy() < 0) die("cannot start the proxy");
-	slog(NULL, LOG_NOTICE, "mailwarden started: %u listeners", cfg->nlisteners);
+	int want_proxy = cfg->nlisteners > 0, want_milter = cfg->milter_listen[0] != '\0';
+	if (want_proxy && start_proxy() < 0) die("cannot start the proxy");
+	if (want_milter && start_milter() < 0) die("cannot start the milter");
+	slog(NULL, LOG_NOTICE, "mailwarden started: %u listeners%s%s", cfg->nlisteners,
+	     want_milter ? ", milter on " : "", want_milter ? cfg->milter_listen : "");
 
 	int stopping = 0;
 	time_t stop_deadline = 0;
@@ -343,11 +390,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;
 			slog(NULL, LOG_NOTICE, "stopping");
 			for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-			/* the proxy first: its transactions in flight still need the
-			 * scanner; the scanners go once the proxy is gone */
+			/* the front ends first: their transactions in flight still
+			 * need the scanner; the scanners go once they are gone */
 			if (M.proxy.pid > 0) kill(M.proxy.pid, SIGTERM);
+			if (M.milter.pid > 0) kill(M.milter.pid, SIGTERM);
+			M.proxy.restart_at = M.milter.restart_at = 0;
 		}
-		if (stopping && M.proxy.pid == 0) {
+		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {
 			if (M.scanner.pid > 0 && !M.scanner.restart_at) {
 				kill(M.scanner.pid, SIGTERM);
 				M.scanner.restart_at = 1;     /* reused as "SIGTERM sent" */
@@ -365,12 +414,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			}
 		if (sig == SIGHUP && !stopping) reload();
 		if (stopping) {
-			int left = M.proxy.pid > 0 || M.scanner.pid > 0;
+			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0;
 			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i] > 0;
 			if (!left) break;
 			if (now > stop_deadline) {
 				slog(NULL, LOG_WARNING, "children did not stop in time: killing them");
 				if (M.proxy.pid > 0) kill(M.proxy.pid, SIGKILL);
+				if (M.milter.pid > 0) kill(M.milter.pid, SIGKILL);
 				if (M.scanner.pid > 0) kill(M.scanner.pid, SIGKILL);
 				for (int i = 0; i < MAX_RETIRING; i++)
 					if (M.retiring[i] > 0) kill(M.retiring[i], SIGKILL);
@@ -382,9 +432,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			M.scanner.restart_at = 0;
 			start_scanner();
 		}
-		if (M.proxy.pid == 0 && M.proxy.restart_at <= now) {
+		if (want_proxy && M.proxy.pid == 0 && M.proxy.restart_at <= now) {
 			M.proxy.restart_at = 0;
 			start_proxy();
+		}
+		if (want_milter && M.milter.pid == 0 && M.milter.restart_at <= now) {
+			M.milter.restart_at = 0;
+			start_milter();
 		}
 	}
 	slog(NULL, LOG_NOTICE, "mailwarden stopped");

@@ -157,6 +157,8 @@ json_object *scan_request_to_json(const struct scan_request *r)
 	json_object_object_add(o, "size", json_object_new_uint64(r->size));
 	add_str(o, "auth_user", r->auth_user);
 	add_str(o, "tls", r->tls);
+	if (r->stage == SCAN_ENVELOPE)
+		add_str(o, "stage", "envelope");
 	return o;
 }
 
@@ -370,6 +372,21 @@ int scan_request_from_json(json_object *j, struct scan_request *r)
 	    || get_dup(j, "tls", 1024, &r->tls) < 0)
 		goto bad;
 	r->client_port = (unsigned)port;
+	switch (str_at(j, "stage", 16, &s, &len)) {
+	case 0:
+		r->stage = SCAN_MESSAGE;
+		break;
+	case 1:
+		if (strcmp(s, "envelope") == 0)
+			r->stage = SCAN_ENVELOPE;
+		else if (strcmp(s, "message") == 0)
+			r->stage = SCAN_MESSAGE;
+		else
+			goto bad;
+		break;
+	default:
+		goto bad;
+	}
 	switch (str_at(j, "direction", 16, &s, &len)) {
 	case 0:
 		r->direction = MW_INBOUND;

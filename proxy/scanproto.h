@@ -32,6 +32,9 @@ struct scan_request {
 	uint64_t size;               /* bytes in the spool */
 	char    *auth_user;          /* owned, "" if none */
 	char    *tls;                /* owned, "" if none: "TLSv1.3 cipher" */
+	/* SCAN_ENVELOPE: no message (no fd); the filters' connect/helo/mail/
+	 * rcpt hooks only, for a verdict before DATA (the milter at RCPT) */
+	enum scan_stage { SCAN_MESSAGE = 0, SCAN_ENVELOPE } stage;
 };
 
 struct scan_symbol {

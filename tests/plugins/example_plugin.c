@@ -74,6 +74,7 @@ struct example {
 	long   delay_ms;            /* tests: sleep this long per message */
 	char   action_header[77];   /* tests: its value names the verdict */
 	char   sleep_header[77];    /* tests: its value is a delay in ms */
+	char   reject_rcpt[256];    /* tests: a recipient containing this is refused */
 };
 
 /* Per-message data: what the header hooks saw, used at end of message. */
@@ -130,6 +131,13 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 				goto fail;
 			}
 			snprintf(dst, sizeof(ex->action_header), "%s", v);
+		} else if (strcmp(k, "reject_rcpt") == 0) {
+			if (*v == '\0' || strlen(v) >= sizeof(ex->reject_rcpt)) {
+				snprintf(err, errlen, "reject_rcpt: 1 to %zu characters",
+				    sizeof(ex->reject_rcpt) - 1);
+				goto fail;
+			}
+			snprintf(ex->reject_rcpt, sizeof(ex->reject_rcpt), "%s", v);
 		} else if (strcmp(k, "delay_ms") == 0) {
 			errno = 0;
 			ex->delay_ms = strtol(v, &end, 10);
@@ -140,7 +148,7 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 			}
 		} else {
 			snprintf(err, errlen, "unknown argument \"%s\" (known: word, score, "
-			    "reject_header, action_header, sleep_header, delay_ms)", k);
+			    "reject_header, action_header, sleep_header, reject_rcpt, delay_ms)", k);
 			goto fail;
 		}
 	}
@@ -235,15 +243,28 @@ static void example_on_eom(struct mw_ctx *ctx)
 	}
 }
 
+/* An envelope verdict: it needs no message, so a front end that asks
+ * before DATA (the milter at RCPT) gets it in time to refuse the
+ * recipient.  For tests: reject_rcpt=TEXT refuses recipients containing
+ * TEXT. */
+static void example_on_rcpt(struct mw_ctx *ctx, const char *rcpt)
+{
+	const struct example *ex = mw_instance(ctx);
+
+	if (ex->reject_rcpt[0] && strstr(rcpt, ex->reject_rcpt) != NULL)
+		mw_verdict(ctx, MW_REJECT, "Recipient refused by example plugin");
+}
+
 /* The one exported object.  Hooks this plugin does not need stay NULL:
  * on_connect (client address: mw_client_ip), on_helo, on_mail (envelope
- * sender, "" for <>), on_rcpt (once per recipient), on_body (raw body in
+ * sender, "" for <>), on_body (raw body in
  * chunks of at most 64 KiB, CRLF line ends). */
 const struct mw_filter_ops mailwarden_filter = {
 	.api_version = MW_FILTER_API_VERSION,
 	.name        = "example",
 	.init        = example_init,
 	.fini        = example_fini,
+	.on_rcpt     = example_on_rcpt,
 	.on_header   = example_on_header,
 	.on_eom      = example_on_eom,
 };

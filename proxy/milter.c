@@ -1,0 +1,653 @@
+/* milter.c - see milter.h.
+ *
+ * libmilter runs the callbacks of one MTA connection one at a time, but
+ * on any of its worker threads: all session state hangs off the context
+ * (smfi_setpriv), nothing is thread-local.  A scan blocks the worker that
+ * asked (libmilter starts more workers as needed).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#include "audit.h"
+#include "headers.h"
+#include "log.h"
+#include "milter.h"
+#include "milter_result.h"
+#include "sbuf.h"
+#include "scansync.h"
+#include "spool.h"
+
+#define MAX_FIELDS 10000
+#define MAX_RCPTS  10000
+#define SHORT_FIELD 998
+
+static struct {
+	struct config *cfg;
+	struct scansync *scan;
+	int ctl_fd;
+} G;
+
+struct rcpt {
+	char *addr;
+	char  reply[512];      /* "" = accepted by us; else what we refused it with */
+};
+
+struct msess {
+	char     id[17];
+	unsigned ntxn;
+	char     client_ip[64];
+	unsigned client_port;
+	char     client_name[256];
+	char    *helo;
+	int      leadspc;       /* SMFIP_HDR_LEADSPC negotiated */
+	/* the transaction */
+	int      in_txn;
+	struct timespec start;
+	char    *mail_from, *mail_params;
+	struct rcpt *rcpts;
+	size_t   nrcpts;
+	char     auth_user[256];
+	char     tls[128];
+	struct spool spool;
+	int      spool_ok;      /* opened and no write failed */
+	int      too_big;
+	struct milter_fields fields;
+	char     message_id[256];
+	char     subject[256];
+};
+
+/* --- helpers ------------------------------------------------------------------ */
+
+static char *macro(SMFICTX *ctx, const char *name)
+{
+	char *v = smfi_getsymval(ctx, (char *)name);
+
+	return v != NULL ? v : "";
+}
+
+/* strip_angles - "<a@b>" -> "a@b" (a copy) */
+static char *strip_angles(const char *a)
+{
+	size_t n = strlen(a);
+
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>')
+		return xstrndup(a + 1, n - 2);
+	return xstrdup(a);
+}
+
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* in_networks - is ip inside one of the blank-separated CIDRs? */
+static int in_networks(const char *ip, const char *list)
+{
+	unsigned char a[16], n[16];
+	int v6 = strchr(ip, ':') != NULL;
+
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, ip, a) != 1)
+		return 0;
+	for (;;) {
+		char word[64], *slash;
+		size_t len, bits, full;
+
+		list += strspn(list, " \t,");
+		if ((len = strcspn(list, " \t,")) == 0)
+			return 0;
+		snprintf(word, sizeof(word), "%.*s", (int)len, list);
+		list += len;
+		if ((slash = strchr(word, '/')) != NULL)
+			*slash = '\0';
+		if ((strchr(word, ':') != NULL) != v6 || inet_pton(v6 ? AF_INET6 : AF_INET, word, n) != 1)
+			continue;
+		bits = slash ? strtoul(slash + 1, NULL, 10) : (v6 ? 128 : 32);
+		full = bits / 8;
+		if (memcmp(a, n, full) != 0)
+			continue;
+		if (bits % 8 != 0) {
+			unsigned char mask = (unsigned char)(0xff << (8 - bits % 8));
+			if ((a[full] & mask) != (n[full] & mask))
+				continue;
+		}
+		return 1;
+	}
+}
+
+static void txn_reset(struct msess *s)
+{
+	size_t i;
+
+	free(s->mail_from);
+	free(s->mail_params);
+	for (i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i].addr);
+	free(s->rcpts);
+	for (i = 0; i < s->fields.count; i++)
+		free(s->fields.names[i]);
+	free(s->fields.names);
+	if (s->spool_ok || s->spool.fd >= 0 || s->spool.mem != NULL)
+		spool_close(&s->spool);
+	memset(&s->spool, 0, sizeof(s->spool));
+	s->spool.fd = -1;
+	s->mail_from = s->mail_params = NULL;
+	s->rcpts = NULL;
+	s->nrcpts = 0;
+	s->fields.names = NULL;
+	s->fields.count = 0;
+	s->spool_ok = s->too_big = 0;
+	s->message_id[0] = s->subject[0] = '\0';
+	s->auth_user[0] = s->tls[0] = '\0';
+	s->in_txn = 0;
+}
+
+static void spool_put(struct msess *s, const char *p, size_t n)
+{
+	if (!s->spool_ok || s->too_big)
+		return;
+	if (s->spool.size + n > G.cfg->message_size_limit) {
+		s->too_big = 1;
+		return;
+	}
+	if (spool_write(&s->spool, p, n) < 0) {
+		slog_errno(s->id, LOG_ERR, "milter: spool write");
+		s->spool_ok = 0;
+	}
+}
+
+static enum mw_direction direction_of(const struct msess *s)
+{
+	if (s->auth_user[0] != '\0')
+		return MW_OUTBOUND;
+	return in_networks(s->client_ip, G.cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
+}
+
+/* fill_request - the envelope part of a scan request (rcpts: all ours,
+ * or only the one given) */
+static void fill_request(struct msess *s, struct scan_request *req, const char *only_rcpt)
+{
+	size_t i;
+
+	memset(req, 0, sizeof(*req));
+	snprintf(req->session_id, sizeof(req->session_id), "%s", s->id);
+	req->listener = xstrdup("milter");
+	req->direction = direction_of(s);
+	req->client_ip = xstrdup(s->client_ip);
+	req->client_port = s->client_port;
+	req->client_name = xstrdup(s->client_name);
+	req->helo = xstrdup(s->helo ? s->helo : "");
+	req->mail_from = xstrdup(s->mail_from ? s->mail_from : "");
+	req->mail_params = xstrdup(s->mail_params ? s->mail_params : "");
+	req->auth_user = xstrdup(s->auth_user);
+	req->tls = xstrdup(s->tls);
+	req->rcpts = xcalloc(s->nrcpts + 1, sizeof(char *));
+	if (only_rcpt != NULL)
+		req->rcpts[req->nrcpts++] = xstrdup(only_rcpt);
+	else
+		for (i = 0; i < s->nrcpts; i++)
+			if (s->rcpts[i].reply[0] == '\0')
+				req->rcpts[req->nrcpts++] = xstrdup(s->rcpts[i].addr);
+	req->size = s->spool.size;
+}
+
+/* --- the audit record (the same fields as a proxy transaction) ------------------- */
+
+static json_object *jstr(const char *v)
+{
+	return json_string_bytes(v ? v : "", v ? strlen(v) : 0);
+}
+
+static void audit(struct msess *s, const struct scan_result *res, const char *action,
+                  const char *reply, const char *queue_id, const char *fault)
+{
+	json_object *j = json_object_new_object(), *a;
+	struct timespec now;
+	struct tm tm;
+	char ts[64];
+	size_t i, n;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+	json_object_object_add(j, "time", json_object_new_string(ts));
+	json_object_object_add(j, "session", json_object_new_string(s->id));
+	json_object_object_add(j, "txn", json_object_new_int((int)s->ntxn));
+	json_object_object_add(j, "listener", json_object_new_string("milter"));
+	json_object_object_add(j, "direction",
+	    json_object_new_string(direction_of(s) == MW_OUTBOUND ? "outbound" : "inbound"));
+	json_object_object_add(j, "client_ip", jstr(s->client_ip));
+	json_object_object_add(j, "client_port", json_object_new_int((int)s->client_port));
+	json_object_object_add(j, "client_name", jstr(s->client_name));
+	json_object_object_add(j, "helo", jstr(s->helo));
+	json_object_object_add(j, "protocol", json_object_new_string("milter"));
+	json_object_object_add(j, "tls", jstr(s->tls));
+	json_object_object_add(j, "auth_user", jstr(s->auth_user));
+	json_object_object_add(j, "early_talker", json_object_new_boolean(0));
+	json_object_object_add(j, "mail_from", jstr(s->mail_from));
+	json_object_object_add(j, "mail_params", jstr(s->mail_params));
+	a = json_object_new_array();
+	for (i = 0; i < s->nrcpts; i++) {
+		json_object *r = json_object_new_object();
+		json_object_object_add(r, "address", jstr(s->rcpts[i].addr));
+		json_object_object_add(r, "reply", jstr(s->rcpts[i].reply));
+		json_object_object_add(r, "accepted", json_object_new_boolean(s->rcpts[i].reply[0] == '\0'));
+		json_object_array_add(a, r);
+	}
+	json_object_object_add(j, "rcpts", a);
+	json_object_object_add(j, "message_id", jstr(s->message_id));
+	json_object_object_add(j, "subject", jstr(s->subject));
+	json_object_object_add(j, "size", json_object_new_int64((int64_t)s->spool.size));
+	a = json_object_new_array();
+	for (i = 0; res != NULL && i < res->nsymbols; i++) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", jstr(res->symbols[i].name));
+		json_object_object_add(o, "score", json_number(res->symbols[i].score, 3));
+		if (res->symbols[i].desc != NULL)
+			json_object_object_add(o, "description", jstr(res->symbols[i].desc));
+		json_object_object_add(o, "filter", jstr(res->symbols[i].filter));
+		json_object_array_add(a, o);
+	}
+	json_object_object_add(j, "symbols", a);
+	json_object_object_add(j, "score", json_number(res ? res->score : 0.0, 3));
+	json_object_object_add(j, "action", json_object_new_string(action));
+	if (fault != NULL && fault[0])
+		json_object_object_add(j, "fault", jstr(fault));
+	if (res != NULL && res->error[0])
+		json_object_object_add(j, "scan_error", jstr(res->error));
+	if (res != NULL && res->quarantine_id[0])
+		json_object_object_add(j, "quarantine_id", jstr(res->quarantine_id));
+	json_object_object_add(j, "reply", jstr(reply));
+	json_object_object_add(j, "queue_id", jstr(queue_id));
+	json_object_object_add(j, "upstream", json_object_new_string("milter"));
+	json_object_object_add(j, "scan_ms", json_number(res ? res->scan_ms : 0.0, 3));
+	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&s->start), 3));
+	audit_write(j);
+	slog(s->id, LOG_INFO, "milter txn=%u queue_id=%s rcpts=%zu size=%llu score=%.2f action=%s",
+	    s->ntxn, queue_id[0] ? queue_id : "-", s->nrcpts, (unsigned long long)s->spool.size,
+	    res ? res->score : 0.0, action);
+}
+
+/* --- callbacks ------------------------------------------------------------------- */
+
+static struct msess *sess(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+/* sess_new - the session of ctx, created on first use */
+static struct msess *sess_new(SMFICTX *ctx)
+{
+	struct msess *s = sess(ctx);
+	uint64_t rnd = 0;
+
+	if (s != NULL)
+		return s;
+	s = xcalloc(1, sizeof(*s));
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)s;
+	snprintf(s->id, sizeof(s->id), "%016llx", (unsigned long long)rnd);
+	s->spool.fd = -1;
+	clock_gettime(CLOCK_MONOTONIC, &s->start);
+	smfi_setpriv(ctx, s);
+	return s;
+}
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+                             unsigned long f2, unsigned long f3, unsigned long *pf0,
+                             unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	unsigned long want0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+	unsigned long want1 = SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+
+	(void)f2;
+	(void)f3;
+	if ((f0 & want0) != want0) {
+		slog(NULL, LOG_ERR, "milter: the MTA does not allow adding/changing headers "
+		    "and quarantine (offered actions 0x%lx)", f0);
+		return SMFIS_REJECT;
+	}
+	*pf0 = want0;
+	*pf1 = want1 & f1;
+	*pf2 = *pf3 = 0;
+	/* the session starts here: whether values keep their leading space is
+	 * known only now */
+	sess_new(ctx)->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+	struct msess *s = sess_new(ctx);
+	const char *addr;
+
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, s->client_ip, sizeof(s->client_ip));
+		s->client_port = ntohs(in->sin_port);
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, s->client_ip, sizeof(s->client_ip));
+		s->client_port = ntohs(in6->sin6_port);
+	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0')
+		snprintf(s->client_ip, sizeof(s->client_ip), "%s", addr);
+	/* Postfix gives "unknown" or "[1.2.3.4]" when the name did not verify */
+	if (hostname != NULL && hostname[0] != '[' && strcmp(hostname, "unknown") != 0)
+		snprintf(s->client_name, sizeof(s->client_name), "%s", hostname);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_helo(SMFICTX *ctx, char *helo)
+{
+	struct msess *s = sess(ctx);
+
+	if (s == NULL)
+		return SMFIS_TEMPFAIL;
+	free(s->helo);
+	s->helo = xstrndup(helo ? helo : "", 255);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct msess *s = sess(ctx);
+	struct sbuf params;
+	const char *tv, *ci;
+	int i;
+
+	if (s == NULL)
+		return SMFIS_TEMPFAIL;
+	txn_reset(s);
+	s->in_txn = 1;
+	s->ntxn++;
+	clock_gettime(CLOCK_MONOTONIC, &s->start);
+	s->mail_from = strip_angles(argv[0] ? argv[0] : "");
+	sbuf_init(&params, 4096);
+	for (i = 1; argv[i] != NULL; i++)
+		sbuf_addf(&params, "%s%s", i > 1 ? " " : "", argv[i]);
+	sbuf_add(&params, "", 1);
+	s->mail_params = xstrdup(params.data ? params.data : "");
+	sbuf_free(&params);
+	snprintf(s->auth_user, sizeof(s->auth_user), "%s", macro(ctx, "{auth_authen}"));
+	tv = macro(ctx, "{tls_version}");
+	ci = macro(ctx, "{cipher}");
+	if (tv[0] != '\0')
+		snprintf(s->tls, sizeof(s->tls), "%s %s", tv, ci);
+	if (spool_open(&s->spool) < 0) {
+		slog_errno(s->id, LOG_ERR, "milter: spool");
+		return SMFIS_TEMPFAIL;
+	}
+	s->spool_ok = 1;
+	return SMFIS_CONTINUE;
+}
+
+/* early - an envelope-only scan for one recipient; SMFIS_CONTINUE unless a
+ * filter gave a hard tempfail/reject (a scanner problem never refuses a
+ * recipient here: the end of message applies the fail action). */
+static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why, size_t whysz)
+{
+	struct scan_request req;
+	struct scan_result res;
+	char err[256];
+	sfsistat rc = SMFIS_CONTINUE;
+
+	fill_request(s, &req, rcpt);
+	req.stage = SCAN_ENVELOPE;
+	if (scansync_scan(G.scan, &req, -1, G.cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+		slog(s->id, LOG_WARNING, "milter: envelope check skipped: %s", err);
+		scan_request_free(&req);
+		return SMFIS_CONTINUE;
+	}
+	if (res.action == MW_REJECT || res.action == MW_TEMPFAIL) {
+		milter_reply(ctx, res.reply);
+		snprintf(why, whysz, "%s", res.reply);
+		rc = res.action == MW_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+	}
+	scan_result_free(&res);
+	scan_request_free(&req);
+	return rc;
+}
+
+static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct msess *s = sess(ctx);
+	struct rcpt *r;
+	sfsistat rc = SMFIS_CONTINUE;
+
+	if (s == NULL || !s->in_txn)
+		return SMFIS_TEMPFAIL;
+	if (s->nrcpts >= MAX_RCPTS) {
+		smfi_setreply(ctx, "452", "4.5.3", "Too many recipients");
+		return SMFIS_TEMPFAIL;
+	}
+	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
+	r = &s->rcpts[s->nrcpts++];
+	memset(r, 0, sizeof(*r));
+	r->addr = strip_angles(argv[0] ? argv[0] : "");
+	if (G.cfg->milter_early)
+		rc = early(ctx, s, r->addr, r->reply, sizeof(r->reply));
+	return rc;
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct msess *s = sess(ctx);
+	const char *v;
+
+	if (s == NULL || !s->in_txn)
+		return SMFIS_TEMPFAIL;
+	if (s->fields.count < MAX_FIELDS) {
+		s->fields.names = xrealloc(s->fields.names, (s->fields.count + 1) * sizeof(char *));
+		s->fields.names[s->fields.count++] = xstrdup(name);
+	}
+	/* the field as it was sent: "Name:" value CRLF, with the MTA's bare-LF
+	 * folding turned back into CRLF */
+	spool_put(s, name, strlen(name));
+	spool_put(s, ":", 1);
+	if (!s->leadspc && value[0] != ' ' && value[0] != '\t')
+		spool_put(s, " ", 1);
+	for (v = value; *v != '\0'; ) {
+		size_t n = strcspn(v, "\r\n");
+		spool_put(s, v, n);
+		v += n;
+		if (*v == '\r' && v[1] == '\n')
+			v++;
+		if (*v == '\n' || *v == '\r') {
+			spool_put(s, "\r\n", 2);
+			v++;
+		}
+	}
+	spool_put(s, "\r\n", 2);
+	for (v = value; *v == ' ' || *v == '\t'; v++)
+		;
+	if (strcasecmp(name, "Message-ID") == 0 && s->message_id[0] == '\0')
+		snprintf(s->message_id, sizeof(s->message_id), "%s", v);
+	else if (strcasecmp(name, "Subject") == 0 && s->subject[0] == '\0')
+		snprintf(s->subject, sizeof(s->subject), "%s", v);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+	struct msess *s = sess(ctx);
+
+	if (s == NULL || !s->in_txn)
+		return SMFIS_TEMPFAIL;
+	spool_put(s, "\r\n", 2);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+	struct msess *s = sess(ctx);
+
+	if (s == NULL || !s->in_txn)
+		return SMFIS_TEMPFAIL;
+	spool_put(s, (const char *)chunk, len);
+	return SMFIS_CONTINUE;
+}
+
+/* fail_action - the scanner did not answer: milter_default_action */
+static sfsistat fail_action(SMFICTX *ctx, struct msess *s, const char *why, const char *qid)
+{
+	if (G.cfg->milter_default_action == MILTER_FAIL_ACCEPT) {
+		slog(s->id, LOG_WARNING, "milter: accepting unscanned (milter_default_action = accept): %s", why);
+		audit(s, NULL, "accept", "", qid, why);
+		return SMFIS_CONTINUE;
+	}
+	slog(s->id, LOG_WARNING, "milter: tempfail: %s", why);
+	milter_reply(ctx, "451 4.3.0 Scanner unavailable, try again later");
+	audit(s, NULL, "tempfail", "451 4.3.0 Scanner unavailable, try again later", qid, why);
+	return SMFIS_TEMPFAIL;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	struct msess *s = sess(ctx);
+	struct scan_request req;
+	struct scan_result res;
+	const char *what = "none";
+	char err[300], qid[64];
+	sfsistat rc;
+
+	if (s == NULL || !s->in_txn)
+		return SMFIS_TEMPFAIL;
+	snprintf(qid, sizeof(qid), "%s", macro(ctx, "i"));
+	if (s->too_big) {
+		milter_reply(ctx, "552 5.3.4 Message too big");
+		audit(s, NULL, "reject", "552 5.3.4 Message too big", qid, "message too big");
+		txn_reset(s);
+		return SMFIS_REJECT;
+	}
+	if (!s->spool_ok || spool_finish(&s->spool) < 0) {
+		rc = fail_action(ctx, s, "cannot spool the message", qid);
+		txn_reset(s);
+		return rc;
+	}
+	fill_request(s, &req, NULL);
+	if (scansync_scan(G.scan, &req, s->spool.fd, G.cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+		rc = fail_action(ctx, s, err, qid);
+		scan_request_free(&req);
+		txn_reset(s);
+		return rc;
+	}
+	rc = milter_apply(ctx, G.cfg, &res, &s->fields, s->leadspc, &what);
+	audit(s, &res, what, res.reply, qid, NULL);
+	scan_result_free(&res);
+	scan_request_free(&req);
+	txn_reset(s);
+	return rc;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+	struct msess *s = sess(ctx);
+
+	if (s != NULL)
+		txn_reset(s);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+	struct msess *s = sess(ctx);
+
+	if (s != NULL) {
+		txn_reset(s);
+		free(s->helo);
+		free(s);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+/* --- the process ------------------------------------------------------------------- */
+
+/* control_reader - new scanner addresses from the master; EOF = the master
+ * is gone: stop. */
+static void *control_reader(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct { socklen_t len; struct sockaddr_un a; } msg;
+		ssize_t n = read(G.ctl_fd, &msg, sizeof(msg));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(msg)) {
+			if (n != 0)
+				slog_errno(NULL, LOG_ERR, "milter: control pipe");
+			smfi_stop();
+			return NULL;
+		}
+		scansync_set_address(G.scan, &msg.a, msg.len);
+		slog(NULL, LOG_INFO, "milter: scanner address updated");
+	}
+}
+
+int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
+                socklen_t scan_addrlen)
+{
+	struct smfiDesc desc;
+	pthread_t th;
+	int rc;
+
+	G.cfg = cfg;
+	G.ctl_fd = ctl_fd;
+	G.scan = scansync_new();
+	if (scan_addrlen > 0)
+		scansync_set_address(G.scan, scan_addr, scan_addrlen);
+	if (audit_open(cfg->audit_log) < 0)
+		slog_errno(NULL, LOG_ERR, "milter: audit log %s", cfg->audit_log);
+
+	memset(&desc, 0, sizeof(desc));
+	desc.xxfi_name = "mailwarden";
+	desc.xxfi_version = SMFI_VERSION;
+	desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+	desc.xxfi_connect = on_connect;
+	desc.xxfi_helo = on_helo;
+	desc.xxfi_envfrom = on_envfrom;
+	desc.xxfi_envrcpt = on_envrcpt;
+	desc.xxfi_header = on_header;
+	desc.xxfi_eoh = on_eoh;
+	desc.xxfi_body = on_body;
+	desc.xxfi_eom = on_eom;
+	desc.xxfi_abort = on_abort;
+	desc.xxfi_close = on_close;
+	desc.xxfi_negotiate = on_negotiate;
+
+	if (smfi_setconn(cfg->milter_listen) != MI_SUCCESS
+	    || smfi_register(desc) != MI_SUCCESS
+	    || smfi_settimeout(7200) != MI_SUCCESS) {
+		slog(NULL, LOG_ERR, "milter: cannot set up libmilter on %s", cfg->milter_listen);
+		return 1;
+	}
+	if (smfi_opensocket(1) != MI_SUCCESS) {
+		slog(NULL, LOG_ERR, "milter: cannot listen on %s", cfg->milter_listen);
+		return 1;
+	}
+	if (pthread_create(&th, NULL, control_reader, NULL) != 0) {
+		slog(NULL, LOG_ERR, "milter: cannot start the control thread");
+		return 1;
+	}
+	pthread_detach(th);
+	slog(NULL, LOG_NOTICE, "milter listening on %s", cfg->milter_listen);
+	rc = smfi_main();
+	slog(NULL, LOG_NOTICE, "milter stopped");
+	return rc == MI_SUCCESS ? 0 : 1;
+}

@@ -1,0 +1,193 @@
+/* scansync.c - see scansync.h */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sbuf.h"
+#include "scansync.h"
+
+#define IDLE_MAX 64
+
+struct scansync {
+	pthread_mutex_t lock;
+	struct sockaddr_un addr;
+	socklen_t addrlen;            /* 0: no scanner known yet */
+	unsigned gen;                 /* bumped by every new address */
+	int idle[IDLE_MAX];
+	unsigned idle_gen[IDLE_MAX];
+	size_t nidle;
+	uint64_t next_id;
+};
+
+struct scansync *scansync_new(void)
+{
+	struct scansync *ss = xcalloc(1, sizeof(*ss));
+
+	pthread_mutex_init(&ss->lock, NULL);
+	ss->next_id = 1;
+	return ss;
+}
+
+void scansync_free(struct scansync *ss)
+{
+	size_t i;
+
+	if (ss == NULL)
+		return;
+	for (i = 0; i < ss->nidle; i++)
+		close(ss->idle[i]);
+	pthread_mutex_destroy(&ss->lock);
+	free(ss);
+}
+
+void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, socklen_t len)
+{
+	size_t i;
+
+	pthread_mutex_lock(&ss->lock);
+	if (len > sizeof(ss->addr))
+		len = sizeof(ss->addr);
+	memcpy(&ss->addr, addr, len);
+	ss->addrlen = len;
+	ss->gen++;
+	for (i = 0; i < ss->nidle; i++)
+		close(ss->idle[i]);
+	ss->nidle = 0;
+	pthread_mutex_unlock(&ss->lock);
+}
+
+/* take - an idle connection to the current scanner, or a new one; -1 */
+static int take(struct scansync *ss, unsigned *gen, uint64_t *id)
+{
+	struct sockaddr_un addr;
+	socklen_t len;
+	int fd;
+
+	pthread_mutex_lock(&ss->lock);
+	*id = ss->next_id++;
+	*gen = ss->gen;
+	len = ss->addrlen;
+	addr = ss->addr;
+	while (ss->nidle > 0) {
+		ss->nidle--;
+		if (ss->idle_gen[ss->nidle] == ss->gen) {
+			fd = ss->idle[ss->nidle];
+			pthread_mutex_unlock(&ss->lock);
+			return fd;
+		}
+		close(ss->idle[ss->nidle]);
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (len == 0) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&addr, len) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static void give_back(struct scansync *ss, int fd, unsigned gen)
+{
+	pthread_mutex_lock(&ss->lock);
+	if (gen == ss->gen && ss->nidle < IDLE_MAX) {
+		ss->idle[ss->nidle] = fd;
+		ss->idle_gen[ss->nidle] = gen;
+		ss->nidle++;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+static long long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
+                  struct scan_result *res, char *err, size_t errlen)
+{
+	long long deadline = now_ms() + timeout_ms;
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	json_object *j;
+	unsigned gen;
+	int sock, r, got_fd;
+
+	memset(res, 0, sizeof(*res));
+	if ((sock = take(ss, &gen, &req->id)) < 0) {
+		snprintf(err, errlen, "cannot reach the scanner: %s", strerror(errno));
+		return -1;
+	}
+	/* a full scanner queue must not block us past the deadline */
+	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	j = scan_request_to_json(req);
+	r = scanproto_send(sock, j, fd);
+	json_object_put(j);
+	if (r < 0) {
+		snprintf(err, errlen, "sending to the scanner: %s", strerror(errno));
+		close(sock);
+		return -1;
+	}
+	for (;;) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+		long long left = deadline - now_ms();
+
+		if (left <= 0) {
+			snprintf(err, errlen, "no answer from the scanner within %u ms", timeout_ms);
+			close(sock);      /* its late answer must never meet another request */
+			return -1;
+		}
+		r = poll(&p, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "waiting for the scanner: %s", strerror(errno));
+			close(sock);
+			return -1;
+		}
+		r = scanproto_recv(sock, &j, &got_fd);
+		if (got_fd >= 0)
+			close(got_fd);
+		if (r <= 0) {
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			snprintf(err, errlen, "the scanner %s", r == 0 ? "closed the connection"
+			    : "sent a malformed answer");
+			close(sock);
+			return -1;
+		}
+		r = scan_result_from_json(j, res);
+		json_object_put(j);
+		if (r < 0 || res->id != req->id) {
+			if (r == 0)
+				scan_result_free(res);
+			memset(res, 0, sizeof(*res));
+			snprintf(err, errlen, "the scanner sent a malformed or unrelated answer");
+			close(sock);
+			return -1;
+		}
+		give_back(ss, sock, gen);
+		return 0;
+	}
+}

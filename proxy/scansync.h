@@ -1,0 +1,31 @@
+/* scansync.h - a blocking client of the scanner protocol, for front ends
+ * that run on threads of their own (the milter: libmilter calls it on its
+ * worker threads).  Each call holds one scanner connection for itself, so
+ * answers never need to be matched across threads; idle connections are
+ * kept for the next call.  Thread-safe. */
+#ifndef MW_SCANSYNC_H
+#define MW_SCANSYNC_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "scanproto.h"
+
+struct scansync;
+
+struct scansync *scansync_new(void);
+void scansync_free(struct scansync *ss);
+
+/* scansync_set_address - a new scanner generation listens there; idle
+ * connections to the old one are closed, calls in flight finish on theirs. */
+void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, socklen_t len);
+
+/* scansync_scan - send req (req->id is set here) with the message fd (-1
+ * for an envelope request) and wait for the answer at most timeout_ms.
+ * 0 and *res filled; -1 with a one-line reason in err (no scanner, sent
+ * nothing, timeout, bad answer): the caller applies its fail action. */
+int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
+                  struct scan_result *res, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,323 @@
+"""test_milter.py - the milter front end driven by miltertest (Debian's
+miltertest, the OpenDKIM milter test facility): each action, each header
+edit, envelope verdicts at RCPT, direction, deadlines, the audit record.
+The milter runs beside a proxy listener in the same daemon, so the same
+message through both front ends is compared too."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from mwlib import free_port, make_msg, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DRIVER = os.path.join(HERE, "milter", "drive.lua")
+PLUGIN = os.environ.get("MW_PLUGIN")
+MILTERTEST = "/usr/bin/miltertest"
+
+pytestmark = pytest.mark.skipif(not os.access(MILTERTEST, os.X_OK),
+                                reason="miltertest is not installed (scripts/install-deps)")
+
+
+def plugin_opt(extra=""):
+    return ("plugin", "%s word=viagra score=6 action_header=X-Action sleep_header=X-Sleep "
+                      "reject_rcpt=refuse-me %s" % (PLUGIN, extra))
+
+
+class Milter:
+    def __init__(self, mw, port):
+        self.mw = mw
+        self.sock = "inet:%d@127.0.0.1" % port
+
+    def run(self, tmp_path, content, frm="sender@example.org", rcpts=("rcpt@example.net",),
+            ip="192.0.2.10", auth="", hdrs=(), dels=(), chgs=(), timeout=30):
+        eml = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        eml.write_bytes(content)
+        cmd = [MILTERTEST, "-D", "SOCK=" + self.sock, "-D", "EML=" + str(eml), "-D", "FROM=" + frm,
+               "-D", "RCPTS=" + ",".join(rcpts), "-D", "IP=" + ip]
+        if auth:
+            cmd += ["-D", "AUTH=" + auth]
+        for key, names in (("HDRS", hdrs), ("DELS", dels), ("CHGS", chgs)):
+            if names:
+                cmd += ["-D", "%s=%s" % (key, ",".join(names))]
+        cmd += ["-s", DRIVER]
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout)
+        out = p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+        assert p.returncode == 0 and "FAIL" not in out, "miltertest failed:\n%s\n%s" % (
+            out, self.mw.stderr_tail())
+        return Outcome(out)
+
+
+class Outcome:
+    def __init__(self, text):
+        self.text = text
+        self.lines = [l.strip() for l in text.splitlines()]
+        self.rcpt = {}
+        self.hdrs = {}
+        self.dels = {}
+        self.chgs = {}
+        self.eom = None
+        self.quarantine = None
+        for l in self.lines:
+            if l.startswith("RCPT "):
+                _, addr, reply = l.split(" ", 2)
+                self.rcpt[addr] = reply
+            elif l.startswith("EOM "):
+                self.eom = l[4:]
+            elif l.startswith("HDR "):
+                name_n, value = l[4:].split(": ", 1) if ": " in l[4:] else (l[4:].rstrip(":"), "")
+                self.hdrs.setdefault(name_n.split("[")[0].lower(), []).append(value)
+            elif l.startswith("DEL "):
+                _, name, yes = l.split(" ")
+                self.dels[name.lower()] = yes == "yes"
+            elif l.startswith("CHG "):
+                _, name, yes = l.split(" ")
+                self.chgs[name.lower()] = yes == "yes"
+            elif l.startswith("QUARANTINE "):
+                self.quarantine = l.endswith("yes")
+
+    def __repr__(self):
+        return self.text
+
+
+def audit_records(mw, n=1, timeout=5.0):
+    def read():
+        try:
+            with open(mw.audit_path, "rb") as f:
+                return [json.loads(l) for l in f.read().splitlines() if l.strip()]
+        except FileNotFoundError:
+            return []
+    assert wait_until(lambda: len([r for r in read() if r.get("listener") == "milter"]) >= n, timeout), \
+        "no milter audit record; log:\n%s" % mw.stderr_tail()
+    return [r for r in read() if r.get("listener") == "milter"]
+
+
+@pytest.fixture
+def milter_factory(mw_factory, upstream):
+    def make(opts=()):
+        port = free_port()
+        o = [("milter_listen", "inet:%d@127.0.0.1" % port), plugin_opt(),
+             ("authserv_id", "mx.test.example"), ("subject_tag", "[SPAM]")] + list(opts)
+        mw = mw_factory(upstream, opts=o)
+        return Milter(mw, port)
+    return make
+
+
+@pytest.fixture
+def milter(milter_factory):
+    return milter_factory()
+
+
+def crlf(b):
+    return b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def test_clean_message_is_accepted_and_audited(milter, tmp_path):
+    msg = make_msg(subject="hello there", msgid="<clean@example.org>")
+    out = milter.run(tmp_path, msg)
+    assert out.eom == "continue"
+    assert out.rcpt["rcpt@example.net"] == "continue"
+    rec = audit_records(milter.mw)[-1]
+    assert rec["action"] == "accept"
+    assert rec["queue_id"] == "QID0001"
+    assert rec["mail_from"] == "sender@example.org"
+    assert [r["address"] for r in rec["rcpts"]] == ["rcpt@example.net"]
+    assert rec["subject"] == "hello there"
+    assert rec["message_id"] == "<clean@example.org>"
+    assert rec["client_ip"] == "192.0.2.10"
+    assert rec["direction"] == "inbound"
+    assert rec["size"] > 0
+
+
+def test_spam_is_tagged_with_headers_and_subject(milter, tmp_path):
+    out = milter.run(tmp_path, make_msg(subject="cheap viagra"),
+                     hdrs=("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score"), chgs=("Subject",))
+    assert out.eom == "continue"
+    # SMFIP_HDR_LEADSPC: values carry their leading space, as the MTA writes them
+    assert out.hdrs["x-spam-flag"] == [" YES"]
+    assert out.hdrs["x-spam-status"][0].startswith(" Yes, score=6")
+    assert "EXAMPLE_SUBJECT_WORD" in out.hdrs["x-spam-status"][0]
+    assert out.chgs["subject"] is True
+    assert audit_records(milter.mw)[-1]["action"] == "tag"
+
+
+def test_clean_message_changes_nothing(milter, tmp_path):
+    out = milter.run(tmp_path, make_msg(subject="hello"), hdrs=("X-Spam-Flag",), chgs=("Subject",),
+                     dels=("X-Spam-Flag",))
+    assert "x-spam-flag" not in out.hdrs
+    assert out.chgs["subject"] is False
+    assert out.dels["x-spam-flag"] is False
+
+
+def test_forged_spam_headers_are_deleted(milter, tmp_path):
+    msg = make_msg(subject="hello", headers=[("X-Spam-Flag", "NO"), ("X-Spam-Score", "-100")])
+    out = milter.run(tmp_path, msg, dels=("X-Spam-Flag", "X-Spam-Score", "Subject"))
+    assert out.dels["x-spam-flag"] is True
+    assert out.dels["x-spam-score"] is True
+    assert out.dels["subject"] is False
+
+
+def test_forged_authentication_results_with_our_id_are_deleted(milter, tmp_path):
+    ours = make_msg(subject="hello", headers=[("Authentication-Results", "mx.test.example; spf=pass smtp.mailfrom=example.org")])
+    out = milter.run(tmp_path, ours, dels=("Authentication-Results",))
+    assert out.dels["authentication-results"] is True
+    theirs = make_msg(subject="hello", headers=[("Authentication-Results", "mx.other.example; spf=pass smtp.mailfrom=example.org")])
+    out = milter.run(tmp_path, theirs, dels=("Authentication-Results",))
+    assert out.dels["authentication-results"] is False
+
+
+def test_reject_with_the_filters_text(milter, tmp_path):
+    out = milter.run(tmp_path, make_msg(subject="x", headers=[("X-Reject-Me", "1")]))
+    assert out.eom == "replycode"
+    rec = audit_records(milter.mw)[-1]
+    assert rec["action"] == "reject"
+    assert rec["reply"] == "550 5.7.1 Message refused by example plugin"
+
+
+@pytest.mark.parametrize("action,eom,reply", [
+    ("tempfail", "replycode", "451 4.7.1 Try again later"),
+    ("discard", "discard", "250 2.0.0 Message accepted"),
+])
+def test_tempfail_and_discard(milter, tmp_path, action, eom, reply):
+    out = milter.run(tmp_path, make_msg(subject="x", headers=[("X-Action", action)]))
+    assert out.eom == eom
+    rec = audit_records(milter.mw)[-1]
+    assert rec["action"] == action
+    assert rec["reply"] == reply
+
+
+def test_quarantine_into_our_store_keeps_the_message_intact(milter, tmp_path):
+    msg = crlf(b"From: a@example.org\nTo: b@example.net\nSubject: folded\n  subject line\n"
+               b"X-Action: quarantine\nMessage-ID: <q1@example.org>\n\nbody line 1\n.dot line\n")
+    out = milter.run(tmp_path, msg)
+    assert out.eom == "discard"
+    rec = audit_records(milter.mw)[-1]
+    assert rec["action"] == "quarantine" and rec["quarantine_id"]
+    stored = os.path.join(milter.mw.quarantine_dir, rec["quarantine_id"] + ".eml")
+    with open(stored, "rb") as f:
+        assert f.read() == msg
+
+
+def test_quarantine_into_the_mta_hold_queue(milter_factory, tmp_path):
+    m = milter_factory(opts=[("milter_quarantine", "mta")])
+    out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Action", "quarantine")]))
+    assert out.eom == "continue"
+    assert out.quarantine is True
+
+
+def test_recipient_refused_at_rcpt_before_data(milter, tmp_path):
+    out = milter.run(tmp_path, make_msg(subject="x"),
+                     rcpts=("good@example.net", "refuse-me@example.net"))
+    assert out.rcpt["good@example.net"] == "continue"
+    assert out.rcpt["refuse-me@example.net"] == "replycode"
+    rec = audit_records(milter.mw)[-1]
+    by_addr = {r["address"]: r for r in rec["rcpts"]}
+    assert by_addr["refuse-me@example.net"]["accepted"] is False
+    assert by_addr["refuse-me@example.net"]["reply"].startswith("550 5.7.1 Recipient refused")
+    assert by_addr["good@example.net"]["accepted"] is True
+
+
+def test_early_verdicts_can_be_switched_off(milter_factory, tmp_path):
+    m = milter_factory(opts=[("milter_early", "no")])
+    out = m.run(tmp_path, make_msg(subject="x"), rcpts=("refuse-me@example.net",))
+    assert out.rcpt["refuse-me@example.net"] == "continue"
+    # the same filter still decides at the end of the message
+    assert out.eom == "replycode"
+
+
+@pytest.mark.parametrize("ip,auth,direction", [
+    ("192.0.2.10", "", "inbound"),
+    ("192.0.2.10", "alice", "outbound"),
+    ("127.0.0.1", "", "outbound"),
+    ("10.1.2.3", "", "outbound"),
+])
+def test_direction_from_auth_and_internal_networks(milter_factory, tmp_path, ip, auth, direction):
+    m = milter_factory(opts=[("milter_internal_networks", "127.0.0.0/8 10.0.0.0/8 ::1")])
+    m.run(tmp_path, make_msg(subject="x"), ip=ip, auth=auth)
+    rec = audit_records(m.mw)[-1]
+    assert rec["direction"] == direction
+    assert rec["auth_user"] == auth
+
+
+def test_outbound_policy_applies_to_authenticated_mail(milter_factory, tmp_path):
+    # a score of 6: tagged inbound (5), rejected outbound at 5.5
+    m = milter_factory(opts=[("outbound_reject_score", "5.5")])
+    assert m.run(tmp_path, make_msg(subject="viagra")).eom == "continue"
+    assert m.run(tmp_path, make_msg(subject="viagra"), auth="alice").eom == "replycode"
+
+
+def test_slow_scanner_gets_the_default_action_within_the_deadline(milter_factory, tmp_path):
+    m = milter_factory(opts=[("milter_timeout", "500ms")])
+    t0 = time.monotonic()
+    out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Sleep", "3000")]))
+    assert time.monotonic() - t0 < 2.5
+    assert out.eom == "replycode"
+    rec = audit_records(m.mw)[-1]
+    assert rec["action"] == "tempfail"
+    assert rec["reply"].startswith("451 4.3.0")
+
+
+def test_slow_scanner_accept_by_config(milter_factory, tmp_path):
+    m = milter_factory(opts=[("milter_timeout", "300ms"), ("milter_default_action", "accept")])
+    out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Sleep", "2000")]))
+    assert out.eom == "continue"
+    assert audit_records(m.mw)[-1]["action"] == "accept"
+
+
+def test_same_verdict_through_proxy_and_milter(milter, upstream, tmp_path):
+    cases = [make_msg(subject="hello"), make_msg(subject="cheap viagra"),
+             make_msg(subject="x", headers=[("X-Reject-Me", "1")])]
+    for content in cases:
+        milter.run(tmp_path, content)
+        c = milter.mw.client()
+        c.ehlo()
+        c.transaction("sender@example.org", ["rcpt@example.net"], content)
+        c.quit()
+    def all_records():
+        with open(milter.mw.audit_path, "rb") as f:
+            return [json.loads(l) for l in f.read().splitlines() if l.strip()]
+    assert wait_until(lambda: len(all_records()) >= 6, 5.0)
+    recs = all_records()
+    via_milter = [r for r in recs if r["listener"] == "milter"]
+    via_proxy = [r for r in recs if r["listener"] != "milter"]
+    assert len(via_milter) == 3 and len(via_proxy) == 3
+    for a, b in zip(via_milter, via_proxy):
+        assert a["action"] == b["action"]
+        assert sorted(s["name"] for s in a["symbols"]) == sorted(s["name"] for s in b["symbols"])
+        assert a["score"] == b["score"]
+
+
+def test_milter_only_daemon_and_scanner_restart(mw_factory, tmp_path):
+    """No proxy listener at all: the daemon runs the milter alone; a killed
+    scanner is restarted and the milter finds the new one."""
+    import signal
+    from mwlib import Mailwarden
+    port = free_port()
+    m = Mailwarden(tmp_path / "solo", opts=[("milter_listen", "inet:%d@127.0.0.1" % port), plugin_opt()])
+    m.cmd = m.command()
+    # strip the proxy listener the helper adds by default
+    cmd = [a for a in m.cmd]
+    i = cmd.index("--listen")
+    del cmd[i:i + 2]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        mt = Milter(m, port)
+        assert mt.run(tmp_path, make_msg(subject="viagra")).eom == "continue"
+        pids = subprocess.run(["pgrep", "-g", str(proc.pid), "-f", "mailwarden: scanner"],
+                              capture_output=True, text=True).stdout.split()
+        assert pids
+        os.kill(int(pids[0]), signal.SIGKILL)
+        def works():
+            try:
+                return mt.run(tmp_path, make_msg(subject="x", headers=[("X-Reject-Me", "1")]),
+                              timeout=10).eom == "replycode"
+            except AssertionError:
+                return False
+        assert wait_until(works, 15.0, 0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+        assert proc.returncode == 0
