@@ -97,6 +97,15 @@ static unsigned nth_of(const struct milter_fields *f, size_t i)
 	return n;
 }
 
+static void delete_field(SMFICTX *ctx, const char *name, unsigned index)
+{
+	if (smfi_chgheader(ctx, (char *)name, (int)index, NULL) != MI_SUCCESS)
+		slog(NULL, LOG_WARNING, "milter: cannot delete header %s", name);
+}
+
+/* apply_edits - deletions first (the indexes refer to the message as
+ * received: an inserted field of the same name would shift them), then
+ * changes, then the added fields on top. */
 static void apply_edits(SMFICTX *ctx, const struct scan_result *res,
                         const struct milter_fields *fields, int leadspc)
 {
@@ -106,34 +115,18 @@ static void apply_edits(SMFICTX *ctx, const struct scan_result *res,
 
 	for (i = 0; i < res->nedits; i++) {
 		const struct header_edit *e = &res->edits[i];
-		char *v;
 
-		switch (e->op) {
-		case HE_ADD:
-			v = milter_value(e->value, leadspc);
-			if (smfi_insheader(ctx, at++, e->name, v) != MI_SUCCESS)
-				slog(NULL, LOG_WARNING, "milter: cannot insert header %s", e->name);
-			free(v);
-			break;
-		case HE_CHANGE:
-			v = milter_value(e->value, leadspc);
-			if (smfi_chgheader(ctx, e->name, 1, v) != MI_SUCCESS)
-				slog(NULL, LOG_WARNING, "milter: cannot change header %s", e->name);
-			free(v);
-			break;
-		case HE_REMOVE:
+		if (e->op == HE_REMOVE) {
 			for (k = 0; k < fields->count; k++)
 				if (name_matches(fields->names[k], e->name)) {
 					del = xrealloc(del, (ndel + 1) * sizeof(*del));
 					del[ndel].name = fields->names[k];
 					del[ndel++].index = nth_of(fields, k);
 				}
-			break;
-		case HE_REMOVE_AT:
+		} else if (e->op == HE_REMOVE_AT) {
 			del = xrealloc(del, (ndel + 1) * sizeof(*del));
 			del[ndel].name = e->name;
 			del[ndel++].index = e->index + 1;
-			break;
 		}
 	}
 	qsort(del, ndel, sizeof(*del), by_index_desc);
@@ -141,12 +134,33 @@ static void apply_edits(SMFICTX *ctx, const struct scan_result *res,
 		for (k = 0; k < i; k++)     /* the same field asked twice */
 			if (del[k].index == del[i].index && strcasecmp(del[k].name, del[i].name) == 0)
 				break;
-		if (k < i)
-			continue;
-		if (smfi_chgheader(ctx, (char *)del[i].name, (int)del[i].index, NULL) != MI_SUCCESS)
-			slog(NULL, LOG_WARNING, "milter: cannot delete header %s", del[i].name);
+		if (k == i)
+			delete_field(ctx, del[i].name, del[i].index);
 	}
 	free(del);
+
+	for (i = 0; i < res->nedits; i++) {
+		const struct header_edit *e = &res->edits[i];
+		char *v;
+
+		if (e->op == HE_CHANGE) {
+			v = milter_value(e->value, leadspc);
+			if (smfi_chgheader(ctx, e->name, 1, v) != MI_SUCCESS)
+				slog(NULL, LOG_WARNING, "milter: cannot change header %s", e->name);
+			free(v);
+		}
+	}
+	for (i = 0; i < res->nedits; i++) {
+		const struct header_edit *e = &res->edits[i];
+		char *v;
+
+		if (e->op == HE_ADD) {
+			v = milter_value(e->value, leadspc);
+			if (smfi_insheader(ctx, at++, e->name, v) != MI_SUCCESS)
+				slog(NULL, LOG_WARNING, "milter: cannot insert header %s", e->name);
+			free(v);
+		}
+	}
 }
 
 sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,

@@ -1,0 +1,108 @@
+"""test_milter_postfix.py - mailwarden as a milter of a real Postfix
+(started by the test: own config directory, loopback ports,
+smtpd_milters pointing at mailwarden, relaying to a capturing sink).
+The client talks SMTP to Postfix; what Postfix refuses, and what reaches
+the sink, is what a site running mailwarden as a milter would see."""
+import os
+import smtplib
+
+import pytest
+
+import postfixlib
+from mwlib import free_port, make_msg, wait_until, header_block
+
+PLUGIN = os.environ.get("MW_PLUGIN")
+
+pytestmark = pytest.mark.skipif(not postfixlib.available(),
+                                reason="needs root and Debian's postfix")
+
+
+@pytest.fixture
+def site(mw_factory, make_upstream, tmp_path):
+    """(postfix, mailwarden, sink): client -> Postfix -(milter)-> mailwarden,
+    Postfix -> sink."""
+    made = []
+
+    def make(opts=(), main=None):
+        sink = make_upstream()
+        mport = free_port()
+        o = [("milter_listen", "inet:%d@127.0.0.1" % mport),
+             ("plugin", "%s word=viagra score=6 action_header=X-Action reject_rcpt=refuse-me" % PLUGIN),
+             ("authserv_id", "mx.test.example"), ("subject_tag", "[SPAM]"),
+             # the test client is 127.0.0.1: inbound unless said otherwise
+             ("milter_internal_networks", "192.0.2.0/24")] + list(opts)
+        mw = mw_factory(sink, opts=o)
+        m = {"smtpd_milters": "inet:127.0.0.1:%d" % mport, "milter_default_action": "tempfail",
+             "milter_content_timeout": "120s"}
+        m.update(main or {})
+        pf = postfixlib.Postfix(tmp_path / "pf", relayhost=sink.addr, main=m).start()
+        made.append(pf)
+        return pf, mw, sink
+    yield make
+    for pf in made:
+        pf.stop()
+
+
+def send(pf, content, frm="sender@example.org", rcpts=("rcpt@example.net",)):
+    """(refused recipients, exception or None) of one SMTP transaction to Postfix."""
+    with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as c:
+        c.ehlo("client.example.org")
+        try:
+            refused = c.sendmail(frm, list(rcpts), content)
+            return refused, None
+        except (smtplib.SMTPDataError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as e:
+            return None, e
+
+
+def test_clean_message_passes_postfix_and_spam_arrives_tagged(site):
+    pf, mw, sink = site()
+    refused, err = send(pf, make_msg(subject="hello there"))
+    assert err is None and not refused
+    refused, err = send(pf, make_msg(subject="cheap viagra",
+                                     headers=[("X-Spam-Flag", "NO"), ("X-Spam-Score", "-50")]))
+    assert err is None
+    assert wait_until(lambda: len(sink.messages) >= 2, 20.0), pf.log()[-3000:]
+    clean = header_block(sink.messages[0].content)
+    assert "x-spam-flag" not in [n.lower() for n, _ in clean]
+    tagged = header_block(sink.messages[1].content)
+    assert ("X-Spam-Flag", "YES") in tagged
+    assert ("X-Spam-Score", "-50") not in tagged   # the sender's own was removed
+    assert ("Subject", "[SPAM] cheap viagra") in tagged
+
+
+def test_reject_at_end_of_data_with_the_configured_text(site):
+    pf, mw, sink = site()
+    _, err = send(pf, make_msg(subject="x", headers=[("X-Reject-Me", "1")]))
+    assert isinstance(err, smtplib.SMTPDataError)
+    assert err.smtp_code == 550
+    assert b"5.7.1 Message refused by example plugin" in err.smtp_error
+    assert sink.messages == []
+
+
+def test_recipient_refused_at_rcpt(site):
+    pf, mw, sink = site()
+    refused, err = send(pf, make_msg(subject="x"), rcpts=("good@example.net", "refuse-me@example.net"))
+    assert err is None
+    assert list(refused) == ["refuse-me@example.net"]
+    assert refused["refuse-me@example.net"][0] == 550
+    assert wait_until(lambda: len(sink.messages) == 1, 20.0)
+    assert sink.messages[0].rcpt_tos == ["good@example.net"]
+
+
+def test_quarantine_in_postfix_hold_queue(site):
+    pf, mw, sink = site(opts=[("milter_quarantine", "mta")])
+    refused, err = send(pf, make_msg(subject="x", headers=[("X-Action", "quarantine")]))
+    assert err is None
+    assert pf.wait_log("milter triggers HOLD action", 10.0), pf.log()[-3000:]
+    assert sink.messages == []
+
+
+def test_slow_scanner_gives_tempfail_before_postfix_gives_up(site):
+    pf, mw, sink = site(opts=[("milter_timeout", "1s"),
+                              ("plugin", "%s sleep_header=X-Sleep" % PLUGIN)])
+    _, err = send(pf, make_msg(subject="x", headers=[("X-Sleep", "4000")]))
+    assert isinstance(err, smtplib.SMTPDataError)
+    assert err.smtp_code == 451
+    assert b"4.3.0" in err.smtp_error
+    refused, err = send(pf, make_msg(subject="x"))
+    assert err is None
