@@ -52,6 +52,7 @@ struct msess {
 	char     client_name[256];
 	char    *helo;
 	int      leadspc;       /* SMFIP_HDR_LEADSPC negotiated */
+	unsigned long noreply;  /* SMFIP_NR_* negotiated: those steps get no answer */
 	/* the transaction */
 	int      in_txn;
 	struct timespec start;
@@ -308,12 +309,23 @@ static struct msess *sess_new(SMFICTX *ctx)
 	return s;
 }
 
+/* answer - rc, or SMFIS_NOREPLY for a step negotiated without reply */
+static sfsistat answer(const struct msess *s, unsigned long nr_flag, sfsistat rc)
+{
+	return s != NULL && (s->noreply & nr_flag) ? SMFIS_NOREPLY : rc;
+}
+
 static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
                              unsigned long f2, unsigned long f3, unsigned long *pf0,
                              unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
 	unsigned long want0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
-	unsigned long want1 = SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+	/* no answer to connect, HELO, each header, end of headers and body
+	 * chunks: the MTA does not wait for a round trip on each (the verdict
+	 * comes at RCPT and at the end of the message) */
+	unsigned long want1 = SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_NODATA
+	    | SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY;
+	struct msess *s;
 
 	(void)f2;
 	(void)f3;
@@ -327,7 +339,9 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	*pf2 = *pf3 = 0;
 	/* the session starts here: whether values keep their leading space is
 	 * known only now */
-	sess_new(ctx)->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+	s = sess_new(ctx);
+	s->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+	s->noreply = *pf1;
 	return SMFIS_CONTINUE;
 }
 
@@ -349,7 +363,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	/* Postfix gives "unknown" or "[1.2.3.4]" when the name did not verify */
 	if (hostname != NULL && hostname[0] != '[' && strcmp(hostname, "unknown") != 0)
 		snprintf(s->client_name, sizeof(s->client_name), "%s", hostname);
-	return SMFIS_CONTINUE;
+	return answer(s, SMFIP_NR_CONN, SMFIS_CONTINUE);
 }
 
 static sfsistat on_helo(SMFICTX *ctx, char *helo)
@@ -360,7 +374,7 @@ static sfsistat on_helo(SMFICTX *ctx, char *helo)
 		return SMFIS_TEMPFAIL;
 	free(s->helo);
 	s->helo = xstrndup(helo ? helo : "", 255);
-	return SMFIS_CONTINUE;
+	return answer(s, SMFIP_NR_HELO, SMFIS_CONTINUE);
 }
 
 static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
@@ -450,7 +464,7 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 	const char *v;
 
 	if (s == NULL || !s->in_txn)
-		return SMFIS_TEMPFAIL;
+		return answer(s, SMFIP_NR_HDR, SMFIS_TEMPFAIL);
 	if (s->fields.count < MAX_FIELDS) {
 		s->fields.names = xrealloc(s->fields.names, (s->fields.count + 1) * sizeof(char *));
 		s->fields.names[s->fields.count++] = xstrdup(name);
@@ -479,7 +493,7 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		snprintf(s->message_id, sizeof(s->message_id), "%s", v);
 	else if (strcasecmp(name, "Subject") == 0 && s->subject[0] == '\0')
 		snprintf(s->subject, sizeof(s->subject), "%s", v);
-	return SMFIS_CONTINUE;
+	return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 }
 
 static sfsistat on_eoh(SMFICTX *ctx)
@@ -487,9 +501,9 @@ static sfsistat on_eoh(SMFICTX *ctx)
 	struct msess *s = sess(ctx);
 
 	if (s == NULL || !s->in_txn)
-		return SMFIS_TEMPFAIL;
+		return answer(s, SMFIP_NR_EOH, SMFIS_TEMPFAIL);
 	spool_put(s, "\r\n", 2);
-	return SMFIS_CONTINUE;
+	return answer(s, SMFIP_NR_EOH, SMFIS_CONTINUE);
 }
 
 static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
@@ -497,9 +511,9 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	struct msess *s = sess(ctx);
 
 	if (s == NULL || !s->in_txn)
-		return SMFIS_TEMPFAIL;
+		return answer(s, SMFIP_NR_BODY, SMFIS_TEMPFAIL);
 	spool_put(s, (const char *)chunk, len);
-	return SMFIS_CONTINUE;
+	return answer(s, SMFIP_NR_BODY, SMFIS_CONTINUE);
 }
 
 /* fail_action - the scanner did not answer: milter_default_action */
