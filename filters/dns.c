@@ -22,8 +22,10 @@
  *
  * libunbound's built-in local zones for test., invalid., home.arpa. and
  * the private / documentation reverse zones would answer NXDOMAIN without
- * asking anyone; they are removed, so the resolvers we forward to decide
- * (localhost, 127.in-addr.arpa, ::1 and onion. stay local).
+ * asking anyone; with dns_forwarder set they are removed, so the
+ * resolvers we forward to decide (localhost., ::1 and onion. stay
+ * local).  With /etc/resolv.conf they stay: such names must
+ * not leak to the public DNS.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -418,7 +420,7 @@ static void *dispatcher_main(void *arg)
 /* default local zones of libunbound that would answer NXDOMAIN on their own */
 static const char *const local_zones_removed[] = {
 	"test", "invalid", "home.arpa",
-	"0.in-addr.arpa", "10.in-addr.arpa", "254.169.in-addr.arpa",
+	"0.in-addr.arpa", "10.in-addr.arpa", "127.in-addr.arpa", "254.169.in-addr.arpa",
 	"2.0.192.in-addr.arpa", "168.192.in-addr.arpa", "100.51.198.in-addr.arpa",
 	"113.0.203.in-addr.arpa", "255.255.255.255.in-addr.arpa",
 	"0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
@@ -494,8 +496,10 @@ static int configure(struct ub_ctx *ctx, const struct config *cfg, char *err, si
 	if (n == 0 && (rc = ub_ctx_resolvconf(ctx, NULL)) != 0)
 		slog(NULL, LOG_WARNING, "dns: cannot read /etc/resolv.conf (%s): resolving "
 		    "from the root servers", ub_strerror(rc));
-	/* zone_remove finalizes the options: after every setting */
-	for (i = 0; local_zones_removed[i] != NULL; i++)
+	/* zone_remove finalizes the options: after every setting.  Only with
+	 * forwarders of the site's choosing: towards the public DNS, queries
+	 * for these zones must not leak (why libunbound has them). */
+	for (i = 0; n > 0 && local_zones_removed[i] != NULL; i++)
 		if ((rc = ub_ctx_zone_remove(ctx, local_zones_removed[i])) != 0
 		    && rc != UB_NOID) {
 			snprintf(err, errlen, "dns: removing local zone %s: %s",

@@ -265,6 +265,9 @@ static const struct cfg_opt cfg_opts[] = {
 	      "longest time an NXDOMAIN or NODATA answer is kept (RFC 2308)"),
 	G_DUR("dns_failure_ttl", dns_failure_ttl, "10s", 0, 5 * MS_M,
 	      "how long a failed lookup (SERVFAIL) is remembered before asking again"),
+	{ "dns_client_name", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, dns_client_name, int),
+	  sizeof(int), 0, NULL, NULL, NULL,
+	  "look up the client's forward-confirmed reverse DNS name for filters and the audit log" },
 
 	/* --- SPF (issue 4) --- */
 

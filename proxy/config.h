@@ -110,6 +110,7 @@ struct config {
 	unsigned dns_cache_max_ttl;   /* ms, longest time an answer is kept */
 	unsigned dns_negative_ttl;    /* ms, longest time NXDOMAIN/NODATA is kept */
 	unsigned dns_failure_ttl;     /* ms, how long SERVFAIL is remembered */
+	int      dns_client_name;     /* look up the client's forward-confirmed reverse DNS */
 
 	/* --- SPF (issue 4) --- */
 
