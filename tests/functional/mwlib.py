@@ -714,6 +714,11 @@ class Mailwarden:
                 ("log_level", "debug"), ("shutdown_timeout", "3s")]
         o = list(opts.items()) if isinstance(opts, dict) else list(opts)
         names = {k for k, _ in o}
+        if "dns_forwarder" not in names:
+            # tests never use the system resolver: without a test DNS server,
+            # mailwarden's resolver points at a dead loopback port, and the
+            # client's reverse DNS (which would wait out dns_timeout) is off
+            base += [("dns_forwarder", "127.0.0.1@%d" % free_port()), ("dns_client_name", "no")]
         self.opts = [kv for kv in base if kv[0] not in names] + o
         self.listen_host = listen_host
         self.direction = direction
