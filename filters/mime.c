@@ -651,7 +651,6 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 			char *t = to_utf8(raw->data, raw->len,
 			    g_mime_object_get_content_type_parameter(obj, "charset"), &n);
 
-			g_byte_array_free(raw, TRUE);
 			/* conversion may grow it: the cap holds for what is kept */
 			if (n > room) {
 				n = room;
@@ -662,6 +661,16 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 			}
 			p->data = (const unsigned char *)t;
 			p->len = n;
+			if (n == raw->len && memcmp(t, raw->data, n) == 0)
+				g_byte_array_free(raw, TRUE);
+			else {
+				/* keep the bytes as sent too (an executable declared
+				 * text/plain must still look like one) */
+				p->raw_len = raw->len;
+				g_byte_array_append(raw, (const guint8 *)"", 1);
+				p->raw = g_byte_array_free(raw, FALSE);
+				st->decoded += p->raw_len;
+			}
 		} else {
 			p->len = raw->len;
 			g_byte_array_append(raw, (const guint8 *)"", 1);   /* NUL after, for safety */
@@ -672,6 +681,10 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 	if (p->data == NULL) {
 		p->data = (const unsigned char *)g_strdup("");
 		p->len = 0;
+	}
+	if (p->raw == NULL) {
+		p->raw = p->data;
+		p->raw_len = p->len;
 	}
 	if (truncated) {
 		p->truncated = 1;
@@ -751,6 +764,8 @@ void mime_free(void *p)
 		g_free((char *)pt->declared_type);
 		g_free((char *)pt->filename);
 		g_free((char *)pt->disposition);
+		if (pt->raw != pt->data)
+			g_free((void *)pt->raw);
 		g_free((void *)pt->data);
 		g_free((char *)pt->rendered);
 	}

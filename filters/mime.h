@@ -38,6 +38,11 @@ struct mime_part {
 	const char *rendered;
 	size_t      rendered_len;
 	int         truncated;        /* content cut at MIME_MAX_DECODED */
+	/* the decoded bytes before any charset conversion (what a file
+	 * type is detected from); the same pointer as data unless the
+	 * conversion of a text part changed them */
+	const unsigned char *raw;
+	size_t      raw_len;
 };
 
 struct mime_msg {

@@ -179,6 +179,11 @@ static void test_charsets(void **state)
 	p = &m->parts[0];
 	assert_non_null(strstr((const char *)p->data, "Caf\xc3\xa9 cr\xc3\xa8me"));
 	assert_int_equal(strlen((const char *)p->data), p->len);
+	/* the bytes as sent stay available (file type detection) */
+	assert_ptr_not_equal(p->raw, p->data);
+	assert_memory_equal(p->raw, "Caf\xe9 cr\xe8me", 10);
+	/* unchanged by conversion: the same buffer */
+	assert_ptr_equal(m->parts[3].raw, m->parts[3].data);
 	/* 8bit koi8-r in the nested message -> UTF-8 (Cyrillic "Привет") */
 	p = &m->parts[4];
 	assert_non_null(strstr((const char *)p->data,
@@ -316,6 +321,24 @@ static void test_bad_base64_and_charset(void **state)
 	mime_free(m);
 }
 
+/* binary declared text/plain: data is made valid UTF-8, raw keeps the bytes */
+static void test_binary_as_text(void **state)
+{
+	static const char msg[] =
+		"Content-Type: text/plain; name=notes.txt\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\n"
+		"TVqQAAMAAAAEAAAA//8AAA==\r\n";
+	struct mime_msg *m = parse(msg);
+
+	(void)state;
+	assert_int_equal(m->nparts, 1);
+	assert_int_equal(m->parts[0].raw_len, 16);
+	assert_memory_equal(m->parts[0].raw, "MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0", 16);
+	assert_true(g_utf8_validate((const char *)m->parts[0].data, (gssize)m->parts[0].len, NULL));
+	assert_int_equal(strlen((const char *)m->parts[0].data), m->parts[0].len);
+	mime_free(m);
+}
+
 /* deep nesting: bounded, flagged, no stack blow-up */
 static void test_deep_nesting(void **state)
 {
@@ -389,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_broken),
 		cmocka_unit_test(test_bad_base64_and_charset),
+		cmocka_unit_test(test_binary_as_text),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_too_many_parts),
 		cmocka_unit_test(test_lf_only),
