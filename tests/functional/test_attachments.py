@@ -247,7 +247,7 @@ def test_proxy_tag_encrypted(mw_factory, upstream):
 def test_proxy_quarantine(mw_factory, upstream):
     m = mw_factory(upstream, opts=[("filters", "attachments"),
                                    ("attach_inbound_content_action", "quarantine")])
-    r = send(m, L.message(CASES[6][1]))          # executable declared text/plain
+    r = send(m, case_msg("executable_as_text_plain"))
     assert r.code == 250, r
     rec = m.audit(1)
     assert A.field(rec[0], "action") == "quarantine"
