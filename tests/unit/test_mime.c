@@ -147,6 +147,10 @@ static void test_tree(void **state)
 	assert_true(m->parts[1].is_text && m->parts[1].is_html);
 	assert_false(m->parts[2].is_text);
 
+	for (size_t i = 0; i < m->nparts; i++) {
+		assert_int_equal(m->parts[i].data[m->parts[i].len], 0);
+		assert_int_equal(m->parts[i].raw[m->parts[i].raw_len], 0);
+	}
 	/* decoded content: base64 removed */
 	p = &m->parts[3];
 	assert_int_equal(p->len, 12);
