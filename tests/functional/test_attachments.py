@@ -230,6 +230,7 @@ def test_proxy_reject_banned(mw_factory, upstream):
     assert len(msgs) == 1 and b"invoice.pdf\"" in msgs[0].content
     rec = m.audit(2)
     assert "ATTACH_DOUBLE_EXT" in A.symbols(rec[0])
+    assert 'banned attachment rule=extension file="invoice.pdf.exe"' in m.stderr_tail(200)
     assert A.field(rec[0], "action") == "reject"
 
 
