@@ -63,6 +63,10 @@ CASES = [
      [L.part("application/zip", L.zip_bytes({"scan.pdf": EXE}),
              "attachment; filename=\"scans.zip\"")],
      "reject", "ATTACH_ARCHIVE_BANNED", "of type application/vnd.microsoft.portable-executable"),
+    ("banned_name_in_tar_gz",
+     [L.part("application/gzip", L.tar_gz_bytes({"docs/readme.txt": b"hi\n", "docs/start.vbs": b"x\n"}),
+             "attachment; filename=\"docs.tar.gz\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "contains docs/start.vbs"),
     ("zip_in_zip",
      [L.part("application/zip", L.zip_bytes({"inner.zip": L.zip_bytes({"run.cmd": b"echo\n"})}),
              "attachment; filename=\"outer.zip\"")],
@@ -182,6 +186,15 @@ def test_archive_depth(tmp_path):
                             "attachment; filename=\"o.zip\"")])
     assert scan(tmp_path, msg)["action"] == "reject"
     assert scan(tmp_path, msg, "attach_archive_depth=1")["action"] == "accept"
+
+
+def test_archive_max_entries(tmp_path):
+    """entries past attach_archive_max_entries are not looked at"""
+    files = {"f%d.txt" % i: b"x\n" for i in range(5)}
+    files["z_last.exe"] = b"x\n"
+    msg = L.message([L.part("application/zip", L.zip_bytes(files), "attachment; filename=\"many.zip\"")])
+    assert scan(tmp_path, msg)["action"] == "reject"
+    assert scan(tmp_path, msg, "attach_archive_max_entries=3")["action"] == "accept"
 
 
 def test_broken_mime_does_not_crash(tmp_path):
