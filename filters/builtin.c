@@ -7,6 +7,7 @@
 /* sender authentication */
 
 /* content */
+extern const struct builtin_filter builtin_attachments;
 
 /* spam */
 
@@ -14,6 +15,7 @@ static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
 
 	/* content */
+	&builtin_attachments,
 
 	/* spam */
 
