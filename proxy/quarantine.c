@@ -434,7 +434,10 @@ int quarantine_store(const struct config *cfg, const struct scan_request *req,
 	}
 	tlen = strlen(text);
 	text[tlen] = '\n';	/* replaces the NUL; length kept below */
-	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", day, id);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", day, id) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
 	if (write_file(tmp, text, tlen + 1) < 0)
 		goto fail;
 	if (publish(tmp, jsn) < 0) {

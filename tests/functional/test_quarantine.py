@@ -50,6 +50,7 @@ def test_quarantine_list_show_release(qmw, upstream):
     qid, msg = put_one(m, upstream)
     assert upstream.messages == [], "a quarantined message reached the upstream"
     assert A.field(m.audit(1)[-1], "action") == "quarantine"
+    assert m.audit(1)[-1]["quarantine_id"] == qid      # the audit line names the entry
 
     # list: JSON and text
     entries = q_list(m)
