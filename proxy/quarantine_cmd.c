@@ -36,7 +36,7 @@
 #include "proxy/smtpsend.h"
 #include "proxy/utf8.h"
 
-#define MAX_TO 1000            /* --to recipients of one release */
+#define MAX_TO 100000          /* recipients of one release (max_recipients allows 100000) */
 
 static const char q_usage[] =
 	"usage: mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
