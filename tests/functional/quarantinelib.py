@@ -44,11 +44,12 @@ def spam_msg(subject="buy viagra now", body=None, headers=None):
     return make_msg(subject=subject, body=body, headers=headers)
 
 
-def quarantine_one(m, msg, frm="sender@example.org", rcpts=("rcpt@example.net",)):
+def quarantine_one(m, msg, frm="sender@example.org", rcpts=("rcpt@example.net",),
+                   smtputf8=False):
     """Send msg through the proxy; returns the final reply."""
     c = m.client()
     c.ehlo()
-    r = c.transaction(frm, list(rcpts), msg)
+    r = c.transaction(frm, list(rcpts), msg, mail_params="SMTPUTF8" if smtputf8 else "")
     c.quit()
     return r["final"]
 

@@ -7,13 +7,14 @@ expired (by the command and by the daemon's timer); bad IDs are refused."""
 
 import json
 import re
+import subprocess
 import os
 import time
 
 import pytest
 
 import audit_fields as A
-from mwlib import Upstream, assert_same_bytes, free_port, read_audit, wait_until
+from mwlib import MW_BIN, assert_same_bytes, free_port, read_audit, wait_until
 from quarantinelib import (entry_files, q, q_list, q_ok, quarantine_one, quarantine_opts,
                            spam_msg)
 
@@ -30,11 +31,11 @@ def qmw(mw_factory, upstream):
 
 
 def put_one(m, upstream, msg=None, frm="sender@example.org",
-            rcpts=("rcpt1@example.net", "rcpt2@example.net")):
+            rcpts=("rcpt1@example.net", "rcpt2@example.net"), smtputf8=False):
     """Quarantine msg through the proxy; returns (id, msg)."""
     msg = msg or spam_msg(body=BODY)
     before = {e["id"] for e in q_list(m)}
-    r = quarantine_one(m, msg, frm=frm, rcpts=rcpts)
+    r = quarantine_one(m, msg, frm=frm, rcpts=rcpts, smtputf8=smtputf8)
     assert r.raw == b"250 2.0.0 Held for review\r\n", r
     new = [e["id"] for e in q_list(m) if e["id"] not in before]
     assert len(new) == 1, new
@@ -288,3 +289,63 @@ def test_expire_by_daemon(qmw, upstream):
     assert qid in entry_files(m)
     assert wait_until(lambda: qid not in entry_files(m), timeout=8), entry_files(m)
     assert q_list(m) == []
+
+
+def test_entry_locked_during_release(qmw, upstream, raw_upstream):
+    """While one release is waiting for the upstream, a second release, a
+    delete and the expiry leave the entry alone."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    slow = raw_upstream(script={"EOD": "silent"})
+    first = subprocess.Popen(
+        [MW_BIN, "quarantine", "-o", "quarantine_dir=%s" % m.quarantine_dir,
+         "-o", "audit_log=%s" % m.audit_path, "-o", "quarantine_release_upstream=%s" % slow.addr,
+         "-o", "upstream_eod_timeout=6s", "release", qid],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: slow.messages, timeout=5), "the first release did not send"
+        for args in (["release", qid], ["delete", qid]):
+            r = q(m, *args)
+            assert r.returncode == 1 and b"busy" in r.stderr, (args, r.stderr)
+        time.sleep(2.1)                 # old enough for a max age of 1s
+        r = q_ok(m, "expire", opts=[("quarantine_max_age", "1s")])
+        assert b"1 busy" in r.stdout, r.stdout
+        assert qid in entry_files(m)
+    finally:
+        out, err = first.communicate(timeout=20)
+    assert first.returncode == 1 and b"in time" in err, err
+    assert upstream.messages == []
+
+
+def test_show_is_safe_for_terminals(qmw, upstream):
+    """Header bytes a sender chose never reach the terminal as control
+    sequences; --raw still gives them back unchanged."""
+    m = qmw()
+    subject = b"viagra \x1b]0;pwned\x07 \x1b[2J \xc2\x9b31m bad\xff utf8"
+    qid, msg = put_one(m, upstream, msg=spam_msg(subject=subject))
+    for args in (["show", qid], ["list"]):
+        out = q_ok(m, *args).stdout
+        assert b"\x1b" not in out and b"\x07" not in out and b"\xc2\x9b" not in out, out
+        out.decode("utf-8")             # valid UTF-8
+        assert b"\\x1b]0;pwned" in out, out
+    out = q_ok(m, "list", "--json").stdout
+    assert b"\x1b" not in out
+    json.loads(out)
+    assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg)
+
+
+def test_release_smtputf8(qmw, upstream, make_upstream):
+    """An internationalized envelope goes out with SMTPUTF8; an upstream
+    without SMTPUTF8 gets nothing and the reason is said."""
+    m = qmw()
+    frm, rcpt = "jösé@exämple.org", "zoë@example.net"
+    qid, msg = put_one(m, upstream, frm=frm, rcpts=(rcpt,), smtputf8=True)
+    plain = make_upstream(drop_caps=["SMTPUTF8"])
+    r = q(m, "release", qid, opts=[("quarantine_release_upstream", plain.addr)])
+    assert r.returncode == 1 and b"SMTPUTF8" in r.stderr, r.stderr
+    assert plain.messages == []
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0]
+    assert got.mail_from == frm and got.rcpt_tos == [rcpt]
+    assert "SMTPUTF8" in [o.upper() for o in got.mail_options]
+    assert_same_bytes(got.content, msg)
