@@ -152,13 +152,17 @@ static int released(json_object *rec)
 	return a != NULL && json_object_array_length(a) > 0;
 }
 
+/* utc_now - the time as the daemon's audit lines write it */
 static void utc_now(char *ts, size_t n)
 {
-	time_t now = time(NULL);
+	struct timespec now;
 	struct tm tm;
+	size_t k;
 
-	gmtime_r(&now, &tm);
-	strftime(ts, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	k = strftime(ts, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + k, n - k, ".%03ldZ", now.tv_nsec / 1000000);
 }
 
 /* who - the user running the command, for the audit log */
@@ -636,7 +640,8 @@ static void audit_release(const struct quarantine_entry *e, const struct release
 	json_object_object_add(j, "listener", json_object_new_string(jstr(env, "listener")));
 	json_object_object_add(j, "direction", json_object_new_string(jstr(env, "direction")));
 	json_object_object_add(j, "mail_from", json_object_new_string(r->from));
-	json_object_object_add(j, "mail_params", json_object_new_string(r->params));
+	json_object_object_add(j, "mail_params", json_object_new_string(r->params +
+	    strspn(r->params, " ")));
 	for (size_t i = 0; i < r->nrcpts; i++) {
 		json_object *o = json_object_new_object();
 
