@@ -507,7 +507,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
 		if (cfg->quarantine_dir[0] == '\0')
 			fail(cfg, req, res, "quarantine: quarantine_dir is not set", 0);
-		else if (quarantine_store(cfg->quarantine_dir, req, res, why, ms.msg, len,
+		else if (quarantine_store(cfg, req, res, why, ms.msg, len,
 		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {
 			char what[600];
 

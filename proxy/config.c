@@ -332,6 +332,15 @@ static const struct cfg_opt cfg_opts[] = {
 	       "largest archive inside an archive that is unpacked to be looked into"),
 
 	/* --- quarantine (issue 5) --- */
+	G_DUR("quarantine_max_age", quarantine_max_age, "30d", 0, 49 * 24 * MS_H,
+	      "quarantined messages older than this are removed (0 = keep them; at most 49d)"),
+	G_DUR("quarantine_expire_interval", quarantine_expire_interval, "1h", 1 * MS_S, 24 * MS_H,
+	      "how often the daemon removes expired quarantined messages"),
+	G_STR("quarantine_release_upstream", quarantine_release_upstream, "", check_upstream,
+	      "MTA a released message is sent to: HOST:PORT (empty = its listener's upstream)"),
+	{ "quarantine_delete_released", CFG_BOOL, CFG_GLOBAL, "no", 0, 1,
+	  FLD(config, quarantine_delete_released, int), sizeof(int), 0, NULL, NULL, NULL,
+	  "remove a message from the quarantine once released to all its recipients" },
 
 	/* --- rules (issue 6) --- */
 

@@ -144,6 +144,10 @@ struct config {
 	uint64_t attach_archive_max_size;             /* bytes of a nested archive read */
 
 	/* --- quarantine (issue 5) --- */
+	unsigned quarantine_max_age;          /* ms; entries older are expired; 0 = keep */
+	unsigned quarantine_expire_interval;  /* ms between the daemon's expiry runs */
+	char quarantine_release_upstream[256]; /* HOST:PORT; "" = the listener's upstream */
+	int  quarantine_delete_released;      /* remove an entry once fully released */
 
 	/* --- rules (issue 6) --- */
 

@@ -12,6 +12,7 @@
 #include "filters/scanner.h"
 #include "log.h"
 #include "master.h"
+#include "quarantine_cmd.h"
 #include "sbuf.h"
 
 #define MAX_OVERRIDES 256
@@ -21,7 +22,8 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
 		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
-		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n");
+		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n"
+		"       mailwarden quarantine [-c FILE] [-o name=value]... list|show|release|delete|expire ...\n");
 }
 
 struct cli {
@@ -123,12 +125,13 @@ int main(int argc, char **argv)
 	static struct cli c;    /* static: its strings live as long as the process */
 	memset(&c, 0, sizeof c);
 
-	if (argc > 1 && strcmp(argv[1], "scan") == 0) {
+	if (argc > 1 && (strcmp(argv[1], "scan") == 0 || strcmp(argv[1], "quarantine") == 0)) {
 		c.rest[c.nrest++] = argv[1];
 		parse_cli(&c, argc, argv, 2, 0);
 		struct config *cfg = load(&c);
 		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
-		int rc = scan_command(cfg, c.nrest, c.rest);
+		int rc = argv[1][0] == 's' ? scan_command(cfg, c.nrest, c.rest)
+		                           : quarantine_command(cfg, c.nrest, c.rest);
 		config_unref(cfg);
 		return rc;
 	}

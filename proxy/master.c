@@ -28,6 +28,7 @@
 #include "milter.h"
 #include "netaddr.h"
 #include "proxy.h"
+#include "quarantine.h"
 
 #define MAX_RETIRING 16
 
@@ -379,7 +380,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	     want_milter ? ", milter on " : "", want_milter ? cfg->milter_listen : "");
 
 	int stopping = 0;
-	time_t stop_deadline = 0;
+	time_t stop_deadline = 0, next_expiry = 0;
 	for (;;) {
 		struct timespec ts = { 1, 0 };
 		int sig = sigtimedwait(&mask, NULL, &ts);
@@ -427,6 +428,10 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				stop_deadline = now + 5;
 			}
 			continue;
+		}
+		if (now >= next_expiry) {       /* quarantine_max_age */
+			quarantine_expire_run(M.cfg);
+			next_expiry = now + M.cfg->quarantine_expire_interval / 1000;
 		}
 		if (M.scanner.pid == 0 && M.scanner.restart_at <= now) {
 			M.scanner.restart_at = 0;

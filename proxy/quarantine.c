@@ -6,22 +6,33 @@
  * complete entry or debris under a ".tmp-" name, never a truncated ID.eml.
  * The .json goes last: its presence is what makes an entry.
  *
+ * Layout, index and locking: see quarantine.h.
+ *
  * The .json keeps the envelope bytes as they came (json-c passes bytes >=
  * 0x80 through unchanged), so a release can replay the exact addresses; a
  * reader wanting strict UTF-8 sanitizes on display.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/headers.h"
+#include "proxy/log.h"
 #include "proxy/quarantine.h"
+#include "proxy/sbuf.h"
 
 #define Q_ATTEMPTS 8		/* fresh IDs tried on a (very unlikely) collision */
 
@@ -132,10 +143,198 @@ static int make_id(char *id, size_t idsz, time_t now)
 	return 0;
 }
 
-static char *record_json(const char *id, time_t now, const struct scan_request *req,
-                         const struct scan_result *res, const char *reason, size_t len)
+/* ------------------------------------------------------------------ */
+/* IDs, days and paths                                                  */
+
+/* digits - n decimal digits at s into *out; 0 or -1 */
+static int digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* utc_time - the time_t of a UTC date and time, or -1 when the fields are
+ * not a real one (month 13, February 30, hour 24, ...): timegm normalizes
+ * such values, so the result must read back as the same fields. */
+static int utc_time(int y, int mo, int d, int h, int mi, int s, time_t *out)
+{
+	struct tm tm, back;
+	time_t t;
+
+	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59
+	    || s > 59 || h < 0 || mi < 0 || s < 0)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = s;
+	t = timegm(&tm);	/* normalizes tm too: compare with the inputs */
+	if (t == (time_t)-1 || gmtime_r(&t, &back) == NULL || back.tm_year != y - 1900
+	    || back.tm_mon != mo - 1 || back.tm_mday != d
+	    || back.tm_hour != h || back.tm_min != mi || back.tm_sec != s)
+		return -1;
+	*out = t;
+	return 0;
+}
+
+/* day_time - start of the day a "YYYYMMDD" directory name stands for */
+static int day_time(const char *name, time_t *t)
+{
+	int y, mo, d;
+
+	if (strlen(name) != 8 || digits(name, 4, &y) < 0 || digits(name + 4, 2, &mo) < 0
+	    || digits(name + 6, 2, &d) < 0)
+		return -1;
+	return utc_time(y, mo, d, 0, 0, 0, t);
+}
+
+int quarantine_id_time(const char *id, time_t *t)
+{
+	int y, mo, d, h, mi, s;
+	time_t v;
+
+	if (id == NULL || strnlen(id, QUARANTINE_ID_LEN + 1) != QUARANTINE_ID_LEN
+	    || id[8] != 'T' || id[15] != '-')
+		return -1;
+	if (digits(id, 4, &y) < 0 || digits(id + 4, 2, &mo) < 0 || digits(id + 6, 2, &d) < 0
+	    || digits(id + 9, 2, &h) < 0 || digits(id + 11, 2, &mi) < 0
+	    || digits(id + 13, 2, &s) < 0)
+		return -1;
+	for (int i = 16; i < QUARANTINE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return -1;
+	if (utc_time(y, mo, d, h, mi, s, &v) < 0)
+		return -1;
+	if (t != NULL)
+		*t = v;
+	return 0;
+}
+
+int quarantine_id_valid(const char *id)
+{
+	return quarantine_id_time(id, NULL) == 0;
+}
+
+/* day_dir - "dir/YYYYMMDD" of a valid id */
+static int day_dir(const char *dir, const char *id, char *out, size_t outsz)
+{
+	if ((size_t)snprintf(out, outsz, "%s/%.8s", dir, id) >= outsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int quarantine_path(const char *dir, const char *id, const char *ext, char *out, size_t outsz)
+{
+	if (!quarantine_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((size_t)snprintf(out, outsz, "%s/%.8s/%s.%s", dir, id, id, ext) >= outsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int quarantine_parse_time(const char *s, time_t now, time_t *out)
+{
+	size_t n = strlen(s), d = 0;
+	int y, mo, dd, h = 0, mi = 0, sec = 0;
+	unsigned long long v;
+
+	if (n == 0 || n > 32)
+		return -1;
+	if (s[0] == '@') {
+		if (n < 2 || n > 12 || strspn(s + 1, "0123456789") != n - 1)
+			return -1;
+		*out = (time_t)strtoll(s + 1, NULL, 10);
+		return 0;
+	}
+	while (d < n && isdigit((unsigned char)s[d]))
+		d++;
+	if (d > 0 && d == n - 1 && strchr("smhdw", s[d]) != NULL) {
+		static const unsigned long long unit[] = { 1, 60, 3600, 86400, 604800 };
+
+		if (d > 9)
+			return -1;
+		v = strtoull(s, NULL, 10) * unit[strchr("smhdw", s[d]) - "smhdw"];
+		if ((time_t)v > now)
+			return -1;
+		*out = now - (time_t)v;
+		return 0;
+	}
+	/* YYYY-MM-DD, then optionally [T ]HH:MM[:SS], then optionally Z */
+	if (n < 10 || digits(s, 4, &y) < 0 || s[4] != '-' || digits(s + 5, 2, &mo) < 0
+	    || s[7] != '-' || digits(s + 8, 2, &dd) < 0)
+		return -1;
+	d = 10;
+	if (d < n && (s[d] == 'T' || s[d] == ' ')) {
+		if (n < d + 6 || digits(s + d + 1, 2, &h) < 0 || s[d + 3] != ':'
+		    || digits(s + d + 4, 2, &mi) < 0)
+			return -1;
+		d += 6;
+		if (d < n && s[d] == ':') {
+			if (n < d + 3 || digits(s + d + 1, 2, &sec) < 0)
+				return -1;
+			d += 3;
+		}
+	}
+	if (d < n && s[d] == 'Z')
+		d++;
+	if (d != n)
+		return -1;
+	return utc_time(y, mo, dd, h, mi, sec, out);
+}
+
+/* ------------------------------------------------------------------ */
+/* storing                                                              */
+
+/* first_header - the unfolded value of the first field called name in
+ * the header section of msg, or NULL */
+static json_object *first_header(const char *msg, size_t len, const char *name)
+{
+	struct header_field f;
+	size_t pos = 0;
+	char val[1000];
+
+	while (header_next(msg, len, &pos, &f) == 1)
+		if (header_name_is(&f, name)) {
+			size_t n = header_unfold(&f, val, sizeof(val));
+
+			return json_object_new_string_len(val, (int)n);
+		}
+	return NULL;
+}
+
+/* listener_upstream - the upstream of the listener called name, or "" */
+static const char *listener_upstream(const struct config *cfg, const char *name)
+{
+	for (unsigned i = 0; name != NULL && i < cfg->nlisteners; i++)
+		if (strcmp(cfg->listeners[i].name, name) == 0)
+			return cfg->listeners[i].upstream;
+	return "";
+}
+
+static char *record_json(const struct config *cfg, const char *id, time_t now,
+                         const struct scan_request *req, const struct scan_result *res,
+                         const char *reason, const void *msg, size_t len)
 {
 	json_object *o = json_object_new_object(), *r;
+	static const char *const fields[][2] = {
+		{ "From", "header_from" }, { "Subject", "subject" }, { "Message-ID", "message_id" }
+	};
 	struct tm tm;
 	char ts[32];
 	char *text;
@@ -146,32 +345,55 @@ static char *record_json(const char *id, time_t now, const struct scan_request *
 	json_object_object_add(o, "time", json_object_new_string(ts));
 	json_object_object_add(o, "reason", json_object_new_string(reason ? reason : ""));
 	json_object_object_add(o, "size", json_object_new_uint64(len));
+	json_object_object_add(o, "upstream",
+	    json_object_new_string(listener_upstream(cfg, req->listener)));
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		json_object *v = first_header(msg, len, fields[i][0]);
+
+		if (v != NULL)
+			json_object_object_add(o, fields[i][1], v);
+	}
 	json_object_object_add(o, "envelope", scan_request_to_json(req));
 	r = scan_result_to_json(res);
 	json_object_object_add(r, "quarantine_id", json_object_new_string(id));
 	json_object_object_add(o, "result", r);
+	json_object_object_add(o, "released", json_object_new_array());
 	text = strdup(json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return text;
 }
 
-int quarantine_store(const char *dir, const struct scan_request *req,
+/* sync_dir - make new names in dir durable */
+static void sync_dir(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+}
+
+int quarantine_store(const struct config *cfg, const struct scan_request *req,
                      const struct scan_result *res, const char *reason,
                      const void *msg, size_t len, char *id_out, size_t idsz)
 {
-	char id[QUARANTINE_ID_MAX], tmp[PATH_MAX], eml[PATH_MAX], jsn[PATH_MAX];
+	const char *dir = cfg->quarantine_dir;
+	char id[QUARANTINE_ID_MAX], day[PATH_MAX], tmp[PATH_MAX], eml[PATH_MAX], jsn[PATH_MAX];
 	char *text = NULL;
 	time_t now = time(NULL);
-	int attempt, saved, dfd;
+	int attempt, saved;
 	size_t tlen;
 
 	if (idsz < QUARANTINE_ID_MAX) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (dir == NULL || mkdir_p(dir) < 0)
+	if (dir[0] == '\0') {
+		errno = ENOENT;
 		return -1;
+	}
 	for (attempt = 0;; attempt++) {
 		if (attempt == Q_ATTEMPTS) {
 			errno = EEXIST;
@@ -179,14 +401,19 @@ int quarantine_store(const char *dir, const struct scan_request *req,
 		}
 		if (make_id(id, sizeof(id), now) < 0)
 			return -1;
-		if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.eml", dir, id) >= sizeof(tmp)
-		    || (size_t)snprintf(eml, sizeof(eml), "%s/%s.eml", dir, id) >= sizeof(eml)
-		    || (size_t)snprintf(jsn, sizeof(jsn), "%s/%s.json", dir, id) >= sizeof(jsn)) {
+		if (day_dir(dir, id, day, sizeof(day)) < 0
+		    || (size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.eml", day, id) >= sizeof(tmp)
+		    || quarantine_path(dir, id, "eml", eml, sizeof(eml)) < 0
+		    || quarantine_path(dir, id, "json", jsn, sizeof(jsn)) < 0) {
 			errno = ENAMETOOLONG;
 			return -1;
 		}
+		if (mkdir_p(day) < 0)
+			return -1;
 		if (write_file(tmp, msg, len) < 0) {
-			if (errno == EEXIST)
+			/* EEXIST: a colliding ID; ENOENT: expiry removed the
+			 * (then empty) day directory just now: try again */
+			if (errno == EEXIST || errno == ENOENT)
 				continue;
 			return -1;
 		}
@@ -200,14 +427,17 @@ int quarantine_store(const char *dir, const struct scan_request *req,
 		}
 	}
 
-	text = record_json(id, now, req, res, reason, len);
+	text = record_json(cfg, id, now, req, res, reason, msg, len);
 	if (text == NULL) {
 		errno = ENOMEM;
 		goto fail;
 	}
 	tlen = strlen(text);
 	text[tlen] = '\n';	/* replaces the NUL; length kept below */
-	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", dir, id);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", day, id) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
 	if (write_file(tmp, text, tlen + 1) < 0)
 		goto fail;
 	if (publish(tmp, jsn) < 0) {
@@ -217,12 +447,8 @@ int quarantine_store(const char *dir, const struct scan_request *req,
 		goto fail;
 	}
 	free(text);
-	/* make the new names durable too */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
+	sync_dir(day);
+	sync_dir(dir);		/* the day directory may be new */
 	snprintf(id_out, idsz, "%s", id);
 	return 0;
 fail:
@@ -231,4 +457,474 @@ fail:
 	unlink(eml);
 	errno = saved;
 	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* opening, changing, removing one entry                                */
+
+static int qfail(char *err, size_t errlen, int e, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* qfail - message into err, errno = e, returns -1 */
+static int qfail(char *err, size_t errlen, int e, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	errno = e;
+	return -1;
+}
+
+/* read_record - the JSON object in path (at most QUARANTINE_RECORD_MAX) */
+static json_object *read_record(const char *path, char *err, size_t errlen)
+{
+	struct json_tokener *tok;
+	struct sbuf b;
+	struct stat st;
+	json_object *j = NULL;
+	char buf[65536];
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		qfail(err, errlen, errno, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > QUARANTINE_RECORD_MAX) {
+		close(fd);
+		qfail(err, errlen, EBADMSG, "%s: not a record (not a regular file, or too big)", path);
+		return NULL;
+	}
+	sbuf_init(&b, QUARANTINE_RECORD_MAX);
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || sbuf_add(&b, buf, (size_t)n) < 0)
+			break;
+	}
+	close(fd);
+	if (n < 0) {
+		qfail(err, errlen, EIO, "%s: read failed", path);
+		sbuf_free(&b);
+		return NULL;
+	}
+	tok = json_tokener_new();
+	if (b.len > 0)
+		j = json_tokener_parse_ex(tok, b.data, (int)b.len);
+	if (j != NULL && (json_tokener_get_error(tok) != json_tokener_success
+	    || !json_object_is_type(j, json_type_object))) {
+		json_object_put(j);
+		j = NULL;
+	}
+	json_tokener_free(tok);
+	sbuf_free(&b);
+	if (j == NULL)
+		qfail(err, errlen, EBADMSG, "%s: not a JSON object", path);
+	return j;
+}
+
+/* entry_open - open (and lock) the .eml; read the record if want_record */
+static int entry_open(const char *dir, const char *id, unsigned flags, int want_record,
+                      struct quarantine_entry *e, char *err, size_t errlen)
+{
+	struct stat st;
+	json_object *v;
+
+	memset(e, 0, sizeof(*e));
+	e->fd = -1;
+	if (!quarantine_id_valid(id))
+		return qfail(err, errlen, EINVAL,
+		    "not a quarantine ID (YYYYMMDDTHHMMSS-xxxxxxxx): '%.*s'", 40, id ? id : "");
+	snprintf(e->id, sizeof(e->id), "%s", id);
+	if (quarantine_path(dir, id, "eml", e->eml, sizeof(e->eml)) < 0
+	    || quarantine_path(dir, id, "json", e->json, sizeof(e->json)) < 0)
+		return qfail(err, errlen, ENAMETOOLONG, "quarantine_dir too long");
+	e->fd = open(e->eml, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (e->fd < 0) {
+		int saved = errno;
+
+		if (saved == ENOENT)
+			return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
+		return qfail(err, errlen, saved, "%s: %s", e->eml, strerror(saved));
+	}
+	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		quarantine_close(e);
+		return qfail(err, errlen, EBADMSG, "%s is not a regular file", id);
+	}
+	if ((flags & QUARANTINE_LOCK) && flock(e->fd, LOCK_EX | LOCK_NB) < 0) {
+		int saved = errno;
+
+		quarantine_close(e);
+		if (saved == EWOULDBLOCK)
+			return qfail(err, errlen, EWOULDBLOCK,
+			    "%s is busy: another release or delete is working on it", id);
+		return qfail(err, errlen, saved, "lock %s: %s", id, strerror(saved));
+	}
+	/* the record is read after the lock: an entry removed meanwhile is
+	 * seen as gone, not half there */
+	if (!want_record) {
+		if (access(e->json, F_OK) < 0) {
+			quarantine_close(e);
+			return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
+		}
+		return 0;
+	}
+	e->rec = read_record(e->json, err, errlen);
+	if (e->rec == NULL) {
+		int saved = errno;
+
+		quarantine_close(e);
+		if (saved == ENOENT)
+			return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
+		errno = saved;
+		return -1;
+	}
+	if (!json_object_object_get_ex(e->rec, "id", &v) || !json_object_is_type(v, json_type_string)
+	    || strcmp(json_object_get_string(v), id) != 0) {
+		quarantine_close(e);
+		return qfail(err, errlen, EBADMSG, "the record of %s names another ID", id);
+	}
+	return 0;
+}
+
+int quarantine_open(const char *dir, const char *id, unsigned flags,
+                    struct quarantine_entry *e, char *err, size_t errlen)
+{
+	return entry_open(dir, id, flags, 1, e, err, errlen);
+}
+
+void quarantine_close(struct quarantine_entry *e)
+{
+	if (e->fd >= 0)
+		close(e->fd);	/* releases the lock */
+	e->fd = -1;
+	if (e->rec != NULL)
+		json_object_put(e->rec);
+	e->rec = NULL;
+}
+
+const char *quarantine_message(const struct quarantine_entry *e, size_t *len)
+{
+	struct stat st;
+	void *p;
+
+	if (fstat(e->fd, &st) < 0)
+		return NULL;
+	if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX / 2) {
+		errno = EFBIG;
+		return NULL;
+	}
+	*len = (size_t)st.st_size;
+	if (*len == 0)
+		return "";
+	p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, e->fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void quarantine_unmap(const char *p, size_t len)
+{
+	if (p != NULL && len > 0)
+		munmap((void *)p, len);
+}
+
+int quarantine_save_record(struct quarantine_entry *e)
+{
+	char tmp[PATH_MAX + 16], day[PATH_MAX];
+	const char *text;
+	struct stat st;
+	char *line;
+	size_t n;
+	int rc;
+
+	if (snprintf(day, sizeof(day), "%s", e->json) >= (int)sizeof(day) || strrchr(day, '/') == NULL) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	*strrchr(day, '/') = '\0';
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", day, e->id) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	text = json_object_to_json_string_ext(e->rec,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	n = strlen(text);
+	line = xmalloc(n + 1);
+	memcpy(line, text, n);
+	line[n] = '\n';
+	unlink(tmp);		/* debris of a save that crashed */
+	rc = write_file(tmp, line, n + 1);
+	free(line);
+	if (rc < 0)
+		return -1;
+	/* keep the owner: an admin running this as root must not leave a
+	 * record the daemon's user cannot rewrite */
+	if (stat(e->json, &st) == 0 && (st.st_uid != geteuid() || st.st_gid != getegid()))
+		(void)!chown(tmp, st.st_uid, st.st_gid);
+	if (rename(tmp, e->json) < 0) {
+		int saved = errno;
+
+		unlink(tmp);
+		errno = saved;
+		return -1;
+	}
+	sync_dir(day);
+	return 0;
+}
+
+int quarantine_remove(struct quarantine_entry *e)
+{
+	char day[PATH_MAX];
+
+	if (unlink(e->json) < 0 && errno != ENOENT)
+		return -1;
+	if (unlink(e->eml) < 0 && errno != ENOENT)
+		return -1;
+	snprintf(day, sizeof(day), "%s", e->eml);
+	if (strrchr(day, '/') != NULL) {
+		*strrchr(day, '/') = '\0';
+		sync_dir(day);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* listing and expiry                                                   */
+
+struct names {
+	char (*v)[QUARANTINE_ID_MAX + 16];
+	size_t n, cap;
+};
+
+static void names_add(struct names *a, const char *s)
+{
+	if (a->n == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 64;
+		a->v = xrealloc(a->v, a->cap * sizeof(a->v[0]));
+	}
+	size_t n = strnlen(s, sizeof(a->v[0]) - 1);	/* callers keep short names only */
+
+	memcpy(a->v[a->n], s, n);
+	a->v[a->n++][n] = '\0';
+}
+
+static int names_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* read_names - the names in dir that keep(name) accepts, sorted.  0, or -1
+ * with errno (ENOENT for a missing dir). */
+static int read_names(const char *dir, int (*keep)(const char *), struct names *out)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	memset(out, 0, sizeof(*out));
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (keep(de->d_name))
+			names_add(out, de->d_name);
+	closedir(d);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(out->v[0]), names_cmp);
+	return 0;
+}
+
+static int is_day_name(const char *name)
+{
+	time_t t;
+
+	return day_time(name, &t) == 0;
+}
+
+/* is_entry_file - "ID.json", "ID.eml", ".tmp-ID.*": the names we own */
+static int is_entry_file(const char *name)
+{
+	char id[QUARANTINE_ID_MAX];
+	size_t n;
+
+	if (strncmp(name, ".tmp-", 5) == 0)
+		name += 5;
+	n = strlen(name);
+	if (n < QUARANTINE_ID_LEN + 1 || name[QUARANTINE_ID_LEN] != '.')
+		return 0;
+	memcpy(id, name, QUARANTINE_ID_LEN);
+	id[QUARANTINE_ID_LEN] = '\0';
+	return quarantine_id_valid(id);
+}
+
+static void free_names(struct names *a)
+{
+	free(a->v);
+	memset(a, 0, sizeof(*a));
+}
+
+int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *arg,
+                    char *err, size_t errlen)
+{
+	struct names days, files;
+	char path[PATH_MAX];
+	int rc = 0;
+
+	if (read_names(dir, is_day_name, &days) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return qfail(err, errlen, errno, "%s: %s", dir, strerror(errno));
+	}
+	for (size_t i = 0; i < days.n && rc == 0; i++) {
+		time_t t;
+
+		day_time(days.v[i], &t);
+		if (since > 0 && t + 86400 <= since)
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, days.v[i]) >= sizeof(path))
+			continue;
+		if (read_names(path, is_entry_file, &files) < 0) {
+			if (errno == ENOENT)	/* expired meanwhile */
+				continue;
+			rc = qfail(err, errlen, errno, "%s: %s", path, strerror(errno));
+			break;
+		}
+		for (size_t k = 0; k < files.n && rc == 0; k++) {
+			char *name = files.v[k];
+			size_t n = strlen(name);
+
+			if (name[0] == '.' || n != QUARANTINE_ID_LEN + 5
+			    || strcmp(name + QUARANTINE_ID_LEN, ".json") != 0
+			    || strncmp(name, days.v[i], 8) != 0)
+				continue;
+			name[QUARANTINE_ID_LEN] = '\0';
+			if (since > 0 && quarantine_id_time(name, &t) == 0 && t < since)
+				continue;
+			if (fn(arg, name) < 0)
+				rc = -1;
+		}
+		free_names(&files);
+	}
+	free_names(&days);
+	return rc;
+}
+
+/* expire_entry - remove entry id if nobody holds its lock */
+static void expire_entry(const char *dir, const char *id, struct quarantine_expiry *st)
+{
+	struct quarantine_entry e;
+
+	if (entry_open(dir, id, QUARANTINE_LOCK, 0, &e, NULL, 0) < 0) {
+		if (errno == EWOULDBLOCK)
+			st->busy++;
+		else if (errno != ENOENT)
+			st->errors++;
+		return;
+	}
+	if (quarantine_remove(&e) == 0)
+		st->removed++;
+	else
+		st->errors++;
+	quarantine_close(&e);
+}
+
+/* expire_debris - remove name in day (a temporary file or a lone .eml) if
+ * it is older than QUARANTINE_DEBRIS_AGE */
+static void expire_debris(const char *day, const char *name, time_t now,
+                          struct quarantine_expiry *st)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", day, name) >= sizeof(path))
+		return;
+	if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_mtime + QUARANTINE_DEBRIS_AGE > now)
+		return;
+	if (unlink(path) == 0)
+		st->debris++;
+	else if (errno != ENOENT)
+		st->errors++;
+}
+
+int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarantine_expiry *st,
+                      char *err, size_t errlen)
+{
+	struct names days, files;
+	char path[PATH_MAX], json[PATH_MAX];
+	time_t today = now - now % 86400;
+
+	memset(st, 0, sizeof(*st));
+	if (read_names(dir, is_day_name, &days) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return qfail(err, errlen, errno, "%s: %s", dir, strerror(errno));
+	}
+	for (size_t i = 0; i < days.n; i++) {
+		time_t day;
+
+		day_time(days.v[i], &day);
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, days.v[i]) >= sizeof(path))
+			continue;
+		if (read_names(path, is_entry_file, &files) < 0) {
+			if (errno != ENOENT)
+				st->errors++;
+			continue;
+		}
+		for (size_t k = 0; k < files.n; k++) {
+			char *name = files.v[k];
+			size_t n = strlen(name);
+			char id[QUARANTINE_ID_MAX];
+			time_t t;
+
+			if (name[0] == '.') {
+				expire_debris(path, name, now, st);
+				continue;
+			}
+			memcpy(id, name, QUARANTINE_ID_LEN);
+			id[QUARANTINE_ID_LEN] = '\0';
+			if (quarantine_id_time(id, &t) < 0)
+				continue;
+			if (n == QUARANTINE_ID_LEN + 5 && strcmp(name + QUARANTINE_ID_LEN, ".json") == 0) {
+				if (t < cutoff)
+					expire_entry(dir, id, st);
+			} else if (n == QUARANTINE_ID_LEN + 4
+			    && strcmp(name + QUARANTINE_ID_LEN, ".eml") == 0
+			    && quarantine_path(dir, id, "json", json, sizeof(json)) == 0
+			    && access(json, F_OK) < 0 && errno == ENOENT) {
+				/* a .eml without its record: a store that crashed
+				 * between the two renames (or one in progress) */
+				expire_debris(path, name, now, st);
+			}
+		}
+		free_names(&files);
+		/* an emptied past day goes; never today's, which a scanner may be
+		 * about to write into (it retries if this races anyway) */
+		if (day < today && rmdir(path) < 0 && errno != ENOTEMPTY && errno != EEXIST
+		    && errno != ENOENT)
+			st->errors++;
+	}
+	free_names(&days);
+	return 0;
+}
+
+void quarantine_expire_run(const struct config *cfg)
+{
+	struct quarantine_expiry st;
+	time_t now = time(NULL);
+	char err[512];
+
+	if (cfg->quarantine_max_age == 0 || cfg->quarantine_dir[0] == '\0')
+		return;
+	if (quarantine_expire(cfg->quarantine_dir, now - (time_t)(cfg->quarantine_max_age / 1000),
+	    now, &st, err, sizeof(err)) < 0) {
+		slog(NULL, LOG_WARNING, "quarantine expiry: %s", err);
+		return;
+	}
+	if (st.removed > 0 || st.debris > 0 || st.errors > 0)
+		slog(NULL, st.errors > 0 ? LOG_WARNING : LOG_INFO,
+		    "quarantine expiry: removed=%u debris=%u busy=%u errors=%u",
+		    st.removed, st.debris, st.busy, st.errors);
 }

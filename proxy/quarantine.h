@@ -1,26 +1,130 @@
-/* quarantine.h - the quarantine store: a directory holding, per message,
- * ID.eml (the message exactly as received: CRLF lines, not dot-stuffed) and
- * ID.json (envelope, scan result, reason, time).  ID is the UTC time of
- * storage and random hex, e.g. "20261127T013000-3f9a0c1d", so a plain "ls"
- * lists the store in time order.  An entry exists once its .json exists
- * (written last); a lone .eml or a ".tmp-*" file is debris of a crash. */
+/* quarantine.h - the quarantine store.
+ *
+ * Layout: one directory per UTC day under quarantine_dir, and in it, per
+ * message, ID.eml (the message exactly as received: CRLF lines, not dot-
+ * stuffed) and ID.json (envelope, scan result, reason, time, the
+ * listener's upstream, a few header fields for listings, and the releases
+ * made so far).  ID is the UTC time of storage and random hex, e.g.
+ * "20261127T013000-3f9a0c1d", stored as quarantine_dir/20261127/ID.*.
+ *
+ * The index is that directory tree itself, not a second file: an entry
+ * exists once its .json has been renamed into place, so there is nothing
+ * that a crash or two writers could leave out of step with the entries.
+ * Scanner threads and processes (an old and a new scanner during a reload)
+ * write concurrently without a lock: each file is created under a fresh
+ * ".tmp-" name with O_EXCL and renamed without replacing.  Listing in time
+ * order is a sort of names; "--since" skips whole days; expiry removes
+ * whole days.  Whoever changes or removes an entry (release, delete,
+ * expiry) holds flock(LOCK_EX) on its ID.eml, so two admins cannot release
+ * the same message twice at once, and expiry skips an entry being released.
+ *
+ * A lone ID.eml or a ".tmp-*" file is debris of a crash; expiry removes it
+ * once it is an hour old.
+ */
 #ifndef MW_QUARANTINE_H
 #define MW_QUARANTINE_H
 
+#include <limits.h>
 #include <stddef.h>
+#include <time.h>
+#include <json-c/json.h>
+
+#include "proxy/config.h"
 #include "proxy/scanproto.h"
 
-#define QUARANTINE_ID_MAX 32    /* "YYYYMMDDTHHMMSS-xxxxxxxx" + NUL fits */
+#define QUARANTINE_ID_LEN 24    /* "YYYYMMDDTHHMMSS-xxxxxxxx" */
+#define QUARANTINE_ID_MAX 32    /* ... + NUL fits */
+#define QUARANTINE_DEBRIS_AGE 3600   /* seconds before crash debris is removed */
+#define QUARANTINE_RECORD_MAX (16 * 1024 * 1024)   /* largest ID.json read */
 
 /* quarantine_store - store msg[0..len) with its envelope (req), result
  * (res; res->quarantine_id is not read) and reason (may be NULL) under a
- * new ID in dir, creating dir (mode 0700, parents too) if missing.  Each
- * file is written to a temporary name, fsync'ed and renamed into place; an
- * existing entry is never overwritten.  Thread-safe.  Returns 0 with the ID
- * in id_out (NUL-terminated), or -1 with errno (ENAMETOOLONG when idsz is
- * too small or dir too long). */
-int quarantine_store(const char *dir, const struct scan_request *req,
+ * new ID in cfg->quarantine_dir, creating the directories (mode 0700) if
+ * missing.  The record also gets the upstream of the listener req came
+ * through (from cfg), for a later release.  Each file is written to a
+ * temporary name, fsync'ed and renamed into place; an existing entry is
+ * never overwritten.  Thread-safe.  Returns 0 with the ID in id_out, or -1
+ * with errno (ENAMETOOLONG when idsz is too small or the dir too long). */
+int quarantine_store(const struct config *cfg, const struct scan_request *req,
                      const struct scan_result *res, const char *reason,
                      const void *msg, size_t len, char *id_out, size_t idsz);
+
+/* quarantine_id_valid - 1 if id is exactly an ID as quarantine_store makes
+ * them (a real UTC date and time, 8 lowercase hex digits), else 0.  Nothing
+ * else ever becomes part of a path. */
+int quarantine_id_valid(const char *id);
+
+/* quarantine_id_time - the storage time an ID names.  0, or -1 if the ID
+ * is not valid. */
+int quarantine_id_time(const char *id, time_t *t);
+
+/* quarantine_path - "dir/YYYYMMDD/ID.ext" into out.  0, or -1 with errno
+ * EINVAL (bad ID) or ENAMETOOLONG. */
+int quarantine_path(const char *dir, const char *id, const char *ext, char *out, size_t outsz);
+
+/* quarantine_parse_time - a point in time for "--since": "YYYY-MM-DD",
+ * "YYYY-MM-DDTHH:MM[:SS][Z]" (or with a space instead of T; always UTC),
+ * "@EPOCH", or an age "N" + s|m|h|d|w meaning now - N.  0 or -1. */
+int quarantine_parse_time(const char *s, time_t now, time_t *out);
+
+/* One entry, opened. */
+struct quarantine_entry {
+	char id[QUARANTINE_ID_MAX];
+	char eml[PATH_MAX];
+	char json[PATH_MAX];
+	int  fd;                 /* ID.eml, read-only; flock'ed if opened locked */
+	json_object *rec;        /* the record, owned */
+};
+
+#define QUARANTINE_LOCK    0x1   /* take the entry's lock (fails if busy) */
+
+/* quarantine_open - open entry id of dir: validate the ID, open its .eml
+ * (and lock it with QUARANTINE_LOCK, without waiting), read its record.
+ * Returns 0, or -1 with a one-line reason in err: not an ID, no such
+ * entry, busy, unreadable or malformed record. */
+int quarantine_open(const char *dir, const char *id, unsigned flags,
+                    struct quarantine_entry *e, char *err, size_t errlen);
+void quarantine_close(struct quarantine_entry *e);
+
+/* quarantine_message - map the stored message read-only: *len bytes at the
+ * returned address (quarantine_unmap after use), or NULL with errno.  An
+ * empty message maps to a static "". */
+const char *quarantine_message(const struct quarantine_entry *e, size_t *len);
+void quarantine_unmap(const char *p, size_t len);
+
+/* quarantine_save_record - write e->rec back (temporary file, fsync,
+ * rename over the old one; owner kept).  Needs the lock.  0 or -1 errno. */
+int quarantine_save_record(struct quarantine_entry *e);
+
+/* quarantine_remove - remove the entry (its .json first: from then on it
+ * does not exist; then its .eml).  Needs the lock.  0 or -1 errno. */
+int quarantine_remove(struct quarantine_entry *e);
+
+/* quarantine_list - call fn(arg, id) for every entry of dir stored at or
+ * after since (0: all), oldest first.  fn returns 0 to go on, -1 to stop.
+ * A missing dir is an empty store.  Returns 0, -1 with err (unreadable
+ * directory), or fn's -1. */
+typedef int (*quarantine_list_fn)(void *arg, const char *id);
+int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *arg,
+                    char *err, size_t errlen);
+
+struct quarantine_expiry {
+	unsigned removed;        /* entries */
+	unsigned debris;         /* crash leftovers */
+	unsigned busy;           /* entries skipped: locked by a release/delete */
+	unsigned errors;         /* files that could not be removed */
+};
+
+/* quarantine_expire - remove every entry stored before cutoff, crash debris
+ * older than QUARANTINE_DEBRIS_AGE (before now), and day directories left
+ * empty (never today's).  Counts in *st.  0, or -1 with err if dir cannot
+ * be read (a missing dir is fine). */
+int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarantine_expiry *st,
+                      char *err, size_t errlen);
+
+/* quarantine_expire_run - the daemon's periodic expiry: quarantine_expire
+ * with cutoff now - cfg->quarantine_max_age (nothing if that is 0), a log
+ * line when something was removed or failed. */
+void quarantine_expire_run(const struct config *cfg);
 
 #endif

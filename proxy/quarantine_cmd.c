@@ -1,0 +1,878 @@
+/* quarantine_cmd.c - "mailwarden quarantine"; see quarantine_cmd.h.
+ *
+ * What is printed for people is made safe for a terminal: the record and
+ * the headers hold bytes a sender chose, so invalid UTF-8 becomes U+FFFD
+ * and control characters (C0, DEL, C1: the ones terminals act on) are
+ * shown as \xHH.  --json output is valid UTF-8 JSON; --raw is the message
+ * byte for byte, for piping.
+ *
+ * A release replays the stored envelope (or the --to recipients) to the
+ * upstream with a blocking client (smtpsend.c), under the entry's lock, and
+ * writes one audit-log line whatever the outcome once the upstream was
+ * tried.  The envelope strings come from a file: each is checked again
+ * with the proxy's own path parser before it goes into a command, so a
+ * tampered record cannot inject SMTP commands.  Of the client's MAIL
+ * parameters only those that still mean something and that the upstream
+ * offers are passed on (BODY, SMTPUTF8, RET/ENVID with DSN); SIZE is our
+ * own count.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/audit.h"
+#include "proxy/headers.h"
+#include "proxy/netaddr.h"
+#include "proxy/quarantine.h"
+#include "proxy/quarantine_cmd.h"
+#include "proxy/sbuf.h"
+#include "proxy/smtp_parse.h"
+#include "proxy/smtpsend.h"
+#include "proxy/utf8.h"
+
+#define MAX_TO 100000          /* recipients of one release (max_recipients allows 100000) */
+
+static const char q_usage[] =
+	"usage: mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
+	"       mailwarden quarantine [-c FILE] [-o name=value]... show [--json|--raw] ID\n"
+	"       mailwarden quarantine [-c FILE] [-o name=value]... release [--to RCPT]... ID\n"
+	"       mailwarden quarantine [-c FILE] [-o name=value]... delete ID\n"
+	"       mailwarden quarantine [-c FILE] [-o name=value]... expire\n"
+	"TIME: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC), @EPOCH, or an age like 2h, 7d\n";
+
+static int err1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* err1 - "mailwarden quarantine: <reason>" on stderr; returns 1 */
+static int err1(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mailwarden quarantine: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int usage_err(const char *what, const char *arg)
+{
+	err1("%s%s%s", what, arg ? ": " : "", arg ? arg : "");
+	fputs(q_usage, stderr);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* safe output                                                          */
+
+/* put_text - s[0..n) for a terminal: valid UTF-8, control characters as
+ * \xHH (C1 ones as \u00HH) */
+static void put_text(FILE *f, const char *s, size_t n)
+{
+	struct sbuf b;
+
+	sbuf_init(&b, (size_t)-1);
+	utf8_sanitize_sbuf(&b, s, n);
+	for (size_t i = 0; i < b.len; i++) {
+		unsigned char ch = (unsigned char)b.data[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			fprintf(f, "\\x%02x", ch);
+		else if (ch == 0xc2 && i + 1 < b.len && (unsigned char)b.data[i + 1] >= 0x80
+		    && (unsigned char)b.data[i + 1] <= 0x9f)
+			fprintf(f, "\\u00%02x", (unsigned char)b.data[++i]);
+		else
+			fputc(ch, f);
+	}
+	sbuf_free(&b);
+}
+
+static void put_str(FILE *f, const char *s)
+{
+	put_text(f, s, strlen(s));
+}
+
+/* put_json - j as one line (or pretty) of valid UTF-8 */
+static void put_json(FILE *f, json_object *j, int pretty)
+{
+	size_t len;
+	const char *t = json_object_to_json_string_length(j, JSON_C_TO_STRING_NOSLASHESCAPE |
+	    (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN), &len);
+	struct sbuf b;
+
+	sbuf_init(&b, (size_t)-1);
+	utf8_sanitize_sbuf(&b, t, len);
+	fwrite(b.data, 1, b.len, f);
+	sbuf_free(&b);
+}
+
+/* ------------------------------------------------------------------ */
+/* record access                                                        */
+
+static json_object *jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return v;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+}
+
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v != NULL ? json_object_get_double(v) : 0;
+}
+
+static json_object *jarr(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return v != NULL && json_object_is_type(v, json_type_array) ? v : NULL;
+}
+
+static int released(json_object *rec)
+{
+	json_object *a = jarr(rec, "released");
+
+	return a != NULL && json_object_array_length(a) > 0;
+}
+
+/* utc_now - the time as the daemon's audit lines write it */
+static void utc_now(char *ts, size_t n)
+{
+	struct timespec now;
+	struct tm tm;
+	size_t k;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	k = strftime(ts, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + k, n - k, ".%03ldZ", now.tv_nsec / 1000000);
+}
+
+/* who - the user running the command, for the audit log */
+static const char *who(void)
+{
+	static char name[64];
+	struct passwd *pw = getpwuid(getuid());
+
+	if (pw != NULL && pw->pw_name != NULL)
+		snprintf(name, sizeof(name), "%s", pw->pw_name);
+	else
+		snprintf(name, sizeof(name), "uid %u", (unsigned)getuid());
+	return name;
+}
+
+/* ------------------------------------------------------------------ */
+/* list                                                                 */
+
+struct list_ctx {
+	const char *dir;
+	int json, n;
+};
+
+static json_object *summary(json_object *rec)
+{
+	json_object *o = json_object_new_object(), *env = jget(rec, "envelope"),
+	    *res = jget(rec, "result"), *a;
+	static const char *const keys[] = { "id", "time", "subject", "header_from", "reason" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		json_object_object_add(o, keys[i], json_object_new_string(jstr(rec, keys[i])));
+	json_object_object_add(o, "status",
+	    json_object_new_string(released(rec) ? "released" : "quarantined"));
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)jnum(rec, "size")));
+	json_object_object_add(o, "score", json_number(jnum(res, "score"), 3));
+	json_object_object_add(o, "action", json_object_new_string(jstr(res, "action")));
+	json_object_object_add(o, "listener", json_object_new_string(jstr(env, "listener")));
+	json_object_object_add(o, "direction", json_object_new_string(jstr(env, "direction")));
+	json_object_object_add(o, "client_ip", json_object_new_string(jstr(env, "client_ip")));
+	json_object_object_add(o, "mail_from", json_object_new_string(jstr(env, "mail_from")));
+	a = jarr(env, "rcpts");
+	json_object_object_add(o, "rcpts", a ? json_object_get(a) : json_object_new_array());
+	return o;
+}
+
+static int list_one(void *arg, const char *id)
+{
+	struct list_ctx *c = arg;
+	struct quarantine_entry e;
+	json_object *rec, *env, *rcpts;
+	char err[512];
+
+	if (quarantine_open(c->dir, id, 0, &e, err, sizeof(err)) < 0) {
+		if (errno != ENOENT)	/* gone meanwhile: not an error */
+			fprintf(stderr, "mailwarden quarantine: skipping %s: %s\n", id, err);
+		return 0;
+	}
+	rec = e.rec;
+	if (c->json) {
+		json_object *s = summary(rec);
+
+		fputs(c->n ? ",\n" : "[\n", stdout);
+		put_json(stdout, s, 0);
+		json_object_put(s);
+	} else {
+		env = jget(rec, "envelope");
+		rcpts = jarr(env, "rcpts");
+		printf("%s  %s  %-11s  score=%.3g  size=%lld  <", id, jstr(rec, "time"),
+		    released(rec) ? "released" : "quarantined", jnum(jget(rec, "result"), "score"),
+		    (long long)jnum(rec, "size"));
+		put_str(stdout, jstr(env, "mail_from"));
+		fputs("> ->", stdout);
+		for (size_t i = 0; rcpts != NULL && i < json_object_array_length(rcpts) && i < 3; i++) {
+			fputs(" <", stdout);
+			put_str(stdout, json_object_get_string(json_object_array_get_idx(rcpts, i)));
+			fputc('>', stdout);
+		}
+		if (rcpts != NULL && json_object_array_length(rcpts) > 3)
+			printf(" (+%zu)", json_object_array_length(rcpts) - 3);
+		fputs("  subject=\"", stdout);
+		put_str(stdout, jstr(rec, "subject"));
+		fputs("\"  reason=\"", stdout);
+		put_str(stdout, jstr(rec, "reason"));
+		fputs("\"\n", stdout);
+	}
+	c->n++;
+	quarantine_close(&e);
+	return 0;
+}
+
+static int cmd_list(struct config *cfg, int argc, char **argv)
+{
+	struct list_ctx c = { cfg->quarantine_dir, 0, 0 };
+	time_t since = 0;
+	char err[512];
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			c.json = 1;
+		else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+			if (quarantine_parse_time(argv[++i], time(NULL), &since) < 0)
+				return usage_err("--since: not a time", argv[i]);
+		} else
+			return usage_err("list: unknown argument", argv[i]);
+	}
+	if (quarantine_list(c.dir, since, list_one, &c, err, sizeof(err)) < 0)
+		return err1("list: %s", err);
+	if (c.json)
+		fputs(c.n ? "\n]\n" : "[]\n", stdout);
+	return fflush(stdout) == 0 ? 0 : err1("list: write: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* show                                                                 */
+
+static void show_field(const char *label, const char *value)
+{
+	printf("%-12s", label);
+	put_str(stdout, value);
+	fputc('\n', stdout);
+}
+
+static void show_human(const struct quarantine_entry *e, const char *msg, size_t len)
+{
+	json_object *rec = e->rec, *env = jget(rec, "envelope"), *res = jget(rec, "result"), *a;
+	struct header_field f;
+	size_t pos = 0;
+	char buf[128];
+
+	show_field("ID:", e->id);
+	show_field("Time:", jstr(rec, "time"));
+	show_field("Status:", released(rec) ? "released" : "quarantined");
+	show_field("Reason:", jstr(rec, "reason"));
+	printf("%-12s", "Listener:");
+	put_str(stdout, jstr(env, "listener"));
+	printf(" (%s), upstream ", jstr(env, "direction"));
+	put_str(stdout, jstr(rec, "upstream")[0] ? jstr(rec, "upstream") : "(not recorded)");
+	printf("\n%-12s", "Client:");
+	put_str(stdout, jstr(env, "client_ip"));
+	printf(" port %lld", (long long)jnum(env, "client_port"));
+	if (jstr(env, "client_name")[0]) {
+		fputs(" name ", stdout);
+		put_str(stdout, jstr(env, "client_name"));
+	}
+	fputs(", HELO ", stdout);
+	put_str(stdout, jstr(env, "helo"));
+	fputc('\n', stdout);
+	if (jstr(env, "auth_user")[0])
+		show_field("Auth user:", jstr(env, "auth_user"));
+	if (jstr(env, "tls")[0])
+		show_field("TLS:", jstr(env, "tls"));
+	printf("%-12s<", "From:");
+	put_str(stdout, jstr(env, "mail_from"));
+	fputc('>', stdout);
+	if (jstr(env, "mail_params")[0]) {
+		fputc(' ', stdout);
+		put_str(stdout, jstr(env, "mail_params"));
+	}
+	fputc('\n', stdout);
+	a = jarr(env, "rcpts");
+	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
+		printf("%-12s<", i == 0 ? "To:" : "");
+		put_str(stdout, json_object_get_string(json_object_array_get_idx(a, i)));
+		fputs(">\n", stdout);
+	}
+	printf("%-12s%lld bytes\n", "Size:", (long long)jnum(rec, "size"));
+	printf("%-12s", "Result:");
+	put_str(stdout, jstr(res, "action"));
+	snprintf(buf, sizeof(buf), ", score %.3f (required %.3f)", jnum(res, "score"),
+	    jnum(res, "required"));
+	fputs(buf, stdout);
+	fputc('\n', stdout);
+	a = jarr(res, "symbols");
+	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
+		json_object *s = json_object_array_get_idx(a, i);
+
+		printf("%-12s", i == 0 ? "Symbols:" : "");
+		put_str(stdout, jstr(s, "name"));
+		printf(" %.3f [", jnum(s, "score"));
+		put_str(stdout, jstr(s, "filter"));
+		fputc(']', stdout);
+		if (jstr(s, "desc")[0]) {
+			fputc(' ', stdout);
+			put_str(stdout, jstr(s, "desc"));
+		}
+		fputc('\n', stdout);
+	}
+	a = jarr(rec, "released");
+	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
+		json_object *r = json_object_array_get_idx(a, i), *to = jarr(r, "rcpts");
+
+		printf("%-12s", i == 0 ? "Released:" : "");
+		put_str(stdout, jstr(r, "time"));
+		fputs(" by ", stdout);
+		put_str(stdout, jstr(r, "by"));
+		fputs(" via ", stdout);
+		put_str(stdout, jstr(r, "upstream"));
+		fputs(" to", stdout);
+		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++) {
+			fputs(" <", stdout);
+			put_str(stdout, json_object_get_string(json_object_array_get_idx(to, k)));
+			fputc('>', stdout);
+		}
+		fputs(": ", stdout);
+		put_str(stdout, jstr(r, "reply"));
+		fputc('\n', stdout);
+	}
+	fputs("Headers:\n", stdout);
+	while (header_next(msg, len, &pos, &f) == 1) {
+		/* each field as it is, folding kept; its CRLFs as newlines */
+		size_t n = f.len;
+
+		while (n > 0 && (f.start[n - 1] == '\n' || f.start[n - 1] == '\r'))
+			n--;
+		for (size_t k = 0, s = 0; k <= n; k++) {
+			if (k == n || f.start[k] == '\r' || f.start[k] == '\n') {
+				fputs("  ", stdout);
+				put_text(stdout, f.start + s, k - s);
+				fputc('\n', stdout);
+				while (k + 1 < n && (f.start[k + 1] == '\r' || f.start[k + 1] == '\n'))
+					k++;
+				s = k + 1;
+			}
+		}
+	}
+}
+
+static int cmd_show(struct config *cfg, int argc, char **argv)
+{
+	struct quarantine_entry e;
+	const char *id = NULL, *msg;
+	int json = 0, raw = 0, rc = 0;
+	char err[512];
+	size_t len = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--raw") == 0)
+			raw = 1;
+		else if (argv[i][0] == '-' || id != NULL)
+			return usage_err("show: unexpected argument", argv[i]);
+		else
+			id = argv[i];
+	}
+	if (id == NULL)
+		return usage_err("show: which ID?", NULL);
+	if (json && raw)
+		return usage_err("show: --json or --raw, not both", NULL);
+	if (quarantine_open(cfg->quarantine_dir, id, 0, &e, err, sizeof(err)) < 0)
+		return err1("%s", err);
+	msg = quarantine_message(&e, &len);
+	if (msg == NULL) {
+		rc = err1("%s: %s", e.eml, strerror(errno));
+		quarantine_close(&e);
+		return rc;
+	}
+	if (raw) {
+		if (fwrite(msg, 1, len, stdout) != len)
+			rc = err1("write: %s", strerror(errno));
+	} else if (json) {
+		size_t body = header_body_offset(msg, len);
+		json_object *o = json_object_get(e.rec);
+
+		json_object_object_add(o, "headers", json_object_new_string_len(msg, (int)body));
+		put_json(stdout, o, 1);
+		fputc('\n', stdout);
+		json_object_put(o);
+	} else
+		show_human(&e, msg, len);
+	quarantine_unmap(msg, len);
+	quarantine_close(&e);
+	if (fflush(stdout) != 0 && rc == 0)
+		rc = err1("write: %s", strerror(errno));
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* release                                                              */
+
+/* path_ok - addr is what the proxy would accept inside <>: checked with
+ * the same parser, and nothing is lost on the way (no source route, no
+ * parameters, no CR/LF) */
+static int path_ok(const char *addr, int empty_ok)
+{
+	static struct smtp_path_args pa;
+	const char *why;
+	char buf[SMTP_PATH_MAX + 8];
+
+	if (addr[0] == '\0')
+		return empty_ok;
+	if (strlen(addr) > SMTP_PATH_MAX || strpbrk(addr, "<> \t\r\n") != NULL)
+		return 0;
+	snprintf(buf, sizeof(buf), "<%s>", addr);
+	return smtp_path_parse(buf, &pa, &why) == 0 && pa.nparams == 0 && strcmp(pa.path, addr) == 0;
+}
+
+static int non_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* has_high_bytes - any byte >= 0x80 in p[0..len) */
+static int has_high_bytes(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* mail_params - the parameters for MAIL FROM: see the top of the file */
+static void mail_params(const char *orig, const struct smtp_reply *ehlo, size_t size,
+                        int need_utf8, int eight_bit, char *out, size_t outsz)
+{
+	int has_8bit = smtp_ehlo_has(ehlo, "8BITMIME", NULL, 0), body = 0;
+	int has_dsn = smtp_ehlo_has(ehlo, "DSN", NULL, 0);
+	size_t o = 0;
+	char tok[600];
+
+	out[0] = '\0';
+#define ADD(...) do { \
+		int k_ = snprintf(out + o, outsz - o, __VA_ARGS__); \
+		if (k_ > 0 && (size_t)k_ < outsz - o) o += (size_t)k_; \
+	} while (0)
+	if (smtp_ehlo_has(ehlo, "SIZE", NULL, 0))
+		ADD(" SIZE=%zu", size);
+	if (need_utf8)
+		ADD(" SMTPUTF8");
+	while (*orig) {
+		size_t n = strcspn(orig, " ");
+		int printable = 1;
+
+		if (n > 0 && n < sizeof(tok)) {
+			memcpy(tok, orig, n);
+			tok[n] = '\0';
+			for (size_t i = 0; i < n; i++)
+				if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] >= 0x7f)
+					printable = 0;
+			if (!printable)
+				;
+			else if (strncasecmp(tok, "BODY=", 5) == 0 && has_8bit && !body++)
+				ADD(" BODY=%s", strcasecmp(tok + 5, "7BIT") == 0 && !eight_bit
+				    ? "7BIT" : "8BITMIME");
+			else if ((strncasecmp(tok, "RET=", 4) == 0 || strncasecmp(tok, "ENVID=", 6) == 0)
+			    && has_dsn)
+				ADD(" %s", tok);
+		}
+		orig += n;
+		orig += strspn(orig, " ");
+	}
+	/* 8-bit content the client did not declare: declare it (RFC 6152) */
+	if (eight_bit && has_8bit && !body)
+		ADD(" BODY=8BITMIME");
+#undef ADD
+}
+
+/* which_upstream - quarantine_release_upstream, else the one recorded with
+ * the entry, else the current upstream of the listener it came through */
+static const char *which_upstream(const struct config *cfg, json_object *rec)
+{
+	const char *l = jstr(jget(rec, "envelope"), "listener");
+
+	if (cfg->quarantine_release_upstream[0])
+		return cfg->quarantine_release_upstream;
+	if (jstr(rec, "upstream")[0])
+		return jstr(rec, "upstream");
+	for (unsigned i = 0; i < cfg->nlisteners; i++)
+		if (strcmp(cfg->listeners[i].name, l) == 0)
+			return cfg->listeners[i].upstream;
+	return "";
+}
+
+struct release {
+	const char *upstream;
+	const char *from;
+	const char **rcpts;
+	size_t nrcpts;
+	char  (*rcpt_reply)[300];
+	int   *accepted;
+	size_t naccepted;
+	char   params[700];
+	char   reply[600];       /* the final reply, or why it failed */
+	char   queue_id[128];
+	int    delivered;        /* the upstream took the message (2xx at the end) */
+};
+
+/* release_send - the SMTP dialogue; fills r; 0 delivered, -1 not */
+static int release_send(const struct config *cfg, const struct netaddr *to, const char *msg,
+                        size_t len, int need_utf8, const char *orig_params, struct release *r)
+{
+	struct smtpsend c;
+	struct smtp_reply rep, ehlo;
+	char line[SMTP_PATH_MAX + 800];
+
+	if (smtpsend_connect(&c, to, cfg->upstream_connect_timeout, &rep) < 0)
+		goto io_fail;
+	if (rep.code != 220)
+		goto refused;
+	snprintf(line, sizeof(line), "EHLO %s", cfg->hostname);
+	if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &ehlo) < 0)
+		goto io_fail;
+	if (ehlo.code != 250) {
+		snprintf(line, sizeof(line), "HELO %s", cfg->hostname);
+		if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
+			goto io_fail;
+		if (rep.code != 250)
+			goto refused;
+		memset(&ehlo, 0, sizeof(ehlo));
+	}
+	if (need_utf8 && !smtp_ehlo_has(&ehlo, "SMTPUTF8", NULL, 0)) {
+		snprintf(r->reply, sizeof(r->reply),
+		    "the envelope needs SMTPUTF8, which %s does not offer", r->upstream);
+		smtpsend_close(&c, cfg->upstream_command_timeout);
+		return -1;
+	}
+	mail_params(orig_params, &ehlo, len, need_utf8, has_high_bytes(msg, len), r->params,
+	    sizeof(r->params));
+	snprintf(line, sizeof(line), "MAIL FROM:<%s>%s", r->from, r->params);
+	if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
+		goto io_fail;
+	if (rep.code / 100 != 2)
+		goto refused;
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		snprintf(line, sizeof(line), "RCPT TO:<%s>", r->rcpts[i]);
+		if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
+			goto io_fail;
+		smtpsend_reply_text(&rep, r->rcpt_reply[i], sizeof(r->rcpt_reply[i]));
+		r->accepted[i] = rep.code / 100 == 2;
+		r->naccepted += r->accepted[i];
+	}
+	if (r->naccepted == 0) {
+		snprintf(r->reply, sizeof(r->reply), "every recipient was refused");
+		smtpsend_close(&c, cfg->upstream_command_timeout);
+		return -1;
+	}
+	if (smtpsend_command(&c, "DATA", cfg->upstream_command_timeout, &rep) < 0)
+		goto io_fail;
+	if (rep.code != 354)
+		goto refused;
+	if (smtpsend_data(&c, msg, len, cfg->upstream_data_timeout, cfg->upstream_eod_timeout,
+	    &rep) < 0)
+		goto io_fail;
+	smtpsend_reply_text(&rep, r->reply, sizeof(r->reply));
+	r->delivered = rep.code / 100 == 2;
+	if (r->delivered)
+		smtp_reply_queue_id(&rep, r->queue_id, sizeof(r->queue_id));
+	smtpsend_close(&c, cfg->upstream_command_timeout);
+	return r->delivered ? 0 : -1;
+refused:
+	smtpsend_reply_text(&rep, r->reply, sizeof(r->reply));
+	smtpsend_close(&c, cfg->upstream_command_timeout);
+	return -1;
+io_fail:
+	snprintf(r->reply, sizeof(r->reply), "%s: %s", r->upstream, c.err);
+	smtpsend_close(&c, 0);
+	return -1;
+}
+
+static void audit_release(const struct quarantine_entry *e, const struct release *r, int to_given,
+                          int removed, size_t size)
+{
+	json_object *j = json_object_new_object(), *a = json_object_new_array(),
+	    *env = jget(e->rec, "envelope");
+	char ts[64];
+
+	utc_now(ts, sizeof(ts));
+	json_object_object_add(j, "time", json_object_new_string(ts));
+	json_object_object_add(j, "event", json_object_new_string("quarantine_release"));
+	json_object_object_add(j, "quarantine_id", json_object_new_string(e->id));
+	json_object_object_add(j, "by", json_object_new_string(who()));
+	json_object_object_add(j, "listener", json_object_new_string(jstr(env, "listener")));
+	json_object_object_add(j, "direction", json_object_new_string(jstr(env, "direction")));
+	json_object_object_add(j, "mail_from", json_object_new_string(r->from));
+	json_object_object_add(j, "mail_params", json_object_new_string(r->params +
+	    strspn(r->params, " ")));
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "address", json_object_new_string(r->rcpts[i]));
+		json_object_object_add(o, "reply", json_object_new_string(r->rcpt_reply[i]));
+		json_object_object_add(o, "accepted", json_object_new_boolean(r->accepted[i]));
+		json_object_array_add(a, o);
+	}
+	json_object_object_add(j, "rcpts", a);
+	json_object_object_add(j, "rcpts_overridden", json_object_new_boolean(to_given));
+	json_object_object_add(j, "size", json_object_new_int64((int64_t)size));
+	json_object_object_add(j, "upstream", json_object_new_string(r->upstream));
+	json_object_object_add(j, "action",
+	    json_object_new_string(r->delivered ? "released" : "release_failed"));
+	json_object_object_add(j, "reply", json_object_new_string(r->reply));
+	json_object_object_add(j, "queue_id", json_object_new_string(r->queue_id));
+	json_object_object_add(j, "removed", json_object_new_boolean(removed));
+	audit_write(j);
+}
+
+static void record_release(struct quarantine_entry *e, const struct release *r)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array(), *list;
+	char ts[64];
+
+	utc_now(ts, sizeof(ts));
+	json_object_object_add(o, "time", json_object_new_string(ts));
+	json_object_object_add(o, "by", json_object_new_string(who()));
+	json_object_object_add(o, "upstream", json_object_new_string(r->upstream));
+	json_object_object_add(o, "mail_from", json_object_new_string(r->from));
+	for (size_t i = 0; i < r->nrcpts; i++)
+		if (r->accepted[i])
+			json_object_array_add(a, json_object_new_string(r->rcpts[i]));
+	json_object_object_add(o, "rcpts", a);
+	json_object_object_add(o, "reply", json_object_new_string(r->reply));
+	json_object_object_add(o, "queue_id", json_object_new_string(r->queue_id));
+	list = jarr(e->rec, "released");
+	if (list == NULL) {
+		list = json_object_new_array();
+		json_object_object_add(e->rec, "released", list);
+	}
+	json_object_array_add(list, o);
+}
+
+static int cmd_release(struct config *cfg, int argc, char **argv)
+{
+	static const char *to[MAX_TO];
+	struct quarantine_entry e;
+	struct release r;
+	struct netaddr addr;
+	const char *id = NULL, *msg = NULL;
+	json_object *env, *rcpts;
+	size_t nto = 0, len = 0;
+	int need_utf8, removed = 0, rc = 1;
+	char err[512];
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
+			if (!path_ok(argv[++i], 0))
+				return usage_err("--to: not a mail address", argv[i]);
+			if (nto == MAX_TO)
+				return usage_err("too many --to recipients", NULL);
+			to[nto++] = argv[i];
+		} else if (argv[i][0] == '-' || id != NULL)
+			return usage_err("release: unexpected argument", argv[i]);
+		else
+			id = argv[i];
+	}
+	if (id == NULL)
+		return usage_err("release: which ID?", NULL);
+	/* the release must be recorded: no audit log that can be written, no
+	 * release */
+	if (audit_open(cfg->audit_log) < 0)
+		return err1("audit log %s: %s", cfg->audit_log, strerror(errno));
+	if (quarantine_open(cfg->quarantine_dir, id, QUARANTINE_LOCK, &e, err, sizeof(err)) < 0)
+		return err1("%s", err);
+
+	memset(&r, 0, sizeof(r));
+	env = jget(e.rec, "envelope");
+	rcpts = jarr(env, "rcpts");
+	r.from = jstr(env, "mail_from");
+	if (!path_ok(r.from, 1)) {
+		err1("%s: the recorded sender is not a usable address", id);
+		goto out;
+	}
+	if (nto > 0) {
+		r.rcpts = to;
+		r.nrcpts = nto;
+	} else {
+		r.nrcpts = rcpts ? json_object_array_length(rcpts) : 0;
+		if (r.nrcpts == 0 || r.nrcpts > MAX_TO) {
+			err1("%s: the record has %zu recipients; give --to", id, r.nrcpts);
+			goto out;
+		}
+		for (size_t i = 0; i < r.nrcpts; i++) {
+			to[i] = json_object_get_string(json_object_array_get_idx(rcpts, i));
+			if (to[i] == NULL || !path_ok(to[i], 0)) {
+				err1("%s: recorded recipient %zu is not a usable address", id, i + 1);
+				goto out;
+			}
+		}
+		r.rcpts = to;
+	}
+	need_utf8 = non_ascii(r.from);
+	for (size_t i = 0; i < r.nrcpts; i++)
+		need_utf8 |= non_ascii(r.rcpts[i]);
+	r.upstream = which_upstream(cfg, e.rec);
+	if (r.upstream[0] == '\0') {
+		err1("%s: no upstream known (its listener is gone): set quarantine_release_upstream", id);
+		goto out;
+	}
+	if (netaddr_parse(r.upstream, 0, &addr, err, sizeof(err)) < 0) {
+		err1("upstream %s: %s", r.upstream, err);
+		goto out;
+	}
+	msg = quarantine_message(&e, &len);
+	if (msg == NULL) {
+		err1("%s: %s", e.eml, strerror(errno));
+		goto out;
+	}
+	r.rcpt_reply = xcalloc(r.nrcpts, sizeof(r.rcpt_reply[0]));
+	r.accepted = xcalloc(r.nrcpts, sizeof(r.accepted[0]));
+
+	release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
+	if (r.delivered) {
+		record_release(&e, &r);
+		if (cfg->quarantine_delete_released && nto == 0 && r.naccepted == r.nrcpts)
+			removed = quarantine_remove(&e) == 0;
+		if (!removed && quarantine_save_record(&e) < 0)
+			fprintf(stderr, "mailwarden quarantine: %s released, but its record could not "
+			    "be updated: %s\n", id, strerror(errno));
+	}
+	audit_release(&e, &r, nto > 0, removed, len);
+	if (!r.delivered) {
+		err1("release %s failed: %s", id, r.reply);
+	} else if (r.naccepted < r.nrcpts) {
+		size_t i = 0;
+
+		while (r.accepted[i])
+			i++;
+		err1("%s released to %zu of %zu recipients; <%s> refused: %s", id, r.naccepted,
+		    r.nrcpts, r.rcpts[i], r.rcpt_reply[i]);
+	} else {
+		printf("%s released to %zu recipient%s via %s: %s%s\n", id, r.naccepted,
+		    r.naccepted == 1 ? "" : "s", r.upstream, r.reply, removed ? " (removed)" : "");
+		rc = 0;
+	}
+out:
+	quarantine_unmap(msg, len);
+	free(r.rcpt_reply);
+	free(r.accepted);
+	quarantine_close(&e);
+	audit_close();
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* delete, expire                                                       */
+
+static int cmd_delete(struct config *cfg, int argc, char **argv)
+{
+	struct quarantine_entry e;
+	json_object *j, *env;
+	char err[512], ts[64];
+
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_err("delete: give one ID", argc > 2 ? argv[2] : NULL);
+	if (audit_open(cfg->audit_log) < 0)
+		return err1("audit log %s: %s", cfg->audit_log, strerror(errno));
+	if (quarantine_open(cfg->quarantine_dir, argv[1], QUARANTINE_LOCK, &e, err, sizeof(err)) < 0)
+		return err1("%s", err);
+	if (quarantine_remove(&e) < 0) {
+		int saved = errno;
+
+		quarantine_close(&e);
+		return err1("delete %s: %s", argv[1], strerror(saved));
+	}
+	env = jget(e.rec, "envelope");
+	j = json_object_new_object();
+	utc_now(ts, sizeof(ts));
+	json_object_object_add(j, "time", json_object_new_string(ts));
+	json_object_object_add(j, "event", json_object_new_string("quarantine_delete"));
+	json_object_object_add(j, "quarantine_id", json_object_new_string(e.id));
+	json_object_object_add(j, "by", json_object_new_string(who()));
+	json_object_object_add(j, "mail_from", json_object_new_string(jstr(env, "mail_from")));
+	json_object_object_add(j, "action", json_object_new_string("deleted"));
+	audit_write(j);
+	audit_close();
+	printf("%s deleted\n", e.id);
+	quarantine_close(&e);
+	return 0;
+}
+
+static int cmd_expire(struct config *cfg, int argc, char **argv)
+{
+	struct quarantine_expiry st;
+	time_t now = time(NULL);
+	char err[512];
+
+	if (argc != 1)
+		return usage_err("expire: unexpected argument", argv[1]);
+	if (cfg->quarantine_max_age == 0) {
+		printf("quarantine_max_age is 0: nothing expires\n");
+		return 0;
+	}
+	if (quarantine_expire(cfg->quarantine_dir, now - (time_t)(cfg->quarantine_max_age / 1000),
+	    now, &st, err, sizeof(err)) < 0)
+		return err1("expire: %s", err);
+	printf("expired %u message%s, removed %u crash leftover%s; %u busy, %u errors\n",
+	    st.removed, st.removed == 1 ? "" : "s", st.debris, st.debris == 1 ? "" : "s",
+	    st.busy, st.errors);
+	if (st.errors > 0)
+		return err1("expire: %u files could not be removed", st.errors);
+	return 0;
+}
+
+int quarantine_command(struct config *cfg, int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : NULL;
+
+	if (sub == NULL)
+		return usage_err("which subcommand?", NULL);
+	if (strcmp(sub, "list") == 0)
+		return cmd_list(cfg, argc - 1, argv + 1);
+	if (strcmp(sub, "show") == 0)
+		return cmd_show(cfg, argc - 1, argv + 1);
+	if (strcmp(sub, "release") == 0)
+		return cmd_release(cfg, argc - 1, argv + 1);
+	if (strcmp(sub, "delete") == 0)
+		return cmd_delete(cfg, argc - 1, argv + 1);
+	if (strcmp(sub, "expire") == 0)
+		return cmd_expire(cfg, argc - 1, argv + 1);
+	return usage_err("unknown subcommand", sub);
+}

@@ -1,0 +1,351 @@
+"""test_quarantine.py - the quarantine store and `mailwarden quarantine`:
+a message quarantined through the proxy (the example plugin scores its
+Subject, policy quarantines at 5) is listed, shown, released to the
+aiosmtpd upstream byte for byte with its original envelope (or to --to
+recipients, or to quarantine_release_upstream), audit-logged, deleted,
+expired (by the command and by the daemon's timer); bad IDs are refused."""
+
+import json
+import re
+import subprocess
+import os
+import time
+
+import pytest
+
+import audit_fields as A
+from mwlib import MW_BIN, assert_same_bytes, free_port, read_audit, wait_until
+from quarantinelib import (entry_files, q, q_list, q_ok, quarantine_one, quarantine_opts,
+                           spam_msg)
+
+# lines that need dot-stuffing on the way out, 8-bit text, a long line
+BODY = (b"Hello,\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\n"
+        b"caf\xc3\xa9 cr\xc3\xa8me\r\n" + b"x" * 900 + b"\r\n\r\nbye\r\n")
+
+
+@pytest.fixture
+def qmw(mw_factory, upstream):
+    def make(*extra, up=None):
+        return mw_factory(up or upstream, opts=quarantine_opts(*extra))
+    return make
+
+
+def put_one(m, upstream, msg=None, frm="sender@example.org",
+            rcpts=("rcpt1@example.net", "rcpt2@example.net"), smtputf8=False):
+    """Quarantine msg through the proxy; returns (id, msg)."""
+    msg = msg or spam_msg(body=BODY)
+    before = {e["id"] for e in q_list(m)}
+    r = quarantine_one(m, msg, frm=frm, rcpts=rcpts, smtputf8=smtputf8)
+    assert r.raw == b"250 2.0.0 Held for review\r\n", r
+    new = [e["id"] for e in q_list(m) if e["id"] not in before]
+    assert len(new) == 1, new
+    return new[0], msg
+
+
+def audit_events(m, event):
+    return [r for r in read_audit(m.audit_path) if r.get("event") == event]
+
+
+def test_quarantine_list_show_release(qmw, upstream):
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    assert upstream.messages == [], "a quarantined message reached the upstream"
+    assert A.field(m.audit(1)[-1], "action") == "quarantine"
+    assert m.audit(1)[-1]["quarantine_id"] == qid      # the audit line names the entry
+
+    # list: JSON and text
+    entries = q_list(m)
+    assert len(entries) == 1
+    e = entries[0]
+    assert e["id"] == qid and e["status"] == "quarantined"
+    assert e["mail_from"] == "sender@example.org"
+    assert e["rcpts"] == ["rcpt1@example.net", "rcpt2@example.net"]
+    assert e["subject"] == "buy viagra now"
+    assert e["size"] == len(msg) and e["score"] == 6
+    assert "quarantine" in e["reason"]
+    text = q_ok(m, "list").stdout.decode()
+    assert qid in text and "<sender@example.org>" in text and "quarantined" in text
+
+    # show: envelope, result, reason, headers
+    out = q_ok(m, "show", qid).stdout.decode()
+    assert re.search(r"^ID: +%s$" % qid, out, re.M), out
+    for want in ( "<sender@example.org>", "<rcpt1@example.net>",
+                 "<rcpt2@example.net>", "Reason:", "quarantine, score 6.000",
+                 "EXAMPLE_SUBJECT_WORD", "Subject: buy viagra now", "upstream " + upstream.addr,
+                 "HELO client.example.org"):
+        assert want in out, "%r not in:\n%s" % (want, out)
+    assert "two dots" not in out, "show printed the body"
+    rec = json.loads(q_ok(m, "show", "--json", qid).stdout)
+    assert rec["envelope"]["mail_from"] == "sender@example.org"
+    assert rec["result"]["action"] == "quarantine"
+    assert rec["headers"].encode() == msg.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    raw = q_ok(m, "show", "--raw", qid).stdout
+    assert_same_bytes(raw, msg, "show --raw")
+
+    # release: the original envelope, the message byte for byte
+    r = q_ok(m, "release", qid)
+    assert b"released to 2 recipients" in r.stdout, r.stdout
+    got = upstream.wait_messages(1)
+    assert len(got) == 1
+    assert got[0].mail_from == "sender@example.org"
+    assert got[0].rcpt_tos == ["rcpt1@example.net", "rcpt2@example.net"]
+    assert_same_bytes(got[0].content, msg, "released message")
+    assert "BODY=8BITMIME" in [o.upper() for o in got[0].mail_options], got[0].mail_options
+
+    # the audit log has the release as its own line
+    rel = audit_events(m, "quarantine_release")
+    assert len(rel) == 1, read_audit(m.audit_path)
+    assert rel[0]["quarantine_id"] == qid and rel[0]["action"] == "released"
+    assert rel[0]["mail_from"] == "sender@example.org"
+    assert [(x["address"], x["accepted"]) for x in rel[0]["rcpts"]] == \
+        [("rcpt1@example.net", True), ("rcpt2@example.net", True)]
+    assert rel[0]["upstream"] == upstream.addr
+    assert rel[0]["queue_id"] == got[0].queue_id
+    assert rel[0]["by"]
+
+    # marked released (kept by default)
+    assert q_list(m)[0]["status"] == "released"
+    assert "Released:" in q_ok(m, "show", qid).stdout.decode()
+
+
+def test_release_to_other_recipients(qmw, upstream):
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    q_ok(m, "release", "--to", "analyst@example.com", "--to", "second@example.com", qid)
+    got = upstream.wait_messages(1)[0]
+    assert got.mail_from == "sender@example.org"
+    assert got.rcpt_tos == ["analyst@example.com", "second@example.com"]
+    assert_same_bytes(got.content, msg)
+    rel = audit_events(m, "quarantine_release")[-1]
+    assert rel["rcpts_overridden"] is True
+    assert [x["address"] for x in rel["rcpts"]] == ["analyst@example.com", "second@example.com"]
+
+
+def test_null_sender_released(qmw, upstream):
+    m = qmw()
+    qid, msg = put_one(m, upstream, frm="", rcpts=("postmaster@example.net",))
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0]
+    assert got.mail_from in ("", "<>") and got.rcpt_tos == ["postmaster@example.net"]
+    assert_same_bytes(got.content, msg)
+
+
+def test_release_upstream_setting(qmw, upstream, make_upstream):
+    other = make_upstream()
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    q_ok(m, "release", qid, opts=[("quarantine_release_upstream", other.addr)])
+    assert_same_bytes(other.wait_messages(1)[0].content, msg)
+    assert upstream.messages == []
+    assert audit_events(m, "quarantine_release")[-1]["upstream"] == other.addr
+
+
+def test_release_partly_refused(qmw, upstream):
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    r = q(m, "release", "--to", "ok@example.com", "--to", "unknown@example.com", qid)
+    assert r.returncode == 1
+    err = r.stderr.decode()
+    assert err.count("\n") == 1 and "1 of 2" in err and "unknown@example.com" in err, err
+    got = upstream.wait_messages(1)[0]
+    assert got.rcpt_tos == ["ok@example.com"]
+    rel = audit_events(m, "quarantine_release")[-1]
+    assert [(x["address"], x["accepted"]) for x in rel["rcpts"]] == \
+        [("ok@example.com", True), ("unknown@example.com", False)]
+    assert rel["rcpts"][1]["reply"].startswith("550")
+
+
+def test_release_failures(qmw, upstream):
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    # every recipient refused: nothing sent, audit says failed, entry stays
+    r = q(m, "release", "--to", "unknown1@example.com", qid)
+    assert r.returncode == 1 and b"refused" in r.stderr, r.stderr
+    assert audit_events(m, "quarantine_release")[-1]["action"] == "release_failed"
+    # the upstream is down: a clear reason within the connect timeout
+    dead = "127.0.0.1:%d" % free_port()
+    t0 = time.monotonic()
+    r = q(m, "release", qid, opts=[("quarantine_release_upstream", dead),
+                                   ("upstream_connect_timeout", "2s")])
+    assert r.returncode == 1 and dead.encode() in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 10
+    assert upstream.messages == []
+    assert q_list(m)[0]["status"] == "quarantined"
+    # no audit log that can be written: no release
+    r = q(m, "release", qid, opts=[("audit_log", "/nonexistent/dir/audit.log")])
+    assert r.returncode == 1 and b"audit log" in r.stderr
+    assert upstream.messages == []
+
+
+def test_release_upstream_silent(qmw, upstream, raw_upstream):
+    """An upstream that never answers DATA's end: the command gives up
+    after upstream_eod_timeout instead of hanging."""
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    silent = raw_upstream(script={"EOD": "silent"})
+    t0 = time.monotonic()
+    r = q(m, "release", qid, opts=[("quarantine_release_upstream", silent.addr),
+                                   ("upstream_eod_timeout", "1s")])
+    assert r.returncode == 1 and b"in time" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 10
+
+
+def test_delete(qmw, upstream):
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    keep, _ = put_one(m, upstream)
+    r = q_ok(m, "delete", qid)
+    assert qid.encode() in r.stdout
+    assert qid not in entry_files(m) and keep in entry_files(m)
+    assert [e["id"] for e in q_list(m)] == [keep]
+    r = q(m, "show", qid)
+    assert r.returncode == 1 and b"no quarantined message" in r.stderr
+    r = q(m, "delete", qid)
+    assert r.returncode == 1 and r.stderr.count(b"\n") == 1
+    d = audit_events(m, "quarantine_delete")
+    assert len(d) == 1 and d[0]["quarantine_id"] == qid
+
+
+def test_delete_released(qmw, upstream):
+    m = qmw(("quarantine_delete_released", "yes"))
+    qid, msg = put_one(m, upstream)
+    r = q_ok(m, "release", qid, opts=[("quarantine_delete_released", "yes")])
+    assert b"(removed)" in r.stdout
+    assert_same_bytes(upstream.wait_messages(1)[0].content, msg)
+    assert q_list(m) == [] and entry_files(m) == {}
+    assert audit_events(m, "quarantine_release")[-1]["removed"] is True
+
+
+BAD_IDS = [
+    "../../etc/passwd", "20261127T013000-3f9a0c1d/../../x", "", "x" * 300,
+    "20261127T013000-3F9A0C1D", "20261332T013000-3f9a0c1d", "20260230T013000-3f9a0c1d",
+    "20261127T013000-3f9a0c1d.json", "20261127T013000-3f9a0c1", "/tmp/20261127T013000-3f9a0c1d",
+    "20261127T246000-3f9a0c1d", "20261127t013000-3f9a0c1d", "20261127T013000_3f9a0c1d",
+]
+
+
+@pytest.mark.parametrize("cmd", ["show", "release", "delete"])
+def test_bad_ids_refused(qmw, upstream, cmd):
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    for bad in BAD_IDS:
+        r = q(m, cmd, bad) if bad else q(m, cmd, "")
+        assert r.returncode == 1, (bad, r)
+        err = r.stderr.decode()
+        assert "not a quarantine ID" in err and err.count("\n") == 1, (bad, err)
+    r = q(m, cmd, "20200101T000000-00000000")
+    assert r.returncode == 1 and b"no quarantined message" in r.stderr
+    assert qid in entry_files(m) and upstream.messages == []
+
+
+def test_usage_errors(qmw, upstream):
+    m = qmw()
+    for args in (["frobnicate"], [], ["list", "--since", "yesterday"], ["list", "--bogus"],
+                 ["show"], ["release"], ["release", "--to", "a b@example.com", "x"],
+                 ["release", "--to", "<a@example.com>", "x"], ["delete"]):
+        r = q(m, *args)
+        assert r.returncode == 1, args
+        assert r.stderr.startswith(b"mailwarden quarantine: "), (args, r.stderr)
+
+
+def test_list_since(qmw, upstream):
+    m = qmw()
+    a, _ = put_one(m, upstream)
+    time.sleep(2.1)
+    b, _ = put_one(m, upstream)
+    assert [e["id"] for e in q_list(m)] == [a, b]
+    assert [e["id"] for e in q_list(m, "--since", "1s")] == [b]
+    ts = "%s-%s-%sT%s:%s:%s" % (b[0:4], b[4:6], b[6:8], b[9:11], b[11:13], b[13:15])
+    assert [e["id"] for e in q_list(m, "--since", ts)] == [b]
+    assert [e["id"] for e in q_list(m, "--since", "2000-01-01")] == [a, b]
+    assert q_list(m, "--since", "2999-01-01") == []
+
+
+def test_expire_command(qmw, upstream):
+    m = qmw()
+    old, _ = put_one(m, upstream)
+    time.sleep(2.1)
+    new, _ = put_one(m, upstream)
+    # crash debris in the store: removed only once an hour old
+    day = os.path.join(m.quarantine_dir, new[:8])
+    fresh = os.path.join(day, ".tmp-%s.eml" % new)
+    stale = os.path.join(day, ".tmp-%s.json" % old)
+    for p in (fresh, stale):
+        open(p, "wb").close()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    r = q_ok(m, "expire", opts=[("quarantine_max_age", "1s")])
+    assert b"expired 1 message" in r.stdout and b"1 crash leftover" in r.stdout, r.stdout
+    assert [e["id"] for e in q_list(m)] == [new]
+    assert old not in entry_files(m) and new in entry_files(m)
+    assert os.path.exists(fresh) and not os.path.exists(stale)
+    # max age 0: nothing expires
+    r = q_ok(m, "expire", opts=[("quarantine_max_age", "0")])
+    assert [e["id"] for e in q_list(m)] == [new]
+
+
+def test_expire_by_daemon(qmw, upstream):
+    m = qmw(("quarantine_max_age", "2s"), ("quarantine_expire_interval", "1s"))
+    qid, _ = put_one(m, upstream)
+    assert qid in entry_files(m)
+    assert wait_until(lambda: qid not in entry_files(m), timeout=8), entry_files(m)
+    assert q_list(m) == []
+
+
+def test_entry_locked_during_release(qmw, upstream, raw_upstream):
+    """While one release is waiting for the upstream, a second release, a
+    delete and the expiry leave the entry alone."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    slow = raw_upstream(script={"EOD": "silent"})
+    first = subprocess.Popen(
+        [MW_BIN, "quarantine", "-o", "quarantine_dir=%s" % m.quarantine_dir,
+         "-o", "audit_log=%s" % m.audit_path, "-o", "quarantine_release_upstream=%s" % slow.addr,
+         "-o", "upstream_eod_timeout=6s", "release", qid],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: slow.messages, timeout=5), "the first release did not send"
+        for args in (["release", qid], ["delete", qid]):
+            r = q(m, *args)
+            assert r.returncode == 1 and b"busy" in r.stderr, (args, r.stderr)
+        time.sleep(2.1)                 # old enough for a max age of 1s
+        r = q_ok(m, "expire", opts=[("quarantine_max_age", "1s")])
+        assert b"1 busy" in r.stdout, r.stdout
+        assert qid in entry_files(m)
+    finally:
+        out, err = first.communicate(timeout=20)
+    assert first.returncode == 1 and b"in time" in err, err
+    assert upstream.messages == []
+
+
+def test_show_is_safe_for_terminals(qmw, upstream):
+    """Header bytes a sender chose never reach the terminal as control
+    sequences; --raw still gives them back unchanged."""
+    m = qmw()
+    subject = b"viagra \x1b]0;pwned\x07 \x1b[2J \xc2\x9b31m bad\xff utf8"
+    qid, msg = put_one(m, upstream, msg=spam_msg(subject=subject))
+    for args in (["show", qid], ["list"]):
+        out = q_ok(m, *args).stdout
+        assert b"\x1b" not in out and b"\x07" not in out and b"\xc2\x9b" not in out, out
+        out.decode("utf-8")             # valid UTF-8
+        assert b"\\x1b]0;pwned" in out, out
+    out = q_ok(m, "list", "--json").stdout
+    assert b"\x1b" not in out
+    json.loads(out)
+    assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg)
+
+
+def test_release_smtputf8(qmw, upstream, make_upstream):
+    """An internationalized envelope goes out with SMTPUTF8; an upstream
+    without SMTPUTF8 gets nothing and the reason is said."""
+    m = qmw()
+    frm, rcpt = "jösé@exämple.org", "zoë@example.net"
+    qid, msg = put_one(m, upstream, frm=frm, rcpts=(rcpt,), smtputf8=True)
+    plain = make_upstream(drop_caps=["SMTPUTF8"])
+    r = q(m, "release", qid, opts=[("quarantine_release_upstream", plain.addr)])
+    assert r.returncode == 1 and b"SMTPUTF8" in r.stderr, r.stderr
+    assert plain.messages == []
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0]
+    assert got.mail_from == frm and got.rcpt_tos == [rcpt]
+    assert "SMTPUTF8" in [o.upper() for o in got.mail_options]
+    assert_same_bytes(got.content, msg)
