@@ -195,9 +195,11 @@ def test_quarantine_into_our_store_keeps_the_message_intact(milter, tmp_path):
     assert out.eom == "discard"
     rec = audit_records(milter.mw)[-1]
     assert rec["action"] == "quarantine" and rec["quarantine_id"]
-    stored = os.path.join(milter.mw.quarantine_dir, rec["quarantine_id"] + ".eml")
-    with open(stored, "rb") as f:
-        assert f.read() == msg
+    shown = subprocess.run([os.environ["MW_BIN"], "quarantine", "-o",
+                            "quarantine_dir=" + milter.mw.quarantine_dir, "show", "--raw",
+                            rec["quarantine_id"]], capture_output=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == msg
 
 
 def test_quarantine_into_the_mta_hold_queue(milter_factory, tmp_path):
