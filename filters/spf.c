@@ -47,6 +47,7 @@
 
 #include "filters/builtin.h"
 #include "filters/dns.h"
+#include "filters/spf_syntax.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
@@ -54,6 +55,8 @@
 #define SPF_MAX_SKIP 32
 #define SPF_MAX_VALUE 256       /* bytes of one Received-SPF / A-R value */
 #define SPF_MAX_COMMENT 300
+#define SPF_MAX_VOID 2          /* RFC 7208 4.6.4 */
+#define SPF_MAX_MX_NAMES 10     /* RFC 7208 4.6.4: more is a permerror */
 
 struct spf_net {
 	int           family;
@@ -70,10 +73,18 @@ struct spf_inst {
 	size_t           nskip;
 };
 
-/* the check running on this thread: its deadline */
+/* the check running on this thread: its deadline, and what the DNS layer
+ * saw that RFC 7208 makes a permerror but libspf2 does not */
 struct spf_budget {
 	struct timespec deadline;
 	int             expired;
+	unsigned        lookups;        /* answers given to libspf2 */
+	unsigned        voids;          /* of those, NXDOMAIN or no records (4.6.4) */
+	int             after_list;     /* the last lookup of a term was MX or PTR */
+	int             after_ptr;      /* ... and it was PTR */
+	char            permerror[256]; /* "" or why the check is a permerror */
+	SPF_request_t  *req;            /* for the explanation's macros */
+	SPF_response_t *resp;
 };
 static _Thread_local struct spf_budget *spf_current;
 
@@ -106,6 +117,168 @@ static SPF_dns_rr_t *rr_new(SPF_dns_server_t *srv, const char *domain, ns_type t
 	return rr;
 }
 
+/* fit_name - RFC 7208 7.3: a name longer than 253 bytes loses labels on
+ * its left until it fits (macro expansions can make long names) */
+static const char *fit_name(const char *d)
+{
+	size_t n = strlen(d);
+
+	if (n > 0 && d[n - 1] == '.')
+		n--;
+	while (n > 253) {
+		const char *dot = memchr(d, '.', n);
+
+		if (dot == NULL)
+			break;
+		n -= (size_t)(dot + 1 - d);
+		d = dot + 1;
+	}
+	return d;
+}
+
+static void set_permerror(struct spf_budget *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_permerror(struct spf_budget *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (b->permerror[0] != '\0')
+		return;		/* the first one says it */
+	va_start(ap, fmt);
+	vsnprintf(b->permerror, sizeof(b->permerror), fmt, ap);
+	va_end(ap);
+}
+
+/* rfc7208_checks - what libspf2 1.2.10 does not check about an answer it
+ * is given: the syntax of SPF records (the ones it will evaluate: it only
+ * asks for records it evaluates), more than 10 MX names, and more than 2
+ * void lookups (not counting the first TXT lookup, the record itself). */
+static void rfc7208_checks(struct spf_budget *b, const char *domain, int type,
+                           const struct dns_reply *r)
+{
+	char why[128];
+	size_t i;
+
+	if (type == ns_t_txt && r->status == DNS_OK)
+		for (i = 0; i < r->count; i++) {
+			const char *t = r->rr[i].text;
+			size_t len = r->rr[i].text_len;
+
+			if (len >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (len == 6 || t[6] == ' ')
+			    && (memchr(t, '\0', len) != NULL
+			    || !spf_record_syntax_ok(t, len, why, sizeof(why))))
+				set_permerror(b, "syntax error in the SPF record of %.80s: %.120s", domain,
+				    memchr(t, '\0', len) != NULL ? "NUL byte" : why);
+		}
+	if (type == ns_t_mx && r->status == DNS_OK && r->count > SPF_MAX_MX_NAMES)
+		set_permerror(b, "%.80s has more than 10 MX records", domain);
+	/* a void lookup is one a term makes (a, mx, ptr, exists, include,
+	 * redirect): not the address lookups of MX or PTR names that follow */
+	if (type == ns_t_a || type == ns_t_aaaa) {
+		if (b->after_list)
+			goto counted;
+	} else {
+		b->after_list = type == ns_t_mx || type == ns_t_ptr;
+		b->after_ptr = type == ns_t_ptr;
+	}
+	if (b->lookups > 0 && type != ns_t_ptr
+	    && (r->status == DNS_NXDOMAIN || r->status == DNS_NODATA || r->status == DNS_BADNAME)
+	    && ++b->voids > SPF_MAX_VOID)
+		set_permerror(b, "more than 2 void lookups (the last: %.80s)", domain);
+counted:
+	b->lookups++;
+}
+
+static SPF_errcode_t default_exp(SPF_server_t *server, struct spf_budget *b, char **bufp,
+                                 size_t *buflenp)
+{
+	SPF_macro_t *def = server->explanation;
+
+	if (def == NULL)
+		return SPF_E_NOT_CONFIG;
+	return SPF_record_expand_data(server, b->req, b->resp,
+	    (SPF_data_t *)((char *)def + sizeof(*def)), def->macro_len, bufp, buflenp);
+}
+
+/* spf_get_exp - the explanation of an exp= (RFC 7208 6.2) for libspf2:
+ * its own code expands an explanation with spaces wrongly (they come out
+ * as '%' and the macros after them unexpanded), so each space-separated
+ * macro-string is compiled and expanded on its own.  Anything wrong with
+ * the TXT (none, several, bad syntax, non-ASCII) gives the default
+ * explanation, as 6.2 says. */
+static SPF_errcode_t spf_get_exp(SPF_server_t *server, const char *domain, char **bufp,
+                                 size_t *buflenp)
+{
+	struct spf_inst *in = server->resolver->hook;
+	struct spf_budget *b = spf_current;
+	struct dns_reply *r = NULL;
+	struct sbuf out;
+	SPF_errcode_t err = SPF_E_SUCCESS;
+	const char *t;
+	size_t len, i = 0, start;
+	unsigned left;
+
+	if (b == NULL)
+		return SPF_E_NOT_CONFIG;
+	left = budget_left(in->cfg->dns_timeout);
+	if (left > 0)
+		r = dns_lookup(in->dns, fit_name(domain), DNS_T_TXT, left);
+	if (r == NULL || r->status != DNS_OK || r->count != 1
+	    || !spf_explain_string_ok(r->rr[0].text, r->rr[0].text_len)
+	    || memchr(r->rr[0].text, '\0', r->rr[0].text_len) != NULL) {
+		dns_reply_free(r);
+		return default_exp(server, b, bufp, buflenp);
+	}
+	t = r->rr[0].text;
+	len = r->rr[0].text_len;
+	sbuf_init(&out, 8192);
+	while (i < len && err == SPF_E_SUCCESS) {
+		SPF_macro_t *mac = NULL;
+		char *piece = NULL, *src;
+		size_t piece_len = 0;
+
+		if (t[i] == ' ') {
+			sbuf_add(&out, " ", 1);
+			i++;
+			continue;
+		}
+		for (start = i; i < len && t[i] != ' '; i++)
+			;
+		src = xstrndup(t + start, i - start);
+		err = SPF_record_compile_macro(server, b->resp, &mac, src);
+		if (err == SPF_E_SUCCESS)
+			err = SPF_record_expand_data(server, b->req, b->resp,
+			    (SPF_data_t *)((char *)mac + sizeof(*mac)), mac->macro_len,
+			    &piece, &piece_len);
+		if (err == SPF_E_SUCCESS && piece != NULL)
+			sbuf_addf(&out, "%s", piece);
+		free(piece);
+		free(src);
+		if (mac != NULL)
+			SPF_macro_free(mac);
+	}
+	dns_reply_free(r);
+	sbuf_add(&out, "", 1);
+	if (err == SPF_E_SUCCESS) {
+		size_t n = out.len;
+
+		if (*buflenp < n) {
+			char *tmp = realloc(*bufp, n);
+
+			if (tmp == NULL) {
+				sbuf_free(&out);
+				return SPF_E_NO_MEMORY;
+			}
+			*bufp = tmp;
+			*buflenp = n;
+		}
+		memcpy(*bufp, out.data, n);
+	}
+	sbuf_free(&out);
+	/* libspf2 cannot expand some macros (%{c}, %{p} of IPv6 clients) */
+	return err == SPF_E_SUCCESS ? err : default_exp(server, b, bufp, buflenp);
+}
+
 /* spf_lookup - libspf2's lookup: a new SPF_dns_rr_t, never NULL */
 static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type,
                                 int should_cache)
@@ -129,7 +302,7 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	}
 	if ((left = budget_left(in->cfg->dns_timeout)) == 0)
 		return rr_new(srv, domain, type, 0, TRY_AGAIN);
-	r = dns_lookup(in->dns, domain, (int)type, left);
+	r = dns_lookup(in->dns, fit_name(domain), (int)type, left);
 	switch (r->status) {
 	case DNS_OK:        herrno = NETDB_SUCCESS; break;
 	case DNS_NODATA:    herrno = NO_DATA; break;
@@ -137,6 +310,11 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	case DNS_BADNAME:   herrno = HOST_NOT_FOUND; break;
 	default:            herrno = TRY_AGAIN; break;
 	}
+	/* RFC 7208 5.5: a DNS error looking up the address of a PTR name
+	 * skips that name; libspf2 would make it a temperror */
+	if (herrno == TRY_AGAIN && (type == ns_t_a || type == ns_t_aaaa) && spf_current != NULL
+	    && spf_current->after_ptr)
+		herrno = HOST_NOT_FOUND;
 	rr = rr_new(srv, domain, type, (int)r->ttl, herrno);
 	for (i = 0; r->status == DNS_OK && i < r->count; i++) {
 		const struct dns_rr *x = &r->rr[i];
@@ -162,6 +340,8 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	rr->num_rr = n;
 	if (herrno == NETDB_SUCCESS && n == 0)
 		rr->herrno = NO_DATA;
+	if (spf_current != NULL)
+		rfc7208_checks(spf_current, domain, (int)type, r);
 	dns_reply_free(r);
 	return rr;
 }
@@ -290,6 +470,7 @@ static int spf_setup(void **instance, const struct scan_env *env, char *err, siz
 
 	in->layer.destroy = spf_layer_destroy;
 	in->layer.lookup = spf_lookup;
+	in->layer.get_exp = spf_get_exp;
 	in->layer.name = "mailwarden";
 	in->layer.hook = in;
 	if ((in->server = SPF_server_new_dns(&in->layer, 0)) == NULL) {
@@ -350,6 +531,8 @@ static SPF_errcode_t spf_query(SPF_server_t *server, SPF_request_t *req, SPF_res
 
 	if ((*respp = resp = SPF_response_new(req)) == NULL)
 		return SPF_E_NO_MEMORY;
+	if (spf_current != NULL)
+		spf_current->resp = resp;
 	req->cur_dom = req->use_helo ? req->helo_dom : req->env_from_dp;
 	err = SPF_server_get_record(server, req, resp, &rec);
 	if (err != SPF_E_SUCCESS) {
@@ -563,6 +746,11 @@ static void spf_eom(struct mw_ctx *ctx)
 			budget.deadline.tv_nsec -= 1000000000L;
 		}
 		budget.expired = 0;
+		budget.lookups = budget.voids = 0;
+		budget.after_list = budget.after_ptr = 0;
+		budget.permerror[0] = '\0';
+		budget.req = req;
+		budget.resp = NULL;
 		spf_current = &budget;
 		err = spf_query(in->server, req, &resp);
 		spf_current = NULL;
@@ -577,7 +765,11 @@ static void spf_eom(struct mw_ctx *ctx)
 		else if (SPF_response_get_header_comment(resp) != NULL)
 			printable(comment, sizeof(comment), SPF_response_get_header_comment(resp),
 			    SPF_MAX_COMMENT, "()\\");
-		if (SPF_response_get_explanation(resp) != NULL)
+		if (budget.permerror[0] != '\0' && res != R_PERMERROR && res != R_TEMPERROR) {
+			res = R_PERMERROR;
+			snprintf(comment, sizeof(comment), "%s: %s", cfg->hostname, budget.permerror);
+		}
+		if (res != R_PERMERROR && SPF_response_get_explanation(resp) != NULL)
 			printable(expl, sizeof(expl), SPF_response_get_explanation(resp),
 			    SPF_MAX_COMMENT, NULL);
 		if (budget.expired && res == R_TEMPERROR)
