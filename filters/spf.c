@@ -149,6 +149,12 @@ static void set_permerror(struct spf_budget *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* is_spf_record - "v=spf1" alone or followed by a space (4.5) */
+static int is_spf_record(const char *t, size_t len)
+{
+	return len >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (len == 6 || t[6] == ' ');
+}
+
 /* rfc7208_checks - what libspf2 1.2.10 does not check about an answer it
  * is given: the syntax of SPF records (the ones it will evaluate: it only
  * asks for records it evaluates), more than 10 MX names, and more than 2
@@ -164,8 +170,7 @@ static void rfc7208_checks(struct spf_budget *b, const char *domain, int type,
 			const char *t = r->rr[i].text;
 			size_t len = r->rr[i].text_len;
 
-			if (len >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (len == 6 || t[6] == ' ')
-			    && (memchr(t, '\0', len) != NULL
+			if (is_spf_record(t, len) && (memchr(t, '\0', len) != NULL
 			    || !spf_record_syntax_ok(t, len, why, sizeof(why))))
 				set_permerror(b, "syntax error in the SPF record of %.80s: %.120s", domain,
 				    memchr(t, '\0', len) != NULL ? "NUL byte" : why);
@@ -290,6 +295,7 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	unsigned left;
 	size_t i;
 	int n = 0;
+	char why[128];
 
 	(void)should_cache;
 	if (domain == NULL)
@@ -331,7 +337,13 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 		switch ((int)type) {
 		case ns_t_a:    memcpy(&rr->rr[n]->a, x->addr, len); break;
 		case ns_t_aaaa: memcpy(&rr->rr[n]->aaaa, x->addr, len); break;
-		case ns_t_txt:  memcpy(rr->rr[n]->txt, x->text, len); break;
+		case ns_t_txt:
+			if (is_spf_record(x->text, x->text_len)
+			    && spf_record_syntax_ok(x->text, x->text_len, why, sizeof(why)))
+				spf_strip_unknown_modifiers(x->text, x->text_len, rr->rr[n]->txt);
+			else
+				memcpy(rr->rr[n]->txt, x->text, len);
+			break;
 		case ns_t_mx:   memcpy(rr->rr[n]->mx, x->name, len); break;
 		default:        memcpy(rr->rr[n]->ptr, x->name, len); break;
 		}

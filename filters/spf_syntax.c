@@ -321,6 +321,33 @@ int spf_record_syntax_ok(const char *rec, size_t len, char *why, size_t whylen)
 	}
 }
 
+size_t spf_strip_unknown_modifiers(const char *rec, size_t len, char *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i < len) {
+		size_t start, k;
+
+		if (rec[i] == ' ') {
+			out[o++] = rec[i++];
+			continue;
+		}
+		for (start = i; i < len && rec[i] != ' '; i++)
+			;
+		for (k = start; k < i && (isalnum((unsigned char)rec[k]) || rec[k] == '-'
+		    || rec[k] == '_' || rec[k] == '.'); k++)
+			;
+		if (start > 0 && k < i && rec[k] == '=' && k > start
+		    && !word_is(rec + start, k - start, "redirect")
+		    && !word_is(rec + start, k - start, "exp"))
+			continue;	/* an unknown modifier: left out */
+		memcpy(out + o, rec + start, i - start);
+		o += i - start;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 int spf_explain_string_ok(const char *s, size_t len)
 {
 	size_t i = 0, start;
