@@ -697,7 +697,7 @@ static void spf_eom(struct mw_ctx *ctx)
 	double score;
 	char comment[SPF_MAX_COMMENT + 4], expl[SPF_MAX_COMMENT + 4], v_ip[80],
 	     v_from[SPF_MAX_VALUE + 8], v_helo[SPF_MAX_VALUE + 8], v_rcv[SPF_MAX_VALUE + 8],
-	     v_dom[SPF_MAX_VALUE + 8], hdr[1000], text[401];
+	     v_dom[SPF_MAX_VALUE + 8], text[401];
 	size_t i;
 
 	if (mw_direction(ctx) != MW_INBOUND)
@@ -779,7 +779,8 @@ static void spf_eom(struct mw_ctx *ctx)
 			    SPF_MAX_COMMENT, "()\\");
 		if (budget.permerror[0] != '\0' && res != R_PERMERROR && res != R_TEMPERROR) {
 			res = R_PERMERROR;
-			snprintf(comment, sizeof(comment), "%s: %s", cfg->hostname, budget.permerror);
+			snprintf(comment, sizeof(comment), "%.40s: %.250s", cfg->hostname,
+			    budget.permerror);
 		}
 		if (res != R_PERMERROR && SPF_response_get_explanation(resp) != NULL)
 			printable(expl, sizeof(expl), SPF_response_get_explanation(resp),
@@ -791,10 +792,22 @@ static void spf_eom(struct mw_ctx *ctx)
 	kv_value(v_helo, sizeof(v_helo), helo);
 	kv_value(v_rcv, sizeof(v_rcv), cfg->hostname);
 	kv_value(v_dom, sizeof(v_dom), domain);
-	snprintf(hdr, sizeof(hdr), "%s%s%s%s client-ip=%s; envelope-from=%s; helo=%s; receiver=%s; "
-	    "identity=%s;", res_name[res], comment[0] ? " (" : "", comment, comment[0] ? ")" : "",
-	    v_ip, v_from, v_helo, v_rcv, identity);
-	mw_header_add(ctx, "Received-SPF", hdr);
+	{
+		/* a field within 998 octets: without the comment if need be */
+		struct sbuf h;
+
+		sbuf_init(&h, (size_t)-1);
+		sbuf_addf(&h, "%s%s%s%s client-ip=%s; envelope-from=%s; helo=%s; receiver=%s; "
+		    "identity=%s;", res_name[res], comment[0] ? " (" : "", comment,
+		    comment[0] ? ")" : "", v_ip, v_from, v_helo, v_rcv, identity);
+		if (h.len > 980) {
+			sbuf_reset(&h);
+			sbuf_addf(&h, "%s client-ip=%s; envelope-from=%s; helo=%s; identity=%s;",
+			    res_name[res], v_ip, v_from, v_helo, identity);
+		}
+		mw_header_add(ctx, "Received-SPF", h.data);
+		sbuf_free(&h);
+	}
 	if (from[0] != '\0')
 		mw_auth_result(ctx, "spf", res_name[res], "smtp.mailfrom=%s", v_from);
 	else
