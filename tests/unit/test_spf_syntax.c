@@ -68,7 +68,7 @@ static void test_invalid_records(void **state)
 static void test_strip_unknown_modifiers(void **state)
 {
 	const char *rec = "v=spf1 moo.cow-far_out=man:dog/cat ip4:1.2.3.4 foo=bar redirect=x.example.com "
-	                  "exp=e.example.com -all";
+	                  "exp=e.example.com ?ip4:192.0.2.9";
 	char out[200];
 	size_t n;
 
@@ -78,10 +78,56 @@ static void test_strip_unknown_modifiers(void **state)
 	/* the spaces stay, the terms go */
 	assert_non_null(strstr(out, "ip4:1.2.3.4"));
 	assert_non_null(strstr(out, "redirect=x.example.com"));
-	assert_non_null(strstr(out, "exp=e.example.com -all"));
+	assert_non_null(strstr(out, "exp=e.example.com ?ip4:192.0.2.9"));
 	assert_null(strstr(out, "moo"));
 	assert_null(strstr(out, "foo=bar"));
 	assert_true(ok(out));
+}
+
+static void test_redirect_with_all(void **state)
+{
+	const char *rec = "v=spf1 redirect=t5.example.com ~all";
+	char out[100];
+
+	(void)state;
+	spf_strip_unknown_modifiers(rec, strlen(rec), out);
+	assert_null(strstr(out, "redirect"));
+	assert_non_null(strstr(out, "~all"));
+	rec = "v=spf1 ip4:192.0.2.1 redirect=t5.example.com";
+	spf_strip_unknown_modifiers(rec, strlen(rec), out);
+	assert_string_equal(out, rec);
+}
+
+static void rw(const char *rec, int v6, const char *want)
+{
+	char out[300];
+	size_t n = spf_rewrite_cidr0(rec, strlen(rec), v6, out, sizeof(out));
+
+	if (want == NULL) {
+		if (n != 0)
+			fail_msg("%s (v6=%d) rewritten to %s", rec, v6, out);
+		return;
+	}
+	if (n == 0)
+		fail_msg("%s (v6=%d) not rewritten", rec, v6);
+	if (strcmp(out, want) != 0)
+		fail_msg("%s (v6=%d) -> \"%s\", want \"%s\"", rec, v6, out, want);
+	if (!ok(out))
+		fail_msg("rewritten record refused: %s", out);
+}
+
+static void test_rewrite_cidr0(void **state)
+{
+	(void)state;
+	rw("v=spf1 ip4:1.2.3.4/24 a mx:x.example.com/24//64 -all", 0, NULL);
+	rw("v=spf1 ip4:1.2.3.4/0 -all", 0, "v=spf1 all -all");
+	rw("v=spf1 -ip4:1.2.3.4/0 ~all", 1, "v=spf1  ~all");
+	rw("v=spf1 ?ip6:::1/0 -all", 1, "v=spf1 ?all -all");
+	rw("v=spf1 a/0 -all", 0, "v=spf1 a:%{d}" SPF_CIDR0_SUFFIX " -all");
+	rw("v=spf1 a/0 -all", 1, "v=spf1 a -all");
+	rw("v=spf1 +a:mail.example.com./0//64 -all", 1, "v=spf1 +a:mail.example.com.//64 -all");
+	rw("v=spf1 mx:example.com//0 -all", 1, "v=spf1 mx:example.com" SPF_CIDR0_SUFFIX " -all");
+	rw("v=spf1 mx/24//0 -all", 0, "v=spf1 mx/24 -all");
 }
 
 static void test_explain_string(void **state)
@@ -99,6 +145,8 @@ int main(void)
 		cmocka_unit_test(test_valid_records),
 		cmocka_unit_test(test_invalid_records),
 		cmocka_unit_test(test_strip_unknown_modifiers),
+		cmocka_unit_test(test_redirect_with_all),
+		cmocka_unit_test(test_rewrite_cidr0),
 		cmocka_unit_test(test_explain_string),
 	};
 
