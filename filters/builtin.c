@@ -7,6 +7,8 @@
 /* sender authentication */
 
 /* content */
+extern const struct builtin_filter builtin_clamav;
+extern const struct builtin_filter builtin_clamd;
 
 /* spam */
 
@@ -14,6 +16,8 @@ static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
 
 	/* content */
+	&builtin_clamav,
+	&builtin_clamd,
 
 	/* spam */
 
