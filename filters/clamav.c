@@ -89,6 +89,21 @@ static int set_num(struct cl_engine *e, enum cl_engine_field f, long long v,
 	return 0;
 }
 
+/* What one scan found, filled by found_cb: the name is copied while
+ * libclamav still owns it (a heuristic's name does not outlive the scan). */
+struct scan_found {
+	char name[160];
+};
+
+static void found_cb(int fd, const char *virname, void *context)
+{
+	struct scan_found *f = context;
+
+	(void)fd;
+	if (f != NULL && virname != NULL && f->name[0] == '\0')
+		snprintf(f->name, sizeof(f->name), "%s", virname);
+}
+
 /* engine_build - a new compiled engine from the configured database.
  * NULL with a one-line reason. */
 static struct engine *engine_build(const struct config *cfg, char *err, size_t errlen)
@@ -131,6 +146,7 @@ static struct engine *engine_build(const struct config *cfg, char *err, size_t e
 		snprintf(err, errlen, "compile %s: %s", cfg->av_database, cl_strerror(rc));
 		goto fail;
 	}
+	cl_engine_set_clcb_virus_found(e, found_cb);
 	en = xcalloc(1, sizeof(*en));
 	en->cl = e;
 	en->refs = 1;
@@ -311,6 +327,7 @@ static void clamav_eom(struct mw_ctx *ctx)
 	cl_error_t rc;
 	size_t len;
 	char why[200];
+	struct scan_found found;
 
 	msg = mw_message(ctx, &len);
 	if (len == 0) {
@@ -322,12 +339,16 @@ static void clamav_eom(struct mw_ctx *ctx)
 		return;
 	}
 	en = engine_take(c);
-	rc = cl_scanmap_callback(map, "message.eml", &virname, &scanned, en->cl, &opts, NULL);
+	memset(&found, 0, sizeof(found));
+	rc = cl_scanmap_callback(map, "message.eml", &virname, &scanned, en->cl, &opts, &found);
+	if (rc == CL_VIRUS && found.name[0] == '\0' && virname != NULL)
+		snprintf(found.name, sizeof(found.name), "%s", virname);
+	virname = found.name;
 	cl_fmap_close(map);
-	if (rc == CL_VIRUS && virname != NULL && av_limit_name(virname)) {
+	if (rc == CL_VIRUS && av_limit_name(virname)) {
 		av_unscanned(ctx, c->cfg, c->label, 1, virname);
 	} else if (rc == CL_VIRUS) {
-		av_virus(ctx, c->cfg, c->label, virname != NULL ? virname : "");
+		av_virus(ctx, c->cfg, c->label, virname);
 	} else if (rc == CL_CLEAN) {
 		av_clean(ctx, c->cfg, c->label);
 	} else if (rc == CL_ETIMEOUT || rc == CL_EMAXSIZE || rc == CL_EMAXREC
