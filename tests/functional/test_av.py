@@ -307,3 +307,33 @@ def test_signature_reload_under_load(how, mw_factory, upstream, tmp_path):
     assert all(c == 554 for t, k, c, f in res if k == "new" and t > first + 0.5)
     if how == "watcher":
         assert "reloaded" in mw.stderr_text()
+
+
+def test_sighup_with_broken_database_keeps_the_running_scanner(mw_factory, upstream, tmp_path):
+    """A reload whose new scanner cannot load the database leaves the
+    running scanner (and its engine) in service: no 451, viruses still
+    found; once the database is repaired, the next SIGHUP takes it."""
+    db = copy_db(str(tmp_path / "db"))
+    pattern = b"MAILWARDEN-BROKEN-DB-TEST-%d" % os.getpid()
+    mw = mw_factory(upstream, opts=av_opts("clamav", db))
+    with Load(mw, pattern, threads=2) as load:
+        time.sleep(0.5)
+        with open(os.path.join(db, "broken.ndb"), "w") as f:
+            f.write("this is not a signature\n")
+        mw.signal(signal.SIGHUP)
+        assert avlib.wait_until(lambda: "failed before it was ready" in mw.stderr_text(), 10)
+        time.sleep(0.5)
+        os.unlink(os.path.join(db, "broken.ndb"))
+        with open(os.path.join(db, "fixed.ndb"), "w") as f:
+            f.write(ndb_line("Custom.Fixed.NDB-1", pattern))
+        t_fix = time.monotonic()
+        mw.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not load.new_detected_since(t_fix, "Custom.Fixed"):
+            time.sleep(0.1)
+        time.sleep(0.5)
+    assert not load.errors, load.errors
+    bad = [r for r in load.results if (r[1] == "clean" and r[2] != 250)
+           or (r[1] == "eicar" and r[2] != 554) or r[2] not in (250, 554)]
+    assert not bad, bad[:5]
+    assert load.new_detected_since(t_fix, "Custom.Fixed.NDB-1.UNOFFICIAL")
