@@ -32,6 +32,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <clamav.h>
 
@@ -72,8 +73,25 @@ static const struct cl_scan_options scan_options_init = {
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static cl_error_t init_rc;
 
+/* libclamav's own messages go to our log (not to stderr, unlabelled) */
+static void clamav_msg(enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
+{
+	int len;
+
+	(void)fullmsg;
+	(void)context;
+	if (msg == NULL)
+		return;
+	len = (int)strcspn(msg, "\n");
+	if (len > 300)
+		len = 300;
+	slog(NULL, severity >= CL_MSG_ERROR ? LOG_ERR : severity >= CL_MSG_WARN ? LOG_WARNING
+	    : LOG_DEBUG, "libclamav: %.*s", len, msg);
+}
+
 static void clamav_global_init(void)
 {
+	cl_set_clcb_msg(clamav_msg);
 	init_rc = cl_init(CL_INIT_DEFAULT);
 }
 
@@ -280,6 +298,10 @@ static int clamav_setup(void **instance, const struct scan_env *env, char *err, 
 	pthread_once(&init_once, clamav_global_init);
 	if (init_rc != CL_SUCCESS) {
 		snprintf(err, errlen, "cl_init: %s", cl_strerror(init_rc));
+		return -1;
+	}
+	if (env->cfg->av_tmpdir[0] && access(env->cfg->av_tmpdir, W_OK | X_OK) != 0) {
+		snprintf(err, errlen, "av_tmpdir %s: %s", env->cfg->av_tmpdir, strerror(errno));
 		return -1;
 	}
 	c = xcalloc(1, sizeof(*c));

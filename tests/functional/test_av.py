@@ -219,10 +219,30 @@ def test_clamd_down_never_passes(mw_factory, upstream, module_db, tmp_path):
         d.stop()
 
 
-def test_clamd_tcp_socket_setting_checked(tmp_path):
-    r = avlib.subprocess.run([os.environ["MW_BIN"], "-t", "-o", "filters=clamd", "-o",
-                              "clamd_socket=no-port-here"], capture_output=True, timeout=20)
-    assert r.returncode != 0 and b"clamd_socket" in r.stderr + r.stdout
+@pytest.mark.parametrize("opts,want", [
+    ([("filters", "clamd"), ("clamd_socket", "no-port-here")], b"clamd_socket"),
+    ([("filters", "clamav"), ("av_database", "/nonexistent-av-db")], b"av_database"),
+    ([("filters", "clamav"), ("av_database", avlib.DB_SRC), ("av_tmpdir", "/nonexistent-tmp")],
+     b"av_tmpdir"),
+])
+def test_setup_errors_are_reported(opts, want, tmp_path):
+    """-t builds the filters: a database that does not load, a temp dir
+    that is not there, a clamd address that does not parse, all refused."""
+    args = ["-t"]
+    for k, v in opts:
+        args += ["-o", "%s=%s" % (k, v)]
+    r = avlib.subprocess.run([os.environ["MW_BIN"]] + args, capture_output=True, timeout=20)
+    assert r.returncode != 0 and want in r.stderr + r.stdout, r
+
+
+def test_database_without_signatures_refused(tmp_path):
+    """An engine without signatures would pass everything: refused."""
+    db = tmp_path / "empty"
+    db.mkdir()
+    (db / "empty.ndb").write_text("")
+    r = avlib.subprocess.run([os.environ["MW_BIN"], "-t", "-o", "filters=clamav", "-o",
+                              "av_database=%s" % db], capture_output=True, timeout=20)
+    assert r.returncode != 0 and b"filter clamav: av_database" in r.stderr + r.stdout, r
 
 
 # --- signature reload under load ---------------------------------------------
