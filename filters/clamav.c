@@ -53,7 +53,8 @@ struct clamav {
 	pthread_mutex_t lock;      /* guards cur and refs of every engine */
 	struct engine  *cur;       /* the engine new scans take */
 	struct cl_stat  dbstat;    /* the database as last loaded */
-	int             have_stat;
+	int             have_stat;  /* av_database is a directory we could stat */
+	int             retry;      /* the last reload failed (watcher thread only) */
 	pthread_t       watcher;
 	int             have_watcher;
 	pthread_cond_t  stop_cond;
@@ -202,10 +203,11 @@ static void engine_drop(struct clamav *c, struct engine *en)
 }
 
 /* db_changed - has anything in the database directory changed since the
- * last load?  Compared against the stat taken before that load. */
+ * last load (compared against the stat taken before that load), or did the
+ * last reload fail (a file still being written: try again)? */
 static int db_changed(struct clamav *c)
 {
-	return !c->have_stat || cl_statchkdir(&c->dbstat) == 1;
+	return c->retry || (c->have_stat && cl_statchkdir(&c->dbstat) == 1);
 }
 
 static void db_stat(struct clamav *c)
@@ -227,9 +229,11 @@ static void reload(struct clamav *c)
 	db_stat(c);
 	if ((en = engine_build(c->cfg, err, sizeof(err))) == NULL) {
 		slog(NULL, LOG_ERR, "clamav: database changed but cannot be loaded, keeping "
-		    "the running engine: %s", err);
+		    "the running engine (retrying every av_db_check_interval): %s", err);
+		c->retry = 1;
 		return;
 	}
+	c->retry = 0;
 	pthread_mutex_lock(&c->lock);
 	old = c->cur;
 	en->generation = old->generation + 1;

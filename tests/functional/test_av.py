@@ -302,6 +302,13 @@ def test_signature_reload_under_load(how, mw_factory, upstream, tmp_path):
         ("scanner_threads", "2")]))
     with Load(mw, pattern) as load:
         time.sleep(1.0)
+        if how == "watcher":
+            # a file caught half-written: the running engine stays, and the
+            # watcher tries again
+            with open(os.path.join(db, "reload.ndb"), "w") as f:
+                f.write(ndb_line(name, pattern)[:20] + "\n")
+            assert avlib.wait_until(lambda: "cannot be loaded" in mw.stderr_text(), 10)
+            time.sleep(0.5)
         t_change = time.monotonic()
         with open(os.path.join(db, "reload.ndb"), "w") as f:
             f.write(ndb_line(name, pattern))
