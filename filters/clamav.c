@@ -74,6 +74,15 @@ static const struct cl_scan_options scan_options_init = {
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static cl_error_t init_rc;
 
+/* The first error libclamav reported on this thread during the current
+ * scan.  libclamav may log an error and still answer CL_CLEAN: a temp
+ * directory that vanished (a tmpfs cleaned under it) or a full disk make
+ * every attachment unscannable, and the message "clean".  Its message
+ * callback carries no per-scan context, but it runs on the scanning
+ * thread, so a thread-local slot ties the error to the scan. */
+static _Thread_local char *scan_error;   /* points into the scan's buffer, or NULL */
+static _Thread_local size_t scan_error_len;
+
 /* libclamav's own messages go to our log (not to stderr, unlabelled) */
 static void clamav_msg(enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
 {
@@ -86,6 +95,8 @@ static void clamav_msg(enum cl_msg severity, const char *fullmsg, const char *ms
 	len = (int)strcspn(msg, "\n");
 	if (len > 300)
 		len = 300;
+	if (severity >= CL_MSG_ERROR && scan_error != NULL && scan_error[0] == '\0')
+		snprintf(scan_error, scan_error_len, "%.*s", len, msg);
 	slog(NULL, severity >= CL_MSG_ERROR ? LOG_ERR : severity >= CL_MSG_WARN ? LOG_WARNING
 	    : LOG_DEBUG, "libclamav: %.*s", len, msg);
 }
@@ -352,7 +363,7 @@ static void clamav_eom(struct mw_ctx *ctx)
 	cl_fmap_t *map;
 	cl_error_t rc;
 	size_t len;
-	char why[200];
+	char why[400], lib_error[320];
 	struct scan_found found;
 
 	msg = mw_message(ctx, &len);
@@ -366,7 +377,11 @@ static void clamav_eom(struct mw_ctx *ctx)
 	}
 	en = engine_take(c);
 	memset(&found, 0, sizeof(found));
+	lib_error[0] = '\0';
+	scan_error = lib_error;
+	scan_error_len = sizeof(lib_error);
 	rc = cl_scanmap_callback(map, "message.eml", &virname, &scanned, en->cl, &opts, &found);
+	scan_error = NULL;
 	if (rc == CL_VIRUS && found.name[0] == '\0' && virname != NULL)
 		snprintf(found.name, sizeof(found.name), "%s", virname);
 	virname = found.name;
@@ -375,6 +390,10 @@ static void clamav_eom(struct mw_ctx *ctx)
 		av_unscanned(ctx, c->cfg, c->label, 1, virname);
 	} else if (rc == CL_VIRUS) {
 		av_virus(ctx, c->cfg, c->label, virname);
+	} else if (rc == CL_CLEAN && lib_error[0] != '\0') {
+		/* "clean" after an error is no verdict (see scan_error) */
+		snprintf(why, sizeof(why), "libclamav: %s", lib_error);
+		av_unscanned(ctx, c->cfg, c->label, 0, why);
 	} else if (rc == CL_CLEAN) {
 		av_clean(ctx, c->cfg, c->label);
 	} else if (rc == CL_ETIMEOUT || rc == CL_EMAXSIZE || rc == CL_EMAXREC

@@ -364,3 +364,21 @@ def test_sighup_with_broken_database_keeps_the_running_scanner(mw_factory, upstr
            or (r[1] == "eicar" and r[2] != 554) or r[2] not in (250, 554)]
     assert not bad, bad[:5]
     assert load.new_detected_since(t_fix, "Custom.Fixed.NDB-1.UNOFFICIAL")
+
+
+def test_vanished_tmpdir_is_a_failure_not_clean(mw_factory, upstream, module_db, tmp_path):
+    """libclamav answers "clean" when it cannot create its temp files (it
+    only logs an error): a tmpfs cleaned under a running scanner would let
+    every virus through.  mailwarden takes the logged error as a failure."""
+    tmpdir = tmp_path / "avtmp"
+    tmpdir.mkdir()
+    mw = mw_factory(upstream, opts=av_opts("clamav", module_db, extra=[("av_tmpdir", str(tmpdir))]))
+    assert send(mw, with_attachment(EICAR, "eicar.com")).code == 554
+    tmpdir.rmdir()
+    r = send(mw, with_attachment(EICAR, "eicar.com"))
+    assert r.code == 451, r
+    rec = mw.audit(2)[-1]
+    assert rec["symbols"][0]["name"] == "AV_UNSCANNED"
+    assert "temporary" in rec["symbols"][0]["description"], rec
+    tmpdir.mkdir()
+    assert send(mw, with_attachment(EICAR, "eicar.com")).code == 554
