@@ -35,7 +35,10 @@ def module_db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clamd(tmp_path_factory, module_db):
     """One clamd for the module (its start-up takes a while)."""
-    d = Clamd(tmp_path_factory.mktemp("clamd"), module_db).start()
+    port = free_port()
+    d = Clamd(tmp_path_factory.mktemp("clamd"), module_db,
+              extra=["TCPSocket %d" % port, "TCPAddr 127.0.0.1"]).start()
+    d.tcp = "127.0.0.1:%d" % port
     yield d
     d.stop()
 
@@ -103,6 +106,17 @@ def test_detections_match_clamscan(mode, request, mw_factory, upstream, module_d
         syms = {s["name"]: s for s in r["symbols"]}
         assert syms["VIRUS_FOUND"]["description"].endswith(".UNOFFICIAL"), r
         assert r["reply"].startswith("554 5.7.1 Virus found: " + syms["VIRUS_FOUND"]["description"])
+
+
+def test_clamd_over_tcp(mw_factory, upstream, module_db, clamd):
+    mw = mw_factory(upstream, opts=av_opts("clamd", module_db, clamd, extra=[
+        ("clamd_socket", clamd.tcp)]))
+    r = send(mw, with_attachment(avlib.zip_of([("e.com", EICAR)]), "e.zip", "application/zip"))
+    assert (r.code, r.first) == (554, "5.7.1 Virus found: " + EICAR_NAME)
+    assert send(mw, plain()).code == 250
+    m = upstream.wait_messages(1)[0]
+    assert headers_named(m.content, "X-Virus-Status") == ["Clean"]
+    assert headers_named(m.content, "X-Virus-Scanned")[0].startswith("ClamAV (clamd)")
 
 
 # --- virus action per direction ------------------------------------------------
