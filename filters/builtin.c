@@ -9,6 +9,8 @@ extern const struct builtin_filter builtin_spf;
 
 /* content */
 extern const struct builtin_filter builtin_attachments;
+extern const struct builtin_filter builtin_clamav;
+extern const struct builtin_filter builtin_clamd;
 
 /* spam */
 
@@ -18,6 +20,8 @@ static const struct builtin_filter *const builtins[] = {
 
 	/* content */
 	&builtin_attachments,
+	&builtin_clamav,
+	&builtin_clamd,
 
 	/* spam */
 

@@ -66,6 +66,8 @@ struct scanner {
 	int              stopping;  /* workers leave once the queue is empty */
 };
 
+int scanner_ready_fd = -1;
+
 static volatile sig_atomic_t got_term;
 static int sig_wfd = -1;
 
@@ -379,6 +381,13 @@ int scanner_main(struct config *cfg, int listen_fd)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	slog(NULL, LOG_INFO, "scanner: ready, %u threads, queue %u", s.nthreads,
 	    cfg->scanner_queue);
+	if (scanner_ready_fd >= 0) {
+		ssize_t w = write(scanner_ready_fd, "R", 1);
+
+		(void)w;
+		close(scanner_ready_fd);
+		scanner_ready_fd = -1;
+	}
 
 	for (;;) {
 		if (got_term && !shutting) {

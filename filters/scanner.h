@@ -24,6 +24,13 @@
 
 #include "proxy/config.h"
 
+/* scanner_ready_fd - when >= 0 (set by the master in the child before
+ * scanner_main), scanner_main writes one byte to it and closes it once the
+ * pipeline is built (filters set up: the antivirus engine loaded): a
+ * reload switches the proxy to a new scanner only then.  A scanner that
+ * cannot build its pipeline exits without writing (EOF). */
+extern int scanner_ready_fd;
+
 /* scanner_main - the body of the scanner process.  listen_fd: a bound,
  * listening SOCK_SEQPACKET unix socket (made non-blocking here; not
  * closed at exit, the master owns its copy).  Builds the pipeline, serves

@@ -132,6 +132,22 @@ struct config {
 	/* --- DKIM, DMARC (issue 4) --- */
 
 	/* --- antivirus (issue 5) --- */
+	char av_database[512];        /* libclamav database directory (or file) */
+	char av_tmpdir[512];          /* libclamav temp dir; "" = its default */
+	uint64_t av_max_scansize;     /* bytes; 0 = libclamav's default */
+	uint64_t av_max_filesize;
+	unsigned av_max_recursion;
+	unsigned av_max_files;
+	unsigned av_max_scantime;     /* ms */
+	int  av_limit_action;         /* enum av_fail_mode (filters/av.h) */
+	int  av_fail_action;          /* enum av_fail_mode */
+	unsigned av_db_check_interval;/* ms; 0 = never look for database changes */
+	int  av_inbound_action;       /* enum av_virus_mode (filters/av.h) */
+	int  av_outbound_action;
+	int  av_headers;              /* add X-Virus-Scanned / X-Virus-Status */
+	char clamd_socket[512];       /* "/path" (unix) or "HOST:PORT" */
+	unsigned clamd_connect_timeout;  /* ms */
+	unsigned clamd_timeout;       /* ms, the whole scan exchange */
 
 	/* --- MIME, attachments (issue 5) --- */
 	/* attachment policy ("attachments" filter), per direction [0] inbound, [1] outbound */

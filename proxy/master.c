@@ -5,10 +5,17 @@
  * current one through a control pipe.  So a reload or a crash never lets
  * an old scanner accept the proxy's new connection, and an old scanner
  * keeps answering on its existing connection until the proxy closes it:
- * reloading drops no scan. */
+ * reloading drops no scan.
+ *
+ * On reload the new scanner is "pending" until it reports ready (its
+ * filters set up: the antivirus engine loaded and compiled, which may take
+ * a while with big signature databases); only then is the proxy switched
+ * to it and the old one retired.  A new scanner that dies before it is
+ * ready leaves the running one in service. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,6 +61,11 @@ static struct {
 	int ctl_w;                      /* master -> proxy: scanner addresses */
 	int milter_ctl_w;               /* master -> milter: the same */
 	struct child proxy, scanner, milter;
+	pid_t pending;                  /* reload: new scanner not ready yet, or 0 */
+	int pending_fd;                 /* its socket */
+	int pending_ready;              /* read end of its readiness pipe */
+	struct sockaddr_un pending_addr;
+	socklen_t pending_addrlen;
 	pid_t retiring[MAX_RETIRING];
 	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
 	uid_t uid;
@@ -85,7 +97,7 @@ void set_proc_title(int argc, char **argv, const char *name)
 	memcpy(start, title, n);
 }
 
-static int scanner_socket(void)
+static int scanner_socket(struct sockaddr_un *addr, socklen_t *addrlen)
 {
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0) return -1;
@@ -97,8 +109,8 @@ static int scanner_socket(void)
 		close(fd);
 		return -1;
 	}
-	M.scan_addrlen = sizeof M.scan_addr;
-	if (getsockname(fd, (struct sockaddr *)&M.scan_addr, &M.scan_addrlen) < 0) {
+	*addrlen = sizeof *addr;
+	if (getsockname(fd, (struct sockaddr *)addr, addrlen) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -123,10 +135,12 @@ static void child_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+static void announce_scanner(void);
+
 static pid_t start_scanner(void)
 {
 	if (M.scan_fd >= 0) close(M.scan_fd);
-	M.scan_fd = scanner_socket();
+	M.scan_fd = scanner_socket(&M.scan_addr, &M.scan_addrlen);
 	if (M.scan_fd < 0) {
 		slog_errno(NULL, LOG_ERR, "scanner socket");
 		return -1;
@@ -148,7 +162,112 @@ static pid_t start_scanner(void)
 	M.scanner.pid = pid;
 	M.scanner.started = time(NULL);
 	slog(NULL, LOG_INFO, "scanner started pid=%d", (int)pid);
-	/* tell the front ends where the new scanner listens */
+	announce_scanner();
+	return pid;
+}
+
+/* retire - an old scanner gets SIGTERM after delay seconds (0: now) */
+static void retire(pid_t old, int delay)
+{
+	for (int i = 0; i < MAX_RETIRING; i++)
+		if (M.retiring[i] == 0) {
+			M.retiring[i] = old;
+			M.retire_term_at[i] = time(NULL) + delay;
+			return;
+		}
+	kill(old, SIGTERM);
+}
+
+static void pending_close(void)
+{
+	if (M.pending_fd >= 0) close(M.pending_fd);
+	if (M.pending_ready >= 0) close(M.pending_ready);
+	M.pending_fd = M.pending_ready = -1;
+	M.pending = 0;
+}
+
+/* start_pending_scanner - reload: a new scanner beside the running one;
+ * the switch happens in check_pending() once it is ready */
+static void start_pending_scanner(void)
+{
+	int rp[2];
+	if (M.pending > 0) {            /* a newer reload supersedes it */
+		retire(M.pending, 0);
+		pending_close();
+	}
+	if (pipe2(rp, O_CLOEXEC) < 0) {
+		slog_errno(NULL, LOG_ERR, "pipe");
+		return;
+	}
+	M.pending_fd = scanner_socket(&M.pending_addr, &M.pending_addrlen);
+	M.pending_ready = rp[0];
+	if (M.pending_fd < 0) {
+		slog_errno(NULL, LOG_ERR, "scanner socket");
+		close(rp[1]);
+		pending_close();
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork scanner");
+		close(rp[1]);
+		pending_close();
+		return;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, "scanner");
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+		if (M.scan_fd >= 0) close(M.scan_fd);
+		close(rp[0]);
+		scanner_ready_fd = rp[1];
+		drop_privileges();
+		_exit(scanner_main(M.cfg, M.pending_fd));
+	}
+	close(rp[1]);
+	M.pending = pid;
+	slog(NULL, LOG_INFO, "scanner started pid=%d (waits until ready to take over)", (int)pid);
+}
+
+/* check_pending - the pending scanner said ready: switch the proxy to it
+ * and retire the old one; it died first: keep the old one */
+static void check_pending(void)
+{
+	struct pollfd p = { .fd = M.pending_ready, .events = POLLIN };
+	char c;
+	if (M.pending <= 0 || poll(&p, 1, 0) <= 0) return;
+	ssize_t n = read(M.pending_ready, &c, 1);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+	if (n != 1) {
+		slog(NULL, LOG_ERR, "reload: the new scanner pid=%d failed before it was ready; "
+		    "the running scanner stays in service", (int)M.pending);
+		retire(M.pending, 0);
+		pending_close();
+		return;
+	}
+	pid_t old = M.scanner.pid;
+	if (M.scan_fd >= 0) close(M.scan_fd);
+	M.scan_fd = M.pending_fd;
+	M.scan_addr = M.pending_addr;
+	M.scan_addrlen = M.pending_addrlen;
+	M.scanner.pid = M.pending;
+	M.scanner.started = time(NULL);
+	M.scanner.fails = 0;
+	M.pending_fd = -1;
+	close(M.pending_ready);
+	M.pending_ready = -1;
+	M.pending = 0;
+	slog(NULL, LOG_NOTICE, "reload: scanner pid=%d ready, taking over", (int)M.scanner.pid);
+	announce_scanner();
+	/* requests already on their way to the old one are still answered */
+	if (old > 0) retire(old, 2);
+}
+
+static void announce_scanner(void)
+{
+	/* tell the front ends where the current scanner listens */
 	struct { socklen_t len; struct sockaddr_un a; } msg;
 	memset(&msg, 0, sizeof msg);
 	msg.len = M.scan_addrlen;
@@ -159,7 +278,6 @@ static pid_t start_scanner(void)
 			ssize_t w = write(ctl[i], &msg, sizeof msg);
 			(void)w;
 		}
-	return pid;
 }
 
 static pid_t start_proxy(void)
@@ -217,6 +335,8 @@ static pid_t start_milter(void)
 		if (M.ctl_w >= 0) close(M.ctl_w);
 		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
 		if (M.scan_fd >= 0) close(M.scan_fd);
+		if (M.pending_fd >= 0) close(M.pending_fd);
+		if (M.pending_ready >= 0) close(M.pending_ready);
 		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		drop_privileges();
 		_exit(milter_main(M.cfg, ctl[0], &M.scan_addr, M.scan_addrlen));
@@ -258,6 +378,12 @@ static void reap(int stopping)
 			slog(NULL, LOG_INFO, "old scanner pid=%d finished", (int)pid);
 			continue;
 		}
+		if (pid == M.pending) {     /* died before it took over */
+			slog(NULL, LOG_ERR, "reload: the new scanner pid=%d failed before it was "
+			    "ready; the running scanner stays in service", (int)pid);
+			pending_close();
+			continue;
+		}
 		if (pid == M.scanner.pid) {
 			if (stopping) M.scanner.pid = 0;
 			else schedule_restart(&M.scanner, "scanner", status);
@@ -283,18 +409,12 @@ static void reload(void)
 	M.cfg = c;
 	log_set_level(c->log_level);
 	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy rereads its config");
-	pid_t old = M.scanner.pid;
-	if (start_scanner() < 0) return;
-	if (old > 0) {
-		/* The proxy switches to the new scanner as soon as it reads the
-		 * control pipe; the old one gets SIGTERM a little later, so that
-		 * requests already on their way to it are still answered. */
-		for (int i = 0; i < MAX_RETIRING; i++)
-			if (M.retiring[i] == 0) {
-				M.retiring[i] = old;
-				M.retire_term_at[i] = time(NULL) + 2;
-				break;
-			}
+	/* with a scanner running, the new one takes over once ready
+	 * (check_pending); without one, it starts at once */
+	if (M.scanner.pid > 0) start_pending_scanner();
+	else {
+		M.scanner.restart_at = 0;
+		start_scanner();
 	}
 	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGHUP);
 }
@@ -338,12 +458,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	M.argv = argv;
 	M.scan_fd = -1;
 	M.ctl_w = -1;
-	M.milter_ctl_w = -1;
+	M.pending_fd = M.pending_ready = -1;
 
 	if (cfg->user[0]) {
 		struct passwd *pw = getpwnam(cfg->user);
 		if (pw == NULL) die("user %s: no such user", cfg->user);
 		M.uid = pw->pw_uid;
+	M.milter_ctl_w = -1;
 		M.gid = pw->pw_gid;
 		M.drop = 1;
 	}
@@ -382,10 +503,15 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	int stopping = 0;
 	time_t stop_deadline = 0, next_expiry = 0;
 	for (;;) {
-		struct timespec ts = { 1, 0 };
+		struct timespec ts = { M.pending > 0 ? 0 : 1, M.pending > 0 ? 50000000 : 0 };
 		int sig = sigtimedwait(&mask, NULL, &ts);
 		time_t now = time(NULL);
 		if (sig == SIGCHLD || sig < 0) reap(stopping);
+		if (M.pending > 0 && stopping) {
+			retire(M.pending, 0);
+			pending_close();
+		}
+		if (M.pending > 0) check_pending();
 		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
 			stopping = 1;
 			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;

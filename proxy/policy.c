@@ -100,6 +100,14 @@ void policy_reply(const struct config *cfg, enum mw_action a, const char *text,
 	default:
 		return;
 	}
+	/* a verdict's text that carries its own code of the action's class
+	 * ("554 5.7.1 Virus found: X" for a reject) is the whole reply */
+	if (text != NULL && policy_text_ok(text)
+	    && split_reply(text, cls, &code_end, &text_off) == 0 && text[text_off] != '\0'
+	    && code_end > 3) {
+		snprintf(out, outsz, "%s", text);
+		return;
+	}
 	if (split_reply(conf, cls, &code_end, &text_off) < 0) {
 		conf = default_reply[a];
 		(void)split_reply(conf, cls, &code_end, &text_off);

@@ -44,7 +44,9 @@ void policy_decide(const struct config *cfg, const struct policy_in *in,
 
 /* policy_reply - the SMTP reply line (no CRLF) for action a: the configured
  * one for that action, with its text replaced by text when text is not NULL
- * and printable ASCII.  "" for accept and tag.  out: at most outsz-1 bytes. */
+ * and printable ASCII; a text that starts with a code and an enhanced code
+ * of the action's class ("554 5.7.1 ...") is the whole reply.  "" for
+ * accept and tag.  out: at most outsz-1 bytes. */
 void policy_reply(const struct config *cfg, enum mw_action a, const char *text,
                   char *out, size_t outsz);
 

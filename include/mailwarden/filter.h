@@ -111,7 +111,10 @@ void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value); 
  * only when that action is this verdict's.  It must be printable ASCII
  * (0x20-0x7e), 1 to 400 bytes, no CR/LF; otherwise it is logged and the
  * configured text is used (the verdict stands).  reply_text may be NULL
- * (the configured text).  MW_ACCEPT is no verdict (it changes nothing). */
+ * (the configured text).  MW_ACCEPT is no verdict (it changes nothing).
+ * A reply_text that starts with its own reply code and enhanced code of
+ * the action's class ("554 5.7.1 Virus found" for MW_REJECT) replaces the
+ * configured reply whole when that action is taken. */
 void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_text);
 /* An Authentication-Results (RFC 8601) entry.  The pipeline writes one
  * Authentication-Results field with the configured authserv-id holding

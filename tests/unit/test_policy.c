@@ -427,6 +427,14 @@ static void test_reply_direct(void **state)
 	assert_string_equal(out, "451 4.7.1 Try again later");
 	policy_reply(&c, MW_QUARANTINE, "Held for review", out, sizeof(out));
 	assert_string_equal(out, "250 2.0.0 Held for review");
+	/* a verdict text with its own code of the action's class is the reply
+	 * (the antivirus's 554); one of another class is just text */
+	policy_reply(&c, MW_REJECT, "554 5.7.1 Virus found: X.Y", out, sizeof(out));
+	assert_string_equal(out, "554 5.7.1 Virus found: X.Y");
+	policy_reply(&c, MW_TEMPFAIL, "554 5.7.1 Virus found: X.Y", out, sizeof(out));
+	assert_string_equal(out, "451 4.7.1 554 5.7.1 Virus found: X.Y");
+	policy_reply(&c, MW_REJECT, "554 no enhanced code", out, sizeof(out));
+	assert_string_equal(out, "550 5.7.1 554 no enhanced code");
 	assert_int_equal(policy_text_ok("fine text"), 1);
 	assert_int_equal(policy_text_ok(""), 0);
 	assert_int_equal(policy_text_ok("tab\there"), 0);

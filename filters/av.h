@@ -1,0 +1,47 @@
+/* av.h - what the two antivirus filters (clamav: libclamav in-process,
+ * clamd: over its socket) share: turning a scan outcome into symbols,
+ * X-Virus-* header fields and a verdict, the same way for both.
+ *
+ * Outcomes and what they become:
+ *   clean      X-Virus-Status: Clean
+ *   virus      symbol VIRUS_FOUND (description: the signature name),
+ *              X-Virus-Status: Infected (NAME), and per direction
+ *              (av_inbound_action / av_outbound_action): a reject verdict
+ *              with "554 5.7.1 Virus found: NAME", quarantine, or tag
+ *   limit      a scan limit was hit (libclamav's "Heuristics.Limits.
+ *              Exceeded.*", clamd's "size limit exceeded"): av_limit_action
+ *   failure    the scan could not be made (clamd down or timed out, engine
+ *              error): av_fail_action, tempfail by default, never a silent
+ *              pass: accept and tag still say AV_UNSCANNED and
+ *              X-Virus-Status: Unscanned.
+ * A sender's own X-Virus-Status fields are always removed first. */
+#ifndef MW_AV_H
+#define MW_AV_H
+
+#include "mailwarden/filter.h"
+#include "proxy/config.h"
+
+enum av_fail_mode { AV_FAIL_ACCEPT = 0, AV_FAIL_TAG, AV_FAIL_TEMPFAIL };
+enum av_virus_mode { AV_VIRUS_REJECT = 0, AV_VIRUS_QUARANTINE, AV_VIRUS_TAG };
+
+#define AV_SYM_VIRUS      "VIRUS_FOUND"
+#define AV_SYM_UNSCANNED  "AV_UNSCANNED"
+#define AV_HDR_SCANNED    "X-Virus-Scanned"
+#define AV_HDR_STATUS     "X-Virus-Status"
+
+/* av_limit_name - 1 if a detection name is libclamav's "a limit was hit"
+ * heuristic rather than a signature */
+int  av_limit_name(const char *virname);
+
+/* av_clean - the message was scanned and is clean.  scanner: what goes
+ * into X-Virus-Scanned ("ClamAV 1.4.6 (libclamav)"), borrowed. */
+void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner);
+/* av_virus - a signature matched; virname borrowed (any bytes: sanitized) */
+void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
+              const char *virname);
+/* av_unscanned - no verdict: is_limit selects av_limit_action (a scan
+ * limit) or av_fail_action (a failure); why is logged and described. */
+void av_unscanned(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
+                  int is_limit, const char *why);
+
+#endif

@@ -1,0 +1,291 @@
+/* clamd.c - the built-in "clamd" filter: the message sent to a running
+ * clamd over its socket (clamd_socket: "/path" for a unix socket, or
+ * "HOST:PORT" for TCP, resolved once in setup) with the INSTREAM command,
+ * for sites that run one clamd (one signature set in memory) for many
+ * services.
+ *
+ * One connection per message, non-blocking, with a deadline on the connect
+ * (clamd_connect_timeout) and one on the whole exchange (clamd_timeout).
+ * Anything but a clean or infected answer (clamd down, refused, timed out,
+ * a reply we cannot read, clamd's own ERROR) is a failure and gets
+ * av_fail_action (tempfail by default): a message clamd did not look at
+ * never passes silently.  clamd's "INSTREAM size limit exceeded"
+ * (StreamMaxLength) is a scan limit (av_limit_action).
+ *
+ * Protocol (clamd(8)): "zINSTREAM\0", then chunks <4-byte length, network
+ * order><data>, then a zero length; clamd answers one NUL-terminated line:
+ * "stream: OK", "stream: NAME FOUND", or "... ERROR".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "filters/av.h"
+#include "filters/builtin.h"
+#include "proxy/log.h"
+#include "proxy/sbuf.h"
+#include "proxy/netaddr.h"
+
+#define CHUNK (64 * 1024)
+#define REPLY_MAX 1024
+
+struct clamd {
+	const struct config *cfg;      /* borrowed */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char label[64];
+};
+
+static long long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* wait_fd - poll fd for ev until the deadline.  1 ready, 0 timed out, -1 error */
+static int wait_fd(int fd, short ev, long long deadline)
+{
+	struct pollfd p;
+	long long left;
+	int r;
+
+	for (;;) {
+		left = deadline - now_ms();
+		if (left <= 0)
+			return 0;
+		p.fd = fd;
+		p.events = ev;
+		p.revents = 0;
+		r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			return 1;
+	}
+}
+
+/* send_all - 0, or -1 with why */
+static int send_all(int fd, const void *buf, size_t len, long long deadline,
+                    char *why, size_t whysz)
+{
+	const unsigned char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int r = wait_fd(fd, POLLOUT, deadline);
+
+			if (r == 1)
+				continue;
+			snprintf(why, whysz, "clamd: %s while sending",
+			    r == 0 ? "timed out" : strerror(errno));
+			return -1;
+		}
+		snprintf(why, whysz, "clamd: send: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* clamd_connect - a connected non-blocking socket, or -1 with why */
+static int clamd_connect(const struct clamd *d, char *why, size_t whysz)
+{
+	int fd = socket(d->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	long long deadline = now_ms() + d->cfg->clamd_connect_timeout;
+	int soerr = 0, r;
+	socklen_t sl = sizeof(soerr);
+
+	if (fd < 0) {
+		snprintf(why, whysz, "clamd: socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (const struct sockaddr *)&d->addr, d->addrlen) == 0)
+		return fd;
+	if (errno != EINPROGRESS && errno != EAGAIN) {
+		snprintf(why, whysz, "clamd %.200s: connect: %s", d->cfg->clamd_socket, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	r = wait_fd(fd, POLLOUT, deadline);
+	if (r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+		return fd;
+	snprintf(why, whysz, "clamd %.200s: connect: %s", d->cfg->clamd_socket,
+	    r == 0 ? "timed out" : strerror(soerr ? soerr : errno));
+	close(fd);
+	return -1;
+}
+
+/* read_reply - clamd's one line, NUL or EOF terminated, into out.
+ * 0, or -1 with why. */
+static int read_reply(int fd, char *out, size_t outsz, long long deadline,
+                      char *why, size_t whysz)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	for (;;) {
+		r = recv(fd, out + n, outsz - 1 - n, 0);
+		if (r > 0) {
+			n += (size_t)r;
+			if (memchr(out, '\0', n) != NULL || n == outsz - 1)
+				break;
+			continue;
+		}
+		if (r == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			int w = wait_fd(fd, POLLIN, deadline);
+
+			if (w == 1)
+				continue;
+			snprintf(why, whysz, "clamd: %s waiting for the verdict",
+			    w == 0 ? "timed out" : strerror(errno));
+			return -1;
+		}
+		if (n > 0)
+			break;     /* reset after its answer: take the answer */
+		snprintf(why, whysz, "clamd: recv: %s", strerror(errno));
+		return -1;
+	}
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = '\0';
+	if (n == 0) {
+		snprintf(why, whysz, "clamd closed the connection without a verdict");
+		return -1;
+	}
+	return 0;
+}
+
+static void clamd_eom(struct mw_ctx *ctx)
+{
+	struct clamd *d = mw_instance(ctx);
+	const unsigned char *msg;
+	size_t len, off, n;
+	long long deadline = now_ms() + d->cfg->clamd_timeout;
+	char why[300], reply[REPLY_MAX];
+	int fd, sent = -1;
+	size_t rl;
+
+	msg = mw_message(ctx, &len);
+	if ((fd = clamd_connect(d, why, sizeof(why))) < 0) {
+		av_unscanned(ctx, d->cfg, d->label, 0, why);
+		return;
+	}
+	why[0] = '\0';
+	if (send_all(fd, "zINSTREAM", 10, deadline, why, sizeof(why)) == 0) {
+		for (off = 0, sent = 0; off <= len && sent == 0; off += n) {
+			uint32_t be;
+
+			n = len - off < CHUNK ? len - off : CHUNK;
+			be = htonl((uint32_t)n);
+			/* n == 0 is the terminating zero-length chunk */
+			sent = send_all(fd, &be, 4, deadline, why, sizeof(why));
+			if (sent == 0 && n > 0)
+				sent = send_all(fd, msg + off, n, deadline, why, sizeof(why));
+			if (n == 0)
+				break;
+		}
+	}
+	/* clamd may stop reading and answer (size limit) before we are done
+	 * sending: its answer counts whenever there is one */
+	if (read_reply(fd, reply, sizeof(reply), deadline, sent == 0 ? why : reply,
+	    sent == 0 ? sizeof(why) : sizeof(reply)) < 0) {
+		close(fd);
+		av_unscanned(ctx, d->cfg, d->label, 0, why[0] ? why : "clamd: no verdict");
+		return;
+	}
+	close(fd);
+	rl = strlen(reply);
+	if (strcmp(reply, "stream: OK") == 0) {
+		av_clean(ctx, d->cfg, d->label);
+	} else if (strncmp(reply, "stream: ", 8) == 0 && rl > 14
+	    && strcmp(reply + rl - 6, " FOUND") == 0) {
+		reply[rl - 6] = '\0';
+		if (av_limit_name(reply + 8))
+			av_unscanned(ctx, d->cfg, d->label, 1, reply + 8);
+		else
+			av_virus(ctx, d->cfg, d->label, reply + 8);
+	} else if (strstr(reply, "size limit exceeded") != NULL) {
+		snprintf(why, sizeof(why), "clamd: %.200s", reply);
+		av_unscanned(ctx, d->cfg, d->label, 1, why);
+	} else {
+		snprintf(why, sizeof(why), "clamd: %.200s", reply);
+		av_unscanned(ctx, d->cfg, d->label, 0, why);
+	}
+}
+
+static int clamd_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	const struct config *cfg = env->cfg;
+	struct clamd *d = xcalloc(1, sizeof(*d));
+
+	d->cfg = cfg;
+	if (cfg->clamd_socket[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&d->addr;
+
+		if (strlen(cfg->clamd_socket) >= sizeof(un->sun_path)) {
+			snprintf(err, errlen, "clamd_socket %s: path too long", cfg->clamd_socket);
+			free(d);
+			return -1;
+		}
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, cfg->clamd_socket, strlen(cfg->clamd_socket) + 1);
+		d->addrlen = sizeof(*un);
+	} else {
+		struct netaddr a;
+		char e[256];
+
+		if (netaddr_parse(cfg->clamd_socket, 0, &a, e, sizeof(e)) < 0) {
+			snprintf(err, errlen, "clamd_socket %s: %s", cfg->clamd_socket, e);
+			free(d);
+			return -1;
+		}
+		memcpy(&d->addr, &a.ss, sizeof(a.ss));
+		d->addrlen = a.len;
+	}
+	snprintf(d->label, sizeof(d->label), "ClamAV (clamd)");
+	*instance = d;
+	return 0;
+}
+
+static void clamd_fini(void *instance)
+{
+	free(instance);
+}
+
+static const struct mw_filter_ops clamd_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "clamd",
+	.fini = clamd_fini,
+	.on_eom = clamd_eom,
+};
+
+const struct builtin_filter builtin_clamd = {
+	.name = "clamd",
+	.ops = &clamd_ops,
+	.setup = clamd_setup,
+};

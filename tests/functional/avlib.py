@@ -1,0 +1,282 @@
+"""avlib.py - what the antivirus tests are made of: the test signature
+database (tests/data/av/db, copied into a temporary directory so a test
+may change it), messages that wrap EICAR, the custom pattern and the files
+of Debian's clamav-testfiles in the ways mail carries malware, clamscan as
+the reference, and Debian's clamd run as a test process (own config, unix
+socket in the test's directory, foreground)."""
+
+import base64
+import binascii
+import gzip
+import io
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import zipfile
+
+from mwlib import CRLF, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DB_SRC = os.path.normpath(os.path.join(HERE, "..", "data", "av", "db"))
+TESTFILES = "/usr/share/clamav-testfiles"
+CLAMD = "/usr/sbin/clamd"
+CLAMSCAN = "/usr/bin/clamscan"
+
+# The EICAR test string (68 bytes), built so this file itself is no sample.
+EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
+CUSTOM = b"MAILFILTER-CUSTOM-AV-TEST-PATTERN-0123456789-NOT-A-VIRUS"
+EICAR_NAME = "Custom.EICAR.NDB-1.UNOFFICIAL"
+CLAM_NAME = "Custom.ClamAVTestFile.HDB-1.UNOFFICIAL"
+CUSTOM_NAME = "Custom.TestPattern.NDB-1.UNOFFICIAL"
+
+
+def copy_db(dest):
+    os.makedirs(dest, exist_ok=True)
+    for f in os.listdir(DB_SRC):
+        shutil.copy(os.path.join(DB_SRC, f), os.path.join(dest, f))
+    return dest
+
+
+def ndb_line(name, pattern):
+    """A .ndb signature matching pattern (bytes) anywhere in any file."""
+    return "%s:0:*:%s\n" % (name, binascii.hexlify(pattern).decode())
+
+
+# --- messages --------------------------------------------------------------
+
+def _hdr(subject, extra=()):
+    h = ["From: sender@example.org", "To: rcpt@example.net", "Subject: " + subject,
+         "Message-ID: <%08x@av.test>" % random.getrandbits(32),
+         "Date: Mon, 02 Jan 2023 10:00:00 +0000", "MIME-Version: 1.0"]
+    return [x.encode() for x in h + list(extra)]
+
+
+def _b64(data):
+    s = base64.b64encode(data)
+    return CRLF.join(s[i:i + 76] for i in range(0, len(s), 76))
+
+
+def crlf(data):
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def plain(subject="clean", body=b"Hello,\r\n\r\nnothing to see here.\r\n", extra=()):
+    return CRLF.join(_hdr(subject, extra)) + CRLF + CRLF + body
+
+
+def with_attachment(data, filename, ctype="application/octet-stream", subject="attachment",
+                    encoding="base64"):
+    """A multipart/mixed message: a text part, then data as an attachment."""
+    b = ("b%08x" % random.getrandbits(32)).encode()
+    if encoding == "base64":
+        enc = _b64(data)
+    elif encoding == "uuencode":
+        enc = b"begin 644 " + filename.encode() + CRLF
+        for i in range(0, len(data), 45):
+            enc += binascii.b2a_uu(data[i:i + 45]).rstrip(b"\n") + CRLF
+        enc += b"`" + CRLF + b"end"
+    else:
+        raise ValueError(encoding)
+    head = _hdr(subject, ['Content-Type: multipart/mixed; boundary="%s"' % b.decode()])
+    parts = [
+        b"--" + b, b"Content-Type: text/plain; charset=us-ascii", b"",
+        b"See the attachment.", b"",
+        b"--" + b,
+        b"Content-Type: " + ctype.encode() + b'; name="' + filename.encode() + b'"',
+        b'Content-Disposition: attachment; filename="' + filename.encode() + b'"',
+        b"Content-Transfer-Encoding: " + (b"base64" if encoding == "base64" else b"x-uuencode"),
+        b"", enc, b"--" + b + b"--", b""]
+    return CRLF.join(head) + CRLF + CRLF + CRLF.join(parts)
+
+
+def uuencoded_body(data, filename, subject="uuencoded"):
+    """The old way: a uuencoded block inside a plain text body."""
+    enc = b"begin 644 " + filename.encode() + CRLF
+    for i in range(0, len(data), 45):
+        enc += binascii.b2a_uu(data[i:i + 45]).rstrip(b"\n") + CRLF
+    enc += b"`" + CRLF + b"end" + CRLF
+    return plain(subject, b"Here it is:" + CRLF + CRLF + enc)
+
+
+def zip_of(files):
+    bio = io.BytesIO()
+    with zipfile.ZipFile(bio, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files:
+            z.writestr(name, data)
+    return bio.getvalue()
+
+
+def targz_of(files):
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w:gz") as t:
+        for name, data in files:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mtime = 1700000000
+            t.addfile(ti, io.BytesIO(data))
+    return bio.getvalue()
+
+
+def nested_rfc822(inner, subject="forwarded"):
+    b = ("n%08x" % random.getrandbits(32)).encode()
+    head = _hdr(subject, ['Content-Type: multipart/mixed; boundary="%s"' % b.decode()])
+    parts = [b"--" + b, b"Content-Type: text/plain", b"", b"Forwarded message below.", b"",
+             b"--" + b, b"Content-Type: message/rfc822", b"Content-Disposition: inline", b"",
+             inner, b"--" + b + b"--", b""]
+    return CRLF.join(head) + CRLF + CRLF + CRLF.join(parts)
+
+
+def mbox_to_message(data):
+    """An mbox file with one message -> the message, CRLF line ends."""
+    if data.startswith(b"From "):
+        data = data.split(b"\n", 1)[1]
+    return crlf(data)
+
+
+def built_cases():
+    """{name: (message bytes, expected detection name or None)} built here."""
+    eicar_zip = zip_of([("eicar.com", EICAR)])
+    c = {
+        "clean": (plain(), None),
+        "clean-attachment": (with_attachment(b"just a report\r\n" * 40, "report.txt",
+                                             "text/plain"), None),
+        "eicar-inline-body": (plain("inline", b"Here:\r\n" + EICAR + b"\r\n"), EICAR_NAME),
+        "eicar-base64": (with_attachment(EICAR, "eicar.com"), EICAR_NAME),
+        "eicar-uuencoded-part": (with_attachment(EICAR, "eicar.com", encoding="uuencode"),
+                                 EICAR_NAME),
+        "eicar-uuencoded-body": (uuencoded_body(EICAR, "eicar.com"), EICAR_NAME),
+        "eicar-zip": (with_attachment(eicar_zip, "files.zip", "application/zip"), EICAR_NAME),
+        "eicar-targz": (with_attachment(targz_of([("dir/eicar.com", EICAR)]), "files.tar.gz",
+                                        "application/gzip"), EICAR_NAME),
+        "eicar-zip-in-zip": (with_attachment(zip_of([("inner.zip", eicar_zip)]), "outer.zip",
+                                             "application/zip"), EICAR_NAME),
+        "eicar-nested-rfc822": (nested_rfc822(with_attachment(EICAR, "eicar.com")), EICAR_NAME),
+        "eicar-misleading-name": (with_attachment(EICAR, "quarterly-report.pdf",
+                                                  "application/pdf"), EICAR_NAME),
+        "custom-pattern": (with_attachment(b"header\r\n" + CUSTOM + b"\r\n", "notes.txt",
+                                           "text/plain"), CUSTOM_NAME),
+    }
+    return c
+
+
+def testfile_cases():
+    """{name: message} for each file of Debian's clamav-testfiles: the mail
+    files as they are, every other file as a base64 attachment."""
+    out = {}
+    for f in sorted(os.listdir(TESTFILES)):
+        path = os.path.join(TESTFILES, f)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if f in ("clam.mail", "clam.exe.mbox.base64", "clam.exe.mbox.uu"):
+            out["testfiles/" + f] = mbox_to_message(data)
+        else:
+            out["testfiles/" + f] = with_attachment(data, f)
+    return out
+
+
+MAX_RECURSION = 25     # mailwarden's default av_max_recursion; clamd and clamscan get it too
+
+
+def clamscan(db, paths):
+    """{path: detection name or None} as clamscan says with database db and
+    mailwarden's default limits."""
+    r = subprocess.run([CLAMSCAN, "--no-summary", "--stdout", "--max-recursion=%d" % MAX_RECURSION,
+                        "-d", db] + list(paths),
+                       capture_output=True, timeout=120)
+    out = {}
+    for line in r.stdout.decode("utf-8", "replace").splitlines():
+        path, _, verdict = line.rpartition(": ")
+        if verdict.endswith(" FOUND"):
+            out[path] = verdict[:-6]
+        elif verdict == "OK":
+            out[path] = None
+    missing = [p for p in paths if p not in out]
+    assert not missing, "clamscan gave no verdict for %s:\n%s" % (missing, r.stderr.decode())
+    return out
+
+
+# --- clamd -----------------------------------------------------------------
+
+class Clamd:
+    """Debian's clamd in the foreground with its own config: unix socket in
+    tmpdir, the given database directory, no self-check, no TCP."""
+
+    def __init__(self, tmpdir, db, extra=()):
+        self.dir = str(tmpdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.db = db
+        self.sock = os.path.join(self.dir, "clamd.sock")
+        self.log = os.path.join(self.dir, "clamd.log")
+        self.conf = os.path.join(self.dir, "clamd.conf")
+        lines = ["LocalSocket %s" % self.sock, "Foreground yes",
+                 "DatabaseDirectory %s" % db, "TemporaryDirectory %s" % self.dir,
+                 "LogFile %s" % self.log, "LogTime yes", "SelfCheck 0",
+                 "MaxThreads 4", "MaxRecursion %d" % MAX_RECURSION] + list(extra)
+        if os.geteuid() == 0:
+            lines.append("User root")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+
+    def start(self, timeout=30):
+        self.errf = open(os.path.join(self.dir, "clamd.out"), "wb")
+        self.proc = subprocess.Popen([CLAMD, "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.errf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        ok = wait_until(lambda: self.proc.poll() is not None or self.ping(), timeout, 0.05)
+        assert ok and self.proc.poll() is None, "clamd did not start:\n%s" % self.log_text()
+        return self
+
+    def ping(self):
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(1)
+            s.connect(self.sock)
+            s.sendall(b"zPING\0")
+            r = s.recv(100)
+            s.close()
+            return r.startswith(b"PONG")
+        except OSError:
+            return False
+
+    def log_text(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+                os.kill(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        self.errf.close()
+
+
+def send(mw, content, rcpt="rcpt@example.net", timeout=15):
+    """One transaction on a new connection; returns the final reply."""
+    c = mw.client(timeout=timeout)
+    try:
+        c.ehlo()
+        r = c.transaction("sender@example.org", [rcpt], content)
+        return r["final"] if r.get("final") is not None else r["rcpt"][-1]
+    finally:
+        c.quit()

@@ -1,0 +1,398 @@
+"""test_av.py - antivirus (issue 5): the clamav (libclamav in the scanner)
+and clamd built-in filters, through the proxy.
+
+Reference: clamscan with the same test database must agree with
+mailwarden on every message (whole messages, base64 and uuencoded
+attachments, zip, tar.gz, zip in zip, nested message/rfc822, inline body,
+misleading file names, and every file of Debian's clamav-testfiles); the
+virus action per direction (reject with 554 5.7.1 and the name, quarantine,
+tag) with X-Virus-* fields and the audit log; scan limits; clamd's fail
+policy when it dies or hangs; signature reload under load."""
+
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+import avlib
+from avlib import (CUSTOM, EICAR, EICAR_NAME, Clamd, copy_db, ndb_line, plain, send,
+                   with_attachment)
+from mwlib import free_port, headers_named
+
+pytestmark = pytest.mark.skipif(not os.path.exists(avlib.CLAMD) or
+                                not os.path.isdir(avlib.TESTFILES),
+                                reason="clamav-daemon / clamav-testfiles not installed")
+
+
+@pytest.fixture(scope="module")
+def module_db(tmp_path_factory):
+    return copy_db(str(tmp_path_factory.mktemp("avdb")))
+
+
+@pytest.fixture(scope="module")
+def clamd(tmp_path_factory, module_db):
+    """One clamd for the module (its start-up takes a while)."""
+    port = free_port()
+    d = Clamd(tmp_path_factory.mktemp("clamd"), module_db,
+              extra=["TCPSocket %d" % port, "TCPAddr 127.0.0.1"]).start()
+    d.tcp = "127.0.0.1:%d" % port
+    yield d
+    d.stop()
+
+
+def av_opts(mode, db, clamd=None, extra=()):
+    o = [("filters", mode), ("av_database", db), ("av_db_check_interval", "0")]
+    if mode == "clamd":
+        o.append(("clamd_socket", clamd.sock))
+    return o + list(extra)
+
+
+def detected_name(reply):
+    m = re.match(r"5\.7\.1 Virus found: (\S+)$", reply.first)
+    return m.group(1) if reply.code == 554 and m else None
+
+
+# --- agreement with clamscan --------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_detections_match_clamscan(mode, request, mw_factory, upstream, module_db, tmp_path):
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    built = avlib.built_cases()
+    cases = {k: v[0] for k, v in built.items()}
+    cases.update(avlib.testfile_cases())
+    # clamscan's verdict on each message, and on each raw test file
+    paths = {}
+    for name, msg in cases.items():
+        p = tmp_path / (name.replace("/", "_") + ".eml")
+        p.write_bytes(msg)
+        paths[name] = str(p)
+    ref = avlib.clamscan(module_db, list(paths.values()))
+    raw = avlib.clamscan(module_db, [os.path.join(avlib.TESTFILES, f)
+                                     for f in os.listdir(avlib.TESTFILES)])
+    raw_infected = {os.path.basename(p) for p, v in raw.items() if v}
+    assert len(raw_infected) >= 40, raw      # the database does detect the test files
+    for f in raw_infected:                     # ... and so do their wrappings
+        assert ref[paths["testfiles/" + f]], "clamscan misses the wrapped %s" % f
+    for name, (_, want) in built.items():      # and our own cases are what we think
+        assert ref[paths[name]] == want, (name, ref[paths[name]])
+
+    mw = mw_factory(upstream, opts=av_opts(mode, module_db, clamd))
+    c = mw.client(timeout=20)
+    c.ehlo()
+    got, delivered = {}, 0
+    for name, msg in cases.items():
+        r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)["final"]
+        assert r.code in (250, 554), (name, r)
+        got[name] = detected_name(r)
+        if r.code == 250:
+            delivered += 1
+    c.quit()
+    wrong = {n: (got[n], ref[paths[n]]) for n in cases if got[n] != ref[paths[n]]}
+    assert not wrong, "mailwarden (%s) vs clamscan: %r" % (mode, wrong)
+    # what was delivered was scanned and said so
+    msgs = upstream.wait_messages(delivered)
+    assert len(msgs) == delivered
+    for m in msgs:
+        assert headers_named(m.content, "X-Virus-Status") == ["Clean"]
+        assert headers_named(m.content, "X-Virus-Scanned")[0].startswith("ClamAV")
+    # the audit log names the signature
+    recs = mw.audit(len(cases))
+    rej = [r for r in recs if r["action"] == "reject"]
+    assert len(rej) == len(cases) - delivered
+    for r in rej:
+        syms = {s["name"]: s for s in r["symbols"]}
+        assert syms["VIRUS_FOUND"]["description"].endswith(".UNOFFICIAL"), r
+        assert r["reply"].startswith("554 5.7.1 Virus found: " + syms["VIRUS_FOUND"]["description"])
+
+
+def test_clamd_over_tcp(mw_factory, upstream, module_db, clamd):
+    mw = mw_factory(upstream, opts=av_opts("clamd", module_db, clamd, extra=[
+        ("clamd_socket", clamd.tcp)]))
+    r = send(mw, with_attachment(avlib.zip_of([("e.com", EICAR)]), "e.zip", "application/zip"))
+    assert (r.code, r.first) == (554, "5.7.1 Virus found: " + EICAR_NAME)
+    assert send(mw, plain()).code == 250
+    m = upstream.wait_messages(1)[0]
+    assert headers_named(m.content, "X-Virus-Status") == ["Clean"]
+    assert headers_named(m.content, "X-Virus-Scanned")[0].startswith("ClamAV (clamd)")
+
+
+# --- virus action per direction ------------------------------------------------
+
+def test_virus_action_per_direction(mw_factory, upstream, module_db):
+    """inbound: tag (delivered, marked); outbound: quarantine; a sender's
+    own X-Virus-Status is never believed."""
+    pin, pout = free_port(), free_port()
+    mw = mw_factory(upstream, listeners=[
+        ("in", "127.0.0.1:%d" % pin, upstream.addr, "inbound"),
+        ("out", "127.0.0.1:%d" % pout, upstream.addr, "outbound")],
+        opts=av_opts("clamav", module_db, extra=[("av_inbound_action", "tag"),
+                                                 ("av_outbound_action", "quarantine")]))
+    forged = with_attachment(EICAR, "eicar.com")
+    forged = forged.replace(b"\r\nSubject:", b"\r\nX-Virus-Status: Clean\r\nSubject:", 1)
+    r = send_to(mw, "in", forged)
+    assert r.code == 250, r
+    m = upstream.wait_messages(1)[0]
+    assert headers_named(m.content, "X-Virus-Status") == ["Infected (%s)" % EICAR_NAME]
+    assert headers_named(m.content, "X-Spam-Flag") == ["YES"]
+    assert "VIRUS_FOUND" in headers_named(m.content, "X-Spam-Status")[0]
+
+    r = send_to(mw, "out", with_attachment(EICAR, "eicar.com"))
+    assert r.code == 250, r
+    time.sleep(0.3)
+    assert len(upstream.messages) == 1          # the quarantined one went nowhere
+    recs = mw.audit(2)
+    assert [x["action"] for x in recs] == ["tag", "quarantine"]
+    assert recs[1]["quarantine_id"] and mw.quarantine_files()
+    for x in recs:
+        assert [s["description"] for s in x["symbols"] if s["name"] == "VIRUS_FOUND"] == [EICAR_NAME]
+
+
+def send_to(mw, listener, content):
+    c = mw.client(listener, timeout=15)
+    try:
+        c.ehlo()
+        return c.transaction("sender@example.org", ["rcpt@example.net"], content)["final"]
+    finally:
+        c.quit()
+
+
+def test_reject_is_554_with_name_and_headers_off(mw_factory, upstream, module_db):
+    mw = mw_factory(upstream, opts=av_opts("clamav", module_db, extra=[("av_headers", "no")]))
+    r = send(mw, with_attachment(EICAR, "eicar.com"))
+    assert (r.code, r.first) == (554, "5.7.1 Virus found: " + EICAR_NAME)
+    assert send(mw, plain()).code == 250
+    m = upstream.wait_messages(1)[0]
+    assert headers_named(m.content, "X-Virus-Status") == []
+    assert headers_named(m.content, "X-Virus-Scanned") == []
+
+
+# --- limits -----------------------------------------------------------------
+
+@pytest.mark.parametrize("action,code", [("tempfail", 451), ("accept", 250), ("tag", 250)])
+def test_scan_limit_action(action, code, mw_factory, upstream, module_db):
+    mw = mw_factory(upstream, opts=av_opts("clamav", module_db, extra=[
+        ("av_max_filesize", "4k"), ("av_max_scansize", "4k"), ("av_limit_action", action)]))
+    big = with_attachment(os.urandom(30000) + EICAR, "big.bin")
+    r = send(mw, big)
+    assert r.code == code, r
+    rec = mw.audit(1)[0]
+    syms = {s["name"]: s for s in rec["symbols"]}
+    assert syms["AV_UNSCANNED"]["description"].startswith("limit: Heuristics.Limits.Exceeded"), rec
+    if code == 250:
+        m = upstream.wait_messages(1)[0]
+        assert headers_named(m.content, "X-Virus-Status") == ["Unscanned"]
+        assert headers_named(m.content, "X-Spam-Flag") == (["YES"] if action == "tag" else [])
+    # a small message is still scanned under the same limits
+    r = send(mw, with_attachment(EICAR, "eicar.com"))
+    assert r.code == 554, r
+
+
+# --- clamd failures ----------------------------------------------------------
+
+def test_clamd_down_never_passes(mw_factory, upstream, module_db, tmp_path):
+    d = Clamd(tmp_path / "clamd", module_db, extra=["StreamMaxLength 20K"]).start()
+    try:
+        tf = mw_factory(upstream, opts=av_opts("clamd", module_db, d, extra=[
+            ("clamd_timeout", "1500ms")]))
+        acc = mw_factory(upstream, opts=av_opts("clamd", module_db, d, extra=[
+            ("clamd_timeout", "1500ms"), ("av_fail_action", "accept")]))
+        assert send(tf, with_attachment(EICAR, "eicar.com")).code == 554
+        assert send(acc, plain()).code == 250
+        # over clamd's StreamMaxLength: a scan limit (av_limit_action, accept by default)
+        r = send(tf, with_attachment(os.urandom(40000) + EICAR, "big.bin"))
+        assert r.code == 250, r
+        rec = tf.audit(2)[-1]
+        assert [s["description"] for s in rec["symbols"]] == [
+            "limit: clamd: INSTREAM size limit exceeded. ERROR"], rec
+        # hung clamd: the deadline, then the fail action
+        d.signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        assert send(tf, with_attachment(EICAR, "eicar.com")).code == 451
+        assert time.monotonic() - t0 < 10
+        # killed in the middle of a scan
+        res = {}
+        th = threading.Thread(target=lambda: res.setdefault("r", send(tf, plain())))
+        th.start()
+        time.sleep(0.4)
+        d.signal(signal.SIGKILL)
+        th.join(15)
+        assert res["r"].code == 451, res
+        # and gone
+        assert send(tf, with_attachment(EICAR, "eicar.com")).code == 451
+        r = send(acc, with_attachment(EICAR, "eicar.com"))
+        assert r.code == 250, r     # accept-and-tag by config: delivered, marked unscanned
+        m = upstream.wait_messages(3)[-1]
+        assert headers_named(m.content, "X-Virus-Status") == ["Unscanned"]
+        rec = acc.audit(2)[-1]
+        assert [s["name"] for s in rec["symbols"]] == ["AV_UNSCANNED"]
+        assert rec["symbols"][0]["description"].startswith("failure: clamd")
+    finally:
+        d.stop()
+
+
+@pytest.mark.parametrize("opts,want", [
+    ([("filters", "clamd"), ("clamd_socket", "no-port-here")], b"clamd_socket"),
+    ([("filters", "clamav"), ("av_database", "/nonexistent-av-db")], b"av_database"),
+    ([("filters", "clamav"), ("av_database", avlib.DB_SRC), ("av_tmpdir", "/nonexistent-tmp")],
+     b"av_tmpdir"),
+])
+def test_setup_errors_are_reported(opts, want, tmp_path):
+    """-t builds the filters: a database that does not load, a temp dir
+    that is not there, a clamd address that does not parse, all refused."""
+    args = ["-t"]
+    for k, v in opts:
+        args += ["-o", "%s=%s" % (k, v)]
+    r = avlib.subprocess.run([os.environ["MW_BIN"]] + args, capture_output=True, timeout=20)
+    assert r.returncode != 0 and want in r.stderr + r.stdout, r
+
+
+def test_database_without_signatures_refused(tmp_path):
+    """An engine without signatures would pass everything: refused."""
+    db = tmp_path / "empty"
+    db.mkdir()
+    (db / "empty.ndb").write_text("")
+    r = avlib.subprocess.run([os.environ["MW_BIN"], "-t", "-o", "filters=clamav", "-o",
+                              "av_database=%s" % db], capture_output=True, timeout=20)
+    assert r.returncode != 0 and b"filter clamav: av_database" in r.stderr + r.stdout, r
+
+
+# --- signature reload under load ---------------------------------------------
+
+class Load:
+    """Senders that keep sending clean, EICAR and 'new pattern' messages and
+    record every reply."""
+
+    def __init__(self, mw, pattern, threads=3):
+        self.mw, self.pattern = mw, pattern
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results = []        # (time, kind, code, first)
+        self.errors = []
+        self.th = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
+
+    def run(self, i):
+        kinds = [("clean", plain()), ("eicar", with_attachment(EICAR, "eicar.com")),
+                 ("new", with_attachment(b"x\r\n" + self.pattern + b"\r\n", "n.txt", "text/plain"))]
+        n = i
+        try:
+            c = self.mw.client(timeout=20)
+            c.ehlo()
+            while not self.stop.is_set():
+                kind, msg = kinds[n % 3]
+                n += 1
+                r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)["final"]
+                with self.lock:
+                    self.results.append((time.monotonic(), kind, r.code, r.first))
+            c.quit()
+        except Exception as e:     # noqa: BLE001 - any failure is a test failure
+            self.errors.append(repr(e))
+
+    def __enter__(self):
+        for t in self.th:
+            t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        for t in self.th:
+            t.join(30)
+
+    def new_detected_since(self, t0, name):
+        with self.lock:
+            return any(k == "new" and t > t0 and c == 554 and name in f
+                       for t, k, c, f in self.results)
+
+
+@pytest.mark.parametrize("how", ["watcher", "sighup"])
+def test_signature_reload_under_load(how, mw_factory, upstream, tmp_path):
+    db = copy_db(str(tmp_path / "db"))
+    pattern = b"MAILWARDEN-RELOAD-TEST-%d" % os.getpid()
+    name = "Custom.Reload.NDB-1"
+    mw = mw_factory(upstream, opts=av_opts("clamav", db, extra=[
+        ("av_db_check_interval", "300ms" if how == "watcher" else "0"),
+        ("scanner_threads", "2")]))
+    with Load(mw, pattern) as load:
+        time.sleep(1.0)
+        if how == "watcher":
+            # a file caught half-written: the running engine stays, and the
+            # watcher tries again
+            with open(os.path.join(db, "reload.ndb"), "w") as f:
+                f.write(ndb_line(name, pattern)[:20] + "\n")
+            assert avlib.wait_until(lambda: "cannot be loaded" in mw.stderr_text(), 10)
+            time.sleep(0.5)
+        t_change = time.monotonic()
+        with open(os.path.join(db, "reload.ndb"), "w") as f:
+            f.write(ndb_line(name, pattern))
+        if how == "sighup":
+            time.sleep(1.0)              # no watcher: nothing changes by itself
+            assert not load.new_detected_since(t_change, name)
+            t_change = time.monotonic()
+            mw.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not load.new_detected_since(t_change, name):
+            time.sleep(0.1)
+        time.sleep(1.0)                  # keep the load on after the switch
+    assert not load.errors, load.errors
+    res = load.results
+    assert len(res) > 30, len(res)
+    bad = [r for r in res if (r[1] == "clean" and r[2] != 250)
+           or (r[1] == "eicar" and (r[2], r[3]) != (554, "5.7.1 Virus found: " + EICAR_NAME))
+           or r[2] not in (250, 554)]
+    assert not bad, bad[:5]
+    assert load.new_detected_since(t_change, name + ".UNOFFICIAL"), "new signature never detected"
+    # once detected, it stays detected (no scan on an old engine after the switch)
+    first = min(t for t, k, c, f in res if k == "new" and c == 554)
+    assert all(c == 554 for t, k, c, f in res if k == "new" and t > first + 0.5)
+    if how == "watcher":
+        assert "reloaded" in mw.stderr_text()
+
+
+def test_sighup_with_broken_database_keeps_the_running_scanner(mw_factory, upstream, tmp_path):
+    """A reload whose new scanner cannot load the database leaves the
+    running scanner (and its engine) in service: no 451, viruses still
+    found; once the database is repaired, the next SIGHUP takes it."""
+    db = copy_db(str(tmp_path / "db"))
+    pattern = b"MAILWARDEN-BROKEN-DB-TEST-%d" % os.getpid()
+    mw = mw_factory(upstream, opts=av_opts("clamav", db))
+    with Load(mw, pattern, threads=2) as load:
+        time.sleep(0.5)
+        with open(os.path.join(db, "broken.ndb"), "w") as f:
+            f.write("this is not a signature\n")
+        mw.signal(signal.SIGHUP)
+        assert avlib.wait_until(lambda: "failed before it was ready" in mw.stderr_text(), 10)
+        time.sleep(0.5)
+        os.unlink(os.path.join(db, "broken.ndb"))
+        with open(os.path.join(db, "fixed.ndb"), "w") as f:
+            f.write(ndb_line("Custom.Fixed.NDB-1", pattern))
+        t_fix = time.monotonic()
+        mw.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not load.new_detected_since(t_fix, "Custom.Fixed"):
+            time.sleep(0.1)
+        time.sleep(0.5)
+    assert not load.errors, load.errors
+    bad = [r for r in load.results if (r[1] == "clean" and r[2] != 250)
+           or (r[1] == "eicar" and r[2] != 554) or r[2] not in (250, 554)]
+    assert not bad, bad[:5]
+    assert load.new_detected_since(t_fix, "Custom.Fixed.NDB-1.UNOFFICIAL")
+
+
+def test_vanished_tmpdir_is_a_failure_not_clean(mw_factory, upstream, module_db, tmp_path):
+    """libclamav answers "clean" when it cannot create its temp files (it
+    only logs an error): a tmpfs cleaned under a running scanner would let
+    every virus through.  mailwarden takes the logged error as a failure."""
+    tmpdir = tmp_path / "avtmp"
+    tmpdir.mkdir()
+    mw = mw_factory(upstream, opts=av_opts("clamav", module_db, extra=[("av_tmpdir", str(tmpdir))]))
+    assert send(mw, with_attachment(EICAR, "eicar.com")).code == 554
+    tmpdir.rmdir()
+    r = send(mw, with_attachment(EICAR, "eicar.com"))
+    assert r.code == 451, r
+    rec = mw.audit(2)[-1]
+    assert rec["symbols"][0]["name"] == "AV_UNSCANNED"
+    assert "temporary" in rec["symbols"][0]["description"], rec
+    tmpdir.mkdir()
+    assert send(mw, with_attachment(EICAR, "eicar.com")).code == 554
