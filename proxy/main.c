@@ -13,6 +13,7 @@
 #include "log.h"
 #include "master.h"
 #include "sbuf.h"
+#include "tls.h"
 
 #define MAX_OVERRIDES 256
 
@@ -149,6 +150,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pipeline_free(p);
+		if (tls_check_config(cfg, err, sizeof err) < 0) {
+			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
+			return 1;
+		}
 		if (cfg->nlisteners == 0)
 			fprintf(stderr, "%s: warning: no listener configured\n", c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");

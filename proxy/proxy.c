@@ -18,6 +18,7 @@
 #include "audit.h"
 #include "log.h"
 #include "proxy.h"
+#include "tls.h"
 #include "scanclient.h"
 #include "session.h"
 
@@ -236,6 +237,23 @@ static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const
 		memcpy(ln->target.spec, ln->cfg.upstream, sizeof ln->target.spec);
 		if (netaddr_parse(ln->cfg.upstream, 0, &ln->target.addr, err, sizeof err) < 0)
 			die("listener %s: upstream %s", ln->cfg.name, err);
+		if (ln->cfg.tls_mode != MW_TLS_NONE &&
+		    (ln->tls = tls_server_new(cfg, &ln->cfg, err, sizeof err)) == NULL)
+			die("listener %s: %s", ln->cfg.name, err);
+		ln->target.tls_mode = ln->cfg.upstream_tls;
+		if (ln->cfg.upstream_tls != MW_UPTLS_OFF) {
+			if ((ln->target.tls_ctx = tls_client_new(cfg, &ln->cfg, err, sizeof err)) == NULL)
+				die("listener %s: %s", ln->cfg.name, err);
+			ln->target.tls_verify = ln->cfg.upstream_tls_ca_file[0] != '\0';
+			if (ln->cfg.upstream_tls_name[0]) {
+				snprintf(ln->target.tls_name, sizeof ln->target.tls_name, "%s", ln->cfg.upstream_tls_name);
+			} else {       /* host part of HOST:PORT or [HOST]:PORT */
+				const char *u = ln->cfg.upstream;
+				size_t n = u[0] == '[' ? strcspn(u + 1, "]") : strcspn(u, ":");
+				snprintf(ln->target.tls_name, sizeof ln->target.tls_name, "%.*s", (int)n, u + (u[0] == '['));
+			}
+		}
+		ln->target.xclient = ln->cfg.upstream_xclient;
 		if (listener_start(px, ln) < 0)
 			die("listener %s: cannot start", ln->cfg.name);
 	}

@@ -36,7 +36,11 @@
 #include "session.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "tls.h"
 #include "upstream.h"
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #define RELAY_CHUNK      (64 * 1024)
 #define RELAY_HIWAT      (256 * 1024)
@@ -46,6 +50,7 @@ enum sess_state {
 	SS_GREET_PAUSE,   /* greet_pause running; input is early talk */
 	SS_CMD,           /* reading commands */
 	SS_DATA,          /* reading message content */
+	SS_TLS,           /* TLS handshake with the client running */
 	SS_CLOSING        /* flushing the last reply, then close */
 };
 
@@ -109,12 +114,20 @@ struct session {
 	int               in_process; /* inside session_process(): don't recurse */
 	int               close_after_txn; /* bare CR/LF seen: no more transactions */
 	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
+	/* transport (issue 3) */
+	char              tls_desc[128];  /* "TLSv1.3 cipher bits"; "" = plaintext */
+	char              auth_user[256]; /* set by the upstream's 235 */
+	char             *auth_line;      /* owned; AUTH waiting for the upstream to open */
+	int               auth_wait;      /* the client owes a line for a 334 */
+	int               auth_mech_login;/* AUTH LOGIN: first response is the user */
+	char              auth_try[256];  /* user of the AUTH in progress */
 	struct session   *prev, *next;
 };
 
 static void session_process(struct session *s);
 static void session_free(struct session *s);
 static void txn_end(struct session *s, const char *action);
+static void greet(struct session *s);
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -221,6 +234,20 @@ static void txn_free(struct txn *t)
 	free(t);
 }
 
+/* "ESMTP", "ESMTPS", "ESMTPSA", "ESMTPA" (RFC 3848), or "SMTP" */
+static const char *session_proto(const struct session *s)
+{
+	if (!s->esmtp) return "SMTP";
+	if (s->tls_desc[0]) return s->auth_user[0] ? "ESMTPSA" : "ESMTPS";
+	return s->auth_user[0] ? "ESMTPA" : "ESMTP";
+}
+
+/* An authenticated client sends outbound mail, whatever the listener. */
+static enum mw_direction session_direction(const struct session *s)
+{
+	return s->auth_user[0] ? MW_OUTBOUND : s->ln->cfg.direction;
+}
+
 static json_object *jstr(const char *s)
 {
 	return json_string_bytes(s ? s : "", s ? strlen(s) : 0);
@@ -241,13 +268,13 @@ static void audit_txn(struct session *s, struct txn *t)
 	json_object_object_add(j, "txn", json_object_new_int((int)s->ntxn));
 	json_object_object_add(j, "listener", jstr(s->ln->cfg.name));
 	json_object_object_add(j, "direction",
-		json_object_new_string(s->ln->cfg.direction == MW_OUTBOUND ? "outbound" : "inbound"));
+		json_object_new_string(session_direction(s) == MW_OUTBOUND ? "outbound" : "inbound"));
 	json_object_object_add(j, "client_ip", jstr(s->client_ip));
 	json_object_object_add(j, "client_port", json_object_new_int((int)s->client_port));
 	json_object_object_add(j, "helo", jstr(s->helo));
-	json_object_object_add(j, "protocol", json_object_new_string(s->esmtp ? "ESMTP" : "SMTP"));
-	json_object_object_add(j, "tls", jstr(""));
-	json_object_object_add(j, "auth_user", jstr(""));
+	json_object_object_add(j, "protocol", json_object_new_string(session_proto(s)));
+	json_object_object_add(j, "tls", jstr(s->tls_desc));
+	json_object_object_add(j, "auth_user", jstr(s->auth_user));
 	json_object_object_add(j, "early_talker", json_object_new_boolean(s->early_talker));
 	json_object_object_add(j, "mail_from", jstr(t->mail_from));
 	json_object_object_add(j, "mail_params", jstr(t->mail_params));
@@ -395,6 +422,16 @@ static void send_mail(struct session *s)
 		on_mail_reply(s, NULL, UP_ERR_CLOSED);
 }
 
+/* Open the upstream, telling it (XCLIENT/XFORWARD) who the client is. */
+static struct upstream *session_upstream_open(struct session *s, upstream_reply_fn cb)
+{
+	struct upstream_client c = {
+		.addr = s->client_ip, .port = s->client_port, .helo = s->helo,
+		.esmtp = s->esmtp, .login = s->auth_user,
+	};
+	return upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, &c, cb, s);
+}
+
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
@@ -481,6 +518,11 @@ static void cmd_mail(struct session *s, const char *arg)
 
 	if (!s->helo_seen) { reply(s, "503 5.5.1 Error: send HELO/EHLO first"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: nested MAIL command"); s->errors++; return; }
+	if (s->ln->cfg.tls_required && !s->tls_desc[0]) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		s->errors++;
+		return;
+	}
 	if (s->draining) { reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname); close_after_flush(s); return; }
 	if (smtp_path_parse(arg, &a, &why) < 0) {
 		reply(s, "501 5.1.7 Bad sender address syntax: %s", why ? why : "syntax error");
@@ -517,7 +559,7 @@ static void cmd_mail(struct session *s, const char *arg)
 		return;
 	}
 	upstream_close(s->up);
-	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_upstream_open, s);
+	s->up = session_upstream_open(s, on_upstream_open);
 	if (s->up == NULL) {
 		slog_errno(s->id, LOG_WARNING, "upstream=%s connect", s->ln->cfg.upstream);
 		reply(s, "%s", R_NEXTHOP);
@@ -639,7 +681,7 @@ static void cmd_vrfy(struct session *s, const char *arg)
 	free(s->vrfy_line);
 	s->vrfy_line = xstrdup(line);
 	upstream_close(s->up);
-	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_vrfy_open, s);
+	s->up = session_upstream_open(s, on_vrfy_open);
 	if (s->up == NULL) {
 		reply(s, "%s", R_NEXTHOP);
 		set_busy(s, 0);
@@ -910,7 +952,7 @@ static void end_of_data(struct session *s)
 	memset(&req, 0, sizeof req);
 	memcpy(req.session_id, s->id, sizeof req.session_id);
 	req.listener = s->ln->cfg.name;
-	req.direction = s->ln->cfg.direction;
+	req.direction = session_direction(s);
 	req.client_ip = s->client_ip;
 	req.client_port = s->client_port;
 	req.client_name = "";
@@ -922,8 +964,8 @@ static void end_of_data(struct session *s)
 		if (t->rcpts[i].accepted) rcpts[req.nrcpts++] = t->rcpts[i].addr;
 	req.rcpts = rcpts;
 	req.size = s->spool.size;
-	req.auth_user = "";
-	req.tls = "";
+	req.auth_user = s->auth_user;
+	req.tls = s->tls_desc;
 	set_busy(s, 1);
 	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
 	free(rcpts);
@@ -938,6 +980,13 @@ static void end_of_data(struct session *s)
 
 /* ---- command dispatch -------------------------------------------------- */
 
+/* AUTH is offered on relay listeners, over TLS unless plaintext is allowed. */
+static int auth_offered(const struct session *s)
+{
+	return s->ln->cfg.auth == MW_AUTH_RELAY && !s->auth_user[0] &&
+	       (s->tls_desc[0] || s->ln->cfg.auth_plaintext);
+}
+
 static void send_ehlo(struct session *s)
 {
 	const struct upstream_target *t = &s->ln->target;
@@ -946,6 +995,8 @@ static void send_ehlo(struct session *s)
 	sbuf_init(&b, 4096);
 	sbuf_addf(&b, "250-%s\r\n", s->cfg->hostname);
 	sbuf_adds(&b, "250-PIPELINING\r\n");
+	if (s->ln->cfg.tls_mode == MW_TLS_STARTTLS && !s->tls_desc[0]) sbuf_adds(&b, "250-STARTTLS\r\n");
+	if (auth_offered(s)) sbuf_adds(&b, "250-AUTH PLAIN LOGIN\r\n");
 	sbuf_addf(&b, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->message_size_limit);
 	if (caps & UCAP_8BITMIME) sbuf_adds(&b, "250-8BITMIME\r\n");
 	if (caps & UCAP_SMTPUTF8) sbuf_adds(&b, "250-SMTPUTF8\r\n");
@@ -987,12 +1038,221 @@ static void cmd_quit(struct session *s)
 	close_after_flush(s);
 }
 
+/* ---- STARTTLS (RFC 3207) ------------------------------------------------ */
+
+static void start_tls(struct session *s)
+{
+	SSL *ssl = tls_server_ssl(s->ln->tls);
+	if (ssl == NULL) {
+		slog(s->id, LOG_ERR, "SSL_new failed");
+		close_after_flush(s);
+		return;
+	}
+	SSL_set_accept_state(ssl);
+	set_busy(s, 1);
+	/* a handshake gets the command timeout */
+	conn_set_timeouts(s->conn, s->cfg->client_command_timeout, s->cfg->client_command_timeout);
+	size_t dropped = conn_start_tls(s->conn, ssl);
+	if (dropped)
+		slog(s->id, LOG_NOTICE, "client [%s] pipelined %zu bytes after STARTTLS: discarded (command injection)",
+		     s->client_ip, dropped);
+}
+
+static void cmd_starttls(struct session *s, const char *arg)
+{
+	if (s->ln->cfg.tls_mode != MW_TLS_STARTTLS || s->ln->tls == NULL) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		return;
+	}
+	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: STARTTLS"); s->errors++; return; }
+	if (s->tls_desc[0]) { reply(s, "554 5.5.1 Error: TLS already active"); s->errors++; return; }
+	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
+	reply(s, "220 2.0.0 Ready to start TLS");
+	s->state = SS_TLS;
+	start_tls(s);
+}
+
+/* The handshake is done: the session starts again (RFC 3207 4.2), a new
+ * EHLO is needed; an implicit-TLS session gets its greeting now. */
+static void tls_ready(struct session *s)
+{
+	tls_describe(conn_ssl(s->conn), s->tls_desc, sizeof s->tls_desc);
+	slog(s->id, LOG_INFO, "client [%s] TLS %s", s->client_ip, s->tls_desc);
+	s->helo_seen = 0;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+	s->state = SS_CMD;
+	if (s->ln->cfg.tls_mode == MW_TLS_IMPLICIT) greet(s);
+	resume(s);
+}
+
+/* ---- AUTH (RFC 4954), relayed to the upstream ------------------------- */
+
+static const char R_AUTH_TEMP[] = "454 4.7.0 Temporary authentication failure";
+
+/* The user of a PLAIN response ("authzid\0authcid\0passwd", base64), or of
+ * a LOGIN username response, into out; "" if it does not decode. */
+static void auth_user_of(const char *b64, int login, char *out, size_t outsz)
+{
+	unsigned char buf[1024];
+	size_t n = strlen(b64);
+	out[0] = '\0';
+	if (n == 0 || n > 4 * (sizeof buf / 3) || n % 4 != 0) return;
+	int len = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n);
+	if (len < 0) return;
+	while (len > 0 && n >= 2 && b64[n - 1] == '=') { len--; n--; }  /* padding */
+	const unsigned char *u = buf;
+	size_t ulen = (size_t)len;
+	if (!login) {                  /* skip authzid; authcid ends at the next NUL */
+		const unsigned char *z = memchr(buf, '\0', (size_t)len);
+		if (z == NULL) return;
+		u = z + 1;
+		const unsigned char *e = memchr(u, '\0', (size_t)len - (size_t)(u - buf));
+		if (e == NULL) return;
+		ulen = (size_t)(e - u);
+	}
+	if (ulen >= outsz) ulen = outsz - 1;
+	for (size_t i = 0; i < ulen; i++)          /* keep the log and audit sane */
+		out[i] = (u[i] < 32 || u[i] == 127) ? '?' : (char)u[i];
+	out[ulen] = '\0';
+	explicit_bzero(buf, sizeof buf);
+}
+
+static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	s->auth_wait = 0;
+	if (err != UP_OK) {
+		upstream_gone(s, err, "at AUTH");
+		reply(s, "%s", R_AUTH_TEMP);
+	} else if (r->code == 334) {
+		s->auth_wait = 1;             /* the client's next line answers it */
+		reply_relay(s, r);
+	} else if (r->code == 235) {
+		snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth_try);
+		slog(s->id, LOG_INFO, "client [%s] authenticated as %s", s->client_ip, s->auth_user);
+		reply_relay(s, r);
+	} else if (!reply_fits(r, 0) || r->code / 100 == 2 || r->code == 421) {
+		reply(s, "%s", R_AUTH_TEMP);
+	} else {
+		slog(s->id, LOG_NOTICE, "client [%s] authentication failed (%d)", s->client_ip, r->code);
+		reply_relay(s, r);
+	}
+	if (!s->auth_wait) explicit_bzero(s->auth_try, sizeof s->auth_try);
+	resume(s);
+}
+
+/* A line the client sent in answer to a 334: relayed as it is. */
+static void auth_response(struct session *s, const char *line)
+{
+	s->auth_wait = 0;
+	if (s->auth_mech_login && !s->auth_try[0]) auth_user_of(line, 1, s->auth_try, sizeof s->auth_try);
+	else if (!s->auth_mech_login && !s->auth_try[0] && strcmp(line, "*") != 0)
+		auth_user_of(line, 0, s->auth_try, sizeof s->auth_try);
+	if (!upstream_alive(s->up)) {
+		reply(s, "%s", R_AUTH_TEMP);
+		return;
+	}
+	set_busy(s, 1);
+	if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_auth_reply, s) < 0)
+		on_auth_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+static void send_auth(struct session *s)
+{
+	char *line = s->auth_line;
+	s->auth_line = NULL;
+	if (!(upstream_caps(s->up) & UCAP_AUTH)) {
+		slog(s->id, LOG_WARNING, "upstream=%s does not offer AUTH", s->ln->cfg.upstream);
+		reply(s, "%s", R_AUTH_TEMP);
+		explicit_bzero(line, strlen(line));
+		free(line);
+		resume(s);
+		return;
+	}
+	int rc = upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_auth_reply, s);
+	explicit_bzero(line, strlen(line));
+	free(line);
+	if (rc < 0) on_auth_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+static void on_auth_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	if (err != UP_OK || r->code / 100 != 2) {
+		slog(s->id, LOG_WARNING, "upstream=%s unavailable for AUTH: %s", s->ln->cfg.upstream,
+		     err != UP_OK ? upstream_err_name(err) : "refused");
+		upstream_close(s->up);
+		s->up = NULL;
+		if (s->auth_line) explicit_bzero(s->auth_line, strlen(s->auth_line));
+		free(s->auth_line);
+		s->auth_line = NULL;
+		reply(s, "%s", R_AUTH_TEMP);
+		resume(s);
+		return;
+	}
+	send_auth(s);
+}
+
+static void cmd_auth(struct session *s, const char *arg)
+{
+	char mech[32], line[1100];
+	if (s->ln->cfg.auth != MW_AUTH_RELAY) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		return;
+	}
+	if (!s->helo_seen || !s->esmtp) { reply(s, "503 5.5.1 Error: send EHLO first"); s->errors++; return; }
+	if (s->auth_user[0]) { reply(s, "503 5.5.1 Error: already authenticated"); s->errors++; return; }
+	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
+	if (!s->tls_desc[0] && !s->ln->cfg.auth_plaintext) {
+		reply(s, s->ln->cfg.tls_mode != MW_TLS_NONE ? "530 5.7.0 Must issue a STARTTLS command first"
+		                                            : "538 5.7.11 Encryption required for requested authentication mechanism");
+		s->errors++;
+		return;
+	}
+	size_t n = strcspn(arg, " ");
+	if (n == 0 || n >= sizeof mech) { reply(s, "501 5.5.4 Syntax: AUTH mechanism"); s->errors++; return; }
+	memcpy(mech, arg, n);
+	mech[n] = '\0';
+	const char *initial = arg[n] == ' ' ? arg + n + 1 : NULL;
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+		reply(s, "504 5.5.4 Unrecognized authentication type");
+		s->errors++;
+		return;
+	}
+	s->auth_mech_login = strcasecmp(mech, "LOGIN") == 0;
+	s->auth_try[0] = '\0';
+	if (initial && strcmp(initial, "=") != 0)
+		auth_user_of(initial, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+	snprintf(line, sizeof line, "AUTH %s%s%.1000s", s->auth_mech_login ? "LOGIN" : "PLAIN",
+	         initial ? " " : "", initial ? initial : "");
+	set_busy(s, 1);
+	free(s->auth_line);
+	s->auth_line = xstrdup(line);
+	explicit_bzero(line, sizeof line);
+	if (upstream_alive(s->up)) {
+		send_auth(s);
+		return;
+	}
+	upstream_close(s->up);
+	s->up = session_upstream_open(s, on_auth_open);
+	if (s->up == NULL) on_auth_open(s, NULL, UP_ERR_CONNECT);
+}
+
 static void handle_command(struct session *s, char *line, size_t len)
 {
 	const char *arg = "";
 	if (log_enabled(LOG_DEBUG)) {
 		char esc[300];
-		slog(s->id, LOG_DEBUG, "< %s", log_esc(esc, sizeof esc, line, len));
+		/* AUTH lines carry credentials: only the verb and mechanism */
+		size_t shown = len;
+		if (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+			shown = 5 + strcspn(line + 5, " ");
+			if (shown > len) shown = len;
+		}
+		slog(s->id, LOG_DEBUG, "< %s%s", log_esc(esc, sizeof esc, line, shown), shown < len ? " ****" : "");
 	}
 	if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL) {
 		reply(s, "500 5.5.2 Error: bad character in command");
@@ -1011,7 +1271,9 @@ static void handle_command(struct session *s, char *line, size_t len)
 	case SMTP_QUIT: cmd_quit(s); break;
 	case SMTP_VRFY: cmd_vrfy(s, arg); break;
 	case SMTP_HELP: reply(s, "214 2.0.0 mailwarden: commands HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"); break;
-	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN: case SMTP_STARTTLS: case SMTP_AUTH:
+	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
+	case SMTP_AUTH: cmd_auth(s, arg); break;
+	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN:
 	case SMTP_BDAT: case SMTP_XCLIENT: case SMTP_XFORWARD:
 		reply(s, "502 5.5.1 Error: command not implemented");
 		s->errors++;
@@ -1099,7 +1361,8 @@ static void session_process(struct session *s)
 			s->errors++;
 			continue;
 		}
-		handle_command(s, line, n);
+		if (s->auth_wait) auth_response(s, line);
+		else handle_command(s, line, n);
 	}
 	s->in_process = 0;
 	if (line != small) free(line);
@@ -1126,6 +1389,20 @@ static void write_cb(struct conn *c, void *arg)
 static void event_cb(struct conn *c, void *arg, enum conn_event what)
 {
 	struct session *s = arg;
+	if (what == CONN_TLS_READY) {
+		tls_ready(s);
+		return;
+	}
+	if (what == CONN_TLS_FAILED) {
+		slog(s->id, LOG_NOTICE, "client [%s] %s", s->client_ip, conn_tls_error(c));
+		session_free(s);
+		return;
+	}
+	if ((what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) && s->state == SS_TLS) {
+		slog(s->id, LOG_INFO, "client [%s] timeout in the TLS handshake", s->client_ip);
+		session_free(s);
+		return;
+	}
 	if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) {
 		slog(s->id, LOG_INFO, "client timeout while %s", s->state == SS_DATA ? "reading data" : "waiting for a command");
 		if (s->state != SS_CLOSING) {
@@ -1187,7 +1464,11 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	px->sessions = s;
 	px->nsessions++;
 	slog(s->id, LOG_INFO, "connect from [%s]:%u listener=%s", s->client_ip, s->client_port, ln->cfg.name);
-	if (s->cfg->greet_pause > 0) {
+	if (s->ln->cfg.tls_mode == MW_TLS_IMPLICIT && s->ln->tls) {
+		/* RFC 8314: TLS first, the greeting inside it */
+		s->state = SS_TLS;
+		start_tls(s);
+	} else if (s->cfg->greet_pause > 0) {
 		s->state = SS_GREET_PAUSE;
 		s->greet_timer = evtimer_new(px->base, greet_timer_cb, s);
 		struct timeval tv;
@@ -1211,6 +1492,8 @@ static void session_free(struct session *s)
 	sbuf_free(&s->hdrbuf);
 	free(s->dec);
 	free(s->vrfy_line);
+	free(s->auth_line);
+	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);
 	conn_free(s->conn);
 	proxy_release(px, s->client_ip);
