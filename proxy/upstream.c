@@ -270,7 +270,7 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 		up_open_done(u, r, err);
 		return;
 	}
-	if ((is_xclient && r->code != 220) || (!is_xclient && r->code / 100 != 2)) {
+	if (r->code / 100 != 2) {
 		/* never go on as if we were the client: the MTA would apply its
 		 * rules to our address (often in its mynetworks) */
 		char esc[200];
@@ -279,7 +279,7 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 		up_open_fail(u, UP_ERR_PROTOCOL);
 		return;
 	}
-	if (is_xclient) {           /* a new greeting: the session starts again */
+	if (is_xclient) {           /* a new greeting (220): the session starts again */
 		up_send_ehlo(u);
 		return;
 	}

@@ -109,7 +109,7 @@ class TLSUpstream(mwlib.Upstream):
             ok = users.get(auth_data.login.decode()) == auth_data.password.decode()
             if ok:
                 self.auth_logins.append(auth_data.login.decode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         extra = {}
         if tls_context is not None:
