@@ -203,11 +203,14 @@ static void up_send(struct upstream *u, const char *line, upstream_reply_fn cb)
 	up_push(u, u->cfg->upstream_command_timeout, cb, u);
 }
 
+/* After XCLIENT the EHLO speaks for the client (its HELO name), or the
+ * MTA would log and check our name instead. */
 static void up_send_ehlo(struct upstream *u)
 {
 	char line[320];
+	int as_client = u->state == UPS_XCLIENT && u->c_helo[0];
 	u->state = UPS_EHLO;
-	snprintf(line, sizeof line, "EHLO %s", u->cfg->hostname);
+	snprintf(line, sizeof line, "EHLO %s", as_client ? u->c_helo : u->cfg->hostname);
 	up_send(u, line, up_ehlo_reply);
 }
 
