@@ -24,6 +24,7 @@
 #include <event2/buffer.h>
 
 #include "audit.h"
+#include "bdat.h"
 #include "conn.h"
 #include "dataframe.h"
 #include "header_edit.h"
@@ -51,6 +52,7 @@ enum sess_state {
 	SS_CMD,           /* reading commands */
 	SS_DATA,          /* reading message content */
 	SS_TLS,           /* TLS handshake with the client running */
+	SS_BDAT,          /* reading a BDAT chunk */
 	SS_CLOSING        /* flushing the last reply, then close */
 };
 
@@ -70,6 +72,8 @@ struct txn {
 	int      at_upstream;         /* MAIL accepted by the upstream */
 	uint64_t size;
 	int      data_seen;
+	int      bdat_seen;           /* content comes in BDAT chunks */
+	int      binarymime;          /* MAIL BODY=BINARYMIME */
 	double   scan_ms;
 	struct scan_result res;       /* owned members */
 	int      have_res;
@@ -121,6 +125,11 @@ struct session {
 	int               auth_wait;      /* the client owes a line for a 334 */
 	int               auth_mech_login;/* AUTH LOGIN: first response is the user */
 	char              auth_try[256];  /* user of the AUTH in progress */
+	struct bdat_content *bdat;        /* owned; the chunks' content checker */
+	uint64_t          bdat_left;      /* octets of the current chunk still to read */
+	int               bdat_last;
+	const char       *bdat_refuse;    /* static reply when the chunk is refused */
+	int               relay_raw;      /* relaying as BDAT: no dot-stuffing */
 	struct session   *prev, *next;
 };
 
@@ -152,7 +161,7 @@ static void arm_client_timeout(struct session *s)
 		conn_set_timeouts(s->conn, 0, wr);
 		return;
 	}
-	conn_set_timeouts(s->conn, s->state == SS_DATA ? s->cfg->client_data_timeout
+	conn_set_timeouts(s->conn, s->state == SS_DATA || s->state == SS_BDAT ? s->cfg->client_data_timeout
 	                                               : s->cfg->client_command_timeout, wr);
 }
 
@@ -466,6 +475,8 @@ static int param_allowed(struct session *s, const struct smtp_param *p, int is_m
 	if (is_mail && strcmp(p->key, "BODY") == 0) {
 		if (strcasecmp(p->value, "7BIT") == 0) return 1;
 		if (strcasecmp(p->value, "8BITMIME") == 0 && (caps & UCAP_8BITMIME)) return 1;
+		if (strcasecmp(p->value, "BINARYMIME") == 0 && (caps & UCAP_BINARYMIME) && (caps & UCAP_CHUNKING))
+			return 1;
 		snprintf(why, whysz, "555 5.5.4 Unsupported BODY type");
 		return 0;
 	}
@@ -552,6 +563,8 @@ static void cmd_mail(struct session *s, const char *arg)
 		txn_free(t);
 		return;
 	}
+	const struct smtp_param *body = smtp_param_get(&a, "BODY");
+	t->binarymime = body && strcasecmp(body->value, "BINARYMIME") == 0;
 	s->tx = t;
 	set_busy(s, 1);
 	if (upstream_alive(s->up)) {
@@ -710,6 +723,8 @@ static void cmd_data(struct session *s, const char *arg)
 	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: DATA"); s->errors++; return; }
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
 	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
+	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
+	if (t->binarymime) { reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT"); s->errors++; return; }
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -751,6 +766,7 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 	struct txn *t = s->tx;
 	const char *action = t->action;
 	upstream_set_drain_cb(s->up, NULL, NULL);
+	s->relay_raw = 0;
 	if (err != UP_OK) {
 		upstream_gone(s, err, "at end of data");
 		reply(s, "%s", R_NEXTHOP_LOST);
@@ -794,8 +810,21 @@ static void relay_pump(void *arg)
 	while (upstream_output_pending(s->up) < RELAY_HIWAT) {
 		if (s->hdr_off < s->hdrbuf.len) {
 			size_t n = s->hdrbuf.len - s->hdr_off;
-			data_encoder_feed(&s->enc, s->hdrbuf.data + s->hdr_off, n, to_upstream, s);
+			if (s->relay_raw) upstream_write(s->up, s->hdrbuf.data + s->hdr_off, n);
+			else data_encoder_feed(&s->enc, s->hdrbuf.data + s->hdr_off, n, to_upstream, s);
 			s->hdr_off += n;
+			continue;
+		}
+		if (s->relay_left == 0 && s->relay_raw) {   /* the BDAT reply is queued already */
+			upstream_set_drain_cb(s->up, NULL, NULL);
+			s->relay_raw = 0;
+			return;
+		}
+		if (s->relay_raw) {
+			size_t n = s->relay_left < RELAY_CHUNK ? s->relay_left : RELAY_CHUNK;
+			upstream_write(s->up, s->relay_p, n);
+			s->relay_p += n;
+			s->relay_left -= n;
 			continue;
 		}
 		if (s->relay_left == 0) {
@@ -857,6 +886,23 @@ static void on_data_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	relay_pump(s);
 }
 
+/* The message goes on as one "BDAT n LAST" chunk, as it is (no stuffing);
+ * the reply to it is the final one. */
+static void relay_bdat(struct session *s)
+{
+	char line[64];
+	build_headers(s);
+	unsigned long long total = (unsigned long long)(s->hdrbuf.len + s->relay_left);
+	snprintf(line, sizeof line, "BDAT %llu LAST", total);
+	if (upstream_command(s->up, line, s->cfg->upstream_eod_timeout, on_eod_reply, s) < 0) {
+		on_eod_reply(s, NULL, UP_ERR_CLOSED);
+		return;
+	}
+	s->relay_raw = 1;
+	upstream_set_drain_cb(s->up, relay_pump, s);
+	relay_pump(s);
+}
+
 static void on_scan_done(void *arg, struct scan_result *moved)
 {
 	struct session *s = arg;
@@ -880,6 +926,10 @@ static void on_scan_done(void *arg, struct scan_result *moved)
 			txn_set_reply(t, R_NEXTHOP_LOST);
 			txn_end(s, "tempfail");
 			break;
+		}
+		if (t->bdat_seen && (upstream_caps(s->up) & UCAP_CHUNKING)) {
+			relay_bdat(s);
+			return;
 		}
 		if (upstream_command(s->up, "DATA", s->cfg->upstream_command_timeout, on_data_reply, s) < 0)
 			on_data_reply(s, NULL, UP_ERR_CLOSED);
@@ -909,28 +959,28 @@ static const char *fault_reply(enum data_fault f)
 	return "451 4.3.0 Error: local failure";
 }
 
-static void end_of_data(struct session *s)
+/* The content is in (DATA or the last BDAT chunk): refuse it for its
+ * fault, or seal the spool and ask the scanner. */
+static void content_done(struct session *s, enum data_fault fault, uint64_t size,
+                         unsigned bare_lf, unsigned bare_cr, unsigned nul)
 {
 	struct txn *t = s->tx;
 	s->state = SS_CMD;
-	struct data_decoder *dec = s->dec;
-	s->dec = NULL;
-	t->size = dec->size;
-	if (dec->bare_lf || dec->bare_cr || dec->fault == DF_BARE_LF || dec->fault == DF_BARE_CR) {
+	t->size = size;
+	if (bare_lf || bare_cr || fault == DF_BARE_LF || fault == DF_BARE_CR) {
 		/* Smuggling defence: a client that mixes line ends gets this one
 		 * message answered (rejected, or normalized and relayed), and then
 		 * the connection closes, so nothing it pipelined after an end of
 		 * data that other MTAs might place elsewhere is ever relayed. */
 		s->close_after_txn = 1;
 		slog(s->id, LOG_NOTICE, "bare CR/LF in message (lf=%u cr=%u): closing after this transaction",
-		     dec->bare_lf, dec->bare_cr);
+		     bare_lf, bare_cr);
 	}
-	if (dec->fault != DF_OK) {
-		const char *r = fault_reply(dec->fault);
-		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(dec->fault));
+	if (fault != DF_OK) {
+		const char *r = fault_reply(fault);
+		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(fault));
 		slog(s->id, LOG_NOTICE, "message refused: %s (bare_lf=%u bare_cr=%u nul=%u)",
-		     data_fault_name(dec->fault), dec->bare_lf, dec->bare_cr, dec->nul);
-		free(dec);
+		     data_fault_name(fault), bare_lf, bare_cr, nul);
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
@@ -938,7 +988,6 @@ static void end_of_data(struct session *s)
 		else arm_client_timeout(s);
 		return;
 	}
-	free(dec);
 	if (spool_finish(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool seal");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -978,6 +1027,93 @@ static void end_of_data(struct session *s)
 	}
 }
 
+static void end_of_data(struct session *s)
+{
+	struct data_decoder *dec = s->dec;
+	s->dec = NULL;
+	content_done(s, dec->fault, dec->size, dec->bare_lf, dec->bare_cr, dec->nul);
+	free(dec);
+}
+
+/* ---- BDAT (RFC 3030) ---------------------------------------------------- */
+
+/* BDAT count [LAST]: the chunk is always read to its end, even when it is
+ * refused, so that the client and we stay in step. */
+static void cmd_bdat(struct session *s, const char *arg)
+{
+	struct txn *t = s->tx;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(arg, &end, 10);
+	int last = 0;
+	if (end != arg && (*end == ' ' || *end == '\0')) {
+		while (*end == ' ') end++;
+		if (strcasecmp(end, "LAST") == 0) last = 1;
+		else if (*end != '\0') end = (char *)arg;
+	}
+	if (arg[0] < '0' || arg[0] > '9' || errno != 0 || end == arg || strlen(arg) > 40) {
+		/* the chunk's length is unknown: what follows cannot be read as
+		 * commands (it is message content), so the session ends */
+		reply(s, "501 5.5.4 Syntax: BDAT count [LAST]");
+		if (s->tx) txn_end(s, "aborted");
+		close_after_flush(s);
+		return;
+	}
+	s->bdat_left = n;
+	s->bdat_last = last;
+	s->bdat_refuse = NULL;
+	if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
+	else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
+	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
+	if (s->bdat_refuse == NULL && !t->bdat_seen) {
+		if (spool_open(&s->spool) < 0) {
+			slog_errno(s->id, LOG_ERR, "spool");
+			s->bdat_refuse = "451 4.3.0 Error: local spool failure";
+		} else {
+			t->bdat_seen = 1;
+			if (s->bdat == NULL) s->bdat = xmalloc(sizeof *s->bdat);
+			bdat_content_init(s->bdat, spool_write, &s->spool, s->cfg->message_size_limit,
+			                  s->cfg->bare_newline == BARE_NEWLINE_NORMALIZE, t->binarymime);
+		}
+	}
+	s->state = SS_BDAT;
+	arm_client_timeout(s);
+}
+
+/* A chunk has been read. */
+static void end_of_chunk(struct session *s)
+{
+	s->state = SS_CMD;
+	if (s->bdat_refuse) {
+		reply(s, "%s", s->bdat_refuse);
+		s->errors++;
+		arm_client_timeout(s);
+		return;
+	}
+	if (!s->bdat_last) {
+		reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->bdat->size);
+		arm_client_timeout(s);
+		return;
+	}
+	struct bdat_content *b = s->bdat;
+	enum data_fault f = bdat_content_finish(b);
+	content_done(s, f, b->size, b->bare_lf, b->bare_cr, b->nul);
+}
+
+/* Feed buffered chunk octets; 1 when the chunk is complete. */
+static int process_bdat(struct session *s)
+{
+	size_t len;
+	const char *p = conn_in_peek(s->conn, &len);
+	size_t n = s->bdat_left < len ? (size_t)s->bdat_left : len;
+	if (n > 0) {
+		if (s->bdat_refuse == NULL) bdat_content_feed(s->bdat, p, n);
+		conn_in_drain(s->conn, n);
+		s->bdat_left -= n;
+	}
+	return s->bdat_left == 0;
+}
+
 /* ---- command dispatch -------------------------------------------------- */
 
 /* AUTH is offered on relay listeners, over TLS unless plaintext is allowed. */
@@ -1002,6 +1138,10 @@ static void send_ehlo(struct session *s)
 	if (caps & UCAP_SMTPUTF8) sbuf_adds(&b, "250-SMTPUTF8\r\n");
 	if (caps & UCAP_DSN) sbuf_adds(&b, "250-DSN\r\n");
 	if (caps & UCAP_ENHANCED) sbuf_adds(&b, "250-ENHANCEDSTATUSCODES\r\n");
+	/* BDAT is ours (relayed as DATA when the upstream lacks it); binary
+	 * content can only go on as BDAT to an upstream that takes it */
+	sbuf_adds(&b, "250-CHUNKING\r\n");
+	if ((caps & UCAP_BINARYMIME) && (caps & UCAP_CHUNKING)) sbuf_adds(&b, "250-BINARYMIME\r\n");
 	sbuf_adds(&b, "250 HELP\r\n");        /* the last line carries the space */
 	conn_write(s->conn, b.data, b.len);
 	sbuf_free(&b);
@@ -1273,8 +1413,9 @@ static void handle_command(struct session *s, char *line, size_t len)
 	case SMTP_HELP: reply(s, "214 2.0.0 mailwarden: commands HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"); break;
 	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
 	case SMTP_AUTH: cmd_auth(s, arg); break;
+	case SMTP_BDAT: cmd_bdat(s, arg); break;
 	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN:
-	case SMTP_BDAT: case SMTP_XCLIENT: case SMTP_XFORWARD:
+	case SMTP_XCLIENT: case SMTP_XFORWARD:
 		reply(s, "502 5.5.1 Error: command not implemented");
 		s->errors++;
 		break;
@@ -1323,6 +1464,11 @@ static void session_process(struct session *s)
 		if (s->state == SS_DATA) {
 			if (!process_data(s)) break;
 			end_of_data(s);
+			continue;
+		}
+		if (s->state == SS_BDAT) {
+			if (!process_bdat(s)) break;
+			end_of_chunk(s);
 			continue;
 		}
 		if (s->tx == NULL && s->draining) {
@@ -1493,6 +1639,7 @@ static void session_free(struct session *s)
 	free(s->dec);
 	free(s->vrfy_line);
 	free(s->auth_line);
+	free(s->bdat);
 	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);
 	conn_free(s->conn);
@@ -1511,7 +1658,7 @@ void session_shutdown(struct session *s, int force)
 {
 	s->draining = 1;
 	if (s->state == SS_CLOSING) return;
-	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA)) {
+	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA && s->state != SS_BDAT)) {
 		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		if (s->tx) txn_end(s, "aborted");
 		close_after_flush(s);
