@@ -317,6 +317,12 @@ static const struct cfg_opt cfg_opts[] = {
 	       "allow AUTH before the client started TLS (credentials in clear)"),
 	L_BOOL("upstream_xclient", upstream_xclient, "yes",
 	       "tell the upstream the real client with XCLIENT (or XFORWARD) when it offers it"),
+	L_BOOL("proxy_protocol", proxy_protocol, "no",
+	       "connections start with a PROXY protocol v1 or v2 header (HAProxy send-proxy)"),
+	L_STR("proxy_protocol_from", proxy_protocol_from, "127.0.0.0/8 ::1", NULL,
+	      "networks allowed to send the PROXY header (others are refused), space separated"),
+	L_BOOL("transparent", transparent, "no",
+	       "relay to each connection's original destination (nftables redirect or TPROXY)"),
 };
 #define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
 

@@ -52,6 +52,9 @@ struct listener_cfg {
 	int    auth;                  /* enum mw_auth_mode */
 	int    auth_plaintext;        /* AUTH allowed without TLS */
 	int    upstream_xclient;      /* send XCLIENT/XFORWARD when offered */
+	int    proxy_protocol;        /* a PROXY v1/v2 header comes first */
+	char   proxy_protocol_from[512];   /* networks allowed to send it */
+	int    transparent;           /* relay to the original destination */
 
 };
 

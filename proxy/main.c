@@ -150,7 +150,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pipeline_free(p);
-		if (tls_check_config(cfg, err, sizeof err) < 0) {
+		if (transport_check_config(cfg, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			return 1;
 		}

@@ -20,6 +20,8 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 
 #include <event2/buffer.h>
 
@@ -130,6 +132,8 @@ struct session {
 	int               bdat_last;
 	const char       *bdat_refuse;    /* static reply when the chunk is refused */
 	int               relay_raw;      /* relaying as BDAT: no dot-stuffing */
+	struct upstream_target *tgt;      /* the listener's, or own_tgt */
+	struct upstream_target *own_tgt;  /* owned; transparent: the original destination */
 	struct session   *prev, *next;
 };
 
@@ -319,7 +323,7 @@ static void audit_txn(struct session *s, struct txn *t)
 		json_object_object_add(j, "quarantine_id", jstr(t->res.quarantine_id));
 	json_object_object_add(j, "reply", jstr(t->reply));
 	json_object_object_add(j, "queue_id", jstr(t->queue_id));
-	json_object_object_add(j, "upstream", jstr(s->ln->cfg.upstream));
+	json_object_object_add(j, "upstream", jstr(s->tgt->spec));
 	json_object_object_add(j, "scan_ms", json_number(t->scan_ms, 3));
 	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&t->start), 3));
 	audit_write(j);
@@ -381,7 +385,7 @@ static int reply_fits(const struct smtp_reply *r, int allow_354)
 
 static void upstream_gone(struct session *s, enum upstream_err err, const char *when)
 {
-	slog(s->id, LOG_WARNING, "upstream=%s %s: %s", s->ln->cfg.upstream, when, upstream_err_name(err));
+	slog(s->id, LOG_WARNING, "upstream=%s %s: %s", s->tgt->spec, when, upstream_err_name(err));
 	upstream_close(s->up);
 	s->up = NULL;
 }
@@ -438,7 +442,7 @@ static struct upstream *session_upstream_open(struct session *s, upstream_reply_
 		.addr = s->client_ip, .port = s->client_port, .helo = s->helo,
 		.esmtp = s->esmtp, .login = s->auth_user,
 	};
-	return upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, &c, cb, s);
+	return upstream_open(s->px->base, s->cfg, s->tgt, s->id, &c, cb, s);
 }
 
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
@@ -447,10 +451,10 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 	if (err != UP_OK || r->code / 100 != 2) {
 		if (err == UP_OK) {
 			char esc[200];
-			slog(s->id, LOG_WARNING, "upstream=%s refused the session: %s", s->ln->cfg.upstream,
+			slog(s->id, LOG_WARNING, "upstream=%s refused the session: %s", s->tgt->spec,
 			     log_esc(esc, sizeof esc, r->text, r->len));
 		} else {
-			slog(s->id, LOG_WARNING, "upstream=%s unavailable: %s", s->ln->cfg.upstream,
+			slog(s->id, LOG_WARNING, "upstream=%s unavailable: %s", s->tgt->spec,
 			     upstream_err_name(err));
 		}
 		upstream_close(s->up);
@@ -469,8 +473,8 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 /* Which MAIL/RCPT parameters go upstream: only what the upstream offers. */
 static int param_allowed(struct session *s, const struct smtp_param *p, int is_mail, char *why, size_t whysz)
 {
-	unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->ln->target.caps;
-	const struct smtp_reply *ehlo = upstream_alive(s->up) ? upstream_ehlo(s->up) : &s->ln->target.ehlo;
+	unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->tgt->caps;
+	const struct smtp_reply *ehlo = upstream_alive(s->up) ? upstream_ehlo(s->up) : &s->tgt->ehlo;
 	if (is_mail && strcmp(p->key, "SIZE") == 0) return 1;      /* handled by the caller */
 	if (is_mail && strcmp(p->key, "BODY") == 0) {
 		if (strcasecmp(p->value, "7BIT") == 0) return 1;
@@ -508,7 +512,7 @@ static int build_params(struct session *s, const struct smtp_path_args *a, int i
 	for (size_t i = 0; i < a->nparams; i++) {
 		const struct smtp_param *p = &a->params[i];
 		if (!param_allowed(s, p, is_mail, why, whysz)) return -1;
-		unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->ln->target.caps;
+		unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->tgt->caps;
 		if (is_mail && strcmp(p->key, "SIZE") == 0 && !(caps & UCAP_SIZE)) continue;
 		int n = snprintf(out + len, outsz - len, "%s%s%s%s", len ? " " : "", p->key,
 		                 p->has_value ? "=" : "", p->value);
@@ -574,7 +578,7 @@ static void cmd_mail(struct session *s, const char *arg)
 	upstream_close(s->up);
 	s->up = session_upstream_open(s, on_upstream_open);
 	if (s->up == NULL) {
-		slog_errno(s->id, LOG_WARNING, "upstream=%s connect", s->ln->cfg.upstream);
+		slog_errno(s->id, LOG_WARNING, "upstream=%s connect", s->tgt->spec);
 		reply(s, "%s", R_NEXTHOP);
 		txn_set_reply(t, R_NEXTHOP);
 		txn_end(s, "tempfail");
@@ -1125,7 +1129,7 @@ static int auth_offered(const struct session *s)
 
 static void send_ehlo(struct session *s)
 {
-	const struct upstream_target *t = &s->ln->target;
+	const struct upstream_target *t = s->tgt;
 	unsigned caps = t->caps_known ? t->caps : 0;
 	struct sbuf b;
 	sbuf_init(&b, 4096);
@@ -1304,7 +1308,7 @@ static void send_auth(struct session *s)
 	char *line = s->auth_line;
 	s->auth_line = NULL;
 	if (!(upstream_caps(s->up) & UCAP_AUTH)) {
-		slog(s->id, LOG_WARNING, "upstream=%s does not offer AUTH", s->ln->cfg.upstream);
+		slog(s->id, LOG_WARNING, "upstream=%s does not offer AUTH", s->tgt->spec);
 		reply(s, "%s", R_AUTH_TEMP);
 		explicit_bzero(line, strlen(line));
 		free(line);
@@ -1321,7 +1325,7 @@ static void on_auth_open(void *arg, const struct smtp_reply *r, enum upstream_er
 {
 	struct session *s = arg;
 	if (err != UP_OK || r->code / 100 != 2) {
-		slog(s->id, LOG_WARNING, "upstream=%s unavailable for AUTH: %s", s->ln->cfg.upstream,
+		slog(s->id, LOG_WARNING, "upstream=%s unavailable for AUTH: %s", s->tgt->spec,
 		     err != UP_OK ? upstream_err_name(err) : "refused");
 		upstream_close(s->up);
 		s->up = NULL;
@@ -1585,6 +1589,41 @@ static void greet_timer_cb(evutil_socket_t fd, short what, void *arg)
 	session_process(s);
 }
 
+/* Transparent listener: the upstream is where the client meant to go.
+ * nftables/iptables REDIRECT keep it in SO_ORIGINAL_DST; with TPROXY the
+ * socket's own local address is it.  A connection made to the listener
+ * itself has none (relaying it to ourselves would loop). */
+static int transparent_target(struct session *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	memset(&ss, 0, sizeof ss);
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len) < 0 &&
+	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len) < 0) {
+		len = sizeof ss;
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+	}
+	struct netaddr self;
+	char err[200];
+	if (netaddr_parse(s->ln->cfg.listen, 1, &self, err, sizeof err) == 0 &&
+	    netaddr_same(&self, (struct sockaddr *)&ss)) {
+		slog(s->id, LOG_WARNING, "transparent listener %s: connection without an original destination",
+		     s->ln->cfg.name);
+		return -1;
+	}
+	s->own_tgt = xmalloc(sizeof *s->own_tgt);
+	*s->own_tgt = s->ln->target;              /* TLS and XCLIENT settings, known caps */
+	memcpy(&s->own_tgt->addr.ss, &ss, len);
+	s->own_tgt->addr.len = len;
+	char ip[64];
+	unsigned port;
+	netaddr_ip((struct sockaddr *)&ss, ip, sizeof ip, &port);
+	snprintf(s->own_tgt->spec, sizeof s->own_tgt->spec, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+	s->tgt = s->own_tgt;
+	slog(s->id, LOG_INFO, "original destination %s", s->own_tgt->spec);
+	return 0;
+}
+
 struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket_t fd,
                             const struct sockaddr *sa, int salen)
 {
@@ -1599,6 +1638,7 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	s->spool.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	netaddr_ip(sa, s->client_ip, sizeof s->client_ip, &s->client_port);
+	s->tgt = &ln->target;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	s->conn = conn_new(px->base, fd, read_cb, write_cb, event_cb, s);
@@ -1610,7 +1650,10 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	px->sessions = s;
 	px->nsessions++;
 	slog(s->id, LOG_INFO, "connect from [%s]:%u listener=%s", s->client_ip, s->client_port, ln->cfg.name);
-	if (s->ln->cfg.tls_mode == MW_TLS_IMPLICIT && s->ln->tls) {
+	if (ln->cfg.transparent && transparent_target(s, fd) < 0) {
+		reply(s, "421 4.3.0 %s Error: no original destination for this connection", s->cfg->hostname);
+		close_after_flush(s);
+	} else if (s->ln->cfg.tls_mode == MW_TLS_IMPLICIT && s->ln->tls) {
 		/* RFC 8314: TLS first, the greeting inside it */
 		s->state = SS_TLS;
 		start_tls(s);
@@ -1640,6 +1683,7 @@ static void session_free(struct session *s)
 	free(s->vrfy_line);
 	free(s->auth_line);
 	free(s->bdat);
+	free(s->own_tgt);
 	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);
 	conn_free(s->conn);

@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "proxyproto.h"
 #include "sbuf.h"
 #include "tls.h"
 
@@ -179,7 +180,7 @@ const char *tls_describe(SSL *ssl, char *buf, size_t bufsz)
 	return buf;
 }
 
-int tls_check_config(const struct config *cfg, char *err, size_t errlen)
+int transport_check_config(const struct config *cfg, char *err, size_t errlen)
 {
 	char e[400];
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
@@ -194,6 +195,10 @@ int tls_check_config(const struct config *cfg, char *err, size_t errlen)
 		}
 		if (l->tls_required && l->tls_mode == MW_TLS_NONE) {
 			snprintf(err, errlen, "listener %s: tls_required needs tls = starttls or implicit", l->name);
+			return -1;
+		}
+		if (netlist_check(l->proxy_protocol_from, e, sizeof e) < 0) {
+			snprintf(err, errlen, "listener %s: proxy_protocol_from: %s", l->name, e);
 			return -1;
 		}
 		if (l->upstream_tls != MW_UPTLS_OFF) {

@@ -32,9 +32,9 @@ SSL_CTX *tls_client_new(const struct config *cfg, const struct listener_cfg *l,
  * certificate must carry name (SNI is sent with it too). */
 SSL *tls_client_ssl(SSL_CTX *ctx, const char *name, int verify);
 
-/* tls_check_config - every listener's TLS settings load (certificates,
- * keys, CA file, ciphers).  0, or -1 with "listener NAME: reason". */
-int tls_check_config(const struct config *cfg, char *err, size_t errlen);
+/* transport_check_config - every listener's transport settings hold: TLS
+ * certificates, keys, CA file and ciphers load, PROXY networks parse.  0, or -1 with "listener NAME: reason". */
+int transport_check_config(const struct config *cfg, char *err, size_t errlen);
 
 /* tls_describe - "TLSv1.3 TLS_AES_256_GCM_SHA384 256" into buf */
 const char *tls_describe(SSL *ssl, char *buf, size_t bufsz);
