@@ -47,12 +47,15 @@ static enum pp_result parse_v1(const unsigned char *p, size_t len, size_t *consu
 	*consumed = n + 1;
 	int nf = 0;
 	char *save = NULL;
-	for (char *t = strtok_r(line, " ", &save); t && nf < 6; t = strtok_r(NULL, " ", &save)) f[nf++] = t;
+	for (char *t = strtok_r(line, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+		if (nf == 6) { *why = "v1 header: too many fields"; return PP_INVALID; }
+		f[nf++] = t;
+	}
 	if (nf >= 2 && strcmp(f[1], "UNKNOWN") == 0) {
 		src->ss_family = dst->ss_family = AF_UNSPEC;
 		return PP_DONE;
 	}
-	if (nf != 6 || strtok_r(NULL, " ", &save) != NULL) { *why = "v1 header: wrong number of fields"; return PP_INVALID; }
+	if (nf != 6) { *why = "v1 header: wrong number of fields"; return PP_INVALID; }
 	int fam = strcmp(f[1], "TCP4") == 0 ? AF_INET : strcmp(f[1], "TCP6") == 0 ? AF_INET6 : -1;
 	if (fam < 0) { *why = "v1 header: unknown protocol"; return PP_INVALID; }
 	if (set_addr(src, fam, f[2], f[4]) < 0 || set_addr(dst, fam, f[3], f[5]) < 0) {
