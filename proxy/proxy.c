@@ -245,13 +245,14 @@ static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const
 			if ((ln->target.tls_ctx = tls_client_new(cfg, &ln->cfg, err, sizeof err)) == NULL)
 				die("listener %s: %s", ln->cfg.name, err);
 			ln->target.tls_verify = ln->cfg.upstream_tls_ca_file[0] != '\0';
-			if (ln->cfg.upstream_tls_name[0]) {
-				snprintf(ln->target.tls_name, sizeof ln->target.tls_name, "%s", ln->cfg.upstream_tls_name);
-			} else {       /* host part of HOST:PORT or [HOST]:PORT */
-				const char *u = ln->cfg.upstream;
-				size_t n = u[0] == '[' ? strcspn(u + 1, "]") : strcspn(u, ":");
-				snprintf(ln->target.tls_name, sizeof ln->target.tls_name, "%.*s", (int)n, u + (u[0] == '['));
-			}
+			/* the expected name, or the host part of HOST:PORT / [HOST]:PORT
+			 * (built in a local: both fields live in *px) */
+			char name[sizeof ln->target.tls_name];
+			const char *u = ln->cfg.upstream;
+			size_t n = u[0] == '[' ? strcspn(u + 1, "]") : strcspn(u, ":");
+			if (ln->cfg.upstream_tls_name[0]) snprintf(name, sizeof name, "%s", ln->cfg.upstream_tls_name);
+			else snprintf(name, sizeof name, "%.*s", (int)n, u + (u[0] == '['));
+			memcpy(ln->target.tls_name, name, sizeof name);
 		}
 		ln->target.xclient = ln->cfg.upstream_xclient;
 		if (listener_start(px, ln) < 0)
