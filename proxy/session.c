@@ -630,6 +630,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	struct txn *t = s->tx;
 
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
+	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
 	if (smtp_path_parse(arg, &a, &why) < 0 || a.path[0] == '\0') {
 		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
 		s->errors++;
@@ -1124,7 +1125,7 @@ static int process_bdat(struct session *s)
 static int auth_offered(const struct session *s)
 {
 	return s->ln->cfg.auth == MW_AUTH_RELAY && !s->auth_user[0] &&
-	       (s->tls_desc[0] || s->ln->cfg.auth_plaintext);
+	       (s->tls_desc[0] || (s->ln->cfg.auth_plaintext && !s->ln->cfg.tls_required));
 }
 
 static void send_ehlo(struct session *s)
@@ -1350,7 +1351,7 @@ static void cmd_auth(struct session *s, const char *arg)
 	if (!s->helo_seen || !s->esmtp) { reply(s, "503 5.5.1 Error: send EHLO first"); s->errors++; return; }
 	if (s->auth_user[0]) { reply(s, "503 5.5.1 Error: already authenticated"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
-	if (!s->tls_desc[0] && !s->ln->cfg.auth_plaintext) {
+	if (!s->tls_desc[0] && (!s->ln->cfg.auth_plaintext || s->ln->cfg.tls_required)) {
 		reply(s, s->ln->cfg.tls_mode != MW_TLS_NONE ? "530 5.7.0 Must issue a STARTTLS command first"
 		                                            : "538 5.7.11 Encryption required for requested authentication mechanism");
 		s->errors++;

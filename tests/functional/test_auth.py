@@ -104,6 +104,17 @@ def test_auth_plaintext_listener_option(mw_factory, auth_upstream, pki):
     assert m2.audit(1)[-1]["protocol"] == "ESMTPA"
 
 
+def test_tls_required_wins_over_auth_plaintext(mw_factory, auth_upstream, pki):
+    m = mw_auth(mw_factory, auth_upstream, pki, extra=[("auth_plaintext", "yes"), ("tls_required", "yes")])
+    c = m.client()
+    assert "AUTH" not in c.ehlo().text.upper()
+    assert c.cmd("AUTH PLAIN " + b64("\0alice\0" + USERS["alice"])).code == 530
+    starttls(c, pki.client_context())
+    c.ehlo()
+    assert c.cmd("AUTH PLAIN " + b64("\0alice\0" + USERS["alice"])).code == 235
+    c.quit()
+
+
 def test_no_auth_without_setting(mw_factory, auth_upstream):
     m = mw_factory(auth_upstream)
     c = m.client()

@@ -113,6 +113,7 @@ def test_bdat_size_limit_and_sequence(mw_factory, upstream):
     c.send(b"BDAT 4\r\nabcd")
     assert c.reply().code == 250
     assert c.cmd("DATA").code == 503
+    assert c.cmd("RCPT TO:<late@example.net>").code == 503
     assert c.cmd("RSET").code == 250
     c.send(b"BDAT 3 LAST\r\nxyz")
     assert c.reply().code == 503
