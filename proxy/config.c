@@ -292,7 +292,7 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- per-listener transport (issue 3) --- */
 #define L_BOOL(n, f, def, doc) \
 	{ n, CFG_BOOL, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, int), sizeof(int), 0, NULL, NULL, NULL, doc }
-	L_ENUM("tls", tls_mode, int, "none",
+	L_ENUM("tls", tls_mode, enum mw_tls_mode, "none",
 	       ((const struct cfg_word[]){ { "none", MW_TLS_NONE }, { "starttls", MW_TLS_STARTTLS },
 	                                   { "implicit", MW_TLS_IMPLICIT }, { NULL, 0 } }),
 	       "TLS towards clients: none, starttls (offered in EHLO) or implicit (port 465)"),
@@ -302,7 +302,7 @@ static const struct cfg_opt cfg_opts[] = {
 	      "private key file(s) (PEM), space separated, in the order of tls_cert"),
 	L_BOOL("tls_required", tls_required, "no",
 	       "refuse MAIL and AUTH with 530 5.7.0 until the client started TLS"),
-	L_ENUM("upstream_tls", upstream_tls, int, "off",
+	L_ENUM("upstream_tls", upstream_tls, enum mw_upstream_tls, "off",
 	       ((const struct cfg_word[]){ { "off", MW_UPTLS_OFF }, { "opportunistic", MW_UPTLS_OPPORTUNISTIC },
 	                                   { "required", MW_UPTLS_REQUIRED }, { NULL, 0 } }),
 	       "STARTTLS towards the upstream: off, opportunistic (when offered) or required"),
@@ -310,7 +310,7 @@ static const struct cfg_opt cfg_opts[] = {
 	      "verify the upstream's certificate against these CAs (empty = no verification)"),
 	L_STR("upstream_tls_name", upstream_tls_name, "", NULL,
 	      "name the upstream's certificate must carry (empty = host part of upstream)"),
-	L_ENUM("auth", auth, int, "none",
+	L_ENUM("auth", auth, enum mw_auth_mode, "none",
 	       ((const struct cfg_word[]){ { "none", MW_AUTH_NONE }, { "relay", MW_AUTH_RELAY }, { NULL, 0 } }),
 	       "SMTP AUTH: none, or relay (PLAIN/LOGIN checked by the upstream)"),
 	L_BOOL("auth_plaintext", auth_plaintext, "no",

@@ -31,25 +31,20 @@ enum vrfy_mode { VRFY_252 = 0, VRFY_RELAY };
 enum log_target { LOG_TO_STDERR = 0, LOG_TO_SYSLOG };
 enum spam_headers_mode { SPAM_HEADERS_TAGGED = 0, SPAM_HEADERS_ALWAYS };
 
-/* transport (issue 3) */
-enum mw_tls_mode { MW_TLS_NONE = 0, MW_TLS_STARTTLS, MW_TLS_IMPLICIT };
-enum mw_upstream_tls { MW_UPTLS_OFF = 0, MW_UPTLS_OPPORTUNISTIC, MW_UPTLS_REQUIRED };
-enum mw_auth_mode { MW_AUTH_NONE = 0, MW_AUTH_RELAY };
-
 struct listener_cfg {
 	char   name[64];
 	char   listen[256];      /* "ADDR:PORT" as written */
 	char   upstream[256];    /* "HOST:PORT" as written */
 	enum mw_direction direction;
 	/* --- per-listener transport (issue 3) --- */
-	int    tls_mode;              /* enum mw_tls_mode */
+	enum mw_tls_mode { MW_TLS_NONE = 0, MW_TLS_STARTTLS, MW_TLS_IMPLICIT } tls_mode;
 	char   tls_cert[1024];        /* chain files, space separated (SNI picks) */
 	char   tls_key[1024];         /* key files, same order */
 	int    tls_required;          /* 530 5.7.0 to MAIL/AUTH without TLS */
-	int    upstream_tls;          /* enum mw_upstream_tls */
+	enum mw_upstream_tls { MW_UPTLS_OFF = 0, MW_UPTLS_OPPORTUNISTIC, MW_UPTLS_REQUIRED } upstream_tls;
 	char   upstream_tls_ca_file[512];  /* verify the upstream against it; "" = no check */
 	char   upstream_tls_name[256];     /* expected name; "" = host of upstream */
-	int    auth;                  /* enum mw_auth_mode */
+	enum mw_auth_mode { MW_AUTH_NONE = 0, MW_AUTH_RELAY } auth;   /* relay: the upstream checks */
 	int    auth_plaintext;        /* AUTH allowed without TLS */
 	int    upstream_xclient;      /* send XCLIENT/XFORWARD when offered */
 	int    proxy_protocol;        /* a PROXY v1/v2 header comes first */
