@@ -101,9 +101,10 @@ def test_pipelined_plaintext_after_starttls_is_discarded(mw_factory, upstream, p
 
 
 def test_injection_with_openssl_s_client(mw_factory, upstream, pki):
-    """openssl s_client -starttls smtp as the client; the same attack as
-    above written by hand first (plaintext MAIL after STARTTLS, one write),
-    then s_client proves the listener still works end to end."""
+    """A stock client, openssl s_client -starttls smtp, verifying the chain
+    against the test CA: the commands it writes after STARTTLS go through
+    TLS and are answered (the plaintext-injection case itself, which
+    s_client cannot produce, is the test above, on a raw socket)."""
     m = mw_tls(mw_factory, upstream, pki)
     r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % m.port,
                         "-servername", "mx.example.test", "-CAfile", pki.ca, "-verify_return_error",

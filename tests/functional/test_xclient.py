@@ -21,19 +21,41 @@ pytestmark = pytest.mark.skipif(not available(), reason="needs root and Debian's
 CLIENT_ADDR = "127.0.0.2"
 
 
-@pytest.fixture
-def postfix(tmp_path, upstream):
-    made = []
+@pytest.fixture(scope="module")
+def sink():
+    """The capture sink behind Postfix, shared by the module's tests."""
+    up = mwlib.Upstream().start()
+    yield up
+    up.stop()
 
-    def make(**main):
-        cf = {"relay_domains": "relay.example.test"}
-        cf.update(main)
-        pf = Postfix(tmp_path / ("pf%d" % len(made)), relayhost=upstream.addr, main=cf)
-        made.append(pf)
-        return pf.start()
-    yield make
-    for pf in made:
+
+@pytest.fixture(scope="module")
+def postfixes(tmp_path_factory, sink):
+    """One Postfix per main.cf variant, started once for the module."""
+    made = {}
+
+    def get(**main):
+        key = tuple(sorted(main.items()))
+        if key not in made:
+            cf = {"relay_domains": "relay.example.test"}
+            cf.update(main)
+            made[key] = Postfix(tmp_path_factory.mktemp("pf"), relayhost=sink.addr, main=cf).start()
+        return made[key]
+    yield get
+    for pf in made.values():
         pf.stop()
+
+
+@pytest.fixture
+def upstream(sink):
+    """The sink, emptied for this test (the name mw tests use)."""
+    sink.messages.clear()
+    return sink
+
+
+@pytest.fixture
+def postfix(postfixes, upstream):
+    return postfixes
 
 
 def client(m):
@@ -86,6 +108,7 @@ def test_without_xclient_postfix_would_relay(mw_factory, postfix, upstream):
 
 def test_xforward_when_no_xclient(mw_factory, postfix, upstream):
     pf = postfix(smtpd_authorized_xforward_hosts="127.0.0.1")
+    log_before = pf.log()
     m = mw(mw_factory, pf)
     s = client(m)
     s.ehlo("client.example.org")
@@ -95,6 +118,7 @@ def test_xforward_when_no_xclient(mw_factory, postfix, upstream):
     assert msgs, pf.log()
     # XFORWARD is for the MTA's logging: the forwarded client is in its log
     assert wait_until(lambda: "127.0.0.2" in pf.log(), 5), pf.log()
+    assert "127.0.0.2" not in log_before
 
 
 def test_client_xclient_is_never_honoured(mw_factory, postfix, upstream):
