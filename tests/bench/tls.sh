@@ -16,6 +16,10 @@
 # does a full handshake (no resumption): with 1 message per session that
 # is the worst case; 20 per session shows the bulk cost.
 #
+# Then it holds BENCH_TLS_IDLE (default 2000; 0 skips) idle implicit-TLS
+# sessions on a fresh mailwarden and prints the proxy process's RSS/PSS
+# growth per session (idle_tls.py).
+#
 # Environment: MW_BIN, MW_PLUGIN as run.sh; BENCH_TLS_MESSAGES (default
 # 3000 per case), BENCH_CONCURRENCY (default "10 100"), BENCH_PER_SESSION
 # (default "1 20"), BENCH_SIZE (default 10240).  Needs root for Postfix.
@@ -31,6 +35,7 @@ MESSAGES=${BENCH_TLS_MESSAGES:-3000}
 CONCS=${BENCH_CONCURRENCY:-"10 100"}
 PERSESS=${BENCH_PER_SESSION:-"1 20"}
 SIZE=${BENCH_SIZE:-10240}
+IDLE=${BENCH_TLS_IDLE:-2000}
 PY=/usr/bin/python3
 SMTP_SINK=/usr/sbin/smtp-sink
 
@@ -65,9 +70,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.example \
 chmod 644 "$TMP/key.pem"
 chmod 755 "$TMP"
 
-read -r SINK_PORT MW_PORT <<EOF
+read -r SINK_PORT MW_PORT IDLE_PORT <<EOF
 $("$PY" -c 'import socket
-s=[socket.socket() for _ in range(2)]
+s=[socket.socket() for _ in range(3)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(" ".join(str(x.getsockname()[1]) for x in s))')
 EOF
@@ -131,3 +136,25 @@ for c in $CONCS; do
 			"$(awk -v a="$mw" -v b="$plain" 'BEGIN { printf (b > 0 ? "%.2fx" : "-"), a / b }')"
 	done
 done
+
+if [ "$IDLE" -gt 0 ]; then
+	"$MW_BIN" -f --listen 127.0.0.1:"$IDLE_PORT" --upstream 127.0.0.1:"$SINK_PORT" \
+		-o audit_log="$TMP/audit-idle.log" -o quarantine_dir="$TMP" -o proxy_threads=1 \
+		-o max_connections=20000 -o max_connections_per_ip=20000 -o log_level=warning \
+		-o listener.default.tls=implicit -o listener.default.tls_cert="$TMP/cert.pem" \
+		-o listener.default.tls_key="$TMP/key.pem" >"$TMP/mw-idle.log" 2>&1 &
+	IDLE_MW=$!
+	PIDS="$PIDS $IDLE_MW"
+	wait_listen "$IDLE_PORT" || die "idle mailwarden did not start"
+	# the proxy process: the child whose title says so
+	PROXY_PID=""
+	for _ in $(seq 50); do
+		for c in $(pgrep -P "$IDLE_MW"); do
+			tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | grep -q proxy && PROXY_PID=$c
+		done
+		[ -n "$PROXY_PID" ] && break
+		sleep 0.1
+	done
+	[ -n "$PROXY_PID" ] || die "cannot find the proxy process"
+	echo "idle implicit-TLS sessions (one proxy loop): $("$PY" "$HERE/idle_tls.py" 127.0.0.1 "$IDLE_PORT" "$IDLE" "$PROXY_PID")"
+fi
