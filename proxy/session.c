@@ -126,6 +126,7 @@ struct session {
 	char             *auth_line;      /* owned; AUTH waiting for the upstream to open */
 	int               auth_wait;      /* the client owes a line for a 334 */
 	int               auth_mech_login;/* AUTH LOGIN: first response is the user */
+	int               auth_user_seen; /* the response naming the user has passed */
 	char              auth_try[256];  /* user of the AUTH in progress */
 	struct bdat_content *bdat;        /* owned; the chunks' content checker */
 	uint64_t          bdat_left;      /* octets of the current chunk still to read */
@@ -1292,9 +1293,12 @@ static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 static void auth_response(struct session *s, const char *line)
 {
 	s->auth_wait = 0;
-	if (s->auth_mech_login && !s->auth_try[0]) auth_user_of(line, 1, s->auth_try, sizeof s->auth_try);
-	else if (!s->auth_mech_login && !s->auth_try[0] && strcmp(line, "*") != 0)
-		auth_user_of(line, 0, s->auth_try, sizeof s->auth_try);
+	/* the first response carries the user (LOGIN: the user name; PLAIN:
+	 * the whole credential), and only the first: a later one is a password */
+	if (!s->auth_user_seen) {
+		s->auth_user_seen = 1;
+		if (strcmp(line, "*") != 0) auth_user_of(line, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+	}
 	if (!upstream_alive(s->up)) {
 		reply(s, "%s", R_AUTH_TEMP);
 		return;
@@ -1369,6 +1373,7 @@ static void cmd_auth(struct session *s, const char *arg)
 	}
 	s->auth_mech_login = strcasecmp(mech, "LOGIN") == 0;
 	s->auth_try[0] = '\0';
+	s->auth_user_seen = initial != NULL;
 	if (initial && strcmp(initial, "=") != 0)
 		auth_user_of(initial, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
 	snprintf(line, sizeof line, "AUTH %s%s%.1000s", s->auth_mech_login ? "LOGIN" : "PLAIN",
