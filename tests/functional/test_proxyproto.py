@@ -178,3 +178,23 @@ def test_proxied_address_goes_to_xclient(mw_factory, raw_upstream):
     assert xc and b"ADDR=127.0.0.77" in xc[0] and b"PORT=4321" in xc[0] and b"HELO=client.example.org" in xc[0], lines
     # after XCLIENT, the EHLO speaks for the client
     assert b"EHLO client.example.org" in lines
+
+
+def test_xclient_values_are_xtext(mw_factory, raw_upstream):
+    """XCLIENT attribute values go as xtext (RFC 3461: '+', '=' and
+    non-printables as +HH), IPv6 addresses with the IPV6: prefix."""
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"],
+                      script={"OTHER": b"220 raw.upstream ESMTP\r\n"})
+    m = mw_pp(mw_factory, up)
+    wait_listening(m.port)
+    c = connect_from(m.port, src="127.0.0.1")
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addr = socket.inet_pton(socket.AF_INET6, "2001:db8::7") + socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    c.send(sig + b"\x21\x21" + struct.pack("!H", 36) + addr + struct.pack("!HH", 5555, 25))
+    assert c.reply().code == 220
+    c.ehlo("we+ird=name")
+    c.transaction("a@example.org", ["b@example.net"], make_msg())
+    c.quit()
+    wait_until(lambda: up.messages, 3)
+    xc = [l for sess in up.sessions for l in sess if l.startswith(b"XCLIENT")]
+    assert xc and b"ADDR=IPV6:2001:db8::7" in xc[0] and b"HELO=we+2Bird+3Dname" in xc[0], xc
