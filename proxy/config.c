@@ -429,6 +429,13 @@ static const struct cfg_opt cfg_opts[] = {
 	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA" },
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
+#define TLS_VERSION_WORDS ((const struct cfg_word[]){ { "TLSv1.2", 0x0303 }, { "TLSv1.3", 0x0304 }, { NULL, 0 } })
+	G_ENUM("tls_min_version", tls_min_version, int, "TLSv1.2", TLS_VERSION_WORDS,
+	       "lowest TLS version on both legs: TLSv1.2 or TLSv1.3"),
+	G_STR("tls_ciphers", tls_ciphers, "HIGH:!aNULL:!MD5:!RC4:!3DES", NULL,
+	      "OpenSSL cipher list for TLS 1.2 (empty = OpenSSL's default)"),
+	G_STR("tls_ciphersuites", tls_ciphersuites, "", NULL,
+	      "OpenSSL TLS 1.3 ciphersuites (empty = OpenSSL's default)"),
 
 	/* [listener NAME] */
 	L_STR("listen", listen, "", check_listen,
@@ -439,6 +446,39 @@ static const struct cfg_opt cfg_opts[] = {
 	       "which thresholds apply: inbound or outbound"),
 
 	/* --- per-listener transport (issue 3) --- */
+#define L_BOOL(n, f, def, doc) \
+	{ n, CFG_BOOL, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, int), sizeof(int), 0, NULL, NULL, NULL, doc }
+	L_ENUM("tls", tls_mode, enum mw_tls_mode, "none",
+	       ((const struct cfg_word[]){ { "none", MW_TLS_NONE }, { "starttls", MW_TLS_STARTTLS },
+	                                   { "implicit", MW_TLS_IMPLICIT }, { NULL, 0 } }),
+	       "TLS towards clients: none, starttls (offered in EHLO) or implicit (port 465)"),
+	L_STR("tls_cert", tls_cert, "", NULL,
+	      "certificate chain file(s) (PEM), space separated; SNI picks among several"),
+	L_STR("tls_key", tls_key, "", NULL,
+	      "private key file(s) (PEM), space separated, in the order of tls_cert"),
+	L_BOOL("tls_required", tls_required, "no",
+	       "refuse MAIL and AUTH with 530 5.7.0 until the client started TLS"),
+	L_ENUM("upstream_tls", upstream_tls, enum mw_upstream_tls, "off",
+	       ((const struct cfg_word[]){ { "off", MW_UPTLS_OFF }, { "opportunistic", MW_UPTLS_OPPORTUNISTIC },
+	                                   { "required", MW_UPTLS_REQUIRED }, { NULL, 0 } }),
+	       "STARTTLS towards the upstream: off, opportunistic (when offered) or required"),
+	L_STR("upstream_tls_ca_file", upstream_tls_ca_file, "", check_path_or_empty,
+	      "verify the upstream's certificate against these CAs (empty = no verification)"),
+	L_STR("upstream_tls_name", upstream_tls_name, "", NULL,
+	      "name the upstream's certificate must carry (empty = host part of upstream)"),
+	L_ENUM("auth", auth, enum mw_auth_mode, "none",
+	       ((const struct cfg_word[]){ { "none", MW_AUTH_NONE }, { "relay", MW_AUTH_RELAY }, { NULL, 0 } }),
+	       "SMTP AUTH: none, or relay (PLAIN/LOGIN checked by the upstream)"),
+	L_BOOL("auth_plaintext", auth_plaintext, "no",
+	       "allow AUTH before the client started TLS (credentials in clear)"),
+	L_BOOL("upstream_xclient", upstream_xclient, "yes",
+	       "tell the upstream the real client with XCLIENT (or XFORWARD) when it offers it"),
+	L_BOOL("proxy_protocol", proxy_protocol, "no",
+	       "connections start with a PROXY protocol v1 or v2 header (HAProxy send-proxy)"),
+	L_STR("proxy_protocol_from", proxy_protocol_from, "127.0.0.0/8 ::1", NULL,
+	      "networks allowed to send the PROXY header (others are refused), space separated"),
+	L_BOOL("transparent", transparent, "no",
+	       "relay to each connection's original destination (nftables redirect or TPROXY)"),
 };
 #define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
 

@@ -41,6 +41,19 @@ struct listener_cfg {
 	char   upstream[256];    /* "HOST:PORT" as written */
 	enum mw_direction direction;
 	/* --- per-listener transport (issue 3) --- */
+	enum mw_tls_mode { MW_TLS_NONE = 0, MW_TLS_STARTTLS, MW_TLS_IMPLICIT } tls_mode;
+	char   tls_cert[1024];        /* chain files, space separated (SNI picks) */
+	char   tls_key[1024];         /* key files, same order */
+	int    tls_required;          /* 530 5.7.0 to MAIL/AUTH without TLS */
+	enum mw_upstream_tls { MW_UPTLS_OFF = 0, MW_UPTLS_OPPORTUNISTIC, MW_UPTLS_REQUIRED } upstream_tls;
+	char   upstream_tls_ca_file[512];  /* verify the upstream against it; "" = no check */
+	char   upstream_tls_name[256];     /* expected name; "" = host of upstream */
+	enum mw_auth_mode { MW_AUTH_NONE = 0, MW_AUTH_RELAY } auth;   /* relay: the upstream checks */
+	int    auth_plaintext;        /* AUTH allowed without TLS */
+	int    upstream_xclient;      /* send XCLIENT/XFORWARD when offered */
+	int    proxy_protocol;        /* a PROXY v1/v2 header comes first */
+	char   proxy_protocol_from[512];   /* networks allowed to send it */
+	int    transparent;           /* relay to the original destination */
 
 };
 
@@ -191,6 +204,9 @@ struct config {
 	int      milter_early;                /* envelope verdicts at RCPT */
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
+	int  tls_min_version;         /* TLS1_2_VERSION ... */
+	char tls_ciphers[512];        /* TLS <= 1.2 cipher list ("" = OpenSSL's) */
+	char tls_ciphersuites[512];   /* TLS 1.3 suites ("" = OpenSSL's) */
 
 	struct listener_cfg listeners[CFG_MAX_LISTENERS];
 	unsigned nlisteners;

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "conn.h"
 #include "sbuf.h"
 
@@ -14,6 +17,9 @@
 #define IN_INITIAL   4096
 #define OUT_INITIAL  2048
 #define KEEP_MAX     (64 * 1024)  /* a buffer larger than this is freed once empty */
+#define TLS_READ_TURN (256 * 1024) /* decrypted bytes taken in one read callback */
+
+enum tls_state { TLS_OFF = 0, TLS_WAIT_FLUSH, TLS_HANDSHAKE, TLS_UP };
 
 /* A flat byte buffer: data in p[off..len). */
 struct flatbuf {
@@ -41,6 +47,11 @@ struct conn {
 	int                flush_pending;
 	int                depth;      /* inside a callback */
 	int                dead;       /* conn_free called inside a callback */
+	SSL               *ssl;        /* owned; NULL without TLS */
+	enum tls_state     tls;
+	int                read_wants_write;  /* SSL_read said WANT_WRITE */
+	int                write_wants_read;  /* SSL_write said WANT_READ */
+	char               tls_err[160];
 };
 
 static size_t fb_used(const struct flatbuf *b)
@@ -90,6 +101,10 @@ static void really_free(struct conn *c)
 	if (c->flush) event_free(c->flush);
 	free(c->in.p);
 	free(c->out.p);
+	if (c->ssl) {
+		if (c->tls == TLS_UP) SSL_shutdown(c->ssl);    /* one try, non-blocking */
+		SSL_free(c->ssl);
+	}
 	if (c->fd >= 0) close(c->fd);
 	free(c);
 }
@@ -122,10 +137,13 @@ static void rtimer_arm(struct conn *c)
 static void read_arm(struct conn *c)
 {
 	int want = !c->stopped && !c->connecting && !c->dead && c->fd >= 0 &&
+	           c->tls != TLS_WAIT_FLUSH &&
 	           (c->read_limit == 0 || fb_used(&c->in) < c->read_limit);
 	if (want && !c->reading) {
 		event_add(c->rev, NULL);
 		c->reading = 1;
+		/* decrypted bytes OpenSSL holds are invisible to epoll */
+		if (c->tls == TLS_UP && SSL_has_pending(c->ssl)) event_active(c->rev, EV_READ, 1);
 	} else if (!want && c->reading) {
 		event_del(c->rev);
 		c->reading = 0;
@@ -140,12 +158,53 @@ static void write_arm(struct conn *c)
 	event_add(c->wev, c->write_ms ? &tv : NULL);
 }
 
+static void tls_note_error(struct conn *c, const char *what)
+{
+	unsigned long e, last = 0;
+	while ((e = ERR_get_error()) != 0) last = e;
+	if (last) {
+		char buf[120];
+		ERR_error_string_n(last, buf, sizeof buf);
+		snprintf(c->tls_err, sizeof c->tls_err, "%s: %s", what, buf);
+	} else {
+		snprintf(c->tls_err, sizeof c->tls_err, "%s: %s", what, errno ? strerror(errno) : "connection closed");
+	}
+}
+
+static void tls_step(struct conn *c);
+
+/* One SSL_write; n > 0 written, 0 would block (events armed), -1 error. */
+static ssize_t tls_write(struct conn *c, const void *p, size_t len)
+{
+	ERR_clear_error();
+	errno = 0;
+	int n = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0) return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_WRITE: write_arm(c); return 0;
+	case SSL_ERROR_WANT_READ: c->write_wants_read = 1; return 0;
+	default: tls_note_error(c, "TLS write"); return -1;
+	}
+}
+
 /* Write what we can now; the write event only when the kernel is full. */
 static void do_flush(struct conn *c)
 {
 	c->flush_pending = 0;
-	if (c->connecting || c->fd < 0 || c->dead) return;
+	if (c->connecting || c->fd < 0 || c->dead || c->tls == TLS_HANDSHAKE) return;
 	while (fb_used(&c->out) > 0) {
+		if (c->tls == TLS_UP) {
+			c->write_wants_read = 0;
+			ssize_t n = tls_write(c, c->out.p + c->out.off, fb_used(&c->out));
+			if (n == 0) return;
+			if (n < 0) {
+				event_del(c->wev);
+				emit_event(c, CONN_ERROR);
+				return;
+			}
+			fb_consume(&c->out, (size_t)n);
+			continue;
+		}
 		ssize_t n = write(c->fd, c->out.p + c->out.off, fb_used(&c->out));
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -159,7 +218,13 @@ static void do_flush(struct conn *c)
 		}
 		fb_consume(&c->out, (size_t)n);
 	}
-	event_del(c->wev);
+	if (!c->read_wants_write) event_del(c->wev);
+	if (c->tls == TLS_WAIT_FLUSH) {      /* the plaintext reply has left */
+		c->tls = TLS_HANDSHAKE;
+		read_arm(c);
+		tls_step(c);
+		return;
+	}
 	if (c->on_drain && fb_used(&c->out) <= c->lowat) {
 		c->depth++;
 		c->on_drain(c, c->arg);
@@ -185,9 +250,98 @@ static void rtimer_cb(evutil_socket_t fd, short what, void *arg)
 	emit_event(arg, CONN_TIMEOUT_READ);
 }
 
+/* Handshake progress: on each read or write readiness until done. */
+static void tls_step(struct conn *c)
+{
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls = TLS_UP;
+		event_del(c->wev);
+		if (!emit_event(c, CONN_TLS_READY)) return;
+		read_arm(c);
+		if (SSL_has_pending(c->ssl)) event_active(c->rev, EV_READ, 1);
+		if (fb_used(&c->out)) schedule_flush(c);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		event_del(c->wev);
+		return;                        /* rev stays in epoll */
+	case SSL_ERROR_WANT_WRITE:
+		write_arm(c);
+		return;
+	default:
+		tls_note_error(c, "TLS handshake");
+		event_del(c->wev);
+		emit_event(c, CONN_TLS_FAILED);
+	}
+}
+
+static void tls_read_cb(struct conn *c)
+{
+	size_t got = 0;
+	int eof = 0, error = 0;
+	c->read_wants_write = 0;
+	while (got < TLS_READ_TURN && (c->read_limit == 0 || fb_used(&c->in) < c->read_limit)) {
+		fb_reserve(&c->in, READ_MIN, IN_INITIAL);
+		size_t room = c->in.cap - c->in.len;
+		ERR_clear_error();
+		errno = 0;
+		int n = SSL_read(c->ssl, c->in.p + c->in.len, room > INT32_MAX ? INT32_MAX : (int)room);
+		if (n > 0) {
+			c->in.len += (size_t)n;
+			got += (size_t)n;
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_READ) break;
+		if (e == SSL_ERROR_WANT_WRITE) {
+			c->read_wants_write = 1;
+			write_arm(c);
+			break;
+		}
+		if (e == SSL_ERROR_ZERO_RETURN) eof = 1;
+		else {
+			tls_note_error(c, "TLS read");
+			error = 1;
+		}
+		break;
+	}
+	if (c->write_wants_read && fb_used(&c->out)) schedule_flush(c);
+	if (got > 0) {
+		rtimer_arm(c);
+		if (c->read_limit && fb_used(&c->in) >= c->read_limit) read_arm(c);
+		else if (got >= TLS_READ_TURN && SSL_has_pending(c->ssl)) event_active(c->rev, EV_READ, 1);
+		c->depth++;
+		c->on_read(c, c->arg);
+		c->depth--;
+		if (c->dead) {
+			if (c->depth == 0) really_free(c);
+			return;
+		}
+	}
+	if (eof || error) {
+		event_del(c->rev);
+		c->reading = 0;
+		evtimer_del(c->rtimer);
+		emit_event(c, eof ? CONN_EOF : CONN_ERROR);
+	}
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	if (c->tls == TLS_HANDSHAKE) {
+		rtimer_arm(c);
+		tls_step(c);
+		return;
+	}
+	if (c->tls == TLS_UP) {
+		tls_read_cb(c);
+		return;
+	}
 	fb_reserve(&c->in, READ_MIN, IN_INITIAL);
 	ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
 	if (n < 0) {
@@ -237,6 +391,16 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (what & EV_TIMEOUT) {
 		emit_event(c, CONN_TIMEOUT_WRITE);
+		return;
+	}
+	if (c->tls == TLS_HANDSHAKE) {
+		tls_step(c);
+		return;
+	}
+	if (c->read_wants_write) {
+		c->read_wants_write = 0;
+		event_del(c->wev);
+		tls_read_cb(c);
 		return;
 	}
 	do_flush(c);
@@ -357,4 +521,26 @@ void conn_stop_reading(struct conn *c)
 int conn_fd(const struct conn *c)
 {
 	return c->fd;
+}
+
+size_t conn_start_tls(struct conn *c, SSL *ssl)
+{
+	size_t dropped = fb_used(&c->in);
+	fb_consume(&c->in, dropped);
+	c->ssl = ssl;
+	SSL_set_fd(ssl, c->fd);
+	c->tls = TLS_WAIT_FLUSH;
+	read_arm(c);                  /* stop reading until the reply has left */
+	schedule_flush(c);            /* the handshake starts once it has */
+	return dropped;
+}
+
+SSL *conn_ssl(const struct conn *c)
+{
+	return c->tls == TLS_UP ? c->ssl : NULL;
+}
+
+const char *conn_tls_error(const struct conn *c)
+{
+	return c->tls_err;
 }

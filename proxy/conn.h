@@ -22,7 +22,9 @@ enum conn_event {
 	CONN_EOF,             /* the peer closed its side */
 	CONN_ERROR,           /* I/O error (errno set) or connect failed */
 	CONN_TIMEOUT_READ,    /* nothing came for the read timeout */
-	CONN_TIMEOUT_WRITE    /* the peer took nothing for the write timeout */
+	CONN_TIMEOUT_WRITE,   /* the peer took nothing for the write timeout */
+	CONN_TLS_READY,       /* the handshake of conn_start_tls finished */
+	CONN_TLS_FAILED       /* the handshake failed (conn_tls_error says why) */
 };
 
 struct conn;
@@ -57,5 +59,20 @@ void conn_set_read_limit(struct conn *c, size_t bytes);
 void conn_set_lowat(struct conn *c, size_t bytes);
 void conn_stop_reading(struct conn *c);
 int conn_fd(const struct conn *c);
+
+/* TLS on the connection (OpenSSL, SSL_read/SSL_write on the non-blocking
+ * socket).  conn_start_tls - once the output queued so far has left (the
+ * "220 Ready to start TLS" reply), run the handshake with ssl (owned from
+ * now on; accept or connect state set by the caller).  Input already
+ * buffered was sent in plaintext after the command that started TLS: it is
+ * discarded here (command/response injection, CVE-2011-0411), and the
+ * number of bytes dropped returned.  CONN_TLS_READY or CONN_TLS_FAILED
+ * follows; from then on every byte in and out goes through TLS. */
+struct ssl_st;
+size_t conn_start_tls(struct conn *c, struct ssl_st *ssl);
+/* conn_ssl - the SSL object once the handshake finished, else NULL */
+struct ssl_st *conn_ssl(const struct conn *c);
+/* conn_tls_error - why the last handshake or TLS I/O failed ("" if none) */
+const char *conn_tls_error(const struct conn *c);
 
 #endif

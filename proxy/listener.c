@@ -1,13 +1,17 @@
 /* listener.c - accept client connections and apply the connection limits
  * (total, per client IP) before a session costs anything. */
 #include <errno.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/listener.h>
 
+#include <sys/socket.h>
+
 #include "log.h"
+#include "proxyproto.h"
 #include "netaddr.h"
 #include "proxy.h"
 #include "sbuf.h"
@@ -76,10 +80,120 @@ static void refuse(evutil_socket_t fd, const char *line)
 	evutil_closesocket(fd);
 }
 
+/* ---- PROXY protocol: the header is read before a session exists ------ */
+
+#define PP_DEADLINE_MS 10000   /* a balancer sends the header at once */
+#define PP_RETRY_MS    20      /* a header cut in two: look again soon */
+
+struct pp_wait {
+	struct listener *ln;
+	int              fd;
+	struct event    *ev;
+	struct timespec  start;
+	struct sockaddr_storage peer;
+};
+
+static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, int salen);
+
+static void pp_done(struct pp_wait *w, int ok_fd)
+{
+	event_free(w->ev);
+	if (!ok_fd) evutil_closesocket(w->fd);
+	free(w);
+}
+
+static void pp_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pp_wait *w = arg;
+	unsigned char buf[PROXYPROTO_MAX];
+	char ip[64];
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (now.tv_sec - w->start.tv_sec) * 1000 + (now.tv_nsec - w->start.tv_nsec) / 1000000;
+	netaddr_ip((struct sockaddr *)&w->peer, ip, sizeof ip, NULL);
+
+	/* peek, so that nothing after the header is taken from the socket
+	 * (an implicit-TLS ClientHello may follow in the same segment) */
+	ssize_t n = recv(w->fd, buf, sizeof buf, MSG_PEEK);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		pp_done(w, 0);
+		return;
+	}
+	size_t used = 0;
+	struct sockaddr_storage src, dst;
+	const char *why = "";
+	enum pp_result r = n > 0 ? proxyproto_parse(buf, (size_t)n, &used, &src, &dst, &why) : PP_NEED_MORE;
+	if (r == PP_INVALID) {
+		slog(NULL, LOG_WARNING, "listener %s: bad PROXY header from [%s]: %s", w->ln->cfg.name, ip, why);
+		pp_done(w, 0);
+		return;
+	}
+	if (r == PP_NEED_MORE) {
+		if (ms >= PP_DEADLINE_MS) {
+			slog(NULL, LOG_WARNING, "listener %s: no PROXY header from [%s] in time", w->ln->cfg.name, ip);
+			pp_done(w, 0);
+			return;
+		}
+		/* wait for more: a short timer, since the bytes already there keep
+		 * the socket readable */
+		struct event_base *base = event_get_base(w->ev);
+		event_del(w->ev);
+		if (n > 0) {
+			struct timeval tv = { 0, PP_RETRY_MS * 1000 };
+			event_assign(w->ev, base, -1, 0, pp_cb, w);
+			event_add(w->ev, &tv);
+		} else {
+			struct timeval left = { (PP_DEADLINE_MS - ms) / 1000, ((PP_DEADLINE_MS - ms) % 1000) * 1000 };
+			event_assign(w->ev, base, w->fd, EV_READ, pp_cb, w);
+			event_add(w->ev, &left);
+		}
+		return;
+	}
+	/* take exactly the header off the socket */
+	ssize_t got = recv(w->fd, buf, used, 0);
+	if (got != (ssize_t)used) {
+		pp_done(w, 0);
+		return;
+	}
+	struct listener *ln = w->ln;
+	int cfd = w->fd;
+	struct sockaddr_storage client = w->peer;
+	if (src.ss_family == AF_INET || src.ss_family == AF_INET6) client = src;
+	pp_done(w, 1);
+	admit(ln, cfd, (struct sockaddr *)&client,
+	      client.ss_family == AF_INET ? (int)sizeof(struct sockaddr_in) : (int)sizeof(struct sockaddr_in6));
+}
+
 static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
 	struct listener *ln = arg;
+	char ip[64];
+	if (ln->cfg.proxy_protocol) {
+		netaddr_ip(sa, ip, sizeof ip, NULL);
+		if (!netlist_match(ln->cfg.proxy_protocol_from, sa)) {
+			slog(NULL, LOG_WARNING, "listener %s: [%s] may not send PROXY headers (proxy_protocol_from): refused",
+			     ln->cfg.name, ip);
+			refuse(fd, "421 4.7.0 Error: connection refused\r\n");
+			return;
+		}
+		struct pp_wait *w = xcalloc(1, sizeof *w);
+		w->ln = ln;
+		w->fd = fd;
+		memcpy(&w->peer, sa, (size_t)salen < sizeof w->peer ? (size_t)salen : sizeof w->peer);
+		clock_gettime(CLOCK_MONOTONIC, &w->start);
+		evutil_make_socket_nonblocking(fd);
+		w->ev = event_new(ln->px->base, fd, EV_READ, pp_cb, w);
+		struct timeval tv = { PP_DEADLINE_MS / 1000, 0 };
+		event_add(w->ev, &tv);
+		return;
+	}
+	admit(ln, fd, sa, salen);
+}
+
+/* Connection limits, then a session. */
+static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, int salen)
+{
 	struct proxy *px = ln->px;
 	char ip[64];
 	char line[400];

@@ -14,6 +14,7 @@
 #include "master.h"
 #include "quarantine_cmd.h"
 #include "sbuf.h"
+#include "tls.h"
 
 #define MAX_OVERRIDES 256
 
@@ -152,6 +153,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pipeline_free(p);
+		if (transport_check_config(cfg, err, sizeof err) < 0) {
+			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
+			return 1;
+		}
 		if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0')
 			fprintf(stderr, "%s: warning: no listener and no milter_listen configured\n", c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");

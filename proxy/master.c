@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@
 #include "netaddr.h"
 #include "proxy.h"
 #include "quarantine.h"
+#include "tls.h"
 
 #define MAX_RETIRING 16
 
@@ -471,6 +473,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	/* one socket per listener and proxy loop, so that the kernel spreads
 	 * connections over the loops instead of waking them all */
 	M.nloops = proxy_loop_count(cfg);
+	if (transport_check_config(cfg, err, sizeof err) < 0) die("%s", err);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		struct netaddr a;
 		if (netaddr_parse(cfg->listeners[i].listen, 1, &a, err, sizeof err) < 0)
@@ -478,6 +481,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		for (unsigned k = 0; k < M.nloops; k++) {
 			int fd = netaddr_listen(&a, 1024, M.nloops > 1, err, sizeof err);
 			if (fd < 0) die("listener %s: %s", cfg->listeners[i].name, err);
+			int one = 1;
+			/* TPROXY hands over connections to addresses that are not ours */
+			if (cfg->listeners[i].transparent &&
+			    setsockopt(fd, a.ss.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
+			               a.ss.ss_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one, sizeof one) < 0)
+				slog_errno(NULL, LOG_WARNING, "listener %s: IP_TRANSPARENT (TPROXY needs it; REDIRECT does not)",
+				           cfg->listeners[i].name);
 			M.lfds[k * cfg->nlisteners + i] = fd;
 		}
 	}

@@ -108,3 +108,13 @@ fail:
 	if (fd >= 0) close(fd);
 	return -1;
 }
+
+int netaddr_same(const struct netaddr *a, const struct sockaddr *sa)
+{
+	char ip1[64], ip2[64];
+	unsigned p1 = 0, p2 = 0;
+	netaddr_ip((const struct sockaddr *)&a->ss, ip1, sizeof ip1, &p1);
+	netaddr_ip(sa, ip2, sizeof ip2, &p2);
+	if (p1 != p2) return 0;
+	return strcmp(ip1, ip2) == 0 || strcmp(ip1, "::") == 0 || strcmp(ip1, "0.0.0.0") == 0;
+}

@@ -25,4 +25,8 @@ const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsig
  * fd, or -1 with a reason in err. */
 int netaddr_listen(const struct netaddr *a, int backlog, int reuseport, char *err, size_t errlen);
 
+/* netaddr_same - sa is the address a names: same port, and the same IP or
+ * a is a wildcard ("*").  1 or 0. */
+int netaddr_same(const struct netaddr *a, const struct sockaddr *sa);
+
 #endif

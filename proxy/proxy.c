@@ -18,6 +18,7 @@
 #include "audit.h"
 #include "log.h"
 #include "proxy.h"
+#include "tls.h"
 #include "scanclient.h"
 #include "session.h"
 
@@ -236,6 +237,24 @@ static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const
 		memcpy(ln->target.spec, ln->cfg.upstream, sizeof ln->target.spec);
 		if (netaddr_parse(ln->cfg.upstream, 0, &ln->target.addr, err, sizeof err) < 0)
 			die("listener %s: upstream %s", ln->cfg.name, err);
+		if (ln->cfg.tls_mode != MW_TLS_NONE &&
+		    (ln->tls = tls_server_new(cfg, &ln->cfg, err, sizeof err)) == NULL)
+			die("listener %s: %s", ln->cfg.name, err);
+		ln->target.tls_mode = ln->cfg.upstream_tls;
+		if (ln->cfg.upstream_tls != MW_UPTLS_OFF) {
+			if ((ln->target.tls_ctx = tls_client_new(cfg, &ln->cfg, err, sizeof err)) == NULL)
+				die("listener %s: %s", ln->cfg.name, err);
+			ln->target.tls_verify = ln->cfg.upstream_tls_ca_file[0] != '\0';
+			/* the expected name, or the host part of HOST:PORT / [HOST]:PORT
+			 * (built in a local: both fields live in *px) */
+			char name[sizeof ln->target.tls_name];
+			const char *u = ln->cfg.upstream;
+			size_t n = u[0] == '[' ? strcspn(u + 1, "]") : strcspn(u, ":");
+			if (ln->cfg.upstream_tls_name[0]) snprintf(name, sizeof name, "%s", ln->cfg.upstream_tls_name);
+			else snprintf(name, sizeof name, "%.*s", (int)n, u + (u[0] == '['));
+			memcpy(ln->target.tls_name, name, sizeof name);
+		}
+		ln->target.xclient = ln->cfg.upstream_xclient;
 		if (listener_start(px, ln) < 0)
 			die("listener %s: cannot start", ln->cfg.name);
 	}

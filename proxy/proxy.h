@@ -13,6 +13,7 @@
 struct session;
 struct scanclient;
 struct proxy_shared;
+struct tls_server;
 
 struct listener {
 	struct proxy          *px;
@@ -20,6 +21,7 @@ struct listener {
 	struct upstream_target target;    /* where its sessions relay to */
 	struct evconnlistener *evl;
 	int                    fd;        /* listening socket, from the master */
+	struct tls_server     *tls;       /* client-facing TLS; NULL without */
 };
 
 /* One event loop (thread) of the proxy process. */

@@ -20,10 +20,13 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 
 #include <event2/buffer.h>
 
 #include "audit.h"
+#include "bdat.h"
 #include "conn.h"
 #include "dataframe.h"
 #include "header_edit.h"
@@ -36,7 +39,11 @@
 #include "session.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "tls.h"
 #include "upstream.h"
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #define RELAY_CHUNK      (64 * 1024)
 #define RELAY_HIWAT      (256 * 1024)
@@ -46,6 +53,8 @@ enum sess_state {
 	SS_GREET_PAUSE,   /* greet_pause running; input is early talk */
 	SS_CMD,           /* reading commands */
 	SS_DATA,          /* reading message content */
+	SS_TLS,           /* TLS handshake with the client running */
+	SS_BDAT,          /* reading a BDAT chunk */
 	SS_CLOSING        /* flushing the last reply, then close */
 };
 
@@ -65,6 +74,8 @@ struct txn {
 	int      at_upstream;         /* MAIL accepted by the upstream */
 	uint64_t size;
 	int      data_seen;
+	int      bdat_seen;           /* content comes in BDAT chunks */
+	int      binarymime;          /* MAIL BODY=BINARYMIME */
 	double   scan_ms;
 	struct scan_result res;       /* owned members */
 	int      have_res;
@@ -109,12 +120,28 @@ struct session {
 	int               in_process; /* inside session_process(): don't recurse */
 	int               close_after_txn; /* bare CR/LF seen: no more transactions */
 	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
+	/* transport (issue 3) */
+	char              tls_desc[128];  /* "TLSv1.3 cipher bits"; "" = plaintext */
+	char              auth_user[256]; /* set by the upstream's 235 */
+	char             *auth_line;      /* owned; AUTH waiting for the upstream to open */
+	int               auth_wait;      /* the client owes a line for a 334 */
+	int               auth_mech_login;/* AUTH LOGIN: first response is the user */
+	int               auth_user_seen; /* the response naming the user has passed */
+	char              auth_try[256];  /* user of the AUTH in progress */
+	struct bdat_content *bdat;        /* owned; the chunks' content checker */
+	uint64_t          bdat_left;      /* octets of the current chunk still to read */
+	int               bdat_last;
+	const char       *bdat_refuse;    /* static reply when the chunk is refused */
+	int               relay_raw;      /* relaying as BDAT: no dot-stuffing */
+	struct upstream_target *tgt;      /* the listener's, or own_tgt */
+	struct upstream_target *own_tgt;  /* owned; transparent: the original destination */
 	struct session   *prev, *next;
 };
 
 static void session_process(struct session *s);
 static void session_free(struct session *s);
 static void txn_end(struct session *s, const char *action);
+static void greet(struct session *s);
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -139,7 +166,7 @@ static void arm_client_timeout(struct session *s)
 		conn_set_timeouts(s->conn, 0, wr);
 		return;
 	}
-	conn_set_timeouts(s->conn, s->state == SS_DATA ? s->cfg->client_data_timeout
+	conn_set_timeouts(s->conn, s->state == SS_DATA || s->state == SS_BDAT ? s->cfg->client_data_timeout
 	                                               : s->cfg->client_command_timeout, wr);
 }
 
@@ -221,6 +248,20 @@ static void txn_free(struct txn *t)
 	free(t);
 }
 
+/* "ESMTP", "ESMTPS", "ESMTPSA", "ESMTPA" (RFC 3848), or "SMTP" */
+static const char *session_proto(const struct session *s)
+{
+	if (!s->esmtp) return "SMTP";
+	if (s->tls_desc[0]) return s->auth_user[0] ? "ESMTPSA" : "ESMTPS";
+	return s->auth_user[0] ? "ESMTPA" : "ESMTP";
+}
+
+/* An authenticated client sends outbound mail, whatever the listener. */
+static enum mw_direction session_direction(const struct session *s)
+{
+	return s->auth_user[0] ? MW_OUTBOUND : s->ln->cfg.direction;
+}
+
 static json_object *jstr(const char *s)
 {
 	return json_string_bytes(s ? s : "", s ? strlen(s) : 0);
@@ -241,13 +282,13 @@ static void audit_txn(struct session *s, struct txn *t)
 	json_object_object_add(j, "txn", json_object_new_int((int)s->ntxn));
 	json_object_object_add(j, "listener", jstr(s->ln->cfg.name));
 	json_object_object_add(j, "direction",
-		json_object_new_string(s->ln->cfg.direction == MW_OUTBOUND ? "outbound" : "inbound"));
+		json_object_new_string(session_direction(s) == MW_OUTBOUND ? "outbound" : "inbound"));
 	json_object_object_add(j, "client_ip", jstr(s->client_ip));
 	json_object_object_add(j, "client_port", json_object_new_int((int)s->client_port));
 	json_object_object_add(j, "helo", jstr(s->helo));
-	json_object_object_add(j, "protocol", json_object_new_string(s->esmtp ? "ESMTP" : "SMTP"));
-	json_object_object_add(j, "tls", jstr(""));
-	json_object_object_add(j, "auth_user", jstr(""));
+	json_object_object_add(j, "protocol", json_object_new_string(session_proto(s)));
+	json_object_object_add(j, "tls", jstr(s->tls_desc));
+	json_object_object_add(j, "auth_user", jstr(s->auth_user));
 	json_object_object_add(j, "early_talker", json_object_new_boolean(s->early_talker));
 	json_object_object_add(j, "mail_from", jstr(t->mail_from));
 	json_object_object_add(j, "mail_params", jstr(t->mail_params));
@@ -285,7 +326,7 @@ static void audit_txn(struct session *s, struct txn *t)
 		json_object_object_add(j, "quarantine_id", jstr(t->res.quarantine_id));
 	json_object_object_add(j, "reply", jstr(t->reply));
 	json_object_object_add(j, "queue_id", jstr(t->queue_id));
-	json_object_object_add(j, "upstream", jstr(s->ln->cfg.upstream));
+	json_object_object_add(j, "upstream", jstr(s->tgt->spec));
 	json_object_object_add(j, "scan_ms", json_number(t->scan_ms, 3));
 	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&t->start), 3));
 	audit_write(j);
@@ -347,7 +388,7 @@ static int reply_fits(const struct smtp_reply *r, int allow_354)
 
 static void upstream_gone(struct session *s, enum upstream_err err, const char *when)
 {
-	slog(s->id, LOG_WARNING, "upstream=%s %s: %s", s->ln->cfg.upstream, when, upstream_err_name(err));
+	slog(s->id, LOG_WARNING, "upstream=%s %s: %s", s->tgt->spec, when, upstream_err_name(err));
 	upstream_close(s->up);
 	s->up = NULL;
 }
@@ -397,16 +438,26 @@ static void send_mail(struct session *s)
 		on_mail_reply(s, NULL, UP_ERR_CLOSED);
 }
 
+/* Open the upstream, telling it (XCLIENT/XFORWARD) who the client is. */
+static struct upstream *session_upstream_open(struct session *s, upstream_reply_fn cb)
+{
+	struct upstream_client c = {
+		.addr = s->client_ip, .port = s->client_port, .helo = s->helo,
+		.esmtp = s->esmtp, .login = s->auth_user,
+	};
+	return upstream_open(s->px->base, s->cfg, s->tgt, s->id, &c, cb, s);
+}
+
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
 	if (err != UP_OK || r->code / 100 != 2) {
 		if (err == UP_OK) {
 			char esc[200];
-			slog(s->id, LOG_WARNING, "upstream=%s refused the session: %s", s->ln->cfg.upstream,
+			slog(s->id, LOG_WARNING, "upstream=%s refused the session: %s", s->tgt->spec,
 			     log_esc(esc, sizeof esc, r->text, r->len));
 		} else {
-			slog(s->id, LOG_WARNING, "upstream=%s unavailable: %s", s->ln->cfg.upstream,
+			slog(s->id, LOG_WARNING, "upstream=%s unavailable: %s", s->tgt->spec,
 			     upstream_err_name(err));
 		}
 		upstream_close(s->up);
@@ -425,12 +476,14 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 /* Which MAIL/RCPT parameters go upstream: only what the upstream offers. */
 static int param_allowed(struct session *s, const struct smtp_param *p, int is_mail, char *why, size_t whysz)
 {
-	unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->ln->target.caps;
-	const struct smtp_reply *ehlo = upstream_alive(s->up) ? upstream_ehlo(s->up) : &s->ln->target.ehlo;
+	unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->tgt->caps;
+	const struct smtp_reply *ehlo = upstream_alive(s->up) ? upstream_ehlo(s->up) : &s->tgt->ehlo;
 	if (is_mail && strcmp(p->key, "SIZE") == 0) return 1;      /* handled by the caller */
 	if (is_mail && strcmp(p->key, "BODY") == 0) {
 		if (strcasecmp(p->value, "7BIT") == 0) return 1;
 		if (strcasecmp(p->value, "8BITMIME") == 0 && (caps & UCAP_8BITMIME)) return 1;
+		if (strcasecmp(p->value, "BINARYMIME") == 0 && (caps & UCAP_BINARYMIME) && (caps & UCAP_CHUNKING))
+			return 1;
 		snprintf(why, whysz, "555 5.5.4 Unsupported BODY type");
 		return 0;
 	}
@@ -462,7 +515,7 @@ static int build_params(struct session *s, const struct smtp_path_args *a, int i
 	for (size_t i = 0; i < a->nparams; i++) {
 		const struct smtp_param *p = &a->params[i];
 		if (!param_allowed(s, p, is_mail, why, whysz)) return -1;
-		unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->ln->target.caps;
+		unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->tgt->caps;
 		if (is_mail && strcmp(p->key, "SIZE") == 0 && !(caps & UCAP_SIZE)) continue;
 		int n = snprintf(out + len, outsz - len, "%s%s%s%s", len ? " " : "", p->key,
 		                 p->has_value ? "=" : "", p->value);
@@ -483,6 +536,11 @@ static void cmd_mail(struct session *s, const char *arg)
 
 	if (!s->helo_seen) { reply(s, "503 5.5.1 Error: send HELO/EHLO first"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: nested MAIL command"); s->errors++; return; }
+	if (s->ln->cfg.tls_required && !s->tls_desc[0]) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		s->errors++;
+		return;
+	}
 	if (s->draining) { reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname); close_after_flush(s); return; }
 	if (smtp_path_parse(arg, &a, &why) < 0) {
 		reply(s, "501 5.1.7 Bad sender address syntax: %s", why ? why : "syntax error");
@@ -512,6 +570,8 @@ static void cmd_mail(struct session *s, const char *arg)
 		txn_free(t);
 		return;
 	}
+	const struct smtp_param *body = smtp_param_get(&a, "BODY");
+	t->binarymime = body && strcasecmp(body->value, "BINARYMIME") == 0;
 	s->tx = t;
 	set_busy(s, 1);
 	if (upstream_alive(s->up)) {
@@ -519,9 +579,9 @@ static void cmd_mail(struct session *s, const char *arg)
 		return;
 	}
 	upstream_close(s->up);
-	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_upstream_open, s);
+	s->up = session_upstream_open(s, on_upstream_open);
 	if (s->up == NULL) {
-		slog_errno(s->id, LOG_WARNING, "upstream=%s connect", s->ln->cfg.upstream);
+		slog_errno(s->id, LOG_WARNING, "upstream=%s connect", s->tgt->spec);
 		reply(s, "%s", R_NEXTHOP);
 		txn_set_reply(t, R_NEXTHOP);
 		txn_end(s, "tempfail");
@@ -573,6 +633,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	struct txn *t = s->tx;
 
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
+	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
 	if (smtp_path_parse(arg, &a, &why) < 0 || a.path[0] == '\0') {
 		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
 		s->errors++;
@@ -641,7 +702,7 @@ static void cmd_vrfy(struct session *s, const char *arg)
 	free(s->vrfy_line);
 	s->vrfy_line = xstrdup(line);
 	upstream_close(s->up);
-	s->up = upstream_open(s->px->base, s->cfg, &s->ln->target, s->id, on_vrfy_open, s);
+	s->up = session_upstream_open(s, on_vrfy_open);
 	if (s->up == NULL) {
 		reply(s, "%s", R_NEXTHOP);
 		set_busy(s, 0);
@@ -670,6 +731,8 @@ static void cmd_data(struct session *s, const char *arg)
 	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: DATA"); s->errors++; return; }
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
 	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
+	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
+	if (t->binarymime) { reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT"); s->errors++; return; }
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -711,6 +774,7 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 	struct txn *t = s->tx;
 	const char *action = t->action;
 	upstream_set_drain_cb(s->up, NULL, NULL);
+	s->relay_raw = 0;
 	if (err != UP_OK) {
 		upstream_gone(s, err, "at end of data");
 		reply(s, "%s", R_NEXTHOP_LOST);
@@ -754,8 +818,21 @@ static void relay_pump(void *arg)
 	while (upstream_output_pending(s->up) < RELAY_HIWAT) {
 		if (s->hdr_off < s->hdrbuf.len) {
 			size_t n = s->hdrbuf.len - s->hdr_off;
-			data_encoder_feed(&s->enc, s->hdrbuf.data + s->hdr_off, n, to_upstream, s);
+			if (s->relay_raw) upstream_write(s->up, s->hdrbuf.data + s->hdr_off, n);
+			else data_encoder_feed(&s->enc, s->hdrbuf.data + s->hdr_off, n, to_upstream, s);
 			s->hdr_off += n;
+			continue;
+		}
+		if (s->relay_left == 0 && s->relay_raw) {   /* the BDAT reply is queued already */
+			upstream_set_drain_cb(s->up, NULL, NULL);
+			s->relay_raw = 0;
+			return;
+		}
+		if (s->relay_raw) {
+			size_t n = s->relay_left < RELAY_CHUNK ? s->relay_left : RELAY_CHUNK;
+			upstream_write(s->up, s->relay_p, n);
+			s->relay_p += n;
+			s->relay_left -= n;
 			continue;
 		}
 		if (s->relay_left == 0) {
@@ -817,6 +894,23 @@ static void on_data_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	relay_pump(s);
 }
 
+/* The message goes on as one "BDAT n LAST" chunk, as it is (no stuffing);
+ * the reply to it is the final one. */
+static void relay_bdat(struct session *s)
+{
+	char line[64];
+	build_headers(s);
+	unsigned long long total = (unsigned long long)(s->hdrbuf.len + s->relay_left);
+	snprintf(line, sizeof line, "BDAT %llu LAST", total);
+	if (upstream_command(s->up, line, s->cfg->upstream_eod_timeout, on_eod_reply, s) < 0) {
+		on_eod_reply(s, NULL, UP_ERR_CLOSED);
+		return;
+	}
+	s->relay_raw = 1;
+	upstream_set_drain_cb(s->up, relay_pump, s);
+	relay_pump(s);
+}
+
 static void on_scan_done(void *arg, struct scan_result *moved)
 {
 	struct session *s = arg;
@@ -840,6 +934,10 @@ static void on_scan_done(void *arg, struct scan_result *moved)
 			txn_set_reply(t, R_NEXTHOP_LOST);
 			txn_end(s, "tempfail");
 			break;
+		}
+		if (t->bdat_seen && (upstream_caps(s->up) & UCAP_CHUNKING)) {
+			relay_bdat(s);
+			return;
 		}
 		if (upstream_command(s->up, "DATA", s->cfg->upstream_command_timeout, on_data_reply, s) < 0)
 			on_data_reply(s, NULL, UP_ERR_CLOSED);
@@ -869,28 +967,28 @@ static const char *fault_reply(enum data_fault f)
 	return "451 4.3.0 Error: local failure";
 }
 
-static void end_of_data(struct session *s)
+/* The content is in (DATA or the last BDAT chunk): refuse it for its
+ * fault, or seal the spool and ask the scanner. */
+static void content_done(struct session *s, enum data_fault fault, uint64_t size,
+                         unsigned bare_lf, unsigned bare_cr, unsigned nul)
 {
 	struct txn *t = s->tx;
 	s->state = SS_CMD;
-	struct data_decoder *dec = s->dec;
-	s->dec = NULL;
-	t->size = dec->size;
-	if (dec->bare_lf || dec->bare_cr || dec->fault == DF_BARE_LF || dec->fault == DF_BARE_CR) {
+	t->size = size;
+	if (bare_lf || bare_cr || fault == DF_BARE_LF || fault == DF_BARE_CR) {
 		/* Smuggling defence: a client that mixes line ends gets this one
 		 * message answered (rejected, or normalized and relayed), and then
 		 * the connection closes, so nothing it pipelined after an end of
 		 * data that other MTAs might place elsewhere is ever relayed. */
 		s->close_after_txn = 1;
 		slog(s->id, LOG_NOTICE, "bare CR/LF in message (lf=%u cr=%u): closing after this transaction",
-		     dec->bare_lf, dec->bare_cr);
+		     bare_lf, bare_cr);
 	}
-	if (dec->fault != DF_OK) {
-		const char *r = fault_reply(dec->fault);
-		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(dec->fault));
+	if (fault != DF_OK) {
+		const char *r = fault_reply(fault);
+		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(fault));
 		slog(s->id, LOG_NOTICE, "message refused: %s (bare_lf=%u bare_cr=%u nul=%u)",
-		     data_fault_name(dec->fault), dec->bare_lf, dec->bare_cr, dec->nul);
-		free(dec);
+		     data_fault_name(fault), bare_lf, bare_cr, nul);
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
@@ -898,7 +996,6 @@ static void end_of_data(struct session *s)
 		else arm_client_timeout(s);
 		return;
 	}
-	free(dec);
 	if (spool_finish(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool seal");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -912,7 +1009,7 @@ static void end_of_data(struct session *s)
 	memset(&req, 0, sizeof req);
 	memcpy(req.session_id, s->id, sizeof req.session_id);
 	req.listener = s->ln->cfg.name;
-	req.direction = s->ln->cfg.direction;
+	req.direction = session_direction(s);
 	req.client_ip = s->client_ip;
 	req.client_port = s->client_port;
 	req.client_name = "";
@@ -924,8 +1021,8 @@ static void end_of_data(struct session *s)
 		if (t->rcpts[i].accepted) rcpts[req.nrcpts++] = t->rcpts[i].addr;
 	req.rcpts = rcpts;
 	req.size = s->spool.size;
-	req.auth_user = "";
-	req.tls = "";
+	req.auth_user = s->auth_user;
+	req.tls = s->tls_desc;
 	set_busy(s, 1);
 	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
 	free(rcpts);
@@ -938,21 +1035,121 @@ static void end_of_data(struct session *s)
 	}
 }
 
+static void end_of_data(struct session *s)
+{
+	struct data_decoder *dec = s->dec;
+	s->dec = NULL;
+	content_done(s, dec->fault, dec->size, dec->bare_lf, dec->bare_cr, dec->nul);
+	free(dec);
+}
+
+/* ---- BDAT (RFC 3030) ---------------------------------------------------- */
+
+/* BDAT count [LAST]: the chunk is always read to its end, even when it is
+ * refused, so that the client and we stay in step. */
+static void cmd_bdat(struct session *s, const char *arg)
+{
+	struct txn *t = s->tx;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(arg, &end, 10);
+	int last = 0;
+	if (end != arg && (*end == ' ' || *end == '\0')) {
+		while (*end == ' ') end++;
+		if (strcasecmp(end, "LAST") == 0) last = 1;
+		else if (*end != '\0') end = (char *)arg;
+	}
+	if (arg[0] < '0' || arg[0] > '9' || errno != 0 || end == arg || strlen(arg) > 40) {
+		/* the chunk's length is unknown: what follows cannot be read as
+		 * commands (it is message content), so the session ends */
+		reply(s, "501 5.5.4 Syntax: BDAT count [LAST]");
+		if (s->tx) txn_end(s, "aborted");
+		close_after_flush(s);
+		return;
+	}
+	s->bdat_left = n;
+	s->bdat_last = last;
+	s->bdat_refuse = NULL;
+	if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
+	else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
+	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
+	if (s->bdat_refuse == NULL && !t->bdat_seen) {
+		if (spool_open(&s->spool) < 0) {
+			slog_errno(s->id, LOG_ERR, "spool");
+			s->bdat_refuse = "451 4.3.0 Error: local spool failure";
+		} else {
+			t->bdat_seen = 1;
+			if (s->bdat == NULL) s->bdat = xmalloc(sizeof *s->bdat);
+			bdat_content_init(s->bdat, spool_write, &s->spool, s->cfg->message_size_limit,
+			                  s->cfg->bare_newline == BARE_NEWLINE_NORMALIZE, t->binarymime);
+		}
+	}
+	s->state = SS_BDAT;
+	arm_client_timeout(s);
+}
+
+/* A chunk has been read. */
+static void end_of_chunk(struct session *s)
+{
+	s->state = SS_CMD;
+	if (s->bdat_refuse) {
+		reply(s, "%s", s->bdat_refuse);
+		s->errors++;
+		arm_client_timeout(s);
+		return;
+	}
+	if (!s->bdat_last) {
+		reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->bdat->size);
+		arm_client_timeout(s);
+		return;
+	}
+	struct bdat_content *b = s->bdat;
+	enum data_fault f = bdat_content_finish(b);
+	content_done(s, f, b->size, b->bare_lf, b->bare_cr, b->nul);
+}
+
+/* Feed buffered chunk octets; 1 when the chunk is complete. */
+static int process_bdat(struct session *s)
+{
+	size_t len;
+	const char *p = conn_in_peek(s->conn, &len);
+	size_t n = s->bdat_left < len ? (size_t)s->bdat_left : len;
+	if (n > 0) {
+		if (s->bdat_refuse == NULL) bdat_content_feed(s->bdat, p, n);
+		conn_in_drain(s->conn, n);
+		s->bdat_left -= n;
+	}
+	return s->bdat_left == 0;
+}
+
 /* ---- command dispatch -------------------------------------------------- */
+
+/* AUTH is offered on relay listeners, over TLS unless plaintext is allowed. */
+static int auth_offered(const struct session *s)
+{
+	return s->ln->cfg.auth == MW_AUTH_RELAY && !s->auth_user[0] &&
+	       (s->tls_desc[0] || (s->ln->cfg.auth_plaintext && !s->ln->cfg.tls_required));
+}
 
 static void send_ehlo(struct session *s)
 {
-	const struct upstream_target *t = &s->ln->target;
+	const struct upstream_target *t = s->tgt;
 	unsigned caps = t->caps_known ? t->caps : 0;
 	struct sbuf b;
 	sbuf_init(&b, 4096);
 	sbuf_addf(&b, "250-%s\r\n", s->cfg->hostname);
 	sbuf_adds(&b, "250-PIPELINING\r\n");
+	if (s->ln->cfg.tls_mode == MW_TLS_STARTTLS && !s->tls_desc[0]) sbuf_adds(&b, "250-STARTTLS\r\n");
+	if (auth_offered(s)) sbuf_adds(&b, "250-AUTH PLAIN LOGIN\r\n");
 	sbuf_addf(&b, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->message_size_limit);
 	if (caps & UCAP_8BITMIME) sbuf_adds(&b, "250-8BITMIME\r\n");
 	if (caps & UCAP_SMTPUTF8) sbuf_adds(&b, "250-SMTPUTF8\r\n");
 	if (caps & UCAP_DSN) sbuf_adds(&b, "250-DSN\r\n");
 	if (caps & UCAP_ENHANCED) sbuf_adds(&b, "250-ENHANCEDSTATUSCODES\r\n");
+	/* BDAT is ours (relayed as DATA when the upstream lacks it); binary
+	 * content can only go on as BDAT to an upstream that takes it */
+	sbuf_adds(&b, "250-CHUNKING\r\n");
+	if ((caps & UCAP_BINARYMIME) && (caps & UCAP_CHUNKING)) sbuf_adds(&b, "250-BINARYMIME\r\n");
 	sbuf_adds(&b, "250 HELP\r\n");        /* the last line carries the space */
 	conn_write(s->conn, b.data, b.len);
 	sbuf_free(&b);
@@ -989,12 +1186,225 @@ static void cmd_quit(struct session *s)
 	close_after_flush(s);
 }
 
+/* ---- STARTTLS (RFC 3207) ------------------------------------------------ */
+
+static void start_tls(struct session *s)
+{
+	SSL *ssl = tls_server_ssl(s->ln->tls);
+	if (ssl == NULL) {
+		slog(s->id, LOG_ERR, "SSL_new failed");
+		close_after_flush(s);
+		return;
+	}
+	SSL_set_accept_state(ssl);
+	set_busy(s, 1);
+	/* a handshake gets the command timeout */
+	conn_set_timeouts(s->conn, s->cfg->client_command_timeout, s->cfg->client_command_timeout);
+	size_t dropped = conn_start_tls(s->conn, ssl);
+	if (dropped)
+		slog(s->id, LOG_NOTICE, "client [%s] pipelined %zu bytes after STARTTLS: discarded (command injection)",
+		     s->client_ip, dropped);
+}
+
+static void cmd_starttls(struct session *s, const char *arg)
+{
+	if (s->ln->cfg.tls_mode != MW_TLS_STARTTLS || s->ln->tls == NULL) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		return;
+	}
+	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: STARTTLS"); s->errors++; return; }
+	if (s->tls_desc[0]) { reply(s, "554 5.5.1 Error: TLS already active"); s->errors++; return; }
+	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
+	reply(s, "220 2.0.0 Ready to start TLS");
+	s->state = SS_TLS;
+	start_tls(s);
+}
+
+/* The handshake is done: the session starts again (RFC 3207 4.2), a new
+ * EHLO is needed; an implicit-TLS session gets its greeting now. */
+static void tls_ready(struct session *s)
+{
+	tls_describe(conn_ssl(s->conn), s->tls_desc, sizeof s->tls_desc);
+	slog(s->id, LOG_INFO, "client [%s] TLS %s", s->client_ip, s->tls_desc);
+	s->helo_seen = 0;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+	s->state = SS_CMD;
+	if (s->ln->cfg.tls_mode == MW_TLS_IMPLICIT) greet(s);
+	resume(s);
+}
+
+/* ---- AUTH (RFC 4954), relayed to the upstream ------------------------- */
+
+static const char R_AUTH_TEMP[] = "454 4.7.0 Temporary authentication failure";
+
+/* The user of a PLAIN response ("authzid\0authcid\0passwd", base64), or of
+ * a LOGIN username response, into out; "" if it does not decode. */
+static void auth_user_of(const char *b64, int login, char *out, size_t outsz)
+{
+	unsigned char buf[1024];
+	size_t n = strlen(b64);
+	out[0] = '\0';
+	if (n == 0 || n > 4 * (sizeof buf / 3) || n % 4 != 0) return;
+	int len = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n);
+	if (len < 0) return;
+	while (len > 0 && n >= 2 && b64[n - 1] == '=') { len--; n--; }  /* padding */
+	const unsigned char *u = buf;
+	size_t ulen = (size_t)len;
+	if (!login) {                  /* skip authzid; authcid ends at the next NUL */
+		const unsigned char *z = memchr(buf, '\0', (size_t)len);
+		if (z == NULL) return;
+		u = z + 1;
+		const unsigned char *e = memchr(u, '\0', (size_t)len - (size_t)(u - buf));
+		if (e == NULL) return;
+		ulen = (size_t)(e - u);
+	}
+	if (ulen >= outsz) ulen = outsz - 1;
+	for (size_t i = 0; i < ulen; i++)          /* keep the log and audit sane */
+		out[i] = (u[i] < 32 || u[i] == 127) ? '?' : (char)u[i];
+	out[ulen] = '\0';
+	explicit_bzero(buf, sizeof buf);
+}
+
+static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	s->auth_wait = 0;
+	if (err != UP_OK) {
+		upstream_gone(s, err, "at AUTH");
+		reply(s, "%s", R_AUTH_TEMP);
+	} else if (r->code == 334) {
+		s->auth_wait = 1;             /* the client's next line answers it */
+		reply_relay(s, r);
+	} else if (r->code == 235) {
+		snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth_try);
+		slog(s->id, LOG_INFO, "client [%s] authenticated as %s", s->client_ip, s->auth_user);
+		reply_relay(s, r);
+	} else if (!reply_fits(r, 0) || r->code / 100 == 2 || r->code == 421) {
+		reply(s, "%s", R_AUTH_TEMP);
+	} else {
+		slog(s->id, LOG_NOTICE, "client [%s] authentication failed (%d)", s->client_ip, r->code);
+		reply_relay(s, r);
+	}
+	if (!s->auth_wait) explicit_bzero(s->auth_try, sizeof s->auth_try);
+	resume(s);
+}
+
+/* A line the client sent in answer to a 334: relayed as it is. */
+static void auth_response(struct session *s, const char *line)
+{
+	s->auth_wait = 0;
+	/* the first response carries the user (LOGIN: the user name; PLAIN:
+	 * the whole credential), and only the first: a later one is a password */
+	if (!s->auth_user_seen) {
+		s->auth_user_seen = 1;
+		if (strcmp(line, "*") != 0) auth_user_of(line, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+	}
+	if (!upstream_alive(s->up)) {
+		reply(s, "%s", R_AUTH_TEMP);
+		return;
+	}
+	set_busy(s, 1);
+	if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_auth_reply, s) < 0)
+		on_auth_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+static void send_auth(struct session *s)
+{
+	char *line = s->auth_line;
+	s->auth_line = NULL;
+	if (!(upstream_caps(s->up) & UCAP_AUTH)) {
+		slog(s->id, LOG_WARNING, "upstream=%s does not offer AUTH", s->tgt->spec);
+		reply(s, "%s", R_AUTH_TEMP);
+		explicit_bzero(line, strlen(line));
+		free(line);
+		resume(s);
+		return;
+	}
+	int rc = upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_auth_reply, s);
+	explicit_bzero(line, strlen(line));
+	free(line);
+	if (rc < 0) on_auth_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+static void on_auth_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	if (err != UP_OK || r->code / 100 != 2) {
+		slog(s->id, LOG_WARNING, "upstream=%s unavailable for AUTH: %s", s->tgt->spec,
+		     err != UP_OK ? upstream_err_name(err) : "refused");
+		upstream_close(s->up);
+		s->up = NULL;
+		if (s->auth_line) explicit_bzero(s->auth_line, strlen(s->auth_line));
+		free(s->auth_line);
+		s->auth_line = NULL;
+		reply(s, "%s", R_AUTH_TEMP);
+		resume(s);
+		return;
+	}
+	send_auth(s);
+}
+
+static void cmd_auth(struct session *s, const char *arg)
+{
+	char mech[32], line[1100];
+	if (s->ln->cfg.auth != MW_AUTH_RELAY) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		return;
+	}
+	if (!s->helo_seen || !s->esmtp) { reply(s, "503 5.5.1 Error: send EHLO first"); s->errors++; return; }
+	if (s->auth_user[0]) { reply(s, "503 5.5.1 Error: already authenticated"); s->errors++; return; }
+	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
+	if (!s->tls_desc[0] && (!s->ln->cfg.auth_plaintext || s->ln->cfg.tls_required)) {
+		reply(s, s->ln->cfg.tls_mode != MW_TLS_NONE ? "530 5.7.0 Must issue a STARTTLS command first"
+		                                            : "538 5.7.11 Encryption required for requested authentication mechanism");
+		s->errors++;
+		return;
+	}
+	size_t n = strcspn(arg, " ");
+	if (n == 0 || n >= sizeof mech) { reply(s, "501 5.5.4 Syntax: AUTH mechanism"); s->errors++; return; }
+	memcpy(mech, arg, n);
+	mech[n] = '\0';
+	const char *initial = arg[n] == ' ' ? arg + n + 1 : NULL;
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+		reply(s, "504 5.5.4 Unrecognized authentication type");
+		s->errors++;
+		return;
+	}
+	s->auth_mech_login = strcasecmp(mech, "LOGIN") == 0;
+	s->auth_try[0] = '\0';
+	s->auth_user_seen = initial != NULL;
+	if (initial && strcmp(initial, "=") != 0)
+		auth_user_of(initial, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+	snprintf(line, sizeof line, "AUTH %s%s%.1000s", s->auth_mech_login ? "LOGIN" : "PLAIN",
+	         initial ? " " : "", initial ? initial : "");
+	set_busy(s, 1);
+	free(s->auth_line);
+	s->auth_line = xstrdup(line);
+	explicit_bzero(line, sizeof line);
+	if (upstream_alive(s->up)) {
+		send_auth(s);
+		return;
+	}
+	upstream_close(s->up);
+	s->up = session_upstream_open(s, on_auth_open);
+	if (s->up == NULL) on_auth_open(s, NULL, UP_ERR_CONNECT);
+}
+
 static void handle_command(struct session *s, char *line, size_t len)
 {
 	const char *arg = "";
 	if (log_enabled(LOG_DEBUG)) {
 		char esc[300];
-		slog(s->id, LOG_DEBUG, "< %s", log_esc(esc, sizeof esc, line, len));
+		/* AUTH lines carry credentials: only the verb and mechanism */
+		size_t shown = len;
+		if (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+			shown = 5 + strcspn(line + 5, " ");
+			if (shown > len) shown = len;
+		}
+		slog(s->id, LOG_DEBUG, "< %s%s", log_esc(esc, sizeof esc, line, shown), shown < len ? " ****" : "");
 	}
 	if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL) {
 		reply(s, "500 5.5.2 Error: bad character in command");
@@ -1013,8 +1423,11 @@ static void handle_command(struct session *s, char *line, size_t len)
 	case SMTP_QUIT: cmd_quit(s); break;
 	case SMTP_VRFY: cmd_vrfy(s, arg); break;
 	case SMTP_HELP: reply(s, "214 2.0.0 mailwarden: commands HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"); break;
-	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN: case SMTP_STARTTLS: case SMTP_AUTH:
-	case SMTP_BDAT: case SMTP_XCLIENT: case SMTP_XFORWARD:
+	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
+	case SMTP_AUTH: cmd_auth(s, arg); break;
+	case SMTP_BDAT: cmd_bdat(s, arg); break;
+	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN:
+	case SMTP_XCLIENT: case SMTP_XFORWARD:
 		reply(s, "502 5.5.1 Error: command not implemented");
 		s->errors++;
 		break;
@@ -1065,6 +1478,11 @@ static void session_process(struct session *s)
 			end_of_data(s);
 			continue;
 		}
+		if (s->state == SS_BDAT) {
+			if (!process_bdat(s)) break;
+			end_of_chunk(s);
+			continue;
+		}
 		if (s->tx == NULL && s->draining) {
 			reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 			close_after_flush(s);
@@ -1101,7 +1519,8 @@ static void session_process(struct session *s)
 			s->errors++;
 			continue;
 		}
-		handle_command(s, line, n);
+		if (s->auth_wait) auth_response(s, line);
+		else handle_command(s, line, n);
 	}
 	s->in_process = 0;
 	if (line != small) free(line);
@@ -1128,6 +1547,20 @@ static void write_cb(struct conn *c, void *arg)
 static void event_cb(struct conn *c, void *arg, enum conn_event what)
 {
 	struct session *s = arg;
+	if (what == CONN_TLS_READY) {
+		tls_ready(s);
+		return;
+	}
+	if (what == CONN_TLS_FAILED) {
+		slog(s->id, LOG_NOTICE, "client [%s] %s", s->client_ip, conn_tls_error(c));
+		session_free(s);
+		return;
+	}
+	if ((what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) && s->state == SS_TLS) {
+		slog(s->id, LOG_INFO, "client [%s] timeout in the TLS handshake", s->client_ip);
+		session_free(s);
+		return;
+	}
 	if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) {
 		slog(s->id, LOG_INFO, "client timeout while %s", s->state == SS_DATA ? "reading data" : "waiting for a command");
 		if (s->state != SS_CLOSING) {
@@ -1164,6 +1597,41 @@ static void greet_timer_cb(evutil_socket_t fd, short what, void *arg)
 	session_process(s);
 }
 
+/* Transparent listener: the upstream is where the client meant to go.
+ * nftables/iptables REDIRECT keep it in SO_ORIGINAL_DST; with TPROXY the
+ * socket's own local address is it.  A connection made to the listener
+ * itself has none (relaying it to ourselves would loop). */
+static int transparent_target(struct session *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	memset(&ss, 0, sizeof ss);
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len) < 0 &&
+	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len) < 0) {
+		len = sizeof ss;
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+	}
+	struct netaddr self;
+	char err[200];
+	if (netaddr_parse(s->ln->cfg.listen, 1, &self, err, sizeof err) == 0 &&
+	    netaddr_same(&self, (struct sockaddr *)&ss)) {
+		slog(s->id, LOG_WARNING, "transparent listener %s: connection without an original destination",
+		     s->ln->cfg.name);
+		return -1;
+	}
+	s->own_tgt = xmalloc(sizeof *s->own_tgt);
+	*s->own_tgt = s->ln->target;              /* TLS and XCLIENT settings, known caps */
+	memcpy(&s->own_tgt->addr.ss, &ss, len);
+	s->own_tgt->addr.len = len;
+	char ip[64];
+	unsigned port;
+	netaddr_ip((struct sockaddr *)&ss, ip, sizeof ip, &port);
+	snprintf(s->own_tgt->spec, sizeof s->own_tgt->spec, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+	s->tgt = s->own_tgt;
+	slog(s->id, LOG_INFO, "original destination %s", s->own_tgt->spec);
+	return 0;
+}
+
 struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket_t fd,
                             const struct sockaddr *sa, int salen)
 {
@@ -1178,6 +1646,7 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	s->spool.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	netaddr_ip(sa, s->client_ip, sizeof s->client_ip, &s->client_port);
+	s->tgt = &ln->target;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	s->conn = conn_new(px->base, fd, read_cb, write_cb, event_cb, s);
@@ -1189,7 +1658,14 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	px->sessions = s;
 	px->nsessions++;
 	slog(s->id, LOG_INFO, "connect from [%s]:%u listener=%s", s->client_ip, s->client_port, ln->cfg.name);
-	if (s->cfg->greet_pause > 0) {
+	if (ln->cfg.transparent && transparent_target(s, fd) < 0) {
+		reply(s, "421 4.3.0 %s Error: no original destination for this connection", s->cfg->hostname);
+		close_after_flush(s);
+	} else if (s->ln->cfg.tls_mode == MW_TLS_IMPLICIT && s->ln->tls) {
+		/* RFC 8314: TLS first, the greeting inside it */
+		s->state = SS_TLS;
+		start_tls(s);
+	} else if (s->cfg->greet_pause > 0) {
 		s->state = SS_GREET_PAUSE;
 		s->greet_timer = evtimer_new(px->base, greet_timer_cb, s);
 		struct timeval tv;
@@ -1213,6 +1689,10 @@ static void session_free(struct session *s)
 	sbuf_free(&s->hdrbuf);
 	free(s->dec);
 	free(s->vrfy_line);
+	free(s->auth_line);
+	free(s->bdat);
+	free(s->own_tgt);
+	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);
 	conn_free(s->conn);
 	proxy_release(px, s->client_ip);
@@ -1230,7 +1710,7 @@ void session_shutdown(struct session *s, int force)
 {
 	s->draining = 1;
 	if (s->state == SS_CLOSING) return;
-	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA)) {
+	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA && s->state != SS_BDAT)) {
 		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		if (s->tx) txn_end(s, "aborted");
 		close_after_flush(s);

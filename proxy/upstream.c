@@ -13,14 +13,18 @@
 #include "conn.h"
 #include "log.h"
 #include "sbuf.h"
+#include "tls.h"
 #include "upstream.h"
+
+#include <openssl/ssl.h>
 
 #define UP_QUEUE_MAX   256     /* commands in flight on one connection */
 #define UP_LINE_MAX    2048    /* reply line; RFC 5321 says 512 */
 #define UP_LOWAT       (64 * 1024)
 #define UP_QUIT_WAIT   10000
 
-enum up_state { UPS_CONNECTING, UPS_GREETING, UPS_EHLO, UPS_HELO, UPS_READY, UPS_DEAD };
+enum up_state { UPS_CONNECTING, UPS_GREETING, UPS_EHLO, UPS_HELO, UPS_STARTTLS, UPS_TLS,
+                UPS_XCLIENT, UPS_READY, UPS_DEAD };
 
 struct pending {
 	upstream_reply_fn cb;     /* NULL once detached */
@@ -48,6 +52,14 @@ struct upstream {
 	int                     zombie;       /* close requested: free when depth drops to 0 */
 	int                     quitting;     /* QUIT sent, waiting for the reply or EOF */
 	int                     probe;        /* only refreshing t's capabilities */
+	int                     tls_done;     /* STARTTLS step over (TLS up or not wanted) */
+	int                     xclient_done; /* XCLIENT/XFORWARD step over */
+	char                    tls_desc[128];/* "" without TLS */
+	/* the real client, for XCLIENT/XFORWARD */
+	int                     have_client;
+	char                    c_addr[64], c_helo[256], c_login[256];
+	unsigned                c_port;
+	int                     c_esmtp;
 };
 
 static void up_read_cb(struct conn *c, void *arg);
@@ -63,6 +75,7 @@ const char *upstream_err_name(enum upstream_err e)
 	case UP_ERR_TIMEOUT: return "timeout";
 	case UP_ERR_CLOSED: return "closed";
 	case UP_ERR_PROTOCOL: return "protocol";
+	case UP_ERR_TLS: return "tls";
 	}
 	return "?";
 }
@@ -163,14 +176,168 @@ static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	up_open_done(u, r, err);
 }
 
+/* xtext (RFC 3461) of v into out: what XCLIENT/XFORWARD values need */
+static void xtext(const char *v, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (; *v && o + 4 < outsz; v++) {
+		unsigned char ch = (unsigned char)*v;
+		if (ch < 33 || ch > 126 || ch == '+' || ch == '=') {
+			out[o++] = '+';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		} else {
+			out[o++] = (char)ch;
+		}
+	}
+	out[o] = '\0';
+}
+
+static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err);
+
+static void up_send(struct upstream *u, const char *line, upstream_reply_fn cb)
+{
+	conn_write(u->conn, line, strlen(line));
+	conn_write(u->conn, "\r\n", 2);
+	up_push(u, u->cfg->upstream_command_timeout, cb, u);
+}
+
+/* After XCLIENT the EHLO speaks for the client (its HELO name), or the
+ * MTA would log and check our name instead. */
+static void up_send_ehlo(struct upstream *u)
+{
+	char line[320];
+	int as_client = u->state == UPS_XCLIENT && u->c_helo[0];
+	u->state = UPS_EHLO;
+	snprintf(line, sizeof line, "EHLO %s", as_client ? u->c_helo : u->cfg->hostname);
+	up_send(u, line, up_ehlo_reply);
+}
+
+/* The opening failed past the greeting: the connection is of no use. */
+static void up_open_fail(struct upstream *u, enum upstream_err err)
+{
+	u->state = UPS_DEAD;
+	conn_stop_reading(u->conn);
+	up_open_done(u, NULL, err);
+}
+
+static void up_tls_wait(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	/* only reached on failure (timeout, EOF, handshake error) */
+	up_open_done(arg, NULL, err == UP_ERR_CLOSED ? UP_ERR_TLS : err);
+}
+
+static void up_starttls_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct upstream *u = arg;
+	if (err != UP_OK) {
+		up_open_done(u, r, err);
+		return;
+	}
+	if (r->code != 220) {
+		if (u->t->tls_mode == MW_UPTLS_REQUIRED) {
+			slog(u->sid, LOG_WARNING, "upstream=%s refused STARTTLS (%d) and upstream_tls = required",
+			     u->t->spec, r->code);
+			up_open_fail(u, UP_ERR_TLS);
+			return;
+		}
+		/* opportunistic: go on in plaintext, the session is still sane */
+		slog(u->sid, LOG_NOTICE, "upstream=%s refused STARTTLS (%d): going on without TLS",
+		     u->t->spec, r->code);
+		u->tls_done = 1;
+		up_send_ehlo(u);
+		return;
+	}
+	SSL *ssl = tls_client_ssl(u->t->tls_ctx, u->t->tls_name, u->t->tls_verify);
+	if (ssl == NULL) {
+		up_open_fail(u, UP_ERR_TLS);
+		return;
+	}
+	SSL_set_connect_state(ssl);
+	u->state = UPS_TLS;
+	size_t dropped = conn_start_tls(u->conn, ssl);
+	if (dropped)
+		slog(u->sid, LOG_WARNING, "upstream=%s sent %zu bytes after its 220 to STARTTLS: dropped (response injection)",
+		     u->t->spec, dropped);
+	/* a placeholder reply: gives the handshake the connect deadline, and
+	 * reaches the open callback through up_fail when it fails */
+	up_push(u, u->cfg->upstream_connect_timeout, up_tls_wait, u);
+}
+
+static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct upstream *u = arg;
+	int is_xclient = u->state == UPS_XCLIENT;
+	if (err != UP_OK) {
+		up_open_done(u, r, err);
+		return;
+	}
+	if (r->code / 100 != 2) {
+		/* never go on as if we were the client: the MTA would apply its
+		 * rules to our address (often in its mynetworks) */
+		char esc[200];
+		slog(u->sid, LOG_WARNING, "upstream=%s refused %s: %s", u->t->spec,
+		     is_xclient ? "XCLIENT" : "XFORWARD", log_esc(esc, sizeof esc, r->text, r->len));
+		up_open_fail(u, UP_ERR_PROTOCOL);
+		return;
+	}
+	if (is_xclient) {           /* a new greeting (220): the session starts again */
+		up_send_ehlo(u);
+		return;
+	}
+	u->state = UPS_READY;
+	up_open_done(u, r, UP_OK);
+}
+
+/* After each EHLO: STARTTLS, then XCLIENT/XFORWARD, then ready. */
+static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
+{
+	if (!u->tls_done && !u->probe && u->t->tls_mode != MW_UPTLS_OFF) {
+		if (u->caps & UCAP_STARTTLS) {
+			u->state = UPS_STARTTLS;
+			up_send(u, "STARTTLS", up_starttls_reply);
+			return;
+		}
+		if (u->t->tls_mode == MW_UPTLS_REQUIRED) {
+			slog(u->sid, LOG_WARNING, "upstream=%s does not offer STARTTLS and upstream_tls = required",
+			     u->t->spec);
+			up_open_fail(u, UP_ERR_TLS);
+			return;
+		}
+		u->tls_done = 1;
+	}
+	if (!u->xclient_done && !u->probe && u->have_client && u->t->xclient &&
+	    (u->caps & (UCAP_XCLIENT | UCAP_XFORWARD))) {
+		char line[1200], addr[80], helo[300], login[300];
+		const char *proto = u->c_esmtp ? "ESMTP" : "SMTP";
+		u->xclient_done = 1;
+		snprintf(addr, sizeof addr, "%s%s", strchr(u->c_addr, ':') ? "IPV6:" : "", u->c_addr);
+		xtext(u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", helo, sizeof helo);
+		xtext(u->c_login, login, sizeof login);
+		if (u->caps & UCAP_XCLIENT) {
+			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u NAME=[UNAVAILABLE] HELO=%s PROTO=%s%s%s",
+			         addr, u->c_port, helo, proto, login[0] ? " LOGIN=" : "", login);
+			u->state = UPS_XCLIENT;
+		} else {
+			snprintf(line, sizeof line, "XFORWARD NAME=[UNAVAILABLE] ADDR=%s PORT=%u PROTO=%s HELO=%s",
+			         addr, u->c_port, proto, helo);
+			u->state = UPS_EHLO;
+		}
+		up_send(u, line, up_xclient_reply);
+		return;
+	}
+	u->state = UPS_READY;
+	up_open_done(u, r, UP_OK);
+}
+
 static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct upstream *u = arg;
 	char line[320];
 	if (err == UP_OK && r->code / 100 == 2) {
-		u->state = UPS_READY;
 		up_parse_caps(u, r);
-		up_open_done(u, r, err);
+		up_after_ehlo(u, r);
 		return;
 	}
 	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO */
@@ -293,7 +460,28 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 		up_arm_timeout(u);
 		return;
 	}
+	if (what == CONN_TLS_READY) {
+		SSL *ssl = conn_ssl(c);
+		tls_describe(ssl, u->tls_desc, sizeof u->tls_desc);
+		slog(u->sid, LOG_INFO, "upstream=%s TLS %s%s", u->t->spec, u->tls_desc,
+		     u->t->tls_verify ? " verified" : "");
+		u->qhead = (u->qhead + 1) % UP_QUEUE_MAX;     /* the up_tls_wait placeholder */
+		u->qlen--;
+		u->tls_done = 1;
+		up_send_ehlo(u);
+		return;
+	}
 	enum upstream_err err;
+	if (what == CONN_TLS_FAILED) {
+		SSL *ssl = conn_ssl(c);
+		(void)ssl;
+		slog(u->sid, LOG_WARNING, "upstream=%s %s", u->t->spec, conn_tls_error(c));
+		u->depth++;
+		up_fail(u, UP_ERR_TLS);
+		u->depth--;
+		if (u->zombie && u->depth == 0) up_free(u);
+		return;
+	}
 	if (u->state == UPS_CONNECTING) {
 		err = UP_ERR_CONNECT;
 		if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) errno = ETIMEDOUT;
@@ -345,10 +533,19 @@ static struct upstream *up_new(struct event_base *base, const struct config *cfg
 
 struct upstream *upstream_open(struct event_base *base, const struct config *cfg,
                                struct upstream_target *t, const char *sid,
+                               const struct upstream_client *client,
                                upstream_reply_fn cb, void *arg)
 {
 	struct upstream *u = up_new(base, cfg, t, sid);
 	if (u == NULL) return NULL;
+	if (client) {
+		u->have_client = 1;
+		snprintf(u->c_addr, sizeof u->c_addr, "%s", client->addr);
+		snprintf(u->c_helo, sizeof u->c_helo, "%s", client->helo ? client->helo : "");
+		snprintf(u->c_login, sizeof u->c_login, "%s", client->login ? client->login : "");
+		u->c_port = client->port;
+		u->c_esmtp = client->esmtp;
+	}
 	u->open_cb = cb;
 	u->open_arg = arg;
 	if (conn_connect(u->conn, (struct sockaddr *)&t->addr.ss, t->addr.len,
@@ -420,6 +617,11 @@ int upstream_alive(const struct upstream *u)
 unsigned upstream_caps(const struct upstream *u)
 {
 	return u->caps;
+}
+
+const char *upstream_tls(const struct upstream *u)
+{
+	return u->tls_desc[0] ? u->tls_desc : NULL;
 }
 
 const struct smtp_reply *upstream_ehlo(const struct upstream *u)

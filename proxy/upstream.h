@@ -38,6 +38,21 @@ struct upstream_target {
 	uint64_t       size_limit;    /* its SIZE value, 0 = none */
 	struct smtp_reply ehlo;       /* the last EHLO reply, for other keywords */
 	time_t         caps_time;
+	/* transport (issue 3): set at start-up, read-only after */
+	int            tls_mode;      /* enum mw_upstream_tls */
+	struct ssl_ctx_st *tls_ctx;   /* NULL when tls_mode is off */
+	int            tls_verify;    /* check the chain and tls_name */
+	char           tls_name[256];
+	int            xclient;       /* send XCLIENT/XFORWARD when offered */
+};
+
+/* Who the real client is, for XCLIENT/XFORWARD (all borrowed, copied). */
+struct upstream_client {
+	const char *addr;             /* numeric IP */
+	unsigned    port;
+	const char *helo;             /* "" if none yet */
+	int         esmtp;
+	const char *login;            /* "" if not authenticated */
 };
 
 enum upstream_err {
@@ -45,7 +60,8 @@ enum upstream_err {
 	UP_ERR_CONNECT,     /* connect failed or timed out */
 	UP_ERR_TIMEOUT,     /* a reply did not come in time */
 	UP_ERR_CLOSED,      /* the MTA closed the connection */
-	UP_ERR_PROTOCOL     /* malformed or unsolicited reply */
+	UP_ERR_PROTOCOL,    /* malformed or unsolicited reply */
+	UP_ERR_TLS          /* STARTTLS required but refused, or the handshake failed */
 };
 const char *upstream_err_name(enum upstream_err e);
 
@@ -59,11 +75,17 @@ typedef void (*upstream_reply_fn)(void *arg, const struct smtp_reply *r, enum up
 typedef void (*upstream_drain_fn)(void *arg);
 
 /* upstream_open - connect to t and run greeting + EHLO (HELO if EHLO is
- * refused).  cb gets the EHLO/HELO reply (or the greeting if it was not
+ * refused), then STARTTLS + EHLO when t->tls_mode asks for it (the
+ * plaintext the MTA sent after its 220 is dropped: response injection),
+ * then XCLIENT (+ EHLO) or XFORWARD with client when the MTA offers them
+ * and t->xclient is set.  cb gets the EHLO/HELO reply (or the greeting if it was not
  * 220, or an error).  sid: borrowed, for logs; copied. */
 struct upstream *upstream_open(struct event_base *base, const struct config *cfg,
                                struct upstream_target *t, const char *sid,
+                               const struct upstream_client *client,
                                upstream_reply_fn cb, void *arg);
+/* upstream_tls - "TLSv1.3 cipher bits" of this connection, or NULL */
+const char *upstream_tls(const struct upstream *u);
 
 /* upstream_command - send line (no CRLF; copied) and queue cb for its reply,
  * with timeout_ms as deadline.  Returns 0, or -1 if the connection is dead. */

@@ -566,6 +566,23 @@ class RawUpstream:
                         content=content, queue_id=qid, helo=None, mail_options=None))
                     st["env"] = None
                     ok = self._act(st, "EOD", b"250 2.0.0 Ok: queued as " + qid.encode() + CRLF)
+                elif verb == b"BDAT" and b"CHUNKING" in self.caps:
+                    # RFC 3030: exactly N octets follow; LAST ends the message
+                    parts = line.split()
+                    chunk = self._read_exact(st, int(parts[1]))
+                    st["bdat"] = st.get("bdat", b"") + chunk
+                    if len(parts) > 2 and parts[2].upper() == b"LAST":
+                        env = st["env"] or {"mail": b"", "rcpts": []}
+                        qid = "%010X" % random.getrandbits(40)
+                        self.messages.append(Captured(
+                            mail_from=_path(env["mail"]), rcpt_tos=[_path(r) for r in env["rcpts"]],
+                            mail_line=env["mail"], rcpt_lines=list(env["rcpts"]),
+                            content=st.pop("bdat"), queue_id=qid, helo=None, mail_options=None,
+                            via="BDAT"))
+                        st["env"] = None
+                        ok = self._act(st, "EOD", b"250 2.0.0 Ok: queued as " + qid.encode() + CRLF)
+                    else:
+                        ok = self._act(st, "BDAT", b"250 2.0.0 chunk ok\r\n")
                 elif verb == b"RSET":
                     st["env"] = None
                     ok = self._act(st, "RSET", b"250 2.0.0 Ok\r\n")
@@ -586,6 +603,15 @@ class RawUpstream:
                 sock.close()
             except OSError:
                 pass
+
+    def _read_exact(self, st, n):
+        while len(st["buf"]) < n:
+            d = st["sock"].recv(65536)
+            if not d:
+                raise ConnectionError("closed in BDAT")
+            st["buf"] += d
+        out, st["buf"] = st["buf"][:n], st["buf"][n:]
+        return out
 
     def _read_data(self, st):
         """Content up to the end of data, dot-unstuffed; lines joined with CRLF."""

@@ -1,0 +1,214 @@
+/* tls.c - see tls.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "proxyproto.h"
+#include "sbuf.h"
+#include "tls.h"
+
+#define TLS_MAX_CERTS 8
+
+struct tls_server {
+	SSL_CTX *ctx[TLS_MAX_CERTS];   /* [0] is the default */
+	X509    *cert[TLS_MAX_CERTS];  /* borrowed from ctx[i] */
+	size_t   n;
+};
+
+const char *tls_last_error(char *buf, size_t bufsz)
+{
+	unsigned long e, last = 0;
+	while ((e = ERR_get_error()) != 0) last = e;
+	if (last == 0) snprintf(buf, bufsz, "no details");
+	else ERR_error_string_n(last, buf, bufsz);
+	return buf;
+}
+
+/* Settings both legs share: versions, ciphers, no renegotiation, no
+ * compression, an EOF without close_notify reads as EOF. */
+static int ctx_common(SSL_CTX *ctx, const struct config *cfg, char *err, size_t errlen)
+{
+	char e[256];
+	SSL_CTX_set_min_proto_version(ctx, cfg->tls_min_version);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+	                         SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+	                      SSL_MODE_RELEASE_BUFFERS);
+	if (cfg->tls_ciphers[0] && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+		snprintf(err, errlen, "tls_ciphers '%s': %s", cfg->tls_ciphers, tls_last_error(e, sizeof e));
+		return -1;
+	}
+	if (cfg->tls_ciphersuites[0] && SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
+		snprintf(err, errlen, "tls_ciphersuites '%s': %s", cfg->tls_ciphersuites,
+		         tls_last_error(e, sizeof e));
+		return -1;
+	}
+	return 0;
+}
+
+/* SNI: switch to the context whose certificate carries the asked name. */
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_server *t = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	(void)alert;
+	if (name == NULL || t->n < 2) return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 0; i < t->n; i++)
+		if (X509_check_host(t->cert[i], name, strlen(name), 0, NULL) == 1) {
+			if (i > 0) SSL_set_SSL_CTX(ssl, t->ctx[i]);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	return SSL_TLSEXT_ERR_OK;    /* no match: the default certificate */
+}
+
+/* next space-separated word of *p into out; 0 when there is none */
+static int next_word(const char **p, char *out, size_t outsz)
+{
+	const char *s = *p;
+	while (*s == ' ' || *s == '\t' || *s == ',') s++;
+	size_t n = strcspn(s, " \t,");
+	if (n == 0) return 0;
+	if (n >= outsz) n = outsz - 1;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	*p = s + strcspn(s, " \t,");
+	return 1;
+}
+
+struct tls_server *tls_server_new(const struct config *cfg, const struct listener_cfg *l,
+                                  char *err, size_t errlen)
+{
+	struct tls_server *t = xcalloc(1, sizeof *t);
+	const char *cp = l->tls_cert, *kp = l->tls_key;
+	char cert[1024], key[1024], e[256];
+
+	while (next_word(&cp, cert, sizeof cert)) {
+		if (!next_word(&kp, key, sizeof key)) {
+			snprintf(err, errlen, "tls_key: no key for %s", cert);
+			goto fail;
+		}
+		if (t->n == TLS_MAX_CERTS) {
+			snprintf(err, errlen, "tls_cert: more than %d certificates", TLS_MAX_CERTS);
+			goto fail;
+		}
+		SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+		t->ctx[t->n++] = ctx;
+		if (ctx == NULL || ctx_common(ctx, cfg, err, errlen) < 0) goto fail;
+		if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+			snprintf(err, errlen, "tls_cert %s: %s", cert, tls_last_error(e, sizeof e));
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			snprintf(err, errlen, "tls_key %s: %s", key, tls_last_error(e, sizeof e));
+			goto fail;
+		}
+		SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mailwarden", 10);
+		t->cert[t->n - 1] = SSL_CTX_get0_certificate(ctx);
+	}
+	if (next_word(&kp, key, sizeof key)) {
+		snprintf(err, errlen, "tls_key: more keys than certificates");
+		goto fail;
+	}
+	if (t->n == 0) {
+		snprintf(err, errlen, "tls is on but tls_cert is empty");
+		goto fail;
+	}
+	SSL_CTX_set_tlsext_servername_callback(t->ctx[0], sni_cb);
+	SSL_CTX_set_tlsext_servername_arg(t->ctx[0], t);
+	return t;
+fail:
+	tls_server_free(t);
+	return NULL;
+}
+
+void tls_server_free(struct tls_server *t)
+{
+	if (t == NULL) return;
+	for (size_t i = 0; i < t->n; i++) SSL_CTX_free(t->ctx[i]);
+	free(t);
+}
+
+SSL *tls_server_ssl(struct tls_server *t)
+{
+	return SSL_new(t->ctx[0]);
+}
+
+SSL_CTX *tls_client_new(const struct config *cfg, const struct listener_cfg *l,
+                        char *err, size_t errlen)
+{
+	char e[256];
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		snprintf(err, errlen, "SSL_CTX_new: %s", tls_last_error(e, sizeof e));
+		return NULL;
+	}
+	if (ctx_common(ctx, cfg, err, errlen) < 0) goto fail;
+	if (l->upstream_tls_ca_file[0] &&
+	    SSL_CTX_load_verify_locations(ctx, l->upstream_tls_ca_file, NULL) != 1) {
+		snprintf(err, errlen, "upstream_tls_ca_file %s: %s", l->upstream_tls_ca_file,
+		         tls_last_error(e, sizeof e));
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL *tls_client_ssl(SSL_CTX *ctx, const char *name, int verify)
+{
+	SSL *ssl = SSL_new(ctx);
+	if (ssl == NULL) return NULL;
+	if (name && name[0]) {
+		SSL_set_tlsext_host_name(ssl, name);
+		if (verify) SSL_set1_host(ssl, name);
+	}
+	SSL_set_verify(ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	return ssl;
+}
+
+const char *tls_describe(SSL *ssl, char *buf, size_t bufsz)
+{
+	int bits = 0;
+	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+	if (c) SSL_CIPHER_get_bits(c, &bits);
+	snprintf(buf, bufsz, "%s %s %d", SSL_get_version(ssl), c ? SSL_CIPHER_get_name(c) : "?", bits);
+	return buf;
+}
+
+int transport_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	char e[400];
+	for (unsigned i = 0; i < cfg->nlisteners; i++) {
+		const struct listener_cfg *l = &cfg->listeners[i];
+		if (l->tls_mode != MW_TLS_NONE || l->tls_cert[0]) {
+			struct tls_server *t = tls_server_new(cfg, l, e, sizeof e);
+			if (t == NULL) {
+				snprintf(err, errlen, "listener %s: %s", l->name, e);
+				return -1;
+			}
+			tls_server_free(t);
+		}
+		if (l->tls_required && l->tls_mode == MW_TLS_NONE) {
+			snprintf(err, errlen, "listener %s: tls_required needs tls = starttls or implicit", l->name);
+			return -1;
+		}
+		if (netlist_check(l->proxy_protocol_from, e, sizeof e) < 0) {
+			snprintf(err, errlen, "listener %s: proxy_protocol_from: %s", l->name, e);
+			return -1;
+		}
+		if (l->upstream_tls != MW_UPTLS_OFF) {
+			SSL_CTX *c = tls_client_new(cfg, l, e, sizeof e);
+			if (c == NULL) {
+				snprintf(err, errlen, "listener %s: %s", l->name, e);
+				return -1;
+			}
+			SSL_CTX_free(c);
+		}
+	}
+	return 0;
+}

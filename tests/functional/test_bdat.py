@@ -1,0 +1,165 @@
+"""CHUNKING / BDAT from clients (issue 3): spooled and scanned like DATA,
+relayed as BDAT to an upstream that offers CHUNKING and as dot-stuffed
+DATA to one that does not; the bare-LF rules of DATA; BINARYMIME only
+where the upstream takes it."""
+
+import pytest
+
+import mwlib
+from mwlib import RawUpstream, make_msg, plugin_opt
+from postfixlib import Postfix, available
+
+# content with the traps of DATA: lines starting with ".", a lone "." line
+# and a CRLF.CRLF in the middle, all plain content inside BDAT
+TRICKY_BODY = "first line\r\n.starts with a dot\r\n.\r\nafter a lone dot\r\n..two dots\r\n"
+
+
+def bdat_send(c, content, chunks=3, pipelined=True):
+    """Send content as `chunks` BDAT chunks (the last with LAST); returns
+    the replies."""
+    size = max(1, len(content) // chunks)
+    pieces = [content[i:i + size] for i in range(0, len(content), size)]
+    wire = b""
+    for i, p in enumerate(pieces):
+        last = " LAST" if i == len(pieces) - 1 else ""
+        wire += ("BDAT %d%s\r\n" % (len(p), last)).encode() + p
+    if pipelined:
+        c.send(wire)
+        return [c.reply() for _ in pieces]
+    out = []
+    for i, p in enumerate(pieces):
+        last = " LAST" if i == len(pieces) - 1 else ""
+        c.send(("BDAT %d%s\r\n" % (len(p), last)).encode() + p)
+        out.append(c.reply())
+    return out
+
+
+def start_txn(c, rcpt="b@example.net", params=""):
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>%s" % params).code == 250
+    assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
+
+
+def test_bdat_to_upstream_without_chunking_goes_as_data(mw_factory, upstream):
+    m = mw_factory(upstream)
+    c = m.client()
+    ehlo = c.ehlo().text.upper()
+    assert "CHUNKING" in ehlo and "BINARYMIME" not in ehlo
+    msg = make_msg(subject="chunked", body=TRICKY_BODY)
+    start_txn(c)
+    replies = bdat_send(c, msg, chunks=4)
+    assert [r.code for r in replies] == [250] * len(replies), replies
+    assert "queued as" in replies[-1].text
+    c.quit()
+    got = upstream.wait_messages(1)
+    assert got[0].content == msg               # dot-stuffed on the way, unstuffed by aiosmtpd
+    rec = m.audit(1)[-1]
+    assert rec["size"] == len(msg)
+
+
+def test_bdat_to_upstream_with_chunking_goes_as_bdat(mw_factory, raw_upstream):
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"CHUNKING"])
+    m = mw_factory(up)
+    c = m.client()
+    msg = make_msg(subject="chunked", body=TRICKY_BODY)
+    start_txn(c)
+    replies = bdat_send(c, msg, chunks=3, pipelined=False)
+    assert replies[-1].code == 250
+    c.quit()
+    got = mwlib.wait_until(lambda: up.messages, 3)
+    assert got and up.messages[0].via == "BDAT"
+    assert up.messages[0].content == msg       # as it came, no stuffing
+    assert not any(l.startswith(b"DATA") for l in up.sessions[-1])
+
+
+def test_bdat_is_scanned_like_data(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[plugin_opt(), ("inbound_reject_score", "5")])
+    c = m.client()
+    start_txn(c)
+    r = bdat_send(c, make_msg(subject="buy viagra now"), chunks=2)[-1]
+    assert r.code == 550, r
+    c.quit()
+    assert upstream.messages == []
+    assert m.audit(1)[-1]["action"] == "reject"
+
+
+def test_bdat_bare_lf_rules(mw_factory, upstream):
+    m = mw_factory(upstream)
+    c = m.client()
+    start_txn(c)
+    bad = make_msg(body="line one\nbare lf\r\n")
+    r = bdat_send(c, bad, chunks=2)[-1]
+    assert r.code == 550 and "5.5.2" in r.text, r
+    assert c.closed(3)                          # as in DATA: no more transactions
+    assert upstream.messages == []
+
+    m2 = mw_factory(upstream, opts=[("bare_newline", "normalize")])
+    c = m2.client()
+    start_txn(c)
+    r = bdat_send(c, bad, chunks=2)[-1]
+    assert r.code == 250, r
+    got = upstream.wait_messages(1)
+    assert b"line one\r\nbare lf\r\n" in got[0].content
+
+
+def test_bdat_size_limit_and_sequence(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[("message_size_limit", "2k")])
+    c = m.client()
+    start_txn(c)
+    r = bdat_send(c, make_msg(body="x" * 60 + "\r\n" * 1 + ("y" * 70 + "\r\n") * 60), chunks=3)[-1]
+    assert r.code == 552, r
+    # DATA after BDAT in one transaction, BDAT without MAIL: refused, in step
+    start_txn(c)
+    c.send(b"BDAT 4\r\nabcd")
+    assert c.reply().code == 250
+    assert c.cmd("DATA").code == 503
+    assert c.cmd("RCPT TO:<late@example.net>").code == 503
+    assert c.cmd("RSET").code == 250
+    c.send(b"BDAT 3 LAST\r\nxyz")
+    assert c.reply().code == 503
+    assert c.cmd("NOOP").code == 250
+    # a bad count: the session cannot stay in step and ends
+    c.send(b"BDAT many\r\n")
+    assert c.reply().code == 501
+    assert c.closed(3)
+
+
+def test_binarymime_only_with_upstream_support(mw_factory, raw_upstream, upstream):
+    m = mw_factory(upstream)
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org> BODY=BINARYMIME").code == 555
+    c.quit()
+
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"CHUNKING", b"BINARYMIME"])
+    m2 = mw_factory(up)
+    c = m2.client()
+    assert "BINARYMIME" in c.ehlo().text.upper()
+    start_txn(c, params=" BODY=BINARYMIME")
+    assert c.cmd("DATA").code == 503
+    binary = make_msg(subject="binary").rstrip(b"\r\n") + b"\r\n\x00\x01\xff\nraw\rbytes\r\n"
+    r = bdat_send(c, binary, chunks=2)[-1]
+    assert r.code == 250, r
+    c.quit()
+    mwlib.wait_until(lambda: up.messages, 3)
+    assert up.messages[0].content == binary
+    assert b"BODY=BINARYMIME" in up.messages[0].mail_line
+
+
+@pytest.mark.skipif(not available(), reason="needs root and Debian's postfix")
+def test_bdat_through_real_postfix(mw_factory, upstream, tmp_path):
+    """Postfix offers CHUNKING: mailwarden relays BDAT; Postfix's log counts it."""
+    pf = Postfix(tmp_path / "pf", relayhost=upstream.addr, main={"mynetworks": "127.0.0.0/8"}).start()
+    try:
+        m = mw_factory(pf.addr, wait_probe=False)
+        c = m.client()
+        msg = make_msg(subject="via postfix", body=TRICKY_BODY)
+        start_txn(c)
+        assert bdat_send(c, msg, chunks=3)[-1].code == 250
+        c.quit()
+        got = upstream.wait_messages(1, timeout=15)
+        assert got, pf.log()
+        assert got[0].content.endswith(TRICKY_BODY.encode())
+        assert pf.wait_log("bdat=1"), pf.log()
+    finally:
+        pf.stop()

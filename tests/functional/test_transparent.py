@@ -1,0 +1,172 @@
+"""Transparent interception (issue 3): in a network namespace made by the
+test (ip netns, Debian's iproute2), nftables redirects a client's
+connection to "the MTA" at 127.0.0.2:25 to mailwarden, which relays to
+that original destination (SO_ORIGINAL_DST).  Everything happens on the
+namespace's own loopback; nothing leaves it.
+
+Skipped, with the reason, where namespaces cannot be made (not root, or a
+sandbox that forbids them)."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mwlib
+from mwlib import Mailwarden
+
+MTA = "127.0.0.2"
+CLIENT = "127.0.0.3"
+
+
+def _run(*cmd, check=True):
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=30, check=check)
+
+
+def _netns_possible():
+    if os.geteuid() != 0:
+        return "needs root for ip netns"
+    for tool in ("ip", "nft", "swaks"):
+        if shutil.which(tool) is None:
+            return "%s is not installed" % tool
+    name = "mwprobe%d" % random.getrandbits(20)
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        return "network namespaces are not permitted here: %s" % r.stderr.strip()
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+_WHY = _netns_possible()
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+
+SINK = r'''
+import asyncio, os, sys, time
+from aiosmtpd.controller import Controller
+out = sys.argv[1]
+class H:
+    async def handle_DATA(self, server, session, envelope):
+        n = len(os.listdir(out))
+        with open(os.path.join(out, "msg%d.eml" % n), "wb") as f:
+            f.write(("X-Peer: %s\r\n" % session.peer[0]).encode() + envelope.original_content)
+        return "250 2.0.0 Ok: captured"
+c = Controller(H(), hostname="MTA_ADDR", port=25, server_hostname="mta.example.test", decode_data=False)
+c.start()
+open(os.path.join(out, "..", "sink.ready"), "w").close()
+try:
+    while True:
+        time.sleep(1)
+finally:
+    c.stop()
+'''.replace("MTA_ADDR", MTA)
+
+
+class NetNS:
+    def __init__(self):
+        self.name = "mwtp%d" % random.getrandbits(24)
+        _run("ip", "netns", "add", self.name)
+        _run("ip", "-n", self.name, "link", "set", "lo", "up")
+
+    def cmd(self, *args):
+        return ["ip", "netns", "exec", self.name] + list(args)
+
+    def nft(self, ruleset):
+        r = subprocess.run(self.cmd("nft", "-f", "-"), input=ruleset, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+    def delete(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+class NsMailwarden(Mailwarden):
+    """The daemon started inside the namespace (ip netns exec execs it, so
+    the pid is mailwarden's own)."""
+
+    def __init__(self, ns, *a, **kw):
+        self.ns = ns
+        super().__init__(*a, **kw)
+
+    def command(self):
+        return self.ns.cmd(*super().command())
+
+
+@pytest.fixture
+def netns():
+    ns = NetNS()
+    yield ns
+    ns.delete()
+
+
+def swaks(ns, port, *extra):
+    return subprocess.run(ns.cmd("swaks", "--server", MTA, "--port", str(port), "--local-interface", CLIENT,
+                                 "--from", "a@example.org", "--to", "b@example.net",
+                                 "--timeout", "10", *extra),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_redirected_connection_reaches_the_original_destination(netns, tmp_path):
+    out = tmp_path / "sink"
+    out.mkdir()
+    sink = subprocess.Popen(netns.cmd(sys.executable, "-c", SINK, str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    m = None
+    try:
+        assert mwlib.wait_until(lambda: (tmp_path / "sink.ready").exists(), 15), sink.stderr.read1()
+        port = mwlib.free_port()
+        # the address the client dials is the MTA's; nftables hands it to
+        # mailwarden (only the client's own traffic: mailwarden's way out to
+        # the MTA is not redirected)
+        netns.nft("""
+table ip mwtest {
+    chain out {
+        type nat hook output priority -100; policy accept;
+        ip saddr %s ip daddr %s tcp dport 25 redirect to :%d
+    }
+}
+""" % (CLIENT, MTA, port))
+        # upstream= is only the capability probe's target here: a dead port,
+        # so a message can reach the sink only through the original destination
+        m = NsMailwarden(netns, tmp_path / "mw", opts=[("listener.tp.transparent", "yes")],
+                         listeners=[("tp", "127.0.0.1:%d" % port, "%s:26" % MTA, None)])
+        m.start(ready=False)
+
+        def up():
+            r = subprocess.run(netns.cmd("swaks", "--server", "127.0.0.1", "--port", str(port),
+                                         "--quit-after", "CONNECT", "--timeout", "2"),
+                               capture_output=True, text=True)
+            return "220" in r.stdout or "421" in r.stdout
+        assert mwlib.wait_until(up, 15, 0.2), m.stderr_tail()
+
+        r = swaks(netns, 25, "--header", "Subject: intercepted")
+        assert r.returncode == 0, r.stdout + r.stderr + m.stderr_tail()
+        assert "mailwarden" in r.stdout               # the greeting came from the proxy
+        msgs = sorted(out.iterdir())
+        assert len(msgs) == 1
+        assert b"Subject: intercepted" in msgs[0].read_bytes()
+        rec = m.audit(1)[-1]
+        assert rec["client_ip"] == CLIENT
+        assert rec["upstream"] == "%s:25" % MTA
+        assert "original destination %s:25" % MTA in m.stderr_text()
+
+        # a connection made to the listener itself has no original
+        # destination: refused, never relayed to ourselves
+        r = subprocess.run(netns.cmd("swaks", "--server", "127.0.0.1", "--port", str(port),
+                                     "--from", "a@example.org", "--to", "b@example.net", "--timeout", "5"),
+                           capture_output=True, text=True, timeout=60)
+        assert "421" in r.stdout, r.stdout
+        assert len(list(out.iterdir())) == 1
+    finally:
+        if m is not None and m.proc is not None:
+            rc = m.stop()
+            assert rc == 0, m.stderr_tail()
+        sink.send_signal(signal.SIGTERM)
+        try:
+            sink.wait(10)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+            sink.wait()

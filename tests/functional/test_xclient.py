@@ -1,0 +1,135 @@
+"""XCLIENT / XFORWARD towards a real Postfix (issue 3).
+
+Postfix runs with mynetworks = 127.0.0.1/32 (mailwarden's own address) and
+trusts mailwarden for XCLIENT.  The test client connects from 127.0.0.2,
+which is outside mynetworks: with XCLIENT, Postfix applies its rules to
+127.0.0.2 and refuses to relay; without it, Postfix would see 127.0.0.1 and
+relay anything (an open relay).  XCLIENT/XFORWARD sent by a client is never
+honoured or passed on."""
+
+import re
+import smtplib
+
+import pytest
+
+import mwlib
+from mwlib import make_msg, wait_until
+from postfixlib import Postfix, available
+
+pytestmark = pytest.mark.skipif(not available(), reason="needs root and Debian's postfix")
+
+CLIENT_ADDR = "127.0.0.2"
+
+
+@pytest.fixture(scope="module")
+def sink():
+    """The capture sink behind Postfix, shared by the module's tests."""
+    up = mwlib.Upstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def postfixes(tmp_path_factory, sink):
+    """One Postfix per main.cf variant, started once for the module."""
+    made = {}
+
+    def get(**main):
+        key = tuple(sorted(main.items()))
+        if key not in made:
+            cf = {"relay_domains": "relay.example.test"}
+            cf.update(main)
+            made[key] = Postfix(tmp_path_factory.mktemp("pf"), relayhost=sink.addr, main=cf).start()
+        return made[key]
+    yield get
+    for pf in made.values():
+        pf.stop()
+
+
+@pytest.fixture
+def upstream(sink):
+    """The sink, emptied for this test (the name mw tests use)."""
+    sink.messages.clear()
+    return sink
+
+
+@pytest.fixture
+def postfix(postfixes, upstream):
+    return postfixes
+
+
+def client(m):
+    s = smtplib.SMTP(timeout=15, source_address=(CLIENT_ADDR, 0))
+    s.connect("127.0.0.1", m.port)
+    return s
+
+
+def mw(mw_factory, pf, opts=()):
+    return mw_factory(pf.addr, opts=list(opts), wait_probe=False)
+
+
+def test_xclient_carries_the_real_client(mw_factory, postfix, upstream):
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1")
+    m = mw(mw_factory, pf)
+    s = client(m)
+    s.ehlo("client.example.org")
+    assert s.mail("a@example.org")[0] == 250
+    code, text = s.rcpt("b@example.net")                 # not Postfix's domain: relaying
+    assert code == 554 and b"Relay access denied" in text, (code, text)
+    assert s.rcpt("x@relay.example.test")[0] == 250
+    code, _ = s.data(make_msg(to="x@relay.example.test", subject="via xclient"))
+    assert code == 250
+    s.quit()
+    msgs = upstream.wait_messages(1, timeout=15)
+    assert msgs, pf.log()
+    received = mwlib.headers_named(msgs[0].content, "Received")
+    # Postfix's own trace names the real client, its HELO and protocol
+    assert any("client.example.org" in r and "[127.0.0.2]" in r and "with ESMTP" in r for r in received), \
+        (received, pf.log())
+    log = pf.log()
+    assert re.search(r"client=unknown\[127\.0\.0\.2\]", log), log
+    rec = m.audit(1)[-1]
+    assert rec["client_ip"] == CLIENT_ADDR
+
+
+def test_without_xclient_postfix_would_relay(mw_factory, postfix, upstream):
+    """The control case: the same Postfix without XCLIENT from mailwarden
+    sees 127.0.0.1 (in mynetworks) and relays: what XCLIENT prevents."""
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1")
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    m = mw_factory(pf.addr, opts=[("listener.plain.upstream_xclient", "no")],
+                   listeners=[("plain", listen, pf.addr, None)], wait_probe=False)
+    s = client(m)
+    s.ehlo("client.example.org")
+    s.mail("a@example.org")
+    assert s.rcpt("b@example.net")[0] == 250
+    s.quit()
+
+
+def test_xforward_when_no_xclient(mw_factory, postfix, upstream):
+    pf = postfix(smtpd_authorized_xforward_hosts="127.0.0.1")
+    log_before = pf.log()
+    m = mw(mw_factory, pf)
+    s = client(m)
+    s.ehlo("client.example.org")
+    s.sendmail("a@example.org", ["x@relay.example.test"], make_msg(to="x@relay.example.test"))
+    s.quit()
+    msgs = upstream.wait_messages(1, timeout=15)
+    assert msgs, pf.log()
+    # XFORWARD is for the MTA's logging: the forwarded client is in its log
+    assert wait_until(lambda: "127.0.0.2" in pf.log(), 5), pf.log()
+    assert "127.0.0.2" not in log_before
+
+
+def test_client_xclient_is_never_honoured(mw_factory, postfix, upstream):
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1")
+    m = mw(mw_factory, pf)
+    s = client(m)
+    code, text = s.ehlo("client.example.org")
+    assert b"XCLIENT" not in text.upper() and b"XFORWARD" not in text.upper()
+    assert s.docmd("XCLIENT ADDR=127.0.0.1")[0] == 502
+    assert s.docmd("XFORWARD ADDR=127.0.0.1")[0] == 502
+    assert s.mail("a@example.org")[0] == 250
+    assert s.rcpt("b@example.net")[0] == 554            # still the real client: no relaying
+    s.quit()
+    assert "XCLIENT ADDR=127.0.0.1 " not in pf.log()
