@@ -5,6 +5,7 @@
 
 /* One line per built-in, grouped by area; each is defined in filters/NAME.c. */
 /* sender authentication */
+extern const struct builtin_filter builtin_dkim, builtin_dkim_sign, builtin_dmarc;
 
 /* content */
 
@@ -12,6 +13,7 @@
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
+	&builtin_dkim, &builtin_dkim_sign, &builtin_dmarc,
 
 	/* content */
 

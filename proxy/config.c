@@ -257,6 +257,38 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- SPF (issue 4) --- */
 
 	/* --- DKIM, DMARC (issue 4) --- */
+	G_UINT("dkim_min_key_bits", dkim_min_key_bits, "1024", 512, 16384,
+	       "DKIM: a signature made with a smaller RSA key never passes (result policy)"),
+	G_ENUM("dkim_body_length", dkim_body_length, enum dkim_length_mode, "whole",
+	       ((const struct cfg_word[]){ { "whole", DKIM_LENGTH_WHOLE }, { "accept", DKIM_LENGTH_ACCEPT },
+	                                   { "refuse", DKIM_LENGTH_REFUSE }, { NULL, 0 } }),
+	       "DKIM l= tag: whole (passes only if l= covers the whole body), accept, or refuse"),
+	G_DUR("dkim_timeout", dkim_timeout, "10s", 100, 5 * MS_M,
+	      "DKIM: deadline for all key lookups of one message (then temperror)"),
+	G_UINT("dkim_max_signatures", dkim_max_signatures, "8", 1, 64,
+	       "DKIM: signatures verified per message; further ones are ignored"),
+	G_DBL("dkim_pass_score", dkim_pass_score, "-0.1", -100, 100,
+	      "DKIM: score of a message with a valid signature (DKIM_VALID)"),
+	G_DBL("dkim_fail_score", dkim_fail_score, "1.0", -100, 100,
+	      "DKIM: score of a message with an invalid signature (DKIM_INVALID)"),
+	{ "dkim_sign_key", CFG_LIST, CFG_GLOBAL, "", 0, 32, FLD(config, dkim_sign_keys, char (*)[1024]),
+	  FSZ(config, dkim_sign_keys[0]), FLD(config, ndkim_sign_keys, unsigned), NULL, NULL, NULL,
+	  "DKIM signing key: \"DOMAIN SELECTOR /path/key.pem\" (RSA or Ed25519); repeat for more" },
+	G_STR("dkim_sign_headers", dkim_sign_headers,
+	      "from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:mime-version:content-type:content-transfer-encoding",
+	      NULL, "DKIM signing: header fields signed (colon-separated)"),
+	G_STR("dkim_oversign_headers", dkim_oversign_headers, "from:to:subject", NULL,
+	      "DKIM signing: fields also signed once more than present (nobody can add one)"),
+	G_ENUM("dmarc_reject_action", dmarc_reject_action, enum dmarc_action, "reject", ((const struct cfg_word[]){ { "reject", DMARC_ACT_REJECT }, { "quarantine", DMARC_ACT_QUARANTINE }, { "tag", DMARC_ACT_TAG }, { "score", DMARC_ACT_SCORE }, { NULL, 0 } }),
+	       "DMARC p=reject failure: reject (550 5.7.1), quarantine, tag or score"),
+	G_ENUM("dmarc_quarantine_action", dmarc_quarantine_action, enum dmarc_action, "quarantine",
+	       ((const struct cfg_word[]){ { "reject", DMARC_ACT_REJECT }, { "quarantine", DMARC_ACT_QUARANTINE }, { "tag", DMARC_ACT_TAG }, { "score", DMARC_ACT_SCORE }, { NULL, 0 } }), "DMARC p=quarantine failure: reject, quarantine, tag or score"),
+	G_ENUM("dmarc_bad_from_action", dmarc_bad_from_action, enum dmarc_action, "reject",
+	       ((const struct cfg_word[]){ { "reject", DMARC_ACT_REJECT }, { "quarantine", DMARC_ACT_QUARANTINE }, { "tag", DMARC_ACT_TAG }, { "score", DMARC_ACT_SCORE }, { NULL, 0 } }), "DMARC: message with several From addresses or none: reject, quarantine, tag or score"),
+	G_DBL("dmarc_fail_score", dmarc_fail_score, "2.0", -100, 100,
+	      "DMARC: score of a failing message (DMARC_FAIL; the only effect of p=none)"),
+	G_STR("dmarc_psl_file", dmarc_psl_file, "/usr/share/publicsuffix/public_suffix_list.dat",
+	      check_path, "DMARC: public suffix list for organizational domains"),
 
 	/* --- antivirus (issue 5) --- */
 
