@@ -30,6 +30,7 @@
 
 #include "filters/builtin.h"
 #include "filters/dns.h"
+#include "proxy/headers.h"
 #include "proxy/log.h"
 
 struct dkim_inst {
@@ -190,6 +191,48 @@ static const char *printable(const char *s, char *out, size_t outsz)
 	return o ? out : "?";
 }
 
+/* canon_body_len - length of the body after DKIM body canonicalization
+ * (RFC 6376 3.4.3/3.4.4), to tell whether l= covers all of it:
+ * libopendkim's own count stops at l=. */
+static size_t canon_body_len(const unsigned char *b, size_t n, int relaxed)
+{
+	size_t total = 0, line = 0, pending_empty = 0, i = 0;
+
+	while (i < n) {
+		size_t e = i, len = 0;
+		int wsp = 0;
+
+		while (e < n && !(b[e] == '\r' && e + 1 < n && b[e + 1] == '\n'))
+			e++;
+		/* the line b[i..e) */
+		if (relaxed) {
+			for (size_t k = i; k < e; k++) {
+				if (b[k] == ' ' || b[k] == '\t') {
+					wsp = 1;
+					continue;
+				}
+				if (wsp && len > 0)
+					len++;       /* a run of WSP inside the line: one SP */
+				wsp = 0;
+				len++;
+			}
+		} else
+			len = e - i;
+		if (e >= n && len == 0)
+			break;               /* nothing after the last CRLF */
+		if (len == 0)
+			pending_empty++;     /* empty lines count only if text follows */
+		else {
+			total += pending_empty * 2 + len + 2;
+			pending_empty = 0;
+		}
+		line++;
+		i = e < n ? e + 2 : n;
+	}
+	/* an empty body is CRLF in simple canonicalization, empty in relaxed */
+	return total == 0 && !relaxed ? 2 : total;
+}
+
 enum sig_result { SR_PASS, SR_FAIL, SR_POLICY, SR_TEMPERROR, SR_PERMERROR, SR_NEUTRAL };
 
 static const char *const result_names[] = {
@@ -198,7 +241,8 @@ static const char *const result_names[] = {
 
 /* judge - one signature's result and the reason ("" if none) */
 static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx *vc,
-                             DKIM *d, DKIM_SIGINFO *sig, char *why, size_t whylen)
+                             DKIM *d, DKIM_SIGINFO *sig, const unsigned char *body,
+                             size_t bodylen, char *why, size_t whylen)
 {
 	unsigned int flags = dkim_sig_getflags(sig);
 	int err = dkim_sig_geterror(sig);
@@ -229,9 +273,14 @@ static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx
 				snprintf(why, whylen, "l= not accepted");
 				return SR_POLICY;
 			}
-			if (in->cfg->dkim_body_length == DKIM_LENGTH_WHOLE && msglen > signlen) {
-				snprintf(why, whylen, "l=%zd covers %zd of %zd body bytes", signlen,
-				    signlen, msglen);
+			dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
+			size_t full;
+
+			dkim_sig_getcanons(sig, &hc, &bc);
+			full = canon_body_len(body, bodylen, bc == DKIM_CANON_RELAXED);
+			if (in->cfg->dkim_body_length == DKIM_LENGTH_WHOLE && full > (size_t)signlen) {
+				snprintf(why, whylen, "l=%zd covers %zd of %zu body bytes", signlen,
+				    signlen, full);
 				return SR_POLICY;
 			}
 		}
@@ -278,8 +327,8 @@ static void verify_eom(struct mw_ctx *ctx)
 	DKIM_SIGINFO **sigs = NULL;
 	DKIM_STAT st;
 	DKIM *d;
-	const unsigned char *msg;
-	size_t len;
+	const unsigned char *msg, *body;
+	size_t len, bodylen;
 	int nsigs = 0, i, npass = 0, nfail = 0, ntemp = 0, nperm = 0, npolicy = 0;
 
 	if (mw_direction(ctx) != MW_INBOUND)
@@ -308,6 +357,8 @@ static void verify_eom(struct mw_ctx *ctx)
 	}
 	dkim_set_user_context(d, &vc);
 	msg = mw_message(ctx, &len);
+	body = msg + header_body_offset((const char *)msg, len);
+	bodylen = len - (size_t)(body - msg);
 	st = dkim_chunk(d, (u_char *)msg, len);
 	if (st == DKIM_STAT_OK)
 		st = dkim_chunk(d, NULL, 0);
@@ -325,7 +376,7 @@ static void verify_eom(struct mw_ctx *ctx)
 	for (i = 0; i < nsigs && i < (int)in->cfg->dkim_max_signatures; i++) {
 		char why[200], dom[256], sel[128], b[9];
 		const char *bv;
-		enum sig_result r = judge(in, &vc, d, sigs[i], why, sizeof(why));
+		enum sig_result r = judge(in, &vc, d, sigs[i], body, bodylen, why, sizeof(why));
 
 		bv = (const char *)dkim_sig_gettagvalue(sigs[i], 0, (u_char *)"b");
 		printable(bv ? bv : "", b, sizeof(b));
