@@ -200,14 +200,13 @@ def dkimpy_verify_all(msg, server):
     return out
 
 
-def dkimpy_sign(msg, selector, domain, keyfile, headers=None, **kw):
+def dkimpy_sign(msg, selector, domain, keyfile, **kw):
     import dkim
     if kw.get("signature_algorithm") == b"ed25519-sha256":
         keyfile += ".dkimpy"
     with open(keyfile, "rb") as f:
         key = f.read()
-    sig = dkim.sign(msg, selector.encode(), domain.encode(), key,
-                    include_headers=headers, **kw)
+    sig = dkim.sign(msg, selector.encode(), domain.encode(), key, **kw)
     return sig + msg
 
 
