@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "filters/builtin.h"
+#include "filters/dns.h"
 #include "filters/filter_api.h"
 #include "filters/pipeline.h"
 #include "filters/plugin.h"
@@ -104,6 +105,10 @@ struct pipeline *pipeline_new(struct config *cfg, char *err, size_t errlen)
 	p->cfg = cfg;
 	p->env.cfg = cfg;
 	/* --- DNS layer: create p->env.dns here (issue 4) --- */
+	if ((p->env.dns = dns_new(cfg, err, errlen)) == NULL) {
+		free(p);
+		return NULL;
+	}
 
 	p->filters = xcalloc(MAX_BUILTINS + CFG_MAX_PLUGINS, sizeof(*p->filters));
 	p->builtin = xcalloc(MAX_BUILTINS + CFG_MAX_PLUGINS, sizeof(*p->builtin));
@@ -134,6 +139,7 @@ void pipeline_free(struct pipeline *p)
 	free(p->filters);
 	free(p->builtin);
 	/* --- DNS layer: free p->env.dns here (issue 4) --- */
+	dns_free(p->env.dns);
 	free(p);
 }
 

@@ -253,6 +253,18 @@ static const struct cfg_opt cfg_opts[] = {
 	      "authserv-id of the Authentication-Results field we add (empty = hostname)"),
 
 	/* --- DNS layer (issue 4) --- */
+	G_STR("dns_forwarder", dns_forwarder, "", NULL,
+	      "resolvers to ask: \"ADDR[@PORT] ...\" (IPv4/IPv6); empty = /etc/resolv.conf"),
+	G_DUR("dns_timeout", dns_timeout, "5s", 100, 60 * MS_S,
+	      "deadline of one DNS lookup; past it the lookup is a temporary error"),
+	G_UINT("dns_cache_size", dns_cache_size, "20000", 16, 10000000,
+	       "DNS answers kept in the scanner's shared cache"),
+	G_DUR("dns_cache_max_ttl", dns_cache_max_ttl, "1d", 0, 7 * 24 * MS_H,
+	      "longest time a DNS answer is kept, whatever its TTL"),
+	G_DUR("dns_negative_ttl", dns_negative_ttl, "15m", 0, 24 * MS_H,
+	      "longest time an NXDOMAIN or NODATA answer is kept (RFC 2308)"),
+	G_DUR("dns_failure_ttl", dns_failure_ttl, "10s", 0, 5 * MS_M,
+	      "how long a failed lookup (SERVFAIL) is remembered before asking again"),
 
 	/* --- SPF (issue 4) --- */
 

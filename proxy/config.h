@@ -104,6 +104,12 @@ struct config {
 	char authserv_id[256];        /* Authentication-Results authserv-id; "" = hostname */
 
 	/* --- DNS layer (issue 4) --- */
+	char     dns_forwarder[256];  /* "ADDR[@PORT] ..."; "" = /etc/resolv.conf */
+	unsigned dns_timeout;         /* ms, deadline of one lookup */
+	unsigned dns_cache_size;      /* answers kept (entries) */
+	unsigned dns_cache_max_ttl;   /* ms, longest time an answer is kept */
+	unsigned dns_negative_ttl;    /* ms, longest time NXDOMAIN/NODATA is kept */
+	unsigned dns_failure_ttl;     /* ms, how long SERVFAIL is remembered */
 
 	/* --- SPF (issue 4) --- */
 
