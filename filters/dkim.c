@@ -364,7 +364,13 @@ static void verify_eom(struct mw_ctx *ctx)
 		st = dkim_chunk(d, NULL, 0);
 	if (st == DKIM_STAT_OK || st == DKIM_STAT_NOSIG || st == DKIM_STAT_SYNTAX)
 		st = dkim_eom(d, NULL);
-	if (dkim_getsiglist(d, &sigs, &nsigs) != DKIM_STAT_OK || nsigs <= 0) {
+	if ((dkim_getsiglist(d, &sigs, &nsigs) != DKIM_STAT_OK || nsigs <= 0) && vc.ntemp > 0) {
+		/* a key lookup that failed for now stops libopendkim's eom
+		 * before it lists the signatures: report those we saw */
+		sigs = vc.temp;
+		nsigs = (int)vc.ntemp;
+	}
+	if (nsigs <= 0) {
 		/* fields named DKIM-Signature that libopendkim could not even
 		 * take apart: say so once */
 		mw_auth_result(ctx, "dkim", "permerror", "reason=\"unusable signature\"");

@@ -1,5 +1,5 @@
 """dkimlib.py - helpers of the DKIM/DMARC tests: a loopback DNS server with
-the test's records, `mailwarden scan` runs, Authentication-Results parsing,
+the test's records (dnsserver.DnsServer), `mailwarden scan` runs, Authentication-Results parsing,
 test keys, and the independent verifiers (dkimpy, opendkim-testmsg).
 
 Nothing here touches the system resolver: mailwarden gets
@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import mwlib
+from dnsserver import DnsServer
 
 DKIMPY_DATA = "/usr/lib/python3/dist-packages/dkim/tests/data"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,70 +25,24 @@ DATA = os.path.join(HERE, "..", "data", "dkim")
 UNBOUND = "/usr/sbin/unbound"
 
 
-def txt_rdata(value):
-    """A TXT value as zone-file character-strings (each at most 255 bytes)."""
-    parts = [value[i:i + 200] for i in range(0, len(value), 200)] or [""]
-    return " ".join('"%s"' % p.replace("\\", "\\\\").replace('"', '\\"') for p in parts)
-
-
-def unbound_conf(records, port, directory, interface="127.0.0.1", verbosity=0):
-    """unbound.conf text answering records {name: [txt, ...]} from local data;
-    every other name is NXDOMAIN (local-zone "." static: nothing leaves)."""
-    lines = ["server:", "  interface: %s" % interface, "  port: %d" % port,
-             "  do-daemonize: no", '  username: ""', '  chroot: ""',
-             '  directory: "%s"' % directory, '  pidfile: ""', "  use-syslog: no",
-             '  logfile: ""', "  verbosity: %d" % verbosity, "  num-threads: 1",
-             '  local-zone: "." static']
-    for name, values in records.items():
-        for v in values:
-            lines.append("  local-data: '%s 60 IN TXT %s'" % (name.rstrip("."), txt_rdata(v)))
-    return "\n".join(lines) + "\n"
-
-
 class TxtServer:
-    """unbound on 127.0.0.1:PORT serving TXT records (name -> list of
-    values).  Stopped by stop() (the fixture's finalizer)."""
+    """The project's loopback DNS server (dnsserver.DnsServer: unbound,
+    authoritative only) serving TXT records {name: [value, ...]}, one zone
+    per name; the same records as a dnsfunc for dkimpy."""
 
     def __init__(self, tmpdir, records):
-        self.dir = tempfile.mkdtemp(dir=str(tmpdir), prefix="dns")
-        self.port = mwlib.free_port()
         self.records = {k.rstrip(".").lower(): list(v) for k, v in records.items()}
-        conf = os.path.join(self.dir, "unbound.conf")
-        with open(conf, "w") as f:
-            f.write(unbound_conf(self.records, self.port, self.dir))
-        self.log = open(os.path.join(self.dir, "unbound.log"), "wb")
-        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait()
-
-    def _wait(self, timeout=10.0):
-        import dns.message
-        import dns.query
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("unbound exited: %s" % open(self.log.name).read())
-            try:
-                q = dns.message.make_query("probe.invalid.", "TXT")
-                dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.3)
-                return
-            except Exception:
-                time.sleep(0.05)
-        raise AssertionError("unbound did not answer on port %d" % self.port)
+        self.srv = DnsServer(tempfile.mkdtemp(dir=str(tmpdir), prefix="dns"))
+        for name, values in self.records.items():
+            self.srv.add_zone(name, [("@", "TXT", v, 60) for v in values])
+        self.srv.start()
 
     @property
     def forwarder(self):
-        return "127.0.0.1@%d" % self.port
+        return self.srv.forwarder
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        self.srv.stop()
 
     def dnsfunc(self, name, timeout=5):
         """dkimpy's dnsfunc: the TXT value of name from the same records."""
@@ -98,9 +53,6 @@ class TxtServer:
 
 
 def dns_opts(forwarder):
-    if os.environ.get("MW_DKIM_STUB"):  # TEMPSTUB until the DNS layer is merged
-        os.environ["MW_DNS_FWD"] = forwarder
-        return []
     return [("dns_forwarder", forwarder)]
 
 
@@ -221,8 +173,11 @@ def opendkim_testmsg_verify(msg, records, tmpdir):
     """opendkim-testmsg's verdict for msg: (returncode, stderr).  It runs in
     its own namespaces with an unbound on 127.0.0.1:53 of that namespace."""
     d = tempfile.mkdtemp(dir=str(tmpdir), prefix="ns")
-    with open(os.path.join(d, "unbound.conf"), "w") as f:
-        f.write(unbound_conf(records, 53, d, verbosity=1))
+    # the same server configuration as the other tests', on port 53
+    srv = DnsServer(d, port=53)
+    for name, values in records.items():
+        srv.add_zone(name, [("@", "TXT", v, 60) for v in values])
+    srv._write_conf()
     with open(os.path.join(d, "resolv.conf"), "w") as f:
         f.write("nameserver 127.0.0.1\n")
     # opendkim-testmsg's LF output convention: feed LF line ends
@@ -230,10 +185,10 @@ def opendkim_testmsg_verify(msg, records, tmpdir):
         f.write(msg.replace(b"\r\n", b"\n"))
     script = (
         "ip link set lo up && mount --bind {d}/resolv.conf /etc/resolv.conf && "
-        "({ub} -d -c {d}/unbound.conf >{d}/ub.log 2>&1 &) && "
-        "i=0; while [ $i -lt 100 ] && ! grep -q 'start of service' {d}/ub.log; do sleep 0.05; i=$((i+1)); done; "
+        "({ub} -d -p -c {conf} >/dev/null 2>&1 &) && "
+        "i=0; while [ $i -lt 100 ] && ! grep -q 'start of service' {log}; do sleep 0.05; i=$((i+1)); done; "
         "/usr/sbin/opendkim-testmsg < {d}/msg.eml"
-    ).format(d=d, ub=UNBOUND)
+    ).format(d=d, ub=UNBOUND, conf=srv.conf, log=srv.log)
     # a pid namespace too: when its first process (sh) ends, the kernel
     # ends unbound with it
     p = subprocess.run(["unshare", "-rnmp", "--fork", "sh", "-c", script],

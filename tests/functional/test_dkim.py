@@ -12,7 +12,7 @@ import re
 import pytest
 
 import dkimlib as dl
-from mwlib import free_port
+from dnsserver import dead_dns  # noqa: F401
 
 EXPECTED = json.load(open(os.path.join(dl.DATA, "expected-verify.json")))
 AUTHSERV = "mw.test"
@@ -116,12 +116,12 @@ def test_result_properties_name_the_signature(key_dns):
     assert sorted(dl.prop(p, "header.b") for _, _, p in got) == sorted(bvals)
 
 
-def test_malformed_d_finishes_within_deadline(tmp_path):
+def test_malformed_d_finishes_within_deadline(dead_dns):
     """dkimpy's baddomain message (d=legitimate.com(.attacker.com) and a
     well-formed one, with a forwarder that never answers: both finish within
     dkim_timeout, neither passes."""
-    dead = "127.0.0.1@%d" % free_port()
-    opts = [("filters", "dkim"), ("authserv_id", AUTHSERV), ("dkim_timeout", "2s")] + dl.dns_opts(dead)
+    opts = [("filters", "dkim"), ("authserv_id", AUTHSERV), ("dkim_timeout", "2s")] + \
+        dl.dns_opts(dead_dns.forwarder)
     for name in ("test.message.baddomain", "test2.message"):
         res, took = dl.scan(os.path.join(dl.DKIMPY_DATA, name), opts)
         got = dkim_results(res)
