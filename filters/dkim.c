@@ -15,6 +15,7 @@
  *     resolver: dkim_set_key_lookup() hands every lookup to the scanner's
  *     DNS layer, under one deadline per message (dkim_timeout), so a
  *     malformed d= or a dead name server costs at most that.
+ *   - rsa-sha1 signatures never pass (RFC 8301), whatever they verify to.
  *   - l= lets anyone append to a signed body; dkim_body_length decides
  *     whether such a signature may pass.
  * The whole message is fed with dkim_chunk() from the raw spool, so simple
@@ -256,6 +257,13 @@ static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx
 		return SR_TEMPERROR;
 	}
 	if ((flags & DKIM_SIGFLAG_PASSED) && dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH) {
+		dkim_alg_t a = DKIM_SIGN_UNKNOWN;
+
+		/* RFC 8301 3.1: rsa-sha1 signatures must not be considered valid */
+		if (dkim_sig_getsignalg(sig, &a) == DKIM_STAT_OK && a == DKIM_SIGN_RSASHA1) {
+			snprintf(why, whylen, "rsa-sha1 not accepted");
+			return SR_POLICY;
+		}
 		if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK && bits > 0 &&
 		    bits < in->cfg->dkim_min_key_bits && (flags & DKIM_SIGFLAG_KEYLOADED)) {
 			/* Ed25519 keys are 256 bits and strong: the floor is for RSA */

@@ -250,6 +250,21 @@ def test_sign_only_matching_domain_and_one_from(keys, tmp_path):
     assert not any(e["name"] == "DKIM-Signature" for e in res["edits"])
 
 
+def test_opendkim_signed_rsa_sha1_is_not_a_pass(keys, sign_dns, tmp_path):
+    """opendkim-testmsg signs with rsa-sha1: the signature verifies, but
+    RFC 8301 forbids treating it as valid; the same message re-signed by
+    dkimpy with rsa-sha256 passes."""
+    import subprocess
+    msg = plain_msg().replace(b"\r\n", b"\n")
+    p = subprocess.run(["/usr/sbin/opendkim-testmsg", "-d", SIGN_DOMAIN, "-s", "rsa1", "-k",
+                        keys["rsa"][0]], input=msg, capture_output=True, check=True)
+    assert b"a=rsa-sha1" in p.stdout
+    res, _ = dl.scan(write(tmp_path, "sha1.eml", p.stdout), verify_opts(sign_dns))
+    got = dkim_results(res)
+    assert [r for _, r, _ in got] == ["policy"] and "rsa-sha1" in got[0][2], got
+    assert "DKIM_VALID" not in dl.symbols(res)
+
+
 def test_bad_sign_key_refused_by_config_check(tmp_path):
     p = dl.mwlib.run_mw(["-t", "-o", "filters=dkim_sign", "-o",
                          "dkim_sign_key=sign.test s1 %s/missing.pem" % tmp_path])
