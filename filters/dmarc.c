@@ -292,13 +292,16 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	}
 	din.record = record;
 
-	/* what spf and dkim recorded before us */
+	/* what spf and dkim recorded before us.  The SPF identity DMARC uses
+	 * is MAIL FROM; HELO only for the null sender (RFC 7489 3.1.2). */
 	for (n = 0; (e = msgscan_auth(ctx->ms, "spf", n)) != NULL; n++)
 		if (strcmp(e->result, "pass") == 0 && din.spf_domain == NULL) {
 			char id[600];
 
-			if (auth_props_get(e, "smtp.mailfrom", id, sizeof(id)) ||
-			    auth_props_get(e, "smtp.helo", id, sizeof(id))) {
+			if ((mw_mail_from(ctx)[0] != '\0' && auth_props_get(e, "smtp.mailfrom", id, sizeof(id))) ||
+			    (mw_mail_from(ctx)[0] == '\0' &&
+			     (auth_props_get(e, "smtp.helo", id, sizeof(id)) ||
+			      auth_props_get(e, "smtp.mailfrom", id, sizeof(id))))) {
 				const char *dd = domain_of(id);
 				size_t dl = strlen(dd);
 
