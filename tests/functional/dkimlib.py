@@ -56,13 +56,13 @@ def dns_opts(forwarder):
     return [("dns_forwarder", forwarder)]
 
 
-def scan(path, opts=(), direction="inbound", timeout=30):
+def scan(path, opts=(), direction="inbound", timeout=30, mail_from="sender@example.org"):
     """mailwarden scan FILE with -o opts; (parsed JSON result, seconds)."""
     args = ["scan", "-o", "audit_log="]
     for k, v in opts:
         args += ["-o", "%s=%s" % (k, v)]
     args += ["--direction", direction, "--client-ip", "192.0.2.10", "--helo", "mx.example.org",
-             "--from", "sender@example.org", "--rcpt", "rcpt@example.net", str(path)]
+             "--from", mail_from, "--rcpt", "rcpt@example.net", str(path)]
     t0 = time.monotonic()
     p = mwlib.run_mw(args, timeout=timeout)
     took = time.monotonic() - t0

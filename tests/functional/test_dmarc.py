@@ -145,3 +145,38 @@ def test_e2e_dmarc_reject_through_proxy(world, mw_factory, upstream):
     got = upstream.wait_messages(1)
     assert len(got) == 1
     assert b"dmarc=pass header.from=sign.test" in got[0].content.replace(b"\r\n\t", b" ")
+
+
+def spf_builtin():
+    return dl.mwlib.run_mw(["-t", "-o", "filters=spf"]).returncode == 0
+
+
+@pytest.mark.skipif(not spf_builtin(), reason="the spf built-in is not in this build")
+def test_spf_alignment(tmp_path):
+    """SPF-authenticated MAIL FROM domains align (relaxed) or not; the
+    client address is 192.0.2.10 (dl.scan)."""
+    srv = dl.TxtServer(tmp_path, {
+        "sign.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "bounce.sign.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "other.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "_dmarc.sign.test": ["v=DMARC1; p=reject"],
+        "_dmarc.strict.test": ["v=DMARC1; p=reject; aspf=s"],
+        "strict.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "bounce.strict.test": ["v=spf1 ip4:192.0.2.10 -all"],
+    })
+    try:
+        p = tmp_path / "m.eml"
+        opts = [("filters", "spf dmarc"), ("authserv_id", AUTHSERV)] + dl.dns_opts(srv.forwarder)
+        for frm, mail_from, want, action in (
+                ("a@sign.test", "x@sign.test", "pass", "accept"),
+                ("a@sign.test", "x@bounce.sign.test", "pass", "accept"),
+                ("a@sign.test", "x@other.test", "fail", "reject"),
+                ("a@strict.test", "x@bounce.strict.test", "fail", "reject"),
+                ("a@strict.test", "x@strict.test", "pass", "accept")):
+            p.write_bytes(message(frm, None, None))
+            res, _ = dl.scan(p, opts, mail_from=mail_from)
+            got = dl.ar_entries(dl.ar_value(res), "dmarc")
+            assert [r for _, r, _ in got] == [want], (frm, mail_from, dl.ar_value(res))
+            assert res["action"] == action, (frm, mail_from, res)
+    finally:
+        srv.stop()
