@@ -99,6 +99,9 @@ static DKIM_CBSTAT key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t bu
 	n = snprintf(name, sizeof(name), "%s._domainkey.%s", sel, dom);
 	if (n < 0 || (size_t)n >= sizeof(name) || n > 253)
 		return DKIM_CBSTAT_NOTFOUND;
+	/* one lookup: at most dns_timeout, and never past the message's deadline */
+	if (vc->in->cfg->dns_timeout > 0 && left > (long)vc->in->cfg->dns_timeout)
+		left = (long)vc->in->cfg->dns_timeout;
 	r = dns_lookup(vc->in->dns, name, DNS_T_TXT, (unsigned)left);
 	switch (r->status) {
 	case DNS_OK: {
@@ -176,8 +179,9 @@ static void dkim_fini(void *instance)
 	free(in);
 }
 
-/* printable - s cut to a printable ASCII token without blanks, ';', '(' or
- * '"', into out (it goes into an Authentication-Results property). */
+/* printable - s cut to a printable ASCII token (whitespace dropped; ';',
+ * '(', ')', '"', '\\' and control bytes as '?') into out: it goes into an
+ * Authentication-Results property.  Returns out, or "?" if that is empty. */
 static const char *printable(const char *s, char *out, size_t outsz)
 {
 	size_t i, o = 0;
@@ -185,6 +189,8 @@ static const char *printable(const char *s, char *out, size_t outsz)
 	for (i = 0; s != NULL && s[i] != '\0' && o + 1 < outsz; i++) {
 		unsigned char c = (unsigned char)s[i];
 
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;        /* folding inside b= */
 		out[o++] = (c > 0x20 && c < 0x7f && c != ';' && c != '(' && c != ')' &&
 		    c != '"' && c != '\\') ? (char)c : '?';
 	}
@@ -392,41 +398,42 @@ static void verify_eom(struct mw_ctx *ctx)
 		const char *bv;
 		enum sig_result r = judge(in, &vc, d, sigs[i], body, bodylen, why, sizeof(why));
 
+		const char *pd, *ps, *pb;
+
 		bv = (const char *)dkim_sig_gettagvalue(sigs[i], 0, (u_char *)"b");
-		printable(bv ? bv : "", b, sizeof(b));
-		printable((const char *)dkim_sig_getdomain(sigs[i]), dom, sizeof(dom));
-		printable((const char *)dkim_sig_getselector(sigs[i]), sel, sizeof(sel));
+		pb = printable(bv, b, sizeof(b));
+		pd = printable((const char *)dkim_sig_getdomain(sigs[i]), dom, sizeof(dom));
+		ps = printable((const char *)dkim_sig_getselector(sigs[i]), sel, sizeof(sel));
 		if (why[0])
 			mw_auth_result(ctx, "dkim", result_names[r],
-			    "reason=\"%s\" header.d=%s header.s=%s header.b=%s", why, dom, sel,
-			    b[0] ? b : "?");
+			    "reason=\"%s\" header.d=%s header.s=%s header.b=%s", why, pd, ps, pb);
 		else
 			mw_auth_result(ctx, "dkim", result_names[r],
-			    "header.d=%s header.s=%s header.b=%s", dom, sel, b[0] ? b : "?");
+			    "header.d=%s header.s=%s header.b=%s", pd, ps, pb);
 		switch (r) {
 		case SR_PASS:
 			if (npass++ == 0)
 				mw_symbol(ctx, "DKIM_VALID", in->cfg->dkim_pass_score,
-				    "valid DKIM signature of %s", dom);
+				    "valid DKIM signature of %s", pd);
 			break;
 		case SR_FAIL:
 			if (nfail++ == 0)
 				mw_symbol(ctx, "DKIM_INVALID", in->cfg->dkim_fail_score,
-				    "invalid DKIM signature of %s: %s", dom, why);
+				    "invalid DKIM signature of %s: %s", pd, why);
 			break;
 		case SR_POLICY:
 			if (npolicy++ == 0)
 				mw_symbol(ctx, "DKIM_POLICY", in->cfg->dkim_fail_score,
-				    "DKIM signature of %s not acceptable: %s", dom, why);
+				    "DKIM signature of %s not acceptable: %s", pd, why);
 			break;
 		case SR_TEMPERROR:
 			if (ntemp++ == 0)
-				mw_symbol(ctx, "DKIM_TEMPFAIL", 0, "DKIM signature of %s: %s", dom, why);
+				mw_symbol(ctx, "DKIM_TEMPFAIL", 0, "DKIM signature of %s: %s", pd, why);
 			break;
 		case SR_PERMERROR:
 		case SR_NEUTRAL:
 			if (nperm++ == 0)
-				mw_symbol(ctx, "DKIM_PERMERROR", 0, "DKIM signature of %s: %s", dom, why);
+				mw_symbol(ctx, "DKIM_PERMERROR", 0, "DKIM signature of %s: %s", pd, why);
 			break;
 		}
 	}
