@@ -5,6 +5,7 @@
 
 /* One line per built-in, grouped by area; each is defined in filters/NAME.c. */
 /* sender authentication */
+extern const struct builtin_filter builtin_spf;
 extern const struct builtin_filter builtin_dkim, builtin_dkim_sign, builtin_dmarc;
 
 /* content */
@@ -13,6 +14,7 @@ extern const struct builtin_filter builtin_dkim, builtin_dkim_sign, builtin_dmar
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
+	&builtin_spf,
 	&builtin_dkim, &builtin_dkim_sign, &builtin_dmarc,
 
 	/* content */

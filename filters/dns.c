@@ -22,8 +22,10 @@
  *
  * libunbound's built-in local zones for test., invalid., home.arpa. and
  * the private / documentation reverse zones would answer NXDOMAIN without
- * asking anyone; they are removed, so the resolvers we forward to decide
- * (localhost, 127.in-addr.arpa, ::1 and onion. stay local).
+ * asking anyone; with dns_forwarder set they are removed, so the
+ * resolvers we forward to decide (localhost., ::1 and onion. stay
+ * local).  With /etc/resolv.conf they stay: such names must
+ * not leak to the public DNS.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -139,9 +141,22 @@ static struct dns_reply *reply_copy(const struct dns_reply *src, unsigned ttl)
 	return r;
 }
 
+/* put_byte - one byte of a label in our canonical form: letters lower
+ * case, digits, '-' and '_' as they are, any other byte as \DDD (so a name
+ * with a dot or a space inside a label survives the trip to libunbound,
+ * and a name from a reply can be looked up again as it is) */
+static size_t put_byte(char *out, unsigned char c)
+{
+	if (isalnum(c) || c == '-' || c == '_') {
+		out[0] = (char)tolower(c);
+		return 1;
+	}
+	return (size_t)snprintf(out, 5, "\\%03u", c);
+}
+
 /* wire_name - the uncompressed wire-format name at p (len bytes available)
- * in presentation form, lower case, no final dot; bytes that are not
- * letters, digits, '-' or '_' as \DDD.  NULL if malformed. */
+ * in canonical presentation form (put_byte), no final dot.  NULL if
+ * malformed. */
 static char *wire_name(const unsigned char *p, size_t len)
 {
 	char out[DNS_NAME_MAX * 4 + 8];
@@ -164,10 +179,7 @@ static char *wire_name(const unsigned char *p, size_t len)
 
 			if (o + 5 >= sizeof(out))
 				return NULL;
-			if (isalnum(c) || c == '-' || c == '_')
-				out[o++] = (char)tolower(c);
-			else
-				o += (size_t)snprintf(out + o, sizeof(out) - o, "\\%03u", c);
+			o += put_byte(out + o, c);
 		}
 		i += n;
 	}
@@ -418,7 +430,7 @@ static void *dispatcher_main(void *arg)
 /* default local zones of libunbound that would answer NXDOMAIN on their own */
 static const char *const local_zones_removed[] = {
 	"test", "invalid", "home.arpa",
-	"0.in-addr.arpa", "10.in-addr.arpa", "254.169.in-addr.arpa",
+	"0.in-addr.arpa", "10.in-addr.arpa", "127.in-addr.arpa", "254.169.in-addr.arpa",
 	"2.0.192.in-addr.arpa", "168.192.in-addr.arpa", "100.51.198.in-addr.arpa",
 	"113.0.203.in-addr.arpa", "255.255.255.255.in-addr.arpa",
 	"0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
@@ -494,8 +506,10 @@ static int configure(struct ub_ctx *ctx, const struct config *cfg, char *err, si
 	if (n == 0 && (rc = ub_ctx_resolvconf(ctx, NULL)) != 0)
 		slog(NULL, LOG_WARNING, "dns: cannot read /etc/resolv.conf (%s): resolving "
 		    "from the root servers", ub_strerror(rc));
-	/* zone_remove finalizes the options: after every setting */
-	for (i = 0; local_zones_removed[i] != NULL; i++)
+	/* zone_remove finalizes the options: after every setting.  Only with
+	 * forwarders of the site's choosing: towards the public DNS, queries
+	 * for these zones must not leak (why libunbound has them). */
+	for (i = 0; n > 0 && local_zones_removed[i] != NULL; i++)
 		if ((rc = ub_ctx_zone_remove(ctx, local_zones_removed[i])) != 0
 		    && rc != UB_NOID) {
 			snprintf(err, errlen, "dns: removing local zone %s: %s",
@@ -587,14 +601,18 @@ void dns_free(struct dns *d)
 
 /* --- lookups --------------------------------------------------------- */
 
-/* normalize - name lower case, without the final dot, checked: 0 or -1 */
+/* normalize - name in canonical form (put_byte), without the final dot:
+ * the cache key and what libunbound is asked.  The input is raw bytes,
+ * '.' between labels, "\DDD" or "\X" standing for one byte (as in names
+ * from replies).  0, or -1 for an empty label, a label over 63 bytes, a
+ * name over 253 bytes (the wire limit of 255 with its length bytes). */
 static int normalize(const char *name, char *out, size_t outsz)
 {
-	size_t n = strlen(name), i, label = 0;
+	size_t n = strlen(name), i, o = 0, label = 0, wire = 0;
 
-	if (n > 0 && name[n - 1] == '.')
+	if (n > 0 && name[n - 1] == '.' && (n < 2 || name[n - 2] != '\\'))
 		n--;
-	if (n == 0 || n > DNS_NAME_MAX || n >= outsz)
+	if (n == 0)
 		return -1;
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
@@ -603,16 +621,31 @@ static int normalize(const char *name, char *out, size_t outsz)
 			if (label == 0)
 				return -1;	/* empty label */
 			label = 0;
-		} else if (c <= 0x20 || c == 0x7f || c == '\\') {
-			return -1;	/* would not survive presentation form */
-		} else if (++label > 63) {
-			return -1;
+			wire++;
+			if (o + 1 >= outsz)
+				return -1;
+			out[o++] = '.';
+			continue;
 		}
-		out[i] = (char)tolower(c);
+		if (c == '\\' && i + 3 < n && isdigit((unsigned char)name[i + 1])
+		    && isdigit((unsigned char)name[i + 2]) && isdigit((unsigned char)name[i + 3])) {
+			unsigned v = (unsigned)(name[i + 1] - '0') * 100
+			    + (unsigned)(name[i + 2] - '0') * 10 + (unsigned)(name[i + 3] - '0');
+
+			if (v > 255)
+				return -1;
+			c = (unsigned char)v;
+			i += 3;
+		} else if (c == '\\' && i + 1 < n) {
+			c = (unsigned char)name[++i];
+		}
+		if (++label > 63 || ++wire > DNS_NAME_MAX || o + 5 >= outsz)
+			return -1;
+		o += put_byte(out + o, c);
 	}
 	if (label == 0)
 		return -1;
-	out[n] = '\0';
+	out[o] = '\0';
 	return 0;
 }
 
@@ -629,7 +662,7 @@ static void deadline_at(struct timespec *ts, unsigned ms)
 
 struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsigned timeout_ms)
 {
-	char key[DNS_NAME_MAX + 2];
+	char key[DNS_NAME_MAX * 4 + 8];
 	struct dns_entry *e;
 	struct dns_reply *r = NULL;
 	struct timespec deadline;

@@ -68,6 +68,18 @@ def txt(value):
     return " ".join('"%s"' % _escape(p) for p in parts)
 
 
+def name_escape(name):
+    """A domain name in zone-file syntax: bytes other than letters, digits,
+    '-', '_', '*' and the dots between labels as \\DDD."""
+    out = []
+    for ch in _b(name):
+        if chr(ch).isalnum() and ch < 0x80 or ch in b"-_*.":
+            out.append(chr(ch))
+        else:
+            out.append("\\%03d" % ch)
+    return "".join(out)
+
+
 def _b(v):
     return v if isinstance(v, bytes) else v.encode("utf-8")
 
