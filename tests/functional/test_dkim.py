@@ -131,6 +131,18 @@ def test_malformed_d_finishes_within_deadline(dead_dns):
     assert [r for _, r, _ in got] == ["temperror"]
 
 
+def test_many_signatures_are_capped(keys, sign_dns, tmp_path):
+    """A message with 20 signatures (one valid, 19 pointing at keys that do
+    not exist): only dkim_max_signatures are verified and reported."""
+    msg = dl.dkimpy_sign(plain_msg(), "rsa1", SIGN_DOMAIN, keys["rsa"][0])
+    for i in range(19):
+        msg = dl.dkimpy_sign(msg, "nokey%d" % i, SIGN_DOMAIN, keys["rsa"][0])
+    res, took = dl.scan(write(tmp_path, "many.eml", msg), verify_opts(sign_dns, ("dkim_max_signatures", "4")))
+    got = dkim_results(res)
+    assert len(got) == 4, got
+    assert took < 10
+
+
 # --- changes break signatures -------------------------------------------------
 
 def test_one_byte_changes_fail(key_dns, tmp_path):
