@@ -180,3 +180,23 @@ def test_spf_alignment(tmp_path):
             assert res["action"] == action, (frm, mail_from, res)
     finally:
         srv.stop()
+
+
+def test_dns_timeout_is_temperror(tmp_path, world):
+    """_dmarc.slow.test never answers: dmarc=temperror, nothing applied."""
+    from dnsserver import DnsServer
+    _, keys, _ = world
+    srv = DnsServer(tmp_path / "dns")
+    srv.add_zone("slow.test", [], drop_other=True)
+    srv.start()
+    try:
+        p = tmp_path / "m.eml"
+        p.write_bytes(message("a@slow.test", None, keys))
+        res, took = dl.scan(p, [("filters", "dmarc"), ("authserv_id", AUTHSERV),
+                                ("dns_timeout", "1s")] + dl.dns_opts(srv.forwarder))
+    finally:
+        srv.stop()
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert [r for _, r, _ in got] == ["temperror"], got
+    assert res["action"] == "accept" and "DMARC_TEMPFAIL" in dl.symbols(res)
+    assert took < 6
