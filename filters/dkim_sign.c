@@ -197,6 +197,17 @@ static size_t split_list(char *s, const char **out, size_t max)
 	return n;
 }
 
+/* no_passphrase - OpenSSL's default would ask on the terminal: an
+ * encrypted key simply fails to load */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return 0;
+}
+
 /* load_key - read and classify one key file; 0 or -1 with err */
 static int load_key(struct sign_key *k, const char *path, char *err, size_t errlen)
 {
@@ -213,10 +224,10 @@ static int load_key(struct sign_key *k, const char *path, char *err, size_t errl
 	n = fread(k->pem, 1, KEY_FILE_MAX, f);
 	k->pem[n] = '\0';
 	rewind(f);
-	pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	pk = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 	fclose(f);
 	if (pk == NULL) {
-		snprintf(err, errlen, "dkim_sign_key: %s is not a PEM private key", path);
+		snprintf(err, errlen, "dkim_sign_key: %s is not an unencrypted PEM private key", path);
 		return -1;
 	}
 	id = EVP_PKEY_get_base_id(pk);
