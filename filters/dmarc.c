@@ -72,7 +72,9 @@ static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
 static void lib_init(void)
 {
-	static OPENDMARC_LIB_T lib;    /* no TLD file: alignment is not its job */
+	/* static: the library keeps a pointer to it.  No TLD file: alignment
+	 * and organizational domains are not its job here. */
+	static OPENDMARC_LIB_T lib;
 
 	memset(&lib, 0, sizeof(lib));
 	lib.tld_type = OPENDMARC_TLD_TYPE_NONE;
@@ -99,6 +101,7 @@ void dmarc_decide(const psl_ctx_t *psl, const struct dmarc_in *in, struct dmarc_
 		return;
 	}
 	pthread_once(&lib_once, lib_init);
+	/* the context wants a client address; nothing we ask of it uses one */
 	pc = opendmarc_policy_connect_init((u_char *)"192.0.2.1", DMARC_POLICY_IP_TYPE_IPV4);
 	if (pc == NULL) {
 		out->result = DMARC_RES_PERMERROR;
