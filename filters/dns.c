@@ -569,6 +569,10 @@ void dns_free(struct dns *d)
 
 	if (d == NULL)
 		return;
+	if (d->stats.lookups > 0)
+		slog(NULL, LOG_INFO, "dns: lookups=%llu cache_hits=%llu timeouts=%llu failures=%llu",
+		    (unsigned long long)d->stats.lookups, (unsigned long long)d->stats.cache_hits,
+		    (unsigned long long)d->stats.timeouts, (unsigned long long)d->stats.failures);
 	if (d->dispatcher_running) {
 		ssize_t n;
 

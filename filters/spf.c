@@ -56,6 +56,7 @@
 #define SPF_MAX_VALUE 256       /* bytes of one Received-SPF / A-R value */
 #define SPF_MAX_COMMENT 300
 #define SPF_MAX_VOID 2          /* RFC 7208 4.6.4 */
+#define SPF_MAX_TERMS 10        /* RFC 7208 4.6.4 */
 #define SPF_MAX_MX_NAMES 10     /* RFC 7208 4.6.4: more is a permerror */
 
 struct spf_net {
@@ -80,6 +81,7 @@ struct spf_budget {
 	int             expired;
 	unsigned        lookups;        /* answers given to libspf2 */
 	unsigned        voids;          /* of those, NXDOMAIN or no records (4.6.4) */
+	unsigned        terms;          /* DNS-querying terms evaluated (4.6.4) */
 	int             after_list;     /* the last lookup of a term was MX or PTR */
 	int             after_ptr;      /* ... and it was PTR */
 	char            permerror[256]; /* "" or why the check is a permerror */
@@ -186,6 +188,10 @@ static void rfc7208_checks(struct spf_budget *b, const char *domain, int type,
 		b->after_list = type == ns_t_mx || type == ns_t_ptr;
 		b->after_ptr = type == ns_t_ptr;
 	}
+	/* each DNS-querying term makes one such lookup (the first TXT is the
+	 * record itself): libspf2 counts them per record only */
+	if (b->lookups > 0 && ++b->terms > SPF_MAX_TERMS)
+		set_permerror(b, "more than 10 DNS-querying terms (the last: %.80s)", domain);
 	if (b->lookups > 0 && type != ns_t_ptr
 	    && (r->status == DNS_NXDOMAIN || r->status == DNS_NODATA || r->status == DNS_BADNAME)
 	    && ++b->voids > SPF_MAX_VOID)
@@ -284,6 +290,31 @@ static SPF_errcode_t spf_get_exp(SPF_server_t *server, const char *domain, char 
 	return err == SPF_E_SUCCESS ? err : default_exp(server, b, bufp, buflenp);
 }
 
+/* spf_text - a TXT record as libspf2 gets it (owned, NUL-terminated): an
+ * SPF record with valid syntax without unknown modifiers and without
+ * CIDR lengths of 0 (spf_syntax.h); anything else as it is */
+static char *spf_text(const char *t, size_t len)
+{
+	char why[128], *out = xmalloc(len + 1), *rw;
+	size_t cap = 2 * len + 256, n;
+
+	memcpy(out, t, len);
+	out[len] = '\0';
+	if (!is_spf_record(t, len) || memchr(t, '\0', len) != NULL
+	    || !spf_record_syntax_ok(t, len, why, sizeof(why)))
+		return out;
+	n = spf_strip_unknown_modifiers(t, len, out);
+	if (spf_current == NULL)
+		return out;
+	rw = xmalloc(cap);
+	if (spf_rewrite_cidr0(out, n, spf_current->req->client_ver == AF_INET6, rw, cap) > 0) {
+		free(out);
+		return rw;
+	}
+	free(rw);
+	return out;
+}
+
 /* spf_lookup - libspf2's lookup: a new SPF_dns_rr_t, never NULL */
 static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type,
                                 int should_cache)
@@ -293,9 +324,10 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	SPF_dns_rr_t *rr;
 	SPF_dns_stat_t herrno;
 	unsigned left;
-	size_t i;
-	int n = 0;
-	char why[128];
+	size_t i, sl = strlen(SPF_CIDR0_SUFFIX), dl;
+	int n = 0, cidr0 = 0;
+	char real[300];
+	const char *qname;
 
 	(void)should_cache;
 	if (domain == NULL)
@@ -308,7 +340,19 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	}
 	if ((left = budget_left(in->cfg->dns_timeout)) == 0)
 		return rr_new(srv, domain, type, 0, TRY_AGAIN);
-	r = dns_lookup(in->dns, fit_name(domain), (int)type, left);
+	qname = fit_name(domain);
+	dl = strlen(qname);
+	if (dl > 0 && qname[dl - 1] == '.')
+		dl--;
+	if ((type == ns_t_a || type == ns_t_aaaa || type == ns_t_mx) && dl > sl && dl - sl < sizeof(real)
+	    && strncasecmp(qname + dl - sl, SPF_CIDR0_SUFFIX, sl) == 0 && spf_current != NULL) {
+		/* a term with CIDR length 0 (spf_rewrite_cidr0): the real name */
+		cidr0 = 1;
+		memcpy(real, qname, dl - sl);
+		real[dl - sl] = '\0';
+		qname = real;
+	}
+	r = dns_lookup(in->dns, qname, (int)type, left);
 	switch (r->status) {
 	case DNS_OK:        herrno = NETDB_SUCCESS; break;
 	case DNS_NODATA:    herrno = NO_DATA; break;
@@ -326,25 +370,46 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 		const struct dns_rr *x = &r->rr[i];
 		size_t len;
 
+		char *txt = NULL;
+
 		switch ((int)type) {
 		case ns_t_a:    len = sizeof(struct in_addr); break;
 		case ns_t_aaaa: len = sizeof(struct in6_addr); break;
-		case ns_t_txt:  len = x->text_len + 1; break;
+		case ns_t_txt:
+			txt = spf_text(x->text, x->text_len);
+			len = strlen(txt) + 1;
+			break;
+		case ns_t_mx:   len = strlen(x->name) + 1 + (cidr0 ? sl : 0); break;
 		default:        len = strlen(x->name) + 1; break;
 		}
-		if (SPF_dns_rr_buf_realloc(rr, n, len) != SPF_E_SUCCESS)
+		if (SPF_dns_rr_buf_realloc(rr, n, len) != SPF_E_SUCCESS) {
+			free(txt);
 			break;
+		}
 		switch ((int)type) {
-		case ns_t_a:    memcpy(&rr->rr[n]->a, x->addr, len); break;
-		case ns_t_aaaa: memcpy(&rr->rr[n]->aaaa, x->addr, len); break;
-		case ns_t_txt:
-			if (is_spf_record(x->text, x->text_len)
-			    && spf_record_syntax_ok(x->text, x->text_len, why, sizeof(why)))
-				spf_strip_unknown_modifiers(x->text, x->text_len, rr->rr[n]->txt);
-			else
-				memcpy(rr->rr[n]->txt, x->text, len);
+		case ns_t_a:
+		case ns_t_aaaa:
+			if (cidr0 && spf_current->req->client_ver == (type == ns_t_a ? AF_INET : AF_INET6)) {
+				/* the name has an address: /0 matches any client */
+				if (type == ns_t_a)
+					rr->rr[n]->a = spf_current->req->ipv4;
+				else
+					rr->rr[n]->aaaa = spf_current->req->ipv6;
+				i = r->count;	/* one is enough */
+			} else if (type == ns_t_a) {
+				memcpy(&rr->rr[n]->a, x->addr, len);
+			} else {
+				memcpy(&rr->rr[n]->aaaa, x->addr, len);
+			}
 			break;
-		case ns_t_mx:   memcpy(rr->rr[n]->mx, x->name, len); break;
+		case ns_t_txt:
+			memcpy(rr->rr[n]->txt, txt, len);
+			free(txt);
+			break;
+		case ns_t_mx:
+			/* mx/0: the MX names' addresses are looked up as /0 too */
+			snprintf(rr->rr[n]->mx, len, "%s%s", x->name, cidr0 ? SPF_CIDR0_SUFFIX : "");
+			break;
 		default:        memcpy(rr->rr[n]->ptr, x->name, len); break;
 		}
 		n++;
@@ -353,7 +418,7 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	if (herrno == NETDB_SUCCESS && n == 0)
 		rr->herrno = NO_DATA;
 	if (spf_current != NULL)
-		rfc7208_checks(spf_current, domain, (int)type, r);
+		rfc7208_checks(spf_current, qname, (int)type, r);
 	dns_reply_free(r);
 	return rr;
 }
@@ -697,7 +762,7 @@ static void spf_eom(struct mw_ctx *ctx)
 	double score;
 	char comment[SPF_MAX_COMMENT + 4], expl[SPF_MAX_COMMENT + 4], v_ip[80],
 	     v_from[SPF_MAX_VALUE + 8], v_helo[SPF_MAX_VALUE + 8], v_rcv[SPF_MAX_VALUE + 8],
-	     v_dom[SPF_MAX_VALUE + 8], hdr[1000], text[401];
+	     v_dom[SPF_MAX_VALUE + 8], text[401];
 	size_t i;
 
 	if (mw_direction(ctx) != MW_INBOUND)
@@ -758,7 +823,7 @@ static void spf_eom(struct mw_ctx *ctx)
 			budget.deadline.tv_nsec -= 1000000000L;
 		}
 		budget.expired = 0;
-		budget.lookups = budget.voids = 0;
+		budget.lookups = budget.voids = budget.terms = 0;
 		budget.after_list = budget.after_ptr = 0;
 		budget.permerror[0] = '\0';
 		budget.req = req;
@@ -779,7 +844,8 @@ static void spf_eom(struct mw_ctx *ctx)
 			    SPF_MAX_COMMENT, "()\\");
 		if (budget.permerror[0] != '\0' && res != R_PERMERROR && res != R_TEMPERROR) {
 			res = R_PERMERROR;
-			snprintf(comment, sizeof(comment), "%s: %s", cfg->hostname, budget.permerror);
+			snprintf(comment, sizeof(comment), "%.40s: %.250s", cfg->hostname,
+			    budget.permerror);
 		}
 		if (res != R_PERMERROR && SPF_response_get_explanation(resp) != NULL)
 			printable(expl, sizeof(expl), SPF_response_get_explanation(resp),
@@ -791,10 +857,22 @@ static void spf_eom(struct mw_ctx *ctx)
 	kv_value(v_helo, sizeof(v_helo), helo);
 	kv_value(v_rcv, sizeof(v_rcv), cfg->hostname);
 	kv_value(v_dom, sizeof(v_dom), domain);
-	snprintf(hdr, sizeof(hdr), "%s%s%s%s client-ip=%s; envelope-from=%s; helo=%s; receiver=%s; "
-	    "identity=%s;", res_name[res], comment[0] ? " (" : "", comment, comment[0] ? ")" : "",
-	    v_ip, v_from, v_helo, v_rcv, identity);
-	mw_header_add(ctx, "Received-SPF", hdr);
+	{
+		/* a field within 998 octets: without the comment if need be */
+		struct sbuf h;
+
+		sbuf_init(&h, (size_t)-1);
+		sbuf_addf(&h, "%s%s%s%s client-ip=%s; envelope-from=%s; helo=%s; receiver=%s; "
+		    "identity=%s;", res_name[res], comment[0] ? " (" : "", comment,
+		    comment[0] ? ")" : "", v_ip, v_from, v_helo, v_rcv, identity);
+		if (h.len > 980) {
+			sbuf_reset(&h);
+			sbuf_addf(&h, "%s client-ip=%s; envelope-from=%s; helo=%s; identity=%s;",
+			    res_name[res], v_ip, v_from, v_helo, identity);
+		}
+		mw_header_add(ctx, "Received-SPF", h.data);
+		sbuf_free(&h);
+	}
 	if (from[0] != '\0')
 		mw_auth_result(ctx, "spf", res_name[res], "smtp.mailfrom=%s", v_from);
 	else

@@ -6,6 +6,7 @@
  * into permerror when one is broken.  Pure function, no I/O.
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <stdio.h>
@@ -321,9 +322,30 @@ int spf_record_syntax_ok(const char *rec, size_t len, char *why, size_t whylen)
 	}
 }
 
+/* has_all - does the record hold an "all" mechanism (any qualifier)? */
+static int has_all(const char *rec, size_t len)
+{
+	size_t i = 0, start;
+
+	while (i < len) {
+		if (rec[i] == ' ') {
+			i++;
+			continue;
+		}
+		for (start = i; i < len && rec[i] != ' '; i++)
+			;
+		if (strchr("+-?~", rec[start]) != NULL)
+			start++;
+		if (word_is(rec + start, i - start, "all"))
+			return 1;
+	}
+	return 0;
+}
+
 size_t spf_strip_unknown_modifiers(const char *rec, size_t len, char *out)
 {
 	size_t i = 0, o = 0;
+	int all = has_all(rec, len);
 
 	while (i < len) {
 		size_t start, k;
@@ -338,12 +360,119 @@ size_t spf_strip_unknown_modifiers(const char *rec, size_t len, char *out)
 		    || rec[k] == '_' || rec[k] == '.'); k++)
 			;
 		if (start > 0 && k < i && rec[k] == '=' && k > start
-		    && !word_is(rec + start, k - start, "redirect")
-		    && !word_is(rec + start, k - start, "exp"))
-			continue;	/* an unknown modifier: left out */
+		    && !word_is(rec + start, k - start, "exp")
+		    && (all || !word_is(rec + start, k - start, "redirect")))
+			continue;	/* an unknown modifier, or a redirect with "all" (6.1): left out */
 		memcpy(out + o, rec + start, i - start);
 		o += i - start;
 	}
+	out[o] = '\0';
+	return o;
+}
+
+/* put - append n bytes to out (room for a final NUL kept); -1 if full */
+static int put(char *out, size_t outsz, size_t *o, const char *s, size_t n)
+{
+	if (*o + n + 1 > outsz)
+		return -1;
+	memcpy(out + *o, s, n);
+	*o += n;
+	return 0;
+}
+
+size_t spf_rewrite_cidr0(const char *rec, size_t len, int client_v6, char *out, size_t outsz)
+{
+	size_t i = 0, o = 0;
+	int changed = 0;
+
+	while (i < len) {
+		size_t start, name_len, rest, q = 0;
+		const char *t, *arg;
+
+		if (rec[i] == ' ') {
+			if (put(out, outsz, &o, " ", 1) < 0)
+				return 0;
+			i++;
+			continue;
+		}
+		for (start = i; i < len && rec[i] != ' '; i++)
+			;
+		t = rec + start;
+		if (strchr("+-?~", t[0]) != NULL)
+			q = 1;
+		for (name_len = 0; q + name_len < i - start && isalnum((unsigned char)t[q + name_len]);
+		    name_len++)
+			;
+		arg = t + q + name_len;
+		rest = i - start - q - name_len;
+		if ((word_is(t + q, name_len, "ip4") || word_is(t + q, name_len, "ip6"))
+		    && rest >= 3 && arg[rest - 2] == '/' && arg[rest - 1] == '0') {
+			int v6 = word_is(t + q, name_len, "ip6");
+
+			changed = 1;
+			if (v6 != client_v6)
+				continue;	/* never matches this client: left out */
+			if (put(out, outsz, &o, t, q) < 0 || put(out, outsz, &o, "all", 3) < 0)
+				return 0;
+			continue;
+		}
+		if (word_is(t + q, name_len, "a") || word_is(t + q, name_len, "mx")) {
+			int bad, c4 = -1, c6 = -1;
+			size_t tail = dual_cidr_tail(arg, rest, &bad), dom_len = rest - tail, k;
+			const char *c = arg + dom_len, *slash2;
+			char num[16];
+
+			/* the lengths: "/N", "//M" or "/N//M" */
+			slash2 = tail >= 2 ? strstr(c, "//") : NULL;
+			if (slash2 != NULL && slash2 >= c + tail)
+				slash2 = NULL;
+			if (tail > 0 && c[1] != '/')
+				c4 = atoi(c + 1);
+			if (slash2 != NULL)
+				c6 = atoi(slash2 + 2);
+			if (bad || (c4 != 0 && c6 != 0)) {
+				if (put(out, outsz, &o, t, i - start) < 0)
+					return 0;
+				continue;
+			}
+			changed = 1;
+			if (put(out, outsz, &o, t, q + name_len) < 0)
+				return 0;
+			if ((client_v6 ? c6 : c4) == 0) {
+				/* ":DOMAIN" (without a final dot) or ":%{d}", then the suffix */
+				if (dom_len > 0) {
+					k = dom_len;
+					if (arg[k - 1] == '.')
+						k--;
+					if (put(out, outsz, &o, arg, k) < 0)
+						return 0;
+				} else if (put(out, outsz, &o, ":%{d}", 5) < 0) {
+					return 0;
+				}
+				if (put(out, outsz, &o, SPF_CIDR0_SUFFIX, strlen(SPF_CIDR0_SUFFIX)) < 0)
+					return 0;
+				continue;
+			}
+			/* the 0 is the other family's: keep the domain and this family's length */
+			if (put(out, outsz, &o, arg, dom_len) < 0)
+				return 0;
+			if (!client_v6 && c4 > 0) {
+				snprintf(num, sizeof(num), "/%d", c4);
+				if (put(out, outsz, &o, num, strlen(num)) < 0)
+					return 0;
+			}
+			if (client_v6 && c6 > 0) {
+				snprintf(num, sizeof(num), "//%d", c6);
+				if (put(out, outsz, &o, num, strlen(num)) < 0)
+					return 0;
+			}
+			continue;
+		}
+		if (put(out, outsz, &o, t, i - start) < 0)
+			return 0;
+	}
+	if (!changed)
+		return 0;
 	out[o] = '\0';
 	return o;
 }
