@@ -6,6 +6,7 @@
 /* One line per built-in, grouped by area; each is defined in filters/NAME.c. */
 /* sender authentication */
 extern const struct builtin_filter builtin_spf;
+extern const struct builtin_filter builtin_dkim, builtin_dkim_sign, builtin_dmarc;
 
 /* content */
 extern const struct builtin_filter builtin_attachments;
@@ -17,6 +18,7 @@ extern const struct builtin_filter builtin_clamd;
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
 	&builtin_spf,
+	&builtin_dkim, &builtin_dkim_sign, &builtin_dmarc,
 
 	/* content */
 	&builtin_attachments,

@@ -143,6 +143,21 @@ struct config {
 	unsigned spf_timeout;                 /* ms, all lookups of one check */
 
 	/* --- DKIM, DMARC (issue 4) --- */
+	unsigned dkim_min_key_bits;   /* smaller keys never pass (result "policy") */
+	enum dkim_length_mode { DKIM_LENGTH_WHOLE = 0, DKIM_LENGTH_ACCEPT, DKIM_LENGTH_REFUSE }
+	         dkim_body_length;    /* what a signature with l= may cover */
+	unsigned dkim_timeout;        /* ms for all key lookups of one message */
+	unsigned dkim_max_signatures; /* signatures looked at per message */
+	double   dkim_pass_score;
+	double   dkim_fail_score;
+	char     dkim_sign_keys[32][1024];   /* "domain selector /path/key.pem" */
+	unsigned ndkim_sign_keys;
+	char     dkim_sign_headers[1024];    /* "from:to:subject:..." */
+	char     dkim_oversign_headers[512];
+	enum dmarc_action { DMARC_ACT_REJECT = 0, DMARC_ACT_QUARANTINE, DMARC_ACT_TAG, DMARC_ACT_SCORE }
+	         dmarc_reject_action, dmarc_quarantine_action, dmarc_bad_from_action;
+	double   dmarc_fail_score;
+	char     dmarc_psl_file[512];
 
 	/* --- antivirus (issue 5) --- */
 	char av_database[512];        /* libclamav database directory (or file) */

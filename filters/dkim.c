@@ -1,0 +1,457 @@
+/* dkim.c - the built-in "dkim" filter: DKIM verification (RFC 6376, RSA-
+ * SHA256 and Ed25519-SHA256 per RFC 8463) of inbound messages with
+ * libopendkim.
+ *
+ * Every signature is verified (up to dkim_max_signatures) and reported on
+ * its own: one Authentication-Results entry "dkim=RESULT header.d=
+ * header.s= header.b=" each, and symbols for the message (DKIM_VALID,
+ * DKIM_INVALID, DKIM_TEMPFAIL, DKIM_PERMERROR, DKIM_POLICY, DKIM_NONE).
+ *
+ * Why the care:
+ *   - libopendkim sets DKIM_SIGFLAG_PASSED when the header hash verifies
+ *     even if the body hash does not (LIBRARIES.md 2): a signature passes
+ *     only when both do.
+ *   - Keys never come from libopendkim's own (blocking, deadline-less)
+ *     resolver: dkim_set_key_lookup() hands every lookup to the scanner's
+ *     DNS layer, under one deadline per message (dkim_timeout), so a
+ *     malformed d= or a dead name server costs at most that.
+ *   - rsa-sha1 signatures never pass (RFC 8301), whatever they verify to.
+ *   - l= lets anyone append to a signed body; dkim_body_length decides
+ *     whether such a signature may pass.
+ * The whole message is fed with dkim_chunk() from the raw spool, so simple
+ * canonicalization sees the header fields exactly as they arrived.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <dkim.h>
+
+#include "filters/builtin.h"
+#include "filters/dns.h"
+#include "proxy/headers.h"
+#include "proxy/log.h"
+
+struct dkim_inst {
+	DKIM_LIB *lib;                    /* shared by threads; configured in setup */
+	struct dns *dns;                  /* borrowed: the scanner's DNS layer */
+	const struct config *cfg;         /* borrowed */
+};
+
+#define DKIM_MAX_TEMP 64
+
+/* per message, reached from the key lookup callback via the user context */
+struct verify_ctx {
+	const struct dkim_inst *in;
+	struct timespec deadline;         /* CLOCK_MONOTONIC */
+	DKIM_SIGINFO *temp[DKIM_MAX_TEMP]; /* signatures whose key lookup failed for now */
+	size_t ntemp;
+	int    looked_up;                 /* key lookups so far */
+};
+
+static long ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(deadline->tv_sec - now.tv_sec) * 1000 +
+	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static void mark_temp(struct verify_ctx *vc, DKIM_SIGINFO *sig)
+{
+	if (vc->ntemp < DKIM_MAX_TEMP)
+		vc->temp[vc->ntemp++] = sig;
+}
+
+static int is_temp(const struct verify_ctx *vc, const DKIM_SIGINFO *sig)
+{
+	size_t i;
+
+	for (i = 0; i < vc->ntemp; i++)
+		if (vc->temp[i] == sig)
+			return 1;
+	return 0;
+}
+
+/* key_lookup - libopendkim's key retrieval, answered by the DNS layer:
+ * the TXT record at SELECTOR._domainkey.DOMAIN into buf. */
+static DKIM_CBSTAT key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
+{
+	struct verify_ctx *vc = dkim_get_user_context(d);
+	const char *dom = (const char *)dkim_sig_getdomain(sig);
+	const char *sel = (const char *)dkim_sig_getselector(sig);
+	struct dns_reply *r;
+	char name[600];
+	long left;
+	int n;
+
+	if (vc == NULL || dom == NULL || sel == NULL)
+		return DKIM_CBSTAT_ERROR;
+	vc->looked_up++;
+	left = ms_left(&vc->deadline);
+	if (vc->in->dns == NULL || left <= 0) {
+		mark_temp(vc, sig);
+		return DKIM_CBSTAT_TRYAGAIN;
+	}
+	n = snprintf(name, sizeof(name), "%s._domainkey.%s", sel, dom);
+	if (n < 0 || (size_t)n >= sizeof(name) || n > 253)
+		return DKIM_CBSTAT_NOTFOUND;
+	/* one lookup: at most dns_timeout, and never past the message's deadline */
+	if (vc->in->cfg->dns_timeout > 0 && left > (long)vc->in->cfg->dns_timeout)
+		left = (long)vc->in->cfg->dns_timeout;
+	r = dns_lookup(vc->in->dns, name, DNS_T_TXT, (unsigned)left);
+	switch (r->status) {
+	case DNS_OK: {
+		size_t i;
+
+		/* the first record that looks like a key (RFC 6376 3.6.2.2:
+		 * a name with several records is ambiguous; take the first) */
+		for (i = 0; i < r->count; i++)
+			if (r->rr[i].text != NULL && strlen(r->rr[i].text) == r->rr[i].text_len &&
+			    r->rr[i].text_len < buflen) {
+				memcpy(buf, r->rr[i].text, r->rr[i].text_len + 1);
+				dns_reply_free(r);
+				return DKIM_CBSTAT_CONTINUE;
+			}
+		dns_reply_free(r);
+		return DKIM_CBSTAT_NOTFOUND;
+	}
+	case DNS_SERVFAIL:
+	case DNS_TIMEOUT:
+		dns_reply_free(r);
+		mark_temp(vc, sig);
+		return DKIM_CBSTAT_TRYAGAIN;
+	default:
+		dns_reply_free(r);
+		return DKIM_CBSTAT_NOTFOUND;
+	}
+}
+
+/* prescreen - only the first dkim_max_signatures signatures are verified
+ * (each costs a key lookup and a public-key operation) */
+static DKIM_CBSTAT prescreen(DKIM *d, DKIM_SIGINFO **sigs, int nsigs)
+{
+	struct verify_ctx *vc = dkim_get_user_context(d);
+	int i;
+
+	for (i = vc != NULL ? (int)vc->in->cfg->dkim_max_signatures : nsigs; i < nsigs; i++)
+		dkim_sig_ignore(sigs[i]);
+	return DKIM_CBSTAT_CONTINUE;
+}
+
+static int dkim_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	struct dkim_inst *in = calloc(1, sizeof(*in));
+	unsigned int flags = DKIM_LIBFLAGS_FIXCRLF;
+	unsigned int minbits;
+
+	if (in == NULL || (in->lib = dkim_init(NULL, NULL)) == NULL) {
+		snprintf(err, errlen, "cannot initialize libopendkim");
+		free(in);
+		return -1;
+	}
+	in->dns = env->dns;
+	in->cfg = env->cfg;
+	minbits = env->cfg->dkim_min_key_bits;
+	if (dkim_options(in->lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags)) != DKIM_STAT_OK ||
+	    dkim_options(in->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits, sizeof(minbits)) != DKIM_STAT_OK ||
+	    dkim_set_key_lookup(in->lib, key_lookup) != DKIM_STAT_OK ||
+	    dkim_set_prescreen(in->lib, prescreen) != DKIM_STAT_OK) {
+		snprintf(err, errlen, "cannot configure libopendkim");
+		dkim_close(in->lib);
+		free(in);
+		return -1;
+	}
+	*instance = in;
+	return 0;
+}
+
+static void dkim_fini(void *instance)
+{
+	struct dkim_inst *in = instance;
+
+	if (in == NULL)
+		return;
+	dkim_close(in->lib);
+	free(in);
+}
+
+/* printable - s cut to a printable ASCII token (whitespace dropped; ';',
+ * '(', ')', '"', '\\' and control bytes as '?') into out: it goes into an
+ * Authentication-Results property.  Returns out, or "?" if that is empty. */
+static const char *printable(const char *s, char *out, size_t outsz)
+{
+	size_t i, o = 0;
+
+	for (i = 0; s != NULL && s[i] != '\0' && o + 1 < outsz; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;        /* folding inside b= */
+		out[o++] = (c > 0x20 && c < 0x7f && c != ';' && c != '(' && c != ')' &&
+		    c != '"' && c != '\\') ? (char)c : '?';
+	}
+	out[o] = '\0';
+	return o ? out : "?";
+}
+
+/* canon_body_len - length of the body after DKIM body canonicalization
+ * (RFC 6376 3.4.3/3.4.4), to tell whether l= covers all of it:
+ * libopendkim's own count stops at l=. */
+static size_t canon_body_len(const unsigned char *b, size_t n, int relaxed)
+{
+	size_t total = 0, line = 0, pending_empty = 0, i = 0;
+
+	while (i < n) {
+		size_t e = i, len = 0;
+		int wsp = 0;
+
+		while (e < n && !(b[e] == '\r' && e + 1 < n && b[e + 1] == '\n'))
+			e++;
+		/* the line b[i..e) */
+		if (relaxed) {
+			for (size_t k = i; k < e; k++) {
+				if (b[k] == ' ' || b[k] == '\t') {
+					wsp = 1;
+					continue;
+				}
+				if (wsp && len > 0)
+					len++;       /* a run of WSP inside the line: one SP */
+				wsp = 0;
+				len++;
+			}
+		} else
+			len = e - i;
+		if (e >= n && len == 0)
+			break;               /* nothing after the last CRLF */
+		if (len == 0)
+			pending_empty++;     /* empty lines count only if text follows */
+		else {
+			total += pending_empty * 2 + len + 2;
+			pending_empty = 0;
+		}
+		line++;
+		i = e < n ? e + 2 : n;
+	}
+	/* an empty body is CRLF in simple canonicalization, empty in relaxed */
+	return total == 0 && !relaxed ? 2 : total;
+}
+
+enum sig_result { SR_PASS, SR_FAIL, SR_POLICY, SR_TEMPERROR, SR_PERMERROR, SR_NEUTRAL };
+
+static const char *const result_names[] = {
+	"pass", "fail", "policy", "temperror", "permerror", "neutral"
+};
+
+/* judge - one signature's result and the reason ("" if none) */
+static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx *vc,
+                             DKIM *d, DKIM_SIGINFO *sig, const unsigned char *body,
+                             size_t bodylen, char *why, size_t whylen)
+{
+	unsigned int flags = dkim_sig_getflags(sig);
+	int err = dkim_sig_geterror(sig);
+	ssize_t msglen = -1, canonlen = -1, signlen = -1;
+	unsigned int bits = 0;
+	const char *es;
+
+	why[0] = '\0';
+	if (is_temp(vc, sig)) {
+		snprintf(why, whylen, "key lookup failed for now");
+		return SR_TEMPERROR;
+	}
+	if ((flags & DKIM_SIGFLAG_PASSED) && dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH) {
+		dkim_alg_t a = DKIM_SIGN_UNKNOWN;
+
+		/* RFC 8301 3.1: rsa-sha1 signatures must not be considered valid */
+		if (dkim_sig_getsignalg(sig, &a) == DKIM_STAT_OK && a == DKIM_SIGN_RSASHA1) {
+			snprintf(why, whylen, "rsa-sha1 not accepted");
+			return SR_POLICY;
+		}
+		if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK && bits > 0 &&
+		    bits < in->cfg->dkim_min_key_bits && (flags & DKIM_SIGFLAG_KEYLOADED)) {
+			/* Ed25519 keys are 256 bits and strong: the floor is for RSA */
+			dkim_alg_t alg = DKIM_SIGN_UNKNOWN;
+
+			if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK && alg != DKIM_SIGN_ED25519SHA256) {
+				snprintf(why, whylen, "key of %u bits, below %u", bits,
+				    in->cfg->dkim_min_key_bits);
+				return SR_POLICY;
+			}
+		}
+		if (dkim_sig_getcanonlen(d, sig, &msglen, &canonlen, &signlen) == DKIM_STAT_OK &&
+		    signlen >= 0) {
+			if (in->cfg->dkim_body_length == DKIM_LENGTH_REFUSE) {
+				snprintf(why, whylen, "l= not accepted");
+				return SR_POLICY;
+			}
+			dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
+			size_t full;
+
+			dkim_sig_getcanons(sig, &hc, &bc);
+			full = canon_body_len(body, bodylen, bc == DKIM_CANON_RELAXED);
+			if (in->cfg->dkim_body_length == DKIM_LENGTH_WHOLE && full > (size_t)signlen) {
+				snprintf(why, whylen, "l=%zd covers %zd of %zu body bytes", signlen,
+				    signlen, full);
+				return SR_POLICY;
+			}
+		}
+		return SR_PASS;
+	}
+	es = dkim_sig_geterrorstr(err);
+	if (err == DKIM_SIGERROR_KEYTOOSMALL) {
+		snprintf(why, whylen, "key below %u bits", in->cfg->dkim_min_key_bits);
+		return SR_POLICY;
+	}
+	if ((flags & DKIM_SIGFLAG_PASSED) && dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH) {
+		snprintf(why, whylen, "body hash mismatch");
+		return SR_FAIL;
+	}
+	switch (err) {
+	case DKIM_SIGERROR_BADSIG:
+	case DKIM_SIGERROR_EXPIRED:
+	case DKIM_SIGERROR_FUTURE:
+	case DKIM_SIGERROR_MBSFAILED:
+		snprintf(why, whylen, "%s", es ? es : "bad signature");
+		return SR_FAIL;
+	case DKIM_SIGERROR_KEYFAIL:
+		snprintf(why, whylen, "%s", es ? es : "key lookup failed");
+		return SR_TEMPERROR;
+	case DKIM_SIGERROR_OK:
+	case DKIM_SIGERROR_UNKNOWN:
+		if (!(flags & DKIM_SIGFLAG_PROCESSED)) {
+			snprintf(why, whylen, "not verified");
+			return vc->ntemp ? SR_TEMPERROR : SR_NEUTRAL;
+		}
+		snprintf(why, whylen, "bad signature");
+		return SR_FAIL;
+	default:
+		snprintf(why, whylen, "%s", es ? es : "unusable signature");
+		return SR_PERMERROR;
+	}
+}
+
+/* verify_eom - verify every signature of the message. */
+static void verify_eom(struct mw_ctx *ctx)
+{
+	const struct dkim_inst *in = mw_instance(ctx);
+	struct verify_ctx vc;
+	DKIM_SIGINFO **sigs = NULL;
+	DKIM_STAT st;
+	DKIM *d;
+	const unsigned char *msg, *body;
+	size_t len, bodylen;
+	int nsigs = 0, i, npass = 0, nfail = 0, ntemp = 0, nperm = 0, npolicy = 0;
+
+	if (mw_direction(ctx) != MW_INBOUND)
+		return;
+	if (mw_header(ctx, "DKIM-Signature", 0) == NULL) {
+		mw_auth_result(ctx, "dkim", "none", NULL);
+		mw_symbol(ctx, "DKIM_NONE", 0, "no DKIM signature");
+		return;
+	}
+	memset(&vc, 0, sizeof(vc));
+	vc.in = in;
+	clock_gettime(CLOCK_MONOTONIC, &vc.deadline);
+	vc.deadline.tv_sec += in->cfg->dkim_timeout / 1000;
+	vc.deadline.tv_nsec += (long)(in->cfg->dkim_timeout % 1000) * 1000000;
+	if (vc.deadline.tv_nsec >= 1000000000) {
+		vc.deadline.tv_sec++;
+		vc.deadline.tv_nsec -= 1000000000;
+	}
+
+	d = dkim_verify(in->lib, (const u_char *)mw_session_id(ctx), NULL, &st);
+	if (d == NULL) {
+		mw_log(ctx, LOG_ERR, "dkim_verify: %s", dkim_getresultstr(st));
+		mw_auth_result(ctx, "dkim", "temperror", "reason=\"verifier unavailable\"");
+		mw_symbol(ctx, "DKIM_TEMPFAIL", 0, "DKIM verifier unavailable");
+		return;
+	}
+	dkim_set_user_context(d, &vc);
+	msg = mw_message(ctx, &len);
+	body = msg + header_body_offset((const char *)msg, len);
+	bodylen = len - (size_t)(body - msg);
+	st = dkim_chunk(d, (u_char *)msg, len);
+	if (st == DKIM_STAT_OK)
+		st = dkim_chunk(d, NULL, 0);
+	if (st == DKIM_STAT_OK || st == DKIM_STAT_NOSIG || st == DKIM_STAT_SYNTAX)
+		st = dkim_eom(d, NULL);
+	if ((dkim_getsiglist(d, &sigs, &nsigs) != DKIM_STAT_OK || nsigs <= 0) && vc.ntemp > 0) {
+		/* a key lookup that failed for now stops libopendkim's eom
+		 * before it lists the signatures: report those we saw */
+		sigs = vc.temp;
+		nsigs = (int)vc.ntemp;
+	}
+	if (nsigs <= 0) {
+		/* fields named DKIM-Signature that libopendkim could not even
+		 * take apart: say so once */
+		mw_auth_result(ctx, "dkim", "permerror", "reason=\"unusable signature\"");
+		mw_symbol(ctx, "DKIM_PERMERROR", 0, "unusable DKIM signature (%s)",
+		    dkim_getresultstr(st));
+		dkim_free(d);
+		return;
+	}
+	for (i = 0; i < nsigs && i < (int)in->cfg->dkim_max_signatures; i++) {
+		char why[200], dom[256], sel[128], b[9];
+		const char *bv;
+		enum sig_result r = judge(in, &vc, d, sigs[i], body, bodylen, why, sizeof(why));
+
+		const char *pd, *ps, *pb;
+
+		bv = (const char *)dkim_sig_gettagvalue(sigs[i], 0, (u_char *)"b");
+		pb = printable(bv, b, sizeof(b));
+		pd = printable((const char *)dkim_sig_getdomain(sigs[i]), dom, sizeof(dom));
+		ps = printable((const char *)dkim_sig_getselector(sigs[i]), sel, sizeof(sel));
+		if (why[0])
+			mw_auth_result(ctx, "dkim", result_names[r],
+			    "reason=\"%s\" header.d=%s header.s=%s header.b=%s", why, pd, ps, pb);
+		else
+			mw_auth_result(ctx, "dkim", result_names[r],
+			    "header.d=%s header.s=%s header.b=%s", pd, ps, pb);
+		switch (r) {
+		case SR_PASS:
+			if (npass++ == 0)
+				mw_symbol(ctx, "DKIM_VALID", in->cfg->dkim_pass_score,
+				    "valid DKIM signature of %s", pd);
+			break;
+		case SR_FAIL:
+			if (nfail++ == 0)
+				mw_symbol(ctx, "DKIM_INVALID", in->cfg->dkim_fail_score,
+				    "invalid DKIM signature of %s: %s", pd, why);
+			break;
+		case SR_POLICY:
+			if (npolicy++ == 0)
+				mw_symbol(ctx, "DKIM_POLICY", in->cfg->dkim_fail_score,
+				    "DKIM signature of %s not acceptable: %s", pd, why);
+			break;
+		case SR_TEMPERROR:
+			if (ntemp++ == 0)
+				mw_symbol(ctx, "DKIM_TEMPFAIL", 0, "DKIM signature of %s: %s", pd, why);
+			break;
+		case SR_PERMERROR:
+		case SR_NEUTRAL:
+			if (nperm++ == 0)
+				mw_symbol(ctx, "DKIM_PERMERROR", 0, "DKIM signature of %s: %s", pd, why);
+			break;
+		}
+	}
+	if (nsigs > (int)in->cfg->dkim_max_signatures)
+		mw_log(ctx, LOG_NOTICE, "dkim: %d signatures, verified the first %u", nsigs,
+		    in->cfg->dkim_max_signatures);
+	dkim_free(d);
+}
+
+static const struct mw_filter_ops dkim_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "dkim",
+	.fini = dkim_fini,
+	.on_eom = verify_eom,
+};
+
+const struct builtin_filter builtin_dkim = {
+	.name = "dkim",
+	.ops = &dkim_ops,
+	.setup = dkim_setup,
+};

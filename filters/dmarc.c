@@ -1,0 +1,372 @@
+/* dmarc.c - the built-in "dmarc" filter (RFC 7489) for inbound messages.
+ *
+ * Listed after "spf" and "dkim" in the filters setting, it reads what they
+ * recorded (the spf entry's smtp.mailfrom / smtp.helo when it passed, the
+ * header.d of every dkim signature that passed), fetches the policy record
+ * _dmarc.FROM-DOMAIN (or, failing that, _dmarc.ORG-DOMAIN, where sp=
+ * applies) through the DNS layer and stores it into libopendmarc, which
+ * parses it.  Alignment and organizational domains are ours (libpsl over
+ * dmarc_psl_file): libopendmarc 1.4.2 aligns x.evil.com with y.evil.com
+ * strictly, among other bugs (LIBRARIES.md 3).  pct= sampling is ours too
+ * (the library only parses it): a message not sampled gets the next milder
+ * policy (RFC 7489 6.6.4).
+ *
+ * A message whose From holds several addresses, or none, or no usable
+ * domain, cannot be evaluated and is a policy failure (RFC 7489 6.6.1
+ * says such mail SHOULD be rejected): dmarc_bad_from_action.
+ *
+ * What a failure does is configured per published policy:
+ * dmarc_reject_action (default reject: 550 5.7.1 through reject_reply),
+ * dmarc_quarantine_action (default quarantine), p=none only scores.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include <opendmarc/dmarc.h>
+
+#include "filters/addrlist.h"
+#include "filters/builtin.h"
+#include "filters/dmarc.h"
+#include "filters/dns.h"
+#include "filters/filter_api.h"
+#include "proxy/log.h"
+
+#define DMARC_MAX_DKIM 16
+
+struct dmarc_inst {
+	psl_ctx_t *psl;                  /* read-only after setup */
+	struct dns *dns;                 /* borrowed */
+	const struct config *cfg;        /* borrowed */
+};
+
+/* --- the decision (dmarc.h) ---------------------------------------------- */
+
+const char *dmarc_org_domain(const psl_ctx_t *psl, const char *d, char *out, size_t outsz)
+{
+	const char *r = psl != NULL ? psl_registrable_domain(psl, d) : NULL;
+
+	snprintf(out, outsz, "%s", r != NULL ? r : d);
+	return out;
+}
+
+int dmarc_aligned(const psl_ctx_t *psl, const char *a, const char *b, int strict)
+{
+	char oa[DMARC_DOMAIN_MAX + 1], ob[DMARC_DOMAIN_MAX + 1];
+
+	if (a == NULL || b == NULL || a[0] == '\0' || b[0] == '\0')
+		return 0;
+	if (strcasecmp(a, b) == 0)
+		return 1;
+	if (strict)
+		return 0;
+	dmarc_org_domain(psl, a, oa, sizeof(oa));
+	dmarc_org_domain(psl, b, ob, sizeof(ob));
+	return strcasecmp(oa, ob) == 0;
+}
+
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+static void lib_init(void)
+{
+	/* static: the library keeps a pointer to it.  No TLD file: alignment
+	 * and organizational domains are not its job here. */
+	static OPENDMARC_LIB_T lib;
+
+	memset(&lib, 0, sizeof(lib));
+	lib.tld_type = OPENDMARC_TLD_TYPE_NONE;
+	opendmarc_policy_library_init(&lib);
+}
+
+static char milder(char p)
+{
+	return p == DMARC_RECORD_P_REJECT ? DMARC_RECORD_P_QUARANTINE : DMARC_RECORD_P_NONE;
+}
+
+void dmarc_decide(const psl_ctx_t *psl, const struct dmarc_in *in, struct dmarc_out *out)
+{
+	DMARC_POLICY_T *pc;
+	int p = 0, sp = 0, pct = 100, adkim = 0, aspf = 0, st;
+	char org[DMARC_DOMAIN_MAX + 1];
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	out->policy = out->applied = DMARC_RECORD_P_NONE;
+	out->pct = 100;
+	if (in->record == NULL) {
+		out->result = DMARC_RES_NONE;
+		return;
+	}
+	pthread_once(&lib_once, lib_init);
+	/* the context wants a client address; nothing we ask of it uses one */
+	pc = opendmarc_policy_connect_init((u_char *)"192.0.2.1", DMARC_POLICY_IP_TYPE_IPV4);
+	if (pc == NULL) {
+		out->result = DMARC_RES_PERMERROR;
+		snprintf(out->why, sizeof(out->why), "libopendmarc: no memory");
+		return;
+	}
+	dmarc_org_domain(psl, in->from_domain, org, sizeof(org));
+	st = opendmarc_policy_store_dmarc(pc, (u_char *)in->record, (u_char *)in->from_domain,
+	    in->record_at_org ? (u_char *)org : NULL);
+	if (st != DMARC_PARSE_OKAY) {
+		out->result = DMARC_RES_PERMERROR;
+		snprintf(out->why, sizeof(out->why), "bad DMARC record (%s)",
+		    st == DMARC_PARSE_ERROR_BAD_VERSION ? "version" :
+		    st == DMARC_PARSE_ERROR_NO_REQUIRED_P ? "no p=" : "bad value");
+		opendmarc_policy_connect_shutdown(pc);
+		return;
+	}
+	opendmarc_policy_fetch_p(pc, &p);
+	opendmarc_policy_fetch_sp(pc, &sp);
+	opendmarc_policy_fetch_pct(pc, &pct);
+	opendmarc_policy_fetch_adkim(pc, &adkim);
+	opendmarc_policy_fetch_aspf(pc, &aspf);
+	opendmarc_policy_connect_shutdown(pc);
+
+	for (i = 0; i < in->ndkim; i++)
+		if (dmarc_aligned(psl, in->dkim_domains[i], in->from_domain,
+		    adkim == DMARC_RECORD_A_STRICT))
+			out->dkim_aligned = 1;
+	out->spf_aligned = in->spf_domain != NULL &&
+	    dmarc_aligned(psl, in->spf_domain, in->from_domain, aspf == DMARC_RECORD_A_STRICT);
+	out->policy = (char)(in->record_at_org && sp != DMARC_RECORD_P_UNSPECIFIED ? sp : p);
+	if (out->policy != DMARC_RECORD_P_REJECT && out->policy != DMARC_RECORD_P_QUARANTINE)
+		out->policy = DMARC_RECORD_P_NONE;
+	out->pct = pct < 0 ? 0 : pct > 100 ? 100 : pct;
+	if (out->dkim_aligned || out->spf_aligned) {
+		out->result = DMARC_RES_PASS;
+		out->applied = DMARC_RECORD_P_NONE;
+		return;
+	}
+	out->result = DMARC_RES_FAIL;
+	out->applied = in->draw < (unsigned)out->pct ? out->policy : milder(out->policy);
+}
+
+/* --- the filter ------------------------------------------------------------- */
+
+static int dmarc_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	struct dmarc_inst *in = calloc(1, sizeof(*in));
+
+	if (in == NULL) {
+		snprintf(err, errlen, "no memory");
+		return -1;
+	}
+	if ((in->psl = psl_load_file(env->cfg->dmarc_psl_file)) == NULL) {
+		snprintf(err, errlen, "dmarc_psl_file %s: cannot load the public suffix list",
+		    env->cfg->dmarc_psl_file);
+		free(in);
+		return -1;
+	}
+	in->dns = env->dns;
+	in->cfg = env->cfg;
+	pthread_once(&lib_once, lib_init);
+	*instance = in;
+	return 0;
+}
+
+static void dmarc_fini(void *instance)
+{
+	struct dmarc_inst *in = instance;
+
+	if (in == NULL)
+		return;
+	psl_free(in->psl);
+	free(in);
+}
+
+/* fetch_record - the one DMARC record at _dmarc.DOMAIN into out.
+ * 1 found, 0 none (no record, or several: RFC 7489 6.6.3), -1 temporary
+ * DNS failure. */
+static int fetch_record(const struct dmarc_inst *in, const char *domain, char *out, size_t outsz)
+{
+	struct dns_reply *r;
+	char name[DMARC_DOMAIN_MAX + 16];
+	size_t i, found = 0;
+
+	if (in->dns == NULL)
+		return -1;
+	snprintf(name, sizeof(name), "_dmarc.%s", domain);
+	r = dns_lookup(in->dns, name, DNS_T_TXT, 0);
+	if (r->status == DNS_SERVFAIL || r->status == DNS_TIMEOUT) {
+		dns_reply_free(r);
+		return -1;
+	}
+	for (i = 0; r->status == DNS_OK && i < r->count; i++) {
+		const char *t = r->rr[i].text;
+
+		/* "v=DMARC1" first, then ';' or blanks (RFC 7489 6.4) */
+		if (t == NULL || strlen(t) != r->rr[i].text_len || strncmp(t, "v=DMARC1", 8) != 0 ||
+		    (t[8] != ';' && t[8] != ' ' && t[8] != '\t' && t[8] != '\0'))
+			continue;
+		if (found++ == 0)
+			snprintf(out, outsz, "%s", t);
+	}
+	dns_reply_free(r);
+	return found == 1;
+}
+
+/* domain_of - the domain of an identity "user@domain" or "domain" */
+static const char *domain_of(const char *id)
+{
+	const char *at = strrchr(id, '@');
+
+	return at != NULL ? at + 1 : id;
+}
+
+static const char *policy_name(char p)
+{
+	return p == DMARC_RECORD_P_REJECT ? "reject" : p == DMARC_RECORD_P_QUARANTINE ? "quarantine" : "none";
+}
+
+/* act - what a failure under policy does, per config */
+static void act(struct mw_ctx *ctx, enum dmarc_action a, const char *text)
+{
+	switch (a) {
+	case DMARC_ACT_REJECT:
+		mw_verdict(ctx, MW_REJECT, text);
+		break;
+	case DMARC_ACT_QUARANTINE:
+		mw_verdict(ctx, MW_QUARANTINE, text);
+		break;
+	case DMARC_ACT_TAG:
+		mw_verdict(ctx, MW_TAG, text);
+		break;
+	case DMARC_ACT_SCORE:
+		break;
+	}
+}
+
+static void dmarc_eom(struct mw_ctx *ctx)
+{
+	const struct dmarc_inst *in = mw_instance(ctx);
+	const struct config *cfg = in->cfg;
+	char doms[2][ADDR_DOMAIN_MAX + 1], from[ADDR_DOMAIN_MAX + 1] = "";
+	char org[DMARC_DOMAIN_MAX + 1], record[1024];
+	char dkim_d[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_d[DMARC_DOMAIN_MAX + 1];
+	const char *dkim_list[DMARC_MAX_DKIM];
+	const struct auth_entry *e;
+	const char *v;
+	struct dmarc_in din;
+	struct dmarc_out dout;
+	size_t n, nfrom = 0;
+	int got;
+
+	if (mw_direction(ctx) != MW_INBOUND)
+		return;
+	for (n = 0; (v = mw_header(ctx, "From", n)) != NULL; n++) {
+		size_t k = addrlist_domains(v, doms, 2);
+
+		if (nfrom == 0 && k >= 1)
+			snprintf(from, sizeof(from), "%s", doms[0]);
+		nfrom += k;
+	}
+	if (nfrom != 1 || !domain_ok(from)) {
+		const char *why = nfrom == 0 ? "no From address" : nfrom > 1 ?
+		    "several From addresses" : "From address without a usable domain";
+
+		mw_auth_result(ctx, "dmarc", "fail", "reason=\"%s\" header.from=%s", why,
+		    nfrom == 1 && domain_ok(from) ? from : "invalid");
+		mw_symbol(ctx, "DMARC_BAD_FROM", cfg->dmarc_fail_score, "DMARC cannot apply: %s", why);
+		act(ctx, cfg->dmarc_bad_from_action, "Message refused: the From field must hold exactly one address (DMARC)");
+		return;
+	}
+
+	memset(&din, 0, sizeof(din));
+	din.from_domain = from;
+	dmarc_org_domain(in->psl, from, org, sizeof(org));
+	got = fetch_record(in, from, record, sizeof(record));
+	if (got == 0 && strcmp(org, from) != 0) {
+		got = fetch_record(in, org, record, sizeof(record));
+		din.record_at_org = 1;
+	}
+	if (got < 0) {
+		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_TEMPFAIL", 0, "DMARC record of %s: DNS failure", from);
+		return;
+	}
+	if (got == 0) {
+		mw_auth_result(ctx, "dmarc", "none", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_NONE", 0, "no DMARC record for %s", from);
+		return;
+	}
+	din.record = record;
+
+	/* what spf and dkim recorded before us.  The SPF identity DMARC uses
+	 * is MAIL FROM; HELO only for the null sender (RFC 7489 3.1.2). */
+	for (n = 0; (e = msgscan_auth(ctx->ms, "spf", n)) != NULL; n++)
+		if (strcmp(e->result, "pass") == 0 && din.spf_domain == NULL) {
+			char id[600];
+
+			if ((mw_mail_from(ctx)[0] != '\0' && auth_props_get(e, "smtp.mailfrom", id, sizeof(id))) ||
+			    (mw_mail_from(ctx)[0] == '\0' &&
+			     (auth_props_get(e, "smtp.helo", id, sizeof(id)) ||
+			      auth_props_get(e, "smtp.mailfrom", id, sizeof(id))))) {
+				const char *dd = domain_of(id);
+				size_t dl = strlen(dd);
+
+				if (dl >= sizeof(spf_d))
+					continue;
+				memcpy(spf_d, dd, dl + 1);
+				din.spf_domain = spf_d;
+			}
+		}
+	for (n = 0; (e = msgscan_auth(ctx->ms, "dkim", n)) != NULL && din.ndkim < DMARC_MAX_DKIM; n++)
+		if (strcmp(e->result, "pass") == 0 &&
+		    auth_props_get(e, "header.d", dkim_d[din.ndkim], sizeof(dkim_d[0]))) {
+			dkim_list[din.ndkim] = dkim_d[din.ndkim];
+			din.ndkim++;
+		}
+	din.dkim_domains = dkim_list;
+	din.draw = arc4random_uniform(100);
+
+	dmarc_decide(in->psl, &din, &dout);
+	switch (dout.result) {
+	case DMARC_RES_PASS:
+		mw_auth_result(ctx, "dmarc", "pass", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_PASS", 0, "DMARC pass for %s (%s aligned)", from,
+		    dout.dkim_aligned && dout.spf_aligned ? "DKIM and SPF" : dout.dkim_aligned ? "DKIM" : "SPF");
+		break;
+	case DMARC_RES_PERMERROR:
+		mw_auth_result(ctx, "dmarc", "permerror", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_PERMERROR", 0, "DMARC record of %s: %s", from, dout.why);
+		break;
+	case DMARC_RES_NONE:
+		mw_auth_result(ctx, "dmarc", "none", "header.from=%s", from);
+		break;
+	case DMARC_RES_FAIL: {
+		char text[300];
+
+		mw_auth_result(ctx, "dmarc", "fail", "(p=%s dis=%s) header.from=%s",
+		    policy_name(dout.policy), policy_name(dout.applied), from);
+		mw_symbol(ctx, "DMARC_FAIL", cfg->dmarc_fail_score,
+		    "DMARC fail for %s: policy %s, applied %s (pct=%d)", from,
+		    policy_name(dout.policy), policy_name(dout.applied), dout.pct);
+		snprintf(text, sizeof(text), "Message refused by the DMARC policy of %s", from);
+		if (dout.applied == DMARC_RECORD_P_REJECT) {
+			mw_symbol(ctx, "DMARC_POLICY_REJECT", 0, "p=reject of %s", from);
+			act(ctx, cfg->dmarc_reject_action, text);
+		} else if (dout.applied == DMARC_RECORD_P_QUARANTINE) {
+			mw_symbol(ctx, "DMARC_POLICY_QUARANTINE", 0, "p=quarantine of %s", from);
+			act(ctx, cfg->dmarc_quarantine_action, text);
+		}
+		break;
+	}
+	}
+}
+
+static const struct mw_filter_ops dmarc_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "dmarc",
+	.fini = dmarc_fini,
+	.on_eom = dmarc_eom,
+};
+
+const struct builtin_filter builtin_dmarc = {
+	.name = "dmarc",
+	.ops = &dmarc_ops,
+	.setup = dmarc_setup,
+};

@@ -1,0 +1,202 @@
+"""test_dmarc.py - DMARC through `mailwarden scan` (filters "dkim dmarc"):
+records and keys served by unbound on loopback, messages signed by dkimpy
+with chosen d= domains, and the disposition each case must get; one
+end-to-end reject through the proxy.  The decision itself is also covered
+case by case in tests/unit/test_dmarc.c."""
+
+import pytest
+
+import dkimlib as dl
+
+AUTHSERV = "mw.test"
+# signing domains that have our key (selector s1)
+SIGNERS = ["sign.test", "sub.sign.test", "other.test", "example.co.uk", "mail.example.co.uk",
+           "co.uk", "other.co.uk"]
+
+RECORDS = {
+    "_dmarc.sign.test": ["v=DMARC1; p=reject"],
+    "_dmarc.strict.sign.test": ["v=DMARC1; p=reject; adkim=s"],
+    "_dmarc.quar.test": ["v=DMARC1; p=quarantine"],
+    "_dmarc.none.test": ["v=DMARC1; p=none"],
+    "_dmarc.sp.test": ["v=DMARC1; p=reject; sp=none"],
+    "_dmarc.pct.test": ["v=DMARC1; p=reject; pct=0"],
+    "_dmarc.example.co.uk": ["v=DMARC1; p=reject"],
+    "_dmarc.twice.test": ["v=DMARC1; p=reject", "v=DMARC1; p=none"],
+    "_dmarc.junk.test": ["v=spf1 -all", "not dmarc"],
+    "_dmarc.bad.test": ["v=DMARC1; p=maybe"],
+}
+
+# (name, From field, signer d= or None, extra opts, dmarc result, action, symbol)
+CASES = [
+    ("aligned exact", "a@sign.test", "sign.test", [], "pass", "accept", "DMARC_PASS"),
+    ("aligned relaxed, parent signs subdomain", "a@sub.sign.test", "sign.test", [], "pass", "accept",
+     "DMARC_PASS"),
+    ("aligned relaxed, subdomain signs parent", "a@sign.test", "sub.sign.test", [], "pass", "accept",
+     "DMARC_PASS"),
+    ("unaligned signer, p=reject", "a@sign.test", "other.test", [], "fail", "reject",
+     "DMARC_POLICY_REJECT"),
+    ("unsigned, p=reject", "a@sign.test", None, [], "fail", "reject", "DMARC_FAIL"),
+    ("strict adkim, subdomain signer", "a@strict.sign.test", "sign.test", [], "fail", "reject",
+     "DMARC_FAIL"),
+    ("p=quarantine", "a@quar.test", "other.test", [], "fail", "quarantine",
+     "DMARC_POLICY_QUARANTINE"),
+    ("p=quarantine as tag", "a@quar.test", "other.test", [("dmarc_quarantine_action", "tag")],
+     "fail", "tag", "DMARC_POLICY_QUARANTINE"),
+    ("p=reject as score", "a@sign.test", "other.test", [("dmarc_reject_action", "score"),
+                                                        ("dmarc_fail_score", "3.5")],
+     "fail", "accept", "DMARC_FAIL"),
+    ("p=none scores only", "a@none.test", "other.test", [], "fail", "accept", "DMARC_FAIL"),
+    ("subdomain: sp=none from the org record", "a@x.sp.test", "other.test", [], "fail", "accept",
+     "DMARC_FAIL"),
+    ("org domain itself: p=reject, not sp", "a@sp.test", "other.test", [], "fail", "reject",
+     "DMARC_FAIL"),
+    ("pct=0: reject becomes quarantine", "a@pct.test", "other.test", [], "fail", "quarantine",
+     "DMARC_POLICY_QUARANTINE"),
+    ("co.uk: org domain signs subdomain", "a@mail.example.co.uk", "example.co.uk", [], "pass",
+     "accept", "DMARC_PASS"),
+    ("co.uk: subdomain signs org domain", "a@example.co.uk", "mail.example.co.uk", [], "pass",
+     "accept", "DMARC_PASS"),
+    ("co.uk: the public suffix is no org domain", "a@example.co.uk", "co.uk", [], "fail", "reject",
+     "DMARC_FAIL"),
+    ("co.uk: a sibling is not aligned", "a@example.co.uk", "other.co.uk", [], "fail", "reject",
+     "DMARC_FAIL"),
+    ("no record", "a@norecord.test", "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("two records: none applies", "a@twice.test", "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("no DMARC1 record among TXT", "a@junk.test", "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("bad record", "a@bad.test", "other.test", [], "permerror", "accept", "DMARC_PERMERROR"),
+    ("two From addresses", "a@sign.test, b@sign.test", "sign.test", [], "fail", "reject",
+     "DMARC_BAD_FROM"),
+    ("From address without domain", "undisclosed", "sign.test", [], "fail", "reject",
+     "DMARC_BAD_FROM"),
+    ("two From addresses, as score", "a@sign.test, b@sign.test", "sign.test",
+     [("dmarc_bad_from_action", "score")], "fail", "accept", "DMARC_BAD_FROM"),
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dmarc")
+    keys = dl.make_keys(tmp)
+    records = dict(RECORDS)
+    for d in SIGNERS:
+        records["s1._domainkey." + d] = [keys["rsa"][1]]
+    server = dl.TxtServer(tmp, records)
+    yield tmp, keys, server
+    server.stop()
+
+
+def message(frm, signer, keys):
+    msg = ("%sTo: b@example.net\r\nSubject: dmarc case\r\nMessage-ID: <d@x>\r\n\r\nbody\r\n"
+           % ("From: %s\r\n" % frm if frm is not None else "")).encode()
+    if signer:
+        msg = dl.dkimpy_sign(msg, "s1", signer, keys["rsa"][0],
+                             include_headers=[b"from", b"to", b"subject"])
+    return msg
+
+
+def run_case(world, frm, signer, extra):
+    tmp, keys, server = world
+    p = tmp / "case.eml"
+    p.write_bytes(message(frm, signer, keys))
+    opts = [("filters", "dkim dmarc"), ("authserv_id", AUTHSERV)] + dl.dns_opts(server.forwarder) + extra
+    res, _ = dl.scan(p, opts)
+    return res
+
+
+@pytest.mark.parametrize("name,frm,signer,extra,result,action,symbol", CASES,
+                         ids=[c[0] for c in CASES])
+def test_dmarc_table(world, name, frm, signer, extra, result, action, symbol):
+    res = run_case(world, frm, signer, extra)
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert len(got) == 1, got
+    assert got[0][1] == result, (got, res["symbols"])
+    assert res["action"] == action, res
+    assert symbol in dl.symbols(res), res["symbols"]
+    if action == "reject":
+        assert res["reply"].startswith("550 5.7.1"), res["reply"]
+    if result != "pass":
+        assert "DMARC_PASS" not in dl.symbols(res)
+
+
+def test_no_from_is_a_policy_failure(world):
+    res = run_case(world, None, None, [])
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert [r for _, r, _ in got] == ["fail"]
+    assert res["action"] == "reject" and "DMARC_BAD_FROM" in dl.symbols(res)
+
+
+def test_header_from_property(world):
+    res = run_case(world, "Alice <alice@Sub.Sign.Test>", "sign.test", [])
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert got[0][1] == "pass" and dl.prop(got[0][2], "header.from") == "sub.sign.test"
+
+
+def test_e2e_dmarc_reject_through_proxy(world, mw_factory, upstream):
+    tmp, keys, server = world
+    mw = mw_factory(upstream, opts=[("filters", "dkim dmarc"), ("authserv_id", AUTHSERV)]
+                    + dl.dns_opts(server.forwarder))
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction("a@other.test", ["b@example.net"], message("a@sign.test", "other.test", keys))
+    assert r["final"].code == 550 and "5.7.1" in r["final"].text, r["final"]
+    r = c.transaction("a@sign.test", ["b@example.net"], message("a@sign.test", "sign.test", keys))
+    assert r["final"].code == 250, r["final"]
+    c.quit()
+    got = upstream.wait_messages(1)
+    assert len(got) == 1
+    assert b"dmarc=pass header.from=sign.test" in got[0].content.replace(b"\r\n\t", b" ")
+
+
+def spf_builtin():
+    return dl.mwlib.run_mw(["-t", "-o", "filters=spf"]).returncode == 0
+
+
+@pytest.mark.skipif(not spf_builtin(), reason="the spf built-in is not in this build")
+def test_spf_alignment(tmp_path):
+    """SPF-authenticated MAIL FROM domains align (relaxed) or not; the
+    client address is 192.0.2.10 (dl.scan)."""
+    srv = dl.TxtServer(tmp_path, {
+        "sign.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "bounce.sign.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "other.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "_dmarc.sign.test": ["v=DMARC1; p=reject"],
+        "_dmarc.strict.test": ["v=DMARC1; p=reject; aspf=s"],
+        "strict.test": ["v=spf1 ip4:192.0.2.10 -all"],
+        "bounce.strict.test": ["v=spf1 ip4:192.0.2.10 -all"],
+    })
+    try:
+        p = tmp_path / "m.eml"
+        opts = [("filters", "spf dmarc"), ("authserv_id", AUTHSERV)] + dl.dns_opts(srv.forwarder)
+        for frm, mail_from, want, action in (
+                ("a@sign.test", "x@sign.test", "pass", "accept"),
+                ("a@sign.test", "x@bounce.sign.test", "pass", "accept"),
+                ("a@sign.test", "x@other.test", "fail", "reject"),
+                ("a@strict.test", "x@bounce.strict.test", "fail", "reject"),
+                ("a@strict.test", "x@strict.test", "pass", "accept")):
+            p.write_bytes(message(frm, None, None))
+            res, _ = dl.scan(p, opts, mail_from=mail_from)
+            got = dl.ar_entries(dl.ar_value(res), "dmarc")
+            assert [r for _, r, _ in got] == [want], (frm, mail_from, dl.ar_value(res))
+            assert res["action"] == action, (frm, mail_from, res)
+    finally:
+        srv.stop()
+
+
+def test_dns_timeout_is_temperror(tmp_path, world):
+    """_dmarc.slow.test never answers: dmarc=temperror, nothing applied."""
+    from dnsserver import DnsServer
+    _, keys, _ = world
+    srv = DnsServer(tmp_path / "dns")
+    srv.add_zone("slow.test", [], drop_other=True)
+    srv.start()
+    try:
+        p = tmp_path / "m.eml"
+        p.write_bytes(message("a@slow.test", None, keys))
+        res, took = dl.scan(p, [("filters", "dmarc"), ("authserv_id", AUTHSERV),
+                                ("dns_timeout", "1s")] + dl.dns_opts(srv.forwarder))
+    finally:
+        srv.stop()
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert [r for _, r, _ in got] == ["temperror"], got
+    assert res["action"] == "accept" and "DMARC_TEMPFAIL" in dl.symbols(res)
+    assert took < 6

@@ -1,0 +1,208 @@
+/* test_dmarc.c - the DMARC decision (filters/dmarc.c) on a table of cases:
+ * aligned and unaligned identifiers, strict and relaxed alignment for DKIM
+ * and SPF, subdomain policy (sp=), pct sampling, bad records, and the
+ * public-suffix edge cases where libopendmarc 1.4.2's own alignment is
+ * wrong (co.uk, one-letter labels); organizational domains; the From
+ * address-list parser (several addresses, groups, comments). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "filters/addrlist.h"
+#include "filters/dmarc.h"
+
+#define PSL_FILE "/usr/share/publicsuffix/public_suffix_list.dat"
+
+static psl_ctx_t *psl;
+
+static int setup(void **state)
+{
+	(void)state;
+	psl = psl_load_file(PSL_FILE);
+	return psl == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	psl_free(psl);
+	return 0;
+}
+
+static void test_org_domain(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "example.com", "example.com" },
+		{ "a.b.example.com", "example.com" },
+		{ "a.b.example.co.uk", "example.co.uk" },
+		{ "example.co.uk", "example.co.uk" },
+		{ "co.uk", "co.uk" },                  /* a public suffix: itself */
+		{ "mail.sign.test", "sign.test" },     /* not in the list: the "*" rule */
+		{ "a.example.co.uk", "example.co.uk" }, /* one-letter label kept */
+	};
+	char out[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_string_equal(dmarc_org_domain(psl, cases[i][0], out, sizeof(out)), cases[i][1]);
+}
+
+static void test_alignment(void **state)
+{
+	/* identifier, From domain, strict, aligned */
+	static const struct { const char *a, *b; int strict, want; } cases[] = {
+		{ "example.com", "example.com", 1, 1 },
+		{ "EXAMPLE.com", "example.COM", 1, 1 },
+		{ "mail.example.com", "example.com", 0, 1 },
+		{ "mail.example.com", "example.com", 1, 0 },
+		{ "x.evil.com", "y.evil.com", 0, 1 },        /* same org domain */
+		{ "x.evil.com", "y.evil.com", 1, 0 },        /* libopendmarc says aligned */
+		{ "a.example.co.uk", "b.example.co.uk", 1, 0 }, /* libopendmarc says aligned */
+		{ "a.example.co.uk", "b.example.co.uk", 0, 1 },
+		{ "mail.example.co.uk", "example.co.uk", 1, 0 }, /* libopendmarc says aligned */
+		{ "co.uk", "example.co.uk", 0, 0 },          /* libopendmarc says aligned */
+		{ "example.co.uk", "other.co.uk", 0, 0 },
+		{ "evil-example.com", "example.com", 0, 0 },
+		{ "example.com.evil.com", "example.com", 0, 0 },
+		{ "", "example.com", 0, 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got = dmarc_aligned(psl, cases[i].a, cases[i].b, cases[i].strict);
+
+		if (got != cases[i].want)
+			fail_msg("aligned(%s, %s, strict=%d) = %d, want %d", cases[i].a, cases[i].b,
+			    cases[i].strict, got, cases[i].want);
+	}
+}
+
+struct dcase {
+	const char *name;
+	const char *from, *record;
+	int at_org;
+	const char *spf, *dkim;
+	unsigned draw;
+	enum dmarc_result result;
+	char applied;       /* 'n', 'q', 'r' */
+};
+
+static void test_decisions(void **state)
+{
+	static const struct dcase cases[] = {
+		{ "dkim aligned (relaxed)", "example.com", "v=DMARC1; p=reject", 0,
+		  NULL, "mail.example.com", 0, DMARC_RES_PASS, 'n' },
+		{ "dkim exact", "example.com", "v=DMARC1; p=reject; adkim=s", 0,
+		  NULL, "example.com", 0, DMARC_RES_PASS, 'n' },
+		{ "dkim subdomain, adkim=s", "example.com", "v=DMARC1; p=reject; adkim=s", 0,
+		  NULL, "mail.example.com", 0, DMARC_RES_FAIL, 'r' },
+		{ "spf aligned (relaxed)", "example.com", "v=DMARC1; p=reject", 0,
+		  "bounce.example.com", NULL, 0, DMARC_RES_PASS, 'n' },
+		{ "spf subdomain, aspf=s", "example.com", "v=DMARC1; p=quarantine; aspf=s", 0,
+		  "bounce.example.com", NULL, 0, DMARC_RES_FAIL, 'q' },
+		{ "aspf=s but dkim relaxed passes", "example.com", "v=DMARC1; p=reject; aspf=s", 0,
+		  "bounce.example.com", "x.example.com", 0, DMARC_RES_PASS, 'n' },
+		{ "unaligned dkim", "example.com", "v=DMARC1; p=reject", 0,
+		  NULL, "evil.com", 0, DMARC_RES_FAIL, 'r' },
+		{ "unaligned spf", "example.com", "v=DMARC1; p=reject", 0,
+		  "example.com.evil.com", NULL, 0, DMARC_RES_FAIL, 'r' },
+		{ "nothing authenticated, p=none", "example.com", "v=DMARC1; p=none", 0,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'n' },
+		{ "subdomain: sp= applies", "a.example.com", "v=DMARC1; p=reject; sp=quarantine", 1,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'q' },
+		{ "subdomain: sp=none", "a.example.com", "v=DMARC1; p=reject; sp=none", 1,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'n' },
+		{ "subdomain without sp: p", "a.example.com", "v=DMARC1; p=reject", 1,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'r' },
+		{ "own record: p, not sp", "a.example.com", "v=DMARC1; p=reject; sp=none", 0,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'r' },
+		{ "pct=0: reject becomes quarantine", "example.com", "v=DMARC1; p=reject; pct=0", 0,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'q' },
+		{ "pct=0: quarantine becomes none", "example.com", "v=DMARC1; p=quarantine; pct=0", 0,
+		  NULL, NULL, 0, DMARC_RES_FAIL, 'n' },
+		{ "pct=50, draw 49: sampled", "example.com", "v=DMARC1; p=reject; pct=50", 0,
+		  NULL, NULL, 49, DMARC_RES_FAIL, 'r' },
+		{ "pct=50, draw 50: not sampled", "example.com", "v=DMARC1; p=reject; pct=50", 0,
+		  NULL, NULL, 50, DMARC_RES_FAIL, 'q' },
+		{ "pct=100, draw 99", "example.com", "v=DMARC1; p=reject; pct=100", 0,
+		  NULL, NULL, 99, DMARC_RES_FAIL, 'r' },
+		{ "co.uk: d=co.uk is not example.co.uk", "example.co.uk", "v=DMARC1; p=reject", 0,
+		  NULL, "co.uk", 0, DMARC_RES_FAIL, 'r' },
+		{ "co.uk: sibling registrable domain", "example.co.uk", "v=DMARC1; p=reject", 0,
+		  NULL, "other.co.uk", 0, DMARC_RES_FAIL, 'r' },
+		{ "co.uk: relaxed within example.co.uk", "a.example.co.uk", "v=DMARC1; p=reject", 1,
+		  NULL, "b.example.co.uk", 0, DMARC_RES_PASS, 'n' },
+		{ "co.uk: strict, one-letter label", "a.example.co.uk", "v=DMARC1; p=reject; adkim=s", 1,
+		  NULL, "b.example.co.uk", 0, DMARC_RES_FAIL, 'r' },
+		{ "same org, strict", "x.evil.com", "v=DMARC1; p=reject; adkim=s; aspf=s", 1,
+		  "y.evil.com", "y.evil.com", 0, DMARC_RES_FAIL, 'r' },
+		{ "no record", "example.com", NULL, 0, NULL, "example.com", 0, DMARC_RES_NONE, 'n' },
+		{ "bad p=", "example.com", "v=DMARC1; p=bogus", 0, NULL, NULL, 0, DMARC_RES_PERMERROR, 'n' },
+		{ "no p=", "example.com", "v=DMARC1; rua=mailto:x@example.com", 0, NULL, NULL, 0,
+		  DMARC_RES_PERMERROR, 'n' },
+	};
+	size_t i;
+	int bad = 0;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct dcase *c = &cases[i];
+		const char *dk[1] = { c->dkim };
+		struct dmarc_in in = { c->from, c->record, c->at_org, c->spf, dk, c->dkim ? 1 : 0, c->draw };
+		struct dmarc_out out;
+
+		dmarc_decide(psl, &in, &out);
+		if (out.result != c->result || out.applied != c->applied) {
+			print_error("case \"%s\": result %d applied '%c', want %d '%c'\n", c->name,
+			    out.result, out.applied ? out.applied : '0', c->result, c->applied);
+			bad++;
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
+static void test_addrlist(void **state)
+{
+	char d[4][ADDR_DOMAIN_MAX + 1];
+
+	(void)state;
+	assert_int_equal(addrlist_domains("alice@Example.COM", d, 4), 1);
+	assert_string_equal(d[0], "example.com");
+	assert_int_equal(addrlist_domains("\"Doe, John\" <john@example.org>", d, 4), 1);
+	assert_string_equal(d[0], "example.org");
+	assert_int_equal(addrlist_domains("(x@evil.com, y@evil.com) john@example.org (c)", d, 4), 1);
+	assert_string_equal(d[0], "example.org");
+	assert_int_equal(addrlist_domains("a@one.example, B <b@two.example>", d, 4), 2);
+	assert_string_equal(d[0], "one.example");
+	assert_string_equal(d[1], "two.example");
+	assert_int_equal(addrlist_domains("friends: a@one.example, b@two.example;", d, 4), 2);
+	assert_int_equal(addrlist_domains("undisclosed-recipients:;", d, 4), 0);
+	assert_int_equal(addrlist_domains("", d, 4), 0);
+	assert_int_equal(addrlist_domains("\"a@evil.com\" <a@good.example.>", d, 4), 1);
+	assert_string_equal(d[0], "good.example");
+	assert_int_equal(addrlist_domains("no-at-sign", d, 4), 1);
+	assert_string_equal(d[0], "");
+	assert_int_equal(addrlist_domains("a@b@c.example", d, 4), 1);
+	assert_string_equal(d[0], "c.example");
+	assert_true(domain_ok("example.com"));
+	assert_false(domain_ok("com"));
+	assert_false(domain_ok("legitimate.com(.attacker.com"));
+	assert_false(domain_ok("a..b"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_org_domain),
+		cmocka_unit_test(test_alignment),
+		cmocka_unit_test(test_decisions),
+		cmocka_unit_test(test_addrlist),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
