@@ -43,9 +43,7 @@ end of the test) and dead_dns (a DeadDns, closed at the end).  Import them
 into a test file: `from dnsserver import dns_server, dead_dns  # noqa: F401`.
 """
 
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -105,12 +103,6 @@ def _absolute(owner, zone):
     if owner.endswith("."):
         return owner
     return owner + "." + zone + "."
-
-
-def _die_with_parent():
-    """In the child before exec: SIGTERM when the test process dies, so a
-    killed test run leaves no unbound behind (PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 class DnsServer:
@@ -212,8 +204,7 @@ class DnsServer:
             raise RuntimeError("unbound config refused: %s%s" % (chk.stdout, chk.stderr))
         self.proc = subprocess.Popen([UNBOUND, "-d", "-p", "-c", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log + ".stderr", "w"),
-                                     preexec_fn=_die_with_parent)
+                                     stderr=open(self.log + ".stderr", "w"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
