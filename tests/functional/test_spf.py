@@ -141,3 +141,39 @@ def test_dead_forwarder_tempfail_action(dead_dns, mw_factory, upstream):
     assert r["final"].code == 451, r["final"]
     c.quit()
     assert upstream.messages == []
+
+
+def test_concurrent_checks_keep_their_results(dns_server, mw_factory, upstream):
+    """Scanner threads share one libspf2 server and one DNS cache: 4 clients
+    at once, pass and fail domains mixed, each message gets its own result."""
+    import threading
+    m = start(dns_server, mw_factory, upstream, scanner_threads="4")
+    errors = []
+
+    def client(k):
+        try:
+            for i in range(6):
+                dom = "pass.test" if (i + k) % 2 == 0 else "fail.test"
+                c = m.client(timeout=20)
+                c.ehlo("client.example.org")
+                r = c.transaction("u%d-%d@%s" % (k, i, dom), ["bob@example.net"],
+                                  make_msg(frm="u@" + dom, subject="k%d i%d" % (k, i)))
+                if r["final"].code != 250:
+                    errors.append(r["final"])
+                c.quit()
+        except Exception as e:          # reported below
+            errors.append(e)
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors, errors
+    msgs = upstream.wait_messages(24, timeout=10)
+    assert len(msgs) == 24
+    for msg in msgs:
+        dom = msg.mail_from.rsplit("@", 1)[1]
+        spf = headers_named(msg.content, "Received-SPF")
+        want = "pass" if dom == "pass.test" else "fail"
+        assert len(spf) == 1 and spf[0].startswith(want + " "), (msg.mail_from, spf)
+        assert "envelope-from=%s;" % msg.mail_from in spf[0]
