@@ -1217,6 +1217,12 @@ static void cmd_starttls(struct session *s, const char *arg)
 	if (s->tls_desc[0]) { reply(s, "554 5.5.1 Error: TLS already active"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
 	reply(s, "220 2.0.0 Ready to start TLS");
+	/* RFC 3207 4.2: nothing learnt before TLS survives it: not the EHLO
+	 * name, not an authentication, and not the upstream session opened
+	 * (with XCLIENT, perhaps authenticated) on their strength */
+	s->auth_user[0] = '\0';
+	upstream_close(s->up);
+	s->up = NULL;
 	s->state = SS_TLS;
 	start_tls(s);
 }

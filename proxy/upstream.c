@@ -473,8 +473,6 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 	}
 	enum upstream_err err;
 	if (what == CONN_TLS_FAILED) {
-		SSL *ssl = conn_ssl(c);
-		(void)ssl;
 		slog(u->sid, LOG_WARNING, "upstream=%s %s", u->t->spec, conn_tls_error(c));
 		u->depth++;
 		up_fail(u, UP_ERR_TLS);

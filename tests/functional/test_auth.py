@@ -115,6 +115,22 @@ def test_tls_required_wins_over_auth_plaintext(mw_factory, auth_upstream, pki):
     c.quit()
 
 
+def test_starttls_forgets_plaintext_auth_and_upstream(mw_factory, auth_upstream, pki):
+    """RFC 3207 4.2: an authentication made before STARTTLS does not
+    survive it, nor the upstream session it was made on."""
+    m = mw_auth(mw_factory, auth_upstream, pki, extra=[("auth_plaintext", "yes")])
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("AUTH PLAIN " + b64("\0alice\0" + USERS["alice"])).code == 235
+    starttls(c, pki.client_context())
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    auth_upstream.wait_messages(1)
+    rec = m.audit(1)[-1]
+    assert rec["auth_user"] == "" and rec["protocol"] == "ESMTPS" and rec["direction"] == "inbound"
+
+
 def test_no_auth_without_setting(mw_factory, auth_upstream):
     m = mw_factory(auth_upstream)
     c = m.client()
