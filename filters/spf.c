@@ -754,7 +754,7 @@ static void expand_text(char *out, size_t outsz, const char *tmpl, const char *d
 	sbuf_free(&b);
 }
 
-static void spf_eom(struct mw_ctx *ctx)
+static void spf_check(struct mw_ctx *ctx)
 {
 	struct spf_inst *in = mw_instance(ctx);
 	const struct config *cfg = in->cfg;
@@ -911,10 +911,34 @@ static void spf_eom(struct mw_ctx *ctx)
 		SPF_request_free(req);
 }
 
+/* The check needs only the envelope, so it runs at the first recipient:
+ * a front end that asks before DATA (the milter at RCPT) gets the verdict
+ * in time to refuse the recipient.  At the end of the message it runs if it
+ * has not (a message without recipients, as "mailwarden scan" may give). */
+static void spf_once(struct mw_ctx *ctx)
+{
+	if (mw_msgdata(ctx) != NULL)
+		return;
+	mw_set_msgdata(ctx, ctx, NULL);	/* any non-NULL marks it done */
+	spf_check(ctx);
+}
+
+static void spf_rcpt(struct mw_ctx *ctx, const char *rcpt)
+{
+	(void)rcpt;
+	spf_once(ctx);
+}
+
+static void spf_eom(struct mw_ctx *ctx)
+{
+	spf_once(ctx);
+}
+
 static const struct mw_filter_ops spf_ops = {
 	.api_version = MW_FILTER_API_VERSION,
 	.name = "spf",
 	.fini = spf_fini,
+	.on_rcpt = spf_rcpt,
 	.on_eom = spf_eom,
 };
 

@@ -67,6 +67,11 @@ struct msess {
 	struct milter_fields fields;
 	char     message_id[256];
 	char     subject[256];
+	char     queue_id[64];
+	/* the last recipient refused by an envelope verdict: reported in the
+	 * audit record when the transaction never reaches the end of message */
+	struct scan_result early_res;
+	int      have_early;
 };
 
 /* --- helpers ------------------------------------------------------------------ */
@@ -152,8 +157,11 @@ static void txn_reset(struct msess *s)
 	s->fields.names = NULL;
 	s->fields.count = 0;
 	s->spool_ok = s->too_big = 0;
-	s->message_id[0] = s->subject[0] = '\0';
+	s->message_id[0] = s->subject[0] = s->queue_id[0] = '\0';
 	s->auth_user[0] = s->tls[0] = '\0';
+	if (s->have_early)
+		scan_result_free(&s->early_res);
+	s->have_early = 0;
 	s->in_txn = 0;
 }
 
@@ -284,6 +292,21 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 	    res ? res->score : 0.0, action);
 }
 
+/* txn_finish - a transaction that ends without an end of message (every
+ * recipient refused, RSET, QUIT, a lost connection) still gets its audit
+ * record, as the proxy writes one for a transaction that never reached DATA */
+static void txn_finish(struct msess *s)
+{
+	if (!s->in_txn)
+		return;
+	if (s->have_early)
+		audit(s, &s->early_res, mw_action_name(s->early_res.action), s->early_res.reply,
+		    s->queue_id, "no message: recipients refused");
+	else
+		audit(s, NULL, "none", "", s->queue_id, "no message");
+	txn_reset(s);
+}
+
 /* --- callbacks ------------------------------------------------------------------- */
 
 static struct msess *sess(SMFICTX *ctx)
@@ -386,8 +409,10 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
+	txn_finish(s);
 	txn_reset(s);
 	s->in_txn = 1;
+	snprintf(s->queue_id, sizeof(s->queue_id), "%s", macro(ctx, "i"));
 	s->ntxn++;
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	s->mail_from = strip_angles(argv[0] ? argv[0] : "");
@@ -431,6 +456,12 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why
 		milter_reply(ctx, res.reply);
 		snprintf(why, whysz, "%s", res.reply);
 		rc = res.action == MW_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+		if (s->have_early)
+			scan_result_free(&s->early_res);
+		s->early_res = res;          /* moved: reported if no message follows */
+		s->have_early = 1;
+		scan_request_free(&req);
+		return rc;
 	}
 	scan_result_free(&res);
 	scan_request_free(&req);
@@ -573,7 +604,7 @@ static sfsistat on_abort(SMFICTX *ctx)
 	struct msess *s = sess(ctx);
 
 	if (s != NULL)
-		txn_reset(s);
+		txn_finish(s);
 	return SMFIS_CONTINUE;
 }
 
@@ -582,7 +613,7 @@ static sfsistat on_close(SMFICTX *ctx)
 	struct msess *s = sess(ctx);
 
 	if (s != NULL) {
-		txn_reset(s);
+		txn_finish(s);
 		free(s->helo);
 		free(s);
 		smfi_setpriv(ctx, NULL);
