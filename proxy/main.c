@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "filters/bayes.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "log.h"
@@ -129,6 +130,15 @@ int main(int argc, char **argv)
 		struct config *cfg = load(&c);
 		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
 		int rc = scan_command(cfg, c.nrest, c.rest);
+		config_unref(cfg);
+		return rc;
+	}
+	if (argc > 1 && strcmp(argv[1], "learn") == 0) {         /* Bayes (issue 6) */
+		c.rest[c.nrest++] = argv[1];
+		parse_cli(&c, argc, argv, 2, 0);
+		struct config *cfg = load(&c);
+		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
+		int rc = learn_command(cfg, c.nrest, c.rest);
 		config_unref(cfg);
 		return rc;
 	}
