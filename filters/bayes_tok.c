@@ -12,9 +12,11 @@
  * Tokens are 64-bit FNV-1a hashes of prefix + word; a message keeps each
  * distinct token once (Bayes counts messages, not occurrences).
  *
+ *   - URIs: the host of each URI (and its parent domains), from the
+ *     shared MIME parse.
  * Bounded: at most TEXT_MAX bytes of text and BAYES_MAX_TOKENS tokens per
- * message.  Without the shared MIME parse linked in (mime_get), the raw
- * body is read instead, skipping lines that look base64-encoded.
+ * message.  A message without any MIME part (broken structure) gets its
+ * raw body read instead, skipping lines that look base64-encoded.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -29,9 +31,6 @@
 #define TEXT_MAX   (512 * 1024)     /* text bytes tokenized per message */
 #define WORD_MIN   3
 #define WORD_MAX   15
-
-/* the shared MIME parse, when the MIME layer is linked in */
-extern const struct mime_msg *mime_get(struct mw_ctx *ctx) __attribute__((weak));
 
 struct tok {
 	struct bayes_tokens *out;
@@ -167,6 +166,34 @@ static void raw_body(struct tok *t, const struct msgscan *ms)
 	}
 }
 
+/* uri_host - "U" tokens of a URI's host and each parent domain */
+static void uri_host(struct tok *t, const char *uri)
+{
+	const char *p = strstr(uri, "://"), *h;
+	char host[256];
+	size_t n, k;
+
+	p = p ? p + 3 : uri;
+	h = p;
+	n = strcspn(h, "/?#:@ \t");
+	if (h[n] == '@') {                    /* user@host */
+		h += n + 1;
+		n = strcspn(h, "/?#: \t");
+	}
+	if (n == 0 || n >= sizeof(host))
+		return;
+	for (k = 0; k < n; k++)
+		host[k] = (char)tolower((unsigned char)h[k]);
+	host[n] = '\0';
+	for (const char *d = host; d != NULL; d = strchr(d, '.')) {
+		if (*d == '.')
+			d++;
+		if (strchr(d, '.') == NULL)        /* the TLD alone says little */
+			break;
+		token(t, "U", d, strlen(d));
+	}
+}
+
 /* skip_field - fields that are not evidence: written by filters (ours or
  * others'), or unique to each message */
 static int skip_field(const char *name)
@@ -222,7 +249,7 @@ void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out)
 	memset(&t, 0, sizeof(t));
 	t.out = out;
 	headers(&t, ms);
-	if (mime_get != NULL) {
+	{
 		const struct mime_msg *m = mime_get(ctx);
 
 		for (i = 0; i < m->nparts; i++) {
@@ -242,10 +269,13 @@ void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out)
 				}
 			}
 		}
+		for (i = 0; i < m->nuris; i++)
+			uri_host(&t, m->uris[i]);
 		if (m->parse_error)
 			token(&t, "M", "parse-error", 11);
-	} else
-		raw_body(&t, ms);
+		if (m->nparts == 0)
+			raw_body(&t, ms);
+	}
 
 	qsort(out->h, out->n, sizeof(*out->h), cmp_u64);
 	for (i = 0, k = 0; i < out->n; i++)
