@@ -11,6 +11,8 @@ extern const struct builtin_filter builtin_attachments;
 
 /* spam */
 extern const struct builtin_filter builtin_bayes;
+extern const struct builtin_filter builtin_greylist;
+extern const struct builtin_filter builtin_ratelimit;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
@@ -20,6 +22,8 @@ static const struct builtin_filter *const builtins[] = {
 
 	/* spam */
 	&builtin_bayes,
+	&builtin_greylist,
+	&builtin_ratelimit,
 
 	NULL
 };
