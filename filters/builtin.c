@@ -5,6 +5,7 @@
 
 /* One line per built-in, grouped by area; each is defined in filters/NAME.c. */
 /* sender authentication */
+extern const struct builtin_filter builtin_spf;
 
 /* content */
 extern const struct builtin_filter builtin_attachments;
@@ -16,6 +17,7 @@ extern const struct builtin_filter builtin_ratelimit;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
+	&builtin_spf,
 
 	/* content */
 	&builtin_attachments,

@@ -73,6 +73,14 @@ void dns_reply_free(struct dns_reply *r);
  * in text form; 0, or -1 if ip is not an address. */
 int dns_reverse_name(const char *ip, char *out, size_t outsz);
 
+/* dns_client_name - the forward-confirmed reverse DNS name (FCrDNS) of
+ * the address ip: a PTR name (at most 10 are tried) whose A or AAAA
+ * records hold ip again, lower case, letters/digits/'-'/'.' only.  All
+ * lookups together within budget_ms.  Returns 1 with
+ * the name in out, 0 if there is none (no PTR, or none confirms), -1 on a
+ * temporary error (timeout, SERVFAIL) with out = "".  (rdns.c) */
+int dns_client_name(struct dns *d, const char *ip, unsigned budget_ms, char *out, size_t outsz);
+
 struct dns_stats {
 	uint64_t lookups;      /* dns_lookup calls */
 	uint64_t cache_hits;

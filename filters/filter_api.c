@@ -156,6 +156,14 @@ unsigned mw_client_port(const struct mw_ctx *ctx)
 	return ctx->ms->req->client_port;
 }
 
+const char *mw_client_name(const struct mw_ctx *ctx)
+{
+	const char *fe = ctx->ms->req->client_name;
+
+	/* a front end that knows it (the MTA of a milter) wins */
+	return fe != NULL && fe[0] != '\0' ? fe : ctx->ms->client_name;
+}
+
 const char *mw_helo(const struct mw_ctx *ctx)
 {
 	return nz(ctx->ms->req->helo);

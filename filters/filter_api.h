@@ -54,6 +54,7 @@ struct msgscan {
 	int         cap_logged;             /* "symbol/edit cap reached" said once */
 	struct auth_entry *auth;            /* owned, in the order filters said them */
 	size_t      nauth;
+	char        client_name[256];       /* forward-confirmed reverse DNS, "" if none */
 	void       *mime;                   /* the shared MIME parse (mime.h), lazily built */
 	void      (*mime_free)(void *);
 };

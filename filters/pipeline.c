@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "filters/builtin.h"
+#include "filters/dns.h"
 #include "filters/filter_api.h"
 #include "filters/pipeline.h"
 #include "filters/plugin.h"
@@ -104,6 +105,10 @@ struct pipeline *pipeline_new(struct config *cfg, char *err, size_t errlen)
 	p->cfg = cfg;
 	p->env.cfg = cfg;
 	/* --- DNS layer: create p->env.dns here (issue 4) --- */
+	if ((p->env.dns = dns_new(cfg, err, errlen)) == NULL) {
+		free(p);
+		return NULL;
+	}
 
 	p->filters = xcalloc(MAX_BUILTINS + CFG_MAX_PLUGINS, sizeof(*p->filters));
 	p->builtin = xcalloc(MAX_BUILTINS + CFG_MAX_PLUGINS, sizeof(*p->builtin));
@@ -134,6 +139,7 @@ void pipeline_free(struct pipeline *p)
 	free(p->filters);
 	free(p->builtin);
 	/* --- DNS layer: free p->env.dns here (issue 4) --- */
+	dns_free(p->env.dns);
 	free(p);
 }
 
@@ -174,6 +180,23 @@ static unsigned char *read_copy(int fd, size_t *len)
 	}
 	*len = off;
 	return b;
+}
+
+/* client_name - the client's forward-confirmed reverse DNS, for the
+ * filters (mw_client_name) and the audit log, before any filter runs. */
+static void client_name(struct pipeline *p, const struct scan_request *req, struct msgscan *ms)
+{
+	int rc;
+
+	if (!p->cfg->dns_client_name || p->env.dns == NULL || req->client_ip == NULL
+	    || req->client_ip[0] == '\0')
+		return;
+	if (req->client_name != NULL && req->client_name[0] != '\0')
+		return;		/* the front end knows it */
+	rc = dns_client_name(p->env.dns, req->client_ip, p->cfg->dns_timeout, ms->client_name,
+	    sizeof(ms->client_name));
+	if (rc < 0)
+		slog(req->session_id, LOG_INFO, "reverse DNS of %s: temporary error", req->client_ip);
 }
 
 /* run_filter - one filter through all its hooks over the message. */
@@ -406,6 +429,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	ms.msg = map != NULL ? map : copy != NULL ? copy : empty;
 	ms.len = len;
 	msgscan_parse(&ms);
+	client_name(p, req, &ms);
 
 	for (i = 0; i < p->nfilters; i++)
 		run_filter(&ms, p->filters[i]);
@@ -416,6 +440,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	res->nsymbols = ms.nsymbols;
 	res->edits = ms.edits;
 	res->nedits = ms.nedits;
+	memcpy(res->client_name, ms.client_name, sizeof(res->client_name));
 	ms.symbols = NULL;
 	ms.nsymbols = 0;
 	ms.edits = NULL;

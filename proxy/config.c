@@ -253,8 +253,52 @@ static const struct cfg_opt cfg_opts[] = {
 	      "authserv-id of the Authentication-Results field we add (empty = hostname)"),
 
 	/* --- DNS layer (issue 4) --- */
+	G_STR("dns_forwarder", dns_forwarder, "", NULL,
+	      "resolvers to ask: \"ADDR[@PORT] ...\" (IPv4/IPv6); empty = /etc/resolv.conf"),
+	G_DUR("dns_timeout", dns_timeout, "5s", 100, 60 * MS_S,
+	      "deadline of one DNS lookup; past it the lookup is a temporary error"),
+	G_UINT("dns_cache_size", dns_cache_size, "20000", 16, 10000000,
+	       "DNS answers kept in the scanner's shared cache"),
+	G_DUR("dns_cache_max_ttl", dns_cache_max_ttl, "1d", 0, 7 * 24 * MS_H,
+	      "longest time a DNS answer is kept, whatever its TTL"),
+	G_DUR("dns_negative_ttl", dns_negative_ttl, "15m", 0, 24 * MS_H,
+	      "longest time an NXDOMAIN or NODATA answer is kept (RFC 2308)"),
+	G_DUR("dns_failure_ttl", dns_failure_ttl, "10s", 0, 5 * MS_M,
+	      "how long a failed lookup (SERVFAIL) is remembered before asking again"),
+	{ "dns_client_name", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, dns_client_name, int),
+	  sizeof(int), 0, NULL, NULL, NULL,
+	  "look up the client's forward-confirmed reverse DNS name for filters and the audit log" },
 
 	/* --- SPF (issue 4) --- */
+#define SPF_ACTIONS (const struct cfg_word[]){ { "accept", MW_ACCEPT }, { "tag", MW_TAG }, \
+	{ "quarantine", MW_QUARANTINE }, { "discard", MW_DISCARD }, { "tempfail", MW_TEMPFAIL }, \
+	{ "reject", MW_REJECT }, { NULL, 0 } }
+	G_ENUM("spf_fail_action", spf_fail_action, enum mw_action, "accept", SPF_ACTIONS,
+	       "verdict for SPF fail: accept (score only), tag, quarantine, discard, tempfail, reject"),
+	G_ENUM("spf_softfail_action", spf_softfail_action, enum mw_action, "accept", SPF_ACTIONS,
+	       "verdict for SPF softfail (as spf_fail_action)"),
+	G_ENUM("spf_neutral_action", spf_neutral_action, enum mw_action, "accept", SPF_ACTIONS,
+	       "verdict for SPF neutral (as spf_fail_action)"),
+	G_ENUM("spf_none_action", spf_none_action, enum mw_action, "accept", SPF_ACTIONS,
+	       "verdict for SPF none, no record (as spf_fail_action)"),
+	G_ENUM("spf_temperror_action", spf_temperror_action, enum mw_action, "accept", SPF_ACTIONS,
+	       "verdict for SPF temperror, a DNS failure (as spf_fail_action)"),
+	G_ENUM("spf_permerror_action", spf_permerror_action, enum mw_action, "accept", SPF_ACTIONS,
+	       "verdict for SPF permerror, a broken record (as spf_fail_action)"),
+#undef SPF_ACTIONS
+	G_DBL("spf_pass_score", spf_pass_score, "-0.1", -1000, 1000, "score of SPF_PASS"),
+	G_DBL("spf_fail_score", spf_fail_score, "3.0", -1000, 1000, "score of SPF_FAIL"),
+	G_DBL("spf_softfail_score", spf_softfail_score, "1.0", -1000, 1000, "score of SPF_SOFTFAIL"),
+	G_DBL("spf_neutral_score", spf_neutral_score, "0", -1000, 1000, "score of SPF_NEUTRAL"),
+	G_DBL("spf_none_score", spf_none_score, "0", -1000, 1000, "score of SPF_NONE"),
+	G_DBL("spf_temperror_score", spf_temperror_score, "0", -1000, 1000, "score of SPF_TEMPERROR"),
+	G_DBL("spf_permerror_score", spf_permerror_score, "0.5", -1000, 1000, "score of SPF_PERMERROR"),
+	G_STR("spf_reject_text", spf_reject_text, "SPF: %{i} is not allowed to send mail for %{d}",
+	      NULL, "reply text of an SPF reject; %{d} domain, %{i} client address, %{e} its explanation"),
+	G_STR("spf_skip_networks", spf_skip_networks, "127.0.0.0/8 ::1", NULL,
+	      "clients in these networks (CIDR, space-separated) are not SPF-checked"),
+	G_DUR("spf_timeout", spf_timeout, "15s", 100, 5 * MS_M,
+	      "deadline of all DNS lookups of one SPF check together"),
 
 	/* --- DKIM, DMARC (issue 4) --- */
 

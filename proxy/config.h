@@ -106,8 +106,26 @@ struct config {
 	char authserv_id[256];        /* Authentication-Results authserv-id; "" = hostname */
 
 	/* --- DNS layer (issue 4) --- */
+	char     dns_forwarder[256];  /* "ADDR[@PORT] ..."; "" = /etc/resolv.conf */
+	unsigned dns_timeout;         /* ms, deadline of one lookup */
+	unsigned dns_cache_size;      /* answers kept (entries) */
+	unsigned dns_cache_max_ttl;   /* ms, longest time an answer is kept */
+	unsigned dns_negative_ttl;    /* ms, longest time NXDOMAIN/NODATA is kept */
+	unsigned dns_failure_ttl;     /* ms, how long SERVFAIL is remembered */
+	int      dns_client_name;     /* look up the client's forward-confirmed reverse DNS */
 
 	/* --- SPF (issue 4) --- */
+	enum mw_action spf_fail_action;       /* verdict per result; MW_ACCEPT = none */
+	enum mw_action spf_softfail_action;
+	enum mw_action spf_neutral_action;
+	enum mw_action spf_none_action;
+	enum mw_action spf_temperror_action;
+	enum mw_action spf_permerror_action;
+	double spf_pass_score, spf_fail_score, spf_softfail_score, spf_neutral_score;
+	double spf_none_score, spf_temperror_score, spf_permerror_score;
+	char   spf_reject_text[400];          /* %{d} domain, %{i} client, %{e} explanation */
+	char   spf_skip_networks[512];        /* CIDRs whose clients are not checked */
+	unsigned spf_timeout;                 /* ms, all lookups of one check */
 
 	/* --- DKIM, DMARC (issue 4) --- */
 

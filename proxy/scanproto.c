@@ -199,6 +199,7 @@ json_object *scan_result_to_json(const struct scan_result *r)
 	json_object_object_add(o, "edits", a);
 	add_str(o, "quarantine_id", r->quarantine_id);
 	add_str(o, "error", r->error);
+	add_str(o, "client_name", r->client_name);
 	json_object_object_add(o, "scan_ms", new_double(r->scan_ms));
 	return o;
 }
@@ -484,6 +485,8 @@ int scan_result_from_json(json_object *j, struct scan_result *r)
 	    || !all_of(r->quarantine_id, LOWER_DIGITS UPPER_DIGITS "-_.")
 	    || r->quarantine_id[0] == '.'
 	    || get_buf(j, "error", r->error, sizeof(r->error)) < 0
+	    || get_buf(j, "client_name", r->client_name, sizeof(r->client_name)) < 0
+	    || !all_of(r->client_name, LOWER_DIGITS "-.")
 	    || get_double(j, "scan_ms", &r->scan_ms) < 0)
 		goto bad;
 	if (get_array(j, "symbols", SP_MAX_SYMBOLS, &a, &n) < 0)

@@ -66,6 +66,7 @@ struct scan_result {
 	size_t   nedits;
 	char     quarantine_id[64];  /* set when action == MW_QUARANTINE */
 	char     error[256];         /* set when the scan failed: action is then MW_TEMPFAIL */
+	char     client_name[256];   /* forward-confirmed reverse DNS of the client, "" if none */
 	double   scan_ms;
 };
 

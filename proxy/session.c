@@ -279,6 +279,8 @@ static void audit_txn(struct session *s, struct txn *t)
 	json_object_object_add(j, "action", json_object_new_string(t->action ? t->action : "none"));
 	if (t->fault[0]) json_object_object_add(j, "fault", jstr(t->fault));
 	if (t->have_res && t->res.error[0]) json_object_object_add(j, "scan_error", jstr(t->res.error));
+	if (t->have_res && t->res.client_name[0])
+		json_object_object_add(j, "client_name", jstr(t->res.client_name));
 	if (t->have_res && t->res.quarantine_id[0])
 		json_object_object_add(j, "quarantine_id", jstr(t->res.quarantine_id));
 	json_object_object_add(j, "reply", jstr(t->reply));

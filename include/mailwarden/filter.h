@@ -77,6 +77,10 @@ const char *mw_listener(const struct mw_ctx *ctx);
 enum mw_direction mw_direction(const struct mw_ctx *ctx);
 const char *mw_client_ip(const struct mw_ctx *ctx);     /* "" if unknown */
 unsigned    mw_client_port(const struct mw_ctx *ctx);
+/* the client's forward-confirmed reverse DNS name (its PTR name whose
+ * A/AAAA records hold the address again), lower case; "" if there is none
+ * or it could not be looked up (dns_client_name setting) */
+const char *mw_client_name(const struct mw_ctx *ctx);
 const char *mw_helo(const struct mw_ctx *ctx);
 const char *mw_mail_from(const struct mw_ctx *ctx);
 size_t      mw_rcpt_count(const struct mw_ctx *ctx);

@@ -10,6 +10,7 @@ AUDIT = {
     "direction": "direction",
     "client_ip": "client_ip",
     "client_port": "client_port",
+    "client_name": "client_name",     # forward-confirmed reverse DNS; absent if none
     "helo": "helo",
     "mail_from": "mail_from",
     "rcpts": "rcpts",                 # list of objects:
