@@ -14,6 +14,7 @@ extern const struct builtin_filter builtin_attachments;
 extern const struct builtin_filter builtin_bayes;
 extern const struct builtin_filter builtin_greylist;
 extern const struct builtin_filter builtin_ratelimit;
+extern const struct builtin_filter builtin_dnsbl;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
@@ -26,6 +27,7 @@ static const struct builtin_filter *const builtins[] = {
 	&builtin_bayes,
 	&builtin_greylist,
 	&builtin_ratelimit,
+	&builtin_dnsbl,
 
 	NULL
 };
