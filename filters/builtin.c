@@ -15,6 +15,7 @@ extern const struct builtin_filter builtin_bayes;
 extern const struct builtin_filter builtin_greylist;
 extern const struct builtin_filter builtin_ratelimit;
 extern const struct builtin_filter builtin_dnsbl;
+extern const struct builtin_filter builtin_spamd;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
@@ -28,6 +29,7 @@ static const struct builtin_filter *const builtins[] = {
 	&builtin_greylist,
 	&builtin_ratelimit,
 	&builtin_dnsbl,
+	&builtin_spamd,
 
 	NULL
 };
