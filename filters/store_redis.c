@@ -352,10 +352,11 @@ static int redis_tokens_add(void *vb, const struct store_token *t, size_t n, int
 		argv[2] = nk;
 		for (i = 0; i < m; i++) {
 			token_key(b, t[off + i].hash, keys[i], sizeof(keys[i]));
-			snprintf(nums[i][0], sizeof(nums[i][0]), "%s%" PRIu32, sign < 0 ? "-" : "",
-			    t[off + i].spam);
-			snprintf(nums[i][1], sizeof(nums[i][1]), "%s%" PRIu32, sign < 0 ? "-" : "",
-			    t[off + i].ham);
+			/* Redis refuses "-0" as an integer */
+			snprintf(nums[i][0], sizeof(nums[i][0]), "%s%" PRIu32,
+			    sign < 0 && t[off + i].spam ? "-" : "", t[off + i].spam);
+			snprintf(nums[i][1], sizeof(nums[i][1]), "%s%" PRIu32,
+			    sign < 0 && t[off + i].ham ? "-" : "", t[off + i].ham);
 			argv[3 + i] = keys[i];
 			argv[3 + m + 2 * i] = nums[i][0];
 			argv[3 + m + 2 * i + 1] = nums[i][1];

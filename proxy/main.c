@@ -68,6 +68,10 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 			exit(1);
 		} else if (c->nrest < (int)(sizeof c->rest / sizeof c->rest[0]) - 1) {
 			c->rest[c->nrest++] = argv[i];
+		} else {
+			/* never drop an argument silently (learn takes many files) */
+			fprintf(stderr, "mailwarden: too many arguments (give directories instead of files)\n");
+			exit(1);
 		}
 	}
 }
