@@ -5,7 +5,8 @@
  *     longer words become "sk:" + their first 7 bytes (random strings
  *     otherwise make every message unique);
  *   - header fields: the words of each field, prefixed by the field name
- *     (so "free" in a Subject is not "free" in a Received line); fields
+ *     (so "free" in a Subject is not "free" in a Received line; the
+ *     Subject's words and word pairs under "S" only); fields
  *     written by filters (X-Spam-*, our own) are skipped, as are those
  *     that only identify one message (Date, Message-ID's local part);
  *   - attachments: their content type and filename extension.
@@ -226,9 +227,10 @@ static void headers(struct tok *t, const struct msgscan *ms)
 		snprintf(prefix, sizeof(prefix), "H%.36s", f->name);
 		for (k = 1; prefix[k]; k++)
 			prefix[k] = (char)tolower((unsigned char)prefix[k]);
-		words(t, prefix, f->value, strnlen(f->value, 4096), 0);
 		if (strcasecmp(f->name, "Subject") == 0)
 			words(t, "S", f->value, strnlen(f->value, 4096), 1);
+		else
+			words(t, prefix, f->value, strnlen(f->value, 4096), 0);
 	}
 }
 
