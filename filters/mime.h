@@ -30,7 +30,9 @@ struct mime_part {
 	int         is_text;          /* text/plain or text/html */
 	int         is_html;
 	/* decoded content (transfer encoding removed); for text parts
-	 * converted to UTF-8 (charset honoured; invalid bytes replaced) */
+	 * converted to UTF-8 (charset honoured; invalid bytes replaced by
+	 * U+FFFD, NUL bytes by spaces).  Always followed by a NUL byte
+	 * (data[len] == 0), so text can be used as a C string. */
 	const unsigned char *data;
 	size_t      len;
 	/* for text/html: the visible text rendered as SpamAssassin's body
@@ -48,7 +50,11 @@ struct mime_part {
 struct mime_msg {
 	struct mime_part *parts;      /* nparts leaves */
 	size_t            nparts;
-	char            **uris;       /* URIs found in text and HTML parts, deduplicated */
+	/* URIs found in text and HTML parts, deduplicated, valid UTF-8:
+	 * HTML href/src/action/background values (entities decoded; "#...",
+	 * cid: and data: left out) and bare http://, https:// and www. in
+	 * text (www.x given as http://www.x), trailing punctuation cut */
+	char            **uris;
 	size_t            nuris;
 	int               parse_error;/* the MIME structure was broken somewhere
 	                               * (or a MIME_MAX_* limit was reached) */

@@ -45,6 +45,18 @@ def zip_bytes(files):
     return b.getvalue()
 
 
+def tar_gz_bytes(files):
+    """files: {name: bytes} -> a gzip-compressed tar archive."""
+    import tarfile
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w:gz") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return b.getvalue()
+
+
 def encrypted_zip(files, password="infected"):
     """files: {name: bytes} -> a zip whose entries are encrypted
     (PKWARE traditional encryption, with Debian's zip -P)."""

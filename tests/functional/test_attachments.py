@@ -63,6 +63,10 @@ CASES = [
      [L.part("application/zip", L.zip_bytes({"scan.pdf": EXE}),
              "attachment; filename=\"scans.zip\"")],
      "reject", "ATTACH_ARCHIVE_BANNED", "of type application/vnd.microsoft.portable-executable"),
+    ("banned_name_in_tar_gz",
+     [L.part("application/gzip", L.tar_gz_bytes({"docs/readme.txt": b"hi\n", "docs/start.vbs": b"x\n"}),
+             "attachment; filename=\"docs.tar.gz\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "contains docs/start.vbs"),
     ("zip_in_zip",
      [L.part("application/zip", L.zip_bytes({"inner.zip": L.zip_bytes({"run.cmd": b"echo\n"})}),
              "attachment; filename=\"outer.zip\"")],
@@ -78,6 +82,11 @@ CASES = [
                                       "attachment; filename=\"game.com\"")],
                               subject="inner", boundary="inner_b"))],
      "reject", "ATTACH_BANNED_EXT", "game.com"),
+    ("text_that_looks_like_dos_com",
+     # GB2312 text starting with 0xb8 (x86 "mov ax"): libmagic's DOS .COM guess
+     [L.part("text/plain; charset=gb2312", b"\xb8\xe5\xbc\xfe\xa3\xba\xd2\xb0\xc2\xf9\n" * 20,
+             "attachment; filename=\"notes.txt\"", cte="8bit")],
+     "accept", None, None),
     ("clean_attachments",
      [L.part("application/pdf", L.PDF, "attachment; filename=\"invoice.pdf\""),
       L.part("image/png", L.PNG, "inline; filename=\"logo.png\""),
@@ -88,6 +97,11 @@ CASES = [
              "attachment; filename=\"setup-1.2.txt\"")],
      "accept", None, None),
 ]
+
+
+def case_msg(name):
+    """the message of the table's case called name"""
+    return L.message(next(c[1] for c in CASES if c[0] == name))
 
 
 def scan(tmp_path, msg, *opts, direction=None):
@@ -125,7 +139,7 @@ def test_attachment_table(tmp_path, case):
 def test_without_filter_nothing_is_checked(tmp_path):
     """the same banned file passes when the filter is not enabled"""
     f = tmp_path / "m.eml"
-    f.write_bytes(L.message(CASES[0][1]))
+    f.write_bytes(case_msg("double_extension"))
     p = run_mw(["scan", str(f)])
     assert json.loads(p.stdout)["action"] == "accept"
 
@@ -133,7 +147,7 @@ def test_without_filter_nothing_is_checked(tmp_path):
 @pytest.mark.parametrize("setting,expect", [("quarantine", "quarantine"), ("tag", "tag"),
                                             ("none", "accept")])
 def test_action_per_rule(tmp_path, setting, expect):
-    msg = L.message(CASES[0][1])
+    msg = case_msg("double_extension")
     out = scan(tmp_path, msg, "attach_inbound_extension_action=" + setting)
     assert out["action"] == expect
     assert ("ATTACH_DOUBLE_EXT" in attach_symbols(out)) == (setting != "none")
@@ -161,7 +175,7 @@ def test_direction_lists_and_actions(tmp_path):
 
 
 def test_archive_scanning_off(tmp_path):
-    msg = L.message(CASES[9][1])         # banned name in a zip
+    msg = case_msg("banned_name_in_zip")
     assert scan(tmp_path, msg, "attach_scan_archives=no")["action"] == "accept"
 
 
@@ -172,6 +186,15 @@ def test_archive_depth(tmp_path):
                             "attachment; filename=\"o.zip\"")])
     assert scan(tmp_path, msg)["action"] == "reject"
     assert scan(tmp_path, msg, "attach_archive_depth=1")["action"] == "accept"
+
+
+def test_archive_max_entries(tmp_path):
+    """entries past attach_archive_max_entries are not looked at"""
+    files = {"f%d.txt" % i: b"x\n" for i in range(5)}
+    files["z_last.exe"] = b"x\n"
+    msg = L.message([L.part("application/zip", L.zip_bytes(files), "attachment; filename=\"many.zip\"")])
+    assert scan(tmp_path, msg)["action"] == "reject"
+    assert scan(tmp_path, msg, "attach_archive_max_entries=3")["action"] == "accept"
 
 
 def test_broken_mime_does_not_crash(tmp_path):
@@ -211,15 +234,16 @@ def send(m, msg):
 
 def test_proxy_reject_banned(mw_factory, upstream):
     m = mw_factory(upstream, opts=[("filters", "attachments")])
-    r = send(m, L.message(CASES[0][1]))
+    r = send(m, case_msg("double_extension"))
     assert r.code == 550, r
     assert "Banned attachment invoice.pdf.exe" in r.text, r.text
-    clean = L.message(CASES[-1][1])
+    clean = case_msg("clean_attachments")
     assert send(m, clean).code == 250
     msgs = upstream.wait_messages(1)
     assert len(msgs) == 1 and b"invoice.pdf\"" in msgs[0].content
     rec = m.audit(2)
     assert "ATTACH_DOUBLE_EXT" in A.symbols(rec[0])
+    assert 'banned attachment rule=extension file="invoice.pdf.exe"' in m.stderr_tail(200)
     assert A.field(rec[0], "action") == "reject"
 
 
@@ -237,7 +261,7 @@ def test_proxy_tag_encrypted(mw_factory, upstream):
 def test_proxy_quarantine(mw_factory, upstream):
     m = mw_factory(upstream, opts=[("filters", "attachments"),
                                    ("attach_inbound_content_action", "quarantine")])
-    r = send(m, L.message(CASES[6][1]))          # executable declared text/plain
+    r = send(m, case_msg("executable_as_text_plain"))
     assert r.code == 250, r
     rec = m.audit(1)
     assert A.field(rec[0], "action") == "quarantine"

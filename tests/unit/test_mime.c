@@ -4,6 +4,7 @@
  * URIs from text and HTML (deduplicated), one parse shared by every filter
  * of a message, and hostile structures (no boundary, garbage, deep nesting,
  * too many parts) giving parse_error without a crash. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -146,6 +147,10 @@ static void test_tree(void **state)
 	assert_true(m->parts[1].is_text && m->parts[1].is_html);
 	assert_false(m->parts[2].is_text);
 
+	for (size_t i = 0; i < m->nparts; i++) {
+		assert_int_equal(m->parts[i].data[m->parts[i].len], 0);
+		assert_int_equal(m->parts[i].raw[m->parts[i].raw_len], 0);
+	}
 	/* decoded content: base64 removed */
 	p = &m->parts[3];
 	assert_int_equal(p->len, 12);
@@ -400,6 +405,45 @@ static void test_lf_only(void **state)
 	mime_free(m);
 }
 
+/* scanner threads parse different messages at once: GMime objects are per
+ * call, g_mime_init runs once; every thread gets the same answer */
+#define THREADS 4
+#define ROUNDS  40
+
+static void *parse_many(void *arg)
+{
+	long bad = 0;
+	int i;
+
+	(void)arg;
+	for (i = 0; i < ROUNDS; i++) {
+		struct mime_msg *m = parse_big();
+
+		if (m->nparts != 6 || m->nuris != 5 || m->parse_error ||
+		    strcmp(m->parts[3].filename, "\xe2\x82\xac invoice.pdf.exe") != 0 ||
+		    strstr((const char *)m->parts[4].data, "\xd0\x9f\xd1\x80") == NULL)
+			bad++;
+		mime_free(m);
+	}
+	return (void *)bad;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t t[THREADS];
+	int i;
+
+	(void)state;
+	for (i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, parse_many, NULL), 0);
+	for (i = 0; i < THREADS; i++) {
+		void *bad;
+
+		assert_int_equal(pthread_join(t[i], &bad), 0);
+		assert_int_equal((long)bad, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_too_many_parts),
 		cmocka_unit_test(test_lf_only),
+		cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
