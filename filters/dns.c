@@ -141,9 +141,22 @@ static struct dns_reply *reply_copy(const struct dns_reply *src, unsigned ttl)
 	return r;
 }
 
+/* put_byte - one byte of a label in our canonical form: letters lower
+ * case, digits, '-' and '_' as they are, any other byte as \DDD (so a name
+ * with a dot or a space inside a label survives the trip to libunbound,
+ * and a name from a reply can be looked up again as it is) */
+static size_t put_byte(char *out, unsigned char c)
+{
+	if (isalnum(c) || c == '-' || c == '_') {
+		out[0] = (char)tolower(c);
+		return 1;
+	}
+	return (size_t)snprintf(out, 5, "\\%03u", c);
+}
+
 /* wire_name - the uncompressed wire-format name at p (len bytes available)
- * in presentation form, lower case, no final dot; bytes that are not
- * letters, digits, '-' or '_' as \DDD.  NULL if malformed. */
+ * in canonical presentation form (put_byte), no final dot.  NULL if
+ * malformed. */
 static char *wire_name(const unsigned char *p, size_t len)
 {
 	char out[DNS_NAME_MAX * 4 + 8];
@@ -166,10 +179,7 @@ static char *wire_name(const unsigned char *p, size_t len)
 
 			if (o + 5 >= sizeof(out))
 				return NULL;
-			if (isalnum(c) || c == '-' || c == '_')
-				out[o++] = (char)tolower(c);
-			else
-				o += (size_t)snprintf(out + o, sizeof(out) - o, "\\%03u", c);
+			o += put_byte(out + o, c);
 		}
 		i += n;
 	}
@@ -559,6 +569,10 @@ void dns_free(struct dns *d)
 
 	if (d == NULL)
 		return;
+	if (d->stats.lookups > 0)
+		slog(NULL, LOG_INFO, "dns: lookups=%llu cache_hits=%llu timeouts=%llu failures=%llu",
+		    (unsigned long long)d->stats.lookups, (unsigned long long)d->stats.cache_hits,
+		    (unsigned long long)d->stats.timeouts, (unsigned long long)d->stats.failures);
 	if (d->dispatcher_running) {
 		ssize_t n;
 
@@ -591,14 +605,18 @@ void dns_free(struct dns *d)
 
 /* --- lookups --------------------------------------------------------- */
 
-/* normalize - name lower case, without the final dot, checked: 0 or -1 */
+/* normalize - name in canonical form (put_byte), without the final dot:
+ * the cache key and what libunbound is asked.  The input is raw bytes,
+ * '.' between labels, "\DDD" or "\X" standing for one byte (as in names
+ * from replies).  0, or -1 for an empty label, a label over 63 bytes, a
+ * name over 253 bytes (the wire limit of 255 with its length bytes). */
 static int normalize(const char *name, char *out, size_t outsz)
 {
-	size_t n = strlen(name), i, label = 0;
+	size_t n = strlen(name), i, o = 0, label = 0, wire = 0;
 
-	if (n > 0 && name[n - 1] == '.')
+	if (n > 0 && name[n - 1] == '.' && (n < 2 || name[n - 2] != '\\'))
 		n--;
-	if (n == 0 || n > DNS_NAME_MAX || n >= outsz)
+	if (n == 0)
 		return -1;
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
@@ -607,16 +625,31 @@ static int normalize(const char *name, char *out, size_t outsz)
 			if (label == 0)
 				return -1;	/* empty label */
 			label = 0;
-		} else if (c <= 0x20 || c == 0x7f || c == '\\') {
-			return -1;	/* would not survive presentation form */
-		} else if (++label > 63) {
-			return -1;
+			wire++;
+			if (o + 1 >= outsz)
+				return -1;
+			out[o++] = '.';
+			continue;
 		}
-		out[i] = (char)tolower(c);
+		if (c == '\\' && i + 3 < n && isdigit((unsigned char)name[i + 1])
+		    && isdigit((unsigned char)name[i + 2]) && isdigit((unsigned char)name[i + 3])) {
+			unsigned v = (unsigned)(name[i + 1] - '0') * 100
+			    + (unsigned)(name[i + 2] - '0') * 10 + (unsigned)(name[i + 3] - '0');
+
+			if (v > 255)
+				return -1;
+			c = (unsigned char)v;
+			i += 3;
+		} else if (c == '\\' && i + 1 < n) {
+			c = (unsigned char)name[++i];
+		}
+		if (++label > 63 || ++wire > DNS_NAME_MAX || o + 5 >= outsz)
+			return -1;
+		o += put_byte(out + o, c);
 	}
 	if (label == 0)
 		return -1;
-	out[n] = '\0';
+	out[o] = '\0';
 	return 0;
 }
 
@@ -633,7 +666,7 @@ static void deadline_at(struct timespec *ts, unsigned ms)
 
 struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsigned timeout_ms)
 {
-	char key[DNS_NAME_MAX + 2];
+	char key[DNS_NAME_MAX * 4 + 8];
 	struct dns_entry *e;
 	struct dns_reply *r = NULL;
 	struct timespec deadline;

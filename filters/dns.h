@@ -38,7 +38,9 @@ struct dns_rr {
 	/* A: addr[4], AAAA: addr[16]; MX: pref + name; PTR/NS/CNAME: name;
 	 * TXT: text = the character-strings concatenated (RFC 7208 3.3), NUL-
 	 * terminated, text_len its length (may hold NUL bytes: check it);
-	 * names without the final dot, lower case */
+	 * names without the final dot, lower case, any byte other than a
+	 * letter, digit, '-' or '_' as \DDD (so a name can be looked up again
+	 * as it is) */
 	unsigned char addr[16];
 	unsigned      pref;
 	char         *name;
@@ -65,7 +67,9 @@ void dns_free(struct dns *d);
 /* dns_lookup - the answer to (name, rrtype), from the cache or the
  * resolver, within timeout_ms (0 = the configured dns_timeout).  Never
  * NULL; free with dns_reply_free.  name: with or without the final dot,
- * any case. */
+ * any case, any byte ('.' separates labels; "\DDD" or "\X" stand for one
+ * byte); DNS_BADNAME for an empty label, a label over 63 bytes or a name
+ * over 253. */
 struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsigned timeout_ms);
 void dns_reply_free(struct dns_reply *r);
 

@@ -27,7 +27,16 @@
  *     any lookup;
  *   - libspf2's "invalid" result is temperror when the error is a DNS one,
  *     permerror otherwise, and it writes no header then: we build the
- *     Received-SPF field ourselves for every result.
+ *     Received-SPF field ourselves for every result;
+ *   - what libspf2 1.2.10 gets wrong is mended in the DNS layer, on what
+ *     it is given (rfc7208_checks, spf_text, spf_get_exp): record syntax,
+ *     the limits of 4.6.4 over all include levels (terms, void lookups, MX
+ *     names) become permerror; the record it compiles loses unknown
+ *     modifiers, a redirect= beside "all", and CIDR lengths of 0 (which it
+ *     cannot hold: see spf_syntax.h); a DNS error on a PTR name's address
+ *     skips the name (5.5); long names are cut on the left (7.3);
+ *     explanations are expanded piece by piece.  With all of it the RFC
+ *     7208 test suite passes (tests/functional/test_spf_suite.py).
  * Only inbound messages are checked.
  */
 #include <arpa/inet.h>
@@ -47,6 +56,7 @@
 
 #include "filters/builtin.h"
 #include "filters/dns.h"
+#include "filters/spf_syntax.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
@@ -54,6 +64,9 @@
 #define SPF_MAX_SKIP 32
 #define SPF_MAX_VALUE 256       /* bytes of one Received-SPF / A-R value */
 #define SPF_MAX_COMMENT 300
+#define SPF_MAX_VOID 2          /* RFC 7208 4.6.4 */
+#define SPF_MAX_TERMS 10        /* RFC 7208 4.6.4 */
+#define SPF_MAX_MX_NAMES 10     /* RFC 7208 4.6.4: more is a permerror */
 
 struct spf_net {
 	int           family;
@@ -70,10 +83,19 @@ struct spf_inst {
 	size_t           nskip;
 };
 
-/* the check running on this thread: its deadline */
+/* the check running on this thread: its deadline, and what the DNS layer
+ * saw that RFC 7208 makes a permerror but libspf2 does not */
 struct spf_budget {
 	struct timespec deadline;
 	int             expired;
+	unsigned        lookups;        /* answers given to libspf2 */
+	unsigned        voids;          /* of those, NXDOMAIN or no records (4.6.4) */
+	unsigned        terms;          /* DNS-querying terms evaluated (4.6.4) */
+	int             after_list;     /* the last lookup of a term was MX or PTR */
+	int             after_ptr;      /* ... and it was PTR */
+	char            permerror[256]; /* "" or why the check is a permerror */
+	SPF_request_t  *req;            /* for the explanation's macros */
+	SPF_response_t *resp;
 };
 static _Thread_local struct spf_budget *spf_current;
 
@@ -106,6 +128,202 @@ static SPF_dns_rr_t *rr_new(SPF_dns_server_t *srv, const char *domain, ns_type t
 	return rr;
 }
 
+/* fit_name - RFC 7208 7.3: a name longer than 253 bytes loses labels on
+ * its left until it fits (macro expansions can make long names) */
+static const char *fit_name(const char *d)
+{
+	size_t n = strlen(d);
+
+	if (n > 0 && d[n - 1] == '.')
+		n--;
+	while (n > 253) {
+		const char *dot = memchr(d, '.', n);
+
+		if (dot == NULL)
+			break;
+		n -= (size_t)(dot + 1 - d);
+		d = dot + 1;
+	}
+	return d;
+}
+
+static void set_permerror(struct spf_budget *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_permerror(struct spf_budget *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (b->permerror[0] != '\0')
+		return;		/* the first one says it */
+	va_start(ap, fmt);
+	vsnprintf(b->permerror, sizeof(b->permerror), fmt, ap);
+	va_end(ap);
+}
+
+/* is_spf_record - "v=spf1" alone or followed by a space (4.5) */
+static int is_spf_record(const char *t, size_t len)
+{
+	return len >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (len == 6 || t[6] == ' ');
+}
+
+/* rfc7208_checks - what libspf2 1.2.10 does not check about an answer it
+ * is given: the syntax of SPF records (the ones it will evaluate: it only
+ * asks for records it evaluates), more than 10 MX names, and more than 2
+ * void lookups (not counting the first TXT lookup, the record itself). */
+static void rfc7208_checks(struct spf_budget *b, const char *domain, int type,
+                           const struct dns_reply *r)
+{
+	char why[128];
+	size_t i;
+
+	if (type == ns_t_txt && r->status == DNS_OK)
+		for (i = 0; i < r->count; i++) {
+			const char *t = r->rr[i].text;
+			size_t len = r->rr[i].text_len;
+
+			if (is_spf_record(t, len) && (memchr(t, '\0', len) != NULL
+			    || !spf_record_syntax_ok(t, len, why, sizeof(why))))
+				set_permerror(b, "syntax error in the SPF record of %.80s: %.120s", domain,
+				    memchr(t, '\0', len) != NULL ? "NUL byte" : why);
+		}
+	if (type == ns_t_mx && r->status == DNS_OK && r->count > SPF_MAX_MX_NAMES)
+		set_permerror(b, "%.80s has more than 10 MX records", domain);
+	/* a void lookup is one a term makes (a, mx, ptr, exists, include,
+	 * redirect): not the address lookups of MX or PTR names that follow */
+	if (type == ns_t_a || type == ns_t_aaaa) {
+		if (b->after_list)
+			goto counted;
+	} else {
+		b->after_list = type == ns_t_mx || type == ns_t_ptr;
+		b->after_ptr = type == ns_t_ptr;
+	}
+	/* each DNS-querying term makes one such lookup (the first TXT is the
+	 * record itself): libspf2 counts them per record only */
+	if (b->lookups > 0 && ++b->terms > SPF_MAX_TERMS)
+		set_permerror(b, "more than 10 DNS-querying terms (the last: %.80s)", domain);
+	if (b->lookups > 0 && type != ns_t_ptr
+	    && (r->status == DNS_NXDOMAIN || r->status == DNS_NODATA || r->status == DNS_BADNAME)
+	    && ++b->voids > SPF_MAX_VOID)
+		set_permerror(b, "more than 2 void lookups (the last: %.80s)", domain);
+counted:
+	b->lookups++;
+}
+
+static SPF_errcode_t default_exp(SPF_server_t *server, struct spf_budget *b, char **bufp,
+                                 size_t *buflenp)
+{
+	SPF_macro_t *def = server->explanation;
+
+	if (def == NULL)
+		return SPF_E_NOT_CONFIG;
+	return SPF_record_expand_data(server, b->req, b->resp,
+	    (SPF_data_t *)((char *)def + sizeof(*def)), def->macro_len, bufp, buflenp);
+}
+
+/* spf_get_exp - the explanation of an exp= (RFC 7208 6.2) for libspf2:
+ * its own code expands an explanation with spaces wrongly (they come out
+ * as '%' and the macros after them unexpanded), so each space-separated
+ * macro-string is compiled and expanded on its own.  Anything wrong with
+ * the TXT (none, several, bad syntax, non-ASCII) gives the default
+ * explanation, as 6.2 says. */
+static SPF_errcode_t spf_get_exp(SPF_server_t *server, const char *domain, char **bufp,
+                                 size_t *buflenp)
+{
+	struct spf_inst *in = server->resolver->hook;
+	struct spf_budget *b = spf_current;
+	struct dns_reply *r = NULL;
+	struct sbuf out;
+	SPF_errcode_t err = SPF_E_SUCCESS;
+	const char *t;
+	size_t len, i = 0, start;
+	unsigned left;
+
+	if (b == NULL)
+		return SPF_E_NOT_CONFIG;
+	left = budget_left(in->cfg->dns_timeout);
+	if (left > 0)
+		r = dns_lookup(in->dns, fit_name(domain), DNS_T_TXT, left);
+	if (r == NULL || r->status != DNS_OK || r->count != 1
+	    || !spf_explain_string_ok(r->rr[0].text, r->rr[0].text_len)
+	    || memchr(r->rr[0].text, '\0', r->rr[0].text_len) != NULL) {
+		dns_reply_free(r);
+		return default_exp(server, b, bufp, buflenp);
+	}
+	t = r->rr[0].text;
+	len = r->rr[0].text_len;
+	sbuf_init(&out, 8192);
+	while (i < len && err == SPF_E_SUCCESS) {
+		SPF_macro_t *mac = NULL;
+		char *piece = NULL, *src;
+		size_t piece_len = 0;
+
+		if (t[i] == ' ') {
+			sbuf_add(&out, " ", 1);
+			i++;
+			continue;
+		}
+		for (start = i; i < len && t[i] != ' '; i++)
+			;
+		src = xstrndup(t + start, i - start);
+		err = SPF_record_compile_macro(server, b->resp, &mac, src);
+		if (err == SPF_E_SUCCESS)
+			err = SPF_record_expand_data(server, b->req, b->resp,
+			    (SPF_data_t *)((char *)mac + sizeof(*mac)), mac->macro_len,
+			    &piece, &piece_len);
+		if (err == SPF_E_SUCCESS && piece != NULL)
+			sbuf_addf(&out, "%s", piece);
+		free(piece);
+		free(src);
+		if (mac != NULL)
+			SPF_macro_free(mac);
+	}
+	dns_reply_free(r);
+	sbuf_add(&out, "", 1);
+	if (err == SPF_E_SUCCESS) {
+		size_t n = out.len;
+
+		if (*buflenp < n) {
+			char *tmp = realloc(*bufp, n);
+
+			if (tmp == NULL) {
+				sbuf_free(&out);
+				return SPF_E_NO_MEMORY;
+			}
+			*bufp = tmp;
+			*buflenp = n;
+		}
+		memcpy(*bufp, out.data, n);
+	}
+	sbuf_free(&out);
+	/* libspf2 cannot expand some macros (%{c}, %{p} of IPv6 clients) */
+	return err == SPF_E_SUCCESS ? err : default_exp(server, b, bufp, buflenp);
+}
+
+/* spf_text - a TXT record as libspf2 gets it (owned, NUL-terminated): an
+ * SPF record with valid syntax without unknown modifiers and without
+ * CIDR lengths of 0 (spf_syntax.h); anything else as it is */
+static char *spf_text(const char *t, size_t len)
+{
+	char why[128], *out = xmalloc(len + 1), *rw;
+	size_t cap = 2 * len + 256, n;
+
+	memcpy(out, t, len);
+	out[len] = '\0';
+	if (!is_spf_record(t, len) || memchr(t, '\0', len) != NULL
+	    || !spf_record_syntax_ok(t, len, why, sizeof(why)))
+		return out;
+	n = spf_strip_unknown_modifiers(t, len, out);
+	if (spf_current == NULL)
+		return out;
+	rw = xmalloc(cap);
+	if (spf_rewrite_cidr0(out, n, spf_current->req->client_ver == AF_INET6, rw, cap) > 0) {
+		free(out);
+		return rw;
+	}
+	free(rw);
+	return out;
+}
+
 /* spf_lookup - libspf2's lookup: a new SPF_dns_rr_t, never NULL */
 static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type,
                                 int should_cache)
@@ -115,8 +333,10 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	SPF_dns_rr_t *rr;
 	SPF_dns_stat_t herrno;
 	unsigned left;
-	size_t i;
-	int n = 0;
+	size_t i, sl = strlen(SPF_CIDR0_SUFFIX), dl;
+	int n = 0, cidr0 = 0;
+	char real[300];
+	const char *qname;
 
 	(void)should_cache;
 	if (domain == NULL)
@@ -129,7 +349,19 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	}
 	if ((left = budget_left(in->cfg->dns_timeout)) == 0)
 		return rr_new(srv, domain, type, 0, TRY_AGAIN);
-	r = dns_lookup(in->dns, domain, (int)type, left);
+	qname = fit_name(domain);
+	dl = strlen(qname);
+	if (dl > 0 && qname[dl - 1] == '.')
+		dl--;
+	if ((type == ns_t_a || type == ns_t_aaaa || type == ns_t_mx) && dl > sl && dl - sl < sizeof(real)
+	    && strncasecmp(qname + dl - sl, SPF_CIDR0_SUFFIX, sl) == 0 && spf_current != NULL) {
+		/* a term with CIDR length 0 (spf_rewrite_cidr0): the real name */
+		cidr0 = 1;
+		memcpy(real, qname, dl - sl);
+		real[dl - sl] = '\0';
+		qname = real;
+	}
+	r = dns_lookup(in->dns, qname, (int)type, left);
 	switch (r->status) {
 	case DNS_OK:        herrno = NETDB_SUCCESS; break;
 	case DNS_NODATA:    herrno = NO_DATA; break;
@@ -137,24 +369,56 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	case DNS_BADNAME:   herrno = HOST_NOT_FOUND; break;
 	default:            herrno = TRY_AGAIN; break;
 	}
+	/* RFC 7208 5.5: a DNS error looking up the address of a PTR name
+	 * skips that name; libspf2 would make it a temperror */
+	if (herrno == TRY_AGAIN && (type == ns_t_a || type == ns_t_aaaa) && spf_current != NULL
+	    && spf_current->after_ptr)
+		herrno = HOST_NOT_FOUND;
 	rr = rr_new(srv, domain, type, (int)r->ttl, herrno);
 	for (i = 0; r->status == DNS_OK && i < r->count; i++) {
 		const struct dns_rr *x = &r->rr[i];
 		size_t len;
 
+		char *txt = NULL;
+
 		switch ((int)type) {
 		case ns_t_a:    len = sizeof(struct in_addr); break;
 		case ns_t_aaaa: len = sizeof(struct in6_addr); break;
-		case ns_t_txt:  len = x->text_len + 1; break;
+		case ns_t_txt:
+			txt = spf_text(x->text, x->text_len);
+			len = strlen(txt) + 1;
+			break;
+		case ns_t_mx:   len = strlen(x->name) + 1 + (cidr0 ? sl : 0); break;
 		default:        len = strlen(x->name) + 1; break;
 		}
-		if (SPF_dns_rr_buf_realloc(rr, n, len) != SPF_E_SUCCESS)
+		if (SPF_dns_rr_buf_realloc(rr, n, len) != SPF_E_SUCCESS) {
+			free(txt);
 			break;
+		}
 		switch ((int)type) {
-		case ns_t_a:    memcpy(&rr->rr[n]->a, x->addr, len); break;
-		case ns_t_aaaa: memcpy(&rr->rr[n]->aaaa, x->addr, len); break;
-		case ns_t_txt:  memcpy(rr->rr[n]->txt, x->text, len); break;
-		case ns_t_mx:   memcpy(rr->rr[n]->mx, x->name, len); break;
+		case ns_t_a:
+		case ns_t_aaaa:
+			if (cidr0 && spf_current->req->client_ver == (type == ns_t_a ? AF_INET : AF_INET6)) {
+				/* the name has an address: /0 matches any client */
+				if (type == ns_t_a)
+					rr->rr[n]->a = spf_current->req->ipv4;
+				else
+					rr->rr[n]->aaaa = spf_current->req->ipv6;
+				i = r->count;	/* one is enough */
+			} else if (type == ns_t_a) {
+				memcpy(&rr->rr[n]->a, x->addr, len);
+			} else {
+				memcpy(&rr->rr[n]->aaaa, x->addr, len);
+			}
+			break;
+		case ns_t_txt:
+			memcpy(rr->rr[n]->txt, txt, len);
+			free(txt);
+			break;
+		case ns_t_mx:
+			/* mx/0: the MX names' addresses are looked up as /0 too */
+			snprintf(rr->rr[n]->mx, len, "%s%s", x->name, cidr0 ? SPF_CIDR0_SUFFIX : "");
+			break;
 		default:        memcpy(rr->rr[n]->ptr, x->name, len); break;
 		}
 		n++;
@@ -162,6 +426,8 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 	rr->num_rr = n;
 	if (herrno == NETDB_SUCCESS && n == 0)
 		rr->herrno = NO_DATA;
+	if (spf_current != NULL)
+		rfc7208_checks(spf_current, qname, (int)type, r);
 	dns_reply_free(r);
 	return rr;
 }
@@ -290,6 +556,7 @@ static int spf_setup(void **instance, const struct scan_env *env, char *err, siz
 
 	in->layer.destroy = spf_layer_destroy;
 	in->layer.lookup = spf_lookup;
+	in->layer.get_exp = spf_get_exp;
 	in->layer.name = "mailwarden";
 	in->layer.hook = in;
 	if ((in->server = SPF_server_new_dns(&in->layer, 0)) == NULL) {
@@ -350,6 +617,8 @@ static SPF_errcode_t spf_query(SPF_server_t *server, SPF_request_t *req, SPF_res
 
 	if ((*respp = resp = SPF_response_new(req)) == NULL)
 		return SPF_E_NO_MEMORY;
+	if (spf_current != NULL)
+		spf_current->resp = resp;
 	req->cur_dom = req->use_helo ? req->helo_dom : req->env_from_dp;
 	err = SPF_server_get_record(server, req, resp, &rec);
 	if (err != SPF_E_SUCCESS) {
@@ -502,7 +771,7 @@ static void spf_eom(struct mw_ctx *ctx)
 	double score;
 	char comment[SPF_MAX_COMMENT + 4], expl[SPF_MAX_COMMENT + 4], v_ip[80],
 	     v_from[SPF_MAX_VALUE + 8], v_helo[SPF_MAX_VALUE + 8], v_rcv[SPF_MAX_VALUE + 8],
-	     v_dom[SPF_MAX_VALUE + 8], hdr[1000], text[401];
+	     v_dom[SPF_MAX_VALUE + 8], text[401];
 	size_t i;
 
 	if (mw_direction(ctx) != MW_INBOUND)
@@ -563,6 +832,11 @@ static void spf_eom(struct mw_ctx *ctx)
 			budget.deadline.tv_nsec -= 1000000000L;
 		}
 		budget.expired = 0;
+		budget.lookups = budget.voids = budget.terms = 0;
+		budget.after_list = budget.after_ptr = 0;
+		budget.permerror[0] = '\0';
+		budget.req = req;
+		budget.resp = NULL;
 		spf_current = &budget;
 		err = spf_query(in->server, req, &resp);
 		spf_current = NULL;
@@ -577,7 +851,12 @@ static void spf_eom(struct mw_ctx *ctx)
 		else if (SPF_response_get_header_comment(resp) != NULL)
 			printable(comment, sizeof(comment), SPF_response_get_header_comment(resp),
 			    SPF_MAX_COMMENT, "()\\");
-		if (SPF_response_get_explanation(resp) != NULL)
+		if (budget.permerror[0] != '\0' && res != R_PERMERROR && res != R_TEMPERROR) {
+			res = R_PERMERROR;
+			snprintf(comment, sizeof(comment), "%.40s: %.250s", cfg->hostname,
+			    budget.permerror);
+		}
+		if (res != R_PERMERROR && SPF_response_get_explanation(resp) != NULL)
 			printable(expl, sizeof(expl), SPF_response_get_explanation(resp),
 			    SPF_MAX_COMMENT, NULL);
 		if (budget.expired && res == R_TEMPERROR)
@@ -587,10 +866,22 @@ static void spf_eom(struct mw_ctx *ctx)
 	kv_value(v_helo, sizeof(v_helo), helo);
 	kv_value(v_rcv, sizeof(v_rcv), cfg->hostname);
 	kv_value(v_dom, sizeof(v_dom), domain);
-	snprintf(hdr, sizeof(hdr), "%s%s%s%s client-ip=%s; envelope-from=%s; helo=%s; receiver=%s; "
-	    "identity=%s;", res_name[res], comment[0] ? " (" : "", comment, comment[0] ? ")" : "",
-	    v_ip, v_from, v_helo, v_rcv, identity);
-	mw_header_add(ctx, "Received-SPF", hdr);
+	{
+		/* a field within 998 octets: without the comment if need be */
+		struct sbuf h;
+
+		sbuf_init(&h, (size_t)-1);
+		sbuf_addf(&h, "%s%s%s%s client-ip=%s; envelope-from=%s; helo=%s; receiver=%s; "
+		    "identity=%s;", res_name[res], comment[0] ? " (" : "", comment,
+		    comment[0] ? ")" : "", v_ip, v_from, v_helo, v_rcv, identity);
+		if (h.len > 980) {
+			sbuf_reset(&h);
+			sbuf_addf(&h, "%s client-ip=%s; envelope-from=%s; helo=%s; identity=%s;",
+			    res_name[res], v_ip, v_from, v_helo, identity);
+		}
+		mw_header_add(ctx, "Received-SPF", h.data);
+		sbuf_free(&h);
+	}
 	if (from[0] != '\0')
 		mw_auth_result(ctx, "spf", res_name[res], "smtp.mailfrom=%s", v_from);
 	else

@@ -23,6 +23,8 @@ def example_zone(short_ip):
         "www A 192.0.2.80",
         "www AAAA 2001:db8::80",
         "alias CNAME www.example.test.",
+        "odd\\032name A 192.0.2.7",
+        "dot\\046in PTR odd\\032name.example.test.",
         "short 1 A %s" % short_ip,
         "long-ttl 3600 A 192.0.2.1",
     ]

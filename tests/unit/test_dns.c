@@ -108,7 +108,7 @@ static void test_bad_forwarder(void **state)
 static void test_bad_names(void **state)
 {
 	struct dns *d = make("127.0.0.1@1", NULL, NULL);
-	static const char *const bad[] = { "", ".", "a..b", "a b.example", "x\\.example",
+	static const char *const bad[] = { "", ".", "a..b", ".a.example", "\\256.example",
 		"a123456789012345678901234567890123456789012345678901234567890123.example", NULL };
 	char longname[300];
 	struct dns_stats st;
@@ -288,6 +288,18 @@ static void test_types(void **state)
 	r = lk(d, "10.2.0.192.in-addr.arpa", DNS_T_PTR);
 	assert_int_equal(r->status, DNS_OK);
 	assert_string_equal(r->rr[0].name, "mail.example.test");
+	dns_reply_free(r);
+
+	/* a label with a space and a dot in it (escaped on the way to libunbound) */
+	r = lk(d, "odd name.example.test", DNS_T_A);
+	assert_int_equal(r->status, DNS_OK);
+	dns_reply_free(r);
+	r = lk(d, "dot\\.in.example.test", DNS_T_PTR);
+	assert_int_equal(r->status, DNS_OK);
+	assert_string_equal(r->rr[0].name, "odd\\032name.example.test");
+	dns_reply_free(r);
+	r = lk(d, "odd\\032name.example.test", DNS_T_A);   /* a reply name, as it is */
+	assert_int_equal(r->status, DNS_OK);
 	dns_reply_free(r);
 
 	/* CNAME followed by the resolver */
