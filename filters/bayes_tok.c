@@ -8,7 +8,10 @@
  *     (so "free" in a Subject is not "free" in a Received line; the
  *     Subject's words and word pairs under "S" only); fields
  *     written by filters (X-Spam-*, our own) are skipped, as are those
- *     that only identify one message (Date, Message-ID's local part);
+ *     that only identify one message (Date, Message-ID) and a mailing
+ *     list's boilerplate (List-Subscribe/-Post/..., Sender, Errors-To,
+ *     Precedence: the same in every message of every list, spam relayed
+ *     through a list included; List-Id is kept);
  *   - attachments: their content type and filename extension.
  * Tokens are 64-bit FNV-1a hashes of prefix + word; a message keeps each
  * distinct token once (Bayes counts messages, not occurrences).
@@ -203,6 +206,8 @@ static int skip_field(const char *name)
 		"date", "message-id", "x-spam-", "x-mailwarden", "x-bogosity", "x-dspam-",
 		"x-crm114-", "x-virus-", "x-amavis", "x-quarantine-", "delivered-to",
 		"content-length", "lines", "x-uid", "status", "x-status", "x-keywords",
+		"list-subscribe", "list-unsubscribe", "list-post", "list-help", "list-archive",
+		"x-mailman-", "x-beenthere", "errors-to", "sender", "precedence",
 		NULL
 	};
 	for (size_t i = 0; skip[i] != NULL; i++) {
