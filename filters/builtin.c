@@ -14,6 +14,11 @@ extern const struct builtin_filter builtin_clamav;
 extern const struct builtin_filter builtin_clamd;
 
 /* spam */
+extern const struct builtin_filter builtin_bayes;
+extern const struct builtin_filter builtin_greylist;
+extern const struct builtin_filter builtin_ratelimit;
+extern const struct builtin_filter builtin_dnsbl;
+extern const struct builtin_filter builtin_spamd;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
@@ -26,6 +31,11 @@ static const struct builtin_filter *const builtins[] = {
 	&builtin_clamd,
 
 	/* spam */
+	&builtin_bayes,
+	&builtin_greylist,
+	&builtin_ratelimit,
+	&builtin_dnsbl,
+	&builtin_spamd,
 
 	NULL
 };

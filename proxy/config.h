@@ -207,8 +207,39 @@ struct config {
 	/* --- rules (issue 6) --- */
 
 	/* --- store, Bayes (issue 6) --- */
+	int      store_backend;          /* enum store_kind: 0 lmdb, 1 redis */
+	char     store_path[512];        /* LMDB file */
+	uint64_t store_map_size;         /* LMDB map size, bytes */
+	char     store_redis[256];       /* "HOST:PORT" */
+	char     store_prefix[64];       /* key prefix in Redis */
+	unsigned store_timeout;          /* ms, every Redis call */
+	int      store_fail_closed;      /* store down: 1 = tempfail, 0 = go on */
+	double   bayes_min_prob_strength;/* |p-0.5| of a token to count */
+	unsigned bayes_min_spam;         /* learned spam before Bayes speaks */
+	unsigned bayes_min_ham;
+	unsigned bayes_max_tokens;       /* most significant tokens combined */
+	char     bayes_scores[512];      /* "BAYES_00=-1.9 ..." */
+	int      bayes_autolearn;
+	double   bayes_autolearn_spam;   /* score (others' symbols) to learn spam */
+	double   bayes_autolearn_ham;    /* score at or below which to learn ham */
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
+	char     dnsbl_lists[32][1024];  /* "ZONE ip|domain CODE=SYMBOL:SCORE ..." */
+	unsigned ndnsbl_lists;
+	unsigned dnsbl_timeout;          /* ms per lookup; 0 = dns_timeout */
+	unsigned dnsbl_max_domains;      /* URI/sender domains looked up per message */
+	unsigned greylist_delay;         /* ms before a retry passes */
+	unsigned greylist_retry_window;  /* ms a first attempt is remembered */
+	unsigned greylist_pass_lifetime; /* ms a passed triplet stays whitelisted */
+	char     greylist_whitelist[1024]; /* client nets, sender domains, recipients */
+	char     ratelimit_ip[64];       /* "COUNT/WINDOW", "" = off */
+	char     ratelimit_sender[64];
+	char     ratelimit_user[64];
+	char     ratelimit_rcpt_domain[64];
+	char     spamd_address[256];     /* "HOST:PORT" */
+	unsigned spamd_timeout;          /* ms, whole exchange */
+	uint64_t spamd_max_size;         /* larger messages are not sent */
+	double   spamd_weight;           /* spamd's score counts this much */
 
 	/* --- milter (issue 7) --- */
 	char     milter_listen[256];          /* "inet:PORT@ADDR", "unix:/path"; "" = no milter */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "filters/bayes.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "log.h"
@@ -70,6 +71,10 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 			exit(1);
 		} else if (c->nrest < (int)(sizeof c->rest / sizeof c->rest[0]) - 1) {
 			c->rest[c->nrest++] = argv[i];
+		} else {
+			/* never drop an argument silently (learn takes many files) */
+			fprintf(stderr, "mailwarden: too many arguments (give directories instead of files)\n");
+			exit(1);
 		}
 	}
 }
@@ -133,6 +138,15 @@ int main(int argc, char **argv)
 		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
 		int rc = argv[1][0] == 's' ? scan_command(cfg, c.nrest, c.rest)
 		                           : quarantine_command(cfg, c.nrest, c.rest);
+		config_unref(cfg);
+		return rc;
+	}
+	if (argc > 1 && strcmp(argv[1], "learn") == 0) {         /* Bayes (issue 6) */
+		c.rest[c.nrest++] = argv[1];
+		parse_cli(&c, argc, argv, 2, 0);
+		struct config *cfg = load(&c);
+		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
+		int rc = learn_command(cfg, c.nrest, c.rest);
 		config_unref(cfg);
 		return rc;
 	}

@@ -1,0 +1,329 @@
+/* bayes.c - the built-in "bayes" filter: a statistical classifier
+ * trained by the site ("mailwarden learn", optional autolearn), its token
+ * counts kept in the store (store.h) so several machines can share them.
+ *
+ * Combination as SpamAssassin and bogofilter do it (Gary Robinson's
+ * method): each token's spam probability from the learned counts,
+ * smoothed towards ROBINSON_X by ROBINSON_S (rare tokens say little); the
+ * bayes_max_tokens most significant tokens (|f - 0.5| >= the minimum
+ * strength) combined with Fisher's inverse chi-square into one
+ * probability.  That probability becomes one graded symbol, BAYES_00 (p <
+ * 1%) ... BAYES_999 (p >= 99.9%), scored from bayes_scores.  Nothing is
+ * said until bayes_min_spam spam and bayes_min_ham ham were learned.
+ *
+ * Autolearn (bayes_autolearn): a message whose score from the filters
+ * before this one (Bayes itself excluded, as SpamAssassin does) reaches
+ * bayes_autolearn_spam is learned as spam, one at or below
+ * bayes_autolearn_ham as ham.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "filters/bayes.h"
+#include "filters/builtin.h"
+#include "proxy/log.h"
+#include "proxy/sbuf.h"
+
+#define ROBINSON_S 0.30      /* strength of the prior (tuned on the training half) */
+#define ROBINSON_X 0.538     /* the prior: SpamAssassin's value */
+#define TOKEN_BATCH 4096
+
+static const char *const band_names[] = {
+	"BAYES_00", "BAYES_05", "BAYES_20", "BAYES_40", "BAYES_50",
+	"BAYES_60", "BAYES_80", "BAYES_95", "BAYES_99", "BAYES_999"
+};
+/* upper bound (exclusive) of each band's probability */
+static const double band_top[] = { 0.01, 0.05, 0.20, 0.40, 0.60, 0.80, 0.95, 0.99, 0.999, 2.0 };
+static const double band_low[] = { 0.0, 0.01, 0.05, 0.20, 0.40, 0.60, 0.80, 0.95, 0.99, 0.999 };
+#define NBANDS (sizeof(band_names) / sizeof(band_names[0]))
+
+struct bayes {
+	const struct config *cfg;
+	struct store *store;
+	double score[NBANDS];
+};
+
+int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham)
+{
+	char v[32];
+	int r;
+
+	*nspam = *nham = 0;
+	if ((r = store_get(st, "bayes:nspam", v, sizeof(v))) < 0)
+		return -1;
+	if (r == 1)
+		*nspam = strtoll(v, NULL, 10);
+	if ((r = store_get(st, "bayes:nham", v, sizeof(v))) < 0)
+		return -1;
+	if (r == 1)
+		*nham = strtoll(v, NULL, 10);
+	return 0;
+}
+
+/* chi2q - P(chi-square with v degrees of freedom >= x2), v even */
+static double chi2q(double x2, unsigned v)
+{
+	double m = x2 / 2, sum, term;
+
+	sum = term = exp(-m);
+	for (unsigned i = 1; i < v / 2; i++) {
+		term *= m / i;
+		sum += term;
+	}
+	return sum < 1.0 ? sum : 1.0;
+}
+
+struct clue {
+	double f, strength;
+};
+
+static int by_strength(const void *a, const void *b)
+{
+	double x = ((const struct clue *)a)->strength, y = ((const struct clue *)b)->strength;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+double bayes_probability(struct store *st, const struct config *cfg,
+                         const struct bayes_tokens *t, size_t *used)
+{
+	int64_t ns, nh;
+	struct store_token *tk;
+	struct clue *clues;
+	size_t i, n = 0, off;
+	double sl = 0, hl = 0, p;
+
+	*used = 0;
+	if (bayes_counts(st, &ns, &nh) < 0)
+		return -1;
+	if (ns < (int64_t)cfg->bayes_min_spam || nh < (int64_t)cfg->bayes_min_ham || ns <= 0 || nh <= 0)
+		return -1;
+	tk = xcalloc(t->n ? t->n : 1, sizeof(*tk));
+	clues = xcalloc(t->n ? t->n : 1, sizeof(*clues));
+	for (i = 0; i < t->n; i++)
+		tk[i].hash = t->h[i];
+	for (off = 0; off < t->n; off += TOKEN_BATCH) {
+		size_t m = t->n - off < TOKEN_BATCH ? t->n - off : TOKEN_BATCH;
+
+		if (store_tokens_get(st, tk + off, m) < 0) {
+			free(tk);
+			free(clues);
+			return -1;
+		}
+	}
+	for (i = 0; i < t->n; i++) {
+		double rs, rh, prob, f, cnt;
+
+		if (tk[i].spam == 0 && tk[i].ham == 0)
+			continue;
+		rs = (double)tk[i].spam / (double)ns;
+		rh = (double)tk[i].ham / (double)nh;
+		if (rs > 1)
+			rs = 1;
+		if (rh > 1)
+			rh = 1;
+		prob = rs / (rs + rh);
+		cnt = (double)tk[i].spam + (double)tk[i].ham;
+		f = (ROBINSON_S * ROBINSON_X + cnt * prob) / (ROBINSON_S + cnt);
+		if (fabs(f - 0.5) < cfg->bayes_min_prob_strength)
+			continue;
+		clues[n].f = f;
+		clues[n].strength = fabs(f - 0.5);
+		n++;
+	}
+	free(tk);
+	if (n == 0) {
+		free(clues);
+		return 0.5;
+	}
+	qsort(clues, n, sizeof(*clues), by_strength);
+	if (n > cfg->bayes_max_tokens)
+		n = cfg->bayes_max_tokens;
+	for (i = 0; i < n; i++) {
+		double f = clues[i].f;
+
+		if (f < 1e-6) f = 1e-6;
+		if (f > 1 - 1e-6) f = 1 - 1e-6;
+		sl += log(1 - f);
+		hl += log(f);
+	}
+	free(clues);
+	/* Robinson/Fisher: H near 1 when the clues are spammy, S near 1 when
+	 * they are hammy; the indicator is (1 + H - S) / 2 */
+	p = (1 + chi2q(-2 * hl, 2 * (unsigned)n) - chi2q(-2 * sl, 2 * (unsigned)n)) / 2;
+	*used = n;
+	return p;
+}
+
+/* learn_tokens - add or remove one message's tokens as cls */
+static int learn_tokens(struct store *st, const struct bayes_tokens *t, int is_spam, int sign)
+{
+	struct store_token *tk = xcalloc(t->n ? t->n : 1, sizeof(*tk));
+	size_t i, off;
+	int rc = 0;
+
+	for (i = 0; i < t->n; i++) {
+		tk[i].hash = t->h[i];
+		tk[i].spam = is_spam ? 1 : 0;
+		tk[i].ham = is_spam ? 0 : 1;
+	}
+	for (off = 0; off < t->n && rc == 0; off += TOKEN_BATCH) {
+		size_t m = t->n - off < TOKEN_BATCH ? t->n - off : TOKEN_BATCH;
+
+		rc = store_tokens_add(st, tk + off, m, sign);
+	}
+	free(tk);
+	if (rc == 0)
+		rc = store_incr(st, is_spam ? "bayes:nspam" : "bayes:nham", sign, 0, NULL);
+	return rc;
+}
+
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls)
+{
+	struct bayes_tokens t = { 0 };
+	char key[64], seen[8];
+	int r, rc = 1;
+
+	bayes_msg_key(ctx, key, sizeof(key));
+	if ((r = store_get(st, key, seen, sizeof(seen))) < 0)
+		return -1;
+	if (r == 0)
+		seen[0] = '\0';
+	if ((cls == BAYES_SPAM && seen[0] == 's') || (cls == BAYES_HAM && seen[0] == 'h')
+	    || (cls == BAYES_FORGET && seen[0] == '\0'))
+		return 0;
+	bayes_tokenize(ctx, &t);
+	if (seen[0] == 's' || seen[0] == 'h') {
+		if (learn_tokens(st, &t, seen[0] == 's', -1) < 0 || store_del(st, key) < 0)
+			rc = -1;
+	}
+	if (rc == 1 && cls != BAYES_FORGET) {
+		if (learn_tokens(st, &t, cls == BAYES_SPAM, 1) < 0
+		    || store_set(st, key, cls == BAYES_SPAM ? "s" : "h", 0) < 0)
+			rc = -1;
+	}
+	bayes_tokens_free(&t);
+	return rc;
+}
+
+/* parse_scores - "BAYES_00=-1.9 ..." into b->score; -1 with err */
+static int parse_scores(struct bayes *b, const char *v, char *err, size_t errlen)
+{
+	char buf[sizeof(b->cfg->bayes_scores)], *save = NULL, *w;
+
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (w = strtok_r(buf, " \t,", &save); w != NULL; w = strtok_r(NULL, " \t,", &save)) {
+		char *eq = strchr(w, '='), *end;
+		size_t i;
+		double s;
+
+		if (eq == NULL) {
+			snprintf(err, errlen, "bayes_scores: \"%s\" is not NAME=SCORE", w);
+			return -1;
+		}
+		*eq = '\0';
+		s = strtod(eq + 1, &end);
+		if (*end != '\0' || eq[1] == '\0' || !isfinite(s)) {
+			snprintf(err, errlen, "bayes_scores: \"%s\" is not a number", eq + 1);
+			return -1;
+		}
+		for (i = 0; i < NBANDS; i++)
+			if (strcmp(w, band_names[i]) == 0)
+				break;
+		if (i == NBANDS) {
+			snprintf(err, errlen, "bayes_scores: no symbol %s (BAYES_00 .. BAYES_999)", w);
+			return -1;
+		}
+		b->score[i] = s;
+	}
+	return 0;
+}
+
+static int bayes_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	struct bayes *b = xcalloc(1, sizeof(*b));
+
+	b->cfg = env->cfg;
+	if (parse_scores(b, env->cfg->bayes_scores, err, errlen) < 0) {
+		free(b);
+		return -1;
+	}
+	if ((b->store = store_open(env->cfg, err, errlen)) == NULL) {
+		free(b);
+		return -1;
+	}
+	*instance = b;
+	return 0;
+}
+
+static void bayes_fini(void *instance)
+{
+	struct bayes *b = instance;
+
+	if (b == NULL)
+		return;
+	store_close(b->store);
+	free(b);
+}
+
+/* others_score - the score of what the filters before us said */
+static double others_score(const struct mw_ctx *ctx)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < ctx->ms->nsymbols; i++)
+		s += ctx->ms->symbols[i].score;
+	return s;
+}
+
+static void bayes_eom(struct mw_ctx *ctx)
+{
+	struct bayes *b = mw_instance(ctx);
+	struct bayes_tokens t = { 0 };
+	double p, before = others_score(ctx);
+	size_t used, i;
+
+	bayes_tokenize(ctx, &t);
+	p = bayes_probability(b->store, b->cfg, &t, &used);
+	bayes_tokens_free(&t);
+	if (p >= 0) {
+		for (i = 0; i < NBANDS - 1 && p >= band_top[i]; i++)
+			;
+		mw_symbol(ctx, band_names[i], b->score[i],
+		    "Bayes spam probability is %g to %g%% (p=%.4f, %zu tokens)",
+		    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, used);
+	}
+	if (b->cfg->bayes_autolearn) {
+		enum bayes_class cls;
+		int r;
+
+		if (before >= b->cfg->bayes_autolearn_spam)
+			cls = BAYES_SPAM;
+		else if (before <= b->cfg->bayes_autolearn_ham)
+			cls = BAYES_HAM;
+		else
+			return;
+		r = bayes_learn(b->store, ctx, cls);
+		if (r < 0)
+			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
+		else if (r > 0)
+			mw_log(ctx, LOG_INFO, "autolearned as %s (score %.2f)",
+			    cls == BAYES_SPAM ? "spam" : "ham", before);
+	}
+}
+
+static const struct mw_filter_ops bayes_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "bayes",
+	.fini = bayes_fini,
+	.on_eom = bayes_eom,
+};
+
+const struct builtin_filter builtin_bayes = {
+	.name = "bayes",
+	.ops = &bayes_ops,
+	.setup = bayes_setup,
+};

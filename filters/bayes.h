@@ -1,0 +1,53 @@
+/* bayes.h - the Bayes classifier's parts shared by the "bayes" filter
+ * (bayes.c), its tokenizer (bayes_tok.c) and "mailwarden learn"
+ * (learn_cmd.c). */
+#ifndef MW_BAYES_H
+#define MW_BAYES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "filters/filter_api.h"
+#include "filters/store.h"
+#include "proxy/config.h"
+
+#define BAYES_MAX_TOKENS 20000     /* distinct tokens kept per message */
+
+/* The distinct tokens of one message: 64-bit hashes, sorted, unique. */
+struct bayes_tokens {
+	uint64_t *h;                   /* owned */
+	size_t    n, cap;
+};
+
+/* bayes_tokenize - the message of ctx (its header fields and its decoded
+ * text parts, from the shared MIME parse when it is linked in, else the
+ * raw body) as tokens: words and word pairs of the text, words of the
+ * header fields prefixed by the field name.  out is filled anew. */
+void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out);
+void bayes_tokens_free(struct bayes_tokens *t);
+
+/* bayes_msg_key - "bayes:seen:<hex>", the key recording how a message was
+ * learned (from its Message-ID, else its content) */
+void bayes_msg_key(struct mw_ctx *ctx, char *out, size_t outsz);
+
+enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
+
+/* bayes_learn - learn the message of ctx as spam or ham, or forget it.
+ * Relearning a message as the other class first forgets it.  Returns 1
+ * learned/forgotten, 0 nothing to do (already learned so / not known),
+ * -1 store failure. */
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls);
+
+/* bayes_counts - learned spam and ham messages; 0 or -1 */
+int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);
+
+/* bayes_probability - spam probability of the tokens given what is
+ * learned (Robinson's f(w) combined with Fisher's chi-square as
+ * SpamAssassin does), or -1 when too little is learned or on a store
+ * failure.  *used gets the count of tokens that counted. */
+double bayes_probability(struct store *st, const struct config *cfg,
+                         const struct bayes_tokens *t, size_t *used);
+
+/* learn_command - "mailwarden learn --spam|--ham|--forget FILE|DIR..." */
+int learn_command(struct config *cfg, int argc, char **argv);
+
+#endif

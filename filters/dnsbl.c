@@ -1,0 +1,444 @@
+/* dnsbl.c - the built-in "dnsbl" filter: DNS blocklists.
+ *
+ * Each "dnsbl_list" line names a zone, what is looked up in it, and what
+ * its answers mean:
+ *   dnsbl_list = zen.spamhaus.org ip 127.0.0.2=RCVD_IN_SBL:3.0 127.0.0.4/30=RCVD_IN_XBL:3.0
+ *   dnsbl_list = dbl.spamhaus.org domain 127.0.1.2=DBL_SPAM:2.5 127.0.1.4/30=DBL_MALWARE:4
+ *   dnsbl_list = multi.uribl.com uri &2=URIBL_BLACK:3 &4=URIBL_GREY:1 error=127.0.0.1
+ * Kinds: ip (the client's address, reversed: 2.0.0.127.zone), uri (the
+ * registrable domains of the URIs in the text parts), sender (of the
+ * envelope sender and the From field), domain (uri and sender).  A code is
+ * an address, a CIDR range, "&N" (bit mask on the last octet, URIBL
+ * style) or "*" (any other listing); one answer may give several symbols.
+ *
+ * Answers that are not listings are recognised, logged and never scored:
+ * 127.255.255.0/24 (Spamhaus: query refused, public/open resolver,
+ * excessive use), 127.0.1.255 for domain lists (Spamhaus DBL: IP queries
+ * refused), "error=CODE" codes of the list (URIBL's 127.0.0.1 "query
+ * blocked"), and anything outside 127.0.0.0/8 (a resolver that rewrites
+ * NXDOMAIN).  They, and timeouts, give a DNSBL_BLOCKED / DNSBL_TIMEOUT
+ * symbol of score 0 for the audit log.  After a timeout a list is not
+ * asked again for that message (a dead resolver costs one deadline per
+ * list, not one per domain).
+ *
+ * Private and loopback client addresses are not looked up.
+ */
+#include <arpa/inet.h>
+#include <libpsl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "filters/builtin.h"
+#include "filters/dns.h"
+#include "filters/filter_api.h"
+#include "filters/ipnet.h"
+#include "filters/mime.h"
+#include "proxy/sbuf.h"
+
+#define MAX_CODES 32
+#define MAX_DOMAINS_CAP 1000
+
+enum code_kind { CODE_NET, CODE_MASK, CODE_ANY };
+
+struct code {
+	enum code_kind kind;
+	struct ipnet net;              /* CODE_NET */
+	unsigned mask;                 /* CODE_MASK */
+	char   symbol[64];
+	double score;
+	int    error;                  /* an "error=" code: never a listing */
+};
+
+enum { LOOK_IP = 1, LOOK_URI = 2, LOOK_SENDER = 4 };
+
+struct dnslist {
+	char   zone[256];
+	unsigned what;                 /* LOOK_* */
+	struct code codes[MAX_CODES];
+	size_t ncodes;
+};
+
+struct dnsbl {
+	const struct config *cfg;
+	struct dns *dns;
+	const psl_ctx_t *psl;
+	struct dnslist *lists;
+	size_t nlists;
+};
+
+static int parse_code(const char *w, struct code *c, char *err, size_t errlen)
+{
+	const char *eq, *colon;
+	char codetxt[64];
+	char *end;
+
+	memset(c, 0, sizeof(*c));
+	if (strncmp(w, "error=", 6) == 0) {
+		c->error = 1;
+		snprintf(codetxt, sizeof(codetxt), "%s", w + 6);
+	} else {
+		eq = strchr(w, '=');
+		colon = eq ? strchr(eq, ':') : NULL;
+		if (eq == NULL || (size_t)(eq - w) >= sizeof(codetxt)) {
+			snprintf(err, errlen, "\"%s\" is not CODE=SYMBOL:SCORE or error=CODE", w);
+			return -1;
+		}
+		snprintf(codetxt, sizeof(codetxt), "%.*s", (int)(eq - w), w);
+		if (colon == NULL || colon == eq + 1 || (size_t)(colon - eq - 1) >= sizeof(c->symbol)) {
+			snprintf(err, errlen, "\"%s\": symbol and score expected after '='", w);
+			return -1;
+		}
+		snprintf(c->symbol, sizeof(c->symbol), "%.*s", (int)(colon - eq - 1), eq + 1);
+		for (const char *p = c->symbol; *p; p++)
+			if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+				snprintf(err, errlen, "symbol \"%s\": only A-Z 0-9 _", c->symbol);
+				return -1;
+			}
+		c->score = strtod(colon + 1, &end);
+		if (*end != '\0' || colon[1] == '\0') {
+			snprintf(err, errlen, "\"%s\": bad score", w);
+			return -1;
+		}
+	}
+	if (strcmp(codetxt, "*") == 0 && !c->error)
+		c->kind = CODE_ANY;
+	else if (codetxt[0] == '&') {
+		c->kind = CODE_MASK;
+		c->mask = (unsigned)strtoul(codetxt + 1, &end, 0);
+		if (*end != '\0' || codetxt[1] == '\0' || c->mask == 0 || c->mask > 255) {
+			snprintf(err, errlen, "\"%s\": bad bit mask", codetxt);
+			return -1;
+		}
+	} else if (ipnet_parse(codetxt, &c->net) == 0 && c->net.family == 4)
+		c->kind = CODE_NET;
+	else {
+		snprintf(err, errlen, "\"%s\" is not an IPv4 address, range, &MASK or *", codetxt);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_list(const char *line, struct dnslist *l, char *err, size_t errlen)
+{
+	char buf[1024], *save = NULL, *w, e[256];
+	int n = 0;
+
+	memset(l, 0, sizeof(*l));
+	snprintf(buf, sizeof(buf), "%s", line);
+	for (w = strtok_r(buf, " \t", &save); w != NULL; w = strtok_r(NULL, " \t", &save), n++) {
+		if (n == 0) {
+			size_t len = strlen(w);
+
+			if (len == 0 || len > 200 || w[0] == '.' || strspn(w, "abcdefghijklmnopqrstuvwxyz"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") != len) {
+				snprintf(err, errlen, "dnsbl_list: \"%s\" is not a zone name", w);
+				return -1;
+			}
+			snprintf(l->zone, sizeof(l->zone), "%s", w);
+			if (l->zone[len - 1] == '.')
+				l->zone[len - 1] = '\0';
+		} else if (n == 1) {
+			if (strcmp(w, "ip") == 0) l->what = LOOK_IP;
+			else if (strcmp(w, "uri") == 0) l->what = LOOK_URI;
+			else if (strcmp(w, "sender") == 0) l->what = LOOK_SENDER;
+			else if (strcmp(w, "domain") == 0) l->what = LOOK_URI | LOOK_SENDER;
+			else {
+				snprintf(err, errlen, "dnsbl_list %s: kind \"%s\" is not ip, uri, sender or domain",
+				    l->zone, w);
+				return -1;
+			}
+		} else {
+			if (l->ncodes == MAX_CODES) {
+				snprintf(err, errlen, "dnsbl_list %s: more than %d codes", l->zone, MAX_CODES);
+				return -1;
+			}
+			if (parse_code(w, &l->codes[l->ncodes], e, sizeof(e)) < 0) {
+				snprintf(err, errlen, "dnsbl_list %s: %s", l->zone, e);
+				return -1;
+			}
+			l->ncodes++;
+		}
+	}
+	if (n < 3) {
+		snprintf(err, errlen, "dnsbl_list \"%s\": ZONE ip|uri|sender|domain CODE=SYMBOL:SCORE... expected",
+		    line);
+		return -1;
+	}
+	return 0;
+}
+
+static void dnsbl_fini(void *instance)
+{
+	struct dnsbl *b = instance;
+
+	if (b == NULL)
+		return;
+	free(b->lists);
+	free(b);
+}
+
+static int dnsbl_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	struct dnsbl *b = xcalloc(1, sizeof(*b));
+	const struct config *cfg = env->cfg;
+
+	b->cfg = cfg;
+	b->dns = env->dns;
+	if (b->dns == NULL) {
+		snprintf(err, errlen, "the DNS layer is not available");
+		free(b);
+		return -1;
+	}
+	b->psl = psl_builtin();
+	if (b->psl == NULL)
+		b->psl = psl_latest(NULL);
+	b->lists = xcalloc(cfg->ndnsbl_lists ? cfg->ndnsbl_lists : 1, sizeof(*b->lists));
+	for (unsigned i = 0; i < cfg->ndnsbl_lists; i++)
+		if (parse_list(cfg->dnsbl_lists[i], &b->lists[b->nlists++], err, errlen) < 0) {
+			dnsbl_fini(b);
+			return -1;
+		}
+	*instance = b;
+	return 0;
+}
+
+/* reversed - the client address as a DNSBL owner prefix, or -1 when it
+ * is not to be looked up (invalid, private, loopback) */
+static int reversed(const char *ip, char *out, size_t outsz)
+{
+	static const char *const skip[] = {
+		"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+		"0.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10", "::/128", NULL
+	};
+	struct ipnet a, n;
+	char name[128], *suffix;
+
+	if (ipnet_parse(ip, &a) < 0)
+		return -1;
+	for (size_t i = 0; skip[i]; i++)
+		if (ipnet_parse(skip[i], &n) == 0 && ipnet_contains(&n, &a))
+			return -1;
+	if (dns_reverse_name(ip, name, sizeof(name)) < 0)
+		return -1;
+	suffix = strstr(name, a.family == 4 ? ".in-addr.arpa" : ".ip6.arpa");
+	if (suffix != NULL)
+		*suffix = '\0';
+	snprintf(out, outsz, "%s", name);
+	return 0;
+}
+
+/* match - act on one answer address of list l for what; returns 1 if it
+ * was a listing */
+static int answer(struct mw_ctx *ctx, const struct dnslist *l, const unsigned char *addr,
+                  const char *what, const char *item)
+{
+	struct ipnet a;
+	char txt[INET_ADDRSTRLEN];
+	int listed = 0, any_specific = 0;
+	size_t i;
+
+	memset(&a, 0, sizeof(a));
+	a.family = 4;
+	a.bits = 32;
+	memcpy(a.addr, addr, 4);
+	inet_ntop(AF_INET, addr, txt, sizeof(txt));
+	/* not listings: the list's error codes, the refused/blocked range,
+	 * DBL's "IP queries refused", anything outside 127/8 */
+	for (i = 0; i < l->ncodes; i++)
+		if (l->codes[i].error && ((l->codes[i].kind == CODE_NET && ipnet_contains(&l->codes[i].net, &a))
+		    || (l->codes[i].kind == CODE_MASK && (addr[3] & l->codes[i].mask))))
+			goto blocked;
+	if (addr[0] != 127 || (addr[1] == 255 && addr[2] == 255)
+	    || (!(l->what & LOOK_IP) && addr[1] == 0 && addr[2] == 1 && addr[3] == 255))
+		goto blocked;
+	for (i = 0; i < l->ncodes; i++) {
+		const struct code *c = &l->codes[i];
+
+		if (c->error || c->kind == CODE_ANY)
+			continue;
+		if ((c->kind == CODE_NET && ipnet_contains(&c->net, &a))
+		    || (c->kind == CODE_MASK && (addr[3] & c->mask))) {
+			mw_symbol(ctx, c->symbol, c->score, "%s %s listed in %s (%s)", what, item, l->zone, txt);
+			listed = any_specific = 1;
+		}
+	}
+	if (!any_specific)
+		for (i = 0; i < l->ncodes; i++)
+			if (l->codes[i].kind == CODE_ANY && !l->codes[i].error) {
+				mw_symbol(ctx, l->codes[i].symbol, l->codes[i].score, "%s %s listed in %s (%s)",
+				    what, item, l->zone, txt);
+				listed = 1;
+			}
+	return listed;
+blocked:
+	mw_log(ctx, LOG_WARNING, "%s answered %s for %s %s: query refused or resolver blocked, not a listing",
+	    l->zone, txt, what, item);
+	mw_symbol(ctx, "DNSBL_BLOCKED", 0, "%s refused the query (%s)", l->zone, txt);
+	return 0;
+}
+
+/* lookup - one name in one list; -1 on timeout/failure (list given up
+ * for this message), 0 otherwise */
+static int lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, const char *prefix,
+                  const char *what, const char *item)
+{
+	char name[600];
+	struct dns_reply *r;
+	int rc = 0;
+
+	if ((size_t)snprintf(name, sizeof(name), "%s.%s", prefix, l->zone) >= 254)
+		return 0;
+	r = dns_lookup(b->dns, name, DNS_T_A, b->cfg->dnsbl_timeout);
+	switch (r->status) {
+	case DNS_OK:
+		for (size_t i = 0; i < r->count; i++)
+			answer(ctx, l, r->rr[i].addr, what, item);
+		break;
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+	case DNS_BADNAME:
+		break;
+	case DNS_TIMEOUT:
+	case DNS_SERVFAIL:
+		mw_log(ctx, LOG_WARNING, "%s: %s looking up %s", l->zone,
+		    r->status == DNS_TIMEOUT ? "timeout" : "server failure", name);
+		mw_symbol(ctx, "DNSBL_TIMEOUT", 0, "%s did not answer", l->zone);
+		rc = -1;
+		break;
+	}
+	dns_reply_free(r);
+	return rc;
+}
+
+/* add_domain - the registrable domain of host into the set (lower case) */
+static void add_domain(const struct dnsbl *b, const char *host, char **set, size_t *n, size_t max)
+{
+	char h[256];
+	const char *reg;
+	size_t len = strlen(host), i;
+	struct ipnet ip;
+
+	if (len == 0 || len >= sizeof(h) || *n >= max)
+		return;
+	for (i = 0; i < len; i++)
+		h[i] = (char)((host[i] >= 'A' && host[i] <= 'Z') ? host[i] + 32 : host[i]);
+	h[len] = '\0';
+	while (len > 0 && h[len - 1] == '.')
+		h[--len] = '\0';
+	if (len == 0 || strspn(h, "abcdefghijklmnopqrstuvwxyz0123456789-._") != len
+	    || ipnet_parse(h, &ip) == 0 || strchr(h, '.') == NULL)
+		return;
+	reg = b->psl ? psl_registrable_domain(b->psl, h) : NULL;
+	if (reg == NULL)
+		reg = h;
+	for (i = 0; i < *n; i++)
+		if (strcmp(set[i], reg) == 0)
+			return;
+	set[(*n)++] = xstrdup(reg);
+}
+
+/* uri_host - the host part of a URI into out */
+static void uri_host(const char *uri, char *out, size_t outsz)
+{
+	const char *p = strstr(uri, "://"), *h;
+	size_t n;
+
+	out[0] = '\0';
+	if (p == NULL) {
+		if (strncasecmp(uri, "mailto:", 7) == 0 && (p = strchr(uri, '@')) != NULL) {
+			n = strcspn(p + 1, "?>& \t");
+			snprintf(out, outsz, "%.*s", (int)n, p + 1);
+		} else if (strncasecmp(uri, "www.", 4) == 0) {
+			n = strcspn(uri, "/?#: \t");
+			snprintf(out, outsz, "%.*s", (int)n, uri);
+		}
+		return;
+	}
+	h = p + 3;
+	n = strcspn(h, "/?#@");
+	if (h[n] == '@')
+		h += n + 1;
+	n = strcspn(h, "/?#:");
+	snprintf(out, outsz, "%.*s", (int)n, h);
+}
+
+static void sender_domain(const char *addr, const struct dnsbl *b, char **set, size_t *n, size_t max)
+{
+	const char *at = strrchr(addr, '@');
+	char host[256];
+	size_t len;
+
+	if (at == NULL)
+		return;
+	len = strcspn(at + 1, "> \t;,");
+	snprintf(host, sizeof(host), "%.*s", (int)len, at + 1);
+	add_domain(b, host, set, n, max);
+}
+
+static void dnsbl_eom(struct mw_ctx *ctx)
+{
+	struct dnsbl *b = mw_instance(ctx);
+	size_t max = b->cfg->dnsbl_max_domains < MAX_DOMAINS_CAP ? b->cfg->dnsbl_max_domains : MAX_DOMAINS_CAP;
+	char **uri_dom = xcalloc(max + 1, sizeof(char *)), **snd_dom = xcalloc(max + 1, sizeof(char *));
+	size_t nuri = 0, nsnd = 0, i, k;
+	char rev[128];
+	int want_uri = 0, want_snd = 0, have_rev;
+
+	for (i = 0; i < b->nlists; i++) {
+		want_uri |= !!(b->lists[i].what & LOOK_URI);
+		want_snd |= !!(b->lists[i].what & LOOK_SENDER);
+	}
+	if (want_uri) {
+		const struct mime_msg *m = mime_get(ctx);
+
+		for (i = 0; i < m->nuris && nuri < max; i++) {
+			char host[512];
+
+			uri_host(m->uris[i], host, sizeof(host));
+			add_domain(b, host, uri_dom, &nuri, max);
+		}
+	}
+	if (want_snd) {
+		const char *from = mw_header(ctx, "From", 0);
+
+		sender_domain(mw_mail_from(ctx), b, snd_dom, &nsnd, max);
+		if (from != NULL)
+			sender_domain(from, b, snd_dom, &nsnd, max);
+	}
+	have_rev = reversed(mw_client_ip(ctx), rev, sizeof(rev)) == 0;
+	for (i = 0; i < b->nlists; i++) {
+		const struct dnslist *l = &b->lists[i];
+		int dead = 0;
+
+		if ((l->what & LOOK_IP) && have_rev)
+			dead = lookup(ctx, b, l, rev, "client", mw_client_ip(ctx)) < 0;
+		if (l->what & LOOK_URI)
+			for (k = 0; k < nuri && !dead; k++)
+				dead = lookup(ctx, b, l, uri_dom[k], "uri domain", uri_dom[k]) < 0;
+		if (l->what & LOOK_SENDER)
+			for (k = 0; k < nsnd && !dead; k++)
+				dead = lookup(ctx, b, l, snd_dom[k], "sender domain", snd_dom[k]) < 0;
+	}
+	for (i = 0; i < nuri; i++)
+		free(uri_dom[i]);
+	for (i = 0; i < nsnd; i++)
+		free(snd_dom[i]);
+	free(uri_dom);
+	free(snd_dom);
+}
+
+static const struct mw_filter_ops dnsbl_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "dnsbl",
+	.fini = dnsbl_fini,
+	.on_eom = dnsbl_eom,
+};
+
+const struct builtin_filter builtin_dnsbl = {
+	.name = "dnsbl",
+	.ops = &dnsbl_ops,
+	.setup = dnsbl_setup,
+};

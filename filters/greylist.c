@@ -1,0 +1,277 @@
+/* greylist.c - the built-in "greylist" filter: refuse mail from a new
+ * (client network, sender, recipient) triplet with 451 4.7.1 and accept it
+ * when the sender retries after greylist_delay, as real MTAs do and most
+ * spam engines do not.
+ *
+ * The triplet uses the client's /24 (IPv4) or /64 (IPv6), since a pool of
+ * outgoing servers rarely retries from the same address.  State, in the
+ * store so several mailwarden machines behind one MX share it:
+ *   gl:<hash>  "F<ms>"  first attempt at <ms>, kept greylist_retry_window
+ *              "P"      passed; let through for greylist_pass_lifetime,
+ *                       renewed at each message
+ * A message passes only when every recipient's triplet passes.  Skipped
+ * for authenticated and outbound mail, and for greylist_whitelist entries:
+ * client IPs/networks (192.0.2.0/24), sender domains (@example.org) and
+ * recipients (to:postmaster@example.net or to:@example.net).
+ *
+ * It runs at end of data (the proxy can tempfail a message after DATA as
+ * well as at RCPT; a milter front end wanting RCPT-time answers would need
+ * a scanner request at RCPT).  A store failure is logged and, by
+ * store_failure, lets the message through (open) or tempfails it (closed).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "filters/builtin.h"
+#include "filters/filter_api.h"
+#include "filters/ipnet.h"
+#include "filters/store.h"
+#include "proxy/sbuf.h"
+
+#define MAX_WL 256
+
+struct greylist {
+	const struct config *cfg;
+	struct store *store;
+	struct ipnet nets[MAX_WL];
+	size_t nnets;
+	char  *senders[MAX_WL];        /* domains, lower case */
+	size_t nsenders;
+	char  *rcpts[MAX_WL];          /* "addr" or "@domain", lower case */
+	size_t nrcpts;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *lower_dup(const char *s)
+{
+	char *d = xstrdup(s);
+
+	for (char *p = d; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return d;
+}
+
+static void greylist_fini(void *instance)
+{
+	struct greylist *g = instance;
+	size_t i;
+
+	if (g == NULL)
+		return;
+	for (i = 0; i < g->nsenders; i++)
+		free(g->senders[i]);
+	for (i = 0; i < g->nrcpts; i++)
+		free(g->rcpts[i]);
+	store_close(g->store);
+	free(g);
+}
+
+static int parse_whitelist(struct greylist *g, const char *v, char *err, size_t errlen)
+{
+	char buf[sizeof(g->cfg->greylist_whitelist)], *save = NULL, *w;
+
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (w = strtok_r(buf, " \t,", &save); w != NULL; w = strtok_r(NULL, " \t,", &save)) {
+		if (g->nnets == MAX_WL || g->nsenders == MAX_WL || g->nrcpts == MAX_WL) {
+			snprintf(err, errlen, "greylist_whitelist: more than %d entries of a kind", MAX_WL);
+			return -1;
+		}
+		if (strncasecmp(w, "to:", 3) == 0 && w[3] != '\0')
+			g->rcpts[g->nrcpts++] = lower_dup(w + 3);
+		else if (w[0] == '@' && w[1] != '\0')
+			g->senders[g->nsenders++] = lower_dup(w + 1);
+		else if (ipnet_parse(w, &g->nets[g->nnets]) == 0)
+			g->nnets++;
+		else {
+			snprintf(err, errlen, "greylist_whitelist: \"%s\" is not an IP/network, @domain or to:recipient", w);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int greylist_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	struct greylist *g = xcalloc(1, sizeof(*g));
+
+	g->cfg = env->cfg;
+	if (parse_whitelist(g, env->cfg->greylist_whitelist, err, errlen) < 0
+	    || (g->store = store_open(env->cfg, err, errlen)) == NULL) {
+		greylist_fini(g);
+		return -1;
+	}
+	*instance = g;
+	return 0;
+}
+
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+static int rcpt_whitelisted(const struct greylist *g, const char *rcpt)
+{
+	for (size_t i = 0; i < g->nrcpts; i++) {
+		const char *w = g->rcpts[i];
+
+		if (w[0] == '@' ? strcasecmp(domain_of(rcpt), w + 1) == 0 : strcasecmp(rcpt, w) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int client_whitelisted(const struct greylist *g, const char *ip, const char *sender)
+{
+	struct ipnet a;
+
+	if (ipnet_parse(ip, &a) == 0)
+		for (size_t i = 0; i < g->nnets; i++)
+			if (ipnet_contains(&g->nets[i], &a))
+				return 1;
+	for (size_t i = 0; i < g->nsenders; i++)
+		if (strcasecmp(domain_of(sender), g->senders[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* triplet_key - "gl:<hex>" from the lower-cased triplet */
+static void triplet_key(const char *net, const char *sender, const char *rcpt, char *out, size_t outsz)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const char *parts[3] = { net, sender, rcpt };
+
+	for (int k = 0; k < 3; k++) {
+		for (const char *p = parts[k]; *p; p++) {
+			unsigned char c = (unsigned char)*p;
+
+			h ^= (c >= 'A' && c <= 'Z') ? c + 32 : c;
+			h *= 0x100000001b3ULL;
+		}
+		h ^= 0xff;                     /* separator no address holds */
+		h *= 0x100000001b3ULL;
+	}
+	snprintf(out, outsz, "gl:%016llx", (unsigned long long)h);
+}
+
+enum gl_state { GL_PASS, GL_WAIT, GL_FAIL };
+
+/* check_triplet - GL_PASS, GL_WAIT (*wait_s = seconds left), GL_FAIL (store) */
+static enum gl_state check_triplet(struct greylist *g, const char *key, unsigned *wait_s, int *fresh)
+{
+	const struct config *cfg = g->cfg;
+	unsigned retry_s = (cfg->greylist_retry_window + 999) / 1000;
+	unsigned pass_s = (cfg->greylist_pass_lifetime + 999) / 1000;
+	char v[64], nv[32];
+	int64_t now = now_ms(), first;
+	int r;
+
+	*fresh = 0;
+	if ((r = store_get(g->store, key, v, sizeof(v))) < 0)
+		return GL_FAIL;
+	if (r == 1 && v[0] == 'P') {
+		/* renewed so a regular correspondent never expires */
+		return store_set(g->store, key, "P", pass_s) < 0 ? GL_FAIL : GL_PASS;
+	}
+	if (r == 1 && v[0] == 'F') {
+		first = strtoll(v + 1, NULL, 10);
+		if (now - first >= (int64_t)cfg->greylist_delay)
+			return store_set(g->store, key, "P", pass_s) < 0 ? GL_FAIL : GL_PASS;
+		*wait_s = (unsigned)((first + cfg->greylist_delay - now + 999) / 1000);
+		return GL_WAIT;
+	}
+	if (cfg->greylist_delay == 0)
+		return store_set(g->store, key, "P", pass_s) < 0 ? GL_FAIL : GL_PASS;
+	snprintf(nv, sizeof(nv), "F%lld", (long long)now);
+	if (store_set(g->store, key, nv, retry_s) < 0)
+		return GL_FAIL;
+	*fresh = 1;
+	*wait_s = (cfg->greylist_delay + 999) / 1000;
+	return GL_WAIT;
+}
+
+static void greylist_eom(struct mw_ctx *ctx)
+{
+	struct greylist *g = mw_instance(ctx);
+	const struct scan_request *req = ctx->ms->req;
+	const char *ip = mw_client_ip(ctx), *sender = mw_mail_from(ctx);
+	char net[64], key[64];
+	unsigned wait = 0, w;
+	size_t i, nwait = 0, nnew = 0;
+	int fresh;
+
+	if (mw_direction(ctx) == MW_OUTBOUND || (req->auth_user && req->auth_user[0])) {
+		mw_symbol(ctx, "GREYLIST_SKIP", 0, "authenticated or outbound");
+		return;
+	}
+	if (ipnet_client_net(ip, net, sizeof(net)) < 0) {
+		mw_symbol(ctx, "GREYLIST_SKIP", 0, "client address unknown");
+		return;
+	}
+	if (client_whitelisted(g, ip, sender)) {
+		mw_symbol(ctx, "GREYLIST_SKIP", 0, "whitelisted client or sender");
+		return;
+	}
+	for (i = 0; i < mw_rcpt_count(ctx); i++) {
+		const char *rcpt = mw_rcpt(ctx, i);
+
+		if (rcpt_whitelisted(g, rcpt))
+			continue;
+		triplet_key(net, sender, rcpt, key, sizeof(key));
+		switch (check_triplet(g, key, &w, &fresh)) {
+		case GL_PASS:
+			break;
+		case GL_WAIT:
+			nwait++;
+			nnew += (size_t)fresh;
+			if (w > wait)
+				wait = w;
+			break;
+		case GL_FAIL:
+			mw_log(ctx, LOG_WARNING, "store unavailable: %s",
+			    g->cfg->store_fail_closed ? "tempfail (store_failure = closed)"
+			                              : "message let through (store_failure = open)");
+			mw_symbol(ctx, "GREYLIST_STORE_FAIL", 0, "greylisting store unavailable");
+			if (g->cfg->store_fail_closed)
+				mw_verdict(ctx, MW_TEMPFAIL, "Greylisting unavailable, please try again later");
+			return;
+		}
+	}
+	if (nwait == 0) {
+		mw_symbol(ctx, "GREYLIST_PASS", 0, "known triplet(s)");
+		return;
+	}
+	mw_symbol(ctx, "GREYLIST", 0, "%zu triplet(s) greylisted (%zu new), %u s left", nwait, nnew, wait);
+	{
+		char text[128];
+
+		snprintf(text, sizeof(text), "Greylisted, please try again in %u seconds", wait ? wait : 1);
+		mw_verdict(ctx, MW_TEMPFAIL, text);
+	}
+}
+
+static const struct mw_filter_ops greylist_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "greylist",
+	.fini = greylist_fini,
+	.on_eom = greylist_eom,
+};
+
+const struct builtin_filter builtin_greylist = {
+	.name = "greylist",
+	.ops = &greylist_ops,
+	.setup = greylist_setup,
+};

@@ -1,0 +1,181 @@
+/* learn_cmd.c - "mailwarden learn --spam|--ham|--forget FILE|DIR...":
+ * teach the Bayes classifier from message files (one message per file,
+ * as MUAs, maildirs and corpora keep them; directories are walked), into
+ * the store the settings name, so the daemon sees it at once.
+ *
+ * Each message is brought to the form the scanner sees (no mbox "From "
+ * line, CRLF line ends) and tokenized by the same code as in a scan, so
+ * what is learned is exactly what is later looked up. */
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "filters/bayes.h"
+#include "proxy/sbuf.h"
+
+#define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files are skipped */
+
+static const char learn_usage[] =
+	"usage: mailwarden learn [-c FILE] [-o name=value]... --spam|--ham|--forget FILE|DIR...\n";
+
+struct learn_run {
+	struct store *store;
+	enum bayes_class cls;
+	unsigned done, skipped, failed;
+	int store_error;
+};
+
+static struct learn_run *run;      /* for the nftw callback */
+
+/* to_spool - as the proxy spools a message: no leading "From " line,
+ * bare LF made CRLF */
+static void to_spool(const char *in, size_t len, struct sbuf *out)
+{
+	size_t i = 0, start;
+
+	if (len >= 5 && memcmp(in, "From ", 5) == 0) {
+		const char *lf = memchr(in, '\n', len);
+
+		i = lf ? (size_t)(lf - in) + 1 : len;
+	}
+	for (start = i; i < len; i++) {
+		if (in[i] != '\n' || (i > 0 && in[i - 1] == '\r'))
+			continue;
+		sbuf_add(out, in + start, i - start);
+		sbuf_add(out, "\r\n", 2);
+		start = i + 1;
+	}
+	sbuf_add(out, in + start, len - start);
+}
+
+static int read_file(const char *path, struct sbuf *b)
+{
+	FILE *f = fopen(path, "rb");
+	char buf[65536];
+	size_t n;
+
+	if (f == NULL)
+		return -1;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		if (sbuf_add(b, buf, n) < 0) {
+			fclose(f);
+			errno = EFBIG;
+			return -1;
+		}
+	if (ferror(f)) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+static void learn_file(const char *path)
+{
+	struct sbuf raw, spool;
+	struct msgscan ms;
+	struct mw_ctx ctx;
+	int r;
+
+	sbuf_init(&raw, LEARN_MAX_SIZE);
+	if (read_file(path, &raw) < 0) {
+		fprintf(stderr, "mailwarden learn: %s: %s\n", path, strerror(errno));
+		run->failed++;
+		sbuf_free(&raw);
+		return;
+	}
+	sbuf_init(&spool, (size_t)LEARN_MAX_SIZE * 2);
+	to_spool(raw.data ? raw.data : "", raw.len, &spool);
+	sbuf_free(&raw);
+	memset(&ms, 0, sizeof(ms));
+	ms.msg = (const unsigned char *)(spool.data ? spool.data : "");
+	ms.len = spool.len;
+	msgscan_parse(&ms);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.ms = &ms;
+	ctx.name = "bayes";
+	r = bayes_learn(run->store, &ctx, run->cls);
+	if (r < 0) {
+		run->store_error = 1;
+		run->failed++;
+	} else if (r == 0)
+		run->skipped++;
+	else
+		run->done++;
+	msgscan_free(&ms);
+	sbuf_free(&spool);
+}
+
+static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	const char *base = path + ftw->base;
+
+	if (type == FTW_F && S_ISREG(st->st_mode) && base[0] != '.')
+		learn_file(path);
+	else if (type == FTW_DNR || type == FTW_NS) {
+		fprintf(stderr, "mailwarden learn: %s: cannot read\n", path);
+		run->failed++;
+	}
+	return run->store_error ? 1 : 0;      /* store gone: stop */
+}
+
+int learn_command(struct config *cfg, int argc, char **argv)
+{
+	struct learn_run r;
+	char err[512];
+	int i, nclass = 0, npaths = 0;
+	int64_t ns = 0, nh = 0;
+
+	memset(&r, 0, sizeof(r));
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--spam") == 0) { r.cls = BAYES_SPAM; nclass++; }
+		else if (strcmp(argv[i], "--ham") == 0) { r.cls = BAYES_HAM; nclass++; }
+		else if (strcmp(argv[i], "--forget") == 0) { r.cls = BAYES_FORGET; nclass++; }
+		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(learn_usage, stdout);
+			return 0;
+		} else if (argv[i][0] == '-') {
+			fprintf(stderr, "mailwarden learn: unknown option \"%s\"\n%s", argv[i], learn_usage);
+			return 1;
+		} else
+			npaths++;
+	}
+	if (nclass != 1 || npaths == 0) {
+		fprintf(stderr, "mailwarden learn: give one of --spam, --ham, --forget and at least one file or directory\n%s",
+		    learn_usage);
+		return 1;
+	}
+	if ((r.store = store_open_bulk(cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailwarden learn: %s\n", err);
+		return 1;
+	}
+	run = &r;
+	for (i = 1; i < argc && !r.store_error; i++) {
+		struct stat st;
+
+		if (argv[i][0] == '-')
+			continue;
+		if (stat(argv[i], &st) < 0) {
+			fprintf(stderr, "mailwarden learn: %s: %s\n", argv[i], strerror(errno));
+			r.failed++;
+		} else if (S_ISDIR(st.st_mode))
+			nftw(argv[i], visit, 32, FTW_PHYS);
+		else
+			learn_file(argv[i]);
+	}
+	run = NULL;
+	if (r.store_error)
+		fprintf(stderr, "mailwarden learn: store %s unavailable, stopped\n", store_backend(r.store));
+	else
+		bayes_counts(r.store, &ns, &nh);
+	printf("%s %u message(s), %u already %s, %u failed; store holds %lld spam, %lld ham\n",
+	    r.cls == BAYES_FORGET ? "forgot" : r.cls == BAYES_SPAM ? "learned as spam" : "learned as ham",
+	    r.done, r.skipped, r.cls == BAYES_FORGET ? "unknown" : "learned so", r.failed,
+	    (long long)ns, (long long)nh);
+	store_close(r.store);
+	return r.failed > 0 ? 1 : 0;
+}

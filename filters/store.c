@@ -1,0 +1,150 @@
+/* store.c - the process's one store (store.h): picks the backend the
+ * settings name, shares it among the filters that ask, and checks keys. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filters/store.h"
+#include "proxy/sbuf.h"
+
+struct store {
+	const struct store_ops *ops;
+	void     *backend;       /* owned */
+	char      ident[800];    /* backend + where: a second open must match */
+	unsigned  refs;
+};
+
+static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store *shared;     /* the open store, or NULL */
+
+static void ident_of(const struct config *cfg, char *out, size_t outsz)
+{
+	if (cfg->store_backend == 1)
+		snprintf(out, outsz, "redis %s %s", cfg->store_redis, cfg->store_prefix);
+	else
+		snprintf(out, outsz, "lmdb %s", cfg->store_path);
+}
+
+static struct store *open_store(const struct config *cfg, int bulk, char *err, size_t errlen)
+{
+	char ident[sizeof(shared->ident)];
+	struct store *s = NULL;
+	int rc;
+
+	ident_of(cfg, ident, sizeof(ident));
+	pthread_mutex_lock(&store_lock);
+	if (shared != NULL) {
+		if (strcmp(shared->ident, ident) != 0)
+			snprintf(err, errlen, "store: already open as %s", shared->ident);
+		else {
+			shared->refs++;
+			s = shared;
+		}
+		pthread_mutex_unlock(&store_lock);
+		return s;
+	}
+	s = xcalloc(1, sizeof(*s));
+	snprintf(s->ident, sizeof(s->ident), "%s", ident);
+	if (cfg->store_backend == 1) {
+		s->ops = &store_redis_ops;
+		rc = store_redis_open(cfg, &s->backend, err, errlen);
+	} else {
+		s->ops = &store_lmdb_ops;
+		rc = store_lmdb_open(cfg, bulk, &s->backend, err, errlen);
+	}
+	if (rc < 0) {
+		free(s);
+		s = NULL;
+	} else {
+		s->refs = 1;
+		shared = s;
+	}
+	pthread_mutex_unlock(&store_lock);
+	return s;
+}
+
+struct store *store_open(const struct config *cfg, char *err, size_t errlen)
+{
+	return open_store(cfg, 0, err, errlen);
+}
+
+struct store *store_open_bulk(const struct config *cfg, char *err, size_t errlen)
+{
+	return open_store(cfg, 1, err, errlen);
+}
+
+void store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&store_lock);
+	if (--s->refs == 0) {
+		s->ops->close(s->backend);
+		if (shared == s)
+			shared = NULL;
+		free(s);
+	}
+	pthread_mutex_unlock(&store_lock);
+}
+
+const char *store_backend(const struct store *s)
+{
+	return s->ops->name;
+}
+
+/* key_ok - not empty, bounded, no control bytes or spaces (keys are
+ * built from envelope data: a CR/LF must never reach a protocol) */
+static int key_ok(const char *key)
+{
+	size_t n = strlen(key);
+
+	if (n == 0 || n > STORE_KEY_MAX)
+		return 0;
+	for (; *key; key++)
+		if ((unsigned char)*key <= 0x20 || (unsigned char)*key == 0x7f)
+			return 0;
+	return 1;
+}
+
+int store_get(struct store *s, const char *key, char *val, size_t valsz)
+{
+	if (!key_ok(key) || valsz == 0)
+		return -1;
+	return s->ops->get(s->backend, key, val, valsz);
+}
+
+int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s)
+{
+	if (!key_ok(key) || strlen(val) > STORE_VALUE_MAX)
+		return -1;
+	return s->ops->set(s->backend, key, val, ttl_s);
+}
+
+int store_del(struct store *s, const char *key)
+{
+	if (!key_ok(key))
+		return -1;
+	return s->ops->del(s->backend, key);
+}
+
+int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
+{
+	if (!key_ok(key))
+		return -1;
+	return s->ops->incr(s->backend, key, by, ttl_s, out);
+}
+
+int store_tokens_get(struct store *s, struct store_token *t, size_t n)
+{
+	if (n == 0)
+		return 0;
+	return s->ops->tokens_get(s->backend, t, n);
+}
+
+int store_tokens_add(struct store *s, const struct store_token *t, size_t n, int sign)
+{
+	if (n == 0)
+		return 0;
+	return s->ops->tokens_add(s->backend, t, n, sign);
+}

@@ -1,0 +1,90 @@
+/* store.h - the state greylisting, rate limits and Bayes keep between
+ * messages, behind one small interface with two backends:
+ *   lmdb   embedded (store_path), one machine; several processes (the
+ *          scanner and "mailwarden learn") may use the file at once;
+ *   redis  a Redis server (store_redis), for several mailwarden machines
+ *          sharing one state.  Every call has a deadline (store_timeout).
+ *
+ * One store per process and settings: store_open() hands out the same
+ * handle to every filter that asks (LMDB forbids opening one environment
+ * twice in a process), counted; the last store_close() closes it.
+ * Thread-safe: scanner worker threads call it concurrently.
+ *
+ * Failures (Redis down, timeout, disk full) return -1 and are logged here
+ * once per burst; the caller decides (store_failure = open | closed).
+ */
+#ifndef MW_STORE_H
+#define MW_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "proxy/config.h"
+
+#define STORE_KEY_MAX   512     /* bytes of a key, prefix excluded */
+#define STORE_VALUE_MAX 1024    /* bytes of a string value */
+
+struct store;
+
+/* One Bayes token: its 64-bit hash, and how many spam and ham messages
+ * carried it. */
+struct store_token {
+	uint64_t hash;
+	uint32_t spam;
+	uint32_t ham;
+};
+
+/* backend operations; each returns as documented for the store_* call */
+struct store_ops {
+	const char *name;
+	int  (*get)(void *b, const char *key, char *val, size_t valsz);
+	int  (*set)(void *b, const char *key, const char *val, unsigned ttl_s);
+	int  (*del)(void *b, const char *key);
+	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
+	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
+	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign);
+	void (*close)(void *b);
+};
+
+/* store_open - the process's store for cfg (store, store_path,
+ * store_redis, ...): opened on the first call, shared afterwards.  NULL
+ * with a one-line reason in err (path unusable, bad address).  A Redis
+ * server that is down is not an error here: calls fail until it is back. */
+struct store *store_open(const struct config *cfg, char *err, size_t errlen);
+/* store_open_bulk - the same for a bulk writer ("mailwarden learn"): LMDB
+ * commits are not flushed one by one but once at store_close (a crash
+ * loses the batch, never the file's integrity: LMDB's meta pages stay
+ * ordered).  Not for the daemon. */
+struct store *store_open_bulk(const struct config *cfg, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* store_backend - "lmdb" or "redis" */
+const char *store_backend(const struct store *s);
+
+/* store_get - value of key into val (NUL-terminated, cut to valsz-1).
+ * 1 found, 0 absent or expired, -1 store failure. */
+int store_get(struct store *s, const char *key, char *val, size_t valsz);
+/* store_set - key = val, expiring after ttl_s seconds (0 = never).
+ * 0, or -1. */
+int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s);
+/* store_del - remove key (absent is fine).  0, or -1. */
+int store_del(struct store *s, const char *key);
+/* store_incr - atomically add by to the integer at key (absent or expired
+ * = 0); a key created by this call expires after ttl_s seconds (0 =
+ * never), an existing key keeps its expiry.  *out gets the new value.
+ * 0, or -1. */
+int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
+/* store_tokens_get - fill spam/ham of each of the n tokens by hash (0/0
+ * for unknown ones), in one round trip / read transaction.  0, or -1. */
+int store_tokens_get(struct store *s, struct store_token *t, size_t n);
+/* store_tokens_add - add (sign > 0) or subtract (sign < 0) the spam/ham
+ * counts of n tokens, atomically as one batch; counts never go below 0,
+ * a token left at 0/0 is removed.  0, or -1. */
+int store_tokens_add(struct store *s, const struct store_token *t, size_t n, int sign);
+
+/* backends (store_lmdb.c, store_redis.c): 0 and *backend, or -1 with err */
+int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *err, size_t errlen);
+int store_redis_open(const struct config *cfg, void **backend, char *err, size_t errlen);
+extern const struct store_ops store_lmdb_ops;
+extern const struct store_ops store_redis_ops;
+
+#endif

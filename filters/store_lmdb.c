@@ -1,0 +1,394 @@
+/* store_lmdb.c - the embedded store backend (store.h): one LMDB file.
+ *
+ * Two databases in the file:
+ *   kv   key -> 8-byte expiry (unix seconds, little endian, 0 = never)
+ *               then the value bytes (counters as decimal text)
+ *   tok  8-byte token hash -> spam count, ham count (two uint32)
+ * LMDB serialises writers (across processes too: "mailwarden learn" may
+ * run beside the scanner) and readers never block, so counters are atomic
+ * by running read-modify-write in one write transaction.  MDB_NOTLS: a
+ * read transaction is not tied to a thread (scanner workers share the
+ * environment).  Commits flush the data but not the meta page
+ * (MDB_NOMETASYNC: a crash may lose the last transaction, never the
+ * file's integrity); a bulk writer flushes once at the end.  Expired keys read as absent and are swept every
+ * SWEEP_EVERY writes and at open, so greylist triplets do not pile up.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "filters/store.h"
+#include "proxy/log.h"
+#include "proxy/sbuf.h"
+
+#define SWEEP_EVERY 4096
+#define SWEEP_MAX   100000       /* entries looked at per sweep */
+
+struct lmdb_store {
+	MDB_env *env;
+	MDB_dbi  kv, tok;
+	char     path[512];
+	atomic_uint writes;
+};
+
+static uint64_t now_s(void)
+{
+	return (uint64_t)time(NULL);
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void lerr(const struct lmdb_store *b, const char *what, int rc)
+{
+	slog(NULL, LOG_ERR, "store lmdb %s: %s: %s", b->path, what, mdb_strerror(rc));
+}
+
+/* sweep - delete expired kv entries (at most SWEEP_MAX looked at) */
+static void sweep(struct lmdb_store *b)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t now = now_s();
+	unsigned seen = 0, gone = 0;
+	int rc;
+
+	if (mdb_txn_begin(b->env, NULL, 0, &txn) != 0)
+		return;
+	if (mdb_cursor_open(txn, b->kv, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && seen < SWEEP_MAX;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), seen++) {
+		uint64_t exp = v.mv_size >= 8 ? get_u64(v.mv_data) : 1;
+
+		if (exp != 0 && exp <= now) {
+			mdb_cursor_del(cur, 0);
+			gone++;
+		}
+	}
+	mdb_cursor_close(cur);
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		lerr(b, "sweep", rc);
+	else if (gone > 0)
+		slog(NULL, LOG_DEBUG, "store lmdb %s: %u expired keys removed", b->path, gone);
+}
+
+static void wrote(struct lmdb_store *b)
+{
+	if (atomic_fetch_add(&b->writes, 1) % SWEEP_EVERY == SWEEP_EVERY - 1)
+		sweep(b);
+}
+
+int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *err, size_t errlen)
+{
+	struct lmdb_store *b = xcalloc(1, sizeof(*b));
+	MDB_txn *txn = NULL;
+	int rc, dead = 0;
+
+	snprintf(b->path, sizeof(b->path), "%s", cfg->store_path);
+	if ((rc = mdb_env_create(&b->env)) != 0)
+		goto fail;
+	if ((rc = mdb_env_set_maxdbs(b->env, 4)) != 0
+	    || (rc = mdb_env_set_maxreaders(b->env, 512)) != 0
+	    || (rc = mdb_env_set_mapsize(b->env, (size_t)cfg->store_map_size)) != 0)
+		goto fail;
+	if ((rc = mdb_env_open(b->env, b->path,
+	    MDB_NOSUBDIR | MDB_NOTLS | (bulk ? MDB_NOSYNC : MDB_NOMETASYNC), 0640)) != 0)
+		goto fail;
+	mdb_reader_check(b->env, &dead);     /* readers of crashed processes */
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &b->kv)) != 0
+	    || (rc = mdb_dbi_open(txn, "tok", MDB_CREATE, &b->tok)) != 0)
+		goto fail;
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		goto fail;
+	sweep(b);
+	*backend = b;
+	return 0;
+fail:
+	snprintf(err, errlen, "store_path %s: %s", b->path, mdb_strerror(rc));
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (b->env != NULL)
+		mdb_env_close(b->env);
+	free(b);
+	return -1;
+}
+
+static void lmdb_close(void *vb)
+{
+	struct lmdb_store *b = vb;
+
+	mdb_env_sync(b->env, 1);
+	mdb_env_close(b->env);
+	free(b);
+}
+
+static MDB_val key_val(const char *key)
+{
+	MDB_val k = { strlen(key), (void *)(uintptr_t)key };
+	return k;
+}
+
+static int lmdb_get(void *vb, const char *key, char *val, size_t valsz)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(key), v;
+	int rc, found = 0;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		lerr(b, "read", rc);
+		return -1;
+	}
+	rc = mdb_get(txn, b->kv, &k, &v);
+	if (rc == 0 && v.mv_size >= 8) {
+		uint64_t exp = get_u64(v.mv_data);
+
+		if (exp == 0 || exp > now_s()) {
+			size_t n = v.mv_size - 8 < valsz - 1 ? v.mv_size - 8 : valsz - 1;
+
+			memcpy(val, (char *)v.mv_data + 8, n);
+			val[n] = '\0';
+			found = 1;
+		}
+	} else if (rc != 0 && rc != MDB_NOTFOUND) {
+		lerr(b, "get", rc);
+		found = -1;
+	}
+	mdb_txn_abort(txn);
+	return found;
+}
+
+/* put_kv - key = val with expiry, inside txn */
+static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const char *val,
+                  size_t vlen, uint64_t exp)
+{
+	MDB_val k = key_val(key), v;
+	unsigned char buf[8 + STORE_VALUE_MAX + 32];
+
+	if (vlen > sizeof(buf) - 8)
+		return EINVAL;
+	put_u64(buf, exp);
+	memcpy(buf + 8, val, vlen);
+	v.mv_size = 8 + vlen;
+	v.mv_data = buf;
+	return mdb_put(txn, b->kv, &k, &v, 0);
+}
+
+static int lmdb_set(void *vb, const char *key, const char *val, unsigned ttl_s)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	rc = put_kv(b, txn, key, val, strlen(val), ttl_s ? now_s() + ttl_s : 0);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		lerr(b, "put", rc);
+		return -1;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	wrote(b);
+	return 0;
+}
+
+static int lmdb_del(void *vb, const char *key)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(key);
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	rc = mdb_del(txn, b->kv, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		lerr(b, "del", rc);
+		return -1;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	return 0;
+}
+
+static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(key), v;
+	uint64_t now = now_s(), exp = ttl_s ? now + ttl_s : 0;
+	int64_t cur = 0;
+	char num[32];
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	rc = mdb_get(txn, b->kv, &k, &v);
+	if (rc == 0 && v.mv_size >= 8) {
+		uint64_t old = get_u64(v.mv_data);
+
+		if (old == 0 || old > now) {       /* alive: keep its expiry */
+			size_t n = v.mv_size - 8 < sizeof(num) - 1 ? v.mv_size - 8 : sizeof(num) - 1;
+
+			memcpy(num, (char *)v.mv_data + 8, n);
+			num[n] = '\0';
+			cur = strtoll(num, NULL, 10);
+			exp = old;
+		}
+	} else if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		lerr(b, "get", rc);
+		return -1;
+	}
+	cur += by;
+	snprintf(num, sizeof(num), "%" PRId64, cur);
+	if ((rc = put_kv(b, txn, key, num, strlen(num), exp)) != 0) {
+		mdb_txn_abort(txn);
+		lerr(b, "put", rc);
+		return -1;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	wrote(b);
+	if (out != NULL)
+		*out = cur;
+	return 0;
+}
+
+static int lmdb_tokens_get(void *vb, struct store_token *t, size_t n)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		lerr(b, "read", rc);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char kb[8];
+		MDB_val k = { 8, kb }, v;
+
+		put_u64(kb, t[i].hash);
+		t[i].spam = t[i].ham = 0;
+		rc = mdb_get(txn, b->tok, &k, &v);
+		if (rc == 0 && v.mv_size == 8) {
+			memcpy(&t[i].spam, v.mv_data, 4);
+			memcpy(&t[i].ham, (char *)v.mv_data + 4, 4);
+		} else if (rc != 0 && rc != MDB_NOTFOUND) {
+			mdb_txn_abort(txn);
+			lerr(b, "token get", rc);
+			return -1;
+		}
+	}
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+static uint32_t add_clamped(uint32_t cur, uint32_t d, int sign)
+{
+	if (sign < 0)
+		return cur > d ? cur - d : 0;
+	return cur > UINT32_MAX - d ? UINT32_MAX : cur + d;
+}
+
+static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int sign)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char kb[8], vbuf[8];
+		MDB_val k = { 8, kb }, v;
+		uint32_t s = 0, h = 0;
+
+		put_u64(kb, t[i].hash);
+		rc = mdb_get(txn, b->tok, &k, &v);
+		if (rc == 0 && v.mv_size == 8) {
+			memcpy(&s, v.mv_data, 4);
+			memcpy(&h, (char *)v.mv_data + 4, 4);
+		} else if (rc != 0 && rc != MDB_NOTFOUND)
+			goto fail;
+		s = add_clamped(s, t[i].spam, sign);
+		h = add_clamped(h, t[i].ham, sign);
+		if (s == 0 && h == 0) {
+			rc = mdb_del(txn, b->tok, &k, NULL);
+			if (rc == MDB_NOTFOUND)
+				rc = 0;
+		} else {
+			memcpy(vbuf, &s, 4);
+			memcpy(vbuf + 4, &h, 4);
+			v.mv_size = 8;
+			v.mv_data = vbuf;
+			rc = mdb_put(txn, b->tok, &k, &v, 0);
+		}
+		if (rc != 0)
+			goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	return 0;
+fail:
+	mdb_txn_abort(txn);
+	lerr(b, "token update", rc);
+	return -1;
+}
+
+const struct store_ops store_lmdb_ops = {
+	.name = "lmdb",
+	.get = lmdb_get,
+	.set = lmdb_set,
+	.del = lmdb_del,
+	.incr = lmdb_incr,
+	.tokens_get = lmdb_tokens_get,
+	.tokens_add = lmdb_tokens_add,
+	.close = lmdb_close,
+};

@@ -1,0 +1,109 @@
+"""test_dnsbl.py - DNS blocklists against the loopback DNS server
+(tests/functional/dnsserver.py) with test zones: a client-IP list in the
+Spamhaus zen layout, a DBL-style domain list and a URIBL-style bit-mask
+list; listed, not listed, the "query refused / blocked resolver" answers
+(logged, never scored), and a forwarder that never answers."""
+
+import json
+import time
+
+from dnsserver import dead_dns, dns_server  # noqa: F401 (fixtures)
+from mwlib import make_msg, run_mw
+
+ZEN = ("zen.bl.test ip 127.0.0.2=RCVD_IN_SBL:3.5 127.0.0.4/30=RCVD_IN_XBL:3 "
+       "127.0.0.10/31=RCVD_IN_PBL:1.5")
+DBL = "dbl.bl.test domain 127.0.1.2=DBL_SPAM:2.5 127.0.1.4/30=DBL_BAD:4"
+URIBL = "multi.uribl.test uri &2=URIBL_BLACK:3 &4=URIBL_GREY:1 error=127.0.0.1"
+
+
+def zones(srv):
+    srv.add_zone("zen.bl.test", [
+        "99.2.0.192 A 127.0.0.2",                 # 192.0.2.99: SBL
+        "98.2.0.192 A 127.0.0.4",                 # 192.0.2.98: XBL
+        "98.2.0.192 A 127.0.0.10",                #             and PBL
+        "97.2.0.192 A 127.255.255.254",           # 192.0.2.97: public resolver refused
+        "96.2.0.192 A 192.0.2.1",                 # 192.0.2.96: not a 127/8 answer
+    ])
+    srv.add_zone("dbl.bl.test", [
+        "spammer.example A 127.0.1.2",
+        "malware.example A 127.0.1.5",
+        "ipquery.example A 127.0.1.255",          # DBL: IP queries refused
+    ])
+    srv.add_zone("multi.uribl.test", [
+        "spamlink.example A 127.0.0.2",
+        "greylink.example A 127.0.0.4",
+        "blocked.example A 127.0.0.1",            # URIBL: query blocked
+    ])
+    srv.start()
+
+
+def scan(tmp_path, forwarder, body="no links here", client="192.0.2.50",
+         frm="someone@clean.example", lists=(ZEN, DBL, URIBL), extra=()):
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    p.write_bytes(make_msg(frm=frm, body=body.encode()))
+    args = ["scan", "-o", "filters=dnsbl", "-o", "dns_forwarder=" + forwarder,
+            "-o", "dns_client_name=no", "-o", "dnsbl_list="]
+    for l in lists:
+        args += ["-o", "dnsbl_list=" + l]
+    for e in extra:
+        args += ["-o", e]
+    args += ["--client-ip", client, "--from", frm, str(p)]
+    r = run_mw(args, timeout=60)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    return {s["name"]: s for s in res["symbols"]}, r.stderr.decode(), res
+
+
+def test_client_ip_listed_and_not(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, res = scan(tmp_path, dns_server.forwarder, client="192.0.2.99")
+    assert sym["RCVD_IN_SBL"]["score"] == 3.5 and "192.0.2.99" in sym["RCVD_IN_SBL"]["desc"]
+    assert res["score"] == 3.5
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.98")
+    assert set(sym) == {"RCVD_IN_XBL", "RCVD_IN_PBL"}
+    sym, _, res = scan(tmp_path, dns_server.forwarder, client="192.0.2.50")
+    assert sym == {} and res["score"] == 0
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="10.1.2.3")     # private: not asked
+    assert sym == {}
+
+
+def test_domains_of_uris_and_sender(dns_server, tmp_path):
+    zones(dns_server)
+    body = ("see http://www.spammer.example/offer and https://x.y.greylink.example/a?b "
+            "and http://clean.example/")
+    sym, _, res = scan(tmp_path, dns_server.forwarder, body=body)
+    assert "DBL_SPAM" in sym and "spammer.example" in sym["DBL_SPAM"]["desc"]
+    assert "URIBL_GREY" in sym and "URIBL_BLACK" not in sym
+    # the sender's domain goes to "domain" lists, not to "uri" lists
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="boss@malware.example")
+    assert set(sym) == {"DBL_BAD"}, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="go to http://spamlink.example/")
+    assert set(sym) == {"URIBL_BLACK"}, sym
+
+
+def test_blocked_resolver_answers_never_score(dns_server, tmp_path):
+    zones(dns_server)
+    for kw in (dict(client="192.0.2.97"), dict(client="192.0.2.96"),
+               dict(frm="a@ipquery.example"), dict(body="http://blocked.example/")):
+        sym, err, res = scan(tmp_path, dns_server.forwarder, **kw)
+        assert res["score"] == 0, (kw, sym)
+        assert set(sym) == {"DNSBL_BLOCKED"}, (kw, sym)
+        assert "not a listing" in err, err
+
+
+def test_dead_forwarder_times_out(dead_dns, tmp_path):
+    t0 = time.monotonic()
+    sym, err, res = scan(tmp_path, dead_dns.forwarder, client="192.0.2.99",
+                         body="http://a.example/ http://b.example/ http://c.example/",
+                         extra=("dnsbl_timeout=500ms", "dns_timeout=500ms"))
+    took = time.monotonic() - t0
+    assert res["score"] == 0 and "DNSBL_TIMEOUT" in sym, sym
+    assert "timeout" in err
+    # one deadline per list, not per domain: 3 lists -> about 1.5 s
+    assert took < 6, took
+
+
+def test_bad_list_refused(tmp_path):
+    r = run_mw(["-t", "-o", "filters=dnsbl", "-o", "dns_forwarder=127.0.0.1@9",
+                "-o", "dnsbl_list=zen.bl.test ip 127.0.0.2=lower:1"])
+    assert r.returncode != 0 and b"dnsbl_list" in r.stderr + r.stdout

@@ -1,0 +1,137 @@
+"""test_greylist.py - greylisting and rate limits end to end through the
+proxy, with the LMDB and the Redis store; two mailwarden instances sharing
+one Redis; Redis down with store_failure open and closed."""
+
+import time
+
+import pytest
+
+from mwlib import make_msg
+from storelib import Redis, redis_server, store, store_opts  # noqa: F401 (fixtures)
+
+
+def send(m, frm="sender@example.org", rcpts=("rcpt@example.net",), subject="hello"):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction(frm, list(rcpts), make_msg(subject=subject, frm=frm, to=rcpts[0]))
+    c.quit()
+    return r["final"]
+
+
+def test_greylist_delay_then_pass(mw_factory, upstream, store):
+    kind, opts, _ = store
+    m = mw_factory(upstream, opts=opts + [("filters", "greylist"), ("greylist_delay", "2s")])
+    r = send(m)
+    assert r.code == 451 and "4.7.1" in r.text and "Greylisted" in r.text, r
+    r = send(m)                                        # too early
+    assert r.code == 451, r
+    assert upstream.messages == []
+    time.sleep(2.2)
+    r = send(m)
+    assert r.code == 250, r
+    assert len(upstream.messages) == 1
+    # a passed triplet goes through at once; a new recipient is a new triplet
+    assert send(m).code == 250
+    r = send(m, rcpts=("other@example.net",))
+    assert r.code == 451, r
+    # a triplet with a passed and a new recipient waits for the new one
+    r = send(m, rcpts=("rcpt@example.net", "third@example.net"))
+    assert r.code == 451, r
+    rec = m.audit(6)[-1]
+    assert any(s["name"] == "GREYLIST" for s in rec["symbols"]), rec
+
+
+def test_greylist_whitelist_and_outbound_skip(mw_factory, upstream, tmp_path):
+    opts = store_opts("lmdb", tmp_path) + [("filters", "greylist"), ("greylist_delay", "1h")]
+    m = mw_factory(upstream, opts=opts + [("greylist_whitelist", "10.0.0.0/8 127.0.0.0/8")])
+    assert send(m).code == 250
+    m2 = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
+        ("filters", "greylist"), ("greylist_delay", "1h"), ("greylist_whitelist", "@example.org")])
+    assert send(m2).code == 250
+    assert send(m2, frm="x@elsewhere.example").code == 451
+    m3 = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
+        ("filters", "greylist"), ("greylist_delay", "1h")], direction="outbound")
+    assert send(m3).code == 250
+
+
+def test_two_instances_share_greylist_in_redis(mw_factory, upstream, redis_server, tmp_path):
+    opts = store_opts("redis", tmp_path, redis_server) + [("filters", "greylist"),
+                                                          ("greylist_delay", "2s")]
+    a = mw_factory(upstream, opts=opts)
+    b = mw_factory(upstream, opts=opts)
+    assert send(a).code == 451
+    assert send(b).code == 451          # b knows the triplet: still too early
+    time.sleep(2.2)
+    assert send(b).code == 250          # b saw a's first attempt
+    assert send(a).code == 250          # a sees the pass b recorded
+    # a triplet first seen by b: a greylists it as seen, not as new
+    assert send(b, rcpts=("new@example.net",)).code == 451
+    r = send(a, rcpts=("new@example.net",))
+    assert r.code == 451
+    rec = a.audit(3)[-1]
+    gl = [s for s in rec["symbols"] if s["name"] == "GREYLIST"]
+    assert gl and "(0 new)" in gl[0]["description"], rec
+
+
+@pytest.mark.parametrize("mode,code", [("open", 250), ("closed", 451)])
+def test_redis_down(mw_factory, upstream, mode, code):
+    from mwlib import free_port
+    opts = [("store", "redis"), ("store_redis", "127.0.0.1:%d" % free_port()),
+            ("store_timeout", "300ms"), ("store_failure", mode),
+            ("filters", "greylist ratelimit"), ("ratelimit_ip", "100/1h")]
+    m = mw_factory(upstream, opts=opts)
+    r = send(m)
+    assert r.code == code, r
+    assert m.alive()
+    assert "cannot connect" in m.stderr_text()
+
+
+def test_redis_restart_recovers(mw_factory, upstream, tmp_path):
+    r = Redis(tmp_path / "redis")
+    opts = [("store", "redis"), ("store_redis", r.addr), ("store_timeout", "300ms"),
+            ("store_failure", "closed"), ("filters", "greylist"), ("greylist_delay", "0")]
+    m = mw_factory(upstream, opts=opts)
+    assert send(m).code == 451          # not running yet: fail closed
+    r.start()
+    try:
+        time.sleep(1.1)                 # reconnects at most once a second
+        assert send(m).code == 250
+        assert b"gl:" in r.keys()
+    finally:
+        r.stop()
+
+
+def test_ratelimit_sender_and_ip(mw_factory, upstream, store, tmp_path):
+    kind, opts, redis = store
+    m = mw_factory(upstream, opts=opts + [("filters", "ratelimit"), ("ratelimit_sender", "2/1h")])
+    assert send(m).code == 250
+    assert send(m).code == 250
+    r = send(m)
+    assert r.code == 451 and "4.7.1" in r.text and "sender" in r.text, r
+    assert send(m, frm="other@example.org").code == 250
+    rec = m.audit(4)[-2]
+    assert any(s["name"] == "RATELIMIT_SENDER" for s in rec["symbols"]), rec
+    m2 = mw_factory(upstream, opts=store_opts(kind, tmp_path, redis) + [
+        ("filters", "ratelimit"), ("ratelimit_ip", "1/1h")])
+    assert send(m2).code == 250
+    assert send(m2, frm="x@example.com").code == 451
+
+
+def test_ratelimit_rcpt_domain_window_slides(mw_factory, upstream, tmp_path):
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
+        ("filters", "ratelimit"), ("ratelimit_rcpt_domain", "1/2s")])
+    assert send(m).code == 250
+    assert send(m, rcpts=("x@example.net", "y@example.net")).code == 451
+    assert send(m, rcpts=("z@other.example",)).code == 250
+    time.sleep(4.1)                     # two windows later nothing is left
+    assert send(m).code == 250
+
+
+def test_bad_settings_refused(tmp_path):
+    from mwlib import run_mw
+    r = run_mw(["-t", "-o", "filters=ratelimit", "-o", "ratelimit_ip=lots",
+                "-o", "store_path=%s" % (tmp_path / "s.lmdb")])
+    assert r.returncode != 0 and "ratelimit_ip" in (r.stderr + r.stdout).decode()
+    r = run_mw(["-t", "-o", "filters=greylist", "-o", "greylist_whitelist=not-an-ip",
+                "-o", "store_path=%s" % (tmp_path / "s.lmdb")])
+    assert r.returncode != 0 and "greylist_whitelist" in (r.stderr + r.stdout).decode()
