@@ -7,8 +7,9 @@
  * outgoing servers rarely retries from the same address.  State, in the
  * store so several mailwarden machines behind one MX share it:
  *   gl:<hash>  "F<ms>"  first attempt at <ms>, kept greylist_retry_window
- *              "P"      passed; let through for greylist_pass_lifetime,
- *                       renewed at each message
+ *              "P<ms>"  passed (last renewed at <ms>); let through for
+ *                       greylist_pass_lifetime, renewed by a message at
+ *                       most once an hour (a pass is a read, not a write)
  * A message passes only when every recipient's triplet passes.  Skipped
  * for authenticated and outbound mail, and for greylist_whitelist entries:
  * client IPs/networks (192.0.2.0/24), sender domains (@example.org) and
@@ -33,6 +34,7 @@
 #include "proxy/sbuf.h"
 
 #define MAX_WL 256
+#define RENEW_MS (3600 * 1000LL)     /* a passed triplet's lifetime is renewed at most hourly */
 
 struct greylist {
 	const struct config *cfg;
@@ -182,19 +184,23 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, unsigned
 	*fresh = 0;
 	if ((r = store_get(g->store, key, v, sizeof(v))) < 0)
 		return GL_FAIL;
+	snprintf(nv, sizeof(nv), "P%lld", (long long)now);
 	if (r == 1 && v[0] == 'P') {
-		/* renewed so a regular correspondent never expires */
-		return store_set(g->store, key, "P", pass_s) < 0 ? GL_FAIL : GL_PASS;
+		/* renewed so a regular correspondent never expires, but at most
+		 * once per RENEW_MS: a pass is then a read, not a write */
+		if (now - strtoll(v + 1, NULL, 10) < RENEW_MS)
+			return GL_PASS;
+		return store_set(g->store, key, nv, pass_s) < 0 ? GL_FAIL : GL_PASS;
 	}
 	if (r == 1 && v[0] == 'F') {
 		first = strtoll(v + 1, NULL, 10);
 		if (now - first >= (int64_t)cfg->greylist_delay)
-			return store_set(g->store, key, "P", pass_s) < 0 ? GL_FAIL : GL_PASS;
+			return store_set(g->store, key, nv, pass_s) < 0 ? GL_FAIL : GL_PASS;
 		*wait_s = (unsigned)((first + cfg->greylist_delay - now + 999) / 1000);
 		return GL_WAIT;
 	}
 	if (cfg->greylist_delay == 0)
-		return store_set(g->store, key, "P", pass_s) < 0 ? GL_FAIL : GL_PASS;
+		return store_set(g->store, key, nv, pass_s) < 0 ? GL_FAIL : GL_PASS;
 	snprintf(nv, sizeof(nv), "F%lld", (long long)now);
 	if (store_set(g->store, key, nv, retry_s) < 0)
 		return GL_FAIL;

@@ -85,6 +85,10 @@ def test_learn_relearn_forget_and_scan(store, tmp_path):
 def test_learn_usage_and_bad_store(tmp_path):
     rc, out, err = learn([], str(tmp_path))
     assert rc != 0 and "--spam" in err
+    # more files than the command line keeps: refused, never cut short
+    many = [write(tmp_path, "m%d.eml" % i, "s", "b") for i in range(300)]
+    rc, out, err = learn([("store_path", str(tmp_path / "s.lmdb"))], "--spam", *many)
+    assert rc != 0 and "too many arguments" in err and out == ""
     rc, out, err = learn([("store_path", str(tmp_path / "no" / "such" / "dir" / "s.lmdb"))],
                          "--spam", str(tmp_path))
     assert rc != 0 and "store_path" in err
