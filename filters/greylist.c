@@ -269,10 +269,21 @@ static void greylist_eom(struct mw_ctx *ctx)
 	}
 }
 
+/* An envelope request (the milter asks at each RCPT, with that one
+ * recipient) gets its answer here, so the MTA refuses the recipient before
+ * DATA; a whole message is answered at its end, over all recipients. */
+static void greylist_rcpt(struct mw_ctx *ctx, const char *rcpt)
+{
+	(void)rcpt;
+	if (ctx->ms->req->stage == SCAN_ENVELOPE)
+		greylist_eom(ctx);
+}
+
 static const struct mw_filter_ops greylist_ops = {
 	.api_version = MW_FILTER_API_VERSION,
 	.name = "greylist",
 	.fini = greylist_fini,
+	.on_rcpt = greylist_rcpt,
 	.on_eom = greylist_eom,
 };
 

@@ -579,6 +579,22 @@ static sfsistat on_eom(SMFICTX *ctx)
 		txn_reset(s);
 		return SMFIS_REJECT;
 	}
+	if (s->have_early && s->nrcpts > 0) {
+		size_t i, ok = 0;
+
+		for (i = 0; i < s->nrcpts; i++)
+			ok += s->rcpts[i].reply[0] == '\0';
+		if (ok == 0) {
+			/* every recipient was refused: there is nobody to deliver to
+			 * (an MTA does not even get here) */
+			rc = s->early_res.action == MW_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+			milter_reply(ctx, s->early_res.reply);
+			audit(s, &s->early_res, mw_action_name(s->early_res.action), s->early_res.reply,
+			    qid, "no recipient left");
+			txn_reset(s);
+			return rc;
+		}
+	}
 	if (!s->spool_ok || spool_finish(&s->spool) < 0) {
 		rc = fail_action(ctx, s, "cannot spool the message", qid);
 		txn_reset(s);

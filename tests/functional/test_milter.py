@@ -323,3 +323,17 @@ def test_milter_only_daemon_and_scanner_restart(mw_factory, tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
         assert proc.returncode == 0
+
+
+def test_greylisting_refuses_the_recipient_at_rcpt(milter_factory, tmp_path):
+    m = milter_factory(opts=[("filters", "greylist"), ("store", "lmdb"),
+                             ("store_path", str(tmp_path / "store")), ("greylist_delay", "1s")])
+    out = m.run(tmp_path, make_msg(subject="x"), rcpts=("new@example.net",))
+    assert out.rcpt["new@example.net"] == "replycode"          # 451 at RCPT, before DATA
+    rec = audit_records(m.mw)[-1]
+    assert rec["action"] == "tempfail"
+    assert rec["rcpts"][0]["reply"].startswith("451 4.7.1 Greylisted")
+    time.sleep(1.2)
+    out = m.run(tmp_path, make_msg(subject="x"), rcpts=("new@example.net",))
+    assert out.rcpt["new@example.net"] == "continue"
+    assert out.eom == "continue"
