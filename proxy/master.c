@@ -282,41 +282,23 @@ static void announce_scanner(void)
 		}
 }
 
-static pid_t start_proxy(void)
+static int run_proxy(int ctl_fd)
 {
-	int ctl[2];
-	if (pipe2(ctl, O_CLOEXEC) < 0) {
-		slog_errno(NULL, LOG_ERR, "pipe");
-		return -1;
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		slog_errno(NULL, LOG_ERR, "fork proxy");
-		close(ctl[0]);
-		close(ctl[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		child_signals();
-		set_proc_title(M.argc, M.argv, "proxy");
-		close(ctl[1]);
-		if (M.ctl_w >= 0) close(M.ctl_w);
-		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		if (M.scan_fd >= 0) close(M.scan_fd);
-		drop_privileges();
-		proxy_set_control_fd(ctl[0]);
-		_exit(proxy_main(M.cfg, M.nloops, M.lfds, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov));
-	}
-	close(ctl[0]);
-	if (M.ctl_w >= 0) close(M.ctl_w);
-	M.ctl_w = ctl[1];
-	M.proxy.pid = pid;
-	M.proxy.started = time(NULL);
-	slog(NULL, LOG_INFO, "proxy started pid=%d", (int)pid);
-	return pid;
+	proxy_set_control_fd(ctl_fd);
+	return proxy_main(M.cfg, M.nloops, M.lfds, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov);
 }
 
-static pid_t start_milter(void)
+static int run_milter(int ctl_fd)
+{
+	for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen);
+}
+
+/* start_frontend - fork a front end (proxy or milter) with a control pipe
+ * from the master: it learns the scanner's address from it, now and after
+ * every reload or scanner restart.  *ctl_w gets the master's end. */
+static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w,
+                            struct child *c)
 {
 	int ctl[2];
 	if (pipe2(ctl, O_CLOEXEC) < 0) {
@@ -325,31 +307,40 @@ static pid_t start_milter(void)
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		slog_errno(NULL, LOG_ERR, "fork milter");
+		slog_errno(NULL, LOG_ERR, "fork %s", name);
 		close(ctl[0]);
 		close(ctl[1]);
 		return -1;
 	}
 	if (pid == 0) {
 		child_signals();
-		set_proc_title(M.argc, M.argv, "milter");
+		set_proc_title(M.argc, M.argv, name);
 		close(ctl[1]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
 		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		if (M.pending_fd >= 0) close(M.pending_fd);
 		if (M.pending_ready >= 0) close(M.pending_ready);
-		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		drop_privileges();
-		_exit(milter_main(M.cfg, ctl[0], &M.scan_addr, M.scan_addrlen));
+		_exit(run(ctl[0]));
 	}
 	close(ctl[0]);
-	if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-	M.milter_ctl_w = ctl[1];
-	M.milter.pid = pid;
-	M.milter.started = time(NULL);
-	slog(NULL, LOG_INFO, "milter started pid=%d", (int)pid);
+	if (*ctl_w >= 0) close(*ctl_w);
+	*ctl_w = ctl[1];
+	c->pid = pid;
+	c->started = time(NULL);
+	slog(NULL, LOG_INFO, "%s started pid=%d", name, (int)pid);
 	return pid;
+}
+
+static pid_t start_proxy(void)
+{
+	return start_frontend("proxy", run_proxy, &M.ctl_w, &M.proxy);
+}
+
+static pid_t start_milter(void)
+{
+	return start_frontend("milter", run_milter, &M.milter_ctl_w, &M.milter);
 }
 
 static void schedule_restart(struct child *c, const char *name, int status)
