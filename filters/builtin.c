@@ -9,6 +9,7 @@
 /* content */
 
 /* spam */
+extern const struct builtin_filter builtin_rules;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
@@ -16,6 +17,7 @@ static const struct builtin_filter *const builtins[] = {
 	/* content */
 
 	/* spam */
+	&builtin_rules,
 
 	NULL
 };
