@@ -57,6 +57,13 @@ $(PLUGIN): tests/plugins/example_plugin.c include/mailwarden/filter.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -Iinclude -shared -fPIC -o $@ $<
 
+# rules (issue 6): batch scanner for the SpamAssassin agreement test and bench
+RULES_BATCH := $(BUILD)/tests/rules_batch
+all: $(RULES_BATCH)
+$(RULES_BATCH): tests/bench/rules_batch.c $(BUILD)/libmw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libmw.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS) -lcmocka
@@ -94,6 +101,8 @@ install: all
 	[ ! -f doc/mailwarden.conf.5 ] || install -m 0644 doc/mailwarden.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	[ ! -f etc/mailwarden.service ] || install -D -m 0644 etc/mailwarden.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
+	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules
+	install -m 0644 rules/cf/*.cf $(DESTDIR)$(PREFIX)/share/mailwarden/rules/
 
 # libFuzzer targets (clang); FUZZ_SECONDS per target
 FUZZ_SECONDS ?= 60

@@ -213,8 +213,14 @@ static void rules_eom(struct mw_ctx *ctx)
 		if (!scr) { mw_log(ctx, LOG_ERR, "no memory for rule scratch"); return; }
 		pthread_setspecific(inst->key, scr);
 	}
-	size_t mlen;
-	const char *msg = (const char *)mw_message(ctx, &mlen);
+	size_t crlf_len, mlen = 0;
+	const char *crlf_msg = (const char *)mw_message(ctx, &crlf_len);
+	/* SpamAssassin reads messages with LF line ends: so do the rules */
+	char *msg = malloc(crlf_len + 1);
+	if (!msg) abort();
+	for (size_t i = 0; i < crlf_len; i++)
+		if (!(crlf_msg[i] == '\r' && i + 1 < crlf_len && crlf_msg[i + 1] == '\n')) msg[mlen++] = crlf_msg[i];
+	msg[mlen] = '\0';
 
 	/* header fields, raw with folding, and decoded */
 	struct rules_header *hdrs = calloc(MAX_FIELDS + 1, sizeof *hdrs);
@@ -314,6 +320,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	for (size_t i = 0; i < no; i++) free(owned[i]);
 	free(owned);
 	free(hdrs);
+	free(msg);
 }
 
 static const struct mw_filter_ops rules_ops = {
