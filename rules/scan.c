@@ -207,7 +207,8 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 	s->buflen = 0;
 	buf_add(s, "", 0);
 	int raw = t->hmod == HM_RAW, found = 0;
-	if (name_is(t->hdr, "ALL")) {
+	/* SpamAssassin's pseudo-header names are case-sensitive */
+	if (strcmp(t->hdr, "ALL") == 0) {
 		for (size_t i = 0; i < in->nheaders; i++) {
 			if (name_is(in->headers[i].name, "EnvelopeFrom")) continue;   /* pseudo */
 			buf_add(s, in->headers[i].name, strlen(in->headers[i].name));
@@ -222,8 +223,8 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 	static const char *const tocc[] = { "To", "Cc", NULL };
 	const char *const *names = NULL;
 	const char *single[2] = { t->hdr, NULL };
-	if (name_is(t->hdr, "MESSAGEID")) names = msgid;
-	else if (name_is(t->hdr, "ToCc")) names = tocc;
+	if (strcmp(t->hdr, "MESSAGEID") == 0) names = msgid;
+	else if (strcmp(t->hdr, "ToCc") == 0) names = tocc;
 	else names = single;
 	for (size_t n = 0; names[n]; n++)
 		for (size_t i = 0; i < in->nheaders; i++) {

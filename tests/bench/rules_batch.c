@@ -4,6 +4,8 @@
  * stderr.  Used by the SpamAssassin agreement test and the rules bench.
  *
  * usage: rules_batch [-c FILE] [-o name=value]... FILE...
+ *        rules_batch --report CACHEDIR RULEFILE|DIR|GLOB...   (every rule: name, kind,
+ *        loaded 0/1, score, reason it is not loaded)
  * stdout: "FILE<TAB>SYM SYM ...\n" per message
  * stderr: "rules_batch: N messages in S s (R msg/s), setup T s" */
 #include <errno.h>
@@ -18,6 +20,33 @@
 #include "filters/pipeline.h"
 #include "proxy/config.h"
 #include "proxy/scanproto.h"
+#include "rules/rules.h"
+
+static int report(int argc, char **argv)
+{
+	static const char *const kinds[] = { "header", "body", "rawbody", "full", "uri", "meta", "other" };
+	struct ruleset *rs = rules_new();
+	char err[1024];
+	for (int i = 1; i < argc; i++)
+		if (rules_load_file(rs, argv[i], err, sizeof err) < 0) { fprintf(stderr, "rules_batch: %s\n", err); return 1; }
+	if (rules_compile(rs, argc > 0 ? argv[0] : NULL, err, sizeof err) < 0) { fprintf(stderr, "rules_batch: %s\n", err); return 1; }
+	for (size_t i = 0; i < rules_count(rs); i++) {
+		enum rule_kind k;
+		int loaded;
+		double score;
+		const char *name = rules_info(rs, i, &k, &loaded, &score);
+		const char *why = "";
+		if (!loaded) {
+			const char *n, *w;
+			for (size_t j = 0; (n = rules_not_loaded(rs, j, &w)); j++)
+				if (strcmp(n, name) == 0) { why = w; break; }
+			if (!*why) continue;     /* score/describe only: not a rule */
+		}
+		printf("%s\t%s\t%d\t%g\t%s\n", name, kinds[k], loaded, score, why);
+	}
+	rules_free(rs);
+	return 0;
+}
 
 static double now(void)
 {
@@ -58,6 +87,7 @@ static int spool_of(const char *path)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "--report") == 0) return report(argc - 2, argv + 2);
 	const char *conf = NULL;
 	const char *ov[64];
 	size_t nov = 0;

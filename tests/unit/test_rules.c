@@ -62,6 +62,7 @@ static const struct rules_header std_headers[] = {
 	{ "X-Mailer", "Spammer 1.0", NULL },
 	{ "Received", "from a by b", NULL },
 	{ "Received", "from c by d", NULL },
+	{ "Resent-Message-Id", "<a@b.example>", NULL },
 };
 
 static void scan(struct ruleset *rs, struct hits *h, const char *const *body, size_t nbody,
@@ -101,11 +102,13 @@ static void test_headers(void **st)
 		"header H_UNSET X-Nope =~ /^dflt$/ [if-unset: dflt]\n"
 		"header H_RCVD Received =~ /by b\\nfrom c/\n"
 		"header H_CASE subject =~ /OFFER/i\n"
-		"header H_NOMATCH Subject =~ /viagra/\n", NULL);
+		"header H_NOMATCH Subject =~ /viagra/\n"
+		"header H_MSGID MESSAGEID =~ /<a\\@b\\.example>/\n"
+		"header H_MSGID_CASE exists:MessageID\n", NULL);
 	struct hits h;
 	scan(rs, &h, NULL, 0, NULL, NULL, 0);
 	const char *want[] = { "H_SUBJ", "H_SUBJ_RAW", "H_FROM_NAME", "H_FROM_ADDR", "H_TO_ADDR", "H_TO_NAME",
-		"H_EXISTS", "H_ALL", "H_NEG", "H_UNSET", "H_RCVD", "H_CASE" };
+		"H_EXISTS", "H_ALL", "H_NEG", "H_UNSET", "H_RCVD", "H_CASE", "H_MSGID" };
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
 		if (!has(&h, want[i])) fprintf(stderr, "missing %s in: %s\n", want[i], h.names);
 		assert_true(has(&h, want[i]));
@@ -113,7 +116,8 @@ static void test_headers(void **st)
 	assert_false(has(&h, "H_NOT_EXISTS"));
 	assert_false(has(&h, "H_NOMATCH"));
 	assert_false(has(&h, "H_NEG_MISS"));   /* a missing header without if-unset is not tested */
-	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 15);
+	assert_false(has(&h, "H_MSGID_CASE"));  /* pseudo-header names are case-sensitive */
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 17);
 	rules_free(rs);
 }
 
