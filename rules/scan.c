@@ -40,7 +40,7 @@ void rules_prepare_targets(struct ruleset *rs)
 		if (!r->defined || r->kind != RK_HEADER || r->loaded != 1) continue;
 		unsigned t;
 		for (t = 0; t < rs->ntargets; t++)
-			if (rs->targets[t].hmod == r->hmod && strcasecmp(rs->targets[t].hdr, r->hdr) == 0) break;
+			if (rs->targets[t].hmod == r->hmod && strcmp(rs->targets[t].hdr, r->hdr) == 0) break;
 		if (t == rs->ntargets) {
 			struct htarget *n = realloc(rs->targets, (rs->ntargets + 1) * sizeof *n);
 			if (!n) abort();

@@ -359,7 +359,7 @@ static void test_time_budget(void **st)
 	}
 	struct ruleset *rs = load(text, NULL);
 	free(text);
-	enum { N = 4000 };
+	enum { N = 200000 };
 	const char **lines = calloc(N, sizeof *lines);
 	size_t *lens = calloc(N, sizeof *lens);
 	for (int i = 0; i < N; i++) { lines[i] = "aa xxxxxxxxxxxxxxxxxxxxxxxx some text of a line\n"; lens[i] = strlen(lines[i]); }
