@@ -7,6 +7,7 @@
 /* sender authentication */
 
 /* content */
+extern const struct builtin_filter builtin_attachments;
 
 /* spam */
 extern const struct builtin_filter builtin_rules;
@@ -15,6 +16,7 @@ static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
 
 	/* content */
+	&builtin_attachments,
 
 	/* spam */
 	&builtin_rules,

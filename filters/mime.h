@@ -10,38 +10,70 @@
 
 struct mw_ctx;
 
+/* Limits of one parse (a hostile message must not cost more). */
+#define MIME_MAX_PARTS    1000          /* leaves listed; more: parse_error */
+#define MIME_MAX_DEPTH    32            /* multipart/message nesting walked */
+#define MIME_MAX_DECODED  (64u << 20)   /* decoded bytes kept, all parts together */
+#define MIME_MAX_URIS     1000          /* distinct URIs kept */
+#define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
+
 /* One leaf part (or attachment) of the message, depth-first in tree order.
  * Nested message/rfc822 parts are descended into (their parts follow, with
  * depth + 1); multiparts are not listed themselves. */
 struct mime_part {
 	unsigned    depth;            /* 0 = top-level message */
 	const char *content_type;     /* "text/plain", lower case, without parameters */
-	const char *declared_type;    /* as declared, same as content_type unless absent */
+	const char *declared_type;    /* as declared, same as content_type unless absent
+	                               * ("" then) or invalid */
 	const char *filename;         /* decoded (RFC 2231/2047) UTF-8 filename, or NULL */
 	const char *disposition;      /* "attachment", "inline" or NULL */
 	int         is_text;          /* text/plain or text/html */
 	int         is_html;
 	/* decoded content (transfer encoding removed); for text parts
-	 * converted to UTF-8 (charset honoured; invalid bytes replaced) */
+	 * converted to UTF-8 (charset honoured; invalid bytes replaced by
+	 * U+FFFD, NUL bytes by spaces).  Always followed by a NUL byte
+	 * (data[len] == 0), so text can be used as a C string. */
 	const unsigned char *data;
 	size_t      len;
 	/* for text/html: the visible text rendered as SpamAssassin's body
 	 * rules see it (tags removed, entities decoded), UTF-8; else NULL */
 	const char *rendered;
 	size_t      rendered_len;
+	int         truncated;        /* content cut at MIME_MAX_DECODED */
+	/* the decoded bytes before any charset conversion (what a file
+	 * type is detected from); the same pointer as data unless the
+	 * conversion of a text part changed them */
+	const unsigned char *raw;
+	size_t      raw_len;
 };
 
 struct mime_msg {
 	struct mime_part *parts;      /* nparts leaves */
 	size_t            nparts;
-	char            **uris;       /* URIs found in text and HTML parts, deduplicated */
+	/* URIs found in text and HTML parts, deduplicated, valid UTF-8:
+	 * HTML href/src/action/background values (entities decoded; "#...",
+	 * cid: and data: left out) and bare http://, https:// and www. in
+	 * text (www.x given as http://www.x), trailing punctuation cut */
+	char            **uris;
 	size_t            nuris;
-	int               parse_error;/* the MIME structure was broken somewhere */
+	int               parse_error;/* the MIME structure was broken somewhere
+	                               * (or a MIME_MAX_* limit was reached) */
+	int               parts_truncated; /* more than MIME_MAX_PARTS leaves */
+	int               uris_truncated;  /* more than MIME_MAX_URIS URIs */
 };
 
 /* mime_get - the message's parse (built on first call, then shared by
  * every filter of that message).  Never NULL: a message that cannot be
  * parsed gives nparts 0 and parse_error 1. */
 const struct mime_msg *mime_get(struct mw_ctx *ctx);
+
+/* mime_parse - parse a whole message (CRLF or LF lines) outside a filter
+ * (tests, tools); free with mime_free.  Never NULL. */
+struct mime_msg *mime_parse(const unsigned char *msg, size_t len);
+void mime_free(void *mime);
+
+/* mime_html_render - the visible text of an HTML document (UTF-8), as
+ * parts' rendered text is made; a new string (g_free), length in *outlen. */
+char *mime_html_render(const char *html, size_t len, size_t *outlen);
 
 #endif

@@ -261,6 +261,51 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- antivirus (issue 5) --- */
 
 	/* --- MIME, attachments (issue 5) --- */
+#define ATTACH_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, \
+	{ "quarantine", ATTACH_QUARANTINE }, { "reject", ATTACH_REJECT }, { NULL, 0 } })
+#define ATTACH_EXT_DEFAULT "ade adp app application bas bat chm cmd com cpl crt dll exe gadget hlp hta inf ins isp " \
+	"jar js jse lnk mde msc msi msp mst pif ps1 psm1 reg scf scr sct shb shs sys url vb vbe vbs vxd " \
+	"wsc wsf wsh iso img vhd vhdx"
+#define ATTACH_TYPES_DEFAULT "application/x-dosexec application/x-msdownload application/x-msdos-program " \
+	"application/vnd.microsoft.portable-executable application/x-executable application/x-sharedlib " \
+	"application/x-pie-executable application/hta application/x-ms-shortcut application/x-msi"
+	G_STR("attach_inbound_banned_extensions", attach_inbound_banned_extensions, ATTACH_EXT_DEFAULT, NULL,
+	      "inbound: banned filename extensions (last one, after trailing dots/spaces), also inside archives"),
+	G_STR("attach_outbound_banned_extensions", attach_outbound_banned_extensions, ATTACH_EXT_DEFAULT, NULL,
+	      "outbound: banned filename extensions"),
+	G_STR("attach_inbound_banned_types", attach_inbound_banned_types, ATTACH_TYPES_DEFAULT, NULL,
+	      "inbound: banned MIME types, declared or detected from content (type/* allowed)"),
+	G_STR("attach_outbound_banned_types", attach_outbound_banned_types, ATTACH_TYPES_DEFAULT, NULL,
+	      "outbound: banned MIME types"),
+	G_ENUM("attach_inbound_extension_action", attach_inbound_extension_action, int, "reject", ATTACH_ACTIONS,
+	       "inbound: banned extension or double extension: none, tag, quarantine or reject"),
+	G_ENUM("attach_inbound_type_action", attach_inbound_type_action, int, "reject", ATTACH_ACTIONS,
+	       "inbound: banned declared MIME type: none, tag, quarantine or reject"),
+	G_ENUM("attach_inbound_content_action", attach_inbound_content_action, int, "reject", ATTACH_ACTIONS,
+	       "inbound: content of a banned type (libmagic) declared as another: none, tag, quarantine, reject"),
+	G_ENUM("attach_inbound_archive_action", attach_inbound_archive_action, int, "reject", ATTACH_ACTIONS,
+	       "inbound: banned name or type inside an archive: none, tag, quarantine or reject"),
+	G_ENUM("attach_inbound_encrypted_action", attach_inbound_encrypted_action, int, "tag", ATTACH_ACTIONS,
+	       "inbound: encrypted archive (cannot be checked): none, tag, quarantine or reject"),
+	G_ENUM("attach_outbound_extension_action", attach_outbound_extension_action, int, "reject", ATTACH_ACTIONS,
+	       "outbound: banned extension or double extension"),
+	G_ENUM("attach_outbound_type_action", attach_outbound_type_action, int, "reject", ATTACH_ACTIONS,
+	       "outbound: banned declared MIME type"),
+	G_ENUM("attach_outbound_content_action", attach_outbound_content_action, int, "reject", ATTACH_ACTIONS,
+	       "outbound: content of a banned type declared as another"),
+	G_ENUM("attach_outbound_archive_action", attach_outbound_archive_action, int, "reject", ATTACH_ACTIONS,
+	       "outbound: banned name or type inside an archive"),
+	G_ENUM("attach_outbound_encrypted_action", attach_outbound_encrypted_action, int, "none", ATTACH_ACTIONS,
+	       "outbound: encrypted archive"),
+	{ "attach_scan_archives", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, attach_scan_archives, int),
+	  sizeof(int), 0, NULL, NULL, NULL,
+	  "look inside attached archives (zip, 7z, rar, tar, cab, iso; gzip/bzip2/xz) for banned names" },
+	G_UINT("attach_archive_depth", attach_archive_depth, "3", 1, 10,
+	       "levels of archives inside archives that are opened"),
+	G_UINT("attach_archive_max_entries", attach_archive_max_entries, "10000", 1, 1000000,
+	       "archive entries looked at per message; more are left unchecked (logged)"),
+	G_SIZE("attach_archive_max_size", attach_archive_max_size, "20M", 1 * KIB, 2 * GIB,
+	       "largest archive inside an archive that is unpacked to be looked into"),
 
 	/* --- quarantine (issue 5) --- */
 

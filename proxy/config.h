@@ -30,6 +30,8 @@ enum early_talker_mode { EARLY_TALKER_NOTE = 0, EARLY_TALKER_REJECT };
 enum vrfy_mode { VRFY_252 = 0, VRFY_RELAY };
 enum log_target { LOG_TO_STDERR = 0, LOG_TO_SYSLOG };
 enum spam_headers_mode { SPAM_HEADERS_TAGGED = 0, SPAM_HEADERS_ALWAYS };
+/* --- MIME, attachments (issue 5) --- */
+enum attach_action { ATTACH_NONE = 0, ATTACH_TAG, ATTACH_QUARANTINE, ATTACH_REJECT };
 
 struct listener_cfg {
 	char   name[64];
@@ -112,6 +114,25 @@ struct config {
 	/* --- antivirus (issue 5) --- */
 
 	/* --- MIME, attachments (issue 5) --- */
+	/* attachment policy ("attachments" filter), per direction [0] inbound, [1] outbound */
+	char attach_inbound_banned_extensions[1024];  /* "exe scr ..." */
+	char attach_outbound_banned_extensions[1024];
+	char attach_inbound_banned_types[1024];       /* "application/x-dosexec ..." */
+	char attach_outbound_banned_types[1024];
+	int  attach_inbound_extension_action;         /* enum attach_action */
+	int  attach_inbound_type_action;
+	int  attach_inbound_content_action;
+	int  attach_inbound_archive_action;
+	int  attach_inbound_encrypted_action;
+	int  attach_outbound_extension_action;
+	int  attach_outbound_type_action;
+	int  attach_outbound_content_action;
+	int  attach_outbound_archive_action;
+	int  attach_outbound_encrypted_action;
+	int  attach_scan_archives;                    /* look inside zip, 7z, rar, tar ... */
+	unsigned attach_archive_depth;                /* archives inside archives */
+	unsigned attach_archive_max_entries;          /* entries read per message */
+	uint64_t attach_archive_max_size;             /* bytes of a nested archive read */
 
 	/* --- quarantine (issue 5) --- */
 

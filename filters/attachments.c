@@ -1,0 +1,694 @@
+/* attachments.c - the "attachments" built-in: amavis-style banned files.
+ *
+ * Over the shared MIME parse (mime.h) of the message, every leaf part,
+ * nested messages included, is checked against the rules of the message's
+ * direction (settings attach_<direction>_*):
+ *   extension  the filename's last extension (after the trailing dots and
+ *              spaces Windows ignores) is banned; ATTACH_DOUBLE_EXT when a
+ *              decoy extension precedes it (invoice.pdf.exe), else
+ *              ATTACH_BANNED_EXT
+ *   type       the declared MIME type is banned (ATTACH_BANNED_TYPE)
+ *   content    libmagic finds a banned type in content declared as another
+ *              type (an executable sent as text/plain: ATTACH_CONTENT_TYPE)
+ *   archive    a banned name or content type inside an archive (zip, 7z,
+ *              rar, tar, cab, iso, gzip/bzip2/xz; archives in archives to
+ *              attach_archive_depth) read with libarchive (ATTACH_ARCHIVE_BANNED)
+ *   encrypted  an archive with encrypted entries, which nothing can look
+ *              into (ATTACH_ENCRYPTED)
+ * Each rule has its action per direction (none, tag, quarantine, reject);
+ * the hardest one met becomes the filter's verdict, with the rule and the
+ * file in the reply text and in the symbol's description.  Symbols score 0:
+ * the action is the verdict, not a score.
+ *
+ * Thread-safety: the instance is read-only after setup but for the pool of
+ * libmagic handles (a magic_t is not thread-safe), taken and given back
+ * under a mutex; libarchive objects are per call.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <magic.h>
+
+#include "filters/builtin.h"
+#include "filters/mime.h"
+#include "proxy/log.h"
+
+#define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
+#define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per archive, skips included */
+#define MAX_WORDS       256           /* entries of an extension or type list */
+#define NAME_SHOWN      120           /* bytes of a filename in a reply */
+
+enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_COUNT };
+
+static const char *const rule_name[R_COUNT] = {
+	"extension", "type", "content", "archive", "encrypted"
+};
+
+struct dir_rules {
+	char  **ext;                  /* owned, lower case, without the dot */
+	size_t  next;
+	char  **types;                /* owned, lower case; "type/ *" allowed */
+	size_t  ntypes;
+	int     action[R_COUNT];      /* enum attach_action */
+};
+
+struct magic_pool {
+	pthread_mutex_t lock;
+	magic_t free[64];             /* idle handles */
+	size_t  nfree;
+};
+
+struct attach {
+	struct dir_rules dir[2];      /* [MW_INBOUND], [MW_OUTBOUND] */
+	int      scan_archives;
+	unsigned archive_depth;
+	unsigned max_entries;
+	size_t   max_nested;          /* bytes of a nested archive read */
+	struct magic_pool magic;
+};
+
+/* what one message met: the hardest action and why */
+struct finding {
+	struct attach *a;
+	struct mw_ctx *ctx;
+	const struct dir_rules *r;
+	int      worst;               /* enum attach_action */
+	char     reason[300];         /* of the first hit at worst */
+	unsigned entries;             /* archive entries looked at */
+	int      entries_logged;
+};
+
+/* ------------------------------------------------------------------ */
+/* libmagic handles                                                     */
+
+static magic_t magic_new(void)
+{
+	/* binary signatures only: the text classifiers (encoding, tokens,
+	 * JSON, CSV) cost a millisecond per part and never find a banned type */
+	magic_t m = magic_open(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_COMPRESS | MAGIC_ERROR |
+	    MAGIC_NO_CHECK_TEXT | MAGIC_NO_CHECK_ENCODING | MAGIC_NO_CHECK_TOKENS |
+	    MAGIC_NO_CHECK_JSON | MAGIC_NO_CHECK_CSV);
+
+	if (m == NULL)
+		return NULL;
+	if (magic_load(m, NULL) != 0) {
+		magic_close(m);
+		return NULL;
+	}
+	return m;
+}
+
+static magic_t magic_take(struct attach *a)
+{
+	magic_t m = NULL;
+
+	pthread_mutex_lock(&a->magic.lock);
+	if (a->magic.nfree > 0)
+		m = a->magic.free[--a->magic.nfree];
+	pthread_mutex_unlock(&a->magic.lock);
+	return m != NULL ? m : magic_new();
+}
+
+static void magic_give(struct attach *a, magic_t m)
+{
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&a->magic.lock);
+	if (a->magic.nfree < sizeof(a->magic.free) / sizeof(a->magic.free[0])) {
+		a->magic.free[a->magic.nfree++] = m;
+		m = NULL;
+	}
+	pthread_mutex_unlock(&a->magic.lock);
+	if (m != NULL)
+		magic_close(m);
+}
+
+/* detect - the MIME type libmagic sees in the first bytes, into out
+ * ("" if unknown).  libmagic may add ", ..." remarks: they are cut. */
+static void detect(struct attach *a, const unsigned char *data, size_t len, char *out, size_t outsz)
+{
+	magic_t m;
+	const char *t;
+
+	out[0] = '\0';
+	if (len == 0 || (m = magic_take(a)) == NULL)
+		return;
+	t = magic_buffer(m, data, len < MAGIC_HEAD ? len : MAGIC_HEAD);
+	if (t != NULL) {
+		size_t n = strcspn(t, ",; ");
+
+		snprintf(out, outsz, "%.*s", (int)n, t);
+		for (char *p = out; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
+	magic_give(a, m);
+	/* libmagic's DOS .COM guess matches text whose first byte is 0xb8 or
+	 * 0xe9 (GB2312 mail does): a DOS/Windows program must start with MZ */
+	if ((strcmp(out, "application/x-dosexec") == 0 ||
+	     strcmp(out, "application/x-msdos-program") == 0) &&
+	    !(len >= 2 && ((data[0] == 'M' && data[1] == 'Z') || (data[0] == 'Z' && data[1] == 'M'))))
+		snprintf(out, outsz, "application/octet-stream");
+}
+
+/* ------------------------------------------------------------------ */
+/* names and types                                                      */
+
+/* name_exts - the last extension of a filename (lower case, into last)
+ * and the one before it (into prev), as Windows sees the name: directory
+ * part dropped, trailing dots and spaces ignored.  "" where none. */
+static void name_exts(const char *name, char *last, size_t lastsz, char *prev, size_t prevsz)
+{
+	const char *base = name, *p, *end, *dot, *pdot;
+	size_t n;
+
+	last[0] = prev[0] = '\0';
+	for (p = name; *p; p++)
+		if (*p == '/' || *p == '\\')
+			base = p + 1;
+	end = base + strlen(base);
+	while (end > base && (end[-1] == '.' || end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (dot = end; dot > base && dot[-1] != '.'; dot--)
+		;
+	if (dot == base)
+		return;                 /* no dot */
+	n = (size_t)(end - dot);
+	if (n >= lastsz)
+		n = lastsz - 1;
+	for (size_t i = 0; i < n; i++)
+		last[i] = (char)tolower((unsigned char)dot[i]);
+	last[n] = '\0';
+	/* the extension before: spaces around it ignored ("a.pdf   .exe") */
+	end = dot - 1;
+	while (end > base && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (pdot = end; pdot > base && pdot[-1] != '.'; pdot--)
+		;
+	if (pdot == base)
+		return;
+	while (pdot < end && (*pdot == ' ' || *pdot == '\t'))
+		pdot++;
+	n = (size_t)(end - pdot);
+	if (n >= prevsz)
+		n = prevsz - 1;
+	for (size_t i = 0; i < n; i++)
+		prev[i] = (char)tolower((unsigned char)pdot[i]);
+	prev[n] = '\0';
+}
+
+/* is_decoy - could this extension make a user think the file is harmless:
+ * 1 to 5 letters/digits, not only digits (setup-1.2.exe is no disguise) */
+static int is_decoy(const char *ext)
+{
+	size_t n = strlen(ext), i;
+	int alpha = 0;
+
+	if (n == 0 || n > 5)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)ext[i]))
+			return 0;
+		if (isalpha((unsigned char)ext[i]))
+			alpha = 1;
+	}
+	return alpha;
+}
+
+static int in_list(char *const *list, size_t n, const char *w)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(list[i], w) == 0)
+			return 1;
+	return 0;
+}
+
+/* type_banned - exact "type/subtype" or "type/ *" */
+static int type_banned(const struct dir_rules *r, const char *type)
+{
+	size_t i;
+
+	if (type == NULL || *type == '\0')
+		return 0;
+	for (i = 0; i < r->ntypes; i++) {
+		const char *t = r->types[i];
+		size_t n = strlen(t);
+
+		if (n >= 2 && t[n - 1] == '*' && t[n - 2] == '/') {
+			if (strncmp(type, t, n - 1) == 0)
+				return 1;
+		} else if (strcmp(type, t) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int is_archive_type(const char *t)
+{
+	static const char *const types[] = {
+		"application/zip", "application/x-7z-compressed", "application/x-rar",
+		"application/vnd.rar", "application/x-tar", "application/gzip",
+		"application/x-gzip", "application/x-bzip2", "application/x-xz",
+		"application/vnd.ms-cab-compressed", "application/x-iso9660-image",
+		"application/java-archive", NULL
+	};
+	size_t i;
+
+	for (i = 0; types[i] != NULL; i++)
+		if (strcmp(t, types[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int is_archive_ext(const char *e)
+{
+	static const char *const exts[] = {
+		"zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "tbz", "xz", "txz", "cab", "iso",
+		"jar", NULL
+	};
+	size_t i;
+
+	for (i = 0; exts[i] != NULL; i++)
+		if (strcmp(e, exts[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* shown - a filename as printable ASCII for a reply text */
+static void shown(const char *name, char *out, size_t outsz)
+{
+	size_t i, n = 0;
+
+	for (i = 0; name[i] != '\0' && n + 1 < outsz && n < NAME_SHOWN; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c >= 0x80) {
+			/* one '?' per UTF-8 character */
+			if ((c & 0xc0) == 0x80)
+				continue;
+			c = '?';
+		} else if (c < 0x20 || c == 0x7f)
+			c = '?';
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+/* findings                                                             */
+
+static const char *const symbol_of[R_COUNT] = {
+	"ATTACH_BANNED_EXT", "ATTACH_BANNED_TYPE", "ATTACH_CONTENT_TYPE",
+	"ATTACH_ARCHIVE_BANNED", "ATTACH_ENCRYPTED"
+};
+
+/* hit - rule met by file (what: details for the log and the symbol) */
+static void hit(struct finding *f, enum rule rule, const char *symbol, const char *file,
+                const char *what)
+{
+	int action = f->r->action[rule];
+	char name[NAME_SHOWN + 8];
+
+	if (action == ATTACH_NONE)
+		return;
+	mw_symbol(f->ctx, symbol, 0, "%s: %s", file, what);
+	mw_log(f->ctx, LOG_NOTICE, "banned attachment rule=%s file=\"%s\" %s action=%s",
+	    rule_name[rule], file, what,
+	    action == ATTACH_REJECT ? "reject" : action == ATTACH_QUARANTINE ? "quarantine" : "tag");
+	if (action > f->worst) {
+		f->worst = action;
+		shown(file, name, sizeof(name));
+		snprintf(f->reason, sizeof(f->reason), "Banned attachment %s (%s)", name, what);
+	}
+}
+
+/* check_name - the extension rule on one filename; in_archive: the
+ * archive rule instead, with the archive named */
+static void check_name(struct finding *f, const char *name, const char *archive)
+{
+	char last[32], prev[32], what[200];
+	const struct dir_rules *r = f->r;
+
+	name_exts(name, last, sizeof(last), prev, sizeof(prev));
+	if (last[0] == '\0' || !in_list(r->ext, r->next, last))
+		return;
+	if (archive != NULL) {
+		char inner[NAME_SHOWN + 8];
+
+		shown(name, inner, sizeof(inner));
+		snprintf(what, sizeof(what), "contains %s", inner);
+		hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive, what);
+	} else if (is_decoy(prev)) {
+		snprintf(what, sizeof(what), "double extension .%s.%s", prev, last);
+		hit(f, R_EXTENSION, "ATTACH_DOUBLE_EXT", name, what);
+	} else {
+		snprintf(what, sizeof(what), "extension .%s", last);
+		hit(f, R_EXTENSION, symbol_of[R_EXTENSION], name, what);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* archives                                                             */
+
+static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
+                         const char *archive_name, unsigned level);
+
+/* read_head - up to max bytes of the current entry's data; NULL if none */
+static unsigned char *read_head(struct archive *ar, size_t max, size_t *got)
+{
+	unsigned char *b = malloc(max > 0 ? max : 1);
+	size_t n = 0;
+	la_ssize_t r;
+
+	if (b == NULL)
+		return NULL;
+	while (n < max && (r = archive_read_data(ar, b + n, max - n)) > 0)
+		n += (size_t)r;
+	*got = n;
+	return b;
+}
+
+static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
+                         const char *archive_name, unsigned level)
+{
+	struct archive *ar = archive_read_new();
+	struct archive_entry *e;
+	int encrypted = 0, r;
+
+	if (ar == NULL)
+		return;
+	/* formats and built-in decompressors only: never an external program */
+	archive_read_support_format_zip(ar);
+	archive_read_support_format_7zip(ar);
+	archive_read_support_format_rar(ar);
+	archive_read_support_format_rar5(ar);
+	archive_read_support_format_tar(ar);
+	archive_read_support_format_cab(ar);
+	archive_read_support_format_iso9660(ar);
+	archive_read_support_filter_gzip(ar);
+	archive_read_support_filter_bzip2(ar);
+	archive_read_support_filter_xz(ar);
+	if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK) {
+		archive_read_free(ar);
+		return;
+	}
+	while ((r = archive_read_next_header(ar, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+		const char *name = archive_entry_pathname_utf8(e);
+		char last[32], prev[32], type[128];
+		size_t want, got = 0;
+		unsigned char *head;
+		int nested;
+
+		if (name == NULL)
+			name = archive_entry_pathname(e);
+		if (name == NULL)
+			name = "";
+		if (++f->entries > f->a->max_entries) {
+			if (!f->entries_logged)
+				mw_log(f->ctx, LOG_NOTICE, "attach_archive_max_entries (%u) reached in %s: "
+				    "rest unchecked", f->a->max_entries, archive_name);
+			f->entries_logged = 1;
+			break;
+		}
+		if (archive_filter_bytes(ar, -1) > (la_int64_t)ARCHIVE_UNPACKED_MAX) {
+			mw_log(f->ctx, LOG_NOTICE, "archive %s unpacks to more than %u MiB: rest unchecked",
+			    archive_name, ARCHIVE_UNPACKED_MAX >> 20);
+			break;
+		}
+		check_name(f, name, archive_name);
+		if (archive_entry_is_encrypted(e)) {
+			encrypted = 1;
+			continue;
+		}
+		if (archive_entry_filetype(e) != AE_IFREG)
+			continue;
+		/* what is inside: its type, and an archive in the archive */
+		name_exts(name, last, sizeof(last), prev, sizeof(prev));
+		nested = level < f->a->archive_depth && is_archive_ext(last) &&
+		    archive_entry_size_is_set(e) &&
+		    (uint64_t)archive_entry_size(e) <= (uint64_t)f->a->max_nested;
+		want = nested ? (size_t)archive_entry_size(e) : MAGIC_HEAD;
+		if ((head = read_head(ar, want, &got)) == NULL)
+			continue;
+		detect(f->a, head, got, type, sizeof(type));
+		if (type_banned(f->r, type)) {
+			char what[300], inner[NAME_SHOWN + 8];
+
+			shown(name, inner, sizeof(inner));
+			snprintf(what, sizeof(what), "contains %s of type %s", inner, type);
+			hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive_name, what);
+		}
+		if (!nested && level < f->a->archive_depth && is_archive_type(type))
+			mw_log(f->ctx, LOG_DEBUG, "archive %s in %s not opened (size)", name, archive_name);
+		if (nested && got > 0) {
+			char inner_name[400];
+
+			snprintf(inner_name, sizeof(inner_name), "%s/%s", archive_name, name);
+			scan_archive(f, head, got, inner_name, level + 1);
+		}
+		free(head);
+	}
+	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
+		encrypted = 1;   /* encrypted headers (7z -mhe) */
+	if (encrypted)
+		hit(f, R_ENCRYPTED, symbol_of[R_ENCRYPTED], archive_name, "encrypted archive");
+	archive_read_free(ar);
+}
+
+/* ------------------------------------------------------------------ */
+/* the hook                                                             */
+
+static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
+{
+	const char *declared = p->declared_type[0] ? p->declared_type : p->content_type;
+	char type[128], label[64], last[32], prev[32];
+	const char *file;
+
+	if (p->filename != NULL)
+		file = p->filename;
+	else {
+		snprintf(label, sizeof(label), "part %zu (%s)", idx + 1, p->content_type);
+		file = label;
+	}
+	if (p->filename != NULL)
+		check_name(f, p->filename, NULL);
+	if (type_banned(f->r, declared)) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "type %s", declared);
+		hit(f, R_TYPE, symbol_of[R_TYPE], file, what);
+	}
+	/* a text body without a name holds no program unless it has NULs
+	 * (every executable header does): libmagic is spared the rest */
+	if (p->filename == NULL && p->is_text &&
+	    memchr(p->raw, '\0', p->raw_len < MAGIC_HEAD ? p->raw_len : MAGIC_HEAD) == NULL)
+		type[0] = '\0';
+	else
+		detect(f->a, p->raw, p->raw_len, type, sizeof(type));
+	if (type[0] != '\0' && type_banned(f->r, type) && !type_banned(f->r, declared)) {
+		char what[400];
+
+		snprintf(what, sizeof(what), "declared %.200s, content %s", declared, type);
+		hit(f, R_CONTENT, symbol_of[R_CONTENT], file, what);
+	}
+	if (f->a->scan_archives && p->raw_len > 0) {
+		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
+		if (is_archive_type(type) || is_archive_ext(last))
+			scan_archive(f, p->raw, p->raw_len, file, 1);
+	}
+}
+
+static void attach_eom(struct mw_ctx *ctx)
+{
+	struct attach *a = mw_instance(ctx);
+	const struct mime_msg *m = mime_get(ctx);
+	struct finding f;
+	size_t i;
+
+	memset(&f, 0, sizeof(f));
+	f.a = a;
+	f.ctx = ctx;
+	f.r = &a->dir[mw_direction(ctx) == MW_OUTBOUND ? 1 : 0];
+	for (i = 0; i < m->nparts; i++)
+		check_part(&f, &m->parts[i], i);
+	switch (f.worst) {
+	case ATTACH_REJECT:
+		mw_verdict(ctx, MW_REJECT, f.reason);
+		break;
+	case ATTACH_QUARANTINE:
+		mw_verdict(ctx, MW_QUARANTINE, f.reason);
+		break;
+	case ATTACH_TAG:
+		mw_verdict(ctx, MW_TAG, f.reason);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* setup                                                                */
+
+static void words_free(char **w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(w[i]);
+	free(w);
+}
+
+/* words - split a list setting (spaces or commas), lower case, each
+ * checked by ok(); 0 or -1 with err. */
+static int words(const char *setting, const char *v, int (*ok)(const char *),
+                 char ***out, size_t *nout, char *err, size_t errlen)
+{
+	char **w = calloc(MAX_WORDS, sizeof(*w));
+	size_t n = 0;
+
+	if (w == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (;;) {
+		size_t k;
+		char *s;
+
+		v += strspn(v, " \t,");
+		if ((k = strcspn(v, " \t,")) == 0)
+			break;
+		if (n == MAX_WORDS) {
+			snprintf(err, errlen, "%s: more than %d entries", setting, MAX_WORDS);
+			words_free(w, n);
+			return -1;
+		}
+		if ((s = strndup(*v == '.' ? v + 1 : v, *v == '.' ? k - 1 : k)) == NULL) {
+			words_free(w, n);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		for (char *p = s; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (!ok(s)) {
+			snprintf(err, errlen, "%s: bad entry \"%s\"", setting, s);
+			free(s);
+			words_free(w, n);
+			return -1;
+		}
+		w[n++] = s;
+		v += k;
+	}
+	*out = w;
+	*nout = n;
+	return 0;
+}
+
+static int ext_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 16)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+			return 0;
+	return 1;
+}
+
+static int type_ok(const char *s)
+{
+	const char *slash = strchr(s, '/');
+
+	if (slash == NULL || slash == s || slash[1] == '\0' || strchr(slash + 1, '/') != NULL ||
+	    strlen(s) > 100)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && strchr("/.+-_*", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+static void attach_fini(void *instance)
+{
+	struct attach *a = instance;
+	size_t i;
+
+	if (a == NULL)
+		return;
+	for (i = 0; i < 2; i++) {
+		words_free(a->dir[i].ext, a->dir[i].next);
+		words_free(a->dir[i].types, a->dir[i].ntypes);
+	}
+	for (i = 0; i < a->magic.nfree; i++)
+		magic_close(a->magic.free[i]);
+	pthread_mutex_destroy(&a->magic.lock);
+	free(a);
+}
+
+static int attach_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	const struct config *c = env->cfg;
+	struct attach *a = calloc(1, sizeof(*a));
+	magic_t m;
+
+	if (a == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&a->magic.lock, NULL);
+	if (words("attach_inbound_banned_extensions", c->attach_inbound_banned_extensions, ext_ok,
+	        &a->dir[0].ext, &a->dir[0].next, err, errlen) < 0 ||
+	    words("attach_outbound_banned_extensions", c->attach_outbound_banned_extensions, ext_ok,
+	        &a->dir[1].ext, &a->dir[1].next, err, errlen) < 0 ||
+	    words("attach_inbound_banned_types", c->attach_inbound_banned_types, type_ok,
+	        &a->dir[0].types, &a->dir[0].ntypes, err, errlen) < 0 ||
+	    words("attach_outbound_banned_types", c->attach_outbound_banned_types, type_ok,
+	        &a->dir[1].types, &a->dir[1].ntypes, err, errlen) < 0) {
+		attach_fini(a);
+		return -1;
+	}
+	a->dir[0].action[R_EXTENSION] = c->attach_inbound_extension_action;
+	a->dir[0].action[R_TYPE] = c->attach_inbound_type_action;
+	a->dir[0].action[R_CONTENT] = c->attach_inbound_content_action;
+	a->dir[0].action[R_ARCHIVE] = c->attach_inbound_archive_action;
+	a->dir[0].action[R_ENCRYPTED] = c->attach_inbound_encrypted_action;
+	a->dir[1].action[R_EXTENSION] = c->attach_outbound_extension_action;
+	a->dir[1].action[R_TYPE] = c->attach_outbound_type_action;
+	a->dir[1].action[R_CONTENT] = c->attach_outbound_content_action;
+	a->dir[1].action[R_ARCHIVE] = c->attach_outbound_archive_action;
+	a->dir[1].action[R_ENCRYPTED] = c->attach_outbound_encrypted_action;
+	a->scan_archives = c->attach_scan_archives;
+	a->archive_depth = c->attach_archive_depth;
+	a->max_entries = c->attach_archive_max_entries;
+	a->max_nested = (size_t)c->attach_archive_max_size;
+	/* the magic database must load now, not at the first message */
+	if ((m = magic_new()) == NULL) {
+		snprintf(err, errlen, "libmagic: cannot load the default magic database");
+		attach_fini(a);
+		return -1;
+	}
+	magic_give(a, m);
+	*instance = a;
+	return 0;
+}
+
+static const struct mw_filter_ops attach_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "attachments",
+	.fini = attach_fini,
+	.on_eom = attach_eom,
+};
+
+const struct builtin_filter builtin_attachments = {
+	.name = "attachments",
+	.ops = &attach_ops,
+	.setup = attach_setup,
+};

@@ -1,0 +1,823 @@
+/* mime.c - the one MIME parse of a message (mime.h), with GMime 3.
+ *
+ * The message is parsed once, on the first mime_get() of any filter, and
+ * the result is kept in the struct msgscan of that message (ms->mime, freed
+ * with it by msgscan_free), so every later filter reads the same parse.
+ * What GMime builds is copied out into plain C strings and buffers and the
+ * GMime objects are dropped at once: readers never touch GObjects, and the
+ * parse is read-only afterwards.
+ *
+ * Everything is bounded (MIME_MAX_*): the leaves listed, the nesting walked,
+ * the decoded bytes kept, the URIs collected.  GMime itself refuses MIME
+ * nesting past its own limit (GMIME_CRIT_NESTING_OVERFLOW).  Any structural
+ * complaint of the parser, or a limit reached, sets parse_error.
+ *
+ * GMime: g_mime_init() once per process (pthread_once); every object here
+ * (parser, its options, streams) belongs to this call on this thread.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gmime/gmime.h>
+
+#include "filters/filter_api.h"
+#include "filters/mime.h"
+
+/* private: the public struct plus what it owns */
+struct mime_store {
+	struct mime_msg pub;
+	size_t      cap_parts;
+	size_t      cap_uris;
+	size_t      decoded;          /* bytes of decoded content kept so far */
+	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
+};
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void gmime_setup(void)
+{
+	g_mime_init();
+}
+
+/* ------------------------------------------------------------------ */
+/* growing arrays                                                       */
+
+static struct mime_part *part_new(struct mime_store *st)
+{
+	struct mime_part *p;
+
+	if (st->pub.nparts == st->cap_parts) {
+		size_t n = st->cap_parts ? st->cap_parts * 2 : 8;
+
+		st->pub.parts = g_realloc_n(st->pub.parts, n, sizeof(*st->pub.parts));
+		st->cap_parts = n;
+	}
+	p = &st->pub.parts[st->pub.nparts++];
+	memset(p, 0, sizeof(*p));
+	return p;
+}
+
+/* uri_add - keep one URI (trimmed copy), unless seen or over the caps */
+static void uri_add(struct mime_store *st, const char *u, size_t n)
+{
+	char *s;
+
+	while (n > 0 && (unsigned char)u[0] <= ' ') {
+		u++;
+		n--;
+	}
+	while (n > 0 && (unsigned char)u[n - 1] <= ' ')
+		n--;
+	if (n == 0 || n > MIME_MAX_URI_LEN)
+		return;
+	if (st->pub.nuris >= MIME_MAX_URIS) {
+		st->pub.uris_truncated = 1;
+		return;
+	}
+	s = g_strndup(u, n);
+	if (memchr(s, '\0', n) != NULL || !g_utf8_validate(s, -1, NULL) ||
+	    g_hash_table_contains(st->uri_seen, s)) {
+		g_free(s);
+		return;
+	}
+	g_hash_table_add(st->uri_seen, s);
+	if (st->pub.nuris == st->cap_uris) {
+		size_t c = st->cap_uris ? st->cap_uris * 2 : 16;
+
+		st->pub.uris = g_realloc_n(st->pub.uris, c, sizeof(*st->pub.uris));
+		st->cap_uris = c;
+	}
+	st->pub.uris[st->pub.nuris++] = s;   /* owned by the table's keys too: freed there */
+}
+
+/* ------------------------------------------------------------------ */
+/* bare URIs in text                                                    */
+
+static int uri_char(unsigned char c)
+{
+	/* what may continue a URI in running text: not space, controls,
+	 * quotes or angle brackets */
+	return c > ' ' && c != '"' && c != '<' && c != '>' && c != '\'' && c != '`' &&
+	       c != '{' && c != '}' && c != '|' && c != '\\' && c != '^' && c != 0x7f;
+}
+
+/* text_uris - http://, https:// and www. in text; www.x becomes http://www.x */
+static void text_uris(struct mime_store *st, const char *t, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t start = i, end, skip;
+		int www = 0;
+
+		if ((t[i] == 'h' || t[i] == 'H') && len - i >= 8 &&
+		    (g_ascii_strncasecmp(t + i, "http://", 7) == 0 ||
+		     g_ascii_strncasecmp(t + i, "https://", 8) == 0))
+			skip = t[i + 4] == ':' ? 7 : 8;
+		else if ((t[i] == 'w' || t[i] == 'W') && len - i >= 5 &&
+		    g_ascii_strncasecmp(t + i, "www.", 4) == 0 &&
+		    (i == 0 || !(g_ascii_isalnum(t[i - 1]) || t[i - 1] == '.' ||
+		                 t[i - 1] == '/' || t[i - 1] == '-' || t[i - 1] == '@'))) {
+			skip = 4;
+			www = 1;
+		} else {
+			i++;
+			continue;
+		}
+		end = start + skip;
+		while (end < len && uri_char((unsigned char)t[end]))
+			end++;
+		/* sentence punctuation after a URI is not part of it */
+		while (end > start + skip && strchr(".,;:!?)]*", t[end - 1]) != NULL)
+			end--;
+		if (end > start + skip && (!www || g_ascii_isalnum(t[start + skip]))) {
+			if (www) {
+				char *w = g_strdup_printf("http://%.*s", (int)(end - start), t + start);
+
+				uri_add(st, w, strlen(w));
+				g_free(w);
+			} else
+				uri_add(st, t + start, end - start);
+		}
+		i = end > i ? end : i + 1;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* HTML rendering                                                       */
+
+struct entity {
+	const char *name;
+	unsigned    cp;
+};
+
+/* The HTML 4 entities mail actually uses (Latin-1, typographic, symbols);
+ * numeric references cover the rest. */
+static const struct entity entities[] = {
+	{ "amp", '&' }, { "lt", '<' }, { "gt", '>' }, { "quot", '"' }, { "apos", '\'' },
+	{ "nbsp", 0xa0 }, { "iexcl", 0xa1 }, { "cent", 0xa2 }, { "pound", 0xa3 },
+	{ "curren", 0xa4 }, { "yen", 0xa5 }, { "brvbar", 0xa6 }, { "sect", 0xa7 },
+	{ "uml", 0xa8 }, { "copy", 0xa9 }, { "ordf", 0xaa }, { "laquo", 0xab },
+	{ "not", 0xac }, { "shy", 0xad }, { "reg", 0xae }, { "macr", 0xaf },
+	{ "deg", 0xb0 }, { "plusmn", 0xb1 }, { "sup2", 0xb2 }, { "sup3", 0xb3 },
+	{ "acute", 0xb4 }, { "micro", 0xb5 }, { "para", 0xb6 }, { "middot", 0xb7 },
+	{ "cedil", 0xb8 }, { "sup1", 0xb9 }, { "ordm", 0xba }, { "raquo", 0xbb },
+	{ "frac14", 0xbc }, { "frac12", 0xbd }, { "frac34", 0xbe }, { "iquest", 0xbf },
+	{ "Agrave", 0xc0 }, { "Aacute", 0xc1 }, { "Acirc", 0xc2 }, { "Atilde", 0xc3 },
+	{ "Auml", 0xc4 }, { "Aring", 0xc5 }, { "AElig", 0xc6 }, { "Ccedil", 0xc7 },
+	{ "Egrave", 0xc8 }, { "Eacute", 0xc9 }, { "Ecirc", 0xca }, { "Euml", 0xcb },
+	{ "Igrave", 0xcc }, { "Iacute", 0xcd }, { "Icirc", 0xce }, { "Iuml", 0xcf },
+	{ "ETH", 0xd0 }, { "Ntilde", 0xd1 }, { "Ograve", 0xd2 }, { "Oacute", 0xd3 },
+	{ "Ocirc", 0xd4 }, { "Otilde", 0xd5 }, { "Ouml", 0xd6 }, { "times", 0xd7 },
+	{ "Oslash", 0xd8 }, { "Ugrave", 0xd9 }, { "Uacute", 0xda }, { "Ucirc", 0xdb },
+	{ "Uuml", 0xdc }, { "Yacute", 0xdd }, { "THORN", 0xde }, { "szlig", 0xdf },
+	{ "agrave", 0xe0 }, { "aacute", 0xe1 }, { "acirc", 0xe2 }, { "atilde", 0xe3 },
+	{ "auml", 0xe4 }, { "aring", 0xe5 }, { "aelig", 0xe6 }, { "ccedil", 0xe7 },
+	{ "egrave", 0xe8 }, { "eacute", 0xe9 }, { "ecirc", 0xea }, { "euml", 0xeb },
+	{ "igrave", 0xec }, { "iacute", 0xed }, { "icirc", 0xee }, { "iuml", 0xef },
+	{ "eth", 0xf0 }, { "ntilde", 0xf1 }, { "ograve", 0xf2 }, { "oacute", 0xf3 },
+	{ "ocirc", 0xf4 }, { "otilde", 0xf5 }, { "ouml", 0xf6 }, { "divide", 0xf7 },
+	{ "oslash", 0xf8 }, { "ugrave", 0xf9 }, { "uacute", 0xfa }, { "ucirc", 0xfb },
+	{ "uuml", 0xfc }, { "yacute", 0xfd }, { "thorn", 0xfe }, { "yuml", 0xff },
+	{ "OElig", 0x152 }, { "oelig", 0x153 }, { "Scaron", 0x160 }, { "scaron", 0x161 },
+	{ "Yuml", 0x178 }, { "fnof", 0x192 }, { "circ", 0x2c6 }, { "tilde", 0x2dc },
+	{ "ensp", 0x2002 }, { "emsp", 0x2003 }, { "thinsp", 0x2009 }, { "zwnj", 0x200c },
+	{ "zwj", 0x200d }, { "lrm", 0x200e }, { "rlm", 0x200f }, { "ndash", 0x2013 },
+	{ "mdash", 0x2014 }, { "lsquo", 0x2018 }, { "rsquo", 0x2019 }, { "sbquo", 0x201a },
+	{ "ldquo", 0x201c }, { "rdquo", 0x201d }, { "bdquo", 0x201e }, { "dagger", 0x2020 },
+	{ "Dagger", 0x2021 }, { "bull", 0x2022 }, { "hellip", 0x2026 }, { "permil", 0x2030 },
+	{ "prime", 0x2032 }, { "Prime", 0x2033 }, { "lsaquo", 0x2039 }, { "rsaquo", 0x203a },
+	{ "euro", 0x20ac }, { "trade", 0x2122 }, { "larr", 0x2190 }, { "uarr", 0x2191 },
+	{ "rarr", 0x2192 }, { "darr", 0x2193 }, { "harr", 0x2194 }, { "minus", 0x2212 },
+	{ "le", 0x2264 }, { "ge", 0x2265 }, { "ne", 0x2260 }, { "infin", 0x221e },
+	{ "hearts", 0x2665 }, { "spades", 0x2660 }, { "clubs", 0x2663 }, { "diams", 0x2666 },
+	{ "check", 0x2713 }, { "star", 0x2606 },
+	{ NULL, 0 }
+};
+
+/* entity_decode - the reference at s[0] == '&'; the code point and the
+ * bytes used, or 0 if it is not a reference (the '&' is then literal). */
+static size_t entity_decode(const char *s, size_t len, unsigned *cp)
+{
+	size_t i = 1;
+
+	if (len >= 3 && s[1] == '#') {
+		unsigned long v = 0;
+		int hex = (s[2] == 'x' || s[2] == 'X'), digits = 0;
+
+		i = hex ? 3 : 2;
+		for (; i < len && digits < 8; i++, digits++) {
+			int d;
+
+			if (g_ascii_isdigit(s[i]))
+				d = s[i] - '0';
+			else if (hex && g_ascii_isxdigit(s[i]))
+				d = g_ascii_xdigit_value(s[i]);
+			else
+				break;
+			v = v * (hex ? 16 : 10) + (unsigned long)d;
+		}
+		if (digits == 0)
+			return 0;
+		if (i < len && s[i] == ';')
+			i++;
+		/* invalid code points render as U+FFFD, as browsers do */
+		if (v == 0 || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+			v = 0xfffd;
+		*cp = (unsigned)v;
+		return i;
+	}
+	while (i < len && i <= 8 && g_ascii_isalnum(s[i]))
+		i++;
+	if (i > 1) {
+		size_t k, n = i - 1;
+
+		for (k = 0; entities[k].name != NULL; k++)
+			if (strlen(entities[k].name) == n && memcmp(entities[k].name, s + 1, n) == 0) {
+				*cp = entities[k].cp;
+				return i < len && s[i] == ';' ? i + 1 : i;
+			}
+	}
+	return 0;
+}
+
+/* the renderer's output: visible text with whitespace collapsed */
+struct render {
+	GString *out;
+	int      space;              /* a space is pending */
+	int      newline;            /* a line break is pending */
+};
+
+static void put_break(struct render *r, int nl)
+{
+	if (nl)
+		r->newline = 1;
+	else
+		r->space = 1;
+}
+
+static void put_text(struct render *r, const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f') {
+			r->space = 1;
+			continue;
+		}
+		if (r->out->len > 0) {
+			if (r->newline)
+				g_string_append_c(r->out, '\n');
+			else if (r->space)
+				g_string_append_c(r->out, ' ');
+		}
+		r->space = r->newline = 0;
+		g_string_append_c(r->out, (char)c);
+	}
+}
+
+static void put_cp(struct render *r, unsigned cp)
+{
+	char u[8];
+	int n;
+
+	if (cp == 0xa0) {             /* a no-break space reads as a space */
+		r->space = 1;
+		return;
+	}
+	n = g_unichar_to_utf8(cp, u);
+	put_text(r, u, (size_t)n);
+}
+
+/* tags whose start or end breaks the line, as a browser (and SpamAssassin's
+ * renderer) puts them on a line of their own */
+static int tag_breaks(const char *name)
+{
+	static const char *const blocks[] = {
+		"br", "p", "div", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4",
+		"h5", "h6", "hr", "blockquote", "pre", "dt", "dd", "dl", "center", "form",
+		"title", "address", "section", "article", "header", "footer", "body", NULL
+	};
+	size_t i;
+
+	for (i = 0; blocks[i] != NULL; i++)
+		if (strcmp(name, blocks[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* attr_value - decode an attribute value (entities) into a new string */
+static char *attr_value(const char *v, size_t n)
+{
+	GString *s = g_string_sized_new(n);
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned cp;
+		size_t used;
+
+		if (v[i] == '&' && (used = entity_decode(v + i, n - i, &cp)) > 0) {
+			char u[8];
+
+			g_string_append_len(s, u, g_unichar_to_utf8(cp, u));
+			i += used;
+		} else
+			g_string_append_c(s, v[i++]);
+	}
+	return g_string_free(s, FALSE);
+}
+
+/* tag - parse the tag at h[0] == '<' (name, attributes); returns the
+ * bytes it spans.  Lower-case name into name[]; closing in *closing.
+ * Links (href, src, action, background) go to the URI list. */
+static size_t tag(struct mime_store *st, const char *h, size_t len, char *name,
+                  size_t namesz, int *closing)
+{
+	size_t i = 1, n = 0;
+	char quote = 0;
+
+	*closing = 0;
+	if (i < len && h[i] == '/') {
+		*closing = 1;
+		i++;
+	}
+	while (i < len && (g_ascii_isalnum(h[i]) || h[i] == '-' || h[i] == ':')) {
+		if (n + 1 < namesz)
+			name[n++] = g_ascii_tolower(h[i]);
+		i++;
+	}
+	name[n] = '\0';
+	/* attributes: name[=value], value quoted or not */
+	while (i < len && h[i] != '>') {
+		size_t an = i, anl, vs, vl;
+
+		if (g_ascii_isspace(h[i]) || h[i] == '/') {
+			i++;
+			continue;
+		}
+		while (i < len && !g_ascii_isspace(h[i]) && h[i] != '=' && h[i] != '>')
+			i++;
+		anl = i - an;
+		while (i < len && g_ascii_isspace(h[i]))
+			i++;
+		if (i >= len || h[i] != '=')
+			continue;
+		i++;
+		while (i < len && g_ascii_isspace(h[i]))
+			i++;
+		if (i < len && (h[i] == '"' || h[i] == '\'')) {
+			quote = h[i++];
+			vs = i;
+			while (i < len && h[i] != quote)
+				i++;
+			vl = i - vs;
+			if (i < len)
+				i++;
+		} else {
+			vs = i;
+			while (i < len && !g_ascii_isspace(h[i]) && h[i] != '>')
+				i++;
+			vl = i - vs;
+		}
+		if (st != NULL && !*closing &&
+		    ((anl == 4 && g_ascii_strncasecmp(h + an, "href", 4) == 0) ||
+		     (anl == 3 && g_ascii_strncasecmp(h + an, "src", 3) == 0) ||
+		     (anl == 6 && g_ascii_strncasecmp(h + an, "action", 6) == 0) ||
+		     (anl == 10 && g_ascii_strncasecmp(h + an, "background", 10) == 0))) {
+			char *v = attr_value(h + vs, vl);
+
+			/* in-page anchors and inline images are not links out */
+			if (v[0] != '#' && g_ascii_strncasecmp(v, "cid:", 4) != 0 &&
+			    g_ascii_strncasecmp(v, "data:", 5) != 0)
+				uri_add(st, v, strlen(v));
+			g_free(v);
+		}
+	}
+	return i < len ? i + 1 : len;
+}
+
+/* skip_to_close - offset after "</name ...>" from i, or len */
+static size_t skip_to_close(const char *h, size_t len, size_t i, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; i + 2 + n <= len; i++)
+		if (h[i] == '<' && h[i + 1] == '/' && g_ascii_strncasecmp(h + i + 2, name, n) == 0 &&
+		    (i + 2 + n == len || !g_ascii_isalnum(h[i + 2 + n]))) {
+			const char *gt = memchr(h + i, '>', len - i);
+
+			return gt != NULL ? (size_t)(gt - h) + 1 : len;
+		}
+	return len;
+}
+
+/* html_render - visible text of an HTML document (UTF-8 in, UTF-8 out):
+ * markup, comments, script/style/head-title removed, entities decoded,
+ * whitespace collapsed, block tags as line breaks.  Links to st (may be NULL). */
+static char *html_render(struct mime_store *st, const char *h, size_t len, size_t *outlen)
+{
+	struct render r;
+	size_t i = 0;
+
+	r.out = g_string_sized_new(len / 2 + 16);
+	r.space = r.newline = 0;
+	while (i < len) {
+		char c = h[i];
+
+		if (c == '<' && i + 1 < len &&
+		    (g_ascii_isalpha(h[i + 1]) || h[i + 1] == '/' || h[i + 1] == '!' || h[i + 1] == '?')) {
+			char name[16];
+			int closing;
+
+			if (h[i + 1] == '!' && i + 3 < len && h[i + 2] == '-' && h[i + 3] == '-') {
+				const char *e = g_strstr_len(h + i + 4, (gssize)(len - i - 4), "-->");
+
+				i = e != NULL ? (size_t)(e - h) + 3 : len;
+				continue;
+			}
+			if (h[i + 1] == '!' || h[i + 1] == '?') {      /* doctype, CDATA, PI */
+				const char *e = memchr(h + i, '>', len - i);
+
+				i = e != NULL ? (size_t)(e - h) + 1 : len;
+				continue;
+			}
+			i += tag(st, h + i, len - i, name, sizeof(name), &closing);
+			if (!closing && (strcmp(name, "script") == 0 || strcmp(name, "style") == 0 ||
+			    strcmp(name, "title") == 0)) {
+				i = skip_to_close(h, len, i, name);
+				continue;
+			}
+			if (tag_breaks(name))
+				put_break(&r, 1);
+			else if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0 ||
+			    strcmp(name, "img") == 0)
+				put_break(&r, 0);
+			continue;
+		}
+		if (c == '&') {
+			unsigned cp;
+			size_t used = entity_decode(h + i, len - i, &cp);
+
+			if (used > 0) {
+				put_cp(&r, cp);
+				i += used;
+				continue;
+			}
+		}
+		put_text(&r, h + i, 1);
+		i++;
+	}
+	*outlen = r.out->len;
+	return g_string_free(r.out, FALSE);
+}
+
+char *mime_html_render(const char *html, size_t len, size_t *outlen)
+{
+	return html_render(NULL, html, len, outlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* decoding                                                             */
+
+/* read_decoded - the part's content with the transfer encoding removed,
+ * at most max bytes; *truncated if there was more. */
+static GByteArray *read_decoded(GMimeDataWrapper *w, size_t max, int *truncated)
+{
+	GMimeStream *src = g_mime_data_wrapper_get_stream(w);
+	GMimeStream *mem = g_mime_stream_mem_new();
+	GMimeStream *filt = g_mime_stream_filter_new(mem);
+	GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(w);
+	GByteArray *out, *arr;
+	char buf[16384];
+	ssize_t n;
+
+	*truncated = 0;
+	if (enc != GMIME_CONTENT_ENCODING_DEFAULT && enc != GMIME_CONTENT_ENCODING_7BIT &&
+	    enc != GMIME_CONTENT_ENCODING_8BIT && enc != GMIME_CONTENT_ENCODING_BINARY) {
+		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
+
+		g_mime_stream_filter_add(GMIME_STREAM_FILTER(filt), f);
+		g_object_unref(f);
+	}
+	arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+	if (src != NULL) {
+		g_mime_stream_reset(src);
+		while ((n = g_mime_stream_read(src, buf, sizeof(buf))) > 0) {
+			if (g_mime_stream_write(filt, buf, (size_t)n) < 0)
+				break;
+			if (arr->len > max) {
+				*truncated = 1;
+				break;
+			}
+		}
+		g_mime_stream_flush(filt);
+	}
+	if (arr->len > max) {
+		*truncated = 1;
+		g_byte_array_set_size(arr, (guint)max);
+	}
+	/* take the bytes out of the stream */
+	out = g_byte_array_sized_new(arr->len + 1);
+	g_byte_array_append(out, arr->data, arr->len);
+	g_object_unref(filt);
+	g_object_unref(mem);
+	return out;
+}
+
+static int charset_is_utf8(const char *cs)
+{
+	return cs == NULL || g_ascii_strcasecmp(cs, "utf-8") == 0 ||
+	       g_ascii_strcasecmp(cs, "utf8") == 0 || g_ascii_strcasecmp(cs, "us-ascii") == 0 ||
+	       g_ascii_strcasecmp(cs, "ascii") == 0;
+}
+
+/* to_utf8 - text bytes in charset cs (NULL = not declared) as valid UTF-8.
+ * Undeclared or unknown charsets: UTF-8 if it is valid, else windows-1252
+ * (what undeclared 8-bit mail nearly always is).  Invalid sequences that
+ * remain become U+FFFD. */
+static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen)
+{
+	gchar *conv = NULL, *valid;
+	gsize n = 0;
+
+	if (cs != NULL && !charset_is_utf8(cs)) {
+		const char *iname = g_mime_charset_iconv_name(cs);
+
+		conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
+		    iname != NULL ? iname : cs, "\xef\xbf\xbd", NULL, &n, NULL);
+		if (conv == NULL)
+			/* an invalid sequence stops g_convert: decode byte-wise instead */
+			conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
+			    "WINDOWS-1252", "?", NULL, &n, NULL);
+	} else if (!g_utf8_validate((const gchar *)b, (gssize)len, NULL) && cs == NULL)
+		conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
+		    "WINDOWS-1252", "?", NULL, &n, NULL);
+	if (conv == NULL) {
+		conv = g_malloc(len + 1);
+		memcpy(conv, b, len);
+		conv[len] = '\0';
+		n = len;
+	}
+	/* NULs would cut C strings short: they read as spaces */
+	for (gsize i = 0; i < n; i++)
+		if (conv[i] == '\0')
+			conv[i] = ' ';
+	valid = g_utf8_make_valid(conv, (gssize)n);
+	g_free(conv);
+	*outlen = strlen(valid);
+	return valid;
+}
+
+static char *lower_dup(const char *s)
+{
+	return s != NULL ? g_ascii_strdown(s, -1) : NULL;
+}
+
+/* filename_clean - a decoded filename as valid UTF-8 without control chars */
+static char *filename_clean(const char *fn)
+{
+	char *v, *p;
+
+	if (fn == NULL || *fn == '\0')
+		return NULL;
+	v = g_utf8_make_valid(fn, -1);
+	for (p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* the walk                                                             */
+
+static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type(obj);
+	const char *declared = g_mime_object_get_header(obj, "Content-Type");
+	struct mime_part *p;
+	GMimeDataWrapper *w;
+	char *type;
+	int truncated = 0;
+
+	if (st->pub.nparts >= MIME_MAX_PARTS) {
+		st->pub.parse_error = 1;
+		st->pub.parts_truncated = 1;
+		return;
+	}
+	p = part_new(st);
+	p->depth = depth;
+	type = ct != NULL ? g_mime_content_type_get_mime_type(ct) : g_strdup("text/plain");
+	p->content_type = lower_dup(type);
+	g_free(type);
+	if (declared != NULL) {
+		/* the declared value, without parameters, lower case */
+		size_t n = strcspn(declared, ";");
+
+		while (n > 0 && g_ascii_isspace(declared[n - 1]))
+			n--;
+		while (n > 0 && g_ascii_isspace(*declared)) {
+			declared++;
+			n--;
+		}
+		{
+			char *d = g_strndup(declared, n);
+
+			p->declared_type = g_ascii_strdown(d, -1);
+			g_free(d);
+		}
+	} else
+		p->declared_type = g_strdup("");
+	p->disposition = lower_dup(g_mime_object_get_disposition(obj));
+	p->is_html = strcmp(p->content_type, "text/html") == 0;
+	p->is_text = p->is_html || strcmp(p->content_type, "text/plain") == 0;
+
+	if (GMIME_IS_PART(obj)) {
+		p->filename = filename_clean(g_mime_part_get_filename(GMIME_PART(obj)));
+		w = g_mime_part_get_content(GMIME_PART(obj));
+	} else
+		w = NULL;
+	if (w != NULL) {
+		size_t room = st->decoded < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->decoded : 0;
+		GByteArray *raw = read_decoded(w, room, &truncated);
+
+		if (p->is_text) {
+			size_t n;
+			char *t = to_utf8(raw->data, raw->len,
+			    g_mime_object_get_content_type_parameter(obj, "charset"), &n);
+
+			/* conversion may grow it: the cap holds for what is kept */
+			if (n > room) {
+				n = room;
+				while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+					n--;          /* cut on a character boundary */
+				t[n] = '\0';
+				truncated = 1;
+			}
+			p->data = (const unsigned char *)t;
+			p->len = n;
+			if (n == raw->len && memcmp(t, raw->data, n) == 0)
+				g_byte_array_free(raw, TRUE);
+			else {
+				/* keep the bytes as sent too (an executable declared
+				 * text/plain must still look like one) */
+				p->raw_len = raw->len;
+				g_byte_array_append(raw, (const guint8 *)"", 1);
+				p->raw = g_byte_array_free(raw, FALSE);
+				st->decoded += p->raw_len;
+			}
+		} else {
+			p->len = raw->len;
+			g_byte_array_append(raw, (const guint8 *)"", 1);   /* NUL after, for safety */
+			p->data = g_byte_array_free(raw, FALSE);
+		}
+		st->decoded += p->len;
+	}
+	if (p->data == NULL) {
+		p->data = (const unsigned char *)g_strdup("");
+		p->len = 0;
+	}
+	if (p->raw == NULL) {
+		p->raw = p->data;
+		p->raw_len = p->len;
+	}
+	if (truncated) {
+		p->truncated = 1;
+		st->pub.parse_error = 1;
+	}
+	if (p->is_html) {
+		p->rendered = html_render(st, (const char *)p->data, p->len, &p->rendered_len);
+		text_uris(st, p->rendered, p->rendered_len);
+	} else if (p->is_text)
+		text_uris(st, (const char *)p->data, p->len);
+}
+
+/* walk - depth-first; depth counts nested messages, nest every level */
+static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsigned nest)
+{
+	if (obj == NULL)
+		return;
+	if (nest > MIME_MAX_DEPTH) {
+		st->pub.parse_error = 1;
+		return;
+	}
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int i, n = g_mime_multipart_get_count(mp);
+
+		for (i = 0; i < n && st->pub.nparts < MIME_MAX_PARTS; i++)
+			walk(st, g_mime_multipart_get_part(mp, i), depth, nest + 1);
+		if (i < n) {
+			st->pub.parse_error = 1;
+			st->pub.parts_truncated = 1;
+		}
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+
+		if (m == NULL) {
+			st->pub.parse_error = 1;
+			return;
+		}
+		walk(st, g_mime_message_get_mime_part(m), depth + 1, nest + 1);
+	} else
+		leaf(st, obj, depth);
+}
+
+/* parser complaints that mean the structure is broken */
+static void on_warning(gint64 offset, GMimeParserWarning code, const gchar *item, gpointer ud)
+{
+	struct mime_store *st = ud;
+
+	(void)offset;
+	(void)item;
+	switch (code) {
+	case GMIME_WARN_MALFORMED_MULTIPART:
+	case GMIME_WARN_TRUNCATED_MESSAGE:
+	case GMIME_WARN_MALFORMED_MESSAGE:
+	case GMIME_CRIT_INVALID_HEADER_NAME:
+	case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+	case GMIME_CRIT_NESTING_OVERFLOW:
+	case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+		st->pub.parse_error = 1;
+		break;
+	default:
+		break;
+	}
+}
+
+void mime_free(void *p)
+{
+	struct mime_store *st = p;
+	size_t i;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < st->pub.nparts; i++) {
+		struct mime_part *pt = &st->pub.parts[i];
+
+		g_free((char *)pt->content_type);
+		g_free((char *)pt->declared_type);
+		g_free((char *)pt->filename);
+		g_free((char *)pt->disposition);
+		if (pt->raw != pt->data)
+			g_free((void *)pt->raw);
+		g_free((void *)pt->data);
+		g_free((char *)pt->rendered);
+	}
+	g_free(st->pub.parts);
+	for (i = 0; i < st->pub.nuris; i++)
+		g_free(st->pub.uris[i]);
+	g_free(st->pub.uris);
+	g_free(st);
+}
+
+struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
+{
+	static const char *fallback[] = { "UTF-8", "windows-1252", NULL };
+	struct mime_store *st = g_new0(struct mime_store, 1);
+	GMimeParserOptions *opts;
+	GMimeStream *stream;
+	GMimeParser *parser;
+	GMimeMessage *m;
+
+	pthread_once(&gmime_once, gmime_setup);
+	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
+	opts = g_mime_parser_options_new();
+	g_mime_parser_options_set_rfc2047_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
+	g_mime_parser_options_set_parameter_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
+	g_mime_parser_options_set_fallback_charsets(opts, fallback);
+	g_mime_parser_options_set_warning_callback(opts, on_warning, st);
+
+	stream = g_mime_stream_mem_new_with_buffer((const char *)msg, len);
+	parser = g_mime_parser_new_with_stream(stream);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	m = g_mime_parser_construct_message(parser, opts);
+	if (m == NULL)
+		st->pub.parse_error = 1;
+	else {
+		walk(st, g_mime_message_get_mime_part(m), 0, 0);
+		g_object_unref(m);
+	}
+	g_object_unref(parser);
+	g_object_unref(stream);
+	g_mime_parser_options_free(opts);
+	g_hash_table_destroy(st->uri_seen);
+	st->uri_seen = NULL;
+	return &st->pub;
+}
+
+const struct mime_msg *mime_get(struct mw_ctx *ctx)
+{
+	struct msgscan *ms = ctx->ms;
+
+	if (ms->mime == NULL) {
+		ms->mime = mime_parse(ms->msg, ms->len);
+		ms->mime_free = mime_free;
+	}
+	return ms->mime;
+}

@@ -1,0 +1,113 @@
+"""attachlib.py - test material for the attachment policy, made at test time:
+tiny executables (a PE and an ELF header), zip archives (Python's zipfile),
+encrypted zips (Debian's `zip -P`), and MIME messages written byte by byte so
+that each filename parameter is exactly the encoding under test (RFC 2231,
+RFC 2047, trailing dots and spaces)."""
+
+import base64
+import io
+import os
+import struct
+import subprocess
+import tempfile
+import zipfile
+
+CRLF = b"\r\n"
+
+
+def pe_bytes():
+    """A minimal PE: MZ header pointing at a PE signature and COFF header
+    (libmagic: application/vnd.microsoft.portable-executable)."""
+    mz = bytearray(b"MZ" + b"\x90\x00" + b"\x00" * 60)
+    struct.pack_into("<I", mz, 0x3C, 0x40)
+    coff = b"PE\x00\x00" + struct.pack("<HHIIIHH", 0x14C, 1, 0, 0, 0, 0xE0, 0x102)
+    return bytes(mz) + coff + b"\x00" * 300
+
+
+def elf_bytes():
+    """A minimal 64-bit ELF executable header (application/x-executable)."""
+    return (b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + struct.pack("<HHI", 2, 0x3E, 1)
+            + b"\x00" * 100)
+
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02"
+       b"\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00"
+       b"\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def zip_bytes(files):
+    """files: {name: bytes} -> a zip archive (deflated)."""
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return b.getvalue()
+
+
+def tar_gz_bytes(files):
+    """files: {name: bytes} -> a gzip-compressed tar archive."""
+    import tarfile
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w:gz") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return b.getvalue()
+
+
+def encrypted_zip(files, password="infected"):
+    """files: {name: bytes} -> a zip whose entries are encrypted
+    (PKWARE traditional encryption, with Debian's zip -P)."""
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in files.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        out = os.path.join(d, "out.zip")
+        subprocess.run(["zip", "-q", "-P", password, out] + list(files), cwd=d, check=True)
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def b64(data):
+    s = base64.b64encode(data)
+    return CRLF.join(s[i:i + 76] for i in range(0, len(s), 76))
+
+
+def part(ctype, data, disposition=None, cte="base64"):
+    """One MIME part.  ctype and disposition are the raw header values
+    (parameters included), bytes or str."""
+    h = [b"Content-Type: " + _b(ctype)]
+    if disposition is not None:
+        h.append(b"Content-Disposition: " + _b(disposition))
+    if cte == "base64":
+        h.append(b"Content-Transfer-Encoding: base64")
+        body = b64(data)
+    else:
+        h.append(b"Content-Transfer-Encoding: " + _b(cte))
+        body = data
+    return CRLF.join(h) + CRLF + CRLF + body
+
+
+def message(parts, subject="attachment test", boundary="=_mw_boundary_1"):
+    """A multipart/mixed message: a text part, then the parts given."""
+    head = [b"From: sender@example.org", b"To: rcpt@example.net",
+            b"Subject: " + _b(subject), b"Message-ID: <att-%d@example.org>" % id(parts),
+            b"MIME-Version: 1.0",
+            b"Content-Type: multipart/mixed; boundary=\"" + _b(boundary) + b"\""]
+    out = CRLF.join(head) + CRLF + CRLF
+    for p in [part("text/plain; charset=us-ascii", b"Please see the attachment." + CRLF,
+                   cte="7bit")] + list(parts):
+        out += b"--" + _b(boundary) + CRLF + p + CRLF
+    return out + b"--" + _b(boundary) + b"--" + CRLF
+
+
+def rfc822_part(inner):
+    """A message/rfc822 part carrying the message inner."""
+    return b"Content-Type: message/rfc822" + CRLF + b"Content-Disposition: attachment; " \
+        b"filename=\"forwarded.eml\"" + CRLF + CRLF + inner
+
+
+def _b(x):
+    return x.encode("utf-8") if isinstance(x, str) else x

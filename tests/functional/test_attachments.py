@@ -1,0 +1,269 @@
+"""Attachment policy (filters = attachments): a table of messages through
+`mailwarden scan` with the expected action and symbol, per-rule actions and
+directions from config, and end to end through the proxy (a banned file
+gets a 5xx and nothing reaches the upstream; an encrypted archive arrives
+tagged; a quarantined one is kept and not delivered)."""
+
+import json
+import os
+
+import pytest
+
+import attachlib as L
+import audit_fields as A
+from mwlib import run_mw
+
+CRLF = b"\r\n"
+
+EXE = L.pe_bytes()
+ENC_ZIP = L.encrypted_zip({"report.txt": b"quarterly numbers\n"})
+ENC_ZIP_EXE = L.encrypted_zip({"payload.exe": EXE})
+
+# (id, parts, expected action, expected symbol (None = no ATTACH_ symbol),
+#  text expected in that symbol's description)
+CASES = [
+    ("double_extension",
+     [L.part("application/octet-stream", b"harmless bytes\n",
+             "attachment; filename=\"invoice.pdf.exe\"")],
+     "reject", "ATTACH_DOUBLE_EXT", "invoice.pdf.exe"),
+    ("trailing_dots_spaces",
+     [L.part("application/octet-stream", b"harmless bytes\n",
+             "attachment; filename=\"report.scr. . \"")],
+     "reject", "ATTACH_BANNED_EXT", "extension .scr"),
+    ("spaces_before_extension",
+     [L.part("application/octet-stream", b"harmless bytes\n",
+             "attachment; filename=\"photo.jpg            .vbs\"")],
+     "reject", "ATTACH_DOUBLE_EXT", ".jpg.vbs"),
+    ("rfc2231_filename",
+     [L.part("application/octet-stream", b"harmless bytes\n",
+             "attachment; filename*=UTF-8''%E2%82%AC%20Rechnung.js")],
+     "reject", "ATTACH_BANNED_EXT", "\u20ac Rechnung.js"),
+    ("rfc2231_continuations",
+     [L.part("application/octet-stream", b"harmless bytes\n",
+             "attachment; filename*0*=UTF-8''Auftrag%C3%A4; filename*1=nderung.b; filename*2=at")],
+     "reject", "ATTACH_BANNED_EXT", "Auftrag\u00e4nderung.bat"),
+    ("rfc2047_filename",
+     [L.part("application/octet-stream; name=\"=?UTF-8?B?UsOpc3Vtw6kuaHRh?=\"", b"harmless\n",
+             "attachment")],
+     "reject", "ATTACH_BANNED_EXT", "R\u00e9sum\u00e9.hta"),
+    ("executable_as_text_plain",
+     [L.part("text/plain; name=\"notes.txt\"", EXE, "attachment; filename=\"notes.txt\"")],
+     "reject", "ATTACH_CONTENT_TYPE", "content application/vnd.microsoft.portable-executable"),
+    ("elf_without_name",
+     [L.part("application/octet-stream", L.elf_bytes())],
+     "reject", "ATTACH_CONTENT_TYPE", "application/x-executable"),
+    ("banned_declared_type",
+     [L.part("application/x-msdownload", b"whatever\n", "attachment; filename=\"update.bin\"")],
+     "reject", "ATTACH_BANNED_TYPE", "application/x-msdownload"),
+    ("banned_name_in_zip",
+     [L.part("application/zip", L.zip_bytes({"readme.txt": b"hi\n", "setup.exe": b"not really\n"}),
+             "attachment; filename=\"docs.zip\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "contains setup.exe"),
+    ("renamed_executable_in_zip",
+     [L.part("application/zip", L.zip_bytes({"scan.pdf": EXE}),
+             "attachment; filename=\"scans.zip\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "of type application/vnd.microsoft.portable-executable"),
+    ("banned_name_in_tar_gz",
+     [L.part("application/gzip", L.tar_gz_bytes({"docs/readme.txt": b"hi\n", "docs/start.vbs": b"x\n"}),
+             "attachment; filename=\"docs.tar.gz\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "contains docs/start.vbs"),
+    ("zip_in_zip",
+     [L.part("application/zip", L.zip_bytes({"inner.zip": L.zip_bytes({"run.cmd": b"echo\n"})}),
+             "attachment; filename=\"outer.zip\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "contains run.cmd"),
+    ("encrypted_zip",
+     [L.part("application/zip", ENC_ZIP, "attachment; filename=\"secret.zip\"")],
+     "tag", "ATTACH_ENCRYPTED", "secret.zip: encrypted archive"),
+    ("encrypted_zip_banned_name",
+     [L.part("application/zip", ENC_ZIP_EXE, "attachment; filename=\"secret.zip\"")],
+     "reject", "ATTACH_ARCHIVE_BANNED", "contains payload.exe"),
+    ("nested_rfc822_banned",
+     [L.rfc822_part(L.message([L.part("application/octet-stream", b"x\n",
+                                      "attachment; filename=\"game.com\"")],
+                              subject="inner", boundary="inner_b"))],
+     "reject", "ATTACH_BANNED_EXT", "game.com"),
+    ("text_that_looks_like_dos_com",
+     # GB2312 text starting with 0xb8 (x86 "mov ax"): libmagic's DOS .COM guess
+     [L.part("text/plain; charset=gb2312", b"\xb8\xe5\xbc\xfe\xa3\xba\xd2\xb0\xc2\xf9\n" * 20,
+             "attachment; filename=\"notes.txt\"", cte="8bit")],
+     "accept", None, None),
+    ("clean_attachments",
+     [L.part("application/pdf", L.PDF, "attachment; filename=\"invoice.pdf\""),
+      L.part("image/png", L.PNG, "inline; filename=\"logo.png\""),
+      L.part("text/plain; charset=utf-8", "Grüße\n".encode(), "attachment; filename=\"notes.txt\""),
+      L.part("application/zip", L.zip_bytes({"a.txt": b"a\n", "b.pdf": L.PDF}),
+             "attachment; filename=\"files.zip\""),
+      L.part("application/octet-stream", b"1.2.3 release notes\n",
+             "attachment; filename=\"setup-1.2.txt\"")],
+     "accept", None, None),
+]
+
+
+def case_msg(name):
+    """the message of the table's case called name"""
+    return L.message(next(c[1] for c in CASES if c[0] == name))
+
+
+def scan(tmp_path, msg, *opts, direction=None):
+    f = tmp_path / "m.eml"
+    f.write_bytes(msg)
+    args = ["scan", "-o", "filters=attachments"]
+    for o in opts:
+        args += ["-o", o]
+    if direction:
+        args += ["--direction", direction]
+    p = run_mw(args + [str(f)])
+    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    return json.loads(p.stdout.decode("utf-8"))
+
+
+def attach_symbols(out):
+    return {s["name"]: s.get("desc", "") for s in out["symbols"] if s["name"].startswith("ATTACH_")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_attachment_table(tmp_path, case):
+    name, parts, action, symbol, desc = case
+    out = scan(tmp_path, L.message(parts))
+    syms = attach_symbols(out)
+    assert out["action"] == action, (out["action"], syms, out["reply"])
+    if symbol is None:
+        assert syms == {}, syms
+    else:
+        assert symbol in syms, syms
+        assert desc in syms[symbol], syms
+    if action == "reject":
+        assert out["reply"].startswith("550 5.7.1 Banned attachment"), out["reply"]
+
+
+def test_without_filter_nothing_is_checked(tmp_path):
+    """the same banned file passes when the filter is not enabled"""
+    f = tmp_path / "m.eml"
+    f.write_bytes(case_msg("double_extension"))
+    p = run_mw(["scan", str(f)])
+    assert json.loads(p.stdout)["action"] == "accept"
+
+
+@pytest.mark.parametrize("setting,expect", [("quarantine", "quarantine"), ("tag", "tag"),
+                                            ("none", "accept")])
+def test_action_per_rule(tmp_path, setting, expect):
+    msg = case_msg("double_extension")
+    out = scan(tmp_path, msg, "attach_inbound_extension_action=" + setting)
+    assert out["action"] == expect
+    assert ("ATTACH_DOUBLE_EXT" in attach_symbols(out)) == (setting != "none")
+
+
+def test_hardest_rule_wins(tmp_path):
+    """an encrypted zip (tag) and a banned name (quarantine): quarantine"""
+    msg = L.message([L.part("application/zip", ENC_ZIP, "attachment; filename=\"s.zip\""),
+                     L.part("application/octet-stream", b"x", "attachment; filename=\"a.exe\"")])
+    out = scan(tmp_path, msg, "attach_inbound_extension_action=quarantine")
+    assert out["action"] == "quarantine"
+    assert set(attach_symbols(out)) == {"ATTACH_ENCRYPTED", "ATTACH_BANNED_EXT"}
+
+
+def test_direction_lists_and_actions(tmp_path):
+    """outbound has its own lists and actions: an encrypted zip passes
+    outbound by default; a .exe allowed outbound only passes outbound"""
+    enc = L.message([L.part("application/zip", ENC_ZIP, "attachment; filename=\"s.zip\"")])
+    assert scan(tmp_path, enc)["action"] == "tag"
+    assert scan(tmp_path, enc, direction="outbound")["action"] == "accept"
+    exe = L.message([L.part("application/octet-stream", b"x", "attachment; filename=\"tool.exe\"")])
+    opt = "attach_outbound_banned_extensions=scr com"
+    assert scan(tmp_path, exe, opt, direction="outbound")["action"] == "accept"
+    assert scan(tmp_path, exe, opt)["action"] == "reject"
+
+
+def test_archive_scanning_off(tmp_path):
+    msg = case_msg("banned_name_in_zip")
+    assert scan(tmp_path, msg, "attach_scan_archives=no")["action"] == "accept"
+
+
+def test_archive_depth(tmp_path):
+    """zip in zip in zip: depth 1 opens only the outer archive"""
+    inner = L.zip_bytes({"deep.zip": L.zip_bytes({"evil.pif": b"x\n"})})
+    msg = L.message([L.part("application/zip", L.zip_bytes({"mid.zip": inner}),
+                            "attachment; filename=\"o.zip\"")])
+    assert scan(tmp_path, msg)["action"] == "reject"
+    assert scan(tmp_path, msg, "attach_archive_depth=1")["action"] == "accept"
+
+
+def test_archive_max_entries(tmp_path):
+    """entries past attach_archive_max_entries are not looked at"""
+    files = {"f%d.txt" % i: b"x\n" for i in range(5)}
+    files["z_last.exe"] = b"x\n"
+    msg = L.message([L.part("application/zip", L.zip_bytes(files), "attachment; filename=\"many.zip\"")])
+    assert scan(tmp_path, msg)["action"] == "reject"
+    assert scan(tmp_path, msg, "attach_archive_max_entries=3")["action"] == "accept"
+
+
+def test_broken_mime_does_not_crash(tmp_path):
+    """hostile structures: the scan completes (no banned file found)"""
+    msgs = [
+        b"Content-Type: multipart/mixed\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\nContent-Type: "
+        b"multipart/mixed; boundary=b\r\n\r\n" * 3000,
+        b"Content-Type: application/zip; name=x.zip\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + L.b64(b"PK\x03\x04" + os.urandom(3000)),
+    ]
+    for i, m in enumerate(msgs):
+        out = scan(tmp_path, m)       # exits 0 with a result
+        if i < 2:
+            assert out["action"] == "accept", out
+
+
+def test_bad_settings_refused():
+    p = run_mw(["-t", "-o", "filters=attachments", "-o", "attach_inbound_banned_types=notatype"])
+    assert p.returncode != 0
+    assert b"attach_inbound_banned_types" in p.stderr, p.stderr
+    p = run_mw(["-t", "-o", "attach_inbound_extension_action=drop"])
+    assert p.returncode != 0
+    p = run_mw(["-t", "-o", "filters=attachments"])
+    assert p.returncode == 0, p.stderr
+
+
+# --- through the proxy ----------------------------------------------------------------
+
+def send(m, msg):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)
+    c.quit()
+    return r["final"]
+
+
+def test_proxy_reject_banned(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[("filters", "attachments")])
+    r = send(m, case_msg("double_extension"))
+    assert r.code == 550, r
+    assert "Banned attachment invoice.pdf.exe" in r.text, r.text
+    clean = case_msg("clean_attachments")
+    assert send(m, clean).code == 250
+    msgs = upstream.wait_messages(1)
+    assert len(msgs) == 1 and b"invoice.pdf\"" in msgs[0].content
+    rec = m.audit(2)
+    assert "ATTACH_DOUBLE_EXT" in A.symbols(rec[0])
+    assert 'banned attachment rule=extension file="invoice.pdf.exe"' in m.stderr_tail(200)
+    assert A.field(rec[0], "action") == "reject"
+
+
+def test_proxy_tag_encrypted(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[("filters", "attachments")])
+    r = send(m, L.message([L.part("application/zip", ENC_ZIP, "attachment; filename=\"s.zip\"")]))
+    assert r.code == 250, r
+    msgs = upstream.wait_messages(1)
+    assert len(msgs) == 1
+    head = msgs[0].content.split(b"\r\n\r\n", 1)[0]
+    assert b"X-Spam-Flag: YES" in head or b"X-Spam-Status: Yes" in head, head
+    assert b"ATTACH_ENCRYPTED" in head, head
+
+
+def test_proxy_quarantine(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[("filters", "attachments"),
+                                   ("attach_inbound_content_action", "quarantine")])
+    r = send(m, case_msg("executable_as_text_plain"))
+    assert r.code == 250, r
+    rec = m.audit(1)
+    assert A.field(rec[0], "action") == "quarantine"
+    assert "ATTACH_CONTENT_TYPE" in A.symbols(rec[0])
+    assert upstream.messages == []

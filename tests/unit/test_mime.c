@@ -1,0 +1,467 @@
+/* test_mime.c - the shared MIME parse (filters/mime.c): the parts tree
+ * flattened depth-first, decoded content, charsets to UTF-8, RFC 2231 and
+ * RFC 2047 filenames, nested message/rfc822, HTML rendered to visible text,
+ * URIs from text and HTML (deduplicated), one parse shared by every filter
+ * of a message, and hostile structures (no boundary, garbage, deep nesting,
+ * too many parts) giving parse_error without a crash. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <glib.h>
+
+#include "filters/filter_api.h"
+#include "filters/mime.h"
+
+static struct mime_msg *parse(const char *s)
+{
+	return mime_parse((const unsigned char *)s, strlen(s));
+}
+
+static const struct mime_part *find_type(const struct mime_msg *m, const char *type, size_t nth)
+{
+	size_t i;
+
+	for (i = 0; i < m->nparts; i++)
+		if (strcmp(m->parts[i].content_type, type) == 0 && nth-- == 0)
+			return &m->parts[i];
+	return NULL;
+}
+
+static int has_uri(const struct mime_msg *m, const char *u)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->nuris; i++)
+		if (strcmp(m->uris[i], u) == 0)
+			n++;
+	return (int)n;
+}
+
+static const char big_msg[] =
+	"From: a@example.org\r\n"
+	"To: b@example.org\r\n"
+	"Subject: test\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"OUTER\"\r\n"
+	"\r\n"
+	"preamble\r\n"
+	"--OUTER\r\n"
+	"Content-Type: multipart/alternative; boundary=\"ALT\"\r\n"
+	"\r\n"
+	"--ALT\r\n"
+	"Content-Type: text/plain; charset=iso-8859-1\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"Caf=E9 cr=E8me, see http://example.com/a. and www.example.net/x,\r\n"
+	"again http://example.com/a\r\n"
+	"--ALT\r\n"
+	"Content-Type: text/html; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"%s\r\n"
+	"--ALT--\r\n"
+	"--OUTER\r\n"
+	"Content-Type: application/pdf; name=\"=?UTF-8?B?UmVjaG51bmcgw6Qu?= =?UTF-8?B?cGRm?=\"\r\n"
+	"Content-Disposition: attachment\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"JVBERi0xLjQK\r\n"
+	"--OUTER\r\n"
+	"Content-Type: application/octet-stream\r\n"
+	"Content-Disposition: attachment; filename*=UTF-8''%%E2%%82%%AC%%20invoice.pdf.exe\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"TVqQAAMAAAAEAAAA\r\n"
+	"--OUTER\r\n"
+	"Content-Type: message/rfc822\r\n"
+	"\r\n"
+	"From: c@example.org\r\n"
+	"Subject: inner\r\n"
+	"Content-Type: multipart/mixed; boundary=\"IN\"\r\n"
+	"\r\n"
+	"--IN\r\n"
+	"Content-Type: text/plain; charset=koi8-r\r\n"
+	"Content-Transfer-Encoding: 8bit\r\n"
+	"\r\n"
+	"\xf0\xd2\xc9\xd7\xc5\xd4\r\n"
+	"--IN\r\n"
+	"Content-Type: application/x-msdownload; name=\"setup.exe\"\r\n"
+	"Content-Disposition: attachment; filename=\"setup.exe\"\r\n"
+	"\r\n"
+	"MZ\r\n"
+	"--IN--\r\n"
+	"\r\n"
+	"--OUTER--\r\n";
+
+static const char html_src[] =
+	"<html><head><title>Hidden title</title><style>p{color:red}</style>"
+	"<script>var x = '<b>no</b>';</script></head>"
+	"<body><p>Hello&nbsp;&amp; <b>w</b>orld&#33; &eacute;t&#xE9;</p>"
+	"<!-- a comment <p>not shown</p> -->"
+	"<div>Line   two</div><a href=\"http://phish.example/login?a=1&amp;b=2\">click</a>"
+	"<img src='https://img.example/p.gif'><a href=\"#top\">top</a>"
+	"<a href=\"mailto:x@example.org\">mail</a> 5 &lt; 6 &bogus; a<b"
+	"</body></html>";
+
+static struct mime_msg *parse_big(void)
+{
+	gchar *b64 = g_base64_encode((const guchar *)html_src, strlen(html_src));
+	gchar *s = g_strdup_printf(big_msg, b64);
+	struct mime_msg *m = parse(s);
+
+	g_free(b64);
+	g_free(s);
+	return m;
+}
+
+static void test_tree(void **state)
+{
+	struct mime_msg *m = parse_big();
+	const struct mime_part *p;
+
+	(void)state;
+	assert_int_equal(m->parse_error, 0);
+	assert_int_equal(m->nparts, 6);
+	/* depth-first order, multiparts not listed */
+	assert_string_equal(m->parts[0].content_type, "text/plain");
+	assert_string_equal(m->parts[1].content_type, "text/html");
+	assert_string_equal(m->parts[2].content_type, "application/pdf");
+	assert_string_equal(m->parts[3].content_type, "application/octet-stream");
+	assert_string_equal(m->parts[4].content_type, "text/plain");
+	assert_string_equal(m->parts[5].content_type, "application/x-msdownload");
+	assert_int_equal(m->parts[0].depth, 0);
+	assert_int_equal(m->parts[3].depth, 0);
+	/* nested message/rfc822: its parts follow with depth + 1 */
+	assert_int_equal(m->parts[4].depth, 1);
+	assert_int_equal(m->parts[5].depth, 1);
+	assert_string_equal(m->parts[5].filename, "setup.exe");
+	assert_string_equal(m->parts[5].disposition, "attachment");
+	assert_true(m->parts[0].is_text);
+	assert_false(m->parts[0].is_html);
+	assert_true(m->parts[1].is_text && m->parts[1].is_html);
+	assert_false(m->parts[2].is_text);
+
+	for (size_t i = 0; i < m->nparts; i++) {
+		assert_int_equal(m->parts[i].data[m->parts[i].len], 0);
+		assert_int_equal(m->parts[i].raw[m->parts[i].raw_len], 0);
+	}
+	/* decoded content: base64 removed */
+	p = &m->parts[3];
+	assert_int_equal(p->len, 12);
+	assert_memory_equal(p->data, "MZ\x90\0\x03\0\0\0\x04\0\0\0", 12);
+	p = &m->parts[2];
+	assert_int_equal(p->len, 9);
+	assert_memory_equal(p->data, "%PDF-1.4\n", 9);
+	mime_free(m);
+}
+
+static void test_filenames(void **state)
+{
+	struct mime_msg *m = parse_big();
+
+	(void)state;
+	/* RFC 2047 encoded-words in the name parameter */
+	assert_string_equal(m->parts[2].filename, "Rechnung \xc3\xa4.pdf");
+	/* RFC 2231 charset'lang'percent-encoding */
+	assert_string_equal(m->parts[3].filename, "\xe2\x82\xac invoice.pdf.exe");
+	assert_null(m->parts[0].filename);
+	mime_free(m);
+}
+
+static void test_charsets(void **state)
+{
+	struct mime_msg *m = parse_big();
+	const struct mime_part *p;
+
+	(void)state;
+	/* quoted-printable iso-8859-1 -> UTF-8 */
+	p = &m->parts[0];
+	assert_non_null(strstr((const char *)p->data, "Caf\xc3\xa9 cr\xc3\xa8me"));
+	assert_int_equal(strlen((const char *)p->data), p->len);
+	/* the bytes as sent stay available (file type detection) */
+	assert_ptr_not_equal(p->raw, p->data);
+	assert_memory_equal(p->raw, "Caf\xe9 cr\xe8me", 10);
+	/* unchanged by conversion: the same buffer */
+	assert_ptr_equal(m->parts[3].raw, m->parts[3].data);
+	/* 8bit koi8-r in the nested message -> UTF-8 (Cyrillic "Привет") */
+	p = &m->parts[4];
+	assert_non_null(strstr((const char *)p->data,
+	    "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"));
+	mime_free(m);
+}
+
+static void test_html_rendered(void **state)
+{
+	struct mime_msg *m = parse_big();
+	const struct mime_part *p = find_type(m, "text/html", 0);
+
+	(void)state;
+	assert_non_null(p);
+	assert_non_null(p->rendered);
+	assert_int_equal(strlen(p->rendered), p->rendered_len);
+	/* the raw HTML stays in data */
+	assert_non_null(strstr((const char *)p->data, "<script>"));
+	assert_string_equal(p->rendered,
+	    "Hello & world! \xc3\xa9t\xc3\xa9\nLine two\nclick topmail 5 < 6 &bogus; a");
+	assert_null(m->parts[0].rendered);
+	mime_free(m);
+}
+
+static void test_uris(void **state)
+{
+	struct mime_msg *m = parse_big();
+
+	(void)state;
+	/* bare URIs in text, trailing punctuation cut, www. given a scheme */
+	assert_int_equal(has_uri(m, "http://example.com/a"), 1);   /* twice in text: once */
+	assert_int_equal(has_uri(m, "http://www.example.net/x"), 1);
+	/* href/src of HTML, entities decoded; anchors left out */
+	assert_int_equal(has_uri(m, "http://phish.example/login?a=1&b=2"), 1);
+	assert_int_equal(has_uri(m, "https://img.example/p.gif"), 1);
+	assert_int_equal(has_uri(m, "mailto:x@example.org"), 1);
+	assert_int_equal(has_uri(m, "#top"), 0);
+	assert_int_equal(m->nuris, 5);
+	mime_free(m);
+}
+
+static void test_render_cases(void **state)
+{
+	static const struct {
+		const char *html, *text;
+	} cases[] = {
+		{ "a<br>b", "a\nb" },
+		{ "<p>one</p><p>two</p>", "one\ntwo" },
+		{ "x &#8364; &#x20AC; &euro; &copy", "x \xe2\x82\xac \xe2\x82\xac \xe2\x82\xac \xc2\xa9" },
+		{ "<table><tr><td>a</td><td>b</td></tr></table>", "a b" },
+		{ "no <tags> here < 3", "no here < 3" },
+		{ "<SCRIPT type=x>alert(1)</SCRIPT >visible", "visible" },
+		{ "unterminated <!-- comment", "unterminated" },
+		{ "&#0; &#xD800; &#99999999;", "\xef\xbf\xbd \xef\xbf\xbd \xef\xbf\xbd" },
+		{ "<a title='x>y'>z</a>", "z" },
+		{ "", "" },
+	};
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *r = mime_html_render(cases[i].html, strlen(cases[i].html), &n);
+
+		assert_string_equal(r, cases[i].text);
+		assert_int_equal(n, strlen(cases[i].text));
+		g_free(r);
+	}
+}
+
+/* one parse per message, shared by every filter's ctx, freed with it */
+static void test_shared(void **state)
+{
+	static const char msg[] = "Subject: x\r\n\r\nsee https://a.example/\r\n";
+	struct msgscan ms;
+	struct mw_ctx c1, c2;
+	const struct mime_msg *a, *b;
+
+	(void)state;
+	memset(&ms, 0, sizeof(ms));
+	ms.msg = (const unsigned char *)msg;
+	ms.len = sizeof(msg) - 1;
+	memset(&c1, 0, sizeof(c1));
+	memset(&c2, 0, sizeof(c2));
+	c1.ms = c2.ms = &ms;
+	a = mime_get(&c1);
+	b = mime_get(&c2);
+	assert_ptr_equal(a, b);
+	assert_ptr_equal(ms.mime, a);
+	assert_int_equal(a->nparts, 1);
+	/* no Content-Type: text/plain, declared as nothing */
+	assert_string_equal(a->parts[0].content_type, "text/plain");
+	assert_string_equal(a->parts[0].declared_type, "");
+	assert_int_equal(has_uri(a, "https://a.example/"), 1);
+	msgscan_free(&ms);    /* frees the parse (LeakSanitizer checks) */
+}
+
+static void test_broken(void **state)
+{
+	static const char *const msgs[] = {
+		/* multipart without boundary */
+		"Content-Type: multipart/mixed\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n",
+		/* boundary never seen */
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\nno parts at all\r\n",
+		/* truncated inside a part */
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhal",
+		/* not a message at all */
+		"\x01\x02\x03\xff\xfe garbage\r\n\r\n\r\n",
+		"",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		struct mime_msg *m = parse(msgs[i]);
+
+		if (i < 3)
+			assert_int_equal(m->parse_error, 1);
+		mime_free(m);
+	}
+}
+
+static void test_bad_base64_and_charset(void **state)
+{
+	static const char msg[] =
+		"Content-Type: text/plain; charset=x-no-such-charset\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\n"
+		"!!!!aGVsbG8g/w==%%%\r\n";
+	struct mime_msg *m = parse(msg);
+
+	(void)state;
+	assert_int_equal(m->nparts, 1);
+	/* valid UTF-8 whatever came in */
+	assert_true(g_utf8_validate((const char *)m->parts[0].data, (gssize)m->parts[0].len, NULL));
+	assert_non_null(strstr((const char *)m->parts[0].data, "hello"));
+	mime_free(m);
+}
+
+/* binary declared text/plain: data is made valid UTF-8, raw keeps the bytes */
+static void test_binary_as_text(void **state)
+{
+	static const char msg[] =
+		"Content-Type: text/plain; name=notes.txt\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\n"
+		"TVqQAAMAAAAEAAAA//8AAA==\r\n";
+	struct mime_msg *m = parse(msg);
+
+	(void)state;
+	assert_int_equal(m->nparts, 1);
+	assert_int_equal(m->parts[0].raw_len, 16);
+	assert_memory_equal(m->parts[0].raw, "MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0", 16);
+	assert_true(g_utf8_validate((const char *)m->parts[0].data, (gssize)m->parts[0].len, NULL));
+	assert_int_equal(strlen((const char *)m->parts[0].data), m->parts[0].len);
+	mime_free(m);
+}
+
+/* deep nesting: bounded, flagged, no stack blow-up */
+static void test_deep_nesting(void **state)
+{
+	GString *s = g_string_new("");
+	struct mime_msg *m;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 5000; i++)
+		g_string_append_printf(s, "Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n", i, i);
+	g_string_append(s, "Content-Type: text/plain\r\n\r\ndeep\r\n");
+	m = parse(s->str);
+	assert_int_equal(m->parse_error, 1);
+	assert_true(m->nparts <= 1);
+	mime_free(m);
+	g_string_free(s, TRUE);
+
+	/* nested message/rfc822, many levels */
+	s = g_string_new("");
+	for (i = 0; i < 200; i++)
+		g_string_append(s, "Content-Type: message/rfc822\r\n\r\n");
+	g_string_append(s, "Content-Type: text/plain\r\n\r\ndeep\r\n");
+	m = parse(s->str);
+	assert_int_equal(m->parse_error, 1);
+	mime_free(m);
+	g_string_free(s, TRUE);
+}
+
+static void test_too_many_parts(void **state)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	struct mime_msg *m;
+	int i;
+
+	(void)state;
+	for (i = 0; i < MIME_MAX_PARTS + 50; i++)
+		g_string_append(s, "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+	g_string_append(s, "--b--\r\n");
+	m = parse(s->str);
+	assert_int_equal(m->nparts, MIME_MAX_PARTS);
+	assert_int_equal(m->parts_truncated, 1);
+	assert_int_equal(m->parse_error, 1);
+	mime_free(m);
+	g_string_free(s, TRUE);
+}
+
+/* LF-only files (mailwarden scan of a file from disk) parse the same */
+static void test_lf_only(void **state)
+{
+	static const char msg[] =
+		"Content-Type: multipart/mixed; boundary=q\n\n--q\nContent-Type: text/plain\n\nhi\n"
+		"--q\nContent-Type: application/zip; name=a.zip\n\nPK\n--q--\n";
+	struct mime_msg *m = parse(msg);
+
+	(void)state;
+	assert_int_equal(m->nparts, 2);
+	assert_string_equal(m->parts[1].filename, "a.zip");
+	assert_int_equal(m->parse_error, 0);
+	mime_free(m);
+}
+
+/* scanner threads parse different messages at once: GMime objects are per
+ * call, g_mime_init runs once; every thread gets the same answer */
+#define THREADS 4
+#define ROUNDS  40
+
+static void *parse_many(void *arg)
+{
+	long bad = 0;
+	int i;
+
+	(void)arg;
+	for (i = 0; i < ROUNDS; i++) {
+		struct mime_msg *m = parse_big();
+
+		if (m->nparts != 6 || m->nuris != 5 || m->parse_error ||
+		    strcmp(m->parts[3].filename, "\xe2\x82\xac invoice.pdf.exe") != 0 ||
+		    strstr((const char *)m->parts[4].data, "\xd0\x9f\xd1\x80") == NULL)
+			bad++;
+		mime_free(m);
+	}
+	return (void *)bad;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t t[THREADS];
+	int i;
+
+	(void)state;
+	for (i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, parse_many, NULL), 0);
+	for (i = 0; i < THREADS; i++) {
+		void *bad;
+
+		assert_int_equal(pthread_join(t[i], &bad), 0);
+		assert_int_equal((long)bad, 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tree),
+		cmocka_unit_test(test_filenames),
+		cmocka_unit_test(test_charsets),
+		cmocka_unit_test(test_html_rendered),
+		cmocka_unit_test(test_uris),
+		cmocka_unit_test(test_render_cases),
+		cmocka_unit_test(test_shared),
+		cmocka_unit_test(test_broken),
+		cmocka_unit_test(test_bad_base64_and_charset),
+		cmocka_unit_test(test_binary_as_text),
+		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_too_many_parts),
+		cmocka_unit_test(test_lf_only),
+		cmocka_unit_test(test_threads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
