@@ -22,10 +22,6 @@
 #define MAX_FIELDS      1000
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
 
-/* The MIME layer (issue 5) provides mime_get; until it is linked in, the
- * weak reference is NULL and body/rawbody/uri rules see no text. */
-const struct mime_msg *mime_get(struct mw_ctx *ctx) __attribute__((weak));
-
 struct rules_inst {
 	struct ruleset *rs;
 	unsigned budget_ms;
@@ -74,8 +70,6 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	       st->loaded[RK_FULL], st->loaded[RK_URI], st->loaded[RK_META], st->not_loaded,
 	       st->not_loaded_eval, st->hs_patterns, st->hs_prefilter, st->pcre_only,
 	       st->cache_hit ? ", from cache" : "");
-	if (!mime_get)
-		syslog(LOG_WARNING, "rules: no MIME layer linked: body, rawbody and uri rules see no text");
 	g_mime_init();
 	*instance = in;
 	return 0;
@@ -281,7 +275,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	struct strv body = { 0 }, raw = { 0 }, uris = { 0 };
 	{   /* body: the Subject first, then every text part, rendered */
 		size_t tl = 0;
-		const struct mime_msg *mm = mime_get ? mime_get(ctx) : NULL;
+		const struct mime_msg *mm = mime_get(ctx);
 		char *text = NULL;
 		size_t cap = 0;
 #define APPEND(ptr, n) do { if (tl + (n) + 2 > cap) { cap = (tl + (n) + 2) * 2; text = realloc(text, cap); if (!text) abort(); } \
@@ -292,9 +286,13 @@ static void rules_eom(struct mw_ctx *ctx)
 			const struct mime_part *mp = &mm->parts[i];
 			if (!mp->is_text) continue;
 			if (tl && text[tl - 1] != '\n') APPEND("\n", 1);
+			/* SpamAssassin (normalize_charset 0) matches text/plain and
+			 * rawbody in the part's own bytes, not converted to UTF-8 */
+			const char *bytes = (const char *)(mp->raw ? mp->raw : mp->data);
+			size_t nbytes = mp->raw ? mp->raw_len : mp->len;
 			if (mp->is_html && mp->rendered) APPEND(mp->rendered, mp->rendered_len);
-			else if (mp->data) APPEND((const char *)mp->data, mp->len);
-			if (mp->data) split_lines(&raw, (const char *)mp->data, mp->len);
+			else if (bytes) APPEND(bytes, nbytes);
+			if (bytes) split_lines(&raw, bytes, nbytes);
 		}
 		render_lines(&body, text, tl);
 		free(text);
