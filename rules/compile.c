@@ -19,7 +19,7 @@
 #define PCRE_DEPTH_LIMIT 20000u
 #define HS_MAX_PATTERN 400
 #define HS_MAX_REPEAT  40
-#define CACHE_MAGIC "MWRULES1"
+#define CACHE_MAGIC "MWRULES2"
 
 /* --- replace_tag ----------------------------------------------------------- */
 
@@ -102,9 +102,15 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static unsigned hs_flags_of(unsigned reflags)
+static unsigned hs_flags_of(unsigned reflags, enum rule_kind kind)
 {
-	unsigned f = HS_FLAG_ALLOWEMPTY | HS_FLAG_SINGLEMATCH;
+	/* multi-line always: texts of a kind are scanned joined by "\n" and
+	 * PCRE2 confirms every candidate on its own text with the real flags */
+	unsigned f = HS_FLAG_ALLOWEMPTY | HS_FLAG_MULTILINE;
+	/* header rules must learn in which target's text they matched (all
+	 * matches); other kinds only whether they matched somewhere (PCRE2
+	 * then finds the lines) */
+	if (kind != RK_HEADER) f |= HS_FLAG_SINGLEMATCH;
 	if (reflags & RE_I) f |= HS_FLAG_CASELESS;
 	if (reflags & RE_M) f |= HS_FLAG_MULTILINE;
 	if (reflags & RE_S) f |= HS_FLAG_DOTALL;
@@ -210,13 +216,15 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 	n = 0;
 	uint64_t h = fnv(1469598103934665603ull, hs_version(), strlen(hs_version()));
 	h = fnv(h, &kind, sizeof kind);
+	h = fnv(h, CACHE_MAGIC, 8);
 	for (size_t i = 0; i < rs->nrules; i++) {
 		struct rule *r = &rs->rules[i];
 		if (r->kind != kind || r->loaded != 1 || !r->re) continue;
 		idx[n] = (unsigned)i;
 		pats[n] = hs_pattern_of(r);
 		h = fnv(h, pats[n], strlen(pats[n]) + 1);
-		h = fnv(h, &r->reflags, sizeof r->reflags);
+		unsigned hf = hs_flags_of(r->reflags, kind);
+		h = fnv(h, &hf, sizeof hf);
 		n++;
 	}
 	char path[4096] = "";
@@ -228,7 +236,7 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 	}
 	if (!cached) {
 		for (unsigned j = 0; j < n; j++) {
-			unsigned f = hs_flags_of(rs->rules[idx[j]].reflags);
+			unsigned f = hs_flags_of(rs->rules[idx[j]].reflags, kind);
 			if (try_hs(pats[j], f) == 0) modes[j] = RM_HS;
 			else if (try_hs(pats[j], f | HS_FLAG_PREFILTER) == 0) modes[j] = RM_HS_PREFILTER;
 			else modes[j] = RM_PCRE;
@@ -252,7 +260,7 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 		r->hs_id = m;
 		k->rule_of[m] = idx[j];
 		ex[m] = pats[j];
-		fl[m] = hs_flags_of(r->reflags) | (modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
+		fl[m] = hs_flags_of(r->reflags, kind) | (modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
 		ids[m] = m;
 		m++;
 	}

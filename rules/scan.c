@@ -13,20 +13,29 @@
 #include <time.h>
 #include "rules/rules_int.h"
 
-#define MAX_HEADER_TEXT (256u * 1024)
+#define MAX_JOINED_TEXT (32u << 20)
+
+/* One text of a kind inside the joined buffer scanned by Hyperscan. */
+struct segment {
+	size_t off, len;
+	unsigned target;              /* header kind: the target; else unused */
+};
+
+/* A rule Hyperscan reported in a segment: PCRE2 decides. */
+struct candidate { unsigned rule, seg; };
 
 struct rules_scratch {
 	hs_scratch_t *hs;
 	double *values;               /* per rule: hit count (metas: result) */
-	uint32_t *seen;               /* per rule: == gen when Hyperscan reported it for this text */
-	uint32_t gen;
-	unsigned *hits;               /* rules Hyperscan reported for this text */
-	size_t nhits;
-	unsigned cur_target;
+	uint32_t *last_seg;           /* per rule: 1 + last segment reported (this kind) */
+	struct candidate *cand;
+	size_t ncand, capcand;
+	struct segment *seg;
+	size_t nseg, capseg;
 	const struct ruleset *rs;
 	enum rule_kind kind;
 	pcre2_match_data *md;
-	char *buf;                    /* header text being built */
+	char *buf;                    /* the joined texts of one kind */
 	size_t buflen, bufcap;
 	struct timespec deadline;
 	int has_deadline, out_of_time;
@@ -65,10 +74,9 @@ struct rules_scratch *rules_scratch_new(const struct ruleset *rs)
 	if (!s) return NULL;
 	s->rs = rs;
 	s->values = calloc(rs->nrules + 1, sizeof *s->values);
-	s->seen = calloc(rs->nrules + 1, sizeof *s->seen);
-	s->hits = calloc(rs->nrules + 1, sizeof *s->hits);
+	s->last_seg = calloc(rs->nrules + 1, sizeof *s->last_seg);
 	s->md = pcre2_match_data_create(1, NULL);
-	if (!s->values || !s->seen || !s->hits || !s->md) { rules_scratch_free(s); return NULL; }
+	if (!s->values || !s->last_seg || !s->md) { rules_scratch_free(s); return NULL; }
 	for (int k = 0; k < RK_META; k++)
 		if (rs->kdb[k].db && hs_alloc_scratch(rs->kdb[k].db, &s->hs) != HS_SUCCESS) {
 			rules_scratch_free(s);
@@ -83,8 +91,9 @@ void rules_scratch_free(struct rules_scratch *s)
 	if (s->hs) hs_free_scratch(s->hs);
 	if (s->md) pcre2_match_data_free(s->md);
 	free(s->values);
-	free(s->seen);
-	free(s->hits);
+	free(s->last_seg);
+	free(s->cand);
+	free(s->seg);
 	free(s->buf);
 	free(s);
 }
@@ -101,17 +110,82 @@ static int over_budget(struct rules_scratch *s)
 	return s->out_of_time;
 }
 
+/* --- the joined buffer ------------------------------------------------------ */
+
+static void buf_add(struct rules_scratch *s, const char *p, size_t n)
+{
+	if (s->buflen + n + 1 > MAX_JOINED_TEXT) n = MAX_JOINED_TEXT - 1 - s->buflen;
+	if (s->buflen + n + 1 > s->bufcap) {
+		s->bufcap = (s->buflen + n + 1) * 2;
+		s->buf = realloc(s->buf, s->bufcap);
+		if (!s->buf) abort();
+	}
+	memcpy(s->buf + s->buflen, p, n);
+	s->buflen += n;
+	s->buf[s->buflen] = '\0';
+}
+
+static void joined_reset(struct rules_scratch *s)
+{
+	s->buflen = 0;
+	s->nseg = 0;
+	buf_add(s, "", 0);
+}
+
+/* segments are separated by one "\n" so that Hyperscan's ^ and $ (all
+ * patterns are compiled multi-line there) see the boundaries; PCRE2 then
+ * checks each candidate on its own segment with the rule's real flags */
+static void seg_begin(struct rules_scratch *s, unsigned target)
+{
+	if (s->nseg) buf_add(s, "\n", 1);
+	if (s->nseg == s->capseg) {
+		s->capseg = s->capseg ? s->capseg * 2 : 256;
+		s->seg = realloc(s->seg, s->capseg * sizeof *s->seg);
+		if (!s->seg) abort();
+	}
+	s->seg[s->nseg].off = s->buflen;
+	s->seg[s->nseg].len = 0;
+	s->seg[s->nseg].target = target;
+	s->nseg++;
+}
+
+static void seg_end(struct rules_scratch *s)
+{
+	struct segment *g = &s->seg[s->nseg - 1];
+	g->len = s->buflen - g->off;
+}
+
+static unsigned seg_of(const struct rules_scratch *s, unsigned long long end)
+{
+	size_t lo = 0, hi = s->nseg;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+		if (s->seg[mid].off <= end) lo = mid; else hi = mid;
+	}
+	/* a match ending on the separator belongs to the segment before it */
+	if (lo > 0 && end == s->seg[lo].off) lo--;
+	return (unsigned)lo;
+}
+
 static int on_hs_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
 {
-	(void)from; (void)to; (void)flags;
+	(void)from; (void)flags;
 	struct rules_scratch *s = ctx;
 	const struct kind_db *k = &s->rs->kdb[s->kind];
-	if (id >= k->n) return 0;
+	if (id >= k->n || !s->nseg) return 0;
 	unsigned r = k->rule_of[id];
-	if (s->seen[r] == s->gen) return 0;
-	if (s->kind == RK_HEADER && s->rs->rules[r].target != s->cur_target) return 0;
-	s->seen[r] = s->gen;
-	s->hits[s->nhits++] = r;
+	unsigned g = seg_of(s, to);
+	if (s->last_seg[r] == g + 1) return 0;
+	if (s->kind == RK_HEADER && s->rs->rules[r].target != s->seg[g].target) return 0;
+	s->last_seg[r] = g + 1;
+	if (s->ncand == s->capcand) {
+		s->capcand = s->capcand ? s->capcand * 2 : 256;
+		s->cand = realloc(s->cand, s->capcand * sizeof *s->cand);
+		if (!s->cand) abort();
+	}
+	s->cand[s->ncand].rule = r;
+	s->cand[s->ncand].seg = g;
+	s->ncand++;
 	return 0;
 }
 
@@ -132,49 +206,67 @@ static unsigned pcre_count(struct rules_scratch *s, const struct rule *r, const 
 	return n;
 }
 
-/* one text of a kind: adds to the rules' values */
-static void scan_text(struct rules_scratch *s, enum rule_kind kind, const char *t, size_t len)
+static void add_count(struct rules_scratch *s, unsigned ri, unsigned c)
+{
+	const struct rule *r = &s->rs->rules[ri];
+	s->values[ri] += c;
+	if (r->maxhits && s->values[ri] > r->maxhits) s->values[ri] = r->maxhits;
+}
+
+/* Scan the joined segments of a kind: one Hyperscan pass, PCRE2 for the
+ * candidates and for the rules Hyperscan refused. */
+static void scan_joined(struct rules_scratch *s, enum rule_kind kind)
 {
 	const struct ruleset *rs = s->rs;
 	const struct kind_db *k = &rs->kdb[kind];
+	if (!s->nseg) return;
 	s->kind = kind;
-	s->gen++;
-	s->nhits = 0;
-	if (k->db) hs_scan(k->db, t ? t : "", (unsigned)len, 0, s->hs, on_hs_match, s);
-	for (size_t i = 0; i < s->nhits; i++) {
-		const struct rule *r = &rs->rules[s->hits[i]];
+	s->ncand = 0;
+	for (unsigned i = 0; i < k->n; i++) s->last_seg[k->rule_of[i]] = 0;
+	if (k->db) hs_scan(k->db, s->buf, (unsigned)s->buflen, 0, s->hs, on_hs_match, s);
+	for (size_t i = 0; i < s->ncand; i++) {
+		unsigned ri = s->cand[i].rule;
+		const struct rule *r = &rs->rules[ri];
 		int multiple = (r->tflags & TF_MULTIPLE) != 0;
-		if (s->values[s->hits[i]] > 0 && !multiple) continue;
-		unsigned c = (r->mode == RM_HS && !multiple) ? 1 : pcre_count(s, r, t, len, multiple);
-		s->values[s->hits[i]] += c;
-		if (r->maxhits && s->values[s->hits[i]] > r->maxhits) s->values[s->hits[i]] = r->maxhits;
+		if (s->values[ri] > 0 && !multiple) continue;
+		if (kind == RK_HEADER) {       /* all matches reported: this segment */
+			const struct segment *g = &s->seg[s->cand[i].seg];
+			add_count(s, ri, pcre_count(s, r, s->buf + g->off, g->len, multiple));
+		} else {
+			/* reported once, where it first matched: that segment and the
+			 * ones after it (an earlier one cannot match alone) */
+			for (size_t g = s->cand[i].seg; g < s->nseg; g++) {
+				if (s->values[ri] > 0 && !multiple) break;
+				add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g].off, s->seg[g].len, multiple));
+			}
+		}
+		if ((++s->checks & 63) == 0 && over_budget(s)) return;
 	}
 	for (unsigned i = 0; i < k->npcre; i++) {
 		unsigned ri = k->pcre_rules[i];
 		const struct rule *r = &rs->rules[ri];
 		int multiple = (r->tflags & TF_MULTIPLE) != 0;
-		if (kind == RK_HEADER && r->target != s->cur_target) continue;
-		if (s->values[ri] > 0 && !multiple) continue;
-		s->values[ri] += pcre_count(s, r, t, len, multiple);
-		if (r->maxhits && s->values[ri] > r->maxhits) s->values[ri] = r->maxhits;
-		if ((++s->checks & 63) == 0 && over_budget(s)) return;
+		for (size_t g = 0; g < s->nseg; g++) {
+			if (s->values[ri] > 0 && !multiple) break;
+			if (kind == RK_HEADER && r->target != s->seg[g].target) continue;
+			add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g].off, s->seg[g].len, multiple));
+			if ((++s->checks & 63) == 0 && over_budget(s)) return;
+		}
 	}
+}
+
+static void scan_lines(struct rules_scratch *s, enum rule_kind kind, const char *const *t, const size_t *len, size_t n)
+{
+	joined_reset(s);
+	for (size_t i = 0; i < n; i++) {
+		seg_begin(s, 0);
+		buf_add(s, t[i], len ? len[i] : strlen(t[i]));
+		seg_end(s);
+	}
+	scan_joined(s, kind);
 }
 
 /* --- header texts ------------------------------------------------------------ */
-
-static void buf_add(struct rules_scratch *s, const char *p, size_t n)
-{
-	if (s->buflen + n + 1 > MAX_HEADER_TEXT) n = MAX_HEADER_TEXT - 1 - s->buflen;
-	if (s->buflen + n + 1 > s->bufcap) {
-		s->bufcap = (s->buflen + n + 1) * 2;
-		s->buf = realloc(s->buf, s->bufcap);
-		if (!s->buf) abort();
-	}
-	memcpy(s->buf + s->buflen, p, n);
-	s->buflen += n;
-	s->buf[s->buflen] = '\0';
-}
 
 /* value of a field as SpamAssassin's decoded text: unfolded and trimmed */
 static void add_value(struct rules_scratch *s, const struct rules_header *h, int raw)
@@ -201,11 +293,10 @@ static void add_value(struct rules_scratch *s, const struct rules_header *h, int
 
 static int name_is(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
 
-/* builds the text of target t in s->buf; 0 if no such header */
+/* appends the text of target t to the joined buffer; 0 if no such header */
 static int header_text(struct rules_scratch *s, const struct htarget *t, const struct rules_input *in)
 {
-	s->buflen = 0;
-	buf_add(s, "", 0);
+	size_t start = s->buflen;
 	int raw = t->hmod == HM_RAW, found = 0;
 	/* SpamAssassin's pseudo-header names are case-sensitive */
 	if (strcmp(t->hdr, "ALL") == 0) {
@@ -235,9 +326,10 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 		}
 	if (found && (t->hmod == HM_ADDR || t->hmod == HM_NAME)) {
 		char out[1024];
-		int ok = t->hmod == HM_ADDR ? rules_addr_of(s->buf, out, sizeof out) : rules_name_of(s->buf, out, sizeof out);
-		s->buflen = 0;
-		buf_add(s, "", 0);
+		int ok = t->hmod == HM_ADDR ? rules_addr_of(s->buf + start, out, sizeof out)
+		                            : rules_name_of(s->buf + start, out, sizeof out);
+		s->buflen = start;
+		s->buf[start] = '\0';
 		if (ok == 0) buf_add(s, out, strlen(out));
 	}
 	return found;
@@ -246,23 +338,29 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 static void scan_headers(struct rules_scratch *s, const struct rules_input *in)
 {
 	const struct ruleset *rs = s->rs;
-	for (unsigned t = 0; t < rs->ntargets && !over_budget(s); t++) {
+	joined_reset(s);
+	unsigned char *present = calloc(rs->ntargets + 1, 1);
+	if (!present) abort();
+	for (unsigned t = 0; t < rs->ntargets; t++) {
 		const struct htarget *ht = &rs->targets[t];
-		int present = header_text(s, ht, in);
-		s->cur_target = t;
-		int need_regex = 0;
-		for (unsigned i = 0; i < ht->n; i++) {
-			const struct rule *r = &rs->rules[ht->rules[i]];
-			if (r->exists) s->values[ht->rules[i]] = present;
-			else need_regex = 1;
+		seg_begin(s, t);
+		present[t] = (unsigned char)header_text(s, ht, in);
+		seg_end(s);
+		if (!present[t]) s->nseg--;        /* absent: no segment (its text is empty) */
+	}
+	for (unsigned t = 0; t < rs->ntargets; t++)
+		for (unsigned i = 0; i < rs->targets[t].n; i++) {
+			unsigned ri = rs->targets[t].rules[i];
+			if (rs->rules[ri].exists) s->values[ri] = present[t];
 		}
-		if (!need_regex) continue;
-		if (present) scan_text(s, RK_HEADER, s->buf, s->buflen);
+	scan_joined(s, RK_HEADER);
+	for (unsigned t = 0; t < rs->ntargets; t++) {
+		const struct htarget *ht = &rs->targets[t];
 		for (unsigned i = 0; i < ht->n; i++) {
 			unsigned ri = ht->rules[i];
 			const struct rule *r = &rs->rules[ri];
 			if (r->exists) continue;
-			if (!present) {
+			if (!present[t]) {
 				/* absent: only [if-unset: TEXT] gives something to match */
 				if (!r->unset) { s->values[ri] = 0; continue; }
 				unsigned c = pcre_count(s, r, r->unset, strlen(r->unset), 0);
@@ -273,6 +371,7 @@ static void scan_headers(struct rules_scratch *s, const struct rules_input *in)
 			else if (s->values[ri] > 1 && !(r->tflags & TF_MULTIPLE)) s->values[ri] = 1;
 		}
 	}
+	free(present);
 }
 
 int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
@@ -288,13 +387,10 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 		if (s->deadline.tv_nsec >= 1000000000L) { s->deadline.tv_sec++; s->deadline.tv_nsec -= 1000000000L; }
 	}
 	scan_headers(s, in);
-	for (size_t i = 0; i < in->nbody && !over_budget(s); i++)
-		scan_text(s, RK_BODY, in->body[i], in->body_len[i]);
-	for (size_t i = 0; i < in->nrawbody && !over_budget(s); i++)
-		scan_text(s, RK_RAWBODY, in->rawbody[i], in->rawbody_len[i]);
-	if (in->full && !over_budget(s)) scan_text(s, RK_FULL, in->full, in->full_len);
-	for (size_t i = 0; i < in->nuris && !over_budget(s); i++)
-		scan_text(s, RK_URI, in->uris[i], strlen(in->uris[i]));
+	if (!over_budget(s)) scan_lines(s, RK_BODY, in->body, in->body_len, in->nbody);
+	if (!over_budget(s)) scan_lines(s, RK_RAWBODY, in->rawbody, in->rawbody_len, in->nrawbody);
+	if (in->full && !over_budget(s)) scan_lines(s, RK_FULL, &in->full, &in->full_len, 1);
+	if (!over_budget(s)) scan_lines(s, RK_URI, in->uris, NULL, in->nuris);
 	for (size_t i = 0; i < rs->nmeta_order; i++) {
 		unsigned ri = rs->meta_order[i];
 		s->values[ri] = meta_eval(&rs->rules[ri], s->values) != 0;
