@@ -106,11 +106,10 @@ static unsigned hs_flags_of(unsigned reflags, enum rule_kind kind)
 {
 	/* multi-line always: texts of a kind are scanned joined by "\n" and
 	 * PCRE2 confirms every candidate on its own text with the real flags */
-	unsigned f = HS_FLAG_ALLOWEMPTY | HS_FLAG_MULTILINE;
-	/* header rules must learn in which target's text they matched (all
-	 * matches); other kinds only whether they matched somewhere (PCRE2
-	 * then finds the lines) */
-	if (kind != RK_HEADER) f |= HS_FLAG_SINGLEMATCH;
+	/* single match: Hyperscan only says a rule may match somewhere;
+	 * PCRE2 then checks the rule's own texts */
+	unsigned f = HS_FLAG_ALLOWEMPTY | HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH;
+	(void)kind;
 	if (reflags & RE_I) f |= HS_FLAG_CASELESS;
 	if (reflags & RE_M) f |= HS_FLAG_MULTILINE;
 	if (reflags & RE_S) f |= HS_FLAG_DOTALL;
@@ -134,6 +133,9 @@ static int hs_too_costly(const char *pat)
 {
 	if (strlen(pat) > HS_MAX_PATTERN) return 1;
 	for (const char *p = pat; *p; p++) {
+		/* anchors to the whole text: in the joined scan they would see
+		 * the joined buffer's ends, not the text's */
+		if (*p == '\\' && (p[1] == 'A' || p[1] == 'z' || p[1] == 'Z' || p[1] == 'G')) return 1;
 		if (*p == '\\' && p[1]) { p++; continue; }
 		if (*p != '{') continue;
 		unsigned long lo = 0, hi = 0;

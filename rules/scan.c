@@ -32,6 +32,7 @@ struct rules_scratch {
 	size_t ncand, capcand;
 	struct segment *seg;
 	size_t nseg, capseg;
+	unsigned *seg_of_target;      /* header target -> 1 + its segment, 0 = absent */
 	const struct ruleset *rs;
 	enum rule_kind kind;
 	pcre2_match_data *md;
@@ -76,7 +77,8 @@ struct rules_scratch *rules_scratch_new(const struct ruleset *rs)
 	s->values = calloc(rs->nrules + 1, sizeof *s->values);
 	s->last_seg = calloc(rs->nrules + 1, sizeof *s->last_seg);
 	s->md = pcre2_match_data_create(1, NULL);
-	if (!s->values || !s->last_seg || !s->md) { rules_scratch_free(s); return NULL; }
+	s->seg_of_target = calloc(rs->ntargets + 1, sizeof *s->seg_of_target);
+	if (!s->values || !s->last_seg || !s->md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
 	for (int k = 0; k < RK_META; k++)
 		if (rs->kdb[k].db && hs_alloc_scratch(rs->kdb[k].db, &s->hs) != HS_SUCCESS) {
 			rules_scratch_free(s);
@@ -92,6 +94,7 @@ void rules_scratch_free(struct rules_scratch *s)
 	if (s->md) pcre2_match_data_free(s->md);
 	free(s->values);
 	free(s->last_seg);
+	free(s->seg_of_target);
 	free(s->cand);
 	free(s->seg);
 	free(s->buf);
@@ -176,7 +179,6 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
 	unsigned r = k->rule_of[id];
 	unsigned g = seg_of(s, to);
 	if (s->last_seg[r] == g + 1) return 0;
-	if (s->kind == RK_HEADER && s->rs->rules[r].target != s->seg[g].target) return 0;
 	s->last_seg[r] = g + 1;
 	if (s->ncand == s->capcand) {
 		s->capcand = s->capcand ? s->capcand * 2 : 256;
@@ -229,9 +231,9 @@ static void scan_joined(struct rules_scratch *s, enum rule_kind kind)
 		const struct rule *r = &rs->rules[ri];
 		int multiple = (r->tflags & TF_MULTIPLE) != 0;
 		if (s->values[ri] > 0 && !multiple) continue;
-		if (kind == RK_HEADER) {       /* all matches reported: this segment */
-			const struct segment *g = &s->seg[s->cand[i].seg];
-			add_count(s, ri, pcre_count(s, r, s->buf + g->off, g->len, multiple));
+		if (kind == RK_HEADER) {       /* the rule's own header text */
+			unsigned g = s->seg_of_target[r->target];
+			if (g) add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g - 1].off, s->seg[g - 1].len, multiple));
 		} else {
 			/* reported once, where it first matched: that segment and the
 			 * ones after it (an earlier one cannot match alone) */
@@ -347,6 +349,7 @@ static void scan_headers(struct rules_scratch *s, const struct rules_input *in)
 		present[t] = (unsigned char)header_text(s, ht, in);
 		seg_end(s);
 		if (!present[t]) s->nseg--;        /* absent: no segment (its text is empty) */
+		s->seg_of_target[t] = present[t] ? (unsigned)s->nseg : 0;
 	}
 	for (unsigned t = 0; t < rs->ntargets; t++)
 		for (unsigned i = 0; i < rs->targets[t].n; i++) {
