@@ -17,6 +17,7 @@
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
+#include "proxy/log.h"
 #include "rules/rules.h"
 
 #define MAX_FIELDS      1000
@@ -36,11 +37,19 @@ static int add_path(struct ruleset *rs, const char *pat, char *err, size_t errle
 	glob_t g;
 	int rc = glob(pat, 0, NULL, &g);
 	if (rc == GLOB_NOMATCH) return 0;    /* a glob that matches nothing is no error */
-	if (rc != 0) { snprintf(err, errlen, "%s: glob failed", pat); return -1; }
+	if (rc != 0) { snprintf(err, errlen, "%.400s: glob failed", pat); return -1; }
 	for (size_t i = 0; i < g.gl_pathc; i++)
 		if (rules_load_file(rs, g.gl_pathv[i], err, errlen) < 0) { globfree(&g); return -1; }
 	globfree(&g);
 	return 0;
+}
+
+static const char *first_not_loaded(const struct ruleset *rs)
+{
+	static __thread char buf[200];
+	const char *why, *name = rules_not_loaded(rs, 0, &why);
+	snprintf(buf, sizeof buf, "%s (%s)", name ? name : "-", name ? why : "-");
+	return buf;
 }
 
 static int rules_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
@@ -53,23 +62,27 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	char e[600];
 	for (unsigned i = 0; i < cfg->nrules_files; i++)
 		if (add_path(in->rs, cfg->rules_files[i], e, sizeof e) < 0) {
-			snprintf(err, errlen, "rules: %s", e);
+			snprintf(err, errlen, "rules: %.500s", e);
 			goto fail;
 		}
 	if (rules_compile(in->rs, cfg->rules_cache_dir, e, sizeof e) < 0) {
-		snprintf(err, errlen, "rules: %s", e);
+		snprintf(err, errlen, "rules: %.500s", e);
 		goto fail;
 	}
 	if (pthread_key_create(&in->key, scratch_free) != 0) { snprintf(err, errlen, "rules: no thread key"); goto fail; }
 	const struct rules_stats *st = rules_get_stats(in->rs);
 	unsigned loaded = 0;
 	for (int k = 0; k < RK_COUNT; k++) loaded += st->loaded[k];
-	syslog(LOG_INFO, "rules: %u files, %u rules loaded (header %u body %u rawbody %u full %u uri %u meta %u), "
+	slog(NULL, LOG_INFO, "rules: %u files, %u rules loaded (header %u body %u rawbody %u full %u uri %u meta %u), "
 	       "%u not loaded (%u eval:), hyperscan %u + %u prefilter, pcre2 only %u%s",
 	       st->files, loaded, st->loaded[RK_HEADER], st->loaded[RK_BODY], st->loaded[RK_RAWBODY],
 	       st->loaded[RK_FULL], st->loaded[RK_URI], st->loaded[RK_META], st->not_loaded,
 	       st->not_loaded_eval, st->hs_patterns, st->hs_prefilter, st->pcre_only,
 	       st->cache_hit ? ", from cache" : "");
+	if (st->not_loaded)
+		slog(NULL, LOG_WARNING, "rules: %u not loaded (%u eval:, others: unsupported types, relay "
+		     "pseudo-headers, regexes PCRE2 refuses, metas over those); first: %s",
+		     st->not_loaded, st->not_loaded_eval, first_not_loaded(in->rs));
 	g_mime_init();
 	*instance = in;
 	return 0;
