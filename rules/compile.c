@@ -44,8 +44,11 @@ static void sb_add(char **b, size_t *len, size_t *cap, const char *s, size_t n)
 	(*b)[*len] = '\0';
 }
 
-/* expand <TAG>, <pre X>, <inter X>, <post X> as SpamAssassin's ReplaceTags does */
-static char *expand_tags(const struct ruleset *rs, const char *re)
+#define MAX_TAG_DEPTH 8
+
+/* expand <TAG>, <pre X>, <inter X>, <post X> as SpamAssassin's ReplaceTags
+ * does; tag values may hold tags themselves (expanded too, bounded depth) */
+static char *expand_tags(const struct ruleset *rs, const char *re, int depth)
 {
 	char *out = NULL;
 	size_t len = 0, cap = 0;
@@ -78,7 +81,13 @@ static char *expand_tags(const struct ruleset *rs, const char *re)
 				if (t) {
 					if (prev_tag) sb_add(&out, &len, &cap, inter, strlen(inter));
 					sb_add(&out, &len, &cap, pre, strlen(pre));
-					sb_add(&out, &len, &cap, t->value, strlen(t->value));
+					if (depth < MAX_TAG_DEPTH && strchr(t->value, '<')) {
+						char *v = expand_tags(rs, t->value, depth + 1);
+						sb_add(&out, &len, &cap, v, strlen(v));
+						free(v);
+					} else {
+						sb_add(&out, &len, &cap, t->value, strlen(t->value));
+					}
 					sb_add(&out, &len, &cap, post, strlen(post));
 					prev_tag = 1;
 					s = e + 1;
@@ -331,7 +340,7 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 		if (k < 0) continue;
 		struct rule *r = &rs->rules[k];
 		if (r->re && r->loaded == 1) {
-			char *x = expand_tags(rs, r->re);
+			char *x = expand_tags(rs, r->re, 0);
 			free(r->re);
 			r->re = x;
 		}

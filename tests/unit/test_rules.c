@@ -248,6 +248,10 @@ static void test_blocks_and_include(void **st)
 	      "replace_tag V (?:v|\\\\/)\n"
 	      "replace_tag I (?:i|1|l)\n"
 	      "replace_inter W1 [\\s_]?\n"
+	      "replace_tag AGRA agr<A>\n"
+	      "replace_tag A (?:a|4)\n"
+	      "body NESTED_TAG /<V><I><AGRA>/i\n"
+	      "replace_rules NESTED_TAG\n"
 	      "body TAGGED /<inter W1><V><I>agra/i\n"
 	      "replace_rules TAGGED\n", f);
 	fclose(f);
@@ -255,7 +259,7 @@ static void test_blocks_and_include(void **st)
 	char err[512];
 	assert_int_equal(rules_load_file(rs, main_cf, err, sizeof err), 0);
 	assert_int_equal(rules_compile(rs, NULL, err, sizeof err), 0);
-	const char *body[] = { "plugin included v 1agra\n" };
+	const char *body[] = { "plugin included v 1agra v1agr4\n" };
 	struct hits h;
 	scan(rs, &h, body, 1, NULL, NULL, 0);
 	assert_true(has(&h, "INCLUDED"));
@@ -267,6 +271,7 @@ static void test_blocks_and_include(void **st)
 	assert_true(has(&h, "NOT_PLUGIN"));
 	assert_true(has(&h, "CAN_FEATURE"));
 	assert_true(has(&h, "TAGGED"));
+	assert_true(has(&h, "NESTED_TAG"));       /* a tag inside a tag's value */
 	rules_free(rs);
 	/* a directory: every *.cf, in name order */
 	rs = rules_new();
