@@ -20,6 +20,7 @@
 #include "proxy/log.h"
 #include "rules/rules.h"
 
+#define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
 #define MAX_FIELDS      1000
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
 
@@ -60,6 +61,10 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	in->rs = rules_new();
 	in->budget_ms = cfg->rules_time_budget;
 	char e[600];
+	if (cfg->nrules_files == 0 && add_path(in->rs, RULES_SHIPPED_DIR, e, sizeof e) < 0) {
+		snprintf(err, errlen, "rules: %.500s", e);
+		goto fail;
+	}
 	for (unsigned i = 0; i < cfg->nrules_files; i++)
 		if (add_path(in->rs, cfg->rules_files[i], e, sizeof e) < 0) {
 			snprintf(err, errlen, "rules: %.500s", e);
