@@ -101,6 +101,10 @@ static void rules_fini(void *instance)
 {
 	struct rules_inst *in = instance;
 	if (!in) return;
+	/* the scanner's workers have exited (their scratch went with them);
+	 * the calling thread's is freed here */
+	rules_scratch_free(pthread_getspecific(in->key));
+	pthread_setspecific(in->key, NULL);
 	pthread_key_delete(in->key);
 	rules_free(in->rs);
 	free(in);
