@@ -90,6 +90,7 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) sh tests/bench/run.sh
+	MW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/rules_vs_spamd.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/mailwarden \
