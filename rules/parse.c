@@ -407,6 +407,8 @@ static int parse_line(struct pstate *p, char *line)
 				r->maxhits = (unsigned)strtoul(t + 8, NULL, 10);
 				r->tflags |= TF_MULTIPLE;
 			} else if (n == 11 && memcmp(t, "noautolearn", 11) == 0) r->tflags |= TF_NOAUTOLEARN;
+			else if (n == 3 && memcmp(t, "net", 3) == 0) r->tflags |= TF_NET;
+			else if (n == 5 && memcmp(t, "learn", 5) == 0) r->tflags |= TF_LEARN;
 			/* others (net, learn, userconf, publish, nopublish, a, ...) change nothing here */
 			t = nx;
 		}

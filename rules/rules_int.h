@@ -13,6 +13,8 @@
 #define TF_NICE      0x01u
 #define TF_MULTIPLE  0x02u
 #define TF_NOAUTOLEARN 0x04u
+#define TF_NET       0x08u     /* a network test: not hit with network tests off */
+#define TF_LEARN     0x10u     /* needs Bayes training data (BAYES_*) */
 
 #define RE_I 0x01u
 #define RE_M 0x02u

@@ -183,7 +183,10 @@ static void test_meta(void **st)
 		"meta M_UNDEF __A && NEVER_DEFINED\n"
 		"meta M_UNDEF_OR __A || NEVER_DEFINED\n"
 		"meta M_EVAL __A && E_EVAL\n"
-		"body E_EVAL eval:check_something()\n", NULL);
+		"body E_EVAL eval:check_something()\n"
+		"header E_NET eval:check_rbl('x', 'zen.example.')\n"
+		"tflags E_NET net\n"
+		"meta M_NET __A && !E_NET\n", NULL);
 	const char *body[] = { "alpha beta click click\n", "click\n" };
 	struct hits h;
 	scan(rs, &h, body, 2, NULL, NULL, 0);
@@ -198,10 +201,11 @@ static void test_meta(void **st)
 	assert_false(has(&h, "M_UNDEF"));
 	assert_true(has(&h, "M_UNDEF_OR"));
 	assert_false(has(&h, "M_EVAL"));
+	assert_true(has(&h, "M_NET"));     /* a network test counts as not hit */
 	/* the eval rule and the meta over it: not loaded, with reasons */
 	const struct rules_stats *s = rules_get_stats(rs);
-	assert_int_equal(s->not_loaded, 2);
-	assert_int_equal(s->not_loaded_eval, 1);
+	assert_int_equal(s->not_loaded, 3);
+	assert_int_equal(s->not_loaded_eval, 2);
 	const char *why, *n0 = rules_not_loaded(rs, 0, &why);
 	assert_non_null(n0);
 	int saw_meta = 0;
