@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <cmocka.h>
 
 #include "rules/rules.h"
@@ -385,6 +386,43 @@ static void test_time_budget(void **st)
 	rules_free(rs);
 }
 
+/* one compiled set, four threads, each with its own scratch: the same
+ * answers as one thread gives */
+struct thr { struct ruleset *rs; int bad; };
+
+static void *scan_many(void *arg)
+{
+	struct thr *t = arg;
+	struct rules_scratch *s = rules_scratch_new(t->rs);
+	for (int i = 0; i < 300; i++) {
+		char line[128];
+		snprintf(line, sizeof line, "line %d: %s\n", i, i % 2 ? "free money aaaa" : "nothing here");
+		const char *body[] = { line };
+		size_t len = strlen(line);
+		struct rules_input in = { .headers = std_headers, .nheaders = sizeof std_headers / sizeof *std_headers,
+			.body = body, .body_len = &len, .nbody = 1 };
+		struct hits h;
+		memset(&h, 0, sizeof h);
+		rules_scan(t->rs, s, &in, collect, &h);
+		int want = i % 2;
+		if (has(&h, "T_MONEY") != want || has(&h, "T_BACKREF") != want || !has(&h, "T_HDR")) t->bad++;
+	}
+	rules_scratch_free(s);
+	return NULL;
+}
+
+static void test_threads(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load("body T_MONEY /free money/\nbody T_BACKREF /(a)\\1\\1\\1/\n"
+	                          "header T_HDR X-Mailer =~ /Spammer/\n", NULL);
+	pthread_t th[4];
+	struct thr t[4];
+	for (int i = 0; i < 4; i++) { t[i].rs = rs; t[i].bad = 0; pthread_create(&th[i], NULL, scan_many, &t[i]); }
+	for (int i = 0; i < 4; i++) { pthread_join(th[i], NULL); assert_int_equal(t[i].bad, 0); }
+	rules_free(rs);
+}
+
 static void test_addresses(void **st)
 {
 	(void)st;
@@ -412,6 +450,7 @@ int main(void)
 		cmocka_unit_test(test_fallback_and_cache),
 		cmocka_unit_test(test_time_budget),
 		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
