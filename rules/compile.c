@@ -383,6 +383,26 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 	free(state);
 	for (int k = 0; k < RK_META; k++)
 		if (build_kind(rs, (enum rule_kind)k, cache_dir, err, errlen) < 0) return -1;
+	/* redirector_pattern: a regex PCRE2 refuses is left out (as SpamAssassin
+	 * warns and goes on) */
+	rs->redirectors = calloc(rs->nredirector_src + 1, sizeof *rs->redirectors);
+	if (!rs->redirectors) abort();
+	for (size_t i = 0; i < rs->nredirector_src; i++) {
+		char *pat;
+		unsigned fl;
+		const char *after;
+		if (perl_re_split(rs->redirector_src[i], &pat, &fl, &after) < 0) continue;
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+		                              (fl & RE_I ? PCRE2_CASELESS : 0) | (fl & RE_S ? PCRE2_DOTALL : 0) |
+		                              (fl & RE_M ? PCRE2_MULTILINE : 0) | (fl & RE_X ? PCRE2_EXTENDED : 0),
+		                              &ec, &eo, NULL);
+		free(pat);
+		if (!c) continue;
+		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+		rs->redirectors[rs->nredirectors++] = c;
+	}
 	rs->mctx = pcre2_match_context_create(NULL);
 	pcre2_set_match_limit(rs->mctx, PCRE_MATCH_LIMIT);
 	pcre2_set_depth_limit(rs->mctx, PCRE_DEPTH_LIMIT);

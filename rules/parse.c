@@ -429,6 +429,13 @@ static int parse_line(struct pstate *p, char *line)
 		rs->ntags++;
 		return 0;
 	}
+	if (strcmp(dir, "redirector_pattern") == 0) {
+		char **v = realloc(p->rs->redirector_src, (p->rs->nredirector_src + 1) * sizeof *v);
+		if (!v) abort();
+		p->rs->redirector_src = v;
+		v[p->rs->nredirector_src++] = strdup(rest);
+		return 0;
+	}
 	if (strcmp(dir, "replace_rules") == 0) {
 		const char *t = rest;
 		while (*t) {
@@ -602,5 +609,9 @@ void rules_free(struct ruleset *rs)
 	for (size_t i = 0; i < rs->nreplace; i++) free(rs->replace_names[i]);
 	free(rs->replace_names);
 	if (rs->mctx) pcre2_match_context_free(rs->mctx);
+	for (size_t i = 0; i < rs->nredirector_src; i++) free(rs->redirector_src[i]);
+	free(rs->redirector_src);
+	for (size_t i = 0; i < rs->nredirectors; i++) pcre2_code_free(rs->redirectors[i]);
+	free(rs->redirectors);
 	free(rs);
 }

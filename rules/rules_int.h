@@ -105,6 +105,10 @@ struct ruleset {
 	size_t ntexts;
 	unsigned depth;               /* include depth */
 	pcre2_match_context *mctx;
+	char **redirector_src;        /* redirector_pattern regexes as written */
+	size_t nredirector_src;
+	pcre2_code **redirectors;     /* compiled; capture 1 = the target */
+	size_t nredirectors;
 };
 
 /* parse.c */
@@ -120,6 +124,11 @@ int if_eval(const char *expr);
 
 /* scan.c: group header rules by target, after compile */
 void rules_prepare_targets(struct ruleset *rs);
+
+/* uri.c: the forms of one URI uri rules see (SpamAssassin's
+ * canonicalization, redirect targets); *out: malloc'd array of malloc'd
+ * strings, count returned */
+size_t rules_uri_forms(const struct ruleset *rs, pcre2_match_data *md, const char *uri, char ***out);
 
 /* regex.c */
 /* split "/re/flags" (or m{re}flags): pattern into out (malloc), flags; 0/-1 */

@@ -393,7 +393,22 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 	if (!over_budget(s)) scan_lines(s, RK_BODY, in->body, in->body_len, in->nbody);
 	if (!over_budget(s)) scan_lines(s, RK_RAWBODY, in->rawbody, in->rawbody_len, in->nrawbody);
 	if (in->full && !over_budget(s)) scan_lines(s, RK_FULL, &in->full, &in->full_len, 1);
-	if (!over_budget(s)) scan_lines(s, RK_URI, in->uris, NULL, in->nuris);
+	if (!over_budget(s) && in->nuris) {
+		/* every URI in the forms SpamAssassin's uri rules see */
+		joined_reset(s);
+		for (size_t i = 0; i < in->nuris; i++) {
+			char **forms;
+			size_t nf = rules_uri_forms(rs, s->md, in->uris[i], &forms);
+			for (size_t k = 0; k < nf; k++) {
+				seg_begin(s, 0);
+				buf_add(s, forms[k], strlen(forms[k]));
+				seg_end(s);
+				free(forms[k]);
+			}
+			free(forms);
+		}
+		scan_joined(s, RK_URI);
+	}
 	for (size_t i = 0; i < rs->nmeta_order; i++) {
 		unsigned ri = rs->meta_order[i];
 		s->values[ri] = meta_eval(&rs->rules[ri], s->values) != 0;

@@ -141,13 +141,21 @@ static void test_body_kinds_and_tflags(void **st)
 		"full F_HDR /^X-Mailer: Spammer/m\n"
 		"uri U_IP m{^https?://\\d+\\.\\d+\\.\\d+\\.\\d+}\n"
 		"uri U_NONE /example\\.net/\n"
+		"uri U_REDIR m{^http://198\\.51\\.100\\.9/}\n"
+		"uri U_PATTERN m{^https?://target\\.example/}\n"
+		"redirector_pattern m'^https?:/*(?:\\w+\\.)?goo\\.example/url\\?.*?(?<=[?&])q=(.*?)(?:$|[&\\#])'i\n"
+		"uri U_SCHEMELESS m{^http://www\\.bare\\.example/$}\n"
+		"uri U_NOUSER m{^http://host\\.example/}\n"
 		"body __SUB /click/\n"
 		"body ZERO /click/\n"
 		"score ZERO 0\n", NULL);
 	const char *body[] = { "Subject line\n", "get FREE money now click click\n", "click <font> newsletter\n" };
-	const char *uris[] = { "http://192.0.2.1/x", "https://example.org/" };
+	const char *uris[] = { "http://192.0.2.1/x", "https://example.org/",
+		"http://rd.yahoo.com/*http://198.51.100.9/farm/?aid=1",
+		"http://www.goo.example/url?sa=t&q=https://target.example/x&b=1",
+		"www.bare.example", "http://user@host.example/" };
 	struct hits h;
-	scan(rs, &h, body, 3, "From: a\nX-Mailer: Spammer 1\n\nbody\n", uris, 2);
+	scan(rs, &h, body, 3, "From: a\nX-Mailer: Spammer 1\n\nbody\n", uris, 6);
 	assert_true(has(&h, "B_PHRASE"));
 	assert_int_equal(count_of(&h, "B_MULTI"), 3);
 	assert_int_equal(count_of(&h, "B_MAX"), 2);
@@ -157,10 +165,14 @@ static void test_body_kinds_and_tflags(void **st)
 	assert_true(has(&h, "F_HDR"));
 	assert_true(has(&h, "U_IP"));
 	assert_false(has(&h, "U_NONE"));
+	assert_true(has(&h, "U_REDIR"));        /* the target behind a redirector */
+	assert_true(has(&h, "U_PATTERN"));      /* redirector_pattern's capture */
+	assert_true(has(&h, "U_SCHEMELESS"));
+	assert_true(has(&h, "U_NOUSER"));
 	assert_false(has(&h, "__SUB"));    /* sub-rules are not reported */
 	assert_false(has(&h, "ZERO"));     /* score 0 disables */
-	/* score: 2.5 + 3 + 2 + 1 (default) - 1 + 1 + 1 + 1 */
-	assert_true(h.score > 10.49 && h.score < 10.51);
+	/* score: 2.5 + 3 + 2 + 1 (default) - 1 + 1 + 1 + 1 + 4 uri rules */
+	assert_true(h.score > 14.49 && h.score < 14.51);
 	rules_free(rs);
 }
 
