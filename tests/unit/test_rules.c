@@ -144,7 +144,7 @@ static void test_body_kinds_and_tflags(void **st)
 		"uri U_REDIR m{^http://198\\.51\\.100\\.9/}\n"
 		"uri U_PATTERN m{^https?://target\\.example/}\n"
 		"redirector_pattern m'^https?:/*(?:\\w+\\.)?goo\\.example/url\\?.*?(?<=[?&])q=(.*?)(?:$|[&\\#])'i\n"
-		"uri U_SCHEMELESS m{^http://www\\.bare\\.example/$}\n"
+		"uri U_SCHEMELESS m{^http://www\\.bare\\.example$}\n"
 		"uri U_NOUSER m{^http://host\\.example/}\n"
 		"body __SUB /click/\n"
 		"body ZERO /click/\n"
