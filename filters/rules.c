@@ -7,6 +7,7 @@
  * presents it: header fields raw and RFC 2047 decoded (GMime), body lines
  * from the shared MIME parse (mime.h) rendered and split into paragraphs,
  * rawbody lines, the full message, and the URIs the MIME layer found. */
+#include <ctype.h>
 #include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -197,6 +198,36 @@ static void split_lines(struct strv *out, const char *text, size_t len)
 	}
 }
 
+/* Mail addresses written in the text are URIs to SpamAssassin too
+ * ("mailto:addr"): uri rules such as an unsubscribe-address test see them. */
+#define MAX_TEXT_ADDRS 200
+static int addr_char(int c) { return isalnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
+
+static void text_addresses(struct strv *uris, const char *t, size_t len)
+{
+	size_t found = 0;
+	for (size_t i = 1; i + 1 < len && found < MAX_TEXT_ADDRS; i++) {
+		if (t[i] != '@') continue;
+		size_t a = i, b = i + 1;
+		while (a > 0 && addr_char((unsigned char)t[a - 1]) && i - a < 64) a--;
+		while (b < len && (isalnum((unsigned char)t[b]) || t[b] == '.' || t[b] == '-') && b - i < 255) b++;
+		while (b > i + 1 && (t[b - 1] == '.' || t[b - 1] == '-')) b--;
+		while (a < i && (t[a] == '.')) a++;
+		if (a == i || b <= i + 1) continue;
+		const char *dot = memrchr(t + i + 1, '.', b - i - 1);
+		if (!dot || t + b - dot < 3) continue;
+		int tld_ok = 1;
+		for (const char *c = dot + 1; c < t + b; c++) if (!isalpha((unsigned char)*c)) tld_ok = 0;
+		if (!tld_ok) continue;
+		char buf[340];
+		snprintf(buf, sizeof buf, "mailto:%.*s", (int)(b - a), t + a);
+		int dup = 0;
+		for (size_t k = 0; k < uris->n && !dup; k++) dup = strcasecmp(uris->s[k], buf) == 0;
+		if (!dup) { strv_add(uris, buf, strlen(buf)); found++; }
+		i = b;
+	}
+}
+
 struct hits_ctx { struct mw_ctx *ctx; };
 
 static void upper_symbol(char *out, size_t outlen, const char *name)
@@ -285,8 +316,19 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		p = e + 1;
 	}
-	/* EnvelopeFrom pseudo-header: the envelope sender */
+	/* EnvelopeFrom pseudo-header: the envelope sender; without one (a
+	 * saved message given to "mailwarden scan"), the Return-Path or
+	 * X-Envelope-From field, as SpamAssassin guesses it */
 	const char *env_from = mw_mail_from(ctx);
+	char env_buf[512];
+	if (!env_from || !*env_from) {
+		env_from = NULL;
+		for (size_t i = 0; i < nh && !env_from; i++)
+			if ((strcasecmp(hdrs[i].name, "Return-Path") == 0 || strcasecmp(hdrs[i].name, "X-Envelope-From") == 0 ||
+			     strcasecmp(hdrs[i].name, "Envelope-Sender") == 0) &&
+			    rules_addr_of(hdrs[i].decoded, env_buf, sizeof env_buf) == 0 && env_buf[0])
+				env_from = env_buf;
+	}
 	if (env_from && *env_from && nh < MAX_FIELDS) {
 		hdrs[nh].name = "EnvelopeFrom";
 		hdrs[nh].raw = env_from;
@@ -317,8 +359,9 @@ static void rules_eom(struct mw_ctx *ctx)
 			if (bytes) split_lines(&raw, bytes, nbytes);
 		}
 		render_lines(&body, text, tl);
-		free(text);
 		for (size_t i = 0; mm && i < mm->nuris; i++) strv_add(&uris, mm->uris[i], strlen(mm->uris[i]));
+		text_addresses(&uris, text, tl);
+		free(text);
 #undef APPEND
 	}
 	struct rules_input in = {
