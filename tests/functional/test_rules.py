@@ -95,3 +95,18 @@ def test_config_check_knows_settings(tmp_path):
                        capture_output=True, text=True, timeout=60)
     if not os.path.isdir("/usr/share/mailwarden/rules"):
         assert r.returncode != 0 and "/usr/share/mailwarden/rules" in r.stderr, r.stderr
+
+
+def test_envelope_from_and_text_addresses(tmp_path):
+    cf = tmp_path / "u.cf"
+    cf.write_text("header T_ENV EnvelopeFrom =~ /^bounce-77\\@lists\\.example$/\n"
+                  "uri T_MAILTO /^mailto:unsubscribe\\@lists\\.example$/\n"
+                  "uri T_REDIR m{^http://198\\.51\\.100\\.9/}\n")
+    msg = (b"Return-Path: <bounce-77@lists.example>\r\n" + PLAIN.replace(
+        b"See you at noon?", b"To leave, write to unsubscribe@lists.example or see "
+        b"http://rd.example/*http://198.51.100.9/x"))
+    got = symbols(scan(tmp_path, msg, [cf]))
+    assert {"T_ENV", "T_MAILTO", "T_REDIR"} <= set(got), sorted(got)
+    # the envelope sender, when there is one, wins over Return-Path
+    got = symbols(scan(tmp_path, msg, [cf], ["--from", "other@else.example"]))
+    assert "T_ENV" not in got and "T_MAILTO" in got
