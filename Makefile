@@ -57,6 +57,13 @@ $(PLUGIN): tests/plugins/example_plugin.c include/mailwarden/filter.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -Iinclude -shared -fPIC -o $@ $<
 
+# rules (issue 6): batch scanner for the SpamAssassin agreement test and bench
+RULES_BATCH := $(BUILD)/tests/rules_batch
+all: $(RULES_BATCH)
+$(RULES_BATCH): tests/bench/rules_batch.c $(BUILD)/libmw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libmw.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS) -lcmocka
@@ -84,6 +91,7 @@ bench: deps
 	$(MAKE) all
 	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) sh tests/bench/run.sh
 	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) /usr/bin/python3 tests/bench/milter_bench.py
+	MW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/rules_vs_spamd.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/mailwarden \
@@ -95,6 +103,8 @@ install: all
 	[ ! -f doc/mailwarden.conf.5 ] || install -m 0644 doc/mailwarden.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	[ ! -f etc/mailwarden.service ] || install -D -m 0644 etc/mailwarden.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
+	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules
+	install -m 0644 rules/cf/*.cf $(DESTDIR)$(PREFIX)/share/mailwarden/rules/
 
 # libFuzzer targets (clang); FUZZ_SECONDS per target
 FUZZ_SECONDS ?= 60
@@ -107,10 +117,14 @@ fuzz:
 	  -Iinclude -I. tests/fuzz/fuzz_smtp_parse.c proxy/smtp_parse.c -o build/fuzz/fuzz_smtp_parse
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -Iinclude -I. tests/fuzz/fuzz_transport.c proxy/proxyproto.c proxy/bdat.c -o build/fuzz/fuzz_transport
-	@mkdir -p build/fuzz/corpus-dataframe build/fuzz/corpus-smtp build/fuzz/corpus-transport
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -I. $$(pkg-config --cflags libhs libpcre2-8) tests/fuzz/fuzz_rules.c rules/*.c \
+	  $$(pkg-config --libs libhs libpcre2-8) -lstdc++ -lm -o build/fuzz/fuzz_rules
+	@mkdir -p build/fuzz/corpus-dataframe build/fuzz/corpus-smtp build/fuzz/corpus-transport build/fuzz/corpus-rules
 	build/fuzz/fuzz_dataframe -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-dataframe
 	build/fuzz/fuzz_smtp_parse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-smtp
 	build/fuzz/fuzz_transport -max_total_time=$(FUZZ_SECONDS) -max_len=1024 build/fuzz/corpus-transport
+	build/fuzz/fuzz_rules -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-rules
 
 clean:
 	rm -rf build build-san mailwarden tests/functional/__pycache__

@@ -19,6 +19,7 @@ extern const struct builtin_filter builtin_greylist;
 extern const struct builtin_filter builtin_ratelimit;
 extern const struct builtin_filter builtin_dnsbl;
 extern const struct builtin_filter builtin_spamd;
+extern const struct builtin_filter builtin_rules;
 
 static const struct builtin_filter *const builtins[] = {
 	/* sender authentication */
@@ -36,6 +37,7 @@ static const struct builtin_filter *const builtins[] = {
 	&builtin_ratelimit,
 	&builtin_dnsbl,
 	&builtin_spamd,
+	&builtin_rules,
 
 	NULL
 };

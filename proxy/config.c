@@ -440,6 +440,15 @@ static const struct cfg_opt cfg_opts[] = {
 	  "remove a message from the quarantine once released to all its recipients" },
 
 	/* --- rules (issue 6) --- */
+	{ "rules_files", CFG_LIST, CFG_GLOBAL, "", 0, 64,
+	  FLD(config, rules_files, char (*)[1024]), FSZ(config, rules_files[0]),
+	  FLD(config, nrules_files, unsigned), NULL, NULL, NULL,
+	  "rule files for the rules filter: a file, a directory (its *.cf) or a glob; repeat for more, empty clears; "
+	  "none = the shipped rules in /usr/share/mailwarden/rules (add /usr/share/spamassassin for SpamAssassin's stock rules)" },
+	G_STR("rules_cache_dir", rules_cache_dir, "/var/lib/mailwarden/rules-cache", check_path_or_empty,
+	      "directory for compiled rule databases, keyed by the rules' hash (empty = compile at every start)"),
+	G_DUR("rules_time_budget", rules_time_budget, "2s", 0, 600 * MS_S,
+	      "time all rules together may take on one message; rules not reached count as not hit (0 = no limit)"),
 
 	/* --- store, Bayes (issue 6) --- */
 	G_ENUM("store", store_backend, int, "lmdb",

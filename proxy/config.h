@@ -205,6 +205,10 @@ struct config {
 	int  quarantine_delete_released;      /* remove an entry once fully released */
 
 	/* --- rules (issue 6) --- */
+	char     rules_files[64][1024];   /* files, directories (*.cf) or globs of rule files */
+	unsigned nrules_files;
+	char     rules_cache_dir[512];    /* compiled Hyperscan databases; "" = no cache */
+	unsigned rules_time_budget;       /* ms per message for all rules; 0 = none */
 
 	/* --- store, Bayes (issue 6) --- */
 	int      store_backend;          /* enum store_kind: 0 lmdb, 1 redis */

@@ -1,0 +1,400 @@
+/* rules.c - built-in "rules": runs the rule language of rules/ on each
+ * message and turns every rule that hit into a symbol with its score.
+ *
+ * The ruleset is loaded and compiled once per pipeline (setup) and is
+ * read-only afterwards; each scanner thread keeps its own Hyperscan/PCRE2
+ * scratch (thread-specific key).  The message is presented as SpamAssassin
+ * presents it: header fields raw and RFC 2047 decoded (GMime), body lines
+ * from the shared MIME parse (mime.h) rendered and split into paragraphs,
+ * rawbody lines, the full message, and the URIs the MIME layer found. */
+#include <ctype.h>
+#include <glob.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <gmime/gmime.h>
+
+#include "filters/builtin.h"
+#include "filters/mime.h"
+#include "proxy/log.h"
+#include "rules/rules.h"
+
+#define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
+#define MAX_FIELDS      1000
+#define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
+
+struct rules_inst {
+	struct ruleset *rs;
+	unsigned budget_ms;
+	pthread_key_t key;          /* struct rules_scratch * per thread */
+};
+
+static void scratch_free(void *p) { rules_scratch_free(p); }
+
+static int add_path(struct ruleset *rs, const char *pat, char *err, size_t errlen)
+{
+	if (!strpbrk(pat, "*?[")) return rules_load_file(rs, pat, err, errlen);
+	glob_t g;
+	int rc = glob(pat, 0, NULL, &g);
+	if (rc == GLOB_NOMATCH) return 0;    /* a glob that matches nothing is no error */
+	if (rc != 0) { snprintf(err, errlen, "%.400s: glob failed", pat); return -1; }
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		if (rules_load_file(rs, g.gl_pathv[i], err, errlen) < 0) { globfree(&g); return -1; }
+	globfree(&g);
+	return 0;
+}
+
+static const char *first_not_loaded(const struct ruleset *rs)
+{
+	static __thread char buf[200];
+	const char *why, *name = rules_not_loaded(rs, 0, &why);
+	snprintf(buf, sizeof buf, "%s (%s)", name ? name : "-", name ? why : "-");
+	return buf;
+}
+
+static int rules_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
+{
+	const struct config *cfg = env->cfg;
+	struct rules_inst *in = calloc(1, sizeof *in);
+	if (!in) { snprintf(err, errlen, "out of memory"); return -1; }
+	in->rs = rules_new();
+	in->budget_ms = cfg->rules_time_budget;
+	char e[600];
+	if (cfg->nrules_files == 0 && add_path(in->rs, RULES_SHIPPED_DIR, e, sizeof e) < 0) {
+		snprintf(err, errlen, "rules: %.500s", e);
+		goto fail;
+	}
+	for (unsigned i = 0; i < cfg->nrules_files; i++)
+		if (add_path(in->rs, cfg->rules_files[i], e, sizeof e) < 0) {
+			snprintf(err, errlen, "rules: %.500s", e);
+			goto fail;
+		}
+	if (rules_compile(in->rs, cfg->rules_cache_dir, e, sizeof e) < 0) {
+		snprintf(err, errlen, "rules: %.500s", e);
+		goto fail;
+	}
+	if (pthread_key_create(&in->key, scratch_free) != 0) { snprintf(err, errlen, "rules: no thread key"); goto fail; }
+	const struct rules_stats *st = rules_get_stats(in->rs);
+	unsigned loaded = 0;
+	for (int k = 0; k < RK_COUNT; k++) loaded += st->loaded[k];
+	slog(NULL, LOG_INFO, "rules: %u files, %u rules loaded (header %u body %u rawbody %u full %u uri %u meta %u), "
+	       "%u not loaded (%u eval:), hyperscan %u + %u prefilter, pcre2 only %u%s",
+	       st->files, loaded, st->loaded[RK_HEADER], st->loaded[RK_BODY], st->loaded[RK_RAWBODY],
+	       st->loaded[RK_FULL], st->loaded[RK_URI], st->loaded[RK_META], st->not_loaded,
+	       st->not_loaded_eval, st->hs_patterns, st->hs_prefilter, st->pcre_only,
+	       st->cache_hit ? ", from cache" : "");
+	if (st->not_loaded)
+		slog(NULL, LOG_WARNING, "rules: %u not loaded (%u eval:, others: unsupported types, relay "
+		     "pseudo-headers, regexes PCRE2 refuses, metas over those); first: %s",
+		     st->not_loaded, st->not_loaded_eval, first_not_loaded(in->rs));
+	g_mime_init();
+	*instance = in;
+	return 0;
+fail:
+	rules_free(in->rs);
+	free(in);
+	return -1;
+}
+
+static void rules_fini(void *instance)
+{
+	struct rules_inst *in = instance;
+	if (!in) return;
+	/* the scanner's workers have exited (their scratch went with them);
+	 * the calling thread's is freed here */
+	rules_scratch_free(pthread_getspecific(in->key));
+	pthread_setspecific(in->key, NULL);
+	pthread_key_delete(in->key);
+	rules_free(in->rs);
+	free(in);
+}
+
+/* --- presenting the message ------------------------------------------------ */
+
+struct strv {              /* growable array of owned strings with lengths */
+	char  **s;
+	size_t *len;
+	size_t  n, cap;
+};
+
+static void strv_add(struct strv *v, const char *p, size_t n)
+{
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 32;
+		v->s = realloc(v->s, v->cap * sizeof *v->s);
+		v->len = realloc(v->len, v->cap * sizeof *v->len);
+		if (!v->s || !v->len) abort();
+	}
+	v->s[v->n] = strndup(p, n);
+	if (!v->s[v->n]) abort();
+	v->len[v->n++] = n;
+}
+
+static void strv_free(struct strv *v)
+{
+	for (size_t i = 0; i < v->n; i++) free(v->s[i]);
+	free(v->s);
+	free(v->len);
+}
+
+/* SpamAssassin's body text: paragraphs (blank lines split them), every run
+ * of whitespace one space, each line ending in "\n", long ones cut near
+ * MAX_BODY_LINE at whitespace. */
+static void render_lines(struct strv *out, const char *text, size_t len)
+{
+	char *buf = malloc(len + 2);
+	if (!buf) abort();
+	size_t j = 0, i = 0;
+	while (i < len) {
+		unsigned char c = (unsigned char)text[i];
+		if (c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == '\v' || c == '\f') {
+			/* a whitespace run: paragraph break if it holds two newlines */
+			int nl = 0;
+			size_t k = i;
+			while (k < len && text[k] && strchr("\n\r \t\v\f", text[k])) { if (text[k] == '\n') nl++; k++; }
+			buf[j++] = nl >= 2 ? '\n' : ' ';
+			i = k;
+			continue;
+		}
+		buf[j++] = (char)c;
+		i++;
+	}
+	buf[j] = '\0';
+	size_t s = 0;
+	while (s < j) {
+		size_t e = s;
+		while (e < j && buf[e] != '\n') e++;
+		/* cut lines longer than MAX_BODY_LINE at a space */
+		while (e - s > MAX_BODY_LINE) {
+			size_t cut = s + MAX_BODY_LINE;
+			while (cut > s + 30 && buf[cut - 1] != ' ') cut--;
+			if (cut <= s + 30) cut = s + MAX_BODY_LINE;
+			strv_add(out, buf + s, cut - s);
+			s = cut;
+		}
+		char *line = malloc(e - s + 2);
+		if (!line) abort();
+		memcpy(line, buf + s, e - s);
+		line[e - s] = '\n';
+		strv_add(out, line, e - s + 1);
+		free(line);
+		s = e + 1;
+	}
+	free(buf);
+}
+
+static void split_lines(struct strv *out, const char *text, size_t len)
+{
+	size_t s = 0;
+	while (s < len) {
+		size_t e = s;
+		while (e < len && text[e] != '\n') e++;
+		size_t n = e < len ? e - s + 1 : e - s;
+		while (n > MAX_BODY_LINE) { strv_add(out, text + s, MAX_BODY_LINE); s += MAX_BODY_LINE; n -= MAX_BODY_LINE; }
+		strv_add(out, text + s, n);
+		s = e + 1;
+	}
+}
+
+/* Mail addresses written in the text are URIs to SpamAssassin too
+ * ("mailto:addr"): uri rules such as an unsubscribe-address test see them. */
+#define MAX_TEXT_ADDRS 200
+static int addr_char(int c) { return isalnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
+
+static void text_addresses(struct strv *uris, const char *t, size_t len)
+{
+	size_t found = 0;
+	for (size_t i = 1; i + 1 < len && found < MAX_TEXT_ADDRS; i++) {
+		if (t[i] != '@') continue;
+		size_t a = i, b = i + 1;
+		while (a > 0 && addr_char((unsigned char)t[a - 1]) && i - a < 64) a--;
+		while (b < len && (isalnum((unsigned char)t[b]) || t[b] == '.' || t[b] == '-') && b - i < 255) b++;
+		while (b > i + 1 && (t[b - 1] == '.' || t[b - 1] == '-')) b--;
+		while (a < i && (t[a] == '.')) a++;
+		if (a == i || b <= i + 1) continue;
+		const char *dot = memrchr(t + i + 1, '.', b - i - 1);
+		if (!dot || t + b - dot < 3) continue;
+		int tld_ok = 1;
+		for (const char *c = dot + 1; c < t + b; c++) if (!isalpha((unsigned char)*c)) tld_ok = 0;
+		if (!tld_ok) continue;
+		char buf[340];
+		snprintf(buf, sizeof buf, "mailto:%.*s", (int)(b - a), t + a);
+		int dup = 0;
+		for (size_t k = 0; k < uris->n && !dup; k++) dup = strcasecmp(uris->s[k], buf) == 0;
+		if (!dup) { strv_add(uris, buf, strlen(buf)); found++; }
+		i = b;
+	}
+}
+
+struct hits_ctx { struct mw_ctx *ctx; };
+
+static void upper_symbol(char *out, size_t outlen, const char *name)
+{
+	size_t j = 0;
+	for (; name[j] && j + 1 < outlen && j < 63; j++) {
+		char c = name[j];
+		out[j] = (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
+	}
+	out[j] = '\0';
+}
+
+static void on_hit(void *arg, const struct rules_hit *h)
+{
+	struct hits_ctx *hc = arg;
+	char sym[64];
+	upper_symbol(sym, sizeof sym, h->name);
+	if (h->count > 1)
+		mw_symbol(hc->ctx, sym, h->score * h->count, "%s (%u hits)", h->describe ? h->describe : h->name, h->count);
+	else
+		mw_symbol(hc->ctx, sym, h->score, "%s", h->describe ? h->describe : h->name);
+}
+
+static void rules_eom(struct mw_ctx *ctx)
+{
+	struct rules_inst *inst = mw_instance(ctx);
+	struct rules_scratch *scr = pthread_getspecific(inst->key);
+	if (!scr) {
+		scr = rules_scratch_new(inst->rs);
+		if (!scr) { mw_log(ctx, LOG_ERR, "no memory for rule scratch"); return; }
+		pthread_setspecific(inst->key, scr);
+	}
+	size_t crlf_len, mlen = 0;
+	const char *crlf_msg = (const char *)mw_message(ctx, &crlf_len);
+	/* SpamAssassin reads messages with LF line ends: so do the rules */
+	char *msg = malloc(crlf_len + 1);
+	if (!msg) abort();
+	for (size_t i = 0; i < crlf_len; i++)
+		if (!(crlf_msg[i] == '\r' && i + 1 < crlf_len && crlf_msg[i + 1] == '\n')) msg[mlen++] = crlf_msg[i];
+	msg[mlen] = '\0';
+
+	/* header fields, raw with folding, and decoded */
+	struct rules_header *hdrs = calloc(MAX_FIELDS + 1, sizeof *hdrs);
+	char **owned = calloc(3 * (MAX_FIELDS + 1), sizeof *owned);
+	size_t nh = 0, no = 0, p = 0;
+	if (!hdrs || !owned) abort();
+	const char *subject = NULL;
+	while (p < mlen && nh < MAX_FIELDS) {
+		if (msg[p] == '\n' || (msg[p] == '\r' && p + 1 < mlen && msg[p + 1] == '\n')) break;
+		size_t e = p;
+		for (;;) {
+			while (e < mlen && msg[e] != '\n') e++;
+			if (e + 1 < mlen && (msg[e + 1] == ' ' || msg[e + 1] == '\t')) { e++; continue; }
+			break;
+		}
+		const char *colon = memchr(msg + p, ':', e - p);
+		if (colon) {
+			char *name = strndup(msg + p, (size_t)(colon - msg - p));
+			size_t vs = (size_t)(colon - msg) + 1, ve = e;
+			while (ve > vs && (msg[ve - 1] == '\r' || msg[ve - 1] == '\n')) ve--;
+			if (vs < ve && msg[vs] == ' ') vs++;
+			char *raw = strndup(msg + vs, ve - vs);
+			/* unfold, trim, then RFC 2047 decode (GMime) */
+			char *unf = malloc(ve - vs + 1);
+			if (!name || !raw || !unf) abort();
+			size_t k = 0;
+			for (const char *c = raw; *c; c++) {
+				if (*c == '\r') continue;
+				if (*c == '\n') { unf[k++] = ' '; while (c[1] == ' ' || c[1] == '\t') c++; continue; }
+				unf[k++] = *c;
+			}
+			while (k && (unf[k - 1] == ' ' || unf[k - 1] == '\t')) k--;
+			unf[k] = '\0';
+			char *s = unf;
+			while (*s == ' ' || *s == '\t') s++;
+			char *dec = strstr(s, "=?") ? g_mime_utils_header_decode_text(NULL, s) : NULL;
+			char *decoded = strdup(dec ? dec : s);
+			g_free(dec);
+			free(unf);
+			hdrs[nh].name = name;
+			hdrs[nh].raw = raw;
+			hdrs[nh].decoded = decoded;
+			owned[no++] = name; owned[no++] = raw; owned[no++] = decoded;
+			if (!subject && strcasecmp(name, "Subject") == 0) subject = decoded;
+			nh++;
+		}
+		p = e + 1;
+	}
+	/* EnvelopeFrom pseudo-header: the envelope sender; without one (a
+	 * saved message given to "mailwarden scan"), the Return-Path or
+	 * X-Envelope-From field, as SpamAssassin guesses it */
+	const char *env_from = mw_mail_from(ctx);
+	char env_buf[512];
+	if (!env_from || !*env_from) {
+		env_from = NULL;
+		for (size_t i = 0; i < nh && !env_from; i++)
+			if ((strcasecmp(hdrs[i].name, "Return-Path") == 0 || strcasecmp(hdrs[i].name, "X-Envelope-From") == 0 ||
+			     strcasecmp(hdrs[i].name, "Envelope-Sender") == 0) &&
+			    rules_addr_of(hdrs[i].decoded, env_buf, sizeof env_buf) == 0 && env_buf[0])
+				env_from = env_buf;
+	}
+	if (env_from && *env_from && nh < MAX_FIELDS) {
+		hdrs[nh].name = "EnvelopeFrom";
+		hdrs[nh].raw = env_from;
+		hdrs[nh].decoded = env_from;
+		nh++;
+	}
+
+	struct strv body = { 0 }, raw = { 0 }, uris = { 0 };
+	{   /* body: the Subject first, then every text part, rendered */
+		size_t tl = 0;
+		const struct mime_msg *mm = mime_get(ctx);
+		char *text = NULL;
+		size_t cap = 0;
+#define APPEND(ptr, n) do { if (tl + (n) + 2 > cap) { cap = (tl + (n) + 2) * 2; text = realloc(text, cap); if (!text) abort(); } \
+		memcpy(text + tl, (ptr), (n)); tl += (n); } while (0)
+		if (subject) APPEND(subject, strlen(subject));
+		APPEND("\n", 1);
+		for (size_t i = 0; mm && i < mm->nparts; i++) {
+			const struct mime_part *mp = &mm->parts[i];
+			if (!mp->is_text) continue;
+			if (tl && text[tl - 1] != '\n') APPEND("\n", 1);
+			/* SpamAssassin (normalize_charset 0) matches text/plain and
+			 * rawbody in the part's own bytes, not converted to UTF-8 */
+			const char *bytes = (const char *)(mp->raw ? mp->raw : mp->data);
+			size_t nbytes = mp->raw ? mp->raw_len : mp->len;
+			if (mp->is_html && mp->rendered) APPEND(mp->rendered, mp->rendered_len);
+			else if (bytes) APPEND(bytes, nbytes);
+			if (bytes) split_lines(&raw, bytes, nbytes);
+		}
+		render_lines(&body, text, tl);
+		for (size_t i = 0; mm && i < mm->nuris; i++) strv_add(&uris, mm->uris[i], strlen(mm->uris[i]));
+		text_addresses(&uris, text, tl);
+		free(text);
+#undef APPEND
+	}
+	struct rules_input in = {
+		.headers = hdrs, .nheaders = nh,
+		.body = (const char *const *)body.s, .body_len = body.len, .nbody = body.n,
+		.rawbody = (const char *const *)raw.s, .rawbody_len = raw.len, .nrawbody = raw.n,
+		.full = msg, .full_len = mlen,
+		.uris = (const char *const *)uris.s, .nuris = uris.n,
+		.time_budget_ms = inst->budget_ms,
+	};
+	struct hits_ctx hc = { ctx };
+	if (rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
+		mw_log(ctx, LOG_WARNING, "rules time budget of %u ms exhausted", inst->budget_ms);
+		mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the time budget");
+	}
+	strv_free(&body);
+	strv_free(&raw);
+	strv_free(&uris);
+	for (size_t i = 0; i < no; i++) free(owned[i]);
+	free(owned);
+	free(hdrs);
+	free(msg);
+}
+
+static const struct mw_filter_ops rules_ops = {
+	.api_version = MW_FILTER_API_VERSION,
+	.name = "rules",
+	.fini = rules_fini,
+	.on_eom = rules_eom,
+};
+
+const struct builtin_filter builtin_rules = {
+	.name = "rules",
+	.ops = &rules_ops,
+	.setup = rules_setup,
+};

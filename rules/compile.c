@@ -1,0 +1,420 @@
+/* compile.c - turns a parsed ruleset into something that scans fast.
+ *
+ * Every regex is compiled by PCRE2 (JIT): it confirms Hyperscan's prefilter
+ * matches, counts "multiple" hits and runs what Hyperscan refuses.  Per
+ * kind, the patterns Hyperscan accepts (exactly, or as a prefilter that
+ * PCRE2 confirms) go into one database, scanned once per text.  Databases
+ * are cached on disk (hs_serialize_database) under a name derived from a
+ * hash of the patterns, their flags and the Hyperscan version. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "rules/rules_int.h"
+
+#define PCRE_MATCH_LIMIT 200000u
+#define PCRE_DEPTH_LIMIT 20000u
+#define HS_MAX_PATTERN 400
+#define HS_MAX_REPEAT  40
+#define CACHE_MAGIC "MWRULES2"
+
+/* --- replace_tag ----------------------------------------------------------- */
+
+static const struct replace_tag *find_tag(const struct ruleset *rs, const char *name, size_t n, int kind)
+{
+	for (size_t i = rs->ntags; i-- > 0;)
+		if (rs->tags[i].kind == kind && strlen(rs->tags[i].name) == n &&
+		    memcmp(rs->tags[i].name, name, n) == 0)
+			return &rs->tags[i];
+	return NULL;
+}
+
+static void sb_add(char **b, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		*cap = (*len + n + 1) * 2;
+		*b = realloc(*b, *cap);
+		if (!*b) abort();
+	}
+	memcpy(*b + *len, s, n);
+	*len += n;
+	(*b)[*len] = '\0';
+}
+
+#define MAX_TAG_DEPTH 8
+
+/* expand <TAG>, <pre X>, <inter X>, <post X> as SpamAssassin's ReplaceTags
+ * does; tag values may hold tags themselves (expanded too, bounded depth) */
+static char *expand_tags(const struct ruleset *rs, const char *re, int depth)
+{
+	char *out = NULL;
+	size_t len = 0, cap = 0;
+	const char *pre = "", *inter = "", *post = "";
+	int prev_tag = 0;
+	sb_add(&out, &len, &cap, "", 0);
+	for (const char *s = re; *s;) {
+		if (*s == '\\' && s[1]) { sb_add(&out, &len, &cap, s, 2); s += 2; prev_tag = 0; continue; }
+		if (*s == '<') {
+			const char *e = strchr(s, '>');
+			if (e) {
+				const char *in = s + 1;
+				size_t n = (size_t)(e - in);
+				int kind = -1;
+				if (n > 4 && memcmp(in, "pre ", 4) == 0) kind = 1;
+				else if (n > 6 && memcmp(in, "inter ", 6) == 0) kind = 2;
+				else if (n > 5 && memcmp(in, "post ", 5) == 0) kind = 3;
+				if (kind > 0) {
+					const char *nm = strchr(in, ' ') + 1;
+					const struct replace_tag *t = find_tag(rs, nm, (size_t)(e - nm), kind);
+					if (t) {
+						if (kind == 1) pre = t->value;
+						else if (kind == 2) inter = t->value;
+						else post = t->value;
+					}
+					s = e + 1;
+					continue;
+				}
+				const struct replace_tag *t = find_tag(rs, in, n, 0);
+				if (t) {
+					if (prev_tag) sb_add(&out, &len, &cap, inter, strlen(inter));
+					sb_add(&out, &len, &cap, pre, strlen(pre));
+					if (depth < MAX_TAG_DEPTH && strchr(t->value, '<')) {
+						char *v = expand_tags(rs, t->value, depth + 1);
+						sb_add(&out, &len, &cap, v, strlen(v));
+						free(v);
+					} else {
+						sb_add(&out, &len, &cap, t->value, strlen(t->value));
+					}
+					sb_add(&out, &len, &cap, post, strlen(post));
+					prev_tag = 1;
+					s = e + 1;
+					continue;
+				}
+			}
+		}
+		sb_add(&out, &len, &cap, s, 1);
+		s++;
+		prev_tag = 0;
+	}
+	return out;
+}
+
+/* --- hashing for the cache ------------------------------------------------- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++) { h ^= c[i]; h *= 1099511628211ull; }
+	return h;
+}
+
+static unsigned hs_flags_of(unsigned reflags, enum rule_kind kind)
+{
+	/* multi-line always: texts of a kind are scanned joined by "\n" and
+	 * PCRE2 confirms every candidate on its own text with the real flags */
+	/* single match: Hyperscan only says a rule may match somewhere;
+	 * PCRE2 then checks the rule's own texts */
+	unsigned f = HS_FLAG_ALLOWEMPTY | HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH;
+	(void)kind;
+	if (reflags & RE_I) f |= HS_FLAG_CASELESS;
+	if (reflags & RE_M) f |= HS_FLAG_MULTILINE;
+	if (reflags & RE_S) f |= HS_FLAG_DOTALL;
+	return f;
+}
+
+static char *hs_pattern_of(const struct rule *r)
+{
+	size_t n = strlen(r->re);
+	char *p = malloc(n + 5);
+	if (!p) abort();
+	if (r->reflags & RE_X) { memcpy(p, "(?x)", 4); memcpy(p + 4, r->re, n + 1); }
+	else memcpy(p, r->re, n + 1);
+	return p;
+}
+
+/* Patterns that make Hyperscan's compile explode (very long alternations
+ * from replace_tag, large bounded repeats) stay with PCRE2: compiling the
+ * stock SpamAssassin set otherwise takes minutes. */
+static int hs_too_costly(const char *pat)
+{
+	if (strlen(pat) > HS_MAX_PATTERN) return 1;
+	for (const char *p = pat; *p; p++) {
+		/* anchors to the whole text: in the joined scan they would see
+		 * the joined buffer's ends, not the text's */
+		if (*p == '\\' && (p[1] == 'A' || p[1] == 'z' || p[1] == 'Z' || p[1] == 'G')) return 1;
+		if (*p == '\\' && p[1]) { p++; continue; }
+		if (*p != '{') continue;
+		unsigned long lo = 0, hi = 0;
+		const char *q = p + 1;
+		while (*q >= '0' && *q <= '9') lo = lo * 10 + (unsigned long)(*q++ - '0');
+		if (*q == ',') { q++; while (*q >= '0' && *q <= '9') hi = hi * 10 + (unsigned long)(*q++ - '0'); }
+		if (*q == '}' && (lo > HS_MAX_REPEAT || hi > HS_MAX_REPEAT)) return 1;
+	}
+	return 0;
+}
+
+static int try_hs(const char *pat, unsigned flags)
+{
+	if (hs_too_costly(pat)) return -1;
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	if (hs_compile(pat, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		return -1;
+	}
+	hs_free_database(db);
+	return 0;
+}
+
+static int cache_read(const char *path, unsigned n, unsigned char *modes, hs_database_t **db)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -1;
+	struct stat st;
+	int rc = -1;
+	if (fstat(fd, &st) == 0 && st.st_size > (off_t)(8 + 4 + n) && st.st_size < (off_t)(1u << 30)) {
+		size_t sz = (size_t)st.st_size;
+		char *buf = malloc(sz);
+		if (!buf) abort();
+		if (read(fd, buf, sz) == (ssize_t)sz && memcmp(buf, CACHE_MAGIC, 8) == 0) {
+			uint32_t cnt;
+			memcpy(&cnt, buf + 8, 4);
+			if (cnt == n) {
+				memcpy(modes, buf + 12, n);
+				if (hs_deserialize_database(buf + 12 + n, sz - 12 - n, db) == HS_SUCCESS) rc = 0;
+			}
+		}
+		free(buf);
+	}
+	close(fd);
+	return rc;
+}
+
+static void cache_write(const char *path, unsigned n, const unsigned char *modes, const hs_database_t *db)
+{
+	char *bytes = NULL;
+	size_t len = 0;
+	if (hs_serialize_database(db, &bytes, &len) != HS_SUCCESS) return;
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		uint32_t cnt = n;
+		int ok = write(fd, CACHE_MAGIC, 8) == 8 && write(fd, &cnt, 4) == 4 &&
+		         (n == 0 || write(fd, modes, n) == (ssize_t)n) && write(fd, bytes, len) == (ssize_t)len;
+		ok = close(fd) == 0 && ok;
+		if (!ok || rename(tmp, path) < 0) unlink(tmp);
+	}
+	free(bytes);
+}
+
+/* Build one kind's database from its loaded regex rules. */
+static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache_dir, char *err, size_t errlen)
+{
+	struct kind_db *k = &rs->kdb[kind];
+	unsigned n = 0;
+	for (size_t i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		if (r->kind == kind && r->loaded == 1 && r->re) n++;
+	}
+	unsigned *idx = calloc(n + 1, sizeof *idx);
+	unsigned char *modes = calloc(n + 1, 1);
+	char **pats = calloc(n + 1, sizeof *pats);
+	if (!idx || !modes || !pats) abort();
+	n = 0;
+	uint64_t h = fnv(1469598103934665603ull, hs_version(), strlen(hs_version()));
+	h = fnv(h, &kind, sizeof kind);
+	h = fnv(h, CACHE_MAGIC, 8);
+	for (size_t i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		if (r->kind != kind || r->loaded != 1 || !r->re) continue;
+		idx[n] = (unsigned)i;
+		pats[n] = hs_pattern_of(r);
+		h = fnv(h, pats[n], strlen(pats[n]) + 1);
+		unsigned hf = hs_flags_of(r->reflags, kind);
+		h = fnv(h, &hf, sizeof hf);
+		n++;
+	}
+	char path[4096] = "";
+	int cached = 0;
+	hs_database_t *db = NULL;
+	if (cache_dir && *cache_dir) {
+		snprintf(path, sizeof path, "%s/rules-%d-%016llx.hsdb", cache_dir, (int)kind, (unsigned long long)h);
+		if (cache_read(path, n, modes, &db) == 0) cached = 1;
+	}
+	if (!cached) {
+		for (unsigned j = 0; j < n; j++) {
+			unsigned f = hs_flags_of(rs->rules[idx[j]].reflags, kind);
+			if (try_hs(pats[j], f) == 0) modes[j] = RM_HS;
+			else if (try_hs(pats[j], f | HS_FLAG_PREFILTER) == 0) modes[j] = RM_HS_PREFILTER;
+			else modes[j] = RM_PCRE;
+		}
+	}
+	/* the database's expressions: the rules in Hyperscan, ids = position */
+	unsigned nh = 0;
+	for (unsigned j = 0; j < n; j++) if (modes[j] != RM_PCRE) nh++;
+	k->rule_of = calloc(nh + 1, sizeof *k->rule_of);
+	k->pcre_rules = calloc(n - nh + 1, sizeof *k->pcre_rules);
+	if (!k->rule_of || !k->pcre_rules) abort();
+	const char **ex = calloc(nh + 1, sizeof *ex);
+	unsigned *fl = calloc(nh + 1, sizeof *fl), *ids = calloc(nh + 1, sizeof *ids);
+	if (!ex || !fl || !ids) abort();
+	unsigned m = 0;
+	for (unsigned j = 0; j < n; j++) {
+		struct rule *r = &rs->rules[idx[j]];
+		r->mode = modes[j];
+		if (modes[j] == RM_PCRE) { k->pcre_rules[k->npcre++] = idx[j]; rs->stats.pcre_only++; continue; }
+		if (modes[j] == RM_HS) rs->stats.hs_patterns++; else rs->stats.hs_prefilter++;
+		r->hs_id = m;
+		k->rule_of[m] = idx[j];
+		ex[m] = pats[j];
+		fl[m] = hs_flags_of(r->reflags, kind) | (modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
+		ids[m] = m;
+		m++;
+	}
+	k->n = nh;
+	int rc = 0;
+	if (cached) {
+		k->db = db;
+		rs->stats.cache_hit = 1;
+	} else if (nh) {
+		hs_compile_error_t *ce = NULL;
+		if (hs_compile_multi(ex, fl, ids, nh, HS_MODE_BLOCK, NULL, &k->db, &ce) != HS_SUCCESS) {
+			snprintf(err, errlen, "hyperscan: %s (expression %d)", ce ? ce->message : "?", ce ? ce->expression : -1);
+			hs_free_compile_error(ce);
+			rc = -1;
+		} else if (*path) {
+			cache_write(path, n, modes, k->db);
+		}
+	}
+	for (unsigned j = 0; j < n; j++) free(pats[j]);
+	free(pats); free(ex); free(fl); free(ids); free(idx); free(modes);
+	return rc;
+}
+
+/* --- metas ------------------------------------------------------------------ */
+
+/* resolve r (a meta): 1 loaded, 0 not; marks visiting for cycle detection */
+static int resolve_meta(struct ruleset *rs, unsigned i, unsigned char *state, unsigned depth)
+{
+	struct rule *r = &rs->rules[i];
+	if (state[i] == 2) return r->loaded == 1;
+	if (state[i] == 1 || depth > 1000) { rule_not_loaded(r, "meta dependency loop"); state[i] = 2; return 0; }
+	state[i] = 1;
+	int ok = r->loaded == 1 && r->meta != NULL;
+	for (size_t t = 0; ok && t < r->nmeta; t++) {
+		if (r->meta[t].op != 1) continue;
+		unsigned d = r->meta[t].rule;
+		struct rule *dr = &rs->rules[d];
+		if (!dr->defined) { continue; }   /* defined nowhere: counts as 0 */
+		if (dr->kind == RK_META) {
+			if (!resolve_meta(rs, d, state, depth + 1)) {
+				rule_not_loaded(r, "depends on %s, not loaded", dr->name);
+				ok = 0;
+			}
+		} else if (dr->loaded != 1 && (dr->tflags & (TF_NET | TF_LEARN))) {
+			/* a network or Bayes test: never hit here, as in SpamAssassin
+			 * with network tests and Bayes off; the meta still works */
+			continue;
+		} else if (dr->loaded != 1) {
+			rule_not_loaded(r, "depends on %s, not loaded", dr->name);
+			ok = 0;
+		}
+	}
+	state[i] = 2;
+	if (ok) rs->meta_order[rs->nmeta_order++] = i;
+	return ok;
+}
+
+int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t errlen)
+{
+	if (rs->compiled) { snprintf(err, errlen, "already compiled"); return -1; }
+	if (hs_valid_platform() != HS_SUCCESS) { snprintf(err, errlen, "hyperscan: CPU lacks SSSE3"); return -1; }
+	rs->compiled = 1;
+	if (cache_dir && *cache_dir && mkdir(cache_dir, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "rules cache %s: %s", cache_dir, strerror(errno));
+		return -1;
+	}
+	/* undefined names (score/describe only): not rules */
+	for (size_t i = 0; i < rs->nreplace; i++) {
+		int k = rs_find(rs, rs->replace_names[i], strlen(rs->replace_names[i]));
+		if (k < 0) continue;
+		struct rule *r = &rs->rules[k];
+		if (r->re && r->loaded == 1) {
+			char *x = expand_tags(rs, r->re, 0);
+			free(r->re);
+			r->re = x;
+		}
+	}
+	for (size_t i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		if (!r->defined) continue;
+		if (!r->has_score)
+			r->score = strncmp(r->name, "__", 2) == 0 ? 0 : strncmp(r->name, "T_", 2) == 0 ? 0.01 : 1.0;
+		if (r->loaded != 1 || !r->re) continue;
+		uint32_t opt = 0;
+		if (r->reflags & RE_I) opt |= PCRE2_CASELESS;
+		if (r->reflags & RE_M) opt |= PCRE2_MULTILINE;
+		if (r->reflags & RE_S) opt |= PCRE2_DOTALL;
+		if (r->reflags & RE_X) opt |= PCRE2_EXTENDED;
+		int ec;
+		PCRE2_SIZE eo;
+		r->pc = pcre2_compile((PCRE2_SPTR)r->re, PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
+		if (!r->pc) {
+			PCRE2_UCHAR msg[160];
+			pcre2_get_error_message(ec, msg, sizeof msg);
+			rule_not_loaded(r, "regular expression refused at offset %zu: %s", (size_t)eo, (char *)msg);
+			continue;
+		}
+		pcre2_jit_compile(r->pc, PCRE2_JIT_COMPLETE);   /* no JIT: interpreted, same result */
+	}
+	rs->meta_order = calloc(rs->nrules + 1, sizeof *rs->meta_order);
+	unsigned char *state = calloc(rs->nrules + 1, 1);
+	if (!rs->meta_order || !state) abort();
+	for (size_t i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		if (r->defined && r->kind == RK_META && r->loaded == 1) meta_compile(rs, r);
+	}
+	for (size_t i = 0; i < rs->nrules; i++)
+		if (rs->rules[i].defined && rs->rules[i].kind == RK_META) resolve_meta(rs, (unsigned)i, state, 0);
+	free(state);
+	for (int k = 0; k < RK_META; k++)
+		if (build_kind(rs, (enum rule_kind)k, cache_dir, err, errlen) < 0) return -1;
+	/* redirector_pattern: a regex PCRE2 refuses is left out (as SpamAssassin
+	 * warns and goes on) */
+	rs->redirectors = calloc(rs->nredirector_src + 1, sizeof *rs->redirectors);
+	if (!rs->redirectors) abort();
+	for (size_t i = 0; i < rs->nredirector_src; i++) {
+		char *pat;
+		unsigned fl;
+		const char *after;
+		if (perl_re_split(rs->redirector_src[i], &pat, &fl, &after) < 0) continue;
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+		                              (fl & RE_I ? PCRE2_CASELESS : 0) | (fl & RE_S ? PCRE2_DOTALL : 0) |
+		                              (fl & RE_M ? PCRE2_MULTILINE : 0) | (fl & RE_X ? PCRE2_EXTENDED : 0),
+		                              &ec, &eo, NULL);
+		free(pat);
+		if (!c) continue;
+		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+		rs->redirectors[rs->nredirectors++] = c;
+	}
+	rs->mctx = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(rs->mctx, PCRE_MATCH_LIMIT);
+	pcre2_set_depth_limit(rs->mctx, PCRE_DEPTH_LIMIT);
+	rules_prepare_targets(rs);
+	for (size_t i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		if (!r->defined) continue;
+		if (r->loaded == 1 && r->kind < RK_COUNT) rs->stats.loaded[r->kind]++;
+		else {
+			rs->stats.not_loaded++;
+			if (r->why && strncmp(r->why, "eval:", 5) == 0) rs->stats.not_loaded_eval++;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,109 @@
+/* rules.h - the rule language: a SpamAssassin-compatible subset (header,
+ * body, rawbody, full, uri, meta, score, describe, tflags, ifplugin/if,
+ * include, replace_tag/replace_rules), compiled into one Hyperscan database
+ * per rule kind with PCRE2 (JIT, match limit) for what Hyperscan refuses.
+ *
+ * No I/O but reading the rule files named to rules_load() and the compiled
+ * database cache directory given to rules_compile().  A compiled set is
+ * read-only and shared by threads; each thread scans with its own
+ * struct rules_scratch.
+ */
+#ifndef MW_RULES_H
+#define MW_RULES_H
+
+#include <stddef.h>
+
+enum rule_kind { RK_HEADER = 0, RK_BODY, RK_RAWBODY, RK_FULL, RK_URI, RK_META, RK_COUNT };
+
+struct ruleset;          /* parsed, then compiled */
+struct rules_scratch;    /* one per scanning thread */
+
+/* Load statistics, filled by rules_load()/rules_compile(). */
+struct rules_stats {
+	unsigned files;
+	unsigned loaded[RK_COUNT];      /* rules usable, by kind */
+	unsigned not_loaded;            /* eval:, unsupported types, bad regexes, metas over those */
+	unsigned not_loaded_eval;       /* of which eval: */
+	unsigned hs_patterns;           /* in Hyperscan exactly */
+	unsigned hs_prefilter;          /* in Hyperscan as prefilter, confirmed by PCRE2 */
+	unsigned pcre_only;             /* run by PCRE2 alone */
+	int      cache_hit;             /* databases came from the cache */
+};
+
+/* rules_new - an empty set */
+struct ruleset *rules_new(void);
+void rules_free(struct ruleset *rs);
+
+/* rules_load_file - parse one file (or every *.cf of a directory, in
+ * name order), following include.  0, or -1 with "FILE:LINE: reason" in
+ * err.  Unsupported rules are recorded, not errors. */
+int rules_load_file(struct ruleset *rs, const char *path, char *err, size_t errlen);
+/* rules_load_text - parse text as if read from a file called name (tests, fuzzing) */
+int rules_load_text(struct ruleset *rs, const char *name, const char *text, size_t len,
+                    char *err, size_t errlen);
+
+/* rules_compile - after loading: compile the regexes, resolve metas.
+ * cache_dir "" or NULL = no cache.  0, or -1 with reason. */
+int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t errlen);
+
+const struct rules_stats *rules_get_stats(const struct ruleset *rs);
+
+/* The not-loaded rules, for reports: i-th name and reason, NULL past the end. */
+const char *rules_not_loaded(const struct ruleset *rs, size_t i, const char **reason);
+
+/* --- scanning one message ----------------------------------------------- */
+
+struct rules_scratch *rules_scratch_new(const struct ruleset *rs);
+void rules_scratch_free(struct rules_scratch *s);
+
+/* One header field as the message has it. */
+struct rules_header {
+	const char *name;       /* without colon */
+	const char *raw;        /* value as in the message, folding kept (LF or CRLF), no final newline */
+	const char *decoded;    /* unfolded, RFC 2047 decoded, trimmed (UTF-8); NULL = same as raw unfolded */
+};
+
+struct rules_input {
+	const struct rules_header *headers;  /* in message order */
+	size_t nheaders;
+	/* body lines as SpamAssassin renders them (subject first, paragraphs),
+	 * each usually ending in "\n" */
+	const char *const *body;
+	const size_t *body_len;
+	size_t nbody;
+	const char *const *rawbody;          /* decoded, not rendered, lines */
+	const size_t *rawbody_len;
+	size_t nrawbody;
+	const char *full;                    /* whole message as received */
+	size_t full_len;
+	const char *const *uris;
+	size_t nuris;
+	unsigned time_budget_ms;             /* 0 = none */
+};
+
+/* One rule that hit. */
+struct rules_hit {
+	const char *name;        /* borrowed from the ruleset */
+	const char *describe;    /* or NULL */
+	double score;
+	unsigned count;
+};
+
+/* rules_scan - evaluate every rule on one message.  Calls on_hit for each
+ * reported rule that hit (names starting with "__" and score-0 rules are
+ * evaluated but not reported).  Returns 0, or 1 when the time budget ran
+ * out (the rules not reached count as not hit). */
+int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
+               void (*on_hit)(void *arg, const struct rules_hit *h), void *arg);
+
+/* rules_count - number of rules; rules_info - name, kind, loaded of the i-th */
+size_t rules_count(const struct ruleset *rs);
+const char *rules_info(const struct ruleset *rs, size_t i, enum rule_kind *kind, int *loaded, double *score);
+
+/* Helpers the bridge uses to present headers as SpamAssassin does. */
+/* rules_addr_of - first address in a header value (":addr"): out, 0/-1 */
+int rules_addr_of(const char *value, char *out, size_t outlen);
+/* rules_name_of - display name of the first address (":name") */
+int rules_name_of(const char *value, char *out, size_t outlen);
+
+#endif

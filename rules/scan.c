@@ -1,0 +1,492 @@
+/* scan.c - evaluates a compiled ruleset on one message.
+ *
+ * Per text (a header, a body line, the full message, a URI) one Hyperscan
+ * pass over the kind's database says which rules may match; PCRE2 confirms
+ * prefilter matches, counts hits of "multiple" rules and runs the rules
+ * Hyperscan refused.  Metas are evaluated last, dependencies first.
+ * Header texts are presented as SpamAssassin does: every field of the name,
+ * decoded, each followed by "\n"; ALL is "Name: value\n" for every field. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "rules/rules_int.h"
+
+#define MAX_JOINED_TEXT (32u << 20)
+
+/* One text of a kind inside the joined buffer scanned by Hyperscan. */
+struct segment {
+	size_t off, len;
+	unsigned target;              /* header kind: the target; else unused */
+};
+
+/* A rule Hyperscan reported in a segment: PCRE2 decides. */
+struct candidate { unsigned rule, seg; };
+
+struct rules_scratch {
+	hs_scratch_t *hs;
+	double *values;               /* per rule: hit count (metas: result) */
+	uint32_t *last_seg;           /* per rule: 1 + last segment reported (this kind) */
+	struct candidate *cand;
+	size_t ncand, capcand;
+	struct segment *seg;
+	size_t nseg, capseg;
+	unsigned *seg_of_target;      /* header target -> 1 + its segment, 0 = absent */
+	const struct ruleset *rs;
+	enum rule_kind kind;
+	pcre2_match_data *md;
+	char *buf;                    /* the joined texts of one kind */
+	size_t buflen, bufcap;
+	struct timespec deadline;
+	int has_deadline, out_of_time;
+	unsigned checks;
+};
+
+void rules_prepare_targets(struct ruleset *rs)
+{
+	for (size_t i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		if (!r->defined || r->kind != RK_HEADER || r->loaded != 1) continue;
+		unsigned t;
+		for (t = 0; t < rs->ntargets; t++)
+			if (rs->targets[t].hmod == r->hmod && strcmp(rs->targets[t].hdr, r->hdr) == 0) break;
+		if (t == rs->ntargets) {
+			struct htarget *n = realloc(rs->targets, (rs->ntargets + 1) * sizeof *n);
+			if (!n) abort();
+			rs->targets = n;
+			memset(&n[t], 0, sizeof n[t]);
+			n[t].hdr = r->hdr;
+			n[t].hmod = r->hmod;
+			rs->ntargets++;
+		}
+		struct htarget *ht = &rs->targets[t];
+		unsigned *v = realloc(ht->rules, (ht->n + 1) * sizeof *v);
+		if (!v) abort();
+		ht->rules = v;
+		v[ht->n++] = (unsigned)i;
+		r->target = t;
+	}
+}
+
+struct rules_scratch *rules_scratch_new(const struct ruleset *rs)
+{
+	struct rules_scratch *s = calloc(1, sizeof *s);
+	if (!s) return NULL;
+	s->rs = rs;
+	s->values = calloc(rs->nrules + 1, sizeof *s->values);
+	s->last_seg = calloc(rs->nrules + 1, sizeof *s->last_seg);
+	s->md = pcre2_match_data_create(1, NULL);
+	s->seg_of_target = calloc(rs->ntargets + 1, sizeof *s->seg_of_target);
+	if (!s->values || !s->last_seg || !s->md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
+	for (int k = 0; k < RK_META; k++)
+		if (rs->kdb[k].db && hs_alloc_scratch(rs->kdb[k].db, &s->hs) != HS_SUCCESS) {
+			rules_scratch_free(s);
+			return NULL;
+		}
+	return s;
+}
+
+void rules_scratch_free(struct rules_scratch *s)
+{
+	if (!s) return;
+	if (s->hs) hs_free_scratch(s->hs);
+	if (s->md) pcre2_match_data_free(s->md);
+	free(s->values);
+	free(s->last_seg);
+	free(s->seg_of_target);
+	free(s->cand);
+	free(s->seg);
+	free(s->buf);
+	free(s);
+}
+
+static int over_budget(struct rules_scratch *s)
+{
+	if (!s->has_deadline) return 0;
+	if (s->out_of_time) return 1;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > s->deadline.tv_sec ||
+	    (now.tv_sec == s->deadline.tv_sec && now.tv_nsec >= s->deadline.tv_nsec))
+		s->out_of_time = 1;
+	return s->out_of_time;
+}
+
+/* --- the joined buffer ------------------------------------------------------ */
+
+static void buf_add(struct rules_scratch *s, const char *p, size_t n)
+{
+	if (s->buflen + n + 1 > MAX_JOINED_TEXT) n = MAX_JOINED_TEXT - 1 - s->buflen;
+	if (s->buflen + n + 1 > s->bufcap) {
+		s->bufcap = (s->buflen + n + 1) * 2;
+		s->buf = realloc(s->buf, s->bufcap);
+		if (!s->buf) abort();
+	}
+	memcpy(s->buf + s->buflen, p, n);
+	s->buflen += n;
+	s->buf[s->buflen] = '\0';
+}
+
+static void joined_reset(struct rules_scratch *s)
+{
+	s->buflen = 0;
+	s->nseg = 0;
+	buf_add(s, "", 0);
+}
+
+/* segments are separated by one "\n" so that Hyperscan's ^ and $ (all
+ * patterns are compiled multi-line there) see the boundaries; PCRE2 then
+ * checks each candidate on its own segment with the rule's real flags */
+static void seg_begin(struct rules_scratch *s, unsigned target)
+{
+	if (s->nseg) buf_add(s, "\n", 1);
+	if (s->nseg == s->capseg) {
+		s->capseg = s->capseg ? s->capseg * 2 : 256;
+		s->seg = realloc(s->seg, s->capseg * sizeof *s->seg);
+		if (!s->seg) abort();
+	}
+	s->seg[s->nseg].off = s->buflen;
+	s->seg[s->nseg].len = 0;
+	s->seg[s->nseg].target = target;
+	s->nseg++;
+}
+
+static void seg_end(struct rules_scratch *s)
+{
+	struct segment *g = &s->seg[s->nseg - 1];
+	g->len = s->buflen - g->off;
+}
+
+static unsigned seg_of(const struct rules_scratch *s, unsigned long long end)
+{
+	size_t lo = 0, hi = s->nseg;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+		if (s->seg[mid].off <= end) lo = mid; else hi = mid;
+	}
+	/* a match ending on the separator belongs to the segment before it */
+	if (lo > 0 && end == s->seg[lo].off) lo--;
+	return (unsigned)lo;
+}
+
+static int on_hs_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	(void)from; (void)flags;
+	struct rules_scratch *s = ctx;
+	const struct kind_db *k = &s->rs->kdb[s->kind];
+	if (id >= k->n || !s->nseg) return 0;
+	unsigned r = k->rule_of[id];
+	unsigned g = seg_of(s, to);
+	if (s->last_seg[r] == g + 1) return 0;
+	s->last_seg[r] = g + 1;
+	if (s->ncand == s->capcand) {
+		s->capcand = s->capcand ? s->capcand * 2 : 256;
+		s->cand = realloc(s->cand, s->capcand * sizeof *s->cand);
+		if (!s->cand) abort();
+	}
+	s->cand[s->ncand].rule = r;
+	s->cand[s->ncand].seg = g;
+	s->ncand++;
+	return 0;
+}
+
+/* matches of r in text: 0, 1, or more when multiple (bounded by maxhits) */
+static unsigned pcre_count(struct rules_scratch *s, const struct rule *r, const char *t, size_t len, int multiple)
+{
+	unsigned n = 0;
+	size_t off = 0;
+	unsigned cap = r->maxhits ? r->maxhits : 1000;
+	while (off <= len) {
+		int rc = pcre2_match(r->pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
+		if (rc < 0) break;          /* no match, or the match limit: counts as not hit */
+		n++;
+		if (!multiple || n >= cap) break;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
+		off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+	}
+	return n;
+}
+
+static void add_count(struct rules_scratch *s, unsigned ri, unsigned c)
+{
+	const struct rule *r = &s->rs->rules[ri];
+	s->values[ri] += c;
+	if (r->maxhits && s->values[ri] > r->maxhits) s->values[ri] = r->maxhits;
+}
+
+/* Scan the joined segments of a kind: one Hyperscan pass, PCRE2 for the
+ * candidates and for the rules Hyperscan refused. */
+static void scan_joined(struct rules_scratch *s, enum rule_kind kind)
+{
+	const struct ruleset *rs = s->rs;
+	const struct kind_db *k = &rs->kdb[kind];
+	if (!s->nseg) return;
+	s->kind = kind;
+	s->ncand = 0;
+	for (unsigned i = 0; i < k->n; i++) s->last_seg[k->rule_of[i]] = 0;
+	if (k->db) hs_scan(k->db, s->buf, (unsigned)s->buflen, 0, s->hs, on_hs_match, s);
+	for (size_t i = 0; i < s->ncand; i++) {
+		unsigned ri = s->cand[i].rule;
+		const struct rule *r = &rs->rules[ri];
+		int multiple = (r->tflags & TF_MULTIPLE) != 0;
+		if (s->values[ri] > 0 && !multiple) continue;
+		if (kind == RK_HEADER) {       /* the rule's own header text */
+			unsigned g = s->seg_of_target[r->target];
+			if (g) add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g - 1].off, s->seg[g - 1].len, multiple));
+		} else {
+			/* reported once, where it first matched: that segment and the
+			 * ones after it (an earlier one cannot match alone) */
+			for (size_t g = s->cand[i].seg; g < s->nseg; g++) {
+				if (s->values[ri] > 0 && !multiple) break;
+				add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g].off, s->seg[g].len, multiple));
+			}
+		}
+		if ((++s->checks & 63) == 0 && over_budget(s)) return;
+	}
+	for (unsigned i = 0; i < k->npcre; i++) {
+		unsigned ri = k->pcre_rules[i];
+		const struct rule *r = &rs->rules[ri];
+		int multiple = (r->tflags & TF_MULTIPLE) != 0;
+		for (size_t g = 0; g < s->nseg; g++) {
+			if (s->values[ri] > 0 && !multiple) break;
+			if (kind == RK_HEADER && r->target != s->seg[g].target) continue;
+			add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g].off, s->seg[g].len, multiple));
+			if ((++s->checks & 63) == 0 && over_budget(s)) return;
+		}
+	}
+}
+
+static void scan_lines(struct rules_scratch *s, enum rule_kind kind, const char *const *t, const size_t *len, size_t n)
+{
+	joined_reset(s);
+	for (size_t i = 0; i < n; i++) {
+		seg_begin(s, 0);
+		buf_add(s, t[i], len ? len[i] : strlen(t[i]));
+		seg_end(s);
+	}
+	scan_joined(s, kind);
+}
+
+/* --- header texts ------------------------------------------------------------ */
+
+/* value of a field as SpamAssassin's decoded text: unfolded and trimmed */
+static void add_value(struct rules_scratch *s, const struct rules_header *h, int raw)
+{
+	if (raw || !h->decoded) {
+		const char *v = h->raw;
+		if (raw) { buf_add(s, v, strlen(v)); return; }
+		while (*v == ' ' || *v == '\t') v++;
+		size_t start = s->buflen;
+		for (; *v; v++) {
+			if (*v == '\r' && v[1] == '\n') continue;
+			if (*v == '\n') {
+				while (v[1] == ' ' || v[1] == '\t') v++;
+				buf_add(s, " ", 1);
+				continue;
+			}
+			buf_add(s, v, 1);
+		}
+		while (s->buflen > start && isspace((unsigned char)s->buf[s->buflen - 1])) s->buf[--s->buflen] = '\0';
+		return;
+	}
+	buf_add(s, h->decoded, strlen(h->decoded));
+}
+
+static int name_is(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
+
+/* appends the text of target t to the joined buffer; 0 if no such header */
+static int header_text(struct rules_scratch *s, const struct htarget *t, const struct rules_input *in)
+{
+	size_t start = s->buflen;
+	int raw = t->hmod == HM_RAW, found = 0;
+	/* SpamAssassin's pseudo-header names are case-sensitive */
+	if (strcmp(t->hdr, "ALL") == 0) {
+		for (size_t i = 0; i < in->nheaders; i++) {
+			if (name_is(in->headers[i].name, "EnvelopeFrom")) continue;   /* pseudo */
+			buf_add(s, in->headers[i].name, strlen(in->headers[i].name));
+			buf_add(s, ": ", 2);
+			add_value(s, &in->headers[i], raw);
+			buf_add(s, "\n", 1);
+			found = 1;
+		}
+		return found;
+	}
+	static const char *const msgid[] = { "Message-Id", "Resent-Message-Id", "X-Message-Id", NULL };
+	static const char *const tocc[] = { "To", "Cc", NULL };
+	const char *const *names = NULL;
+	const char *single[2] = { t->hdr, NULL };
+	if (strcmp(t->hdr, "MESSAGEID") == 0) names = msgid;
+	else if (strcmp(t->hdr, "ToCc") == 0) names = tocc;
+	else names = single;
+	for (size_t n = 0; names[n]; n++)
+		for (size_t i = 0; i < in->nheaders; i++) {
+			if (!name_is(in->headers[i].name, names[n])) continue;
+			add_value(s, &in->headers[i], raw);
+			buf_add(s, "\n", 1);
+			found = 1;
+		}
+	if (found && (t->hmod == HM_ADDR || t->hmod == HM_NAME)) {
+		char out[1024];
+		int ok = t->hmod == HM_ADDR ? rules_addr_of(s->buf + start, out, sizeof out)
+		                            : rules_name_of(s->buf + start, out, sizeof out);
+		s->buflen = start;
+		s->buf[start] = '\0';
+		if (ok == 0) buf_add(s, out, strlen(out));
+	}
+	return found;
+}
+
+static void scan_headers(struct rules_scratch *s, const struct rules_input *in)
+{
+	const struct ruleset *rs = s->rs;
+	joined_reset(s);
+	unsigned char *present = calloc(rs->ntargets + 1, 1);
+	if (!present) abort();
+	for (unsigned t = 0; t < rs->ntargets; t++) {
+		const struct htarget *ht = &rs->targets[t];
+		seg_begin(s, t);
+		present[t] = (unsigned char)header_text(s, ht, in);
+		seg_end(s);
+		if (!present[t]) s->nseg--;        /* absent: no segment (its text is empty) */
+		s->seg_of_target[t] = present[t] ? (unsigned)s->nseg : 0;
+	}
+	for (unsigned t = 0; t < rs->ntargets; t++)
+		for (unsigned i = 0; i < rs->targets[t].n; i++) {
+			unsigned ri = rs->targets[t].rules[i];
+			if (rs->rules[ri].exists) s->values[ri] = present[t];
+		}
+	scan_joined(s, RK_HEADER);
+	for (unsigned t = 0; t < rs->ntargets; t++) {
+		const struct htarget *ht = &rs->targets[t];
+		for (unsigned i = 0; i < ht->n; i++) {
+			unsigned ri = ht->rules[i];
+			const struct rule *r = &rs->rules[ri];
+			if (r->exists) continue;
+			if (!present[t]) {
+				/* absent: only [if-unset: TEXT] gives something to match */
+				if (!r->unset) { s->values[ri] = 0; continue; }
+				unsigned c = pcre_count(s, r, r->unset, strlen(r->unset), 0);
+				s->values[ri] = r->negate ? !c : (c > 0);
+				continue;
+			}
+			if (r->negate) s->values[ri] = s->values[ri] > 0 ? 0 : 1;
+			else if (s->values[ri] > 1 && !(r->tflags & TF_MULTIPLE)) s->values[ri] = 1;
+		}
+	}
+	free(present);
+}
+
+int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
+               void (*on_hit)(void *arg, const struct rules_hit *h), void *arg)
+{
+	memset(s->values, 0, rs->nrules * sizeof *s->values);
+	s->out_of_time = 0;
+	s->has_deadline = in->time_budget_ms > 0;
+	if (s->has_deadline) {
+		clock_gettime(CLOCK_MONOTONIC, &s->deadline);
+		s->deadline.tv_sec += in->time_budget_ms / 1000;
+		s->deadline.tv_nsec += (long)(in->time_budget_ms % 1000) * 1000000L;
+		if (s->deadline.tv_nsec >= 1000000000L) { s->deadline.tv_sec++; s->deadline.tv_nsec -= 1000000000L; }
+	}
+	scan_headers(s, in);
+	if (!over_budget(s)) scan_lines(s, RK_BODY, in->body, in->body_len, in->nbody);
+	if (!over_budget(s)) scan_lines(s, RK_RAWBODY, in->rawbody, in->rawbody_len, in->nrawbody);
+	if (in->full && !over_budget(s)) scan_lines(s, RK_FULL, &in->full, &in->full_len, 1);
+	if (!over_budget(s) && in->nuris) {
+		/* every URI in the forms SpamAssassin's uri rules see */
+		joined_reset(s);
+		for (size_t i = 0; i < in->nuris; i++) {
+			char **forms;
+			size_t nf = rules_uri_forms(rs, s->md, in->uris[i], &forms);
+			for (size_t k = 0; k < nf; k++) {
+				seg_begin(s, 0);
+				buf_add(s, forms[k], strlen(forms[k]));
+				seg_end(s);
+				free(forms[k]);
+			}
+			free(forms);
+		}
+		scan_joined(s, RK_URI);
+	}
+	for (size_t i = 0; i < rs->nmeta_order; i++) {
+		unsigned ri = rs->meta_order[i];
+		s->values[ri] = meta_eval(&rs->rules[ri], s->values) != 0;
+	}
+	for (size_t i = 0; i < rs->nrules; i++) {
+		const struct rule *r = &rs->rules[i];
+		if (!r->defined || r->loaded != 1 || s->values[i] <= 0) continue;
+		if (r->score == 0 || strncmp(r->name, "__", 2) == 0) continue;
+		struct rules_hit h = { r->name, r->describe, r->score, (unsigned)s->values[i] };
+		on_hit(arg, &h);
+	}
+	return s->out_of_time;
+}
+
+/* --- addresses ------------------------------------------------------------- */
+
+/* first comma-separated address outside quotes, comments and <> */
+static size_t first_addr_len(const char *v)
+{
+	int q = 0, par = 0, ang = 0;
+	size_t i;
+	for (i = 0; v[i]; i++) {
+		char c = v[i];
+		if (c == '\\' && v[i + 1]) { i++; continue; }
+		if (q) { if (c == '"') q = 0; continue; }
+		if (c == '"') q = 1;
+		else if (c == '(') par++;
+		else if (c == ')' && par) par--;
+		else if (c == '<') ang = 1;
+		else if (c == '>') ang = 0;
+		else if ((c == ',' || c == '\n') && !par && !ang) break;
+	}
+	return i;
+}
+
+static void trim_copy(char *out, size_t outlen, const char *b, const char *e)
+{
+	while (b < e && isspace((unsigned char)*b)) b++;
+	while (e > b && isspace((unsigned char)e[-1])) e--;
+	if (e - b >= 2 && *b == '"' && e[-1] == '"') { b++; e--; }
+	size_t n = (size_t)(e - b);
+	if (n >= outlen) n = outlen - 1;
+	memcpy(out, b, n);
+	out[n] = '\0';
+}
+
+int rules_addr_of(const char *value, char *out, size_t outlen)
+{
+	size_t n = first_addr_len(value);
+	const char *lt = memchr(value, '<', n);
+	if (lt) {
+		const char *gt = memchr(lt, '>', n - (size_t)(lt - value));
+		if (gt) { trim_copy(out, outlen, lt + 1, gt); return 0; }
+	}
+	/* no angle brackets: the address with comments removed */
+	char tmp[1024];
+	size_t j = 0;
+	int par = 0;
+	for (size_t i = 0; i < n && j + 1 < sizeof tmp; i++) {
+		if (value[i] == '(') { par++; continue; }
+		if (value[i] == ')' && par) { par--; continue; }
+		if (!par) tmp[j++] = value[i];
+	}
+	tmp[j] = '\0';
+	trim_copy(out, outlen, tmp, tmp + j);
+	return 0;
+}
+
+int rules_name_of(const char *value, char *out, size_t outlen)
+{
+	size_t n = first_addr_len(value);
+	const char *lt = memchr(value, '<', n);
+	if (lt) { trim_copy(out, outlen, value, lt); return 0; }
+	const char *op = memchr(value, '(', n);
+	if (op) {
+		const char *cp = memchr(op, ')', n - (size_t)(op - value));
+		if (cp) { trim_copy(out, outlen, op + 1, cp); return 0; }
+	}
+	out[0] = '\0';
+	return 0;
+}

@@ -1,0 +1,112 @@
+"""The rules filter (issue 6) through "mailwarden scan": shipped rules hit
+on a spammy message and not on a plain one, symbols carry score and
+describe text, multiple hits multiply the score, the database cache is
+written and reused, a broken rule file stops the start with FILE:LINE,
+eval: rules are logged as not loaded, and the config check accepts the
+settings."""
+import json
+import os
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MW = os.environ.get("MW_BIN", os.path.join(HERE, "..", "..", "build", "mailwarden"))
+SHIPPED = os.path.abspath(os.path.join(HERE, "..", "..", "rules", "cf"))
+
+SPAMMY = (b'From: "PayPal Security" <x@gmail.com>\r\nTo: a@b.example\r\n'
+          b"Subject: FREE MONEY!!!\r\nContent-Type: text/html\r\n\r\n"
+          b'<html><body><p>Get free money now, click here, click here, click here, click here: '
+          b'<a href="http://192.0.2.7/x">link</a></p><iframe src="x"></iframe></body></html>\r\n')
+PLAIN = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: lunch\r\n"
+         b"Date: Thu, 26 Nov 2026 10:00:00 +0100\r\nMessage-ID: <1234.5678@example.org>\r\n"
+         b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+         b"See you at noon?\r\n")
+
+
+def scan(tmp_path, msg, rules, extra=()):
+    p = tmp_path / "m.eml"
+    p.write_bytes(msg)
+    args = [MW, "scan", "-o", "filters=rules", "-o", "rules_files="]
+    for r in rules:
+        args += ["-o", "rules_files=" + str(r)]
+    args += ["-o", "rules_cache_dir=" + str(tmp_path / "cache"), "-o", "log=stderr"] + list(extra) + [str(p)]
+    r = subprocess.run(args, capture_output=True, timeout=300)
+    return r
+
+
+def symbols(r):
+    assert r.returncode == 0, r.stderr
+    return {s["name"]: s for s in json.loads(r.stdout)["symbols"] if s.get("filter") == "rules"}
+
+
+def test_shipped_rules_spam_and_ham(tmp_path):
+    spam = symbols(scan(tmp_path, SPAMMY, [SHIPPED]))
+    for name in ("MW_NO_MESSAGE_ID", "MW_NO_DATE", "MW_FROM_BANK_FREEMAIL", "MW_SUBJ_EXCLAIM",
+                 "MW_HTML_ONLY", "MW_FREE_MONEY", "MW_URI_IP", "MW_HTML_IFRAME", "MW_HTML_ONLY_LINKS"):
+        assert name in spam, (name, sorted(spam))
+    assert spam["MW_FREE_MONEY"]["score"] == 1.5
+    assert spam["MW_FREE_MONEY"]["desc"] == "Offers free money"
+    # tflags multiple maxhits=3 with score 0.3: four "click here" count three times
+    assert abs(spam["MW_CLICK_HERE"]["score"] - 0.9) < 1e-6
+    assert json.loads(scan(tmp_path, SPAMMY, [SHIPPED]).stdout)["action"] in ("tag", "quarantine", "reject")
+    ham = symbols(scan(tmp_path, PLAIN, [SHIPPED]))
+    assert ham == {}, sorted(ham)
+
+
+def test_cache_written_and_reused(tmp_path):
+    cf = tmp_path / "r.cf"
+    cf.write_text("body T_LUNCH /\\bnoon\\b/\nscore T_LUNCH 3\nheader T_SUBJ Subject =~ /^lunch$/\n")
+    assert "T_LUNCH" in symbols(scan(tmp_path, PLAIN, [cf]))
+    files = sorted(os.listdir(tmp_path / "cache"))
+    assert files and all(f.endswith(".hsdb") for f in files)
+    stamp = {f: os.stat(tmp_path / "cache" / f).st_mtime_ns for f in files}
+    r = scan(tmp_path, PLAIN, [cf])
+    assert {"T_LUNCH", "T_SUBJ"} <= set(symbols(r))
+    assert {f: os.stat(tmp_path / "cache" / f).st_mtime_ns for f in files} == stamp
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    cf = tmp_path / "bad.cf"
+    cf.write_text("body OK /x/\n\nheader BAD Subject ~~ /x/\n")
+    r = scan(tmp_path, PLAIN, [cf])
+    assert r.returncode != 0
+    assert ("%s:3:" % cf).encode() in r.stderr, r.stderr
+
+
+def test_eval_rules_counted_not_dropped(tmp_path):
+    cf = tmp_path / "e.cf"
+    cf.write_text("body E1 eval:check_stuff()\nheader E2 eval:check_other()\nmeta M1 E1 && E2\n"
+                  "body OK /noon/\n")
+    r = scan(tmp_path, PLAIN, [cf])
+    assert "OK" in symbols(r)
+    assert b"rules: 3 not loaded (2 eval:" in r.stderr, r.stderr
+    assert b"first: E1 (eval:" in r.stderr
+
+
+def test_config_check_knows_settings(tmp_path):
+    r = subprocess.run([MW, "-t", "-v", "-o", "rules_time_budget=250ms", "-o", "rules_cache_dir="],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "rules_time_budget = 250ms" in r.stdout
+    assert "rules_files =" in r.stdout
+    # none given: the shipped directory, named when it is missing
+    r = subprocess.run([MW, "scan", "-o", "filters=rules", "-o", "rules_cache_dir=", "/dev/null"],
+                       capture_output=True, text=True, timeout=60)
+    if not os.path.isdir("/usr/share/mailwarden/rules"):
+        assert r.returncode != 0 and "/usr/share/mailwarden/rules" in r.stderr, r.stderr
+
+
+def test_envelope_from_and_text_addresses(tmp_path):
+    cf = tmp_path / "u.cf"
+    cf.write_text("header T_ENV EnvelopeFrom =~ /^bounce-77\\@lists\\.example$/\n"
+                  "uri T_MAILTO /^mailto:unsubscribe\\@lists\\.example$/\n"
+                  "uri T_REDIR m{^http://198\\.51\\.100\\.9/}\n")
+    msg = (b"Return-Path: <bounce-77@lists.example>\r\n" + PLAIN.replace(
+        b"See you at noon?", b"To leave, write to unsubscribe@lists.example or see "
+        b"http://rd.example/*http://198.51.100.9/x"))
+    got = symbols(scan(tmp_path, msg, [cf]))
+    assert {"T_ENV", "T_MAILTO", "T_REDIR"} <= set(got), sorted(got)
+    # the envelope sender, when there is one, wins over Return-Path
+    got = symbols(scan(tmp_path, msg, [cf], ["--from", "other@else.example"]))
+    assert "T_ENV" not in got and "T_MAILTO" in got

@@ -1,0 +1,468 @@
+/* test_rules.c - unit tests for rules/: every construct of the rule
+ * language parsed and evaluated (header with :name/:addr/:raw/exists:/ALL/
+ * if-unset/!~, body, rawbody, full, uri, meta arithmetic and boolean,
+ * score, describe, tflags nice/multiple/maxhits, ifplugin/if/else, include,
+ * replace_tag), eval: rules reported as not loaded, syntax errors with
+ * FILE:LINE, Hyperscan refusals falling back to PCRE2, the on-disk cache,
+ * and the time budget. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "rules/rules.h"
+
+struct hits { char names[4096]; double score; unsigned counts[64]; char cnames[64][64]; size_t n; };
+
+static void collect(void *arg, const struct rules_hit *h)
+{
+	struct hits *hs = arg;
+	strcat(hs->names, h->name);
+	strcat(hs->names, " ");
+	hs->score += h->score * h->count;
+	if (hs->n < 64) {
+		snprintf(hs->cnames[hs->n], 64, "%s", h->name);
+		hs->counts[hs->n++] = h->count;
+	}
+}
+
+static unsigned count_of(const struct hits *h, const char *name)
+{
+	for (size_t i = 0; i < h->n; i++) if (strcmp(h->cnames[i], name) == 0) return h->counts[i];
+	return 0;
+}
+
+static int has(const struct hits *h, const char *name)
+{
+	return count_of(h, name) > 0;
+}
+
+static struct ruleset *load(const char *text, const char *cache)
+{
+	struct ruleset *rs = rules_new();
+	char err[512] = "";
+	int rc = rules_load_text(rs, "test.cf", text, strlen(text), err, sizeof err);
+	if (rc) fprintf(stderr, "load: %s\n", err);
+	assert_int_equal(rc, 0);
+	rc = rules_compile(rs, cache, err, sizeof err);
+	if (rc) fprintf(stderr, "compile: %s\n", err);
+	assert_int_equal(rc, 0);
+	return rs;
+}
+
+static const struct rules_header std_headers[] = {
+	{ "From", "\"Alice Example\" <alice@example.com>", NULL },
+	{ "To", "bob@example.org (Bob)", NULL },
+	{ "Subject", "=?utf-8?q?caf=C3=A9?= offer\n\tfolded", "caf\xc3\xa9 offer folded" },
+	{ "X-Mailer", "Spammer 1.0", NULL },
+	{ "Received", "from a by b", NULL },
+	{ "Received", "from c by d", NULL },
+	{ "Resent-Message-Id", "<a@b.example>", NULL },
+};
+
+static void scan(struct ruleset *rs, struct hits *h, const char *const *body, size_t nbody,
+                 const char *full, const char *const *uris, size_t nuris)
+{
+	size_t lens[64];
+	for (size_t i = 0; i < nbody; i++) lens[i] = strlen(body[i]);
+	struct rules_input in = {
+		.headers = std_headers, .nheaders = sizeof std_headers / sizeof *std_headers,
+		.body = body, .body_len = lens, .nbody = nbody,
+		.rawbody = body, .rawbody_len = lens, .nrawbody = nbody,
+		.full = full, .full_len = full ? strlen(full) : 0,
+		.uris = uris, .nuris = nuris,
+	};
+	memset(h, 0, sizeof *h);
+	struct rules_scratch *s = rules_scratch_new(rs);
+	assert_non_null(s);
+	assert_int_equal(rules_scan(rs, s, &in, collect, h), 0);
+	rules_scratch_free(s);
+}
+
+static void test_headers(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"header H_SUBJ Subject =~ /caf\xc3\xa9 offer folded$/\n"
+		"header H_SUBJ_RAW Subject:raw =~ /=\\?utf-8\\?q\\?caf=C3=A9\\?=/i\n"
+		"header H_FROM_NAME From:name =~ /^Alice Example$/\n"
+		"header H_FROM_ADDR From:addr =~ /^alice\\@example\\.com$/\n"
+		"header H_TO_ADDR To:addr =~ /^bob\\@example\\.org$/\n"
+		"header H_TO_NAME To:name =~ /^Bob$/\n"
+		"header H_EXISTS exists:X-Mailer\n"
+		"header H_NOT_EXISTS exists:X-Nope\n"
+		"header H_ALL ALL =~ /^X-Mailer: Spammer/m\n"
+		"header H_NEG X-Mailer !~ /Outlook/\n"
+		"header H_NEG_MISS X-Nope !~ /foo/\n"
+		"header H_UNSET X-Nope =~ /^dflt$/ [if-unset: dflt]\n"
+		"header H_RCVD Received =~ /by b\\nfrom c/\n"
+		"header H_CASE subject =~ /OFFER/i\n"
+		"header H_NOMATCH Subject =~ /viagra/\n"
+		"header H_MSGID MESSAGEID =~ /<a\\@b\\.example>/\n"
+		"header H_MSGID_CASE exists:MessageID\n", NULL);
+	struct hits h;
+	scan(rs, &h, NULL, 0, NULL, NULL, 0);
+	const char *want[] = { "H_SUBJ", "H_SUBJ_RAW", "H_FROM_NAME", "H_FROM_ADDR", "H_TO_ADDR", "H_TO_NAME",
+		"H_EXISTS", "H_ALL", "H_NEG", "H_UNSET", "H_RCVD", "H_CASE", "H_MSGID" };
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		if (!has(&h, want[i])) fprintf(stderr, "missing %s in: %s\n", want[i], h.names);
+		assert_true(has(&h, want[i]));
+	}
+	assert_false(has(&h, "H_NOT_EXISTS"));
+	assert_false(has(&h, "H_NOMATCH"));
+	assert_false(has(&h, "H_NEG_MISS"));   /* a missing header without if-unset is not tested */
+	assert_false(has(&h, "H_MSGID_CASE"));  /* pseudo-header names are case-sensitive */
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 17);
+	rules_free(rs);
+}
+
+static void test_body_kinds_and_tflags(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"body B_PHRASE /\\bfree money\\b/i\n"
+		"describe B_PHRASE Talks about free money\n"
+		"score B_PHRASE 2.5\n"
+		"body B_MULTI /click/\n"
+		"tflags B_MULTI multiple\n"
+		"body B_MAX /click/\n"
+		"tflags B_MAX multiple maxhits=2\n"
+		"body B_ONCE /click/\n"
+		"body B_NICE /newsletter/\n"
+		"tflags B_NICE nice\n"
+		"score B_NICE -1\n"
+		"rawbody R_TAG /<font/i\n"
+		"full F_HDR /^X-Mailer: Spammer/m\n"
+		"uri U_IP m{^https?://\\d+\\.\\d+\\.\\d+\\.\\d+}\n"
+		"uri U_NONE /example\\.net/\n"
+		"uri U_REDIR m{^http://198\\.51\\.100\\.9/}\n"
+		"uri U_PATTERN m{^https?://target\\.example/}\n"
+		"redirector_pattern m'^https?:/*(?:\\w+\\.)?goo\\.example/url\\?.*?(?<=[?&])q=(.*?)(?:$|[&\\#])'i\n"
+		"uri U_SCHEMELESS m{^http://www\\.bare\\.example$}\n"
+		"uri U_NOUSER m{^http://host\\.example/}\n"
+		"body __SUB /click/\n"
+		"body ZERO /click/\n"
+		"score ZERO 0\n", NULL);
+	const char *body[] = { "Subject line\n", "get FREE money now click click\n", "click <font> newsletter\n" };
+	const char *uris[] = { "http://192.0.2.1/x", "https://example.org/",
+		"http://rd.yahoo.com/*http://198.51.100.9/farm/?aid=1",
+		"http://www.goo.example/url?sa=t&q=https://target.example/x&b=1",
+		"www.bare.example", "http://user@host.example/" };
+	struct hits h;
+	scan(rs, &h, body, 3, "From: a\nX-Mailer: Spammer 1\n\nbody\n", uris, 6);
+	assert_true(has(&h, "B_PHRASE"));
+	assert_int_equal(count_of(&h, "B_MULTI"), 3);
+	assert_int_equal(count_of(&h, "B_MAX"), 2);
+	assert_int_equal(count_of(&h, "B_ONCE"), 1);
+	assert_true(has(&h, "B_NICE"));
+	assert_true(has(&h, "R_TAG"));
+	assert_true(has(&h, "F_HDR"));
+	assert_true(has(&h, "U_IP"));
+	assert_false(has(&h, "U_NONE"));
+	assert_true(has(&h, "U_REDIR"));        /* the target behind a redirector */
+	assert_true(has(&h, "U_PATTERN"));      /* redirector_pattern's capture */
+	assert_true(has(&h, "U_SCHEMELESS"));
+	assert_true(has(&h, "U_NOUSER"));
+	assert_false(has(&h, "__SUB"));    /* sub-rules are not reported */
+	assert_false(has(&h, "ZERO"));     /* score 0 disables */
+	/* score: 2.5 + 3 + 2 + 1 (default) - 1 + 1 + 1 + 1 + 4 uri rules */
+	assert_true(h.score > 14.49 && h.score < 14.51);
+	rules_free(rs);
+}
+
+static void test_meta(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"body __A /alpha/\n"
+		"body __B /beta/\n"
+		"body __C /gamma/\n"
+		"body __M /click/\n"
+		"tflags __M multiple\n"
+		"meta M_AND __A && __B\n"
+		"meta M_OR (__A || __C)\n"
+		"meta M_NOT __A && !__C\n"
+		"meta M_SUM (__A + __B + __C) >= 2\n"
+		"meta M_SUM3 (__A + __B + __C) > 2\n"
+		"meta M_COUNT __M > 2\n"
+		"meta M_ARITH __M * 2 - 1 == 5\n"
+		"meta M_META M_AND && M_SUM\n"
+		"meta M_UNDEF __A && NEVER_DEFINED\n"
+		"meta M_UNDEF_OR __A || NEVER_DEFINED\n"
+		"meta M_EVAL __A && E_EVAL\n"
+		"body E_EVAL eval:check_something()\n"
+		"header E_NET eval:check_rbl('x', 'zen.example.')\n"
+		"tflags E_NET net\n"
+		"meta M_NET __A && !E_NET\n", NULL);
+	const char *body[] = { "alpha beta click click\n", "click\n" };
+	struct hits h;
+	scan(rs, &h, body, 2, NULL, NULL, 0);
+	assert_true(has(&h, "M_AND"));
+	assert_true(has(&h, "M_OR"));
+	assert_true(has(&h, "M_NOT"));
+	assert_true(has(&h, "M_SUM"));
+	assert_false(has(&h, "M_SUM3"));
+	assert_true(has(&h, "M_COUNT"));
+	assert_true(has(&h, "M_ARITH"));
+	assert_true(has(&h, "M_META"));
+	assert_false(has(&h, "M_UNDEF"));
+	assert_true(has(&h, "M_UNDEF_OR"));
+	assert_false(has(&h, "M_EVAL"));
+	assert_true(has(&h, "M_NET"));     /* a network test counts as not hit */
+	/* the eval rule and the meta over it: not loaded, with reasons */
+	const struct rules_stats *s = rules_get_stats(rs);
+	assert_int_equal(s->not_loaded, 3);
+	assert_int_equal(s->not_loaded_eval, 2);
+	const char *why, *n0 = rules_not_loaded(rs, 0, &why);
+	assert_non_null(n0);
+	int saw_meta = 0;
+	for (size_t i = 0; (n0 = rules_not_loaded(rs, i, &why)); i++)
+		if (strcmp(n0, "M_EVAL") == 0) { saw_meta = 1; assert_non_null(strstr(why, "E_EVAL")); }
+	assert_true(saw_meta);
+	rules_free(rs);
+}
+
+static void test_blocks_and_include(void **st)
+{
+	(void)st;
+	char dir[] = "/tmp/mwrulesXXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char inc[300], main_cf[300];
+	snprintf(inc, sizeof inc, "%s/inc.cf", dir);
+	snprintf(main_cf, sizeof main_cf, "%s/main.cf", dir);
+	FILE *f = fopen(inc, "w");
+	fputs("body INCLUDED /included/\n", f);
+	fclose(f);
+	f = fopen(main_cf, "w");
+	fputs("# comment\n"
+	      "include inc.cf\n"
+	      "ifplugin Mail::SpamAssassin::Plugin::ReplaceTags\n"
+	      "body IN_PLUGIN /plugin/ # trailing comment\n"
+	      "endif\n"
+	      "ifplugin Mail::SpamAssassin::Plugin::NoSuchPlugin\n"
+	      "body IN_MISSING /plugin/\n"
+	      "if (version >= 3.004000)\n"
+	      "body NESTED /plugin/\n"
+	      "endif\n"
+	      "endif\n"
+	      "if (version >= 3.004000)\n"
+	      "body NEW_SA /plugin/\n"
+	      "else\n"
+	      "body OLD_SA /plugin/\n"
+	      "endif\n"
+	      "if !plugin(Mail::SpamAssassin::Plugin::NoSuchPlugin)\n"
+	      "body NOT_PLUGIN /plugin/\n"
+	      "endif\n"
+	      "if can(Mail::SpamAssassin::Conf::feature_bug6558_free)\n"
+	      "body CAN_FEATURE /plugin/\n"
+	      "endif\n"
+	      "replace_tag V (?:v|\\\\/)\n"
+	      "replace_tag I (?:i|1|l)\n"
+	      "replace_inter W1 [\\s_]?\n"
+	      "replace_tag AGRA agr<A>\n"
+	      "replace_tag A (?:a|4)\n"
+	      "body NESTED_TAG /<V><I><AGRA>/i\n"
+	      "replace_rules NESTED_TAG\n"
+	      "body TAGGED /<inter W1><V><I>agra/i\n"
+	      "replace_rules TAGGED\n", f);
+	fclose(f);
+	struct ruleset *rs = rules_new();
+	char err[512];
+	assert_int_equal(rules_load_file(rs, main_cf, err, sizeof err), 0);
+	assert_int_equal(rules_compile(rs, NULL, err, sizeof err), 0);
+	const char *body[] = { "plugin included v 1agra v1agr4\n" };
+	struct hits h;
+	scan(rs, &h, body, 1, NULL, NULL, 0);
+	assert_true(has(&h, "INCLUDED"));
+	assert_true(has(&h, "IN_PLUGIN"));
+	assert_false(has(&h, "IN_MISSING"));
+	assert_false(has(&h, "NESTED"));
+	assert_true(has(&h, "NEW_SA"));
+	assert_false(has(&h, "OLD_SA"));
+	assert_true(has(&h, "NOT_PLUGIN"));
+	assert_true(has(&h, "CAN_FEATURE"));
+	assert_true(has(&h, "TAGGED"));
+	assert_true(has(&h, "NESTED_TAG"));       /* a tag inside a tag's value */
+	rules_free(rs);
+	/* a directory: every *.cf, in name order */
+	rs = rules_new();
+	assert_int_equal(rules_load_file(rs, dir, err, sizeof err), 0);
+	assert_int_equal(rules_get_stats(rs)->files, 3);   /* inc.cf, main.cf, inc.cf again via include */
+	rules_free(rs);
+	unlink(inc);
+	unlink(main_cf);
+	rmdir(dir);
+}
+
+static void expect_error(const char *text, const char *want)
+{
+	struct ruleset *rs = rules_new();
+	char err[512] = "";
+	int rc = rules_load_text(rs, "bad.cf", text, strlen(text), err, sizeof err);
+	if (rc == 0 || !strstr(err, want)) fprintf(stderr, "text %s: err \"%s\" want \"%s\"\n", text, err, want);
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(err, want));
+	rules_free(rs);
+}
+
+static void test_syntax_errors(void **st)
+{
+	(void)st;
+	expect_error("body OK /x/\nbody BAD /unterminated\n", "bad.cf:2:");
+	expect_error("\n\nheader H Subject ~~ /x/\n", "bad.cf:3:");
+	expect_error("header H Subject =~ /x/ junk\n", "bad.cf:1:");
+	expect_error("body X /x/q\n", "bad.cf:1:");
+	expect_error("score X notanumber\n", "bad.cf:1:");
+	expect_error("ifplugin Foo\nbody X /x/\n", "bad.cf:3: 1 if/ifplugin");
+	expect_error("endif\n", "bad.cf:1: endif without if");
+	expect_error("body bad-name /x/\n", "bad.cf:1:");
+	expect_error("if (version >>> 3)\nendif\n", "bad.cf:1:");
+	expect_error("meta\n", "bad.cf:1:");
+	/* a regex PCRE2 refuses is not an error: reported as not loaded */
+	struct ruleset *rs = rules_new();
+	char err[512];
+	const char *t = "body BADRE /(unclosed/\nmeta BADMETA BADRE &&\n";
+	assert_int_equal(rules_load_text(rs, "x.cf", t, strlen(t), err, sizeof err), 0);
+	assert_int_equal(rules_compile(rs, NULL, err, sizeof err), 0);
+	assert_int_equal(rules_get_stats(rs)->not_loaded, 2);
+	rules_free(rs);
+}
+
+static void test_fallback_and_cache(void **st)
+{
+	(void)st;
+	char dir[] = "/tmp/mwrcacheXXXXXX";
+	assert_non_null(mkdtemp(dir));
+	const char *text =
+		"body BACKREF /(\\w)\\1\\1\\1/\n"              /* back-reference: not Hyperscan */
+		"body LOOKBEHIND /(?<!no )spam/\n"
+		"body PLAIN /spam/\n"
+		"body ATOMIC /(?>a+)b/\n";
+	for (int round = 0; round < 2; round++) {
+		struct ruleset *rs = load(text, dir);
+		const struct rules_stats *s = rules_get_stats(rs);
+		assert_int_equal(s->cache_hit, round == 1);
+		assert_true(s->hs_patterns >= 1);
+		assert_true(s->hs_prefilter + s->pcre_only >= 1);
+		const char *body[] = { "zzzz no spam aab\n" };
+		struct hits h;
+		scan(rs, &h, body, 1, NULL, NULL, 0);
+		assert_true(has(&h, "BACKREF"));
+		assert_false(has(&h, "LOOKBEHIND"));
+		assert_true(has(&h, "PLAIN"));
+		assert_true(has(&h, "ATOMIC"));
+		const char *body2[] = { "abcd spam\n" };
+		scan(rs, &h, body2, 1, NULL, NULL, 0);
+		assert_false(has(&h, "BACKREF"));
+		assert_true(has(&h, "LOOKBEHIND"));
+		rules_free(rs);
+	}
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_time_budget(void **st)
+{
+	(void)st;
+	/* many PCRE2-only rules over many lines: 1 ms cannot be enough */
+	char *text = malloc(200 * 64);
+	text[0] = '\0';
+	for (int i = 0; i < 200; i++) {
+		char line[64];
+		snprintf(line, sizeof line, "body BR%d /(\\w)\\1%d(x+x+)+y/\n", i, i);
+		strcat(text, line);
+	}
+	struct ruleset *rs = load(text, NULL);
+	free(text);
+	enum { N = 200000 };
+	const char **lines = calloc(N, sizeof *lines);
+	size_t *lens = calloc(N, sizeof *lens);
+	for (int i = 0; i < N; i++) { lines[i] = "aa xxxxxxxxxxxxxxxxxxxxxxxx some text of a line\n"; lens[i] = strlen(lines[i]); }
+	struct rules_input in = { .body = lines, .body_len = lens, .nbody = N, .time_budget_ms = 1 };
+	struct rules_scratch *s = rules_scratch_new(rs);
+	struct hits h = { 0 };
+	assert_int_equal(rules_scan(rs, s, &in, collect, &h), 1);
+	in.time_budget_ms = 0;
+	in.nbody = 2;
+	assert_int_equal(rules_scan(rs, s, &in, collect, &h), 0);
+	rules_scratch_free(s);
+	free(lines);
+	free(lens);
+	rules_free(rs);
+}
+
+/* one compiled set, four threads, each with its own scratch: the same
+ * answers as one thread gives */
+struct thr { struct ruleset *rs; int bad; };
+
+static void *scan_many(void *arg)
+{
+	struct thr *t = arg;
+	struct rules_scratch *s = rules_scratch_new(t->rs);
+	for (int i = 0; i < 300; i++) {
+		char line[128];
+		snprintf(line, sizeof line, "line %d: %s\n", i, i % 2 ? "free money aaaa" : "nothing here");
+		const char *body[] = { line };
+		size_t len = strlen(line);
+		struct rules_input in = { .headers = std_headers, .nheaders = sizeof std_headers / sizeof *std_headers,
+			.body = body, .body_len = &len, .nbody = 1 };
+		struct hits h;
+		memset(&h, 0, sizeof h);
+		rules_scan(t->rs, s, &in, collect, &h);
+		int want = i % 2;
+		if (has(&h, "T_MONEY") != want || has(&h, "T_BACKREF") != want || !has(&h, "T_HDR")) t->bad++;
+	}
+	rules_scratch_free(s);
+	return NULL;
+}
+
+static void test_threads(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load("body T_MONEY /free money/\nbody T_BACKREF /(a)\\1\\1\\1/\n"
+	                          "header T_HDR X-Mailer =~ /Spammer/\n", NULL);
+	pthread_t th[4];
+	struct thr t[4];
+	for (int i = 0; i < 4; i++) { t[i].rs = rs; t[i].bad = 0; pthread_create(&th[i], NULL, scan_many, &t[i]); }
+	for (int i = 0; i < 4; i++) { pthread_join(th[i], NULL); assert_int_equal(t[i].bad, 0); }
+	rules_free(rs);
+}
+
+static void test_addresses(void **st)
+{
+	(void)st;
+	char out[256];
+	rules_addr_of("\"Doe, John\" <john@example.com>, other@x.org", out, sizeof out);
+	assert_string_equal(out, "john@example.com");
+	rules_name_of("\"Doe, John\" <john@example.com>, other@x.org", out, sizeof out);
+	assert_string_equal(out, "Doe, John");
+	rules_addr_of("jane@example.com (Jane Roe)", out, sizeof out);
+	assert_string_equal(out, "jane@example.com");
+	rules_name_of("jane@example.com (Jane Roe)", out, sizeof out);
+	assert_string_equal(out, "Jane Roe");
+	rules_name_of("plain@example.com", out, sizeof out);
+	assert_string_equal(out, "");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_body_kinds_and_tflags),
+		cmocka_unit_test(test_meta),
+		cmocka_unit_test(test_blocks_and_include),
+		cmocka_unit_test(test_syntax_errors),
+		cmocka_unit_test(test_fallback_and_cache),
+		cmocka_unit_test(test_time_budget),
+		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_threads),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
