@@ -133,6 +133,26 @@ def test_clean_message_arrives_with_authentication_results(stack):
     assert ("X-Virus-Status", "Clean") in hdrs
 
 
+def test_inbound_dkim_signature_verifies_through_postfix(stack, keys):
+    """Postfix hands header values to the milter with their leading space
+    kept (SMFIP_HDR_LEADSPC), so the scanner sees the header bytes the
+    signer signed, whatever the canonicalization."""
+    pf, mw, sink = stack
+    for canon in (b"simple/simple", b"relaxed/relaxed"):
+        msg = make_msg(subject="signed  with   spaces", frm="alice@sign.test",
+                       headers=[("X-Folded", "first\r\n\tsecond")])
+        signed = dkimlib.dkimpy_sign(msg, "rsa1", "sign.test", keys["rsa"][0],
+                                     canonicalize=tuple(canon.split(b"/")),
+                                     include_headers=[b"from", b"to", b"subject", b"x-folded"])
+        n = len(sink.messages)
+        refused, err = send_pf(pf, signed, "alice@sign.test")
+        assert err is None and not refused
+        assert wait_until(lambda: len(sink.messages) == n + 1, 20.0), pf.log()[-2000:]
+        ar = [v for k, v in header_block(sink.messages[-1].content)
+              if k.lower() == "authentication-results"]
+        assert len(ar) == 1 and "dkim=pass" in ar[0] and "header.d=sign.test" in ar[0], (canon, ar)
+
+
 def test_eicar_is_rejected_at_end_of_data(stack):
     pf, mw, sink = stack
     _, err = send_pf(pf, eicar_msg(), "sender@example.org")
