@@ -385,8 +385,9 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 		/* RFC 7208 4.6.4: a ptr term looks at the first 10 names in the
 		 * order the DNS gave them, and more must not be a permerror;
 		 * libspf2 makes more than 10 a permerror (SPF_E_BIG_DNS), so it
-		 * is given 10.  (The order varies from one answer to the next:
-		 * the suite's ptr-limit test, 11 names, got permerror at random.) */
+		 * is given 10.  (libunbound rotates an RRset by the clock's
+		 * second, so the suite's ptr-limit test, 11 names with the
+		 * matching one last, got permerror one second in 11.) */
 		if (type == ns_t_ptr && n >= SPF_MAX_PTR_NAMES)
 			break;
 		switch ((int)type) {
