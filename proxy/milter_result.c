@@ -129,7 +129,8 @@ static void apply_edits(SMFICTX *ctx, const struct scan_result *res,
 			del[ndel++].index = e->index + 1;
 		}
 	}
-	qsort(del, ndel, sizeof(*del), by_index_desc);
+	if (ndel > 1)   /* qsort(NULL, 0, ...) is undefined (its pointer is nonnull) */
+		qsort(del, ndel, sizeof(*del), by_index_desc);
 	for (i = 0; i < ndel; i++) {
 		for (k = 0; k < i; k++)     /* the same field asked twice */
 			if (del[k].index == del[i].index && strcasecmp(del[k].name, del[i].name) == 0)

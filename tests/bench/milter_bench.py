@@ -54,7 +54,7 @@ def main():
     procs, postfixes = [], []
     try:
         sink_port = mwlib.free_port()
-        sink = subprocess.Popen([SMTP_SINK, "-c", "127.0.0.1:%d" % sink_port, "1000"],
+        sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", "-c", "127.0.0.1:%d" % sink_port, "1000"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         procs.append(sink)
