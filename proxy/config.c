@@ -449,6 +449,10 @@ static const struct cfg_opt cfg_opts[] = {
 	      "directory for compiled rule databases, keyed by the rules' hash (empty = compile at every start)"),
 	G_DUR("rules_time_budget", rules_time_budget, "2s", 0, 600 * MS_S,
 	      "time all rules together may take on one message; rules not reached count as not hit (0 = no limit)"),
+	G_ENUM("rules_score_set", rules_score_set, int, "auto",
+	       ((const struct cfg_word[]){ { "auto", -1 }, { "0", 0 }, { "1", 1 }, { "2", 2 }, { "3", 3 }, { NULL, 0 } }),
+	       "which value of SpamAssassin's 4-value score lines applies: 0 plain, 1 network, 2 Bayes, 3 both; "
+	       "auto = 2 when the bayes filter runs, else 0"),
 
 	/* --- store, Bayes (issue 6) --- */
 	G_ENUM("store", store_backend, int, "lmdb",
