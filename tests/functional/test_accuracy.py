@@ -34,7 +34,7 @@ SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
 # what is reached on this split (the target, 97% with no ham, is
 # not: see README); a regression below these fails
-MIN_RECALL = {"bayes": 0.86, "rules bayes": 0.89}
+MIN_RECALL = {"bayes": 0.86, "rules bayes": 0.90}
 
 
 def rules_opts(rules):
