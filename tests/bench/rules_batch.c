@@ -7,8 +7,9 @@
  *        rules_batch --report CACHEDIR RULEFILE|DIR|GLOB...   (every rule: name, kind,
  *        loaded 0/1, score, reason it is not loaded)
  * stdout: "FILE<TAB>SYM SYM ...\n" per message (symbols of the rules filter);
- *         with --scores "FILE<TAB>SCORE<TAB>SYM=score SYM=score ...\n" with the
- *         total score and the symbols of every filter (the accuracy test)
+ *         with --scores "FILE<TAB>SCORE<TAB>SYM=score SYM=score ...<TAB>BAYES\n"
+ *         with the total score, the symbols of every filter and the
+ *         description of the Bayes symbol (its p=) (the accuracy test)
  * stderr: "rules_batch: N messages in S s (R msg/s), setup T s" */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,6 +133,12 @@ int main(int argc, char **argv)
 		for (size_t k = 0; k < res.nsymbols; k++)
 			if (scores) printf("%s=%g ", res.symbols[k].name, res.symbols[k].score);
 			else if (strcmp(res.symbols[k].filter, "rules") == 0) printf("%s ", res.symbols[k].name);
+		if (scores) {
+			printf("\t");
+			for (size_t k = 0; k < res.nsymbols; k++)
+				if (strcmp(res.symbols[k].filter, "bayes") == 0 && res.symbols[k].desc)
+					printf("%s", res.symbols[k].desc);
+		}
 		printf("\n");
 		if (res.error[0]) fprintf(stderr, "rules_batch: %s: %s\n", argv[i], res.error);
 		scan_result_free(&res);

@@ -53,7 +53,7 @@ def batch(opts, files):
     assert r.returncode == 0, r.stderr[-2000:]
     out = {}
     for line in r.stdout.splitlines():
-        f, score, syms = line.split("\t")
+        f, score, syms, _bayes = line.split("\t")
         out[f] = (float(score), dict((s.split("=")[0], float(s.split("=")[1])) for s in syms.split()))
     assert set(out) == set(files), r.stderr[-2000:]
     return out
