@@ -12,6 +12,9 @@ it is scanned with `mailwarden scan` through the CLI too and must get the
 same score.  A message is flagged when its score reaches the default tag
 score, 5.0.
 
+test_score_set_follows_bayes: which value of a 4-value score line applies
+(rules_score_set), and -1 for a nice rule without a score.
+
 MW_ACCURACY_STOCK=1 also measures the shipped rules + Debian's stock
 SpamAssassin rules + Bayes (its first run compiles those rules: 60-90 s)."""
 import json
@@ -130,3 +133,26 @@ def test_accuracy_bayes_and_rules(learned):
     assert fig["rules bayes"][0] > fig["bayes"][0], lines
     for k, m in MIN_RECALL.items():
         assert fig[k][0] >= m, (k, lines)
+
+
+def test_score_set_follows_bayes(tmp_path):
+    """SpamAssassin's 4-value score lines: set 0 without Bayes, set 2 when
+    the bayes filter runs (rules_score_set = auto), or the set named."""
+    cf = tmp_path / "t.cf"
+    cf.write_text("header FOUR Subject =~ /accuracy probe/\nscore FOUR 1.0 2.0 3.0 4.0\n"
+                  "header NICE_ONE Subject =~ /accuracy probe/\ntflags NICE_ONE nice\n")
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(b"From: a@example.org\r\nTo: b@example.net\r\nSubject: accuracy probe\r\n"
+                    b"Message-ID: <p@example.org>\r\nDate: Fri, 27 Nov 2026 05:00:00 +0000\r\n\r\nbody\r\n")
+    base = NO_NET + ["-o", "rules_files=", "-o", "rules_files=" + str(cf), "-o", "rules_cache_dir=",
+                     "-o", "store_path=" + str(tmp_path / "s.lmdb")]
+
+    def scores(*extra):
+        r = run_mw(["scan"] + base + list(extra) + [str(msg)], timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        return {s["name"]: s["score"] for s in json.loads(r.stdout)["symbols"]}
+
+    assert scores("-o", "filters=rules") == {"FOUR": 1.0, "NICE_ONE": -1.0}
+    assert scores("-o", "filters=rules bayes") == {"FOUR": 3.0, "NICE_ONE": -1.0}   # Bayes silent: nothing learned
+    assert scores("-o", "filters=rules bayes", "-o", "rules_score_set=1")["FOUR"] == 2.0
+    assert scores("-o", "filters=rules", "-o", "rules_score_set=3")["FOUR"] == 4.0
