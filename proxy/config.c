@@ -449,6 +449,10 @@ static const struct cfg_opt cfg_opts[] = {
 	      "directory for compiled rule databases, keyed by the rules' hash (empty = compile at every start)"),
 	G_DUR("rules_time_budget", rules_time_budget, "2s", 0, 600 * MS_S,
 	      "time all rules together may take on one message; rules not reached count as not hit (0 = no limit)"),
+	G_ENUM("rules_score_set", rules_score_set, int, "auto",
+	       ((const struct cfg_word[]){ { "auto", -1 }, { "0", 0 }, { "1", 1 }, { "2", 2 }, { "3", 3 }, { NULL, 0 } }),
+	       "which value of SpamAssassin's 4-value score lines applies: 0 plain, 1 network, 2 Bayes, 3 both; "
+	       "auto = 2 when the bayes filter runs, else 0"),
 
 	/* --- store, Bayes (issue 6) --- */
 	G_ENUM("store", store_backend, int, "lmdb",
@@ -477,7 +481,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       "Bayes: most significant tokens of a message combined"),
 	G_STR("bayes_scores", bayes_scores,
 	      "BAYES_00=-1.9 BAYES_05=-0.5 BAYES_20=-0.001 BAYES_40=-0.001 BAYES_50=0.8 "
-	      "BAYES_60=1.5 BAYES_80=2.0 BAYES_95=3.0 BAYES_99=3.5 BAYES_999=4.0", NULL,
+	      "BAYES_60=2.0 BAYES_80=4.0 BAYES_95=5.0 BAYES_99=5.0 BAYES_999=5.5", NULL,
 	      "Bayes: score of each probability band symbol (BAYES_00 .. BAYES_999)"),
 	{ "bayes_autolearn", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn, int),
 	  sizeof(int), 0, NULL, NULL, NULL,

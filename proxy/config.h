@@ -209,6 +209,7 @@ struct config {
 	unsigned nrules_files;
 	char     rules_cache_dir[512];    /* compiled Hyperscan databases; "" = no cache */
 	unsigned rules_time_budget;       /* ms per message for all rules; 0 = none */
+	int      rules_score_set;         /* SpamAssassin score set 0..3; -1 = auto (2 with bayes, else 0) */
 
 	/* --- store, Bayes (issue 6) --- */
 	int      store_backend;          /* enum store_kind: 0 lmdb, 1 redis */

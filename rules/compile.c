@@ -352,8 +352,11 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 	for (size_t i = 0; i < rs->nrules; i++) {
 		struct rule *r = &rs->rules[i];
 		if (!r->defined) continue;
-		if (!r->has_score)
+		if (!r->has_score) {
+			/* as SpamAssassin: 1.0, 0.01 for T_ rules, negated for nice rules */
 			r->score = strncmp(r->name, "__", 2) == 0 ? 0 : strncmp(r->name, "T_", 2) == 0 ? 0.01 : 1.0;
+			if (r->tflags & TF_NICE) r->score = -r->score;
+		}
 		if (r->loaded != 1 || !r->re) continue;
 		uint32_t opt = 0;
 		if (r->reflags & RE_I) opt |= PCRE2_CASELESS;

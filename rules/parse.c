@@ -122,6 +122,11 @@ struct ruleset *rules_new(void)
 	return rs;
 }
 
+void rules_set_score_set(struct ruleset *rs, int set)
+{
+	rs->score_set = set < 0 ? 0 : set > 3 ? 3 : set;
+}
+
 static void reset_test(struct rule *r)
 {
 	free(r->hdr); r->hdr = NULL;
@@ -384,7 +389,16 @@ static int parse_line(struct pstate *p, char *line)
 			errno = 0;
 			double v = strtod(args, &end);
 			if (end == args || errno) return perr(p, "score %s: not a number: %.40s", r->name, args);
-			/* score set 0 (no Bayes, no network) is the first value */
+			/* one value: every score set; four: the one chosen (SpamAssassin's
+			 * sets: 0 plain, 1 network, 2 Bayes, 3 both) */
+			for (int k = 1; k <= p->rs->score_set; k++) {
+				char *e2;
+				errno = 0;
+				double w = strtod(end, &e2);
+				if (e2 == end || errno) break;      /* fewer values: the first stays */
+				end = e2;
+				if (k == p->rs->score_set) v = w;
+			}
 			r->score = v;
 			r->has_score = 1;
 			return 0;

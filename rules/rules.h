@@ -34,6 +34,12 @@ struct rules_stats {
 struct ruleset *rules_new(void);
 void rules_free(struct ruleset *rs);
 
+/* rules_set_score_set - before loading: which value of a 4-value
+ * "score NAME s0 s1 s2 s3" line applies, as SpamAssassin's score sets:
+ * 0 no Bayes, no network tests; 1 network; 2 Bayes; 3 Bayes and network.
+ * A line with one value applies to every set.  Default 0. */
+void rules_set_score_set(struct ruleset *rs, int set);
+
 /* rules_load_file - parse one file (or every *.cf of a directory, in
  * name order), following include.  0, or -1 with "FILE:LINE: reason" in
  * err.  Unsupported rules are recorded, not errors. */

@@ -98,6 +98,7 @@ struct ruleset {
 	struct rules_stats stats;
 	struct replace_tag *tags;
 	size_t ntags;
+	int score_set;                /* which of a score line's 4 values applies (0..3) */
 	char **replace_names;         /* rules named by replace_rules */
 	size_t nreplace;
 	int compiled;

@@ -3,10 +3,13 @@
  * per message the symbols the rules filter added, and the throughput on
  * stderr.  Used by the SpamAssassin agreement test and the rules bench.
  *
- * usage: rules_batch [-c FILE] [-o name=value]... FILE...
+ * usage: rules_batch [--scores] [-c FILE] [-o name=value]... FILE...
  *        rules_batch --report CACHEDIR RULEFILE|DIR|GLOB...   (every rule: name, kind,
  *        loaded 0/1, score, reason it is not loaded)
- * stdout: "FILE<TAB>SYM SYM ...\n" per message
+ * stdout: "FILE<TAB>SYM SYM ...\n" per message (symbols of the rules filter);
+ *         with --scores "FILE<TAB>SCORE<TAB>SYM=score SYM=score ...<TAB>BAYES\n"
+ *         with the total score, the symbols of every filter and the
+ *         description of the Bayes symbol (its p=) (the accuracy test)
  * stderr: "rules_batch: N messages in S s (R msg/s), setup T s" */
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +95,8 @@ int main(int argc, char **argv)
 	const char *ov[64];
 	size_t nov = 0;
 	int i = 1;
+	int scores = 0;
+	if (argc > 1 && strcmp(argv[1], "--scores") == 0) { scores = 1; i++; }
 	for (; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) conf = argv[++i];
 		else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && nov < 64) ov[nov++] = argv[++i];
@@ -124,8 +129,16 @@ int main(int argc, char **argv)
 		pipeline_scan_ex(p, &req, fd, PIPELINE_DRY_RUN, &res);
 		close(fd);
 		printf("%s\t", argv[i]);
+		if (scores) printf("%.3f\t", res.score);
 		for (size_t k = 0; k < res.nsymbols; k++)
-			if (strcmp(res.symbols[k].filter, "rules") == 0) printf("%s ", res.symbols[k].name);
+			if (scores) printf("%s=%g ", res.symbols[k].name, res.symbols[k].score);
+			else if (strcmp(res.symbols[k].filter, "rules") == 0) printf("%s ", res.symbols[k].name);
+		if (scores) {
+			printf("\t");
+			for (size_t k = 0; k < res.nsymbols; k++)
+				if (strcmp(res.symbols[k].filter, "bayes") == 0 && res.symbols[k].desc)
+					printf("%s", res.symbols[k].desc);
+		}
 		printf("\n");
 		if (res.error[0]) fprintf(stderr, "rules_batch: %s: %s\n", argv[i], res.error);
 		scan_result_free(&res);

@@ -451,6 +451,46 @@ static void test_addresses(void **st)
 	assert_string_equal(out, "");
 }
 
+/* default scores as SpamAssassin's: 1, 0.01 for T_, negated for nice;
+ * a 4-value score line gives the value of the chosen score set */
+static double score_of(const struct ruleset *rs, const char *name)
+{
+	for (size_t i = 0; i < rules_count(rs); i++) {
+		enum rule_kind k;
+		int loaded;
+		double sc;
+		if (strcmp(rules_info(rs, i, &k, &loaded, &sc), name) == 0) return sc;
+	}
+	return -999;
+}
+
+static void test_default_scores_and_score_sets(void **st)
+{
+	(void)st;
+	static const char text[] =
+		"header PLAIN Subject =~ /a/\n"
+		"header T_PROBE Subject =~ /b/\n"
+		"header GOOD Subject =~ /c/\n"
+		"tflags GOOD nice\n"
+		"header FOUR Subject =~ /d/\n"
+		"score FOUR 0.5 1.5 2.5 3.5\n"
+		"header ONE Subject =~ /e/\n"
+		"score ONE 0.7\n";
+	for (int set = 0; set <= 3; set++) {
+		struct ruleset *rs = rules_new();
+		char err[512] = "";
+		rules_set_score_set(rs, set);
+		assert_int_equal(rules_load_text(rs, "t.cf", text, strlen(text), err, sizeof err), 0);
+		assert_int_equal(rules_compile(rs, NULL, err, sizeof err), 0);
+		assert_true(score_of(rs, "PLAIN") == 1.0);
+		assert_true(score_of(rs, "T_PROBE") == 0.01);
+		assert_true(score_of(rs, "GOOD") == -1.0);
+		assert_true(score_of(rs, "FOUR") == 0.5 + set);
+		assert_true(score_of(rs, "ONE") == 0.7);
+		rules_free(rs);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -463,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_time_budget),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_default_scores_and_score_sets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
