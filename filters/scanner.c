@@ -54,6 +54,7 @@ struct job {
 	struct conn *conn;          /* one reference */
 	struct scan_request req;    /* owned */
 	int         msgfd;          /* owned */
+	unsigned char *msg;         /* owned; an inline message (req.msg points here) */
 };
 
 struct scanner {
@@ -179,6 +180,7 @@ static void job_free(struct job *jb)
 {
 	if (jb->msgfd >= 0)
 		close(jb->msgfd);
+	free(jb->msg);
 	scan_request_free(&jb->req);
 	conn_unref(jb->conn);
 	free(jb);
@@ -235,9 +237,11 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 	struct scan_request req;
 	json_object *j;
 	struct job *jb;
-	int fd, r, busy;
+	unsigned char *msg;
+	size_t msg_len;
+	int fd, r, busy, has_msg;
 
-	r = scanproto_recv_flags(c->fd, &j, &fd, flags);
+	r = scanproto_recv_msg(c->fd, &j, &fd, flags, &msg, &msg_len);
 	if (r == 0)
 		return -1;
 	if (r < 0) {
@@ -254,12 +258,14 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 	}
 	r = scan_request_from_json(j, &req);
 	json_object_put(j);
-	if (r < 0 || (fd < 0) != (req.stage == SCAN_ENVELOPE)) {
+	has_msg = fd >= 0 || msg != NULL;	/* never both: scanproto refuses that */
+	if (r < 0 || !has_msg != (req.stage == SCAN_ENVELOPE)) {
 		slog(NULL, LOG_WARNING, "conn=%llu: malformed request (%s); closing the "
 		    "connection", c->no, r < 0 ? "bad fields"
-		    : fd < 0 ? "no message fd" : "a message fd with an envelope request");
+		    : !has_msg ? "no message" : "a message with an envelope request");
 		if (fd >= 0)
 			close(fd);
+		free(msg);
 		if (r == 0)
 			scan_request_free(&req);
 		return -2;
@@ -272,6 +278,12 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 		jb->conn = conn_ref(c);
 		jb->req = req;
 		jb->msgfd = fd;
+		jb->msg = msg;
+		if (msg != NULL) {
+			jb->req.msg = msg;
+			jb->req.msg_len = msg_len;
+			jb->req.msg_inline = 1;
+		}
 		if (s->tail != NULL)
 			s->tail->next = jb;
 		else
@@ -286,6 +298,7 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 		    "tempfail", (unsigned long long)req.id);
 		if (fd >= 0)
 			close(fd);
+		free(msg);
 		answer_now(s, c, req.id, req.session_id, "scanner busy");
 		scan_request_free(&req);
 	}

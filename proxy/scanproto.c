@@ -530,17 +530,32 @@ bad:
 
 /* --- transport ----------------------------------------------------------- */
 
+static int send_packet(int sock, json_object *j, int fd, const void *body, size_t blen,
+                       int has_body);
+
 int scanproto_send(int sock, json_object *j, int fd)
+{
+	return send_packet(sock, j, fd, NULL, 0, 0);
+}
+
+int scanproto_send_msg(int sock, json_object *j, const void *msg, size_t len)
+{
+	return send_packet(sock, j, -1, msg, len, 1);
+}
+
+static int send_packet(int sock, json_object *j, int fd, const void *body, size_t blen,
+                       int has_body)
 {
 	union {
 		struct cmsghdr hdr;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} cm;
+	static const char nul = '\0';
 	struct msghdr msg;
-	struct iovec iov;
+	struct iovec iov[3];
 	struct cmsghdr *c;
 	const char *text;
-	size_t len;
+	size_t len, total;
 	ssize_t n;
 
 	text = json_object_to_json_string_length(j,
@@ -549,15 +564,22 @@ int scanproto_send(int sock, json_object *j, int fd)
 		errno = ENOMEM;
 		return -1;
 	}
-	if (len > SCANPROTO_MAX_PACKET) {
+	total = len;
+	if (has_body)
+		total = blen > SCANPROTO_MAX_PACKET ? SIZE_MAX : len + 1 + blen;
+	if (total > SCANPROTO_MAX_PACKET) {
 		errno = EMSGSIZE;
 		return -1;
 	}
 	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = (void *)(uintptr_t)text;
-	iov.iov_len = len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
+	iov[0].iov_base = (void *)(uintptr_t)text;
+	iov[0].iov_len = len;
+	iov[1].iov_base = (void *)(uintptr_t)&nul;
+	iov[1].iov_len = 1;
+	iov[2].iov_base = (void *)(uintptr_t)body;
+	iov[2].iov_len = blen;
+	msg.msg_iov = iov;
+	msg.msg_iovlen = has_body ? (blen > 0 ? 3 : 2) : 1;
 	if (fd >= 0) {
 		memset(&cm, 0, sizeof(cm));
 		msg.msg_control = cm.buf;
@@ -585,7 +607,7 @@ int scanproto_send(int sock, json_object *j, int fd)
 	}
 	if (n < 0)
 		return -1;
-	if ((size_t)n != len) {		/* cannot happen on SOCK_SEQPACKET */
+	if ((size_t)n != total) {	/* cannot happen on SOCK_SEQPACKET */
 		errno = EMSGSIZE;
 		return -1;
 	}
@@ -622,6 +644,12 @@ int scanproto_recv(int sock, json_object **out, int *fd)
 
 int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 {
+	return scanproto_recv_msg(sock, out, fd, flags, NULL, NULL);
+}
+
+int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
+                       unsigned char **body, size_t *body_len)
+{
 	union {
 		struct cmsghdr hdr;
 		char buf[CMSG_SPACE(SP_MAX_FDS * sizeof(int))];
@@ -632,10 +660,15 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 	json_object *j;
 	char *buf;
 	ssize_t n;
-	size_t end;
+	size_t end, text_len;
+	const char *sep;
 
 	*out = NULL;
 	*fd = -1;
+	if (body != NULL) {
+		*body = NULL;
+		*body_len = 0;
+	}
 	/* one byte more than the limit, so an oversized packet shows */
 	buf = xmalloc(SCANPROTO_MAX_PACKET + 1);
 	memset(&msg, 0, sizeof(msg));
@@ -663,12 +696,20 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 	}
 	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n > SCANPROTO_MAX_PACKET)
 		goto bad;
+	/* an inline message follows the first NUL */
+	text_len = (size_t)n;
+	sep = memchr(buf, '\0', (size_t)n);
+	if (sep != NULL) {
+		if (body == NULL || *fd >= 0)
+			goto bad;
+		text_len = (size_t)(sep - buf);
+	}
 
 	tok = json_tokener_new_ex(SP_JSON_DEPTH);
 	if (tok == NULL)
 		goto bad;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	j = json_tokener_parse_ex(tok, buf, (int)n);
+	j = json_tokener_parse_ex(tok, buf, (int)text_len);
 	end = json_tokener_get_parse_end(tok);
 	if (j == NULL || json_tokener_get_error(tok) != json_tokener_success) {
 		json_object_put(j);
@@ -676,11 +717,19 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 		goto bad;
 	}
 	json_tokener_free(tok);
-	while (end < (size_t)n && strchr(" \t\r\n", buf[end]) != NULL && buf[end] != '\0')
+	while (end < text_len && strchr(" \t\r\n", buf[end]) != NULL && buf[end] != '\0')
 		end++;
-	if (end != (size_t)n || !json_object_is_type(j, json_type_object)) {
+	if (end != text_len || !json_object_is_type(j, json_type_object)) {
 		json_object_put(j);
 		goto bad;
+	}
+	if (sep != NULL) {
+		size_t blen = (size_t)n - text_len - 1;
+
+		*body = xmalloc(blen + 1);
+		memcpy(*body, sep + 1, blen);
+		(*body)[blen] = '\0';
+		*body_len = blen;
 	}
 	free(buf);
 	*out = j;

@@ -625,6 +625,121 @@ static void test_send_too_big(void **state)
 	close(sv[0]);
 }
 
+/* Inline messages: the bytes after the JSON text's NUL come back exactly
+ * (NULs, CRs, any byte), empty is not "none", and every malformed shape
+ * (inline on the plain receiver, inline plus an fd, bad JSON before the
+ * NUL, too big for a packet) is refused. */
+static void test_inline_msg(void **state)
+{
+	struct scan_request a, b;
+	unsigned char *msg, *body;
+	size_t len, i;
+	json_object *j;
+	int sv[2], fd, mfd, before;
+
+	(void)state;
+	pair(sv);
+	fill_request(&a);
+	body = malloc(SCANPROTO_INLINE_MAX);
+	for (i = 0; i < SCANPROTO_INLINE_MAX; i++)
+		body[i] = (unsigned char)(i * 7);	/* NULs among them */
+	j = scan_request_to_json(&a);
+	assert_int_equal(scanproto_send_msg(sv[0], j, body, 1000), 0);
+	/* the largest inline message, more than the default send buffer's share */
+	assert_int_equal(scanproto_send_msg(sv[0], j, body, SCANPROTO_INLINE_MAX), 0);
+	/* empty */
+	assert_int_equal(scanproto_send_msg(sv[0], j, NULL, 0), 0);
+	json_object_put(j);
+
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_int_equal(fd, -1);
+	assert_non_null(msg);
+	assert_int_equal(len, 1000);
+	assert_memory_equal(msg, body, 1000);
+	assert_int_equal(scan_request_from_json(j, &b), 0);
+	assert_memory_equal(a.helo, b.helo, 256);
+	assert_string_equal(a.rcpts[1], b.rcpts[1]);
+	scan_request_free(&b);
+	json_object_put(j);
+	free(msg);
+
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_int_equal(len, SCANPROTO_INLINE_MAX);
+	assert_memory_equal(msg, body, SCANPROTO_INLINE_MAX);
+	json_object_put(j);
+	free(msg);
+
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_non_null(msg);			/* an empty message, not "none" */
+	assert_int_equal(len, 0);
+	json_object_put(j);
+	free(msg);
+
+	/* no inline part: msg NULL; an fd still passes */
+	mfd = memfd_with("x");
+	j = scan_request_to_json(&a);
+	assert_int_equal(scanproto_send(sv[0], j, mfd), 0);
+	json_object_put(j);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_null(msg);
+	assert_int_equal(len, 0);
+	assert_true(fd >= 0);
+	close(fd);
+	json_object_put(j);
+
+	/* the plain receiver refuses an inline message */
+	j = json_object_new_object();
+	json_object_object_add(j, "id", json_object_new_int(3));
+	assert_int_equal(scanproto_send_msg(sv[0], j, "abc", 3), 0);
+	errno = 0;
+	assert_int_equal(scanproto_recv(sv[1], &j, &fd), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_null(j);
+
+	/* inline plus an fd: refused, the fd closed */
+	before = count_fds();
+	raw_send(sv[0], "{\"id\":1}\0body", 13, mfd, 1);
+	errno = 0;
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_null(msg);
+	assert_int_equal(fd, -1);
+	assert_int_equal(count_fds(), before);
+	close(mfd);
+
+	/* bad JSON before the NUL; an empty JSON part */
+	raw_send(sv[0], "nope\0body", 9, -1, 0);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_null(msg);
+	raw_send(sv[0], "\0body", 5, -1, 0);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_int_equal(errno, EBADMSG);
+	/* whitespace then the NUL is fine */
+	raw_send(sv[0], "{\"id\":1} \0b", 11, -1, 0);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_int_equal(len, 1);
+	assert_int_equal(msg[0], 'b');
+	json_object_put(j);
+	free(msg);
+
+	/* JSON + NUL + message over the packet limit: EMSGSIZE, nothing sent */
+	free(body);
+	body = calloc(1, SCANPROTO_MAX_PACKET);
+	j = scan_request_to_json(&a);
+	errno = 0;
+	assert_int_equal(scanproto_send_msg(sv[0], j, body, SCANPROTO_MAX_PACKET - 10), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	json_object_put(j);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	free(body);
+	scan_request_free(&a);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -637,6 +752,7 @@ int main(void)
 		cmocka_unit_test(test_extra_fds_closed),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_send_too_big),
+		cmocka_unit_test(test_inline_msg),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
