@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -637,6 +638,30 @@ static void take_fds(struct msghdr *msg, int *fd)
 	}
 }
 
+/* The receive buffer: one per thread, kept (a fresh 256 KiB block per
+ * packet cost a malloc_consolidate each time), freed when the thread
+ * ends. */
+static pthread_key_t recv_key;
+static pthread_once_t recv_once = PTHREAD_ONCE_INIT;
+
+static void recv_key_init(void)
+{
+	(void)pthread_key_create(&recv_key, free);
+}
+
+static char *recv_buffer(void)
+{
+	char *b;
+
+	(void)pthread_once(&recv_once, recv_key_init);
+	b = pthread_getspecific(recv_key);
+	if (b == NULL) {
+		b = xmalloc(SCANPROTO_MAX_PACKET + 1);
+		(void)pthread_setspecific(recv_key, b);
+	}
+	return b;
+}
+
 int scanproto_recv(int sock, json_object **out, int *fd)
 {
 	return scanproto_recv_flags(sock, out, fd, 0);
@@ -670,7 +695,7 @@ int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
 		*body_len = 0;
 	}
 	/* one byte more than the limit, so an oversized packet shows */
-	buf = xmalloc(SCANPROTO_MAX_PACKET + 1);
+	buf = recv_buffer();
 	memset(&msg, 0, sizeof(msg));
 	memset(&cm, 0, sizeof(cm));
 	iov.iov_base = buf;
@@ -683,7 +708,6 @@ int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
 		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
-		free(buf);
 		return -1;
 	}
 	take_fds(&msg, fd);
@@ -691,7 +715,6 @@ int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
-		free(buf);
 		return 0;
 	}
 	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n > SCANPROTO_MAX_PACKET)
@@ -731,14 +754,12 @@ int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
 		(*body)[blen] = '\0';
 		*body_len = blen;
 	}
-	free(buf);
 	*out = j;
 	return 1;
 bad:
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-	free(buf);
 	errno = EBADMSG;
 	return -1;
 }
