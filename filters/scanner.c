@@ -194,8 +194,10 @@ static void *worker(void *arg)
 	struct scan_result res;
 	struct job *jb;
 
+	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		pthread_mutex_lock(&s->lock);
+		/* under s->lock here: the end of one job and the start of the
+		 * next share one critical section */
 		while (s->head == NULL && !s->stopping)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->head == NULL) {
@@ -223,7 +225,6 @@ static void *worker(void *arg)
 
 		pthread_mutex_lock(&s->lock);
 		s->running--;
-		pthread_mutex_unlock(&s->lock);
 	}
 }
 
