@@ -1,6 +1,6 @@
 /* scanproto.c - the scanner protocol: scan requests and results as JSON
  * objects (json-c), one per SOCK_SEQPACKET packet, the message passed as a
- * file descriptor with SCM_RIGHTS.
+ * file descriptor with SCM_RIGHTS or, when small, inline in the packet.
  *
  * Why this shape: a packet socket keeps message boundaries, so there is no
  * framing to get wrong, and passing the spool's memfd means the message is
@@ -26,6 +26,10 @@
  *             "name":"..","value":".."}],"quarantine_id":"..","error":"..",
  *             "scan_ms":D}
  * Only "id" is required; a missing string is "", a missing number 0.
+ *
+ * A request's message travels either as the fd (a sealed memfd) or, up to
+ * SCANPROTO_INLINE_MAX, inline: the packet is then the JSON text, one NUL
+ * byte and the message bytes (see scanproto.h).  Never both.
  */
 #include <errno.h>
 #include <math.h>
