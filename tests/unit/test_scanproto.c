@@ -1,7 +1,8 @@
 /* test_scanproto.c - the scanner protocol: JSON round trips of requests and
  * results (any byte but NUL survives), hostile JSON refused field by field,
  * and the packet transport with fd passing over a SOCK_SEQPACKET
- * socketpair (truncation, extra fds, garbage, EOF). */
+ * socketpair (truncation, extra fds, garbage, EOF); inline messages and
+ * the proxy's spool that feeds them. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "proxy/scanproto.h"
+#include "proxy/spool.h"
 
 static int count_fds(void)
 {
@@ -740,6 +742,57 @@ static void test_inline_msg(void **state)
 	close(sv[1]);
 }
 
+/* The proxy's side of inline messages: spool_finish_small keeps a small
+ * message in memory (no memfd), a larger one goes to a sealed memfd as
+ * before; spool_sealed_copy (the fallback when an inline packet would be
+ * too big) gives a sealed memfd with the bytes. */
+static void test_spool_small(void **state)
+{
+	struct spool sp;
+	char *big, buf[16];
+	int fd, seals;
+
+	(void)state;
+	spool_open(&sp);
+	assert_int_equal(spool_write(&sp, "Subject: a\r\n\r\nb\r\n", 17), 0);
+	assert_int_equal(spool_finish_small(&sp, SCANPROTO_INLINE_MAX), 0);
+	assert_int_equal(sp.fd, -1);
+	assert_int_equal(sp.size, 17);
+	assert_memory_equal(sp.map, "Subject: a\r\n\r\nb\r\n", 17);
+	spool_close(&sp);
+
+	/* empty */
+	spool_open(&sp);
+	assert_int_equal(spool_finish_small(&sp, SCANPROTO_INLINE_MAX), 0);
+	assert_int_equal(sp.fd, -1);
+	assert_non_null(sp.map);
+	assert_int_equal(sp.size, 0);
+	spool_close(&sp);
+
+	/* one byte over: a sealed memfd */
+	big = malloc(SCANPROTO_INLINE_MAX + 1);
+	memset(big, 'x', SCANPROTO_INLINE_MAX + 1);
+	spool_open(&sp);
+	assert_int_equal(spool_write(&sp, big, SCANPROTO_INLINE_MAX + 1), 0);
+	assert_int_equal(spool_finish_small(&sp, SCANPROTO_INLINE_MAX), 0);
+	assert_true(sp.fd >= 0);
+	seals = fcntl(sp.fd, F_GET_SEALS);
+	assert_true(seals >= 0 && (seals & F_SEAL_WRITE) && (seals & F_SEAL_SHRINK));
+	assert_memory_equal(sp.map, big, SCANPROTO_INLINE_MAX + 1);
+	spool_close(&sp);
+	free(big);
+
+	fd = spool_sealed_copy("hello", 5);
+	assert_true(fd >= 0);
+	seals = fcntl(fd, F_GET_SEALS);
+	assert_true(seals >= 0 && (seals & F_SEAL_WRITE) && (seals & F_SEAL_GROW)
+	    && (seals & F_SEAL_SHRINK) && (seals & F_SEAL_SEAL));
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(write(fd, "x", 1), -1);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -753,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_send_too_big),
 		cmocka_unit_test(test_inline_msg),
+		cmocka_unit_test(test_spool_small),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
