@@ -693,6 +693,7 @@ static void test_inline_msg(void **state)
 	j = json_object_new_object();
 	json_object_object_add(j, "id", json_object_new_int(3));
 	assert_int_equal(scanproto_send_msg(sv[0], j, "abc", 3), 0);
+	json_object_put(j);
 	errno = 0;
 	assert_int_equal(scanproto_recv(sv[1], &j, &fd), -1);
 	assert_int_equal(errno, EBADMSG);
