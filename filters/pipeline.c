@@ -432,6 +432,11 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 		return;
 	}
 
+	if (req->msg_inline) {
+		/* the message came in the request packet: our own copy */
+		len = req->msg_len;
+		goto have_msg;
+	}
 	if (fstat(msgfd, &st) < 0) {
 		fail(cfg, req, res, "message fd", errno);
 		goto out;
@@ -464,8 +469,10 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 			goto out;
 		}
 	}
+have_msg:
 	ms.req = req;
-	ms.msg = map != NULL ? map : copy != NULL ? copy : empty;
+	ms.msg = req->msg_inline ? (req->msg != NULL ? req->msg : empty)
+	       : map != NULL ? map : copy != NULL ? copy : empty;
 	ms.len = len;
 	msgscan_parse(&ms);
 	client_name(p, req, &ms);

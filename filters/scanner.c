@@ -12,7 +12,8 @@
  * the connection, each job one more.  The fd is closed with the last
  * reference, so a front end that goes away while its scans run costs a
  * failed send (EPIPE, no signal) and never a send on a reused fd.  Results
- * are sent under a per-connection mutex (one packet each, SOCK_SEQPACKET)
+ * are sent by the workers without a lock (one packet each: a
+ * SOCK_SEQPACKET send is atomic, so concurrent sends never interleave)
  * with a send timeout, so a front end that stops reading cannot hold a
  * worker forever.
  */
@@ -44,8 +45,7 @@
 struct conn {
 	int         fd;
 	atomic_int  refs;
-	pthread_mutex_t send_lock;  /* one result packet at a time */
-	int         dead;           /* a send failed; under send_lock */
+	atomic_int  dead;           /* a send failed: no more sends */
 	unsigned long long no;      /* connection number, for logs */
 };
 
@@ -54,6 +54,7 @@ struct job {
 	struct conn *conn;          /* one reference */
 	struct scan_request req;    /* owned */
 	int         msgfd;          /* owned */
+	unsigned char *msg;         /* owned; an inline message (req.msg points here) */
 };
 
 struct scanner {
@@ -91,7 +92,7 @@ static struct conn *conn_new(int fd, unsigned long long no)
 
 	c->fd = fd;
 	atomic_init(&c->refs, 1);
-	pthread_mutex_init(&c->send_lock, NULL);
+	atomic_init(&c->dead, 0);
 	c->no = no;
 	return c;
 }
@@ -107,7 +108,6 @@ static void conn_unref(struct conn *c)
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	close(c->fd);
-	pthread_mutex_destroy(&c->send_lock);
 	free(c);
 }
 
@@ -120,11 +120,8 @@ static void send_result(struct scanner *s, struct conn *c, struct scan_result *r
 	size_t i;
 	int r;
 
-	pthread_mutex_lock(&c->send_lock);
-	if (c->dead) {
-		pthread_mutex_unlock(&c->send_lock);
+	if (atomic_load(&c->dead))
 		return;
-	}
 	j = scan_result_to_json(res);
 	r = scanproto_send(c->fd, j, -1);
 	json_object_put(j);
@@ -151,14 +148,12 @@ static void send_result(struct scanner *s, struct conn *c, struct scan_result *r
 		r = scanproto_send(c->fd, j, -1);
 		json_object_put(j);
 	}
-	if (r < 0) {
+	if (r < 0 && !atomic_exchange(&c->dead, 1)) {	/* the first failure says it */
 		if (errno != EPIPE && errno != ECONNRESET)
 			slog_errno(sid, LOG_WARNING, "conn=%llu: cannot send result id=%llu, "
 			    "dropping the connection", c->no, (unsigned long long)res->id);
-		c->dead = 1;
 		shutdown(c->fd, SHUT_RDWR);	/* the loop sees the hangup */
 	}
-	pthread_mutex_unlock(&c->send_lock);
 }
 
 /* answer_now - a tempfail result sent from the loop, not scanned. */
@@ -179,6 +174,7 @@ static void job_free(struct job *jb)
 {
 	if (jb->msgfd >= 0)
 		close(jb->msgfd);
+	free(jb->msg);
 	scan_request_free(&jb->req);
 	conn_unref(jb->conn);
 	free(jb);
@@ -192,8 +188,10 @@ static void *worker(void *arg)
 	struct scan_result res;
 	struct job *jb;
 
+	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		pthread_mutex_lock(&s->lock);
+		/* under s->lock here: the end of one job and the start of the
+		 * next share one critical section */
 		while (s->head == NULL && !s->stopping)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->head == NULL) {
@@ -221,23 +219,29 @@ static void *worker(void *arg)
 
 		pthread_mutex_lock(&s->lock);
 		s->running--;
-		pthread_mutex_unlock(&s->lock);
 	}
 }
 
 /* --- the loop ---------------------------------------------------------------- */
 
-/* read_request - one packet from c.  Returns 1 when a request was taken,
- * 0 when nothing was there, -1 to drop the connection (EOF, receive
- * error), -2 to drop it and hang up (malformed). */
-static int read_request(struct scanner *s, struct conn *c, int flags)
+/* requests read in one go, not queued yet */
+struct batch {
+	struct job *head, **tail;
+};
+
+/* read_request - one packet from c, appended to b as a job.  Returns 1
+ * when a request was taken, 0 when nothing was there, -1 to drop the
+ * connection (EOF, receive error), -2 to drop it and hang up (malformed). */
+static int read_request(struct scanner *s, struct conn *c, int flags, struct batch *b)
 {
 	struct scan_request req;
 	json_object *j;
 	struct job *jb;
-	int fd, r, busy;
+	unsigned char *msg;
+	size_t msg_len;
+	int fd, r, has_msg;
 
-	r = scanproto_recv_flags(c->fd, &j, &fd, flags);
+	r = scanproto_recv_msg(c->fd, &j, &fd, flags, &msg, &msg_len);
 	if (r == 0)
 		return -1;
 	if (r < 0) {
@@ -254,42 +258,75 @@ static int read_request(struct scanner *s, struct conn *c, int flags)
 	}
 	r = scan_request_from_json(j, &req);
 	json_object_put(j);
-	if (r < 0 || (fd < 0) != (req.stage == SCAN_ENVELOPE)) {
+	has_msg = fd >= 0 || msg != NULL;	/* never both: scanproto refuses that */
+	if (r < 0 || !has_msg != (req.stage == SCAN_ENVELOPE)) {
 		slog(NULL, LOG_WARNING, "conn=%llu: malformed request (%s); closing the "
 		    "connection", c->no, r < 0 ? "bad fields"
-		    : fd < 0 ? "no message fd" : "a message fd with an envelope request");
+		    : !has_msg ? "no message" : "a message with an envelope request");
 		if (fd >= 0)
 			close(fd);
+		free(msg);
 		if (r == 0)
 			scan_request_free(&req);
 		return -2;
 	}
 
+	jb = xcalloc(1, sizeof(*jb));
+	jb->conn = conn_ref(c);
+	jb->req = req;
+	jb->msgfd = fd;
+	jb->msg = msg;
+	if (msg != NULL) {
+		jb->req.msg = msg;
+		jb->req.msg_len = msg_len;
+		jb->req.msg_inline = 1;
+	}
+	*b->tail = jb;
+	b->tail = &jb->next;
+	return 1;
+}
+
+/* enqueue - the requests read in one batch join the queue under one lock
+ * (not one lock and wake-up each, which the workers then contend for);
+ * those that do not fit are answered "scanner busy" at once. */
+static void enqueue(struct scanner *s, struct batch *b)
+{
+	struct job *jb, *next, *refused = NULL, **rtail = &refused;
+	unsigned added = 0, idle;
+
+	if (b->head == NULL)
+		return;
 	pthread_mutex_lock(&s->lock);
-	busy = s->queued >= s->cfg->scanner_queue + (s->nthreads - s->running);
-	if (!busy) {
-		jb = xcalloc(1, sizeof(*jb));
-		jb->conn = conn_ref(c);
-		jb->req = req;
-		jb->msgfd = fd;
+	idle = s->nthreads - s->running;
+	for (jb = b->head; jb != NULL; jb = next) {
+		next = jb->next;
+		jb->next = NULL;
+		if (s->queued >= s->cfg->scanner_queue + (s->nthreads - s->running)) {
+			*rtail = jb;
+			rtail = &jb->next;
+			continue;
+		}
 		if (s->tail != NULL)
 			s->tail->next = jb;
 		else
 			s->head = jb;
 		s->tail = jb;
 		s->queued++;
+		added++;
+	}
+	/* one wake-up per new job, no more than there are idle workers */
+	for (; added > 0 && idle > 0; added--, idle--)
 		pthread_cond_signal(&s->cond);
-	}
 	pthread_mutex_unlock(&s->lock);
-	if (busy) {
-		slog(req.session_id, LOG_WARNING, "scan id=%llu: queue full, answering "
-		    "tempfail", (unsigned long long)req.id);
-		if (fd >= 0)
-			close(fd);
-		answer_now(s, c, req.id, req.session_id, "scanner busy");
-		scan_request_free(&req);
+	b->head = NULL;
+	b->tail = &b->head;
+	for (jb = refused; jb != NULL; jb = next) {
+		next = jb->next;
+		slog(jb->req.session_id, LOG_WARNING, "scan id=%llu: queue full, answering "
+		    "tempfail", (unsigned long long)jb->req.id);
+		answer_now(s, jb->conn, jb->req.id, jb->req.session_id, "scanner busy");
+		job_free(jb);
 	}
-	return 1;
 }
 
 static int peer_ok(int fd)
@@ -468,12 +505,14 @@ int scanner_main(struct config *cfg, int listen_fd)
 				short re = i < polled ? pfd[base + i].revents : 0;
 
 				if (re & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
-					int r = (re & POLLNVAL) ? -1 : read_request(&s, c, 0);
+					struct batch b = { NULL, &b.head };
+					int r = (re & POLLNVAL) ? -1 : read_request(&s, c, 0, &b);
 					/* take what else is waiting, without blocking: one
 					 * poll per batch, not per request (bounded, for
 					 * fairness) */
 					for (int more = 0; r == 1 && more < 64; more++)
-						r = read_request(&s, c, MSG_DONTWAIT);
+						r = read_request(&s, c, MSG_DONTWAIT, &b);
+					enqueue(&s, &b);
 
 					if (r < 0) {
 						slog(NULL, LOG_DEBUG, "scanner: conn=%llu closed", c->no);

@@ -14,6 +14,7 @@
 #include "sbuf.h"
 
 #define READ_MIN     4096         /* room made before each read */
+#define READ_ROOM_MAX (32 * 1024)  /* largest room a busy connection reads into */
 #define IN_INITIAL   4096
 #define OUT_INITIAL  2048
 #define KEEP_MAX     (64 * 1024)  /* a buffer larger than this is freed once empty */
@@ -41,6 +42,10 @@ struct conn {
 	unsigned           read_ms, write_ms;
 	size_t             read_limit; /* 0 = none */
 	size_t             lowat;
+	size_t             read_room;  /* room made before a plain read: grows while
+	                                  reads fill it (a message body arrives), so
+	                                  a 10 KB DATA is one read, not three; an idle
+	                                  session keeps READ_MIN */
 	int                reading;    /* rev is added */
 	int                stopped;    /* conn_stop_reading */
 	int                connecting;
@@ -342,8 +347,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		tls_read_cb(c);
 		return;
 	}
-	fb_reserve(&c->in, READ_MIN, IN_INITIAL);
-	ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+	if (c->read_room < READ_MIN) c->read_room = READ_MIN;
+	fb_reserve(&c->in, c->read_room, IN_INITIAL);
+	size_t room = c->in.cap - c->in.len;
+	ssize_t n = read(c->fd, c->in.p + c->in.len, room);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
 		emit_event(c, CONN_ERROR);
@@ -357,6 +364,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->in.len += (size_t)n;
+	if ((size_t)n == room && c->read_room < READ_ROOM_MAX) c->read_room *= 2;
 	rtimer_arm(c);
 	if (c->read_limit && fb_used(&c->in) >= c->read_limit) read_arm(c);
 	c->depth++;

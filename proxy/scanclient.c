@@ -14,6 +14,7 @@
 #include "log.h"
 #include "sbuf.h"
 #include "scanclient.h"
+#include "spool.h"
 
 #define SC_BUCKETS 1024
 
@@ -31,8 +32,26 @@ struct sc_conn {
 struct sc_out {                     /* a packet that did not fit the socket yet */
 	json_object   *j;
 	int            fd;
+	unsigned char *msg;         /* owned copy of an inline message, or NULL */
+	size_t         msg_len;
 	struct sc_out *next;
 };
+
+/* out_send - one queued packet: inline message or descriptor */
+static int out_send(int sock, struct sc_out *o)
+{
+	if (o->msg != NULL) {
+		if (scanproto_send_msg(sock, o->j, o->msg, o->msg_len) == 0) return 0;
+		if (errno != EMSGSIZE) return -1;
+		/* too big with its envelope for one packet: as a memfd */
+		int fd = spool_sealed_copy((const char *)o->msg, o->msg_len);
+		if (fd < 0) return -1;
+		free(o->msg);
+		o->msg = NULL;
+		o->fd = fd;
+	}
+	return scanproto_send(sock, o->j, o->fd);
+}
 
 struct sc_req {
 	uint64_t       id;
@@ -86,6 +105,7 @@ static void conn_close(struct sc_conn *c)
 		c->outq = o->next;
 		json_object_put(o->j);
 		if (o->fd >= 0) close(o->fd);
+		free(o->msg);
 		free(o);
 	}
 	event_free(c->rd);
@@ -156,6 +176,9 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			conn_close(c);
 			return;
 		}
+		/* nothing more is owed on c: skip the recvmsg that would only say
+		 * EAGAIN (a late answer still wakes the level-triggered event) */
+		if (c->pending == 0) break;
 	}
 }
 
@@ -163,7 +186,7 @@ static int conn_flush(struct sc_conn *c)
 {
 	while (c->outq) {
 		struct sc_out *o = c->outq;
-		if (scanproto_send(c->fd, o->j, o->fd) < 0) {
+		if (out_send(c->fd, o) < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
 				event_add(c->wr, NULL);
 				return 0;
@@ -174,6 +197,7 @@ static int conn_flush(struct sc_conn *c)
 		if (c->outq == NULL) c->outq_tail = NULL;
 		json_object_put(o->j);
 		if (o->fd >= 0) close(o->fd);
+		free(o->msg);
 		free(o);
 	}
 	event_del(c->wr);
@@ -261,24 +285,57 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	struct sc_conn *c = sc->cur;
 	req->id = sc->next_id++;
 	json_object *j = scan_request_to_json(req);
-	int sent = 0;
-	if (c->outq == NULL) {
-		/* the usual case: straight out, the kernel copies the fd */
-		if (scanproto_send(c->fd, j, fd) == 0) {
+	int sent = 0, own_fd = -1;
+	int inline_msg = fd < 0 && req->msg_inline;
+	if (inline_msg && c->outq == NULL) {
+		/* the usual case for a small message: in the packet itself */
+		if (scanproto_send_msg(c->fd, j, req->msg, req->msg_len) == 0) {
 			sent = 1;
+		} else if (errno == EMSGSIZE) {
+			inline_msg = 0;    /* too big with its envelope: as a memfd */
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
 			json_object_put(j);
 			conn_fail(c, strerror(errno));
 			return 0;
 		}
 	}
+	if (!sent && fd < 0 && req->msg_inline && !inline_msg) {
+		if ((own_fd = spool_sealed_copy((const char *)req->msg, req->msg_len)) < 0) {
+			slog_errno(NULL, LOG_ERR, "spool memfd");
+			json_object_put(j);
+			return 0;
+		}
+		fd = own_fd;
+	}
+	if (!sent && !inline_msg && c->outq == NULL) {
+		/* straight out, the kernel copies the fd */
+		if (scanproto_send(c->fd, j, fd) == 0) {
+			sent = 1;
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+			json_object_put(j);
+			if (own_fd >= 0) close(own_fd);
+			conn_fail(c, strerror(errno));
+			return 0;
+		}
+	}
 	if (sent) {
 		json_object_put(j);
+		if (own_fd >= 0) close(own_fd);
 	} else {
-		/* the socket is full: keep our own copy of the fd until it leaves */
+		/* the socket is full: keep our own copy of the message (fd or
+		 * bytes: the session may go away before it leaves) */
 		struct sc_out *o = xcalloc(1, sizeof *o);
 		o->j = j;
-		o->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+		if (inline_msg) {
+			o->fd = -1;
+			o->msg = xmalloc(req->msg_len ? req->msg_len : 1);
+			memcpy(o->msg, req->msg, req->msg_len);
+			o->msg_len = req->msg_len;
+		} else if (own_fd >= 0) {
+			o->fd = own_fd;
+		} else {
+			o->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+		}
 		if (c->outq_tail) c->outq_tail->next = o;
 		else c->outq = o;
 		c->outq_tail = o;

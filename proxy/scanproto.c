@@ -1,6 +1,6 @@
 /* scanproto.c - the scanner protocol: scan requests and results as JSON
  * objects (json-c), one per SOCK_SEQPACKET packet, the message passed as a
- * file descriptor with SCM_RIGHTS.
+ * file descriptor with SCM_RIGHTS or, when small, inline in the packet.
  *
  * Why this shape: a packet socket keeps message boundaries, so there is no
  * framing to get wrong, and passing the spool's memfd means the message is
@@ -26,9 +26,14 @@
  *             "name":"..","value":".."}],"quarantine_id":"..","error":"..",
  *             "scan_ms":D}
  * Only "id" is required; a missing string is "", a missing number 0.
+ *
+ * A request's message travels either as the fd (a sealed memfd) or, up to
+ * SCANPROTO_INLINE_MAX, inline: the packet is then the JSON text, one NUL
+ * byte and the message bytes (see scanproto.h).  Never both.
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,17 +535,32 @@ bad:
 
 /* --- transport ----------------------------------------------------------- */
 
+static int send_packet(int sock, json_object *j, int fd, const void *body, size_t blen,
+                       int has_body);
+
 int scanproto_send(int sock, json_object *j, int fd)
+{
+	return send_packet(sock, j, fd, NULL, 0, 0);
+}
+
+int scanproto_send_msg(int sock, json_object *j, const void *msg, size_t len)
+{
+	return send_packet(sock, j, -1, msg, len, 1);
+}
+
+static int send_packet(int sock, json_object *j, int fd, const void *body, size_t blen,
+                       int has_body)
 {
 	union {
 		struct cmsghdr hdr;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} cm;
+	static const char nul = '\0';
 	struct msghdr msg;
-	struct iovec iov;
+	struct iovec iov[3];
 	struct cmsghdr *c;
 	const char *text;
-	size_t len;
+	size_t len, total;
 	ssize_t n;
 
 	text = json_object_to_json_string_length(j,
@@ -549,15 +569,22 @@ int scanproto_send(int sock, json_object *j, int fd)
 		errno = ENOMEM;
 		return -1;
 	}
-	if (len > SCANPROTO_MAX_PACKET) {
+	total = len;
+	if (has_body)
+		total = blen > SCANPROTO_MAX_PACKET ? SIZE_MAX : len + 1 + blen;
+	if (total > SCANPROTO_MAX_PACKET) {
 		errno = EMSGSIZE;
 		return -1;
 	}
 	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = (void *)(uintptr_t)text;
-	iov.iov_len = len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
+	iov[0].iov_base = (void *)(uintptr_t)text;
+	iov[0].iov_len = len;
+	iov[1].iov_base = (void *)(uintptr_t)&nul;
+	iov[1].iov_len = 1;
+	iov[2].iov_base = (void *)(uintptr_t)body;
+	iov[2].iov_len = blen;
+	msg.msg_iov = iov;
+	msg.msg_iovlen = has_body ? (blen > 0 ? 3 : 2) : 1;
 	if (fd >= 0) {
 		memset(&cm, 0, sizeof(cm));
 		msg.msg_control = cm.buf;
@@ -585,7 +612,7 @@ int scanproto_send(int sock, json_object *j, int fd)
 	}
 	if (n < 0)
 		return -1;
-	if ((size_t)n != len) {		/* cannot happen on SOCK_SEQPACKET */
+	if ((size_t)n != total) {	/* cannot happen on SOCK_SEQPACKET */
 		errno = EMSGSIZE;
 		return -1;
 	}
@@ -615,12 +642,42 @@ static void take_fds(struct msghdr *msg, int *fd)
 	}
 }
 
+/* The receive buffer: one per thread, kept (a fresh 256 KiB block per
+ * packet cost a malloc_consolidate each time), freed when the thread
+ * ends. */
+static pthread_key_t recv_key;
+static pthread_once_t recv_once = PTHREAD_ONCE_INIT;
+
+static void recv_key_init(void)
+{
+	(void)pthread_key_create(&recv_key, free);
+}
+
+static char *recv_buffer(void)
+{
+	char *b;
+
+	(void)pthread_once(&recv_once, recv_key_init);
+	b = pthread_getspecific(recv_key);
+	if (b == NULL) {
+		b = xmalloc(SCANPROTO_MAX_PACKET + 1);
+		(void)pthread_setspecific(recv_key, b);
+	}
+	return b;
+}
+
 int scanproto_recv(int sock, json_object **out, int *fd)
 {
 	return scanproto_recv_flags(sock, out, fd, 0);
 }
 
 int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
+{
+	return scanproto_recv_msg(sock, out, fd, flags, NULL, NULL);
+}
+
+int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
+                       unsigned char **body, size_t *body_len)
 {
 	union {
 		struct cmsghdr hdr;
@@ -632,12 +689,17 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 	json_object *j;
 	char *buf;
 	ssize_t n;
-	size_t end;
+	size_t end, text_len;
+	const char *sep;
 
 	*out = NULL;
 	*fd = -1;
+	if (body != NULL) {
+		*body = NULL;
+		*body_len = 0;
+	}
 	/* one byte more than the limit, so an oversized packet shows */
-	buf = xmalloc(SCANPROTO_MAX_PACKET + 1);
+	buf = recv_buffer();
 	memset(&msg, 0, sizeof(msg));
 	memset(&cm, 0, sizeof(cm));
 	iov.iov_base = buf;
@@ -650,7 +712,6 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
-		free(buf);
 		return -1;
 	}
 	take_fds(&msg, fd);
@@ -658,17 +719,24 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
-		free(buf);
 		return 0;
 	}
 	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n > SCANPROTO_MAX_PACKET)
 		goto bad;
+	/* an inline message follows the first NUL */
+	text_len = (size_t)n;
+	sep = memchr(buf, '\0', (size_t)n);
+	if (sep != NULL) {
+		if (body == NULL || *fd >= 0)
+			goto bad;
+		text_len = (size_t)(sep - buf);
+	}
 
 	tok = json_tokener_new_ex(SP_JSON_DEPTH);
 	if (tok == NULL)
 		goto bad;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	j = json_tokener_parse_ex(tok, buf, (int)n);
+	j = json_tokener_parse_ex(tok, buf, (int)text_len);
 	end = json_tokener_get_parse_end(tok);
 	if (j == NULL || json_tokener_get_error(tok) != json_tokener_success) {
 		json_object_put(j);
@@ -676,20 +744,26 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 		goto bad;
 	}
 	json_tokener_free(tok);
-	while (end < (size_t)n && strchr(" \t\r\n", buf[end]) != NULL && buf[end] != '\0')
+	while (end < text_len && strchr(" \t\r\n", buf[end]) != NULL && buf[end] != '\0')
 		end++;
-	if (end != (size_t)n || !json_object_is_type(j, json_type_object)) {
+	if (end != text_len || !json_object_is_type(j, json_type_object)) {
 		json_object_put(j);
 		goto bad;
 	}
-	free(buf);
+	if (sep != NULL) {
+		size_t blen = (size_t)n - text_len - 1;
+
+		*body = xmalloc(blen + 1);
+		memcpy(*body, sep + 1, blen);
+		(*body)[blen] = '\0';
+		*body_len = blen;
+	}
 	*out = j;
 	return 1;
 bad:
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-	free(buf);
 	errno = EBADMSG;
 	return -1;
 }

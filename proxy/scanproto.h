@@ -35,6 +35,12 @@ struct scan_request {
 	/* SCAN_ENVELOPE: no message (no fd); the filters' connect/helo/mail/
 	 * rcpt hooks only, for a verdict before DATA (the milter at RCPT) */
 	enum scan_stage { SCAN_MESSAGE = 0, SCAN_ENVELOPE } stage;
+	/* SCAN_MESSAGE sent inline (no fd): the message bytes, borrowed (the
+	 * sender's spool; on the receiving side the caller's copy of the
+	 * packet's tail).  Not JSON fields: see scanproto_send_msg. */
+	const unsigned char *msg;
+	size_t   msg_len;
+	int      msg_inline;
 };
 
 struct scan_symbol {
@@ -92,7 +98,29 @@ int scanproto_send(int sock, json_object *j, int fd);
  * 0 on EOF, -1 with errno (EAGAIN when nothing is there; EBADMSG when the
  * packet is not a JSON object or was truncated). */
 int scanproto_recv(int sock, json_object **out, int *fd);
-/* the same with recvmsg flags (MSG_DONTWAIT on a blocking socket) */
+/* the same with recvmsg flags (MSG_DONTWAIT on a blocking socket); a
+ * packet that carries an inline message is refused (EBADMSG) */
 int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags);
+
+/* Inline messages.  A message up to SCANPROTO_INLINE_MAX may travel in the
+ * request packet itself instead of as a sealed memfd: the packet is the
+ * JSON text, one NUL byte, then the message bytes (JSON text never holds a
+ * raw NUL, so the first NUL is the boundary; an empty message is a NUL at
+ * the end).  It saves the memfd's create/write/seal/close on the sending
+ * side and fstat/F_GET_SEALS/pread/close on the receiving side; the
+ * sender keeps its own copy, so the receiver can alter nothing it relays.
+ * The whole packet is bounded by SCANPROTO_MAX_PACKET like any other. */
+#define SCANPROTO_INLINE_MAX (64 * 1024)
+
+/* scanproto_send_msg - one packet: the JSON text of j, a NUL, then len
+ * bytes of msg; no descriptor.  0, or -1 with errno (EMSGSIZE when the
+ * whole does not fit one packet: send the message as a memfd instead). */
+int scanproto_send_msg(int sock, json_object *j, const void *msg, size_t len);
+/* scanproto_recv_msg - as scanproto_recv_flags, and a packet with an
+ * inline message sets *msg (a malloc'd copy, NUL-terminated for safety,
+ * the caller frees it) and *msg_len; without one *msg is NULL.  A packet
+ * with both a descriptor and an inline message is refused (EBADMSG). */
+int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
+                       unsigned char **msg, size_t *msg_len);
 
 #endif

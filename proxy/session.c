@@ -996,7 +996,8 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 		else arm_client_timeout(s);
 		return;
 	}
-	if (spool_finish(&s->spool) < 0) {
+	/* a small message goes to the scanner inline (no memfd) */
+	if (spool_finish_small(&s->spool, SCANPROTO_INLINE_MAX) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool seal");
 		reply(s, "451 4.3.0 Error: local spool failure");
 		txn_set_reply(t, "451 4.3.0 Error: local spool failure");
@@ -1023,6 +1024,11 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	req.size = s->spool.size;
 	req.auth_user = s->auth_user;
 	req.tls = s->tls_desc;
+	if (s->spool.fd < 0) {
+		req.msg = (const unsigned char *)s->spool.map;
+		req.msg_len = s->spool.size;
+		req.msg_inline = 1;
+	}
 	set_busy(s, 1);
 	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
 	free(rcpts);

@@ -82,6 +82,29 @@ int spool_finish(struct spool *s)
 	return 0;
 }
 
+int spool_finish_small(struct spool *s, size_t max)
+{
+	if (s->fd < 0 && s->size <= max) {
+		s->map = s->mem ? s->mem : "";
+		return 0;
+	}
+	return spool_finish(s);
+}
+
+int spool_sealed_copy(const char *p, size_t n)
+{
+	int fd = memfd_create("mailwarden-spool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) return -1;
+	if (write_all(fd, p, n) < 0
+	    || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
 void spool_close(struct spool *s)
 {
 	if (s->mapped) munmap((void *)s->map, s->size);

@@ -28,6 +28,12 @@ int  spool_open(struct spool *s);                       /* 0 / -1 errno */
 int  spool_write(void *spool, const char *p, size_t n); /* a data_sink_fn */
 /* spool_finish - into a sealed memfd; map the content.  0 / -1 errno */
 int  spool_finish(struct spool *s);
+/* spool_finish_small - the same, but a message of at most max bytes still
+ * in memory stays there (no memfd: s->fd stays -1, s->map is the heap
+ * copy), to be sent inline to the scanner.  0 / -1 errno */
+int  spool_finish_small(struct spool *s, size_t max);
+/* spool_sealed_copy - a new sealed memfd holding p[0..n).  fd / -1 errno */
+int  spool_sealed_copy(const char *p, size_t n);
 void spool_close(struct spool *s);
 
 #endif

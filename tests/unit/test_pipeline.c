@@ -790,6 +790,22 @@ static int send_req(int fd, uint64_t id, const char *msg)
 	return r;
 }
 
+/* send_req_inline - the message in the request packet (no memfd), as the
+ * proxy sends a small one */
+static int send_req_inline(int fd, uint64_t id, const char *msg)
+{
+	struct scan_request req;
+	json_object *j;
+	int r;
+
+	req_init(&req, id);
+	j = scan_request_to_json(&req);
+	r = scanproto_send_msg(fd, j, msg, strlen(msg));
+	json_object_put(j);
+	scan_request_free(&req);
+	return r;
+}
+
 static void recv_res(int fd, struct scan_result *res)
 {
 	json_object *j;
@@ -860,6 +876,32 @@ static void test_scanner_process(void **state)
 	assert_int_equal(res.action, MW_REJECT);
 	assert_string_equal(res.reply, "550 5.7.1 Message refused by example plugin");
 	scan_result_free(&res);
+
+	/* inline messages: scanned from the packet itself, same verdicts */
+	assert_int_equal(send_req_inline(fd, 11, spam_msg), 0);
+	recv_res(fd, &res);
+	assert_true(res.id == 11);
+	assert_int_equal(res.action, MW_TAG);
+	scan_result_free(&res);
+	assert_int_equal(send_req_inline(fd, 12, reject_msg), 0);
+	recv_res(fd, &res);
+	assert_true(res.id == 12);
+	assert_int_equal(res.action, MW_REJECT);
+	scan_result_free(&res);
+	assert_int_equal(send_req_inline(fd, 13, clean_msg), 0);
+	recv_res(fd, &res);
+	assert_true(res.id == 13);
+	assert_int_equal(res.action, MW_ACCEPT);
+	scan_result_free(&res);
+	/* an envelope-only request carrying a message is malformed */
+	fd2 = connect_scanner(&sp);
+	j = json_object_new_object();
+	json_object_object_add(j, "id", json_object_new_int(14));
+	json_object_object_add(j, "stage", json_object_new_string("envelope"));
+	assert_int_equal(scanproto_send_msg(fd2, j, "x", 1), 0);
+	json_object_put(j);
+	assert_int_equal(scanproto_recv(fd2, &j, &mfd), 0);
+	close(fd2);
 
 	assert_int_equal(stop_scanner(&sp), 0);
 	close(fd);

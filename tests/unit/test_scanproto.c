@@ -1,7 +1,8 @@
 /* test_scanproto.c - the scanner protocol: JSON round trips of requests and
  * results (any byte but NUL survives), hostile JSON refused field by field,
  * and the packet transport with fd passing over a SOCK_SEQPACKET
- * socketpair (truncation, extra fds, garbage, EOF). */
+ * socketpair (truncation, extra fds, garbage, EOF); inline messages and
+ * the proxy's spool that feeds them. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "proxy/scanproto.h"
+#include "proxy/spool.h"
 
 static int count_fds(void)
 {
@@ -625,6 +627,173 @@ static void test_send_too_big(void **state)
 	close(sv[0]);
 }
 
+/* Inline messages: the bytes after the JSON text's NUL come back exactly
+ * (NULs, CRs, any byte), empty is not "none", and every malformed shape
+ * (inline on the plain receiver, inline plus an fd, bad JSON before the
+ * NUL, too big for a packet) is refused. */
+static void test_inline_msg(void **state)
+{
+	struct scan_request a, b;
+	unsigned char *msg, *body;
+	size_t len, i;
+	json_object *j;
+	int sv[2], fd, mfd, before;
+
+	(void)state;
+	pair(sv);
+	fill_request(&a);
+	body = malloc(SCANPROTO_INLINE_MAX);
+	for (i = 0; i < SCANPROTO_INLINE_MAX; i++)
+		body[i] = (unsigned char)(i * 7);	/* NULs among them */
+	j = scan_request_to_json(&a);
+	assert_int_equal(scanproto_send_msg(sv[0], j, body, 1000), 0);
+	/* the largest inline message, more than the default send buffer's share */
+	assert_int_equal(scanproto_send_msg(sv[0], j, body, SCANPROTO_INLINE_MAX), 0);
+	/* empty */
+	assert_int_equal(scanproto_send_msg(sv[0], j, NULL, 0), 0);
+	json_object_put(j);
+
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_int_equal(fd, -1);
+	assert_non_null(msg);
+	assert_int_equal(len, 1000);
+	assert_memory_equal(msg, body, 1000);
+	assert_int_equal(scan_request_from_json(j, &b), 0);
+	assert_memory_equal(a.helo, b.helo, 256);
+	assert_string_equal(a.rcpts[1], b.rcpts[1]);
+	scan_request_free(&b);
+	json_object_put(j);
+	free(msg);
+
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_int_equal(len, SCANPROTO_INLINE_MAX);
+	assert_memory_equal(msg, body, SCANPROTO_INLINE_MAX);
+	json_object_put(j);
+	free(msg);
+
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_non_null(msg);			/* an empty message, not "none" */
+	assert_int_equal(len, 0);
+	json_object_put(j);
+	free(msg);
+
+	/* no inline part: msg NULL; an fd still passes */
+	mfd = memfd_with("x");
+	j = scan_request_to_json(&a);
+	assert_int_equal(scanproto_send(sv[0], j, mfd), 0);
+	json_object_put(j);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_null(msg);
+	assert_int_equal(len, 0);
+	assert_true(fd >= 0);
+	close(fd);
+	json_object_put(j);
+
+	/* the plain receiver refuses an inline message */
+	j = json_object_new_object();
+	json_object_object_add(j, "id", json_object_new_int(3));
+	assert_int_equal(scanproto_send_msg(sv[0], j, "abc", 3), 0);
+	json_object_put(j);
+	errno = 0;
+	assert_int_equal(scanproto_recv(sv[1], &j, &fd), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_null(j);
+
+	/* inline plus an fd: refused, the fd closed */
+	before = count_fds();
+	raw_send(sv[0], "{\"id\":1}\0body", 13, mfd, 1);
+	errno = 0;
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_null(msg);
+	assert_int_equal(fd, -1);
+	assert_int_equal(count_fds(), before);
+	close(mfd);
+
+	/* bad JSON before the NUL; an empty JSON part */
+	raw_send(sv[0], "nope\0body", 9, -1, 0);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_null(msg);
+	raw_send(sv[0], "\0body", 5, -1, 0);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_int_equal(errno, EBADMSG);
+	/* whitespace then the NUL is fine */
+	raw_send(sv[0], "{\"id\":1} \0b", 11, -1, 0);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), 1);
+	assert_int_equal(len, 1);
+	assert_int_equal(msg[0], 'b');
+	json_object_put(j);
+	free(msg);
+
+	/* JSON + NUL + message over the packet limit: EMSGSIZE, nothing sent */
+	free(body);
+	body = calloc(1, SCANPROTO_MAX_PACKET);
+	j = scan_request_to_json(&a);
+	errno = 0;
+	assert_int_equal(scanproto_send_msg(sv[0], j, body, SCANPROTO_MAX_PACKET - 10), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	json_object_put(j);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	assert_int_equal(scanproto_recv_msg(sv[1], &j, &fd, 0, &msg, &len), -1);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	free(body);
+	scan_request_free(&a);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* The proxy's side of inline messages: spool_finish_small keeps a small
+ * message in memory (no memfd), a larger one goes to a sealed memfd as
+ * before; spool_sealed_copy (the fallback when an inline packet would be
+ * too big) gives a sealed memfd with the bytes. */
+static void test_spool_small(void **state)
+{
+	struct spool sp;
+	char *big, buf[16];
+	int fd, seals;
+
+	(void)state;
+	spool_open(&sp);
+	assert_int_equal(spool_write(&sp, "Subject: a\r\n\r\nb\r\n", 17), 0);
+	assert_int_equal(spool_finish_small(&sp, SCANPROTO_INLINE_MAX), 0);
+	assert_int_equal(sp.fd, -1);
+	assert_int_equal(sp.size, 17);
+	assert_memory_equal(sp.map, "Subject: a\r\n\r\nb\r\n", 17);
+	spool_close(&sp);
+
+	/* empty */
+	spool_open(&sp);
+	assert_int_equal(spool_finish_small(&sp, SCANPROTO_INLINE_MAX), 0);
+	assert_int_equal(sp.fd, -1);
+	assert_non_null(sp.map);
+	assert_int_equal(sp.size, 0);
+	spool_close(&sp);
+
+	/* one byte over: a sealed memfd */
+	big = malloc(SCANPROTO_INLINE_MAX + 1);
+	memset(big, 'x', SCANPROTO_INLINE_MAX + 1);
+	spool_open(&sp);
+	assert_int_equal(spool_write(&sp, big, SCANPROTO_INLINE_MAX + 1), 0);
+	assert_int_equal(spool_finish_small(&sp, SCANPROTO_INLINE_MAX), 0);
+	assert_true(sp.fd >= 0);
+	seals = fcntl(sp.fd, F_GET_SEALS);
+	assert_true(seals >= 0 && (seals & F_SEAL_WRITE) && (seals & F_SEAL_SHRINK));
+	assert_memory_equal(sp.map, big, SCANPROTO_INLINE_MAX + 1);
+	spool_close(&sp);
+	free(big);
+
+	fd = spool_sealed_copy("hello", 5);
+	assert_true(fd >= 0);
+	seals = fcntl(fd, F_GET_SEALS);
+	assert_true(seals >= 0 && (seals & F_SEAL_WRITE) && (seals & F_SEAL_GROW)
+	    && (seals & F_SEAL_SHRINK) && (seals & F_SEAL_SEAL));
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(write(fd, "x", 1), -1);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -637,6 +806,8 @@ int main(void)
 		cmocka_unit_test(test_extra_fds_closed),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_send_too_big),
+		cmocka_unit_test(test_inline_msg),
+		cmocka_unit_test(test_spool_small),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
