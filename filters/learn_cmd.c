@@ -7,6 +7,7 @@
  * line, CRLF line ends) and tokenized by the same code as in a scan, so
  * what is learned is exactly what is later looked up. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "filters/bayes.h"
+#include "filters/msgfile.h"
 #include "proxy/sbuf.h"
 
 #define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files are skipped */
@@ -31,47 +33,17 @@ struct learn_run {
 
 static struct learn_run *run;      /* for the nftw callback */
 
-/* to_spool - as the proxy spools a message: no leading "From " line,
- * bare LF made CRLF */
-static void to_spool(const char *in, size_t len, struct sbuf *out)
-{
-	size_t i = 0, start;
-
-	if (len >= 5 && memcmp(in, "From ", 5) == 0) {
-		const char *lf = memchr(in, '\n', len);
-
-		i = lf ? (size_t)(lf - in) + 1 : len;
-	}
-	for (start = i; i < len; i++) {
-		if (in[i] != '\n' || (i > 0 && in[i - 1] == '\r'))
-			continue;
-		sbuf_add(out, in + start, i - start);
-		sbuf_add(out, "\r\n", 2);
-		start = i + 1;
-	}
-	sbuf_add(out, in + start, len - start);
-}
-
 static int read_file(const char *path, struct sbuf *b)
 {
-	FILE *f = fopen(path, "rb");
-	char buf[65536];
-	size_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc, e;
 
-	if (f == NULL)
+	if (fd < 0)
 		return -1;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		if (sbuf_add(b, buf, n) < 0) {
-			fclose(f);
-			errno = EFBIG;
-			return -1;
-		}
-	if (ferror(f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	return 0;
+	rc = msgfile_read_fd(fd, b);
+	e = errno;
+	close(fd);
+	errno = e;
+	return rc;
 }
 
 static void learn_file(const char *path)
@@ -89,7 +61,7 @@ static void learn_file(const char *path)
 		return;
 	}
 	sbuf_init(&spool, (size_t)LEARN_MAX_SIZE * 2);
-	to_spool(raw.data ? raw.data : "", raw.len, &spool);
+	msgfile_to_spool(raw.data ? raw.data : "", raw.len, &spool);
 	sbuf_free(&raw);
 	memset(&ms, 0, sizeof(ms));
 	ms.msg = (const unsigned char *)(spool.data ? spool.data : "");

@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "filters/msgfile.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "proxy/sbuf.h"
@@ -29,48 +30,6 @@ static const char scan_usage[] =
 	"usage: mailwarden scan [-c FILE] [-o name=value]... [--from ADDR] [--rcpt ADDR]...\n"
 	"                       [--client-ip IP] [--helo NAME] [--direction inbound|outbound]\n"
 	"                       FILE.eml|-\n";
-
-/* read_all - the whole of fd into b. 0 or -1 with errno. */
-static int read_all(int fd, struct sbuf *b)
-{
-	char buf[65536];
-	ssize_t n;
-
-	for (;;) {
-		n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			return 0;
-		if (sbuf_add(b, buf, (size_t)n) < 0) {
-			errno = EFBIG;
-			return -1;
-		}
-	}
-}
-
-/* to_spool - the message as the proxy would spool it: without a leading
- * mbox "From " line, every bare LF made CRLF. */
-static void to_spool(const char *in, size_t len, struct sbuf *out)
-{
-	size_t i = 0, start;
-
-	if (len >= 5 && memcmp(in, "From ", 5) == 0) {
-		const char *lf = memchr(in, '\n', len);
-
-		i = lf ? (size_t)(lf - in) + 1 : len;
-	}
-	for (start = i; i < len; i++) {
-		if (in[i] != '\n' || (i > 0 && in[i - 1] == '\r'))
-			continue;
-		sbuf_add(out, in + start, i - start);
-		sbuf_add(out, "\r\n", 2);
-		start = i + 1;
-	}
-	sbuf_add(out, in + start, len - start);
-}
 
 static int write_all(int fd, const char *p, size_t len)
 {
@@ -205,7 +164,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 		return 1;
 	}
 	sbuf_init(&raw, SIZE_MAX / 4);
-	if (read_all(fd, &raw) < 0) {
+	if (msgfile_read_fd(fd, &raw) < 0) {
 		fprintf(stderr, "mailwarden scan: %s: %s\n", file, strerror(errno));
 		if (fd != STDIN_FILENO)
 			close(fd);
@@ -216,7 +175,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	if (fd != STDIN_FILENO)
 		close(fd);
 	sbuf_init(&spool, SIZE_MAX / 4);
-	to_spool(raw.data ? raw.data : "", raw.len, &spool);
+	msgfile_to_spool(raw.data ? raw.data : "", raw.len, &spool);
 	sbuf_free(&raw);
 	req.size = spool.len;
 	mfd = memfd_create("mailwarden-scan", MFD_CLOEXEC | MFD_ALLOW_SEALING);

@@ -287,9 +287,11 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 	json_object_object_add(j, "scan_ms", json_number(res ? res->scan_ms : 0.0, 3));
 	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&s->start), 3));
 	audit_write(j);
+	/* the queue id is the MTA's macro: escaped like anything from outside */
+	char qesc[128];
 	slog(s->id, LOG_INFO, "milter txn=%u queue_id=%s rcpts=%zu size=%llu score=%.2f action=%s",
-	    s->ntxn, queue_id[0] ? queue_id : "-", s->nrcpts, (unsigned long long)s->spool.size,
-	    res ? res->score : 0.0, action);
+	    s->ntxn, queue_id[0] ? log_esc(qesc, sizeof(qesc), queue_id, strlen(queue_id)) : "-",
+	    s->nrcpts, (unsigned long long)s->spool.size, res ? res->score : 0.0, action);
 }
 
 /* txn_finish - a transaction that ends without an end of message (every
@@ -498,7 +500,7 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		return answer(s, SMFIP_NR_HDR, SMFIS_TEMPFAIL);
 	if (s->fields.count < MAX_FIELDS) {
 		s->fields.names = xrealloc(s->fields.names, (s->fields.count + 1) * sizeof(char *));
-		s->fields.names[s->fields.count++] = xstrdup(name);
+		s->fields.names[s->fields.count++] = xstrndup(name, SHORT_FIELD);
 	}
 	/* the field as it was sent: "Name:" value CRLF, with the MTA's bare-LF
 	 * folding turned back into CRLF */

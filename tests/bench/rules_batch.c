@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/msgfile.h"
 #include "filters/pipeline.h"
 #include "proxy/config.h"
 #include "proxy/scanproto.h"
@@ -58,33 +59,26 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* the file as a spool: CRLF lines, no mbox "From " line; memfd or -1 */
+/* the file as a spool (msgfile.c: CRLF lines, no mbox "From " line); memfd or -1 */
 static int spool_of(const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) return -1;
-	int fd = memfd_create("rules-batch", MFD_CLOEXEC);
-	if (fd < 0) { fclose(f); return -1; }
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int first = 1;
-	FILE *out = fdopen(dup(fd), "wb");
-	while ((n = getline(&line, &cap, f)) > 0) {
-		if (first && n >= 5 && memcmp(line, "From ", 5) == 0) { first = 0; continue; }
-		first = 0;
-		if (line[n - 1] == '\n') {
-			n--;
-			if (n > 0 && line[n - 1] == '\r') n--;
-			fwrite(line, 1, (size_t)n, out);
-			fwrite("\r\n", 1, 2, out);
-		} else {
-			fwrite(line, 1, (size_t)n, out);
+	struct sbuf raw, spool;
+	int in = open(path, O_RDONLY | O_CLOEXEC), fd = -1;
+
+	if (in < 0) return -1;
+	sbuf_init(&raw, (size_t)-1);
+	sbuf_init(&spool, (size_t)-1);
+	if (msgfile_read_fd(in, &raw) == 0) {
+		msgfile_to_spool(raw.data ? raw.data : "", raw.len, &spool);
+		fd = memfd_create("rules-batch", MFD_CLOEXEC);
+		if (fd >= 0 && spool.len > 0 && write(fd, spool.data, spool.len) != (ssize_t)spool.len) {
+			close(fd);
+			fd = -1;
 		}
 	}
-	free(line);
-	fclose(f);
-	fclose(out);
+	close(in);
+	sbuf_free(&raw);
+	sbuf_free(&spool);
 	return fd;
 }
 
