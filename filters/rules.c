@@ -18,6 +18,8 @@
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
+#include "filters/rules_facts.h"
+#include "filters/rules_net.h"
 #include "proxy/log.h"
 #include "rules/rules.h"
 
@@ -242,6 +244,21 @@ static void text_addresses(struct strv *uris, const char *t, size_t len)
 
 struct hits_ctx { struct mw_ctx *ctx; };
 
+/* eval: rules' facts: DNS answers looked up before the scan, the rest
+ * from the other filters (rules_facts.c) */
+struct fact_ctx {
+	struct mw_ctx *ctx;
+	struct rules_net *net;
+	char buf[4096];
+};
+
+static const char *fact(void *arg, const char *key)
+{
+	struct fact_ctx *fc = arg;
+	if (strncmp(key, "dns:", 4) == 0) return rules_net_answer(fc->net, key);
+	return rules_fact(fc->ctx, key, fc->buf, sizeof fc->buf);
+}
+
 static void upper_symbol(char *out, size_t outlen, const char *name)
 {
 	size_t j = 0;
@@ -376,6 +393,28 @@ static void rules_eom(struct mw_ctx *ctx)
 		free(text);
 #undef APPEND
 	}
+	/* the MIME leaves and the envelope, for eval: rules */
+	const struct mime_msg *mm = mime_get(ctx);
+	struct rules_part *parts = calloc(mm->nparts + 1, sizeof *parts);
+	if (!parts) abort();
+	for (size_t i = 0; i < mm->nparts; i++) {
+		const struct mime_part *mp = &mm->parts[i];
+		parts[i] = (struct rules_part){
+			.depth = mp->depth, .content_type = mp->content_type,
+			.filename = mp->filename, .disposition = mp->disposition,
+			.is_text = mp->is_text, .is_html = mp->is_html,
+			.data = (const char *)mp->data, .len = mp->len,
+			.raw = (const char *)mp->raw, .raw_len = mp->raw_len,
+			.rendered = mp->rendered, .rendered_len = mp->rendered_len,
+		};
+	}
+	size_t nrcpt = mw_rcpt_count(ctx);
+	const char **rcpts = calloc(nrcpt + 1, sizeof *rcpts);
+	if (!rcpts) abort();
+	for (size_t i = 0; i < nrcpt; i++) rcpts[i] = mw_rcpt(ctx, i);
+	struct fact_ctx *fc = calloc(1, sizeof *fc);
+	if (!fc) abort();
+	fc->ctx = ctx;
 	struct rules_input in = {
 		.headers = hdrs, .nheaders = nh,
 		.body = (const char *const *)body.s, .body_len = body.len, .nbody = body.n,
@@ -383,12 +422,22 @@ static void rules_eom(struct mw_ctx *ctx)
 		.full = msg, .full_len = mlen,
 		.uris = (const char *const *)uris.s, .nuris = uris.n,
 		.time_budget_ms = inst->budget_ms,
+		.parts = parts, .nparts = mm->nparts, .mime_parse_error = mm->parse_error,
+		.mail_from = mw_mail_from(ctx), .rcpts = rcpts, .nrcpts = nrcpt,
+		.helo = mw_helo(ctx), .client_ip = mw_client_ip(ctx), .client_name = mw_client_name(ctx),
+		.authenticated = mw_direction(ctx) == MW_OUTBOUND,
+		.fact = fact, .fact_arg = fc,
 	};
+	fc->net = rules_net_resolve(ctx, inst->rs, scr, &in, inst->budget_ms);
 	struct hits_ctx hc = { ctx };
 	if (rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
 		mw_log(ctx, LOG_WARNING, "rules time budget of %u ms exhausted", inst->budget_ms);
 		mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the time budget");
 	}
+	rules_net_free(fc->net);
+	free(fc);
+	free(rcpts);
+	free(parts);
 	strv_free(&body);
 	strv_free(&raw);
 	strv_free(&uris);

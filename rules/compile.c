@@ -374,6 +374,11 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 		}
 		pcre2_jit_compile(r->pc, PCRE2_JIT_COMPLETE);   /* no JIT: interpreted, same result */
 	}
+	rs->eval_rules = calloc(rs->nrules + 1, sizeof *rs->eval_rules);
+	if (!rs->eval_rules) abort();
+	for (size_t i = 0; i < rs->nrules; i++)
+		if (rs->rules[i].defined && rs->rules[i].loaded == 1 && rs->rules[i].ev)
+			rs->eval_rules[rs->neval++] = (unsigned)i;
 	rs->meta_order = calloc(rs->nrules + 1, sizeof *rs->meta_order);
 	unsigned char *state = calloc(rs->nrules + 1, 1);
 	if (!rs->meta_order || !state) abort();

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "rules/eval.h"
 #include "rules/rules_int.h"
 
 #define MAX_INCLUDE_DEPTH 8
@@ -135,6 +136,7 @@ static void reset_test(struct rule *r)
 	free(r->meta_src); r->meta_src = NULL;
 	free(r->why); r->why = NULL;
 	free(r->file); r->file = NULL;
+	eval_free_rule(r);
 	r->exists = r->negate = 0;
 	r->hmod = HM_NONE;
 	r->reflags = 0;
@@ -195,8 +197,8 @@ static int def_regex_rule(struct pstate *p, struct rule *r, enum rule_kind kind,
 	r->file = strdup(p->file);
 	r->line = p->line;
 	if (strncmp(rest, "eval:", 5) == 0) {
-		rule_not_loaded(r, "eval: needs SpamAssassin's Perl code (%.60s)", rest + 5);
-		r->loaded = -1;   /* marks eval */
+		if (eval_parse_call(p->rs, r, rest + 5) < 0)
+			return perr(p, "rule %s: cannot parse eval call: %.80s", r->name, rest + 5);
 		return 0;
 	}
 	const char *after;
@@ -216,8 +218,8 @@ static int def_header_rule(struct pstate *p, struct rule *r, const char *rest)
 	r->file = strdup(p->file);
 	r->line = p->line;
 	if (strncmp(rest, "eval:", 5) == 0) {
-		rule_not_loaded(r, "eval: needs SpamAssassin's Perl code (%.60s)", rest + 5);
-		r->loaded = -1;
+		if (eval_parse_call(p->rs, r, rest + 5) < 0)
+			return perr(p, "rule %s: cannot parse eval call: %.80s", r->name, rest + 5);
 		return 0;
 	}
 	if (strncmp(rest, "exists:", 7) == 0) {
@@ -265,7 +267,7 @@ static int def_header_rule(struct pstate *p, struct rule *r, const char *rest)
 	/* pseudo-headers of SpamAssassin's relay parsing and trust path */
 	static const char *const relay_pseudo[] = { "X-Spam-Relays-", "ALL-TRUSTED", "ALL-UNTRUSTED",
 		"ALL-INTERNAL", "ALL-EXTERNAL", "X-Spam-", NULL };
-	for (size_t i = 0; relay_pseudo[i]; i++)
+	for (size_t i = 0; relay_pseudo[i] && !eval_pseudo_known(h); i++)
 		if (strncasecmp(h, relay_pseudo[i], strlen(relay_pseudo[i])) == 0) {
 			rule_not_loaded(r, "pseudo-header %s needs SpamAssassin's relay/trust parsing", h);
 			break;
@@ -463,8 +465,12 @@ static int parse_line(struct pstate *p, char *line)
 		}
 		return 0;
 	}
-	/* everything else (lang, priority, reuse, util_rb_tld, whitelists,
-	 * plugin settings...) does not define a test: ignored */
+	/* the configuration of eval modules (trusted_networks, freemail
+	 * domains...); everything else (lang, priority, reuse, plugin
+	 * settings...) does not define a test: ignored */
+	char why[200] = "";
+	if (eval_directive(p->rs, dir, rest, why, sizeof why) < 0)
+		return perr(p, "%s: %s", dir, why[0] ? why : "bad arguments");
 	return 0;
 }
 
@@ -607,7 +613,10 @@ void rules_free(struct ruleset *rs)
 		free(r->describe);
 		free(r->meta);
 		if (r->pc) pcre2_code_free(r->pc);
+		eval_free_rule(r);
 	}
+	eval_free_conf(rs);
+	free(rs->eval_rules);
 	free(rs->rules);
 	free(rs->hash);
 	for (int k = 0; k < RK_COUNT; k++) {

@@ -85,7 +85,47 @@ struct rules_input {
 	const char *const *uris;
 	size_t nuris;
 	unsigned time_budget_ms;             /* 0 = none */
+
+	/* for eval: rules (rules/eval.h); all optional (NULL / 0 = unknown) */
+	const struct rules_part *parts;      /* MIME leaves, tree order */
+	size_t nparts;
+	int mime_parse_error;
+	const char *mail_from;               /* envelope sender ("" = null sender) */
+	const char *const *rcpts;
+	size_t nrcpts;
+	const char *helo;
+	const char *client_ip;
+	const char *client_name;             /* forward-confirmed rDNS name */
+	int authenticated;                   /* SMTP AUTH user, or outbound */
+	/* facts the bridge knows: other filters' verdicts and DNS answers
+	 * (keys in rules/eval.h); returns NULL when unknown */
+	const char *(*fact)(void *arg, const char *key);
+	void *fact_arg;
 };
+
+/* One MIME leaf, as the bridge's MIME parse gives it. */
+struct rules_part {
+	unsigned depth;                      /* 0 = top-level message */
+	const char *content_type;            /* lower case, without parameters */
+	const char *charset;                 /* declared, lower case, or NULL */
+	const char *encoding;                /* Content-Transfer-Encoding, lower case, or NULL */
+	const char *filename;                /* or NULL */
+	const char *disposition;             /* "attachment", "inline" or NULL */
+	int is_text, is_html;
+	const char *data;                    /* decoded; text parts in UTF-8; NUL-terminated */
+	size_t len;
+	const char *raw;                     /* decoded bytes before charset conversion */
+	size_t raw_len;
+	const char *rendered;                /* text/html: visible text; else NULL */
+	size_t rendered_len;
+};
+
+/* rules_net_queries - before rules_scan: the DNS names the eval rules
+ * need answered for this message (blocklists for its relays, URI
+ * domains...).  The bridge looks them up and answers through in->fact
+ * ("dns:A:<qname>", "dns:TXT:<qname>").  rrtype: 1 A, 16 TXT. */
+void rules_net_queries(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
+                       void (*want)(void *arg, const char *qname, int rrtype), void *arg);
 
 /* One rule that hit. */
 struct rules_hit {

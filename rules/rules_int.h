@@ -26,6 +26,8 @@ enum hdr_mod { HM_NONE = 0, HM_RAW, HM_ADDR, HM_NAME };
 /* how a regex rule is matched */
 enum re_mode { RM_NONE = 0, RM_HS, RM_HS_PREFILTER, RM_PCRE };
 
+struct eval_def;
+
 struct meta_tok {                 /* RPN */
 	int    op;                    /* 0 = number, 1 = rule, else operator char code */
 	double num;
@@ -63,6 +65,11 @@ struct rule {
 	size_t   nmeta;
 	unsigned order;               /* meta evaluation order */
 	unsigned target;              /* header rules: index in ruleset.targets */
+	/* eval: (rules/eval.h) */
+	const struct eval_def *ev;    /* the function; NULL = not an eval rule */
+	char   **ev_argv;             /* its arguments, quotes removed (owned) */
+	unsigned ev_argc;
+	void    *ev_data;             /* what the function's check() prepared */
 };
 
 /* one distinct header text header rules look at (name + modifier) */
@@ -110,6 +117,9 @@ struct ruleset {
 	size_t nredirector_src;
 	pcre2_code **redirectors;     /* compiled; capture 1 = the target */
 	size_t nredirectors;
+	unsigned *eval_rules;         /* loaded eval rules, evaluated before the metas */
+	size_t neval;
+	void *evconf[8];              /* per eval module configuration (enum eval_conf) */
 };
 
 /* parse.c */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include "rules/eval.h"
 #include "rules/rules_int.h"
 
 #define MAX_JOINED_TEXT (32u << 20)
@@ -41,13 +42,14 @@ struct rules_scratch {
 	struct timespec deadline;
 	int has_deadline, out_of_time;
 	unsigned checks;
+	struct eval_msg em;           /* eval: rules' view of the message */
 };
 
 void rules_prepare_targets(struct ruleset *rs)
 {
 	for (size_t i = 0; i < rs->nrules; i++) {
 		struct rule *r = &rs->rules[i];
-		if (!r->defined || r->kind != RK_HEADER || r->loaded != 1) continue;
+		if (!r->defined || r->kind != RK_HEADER || r->loaded != 1 || r->ev) continue;
 		unsigned t;
 		for (t = 0; t < rs->ntargets; t++)
 			if (rs->targets[t].hmod == r->hmod && strcmp(rs->targets[t].hdr, r->hdr) == 0) break;
@@ -77,8 +79,10 @@ struct rules_scratch *rules_scratch_new(const struct ruleset *rs)
 	s->values = calloc(rs->nrules + 1, sizeof *s->values);
 	s->last_seg = calloc(rs->nrules + 1, sizeof *s->last_seg);
 	s->md = pcre2_match_data_create(1, NULL);
+	s->em.md = pcre2_match_data_create(16, NULL);
+	s->em.rs = rs;
 	s->seg_of_target = calloc(rs->ntargets + 1, sizeof *s->seg_of_target);
-	if (!s->values || !s->last_seg || !s->md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
+	if (!s->values || !s->last_seg || !s->md || !s->em.md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
 	for (int k = 0; k < RK_META; k++)
 		if (rs->kdb[k].db && hs_alloc_scratch(rs->kdb[k].db, &s->hs) != HS_SUCCESS) {
 			rules_scratch_free(s);
@@ -91,6 +95,9 @@ void rules_scratch_free(struct rules_scratch *s)
 {
 	if (!s) return;
 	if (s->hs) hs_free_scratch(s->hs);
+	eval_msg_reset(&s->em);
+	free(s->em.hdrs);
+	if (s->em.md) pcre2_match_data_free(s->em.md);
 	if (s->md) pcre2_match_data_free(s->md);
 	free(s->values);
 	free(s->last_seg);
@@ -319,10 +326,12 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 	if (strcmp(t->hdr, "MESSAGEID") == 0) names = msgid;
 	else if (strcmp(t->hdr, "ToCc") == 0) names = tocc;
 	else names = single;
+	size_t nh;
+	const struct rules_header *hs = eval_headers(&s->em, &nh);   /* with pseudo-headers */
 	for (size_t n = 0; names[n]; n++)
-		for (size_t i = 0; i < in->nheaders; i++) {
-			if (!name_is(in->headers[i].name, names[n])) continue;
-			add_value(s, &in->headers[i], raw);
+		for (size_t i = 0; i < nh; i++) {
+			if (!name_is(hs[i].name, names[n])) continue;
+			add_value(s, &hs[i], raw);
 			buf_add(s, "\n", 1);
 			found = 1;
 		}
@@ -381,6 +390,8 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
                void (*on_hit)(void *arg, const struct rules_hit *h), void *arg)
 {
 	memset(s->values, 0, rs->nrules * sizeof *s->values);
+	eval_msg_reset(&s->em);
+	s->em.in = in;
 	s->out_of_time = 0;
 	s->has_deadline = in->time_budget_ms > 0;
 	if (s->has_deadline) {
@@ -409,6 +420,14 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 		}
 		scan_joined(s, RK_URI);
 	}
+	for (size_t i = 0; i < rs->neval && !over_budget(s); i++) {
+		unsigned ri = rs->eval_rules[i];
+		const struct rule *r = &rs->rules[ri];
+		double v = r->ev->fn(&s->em, r);
+		if (v > 1 && !(r->tflags & TF_MULTIPLE)) v = 1;
+		if (r->maxhits && v > r->maxhits) v = r->maxhits;
+		s->values[ri] = v > 0 ? v : 0;
+	}
 	for (size_t i = 0; i < rs->nmeta_order; i++) {
 		unsigned ri = rs->meta_order[i];
 		s->values[ri] = meta_eval(&rs->rules[ri], s->values) != 0;
@@ -420,7 +439,18 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 		struct rules_hit h = { r->name, r->describe, r->score, (unsigned)s->values[i] };
 		on_hit(arg, &h);
 	}
+	eval_msg_reset(&s->em);
 	return s->out_of_time;
+}
+
+void rules_net_queries(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
+                       void (*want)(void *arg, const char *qname, int rrtype), void *arg)
+{
+	(void)rs;
+	eval_msg_reset(&s->em);
+	s->em.in = in;
+	eval_run_queries(&s->em, want, arg);
+	eval_msg_reset(&s->em);
 }
 
 /* --- addresses ------------------------------------------------------------- */

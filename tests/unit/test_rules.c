@@ -311,6 +311,51 @@ static void expect_error(const char *text, const char *want)
 	rules_free(rs);
 }
 
+/* eval: rules that an eval module knows are loaded and evaluated before
+ * the metas; arguments are checked; unknown functions stay not loaded */
+static void test_eval_framework(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"header NO_TO eval:check_for_missing_to_header()\n"
+		"header TWO_RCVD eval:check_header_count_range('Received', \"2\", 3)\n"
+		"header ONE_RCVD eval:check_header_count_range('Received','1','1')\n"
+		"header BAD_ARGS eval:check_header_count_range('Received')\n"
+		"body UNKNOWN_FN eval:check_something_perl()\n"
+		"meta M_OVER_EVAL TWO_RCVD && !NO_TO\n"
+		"meta M_OVER_UNKNOWN TWO_RCVD && UNKNOWN_FN\n", NULL);
+	struct hits h;
+	scan(rs, &h, NULL, 0, NULL, NULL, 0);
+	assert_false(has(&h, "NO_TO"));
+	assert_true(has(&h, "TWO_RCVD"));
+	assert_false(has(&h, "ONE_RCVD"));
+	assert_true(has(&h, "M_OVER_EVAL"));
+	const struct rules_stats *s = rules_get_stats(rs);
+	assert_int_equal(s->loaded[RK_HEADER], 3);
+	assert_int_equal(s->not_loaded, 3);          /* BAD_ARGS, UNKNOWN_FN, M_OVER_UNKNOWN */
+	assert_int_equal(s->not_loaded_eval, 1);     /* the unknown function */
+	const char *why, *n;
+	int saw = 0;
+	for (size_t i = 0; (n = rules_not_loaded(rs, i, &why)); i++)
+		if (strcmp(n, "BAD_ARGS") == 0) { saw = 1; assert_non_null(strstr(why, "arguments")); }
+	assert_true(saw);
+	rules_free(rs);
+
+	/* without a To field */
+	rs = load("header NO_TO eval:check_for_missing_to_header()\n", NULL);
+	static const struct rules_header no_to[] = { { "From", "a@example.com", NULL } };
+	struct rules_input in = { .headers = no_to, .nheaders = 1 };
+	struct rules_scratch *scr = rules_scratch_new(rs);
+	memset(&h, 0, sizeof h);
+	rules_scan(rs, scr, &in, collect, &h);
+	assert_true(has(&h, "NO_TO"));
+	rules_scratch_free(scr);
+	rules_free(rs);
+	/* a call that cannot be parsed is a syntax error with FILE:LINE */
+	expect_error("header X eval:check_header_count_range('a',\n", "bad.cf:1:");
+	expect_error("body X eval:fn('unterminated)\n", "bad.cf:1:");
+}
+
 static void test_syntax_errors(void **st)
 {
 	(void)st;
@@ -499,6 +544,7 @@ int main(void)
 		cmocka_unit_test(test_meta),
 		cmocka_unit_test(test_blocks_and_include),
 		cmocka_unit_test(test_syntax_errors),
+		cmocka_unit_test(test_eval_framework),
 		cmocka_unit_test(test_fallback_and_cache),
 		cmocka_unit_test(test_time_budget),
 		cmocka_unit_test(test_addresses),
