@@ -3,6 +3,7 @@
  * pseudo-headers to the module that owns them, the per-message cache and
  * the facts the bridge answers. */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -272,4 +273,27 @@ const char *eval_header_raw(const struct eval_msg *m, const char *name)
 	for (size_t i = 0; i < m->in->nheaders; i++)
 		if (strcasecmp(m->in->headers[i].name, name) == 0) return m->in->headers[i].raw;
 	return NULL;
+}
+
+int eval_define_rule(struct ruleset *rs, const char *name, size_t namelen, enum rule_kind kind,
+                     int other_type, const char *call, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < namelen; i++)
+		if (!isalnum((unsigned char)name[i]) && name[i] != '_') {
+			snprintf(why, whylen, "bad rule name \"%.*s\"", (int)namelen, name);
+			return -1;
+		}
+	struct rule *r = rs_rule(rs, name, namelen, 1);
+	if (!r) { snprintf(why, whylen, "too many rules"); return -1; }
+	eval_free_rule(r);
+	free(r->why); r->why = NULL;
+	r->kind = kind;
+	r->defined = 1;
+	r->loaded = 1;
+	r->other_type = other_type;
+	if (eval_parse_call(rs, r, call) < 0) {
+		snprintf(why, whylen, "cannot parse eval call %.80s", call);
+		return -1;
+	}
+	return 0;
 }

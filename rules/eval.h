@@ -110,6 +110,13 @@ void eval_run_queries(struct eval_msg *m, void (*want)(void *arg, const char *qn
 
 /* --- for modules ------------------------------------------------------------- */
 
+/* eval_define_rule - from a module's directive handler: define rule NAME
+ * as if written "KIND NAME eval:CALL" (call: "fn('a', 'b')", fn one of the
+ * module's functions); other_type marks a rule type of its own (mimeheader,
+ * uridnsbl...) so reports count it apart.  0, or -1 with why. */
+int eval_define_rule(struct ruleset *rs, const char *name, size_t namelen, enum rule_kind kind,
+                     int other_type, const char *call, char *why, size_t whylen);
+
 /* cache slot of this message; NULL until set */
 static inline void *eval_cache_get(struct eval_msg *m, enum eval_cache slot) { return m->cache[slot]; }
 void eval_cache_set(struct eval_msg *m, enum eval_cache slot, void *data, void (*free_fn)(void *));

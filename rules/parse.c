@@ -352,6 +352,13 @@ static int parse_line(struct pstate *p, char *line)
 	int other = 0;
 	for (size_t i = 0; other_tests[i]; i++) if (strcmp(dir, other_tests[i]) == 0) other = 1;
 
+	if (other) {
+		/* a rule type an eval module implements (mimeheader, uridnsbl...) */
+		char why[200] = "";
+		int rc = eval_directive(p->rs, dir, rest, why, sizeof why);
+		if (rc < 0) return perr(p, "%s: %s", dir, why[0] ? why : "bad arguments");
+		if (rc > 0) return 0;
+	}
 	if (kind >= 0 || is_score || is_desc || is_tflags || other) {
 		const char *args;
 		size_t nn = word(rest, &args);
@@ -583,7 +590,7 @@ const char *rules_info(const struct ruleset *rs, size_t i, enum rule_kind *kind,
 {
 	if (i >= rs->nrules) return NULL;
 	const struct rule *r = &rs->rules[i];
-	if (kind) *kind = r->kind;
+	if (kind) *kind = r->other_type ? RK_COUNT : r->kind;
 	if (loaded) *loaded = r->defined && r->loaded == 1;
 	if (score) *score = r->score;
 	return r->name;

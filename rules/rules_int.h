@@ -70,6 +70,8 @@ struct rule {
 	char   **ev_argv;             /* its arguments, quotes removed (owned) */
 	unsigned ev_argc;
 	void    *ev_data;             /* what the function's check() prepared */
+	int      other_type;          /* defined by a rule type other than the six
+	                               * (mimeheader, uridnsbl...): reported as "other" */
 };
 
 /* one distinct header text header rules look at (name + modifier) */
