@@ -19,7 +19,8 @@
 #define PCRE_DEPTH_LIMIT 20000u
 #define HS_MAX_PATTERN 400
 #define HS_MAX_REPEAT  40
-#define CACHE_MAGIC "MWRULES2"
+#define CACHE_MAGIC "MWRULES3"
+#define HS_MAX_PIECE_LEN 16000   /* pieces of a cut regex (split.c) Hyperscan prefilters */
 
 /* --- replace_tag ----------------------------------------------------------- */
 
@@ -169,6 +170,32 @@ static int try_hs(const char *pat, unsigned flags)
 	return 0;
 }
 
+/* \A \z \Z \G: in the joined scan they would see the joined buffer's
+ * ends, not the text's */
+static int has_text_anchor(const char *pat)
+{
+	for (const char *p = pat; *p; p++) {
+		if (*p == '\\' && (p[1] == 'A' || p[1] == 'z' || p[1] == 'Z' || p[1] == 'G')) return 1;
+		if (*p == '\\' && p[1]) p++;
+	}
+	return 0;
+}
+
+/* piece q of a cut regex: the checks of hs_too_costly but its length */
+static int try_hs_piece(const struct rule *r, unsigned q, unsigned flags)
+{
+	const char *pat = r->pcx_src[q];
+	if (strlen(pat) > HS_MAX_PIECE_LEN || has_text_anchor(pat)) return -1;
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	if (hs_compile(pat, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		hs_free_compile_error(ce);
+		return -1;
+	}
+	hs_free_database(db);
+	return 0;
+}
+
 static int cache_read(const char *path, unsigned n, unsigned char *modes, hs_database_t **db)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -247,17 +274,24 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 	}
 	if (!cached) {
 		for (unsigned j = 0; j < n; j++) {
-			unsigned f = hs_flags_of(rs->rules[idx[j]].reflags, kind);
-			if (try_hs(pats[j], f) == 0) modes[j] = RM_HS;
+			const struct rule *r = &rs->rules[idx[j]];
+			unsigned f = hs_flags_of(r->reflags, kind);
+			if (r->npcx) {          /* a regex cut in pieces: each a prefilter */
+				modes[j] = RM_HS_PREFILTER;
+				for (unsigned q = 0; q < r->npcx && modes[j] != RM_PCRE; q++)
+					if (try_hs_piece(r, q, f | HS_FLAG_PREFILTER) < 0) modes[j] = RM_PCRE;
+			} else if (try_hs(pats[j], f) == 0) modes[j] = RM_HS;
 			else if (try_hs(pats[j], f | HS_FLAG_PREFILTER) == 0) modes[j] = RM_HS_PREFILTER;
 			else modes[j] = RM_PCRE;
 		}
 	}
-	/* the database's expressions: the rules in Hyperscan, ids = position */
+	/* the database's expressions: the rules in Hyperscan (a cut regex:
+	 * its pieces, all for the same rule), ids = position */
 	unsigned nh = 0;
-	for (unsigned j = 0; j < n; j++) if (modes[j] != RM_PCRE) nh++;
+	for (unsigned j = 0; j < n; j++)
+		if (modes[j] != RM_PCRE) nh += rs->rules[idx[j]].npcx ? rs->rules[idx[j]].npcx : 1;
 	k->rule_of = calloc(nh + 1, sizeof *k->rule_of);
-	k->pcre_rules = calloc(n - nh + 1, sizeof *k->pcre_rules);
+	k->pcre_rules = calloc(n + 1, sizeof *k->pcre_rules);
 	if (!k->rule_of || !k->pcre_rules) abort();
 	const char **ex = calloc(nh + 1, sizeof *ex);
 	unsigned *fl = calloc(nh + 1, sizeof *fl), *ids = calloc(nh + 1, sizeof *ids);
@@ -269,11 +303,13 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 		if (modes[j] == RM_PCRE) { k->pcre_rules[k->npcre++] = idx[j]; rs->stats.pcre_only++; continue; }
 		if (modes[j] == RM_HS) rs->stats.hs_patterns++; else rs->stats.hs_prefilter++;
 		r->hs_id = m;
-		k->rule_of[m] = idx[j];
-		ex[m] = pats[j];
-		fl[m] = hs_flags_of(r->reflags, kind) | (modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
-		ids[m] = m;
-		m++;
+		for (unsigned q = 0; q < (r->npcx ? r->npcx : 1); q++) {
+			k->rule_of[m] = idx[j];
+			ex[m] = r->npcx ? r->pcx_src[q] : pats[j];
+			fl[m] = hs_flags_of(r->reflags, kind) | (modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
+			ids[m] = m;
+			m++;
+		}
 	}
 	k->n = nh;
 	int rc = 0;
@@ -329,6 +365,74 @@ static int resolve_meta(struct ruleset *rs, unsigned i, unsigned char *state, un
 	return ok;
 }
 
+#define MAX_SPLIT_DEPTH 8
+#define MAX_SPLIT_PIECES 512     /* compiled pieces of one rule */
+#define HS_MAX_PIECE 12000       /* cut pieces longer than this again: Hyperscan refuses ~16K */
+
+static void free_pieces(struct rule *r)
+{
+	for (unsigned i = 0; i < r->npcx; i++) { pcre2_code_free(r->pcx[i]); free(r->pcx_src[i]); }
+	free(r->pcx);
+	free(r->pcx_src);
+	r->pcx = NULL;
+	r->pcx_src = NULL;
+	r->npcx = 0;
+}
+
+static void add_piece(struct rule *r, pcre2_code *c, char *src)
+{
+	pcre2_code **v = realloc(r->pcx, (r->npcx + 1) * sizeof *v);
+	char **w = realloc(r->pcx_src, (r->npcx + 1) * sizeof *w);
+	if (!v || !w) abort();
+	r->pcx = v;
+	r->pcx_src = w;
+	v[r->npcx] = c;
+	w[r->npcx++] = src;
+}
+
+/* A regex PCRE2 finds too large, as pieces (split.c), each compiled and
+ * cut again while too large for PCRE2, or for Hyperscan to prefilter it
+ * (then PCRE2 runs only on the texts Hyperscan points at).  0, or -1
+ * leaving r without pieces. */
+static int compile_pieces(struct rule *r, const char *re, uint32_t opt, int depth)
+{
+	char **pieces;
+	size_t np = depth < MAX_SPLIT_DEPTH ? rules_split_regex(re, HS_MAX_PIECE, &pieces) : 0;
+	if (!np) return -1;
+	int rc = 0;
+	for (size_t i = 0; i < np; i++) {
+		if (rc || r->npcx >= MAX_SPLIT_PIECES) { rc = -1; free(pieces[i]); continue; }
+		if (strlen(pieces[i]) > HS_MAX_PIECE && compile_pieces(r, pieces[i], opt, depth + 1) == 0) {
+			free(pieces[i]);
+			continue;
+		}
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *c = pcre2_compile((PCRE2_SPTR)pieces[i], PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
+		if (c) {
+			pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+			add_piece(r, c, pieces[i]);
+			continue;
+		}
+		if (!(ec == PCRE2_ERROR_PATTERN_TOO_LARGE && compile_pieces(r, pieces[i], opt, depth + 1) == 0)) rc = -1;
+		free(pieces[i]);
+	}
+	free(pieces);
+	if (rc < 0 && depth == 0) free_pieces(r);
+	return rc;
+}
+
+/* whether Hyperscan will likely prefilter every piece (build_kind tries
+ * for real, once, before the database is cached; a refusal there leaves
+ * the rule to PCRE2 alone: slow, still right).  Compiling here would cost
+ * every start a minute. */
+static int pieces_prefilterable(const struct rule *r)
+{
+	for (unsigned q = 0; q < r->npcx; q++)
+		if (strlen(r->pcx_src[q]) > HS_MAX_PIECE_LEN || has_text_anchor(r->pcx_src[q])) return -1;
+	return 0;
+}
+
 int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t errlen)
 {
 	if (rs->compiled) { snprintf(err, errlen, "already compiled"); return -1; }
@@ -366,6 +470,16 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 		int ec;
 		PCRE2_SIZE eo;
 		r->pc = pcre2_compile((PCRE2_SPTR)r->re, PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
+		if (!r->pc && ec == PCRE2_ERROR_PATTERN_TOO_LARGE && compile_pieces(r, r->re, opt, 0) == 0) {
+			if (pieces_prefilterable(r) == 0) continue;
+			/* PCRE2 alone would run hundreds of KB of pattern on every
+			 * text of every message (measured: the stock rules' scan
+			 * twice as slow for 5 such rules) */
+			rule_not_loaded(r, "regular expression too large for PCRE2, and its %u pieces too large "
+			                "for Hyperscan to prefilter", r->npcx);
+			free_pieces(r);
+			continue;
+		}
 		if (!r->pc) {
 			PCRE2_UCHAR msg[160];
 			pcre2_get_error_message(ec, msg, sizeof msg);

@@ -620,6 +620,9 @@ void rules_free(struct ruleset *rs)
 		free(r->describe);
 		free(r->meta);
 		if (r->pc) pcre2_code_free(r->pc);
+		for (unsigned k = 0; k < r->npcx; k++) { pcre2_code_free(r->pcx[k]); free(r->pcx_src[k]); }
+		free(r->pcx);
+		free(r->pcx_src);
 		eval_free_rule(r);
 	}
 	eval_free_conf(rs);

@@ -57,6 +57,10 @@ struct rule {
 	char    *re;                  /* pattern (owned), Perl syntax */
 	unsigned reflags;
 	pcre2_code *pc;
+	pcre2_code **pcx;             /* instead of pc: pieces of a regex too large for
+	                               * PCRE2 (split.c); the rule matches where one does */
+	char   **pcx_src;             /* their patterns */
+	unsigned npcx;
 	enum re_mode mode;
 	unsigned hs_id;               /* index in its kind's database */
 	/* meta */
@@ -142,6 +146,9 @@ void rules_prepare_targets(struct ruleset *rs);
  * canonicalization, redirect targets); *out: malloc'd array of malloc'd
  * strings, count returned */
 size_t rules_uri_forms(const struct ruleset *rs, pcre2_match_data *md, const char *uri, char ***out);
+
+/* split.c: pieces whose union matches what re matches; 0 if it cannot be cut */
+size_t rules_split_regex(const char *re, size_t target, char ***out);
 
 /* regex.c */
 /* split "/re/flags" (or m{re}flags): pattern into out (malloc), flags; 0/-1 */

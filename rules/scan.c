@@ -198,14 +198,27 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
 	return 0;
 }
 
+static unsigned pcre_count_code(struct rules_scratch *s, const struct rule *r, const pcre2_code *pc,
+                                const char *t, size_t len, int multiple);
+
 /* matches of r in text: 0, 1, or more when multiple (bounded by maxhits) */
 static unsigned pcre_count(struct rules_scratch *s, const struct rule *r, const char *t, size_t len, int multiple)
+{
+	if (r->pc) return pcre_count_code(s, r, r->pc, t, len, multiple);
+	unsigned n = 0;                 /* a regex cut into pieces: the sum of theirs */
+	for (unsigned i = 0; i < r->npcx && (multiple || !n); i++)
+		n += pcre_count_code(s, r, r->pcx[i], t, len, multiple);
+	return n;
+}
+
+static unsigned pcre_count_code(struct rules_scratch *s, const struct rule *r, const pcre2_code *pc,
+                                const char *t, size_t len, int multiple)
 {
 	unsigned n = 0;
 	size_t off = 0;
 	unsigned cap = r->maxhits ? r->maxhits : 1000;
 	while (off <= len) {
-		int rc = pcre2_match(r->pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
+		int rc = pcre2_match(pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
 		if (rc < 0) break;          /* no match, or the match limit: counts as not hit */
 		n++;
 		if (!multiple || n >= cap) break;

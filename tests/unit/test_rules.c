@@ -356,6 +356,53 @@ static void test_eval_framework(void **st)
 	expect_error("body X eval:fn('unterminated)\n", "bad.cf:1:");
 }
 
+/* A regex past PCRE2's compiled-size limit is cut into pieces whose union
+ * matches the same (an alternation in context, optional groups included) */
+static void test_regex_too_large_is_split(void **st)
+{
+	(void)st;
+	/* as SpamAssassin's rules reach it: replace_tag expansions (a rule
+	 * file line is at most 64 KB) */
+	size_t cap = 400000, n = 0;
+	char *cf = malloc(cap);
+	assert_non_null(cf);
+	for (int t = 0; t < 4; t++) {
+		n += (size_t)snprintf(cf + n, cap - n, "replace_tag T%d ", t);
+		for (int i = 0; i < 2000; i++) n += (size_t)snprintf(cf + n, cap - n, "%sw%05dx", i ? "|" : "", t * 2000 + i);
+		n += (size_t)snprintf(cf + n, cap - n, "\n");
+	}
+	n += (size_t)snprintf(cf + n, cap - n, "replace_tag O opt");
+	for (int i = 0; i < 500; i++) n += (size_t)snprintf(cf + n, cap - n, "|o%04d", i);
+	n += (size_t)snprintf(cf + n, cap - n, "\nbody BIG /\\bpre\\s(?:<T0>|<T1>|<T2>|<T3>)"
+	                      "(?:\\s(?:<O>))?\\spost\\b/i\n"
+	                      "body REPEATED /(?:<T0>|<T1>|<T2>|<T3>){2}/\n"
+	                      "replace_rules BIG REPEATED\n");
+	struct ruleset *rs = load(cf, NULL);
+	free(cf);
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_BODY], 1);
+	const char *hit1[] = { "x PRE w07999x post y\n" };
+	const char *hit2[] = { "pre w00000x o0499 post\n" };
+	const char *miss1[] = { "pre w08000x post\n" };
+	const char *miss2[] = { "pre w00001x o0500 post\n" };
+	const char *miss3[] = { "pre w00001xpost\n" };
+	struct hits h;
+	scan(rs, &h, hit1, 1, NULL, NULL, 0);
+	assert_true(has(&h, "BIG"));
+	scan(rs, &h, hit2, 1, NULL, NULL, 0);
+	assert_true(has(&h, "BIG"));
+	scan(rs, &h, miss1, 1, NULL, NULL, 0);
+	assert_false(has(&h, "BIG"));
+	scan(rs, &h, miss2, 1, NULL, NULL, 0);
+	assert_false(has(&h, "BIG"));
+	scan(rs, &h, miss3, 1, NULL, NULL, 0);
+	assert_false(has(&h, "BIG"));
+	/* a repeated group cannot be cut: still reported as not loaded */
+	const char *why = NULL;
+	assert_string_equal(rules_not_loaded(rs, 0, &why), "REPEATED");
+	assert_non_null(strstr(why, "too large"));
+	rules_free(rs);
+}
+
 static void test_syntax_errors(void **st)
 {
 	(void)st;
@@ -545,6 +592,7 @@ int main(void)
 		cmocka_unit_test(test_blocks_and_include),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_eval_framework),
+		cmocka_unit_test(test_regex_too_large_is_split),
 		cmocka_unit_test(test_fallback_and_cache),
 		cmocka_unit_test(test_time_budget),
 		cmocka_unit_test(test_addresses),
