@@ -242,6 +242,8 @@ static int def_header_rule(struct pstate *p, struct rule *r, const char *rest)
 		if (strcmp(m, "raw") == 0) r->hmod = HM_RAW;
 		else if (strcmp(m, "addr") == 0) r->hmod = HM_ADDR;
 		else if (strcmp(m, "name") == 0) r->hmod = HM_NAME;
+		else if (strcmp(m, "addr:raw") == 0 || strcmp(m, "raw:addr") == 0) r->hmod = HM_ADDR_RAW;
+		else if (strcmp(m, "name:raw") == 0 || strcmp(m, "raw:name") == 0) r->hmod = HM_NAME_RAW;
 		else {
 			rule_not_loaded(r, "header modifier :%s not supported", m);
 			r->hdr = h;

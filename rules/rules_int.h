@@ -21,7 +21,9 @@
 #define RE_S 0x04u
 #define RE_X 0x08u
 
-enum hdr_mod { HM_NONE = 0, HM_RAW, HM_ADDR, HM_NAME };
+/* :raw, :addr, :name, and :addr:raw / :name:raw (address or name taken
+ * from the undecoded value) */
+enum hdr_mod { HM_NONE = 0, HM_RAW, HM_ADDR, HM_NAME, HM_ADDR_RAW, HM_NAME_RAW };
 
 /* how a regex rule is matched */
 enum re_mode { RM_NONE = 0, RM_HS, RM_HS_PREFILTER, RM_PCRE };

@@ -319,7 +319,7 @@ static int name_is(const char *a, const char *b) { return strcasecmp(a, b) == 0;
 static int header_text(struct rules_scratch *s, const struct htarget *t, const struct rules_input *in)
 {
 	size_t start = s->buflen;
-	int raw = t->hmod == HM_RAW, found = 0;
+	int raw = t->hmod == HM_RAW || t->hmod == HM_ADDR_RAW || t->hmod == HM_NAME_RAW, found = 0;
 	/* SpamAssassin's pseudo-header names are case-sensitive */
 	if (strcmp(t->hdr, "ALL") == 0) {
 		for (size_t i = 0; i < in->nheaders; i++) {
@@ -348,9 +348,9 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 			buf_add(s, "\n", 1);
 			found = 1;
 		}
-	if (found && (t->hmod == HM_ADDR || t->hmod == HM_NAME)) {
+	if (found && t->hmod >= HM_ADDR) {
 		char out[1024];
-		int ok = t->hmod == HM_ADDR ? rules_addr_of(s->buf + start, out, sizeof out)
+		int ok = t->hmod == HM_ADDR || t->hmod == HM_ADDR_RAW ? rules_addr_of(s->buf + start, out, sizeof out)
 		                            : rules_name_of(s->buf + start, out, sizeof out);
 		s->buflen = start;
 		s->buf[start] = '\0';

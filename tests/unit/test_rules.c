@@ -64,6 +64,7 @@ static const struct rules_header std_headers[] = {
 	{ "Received", "from a by b", NULL },
 	{ "Received", "from c by d", NULL },
 	{ "Resent-Message-Id", "<a@b.example>", NULL },
+	{ "Sender", "=?utf-8?q?J=C3=BCrgen?= <j@example.net>", "J\xc3\xbcrgen <j@example.net>" },
 };
 
 static void scan(struct ruleset *rs, struct hits *h, const char *const *body, size_t nbody,
@@ -105,11 +106,15 @@ static void test_headers(void **st)
 		"header H_CASE subject =~ /OFFER/i\n"
 		"header H_NOMATCH Subject =~ /viagra/\n"
 		"header H_MSGID MESSAGEID =~ /<a\\@b\\.example>/\n"
-		"header H_MSGID_CASE exists:MessageID\n", NULL);
+		"header H_MSGID_CASE exists:MessageID\n"
+		"header H_NAME_RAW Sender:name:raw =~ /^=\\?utf-8\\?q\\?J=C3=BCrgen\\?=$/\n"
+		"header H_NAME_DEC Sender:name =~ /^J\xc3\xbcrgen$/\n"
+		"header H_ADDR_RAW Sender:raw:addr =~ /^j\\@example\\.net$/\n", NULL);
 	struct hits h;
 	scan(rs, &h, NULL, 0, NULL, NULL, 0);
 	const char *want[] = { "H_SUBJ", "H_SUBJ_RAW", "H_FROM_NAME", "H_FROM_ADDR", "H_TO_ADDR", "H_TO_NAME",
-		"H_EXISTS", "H_ALL", "H_NEG", "H_UNSET", "H_RCVD", "H_CASE", "H_MSGID" };
+		"H_EXISTS", "H_ALL", "H_NEG", "H_UNSET", "H_RCVD", "H_CASE", "H_MSGID", "H_NAME_RAW", "H_NAME_DEC",
+		"H_ADDR_RAW" };
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
 		if (!has(&h, want[i])) fprintf(stderr, "missing %s in: %s\n", want[i], h.names);
 		assert_true(has(&h, want[i]));
@@ -118,7 +123,7 @@ static void test_headers(void **st)
 	assert_false(has(&h, "H_NOMATCH"));
 	assert_false(has(&h, "H_NEG_MISS"));   /* a missing header without if-unset is not tested */
 	assert_false(has(&h, "H_MSGID_CASE"));  /* pseudo-header names are case-sensitive */
-	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 17);
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 20);
 	rules_free(rs);
 }
 
