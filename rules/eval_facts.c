@@ -156,7 +156,7 @@ struct facts_conf {
 #define QS "\"(?:|(?:[^\"\\\\]++|\\\\.)*+)\""
 #define MAILRE "(?:" QS "|[^@\\s<>()\\[\\],:;]+)@(?:[^\"\\s<>()\\[\\],:;]+|\\[[\\d:.]+\\])"
 static const char ADDR_RE[] =
-	"^\\s*(?:(?:((?:" QS "|[^\",;<]++)+)\\s*)?<\\s*([^>@]*\\S+|\\s*)\\s*>"
+	"\\s*(?:(?:((?:" QS "|[^\",;<]++)+)\\s*)?<\\s*([^>@]*\\S+|\\s*)\\s*>"
 	"(?:\\s*<\\s*(?:(?:" QS ")?\\S+|\\s*)\\s*>)*"
 	"|(?:(" MAILRE ")|((?:" QS "|[^\",;<]++)+)))"
 	"(?:\\s*\\(((?:|(?:[^()\\\\]++|\\\\.)*+))\\))?\\s*(?:[,;]|\\z)";
@@ -685,7 +685,8 @@ static void parse_addresses(const struct eval_msg *m, const char *value, struct 
 	}
 	size_t len = strlen(s), pos = 0;
 	for (int guard = 0; pos < len && guard < MAX_ADDRS * 4; guard++) {
-		if (!re_match(m, c->re_addr, s, len, pos)) break;
+		/* anchored at pos, as SpamAssassin's s/^...// loop */
+		if (pcre2_match(c->re_addr, (PCRE2_SPTR)s, len, pos, PCRE2_ANCHORED, m->md, m->rs->mctx) < 0) break;
 		/* the groups: 1 phrase, 2 <address>, 3 bare address, 4 bare phrase */
 		PCRE2_SIZE *ovp = pcre2_get_ovector_pointer(m->md), ov[10];
 		uint32_t nov = pcre2_get_ovector_count(m->md);
@@ -1703,9 +1704,20 @@ static void dkim_compute(struct eval_msg *m)
 	}
 	/* the authors: From addresses */
 	header_addrs(m, "From", &f->authors, 0, 0);
-	/* the dkim filter's verdicts: "result d s b" lines */
+	/* the dkim filter's verdicts: "result d s b" lines; without them the
+	 * fields themselves, not verified */
 	const char *v = eval_fact(m, "dkim");
-	if (!v) return;
+	if (!v) {
+		for (size_t k = 0; k < nf; k++) {
+			struct sig *sg = &f->sigs[f->nsigs++];
+			snprintf(sg->d, sizeof sg->d, "%.255s", fields[k].d);
+			lower(sg->d);
+			const char *at = strrchr(fields[k].i, '@');
+			snprintf(sg->sdid, sizeof sg->sdid, "%.255s", at && at[1] ? at + 1 : fields[k].d);
+			lower(sg->sdid);
+		}
+		return;
+	}
 	f->dkim_verified = 1;
 	for (const char *p = v; *p && f->nsigs < MAX_SIGS; ) {
 		const char *e = strchr(p, '\n');
