@@ -148,6 +148,8 @@ struct facts_conf {
 	int fm_max_body_emails, fm_max_body_freemails, fm_skip_when_over_max, fm_skip_bulk_envfrom;
 	int fm_import_wl_auth, fm_import_def_wl_auth;
 	struct strmap tlds;             /* util_rb_tld etc.: valid top-level domains */
+	struct strmap adsp_override;    /* author domain ("*.x" too) -> ADSP letter */
+	int adsp_rules;                 /* check_dkim_adsp rules loaded: ask the DNS */
 	/* PCRE2 patterns of SpamAssassin's address parser and FreeMail */
 	pcre2_code *re_addr, *re_mail_full, *re_comment, *re_fm_welcome, *re_bulk_envfrom, *re_rcvd_for;
 };
@@ -329,6 +331,7 @@ static void free_conf(struct ruleset *rs)
 	free(c->fm_wild);
 	map_free(&c->fm_welcome);
 	map_free(&c->tlds);
+	map_free(&c->adsp_override);
 	pcre2_code_free(c->re_addr); pcre2_code_free(c->re_mail_full); pcre2_code_free(c->re_comment);
 	pcre2_code_free(c->re_fm_welcome); pcre2_code_free(c->re_bulk_envfrom); pcre2_code_free(c->re_rcvd_for);
 	free(c);
@@ -598,6 +601,32 @@ static int directive(struct ruleset *rs, const char *dir, const char *args, char
 		}
 		return 1;
 	}
+	if (dir_is(dir, "adsp_override")) {
+		/* "[@]domain [nxdomain|unknown|all|discardable|custom_low|custom_med|custom_high]" */
+		const char *a = args, *d, *pw;
+		size_t dn, pn = 0;
+		d = next_word(&a, &dn);
+		pw = next_word(&a, &pn);
+		if (d && *d == '@') { d++; dn--; }
+		char dom[256];
+		if (!d || !dn || dn >= sizeof dom || next_word(&a, &n)) { snprintf(why, whylen, "expected a domain and a policy"); return -1; }
+		memcpy(dom, d, dn);
+		dom[dn] = '\0';
+		lower(dom);
+		for (char *q = dom; *q; q++)
+			if (!isalnum((unsigned char)*q) && !strchr("*._-", *q)) { snprintf(why, whylen, "bad domain %.60s", dom); return -1; }
+		static const char *const pol[] = { "nxdomain", "unknown", "all", "discardable", "custom_low", "custom_med", "custom_high", NULL };
+		static const char letter[] = "NUAD123";
+		int code = 'D';
+		if (pw) {
+			code = 0;
+			for (size_t i = 0; pol[i]; i++)
+				if (strlen(pol[i]) == pn && strncasecmp(pw, pol[i], pn) == 0) code = letter[i];
+			if (!code) { snprintf(why, whylen, "unknown policy %.*s", (int)pn, pw); return -1; }
+		}
+		*map_slot(&conf_of(rs)->adsp_override, dom, 1) = code;
+		return 1;
+	}
 	if (dir_is(dir, "freemail_max_body_emails")) return set_num(&conf_of(rs)->fm_max_body_emails, args, why, whylen);
 	if (dir_is(dir, "freemail_max_body_freemails")) return set_num(&conf_of(rs)->fm_max_body_freemails, args, why, whylen);
 	if (dir_is(dir, "freemail_skip_when_over_max")) return set_num(&conf_of(rs)->fm_skip_when_over_max, args, why, whylen);
@@ -808,6 +837,8 @@ struct facts_msg {
 	int dkwl_done, dkwl, def_dkwl;
 	int spf_done;
 	char spf[16], spf_helo[16];        /* results, "" unknown */
+	int adsp_done;
+	struct strmap adsp;                /* author domain -> ADSP letter */
 };
 
 static void facts_msg_free(void *p)
@@ -818,6 +849,7 @@ static void facts_msg_free(void *p)
 	addrs_clear(&f->fm_body);
 	addrs_clear(&f->authors);
 	map_free(&f->uri_hits);
+	map_free(&f->adsp);
 	free(f);
 }
 
@@ -1895,6 +1927,136 @@ static double def_dkim_welcomelist_from(struct eval_msg *m, const struct rule *r
 	return msg_state(m)->def_dkwl;
 }
 
+/* --- ADSP (RFC 5617, historic; SpamAssassin still has rules for it) ---------------- */
+
+/* the author domains ADSP is asked about: a dot and a final label of
+ * two letters or more; those with a valid author signature or a
+ * signature that failed for now are left out */
+static size_t adsp_domains(struct eval_msg *m, const char **out, size_t max)
+{
+	struct facts_msg *f = msg_state(m);
+	size_t n = 0;
+	for (size_t a = 0; a < f->authors.n && n < max; a++) {
+		const char *at = strrchr(f->authors.a[a], '@');
+		const char *d = at ? at + 1 : NULL;
+		if (!d || !*d) continue;
+		const char *dot = strrchr(d, '.');
+		size_t tl = dot ? strlen(dot + 1) : 0;
+		if (!dot || dot == d || tl < 2 || strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz-") != tl) continue;
+		int dup = 0, skip = 0;
+		for (size_t k = 0; k < n; k++) dup |= strcmp(out[k], d) == 0;
+		for (size_t s2 = 0; s2 < f->nsigs; s2++)
+			if (strcmp(f->sigs[s2].sdid, d) == 0 &&
+			    (sig_valid(&f->sigs[s2]) || strcmp(f->sigs[s2].result, "temperror") == 0)) skip = 1;
+		if (!dup && !skip) out[n++] = d;
+	}
+	return n;
+}
+
+/* the override for a domain: itself, then "*.parent" ... "*" */
+static int adsp_override_of(const struct facts_conf *c, const char *dom)
+{
+	const int *v = map_get(&c->adsp_override, dom);
+	if (v) return *v;
+	char key[300];
+	for (const char *p = dom; p; ) {
+		const char *dot = strchr(p, '.');
+		snprintf(key, sizeof key, "*%s%s", dot ? "." : "", dot ? dot + 1 : "");
+		if ((v = map_get(&c->adsp_override, key))) return *v;
+		p = dot ? dot + 1 : NULL;
+	}
+	return 0;
+}
+
+static void adsp_compute(struct eval_msg *m)
+{
+	struct facts_msg *f = msg_state(m);
+	if (f->adsp_done) return;
+	f->adsp_done = 1;
+	dkim_compute(m);
+	if (!f->dkim_verified) return;       /* SpamAssassin: signatures not ready */
+	const struct facts_conf *c = conf_get(m);
+	const char *doms[8];
+	size_t n = adsp_domains(m, doms, 8);
+	for (size_t i = 0; i < n; i++) {
+		int code = adsp_override_of(c, doms[i]);
+		if (!code) {
+			char key[300];
+			snprintf(key, sizeof key, "dns:TXT:_adsp._domainkey.%s", doms[i]);
+			const char *v = eval_fact(m, key);
+			if (!v) continue;                 /* not asked or no answer in time */
+			const char *p = strstr(v, "dkim=");
+			code = 'U';
+			if (p && strncasecmp(p + 5, "all", 3) == 0) code = 'A';
+			else if (p && strncasecmp(p + 5, "discardable", 11) == 0) code = 'D';
+		}
+		*map_slot(&f->adsp, doms[i], 1) = code;
+	}
+}
+
+static int check_adsp(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	struct facts_conf *c = conf_of(rs);
+	const char *a = eval_arg(r, 0);
+	if (!a[0] || strspn(a, "NUAD123*") != strlen(a)) { snprintf(why, whylen, "policy letters N, U, A, D, 1, 2, 3 or * expected"); return -1; }
+	c->adsp_rules = 1;
+	return 0;
+}
+
+static double dkim_adsp_hit(struct eval_msg *m, const char *letters, const struct rule *r, unsigned first_dom)
+{
+	adsp_compute(m);
+	struct facts_msg *f = msg_state(m);
+	if (strcmp(letters, "*") == 0) letters = "NAD123";
+	int any = 0;
+	for (size_t i = 0; i < f->adsp.cap && !any; i++)
+		if (f->adsp.k[i] && f->adsp.v[i] && strchr(letters, f->adsp.v[i])) any = 1;
+	if (!any) return 0;
+	if (!r || r->ev_argc <= first_dom) return 1;
+	for (unsigned k = first_dom; k < r->ev_argc; k++)
+		for (size_t a = 0; a < f->authors.n; a++) {
+			const char *at = strrchr(f->authors.a[a], '@');
+			if (at && domain_acceptable(at + 1, eval_arg(r, k))) return 1;
+		}
+	return 0;
+}
+
+static double dkim_adsp(struct eval_msg *m, const struct rule *r)
+{
+	return dkim_adsp_hit(m, eval_arg(r, 0), r, 1);
+}
+
+static double dkim_signall(struct eval_msg *m, const struct rule *r)
+{
+	(void)r;
+	return dkim_adsp_hit(m, "A", NULL, 0);
+}
+
+static double dkim_testing(struct eval_msg *m, const struct rule *r)
+{
+	(void)m; (void)r;
+	return 0;           /* SpamAssassin 4.0 never sets its key-testing flag */
+}
+
+/* the ADSP records this message needs: only when check_dkim_adsp rules
+ * are loaded and the dkim filter gave verdicts */
+static void queries(struct eval_msg *m, void (*want)(void *arg, const char *qname, int rrtype), void *arg)
+{
+	const struct facts_conf *c = conf_get(m);
+	if (!c || !c->adsp_rules) return;
+	struct facts_msg *f = msg_state(m);
+	dkim_compute(m);
+	if (!f->dkim_verified) return;
+	const char *doms[8];
+	size_t n = adsp_domains(m, doms, 8);
+	for (size_t i = 0; i < n; i++) {
+		if (adsp_override_of(c, doms[i])) continue;
+		char q[300];
+		snprintf(q, sizeof q, "_adsp._domainkey.%s", doms[i]);
+		want(arg, q, 16);
+	}
+}
+
 /* ARC: signed when an ARC-Seal field parses; valid when a filter verified
  * the chain (fact "arc", an "arc" Authentication-Results entry) */
 static double arc_signed(struct eval_msg *m, const struct rule *r)
@@ -1996,6 +2158,9 @@ static const struct eval_def defs[] = {
 	{ "check_dkim_valid_envelopefrom", dkim_valid_envelopefrom, 0, 0, check_conf, NULL, 0 },
 	{ "check_dkim_dependable", dkim_dependable, 0, 0, check_conf, NULL, 0 },
 	{ "check_dkim_signsome", dkim_signsome, 0, 0, check_conf, NULL, 0 },
+	{ "check_dkim_signall", dkim_signall, 0, 0, check_conf, NULL, 0 },
+	{ "check_dkim_testing", dkim_testing, 0, 0, check_conf, NULL, 0 },
+	{ "check_dkim_adsp", dkim_adsp, 1, 9, check_adsp, NULL, 0 },
 	{ "check_for_dkim_welcomelist_from", dkim_welcomelist_from, 0, 0, check_conf, NULL, 0 },
 	{ "check_for_dkim_whitelist_from", dkim_welcomelist_from, 0, 0, check_conf, NULL, 0 },
 	{ "check_for_def_dkim_welcomelist_from", def_dkim_welcomelist_from, 0, 0, check_conf, NULL, 0 },
@@ -2016,4 +2181,5 @@ const struct eval_module eval_module_facts = {
 	.defs = defs,
 	.directive = directive,
 	.free_conf = free_conf,
+	.queries = queries,
 };

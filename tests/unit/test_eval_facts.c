@@ -461,6 +461,82 @@ static void test_dkim_arc(void **st)
 	rules_free(rs);
 }
 
+static void want_name(void *arg, const char *qname, int rrtype)
+{
+	char *buf = arg;
+	char line[300];
+	snprintf(line, sizeof line, "%s/%d ", qname, rrtype);
+	strcat(buf, line);
+}
+
+static void test_adsp(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"adsp_override ebay.example\n"
+		"adsp_override *.shop.example all\n"
+		"adsp_override @low.example custom_low\n"
+		"header ADSP_D eval:check_dkim_adsp('D')\n"
+		"header ADSP_A eval:check_dkim_adsp('A')\n"
+		"header ADSP_1 eval:check_dkim_adsp('1')\n"
+		"header ADSP_U eval:check_dkim_adsp('U')\n"
+		"header ADSP_EBAY eval:check_dkim_adsp('*', 'ebay.example')\n"
+		"header ADSP_OTHER eval:check_dkim_adsp('*', '.nowhere.example')\n"
+		"header SIGNALL eval:check_dkim_signall()\n"
+		"header TESTING eval:check_dkim_testing()\n"
+		"header BAD_ADSP eval:check_dkim_adsp('X')\n");
+	assert_non_null(why_not_loaded(rs, "BAD_ADSP"));
+	struct hits h;
+	struct msg m = { .nh = 0 };
+	hdr(&m, "From", "alerts@ebay.example");
+	/* without the dkim filter's verdicts: nothing (SpamAssassin: signatures not ready) */
+	scan(rs, &m, NULL, &h);
+	assert_string_equal(h.names, "");
+	const char *none[] = { "dkim=none - - -", NULL };
+	scan(rs, &m, none, &h);
+	assert_true(has(&h, "ADSP_D"));
+	assert_true(has(&h, "ADSP_EBAY"));
+	assert_false(has(&h, "ADSP_OTHER"));
+	assert_false(has(&h, "ADSP_A"));
+	assert_false(has(&h, "TESTING"));
+	/* a valid author signature: no policy applies */
+	const char *valid[] = { "dkim=pass ebay.example s1 AAAAAAAA", NULL };
+	scan(rs, &m, valid, &h);
+	assert_false(has(&h, "ADSP_D"));
+	struct msg m2 = { .nh = 0 };
+	hdr(&m2, "From", "a@www.shop.example");
+	scan(rs, &m2, none, &h);
+	assert_true(has(&h, "ADSP_A"));
+	assert_true(has(&h, "SIGNALL"));
+	struct msg m3 = { .nh = 0 };
+	hdr(&m3, "From", "b@low.example");
+	scan(rs, &m3, none, &h);
+	assert_true(has(&h, "ADSP_1"));
+	/* no override: the _adsp record from the DNS (asked through the queries hook) */
+	struct msg m4 = { .nh = 0 };
+	hdr(&m4, "From", "c@other.example, d@ebay.example");
+	char asked[1024] = "";
+	struct rules_input in = { .headers = m4.h, .nheaders = m4.nh, .fact = fact };
+	test_facts = none;
+	struct rules_scratch *scr = rules_scratch_new(rs);
+	rules_net_queries(rs, scr, &in, want_name, asked);
+	rules_scratch_free(scr);
+	test_facts = NULL;
+	assert_string_equal(asked, "_adsp._domainkey.other.example/16 ");
+	const char *disc[] = { "dkim=none - - -", "dns:TXT:_adsp._domainkey.other.example=dkim=discardable", NULL };
+	struct msg m5 = { .nh = 0 };
+	hdr(&m5, "From", "c@other.example");
+	scan(rs, &m5, disc, &h);
+	assert_true(has(&h, "ADSP_D"));
+	const char *unk[] = { "dkim=none - - -", "dns:TXT:_adsp._domainkey.other.example=", NULL };
+	scan(rs, &m5, unk, &h);
+	assert_false(has(&h, "ADSP_D"));
+	assert_true(has(&h, "ADSP_U"));
+	scan(rs, &m5, none, &h);                /* no answer in time */
+	assert_false(has(&h, "ADSP_U"));
+	rules_free(rs);
+}
+
 static void test_dmarc(void **st)
 {
 	(void)st;
@@ -561,6 +637,7 @@ int main(void)
 		cmocka_unit_test(test_freemail),
 		cmocka_unit_test(test_spf),
 		cmocka_unit_test(test_dkim_arc),
+		cmocka_unit_test(test_adsp),
 		cmocka_unit_test(test_dmarc),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_hostile),
