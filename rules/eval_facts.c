@@ -425,10 +425,9 @@ static int directive(struct ruleset *rs, const char *dir, const char *args, char
 	const char *w;
 	size_t n;
 
-	/* valid TLDs: shared with other modules (URI and relay parsing), so
-	 * noted here and left for them too (0) */
-	if (dir_is(dir, "util_rb_tld") || dir_is(dir, "util_rb_2tld") || dir_is(dir, "util_rb_3tld")) {
-		if (dir[8] != 't') return 0;
+	/* valid TLDs (FreeMail's address pattern); the relay and net modules
+	 * read these lines too (eval_directive gives them to every module) */
+	if (dir_is(dir, "util_rb_tld")) {
 		struct facts_conf *c = conf_of(rs);
 		while ((w = next_word(&args, &n))) {
 			char t[64];
@@ -438,7 +437,7 @@ static int directive(struct ruleset *rs, const char *dir, const char *args, char
 			lower(t);
 			*map_slot(&c->tlds, t, 1) = 1;
 		}
-		return 0;
+		return 1;
 	}
 	for (size_t i = 0; addrlists[i]; i++)
 		if (dir_is2(dir, addrlists[i])) return add_addrs(conf_of(rs), addrlists[i], args, why, whylen);
