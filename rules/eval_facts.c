@@ -1755,7 +1755,10 @@ static void dkim_compute(struct eval_msg *m)
 		size_t ll = e ? (size_t)(e - p) : strlen(p);
 		char line[600], res[16] = "", d[256] = "", s[128] = "", b[16] = "";
 		snprintf(line, sizeof line, "%.*s", (int)(ll < sizeof line ? ll : sizeof line - 1), p);
-		if (sscanf(line, "%15s %255s %127s %15s", res, d, s, b) >= 2 && strcmp(res, "none") != 0) {
+		/* "none": no signature; d "-": a field the verifier could not take
+		 * apart (DKIM_SIGNED then rests on the fields that parse) */
+		if (sscanf(line, "%15s %255s %127s %15s", res, d, s, b) >= 2 && strcmp(res, "none") != 0 &&
+		    strcmp(d, "-") != 0) {
 			struct sig *sg = &f->sigs[f->nsigs++];
 			snprintf(sg->result, sizeof sg->result, "%s", res);
 			snprintf(sg->d, sizeof sg->d, "%s", d);

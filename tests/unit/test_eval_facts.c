@@ -458,6 +458,10 @@ static void test_dkim_arc(void **st)
 	assert_false(has(&h, "DKIM_SIGNED"));
 	assert_false(has(&h, "DKIM_VALID"));
 	assert_true(has(&h, "DKIM_DEPENDABLE"));
+	/* the verifier could not take that field apart either: still not signed */
+	const char *perm[] = { "dkim=permerror - - -", NULL };
+	scan(rs, &m4, perm, &h);
+	assert_false(has(&h, "DKIM_SIGNED"));
 	rules_free(rs);
 }
 
