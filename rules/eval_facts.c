@@ -1547,46 +1547,55 @@ static void spf_from_internal(struct eval_msg *m, struct facts_msg *f)
 	for (size_t i = m->in->nheaders; i < nh && !all; i++)
 		if (strcmp(hs[i].name, "ALL-INTERNAL") == 0) all = hs[i].raw;
 	if (!all || !*all) return;
-	/* one field per line: take them in reverse (oldest first) */
-	const char *lines[256];
+	/* one field per line (continuation lines start with white space):
+	 * take them in reverse (oldest first) */
+	const char *fields[256];
 	size_t nl = 0;
 	for (const char *p = all; *p && nl < 256; ) {
-		lines[nl++] = p;
-		const char *e = strchr(p, '\n');
+		fields[nl++] = p;
+		const char *e = p;
+		while ((e = strchr(e, '\n')) && (e[1] == ' ' || e[1] == '\t')) e++;
 		if (!e) break;
 		p = e + 1;
 	}
 	for (size_t i = nl; i-- > 0; ) {
-		const char *l = lines[i];
+		/* the field unfolded, bounded */
+		char l[2048];
+		size_t ll = 0;
+		for (const char *p = fields[i]; *p && ll + 1 < sizeof l; p++) {
+			if (*p == '\n') {
+				if (p[1] != ' ' && p[1] != '\t') break;
+				continue;
+			}
+			l[ll++] = *p;
+		}
+		l[ll] = '\0';
 		char res[16] = "", ident[16] = "";
 		if (strncasecmp(l, "Received-SPF:", 13) == 0) {
 			const char *v = l + 13;
 			while (*v == ' ' || *v == '\t') v++;
 			spf_word(res, sizeof res, v);
 			const char *idp = strcasestr(v, "identity=");
-			const char *eol = strchr(v, '\n');
-			if (idp && (!eol || idp < eol)) spf_word(ident, sizeof ident, idp + 9);
+			if (idp) spf_word(ident, sizeof ident, idp + 9);
 		} else if (strncasecmp(l, "Authentication-Results:", 23) == 0 || strncasecmp(l, "Arc-Authentication-Results:", 27) == 0) {
-			const char *eol = strchr(l, '\n');
-			size_t ll = eol ? (size_t)(eol - l) : strlen(l);
 			const char *sp = NULL;
-			for (const char *q = l; q + 3 < l + ll; q++)
+			for (const char *q = l; *q && !sp; q++)
 				if (*q == ';') {
 					const char *w = q + 1;
 					while (*w == ' ' || *w == '\t') w++;
 					if (strncasecmp(w, "spf", 3) == 0) {
 						const char *e = w + 3;
-						while (*e == ' ') e++;
-						if (*e == '=') { sp = e + 1; break; }
+						while (*e == ' ' || *e == '\t') e++;
+						if (*e == '=') sp = e + 1;
 					}
 				}
 			if (!sp) continue;
-			while (*sp == ' ') sp++;
+			while (*sp == ' ' || *sp == '\t') sp++;
 			spf_word(res, sizeof res, sp);
 			if (strcmp(res, "hardfail") == 0) strcpy(res, "fail");
-			const char *semi = memchr(sp, ';', ll - (size_t)(sp - l));
+			const char *semi = strchr(sp, ';');
 			const char *smtp = strcasestr(sp, "smtp.");
-			if (smtp && (!semi || smtp < semi) && smtp < l + ll) spf_word(ident, sizeof ident, smtp + 5);
+			if (smtp && (!semi || smtp < semi)) spf_word(ident, sizeof ident, smtp + 5);
 		} else {
 			continue;
 		}
