@@ -131,6 +131,21 @@ struct wl_list {
 	struct strmap idx;      /* pattern -> index */
 };
 
+/* an entry against an address (lower case): its fixed tail (after the
+ * last '*') is compared first, so most entries cost a few bytes */
+static int entry_match(const struct wl_entry *e, const char *addr)
+{
+	if (e->dead) return 0;
+	if (!e->wild) return strcmp(e->pat, addr) == 0;
+	const char *tail = strrchr(e->pat, '*');
+	tail = tail ? tail + 1 : e->pat;
+	if (!strchr(tail, '?')) {
+		size_t tl = strlen(tail), al = strlen(addr);
+		if (tl > al || strcmp(addr + al - tl, tail) != 0) return 0;
+	}
+	return glob_match(e->pat, addr);
+}
+
 struct uri_list {
 	char *name;
 	struct strmap hosts;    /* host -> 1 listed, 0 excepted ("!host") */
@@ -289,7 +304,7 @@ static int list_match(const struct wl_list *l, const char *addr)
 	const int *k = map_get(&l->idx, addr);
 	if (k && *k > 0 && !l->e[*k - 1].dead) return 1;
 	for (size_t i = 0; i < l->n; i++)
-		if (l->e[i].wild && !l->e[i].dead && glob_match(l->e[i].pat, addr)) return 1;
+		if (l->e[i].wild && entry_match(&l->e[i], addr)) return 1;
 	return 0;
 }
 
@@ -1032,7 +1047,7 @@ static int welcomelist_rcvd(struct eval_msg *m, const struct wl_list *l, const c
 	int forged = 0;
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wl_entry *e = &l->e[i];
-		if (e->dead || !glob_match(e->pat, addr)) continue;
+		if (!entry_match(e, addr)) continue;
 		for (size_t d = 0; d < e->ndoms; d++) {
 			for (size_t k = 0; k < nc; k++)
 				if (relay_matches(cand[k], e->doms[d])) return 1;
@@ -1893,14 +1908,14 @@ static void dkim_wl_compute(struct eval_msg *m)
 		if (!l) continue;
 		int dkim_list = li == 0 || li == 2;
 		int *out = li < 2 ? &f->def_dkwl : &f->dkwl;
-		for (size_t a = 0; a < f->authors.n && !*out; a++) {
+		for (size_t a = 0; a < f->authors.n && a < 8 && !*out; a++) {
 			const char *author = f->authors.a[a];
 			const char *at = strrchr(author, '@');
 			const char *adom = at ? at + 1 : "";
 			/* entries whose pattern matches this author */
 			for (size_t e = 0; e < l->n && !*out; e++) {
 				const struct wl_entry *en = &l->e[e];
-				if (en->dead || !glob_match(en->pat, author)) continue;
+				if (!entry_match(en, author)) continue;
 				size_t nd = dkim_list ? en->ndoms : 1;
 				for (size_t d = 0; d < nd && !*out; d++) {
 					const char *acc = dkim_list ? en->doms[d] : "";

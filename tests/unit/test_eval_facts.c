@@ -630,6 +630,35 @@ static void test_hostile(void **st)
 	free(big);
 	free(body);
 	rules_free(rs);
+
+	/* a thousand wildcard welcomelist entries against many long authors
+	 * with a valid signature: each entry's fixed tail is compared first */
+	size_t cap = 1000 * 64 + 4096;
+	char *cf = malloc(cap), *from = malloc(64 * 200 + 1);
+	assert_non_null(cf);
+	assert_non_null(from);
+	size_t o = 0;
+	for (int i = 0; i < 1000; i++)
+		o += (size_t)snprintf(cf + o, cap - o, "def_whitelist_auth *@*.d%d.example\n", i);
+	snprintf(cf + o, cap - o, "header DEF_DKIM_WL eval:check_for_def_dkim_welcomelist_from()\n"
+	         "header DEF_SPF_WL eval:check_for_def_spf_welcomelist_from()\n");
+	rs = load(cf);
+	o = 0;
+	for (int i = 0; i < 64; i++) {
+		o += (size_t)snprintf(from + o, 64 * 200 + 1 - o, "%s", i ? ", " : "");
+		for (int k = 0; k < 150; k++) from[o++] = 'a';
+		o += (size_t)snprintf(from + o, 64 * 200 + 1 - o, "%d@x.d999.example", i);
+	}
+	struct msg m2 = { .nh = 0 };
+	hdr(&m2, "From", from);
+	hdr(&m2, "EnvelopeFrom", "aaa@x.d999.example");
+	const char *facts[] = { "dkim=pass x.d999.example s AAAAAAAA", "spf:mailfrom=pass", NULL };
+	scan(rs, &m2, facts, &h);
+	assert_true(has(&h, "DEF_DKIM_WL"));         /* the authors' own domain signed */
+	assert_true(has(&h, "DEF_SPF_WL"));
+	free(cf);
+	free(from);
+	rules_free(rs);
 }
 
 int main(void)
