@@ -137,14 +137,18 @@ bad:
 	return -1;
 }
 
+/* every module sees the line: some directives are needed by several
+ * (util_rb_tld/2tld/3tld by the relay, net and facts modules) */
 int eval_directive(struct ruleset *rs, const char *dir, const char *args, char *why, size_t whylen)
 {
+	int taken = 0;
 	for (size_t m = 0; modules[m]; m++) {
 		if (!modules[m]->directive) continue;
 		int rc = modules[m]->directive(rs, dir, args, why, whylen);
-		if (rc != 0) return rc;
+		if (rc < 0) return rc;
+		if (rc > 0) taken = 1;
 	}
-	return 0;
+	return taken;
 }
 
 int eval_pseudo_known(const char *name)
