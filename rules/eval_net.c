@@ -109,7 +109,7 @@ enum st_kind { ST_ANY = 0, ST_EXACT, ST_MASK, ST_RANGE, ST_VALMASK, ST_REGEX };
 
 struct subtest {
 	enum st_kind kind;
-	char exact[64];
+	char exact[256];
 	uint32_t n1, n2;
 	pcre2_code *re;
 };
@@ -238,6 +238,17 @@ struct uri_list {               /* enlist_uri_host (NAME) ... */
 
 struct block_rule { char *rule; char *zone; };
 
+struct askdns {                 /* askdns NAME TEMPLATE [TYPE [SUBTEST]] */
+	char *rule;
+	char *tmpl;                 /* the query with one _TAG_ in it */
+	char  tag[32];              /* AUTHORDOMAIN, SENDERDOMAIN or LASTEXTERNALHELO */
+	int   type;                 /* 1 A, 2 NS, 15 MX, 16 TXT */
+	int   list;                 /* TAG.zone: a blocklist (codes read as such) */
+	int   has_sub;
+	struct subtest sub;
+	char  why[160];             /* set: the rule cannot run here, and why */
+};
+
 struct net_conf {
 	struct uribl *uri;
 	size_t nuri;
@@ -253,6 +264,8 @@ struct net_conf {
 	char **orig;                /* originating_ip_headers */
 	size_t norig;
 	unsigned num_check_received;
+	struct askdns *ask;
+	size_t nask;
 };
 
 static struct net_conf *conf_of(const struct ruleset *rs) { return rs->evconf[EVF_NET]; }
@@ -286,6 +299,11 @@ static void conf_free(struct ruleset *rs)
 	free(c->lists);
 	for (size_t i = 0; i < c->norig; i++) free(c->orig[i]);
 	free(c->orig);
+	for (size_t i = 0; i < c->nask; i++) {
+		free(c->ask[i].rule); free(c->ask[i].tmpl);
+		if (c->ask[i].sub.re) pcre2_code_free(c->ask[i].sub.re);
+	}
+	free(c->ask);
 	free(c);
 	rs->evconf[EVF_NET] = NULL;
 }
@@ -422,6 +440,95 @@ static int list_name(const char *args, char *out, size_t outlen, const char **re
 	return 0;
 }
 
+/* askdns's subtest: /regex/flags, 'exact' or "exact", a number or a
+ * range as in uridnssub; a list of rcodes [NXDOMAIN,...] is not supported
+ * (a->why set); -1 if it is none of these */
+static int subtest_askdns(const char *s, struct askdns *a)
+{
+	size_t n = strlen(s);
+	if (s[0] == '/' || (s[0] == 'm' && n > 1 && ispunct((unsigned char)s[1]))) {
+		char *pat;
+		unsigned fl;
+		const char *rest;
+		if (perl_re_split(s, &pat, &fl, &rest) < 0) return -1;
+		int err;
+		PCRE2_SIZE off;
+		a->sub.re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+		                          ((fl & RE_I) ? PCRE2_CASELESS : 0) | ((fl & RE_M) ? PCRE2_MULTILINE : 0) |
+		                          ((fl & RE_S) ? PCRE2_DOTALL : 0) | ((fl & RE_X) ? PCRE2_EXTENDED : 0), &err, &off, NULL);
+		free(pat);
+		if (!a->sub.re) return -1;
+		a->sub.kind = ST_REGEX;
+		return 0;
+	}
+	if ((s[0] == '\'' || s[0] == '"') && n >= 2 && s[n - 1] == s[0]) {
+		if (n - 2 >= sizeof a->sub.exact) return -1;
+		a->sub.kind = ST_EXACT;
+		snprintf(a->sub.exact, sizeof a->sub.exact, "%.*s", (int)(n - 2), s + 1);
+		return 0;
+	}
+	if (s[0] == '[') {
+		snprintf(a->why, sizeof a->why, "askdns rcode subtests are not supported");
+		return 0;
+	}
+	return subtest_uri(s, &a->sub);
+}
+
+static int dir_askdns(struct ruleset *rs, struct net_conf *c, const char *args, char *why, size_t whylen)
+{
+	char name[128], tmpl[300], type[32];
+	const char *p = args;
+	if (!next_word(&p, name, sizeof name) || !rule_name_ok(name)) { snprintf(why, whylen, "rule name expected"); return -1; }
+	if (!next_word(&p, tmpl, sizeof tmpl)) { snprintf(why, whylen, "query template expected"); return -1; }
+	struct askdns a = { .type = 1 };
+	if (next_word(&p, type, sizeof type)) {
+		static const struct { const char *n; int t; } types[] = { { "A", 1 }, { "NS", 2 }, { "MX", 15 }, { "TXT", 16 } };
+		a.type = 0;
+		for (size_t i = 0; i < sizeof types / sizeof *types; i++) if (strcasecmp(type, types[i].n) == 0) a.type = types[i].t;
+		if (!a.type) {
+			if (strspn(type, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789,") != strlen(type)) {
+				snprintf(why, whylen, "bad type %.20s", type);
+				return -1;
+			}
+			snprintf(a.why, sizeof a.why, "askdns type %.20s is not supported (A, NS, MX, TXT)", type);
+		}
+	}
+	while (*p == ' ' || *p == '\t') p++;
+	char sub[300];
+	snprintf(sub, sizeof sub, "%s", p);
+	size_t sl = strlen(sub);
+	while (sl && isspace((unsigned char)sub[sl - 1])) sub[--sl] = '\0';
+	if (sl) {
+		if (subtest_askdns(sub, &a) < 0) { snprintf(why, whylen, "bad subtest \"%.60s\"", sub); return -1; }
+		a.has_sub = 1;
+	}
+	/* exactly one tag, one of those known here */
+	const char *t1 = strchr(tmpl, '_'), *t2 = t1 ? strchr(t1 + 1, '_') : NULL;
+	if (!a.why[0]) {
+		if (!t1 || !t2 || (size_t)(t2 - t1 - 1) >= sizeof a.tag) snprintf(a.why, sizeof a.why, "askdns template without a tag");
+		else {
+			snprintf(a.tag, sizeof a.tag, "%.*s", (int)(t2 - t1 - 1), t1 + 1);
+			if (strcmp(a.tag, "AUTHORDOMAIN") != 0 && strcmp(a.tag, "SENDERDOMAIN") != 0 &&
+			    strcmp(a.tag, "LASTEXTERNALHELO") != 0)
+				snprintf(a.why, sizeof a.why, "askdns tag _%s_ is not available here", a.tag);
+			else if (strchr(t2 + 1, '_') && strchr(strchr(t2 + 1, '_') + 1, '_'))
+				snprintf(a.why, sizeof a.why, "askdns templates with several tags are not supported");
+		}
+	}
+	a.list = t2 && t2[1] == '.' && t2[2];     /* TAG.zone: a list */
+	a.rule = strdup(name);
+	a.tmpl = strdup(tmpl);
+	if (!a.rule || !a.tmpl) abort();
+	struct askdns *na = realloc(c->ask, (c->nask + 1) * sizeof *na);
+	if (!na) abort();
+	c->ask = na;
+	c->ask[c->nask++] = a;
+	char call[200];
+	snprintf(call, sizeof call, "askdns_rule('%s')", name);
+	if (eval_define_rule(rs, name, strlen(name), RK_HEADER, 1, call, why, whylen) < 0) return -1;
+	return 1;
+}
+
 static int net_directive(struct ruleset *rs, const char *dir, const char *args, char *why, size_t whylen)
 {
 	if (strcmp(dir, "tflags") == 0) {          /* observed, never taken */
@@ -518,6 +625,7 @@ static int net_directive(struct ruleset *rs, const char *dir, const char *args, 
 		c->norig = 0;
 		return 1;
 	}
+	if (strcmp(dir, "askdns") == 0) return dir_askdns(rs, conf_get(rs), args, why, whylen);
 	if (strcmp(dir, "num_check_received") == 0) {
 		char *end;
 		unsigned long v = strtoul(args, &end, 10);
@@ -1201,6 +1309,86 @@ static double fn_check_uri_host_listed(struct eval_msg *m, const struct rule *r)
 	return 0;
 }
 
+/* --- askdns ----------------------------------------------------------------------- */
+
+static const struct askdns *askdns_of(const struct ruleset *rs, const char *name)
+{
+	const struct net_conf *c = conf_of(rs);
+	for (size_t i = c ? c->nask : 0; i-- > 0;)
+		if (strcmp(c->ask[i].rule, name) == 0) return &c->ask[i];
+	return NULL;
+}
+
+/* the DNS name an askdns rule asks for this message: its template with
+ * the tag's value (SpamAssassin's AUTHORDOMAIN: the From address's domain;
+ * SENDERDOMAIN: the envelope sender's; LASTEXTERNALHELO: the HELO of the
+ * last external relay); -1 when the tag has no value */
+static int askdns_query(struct eval_msg *m, const struct askdns *a, char *out, size_t outlen)
+{
+	char val[MAX_NAME] = "";
+	if (strcmp(a->tag, "AUTHORDOMAIN") == 0) {
+		const char *from = eval_header_first(m, "From");
+		char addr[512];
+		const char *at;
+		if (!from || rules_addr_of(from, addr, sizeof addr) < 0 || !(at = strrchr(addr, '@')) || !at[1]) return -1;
+		snprintf(val, sizeof val, "%s", at + 1);
+	} else if (strcmp(a->tag, "SENDERDOMAIN") == 0) {
+		if (sender_host(m, val, sizeof val) < 0) return -1;
+	} else if (strcmp(a->tag, "LASTEXTERNALHELO") == 0) {
+		const struct eval_relays *rl = eval_relays(m);
+		if (rl->ninternal >= rl->n || !rl->relay[rl->ninternal].helo[0]) return -1;
+		snprintf(val, sizeof val, "%s", rl->relay[rl->ninternal].helo);
+	} else {
+		return -1;
+	}
+	lower(val);
+	if (strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789-._[]:") != strlen(val)) return -1;
+	const char *t = strstr(a->tmpl, a->tag);
+	if (!t || t == a->tmpl) return -1;
+	int n = snprintf(out, outlen, "%.*s%s%s", (int)(t - 1 - a->tmpl), a->tmpl, val, t + strlen(a->tag) + 1);
+	if (n < 0 || (size_t)n >= outlen) return -1;
+	lower(out);
+	size_t l = strlen(out);
+	while (l && out[l - 1] == '.') out[--l] = '\0';
+	return l && l <= 253 ? 0 : -1;
+}
+
+static const char *type_key(int type)
+{
+	return type == 16 ? "TXT" : type == 2 ? "NS" : type == 15 ? "MX" : "A";
+}
+
+static int chk_askdns(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	const struct askdns *a = askdns_of(rs, eval_arg(r, 0));
+	if (!a) { snprintf(why, whylen, "no askdns line for %.60s", eval_arg(r, 0)); return -1; }
+	if (a->why[0]) { snprintf(why, whylen, "%s", a->why); return -1; }
+	return 0;
+}
+
+/* an askdns rule: its query answered, with a record the subtest accepts */
+static double fn_askdns(struct eval_msg *m, const struct rule *r)
+{
+	const struct askdns *a = askdns_of(m->rs, eval_arg(r, 0));
+	char q[MAX_NAME + 64], key[MAX_NAME + 80];
+	if (!a || a->why[0] || askdns_query(m, a, q, sizeof q) < 0) return 0;
+	snprintf(key, sizeof key, "dns:%s:%s", type_key(a->type), q);
+	const char *ans = eval_fact(m, key);
+	const char *sep = a->type == 16 ? "\n" : " ";
+	char item[1024];
+	for (const char *p = ans; p && *p;) {
+		size_t n = strcspn(p, sep);
+		if (n && n < sizeof item) {
+			memcpy(item, p, n);
+			item[n] = '\0';
+			if (!a->has_sub || subtest_match(&a->sub, item, m->md)) return 1;
+		}
+		p += n;
+		if (*p) p++;
+	}
+	return 0;
+}
+
 /* --- the queries hook and the bridge's verdict -------------------------------- */
 
 static void net_queries(struct eval_msg *m, void (*want)(void *arg, const char *qname, int rrtype), void *arg)
@@ -1214,6 +1402,14 @@ static void net_queries(struct eval_msg *m, void (*want)(void *arg, const char *
 		else if (r->ev && r->ev->fn == fn_check_dns_sender) sender = 1;
 	}
 	walk_uribl(&w, NULL);
+	const struct net_conf *c = conf_of(rs);
+	for (size_t i = 0; c && i < c->nask; i++) {
+		const struct askdns *a = &c->ask[i];
+		char q[MAX_NAME + 64];
+		int ri = rs_find(rs, a->rule, strlen(a->rule));
+		if (a->why[0] || ri < 0 || rs->rules[ri].loaded != 1 || askdns_of(rs, a->rule) != a) continue;
+		if (askdns_query(m, a, q, sizeof q) == 0) want(arg, q, a->type | (a->list && a->type == 1 ? EVAL_NET_LIST : 0));
+	}
 	char host[MAX_NAME];
 	if (sender && sender_host(m, host, sizeof host) == 0) {
 		want(arg, host, 1);
@@ -1249,6 +1445,7 @@ static const struct eval_def defs[] = {
 	{ "check_uridnsbl", fn_check_uridnsbl, 1, 1, chk_name_arg, NULL, TF_NET },
 	{ "check_dns_sender", fn_check_dns_sender, 0, 0, NULL, NULL, TF_NET },
 	{ "check_uri_host_listed", fn_check_uri_host_listed, 1, 1, chk_name_arg, NULL, 0 },
+	{ "askdns_rule", fn_askdns, 1, 1, chk_askdns, NULL, TF_NET },     /* rules of askdns lines */
 	{ NULL, NULL, 0, 0, NULL, NULL, 0 }
 };
 

@@ -53,10 +53,13 @@ body      T_A_SBL     eval:check_uridnsbl('T_A_SBL')
 tflags    T_A_SBL     net a
 uridnsbl_skip_domain  skipped.example
 
+askdns    T_NEWDOM    _AUTHORDOMAIN_.fresh.test. A /^127\.2\.0\.2$/
+askdns    T_SPFALL    _SENDERDOMAIN_ TXT /^v=spf1 \+all$/
+
 meta      T_META_ZEN  T_SBL && T_DBL
 """
 NAMES = ["T_ZEN", "T_SBL", "T_PBL", "T_XBL", "T_SPAMCOP", "T_NO_DNS_FROM", "T_DBL", "T_DBL_HOST",
-         "T_BLACK", "T_ANYURI", "T_UBLOCKED", "T_NS_SBL", "T_A_SBL", "T_META_ZEN"]
+         "T_BLACK", "T_ANYURI", "T_UBLOCKED", "T_NS_SBL", "T_A_SBL", "T_META_ZEN", "T_NEWDOM", "T_SPFALL"]
 
 
 def rules_file(tmp_path):
@@ -104,6 +107,8 @@ def zones(srv):
         "www A 198.51.100.80",
     ])
     srv.add_zone("cleanhost.example", ["ns1 A 198.51.100.54"])
+    srv.add_zone("fresh.test", ["newdom.example A 127.2.0.2", "olddom.example A 127.2.0.28"])
+    srv.add_zone("plusall.example", ["@ A 192.0.2.30", ("@", "TXT", "v=spf1 +all")])
     srv.add_zone("fine.example", ["@ A 192.0.2.20", "@ MX 10 mx.fine.example.", "mx A 192.0.2.21"])
     srv.start()
 
@@ -171,6 +176,16 @@ def test_sender_without_dns(dns_server, tmp_path):
     assert set(sym) == {"T_NO_DNS_FROM"}, sym
     sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@fine.example")
     assert sym == {}, sym
+
+
+def test_askdns(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@newdom.example")
+    assert set(sym) == {"T_NEWDOM", "T_NO_DNS_FROM"}, sym     # newdom.example has no A/MX either
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@olddom.example")
+    assert "T_NEWDOM" not in sym, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@plusall.example")
+    assert set(sym) == {"T_SPFALL"}, sym
 
 
 def test_blocked_resolver_answers_never_hit(dns_server, tmp_path):

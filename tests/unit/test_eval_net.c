@@ -410,6 +410,44 @@ static void test_uri_host_listed(void **st)
 	rules_free(rs);
 }
 
+/* --- askdns ------------------------------------------------------------------------ */
+
+static void test_askdns(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"askdns T_NEWDOM _AUTHORDOMAIN_.fresh.test. A /^127\\.2\\.0\\.2$/\n"
+		"askdns T_SPFALL _SENDERDOMAIN_ TXT /^v=spf1 \\+all$/\n"
+		"askdns T_ANY _AUTHORDOMAIN_.any.test\n"
+		"askdns T_DKIM _DKIMDOMAIN_.dkimwl.test A\n"
+		"askdns T_RCODE _AUTHORDOMAIN_.x.test A [NXDOMAIN]\n"
+		"score T_NEWDOM 1\nscore T_SPFALL 1\nscore T_ANY 1\n");
+	assert_int_equal(loaded(rs, "T_NEWDOM"), 1);
+	assert_int_equal(loaded(rs, "T_SPFALL"), 1);
+	assert_int_equal(loaded(rs, "T_DKIM"), 0);             /* no DKIM signing domains here */
+	assert_int_equal(loaded(rs, "T_RCODE"), 0);
+	struct asked a;
+	queries(rs, &a, NULL, NULL, 0, NULL);
+	assert_true(asked(&a, "sender.example.fresh.test/1L"));
+	assert_true(asked(&a, "nowhere.example/16"));
+	assert_false(strstr(a.s, "dkimwl"));
+	struct hits h;
+	static const char *const yes[] = { "dns:A:sender.example.fresh.test=127.2.0.2",
+	                                   "dns:TXT:nowhere.example=v=spf1 +all", NULL };
+	scan(rs, &h, NULL, NULL, 0, yes);
+	assert_true(has(&h, "T_NEWDOM"));
+	assert_true(has(&h, "T_SPFALL"));
+	assert_false(has(&h, "T_ANY"));
+	static const char *const no[] = { "dns:A:sender.example.fresh.test=127.2.0.14",
+	                                  "dns:TXT:nowhere.example=v=spf1 -all\nother",
+	                                  "dns:A:sender.example.any.test=127.0.0.3", NULL };
+	scan(rs, &h, NULL, NULL, 0, no);
+	assert_false(has(&h, "T_NEWDOM"));
+	assert_false(has(&h, "T_SPFALL"));
+	assert_true(has(&h, "T_ANY"));                          /* no subtest: any answer */
+	rules_free(rs);
+}
+
 /* --- what blocklist answers mean ------------------------------------------------- */
 
 static void test_verdicts(void **st)
@@ -482,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_uri_hits),
 		cmocka_unit_test(test_dns_sender),
 		cmocka_unit_test(test_uri_host_listed),
+		cmocka_unit_test(test_askdns),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_bad_arguments),
 	};
