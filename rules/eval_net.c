@@ -42,6 +42,7 @@
 
 #define MAX_IPS        32     /* relay/originating addresses considered */
 #define MAX_HOSTS      500    /* distinct URI hosts per message (host lists) */
+#define MAX_URIS       2000   /* URIs of one message looked at for their hosts */
 #define MAX_NS         8      /* name servers of one domain */
 #define MAX_ADDRS      4      /* addresses of one name */
 #define MAX_NAME       256
@@ -944,7 +945,7 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 	if (nm->hosts_done) return nm;
 	nm->hosts_done = 1;
 	const struct net_conf *c = conf_of(m->rs);
-	for (size_t i = 0; i < m->in->nuris && nm->nhosts < MAX_HOSTS; i++) {
+	for (size_t i = 0; i < m->in->nuris && i < MAX_URIS && nm->nhosts < MAX_HOSTS; i++) {
 		const char *u = m->in->uris[i];
 		char host[MAX_NAME];
 		if (strncasecmp(u, "mailto:", 7) == 0) {

@@ -488,7 +488,7 @@ static void test_bad_arguments(void **st)
 		"header B8 eval:check_rbl_sub('x', 'sb:1')\n"
 		"header OK eval:check_rbl('x', 'z.test', '127.0.0.2')\n");
 	for (int i = 1; i <= 8; i++) {
-		char n[8];
+		char n[16];
 		snprintf(n, sizeof n, "B%d", i);
 		assert_int_equal(loaded(rs, n), 0);
 	}
