@@ -227,33 +227,56 @@ def test_dead_forwarder_deadline(dead_dns, tmp_path):
     assert took < 5, took
 
 
-def test_through_the_proxy(dns_server, mw_factory, upstream, tmp_path):
-    zones(dns_server)
+def proxy_mw(mw_factory, upstream, tmp_path, forwarder, extra=()):
     listen = "127.0.0.1:%d" % mwlib.free_port()
     m = mw_factory(upstream, opts=[("filters", "rules"), ("rules_files", rules_file(tmp_path)),
                                    ("rules_cache_dir", ""), ("rules_net_tests", "yes"),
-                                   ("dns_forwarder", dns_server.forwarder), ("dns_client_name", "no"),
+                                   ("dns_forwarder", forwarder), ("dns_client_name", "no"),
                                    ("listener.pp.proxy_protocol", "yes"),
-                                   ("listener.pp.proxy_protocol_from", "127.0.0.1/32")],
+                                   ("listener.pp.proxy_protocol_from", "127.0.0.1/32")] + list(extra),
                    listeners=[("pp", listen, upstream.addr, None)], ready=False)
     assert wait_until(lambda: mwlib._port_open("127.0.0.1", m.port), 10)
     time.sleep(0.2)
-    for n, client in enumerate(("192.0.2.99", "192.0.2.50")):
-        s = socket.create_connection(("127.0.0.1", m.port), timeout=10)
-        c = SMTPClient.__new__(SMTPClient)
-        c.sock, c.buf, c.eof, c.timeout = s, b"", False, 10
-        c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
-        assert c.reply().code == 220
-        c.ehlo()
-        msg = make_msg(frm="a@fine.example", body=b"see http://www.spammer.example/ now")
-        assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
-        c.quit()
-        rec = m.audit(n + 1)[-1]
-        syms = A.symbols(rec)
-        if client == "192.0.2.99":
-            assert {"T_ZEN", "T_SBL", "T_DBL", "T_META_ZEN"} <= set(syms), syms
-        else:
-            assert "T_DBL" in syms and "T_SBL" not in syms and "T_ZEN" not in syms, syms
+    return m
+
+
+def send_as(m, client, body):
+    """one message through the proxy from client (a PROXY v1 header); its audit symbols"""
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
+    c = SMTPClient.__new__(SMTPClient)
+    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
+    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
+    assert c.reply().code == 220
+    c.ehlo()
+    msg = make_msg(frm="a@fine.example", body=body.encode())
+    assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
+    c.quit()
+
+
+def test_through_the_proxy(dns_server, mw_factory, upstream, tmp_path):
+    zones(dns_server)
+    m = proxy_mw(mw_factory, upstream, tmp_path, dns_server.forwarder)
+    send_as(m, "192.0.2.99", "see http://www.spammer.example/ now")          # listed
+    syms = A.symbols(m.audit(1)[-1])
+    assert {"T_ZEN", "T_SBL", "T_DBL", "T_META_ZEN"} <= set(syms), syms
+    send_as(m, "192.0.2.50", "see http://www.spammer.example/ now")          # client not listed
+    syms = A.symbols(m.audit(2)[-1])
+    assert "T_DBL" in syms and "T_SBL" not in syms and "T_ZEN" not in syms, syms
+    send_as(m, "192.0.2.97", "nothing")                                      # refused code
+    syms = A.symbols(m.audit(3)[-1])
+    assert "RULES_DNS_BLOCKED" in syms and not [n for n in syms if n.startswith("T_")], syms
+    assert upstream.wait_messages(3)
+
+
+def test_through_the_proxy_dead_dns(dead_dns, mw_factory, upstream, tmp_path):
+    m = proxy_mw(mw_factory, upstream, tmp_path, dead_dns.forwarder, extra=[("rules_dns_timeout", "700ms")])
+    t0 = time.monotonic()
+    send_as(m, "192.0.2.99", "see http://www.spammer.example/ now")
+    took = time.monotonic() - t0
+    syms = A.symbols(m.audit(1)[-1])
+    assert "RULES_DNS_TIMEOUT" in syms and not [n for n in syms if n.startswith("T_")], syms
+    assert took < 8, took                  # delivered after one deadline, not one per lookup
+    assert upstream.wait_messages(1)
 
 
 def test_stock_spamassassin_rules(dns_server, tmp_path):
