@@ -212,14 +212,19 @@ struct rules_net *rules_net_resolve(struct mw_ctx *ctx, struct dns *dns, const s
 	in2.fact = partial_fact;
 	in2.fact_arg = &p;
 	unsigned timeouts = 0, blocked = 0;
+	int rounds = 0;
 	for (int round = 0; round < RULES_NET_MAX_ROUNDS; round++) {
 		n->first_new = n->n;
 		rules_net_queries(rs, scr, &in2, want, n);
 		if (n->n == n->first_new) break;
 		run_round(n);
+		rounds++;
 		format_round(ctx, n, rs, &timeouts, &blocked);
 		if (ms_left(&n->deadline) <= 0) break;
 	}
+	if (n->n)
+		mw_log(ctx, LOG_DEBUG, "rules: %zu DNS lookups in %d rounds, %ld ms", n->n, rounds,
+		       (long)timeout_ms - ms_left(&n->deadline));
 	if (n->overflow)
 		mw_log(ctx, LOG_INFO, "rules: more than %d DNS lookups wanted; the rest not asked", RULES_NET_MAX_QUERIES);
 	if (timeouts) {
