@@ -267,6 +267,8 @@ struct net_conf {
 	unsigned num_check_received;
 	struct askdns *ask;
 	size_t nask;
+	int skip_rbl;               /* skip_rbl_checks: no check_rbl*, check_dns_sender, askdns */
+	int skip_uribl;             /* skip_uribl_checks: no URI lists */
 };
 
 static struct net_conf *conf_of(const struct ruleset *rs) { return rs->evconf[EVF_NET]; }
@@ -627,6 +629,8 @@ static int net_directive(struct ruleset *rs, const char *dir, const char *args, 
 		return 1;
 	}
 	if (strcmp(dir, "askdns") == 0) return dir_askdns(rs, conf_get(rs), args, why, whylen);
+	if (strcmp(dir, "skip_rbl_checks") == 0) { conf_get(rs)->skip_rbl = atoi(args) != 0; return 1; }
+	if (strcmp(dir, "skip_uribl_checks") == 0) { conf_get(rs)->skip_uribl = atoi(args) != 0; return 1; }
 	if (strcmp(dir, "num_check_received") == 0) {
 		char *end;
 		unsigned long v = strtoul(args, &end, 10);
@@ -1052,6 +1056,8 @@ static int is_launcher(const struct rule *r)
 static void walk_rbl(struct walk *w, const struct rbl_rule *rr)
 {
 	char ips[MAX_IPS][64], q[MAX_NAME + 80], rev[80];
+	const struct net_conf *c = conf_of(w->m->rs);
+	if (c && c->skip_rbl) return;
 	size_t n = set_ips(w->m, rr->set, ips);
 	for (size_t i = 0; i < n && !w->hit; i++) {
 		if (reverse_ip(ips[i], rev, sizeof rev) < 0) continue;
@@ -1065,7 +1071,7 @@ static void walk_rbl(struct walk *w, const struct rbl_rule *rr)
 static void walk_uribl(struct walk *w, const struct uribl *only)
 {
 	const struct net_conf *c = conf_of(w->m->rs);
-	if (!c || !c->nuri) return;
+	if (!c || !c->nuri || c->skip_uribl) return;
 	struct net_msg *nm = uri_hosts(w->m);
 	const struct strmap *tfl = &c->tflags;
 	unsigned picked = 0;
@@ -1269,7 +1275,8 @@ static double fn_check_dns_sender(struct eval_msg *m, const struct rule *r)
 {
 	(void)r;
 	char host[MAX_NAME], key[MAX_NAME + 32];
-	if (sender_host(m, host, sizeof host) < 0) return 0;
+	const struct net_conf *c = conf_of(m->rs);
+	if ((c && c->skip_rbl) || sender_host(m, host, sizeof host) < 0) return 0;
 	int failed = 0;
 	static const char *const types[] = { "A", "MX" };
 	for (int i = 0; i < 2; i++) {
@@ -1372,7 +1379,7 @@ static double fn_askdns(struct eval_msg *m, const struct rule *r)
 {
 	const struct askdns *a = askdns_of(m->rs, eval_arg(r, 0));
 	char q[MAX_NAME + 64], key[MAX_NAME + 80];
-	if (!a || a->why[0] || askdns_query(m, a, q, sizeof q) < 0) return 0;
+	if (!a || a->why[0] || conf_of(m->rs)->skip_rbl || askdns_query(m, a, q, sizeof q) < 0) return 0;
 	snprintf(key, sizeof key, "dns:%s:%s", type_key(a->type), q);
 	const char *ans = eval_fact(m, key);
 	const char *sep = a->type == 16 ? "\n" : " ";
@@ -1404,7 +1411,7 @@ static void net_queries(struct eval_msg *m, void (*want)(void *arg, const char *
 	}
 	walk_uribl(&w, NULL);
 	const struct net_conf *c = conf_of(rs);
-	for (size_t i = 0; c && i < c->nask; i++) {
+	for (size_t i = 0; c && !c->skip_rbl && i < c->nask; i++) {
 		const struct askdns *a = &c->ask[i];
 		char q[MAX_NAME + 64];
 		int ri = rs_find(rs, a->rule, strlen(a->rule));
@@ -1412,7 +1419,7 @@ static void net_queries(struct eval_msg *m, void (*want)(void *arg, const char *
 		if (askdns_query(m, a, q, sizeof q) == 0) want(arg, q, a->type | (a->list && a->type == 1 ? EVAL_NET_LIST : 0));
 	}
 	char host[MAX_NAME];
-	if (sender && sender_host(m, host, sizeof host) == 0) {
+	if (sender && !(c && c->skip_rbl) && sender_host(m, host, sizeof host) == 0) {
 		want(arg, host, 1);
 		want(arg, host, 15);
 	}

@@ -410,6 +410,32 @@ static void test_uri_host_listed(void **st)
 	rules_free(rs);
 }
 
+/* skip_rbl_checks / skip_uribl_checks switch the lists off in the rule files */
+static void test_skip_checks(void **st)
+{
+	(void)st;
+	static const char *const uris[] = { "http://spam.com/" };
+	static const char *const kv[] = { "dns:A:99.2.0.192.zen.test=127.0.0.2", "dns:A:spam.com.dbl.test=127.0.1.2", NULL };
+	const char *rules =
+		"header T_ZEN eval:check_rbl('z', 'zen.test')\n"
+		"urirhssub T_DBL dbl.test. A 127.0.1.2\n"
+		"score T_ZEN 1\nscore T_DBL 1\n";
+	char text[1024];
+	struct hits h;
+	struct asked a;
+	for (int i = 0; i < 3; i++) {
+		snprintf(text, sizeof text, "%s%s", i == 1 ? "skip_rbl_checks 1\n" : i == 2 ? "skip_uribl_checks 1\n" : "", rules);
+		struct ruleset *rs = load(text);
+		scan(rs, &h, "192.0.2.99", uris, 1, kv);
+		queries(rs, &a, "192.0.2.99", uris, 1, NULL);
+		assert_int_equal(has(&h, "T_ZEN"), i != 1);
+		assert_int_equal(asked(&a, "99.2.0.192.zen.test/1L"), i != 1);
+		assert_int_equal(has(&h, "T_DBL"), i != 2);
+		assert_int_equal(asked(&a, "spam.com.dbl.test/1L"), i != 2);
+		rules_free(rs);
+	}
+}
+
 /* --- askdns ------------------------------------------------------------------------ */
 
 static void test_askdns(void **st)
@@ -520,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_uri_hits),
 		cmocka_unit_test(test_dns_sender),
 		cmocka_unit_test(test_uri_host_listed),
+		cmocka_unit_test(test_skip_checks),
 		cmocka_unit_test(test_askdns),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_bad_arguments),
