@@ -436,6 +436,48 @@ static void test_skip_checks(void **st)
 	}
 }
 
+/* hostile URIs: odd hosts are skipped, never crash; thousands of URIs
+ * give at most uridnsbl_max_domains hosts to the lists */
+static void test_hostile_uris(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"uridnsbl_max_domains 5\n"
+		"urirhssub T_DBL dbl.test. A 127.0.1.2\n"
+		"enlist_uri_host (L) com\n"
+		"header T_L eval:check_uri_host_listed('L')\n"
+		"score T_DBL 1\nscore T_L 1\n");
+	static char longhost[400];
+	memset(longhost, 0, sizeof longhost);
+	strcpy(longhost, "http://");
+	memset(longhost + 7, 'a', 300);
+	strcat(longhost, ".com/");
+	enum { N = 3000 };
+	char **uris = calloc(N + 8, sizeof *uris);
+	assert_non_null(uris);
+	size_t n = 0;
+	const char *odd[] = { "http://[::1]/", "http://a..b.example/", "http://user@@host.example/", "http://",
+	                      "http://:80/", "https://%41%42.example/", longhost, "mailto:@" };
+	for (size_t i = 0; i < 8; i++) uris[n++] = strdup(odd[i]);
+	for (size_t i = 0; i < N; i++) {
+		char u[64];
+		snprintf(u, sizeof u, "http://www.host%zu.example/p", i);
+		uris[n++] = strdup(u);
+	}
+	struct asked a;
+	queries(rs, &a, NULL, (const char *const *)uris, n, NULL);
+	size_t lists = 0;
+	for (const char *p = a.s; (p = strstr(p, ".dbl.test/1L")); p++) lists++;
+	assert_int_equal(lists, 5);
+	assert_false(strstr(a.s, "aaaaaaaaaa"));
+	struct hits h;
+	scan(rs, &h, NULL, (const char *const *)uris, n, NULL);
+	assert_false(has(&h, "T_L"));            /* the .com host was too long to take */
+	for (size_t i = 0; i < n; i++) free(uris[i]);
+	free(uris);
+	rules_free(rs);
+}
+
 /* --- askdns ------------------------------------------------------------------------ */
 
 static void test_askdns(void **st)
@@ -547,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_dns_sender),
 		cmocka_unit_test(test_uri_host_listed),
 		cmocka_unit_test(test_skip_checks),
+		cmocka_unit_test(test_hostile_uris),
 		cmocka_unit_test(test_askdns),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_bad_arguments),
