@@ -20,9 +20,9 @@
  * first untrusted one, -untrusted all but it.  Relays come from
  * eval_relays() (eval_relay.h).
  *
- * Approximations (see README): trusted_networks is not consulted for the
- * originating addresses nor to drop trusted hosts before non-"nice" lists
- * (the relay trust path already decides which relays are untrusted); URI
+ * Approximations (see README): trusted_networks is read as "the addresses
+ * of the relays the trust path marked trusted" (for the originating
+ * addresses, and the trusted hosts a non-"nice" list skips); URI
  * hosts are taken in message order (SpamAssassin prefers links with anchor
  * text); uridnssub lists without tflags "a" are asked about the addresses
  * of the domain's name servers, with "a" about the host's own addresses
@@ -818,6 +818,8 @@ struct net_msg {
 	size_t nexternal;
 	char orig[MAX_IPS][64];
 	size_t norig;
+	char trusted[MAX_IPS][64];  /* addresses of the relays the trust path trusts */
+	size_t ntrusted;
 	/* URI hosts, message order, each once */
 	int hosts_done;
 	struct uhost *hosts;
@@ -849,13 +851,23 @@ static void add_ip(char (*list)[64], size_t *n, const char *ip)
 	snprintf(list[(*n)++], 64, "%s", ip);
 }
 
+/* an address of a trusted relay (our stand-in for trusted_networks,
+ * which the relay module owns) */
+static int is_trusted(const struct net_msg *nm, const char *ip)
+{
+	for (size_t i = 0; i < nm->ntrusted; i++) if (strcmp(nm->trusted[i], ip) == 0) return 1;
+	return 0;
+}
+
 static void collect_ips(struct eval_msg *m, struct net_msg *nm)
 {
 	if (nm->ips_done) return;
 	nm->ips_done = 1;
 	const struct eval_relays *rl = eval_relays(m);
-	for (size_t i = 0; i < rl->n && i < rl->ntrusted; i++)
+	for (size_t i = 0; i < rl->n && i < rl->ntrusted; i++) {
 		if (!rl->relay[i].internal) add_ip(nm->external, &nm->nexternal, rl->relay[i].ip);
+		add_ip(nm->trusted, &nm->ntrusted, rl->relay[i].ip);
+	}
 	for (size_t i = rl->ntrusted; i < rl->n; i++) {
 		add_ip(nm->untrusted, &nm->nuntrusted, rl->relay[i].ip);
 		add_ip(nm->external, &nm->nexternal, rl->relay[i].ip);
@@ -872,7 +884,7 @@ static void collect_ips(struct eval_msg *m, struct net_msg *nm)
 				char buf[20];
 				if (n < 7 || n > 15) { p += n ? n - 1 : 0; continue; }
 				snprintf(buf, sizeof buf, "%.*s", (int)n, p);
-				if (is_ipv4(buf)) add_ip(nm->orig, &nm->norig, buf);
+				if (is_ipv4(buf) && !is_trusted(nm, buf)) add_ip(nm->orig, &nm->norig, buf);
 				p += n - 1;
 			}
 		}
@@ -887,8 +899,9 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /* the addresses a check_rbl set looks up, in order (DNSEval's
- * _check_rbl_backend); returns how many */
-static size_t set_ips(struct eval_msg *m, const char *set, char (*out)[64])
+ * _check_rbl_backend); a list that is not "nice" (not a welcome list)
+ * never sees the trusted relays at the front; returns how many */
+static size_t set_ips(struct eval_msg *m, const char *set, int nice, char (*out)[64])
 {
 	struct net_msg *nm = msg_state(m);
 	const struct net_conf *c = conf_of(m->rs);
@@ -915,7 +928,11 @@ static size_t set_ips(struct eval_msg *m, const char *set, char (*out)[64])
 		}
 	}
 	unsigned cap = c ? c->num_check_received : 9;
-	return n > cap ? cap : n;
+	if (n > cap) n = cap;
+	size_t skip = 0;
+	while (!nice && skip < n && is_trusted(nm, out[skip])) skip++;
+	if (skip) { memmove(out, out + skip, (n - skip) * sizeof *out); n -= skip; }
+	return n;
 }
 
 static void add_host(struct net_msg *nm, const struct net_conf *c, const char *host, int mailto)
@@ -1053,12 +1070,12 @@ static int is_launcher(const struct rule *r)
 }
 
 /* the lookups of one check_rbl / check_rbl_txt rule */
-static void walk_rbl(struct walk *w, const struct rbl_rule *rr)
+static void walk_rbl(struct walk *w, const struct rbl_rule *rr, int nice)
 {
 	char ips[MAX_IPS][64], q[MAX_NAME + 80], rev[80];
 	const struct net_conf *c = conf_of(w->m->rs);
 	if (c && c->skip_rbl) return;
-	size_t n = set_ips(w->m, rr->set, ips);
+	size_t n = set_ips(w->m, rr->set, nice, ips);
 	for (size_t i = 0; i < n && !w->hit; i++) {
 		if (reverse_ip(ips[i], rev, sizeof rev) < 0) continue;
 		snprintf(q, sizeof q, "%s.%s", rev, rr->zone);
@@ -1231,7 +1248,7 @@ static double fn_check_rbl(struct eval_msg *m, const struct rule *r)
 {
 	const struct rbl_rule *rr = r->ev_data;
 	struct walk w = { .m = m, .visit = visit_subtest, .sub = rr->sub.kind != ST_ANY ? &rr->sub : NULL };
-	walk_rbl(&w, rr);
+	walk_rbl(&w, rr, (r->tflags & TF_NICE) != 0);
 	return w.hit;
 }
 
@@ -1248,7 +1265,7 @@ static double fn_check_rbl_sub(struct eval_msg *m, const struct rule *r)
 		const struct rule *lr = &rs->rules[rs->eval_rules[i]];
 		if (!is_launcher(lr)) continue;
 		const struct rbl_rule *rr = lr->ev_data;
-		if (strcmp(rr->set, sub->set) == 0) walk_rbl(&w, rr);
+		if (strcmp(rr->set, sub->set) == 0) walk_rbl(&w, rr, (lr->tflags & TF_NICE) != 0);
 	}
 	return w.hit;
 }
@@ -1406,7 +1423,7 @@ static void net_queries(struct eval_msg *m, void (*want)(void *arg, const char *
 	int sender = 0;
 	for (size_t i = 0; i < rs->neval; i++) {
 		const struct rule *r = &rs->rules[rs->eval_rules[i]];
-		if (is_launcher(r)) walk_rbl(&w, r->ev_data);
+		if (is_launcher(r)) walk_rbl(&w, r->ev_data, (r->tflags & TF_NICE) != 0);
 		else if (r->ev && r->ev->fn == fn_check_dns_sender) sender = 1;
 	}
 	walk_uribl(&w, NULL);

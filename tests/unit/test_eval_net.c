@@ -198,9 +198,9 @@ static void set_asked(const struct ruleset *rs, struct asked *a, const char *con
 	snprintf(r[2].ip, sizeof r[2].ip, "192.0.2.1");
 	static struct eval_relays rl;
 	rl = (struct eval_relays){ .relay = r, .n = 3, .ntrusted = 1, .ninternal = 0 };
-	struct rules_header h[4] = { { "From", "a@b.example", NULL } };
+	struct rules_header h[6] = { { "From", "a@b.example", NULL } };
 	size_t nh = 1;
-	for (const char *const *p = orig_hdrs; p && *p && nh < 4; p += 2) h[nh++] = (struct rules_header){ p[0], p[1], NULL };
+	for (const char *const *p = orig_hdrs; p && *p && nh < 6; p += 2) h[nh++] = (struct rules_header){ p[0], p[1], NULL };
 	struct rules_input in = { .headers = h, .nheaders = nh };
 	struct eval_msg m = { .rs = rs, .in = &in };
 	m.md = pcre2_match_data_create(16, NULL);
@@ -223,9 +223,15 @@ static void test_rbl_sets(void **st)
 	assert_false(asked(&a, "5.113.0.203.all.test/1L"));      /* trusted */
 	rules_free(rs);
 
-	rs = load("header T eval:check_rbl('x-lastexternal', 'last.test')\n");
+	/* the first external relay: a welcome list ("nice") asks about it, a
+	 * blocklist skips it as trusted */
+	rs = load("header T eval:check_rbl('x-lastexternal', 'last.test')\ntflags T net nice\n");
 	set_asked(rs, &a, NULL);
-	assert_string_equal(a.s, " 5.113.0.203.last.test/1L ");  /* the first external relay */
+	assert_string_equal(a.s, " 5.113.0.203.last.test/1L ");
+	rules_free(rs);
+	rs = load("header T eval:check_rbl('x-lastexternal', 'last.test')\ntflags T net\n");
+	set_asked(rs, &a, NULL);
+	assert_string_equal(a.s, "");
 	rules_free(rs);
 
 	rs = load("header T eval:check_rbl('x-firsttrusted', 'first.test')\n");
@@ -240,7 +246,7 @@ static void test_rbl_sets(void **st)
 
 	rs = load("header T eval:check_rbl('x-notfirsthop', 'nfh.test')\n");
 	set_asked(rs, &a, NULL);
-	assert_true(asked(&a, "5.113.0.203.nfh.test/1L"));
+	assert_false(asked(&a, "5.113.0.203.nfh.test/1L"));      /* trusted, not a "nice" list */
 	assert_true(asked(&a, "7.100.51.198.nfh.test/1L"));
 	assert_false(asked(&a, "1.2.0.192.nfh.test/1L"));        /* the originating hop */
 	rules_free(rs);
@@ -248,9 +254,10 @@ static void test_rbl_sets(void **st)
 	/* originating_ip_headers add the webmail user's address */
 	rs = load("originating_ip_headers X-Originating-IP\n"
 	          "header T eval:check_rbl('x', 'all.test')\n");
-	static const char *const orig[] = { "X-Originating-IP", "[198.51.100.200]", NULL };
+	static const char *const orig[] = { "X-Originating-IP", "[198.51.100.200]", "X-Originating-IP", "203.0.113.5", NULL };
 	set_asked(rs, &a, orig);
 	assert_true(asked(&a, "200.100.51.198.all.test/1L"));
+	assert_false(asked(&a, "5.113.0.203.all.test/1L"));      /* a trusted relay's address */
 	rules_free(rs);
 }
 
