@@ -37,6 +37,7 @@
 #include "filters/ipnet.h"
 #include "filters/mime.h"
 #include "proxy/sbuf.h"
+#include "rules/dnsbl_code.h"
 
 #define MAX_CODES 32
 #define MAX_DOMAINS_CAP 1000
@@ -251,8 +252,7 @@ static int answer(struct mw_ctx *ctx, const struct dnslist *l, const unsigned ch
 		if (l->codes[i].error && ((l->codes[i].kind == CODE_NET && ipnet_contains(&l->codes[i].net, &a))
 		    || (l->codes[i].kind == CODE_MASK && (addr[3] & l->codes[i].mask))))
 			goto blocked;
-	if (addr[0] != 127 || (addr[1] == 255 && addr[2] == 255)
-	    || (!(l->what & LOOK_IP) && addr[1] == 0 && addr[2] == 1 && addr[3] == 255))
+	if (dnsbl_code_verdict(addr, !(l->what & LOOK_IP)) != DNSBL_LISTING)
 		goto blocked;
 	for (i = 0; i < l->ncodes; i++) {
 		const struct code *c = &l->codes[i];

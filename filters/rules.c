@@ -30,6 +30,8 @@
 struct rules_inst {
 	struct ruleset *rs;
 	unsigned budget_ms;
+	struct dns *dns;            /* network tests: NULL when off */
+	unsigned dns_timeout_ms;
 	pthread_key_t key;          /* struct rules_scratch * per thread */
 };
 
@@ -73,8 +75,10 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	if (!in) { snprintf(err, errlen, "out of memory"); return -1; }
 	in->rs = rules_new();
 	in->budget_ms = cfg->rules_time_budget;
+	in->dns = cfg->rules_net_tests ? env->dns : NULL;
+	in->dns_timeout_ms = cfg->rules_dns_timeout;
 	rules_set_score_set(in->rs, cfg->rules_score_set >= 0 ? cfg->rules_score_set
-	                            : runs_filter(cfg->filters, "bayes") ? 2 : 0);
+	                            : (runs_filter(cfg->filters, "bayes") ? 2 : 0) + (in->dns ? 1 : 0));
 	char e[600];
 	if (cfg->nrules_files == 0 && add_path(in->rs, RULES_SHIPPED_DIR, e, sizeof e) < 0) {
 		snprintf(err, errlen, "rules: %.500s", e);
@@ -428,7 +432,7 @@ static void rules_eom(struct mw_ctx *ctx)
 		.authenticated = mw_direction(ctx) == MW_OUTBOUND,
 		.fact = fact, .fact_arg = fc,
 	};
-	fc->net = rules_net_resolve(ctx, inst->rs, scr, &in, inst->budget_ms);
+	fc->net = rules_net_resolve(ctx, inst->dns, inst->rs, scr, &in, inst->dns_timeout_ms);
 	struct hits_ctx hc = { ctx };
 	if (rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
 		mw_log(ctx, LOG_WARNING, "rules time budget of %u ms exhausted", inst->budget_ms);

@@ -440,6 +440,13 @@ static const struct cfg_opt cfg_opts[] = {
 	  "remove a message from the quarantine once released to all its recipients" },
 
 	/* --- rules (issue 6) --- */
+	{ "rules_net_tests", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, rules_net_tests, int), sizeof(int), 0,
+	  NULL, NULL, NULL,
+	  "run the rules' network tests (SpamAssassin's check_rbl*, uridnsbl/urirhssub lists, check_dns_sender) "
+	  "through the DNS layer; off: they never hit, as SpamAssassin with network tests off" },
+	G_DUR("rules_dns_timeout", rules_dns_timeout, "3s", 10, 60 * MS_S,
+	      "time all DNS lookups of the rules' network tests may take together on one message; "
+	      "unanswered lookups count as not listed"),
 	{ "rules_files", CFG_LIST, CFG_GLOBAL, "", 0, 64,
 	  FLD(config, rules_files, char (*)[1024]), FSZ(config, rules_files[0]),
 	  FLD(config, nrules_files, unsigned), NULL, NULL, NULL,
@@ -452,7 +459,7 @@ static const struct cfg_opt cfg_opts[] = {
 	G_ENUM("rules_score_set", rules_score_set, int, "auto",
 	       ((const struct cfg_word[]){ { "auto", -1 }, { "0", 0 }, { "1", 1 }, { "2", 2 }, { "3", 3 }, { NULL, 0 } }),
 	       "which value of SpamAssassin's 4-value score lines applies: 0 plain, 1 network, 2 Bayes, 3 both; "
-	       "auto = 2 when the bayes filter runs, else 0"),
+	       "auto = 2 when the bayes filter runs, else 0, plus 1 with rules_net_tests"),
 
 	/* --- store, Bayes (issue 6) --- */
 	G_ENUM("store", store_backend, int, "lmdb",

@@ -205,6 +205,8 @@ struct config {
 	int  quarantine_delete_released;      /* remove an entry once fully released */
 
 	/* --- rules (issue 6) --- */
+	int      rules_net_tests;         /* network tests of the rules (DNS blocklists, URIBL): on/off */
+	unsigned rules_dns_timeout;       /* ms for all DNS lookups of the rules on one message */
 	char     rules_files[64][1024];   /* files, directories (*.cf) or globs of rule files */
 	unsigned nrules_files;
 	char     rules_cache_dir[512];    /* compiled Hyperscan databases; "" = no cache */

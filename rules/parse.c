@@ -437,6 +437,11 @@ static int parse_line(struct pstate *p, char *line)
 			/* others (net, learn, userconf, publish, nopublish, a, ...) change nothing here */
 			t = nx;
 		}
+		/* eval modules may read words of their own (URIDNSBL's a, notrim,
+		 * domains_only...): they see the line too, and must return 0 */
+		char why[200] = "";
+		if (eval_directive(p->rs, "tflags", rest, why, sizeof why) < 0)
+			return perr(p, "tflags: %s", why[0] ? why : "bad arguments");
 		return 0;
 	}
 	if (strcmp(dir, "replace_tag") == 0 || strcmp(dir, "replace_pre") == 0 ||

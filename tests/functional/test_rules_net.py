@@ -1,0 +1,312 @@
+"""Network tests of the rule language (issue 6): SpamAssassin's check_rbl,
+check_rbl_sub, check_rbl_txt, check_dns_sender and the uridnsbl /
+uridnssub / urirhssub URI lists, against the loopback DNS server
+(dnsserver.py) with test zones: listed, not listed, the "query refused /
+blocked resolver" answers (logged, never hits), a forwarder that never
+answers (deadline), network tests off; through "mailwarden scan" and
+through the proxy (client address from a PROXY protocol header)."""
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+import audit_fields as A
+import mwlib
+import ruleslib
+from dnsserver import dead_dns, dns_server  # noqa: F401 (fixtures)
+from mwlib import SMTPClient, make_msg, run_mw, wait_until
+
+RULES = r"""
+header   T_ZEN        eval:check_rbl('tzen', 'zen.bl.test.')
+tflags   T_ZEN        net
+header   T_SBL        eval:check_rbl_sub('tzen', '127.0.0.2')
+tflags   T_SBL        net
+header   T_PBL        eval:check_rbl_sub('tzen', '^127\.0\.0\.1[01]$')
+tflags   T_PBL        net
+header   T_XBL        eval:check_rbl('tzen-lastexternal', 'zen.bl.test.', '^127\.0\.0\.[4567]$')
+tflags   T_XBL        net
+header   T_SPAMCOP    eval:check_rbl_txt('spamcop', 'bl.spamcop.test.', '(?i:spamcop)')
+tflags   T_SPAMCOP    net
+header   T_NO_DNS_FROM eval:check_dns_sender()
+tflags   T_NO_DNS_FROM net
+
+urirhssub T_DBL       dbl.bl.test.  A  127.0.1.2
+body      T_DBL       eval:check_uridnsbl('T_DBL')
+tflags    T_DBL       net domains_only
+urirhssub T_DBL_HOST  dbl.bl.test.  A  127.0.1.2
+body      T_DBL_HOST  eval:check_uridnsbl('T_DBL_HOST')
+tflags    T_DBL_HOST  net domains_only notrim
+urirhssub T_BLACK     multi.uribl.test. A 2
+body      T_BLACK     eval:check_uridnsbl('T_BLACK')
+tflags    T_BLACK     net
+urirhsbl  T_ANYURI    multi.uribl.test. A
+body      T_ANYURI    eval:check_uridnsbl('T_ANYURI')
+tflags    T_ANYURI    net
+urirhssub T_UBLOCKED  multi.uribl.test. A 1
+body      T_UBLOCKED  eval:check_uridnsbl('T_UBLOCKED')
+tflags    T_UBLOCKED  net
+dns_block_rule T_UBLOCKED multi.uribl.test
+uridnssub T_NS_SBL    zen.bl.test.  A  127.0.0.2
+body      T_NS_SBL    eval:check_uridnsbl('T_NS_SBL')
+tflags    T_NS_SBL    net
+uridnssub T_A_SBL     zen.bl.test.  A  127.0.0.2
+body      T_A_SBL     eval:check_uridnsbl('T_A_SBL')
+tflags    T_A_SBL     net a
+uridnsbl_skip_domain  skipped.example
+
+askdns    T_NEWDOM    _AUTHORDOMAIN_.fresh.test. A /^127\.2\.0\.2$/
+askdns    T_SPFALL    _SENDERDOMAIN_ TXT /^v=spf1 \+all$/
+
+meta      T_META_ZEN  T_SBL && T_DBL
+"""
+NAMES = ["T_ZEN", "T_SBL", "T_PBL", "T_XBL", "T_SPAMCOP", "T_NO_DNS_FROM", "T_DBL", "T_DBL_HOST",
+         "T_BLACK", "T_ANYURI", "T_UBLOCKED", "T_NS_SBL", "T_A_SBL", "T_META_ZEN", "T_NEWDOM", "T_SPFALL"]
+
+
+def rules_file(tmp_path):
+    p = tmp_path / "net.cf"
+    p.write_text(RULES + "".join("score %s 1.0\n" % n for n in NAMES))
+    return str(p)
+
+
+def zones(srv):
+    srv.add_zone("zen.bl.test", [
+        "99.2.0.192 A 127.0.0.2",                 # 192.0.2.99: SBL
+        "98.2.0.192 A 127.0.0.4",                 # 192.0.2.98: XBL
+        "98.2.0.192 A 127.0.0.10",                #             and PBL
+        "97.2.0.192 A 127.255.255.254",           # 192.0.2.97: public resolver refused
+        "96.2.0.192 A 192.0.2.1",                 # 192.0.2.96: not a 127/8 answer
+        "53.100.51.198 A 127.0.0.2",              # 198.51.100.53: a name server's address in SBL
+        "80.100.51.198 A 127.0.0.2",              # 198.51.100.80: a web host's address in SBL
+    ])
+    srv.add_zone("bl.spamcop.test", [
+        ("95.2.0.192", "TXT", "Blocked - see https://www.spamcop.net/bl.shtml?192.0.2.95"),
+        "95.2.0.192 A 127.0.0.2",
+        ("94.2.0.192", "TXT", "listed for another reason"),
+        "94.2.0.192 A 127.0.0.2",
+    ])
+    srv.add_zone("dbl.bl.test", [
+        "spammer.example A 127.0.1.2",
+        "www.hosted.example A 127.0.1.2",          # only the host is listed (notrim)
+        "ipquery.example A 127.0.1.255",          # DBL: IP queries refused
+        "skipped.example A 127.0.1.2",
+    ])
+    srv.add_zone("multi.uribl.test", [
+        "spamlink.example A 127.0.0.2",
+        "greylink.example A 127.0.0.4",
+        "blocked.example A 127.0.0.1",            # URIBL: query blocked
+    ])
+    # URI domains: badns.example's name server has an address in SBL;
+    # badweb.example's web host has one
+    srv.add_zone("badns.example", [
+        "@ NS ns1.dnshost.example.",
+        "www A 192.0.2.10",
+    ])
+    srv.add_zone("dnshost.example", ["ns1 A 198.51.100.53"])
+    srv.add_zone("badweb.example", [
+        "@ NS ns1.cleanhost.example.",
+        "www A 198.51.100.80",
+    ])
+    srv.add_zone("cleanhost.example", ["ns1 A 198.51.100.54"])
+    srv.add_zone("fresh.test", ["newdom.example A 127.2.0.2", "olddom.example A 127.2.0.28"])
+    srv.add_zone("plusall.example", ["@ A 192.0.2.30", ("@", "TXT", "v=spf1 +all")])
+    srv.add_zone("fine.example", ["@ A 192.0.2.20", "@ MX 10 mx.fine.example.", "mx A 192.0.2.21"])
+    srv.start()
+
+
+def scan(tmp_path, forwarder, body="no links here", client="192.0.2.50", frm="someone@fine.example",
+         net="yes", extra=()):
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    p.write_bytes(make_msg(frm=frm, body=body.encode()))
+    args = ["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + rules_file(tmp_path),
+            "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + forwarder, "-o", "dns_client_name=no",
+            "-o", "rules_net_tests=" + net]
+    for e in extra:
+        args += ["-o", e]
+    args += ["--client-ip", client, "--from", frm, str(p)]
+    r = run_mw(args, timeout=60)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    return {s["name"]: s for s in res["symbols"]}, r.stderr.decode(), res
+
+
+def test_client_address_lists(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.99")
+    assert set(sym) == {"T_ZEN", "T_SBL"}, sym
+    assert sym["T_SBL"]["score"] == 1.0
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.98")
+    assert set(sym) == {"T_ZEN", "T_XBL", "T_PBL"}, sym
+    sym, _, res = scan(tmp_path, dns_server.forwarder, client="192.0.2.50")
+    assert sym == {} and res["score"] == 0
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="10.1.2.3")      # private: not asked
+    assert sym == {}
+    # TXT lists: the subtest is a regex over the text
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.95")
+    assert set(sym) == {"T_SPAMCOP"}, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.94")
+    assert sym == {}, sym
+
+
+def test_uri_lists(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="see http://www.spammer.example/offer")
+    assert set(sym) == {"T_DBL"}, sym                 # the domain asked, not the host
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="see http://www.hosted.example/x")
+    assert set(sym) == {"T_DBL_HOST"}, sym            # notrim: the host itself
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="go to https://a.b.spamlink.example/x")
+    assert set(sym) == {"T_BLACK", "T_ANYURI"}, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="go to http://greylink.example/")
+    assert set(sym) == {"T_ANYURI"}, sym              # bit 4 only: not BLACK (bit 2)
+    # name server addresses (uridnssub default) and the host's own (tflags a)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="at http://www.badns.example/")
+    assert set(sym) == {"T_NS_SBL"}, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="at http://www.badweb.example/")
+    assert set(sym) == {"T_A_SBL"}, sym
+    # uridnsbl_skip_domain: never asked
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="http://www.skipped.example/")
+    assert sym == {}, sym
+    # a meta over an address list and a URI list
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.99", body="http://spammer.example/")
+    assert {"T_SBL", "T_DBL", "T_META_ZEN"} <= set(sym), sym
+
+
+def test_sender_without_dns(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@nowhere-at-all.example")
+    assert set(sym) == {"T_NO_DNS_FROM"}, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@fine.example")
+    assert sym == {}, sym
+
+
+def test_askdns(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@newdom.example")
+    assert set(sym) == {"T_NEWDOM", "T_NO_DNS_FROM"}, sym     # newdom.example has no A/MX either
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@olddom.example")
+    assert "T_NEWDOM" not in sym, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@plusall.example")
+    assert set(sym) == {"T_SPFALL"}, sym
+
+
+def test_blocked_resolver_answers_never_hit(dns_server, tmp_path):
+    zones(dns_server)
+    for kw in (dict(client="192.0.2.97"), dict(client="192.0.2.96"),
+               dict(body="http://ipquery.example/"), dict(body="http://blocked.example/")):
+        sym, err, res = scan(tmp_path, dns_server.forwarder, **kw)
+        assert res["score"] == 0, (kw, sym)
+        rules_syms = {n for n in sym if n.startswith("T_")}
+        assert rules_syms == set(), (kw, sym)
+        if kw.get("client") != "192.0.2.96":      # outside 127/8: ignored, not "refused"
+            assert "RULES_DNS_BLOCKED" in sym and sym["RULES_DNS_BLOCKED"]["score"] == 0, (kw, sym)
+            assert "not a listing" in err, err
+
+
+def test_network_tests_off(dns_server, tmp_path):
+    zones(dns_server)
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="192.0.2.99", net="no",
+                     body="http://spammer.example/ http://spamlink.example/", frm="x@nowhere-at-all.example")
+    assert sym == {}, sym
+
+
+def test_dead_forwarder_deadline(dead_dns, tmp_path):
+    t0 = time.monotonic()
+    sym, err, res = scan(tmp_path, dead_dns.forwarder, client="192.0.2.99",
+                         body="http://a.example/ http://b.example/ http://c.example/ http://d.example/",
+                         extra=("rules_dns_timeout=700ms",))
+    took = time.monotonic() - t0
+    assert res["score"] == 0 and "RULES_DNS_TIMEOUT" in sym, sym
+    assert "unanswered" in err
+    # one deadline for all lookups of the message, not one per lookup
+    assert took < 5, took
+
+
+def proxy_mw(mw_factory, upstream, tmp_path, forwarder, extra=()):
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    m = mw_factory(upstream, opts=[("filters", "rules"), ("rules_files", rules_file(tmp_path)),
+                                   ("rules_cache_dir", ""), ("rules_net_tests", "yes"),
+                                   ("dns_forwarder", forwarder), ("dns_client_name", "no"),
+                                   ("listener.pp.proxy_protocol", "yes"),
+                                   ("listener.pp.proxy_protocol_from", "127.0.0.1/32")] + list(extra),
+                   listeners=[("pp", listen, upstream.addr, None)], ready=False)
+    assert wait_until(lambda: mwlib._port_open("127.0.0.1", m.port), 10)
+    time.sleep(0.2)
+    return m
+
+
+def send_as(m, client, body):
+    """one message through the proxy from client (a PROXY v1 header); its audit symbols"""
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
+    c = SMTPClient.__new__(SMTPClient)
+    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
+    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
+    assert c.reply().code == 220
+    c.ehlo()
+    msg = make_msg(frm="a@fine.example", body=body.encode())
+    assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
+    c.quit()
+
+
+def test_through_the_proxy(dns_server, mw_factory, upstream, tmp_path):
+    zones(dns_server)
+    m = proxy_mw(mw_factory, upstream, tmp_path, dns_server.forwarder)
+    send_as(m, "192.0.2.99", "see http://www.spammer.example/ now")          # listed
+    syms = A.symbols(m.audit(1)[-1])
+    assert {"T_ZEN", "T_SBL", "T_DBL", "T_META_ZEN"} <= set(syms), syms
+    send_as(m, "192.0.2.50", "see http://www.spammer.example/ now")          # client not listed
+    syms = A.symbols(m.audit(2)[-1])
+    assert "T_DBL" in syms and "T_SBL" not in syms and "T_ZEN" not in syms, syms
+    send_as(m, "192.0.2.97", "nothing")                                      # refused code
+    syms = A.symbols(m.audit(3)[-1])
+    assert "RULES_DNS_BLOCKED" in syms and not [n for n in syms if n.startswith("T_")], syms
+    assert upstream.wait_messages(3)
+
+
+def test_through_the_proxy_dead_dns(dead_dns, mw_factory, upstream, tmp_path):
+    m = proxy_mw(mw_factory, upstream, tmp_path, dead_dns.forwarder, extra=[("rules_dns_timeout", "700ms")])
+    t0 = time.monotonic()
+    send_as(m, "192.0.2.99", "see http://www.spammer.example/ now")
+    took = time.monotonic() - t0
+    syms = A.symbols(m.audit(1)[-1])
+    assert "RULES_DNS_TIMEOUT" in syms and not [n for n in syms if n.startswith("T_")], syms
+    assert took < 8, took                  # delivered after one deadline, not one per lookup
+    assert upstream.wait_messages(1)
+
+
+def test_stock_spamassassin_rules(dns_server, tmp_path):
+    """Debian's stock network rules (their files, with the stock scores)
+    with network tests on: Spamhaus/URIBL-style zones served by the
+    loopback server (it never asks anyone else), the client in zen, a URI
+    domain in DBL, another in URIBL black, a third answered URIBL's "query
+    blocked" code; score set 1 ("network") applies."""
+    files = ["10_default_prefs.cf", "20_aux_tlds.cf", "20_dnsbl_tests.cf", "25_uribl.cf", "50_scores.cf"]
+    if not all(os.path.exists(os.path.join(ruleslib.SA_RULES, f)) for f in files):
+        pytest.skip("SpamAssassin's stock rules are not installed (package spamassassin)")
+    dns_server.add_zone("zen.spamhaus.org", ["99.2.0.192 A 127.0.0.2"])
+    dns_server.add_zone("dbl.spamhaus.org", ["spammer-test.com A 127.0.1.2"])
+    dns_server.add_zone("multi.uribl.com", ["blocked-test.com A 127.0.0.1", "black-test.com A 127.0.0.2"])
+    dns_server.start()
+    p = tmp_path / "stock.eml"
+    p.write_bytes(make_msg(frm="someone@example.org", body=b"Offer: http://spammer-test.com/x "
+                           b"and http://blocked-test.com/ and http://www.black-test.com/"))
+    args = ["scan", "-o", "filters=rules", "-o", "rules_files="]
+    for f in files:
+        args += ["-o", "rules_files=" + os.path.join(ruleslib.SA_RULES, f)]
+    args += ["-o", "rules_cache_dir=", "-o", "rules_net_tests=yes", "-o", "rules_dns_timeout=5s",
+             "-o", "dns_forwarder=" + dns_server.forwarder, "-o", "dns_client_name=no",
+             "--client-ip", "192.0.2.99", "--from", "someone@example.org", str(p)]
+    r = run_mw(args, timeout=120)
+    assert r.returncode == 0, r.stderr
+    sym = {s["name"]: s for s in json.loads(r.stdout)["symbols"]}
+    assert "RCVD_IN_SBL" in sym and sym["RCVD_IN_SBL"]["score"] == 2.596, sym.get("RCVD_IN_SBL")
+    assert "URIBL_DBL_SPAM" in sym and sym["URIBL_DBL_SPAM"]["score"] == 2.5, sorted(sym)
+    assert "URIBL_BLACK" in sym, sorted(sym)
+    assert "URIBL_BLOCKED" not in sym and "RULES_DNS_BLOCKED" in sym, sorted(sym)
+    assert "RCVD_IN_XBL" not in sym and "RCVD_IN_PBL" not in sym
+    # network tests off: the same message, none of them
+    r = run_mw([a if a != "rules_net_tests=yes" else "rules_net_tests=no" for a in args], timeout=120)
+    sym = {s["name"] for s in json.loads(r.stdout)["symbols"]}
+    assert not sym & {"RCVD_IN_SBL", "URIBL_DBL_SPAM", "URIBL_BLACK", "RULES_DNS_BLOCKED"}, sym
