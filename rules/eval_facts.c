@@ -1196,12 +1196,6 @@ static void uri_lists_compute(struct eval_msg *m)
 	map_free(&seen);
 }
 
-static double uri_host_listed(struct eval_msg *m, const struct rule *r)
-{
-	uri_lists_compute(m);
-	return map_get(&msg_state(m)->uri_hits, eval_arg(r, 0)) != NULL;
-}
-
 static double uri_host_in_blocklist(struct eval_msg *m, const struct rule *r)
 {
 	(void)r;
@@ -2142,7 +2136,7 @@ static const struct eval_def defs[] = {
 	{ "check_from_in_default_whitelist", from_in_default_welcomelist, 0, 0, check_conf, NULL, 0 },
 	{ "check_forged_in_default_welcomelist", forged_in_default_welcomelist, 0, 0, check_conf, NULL, 0 },
 	{ "check_forged_in_default_whitelist", forged_in_default_welcomelist, 0, 0, check_conf, NULL, 0 },
-	{ "check_uri_host_listed", uri_host_listed, 1, 1, check_list_arg, NULL, 0 },
+	/* check_uri_host_listed itself is eval_net.c's (same lists, its own copy) */
 	{ "check_uri_host_in_blocklist", uri_host_in_blocklist, 0, 0, check_conf, NULL, 0 },
 	{ "check_uri_host_in_blacklist", uri_host_in_blocklist, 0, 0, check_conf, NULL, 0 },
 	{ "check_uri_host_in_welcomelist", uri_host_in_welcomelist, 0, 0, check_conf, NULL, 0 },
