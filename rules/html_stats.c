@@ -214,6 +214,8 @@ void html_color(const char *in, size_t len, char *out)
 
 /* --- the parse state ------------------------------------------------------- */
 
+#define TAG_HASH 2048             /* > 2 * HTML_MAX_TAGNAMES, a power of two */
+
 struct style {
 	char tag[12];
 	char fg[16], bg[16];
@@ -235,19 +237,35 @@ struct parser {
 	size_t last_start;            /* where the last piece begins; (size_t)-1 = none */
 	int last_ws, last_invisible;
 	int anchor_open;              /* an <a> pushed an anchor */
+	unsigned short hidx[TAG_HASH];/* tag name -> index + 1 in st->tagv */
 };
 
+static unsigned name_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++) { h ^= (unsigned char)*s; h *= 16777619u; }
+	return h;
+}
+
+/* the "inside" counter of a tag name: a hash over the names seen (at most
+ * HTML_MAX_TAGNAMES, so the table never fills) */
 static struct html_tagcount *tag_entry(struct parser *p, const char *name, int create)
 {
 	struct html_stats *st = p->st;
-	for (size_t i = 0; i < st->ntags; i++)
-		if (strcmp(st->tagv[i].name, name) == 0) return &st->tagv[i];
+	char key[sizeof st->tagv->name];
+	snprintf(key, sizeof key, "%s", name);
+	unsigned i = name_hash(key) & (TAG_HASH - 1);
+	while (p->hidx[i]) {
+		struct html_tagcount *t = &st->tagv[p->hidx[i] - 1];
+		if (strcmp(t->name, key) == 0) return t;
+		i = (i + 1) & (TAG_HASH - 1);
+	}
 	if (!create || st->ntags >= HTML_MAX_TAGNAMES) return NULL;
-	if (!(st->ntags & (st->ntags + 1)) || !st->tagv)     /* grow at 0, 1, 3, 7... */
-		st->tagv = xrealloc(st->tagv, (st->ntags + 1) * 2 * sizeof *st->tagv);
+	if (!st->tagv) st->tagv = xrealloc(NULL, HTML_MAX_TAGNAMES * sizeof *st->tagv);
 	struct html_tagcount *t = &st->tagv[st->ntags++];
-	snprintf(t->name, sizeof t->name, "%s", name);
+	memcpy(t->name, key, sizeof key);
 	t->inside = 0;
+	p->hidx[i] = (unsigned short)st->ntags;
 	return t;
 }
 
@@ -735,9 +753,10 @@ static void on_tag(struct parser *p, const char *tag, const struct attr *a, size
 {
 	struct html_stats *st = p->st;
 	int ns = namespace_tag(tag);
+	int known = in_list(known_elements, tag);
 	struct html_tagcount *t = tag_entry(p, tag, 0);
 	int seen = t != NULL;
-	if (in_list(known_elements, tag) || ns) {
+	if (known || ns) {
 		st->elements++;
 		st->has_elements = 1;
 		if (!seen) { st->elements_seen++; st->has_elements_seen = 1; }
@@ -750,7 +769,7 @@ static void on_tag(struct parser *p, const char *tag, const struct attr *a, size
 		if (t->inside < 0) { t->inside = 0; st->closed_extra++; }
 	}
 	if (ns) return;
-	if (!in_list(known_elements, tag) && !in_list(trick_elements, tag)) return;
+	if (!known && !in_list(trick_elements, tag)) return;
 	if (in_list(text_style_elements, tag)) text_style(p, tag, a, na, start);
 	whitespace_for(p, tag);
 	if (start) {
