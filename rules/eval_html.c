@@ -192,8 +192,18 @@ static struct html_msg *msg_html(struct eval_msg *m)
 		if (!data || !len) continue;
 		int utf8 = (!p->charset || strcasecmp(p->charset, "utf-8") == 0 || strcasecmp(p->charset, "us-ascii") == 0) &&
 		           valid_utf8((const unsigned char *)data, len);
+		/* SpamAssassin reads the message with LF line ends (the proxy
+		 * spools CRLF): lengths are counted without the CRs */
+		if (len > HTML_MAX_INPUT) len = HTML_MAX_INPUT;
+		char *lf = malloc(len + 1);
+		if (!lf) abort();
+		size_t n = 0;
+		for (size_t k = 0; k < len; k++)
+			if (!(data[k] == '\r' && k + 1 < len && data[k + 1] == '\n')) lf[n++] = data[k];
+		lf[n] = '\0';
 		h->doc_utf8[h->ndocs] = utf8;
-		h->docs[h->ndocs++] = html_stats_parse(data, len, utf8);
+		h->docs[h->ndocs++] = html_stats_parse(lf, n, utf8);
+		free(lf);
 	}
 	eval_cache_set(m, EVC_HTML, h, msg_free);
 	return h;
