@@ -886,6 +886,11 @@ static char *decode_entities(const char *s, size_t n, size_t *outlen)
 
 static int name_char(unsigned char c) { return isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':'; }
 
+static void attrs_free(struct attr *a, size_t n)
+{
+	for (size_t x = 0; x < n; x++) { free((char *)a[x].name); free(a[x].value); }
+}
+
 /* a start or end tag at h[i] == '<': its end (after '>'), or 0 if it does not end */
 static size_t parse_tag(struct parser *p, const char *h, size_t len, size_t i, char *lit, size_t litlen)
 {
@@ -904,7 +909,7 @@ static size_t parse_tag(struct parser *p, const char *h, size_t len, size_t i, c
 	for (;;) {
 		while (k < len && (is_ws((unsigned char)h[k]) || h[k] == '/')) k++;
 		if (k >= len) {
-			for (size_t x = 0; x < na; x++) free(a[x].value);
+			attrs_free(a, na);
 			return 0;
 		}
 		if (h[k] == '>') { k++; break; }
@@ -921,7 +926,7 @@ static size_t parse_tag(struct parser *p, const char *h, size_t len, size_t i, c
 				char q = h[k++];
 				size_t vs = k;
 				while (k < len && h[k] != q) k++;
-				if (k >= len) { for (size_t x = 0; x < na; x++) free(a[x].value); return 0; }
+				if (k >= len) { attrs_free(a, na); return 0; }
 				val = decode_entities(h + vs, k - vs, &vl);
 				k++;
 			} else {
@@ -947,7 +952,7 @@ static size_t parse_tag(struct parser *p, const char *h, size_t len, size_t i, c
 		}
 	}
 	on_tag(p, name, a, na, !end);
-	for (size_t x = 0; x < na; x++) { free((char *)a[x].name); free(a[x].value); }
+	attrs_free(a, na);
 	if (!end && in_list(literal_elements, name)) snprintf(lit, litlen, "%.15s", name);
 	return k;
 }
