@@ -635,9 +635,12 @@ static size_t utf8_chars(const char *s)
 /* html_title_subject_ratio(R): a <title> R times longer than the Subject */
 static double html_title_subject_ratio(struct eval_msg *m, const struct rule *r)
 {
-	const char *subject = eval_header_first(m, "Subject");
-	if (!subject || !*subject) return 0;
-	double slen = (double)utf8_chars(subject), ratio = eval_arg_num(r, 0, 0);
+	/* SpamAssassin's get('Subject'): every Subject field, each with its
+	 * newline; "" only when there is none */
+	char subject[4096];
+	size_t nsubj = eval_header_all(m, "Subject", subject, sizeof subject);
+	if (!nsubj) return 0;
+	double slen = (double)(utf8_chars(subject) + 1), ratio = eval_arg_num(r, 0, 0);
 	struct html_msg *h = msg_html(m);
 	for (size_t i = 0; i < h->ndocs; i++) {
 		double max = 0;
