@@ -209,7 +209,7 @@ void html_color(const char *in, size_t len, char *out)
 	while (hn % 3) h[hn++] = '0';
 	h[hn] = '\0';
 	if (hn == 3) snprintf(out, 16, "#%c%c%c%c%c%c", h[0], h[0], h[1], h[1], h[2], h[2]);
-	else snprintf(out, 16, "#%s", h);
+	else snprintf(out, 16, "#%.6s", h);
 }
 
 /* --- the parse state ------------------------------------------------------- */
