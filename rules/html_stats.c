@@ -41,6 +41,30 @@ static const char *const literal_elements[] = {
 	"script", "style", "xmp", "iframe", "title", "textarea", "plaintext", NULL
 };
 
+/* the classes of a tag name, computed once per name */
+enum {
+	TC_KNOWN = 1, TC_TRICK = 2, TC_TEXT_STYLE = 4, TC_LITERAL = 8,
+	TC_WS_LINE = 16, TC_WS_SPACE = 32, TC_WS_PARA = 64, TC_NAMESPACE = 128
+};
+
+static int namespace_tag(const char *t);
+
+static unsigned classify(const char *tag)
+{
+	static const char *const sp[] = { "li", "th", "td", "dt", "dd", "embed", NULL };
+	static const char *const para[] = { "p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title", NULL };
+	unsigned c = 0;
+	if (in_list(known_elements, tag)) c |= TC_KNOWN;
+	if (in_list(trick_elements, tag)) c |= TC_TRICK;
+	if (in_list(text_style_elements, tag)) c |= TC_TEXT_STYLE;
+	if (in_list(literal_elements, tag)) c |= TC_LITERAL;
+	if (strcmp(tag, "br") == 0 || strcmp(tag, "div") == 0) c |= TC_WS_LINE;
+	else if (in_list(sp, tag) || (tag[0] == 'h' && isdigit((unsigned char)tag[1]) && !tag[2])) c |= TC_WS_SPACE;
+	else if (in_list(para, tag)) c |= TC_WS_PARA;
+	if (namespace_tag(tag)) c |= TC_NAMESPACE;
+	return c;
+}
+
 /* --- growing things ---------------------------------------------------------- */
 
 static void *xrealloc(void *p, size_t n)
@@ -181,8 +205,13 @@ void html_color(const char *in, size_t len, char *out)
 	if (len >= sizeof c) { strcpy(out, "invalid"); return; }
 	for (size_t i = 0; i < len; i++) c[n++] = (char)tolower((unsigned char)in[i]);
 	c[n] = '\0';
-	for (size_t i = 0; colors[i].name; i++)
-		if (strcmp(colors[i].name, c) == 0) { snprintf(out, 16, "#%06x", colors[i].rgb); return; }
+	size_t lo = 0, hi = sizeof colors / sizeof *colors - 1;       /* sorted by name, NULL last */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int r = strcmp(colors[mid].name, c);
+		if (r == 0) { snprintf(out, 16, "#%06x", colors[mid].rgb); return; }
+		if (r < 0) lo = mid + 1; else hi = mid;
+	}
 	int hexish = 1;
 	for (size_t i = 0; i < n; i++)
 		if (!(isxdigit((unsigned char)c[i]) || c[i] == '#')) hexish = 0;
@@ -215,6 +244,8 @@ void html_color(const char *in, size_t len, char *out)
 /* --- the parse state ------------------------------------------------------- */
 
 #define TAG_HASH 2048             /* > 2 * HTML_MAX_TAGNAMES, a power of two */
+enum { F_SCRIPT, F_STYLE, F_A, F_TITLE, NFAST };
+static const char *const fast_names[NFAST] = { "script", "style", "a", "title" };
 
 struct style {
 	char tag[12];
@@ -238,6 +269,7 @@ struct parser {
 	int last_ws, last_invisible;
 	int anchor_open;              /* an <a> pushed an anchor */
 	unsigned short hidx[TAG_HASH];/* tag name -> index + 1 in st->tagv */
+	int fast[NFAST];              /* index in st->tagv of script, style, a, title; -1 */
 };
 
 static unsigned name_hash(const char *s)
@@ -253,7 +285,9 @@ static struct html_tagcount *tag_entry(struct parser *p, const char *name, int c
 {
 	struct html_stats *st = p->st;
 	char key[sizeof st->tagv->name];
-	snprintf(key, sizeof key, "%s", name);
+	size_t kl = 0;
+	while (name[kl] && kl + 1 < sizeof key) { key[kl] = name[kl]; kl++; }
+	key[kl] = '\0';
 	unsigned i = name_hash(key) & (TAG_HASH - 1);
 	while (p->hidx[i]) {
 		struct html_tagcount *t = &st->tagv[p->hidx[i] - 1];
@@ -265,15 +299,18 @@ static struct html_tagcount *tag_entry(struct parser *p, const char *name, int c
 	struct html_tagcount *t = &st->tagv[st->ntags++];
 	memcpy(t->name, key, sizeof key);
 	t->inside = 0;
+	t->cls = classify(key);
 	p->hidx[i] = (unsigned short)st->ntags;
+	for (int k = 0; k < NFAST; k++)
+		if (strcmp(key, fast_names[k]) == 0) p->fast[k] = (int)st->ntags - 1;
 	return t;
 }
 
-static int inside(struct parser *p, const char *name)
+static int inside_fast(const struct parser *p, int which)
 {
-	struct html_tagcount *t = tag_entry(p, name, 0);
-	return t ? t->inside : 0;
+	return p->fast[which] >= 0 ? p->st->tagv[p->fast[which]].inside : 0;
 }
+
 
 /* white space as display_text's collapse sees it */
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
@@ -568,11 +605,11 @@ static int font_invisible(struct parser *p)
 	size_t fl = strlen(s->fg), bl = strlen(s->bg);
 	const char *f6 = fl > 6 ? s->fg + fl - 6 : s->fg, *b6 = bl > 6 ? s->bg + bl - 6 : s->bg;
 	if (strcmp(f6, b6) == 0) { p->st->font_low_contrast = 1; return 1; }
-	unsigned r1, g1, b1, r2, g2, b2;
 	const char *f = s->fg[0] == '#' ? s->fg + 1 : s->fg, *b = s->bg[0] == '#' ? s->bg + 1 : s->bg;
-	if (strlen(f) == 6 && strspn(f, "0123456789abcdef") == 6 && sscanf(f, "%2x%2x%2x", &r1, &g1, &b1) == 3 &&
-	    strlen(b) == 6 && strspn(b, "0123456789abcdef") == 6 && sscanf(b, "%2x%2x%2x", &r2, &g2, &b2) == 3) {
-		double dr = 0.2126 * ((double)r1 - r2), dg = 0.7152 * ((double)g1 - g2), db = 0.0722 * ((double)b1 - b2);
+	if (strlen(f) == 6 && strspn(f, "0123456789abcdef") == 6 && strlen(b) == 6 && strspn(b, "0123456789abcdef") == 6) {
+		long fv = strtol(f, NULL, 16), bv = strtol(b, NULL, 16);
+		double dr = 0.2126 * (double)((fv >> 16) - (bv >> 16)), dg = 0.7152 * (double)(((fv >> 8) & 0xff) - ((bv >> 8) & 0xff)),
+		       db = 0.0722 * (double)((fv & 0xff) - (bv & 0xff));
 		if (sqrt(dr * dr + dg * dg + db * db) < 12) { p->st->font_low_contrast = 1; return 1; }
 	}
 	if (strcmp(s->fg, "invalid") == 0 || strcmp(s->bg, "invalid") == 0) { p->st->font_invalid_color = 1; return 1; }
@@ -682,7 +719,7 @@ static void html_tests(struct parser *p, const char *tag, const struct attr *a, 
 	struct html_stats *st = p->st;
 	const char *v;
 	if (strcmp(tag, "font") == 0 && (v = attr_get(a, na, "face")) && !face_ok(v)) st->font_face_bad = 1;
-	if (strcmp(tag, "img") == 0 && inside(p, "a") > 0) anchor_text(p, "<img>\n", 6);
+	if (strcmp(tag, "img") == 0 && inside_fast(p, F_A) > 0) anchor_text(p, "<img>\n", 6);
 	if (strcmp(tag, "img") == 0 && attr_get(a, na, "width") && attr_get(a, na, "height")) {
 		double dim[2];
 		const char *val[2] = { attr_get(a, na, "width"), attr_get(a, na, "height") };
@@ -727,13 +764,11 @@ static void html_tests(struct parser *p, const char *tag, const struct attr *a, 
 	}
 }
 
-static void whitespace_for(struct parser *p, const char *tag)
+static void whitespace_for(struct parser *p, unsigned cls)
 {
-	static const char *const sp[] = { "li", "th", "td", "dt", "dd", "embed", NULL };
-	static const char *const para[] = { "p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title", NULL };
-	if (strcmp(tag, "br") == 0 || strcmp(tag, "div") == 0) display(p, "\n", 1, 1, 0);
-	else if (in_list(sp, tag) || (tag[0] == 'h' && isdigit((unsigned char)tag[1]) && !tag[2])) display(p, " ", 1, 1, 0);
-	else if (in_list(para, tag)) display(p, "\n\n", 2, 1, 0);
+	if (cls & TC_WS_LINE) display(p, "\n", 1, 1, 0);
+	else if (cls & TC_WS_SPACE) display(p, " ", 1, 1, 0);
+	else if (cls & TC_WS_PARA) display(p, "\n\n", 2, 1, 0);
 }
 
 static int namespace_tag(const char *t)
@@ -749,43 +784,45 @@ static int namespace_tag(const char *t)
 	return s[n] == '\0' || (s[n] == '/' && !s[n + 1]);
 }
 
-static void on_tag(struct parser *p, const char *tag, const struct attr *a, size_t na, int start)
+/* a start or end tag; returns the tag's classes */
+static unsigned on_tag(struct parser *p, const char *tag, const struct attr *a, size_t na, int start)
 {
 	struct html_stats *st = p->st;
-	int ns = namespace_tag(tag);
-	int known = in_list(known_elements, tag);
 	struct html_tagcount *t = tag_entry(p, tag, 0);
 	int seen = t != NULL;
-	if (known || ns) {
+	if (!t) t = tag_entry(p, tag, 1);
+	unsigned cls = t ? t->cls : classify(tag);
+	int ns = (cls & TC_NAMESPACE) != 0;
+	if ((cls & TC_KNOWN) || ns) {
 		st->elements++;
 		st->has_elements = 1;
 		if (!seen) { st->elements_seen++; st->has_elements_seen = 1; }
 	}
 	st->tags++;
 	if (!seen) st->tags_seen++;
-	if (!t) t = tag_entry(p, tag, 1);
 	if (t) {
 		t->inside += start ? 1 : -1;
 		if (t->inside < 0) { t->inside = 0; st->closed_extra++; }
 	}
-	if (ns) return;
-	if (!known && !in_list(trick_elements, tag)) return;
-	if (in_list(text_style_elements, tag)) text_style(p, tag, a, na, start);
-	whitespace_for(p, tag);
+	if (ns) return cls;
+	if (!(cls & (TC_KNOWN | TC_TRICK))) return cls;
+	if (cls & TC_TEXT_STYLE) text_style(p, tag, a, na, start);
+	whitespace_for(p, cls);
 	if (start) {
 		uri_attr(p, tag, a, na);
 		html_tests(p, tag, a, na);
 	}
+	return cls;
 }
 
 static void on_text(struct parser *p, const char *s, size_t n)
 {
 	struct html_stats *st = p->st;
 	if (!n) return;
-	if (inside(p, "script") > 0) { strs_push(&st->script, s, n); return; }
-	if (inside(p, "style") > 0) return;
-	if (inside(p, "a") > 0) anchor_text(p, s, n);
-	if (inside(p, "title") > 0 && p->title_index >= 0) strs_append(&st->title, s, n);
+	if (inside_fast(p, F_SCRIPT) > 0) { strs_push(&st->script, s, n); return; }
+	if (inside_fast(p, F_STYLE) > 0) return;
+	if (inside_fast(p, F_A) > 0) anchor_text(p, s, n);
+	if (inside_fast(p, F_TITLE) > 0 && p->title_index >= 0) strs_append(&st->title, s, n);
 	int invisible = 0, visible_chars = 0;
 	for (size_t i = 0; i < n && !visible_chars; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -951,9 +988,9 @@ static size_t parse_tag(struct parser *p, const char *h, size_t len, size_t i, c
 			free(val);
 		}
 	}
-	on_tag(p, name, a, na, !end);
+	unsigned cls = on_tag(p, name, a, na, !end);
 	attrs_free(a, na);
-	if (!end && in_list(literal_elements, name)) snprintf(lit, litlen, "%.15s", name);
+	if (!end && (cls & TC_LITERAL)) snprintf(lit, litlen, "%.15s", name);
 	return k;
 }
 
@@ -1103,7 +1140,8 @@ struct html_stats *html_stats_parse(const char *html, size_t len, int utf8)
 	if (len > HTML_MAX_INPUT) len = HTML_MAX_INPUT;
 	st->length = (double)count_chars(html, len, utf8);
 	st->max_size = st->min_size = 3;
-	struct parser p = { .st = st, .utf8 = utf8, .basefont = 3, .title_index = -1, .last_start = (size_t)-1 };
+	struct parser p = { .st = st, .utf8 = utf8, .basefont = 3, .title_index = -1, .last_start = (size_t)-1,
+	                    .fast = { -1, -1, -1, -1 } };
 	p.styles = xrealloc(NULL, HTML_MAX_STYLE_DEPTH * sizeof *p.styles);
 	p.styles[0] = (struct style){ .tag = "default", .fg = "#000000", .bg = "#ffffff", .size = 3 };
 	p.nstyles = 1;

@@ -38,6 +38,7 @@ struct html_anchor {
 struct html_tagcount {
 	char name[32];
 	int inside;                     /* start tags minus end tags, never below 0 */
+	unsigned cls;                   /* what SpamAssassin does with the tag (html_stats.c) */
 };
 
 struct html_stats {
