@@ -142,6 +142,8 @@ struct html_msg {
 	double count[IMG_NTYPES], pixels[IMG_NTYPES];
 	struct img_dims dims[IMG_NTYPES][MAX_IMAGE_DIMS];
 	size_t ndims[IMG_NTYPES];
+	const char *names[MAX_IMAGE_DIMS];   /* file names of the measured images (borrowed) */
+	size_t nnames;
 };
 
 static void msg_free(void *p)
@@ -274,6 +276,7 @@ static void images(struct eval_msg *m, struct html_msg *h)
 		h->count[t]++;
 		h->count[IMG_ALL]++;
 		if (w && ht) {
+			if (p->filename && *p->filename && h->nnames < MAX_IMAGE_DIMS) h->names[h->nnames++] = p->filename;
 			h->pixels[t] += (double)w * ht;
 			h->pixels[IMG_ALL] += (double)w * ht;
 			for (int k = 0; k < 2; k++) {
@@ -385,6 +388,42 @@ static double image_size_range(struct eval_msg *m, const struct rule *r)
 		if (r->ev_argc > 4 && dw > eval_arg_num(r, 4, 0)) continue;
 		return 1;
 	}
+	return 0;
+}
+
+/* image_named(NAME): a measured image of that file name */
+static int check_image_name(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	(void)rs;
+	if (!*eval_arg(r, 0)) { snprintf(why, whylen, "no image name given"); return -1; }
+	return 0;
+}
+
+static double image_named(struct eval_msg *m, const struct rule *r)
+{
+	struct html_msg *h = msg_html(m);
+	images(m, h);
+	for (size_t i = 0; i < h->nnames; i++)
+		if (strcmp(h->names[i], eval_arg(r, 0)) == 0) return 1;
+	return 0;
+}
+
+static int compile_arg_regex(struct rule *r, unsigned i, char *why, size_t whylen);
+
+static int check_image_regex(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	(void)rs;
+	return compile_arg_regex(r, 0, why, whylen);
+}
+
+/* image_name_regex(/RE/): a measured image whose file name matches */
+static double image_name_regex(struct eval_msg *m, const struct rule *r)
+{
+	struct html_msg *h = msg_html(m);
+	images(m, h);
+	for (size_t i = 0; i < h->nnames; i++)
+		if (pcre2_match(r->ev_data, (PCRE2_SPTR)h->names[i], strlen(h->names[i]), 0, 0, m->md, m->rs->mctx) >= 0)
+			return 1;
 	return 0;
 }
 
@@ -576,7 +615,14 @@ static int check_text_match(struct ruleset *rs, struct rule *r, char *why, size_
 		snprintf(why, whylen, "no HTML text list called \"%.40s\"", eval_arg(r, 0));
 		return -1;
 	}
-	const char *re = eval_arg(r, 1);
+	return compile_arg_regex(r, 1, why, whylen);
+}
+
+/* argument i as a regex: a delimited /re/flags, or the bare pattern
+ * SpamAssassin's compile_regexp also accepts; compiled into r->ev_data */
+static int compile_arg_regex(struct rule *r, unsigned i, char *why, size_t whylen)
+{
+	const char *re = eval_arg(r, i);
 	char *pat = NULL;
 	unsigned fl = 0;
 	const char *rest = NULL;
@@ -1028,6 +1074,8 @@ static const struct eval_def defs[] = {
 	{ "image_to_text_ratio", image_to_text_ratio, 3, 3, check_image_args, NULL, 0 },
 	{ "image_size_exact", image_size_exact, 3, 3, check_image_args, NULL, 0 },
 	{ "image_size_range", image_size_range, 3, 5, check_image_args, NULL, 0 },
+	{ "image_named", image_named, 1, 1, check_image_name, NULL, 0 },
+	{ "image_name_regex", image_name_regex, 1, 1, check_image_regex, free_code, 0 },
 	{ "check_https_ip_mismatch", https_ip_mismatch, 0, 0, NULL, NULL, 0 },
 	{ "check_https_http_mismatch", https_http_mismatch, 0, 2, check_https_http, NULL, 0 },
 	{ "check_uri_truncated", uri_truncated, 0, 0, NULL, NULL, 0 },

@@ -346,7 +346,9 @@ static const char image_rules[] =
 	"body I_RATIO eval:image_to_text_ratio('all', '0.000', '0.008')\n"
 	"rawbody I_RAWRATIO eval:image_to_text_ratio('all', '0.000', '0.015')\n"
 	"body I_EXACT eval:image_size_exact('gif', 300, 400)\n"
-	"body I_RANGE eval:image_size_range('png', 10, 10, 20, 20)\n";
+	"body I_RANGE eval:image_size_range('png', 10, 10, 20, 20)\n"
+	"body I_NAMED eval:image_named('pic.gif')\n"
+	"body I_NAME_RE eval:image_name_regex('/^PIC\\.gif$/i')\n";
 
 static void test_images(void **st)
 {
@@ -355,7 +357,7 @@ static void test_images(void **st)
 	unsigned char g[16], p[40], j[32];
 	size_t gl = gif(g, 400, 300), pl = png(p, 15, 12), jl = jpeg(j, 20, 10);
 	struct rules_part parts[3] = {
-		{ .content_type = "image/gif", .encoding = "base64", .data = (const char *)g, .len = gl },
+		{ .content_type = "image/gif", .encoding = "base64", .data = (const char *)g, .len = gl, .filename = "pic.gif" },
 		{ .content_type = "image/png", .encoding = "base64", .data = (const char *)p, .len = pl },
 		{ .content_type = "image/jpg", .encoding = "base64", .data = (const char *)j, .len = jl },
 	};
@@ -371,6 +373,13 @@ static void test_images(void **st)
 	assert_true(has(&h, "I_RAWRATIO"));
 	assert_true(has(&h, "I_EXACT"));         /* height 300, width 400 */
 	assert_true(has(&h, "I_RANGE"));
+	assert_true(has(&h, "I_NAMED"));
+	assert_true(has(&h, "I_NAME_RE"));
+	parts[0].filename = "other.gif";
+	scan_msg(rs, &h, NULL, "s", parts, 3, NULL, 0, "a few words");
+	assert_false(has(&h, "I_NAMED"));
+	assert_false(has(&h, "I_NAME_RE"));
+	parts[0].filename = "pic.gif";
 
 	/* the same images not base64-encoded are not looked at; two GIFs */
 	struct rules_part qp[3] = { parts[0], parts[0], parts[1] };
@@ -436,9 +445,11 @@ static void test_bad_arguments(void **st)
 		"body B8 eval:pixel_coverage('gif', 'lots')\n"
 		"body B9 eval:html_range('length', 'x', '2')\n"
 		"body B10 eval:html_image_only('0', 'x')\n"
+		"body B11 eval:image_name_regex('(unclosed')\n"
+		"body B12 eval:image_named('')\n"
 		"body OK1 eval:html_range('length', '0', '1024')\n"
 		"body OK2 eval:html_tag_balance('center', '!= 0')\n");
-	static const char *const bad[] = { "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", NULL };
+	static const char *const bad[] = { "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", NULL };
 	for (size_t i = 0; bad[i]; i++) {
 		if (loaded(rs, bad[i])) fprintf(stderr, "%s loaded\n", bad[i]);
 		assert_false(loaded(rs, bad[i]));
