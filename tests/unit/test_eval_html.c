@@ -431,6 +431,32 @@ static void test_short_urls(void **st)
 	rules_free(rs);
 }
 
+/* "if can(Plugin::X::method)" follows whether plugin X is loaded, as in
+ * SpamAssassin: DecodeShortURLs is not (the stock rules then define
+ * __URL_SHORTENER as a uri regex), HTMLEval is */
+static void test_if_can_plugin(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"if can(Mail::SpamAssassin::Plugin::DecodeShortURLs::has_short_url_redir)\n"
+		"body SHORT_EVAL eval:short_url()\n"
+		"endif\n"
+		"if !can(Mail::SpamAssassin::Plugin::DecodeShortURLs::has_short_url_redir)\n"
+		"uri SHORT_RE m,^https?://bit\\.ly/,\n"
+		"endif\n"
+		"if can(Mail::SpamAssassin::Plugin::HTMLEval::html_test)\n"
+		"body HTML_EVAL eval:html_test('html')\n"
+		"endif\n"
+		"if can(Mail::SpamAssassin::Conf::feature_bug6558_free)\n"
+		"body FEATURE /x/\n"
+		"endif\n");
+	assert_false(loaded(rs, "SHORT_EVAL"));
+	assert_true(loaded(rs, "SHORT_RE"));
+	assert_true(loaded(rs, "HTML_EVAL"));
+	assert_true(loaded(rs, "FEATURE"));
+	rules_free(rs);
+}
+
 static void test_bad_arguments(void **st)
 {
 	(void)st;
@@ -504,6 +530,7 @@ int main(void)
 		cmocka_unit_test(test_html_charset_faraway),
 		cmocka_unit_test(test_images),
 		cmocka_unit_test(test_short_urls),
+		cmocka_unit_test(test_if_can_plugin),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_hostile_html),
 	};
