@@ -120,11 +120,15 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -Iinclude -I. $$(pkg-config --cflags libhs libpcre2-8) tests/fuzz/fuzz_rules.c rules/*.c \
 	  $$(pkg-config --libs libhs libpcre2-8) -lstdc++ -lm -o build/fuzz/fuzz_rules
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -I. tests/fuzz/fuzz_html.c rules/html_stats.c -lm -o build/fuzz/fuzz_html
 	@mkdir -p build/fuzz/corpus-dataframe build/fuzz/corpus-smtp build/fuzz/corpus-transport build/fuzz/corpus-rules
 	build/fuzz/fuzz_dataframe -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-dataframe
 	build/fuzz/fuzz_smtp_parse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-smtp
 	build/fuzz/fuzz_transport -max_total_time=$(FUZZ_SECONDS) -max_len=1024 build/fuzz/corpus-transport
 	build/fuzz/fuzz_rules -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-rules
+	@mkdir -p build/fuzz/corpus-html
+	build/fuzz/fuzz_html -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-html
 
 clean:
 	rm -rf build build-san mailwarden tests/functional/__pycache__

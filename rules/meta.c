@@ -276,8 +276,15 @@ static int if_ident(void *arg, const char **pos, const char *name, size_t len, s
 		return 0;
 	}
 	if (len == 3 && memcmp(name, "can", 3) == 0 && call) {
-		/* Mail::SpamAssassin::Conf::feature_* of SpamAssassin 4.0.1: all present */
+		/* Mail::SpamAssassin::Conf::feature_* of SpamAssassin 4.0.1: all
+		 * present; a plugin's method only when that plugin is loaded */
+		static const char plug[] = "Mail::SpamAssassin::Plugin::";
 		tok->num = 1;
+		if (alen > sizeof plug - 1 && strncmp(a, plug, sizeof plug - 1) == 0) {
+			const char *pn = a + sizeof plug - 1, *sep = strstr(pn, "::");
+			size_t pl = sep && (size_t)(sep - a) < alen ? (size_t)(sep - pn) : alen - (sizeof plug - 1);
+			tok->num = rules_plugin_present(pn, pl);
+		}
 		return 0;
 	}
 	if (len == 10 && memcmp(name, "has_plugin", 10) == 0 && call) {
