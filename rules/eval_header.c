@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 #include "rules/eval.h"
+#include "rules/eval_relay.h"
 
 #define MAX_JOINED 65536          /* one header name's fields joined */
 #define MAX_RECIPS 256            /* SpamAssassin's limit for the recipient tests */
@@ -117,6 +118,53 @@ static void all_addrs(const struct eval_msg *m, const char *name, char (*list)[2
 			p += l;
 			if (*p) p++;
 		}
+	}
+}
+
+/* a field of that name appears after a Received field */
+static int after_received(const struct eval_msg *m, const char *name)
+{
+	int rcvd = 0;
+	for (size_t i = 0; i < m->in->nheaders; i++) {
+		if (!strcasecmp(m->in->headers[i].name, "Received")) rcvd = 1;
+		else if (rcvd && !strcasecmp(m->in->headers[i].name, name)) return 1;
+	}
+	return 0;
+}
+
+/* EnvelopeFrom:addr as SpamAssassin's get_envelope_from() finds it: the
+ * envelope sender when the bridge knows it, else the one the last
+ * untrusted (or first trusted) relay noted, else X-Envelope-From,
+ * Envelope-Sender, Return-Path, each only when not below a Received
+ * field (and none when X-Sender and fetchmail suggest a fetched mailbox) */
+static void envelope_from(struct eval_msg *m, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	if (m->in->mail_from && *m->in->mail_from) {
+		snprintf(out, outlen, "%s", m->in->mail_from);
+		return;
+	}
+	const struct eval_relays *rl = eval_relays(m);
+	if (rl->n) {
+		const struct eval_relay *last = rl->ntrusted < rl->n ? &rl->relay[rl->ntrusted] :
+		                                rl->ntrusted ? &rl->relay[rl->ntrusted - 1] : NULL;
+		if (last && strchr(last->envfrom, '@') && last->envfrom[0] != '@') {
+			snprintf(out, outlen, "%.255s", last->envfrom);
+			return;
+		}
+	}
+	char xs[256];
+	first_addr(m, "X-Sender", xs, sizeof xs);
+	if (strchr(xs, '@'))
+		for (size_t i = 0; i < m->in->nheaders; i++)
+			if (!strcasecmp(m->in->headers[i].name, "Received") && strstr(m->in->headers[i].raw, "(fetchmail"))
+				return;
+	static const char *const names[] = { "X-Envelope-From", "Envelope-Sender", "Return-Path", NULL };
+	for (size_t k = 0; names[k]; k++) {
+		if (!eval_header_first(m, names[k])) continue;
+		if (after_received(m, names[k])) return;     /* cannot be trusted */
+		first_addr(m, names[k], out, outlen);
+		return;
 	}
 }
 
@@ -295,7 +343,7 @@ static double ratware_envelope_from(struct eval_msg *m, const struct rule *r)
 	(void)r;
 	char to[256], from[256], q1[800], q2[800], pat[1800];
 	first_addr(m, "To", to, sizeof to);
-	first_addr(m, "EnvelopeFrom", from, sizeof from);
+	envelope_from(m, from, sizeof from);
 	if (!to[0] || !from[0]) return 0;
 	if (strncasecmp(from, "SRS", 3) == 0 && isdigit((unsigned char)from[3]) && strchr("=+-", from[4])) return 0;
 	char *at = strchr(to, '@');
@@ -511,7 +559,7 @@ static double env_and_hdr_from(struct eval_msg *m, const struct rule *r)
 {
 	(void)r;
 	char env[256], from[256];
-	first_addr(m, "EnvelopeFrom", env, sizeof env);
+	envelope_from(m, env, sizeof env);
 	first_addr(m, "From", from, sizeof from);
 	return strcasecmp(env, from) == 0;
 }
@@ -539,7 +587,7 @@ static double equal_from_domains(struct eval_msg *m, const struct rule *r)
 	(void)r;
 	char a[256], b[256], da[256], db[256];
 	first_addr(m, "From", a, sizeof a);
-	first_addr(m, "EnvelopeFrom", b, sizeof b);
+	envelope_from(m, b, sizeof b);
 	two_labels(a, da, sizeof da);
 	two_labels(b, db, sizeof db);
 	if (!da[0] || !db[0]) return 0;
