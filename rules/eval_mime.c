@@ -17,6 +17,7 @@
  * SpamAssassin), header fields per node capped, every loop linear in the
  * message; the tree is built once per message (cache slot EVC_MIME). */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1255,22 +1256,64 @@ static double stock_info(struct eval_msg *m, const struct rule *r)
 	return min == 0 || t->stock_info >= min;
 }
 
-/* words of a text (split on whitespace, those with a \w character) */
-struct wordset { char **w; unsigned *count; size_t n, cap; };
+/* words of a text (split on whitespace, those with a \w character) and
+ * how often each occurs: an open-addressing hash table, bounded */
+#define WS_MAX 65536              /* distinct words kept per side */
+struct wordset { const char **w; size_t *len; unsigned *count; size_t n, cap; };
+
+static uint64_t ws_hash(const char *w, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)w[i]) * 1099511628211ull;
+	return h;
+}
+
+/* the slot of word w: its own, or the empty one where it belongs */
+static size_t ws_slot(const struct wordset *s, const char *w, size_t n)
+{
+	size_t i = (size_t)ws_hash(w, n) & (s->cap - 1);
+	while (s->w[i] && !(s->len[i] == n && memcmp(s->w[i], w, n) == 0)) i = (i + 1) & (s->cap - 1);
+	return i;
+}
 
 static void ws_add(struct wordset *s, const char *w, size_t n)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (strlen(s->w[i]) == n && memcmp(s->w[i], w, n) == 0) { s->count[i]++; return; }
-	if (s->n >= 5000) return;            /* bound the quadratic lookup */
-	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 64;
-		s->w = realloc(s->w, s->cap * sizeof *s->w);
-		s->count = realloc(s->count, s->cap * sizeof *s->count);
-		if (!s->w || !s->count) abort();
+	if (!s->cap) {
+		s->cap = 1024;
+		s->w = calloc(s->cap, sizeof *s->w);
+		s->len = calloc(s->cap, sizeof *s->len);
+		s->count = calloc(s->cap, sizeof *s->count);
+		if (!s->w || !s->len || !s->count) abort();
 	}
-	s->w[s->n] = dupn(w, n);
-	s->count[s->n++] = 1;
+	size_t i = ws_slot(s, w, n);
+	if (s->w[i]) { s->count[i]++; return; }
+	if (s->n >= WS_MAX) return;
+	s->w[i] = w;              /* borrowed from the part's text */
+	s->len[i] = n;
+	s->count[i] = 1;
+	if (++s->n * 2 > s->cap) {      /* grow: rehash */
+		struct wordset g = { 0 };
+		g.cap = s->cap * 2;
+		g.w = calloc(g.cap, sizeof *g.w);
+		g.len = calloc(g.cap, sizeof *g.len);
+		g.count = calloc(g.cap, sizeof *g.count);
+		if (!g.w || !g.len || !g.count) abort();
+		for (size_t k = 0; k < s->cap; k++)
+			if (s->w[k]) {
+				size_t j = ws_slot(&g, s->w[k], s->len[k]);
+				g.w[j] = s->w[k]; g.len[j] = s->len[k]; g.count[j] = s->count[k];
+			}
+		g.n = s->n;
+		free(s->w); free(s->len); free(s->count);
+		*s = g;
+	}
+}
+
+static unsigned ws_count(const struct wordset *s, const char *w, size_t n)
+{
+	if (!s->cap) return 0;
+	size_t i = ws_slot(s, w, n);
+	return s->w[i] ? s->count[i] : 0;
 }
 
 static void ws_words(struct wordset *s, const char *t, size_t len)
@@ -1290,8 +1333,8 @@ static void ws_words(struct wordset *s, const char *t, size_t len)
 
 static void ws_free(struct wordset *s)
 {
-	for (size_t i = 0; i < s->n; i++) free(s->w[i]);
 	free(s->w);
+	free(s->len);
 	free(s->count);
 	memset(s, 0, sizeof *s);
 }
@@ -1335,12 +1378,11 @@ static void madiff_compute(struct eval_msg *m, struct sa_tree *t)
 			t->madiff_html = (double)orig;
 			t->madiff_text = (double)text.n;
 			size_t left = html.n + (html.n == 0 && img);
-			for (size_t a = 0; a < html.n; a++)
-				for (size_t b = 0; b < text.n; b++)
-					if (!strcmp(html.w[a], text.w[b])) {
-						if ((long)html.count[a] - (long)text.count[b] < 1) left--;
-						break;
-					}
+			for (size_t a = 0; a < html.cap; a++) {
+				if (!html.w[a]) continue;
+				unsigned tc = ws_count(&text, html.w[a], html.len[a]);
+				if (tc && (long)html.count[a] - (long)tc < 1) left--;
+			}
 			double diff = (double)left / (double)orig * 100.0;
 			if (diff > t->madiff) t->madiff = diff;
 		}
