@@ -1226,12 +1226,13 @@ static double stock_info(struct eval_msg *m, const struct rule *r)
 			const char *colon = memchr(txt + k, ':', e - k);
 			if (colon && !isspace((unsigned char)txt[k]) && txt[k] != ':') {
 				size_t ke = (size_t)(colon - txt);
+				/* \s*\S after the colon may reach into the next lines */
 				size_t after = ke + 1;
-				while (after < e && isspace((unsigned char)txt[after])) after++;
+				while (after < len && isspace((unsigned char)txt[after])) after++;
 				size_t ks = ke;
 				while (ks > k && isspace((unsigned char)txt[ks - 1])) ks--;
-				/* the label may keep trailing spaces inside {2,29}: take the trimmed one */
-				if (after < e && ks - k >= 3 && ks - k <= 30) {
+				/* the label ([^:\s][^:\n]{2,29}) may take trailing blanks */
+				if (after < len && ke - k >= 3 && ks - k <= 30) {
 					char word[40];
 					size_t w = 0;
 					for (size_t x = k; x < ks && w + 1 < sizeof word; x++) {
@@ -1566,11 +1567,11 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 					o += (size_t)snprintf(buf + o, bufcap - o, "%s: %s%s", n->f[k].name, fv, nl ? "\n" : "");
 				}
 			v = buf;
-		} else if (n->msg_root) {
+		} else if (n->msg_root && !def->raw) {
+			/* the message's own fields: decoded by the bridge (RFC 2047) */
 			for (size_t k = 0; k < m->in->nheaders; k++)
 				if (!strcasecmp(m->in->headers[k].name, def->hdr))
-					v = def->raw ? m->in->headers[k].raw :
-					    m->in->headers[k].decoded ? m->in->headers[k].decoded : m->in->headers[k].raw;
+					v = m->in->headers[k].decoded ? m->in->headers[k].decoded : m->in->headers[k].raw;
 			add_nl = v != NULL;
 		} else {
 			const struct sa_field *f = node_field(n, def->hdr);
@@ -1581,7 +1582,7 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 		}
 		if (!v) v = def->if_unset ? def->if_unset : "";
 		size_t len = strlen(v);
-		if (add_nl || (n->msg_root && def->raw && v != def->if_unset && v[0])) {
+		if (add_nl) {
 			if (len + 2 > bufcap) { bufcap = len + 2; buf = realloc(buf, bufcap); if (!buf) abort(); }
 			if (v != buf) memmove(buf, v, len);
 			buf[len++] = '\n';
