@@ -594,6 +594,23 @@ static double equal_from_domains(struct eval_msg *m, const struct rule *r)
 	return strcmp(da, db) != 0;
 }
 
+/* similar_recipients(MIN, MAX): numbers or 'undef' */
+static int min_max_check(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	(void)rs;
+	for (unsigned i = 0; i < r->ev_argc; i++) {
+		const char *a = eval_arg(r, i);
+		char *end;
+		if (!strcmp(a, "undef")) continue;
+		strtod(a, &end);
+		if (!*a || *end) {
+			snprintf(why, whylen, "argument %u \"%.40s\" is neither a number nor undef", i + 1, a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static const struct eval_def defs[] = {
 	{ "check_for_missing_to_header", missing_to, 0, 0, NULL, NULL, 0 },
 	{ "check_header_count_range", header_count_range, 3, 3, NULL, NULL, 0 },
@@ -604,7 +621,7 @@ static const struct eval_def defs[] = {
 	{ "check_outlook_message_id", outlook_message_id, 0, 0, NULL, NULL, 0 },
 	{ "check_unresolved_template", unresolved_template, 0, 0, NULL, NULL, 0 },
 	{ "sorted_recipients", sorted_recipients, 0, 0, NULL, NULL, 0 },
-	{ "similar_recipients", similar_recipients, 2, 2, NULL, NULL, 0 },
+	{ "similar_recipients", similar_recipients, 2, 2, min_max_check, NULL, 0 },
 	{ "check_for_matching_env_and_hdr_from", env_and_hdr_from, 0, 0, NULL, NULL, 0 },
 	{ "check_equal_from_domains", equal_from_domains, 0, 0, NULL, NULL, 0 },
 	{ NULL, NULL, 0, 0, NULL, NULL, 0 }

@@ -781,6 +781,47 @@ static int locales_check(struct ruleset *rs, struct rule *r, char *why, size_t w
 	return 0;
 }
 
+/* --- argument checks ------------------------------------------------------------------- */
+
+static int is_number(const char *a)
+{
+	char *end;
+	if (!*a) return 0;
+	strtod(a, &end);
+	return *end == '\0';
+}
+
+/* every argument from the first-th on is a number ('undef' too if undef_ok) */
+static int numbers_from(const struct rule *r, unsigned first, int undef_ok, char *why, size_t whylen)
+{
+	for (unsigned i = first; i < r->ev_argc; i++)
+		if (!is_number(eval_arg(r, i)) && !(undef_ok && !strcmp(eval_arg(r, i), "undef"))) {
+			snprintf(why, whylen, "argument %u \"%.40s\" is not a number", i + 1, eval_arg(r, i));
+			return -1;
+		}
+	return 0;
+}
+
+static int numbers_check(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	(void)rs;
+	return numbers_from(r, 0, 0, why, whylen);
+}
+
+static int numbers_undef_check(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	(void)rs;
+	return numbers_from(r, 0, 1, why, whylen);
+}
+
+/* check_illegal_chars(HEADER, RATIO, COUNT) */
+static int illegal_check(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
+{
+	(void)rs;
+	if (!eval_arg(r, 0)[0]) { snprintf(why, whylen, "no header name"); return -1; }
+	return numbers_from(r, 1, 0, why, whylen);
+}
+
 /* --- MIMEEval -------------------------------------------------------------------------- */
 
 static const char *const mime_keys[] = {
@@ -1190,6 +1231,7 @@ static const char *leaf_text(const struct eval_msg *m, const struct sa_node *n, 
 static int stock_check(struct ruleset *rs, struct rule *r, char *why, size_t whylen)
 {
 	(void)rs;
+	if (numbers_from(r, 0, 0, why, whylen) < 0) return -1;
 	int ec;
 	PCRE2_SIZE eo;
 	pcre2_code *c = pcre2_compile((PCRE2_SPTR)
@@ -1624,22 +1666,22 @@ static const struct eval_def defs[] = {
 	{ "check_for_mime", for_mime, 1, 1, for_mime_check, NULL, 0 },
 	{ "check_for_mime_html", for_mime_html, 0, 0, NULL, NULL, 0 },
 	{ "check_for_mime_html_only", for_mime_html_only, 0, 0, NULL, NULL, 0 },
-	{ "check_mime_multipart_ratio", mime_multipart_ratio, 2, 2, NULL, NULL, 0 },
+	{ "check_mime_multipart_ratio", mime_multipart_ratio, 2, 2, numbers_check, NULL, 0 },
 	{ "check_ma_non_text", ma_non_text, 0, 0, NULL, NULL, 0 },
-	{ "check_base64_length", base64_length, 1, 2, NULL, NULL, 0 },
+	{ "check_base64_length", base64_length, 1, 2, numbers_check, NULL, 0 },
 	{ "check_msg_parse_flags", msg_parse_flags, 1, 1, parse_flags_check, NULL, 0 },
 	{ "check_for_ascii_text_illegal", ascii_text_illegal, 0, 0, NULL, NULL, 0 },
 	{ "check_abundant_unicode_ratio", abundant_unicode_ratio, 1, 1, ratio_arg_check, NULL, 0 },
 	{ "check_for_faraway_charset", faraway_charset, 0, 0, locales_check, NULL, 0 },
 	{ "check_for_faraway_charset_in_headers", faraway_charset_in_headers, 0, 0, locales_check, NULL, 0 },
-	{ "check_illegal_chars", illegal_chars, 3, 3, NULL, NULL, 0 },
-	{ "check_for_uppercase", for_uppercase, 2, 2, NULL, NULL, 0 },
-	{ "check_body_length", body_length, 1, 1, NULL, NULL, 0 },
-	{ "check_blank_line_ratio", blank_line_ratio, 2, 3, NULL, NULL, 0 },
-	{ "tvd_vertical_words", vertical_words, 2, 2, NULL, NULL, 0 },
+	{ "check_illegal_chars", illegal_chars, 3, 3, illegal_check, NULL, 0 },
+	{ "check_for_uppercase", for_uppercase, 2, 2, numbers_check, NULL, 0 },
+	{ "check_body_length", body_length, 1, 1, numbers_check, NULL, 0 },
+	{ "check_blank_line_ratio", blank_line_ratio, 2, 3, numbers_check, NULL, 0 },
+	{ "tvd_vertical_words", vertical_words, 2, 2, numbers_check, NULL, 0 },
 	{ "check_stock_info", stock_info, 1, 1, stock_check, stock_free, 0 },
-	{ "multipart_alternative_difference", ma_difference, 2, 2, NULL, NULL, 0 },
-	{ "multipart_alternative_difference_count", ma_difference_count, 2, 2, NULL, NULL, 0 },
+	{ "multipart_alternative_difference", ma_difference, 2, 2, numbers_undef_check, NULL, 0 },
+	{ "multipart_alternative_difference_count", ma_difference_count, 2, 2, numbers_check, NULL, 0 },
 	{ "mimeheader_test", mimeheader_test, 1, 1, mimeheader_check, mh_data_free, 0 },
 	{ NULL, NULL, 0, 0, NULL, NULL, 0 }
 };

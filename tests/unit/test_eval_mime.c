@@ -167,7 +167,14 @@ static const char *const MIME_RULES =
 	"body BADKEY eval:check_for_mime('no_such_key')\n"
 	"body BADFLAG eval:check_msg_parse_flags('no_such_flag')\n"
 	"body BADRATIO eval:check_abundant_unicode_ratio('many')\n"
-	"body BADARGC eval:check_base64_length()\n";
+	"body BADARGC eval:check_base64_length()\n"
+	"body BADNUM1 eval:check_mime_multipart_ratio('low','high')\n"
+	"body BADNUM2 eval:check_for_uppercase('50', 'x')\n"
+	"body BADNUM3 eval:check_body_length('short')\n"
+	"body BADNUM4 eval:check_stock_info('some')\n"
+	"header BADNUM5 eval:check_illegal_chars('Subject','a','2')\n"
+	"header BADNUM6 eval:similar_recipients('0.5','never')\n"
+	"body MADIFF_UNDEF eval:multipart_alternative_difference('50', 'undef')\n";
 
 static const char *const MULTI =
 	"From: a@example.com\n"
@@ -205,6 +212,13 @@ static void test_mime_structure(void **st)
 	assert_non_null(why_not_loaded(rs, "BADRATIO"));
 	assert_non_null(strstr(why_not_loaded(rs, "BADARGC"), "arguments"));
 	assert_null(why_not_loaded(rs, "B64"));
+	assert_null(why_not_loaded(rs, "MADIFF_UNDEF"));
+	static const char *const bad[] = { "BADNUM1", "BADNUM2", "BADNUM3", "BADNUM4", "BADNUM5", "BADNUM6", NULL };
+	for (size_t i = 0; bad[i]; i++) {
+		const char *w = why_not_loaded(rs, bad[i]);
+		assert_non_null(w);
+		assert_non_null(strstr(w, "number"));
+	}
 	struct msg m;
 	struct hits h;
 	msg_init(&m, MULTI);
@@ -235,6 +249,29 @@ static void test_mime_structure(void **st)
 	assert_false(has(&h, "FARAWAYH"));
 	msg_free(&m);
 
+	/* mostly HTML: a tiny text alternative */
+	static const char *const MOSTLY =
+		"From: a@example.com\n"
+		"Content-Type: multipart/alternative; boundary=\"Y\"\n"
+		"\n"
+		"--Y\n"
+		"Content-Type: text/plain\n"
+		"\n"
+		"hi\n"
+		"--Y\n"
+		"Content-Type: text/html\n"
+		"\n"
+		"<html><body><p>a much longer html alternative than the text one</p></body></html>\n"
+		"--Y--\n";
+	msg_init(&m, MOSTLY);
+	msg_part(&m, "text/plain", "hi\n");
+	msg_part(&m, "text/html", "a much longer html alternative than the text one");
+	run(rs, &m, MOSTLY, &h);
+	assert_true(has(&h, "HTMLMOSTLY"));
+	assert_false(has(&h, "MANONTEXT"));   /* text alternatives only */
+	assert_false(has(&h, "B64"));
+	msg_free(&m);
+
 	/* a plain ASCII message with 8-bit bytes, unicode escapes, no separator */
 	static const char *const PLAIN =
 		"From: a@example.com\n"
@@ -262,6 +299,7 @@ static void test_mime_structure(void **st)
 	assert_true(has(&h, "UNICODE"));
 	assert_false(has(&h, "NOSEP"));
 	assert_false(has(&h, "HTML"));
+	assert_false(has(&h, "MANONTEXT"));
 	msg_free(&m);
 
 	/* a boundary not followed by header fields; a part without separator */
@@ -522,7 +560,7 @@ static void test_header_evals(void **st)
 	static const char *const CAPSMSG =
 		"From: joe@example.com\n"
 		"To: ann@example.org\n"
-		"Subject: Re: FREE MONEY FOR YOU\n"
+		"Subject: Re: FREE MONEY FOR YOU, ANN@EXAMPLE.ORG\n"
 		"Message-Id: <2f5b4e31$1c2c8e80$0100a8c0@example>\n"
 		"Return-Path: <joe@example.com>\n"
 		"\n"
@@ -530,6 +568,8 @@ static void test_header_evals(void **st)
 	msg_init(&m, CAPSMSG);
 	run(rs, &m, CAPSMSG, &h);
 	assert_true(has(&h, "CAPS"));
+	assert_true(has(&h, "ADDRINSUBJ"));
+	assert_false(has(&h, "LOCALPART"));
 	assert_true(has(&h, "ENVMATCH"));
 	assert_false(has(&h, "DIFFDOM"));
 	assert_false(has(&h, "OUTLOOK"));       /* not Outlook's form */
