@@ -406,6 +406,7 @@ static void rules_eom(struct mw_ctx *ctx)
 		parts[i] = (struct rules_part){
 			.depth = mp->depth, .content_type = mp->content_type,
 			.filename = mp->filename, .disposition = mp->disposition,
+			.charset = mp->charset, .encoding = mp->encoding,
 			.is_text = mp->is_text, .is_html = mp->is_html,
 			.data = (const char *)mp->data, .len = mp->len,
 			.raw = (const char *)mp->raw, .raw_len = mp->raw_len,
