@@ -68,6 +68,7 @@ struct sa_tree {
 	unsigned base64_count, qp_count, body_html_count, body_text_count, attachment;
 	int base64_encoded_text, bad_iso_charset, qp_long_line, multipart_alternative;
 	unsigned ascii_text_illegal;
+	unsigned long qp_bytes;       /* bytes of quoted-printable lines */
 	double multipart_ratio, text_unicode_ratio;
 	char charsets[512];           /* mime_html_charsets: every part's charset */
 	/* cached values of other functions (-2 = not computed) */
@@ -724,6 +725,7 @@ static void check_attachments(struct eval_msg *m, struct sa_tree *t)
 	/* SpamAssassin then keeps the count of needlessly encoded bytes
 	 * under the name of the part count */
 	if (qp_bytes) t->qp_count = (unsigned)qp_encoded;
+	t->qp_bytes = qp_bytes;
 	if (normal) t->text_unicode_ratio = (double)unicode / (double)normal;
 	if (t->multipart_alternative) {
 		long text = -1, html = -1;
@@ -858,11 +860,10 @@ static double for_mime(struct eval_msg *m, const struct rule *r)
 	if (!strcmp(k, "mime_bad_iso_charset")) return t->bad_iso_charset;
 	if (!strcmp(k, "mime_attachment")) return t->attachment > 0;
 	if (!strcmp(k, "mimepart_limit_exceeded")) return t->mimepart_limit_exceeded;
-	if (!strcmp(k, "mime_qp_count") || !strcmp(k, "mime_qp_ratio")) {
-		/* SpamAssassin overwrites the part count with the count of
-		 * needlessly encoded bytes when there were QP lines */
-		return t->qp_count > 0;
-	}
+	/* SpamAssassin overwrites the part count with the count of needlessly
+	 * encoded bytes when there were QP lines; the ratio is 0 without them */
+	if (!strcmp(k, "mime_qp_count")) return t->qp_count > 0;
+	if (!strcmp(k, "mime_qp_ratio")) return t->qp_bytes && t->qp_count > 0;
 	/* mime_faraway_charset (ok_locales all), mime_missing_boundary and
 	 * mime_base64_blanks: not computed by SpamAssassin 4 either / never set */
 	return 0;
