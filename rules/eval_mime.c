@@ -1599,6 +1599,7 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 			if (n->msg_root)
 				for (size_t k = 0; k < m->in->nheaders; k++) {
 					const struct rules_header *h = &m->in->headers[k];
+					if (!strcmp(h->name, "EnvelopeFrom")) continue;   /* the bridge's pseudo-header */
 					o += (size_t)snprintf(buf + o, bufcap - o, "%s: %s\n", h->name,
 					                      def->raw ? h->raw : h->decoded ? h->decoded : h->raw);
 				}
