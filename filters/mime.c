@@ -634,6 +634,20 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 	} else
 		p->declared_type = g_strdup("");
 	p->disposition = lower_dup(g_mime_object_get_disposition(obj));
+	{
+		const char *cs = g_mime_object_get_content_type_parameter(obj, "charset");
+		const char *cte = g_mime_object_get_header(obj, "Content-Transfer-Encoding");
+
+		p->charset = cs != NULL && *cs ? lower_dup(cs) : NULL;
+		if (cte != NULL) {
+			char *t = g_strstrip(g_ascii_strdown(cte, -1));
+
+			if (*t)
+				p->encoding = t;
+			else
+				g_free(t);
+		}
+	}
 	p->is_html = strcmp(p->content_type, "text/html") == 0;
 	p->is_text = p->is_html || strcmp(p->content_type, "text/plain") == 0;
 
@@ -764,6 +778,8 @@ void mime_free(void *p)
 		g_free((char *)pt->declared_type);
 		g_free((char *)pt->filename);
 		g_free((char *)pt->disposition);
+		g_free((char *)pt->charset);
+		g_free((char *)pt->encoding);
 		if (pt->raw != pt->data)
 			g_free((void *)pt->raw);
 		g_free((void *)pt->data);

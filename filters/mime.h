@@ -45,6 +45,9 @@ struct mime_part {
 	 * conversion of a text part changed them */
 	const unsigned char *raw;
 	size_t      raw_len;
+	const char *charset;          /* declared charset parameter, lower case, or NULL */
+	const char *encoding;         /* Content-Transfer-Encoding as declared, lower
+	                               * case, trimmed, or NULL */
 };
 
 struct mime_msg {

@@ -379,6 +379,10 @@ static void rules_eom(struct mw_ctx *ctx)
 		memcpy(text + tl, (ptr), (n)); tl += (n); } while (0)
 		if (subject) APPEND(subject, strlen(subject));
 		APPEND("\n", 1);
+		/* the Subject is a line of its own, its spacing kept, as
+		 * SpamAssassin puts it before the rendered text */
+		size_t subject_end = tl;
+		strv_add(&body, text, tl);
 		for (size_t i = 0; mm && i < mm->nparts; i++) {
 			const struct mime_part *mp = &mm->parts[i];
 			if (!mp->is_text) continue;
@@ -391,7 +395,7 @@ static void rules_eom(struct mw_ctx *ctx)
 			else if (bytes) APPEND(bytes, nbytes);
 			if (bytes) split_lines(&raw, bytes, nbytes);
 		}
-		render_lines(&body, text, tl);
+		render_lines(&body, text + subject_end, tl - subject_end);
 		for (size_t i = 0; mm && i < mm->nuris; i++) strv_add(&uris, mm->uris[i], strlen(mm->uris[i]));
 		text_addresses(&uris, text, tl);
 		free(text);
@@ -406,6 +410,7 @@ static void rules_eom(struct mw_ctx *ctx)
 		parts[i] = (struct rules_part){
 			.depth = mp->depth, .content_type = mp->content_type,
 			.filename = mp->filename, .disposition = mp->disposition,
+			.charset = mp->charset, .encoding = mp->encoding,
 			.is_text = mp->is_text, .is_html = mp->is_html,
 			.data = (const char *)mp->data, .len = mp->len,
 			.raw = (const char *)mp->raw, .raw_len = mp->raw_len,

@@ -193,6 +193,15 @@ static void test_charsets(void **state)
 	p = &m->parts[4];
 	assert_non_null(strstr((const char *)p->data,
 	    "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"));
+	/* the declared charset and transfer encoding of each part (rules' evals) */
+	assert_string_equal(m->parts[0].charset, "iso-8859-1");
+	assert_string_equal(m->parts[0].encoding, "quoted-printable");
+	assert_string_equal(m->parts[1].charset, "utf-8");
+	assert_string_equal(m->parts[1].encoding, "base64");
+	assert_null(m->parts[2].charset);
+	assert_string_equal(p->charset, "koi8-r");
+	assert_string_equal(p->encoding, "8bit");
+	assert_null(m->parts[5].encoding);
 	mime_free(m);
 }
 
