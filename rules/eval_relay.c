@@ -244,7 +244,8 @@
 	X(NUMERIC_HELO, "(?i)\\bhelo=(" IP4 ")(?=[\\x00-\\x20,;\\[()<>]|$)") \
 	X(ANY_BRACKET_IP, "\\[(" IPRE ")\\]") \
 	X(ANY_IP, "^" IPRE "$") \
-	X(IS_IP4, "^" IP4 "$")
+	X(IS_IP4, "^" IP4 "$") \
+	X(DOTQUAD, "^\\d+\\.\\d+\\.\\d+\\.\\d+$")
 
 enum rx_id {
 #define X(name, pat) RX_##name,
@@ -334,7 +335,16 @@ static int ip_parse(const char *s, struct ipaddr *a)
 static int ip_is_private(const char *s)
 {
 	struct ipaddr a;
-	if (ip_parse(s, &a) < 0) return 0;
+	if (ip_parse(s, &a) < 0) {
+		/* SpamAssassin's test is on the text: "10.1.2.08" is private too */
+		char *e1, *e2;
+		long o1 = strtol(s, &e1, 10), o2 = *e1 == '.' ? strtol(e1 + 1, &e2, 10) : -1;
+		if (e1 == s || *e1 != '.' || o2 < 0 || *e2 != '.') return 0;
+		a.v6 = 0;
+		a.b[0] = (unsigned char)(o1 & 0xff);
+		a.b[1] = (unsigned char)(o2 & 0xff);
+		if (o1 > 255 || o2 > 255) return 0;
+	}
 	if (!a.v6) {
 		const unsigned char *b = a.b;
 		return b[0] == 10 || b[0] == 127 || (b[0] == 169 && b[1] == 254) || (b[0] == 172 && b[1] >= 16 && b[1] <= 31) ||
@@ -1266,11 +1276,9 @@ static double numeric_helo(struct eval_msg *m, const struct rule *r)
 	struct rxm x = rxm_of(m);
 	char *un = relays_joined(rl, 1);
 	int hit = 0;
-	if (*un && rxs(&x, RX_NUMERIC_HELO, un)) {
-		char ip[64];
-		cap(&x, 1, ip, sizeof ip);
-		hit = !ip_is_private(ip);
-	}
+	/* SpamAssassin means to skip private addresses here, but its "local
+	 * $1" hides the capture from that test: any IPv4 HELO hits */
+	if (*un && rxs(&x, RX_NUMERIC_HELO, un)) hit = 1;
 	free(un);
 	return hit;
 }
@@ -1344,7 +1352,7 @@ static struct forged forged_received(struct eval_msg *m)
 		if (rxs(&x, RX_HOSTNAME_LIKE, by)) {
 			if ((strcmp(from, "localhost") == 0 || strcmp(from, "localhost.localdomain") == 0) && strcmp(e->ip, "127.0.0.1") == 0)
 				from_set = 0;
-			if (is_ipv4(&x, helo) && is_ipv4(&x, e->ip) && strcmp(helo, e->ip) != 0) {
+			if (rxs(&x, RX_DOTQUAD, helo) && rxs(&x, RX_DOTQUAD, e->ip) && strcmp(helo, e->ip) != 0) {
 				/* the first two octets differ, and the HELO address is public */
 				const char *h2 = strchr(strchr(helo, '.') + 1, '.'), *f2 = strchr(strchr(e->ip, '.') + 1, '.');
 				size_t hl = (size_t)(h2 - helo), fl = (size_t)(f2 - e->ip);
@@ -1794,21 +1802,58 @@ static void reg_domain(const struct relay_conf *c, const char *host, char *out, 
 	snprintf(out, outlen, "%s", np ? parts[first] : "");
 }
 
+/* the first field of a name: its address, 1 if the field exists */
+static int first_addr(struct eval_msg *m, const char *name, char *out, size_t outlen)
+{
+	const char *v = eval_header_first(m, name);
+	out[0] = '\0';
+	if (!v) return 0;
+	if (rules_addr_of(v, out, outlen) < 0) out[0] = '\0';
+	return 1;
+}
+
+/* a Received field comes before the first field of that name */
+static int after_received(struct eval_msg *m, const char *name)
+{
+	int seen = 0;
+	for (size_t i = 0; i < m->in->nheaders; i++) {
+		if (strcasecmp(m->in->headers[i].name, "Received") == 0) seen = 1;
+		else if (strcasecmp(m->in->headers[i].name, name) == 0) return seen;
+	}
+	return 0;
+}
+
 static void envelope_from(struct eval_msg *m, char *out, size_t outlen)
 {
 	out[0] = '\0';
 	if (m->in->mail_from && *m->in->mail_from) { snprintf(out, outlen, "%s", m->in->mail_from); return; }
-	/* as SpamAssassin guesses it: the envelope sender the last untrusted
-	 * (else the first trusted) relay recorded, else the EnvelopeFrom the
-	 * bridge derived from Return-Path and the like */
+	/* without the SMTP envelope, as SpamAssassin guesses it
+	 * (PerMsgStatus::get_envelope_from): the envelope sender the last
+	 * untrusted (else the first trusted) relay recorded, else the
+	 * X-Envelope-From, Envelope-Sender or Return-Path field when no
+	 * Received field precedes it */
 	const struct eval_relays *rl = eval_relays(m);
 	const struct eval_relay *hop = n_untrusted(rl) ? untrusted_at(rl, 0) : rl->n ? &rl->relay[rl->n - 1] : NULL;
 	if (hop && hop->has_envfrom && (strchr(hop->envfrom, '@') > hop->envfrom || !hop->envfrom[0])) {
 		snprintf(out, outlen, "%s", hop->envfrom);
 		return;
 	}
-	const char *e = eval_header_first(m, "EnvelopeFrom");
-	if (e && rules_addr_of(e, out, outlen) < 0) out[0] = '\0';
+	char a[320];
+	if (first_addr(m, "X-Sender", a, sizeof a) && strchr(a, '@')) {
+		for (size_t i = 0; i < m->in->nheaders; i++)
+			if (strcasecmp(m->in->headers[i].name, "Received") == 0 && strstr(hdr_value(&m->in->headers[i]), "(fetchmail"))
+				return;     /* fetchmail copies X-Sender: no envelope can be trusted */
+	}
+	if (first_addr(m, "X-Envelope-From", a, sizeof a)) {
+		if (!after_received(m, "X-Envelope-From")) snprintf(out, outlen, "%s", a);
+		return;
+	}
+	if (first_addr(m, "Envelope-Sender", a, sizeof a) && !after_received(m, "Envelope-Sender")) {
+		snprintf(out, outlen, "%s", a);
+		return;
+	}
+	if (first_addr(m, "Return-Path", a, sizeof a) && !after_received(m, "Return-Path"))
+		snprintf(out, outlen, "%s", a);
 }
 
 static int mailfrom_check(struct ruleset *rs, struct rule *r, char *why, size_t whylen)

@@ -297,6 +297,14 @@ static void test_relay_evals(void **st)
 	assert_false(has(&h, "DOTCOM_HELO"));
 	assert_false(has(&h, "FORGED_IP_HELO"));
 
+	/* as SpamAssassin 4.0: a private numeric HELO hits too (its "local $1") */
+	static const struct rules_header priv_helo[] = {
+		{ "Received", "from 198.51.100.3 (HELO 10.9.9.9) by relay.other.net (Postfix) with SMTP id CCC3; Mon, 1 Jun 2020 09:59:00 +0000", NULL },
+	};
+	scan_hdrs(rs, &h, priv_helo, 1);
+	assert_true(has(&h, "NUMERIC_HELO"));
+	assert_false(has(&h, "HELO_MISMATCH"));       /* private HELOs are not compared */
+
 	/* a trail where each receiver is not the host the previous one named */
 	static const struct rules_header trail[] = {
 		{ "Received", "from a.one.com (a.one.com [198.51.100.1]) by mx.dest.org (8.12.11/8.12.11) with ESMTP id A1; Mon, 1 Jun 2020 10:00:00 +0000", NULL },
