@@ -26,6 +26,8 @@
 #define MAX_NETS      4096      /* entries of trusted_networks etc. */
 #define MAX_BOUNCE    1024      /* welcomelist_bounce_relays patterns */
 #define MAX_SCAN_BODY (1u << 20) /* bytes of body check_welcomelist_bounce_relays reads */
+#define MAX_JOINED    (256u << 10) /* fields joined for ALL-* and the Received texts: enough
+                                    * for any real header section, bounded for hostile ones */
 
 /* --- regular expressions ------------------------------------------------------
  * SpamAssassin's formats are regular expressions; they are written here as
@@ -419,8 +421,9 @@ static int net_parse(const char *w, struct net *n)
 	char buf[80];
 	memset(n, 0, sizeof *n);
 	if (*w == '!') { n->neg = 1; w++; }
-	if (strlen(w) >= sizeof buf) return -1;
-	snprintf(buf, sizeof buf, "%s", w);
+	size_t wl = strlen(w);
+	if (wl >= sizeof buf) return -1;
+	memcpy(buf, w, wl + 1);
 	char *slash = strchr(buf, '/');
 	long bits = -1;
 	if (slash) {
@@ -1153,8 +1156,9 @@ static char *relays_joined(const struct eval_relays *rl, int cls)
 static char *fields_in_range(struct eval_msg *m, int hop, int start, int end)
 {
 	size_t cap = 1, o = 0;
-	for (size_t i = 0; i < m->in->nheaders; i++)
+	for (size_t i = 0; i < m->in->nheaders && cap < MAX_JOINED; i++)
 		cap += strlen(m->in->headers[i].name) + strlen(hdr_value(&m->in->headers[i])) + 3;
+	if (cap > MAX_JOINED) cap = MAX_JOINED;
 	char *out = malloc(cap);
 	if (!out) abort();
 	out[0] = '\0';
@@ -1166,7 +1170,9 @@ static char *fields_in_range(struct eval_msg *m, int hop, int start, int end)
 			int inside = (start < 0 || start <= idx) && (end < 0 || idx < end);
 			int last = end >= 0 && idx == end;
 			if (!inside && !last) continue;
-			o += (size_t)snprintf(out + o, cap - o, "%s: %s\n", h->name, hdr_value(h));
+			int w = snprintf(out + o, cap - o, "%s: %s\n", h->name, hdr_value(h));
+			if (w < 0 || (size_t)w >= cap - o) { o = cap - 1; break; }   /* full: cut */
+			o += (size_t)w;
 			if (last) break;
 		}
 	}
@@ -1386,8 +1392,9 @@ static double forged_received_ip_helo(struct eval_msg *m, const struct rule *r)
 static char *all_of(struct eval_msg *m, const char *name, size_t *n)
 {
 	size_t cap = 1;
-	for (size_t i = 0; i < m->in->nheaders; i++)
+	for (size_t i = 0; i < m->in->nheaders && cap < MAX_JOINED; i++)
 		if (strcasecmp(m->in->headers[i].name, name) == 0) cap += strlen(hdr_value(&m->in->headers[i])) + 1;
+	if (cap > MAX_JOINED) cap = MAX_JOINED;
 	char *out = malloc(cap);
 	if (!out) abort();
 	size_t found = eval_header_all(m, name, out, cap);
@@ -1759,9 +1766,8 @@ static int us_state(const char *s)
 {
 	static const char states[] = " ak al ar az ca co ct dc de fl ga gu hi ia id il in ks ky la ma md me mi mn mo ms mt nc"
 		" nd ne nh nj nm nv ny oh ok or pa pr ri sc sd tn tx ut va vi vt wa wi wv wy ";
-	char k[8];
 	if (strlen(s) != 2) return 0;
-	snprintf(k, sizeof k, " %s ", s);
+	char k[5] = { ' ', s[0], s[1], ' ', '\0' };
 	return strstr(states, k) != NULL;
 }
 

@@ -477,7 +477,13 @@ static void test_hostile(void **st)
 		"header ALL_TRUSTED eval:check_all_trusted()\n"
 		"header LONG_U X-Spam-Relays-Untrusted =~ /ip=/\n"
 		"header FORGED_TRAIL eval:check_for_forged_received_trail()\n"
-		"header SHIFT eval:check_for_shifted_date('-6', '-3')\n");
+		"header SHIFT eval:check_for_shifted_date('-6', '-3')\n"
+		"header ALL_EXT ALL-EXTERNAL =~ /Received:.*Received:/s\n"
+		"header HOTMAIL eval:check_for_forged_hotmail_received_headers()\n"
+		"header YAHOO eval:check_for_forged_yahoo_received_headers()\n"
+		"header JUNO eval:check_for_forged_juno_received_headers()\n"
+		"header AOL eval:check_for_fake_aol_relay_in_rcvd()\n"
+		"header MATCHES eval:check_mailfrom_matches_rcvd()\n");
 	enum { NH = 5000 };
 	struct rules_header *hd = calloc(NH, sizeof *hd);
 	char *longv = malloc(200001);
@@ -492,9 +498,12 @@ static void test_hostile(void **st)
 			? "from a.b.example (c.d.example [198.51.100.1]) by e.f.example (8.1/8.1) with ESMTP id X; Mon, 1 Jun 2020 10:00:00 +0000"
 			: "from [[[[[[[[[[[[[[[[[[[[ by ]]]]]]]]]]]]]]]] with (((((((( ;;;;;;;";
 	}
+	hd[NH - 1].name = "From";
+	hd[NH - 1].raw = "x@yahoo.com";
 	struct hits h;
 	scan_hdrs(rs, &h, hd, NH);
 	assert_true(has(&h, "LONG_U"));
+	assert_true(has(&h, "ALL_EXT"));
 	assert_false(has(&h, "ALL_TRUSTED"));
 	free(hd);
 	free(longv);
