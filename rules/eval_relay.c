@@ -1318,15 +1318,12 @@ static void host_domain(const char *host, char *out, size_t outlen)
 	if (!alpha) { snprintf(out, outlen, "%s", lc); return; }
 	/* Perl's split drops trailing empty fields */
 	while (l && lc[l - 1] == '.') lc[--l] = '\0';
+	/* split at dots, keeping empty fields between them as Perl does */
 	const char *parts[128];
 	size_t np = 0;
-	char *save, *p = lc;
 	char tmp[256];
-	snprintf(tmp, sizeof tmp, "%s", lc);
-	(void)save;
-	/* keep empty fields between dots as Perl does */
-	p = tmp;
-	parts[np++] = p;
+	memcpy(tmp, lc, l + 1);
+	parts[np++] = tmp;
 	for (char *q = tmp; *q && np < 128; q++)
 		if (*q == '.') { *q = '\0'; parts[np++] = q + 1; }
 	const char *last = parts[np - 1];
