@@ -23,6 +23,10 @@ struct eval_relay {
 	int  trusted;
 	int  internal;
 	int  msa;
+	/* added for the eval functions (eval_relay.c) */
+	int  no_reverse_dns;  /* the receiver looks names up, and found none */
+	int  has_envfrom;     /* envfrom was given (possibly empty: the null sender) */
+	int  client_hop;      /* the hop from the SMTP client to us, not a Received field */
 };
 
 struct eval_relays {
@@ -32,6 +36,9 @@ struct eval_relays {
 	size_t ninternal;         /* relay[0 .. ninternal-1] are internal; relay[ninternal]
 	                           * is the "last external" one (if ninternal < n) */
 	unsigned unparseable;     /* Received fields that could not be parsed */
+	/* added: as SpamAssassin's last_trusted_relay_index and
+	 * last_internal_relay_index, over the Received fields (topmost 0) */
+	int last_trusted_rcvd, last_internal_rcvd;
 };
 
 /* the relays of the message being evaluated; never NULL.  When the bridge
