@@ -390,47 +390,57 @@ static void add_piece(struct rule *r, pcre2_code *c, char *src)
 	w[r->npcx++] = src;
 }
 
-/* A regex PCRE2 finds too large, as pieces (split.c), each compiled and
- * cut again while too large for PCRE2, or for Hyperscan to prefilter it
- * (then PCRE2 runs only on the texts Hyperscan points at).  0, or -1
- * leaving r without pieces. */
-static int compile_pieces(struct rule *r, const char *re, uint32_t opt, int depth)
+struct piece_list { char **src; size_t n; };
+
+/* cut re (textually) into pieces short enough for Hyperscan to prefilter:
+ * 0, or -1 (some part cannot be cut short enough) */
+static int cut_pieces(const char *re, int depth, struct piece_list *out)
 {
 	char **pieces;
 	size_t np = depth < MAX_SPLIT_DEPTH ? rules_split_regex(re, HS_MAX_PIECE, &pieces) : 0;
 	if (!np) return -1;
 	int rc = 0;
 	for (size_t i = 0; i < np; i++) {
-		if (rc || r->npcx >= MAX_SPLIT_PIECES) { rc = -1; free(pieces[i]); continue; }
-		if (strlen(pieces[i]) > HS_MAX_PIECE && compile_pieces(r, pieces[i], opt, depth + 1) == 0) {
+		size_t len = strlen(pieces[i]);
+		if (rc == 0 && len > HS_MAX_PIECE && cut_pieces(pieces[i], depth + 1, out) == 0) {
 			free(pieces[i]);
 			continue;
 		}
-		int ec;
-		PCRE2_SIZE eo;
-		pcre2_code *c = pcre2_compile((PCRE2_SPTR)pieces[i], PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
-		if (c) {
-			pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
-			add_piece(r, c, pieces[i]);
+		if (rc || out->n >= MAX_SPLIT_PIECES || len > HS_MAX_PIECE_LEN || has_text_anchor(pieces[i])) {
+			rc = -1;
+			free(pieces[i]);
 			continue;
 		}
-		if (!(ec == PCRE2_ERROR_PATTERN_TOO_LARGE && compile_pieces(r, pieces[i], opt, depth + 1) == 0)) rc = -1;
-		free(pieces[i]);
+		char **v = realloc(out->src, (out->n + 1) * sizeof *v);
+		if (!v) abort();
+		out->src = v;
+		v[out->n++] = pieces[i];
 	}
 	free(pieces);
-	if (rc < 0 && depth == 0) free_pieces(r);
 	return rc;
 }
 
-/* whether Hyperscan will likely prefilter every piece (build_kind tries
- * for real, once, before the database is cached; a refusal there leaves
- * the rule to PCRE2 alone: slow, still right).  Compiling here would cost
- * every start a minute. */
-static int pieces_prefilterable(const struct rule *r)
+/* A regex PCRE2 finds too large, as pieces (split.c) that Hyperscan can
+ * prefilter, each compiled by PCRE2: PCRE2 then runs only on the texts
+ * Hyperscan points at (PCRE2 alone on every text: five such stock rules
+ * halved the speed of the whole scan).  0, or -1 leaving r without pieces;
+ * the cutting is done on the text first, so a rule that cannot be cut
+ * costs no compile. */
+static int compile_pieces(struct rule *r, uint32_t opt)
 {
-	for (unsigned q = 0; q < r->npcx; q++)
-		if (strlen(r->pcx_src[q]) > HS_MAX_PIECE_LEN || has_text_anchor(r->pcx_src[q])) return -1;
-	return 0;
+	struct piece_list pl = { NULL, 0 };
+	int rc = cut_pieces(r->re, 0, &pl);
+	for (size_t i = 0; i < pl.n; i++) {
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *c = rc ? NULL : pcre2_compile((PCRE2_SPTR)pl.src[i], PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
+		if (!c) { rc = -1; free(pl.src[i]); continue; }
+		pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+		add_piece(r, c, pl.src[i]);
+	}
+	free(pl.src);
+	if (rc < 0) free_pieces(r);
+	return rc;
 }
 
 int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t errlen)
@@ -470,14 +480,10 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 		int ec;
 		PCRE2_SIZE eo;
 		r->pc = pcre2_compile((PCRE2_SPTR)r->re, PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
-		if (!r->pc && ec == PCRE2_ERROR_PATTERN_TOO_LARGE && compile_pieces(r, r->re, opt, 0) == 0) {
-			if (pieces_prefilterable(r) == 0) continue;
-			/* PCRE2 alone would run hundreds of KB of pattern on every
-			 * text of every message (measured: the stock rules' scan
-			 * twice as slow for 5 such rules) */
-			rule_not_loaded(r, "regular expression too large for PCRE2, and its %u pieces too large "
-			                "for Hyperscan to prefilter", r->npcx);
-			free_pieces(r);
+		if (!r->pc && ec == PCRE2_ERROR_PATTERN_TOO_LARGE) {
+			if (compile_pieces(r, opt) == 0) continue;
+			rule_not_loaded(r, "regular expression too large for PCRE2, and it cannot be cut into pieces "
+			                "short enough for Hyperscan to prefilter");
 			continue;
 		}
 		if (!r->pc) {
