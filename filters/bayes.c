@@ -184,6 +184,10 @@ double bayes_probability(struct store *st, const struct config *cfg,
 		double spam_ev = -log_chi2q(-2 * sl, 2 * (unsigned)n);
 
 		p = ham_ev + spam_ev > 0 ? spam_ev / (ham_ev + spam_ev) : 0.5;
+		if (!(p > 0))
+			p = 0;          /* never -0 (a "p=-0.0000" in the description) */
+		else if (p > 1)
+			p = 1;
 	}
 	*used = n;
 	return p;
