@@ -2,12 +2,13 @@
  * trained by the site ("mailwarden learn", optional autolearn), its token
  * counts kept in the store (store.h) so several machines can share them.
  *
- * Combination as SpamAssassin and bogofilter do it (Gary Robinson's
+ * Combination in the way of SpamAssassin and bogofilter (Gary Robinson's
  * method): each token's spam probability from the learned counts,
  * smoothed towards ROBINSON_X by ROBINSON_S (rare tokens say little); the
  * bayes_max_tokens most significant tokens (|f - 0.5| >= the minimum
- * strength) combined with Fisher's inverse chi-square into one
- * probability.  That probability becomes one graded symbol, BAYES_00 (p <
+ * strength) combined with Fisher's inverse chi-square, once for "the
+ * clues are not spam" and once for "not ham"; the two log tails make one
+ * probability (see bayes_probability for why not their difference).  That probability becomes one graded symbol, BAYES_00 (p <
  * 1%) ... BAYES_999 (p >= 99.9%), scored from bayes_scores.  Nothing is
  * said until bayes_min_spam spam and bayes_min_ham ham were learned.
  *
@@ -63,17 +64,32 @@ int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham)
 	return 0;
 }
 
-/* chi2q - P(chi-square with v degrees of freedom >= x2), v even */
-static double chi2q(double x2, unsigned v)
+/* log_chi2q - ln P(chi-square with v degrees of freedom >= x2), v even:
+ * ln(e^-m * sum over i < v/2 of m^i / i!), m = x2 / 2, summed in the log
+ * domain so that it never underflows to 0 (a long message's clues give
+ * tails of 1e-300 and less, and the difference between two such tails is
+ * the verdict) */
+static double log_chi2q(double x2, unsigned v)
 {
-	double m = x2 / 2, sum, term;
+	double m = x2 / 2, lm, term = 0, top = 0, sum = 0;
+	unsigned i, k = v / 2;
 
-	sum = term = exp(-m);
-	for (unsigned i = 1; i < v / 2; i++) {
-		term *= m / i;
-		sum += term;
+	if (m <= 0 || k == 0)
+		return 0;
+	lm = log(m);
+	/* the terms rise up to i = m then fall: the largest is at min(m, k-1) */
+	for (i = 1; i < k; i++) {
+		term += lm - log((double)i);
+		if (term > top)
+			top = term;
 	}
-	return sum < 1.0 ? sum : 1.0;
+	for (i = 0, term = 0; i < k; i++) {
+		if (i > 0)
+			term += lm - log((double)i);
+		sum += exp(term - top);
+	}
+	term = -m + top + log(sum);
+	return term < 0 ? term : 0;
 }
 
 struct clue {
@@ -151,9 +167,28 @@ double bayes_probability(struct store *st, const struct config *cfg,
 		hl += log(f);
 	}
 	free(clues);
-	/* Robinson/Fisher: H near 1 when the clues are spammy, S near 1 when
-	 * they are hammy; the indicator is (1 + H - S) / 2 */
-	p = (1 + chi2q(-2 * hl, 2 * (unsigned)n) - chi2q(-2 * sl, 2 * (unsigned)n)) / 2;
+	/* Fisher's method on both hypotheses, as SpamAssassin and bogofilter:
+	 * ham_tail = P(chi2 >= -2 sum ln f), small when the clues are hammy;
+	 * spam_tail = P(chi2 >= -2 sum ln(1 - f)), small when they are spammy.
+	 * Their indicator (1 + ham_tail - spam_tail) / 2 says 0.5 whenever
+	 * both tails are tiny, which is what a long message with strong clues
+	 * both ways gives (spam written as prose, a newsletter): it cannot
+	 * tell 1e-40 from 1e-4.  We compare the strength of the two rejections
+	 * instead: p = -ln(spam_tail) / (-ln(ham_tail) - ln(spam_tail)),
+	 * which is near 1 or 0 when one side alone rejects (as the classic
+	 * indicator) and graded by how much more strongly one side rejects
+	 * when both do (spam recall 86.8% -> 91.9% on the training half at
+	 * no ham above p 0.95; README "Accuracy"). */
+	{
+		double ham_ev = -log_chi2q(-2 * hl, 2 * (unsigned)n);
+		double spam_ev = -log_chi2q(-2 * sl, 2 * (unsigned)n);
+
+		p = ham_ev + spam_ev > 0 ? spam_ev / (ham_ev + spam_ev) : 0.5;
+		if (!(p > 0))
+			p = 0;          /* never -0 (a "p=-0.0000" in the description) */
+		else if (p > 1)
+			p = 1;
+	}
 	*used = n;
 	return p;
 }

@@ -6,6 +6,9 @@ its "test" part (a c e), for Bayes alone and for the full local score
 dnsbl, no spamd, DNS pointed at a dead loopback port).  The odd half of the
 corpus is never read.
 
+test_accuracy_swapped_parts: the same with the parts swapped (learned
+from a c e, measured on 0 2 4 6 8), no ham flagged either.
+
 The test part is scanned by build/tests/rules_batch --scores (the same
 pipeline as `mailwarden scan`, one process for all messages); a sample of
 it is scanned with `mailwarden scan` through the CLI too and must get the
@@ -36,8 +39,11 @@ NO_NET = ["-o", "dns_forwarder=127.0.0.1@9"]
 SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
 # what is reached on this split (the issue's target, 97% with no ham, is
-# not: see README); a regression below these fails
-MIN_RECALL = {"bayes": 0.86, "rules bayes": 0.90}
+# not: see README), with a margin; a regression below these fails
+MIN_RECALL = {"bayes": 0.90, "rules bayes": 0.93}
+# the same with the parts swapped (learned from a c e, tested on 0 2 4 6
+# 8): guards against scores that only fit the usual test part
+MIN_RECALL_SWAPPED = {"bayes": 0.86, "rules bayes": 0.92}
 
 
 def rules_opts(rules):
@@ -68,23 +74,27 @@ def figures(res, c):
     return sum(spam) / len(spam), ham
 
 
-@pytest.fixture(scope="module")
-def learned(tmp_path_factory):
-    c = training_half()
-    tmp = tmp_path_factory.mktemp("acc")
+def learn_part(c, part, tmp):
+    """a store that learned c[part] (both labels); the scan options"""
     so = store_opts("lmdb", tmp)
     for label in ("spam", "ham"):
         cmd = ["learn"]
         for k, v in so:
             cmd += ["-o", "%s=%s" % (k, v)]
-        r = run_mw(cmd + ["--" + label, os.path.dirname(c["train"][label][0])], timeout=600)
+        r = run_mw(cmd + ["--" + label, os.path.dirname(c[part][label][0])], timeout=600)
         out = r.stdout.decode()
-        assert r.returncode == 0 and "learned as %s %d message(s)" % (label, len(c["train"][label])) in out, \
+        assert r.returncode == 0 and "learned as %s %d message(s)" % (label, len(c[part][label])) in out, \
             (out, r.stderr.decode())
     opts = NO_NET[:]
     for k, v in so:
         opts += ["-o", "%s=%s" % (k, v)]
-    return c, opts
+    return opts
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    c = training_half()
+    return c, learn_part(c, "train", tmp_path_factory.mktemp("acc"))
 
 
 def test_accuracy_bayes_and_rules(learned):
@@ -132,6 +142,32 @@ def test_accuracy_bayes_and_rules(learned):
     # the rules add to Bayes; recall as reached (the issue's 97% is not)
     assert fig["rules bayes"][0] > fig["bayes"][0], lines
     for k, m in MIN_RECALL.items():
+        assert fig[k][0] >= m, (k, lines)
+
+
+def test_accuracy_swapped_parts(tmp_path):
+    """The parts the other way round: learned from "test" (a c e), measured
+    on "train" (0 2 4 6 8).  The shipped scores were fitted on the whole
+    training half, so neither direction is out of sample for them; the two
+    together show how much the figures move with what was learned."""
+    c = training_half()
+    opts = learn_part(c, "test", tmp_path)
+    files = c["train"]["spam"] + c["train"]["ham"]
+    runs = {"bayes": opts + ["-o", "filters=bayes"],
+            "rules bayes": opts + ["-o", "filters=rules bayes"] + rules_opts(SHIPPED)}
+    sw = {"test": c["train"]}
+    lines = ["swapped: learned %d spam, %d ham; tested %d spam, %d ham"
+             % (len(c["test"]["spam"]), len(c["test"]["ham"]), len(c["train"]["spam"]), len(c["train"]["ham"]))]
+    fig = {}
+    for name, label in (("bayes", "Bayes alone"), ("rules bayes", "rules + Bayes")):
+        rec, fp = figures(batch(runs[name], files), sw)
+        fig[name] = (rec, fp)
+        lines.append("%s: recall %.1f%%, ham flagged %d/%d" % (label, rec * 100, len(fp), len(c["train"]["ham"])))
+    print("\n" + "\n".join(lines))
+    with open(os.path.join(BUILD, "accuracy.txt"), "a") as f:
+        f.write("\n".join(lines) + "\n")
+    assert fig["bayes"][1] == [] and fig["rules bayes"][1] == [], lines
+    for k, m in MIN_RECALL_SWAPPED.items():
         assert fig[k][0] >= m, (k, lines)
 
 

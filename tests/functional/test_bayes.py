@@ -141,7 +141,8 @@ def test_corpus_accuracy(tmp_path):
     print("\n".join(lines))
     with open(os.path.join(os.environ.get("MW_BUILD", str(tmp_path)), "bayes-accuracy.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    # BAYES_80 and up ("flagged by Bayes"): no ham, and most spam
-    rec, fp = fig[0.8]
+    # BAYES_95 and up (Bayes alone reaches the tag score): no ham, and
+    # most spam (91.9% when written; 86.8% before the log-tail indicator)
+    rec, fp = fig[0.95]
     assert fp == 0, lines
-    assert rec >= 0.88, lines
+    assert rec >= 0.90, lines
