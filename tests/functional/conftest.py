@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwlib  # noqa: E402
 from mwlib import Mailwarden, RawUpstream, SmtpSink, Upstream  # noqa: E402
 
-TEST_DEADLINE = 150     # seconds; a safety net, not a timing assertion
+TEST_DEADLINE = int(os.environ.get("MW_TEST_DEADLINE", "150"))  # seconds; a safety net, not a timing assertion
 
 
 @pytest.fixture(autouse=True)
