@@ -54,7 +54,8 @@ def test_stock_rules_load_report():
         print("  not loaded: %4d  %s" % (n, k))
     # every eval: rule is counted, none is silently dropped
     assert why["eval: needs SpamAssassin's Perl code"] > 0
-    assert loaded > 1500
+    # issue 6: at least 90% of the stock rules of these kinds load
+    assert loaded >= 0.90 * total, (loaded, total)
 
 
 def test_agreement_with_spamassassin(corpus):
