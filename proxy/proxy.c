@@ -268,7 +268,9 @@ static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const
 static void *loop_thread(void *arg)
 {
 	struct proxy *px = arg;
+	audit_batch_start(px->base);
 	event_base_dispatch(px->base);
+	audit_batch_stop();
 	return NULL;
 }
 
@@ -331,7 +333,9 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	slog(NULL, LOG_INFO, "proxy ready: %u listeners, %u event loops", cfg->nlisteners, n);
+	audit_batch_start(main_px->base);
 	event_base_dispatch(main_px->base);
+	audit_batch_stop();
 	/* loop 0 ends when it has drained; make sure the others were told */
 	notify_loops(&sh, NOTE_STOP);
 	for (unsigned i = 1; i < n; i++) pthread_join(tids[i], NULL);
