@@ -42,7 +42,7 @@ struct sc_out {                     /* a packet that did not fit the socket yet 
 static int out_send(int sock, struct sc_out *o)
 {
 	if (o->msg != NULL) {
-		if (scanproto_send_raw(sock, o->pkt, o->pkt_len, -1, o->msg, o->msg_len) == 0) return 0;
+		if (scanproto_send_raw(sock, o->pkt, o->pkt_len, -1, o->msg, o->msg_len, 1) == 0) return 0;
 		if (errno != EMSGSIZE) return -1;
 		/* too big with its envelope for one packet: as a memfd */
 		int fd = spool_sealed_copy((const char *)o->msg, o->msg_len);
@@ -51,7 +51,7 @@ static int out_send(int sock, struct sc_out *o)
 		o->msg = NULL;
 		o->fd = fd;
 	}
-	return scanproto_send_raw(sock, o->pkt, o->pkt_len, o->fd, NULL, 0);
+	return scanproto_send_raw(sock, o->pkt, o->pkt_len, o->fd, NULL, 0, 0);
 }
 
 struct sc_req {
@@ -282,7 +282,7 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	int inline_msg = fd < 0 && req->msg_inline;
 	if (inline_msg && c->outq == NULL) {
 		/* the usual case for a small message: in the packet itself */
-		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, -1, req->msg, req->msg_len) == 0) {
+		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, -1, req->msg, req->msg_len, 1) == 0) {
 			sent = 1;
 		} else if (errno == EMSGSIZE) {
 			inline_msg = 0;    /* too big with its envelope: as a memfd */
@@ -302,7 +302,7 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	}
 	if (!sent && !inline_msg && c->outq == NULL) {
 		/* straight out, the kernel copies the fd */
-		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, fd, NULL, 0) == 0) {
+		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, fd, NULL, 0, 0) == 0) {
 			sent = 1;
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
 			sbuf_free(&pkt);

@@ -543,8 +543,8 @@ bad:
  *            (0 inbound, 1 outbound), str client_ip, u32 client_port,
  *            str client_name, str helo, str mail_from, str mail_params,
  *            u32 nrcpts, nrcpts x str, u64 size, str auth_user, str tls,
- *            u8 stage (0 message, 1 envelope); then, in the same packet,
- *            an inline message (see scanproto_send_request)
+ *            u8 stage (0 message, 1 envelope); then, for a message sent
+ *            inline, the byte SCANPROTO_INLINE_MARK and the message bytes
  *   result:  "MWr1" u64 id, u8 action, f64 score, f64 required, str reply,
  *            u32 nsymbols, each {str name, f64 score, str filter, u8
  *            has_desc, [str desc]}, u32 nedits, each {u8 op, str name,
@@ -1005,16 +1005,21 @@ static int send_packet(int sock, json_object *j, int fd, const void *body, size_
 }
 
 int scanproto_send_raw(int sock, const void *pkt, size_t len, int fd,
-                       const void *body, size_t blen)
+                       const void *body, size_t blen, int has_body)
 {
-	struct iovec iov[2];
+	static const char mark = SCANPROTO_INLINE_MARK;
+	struct iovec iov[3];
 
 	iov[0].iov_base = (void *)(uintptr_t)pkt;
 	iov[0].iov_len = len;
-	iov[1].iov_base = (void *)(uintptr_t)body;
-	iov[1].iov_len = blen;
-	return send_iov(sock, iov, blen > 0 ? 2 : 1,
-	    blen > SCANPROTO_MAX_PACKET ? SIZE_MAX : len + blen, fd);
+	iov[1].iov_base = (void *)(uintptr_t)&mark;
+	iov[1].iov_len = 1;
+	iov[2].iov_base = (void *)(uintptr_t)body;
+	iov[2].iov_len = blen;
+	if (!has_body)
+		return send_iov(sock, iov, 1, len, fd);
+	return send_iov(sock, iov, blen > 0 ? 3 : 2,
+	    blen > SCANPROTO_MAX_PACKET ? SIZE_MAX : len + 1 + blen, fd);
 }
 
 /* take_fds - collect the descriptors of every SCM_RIGHTS message: the
@@ -1219,9 +1224,9 @@ int scanproto_send_request(int sock, const struct scan_request *r, int fd)
 		return -1;
 	}
 	if (fd < 0 && r->stage == SCAN_MESSAGE && r->msg_inline)
-		rc = scanproto_send_raw(sock, b->data, b->len, -1, r->msg, r->msg_len);
+		rc = scanproto_send_raw(sock, b->data, b->len, -1, r->msg, r->msg_len, 1);
 	else
-		rc = scanproto_send_raw(sock, b->data, b->len, fd, NULL, 0);
+		rc = scanproto_send_raw(sock, b->data, b->len, fd, NULL, 0, 0);
 	saved = errno;
 	enc_done();
 	errno = saved;
@@ -1239,7 +1244,7 @@ int scanproto_send_result(int sock, const struct scan_result *r)
 		errno = EMSGSIZE;
 		return -1;
 	}
-	rc = scanproto_send_raw(sock, b->data, b->len, -1, NULL, 0);
+	rc = scanproto_send_raw(sock, b->data, b->len, -1, NULL, 0, 0);
 	saved = errno;
 	enc_done();
 	errno = saved;
@@ -1251,7 +1256,7 @@ int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned c
 {
 	const unsigned char *pkt;
 	size_t len, used, blen;
-	int rc;
+	int rc, has_body;
 
 	memset(r, 0, sizeof(*r));
 	*msg = NULL;
@@ -1260,17 +1265,24 @@ int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned c
 		return rc;
 	if (scan_request_decode(pkt, len, r, &used) < 0)
 		goto bad;
-	blen = len - used;
-	/* the message: a descriptor, or the rest of the packet (possibly
-	 * empty); an envelope request has neither */
-	if (r->stage == SCAN_ENVELOPE ? (*fd >= 0 || blen > 0) : (*fd >= 0 && blen > 0)) {
+	/* the message: a descriptor, or inline (the mark, then the bytes,
+	 * possibly none); exactly one of them for a message request, neither
+	 * for an envelope request */
+	has_body = len > used;
+	if (has_body && pkt[used] != SCANPROTO_INLINE_MARK) {
 		scan_request_free(r);
 		memset(r, 0, sizeof(*r));
 		goto bad;
 	}
-	if (r->stage == SCAN_MESSAGE && *fd < 0) {
+	blen = has_body ? len - used - 1 : 0;
+	if (r->stage == SCAN_ENVELOPE ? (*fd >= 0 || has_body) : (*fd >= 0) == has_body) {
+		scan_request_free(r);
+		memset(r, 0, sizeof(*r));
+		goto bad;
+	}
+	if (has_body) {
 		*msg = xmalloc(blen + 1);
-		memcpy(*msg, pkt + used, blen);
+		memcpy(*msg, pkt + used + 1, blen);
 		(*msg)[blen] = '\0';
 		r->msg = *msg;
 		r->msg_len = blen;

@@ -144,11 +144,13 @@ int scan_request_decode(const void *p, size_t len, struct scan_request *r, size_
 /* scan_result_decode - the result that is exactly p[0..len): 0 / -1 */
 int scan_result_decode(const void *p, size_t len, struct scan_result *r);
 
-/* scanproto_send_raw - one packet: pkt[0..len), then body[0..blen) (an
- * inline message; body may be NULL), and fd (if >= 0) as SCM_RIGHTS.  0,
- * or -1 with errno (EMSGSIZE when it does not fit one packet). */
+/* scanproto_send_raw - one packet: pkt[0..len), then, when has_body, the
+ * byte SCANPROTO_INLINE_MARK and body[0..blen) (an inline message, maybe
+ * empty), and fd (if >= 0) as SCM_RIGHTS.  0, or -1 with errno (EMSGSIZE
+ * when it does not fit one packet). */
+#define SCANPROTO_INLINE_MARK 'M'
 int scanproto_send_raw(int sock, const void *pkt, size_t len, int fd,
-                       const void *body, size_t blen);
+                       const void *body, size_t blen, int has_body);
 /* scanproto_recv_raw - one packet: 1 and *pkt, *len (a per-thread buffer,
  * valid until this thread's next receive), *fd the passed descriptor or -1
  * (extra ones are closed); 0 on EOF; -1 with errno (EAGAIN; EBADMSG when

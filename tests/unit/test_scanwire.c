@@ -99,9 +99,9 @@ static void test_request_roundtrip(void **state)
 	fill_request(&a);
 	sbuf_init(&enc, 1 << 20);
 	scan_request_encode(&enc, &a);
-	sbuf_add(&enc, "MESSAGE", 7);              /* an inline message follows */
+	sbuf_add(&enc, "MMESSAGE", 8);             /* an inline message follows */
 	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), 0);
-	assert_int_equal(used, enc.len - 7);
+	assert_int_equal(used, enc.len - 8);
 	assert_true(b.id == a.id);
 	assert_string_equal(b.session_id, a.session_id);
 	assert_string_equal(b.listener, "in");
@@ -419,12 +419,13 @@ static void test_transport(void **state)
 	scan_request_free(&b);
 
 	/* refused: an envelope request with bytes after it, a message with
-	 * both a descriptor and inline bytes, JSON text; the socket stays
-	 * usable (one packet each) */
+	 * both a descriptor and inline bytes, a message with neither, bytes
+	 * after the request without the inline mark, JSON text; the socket
+	 * stays usable (one packet each) */
 	struct sbuf enc;
 	sbuf_init(&enc, 1 << 20);
 	scan_request_encode(&enc, &a);
-	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, "x", 1), 0);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, "x", 1, 1), 0);
 	errno = 0;
 	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
 	assert_int_equal(errno, EBADMSG);
@@ -433,13 +434,21 @@ static void test_transport(void **state)
 	sbuf_reset(&enc);
 	scan_request_encode(&enc, &a);
 	mfd = spool_sealed_copy("abc", 3);
-	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, mfd, "x", 1), 0);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, mfd, "x", 1, 1), 0);
 	close(mfd);
 	errno = 0;
 	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
 	assert_int_equal(errno, EBADMSG);
 	assert_int_equal(fd, -1);            /* the passed descriptor was closed */
-	assert_int_equal(scanproto_send_raw(sv[0], "{\"id\":1}", 8, -1, NULL, 0), 0);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, NULL, 0, 0), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	sbuf_addc(&enc, 'x');
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, NULL, 0, 0), 0);
+	enc.len--;
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_int_equal(scanproto_send_raw(sv[0], "{\"id\":1}", 8, -1, NULL, 0, 0), 0);
 	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
 	assert_int_equal(errno, EBADMSG);
 	sbuf_free(&enc);
@@ -451,7 +460,7 @@ static void test_transport(void **state)
 	assert_true(rs2.id == 42);
 	assert_int_equal(rs2.nedits, 4);
 	scan_result_free(&rs2);
-	assert_int_equal(scanproto_send_raw(sv[1], "MWr1", 4, -1, NULL, 0), 0);
+	assert_int_equal(scanproto_send_raw(sv[1], "MWr1", 4, -1, NULL, 0, 0), 0);
 	assert_int_equal(scanproto_recv_result(sv[0], &rs2, 0), -1);
 	assert_int_equal(errno, EBADMSG);
 	/* nothing there: EAGAIN; the peer gone: EOF */
