@@ -266,7 +266,7 @@ static int read_request(struct scanner *s, struct conn *c, int flags, struct bat
 static void enqueue(struct scanner *s, struct batch *b)
 {
 	struct job *jb, *next, *refused = NULL, **rtail = &refused;
-	unsigned added = 0, idle;
+	unsigned added = 0, idle, wake;
 
 	if (b->head == NULL)
 		return;
@@ -288,10 +288,13 @@ static void enqueue(struct scanner *s, struct batch *b)
 		s->queued++;
 		added++;
 	}
-	/* one wake-up per new job, no more than there are idle workers */
-	for (; added > 0 && idle > 0; added--, idle--)
-		pthread_cond_signal(&s->cond);
+	/* one wake-up per new job, no more than there are idle workers; sent
+	 * after the unlock, so that a woken worker does not run straight into
+	 * the lock we still hold (and sleep again on it) */
+	wake = added < idle ? added : idle;
 	pthread_mutex_unlock(&s->lock);
+	while (wake-- > 0)
+		pthread_cond_signal(&s->cond);
 	b->head = NULL;
 	b->tail = &b->head;
 	for (jb = refused; jb != NULL; jb = next) {
