@@ -253,8 +253,13 @@ static void bad_reply(struct scan_result *r)       { strcpy(r->reply, "550 x\r\n
 static void bad_symbol(struct scan_result *r)      { strcpy(r->symbols[1].name, "lower"); }
 static void empty_symbol(struct scan_result *r)    { r->symbols[1].name[0] = '\0'; }
 static void bad_filter(struct scan_result *r)      { strcpy(r->symbols[1].filter, "Up"); }
-static void bad_field(struct scan_result *r)       { strcpy(r->edits[2].name, "Sub ject"); }
-static void colon_field(struct scan_result *r)     { strcpy(r->edits[2].name, "Subject:"); }
+static void set_name(struct scan_result *r, const char *name)
+{
+	free(r->edits[2].name);
+	r->edits[2].name = strdup(name);
+}
+static void bad_field(struct scan_result *r)       { set_name(r, "Sub ject"); }
+static void colon_field(struct scan_result *r)     { set_name(r, "Subject:"); }
 static void injected(struct scan_result *r)
 {
 	free(r->edits[1].value);
