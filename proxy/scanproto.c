@@ -1199,22 +1199,51 @@ bad:
 
 /* --- requests and results on the wire ----------------------------------------- */
 
-/* The encoding buffer: one per thread, kept between packets. */
-static _Thread_local struct sbuf enc_buf;
+/* The encoding buffer: one per thread, kept between packets, freed when
+ * the thread ends. */
+static pthread_key_t enc_key;
+static pthread_once_t enc_once = PTHREAD_ONCE_INIT;
+
+static void enc_free(void *p)
+{
+	sbuf_free(p);
+	free(p);
+}
+
+static void enc_key_init(void)
+{
+	(void)pthread_key_create(&enc_key, enc_free);
+}
+
+static struct sbuf *enc_buffer(void)
+{
+	struct sbuf *b;
+
+	(void)pthread_once(&enc_once, enc_key_init);
+	b = pthread_getspecific(enc_key);
+	if (b == NULL) {
+		b = xmalloc(sizeof(*b));
+		sbuf_init(b, SCANPROTO_MAX_PACKET + 1);
+		(void)pthread_setspecific(enc_key, b);
+	}
+	return b;
+}
 
 static struct sbuf *enc_reset(void)
 {
-	if (enc_buf.limit == 0)
-		sbuf_init(&enc_buf, SCANPROTO_MAX_PACKET + 1);
-	sbuf_reset(&enc_buf);
-	return &enc_buf;
+	struct sbuf *b = enc_buffer();
+
+	sbuf_reset(b);
+	return b;
 }
 
 /* enc_done - the buffer does not stay large after one big packet */
 static void enc_done(void)
 {
-	if (enc_buf.cap > 64 * 1024)
-		sbuf_free(&enc_buf);
+	struct sbuf *b = enc_buffer();
+
+	if (b->cap > 64 * 1024)
+		sbuf_free(b);
 }
 
 int scanproto_send_request(int sock, const struct scan_request *r, int fd)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,8 +266,33 @@ static enum mw_direction session_direction(const struct session *s)
 
 /* The audit record, written directly as JSON text (jsonw.h) into one
  * scratch buffer per thread: a json-c object tree per transaction cost
- * about a tenth of the proxy's CPU per message. */
-static _Thread_local struct sbuf audit_buf;
+ * about a tenth of the proxy's CPU per message.  The buffer is freed when
+ * its thread ends (a pthread key, not _Thread_local, for that). */
+static pthread_key_t audit_buf_key;
+static pthread_once_t audit_buf_once = PTHREAD_ONCE_INIT;
+
+static void audit_buf_free(void *p)
+{
+	sbuf_free(p);
+	free(p);
+}
+
+static void audit_buf_key_init(void)
+{
+	(void)pthread_key_create(&audit_buf_key, audit_buf_free);
+}
+
+static struct sbuf *audit_scratch(void)
+{
+	(void)pthread_once(&audit_buf_once, audit_buf_key_init);
+	struct sbuf *b = pthread_getspecific(audit_buf_key);
+	if (b == NULL) {
+		b = xmalloc(sizeof *b);
+		sbuf_init(b, (size_t)-1);
+		(void)pthread_setspecific(audit_buf_key, b);
+	}
+	return b;
+}
 
 static void audit_txn(struct session *s, struct txn *t)
 {
@@ -278,8 +304,7 @@ static void audit_txn(struct session *s, struct txn *t)
 	size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
 
-	struct sbuf *b = &audit_buf;
-	if (b->limit == 0) sbuf_init(b, (size_t)-1);
+	struct sbuf *b = audit_scratch();
 	sbuf_reset(b);
 	struct jsonw w;
 	jsonw_init(&w, b);
