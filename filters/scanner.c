@@ -116,23 +116,18 @@ static void conn_unref(struct conn *c)
 static void send_result(struct scanner *s, struct conn *c, struct scan_result *res,
                         const char *sid)
 {
-	json_object *j;
 	size_t i;
 	int r;
 
 	if (atomic_load(&c->dead))
 		return;
-	j = scan_result_to_json(res);
-	r = scanproto_send(c->fd, j, -1);
-	json_object_put(j);
+	r = scanproto_send_result(c->fd, res);
 	if (r < 0 && errno == EMSGSIZE) {
 		for (i = 0; i < res->nsymbols; i++) {
 			free(res->symbols[i].desc);
 			res->symbols[i].desc = NULL;
 		}
-		j = scan_result_to_json(res);
-		r = scanproto_send(c->fd, j, -1);
-		json_object_put(j);
+		r = scanproto_send_result(c->fd, res);
 	}
 	if (r < 0 && errno == EMSGSIZE) {
 		struct scan_result small;
@@ -144,9 +139,7 @@ static void send_result(struct scanner *s, struct conn *c, struct scan_result *r
 		small.action = MW_TEMPFAIL;
 		snprintf(small.error, sizeof(small.error), "result too large");
 		policy_reply(s->cfg, MW_TEMPFAIL, NULL, small.reply, sizeof(small.reply));
-		j = scan_result_to_json(&small);
-		r = scanproto_send(c->fd, j, -1);
-		json_object_put(j);
+		r = scanproto_send_result(c->fd, &small);
 	}
 	if (r < 0 && !atomic_exchange(&c->dead, 1)) {	/* the first failure says it */
 		if (errno != EPIPE && errno != ECONNRESET)
@@ -235,52 +228,33 @@ struct batch {
 static int read_request(struct scanner *s, struct conn *c, int flags, struct batch *b)
 {
 	struct scan_request req;
-	json_object *j;
 	struct job *jb;
 	unsigned char *msg;
-	size_t msg_len;
-	int fd, r, has_msg;
+	int fd, r;
 
-	r = scanproto_recv_msg(c->fd, &j, &fd, flags, &msg, &msg_len);
+	r = scanproto_recv_request(c->fd, &req, &fd, &msg, flags);
 	if (r == 0)
 		return -1;
 	if (r < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			return 0;
 		if (errno == EBADMSG) {
-			slog(NULL, LOG_WARNING, "conn=%llu: malformed packet (not a JSON object, "
-			    "or truncated); closing the connection", c->no);
+			slog(NULL, LOG_WARNING, "conn=%llu: malformed request (bad fields, "
+			    "truncated, or a message that does not match its stage); closing "
+			    "the connection", c->no);
 			return -2;
 		}
 		if (errno != ECONNRESET)
 			slog_errno(NULL, LOG_WARNING, "conn=%llu: receive", c->no);
 		return -1;
 	}
-	r = scan_request_from_json(j, &req);
-	json_object_put(j);
-	has_msg = fd >= 0 || msg != NULL;	/* never both: scanproto refuses that */
-	if (r < 0 || !has_msg != (req.stage == SCAN_ENVELOPE)) {
-		slog(NULL, LOG_WARNING, "conn=%llu: malformed request (%s); closing the "
-		    "connection", c->no, r < 0 ? "bad fields"
-		    : !has_msg ? "no message" : "a message with an envelope request");
-		if (fd >= 0)
-			close(fd);
-		free(msg);
-		if (r == 0)
-			scan_request_free(&req);
-		return -2;
-	}
-
+	/* scanproto checked that the message (descriptor or inline, never
+	 * both) matches the stage */
 	jb = xcalloc(1, sizeof(*jb));
 	jb->conn = conn_ref(c);
 	jb->req = req;
 	jb->msgfd = fd;
 	jb->msg = msg;
-	if (msg != NULL) {
-		jb->req.msg = msg;
-		jb->req.msg_len = msg_len;
-		jb->req.msg_inline = 1;
-	}
 	*b->tail = jb;
 	b->tail = &jb->next;
 	return 1;
@@ -292,7 +266,7 @@ static int read_request(struct scanner *s, struct conn *c, int flags, struct bat
 static void enqueue(struct scanner *s, struct batch *b)
 {
 	struct job *jb, *next, *refused = NULL, **rtail = &refused;
-	unsigned added = 0, idle;
+	unsigned added = 0, idle, wake;
 
 	if (b->head == NULL)
 		return;
@@ -314,10 +288,13 @@ static void enqueue(struct scanner *s, struct batch *b)
 		s->queued++;
 		added++;
 	}
-	/* one wake-up per new job, no more than there are idle workers */
-	for (; added > 0 && idle > 0; added--, idle--)
-		pthread_cond_signal(&s->cond);
+	/* one wake-up per new job, no more than there are idle workers; sent
+	 * after the unlock, so that a woken worker does not run straight into
+	 * the lock we still hold (and sleep again on it) */
+	wake = added < idle ? added : idle;
 	pthread_mutex_unlock(&s->lock);
+	while (wake-- > 0)
+		pthread_cond_signal(&s->cond);
 	b->head = NULL;
 	b->tail = &b->head;
 	for (jb = refused; jb != NULL; jb = next) {

@@ -1,6 +1,7 @@
-/* audit.h - the audit log: one JSON line per transaction, appended with
- * one write() so lines never interleave.  Any byte from the network ends up
- * as valid UTF-8 JSON (json-c text passed through utf8 sanitizing). */
+/* audit.h - the audit log: one JSON line per transaction, appended (with
+ * O_APPEND) in writes of whole lines, so lines never interleave.  Any byte
+ * from the network ends up as valid UTF-8 JSON (jsonw.h, or json-c text
+ * passed through utf8 sanitizing). */
 #ifndef MW_AUDIT_H
 #define MW_AUDIT_H
 
@@ -12,6 +13,19 @@ int  audit_open(const char *path);
 void audit_close(void);
 /* audit_write - serialize and append rec; takes ownership of rec. */
 void audit_write(json_object *rec);
+/* audit_write_line - append one line: text is one JSON object, valid
+ * UTF-8 (jsonw.h writes such text), without the newline. */
+void audit_write_line(const char *text, size_t len);
+
+/* audit_batch_start - from now on, this thread's lines are collected and
+ * written with one write() per iteration of base's event loop, before the
+ * loop waits again (a crash loses at most one iteration's lines).  Without
+ * it (milter, command line tools) each line is written at once.
+ * audit_batch_stop - write what is collected and stop batching; call it in
+ * the same thread once its loop has returned (SIGTERM shutdown). */
+struct event_base;
+void audit_batch_start(struct event_base *base);
+void audit_batch_stop(void);
 /* json_string_bytes - a json string from arbitrary bytes (NUL-free or not) */
 json_object *json_string_bytes(const char *p, size_t len);
 

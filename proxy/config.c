@@ -176,7 +176,7 @@ static const struct cfg_opt cfg_opts[] = {
 	G_STR("quarantine_dir", quarantine_dir, "/var/lib/mailwarden/quarantine", check_path,
 	      "directory where quarantined messages are stored with envelope and result"),
 	G_UINT("proxy_threads", proxy_threads, "0", 0, 16,
-	       "event loops (threads) of the proxy process; 0 = one per CPU"),
+	       "event loops (threads) of the proxy process; 0 = one per four CPUs"),
 	G_UINT("scanner_threads", scanner_threads, "4", 1, 256,
 	       "worker threads of the scanner"),
 	G_UINT("scanner_queue", scanner_queue, "256", 1, 65536,

@@ -76,7 +76,7 @@ struct config {
 	char syslog_facility[32];
 	char audit_log[512];          /* path; "" = no audit log */
 	char quarantine_dir[512];
-	unsigned proxy_threads;       /* event loops of the proxy; 0 = one per CPU */
+	unsigned proxy_threads;       /* event loops of the proxy; 0 = one per four CPUs */
 	unsigned scanner_threads;
 	unsigned scanner_queue;       /* requests waiting for a thread */
 	char     plugins[CFG_MAX_PLUGINS][1024];   /* "path k=v ..." */

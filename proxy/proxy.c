@@ -268,14 +268,21 @@ static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const
 static void *loop_thread(void *arg)
 {
 	struct proxy *px = arg;
+	audit_batch_start(px->base);
 	event_base_dispatch(px->base);
+	audit_batch_stop();
 	return NULL;
 }
 
 unsigned proxy_loop_count(const struct config *cfg)
 {
 	long n = cfg->proxy_threads;
-	if (n == 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+	/* automatic: one loop per four CPUs.  The proxy shares the machine
+	 * with the scanner and usually the MTA, and its work per message is
+	 * small: more loops than that only split the events of one wake-up
+	 * over more threads.  On 2 CPUs at concurrency 10, two loops cost
+	 * about 1.6 context switches more per message than one. */
+	if (n == 0) n = sysconf(_SC_NPROCESSORS_ONLN) / 4;
 	if (n < 1) n = 1;
 	if (n > MAX_LOOPS) n = MAX_LOOPS;
 	return (unsigned)n;
@@ -331,7 +338,9 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	slog(NULL, LOG_INFO, "proxy ready: %u listeners, %u event loops", cfg->nlisteners, n);
+	audit_batch_start(main_px->base);
 	event_base_dispatch(main_px->base);
+	audit_batch_stop();
 	/* loop 0 ends when it has drained; make sure the others were told */
 	notify_loops(&sh, NOTE_STOP);
 	for (unsigned i = 1; i < n; i++) pthread_join(tids[i], NULL);

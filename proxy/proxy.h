@@ -49,7 +49,7 @@ struct proxy {
 #define PROXY_MAX_LOOPS 16
 
 /* proxy_loop_count - how many event loops cfg asks for (proxy_threads, or
- * one per CPU); fixed at start-up: the master binds one listening socket
+ * one per four CPUs, at least one); fixed at start-up: the master binds one listening socket
  * per listener and loop. */
 unsigned proxy_loop_count(const struct config *cfg);
 

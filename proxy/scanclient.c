@@ -30,7 +30,8 @@ struct sc_conn {
 };
 
 struct sc_out {                     /* a packet that did not fit the socket yet */
-	json_object   *j;
+	char          *pkt;         /* the encoded request (scan_request_encode) */
+	size_t         pkt_len;
 	int            fd;
 	unsigned char *msg;         /* owned copy of an inline message, or NULL */
 	size_t         msg_len;
@@ -41,7 +42,7 @@ struct sc_out {                     /* a packet that did not fit the socket yet 
 static int out_send(int sock, struct sc_out *o)
 {
 	if (o->msg != NULL) {
-		if (scanproto_send_msg(sock, o->j, o->msg, o->msg_len) == 0) return 0;
+		if (scanproto_send_raw(sock, o->pkt, o->pkt_len, -1, o->msg, o->msg_len, 1) == 0) return 0;
 		if (errno != EMSGSIZE) return -1;
 		/* too big with its envelope for one packet: as a memfd */
 		int fd = spool_sealed_copy((const char *)o->msg, o->msg_len);
@@ -50,7 +51,7 @@ static int out_send(int sock, struct sc_out *o)
 		o->msg = NULL;
 		o->fd = fd;
 	}
-	return scanproto_send(sock, o->j, o->fd);
+	return scanproto_send_raw(sock, o->pkt, o->pkt_len, o->fd, NULL, 0, 0);
 }
 
 struct sc_req {
@@ -103,7 +104,7 @@ static void conn_close(struct sc_conn *c)
 	while (c->outq) {
 		struct sc_out *o = c->outq;
 		c->outq = o->next;
-		json_object_put(o->j);
+		free(o->pkt);
 		if (o->fd >= 0) close(o->fd);
 		free(o->msg);
 		free(o);
@@ -141,27 +142,17 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct sc_conn *c = arg;
 	struct scanclient *sc = c->sc;
 	for (;;) {
-		json_object *j = NULL;
-		int pfd = -1;
-		int rc = scanproto_recv(c->fd, &j, &pfd);
-		if (pfd >= 0) close(pfd);
+		struct scan_result res;
+		int rc = scanproto_recv_result(c->fd, &res, 0);
 		if (rc == 0) {
 			conn_fail(c, "scanner closed the connection");
 			return;
 		}
 		if (rc < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-			conn_fail(c, errno == EBADMSG ? "malformed packet from scanner" : strerror(errno));
+			conn_fail(c, errno == EBADMSG ? "malformed result from scanner" : strerror(errno));
 			return;
 		}
-		struct scan_result res;
-		memset(&res, 0, sizeof res);
-		if (scan_result_from_json(j, &res) < 0) {
-			json_object_put(j);
-			conn_fail(c, "malformed result from scanner");
-			return;
-		}
-		json_object_put(j);
 		struct sc_req *r = req_take(sc, res.id);
 		if (r == NULL) {
 			slog(NULL, LOG_INFO, "scanner answered id=%llu after its deadline",
@@ -195,7 +186,7 @@ static int conn_flush(struct sc_conn *c)
 		}
 		c->outq = o->next;
 		if (c->outq == NULL) c->outq_tail = NULL;
-		json_object_put(o->j);
+		free(o->pkt);
 		if (o->fd >= 0) close(o->fd);
 		free(o->msg);
 		free(o);
@@ -284,17 +275,19 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	if (sc->cur == NULL && (sc->cur = conn_open(sc)) == NULL) return 0;
 	struct sc_conn *c = sc->cur;
 	req->id = sc->next_id++;
-	json_object *j = scan_request_to_json(req);
+	struct sbuf pkt;
+	sbuf_init(&pkt, (size_t)-1);
+	scan_request_encode(&pkt, req);
 	int sent = 0, own_fd = -1;
 	int inline_msg = fd < 0 && req->msg_inline;
 	if (inline_msg && c->outq == NULL) {
 		/* the usual case for a small message: in the packet itself */
-		if (scanproto_send_msg(c->fd, j, req->msg, req->msg_len) == 0) {
+		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, -1, req->msg, req->msg_len, 1) == 0) {
 			sent = 1;
 		} else if (errno == EMSGSIZE) {
 			inline_msg = 0;    /* too big with its envelope: as a memfd */
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-			json_object_put(j);
+			sbuf_free(&pkt);
 			conn_fail(c, strerror(errno));
 			return 0;
 		}
@@ -302,30 +295,31 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	if (!sent && fd < 0 && req->msg_inline && !inline_msg) {
 		if ((own_fd = spool_sealed_copy((const char *)req->msg, req->msg_len)) < 0) {
 			slog_errno(NULL, LOG_ERR, "spool memfd");
-			json_object_put(j);
+			sbuf_free(&pkt);
 			return 0;
 		}
 		fd = own_fd;
 	}
 	if (!sent && !inline_msg && c->outq == NULL) {
 		/* straight out, the kernel copies the fd */
-		if (scanproto_send(c->fd, j, fd) == 0) {
+		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, fd, NULL, 0, 0) == 0) {
 			sent = 1;
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-			json_object_put(j);
+			sbuf_free(&pkt);
 			if (own_fd >= 0) close(own_fd);
 			conn_fail(c, strerror(errno));
 			return 0;
 		}
 	}
 	if (sent) {
-		json_object_put(j);
+		sbuf_free(&pkt);
 		if (own_fd >= 0) close(own_fd);
 	} else {
 		/* the socket is full: keep our own copy of the message (fd or
 		 * bytes: the session may go away before it leaves) */
 		struct sc_out *o = xcalloc(1, sizeof *o);
-		o->j = j;
+		o->pkt_len = pkt.len;
+		o->pkt = sbuf_steal(&pkt);
 		if (inline_msg) {
 			o->fd = -1;
 			o->msg = xmalloc(req->msg_len ? req->msg_len : 1);

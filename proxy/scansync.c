@@ -128,9 +128,8 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 {
 	long long deadline = now_ms() + timeout_ms;
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-	json_object *j;
 	unsigned gen;
-	int sock, r, got_fd;
+	int sock, r;
 
 	memset(res, 0, sizeof(*res));
 	if ((sock = take(ss, &gen, &req->id)) < 0) {
@@ -139,9 +138,7 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 	}
 	/* a full scanner queue must not block us past the deadline */
 	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	j = scan_request_to_json(req);
-	r = scanproto_send(sock, j, fd);
-	json_object_put(j);
+	r = scanproto_send_request(sock, req, fd);
 	if (r < 0) {
 		snprintf(err, errlen, "sending to the scanner: %s", strerror(errno));
 		close(sock);
@@ -166,9 +163,7 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 			close(sock);
 			return -1;
 		}
-		r = scanproto_recv(sock, &j, &got_fd);
-		if (got_fd >= 0)
-			close(got_fd);
+		r = scanproto_recv_result(sock, res, 0);
 		if (r <= 0) {
 			if (r < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
@@ -177,11 +172,8 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 			close(sock);
 			return -1;
 		}
-		r = scan_result_from_json(j, res);
-		json_object_put(j);
-		if (r < 0 || res->id != req->id) {
-			if (r == 0)
-				scan_result_free(res);
+		if (res->id != req->id) {
+			scan_result_free(res);
 			memset(res, 0, sizeof(*res));
 			snprintf(err, errlen, "the scanner sent a malformed or unrelated answer");
 			close(sock);

@@ -16,10 +16,7 @@
 
 static const char REPL[3] = { '\xef', '\xbf', '\xbd' };	/* U+FFFD */
 
-/* utf8_seq - length of the well-formed sequence at p (1..4), or 0 if it is
- * ill-formed; then *bad is the length of its maximal subpart (1..3): the
- * lead byte and the continuation bytes that were still acceptable. */
-static size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad)
+size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad)
 {
 	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
 	size_t need, i;

@@ -14,6 +14,12 @@ struct sbuf;
  * are valid UTF-8. */
 int utf8_valid(const char *p, size_t len);
 
+/* utf8_seq - length of the well-formed sequence at p (1..4; len > 0), or 0
+ * if it is ill-formed; then *bad is the length of its maximal subpart
+ * (1..3): the lead byte and the continuation bytes that were still
+ * acceptable, to be replaced by one U+FFFD. */
+size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad);
+
 /* utf8_sanitize_sbuf - append in[0..len) to out, with every ill-formed
  * sequence replaced by U+FFFD (EF BF BD), one replacement per maximal
  * subpart as Unicode 3.9 / W3C recommend and Python's errors='replace'

@@ -33,6 +33,7 @@
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "proxy/log.h"
+#include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 
 static char plugin_path[512];
@@ -777,14 +778,11 @@ static int connect_scanner(const struct scanner_proc *sp)
 static int send_req(int fd, uint64_t id, const char *msg)
 {
 	struct scan_request req;
-	json_object *j;
 	int mfd, r;
 
 	req_init(&req, id);
 	mfd = memfd_of(msg, strlen(msg));
-	j = scan_request_to_json(&req);
-	r = scanproto_send(fd, j, mfd);
-	json_object_put(j);
+	r = scanproto_send_request(fd, &req, mfd);
 	close(mfd);
 	scan_request_free(&req);
 	return r;
@@ -795,28 +793,24 @@ static int send_req(int fd, uint64_t id, const char *msg)
 static int send_req_inline(int fd, uint64_t id, const char *msg)
 {
 	struct scan_request req;
-	json_object *j;
 	int r;
 
 	req_init(&req, id);
-	j = scan_request_to_json(&req);
-	r = scanproto_send_msg(fd, j, msg, strlen(msg));
-	json_object_put(j);
+	req.msg = (const unsigned char *)msg;
+	req.msg_len = strlen(msg);
+	req.msg_inline = 1;
+	r = scanproto_send_request(fd, &req, -1);
 	scan_request_free(&req);
 	return r;
 }
 
 static void recv_res(int fd, struct scan_result *res)
 {
-	json_object *j;
-	int mfd, r;
+	int r;
 
-	r = scanproto_recv(fd, &j, &mfd);
+	r = scanproto_recv_result(fd, res, 0);
 	if (r != 1)
-		fail_msg("scanproto_recv: %d (%s)", r, r < 0 ? strerror(errno) : "EOF");
-	assert_int_equal(mfd, -1);
-	assert_int_equal(scan_result_from_json(j, res), 0);
-	json_object_put(j);
+		fail_msg("scanproto_recv_result: %d (%s)", r, r < 0 ? strerror(errno) : "EOF");
 }
 
 static int stop_scanner(struct scanner_proc *sp)
@@ -835,8 +829,6 @@ static void test_scanner_process(void **state)
 	struct scan_result res;
 	struct config cfg;
 	int fd, fd2, i, seen[6] = { 0 };
-	json_object *j;
-	int mfd;
 
 	(void)state;
 	cfg_init(&cfg, NULL);
@@ -859,15 +851,27 @@ static void test_scanner_process(void **state)
 
 	/* a malformed packet closes that connection only */
 	assert_int_equal(send(fd2, "garbage", 7, MSG_NOSIGNAL), 7);
-	assert_int_equal(scanproto_recv(fd2, &j, &mfd), 0);
+	assert_int_equal(scanproto_recv_result(fd2, &res, 0), 0);
 	close(fd2);
-	/* a request without a message fd is malformed too */
+	/* JSON, the format before the binary one, is refused as well */
 	fd2 = connect_scanner(&sp);
-	j = json_object_new_object();
-	json_object_object_add(j, "id", json_object_new_int(9));
-	assert_int_equal(scanproto_send(fd2, j, -1), 0);
-	json_object_put(j);
-	assert_int_equal(scanproto_recv(fd2, &j, &mfd), 0);
+	assert_int_equal(send(fd2, "{\"id\":9}", 8, MSG_NOSIGNAL), 8);
+	assert_int_equal(scanproto_recv_result(fd2, &res, 0), 0);
+	close(fd2);
+	/* a request without a message (no fd, nothing inline) is malformed too */
+	fd2 = connect_scanner(&sp);
+	{
+		struct scan_request req;
+		struct sbuf enc;
+
+		req_init(&req, 9);
+		sbuf_init(&enc, 1 << 20);
+		scan_request_encode(&enc, &req);
+		assert_int_equal(scanproto_send_raw(fd2, enc.data, enc.len, -1, NULL, 0, 0), 0);
+		sbuf_free(&enc);
+		scan_request_free(&req);
+	}
+	assert_int_equal(scanproto_recv_result(fd2, &res, 0), 0);
 	close(fd2);
 
 	assert_int_equal(send_req(fd, 10, reject_msg), 0);
@@ -895,12 +899,19 @@ static void test_scanner_process(void **state)
 	scan_result_free(&res);
 	/* an envelope-only request carrying a message is malformed */
 	fd2 = connect_scanner(&sp);
-	j = json_object_new_object();
-	json_object_object_add(j, "id", json_object_new_int(14));
-	json_object_object_add(j, "stage", json_object_new_string("envelope"));
-	assert_int_equal(scanproto_send_msg(fd2, j, "x", 1), 0);
-	json_object_put(j);
-	assert_int_equal(scanproto_recv(fd2, &j, &mfd), 0);
+	{
+		struct scan_request req;
+		struct sbuf enc;
+
+		req_init(&req, 14);
+		req.stage = SCAN_ENVELOPE;
+		sbuf_init(&enc, 1 << 20);
+		scan_request_encode(&enc, &req);
+		assert_int_equal(scanproto_send_raw(fd2, enc.data, enc.len, -1, "x", 1, 1), 0);
+		sbuf_free(&enc);
+		scan_request_free(&req);
+	}
+	assert_int_equal(scanproto_recv_result(fd2, &res, 0), 0);
 	close(fd2);
 
 	assert_int_equal(stop_scanner(&sp), 0);
@@ -949,8 +960,7 @@ static void test_scanner_sigterm(void **state)
 	struct scanner_proc sp;
 	struct scan_result res;
 	struct config cfg;
-	json_object *j;
-	int fd, mfd, st, i;
+	int fd, st, i;
 
 	(void)state;
 	cfg_init(&cfg, "delay_ms=300");
@@ -970,7 +980,7 @@ static void test_scanner_sigterm(void **state)
 		assert_int_equal(res.action, MW_TAG);
 		scan_result_free(&res);
 	}
-	assert_int_equal(scanproto_recv(fd, &j, &mfd), 0);
+	assert_int_equal(scanproto_recv_result(fd, &res, 0), 0);
 	assert_int_equal(waitpid(sp.pid, &st, 0), sp.pid);
 	scanner_pid = 0;
 	assert_true(WIFEXITED(st));

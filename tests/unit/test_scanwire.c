@@ -1,0 +1,519 @@
+/* test_scanwire.c - the binary wire format of the scanner socket: requests
+ * and results survive a round trip (any byte but NUL in any string); every
+ * truncation, every flipped byte and every out-of-range field is refused
+ * without a crash or a leak; the packet transport carries the message as a
+ * descriptor, inline, or not at all (envelope), and refuses the mixtures
+ * and JSON text. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "proxy/sbuf.h"
+#include "proxy/scanproto.h"
+#include "proxy/spool.h"
+
+/* all_bytes - 1..255, NUL-terminated */
+static char *all_bytes(void)
+{
+	char *s = malloc(256);
+
+	for (int i = 1; i < 256; i++)
+		s[i - 1] = (char)i;
+	s[255] = '\0';
+	return s;
+}
+
+static void fill_request(struct scan_request *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = UINT64_MAX - 1;
+	strcpy(r->session_id, "0123456789abcdef");
+	r->listener = strdup("in");
+	r->direction = MW_OUTBOUND;
+	r->client_ip = strdup("2001:db8::1");
+	r->client_port = 65535;
+	r->client_name = strdup("");
+	r->helo = all_bytes();
+	r->mail_from = strdup("a\"b\\c@example.org");
+	r->mail_params = strdup("SIZE=100 BODY=8BITMIME");
+	r->nrcpts = 3;
+	r->rcpts = calloc(3, sizeof(char *));
+	r->rcpts[0] = strdup("x@example.org");
+	r->rcpts[1] = strdup("\xff\xfe\xc3\x28@bad.utf8");
+	r->rcpts[2] = strdup("");
+	r->size = 1ULL << 40;
+	r->auth_user = strdup("bob");
+	r->tls = strdup("TLSv1.3 TLS_AES_256_GCM_SHA384");
+}
+
+static void fill_result(struct scan_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = 42;
+	r->action = MW_TAG;
+	r->score = 7.3;
+	r->required = 5.0;
+	r->nsymbols = 2;
+	r->symbols = calloc(2, sizeof(*r->symbols));
+	strcpy(r->symbols[0].name, "SYM_A");
+	r->symbols[0].score = 6.1;
+	r->symbols[0].desc = all_bytes();
+	strcpy(r->symbols[0].filter, "example");
+	strcpy(r->symbols[1].name, "SYM_B");
+	r->symbols[1].score = -1.25;
+	strcpy(r->symbols[1].filter, "other_1");
+	r->nedits = 4;
+	r->edits = calloc(4, sizeof(*r->edits));
+	r->edits[0].op = HE_REMOVE;
+	r->edits[0].name = strdup("X-Spam-*");
+	r->edits[1].op = HE_ADD;
+	r->edits[1].name = strdup("X-Spam-Status");
+	r->edits[1].value = strdup("Yes, score=7.3 required=5.0 tests=SYM_A,\r\n\tSYM_B");
+	r->edits[2].op = HE_CHANGE;
+	r->edits[2].name = strdup("Subject");
+	r->edits[2].value = strdup("[SPAM] hi \xff");
+	r->edits[3].op = HE_REMOVE_AT;
+	r->edits[3].name = strdup("Authentication-Results");
+	r->edits[3].index = 2;
+	strcpy(r->quarantine_id, "20261127T013000-3f9a0c1d");
+	strcpy(r->client_name, "mail.example.org");
+	r->scan_ms = 1.5;
+}
+
+static void test_request_roundtrip(void **state)
+{
+	struct scan_request a, b;
+	struct sbuf enc;
+	size_t used;
+	(void)state;
+
+	fill_request(&a);
+	sbuf_init(&enc, 1 << 20);
+	scan_request_encode(&enc, &a);
+	sbuf_add(&enc, "MMESSAGE", 8);             /* an inline message follows */
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), 0);
+	assert_int_equal(used, enc.len - 8);
+	assert_true(b.id == a.id);
+	assert_string_equal(b.session_id, a.session_id);
+	assert_string_equal(b.listener, "in");
+	assert_int_equal(b.direction, MW_OUTBOUND);
+	assert_string_equal(b.client_ip, a.client_ip);
+	assert_int_equal(b.client_port, 65535);
+	assert_string_equal(b.client_name, "");
+	assert_memory_equal(b.helo, a.helo, 256);
+	assert_string_equal(b.mail_from, a.mail_from);
+	assert_string_equal(b.mail_params, a.mail_params);
+	assert_int_equal(b.nrcpts, 3);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(b.rcpts[i], a.rcpts[i]);
+	assert_true(b.size == 1ULL << 40);
+	assert_string_equal(b.auth_user, "bob");
+	assert_string_equal(b.tls, a.tls);
+	assert_int_equal(b.stage, SCAN_MESSAGE);
+	scan_request_free(&b);
+
+	a.stage = SCAN_ENVELOPE;
+	a.direction = MW_INBOUND;
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), 0);
+	assert_int_equal(b.stage, SCAN_ENVELOPE);
+	assert_int_equal(b.direction, MW_INBOUND);
+	scan_request_free(&b);
+	scan_request_free(&a);
+	sbuf_free(&enc);
+}
+
+static void test_result_roundtrip(void **state)
+{
+	struct scan_result a, b;
+	struct sbuf enc;
+	(void)state;
+
+	fill_result(&a);
+	sbuf_init(&enc, 1 << 20);
+	scan_result_encode(&enc, &a);
+	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), 0);
+	assert_true(b.id == 42);
+	assert_int_equal(b.action, MW_TAG);
+	assert_true(b.score == 7.3 && b.required == 5.0 && b.scan_ms == 1.5);
+	assert_int_equal(b.nsymbols, 2);
+	assert_string_equal(b.symbols[0].name, "SYM_A");
+	assert_true(b.symbols[0].score == 6.1);
+	assert_memory_equal(b.symbols[0].desc, a.symbols[0].desc, 256);
+	assert_string_equal(b.symbols[0].filter, "example");
+	assert_null(b.symbols[1].desc);
+	assert_true(b.symbols[1].score == -1.25);
+	assert_string_equal(b.symbols[1].filter, "other_1");
+	assert_int_equal(b.nedits, 4);
+	assert_int_equal(b.edits[0].op, HE_REMOVE);
+	assert_string_equal(b.edits[0].name, "X-Spam-*");
+	assert_null(b.edits[0].value);
+	assert_int_equal(b.edits[1].op, HE_ADD);
+	assert_string_equal(b.edits[1].value, a.edits[1].value);
+	assert_int_equal(b.edits[2].op, HE_CHANGE);
+	assert_string_equal(b.edits[2].value, a.edits[2].value);
+	assert_int_equal(b.edits[3].op, HE_REMOVE_AT);
+	assert_int_equal(b.edits[3].index, 2);
+	assert_null(b.edits[3].value);
+	assert_string_equal(b.quarantine_id, a.quarantine_id);
+	assert_string_equal(b.client_name, "mail.example.org");
+	assert_string_equal(b.error, "");
+	scan_result_free(&b);
+
+	/* a non-finite score goes out as 0, as in the JSON form */
+	a.score = NAN;
+	sbuf_reset(&enc);
+	scan_result_encode(&enc, &a);
+	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), 0);
+	assert_true(b.score == 0.0);
+	scan_result_free(&b);
+	scan_result_free(&a);
+	sbuf_free(&enc);
+}
+
+/* every prefix of a valid encoding is refused (a result must be whole; a
+ * request cut inside its fields too), and so is every single-byte change
+ * that the decoder can see; nothing crashes or leaks (ASan/LSan builds) */
+static void test_truncated_and_flipped(void **state)
+{
+	struct scan_request rq, rq2;
+	struct scan_result rs, rs2;
+	struct sbuf a, b;
+	size_t used, i;
+	(void)state;
+
+	fill_request(&rq);
+	fill_result(&rs);
+	sbuf_init(&a, 1 << 20);
+	sbuf_init(&b, 1 << 20);
+	scan_request_encode(&a, &rq);
+	scan_result_encode(&b, &rs);
+	for (i = 0; i < a.len; i++)
+		assert_int_equal(scan_request_decode(a.data, i, &rq2, &used), -1);
+	for (i = 0; i < b.len; i++)
+		assert_int_equal(scan_result_decode(b.data, i, &rs2), -1);
+	/* trailing bytes after a result */
+	sbuf_addc(&b, 'x');
+	assert_int_equal(scan_result_decode(b.data, b.len, &rs2), -1);
+	b.len--;
+	for (i = 0; i < b.len; i++) {
+		for (unsigned v = 0; v < 256; v += 51) {
+			char saved = b.data[i];
+			b.data[i] = (char)v;
+			if (scan_result_decode(b.data, b.len, &rs2) == 0)
+				scan_result_free(&rs2);
+			b.data[i] = saved;
+		}
+	}
+	for (i = 0; i < a.len; i++) {
+		for (unsigned v = 0; v < 256; v += 51) {
+			char saved = a.data[i];
+			a.data[i] = (char)v;
+			if (scan_request_decode(a.data, a.len, &rq2, &used) == 0)
+				scan_request_free(&rq2);
+			a.data[i] = saved;
+		}
+	}
+	scan_request_free(&rq);
+	scan_result_free(&rs);
+	sbuf_free(&a);
+	sbuf_free(&b);
+}
+
+/* encode_result_then - fill_result, apply change, encode; decode must
+ * give want */
+static void result_case(void (*change)(struct scan_result *), int want)
+{
+	struct scan_result a, b;
+	struct sbuf enc;
+
+	fill_result(&a);
+	change(&a);
+	sbuf_init(&enc, 1 << 20);
+	scan_result_encode(&enc, &a);
+	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), want);
+	if (want == 0)
+		scan_result_free(&b);
+	scan_result_free(&a);
+	sbuf_free(&enc);
+}
+
+static void bad_action(struct scan_result *r)      { r->action = (enum mw_action)MW_ACTION_COUNT; }
+static void bad_reply(struct scan_result *r)       { strcpy(r->reply, "550 x\r\nRCPT TO:<y>"); }
+static void bad_symbol(struct scan_result *r)      { strcpy(r->symbols[1].name, "lower"); }
+static void empty_symbol(struct scan_result *r)    { r->symbols[1].name[0] = '\0'; }
+static void bad_filter(struct scan_result *r)      { strcpy(r->symbols[1].filter, "Up"); }
+static void set_name(struct scan_result *r, const char *name)
+{
+	free(r->edits[2].name);
+	r->edits[2].name = strdup(name);
+}
+static void bad_field(struct scan_result *r)       { set_name(r, "Sub ject"); }
+static void colon_field(struct scan_result *r)     { set_name(r, "Subject:"); }
+static void injected(struct scan_result *r)
+{
+	free(r->edits[1].value);
+	r->edits[1].value = strdup("x\r\nBcc: victim@example.org");
+}
+static void bare_lf(struct scan_result *r)
+{
+	free(r->edits[1].value);
+	r->edits[1].value = strdup("x\ny");
+}
+static void bad_index(struct scan_result *r)       { r->edits[3].index = 100001; }
+static void bad_op(struct scan_result *r)          { r->edits[0].op = (enum header_edit_op)7; }
+static void bad_qid(struct scan_result *r)         { strcpy(r->quarantine_id, "../etc"); }
+static void dot_qid(struct scan_result *r)         { strcpy(r->quarantine_id, ".x"); }
+static void bad_client_name(struct scan_result *r) { strcpy(r->client_name, "UPPER.example"); }
+static void long_reply(struct scan_result *r)      { memset(r->reply, 'a', sizeof(r->reply) - 1); }
+static void fine(struct scan_result *r)            { (void)r; }
+
+static void test_result_hostile(void **state)
+{
+	(void)state;
+	result_case(fine, 0);
+	result_case(long_reply, 0);       /* 511 bytes fit */
+	result_case(bad_action, -1);
+	result_case(bad_reply, -1);
+	result_case(bad_symbol, -1);
+	result_case(empty_symbol, -1);
+	result_case(bad_filter, -1);
+	result_case(bad_field, -1);
+	result_case(colon_field, -1);
+	result_case(injected, -1);
+	result_case(bare_lf, -1);
+	result_case(bad_index, -1);
+	result_case(bad_op, -1);
+	result_case(bad_qid, -1);
+	result_case(dot_qid, -1);
+	result_case(bad_client_name, -1);
+}
+
+/* hand-made request packets: fields out of range, NUL inside a string,
+ * counts larger than the packet */
+static void test_request_hostile(void **state)
+{
+	struct scan_request a, b;
+	struct sbuf enc;
+	size_t used, off;
+	uint32_t v;
+	(void)state;
+
+	fill_request(&a);
+	sbuf_init(&enc, 1 << 20);
+	scan_request_encode(&enc, &a);
+	/* client_port past 65535 */
+	a.client_port = 65536;
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), -1);
+	a.client_port = 25;
+	/* a NUL inside the listener: its length says 2, the bytes "i\0" */
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	off = 4 + 8 + 4 + 16 + 4;                   /* magic, id, session_id */
+	assert_memory_equal(enc.data + off, "in", 2);
+	enc.data[off + 1] = '\0';
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), -1);
+	/* a string longer than its bound: session_id of 17 bytes */
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	v = 17;
+	memcpy(enc.data + 12, &v, 4);
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), -1);
+	/* a string length past the packet */
+	v = 0xffffffffu;
+	memcpy(enc.data + 12, &v, 4);
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), -1);
+	/* the direction byte must be 0 or 1 */
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	off = 4 + 8 + 4 + 16 + 4 + 2;
+	assert_true(enc.data[off] == 1);
+	enc.data[off] = 2;
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), -1);
+	/* a recipient count the packet cannot hold: refused before any
+	 * allocation for it */
+	scan_request_free(&a);
+	memset(&a, 0, sizeof(a));
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	/* magic, id, 7 empty strings and the direction/port in between */
+	off = 4 + 8 + 4 + 4 + 1 + 4 + 4 + 4 + 4 + 4 + 4;
+	v = 0;
+	assert_memory_equal(enc.data + off, &v, 4);
+	v = 100000;
+	memcpy(enc.data + off, &v, 4);
+	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), -1);
+	/* the wrong magic (a result where a request is expected), and JSON */
+	assert_int_equal(scan_request_decode("MWr1", 4, &b, &used), -1);
+	assert_int_equal(scan_request_decode("{\"id\":1}", 8, &b, &used), -1);
+	sbuf_free(&enc);
+}
+
+static void pair(int sv[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+}
+
+static void test_transport(void **state)
+{
+	struct scan_request a, b;
+	struct scan_result rs, rs2;
+	unsigned char *msg;
+	int sv[2], fd, mfd;
+	(void)state;
+
+	pair(sv);
+	fill_request(&a);
+	/* inline */
+	a.msg = (const unsigned char *)"Subject: x\r\n\r\nbody\r\n";
+	a.msg_len = strlen((const char *)a.msg);
+	a.msg_inline = 1;
+	assert_int_equal(scanproto_send_request(sv[0], &a, -1), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_int_equal(fd, -1);
+	assert_non_null(msg);
+	assert_int_equal(b.msg_inline, 1);
+	assert_int_equal(b.msg_len, a.msg_len);
+	assert_memory_equal(b.msg, a.msg, a.msg_len);
+	assert_ptr_equal(b.msg, msg);
+	scan_request_free(&b);
+	free(msg);
+	/* an empty inline message */
+	a.msg_len = 0;
+	assert_int_equal(scanproto_send_request(sv[0], &a, -1), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_int_equal(b.msg_inline, 1);
+	assert_int_equal(b.msg_len, 0);
+	scan_request_free(&b);
+	free(msg);
+	/* as a descriptor: the inline bytes are not sent */
+	mfd = spool_sealed_copy("abc", 3);
+	assert_true(mfd >= 0);
+	a.msg_len = 5;
+	assert_int_equal(scanproto_send_request(sv[0], &a, mfd), 0);
+	close(mfd);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_true(fd >= 0);
+	assert_null(msg);
+	assert_int_equal(b.msg_inline, 0);
+	char got[4] = "";
+	assert_int_equal(pread(fd, got, 3, 0), 3);
+	assert_memory_equal(got, "abc", 3);
+	close(fd);
+	scan_request_free(&b);
+	/* an envelope request: no message at all */
+	a.stage = SCAN_ENVELOPE;
+	assert_int_equal(scanproto_send_request(sv[0], &a, -1), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_int_equal(b.stage, SCAN_ENVELOPE);
+	assert_int_equal(fd, -1);
+	assert_null(msg);
+	assert_null(b.msg);
+	scan_request_free(&b);
+
+	/* refused: an envelope request with bytes after it, a message with
+	 * both a descriptor and inline bytes, a message with neither, bytes
+	 * after the request without the inline mark, JSON text; the socket
+	 * stays usable (one packet each) */
+	struct sbuf enc;
+	sbuf_init(&enc, 1 << 20);
+	scan_request_encode(&enc, &a);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, "x", 1, 1), 0);
+	errno = 0;
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_int_equal(fd, -1);
+	a.stage = SCAN_MESSAGE;
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	mfd = spool_sealed_copy("abc", 3);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, mfd, "x", 1, 1), 0);
+	close(mfd);
+	errno = 0;
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_int_equal(fd, -1);            /* the passed descriptor was closed */
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, NULL, 0, 0), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	sbuf_addc(&enc, 'x');
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, NULL, 0, 0), 0);
+	enc.len--;
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_int_equal(scanproto_send_raw(sv[0], "{\"id\":1}", 8, -1, NULL, 0, 0), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	sbuf_free(&enc);
+
+	/* results */
+	fill_result(&rs);
+	assert_int_equal(scanproto_send_result(sv[1], &rs), 0);
+	assert_int_equal(scanproto_recv_result(sv[0], &rs2, 0), 1);
+	assert_true(rs2.id == 42);
+	assert_int_equal(rs2.nedits, 4);
+	scan_result_free(&rs2);
+	assert_int_equal(scanproto_send_raw(sv[1], "MWr1", 4, -1, NULL, 0, 0), 0);
+	assert_int_equal(scanproto_recv_result(sv[0], &rs2, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	/* nothing there: EAGAIN; the peer gone: EOF */
+	assert_int_equal(scanproto_recv_result(sv[0], &rs2, MSG_DONTWAIT), -1);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	close(sv[1]);
+	assert_int_equal(scanproto_recv_result(sv[0], &rs2, 0), 0);
+	close(sv[0]);
+	scan_result_free(&rs);
+	a.msg = NULL;
+	scan_request_free(&a);
+}
+
+/* a request whose envelope and inline message do not fit one packet says
+ * EMSGSIZE (the proxy then sends a memfd) */
+static void test_too_big(void **state)
+{
+	struct scan_request a;
+	int sv[2];
+	size_t n = SCANPROTO_MAX_PACKET;
+	unsigned char *big = calloc(1, n);
+	(void)state;
+
+	pair(sv);
+	fill_request(&a);
+	a.msg = big;
+	a.msg_len = n;
+	a.msg_inline = 1;
+	assert_int_equal(scanproto_send_request(sv[0], &a, -1), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	a.msg = NULL;
+	scan_request_free(&a);
+	free(big);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test(test_result_roundtrip),
+		cmocka_unit_test(test_truncated_and_flipped),
+		cmocka_unit_test(test_result_hostile),
+		cmocka_unit_test(test_request_hostile),
+		cmocka_unit_test(test_transport),
+		cmocka_unit_test(test_too_big),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
