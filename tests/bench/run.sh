@@ -39,6 +39,8 @@
 #                       for a machine that is busy with other work
 #   BENCH_HAPROXY_THREADS  HAProxy nbthread (default: HAProxy's own, = CPUs)
 #   BENCH_NO_MAILWARDEN=1  run only direct and relay (while the daemon is not built)
+#   BENCH_MW_OPTS       extra mailwarden options for the throughput runs
+#                       (e.g. "-o proxy_threads=2")
 #
 # Only loopback addresses are used.  Every process started here is stopped
 # on exit.
@@ -189,7 +191,8 @@ start_mailwarden() {
 }
 
 if [ $USE_MW = 1 ]; then
-	start_mailwarden "$MW_PORT" tput
+	# shellcheck disable=SC2086
+	start_mailwarden "$MW_PORT" tput ${BENCH_MW_OPTS:-}
 	MW_TPUT_PID=$MW_PID
 fi
 
