@@ -38,12 +38,12 @@ TAG = 5.0                                   # inbound_tag_score default
 NO_NET = ["-o", "dns_forwarder=127.0.0.1@9"]
 SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
-# what is reached on this split (the target, 97% with no ham, is
-# not: see README), with a margin; a regression below these fails
-MIN_RECALL = {"bayes": 0.90, "rules bayes": 0.93}
+# what is reached on this split (rules + Bayes 97.0% with no ham, the
+# issue's target; see README), with a margin; a regression below these fails
+MIN_RECALL = {"bayes": 0.90, "rules bayes": 0.96}
 # the same with the parts swapped (learned from a c e, tested on 0 2 4 6
 # 8): guards against scores that only fit the usual test part
-MIN_RECALL_SWAPPED = {"bayes": 0.86, "rules bayes": 0.92}
+MIN_RECALL_SWAPPED = {"bayes": 0.86, "rules bayes": 0.96}
 
 
 def rules_opts(rules):
@@ -139,7 +139,7 @@ def test_accuracy_bayes_and_rules(learned):
 
     # no ham flagged, by Bayes alone or with the rules
     assert fig["bayes"][1] == [] and fig["rules bayes"][1] == [], lines
-    # the rules add to Bayes; recall as reached (the 97% is not)
+    # the rules add to Bayes; recall as reached (97.0%: floor with a margin)
     assert fig["rules bayes"][0] > fig["bayes"][0], lines
     for k, m in MIN_RECALL.items():
         assert fig[k][0] >= m, (k, lines)
