@@ -6,7 +6,8 @@
  * is the first address of those.  Everything here is bounded by the
  * header sizes (the bridge caps the number of fields) and linear in them,
  * except the recipient comparison, capped at 256 addresses as in
- * SpamAssassin. */
+ * SpamAssassin, and the search for an address (at most 255 bytes) in a
+ * field, compared at each word boundary. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,26 +171,127 @@ static void envelope_from(struct eval_msg *m, char *out, size_t outlen)
 
 static void lower(char *s) { for (; *s; s++) *s = (char)tolower((unsigned char)*s); }
 
-/* a PCRE2 pattern quoting s literally (\Q...\E would stop at "\E") */
-static void quote_re(char *out, size_t outlen, const char *s)
+/* --- the patterns SpamAssassin builds from the message's addresses -------------
+ * HeaderEval.pm quotes an address into a regex (\Q...\E) per message; the
+ * searches below give the same answers without compiling anything.  They
+ * follow PCRE2's rules for these bytes without UTF/UCP: \w and \s are ASCII
+ * only, /i folds ASCII letters only, "." is anything but "\n", and "$"
+ * matches at the end or before a final "\n". */
+
+static int re_word(unsigned char c)
 {
-	size_t o = 0;
-	for (; *s && o + 3 < outlen; s++) {
-		if (!isalnum((unsigned char)*s) && (unsigned char)*s < 0x80) out[o++] = '\\';
-		out[o++] = *s;
-	}
-	out[o] = '\0';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-static int re_match(struct eval_msg *m, const char *pattern, uint32_t opt, const char *subj, size_t len)
+static int re_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static int re_punct(unsigned char c) { return c && strchr(",:;!?-", c) != NULL; }   /* [,:;!?-] */
+
+static unsigned char ascii_lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c; }
+
+/* s[0..n) equals lit[0..n), ASCII letters in either case */
+static int eq_nocase(const char *s, const char *lit, size_t n)
 {
-	int ec;
-	PCRE2_SIZE eo;
-	pcre2_code *c = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opt, &ec, &eo, NULL);
-	if (!c) return 0;
-	int rc = pcre2_match(c, (PCRE2_SPTR)subj, len, 0, 0, m->md, m->rs->mctx);
-	pcre2_code_free(c);
-	return rc > 0;
+	for (size_t i = 0; i < n; i++)
+		if (ascii_lower((unsigned char)s[i]) != ascii_lower((unsigned char)lit[i])) return 0;
+	return 1;
+}
+
+/* \b at offset i of s[0..len) */
+static int word_boundary(const char *s, size_t len, size_t i)
+{
+	int before = i > 0 && re_word((unsigned char)s[i - 1]);
+	int after = i < len && re_word((unsigned char)s[i]);
+	return before != after;
+}
+
+/* the offsets where "$" matches in s[0..len): len, and len - 1 before a final "\n" */
+static size_t dollar_offsets(const char *s, size_t len, size_t off[2])
+{
+	size_t n = 0;
+	off[n++] = len;
+	if (len && s[len - 1] == '\n') off[n++] = len - 1;
+	return n;
+}
+
+/* /\b\Q$lit\E\b/i */
+static int find_word_nocase(const char *s, size_t len, const char *lit, size_t n)
+{
+	for (size_t i = 0; i + n <= len; i++)
+		if (word_boundary(s, len, i) && eq_nocase(s + i, lit, n) && word_boundary(s, len, i + n)) return 1;
+	return 0;
+}
+
+/* g[0..n) is all of \s*(?:\w+\s+)? */
+static int space_word_space(const char *g, size_t n)
+{
+	size_t i = 0;
+	while (i < n && re_space((unsigned char)g[i])) i++;
+	if (i == n) return 1;
+	size_t word = i;
+	while (i < n && re_word((unsigned char)g[i])) i++;
+	if (i == word) return 0;
+	size_t space = i;
+	while (i < n && re_space((unsigned char)g[i])) i++;
+	return i == n && i > space;
+}
+
+static int all_space(const char *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++) if (!re_space((unsigned char)g[i])) return 0;
+	return 1;
+}
+
+/* check_for_to_in_subject('user') with u the local part:
+ * /^(?:(?:re|fw):\s*(?:\w+\s+)?\Qu\E$ | (?-i:\Qu\E)\s*[,:;!?-](?:$|\s) |
+ *      \Qu\E$ | ,\s*\Qu\E[,:;!?-]$)/ix
+ * Each alternative is anchored at both ends or at the start, so the place
+ * of u is fixed: no search. */
+static int user_in_subject(const char *s, size_t len, const char *u, size_t n)
+{
+	size_t ends[2], nends = dollar_offsets(s, len, ends);
+	for (size_t k = 0; k < nends; k++) {
+		size_t e = ends[k];
+		if (e == n && eq_nocase(s, u, n)) return 1;                          /* u$ */
+		if (e >= n + 3 && (eq_nocase(s, "re:", 3) || eq_nocase(s, "fw:", 3)) &&
+		    eq_nocase(s + e - n, u, n) && space_word_space(s + 3, e - n - 3))
+			return 1;                                                    /* re: word u$ */
+		if (e >= n + 2 && s[0] == ',' && re_punct((unsigned char)s[e - 1]) &&
+		    eq_nocase(s + e - 1 - n, u, n) && all_space(s + 1, e - 1 - n - 1))
+			return 1;                                                    /* , u!$ */
+	}
+	if (n <= len && memcmp(s, u, n) == 0) {                                  /* u, ... (case kept) */
+		size_t i = n;
+		while (i < len && re_space((unsigned char)s[i])) i++;
+		if (i < len && re_punct((unsigned char)s[i]) && (i + 1 == len || re_space((unsigned char)s[i + 1])))
+			return 1;
+	}
+	return 0;
+}
+
+/* check_ratware_name_id's /"[^"]+"\s*<\Q$id\E>/ in s[0..len) */
+static int quoted_name_then_id(const char *s, size_t len, const char *id, size_t n)
+{
+	for (size_t j = 0; j + n + 2 <= len; j++) {
+		if (s[j] != '<' || s[j + 1 + n] != '>' || memcmp(s + j + 1, id, n) != 0) continue;
+		size_t c = j;                     /* the closing quote ends where the \s* run before "<" starts */
+		while (c > 0 && re_space((unsigned char)s[c - 1])) c--;
+		if (c == 0 || s[c - 1] != '"') continue;
+		size_t q = c - 1, o = q;          /* the opening quote: the nearest one before, not adjacent */
+		while (o > 0 && s[o - 1] != '"') o--;
+		if (o > 0 && o < q) return 1;
+	}
+	return 0;
+}
+
+/* check_ratware_envelope_from's /\b\Q$dom\E.\Q$user\E@/i in s[0..len) */
+static int dom_any_user_at(const char *s, size_t len, const char *dom, size_t dn, const char *user, size_t un)
+{
+	for (size_t i = 0; i + dn + 1 + un + 1 <= len; i++)
+		if (word_boundary(s, len, i) && eq_nocase(s + i, dom, dn) && s[i + dn] != '\n' &&
+		    eq_nocase(s + i + dn + 1, user, un) && s[i + dn + 1 + un] == '@')
+			return 1;
+	return 0;
 }
 
 /* --- HeaderEval --------------------------------------------------------------------- */
@@ -205,24 +307,20 @@ static int to_in_subject_check(struct ruleset *rs, struct rule *r, char *why, si
 /* check_for_to_in_subject('user'|'address'): the recipient named in the Subject */
 static double to_in_subject(struct eval_msg *m, const struct rule *r)
 {
-	char to[256], q[800], pat[3400];
+	char to[256];
 	first_addr(m, "To", to, sizeof to);
 	if (!to[0]) return 0;
 	char *subj = malloc(MAX_JOINED);
 	if (!subj) abort();
 	get_joined(m, "Subject", subj, MAX_JOINED);
+	size_t len = strlen(subj);
 	int hit;
 	if (!strcmp(eval_arg(r, 0), "address")) {
-		quote_re(q, sizeof q, to);
-		snprintf(pat, sizeof pat, "\\b%s\\b", q);
-		hit = re_match(m, pat, PCRE2_CASELESS, subj, strlen(subj));
+		hit = find_word_nocase(subj, len, to, strlen(to));        /* /\b\Q$to\E\b/i */
 	} else {
 		char *at = strchr(to, '@');
 		if (at) *at = '\0';
-		quote_re(q, sizeof q, to);
-		snprintf(pat, sizeof pat, "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?%s$|(?-i:%s)\\s*[,:;!?-](?:$|\\s)|%s$|,\\s*%s[,:;!?-]$)",
-		         q, q, q, q);
-		hit = re_match(m, pat, PCRE2_CASELESS, subj, strlen(subj));
+		hit = user_in_subject(subj, len, to, strlen(to));
 	}
 	free(subj);
 	return hit;
@@ -303,20 +401,17 @@ static void message_ids(const struct eval_msg *m, char *out, size_t outlen)
 static double ratware_name_id(struct eval_msg *m, const struct rule *r)
 {
 	(void)r;
-	char mid[4096], from[4096], q[800], pat[1200];
+	char mid[4096], from[4096];
 	message_ids(m, mid, sizeof mid);
+	/* the first /<[A-Z]{28}\.([^>]+?)>/ */
 	for (const char *p = mid; (p = strchr(p, '<')); p++) {
 		size_t k = 1;
 		while (k <= 28 && p[k] >= 'A' && p[k] <= 'Z') k++;
 		if (k != 29 || p[29] != '.') continue;
-		const char *s = p + 30, *e = strchr(s, '>');
-		if (!e || e == s || memchr(s, '>', (size_t)(e - s))) continue;
-		char id[600];
-		snprintf(id, sizeof id, "%.*s", (int)(e - s), s);
-		quote_re(q, sizeof q, id);
-		snprintf(pat, sizeof pat, "\"[^\"]+\"\\s*<%s>", q);
+		const char *id = p + 30, *e = strchr(id, '>');
+		if (!e || e == id) continue;
 		get_joined(m, "From", from, sizeof from);
-		return re_match(m, pat, 0, from, strlen(from));
+		return quoted_name_then_id(from, strlen(from), id, (size_t)(e - id));
 	}
 	return 0;
 }
@@ -341,7 +436,7 @@ static const char *trim_domain(const char *d)
 static double ratware_envelope_from(struct eval_msg *m, const struct rule *r)
 {
 	(void)r;
-	char to[256], from[256], q1[800], q2[800], pat[1800];
+	char to[256], from[256];
 	first_addr(m, "To", to, sizeof to);
 	envelope_from(m, from, sizeof from);
 	if (!to[0] || !from[0]) return 0;
@@ -352,10 +447,7 @@ static double ratware_envelope_from(struct eval_msg *m, const struct rule *r)
 	const char *dom = trim_domain(at + 1);
 	const char *dot = strrchr(dom, '.');
 	if (!dot || !isalpha((unsigned char)dot[1])) return 0;     /* not a valid domain */
-	quote_re(q1, sizeof q1, dom);
-	quote_re(q2, sizeof q2, to);
-	snprintf(pat, sizeof pat, "\\b%s.%s@", q1, q2);
-	return re_match(m, pat, PCRE2_CASELESS, from, strlen(from));
+	return dom_any_user_at(from, strlen(from), dom, strlen(dom), to, strlen(to));   /* /\b\Q$dom\E.\Q$user\E@/i */
 }
 
 /* parse_rfc822_date, as SpamAssassin's Util does (enough of it): seconds

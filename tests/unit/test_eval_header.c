@@ -362,6 +362,31 @@ static void test_name_id(void **st)
 	assert_true(hit(&m, "T_RNAME"));
 }
 
+/* a long id: SpamAssassin compares all of it (the per-message pattern this
+ * replaced quoted only its first 599 bytes, fewer when punctuation) */
+static void test_name_id_long(void **st)
+{
+	(void)st;
+	char id[1001], mid[1100], from[1100];
+	memset(id, '.', 1000);
+	id[1000] = '\0';
+	snprintf(mid, sizeof mid, "<" CAPS28 ".%s>", id);
+	snprintf(from, sizeof from, "\"Bob\" <%s>", id);
+	assert_true(name_id(mid, from));
+	snprintf(from, sizeof from, "\"Bob\" <%.999s>", id);
+	assert_false(name_id(mid, from));
+	snprintf(from, sizeof from, "\"Bob\" <%.600s>", id);
+	assert_false(name_id(mid, from));
+	/* a 700-letter id: not a prefix of it */
+	memset(id, 'a', 700);
+	id[700] = '\0';
+	snprintf(mid, sizeof mid, "<" CAPS28 ".%s>", id);
+	snprintf(from, sizeof from, "\"Bob\" <%s>", id);
+	assert_true(name_id(mid, from));
+	snprintf(from, sizeof from, "\"Bob\" <%.599s>", id);
+	assert_false(name_id(mid, from));
+}
+
 /* --- check_ratware_envelope_from ---------------------------------------------
  * To:addr =~ /^([^@]+)@(.+)$/, then EnvelopeFrom =~ /\b\Q$dom\E.\Q$user\E@/i
  * with $dom the registered domain of the To domain */
@@ -666,6 +691,7 @@ int main(void)
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_user_long),
 		cmocka_unit_test(test_name_id),
+		cmocka_unit_test(test_name_id_long),
 		cmocka_unit_test(test_envelope_from),
 		cmocka_unit_test(test_differential_to_in_subject),
 		cmocka_unit_test(test_differential_name_id),
