@@ -420,12 +420,10 @@ static double ratware_name_id(struct eval_msg *m, const struct rule *r)
  * two-letter country code with a short second-level label (co.uk, com.au) */
 static const char *trim_domain(const char *d)
 {
-	const char *dots[3] = { NULL, NULL, NULL };
-	for (const char *p = d + strlen(d); p > d; p--)
-		if (p[-1] == '.') {
-			dots[2] = dots[1]; dots[1] = dots[0]; dots[0] = p - 1;
-			if (dots[2]) break;
-		}
+	const char *dots[3] = { NULL, NULL, NULL };     /* the last three dots, right to left */
+	size_t nd = 0;
+	for (const char *p = d + strlen(d); p > d && nd < 3; p--)
+		if (p[-1] == '.') dots[nd++] = p - 1;
 	if (!dots[1]) return d;
 	size_t tld = strlen(dots[0] + 1), sld = (size_t)(dots[0] - dots[1] - 1);
 	if (tld == 2 && sld <= 3) return dots[2] ? dots[2] + 1 : d;

@@ -437,6 +437,23 @@ static void test_envelope_from(void **st)
 	assert_false(hit(&m, "T_RENV"));
 }
 
+/* the registered domain of a To domain of three or more labels: the last
+ * two, or three under a two-letter country code with a short second level */
+static void test_envelope_from_registered_domain(void **st)
+{
+	(void)st;
+	assert_true(env("joe@mail.example.com", "example.com.joe@spam.example"));
+	assert_true(env("joe@mail.example.com", "mail.example.com.joe@spam.example"));
+	assert_true(env("joe@a.b.mail.example.com", "example.com.joe@spam.example"));
+	assert_false(env("joe@mail.example.com", "com.joe@spam.example"));
+	assert_true(env("joe@example.co.uk", "example.co.uk.joe@spam.example"));
+	assert_true(env("joe@www.example.co.uk", "example.co.uk.joe@spam.example"));
+	assert_false(env("joe@www.example.co.uk", "co.uk.joe@spam.example"));
+	assert_true(env("joe@www.example.com.au", "example.com.au.joe@spam.example"));
+	assert_true(env("joe@www.example.info.uk", "info.uk.joe@spam.example"));   /* "info" is not short */
+	assert_true(env("joe@co.uk", "co.uk.joe@spam.example"));
+}
+
 /* --- differential: the engine against SpamAssassin's patterns in PCRE2 --- */
 
 /* a PCRE2 pattern for the bytes of s, each as \x{hh} */
@@ -693,6 +710,7 @@ int main(void)
 		cmocka_unit_test(test_name_id),
 		cmocka_unit_test(test_name_id_long),
 		cmocka_unit_test(test_envelope_from),
+		cmocka_unit_test(test_envelope_from_registered_domain),
 		cmocka_unit_test(test_differential_to_in_subject),
 		cmocka_unit_test(test_differential_name_id),
 		cmocka_unit_test(test_differential_envelope_from),
