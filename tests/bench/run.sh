@@ -9,6 +9,13 @@
 #   direct      smtp-source -> smtp-sink
 #   relay       smtp-source -> HAProxy (mode tcp, copies bytes) -> smtp-sink
 #   mailwarden  smtp-source -> mailwarden + example plugin -> smtp-sink
+#               (upstream_xclient = no: like the relay, it does not tell
+#               the sink who the client is; the ratios use this row)
+#   mw+xclient  the same with the default upstream_xclient = yes: smtp-sink
+#               offers XCLIENT, so each upstream session costs two more
+#               round trips (XCLIENT, its new 220 greeting, EHLO again).
+#               A Postfix upstream offers XCLIENT only to the hosts in its
+#               smtpd_authorized_xclient_hosts.  Shown for information.
 # with 10 KB messages, 1 and 100 messages per session, 1, 10 and 100
 # concurrent sessions; then it holds 5,000 idle sessions on a fresh mailwarden
 # and prints the proxy process's RSS/PSS growth per session.
@@ -41,6 +48,7 @@
 #   BENCH_NO_MAILWARDEN=1  run only direct and relay (while the daemon is not built)
 #   BENCH_MW_OPTS       extra mailwarden options for the throughput runs
 #                       (e.g. "-o proxy_threads=2")
+#   BENCH_XCLIENT=0     skip the mw+xclient row
 #
 # Only loopback addresses are used.  Every process started here is stopped
 # on exit.
@@ -70,8 +78,10 @@ for t in "$SMTP_SOURCE" "$SMTP_SINK" "$HAPROXY"; do
 	[ -x "$t" ] || die "$t missing (make deps installs postfix and haproxy)"
 done
 USE_MW=1
+USE_XC=${BENCH_XCLIENT:-1}
 if [ "${BENCH_NO_MAILWARDEN:-0}" = 1 ]; then
 	USE_MW=0
+	USE_XC=0
 elif [ ! -x "$MW_BIN" ] || [ ! -f "$MW_PLUGIN" ]; then
 	die "$MW_BIN or $MW_PLUGIN missing: run make (or set BENCH_NO_MAILWARDEN=1)"
 fi
@@ -137,8 +147,8 @@ wait_listen() {
 now() { date +%s.%N; }
 
 # --- peers ----------------------------------------------------------------
-read -r SINK_PORT RELAY_PORT MW_PORT IDLE_PORT <<EOF
-$(free_ports 4)
+read -r SINK_PORT RELAY_PORT MW_PORT IDLE_PORT XC_PORT <<EOF
+$(free_ports 5)
 EOF
 
 SINK_USER=""
@@ -192,8 +202,13 @@ start_mailwarden() {
 
 if [ $USE_MW = 1 ]; then
 	# shellcheck disable=SC2086
-	start_mailwarden "$MW_PORT" tput ${BENCH_MW_OPTS:-}
+	start_mailwarden "$MW_PORT" tput -o listener.default.upstream_xclient=no ${BENCH_MW_OPTS:-}
 	MW_TPUT_PID=$MW_PID
+fi
+if [ "$USE_XC" = 1 ]; then
+	# shellcheck disable=SC2086
+	start_mailwarden "$XC_PORT" tput-xc ${BENCH_MW_OPTS:-}
+	MW_XC_PID=$MW_PID
 fi
 
 # --- one case -------------------------------------------------------------
@@ -296,6 +311,7 @@ FAILED=0
 declare -A RES RELAY_RATIO
 TARGETS="direct:$SINK_PORT relay:$RELAY_PORT"
 [ $USE_MW = 1 ] && TARGETS="$TARGETS mailwarden:$MW_PORT"
+[ "$USE_XC" = 1 ] && TARGETS="$TARGETS mw+xclient:$XC_PORT"
 for round in $(seq "$ROUNDS"); do
 	for per in $PERSESS; do
 		for conc in $CONCS; do
@@ -309,45 +325,50 @@ for round in $(seq "$ROUNDS"); do
 					"$round" "$per" "$conc" "$name" \
 					"$(if [ "$x" = FAIL ]; then echo FAIL; else set -- $x; echo "$1 msgs in $2 s = $3/s"; fi)" >&2
 			done
-			if [ $USE_MW = 1 ] && ! kill -0 "$MW_TPUT_PID" 2>/dev/null; then
-				echo "bench: mailwarden died" >&2
-				tail -20 "$TMP/tput/mailwarden.log" >&2
+			for x in ${MW_TPUT_PID:+tput:$MW_TPUT_PID} ${MW_XC_PID:+tput-xc:$MW_XC_PID}; do
+				kill -0 "${x#*:}" 2>/dev/null && continue
+				echo "bench: mailwarden (${x%%:*}) died" >&2
+				tail -20 "$TMP/${x%%:*}/mailwarden.log" >&2
 				exit 1
-			fi
+			done
 		done
 	done
 done
 echo
 [ "$ROUNDS" -gt 1 ] && echo "best of $ROUNDS rounds:"
-printf '%-9s %5s  %16s  %16s  %16s  %9s  %8s\n' "msg/sess" "conc" \
-	"direct msg/s (n)" "relay msg/s (n)" "mw msg/s (n)" "mw/direct" "mw/relay"
+printf '%-9s %5s  %16s  %16s  %16s  %9s  %8s  %18s  %8s\n' "msg/sess" "conc" \
+	"direct msg/s (n)" "relay msg/s (n)" "mw msg/s (n)" "mw/direct" "mw/relay" \
+	"mw+xclient msg/s" "/relay"
 for per in $PERSESS; do
 	for conc in $CONCS; do
 		d=${RES[direct.$per.$conc]}; r=${RES[relay.$per.$conc]}; m=${RES[mailwarden.$per.$conc]:--}
-		for x in "$d" "$r" "$m"; do [ "$x" = FAIL ] && FAILED=1; done
+		xc=${RES[mw+xclient.$per.$conc]:--}
+		for x in "$d" "$r" "$m" "$xc"; do [ "$x" = FAIL ] && FAILED=1; done
 		rd=$(ratio "$(rate "$m")" "$(rate "$d")")
 		rr=$(ratio "$(rate "$m")" "$(rate "$r")")
 		RELAY_RATIO[$per.$conc]=$rr
-		printf '%-9s %5s  %16s  %16s  %16s  %9s  %8s\n' "$per" "$conc" \
-			"$(cell "$d")" "$(cell "$r")" "$(cell "$m")" "$rd" "$rr"
+		printf '%-9s %5s  %16s  %16s  %16s  %9s  %8s  %18s  %8s\n' "$per" "$conc" \
+			"$(cell "$d")" "$(cell "$r")" "$(cell "$m")" "$rd" "$rr" \
+			"$(cell "$xc")" "$(ratio "$(rate "$xc")" "$(rate "$r")")"
 	done
 done
 echo "load average after the throughput runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
 # Sanity: the proxy really scanned every message it relayed.
-if [ $USE_MW = 1 ]; then
-	sleep 0.5
-	sent=$(awk '{ s += $1 } END { print s + 0 }' "$TMP/sent.$MW_PORT" 2>/dev/null || echo 0)
-	lines=$(wc -l <"$TMP/tput/audit.log" 2>/dev/null || echo 0)
-	echo "mailwarden: $sent messages sent (pilots included), $lines audit records"
+sleep 0.5
+for x in ${MW_TPUT_PID:+tput:$MW_PORT} ${MW_XC_PID:+tput-xc:$XC_PORT}; do
+	tag=${x%%:*}; port=${x#*:}
+	sent=$(awk '{ s += $1 } END { print s + 0 }' "$TMP/sent.$port" 2>/dev/null || echo 0)
+	lines=$(wc -l <"$TMP/$tag/audit.log" 2>/dev/null || echo 0)
+	echo "mailwarden ($tag): $sent messages sent (pilots included), $lines audit records"
 	[ "$sent" = "$lines" ] || { echo "bench: audit records and messages sent differ"; FAILED=1; }
-	if [ -s "$TMP/tput/mailwarden.log" ]; then
-		echo "mailwarden stderr (last 5 lines):"
-		tail -5 "$TMP/tput/mailwarden.log" | sed 's/^/  /'
+	if [ -s "$TMP/$tag/mailwarden.log" ]; then
+		echo "mailwarden ($tag) stderr (last 5 lines):"
+		tail -5 "$TMP/$tag/mailwarden.log" | sed 's/^/  /'
 	fi
 	echo
-fi
+done
 
 # --- memory per idle session ---------------------------------------------
 # proxy_pid MASTER - the child of the master that runs the proxy.
