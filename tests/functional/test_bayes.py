@@ -174,7 +174,8 @@ def test_corpus_accuracy(tmp_path):
     with open(os.path.join(os.environ.get("MW_BUILD", str(tmp_path)), "bayes-accuracy.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     # BAYES_95 and up (Bayes alone reaches the tag score): no ham, and
-    # most spam (91.9% when written; 86.8% before the log-tail indicator)
+    # most spam (92.7% now, 91.9% before the header-word and capitals
+    # tokens, 86.8% before the log-tail indicator)
     rec, fp = fig[0.95]
     assert fp == 0, lines
-    assert rec >= 0.90, lines
+    assert rec >= 0.91, lines
