@@ -19,14 +19,24 @@ fitted on the whole training half, so the figure above is in-sample for
 them.  With --fit the scores are fitted again for each fold on the OTHER
 folds only (fit_scores below: the same procedure that set the shipped
 scores), from a neutral start, and the fold is scored with them: that is
-the honest out-of-sample figure.  --fit-all prints the scores fitted on
-the whole training half (what to ship once the procedure is validated).
+the honest out-of-sample figure.  Every message enters the fit with its
+Bayes p from the fold model and from the two fixed-split models of
+test_accuracy.py (VIEWS: learned on 0-8 / a-e), so the scores hold for
+less learning too.  --fit-all prints the scores fitted on the whole
+training half (what to ship once the procedure is validated); --write
+puts them into rules/cf (the 3rd and 4th value of each 4-value score line;
+bayes_scores goes by hand into proxy/config.c, etc/mailwarden.conf and
+doc/mailwarden.conf.5).  Only rules with a non-zero Bayes score are seen
+(a rule at 0 is not run), so refit from the scores before a --write to
+repeat it exactly; --fit-method logistic is a smooth alternative (tried:
+no better).
 
 Usage (from the source tree, after make):
-    nice -n 19 /usr/bin/python3 tests/bench/accuracy_cv.py [--folds 4|8] [--fit] [--fit-all]
-        [--cache FILE] [-o name=value ...]
+    nice -n 19 /usr/bin/python3 tests/bench/accuracy_cv.py [--folds 4|8] [--fit] [--fit-all [--write]]
+        [--margin M] [--fit-method grid|logistic] [--cache FILE] [-o name=value ...]
 --cache FILE keeps the per-message results (JSON) and reuses them when the
-options are the same (to try fits without rescanning).  -o settings go to
+options, rules/cf and build/mailwarden are the same (to try fits without
+rescanning).  -o settings go to
 both learn and scan (e.g. -o bayes_max_tokens=200).  Takes 1-3 minutes
 with 4 folds on 2 cores.  A benchmark, not part of make check.
 """
@@ -34,7 +44,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -331,7 +340,6 @@ def fit_logistic(rows, signs, start_rules, start_bands, iters=400, rate=0.05,
             f.append(len(names) + band)
         feats.append((f, is_spam))
     nspam = sum(1 for _, sp in feats if sp)
-    nham = len(feats) - nspam
     for _ in range(iters):
         g = [0.0] * len(w)
         for f, sp in feats:
