@@ -3,7 +3,8 @@
  *   - text of the decoded text parts (HTML as rendered text): words of 3
  *     to 15 bytes, lower-cased ASCII, and each pair of neighbouring words;
  *     longer words become "sk:" + their first 7 bytes (random strings
- *     otherwise make every message unique);
+ *     otherwise make every message unique); an all-capitals word of 4 or
+ *     more bytes gives a second token as written ("FREE" is not "free");
  *   - header fields: the words of each field, prefixed by the field name
  *     (so "free" in a Subject is not "free" in a Received line; the
  *     Subject's words and word pairs under "S" only); fields
@@ -11,7 +12,8 @@
  *     that only identify one message (Date, Message-ID) and a mailing
  *     list's boilerplate (List-Subscribe/-Post/..., Sender, Errors-To,
  *     Precedence: the same in every message of every list, spam relayed
- *     through a list included; List-Id is kept);
+ *     through a list included; List-Id is kept); words of a header field
+ *     are kept whole up to HDR_WORD_MAX bytes (addresses, host names);
  *   - attachments: their content type and filename extension.
  * Tokens are 64-bit FNV-1a hashes of prefix + word; a message keeps each
  * distinct token once (Bayes counts messages, not occurrences).
@@ -35,6 +37,8 @@
 #define TEXT_MAX   (512 * 1024)     /* text bytes tokenized per message */
 #define WORD_MIN   3
 #define WORD_MAX   15
+#define HDR_WORD_MAX 48             /* header words kept whole up to this */
+#define CAPS_MIN   4                /* shortest all-capitals word kept as written */
 
 struct tok {
 	struct bayes_tokens *out;
@@ -81,6 +85,19 @@ static int word_byte(unsigned char c)
 	    || c == '$' || c == '@' || c == '!' || c == '%';
 }
 
+/* all_caps - no lower-case ASCII letter and at least one upper-case one */
+static int all_caps(const char *s, size_t n)
+{
+	int upper = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (islower((unsigned char)s[i]))
+			return 0;
+		upper |= isupper((unsigned char)s[i]) != 0;
+	}
+	return upper;
+}
+
 /* words - every word of s[0..n) as a token with prefix; pairs of
  * neighbours too when pairs is set */
 static void words(struct tok *t, const char *prefix, const char *s, size_t n, int pairs)
@@ -89,7 +106,7 @@ static void words(struct tok *t, const char *prefix, const char *s, size_t n, in
 
 	t->prev[0] = '\0';
 	while (i < n) {
-		char w[WORD_MAX + 8];
+		char w[HDR_WORD_MAX + 1];
 		size_t st, len, k;
 
 		while (i < n && !word_byte((unsigned char)s[i]))
@@ -107,6 +124,15 @@ static void words(struct tok *t, const char *prefix, const char *s, size_t n, in
 			len--;
 		if (len < WORD_MIN)
 			continue;
+		if (len > WORD_MAX && prefix[0] == 'H' && len <= HDR_WORD_MAX) {
+			/* in a header field a long word is an address or a host
+			 * name: the sender's identity, kept whole (as "sk:" its
+			 * first 7 bytes would be shared by unrelated senders) */
+			for (k = 0; k < len; k++)
+				w[k] = (char)tolower((unsigned char)s[st + k]);
+			token(t, prefix, w, len);
+			continue;
+		}
 		if (len > WORD_MAX) {
 			/* a long word: "sk:" + its start, as SpamAssassin does */
 			char sk[16];
@@ -117,6 +143,14 @@ static void words(struct tok *t, const char *prefix, const char *s, size_t n, in
 			token(t, "sk", sk, 7);
 			t->prev[0] = '\0';
 			continue;
+		}
+		if (prefix[0] == '\0' && len >= CAPS_MIN && all_caps(s + st, len)) {
+			/* shouting ("FREE", "ACT NOW") is evidence of its own:
+			 * the word as written too, besides its lower case */
+			char cp[48];
+
+			snprintf(cp, sizeof(cp), "C%s", prefix);
+			token(t, cp, s + st, len);
 		}
 		for (k = 0; k < len; k++)
 			w[k] = (char)tolower((unsigned char)s[st + k]);

@@ -82,6 +82,38 @@ def test_learn_relearn_forget_and_scan(store, tmp_path):
     assert sym is None
 
 
+def test_tokens_sender_and_capitals(tmp_path):
+    """Two kinds of evidence the tokenizer keeps: a header word longer
+    than body words (an address, a host name) whole, not cut to a "sk:"
+    prefix that unrelated senders share; and an all-capitals body word as
+    written besides its lower case.  Spam and ham below differ only by
+    that, so without it Bayes cannot tell them apart (p near 0.5)."""
+    body = "the weekly report for the project is below with the figures of the month"
+    senders = {"spam": "offers-department@bulk-sender-one.example",
+               "ham": "offers-department@bulk-sender-two.example"}
+    words = {"spam": "FREE", "ham": "free"}
+    for case in ("sender", "capitals"):
+        d = tmp_path / case
+        d.mkdir()
+        opts = store_opts("lmdb", d) + [("bayes_min_spam", "3"), ("bayes_min_ham", "3")]
+
+        def msg(name, label):
+            frm = senders[label] if case == "sender" else "someone@example.org"
+            text = body + (" " + words[label] + " delivery" if case == "capitals" else "")
+            path = d / name
+            path.write_bytes(make_msg(subject="weekly report", body=text.encode(), frm=frm,
+                                      msgid="<%s-%s@test.example>" % (case, name)))
+            return str(path)
+
+        for label in ("spam", "ham"):
+            rc, out, err = learn(opts, "--" + label, *[msg("%s%d.eml" % (label, i), label) for i in range(3)])
+            assert rc == 0 and "learned as %s 3 message(s)" % label in out, (out, err)
+        _, _, ps = scan(opts, msg("probe-spam.eml", "spam"))
+        _, _, ph = scan(opts, msg("probe-ham.eml", "ham"))
+        # the ham sender is evidence of ham; lower-case "free" is in both
+        assert ps > 0.9 and ph < (0.1 if case == "sender" else 0.51), (case, ps, ph)
+
+
 def test_learn_usage_and_bad_store(tmp_path):
     rc, out, err = learn([], str(tmp_path))
     assert rc != 0 and "--spam" in err
@@ -142,7 +174,8 @@ def test_corpus_accuracy(tmp_path):
     with open(os.path.join(os.environ.get("MW_BUILD", str(tmp_path)), "bayes-accuracy.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     # BAYES_95 and up (Bayes alone reaches the tag score): no ham, and
-    # most spam (91.9% when written; 86.8% before the log-tail indicator)
+    # most spam (92.7% now, 91.9% before the header-word and capitals
+    # tokens, 86.8% before the log-tail indicator)
     rec, fp = fig[0.95]
     assert fp == 0, lines
-    assert rec >= 0.90, lines
+    assert rec >= 0.91, lines
