@@ -67,26 +67,6 @@ static void elem_addr(const char *b, size_t n, char *out, size_t outlen)
 	rules_addr_of(tmp, out, outlen);
 }
 
-/* length of the address-list element at v (up to a comma outside quotes,
- * comments and angle brackets) */
-static size_t elem_len(const char *v)
-{
-	int q = 0, par = 0, ang = 0;
-	size_t i;
-	for (i = 0; v[i]; i++) {
-		char c = v[i];
-		if (c == '\\' && v[i + 1]) { i++; continue; }
-		if (q) { if (c == '"') q = 0; continue; }
-		if (c == '"') q = 1;
-		else if (c == '(') par++;
-		else if (c == ')' && par) par--;
-		else if (c == '<') ang = 1;
-		else if (c == '>') ang = 0;
-		else if ((c == ',' || c == ';' || c == '\n') && !par && !ang) break;
-	}
-	return i;
-}
-
 /* NAME:addr - the first address of the fields of NAME ("" if none) */
 static void first_addr(const struct eval_msg *m, const char *name, char *out, size_t outlen)
 {
@@ -96,7 +76,7 @@ static void first_addr(const struct eval_msg *m, const char *name, char *out, si
 		if (strcasecmp(h->name, name) != 0) continue;
 		const char *v = h->decoded ? h->decoded : h->raw;
 		for (const char *p = v; *p;) {
-			size_t n = elem_len(p);
+			size_t n = rules_addr_elem_len(p, 1);
 			elem_addr(p, n, out, outlen);
 			if (out[0]) return;
 			p += n;
@@ -113,7 +93,7 @@ static void all_addrs(const struct eval_msg *m, const char *name, char (*list)[2
 		if (strcasecmp(h->name, name) != 0) continue;
 		const char *v = h->decoded ? h->decoded : h->raw;
 		for (const char *p = v; *p && *n < max;) {
-			size_t l = elem_len(p);
+			size_t l = rules_addr_elem_len(p, 1);
 			elem_addr(p, l, list[*n], sizeof list[*n]);
 			if (list[*n][0]) (*n)++;
 			p += l;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "proxy/utf8.h"
 #include "rules/eval.h"
 #include "rules/html_stats.h"
 
@@ -153,30 +154,6 @@ static void msg_free(void *p)
 	free(h);
 }
 
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t k;
-		unsigned long cp;
-		if (c < 0x80) { i++; continue; }
-		if (c >= 0xc2 && c <= 0xdf) { k = 1; cp = c & 0x1f; }
-		else if (c >= 0xe0 && c <= 0xef) { k = 2; cp = c & 0x0f; }
-		else if (c >= 0xf0 && c <= 0xf4) { k = 3; cp = c & 0x07; }
-		else return 0;
-		if (i + k >= n) return 0;
-		for (size_t j = 1; j <= k; j++) {
-			if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
-			cp = (cp << 6) | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += k + 1;
-	}
-	return 1;
-}
-
 static struct html_msg *msg_html(struct eval_msg *m)
 {
 	struct html_msg *h = eval_cache_get(m, EVC_HTML);
@@ -193,7 +170,7 @@ static struct html_msg *msg_html(struct eval_msg *m)
 		size_t len = p->raw ? p->raw_len : p->len;
 		if (!data || !len) continue;
 		int utf8 = (!p->charset || strcasecmp(p->charset, "utf-8") == 0 || strcasecmp(p->charset, "us-ascii") == 0) &&
-		           valid_utf8((const unsigned char *)data, len);
+		           utf8_valid(data, len);
 		/* SpamAssassin reads the message with LF line ends (the proxy
 		 * spools CRLF): lengths are counted without the CRs */
 		if (len > HTML_MAX_INPUT) len = HTML_MAX_INPUT;

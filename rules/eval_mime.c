@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "proxy/utf8.h"
 #include "rules/eval.h"
 
 #define SA_SUBPARSE        20       /* nesting levels parsed (Message.pm) */
@@ -1014,30 +1015,6 @@ static double faraway_charset_in_headers(struct eval_msg *m, const struct rule *
 	return 0;
 }
 
-/* whether s[0..n) is valid UTF-8 (shortest forms, no surrogates) */
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t k;
-		unsigned cp;
-		if (c < 0x80) { i++; continue; }
-		else if (c >= 0xc2 && c <= 0xdf) { k = 1; cp = c & 0x1f; }
-		else if (c >= 0xe0 && c <= 0xef) { k = 2; cp = c & 0x0f; }
-		else if (c >= 0xf0 && c <= 0xf4) { k = 3; cp = c & 0x07; }
-		else return 0;
-		for (size_t j = 1; j <= k; j++) {
-			if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
-			cp = (cp << 6) | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += k + 1;
-	}
-	return 1;
-}
-
 /* check_illegal_chars(HEADER, RATIO, COUNT): control and 8-bit bytes in
  * the raw field(s) (ALL: the whole header), unless it is clean UTF-8 */
 static double illegal_chars(struct eval_msg *m, const struct rule *r)
@@ -1078,7 +1055,7 @@ static double illegal_chars(struct eval_msg *m, const struct rule *r)
 		if (c <= 0x08 || c == 0x0b || c == 0x0c || (c >= 0x0e && c <= 0x1f) || c >= 0x7f) illegal++;
 		if (c == 0xa2 || c == 0xa3 || c == 0xae) exempt++;
 	}
-	if (text && !(high && !ctl && valid_utf8((const unsigned char *)str, len))) {
+	if (text && !(high && !ctl && utf8_valid(str, len))) {
 		if (illegal > 0 && subject && exempt == 1) illegal--;
 		hit = len && (double)illegal / (double)len >= eval_arg_num(r, 1, 0) && (double)illegal >= eval_arg_num(r, 2, 0);
 	}

@@ -147,6 +147,10 @@ size_t rules_count(const struct ruleset *rs);
 const char *rules_info(const struct ruleset *rs, size_t i, enum rule_kind *kind, int *loaded, double *score);
 
 /* Helpers the bridge uses to present headers as SpamAssassin does. */
+/* rules_addr_elem_len - length of the address-list element at v: up to
+ * a comma (or a semicolon, if asked) or newline outside quotes, comments
+ * and angle brackets */
+size_t rules_addr_elem_len(const char *v, int semicolon);
 /* rules_addr_of - first address in a header value (":addr"): out, 0/-1 */
 int rules_addr_of(const char *value, char *out, size_t outlen);
 /* rules_name_of - display name of the first address (":name") */

@@ -468,8 +468,7 @@ void rules_net_queries(const struct ruleset *rs, struct rules_scratch *s, const 
 
 /* --- addresses ------------------------------------------------------------- */
 
-/* first comma-separated address outside quotes, comments and <> */
-static size_t first_addr_len(const char *v)
+size_t rules_addr_elem_len(const char *v, int semicolon)
 {
 	int q = 0, par = 0, ang = 0;
 	size_t i;
@@ -482,7 +481,7 @@ static size_t first_addr_len(const char *v)
 		else if (c == ')' && par) par--;
 		else if (c == '<') ang = 1;
 		else if (c == '>') ang = 0;
-		else if ((c == ',' || c == '\n') && !par && !ang) break;
+		else if ((c == ',' || c == '\n' || (semicolon && c == ';')) && !par && !ang) break;
 	}
 	return i;
 }
@@ -500,7 +499,7 @@ static void trim_copy(char *out, size_t outlen, const char *b, const char *e)
 
 int rules_addr_of(const char *value, char *out, size_t outlen)
 {
-	size_t n = first_addr_len(value);
+	size_t n = rules_addr_elem_len(value, 0);
 	const char *lt = memchr(value, '<', n);
 	if (lt) {
 		const char *gt = memchr(lt, '>', n - (size_t)(lt - value));
@@ -522,7 +521,7 @@ int rules_addr_of(const char *value, char *out, size_t outlen)
 
 int rules_name_of(const char *value, char *out, size_t outlen)
 {
-	size_t n = first_addr_len(value);
+	size_t n = rules_addr_elem_len(value, 0);
 	const char *lt = memchr(value, '<', n);
 	if (lt) { trim_copy(out, outlen, value, lt); return 0; }
 	const char *op = memchr(value, '(', n);

@@ -1,6 +1,6 @@
 /* eval_testlib.h - what the eval modules' unit tests share: load a
- * ruleset from text (asserting it parses and compiles) and collect the
- * names of the rules that hit.  Included by tests/unit/test_eval_*.c
+ * ruleset from text (asserting it parses and compiles), collect the
+ * names of the rules that hit, ask whether a rule was loaded.  Included by tests/unit/test_eval_*.c
  * after cmocka.h and rules/rules.h. */
 #ifndef MW_EVAL_TESTLIB_H
 #define MW_EVAL_TESTLIB_H
@@ -33,6 +33,19 @@ static struct ruleset *load(const char *text)
 	if (rc) fprintf(stderr, "compile: %s\n", err);
 	assert_int_equal(rc, 0);
 	return rs;
+}
+
+/* rule_loaded - 1 loaded, 0 known but not loaded, -1 not in the ruleset */
+static inline int rule_loaded(const struct ruleset *rs, const char *name)
+{
+	for (size_t i = 0; i < rules_count(rs); i++) {
+		enum rule_kind k;
+		int loaded;
+		double score;
+		const char *n = rules_info(rs, i, &k, &loaded, &score);
+		if (strcmp(n, name) == 0) return loaded;
+	}
+	return -1;
 }
 
 #endif

@@ -15,17 +15,10 @@
 
 #include "eval_testlib.h"
 
-/* is the rule loaded? */
+/* is the rule loaded? (absent counts as not) */
 static int loaded(const struct ruleset *rs, const char *name)
 {
-	for (size_t i = 0; i < rules_count(rs); i++) {
-		enum rule_kind k;
-		int l;
-		double sc;
-		const char *n = rules_info(rs, i, &k, &l, &sc);
-		if (strcmp(n, name) == 0) return l == 1;
-	}
-	return 0;
+	return rule_loaded(rs, name) == 1;
 }
 
 /* scan one message: an HTML part (or none), extra parts, a subject, uris */

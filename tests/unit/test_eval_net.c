@@ -22,18 +22,6 @@
 
 #include "eval_testlib.h"
 
-static int loaded(const struct ruleset *rs, const char *name)
-{
-	for (size_t i = 0; i < rules_count(rs); i++) {
-		enum rule_kind k;
-		int l;
-		double sc;
-		const char *n = rules_info(rs, i, &k, &l, &sc);
-		if (strcmp(n, name) == 0) return l;
-	}
-	return -1;
-}
-
 /* facts: "key=value" pairs */
 struct facts { const char *const *kv; };
 
@@ -113,9 +101,9 @@ static void test_rbl_queries_and_hits(void **st)
 {
 	(void)st;
 	struct ruleset *rs = load(RBL_RULES);
-	assert_int_equal(loaded(rs, "T_ZEN"), 1);
-	assert_int_equal(loaded(rs, "T_SBL"), 1);
-	assert_int_equal(loaded(rs, "T_TXT"), 1);
+	assert_int_equal(rule_loaded(rs, "T_ZEN"), 1);
+	assert_int_equal(rule_loaded(rs, "T_SBL"), 1);
+	assert_int_equal(rule_loaded(rs, "T_TXT"), 1);
 	struct asked a;
 	queries(rs, &a, "192.0.2.99", NULL, 0, NULL);
 	assert_true(asked(&a, "99.2.0.192.zen.test/1L"));
@@ -262,8 +250,8 @@ static void test_uri_queries(void **st)
 	(void)st;
 	struct ruleset *rs = load(URI_RULES);
 	/* uridnssub/urirhssub lines alone define their rule */
-	assert_int_equal(loaded(rs, "T_BLACK"), 1);
-	assert_int_equal(loaded(rs, "T_RANGE"), 1);
+	assert_int_equal(rule_loaded(rs, "T_BLACK"), 1);
+	assert_int_equal(rule_loaded(rs, "T_RANGE"), 1);
 	static const char *const uris[] = {
 		"http://www.Shop.Example.co.uk/buy", "https://a.b.spam.com/x", "http://www.skipped.com/",
 		"http://198.51.100.9/p", "http://10.0.0.1/", "http://unknown.tldzz/", "mailto:x@mailto.com",
@@ -469,10 +457,10 @@ static void test_askdns(void **st)
 		"askdns T_DKIM _DKIMDOMAIN_.dkimwl.test A\n"
 		"askdns T_RCODE _AUTHORDOMAIN_.x.test A [NXDOMAIN]\n"
 		"score T_NEWDOM 1\nscore T_SPFALL 1\nscore T_ANY 1\n");
-	assert_int_equal(loaded(rs, "T_NEWDOM"), 1);
-	assert_int_equal(loaded(rs, "T_SPFALL"), 1);
-	assert_int_equal(loaded(rs, "T_DKIM"), 0);             /* no DKIM signing domains here */
-	assert_int_equal(loaded(rs, "T_RCODE"), 0);
+	assert_int_equal(rule_loaded(rs, "T_NEWDOM"), 1);
+	assert_int_equal(rule_loaded(rs, "T_SPFALL"), 1);
+	assert_int_equal(rule_loaded(rs, "T_DKIM"), 0);             /* no DKIM signing domains here */
+	assert_int_equal(rule_loaded(rs, "T_RCODE"), 0);
 	struct asked a;
 	queries(rs, &a, NULL, NULL, 0, NULL);
 	assert_true(asked(&a, "sender.example.fresh.test/1L"));
@@ -537,9 +525,9 @@ static void test_bad_arguments(void **st)
 	for (int i = 1; i <= 8; i++) {
 		char n[16];
 		snprintf(n, sizeof n, "B%d", i);
-		assert_int_equal(loaded(rs, n), 0);
+		assert_int_equal(rule_loaded(rs, n), 0);
 	}
-	assert_int_equal(loaded(rs, "OK"), 1);
+	assert_int_equal(rule_loaded(rs, "OK"), 1);
 	rules_free(rs);
 	static const char *const bad[] = {
 		"uridnssub X zen.test. A notanumber\n",

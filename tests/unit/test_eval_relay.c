@@ -15,48 +15,7 @@
 
 #include "rules/rules.h"
 
-struct hits { char names[8192]; };
-
-static void collect(void *arg, const struct rules_hit *h)
-{
-	struct hits *hs = arg;
-	strcat(hs->names, h->name);
-	strcat(hs->names, " ");
-}
-
-static int has(const struct hits *h, const char *name)
-{
-	char key[128];
-	snprintf(key, sizeof key, " %s ", name);
-	char all[sizeof h->names + 2];
-	snprintf(all, sizeof all, " %s", h->names);
-	return strstr(all, key) != NULL;
-}
-
-static struct ruleset *load(const char *text)
-{
-	struct ruleset *rs = rules_new();
-	char err[512] = "";
-	int rc = rules_load_text(rs, "test.cf", text, strlen(text), err, sizeof err);
-	if (rc) fprintf(stderr, "load: %s\n", err);
-	assert_int_equal(rc, 0);
-	rc = rules_compile(rs, NULL, err, sizeof err);
-	if (rc) fprintf(stderr, "compile: %s\n", err);
-	assert_int_equal(rc, 0);
-	return rs;
-}
-
-static int rule_loaded(const struct ruleset *rs, const char *name)
-{
-	for (size_t i = 0; i < rules_count(rs); i++) {
-		enum rule_kind k;
-		int loaded;
-		double score;
-		const char *n = rules_info(rs, i, &k, &loaded, &score);
-		if (strcmp(n, name) == 0) return loaded;
-	}
-	return -1;
-}
+#include "eval_testlib.h"
 
 /* scan headers (+ optional body lines, full text, client) */
 static void scan_in(struct ruleset *rs, struct hits *h, struct rules_input *in)
