@@ -138,38 +138,8 @@ static char *hs_pattern_of(const struct rule *r)
 
 /* Patterns that make Hyperscan's compile explode (very long alternations
  * from replace_tag, large bounded repeats) stay with PCRE2: compiling the
- * stock SpamAssassin set otherwise takes minutes. */
-static int hs_too_costly(const char *pat)
-{
-	if (strlen(pat) > HS_MAX_PATTERN) return 1;
-	for (const char *p = pat; *p; p++) {
-		/* anchors to the whole text: in the joined scan they would see
-		 * the joined buffer's ends, not the text's */
-		if (*p == '\\' && (p[1] == 'A' || p[1] == 'z' || p[1] == 'Z' || p[1] == 'G')) return 1;
-		if (*p == '\\' && p[1]) { p++; continue; }
-		if (*p != '{') continue;
-		unsigned long lo = 0, hi = 0;
-		const char *q = p + 1;
-		while (*q >= '0' && *q <= '9') lo = lo * 10 + (unsigned long)(*q++ - '0');
-		if (*q == ',') { q++; while (*q >= '0' && *q <= '9') hi = hi * 10 + (unsigned long)(*q++ - '0'); }
-		if (*q == '}' && (lo > HS_MAX_REPEAT || hi > HS_MAX_REPEAT)) return 1;
-	}
-	return 0;
-}
-
-static int try_hs(const char *pat, unsigned flags)
-{
-	if (hs_too_costly(pat)) return -1;
-	hs_database_t *db = NULL;
-	hs_compile_error_t *ce = NULL;
-	if (hs_compile(pat, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
-		hs_free_compile_error(ce);
-		return -1;
-	}
-	hs_free_database(db);
-	return 0;
-}
-
+ * stock SpamAssassin set otherwise takes minutes.  max_len: a whole
+ * pattern's limit, or a cut piece's. */
 /* \A \z \Z \G: in the joined scan they would see the joined buffer's
  * ends, not the text's */
 static int has_text_anchor(const char *pat)
@@ -181,11 +151,24 @@ static int has_text_anchor(const char *pat)
 	return 0;
 }
 
-/* piece q of a cut regex: the checks of hs_too_costly but its length */
-static int try_hs_piece(const struct rule *r, unsigned q, unsigned flags)
+static int hs_too_costly(const char *pat, size_t max_len)
 {
-	const char *pat = r->pcx_src[q];
-	if (strlen(pat) > HS_MAX_PIECE_LEN || has_text_anchor(pat)) return -1;
+	if (strlen(pat) > max_len || has_text_anchor(pat)) return 1;
+	for (const char *p = pat; *p; p++) {
+		if (*p == '\\' && p[1]) { p++; continue; }
+		if (*p != '{') continue;
+		unsigned long lo = 0, hi = 0;
+		const char *q = p + 1;
+		while (*q >= '0' && *q <= '9') lo = lo * 10 + (unsigned long)(*q++ - '0');
+		if (*q == ',') { q++; while (*q >= '0' && *q <= '9') hi = hi * 10 + (unsigned long)(*q++ - '0'); }
+		if (*q == '}' && (lo > HS_MAX_REPEAT || hi > HS_MAX_REPEAT)) return 1;
+	}
+	return 0;
+}
+
+static int try_hs(const char *pat, unsigned flags, size_t max_len)
+{
+	if (hs_too_costly(pat, max_len)) return -1;
 	hs_database_t *db = NULL;
 	hs_compile_error_t *ce = NULL;
 	if (hs_compile(pat, flags, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
@@ -279,9 +262,9 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 			if (r->npcx) {          /* a regex cut in pieces: each a prefilter */
 				modes[j] = RM_HS_PREFILTER;
 				for (unsigned q = 0; q < r->npcx && modes[j] != RM_PCRE; q++)
-					if (try_hs_piece(r, q, f | HS_FLAG_PREFILTER) < 0) modes[j] = RM_PCRE;
-			} else if (try_hs(pats[j], f) == 0) modes[j] = RM_HS;
-			else if (try_hs(pats[j], f | HS_FLAG_PREFILTER) == 0) modes[j] = RM_HS_PREFILTER;
+					if (try_hs(r->pcx_src[q], f | HS_FLAG_PREFILTER, HS_MAX_PIECE_LEN) < 0) modes[j] = RM_PCRE;
+			} else if (try_hs(pats[j], f, HS_MAX_PATTERN) == 0) modes[j] = RM_HS;
+			else if (try_hs(pats[j], f | HS_FLAG_PREFILTER, HS_MAX_PATTERN) == 0) modes[j] = RM_HS_PREFILTER;
 			else modes[j] = RM_PCRE;
 		}
 	}
