@@ -52,24 +52,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-free_ports() {
-	"$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-wait_listen() {
-	local i
-	for i in $(seq 100); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
+. "$HERE/benchlib.sh"
 # ticks PID - utime+stime of the whole process, in clock ticks
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 child() { # child MASTER NAME - pid of the child whose comm is mw-NAME

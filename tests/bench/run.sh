@@ -121,28 +121,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE + 200)) ] ||
 	die "ulimit -n is $(ulimit -n); need $((IDLE + 200)) for BENCH_IDLE=$IDLE"
 
-# free_ports N - N distinct free TCP ports on 127.0.0.1.
-free_ports() {
-	"$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-# wait_listen PORT PID - until something listens on 127.0.0.1:PORT; fails
-# if PID exits first or after 10 s.
-wait_listen() {
-	local i
-	for i in $(seq 100); do
-		if ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; then return 0; fi
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
+. "$HERE/benchlib.sh"
 
 now() { date +%s.%N; }
 

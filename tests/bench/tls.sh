@@ -70,20 +70,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.example \
 chmod 644 "$TMP/key.pem"
 chmod 755 "$TMP"
 
-read -r SINK_PORT MW_PORT IDLE_PORT <<EOF
-$("$PY" -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))')
-EOF
-
-wait_listen() {
-	for _ in $(seq 100); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
-}
+. "$HERE/benchlib.sh"
+read -r SINK_PORT MW_PORT IDLE_PORT <<<"$(free_ports 3)"
 
 $SMTP_SINK -u nobody -m 2000 -t 300 127.0.0.1:"$SINK_PORT" 4096 >"$TMP/sink.log" 2>&1 &
 PIDS="$PIDS $!"
