@@ -281,41 +281,35 @@ def fit_scores(rows, signs, start_rules, start_bands, passes=6):
                 g -= HAM_WEIGHT * ((new > TAG - MARGIN) - (old > TAG - MARGIN))
         return g
 
+    def best_step(idx, cur, lo, hi, grid, cost):
+        """the grid value in [lo, hi] that gains most over cur (cur if
+        none gains); moves the scores of idx to it"""
+        best, bestv = 0.0, cur
+        for v in grid:
+            if v < lo or v > hi or v == cur:
+                continue
+            g = gain(idx, v - cur) - cost * (abs(v) - abs(cur))
+            if g > best + 1e-9:
+                best, bestv = g, v
+        if bestv != cur:
+            for i in idx:
+                score[i] += bestv - cur
+        return bestv
+
+    band_grid = [x / 10.0 for x in range(-50, 81)]
     for _ in range(passes):
         changed = False
         for n in names:
             lo, hi = (0.0, MAX_RULE) if signs[n] > 0 else (-MAX_RULE, 0.0)
-            best, bestv = 0.0, w[n]
-            for v in GRID:
-                if v < lo or v > hi or v == w[n]:
-                    continue
-                g = gain(by_rule[n], v - w[n]) - 0.02 * (abs(v) - abs(w[n])) * 10
-                if g > best + 1e-9:
-                    best, bestv = g, v
-            if bestv != w[n]:
-                delta = bestv - w[n]
-                for i in by_rule[n]:
-                    score[i] += delta
-                w[n] = bestv
-                changed = True
-        for k in range(len(BANDS)):
-            if k >= FIXED_FROM:
-                continue
+            v = best_step(by_rule[n], w[n], lo, hi, GRID, 0.2)
+            changed |= v != w[n]
+            w[n] = v
+        for k in range(min(FIXED_FROM, len(BANDS))):
             lo = b[k - 1] if k > 0 else -5.0
             hi = b[k + 1] if k + 1 < len(BANDS) else 8.0
-            best, bestv = 0.0, b[k]
-            for v in [x / 10.0 for x in range(-50, 81)]:
-                if v < lo or v > hi or v == b[k]:
-                    continue
-                g = gain(by_band[k], v - b[k])
-                if g > best + 1e-9:
-                    best, bestv = g, v
-            if bestv != b[k]:
-                delta = bestv - b[k]
-                for i in by_band[k]:
-                    score[i] += delta
-                b[k] = bestv
-                changed = True
+            v = best_step(by_band[k], b[k], lo, hi, band_grid, 0.0)
+            changed |= v != b[k]
+            b[k] = v
         if not changed:
             break
     return w, b
