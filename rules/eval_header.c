@@ -9,6 +9,7 @@
  * SpamAssassin, and the search for an address (at most 255 bytes) in a
  * field, compared at each word boundary. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,6 +482,25 @@ static long parse_date(const char *s)
 	return t < 0 ? 0 : t;
 }
 
+/* the date of the last Received line, as SpamAssassin finds it; compiled
+ * once for all threads (a fixed pattern of ours: failing is a bug) */
+static pcre2_code *rcvd_date_re;
+static pthread_once_t rcvd_date_once = PTHREAD_ONCE_INIT;
+
+static void rcvd_date_compile(void)
+{
+	int ec;
+	PCRE2_SIZE eo;
+
+	rcvd_date_re = pcre2_compile((PCRE2_SPTR)"(\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+).*?$",
+	                             PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
+	if (rcvd_date_re == NULL) {
+		fprintf(stderr, "eval_header: Received date pattern: error %d at %zu\n", ec, (size_t)eo);
+		abort();
+	}
+	pcre2_jit_compile(rcvd_date_re, PCRE2_JIT_COMPLETE);
+}
+
 /* check_outlook_message_id: Outlook's Message-ID carries a time stamp:
  * far from the Date and from the last Received date, it was forged */
 static double outlook_message_id(struct eval_msg *m, const struct rule *r)
@@ -511,16 +531,13 @@ static double outlook_message_id(struct eval_msg *m, const struct rule *r)
 	if (!rcvd) abort();
 	get_joined(m, "Received", rcvd, MAX_JOINED);
 	long t = 0;
-	int ec;
-	PCRE2_SIZE eo;
-	pcre2_code *c = pcre2_compile((PCRE2_SPTR)"(\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+).*?$", PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
-	if (c && pcre2_match(c, (PCRE2_SPTR)rcvd, strlen(rcvd), 0, 0, m->md, m->rs->mctx) > 0) {
+	pthread_once(&rcvd_date_once, rcvd_date_compile);
+	if (pcre2_match(rcvd_date_re, (PCRE2_SPTR)rcvd, strlen(rcvd), 0, 0, m->md, m->rs->mctx) > 0) {
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
 		char d[200];
 		snprintf(d, sizeof d, "%.*s", (int)(ov[3] - ov[2]), rcvd + ov[2]);
 		t = parse_date(d);
 	}
-	pcre2_code_free(c);
 	free(rcvd);
 	expected = (double)(long)((double)t * x + y);
 	return !(token - expected < fudge && expected - token < fudge);

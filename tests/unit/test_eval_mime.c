@@ -529,6 +529,22 @@ static void test_header_evals(void **st)
 	assert_true(has(&h, "OUTLOOK"));        /* its time stamp is far from 2002 */
 	msg_free(&m);
 
+	/* the stamp far from the Date but near the last Received line's date
+	 * (8 Oct 2002 12:27:26 UTC gives 01c26ec6) is not forged */
+	static const char *const OUTLOOK_RCVD =
+		"From: Joe <joe@mail.example.com>\n"
+		"To: Ann <ann@example.org>\n"
+		"Date: Fri, 01 Jan 2010 00:00:00 +0000\n"
+		"Message-Id: <000001c26ec6$5f8a1a40$0100a8c0@example>\n"
+		"Received: from a by b; Fri, 01 Jan 2010 00:00:00 +0000\n"
+		"Received: from x by y; Tue, 08 Oct 2002 12:27:26 +0000\n"
+		"\n"
+		"hello\n";
+	msg_init(&m, OUTLOOK_RCVD);
+	run(rs, &m, OUTLOOK_RCVD, &h);
+	assert_false(has(&h, "OUTLOOK"));
+	msg_free(&m);
+
 	static const char *const CAPSMSG =
 		"From: joe@example.com\n"
 		"To: ann@example.org\n"
