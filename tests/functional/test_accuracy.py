@@ -38,14 +38,15 @@ TAG = 5.0                                   # inbound_tag_score default
 NO_NET = ["-o", "dns_forwarder=127.0.0.1@9"]
 SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
-# what is reached on this split (Bayes alone 92.7%, rules + Bayes 97.3%,
-# no ham; see README), with a margin; a regression below these fails.  The
+# what is reached on this split (Bayes alone 92.7%, rules + Bayes 97.6%,
+# no ham; see README): Bayes with a margin, rules + Bayes at the issue's
+# target (97%); a regression below these fails.  The
 # shipped scores were fitted on the whole training half (these splits'
 # Bayes included): the out-of-sample figure is tests/bench/accuracy_cv.py's
-MIN_RECALL = {"bayes": 0.91, "rules bayes": 0.96}
+MIN_RECALL = {"bayes": 0.91, "rules bayes": 0.97}
 # the same with the parts swapped (learned from a c e, tested on 0 2 4 6
-# 8; 89.8% and 97.2%): guards against scores that only fit one part
-MIN_RECALL_SWAPPED = {"bayes": 0.88, "rules bayes": 0.96}
+# 8; 89.8% and 98.0%): guards against scores that only fit one part
+MIN_RECALL_SWAPPED = {"bayes": 0.88, "rules bayes": 0.97}
 
 
 def rules_opts(rules):
@@ -141,7 +142,7 @@ def test_accuracy_bayes_and_rules(learned):
 
     # no ham flagged, by Bayes alone or with the rules
     assert fig["bayes"][1] == [] and fig["rules bayes"][1] == [], lines
-    # the rules add to Bayes; recall as reached (97.3%: floor with a margin)
+    # the rules add to Bayes; recall at least the target (97.6% reached)
     assert fig["rules bayes"][0] > fig["bayes"][0], lines
     for k, m in MIN_RECALL.items():
         assert fig[k][0] >= m, (k, lines)
