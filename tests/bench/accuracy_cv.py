@@ -10,7 +10,9 @@ or 16 (--folds 16: each digit cut by the parity of the digit before it;
 Bayes learns 15/16 of the half, nearest to a model learned on all of it);
 --second-digit: 8 folds by the digit before the last (mod 8), another
 partition of the same messages, to see how much the estimate depends on
-which messages share a fold (newsletters of one sender, say).
+which messages share a fold (newsletters of one sender, say);
+--partitions: all four, fitted out of sample, in one summary (the way to
+judge a change: one partition alone moves by several messages; 6-10 min).
 For each fold: Bayes learns every other fold (`mailwarden learn`, a fresh
 LMDB store), then the fold is scanned with build/tests/rules_batch
 --scores (the pipeline of `mailwarden scan`) twice: Bayes alone
@@ -37,7 +39,7 @@ repeat it exactly; --fit-method logistic is a smooth alternative (tried:
 no better).
 
 Usage (from the source tree, after make):
-    nice -n 19 /usr/bin/python3 tests/bench/accuracy_cv.py [--folds 4|8|16] [--second-digit] [--fit] [--fit-all [--write]]
+    nice -n 19 /usr/bin/python3 tests/bench/accuracy_cv.py [--folds 4|8|16] [--second-digit] [--partitions] [--fit] [--fit-all [--write]]
         [--margin M] [--fit-method grid|logistic] [--cache FILE] [--rules PATH ...]
         [-o name=value ...]
 --rules PATH (repeatable) scans with those rules files or directories
@@ -451,6 +453,64 @@ def write_scores(w):
             f.writelines(out)
 
 
+def results(nfolds, extra, rules_paths, cache):
+    """run_folds, or its results from the cache file when the options,
+    the rules and the build are the same"""
+    h = hashlib.sha1(json.dumps([nfolds, SECOND_DIGIT, extra, VIEWS, rules_paths]).encode())
+    for f in sorted(os.listdir(os.path.join(SRC, "rules", "cf"))) + [MW]:
+        with open(os.path.join(SRC, "rules", "cf", f) if f != MW else MW, "rb") as fh:
+            h.update(fh.read())      # the rules and the build the cache was made with
+    key = h.hexdigest()
+    if cache and os.path.exists(cache):
+        with open(cache) as f:
+            c = json.load(f)
+        if c.get("key") == key:
+            return c["res"]
+    res = run_folds(nfolds, extra, rules_paths)
+    if cache:
+        with open(cache, "w") as f:
+            json.dump({"key": key, "res": res}, f)
+    return res
+
+
+def fit_folds(res, nfolds, fitter):
+    """every fold scored with scores fitted on the other folds ("fitted")"""
+    signs, start = neutral_start(res)
+    for k in range(len(folds_of(nfolds))):
+        train = [r for r in res.values() if r["fold"] != k]
+        w, b = fitter(with_views(train), signs, start, NEUTRAL_BANDS)
+        rescore([r for r in res.values() if r["fold"] == k], w, b)
+
+
+PARTITIONS = ((4, False), (8, False), (16, False), (8, True))
+
+
+def partitions(a, extra, rules_paths):
+    """--partitions: the out-of-sample figure under the four partitions
+    (4, 8, 16 folds and 8 by the second digit), so that a change is judged
+    by all of them: one partition alone moves by several messages with
+    which messages share a fold"""
+    fitter = fit_scores if a.fit_method == "grid" else fit_logistic
+    rows = []
+    for nfolds, second in PARTITIONS:
+        globals()["SECOND_DIGIT"] = second
+        name = "%d%s" % (nfolds, "-second-digit" if second else "")
+        res = results(nfolds, extra, rules_paths, a.cache + "." + name if a.cache else None)
+        fit_folds(res, nfolds, fitter)
+        rows.append((name, figures(list(res.values()), "bayes"), figures(list(res.values()), "score"),
+                     figures(list(res.values()), "fitted")))
+    print("out of sample under four partitions of the training half, network checks off, tag at %.1f%s"
+          % (TAG, (" (" + " ".join(a.o) + ")") if a.o else ""))
+    print("  %-16s %-30s %-30s %s" % ("folds", "Bayes alone", "shipped (in sample)", "fitted (out of sample)"))
+    caught = 0
+    for name, bay, ship, fit in rows:
+        cell = ["%5.1f%% (%d) ham %d top %.1f" % (100.0 * f[0] / f[1], f[0], f[2], f[4]) for f in (bay, ship, fit)]
+        print("  %-16s %-30s %-30s %s" % (name, cell[0], cell[1], cell[2]))
+        caught += fit[0]
+    print("  fitted, mean of the four: %.2f%% of spam, %d ham flagged in all"
+          % (100.0 * caught / sum(r[3][1] for r in rows), sum(r[3][2] for r in rows)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=4)
@@ -464,6 +524,9 @@ def main():
     ap.add_argument("--cache")
     ap.add_argument("--second-digit", action="store_true",
                     help="8 folds by the md5's digit before the last (mod 8): another partition")
+    ap.add_argument("--partitions", action="store_true",
+                    help="fit out of sample under the 4 partitions (4, 8, 16 folds, 8 by the second digit), "
+                         "one summary; --cache F keeps F.<partition>")
     ap.add_argument("--rules", action="append", default=[],
                     help="rules file or directory (repeatable; default the shipped rules/cf)")
     ap.add_argument("-o", action="append", default=[])
@@ -474,22 +537,10 @@ def main():
     for o in a.o:
         extra += ["-o", o]
     rules_paths = a.rules or [os.path.join(SRC, "rules", "cf")]
-    h = hashlib.sha1(json.dumps([a.folds, a.second_digit, extra, VIEWS, rules_paths]).encode())
-    for f in sorted(os.listdir(os.path.join(SRC, "rules", "cf"))) + [MW]:
-        with open(os.path.join(SRC, "rules", "cf", f) if f != MW else MW, "rb") as fh:
-            h.update(fh.read())      # the rules and the build the cache was made with
-    key = h.hexdigest()
-    res = None
-    if a.cache and os.path.exists(a.cache):
-        with open(a.cache) as f:
-            c = json.load(f)
-        if c.get("key") == key:
-            res = c["res"]
-    if res is None:
-        res = run_folds(a.folds, extra, rules_paths)
-        if a.cache:
-            with open(a.cache, "w") as f:
-                json.dump({"key": key, "res": res}, f)
+    if a.partitions:
+        partitions(a, extra, rules_paths)
+        return
+    res = results(a.folds, extra, rules_paths, a.cache)
     print("%d-fold cross-validation on the training half, network checks off, tag at %.1f%s"
           % (a.folds, TAG, (" (" + " ".join(a.o) + ")") if a.o else ""))
     report(res, a.folds, "bayes", "Bayes alone (Bayes learned on the other folds):")
@@ -499,10 +550,7 @@ def main():
         signs, start = neutral_start(res)
         fitter = fit_scores if a.fit_method == "grid" else fit_logistic
     if a.fit:
-        for k in range(len(folds_of(a.folds))):
-            train = [r for r in res.values() if r["fold"] != k]
-            w, b = fitter(with_views(train), signs, start, NEUTRAL_BANDS)
-            rescore([r for r in res.values() if r["fold"] == k], w, b)
+        fit_folds(res, a.folds, fitter)
         report(res, a.folds, "fitted", "rules + Bayes, scores fitted on the other folds only (out of sample):")
     if a.fit_all:
         w, b = fitter(with_views(list(res.values())), signs, start, NEUTRAL_BANDS)
