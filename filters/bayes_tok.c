@@ -147,10 +147,7 @@ static void words(struct tok *t, const char *prefix, const char *s, size_t n, in
 		if (prefix[0] == '\0' && len >= CAPS_MIN && all_caps(s + st, len)) {
 			/* shouting ("FREE", "ACT NOW") is evidence of its own:
 			 * the word as written too, besides its lower case */
-			char cp[48];
-
-			snprintf(cp, sizeof(cp), "C%s", prefix);
-			token(t, cp, s + st, len);
+			token(t, "C", s + st, len);
 		}
 		for (k = 0; k < len; k++)
 			w[k] = (char)tolower((unsigned char)s[st + k]);

@@ -136,10 +136,6 @@ static char *hs_pattern_of(const struct rule *r)
 	return p;
 }
 
-/* Patterns that make Hyperscan's compile explode (very long alternations
- * from replace_tag, large bounded repeats) stay with PCRE2: compiling the
- * stock SpamAssassin set otherwise takes minutes.  max_len: a whole
- * pattern's limit, or a cut piece's. */
 /* \A \z \Z \G: in the joined scan they would see the joined buffer's
  * ends, not the text's */
 static int has_text_anchor(const char *pat)
@@ -151,6 +147,10 @@ static int has_text_anchor(const char *pat)
 	return 0;
 }
 
+/* Patterns that make Hyperscan's compile explode (very long alternations
+ * from replace_tag, large bounded repeats) stay with PCRE2: compiling the
+ * stock SpamAssassin set otherwise takes minutes.  max_len: a whole
+ * pattern's limit, or a cut piece's.  Text anchors stay with PCRE2 too. */
 static int hs_too_costly(const char *pat, size_t max_len)
 {
 	if (strlen(pat) > max_len || has_text_anchor(pat)) return 1;
