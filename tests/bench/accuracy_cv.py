@@ -399,6 +399,8 @@ def fit_logistic(rows, signs, start_rules, start_bands, iters=400, rate=0.05,
             if w[base + k] < w[base + k - 1]:
                 m = (w[base + k] + w[base + k - 1]) / 2
                 w[base + k] = w[base + k - 1] = m
+        for k in list(range(FIT_FROM)) + list(range(FIXED_FROM, nb)):
+            w[base + k] = start_bands[k]     # the bands held, as in fit_scores
     rules = {n: round(w[idx[n]], 1) for n in names}
     bands = [round(v, 1) for v in w[len(names):]]
     return rules, bands
