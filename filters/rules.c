@@ -32,6 +32,7 @@ struct rules_inst {
 	unsigned budget_ms;
 	struct dns *dns;            /* network tests: NULL when off */
 	unsigned dns_timeout_ms;
+	char receiver[256];         /* hostname: by= of the client hop */
 	pthread_key_t key;          /* struct rules_scratch * per thread */
 };
 
@@ -77,6 +78,7 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	in->budget_ms = cfg->rules_time_budget;
 	in->dns = cfg->rules_net_tests ? env->dns : NULL;
 	in->dns_timeout_ms = cfg->rules_dns_timeout;
+	snprintf(in->receiver, sizeof in->receiver, "%s", cfg->hostname);
 	rules_set_score_set(in->rs, cfg->rules_score_set >= 0 ? cfg->rules_score_set
 	                            : (runs_filter(cfg->filters, "bayes") ? 2 : 0) + (in->dns ? 1 : 0));
 	char e[600];
@@ -434,6 +436,7 @@ static void rules_eom(struct mw_ctx *ctx)
 		.parts = parts, .nparts = mm->nparts, .mime_parse_error = mm->parse_error,
 		.mail_from = mw_mail_from(ctx), .rcpts = rcpts, .nrcpts = nrcpt,
 		.helo = mw_helo(ctx), .client_ip = mw_client_ip(ctx), .client_name = mw_client_name(ctx),
+		.receiver = inst->receiver,
 		.authenticated = mw_direction(ctx) == MW_OUTBOUND,
 		.fact = fact, .fact_arg = fc,
 	};

@@ -1076,12 +1076,14 @@ const struct eval_relays *eval_relays(struct eval_msg *m)
 			snprintf(r.ip, sizeof r.ip, "%s", m->in->client_ip);
 			if (m->in->client_name) snprintf(r.rdns, sizeof r.rdns, "%s", m->in->client_name);
 			if (m->in->helo) snprintf(r.helo, sizeof r.helo, "%s", m->in->helo);
+			if (m->in->receiver) snprintf(r.by, sizeof r.by, "%s", m->in->receiver);
 			if (m->in->authenticated) snprintf(r.auth, sizeof r.auth, "ESMTPA");
 			if (m->in->mail_from) { snprintf(r.envfrom, sizeof r.envfrom, "%s", m->in->mail_from); r.has_envfrom = 1; }
 			r.mta_dns = 1;
 			mark_bad_chars(r.ip);
 			mark_bad_chars(r.rdns);
 			mark_bad_chars(r.helo);
+			mark_bad_chars(r.by);
 			rc = RC_RELAY;
 		} else {
 			rc = parse_received(&ps, items[k], &r);

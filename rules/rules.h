@@ -96,6 +96,8 @@ struct rules_input {
 	const char *helo;
 	const char *client_ip;
 	const char *client_name;             /* forward-confirmed rDNS name */
+	const char *receiver;                /* our host name: the client hop's by=, as in
+	                                      * the Received field the MTA will add */
 	int authenticated;                   /* SMTP AUTH user, or outbound */
 	/* facts the bridge knows: other filters' verdicts and DNS answers
 	 * (keys in rules/eval.h); returns NULL when unknown */

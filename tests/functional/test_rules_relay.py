@@ -18,7 +18,7 @@ header T_ALL_TRUSTED   eval:check_all_trusted()
 header T_NO_RELAYS     eval:check_no_relays()
 header T_HELO_MISMATCH eval:helo_ip_mismatch()
 header T_DATE_PAST_3_6 eval:check_for_shifted_date('-6', '-3')
-header T_HOP_FIRST     X-Spam-Relays-Untrusted =~ /^\[ ip=198\.51\.100\.9 rdns= helo=out\.example\.net by= /
+header T_HOP_FIRST     X-Spam-Relays-Untrusted =~ /^\[ ip=198\.51\.100\.9 rdns= helo=out\.example\.net by=gw\.mailwarden\.test /
 header T_SENDER_RELAY  X-Spam-Relays-Untrusted =~ /\[ ip=203\.0\.113\.5 rdns=mail\.sender\.example helo=mail\.sender\.example by=mx\.example\.org ident= envfrom= intl=0 id=4ABCD12345 auth= msa=0 \]/
 header T_SENDER_TRUSTED X-Spam-Relays-Trusted =~ /ip=203\.0\.113\.5 /
 header T_EXTERNAL_HELO X-Spam-Relays-External =~ /^\[ ip=203\.0\.113\.5 [^\]]*\] \[ ip=198\.51\.100\.70 rdns=pc\.sender\.example helo=192\.0\.2\.44 /
@@ -66,11 +66,14 @@ def test_received_chain_without_client(tmp_path):
 
 
 def test_client_hop_comes_first(tmp_path):
-    got = scan(tmp_path, CHAIN, ["--client-ip", "198.51.100.9", "--helo", "out.example.net"])
+    # its by= is our hostname, as in the Received field the MTA will add
+    got = scan(tmp_path, CHAIN, ["--client-ip", "198.51.100.9", "--helo", "out.example.net",
+                                 "-o", "hostname=gw.mailwarden.test"])
     assert {"T_HOP_FIRST", "T_SENDER_RELAY"} <= got, got
     # the hop from a public client is untrusted even for a message whose own
     # Received fields are all private
-    got = scan(tmp_path, INSIDE, ["--client-ip", "198.51.100.9", "--helo", "out.example.net"])
+    got = scan(tmp_path, INSIDE, ["--client-ip", "198.51.100.9", "--helo", "out.example.net",
+                                  "-o", "hostname=gw.mailwarden.test"])
     assert "T_ALL_TRUSTED" not in got and "T_HOP_FIRST" in got, got
     got = scan(tmp_path, INSIDE, ["--client-ip", "10.1.1.1", "--helo", "gw.example.org"])
     assert "T_ALL_TRUSTED" in got, got

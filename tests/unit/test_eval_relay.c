@@ -204,12 +204,13 @@ static void test_client_hop(void **st)
 	(void)st;
 	struct ruleset *rs = load(
 		"header ALL_TRUSTED eval:check_all_trusted()\n"
-		"header HOP_U X-Spam-Relays-Untrusted =~ /^\\[ ip=198\\.51\\.100\\.9 rdns=out\\.example\\.net helo=out\\.example\\.net by= ident= envfrom=a\\@example\\.net intl=0 id= auth= msa=0 \\]/\n"
+		"header HOP_U X-Spam-Relays-Untrusted =~ /^\\[ ip=198\\.51\\.100\\.9 rdns=out\\.example\\.net helo=out\\.example\\.net by=mx\\.example\\.org ident= envfrom=a\\@example\\.net intl=0 id= auth= msa=0 \\]/\n"
 		"header HOP_AUTH X-Spam-Relays-Trusted =~ /^\\[ ip=198\\.51\\.100\\.9 [^\\]]* auth=ESMTPA msa=0 \\]/\n"
 		"header ALL_TR_EMPTY ALL-TRUSTED =~ /Received/\n");
 	struct rules_header one[] = { { "Received", "from [10.0.0.7] (helo=laptop) by out.example.net with esmtpa (Exim 4.50) id 1GzVLs-0002Oz-7b; Thu, 13 Mar 2003 12:19:00 -0800", NULL } };
 	struct rules_input in = { .headers = one, .nheaders = 1, .client_ip = "198.51.100.9",
-		.client_name = "out.example.net", .helo = "out.example.net", .mail_from = "a@example.net" };
+		.client_name = "out.example.net", .helo = "out.example.net", .mail_from = "a@example.net",
+		.receiver = "mx.example.org" };
 	struct hits h;
 	scan_in(rs, &h, &in);
 	assert_true(has(&h, "HOP_U"));                /* our own hop comes first, untrusted */
