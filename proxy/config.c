@@ -53,6 +53,8 @@ enum cfg_type {
 	CFG_UINT,       /* unsigned, decimal */
 	CFG_SIZE,       /* uint64_t bytes: 10M, 512k, 1G, bare bytes */
 	CFG_DURATION,   /* unsigned milliseconds: 250ms, 300s, 5m, 1h, 1d, bare seconds */
+	CFG_AGE,        /* unsigned seconds, same syntax: ages of days to years, beyond
+	                 * the 49 days milliseconds hold */
 	CFG_DOUBLE,     /* double */
 	CFG_ENUM,       /* int (or an enum of int size) from a word list */
 	CFG_LIST        /* char[n][len] + unsigned count; each line appends */
@@ -95,6 +97,8 @@ struct cfg_opt {
 	{ n, CFG_SIZE, CFG_GLOBAL, def, lo, hi, FLD(config, f, uint64_t), sizeof(uint64_t), 0, NULL, NULL, NULL, doc }
 #define G_DUR(n, f, def, lo, hi, doc) \
 	{ n, CFG_DURATION, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
+#define G_AGE(n, f, def, lo, hi, doc) \
+	{ n, CFG_AGE, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
 #define G_DBL(n, f, def, lo, hi, doc) \
 	{ n, CFG_DOUBLE, CFG_GLOBAL, def, lo, hi, FLD(config, f, double), sizeof(double), 0, NULL, NULL, NULL, doc }
 #define G_ENUM(n, f, T, def, words, doc) \
@@ -429,8 +433,8 @@ static const struct cfg_opt cfg_opts[] = {
 	       "largest archive inside an archive that is unpacked to be looked into"),
 
 	/* --- quarantine (issue 5) --- */
-	G_DUR("quarantine_max_age", quarantine_max_age, "30d", 0, 49 * 24 * MS_H,
-	      "quarantined messages older than this are removed (0 = keep them; at most 49d)"),
+	G_AGE("quarantine_max_age", quarantine_max_age, "30d", 0, 3660 * 86400.0,
+	      "quarantined messages older than this are removed (0 = keep them; at most 3660d)"),
 	G_DUR("quarantine_expire_interval", quarantine_expire_interval, "1h", 1 * MS_S, 24 * MS_H,
 	      "how often the daemon removes expired quarantined messages"),
 	G_STR("quarantine_release_upstream", quarantine_release_upstream, "", check_upstream,
@@ -716,9 +720,9 @@ int config_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* config_parse_duration - "250ms", "300s", "5m", "1h", "1d" or bare seconds,
- * into milliseconds (at most UINT_MAX).  0 or -1. */
-int config_parse_duration(const char *s, unsigned *ms)
+/* parse_duration_ms - "250ms", "300s", "5m", "1h", "1d" or bare seconds,
+ * into milliseconds (at most UINT64_MAX).  0 or -1. */
+static int parse_duration_ms(const char *s, uint64_t *ms)
 {
 	size_t n = strlen(s), d = 0;
 	uint64_t v, mul;
@@ -739,9 +743,33 @@ int config_parse_duration(const char *s, unsigned *ms)
 		mul = 86400ULL * 1000;
 	else
 		return -1;
-	if (parse_u64(s, d, &v) < 0 || v > UINT_MAX / mul)
+	if (parse_u64(s, d, &v) < 0 || v > UINT64_MAX / mul)
 		return -1;
-	*ms = (unsigned)(v * mul);
+	*ms = v * mul;
+	return 0;
+}
+
+/* config_parse_duration - a duration into milliseconds (at most UINT_MAX).
+ * 0 or -1. */
+int config_parse_duration(const char *s, unsigned *ms)
+{
+	uint64_t v;
+
+	if (parse_duration_ms(s, &v) < 0 || v > UINT_MAX)
+		return -1;
+	*ms = (unsigned)v;
+	return 0;
+}
+
+/* config_parse_age - a duration of whole seconds ("30d", "3600s", "1000ms")
+ * into seconds (at most UINT_MAX).  0 or -1. */
+int config_parse_age(const char *s, unsigned *sec)
+{
+	uint64_t v;
+
+	if (parse_duration_ms(s, &v) < 0 || v % 1000 != 0 || v / 1000 > UINT_MAX)
+		return -1;
+	*sec = (unsigned)(v / 1000);
 	return 0;
 }
 
@@ -803,6 +831,19 @@ static void fmt_duration(char *buf, size_t len, uint64_t ms)
 		snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
 }
 
+/* fmt_age - seconds as "30d", "12h", "90m" or "45s": exact, and reads back */
+static void fmt_age(char *buf, size_t len, uint64_t sec)
+{
+	if (sec != 0 && sec % 86400 == 0)
+		snprintf(buf, len, "%llud", (unsigned long long)(sec / 86400));
+	else if (sec != 0 && sec % 3600 == 0)
+		snprintf(buf, len, "%lluh", (unsigned long long)(sec / 3600));
+	else if (sec != 0 && sec % 60 == 0)
+		snprintf(buf, len, "%llum", (unsigned long long)(sec / 60));
+	else
+		snprintf(buf, len, "%llus", (unsigned long long)sec);
+}
+
 /* fmt_double - shortest of %g / %.17g that reads back as the same value */
 static void fmt_double(char *buf, size_t len, double v)
 {
@@ -819,6 +860,7 @@ static void fmt_bound(const struct cfg_opt *o, double b, char *buf, size_t len)
 	switch (o->type) {
 	case CFG_SIZE:     fmt_size(buf, len, (uint64_t)b); break;
 	case CFG_DURATION: fmt_duration(buf, len, (uint64_t)b); break;
+	case CFG_AGE:      fmt_age(buf, len, (uint64_t)b); break;
 	case CFG_DOUBLE:   fmt_double(buf, len, b); break;
 	default:           snprintf(buf, len, "%llu", (unsigned long long)b); break;
 	}
@@ -1325,6 +1367,14 @@ static int opt_set(const struct cfg_opt *o, void *base, const char *value,
 		memcpy(field, &u, sizeof u);
 		return 0;
 
+	case CFG_AGE:
+		if (config_parse_age(v, &u) < 0)
+			return fail(err, errlen, "'%s' is not a duration of whole seconds", ev);
+		if (check_bounds(o, (double)u, v, err, errlen) < 0)
+			return -1;
+		memcpy(field, &u, sizeof u);
+		return 0;
+
 	case CFG_DOUBLE:
 		if (parse_double(v, &d) < 0)
 			return fail(err, errlen, "'%s' is not a number", ev);
@@ -1390,6 +1440,10 @@ static void opt_format(const struct cfg_opt *o, const void *base, size_t idx,
 	case CFG_DURATION:
 		memcpy(&u, field, sizeof u);
 		fmt_duration(buf, len, u);
+		return;
+	case CFG_AGE:
+		memcpy(&u, field, sizeof u);
+		fmt_age(buf, len, u);
 		return;
 	case CFG_DOUBLE:
 		memcpy(&d, field, sizeof d);

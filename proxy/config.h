@@ -199,7 +199,7 @@ struct config {
 	uint64_t attach_archive_max_size;             /* bytes of a nested archive read */
 
 	/* --- quarantine (issue 5) --- */
-	unsigned quarantine_max_age;          /* ms; entries older are expired; 0 = keep */
+	unsigned quarantine_max_age;          /* seconds; entries older are expired; 0 = keep */
 	unsigned quarantine_expire_interval;  /* ms between the daemon's expiry runs */
 	char quarantine_release_upstream[256]; /* HOST:PORT; "" = the listener's upstream */
 	int  quarantine_delete_released;      /* remove an entry once fully released */
@@ -279,6 +279,7 @@ void config_dump(const struct config *c, FILE *out);
 /* Parsers shared with the listener code; 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);       /* 10M, 512k, 1G, bytes */
 int config_parse_duration(const char *s, unsigned *ms);    /* 300s, 5m, 250ms, 1h */
+int config_parse_age(const char *s, unsigned *sec);        /* 30d, 12h: whole seconds */
 int config_parse_bool(const char *s, int *out);            /* yes/no true/false on/off 1/0 */
 
 /* The table's rows, for documentation and tests: name of row i (NULL past

@@ -918,7 +918,7 @@ void quarantine_expire_run(const struct config *cfg)
 
 	if (cfg->quarantine_max_age == 0 || cfg->quarantine_dir[0] == '\0')
 		return;
-	if (quarantine_expire(cfg->quarantine_dir, now - (time_t)(cfg->quarantine_max_age / 1000),
+	if (quarantine_expire(cfg->quarantine_dir, now - (time_t)cfg->quarantine_max_age,
 	    now, &st, err, sizeof(err)) < 0) {
 		slog(NULL, LOG_WARNING, "quarantine expiry: %s", err);
 		return;

@@ -847,7 +847,7 @@ static int cmd_expire(struct config *cfg, int argc, char **argv)
 		printf("quarantine_max_age is 0: nothing expires\n");
 		return 0;
 	}
-	if (quarantine_expire(cfg->quarantine_dir, now - (time_t)(cfg->quarantine_max_age / 1000),
+	if (quarantine_expire(cfg->quarantine_dir, now - (time_t)cfg->quarantine_max_age,
 	    now, &st, err, sizeof(err)) < 0)
 		return err1("expire: %s", err);
 	printf("expired %u message%s, removed %u crash leftover%s; %u busy, %u errors\n",

@@ -57,6 +57,8 @@ static struct config *load(const char *text)
 	return load_ov(text, NULL, 0);
 }
 
+static char *dump_text(const struct config *c);
+
 /* expect_err - loading fails with exactly msg */
 static void expect_err_ov(const char *text, const char *const *ov, size_t nov, const char *msg)
 {
@@ -219,6 +221,44 @@ static void test_parse_duration(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		if (config_parse_duration(bad[i], &ms) != -1)
 			fail_msg("duration '%s' accepted", bad[i]);
+}
+
+/* ages (quarantine_max_age) are whole seconds, so that they reach past the
+ * 49 days a millisecond duration holds */
+static void test_parse_age(void **state)
+{
+	(void)state;
+	static const struct { const char *s; unsigned sec; } ok[] = {
+		{ "0", 0 }, { "30", 30 }, { "90m", 5400 }, { "1000ms", 1 }, { "30d", 2592000 },
+		{ "365d", 31536000 }, { "4294967295s", 4294967295u },
+	};
+	static const char *const bad[] = { "", "1500ms", "1d2h", "4294967296s", "-1d", "99999999999999999999d" };
+	unsigned sec;
+
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		sec = 1;
+		assert_int_equal(config_parse_age(ok[i].s, &sec), 0);
+		assert_int_equal(sec, ok[i].sec);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (config_parse_age(bad[i], &sec) != -1)
+			fail_msg("age '%s' accepted", bad[i]);
+
+	static const char *const year[] = { "quarantine_max_age=365d" };
+	struct config *c = load_ov(NULL, year, 1);
+	assert_non_null(c);
+	assert_int_equal(c->quarantine_max_age, 31536000);
+	char *d = dump_text(c);
+	assert_non_null(strstr(d, "quarantine_max_age = 365d\n"));
+	free(d);
+	config_unref(c);
+	c = load(NULL);
+	assert_int_equal(c->quarantine_max_age, 30 * 86400);
+	config_unref(c);
+	expect_override_err("quarantine_max_age=3661d",
+	                    "-o quarantine_max_age: value 3661d above maximum 3660d");
+	expect_override_err("quarantine_max_age=1500ms",
+	                    "-o quarantine_max_age: '1500ms' is not a duration of whole seconds");
 }
 
 static void test_parse_bool(void **state)
@@ -1021,6 +1061,7 @@ int main(void)
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_age),
 		cmocka_unit_test(test_parse_bool),
 		cmocka_unit_test(test_every_type),
 		cmocka_unit_test(test_syntax_details),
