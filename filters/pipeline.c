@@ -512,7 +512,13 @@ have_msg:
 		finalize(p, &ms, res);
 
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
-		if (cfg->quarantine_dir[0] == '\0')
+		if (cfg->milter_quarantine == MILTER_QUARANTINE_MTA && req->listener
+		    && strcmp(req->listener, SCAN_LISTENER_MILTER) == 0)
+			/* the milter front end has the MTA hold it (smfi_quarantine):
+			 * a copy here would be a second one to release */
+			slog(req->session_id, LOG_INFO, "scan id=%llu quarantined in the MTA's hold queue: %s",
+			    (unsigned long long)req->id, why);
+		else if (cfg->quarantine_dir[0] == '\0')
 			fail(cfg, req, res, "quarantine: quarantine_dir is not set", 0);
 		else if (quarantine_store(cfg, req, res, why, ms.msg, len,
 		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {

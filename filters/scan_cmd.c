@@ -82,7 +82,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 
 	memset(&req, 0, sizeof(req));
 	req.id = 1;
-	req.listener = xstrdup("scan");
+	req.listener = xstrdup(SCAN_LISTENER_CLI);
 	req.direction = MW_INBOUND;
 	req.client_ip = xstrdup("");
 	req.client_name = xstrdup("");

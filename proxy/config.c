@@ -1262,6 +1262,11 @@ static int check_listener_name(const char *v, char *err, size_t errlen)
 		return fail(err, errlen, "bad listener name '%s' (1..%zu of A-Z a-z 0-9 _ . -)",
 		            esc(e, sizeof e, v), FSZ(listener_cfg, name) - 1);
 	}
+	/* the names the other front ends give their requests: the audit log
+	 * and the scanner tell them apart by it */
+	if (strcmp(v, SCAN_LISTENER_MILTER) == 0 || strcmp(v, SCAN_LISTENER_CLI) == 0)
+		return fail(err, errlen, "listener name '%s' is reserved (the %s)", v,
+		            strcmp(v, SCAN_LISTENER_MILTER) == 0 ? "milter front end" : "scan command");
 	return 0;
 }
 

@@ -32,6 +32,12 @@ enum log_target { LOG_TO_STDERR = 0, LOG_TO_SYSLOG };
 enum spam_headers_mode { SPAM_HEADERS_TAGGED = 0, SPAM_HEADERS_ALWAYS };
 enum milter_fail_action { MILTER_FAIL_TEMPFAIL = 0, MILTER_FAIL_ACCEPT };
 enum milter_quarantine_mode { MILTER_QUARANTINE_STORE = 0, MILTER_QUARANTINE_MTA };
+
+/* the listener name of the requests of the milter front end and of
+ * "mailwarden scan" (reserved: no [listener.NAME] may take them) */
+#define SCAN_LISTENER_MILTER "milter"
+#define SCAN_LISTENER_CLI    "scan"
+
 /* --- MIME, attachments (issue 5) --- */
 enum attach_action { ATTACH_NONE = 0, ATTACH_TAG, ATTACH_QUARANTINE, ATTACH_REJECT };
 

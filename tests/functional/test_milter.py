@@ -207,6 +207,13 @@ def test_quarantine_into_the_mta_hold_queue(milter_factory, tmp_path):
     out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Action", "quarantine")]))
     assert out.eom == "continue"
     assert out.quarantine is True
+    # held by the MTA only: no second copy in mailwarden's quarantine to release
+    rec = audit_records(m.mw)[-1]
+    assert rec["action"] == "quarantine" and not rec.get("quarantine_id"), rec
+    listed = subprocess.run([os.environ["MW_BIN"], "quarantine", "-o", "quarantine_dir=" + m.mw.quarantine_dir,
+                             "list"], capture_output=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip() == b"", listed.stdout
 
 
 def test_recipient_refused_at_rcpt_before_data(milter, tmp_path):

@@ -566,6 +566,8 @@ static void test_listener_errors(void **state)
 	           "F:1: bad listener name 'a b' (1..63 of A-Z a-z 0-9 _ . -)");
 	expect_err("[listener a/b]\n",
 	           "F:1: bad listener name 'a/b' (1..63 of A-Z a-z 0-9 _ . -)");
+	expect_err("[listener milter]\n", "F:1: listener name 'milter' is reserved (the milter front end)");
+	expect_err("[listener scan]\n", "F:1: listener name 'scan' is reserved (the scan command)");
 	expect_err("[listener a]\nlisten = *:25\nupstream = h:1\n"
 	           "[listener b]\nlisten = *:25\nupstream = h:2\n",
 	           "F:4: listener 'b': listen *:25 is already used by listener 'a'");
