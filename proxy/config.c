@@ -491,8 +491,8 @@ static const struct cfg_opt cfg_opts[] = {
 	G_UINT("bayes_max_tokens", bayes_max_tokens, "150", 1, 10000,
 	       "Bayes: most significant tokens of a message combined"),
 	G_STR("bayes_scores", bayes_scores,
-	      "BAYES_00=-3.0 BAYES_05=0 BAYES_20=0 BAYES_40=0 BAYES_50=1.0 "
-	      "BAYES_60=2.5 BAYES_80=3.5 BAYES_95=6.0 BAYES_99=6.0 BAYES_999=7.0", NULL,
+	      "BAYES_00=-3.0 BAYES_05=-0.5 BAYES_20=0 BAYES_40=0 BAYES_50=1.0 "
+	      "BAYES_60=2.5 BAYES_80=2.5 BAYES_95=6.0 BAYES_99=6.0 BAYES_999=7.0", NULL,
 	      "Bayes: score of each probability band symbol (BAYES_00 .. BAYES_999)"),
 	{ "bayes_autolearn", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
