@@ -109,7 +109,44 @@ def swaks(ns, port, *extra):
                           capture_output=True, text=True, timeout=60)
 
 
+# nftables REDIRECT (a NAT: the original destination in SO_ORIGINAL_DST);
+# only the client's own traffic: mailwarden's way out to the MTA is not
+# redirected
+REDIRECT = """
+table ip mwtest {
+    chain out {
+        type nat hook output priority -100; policy accept;
+        ip saddr %(client)s ip daddr %(mta)s tcp dport 25 redirect to :%(port)d
+    }
+}
+"""
+
+# TPROXY (no NAT: the connection keeps its addresses, the listening socket
+# has IP_TRANSPARENT and the accepted one's local address is the original
+# destination); the namespace's loopback packets pass prerouting too
+TPROXY = """
+table ip mwtest {
+    chain pre {
+        type filter hook prerouting priority mangle; policy accept;
+        ip saddr %(client)s ip daddr %(mta)s tcp dport 25 tproxy to 127.0.0.1:%(port)d
+    }
+}
+"""
+
+
 def test_redirected_connection_reaches_the_original_destination(netns, tmp_path):
+    intercepted(netns, tmp_path, REDIRECT)
+
+
+def test_tproxy_connection_reaches_the_original_destination(netns, tmp_path):
+    m = intercepted(netns, tmp_path, TPROXY)
+    assert "IP_TRANSPARENT" not in m.stderr_text()       # the socket option took
+
+
+def intercepted(netns, tmp_path, ruleset):
+    """a message sent to the MTA's address, intercepted by ruleset, reaches
+    the MTA through mailwarden; a connection made to the listener itself is
+    refused.  Returns the stopped Mailwarden."""
     out = tmp_path / "sink"
     out.mkdir()
     sink = subprocess.Popen(netns.cmd(sys.executable, "-c", SINK, str(out)),
@@ -118,17 +155,8 @@ def test_redirected_connection_reaches_the_original_destination(netns, tmp_path)
     try:
         assert mwlib.wait_until(lambda: (tmp_path / "sink.ready").exists(), 15), sink.stderr.read1()
         port = mwlib.free_port()
-        # the address the client dials is the MTA's; nftables hands it to
-        # mailwarden (only the client's own traffic: mailwarden's way out to
-        # the MTA is not redirected)
-        netns.nft("""
-table ip mwtest {
-    chain out {
-        type nat hook output priority -100; policy accept;
-        ip saddr %s ip daddr %s tcp dport 25 redirect to :%d
-    }
-}
-""" % (CLIENT, MTA, port))
+        # the address the client dials is the MTA's; nftables hands it to mailwarden
+        netns.nft(ruleset % {"client": CLIENT, "mta": MTA, "port": port})
         # upstream= is only the capability probe's target here: a dead port,
         # so a message can reach the sink only through the original destination
         m = NsMailwarden(netns, tmp_path / "mw", opts=[("listener.tp.transparent", "yes")],
@@ -160,6 +188,7 @@ table ip mwtest {
                            capture_output=True, text=True, timeout=60)
         assert "421" in r.stdout, r.stdout
         assert len(list(out.iterdir())) == 1
+        return m
     finally:
         if m is not None and m.proc is not None:
             rc = m.stop()
