@@ -512,10 +512,9 @@ have_msg:
 		finalize(p, &ms, res);
 
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
-		if (cfg->milter_quarantine == MILTER_QUARANTINE_MTA && req->listener
-		    && strcmp(req->listener, SCAN_LISTENER_MILTER) == 0)
-			/* the milter front end has the MTA hold it (smfi_quarantine):
-			 * a copy here would be a second one to release */
+		if (req->mta_quarantine)
+			/* the front end has the MTA hold it (smfi_quarantine): a
+			 * copy here would be a second one to release */
 			slog(req->session_id, LOG_INFO, "scan id=%llu quarantined in the MTA's hold queue: %s",
 			    (unsigned long long)req->id, why);
 		else if (cfg->quarantine_dir[0] == '\0')

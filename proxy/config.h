@@ -34,7 +34,8 @@ enum milter_fail_action { MILTER_FAIL_TEMPFAIL = 0, MILTER_FAIL_ACCEPT };
 enum milter_quarantine_mode { MILTER_QUARANTINE_STORE = 0, MILTER_QUARANTINE_MTA };
 
 /* the listener name of the requests of the milter front end and of
- * "mailwarden scan" (reserved: no [listener NAME] may take them) */
+ * "mailwarden scan" in the audit log (reserved: no [listener NAME] may
+ * take them) */
 #define SCAN_LISTENER_MILTER "milter"
 #define SCAN_LISTENER_CLI    "scan"
 

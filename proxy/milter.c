@@ -195,6 +195,7 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
 	memset(req, 0, sizeof(*req));
 	snprintf(req->session_id, sizeof(req->session_id), "%s", s->id);
 	req->listener = xstrdup(SCAN_LISTENER_MILTER);
+	req->mta_quarantine = G.cfg->milter_quarantine == MILTER_QUARANTINE_MTA;
 	req->direction = direction_of(s);
 	req->client_ip = xstrdup(s->client_ip);
 	req->client_port = s->client_port;

@@ -23,7 +23,7 @@
  *             "inbound"|"outbound","client_ip":"..","client_port":N,
  *             "client_name":"..","helo":"..","mail_from":"..",
  *             "mail_params":"..","rcpts":[".."],"size":N,"auth_user":"..",
- *             "tls":".."}
+ *             "tls":"..","mta_quarantine":true}
  *   result:  {"id":N,"action":"accept"|..,"score":D,"required":D,
  *             "reply":"..","symbols":[{"name":"..","score":D,"filter":"..",
  *             "desc":".."}],"edits":[{"op":"add"|"remove"|"change",
@@ -169,6 +169,8 @@ json_object *scan_request_to_json(const struct scan_request *r)
 	add_str(o, "tls", r->tls);
 	if (r->stage == SCAN_ENVELOPE)
 		add_str(o, "stage", "envelope");
+	if (r->mta_quarantine)
+		json_object_object_add(o, "mta_quarantine", json_object_new_boolean(1));
 	return o;
 }
 
@@ -398,6 +400,11 @@ int scan_request_from_json(json_object *j, struct scan_request *r)
 	default:
 		goto bad;
 	}
+	if (json_object_object_get_ex(j, "mta_quarantine", &a)) {
+		if (!json_object_is_type(a, json_type_boolean))
+			goto bad;
+		r->mta_quarantine = json_object_get_boolean(a);
+	}
 	switch (str_at(j, "direction", 16, &s, &len)) {
 	case 0:
 		r->direction = MW_INBOUND;
@@ -548,7 +555,8 @@ bad:
  *            (0 inbound, 1 outbound), str client_ip, u32 client_port,
  *            str client_name, str helo, str mail_from, str mail_params,
  *            u32 nrcpts, nrcpts x str, u64 size, str auth_user, str tls,
- *            u8 stage (0 message, 1 envelope); then, for a message sent
+ *            u8 stage (0 message, 1 envelope), u8 mta_quarantine (0/1);
+ *            then, for a message sent
  *            inline, the byte SCANPROTO_INLINE_MARK and the message bytes
  *   result:  "MWr1" u64 id, u8 action, f64 score, f64 required, str reply,
  *            u32 nsymbols, each {str name, f64 score, str filter, u8
@@ -616,6 +624,7 @@ void scan_request_encode(struct sbuf *out, const struct scan_request *r)
 	put_str(out, r->auth_user);
 	put_str(out, r->tls);
 	put_u8(out, r->stage == SCAN_ENVELOPE);
+	put_u8(out, r->mta_quarantine != 0);
 }
 
 void scan_result_encode(struct sbuf *out, const struct scan_result *r)
@@ -806,6 +815,7 @@ int scan_request_decode(const void *p, size_t len, struct scan_request *r, size_
 	r->auth_user = getdup(&rd, SP_MAX_STRING);
 	r->tls = getdup(&rd, 1024);
 	r->stage = getflag(&rd) ? SCAN_ENVELOPE : SCAN_MESSAGE;
+	r->mta_quarantine = getflag(&rd);
 	if (rd.bad)
 		goto bad;
 	*used = len - rd.left;

@@ -39,6 +39,9 @@ struct scan_request {
 	/* SCAN_ENVELOPE: no message (no fd); the filters' connect/helo/mail/
 	 * rcpt hooks only, for a verdict before DATA (the milter at RCPT) */
 	enum scan_stage { SCAN_MESSAGE = 0, SCAN_ENVELOPE } stage;
+	/* the front end has the MTA hold a quarantined message (the milter
+	 * with milter_quarantine = mta): the scanner stores no copy of it */
+	int      mta_quarantine;
 	/* SCAN_MESSAGE sent inline (no fd): the message bytes, borrowed (the
 	 * sender's spool; on the receiving side the caller's copy of the
 	 * packet's tail).  Not JSON fields: see scanproto_send_msg. */

@@ -75,8 +75,19 @@ static void test_request_roundtrip(void **state)
 	assert_true(b.size == 1ULL << 40);
 	assert_string_equal(a.auth_user, b.auth_user);
 	assert_string_equal(a.tls, b.tls);
-	scan_request_free(&a);
+	assert_int_equal(b.mta_quarantine, 0);
 	scan_request_free(&b);
+
+	a.mta_quarantine = 1;
+	j = reparse(scan_request_to_json(&a));
+	assert_int_equal(scan_request_from_json(j, &b), 0);
+	json_object_put(j);
+	assert_int_equal(b.mta_quarantine, 1);
+	scan_request_free(&b);
+	j = json_tokener_parse("{\"id\":1,\"mta_quarantine\":\"yes\"}");
+	assert_int_equal(scan_request_from_json(j, &b), -1);   /* a boolean or nothing */
+	json_object_put(j);
+	scan_request_free(&a);
 }
 
 static void test_result_roundtrip(void **state)

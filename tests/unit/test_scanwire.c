@@ -53,15 +53,18 @@ static void test_request_roundtrip(void **state)
 	assert_string_equal(b.auth_user, "bob");
 	assert_string_equal(b.tls, a.tls);
 	assert_int_equal(b.stage, SCAN_MESSAGE);
+	assert_int_equal(b.mta_quarantine, 0);
 	scan_request_free(&b);
 
 	a.stage = SCAN_ENVELOPE;
 	a.direction = MW_INBOUND;
+	a.mta_quarantine = 1;
 	sbuf_reset(&enc);
 	scan_request_encode(&enc, &a);
 	assert_int_equal(scan_request_decode(enc.data, enc.len, &b, &used), 0);
 	assert_int_equal(b.stage, SCAN_ENVELOPE);
 	assert_int_equal(b.direction, MW_INBOUND);
+	assert_int_equal(b.mta_quarantine, 1);
 	scan_request_free(&b);
 	scan_request_free(&a);
 	sbuf_free(&enc);
