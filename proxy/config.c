@@ -1263,7 +1263,7 @@ static int check_listener_name(const char *v, char *err, size_t errlen)
 		            esc(e, sizeof e, v), FSZ(listener_cfg, name) - 1);
 	}
 	/* the names the other front ends give their requests: the audit log
-	 * and the scanner tell them apart by it */
+	 * tells them apart by it */
 	if (strcmp(v, SCAN_LISTENER_MILTER) == 0 || strcmp(v, SCAN_LISTENER_CLI) == 0)
 		return fail(err, errlen, "listener name '%s' is reserved (the %s)", v,
 		            strcmp(v, SCAN_LISTENER_MILTER) == 0 ? "milter front end" : "scan command");
@@ -1365,16 +1365,10 @@ static int opt_set(const struct cfg_opt *o, void *base, const char *value,
 		return 0;
 
 	case CFG_DURATION:
-		if (config_parse_duration(v, &u) < 0)
-			return fail(err, errlen, "'%s' is not a duration", ev);
-		if (check_bounds(o, (double)u, v, err, errlen) < 0)
-			return -1;
-		memcpy(field, &u, sizeof u);
-		return 0;
-
 	case CFG_AGE:
-		if (config_parse_age(v, &u) < 0)
-			return fail(err, errlen, "'%s' is not a duration of whole seconds", ev);
+		if (o->type == CFG_AGE ? config_parse_age(v, &u) < 0 : config_parse_duration(v, &u) < 0)
+			return fail(err, errlen, "'%s' is not a duration%s", ev,
+			            o->type == CFG_AGE ? " of whole seconds" : "");
 		if (check_bounds(o, (double)u, v, err, errlen) < 0)
 			return -1;
 		memcpy(field, &u, sizeof u);
@@ -1443,12 +1437,9 @@ static void opt_format(const struct cfg_opt *o, const void *base, size_t idx,
 		fmt_size(buf, len, u64);
 		return;
 	case CFG_DURATION:
-		memcpy(&u, field, sizeof u);
-		fmt_duration(buf, len, u);
-		return;
 	case CFG_AGE:
 		memcpy(&u, field, sizeof u);
-		fmt_age(buf, len, u);
+		(o->type == CFG_AGE ? fmt_age : fmt_duration)(buf, len, u);
 		return;
 	case CFG_DOUBLE:
 		memcpy(&d, field, sizeof d);

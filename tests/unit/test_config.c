@@ -199,10 +199,27 @@ static void test_parse_size(void **state)
 			fail_msg("size '%s' accepted", bad[i]);
 }
 
+/* a parser of unsigned values: each of ok gives its value, each of bad is refused */
+struct parsed { const char *s; unsigned v; };
+static void check_parser(int (*parse)(const char *, unsigned *), const char *what,
+                         const struct parsed *ok, size_t nok, const char *const *bad, size_t nbad)
+{
+	unsigned v;
+
+	for (size_t i = 0; i < nok; i++) {
+		v = 1;
+		assert_int_equal(parse(ok[i].s, &v), 0);
+		assert_int_equal(v, ok[i].v);
+	}
+	for (size_t i = 0; i < nbad; i++)
+		if (parse(bad[i], &v) != -1)
+			fail_msg("%s '%s' accepted", what, bad[i]);
+}
+
 static void test_parse_duration(void **state)
 {
 	(void)state;
-	static const struct { const char *s; unsigned ms; } ok[] = {
+	static const struct parsed ok[] = {
 		{ "0", 0 }, { "30", 30000 }, { "300s", 300000 }, { "5m", 300000 },
 		{ "250ms", 250 }, { "1h", 3600000 }, { "1d", 86400000 },
 		{ "4294967s", 4294967000u }, { "4294967295ms", 4294967295u },
@@ -211,16 +228,7 @@ static void test_parse_duration(void **state)
 		"", "s", "ms", "5 m", "1.5s", "-1", "5x", "5sec", "4294968s", "4294967296ms",
 		"99999999999999999999999s", "1m30s",
 	};
-	unsigned ms;
-
-	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-		ms = 1;
-		assert_int_equal(config_parse_duration(ok[i].s, &ms), 0);
-		assert_int_equal(ms, ok[i].ms);
-	}
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		if (config_parse_duration(bad[i], &ms) != -1)
-			fail_msg("duration '%s' accepted", bad[i]);
+	check_parser(config_parse_duration, "duration", ok, sizeof ok / sizeof ok[0], bad, sizeof bad / sizeof bad[0]);
 }
 
 /* ages (quarantine_max_age) are whole seconds, so that they reach past the
@@ -228,21 +236,12 @@ static void test_parse_duration(void **state)
 static void test_parse_age(void **state)
 {
 	(void)state;
-	static const struct { const char *s; unsigned sec; } ok[] = {
+	static const struct parsed ok[] = {
 		{ "0", 0 }, { "30", 30 }, { "90m", 5400 }, { "1000ms", 1 }, { "30d", 2592000 },
 		{ "365d", 31536000 }, { "4294967295s", 4294967295u },
 	};
 	static const char *const bad[] = { "", "1500ms", "1d2h", "4294967296s", "-1d", "99999999999999999999d" };
-	unsigned sec;
-
-	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-		sec = 1;
-		assert_int_equal(config_parse_age(ok[i].s, &sec), 0);
-		assert_int_equal(sec, ok[i].sec);
-	}
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		if (config_parse_age(bad[i], &sec) != -1)
-			fail_msg("age '%s' accepted", bad[i]);
+	check_parser(config_parse_age, "age", ok, sizeof ok / sizeof ok[0], bad, sizeof bad / sizeof bad[0]);
 
 	static const char *const year[] = { "quarantine_max_age=365d" };
 	struct config *c = load_ov(NULL, year, 1);
