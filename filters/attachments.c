@@ -15,10 +15,14 @@
  *              attach_archive_depth) read with libarchive (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
- * Each rule has its action per direction (none, tag, quarantine, reject);
- * the hardest one met becomes the filter's verdict, with the rule and the
- * file in the reply text and in the symbol's description.  Symbols score 0:
- * the action is the verdict, not a score.
+ * Each rule has its action per direction (none, tag, replace, quarantine,
+ * reject); the hardest one met becomes the filter's verdict, with the rule
+ * and the file in the reply text and in the symbol's description.  Symbols
+ * score 0: the action is the verdict, not a score.  "replace" (between tag
+ * and quarantine) delivers the message with each such part replaced by a
+ * short text part saying what was removed (mime_rewrite.c; the proxy
+ * relays the new body, the milter hands it to the MTA); where the
+ * structure does not allow it the message is quarantined instead.
  *
  * Thread-safety: the instance is read-only after setup but for the pool of
  * libmagic handles (a magic_t is not thread-safe), taken and given back
@@ -39,6 +43,7 @@
 #include "filters/builtin.h"
 #include "filters/mime.h"
 #include "proxy/log.h"
+#include "proxy/sbuf.h"
 
 #define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
 #define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per archive, skips included */
@@ -81,6 +86,10 @@ struct finding {
 	const struct dir_rules *r;
 	int      worst;               /* enum attach_action */
 	char     reason[300];         /* of the first hit at worst */
+	char     tag_reason[300];     /* of the first hit to tag, "" if none */
+	size_t   part;                /* index of the leaf being checked */
+	struct mime_replacement *rep; /* leaves to replace, in order, one each */
+	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
 	int      entries_logged;
 };
@@ -322,10 +331,25 @@ static void hit(struct finding *f, enum rule rule, const char *symbol, const cha
 	mw_symbol(f->ctx, symbol, 0, "%s: %s", file, what);
 	mw_log(f->ctx, LOG_NOTICE, "banned attachment rule=%s file=\"%s\" %s action=%s",
 	    rule_name[rule], file, what,
-	    action == ATTACH_REJECT ? "reject" : action == ATTACH_QUARANTINE ? "quarantine" : "tag");
+	    action == ATTACH_REJECT ? "reject" : action == ATTACH_QUARANTINE ? "quarantine" :
+	    action == ATTACH_REPLACE ? "replace" : "tag");
+	shown(file, name, sizeof(name));
+	if (action == ATTACH_TAG && f->tag_reason[0] == '\0')
+		snprintf(f->tag_reason, sizeof(f->tag_reason), "Banned attachment %s (%s)", name, what);
+	if (action == ATTACH_REPLACE && (f->nrep == 0 || f->rep[f->nrep - 1].part != f->part)) {
+		char note[600];
+
+		snprintf(note, sizeof(note), "mailwarden removed an attachment from this message:\n"
+		    "  %s (%s)\n"
+		    "It breaks the mail policy of this site.  Ask the sender for it in another\n"
+		    "form, or your mail administrator if you need it.\n", name, what);
+		f->rep = xrealloc(f->rep, (f->nrep + 1) * sizeof(*f->rep));
+		f->rep[f->nrep].part = f->part;
+		f->rep[f->nrep].note = xstrdup(note);
+		f->nrep++;
+	}
 	if (action > f->worst) {
 		f->worst = action;
-		shown(file, name, sizeof(name));
 		snprintf(f->reason, sizeof(f->reason), "Banned attachment %s (%s)", name, what);
 	}
 }
@@ -506,6 +530,41 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 	}
 }
 
+/* replace_parts - the leaves to replace become text parts in the body
+ * the message leaves with.  Where that cannot be done (a structure the
+ * parse found broken, a rewrite that fails) the message is quarantined:
+ * the banned file never goes on, and the recipient's mail is not lost. */
+static void replace_parts(struct finding *f, const struct mime_msg *m)
+{
+	size_t len;
+	const unsigned char *msg = mw_message(f->ctx, &len);
+	struct sbuf rest;
+	char err[200];
+	int top;
+
+	if (m->parse_error) {
+		snprintf(err, sizeof(err), "the MIME structure is broken");
+		goto quarantine;
+	}
+	sbuf_init(&rest, len + f->nrep * 1024 + 4096);
+	if (mime_replace_parts(msg, len, f->rep, f->nrep, rest.limit, &rest, &top,
+	    err, sizeof(err)) < 0) {
+		sbuf_free(&rest);
+		goto quarantine;
+	}
+	mw_symbol(f->ctx, "ATTACH_REPLACED", 0, "%zu part%s replaced by a text part", f->nrep,
+	    f->nrep == 1 ? "" : "s");
+	mw_log(f->ctx, LOG_NOTICE, "%zu banned attachment%s replaced by a text part", f->nrep,
+	    f->nrep == 1 ? "" : "s");
+	builtin_new_body(f->ctx, rest.data ? rest.data : xstrdup(""), rest.len, top);
+	return;
+quarantine:
+	mw_log(f->ctx, LOG_WARNING, "cannot replace the banned attachment (%s): quarantined", err);
+	f->worst = ATTACH_QUARANTINE;
+	snprintf(f->reason + strlen(f->reason), sizeof(f->reason) - strlen(f->reason),
+	    ", not replaceable");
+}
+
 static void attach_eom(struct mw_ctx *ctx)
 {
 	struct attach *a = mw_instance(ctx);
@@ -517,8 +576,12 @@ static void attach_eom(struct mw_ctx *ctx)
 	f.a = a;
 	f.ctx = ctx;
 	f.r = &a->dir[mw_direction(ctx) == MW_OUTBOUND ? 1 : 0];
-	for (i = 0; i < m->nparts; i++)
+	for (i = 0; i < m->nparts; i++) {
+		f.part = i;
 		check_part(&f, &m->parts[i], i);
+	}
+	if (f.worst == ATTACH_REPLACE)
+		replace_parts(&f, m);
 	switch (f.worst) {
 	case ATTACH_REJECT:
 		mw_verdict(ctx, MW_REJECT, f.reason);
@@ -526,12 +589,17 @@ static void attach_eom(struct mw_ctx *ctx)
 	case ATTACH_QUARANTINE:
 		mw_verdict(ctx, MW_QUARANTINE, f.reason);
 		break;
+	case ATTACH_REPLACE:
 	case ATTACH_TAG:
-		mw_verdict(ctx, MW_TAG, f.reason);
+		if (f.tag_reason[0] != '\0')
+			mw_verdict(ctx, MW_TAG, f.tag_reason);
 		break;
 	default:
 		break;
 	}
+	for (i = 0; i < f.nrep; i++)
+		free((char *)f.rep[i].note);
+	free(f.rep);
 }
 
 /* ------------------------------------------------------------------ */

@@ -52,6 +52,16 @@ const struct builtin_filter *builtin_find(const char *name);
 /* builtin_name - name of the i-th built-in (NULL past the end), for -t -v and docs */
 const char *builtin_name(size_t i);
 
+/* builtin_new_body - the message is to leave with rest (malloc'd, taken
+ * over) after its header section: the empty line and the new body, CRLF
+ * lines, not dot-stuffed.  Used if the final action lets the message
+ * leave (accept, tag); quarantine keeps the original.  top: rest
+ * replaces a single-part message's own body, so the pipeline also gives
+ * the header section the replacement part's Content-Type and
+ * Content-Transfer-Encoding (mime.h), then and only then.  A later call
+ * replaces an earlier one. */
+void builtin_new_body(struct mw_ctx *ctx, char *rest, size_t len, int top);
+
 /* final_prepend - add "name: value" on top of the header section that
  * leaves (above every other added field).  value may be folded
  * ("\r\n\t" sequences) as a DKIM-Signature is. */

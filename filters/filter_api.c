@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <syslog.h>
 
+#include "filters/builtin.h"
 #include "filters/filter_api.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
@@ -76,7 +77,18 @@ void msgscan_free(struct msgscan *ms)
 	free(ms->auth);
 	if (ms->mime != NULL && ms->mime_free != NULL)
 		ms->mime_free(ms->mime);
+	free(ms->new_rest);
 	memset(ms, 0, sizeof(*ms));
+}
+
+void builtin_new_body(struct mw_ctx *ctx, char *rest, size_t len, int top)
+{
+	struct msgscan *ms = ctx->ms;
+
+	free(ms->new_rest);
+	ms->new_rest = rest;
+	ms->new_rest_len = len;
+	ms->new_rest_top = top;
 }
 
 void mw_ctx_end(struct mw_ctx *ctx)

@@ -57,6 +57,9 @@ struct msgscan {
 	char        client_name[256];       /* forward-confirmed reverse DNS, "" if none */
 	void       *mime;                   /* the shared MIME parse (mime.h), lazily built */
 	void      (*mime_free)(void *);
+	char       *new_rest;               /* owned; builtin_new_body, NULL if none */
+	size_t      new_rest_len;
+	int         new_rest_top;           /* it replaces a single-part body */
 };
 
 /* one message seen by one filter */

@@ -26,6 +26,7 @@
 
 #include "filters/filter_api.h"
 #include "filters/mime.h"
+#include "filters/mime_gmime.h"
 
 /* private: the public struct plus what it owns */
 struct mime_store {
@@ -792,36 +793,46 @@ void mime_free(void *p)
 	g_free(st);
 }
 
-struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
+GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
+                               GMimeParserWarningFunc warn, void *warn_data)
 {
 	static const char *fallback[] = { "UTF-8", "windows-1252", NULL };
-	struct mime_store *st = g_new0(struct mime_store, 1);
 	GMimeParserOptions *opts;
 	GMimeStream *stream;
 	GMimeParser *parser;
 	GMimeMessage *m;
 
 	pthread_once(&gmime_once, gmime_setup);
-	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
 	opts = g_mime_parser_options_new();
 	g_mime_parser_options_set_rfc2047_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
 	g_mime_parser_options_set_parameter_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
 	g_mime_parser_options_set_fallback_charsets(opts, fallback);
-	g_mime_parser_options_set_warning_callback(opts, on_warning, st);
+	if (warn != NULL)
+		g_mime_parser_options_set_warning_callback(opts, warn, warn_data);
 
 	stream = g_mime_stream_mem_new_with_buffer((const char *)msg, len);
 	parser = g_mime_parser_new_with_stream(stream);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
 	m = g_mime_parser_construct_message(parser, opts);
+	g_object_unref(parser);
+	g_object_unref(stream);
+	g_mime_parser_options_free(opts);
+	return m;
+}
+
+struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
+{
+	struct mime_store *st = g_new0(struct mime_store, 1);
+	GMimeMessage *m;
+
+	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
+	m = mime_gmime_parse(msg, len, on_warning, st);
 	if (m == NULL)
 		st->pub.parse_error = 1;
 	else {
 		walk(st, g_mime_message_get_mime_part(m), 0, 0);
 		g_object_unref(m);
 	}
-	g_object_unref(parser);
-	g_object_unref(stream);
-	g_mime_parser_options_free(opts);
 	g_hash_table_destroy(st->uri_seen);
 	st->uri_seen = NULL;
 	return &st->pub;

@@ -75,6 +75,33 @@ const struct mime_msg *mime_get(struct mw_ctx *ctx);
 struct mime_msg *mime_parse(const unsigned char *msg, size_t len);
 void mime_free(void *mime);
 
+/* One leaf to replace: its index in mime_msg.parts (as mime_parse lists
+ * them, for the same message) and the text that takes its place. */
+struct mime_replacement {
+	size_t      part;
+	const char *note;             /* US-ASCII; other bytes become '?' */
+};
+
+struct sbuf;
+
+/* mime_replace_parts - what follows the header section of msg once those
+ * leaves are replaced by text/plain parts holding their note: the empty
+ * line and the new body, CRLF lines, not dot-stuffed, appended to rest.
+ * Everything else is written back by GMime from the same parse: parts
+ * left alone keep their header fields and encoded content, multiparts
+ * their boundaries.  *top is set when the leaf replaced is the message's
+ * own body (a single-part message): the caller then owes the top-level
+ * Content-Type, Content-Transfer-Encoding and Content-Disposition fields
+ * of a text/plain part (mime_replacement_fields).  0, or -1 with err (an
+ * index past the leaves, or the new body longer than max). */
+int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_replacement *rep,
+                       size_t nrep, size_t max, struct sbuf *rest, int *top,
+                       char *err, size_t errlen);
+
+/* the header fields of a replacement part, for a top-level replacement */
+#define MIME_REPLACEMENT_TYPE "text/plain; charset=us-ascii"
+#define MIME_REPLACEMENT_CTE  "7bit"
+
 /* mime_html_render - the visible text of an HTML document (UTF-8), as
  * parts' rendered text is made; a new string (g_free), length in *outlen. */
 char *mime_html_render(const char *html, size_t len, size_t *outlen);

@@ -30,6 +30,7 @@
 #include "filters/builtin.h"
 #include "filters/dns.h"
 #include "filters/filter_api.h"
+#include "filters/mime.h"
 #include "filters/pipeline.h"
 #include "filters/plugin.h"
 #include "proxy/header_edit.h"
@@ -38,6 +39,7 @@
 #include "proxy/policy.h"
 #include "proxy/quarantine.h"
 #include "proxy/sbuf.h"
+#include "proxy/spool.h"
 
 #define BODY_CHUNK (64 * 1024)
 
@@ -335,8 +337,13 @@ static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_r
 	m.req = ms->req;
 	m.headers = hdr.data ? hdr.data : "";
 	m.headers_len = hdr.len;
-	m.rest = (const char *)ms->msg + rest;
-	m.rest_len = ms->len - rest;
+	if (ms->new_rest != NULL) {
+		m.rest = ms->new_rest;
+		m.rest_len = ms->new_rest_len;
+	} else {
+		m.rest = (const char *)ms->msg + rest;
+		m.rest_len = ms->len - rest;
+	}
 	m.res = res;
 	for (i = 0; i < p->nfilters; i++)
 		if (p->builtin[i] != NULL && p->builtin[i]->finalize != NULL)
@@ -369,6 +376,36 @@ static void fail(const struct config *cfg, const struct scan_request *req,
 	policy_reply(cfg, MW_TEMPFAIL, NULL, res->reply, sizeof(res->reply));
 	slog(req->session_id, LOG_ERR, "scan id=%llu failed: %s",
 	    (unsigned long long)req->id, res->error);
+}
+
+/* new_body - the body a filter rewrote goes with the result, sealed.  If
+ * it cannot, the message must not leave with the old one: tempfail. */
+static void new_body(const struct config *cfg, const struct scan_request *req,
+                     const struct msgscan *ms, struct scan_result *res)
+{
+	static const char *const own[] = {
+		"Content-Type", "Content-Transfer-Encoding", "Content-Disposition"
+	};
+	int fd = spool_sealed_copy(ms->new_rest, ms->new_rest_len);
+	size_t i;
+
+	if (fd < 0) {
+		fail(cfg, req, res, "new body memfd", errno);
+		return;
+	}
+	res->new_body = 1;
+	res->new_body_fd = fd;
+	if (!ms->new_rest_top)
+		return;
+	/* the message's own body was replaced: its fields describe the
+	 * text part now (added fields go on top, the old ones go) */
+	res->edits = xrealloc(res->edits, (res->nedits + 5) * sizeof(*res->edits));
+	for (i = 0; i < 3; i++)
+		res->edits[res->nedits++] = (struct header_edit){ HE_REMOVE, xstrdup(own[i]), NULL, 0 };
+	res->edits[res->nedits++] = (struct header_edit){ HE_ADD, xstrdup("Content-Type"),
+	    xstrdup(MIME_REPLACEMENT_TYPE), 0 };
+	res->edits[res->nedits++] = (struct header_edit){ HE_ADD, xstrdup("Content-Transfer-Encoding"),
+	    xstrdup(MIME_REPLACEMENT_CTE), 0 };
 }
 
 /* scan_envelope - before DATA: only a hard tempfail or reject counts (a
@@ -508,6 +545,8 @@ have_msg:
 			break;
 		}
 	policy_decide(cfg, &in, res, why, sizeof(why));
+	if ((res->action == MW_ACCEPT || res->action == MW_TAG) && ms.new_rest != NULL)
+		new_body(cfg, req, &ms, res);
 	if (res->action == MW_ACCEPT || res->action == MW_TAG)
 		finalize(p, &ms, res);
 

@@ -386,7 +386,7 @@ static const struct cfg_opt cfg_opts[] = {
 	      "clamd: how long the whole scan (send and verdict) may take"),
 
 	/* --- MIME, attachments (issue 5) --- */
-#define ATTACH_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, \
+#define ATTACH_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, { "replace", ATTACH_REPLACE }, \
 	{ "quarantine", ATTACH_QUARANTINE }, { "reject", ATTACH_REJECT }, { NULL, 0 } })
 #define ATTACH_EXT_DEFAULT "ade adp app application bas bat chm cmd com cpl crt dll exe gadget hlp hta inf ins isp " \
 	"jar js jse lnk mde msc msi msp mst pif ps1 psm1 reg scf scr sct shb shs sys url vb vbe vbs vxd " \
@@ -403,15 +403,15 @@ static const struct cfg_opt cfg_opts[] = {
 	G_STR("attach_outbound_banned_types", attach_outbound_banned_types, ATTACH_TYPES_DEFAULT, NULL,
 	      "outbound: banned MIME types"),
 	G_ENUM("attach_inbound_extension_action", attach_inbound_extension_action, int, "reject", ATTACH_ACTIONS,
-	       "inbound: banned extension or double extension: none, tag, quarantine or reject"),
+	       "inbound: banned extension or double extension: none, tag, replace, quarantine or reject"),
 	G_ENUM("attach_inbound_type_action", attach_inbound_type_action, int, "reject", ATTACH_ACTIONS,
-	       "inbound: banned declared MIME type: none, tag, quarantine or reject"),
+	       "inbound: banned declared MIME type: none, tag, replace, quarantine or reject"),
 	G_ENUM("attach_inbound_content_action", attach_inbound_content_action, int, "reject", ATTACH_ACTIONS,
-	       "inbound: content of a banned type (libmagic) declared as another: none, tag, quarantine, reject"),
+	       "inbound: content of a banned type (libmagic) declared as another: none, tag, replace, quarantine, reject"),
 	G_ENUM("attach_inbound_archive_action", attach_inbound_archive_action, int, "reject", ATTACH_ACTIONS,
-	       "inbound: banned name or type inside an archive: none, tag, quarantine or reject"),
+	       "inbound: banned name or type inside an archive: none, tag, replace, quarantine or reject"),
 	G_ENUM("attach_inbound_encrypted_action", attach_inbound_encrypted_action, int, "tag", ATTACH_ACTIONS,
-	       "inbound: encrypted archive (cannot be checked): none, tag, quarantine or reject"),
+	       "inbound: encrypted archive (cannot be checked): none, tag, replace, quarantine or reject"),
 	G_ENUM("attach_outbound_extension_action", attach_outbound_extension_action, int, "reject", ATTACH_ACTIONS,
 	       "outbound: banned extension or double extension"),
 	G_ENUM("attach_outbound_type_action", attach_outbound_type_action, int, "reject", ATTACH_ACTIONS,

@@ -40,7 +40,7 @@ enum milter_quarantine_mode { MILTER_QUARANTINE_STORE = 0, MILTER_QUARANTINE_MTA
 #define SCAN_LISTENER_CLI    "scan"
 
 /* --- MIME, attachments (issue 5) --- */
-enum attach_action { ATTACH_NONE = 0, ATTACH_TAG, ATTACH_QUARANTINE, ATTACH_REJECT };
+enum attach_action { ATTACH_NONE = 0, ATTACH_TAG, ATTACH_REPLACE, ATTACH_QUARANTINE, ATTACH_REJECT };
 
 struct listener_cfg {
 	char   name[64];

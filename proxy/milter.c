@@ -360,7 +360,9 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 		    "and quarantine (offered actions 0x%lx)", f0);
 		return SMFIS_REJECT;
 	}
-	*pf0 = want0;
+	/* replacing the body (a banned attachment made a text part) when the
+	 * MTA allows it; without, such a message is tempfailed (milter_apply) */
+	*pf0 = want0 | (f0 & SMFIF_CHGBODY);
 	*pf1 = want1 & f1;
 	*pf2 = *pf3 = 0;
 	/* the session starts here: whether values keep their leading space is
@@ -682,7 +684,7 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	memset(&desc, 0, sizeof(desc));
 	desc.xxfi_name = "mailwarden";
 	desc.xxfi_version = SMFI_VERSION;
-	desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
+	desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGBODY;
 	desc.xxfi_connect = on_connect;
 	desc.xxfi_helo = on_helo;
 	desc.xxfi_envfrom = on_envfrom;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "milter_result.h"
@@ -164,6 +165,24 @@ static void apply_edits(SMFICTX *ctx, const struct scan_result *res,
 	}
 }
 
+/* replace_body - the body the scanner rewrote, to the MTA (its fd holds
+ * the empty line, then the body: the MTA gets the body).  0 / -1 */
+static int replace_body(SMFICTX *ctx, const struct scan_result *res)
+{
+	unsigned char buf[65536];
+	off_t off = 2;          /* past the empty line */
+	ssize_t n;
+
+	if (res->new_body_fd < 0)
+		return -1;
+	while ((n = pread(res->new_body_fd, buf, sizeof(buf), off)) > 0) {
+		if (smfi_replacebody(ctx, buf, (int)n) != MI_SUCCESS)
+			return -1;
+		off += n;
+	}
+	return n < 0 ? -1 : 0;
+}
+
 sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
                       const struct milter_fields *fields, int leadspc, const char **what)
 {
@@ -171,6 +190,14 @@ sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 	switch (res->action) {
 	case MW_ACCEPT:
 	case MW_TAG:
+		if (res->new_body && replace_body(ctx, res) < 0) {
+			/* the original must not go on in its place */
+			slog(NULL, LOG_ERR, "milter: cannot replace the body (the MTA must allow "
+			    "SMFIF_CHGBODY): tempfail");
+			*what = "tempfail";
+			milter_reply(ctx, "451 4.3.0 Error: cannot deliver the filtered message, try again later");
+			return SMFIS_TEMPFAIL;
+		}
 		apply_edits(ctx, res, fields, leadspc);
 		return SMFIS_CONTINUE;
 	case MW_QUARANTINE:

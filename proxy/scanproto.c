@@ -37,6 +37,7 @@
  * SCANPROTO_INLINE_MAX, inline.  Never both.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -115,6 +116,8 @@ void scan_result_free(struct scan_result *r)
 		free(r->edits[i].value);
 	}
 	free(r->edits);
+	if (r->new_body && r->new_body_fd >= 0)
+		close(r->new_body_fd);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -215,6 +218,7 @@ json_object *scan_result_to_json(const struct scan_result *r)
 	add_str(o, "error", r->error);
 	add_str(o, "client_name", r->client_name);
 	json_object_object_add(o, "scan_ms", new_double(r->scan_ms));
+	json_object_object_add(o, "new_body", json_object_new_boolean(r->new_body != 0));
 	return o;
 }
 
@@ -523,6 +527,12 @@ int scan_result_from_json(json_object *j, struct scan_result *r)
 	    || !all_of(r->client_name, LOWER_DIGITS "-.")
 	    || get_double(j, "scan_ms", &r->scan_ms) < 0)
 		goto bad;
+	r->new_body_fd = -1;     /* JSON carries the flag, never the body */
+	if (json_object_object_get_ex(j, "new_body", &a)) {
+		if (!json_object_is_type(a, json_type_boolean))
+			goto bad;
+		r->new_body = json_object_get_boolean(a);
+	}
 	if (get_array(j, "symbols", SP_MAX_SYMBOLS, &a, &n) < 0)
 		goto bad;
 	r->symbols = xcalloc(n ? n : 1, sizeof(*r->symbols));
@@ -562,7 +572,8 @@ bad:
  *            u32 nsymbols, each {str name, f64 score, str filter, u8
  *            has_desc, [str desc]}, u32 nedits, each {u8 op, str name,
  *            [u32 index if remove_at], u8 has_value, [str value]}, str
- *            quarantine_id, str error, str client_name, f64 scan_ms;
+ *            quarantine_id, str error, str client_name, f64 scan_ms,
+ *            u8 new_body (0/1: the packet's descriptor is the new body);
  *            nothing after it.
  * The decoders apply the same types, bounds and character checks as the
  * JSON ones above: the scanner does not trust the proxy, nor the proxy
@@ -664,6 +675,7 @@ void scan_result_encode(struct sbuf *out, const struct scan_result *r)
 	put_str(out, r->error);
 	put_str(out, r->client_name);
 	put_f64(out, r->scan_ms);
+	put_u8(out, r->new_body != 0);
 }
 
 /* A reader over a received packet: any read past the end, or any check
@@ -913,6 +925,8 @@ int scan_result_decode(const void *p, size_t len, struct scan_result *r)
 	getbuf(&rd, r->error, sizeof(r->error));
 	getbuf(&rd, r->client_name, sizeof(r->client_name));
 	r->scan_ms = getf(&rd);
+	r->new_body = getflag(&rd);
+	r->new_body_fd = -1;
 	if (rd.bad || rd.left != 0
 	    || !all_of(r->quarantine_id, LOWER_DIGITS UPPER_DIGITS "-_.")
 	    || r->quarantine_id[0] == '.'
@@ -1288,7 +1302,7 @@ int scanproto_send_result(int sock, const struct scan_result *r)
 		errno = EMSGSIZE;
 		return -1;
 	}
-	rc = scanproto_send_raw(sock, b->data, b->len, -1, NULL, 0, 0);
+	rc = scanproto_send_raw(sock, b->data, b->len, r->new_body ? r->new_body_fd : -1, NULL, 0, 0);
 	saved = errno;
 	enc_done();
 	errno = saved;
@@ -1349,13 +1363,29 @@ int scanproto_recv_result(int sock, struct scan_result *r, int flags)
 
 	memset(r, 0, sizeof(*r));
 	rc = scanproto_recv_raw(sock, &pkt, &len, &fd, flags);
-	if (fd >= 0)
-		close(fd);          /* a result never carries one */
-	if (rc <= 0)
+	if (rc <= 0) {
+		if (fd >= 0)
+			close(fd);
 		return rc;
-	if (scan_result_decode(pkt, len, r) < 0) {
-		errno = EBADMSG;
-		return -1;
 	}
+	if (scan_result_decode(pkt, len, r) < 0)
+		goto bad;
+	if (r->new_body) {
+		/* the new body, sealed: the sender can change nothing we relay */
+		int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+
+		if (seals < 0 || (seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)) !=
+		    (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)) {
+			scan_result_free(r);
+			goto bad;
+		}
+		r->new_body_fd = fd;
+	} else if (fd >= 0)
+		close(fd);          /* a result without a new body carries none */
 	return 1;
+bad:
+	if (fd >= 0)
+		close(fd);
+	errno = EBADMSG;
+	return -1;
 }

@@ -84,6 +84,14 @@ struct scan_result {
 	char     error[256];         /* set when the scan failed: action is then MW_TEMPFAIL */
 	char     client_name[256];   /* forward-confirmed reverse DNS of the client, "" if none */
 	double   scan_ms;
+	/* new_body: the message leaves with another body (a banned attachment
+	 * replaced by a text part).  new_body_fd, a sealed memfd, holds what
+	 * follows the header section then: the empty line and the body, CRLF
+	 * lines, not dot-stuffed.  Owned (scan_result_free closes it); it
+	 * travels as the result packet's descriptor.  Without new_body the fd
+	 * means nothing (a zeroed result has none). */
+	int      new_body;
+	int      new_body_fd;
 };
 
 void scan_request_free(struct scan_request *r);   /* frees members, not r */

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/netfilter_ipv4.h>
@@ -116,6 +118,8 @@ struct session {
 	size_t            relay_left;
 	struct sbuf       hdrbuf;     /* rewritten header section */
 	size_t            hdr_off;
+	void             *newbody;    /* mapped scan_result.new_body_fd, or NULL */
+	size_t            newbody_len;
 	struct event     *greet_timer;
 	struct timespec   start;
 	unsigned          ntxn;
@@ -236,6 +240,32 @@ static void set_busy(struct session *s, int busy)
 }
 
 /* ---- transactions and the audit record -------------------------------- */
+
+static void unmap_new_body(struct session *s)
+{
+	if (s->newbody != NULL && s->newbody_len > 0)
+		munmap(s->newbody, s->newbody_len);
+	s->newbody = NULL;
+	s->newbody_len = 0;
+}
+
+/* map_new_body - the body the scanner rewrote (a banned attachment
+ * replaced), to relay instead of the spool's.  -1 if it cannot be read:
+ * the original must not go on in its place. */
+static int map_new_body(struct session *s, const struct scan_result *res)
+{
+	struct stat st;
+	void *p;
+
+	if (res->new_body_fd < 0 || fstat(res->new_body_fd, &st) < 0 || st.st_size <= 0)
+		return -1;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, res->new_body_fd, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	s->newbody = p;
+	s->newbody_len = (size_t)st.st_size;
+	return 0;
+}
 
 static void txn_free(struct txn *t)
 {
@@ -406,6 +436,7 @@ static void txn_end(struct session *s, const char *action)
 	s->tx = NULL;
 	spool_close(&s->spool);
 	sbuf_free(&s->hdrbuf);
+	unmap_new_body(s);
 }
 
 static void txn_set_reply(struct txn *t, const char *text)
@@ -445,6 +476,7 @@ static void upstream_gone(struct session *s, enum upstream_err err, const char *
 
 static const char R_NEXTHOP[] = "451 4.4.1 Next hop unavailable, try again later";
 static const char R_NEXTHOP_LOST[] = "451 4.4.2 Next hop connection lost, try again later";
+static const char R_NEW_BODY[] = "451 4.3.0 Error: cannot read the filtered message, try again later";
 static const char R_NEXTHOP_BAD[] = "451 4.4.0 Next hop answered out of protocol, try again later";
 
 static void on_mail_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
@@ -908,8 +940,14 @@ static void build_headers(struct session *s)
 
 	sbuf_init(&s->hdrbuf, (size_t)-1);
 	body = header_edits_apply(buf, s->spool.size, res->edits, res->nedits, &s->hdrbuf);
-	s->relay_p = buf + body;
-	s->relay_left = s->spool.size - body;
+	if (s->newbody != NULL) {
+		/* the empty line and the body, as the scanner rewrote them */
+		s->relay_p = s->newbody;
+		s->relay_left = s->newbody_len;
+	} else {
+		s->relay_p = buf + body;
+		s->relay_left = s->spool.size - body;
+	}
 	s->hdr_off = 0;
 }
 
@@ -982,6 +1020,13 @@ static void on_scan_done(void *arg, struct scan_result *moved)
 		if (!upstream_alive(s->up)) {
 			reply(s, "%s", R_NEXTHOP_LOST);
 			txn_set_reply(t, R_NEXTHOP_LOST);
+			txn_end(s, "tempfail");
+			break;
+		}
+		if (res->new_body && map_new_body(s, res) < 0) {
+			slog_errno(s->id, LOG_ERR, "cannot map the rewritten body");
+			reply(s, "%s", R_NEW_BODY);
+			txn_set_reply(t, R_NEW_BODY);
 			txn_end(s, "tempfail");
 			break;
 		}
@@ -1749,6 +1794,7 @@ static void session_free(struct session *s)
 	upstream_close(s->up);
 	spool_close(&s->spool);
 	sbuf_free(&s->hdrbuf);
+	unmap_new_body(s);
 	free(s->dec);
 	free(s->vrfy_line);
 	free(s->auth_line);

@@ -267,3 +267,144 @@ def test_proxy_quarantine(mw_factory, upstream):
     assert A.field(rec[0], "action") == "quarantine"
     assert "ATTACH_CONTENT_TYPE" in A.symbols(rec[0])
     assert upstream.messages == []
+
+
+# --- replace: the banned part becomes a text part, the rest is delivered ----------------
+
+REPLACE = "attach_inbound_extension_action=replace"
+
+
+def replace_msg(tricky_text=b"Please see the attachment." + CRLF):
+    """a text part (with DATA's traps: lines starting with a dot), a banned
+    file, a clean PDF"""
+    return L.message([L.part("text/plain; charset=us-ascii", tricky_text, cte="7bit"),
+                      L.part("application/octet-stream", PAYLOAD, "attachment; filename=\"invoice.pdf.exe\""),
+                      L.part("application/pdf", L.PDF, "attachment; filename=\"terms.pdf\"")])
+
+
+PAYLOAD = b"not an executable, but named like one\r\n" * 4   # the content rule stays out
+TRICKY = b"first line\r\n.starts with a dot\r\n.\r\n..two dots\r\n"
+
+
+def check_replaced(sent, got, name="invoice.pdf.exe"):
+    """got (as delivered) is sent with the banned part replaced: same
+    header section, the other parts byte for byte, a text part naming the
+    file where the banned one was, its content gone"""
+    import email
+    import email.policy
+    head_sent, body_sent = sent.split(CRLF + CRLF, 1)
+    head_got = got.split(CRLF + CRLF, 1)[0]
+    for line in head_sent.split(CRLF):
+        assert line in head_got.split(CRLF), (line, head_got)
+    assert L.b64(PAYLOAD)[:60] not in got
+    m = email.message_from_bytes(got, policy=email.policy.default)
+    parts = [p for p in m.walk() if not p.is_multipart()]
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/plain", "text/plain",
+                                                     "application/pdf"], parts
+    assert parts[2].get_filename() is None
+    note = parts[2].get_content()
+    assert "mailwarden removed an attachment" in note and name in note, note
+    assert parts[3].get_filename() == "terms.pdf"
+    assert parts[3].get_content() == L.PDF
+    assert TRICKY in got          # dot lines unstuffed again, byte for byte
+    # the parts left alone come out exactly as they went in
+    pdf_part = body_sent[body_sent.index(b"Content-Type: application/pdf"):]
+    assert pdf_part in got
+
+
+def test_replace_cli(tmp_path):
+    out = scan(tmp_path, replace_msg(TRICKY), REPLACE)
+    syms = attach_symbols(out)
+    assert out["action"] == "accept", out
+    assert out["new_body"] is True
+    assert "invoice.pdf.exe" in syms["ATTACH_DOUBLE_EXT"]
+    assert syms["ATTACH_REPLACED"] == "1 part replaced by a text part"
+    # another rule's action still applies: an encrypted archive tags it
+    enc = L.message([L.part("application/zip", ENC_ZIP, "attachment; filename=\"s.zip\""),
+                     L.part("application/octet-stream", b"x", "attachment; filename=\"a.exe\"")])
+    out = scan(tmp_path, enc, REPLACE)
+    assert out["action"] == "tag" and out["new_body"] is True, out
+    # a harder one wins, and the message is not rewritten
+    out = scan(tmp_path, enc, REPLACE, "attach_inbound_encrypted_action=reject")
+    assert out["action"] == "reject" and out["new_body"] is False, out
+    # nothing banned: nothing rewritten
+    assert scan(tmp_path, case_msg("clean_attachments"), REPLACE)["new_body"] is False
+
+
+def test_replace_not_possible_quarantines(tmp_path):
+    """a structure GMime finds broken (no closing boundary): the banned
+    file is not delivered, the message is quarantined instead"""
+    broken = replace_msg().rsplit(b"--=_mw_boundary_1--", 1)[0]
+    out = scan(tmp_path, broken, REPLACE)
+    assert out["action"] == "quarantine", out
+    assert out["new_body"] is False
+    assert out["reply"].endswith("Banned attachment invoice.pdf.exe (double extension .pdf.exe), "
+                                 "not replaceable"), out["reply"]
+    assert "ATTACH_REPLACED" not in attach_symbols(out)
+
+
+def test_proxy_replace(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[("filters", "attachments"),
+                                   ("attach_inbound_extension_action", "replace")])
+    msg = replace_msg(TRICKY)
+    r = send(m, msg)
+    assert r.code == 250, r
+    got = upstream.wait_messages(1)[0].content
+    check_replaced(msg, got)
+    rec = m.audit(1)[0]
+    assert A.field(rec, "action") == "accept"
+    assert {"ATTACH_DOUBLE_EXT", "ATTACH_REPLACED"} <= set(A.symbols(rec))
+    assert "1 banned attachment replaced by a text part" in m.stderr_tail(200)
+
+
+def test_proxy_replace_bdat(mw_factory, raw_upstream):
+    """relayed as one BDAT chunk: the size counts the new body"""
+    from mwlib import RawUpstream, wait_until
+    from test_bdat import bdat_send, start_txn
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"CHUNKING"])
+    m = mw_factory(up, opts=[("filters", "attachments"),
+                             ("attach_inbound_extension_action", "replace")])
+    msg = replace_msg(TRICKY)
+    c = m.client()
+    start_txn(c)
+    assert bdat_send(c, msg, chunks=2, pipelined=False)[-1].code == 250
+    c.quit()
+    assert wait_until(lambda: up.messages, 5)
+    assert up.messages[0].via == "BDAT"
+    check_replaced(msg, up.messages[0].content)
+
+
+def test_proxy_replace_single_part(mw_factory, upstream):
+    """the message's own body is the banned file: it leaves as a text/plain
+    message with the note, its old Content-* fields gone"""
+    m = mw_factory(upstream, opts=[("filters", "attachments"),
+                                   ("attach_inbound_type_action", "replace")])
+    msg = (b"From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: update\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: application/x-msdownload; name=\"update.bin\"\r\n"
+           b"Content-Disposition: attachment; filename=\"update.bin\"\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + L.b64(EXE) + CRLF)
+    assert send(m, msg).code == 250
+    got = upstream.wait_messages(1)[0].content
+    head, body = got.split(CRLF + CRLF, 1)
+    assert b"Content-Type: text/plain; charset=us-ascii" in head.split(CRLF), head
+    assert b"Content-Transfer-Encoding: 7bit" in head.split(CRLF), head
+    assert b"x-msdownload" not in head and b"Content-Disposition" not in head and b"base64" not in head
+    assert b"Subject: update" in head
+    assert b"mailwarden removed an attachment" in body and b"update.bin" in body
+    assert L.b64(PAYLOAD)[:60] not in got
+
+
+def test_proxy_replace_then_quarantine_keeps_the_original(mw_factory, upstream):
+    """a message quarantined for another reason is stored as it came"""
+    import quarantinelib as Q
+    m = mw_factory(upstream, opts=[("filters", "attachments"),
+                                   ("attach_inbound_extension_action", "replace"),
+                                   ("attach_inbound_type_action", "quarantine")])
+    msg = L.message([L.part("application/octet-stream", PAYLOAD, "attachment; filename=\"a.exe\""),
+                     L.part("application/x-msdownload", b"x", "attachment; filename=\"b.bin\"")])
+    assert send(m, msg).code == 250
+    rec = m.audit(1)[0]
+    assert A.field(rec, "action") == "quarantine"
+    assert upstream.messages == []
+    files = [f for fs in Q.entry_files(m).values() for f in fs]
+    assert any(L.b64(PAYLOAD)[:60] in open(f, "rb").read() for f in files), files

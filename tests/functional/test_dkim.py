@@ -327,3 +327,24 @@ def test_e2e_outbound_signed_and_verified_by_dkimpy(mw_factory, upstream, keys, 
     assert got.count(b"DKIM-Signature:") == 2
     assert got.startswith(b"DKIM-Signature:")
     assert dl.dkimpy_verify_all(got, sign_dns) == [True, True]
+
+
+def test_e2e_outbound_replaced_attachment_is_what_gets_signed(mw_factory, upstream, keys, sign_dns):
+    """attachments before dkim_sign, outbound replace: the signature covers
+    the body that leaves (the text part), and dkimpy verifies it"""
+    import attachlib as L
+    opts = sign_opts(keys, ("attach_outbound_extension_action", "replace"))
+    opts[0] = ("filters", "attachments dkim_sign")
+    mw = mw_factory(upstream, opts=opts, direction="outbound")
+    c = mw.client()
+    c.ehlo()
+    msg = L.message([L.part("application/octet-stream", b"harmless bytes\r\n",
+                            "attachment; filename=\"tool.scr\"")])
+    msg = msg.replace(b"From: sender@example.org", b"From: Alice <alice@sign.test>")
+    r = c.transaction("alice@sign.test", ["bob@example.net"], msg)
+    assert r["final"].code == 250, r["final"]
+    c.quit()
+    got = upstream.wait_messages(1)[0].content
+    assert b"mailwarden removed an attachment" in got and b"tool.scr" in got
+    assert L.b64(b"harmless bytes\r\n") not in got
+    assert dl.dkimpy_verify_all(got, sign_dns) == [True, True]

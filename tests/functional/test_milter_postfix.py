@@ -106,3 +106,18 @@ def test_slow_scanner_gives_tempfail_before_postfix_gives_up(site):
     assert b"4.3.0" in err.smtp_error
     refused, err = send(pf, make_msg(subject="x"))
     assert err is None
+
+
+def test_banned_attachment_replaced_through_postfix(site):
+    """attach_*_action = replace: Postfix delivers the message with the
+    banned part made a text part (smfi_replacebody), every other part as
+    it was sent"""
+    import test_attachments as T
+    pf, mw, sink = site(opts=[("filters", "attachments"),
+                              ("attach_inbound_extension_action", "replace")])
+    msg = T.replace_msg(T.TRICKY)
+    refused, err = send(pf, msg)
+    assert err is None and not refused
+    assert wait_until(lambda: len(sink.messages) >= 1, 20.0), pf.log()[-3000:]
+    T.check_replaced(msg, sink.messages[0].content)
+    assert "1 banned attachment replaced by a text part" in mw.stderr_tail(300)

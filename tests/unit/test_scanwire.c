@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -389,6 +390,69 @@ static void test_transport(void **state)
 
 /* a request whose envelope and inline message do not fit one packet says
  * EMSGSIZE (the proxy then sends a memfd) */
+/* a result with a new body brings its sealed memfd along; the receiver
+ * refuses a body it could be changed under (not sealed), the flag without
+ * a descriptor, and closes a descriptor that comes without the flag */
+static void test_result_new_body(void **state)
+{
+	static const char rest[] = "\r\nnew body\r\n";
+	struct scan_result a, b;
+	struct sbuf enc;
+	char buf[64];
+	int sv[2], fd;
+	(void)state;
+
+	pair(sv);
+	fill_result(&a);
+	a.new_body = 1;
+	a.new_body_fd = spool_sealed_copy(rest, strlen(rest));
+	assert_true(a.new_body_fd >= 0);
+	assert_int_equal(scanproto_send_result(sv[0], &a), 0);
+	assert_int_equal(scanproto_recv_result(sv[1], &b, 0), 1);
+	assert_int_equal(b.new_body, 1);
+	assert_true(b.new_body_fd >= 0 && b.new_body_fd != a.new_body_fd);
+	assert_int_equal(pread(b.new_body_fd, buf, sizeof(buf), 0), (ssize_t)strlen(rest));
+	assert_memory_equal(buf, rest, strlen(rest));
+	assert_result_as_filled(&b, &a);
+	scan_result_free(&b);
+
+	/* not sealed: refused */
+	fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, rest, strlen(rest)), (ssize_t)strlen(rest));
+	close(a.new_body_fd);
+	a.new_body_fd = fd;
+	assert_int_equal(scanproto_send_result(sv[0], &a), 0);
+	assert_int_equal(scanproto_recv_result(sv[1], &b, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+
+	/* the flag without a descriptor: refused */
+	sbuf_init(&enc, 1 << 20);
+	scan_result_encode(&enc, &a);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, -1, NULL, 0, 0), 0);
+	assert_int_equal(scanproto_recv_result(sv[1], &b, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+
+	/* a descriptor without the flag: the result is fine, the fd is not kept */
+	a.new_body = 0;
+	sbuf_reset(&enc);
+	scan_result_encode(&enc, &a);
+	assert_int_equal(scanproto_send_raw(sv[0], enc.data, enc.len, fd, NULL, 0, 0), 0);
+	assert_int_equal(scanproto_recv_result(sv[1], &b, 0), 1);
+	assert_int_equal(b.new_body, 0);
+	scan_result_free(&b);
+	/* the flag is 0 or 1 */
+	enc.data[enc.len - 1] = 2;
+	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), -1);
+
+	sbuf_free(&enc);
+	close(fd);
+	a.new_body = 0;
+	scan_result_free(&a);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void test_too_big(void **state)
 {
 	struct scan_request a;
@@ -420,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_result_hostile),
 		cmocka_unit_test(test_request_hostile),
 		cmocka_unit_test(test_transport),
+		cmocka_unit_test(test_result_new_body),
 		cmocka_unit_test(test_too_big),
 	};
 

@@ -1,0 +1,17 @@
+/* mime_gmime.h - internal to the MIME layer (mime.c, mime_rewrite.c): the
+ * one way a message becomes a GMime tree, so the parse that filters read
+ * and the tree a rewrite edits are built alike (same leaves, same order).
+ * Other code reads mime.h only and never touches GObjects. */
+#ifndef MW_MIME_GMIME_H
+#define MW_MIME_GMIME_H
+
+#include <stddef.h>
+#include <gmime/gmime.h>
+
+/* mime_gmime_parse - the message's GMime tree (g_object_unref it), or
+ * NULL; warn (may be NULL) hears the parser's complaints.  Initialises
+ * GMime on first use. */
+GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
+                               GMimeParserWarningFunc warn, void *warn_data);
+
+#endif

@@ -1,0 +1,232 @@
+/* test_mime_rewrite.c - replacing leaves of a message by text parts
+ * (filters/mime_rewrite.c): the part named by its index in the shared
+ * parse is the one replaced, in a multipart, in a nested message/rfc822 and
+ * as a single-part message's own body; every other part, the preamble and
+ * the epilogue come out byte for byte (CRLF kept, never doubled); bad
+ * indexes and a too small ceiling are refused. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "filters/mime.h"
+#include "proxy/sbuf.h"
+
+static const char mixed[] =
+	"From: a@example.org\r\n"
+	"Subject: invoice\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"B1\"\r\n"
+	"\r\n"
+	"This is a multi-part message in MIME format.\r\n"
+	"--B1\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"Please find the invoice attached.=0D=0A\r\n"
+	"Regards\r\n"
+	"--B1\r\n"
+	"Content-Type: application/octet-stream; name=\"invoice.pdf.exe\"\r\n"
+	"Content-Disposition: attachment; filename=\"invoice.pdf.exe\"\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
+	"--B1\r\n"
+	"Content-Type: application/pdf; name=\"terms.pdf\"\r\n"
+	"Content-Disposition: attachment; filename=\"terms.pdf\"\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFI+PgpzdHJlYW0K\r\n"
+	"--B1--\r\n"
+	"epilogue\r\n";
+
+static const char *body_of(const char *msg)
+{
+	return strstr(msg, "\r\n\r\n") + 2;    /* from the empty line on */
+}
+
+static char *replace(const char *msg, size_t part, const char *note, size_t max, int *top, int *rc)
+{
+	struct mime_replacement r = { part, note };
+	struct sbuf out;
+	char err[200] = "";
+
+	sbuf_init(&out, (size_t)-1);
+	*rc = mime_replace_parts((const unsigned char *)msg, strlen(msg), &r, 1, max, &out, top,
+	    err, sizeof(err));
+	if (*rc < 0)
+		assert_true(err[0] != '\0');
+	return sbuf_steal(&out);
+}
+
+/* the leaves of the new message, as the filters would see them */
+static struct mime_msg *reparse(const char *msg, const char *rest)
+{
+	size_t hdr = (size_t)(body_of(msg) - msg);
+	size_t n = hdr + strlen(rest);
+	char *whole = malloc(n + 1);
+	struct mime_msg *m;
+
+	memcpy(whole, msg, hdr);
+	memcpy(whole + hdr, rest, strlen(rest) + 1);
+	m = mime_parse((const unsigned char *)whole, n);
+	free(whole);
+	return m;
+}
+
+static void test_replace_in_multipart(void **state)
+{
+	int top, rc;
+	struct sbuf out;
+	struct mime_replacement r = { 1, "mailwarden removed invoice.pdf.exe (double extension .pdf.exe)\n" };
+	char err[200];
+	struct mime_msg *m;
+	char *rest, *expect;
+	const char *exe, *after;
+
+	(void)state;
+	sbuf_init(&out, (size_t)-1);
+	rc = mime_replace_parts((const unsigned char *)mixed, strlen(mixed), &r, 1, 1 << 20, &out,
+	    &top, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_int_equal(top, 0);
+	rest = out.data;
+	/* everything before and after the replaced part is unchanged */
+	exe = strstr(mixed, "--B1\r\nContent-Type: application/octet-stream");
+	after = strstr(mixed, "--B1\r\nContent-Type: application/pdf");
+	expect = strndup(body_of(mixed), (size_t)(exe - body_of(mixed)));
+	assert_memory_equal(rest, expect, strlen(expect));
+	free(expect);
+	assert_non_null(strstr(rest, after));
+	assert_string_equal(strstr(rest, after), after);
+	assert_null(strstr(rest, "TVqQ"));
+	assert_null(strstr(rest, "\r\r"));
+	for (const char *p = rest; (p = strchr(p, '\n')) != NULL; p++)
+		assert_int_equal(p[-1], '\r');
+	/* the new leaf is a text part with the note; the others are intact */
+	m = reparse(mixed, rest);
+	assert_int_equal(m->parse_error, 0);
+	assert_int_equal(m->nparts, 3);
+	assert_string_equal(m->parts[1].content_type, "text/plain");
+	assert_null(m->parts[1].filename);
+	assert_non_null(strstr((const char *)m->parts[1].data, "removed invoice.pdf.exe"));
+	assert_string_equal(m->parts[2].filename, "terms.pdf");
+	assert_memory_equal(m->parts[2].data, "%PDF-1.4", 8);
+	assert_non_null(strstr((const char *)m->parts[0].data, "invoice attached."));
+	mime_free(m);
+	sbuf_free(&out);
+}
+
+static const char nested[] =
+	"From: a@example.org\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"OUT\"\r\n"
+	"\r\n"
+	"--OUT\r\n"
+	"Content-Type: text/plain\r\n"
+	"\r\n"
+	"see the forwarded mail\r\n"
+	"--OUT\r\n"
+	"Content-Type: message/rfc822\r\n"
+	"\r\n"
+	"From: b@example.org\r\n"
+	"Subject: inner\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"IN\"\r\n"
+	"\r\n"
+	"--IN\r\n"
+	"Content-Type: text/plain\r\n"
+	"\r\n"
+	"inner text\r\n"
+	"--IN\r\n"
+	"Content-Type: application/x-msdownload; name=\"setup.scr\"\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"TVqQAAMAAAAEAAAA\r\n"
+	"--IN--\r\n"
+	"--OUT--\r\n";
+
+static void test_replace_in_nested_message(void **state)
+{
+	int top, rc;
+	char *rest = replace(nested, 2, "removed setup.scr", 1 << 20, &top, &rc);
+	struct mime_msg *m;
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	assert_int_equal(top, 0);
+	assert_null(strstr(rest, "TVqQ"));
+	assert_non_null(strstr(rest, "Subject: inner\r\n"));
+	m = reparse(nested, rest);
+	assert_int_equal(m->parse_error, 0);
+	assert_int_equal(m->nparts, 3);
+	assert_int_equal(m->parts[2].depth, 1);
+	assert_string_equal(m->parts[2].content_type, "text/plain");
+	assert_string_equal((const char *)m->parts[2].data, "removed setup.scr");
+	assert_string_equal((const char *)m->parts[1].data, "inner text");
+	mime_free(m);
+	free(rest);
+}
+
+static const char single[] =
+	"From: a@example.org\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: application/x-msdownload; name=\"run.exe\"\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"TVqQAAMAAAAEAAAA\r\n";
+
+static void test_replace_whole_body(void **state)
+{
+	int top, rc;
+	char *rest = replace(single, 0, "removed run.exe\n", 1 << 20, &top, &rc);
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	assert_int_equal(top, 1);   /* the caller owes new top-level fields */
+	assert_string_equal(rest, "\r\nremoved run.exe\r\n");
+	free(rest);
+}
+
+static void test_refused(void **state)
+{
+	int top, rc;
+	char *rest;
+
+	(void)state;
+	rest = replace(mixed, 3, "x", 1 << 20, &top, &rc);   /* 3 leaves: 0..2 */
+	assert_int_equal(rc, -1);
+	free(rest);
+	rest = replace(mixed, 1, "x", 100, &top, &rc);       /* over the ceiling */
+	assert_int_equal(rc, -1);
+	free(rest);
+}
+
+/* a note cannot smuggle bytes that are not printable US-ASCII */
+static void test_note_sanitised(void **state)
+{
+	int top, rc;
+	char *rest = replace(single, 0, "a\x01" "b\xc3\xa9\r", 1 << 20, &top, &rc);
+
+	(void)state;
+	assert_int_equal(rc, 0);
+	for (const unsigned char *p = (const unsigned char *)rest; *p; p++)
+		assert_true(*p == '\r' || *p == '\n' || (*p >= 0x20 && *p < 0x7f));
+	free(rest);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_replace_in_multipart),
+		cmocka_unit_test(test_replace_in_nested_message),
+		cmocka_unit_test(test_replace_whole_body),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_note_sanitised),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
