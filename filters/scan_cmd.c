@@ -22,6 +22,7 @@
 #include "filters/msgfile.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
+#include "proxy/header_edit.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 #include "proxy/utf8.h"
@@ -29,7 +30,9 @@
 static const char scan_usage[] =
 	"usage: mailwarden scan [-c FILE] [-o name=value]... [--from ADDR] [--rcpt ADDR]...\n"
 	"                       [--client-ip IP] [--helo NAME] [--direction inbound|outbound]\n"
-	"                       FILE.eml|-\n";
+	"                       [--output OUT.eml] FILE.eml|-\n"
+	"--output: write the message as it would be relayed (header edits, signatures,\n"
+	"a replaced attachment; CRLF lines) when the action delivers it (accept, tag)\n";
 
 static int write_all(int fd, const char *p, size_t len)
 {
@@ -45,6 +48,40 @@ static int write_all(int fd, const char *p, size_t len)
 		len -= (size_t)w;
 	}
 	return 0;
+}
+
+/* write_relayed - the message as a front end would relay it (the header
+ * section with the result's edits, then the rewritten body if there is
+ * one, else the spool's) into path.  0 / -1 (said on stderr). */
+static int write_relayed(const char *path, const struct sbuf *spool, const struct scan_result *res)
+{
+	const char *msg = spool->data ? spool->data : "";
+	struct sbuf hdr;
+	size_t rest;
+	int fd, bad;
+
+	sbuf_init(&hdr, SIZE_MAX / 4);
+	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	bad = fd < 0 || write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
+	if (!bad && res->new_body) {
+		char buf[65536];
+		off_t off = 0;
+		ssize_t n;
+
+		while ((n = pread(res->new_body_fd, buf, sizeof(buf), off)) > 0 && !bad) {
+			bad = write_all(fd, buf, (size_t)n) < 0;
+			off += n;
+		}
+		bad |= n < 0;
+	} else if (!bad)
+		bad = write_all(fd, msg + rest, spool->len - rest) < 0;
+	if (fd >= 0 && close(fd) < 0)
+		bad = 1;
+	sbuf_free(&hdr);
+	if (bad)
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(errno));
+	return bad ? -1 : 0;
 }
 
 /* opt_value - "--name value" or "--name=value": 1 with *val (advancing
@@ -73,7 +110,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	struct scan_result res;
 	struct pipeline *p;
 	struct sbuf raw, spool, out;
-	const char *file = NULL, *v, *text;
+	const char *file = NULL, *output = NULL, *v, *text;
 	unsigned char rnd[8];
 	char err[512];
 	size_t tlen;
@@ -129,6 +166,10 @@ int scan_command(struct config *cfg, int argc, char **argv)
 				goto missing;
 			free(req.helo);
 			req.helo = xstrdup(v);
+		} else if ((r = opt_value(argc, argv, &i, "--output", &v)) != 0) {
+			if (r < 0)
+				goto missing;
+			output = v;
 		} else if ((r = opt_value(argc, argv, &i, "--direction", &v)) != 0) {
 			if (r < 0)
 				goto missing;
@@ -188,17 +229,21 @@ int scan_command(struct config *cfg, int argc, char **argv)
 		scan_request_free(&req);
 		return 1;
 	}
-	sbuf_free(&spool);
 
 	p = pipeline_new(cfg, err, sizeof(err));
 	if (p == NULL) {
 		fprintf(stderr, "mailwarden scan: %s\n", err);
 		close(mfd);
+		sbuf_free(&spool);
 		scan_request_free(&req);
 		return 1;
 	}
 	pipeline_scan_ex(p, &req, mfd, PIPELINE_DRY_RUN, &res);
 	close(mfd);
+	if (output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG) &&
+	    write_relayed(output, &spool, &res) < 0)
+		rc = 1;
+	sbuf_free(&spool);
 
 	j = scan_result_to_json(&res);
 	text = json_object_to_json_string_length(j,

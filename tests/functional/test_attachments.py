@@ -331,6 +331,29 @@ def test_replace_cli(tmp_path):
     assert scan(tmp_path, case_msg("clean_attachments"), REPLACE)["new_body"] is False
 
 
+def test_replace_cli_output(tmp_path):
+    """scan --output writes the message as the proxy would relay it"""
+    msg = replace_msg(TRICKY)
+    (tmp_path / "in.eml").write_bytes(msg)
+    out_file = tmp_path / "out.eml"
+    p = run_mw(["scan", "-o", "filters=attachments", "-o", REPLACE, "--output", str(out_file),
+                str(tmp_path / "in.eml")])
+    assert p.returncode == 0, p.stderr
+    check_replaced(msg, out_file.read_bytes())
+    # without a replacement: the message as it came (plus the filters' fields)
+    clean = case_msg("clean_attachments")
+    (tmp_path / "in.eml").write_bytes(clean)
+    p = run_mw(["scan", "-o", "filters=attachments", "--output", str(out_file), str(tmp_path / "in.eml")])
+    assert p.returncode == 0, p.stderr
+    assert out_file.read_bytes().endswith(clean.split(CRLF + CRLF, 1)[1])
+    # not delivered: no file
+    out_file.unlink()
+    (tmp_path / "in.eml").write_bytes(case_msg("double_extension"))
+    p = run_mw(["scan", "-o", "filters=attachments", "--output", str(out_file), str(tmp_path / "in.eml")])
+    assert json.loads(p.stdout)["action"] == "reject"
+    assert not out_file.exists()
+
+
 def test_replace_not_possible_quarantines(tmp_path):
     """a structure GMime finds broken (no closing boundary): the banned
     file is not delivered, the message is quarantined instead"""
