@@ -121,3 +121,24 @@ def test_banned_attachment_replaced_through_postfix(site):
     assert wait_until(lambda: len(sink.messages) >= 1, 20.0), pf.log()[-3000:]
     T.check_replaced(msg, sink.messages[0].content)
     assert "1 banned attachment replaced by a text part" in mw.stderr_tail(300)
+
+
+def test_single_part_banned_body_replaced_through_postfix(site):
+    """the message's own body was the banned file: the MTA's copy gets the
+    text part and the Content-* fields that describe it, the old ones gone"""
+    import attachlib as L
+    pf, mw, sink = site(opts=[("filters", "attachments"), ("attach_inbound_type_action", "replace")])
+    msg = (b"From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: update\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: application/x-msdownload; name=\"update.bin\"\r\n"
+           b"Content-Disposition: attachment; filename=\"update.bin\"\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + L.b64(b"payload " * 40) + b"\r\n")
+    refused, err = send(pf, msg)
+    assert err is None and not refused
+    assert wait_until(lambda: len(sink.messages) >= 1, 20.0), pf.log()[-3000:]
+    got = sink.messages[0].content
+    head = [(n.lower(), v) for n, v in header_block(got)]
+    ctypes = [v for n, v in head if n == "content-type"]
+    assert ctypes == ["text/plain; charset=us-ascii"], head
+    assert [v for n, v in head if n == "content-transfer-encoding"] == ["7bit"], head
+    assert "content-disposition" not in [n for n, _ in head]
+    assert b"mailwarden removed an attachment" in got and L.b64(b"payload " * 40)[:40] not in got
