@@ -173,14 +173,15 @@ static int replace_body(SMFICTX *ctx, const struct scan_result *res)
 	off_t off = 2;          /* past the empty line */
 	ssize_t n;
 
-	if (res->new_body_fd < 0)
+	if (res->new_body_fd < 0 || pread(res->new_body_fd, buf, 2, 0) != 2 || memcmp(buf, "\r\n", 2) != 0)
 		return -1;
 	while ((n = pread(res->new_body_fd, buf, sizeof(buf), off)) > 0) {
 		if (smfi_replacebody(ctx, buf, (int)n) != MI_SUCCESS)
 			return -1;
 		off += n;
 	}
-	return n < 0 ? -1 : 0;
+	/* nothing sent would leave the MTA's body (the banned file) as it is */
+	return n < 0 || off == 2 ? -1 : 0;
 }
 
 sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
