@@ -794,7 +794,7 @@ void mime_free(void *p)
 }
 
 GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
-                               GMimeParserWarningFunc warn, void *warn_data)
+                               GMimeParserWarningFunc warn, void *warn_data, gint64 *headers_end)
 {
 	static const char *fallback[] = { "UTF-8", "windows-1252", NULL };
 	GMimeParserOptions *opts;
@@ -814,6 +814,8 @@ GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
 	parser = g_mime_parser_new_with_stream(stream);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
 	m = g_mime_parser_construct_message(parser, opts);
+	if (headers_end != NULL)
+		*headers_end = g_mime_parser_get_headers_end(parser);
 	g_object_unref(parser);
 	g_object_unref(stream);
 	g_mime_parser_options_free(opts);
@@ -826,7 +828,7 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 	GMimeMessage *m;
 
 	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
-	m = mime_gmime_parse(msg, len, on_warning, st);
+	m = mime_gmime_parse(msg, len, on_warning, st, NULL);
 	if (m == NULL)
 		st->pub.parse_error = 1;
 	else {

@@ -9,9 +9,10 @@
 #include <gmime/gmime.h>
 
 /* mime_gmime_parse - the message's GMime tree (g_object_unref it), or
- * NULL; warn (may be NULL) hears the parser's complaints.  Initialises
- * GMime on first use. */
+ * NULL; warn (may be NULL) hears the parser's complaints; *headers_end
+ * (may be NULL) gets the offset where GMime found the top-level header
+ * section to end.  Initialises GMime on first use. */
 GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
-                               GMimeParserWarningFunc warn, void *warn_data);
+                               GMimeParserWarningFunc warn, void *warn_data, gint64 *headers_end);
 
 #endif

@@ -12,12 +12,14 @@
  * part is the one case that needs new top-level fields; the caller makes
  * them (mime.h).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "filters/mime.h"
 #include "filters/mime_gmime.h"
+#include "proxy/headers.h"
 #include "proxy/sbuf.h"
 
 /* where one leaf sits: in a multipart at index, or as the body of a
@@ -69,6 +71,62 @@ static void collect(struct leaves *l, GMimeObject *obj, GMimeObject *parent, int
 	}
 }
 
+/* front_end_rest - where the front ends' header section ends (the offset
+ * header_edits_apply returns: the empty line, or the first line that is no
+ * header field, or the end) */
+static uint64_t front_end_rest(const unsigned char *msg, size_t len)
+{
+	struct header_field f;
+	size_t pos = 0, at;
+	int rc;
+
+	do {
+		at = pos;
+		rc = header_next((const char *)msg, len, &pos, &f);
+	} while (rc == 1);
+	return rc == 0 ? at : pos;
+}
+
+/* same_parts - the message as the front end will relay it (its header
+ * section, then rest) parses clean into the leaves of the original, each
+ * replaced one a text/plain part without a name, every other one the same
+ * type, name and content as before.  So nothing reaches the recipient
+ * that the filters did not see: GMime writes some hostile structures back
+ * otherwise than they came (a NUL byte cuts a part's field; multiparts
+ * nested under one boundary parse back in other places), and such a
+ * message is not delivered rewritten. */
+static int same_parts(const unsigned char *msg, size_t len, size_t front, const char *rest,
+                      size_t rest_len, const struct mime_replacement *rep, size_t nrep)
+{
+	unsigned char *whole = xmalloc(front + rest_len + 1);
+	struct mime_msg *was = mime_parse(msg, len), *now;
+	int ok;
+	size_t i, k;
+
+	memcpy(whole, msg, front);
+	memcpy(whole + front, rest, rest_len);
+	now = mime_parse(whole, front + rest_len);
+	ok = !now->parse_error && now->nparts == was->nparts;
+	for (i = 0; ok && i < now->nparts; i++) {
+		const struct mime_part *a = &was->parts[i], *b = &now->parts[i];
+		int replaced = 0;
+
+		for (k = 0; k < nrep; k++)
+			replaced |= rep[k].part == i;
+		if (replaced)
+			ok = strcmp(b->content_type, "text/plain") == 0 && b->filename == NULL;
+		else
+			ok = strcmp(a->content_type, b->content_type) == 0 &&
+			    (a->filename == NULL) == (b->filename == NULL) &&
+			    (a->filename == NULL || strcmp(a->filename, b->filename) == 0) &&
+			    a->raw_len == b->raw_len && memcmp(a->raw, b->raw, a->raw_len) == 0;
+	}
+	mime_free(now);
+	mime_free(was);
+	free(whole);
+	return ok;
+}
+
 /* note_part - a text/plain part holding note, printable US-ASCII and line
  * breaks only */
 static GMimeObject *note_part(const char *note)
@@ -91,18 +149,26 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_r
                        size_t nrep, size_t max, struct sbuf *rest, int *top,
                        char *err, size_t errlen)
 {
-	GMimeMessage *m = mime_gmime_parse(msg, len, NULL, NULL);
+	gint64 hend = -1;
+	GMimeMessage *m = mime_gmime_parse(msg, len, NULL, NULL, &hend);
 	struct leaves l = { NULL, 0, 0 };
 	GMimeFormatOptions *fo = NULL;
 	GMimeStream *out = NULL;
 	GByteArray *bytes;
 	int rc = -1;
-	size_t i, start;
+	size_t i, start, front;
 
 	*top = 0;
 	if (m == NULL) {
 		snprintf(err, errlen, "the message does not parse");
 		return -1;
+	}
+	front = front_end_rest(msg, len);
+	if (hend < 0 || (uint64_t)hend != front) {
+		/* the front end relays its own header section before what is
+		 * written here: both must cut the message at the same place */
+		snprintf(err, errlen, "the header section ends elsewhere for GMime");
+		goto out;
 	}
 	collect(&l, g_mime_message_get_mime_part(m), NULL, 0, m, 0, 0);
 	for (i = 0; i < nrep; i++)
@@ -159,6 +225,10 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_r
 		goto too_long;
 	if (rest->len - start > max)
 		goto too_long;
+	if (!*top && !same_parts(msg, len, front, rest->data + start, rest->len - start, rep, nrep)) {
+		snprintf(err, errlen, "the rewritten message does not parse back to the same parts");
+		goto out;
+	}
 	rc = 0;
 	goto out;
 too_long:

@@ -3,7 +3,9 @@
  * parse is the one replaced, in a multipart, in a nested message/rfc822 and
  * as a single-part message's own body; every other part, the preamble and
  * the epilogue come out byte for byte (CRLF kept, never doubled); bad
- * indexes and a too small ceiling are refused. */
+ * indexes, a too small ceiling, a header section GMime ends elsewhere
+ * than the front ends, and a result that does not parse back to the same
+ * parts are refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -205,6 +207,80 @@ static void test_refused(void **state)
 	free(rest);
 }
 
+/* a line that is no header field ends the header section for the front
+ * ends (as Postfix treats it: body from there), not for GMime; the front
+ * end's header section followed by GMime's body would lose or repeat
+ * lines: refused (the filter quarantines) */
+static void test_header_end_disagreement(void **state)
+{
+	static const char msg[] =
+		"From: a@example.org\r\n"
+		"MIME-Version: 1.0\r\n"
+		"This line is no field\r\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n"
+		"\r\n"
+		"--b\r\n"
+		"Content-Type: text/plain\r\n"
+		"\r\n"
+		"text\r\n"
+		"--b\r\n"
+		"Content-Type: application/x-msdownload\r\n"
+		"\r\n"
+		"MZ\r\n"
+		"--b--\r\n";
+	struct mime_msg *m = mime_parse((const unsigned char *)msg, strlen(msg));
+	int top, rc;
+	char *rest;
+
+	(void)state;
+	assert_int_equal(m->nparts, 2);
+	mime_free(m);
+	rest = replace(msg, 1, "x", 1 << 20, &top, &rc);
+	assert_int_equal(rc, -1);
+	free(rest);
+}
+
+/* a NUL byte in the header of a part left alone: GMime writes that field
+ * back cut at the NUL, and the part loses its header/body separator
+ * (found by fuzz_rewrite).  The rewritten message does not parse back to
+ * the same parts: refused (the filter quarantines) */
+static void test_must_parse_back_the_same(void **state)
+{
+	static const char msg[] =
+		"From: a@example.org\r\n"
+		"MIME-Version: 1.0\r\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n"
+		"\r\n"
+		"--b\r\n"
+		"Content-Type: text/plain\r\n"
+		"\r\n"
+		"text\r\n"
+		"--b\r\n"
+		"Content-Type: text/pl\0ain\r\n"
+		"\r\n"
+		"hello\r\n"
+		"--b\r\n"
+		"Content-Type: application/x-msdownload\r\n"
+		"\r\n"
+		"MZ\r\n"
+		"--b--\r\n";
+	struct mime_msg *m = mime_parse((const unsigned char *)msg, sizeof(msg) - 1);
+	struct mime_replacement r = { 2, "x" };
+	struct sbuf out;
+	char err[200] = "";
+	int top;
+
+	(void)state;
+	assert_int_equal(m->nparts, 3);
+	assert_int_equal(m->parse_error, 0);
+	mime_free(m);
+	sbuf_init(&out, (size_t)-1);
+	assert_int_equal(mime_replace_parts((const unsigned char *)msg, sizeof(msg) - 1, &r, 1, 1 << 20,
+	    &out, &top, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "parse back"));
+	sbuf_free(&out);
+}
+
 /* a note cannot smuggle bytes that are not printable US-ASCII */
 static void test_note_sanitised(void **state)
 {
@@ -225,6 +301,8 @@ int main(void)
 		cmocka_unit_test(test_replace_in_nested_message),
 		cmocka_unit_test(test_replace_whole_body),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_header_end_disagreement),
+		cmocka_unit_test(test_must_parse_back_the_same),
 		cmocka_unit_test(test_note_sanitised),
 	};
 
