@@ -366,6 +366,21 @@ def test_replace_not_possible_quarantines(tmp_path):
     assert "ATTACH_REPLACED" not in attach_symbols(out)
 
 
+def test_replace_refused_by_the_rewrite_quarantines(tmp_path):
+    """a part field with a NUL byte would come back cut from GMime's writer:
+    the rewrite refuses (the message would not parse back the same) and
+    the filter quarantines"""
+    msg = (b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\ntext\r\n"
+           b"--b\r\nContent-Type: text/pl\0ain\r\n\r\nhello\r\n"
+           b"--b\r\nContent-Type: application/x-msdownload\r\n\r\nMZ\r\n--b--\r\n")
+    out = scan(tmp_path, msg, "attach_inbound_type_action=replace")
+    assert out["action"] == "quarantine", out
+    assert out["new_body"] is False
+    assert out["reply"].endswith("not replaceable"), out["reply"]
+
+
 def test_proxy_replace(mw_factory, upstream):
     m = mw_factory(upstream, opts=[("filters", "attachments"),
                                    ("attach_inbound_extension_action", "replace")])
