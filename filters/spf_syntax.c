@@ -14,6 +14,14 @@
 
 #include "filters/spf_syntax.h"
 
+/* one_of - c is one of the characters of set.  Not strchr alone: it finds
+ * set's terminating NUL too, so a NUL byte in a record (TXT data may hold
+ * any byte) would pass as a qualifier, a macro letter or a delimiter. */
+static int one_of(int c, const char *set)
+{
+	return c != '\0' && strchr(set, c) != NULL;
+}
+
 static int fail(char *why, size_t whylen, const char *what, const char *term, size_t tlen)
 {
 	snprintf(why, whylen, "%s in \"%.*s\"", what, (int)(tlen > 80 ? 80 : tlen), term);
@@ -39,14 +47,14 @@ static int macro_string(const char *s, size_t n, int exp_letters)
 				return 0;
 			i += 2;
 			c = (unsigned char)tolower((unsigned char)s[i]);
-			if (strchr("slodiphv", c) == NULL && !(exp_letters && strchr("crt", c) != NULL))
+			if (!one_of(c, "slodiphv") && !(exp_letters && one_of(c, "crt")))
 				return 0;
 			i++;
 			while (i < n && isdigit((unsigned char)s[i]))
 				i++;
 			if (i < n && (s[i] == 'r' || s[i] == 'R'))
 				i++;
-			while (i < n && strchr(".-+,/_=", s[i]) != NULL)
+			while (i < n && one_of(s[i], ".-+,/_="))
 				i++;
 			if (i >= n || s[i] != '}')
 				return 0;
@@ -241,7 +249,7 @@ static int term(const char *t, size_t n, int *redirects, int *exps, char *why, s
 		return 1;
 	}
 	/* directive: [qualifier] mechanism */
-	if (n > 0 && strchr("+-?~", s[0]) != NULL) {
+	if (n > 0 && one_of(s[0], "+-?~")) {
 		s++;
 		n--;
 	}
@@ -334,7 +342,7 @@ static int has_all(const char *rec, size_t len)
 		}
 		for (start = i; i < len && rec[i] != ' '; i++)
 			;
-		if (strchr("+-?~", rec[start]) != NULL)
+		if (one_of(rec[start], "+-?~"))
 			start++;
 		if (word_is(rec + start, i - start, "all"))
 			return 1;
@@ -398,7 +406,7 @@ size_t spf_rewrite_cidr0(const char *rec, size_t len, int client_v6, char *out, 
 		for (start = i; i < len && rec[i] != ' '; i++)
 			;
 		t = rec + start;
-		if (strchr("+-?~", t[0]) != NULL)
+		if (one_of(t[0], "+-?~"))
 			q = 1;
 		for (name_len = 0; q + name_len < i - start && isalnum((unsigned char)t[q + name_len]);
 		    name_len++)
