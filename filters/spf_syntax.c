@@ -378,6 +378,17 @@ size_t spf_strip_unknown_modifiers(const char *rec, size_t len, char *out)
 	return o;
 }
 
+/* cidr_value - the number at the start of s[0..n) (a length that
+ * dual_cidr_tail checked: at most 3 digits) */
+static int cidr_value(const char *s, size_t n)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n && i < 3 && isdigit((unsigned char)s[i]); i++)
+		v = v * 10 + (s[i] - '0');
+	return v;
+}
+
 /* put - append n bytes to out (room for a final NUL kept); -1 if full */
 static int put(char *out, size_t outsz, size_t *o, const char *s, size_t n)
 {
@@ -430,14 +441,14 @@ size_t spf_rewrite_cidr0(const char *rec, size_t len, int client_v6, char *out, 
 			const char *c = arg + dom_len, *slash2;
 			char num[16];
 
-			/* the lengths: "/N", "//M" or "/N//M" */
-			slash2 = tail >= 2 ? strstr(c, "//") : NULL;
-			if (slash2 != NULL && slash2 >= c + tail)
-				slash2 = NULL;
+			/* the lengths: "/N", "//M" or "/N//M", read within the term:
+			 * rec[0..len) need not be NUL-terminated, so no strstr or
+			 * atoi, which ran past its end (found by fuzz_spf) */
+			slash2 = tail >= 2 ? memmem(c, tail, "//", 2) : NULL;
 			if (tail > 0 && c[1] != '/')
-				c4 = atoi(c + 1);
+				c4 = cidr_value(c + 1, tail - 1);
 			if (slash2 != NULL)
-				c6 = atoi(slash2 + 2);
+				c6 = cidr_value(slash2 + 2, (size_t)(c + tail - (slash2 + 2)));
 			if (bad || (c4 != 0 && c6 != 0)) {
 				if (put(out, outsz, &o, t, i - start) < 0)
 					return 0;

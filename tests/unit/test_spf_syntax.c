@@ -153,6 +153,21 @@ static void test_rewrite_cidr0(void **state)
 	rw("v=spf1 mx/24//0 -all", 0, "v=spf1 mx/24 -all");
 }
 
+/* fuzz_spf found this: spf_rewrite_cidr0 read the lengths with atoi and
+ * strstr, past the end of rec[0..len); here the byte after the record is
+ * a digit that must not become part of the last length */
+static void test_rewrite_cidr0_within_len(void **state)
+{
+	static const char rec[] = "v=spf1 a/0//64";
+	char out[64];
+	size_t n;
+
+	(void)state;
+	n = spf_rewrite_cidr0(rec, sizeof(rec) - 2, 1, out, sizeof(out));
+	assert_int_equal(n, strlen("v=spf1 a//6"));
+	assert_string_equal(out, "v=spf1 a//6");
+}
+
 static void test_explain_string(void **state)
 {
 	(void)state;
@@ -171,6 +186,7 @@ int main(void)
 		cmocka_unit_test(test_strip_unknown_modifiers),
 		cmocka_unit_test(test_redirect_with_all),
 		cmocka_unit_test(test_rewrite_cidr0),
+		cmocka_unit_test(test_rewrite_cidr0_within_len),
 		cmocka_unit_test(test_explain_string),
 	};
 
