@@ -11,8 +11,9 @@
  *      encode back to the very bytes it was decoded from (the format has
  *      one encoding per value), and a request's *used stays in the packet;
  *   2: a result built from the input (symbols and edits of every shape
- *      the encoder may be given, each byte one symbol or edit): it must
- *      encode, decode, and encode again to the same bytes.
+ *      the encoder may be given: the first byte sets how many of each,
+ *      then each byte is one symbol or edit): it must encode, decode, and
+ *      encode again to the same bytes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -63,7 +64,14 @@ static void built(const uint8_t *p, size_t n)
 {
 	struct scan_result r, back;
 	struct sbuf a, b;
-	size_t i, nsym = n / 2, ned = n - nsym;
+	size_t i, nsym, ned;
+
+	if (n == 0)
+		return;
+	/* the first byte shares the rest out between symbols and edits */
+	nsym = (n - 1) * p[0] / 255;
+	ned = n - 1 - nsym;
+	p++;
 
 	memset(&r, 0, sizeof(r));
 	r.action = MW_TAG;
