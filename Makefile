@@ -117,7 +117,7 @@ install: all
 # build/fuzz/corpus-NAME, seeds from tests/data where useful); FUZZ_TARGETS
 # picks some ("make fuzz FUZZ_TARGETS='mime spf' FUZZ_SECONDS=600").
 FUZZ_SECONDS ?= 60
-FUZZ_ALL     := dataframe smtp_parse transport rules html mime scanwire headers spf relay bayes
+FUZZ_ALL     := dataframe smtp_parse transport rules html mime scanwire headers spf relay bayes scan
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_DIR     := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -129,12 +129,14 @@ FUZZ_MAXLEN_transport := 1024
 FUZZ_MAXLEN_rules     := 2048
 FUZZ_MAXLEN_mime      := 16384
 FUZZ_MAXLEN_bayes     := 16384
+FUZZ_MAXLEN_scan      := 16384
 FUZZ_MAXLEN_relay     := 2048
 FUZZ_MAXLEN_spf       := 1024
 # seed inputs (read only, after the corpus directory)
 FUZZ_SEEDS_mime  := tests/data/demo
 FUZZ_SEEDS_bayes := tests/data/demo
 FUZZ_SEEDS_headers := tests/data/demo
+FUZZ_SEEDS_scan  := tests/data/demo
 
 $(FUZZ_DIR)/obj/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
 	@mkdir -p $(dir $@)
