@@ -7,8 +7,9 @@
  * needs the network or a store.  The input is the spool: a message as
  * CRLF lines, any bytes.
  *
- * Build and run: make fuzz FUZZ_TARGETS=scan FUZZ_SECONDS=60 (from the top
- * of the tree, or with MW_FUZZ_RULES set to the rules/cf directory).
+ * Build and run: make fuzz FUZZ_TARGETS=scan FUZZ_SECONDS=60 (the rules
+ * are the tree's rules/cf, found from the binary's place in build/fuzz, or
+ * MW_FUZZ_RULES).
  *
  * Checks beyond the sanitizers: the scan ends without an error, with an
  * action and a finite score, and every symbol is named as the wire format
@@ -44,6 +45,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
+	char exe[900];
+	ssize_t n;
+
+	/* the tree's rules/cf: the binary is build/fuzz/fuzz_scan */
+	if (dir == NULL && (n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[n] = '\0';
+		for (int up = 0; up < 3 && strrchr(exe, '/') != NULL; up++)
+			*strrchr(exe, '/') = '\0';
+		strcat(exe, "/rules/cf");
+		dir = exe;
+	}
 	snprintf(rules, sizeof(rules), "rules_files = %s", dir ? dir : "rules/cf");
 	cfg = config_load(NULL, ov, sizeof(ov) / sizeof(ov[0]), err, sizeof(err));
 	if (cfg == NULL || (pipe_line = pipeline_new(cfg, err, sizeof(err))) == NULL) {
