@@ -11,6 +11,9 @@
  *     name is 1*ftext, the value lies inside the field; header_body_offset
  *     is where the walk stopped;
  *   - header_unfold: no line break left, fits its buffer;
+ *   - addrlist_domains (filters/addrlist.c, the From domains DMARC and the
+ *     DKIM signer use) over each unfolded field: domains in lower case,
+ *     without a final dot or a blank, within ADDR_DOMAIN_MAX;
  *   - header_edits_apply: removing nothing and adding nothing gives the
  *     fields back byte for byte; an added field comes out first; a removed
  *     name is gone;
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filters/addrlist.h"
 #include "proxy/header_edit.h"
 #include "proxy/headers.h"
 #include "proxy/sbuf.h"
@@ -33,6 +37,23 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "check failed: %s\n", #x); abort(); } } while (0)
+
+static void addresses(const struct header_field *f)
+{
+	static char value[8192];
+	char doms[4][ADDR_DOMAIN_MAX + 1];
+	size_t n, i, k;
+
+	header_unfold(f, value, sizeof(value));
+	n = addrlist_domains(value, doms, 4);
+	for (i = 0; i < n && i < 4; i++) {
+		k = strlen(doms[i]);
+		CHECK(k <= ADDR_DOMAIN_MAX);
+		CHECK(k == 0 || doms[i][k - 1] != '.');
+		CHECK(strpbrk(doms[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZ \t") == NULL);
+		domain_ok(doms[i]);
+	}
+}
 
 static void walk(const char *buf, size_t len)
 {
@@ -54,6 +75,7 @@ static void walk(const char *buf, size_t len)
 		CHECK(n < sizeof(out) && out[n] == '\0');
 		CHECK(memchr(out, '\n', n) == NULL);
 		CHECK(header_unfold(&f, out, 1) == 0 && out[0] == '\0');
+		addresses(&f);
 		prev = pos;
 	}
 	CHECK(rc == 0 ? pos <= len : pos == prev);
