@@ -157,7 +157,8 @@ fuzz-build:
 define FUZZ_RUN
 	@mkdir -p $(FUZZ_DIR)/corpus-$(1)
 	$(FUZZ_DIR)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -max_len=$(or $(FUZZ_MAXLEN_$(1)),4096) \
-	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $(FUZZ_DIR)/corpus-$(1) $(FUZZ_SEEDS_$(1))
+	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$(1)- \
+	  $(FUZZ_DIR)/corpus-$(1) $(FUZZ_SEEDS_$(1))
 
 endef
 
