@@ -132,11 +132,14 @@ FUZZ_MAXLEN_bayes     := 16384
 FUZZ_MAXLEN_scan      := 16384
 FUZZ_MAXLEN_relay     := 2048
 FUZZ_MAXLEN_spf       := 1024
-# seed inputs (read only, after the corpus directory)
-FUZZ_SEEDS_mime  := tests/data/demo
-FUZZ_SEEDS_bayes := tests/data/demo
-FUZZ_SEEDS_headers := tests/data/demo
-FUZZ_SEEDS_scan  := tests/data/demo
+# seed inputs (read only, after the corpus directory; tests/fuzz/seeds/README.md)
+FUZZ_MSG_SEEDS     := tests/data/demo tests/fuzz/seeds/msg
+FUZZ_SEEDS_mime    := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_bayes   := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_headers := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_scan    := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_spf     := tests/fuzz/seeds/spf
+FUZZ_SEEDS_relay   := tests/fuzz/seeds/relay
 
 $(FUZZ_DIR)/obj/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
 	@mkdir -p $(dir $@)
