@@ -312,6 +312,13 @@ int spf_record_syntax_ok(const char *rec, size_t len, char *why, size_t whylen)
 
 	if (len < 6 || strncasecmp(rec, "v=spf1", 6) != 0)
 		return fail(why, whylen, "not an SPF record", rec, len);
+	/* the ABNF has only SP and VCHAR; checked here once because a term's
+	 * own check may not see every byte (inet_pton stops at a NUL, so
+	 * "ip6:::1\0junk" passed; found by fuzz_spf) */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)rec[i] < 0x20 || (unsigned char)rec[i] > 0x7e)
+			return fail(why, whylen, "not printable US-ASCII", rec, len);
+	i = 6;
 	for (;;) {
 		size_t start, sp = 0;
 

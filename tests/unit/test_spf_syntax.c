@@ -76,12 +76,14 @@ static void test_nul_bytes_refused(void **state)
 	static const char delimiter[] = "v=spf1 a:%{d\0}.example.com";
 	static const char exp_letter[] = "%{\0}";
 	static const char exp_delimiter[] = "%{c\0}";
+	static const char ip6[] = "v=spf1 ip6:0:db8::\0junk";	/* inet_pton stops at the NUL */
 	char why[128];
 
 	(void)state;
 	assert_false(spf_record_syntax_ok(qualifier, sizeof(qualifier) - 1, why, sizeof(why)));
 	assert_false(spf_record_syntax_ok(letter, sizeof(letter) - 1, why, sizeof(why)));
 	assert_false(spf_record_syntax_ok(delimiter, sizeof(delimiter) - 1, why, sizeof(why)));
+	assert_false(spf_record_syntax_ok(ip6, sizeof(ip6) - 1, why, sizeof(why)));
 	assert_false(spf_explain_string_ok(exp_letter, sizeof(exp_letter) - 1));
 	assert_false(spf_explain_string_ok(exp_delimiter, sizeof(exp_delimiter) - 1));
 	/* the same bytes without the NUL are fine */
