@@ -37,7 +37,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PLUGIN   := $(BUILD)/tests/example_plugin.so
 
-.PHONY: all deps check unit functional demo install clean bench fuzz
+.PHONY: all deps check unit functional demo install clean bench fuzz fuzz-build
 
 all: $(BUILD)/mailwarden $(PLUGIN)
 ifneq ($(SANITIZE),1)
@@ -110,29 +110,65 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules
 	install -m 0644 rules/cf/*.cf $(DESTDIR)$(PREFIX)/share/mailwarden/rules/
 
-# libFuzzer targets (clang); FUZZ_SECONDS per target
+# libFuzzer targets (clang; README "Fuzzing").  The core is compiled a second
+# time with coverage instrumentation and ASan/UBSan into build/fuzz/obj; each
+# harness links only what it uses from that archive.  make fuzz builds them
+# all, then runs one at a time for FUZZ_SECONDS each (corpora kept in
+# build/fuzz/corpus-NAME, seeds from tests/data where useful); FUZZ_TARGETS
+# picks some ("make fuzz FUZZ_TARGETS='mime spf' FUZZ_SECONDS=600").
 FUZZ_SECONDS ?= 60
-fuzz:
+FUZZ_ALL     := dataframe smtp_parse transport rules html mime scanwire headers spf relay bayes scan rewrite
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := $(CSTD) -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) -Iinclude -I. $(PKG_CFLAGS)
+FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_BIN     := $(FUZZ_ALL:%=$(FUZZ_DIR)/fuzz_%)
+# the longest input each harness is run with
+FUZZ_MAXLEN_transport := 1024
+FUZZ_MAXLEN_rules     := 2048
+FUZZ_MAXLEN_mime      := 16384
+FUZZ_MAXLEN_rewrite   := 16384
+FUZZ_MAXLEN_bayes     := 16384
+FUZZ_MAXLEN_scan      := 16384
+FUZZ_MAXLEN_relay     := 2048
+FUZZ_MAXLEN_spf       := 1024
+# seed inputs (read only, after the corpus directory; tests/fuzz/seeds/README.md)
+FUZZ_MSG_SEEDS     := tests/data/demo tests/fuzz/seeds/msg
+FUZZ_SEEDS_mime    := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_rewrite := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_bayes   := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_headers := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_scan    := $(FUZZ_MSG_SEEDS)
+FUZZ_SEEDS_spf     := tests/fuzz/seeds/spf
+FUZZ_SEEDS_relay   := tests/fuzz/seeds/relay
+
+$(FUZZ_DIR)/obj/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/libmw-fuzz.a: $(FUZZ_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmw-fuzz.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmw-fuzz.a \
+	  $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -ldl -lm -lstdc++
+
+fuzz-build:
 	@sh scripts/install-deps fuzz
-	@mkdir -p build/fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -I. tests/fuzz/fuzz_dataframe.c proxy/dataframe.c -o build/fuzz/fuzz_dataframe
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -I. tests/fuzz/fuzz_smtp_parse.c proxy/smtp_parse.c -o build/fuzz/fuzz_smtp_parse
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -I. tests/fuzz/fuzz_transport.c proxy/proxyproto.c proxy/bdat.c -o build/fuzz/fuzz_transport
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -I. $$(pkg-config --cflags libhs libpcre2-8) tests/fuzz/fuzz_rules.c rules/*.c \
-	  $$(pkg-config --libs libhs libpcre2-8) -lstdc++ -lm -o build/fuzz/fuzz_rules
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -I. tests/fuzz/fuzz_html.c rules/html_stats.c -lm -o build/fuzz/fuzz_html
-	@mkdir -p build/fuzz/corpus-dataframe build/fuzz/corpus-smtp build/fuzz/corpus-transport build/fuzz/corpus-rules
-	build/fuzz/fuzz_dataframe -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-dataframe
-	build/fuzz/fuzz_smtp_parse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-smtp
-	build/fuzz/fuzz_transport -max_total_time=$(FUZZ_SECONDS) -max_len=1024 build/fuzz/corpus-transport
-	build/fuzz/fuzz_rules -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-rules
-	@mkdir -p build/fuzz/corpus-html
-	build/fuzz/fuzz_html -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-html
+	$(MAKE) $(FUZZ_BIN)
+
+# one harness: the corpus directory first (written), then its seeds
+define FUZZ_RUN
+	@mkdir -p $(FUZZ_DIR)/corpus-$(1)
+	$(FUZZ_DIR)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -max_len=$(or $(FUZZ_MAXLEN_$(1)),4096) \
+	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$(1)- \
+	  $(FUZZ_DIR)/corpus-$(1) $(FUZZ_SEEDS_$(1))
+
+endef
+
+fuzz: fuzz-build
+	$(foreach t,$(FUZZ_TARGETS),$(call FUZZ_RUN,$(t)))
 
 clean:
 	rm -rf build build-san mailwarden tests/functional/__pycache__

@@ -315,7 +315,11 @@ void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out)
 			raw_body(&t, ms);
 	}
 
-	qsort(out->h, out->n, sizeof(*out->h), cmp_u64);
+	/* a message may give no token at all, and out->h is then NULL:
+	 * qsort's array must not be NULL even for 0 elements (UBSan;
+	 * found by fuzz_bayes) */
+	if (out->n > 0)
+		qsort(out->h, out->n, sizeof(*out->h), cmp_u64);
 	for (i = 0, k = 0; i < out->n; i++)
 		if (k == 0 || out->h[k - 1] != out->h[i])
 			out->h[k++] = out->h[i];

@@ -147,8 +147,13 @@ static void strv_add(struct strv *v, const char *p, size_t n)
 		v->len = realloc(v->len, v->cap * sizeof *v->len);
 		if (!v->s || !v->len) abort();
 	}
-	v->s[v->n] = strndup(p, n);
+	/* all n bytes: text parts' raw bytes may hold NULs, and strndup
+	 * stopped at the first one while len kept n, so the rules read past
+	 * the copy (found by fuzz_scan) */
+	v->s[v->n] = malloc(n + 1);
 	if (!v->s[v->n]) abort();
+	memcpy(v->s[v->n], p, n);
+	v->s[v->n][n] = '\0';
 	v->len[v->n++] = n;
 }
 

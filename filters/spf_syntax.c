@@ -14,6 +14,14 @@
 
 #include "filters/spf_syntax.h"
 
+/* one_of - c is one of the characters of set.  Not strchr alone: it finds
+ * set's terminating NUL too, so a NUL byte in a record (TXT data may hold
+ * any byte) would pass as a qualifier, a macro letter or a delimiter. */
+static int one_of(int c, const char *set)
+{
+	return c != '\0' && strchr(set, c) != NULL;
+}
+
 static int fail(char *why, size_t whylen, const char *what, const char *term, size_t tlen)
 {
 	snprintf(why, whylen, "%s in \"%.*s\"", what, (int)(tlen > 80 ? 80 : tlen), term);
@@ -39,14 +47,14 @@ static int macro_string(const char *s, size_t n, int exp_letters)
 				return 0;
 			i += 2;
 			c = (unsigned char)tolower((unsigned char)s[i]);
-			if (strchr("slodiphv", c) == NULL && !(exp_letters && strchr("crt", c) != NULL))
+			if (!one_of(c, "slodiphv") && !(exp_letters && one_of(c, "crt")))
 				return 0;
 			i++;
 			while (i < n && isdigit((unsigned char)s[i]))
 				i++;
 			if (i < n && (s[i] == 'r' || s[i] == 'R'))
 				i++;
-			while (i < n && strchr(".-+,/_=", s[i]) != NULL)
+			while (i < n && one_of(s[i], ".-+,/_="))
 				i++;
 			if (i >= n || s[i] != '}')
 				return 0;
@@ -241,7 +249,7 @@ static int term(const char *t, size_t n, int *redirects, int *exps, char *why, s
 		return 1;
 	}
 	/* directive: [qualifier] mechanism */
-	if (n > 0 && strchr("+-?~", s[0]) != NULL) {
+	if (n > 0 && one_of(s[0], "+-?~")) {
 		s++;
 		n--;
 	}
@@ -304,6 +312,13 @@ int spf_record_syntax_ok(const char *rec, size_t len, char *why, size_t whylen)
 
 	if (len < 6 || strncasecmp(rec, "v=spf1", 6) != 0)
 		return fail(why, whylen, "not an SPF record", rec, len);
+	/* the ABNF has only SP and VCHAR; checked here once because a term's
+	 * own check may not see every byte (inet_pton stops at a NUL, so
+	 * "ip6:::1\0junk" passed; found by fuzz_spf) */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)rec[i] < 0x20 || (unsigned char)rec[i] > 0x7e)
+			return fail(why, whylen, "not printable US-ASCII", rec, len);
+	i = 6;
 	for (;;) {
 		size_t start, sp = 0;
 
@@ -334,7 +349,7 @@ static int has_all(const char *rec, size_t len)
 		}
 		for (start = i; i < len && rec[i] != ' '; i++)
 			;
-		if (strchr("+-?~", rec[start]) != NULL)
+		if (one_of(rec[start], "+-?~"))
 			start++;
 		if (word_is(rec + start, i - start, "all"))
 			return 1;
@@ -370,6 +385,17 @@ size_t spf_strip_unknown_modifiers(const char *rec, size_t len, char *out)
 	return o;
 }
 
+/* cidr_value - the number at the start of s[0..n) (a length that
+ * dual_cidr_tail checked: at most 3 digits) */
+static int cidr_value(const char *s, size_t n)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n && i < 3 && isdigit((unsigned char)s[i]); i++)
+		v = v * 10 + (s[i] - '0');
+	return v;
+}
+
 /* put - append n bytes to out (room for a final NUL kept); -1 if full */
 static int put(char *out, size_t outsz, size_t *o, const char *s, size_t n)
 {
@@ -398,7 +424,7 @@ size_t spf_rewrite_cidr0(const char *rec, size_t len, int client_v6, char *out, 
 		for (start = i; i < len && rec[i] != ' '; i++)
 			;
 		t = rec + start;
-		if (strchr("+-?~", t[0]) != NULL)
+		if (one_of(t[0], "+-?~"))
 			q = 1;
 		for (name_len = 0; q + name_len < i - start && isalnum((unsigned char)t[q + name_len]);
 		    name_len++)
@@ -422,14 +448,14 @@ size_t spf_rewrite_cidr0(const char *rec, size_t len, int client_v6, char *out, 
 			const char *c = arg + dom_len, *slash2;
 			char num[16];
 
-			/* the lengths: "/N", "//M" or "/N//M" */
-			slash2 = tail >= 2 ? strstr(c, "//") : NULL;
-			if (slash2 != NULL && slash2 >= c + tail)
-				slash2 = NULL;
+			/* the lengths: "/N", "//M" or "/N//M", read within the term:
+			 * rec[0..len) need not be NUL-terminated, so no strstr or
+			 * atoi, which ran past its end (found by fuzz_spf) */
+			slash2 = tail >= 2 ? memmem(c, tail, "//", 2) : NULL;
 			if (tail > 0 && c[1] != '/')
-				c4 = atoi(c + 1);
+				c4 = cidr_value(c + 1, tail - 1);
 			if (slash2 != NULL)
-				c6 = atoi(slash2 + 2);
+				c6 = cidr_value(slash2 + 2, (size_t)(c + tail - (slash2 + 2)));
 			if (bad || (c4 != 0 && c6 != 0)) {
 				if (put(out, outsz, &o, t, i - start) < 0)
 					return 0;

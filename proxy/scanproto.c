@@ -903,8 +903,11 @@ int scan_result_decode(const void *p, size_t len, struct scan_result *r)
 	if (rd.bad || !reply_ok(r->reply))
 		goto bad;
 	n = get32(&rd);
-	/* a symbol takes 22 bytes at least, an edit 6 */
-	if (rd.bad || n > SP_MAX_SYMBOLS || n > rd.left / 22)
+	/* a symbol takes 18 bytes at least (a 1-byte name, a score, an empty
+	 * filter, no desc: str 5 + f64 8 + str 4 + u8 1), an edit 6.  The
+	 * bound was 22, which refused valid results whose symbols are short
+	 * (found by fuzz_scanwire's round trip). */
+	if (rd.bad || n > SP_MAX_SYMBOLS || n > rd.left / 18)
 		goto bad;
 	r->symbols = xcalloc(n ? n : 1, sizeof(*r->symbols));
 	for (i = 0; i < n; i++) {

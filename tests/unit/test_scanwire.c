@@ -451,6 +451,35 @@ static void test_result_new_body(void **state)
 	scan_result_free(&a);
 	close(sv[0]);
 	close(sv[1]);
+/* fuzz_scanwire found this: the decoder bounded the symbol count by 22
+ * bytes a symbol, but a short one takes 18 (name "A", empty filter, no
+ * description), so a valid result with many short symbols was refused
+ * (and the message tempfailed) */
+static void test_result_short_symbols(void **state)
+{
+	struct scan_result a, b;
+	struct sbuf enc;
+	size_t i, n = 40;
+	(void)state;
+
+	memset(&a, 0, sizeof(a));
+	a.action = MW_TAG;
+	a.nsymbols = n;
+	a.symbols = calloc(n, sizeof(*a.symbols));
+	assert_non_null(a.symbols);
+	for (i = 0; i < n; i++) {
+		a.symbols[i].name[0] = (char)('A' + i % 26);
+		a.symbols[i].score = 1;
+	}
+	sbuf_init(&enc, 1 << 20);
+	scan_result_encode(&enc, &a);
+	assert_int_equal(enc.len, 4 + 8 + 1 + 8 + 8 + 4 + 4 + n * 18 + 4 + 3 * 4 + 8);
+	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), 0);
+	assert_int_equal(b.nsymbols, n);
+	assert_string_equal(b.symbols[n - 1].name, "N");
+	scan_result_free(&b);
+	scan_result_free(&a);
+	sbuf_free(&enc);
 }
 
 static void test_too_big(void **state)
@@ -485,6 +514,7 @@ int main(void)
 		cmocka_unit_test(test_request_hostile),
 		cmocka_unit_test(test_transport),
 		cmocka_unit_test(test_result_new_body),
+		cmocka_unit_test(test_result_short_symbols),
 		cmocka_unit_test(test_too_big),
 	};
 

@@ -65,6 +65,31 @@ static void test_invalid_records(void **state)
 			fail_msg("accepted: %s", bad[i]);
 }
 
+/* fuzz_spf found these: TXT data may hold NUL bytes, and strchr() finds a
+ * set's own terminator, so a NUL passed as a qualifier, a macro letter and
+ * a macro delimiter (spf.c refuses NULs itself, but the check must not
+ * depend on that) */
+static void test_nul_bytes_refused(void **state)
+{
+	static const char qualifier[] = "v=spf1 \0all";
+	static const char letter[] = "v=spf1 a:%{\0}.example.com";
+	static const char delimiter[] = "v=spf1 a:%{d\0}.example.com";
+	static const char exp_letter[] = "%{\0}";
+	static const char exp_delimiter[] = "%{c\0}";
+	static const char ip6[] = "v=spf1 ip6:0:db8::\0junk";	/* inet_pton stops at the NUL */
+	char why[128];
+
+	(void)state;
+	assert_false(spf_record_syntax_ok(qualifier, sizeof(qualifier) - 1, why, sizeof(why)));
+	assert_false(spf_record_syntax_ok(letter, sizeof(letter) - 1, why, sizeof(why)));
+	assert_false(spf_record_syntax_ok(delimiter, sizeof(delimiter) - 1, why, sizeof(why)));
+	assert_false(spf_record_syntax_ok(ip6, sizeof(ip6) - 1, why, sizeof(why)));
+	assert_false(spf_explain_string_ok(exp_letter, sizeof(exp_letter) - 1));
+	assert_false(spf_explain_string_ok(exp_delimiter, sizeof(exp_delimiter) - 1));
+	/* the same bytes without the NUL are fine */
+	assert_true(spf_record_syntax_ok("v=spf1 a:%{d}.example.com", 25, why, sizeof(why)));
+}
+
 static void test_strip_unknown_modifiers(void **state)
 {
 	const char *rec = "v=spf1 moo.cow-far_out=man:dog/cat ip4:1.2.3.4 foo=bar redirect=x.example.com "
@@ -130,6 +155,21 @@ static void test_rewrite_cidr0(void **state)
 	rw("v=spf1 mx/24//0 -all", 0, "v=spf1 mx/24 -all");
 }
 
+/* fuzz_spf found this: spf_rewrite_cidr0 read the lengths with atoi and
+ * strstr, past the end of rec[0..len); here the byte after the record is
+ * a digit that must not become part of the last length */
+static void test_rewrite_cidr0_within_len(void **state)
+{
+	static const char rec[] = "v=spf1 a/0//64";
+	char out[64];
+	size_t n;
+
+	(void)state;
+	n = spf_rewrite_cidr0(rec, sizeof(rec) - 2, 1, out, sizeof(out));
+	assert_int_equal(n, strlen("v=spf1 a//6"));
+	assert_string_equal(out, "v=spf1 a//6");
+}
+
 static void test_explain_string(void **state)
 {
 	(void)state;
@@ -144,9 +184,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_records),
 		cmocka_unit_test(test_invalid_records),
+		cmocka_unit_test(test_nul_bytes_refused),
 		cmocka_unit_test(test_strip_unknown_modifiers),
 		cmocka_unit_test(test_redirect_with_all),
 		cmocka_unit_test(test_rewrite_cidr0),
+		cmocka_unit_test(test_rewrite_cidr0_within_len),
 		cmocka_unit_test(test_explain_string),
 	};
 
