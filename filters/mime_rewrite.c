@@ -87,10 +87,46 @@ static uint64_t front_end_rest(const unsigned char *msg, size_t len)
 	return rc == 0 ? at : pos;
 }
 
+/* note_byte - what note_part makes of a byte of a note */
+static unsigned char note_byte(unsigned char c)
+{
+	return c >= 0x7f || (c < 0x20 && c != '\n') ? '?' : c;
+}
+
+/* holds_note - the decoded part is the note (line ends CRLF or LF, and
+ * maybe the line end that closes the message) */
+static int holds_note(const struct mime_part *p, const char *note)
+{
+	const unsigned char *d = p->data;
+	size_t i = 0, k;
+
+	for (k = 0; note[k] != '\0'; k++, i++) {
+		unsigned char want = note_byte((unsigned char)note[k]);
+
+		if (want == '\n' && i < p->len && d[i] == '\r')
+			i++;
+		if (i >= p->len || d[i] != want)
+			return 0;
+	}
+	while (i < p->len && (d[i] == '\r' || d[i] == '\n'))
+		i++;
+	return i == p->len;
+}
+
+/* k_of - which replacement names leaf i */
+static size_t k_of(const struct mime_replacement *rep, size_t nrep, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < nrep && rep[k].part != i; k++)
+		;
+	return k;
+}
+
 /* same_parts - the message as the front end will relay it (its header
  * section, then rest) parses clean into the leaves of the original, each
- * replaced one a text/plain part without a name, every other one the same
- * type, name and content as before.  So nothing reaches the recipient
+ * replaced one a text/plain part without a name holding its note, every
+ * other one the same type, name and content as before.  So nothing reaches the recipient
  * that the filters did not see: GMime writes some hostile structures back
  * otherwise than they came (a NUL byte cuts a part's field; multiparts
  * nested under one boundary parse back in other places), and such a
@@ -109,12 +145,10 @@ static int same_parts(const unsigned char *msg, size_t len, size_t front, const 
 	ok = !now->parse_error && now->nparts == was->nparts;
 	for (i = 0; ok && i < now->nparts; i++) {
 		const struct mime_part *a = &was->parts[i], *b = &now->parts[i];
-		int replaced = 0;
 
-		for (k = 0; k < nrep; k++)
-			replaced |= rep[k].part == i;
-		if (replaced)
-			ok = strcmp(b->content_type, "text/plain") == 0 && b->filename == NULL;
+		if ((k = k_of(rep, nrep, i)) < nrep)
+			ok = strcmp(b->content_type, "text/plain") == 0 && b->filename == NULL &&
+			    holds_note(b, rep[k].note);
 		else
 			ok = strcmp(a->content_type, b->content_type) == 0 &&
 			    (a->filename == NULL) == (b->filename == NULL) &&
@@ -135,8 +169,7 @@ static GMimeObject *note_part(const char *note)
 	char *t = g_strdup(note);
 
 	for (char *p = t; *p; p++)
-		if ((unsigned char)*p >= 0x7f || ((unsigned char)*p < 0x20 && *p != '\n'))
-			*p = '?';
+		*p = (char)note_byte((unsigned char)*p);
 	g_mime_text_part_set_text(tp, t);
 	g_mime_object_set_content_type_parameter(GMIME_OBJECT(tp), "charset", "us-ascii");
 	g_mime_part_set_content_encoding(GMIME_PART(tp), GMIME_CONTENT_ENCODING_7BIT);
