@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "filters/mime.h"
+#include "proxy/header_edit.h"
 #include "proxy/sbuf.h"
 
 static const char mixed[] =
@@ -281,6 +282,67 @@ static void test_must_parse_back_the_same(void **state)
 	sbuf_free(&out);
 }
 
+/* the fuzz findings of tests/data/rewrite (its README): replacing the
+ * first and the last leaf is refused, or the result parses back into the
+ * same leaves with the notes in place */
+static void test_fuzz_findings(void **state)
+{
+	static const char *const files[] = {
+		"nested-same-boundary.eml", "rfc822-body-note-crlf.eml", "collapses-to-one-text-part.eml"
+	};
+	const char *dir = getenv("MW_TESTDATA");
+	static unsigned char msg[1 << 16];
+	size_t f;
+	int refused = 0;
+
+	(void)state;
+	for (f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		char path[512], err[200] = "";
+		struct mime_replacement rep[2];
+		struct mime_msg *m, *again;
+		struct sbuf out;
+		size_t n, nrep = 0, hl, i;
+		int top;
+		FILE *fp;
+
+		snprintf(path, sizeof(path), "%s/rewrite/%s", dir ? dir : "tests/data", files[f]);
+		if ((fp = fopen(path, "rb")) == NULL)
+			fail_msg("cannot open %s (run from the top of the tree)", path);
+		n = fread(msg, 1, sizeof(msg), fp);
+		fclose(fp);
+		m = mime_parse(msg, n);
+		assert_int_equal(m->parse_error, 0);
+		rep[nrep++] = (struct mime_replacement){ 0, "NOTE" };
+		if (m->nparts > 1)
+			rep[nrep++] = (struct mime_replacement){ m->nparts - 1, "NOTE" };
+		sbuf_init(&out, (size_t)-1);
+		if (mime_replace_parts(msg, n, rep, nrep, 1 << 20, &out, &top, err, sizeof(err)) < 0) {
+			refused++;
+		} else {
+			struct sbuf hdr;
+			unsigned char *whole;
+
+			/* the proxy's header section, then the rest */
+			sbuf_init(&hdr, (size_t)-1);
+			hl = header_edits_apply((const char *)msg, n, NULL, 0, &hdr);
+			sbuf_free(&hdr);
+			whole = malloc(hl + out.len);
+			memcpy(whole, msg, hl);
+			memcpy(whole + hl, out.data, out.len);
+			again = mime_parse(whole, hl + out.len);
+			assert_int_equal(again->parse_error, 0);
+			assert_int_equal(again->nparts, m->nparts);
+			for (i = 0; i < nrep; i++)
+				assert_memory_equal(again->parts[rep[i].part].data, "NOTE", 4);
+			mime_free(again);
+			free(whole);
+		}
+		sbuf_free(&out);
+		mime_free(m);
+	}
+	assert_int_equal(refused, 2);
+}
+
 /* a note cannot smuggle bytes that are not printable US-ASCII */
 static void test_note_sanitised(void **state)
 {
@@ -303,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_header_end_disagreement),
 		cmocka_unit_test(test_must_parse_back_the_same),
+		cmocka_unit_test(test_fuzz_findings),
 		cmocka_unit_test(test_note_sanitised),
 	};
 
