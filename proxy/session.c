@@ -1355,22 +1355,23 @@ static void auth_user_of(const char *b64, int login, char *out, size_t outsz)
 	out[0] = '\0';
 	if (n == 0 || n > 4 * (sizeof buf / 3) || n % 4 != 0) return;
 	int len = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n);
-	if (len < 0) return;
+	if (len < 0) goto wipe;       /* it may have written part of it */
 	while (len > 0 && n >= 2 && b64[n - 1] == '=') { len--; n--; }  /* padding */
 	const unsigned char *u = buf;
 	size_t ulen = (size_t)len;
 	if (!login) {                  /* skip authzid; authcid ends at the next NUL */
 		const unsigned char *z = memchr(buf, '\0', (size_t)len);
-		if (z == NULL) return;
+		const unsigned char *e = z ? memchr(z + 1, '\0', (size_t)len - (size_t)(z + 1 - buf)) : NULL;
+		if (e == NULL) goto wipe;    /* not PLAIN's authzid NUL authcid NUL passwd */
 		u = z + 1;
-		const unsigned char *e = memchr(u, '\0', (size_t)len - (size_t)(u - buf));
-		if (e == NULL) return;
 		ulen = (size_t)(e - u);
 	}
 	if (ulen >= outsz) ulen = outsz - 1;
 	for (size_t i = 0; i < ulen; i++)          /* keep the log and audit sane */
 		out[i] = (u[i] < 32 || u[i] == 127) ? '?' : (char)u[i];
 	out[ulen] = '\0';
+wipe:
+	/* every way out: the decoded credential holds the password */
 	explicit_bzero(buf, sizeof buf);
 }
 
