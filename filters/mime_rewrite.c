@@ -126,11 +126,12 @@ static size_t k_of(const struct mime_replacement *rep, size_t nrep, size_t i)
 /* same_parts - the message as the front end will relay it (its header
  * section, then rest) parses clean into the leaves of the original, each
  * replaced one a text/plain part without a name holding its note, every
- * other one the same type, name and content as before.  So nothing reaches the recipient
- * that the filters did not see: GMime writes some hostile structures back
- * otherwise than they came (a NUL byte cuts a part's field; multiparts
- * nested under one boundary parse back in other places), and such a
- * message is not delivered rewritten. */
+ * other one the same type, name and content as before.  So nothing
+ * reaches the recipient that the filters did not see: GMime writes some
+ * hostile structures back otherwise than they came (a NUL byte cuts a
+ * part's field; multiparts nested under one boundary parse back in other
+ * places; a top-level structure can come back as one text part), and
+ * such a message is not delivered rewritten. */
 static int same_parts(const unsigned char *msg, size_t len, size_t front, const char *rest,
                       size_t rest_len, const struct mime_replacement *rep, size_t nrep)
 {
