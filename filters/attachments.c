@@ -547,7 +547,7 @@ static void replace_parts(struct finding *f, const struct mime_msg *m)
 		goto quarantine;
 	}
 	sbuf_init(&rest, len + f->nrep * 1024 + 4096);
-	if (mime_replace_parts(msg, len, f->rep, f->nrep, rest.limit, &rest, &top,
+	if (mime_replace_parts(msg, len, m, f->rep, f->nrep, rest.limit, &rest, &top,
 	    err, sizeof(err)) < 0) {
 		sbuf_free(&rest);
 		goto quarantine;

@@ -92,11 +92,15 @@ struct sbuf;
  * their boundaries.  *top is set when the leaf replaced is the message's
  * own body (a single-part message): the caller then owes the top-level
  * Content-Type, Content-Transfer-Encoding and Content-Disposition fields
- * of a text/plain part (mime_replacement_fields).  0, or -1 with err (an
- * index past the leaves, or the new body longer than max). */
-int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_replacement *rep,
-                       size_t nrep, size_t max, struct sbuf *rest, int *top,
-                       char *err, size_t errlen);
+ * of a text/plain part (MIME_REPLACEMENT_*).  parsed: mime_parse of the
+ * same message if the caller has it (mime_get), else NULL.  0, or -1 with
+ * err: an index past the leaves, the new body longer than max, GMime
+ * ending the header section elsewhere than the front ends, or the message
+ * as it will leave not parsing back into the same leaves (the replaced
+ * ones holding their notes, the others unchanged). */
+int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_msg *parsed,
+                       const struct mime_replacement *rep, size_t nrep, size_t max,
+                       struct sbuf *rest, int *top, char *err, size_t errlen);
 
 /* the header fields of a replacement part, for a top-level replacement */
 #define MIME_REPLACEMENT_TYPE "text/plain; charset=us-ascii"

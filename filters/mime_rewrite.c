@@ -132,11 +132,13 @@ static size_t k_of(const struct mime_replacement *rep, size_t nrep, size_t i)
  * part's field; multiparts nested under one boundary parse back in other
  * places; a top-level structure can come back as one text part), and
  * such a message is not delivered rewritten. */
-static int same_parts(const unsigned char *msg, size_t len, size_t front, const char *rest,
-                      size_t rest_len, const struct mime_replacement *rep, size_t nrep)
+static int same_parts(const unsigned char *msg, size_t len, const struct mime_msg *parsed,
+                      size_t front, const char *rest, size_t rest_len,
+                      const struct mime_replacement *rep, size_t nrep)
 {
 	unsigned char *whole = xmalloc(front + rest_len + 1);
-	struct mime_msg *was = mime_parse(msg, len), *now;
+	struct mime_msg *own = parsed != NULL ? NULL : mime_parse(msg, len), *now;
+	const struct mime_msg *was = parsed != NULL ? parsed : own;
 	int ok;
 	size_t i, k;
 
@@ -157,7 +159,7 @@ static int same_parts(const unsigned char *msg, size_t len, size_t front, const 
 			    a->raw_len == b->raw_len && memcmp(a->raw, b->raw, a->raw_len) == 0;
 	}
 	mime_free(now);
-	mime_free(was);
+	mime_free(own);
 	free(whole);
 	return ok;
 }
@@ -179,9 +181,9 @@ static GMimeObject *note_part(const char *note)
 	return GMIME_OBJECT(tp);
 }
 
-int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_replacement *rep,
-                       size_t nrep, size_t max, struct sbuf *rest, int *top,
-                       char *err, size_t errlen)
+int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_msg *parsed,
+                       const struct mime_replacement *rep, size_t nrep, size_t max,
+                       struct sbuf *rest, int *top, char *err, size_t errlen)
 {
 	gint64 hend = -1;
 	GMimeMessage *m = mime_gmime_parse(msg, len, NULL, NULL, &hend);
@@ -259,7 +261,14 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_r
 		goto too_long;
 	if (rest->len - start > max)
 		goto too_long;
-	if (!*top && !same_parts(msg, len, front, rest->data + start, rest->len - start, rep, nrep)) {
+	/* the tree and its copy of the message go before the check parses
+	 * the message again */
+	g_object_unref(out);
+	out = NULL;
+	g_object_unref(m);
+	m = NULL;
+	if (!*top && !same_parts(msg, len, parsed, front, rest->data + start, rest->len - start,
+	    rep, nrep)) {
 		snprintf(err, errlen, "the rewritten message does not parse back to the same parts");
 		goto out;
 	}
@@ -273,6 +282,7 @@ out:
 	if (fo != NULL)
 		g_mime_format_options_free(fo);
 	free(l.v);
-	g_object_unref(m);
+	if (m != NULL)
+		g_object_unref(m);
 	return rc;
 }

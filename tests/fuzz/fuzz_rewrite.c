@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (m->nparts > 1)
 		rep[nrep++] = (struct mime_replacement){ m->nparts - 1, note };
 	sbuf_init(&rest, size + 8192);
-	rc = mime_replace_parts(data, size, rep, nrep, rest.limit, &rest, &top, err, sizeof(err));
+	rc = mime_replace_parts(data, size, NULL, rep, nrep, rest.limit, &rest, &top, err, sizeof(err));
 	if (rc < 0) {
 		/* only the ceiling, a header section GMime ends elsewhere than the
 		 * proxy, or a result that does not parse back to the same parts

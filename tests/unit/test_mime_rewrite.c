@@ -58,7 +58,7 @@ static char *replace(const char *msg, size_t part, const char *note, size_t max,
 	char err[200] = "";
 
 	sbuf_init(&out, (size_t)-1);
-	*rc = mime_replace_parts((const unsigned char *)msg, strlen(msg), &r, 1, max, &out, top,
+	*rc = mime_replace_parts((const unsigned char *)msg, strlen(msg), NULL, &r, 1, max, &out, top,
 	    err, sizeof(err));
 	if (*rc < 0)
 		assert_true(err[0] != '\0');
@@ -92,7 +92,7 @@ static void test_replace_in_multipart(void **state)
 
 	(void)state;
 	sbuf_init(&out, (size_t)-1);
-	rc = mime_replace_parts((const unsigned char *)mixed, strlen(mixed), &r, 1, 1 << 20, &out,
+	rc = mime_replace_parts((const unsigned char *)mixed, strlen(mixed), NULL, &r, 1, 1 << 20, &out,
 	    &top, err, sizeof(err));
 	assert_int_equal(rc, 0);
 	assert_int_equal(top, 0);
@@ -276,7 +276,7 @@ static void test_must_parse_back_the_same(void **state)
 	assert_int_equal(m->parse_error, 0);
 	mime_free(m);
 	sbuf_init(&out, (size_t)-1);
-	assert_int_equal(mime_replace_parts((const unsigned char *)msg, sizeof(msg) - 1, &r, 1, 1 << 20,
+	assert_int_equal(mime_replace_parts((const unsigned char *)msg, sizeof(msg) - 1, NULL, &r, 1, 1 << 20,
 	    &out, &top, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "parse back"));
 	sbuf_free(&out);
@@ -316,7 +316,7 @@ static void test_fuzz_findings(void **state)
 		if (m->nparts > 1)
 			rep[nrep++] = (struct mime_replacement){ m->nparts - 1, "NOTE" };
 		sbuf_init(&out, (size_t)-1);
-		if (mime_replace_parts(msg, n, rep, nrep, 1 << 20, &out, &top, err, sizeof(err)) < 0) {
+		if (mime_replace_parts(msg, n, NULL, rep, nrep, 1 << 20, &out, &top, err, sizeof(err)) < 0) {
 			refused++;
 		} else {
 			struct sbuf hdr;
