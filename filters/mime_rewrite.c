@@ -19,7 +19,7 @@
 
 #include "filters/mime.h"
 #include "filters/mime_gmime.h"
-#include "proxy/headers.h"
+#include "proxy/header_edit.h"
 #include "proxy/sbuf.h"
 
 /* where one leaf sits: in a multipart at index, or as the body of a
@@ -71,20 +71,17 @@ static void collect(struct leaves *l, GMimeObject *obj, GMimeObject *parent, int
 	}
 }
 
-/* front_end_rest - where the front ends' header section ends (the offset
- * header_edits_apply returns: the empty line, or the first line that is no
- * header field, or the end) */
+/* front_end_rest - where the front ends' header section ends: the offset
+ * header_edits_apply returns (the one walk they relay by), with no edits */
 static uint64_t front_end_rest(const unsigned char *msg, size_t len)
 {
-	struct header_field f;
-	size_t pos = 0, at;
-	int rc;
+	struct sbuf hdr;
+	size_t rest;
 
-	do {
-		at = pos;
-		rc = header_next((const char *)msg, len, &pos, &f);
-	} while (rc == 1);
-	return rc == 0 ? at : pos;
+	sbuf_init(&hdr, (size_t)-1);
+	rest = header_edits_apply((const char *)msg, len, NULL, 0, &hdr);
+	sbuf_free(&hdr);
+	return rest;
 }
 
 /* note_byte - what note_part makes of a byte of a note */
