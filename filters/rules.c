@@ -270,6 +270,23 @@ static const char *fact(void *arg, const char *key)
 	return rules_fact(fc->ctx, key, fc->buf, sizeof fc->buf);
 }
 
+/* decode_words - a MIME part's field for mimeheader rules, RFC 2047
+ * decoded to UTF-8 by GMime as the message's own fields are above */
+static char *decode_words(const char *value)
+{
+	char *g, *out;
+
+	if (strstr(value, "=?") == NULL)
+		return NULL;
+	if ((g = g_mime_utils_header_decode_text(NULL, value)) == NULL)
+		return NULL;
+	out = strdup(g);
+	g_free(g);
+	if (out == NULL)
+		abort();
+	return out;
+}
+
 static void upper_symbol(char *out, size_t outlen, const char *name)
 {
 	size_t j = 0;
@@ -444,6 +461,7 @@ static void rules_eom(struct mw_ctx *ctx)
 		.receiver = inst->receiver,
 		.authenticated = mw_direction(ctx) == MW_OUTBOUND,
 		.fact = fact, .fact_arg = fc,
+		.decode_words = decode_words,
 	};
 	fc->net = rules_net_resolve(ctx, inst->dns, inst->rs, scr, &in, inst->dns_timeout_ms);
 	struct hits_ctx hc = { ctx };

@@ -1548,6 +1548,19 @@ static unsigned mh_matches(struct eval_msg *m, const struct mh_data *d, const ch
 	return hits;
 }
 
+/* part_value - a MIME part's field as mimeheader sees it: raw, or
+ * unfolded and RFC 2047 decoded (SpamAssassin's Node->header()); *dec
+ * holds what the caller frees */
+static const char *part_value(const struct eval_msg *m, const struct sa_field *f, int raw, char **dec)
+{
+	*dec = NULL;
+	if (raw)
+		return f->raw;
+	if (m->in->decode_words != NULL && strstr(f->dec, "=?") != NULL)
+		*dec = m->in->decode_words(f->dec);
+	return *dec != NULL ? *dec : f->dec;
+}
+
 static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 {
 	const struct mh_data *d = r->ev_data;
@@ -1559,6 +1572,7 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 	for (size_t i = 0; i < t->nn && hits < cap; i++) {
 		const struct sa_node *n = &t->n[i];
 		const char *v = NULL;
+		char *part_dec = NULL;          /* v's storage when decoded here */
 		int add_nl = 0;
 		if (!strcmp(def->hdr, "ALL")) {
 			/* every field "Name: value\n" */
@@ -1568,8 +1582,11 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 					need += strlen(m->in->headers[k].name) + strlen(def->raw ? m->in->headers[k].raw :
 					        m->in->headers[k].decoded ? m->in->headers[k].decoded : m->in->headers[k].raw) + 4;
 			else
-				for (size_t k = 0; k < n->nf; k++)
-					need += strlen(n->f[k].name) + strlen(def->raw ? n->f[k].raw : n->f[k].dec) + 4;
+				for (size_t k = 0; k < n->nf; k++) {
+					char *dec;
+					need += strlen(n->f[k].name) + strlen(part_value(m, &n->f[k], def->raw, &dec)) + 4;
+					free(dec);
+				}
 			if (need > bufcap) { bufcap = need; buf = realloc(buf, bufcap); if (!buf) abort(); }
 			size_t o = 0;
 			buf[0] = '\0';
@@ -1582,10 +1599,12 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 				}
 			else
 				for (size_t k = 0; k < n->nf; k++) {
-					size_t vl = strlen(def->raw ? n->f[k].raw : n->f[k].dec);
-					const char *fv = def->raw ? n->f[k].raw : n->f[k].dec;
+					char *dec;
+					const char *fv = part_value(m, &n->f[k], def->raw, &dec);
+					size_t vl = strlen(fv);
 					int nl = !(vl && fv[vl - 1] == '\n');
 					o += (size_t)snprintf(buf + o, bufcap - o, "%s: %s%s", n->f[k].name, fv, nl ? "\n" : "");
+					free(dec);
 				}
 			v = buf;
 		} else if (n->msg_root && !def->raw) {
@@ -1597,7 +1616,7 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 		} else {
 			const struct sa_field *f = node_field(n, def->hdr);
 			if (f) {
-				v = def->raw ? f->raw : f->dec;
+				v = part_value(m, f, def->raw, &part_dec);
 				add_nl = !def->raw;
 			}
 		}
@@ -1610,6 +1629,7 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 			buf[len] = '\0';
 			v = buf;
 		}
+		free(part_dec);
 		if (def->negated) continue;
 		hits += mh_matches(m, d, v, len, cap - hits);
 	}

@@ -103,6 +103,11 @@ struct rules_input {
 	 * (keys in rules/eval.h); returns NULL when unknown */
 	const char *(*fact)(void *arg, const char *key);
 	void *fact_arg;
+	/* RFC 2047 decoding of a MIME part's field, which SpamAssassin's
+	 * Node->header() does and mimeheader rules therefore see: a malloc'd
+	 * UTF-8 string, or NULL to keep the value (nothing encoded, or no
+	 * decoder: this layer has no charset tables; the bridge has GMime) */
+	char *(*decode_words)(const char *value);
 };
 
 /* One MIME leaf, as the bridge's MIME parse gives it. */

@@ -14,6 +14,9 @@ MW = os.environ.get("MW_BIN", os.path.join(HERE, "..", "..", "build", "mailwarde
 RULES = r"""
 mimeheader T_MH_ZIP       Content-Type =~ m,\bapplication/(?:zip|x-zip-compressed)\b,i
 mimeheader T_MH_CTE_RAW   Content-Transfer-Encoding:raw =~ /^base64$/
+mimeheader T_MH_DESC      Content-Description =~ /^Facture d\xc3\xa9taill\xc3\xa9e$/
+mimeheader T_MH_DESC_RAW  Content-Description:raw =~ /^=\?utf-8\?q\?Facture/
+mimeheader T_MH_ALL_DESC  ALL =~ /^Content-Description: Facture d\xc3\xa9taill\xc3\xa9e$/m
 rawbody    T_MIME_B64     eval:check_for_mime('mime_base64_count')
 rawbody    T_MIME_QP      eval:check_for_mime('mime_qp_count')
 body       T_MIME_ATTACH  eval:check_for_mime('mime_attachment')
@@ -54,6 +57,7 @@ SPAM = (b"From: Stock \xff\xfe Alert <alert@promo.example>\r\n"
         b"--ALT--\r\n"
         b"--OUT\r\n"
         b"Content-Type: application/zip; name=\"report.zip\"\r\n"
+        b"Content-Description: =?utf-8?q?Facture_d=C3=A9taill=C3=A9e?=\r\n"
         b"Content-Disposition: attachment; filename=\"report.zip\"\r\n"
         b"Content-Transfer-Encoding: base64\r\n"
         b"\r\n"
@@ -67,7 +71,7 @@ PLAIN = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: lu
          b"See you at noon? We could try the new place near the station, "
          b"they have a lunch menu that changes every day.\r\n")
 
-ALL = {"T_MH_ZIP", "T_MH_CTE_RAW", "T_MIME_B64", "T_MIME_QP", "T_MIME_ATTACH", "T_MIME_HTML",
+ALL = {"T_MH_ZIP", "T_MH_CTE_RAW", "T_MH_DESC", "T_MH_DESC_RAW", "T_MH_ALL_DESC", "T_MIME_B64", "T_MIME_QP", "T_MIME_ATTACH", "T_MIME_HTML",
        "T_HTML_ONLY", "T_MA_DIFF", "T_EPILOGUE", "T_SHORT", "T_STOCK", "T_SUBJ_CAPS", "T_ENV_MATCH",
        "T_DIFF_DOM", "T_TO_IN_SUBJ", "T_FROM_8BIT", "T_META_ZIP"}
 
@@ -88,7 +92,7 @@ def scan(tmp_path, msg, mail_from):
 
 def test_mime_evals_hit_a_multipart_spam(tmp_path):
     hits = scan(tmp_path, SPAM, "bounce@bulk.example")
-    want = {"T_MH_ZIP", "T_MH_CTE_RAW", "T_MIME_B64", "T_MIME_QP", "T_MIME_ATTACH", "T_MIME_HTML",
+    want = {"T_MH_ZIP", "T_MH_CTE_RAW", "T_MH_DESC", "T_MH_DESC_RAW", "T_MH_ALL_DESC", "T_MIME_B64", "T_MIME_QP", "T_MIME_ATTACH", "T_MIME_HTML",
             "T_MA_DIFF", "T_EPILOGUE", "T_STOCK", "T_SUBJ_CAPS", "T_DIFF_DOM", "T_TO_IN_SUBJ",
             "T_FROM_8BIT", "T_META_ZIP"}
     assert want <= hits, sorted(want - hits)
