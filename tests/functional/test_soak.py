@@ -181,3 +181,38 @@ def test_master_leaves_its_stdin_alone(tmp_path, smtp_sink):
             p.terminate()
             p.wait(10)
             ours.close()
+
+
+def test_upstream_garbling_its_quit_reply_leaks_nothing(mw_factory, raw_upstream):
+    """An upstream that answers QUIT out of protocol (a bare LF here): the
+    connection, which no session owns any more, is still closed."""
+    up = raw_upstream(script={"QUIT": b"221 2.0.0 Bye\n"})
+    m = mw_factory(up, opts=[plugin_opt(), ("log_level", "info")])
+    base = soaklib.wait_settled(m, soaklib.snapshot(m), roles=("proxy",), timeout=3)
+    o = soaklib.run_mix(m, 60, mix=[("normal", "default")], workers=4)
+    assert o.counts.get("accepted") == 60, (o.counts, o.errors)
+    after = soaklib.wait_settled(m, base, roles=("proxy",), slack=FD_SLACK)
+    assert after["proxy"]["fds"] <= base["proxy"]["fds"] + FD_SLACK, \
+        "the proxy holds %d descriptors, %d before: %s" % (
+            after["proxy"]["fds"], base["proxy"]["fds"], after["proxy"]["fd_kinds"])
+
+
+def test_reload_while_upstreams_say_goodbye(mw_factory, raw_upstream):
+    """Sessions end, their upstream connections wait for the reply to QUIT,
+    and a reload replaces the config meanwhile: the lingering connections
+    keep what they need of it (the proxy used to read the freed config)."""
+    def slow_quit(up, st):
+        time.sleep(1.0)
+        return b"221 2.0.0 Bye\r\n"
+    up = raw_upstream(script={"QUIT": slow_quit})
+    m = mw_factory(up, opts=[plugin_opt(), ("log_level", "info")])
+    proxy = m.child_pid("proxy")
+    for _ in range(3):
+        o = soaklib.run_mix(m, 20, mix=[("normal", "default")], workers=10)
+        assert o.counts.get("accepted") == 20, (o.counts, o.errors)
+        m.signal(signal.SIGHUP)
+        time.sleep(1.5)
+    assert m.child_pid("proxy") == proxy, "the proxy died:\n" + m.stderr_tail(40)
+    assert "killed by signal" not in m.stderr_text() and "exited with status" not in m.stderr_text()
+    o = soaklib.run_mix(m, 10, mix=[("normal", "default")], workers=2)
+    assert o.counts.get("accepted") == 10, (o.counts, o.errors)
