@@ -49,6 +49,15 @@ def proc_stat(pid):
             "memfd_bytes": memfd_bytes}
 
 
+def sanitized(pid):
+    """Is pid a SANITIZE=1 build (AddressSanitizer mapped in)?"""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def children_of(pid):
     """[(pid, role, state)] of pid's children; role from the process title."""
     out = []
@@ -278,6 +287,7 @@ PROXY_MIX = [
     ("drop_data", "ok"), ("drop_eod", "ok"), ("filter_reject", "ok"), ("greylist", "ok"),
     ("quit_after", "ok"), ("quarantine", "ok"), ("starttls", "tls"),
     ("normal", "refuse"), ("normal", "tempfail"), ("normal", "close"), ("normal", "eodfail"),
+    ("normal", "nogreet"), ("normal", "silent"),
 ]
 
 # what each scenario must end as (None: either)
@@ -287,6 +297,7 @@ EXPECT = {
     ("quarantine", "ok"): "accepted", ("filter_reject", "ok"): "refused", ("greylist", "ok"): "refused",
     ("normal", "refuse"): "refused", ("normal", "tempfail"): "refused",
     ("normal", "close"): "refused", ("normal", "eodfail"): "refused",
+    ("normal", "nogreet"): "refused", ("normal", "silent"): "refused",
 }
 
 
@@ -294,7 +305,8 @@ def proxy_setup(tmp_path, sink_addr, raw_upstream_factory, pki=None, extra_opts=
     """The listeners and options of the soak daemon: 'ok' in front of
     smtp-sink (Postfix's, in C: fast), the others in front of scripted raw
     upstreams that refuse the session (554 greeting), tempfail MAIL, close
-    the connection in the middle of DATA, and tempfail the end of data.
+    the connection in the middle of DATA, tempfail the end of data, never
+    greet, or stop answering at RCPT.
     Returns (listeners, opts)."""
     from storelib import store_opts
     ups = {
@@ -302,11 +314,15 @@ def proxy_setup(tmp_path, sink_addr, raw_upstream_factory, pki=None, extra_opts=
         "tempfail": raw_upstream_factory(script={"MAIL": b"451 4.3.0 busy\r\n"}),
         "close": raw_upstream_factory(script={"DATA": ("close_after", 100)}),
         "eodfail": raw_upstream_factory(script={"EOD": b"452 4.3.1 out of space\r\n"}),
+        # never greets / stops answering at RCPT: the upstream deadlines
+        "nogreet": raw_upstream_factory(script={"GREETING": "silent"}),
+        "silent": raw_upstream_factory(script={"RCPT": "silent"}),
     }
     listeners = [("ok", "127.0.0.1:%d" % mwlib.free_port(), sink_addr, None)]
     for name, up in ups.items():
         listeners.append((name, "127.0.0.1:%d" % mwlib.free_port(), up.addr, None))
     opts = [mwlib.plugin_opt(), ("log_level", "info"), ("max_connections_per_ip", "1000"),
+            ("upstream_connect_timeout", "700ms"), ("upstream_command_timeout", "700ms"),
             ("inbound_tag_score", "3"), ("inbound_quarantine_score", "5"),
             ("inbound_reject_score", "15"), ("quarantine_reply", "250 2.0.0 Held for review"),
             ("filters", "greylist"), ("greylist_delay", "1h"),
