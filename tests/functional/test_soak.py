@@ -231,3 +231,47 @@ def test_reload_while_upstreams_say_goodbye(mw_factory, raw_upstream):
     assert o.counts.get("accepted") == 10, (o.counts, o.errors)
     assert m.stop() == 0
     no_sanitizer_report(m)
+
+
+def test_client_that_does_not_read_its_replies_is_held_back(mw_factory, smtp_sink):
+    """A client pipelining commands without reading the replies: the proxy
+    stops taking its input once the replies pile up (TCP pushes back on the
+    client) instead of buffering them without end; once the client reads,
+    every command is answered, in order, and the session goes on."""
+    m = mw_factory(smtp_sink(), opts=[plugin_opt(), ("log_level", "info")])
+    proxy = m.child_pid("proxy")
+    rss0 = soaklib.proc_stat(proxy)["rss_kb"]
+    s = socket.create_connection(("127.0.0.1", m.port))
+    s.sendall(b"EHLO client.example.org\r\n")
+    blob = b"NOOP\r\n" * (1 << 17)
+    s.setblocking(False)
+    sent, stalled_since = 0, None
+    while sent < 40 * len(blob):          # 31 MB
+        try:
+            sent += s.send(blob[sent % len(blob):])
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 1.0:
+                break
+            time.sleep(0.01)
+    grown = soaklib.proc_stat(proxy)["rss_kb"] - rss0
+    assert grown < 24 * 1024, "the proxy grew by %d kB for %d bytes of unread pipelining" % (grown, sent)
+    assert sent < 40 * len(blob), "the client could pipeline %d bytes without reading" % sent
+    # the rest of the last line, QUIT; then every reply, in order
+    rest = (b"NOOP\r\n"[sent % 6:] if sent % 6 else b"") + b"QUIT\r\n"
+    nnoop = (sent + len(rest)) // 6 - 1
+    s.setblocking(True)
+    s.settimeout(20)
+    sender = threading.Thread(target=s.sendall, args=(rest,))
+    sender.start()
+    data = bytearray()
+    while not data.endswith(b"221 2.0.0 Bye\r\n"):
+        d = s.recv(1 << 20)
+        assert d, "the proxy closed after %d bytes of replies" % len(data)
+        data += d
+    sender.join()
+    s.close()
+    lines = bytes(data).split(b"\r\n")
+    assert lines[0].startswith(b"220 ") and sum(1 for l in lines if l.startswith(b"250 ")) == 1 + nnoop
+    assert m.child_pid("proxy") == proxy
