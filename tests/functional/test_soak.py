@@ -275,3 +275,31 @@ def test_client_that_does_not_read_its_replies_is_held_back(mw_factory, smtp_sin
     lines = bytes(data).split(b"\r\n")
     assert lines[0].startswith(b"220 ") and sum(1 for l in lines if l.startswith(b"250 ")) == 1 + nnoop
     assert m.child_pid("proxy") == proxy
+
+
+def test_audit_log_rotation_reaches_both_front_ends(mw_factory, smtp_sink):
+    """logrotate renames the audit log and sends SIGHUP: the proxy and the
+    milter both write their next records into the new file (the milter
+    used to go on writing into the rotated one for as long as it ran)."""
+    port = free_port()
+    m = mw_factory(smtp_sink(), opts=[plugin_opt(), ("milter_listen", "inet:%d@127.0.0.1" % port)])
+
+    def records(path):
+        try:
+            with open(path, "rb") as f:
+                return [l for l in f.read().splitlines() if l.strip()]
+        except FileNotFoundError:
+            return []
+    assert soaklib.milter_session(port, "normal")[0] == "accepted"
+    assert wait_until(lambda: len(records(m.audit_path)) == 1, 5)
+    os.rename(m.audit_path, m.audit_path + ".1")
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: "reload: scanner pid=" in m.stderr_text()
+                      and "milter: scanner address updated" in m.stderr_text(), 10)
+    time.sleep(0.3)
+    assert soaklib.milter_session(port, "normal")[0] == "accepted"
+    assert soaklib.smtp_session(m.port, "normal")[0] == "accepted"
+    assert wait_until(lambda: len(records(m.audit_path)) == 2, 5), \
+        "new log: %r\nrotated: %r" % (records(m.audit_path), records(m.audit_path + ".1"))
+    assert len(records(m.audit_path + ".1")) == 1
+    assert sorted(b'"listener":"milter"' in r for r in records(m.audit_path)) == [False, True]
