@@ -303,3 +303,77 @@ def test_audit_log_rotation_reaches_both_front_ends(mw_factory, smtp_sink):
         "new log: %r\nrotated: %r" % (records(m.audit_path), records(m.audit_path + ".1"))
     assert len(records(m.audit_path + ".1")) == 1
     assert sorted(b'"listener":"milter"' in r for r in records(m.audit_path)) == [False, True]
+
+
+def test_reload_picks_up_renewed_certificates(mw_factory, smtp_sink, pki, tmp_path):
+    """A certificate renewed in place (same file names) is served after a
+    SIGHUP; a session whose TLS started before goes on; a renewal that
+    does not load keeps the running certificate; reloads leak nothing."""
+    import hashlib
+    import shutil
+    from tlslib import listener_tls_opts
+    sink = smtp_sink()
+    a, b = pki.cert("mx.example.test"), pki.cert("renewed.example.test")
+    chain, key = str(tmp_path / "chain.pem"), str(tmp_path / "key.pem")
+    shutil.copy(a[0], chain)
+    shutil.copy(a[1], key)
+    port = free_port()
+    m = mw_factory(listeners=[("t", "127.0.0.1:%d" % port, sink.addr, None)],
+                   opts=[plugin_opt(), ("log_level", "info")] + listener_tls_opts(chain, key, name="t"))
+    ctx = pki.client_context(verify=False)
+
+    def tls_client():
+        c = soaklib.Client(port)
+        c.reply()
+        c.cmd(b"EHLO client.example.org")
+        c.starttls(ctx)
+        c.cmd(b"EHLO client.example.org")
+        return c, hashlib.sha256(c.sock.getpeercert(binary_form=True)).hexdigest()
+
+    def fingerprint(path):
+        import ssl as _ssl
+        return hashlib.sha256(_ssl.PEM_cert_to_DER_cert(open(path).read().split("-----END CERTIFICATE-----")[0]
+                                                        + "-----END CERTIFICATE-----\n")).hexdigest()
+
+    def send(c):
+        assert c.cmd(b"MAIL FROM:<sender@example.org>")[0] == 250
+        assert c.cmd(b"RCPT TO:<rcpt@example.net>")[0] == 250
+        assert c.cmd(b"DATA")[0] == 354
+        c.send(mwlib_msg())
+        return c.reply()[0]
+
+    old, fp = tls_client()
+    assert fp == fingerprint(a[0])
+    shutil.copy(b[0], chain)
+    shutil.copy(b[1], key)
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: m.stderr_text().count("config reloaded") >= 1, 5)
+    c, fp = tls_client()
+    assert fp == fingerprint(b[0]), "the certificate in use is not the renewed one"
+    assert send(c) == 250 and send(old) == 250
+    c.close()
+    old.close()
+    with open(key, "w") as f:
+        f.write("not a key\n")
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: "keeps its TLS certificates" in m.stderr_text(), 5)
+    c, fp = tls_client()
+    assert fp == fingerprint(b[0])
+    c.close()
+    shutil.copy(b[1], key)
+    base = soaklib.wait_settled(m, soaklib.snapshot(m), roles=("proxy",), timeout=2)
+    for _ in range(20):
+        m.signal(signal.SIGHUP)
+        c, _ = tls_client()
+        c.close()
+        time.sleep(0.1)
+    time.sleep(2.5)
+    after = soaklib.wait_settled(m, base, roles=("proxy",), slack=FD_SLACK)
+    assert after["proxy"]["fds"] <= base["proxy"]["fds"] + FD_SLACK
+    assert m.stop() == 0
+    no_sanitizer_report(m)
+
+
+def mwlib_msg():
+    from mwlib import dot_stuff, make_msg
+    return dot_stuff(make_msg(subject="after the renewal")) + b".\r\n"
