@@ -102,8 +102,9 @@ struct tls_server *tls_server_new(const struct config *cfg, const struct listene
 {
 	struct tls_server *t = xcalloc(1, sizeof *t);
 	const char *cp = l->tls_cert, *kp = l->tls_key;
-	t->refs = 1;
 	char cert[1024], key[1024], e[256];
+
+	t->refs = 1;
 
 	while (next_word(&cp, cert, sizeof cert)) {
 		if (!next_word(&kp, key, sizeof key)) {
