@@ -377,3 +377,27 @@ def test_reload_picks_up_renewed_certificates(mw_factory, smtp_sink, pki, tmp_pa
 def mwlib_msg():
     from mwlib import dot_stuff, make_msg
     return dot_stuff(make_msg(subject="after the renewal")) + b".\r\n"
+
+
+def test_antivirus_leaves_no_temporary_files(mw_factory, smtp_sink, tmp_path):
+    """Archives with and without the EICAR string through the in-process
+    engine: its temporary directory is empty afterwards, the scanner holds
+    no more descriptors than before."""
+    import avlib
+    db = avlib.copy_db(str(tmp_path / "db"))
+    avtmp = tmp_path / "avtmp"
+    avtmp.mkdir()
+    m = mw_factory(smtp_sink(), opts=[("filters", "clamav"), ("av_database", db),
+                                      ("av_db_check_interval", "0"), ("av_tmpdir", str(avtmp)),
+                                      ("log_level", "info")])
+    msgs = [avlib.with_attachment(avlib.zip_of([("a.com", avlib.EICAR)]), "a.zip"),
+            avlib.with_attachment(avlib.zip_of([("b.txt", b"hello " * 5000)]), "b.zip"),
+            avlib.with_attachment(avlib.targz_of([("c.com", avlib.EICAR)]), "c.tar.gz"),
+            avlib.plain()]
+    assert avlib.send(m, msgs[1]).code == 250
+    base = soaklib.snapshot(m)
+    codes = [avlib.send(m, msgs[i % len(msgs)]).code for i in range(60)]
+    assert codes.count(554) == 30 and codes.count(250) == 30, codes
+    assert os.listdir(avtmp) == []
+    after = soaklib.wait_settled(m, base, roles=("scanner", "proxy"), slack=FD_SLACK)
+    assert after["scanner"]["fds"] <= base["scanner"]["fds"] + FD_SLACK, (base["scanner"], after["scanner"])
