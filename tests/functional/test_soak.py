@@ -148,7 +148,7 @@ def test_reloads_and_scanner_kills_under_load(soak_mw):
         load.join()
     # every client got an answer (a 4xx while the scanner was gone)
     assert o.counts.get("error", 0) == 0, o.errors
-    assert o.counts.get("accepted", 0) > 50, o.counts
+    assert o.counts.get("accepted", 0) > 20, o.counts
     time.sleep(2.5)              # the last old scanner retires 2 s after the switch
     check_back_to(m, base, ("master", "proxy", "scanner", "milter"), "reloads and kills")
     o = soaklib.run_mix(m, 2 * len(soaklib.PROXY_MIX), tls_ctx=m.tls_ctx)
