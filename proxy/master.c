@@ -464,13 +464,15 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	M.argv = argv;
 	M.scan_fd = -1;
 	M.ctl_w = -1;
+	/* -1, not memset's 0: a 0 here made the master announce scanner
+	 * addresses into its stdin and close it when the milter started */
+	M.milter_ctl_w = -1;
 	M.pending_fd = M.pending_ready = -1;
 
 	if (cfg->user[0]) {
 		struct passwd *pw = getpwnam(cfg->user);
 		if (pw == NULL) die("user %s: no such user", cfg->user);
 		M.uid = pw->pw_uid;
-	M.milter_ctl_w = -1;
 		M.gid = pw->pw_gid;
 		M.drop = 1;
 	}

@@ -644,8 +644,8 @@ static sfsistat on_close(SMFICTX *ctx)
 
 /* --- the process ------------------------------------------------------------------- */
 
-/* control_reader - new scanner addresses from the master; EOF = the master
- * is gone: stop. */
+/* control_reader - new scanner addresses from the master (and with each,
+ * the audit log reopened); EOF = the master is gone: stop. */
 static void *control_reader(void *arg)
 {
 	(void)arg;
@@ -663,6 +663,11 @@ static void *control_reader(void *arg)
 		}
 		scansync_set_address(G.scan, &msg.a, msg.len);
 		slog(NULL, LOG_INFO, "milter: scanner address updated");
+		/* every reload brings a new scanner: the audit log is reopened
+		 * then, as the proxy does on its SIGHUP, or the milter would go on
+		 * writing into a rotated file (libmilter takes SIGHUP as "stop") */
+		if (audit_open(G.cfg->audit_log) < 0)
+			slog_errno(NULL, LOG_ERR, "milter: audit log %s", G.cfg->audit_log);
 	}
 }
 

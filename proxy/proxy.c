@@ -136,6 +136,25 @@ static void loop_stop(struct proxy *px)
 	evtimer_add(px->stop_timer, &tv);
 }
 
+/* reload_tls - a reload rereads the listeners' certificates (renewed in
+ * place); a session keeps the context its TLS started with.  The files
+ * are the ones named at start: listener changes need a restart. */
+static void reload_tls(struct proxy *px)
+{
+	char err[512];
+	for (unsigned i = 0; i < px->nlisteners; i++) {
+		struct listener *ln = &px->listeners[i];
+		if (ln->tls == NULL) continue;
+		struct tls_server *t = tls_server_new(px->cfg, &ln->cfg, err, sizeof err);
+		if (t == NULL) {
+			slog(NULL, LOG_ERR, "reload: listener %s keeps its TLS certificates: %s", ln->cfg.name, err);
+			continue;
+		}
+		tls_server_free(ln->tls);
+		ln->tls = t;
+	}
+}
+
 /* Another thread changed something this loop must follow. */
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -158,6 +177,7 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
 	if (cfg) {
 		config_unref(px->cfg);
 		px->cfg = cfg;
+		reload_tls(px);
 	}
 	if (addrlen) scanclient_set_address(px->scan, &addr, addrlen);
 	if (notes & NOTE_STOP) loop_stop(px);

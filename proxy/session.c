@@ -51,6 +51,7 @@
 
 #define RELAY_CHUNK      (64 * 1024)
 #define RELAY_HIWAT      (256 * 1024)
+#define CLIENT_OUT_MAX   (256 * 1024)  /* replies the client has not read yet */
 #define REPLY_MAX        512
 
 enum sess_state {
@@ -125,6 +126,7 @@ struct session {
 	unsigned          ntxn;
 	int               in_process; /* inside session_process(): don't recurse */
 	int               close_after_txn; /* bare CR/LF seen: no more transactions */
+	int               held_by_output;  /* commands wait until our replies leave */
 	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
 	/* transport (issue 3) */
 	char              tls_desc[128];  /* "TLSv1.3 cipher bits"; "" = plaintext */
@@ -1581,6 +1583,14 @@ static void session_process(struct session *s)
 	if (s->in_process) return;
 	s->in_process = 1;
 	while (!s->busy && s->state != SS_CLOSING && s->state != SS_GREET_PAUSE) {
+		/* a client that pipelines without reading our replies: take no
+		 * more of its input until they have left (write_cb), so its input
+		 * stops at the read limit and TCP pushes back; else our output
+		 * would grow without end until the write deadline */
+		if (conn_output_len(s->conn) > CLIENT_OUT_MAX) {
+			s->held_by_output = 1;
+			break;
+		}
 		if (s->state == SS_DATA) {
 			if (!process_data(s)) break;
 			end_of_data(s);
@@ -1649,7 +1659,14 @@ static void read_cb(struct conn *c, void *arg)
 static void write_cb(struct conn *c, void *arg)
 {
 	struct session *s = arg;
-	if (s->state == SS_CLOSING) session_free(s);
+	if (s->state == SS_CLOSING) {
+		session_free(s);
+		return;
+	}
+	if (s->held_by_output) {       /* the replies have left: go on */
+		s->held_by_output = 0;
+		session_process(s);
+	}
 }
 
 static void event_cb(struct conn *c, void *arg, enum conn_event what)

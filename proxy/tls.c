@@ -1,4 +1,5 @@
 /* tls.c - see tls.h. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,25 @@ struct tls_server {
 	SSL_CTX *ctx[TLS_MAX_CERTS];   /* [0] is the default */
 	X509    *cert[TLS_MAX_CERTS];  /* borrowed from ctx[i] */
 	size_t   n;
+	int      refs;                 /* its listener's, and one per SSL made from it
+	                                * (its SNI callback needs t until the handshake) */
 };
+
+/* every SSL made by tls_server_ssl holds its tls_server in this slot; the
+ * reference goes when OpenSSL frees the SSL */
+static int ssl_owner_idx = -1;
+static pthread_once_t ssl_owner_once = PTHREAD_ONCE_INIT;
+
+static void ssl_owner_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	tls_server_free(ptr);
+}
+
+static void ssl_owner_init(void)
+{
+	ssl_owner_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_owner_free);
+}
 
 const char *tls_last_error(char *buf, size_t bufsz)
 {
@@ -85,6 +104,8 @@ struct tls_server *tls_server_new(const struct config *cfg, const struct listene
 	const char *cp = l->tls_cert, *kp = l->tls_key;
 	char cert[1024], key[1024], e[256];
 
+	t->refs = 1;
+
 	while (next_word(&cp, cert, sizeof cert)) {
 		if (!next_word(&kp, key, sizeof key)) {
 			snprintf(err, errlen, "tls_key: no key for %s", cert);
@@ -127,14 +148,23 @@ fail:
 
 void tls_server_free(struct tls_server *t)
 {
-	if (t == NULL) return;
+	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
 	for (size_t i = 0; i < t->n; i++) SSL_CTX_free(t->ctx[i]);
 	free(t);
 }
 
 SSL *tls_server_ssl(struct tls_server *t)
 {
-	return SSL_new(t->ctx[0]);
+	(void)pthread_once(&ssl_owner_once, ssl_owner_init);
+	SSL *ssl = SSL_new(t->ctx[0]);
+	if (ssl == NULL) return NULL;
+	__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	if (ssl_owner_idx < 0 || SSL_set_ex_data(ssl, ssl_owner_idx, t) != 1) {
+		tls_server_free(t);
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
 }
 
 SSL_CTX *tls_client_new(const struct config *cfg, const struct listener_cfg *l,

@@ -19,8 +19,12 @@ struct tls_server;
  * NULL with a reason in err. */
 struct tls_server *tls_server_new(const struct config *cfg, const struct listener_cfg *l,
                                   char *err, size_t errlen);
+/* tls_server_free - drop the caller's reference; the contexts go when the
+ * last SSL made from them is freed too (a reload replaces a listener's
+ * while its sessions still use the old one) */
 void tls_server_free(struct tls_server *t);
-/* tls_server_ssl - a new SSL object for one accepted connection */
+/* tls_server_ssl - a new SSL object for one accepted connection; it holds
+ * a reference to t until SSL_free */
 SSL *tls_server_ssl(struct tls_server *t);
 
 /* tls_client_new - the upstream-facing context of listener l: minimum

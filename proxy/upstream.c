@@ -34,7 +34,8 @@ struct pending {
 
 struct upstream {
 	struct event_base      *base;         /* borrowed */
-	const struct config    *cfg;          /* borrowed; the session holds a ref */
+	struct config          *cfg;          /* ref held: a QUIT in the background outlives
+	                                       * the session, and a reload its config */
 	struct upstream_target *t;            /* borrowed; lives as long as the listener */
 	char                    sid[17];
 	struct conn            *conn;         /* owned */
@@ -90,6 +91,7 @@ static void up_arm_timeout(struct upstream *u)
 static void up_free(struct upstream *u)
 {
 	conn_free(u->conn);
+	config_unref(u->cfg);
 	free(u);
 }
 
@@ -367,9 +369,13 @@ static void up_greeting(void *arg, const struct smtp_reply *r, enum upstream_err
 static void up_protocol_error(struct upstream *u, const char *what, const char *line, size_t len)
 {
 	char esc[300];
-	slog(u->sid, LOG_WARNING, "upstream=%s protocol error: %s: %s", u->t->spec, what,
-	     log_esc(esc, sizeof esc, line, len));
+	/* after QUIT the session is gone, and with it a transparent
+	 * listener's target: u->t is not ours to read any more */
+	slog(u->sid, LOG_WARNING, "upstream=%s protocol error: %s: %s", u->quitting ? "(quitting)" : u->t->spec,
+	     what, log_esc(esc, sizeof esc, line, len));
 	up_fail(u, UP_ERR_PROTOCOL);
+	/* nobody owns a quitting connection: no upstream_close will come */
+	if (u->quitting) u->zombie = 1;
 }
 
 static void up_read_cb(struct conn *c, void *arg)
@@ -509,12 +515,12 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 	if (u->zombie && u->depth == 0) up_free(u);
 }
 
-static struct upstream *up_new(struct event_base *base, const struct config *cfg,
+static struct upstream *up_new(struct event_base *base, struct config *cfg,
                                struct upstream_target *t, const char *sid)
 {
 	struct upstream *u = xcalloc(1, sizeof *u);
 	u->base = base;
-	u->cfg = cfg;
+	u->cfg = config_ref(cfg);
 	u->t = t;
 	snprintf(u->sid, sizeof u->sid, "%s", sid ? sid : "-");
 	u->state = UPS_CONNECTING;
@@ -529,7 +535,7 @@ static struct upstream *up_new(struct event_base *base, const struct config *cfg
 	return u;
 }
 
-struct upstream *upstream_open(struct event_base *base, const struct config *cfg,
+struct upstream *upstream_open(struct event_base *base, struct config *cfg,
                                struct upstream_target *t, const char *sid,
                                const struct upstream_client *client,
                                upstream_reply_fn cb, void *arg)
@@ -554,7 +560,7 @@ struct upstream *upstream_open(struct event_base *base, const struct config *cfg
 	return u;
 }
 
-void upstream_probe(struct event_base *base, const struct config *cfg, struct upstream_target *t)
+void upstream_probe(struct event_base *base, struct config *cfg, struct upstream_target *t)
 {
 	struct upstream *u = up_new(base, cfg, t, "probe");
 	if (u == NULL) return;

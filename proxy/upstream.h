@@ -79,8 +79,9 @@ typedef void (*upstream_drain_fn)(void *arg);
  * plaintext the MTA sent after its 220 is dropped: response injection),
  * then XCLIENT (+ EHLO) or XFORWARD with client when the MTA offers them
  * and t->xclient is set.  cb gets the EHLO/HELO reply (or the greeting if it was not
- * 220, or an error).  sid: borrowed, for logs; copied. */
-struct upstream *upstream_open(struct event_base *base, const struct config *cfg,
+ * 220, or an error).  sid: borrowed, for logs; copied.  cfg: a reference is
+ * taken (the connection may end in the background, after a reload). */
+struct upstream *upstream_open(struct event_base *base, struct config *cfg,
                                struct upstream_target *t, const char *sid,
                                const struct upstream_client *client,
                                upstream_reply_fn cb, void *arg);
@@ -109,6 +110,6 @@ void upstream_close(struct upstream *u);
 
 /* upstream_probe - connect, EHLO, QUIT, only to refresh t's capabilities.
  * Runs in the background; no callback. */
-void upstream_probe(struct event_base *base, const struct config *cfg, struct upstream_target *t);
+void upstream_probe(struct event_base *base, struct config *cfg, struct upstream_target *t);
 
 #endif
