@@ -15,6 +15,10 @@
  *              attach_archive_depth) read with libarchive (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
+ *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
+ *              nesting, boundary and header lines): the parts past it are
+ *              not seen, and a banned file would hide there
+ *              (ATTACH_UNCHECKED)
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
  * and the file in the reply text and in the symbol's description.  Symbols
@@ -50,10 +54,10 @@
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
 
-enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_COUNT };
+enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_UNCHECKED, R_COUNT };
 
 static const char *const rule_name[R_COUNT] = {
-	"extension", "type", "content", "archive", "encrypted"
+	"extension", "type", "content", "archive", "encrypted", "unchecked"
 };
 
 struct dir_rules {
@@ -316,7 +320,7 @@ static void shown(const char *name, char *out, size_t outsz)
 
 static const char *const symbol_of[R_COUNT] = {
 	"ATTACH_BANNED_EXT", "ATTACH_BANNED_TYPE", "ATTACH_CONTENT_TYPE",
-	"ATTACH_ARCHIVE_BANNED", "ATTACH_ENCRYPTED"
+	"ATTACH_ARCHIVE_BANNED", "ATTACH_ENCRYPTED", "ATTACH_UNCHECKED"
 };
 
 /* hit - rule met by file (what: details for the log and the symbol) */
@@ -333,6 +337,15 @@ static void hit(struct finding *f, enum rule rule, const char *symbol, const cha
 	    rule_name[rule], file, what,
 	    action == ATTACH_REJECT ? "reject" : action == ATTACH_QUARANTINE ? "quarantine" :
 	    action == ATTACH_REPLACE ? "replace" : "tag");
+	if (rule == R_UNCHECKED) {            /* no file to name; never replace */
+		if (action == ATTACH_TAG && f->tag_reason[0] == '\0')
+			snprintf(f->tag_reason, sizeof(f->tag_reason), "Attachments not all checked (%s)", what);
+		if (action > f->worst) {
+			f->worst = action;
+			snprintf(f->reason, sizeof(f->reason), "Attachments not all checked (%s)", what);
+		}
+		return;
+	}
 	shown(file, name, sizeof(name));
 	if (action == ATTACH_TAG && f->tag_reason[0] == '\0')
 		snprintf(f->tag_reason, sizeof(f->tag_reason), "Banned attachment %s (%s)", name, what);
@@ -580,6 +593,8 @@ static void attach_eom(struct mw_ctx *ctx)
 		f.part = i;
 		check_part(&f, &m->parts[i], i);
 	}
+	if (m->incomplete != NULL)
+		hit(&f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message", m->incomplete);
 	if (f.worst == ATTACH_REPLACE)
 		replace_parts(&f, m);
 	switch (f.worst) {
@@ -733,6 +748,8 @@ static int attach_setup(void **instance, const struct scan_env *env, char *err, 
 	a->dir[1].action[R_CONTENT] = c->attach_outbound_content_action;
 	a->dir[1].action[R_ARCHIVE] = c->attach_outbound_archive_action;
 	a->dir[1].action[R_ENCRYPTED] = c->attach_outbound_encrypted_action;
+	a->dir[0].action[R_UNCHECKED] = c->attach_inbound_unchecked_action;
+	a->dir[1].action[R_UNCHECKED] = c->attach_outbound_unchecked_action;
 	a->scan_archives = c->attach_scan_archives;
 	a->archive_depth = c->attach_archive_depth;
 	a->max_entries = c->attach_archive_max_entries;

@@ -10,7 +10,10 @@
  * Everything is bounded (MIME_MAX_*): the leaves listed, the nesting walked,
  * the decoded bytes kept, the URIs collected.  GMime itself refuses MIME
  * nesting past its own limit (GMIME_CRIT_NESTING_OVERFLOW).  Any structural
- * complaint of the parser, or a limit reached, sets parse_error.
+ * complaint of the parser, or a limit reached, sets parse_error; a limit
+ * that leaves parts unwalked sets incomplete too.  What GMime builds is
+ * bounded before it parses (struct_cut): it makes objects of every part and
+ * header field, so a few MB of tiny parts or header lines would cost GBs.
  *
  * GMime: g_mime_init() once per process (pthread_once); every object here
  * (parser, its options, streams) belongs to this call on this thread.
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 
 #include <gmime/gmime.h>
 
@@ -60,6 +64,13 @@ static struct mime_part *part_new(struct mime_store *st)
 	p = &st->pub.parts[st->pub.nparts++];
 	memset(p, 0, sizeof(*p));
 	return p;
+}
+
+/* incomplete - the parse stops short of some parts; the first reason is kept */
+static void incomplete(struct mime_store *st, const char *why)
+{
+	if (st->pub.incomplete == NULL)
+		st->pub.incomplete = why;
 }
 
 /* uri_add - keep one URI (trimmed copy), unless seen or over the caps */
@@ -609,6 +620,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 	if (st->pub.nparts >= MIME_MAX_PARTS) {
 		st->pub.parse_error = 1;
 		st->pub.parts_truncated = 1;
+		incomplete(st, "more than " G_STRINGIFY(MIME_MAX_PARTS) " parts");
 		return;
 	}
 	p = part_new(st);
@@ -719,6 +731,7 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		return;
 	if (nest > MIME_MAX_DEPTH) {
 		st->pub.parse_error = 1;
+		incomplete(st, "nested deeper than " G_STRINGIFY(MIME_MAX_DEPTH) " levels");
 		return;
 	}
 	if (GMIME_IS_MULTIPART(obj)) {
@@ -730,6 +743,7 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		if (i < n) {
 			st->pub.parse_error = 1;
 			st->pub.parts_truncated = 1;
+			incomplete(st, "more than " G_STRINGIFY(MIME_MAX_PARTS) " parts");
 		}
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
 		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
@@ -756,7 +770,7 @@ static void on_warning(gint64 offset, GMimeParserWarning code, const gchar *item
 	case GMIME_WARN_MALFORMED_MESSAGE:
 	case GMIME_CRIT_INVALID_HEADER_NAME:
 	case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
-	case GMIME_CRIT_NESTING_OVERFLOW:
+	case GMIME_CRIT_NESTING_OVERFLOW:   /* also said of a multipart cut short: walk() checks depth */
 	case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
 		st->pub.parse_error = 1;
 		break;
@@ -822,13 +836,67 @@ GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
 	return m;
 }
 
+/* field_start - the line looks like the first line of a header field:
+ * a name of printable characters but ':', then ':' */
+static int field_start(const unsigned char *l, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && l[i] > ' ' && l[i] < 0x7f && l[i] != ':')
+		i++;
+	return i > 0 && i < n && l[i] == ':';
+}
+
+/* struct_cut - the length of msg that GMime may parse: up to the line at
+ * which the message's header sections (the top one, and those after a
+ * line starting with "--" as far as their lines look like header fields)
+ * or its boundary-like lines exceed MIME_MAX_HEADER_* or MIME_MAX_DELIMS;
+ * len if they never do.  *why: the budget that was exceeded. */
+static size_t struct_cut(const unsigned char *msg, size_t len, const char **why)
+{
+	size_t off = 0, delims = 0, hlines = 0, hbytes = 0;
+	int header = 1;
+
+	while (off < len) {
+		const unsigned char *nl = memchr(msg + off, '\n', len - off);
+		size_t n = nl != NULL ? (size_t)(nl - msg) + 1 - off : len - off;
+		const unsigned char *l = msg + off;
+		int empty = l[0] == '\n' || (l[0] == '\r' && (n == 1 || l[1] == '\n'));
+
+		if (header && !empty && (field_start(l, n) || l[0] == ' ' || l[0] == '\t')) {
+			hbytes += n;
+			if (++hlines > MIME_MAX_HEADER_LINES || hbytes > MIME_MAX_HEADER_BYTES) {
+				*why = hbytes > MIME_MAX_HEADER_BYTES
+				    ? "header fields over 4 MiB"
+				    : "more than " G_STRINGIFY(MIME_MAX_HEADER_LINES) " header lines";
+				return off;
+			}
+		} else if (n >= 2 && l[0] == '-' && l[1] == '-') {
+			if (++delims > MIME_MAX_DELIMS) {
+				*why = "more than " G_STRINGIFY(MIME_MAX_DELIMS) " boundary lines";
+				return off;
+			}
+			header = 1;
+		} else
+			header = 0;
+		off += n;
+	}
+	return len;
+}
+
 struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 {
 	struct mime_store *st = g_new0(struct mime_store, 1);
+	const char *why = NULL;
+	size_t cut = struct_cut(msg, len, &why);
 	GMimeMessage *m;
 
 	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
-	m = mime_gmime_parse(msg, len, on_warning, st, NULL);
+	if (cut < len) {
+		st->pub.parse_error = 1;
+		incomplete(st, why);
+	}
+	m = mime_gmime_parse(msg, cut, on_warning, st, NULL);
 	if (m == NULL)
 		st->pub.parse_error = 1;
 	else {
@@ -845,8 +913,13 @@ const struct mime_msg *mime_get(struct mw_ctx *ctx)
 	struct msgscan *ms = ctx->ms;
 
 	if (ms->mime == NULL) {
-		ms->mime = mime_parse(ms->msg, ms->len);
+		const struct mime_msg *m = mime_parse(ms->msg, ms->len);
+
+		ms->mime = (void *)m;
 		ms->mime_free = mime_free;
+		if (m->incomplete != NULL)
+			mw_log(ctx, LOG_NOTICE, "MIME structure not walked whole (%s): parts left unchecked",
+			    m->incomplete);
 	}
 	return ms->mime;
 }

@@ -388,6 +388,9 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- MIME, attachments (issue 5) --- */
 #define ATTACH_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, { "replace", ATTACH_REPLACE }, \
 	{ "quarantine", ATTACH_QUARANTINE }, { "reject", ATTACH_REJECT }, { NULL, 0 } })
+/* nothing to replace when the parts could not be walked */
+#define ATTACH_UNCHECKED_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, \
+	{ "quarantine", ATTACH_QUARANTINE }, { "reject", ATTACH_REJECT }, { NULL, 0 } })
 #define ATTACH_EXT_DEFAULT "ade adp app application bas bat chm cmd com cpl crt dll exe gadget hlp hta inf ins isp " \
 	"jar js jse lnk mde msc msi msp mst pif ps1 psm1 reg scf scr sct shb shs sys url vb vbe vbs vxd " \
 	"wsc wsf wsh iso img vhd vhdx"
@@ -422,6 +425,12 @@ static const struct cfg_opt cfg_opts[] = {
 	       "outbound: banned name or type inside an archive"),
 	G_ENUM("attach_outbound_encrypted_action", attach_outbound_encrypted_action, int, "none", ATTACH_ACTIONS,
 	       "outbound: encrypted archive"),
+	G_ENUM("attach_inbound_unchecked_action", attach_inbound_unchecked_action, int, "quarantine",
+	       ATTACH_UNCHECKED_ACTIONS,
+	       "inbound: MIME structure past the parse limits, parts unchecked: none, tag, quarantine or reject"),
+	G_ENUM("attach_outbound_unchecked_action", attach_outbound_unchecked_action, int, "tag",
+	       ATTACH_UNCHECKED_ACTIONS,
+	       "outbound: MIME structure past the parse limits, parts unchecked"),
 	{ "attach_scan_archives", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, attach_scan_archives, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "look inside attached archives (zip, 7z, rar, tar, cab, iso; gzip/bzip2/xz) for banned names" },

@@ -200,6 +200,8 @@ struct config {
 	int  attach_outbound_content_action;
 	int  attach_outbound_archive_action;
 	int  attach_outbound_encrypted_action;
+	int  attach_inbound_unchecked_action;         /* MIME past mime.h's limits */
+	int  attach_outbound_unchecked_action;
 	int  attach_scan_archives;                    /* look inside zip, 7z, rar, tar ... */
 	unsigned attach_archive_depth;                /* archives inside archives */
 	unsigned attach_archive_max_entries;          /* entries read per message */
