@@ -867,7 +867,7 @@ static size_t struct_cut(const unsigned char *msg, size_t len, const char **why)
 			hbytes += n;
 			if (++hlines > MIME_MAX_HEADER_LINES || hbytes > MIME_MAX_HEADER_BYTES) {
 				*why = hbytes > MIME_MAX_HEADER_BYTES
-				    ? "header fields over 4 MiB"
+				    ? "header fields over 2 MiB"
 				    : "more than " G_STRINGIFY(MIME_MAX_HEADER_LINES) " header lines";
 				return off;
 			}

@@ -22,7 +22,7 @@ struct mw_ctx;
  * of these is parsed up to the line where it was reached (incomplete). */
 #define MIME_MAX_DELIMS        20000          /* lines starting with "--" */
 #define MIME_MAX_HEADER_LINES  100000         /* lines of header sections */
-#define MIME_MAX_HEADER_BYTES  (4u << 20)     /* bytes of header sections */
+#define MIME_MAX_HEADER_BYTES  (2u << 20)     /* bytes of header sections */
 
 /* One leaf part (or attachment) of the message, depth-first in tree order.
  * Nested message/rfc822 parts are descended into (their parts follow, with

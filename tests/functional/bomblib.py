@@ -361,17 +361,25 @@ def zip_overlap_nested(scale=1.0):
     return zip_overlap(scale / 2, size=20 << 20, ext=".zip")
 
 
+def _gz_member(data):
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
 def targz_zeros(scale=1.0):
-    """a tar.gz of 20 entries of 1 GB of zeros each (about 20 MB)"""
-    size = _n(1 << 30, scale)
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w|") as t:
-            for i in range(20):
-                ti = tarfile.TarInfo("z%d.bin" % i)
-                ti.size = size
-                t.addfile(ti, _Zeros(size))
-    return _attach("tgz bomb", "bomb.tar.gz", buf.getvalue())
+    """a tar.gz of 20 entries of 1 GB of zeros each (about 20 MB): built
+    of gzip members (a gzip stream may be several), the one of 64 MiB of
+    zeros repeated, so it costs little to make"""
+    size = max(1, _n(1 << 30, scale) >> 26) << 26
+    zeros = _gz_member(bytes(64 << 20))
+    out = []
+    for i in range(20):
+        ti = tarfile.TarInfo("z%d.bin" % i)
+        ti.size = size
+        out.append(_gz_member(ti.tobuf(tarfile.USTAR_FORMAT)))
+        out.append(zeros * (size >> 26))
+    out.append(_gz_member(bytes(1024)))        # end of archive
+    return _attach("tgz bomb", "bomb.tar.gz", b"".join(out))
 
 
 def gz_zeros(scale=1.0):
