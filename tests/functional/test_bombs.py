@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+import audit_fields as A
 import bomblib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -171,3 +172,31 @@ def test_content_bombs(work, name, data):
 def test_archive_bombs(work, name, data):
     res, _ = scan(work, data(), wall=8.0)
     assert res["action"] == "accept", res
+
+
+# --- through the proxy ---------------------------------------------------------
+
+def test_worst_bombs_through_the_proxy(work, mw_factory, upstream, tmp_path):
+    """the worst of each kind through a session: each gets its answer in
+    seconds (scan_timeout at its lowest useful value, 20 s, never reached),
+    the unchecked one quarantined, the others delivered; a line without
+    end is refused by the proxy before any scan"""
+    args = bomblib.scan_args(work, extra=[("store_path", str(tmp_path / "s.lmdb")),
+                                          ("scan_timeout", "20s")])
+    m = mw_factory(upstream, opts=[tuple(a.split("=", 1)) for a in args[1::2]])
+    comments = bomblib.html_comment(0.1).replace(b" x <!--", b" x\r\n<!--")
+    cases = [(tiny_parts(1000000), 250, "quarantine"), (comments, 250, "accept"),
+             (bomblib.targz_zeros(0.4), 250, "accept"), (bomblib.long_line(0.25), 550, None)]
+    for i, (msg, code, action) in enumerate(cases):
+        c = m.client(timeout=30)
+        try:
+            c.ehlo()
+            r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)["final"]
+        finally:
+            c.quit()
+        assert r.code == code, (i, r)
+        if action:
+            rec = m.audit(i + 1, timeout=10)[i]
+            assert A.field(rec, "action") == action, (i, rec)
+    assert len(upstream.wait_messages(2, timeout=10)) == 2
+    assert "ATTACH_UNCHECKED" in A.symbols(m.audit(1)[0])
