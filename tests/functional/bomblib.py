@@ -83,6 +83,12 @@ def many_parts(scale=1.0):
     return _head("parts", ctype=b'multipart/mixed; boundary="B"') + CRLF + p * n + b"--B--\r\n"
 
 
+def tiny_parts(scale=1.0):
+    """1,000,000 empty parts of 7 bytes each"""
+    n = _n(1000000, scale)
+    return _head("parts", ctype=b'multipart/mixed; boundary="B"') + CRLF + b"--B\r\n\r\n" * n + b"--B--\r\n"
+
+
 def many_attachments(scale=1.0):
     """20,000 attachments, each with a 200-byte RFC 2231 filename"""
     n = _n(20000, scale)
@@ -393,8 +399,8 @@ def gz_zeros(scale=1.0):
 
 
 def tar_entries(scale=1.0):
-    """a tar of 50,000 empty entries with long names (PAX headers)"""
-    n = _n(50000, scale)
+    """a tar of 20,000 empty entries with long names (PAX headers)"""
+    n = _n(20000, scale)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for i in range(n):
@@ -408,6 +414,7 @@ BOMBS = {
     "nest_multipart": nest_multipart,
     "nest_rfc822": nest_rfc822,
     "many_parts": many_parts,
+    "tiny_parts": tiny_parts,
     "many_attachments": many_attachments,
     "boundary_70": boundary_70,
     "ctype_params": ctype_params,
