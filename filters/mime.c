@@ -847,41 +847,122 @@ static int field_start(const unsigned char *l, size_t n)
 	return i > 0 && i < n && l[i] == ':';
 }
 
+#define CUT_BOUNDARIES 64     /* boundaries told apart; more: every "--" line counts */
+
+/* what struct_cut knows of the structure so far */
+struct cut {
+	char     b[CUT_BOUNDARIES][72];   /* declared boundaries ("--" lines that delimit) */
+	size_t   nb;
+	int      any_dashes;              /* a boundary not told apart: count every "--" line */
+	int      inner_header;            /* a message/ type declared: a header section follows */
+};
+
+/* mem_find_ci - first occurrence of the lower-case word w in l[0..n), or NULL */
+static const unsigned char *mem_find_ci(const unsigned char *l, size_t n, const char *w)
+{
+	size_t k = strlen(w);
+
+	for (size_t i = 0; i + k <= n; i++)
+		if (g_ascii_strncasecmp((const char *)l + i, w, k) == 0)
+			return l + i;
+	return NULL;
+}
+
+/* cut_field - note what a header-section line declares: a boundary, a
+ * nested message */
+static void cut_field(struct cut *c, const unsigned char *l, size_t n)
+{
+	const unsigned char *p = mem_find_ci(l, n, "boundary"), *end = l + n;
+	size_t k = 0;
+
+	if (mem_find_ci(l, n, "message/") != NULL)
+		c->inner_header = 1;
+	if (p == NULL)
+		return;
+	p += 8;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p >= end || *p != '=' || c->nb >= CUT_BOUNDARIES) {
+		c->any_dashes = 1;         /* boundary*=, boundary*0=, too many: not told apart */
+		return;
+	}
+	p++;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p < end && *p == '"') {
+		for (p++; p < end && *p != '"' && k + 1 < sizeof(c->b[0]); p++)
+			c->b[c->nb][k++] = (char)*p;
+	} else {
+		for (; p < end && *p > ' ' && *p != ';' && k + 1 < sizeof(c->b[0]); p++)
+			c->b[c->nb][k++] = (char)*p;
+	}
+	c->b[c->nb][k] = '\0';
+	/* a value GMime may decode (RFC 2047, escapes) or strip (quotes) */
+	if (k == 0 || k + 1 >= sizeof(c->b[0]) || strstr(c->b[c->nb], "=?") != NULL ||
+	    strpbrk(c->b[c->nb], "\\'\"") != NULL) {
+		c->any_dashes = 1;
+		return;
+	}
+	c->nb++;
+}
+
+/* cut_delimiter - the line (starting with "--") may delimit a part */
+static int cut_delimiter(const struct cut *c, const unsigned char *l, size_t n)
+{
+	if (c->any_dashes)
+		return 1;
+	for (size_t i = 0; i < c->nb; i++) {
+		size_t k = strlen(c->b[i]);
+
+		if (n >= k + 2 && memcmp(l + 2, c->b[i], k) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* struct_cut - the length of msg that GMime may parse: up to the line at
- * which the message's header sections (the top one, and those after a
- * line starting with "--" as far as their lines look like header fields)
- * or its boundary-like lines exceed MIME_MAX_HEADER_* or MIME_MAX_DELIMS;
- * len if they never do.  *why: the budget that was exceeded. */
+ * which the message's header sections (the top one, those after a line
+ * with a declared boundary, and those of nested messages, as far as their
+ * lines look like header fields) or its boundary lines exceed
+ * MIME_MAX_HEADER_* or MIME_MAX_DELIMS; len if they never do.  *why: the
+ * budget that was exceeded.  Lines in bodies are not counted, so a long
+ * YAML or log text with "---" and "key: value" lines is no structure. */
 static size_t struct_cut(const unsigned char *msg, size_t len, const char **why)
 {
+	struct cut *c = g_new0(struct cut, 1);
 	size_t off = 0, delims = 0, hlines = 0, hbytes = 0;
 	int header = 1;
 
-	while (off < len) {
+	*why = NULL;
+	while (off < len && *why == NULL) {
 		const unsigned char *nl = memchr(msg + off, '\n', len - off);
 		size_t n = nl != NULL ? (size_t)(nl - msg) + 1 - off : len - off;
 		const unsigned char *l = msg + off;
 		int empty = l[0] == '\n' || (l[0] == '\r' && (n == 1 || l[1] == '\n'));
 
-		if (header && !empty && (field_start(l, n) || l[0] == ' ' || l[0] == '\t')) {
+		if (header && empty) {
+			header = c->inner_header;  /* a nested message's own header follows */
+			c->inner_header = 0;
+		} else if (header && (field_start(l, n) || l[0] == ' ' || l[0] == '\t')) {
 			hbytes += n;
-			if (++hlines > MIME_MAX_HEADER_LINES || hbytes > MIME_MAX_HEADER_BYTES) {
-				*why = hbytes > MIME_MAX_HEADER_BYTES
-				    ? "header fields over 2 MiB"
-				    : "more than " G_STRINGIFY(MIME_MAX_HEADER_LINES) " header lines";
-				return off;
-			}
-		} else if (n >= 2 && l[0] == '-' && l[1] == '-') {
-			if (++delims > MIME_MAX_DELIMS) {
+			if (hbytes > MIME_MAX_HEADER_BYTES)
+				*why = "header fields over 2 MiB";
+			else if (++hlines > MIME_MAX_HEADER_LINES)
+				*why = "more than " G_STRINGIFY(MIME_MAX_HEADER_LINES) " header lines";
+			else
+				cut_field(c, l, n);
+		} else if (n >= 2 && l[0] == '-' && l[1] == '-' && cut_delimiter(c, l, n)) {
+			if (++delims > MIME_MAX_DELIMS)
 				*why = "more than " G_STRINGIFY(MIME_MAX_DELIMS) " boundary lines";
-				return off;
-			}
 			header = 1;
+			c->inner_header = 0;
 		} else
 			header = 0;
-		off += n;
+		if (*why == NULL)
+			off += n;
 	}
-	return len;
+	g_free(c);
+	return *why != NULL ? off : len;
 }
 
 struct mime_msg *mime_parse(const unsigned char *msg, size_t len)

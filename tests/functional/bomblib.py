@@ -139,6 +139,15 @@ def many_received(scale=1.0):
     return _head("received", extra=extra) + CRLF + b"body\r\n"
 
 
+def rfc822_headers(scale=1.0):
+    """a message/rfc822 part whose own header has 300,000 fields"""
+    n = _n(300000, scale)
+    inner = b"".join(b"X-F%d: v\r\n" % i for i in range(n)) + b"Subject: inner\r\n\r\nbody\r\n"
+    return (_head("forward", ctype=b'multipart/mixed; boundary="B"') + CRLF +
+            b"--B\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
+            b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--B--\r\n")
+
+
 def huge_header(scale=1.0):
     """one 10 MB header field folded into 78-byte lines"""
     size = _n(10 << 20, scale)
@@ -420,6 +429,7 @@ BOMBS = {
     "ctype_params": ctype_params,
     "many_headers": many_headers,
     "many_received": many_received,
+    "rfc822_headers": rfc822_headers,
     "huge_header": huge_header,
     "huge_subject_2047": huge_subject_2047,
     "address_flood": address_flood,
