@@ -20,7 +20,7 @@ struct mw_ctx;
  * what it parses before a limit above applies, at about 1 KB per field or
  * part and 30 times the bytes of a long header field.  A message past one
  * of these is parsed up to the line where it was reached (incomplete). */
-#define MIME_MAX_DELIMS        20000          /* lines starting with "--" */
+#define MIME_MAX_DELIMS        20000          /* delimiter lines of declared boundaries */
 #define MIME_MAX_HEADER_LINES  100000         /* lines of header sections */
 #define MIME_MAX_HEADER_BYTES  (2u << 20)     /* bytes of header sections */
 
