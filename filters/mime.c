@@ -557,6 +557,7 @@ static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen
 {
 	gchar *conv = NULL, *valid;
 	gsize n = 0;
+	int converted;
 
 	if (cs != NULL && !charset_is_utf8(cs)) {
 		const char *iname = g_mime_charset_iconv_name(cs);
@@ -570,6 +571,7 @@ static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen
 	} else if (!g_utf8_validate((const gchar *)b, (gssize)len, NULL) && cs == NULL)
 		conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
 		    "WINDOWS-1252", "?", NULL, &n, NULL);
+	converted = conv != NULL;
 	if (conv == NULL) {
 		conv = g_malloc(len + 1);
 		memcpy(conv, b, len);
@@ -580,6 +582,13 @@ static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen
 	for (gsize i = 0; i < n; i++)
 		if (conv[i] == '\0')
 			conv[i] = ' ';
+	if (converted) {
+		/* what g_convert wrote is UTF-8 already: no second copy (it
+		 * may be three times the input: a 40 MB part of 0x80 bytes in
+		 * windows-1252 is 120 MB of euro signs) */
+		*outlen = n;
+		return conv;
+	}
 	valid = g_utf8_make_valid(conv, (gssize)n);
 	g_free(conv);
 	*outlen = strlen(valid);
@@ -684,6 +693,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 				while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
 					n--;          /* cut on a character boundary */
 				t[n] = '\0';
+				t = g_realloc(t, n + 1);   /* the rest given back */
 				truncated = 1;
 			}
 			p->data = (const unsigned char *)t;

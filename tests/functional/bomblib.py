@@ -210,6 +210,13 @@ def qp_softbreaks(scale=1.0):
             b"a=\r\n" * n)
 
 
+def charset_expand(scale=1.0):
+    """40 MB of 0x80 bytes as windows-1252 HTML: 120 MB of euro signs in UTF-8"""
+    n = _n(40_000_000 // 78, scale)
+    return (_head("euro", ctype=b"text/html; charset=windows-1252",
+                  extra=[b"Content-Transfer-Encoding: 8bit"]) + CRLF + (b"\x80" * 76 + CRLF) * n)
+
+
 def text_uris(scale=1.0):
     """a text part with 1,000,000 distinct URIs"""
     n = _n(1000000, scale)
@@ -438,6 +445,7 @@ BOMBS = {
     "long_word": long_word,
     "base64_noline": base64_noline,
     "qp_softbreaks": qp_softbreaks,
+    "charset_expand": charset_expand,
     "text_uris": text_uris,
     "html_nested": html_nested,
     "html_attr": html_attr,
