@@ -1,9 +1,11 @@
 /* av.c - scan outcomes into symbols, X-Virus-* fields and verdicts (av.h). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
 
 #include "filters/av.h"
+#include "filters/mime.h"
 
 #define AV_NAME_MAX 128    /* a signature name as shown in replies and headers */
 
@@ -88,4 +90,50 @@ void av_unscanned(struct mw_ctx *ctx, const struct config *cfg, const char *scan
 		mw_verdict(ctx, MW_TEMPFAIL, NULL);
 	else if (mode == AV_FAIL_TAG)
 		mw_verdict(ctx, MW_TAG, NULL);
+}
+
+/* zip_entries - the entry count a zip's end of central directory record
+ * (or its ZIP64 one) gives, 0 if b is no zip or has none */
+static uint64_t zip_entries(const unsigned char *b, size_t n)
+{
+	size_t i, lo;
+
+	if (n < 22 || memcmp(b, "PK\x03\x04", 4) != 0)
+		return 0;
+	lo = n - 22 > 0xffff ? n - 22 - 0xffff : 0;     /* the record ends in a comment of < 64 KiB */
+	for (i = n - 22 + 1; i-- > lo;) {
+		uint64_t e, off;
+		size_t k;
+
+		if (memcmp(b + i, "PK\x05\x06", 4) != 0)
+			continue;
+		e = (uint64_t)b[i + 10] | (uint64_t)b[i + 11] << 8;
+		if (e != 0xffff || i < 20 || memcmp(b + i - 20, "PK\x06\x07", 4) != 0)
+			return e;
+		/* ZIP64: the locator says where the ZIP64 record is */
+		for (off = 0, k = 0; k < 8; k++)
+			off |= (uint64_t)b[i - 20 + 8 + k] << (8 * k);
+		if (off > n - 56 || n < 56 || memcmp(b + off, "PK\x06\x06", 4) != 0)
+			return e;
+		for (e = 0, k = 0; k < 8; k++)
+			e |= (uint64_t)b[off + 32 + k] << (8 * k);
+		return e;
+	}
+	return 0;
+}
+
+int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen)
+{
+	const struct mime_msg *m = mime_get(ctx);
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < m->nparts; i++) {
+		total += zip_entries(m->parts[i].raw, m->parts[i].raw_len);
+		if (total > cfg->av_max_zip_entries) {
+			snprintf(why, whylen, "zip attachments list more than %u entries (av_max_zip_entries)",
+			    cfg->av_max_zip_entries);
+			return 1;
+		}
+	}
+	return 0;
 }

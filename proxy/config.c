@@ -360,6 +360,9 @@ static const struct cfg_opt cfg_opts[] = {
 	       "clamav: deepest nesting of parts and archives scanned (mail adds levels a file scan has not)"),
 	G_UINT("av_max_files", av_max_files, "10000", 1, 1000000,
 	       "clamav: most files (parts, archive members) scanned per message"),
+	G_UINT("av_max_zip_entries", av_max_zip_entries, "2000", 1, 1000000,
+	       "clamav, clamd: most entries the zip attachments of a message may list; more is a scan limit "
+	       "(libclamav's time grows with their square)"),
 	G_DUR("av_max_scantime", av_max_scantime, "60s", 100, 24 * MS_H,
 	      "clamav: longest time one message may be scanned"),
 	G_ENUM("av_limit_action", av_limit_action, int, "accept",

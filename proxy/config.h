@@ -173,6 +173,7 @@ struct config {
 	uint64_t av_max_filesize;
 	unsigned av_max_recursion;
 	unsigned av_max_files;
+	unsigned av_max_zip_entries;  /* listed by a message's zip attachments */
 	unsigned av_max_scantime;     /* ms */
 	int  av_limit_action;         /* enum av_fail_mode (filters/av.h) */
 	int  av_fail_action;          /* enum av_fail_mode */
