@@ -234,6 +234,12 @@ def test_zip_entries_bound_the_antivirus(work, tmp_path):
     res, r = scan(work, bomblib.zip_entries(0.1), extra=av + [("filters", "clamav attachments")], wall=15.0)
     unscanned = [s["desc"] for s in res["symbols"] if s["name"] == "AV_UNSCANNED"]
     assert unscanned and "av_max_zip_entries" in unscanned[0], res["symbols"]
+    # the same entries one zip deeper, under an innocent name (took 16 s)
+    inner = bomblib.zip_entries(0.05).split(b'filename="many.zip"\r\n\r\n')[1].split(b"\r\n--B--")[0]
+    outer = avlib.zip_of([("report.dat", base64.b64decode(inner.replace(b"\r\n", b"")))])
+    res, _ = scan(work, avlib.with_attachment(outer, "outer.zip"), extra=av + [("filters", "clamav")],
+                  wall=8.0)
+    assert "AV_UNSCANNED" in names(res), res["symbols"]
     files = {"f%d.txt" % i: b"x\n" for i in range(30)}
     files["eicar.com"] = avlib.EICAR
     msg = avlib.with_attachment(avlib.zip_of(list(files.items())), "files.zip")
