@@ -15,6 +15,10 @@
  *              attach_archive_depth) read with libarchive (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
+ *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
+ *              nesting, boundary and header lines): the parts past it are
+ *              not seen, and a banned file would hide there
+ *              (ATTACH_UNCHECKED)
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
  * and the file in the reply text and in the symbol's description.  Symbols
@@ -30,6 +34,7 @@
  */
 #include <ctype.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,14 +51,14 @@
 #include "proxy/sbuf.h"
 
 #define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
-#define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per archive, skips included */
+#define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per message, skips included */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
 
-enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_COUNT };
+enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_UNCHECKED, R_COUNT };
 
 static const char *const rule_name[R_COUNT] = {
-	"extension", "type", "content", "archive", "encrypted"
+	"extension", "type", "content", "archive", "encrypted", "unchecked"
 };
 
 struct dir_rules {
@@ -92,6 +97,8 @@ struct finding {
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
 	int      entries_logged;
+	uint64_t unpacked;            /* entry bytes read, all archives and levels
+	                               * (ARCHIVE_UNPACKED_MAX) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -316,7 +323,7 @@ static void shown(const char *name, char *out, size_t outsz)
 
 static const char *const symbol_of[R_COUNT] = {
 	"ATTACH_BANNED_EXT", "ATTACH_BANNED_TYPE", "ATTACH_CONTENT_TYPE",
-	"ATTACH_ARCHIVE_BANNED", "ATTACH_ENCRYPTED"
+	"ATTACH_ARCHIVE_BANNED", "ATTACH_ENCRYPTED", "ATTACH_UNCHECKED"
 };
 
 /* hit - rule met by file (what: details for the log and the symbol) */
@@ -333,6 +340,15 @@ static void hit(struct finding *f, enum rule rule, const char *symbol, const cha
 	    rule_name[rule], file, what,
 	    action == ATTACH_REJECT ? "reject" : action == ATTACH_QUARANTINE ? "quarantine" :
 	    action == ATTACH_REPLACE ? "replace" : "tag");
+	if (rule == R_UNCHECKED) {            /* no file to name; never replace */
+		if (action == ATTACH_TAG && f->tag_reason[0] == '\0')
+			snprintf(f->tag_reason, sizeof(f->tag_reason), "Attachments not all checked (%s)", what);
+		if (action > f->worst) {
+			f->worst = action;
+			snprintf(f->reason, sizeof(f->reason), "Attachments not all checked (%s)", what);
+		}
+		return;
+	}
 	shown(file, name, sizeof(name));
 	if (action == ATTACH_TAG && f->tag_reason[0] == '\0')
 		snprintf(f->tag_reason, sizeof(f->tag_reason), "Banned attachment %s (%s)", name, what);
@@ -400,6 +416,17 @@ static unsigned char *read_head(struct archive *ar, size_t max, size_t *got)
 	return b;
 }
 
+/* drain - read the rest of the current entry into nothing, counted in
+ * f->unpacked, until its end or ARCHIVE_UNPACKED_MAX */
+static void drain(struct finding *f, struct archive *ar)
+{
+	char buf[65536];
+	la_ssize_t r;
+
+	while (f->unpacked <= ARCHIVE_UNPACKED_MAX && (r = archive_read_data(ar, buf, sizeof(buf))) > 0)
+		f->unpacked += (uint64_t)r;
+}
+
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level)
 {
@@ -442,9 +469,9 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 			f->entries_logged = 1;
 			break;
 		}
-		if (archive_filter_bytes(ar, -1) > (la_int64_t)ARCHIVE_UNPACKED_MAX) {
-			mw_log(f->ctx, LOG_NOTICE, "archive %s unpacks to more than %u MiB: rest unchecked",
-			    archive_name, ARCHIVE_UNPACKED_MAX >> 20);
+		if (f->unpacked > ARCHIVE_UNPACKED_MAX) {
+			mw_log(f->ctx, LOG_NOTICE, "archives unpack to more than %u MiB (in %s): rest unchecked",
+			    ARCHIVE_UNPACKED_MAX >> 20, archive_name);
 			break;
 		}
 		check_name(f, name, archive_name);
@@ -462,6 +489,14 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 		want = nested ? (size_t)archive_entry_size(e) : MAGIC_HEAD;
 		if ((head = read_head(ar, want, &got)) == NULL)
 			continue;
+		f->unpacked += got;
+		/* skipping the rest of an entry means decompressing it (a
+		 * stream, a solid block), unless it is a zip entry the central
+		 * directory sized, which libarchive seeks past: done here, so
+		 * that it stops at the budget */
+		if (got == want && !((archive_format(ar) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_ZIP &&
+		    archive_entry_size_is_set(e)))
+			drain(f, ar);
 		detect(f->a, head, got, type, sizeof(type));
 		if (type_banned(f->r, type)) {
 			char what[300], inner[NAME_SHOWN + 8];
@@ -580,6 +615,8 @@ static void attach_eom(struct mw_ctx *ctx)
 		f.part = i;
 		check_part(&f, &m->parts[i], i);
 	}
+	if (m->incomplete != NULL)
+		hit(&f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message", m->incomplete);
 	if (f.worst == ATTACH_REPLACE)
 		replace_parts(&f, m);
 	switch (f.worst) {
@@ -733,6 +770,8 @@ static int attach_setup(void **instance, const struct scan_env *env, char *err, 
 	a->dir[1].action[R_CONTENT] = c->attach_outbound_content_action;
 	a->dir[1].action[R_ARCHIVE] = c->attach_outbound_archive_action;
 	a->dir[1].action[R_ENCRYPTED] = c->attach_outbound_encrypted_action;
+	a->dir[0].action[R_UNCHECKED] = c->attach_inbound_unchecked_action;
+	a->dir[1].action[R_UNCHECKED] = c->attach_outbound_unchecked_action;
 	a->scan_archives = c->attach_scan_archives;
 	a->archive_depth = c->attach_archive_depth;
 	a->max_entries = c->attach_archive_max_entries;

@@ -1,11 +1,18 @@
 /* av.c - scan outcomes into symbols, X-Virus-* fields and verdicts (av.h). */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include "filters/av.h"
+#include "filters/mime.h"
 
 #define AV_NAME_MAX 128    /* a signature name as shown in replies and headers */
+#define ZIP_UNPACK_MAX (64u << 20)   /* zips in zips unpacked to count their entries */
 
 int av_limit_name(const char *virname)
 {
@@ -88,4 +95,86 @@ void av_unscanned(struct mw_ctx *ctx, const struct config *cfg, const char *scan
 		mw_verdict(ctx, MW_TEMPFAIL, NULL);
 	else if (mode == AV_FAIL_TAG)
 		mw_verdict(ctx, MW_TAG, NULL);
+}
+
+/* zip_entries - the entry count a zip's end of central directory record
+ * (or its ZIP64 one) gives, 0 if b is no zip or has none */
+static uint64_t zip_entries(const unsigned char *b, size_t n)
+{
+	size_t i, lo;
+
+	if (n < 22 || memcmp(b, "PK\x03\x04", 4) != 0)
+		return 0;
+	lo = n - 22 > 0xffff ? n - 22 - 0xffff : 0;     /* the record ends in a comment of < 64 KiB */
+	for (i = n - 22 + 1; i-- > lo;) {
+		uint64_t e, off;
+		size_t k;
+
+		if (memcmp(b + i, "PK\x05\x06", 4) != 0)
+			continue;
+		e = (uint64_t)b[i + 10] | (uint64_t)b[i + 11] << 8;
+		if (e != 0xffff || i < 20 || memcmp(b + i - 20, "PK\x06\x07", 4) != 0)
+			return e;
+		/* ZIP64: the locator says where the ZIP64 record is */
+		for (off = 0, k = 0; k < 8; k++)
+			off |= (uint64_t)b[i - 20 + 8 + k] << (8 * k);
+		if (off > n - 56 || n < 56 || memcmp(b + off, "PK\x06\x06", 4) != 0)
+			return e;
+		for (e = 0, k = 0; k < 8; k++)
+			e |= (uint64_t)b[off + 32 + k] << (8 * k);
+		return e;
+	}
+	return 0;
+}
+
+/* zip_count - the entries of the zip in b, plus those of the zips inside
+ * it (any name: libclamav finds them by content) to depth levels; what
+ * is unpacked for that comes out of *budget.  Stops early past limit. */
+static uint64_t zip_count(const unsigned char *b, size_t n, unsigned depth, uint64_t limit,
+                          uint64_t *budget)
+{
+	uint64_t total = zip_entries(b, n);
+	struct archive *ar;
+	struct archive_entry *e;
+
+	if (total == 0 || total > limit || depth == 0 || (ar = archive_read_new()) == NULL)
+		return total;
+	archive_read_support_format_zip(ar);
+	if (archive_read_open_memory(ar, b, n) == ARCHIVE_OK) {
+		while (total <= limit && archive_read_next_header(ar, &e) == ARCHIVE_OK) {
+			la_int64_t size = archive_entry_size(e);
+			unsigned char *in;
+			size_t got = 0;
+			la_ssize_t r;
+
+			if (!archive_entry_size_is_set(e) || size < 22 || (uint64_t)size > *budget ||
+			    (in = malloc((size_t)size)) == NULL)
+				continue;
+			while (got < (size_t)size &&
+			    (r = archive_read_data(ar, in + got, (size_t)size - got)) > 0)
+				got += (size_t)r;
+			*budget -= got;
+			total += zip_count(in, got, depth - 1, limit - total, budget);
+			free(in);
+		}
+	}
+	archive_read_free(ar);
+	return total;
+}
+
+int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen)
+{
+	const struct mime_msg *m = mime_get(ctx);
+	uint64_t total = 0, budget = ZIP_UNPACK_MAX;
+
+	for (size_t i = 0; i < m->nparts; i++) {
+		total += zip_count(m->parts[i].raw, m->parts[i].raw_len, cfg->av_max_recursion,
+		    cfg->av_max_zip_entries, &budget);
+		if (total > cfg->av_max_zip_entries) {
+			snprintf(why, whylen, "zip attachments list more than %u entries (av_max_zip_entries)",
+			    cfg->av_max_zip_entries);
+			return 1;
+		}
+	}
+	return 0;
 }

@@ -371,6 +371,10 @@ static void clamav_eom(struct mw_ctx *ctx)
 		av_clean(ctx, c->cfg, c->label);
 		return;
 	}
+	if (av_zip_over(ctx, c->cfg, why, sizeof(why))) {
+		av_unscanned(ctx, c->cfg, c->label, 1, why);
+		return;
+	}
 	if ((map = cl_fmap_open_memory(msg, len)) == NULL) {
 		av_unscanned(ctx, c->cfg, c->label, 0, "cannot map the message");
 		return;

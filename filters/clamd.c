@@ -191,6 +191,10 @@ static void clamd_eom(struct mw_ctx *ctx)
 	size_t rl;
 
 	msg = mw_message(ctx, &len);
+	if (av_zip_over(ctx, d->cfg, why, sizeof(why))) {
+		av_unscanned(ctx, d->cfg, d->label, 1, why);
+		return;
+	}
 	if ((fd = clamd_connect(d, why, sizeof(why))) < 0) {
 		av_unscanned(ctx, d->cfg, d->label, 0, why);
 		return;

@@ -10,7 +10,10 @@
  * Everything is bounded (MIME_MAX_*): the leaves listed, the nesting walked,
  * the decoded bytes kept, the URIs collected.  GMime itself refuses MIME
  * nesting past its own limit (GMIME_CRIT_NESTING_OVERFLOW).  Any structural
- * complaint of the parser, or a limit reached, sets parse_error.
+ * complaint of the parser, or a limit reached, sets parse_error; a limit
+ * that leaves parts unwalked sets incomplete too.  What GMime builds is
+ * bounded before it parses (struct_cut): it makes objects of every part and
+ * header field, so a few MB of tiny parts or header lines would cost GBs.
  *
  * GMime: g_mime_init() once per process (pthread_once); every object here
  * (parser, its options, streams) belongs to this call on this thread.
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 
 #include <gmime/gmime.h>
 
@@ -60,6 +64,13 @@ static struct mime_part *part_new(struct mime_store *st)
 	p = &st->pub.parts[st->pub.nparts++];
 	memset(p, 0, sizeof(*p));
 	return p;
+}
+
+/* incomplete - the parse stops short of some parts; the first reason is kept */
+static void incomplete(struct mime_store *st, const char *why)
+{
+	if (st->pub.incomplete == NULL)
+		st->pub.incomplete = why;
 }
 
 /* uri_add - keep one URI (trimmed copy), unless seen or over the caps */
@@ -546,6 +557,7 @@ static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen
 {
 	gchar *conv = NULL, *valid;
 	gsize n = 0;
+	int converted;
 
 	if (cs != NULL && !charset_is_utf8(cs)) {
 		const char *iname = g_mime_charset_iconv_name(cs);
@@ -559,6 +571,7 @@ static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen
 	} else if (!g_utf8_validate((const gchar *)b, (gssize)len, NULL) && cs == NULL)
 		conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
 		    "WINDOWS-1252", "?", NULL, &n, NULL);
+	converted = conv != NULL;
 	if (conv == NULL) {
 		conv = g_malloc(len + 1);
 		memcpy(conv, b, len);
@@ -569,6 +582,13 @@ static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen
 	for (gsize i = 0; i < n; i++)
 		if (conv[i] == '\0')
 			conv[i] = ' ';
+	if (converted) {
+		/* what g_convert wrote is UTF-8 already: no second copy (it
+		 * may be three times the input: a 40 MB part of 0x80 bytes in
+		 * windows-1252 is 120 MB of euro signs) */
+		*outlen = n;
+		return conv;
+	}
 	valid = g_utf8_make_valid(conv, (gssize)n);
 	g_free(conv);
 	*outlen = strlen(valid);
@@ -609,6 +629,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 	if (st->pub.nparts >= MIME_MAX_PARTS) {
 		st->pub.parse_error = 1;
 		st->pub.parts_truncated = 1;
+		incomplete(st, "more than " G_STRINGIFY(MIME_MAX_PARTS) " parts");
 		return;
 	}
 	p = part_new(st);
@@ -672,6 +693,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 				while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
 					n--;          /* cut on a character boundary */
 				t[n] = '\0';
+				t = g_realloc(t, n + 1);   /* the rest given back */
 				truncated = 1;
 			}
 			p->data = (const unsigned char *)t;
@@ -719,6 +741,7 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		return;
 	if (nest > MIME_MAX_DEPTH) {
 		st->pub.parse_error = 1;
+		incomplete(st, "nested deeper than " G_STRINGIFY(MIME_MAX_DEPTH) " levels");
 		return;
 	}
 	if (GMIME_IS_MULTIPART(obj)) {
@@ -730,6 +753,7 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		if (i < n) {
 			st->pub.parse_error = 1;
 			st->pub.parts_truncated = 1;
+			incomplete(st, "more than " G_STRINGIFY(MIME_MAX_PARTS) " parts");
 		}
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
 		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
@@ -756,7 +780,7 @@ static void on_warning(gint64 offset, GMimeParserWarning code, const gchar *item
 	case GMIME_WARN_MALFORMED_MESSAGE:
 	case GMIME_CRIT_INVALID_HEADER_NAME:
 	case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
-	case GMIME_CRIT_NESTING_OVERFLOW:
+	case GMIME_CRIT_NESTING_OVERFLOW:   /* also said of a multipart cut short: walk() checks depth */
 	case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
 		st->pub.parse_error = 1;
 		break;
@@ -822,13 +846,148 @@ GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
 	return m;
 }
 
+/* field_start - the line looks like the first line of a header field:
+ * a name of printable characters but ':', then ':' */
+static int field_start(const unsigned char *l, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && l[i] > ' ' && l[i] < 0x7f && l[i] != ':')
+		i++;
+	return i > 0 && i < n && l[i] == ':';
+}
+
+#define CUT_BOUNDARIES 64     /* boundaries told apart; more: every "--" line counts */
+
+/* what struct_cut knows of the structure so far */
+struct cut {
+	char     b[CUT_BOUNDARIES][72];   /* declared boundaries ("--" lines that delimit) */
+	size_t   nb;
+	int      any_dashes;              /* a boundary not told apart: count every "--" line */
+	int      inner_header;            /* a message/ type declared: a header section follows */
+};
+
+/* mem_find_ci - first occurrence of the lower-case word w in l[0..n), or NULL */
+static const unsigned char *mem_find_ci(const unsigned char *l, size_t n, const char *w)
+{
+	size_t k = strlen(w);
+
+	for (size_t i = 0; i + k <= n; i++)
+		if (g_ascii_strncasecmp((const char *)l + i, w, k) == 0)
+			return l + i;
+	return NULL;
+}
+
+/* cut_field - note what a header-section line declares: a boundary, a
+ * nested message */
+static void cut_field(struct cut *c, const unsigned char *l, size_t n)
+{
+	const unsigned char *p = mem_find_ci(l, n, "boundary"), *end = l + n;
+	size_t k = 0;
+
+	if (mem_find_ci(l, n, "message/") != NULL)
+		c->inner_header = 1;
+	if (p == NULL)
+		return;
+	p += 8;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p >= end || *p != '=' || c->nb >= CUT_BOUNDARIES) {
+		c->any_dashes = 1;         /* boundary*=, boundary*0=, too many: not told apart */
+		return;
+	}
+	p++;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p < end && *p == '"') {
+		for (p++; p < end && *p != '"' && k + 1 < sizeof(c->b[0]); p++)
+			c->b[c->nb][k++] = (char)*p;
+	} else {
+		for (; p < end && *p > ' ' && *p != ';' && k + 1 < sizeof(c->b[0]); p++)
+			c->b[c->nb][k++] = (char)*p;
+	}
+	c->b[c->nb][k] = '\0';
+	/* a value GMime may decode (RFC 2047, escapes) or strip (quotes) */
+	if (k == 0 || k + 1 >= sizeof(c->b[0]) || strstr(c->b[c->nb], "=?") != NULL ||
+	    strpbrk(c->b[c->nb], "\\'\"") != NULL) {
+		c->any_dashes = 1;
+		return;
+	}
+	c->nb++;
+}
+
+/* cut_delimiter - the line (starting with "--") may delimit a part */
+static int cut_delimiter(const struct cut *c, const unsigned char *l, size_t n)
+{
+	if (c->any_dashes)
+		return 1;
+	for (size_t i = 0; i < c->nb; i++) {
+		size_t k = strlen(c->b[i]);
+
+		if (n >= k + 2 && memcmp(l + 2, c->b[i], k) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* struct_cut - the length of msg that GMime may parse: up to the line at
+ * which the message's header sections (the top one, those after a line
+ * with a declared boundary, and those of nested messages, as far as their
+ * lines look like header fields) or its boundary lines exceed
+ * MIME_MAX_HEADER_* or MIME_MAX_DELIMS; len if they never do.  *why: the
+ * budget that was exceeded.  Lines in bodies are not counted, so a long
+ * YAML or log text with "---" and "key: value" lines is no structure. */
+static size_t struct_cut(const unsigned char *msg, size_t len, const char **why)
+{
+	struct cut *c = g_new0(struct cut, 1);
+	size_t off = 0, delims = 0, hlines = 0, hbytes = 0;
+	int header = 1;
+
+	*why = NULL;
+	while (off < len && *why == NULL) {
+		const unsigned char *nl = memchr(msg + off, '\n', len - off);
+		size_t n = nl != NULL ? (size_t)(nl - msg) + 1 - off : len - off;
+		const unsigned char *l = msg + off;
+		int empty = l[0] == '\n' || (l[0] == '\r' && (n == 1 || l[1] == '\n'));
+
+		if (header && empty) {
+			header = c->inner_header;  /* a nested message's own header follows */
+			c->inner_header = 0;
+		} else if (header && (field_start(l, n) || l[0] == ' ' || l[0] == '\t')) {
+			hbytes += n;
+			if (hbytes > MIME_MAX_HEADER_BYTES)
+				*why = "header fields over 2 MiB";
+			else if (++hlines > MIME_MAX_HEADER_LINES)
+				*why = "more than " G_STRINGIFY(MIME_MAX_HEADER_LINES) " header lines";
+			else
+				cut_field(c, l, n);
+		} else if (n >= 2 && l[0] == '-' && l[1] == '-' && cut_delimiter(c, l, n)) {
+			if (++delims > MIME_MAX_DELIMS)
+				*why = "more than " G_STRINGIFY(MIME_MAX_DELIMS) " boundary lines";
+			header = 1;
+			c->inner_header = 0;
+		} else
+			header = 0;
+		if (*why == NULL)
+			off += n;
+	}
+	g_free(c);
+	return *why != NULL ? off : len;
+}
+
 struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 {
 	struct mime_store *st = g_new0(struct mime_store, 1);
+	const char *why = NULL;
+	size_t cut = struct_cut(msg, len, &why);
 	GMimeMessage *m;
 
 	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
-	m = mime_gmime_parse(msg, len, on_warning, st, NULL);
+	if (cut < len) {
+		st->pub.parse_error = 1;
+		incomplete(st, why);
+	}
+	m = mime_gmime_parse(msg, cut, on_warning, st, NULL);
 	if (m == NULL)
 		st->pub.parse_error = 1;
 	else {
@@ -845,8 +1004,13 @@ const struct mime_msg *mime_get(struct mw_ctx *ctx)
 	struct msgscan *ms = ctx->ms;
 
 	if (ms->mime == NULL) {
-		ms->mime = mime_parse(ms->msg, ms->len);
+		const struct mime_msg *m = mime_parse(ms->msg, ms->len);
+
+		ms->mime = (void *)m;
 		ms->mime_free = mime_free;
+		if (m->incomplete != NULL)
+			mw_log(ctx, LOG_NOTICE, "MIME structure not walked whole (%s): parts left unchecked",
+			    m->incomplete);
 	}
 	return ms->mime;
 }

@@ -16,6 +16,13 @@ struct mw_ctx;
 #define MIME_MAX_DECODED  (64u << 20)   /* decoded bytes kept, all parts together */
 #define MIME_MAX_URIS     1000          /* distinct URIs kept */
 #define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
+/* What GMime is handed at most: it builds every part and header field of
+ * what it parses before a limit above applies, at about 1 KB per field or
+ * part and 30 times the bytes of a long header field.  A message past one
+ * of these is parsed up to the line where it was reached (incomplete). */
+#define MIME_MAX_DELIMS        20000          /* delimiter lines of declared boundaries */
+#define MIME_MAX_HEADER_LINES  100000         /* lines of header sections */
+#define MIME_MAX_HEADER_BYTES  (2u << 20)     /* bytes of header sections */
 
 /* One leaf part (or attachment) of the message, depth-first in tree order.
  * Nested message/rfc822 parts are descended into (their parts follow, with
@@ -63,6 +70,9 @@ struct mime_msg {
 	                               * (or a MIME_MAX_* limit was reached) */
 	int               parts_truncated; /* more than MIME_MAX_PARTS leaves */
 	int               uris_truncated;  /* more than MIME_MAX_URIS URIs */
+	/* not all of the message was walked: a filter looking for something
+	 * (a banned attachment) did not see all parts; why, or NULL */
+	const char       *incomplete;
 };
 
 /* mime_get - the message's parse (built on first call, then shared by

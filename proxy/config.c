@@ -360,6 +360,9 @@ static const struct cfg_opt cfg_opts[] = {
 	       "clamav: deepest nesting of parts and archives scanned (mail adds levels a file scan has not)"),
 	G_UINT("av_max_files", av_max_files, "10000", 1, 1000000,
 	       "clamav: most files (parts, archive members) scanned per message"),
+	G_UINT("av_max_zip_entries", av_max_zip_entries, "2000", 1, 1000000,
+	       "clamav, clamd: most entries the zip attachments of a message may list; more is a scan limit "
+	       "(libclamav's time grows with their square)"),
 	G_DUR("av_max_scantime", av_max_scantime, "60s", 100, 24 * MS_H,
 	      "clamav: longest time one message may be scanned"),
 	G_ENUM("av_limit_action", av_limit_action, int, "accept",
@@ -387,6 +390,9 @@ static const struct cfg_opt cfg_opts[] = {
 
 	/* --- MIME, attachments (issue 5) --- */
 #define ATTACH_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, { "replace", ATTACH_REPLACE }, \
+	{ "quarantine", ATTACH_QUARANTINE }, { "reject", ATTACH_REJECT }, { NULL, 0 } })
+/* nothing to replace when the parts could not be walked */
+#define ATTACH_UNCHECKED_ACTIONS ((const struct cfg_word[]){ { "none", ATTACH_NONE }, { "tag", ATTACH_TAG }, \
 	{ "quarantine", ATTACH_QUARANTINE }, { "reject", ATTACH_REJECT }, { NULL, 0 } })
 #define ATTACH_EXT_DEFAULT "ade adp app application bas bat chm cmd com cpl crt dll exe gadget hlp hta inf ins isp " \
 	"jar js jse lnk mde msc msi msp mst pif ps1 psm1 reg scf scr sct shb shs sys url vb vbe vbs vxd " \
@@ -422,6 +428,12 @@ static const struct cfg_opt cfg_opts[] = {
 	       "outbound: banned name or type inside an archive"),
 	G_ENUM("attach_outbound_encrypted_action", attach_outbound_encrypted_action, int, "none", ATTACH_ACTIONS,
 	       "outbound: encrypted archive"),
+	G_ENUM("attach_inbound_unchecked_action", attach_inbound_unchecked_action, int, "quarantine",
+	       ATTACH_UNCHECKED_ACTIONS,
+	       "inbound: MIME structure past the parse limits, parts unchecked: none, tag, quarantine or reject"),
+	G_ENUM("attach_outbound_unchecked_action", attach_outbound_unchecked_action, int, "tag",
+	       ATTACH_UNCHECKED_ACTIONS,
+	       "outbound: MIME structure past the parse limits, parts unchecked"),
 	{ "attach_scan_archives", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, attach_scan_archives, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "look inside attached archives (zip, 7z, rar, tar, cab, iso; gzip/bzip2/xz) for banned names" },

@@ -173,6 +173,7 @@ struct config {
 	uint64_t av_max_filesize;
 	unsigned av_max_recursion;
 	unsigned av_max_files;
+	unsigned av_max_zip_entries;  /* listed by a message's zip attachments */
 	unsigned av_max_scantime;     /* ms */
 	int  av_limit_action;         /* enum av_fail_mode (filters/av.h) */
 	int  av_fail_action;          /* enum av_fail_mode */
@@ -200,6 +201,8 @@ struct config {
 	int  attach_outbound_content_action;
 	int  attach_outbound_archive_action;
 	int  attach_outbound_encrypted_action;
+	int  attach_inbound_unchecked_action;         /* MIME past mime.h's limits */
+	int  attach_outbound_unchecked_action;
 	int  attach_scan_archives;                    /* look inside zip, 7z, rar, tar ... */
 	unsigned attach_archive_depth;                /* archives inside archives */
 	unsigned attach_archive_max_entries;          /* entries read per message */

@@ -1008,6 +1008,10 @@ static void tokenize(struct parser *p, const char *h, size_t len)
 {
 	char lit[16] = "";                 /* inside a literal element: its name */
 	size_t i = 0, text_start = 0;
+	/* a search for "-->" or '>' that failed from i fails from every later
+	 * offset too: remembered, so a million "<!--" or "<!x" without an end
+	 * cost one scan of the rest, not one each */
+	int no_comment_end = 0, no_gt = 0;
 	while (i < len) {
 		if (lit[0]) {
 			/* literal content up to "</name" */
@@ -1047,14 +1051,14 @@ static void tokenize(struct parser *p, const char *h, size_t len)
 		} else if (c1 == '!') {
 			const char *gt;
 			if (i + 3 < len && h[i + 2] == '-' && h[i + 3] == '-') {
-				const char *e = memmem(h + i + 4, len - i - 4, "-->", 3);
-				if (!e) { markup = 0; }
+				const char *e = no_comment_end ? NULL : memmem(h + i + 4, len - i - 4, "-->", 3);
+				if (!e) { markup = 0; no_comment_end = 1; }
 				else {
 					emit_text(p, h + text_start, i - text_start, 0);
 					after = (size_t)(e - h) + 3;
 					strs_push(&p->st->comment, h + i, after - i);
 				}
-			} else if ((gt = memchr(h + i, '>', len - i))) {
+			} else if (!no_gt && (gt = memchr(h + i, '>', len - i))) {
 				emit_text(p, h + text_start, i - text_start, 0);
 				after = (size_t)(gt - h) + 1;
 				if (i + 2 < len && isalpha((unsigned char)h[i + 2])) {
@@ -1071,14 +1075,16 @@ static void tokenize(struct parser *p, const char *h, size_t len)
 				}
 			} else {
 				markup = 0;
+				no_gt = 1;
 			}
 		} else if (c1 == '?') {
-			const char *gt = memchr(h + i, '>', len - i);
+			const char *gt = no_gt ? NULL : memchr(h + i, '>', len - i);
 			if (gt) {
 				emit_text(p, h + text_start, i - text_start, 0);
 				after = (size_t)(gt - h) + 1;
 			} else {
 				markup = 0;
+				no_gt = 1;
 			}
 		} else {
 			markup = 0;
