@@ -369,6 +369,19 @@ static void schedule_restart(struct child *c, const char *name, int status)
 	c->restart_at = now + delay;
 }
 
+/* stopped - a child gone while the daemon stops: expected, but a crash
+ * or a failure then must still reach the log */
+static void stopped(struct child *c, const char *name, int status)
+{
+	if (WIFSIGNALED(status))
+		slog(NULL, LOG_ERR, "%s pid=%d killed by signal %d while stopping", name, (int)c->pid,
+		     WTERMSIG(status));
+	else if (WEXITSTATUS(status) != 0)
+		slog(NULL, LOG_ERR, "%s pid=%d exited with status %d while stopping", name, (int)c->pid,
+		     WEXITSTATUS(status));
+	c->pid = 0;
+}
+
 static void reap(int stopping)
 {
 	int status;
@@ -391,13 +404,13 @@ static void reap(int stopping)
 			continue;
 		}
 		if (pid == M.scanner.pid) {
-			if (stopping) M.scanner.pid = 0;
+			if (stopping) stopped(&M.scanner, "scanner", status);
 			else schedule_restart(&M.scanner, "scanner", status);
 		} else if (pid == M.proxy.pid) {
-			if (stopping) M.proxy.pid = 0;
+			if (stopping) stopped(&M.proxy, "proxy", status);
 			else schedule_restart(&M.proxy, "proxy", status);
 		} else if (pid == M.milter.pid) {
-			if (stopping) M.milter.pid = 0;
+			if (stopping) stopped(&M.milter, "milter", status);
 			else schedule_restart(&M.milter, "milter", status);
 		}
 	}

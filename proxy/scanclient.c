@@ -155,7 +155,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		struct sc_req *r = req_take(sc, res.id);
 		if (r == NULL) {
-			slog(NULL, LOG_INFO, "scanner answered id=%llu after its deadline",
+			slog(NULL, LOG_INFO, "scanner answered id=%llu, no longer awaited (deadline passed or session ended)",
 			     (unsigned long long)res.id);
 		} else {
 			req_finish(r, &res);

@@ -235,6 +235,22 @@ static void close_after_flush(struct session *s)
 	}
 }
 
+/* abandon_pending - a session that ends while the scanner or the upstream
+ * still owes it an answer: their callbacks must not run once the
+ * transaction is freed, and the 421 may take a while to leave (the write
+ * deadline fired: the client is not reading) */
+static void abandon_pending(struct session *s)
+{
+	if (s->scan_id) {
+		scanclient_cancel(s->px->scan, s->scan_id);
+		s->scan_id = 0;
+	}
+	if (s->tx != NULL)
+		s->tx->at_upstream = 0;       /* no RSET: the connection goes */
+	upstream_close(s->up);
+	s->up = NULL;
+}
+
 static void set_busy(struct session *s, int busy)
 {
 	s->busy = busy;
@@ -1687,9 +1703,12 @@ static void event_cb(struct conn *c, void *arg, enum conn_event what)
 		return;
 	}
 	if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) {
-		slog(s->id, LOG_INFO, "client timeout while %s", s->state == SS_DATA ? "reading data" : "waiting for a command");
+		slog(s->id, LOG_INFO, "client timeout while %s",
+		     what == CONN_TIMEOUT_WRITE ? "it was not reading our replies"
+		     : s->state == SS_DATA ? "reading data" : "waiting for a command");
 		if (s->state != SS_CLOSING) {
 			reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+			abandon_pending(s);
 			if (s->tx) txn_end(s, "aborted");
 			close_after_flush(s);
 			return;
@@ -1838,6 +1857,7 @@ void session_shutdown(struct session *s, int force)
 	if (s->state == SS_CLOSING) return;
 	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA && s->state != SS_BDAT)) {
 		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+		abandon_pending(s);
 		if (s->tx) txn_end(s, "aborted");
 		close_after_flush(s);
 	}

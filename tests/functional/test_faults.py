@@ -5,6 +5,7 @@ gets SIGTERM or SIGHUP; the proxy process dies."""
 
 import os
 import random
+import socket
 import signal
 import time
 
@@ -414,3 +415,89 @@ def test_sighup_keeps_command_line_overrides(mw_factory, upstream):
     assert r["final"].raw == b"550 5.7.1 still configured\r\n", r["final"]
     c.quit()
     assert "reload failed" not in m.stderr_text()
+
+
+# --- a client that stops reading while its message is being scanned ---------------------
+
+def send_queue(local_port, remote_port):
+    """bytes in the kernel's send queue of the TCP socket local_port ->
+    remote_port on 127.0.0.1 (/proc/net/tcp: tx_queue)"""
+    want = ("0100007F:%04X" % local_port, "0100007F:%04X" % remote_port)
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            t = line.split()
+            if (t[1], t[2]) == want:
+                return int(t[4].split(":")[0], 16)
+    return -1
+
+
+def stalled_client(m):
+    """a client that stopped reading: NOOPs until the kernel's buffers
+    towards it are full (the proxy's send queue stops growing), so that the
+    proxy's writes stall, but no more (over 256 KiB of replies waiting, the
+    session would stop reading); then a transaction up to its 354"""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", m.port))
+    s.settimeout(5)
+    assert s.recv(512).startswith(b"220")
+    s.sendall(b"EHLO client.example\r\n")
+    time.sleep(0.2)
+    local = s.getsockname()[1]
+    last, still = -1, 0
+    for _ in range(400):
+        s.sendall(b"NOOP\r\n" * 3000)
+        time.sleep(0.03)
+        q = send_queue(m.port, local)
+        still = still + 1 if q == last else 0
+        last = q
+        if still == 3:
+            break
+    assert still == 3, "the proxy's send queue kept growing: %d" % last
+    s.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+    time.sleep(0.3)
+    return s
+
+
+def assert_scan_after(m, event):
+    log = m.stderr_text()
+    at, scanned = log.find(event), log.find("scan id=1 action=accept")
+    assert 0 <= at < scanned, "%r did not come during the scan: %s" % (event, m.stderr_tail(12))
+    assert "signal" not in log, m.stderr_tail(40)
+
+
+def test_write_timeout_during_scan_abandons_the_scan(mw_factory, upstream):
+    """A client that stopped reading our replies hits the write deadline
+    while its message is still with the scanner: the session answers 421
+    and ends the transaction; the scan's late result must find nothing to
+    act on (it found the transaction freed, and the proxy died)."""
+    m = mw_factory(upstream, opts=[plugin_opt(), ("client_command_timeout", "2s"),
+                                   ("scan_timeout", "20s")])
+    proxy_pid = wait_until(lambda: m.child_pid("proxy"), 5)
+    assert proxy_pid
+    s = stalled_client(m)
+    # the scan ends between the first write deadline (about 2 s after the
+    # 354, which went into the full buffers) and the second (2 s later)
+    s.sendall(dot_stuff(make_msg(subject="slow", headers=[("X-Example-Sleep", "2500")])))
+    time.sleep(4.5)
+    s.close()
+    assert_scan_after(m, "action=aborted")
+    assert m.child_pid("proxy") == proxy_pid, "the proxy died: %s" % m.stderr_tail(40)
+    c = m.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+
+
+def test_shutdown_deadline_during_scan_abandons_the_scan(mw_factory, upstream):
+    """The same at the shutdown deadline: the 421 cannot leave, the proxy
+    gives it a second, and the scan's result comes within it."""
+    m = mw_factory(upstream, opts=[plugin_opt(), ("shutdown_timeout", "1s"), ("scan_timeout", "20s")])
+    s = stalled_client(m)
+    s.sendall(dot_stuff(make_msg(subject="slow", headers=[("X-Example-Sleep", "1600")])))
+    time.sleep(0.2)
+    m.signal(signal.SIGTERM)
+    m.proc.wait(10)
+    s.close()
+    assert_scan_after(m, "shutdown deadline")
+    assert m.proc.returncode == 0, m.stderr_tail(20)
