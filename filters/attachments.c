@@ -16,8 +16,9 @@
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
  *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
- *              nesting, boundary and header lines): the parts past it are
- *              not seen, and a banned file would hide there
+ *              nesting, boundary and header lines), or an archive was not
+ *              read whole (entries, unpack budget, depth, size of an inner
+ *              archive): what was not seen could hide a banned file
  *              (ATTACH_UNCHECKED)
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
@@ -51,7 +52,8 @@
 #include "proxy/sbuf.h"
 
 #define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
-#define ARCHIVE_UNPACKED_MAX (256u << 20)  /* bytes decompressed per message, skips included */
+#define ARCHIVE_UNPACKED_MAX_MIB 256u
+#define ARCHIVE_UNPACKED_MAX (ARCHIVE_UNPACKED_MAX_MIB << 20)  /* bytes decompressed per message, skips included */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
 
@@ -96,7 +98,7 @@ struct finding {
 	struct mime_replacement *rep; /* leaves to replace, in order, one each */
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
-	int      entries_logged;
+	int      archive_unchecked;     /* an archive's rest was left unread */
 	uint64_t unpacked;            /* entry bytes read, all archives and levels
 	                               * (ARCHIVE_UNPACKED_MAX) */
 };
@@ -427,6 +429,18 @@ static void drain(struct finding *f, struct archive *ar)
 		f->unpacked += (uint64_t)r;
 }
 
+/* archive_unchecked - part of an archive is left unread (a limit): a
+ * banned file could hide there, as past the MIME parse's limits, so it is
+ * the "unchecked" rule, once a message */
+static void archive_unchecked(struct finding *f, const char *archive_name, const char *why)
+{
+	if (f->archive_unchecked)
+		return;
+	f->archive_unchecked = 1;
+	mw_log(f->ctx, LOG_NOTICE, "archive %s: %s, rest unchecked", archive_name, why);
+	hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], archive_name, why);
+}
+
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level)
 {
@@ -463,15 +477,14 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 		if (name == NULL)
 			name = "";
 		if (++f->entries > f->a->max_entries) {
-			if (!f->entries_logged)
-				mw_log(f->ctx, LOG_NOTICE, "attach_archive_max_entries (%u) reached in %s: "
-				    "rest unchecked", f->a->max_entries, archive_name);
-			f->entries_logged = 1;
+			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
 			break;
 		}
 		if (f->unpacked > ARCHIVE_UNPACKED_MAX) {
-			mw_log(f->ctx, LOG_NOTICE, "archives unpack to more than %u MiB (in %s): rest unchecked",
-			    ARCHIVE_UNPACKED_MAX >> 20, archive_name);
+			char why[64];
+
+			snprintf(why, sizeof(why), "archives unpack to more than %u MiB", ARCHIVE_UNPACKED_MAX_MIB);
+			archive_unchecked(f, archive_name, why);
 			break;
 		}
 		check_name(f, name, archive_name);
@@ -505,7 +518,17 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 			snprintf(what, sizeof(what), "contains %s of type %s", inner, type);
 			hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive_name, what);
 		}
-		if (!nested && level < f->a->archive_depth && is_archive_type(type))
+		if (!nested && is_archive_ext(last)) {
+			/* an archive by its name that is not opened: what it holds
+			 * is not seen, as past the limits above */
+			char why[NAME_SHOWN + 80], inner[NAME_SHOWN + 8];
+
+			shown(name, inner, sizeof(inner));
+			snprintf(why, sizeof(why), "%s not opened (%s)", inner,
+			    level >= f->a->archive_depth ? "deeper than attach_archive_depth"
+			                                  : "over attach_archive_max_size");
+			archive_unchecked(f, archive_name, why);
+		} else if (!nested && level < f->a->archive_depth && is_archive_type(type))
 			mw_log(f->ctx, LOG_DEBUG, "archive %s in %s not opened (size)", name, archive_name);
 		if (nested && got > 0) {
 			char inner_name[400];

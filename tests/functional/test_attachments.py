@@ -180,21 +180,37 @@ def test_archive_scanning_off(tmp_path):
 
 
 def test_archive_depth(tmp_path):
-    """zip in zip in zip: depth 1 opens only the outer archive"""
+    """zip in zip in zip: depth 1 opens only the outer archive, and the
+    archive it holds, not opened, is unchecked (quarantined inbound, tagged
+    outbound: a banned file could be in it)"""
     inner = L.zip_bytes({"deep.zip": L.zip_bytes({"evil.pif": b"x\n"})})
     msg = L.message([L.part("application/zip", L.zip_bytes({"mid.zip": inner}),
                             "attachment; filename=\"o.zip\"")])
     assert scan(tmp_path, msg)["action"] == "reject"
-    assert scan(tmp_path, msg, "attach_archive_depth=1")["action"] == "accept"
+    out = scan(tmp_path, msg, "attach_archive_depth=1")
+    assert out["action"] == "quarantine", out
+    assert [s["name"] for s in out["symbols"]] == ["ATTACH_UNCHECKED"], out
+    assert "mid.zip not opened (deeper than attach_archive_depth)" in out["symbols"][0]["desc"], out
+    out = scan(tmp_path, msg, "attach_archive_depth=1", direction="outbound")
+    assert out["action"] == "tag", out
+    # a file of an archive's type under another name (a .docx is a zip) is
+    # not an archive left unopened
+    doc = L.message([L.part("application/zip", L.zip_bytes({"report.docx": L.zip_bytes({"a.xml": b"<a/>"})}),
+                            "attachment; filename=\"o.zip\"")])
+    assert scan(tmp_path, doc, "attach_archive_depth=1")["action"] == "accept"
 
 
 def test_archive_max_entries(tmp_path):
-    """entries past attach_archive_max_entries are not looked at"""
+    """entries past attach_archive_max_entries are not looked at: the
+    message is unchecked, not clean (the banned file was padded out of
+    sight)"""
     files = {"f%d.txt" % i: b"x\n" for i in range(5)}
     files["z_last.exe"] = b"x\n"
     msg = L.message([L.part("application/zip", L.zip_bytes(files), "attachment; filename=\"many.zip\"")])
     assert scan(tmp_path, msg)["action"] == "reject"
-    assert scan(tmp_path, msg, "attach_archive_max_entries=3")["action"] == "accept"
+    out = scan(tmp_path, msg, "attach_archive_max_entries=3")
+    assert out["action"] == "quarantine", out
+    assert [s["name"] for s in out["symbols"]] == ["ATTACH_UNCHECKED"], out
 
 
 def test_broken_mime_does_not_crash(tmp_path):
