@@ -192,6 +192,8 @@ static const struct cfg_opt cfg_opts[] = {
 	/* limits */
 	G_SIZE("message_size_limit", message_size_limit, "50M", 1 * KIB, 2 * GIB,
 	       "largest message accepted (offered as SIZE); bigger ones get 552"),
+	G_SIZE("spool_memory_max", spool_memory_max, "1G", 0, 1024 * GIB,
+	       "messages in flight held by one front end at once (RAM or swap; 0 = no limit); past it 452 4.3.1"),
 	G_UINT("max_connections", max_connections, "2000", 1, 1000000,
 	       "client connections at once, over all listeners"),
 	G_UINT("max_connections_per_ip", max_connections_per_ip, "50", 1, 1000000,

@@ -91,6 +91,7 @@ struct config {
 
 	/* limits */
 	uint64_t message_size_limit;  /* bytes */
+	uint64_t spool_memory_max;    /* bytes of messages in flight, 0 = no limit */
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
 	unsigned max_recipients;

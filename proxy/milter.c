@@ -174,7 +174,10 @@ static void spool_put(struct msess *s, const char *p, size_t n)
 		return;
 	}
 	if (spool_write(&s->spool, p, n) < 0) {
-		slog_errno(s->id, LOG_ERR, "milter: spool write");
+		if (s->spool.full)
+			slog(s->id, LOG_WARNING, "milter: spool_memory_max reached");
+		else
+			slog_errno(s->id, LOG_ERR, "milter: spool write");
 		s->spool_ok = 0;
 	}
 }
@@ -683,6 +686,7 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	G.scan = scansync_new();
 	if (scan_addrlen > 0)
 		scansync_set_address(G.scan, scan_addr, scan_addrlen);
+	spool_set_budget(cfg->spool_memory_max);
 	if (audit_open(cfg->audit_log) < 0)
 		slog_errno(NULL, LOG_ERR, "milter: audit log %s", cfg->audit_log);
 

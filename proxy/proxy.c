@@ -18,6 +18,7 @@
 #include "audit.h"
 #include "log.h"
 #include "proxy.h"
+#include "spool.h"
 #include "tls.h"
 #include "scanclient.h"
 #include "session.h"
@@ -201,6 +202,7 @@ static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_set_level(c->log_level);
+	spool_set_budget(c->spool_memory_max);
 	if (audit_open(c->audit_log) < 0)
 		slog_errno(NULL, LOG_ERR, "audit log %s", c->audit_log);
 	pthread_mutex_lock(&sh->lock);
@@ -321,6 +323,7 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	sh.cfg = config_ref(cfg);
 	sh.scan_addr = *scanner_addr;
 	sh.scan_addrlen = scanner_addrlen;
+	spool_set_budget(cfg->spool_memory_max);
 	if (audit_open(cfg->audit_log) < 0) {
 		slog_errno(NULL, LOG_ERR, "audit log %s", cfg->audit_log);
 		return 1;

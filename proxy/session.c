@@ -495,6 +495,8 @@ static void upstream_gone(struct session *s, enum upstream_err err, const char *
 static const char R_NEXTHOP[] = "451 4.4.1 Next hop unavailable, try again later";
 static const char R_NEXTHOP_LOST[] = "451 4.4.2 Next hop connection lost, try again later";
 static const char R_NEW_BODY[] = "451 4.3.0 Error: cannot read the filtered message, try again later";
+/* RFC 3463 4.3.1: the messages in flight fill spool_memory_max */
+static const char R_STORAGE[] = "452 4.3.1 Insufficient system storage, try again later";
 static const char R_NEXTHOP_BAD[] = "451 4.4.0 Next hop answered out of protocol, try again later";
 
 static void on_mail_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
@@ -833,6 +835,11 @@ static void cmd_data(struct session *s, const char *arg)
 	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
 	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
 	if (t->binarymime) { reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT"); s->errors++; return; }
+	if (spool_full()) {
+		slog(s->id, LOG_WARNING, "DATA refused: spool_memory_max reached");
+		reply(s, "%s", R_STORAGE);
+		return;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -1098,10 +1105,11 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 		     bare_lf, bare_cr);
 	}
 	if (fault != DF_OK) {
-		const char *r = fault_reply(fault);
+		int full = fault == DF_SINK_ERROR && s->spool.full;
+		const char *r = full ? R_STORAGE : fault_reply(fault);
 		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(fault));
-		slog(s->id, LOG_NOTICE, "message refused: %s (bare_lf=%u bare_cr=%u nul=%u)",
-		     data_fault_name(fault), bare_lf, bare_cr, nul);
+		slog(s->id, full ? LOG_WARNING : LOG_NOTICE, "message refused: %s%s (bare_lf=%u bare_cr=%u nul=%u)",
+		     data_fault_name(fault), full ? ", spool_memory_max reached" : "", bare_lf, bare_cr, nul);
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
@@ -1192,6 +1200,10 @@ static void cmd_bdat(struct session *s, const char *arg)
 	if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
 	else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
 	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
+	if (s->bdat_refuse == NULL && !t->bdat_seen && spool_full()) {
+		slog(s->id, LOG_WARNING, "BDAT refused: spool_memory_max reached");
+		s->bdat_refuse = R_STORAGE;
+	}
 	if (s->bdat_refuse == NULL && !t->bdat_seen) {
 		if (spool_open(&s->spool) < 0) {
 			slog_errno(s->id, LOG_ERR, "spool");

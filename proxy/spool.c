@@ -9,6 +9,36 @@
 #include "sbuf.h"
 #include "spool.h"
 
+static uint64_t spool_budget;   /* 0 = none; read and set atomically */
+static uint64_t spool_held;     /* bytes counted by all open spools */
+
+void spool_set_budget(uint64_t bytes)
+{
+	__atomic_store_n(&spool_budget, bytes, __ATOMIC_RELAXED);
+}
+
+int spool_full(void)
+{
+	uint64_t b = __atomic_load_n(&spool_budget, __ATOMIC_RELAXED);
+	return b != 0 && __atomic_load_n(&spool_held, __ATOMIC_RELAXED) + SPOOL_MIN_FREE > b;
+}
+
+/* budget_take - count n more bytes of s, unless that passes the budget */
+static int budget_take(struct spool *s, size_t n)
+{
+	uint64_t b = __atomic_load_n(&spool_budget, __ATOMIC_RELAXED);
+	uint64_t after = __atomic_add_fetch(&spool_held, n, __ATOMIC_RELAXED);
+
+	if (b != 0 && after > b) {
+		__atomic_sub_fetch(&spool_held, n, __ATOMIC_RELAXED);
+		s->full = 1;
+		errno = ENOSPC;
+		return -1;
+	}
+	s->counted += n;
+	return 0;
+}
+
 int spool_open(struct spool *s)
 {
 	memset(s, 0, sizeof *s);
@@ -39,6 +69,7 @@ static int make_memfd(struct spool *s)
 int spool_write(void *arg, const char *p, size_t n)
 {
 	struct spool *s = arg;
+	if (budget_take(s, n) < 0) return -1;
 	if (s->fd < 0 && s->size + n <= SPOOL_MEM_MAX) {
 		if (s->size + n > s->memcap) {
 			size_t cap = s->memcap ? s->memcap * 2 : 16384;
@@ -107,6 +138,7 @@ int spool_sealed_copy(const char *p, size_t n)
 
 void spool_close(struct spool *s)
 {
+	if (s->counted) __atomic_sub_fetch(&spool_held, s->counted, __ATOMIC_RELAXED);
 	if (s->mapped) munmap((void *)s->map, s->size);
 	free(s->mem);
 	if (s->fd >= 0) close(s->fd);

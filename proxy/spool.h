@@ -22,6 +22,8 @@ struct spool {
 	char    *mem;       /* owned; the content while it fits SPOOL_MEM_MAX */
 	size_t   memcap;
 	int      mapped;    /* map is an mmap of fd */
+	uint64_t counted;   /* bytes counted in the process's spool budget */
+	int      full;      /* a write failed: the budget was used up */
 };
 
 int  spool_open(struct spool *s);                       /* 0 / -1 errno */
@@ -35,5 +37,15 @@ int  spool_finish_small(struct spool *s, size_t max);
 /* spool_sealed_copy - a new sealed memfd holding p[0..n).  fd / -1 errno */
 int  spool_sealed_copy(const char *p, size_t n);
 void spool_close(struct spool *s);
+/* spool_set_budget - bytes all spools of this process may hold at once,
+ * 0 = no limit (spool_memory_max): the memfds and heap buffers are RAM or
+ * swap, and message_size_limit x max_connections is far beyond either.
+ * Past it spool_write fails with ENOSPC and sets s->full. */
+void spool_set_budget(uint64_t bytes);
+/* spool_full - less than SPOOL_MIN_FREE of the budget is left: a new
+ * message is refused at once rather than cut off on its way (as Postfix's
+ * queue_minfree) */
+#define SPOOL_MIN_FREE (64 * 1024)
+int  spool_full(void);
 
 #endif

@@ -384,6 +384,62 @@ def test_message_size_limit(mw_factory, upstream):
     assert [x.content for x in upstream.messages] == [small]
 
 
+def test_spool_memory_max(mw_factory, upstream):
+    """the messages in flight share spool_memory_max: one that would pass
+    it is read to its end and refused with 452 4.3.1, a new DATA is
+    refused at once while less than 64 KiB are left, and the room comes
+    back when messages leave"""
+    m = mw_factory(upstream, opts=[("spool_memory_max", "200k")])
+
+    def data_open():
+        c = m.client()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+        assert c.cmd("RCPT TO:<b@example.net>").code == 250
+        return c
+
+    def lines(ch, n):
+        return (ch * 98 + CRLF) * n
+    first = make_msg(subject="first", body=lines(b"a", 1000))      # 100 KB, held open
+    over = make_msg(subject="over", body=lines(b"b", 1200))        # 120 KB more: over
+    second = make_msg(subject="second", body=lines(b"c", 500))     # 50 KB, held open
+    a = data_open()
+    assert a.cmd("DATA").code == 354
+    a.send(dot_stuff(first)[:-3])
+    b = data_open()
+    assert b.cmd("DATA").code == 354
+    b.send(dot_stuff(over))
+    r = b.reply()
+    assert r.code == 452 and enhanced(r) == "4.3.1", r
+    d = data_open()
+    assert d.cmd("DATA").code == 354
+    d.send(dot_stuff(second)[:-3])
+    time.sleep(0.3)
+    # 150 KB held, 50 KB left: less than a new message may need
+    c = data_open()
+    r = c.cmd("DATA")
+    assert r.code == 452 and enhanced(r) == "4.3.1", r
+    c.quit()
+    # they end and leave: room again
+    for x, msg in ((a, first), (d, second)):
+        x.send(dot_stuff(msg)[-3:])
+        assert x.reply().code == 250
+        x.quit()
+    third = make_msg(subject="third")
+    assert b.transaction("a@example.org", ["b@example.net"], third)["final"].code == 250
+    b.quit()
+    assert sorted(x.content for x in upstream.wait_messages(3)) == sorted([first, second, third])
+    assert "spool_memory_max reached" in m.stderr_text()
+    # BDAT the same: a chunk that passes it is read and refused
+    c = data_open()
+    big = make_msg(subject="bdat", body=lines(b"d", 2500))         # 250 KB
+    c.send(b"BDAT %d LAST\r\n" % len(big) + big)
+    r = c.reply()
+    assert r.code == 452 and enhanced(r) == "4.3.1", r
+    assert c.transaction("a@example.org", ["b@example.net"], third)["final"].code == 250
+    c.quit()
+
+
 def test_mail_size_parameter_over_limit(mw_factory, upstream):
     m = mw_factory(upstream, opts=[("message_size_limit", "100000")])
     c = m.client()
