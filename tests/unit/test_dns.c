@@ -142,23 +142,32 @@ static void test_bad_names(void **state)
 /* a forwarder that never answers */
 struct black_hole { int udp, tcp; unsigned port; };
 
+/* the UDP port the kernel picks may be taken for TCP by another process
+ * (the tests of other suites run beside): then another pair is tried */
 static void black_hole_open(struct black_hole *b)
 {
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int one = 1;
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in sa;
+		socklen_t len = sizeof(sa);
+		int one = 1;
 
-	b->udp = socket(AF_INET, SOCK_DGRAM, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(b->udp, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(b->udp, (struct sockaddr *)&sa, &len), 0);
-	b->port = ntohs(sa.sin_port);
-	b->tcp = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(b->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	assert_int_equal(bind(b->tcp, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(b->tcp, 16), 0);
+		b->udp = socket(AF_INET, SOCK_DGRAM, 0);
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(b->udp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(b->udp, (struct sockaddr *)&sa, &len), 0);
+		b->port = ntohs(sa.sin_port);
+		b->tcp = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(b->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(b->tcp, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			assert_int_equal(listen(b->tcp, 16), 0);
+			return;
+		}
+		close(b->tcp);
+		close(b->udp);
+	}
+	fail_msg("no port free for both UDP and TCP");
 }
 
 static void test_dead_forwarder_deadline(void **state)
