@@ -52,6 +52,8 @@ struct upstream {
 	int                     depth;        /* >0 while inside callbacks */
 	int                     zombie;       /* close requested: free when depth drops to 0 */
 	int                     quitting;     /* QUIT sent, waiting for the reply or EOF */
+	int                     in_body;      /* message content written, its end not yet
+	                                       * answered: a QUIT now would be a line of it */
 	int                     probe;        /* only refreshing t's capabilities */
 	int                     tls_done;     /* STARTTLS step over (TLS up or not wanted) */
 	int                     xclient_done; /* XCLIENT/XFORWARD step over */
@@ -427,6 +429,7 @@ static void up_read_cb(struct conn *c, void *arg)
 		struct pending pe = u->q[u->qhead];
 		u->qhead = (u->qhead + 1) % UP_QUEUE_MAX;
 		u->qlen--;
+		u->in_body = 0;     /* a BDAT chunk's reply, or DATA's 354 before any content */
 		up_arm_timeout(u);
 		if (done.code == 421 && u->state == UPS_READY) {
 			/* The MTA is closing: this reply still answers the command, but
@@ -593,12 +596,14 @@ int upstream_command(struct upstream *u, const char *line, unsigned timeout_ms,
 int upstream_expect(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb, void *arg)
 {
 	if (u->state != UPS_READY || u->zombie) return -1;
+	u->in_body = 0;     /* the end of data was written */
 	return up_push(u, timeout_ms, cb, arg);
 }
 
 int upstream_write(struct upstream *u, const void *p, size_t len)
 {
 	if (u->state != UPS_READY || u->zombie) return -1;
+	u->in_body = 1;
 	return conn_write(u->conn, p, len);
 }
 
@@ -640,8 +645,11 @@ void upstream_close(struct upstream *u)
 		u->q[(u->qhead + i) % UP_QUEUE_MAX].cb = NULL;
 	u->open_cb = NULL;
 	u->drain_cb = NULL;
-	if (u->state == UPS_READY && !u->zombie && !u->quitting && u->qlen == 0) {
-		/* polite goodbye; freed on the reply, EOF or timeout */
+	if (u->state == UPS_READY && !u->zombie && !u->quitting && u->qlen == 0 && !u->in_body) {
+		/* polite goodbye; freed on the reply, EOF or timeout.  Not in the
+		 * middle of a message: the upstream would read the QUIT as a line
+		 * of it and wait for more until its own timeout; dropping the
+		 * connection there ends the transaction undelivered at once */
 		u->quitting = 1;
 		conn_write(u->conn, "QUIT\r\n", 6);
 		up_push(u, UP_QUIT_WAIT, NULL, NULL);

@@ -6,6 +6,7 @@ gets SIGTERM or SIGHUP; the proxy process dies."""
 import os
 import random
 import socket
+import threading
 import signal
 import time
 
@@ -502,3 +503,51 @@ def test_shutdown_deadline_during_scan_abandons_the_scan(mw_factory, upstream):
     s.close()
     assert_scan_after(m, "shutdown deadline")
     assert m.proc.returncode == 0, m.stderr_tail(20)
+
+
+def relay_watcher():
+    """a DATA action for the raw upstream: 354, then nothing read until
+    told, then everything to EOF (or 5 s): what reached it and whether the
+    proxy closed the connection"""
+    relaying, go, seen = threading.Event(), threading.Event(), {}
+
+    def data(up, st):
+        up._send(st, b"354 go ahead\r\n")
+        relaying.set()
+        go.wait(15)
+        got, eof = st["buf"], False
+        st["sock"].settimeout(5)
+        try:
+            while True:
+                d = st["sock"].recv(1 << 20)
+                if not d:
+                    eof = True
+                    break
+                got += d
+        except OSError:
+            pass
+        seen.update(eof=eof, tail=got[-64:], size=len(got))
+        return "close"
+    return data, relaying, go, seen
+
+
+def test_session_gone_mid_relay_drops_the_upstream(mw_factory, raw_upstream):
+    """the session ends on the client's write deadline while its message
+    is on its way upstream: the proxy drops that connection (the
+    transaction ends undelivered at once) instead of writing QUIT into the
+    message, which the upstream would read as a line of it and then wait
+    for more until its own timeout"""
+    data, relaying, go, seen = relay_watcher()
+    up = raw_upstream(script={"DATA": data})
+    m = mw_factory(up, opts=[("client_command_timeout", "2s")])
+    s = stalled_client(m)
+    s.sendall(dot_stuff(make_msg(subject="big", body=(b"q" * 998 + CRLF) * 20000)))     # 20 MB
+    assert relaying.wait(20), "the relay never started"
+    assert wait_until(lambda: "action=aborted" in m.stderr_text(), 10), m.stderr_tail(10)
+    go.set()
+    assert wait_until(lambda: "size" in seen, 10), "the upstream's reader did not finish"
+    s.close()
+    assert seen["eof"], seen                        # not left waiting for a reply to QUIT
+    assert not seen["tail"].endswith(b"QUIT\r\n") and not seen["tail"].endswith(b"\r\n.\r\n"), seen
+    assert seen["size"] < 20000 * 1000, seen        # cut off mid-message
+    assert up.messages == []
