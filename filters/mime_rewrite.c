@@ -71,19 +71,6 @@ static void collect(struct leaves *l, GMimeObject *obj, GMimeObject *parent, int
 	}
 }
 
-/* front_end_rest - where the front ends' header section ends: the offset
- * header_edits_apply returns (the one walk they relay by), with no edits */
-static uint64_t front_end_rest(const unsigned char *msg, size_t len)
-{
-	struct sbuf hdr;
-	size_t rest;
-
-	sbuf_init(&hdr, (size_t)-1);
-	rest = header_edits_apply((const char *)msg, len, NULL, 0, &hdr);
-	sbuf_free(&hdr);
-	return rest;
-}
-
 /* note_byte - what note_part makes of a byte of a note */
 static unsigned char note_byte(unsigned char c)
 {
@@ -196,7 +183,7 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_m
 		snprintf(err, errlen, "the message does not parse");
 		return -1;
 	}
-	front = front_end_rest(msg, len);
+	front = header_edits_apply((const char *)msg, len, NULL, 0, NULL);   /* where the front ends cut */
 	if (hend < 0 || (uint64_t)hend != front) {
 		/* the front end relays its own header section before what is
 		 * written here: both must cut the message at the same place */

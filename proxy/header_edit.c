@@ -17,7 +17,7 @@ size_t header_edits_apply(const char *msg, size_t len, const struct header_edit 
 	if (msg == NULL)
 		msg = "";
 	for (i = 0; i < nedits; i++)
-		if (edits[i].op == HE_ADD)
+		if (edits[i].op == HE_ADD && out != NULL)
 			sbuf_addf(out, "%s: %s\r\n", edits[i].name, edits[i].value);
 	for (;;) {
 		size_t at = pos;
@@ -44,13 +44,14 @@ size_t header_edits_apply(const char *msg, size_t len, const struct header_edit 
 			case HE_CHANGE:
 				if (keep && i < MAX_NAMED && !changed[i] && header_name_is(&f, e->name)) {
 					changed[i] = 1;
-					sbuf_addf(out, "%.*s: %s\r\n", (int)f.name_len, f.name, e->value);
+					if (out != NULL)
+						sbuf_addf(out, "%.*s: %s\r\n", (int)f.name_len, f.name, e->value);
 					keep = 0;
 				}
 				break;
 			}
 		}
-		if (keep)
+		if (keep && out != NULL)
 			sbuf_add(out, f.start, f.len);
 	}
 }

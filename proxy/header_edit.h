@@ -14,7 +14,8 @@
  * fields without the removed ones and with changed ones replaced; the empty
  * line that ends the section is NOT appended.  Returns the offset in msg
  * where the rest (the empty line and the body, or the body-less rest)
- * starts. */
+ * starts.  out may be NULL: only that offset (where the front ends cut
+ * the message: the one walk for all who need it). */
 size_t header_edits_apply(const char *msg, size_t len, const struct header_edit *edits,
                           size_t nedits, struct sbuf *out);
 
