@@ -1581,12 +1581,6 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 				for (size_t k = 0; k < m->in->nheaders; k++)
 					need += strlen(m->in->headers[k].name) + strlen(def->raw ? m->in->headers[k].raw :
 					        m->in->headers[k].decoded ? m->in->headers[k].decoded : m->in->headers[k].raw) + 4;
-			else
-				for (size_t k = 0; k < n->nf; k++) {
-					char *dec;
-					need += strlen(n->f[k].name) + strlen(part_value(m, &n->f[k], def->raw, &dec)) + 4;
-					free(dec);
-				}
 			if (need > bufcap) { bufcap = need; buf = realloc(buf, bufcap); if (!buf) abort(); }
 			size_t o = 0;
 			buf[0] = '\0';
@@ -1599,10 +1593,12 @@ static double mimeheader_test(struct eval_msg *m, const struct rule *r)
 				}
 			else
 				for (size_t k = 0; k < n->nf; k++) {
-					char *dec;
+					char *dec;           /* decoded once: the buffer grows to it */
 					const char *fv = part_value(m, &n->f[k], def->raw, &dec);
 					size_t vl = strlen(fv);
 					int nl = !(vl && fv[vl - 1] == '\n');
+					size_t want = o + strlen(n->f[k].name) + vl + 4;
+					if (want > bufcap) { bufcap = want * 2; buf = realloc(buf, bufcap); if (!buf) abort(); }
 					o += (size_t)snprintf(buf + o, bufcap - o, "%s: %s%s", n->f[k].name, fv, nl ? "\n" : "");
 					free(dec);
 				}
