@@ -335,13 +335,8 @@ def proxy_setup(tmp_path, sink_addr, raw_upstream_factory, pki=None, extra_opts=
     return listeners, opts + list(extra_opts)
 
 
-def run_mix(mw, n, mix=PROXY_MIX, workers=8, tls_ctx=None, outcome=None, size=0, stop=None,
-            tempfail_ok=False):
-    """n sessions of the mix, workers at a time; returns the Outcome.  A
-    session whose end differs from EXPECT is counted as an error (with
-    tempfail_ok, a 4xx where a 250 was expected is not: the scanner was
-    killed on purpose)."""
-    outcome = outcome or Outcome()
+def run_pool(n, workers, one, stop=None):
+    """one(i) for i in 0..n-1, workers threads at a time (until stop is set)"""
     idx = [0]
     lock = threading.Lock()
 
@@ -352,20 +347,33 @@ def run_mix(mw, n, mix=PROXY_MIX, workers=8, tls_ctx=None, outcome=None, size=0,
                     return
                 i = idx[0]
                 idx[0] += 1
-            scen, ln = mix[i % len(mix)]
-            kind, why = smtp_session(mw.ports[ln], scen, tls_ctx=tls_ctx, size=size)
-            want = EXPECT.get((scen, ln))
-            if tempfail_ok and kind == "refused" and b" 4." in (why if isinstance(why, bytes) else b""):
-                want = "refused"
-            if kind == "error" or (want is not None and kind != want):
-                outcome.add("error", "%s@%s" % (scen, ln), "%s (wanted %s): %r" % (kind, want, why))
-            else:
-                outcome.add(kind, "%s@%s" % (scen, ln))
+            one(i)
     ts = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+
+
+def run_mix(mw, n, mix=PROXY_MIX, workers=8, tls_ctx=None, outcome=None, size=0, stop=None,
+            tempfail_ok=False):
+    """n sessions of the mix, workers at a time; returns the Outcome.  A
+    session whose end differs from EXPECT is counted as an error (with
+    tempfail_ok, a 4xx where a 250 was expected is not: the scanner was
+    killed on purpose)."""
+    outcome = outcome or Outcome()
+
+    def one(i):
+        scen, ln = mix[i % len(mix)]
+        kind, why = smtp_session(mw.ports[ln], scen, tls_ctx=tls_ctx, size=size)
+        want = EXPECT.get((scen, ln))
+        if tempfail_ok and kind == "refused" and b" 4." in (why if isinstance(why, bytes) else b""):
+            want = "refused"
+        if kind == "error" or (want is not None and kind != want):
+            outcome.add("error", "%s@%s" % (scen, ln), "%s (wanted %s): %r" % (kind, want, why))
+        else:
+            outcome.add(kind, "%s@%s" % (scen, ln))
+    run_pool(n, workers, one, stop)
     return outcome
 
 
@@ -483,26 +491,14 @@ MILTER_EXPECT = {"normal": "accepted", "abort_then_send": "accepted", "rcpt_refu
 
 def run_milter_mix(port, n, workers=8, outcome=None, size=0):
     outcome = outcome or Outcome()
-    idx = [0]
-    lock = threading.Lock()
 
-    def worker():
-        while True:
-            with lock:
-                if idx[0] >= n:
-                    return
-                i = idx[0]
-                idx[0] += 1
-            scen = MILTER_MIX[i % len(MILTER_MIX)]
-            kind, why = milter_session(port, scen, size=size)
-            want = MILTER_EXPECT.get(scen)
-            if kind == "error" or (want is not None and kind != want):
-                outcome.add("error", "milter-" + scen, "%s (wanted %s): %r" % (kind, want, why))
-            else:
-                outcome.add(kind, "milter-" + scen)
-    ts = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    def one(i):
+        scen = MILTER_MIX[i % len(MILTER_MIX)]
+        kind, why = milter_session(port, scen, size=size)
+        want = MILTER_EXPECT.get(scen)
+        if kind == "error" or (want is not None and kind != want):
+            outcome.add("error", "milter-" + scen, "%s (wanted %s): %r" % (kind, want, why))
+        else:
+            outcome.add(kind, "milter-" + scen)
+    run_pool(n, workers, one)
     return outcome
