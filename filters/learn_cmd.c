@@ -101,6 +101,7 @@ int learn_command(struct config *cfg, int argc, char **argv)
 	char err[512];
 	int i, nclass = 0, npaths = 0;
 	int64_t ns = 0, nh = 0;
+	uint64_t ntok;
 
 	memset(&r, 0, sizeof(r));
 	for (i = 1; i < argc; i++) {
@@ -144,10 +145,13 @@ int learn_command(struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "mailwarden learn: store %s unavailable, stopped\n", store_backend(r.store));
 	else
 		bayes_counts(r.store, &ns, &nh);
-	printf("%s %u message(s), %u already %s, %u failed; store holds %lld spam, %lld ham\n",
+	printf("%s %u message(s), %u already %s, %u failed; store holds %lld spam, %lld ham",
 	    r.cls == BAYES_FORGET ? "forgot" : r.cls == BAYES_SPAM ? "learned as spam" : "learned as ham",
 	    r.done, r.skipped, r.cls == BAYES_FORGET ? "unknown" : "learned so", r.failed,
 	    (long long)ns, (long long)nh);
+	if (!r.store_error && store_tokens_count(r.store, &ntok) == 0)
+		printf(", %llu tokens", (unsigned long long)ntok);
+	printf("\n");
 	store_close(r.store);
 	return r.failed > 0 ? 1 : 0;
 }

@@ -1,11 +1,15 @@
 /* store.c - the process's one store (store.h): picks the backend the
  * settings name, shares it among the filters that ask, and checks keys. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <syslog.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "filters/store.h"
+#include "proxy/log.h"
 #include "proxy/sbuf.h"
 
 struct store {
@@ -13,6 +17,7 @@ struct store {
 	void     *backend;       /* owned */
 	char      ident[800];    /* backend + where: a second open must match */
 	unsigned  refs;
+	_Atomic uint64_t token_max;   /* bayes_token_max of the latest open */
 };
 
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,6 +45,7 @@ static struct store *open_store(const struct config *cfg, int bulk, char *err, s
 		else {
 			shared->refs++;
 			s = shared;
+			atomic_store(&s->token_max, cfg->bayes_token_max);    /* a reload's */
 		}
 		pthread_mutex_unlock(&store_lock);
 		return s;
@@ -58,6 +64,7 @@ static struct store *open_store(const struct config *cfg, int bulk, char *err, s
 		s = NULL;
 	} else {
 		s->refs = 1;
+		atomic_store(&s->token_max, cfg->bayes_token_max);
 		shared = s;
 	}
 	pthread_mutex_unlock(&store_lock);
@@ -144,7 +151,41 @@ int store_tokens_get(struct store *s, struct store_token *t, size_t n)
 
 int store_tokens_add(struct store *s, const struct store_token *t, size_t n, int sign)
 {
+	return store_tokens_add_on(s, t, n, sign, (uint32_t)(time(NULL) / 86400));
+}
+
+int store_tokens_add_on(struct store *s, const struct store_token *t, size_t n, int sign,
+                        uint32_t day)
+{
+	uint64_t ntokens = 0, max = atomic_load(&s->token_max), removed;
+
 	if (n == 0)
 		return 0;
-	return s->ops->tokens_add(s->backend, t, n, sign);
+	if (s->ops->tokens_add(s->backend, t, n, sign, day, &ntokens) < 0)
+		return -1;
+	/* down to three quarters, so that the walk over every token is not
+	 * paid again at the next message learned */
+	if (max > 0 && ntokens > max
+	    && store_tokens_expire(s, max - max / 4, day, &removed) == 0 && removed > 0)
+		slog(NULL, LOG_NOTICE, "store %s: %llu Bayes tokens, over bayes_token_max %llu: "
+		     "%llu removed (those seen in one message first, learned longest ago first)",
+		     s->ident, (unsigned long long)ntokens, (unsigned long long)max,
+		     (unsigned long long)removed);
+	return 0;
+}
+
+int store_tokens_expire(struct store *s, uint64_t keep, uint32_t today, uint64_t *removed)
+{
+	*removed = 0;
+	if (s->ops->tokens_expire == NULL)
+		return 0;
+	return s->ops->tokens_expire(s->backend, keep, today, removed);
+}
+
+int store_tokens_count(struct store *s, uint64_t *n)
+{
+	*n = 0;
+	if (s->ops->tokens_count == NULL)
+		return -1;
+	return s->ops->tokens_count(s->backend, n);
 }

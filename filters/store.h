@@ -41,7 +41,11 @@ struct store_ops {
 	int  (*del)(void *b, const char *key);
 	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
 	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
-	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign);
+	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign,
+	                   uint32_t day, uint64_t *ntokens);
+	/* NULL where the backend bounds its tokens otherwise (Redis: TTL) */
+	int  (*tokens_expire)(void *b, uint64_t keep, uint32_t today, uint64_t *removed);
+	int  (*tokens_count)(void *b, uint64_t *n);       /* NULL: not known */
 	void (*close)(void *b);
 };
 
@@ -78,8 +82,23 @@ int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int
 int store_tokens_get(struct store *s, struct store_token *t, size_t n);
 /* store_tokens_add - add (sign > 0) or subtract (sign < 0) the spam/ham
  * counts of n tokens, atomically as one batch; counts never go below 0,
- * a token left at 0/0 is removed.  0, or -1. */
+ * a token left at 0/0 is removed.  Learning stamps each token with
+ * today's date.  Past bayes_token_max tokens (LMDB), the store then
+ * removes the least useful down to three quarters of it
+ * (store_tokens_expire).  0, or -1. */
 int store_tokens_add(struct store *s, const struct store_token *t, size_t n, int sign);
+/* store_tokens_add_on - the same, learned on day (days since 1970) */
+int store_tokens_add_on(struct store *s, const struct store_token *t, size_t n, int sign,
+                        uint32_t day);
+/* store_tokens_expire - keep at most keep tokens: tokens seen in one
+ * message go first, then the others, each the longest unlearned first;
+ * today dates them.  *removed gets how many went.  0 (also when there is
+ * nothing to do, another thread is at it, or the backend has no count),
+ * or -1. */
+int store_tokens_expire(struct store *s, uint64_t keep, uint32_t today, uint64_t *removed);
+/* store_tokens_count - how many Bayes tokens the store holds: 0, or -1
+ * when the backend cannot tell cheaply (Redis) or fails */
+int store_tokens_count(struct store *s, uint64_t *n);
 
 /* backends (store_lmdb.c, store_redis.c): 0 and *backend, or -1 with err */
 int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *err, size_t errlen);

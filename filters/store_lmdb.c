@@ -3,7 +3,9 @@
  * Two databases in the file:
  *   kv   key -> 8-byte expiry (unix seconds, little endian, 0 = never)
  *               then the value bytes (counters as decimal text)
- *   tok  8-byte token hash -> spam count, ham count (two uint32)
+ *   tok  8-byte token hash -> spam count, ham count, day last learned
+ *        (three uint32, host order; the day in days since 1970; values
+ *        of 8 bytes, written before there was a day, read as day 0)
  * LMDB serialises writers (across processes too: "mailwarden learn" may
  * run beside the scanner) and readers never block, so counters are atomic
  * by running read-modify-write in one write transaction.  MDB_NOTLS: a
@@ -12,6 +14,10 @@
  * (MDB_NOMETASYNC: a crash may lose the last transaction, never the
  * file's integrity); a bulk writer flushes once at the end.  Expired keys read as absent and are swept every
  * SWEEP_EVERY writes and at open, so greylist triplets do not pile up.
+ * Bayes tokens have no expiry of their own: every learned message adds a
+ * hundred or so new ones, and the map they fill is the one greylisting
+ * and rate limits write to, so past bayes_token_max the least useful are
+ * removed (lmdb_tokens_expire).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,12 +35,16 @@
 
 #define SWEEP_EVERY 4096
 #define SWEEP_MAX   100000       /* entries looked at per sweep */
+#define TOKEN_VAL   12           /* spam, ham, day */
+#define AGE_DAYS    4096         /* token ages told apart; older ones are alike */
+#define EXPIRE_CHUNK 20000       /* deletions per write transaction */
 
 struct lmdb_store {
 	MDB_env *env;
 	MDB_dbi  kv, tok;
 	char     path[512];
 	atomic_uint writes;
+	atomic_flag expiring;    /* one expiry at a time in this process */
 };
 
 static uint64_t now_s(void)
@@ -59,7 +69,8 @@ static uint64_t get_u64(const unsigned char *p)
 
 static void lerr(const struct lmdb_store *b, const char *what, int rc)
 {
-	slog(NULL, LOG_ERR, "store lmdb %s: %s: %s", b->path, what, mdb_strerror(rc));
+	slog(NULL, LOG_ERR, "store lmdb %s: %s: %s%s", b->path, what, mdb_strerror(rc),
+	     rc == MDB_MAP_FULL ? " (raise store_map_size, or lower bayes_token_max)" : "");
 }
 
 /* sweep - delete expired kv entries (at most SWEEP_MAX looked at) */
@@ -105,6 +116,8 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 	struct lmdb_store *b = xcalloc(1, sizeof(*b));
 	MDB_txn *txn = NULL;
 	int rc, dead = 0;
+
+	atomic_flag_clear(&b->expiring);
 
 	snprintf(b->path, sizeof(b->path), "%s", cfg->store_path);
 	if ((rc = mdb_env_create(&b->env)) != 0)
@@ -296,6 +309,25 @@ static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int6
 	return 0;
 }
 
+/* token_counts - a token's value: spam, ham and the day it was last
+ * learned (0 for a value written before days were kept, or one not
+ * understood) */
+static void token_counts(const MDB_val *v, uint32_t *spam, uint32_t *ham, uint32_t *day)
+{
+	uint32_t s = 0, h = 0, d = 0;
+
+	if (v->mv_size == 8 || v->mv_size == TOKEN_VAL) {
+		memcpy(&s, v->mv_data, 4);
+		memcpy(&h, (char *)v->mv_data + 4, 4);
+		if (v->mv_size == TOKEN_VAL)
+			memcpy(&d, (char *)v->mv_data + 8, 4);
+	}
+	*spam = s;
+	*ham = h;
+	if (day != NULL)
+		*day = d;
+}
+
 static int lmdb_tokens_get(void *vb, struct store_token *t, size_t n)
 {
 	struct lmdb_store *b = vb;
@@ -313,10 +345,9 @@ static int lmdb_tokens_get(void *vb, struct store_token *t, size_t n)
 		put_u64(kb, t[i].hash);
 		t[i].spam = t[i].ham = 0;
 		rc = mdb_get(txn, b->tok, &k, &v);
-		if (rc == 0 && v.mv_size == 8) {
-			memcpy(&t[i].spam, v.mv_data, 4);
-			memcpy(&t[i].ham, (char *)v.mv_data + 4, 4);
-		} else if (rc != 0 && rc != MDB_NOTFOUND) {
+		if (rc == 0)
+			token_counts(&v, &t[i].spam, &t[i].ham, NULL);
+		else if (rc != MDB_NOTFOUND) {
 			mdb_txn_abort(txn);
 			lerr(b, "token get", rc);
 			return -1;
@@ -333,10 +364,12 @@ static uint32_t add_clamped(uint32_t cur, uint32_t d, int sign)
 	return cur > UINT32_MAX - d ? UINT32_MAX : cur + d;
 }
 
-static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int sign)
+static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int sign,
+                           uint32_t day, uint64_t *ntokens)
 {
 	struct lmdb_store *b = vb;
 	MDB_txn *txn;
+	MDB_stat st;
 	int rc;
 
 	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
@@ -344,19 +377,20 @@ static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int 
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		unsigned char kb[8], vbuf[8];
+		unsigned char kb[8], vbuf[TOKEN_VAL];
 		MDB_val k = { 8, kb }, v;
-		uint32_t s = 0, h = 0;
+		uint32_t s = 0, h = 0, d = 0;
 
 		put_u64(kb, t[i].hash);
 		rc = mdb_get(txn, b->tok, &k, &v);
-		if (rc == 0 && v.mv_size == 8) {
-			memcpy(&s, v.mv_data, 4);
-			memcpy(&h, (char *)v.mv_data + 4, 4);
-		} else if (rc != 0 && rc != MDB_NOTFOUND)
+		if (rc == 0)
+			token_counts(&v, &s, &h, &d);
+		else if (rc != MDB_NOTFOUND)
 			goto fail;
 		s = add_clamped(s, t[i].spam, sign);
 		h = add_clamped(h, t[i].ham, sign);
+		if (sign > 0 && day > d)
+			d = day;              /* unlearning does not make a token newer */
 		if (s == 0 && h == 0) {
 			rc = mdb_del(txn, b->tok, &k, NULL);
 			if (rc == MDB_NOTFOUND)
@@ -364,13 +398,16 @@ static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int 
 		} else {
 			memcpy(vbuf, &s, 4);
 			memcpy(vbuf + 4, &h, 4);
-			v.mv_size = 8;
+			memcpy(vbuf + 8, &d, 4);
+			v.mv_size = TOKEN_VAL;
 			v.mv_data = vbuf;
 			rc = mdb_put(txn, b->tok, &k, &v, 0);
 		}
 		if (rc != 0)
 			goto fail;
 	}
+	if (ntokens != NULL)
+		*ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		lerr(b, "commit", rc);
 		return -1;
@@ -382,6 +419,148 @@ fail:
 	return -1;
 }
 
+/* expendability - where a token stands in the order of removal: lower
+ * goes first.  Tokens seen in one message only (most of them, and the
+ * ones that say least) before the rest; within each, the one learned
+ * longest ago first. */
+static size_t expendability(const MDB_val *v, uint32_t today)
+{
+	uint32_t s, h, d, age;
+
+	token_counts(v, &s, &h, &d);
+	age = d == 0 || d > today ? (d == 0 ? AGE_DAYS - 1 : 0) : today - d;
+	if (age > AGE_DAYS - 1)
+		age = AGE_DAYS - 1;
+	return (s + h > 1 ? AGE_DAYS : 0) + (AGE_DAYS - 1 - age);
+}
+
+/* expire_pass - remove the tokens of order below cut, and the first
+ * *quota of order cut; a write transaction per EXPIRE_CHUNK removals, so
+ * that greylisting and learning are not held up for the whole walk */
+static int expire_pass(struct lmdb_store *b, uint32_t today, size_t cut, uint64_t quota,
+                       uint64_t *removed)
+{
+	unsigned char resume[8];
+	int more = 1, first = 1, rc = 0;
+
+	while (more && rc == 0) {
+		MDB_txn *txn;
+		MDB_cursor *cur;
+		MDB_val k, v;
+		unsigned gone = 0;
+
+		if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
+			break;
+		if ((rc = mdb_cursor_open(txn, b->tok, &cur)) != 0) {
+			mdb_txn_abort(txn);
+			break;
+		}
+		if (first)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		else {
+			k.mv_size = sizeof(resume);
+			k.mv_data = resume;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		}
+		first = 0;
+		more = 0;
+		while (rc == 0) {
+			size_t o = expendability(&v, today);
+
+			if (gone == EXPIRE_CHUNK) {
+				memcpy(resume, k.mv_data, k.mv_size < 8 ? k.mv_size : 8);
+				more = 1;
+				break;
+			}
+			if (o < cut || (o == cut && quota > 0)) {
+				if (o == cut)
+					quota--;
+				if ((rc = mdb_cursor_del(cur, 0)) != 0)
+					break;
+				gone++;
+			}
+			/* after a delete, MDB_NEXT gives the entry that followed it */
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		}
+		mdb_cursor_close(cur);
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			mdb_txn_abort(txn);
+			break;
+		}
+		if ((rc = mdb_txn_commit(txn)) != 0)
+			break;
+		*removed += gone;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		lerr(b, "token expiry", rc);
+		return -1;
+	}
+	return 0;
+}
+
+static int lmdb_tokens_expire(void *vb, uint64_t keep, uint32_t today, uint64_t *removed)
+{
+	struct lmdb_store *b = vb;
+	uint64_t *hist, total = 0, excess, cum = 0;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t cut;
+	int rc;
+
+	*removed = 0;
+	if (atomic_flag_test_and_set(&b->expiring))
+		return 0;                 /* another thread is at it */
+	hist = xcalloc(2 * AGE_DAYS, sizeof(*hist));
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, b->tok, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		hist[expendability(&v, today)]++;
+		total++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND)
+		goto out;
+	rc = 0;
+	if (total <= keep)
+		goto out;
+	excess = total - keep;
+	for (cut = 0; cut < 2 * AGE_DAYS && cum + hist[cut] < excess; cut++)
+		cum += hist[cut];
+	rc = expire_pass(b, today, cut, excess - cum, removed) < 0 ? -1 : 0;
+out:
+	if (rc > 0)
+		lerr(b, "token expiry", rc);
+	free(hist);
+	atomic_flag_clear(&b->expiring);
+	return rc == 0 ? 0 : -1;
+}
+
+static int lmdb_tokens_count(void *vb, uint64_t *n)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_stat st;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) == 0) {
+		rc = mdb_stat(txn, b->tok, &st);
+		mdb_txn_abort(txn);
+	}
+	if (rc != 0) {
+		lerr(b, "token count", rc);
+		return -1;
+	}
+	*n = st.ms_entries;
+	return 0;
+}
+
 const struct store_ops store_lmdb_ops = {
 	.name = "lmdb",
 	.get = lmdb_get,
@@ -390,5 +569,7 @@ const struct store_ops store_lmdb_ops = {
 	.incr = lmdb_incr,
 	.tokens_get = lmdb_tokens_get,
 	.tokens_add = lmdb_tokens_add,
+	.tokens_expire = lmdb_tokens_expire,
+	.tokens_count = lmdb_tokens_count,
 	.close = lmdb_close,
 };

@@ -38,6 +38,7 @@ struct redis_store {
 	char     host[256];        /* or a unix socket path */
 	int      port;             /* 0: unix socket */
 	char     prefix[64];
+	unsigned token_ttl_s;      /* bayes_token_ttl: 0 = tokens never expire */
 	struct timeval tv;
 	pthread_mutex_t lock;
 	redisContext *idle[POOL_MAX];
@@ -98,6 +99,7 @@ int store_redis_open(const struct config *cfg, void **backend, char *err, size_t
 		return -1;
 	}
 	snprintf(b->prefix, sizeof(b->prefix), "%s", cfg->store_prefix);
+	b->token_ttl_s = cfg->bayes_token_ttl;
 	b->tv.tv_sec = cfg->store_timeout / 1000;
 	b->tv.tv_usec = (cfg->store_timeout % 1000) * 1000;
 	pthread_mutex_init(&b->lock, NULL);
@@ -330,16 +332,26 @@ static const char tokens_lua[] =
 	"local h = redis.call('HINCRBY', k, 'h', ARGV[2*i]) "
 	"if s < 0 then redis.call('HSET', k, 's', 0) s = 0 end "
 	"if h < 0 then redis.call('HSET', k, 'h', 0) h = 0 end "
-	"if s == 0 and h == 0 then redis.call('DEL', k) end "
+	"if s == 0 and h == 0 then redis.call('DEL', k) "
+	"elseif ARGV[#ARGV] ~= '0' then redis.call('EXPIRE', k, ARGV[#ARGV]) end "
 	"end return #KEYS";
 
-static int redis_tokens_add(void *vb, const struct store_token *t, size_t n, int sign)
+/* Tokens are bounded here by their TTL (bayes_token_ttl), renewed each
+ * time one is learned, as SpamAssassin's Redis backend does: a count
+ * bound would need a walk over every key of a shared server.  Unlearning
+ * leaves the TTL alone.  There is no count to report (ntokens 0). */
+static int redis_tokens_add(void *vb, const struct store_token *t, size_t n, int sign,
+                            uint32_t day, uint64_t *ntokens)
 {
 	struct redis_store *b = vb;
 	size_t off;
+	char ttl[16];
 
+	(void)day;
+	*ntokens = 0;
+	snprintf(ttl, sizeof(ttl), "%u", sign > 0 ? b->token_ttl_s : 0);
 	for (off = 0; off < n; off += BATCH) {
-		size_t m = n - off < BATCH ? n - off : BATCH, i, argc = 3 + 3 * m;
+		size_t m = n - off < BATCH ? n - off : BATCH, i, argc = 4 + 3 * m;
 		const char **argv = xcalloc(argc, sizeof(*argv));
 		char (*keys)[96] = xcalloc(m, sizeof(*keys));
 		char (*nums)[2][16] = xcalloc(m, sizeof(*nums));
@@ -347,6 +359,7 @@ static int redis_tokens_add(void *vb, const struct store_token *t, size_t n, int
 		redisReply *r;
 
 		snprintf(nk, sizeof(nk), "%zu", m);
+		argv[argc - 1] = ttl;
 		argv[0] = "EVAL";
 		argv[1] = tokens_lua;
 		argv[2] = nk;

@@ -504,6 +504,11 @@ static const struct cfg_opt cfg_opts[] = {
 	       "Bayes: ham messages that must be learned before Bayes scores"),
 	G_UINT("bayes_max_tokens", bayes_max_tokens, "150", 1, 10000,
 	       "Bayes: most significant tokens of a message combined"),
+	G_UINT("bayes_token_max", bayes_token_max, "2000000", 0, 1000000000,
+	       "Bayes, store = lmdb: tokens kept; past it those seen in one message, then the others, "
+	       "learned longest ago go first, down to three quarters (0 = no limit)"),
+	G_AGE("bayes_token_ttl", bayes_token_ttl, "0", 0, 3650 * 86400,
+	      "Bayes, store = redis: a token not learned again for this long expires (0 = never)"),
 	G_STR("bayes_scores", bayes_scores,
 	      "BAYES_00=-3.0 BAYES_05=-0.5 BAYES_20=0 BAYES_40=0 BAYES_50=1.0 "
 	      "BAYES_60=2.5 BAYES_80=2.5 BAYES_95=6.0 BAYES_99=6.0 BAYES_999=7.0", NULL,

@@ -13,7 +13,7 @@ import pytest
 
 from corpuslib import training_half
 from mwlib import make_msg, run_mw
-from storelib import store, store_opts  # noqa: F401 (fixtures)
+from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
 
 SPAMMY = ["cheap pills viagra offer click here now winner prize",
           "free money unclaimed prize lottery wire transfer now",
@@ -124,6 +124,81 @@ def test_learn_usage_and_bad_store(tmp_path):
     rc, out, err = learn([("store_path", str(tmp_path / "no" / "such" / "dir" / "s.lmdb"))],
                          "--spam", str(tmp_path))
     assert rc != 0 and "store_path" in err
+
+
+def random_words(rng, n):
+    """n words never seen elsewhere, ten to a line"""
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(9)) for _ in range(n)]
+    return "\n".join(" ".join(words[i:i + 10]) for i in range(0, n, 10))
+
+
+def test_token_max_keeps_a_small_store_writable(mw_factory, upstream, tmp_path):
+    """Every learned message leaves a hundred or so tokens seen nowhere else;
+    the LMDB map they fill is the one greylisting writes to.  Unbounded, a
+    2 MiB map is full after some 150 such messages and learning stops with
+    MDB_MAP_FULL; with bayes_token_max the store trims itself and stays
+    writable for greylisting."""
+    import random
+    rng = random.Random(6)
+    d = tmp_path / "mail"
+    d.mkdir()
+    for i in range(300):
+        write(d, "r%03d.eml" % i, "note %d" % i, random_words(rng, 150))
+    unbounded = store_opts("lmdb", tmp_path) + [("store_map_size", "2M"), ("bayes_token_max", "0")]
+    rc, out, err = learn(unbounded, "--spam", str(d))
+    assert rc != 0 and "MDB_MAP_FULL" in err and "raise store_map_size" in err, (out, err)
+    bounded = store_opts("lmdb", tmp_path) + [("store_map_size", "2M"), ("bayes_token_max", "10000")]
+    rc, out, err = learn(bounded, "--spam", str(d))
+    assert rc == 0, err
+    m = re.search(r"learned as spam 300 message\(s\).*store holds 300 spam, 0 ham, (\d+) tokens", out)
+    assert m and 7500 <= int(m.group(1)) <= 10000, out
+    # the trimmed store still takes greylisting's writes
+    gl = mw_factory(upstream, opts=bounded + [("filters", "greylist"), ("greylist_delay", "1h")])
+    c = gl.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="x"))
+    c.quit()
+    assert r["final"].code == 451 and "Greylisted" in r["final"].text, r
+    assert "MDB_MAP_FULL" not in gl.stderr_text()
+
+
+def test_autolearn_past_token_max_trims_the_store(mw_factory, upstream, tmp_path):
+    import random
+    rng = random.Random(7)
+    opts = store_opts("lmdb", tmp_path) + [("bayes_token_max", "2000")]
+    m = mw_factory(upstream, opts=opts + [("filters", "bayes"), ("bayes_autolearn", "yes"),
+                                          ("bayes_autolearn_ham", "0.5")])
+    c = m.client()
+    c.ehlo()
+    for i in range(10):
+        r = c.transaction("a@example.org", ["b@example.net"],
+                          make_msg(subject="n%d" % i, body=random_words(rng, 150).replace("\n", "\r\n").encode()))
+        assert r["final"].code == 250
+    c.quit()
+    m.audit(10)
+    text = m.stderr_text()
+    assert text.count("autolearned as ham") == 10, text
+    assert "over bayes_token_max 2000" in text, text
+    one = write(tmp_path, "one.eml", "one", random_words(rng, 5))
+    rc, out, err = learn(opts, "--ham", one)
+    n = int(re.search(r"(\d+) tokens", out).group(1))
+    assert n <= 2000, out
+
+
+def test_redis_tokens_expire_after_token_ttl(redis_server, tmp_path):
+    opts = store_opts("redis", tmp_path, redis_server)
+    prefix = dict(opts)["store_prefix"]
+    msg = write(tmp_path, "t.eml", "ttl", "a few words to learn here")
+    rc, out, err = learn(opts + [("bayes_token_ttl", "1h")], "--spam", msg)
+    assert rc == 0, err
+    keys = [k for k in redis_server.keys(prefix + "t:*").split(b"\r\n") if k.startswith(prefix.encode())]
+    assert len(keys) > 5, keys
+    ttl = redis_server.command("TTL", keys[0])
+    assert ttl.startswith(b":") and 3500 <= int(ttl[1:]) <= 3600, ttl
+    # no TTL by default: tokens live until unlearned
+    rc, out, err = learn(opts, "--ham", write(tmp_path, "u.eml", "other", "unrelated sentence elsewhere"))
+    keys = [k for k in redis_server.keys(prefix + "t:*").split(b"\r\n") if k.startswith(prefix.encode())]
+    assert [k for k in keys if redis_server.command("TTL", k) == b":-1\r\n"], keys
 
 
 def test_bayes_through_proxy_and_autolearn(mw_factory, upstream, tmp_path):

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "filters/bayes.h"
 #include "filters/ipnet.h"
@@ -19,17 +20,22 @@
 
 static char dir[64];
 
-static struct config *cfg_new(void)
+static struct config *cfg_with(const char *extra)
 {
 	char err[512], path[128], ov[160];
-	const char *o[1] = { ov };
+	const char *o[2] = { ov, extra };
 
 	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
 	snprintf(ov, sizeof(ov), "store_path=%s", path);
-	struct config *c = config_load(NULL, o, 1, err, sizeof(err));
+	struct config *c = config_load(NULL, o, extra != NULL ? 2 : 1, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
 	return c;
+}
+
+static struct config *cfg_new(void)
+{
+	return cfg_with(NULL);
 }
 
 static int setup(void **state)
@@ -155,6 +161,155 @@ static void test_tokens(void **state)
 	config_unref(c);
 }
 
+#define TODAY 20000u
+
+/* add hashes [from, to) as spam, times each, learned on day */
+static void learn_range(struct store *s, uint64_t from, uint64_t to, uint32_t times, uint32_t day)
+{
+	for (uint64_t h = from; h < to; h++) {
+		struct store_token t = { h, times, 0 };
+
+		assert_int_equal(store_tokens_add_on(s, &t, 1, 1, day), 0);
+	}
+}
+
+/* how many of hashes [from, to) the store still knows */
+static unsigned known(struct store *s, uint64_t from, uint64_t to)
+{
+	unsigned n = 0;
+
+	for (uint64_t h = from; h < to; h++) {
+		struct store_token t = { h, 0, 0 };
+
+		assert_int_equal(store_tokens_get(s, &t, 1), 0);
+		n += t.spam + t.ham > 0;
+	}
+	return n;
+}
+
+/* tokens written before days were kept: 8-byte values (spam, ham), put
+ * straight into the file as an older mailwarden left them */
+static void write_legacy_tokens(uint64_t from, uint64_t to)
+{
+	char path[128];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi tok;
+
+	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "tok", MDB_CREATE, &tok), 0);
+	for (uint64_t h = from; h < to; h++) {
+		unsigned char kb[8];
+		uint32_t cnt[2] = { 1, 0 };
+		MDB_val k = { 8, kb }, v = { 8, cnt };
+
+		for (int i = 0; i < 8; i++)
+			kb[i] = (unsigned char)(h >> (8 * i));
+		assert_int_equal(mdb_put(txn, tok, &k, &v, 0), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void test_token_expiry_order(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("bayes_token_max=0");
+	char err[256];
+	struct store *s;
+	uint64_t n, removed;
+
+	write_legacy_tokens(301, 311);                /* 10, as old as can be */
+	s = store_open(c, err, sizeof(err));
+	assert_non_null(s);
+	learn_range(s, 1, 101, 1, TODAY - 50);        /* seen once, 50 days ago */
+	learn_range(s, 101, 201, 1, TODAY);           /* seen once, today */
+	learn_range(s, 201, 301, 3, TODAY - 400);     /* seen 3 times, long ago */
+	assert_int_equal(known(s, 301, 311), 10);     /* legacy values read */
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_int_equal(n, 310);
+
+	/* 60 go: the legacy ones (undated: oldest), then 50 of the old hapaxes */
+	assert_int_equal(store_tokens_expire(s, 250, TODAY, &removed), 0);
+	assert_int_equal(removed, 60);
+	assert_int_equal(known(s, 301, 311), 0);
+	assert_int_equal(known(s, 1, 101), 50);
+	assert_int_equal(known(s, 101, 201), 100);
+	assert_int_equal(known(s, 201, 301), 100);
+	/* every hapax goes before a token seen three times, however old */
+	assert_int_equal(store_tokens_expire(s, 100, TODAY, &removed), 0);
+	assert_int_equal(removed, 150);
+	assert_int_equal(known(s, 1, 201), 0);
+	assert_int_equal(known(s, 201, 301), 100);
+	/* nothing to do */
+	assert_int_equal(store_tokens_expire(s, 100, TODAY, &removed), 0);
+	assert_int_equal(removed, 0);
+	/* relearning makes a token young again: it outlives its old siblings */
+	learn_range(s, 201, 211, 1, TODAY);
+	assert_int_equal(store_tokens_expire(s, 10, TODAY, &removed), 0);
+	assert_int_equal(removed, 90);
+	assert_int_equal(known(s, 201, 211), 10);
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_int_equal(n, 10);
+	store_close(s);
+	config_unref(c);
+}
+
+/* more tokens than EXPIRE_CHUNK: the walk goes on across transactions */
+static void test_token_expiry_many(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("bayes_token_max=0");
+	char err[256];
+	struct store *s = store_open(c, err, sizeof(err));
+	enum { N = 50000 };
+	struct store_token *t = calloc(N, sizeof(*t));
+	uint64_t n, removed;
+
+	assert_non_null(s);
+	for (size_t i = 0; i < N; i++)
+		t[i] = (struct store_token){ i + 1, 1, 0 };
+	assert_int_equal(store_tokens_add_on(s, t, N, 1, TODAY - 1), 0);
+	assert_int_equal(store_tokens_add_on(s, t, 1000, 1, TODAY), 0);  /* 1000 seen twice */
+	assert_int_equal(store_tokens_expire(s, 1000, TODAY, &removed), 0);
+	assert_int_equal(removed, N - 1000);
+	assert_int_equal(known(s, 1, 1001), 1000);
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_int_equal(n, 1000);
+	free(t);
+	store_close(s);
+	config_unref(c);
+}
+
+/* bayes_token_max: learning past it trims the store to three quarters */
+static void test_token_max_on_learn(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("bayes_token_max=1000");
+	char err[256];
+	struct store *s = store_open(c, err, sizeof(err));
+	uint64_t n;
+
+	assert_non_null(s);
+	for (uint64_t b = 0; b < 12; b++) {
+		struct store_token t[100];
+
+		for (uint64_t i = 0; i < 100; i++)
+			t[i] = (struct store_token){ 1 + 100 * b + i, 1, 0 };
+		assert_int_equal(store_tokens_add_on(s, t, 100, 1, TODAY), 0);   /* one message */
+		assert_int_equal(store_tokens_count(s, &n), 0);
+		assert_true(n <= 1000);
+	}
+	assert_int_equal(n, 850);          /* 1100 -> 750 at the 11th hundred, then +100 */
+	assert_int_equal(known(s, 1, 1201), 850);
+	store_close(s);
+	config_unref(c);
+}
+
 static void test_bad_path(void **state)
 {
 	(void)state;
@@ -251,6 +406,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_expiry_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_expiry_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_max_on_learn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_path, setup, teardown),
 		cmocka_unit_test(test_ipnet),
 		cmocka_unit_test_setup_teardown(test_bayes_probability, setup, teardown),
