@@ -6,12 +6,14 @@
  * PCRE2 confirms) go into one database, scanned once per text.  Databases
  * are cached on disk (hs_serialize_database) under a name derived from a
  * hash of the patterns, their flags and the Hyperscan version. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "rules/rules_int.h"
 
@@ -21,6 +23,8 @@
 #define HS_MAX_REPEAT  40
 #define CACHE_MAGIC "MWRULES3"
 #define HS_MAX_PIECE_LEN 16000   /* pieces of a cut regex (split.c) Hyperscan prefilters */
+#define CACHE_KEEP 4             /* databases kept per kind in the cache directory */
+#define CACHE_TMP_STALE 3600     /* s after which a writer's temporary file is left over */
 
 /* --- replace_tag ----------------------------------------------------------- */
 
@@ -185,6 +189,7 @@ static int cache_read(const char *path, unsigned n, unsigned char *modes, hs_dat
 	if (fd < 0) return -1;
 	struct stat st;
 	int rc = -1;
+	(void)futimens(fd, NULL);      /* in use: the last a prune removes (may be read-only: fine) */
 	if (fstat(fd, &st) == 0 && st.st_size > (off_t)(8 + 4 + n) && st.st_size < (off_t)(1u << 30)) {
 		size_t sz = (size_t)st.st_size;
 		char *buf = malloc(sz);
@@ -219,6 +224,62 @@ static void cache_write(const char *path, unsigned n, const unsigned char *modes
 		if (!ok || rename(tmp, path) < 0) unlink(tmp);
 	}
 	free(bytes);
+}
+
+struct cache_file {
+	char name[256];
+	time_t used;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+	const struct cache_file *x = a, *y = b;
+	return (x->used < y->used) - (x->used > y->used);
+}
+
+/* cache_prune - in dir, keep the CACHE_KEEP most recently used databases
+ * of kind (written is one of them), and remove their writers' temporary
+ * files once stale (a writer killed between write and rename) */
+static void cache_prune(const char *dir, int kind, const char *written)
+{
+	char prefix[32], path[4400];
+	struct cache_file *files = NULL;
+	size_t n = 0, cap = 0;
+	time_t now = time(NULL);
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	if (!d) return;
+	snprintf(prefix, sizeof prefix, "rules-%d-", kind);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		struct stat st;
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 || len >= sizeof files->name) continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) continue;
+		if (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0) {
+			if (now - st.st_mtime > CACHE_TMP_STALE) unlink(path);
+			continue;
+		}
+		if (len < 5 || strcmp(de->d_name + len - 5, ".hsdb") != 0) continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			files = realloc(files, cap * sizeof *files);
+			if (!files) abort();
+		}
+		snprintf(files[n].name, sizeof files[n].name, "%s", de->d_name);
+		/* the one just written counts as the newest whatever the clock says */
+		files[n].used = strcmp(path, written) == 0 ? (time_t)INT64_MAX : st.st_mtime;
+		n++;
+	}
+	closedir(d);
+	if (n > CACHE_KEEP) {
+		qsort(files, n, sizeof *files, newest_first);
+		for (size_t i = CACHE_KEEP; i < n; i++) {
+			snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+			unlink(path);
+		}
+	}
+	free(files);
 }
 
 /* Build one kind's database from its loaded regex rules. */
@@ -307,6 +368,7 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 			rc = -1;
 		} else if (*path) {
 			cache_write(path, n, modes, k->db);
+			cache_prune(cache_dir, (int)kind, path);
 		}
 	}
 	for (unsigned j = 0; j < n; j++) free(pats[j]);

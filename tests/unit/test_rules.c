@@ -465,6 +465,53 @@ static void test_fallback_and_cache(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+static unsigned cache_files(const char *dir, const char *suffix)
+{
+	char cmd[300], out[32] = "";
+	snprintf(cmd, sizeof cmd, "ls %s | grep -c '%s$'", dir, suffix);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	if (!fgets(out, sizeof out, p)) out[0] = '\0';
+	pclose(p);
+	return (unsigned)atoi(out);
+}
+
+/* every change of the rules leaves a database: the directory keeps the
+ * CACHE_KEEP (4) most recently used of a kind, a hit counting as a use */
+static void test_cache_pruned(void **st)
+{
+	(void)st;
+	char dir[] = "/tmp/mwrcacheXXXXXX", text[128], first[128], cmd[400];
+	assert_non_null(mkdtemp(dir));
+	snprintf(first, sizeof first, "body R0 /first version %d/\n", 0);
+	rules_free(load(first, dir));
+	/* the first version's file, made to look long unused */
+	snprintf(cmd, sizeof cmd, "touch -d '2020-01-01' %s/rules-*.hsdb && touch -d '2020-01-01' %s/rules-1-x.hsdb.1.tmp"
+	         " && touch %s/rules-1-y.hsdb.2.tmp", dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	for (int v = 1; v <= 3; v++) {
+		snprintf(text, sizeof text, "body R%d /version %d of the rules/\n", v, v);
+		rules_free(load(text, dir));
+	}
+	assert_int_equal(cache_files(dir, "hsdb"), 4);
+	/* a hit renews the first version: the next write removes another */
+	struct ruleset *rs = load(first, dir);
+	assert_int_equal(rules_get_stats(rs)->cache_hit, 1);
+	rules_free(rs);
+	snprintf(cmd, sizeof cmd, "touch -d '2021-01-01' $(ls -tr %s/rules-1-*.hsdb | head -3)", dir);
+	assert_int_equal(system(cmd), 0);      /* versions 1-3 older than the renewed one */
+	rules_free(load("body R4 /version 4 of the rules/\n", dir));
+	assert_int_equal(cache_files(dir, "hsdb"), 4);
+	rs = load(first, dir);
+	assert_int_equal(rules_get_stats(rs)->cache_hit, 1);   /* kept: it was used */
+	rules_free(rs);
+	/* a writer's stale temporary file went, a fresh one stays */
+	assert_int_equal(cache_files(dir, "1.tmp"), 0);
+	assert_int_equal(cache_files(dir, "2.tmp"), 1);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_time_budget(void **st)
 {
 	(void)st;
@@ -599,6 +646,7 @@ int main(void)
 		cmocka_unit_test(test_eval_framework),
 		cmocka_unit_test(test_regex_too_large_is_split),
 		cmocka_unit_test(test_fallback_and_cache),
+		cmocka_unit_test(test_cache_pruned),
 		cmocka_unit_test(test_time_budget),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_threads),
