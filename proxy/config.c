@@ -177,6 +177,8 @@ static const struct cfg_opt cfg_opts[] = {
 	      "syslog facility: mail, daemon, user, auth, authpriv, local0..local7"),
 	G_STR("audit_log", audit_log, "/var/log/mailwarden/audit.log", check_path_or_empty,
 	      "file that gets one JSON line per transaction (empty = no audit log)"),
+	G_STR("stats_file", stats_file, "/run/mailwarden/stats", check_path_or_empty,
+	      "file the daemon keeps its counters in, read by \"mailwarden stats\" (empty = no counters)"),
 	G_STR("quarantine_dir", quarantine_dir, "/var/lib/mailwarden/quarantine", check_path,
 	      "directory where quarantined messages are stored with envelope and result"),
 	G_UINT("proxy_threads", proxy_threads, "0", 0, 16,

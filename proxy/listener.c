@@ -16,6 +16,7 @@
 #include "proxy.h"
 #include "sbuf.h"
 #include "session.h"
+#include "stats.h"
 
 #define IPC_BUCKETS 4096
 
@@ -206,6 +207,8 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
 	}
 	unsigned count;
 	int rc = proxy_admit(px, ip, &count);
+	if (rc < 0)
+		stats_refused(STATS_PROXY);
 	if (rc == -1) {
 		slog(NULL, LOG_WARNING, "refused [%s]: %u connections (max_connections)", ip, count);
 		snprintf(line, sizeof line, "421 4.7.0 %s Error: too many connections\r\n", px->cfg->hostname);

@@ -15,6 +15,7 @@
 #include "master.h"
 #include "quarantine_cmd.h"
 #include "sbuf.h"
+#include "stats.h"
 #include "tls.h"
 
 #define MAX_OVERRIDES 256
@@ -25,7 +26,9 @@ static void usage(FILE *out)
 		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
 		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
 		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n"
-		"       mailwarden quarantine [-c FILE] [-o name=value]... list|show|release|delete|expire ...\n");
+		"       mailwarden quarantine [-c FILE] [-o name=value]... list|show|release|delete|expire ...\n"
+		"       mailwarden learn [-c FILE] [-o name=value]... --spam|--ham|--forget FILE|DIR...\n"
+		"       mailwarden stats [-c FILE] [-o name=value]... [--prometheus]\n");
 }
 
 struct cli {
@@ -141,6 +144,14 @@ int main(int argc, char **argv)
 		config_unref(cfg);
 		return rc;
 	}
+	if (argc > 1 && strcmp(argv[1], "stats") == 0) {
+		c.rest[c.nrest++] = argv[1];
+		parse_cli(&c, argc, argv, 2, 0);
+		struct config *cfg = load(&c);
+		int rc = stats_command(cfg, c.nrest, c.rest);
+		config_unref(cfg);
+		return rc;
+	}
 	if (argc > 1 && strcmp(argv[1], "learn") == 0) {         /* Bayes (issue 6) */
 		c.rest[c.nrest++] = argv[1];
 		parse_cli(&c, argc, argv, 2, 0);
@@ -198,5 +209,6 @@ int main(int argc, char **argv)
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");
+	stats_open(cfg);         /* before the children are forked: they inherit the mapping */
 	return master_run(cfg, c.config, c.ov, c.nov, argc, argv);
 }

@@ -37,6 +37,7 @@
 #include "netaddr.h"
 #include "proxy.h"
 #include "quarantine.h"
+#include "stats.h"
 #include "tls.h"
 
 #define MAX_RETIRING 16
@@ -407,9 +408,11 @@ static void reap(int stopping)
 			if (stopping) stopped(&M.scanner, "scanner", status);
 			else schedule_restart(&M.scanner, "scanner", status);
 		} else if (pid == M.proxy.pid) {
+			stats_frontend_gone(STATS_PROXY);
 			if (stopping) stopped(&M.proxy, "proxy", status);
 			else schedule_restart(&M.proxy, "proxy", status);
 		} else if (pid == M.milter.pid) {
+			stats_frontend_gone(STATS_MILTER);
 			if (stopping) stopped(&M.milter, "milter", status);
 			else schedule_restart(&M.milter, "milter", status);
 		}
@@ -427,6 +430,7 @@ static void reload(void)
 	config_unref(M.cfg);
 	M.cfg = c;
 	log_set_level(c->log_level);
+	stats_reload();
 	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy rereads its config");
 	/* with a scanner running, the new one takes over once ready
 	 * (check_pending); without one, it starts at once */

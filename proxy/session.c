@@ -43,6 +43,7 @@
 #include "session.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "stats.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -430,6 +431,8 @@ static void audit_txn(struct session *s, struct txn *t)
 	if (b->cap > 64 * 1024) sbuf_free(b);
 
 	char esc[200];
+	stats_txn(STATS_PROXY, session_direction(s) == MW_OUTBOUND, t->action ? t->action : "none",
+	          t->size, t->have_res ? t->scan_ms : -1);
 	slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s",
 	     s->ntxn, log_esc(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
 	     t->naccepted, t->nrcpts, (unsigned long long)t->size,
@@ -1037,8 +1040,10 @@ static void on_scan_done(void *arg, struct scan_result *moved)
 	t->scan_ms = res->scan_ms;
 	const char *action = mw_action_name(res->action);
 	t->action = action;
-	if (res->error[0])
+	if (res->error[0]) {
 		slog(s->id, LOG_WARNING, "scan failed: %s", res->error);
+		stats_scan_failure(STATS_PROXY);
+	}
 	switch (res->action) {
 	case MW_ACCEPT:
 	case MW_TAG:
@@ -1155,6 +1160,7 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	free(rcpts);
 	if (s->scan_id == 0) {
 		slog(s->id, LOG_WARNING, "scanner unavailable");
+		stats_scan_failure(STATS_PROXY);
 		reply(s, "451 4.3.0 Error: content scanner unavailable, try again later");
 		txn_set_reply(t, "451 4.3.0 Error: content scanner unavailable");
 		txn_end(s, "tempfail");
@@ -1813,6 +1819,7 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	if (px->sessions) px->sessions->prev = s;
 	px->sessions = s;
 	px->nsessions++;
+	stats_session(STATS_PROXY, 1);
 	slog(s->id, LOG_INFO, "connect from [%s]:%u listener=%s", s->client_ip, s->client_port, ln->cfg.name);
 	if (ln->cfg.transparent && transparent_target(s, fd) < 0) {
 		reply(s, "421 4.3.0 %s Error: no original destination for this connection", s->cfg->hostname);
@@ -1857,6 +1864,7 @@ static void session_free(struct session *s)
 	else px->sessions = s->next;
 	if (s->next) s->next->prev = s->prev;
 	px->nsessions--;
+	stats_session(STATS_PROXY, -1);
 	slog(s->id, LOG_INFO, "disconnect [%s] transactions=%u", s->client_ip, s->ntxn);
 	config_unref(s->cfg);
 	free(s);

@@ -113,7 +113,7 @@ stop_clamd() {
 clamd_rss() { awk '/^VmRSS:/ { print $2 }' /proc/"$CLAMD_PID"/status; }
 
 COMMON=(-t "$THREADS" -r "$ROUNDS" -l "$TMP/msgs.list" -o av_database="$DB" -o av_tmpdir="$TMP"
-	-o av_db_check_interval=0 -o log_level=err -o audit_log=)
+	-o av_db_check_interval=0 -o log_level=err -o audit_log= -o stats_file=)
 
 echo "antivirus benchmark: $COUNT messages ($((BYTES / 1024)) KiB) x $ROUNDS rounds, $THREADS threads, database $DB"
 get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }

@@ -97,7 +97,7 @@ for round in $(seq "$ROUNDS"); do
 	for bin in "$@"; do
 		rm -rf "$TMP/mw"; mkdir -p "$TMP/mw/q"
 		"$bin" -f --listen 127.0.0.1:"$MW_PORT" --upstream 127.0.0.1:"$SINK_PORT" \
-			-o plugin="$MW_PLUGIN" -o audit_log="$TMP/mw/audit.log" \
+			-o plugin="$MW_PLUGIN" -o audit_log="$TMP/mw/audit.log" -o stats_file="$TMP/mw/stats" \
 			-o quarantine_dir="$TMP/mw/q" -o max_connections=20000 \
 			-o max_connections_per_ip=20000 -o log_level=warning ${CPU_MW_OPTS:-} \
 			>"$TMP/mw/log" 2>&1 &

@@ -61,7 +61,7 @@ def main():
         mport = mwlib.free_port()
         mw = subprocess.Popen([MW_BIN, "-f", "-o", "milter_listen=inet:%d@127.0.0.1" % mport,
                                "-o", "plugin=%s" % MW_PLUGIN, "-o", "log_level=warning",
-                               "-o", "audit_log=%s/audit.log" % tmp,
+                               "-o", "audit_log=%s/audit.log" % tmp, "-o", "stats_file=%s/stats" % tmp,
                                "-o", "quarantine_dir=%s/q" % tmp],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)

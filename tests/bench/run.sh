@@ -168,7 +168,7 @@ start_mailwarden() {
 	shift 2
 	mkdir -p "$TMP/$tag/q"
 	"$MW_BIN" -f --listen 127.0.0.1:"$port" --upstream 127.0.0.1:"$SINK_PORT" \
-		-o plugin="$MW_PLUGIN" -o audit_log="$TMP/$tag/audit.log" \
+		-o plugin="$MW_PLUGIN" -o audit_log="$TMP/$tag/audit.log" -o stats_file="$TMP/$tag/stats" \
 		-o quarantine_dir="$TMP/$tag/q" -o max_connections=20000 \
 		-o max_connections_per_ip=20000 -o log_level=warning "$@" \
 		>"$TMP/$tag/mailwarden.log" 2>&1 &

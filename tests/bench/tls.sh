@@ -78,7 +78,7 @@ PIDS="$PIDS $!"
 wait_listen "$SINK_PORT" || die "smtp-sink did not start"
 
 "$MW_BIN" -f --listen 127.0.0.1:"$MW_PORT" --upstream 127.0.0.1:"$SINK_PORT" \
-	-o plugin="$MW_PLUGIN" -o audit_log="$TMP/audit.log" -o quarantine_dir="$TMP" \
+	-o plugin="$MW_PLUGIN" -o audit_log="$TMP/audit.log" -o stats_file="$TMP/stats" -o quarantine_dir="$TMP" \
 	-o max_connections=20000 -o max_connections_per_ip=20000 -o log_level=warning \
 	-o listener.default.tls=starttls -o listener.default.tls_cert="$TMP/cert.pem" \
 	-o listener.default.tls_key="$TMP/key.pem" >"$TMP/mw.log" 2>&1 &
@@ -127,7 +127,7 @@ done
 
 if [ "$IDLE" -gt 0 ]; then
 	"$MW_BIN" -f --listen 127.0.0.1:"$IDLE_PORT" --upstream 127.0.0.1:"$SINK_PORT" \
-		-o audit_log="$TMP/audit-idle.log" -o quarantine_dir="$TMP" -o proxy_threads=1 \
+		-o audit_log="$TMP/audit-idle.log" -o stats_file="$TMP/stats-idle" -o quarantine_dir="$TMP" -o proxy_threads=1 \
 		-o max_connections=20000 -o max_connections_per_ip=20000 -o log_level=warning \
 		-o listener.default.tls=implicit -o listener.default.tls_cert="$TMP/cert.pem" \
 		-o listener.default.tls_key="$TMP/key.pem" >"$TMP/mw-idle.log" 2>&1 &

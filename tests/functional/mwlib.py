@@ -736,8 +736,9 @@ class Mailwarden:
         self.quarantine_dir = os.path.join(self.tmpdir, "quarantine")
         os.makedirs(self.quarantine_dir, exist_ok=True)
         self.stderr_path = os.path.join(self.tmpdir, "mailwarden-%d.stderr" % random.getrandbits(24))
+        self.stats_path = os.path.join(self.tmpdir, "stats")
         base = [("audit_log", self.audit_path), ("quarantine_dir", self.quarantine_dir),
-                ("log_level", "debug"), ("shutdown_timeout", "3s")]
+                ("stats_file", self.stats_path), ("log_level", "debug"), ("shutdown_timeout", "3s")]
         o = list(opts.items()) if isinstance(opts, dict) else list(opts)
         names = {k for k, _ in o}
         if "dns_forwarder" not in names:

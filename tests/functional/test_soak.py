@@ -165,7 +165,7 @@ def test_master_leaves_its_stdin_alone(tmp_path, smtp_sink):
         stdin = "socket:[%d]" % os.fstat(theirs.fileno()).st_ino
         port = free_port()
         cmd = [MW_BIN, "-f", "--listen", "127.0.0.1:%d" % port, "--upstream", sink.addr,
-               "-o", "audit_log=" + str(tmp_path / "audit.log"),
+               "-o", "audit_log=" + str(tmp_path / "audit.log"), "-o", "stats_file=" + str(tmp_path / "stats"),
                "-o", "quarantine_dir=" + str(tmp_path / "q"),
                "-o", "dns_forwarder=127.0.0.1@%d" % free_port(), "-o", "dns_client_name=no",
                "-o", "%s=%s" % plugin_opt()]

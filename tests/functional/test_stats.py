@@ -1,0 +1,114 @@
+"""test_stats.py - the daemon's counters (stats_file, "mailwarden stats"):
+sessions, refused connections, transactions by direction and outcome,
+bytes, scan times and failures, plain and in Prometheus' text format; a
+second daemon on the same file; counts of a stopped daemon."""
+
+import re
+import signal
+import time
+
+from mwlib import make_msg, plugin_opt, run_mw, wait_until
+
+
+def stats(m, *args):
+    r = run_mw(["stats", "-o", "stats_file=%s" % m.stats_path] + list(args))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode()
+
+
+def plain(m):
+    """{name: number} of the plain output, and its first line"""
+    out = stats(m)
+    first, *rest = out.splitlines()
+    return first, {k: float(v) for k, v in (line.split() for line in rest)}
+
+
+def send(m, msg, frm="a@example.org", rcpts=("b@example.net",)):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction(frm, list(rcpts), msg)
+    c.quit()
+    return r["final"]
+
+
+def test_counts_sessions_transactions_and_scans(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[plugin_opt(), ("inbound_reject_score", "15"),
+                                   ("max_connections_per_ip", "2")])
+    _, before = plain(m)
+    sessions0 = before["proxy.sessions"]       # the start-up readiness probe is a session
+    ok = make_msg(subject="lunch")
+    assert send(m, ok).code == 250
+    assert send(m, make_msg(subject="x", headers=[("X-Example-Action", "reject")])).code == 550
+    assert send(m, make_msg(subject="y", headers=[("X-Example-Action", "quarantine")])).code == 250
+    # an aborted transaction: MAIL, RCPT, then RSET
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("RSET").code == 250
+    # two sessions open: the third connection from this address is refused
+    c2 = m.client()
+    c3 = m.client()
+    assert c3.greeting.code == 421
+    first, s = plain(m)
+    assert first.startswith("daemon running, pid %d" % m.pid), first
+    assert s["proxy.sessions_active"] == 2
+    assert s["proxy.connections_refused"] == 1
+    c.quit()
+    c2.quit()
+    assert wait_until(lambda: plain(m)[1]["proxy.sessions_active"] == 0, 5)
+    first, s = plain(m)
+    assert s["proxy.sessions"] == sessions0 + 5, s
+    assert s["proxy.inbound.accept"] == 1
+    assert s["proxy.inbound.reject"] == 1
+    assert s["proxy.inbound.quarantine"] == 1
+    assert s["proxy.inbound.aborted"] == 1
+    assert s["proxy.outbound.accept"] == 0
+    assert s["proxy.scanned"] == 3
+    assert s["proxy.inbound.bytes"] >= len(ok)
+    assert s["milter.sessions"] == 0
+    # the same in Prometheus' text format
+    prom = stats(m, "--prometheus")
+    assert "# TYPE mailwarden_transactions_total counter" in prom
+    assert 'mailwarden_transactions_total{frontend="proxy",direction="inbound",action="accept"} 1\n' in prom
+    assert 'mailwarden_scan_duration_seconds_count{frontend="proxy"} 3\n' in prom
+    assert 'mailwarden_scan_duration_seconds_bucket{frontend="proxy",le="+Inf"} 3\n' in prom
+    buckets = [int(v) for v in re.findall(r'scan_duration_seconds_bucket\{frontend="proxy",le="[^"]+"\} (\d+)', prom)]
+    assert buckets == sorted(buckets) and buckets[-1] == 3, buckets
+    assert "mailwarden_up 1\n" in prom
+    for line in prom.splitlines():       # every sample line is NAME{labels} NUMBER
+        assert line.startswith("#") or re.fullmatch(r'mailwarden_\w+(\{[^}]*\})? [0-9.e+-]+', line), line
+
+
+def test_reload_scan_failure_and_a_stopped_daemon(mw_factory, upstream):
+    m = mw_factory(upstream, opts=[plugin_opt(), ("scan_timeout", "1s")])
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: plain(m)[1] is not None and "1 reload(s)" in plain(m)[0], 10), plain(m)
+    # a scan that outlasts scan_timeout: tempfailed, counted as a scan failure
+    r = send(m, make_msg(subject="slow", headers=[("X-Example-Sleep", "3000")]))
+    assert r.code == 451, r
+    first, s = plain(m)
+    assert s["proxy.scan_failures"] == 1 and s["proxy.inbound.tempfail"] == 1, s
+    # a second daemon on the same file runs, without counters of its own
+    other = mw_factory(upstream, opts=[("stats_file", m.stats_path)])
+    assert "is in use by another mailwarden: running without counters" in other.stderr_text()
+    assert send(other, make_msg(subject="elsewhere")).code == 250
+    assert plain(m)[1]["proxy.inbound.accept"] == 0
+    other.stop()
+    assert m.stop() == 0
+    first, s = plain(m)
+    assert first.startswith("daemon not running"), first
+    assert s["proxy.inbound.tempfail"] == 1
+
+
+def test_stats_without_a_daemon(tmp_path):
+    r = run_mw(["stats", "-o", "stats_file=%s" % (tmp_path / "none")])
+    assert r.returncode == 1 and b"No such file" in r.stderr
+    bogus = tmp_path / "bogus"
+    bogus.write_bytes(b"x" * 100)
+    r = run_mw(["stats", "-o", "stats_file=%s" % bogus])
+    assert r.returncode == 1 and b"not a stats file" in r.stderr
+    r = run_mw(["stats", "-o", "stats_file="])
+    assert r.returncode == 1 and b"no counters" in r.stderr
+    r = run_mw(["stats", "--bogus"])
+    assert r.returncode == 1 and b"usage" in r.stderr
