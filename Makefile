@@ -106,6 +106,7 @@ install: all
 	[ ! -f doc/mailwarden.8 ] || install -m 0644 doc/mailwarden.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	[ ! -f doc/mailwarden.conf.5 ] || install -m 0644 doc/mailwarden.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	[ ! -f etc/mailwarden.service ] || install -D -m 0644 etc/mailwarden.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
+	install -D -m 0644 etc/mailwarden.logrotate $(DESTDIR)/etc/logrotate.d/mailwarden
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
 	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules
 	install -m 0644 rules/cf/*.cf $(DESTDIR)$(PREFIX)/share/mailwarden/rules/

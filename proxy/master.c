@@ -148,6 +148,9 @@ static void child_signals(void)
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	/* the proxy installs its own handler; until then, and in the other
+	 * children, a log-rotation signal must not kill */
+	signal(SIGUSR1, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
@@ -419,6 +422,12 @@ static void reap(int stopping)
 	}
 }
 
+/* SIGUSR1: the front ends reopen the audit log (log rotation) */
+static void reopen_logs(void)
+{
+	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGUSR1);
+}
+
 static void reload(void)
 {
 	char err[512];
@@ -523,6 +532,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -573,6 +583,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				M.retire_term_at[i] = 1;
 			}
 		if (sig == SIGHUP && !stopping) reload();
+		if (sig == SIGUSR1 && !stopping) reopen_logs();
 		if (stopping) {
 			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0;
 			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i] > 0;

@@ -213,6 +213,23 @@ static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 	slog(NULL, LOG_NOTICE, "config reloaded; listener changes need a restart");
 }
 
+/* SIGUSR1 (from the master): reopen the audit log after rotation, and
+ * nothing else, where SIGHUP would also start a new scanner generation
+ * (with libclamav, a second engine in memory for a while) */
+static void sigusr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct proxy_shared *sh = ((struct proxy *)arg)->sh;
+	char path[sizeof(sh->cfg->audit_log)];
+
+	pthread_mutex_lock(&sh->lock);
+	snprintf(path, sizeof path, "%s", sh->cfg->audit_log);
+	pthread_mutex_unlock(&sh->lock);
+	if (audit_open(path) < 0)
+		slog_errno(NULL, LOG_ERR, "audit log %s", path);
+	else
+		slog(NULL, LOG_NOTICE, "audit log reopened");
+}
+
 /* The master announces each new scanner generation's address. */
 static void control_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -342,9 +359,11 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	main_px->sig_term = evsignal_new(main_px->base, SIGTERM, sigterm_cb, main_px);
 	main_px->sig_int = evsignal_new(main_px->base, SIGINT, sigterm_cb, main_px);
 	main_px->sig_hup = evsignal_new(main_px->base, SIGHUP, sighup_cb, main_px);
+	main_px->sig_usr1 = evsignal_new(main_px->base, SIGUSR1, sigusr1_cb, main_px);
 	event_add(main_px->sig_term, NULL);
 	event_add(main_px->sig_int, NULL);
 	event_add(main_px->sig_hup, NULL);
+	event_add(main_px->sig_usr1, NULL);
 	if (control_fd >= 0) {
 		main_px->control = event_new(main_px->base, control_fd, EV_READ | EV_PERSIST, control_cb, main_px);
 		event_add(main_px->control, NULL);
@@ -354,6 +373,7 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	for (unsigned i = 1; i < n; i++)
 		if (pthread_create(&tids[i], NULL, loop_thread, sh.loops[i]) != 0)

@@ -39,7 +39,7 @@ struct proxy {
 	int                stopping;      /* SIGTERM seen: finishing transactions */
 	struct event      *probe_timer;
 	struct event      *stop_timer;
-	struct event      *sig_term, *sig_hup, *sig_int;
+	struct event      *sig_term, *sig_hup, *sig_int, *sig_usr1;
 	struct event      *control;       /* master's control pipe */
 	const char        *config_path;   /* for reload */
 	const char *const *overrides;

@@ -145,3 +145,66 @@ def test_hostile_bytes_give_valid_json(mw_factory, raw_upstream):
     err = open(m.stderr_path, "rb").read()
     for b in (b"\x01", b"\x02", b"\x1b", b"\xff\xfe"):
         assert b not in err, "raw %r in mailwarden's log" % b
+
+
+def test_usr1_reopens_the_audit_log_without_a_reload(mw_factory, upstream):
+    """logrotate renames the file and sends SIGUSR1: the next records go to
+    the new file, and no new scanner generation is started for it (SIGHUP
+    would load a second antivirus engine just to reopen a file)."""
+    import os
+    import signal
+    from mwlib import wait_until
+    m = mw_factory(upstream, opts=[plugin_opt()])
+
+    def send():
+        c = m.client()
+        c.ehlo()
+        assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+        c.quit()
+    send()
+    assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
+    scanner = m.child_pid("scanner")
+    os.rename(m.audit_path, m.audit_path + ".1")
+    m.signal(signal.SIGUSR1)
+    assert wait_until(lambda: "audit log reopened" in m.stderr_text(), 5), m.stderr_text()
+    send()
+    assert wait_until(lambda: os.path.exists(m.audit_path) and len(read_audit(m.audit_path)) == 1, 5)
+    assert len(read_audit(m.audit_path + ".1")) == 1
+    assert m.child_pid("scanner") == scanner and "reloading" not in m.stderr_text()
+    assert m.alive()
+
+
+def test_shipped_logrotate_file_rotates_the_audit_log(mw_factory, upstream, tmp_path):
+    """etc/mailwarden.logrotate run by the real logrotate, its path and its
+    signal pointed at this daemon: the old records end in audit.log.1, the
+    next ones in a new audit.log."""
+    import os
+    import shutil
+    import subprocess
+    from mwlib import wait_until
+    logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    assert os.path.exists(logrotate), "logrotate is not installed (scripts/install-deps installs it)"
+    m = mw_factory(upstream, opts=[plugin_opt()])
+
+    def send():
+        c = m.client()
+        c.ehlo()
+        assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+        c.quit()
+    send()
+    assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "etc", "mailwarden.logrotate")) as f:
+        conf = f.read()
+    assert "/var/log/mailwarden/audit.log {" in conf and "systemctl kill" in conf
+    conf = conf.replace("/var/log/mailwarden/audit.log", m.audit_path)
+    conf = "\n".join("\t\tkill -USR1 %d" % m.pid if "systemctl kill" in line else line
+                     for line in conf.splitlines()) + "\n"
+    (tmp_path / "lr.conf").write_text(conf)
+    r = subprocess.run([logrotate, "-f", "-s", str(tmp_path / "lr.state"), str(tmp_path / "lr.conf")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert len(read_audit(m.audit_path + ".1")) == 1       # delaycompress: .1 stays plain
+    assert wait_until(lambda: "audit log reopened" in m.stderr_text(), 5), m.stderr_text()
+    send()
+    assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
