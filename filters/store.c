@@ -2,11 +2,11 @@
  * settings name, shares it among the filters that ask, and checks keys. */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <syslog.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
 
 #include "filters/store.h"
 #include "proxy/log.h"

@@ -118,7 +118,6 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 	int rc, dead = 0;
 
 	atomic_flag_clear(&b->expiring);
-
 	snprintf(b->path, sizeof(b->path), "%s", cfg->store_path);
 	if ((rc = mdb_env_create(&b->env)) != 0)
 		goto fail;
@@ -428,9 +427,12 @@ static size_t expendability(const MDB_val *v, uint32_t today)
 	uint32_t s, h, d, age;
 
 	token_counts(v, &s, &h, &d);
-	age = d == 0 || d > today ? (d == 0 ? AGE_DAYS - 1 : 0) : today - d;
-	if (age > AGE_DAYS - 1)
-		age = AGE_DAYS - 1;
+	if (d == 0)
+		age = AGE_DAYS - 1;            /* undated: as old as any */
+	else if (d > today)
+		age = 0;                       /* the clock went back */
+	else
+		age = today - d < AGE_DAYS - 1 ? today - d : AGE_DAYS - 1;
 	return (s + h > 1 ? AGE_DAYS : 0) + (AGE_DAYS - 1 - age);
 }
 
