@@ -33,6 +33,7 @@
 #include "filters/dmarc.h"
 #include "filters/dns.h"
 #include "filters/filter_api.h"
+#include "proxy/sbuf.h"
 #include "proxy/log.h"
 
 #define DMARC_MAX_DKIM 16
@@ -178,10 +179,13 @@ static void dmarc_fini(void *instance)
 	free(in);
 }
 
-/* fetch_record - the one DMARC record at _dmarc.DOMAIN into out.
+/* fetch_record - the one DMARC record at _dmarc.DOMAIN, whole, into *out
+ * (allocated; free it): a record has no length limit (a long rua= list
+ * before p= is common), and one cut at a fixed size lost its p=, which
+ * made a domain's p=reject a permerror that let forged mail through.
  * 1 found, 0 none (no record, or several: RFC 7489 6.6.3), -1 temporary
  * DNS failure. */
-static int fetch_record(const struct dmarc_inst *in, const char *domain, char *out, size_t outsz)
+static int fetch_record(const struct dmarc_inst *in, const char *domain, char **out)
 {
 	struct dns_reply *r;
 	char name[DMARC_DOMAIN_MAX + 16];
@@ -202,8 +206,10 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char *o
 		if (t == NULL || strlen(t) != r->rr[i].text_len || strncmp(t, "v=DMARC1", 8) != 0 ||
 		    (t[8] != ';' && t[8] != ' ' && t[8] != '\t' && t[8] != '\0'))
 			continue;
-		if (found++ == 0)
-			snprintf(out, outsz, "%s", t);
+		if (found++ == 0) {
+			free(*out);
+			*out = xstrdup(t);
+		}
 	}
 	dns_reply_free(r);
 	return found == 1;
@@ -245,7 +251,7 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	const struct dmarc_inst *in = mw_instance(ctx);
 	const struct config *cfg = in->cfg;
 	char doms[2][ADDR_DOMAIN_MAX + 1], from[ADDR_DOMAIN_MAX + 1] = "";
-	char org[DMARC_DOMAIN_MAX + 1], record[1024];
+	char org[DMARC_DOMAIN_MAX + 1], *record = NULL;
 	char dkim_d[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_d[DMARC_DOMAIN_MAX + 1];
 	const char *dkim_list[DMARC_MAX_DKIM];
 	const struct auth_entry *e;
@@ -278,19 +284,21 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	memset(&din, 0, sizeof(din));
 	din.from_domain = from;
 	dmarc_org_domain(in->psl, from, org, sizeof(org));
-	got = fetch_record(in, from, record, sizeof(record));
+	got = fetch_record(in, from, &record);
 	if (got == 0 && strcmp(org, from) != 0) {
-		got = fetch_record(in, org, record, sizeof(record));
+		got = fetch_record(in, org, &record);
 		din.record_at_org = 1;
 	}
 	if (got < 0) {
 		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);
 		mw_symbol(ctx, "DMARC_TEMPFAIL", 0, "DMARC record of %s: DNS failure", from);
+		free(record);
 		return;
 	}
 	if (got == 0) {
 		mw_auth_result(ctx, "dmarc", "none", "header.from=%s", from);
 		mw_symbol(ctx, "DMARC_NONE", 0, "no DMARC record for %s", from);
+		free(record);
 		return;
 	}
 	din.record = record;
@@ -324,6 +332,8 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	din.draw = arc4random_uniform(100);
 
 	dmarc_decide(in->psl, &din, &dout);
+	free(record);
+	din.record = record = NULL;
 	switch (dout.result) {
 	case DMARC_RES_PASS:
 		mw_auth_result(ctx, "dmarc", "pass", "header.from=%s", from);

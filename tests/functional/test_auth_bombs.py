@@ -90,3 +90,98 @@ def test_dns_cache_memory_is_bounded(dns, mw_factory, upstream):
     upstream.wait_messages(105, timeout=10)
     print("scanner RSS grew by %.1f MB over 100 messages" % (grown / 1e6))
     assert grown < 30e6, grown
+
+
+# --- DMARC ------------------------------------------------------------------------------
+
+def test_long_dmarc_record_keeps_its_policy(dns, tmp_path):
+    """A DMARC record of 1,600 bytes (60 rua= addresses, p=reject last) was
+    cut at 1,023 bytes before libopendmarc saw it: "no p=", permerror, and
+    a forged From of that domain went through.  Now the whole record is
+    parsed: fail, p=reject, 550.  A 50 KB rua= list (2,500 addresses)
+    costs nothing either."""
+    long_rua = "v=DMARC1; rua=" + ",".join("mailto:r%d@rua.test" % i for i in range(60)) + "; p=reject"
+    huge_rua = "v=DMARC1; p=reject; rua=" + ",".join("mailto:r%d@rua.test" % i for i in range(2500))
+    assert len(long_rua) > 1100
+    dns.add_zone("long.test", [("_dmarc", "TXT", long_rua)])
+    dns.add_zone("huge.test", [("_dmarc", "TXT", huge_rua)])
+    dns.start()
+    for dom in ("long.test", "huge.test"):
+        frm = "a@" + dom
+        r = ab.run(ab.message(frm), ab.scan_args(dns.forwarder, "dmarc", mail_from=frm,
+                                                 extra=[("dns_client_name", "no")]), tmp_path)
+        res = r["result"]
+        assert res is not None, r["stderr"][-2000:]
+        ar = ab.auth_results(res)
+        assert "dmarc=fail (p=reject dis=reject) header.from=%s" % dom in ar, ar
+        assert res["action"] == "reject" and res["reply"].startswith("550 5.7.1"), res
+        assert r["wall"] < 5 * SLOW, r["wall"]
+
+
+# --- what DNS text reaches replies, fields and the audit log -------------------------------
+
+def test_hostile_explanations_stay_out_of_replies_and_fields(dns, mw_factory, upstream):
+    """exp= texts written to break things: CR LF and a field after it, a
+    control byte, Latin-1; 3,000 bytes of words with quotes and semicolons;
+    a 64-byte local part expanded 100 times (%{l}).  Through the proxy (spf_fail_action = reject with %{e} in
+    the reply): the 550 reply is one line of at most 400 printable
+    characters (the default explanation stands in for a text RFC 7208 6.2
+    refuses); the audit log's record stays one JSON line."""
+    dns.add_zone("crlf.test", [("@", "TXT", "v=spf1 -all exp=e.crlf.test"),
+                               ("e", "TXT", b"bad\r\nX-Injected: yes \x01 caf\xe9")])
+    dns.add_zone("long.test", [("@", "TXT", "v=spf1 -all exp=e.long.test"),
+                               ("e", "TXT", "refused; \"quoted\" (paren) " + "word " * 600)])
+    dns.add_zone("mac.test", [("@", "TXT", "v=spf1 -all exp=e.mac.test"),
+                              ("e", "TXT", "%{l} " * 100)])
+    dns.start()
+    m = mw_factory(upstream, opts={"filters": "spf", "dns_forwarder": dns.forwarder,
+                                   "dns_client_name": "no", "spf_skip_networks": "",
+                                   "spf_fail_action": "reject", "spf_reject_text": "refused: %{e}"})
+    for n, (dom, local) in enumerate((("crlf.test", "a"), ("long.test", "a"), ("mac.test", "x" * 64))):
+        c = m.client()
+        c.ehlo("client.example.org")
+        r = c.transaction("%s@%s" % (local, dom), ["rcpt@example.net"], ab.message(("a@" + dom).encode()))
+        final = r["final"]
+        c.quit()
+        assert final.code == 550, final
+        text = final.raw.decode("latin-1")
+        assert len(final.lines) == 1, final.lines
+        line = final.lines[0]
+        assert len(line) <= 420 and all(0x20 <= ord(ch) < 0x7f for ch in line), line
+        assert "X-Injected" not in text
+        if dom == "crlf.test":
+            assert "does not designate" in line, line          # the default explanation
+        if dom == "long.test":
+            assert line.endswith("..."), line
+        if dom == "mac.test":
+            assert "x" * 64 in line and line.endswith("..."), line
+    recs = m.audit(3)
+    assert len(recs) == 3 and all(A.field(r, "action") == "reject" for r in recs), recs
+    with open(m.audit_path, "rb") as f:
+        lines = [l for l in f.read().split(b"\n") if l]
+    assert len(lines) == 3 and all(json.loads(l) for l in lines)
+
+
+# --- time: every lookup of a message timing out ----------------------------------------------
+
+def test_all_lookups_timing_out_stay_within_the_budgets(dns, tmp_path):
+    """A sender whose zone drops every query except its PTR (100 names)
+    and its SPF record (ptr, two includes): the client's reverse DNS
+    confirms names until dns_timeout, SPF walks PTR names until
+    spf_timeout, eight DKIM keys until dkim_timeout, DMARC asks twice at
+    most.  The scan's wall time stays within the sum of those budgets
+    (0.5 + 1.5 + 1 + 2 x 0.5 = 4 s), whatever the number of lookups."""
+    dns.add_zone("10.2.0.192.in-addr.arpa", ["@ PTR h%d.slow.test." % i for i in range(100)])
+    dns.add_zone("slow.test", [("@", "TXT", "v=spf1 ptr include:i1.slow.test include:i2.slow.test -all")],
+                 drop_other=True)
+    dns.start()
+    sigs = b"".join(ab.fake_signature("slow.test", "k%d" % k) for k in range(8))
+    t = [("dns_timeout", "500ms"), ("spf_timeout", "1500ms"), ("dkim_timeout", "1s"),
+         ("dns_client_name", "yes")]
+    r = ab.run(ab.message(b"a@slow.test", sigs),
+               ab.scan_args(dns.forwarder, "spf dkim dmarc", mail_from="a@slow.test", extra=t), tmp_path)
+    res = r["result"]
+    assert res is not None, r["stderr"][-2000:]
+    ar = ab.auth_results(res)
+    assert "spf=temperror" in ar and "dkim=temperror" in ar and "dmarc=temperror" in ar, ar
+    assert r["wall"] < 4.0 + 1.0 * SLOW, r["wall"]
