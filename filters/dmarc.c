@@ -142,6 +142,18 @@ void dmarc_decide(const psl_ctx_t *psl, const struct dmarc_in *in, struct dmarc_
 		out->applied = DMARC_RECORD_P_NONE;
 		return;
 	}
+	for (i = 0; i < in->ndkim_temp; i++)
+		if (dmarc_aligned(psl, in->dkim_temp_domains[i], in->from_domain,
+		    adkim == DMARC_RECORD_A_STRICT))
+			out->result = DMARC_RES_TEMPERROR;
+	if (in->spf_temp_domain != NULL && dmarc_aligned(psl, in->spf_temp_domain, in->from_domain,
+	    aspf == DMARC_RECORD_A_STRICT))
+		out->result = DMARC_RES_TEMPERROR;
+	if (out->result == DMARC_RES_TEMPERROR) {
+		out->applied = DMARC_RECORD_P_NONE;
+		snprintf(out->why, sizeof(out->why), "an aligned identifier could not be checked for now");
+		return;
+	}
 	out->result = DMARC_RES_FAIL;
 	out->applied = in->draw < (unsigned)out->pct ? out->policy : milder(out->policy);
 }
@@ -253,7 +265,8 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	char doms[2][ADDR_DOMAIN_MAX + 1], from[ADDR_DOMAIN_MAX + 1] = "";
 	char org[DMARC_DOMAIN_MAX + 1], *record = NULL;
 	char dkim_d[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_d[DMARC_DOMAIN_MAX + 1];
-	const char *dkim_list[DMARC_MAX_DKIM];
+	char dkim_t[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_t[DMARC_DOMAIN_MAX + 1];
+	const char *dkim_list[DMARC_MAX_DKIM], *dkim_tlist[DMARC_MAX_DKIM];
 	const struct auth_entry *e;
 	const char *v;
 	struct dmarc_in din;
@@ -306,7 +319,9 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	/* what spf and dkim recorded before us.  The SPF identity DMARC uses
 	 * is MAIL FROM; HELO only for the null sender (RFC 7489 3.1.2). */
 	for (n = 0; (e = msgscan_auth(ctx->ms, "spf", n)) != NULL; n++)
-		if (strcmp(e->result, "pass") == 0 && din.spf_domain == NULL) {
+		if ((strcmp(e->result, "pass") == 0 && din.spf_domain == NULL) ||
+		    (strcmp(e->result, "temperror") == 0 && din.spf_temp_domain == NULL)) {
+			int pass = strcmp(e->result, "pass") == 0;
 			char id[600];
 
 			if ((mw_mail_from(ctx)[0] != '\0' && auth_props_get(e, "smtp.mailfrom", id, sizeof(id))) ||
@@ -318,8 +333,11 @@ static void dmarc_eom(struct mw_ctx *ctx)
 
 				if (dl >= sizeof(spf_d))
 					continue;
-				memcpy(spf_d, dd, dl + 1);
-				din.spf_domain = spf_d;
+				memcpy(pass ? spf_d : spf_t, dd, dl + 1);
+				if (pass)
+					din.spf_domain = spf_d;
+				else
+					din.spf_temp_domain = spf_t;
 			}
 		}
 	for (n = 0; (e = msgscan_auth(ctx->ms, "dkim", n)) != NULL && din.ndkim < DMARC_MAX_DKIM; n++)
@@ -329,6 +347,13 @@ static void dmarc_eom(struct mw_ctx *ctx)
 			din.ndkim++;
 		}
 	din.dkim_domains = dkim_list;
+	for (n = 0; (e = msgscan_auth(ctx->ms, "dkim", n)) != NULL && din.ndkim_temp < DMARC_MAX_DKIM; n++)
+		if (strcmp(e->result, "temperror") == 0 &&
+		    auth_props_get(e, "header.d", dkim_t[din.ndkim_temp], sizeof(dkim_t[0]))) {
+			dkim_tlist[din.ndkim_temp] = dkim_t[din.ndkim_temp];
+			din.ndkim_temp++;
+		}
+	din.dkim_temp_domains = dkim_tlist;
 	din.draw = arc4random_uniform(100);
 
 	dmarc_decide(in->psl, &din, &dout);
@@ -339,6 +364,11 @@ static void dmarc_eom(struct mw_ctx *ctx)
 		mw_auth_result(ctx, "dmarc", "pass", "header.from=%s", from);
 		mw_symbol(ctx, "DMARC_PASS", 0, "DMARC pass for %s (%s aligned)", from,
 		    dout.dkim_aligned && dout.spf_aligned ? "DKIM and SPF" : dout.dkim_aligned ? "DKIM" : "SPF");
+		break;
+	case DMARC_RES_TEMPERROR:
+		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_TEMPFAIL", 0, "DMARC of %s: %s (policy %s not applied)", from,
+		    dout.why, policy_name(dout.policy));
 		break;
 	case DMARC_RES_PERMERROR:
 		mw_auth_result(ctx, "dmarc", "permerror", "header.from=%s", from);

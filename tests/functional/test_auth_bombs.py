@@ -182,6 +182,30 @@ def test_long_dmarc_record_keeps_its_policy(dns, tmp_path):
         assert r["wall"] < 5 * SLOW, r["wall"]
 
 
+def test_dmarc_is_temperror_when_an_aligned_key_times_out(dns, tmp_path):
+    """From a domain with p=reject whose DKIM key server does not answer:
+    the signature is temperror, and DMARC made that a fail and a 550 (a
+    legitimate sender's mail bounced for a slow name server).  Now a
+    failure resting on an aligned identifier that could not be checked is
+    dmarc=temperror, no policy applied.  A forger cannot use that: a
+    timeout on an unaligned domain (its own) still gives fail and 550."""
+    dns.add_zone("victim.test", [("_dmarc", "TXT", "v=DMARC1; p=reject")])
+    dns.add_zone("keys.victim.test", [], drop_other=True)
+    dns.add_zone("evil.test", [], drop_other=True)
+    dns.start()
+    t = [("dns_client_name", "no"), ("dns_timeout", "400ms"), ("dkim_timeout", "800ms")]
+    for d, want, action in (("keys.victim.test", "dmarc=temperror", "accept"),
+                            ("evil.test", "dmarc=fail (p=reject dis=reject)", "reject")):
+        data = ab.message(b"a@victim.test", ab.fake_signature(d, "s1"))
+        r = ab.run(data, ab.scan_args(dns.forwarder, "dkim dmarc", mail_from="a@victim.test",
+                                      extra=t), tmp_path)
+        res = r["result"]
+        assert res is not None, r["stderr"][-2000:]
+        ar = ab.auth_results(res)
+        assert "dkim=temperror" in ar and want in ar, (d, ar)
+        assert res["action"] == action, (d, res)
+
+
 # --- what DNS text reaches replies, fields and the audit log -------------------------------
 
 def test_hostile_explanations_stay_out_of_replies_and_fields(dns, mw_factory, upstream):
