@@ -163,14 +163,16 @@ def test_long_dmarc_record_keeps_its_policy(dns, tmp_path):
     cut at 1,023 bytes before libopendmarc saw it: "no p=", permerror, and
     a forged From of that domain went through.  Now the whole record is
     parsed: fail, p=reject, 550.  A 50 KB rua= list (2,500 addresses)
-    costs nothing either."""
+    costs nothing either, nor a From domain of 122 labels (its record is
+    the organizational domain's)."""
     long_rua = "v=DMARC1; rua=" + ",".join("mailto:r%d@rua.test" % i for i in range(60)) + "; p=reject"
     huge_rua = "v=DMARC1; p=reject; rua=" + ",".join("mailto:r%d@rua.test" % i for i in range(2500))
     assert len(long_rua) > 1100
     dns.add_zone("long.test", [("_dmarc", "TXT", long_rua)])
     dns.add_zone("huge.test", [("_dmarc", "TXT", huge_rua)])
     dns.start()
-    for dom in ("long.test", "huge.test"):
+    deep = "a." * 120 + "long.test"        # 249 bytes, 122 labels: _dmarc.DEEP is too long,
+    for dom in ("long.test", "huge.test", deep):   # the record comes from long.test
         frm = "a@" + dom
         r = ab.run(ab.message(frm), ab.scan_args(dns.forwarder, "dmarc", mail_from=frm,
                                                  extra=[("dns_client_name", "no")]), tmp_path)
