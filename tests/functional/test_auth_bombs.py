@@ -89,7 +89,8 @@ def test_dns_cache_memory_is_bounded(dns, mw_factory, upstream):
     c.quit()
     upstream.wait_messages(105, timeout=10)
     print("scanner RSS grew by %.1f MB over 100 messages" % (grown / 1e6))
-    assert grown < 30e6, grown
+    # under AddressSanitizer freed memory sits in its quarantine: RSS says nothing
+    assert SANITIZED or grown < 30e6, grown
 
 
 # --- SPF -------------------------------------------------------------------------------
