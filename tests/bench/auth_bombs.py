@@ -28,7 +28,8 @@ def row(name, size, r, outcome, plain=None):
     ratio = ""
     if plain is not None and plain["wall"] > 0:
         ratio = " (%.1fx plain, RSS %.1fx)" % (r["wall"] / plain["wall"], r["rss"] / max(plain["rss"], 1))
-    print("%-44s %9d B  %7.2f s  %6.1f MB%s  %s" % (name, size, r["wall"], r["rss"] / 1e6, ratio,
+    print("%-44s %11s  %7.2f s  %6.1f MB%s  %s" % (name, "%d B" % size if size else "-", r["wall"],
+                                                   r["rss"] / 1e6, ratio,
                                                   outcome[:110].replace("\r\n\t", " ")))
     sys.stdout.flush()
 
