@@ -209,6 +209,29 @@ def test_dmarc_is_temperror_when_an_aligned_key_times_out(dns, tmp_path):
         assert res["action"] == action, (d, res)
 
 
+def test_quoted_mail_from_cannot_lend_its_local_part_to_dmarc(dns, mw_factory, upstream):
+    """MAIL FROM:<"x@victim.test y"@evil.test>: SPF checks evil.test, whose
+    own record lists the client (pass), and records smtp.mailfrom as a
+    quoted-string.  DMARC read the properties split at every blank, took
+    the word "\"x@victim.test", and so aligned that SPF pass with
+    From: victim.test: a forged message passed DMARC (p=reject) and was
+    delivered.  Now quoted-strings are read whole: dmarc=fail, 550."""
+    dns.add_zone("evil.test", [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")])
+    dns.add_zone("victim.test", [("_dmarc", "TXT", "v=DMARC1; p=reject")])
+    dns.start()
+    m = mw_factory(upstream, opts={"filters": "spf dmarc", "dns_forwarder": dns.forwarder,
+                                   "dns_client_name": "no", "spf_skip_networks": ""})
+    c = m.client()
+    c.ehlo("client.example.org")
+    r = c.transaction('"x@victim.test y"@evil.test', ["rcpt@example.net"],
+                      ab.message(b"CEO <ceo@victim.test>"))
+    c.quit()
+    assert r["final"].code == 550, r["final"]
+    rec = m.audit(1)[0]
+    assert "DMARC_FAIL" in A.symbols(rec) and "SPF_PASS" in A.symbols(rec), A.symbols(rec)
+    assert upstream.messages == []
+
+
 # --- what DNS text reaches replies, fields and the audit log -------------------------------
 
 def test_hostile_explanations_stay_out_of_replies_and_fields(dns, mw_factory, upstream):
