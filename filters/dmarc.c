@@ -331,10 +331,11 @@ static void dmarc_eom(struct mw_ctx *ctx)
 				const char *dd = domain_of(id);
 				size_t dl = strlen(dd);
 
-				/* the SPF identity is MAIL FROM: a recorded value cut
-				 * short or read wrong must not stand for another domain */
-				if (dl >= sizeof(spf_d) || (mw_mail_from(ctx)[0] != '\0' &&
-				    strcasecmp(dd, domain_of(mw_mail_from(ctx))) != 0))
+				/* the SPF identity is MAIL FROM (HELO for the null
+				 * sender): a recorded value cut short or read wrong must
+				 * not stand for another domain */
+				if (dl >= sizeof(spf_d) || strcasecmp(dd, mw_mail_from(ctx)[0] != '\0' ?
+				    domain_of(mw_mail_from(ctx)) : mw_helo(ctx)) != 0)
 					continue;
 				memcpy(pass ? spf_d : spf_t, dd, dl + 1);
 				if (pass)
