@@ -10,7 +10,6 @@ log must be clean.  Figures: tests/bench/auth_bombs.py; README "Hostile
 DNS (sender authentication)"."""
 
 import json
-import time
 
 import pytest
 
