@@ -66,6 +66,14 @@ def main():
             ar = ab.auth_results(r["result"])
             row("DKIM: %d signature fields" % n, len(data), r,
                 "%d x dkim=pass" % ar.count("dkim=pass"), rp)
+        for names, fields in ((200, 200000), (999, 9980)):
+            fake = ab.fake_signature("d.test", "s1").replace(
+                b"h=from:to:subject", b"h=from:" + b":".join([b"x-b"] * names))
+            data = fake * 8 + ab.message(b"a@d.test", b"X-B: 1\r\n" * fields)
+            r = ab.run(data, dkim_args, tmp)
+            ar = ab.auth_results(r["result"])
+            row("DKIM: 8 x h= of %d names, %d fields" % (names + 1, fields), len(data), r,
+                ar[ar.find("dkim="):])
         for dom in ("long.test", "huge.test"):
             frm = "a@" + dom
             r = ab.run(ab.message(frm), ab.scan_args(srv.forwarder, "dmarc", mail_from=frm,
