@@ -33,6 +33,7 @@
 #include "filters/dmarc.h"
 #include "filters/dns.h"
 #include "filters/filter_api.h"
+#include "proxy/sbuf.h"
 #include "proxy/log.h"
 
 #define DMARC_MAX_DKIM 16
@@ -141,6 +142,18 @@ void dmarc_decide(const psl_ctx_t *psl, const struct dmarc_in *in, struct dmarc_
 		out->applied = DMARC_RECORD_P_NONE;
 		return;
 	}
+	for (i = 0; i < in->ndkim_temp; i++)
+		if (dmarc_aligned(psl, in->dkim_temp_domains[i], in->from_domain,
+		    adkim == DMARC_RECORD_A_STRICT))
+			out->result = DMARC_RES_TEMPERROR;
+	if (in->spf_temp_domain != NULL && dmarc_aligned(psl, in->spf_temp_domain, in->from_domain,
+	    aspf == DMARC_RECORD_A_STRICT))
+		out->result = DMARC_RES_TEMPERROR;
+	if (out->result == DMARC_RES_TEMPERROR) {
+		out->applied = DMARC_RECORD_P_NONE;
+		snprintf(out->why, sizeof(out->why), "an aligned identifier could not be checked for now");
+		return;
+	}
 	out->result = DMARC_RES_FAIL;
 	out->applied = in->draw < (unsigned)out->pct ? out->policy : milder(out->policy);
 }
@@ -178,10 +191,13 @@ static void dmarc_fini(void *instance)
 	free(in);
 }
 
-/* fetch_record - the one DMARC record at _dmarc.DOMAIN into out.
+/* fetch_record - the one DMARC record at _dmarc.DOMAIN, whole, into *out
+ * (allocated; free it): a record has no length limit (a long rua= list
+ * before p= is common), and one cut at a fixed size lost its p=, which
+ * made a domain's p=reject a permerror that let forged mail through.
  * 1 found, 0 none (no record, or several: RFC 7489 6.6.3), -1 temporary
  * DNS failure. */
-static int fetch_record(const struct dmarc_inst *in, const char *domain, char *out, size_t outsz)
+static int fetch_record(const struct dmarc_inst *in, const char *domain, char **out)
 {
 	struct dns_reply *r;
 	char name[DMARC_DOMAIN_MAX + 16];
@@ -202,8 +218,10 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char *o
 		if (t == NULL || strlen(t) != r->rr[i].text_len || strncmp(t, "v=DMARC1", 8) != 0 ||
 		    (t[8] != ';' && t[8] != ' ' && t[8] != '\t' && t[8] != '\0'))
 			continue;
-		if (found++ == 0)
-			snprintf(out, outsz, "%s", t);
+		if (found++ == 0) {
+			free(*out);
+			*out = xstrdup(t);
+		}
 	}
 	dns_reply_free(r);
 	return found == 1;
@@ -245,9 +263,10 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	const struct dmarc_inst *in = mw_instance(ctx);
 	const struct config *cfg = in->cfg;
 	char doms[2][ADDR_DOMAIN_MAX + 1], from[ADDR_DOMAIN_MAX + 1] = "";
-	char org[DMARC_DOMAIN_MAX + 1], record[1024];
+	char org[DMARC_DOMAIN_MAX + 1], *record = NULL;
 	char dkim_d[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_d[DMARC_DOMAIN_MAX + 1];
-	const char *dkim_list[DMARC_MAX_DKIM];
+	char dkim_t[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_t[DMARC_DOMAIN_MAX + 1];
+	const char *dkim_list[DMARC_MAX_DKIM], *dkim_tlist[DMARC_MAX_DKIM];
 	const struct auth_entry *e;
 	const char *v;
 	struct dmarc_in din;
@@ -278,19 +297,21 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	memset(&din, 0, sizeof(din));
 	din.from_domain = from;
 	dmarc_org_domain(in->psl, from, org, sizeof(org));
-	got = fetch_record(in, from, record, sizeof(record));
+	got = fetch_record(in, from, &record);
 	if (got == 0 && strcmp(org, from) != 0) {
-		got = fetch_record(in, org, record, sizeof(record));
+		got = fetch_record(in, org, &record);
 		din.record_at_org = 1;
 	}
 	if (got < 0) {
 		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);
 		mw_symbol(ctx, "DMARC_TEMPFAIL", 0, "DMARC record of %s: DNS failure", from);
+		free(record);
 		return;
 	}
 	if (got == 0) {
 		mw_auth_result(ctx, "dmarc", "none", "header.from=%s", from);
 		mw_symbol(ctx, "DMARC_NONE", 0, "no DMARC record for %s", from);
+		free(record);
 		return;
 	}
 	din.record = record;
@@ -298,7 +319,9 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	/* what spf and dkim recorded before us.  The SPF identity DMARC uses
 	 * is MAIL FROM; HELO only for the null sender (RFC 7489 3.1.2). */
 	for (n = 0; (e = msgscan_auth(ctx->ms, "spf", n)) != NULL; n++)
-		if (strcmp(e->result, "pass") == 0 && din.spf_domain == NULL) {
+		if ((strcmp(e->result, "pass") == 0 && din.spf_domain == NULL) ||
+		    (strcmp(e->result, "temperror") == 0 && din.spf_temp_domain == NULL)) {
+			int pass = strcmp(e->result, "pass") == 0;
 			char id[600];
 
 			if ((mw_mail_from(ctx)[0] != '\0' && auth_props_get(e, "smtp.mailfrom", id, sizeof(id))) ||
@@ -308,10 +331,17 @@ static void dmarc_eom(struct mw_ctx *ctx)
 				const char *dd = domain_of(id);
 				size_t dl = strlen(dd);
 
-				if (dl >= sizeof(spf_d))
+				/* the SPF identity is MAIL FROM (HELO for the null
+				 * sender): a recorded value cut short or read wrong must
+				 * not stand for another domain */
+				if (dl >= sizeof(spf_d) || strcasecmp(dd, mw_mail_from(ctx)[0] != '\0' ?
+				    domain_of(mw_mail_from(ctx)) : mw_helo(ctx)) != 0)
 					continue;
-				memcpy(spf_d, dd, dl + 1);
-				din.spf_domain = spf_d;
+				memcpy(pass ? spf_d : spf_t, dd, dl + 1);
+				if (pass)
+					din.spf_domain = spf_d;
+				else
+					din.spf_temp_domain = spf_t;
 			}
 		}
 	for (n = 0; (e = msgscan_auth(ctx->ms, "dkim", n)) != NULL && din.ndkim < DMARC_MAX_DKIM; n++)
@@ -321,14 +351,28 @@ static void dmarc_eom(struct mw_ctx *ctx)
 			din.ndkim++;
 		}
 	din.dkim_domains = dkim_list;
+	for (n = 0; (e = msgscan_auth(ctx->ms, "dkim", n)) != NULL && din.ndkim_temp < DMARC_MAX_DKIM; n++)
+		if (strcmp(e->result, "temperror") == 0 &&
+		    auth_props_get(e, "header.d", dkim_t[din.ndkim_temp], sizeof(dkim_t[0]))) {
+			dkim_tlist[din.ndkim_temp] = dkim_t[din.ndkim_temp];
+			din.ndkim_temp++;
+		}
+	din.dkim_temp_domains = dkim_tlist;
 	din.draw = arc4random_uniform(100);
 
 	dmarc_decide(in->psl, &din, &dout);
+	free(record);
+	din.record = record = NULL;
 	switch (dout.result) {
 	case DMARC_RES_PASS:
 		mw_auth_result(ctx, "dmarc", "pass", "header.from=%s", from);
 		mw_symbol(ctx, "DMARC_PASS", 0, "DMARC pass for %s (%s aligned)", from,
 		    dout.dkim_aligned && dout.spf_aligned ? "DKIM and SPF" : dout.dkim_aligned ? "DKIM" : "SPF");
+		break;
+	case DMARC_RES_TEMPERROR:
+		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_TEMPFAIL", 0, "DMARC of %s: %s (policy %s not applied)", from,
+		    dout.why, policy_name(dout.policy));
 		break;
 	case DMARC_RES_PERMERROR:
 		mw_auth_result(ctx, "dmarc", "permerror", "header.from=%s", from);

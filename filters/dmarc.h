@@ -28,9 +28,18 @@ struct dmarc_in {
 	const char *const *dkim_domains;    /* d= of the signatures that passed */
 	size_t      ndkim;
 	unsigned    draw;                   /* 0..99, uniform: pct sampling */
+	/* identifiers whose check failed for now (temperror): a failure
+	 * that one of them, aligned, might have turned into a pass is a
+	 * temperror, not a fail (a slow or dead name server of the sender
+	 * must not get its mail a 550); unaligned ones change nothing, so a
+	 * forger cannot dodge the policy with a timeout on its own domain */
+	const char *spf_temp_domain;        /* or NULL */
+	const char *const *dkim_temp_domains;
+	size_t      ndkim_temp;
 };
 
-enum dmarc_result { DMARC_RES_NONE = 0, DMARC_RES_PASS, DMARC_RES_FAIL, DMARC_RES_PERMERROR };
+enum dmarc_result { DMARC_RES_NONE = 0, DMARC_RES_PASS, DMARC_RES_FAIL, DMARC_RES_PERMERROR,
+	DMARC_RES_TEMPERROR };
 
 struct dmarc_out {
 	enum dmarc_result result;

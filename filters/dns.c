@@ -15,8 +15,10 @@
  * name fail at once (DNS_TIMEOUT) instead of each waiting out its own
  * deadline.  In-flight queries are capped (DNS_MAX_INFLIGHT).
  *
- * The cache: a hash table + LRU list of at most dns_cache_size answers,
- * each kept for its TTL, bounded by dns_cache_max_ttl (answers),
+ * The cache: a hash table + LRU list of at most dns_cache_size answers
+ * taking at most dns_cache_memory bytes (an answer is up to 64 KiB, its
+ * content chosen by the zone's owner: the count alone would let a sender
+ * who makes us look up many names fill gigabytes), each kept for its TTL, bounded by dns_cache_max_ttl (answers),
  * dns_negative_ttl (NXDOMAIN/NODATA, whose TTL libunbound takes from the
  * SOA, RFC 2308) and dns_failure_ttl (SERVFAIL).
  *
@@ -58,6 +60,7 @@ struct dns_entry {
 	char    *name;                   /* owned; lower case, no final dot */
 	struct dns_reply *reply;         /* owned; NULL while in flight */
 	double   expires;                /* monotonic seconds */
+	size_t   bytes;                  /* memory of name + reply (reply_bytes) */
 	unsigned refs;                   /* cache + query in flight + waiters */
 	int      in_cache;               /* linked in the hash table */
 	int      given_up;               /* a waiter's deadline passed while in flight */
@@ -76,11 +79,13 @@ struct dns {
 	size_t           nbuckets;       /* power of two */
 	struct dns_entry *lru_head, *lru_tail;
 	size_t           ncached;        /* entries on the LRU list */
+	size_t           cached_bytes;   /* their bytes */
 	size_t           inflight;
 	int              inflight_logged;
 	struct dns_stats stats;
 
 	size_t           max_entries;
+	size_t           max_bytes;
 	double           max_ttl, neg_ttl, fail_ttl;   /* seconds */
 	unsigned         timeout_ms;
 };
@@ -304,6 +309,7 @@ static void lru_unlink(struct dns *d, struct dns_entry *e)
 		d->lru_tail = e->lprev;
 	e->lprev = e->lnext = NULL;
 	d->ncached--;
+	d->cached_bytes -= e->bytes;
 }
 
 static void lru_push(struct dns *d, struct dns_entry *e)
@@ -316,6 +322,7 @@ static void lru_push(struct dns *d, struct dns_entry *e)
 	if (d->lru_tail == NULL)
 		d->lru_tail = e;
 	d->ncached++;
+	d->cached_bytes += e->bytes;
 }
 
 static void entry_unref(struct dns_entry *e)
@@ -348,7 +355,8 @@ static void cache_remove(struct dns *d, struct dns_entry *e)
 
 static void cache_trim(struct dns *d)
 {
-	while (d->ncached > d->max_entries && d->lru_tail != NULL)
+	while ((d->ncached > d->max_entries || d->cached_bytes > d->max_bytes)
+	    && d->lru_tail != NULL)
 		cache_remove(d, d->lru_tail);
 }
 
@@ -370,6 +378,22 @@ static double keep_for(const struct dns *d, const struct dns_reply *r)
 	}
 }
 
+/* reply_bytes - about the heap memory of an entry holding r (the
+ * allocator's own overhead counted as 16 bytes a block) */
+static size_t reply_bytes(const struct dns_entry *e, const struct dns_reply *r)
+{
+	size_t n = sizeof(*e) + strlen(e->name) + 1 + sizeof(*r) + r->count * sizeof(*r->rr) + 64;
+	size_t i;
+
+	for (i = 0; i < r->count; i++) {
+		if (r->rr[i].name != NULL)
+			n += strlen(r->rr[i].name) + 1 + 16;
+		if (r->rr[i].text != NULL)
+			n += r->rr[i].text_len + 1 + 16;
+	}
+	return n;
+}
+
 /* --- libunbound side ------------------------------------------------- */
 
 static void on_answer(void *arg, int err, struct ub_result *res)
@@ -382,6 +406,7 @@ static void on_answer(void *arg, int err, struct ub_result *res)
 		ub_resolve_free(res);
 	pthread_mutex_lock(&d->lock);
 	e->reply = r;
+	e->bytes = reply_bytes(e, r);
 	e->expires = now_mono() + keep_for(d, r);
 	if (r->status == DNS_SERVFAIL)
 		d->stats.failures++;
@@ -534,6 +559,7 @@ struct dns *dns_new(const struct config *cfg, char *err, size_t errlen)
 		pthread_condattr_destroy(&ca);
 	}
 	d->max_entries = cfg->dns_cache_size;
+	d->max_bytes = cfg->dns_cache_memory > SIZE_MAX ? SIZE_MAX : (size_t)cfg->dns_cache_memory;
 	for (d->nbuckets = 64; d->nbuckets < d->max_entries && d->nbuckets < (1u << 22); )
 		d->nbuckets <<= 1;
 	d->table = xcalloc(d->nbuckets, sizeof(*d->table));

@@ -444,21 +444,56 @@ const struct auth_entry *msgscan_auth(const struct msgscan *ms, const char *meth
 	return NULL;
 }
 
+/* word_end - past the property word at p: up to a blank outside a
+ * quoted-string ("..." with \-escapes, which may hold blanks) */
+static const char *word_end(const char *p)
+{
+	while (*p != '\0' && *p != ' ' && *p != '\t') {
+		if (*p++ != '"')
+			continue;
+		for (; *p != '\0' && *p != '"'; p++)
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+		if (*p == '"')
+			p++;
+	}
+	return p;
+}
+
+/* The words are split outside quoted-strings and a value is given without
+ * its quotes: split at every blank, the SPF entry of MAIL FROM:<"x@victim.test
+ * y"@evil.test>, smtp.mailfrom="\"x@victim.test y\"@evil.test", gave DMARC
+ * the word "\"x@victim.test, so the domain victim.test, and an SPF pass of
+ * evil.test aligned with From: victim.test (a DMARC pass for forged mail). */
 int auth_props_get(const struct auth_entry *e, const char *key, char *out, size_t outsz)
 {
 	size_t klen = strlen(key);
 	const char *p = e->props;
 
 	while (*p != '\0') {
-		size_t wlen;
+		const char *end;
 
 		p += strspn(p, " \t");
-		wlen = strcspn(p, " \t");
-		if (wlen > klen && strncasecmp(p, key, klen) == 0 && p[klen] == '=') {
-			snprintf(out, outsz, "%.*s", (int)(wlen - klen - 1), p + klen + 1);
+		end = word_end(p);
+		if ((size_t)(end - p) > klen && strncasecmp(p, key, klen) == 0 && p[klen] == '=') {
+			size_t o = 0;
+			int quoted = 0;
+
+			for (p += klen + 1; p < end; p++) {
+				if (*p == '"') {
+					quoted = !quoted;
+					continue;
+				}
+				if (quoted && *p == '\\' && p + 1 < end)
+					p++;
+				if (o + 1 < outsz)
+					out[o++] = *p;
+			}
+			if (outsz > 0)
+				out[o] = '\0';
 			return 1;
 		}
-		p += wlen;
+		p = end;
 	}
 	if (outsz > 0)
 		out[0] = '\0';

@@ -95,6 +95,7 @@ struct spf_budget {
 	int             after_list;     /* the last lookup of a term was MX or PTR */
 	int             after_ptr;      /* ... and it was PTR */
 	char            permerror[256]; /* "" or why the check is a permerror */
+	char            cut[128];       /* "" or a record libspf2 holds only in part */
 	SPF_request_t  *req;            /* for the explanation's macros */
 	SPF_response_t *resp;
 };
@@ -167,6 +168,58 @@ static int is_spf_record(const char *t, size_t len)
 	return len >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (len == 6 || t[6] == ' ');
 }
 
+/* mechanisms - the number of mechanisms of an SPF record as libspf2
+ * counts them: terms that are not "name=value" modifiers, and redirect=
+ * (which it keeps among the mechanisms) */
+static size_t mechanisms(const char *t, size_t len)
+{
+	size_t i = 6, n = 0;
+
+	while (i < len) {
+		size_t start, k;
+
+		for (; i < len && t[i] == ' '; i++)
+			;
+		if (i >= len)
+			break;
+		for (start = i; i < len && t[i] != ' '; i++)
+			;
+		for (k = start; k < i && (isalnum((unsigned char)t[k]) || t[k] == '-' || t[k] == '_'
+		    || t[k] == '.'); k++)
+			;
+		if (k == start || k == i || t[k] != '='
+		    || (k - start == 8 && strncasecmp(t + start, "redirect", 8) == 0))
+			n++;
+	}
+	return n;
+}
+
+/* compiles_whole - does libspf2 hold every mechanism of the SPF record
+ * txt (as it is given it)?  Its compiled record has room for about 512
+ * bytes of mechanisms (64 "ip4:" terms; fewer with longer ones); past
+ * that it drops the rest without an error, a final "-all" included, so
+ * that "v=spf1" + 64 ip4 terms + "-all" was "neutral" instead of "fail"
+ * (and a client listed after the cut was not found).  Compiled here once
+ * more to compare the counts; a record libspf2 refuses is its own
+ * permerror.  Terms are evaluated in order, so a pass found before the
+ * cut stands; any other result of a cut record is a permerror
+ * (spf_check). */
+static int compiles_whole(SPF_server_t *server, const char *txt)
+{
+	SPF_response_t *resp = SPF_response_new(spf_current->req);
+	SPF_record_t *rec = NULL;
+	int whole = 1;
+
+	if (resp == NULL)
+		return 1;
+	if (SPF_record_compile(server, resp, &rec, txt) == SPF_E_SUCCESS && rec != NULL)
+		whole = rec->num_mech == mechanisms(txt, strlen(txt));
+	if (rec != NULL)
+		SPF_record_free(rec);
+	SPF_response_free(resp);
+	return whole;
+}
+
 /* rfc7208_checks - what libspf2 1.2.10 does not check about an answer it
  * is given: the syntax of SPF records (the ones it will evaluate: it only
  * asks for records it evaluates), more than 10 MX names, and more than 2
@@ -186,6 +239,7 @@ static void rfc7208_checks(struct spf_budget *b, const char *domain, int type,
 			    || !spf_record_syntax_ok(t, len, why, sizeof(why))))
 				set_permerror(b, "syntax error in the SPF record of %.80s: %.120s", domain,
 				    memchr(t, '\0', len) != NULL ? "NUL byte" : why);
+
 		}
 	if (type == ns_t_mx && r->status == DNS_OK && r->count > SPF_MAX_MX_NAMES)
 		set_permerror(b, "%.80s has more than 10 MX records", domain);
@@ -396,6 +450,10 @@ static SPF_dns_rr_t *spf_lookup(SPF_dns_server_t *srv, const char *domain, ns_ty
 		case ns_t_txt:
 			txt = spf_text(x->text, x->text_len);
 			len = strlen(txt) + 1;
+			if (spf_current != NULL && spf_current->cut[0] == '\0'
+			    && is_spf_record(txt, len - 1) && !compiles_whole(in->server, txt))
+				snprintf(spf_current->cut, sizeof(spf_current->cut), "%.80s",
+				    fit_name(domain));
 			break;
 		case ns_t_mx:   len = strlen(x->name) + 1 + (cidr0 ? sl : 0); break;
 		default:        len = strlen(x->name) + 1; break;
@@ -843,7 +901,7 @@ static void spf_check(struct mw_ctx *ctx)
 		budget.expired = 0;
 		budget.lookups = budget.voids = budget.terms = 0;
 		budget.after_list = budget.after_ptr = 0;
-		budget.permerror[0] = '\0';
+		budget.permerror[0] = budget.cut[0] = '\0';
 		budget.req = req;
 		budget.resp = NULL;
 		spf_current = &budget;
@@ -860,6 +918,11 @@ static void spf_check(struct mw_ctx *ctx)
 		else if (SPF_response_get_header_comment(resp) != NULL)
 			printable(comment, sizeof(comment), SPF_response_get_header_comment(resp),
 			    SPF_MAX_COMMENT, "()\\");
+		if (budget.cut[0] != '\0' && budget.permerror[0] == '\0' && res != R_PASS
+		    && res != R_PERMERROR && res != R_TEMPERROR)
+			snprintf(budget.permerror, sizeof(budget.permerror), "the SPF record of %s "
+			    "is too long for libspf2 (mechanisms past its room were dropped)",
+			    budget.cut);
 		if (budget.permerror[0] != '\0' && res != R_PERMERROR && res != R_TEMPERROR) {
 			res = R_PERMERROR;
 			snprintf(comment, sizeof(comment), "%.40s: %.250s", cfg->hostname,

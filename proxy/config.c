@@ -276,6 +276,8 @@ static const struct cfg_opt cfg_opts[] = {
 	      "deadline of one DNS lookup; past it the lookup is a temporary error"),
 	G_UINT("dns_cache_size", dns_cache_size, "20000", 16, 10000000,
 	       "DNS answers kept in the scanner's shared cache"),
+	G_SIZE("dns_cache_memory", dns_cache_memory, "32M", 64 * KIB, 4 * GIB,
+	       "memory the kept DNS answers may take (a hostile zone's answers are up to 64 KiB each)"),
 	G_DUR("dns_cache_max_ttl", dns_cache_max_ttl, "1d", 0, 7 * 24 * MS_H,
 	      "longest time a DNS answer is kept, whatever its TTL"),
 	G_DUR("dns_negative_ttl", dns_negative_ttl, "15m", 0, 24 * MS_H,

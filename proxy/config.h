@@ -133,6 +133,7 @@ struct config {
 	char     dns_forwarder[256];  /* "ADDR[@PORT] ..."; "" = /etc/resolv.conf */
 	unsigned dns_timeout;         /* ms, deadline of one lookup */
 	unsigned dns_cache_size;      /* answers kept (entries) */
+	uint64_t dns_cache_memory;    /* bytes the kept answers may take */
 	unsigned dns_cache_max_ttl;   /* ms, longest time an answer is kept */
 	unsigned dns_negative_ttl;    /* ms, longest time NXDOMAIN/NODATA is kept */
 	unsigned dns_failure_ttl;     /* ms, how long SERVFAIL is remembered */

@@ -121,11 +121,13 @@ class DnsServer:
     def forwarder(self):
         return "127.0.0.1@%d" % self.port
 
-    def add_zone(self, name, records=(), drop_other=False, negative_ttl=60):
+    def add_zone(self, name, records=(), drop_other=False, negative_ttl=60, redirect=False):
         """Add (or replace) zone name with records (see the module doc).
         Unless records hold one, an SOA whose minimum is negative_ttl is
         added (resolvers cache NXDOMAIN/NODATA that long, RFC 2308).
-        Takes effect at start() / restart()."""
+        redirect=True: every name under the zone answers with the zone's
+        own records (unbound's redirect zone: a wildcard, which local-data
+        has not).  Takes effect at start() / restart()."""
         name = name.rstrip(".").lower()
         lines = []
         for r in records:
@@ -133,7 +135,7 @@ class DnsServer:
         if not any(l.split()[3] == "SOA" for l in lines):
             lines.insert(0, "%s. %d IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 %d"
                          % (name, negative_ttl, name, name, negative_ttl))
-        self.zones[name] = ("deny" if drop_other else "static", lines)
+        self.zones[name] = ("deny" if drop_other else "redirect" if redirect else "static", lines)
         return self
 
     def add_records(self, zone, records):

@@ -153,7 +153,8 @@ static void test_decisions(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct dcase *c = &cases[i];
 		const char *dk[1] = { c->dkim };
-		struct dmarc_in in = { c->from, c->record, c->at_org, c->spf, dk, c->dkim ? 1 : 0, c->draw };
+		struct dmarc_in in = { c->from, c->record, c->at_org, c->spf, dk, c->dkim ? 1 : 0, c->draw,
+		                       NULL, NULL, 0 };
 		struct dmarc_out out;
 
 		dmarc_decide(psl, &in, &out);
@@ -164,6 +165,42 @@ static void test_decisions(void **state)
 		}
 	}
 	assert_int_equal(bad, 0);
+}
+
+/* a fail resting on an aligned identifier that could not be checked for
+ * now is a temperror (no policy applied); an unaligned one changes nothing */
+static void test_temperror_of_aligned_identifiers(void **state)
+{
+	const char *dk_al[1] = { "mail.example.com" }, *dk_un[1] = { "evil.test" };
+	struct dmarc_in in = { "example.com", "v=DMARC1; p=reject", 0, NULL, NULL, 0, 0,
+	                       NULL, NULL, 0 };
+	struct dmarc_out out;
+
+	(void)state;
+	dmarc_decide(psl, &in, &out);
+	assert_int_equal(out.result, DMARC_RES_FAIL);
+	in.dkim_temp_domains = dk_un;
+	in.ndkim_temp = 1;
+	in.spf_temp_domain = "other.test";
+	dmarc_decide(psl, &in, &out);
+	assert_int_equal(out.result, DMARC_RES_FAIL);
+	assert_int_equal(out.applied, 'r');
+	in.dkim_temp_domains = dk_al;
+	dmarc_decide(psl, &in, &out);
+	assert_int_equal(out.result, DMARC_RES_TEMPERROR);
+	assert_int_equal(out.applied, 'n');
+	in.record = "v=DMARC1; p=reject; adkim=s";      /* strict: mail.example.com is not aligned */
+	dmarc_decide(psl, &in, &out);
+	assert_int_equal(out.result, DMARC_RES_FAIL);
+	in.ndkim_temp = 0;
+	in.spf_temp_domain = "example.com";
+	dmarc_decide(psl, &in, &out);
+	assert_int_equal(out.result, DMARC_RES_TEMPERROR);
+	in.dkim_domains = dk_al;                         /* a pass wins over a temperror */
+	in.ndkim = 1;
+	in.record = "v=DMARC1; p=reject";
+	dmarc_decide(psl, &in, &out);
+	assert_int_equal(out.result, DMARC_RES_PASS);
 }
 
 static void test_addrlist(void **state)
@@ -201,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_org_domain),
 		cmocka_unit_test(test_alignment),
 		cmocka_unit_test(test_decisions),
+		cmocka_unit_test(test_temperror_of_aligned_identifiers),
 		cmocka_unit_test(test_addrlist),
 	};
 
