@@ -45,6 +45,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <magic.h>
+#include <gmime/gmime.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -56,6 +57,8 @@
 #define ARCHIVE_UNPACKED_MAX (ARCHIVE_UNPACKED_MAX_MIB << 20)  /* bytes decompressed per message, skips included */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
+#define STRINGIFY_(x)   #x
+#define STRINGIFY(x)    STRINGIFY_(x)
 
 enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_UNCHECKED, R_COUNT };
 
@@ -83,6 +86,7 @@ struct attach {
 	unsigned archive_depth;
 	unsigned max_entries;
 	size_t   max_nested;          /* bytes of a nested archive read */
+	unsigned filters;             /* FILTER_* libarchive decompresses itself */
 	struct magic_pool magic;
 };
 
@@ -98,6 +102,7 @@ struct finding {
 	struct mime_replacement *rep; /* leaves to replace, in order, one each */
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
+	unsigned uu_blocks;           /* uuencoded files looked at */
 	int      archive_unchecked;     /* an archive's rest was left unread */
 	uint64_t unpacked;            /* entry bytes read, all archives and levels
 	                               * (ARCHIVE_UNPACKED_MAX) */
@@ -276,7 +281,8 @@ static int is_archive_type(const char *t)
 		"application/vnd.rar", "application/x-tar", "application/gzip",
 		"application/x-gzip", "application/x-bzip2", "application/x-xz",
 		"application/vnd.ms-cab-compressed", "application/x-iso9660-image",
-		"application/java-archive", NULL
+		"application/java-archive", "application/zstd", "application/x-lzip",
+		"application/x-lzma", NULL
 	};
 	size_t i;
 
@@ -290,7 +296,7 @@ static int is_archive_ext(const char *e)
 {
 	static const char *const exts[] = {
 		"zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "tbz", "xz", "txz", "cab", "iso",
-		"jar", NULL
+		"jar", "zst", "tzst", "lz", "lzma", NULL
 	};
 	size_t i;
 
@@ -372,6 +378,20 @@ static void hit(struct finding *f, enum rule rule, const char *symbol, const cha
 	}
 }
 
+/* has_bidi_control - does a UTF-8 name hold a bidirectional embedding,
+ * override or isolate (U+202A-U+202E, U+2066-U+2069)?  Marks (U+200E,
+ * U+200F) are left alone: right-to-left names may carry them. */
+static int has_bidi_control(const char *name)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)name; *p; p++)
+		if (p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
+		    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))
+			return 1;
+	return 0;
+}
+
 /* check_name - the extension rule on one filename; in_archive: the
  * archive rule instead, with the archive named */
 static void check_name(struct finding *f, const char *name, const char *archive)
@@ -379,6 +399,18 @@ static void check_name(struct finding *f, const char *name, const char *archive)
 	char last[32], prev[32], what[200];
 	const struct dir_rules *r = f->r;
 
+	if (has_bidi_control(name)) {
+		/* the name shows otherwise than it is: "invoice\u202Efdp.exe"
+		 * reads "invoiceexe.pdf"; no honest filename needs one */
+		if (archive != NULL) {
+			char inner[NAME_SHOWN + 8];
+
+			shown(name, inner, sizeof(inner));
+			snprintf(what, sizeof(what), "contains %s, a name with a bidirectional control character", inner);
+			hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive, what);
+		} else
+			hit(f, R_EXTENSION, "ATTACH_BIDI_NAME", name, "name with a bidirectional control character");
+	}
 	name_exts(name, last, sizeof(last), prev, sizeof(prev));
 	if (last[0] == '\0' || !in_list(r->ext, r->next, last))
 		return;
@@ -402,6 +434,156 @@ static void check_name(struct finding *f, const char *name, const char *archive)
 
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level);
+static unsigned char *read_head(struct archive *ar, size_t max, size_t *got);
+static void archive_unchecked(struct finding *f, const char *archive_name, const char *why);
+
+/* The decompression filters: libarchive falls back to an external program
+ * (fork and exec of zstd, lzip ...) for one it was built without, and says
+ * so only by answering ARCHIVE_WARN when it is enabled; setup() keeps
+ * those that are built in (a bit each), and only those are ever enabled. */
+static const struct {
+	const char *name;
+	int (*enable)(struct archive *);
+} decompressor[] = {
+	{ "gzip",  archive_read_support_filter_gzip },
+	{ "bzip2", archive_read_support_filter_bzip2 },
+	{ "xz",    archive_read_support_filter_xz },
+	{ "zstd",  archive_read_support_filter_zstd },
+	{ "lzip",  archive_read_support_filter_lzip },
+	{ "lzma",  archive_read_support_filter_lzma },
+};
+#define NDECOMPRESSORS (sizeof(decompressor) / sizeof(decompressor[0]))
+
+/* builtin_decompressors - the bit set of decompressor[] libarchive has
+ * built in (no external program) */
+static unsigned builtin_decompressors(void)
+{
+	unsigned bits = 0;
+	size_t i;
+
+	for (i = 0; i < NDECOMPRESSORS; i++) {
+		struct archive *ar = archive_read_new();
+
+		if (ar == NULL)
+			continue;
+		if (decompressor[i].enable(ar) == ARCHIVE_OK)
+			bits |= 1u << i;
+		archive_read_free(ar);
+	}
+	return bits;
+}
+
+/* compressed_name - for a bare compressed file, the name its
+ * decompressor gives it: the name of the attachment (or of the archive
+ * entry) without its compression suffix ("invoice.exe.gz" -> "invoice.exe"),
+ * into out; "" when the name has no such suffix */
+static void compressed_name(const char *archive_name, char *out, size_t outsz)
+{
+	static const char *const suffixes[] = { ".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".z", NULL };
+	const char *base = archive_name, *p;
+	size_t n, i;
+
+	out[0] = '\0';
+	for (p = archive_name; *p; p++)
+		if (*p == '/' || *p == '\\')
+			base = p + 1;
+	n = strlen(base);
+	/* trailing dots and spaces, as Windows drops them */
+	while (n > 0 && (base[n - 1] == '.' || base[n - 1] == ' ' || base[n - 1] == '\t'))
+		n--;
+	for (i = 0; suffixes[i] != NULL; i++) {
+		size_t k = strlen(suffixes[i]);
+
+		if (n > k && strncasecmp(base + n - k, suffixes[i], k) == 0) {
+			snprintf(out, outsz, "%.*s", (int)(n - k), base);
+			return;
+		}
+	}
+}
+
+/* read_more - grow *buf (holding *got bytes) with the current entry's
+ * data up to max bytes in all; 1 if the entry ended within them */
+static int read_more(struct archive *ar, unsigned char **buf, size_t *got, size_t max)
+{
+	unsigned char *b = realloc(*buf, max + 1);
+	la_ssize_t r = 0;
+
+	if (b == NULL)
+		return 0;
+	*buf = b;
+	while (*got < max + 1 && (r = archive_read_data(ar, b + *got, max + 1 - *got)) > 0)
+		*got += (size_t)r;
+	return *got <= max && r == 0;
+}
+
+/* scan_compressed - the one file of a bare compressed stream (libarchive's
+ * raw format behind a decompression filter): both names it can get (the
+ * gzip header's FNAME, the attachment's without the suffix) against the
+ * banned extensions, its type by magic, and, if it is an archive, what is
+ * inside it.  Only its head is decompressed unless it is an archive to
+ * open: a gzip bomb costs 64 KiB.  An archive in it that is not opened
+ * (depth, size) leaves it unchecked, as in an archive. */
+static void scan_compressed(struct finding *f, struct archive *ar, struct archive_entry *e,
+                            const char *archive_name, unsigned level)
+{
+	const char *stored = archive_entry_pathname(e);
+	char derived[400], last[32], prev[32], dlast[32], type[128];
+	unsigned char *head;
+	size_t got = 0;
+	int archive;
+
+	compressed_name(archive_name, derived, sizeof(derived));
+	/* "data" is what the raw format calls a stream without a name */
+	if (stored != NULL && strcmp(stored, "data") == 0)
+		stored = NULL;
+	if (stored != NULL)
+		check_name(f, stored, archive_name);
+	if (derived[0] != '\0' && (stored == NULL || strcmp(stored, derived) != 0))
+		check_name(f, derived, archive_name);
+	if ((head = read_head(ar, MAGIC_HEAD, &got)) == NULL)
+		return;
+	f->unpacked += got;
+	detect(f->a, head, got, type, sizeof(type));
+	if (type_banned(f->r, type)) {
+		char what[300], inner[NAME_SHOWN + 8];
+
+		shown(stored != NULL ? stored : derived[0] ? derived : "its content", inner, sizeof(inner));
+		snprintf(what, sizeof(what), "contains %s of type %s", inner, type);
+		hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive_name, what);
+	}
+	name_exts(stored != NULL ? stored : "", last, sizeof(last), prev, sizeof(prev));
+	name_exts(derived, dlast, sizeof(dlast), prev, sizeof(prev));
+	archive = is_archive_ext(last) || is_archive_ext(dlast) || is_archive_type(type);
+	if (archive && got == MAGIC_HEAD) {
+		/* the rest of it, to max_nested, unless too deep */
+		size_t before = got;
+		int whole = level < f->a->archive_depth && read_more(ar, &head, &got, f->a->max_nested);
+
+		f->unpacked += got - before;
+		if (!whole) {
+			char why[NAME_SHOWN + 80], inner[NAME_SHOWN + 8];
+
+			shown(stored != NULL ? stored : derived[0] ? derived : "its content", inner, sizeof(inner));
+			snprintf(why, sizeof(why), "%s not opened (%s)", inner,
+			    level >= f->a->archive_depth ? "deeper than attach_archive_depth"
+			                                  : "over attach_archive_max_size");
+			archive_unchecked(f, archive_name, why);
+			free(head);
+			return;
+		}
+	}
+	if (archive) {
+		if (level < f->a->archive_depth) {
+			char inner_name[400];
+
+			snprintf(inner_name, sizeof(inner_name), "%s/%s", archive_name,
+			    stored != NULL ? stored : derived[0] ? derived : "data");
+			scan_archive(f, head, got, inner_name, level + 1);
+		} else
+			archive_unchecked(f, archive_name, "compressed archive not opened (deeper than attach_archive_depth)");
+	}
+	free(head);
+}
 
 /* read_head - up to max bytes of the current entry's data; NULL if none */
 static unsigned char *read_head(struct archive *ar, size_t max, size_t *got)
@@ -458,9 +640,12 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 	archive_read_support_format_tar(ar);
 	archive_read_support_format_cab(ar);
 	archive_read_support_format_iso9660(ar);
-	archive_read_support_filter_gzip(ar);
-	archive_read_support_filter_bzip2(ar);
-	archive_read_support_filter_xz(ar);
+	/* a bare compressed file: the raw format bids last, below every
+	 * archive format, so a tar.gz stays a tar */
+	archive_read_support_format_raw(ar);
+	for (size_t i = 0; i < NDECOMPRESSORS; i++)
+		if (f->a->filters & (1u << i))
+			decompressor[i].enable(ar);
 	if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK) {
 		archive_read_free(ar);
 		return;
@@ -476,6 +661,16 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 			name = archive_entry_pathname(e);
 		if (name == NULL)
 			name = "";
+		if (archive_format(ar) == ARCHIVE_FORMAT_RAW) {
+			/* a stream no archive format took: a compressed file if a
+			 * decompressor ran, else nothing we know (a file named
+			 * like an archive that is none) */
+			if (archive_filter_count(ar) > 1) {
+				++f->entries;
+				scan_compressed(f, ar, e, archive_name, level);
+			}
+			break;
+		}
 		if (++f->entries > f->a->max_entries) {
 			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
 			break;
@@ -548,6 +743,69 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 /* ------------------------------------------------------------------ */
 /* the hook                                                             */
 
+#define UU_MAX_BLOCKS 100   /* uuencoded files looked at per message */
+
+/* check_uuencoded - a text part may carry files uuencoded in its body
+ * ("begin 644 name" ... "end"), which mail programs show as attachments:
+ * each one's name, type and archive are checked as an attachment's.
+ * Decoded with GMime; past UU_MAX_BLOCKS the message is unchecked. */
+static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t idx)
+{
+	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
+	for (line = t; line < end; ) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *next = nl != NULL ? nl + 1 : end;
+		size_t n = (size_t)(next - line), k = 6;
+		char name[256], label[320], type[128], last[32], prev[32];
+		unsigned char *out;
+		int state = GMIME_UUDECODE_STATE_BEGIN;
+		guint32 save = 0;
+		size_t len, m;
+
+		if (n < 12 || memcmp(line, "begin ", 6) != 0) {
+			line = next;
+			continue;
+		}
+		while (k < n && line[k] >= '0' && line[k] <= '7')
+			k++;
+		if (k < 9 || k > 10 || line[k] != ' ') {
+			line = next;
+			continue;
+		}
+		if (++f->uu_blocks > UU_MAX_BLOCKS) {
+			hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
+			    "more than " STRINGIFY(UU_MAX_BLOCKS) " uuencoded files");
+			return;
+		}
+		m = n - k - 1;
+		while (m > 0 && (line[k + 1 + m - 1] == '\n' || line[k + 1 + m - 1] == '\r'))
+			m--;
+		snprintf(name, sizeof(name), "%.*s", (int)m, line + k + 1);
+		for (char *c = name; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = ' ';
+		check_name(f, name, NULL);
+		/* the rest of the part, decoded until "end" */
+		len = (size_t)(end - next);
+		if ((out = malloc(len + 4)) == NULL)
+			return;
+		len = g_mime_encoding_uudecode_step((const unsigned char *)next, len, out, &state, &save);
+		snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
+		detect(f->a, out, len, type, sizeof(type));
+		if (type_banned(f->r, type)) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "uuencoded, content %s", type);
+			hit(f, R_CONTENT, symbol_of[R_CONTENT], label, what);
+		}
+		name_exts(name, last, sizeof(last), prev, sizeof(prev));
+		if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
+			scan_archive(f, out, len, label, 1);
+		free(out);
+		line = next;
+	}
+}
+
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 {
 	const char *declared = p->declared_type[0] ? p->declared_type : p->content_type;
@@ -560,8 +818,11 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(label, sizeof(label), "part %zu (%s)", idx + 1, p->content_type);
 		file = label;
 	}
-	if (p->filename != NULL)
-		check_name(f, p->filename, NULL);
+	/* every name the fields give (filename=, name=, repeated ones) */
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++)
+		check_name(f, p->names[k], NULL);
+	if (p->is_text && p->raw_len > 0)
+		check_uuencoded(f, p, idx);
 	if (type_banned(f->r, declared)) {
 		char what[300];
 
@@ -799,6 +1060,7 @@ static int attach_setup(void **instance, const struct scan_env *env, char *err, 
 	a->archive_depth = c->attach_archive_depth;
 	a->max_entries = c->attach_archive_max_entries;
 	a->max_nested = (size_t)c->attach_archive_max_size;
+	a->filters = builtin_decompressors();
 	/* the magic database must load now, not at the first message */
 	if ((m = magic_new()) == NULL) {
 		snprintf(err, errlen, "libmagic: cannot load the default magic database");
