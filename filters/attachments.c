@@ -34,6 +34,7 @@
  * under a mutex; libarchive objects are per call.
  */
 #include <ctype.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -623,12 +624,42 @@ static void archive_unchecked(struct finding *f, const char *archive_name, const
 	hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], archive_name, why);
 }
 
+static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                            const char *archive_name, unsigned level);
+
+/* libarchive converts entry names to the charset of the current locale:
+ * in the scanner's "C" locale a name with any non-ASCII character (UTF-8
+ * in a zip, UTF-16 in a 7z) converts to nothing, and was never checked
+ * ("Rechnung\u00e4.exe" passed).  The archive is read with a UTF-8
+ * LC_CTYPE on this thread only (uselocale), so names come out whole. */
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static locale_t utf8_locale;
+
+static void utf8_locale_init(void)
+{
+	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level)
+{
+	locale_t old = (locale_t)0;
+
+	pthread_once(&utf8_once, utf8_locale_init);
+	if (utf8_locale != (locale_t)0)
+		old = uselocale(utf8_locale);
+	scan_archive_in(f, data, len, archive_name, level);
+	if (utf8_locale != (locale_t)0)
+		uselocale(old);
+}
+
+static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                            const char *archive_name, unsigned level)
 {
 	struct archive *ar = archive_read_new();
 	struct archive_entry *e;
 	int encrypted = 0, r;
+	unsigned listed = 0;          /* entries of this archive read */
 
 	if (ar == NULL)
 		return;
@@ -661,6 +692,7 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 			name = archive_entry_pathname(e);
 		if (name == NULL)
 			name = "";
+		listed++;
 		if (archive_format(ar) == ARCHIVE_FORMAT_RAW) {
 			/* a stream no archive format took: a compressed file if a
 			 * decompressor ran, else nothing we know (a file named
@@ -735,6 +767,16 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 	}
 	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
 		encrypted = 1;   /* encrypted headers (7z -mhe) */
+	else if (r == ARCHIVE_FATAL && listed > 0) {
+		/* read in part, then broken: what follows is not seen by us,
+		 * but may be by another unpacker (a 7z behind gzip, which
+		 * libarchive cannot seek in, lists its names and no more) */
+		char why[200];
+
+		snprintf(why, sizeof(why), "unreadable after %u entr%s (%.100s)", listed,
+		    listed == 1 ? "y" : "ies", archive_error_string(ar) ? archive_error_string(ar) : "error");
+		archive_unchecked(f, archive_name, why);
+	}
 	if (encrypted)
 		hit(f, R_ENCRYPTED, symbol_of[R_ENCRYPTED], archive_name, "encrypted archive");
 	archive_read_free(ar);

@@ -111,3 +111,70 @@ def rfc822_part(inner):
 
 def _b(x):
     return x.encode("utf-8") if isinstance(x, str) else x
+
+
+# --- compressed files and 7z (test_attach_gaps.py) ----------------------------
+
+COMPRESSORS = {          # suffix -> command line compressing stdin to stdout
+    "gz": ["gzip", "-c", "-n"], "bz2": ["bzip2", "-c"], "xz": ["xz", "-c"],
+    "zst": ["zstd", "-q", "-c"], "lz": ["lzip", "-c"], "lzma": ["xz", "--format=lzma", "-c"],
+}
+
+
+def compressed(suffix, data):
+    """data compressed as a bare .gz/.bz2/.xz/.zst/.lz/.lzma file (gzip
+    without a name in its header)"""
+    return subprocess.run(COMPRESSORS[suffix], input=data, capture_output=True, check=True).stdout
+
+
+def gzip_named(name, data):
+    """a gzip file whose header names the file inside (FNAME)"""
+    import gzip
+    b = io.BytesIO()
+    with gzip.GzipFile(filename=name, mode="wb", fileobj=b, mtime=0) as g:
+        g.write(data)
+    return b.getvalue()
+
+
+def _write_tree(d, files):
+    for name, data in files.items():
+        p = os.path.join(d, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+
+
+def bsdtar_archive(files, fmt="7zip", options=None):
+    """files: {name: bytes} -> an archive written by libarchive's bsdtar
+    (Debian's libarchive-tools): fmt "7zip" (one solid LZMA block by
+    default), "zip", "ustar" ..."""
+    with tempfile.TemporaryDirectory() as d:
+        _write_tree(os.path.join(d, "t"), files)
+        out = os.path.join(d, "out.arc")
+        cmd = ["bsdtar", "--format", fmt]
+        if options:
+            cmd += ["--options", options]
+        subprocess.run(cmd + ["-cf", out, "-C", os.path.join(d, "t")] + sorted(files), check=True)
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def seven_zip_encrypted(files, password="infected", headers=False):
+    """files: {name: bytes} -> a 7z archive with AES-encrypted content
+    (Debian's 7zip, 7zz -p); headers=True encrypts the names too (-mhe)"""
+    with tempfile.TemporaryDirectory() as d:
+        _write_tree(os.path.join(d, "t"), files)
+        out = os.path.join(d, "out.7z")
+        cmd = ["7zz", "a", "-bd", "-bso0", "-p" + password] + (["-mhe=on"] if headers else [])
+        subprocess.run(cmd + [out] + sorted(files), cwd=os.path.join(d, "t"), check=True)
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def uuencoded(name, data, mode="644"):
+    """data uuencoded as a block of a text body"""
+    import binascii
+    lines = [b"begin " + mode.encode() + b" " + _b(name)]
+    for i in range(0, len(data), 45):
+        lines.append(binascii.b2a_uu(data[i:i + 45]).rstrip(b"\n"))
+    return CRLF.join(lines + [b"`", b"end"]) + CRLF
