@@ -104,6 +104,8 @@ struct finding {
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
 	unsigned uu_blocks;           /* uuencoded files looked at */
+	unsigned embed_level;         /* messages parsed from parts, nested */
+	uint64_t embedded;            /* bytes of those messages */
 	int      archive_unchecked;     /* an archive's rest was left unread */
 	uint64_t unpacked;            /* entry bytes read, all archives and levels
 	                               * (ARCHIVE_UNPACKED_MAX) */
@@ -848,6 +850,52 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 	}
 }
 
+static void check_part(struct finding *f, const struct mime_part *p, size_t idx);
+
+#define EMBED_MAX_LEVELS 8   /* messages in messages parsed from parts' content */
+
+/* check_embedded - a part that is a whole message the shared parse did not
+ * descend into: a message/rfc822 (or message/global) part sent base64 or
+ * quoted-printable, which GMime keeps as a leaf, or a file named .eml (a
+ * forwarded message attached as application/octet-stream, opened by mail
+ * programs as a message).  Its content is parsed and its parts checked as
+ * the message's own; a banned file in it makes the outer part the one
+ * replaced.  At most EMBED_MAX_LEVELS deep and MIME_MAX_DECODED bytes of
+ * such messages per message: past that, unchecked. */
+static void check_embedded(struct finding *f, const struct mime_part *p, const char *file)
+{
+	int eml = strcmp(p->content_type, "message/rfc822") == 0 ||
+	    strcmp(p->content_type, "message/global") == 0;
+	struct mime_msg *m;
+	char last[32], prev[32];
+
+	for (size_t k = 0; !eml && p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		eml = strcmp(last, "eml") == 0;
+	}
+	if (!eml || p->raw_len == 0)
+		return;
+	if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded + p->raw_len > MIME_MAX_DECODED) {
+		char why[200], name[NAME_SHOWN + 8];
+
+		shown(file, name, sizeof(name));
+		snprintf(why, sizeof(why), "message %s not opened (%s)", name,
+		    f->embed_level >= EMBED_MAX_LEVELS ? "more than " STRINGIFY(EMBED_MAX_LEVELS) " levels"
+		                                       : "embedded messages over 64 MiB");
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, why);
+		return;
+	}
+	f->embedded += p->raw_len;
+	m = mime_parse(p->raw, p->raw_len);
+	f->embed_level++;
+	for (size_t i = 0; i < m->nparts; i++)
+		check_part(f, &m->parts[i], i);
+	f->embed_level--;
+	if (m->incomplete != NULL)
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, m->incomplete);
+	mime_free(m);
+}
+
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 {
 	const char *declared = p->declared_type[0] ? p->declared_type : p->content_type;
@@ -884,6 +932,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(what, sizeof(what), "declared %.200s, content %s", declared, type);
 		hit(f, R_CONTENT, symbol_of[R_CONTENT], file, what);
 	}
+	check_embedded(f, p, file);
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
 		if (is_archive_type(type) || is_archive_ext(last))

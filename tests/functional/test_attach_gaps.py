@@ -284,6 +284,44 @@ def test_uuencoded_files_in_text(tmp_path):
     expect(scan(tmp_path, many), "quarantine", "ATTACH_UNCHECKED", "more than 100 uuencoded files")
 
 
+# --- messages the MIME tree does not descend into ---------------------------------
+
+def inner_msg(name="game.exe", data=HARMLESS):
+    return L.message([L.part("application/octet-stream", data, "attachment; filename=\"%s\"" % name)],
+                     subject="inner", boundary="inner_b")
+
+
+def test_encoded_and_attached_messages(tmp_path):
+    """a message/rfc822 part sent base64 or quoted-printable (GMime keeps it
+    a leaf) and a forwarded message attached as a file named .eml are
+    parsed, and their parts checked as the message's own"""
+    b64 = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" + L.b64(inner_msg())
+    expect(scan(tmp_path, L.message([b64])), "reject", "ATTACH_BANNED_EXT", "game.exe: extension .exe")
+    qp = (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+          inner_msg().replace(b"=", b"=3D"))
+    expect(scan(tmp_path, L.message([qp])), "reject", "ATTACH_BANNED_EXT", "game.exe")
+    z = L.zip_bytes({"setup.scr": b"x"})
+    eml = L.part("application/octet-stream", inner_msg("files.zip", z), "attachment; filename=\"fwd.eml\"")
+    expect(scan(tmp_path, L.message([eml])), "reject", "ATTACH_ARCHIVE_BANNED", "contains setup.scr")
+    clean = L.part("application/octet-stream", inner_msg("notes.txt", b"text\n"), "attachment; filename=\"fwd.eml\"")
+    expect(scan(tmp_path, L.message([clean])), "accept")
+    # replace: the whole attached message goes, the rest is delivered
+    out = scan(tmp_path, L.message([eml, L.part("application/pdf", L.PDF, "attachment; filename=\"a.pdf\"")]),
+               "attach_inbound_archive_action=replace")
+    assert out["action"] == "accept" and out["new_body"] is True, out
+    assert syms(out)["ATTACH_REPLACED"] == "1 part replaced by a text part", out
+
+
+def test_embedded_messages_are_bounded(tmp_path):
+    """.eml in .eml, 10 levels: 8 are parsed, the rest is unchecked"""
+    m = inner_msg()
+    for i in range(10):
+        m = L.message([L.part("application/octet-stream", m, "attachment; filename=\"l%d.eml\"" % i)],
+                      boundary="b%d" % i)
+    out = scan(tmp_path, m)
+    expect(out, "quarantine", "ATTACH_UNCHECKED", "not opened (more than 8 levels)")
+
+
 # --- through the proxy ------------------------------------------------------------
 
 def test_proxy_rejects_compressed_banned(mw_factory, upstream):
