@@ -852,6 +852,177 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx);
 
+/* ------------------------------------------------------------------ */
+/* TNEF (winmail.dat)                                                   */
+
+#define TNEF_SIGNATURE   0x223E9F78u
+#define TNEF_MAX_ATTRS   20000        /* attributes read; more: unchecked */
+#define ATT_ATTACH_TITLE 0x00018010u  /* the file's (often 8.3) name */
+#define ATT_ATTACH_DATA  0x0006800Fu  /* the file */
+#define ATT_ATTACHMENT   0x00069005u  /* MAPI properties: the long name */
+
+static uint32_t le32(const unsigned char *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* tnef_props - the names among the MAPI properties of an attAttachment
+ * (PR_ATTACH_LONG_FILENAME 0x3707, PR_ATTACH_FILENAME 0x3704,
+ * PR_DISPLAY_NAME 0x3001), checked as names inside the TNEF file.  Stops
+ * at a property type it does not know the size of; 0 then, else 1. */
+static int tnef_props(struct finding *f, const unsigned char *b, size_t n, const char *file)
+{
+	const unsigned char *p = b, *end = b + n;
+	uint32_t count, i;
+
+	if (n < 4)
+		return 0;
+	count = le32(p);
+	p += 4;
+	for (i = 0; i < count; i++) {
+		uint16_t type, id, base;
+		uint32_t values = 1, v;
+
+		if (end - p < 4)
+			return 0;
+		type = (uint16_t)(p[0] | p[1] << 8);
+		id = (uint16_t)(p[2] | p[3] << 8);
+		p += 4;
+		if (id >= 0x8000) {               /* named property: GUID, kind, id or name */
+			uint32_t kind;
+
+			if (end - p < 24)
+				return 0;
+			kind = le32(p + 16);
+			p += 20;
+			if (kind == 0)
+				p += 4;
+			else {
+				uint32_t len = le32(p);
+
+				if ((size_t)(end - p) < 4 || (uint64_t)len + 3 > (uint64_t)(end - p) - 4)
+					return 0;
+				p += 4 + ((len + 3) & ~3u);
+			}
+		}
+		base = type & ~0x1000;
+		if ((type & 0x1000) || base == 0x001E || base == 0x001F || base == 0x0102 || base == 0x000D) {
+			if (end - p < 4)
+				return 0;
+			values = le32(p);
+			p += 4;
+		}
+		for (v = 0; v < values; v++) {
+			size_t size;
+
+			switch (base) {
+			case 0x0001: case 0x0002: case 0x0003: case 0x0004: case 0x000A: case 0x000B:
+				size = 4;
+				break;
+			case 0x0005: case 0x0006: case 0x0007: case 0x0014: case 0x0040:
+				size = 8;
+				break;
+			case 0x0048:
+				size = 16;
+				break;
+			case 0x001E: case 0x001F: case 0x0102: case 0x000D: {
+				uint32_t len;
+
+				if (end - p < 4)
+					return 0;
+				len = le32(p);
+				p += 4;
+				if ((uint64_t)len > (uint64_t)(end - p))
+					return 0;
+				if ((id == 0x3707 || id == 0x3704 || id == 0x3001) && len > 0) {
+					char *name = base == 0x001F
+					    ? g_utf16_to_utf8((const gunichar2 *)p, len / 2, NULL, NULL, NULL)
+					    : base == 0x001E ? g_strndup((const char *)p, len) : NULL;
+
+					if (name != NULL) {
+						char *clean = g_utf8_make_valid(name, -1);
+
+						for (char *c = clean; *c; c++)
+							if ((unsigned char)*c < 0x20 || *c == 0x7f)
+								*c = ' ';
+						check_name(f, clean, file);
+						g_free(clean);
+						g_free(name);
+					}
+				}
+				size = ((size_t)len + 3) & ~(size_t)3;
+				if (size > (size_t)(end - p))
+					size = (size_t)(end - p);
+				break;
+			}
+			default:
+				return 0;          /* a size we do not know: the rest unread */
+			}
+			if ((size_t)(end - p) < size)
+				return 0;
+			p += size;
+		}
+	}
+	return 1;
+}
+
+/* check_tnef - the files inside a TNEF stream (application/ms-tnef,
+ * winmail.dat: Outlook opens them as attachments): their names (title
+ * and long name) and types as those of an archive's entries, archives
+ * among them opened.  A stream that does not parse to its end, or has
+ * more than TNEF_MAX_ATTRS attributes, is unchecked. */
+static void check_tnef(struct finding *f, const struct mime_part *p, const char *file)
+{
+	const unsigned char *b = p->raw;
+	size_t n = p->raw_len, off = 6;
+	unsigned attrs = 0;
+	char title[256] = "", why[120];
+
+	if (n < 6 || le32(b) != TNEF_SIGNATURE)
+		return;
+	while (off < n) {
+		uint32_t id, len;
+		const unsigned char *d;
+
+		if (++attrs > TNEF_MAX_ATTRS) {
+			snprintf(why, sizeof(why), "TNEF with more than %u attributes", TNEF_MAX_ATTRS);
+			archive_unchecked(f, file, why);
+			return;
+		}
+		if (n - off < 9 || (uint64_t)(len = le32(b + off + 5)) + 2 > (uint64_t)(n - off - 9)) {
+			archive_unchecked(f, file, "TNEF stream truncated or malformed");
+			return;
+		}
+		id = le32(b + off + 1);
+		d = b + off + 9;
+		off += 9 + (size_t)len + 2;
+		if (id == ATT_ATTACH_TITLE) {
+			snprintf(title, sizeof(title), "%.*s", (int)strnlen((const char *)d, len), (const char *)d);
+			for (char *c = title; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = ' ';
+			check_name(f, title, file);
+		} else if (id == ATT_ATTACH_DATA && len > 0) {
+			char type[128], last[32], prev[32], label[400];
+
+			detect(f->a, d, len, type, sizeof(type));
+			if (type_banned(f->r, type)) {
+				char what[300], inner[NAME_SHOWN + 8];
+
+				shown(title[0] ? title : "a file", inner, sizeof(inner));
+				snprintf(what, sizeof(what), "contains %s of type %s", inner, type);
+				hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], file, what);
+			}
+			name_exts(title, last, sizeof(last), prev, sizeof(prev));
+			if (f->a->scan_archives && (is_archive_type(type) || is_archive_ext(last))) {
+				snprintf(label, sizeof(label), "%s/%s", file, title[0] ? title : "data");
+				scan_archive(f, d, len, label, 1);
+			}
+		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file))
+			mw_log(f->ctx, LOG_DEBUG, "TNEF %s: attachment properties not all read", file);
+	}
+}
+
 #define EMBED_MAX_LEVELS 8   /* messages in messages parsed from parts' content */
 
 /* check_embedded - a part that is a whole message the shared parse did not
@@ -933,6 +1104,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		hit(f, R_CONTENT, symbol_of[R_CONTENT], file, what);
 	}
 	check_embedded(f, p, file);
+	check_tnef(f, p, file);
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
 		if (is_archive_type(type) || is_archive_ext(last))

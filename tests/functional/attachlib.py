@@ -178,3 +178,35 @@ def uuencoded(name, data, mode="644"):
     for i in range(0, len(data), 45):
         lines.append(binascii.b2a_uu(data[i:i + 45]).rstrip(b"\n"))
     return CRLF.join(lines + [b"`", b"end"]) + CRLF
+
+
+# --- TNEF (winmail.dat) -------------------------------------------------------------
+
+def _tnef_attr(level, attr_id, data):
+    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def _mapi_string_prop(prop_id, value, unicode=False):
+    """one MAPI property of type PT_STRING8 (0x001E) or PT_UNICODE (0x001F)"""
+    data = value.encode("utf-16-le") + b"\0\0" if unicode else value.encode("latin-1") + b"\0"
+    pad = b"\0" * (-len(data) % 4)
+    return struct.pack("<HHII", 0x001F if unicode else 0x001E, prop_id, 1, len(data)) + data + pad
+
+
+def tnef(attachments):
+    """a TNEF stream (winmail.dat, as Outlook sends it) holding files:
+    attachments is a list of (title, data, long_name or None); the title is
+    attAttachTitle, the long name PR_ATTACH_LONG_FILENAME (Unicode) in
+    attAttachment, after a PT_LONG property (PR_ATTACH_METHOD)."""
+    out = struct.pack("<IH", 0x223E9F78, 1)
+    out += _tnef_attr(1, 0x00089006, struct.pack("<I", 0x00010000))     # attTnefVersion
+    out += _tnef_attr(1, 0x00069007, struct.pack("<II", 1252, 0))        # attOemCodepage
+    for title, data, long_name in attachments:
+        out += _tnef_attr(2, 0x00069002, struct.pack("<HiHHI", 1, -1, 0, 0, 0))   # attAttachRendData
+        out += _tnef_attr(2, 0x00018010, title.encode("latin-1") + b"\0")       # attAttachTitle
+        out += _tnef_attr(2, 0x0006800F, data)                                   # attAttachData
+        if long_name is not None:
+            props = [struct.pack("<HHI", 0x0003, 0x3705, 1),                       # PR_ATTACH_METHOD
+                     _mapi_string_prop(0x3707, long_name, unicode=True)]
+            out += _tnef_attr(2, 0x00069005, struct.pack("<I", len(props)) + b"".join(props))
+    return out

@@ -322,6 +322,33 @@ def test_embedded_messages_are_bounded(tmp_path):
     expect(out, "quarantine", "ATTACH_UNCHECKED", "not opened (more than 8 levels)")
 
 
+# --- TNEF (winmail.dat) ------------------------------------------------------------
+
+def winmail(*files):
+    return L.message([L.part("application/ms-tnef; name=\"winmail.dat\"", L.tnef(list(files)),
+                             "attachment; filename=\"winmail.dat\"")])
+
+
+def test_tnef_files(tmp_path):
+    """Outlook opens the files of a winmail.dat as attachments: their
+    names (attAttachTitle and the long name among the MAPI properties),
+    types and archives are checked as an archive's entries"""
+    expect(scan(tmp_path, winmail(("INVOIC~1.PDF", HARMLESS, "invoice.pdf.exe"))), "reject",
+           "ATTACH_ARCHIVE_BANNED", "winmail.dat: contains invoice.pdf.exe")
+    expect(scan(tmp_path, winmail(("notes.txt", b"a\n", None), ("setup.scr", HARMLESS, None))), "reject",
+           "ATTACH_ARCHIVE_BANNED", "winmail.dat: contains setup.scr")
+    expect(scan(tmp_path, winmail(("scan.pdf", EXE, None))), "reject", "ATTACH_ARCHIVE_BANNED",
+           "contains scan.pdf of type application/vnd.microsoft.portable-executable")
+    expect(scan(tmp_path, winmail(("files.zip", L.zip_bytes({"run.js": b"x"}), None))), "reject",
+           "ATTACH_ARCHIVE_BANNED", "winmail.dat/files.zip: contains run.js")
+    expect(scan(tmp_path, winmail(("notes.txt", b"a\n", "meeting notes.txt"), ("logo.png", L.PNG, None))),
+           "accept")
+    # cut short: what follows the cut is not seen
+    cut = L.tnef([("notes.txt", b"a\n" * 100, None), ("setup.scr", HARMLESS, None)])[:-40]
+    out = scan(tmp_path, L.message([L.part("application/ms-tnef", cut, "attachment; filename=\"winmail.dat\"")]))
+    expect(out, "quarantine", "ATTACH_UNCHECKED", "TNEF stream truncated or malformed")
+
+
 # --- through the proxy ------------------------------------------------------------
 
 def test_proxy_rejects_compressed_banned(mw_factory, upstream):
