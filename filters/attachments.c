@@ -87,7 +87,7 @@ struct attach {
 	unsigned archive_depth;
 	unsigned max_entries;
 	size_t   max_nested;          /* bytes of a nested archive read */
-	unsigned filters;             /* FILTER_* libarchive decompresses itself */
+	unsigned filters;             /* bits of decompressor[] libarchive has built in */
 	struct magic_pool magic;
 };
 
@@ -789,6 +789,23 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 
 #define UU_MAX_BLOCKS 100   /* uuencoded files looked at per message */
 
+/* uu_end - the start of the "end" line that closes a uuencoded block
+ * starting at p, or of the next "begin " line (a block left open must not
+ * hide the next one's name), or end */
+static const char *uu_end(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl != NULL ? nl : end) - p);
+
+		if ((n >= 3 && memcmp(p, "end", 3) == 0 && (n == 3 || (n == 4 && p[3] == '\r'))) ||
+		    (n >= 6 && memcmp(p, "begin ", 6) == 0))
+			return p;
+		p = nl != NULL ? nl + 1 : end;
+	}
+	return end;
+}
+
 /* check_uuencoded - a text part may carry files uuencoded in its body
  * ("begin 644 name" ... "end"), which mail programs show as attachments:
  * each one's name, type and archive are checked as an attachment's.
@@ -798,7 +815,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
 	for (line = t; line < end; ) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *next = nl != NULL ? nl + 1 : end;
+		const char *next = nl != NULL ? nl + 1 : end, *stop;
 		size_t n = (size_t)(next - line), k = 6;
 		char name[256], label[320], type[128], last[32], prev[32];
 		unsigned char *out;
@@ -829,8 +846,10 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 			if ((unsigned char)*c < 0x20 || *c == 0x7f)
 				*c = ' ';
 		check_name(f, name, NULL);
-		/* the rest of the part, decoded until "end" */
-		len = (size_t)(end - next);
+		/* the block: up to its "end" line, or the end of the part (and
+		 * then no block follows: each byte is decoded once) */
+		stop = uu_end(next, end);
+		len = (size_t)(stop - next);
 		if ((out = malloc(len + 4)) == NULL)
 			return;
 		len = g_mime_encoding_uudecode_step((const unsigned char *)next, len, out, &state, &save);
@@ -846,7 +865,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
 			scan_archive(f, out, len, label, 1);
 		free(out);
-		line = next;
+		line = stop;
 	}
 }
 
@@ -857,6 +876,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 
 #define TNEF_SIGNATURE   0x223E9F78u
 #define TNEF_MAX_ATTRS   20000        /* attributes read; more: unchecked */
+#define ATT_ATTACH_REND_DATA 0x00069002u  /* starts an attachment */
 #define ATT_ATTACH_TITLE 0x00018010u  /* the file's (often 8.3) name */
 #define ATT_ATTACH_DATA  0x0006800Fu  /* the file */
 #define ATT_ATTACHMENT   0x00069005u  /* MAPI properties: the long name */
@@ -996,7 +1016,9 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
 		id = le32(b + off + 1);
 		d = b + off + 9;
 		off += 9 + (size_t)len + 2;
-		if (id == ATT_ATTACH_TITLE) {
+		if (id == ATT_ATTACH_REND_DATA)
+			title[0] = '\0';          /* a new attachment starts */
+		else if (id == ATT_ATTACH_TITLE) {
 			snprintf(title, sizeof(title), "%.*s", (int)strnlen((const char *)d, len), (const char *)d);
 			for (char *c = title; *c; c++)
 				if ((unsigned char)*c < 0x20 || *c == 0x7f)

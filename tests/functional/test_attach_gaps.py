@@ -279,6 +279,14 @@ def test_uuencoded_files_in_text(tmp_path):
     # clean ones pass; "begin 644" that starts no block is text
     expect(scan(tmp_path, uu_msg(L.uuencoded("notes.txt", b"just text\n" * 20),
                                  b"We begin 644 new projects.\r\nbegin 6 x.exe\r\n")), "accept")
+    # a block left open does not hide the next one, and costs one pass
+    opened = b"begin 644 a.txt\r\n" + b"M" + b"A" * 60 + b"\r\n"
+    expect(scan(tmp_path, uu_msg(opened * 3, L.uuencoded("evil.exe", HARMLESS))), "reject",
+           "ATTACH_BANNED_EXT", "evil.exe")
+    big = uu_msg(b"begin 644 a.txt\r\n" * 100 + (b"M" + b"A" * 60 + b"\r\n") * 100000)
+    t = time.monotonic()
+    expect(scan(tmp_path, big), "accept")
+    assert time.monotonic() - t < 5, time.monotonic() - t
     # more blocks than are looked at: unchecked
     many = uu_msg(*[L.uuencoded("n%d.txt" % i, b"text\n") for i in range(101)])
     expect(scan(tmp_path, many), "quarantine", "ATTACH_UNCHECKED", "more than 100 uuencoded files")
