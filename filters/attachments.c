@@ -579,7 +579,7 @@ static void scan_compressed(struct finding *f, struct archive *ar, struct archiv
 		if (level < f->a->archive_depth) {
 			char inner_name[400];
 
-			snprintf(inner_name, sizeof(inner_name), "%s/%s", archive_name,
+			snprintf(inner_name, sizeof(inner_name), "%.200s/%.190s", archive_name,
 			    stored != NULL ? stored : derived[0] ? derived : "data");
 			scan_archive(f, head, got, inner_name, level + 1);
 		} else
@@ -1037,7 +1037,7 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
 			}
 			name_exts(title, last, sizeof(last), prev, sizeof(prev));
 			if (f->a->scan_archives && (is_archive_type(type) || is_archive_ext(last))) {
-				snprintf(label, sizeof(label), "%s/%s", file, title[0] ? title : "data");
+				snprintf(label, sizeof(label), "%.140s/%.250s", file, title[0] ? title : "data");
 				scan_archive(f, d, len, label, 1);
 			}
 		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file))
