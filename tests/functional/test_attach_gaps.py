@@ -220,6 +220,34 @@ def test_clamav_scans_7z_entries(tmp_path):
         ["limit: Heuristics.Limits.Exceeded.MaxFiles"], out
 
 
+def test_zip_entries_bound_inside_other_containers(tmp_path):
+    """av_max_zip_entries counted zips and zips in zips only: a zip of 5,000
+    empty entries gzipped (libclamav gunzips it itself), bzip2'd, xz'd,
+    in a tar.gz or a 7z, under any name, took libclamav 5 to 10 s (20,000:
+    av_max_scantime) and was scanned; now each is the same limit hit as
+    the bare zip, at once; a small zip in a tar.gz is still scanned"""
+    import base64
+    import avlib
+    db = avlib.copy_db(str(tmp_path / "db"))
+    av = ["av_database=" + db, "av_db_check_interval=0", "filters=clamav"]
+    z = bomblib.zip_entries(0.025).split(b'filename="many.zip"\r\n\r\n')[1].split(b"\r\n--B--")[0]
+    z = base64.b64decode(z.replace(b"\r\n", b""))
+    for name, data in [("many.zip.gz", L.compressed("gz", z)), ("report.dat", L.compressed("gz", z)),
+                       ("a.bz2", L.compressed("bz2", z)), ("a.xz", L.compressed("xz", z)),
+                       ("a.tar.gz", L.tar_gz_bytes({"d/many.zip": z})),
+                       ("a.7z", L.bsdtar_archive({"many.zip": z})),
+                       ("a.tgz", L.tar_gz_bytes({"in.gz": L.compressed("gz", z)}))]:
+        t = time.monotonic()
+        out = scan(tmp_path, attached(name, data), *av)
+        unscanned = [s["desc"] for s in out["symbols"] if s["name"] == "AV_UNSCANNED"]
+        assert unscanned and "av_max_zip_entries" in unscanned[0], (name, out["symbols"])
+        assert time.monotonic() - t < 4, (name, time.monotonic() - t)
+    files = {"f%d.txt" % i: b"x\n" for i in range(30)}
+    files["eicar.com"] = avlib.EICAR
+    out = scan(tmp_path, attached("a.tar.gz", L.tar_gz_bytes({"files.zip": L.zip_bytes(files)})), *av)
+    assert [s["name"] for s in out["symbols"]] == ["VIRUS_FOUND"], out["symbols"]
+
+
 # --- names ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ctype,disposition,banned", [
