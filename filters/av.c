@@ -150,6 +150,23 @@ static int is_container(const unsigned char *b, size_t n)
 	    (n >= 262 && memcmp(b + 257, "ustar", 5) == 0);
 }
 
+/* drain - the rest of the current entry, read into nothing where skipping
+ * it would decompress it anyway (a compressed stream, a solid 7z block),
+ * counted with the already read into *budget, which it stops at; a tar.gz
+ * of 20 GB of zeros is not unpacked whole to look for zips */
+static void drain(struct archive *ar, uint64_t *budget, size_t already)
+{
+	static _Thread_local char scratch[65536];
+	uint64_t used = already;
+	la_ssize_t r;
+
+	if (archive_filter_count(ar) > 1 ||
+	    (archive_format(ar) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_7ZIP)
+		while (used < *budget && (r = archive_read_data(ar, scratch, sizeof(scratch))) > 0)
+			used += (uint64_t)r;
+	*budget -= used < *budget ? used : *budget;
+}
+
 /* entry_data - the current entry's data, to its end, if it fits in
  * *budget (which what is read comes out of); NULL if it does not, or on
  * an error, or if it is empty */
@@ -161,8 +178,10 @@ static unsigned char *entry_data(struct archive *ar, struct archive_entry *e, ui
 	la_ssize_t r;
 
 	*got = 0;
-	if (archive_entry_size_is_set(e) && (uint64_t)archive_entry_size(e) > max)
+	if (archive_entry_size_is_set(e) && (uint64_t)archive_entry_size(e) > max) {
+		drain(ar, budget, 0);
 		return NULL;
+	}
 	cap = archive_entry_size_is_set(e) ? (size_t)archive_entry_size(e) + 1 : 65536;
 	if (cap > max + 1)
 		cap = max + 1;
@@ -176,8 +195,9 @@ static unsigned char *entry_data(struct archive *ar, struct archive_entry *e, ui
 			break;
 		*got += (size_t)r;
 		if (*got >= 512 && *got - (size_t)r < 512 && !is_container(in, *got)) {
-			r = -1;
-			break;
+			drain(ar, budget, *got);
+			free(in);
+			return NULL;
 		}
 		if (*got == cap) {
 			if (cap > max) {
@@ -230,8 +250,12 @@ static uint64_t zip_count(const unsigned char *b, size_t n, unsigned depth, uint
 			if ((archive_format(ar) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_ZIP &&
 			    archive_filter_count(ar) > 1)
 				total++;        /* a zip read through gzip ...: its entries one by one */
-			if (archive_entry_size_is_set(e) && archive_entry_size(e) < 22)
+			if (total > limit)
+				break;
+			if (archive_entry_size_is_set(e) && archive_entry_size(e) < 22) {
+				drain(ar, budget, 0);
 				continue;
+			}
 			if ((in = entry_data(ar, e, budget, &got)) == NULL)
 				continue;
 			total += zip_count(in, got, depth - 1, limit - total, budget);
