@@ -11,8 +11,10 @@
  *   content    libmagic finds a banned type in content declared as another
  *              type (an executable sent as text/plain: ATTACH_CONTENT_TYPE)
  *   archive    a banned name or content type inside an archive (zip, 7z,
- *              rar, tar, cab, iso, gzip/bzip2/xz; archives in archives to
- *              attach_archive_depth) read with libarchive (ATTACH_ARCHIVE_BANNED)
+ *              rar, tar, cab, iso, also compressed; archives in archives to
+ *              attach_archive_depth) read with libarchive, inside a bare
+ *              compressed file (gzip, bzip2, xz, zstd, lzip, lzma: the raw
+ *              format) or a TNEF winmail.dat (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
  *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
@@ -20,6 +22,11 @@
  *              read whole (entries, unpack budget, depth, size of an inner
  *              archive): what was not seen could hide a banned file
  *              (ATTACH_UNCHECKED)
+ * Every name a part's fields give is checked (filename=, filename*=,
+ * name=), a name with a bidirectional control is a disguise
+ * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
+ * messages the MIME tree keeps as leaves (an encoded message/rfc822, a
+ * file named .eml), are checked as attachments.
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
  * and the file in the reply text and in the symbol's description.  Symbols
