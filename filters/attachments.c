@@ -11,8 +11,10 @@
  *   content    libmagic finds a banned type in content declared as another
  *              type (an executable sent as text/plain: ATTACH_CONTENT_TYPE)
  *   archive    a banned name or content type inside an archive (zip, 7z,
- *              rar, tar, cab, iso, gzip/bzip2/xz; archives in archives to
- *              attach_archive_depth) read with libarchive (ATTACH_ARCHIVE_BANNED)
+ *              rar, tar, cab, iso, also compressed; archives in archives to
+ *              attach_archive_depth) read with libarchive, inside a bare
+ *              compressed file (gzip, bzip2, xz, zstd, lzip, lzma: the raw
+ *              format) or a TNEF winmail.dat (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
  *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
@@ -20,6 +22,11 @@
  *              read whole (entries, unpack budget, depth, size of an inner
  *              archive): what was not seen could hide a banned file
  *              (ATTACH_UNCHECKED)
+ * Every name a part's fields give is checked (filename=, filename*=,
+ * name=), a name with a bidirectional control is a disguise
+ * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
+ * messages the MIME tree keeps as leaves (an encoded message/rfc822, a
+ * file named .eml), are checked as attachments.
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
  * and the file in the reply text and in the symbol's description.  Symbols
@@ -34,6 +41,7 @@
  * under a mutex; libarchive objects are per call.
  */
 #include <ctype.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +53,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <magic.h>
+#include <gmime/gmime.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -56,6 +65,8 @@
 #define ARCHIVE_UNPACKED_MAX (ARCHIVE_UNPACKED_MAX_MIB << 20)  /* bytes decompressed per message, skips included */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
+#define STRINGIFY_(x)   #x
+#define STRINGIFY(x)    STRINGIFY_(x)
 
 enum rule { R_EXTENSION, R_TYPE, R_CONTENT, R_ARCHIVE, R_ENCRYPTED, R_UNCHECKED, R_COUNT };
 
@@ -83,6 +94,7 @@ struct attach {
 	unsigned archive_depth;
 	unsigned max_entries;
 	size_t   max_nested;          /* bytes of a nested archive read */
+	unsigned filters;             /* bits of decompressor[] libarchive has built in */
 	struct magic_pool magic;
 };
 
@@ -98,6 +110,9 @@ struct finding {
 	struct mime_replacement *rep; /* leaves to replace, in order, one each */
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
+	unsigned uu_blocks;           /* uuencoded files looked at */
+	unsigned embed_level;         /* messages parsed from parts, nested */
+	uint64_t embedded;            /* bytes of those messages */
 	int      archive_unchecked;     /* an archive's rest was left unread */
 	uint64_t unpacked;            /* entry bytes read, all archives and levels
 	                               * (ARCHIVE_UNPACKED_MAX) */
@@ -276,7 +291,8 @@ static int is_archive_type(const char *t)
 		"application/vnd.rar", "application/x-tar", "application/gzip",
 		"application/x-gzip", "application/x-bzip2", "application/x-xz",
 		"application/vnd.ms-cab-compressed", "application/x-iso9660-image",
-		"application/java-archive", NULL
+		"application/java-archive", "application/zstd", "application/x-lzip",
+		"application/x-lzma", NULL
 	};
 	size_t i;
 
@@ -290,7 +306,7 @@ static int is_archive_ext(const char *e)
 {
 	static const char *const exts[] = {
 		"zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "tbz", "xz", "txz", "cab", "iso",
-		"jar", NULL
+		"jar", "zst", "tzst", "lz", "lzma", NULL
 	};
 	size_t i;
 
@@ -372,6 +388,20 @@ static void hit(struct finding *f, enum rule rule, const char *symbol, const cha
 	}
 }
 
+/* has_bidi_control - does a UTF-8 name hold a bidirectional embedding,
+ * override or isolate (U+202A-U+202E, U+2066-U+2069)?  Marks (U+200E,
+ * U+200F) are left alone: right-to-left names may carry them. */
+static int has_bidi_control(const char *name)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)name; *p; p++)
+		if (p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
+		    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))
+			return 1;
+	return 0;
+}
+
 /* check_name - the extension rule on one filename; in_archive: the
  * archive rule instead, with the archive named */
 static void check_name(struct finding *f, const char *name, const char *archive)
@@ -379,6 +409,18 @@ static void check_name(struct finding *f, const char *name, const char *archive)
 	char last[32], prev[32], what[200];
 	const struct dir_rules *r = f->r;
 
+	if (has_bidi_control(name)) {
+		/* the name shows otherwise than it is: "invoice\u202Efdp.exe"
+		 * reads "invoiceexe.pdf"; no honest filename needs one */
+		if (archive != NULL) {
+			char inner[NAME_SHOWN + 8];
+
+			shown(name, inner, sizeof(inner));
+			snprintf(what, sizeof(what), "contains %s, a name with a bidirectional control character", inner);
+			hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive, what);
+		} else
+			hit(f, R_EXTENSION, "ATTACH_BIDI_NAME", name, "name with a bidirectional control character");
+	}
 	name_exts(name, last, sizeof(last), prev, sizeof(prev));
 	if (last[0] == '\0' || !in_list(r->ext, r->next, last))
 		return;
@@ -402,6 +444,156 @@ static void check_name(struct finding *f, const char *name, const char *archive)
 
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level);
+static unsigned char *read_head(struct archive *ar, size_t max, size_t *got);
+static void archive_unchecked(struct finding *f, const char *archive_name, const char *why);
+
+/* The decompression filters: libarchive falls back to an external program
+ * (fork and exec of zstd, lzip ...) for one it was built without, and says
+ * so only by answering ARCHIVE_WARN when it is enabled; setup() keeps
+ * those that are built in (a bit each), and only those are ever enabled. */
+static const struct {
+	const char *name;
+	int (*enable)(struct archive *);
+} decompressor[] = {
+	{ "gzip",  archive_read_support_filter_gzip },
+	{ "bzip2", archive_read_support_filter_bzip2 },
+	{ "xz",    archive_read_support_filter_xz },
+	{ "zstd",  archive_read_support_filter_zstd },
+	{ "lzip",  archive_read_support_filter_lzip },
+	{ "lzma",  archive_read_support_filter_lzma },
+};
+#define NDECOMPRESSORS (sizeof(decompressor) / sizeof(decompressor[0]))
+
+/* builtin_decompressors - the bit set of decompressor[] libarchive has
+ * built in (no external program) */
+static unsigned builtin_decompressors(void)
+{
+	unsigned bits = 0;
+	size_t i;
+
+	for (i = 0; i < NDECOMPRESSORS; i++) {
+		struct archive *ar = archive_read_new();
+
+		if (ar == NULL)
+			continue;
+		if (decompressor[i].enable(ar) == ARCHIVE_OK)
+			bits |= 1u << i;
+		archive_read_free(ar);
+	}
+	return bits;
+}
+
+/* compressed_name - for a bare compressed file, the name its
+ * decompressor gives it: the name of the attachment (or of the archive
+ * entry) without its compression suffix ("invoice.exe.gz" -> "invoice.exe"),
+ * into out; "" when the name has no such suffix */
+static void compressed_name(const char *archive_name, char *out, size_t outsz)
+{
+	static const char *const suffixes[] = { ".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".z", NULL };
+	const char *base = archive_name, *p;
+	size_t n, i;
+
+	out[0] = '\0';
+	for (p = archive_name; *p; p++)
+		if (*p == '/' || *p == '\\')
+			base = p + 1;
+	n = strlen(base);
+	/* trailing dots and spaces, as Windows drops them */
+	while (n > 0 && (base[n - 1] == '.' || base[n - 1] == ' ' || base[n - 1] == '\t'))
+		n--;
+	for (i = 0; suffixes[i] != NULL; i++) {
+		size_t k = strlen(suffixes[i]);
+
+		if (n > k && strncasecmp(base + n - k, suffixes[i], k) == 0) {
+			snprintf(out, outsz, "%.*s", (int)(n - k), base);
+			return;
+		}
+	}
+}
+
+/* read_more - grow *buf (holding *got bytes) with the current entry's
+ * data up to max bytes in all; 1 if the entry ended within them */
+static int read_more(struct archive *ar, unsigned char **buf, size_t *got, size_t max)
+{
+	unsigned char *b = realloc(*buf, max + 1);
+	la_ssize_t r = 0;
+
+	if (b == NULL)
+		return 0;
+	*buf = b;
+	while (*got < max + 1 && (r = archive_read_data(ar, b + *got, max + 1 - *got)) > 0)
+		*got += (size_t)r;
+	return *got <= max && r == 0;
+}
+
+/* scan_compressed - the one file of a bare compressed stream (libarchive's
+ * raw format behind a decompression filter): both names it can get (the
+ * gzip header's FNAME, the attachment's without the suffix) against the
+ * banned extensions, its type by magic, and, if it is an archive, what is
+ * inside it.  Only its head is decompressed unless it is an archive to
+ * open: a gzip bomb costs 64 KiB.  An archive in it that is not opened
+ * (depth, size) leaves it unchecked, as in an archive. */
+static void scan_compressed(struct finding *f, struct archive *ar, struct archive_entry *e,
+                            const char *archive_name, unsigned level)
+{
+	const char *stored = archive_entry_pathname(e);
+	char derived[400], last[32], prev[32], dlast[32], type[128];
+	unsigned char *head;
+	size_t got = 0;
+	int archive;
+
+	compressed_name(archive_name, derived, sizeof(derived));
+	/* "data" is what the raw format calls a stream without a name */
+	if (stored != NULL && strcmp(stored, "data") == 0)
+		stored = NULL;
+	if (stored != NULL)
+		check_name(f, stored, archive_name);
+	if (derived[0] != '\0' && (stored == NULL || strcmp(stored, derived) != 0))
+		check_name(f, derived, archive_name);
+	if ((head = read_head(ar, MAGIC_HEAD, &got)) == NULL)
+		return;
+	f->unpacked += got;
+	detect(f->a, head, got, type, sizeof(type));
+	if (type_banned(f->r, type)) {
+		char what[300], inner[NAME_SHOWN + 8];
+
+		shown(stored != NULL ? stored : derived[0] ? derived : "its content", inner, sizeof(inner));
+		snprintf(what, sizeof(what), "contains %s of type %s", inner, type);
+		hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], archive_name, what);
+	}
+	name_exts(stored != NULL ? stored : "", last, sizeof(last), prev, sizeof(prev));
+	name_exts(derived, dlast, sizeof(dlast), prev, sizeof(prev));
+	archive = is_archive_ext(last) || is_archive_ext(dlast) || is_archive_type(type);
+	if (archive && got == MAGIC_HEAD) {
+		/* the rest of it, to max_nested, unless too deep */
+		size_t before = got;
+		int whole = level < f->a->archive_depth && read_more(ar, &head, &got, f->a->max_nested);
+
+		f->unpacked += got - before;
+		if (!whole) {
+			char why[NAME_SHOWN + 80], inner[NAME_SHOWN + 8];
+
+			shown(stored != NULL ? stored : derived[0] ? derived : "its content", inner, sizeof(inner));
+			snprintf(why, sizeof(why), "%s not opened (%s)", inner,
+			    level >= f->a->archive_depth ? "deeper than attach_archive_depth"
+			                                  : "over attach_archive_max_size");
+			archive_unchecked(f, archive_name, why);
+			free(head);
+			return;
+		}
+	}
+	if (archive) {
+		if (level < f->a->archive_depth) {
+			char inner_name[400];
+
+			snprintf(inner_name, sizeof(inner_name), "%.200s/%.190s", archive_name,
+			    stored != NULL ? stored : derived[0] ? derived : "data");
+			scan_archive(f, head, got, inner_name, level + 1);
+		} else
+			archive_unchecked(f, archive_name, "compressed archive not opened (deeper than attach_archive_depth)");
+	}
+	free(head);
+}
 
 /* read_head - up to max bytes of the current entry's data; NULL if none */
 static unsigned char *read_head(struct archive *ar, size_t max, size_t *got)
@@ -441,12 +633,42 @@ static void archive_unchecked(struct finding *f, const char *archive_name, const
 	hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], archive_name, why);
 }
 
+static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                            const char *archive_name, unsigned level);
+
+/* libarchive converts entry names to the charset of the current locale:
+ * in the scanner's "C" locale a name with any non-ASCII character (UTF-8
+ * in a zip, UTF-16 in a 7z) converts to nothing, and was never checked
+ * ("Rechnung\u00e4.exe" passed).  The archive is read with a UTF-8
+ * LC_CTYPE on this thread only (uselocale), so names come out whole. */
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static locale_t utf8_locale;
+
+static void utf8_locale_init(void)
+{
+	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
 static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
                          const char *archive_name, unsigned level)
+{
+	locale_t old = (locale_t)0;
+
+	pthread_once(&utf8_once, utf8_locale_init);
+	if (utf8_locale != (locale_t)0)
+		old = uselocale(utf8_locale);
+	scan_archive_in(f, data, len, archive_name, level);
+	if (utf8_locale != (locale_t)0)
+		uselocale(old);
+}
+
+static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                            const char *archive_name, unsigned level)
 {
 	struct archive *ar = archive_read_new();
 	struct archive_entry *e;
 	int encrypted = 0, r;
+	unsigned listed = 0;          /* entries of this archive read */
 
 	if (ar == NULL)
 		return;
@@ -458,9 +680,12 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 	archive_read_support_format_tar(ar);
 	archive_read_support_format_cab(ar);
 	archive_read_support_format_iso9660(ar);
-	archive_read_support_filter_gzip(ar);
-	archive_read_support_filter_bzip2(ar);
-	archive_read_support_filter_xz(ar);
+	/* a bare compressed file: the raw format bids last, below every
+	 * archive format, so a tar.gz stays a tar */
+	archive_read_support_format_raw(ar);
+	for (size_t i = 0; i < NDECOMPRESSORS; i++)
+		if (f->a->filters & (1u << i))
+			decompressor[i].enable(ar);
 	if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK) {
 		archive_read_free(ar);
 		return;
@@ -476,6 +701,17 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 			name = archive_entry_pathname(e);
 		if (name == NULL)
 			name = "";
+		listed++;
+		if (archive_format(ar) == ARCHIVE_FORMAT_RAW) {
+			/* a stream no archive format took: a compressed file if a
+			 * decompressor ran, else nothing we know (a file named
+			 * like an archive that is none) */
+			if (archive_filter_count(ar) > 1) {
+				++f->entries;
+				scan_compressed(f, ar, e, archive_name, level);
+			}
+			break;
+		}
 		if (++f->entries > f->a->max_entries) {
 			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
 			break;
@@ -540,6 +776,16 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 	}
 	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
 		encrypted = 1;   /* encrypted headers (7z -mhe) */
+	else if (r == ARCHIVE_FATAL && listed > 0) {
+		/* read in part, then broken: what follows is not seen by us,
+		 * but may be by another unpacker (a 7z behind gzip, which
+		 * libarchive cannot seek in, lists its names and no more) */
+		char why[200];
+
+		snprintf(why, sizeof(why), "unreadable after %u entr%s (%.100s)", listed,
+		    listed == 1 ? "y" : "ies", archive_error_string(ar) ? archive_error_string(ar) : "error");
+		archive_unchecked(f, archive_name, why);
+	}
 	if (encrypted)
 		hit(f, R_ENCRYPTED, symbol_of[R_ENCRYPTED], archive_name, "encrypted archive");
 	archive_read_free(ar);
@@ -547,6 +793,308 @@ static void scan_archive(struct finding *f, const unsigned char *data, size_t le
 
 /* ------------------------------------------------------------------ */
 /* the hook                                                             */
+
+#define UU_MAX_BLOCKS 100   /* uuencoded files looked at per message */
+
+/* uu_end - the start of the "end" line that closes a uuencoded block
+ * starting at p, or of the next "begin " line (a block left open must not
+ * hide the next one's name), or end */
+static const char *uu_end(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl != NULL ? nl : end) - p);
+
+		if ((n >= 3 && memcmp(p, "end", 3) == 0 && (n == 3 || (n == 4 && p[3] == '\r'))) ||
+		    (n >= 6 && memcmp(p, "begin ", 6) == 0))
+			return p;
+		p = nl != NULL ? nl + 1 : end;
+	}
+	return end;
+}
+
+/* check_uuencoded - a text part may carry files uuencoded in its body
+ * ("begin 644 name" ... "end"), which mail programs show as attachments:
+ * each one's name, type and archive are checked as an attachment's.
+ * Decoded with GMime; past UU_MAX_BLOCKS the message is unchecked. */
+static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t idx)
+{
+	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
+	for (line = t; line < end; ) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *next = nl != NULL ? nl + 1 : end, *stop;
+		size_t n = (size_t)(next - line), k = 6;
+		char name[256], label[320], type[128], last[32], prev[32];
+		unsigned char *out;
+		int state = GMIME_UUDECODE_STATE_BEGIN;
+		guint32 save = 0;
+		size_t len, m;
+
+		if (n < 12 || memcmp(line, "begin ", 6) != 0) {
+			line = next;
+			continue;
+		}
+		while (k < n && line[k] >= '0' && line[k] <= '7')
+			k++;
+		if (k < 9 || k > 10 || line[k] != ' ') {
+			line = next;
+			continue;
+		}
+		if (++f->uu_blocks > UU_MAX_BLOCKS) {
+			hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
+			    "more than " STRINGIFY(UU_MAX_BLOCKS) " uuencoded files");
+			return;
+		}
+		m = n - k - 1;
+		while (m > 0 && (line[k + 1 + m - 1] == '\n' || line[k + 1 + m - 1] == '\r'))
+			m--;
+		snprintf(name, sizeof(name), "%.*s", (int)m, line + k + 1);
+		for (char *c = name; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = ' ';
+		check_name(f, name, NULL);
+		/* the block: up to its "end" line, or the end of the part (and
+		 * then no block follows: each byte is decoded once) */
+		stop = uu_end(next, end);
+		len = (size_t)(stop - next);
+		if ((out = malloc(len + 4)) == NULL)
+			return;
+		len = g_mime_encoding_uudecode_step((const unsigned char *)next, len, out, &state, &save);
+		snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
+		detect(f->a, out, len, type, sizeof(type));
+		if (type_banned(f->r, type)) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "uuencoded, content %s", type);
+			hit(f, R_CONTENT, symbol_of[R_CONTENT], label, what);
+		}
+		name_exts(name, last, sizeof(last), prev, sizeof(prev));
+		if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
+			scan_archive(f, out, len, label, 1);
+		free(out);
+		line = stop;
+	}
+}
+
+static void check_part(struct finding *f, const struct mime_part *p, size_t idx);
+
+/* ------------------------------------------------------------------ */
+/* TNEF (winmail.dat)                                                   */
+
+#define TNEF_SIGNATURE   0x223E9F78u
+#define TNEF_MAX_ATTRS   20000        /* attributes read; more: unchecked */
+#define ATT_ATTACH_REND_DATA 0x00069002u  /* starts an attachment */
+#define ATT_ATTACH_TITLE 0x00018010u  /* the file's (often 8.3) name */
+#define ATT_ATTACH_DATA  0x0006800Fu  /* the file */
+#define ATT_ATTACHMENT   0x00069005u  /* MAPI properties: the long name */
+
+static uint32_t le32(const unsigned char *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* tnef_props - the names among the MAPI properties of an attAttachment
+ * (PR_ATTACH_LONG_FILENAME 0x3707, PR_ATTACH_FILENAME 0x3704,
+ * PR_DISPLAY_NAME 0x3001), checked as names inside the TNEF file.  Stops
+ * at a property type it does not know the size of; 0 then, else 1. */
+static int tnef_props(struct finding *f, const unsigned char *b, size_t n, const char *file)
+{
+	const unsigned char *p = b, *end = b + n;
+	uint32_t count, i;
+
+	if (n < 4)
+		return 0;
+	count = le32(p);
+	p += 4;
+	for (i = 0; i < count; i++) {
+		uint16_t type, id, base;
+		uint32_t values = 1, v;
+
+		if (end - p < 4)
+			return 0;
+		type = (uint16_t)(p[0] | p[1] << 8);
+		id = (uint16_t)(p[2] | p[3] << 8);
+		p += 4;
+		if (id >= 0x8000) {               /* named property: GUID, kind, id or name */
+			uint32_t kind;
+
+			if (end - p < 24)
+				return 0;
+			kind = le32(p + 16);
+			p += 20;
+			if (kind == 0)
+				p += 4;
+			else {
+				uint32_t len = le32(p);
+
+				if ((size_t)(end - p) < 4 || (uint64_t)len + 3 > (uint64_t)(end - p) - 4)
+					return 0;
+				p += 4 + ((len + 3) & ~3u);
+			}
+		}
+		base = type & ~0x1000;
+		if ((type & 0x1000) || base == 0x001E || base == 0x001F || base == 0x0102 || base == 0x000D) {
+			if (end - p < 4)
+				return 0;
+			values = le32(p);
+			p += 4;
+		}
+		for (v = 0; v < values; v++) {
+			size_t size;
+
+			switch (base) {
+			case 0x0001: case 0x0002: case 0x0003: case 0x0004: case 0x000A: case 0x000B:
+				size = 4;
+				break;
+			case 0x0005: case 0x0006: case 0x0007: case 0x0014: case 0x0040:
+				size = 8;
+				break;
+			case 0x0048:
+				size = 16;
+				break;
+			case 0x001E: case 0x001F: case 0x0102: case 0x000D: {
+				uint32_t len;
+
+				if (end - p < 4)
+					return 0;
+				len = le32(p);
+				p += 4;
+				if ((uint64_t)len > (uint64_t)(end - p))
+					return 0;
+				if ((id == 0x3707 || id == 0x3704 || id == 0x3001) && len > 0) {
+					char *name = base == 0x001F
+					    ? g_utf16_to_utf8((const gunichar2 *)p, len / 2, NULL, NULL, NULL)
+					    : base == 0x001E ? g_strndup((const char *)p, len) : NULL;
+
+					if (name != NULL) {
+						char *clean = g_utf8_make_valid(name, -1);
+
+						for (char *c = clean; *c; c++)
+							if ((unsigned char)*c < 0x20 || *c == 0x7f)
+								*c = ' ';
+						check_name(f, clean, file);
+						g_free(clean);
+						g_free(name);
+					}
+				}
+				size = ((size_t)len + 3) & ~(size_t)3;
+				if (size > (size_t)(end - p))
+					size = (size_t)(end - p);
+				break;
+			}
+			default:
+				return 0;          /* a size we do not know: the rest unread */
+			}
+			if ((size_t)(end - p) < size)
+				return 0;
+			p += size;
+		}
+	}
+	return 1;
+}
+
+/* check_tnef - the files inside a TNEF stream (application/ms-tnef,
+ * winmail.dat: Outlook opens them as attachments): their names (title
+ * and long name) and types as those of an archive's entries, archives
+ * among them opened.  A stream that does not parse to its end, or has
+ * more than TNEF_MAX_ATTRS attributes, is unchecked. */
+static void check_tnef(struct finding *f, const struct mime_part *p, const char *file)
+{
+	const unsigned char *b = p->raw;
+	size_t n = p->raw_len, off = 6;
+	unsigned attrs = 0;
+	char title[256] = "", why[120];
+
+	if (n < 6 || le32(b) != TNEF_SIGNATURE)
+		return;
+	while (off < n) {
+		uint32_t id, len;
+		const unsigned char *d;
+
+		if (++attrs > TNEF_MAX_ATTRS) {
+			snprintf(why, sizeof(why), "TNEF with more than %u attributes", TNEF_MAX_ATTRS);
+			archive_unchecked(f, file, why);
+			return;
+		}
+		if (n - off < 9 || (uint64_t)(len = le32(b + off + 5)) + 2 > (uint64_t)(n - off - 9)) {
+			archive_unchecked(f, file, "TNEF stream truncated or malformed");
+			return;
+		}
+		id = le32(b + off + 1);
+		d = b + off + 9;
+		off += 9 + (size_t)len + 2;
+		if (id == ATT_ATTACH_REND_DATA)
+			title[0] = '\0';          /* a new attachment starts */
+		else if (id == ATT_ATTACH_TITLE) {
+			snprintf(title, sizeof(title), "%.*s", (int)strnlen((const char *)d, len), (const char *)d);
+			for (char *c = title; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = ' ';
+			check_name(f, title, file);
+		} else if (id == ATT_ATTACH_DATA && len > 0) {
+			char type[128], last[32], prev[32], label[400];
+
+			detect(f->a, d, len, type, sizeof(type));
+			if (type_banned(f->r, type)) {
+				char what[300], inner[NAME_SHOWN + 8];
+
+				shown(title[0] ? title : "a file", inner, sizeof(inner));
+				snprintf(what, sizeof(what), "contains %s of type %s", inner, type);
+				hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], file, what);
+			}
+			name_exts(title, last, sizeof(last), prev, sizeof(prev));
+			if (f->a->scan_archives && (is_archive_type(type) || is_archive_ext(last))) {
+				snprintf(label, sizeof(label), "%.140s/%.250s", file, title[0] ? title : "data");
+				scan_archive(f, d, len, label, 1);
+			}
+		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file))
+			mw_log(f->ctx, LOG_DEBUG, "TNEF %s: attachment properties not all read", file);
+	}
+}
+
+#define EMBED_MAX_LEVELS 8   /* messages in messages parsed from parts' content */
+
+/* check_embedded - a part that is a whole message the shared parse did not
+ * descend into: a message/rfc822 (or message/global) part sent base64 or
+ * quoted-printable, which GMime keeps as a leaf, or a file named .eml (a
+ * forwarded message attached as application/octet-stream, opened by mail
+ * programs as a message).  Its content is parsed and its parts checked as
+ * the message's own; a banned file in it makes the outer part the one
+ * replaced.  At most EMBED_MAX_LEVELS deep and MIME_MAX_DECODED bytes of
+ * such messages per message: past that, unchecked. */
+static void check_embedded(struct finding *f, const struct mime_part *p, const char *file)
+{
+	int eml = strcmp(p->content_type, "message/rfc822") == 0 ||
+	    strcmp(p->content_type, "message/global") == 0;
+	struct mime_msg *m;
+	char last[32], prev[32];
+
+	for (size_t k = 0; !eml && p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		eml = strcmp(last, "eml") == 0;
+	}
+	if (!eml || p->raw_len == 0)
+		return;
+	if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded + p->raw_len > MIME_MAX_DECODED) {
+		char why[200], name[NAME_SHOWN + 8];
+
+		shown(file, name, sizeof(name));
+		snprintf(why, sizeof(why), "message %s not opened (%s)", name,
+		    f->embed_level >= EMBED_MAX_LEVELS ? "more than " STRINGIFY(EMBED_MAX_LEVELS) " levels"
+		                                       : "embedded messages over 64 MiB");
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, why);
+		return;
+	}
+	f->embedded += p->raw_len;
+	m = mime_parse(p->raw, p->raw_len);
+	f->embed_level++;
+	for (size_t i = 0; i < m->nparts; i++)
+		check_part(f, &m->parts[i], i);
+	f->embed_level--;
+	if (m->incomplete != NULL)
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, m->incomplete);
+	mime_free(m);
+}
 
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 {
@@ -560,8 +1108,11 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(label, sizeof(label), "part %zu (%s)", idx + 1, p->content_type);
 		file = label;
 	}
-	if (p->filename != NULL)
-		check_name(f, p->filename, NULL);
+	/* every name the fields give (filename=, name=, repeated ones) */
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++)
+		check_name(f, p->names[k], NULL);
+	if (p->is_text && p->raw_len > 0)
+		check_uuencoded(f, p, idx);
 	if (type_banned(f->r, declared)) {
 		char what[300];
 
@@ -581,6 +1132,8 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(what, sizeof(what), "declared %.200s, content %s", declared, type);
 		hit(f, R_CONTENT, symbol_of[R_CONTENT], file, what);
 	}
+	check_embedded(f, p, file);
+	check_tnef(f, p, file);
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
 		if (is_archive_type(type) || is_archive_ext(last))
@@ -799,6 +1352,7 @@ static int attach_setup(void **instance, const struct scan_env *env, char *err, 
 	a->archive_depth = c->attach_archive_depth;
 	a->max_entries = c->attach_archive_max_entries;
 	a->max_nested = (size_t)c->attach_archive_max_size;
+	a->filters = builtin_decompressors();
 	/* the magic database must load now, not at the first message */
 	if ((m = magic_new()) == NULL) {
 		snprintf(err, errlen, "libmagic: cannot load the default magic database");

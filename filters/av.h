@@ -40,8 +40,9 @@ void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner)
 void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
               const char *virname);
 /* av_zip_over - the zip attachments of the message (the shared MIME
- * parse's leaves) and the zips inside them (to av_max_recursion levels, 64
- * MiB unpacked at most) list more than av_max_zip_entries entries
+ * parse's leaves) and the zips inside them or inside the other containers
+ * libclamav opens (tar, 7z, gzip, bzip2, xz; to av_max_recursion levels,
+ * 64 MiB unpacked at most) list more than av_max_zip_entries entries
  * together, by their end-of-central-directory records: then why is filled
  * and 1 is returned, and the message should not be scanned (a limit). */
 int  av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen);

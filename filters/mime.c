@@ -614,6 +614,54 @@ static char *filename_clean(const char *fn)
 	return v;
 }
 
+/* add_names - the distinct cleaned values of params called name into
+ * the NULL-terminated array *v (of *n) */
+static void add_names(GMimeParamList *l, const char *name, char ***v, size_t *n)
+{
+	int i, len = l != NULL ? g_mime_param_list_length(l) : 0;
+
+	for (i = 0; i < len && *n < 16; i++) {
+		GMimeParam *prm = g_mime_param_list_get_parameter_at(l, i);
+		const char *pn = g_mime_param_get_name(prm);
+		char *c;
+		size_t k;
+
+		if (pn == NULL || g_ascii_strcasecmp(pn, name) != 0 ||
+		    (c = filename_clean(g_mime_param_get_value(prm))) == NULL)
+			continue;
+		for (k = 0; k < *n && strcmp((*v)[k], c) != 0; k++)
+			;
+		if (k < *n) {
+			g_free(c);
+			continue;
+		}
+		*v = g_renew(char *, *v, *n + 2);
+		(*v)[(*n)++] = c;
+		(*v)[*n] = NULL;
+	}
+}
+
+/* part_names - mime_part.names: filename first, then the other values
+ * of filename= and name= (at most 16 in all) */
+static const char *const *part_names(GMimeObject *obj, const char *filename)
+{
+	GMimeContentDisposition *cd = g_mime_object_get_content_disposition(obj);
+	GMimeContentType *ct = g_mime_object_get_content_type(obj);
+	char **v = NULL;
+	size_t n = 0;
+
+	if (filename != NULL) {
+		v = g_new(char *, 2);
+		v[n++] = g_strdup(filename);
+		v[n] = NULL;
+	}
+	if (cd != NULL)
+		add_names(g_mime_content_disposition_get_parameters(cd), "filename", &v, &n);
+	if (ct != NULL)
+		add_names(g_mime_content_type_get_parameters(ct), "name", &v, &n);
+	return (const char *const *)v;
+}
+
 /* ------------------------------------------------------------------ */
 /* the walk                                                             */
 
@@ -675,6 +723,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 
 	if (GMIME_IS_PART(obj)) {
 		p->filename = filename_clean(g_mime_part_get_filename(GMIME_PART(obj)));
+		p->names = part_names(obj, p->filename);
 		w = g_mime_part_get_content(GMIME_PART(obj));
 	} else
 		w = NULL;
@@ -802,6 +851,7 @@ void mime_free(void *p)
 		g_free((char *)pt->content_type);
 		g_free((char *)pt->declared_type);
 		g_free((char *)pt->filename);
+		g_strfreev((char **)pt->names);
 		g_free((char *)pt->disposition);
 		g_free((char *)pt->charset);
 		g_free((char *)pt->encoding);

@@ -33,6 +33,12 @@ struct mime_part {
 	const char *declared_type;    /* as declared, same as content_type unless absent
 	                               * ("" then) or invalid */
 	const char *filename;         /* decoded (RFC 2231/2047) UTF-8 filename, or NULL */
+	/* every distinct name the part's fields give, decoded as filename
+	 * is: Content-Disposition filename= and Content-Type name=, each
+	 * one a field repeats; filename first; NULL-terminated, or NULL when
+	 * there is none.  Mail programs differ on which one they show and
+	 * save under, so a policy checks them all. */
+	const char *const *names;
 	const char *disposition;      /* "attachment", "inline" or NULL */
 	int         is_text;          /* text/plain or text/html */
 	int         is_html;

@@ -442,7 +442,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       "outbound: MIME structure past the parse limits or an archive not read whole"),
 	{ "attach_scan_archives", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, attach_scan_archives, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "look inside attached archives (zip, 7z, rar, tar, cab, iso; gzip/bzip2/xz) for banned names" },
+	  "look inside attached archives (zip, 7z, rar, tar, cab, iso) and compressed files (gzip, bzip2, xz, zstd, lzip, lzma) for banned names" },
 	G_UINT("attach_archive_depth", attach_archive_depth, "3", 1, 10,
 	       "levels of archives inside archives that are opened"),
 	G_UINT("attach_archive_max_entries", attach_archive_max_entries, "10000", 1, 1000000,

@@ -111,3 +111,102 @@ def rfc822_part(inner):
 
 def _b(x):
     return x.encode("utf-8") if isinstance(x, str) else x
+
+
+# --- compressed files and 7z (test_attach_gaps.py) ----------------------------
+
+COMPRESSORS = {          # suffix -> command line compressing stdin to stdout
+    "gz": ["gzip", "-c", "-n"], "bz2": ["bzip2", "-c"], "xz": ["xz", "-c"],
+    "zst": ["zstd", "-q", "-c"], "lz": ["lzip", "-c"], "lzma": ["xz", "--format=lzma", "-c"],
+}
+
+
+def compressed(suffix, data):
+    """data compressed as a bare .gz/.bz2/.xz/.zst/.lz/.lzma file (gzip
+    without a name in its header)"""
+    return subprocess.run(COMPRESSORS[suffix], input=data, capture_output=True, check=True).stdout
+
+
+def gzip_named(name, data):
+    """a gzip file whose header names the file inside (FNAME)"""
+    import gzip
+    b = io.BytesIO()
+    with gzip.GzipFile(filename=name, mode="wb", fileobj=b, mtime=0) as g:
+        g.write(data)
+    return b.getvalue()
+
+
+def _write_tree(d, files):
+    for name, data in files.items():
+        p = os.path.join(d, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+
+
+def bsdtar_archive(files, fmt="7zip", options=None):
+    """files: {name: bytes} -> an archive written by libarchive's bsdtar
+    (Debian's libarchive-tools): fmt "7zip" (one solid LZMA block by
+    default), "zip", "ustar" ..."""
+    with tempfile.TemporaryDirectory() as d:
+        _write_tree(os.path.join(d, "t"), files)
+        out = os.path.join(d, "out.arc")
+        cmd = ["bsdtar", "--format", fmt]
+        if options:
+            cmd += ["--options", options]
+        subprocess.run(cmd + ["-cf", out, "-C", os.path.join(d, "t")] + sorted(files), check=True)
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def seven_zip_encrypted(files, password="infected", headers=False):
+    """files: {name: bytes} -> a 7z archive with AES-encrypted content
+    (Debian's 7zip, 7zz -p); headers=True encrypts the names too (-mhe)"""
+    with tempfile.TemporaryDirectory() as d:
+        _write_tree(os.path.join(d, "t"), files)
+        out = os.path.join(d, "out.7z")
+        cmd = ["7zz", "a", "-bd", "-bso0", "-p" + password] + (["-mhe=on"] if headers else [])
+        subprocess.run(cmd + [out] + sorted(files), cwd=os.path.join(d, "t"), check=True)
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def uuencoded(name, data, mode="644"):
+    """data uuencoded as a block of a text body"""
+    import binascii
+    lines = [b"begin " + mode.encode() + b" " + _b(name)]
+    for i in range(0, len(data), 45):
+        lines.append(binascii.b2a_uu(data[i:i + 45]).rstrip(b"\n"))
+    return CRLF.join(lines + [b"`", b"end"]) + CRLF
+
+
+# --- TNEF (winmail.dat) -------------------------------------------------------------
+
+def _tnef_attr(level, attr_id, data):
+    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def _mapi_string_prop(prop_id, value, unicode=False):
+    """one MAPI property of type PT_STRING8 (0x001E) or PT_UNICODE (0x001F)"""
+    data = value.encode("utf-16-le") + b"\0\0" if unicode else value.encode("latin-1") + b"\0"
+    pad = b"\0" * (-len(data) % 4)
+    return struct.pack("<HHII", 0x001F if unicode else 0x001E, prop_id, 1, len(data)) + data + pad
+
+
+def tnef(attachments):
+    """a TNEF stream (winmail.dat, as Outlook sends it) holding files:
+    attachments is a list of (title, data, long_name or None); the title is
+    attAttachTitle, the long name PR_ATTACH_LONG_FILENAME (Unicode) in
+    attAttachment, after a PT_LONG property (PR_ATTACH_METHOD)."""
+    out = struct.pack("<IH", 0x223E9F78, 1)
+    out += _tnef_attr(1, 0x00089006, struct.pack("<I", 0x00010000))     # attTnefVersion
+    out += _tnef_attr(1, 0x00069007, struct.pack("<II", 1252, 0))        # attOemCodepage
+    for title, data, long_name in attachments:
+        out += _tnef_attr(2, 0x00069002, struct.pack("<HiHHI", 1, -1, 0, 0, 0))   # attAttachRendData
+        out += _tnef_attr(2, 0x00018010, title.encode("latin-1") + b"\0")       # attAttachTitle
+        out += _tnef_attr(2, 0x0006800F, data)                                   # attAttachData
+        if long_name is not None:
+            props = [struct.pack("<HHI", 0x0003, 0x3705, 1),                       # PR_ATTACH_METHOD
+                     _mapi_string_prop(0x3707, long_name, unicode=True)]
+            out += _tnef_attr(2, 0x00069005, struct.pack("<I", len(props)) + b"".join(props))
+    return out

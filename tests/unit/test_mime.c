@@ -174,6 +174,29 @@ static void test_filenames(void **state)
 	mime_free(m);
 }
 
+/* names: every filename= and name= value, filename first, duplicates once */
+static void test_all_names(void **state)
+{
+	struct mime_msg *m = parse(
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+	    "--b\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n"
+	    "Content-Disposition: attachment; filename=\"doc.pdf\"; filename*=UTF-8''b%C3%A4d.scr;"
+	    " filename=\"doc.pdf\"\r\n\r\nx\r\n"
+	    "--b--\r\n");
+
+	(void)state;
+	assert_int_equal(m->nparts, 2);
+	assert_null(m->parts[0].names);
+	assert_non_null(m->parts[1].names);
+	assert_string_equal(m->parts[1].names[0], m->parts[1].filename);
+	assert_string_equal(m->parts[1].names[0], "doc.pdf");
+	assert_string_equal(m->parts[1].names[1], "b\xc3\xa4" "d.scr");
+	assert_string_equal(m->parts[1].names[2], "evil.exe");
+	assert_null(m->parts[1].names[3]);
+	mime_free(m);
+}
+
 static void test_charsets(void **state)
 {
 	struct mime_msg *m = parse_big();
@@ -458,6 +481,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree),
 		cmocka_unit_test(test_filenames),
+		cmocka_unit_test(test_all_names),
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_html_rendered),
 		cmocka_unit_test(test_uris),
