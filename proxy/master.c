@@ -304,7 +304,7 @@ static int run_proxy(int ctl_fd)
 static int run_milter(int ctl_fd)
 {
 	for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen);
+	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov);
 }
 
 /* start_frontend - fork a front end (proxy or milter) with a control pipe
@@ -427,7 +427,7 @@ static void reload(void)
 	config_unref(M.cfg);
 	M.cfg = c;
 	log_set_level(c->log_level);
-	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy rereads its config");
+	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy and milter reread their config");
 	/* with a scanner running, the new one takes over once ready
 	 * (check_pending); without one, it starts at once */
 	if (M.scanner.pid > 0) start_pending_scanner();
@@ -436,6 +436,15 @@ static void reload(void)
 		start_scanner();
 	}
 	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGHUP);
+	/* the milter cannot take SIGHUP (libmilter stops on it): it is told
+	 * down its control pipe, and swaps the config between messages */
+	if (M.milter.pid > 0 && M.milter_ctl_w >= 0) {
+		struct milter_ctl msg;
+		memset(&msg, 0, sizeof msg);
+		msg.len = MILTER_CTL_RELOAD;
+		if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
+			slog_errno(NULL, LOG_ERR, "reload: cannot tell the milter");
+	}
 }
 
 static void prepare_dirs(void)

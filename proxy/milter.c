@@ -6,8 +6,10 @@
  * asked (libmilter starts more workers as needed).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +35,34 @@
 #define MAX_RCPTS  10000
 #define SHORT_FIELD 998
 
+/* R_STORAGE - RFC 3463 4.3.1, as the proxy answers: the messages in flight
+ * fill spool_memory_max */
+static const char R_STORAGE[] = "452 4.3.1 Insufficient system storage, try again later";
+
 static struct {
+	/* the newest configuration: a session takes a reference at each MAIL
+	 * (msess.cfg), so a reload swaps it between messages and a message in
+	 * flight finishes with the config it started with */
+	pthread_mutex_t lock;
 	struct config *cfg;
+	/* what the master was started with: a reload reads them again */
+	const char *config_path;
+	const char *const *overrides;
+	size_t noverrides;
 	struct scansync *scan;
 	int ctl_fd;
-} G;
+} G = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* config_current - a reference to the newest configuration */
+static struct config *config_current(void)
+{
+	struct config *c;
+
+	pthread_mutex_lock(&G.lock);
+	c = config_ref(G.cfg);
+	pthread_mutex_unlock(&G.lock);
+	return c;
+}
 
 struct rcpt {
 	char *addr;
@@ -46,6 +71,7 @@ struct rcpt {
 
 struct msess {
 	char     id[17];
+	struct config *cfg;     /* a reference, renewed at each MAIL (between messages) */
 	unsigned ntxn;
 	char     client_ip[64];
 	unsigned client_port;
@@ -169,7 +195,7 @@ static void spool_put(struct msess *s, const char *p, size_t n)
 {
 	if (!s->spool_ok || s->too_big)
 		return;
-	if (s->spool.size + n > G.cfg->message_size_limit) {
+	if (s->spool.size + n > s->cfg->message_size_limit) {
 		s->too_big = 1;
 		return;
 	}
@@ -186,7 +212,7 @@ static enum mw_direction direction_of(const struct msess *s)
 {
 	if (s->auth_user[0] != '\0')
 		return MW_OUTBOUND;
-	return in_networks(s->client_ip, G.cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
+	return in_networks(s->client_ip, s->cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
 }
 
 /* fill_request - the envelope part of a scan request (rcpts: all ours,
@@ -198,7 +224,7 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
 	memset(req, 0, sizeof(*req));
 	snprintf(req->session_id, sizeof(req->session_id), "%s", s->id);
 	req->listener = xstrdup(SCAN_LISTENER_MILTER);
-	req->mta_quarantine = G.cfg->milter_quarantine == MILTER_QUARANTINE_MTA;
+	req->mta_quarantine = s->cfg->milter_quarantine == MILTER_QUARANTINE_MTA;
 	req->direction = direction_of(s);
 	req->client_ip = xstrdup(s->client_ip);
 	req->client_port = s->client_port;
@@ -332,6 +358,7 @@ static struct msess *sess_new(SMFICTX *ctx)
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 		rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)s;
 	snprintf(s->id, sizeof(s->id), "%016llx", (unsigned long long)rnd);
+	s->cfg = config_current();
 	s->spool.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	smfi_setpriv(ctx, s);
@@ -419,6 +446,9 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		return SMFIS_TEMPFAIL;
 	txn_finish(s);
 	txn_reset(s);
+	/* between messages: a reload since the last one applies from here */
+	config_unref(s->cfg);
+	s->cfg = config_current();
 	s->in_txn = 1;
 	snprintf(s->queue_id, sizeof(s->queue_id), "%s", macro(ctx, "i"));
 	s->ntxn++;
@@ -435,6 +465,15 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	ci = macro(ctx, "{cipher}");
 	if (tv[0] != '\0')
 		snprintf(s->tls, sizeof(s->tls), "%s %s", tv, ci);
+	if (spool_full()) {
+		/* as the proxy refuses DATA then (and Postfix a MAIL under
+		 * queue_minfree): a message now would be cut off on its way */
+		slog(s->id, LOG_WARNING, "milter: MAIL refused: spool_memory_max reached");
+		milter_reply(ctx, R_STORAGE);
+		audit(s, NULL, "tempfail", R_STORAGE, s->queue_id, "spool_memory_max reached");
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "milter: spool");
 		return SMFIS_TEMPFAIL;
@@ -455,7 +494,7 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why
 
 	fill_request(s, &req, rcpt);
 	req.stage = SCAN_ENVELOPE;
-	if (scansync_scan(G.scan, &req, -1, G.cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+	if (scansync_scan(G.scan, &req, -1, s->cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
 		slog(s->id, LOG_WARNING, "milter: envelope check skipped: %s", err);
 		scan_request_free(&req);
 		return SMFIS_CONTINUE;
@@ -492,7 +531,7 @@ static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
 	r = &s->rcpts[s->nrcpts++];
 	memset(r, 0, sizeof(*r));
 	r->addr = strip_angles(argv[0] ? argv[0] : "");
-	if (G.cfg->milter_early)
+	if (s->cfg->milter_early)
 		rc = early(ctx, s, r->addr, r->reply, sizeof(r->reply));
 	return rc;
 }
@@ -558,7 +597,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 /* fail_action - the scanner did not answer: milter_default_action */
 static sfsistat fail_action(SMFICTX *ctx, struct msess *s, const char *why, const char *qid)
 {
-	if (G.cfg->milter_default_action == MILTER_FAIL_ACCEPT) {
+	if (s->cfg->milter_default_action == MILTER_FAIL_ACCEPT) {
 		slog(s->id, LOG_WARNING, "milter: accepting unscanned (milter_default_action = accept): %s", why);
 		audit(s, NULL, "accept", "", qid, why);
 		return SMFIS_CONTINUE;
@@ -603,19 +642,27 @@ static sfsistat on_eom(SMFICTX *ctx)
 			return rc;
 		}
 	}
+	if (s->spool.full) {
+		/* our own memory, not the scanner: never milter_default_action
+		 * (which may be accept, unscanned) */
+		milter_reply(ctx, R_STORAGE);
+		audit(s, NULL, "tempfail", R_STORAGE, qid, "spool_memory_max reached");
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
 	if (!s->spool_ok || spool_finish(&s->spool) < 0) {
 		rc = fail_action(ctx, s, "cannot spool the message", qid);
 		txn_reset(s);
 		return rc;
 	}
 	fill_request(s, &req, NULL);
-	if (scansync_scan(G.scan, &req, s->spool.fd, G.cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+	if (scansync_scan(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
 		rc = fail_action(ctx, s, err, qid);
 		scan_request_free(&req);
 		txn_reset(s);
 		return rc;
 	}
-	rc = milter_apply(ctx, G.cfg, &res, &s->fields, s->leadspc, &what);
+	rc = milter_apply(ctx, s->cfg, &res, &s->fields, s->leadspc, &what);
 	audit(s, &res, what, res.reply, qid, NULL);
 	scan_result_free(&res);
 	scan_request_free(&req);
@@ -638,6 +685,7 @@ static sfsistat on_close(SMFICTX *ctx)
 
 	if (s != NULL) {
 		txn_finish(s);
+		config_unref(s->cfg);
 		free(s->helo);
 		free(s);
 		smfi_setpriv(ctx, NULL);
@@ -647,41 +695,111 @@ static sfsistat on_close(SMFICTX *ctx)
 
 /* --- the process ------------------------------------------------------------------- */
 
-/* control_reader - new scanner addresses from the master (and with each,
- * the audit log reopened); EOF = the master is gone: stop. */
+/* reload - the master's reload: read the configuration again (the same
+ * file and -o overrides) and make it the one the next message gets.  A
+ * session holds its own reference (msess.cfg), so messages in flight end
+ * with the config they started with, as in the proxy.  Only the socket
+ * (milter_listen) cannot change in place: libmilter owns it. */
+static void reload(void)
+{
+	char err[512];
+	struct config *c = config_load(G.config_path, G.overrides, G.noverrides, err, sizeof(err));
+	struct config *old;
+
+	if (c == NULL) {
+		slog(NULL, LOG_ERR, "milter: reload failed, keeping the running config: %s", err);
+		return;
+	}
+	pthread_mutex_lock(&G.lock);
+	old = G.cfg;
+	if (strcmp(c->milter_listen, old->milter_listen) != 0) {
+		slog(NULL, LOG_WARNING, "milter: reload: milter_listen %s needs a restart; "
+		    "still listening on %s", c->milter_listen[0] ? c->milter_listen : "(empty)",
+		    old->milter_listen);
+		/* what this process really listens on */
+		memcpy(c->milter_listen, old->milter_listen, sizeof(c->milter_listen));
+	}
+	G.cfg = c;
+	pthread_mutex_unlock(&G.lock);
+	config_unref(old);
+	log_set_level(c->log_level);
+	spool_set_budget(c->spool_memory_max);
+	/* the audit log reopened as the proxy does on its SIGHUP, or the milter
+	 * would go on writing into a rotated file (libmilter takes SIGHUP as
+	 * "stop", so the master says "reload" down the control pipe) */
+	if (audit_open(c->audit_log) < 0)
+		slog_errno(NULL, LOG_ERR, "milter: audit log %s", c->audit_log);
+	slog(NULL, LOG_NOTICE, "milter: config reloaded (for the next message of each connection)");
+}
+
+/* control_reader - the master's messages: a new scanner address, or
+ * MILTER_CTL_RELOAD; EOF = the master is gone: stop. */
 static void *control_reader(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		struct { socklen_t len; struct sockaddr_un a; } msg;
+		struct milter_ctl msg;
 		ssize_t n = read(G.ctl_fd, &msg, sizeof(msg));
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n != (ssize_t)sizeof(msg)) {
+		if (n != (ssize_t)sizeof(msg) || msg.len > sizeof(msg.a)) {
 			if (n != 0)
 				slog_errno(NULL, LOG_ERR, "milter: control pipe");
 			smfi_stop();
 			return NULL;
 		}
+		if (msg.len == MILTER_CTL_RELOAD) {
+			reload();
+			continue;
+		}
 		scansync_set_address(G.scan, &msg.a, msg.len);
 		slog(NULL, LOG_INFO, "milter: scanner address updated");
-		/* every reload brings a new scanner: the audit log is reopened
-		 * then, as the proxy does on its SIGHUP, or the milter would go on
-		 * writing into a rotated file (libmilter takes SIGHUP as "stop") */
-		if (audit_open(G.cfg->audit_log) < 0)
-			slog_errno(NULL, LOG_ERR, "milter: audit log %s", G.cfg->audit_log);
 	}
 }
 
+/* listener_nodelay - TCP_NODELAY on libmilter's listening socket (Linux
+ * passes it on to each accepted connection; libmilter does not expose the
+ * socket, so it is found among ours).  libmilter writes each packet of the
+ * end of message (every header edit, then the verdict) with a write of its
+ * own, and the MTA answers none of them: with Nagle each packet after the
+ * first waited for the MTA's delayed ACK, 40 ms per message. */
+static void listener_nodelay(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name), one = 1, v = 0;
+		socklen_t len = sizeof(v);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v)
+			continue;
+		len = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &v, &len) < 0 || v != IPPROTO_TCP)
+			continue;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+			slog_errno(NULL, LOG_WARNING, "milter: TCP_NODELAY");
+	}
+	closedir(d);
+}
+
 int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
-                socklen_t scan_addrlen)
+                socklen_t scan_addrlen, const char *config_path,
+                const char *const *overrides, size_t noverrides)
 {
 	struct smfiDesc desc;
 	pthread_t th;
 	int rc;
 
-	G.cfg = cfg;
+	G.cfg = config_ref(cfg);
+	G.config_path = config_path;
+	G.overrides = overrides;
+	G.noverrides = noverrides;
 	G.ctl_fd = ctl_fd;
 	G.scan = scansync_new();
 	if (scan_addrlen > 0)
@@ -716,6 +834,7 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		slog(NULL, LOG_ERR, "milter: cannot listen on %s", cfg->milter_listen);
 		return 1;
 	}
+	listener_nodelay();
 	if (pthread_create(&th, NULL, control_reader, NULL) != 0) {
 		slog(NULL, LOG_ERR, "milter: cannot start the control thread");
 		return 1;
