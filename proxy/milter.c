@@ -341,20 +341,36 @@ static void txn_finish(struct msess *s)
 
 /* --- callbacks ------------------------------------------------------------------- */
 
+/* After a close the context may go on: with SMFIC_QUIT_NC (Sendmail
+ * reusing the connection for its next SMTP session) libmilter calls
+ * xxfi_close, then xxfi_connect again, with no new negotiation.  What was
+ * negotiated (SMFIP_NR_*, SMFIP_HDR_LEADSPC) must outlive the session, yet
+ * nothing may be left to free when the connection really ends (after a
+ * QUIT no callback follows): it is kept in the private pointer itself,
+ * shifted, with the low bit set (a session pointer's is 0). */
+#define NEGOTIATED_TAG ((uintptr_t)1)
+
 static struct msess *sess(SMFICTX *ctx)
 {
-	return smfi_getpriv(ctx);
+	void *p = smfi_getpriv(ctx);
+
+	return ((uintptr_t)p & NEGOTIATED_TAG) ? NULL : p;
 }
 
 /* sess_new - the session of ctx, created on first use */
 static struct msess *sess_new(SMFICTX *ctx)
 {
-	struct msess *s = sess(ctx);
+	void *p = smfi_getpriv(ctx);
+	struct msess *s;
 	uint64_t rnd = 0;
 
-	if (s != NULL)
-		return s;
+	if (p != NULL && !((uintptr_t)p & NEGOTIATED_TAG))
+		return p;
 	s = xcalloc(1, sizeof(*s));
+	if (p != NULL) {        /* the same connection after SMFIC_QUIT_NC */
+		s->noreply = (unsigned long)((uintptr_t)p >> 1);
+		s->leadspc = (s->noreply & SMFIP_HDR_LEADSPC) != 0;
+	}
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 		rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)s;
 	snprintf(s->id, sizeof(s->id), "%016llx", (unsigned long long)rnd);
@@ -684,11 +700,13 @@ static sfsistat on_close(SMFICTX *ctx)
 	struct msess *s = sess(ctx);
 
 	if (s != NULL) {
+		uintptr_t kept = ((uintptr_t)s->noreply << 1) | NEGOTIATED_TAG;
+
 		txn_finish(s);
 		config_unref(s->cfg);
 		free(s->helo);
 		free(s);
-		smfi_setpriv(ctx, NULL);
+		smfi_setpriv(ctx, (void *)kept);
 	}
 	return SMFIS_CONTINUE;
 }

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import postfixlib
-from milterlib import RawMilter, memfds, milter_pid, milter_records, reply_text, wait_log, wait_records
+from milterlib import SMFIP_HDR_LEADSPC, RawMilter, memfds, milter_pid, milter_records, reply_text, wait_log, wait_records
 from mwlib import free_port, make_msg, wait_until
 
 PLUGIN = os.environ.get("MW_PLUGIN")
@@ -342,6 +342,31 @@ def test_many_messages_on_one_connection(milter_mw):
     recs = wait_records(m, n)
     assert [r["txn"] for r in recs] == list(range(1, n + 1))
     assert len(os.listdir("/proc/%d/fd" % pid)) <= fds0 + 2
+    _alive_and_clean(m, port, pid)
+
+
+def test_connection_reused_after_quit_nc(milter_mw):
+    """SMFIC_QUIT_NC (Sendmail's next SMTP session on the same milter
+    connection): libmilter closes our session and connects again without a
+    new negotiation; what was negotiated must still hold, or our header
+    values lose the leading space the MTA keeps (SMFIP_HDR_LEADSPC), and
+    the next session's facts are its own."""
+    m, port = milter_mw()
+    pid = milter_pid(m)
+    with RawMilter(port) as a:
+        a.negotiate().connect(ip="192.0.2.10")
+        assert a.pflags & SMFIP_HDR_LEADSPC
+        for n in range(3):
+            verdict, data, mods = a.message(make_msg(subject="cheap viagra"), qid=b"Q%d" % n)
+            assert verdict == b"c", (verdict, data)
+            flag = [d for c, d in mods if c in (b"i", b"h") and b"X-Spam-Flag\0" in d]
+            assert flag and flag[0].endswith(b"X-Spam-Flag\0 YES\0"), (n, mods)
+            a.send(b"K")                                  # QUIT_NC: no reply
+            a.connect(ip="192.0.2.%d" % (20 + n), helo="next%d.example.org" % n)
+    recs = wait_records(m, 3)
+    assert [r["client_ip"] for r in recs] == ["192.0.2.10", "192.0.2.20", "192.0.2.21"], recs
+    assert [r["helo"] for r in recs] == ["client.example.org", "next0.example.org", "next1.example.org"]
+    assert len({r["session"] for r in recs}) == 3
     _alive_and_clean(m, port, pid)
 
 
