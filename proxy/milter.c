@@ -510,7 +510,9 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why
 
 	fill_request(s, &req, rcpt);
 	req.stage = SCAN_ENVELOPE;
-	if (scansync_scan(G.scan, &req, -1, s->cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+	/* RCPT is a command for the MTA (Postfix's milter_command_timeout,
+	 * 30 s), not content: a slow scanner must not make it give up on us */
+	if (scansync_scan(G.scan, &req, -1, s->cfg->milter_early_timeout, &res, err, sizeof(err)) < 0) {
 		slog(s->id, LOG_WARNING, "milter: envelope check skipped: %s", err);
 		scan_request_free(&req);
 		return SMFIS_CONTINUE;

@@ -415,6 +415,41 @@ def test_stalled_peer_does_not_hold_up_others(milter_mw):
     _alive_and_clean(m, port, pid)
 
 
+def test_slow_envelope_verdict_lets_the_recipient_through(milter_mw):
+    """RCPT is a command to the MTA (Postfix waits milter_command_timeout,
+    30 s, for it), not content: the envelope check there waits at most
+    milter_early_timeout, then lets the recipient through and the end of
+    the message decides.  It used to wait milter_timeout (60 s by default)
+    and Postfix gave up on the milter first."""
+    import threading
+    m, port = milter_mw(opts=[("scanner_threads", "1"), ("milter_early_timeout", "800ms")])
+    busy = RawMilter(port, timeout=30)
+    busy.negotiate().connect()
+    busy.mail()
+    busy.rcpt()
+    busy.body(busy.headers(make_msg(subject="slow", headers=[("X-Sleep", "4000")])))
+    done = []
+    t = threading.Thread(target=lambda: done.append(busy.eom()))
+    t.start()
+    try:
+        time.sleep(0.3)                                   # the only scanner thread sleeps
+        with RawMilter(port, timeout=30) as b:
+            b.negotiate().connect()
+            assert b.mail()[0] == b"c"
+            t0 = time.monotonic()
+            verdict, data = b.rcpt(b"<refuse-me@example.net>")
+            took = time.monotonic() - t0
+            assert verdict == b"c" and took < 2.5, (verdict, data, took)
+            b.body(b.headers(make_msg(subject="judged at the end")))
+            verdict, data, _ = b.eom()                    # after the slow scan: refused now
+            assert verdict == b"y" and reply_text(data).startswith("550"), (verdict, data)
+    finally:
+        t.join(30)
+        busy.close()
+    assert done and done[0][0] == b"c"
+    assert "envelope check skipped" in m.stderr_text()
+
+
 # --- spool_memory_max ------------------------------------------------------------
 
 
