@@ -377,16 +377,18 @@ def test_header_edits_are_not_held_by_nagle(milter_mw):
     after the first waited for the MTA's delayed ACK (40 ms a message;
     measured through Postfix: 93 ms a tagged message, 48 ms with it)."""
     m, port = milter_mw()
-    times = []
+    times = {"clean": [], "tagged": []}
     with RawMilter(port) as a:
         a.negotiate().connect()
-        for i in range(25):
+        for i in range(40):                 # interleaved: a loaded machine slows both alike
+            kind = "tagged" if i % 2 else "clean"
             t0 = time.monotonic()
-            verdict, _, mods = a.message(make_msg(subject="cheap viagra %d" % i))
-            times.append(time.monotonic() - t0)
-            assert verdict == b"c" and len(mods) >= 3, mods
-    times = sorted(times[5:])
-    assert times[len(times) // 2] < 0.030, "median %.1f ms a message" % (times[len(times) // 2] * 1000)
+            verdict, _, mods = a.message(make_msg(subject="cheap viagra" if i % 2 else "hello"))
+            times[kind].append(time.monotonic() - t0)
+            assert verdict == b"c" and (len(mods) >= 3) == (kind == "tagged"), mods
+    med = {k: sorted(v[3:])[len(v[3:]) // 2] for k, v in times.items()}
+    # a Nagle stall is the MTA's delayed ACK: at least 40 ms each time
+    assert med["tagged"] < med["clean"] + 0.025, "median ms: %r" % {k: v * 1000 for k, v in med.items()}
 
 
 def test_stalled_peer_does_not_hold_up_others(milter_mw):
