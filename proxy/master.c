@@ -424,6 +424,15 @@ static void reload(void)
 		slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
 		return;
 	}
+	/* the milter keeps the socket it started with until a restart of the
+	 * daemon, as the listeners do: a milter restarted after a crash must
+	 * not move to an address the MTA does not use (the milter itself logs
+	 * the change; without a milter, nobody else would) */
+	if (strcmp(c->milter_listen, M.cfg->milter_listen) != 0) {
+		if (M.cfg->milter_listen[0] == '\0')
+			slog(NULL, LOG_WARNING, "reload: milter_listen %s needs a restart", c->milter_listen);
+		memcpy(c->milter_listen, M.cfg->milter_listen, sizeof c->milter_listen);
+	}
 	config_unref(M.cfg);
 	M.cfg = c;
 	log_set_level(c->log_level);

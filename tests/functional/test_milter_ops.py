@@ -125,6 +125,24 @@ def test_reload_applies_milter_settings_between_messages(milter_mw, tmp_path):
     assert [r["action"] for r in recs[:2]] == ["accept", "reject"], recs
 
 
+def test_milter_restarted_after_a_reload_keeps_its_socket(milter_mw, tmp_path):
+    """A milter_listen changed by a reload waits for a restart of the
+    daemon: a milter the master restarts after a crash listens where the
+    MTA connects, not on the new address."""
+    conf = Conf(tmp_path / "mw.conf")
+    m, port = milter_mw(config=conf)
+    old = milter_pid(m)
+    moved = free_port()
+    conf.write(milter_listen="inet:%d@127.0.0.1" % moved)
+    reload(m, 1)
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: milter_pid(m) not in (None, old) and _listening(port), 10.0), m.stderr_tail()
+    with RawMilter(port) as a:
+        a.negotiate().connect()
+        assert a.message(make_msg(subject="after the crash"))[0] == b"c"
+    assert not _listening(moved)
+
+
 def test_reload_bad_config_keeps_the_milter_settings(milter_mw, tmp_path):
     conf = Conf(tmp_path / "mw.conf", milter_early="yes")
     m, port = milter_mw(config=conf)
