@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -855,6 +856,17 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		return 1;
 	}
 	listener_nodelay();
+	/* libmilter takes SIGTERM, SIGHUP and SIGINT with sigwait() in a thread
+	 * of its own, and blocks them only in the thread that calls smfi_main:
+	 * a thread started before (ours) took SIGTERM with its default action,
+	 * and the master's stop killed the milter in the middle of its
+	 * messages.  Blocked here, every thread inherits the mask. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	if (pthread_create(&th, NULL, control_reader, NULL) != 0) {
 		slog(NULL, LOG_ERR, "milter: cannot start the control thread");
 		return 1;

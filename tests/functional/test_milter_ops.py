@@ -200,6 +200,40 @@ def test_reload_through_postfix_with_a_message_in_flight(milter_mw, make_upstrea
     assert recs[0].get("fault"), recs[0]               # accepted unscanned: the scanner was late
 
 
+def test_stop_lets_the_message_in_flight_finish(milter_mw):
+    """SIGTERM to the daemon while the milter waits for a scan: the MTA still
+    gets the verdict, and the milter stops on its own.  libmilter blocks its
+    stop signals only in the thread calling smfi_main; our control thread,
+    started before, took SIGTERM with its default action and the milter
+    died at once, dropping the message (the MTA then applies its own
+    milter_default_action, possibly accepting it unfiltered)."""
+    import threading
+    m, port = milter_mw(opts=[("shutdown_timeout", "8s")])
+    a = RawMilter(port, timeout=30)
+    a.negotiate().connect()
+    a.mail()
+    a.rcpt()
+    a.body(a.headers(make_msg(subject="cheap viagra", headers=[("X-Sleep", "1500")])))
+    got = []
+
+    def eom():
+        try:
+            got.append(a.eom())
+        except (ConnectionError, OSError) as e:
+            got.append(e)
+    t = threading.Thread(target=eom)
+    t.start()
+    time.sleep(0.4)
+    m.signal(signal.SIGTERM)
+    t.join(20)
+    a.close()
+    assert got and isinstance(got[0], tuple) and got[0][0] == b"c", got
+    assert len(got[0][2]) >= 3                          # with its header edits
+    m.proc.wait(20)
+    assert "milter stopped" in m.stderr_text()
+    assert "killed by signal" not in m.stderr_text(), m.stderr_tail()
+
+
 # --- hostile or odd peers -------------------------------------------------------
 
 
