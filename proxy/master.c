@@ -567,7 +567,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			/* the front ends first: their transactions in flight still
 			 * need the scanner; the scanners go once they are gone */
 			if (M.proxy.pid > 0) kill(M.proxy.pid, SIGTERM);
-			if (M.milter.pid > 0) kill(M.milter.pid, SIGTERM);
+			if (M.milter.pid > 0) {
+				/* the end of its control pipe stops the milter at once
+				 * (libmilter notices its own SIGTERM only every 5 s) */
+				if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+				M.milter_ctl_w = -1;
+				kill(M.milter.pid, SIGTERM);
+			}
 			M.proxy.restart_at = M.milter.restart_at = 0;
 		}
 		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {

@@ -52,7 +52,27 @@ static struct {
 	size_t noverrides;
 	struct scansync *scan;
 	int ctl_fd;
-} G = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	int listen_fd;          /* libmilter's listening socket, or -1 */
+	/* callbacks waiting for the scanner: the stop lets them end first */
+	pthread_cond_t idle;
+	unsigned busy;
+	int stopped;            /* smfi_stop() returned */
+} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .listen_fd = -1 };
+
+static void busy_enter(void)
+{
+	pthread_mutex_lock(&G.lock);
+	G.busy++;
+	pthread_mutex_unlock(&G.lock);
+}
+
+static void busy_leave(void)
+{
+	pthread_mutex_lock(&G.lock);
+	if (--G.busy == 0)
+		pthread_cond_broadcast(&G.idle);
+	pthread_mutex_unlock(&G.lock);
+}
 
 /* config_current - a reference to the newest configuration */
 static struct config *config_current(void)
@@ -534,7 +554,7 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why
 	return rc;
 }
 
-static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct msess *s = sess(ctx);
 	struct rcpt *r;
@@ -627,7 +647,7 @@ static sfsistat fail_action(SMFICTX *ctx, struct msess *s, const char *why, cons
 	return SMFIS_TEMPFAIL;
 }
 
-static sfsistat on_eom(SMFICTX *ctx)
+static sfsistat eom(SMFICTX *ctx)
 {
 	struct msess *s = sess(ctx);
 	struct scan_request req;
@@ -686,6 +706,28 @@ static sfsistat on_eom(SMFICTX *ctx)
 	scan_result_free(&res);
 	scan_request_free(&req);
 	txn_reset(s);
+	return rc;
+}
+
+/* on_envrcpt, on_eom - the two steps that wait for the scanner, counted
+ * so that a stop lets them give their verdict to the MTA */
+static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+{
+	sfsistat rc;
+
+	busy_enter();
+	rc = envrcpt(ctx, argv);
+	busy_leave();
+	return rc;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	sfsistat rc;
+
+	busy_enter();
+	rc = eom(ctx);
+	busy_leave();
 	return rc;
 }
 
@@ -753,8 +795,56 @@ static void reload(void)
 	slog(NULL, LOG_NOTICE, "milter: config reloaded (for the next message of each connection)");
 }
 
+/* stopper - smfi_stop(), which waits for libmilter's listener to let go of
+ * its socket: the listener holds it while it waits for a connection, and
+ * looks at its stop flag only between accepts or every 5 s (MI_CHK_TIME) */
+static void *stopper(void *arg)
+{
+	(void)arg;
+	smfi_stop();
+	__atomic_store_n(&G.stopped, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* wake_listener - a connection of our own, so the listener's wait ends */
+static void wake_listener(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd;
+
+	if (G.listen_fd < 0 || getsockname(G.listen_fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		(void)connect(fd, (struct sockaddr *)&ss, len);
+		close(fd);
+	}
+}
+
+/* stop - stop taking connections, in milliseconds rather than up to 5 s:
+ * the stop flag is raised (stopper), then the listener woken until it
+ * has seen it */
+static void stop(void)
+{
+	pthread_t th;
+	int i;
+
+	if (pthread_create(&th, NULL, stopper, NULL) != 0) {
+		smfi_stop();
+		return;
+	}
+	pthread_detach(th);
+	for (i = 0; i < 100 && !__atomic_load_n(&G.stopped, __ATOMIC_ACQUIRE); i++) {
+		struct timespec t = { 0, 20 * 1000000L };
+
+		nanosleep(&t, NULL);
+		wake_listener();
+	}
+}
+
 /* control_reader - the master's messages: a new scanner address, or
- * MILTER_CTL_RELOAD; EOF = the master is gone: stop. */
+ * MILTER_CTL_RELOAD; EOF = the master stops (or is gone): stop. */
 static void *control_reader(void *arg)
 {
 	(void)arg;
@@ -767,7 +857,7 @@ static void *control_reader(void *arg)
 		if (n != (ssize_t)sizeof(msg) || msg.len > sizeof(msg.a)) {
 			if (n != 0)
 				slog_errno(NULL, LOG_ERR, "milter: control pipe");
-			smfi_stop();
+			stop();
 			return NULL;
 		}
 		if (msg.len == MILTER_CTL_RELOAD) {
@@ -779,13 +869,14 @@ static void *control_reader(void *arg)
 	}
 }
 
-/* listener_nodelay - TCP_NODELAY on libmilter's listening socket (Linux
- * passes it on to each accepted connection; libmilter does not expose the
- * socket, so it is found among ours).  libmilter writes each packet of the
- * end of message (every header edit, then the verdict) with a write of its
- * own, and the MTA answers none of them: with Nagle each packet after the
- * first waited for the MTA's delayed ACK, 40 ms per message. */
-static void listener_nodelay(void)
+/* find_listener - libmilter's listening socket (it does not expose it:
+ * it is the one listening among ours) into G.listen_fd, with TCP_NODELAY
+ * (Linux passes it on to each accepted connection).  libmilter writes each
+ * packet of the end of message (every header edit, then the verdict) with
+ * a write of its own, and the MTA answers none of them: with Nagle each
+ * packet after the first waited for the MTA's delayed ACK, 40 ms per
+ * message. */
+static void find_listener(void)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -800,6 +891,7 @@ static void listener_nodelay(void)
 			continue;
 		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v)
 			continue;
+		G.listen_fd = fd;
 		len = sizeof(v);
 		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &v, &len) < 0 || v != IPPROTO_TCP)
 			continue;
@@ -809,12 +901,43 @@ static void listener_nodelay(void)
 	closedir(d);
 }
 
+/* drain - smfi_main returned (stopped) but callbacks may still be waiting
+ * for the scanner: let them give their verdicts to the MTA, for at most
+ * shutdown_timeout, before the process ends under them */
+static void drain(unsigned timeout_ms)
+{
+	struct timespec until;
+	int left, had;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&G.lock);
+	had = G.busy > 0;
+	while (G.busy > 0 && pthread_cond_timedwait(&G.idle, &G.lock, &until) == 0)
+		;
+	left = (int)G.busy;
+	pthread_mutex_unlock(&G.lock);
+	if (left > 0)
+		slog(NULL, LOG_WARNING, "milter: stopping with %d scans unanswered", left);
+	else if (had) {
+		/* the worker writes the verdict just after the callback returns */
+		struct timespec grace = { 0, 100 * 1000000L };
+		nanosleep(&grace, NULL);
+	}
+}
+
 int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
                 socklen_t scan_addrlen, const char *config_path,
                 const char *const *overrides, size_t noverrides)
 {
 	struct smfiDesc desc;
 	pthread_t th;
+	unsigned timeout;
 	int rc;
 
 	G.cfg = config_ref(cfg);
@@ -855,7 +978,7 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		slog(NULL, LOG_ERR, "milter: cannot listen on %s", cfg->milter_listen);
 		return 1;
 	}
-	listener_nodelay();
+	find_listener();
 	/* libmilter takes SIGTERM, SIGHUP and SIGINT with sigwait() in a thread
 	 * of its own, and blocks them only in the thread that calls smfi_main:
 	 * a thread started before (ours) took SIGTERM with its default action,
@@ -874,6 +997,10 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	pthread_detach(th);
 	slog(NULL, LOG_NOTICE, "milter listening on %s", cfg->milter_listen);
 	rc = smfi_main();
+	pthread_mutex_lock(&G.lock);
+	timeout = G.cfg->shutdown_timeout;
+	pthread_mutex_unlock(&G.lock);
+	drain(timeout);
 	slog(NULL, LOG_NOTICE, "milter stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
 }
