@@ -164,6 +164,19 @@ def memfds(pid):
     return n
 
 
+def memfd_bytes(pid):
+    """Bytes in the spools (memfds) a process holds."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        path = "/proc/%d/fd/%s" % (pid, fd)
+        try:
+            if os.readlink(path).startswith("/memfd:mailwarden-spool"):
+                n += os.stat(path).st_size
+        except OSError:
+            pass
+    return n
+
+
 def milter_records(mw):
     try:
         with open(mw.audit_path, "rb") as f:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import postfixlib
-from milterlib import SMFIP_HDR_LEADSPC, RawMilter, memfds, milter_pid, milter_records, reply_text, wait_log, wait_records
+from milterlib import SMFIP_HDR_LEADSPC, RawMilter, memfd_bytes, memfds, milter_pid, milter_records, reply_text, wait_log, wait_records
 from mwlib import free_port, make_msg, wait_until
 
 PLUGIN = os.environ.get("MW_PLUGIN")
@@ -345,6 +345,7 @@ def test_hangup_mid_message_frees_the_spool_budget(milter_mw):
         a.mail()
         a.rcpt()
         a.body(a.headers(big_msg(700 * 1024))[:600 * 1024])
+        assert wait_until(lambda: memfd_bytes(pid) >= 600 * 1024, 10.0), memfd_bytes(pid)
         a.close()
         assert wait_until(lambda: memfds(pid) == 0, 5.0), "spool of a lost connection kept"
     with RawMilter(port) as b:
@@ -534,6 +535,8 @@ def test_spool_memory_max_refuses_mail_while_full(milter_mw):
     hold.mail()
     hold.rcpt()
     hold.body(hold.headers(big_msg(600 * 1024))[:500 * 1024])
+    # the body steps get no reply: wait until the milter has spooled them
+    assert wait_until(lambda: memfd_bytes(pid) >= 500 * 1024, 10.0), memfd_bytes(pid)
     try:
         with RawMilter(port) as b:
             b.negotiate().connect()
