@@ -572,6 +572,8 @@ static const struct cfg_opt cfg_opts[] = {
 	{ "milter_early", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, milter_early, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA" },
+	G_DUR("milter_early_timeout", milter_early_timeout, "10s", 100, 10 * MS_M,
+	      "how long the milter waits for an envelope verdict at RCPT before it lets the recipient through (keep it below Postfix's milter_command_timeout)"),
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 #define TLS_VERSION_WORDS ((const struct cfg_word[]){ { "TLSv1.2", 0x0303 }, { "TLSv1.3", 0x0304 }, { NULL, 0 } })

@@ -270,6 +270,7 @@ struct config {
 	char     milter_internal_networks[1024];  /* CIDRs whose mail is outbound */
 	enum milter_quarantine_mode milter_quarantine;
 	int      milter_early;                /* envelope verdicts at RCPT */
+	unsigned milter_early_timeout;        /* ms the scanner may take for one at RCPT */
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 	int  tls_min_version;         /* TLS1_2_VERSION ... */

@@ -308,7 +308,7 @@ static int run_proxy(int ctl_fd)
 static int run_milter(int ctl_fd)
 {
 	for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen);
+	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov);
 }
 
 /* start_frontend - fork a front end (proxy or milter) with a control pipe
@@ -422,10 +422,20 @@ static void reap(int stopping)
 	}
 }
 
-/* SIGUSR1: the front ends reopen the audit log (log rotation) */
+/* SIGUSR1: the front ends reopen the audit log (log rotation); the
+ * milter is told down its control pipe (libmilter's signal thread would
+ * not pass the signal on) */
 static void reopen_logs(void)
 {
 	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGUSR1);
+	if (M.milter.pid > 0 && M.milter_ctl_w >= 0) {
+		struct milter_ctl msg;
+
+		memset(&msg, 0, sizeof msg);
+		msg.len = MILTER_CTL_REOPEN;
+		if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
+			slog_errno(NULL, LOG_WARNING, "milter control pipe");
+	}
 }
 
 static void reload(void)
@@ -436,11 +446,20 @@ static void reload(void)
 		slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
 		return;
 	}
+	/* the milter keeps the socket it started with until a restart of the
+	 * daemon, as the listeners do: a milter restarted after a crash must
+	 * not move to an address the MTA does not use (the milter itself logs
+	 * the change; without a milter, nobody else would) */
+	if (strcmp(c->milter_listen, M.cfg->milter_listen) != 0) {
+		if (M.cfg->milter_listen[0] == '\0')
+			slog(NULL, LOG_WARNING, "reload: milter_listen %s needs a restart", c->milter_listen);
+		memcpy(c->milter_listen, M.cfg->milter_listen, sizeof c->milter_listen);
+	}
 	config_unref(M.cfg);
 	M.cfg = c;
 	log_set_level(c->log_level);
 	stats_reload();
-	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy rereads its config");
+	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy and milter reread their config");
 	/* with a scanner running, the new one takes over once ready
 	 * (check_pending); without one, it starts at once */
 	if (M.scanner.pid > 0) start_pending_scanner();
@@ -449,6 +468,15 @@ static void reload(void)
 		start_scanner();
 	}
 	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGHUP);
+	/* the milter cannot take SIGHUP (libmilter stops on it): it is told
+	 * down its control pipe, and swaps the config between messages */
+	if (M.milter.pid > 0 && M.milter_ctl_w >= 0) {
+		struct milter_ctl msg;
+		memset(&msg, 0, sizeof msg);
+		msg.len = MILTER_CTL_RELOAD;
+		if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
+			slog_errno(NULL, LOG_ERR, "reload: cannot tell the milter");
+	}
 }
 
 static void prepare_dirs(void)
@@ -563,7 +591,13 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			/* the front ends first: their transactions in flight still
 			 * need the scanner; the scanners go once they are gone */
 			if (M.proxy.pid > 0) kill(M.proxy.pid, SIGTERM);
-			if (M.milter.pid > 0) kill(M.milter.pid, SIGTERM);
+			if (M.milter.pid > 0) {
+				/* the end of its control pipe stops the milter at once
+				 * (libmilter notices its own SIGTERM only every 5 s) */
+				if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+				M.milter_ctl_w = -1;
+				kill(M.milter.pid, SIGTERM);
+			}
 			M.proxy.restart_at = M.milter.restart_at = 0;
 		}
 		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {

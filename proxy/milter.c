@@ -6,9 +6,12 @@
  * asked (libmilter starts more workers as needed).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +31,60 @@
 #include "sbuf.h"
 #include "scansync.h"
 #include "spool.h"
+#include "stats.h"
 
 #define MAX_FIELDS 10000
 #define MAX_RCPTS  10000
 #define SHORT_FIELD 998
 
+/* R_STORAGE - RFC 3463 4.3.1, as the proxy answers: the messages in flight
+ * fill spool_memory_max */
+static const char R_STORAGE[] = "452 4.3.1 Insufficient system storage, try again later";
+
 static struct {
+	/* the newest configuration: a session takes a reference at each MAIL
+	 * (msess.cfg), so a reload swaps it between messages and a message in
+	 * flight finishes with the config it started with */
+	pthread_mutex_t lock;
 	struct config *cfg;
+	/* what the master was started with: a reload reads them again */
+	const char *config_path;
+	const char *const *overrides;
+	size_t noverrides;
 	struct scansync *scan;
 	int ctl_fd;
-} G;
+	int listen_fd;          /* libmilter's listening socket, or -1 */
+	/* callbacks waiting for the scanner: the stop lets them end first */
+	pthread_cond_t idle;
+	unsigned busy;
+	int stopped;            /* smfi_stop() returned */
+} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER, .listen_fd = -1 };
+
+static void busy_enter(void)
+{
+	pthread_mutex_lock(&G.lock);
+	G.busy++;
+	pthread_mutex_unlock(&G.lock);
+}
+
+static void busy_leave(void)
+{
+	pthread_mutex_lock(&G.lock);
+	if (--G.busy == 0)
+		pthread_cond_broadcast(&G.idle);
+	pthread_mutex_unlock(&G.lock);
+}
+
+/* config_current - a reference to the newest configuration */
+static struct config *config_current(void)
+{
+	struct config *c;
+
+	pthread_mutex_lock(&G.lock);
+	c = config_ref(G.cfg);
+	pthread_mutex_unlock(&G.lock);
+	return c;
+}
 
 struct rcpt {
 	char *addr;
@@ -46,6 +93,7 @@ struct rcpt {
 
 struct msess {
 	char     id[17];
+	struct config *cfg;     /* a reference, renewed at each MAIL (between messages) */
 	unsigned ntxn;
 	char     client_ip[64];
 	unsigned client_port;
@@ -169,7 +217,7 @@ static void spool_put(struct msess *s, const char *p, size_t n)
 {
 	if (!s->spool_ok || s->too_big)
 		return;
-	if (s->spool.size + n > G.cfg->message_size_limit) {
+	if (s->spool.size + n > s->cfg->message_size_limit) {
 		s->too_big = 1;
 		return;
 	}
@@ -186,7 +234,7 @@ static enum mw_direction direction_of(const struct msess *s)
 {
 	if (s->auth_user[0] != '\0')
 		return MW_OUTBOUND;
-	return in_networks(s->client_ip, G.cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
+	return in_networks(s->client_ip, s->cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
 }
 
 /* fill_request - the envelope part of a scan request (rcpts: all ours,
@@ -198,7 +246,7 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
 	memset(req, 0, sizeof(*req));
 	snprintf(req->session_id, sizeof(req->session_id), "%s", s->id);
 	req->listener = xstrdup(SCAN_LISTENER_MILTER);
-	req->mta_quarantine = G.cfg->milter_quarantine == MILTER_QUARANTINE_MTA;
+	req->mta_quarantine = s->cfg->milter_quarantine == MILTER_QUARANTINE_MTA;
 	req->direction = direction_of(s);
 	req->client_ip = xstrdup(s->client_ip);
 	req->client_port = s->client_port;
@@ -291,6 +339,10 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 	json_object_object_add(j, "scan_ms", json_number(res ? res->scan_ms : 0.0, 3));
 	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&s->start), 3));
 	audit_write(j);
+	stats_txn(STATS_MILTER, direction_of(s) == MW_OUTBOUND, action, s->spool.size,
+	    res != NULL ? res->scan_ms : -1);
+	if (res != NULL && res->error[0])
+		stats_scan_failure(STATS_MILTER);
 	/* the queue id is the MTA's macro: escaped like anything from outside */
 	char qesc[128];
 	slog(s->id, LOG_INFO, "milter txn=%u queue_id=%s rcpts=%zu size=%llu score=%.2f action=%s",
@@ -315,26 +367,44 @@ static void txn_finish(struct msess *s)
 
 /* --- callbacks ------------------------------------------------------------------- */
 
+/* After a close the context may go on: with SMFIC_QUIT_NC (Sendmail
+ * reusing the connection for its next SMTP session) libmilter calls
+ * xxfi_close, then xxfi_connect again, with no new negotiation.  What was
+ * negotiated (SMFIP_NR_*, SMFIP_HDR_LEADSPC) must outlive the session, yet
+ * nothing may be left to free when the connection really ends (after a
+ * QUIT no callback follows): it is kept in the private pointer itself,
+ * shifted, with the low bit set (a session pointer's is 0). */
+#define NEGOTIATED_TAG ((uintptr_t)1)
+
 static struct msess *sess(SMFICTX *ctx)
 {
-	return smfi_getpriv(ctx);
+	void *p = smfi_getpriv(ctx);
+
+	return ((uintptr_t)p & NEGOTIATED_TAG) ? NULL : p;
 }
 
 /* sess_new - the session of ctx, created on first use */
 static struct msess *sess_new(SMFICTX *ctx)
 {
-	struct msess *s = sess(ctx);
+	void *p = smfi_getpriv(ctx);
+	struct msess *s;
 	uint64_t rnd = 0;
 
-	if (s != NULL)
-		return s;
+	if (p != NULL && !((uintptr_t)p & NEGOTIATED_TAG))
+		return p;
 	s = xcalloc(1, sizeof(*s));
+	if (p != NULL) {        /* the same connection after SMFIC_QUIT_NC */
+		s->noreply = (unsigned long)((uintptr_t)p >> 1);
+		s->leadspc = (s->noreply & SMFIP_HDR_LEADSPC) != 0;
+	}
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 		rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)s;
 	snprintf(s->id, sizeof(s->id), "%016llx", (unsigned long long)rnd);
+	s->cfg = config_current();
 	s->spool.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	smfi_setpriv(ctx, s);
+	stats_session(STATS_MILTER, 1);
 	return s;
 }
 
@@ -419,6 +489,9 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		return SMFIS_TEMPFAIL;
 	txn_finish(s);
 	txn_reset(s);
+	/* between messages: a reload since the last one applies from here */
+	config_unref(s->cfg);
+	s->cfg = config_current();
 	s->in_txn = 1;
 	snprintf(s->queue_id, sizeof(s->queue_id), "%s", macro(ctx, "i"));
 	s->ntxn++;
@@ -435,6 +508,15 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	ci = macro(ctx, "{cipher}");
 	if (tv[0] != '\0')
 		snprintf(s->tls, sizeof(s->tls), "%s %s", tv, ci);
+	if (spool_full()) {
+		/* as the proxy refuses DATA then (and Postfix a MAIL under
+		 * queue_minfree): a message now would be cut off on its way */
+		slog(s->id, LOG_WARNING, "milter: MAIL refused: spool_memory_max reached");
+		milter_reply(ctx, R_STORAGE);
+		audit(s, NULL, "tempfail", R_STORAGE, s->queue_id, "spool_memory_max reached");
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "milter: spool");
 		return SMFIS_TEMPFAIL;
@@ -455,8 +537,11 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why
 
 	fill_request(s, &req, rcpt);
 	req.stage = SCAN_ENVELOPE;
-	if (scansync_scan(G.scan, &req, -1, G.cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+	/* RCPT is a command for the MTA (Postfix's milter_command_timeout,
+	 * 30 s), not content: a slow scanner must not make it give up on us */
+	if (scansync_scan(G.scan, &req, -1, s->cfg->milter_early_timeout, &res, err, sizeof(err)) < 0) {
 		slog(s->id, LOG_WARNING, "milter: envelope check skipped: %s", err);
+		stats_scan_failure(STATS_MILTER);
 		scan_request_free(&req);
 		return SMFIS_CONTINUE;
 	}
@@ -476,7 +561,7 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why
 	return rc;
 }
 
-static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct msess *s = sess(ctx);
 	struct rcpt *r;
@@ -492,7 +577,7 @@ static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
 	r = &s->rcpts[s->nrcpts++];
 	memset(r, 0, sizeof(*r));
 	r->addr = strip_angles(argv[0] ? argv[0] : "");
-	if (G.cfg->milter_early)
+	if (s->cfg->milter_early)
 		rc = early(ctx, s, r->addr, r->reply, sizeof(r->reply));
 	return rc;
 }
@@ -558,7 +643,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 /* fail_action - the scanner did not answer: milter_default_action */
 static sfsistat fail_action(SMFICTX *ctx, struct msess *s, const char *why, const char *qid)
 {
-	if (G.cfg->milter_default_action == MILTER_FAIL_ACCEPT) {
+	if (s->cfg->milter_default_action == MILTER_FAIL_ACCEPT) {
 		slog(s->id, LOG_WARNING, "milter: accepting unscanned (milter_default_action = accept): %s", why);
 		audit(s, NULL, "accept", "", qid, why);
 		return SMFIS_CONTINUE;
@@ -569,7 +654,7 @@ static sfsistat fail_action(SMFICTX *ctx, struct msess *s, const char *why, cons
 	return SMFIS_TEMPFAIL;
 }
 
-static sfsistat on_eom(SMFICTX *ctx)
+static sfsistat eom(SMFICTX *ctx)
 {
 	struct msess *s = sess(ctx);
 	struct scan_request req;
@@ -603,23 +688,54 @@ static sfsistat on_eom(SMFICTX *ctx)
 			return rc;
 		}
 	}
+	if (s->spool.full) {
+		/* our own memory, not the scanner: never milter_default_action
+		 * (which may be accept, unscanned) */
+		milter_reply(ctx, R_STORAGE);
+		audit(s, NULL, "tempfail", R_STORAGE, qid, "spool_memory_max reached");
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
 	if (!s->spool_ok || spool_finish(&s->spool) < 0) {
 		rc = fail_action(ctx, s, "cannot spool the message", qid);
 		txn_reset(s);
 		return rc;
 	}
 	fill_request(s, &req, NULL);
-	if (scansync_scan(G.scan, &req, s->spool.fd, G.cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+	if (scansync_scan(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+		stats_scan_failure(STATS_MILTER);
 		rc = fail_action(ctx, s, err, qid);
 		scan_request_free(&req);
 		txn_reset(s);
 		return rc;
 	}
-	rc = milter_apply(ctx, G.cfg, &res, &s->fields, s->leadspc, &what);
+	rc = milter_apply(ctx, s->cfg, &res, &s->fields, s->leadspc, &what);
 	audit(s, &res, what, res.reply, qid, NULL);
 	scan_result_free(&res);
 	scan_request_free(&req);
 	txn_reset(s);
+	return rc;
+}
+
+/* on_envrcpt, on_eom - the two steps that wait for the scanner, counted
+ * so that a stop lets them give their verdict to the MTA */
+static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+{
+	sfsistat rc;
+
+	busy_enter();
+	rc = envrcpt(ctx, argv);
+	busy_leave();
+	return rc;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	sfsistat rc;
+
+	busy_enter();
+	rc = eom(ctx);
+	busy_leave();
 	return rc;
 }
 
@@ -637,51 +753,226 @@ static sfsistat on_close(SMFICTX *ctx)
 	struct msess *s = sess(ctx);
 
 	if (s != NULL) {
+		uintptr_t kept = ((uintptr_t)s->noreply << 1) | NEGOTIATED_TAG;
+
 		txn_finish(s);
+		config_unref(s->cfg);
 		free(s->helo);
 		free(s);
-		smfi_setpriv(ctx, NULL);
+		smfi_setpriv(ctx, (void *)kept);
+		stats_session(STATS_MILTER, -1);
 	}
 	return SMFIS_CONTINUE;
 }
 
 /* --- the process ------------------------------------------------------------------- */
 
-/* control_reader - new scanner addresses from the master (and with each,
- * the audit log reopened); EOF = the master is gone: stop. */
+/* reload - the master's reload: read the configuration again (the same
+ * file and -o overrides) and make it the one the next message gets.  A
+ * session holds its own reference (msess.cfg), so messages in flight end
+ * with the config they started with, as in the proxy.  Only the socket
+ * (milter_listen) cannot change in place: libmilter owns it. */
+static void reload(void)
+{
+	char err[512];
+	struct config *c = config_load(G.config_path, G.overrides, G.noverrides, err, sizeof(err));
+	struct config *old;
+
+	if (c == NULL) {
+		slog(NULL, LOG_ERR, "milter: reload failed, keeping the running config: %s", err);
+		return;
+	}
+	pthread_mutex_lock(&G.lock);
+	old = G.cfg;
+	if (strcmp(c->milter_listen, old->milter_listen) != 0) {
+		slog(NULL, LOG_WARNING, "milter: reload: milter_listen %s needs a restart; "
+		    "still listening on %s", c->milter_listen[0] ? c->milter_listen : "(empty)",
+		    old->milter_listen);
+		/* what this process really listens on */
+		memcpy(c->milter_listen, old->milter_listen, sizeof(c->milter_listen));
+	}
+	G.cfg = c;
+	pthread_mutex_unlock(&G.lock);
+	config_unref(old);
+	log_set_level(c->log_level);
+	spool_set_budget(c->spool_memory_max);
+	/* the audit log reopened as the proxy does on its SIGHUP, or the milter
+	 * would go on writing into a rotated file (libmilter takes SIGHUP as
+	 * "stop", so the master says "reload" down the control pipe) */
+	if (audit_open(c->audit_log) < 0)
+		slog_errno(NULL, LOG_ERR, "milter: audit log %s", c->audit_log);
+	slog(NULL, LOG_NOTICE, "milter: config reloaded (for the next message of each connection)");
+}
+
+/* reopen_audit_log - the master's SIGUSR1 (log rotation): the audit log
+ * and nothing else */
+static void reopen_audit_log(void)
+{
+	char path[sizeof(G.cfg->audit_log)];
+
+	pthread_mutex_lock(&G.lock);
+	snprintf(path, sizeof(path), "%s", G.cfg->audit_log);
+	pthread_mutex_unlock(&G.lock);
+	if (audit_open(path) < 0)
+		slog_errno(NULL, LOG_ERR, "milter: audit log %s", path);
+	else
+		slog(NULL, LOG_NOTICE, "milter: audit log reopened");
+}
+
+/* stopper - smfi_stop(), which waits for libmilter's listener to let go of
+ * its socket: the listener holds it while it waits for a connection, and
+ * looks at its stop flag only between accepts or every 5 s (MI_CHK_TIME) */
+static void *stopper(void *arg)
+{
+	(void)arg;
+	smfi_stop();
+	__atomic_store_n(&G.stopped, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* wake_listener - a connection of our own, so the listener's wait ends */
+static void wake_listener(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd;
+
+	if (G.listen_fd < 0 || getsockname(G.listen_fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		(void)connect(fd, (struct sockaddr *)&ss, len);
+		close(fd);
+	}
+}
+
+/* stop - stop taking connections, in milliseconds rather than up to 5 s:
+ * the stop flag is raised (stopper), then the listener woken until it
+ * has seen it */
+static void stop(void)
+{
+	pthread_t th;
+	int i;
+
+	if (pthread_create(&th, NULL, stopper, NULL) != 0) {
+		smfi_stop();
+		return;
+	}
+	pthread_detach(th);
+	for (i = 0; i < 100 && !__atomic_load_n(&G.stopped, __ATOMIC_ACQUIRE); i++) {
+		struct timespec t = { 0, 20 * 1000000L };
+
+		nanosleep(&t, NULL);
+		wake_listener();
+	}
+}
+
+/* control_reader - the master's messages: a new scanner address,
+ * MILTER_CTL_RELOAD or MILTER_CTL_REOPEN; EOF = the master stops (or is
+ * gone): stop. */
 static void *control_reader(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		struct { socklen_t len; struct sockaddr_un a; } msg;
+		struct milter_ctl msg;
 		ssize_t n = read(G.ctl_fd, &msg, sizeof(msg));
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n != (ssize_t)sizeof(msg)) {
+		if (n == (ssize_t)sizeof(msg) && msg.len == MILTER_CTL_REOPEN) {
+			reopen_audit_log();
+			continue;
+		}
+		if (n != (ssize_t)sizeof(msg) || msg.len > sizeof(msg.a)) {
 			if (n != 0)
 				slog_errno(NULL, LOG_ERR, "milter: control pipe");
-			smfi_stop();
+			stop();
 			return NULL;
+		}
+		if (msg.len == MILTER_CTL_RELOAD) {
+			reload();
+			continue;
 		}
 		scansync_set_address(G.scan, &msg.a, msg.len);
 		slog(NULL, LOG_INFO, "milter: scanner address updated");
-		/* every reload brings a new scanner: the audit log is reopened
-		 * then, as the proxy does on its SIGHUP, or the milter would go on
-		 * writing into a rotated file (libmilter takes SIGHUP as "stop") */
-		if (audit_open(G.cfg->audit_log) < 0)
-			slog_errno(NULL, LOG_ERR, "milter: audit log %s", G.cfg->audit_log);
+	}
+}
+
+/* find_listener - libmilter's listening socket (it does not expose it:
+ * it is the one listening among ours) into G.listen_fd, with TCP_NODELAY
+ * (Linux passes it on to each accepted connection).  libmilter writes each
+ * packet of the end of message (every header edit, then the verdict) with
+ * a write of its own, and the MTA answers none of them: with Nagle each
+ * packet after the first waited for the MTA's delayed ACK, 40 ms per
+ * message. */
+static void find_listener(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name), one = 1, v = 0;
+		socklen_t len = sizeof(v);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d))
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v)
+			continue;
+		G.listen_fd = fd;
+		len = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &v, &len) < 0 || v != IPPROTO_TCP)
+			continue;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+			slog_errno(NULL, LOG_WARNING, "milter: TCP_NODELAY");
+	}
+	closedir(d);
+}
+
+/* drain - smfi_main returned (stopped) but callbacks may still be waiting
+ * for the scanner: let them give their verdicts to the MTA, for at most
+ * shutdown_timeout, before the process ends under them */
+static void drain(unsigned timeout_ms)
+{
+	struct timespec until;
+	int left, had;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&G.lock);
+	had = G.busy > 0;
+	while (G.busy > 0 && pthread_cond_timedwait(&G.idle, &G.lock, &until) == 0)
+		;
+	left = (int)G.busy;
+	pthread_mutex_unlock(&G.lock);
+	if (left > 0)
+		slog(NULL, LOG_WARNING, "milter: stopping with %d scans unanswered", left);
+	else if (had) {
+		/* the worker writes the verdict just after the callback returns */
+		struct timespec grace = { 0, 100 * 1000000L };
+		nanosleep(&grace, NULL);
 	}
 }
 
 int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
-                socklen_t scan_addrlen)
+                socklen_t scan_addrlen, const char *config_path,
+                const char *const *overrides, size_t noverrides)
 {
 	struct smfiDesc desc;
 	pthread_t th;
+	unsigned timeout;
 	int rc;
 
-	G.cfg = cfg;
+	G.cfg = config_ref(cfg);
+	G.config_path = config_path;
+	G.overrides = overrides;
+	G.noverrides = noverrides;
 	G.ctl_fd = ctl_fd;
 	G.scan = scansync_new();
 	if (scan_addrlen > 0)
@@ -716,6 +1007,18 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		slog(NULL, LOG_ERR, "milter: cannot listen on %s", cfg->milter_listen);
 		return 1;
 	}
+	find_listener();
+	/* libmilter takes SIGTERM, SIGHUP and SIGINT with sigwait() in a thread
+	 * of its own, and blocks them only in the thread that calls smfi_main:
+	 * a thread started before (ours) took SIGTERM with its default action,
+	 * and the master's stop killed the milter in the middle of its
+	 * messages.  Blocked here, every thread inherits the mask. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	if (pthread_create(&th, NULL, control_reader, NULL) != 0) {
 		slog(NULL, LOG_ERR, "milter: cannot start the control thread");
 		return 1;
@@ -723,6 +1026,10 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	pthread_detach(th);
 	slog(NULL, LOG_NOTICE, "milter listening on %s", cfg->milter_listen);
 	rc = smfi_main();
+	pthread_mutex_lock(&G.lock);
+	timeout = G.cfg->shutdown_timeout;
+	pthread_mutex_unlock(&G.lock);
+	drain(timeout);
 	slog(NULL, LOG_NOTICE, "milter stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
 }

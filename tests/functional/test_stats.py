@@ -112,3 +112,30 @@ def test_stats_without_a_daemon(tmp_path):
     assert r.returncode == 1 and b"no counters" in r.stderr
     r = run_mw(["stats", "--bogus"])
     assert r.returncode == 1 and b"usage" in r.stderr
+
+
+def test_milter_counts_and_usr1_reopens_its_audit_log(mw_factory, upstream):
+    """The milter adds to the same counters; SIGUSR1 reaches it down its
+    control pipe (libmilter would not pass the signal on) and it writes
+    its next record into the new audit log."""
+    import os
+    import soaklib
+    from mwlib import free_port, read_audit
+    port = free_port()
+    m = mw_factory(upstream, opts=[plugin_opt(), ("milter_listen", "inet:%d@127.0.0.1" % port)])
+    assert soaklib.milter_session(port, "normal")[0] == "accepted"
+    assert wait_until(lambda: plain(m)[1]["milter.inbound.accept"] == 1, 5), plain(m)
+    _, s = plain(m)
+    assert s["milter.sessions"] == 1 and s["milter.scanned"] == 1
+    assert wait_until(lambda: plain(m)[1]["milter.sessions_active"] == 0, 5)
+    assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
+    os.rename(m.audit_path, m.audit_path + ".1")
+    m.signal(signal.SIGUSR1)
+    assert wait_until(lambda: "milter: audit log reopened" in m.stderr_text()
+                      and "audit log reopened" in m.stderr_text().replace("milter: audit log reopened", ""),
+                      5), m.stderr_text()
+    assert soaklib.milter_session(port, "normal")[0] == "accepted"
+    assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
+    assert len(read_audit(m.audit_path + ".1")) == 1
+    assert "reloading" not in m.stderr_text()
+    assert plain(m)[1]["milter.inbound.accept"] == 2
