@@ -167,9 +167,11 @@ def test_starttls_misuse(mw_factory, upstream, pki):
             assert f.readline().startswith(b"502")
 
 
-def test_reset_in_the_middle_of_tls_data(mw_factory, upstream, pki):
-    """A TCP reset mid-DATA over TLS: the transaction is audited as
-    aborted, nothing reaches the upstream, the daemon goes on."""
+@pytest.mark.parametrize("how", ["reset", "close_notify"])
+def test_torn_down_in_the_middle_of_tls_data(mw_factory, upstream, pki, how):
+    """A TCP reset, or a TLS alert (close_notify), mid-DATA over TLS: the
+    transaction is audited as aborted, nothing reaches the upstream, the
+    daemon goes on."""
     m = mw_tls(mw_factory, upstream, pki)
     c = tls_client(m, pki)
     assert c.cmd("MAIL FROM:<a@example.org>").code == 250
@@ -177,10 +179,15 @@ def test_reset_in_the_middle_of_tls_data(mw_factory, upstream, pki):
     assert c.cmd("DATA").code == 354
     c.send(b"Subject: cut\r\n\r\n" + b"x" * 20000 + b"\r\n")
     time.sleep(0.2)
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if how == "reset":
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        c.sock.settimeout(3)
+        c.sock.unwrap()              # our close_notify, and the server's back
     c.sock.close()
     rec = m.audit(1)[-1]
     assert rec["action"] == "aborted", rec
+    assert wait_until(lambda: "in the middle of DATA" in m.stderr_text())
     time.sleep(0.3)
     assert upstream.messages == []
     c = tls_client(m, pki)
@@ -257,3 +264,22 @@ def test_auth_failures_count_towards_max_errors(mw_factory, auth_upstream, pki):
     assert c.closed(3)
     assert "too many errors" in m.stderr_text()
     assert "guess" not in m.stderr_text()
+
+
+def test_auth_limits_hold_end_to_end(mw_factory, auth_upstream, pki, tmp_path):
+    """test_authlimits' rules through the proxy: the user a real AUTH set
+    is the one rate-limited (ratelimit_user), and greylisting skips an
+    authenticated sender but not an anonymous one."""
+    m = mw_tls(mw_factory, auth_upstream, pki, auth=True,
+               opts=[("filters", "greylist ratelimit"), ("store_path", str(tmp_path / "s.lmdb")),
+                     ("ratelimit_user", "1/1h"), ("greylist_delay", "1h")])
+    c = tls_client(m, pki)
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code // 100 == 4  # greylisted
+    assert c.cmd("AUTH PLAIN " + b64("\0alice\0" + USERS["alice"])).code == 235
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code // 100 == 4  # 1/1h
+    c.quit()
+    recs = m.audit(3)
+    assert [r["auth_user"] for r in recs] == ["", "alice", "alice"]
+    assert recs[2]["action"] == "tempfail", recs[2]
+    assert USERS["alice"] not in m.stderr_text() + open(m.audit_path).read()
