@@ -339,7 +339,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	if (c->tls == TLS_HANDSHAKE) {
-		rtimer_arm(c);
+		/* no rtimer_arm here: the deadline armed when the handshake began
+		 * covers all of it, or a client sending its ClientHello a byte at
+		 * a time would push it back with every byte and hold the session
+		 * (and OpenSSL's handshake buffers) for hours */
 		tls_step(c);
 		return;
 	}

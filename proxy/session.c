@@ -148,6 +148,7 @@ struct session {
 };
 
 static void session_process(struct session *s);
+static void check_error_limit(struct session *s);
 static void session_free(struct session *s);
 static void txn_end(struct session *s, const char *action);
 static void greet(struct session *s);
@@ -171,6 +172,13 @@ static void tv_ms(unsigned ms, struct timeval *tv)
 static void arm_client_timeout(struct session *s)
 {
 	unsigned wr = s->cfg->client_command_timeout;
+	if (s->state == SS_TLS) {
+		/* the handshake waits for the client, though the session is
+		 * "busy" (no command taken): an implicit-TLS client that sent
+		 * nothing was held for ever */
+		conn_set_timeouts(s->conn, wr, wr);
+		return;
+	}
 	if (s->busy) {
 		conn_set_timeouts(s->conn, 0, wr);
 		return;
@@ -1430,9 +1438,34 @@ static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	} else {
 		slog(s->id, LOG_NOTICE, "client [%s] authentication failed (%d)", s->client_ip, r->code);
 		reply_relay(s, r);
+		/* a refused credential is an error like any other: a password
+		 * guesser gets max_errors tries per connection, not unlimited */
+		s->errors++;
+		check_error_limit(s);
 	}
 	if (!s->auth_wait) explicit_bzero(s->auth_try, sizeof s->auth_try);
 	resume(s);
+}
+
+static void on_auth_cancelled(void *arg, const struct smtp_reply *r, enum upstream_err err)
+{
+	struct session *s = arg;
+	if (err != UP_OK) upstream_gone(s, err, "at AUTH");
+	explicit_bzero(s->auth_try, sizeof s->auth_try);
+	resume(s);
+}
+
+/* The client's answer to a 334 was too long (our 500 is sent): the
+ * exchange is over on both sides, so the upstream gets "*" (RFC 4954 4)
+ * and its reply is not relayed; else the client's next command would
+ * reach the upstream as a credential. */
+static void auth_cancel(struct session *s)
+{
+	s->auth_wait = 0;
+	if (!upstream_alive(s->up)) return;
+	set_busy(s, 1);
+	if (upstream_command(s->up, "*", s->cfg->upstream_command_timeout, on_auth_cancelled, s) < 0)
+		on_auth_cancelled(s, NULL, UP_ERR_CLOSED);
 }
 
 /* A line the client sent in answer to a 334: relayed as it is. */
@@ -1537,6 +1570,17 @@ static void cmd_auth(struct session *s, const char *arg)
 	if (s->up == NULL) on_auth_open(s, NULL, UP_ERR_CONNECT);
 }
 
+/* max_errors reached: 421 and the session ends */
+static void check_error_limit(struct session *s)
+{
+	if (s->errors >= s->cfg->max_errors && s->state != SS_CLOSING) {
+		slog(s->id, LOG_NOTICE, "too many errors (%u)", s->errors);
+		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		if (s->tx) txn_end(s, "aborted");
+		close_after_flush(s);
+	}
+}
+
 static void handle_command(struct session *s, char *line, size_t len)
 {
 	const char *arg = "";
@@ -1587,12 +1631,7 @@ static void handle_command(struct session *s, char *line, size_t len)
 		s->errors++;
 		break;
 	}
-	if (s->errors >= s->cfg->max_errors && s->state != SS_CLOSING) {
-		slog(s->id, LOG_NOTICE, "too many errors (%u)", s->errors);
-		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-		if (s->tx) txn_end(s, "aborted");
-		close_after_flush(s);
-	}
+	check_error_limit(s);
 }
 
 /* Feed buffered DATA content to the framer.  Returns 1 at end of data. */
@@ -1656,6 +1695,7 @@ static void session_process(struct session *s)
 			s->skip_line = 0;
 			reply(s, "500 5.5.2 Error: line too long");
 			s->errors++;
+			if (s->auth_wait) auth_cancel(s);
 			continue;
 		}
 		if (n + 1 > sizeof small && line == small)
@@ -1732,8 +1772,10 @@ static void event_cb(struct conn *c, void *arg, enum conn_event what)
 			return;
 		}
 	} else {
-		slog(s->id, LOG_INFO, "client %s%s", what == CONN_EOF ? "disconnected" : "connection error",
-		     s->state == SS_DATA ? " in the middle of DATA" : "");
+		/* a TLS error says which (a refused renegotiation, a bad record) */
+		const char *why = what == CONN_ERROR ? conn_tls_error(c) : "";
+		slog(s->id, LOG_INFO, "client %s%s%s%s", what == CONN_EOF ? "disconnected" : "connection error",
+		     s->state == SS_DATA ? " in the middle of DATA" : "", why[0] ? ": " : "", why);
 	}
 	session_free(s);
 }
