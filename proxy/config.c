@@ -205,7 +205,7 @@ static const struct cfg_opt cfg_opts[] = {
 	G_UINT("command_line_limit", command_line_limit, "2048", 512, 65536,
 	       "longest SMTP command line in bytes, CRLF included"),
 	G_UINT("max_errors", max_errors, "20", 1, 10000,
-	       "bad commands in one session before it is closed with 421"),
+	       "bad commands and refused AUTH credentials in one session before it is closed with 421"),
 
 	/* timeouts */
 	G_DUR("greet_pause", greet_pause, "0", 0, 5 * MS_M,
