@@ -422,20 +422,25 @@ static void reap(int stopping)
 	}
 }
 
-/* SIGUSR1: the front ends reopen the audit log (log rotation); the
- * milter is told down its control pipe (libmilter's signal thread would
- * not pass the signal on) */
+/* tell_milter - one of the milter's control messages (MILTER_CTL_*):
+ * libmilter takes SIGHUP as "stop" and passes no other signal on, so the
+ * milter hears of reloads and log rotation down its control pipe */
+static void tell_milter(socklen_t what, const char *why)
+{
+	struct milter_ctl msg;
+
+	if (M.milter.pid <= 0 || M.milter_ctl_w < 0) return;
+	memset(&msg, 0, sizeof msg);
+	msg.len = what;
+	if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
+		slog_errno(NULL, LOG_ERR, "cannot tell the milter to %s", why);
+}
+
+/* SIGUSR1: the front ends reopen the audit log (log rotation) */
 static void reopen_logs(void)
 {
 	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGUSR1);
-	if (M.milter.pid > 0 && M.milter_ctl_w >= 0) {
-		struct milter_ctl msg;
-
-		memset(&msg, 0, sizeof msg);
-		msg.len = MILTER_CTL_REOPEN;
-		if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
-			slog_errno(NULL, LOG_WARNING, "milter control pipe");
-	}
+	tell_milter(MILTER_CTL_REOPEN, "reopen the audit log");
 }
 
 static void reload(void)
@@ -468,15 +473,8 @@ static void reload(void)
 		start_scanner();
 	}
 	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGHUP);
-	/* the milter cannot take SIGHUP (libmilter stops on it): it is told
-	 * down its control pipe, and swaps the config between messages */
-	if (M.milter.pid > 0 && M.milter_ctl_w >= 0) {
-		struct milter_ctl msg;
-		memset(&msg, 0, sizeof msg);
-		msg.len = MILTER_CTL_RELOAD;
-		if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
-			slog_errno(NULL, LOG_ERR, "reload: cannot tell the milter");
-	}
+	/* the milter swaps the config in between messages */
+	tell_milter(MILTER_CTL_RELOAD, "reload");
 }
 
 static void prepare_dirs(void)

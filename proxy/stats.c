@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,6 +213,24 @@ static void prom_head(const char *name, const char *type, const char *help)
 	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* one counter (or, signed, the gauge of open sessions) of each front
+ * end, at offset off of struct fe_counters */
+static void prom_per_frontend(const struct stats_block *b, const char *name, const char *type,
+                              const char *help, size_t off, int is_signed)
+{
+	prom_head(name, type, help);
+	for (unsigned f = 0; f < STATS_NFRONTENDS; f++) {
+		const char *field = (const char *)&b->fe[f] + off;
+
+		if (is_signed)
+			printf("%s{frontend=\"%s\"} %" PRId64 "\n", name, fe_names[f],
+			       atomic_load((const _Atomic int64_t *)field));
+		else
+			printf("%s{frontend=\"%s\"} %" PRIu64 "\n", name, fe_names[f],
+			       atomic_load((const _Atomic uint64_t *)field));
+	}
+}
+
 /* Prometheus' text exposition format (version 0.0.4) */
 static void print_prometheus(const struct stats_block *b, int running)
 {
@@ -223,19 +242,13 @@ static void print_prometheus(const struct stats_block *b, int running)
 	printf("mailwarden_start_time_seconds %" PRId64 "\n", b->start_time);
 	prom_head("mailwarden_reloads_total", "counter", "Configuration reloads (SIGHUP).");
 	printf("mailwarden_reloads_total %" PRIu64 "\n", atomic_load(&b->reloads));
-	prom_head("mailwarden_sessions_total", "counter", "SMTP or milter sessions begun.");
-	for (f = 0; f < STATS_NFRONTENDS; f++)
-		printf("mailwarden_sessions_total{frontend=\"%s\"} %" PRIu64 "\n", fe_names[f],
-		       atomic_load(&b->fe[f].sessions));
-	prom_head("mailwarden_sessions_active", "gauge", "Sessions open now.");
-	for (f = 0; f < STATS_NFRONTENDS; f++)
-		printf("mailwarden_sessions_active{frontend=\"%s\"} %" PRId64 "\n", fe_names[f],
-		       atomic_load(&b->fe[f].active));
-	prom_head("mailwarden_connections_refused_total", "counter",
-		  "Connections refused by the connection limits.");
-	for (f = 0; f < STATS_NFRONTENDS; f++)
-		printf("mailwarden_connections_refused_total{frontend=\"%s\"} %" PRIu64 "\n", fe_names[f],
-		       atomic_load(&b->fe[f].refused));
+	prom_per_frontend(b, "mailwarden_sessions_total", "counter", "SMTP or milter sessions begun.",
+			  offsetof(struct fe_counters, sessions), 0);
+	prom_per_frontend(b, "mailwarden_sessions_active", "gauge", "Sessions open now.",
+			  offsetof(struct fe_counters, active), 1);
+	prom_per_frontend(b, "mailwarden_connections_refused_total", "counter",
+			  "Connections refused by the connection limits.",
+			  offsetof(struct fe_counters, refused), 0);
 	prom_head("mailwarden_transactions_total", "counter", "Transactions ended, by outcome.");
 	for (f = 0; f < STATS_NFRONTENDS; f++)
 		for (d = 0; d < 2; d++)
@@ -264,11 +277,9 @@ static void print_prometheus(const struct stats_block *b, int running)
 		printf("mailwarden_scan_duration_seconds_count{frontend=\"%s\"} %" PRIu64 "\n", fe_names[f],
 		       atomic_load(&b->fe[f].scanned));
 	}
-	prom_head("mailwarden_scan_failures_total", "counter",
-		  "Scans that failed (scanner gone or timed out, a filter error).");
-	for (f = 0; f < STATS_NFRONTENDS; f++)
-		printf("mailwarden_scan_failures_total{frontend=\"%s\"} %" PRIu64 "\n", fe_names[f],
-		       atomic_load(&b->fe[f].scan_failures));
+	prom_per_frontend(b, "mailwarden_scan_failures_total", "counter",
+			  "Scans that failed (scanner gone or timed out, a filter error).",
+			  offsetof(struct fe_counters, scan_failures), 0);
 }
 
 int stats_command(const struct config *cfg, int argc, char **argv)
