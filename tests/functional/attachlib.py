@@ -6,11 +6,14 @@ RFC 2047, trailing dots and spaces)."""
 
 import base64
 import io
+import json
 import os
 import struct
 import subprocess
 import tempfile
 import zipfile
+
+from mwlib import run_mw
 
 CRLF = b"\r\n"
 
@@ -210,3 +213,22 @@ def tnef(attachments):
                      _mapi_string_prop(0x3707, long_name, unicode=True)]
             out += _tnef_attr(2, 0x00069005, struct.pack("<I", len(props)) + b"".join(props))
     return out
+
+
+def scan(tmp_path, msg, *opts, direction=None):
+    """`mailwarden scan` with the attachments filter over msg; its JSON."""
+    f = tmp_path / "m.eml"
+    f.write_bytes(msg)
+    args = ["scan", "-o", "filters=attachments"]
+    for o in opts:
+        args += ["-o", o]
+    if direction:
+        args += ["--direction", direction]
+    p = run_mw(args + [str(f)])
+    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    return json.loads(p.stdout.decode("utf-8"))
+
+
+def attach_symbols(out):
+    """{ATTACH_* symbol: description} of a scan's result"""
+    return {s["name"]: s.get("desc", "") for s in out["symbols"] if s["name"].startswith("ATTACH_")}

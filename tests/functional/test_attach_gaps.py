@@ -8,37 +8,19 @@ filename= against filename*=), names with bidirectional controls, files
 uuencoded in a text body, and what libclamav itself finds in 7z archives.
 Material is made at test time (attachlib.py)."""
 
-import json
 import os
 import time
 
 import pytest
 
 import attachlib as L
+from attachlib import attach_symbols as syms, scan
 import audit_fields as A
 import bomblib
-from mwlib import run_mw
 
 CRLF = b"\r\n"
 EXE = L.pe_bytes()
 HARMLESS = b"harmless bytes\n"
-
-
-def scan(tmp_path, msg, *opts, direction=None):
-    f = tmp_path / "m.eml"
-    f.write_bytes(msg)
-    args = ["scan", "-o", "filters=attachments"]
-    for o in opts:
-        args += ["-o", o]
-    if direction:
-        args += ["--direction", direction]
-    p = run_mw(args + [str(f)])
-    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
-    return json.loads(p.stdout.decode("utf-8"))
-
-
-def syms(out):
-    return {s["name"]: s.get("desc", "") for s in out["symbols"] if s["name"].startswith("ATTACH_")}
 
 
 def attached(name, data, ctype="application/octet-stream"):

@@ -10,6 +10,7 @@ import os
 import pytest
 
 import attachlib as L
+from attachlib import attach_symbols, scan
 import audit_fields as A
 from mwlib import run_mw
 
@@ -102,23 +103,6 @@ CASES = [
 def case_msg(name):
     """the message of the table's case called name"""
     return L.message(next(c[1] for c in CASES if c[0] == name))
-
-
-def scan(tmp_path, msg, *opts, direction=None):
-    f = tmp_path / "m.eml"
-    f.write_bytes(msg)
-    args = ["scan", "-o", "filters=attachments"]
-    for o in opts:
-        args += ["-o", o]
-    if direction:
-        args += ["--direction", direction]
-    p = run_mw(args + [str(f)])
-    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
-    return json.loads(p.stdout.decode("utf-8"))
-
-
-def attach_symbols(out):
-    return {s["name"]: s.get("desc", "") for s in out["symbols"] if s["name"].startswith("ATTACH_")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

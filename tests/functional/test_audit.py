@@ -3,11 +3,15 @@ fields an administrator needs, correct; and any byte sequence in any field
 (invalid UTF-8, control bytes, quotes, backslashes) still gives lines that
 are valid UTF-8 and valid JSON.  Field names: audit_fields.py."""
 
+import os
 import re
+import shutil
+import signal
+import subprocess
 import time
 
 import audit_fields as A
-from mwlib import CRLF, dot_stuff, make_msg, plugin_opt, read_audit
+from mwlib import CRLF, dot_stuff, make_msg, plugin_opt, read_audit, wait_until
 
 
 def num(x):
@@ -147,27 +151,27 @@ def test_hostile_bytes_give_valid_json(mw_factory, raw_upstream):
         assert b not in err, "raw %r in mailwarden's log" % b
 
 
+def send_one(m):
+    """one accepted message through m"""
+    c = m.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+
+
 def test_usr1_reopens_the_audit_log_without_a_reload(mw_factory, upstream):
     """logrotate renames the file and sends SIGUSR1: the next records go to
     the new file, and no new scanner generation is started for it (SIGHUP
     would load a second antivirus engine just to reopen a file)."""
-    import os
-    import signal
-    from mwlib import wait_until
     m = mw_factory(upstream, opts=[plugin_opt()])
 
-    def send():
-        c = m.client()
-        c.ehlo()
-        assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
-        c.quit()
-    send()
+    send_one(m)
     assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
     scanner = m.child_pid("scanner")
     os.rename(m.audit_path, m.audit_path + ".1")
     m.signal(signal.SIGUSR1)
     assert wait_until(lambda: "audit log reopened" in m.stderr_text(), 5), m.stderr_text()
-    send()
+    send_one(m)
     assert wait_until(lambda: os.path.exists(m.audit_path) and len(read_audit(m.audit_path)) == 1, 5)
     assert len(read_audit(m.audit_path + ".1")) == 1
     assert m.child_pid("scanner") == scanner and "reloading" not in m.stderr_text()
@@ -178,20 +182,11 @@ def test_shipped_logrotate_file_rotates_the_audit_log(mw_factory, upstream, tmp_
     """etc/mailwarden.logrotate run by the real logrotate, its path and its
     signal pointed at this daemon: the old records end in audit.log.1, the
     next ones in a new audit.log."""
-    import os
-    import shutil
-    import subprocess
-    from mwlib import wait_until
     logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
     assert os.path.exists(logrotate), "logrotate is not installed (scripts/install-deps installs it)"
     m = mw_factory(upstream, opts=[plugin_opt()])
 
-    def send():
-        c = m.client()
-        c.ehlo()
-        assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
-        c.quit()
-    send()
+    send_one(m)
     assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "..", "etc", "mailwarden.logrotate")) as f:
@@ -206,5 +201,5 @@ def test_shipped_logrotate_file_rotates_the_audit_log(mw_factory, upstream, tmp_
     assert r.returncode == 0, r.stderr
     assert len(read_audit(m.audit_path + ".1")) == 1       # delaycompress: .1 stays plain
     assert wait_until(lambda: "audit log reopened" in m.stderr_text(), 5), m.stderr_text()
-    send()
+    send_one(m)
     assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
