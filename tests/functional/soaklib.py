@@ -16,6 +16,7 @@ import threading
 import time
 
 import mwlib
+from milterlib import RawMilter
 from mwlib import CRLF, make_msg
 
 # --- what a process holds ----------------------------------------------------
@@ -379,61 +380,14 @@ def run_mix(mw, n, mix=PROXY_MIX, workers=8, tls_ctx=None, outcome=None, size=0,
 
 # --- a milter client (the MTA's side of the protocol, version 6) ---------------
 
-SMFIP_NR = {"C": 0x1000, "H": 0x2000, "M": 0x4000, "R": 0x8000, "L": 0x80, "N": 0x40000, "B": 0x80000}
-SMFIP_NO = {"C": 0x1, "H": 0x2, "M": 0x4, "R": 0x8, "B": 0x10, "L": 0x20, "N": 0x40}
-
-
-class MilterClient:
-    def __init__(self, port, timeout=20.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        self.pflags = 0
-
-    def _send(self, cmd, data=b""):
-        self.sock.sendall(struct.pack("!I", len(data) + 1) + cmd + data)
-
-    def _recv(self):
-        while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack("!I", self.buf[:4])[0]:
-            d = self.sock.recv(65536)
-            if not d:
-                raise ConnectionError("milter closed")
-            self.buf += d
-        n = struct.unpack("!I", self.buf[:4])[0]
-        pkt, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
-        return pkt[:1], pkt[1:]
-
-    def negotiate(self):
-        self._send(b"O", struct.pack("!III", 6, 0x1ff, 0x1fffff))
-        cmd, data = self._recv()
-        assert cmd == b"O", cmd
-        self.pflags = struct.unpack("!III", data[:12])[2]
-
-    def step(self, cmd, data=b""):
-        """Send a command; its reply unless negotiated away (None)."""
-        self._send(cmd, data)
-        c = cmd.decode()
-        if self.pflags & SMFIP_NR.get(c, 0) or self.pflags & SMFIP_NO.get(c, 0):
-            return None
-        return self._recv()[0]
-
-    def eom(self):
-        """End of message: the final verdict after any modifications."""
-        self._send(b"E")
-        while True:
-            cmd, _ = self._recv()
-            if cmd in (b"c", b"a", b"r", b"t", b"d", b"y"):
-                return cmd
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+def _reply(r):
+    """a step's reply command, None where it was negotiated away"""
+    return None if r is None else r[0]
 
 
 def milter_session(port, scenario, size=0):
     """One MTA connection of the named scenario; returns (kind, why)."""
-    m = MilterClient(port)
+    m = RawMilter(port, timeout=20.0)
     try:
         m.negotiate()
         if scenario == "drop_negotiate":
@@ -444,16 +398,16 @@ def milter_session(port, scenario, size=0):
         if scenario == "drop_helo":
             return "dropped", None
         for txn in range(2 if scenario == "abort_then_send" else 1):
-            m._send(b"D", b"M" + b"i\0" + b"Q%08X\0" % random.getrandbits(32))
-            r = m.step(b"M", b"<sender@example.org>\0SIZE=100\0")
+            m.send(b"D", b"M" + b"i\0" + b"Q%08X\0" % random.getrandbits(32))
+            r = _reply(m.step(b"M", b"<sender@example.org>\0SIZE=100\0"))
             if r not in (None, b"c"):
                 return "refused", r
             if scenario == "drop_mail":
                 return "dropped", None
             rcpt = b"<refuse-me@example.net>" if scenario == "rcpt_refused" else b"<rcpt@example.net>"
-            r = m.step(b"R", rcpt + b"\0")
+            r = _reply(m.step(b"R", rcpt + b"\0"))
             if scenario == "rcpt_refused":
-                m._send(b"A")          # abort has no reply
+                m.send(b"A")          # abort has no reply
                 return ("refused" if r in (b"r", b"t", b"y") else "error"), r
             if scenario == "drop_rcpt":
                 return "dropped", None
@@ -469,14 +423,14 @@ def milter_session(port, scenario, size=0):
                 if scenario == "drop_body":
                     return "dropped", None
             if scenario == "abort_then_send" and txn == 0:
-                m._send(b"A")
+                m.send(b"A")
                 continue
             if scenario == "drop_eom":
-                m._send(b"E")
+                m.send(b"E")
                 return "dropped", None
-            v = m.eom()
+            v = m.eom()[0]
             kind = "accepted" if v in (b"c", b"a") else "refused"
-        m._send(b"Q")
+        m.send(b"Q")
         return kind, v
     except (ConnectionError, socket.timeout, OSError, AssertionError) as e:
         return "error", repr(e)
