@@ -216,7 +216,7 @@ static int learn_tokens(struct store *st, const struct bayes_tokens *t, int is_s
 	return rc;
 }
 
-int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls)
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl)
 {
 	struct bayes_tokens t = { 0 };
 	char key[64], seen[8];
@@ -237,7 +237,7 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls)
 	}
 	if (rc == 1 && cls != BAYES_FORGET) {
 		if (learn_tokens(st, &t, cls == BAYES_SPAM, 1) < 0
-		    || store_set(st, key, cls == BAYES_SPAM ? "s" : "h", 0) < 0)
+		    || store_set(st, key, cls == BAYES_SPAM ? "s" : "h", seen_ttl) < 0)
 			rc = -1;
 	}
 	bayes_tokens_free(&t);
@@ -341,7 +341,7 @@ static void bayes_eom(struct mw_ctx *ctx)
 			cls = BAYES_HAM;
 		else
 			return;
-		r = bayes_learn(b->store, ctx, cls);
+		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl);
 		if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)

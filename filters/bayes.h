@@ -34,8 +34,9 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
 /* bayes_learn - learn the message of ctx as spam or ham, or forget it.
  * Relearning a message as the other class first forgets it.  Returns 1
  * learned/forgotten, 0 nothing to do (already learned so / not known),
- * -1 store failure. */
-int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls);
+ * -1 store failure.  The message is remembered as learned for seen_ttl
+ * seconds (bayes_seen_ttl; 0 = for ever), then counts as new. */
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
 int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);

@@ -27,6 +27,7 @@ static const char learn_usage[] =
 struct learn_run {
 	struct store *store;
 	enum bayes_class cls;
+	unsigned seen_ttl;
 	unsigned done, skipped, failed;
 	int store_error;
 };
@@ -70,7 +71,7 @@ static void learn_file(const char *path)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ms = &ms;
 	ctx.name = "bayes";
-	r = bayes_learn(run->store, &ctx, run->cls);
+	r = bayes_learn(run->store, &ctx, run->cls, run->seen_ttl);
 	if (r < 0) {
 		run->store_error = 1;
 		run->failed++;
@@ -104,6 +105,7 @@ int learn_command(struct config *cfg, int argc, char **argv)
 	uint64_t ntok;
 
 	memset(&r, 0, sizeof(r));
+	r.seen_ttl = cfg->bayes_seen_ttl;
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--spam") == 0) { r.cls = BAYES_SPAM; nclass++; }
 		else if (strcmp(argv[i], "--ham") == 0) { r.cls = BAYES_HAM; nclass++; }

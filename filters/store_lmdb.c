@@ -45,6 +45,15 @@ struct lmdb_store {
 	char     path[512];
 	atomic_uint writes;
 	atomic_flag expiring;    /* one expiry at a time in this process */
+	/* Where the next sweep starts (empty: the first key).  Each sweep
+	 * looks at SWEEP_MAX entries from where the last one stopped and
+	 * wraps around at the end; starting from the first key each time
+	 * never reached keys sorting after SWEEP_MAX live ones, so past
+	 * 100,000 learned messages' "bayes:seen" keys the greylist triplets
+	 * behind them were never removed.  Used inside the write
+	 * transaction only, which LMDB serialises. */
+	unsigned char sweep_from[511];
+	size_t sweep_from_len;
 };
 
 static uint64_t now_s(void)
@@ -73,7 +82,8 @@ static void lerr(const struct lmdb_store *b, const char *what, int rc)
 	     rc == MDB_MAP_FULL ? " (raise store_map_size, or lower bayes_token_max)" : "");
 }
 
-/* sweep - delete expired kv entries (at most SWEEP_MAX looked at) */
+/* sweep - delete expired kv entries (at most SWEEP_MAX looked at, from
+ * where the last sweep stopped) */
 static void sweep(struct lmdb_store *b)
 {
 	MDB_txn *txn;
@@ -89,8 +99,13 @@ static void sweep(struct lmdb_store *b)
 		mdb_txn_abort(txn);
 		return;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && seen < SWEEP_MAX;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), seen++) {
+	if (b->sweep_from_len > 0) {
+		k.mv_data = b->sweep_from;
+		k.mv_size = b->sweep_from_len;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	} else
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	for (; rc == 0 && seen < SWEEP_MAX; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), seen++) {
 		uint64_t exp = v.mv_size >= 8 ? get_u64(v.mv_data) : 1;
 
 		if (exp != 0 && exp <= now) {
@@ -98,6 +113,13 @@ static void sweep(struct lmdb_store *b)
 			gone++;
 		}
 	}
+	/* stopped at the budget: the next sweep starts at the first key not
+	 * looked at; at the end of the keys: from the first again */
+	if (rc == 0 && k.mv_size <= sizeof(b->sweep_from)) {
+		memcpy(b->sweep_from, k.mv_data, k.mv_size);
+		b->sweep_from_len = k.mv_size;
+	} else
+		b->sweep_from_len = 0;
 	mdb_cursor_close(cur);
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		lerr(b, "sweep", rc);

@@ -513,6 +513,8 @@ static const struct cfg_opt cfg_opts[] = {
 	       "learned longest ago go first, down to three quarters (0 = no limit)"),
 	G_AGE("bayes_token_ttl", bayes_token_ttl, "0", 0, 3650 * 86400,
 	      "Bayes, store = redis: a token not learned again for this long expires (0 = never)"),
+	G_AGE("bayes_seen_ttl", bayes_seen_ttl, "90d", 0, 3650 * 86400,
+	      "Bayes: how long a learned message is remembered as learned (0 = for ever)"),
 	G_STR("bayes_scores", bayes_scores,
 	      "BAYES_00=-3.0 BAYES_05=-0.5 BAYES_20=0 BAYES_40=0 BAYES_50=1.0 "
 	      "BAYES_60=2.5 BAYES_80=2.5 BAYES_95=6.0 BAYES_99=6.0 BAYES_999=7.0", NULL,

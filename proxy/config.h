@@ -240,6 +240,7 @@ struct config {
 	unsigned bayes_max_tokens;       /* most significant tokens combined */
 	unsigned bayes_token_max;        /* LMDB: tokens kept, the least useful removed past it (0 = all) */
 	unsigned bayes_token_ttl;        /* Redis: s a token lives after it was last learned (0 = ever) */
+	unsigned bayes_seen_ttl;         /* s a learned message's "seen" key lives (0 = ever) */
 	char     bayes_scores[512];      /* "BAYES_00=-1.9 ..." */
 	int      bayes_autolearn;
 	double   bayes_autolearn_spam;   /* score (others' symbols) to learn spam */

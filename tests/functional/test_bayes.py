@@ -7,6 +7,7 @@ the CLI, network checks off)."""
 import json
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -183,6 +184,41 @@ def test_autolearn_past_token_max_trims_the_store(mw_factory, upstream, tmp_path
     rc, out, err = learn(opts, "--ham", one)
     n = int(re.search(r"(\d+) tokens", out).group(1))
     assert n <= 2000, out
+
+
+def test_learned_message_is_remembered_for_seen_ttl(store, tmp_path):
+    """one key per learned message (to skip or move a relearned one)
+    expires after bayes_seen_ttl, so that a site that autolearns does not
+    keep a key for every message it ever saw; after it the message counts
+    as new"""
+    kind, opts, _ = store
+    msg = write(tmp_path, "seen.eml", "seen", "words of a message learned twice")
+    short = opts + [("bayes_seen_ttl", "1s")]
+    rc, out, err = learn(short, "--spam", msg)
+    assert rc == 0 and "learned as spam 1 message(s)" in out, (out, err)
+    rc, out, err = learn(short, "--spam", msg)
+    assert "1 already learned so" in out and "store holds 1 spam" in out, out
+    time.sleep(2.2)
+    rc, out, err = learn(short, "--spam", msg)
+    assert "learned as spam 1 message(s)" in out and "store holds 2 spam" in out, out
+    # the default remembers it for 90 days
+    rc, out, err = learn(opts, "--ham", msg)
+    assert "learned as ham 1 message(s)" in out, out
+    rc, out, err = learn(opts, "--ham", msg)
+    assert "1 already learned so" in out, out
+
+
+def test_redis_seen_key_ttl(redis_server, tmp_path):
+    opts = store_opts("redis", tmp_path, redis_server)
+    prefix = dict(opts)["store_prefix"]
+    msg = write(tmp_path, "s.eml", "seen", "a message whose seen key has a TTL")
+    rc, out, err = learn(opts, "--spam", msg)
+    assert rc == 0, err
+    keys = [k for k in redis_server.keys(prefix + "*").split(b"\r\n")
+            if k.startswith(prefix.encode()) and b"seen" in k]
+    assert len(keys) == 1, redis_server.keys(prefix + "*")
+    ttl = redis_server.command("TTL", keys[0])
+    assert ttl.startswith(b":") and 90 * 86400 - 60 <= int(ttl[1:]) <= 90 * 86400, ttl
 
 
 def test_redis_tokens_expire_after_token_ttl(redis_server, tmp_path):

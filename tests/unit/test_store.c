@@ -215,6 +215,77 @@ static void write_legacy_tokens(uint64_t from, uint64_t to)
 	mdb_env_close(env);
 }
 
+/* kv entries put straight into the file: n keys "<prefix>NNNNNN" whose
+ * expiry is exp (0 = never) */
+static void write_raw_kv(const char *prefix, unsigned n, uint64_t exp)
+{
+	char path[128];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi kv;
+
+	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
+	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "kv", MDB_CREATE, &kv), 0);
+	for (unsigned i = 0; i < n; i++) {
+		char kb[32];
+		unsigned char vb[9];
+		MDB_val k = { (size_t)snprintf(kb, sizeof(kb), "%s%06u", prefix, i), kb }, v = { sizeof(vb), vb };
+
+		for (int j = 0; j < 8; j++)
+			vb[j] = (unsigned char)(exp >> (8 * j));
+		vb[8] = 'x';
+		assert_int_equal(mdb_put(txn, kv, &k, &v, 0), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static size_t raw_kv_entries(void)
+{
+	char path[128];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi kv;
+	MDB_stat st;
+
+	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "kv", 0, &kv), 0);
+	assert_int_equal(mdb_stat(txn, kv, &st), 0);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return st.ms_entries;
+}
+
+/* Expired keys behind more live ones than one sweep looks at (100,000:
+ * a site's "bayes:seen" keys before its greylist triplets) are still
+ * removed: each sweep goes on where the last one stopped. */
+static void test_sweep_reaches_every_key(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s;
+
+	write_raw_kv("a", 150000, 0);
+	write_raw_kv("z", 10, 1);                 /* expired long ago */
+	assert_int_equal(raw_kv_entries(), 150010);
+	assert_non_null(s = store_open_bulk(c, err, sizeof(err)));
+	for (int i = 0; i < 3 * 4096; i++)        /* three sweeps (and one at open) */
+		assert_int_equal(store_set(s, "b", "1", 0), 0);
+	store_close(s);
+	assert_int_equal(raw_kv_entries(), 150001);
+	config_unref(c);
+}
+
 static void test_token_expiry_order(void **state)
 {
 	(void)state;
@@ -405,6 +476,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_expiry_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_expiry_many, setup, teardown),
