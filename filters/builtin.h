@@ -45,6 +45,13 @@ struct builtin_filter {
 	 * (accept or tag), in "filters" order: may prepend fields (DKIM
 	 * signing).  May be NULL. */
 	void (*finalize)(void *instance, const struct final_msg *m);
+	/* prefetch - before the first filter runs on a message: start with
+	 * dns_prefetch() the lookups this filter's hooks will make whose
+	 * names the envelope and header already tell, so that every
+	 * filter's names go out together (one round trip, and a server that
+	 * drops them one timeout, instead of one each, filter after filter).
+	 * Only starts queries; decides nothing.  May be NULL. */
+	void (*prefetch)(struct mw_ctx *ctx);
 };
 
 /* builtin_find - the built-in called name, or NULL */

@@ -557,6 +557,52 @@ static void verify_eom(struct mw_ctx *ctx)
 	dkim_free(d);
 }
 
+/* sig_tag - the value of tag (d, s) in a DKIM-Signature tag list (RFC
+ * 6376 3.2: "tag = value" separated by ';', whitespace inside a value
+ * ignored) into out; 0 if absent or too long */
+static int sig_tag(const char *sig, const char *tag, char *out, size_t outsz)
+{
+	size_t tl = strlen(tag);
+
+	while (*sig != '\0') {
+		const char *p = sig + strspn(sig, " \t\r\n"), *end = strchr(p, ';');
+		size_t o = 0;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		if (strncmp(p, tag, tl) == 0 && p[tl + strspn(p + tl, " \t\r\n")] == '=') {
+			for (p = strchr(p, '=') + 1; p < end; p++) {
+				if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+					continue;
+				if (o + 1 >= outsz)
+					return 0;
+				out[o++] = *p;
+			}
+			out[o] = '\0';
+			return o > 0;
+		}
+		sig = *end == ';' ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* dkim_prefetch - the keys of the signatures verify_eom will verify */
+static void dkim_prefetch(struct mw_ctx *ctx)
+{
+	const struct dkim_inst *in = mw_instance(ctx);
+	const char *v;
+	char d[256], s[256], name[600];
+	size_t n;
+
+	if (in == NULL || mw_direction(ctx) != MW_INBOUND)
+		return;
+	for (n = 0; n < in->cfg->dkim_max_signatures && (v = mw_header(ctx, "DKIM-Signature", n)) != NULL;
+	     n++)
+		if (sig_tag(v, "d", d, sizeof(d)) && sig_tag(v, "s", s, sizeof(s))
+		    && (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", s, d) < 254)
+			dns_prefetch(in->dns, name, DNS_T_TXT);
+}
+
 static const struct mw_filter_ops dkim_ops = {
 	.api_version = MW_FILTER_API_VERSION,
 	.name = "dkim",
@@ -568,4 +614,5 @@ const struct builtin_filter builtin_dkim = {
 	.name = "dkim",
 	.ops = &dkim_ops,
 	.setup = dkim_setup,
+	.prefetch = dkim_prefetch,
 };

@@ -258,31 +258,62 @@ static void act(struct mw_ctx *ctx, enum dmarc_action a, const char *text)
 	}
 }
 
+/* from_domain - the domain of the first From address into from; returns
+ * how many addresses the From fields hold (DMARC applies to exactly one) */
+static size_t from_domain(struct mw_ctx *ctx, char from[ADDR_DOMAIN_MAX + 1])
+{
+	char doms[2][ADDR_DOMAIN_MAX + 1];
+	const char *v;
+	size_t n, nfrom = 0;
+
+	from[0] = '\0';
+	for (n = 0; (v = mw_header(ctx, "From", n)) != NULL; n++) {
+		size_t k = addrlist_domains(v, doms, 2);
+
+		if (nfrom == 0 && k >= 1)
+			snprintf(from, ADDR_DOMAIN_MAX + 1, "%s", doms[0]);
+		nfrom += k;
+	}
+	return nfrom;
+}
+
+/* dmarc_prefetch - the records dmarc_eom may fetch: the From domain's,
+ * and its organizational domain's (asked when the first has none) */
+static void dmarc_prefetch(struct mw_ctx *ctx)
+{
+	const struct dmarc_inst *in = mw_instance(ctx);
+	char from[ADDR_DOMAIN_MAX + 1], org[DMARC_DOMAIN_MAX + 1], name[DMARC_DOMAIN_MAX + 16];
+
+	if (in == NULL || mw_direction(ctx) != MW_INBOUND || from_domain(ctx, from) != 1
+	    || !domain_ok(from))
+		return;
+	snprintf(name, sizeof(name), "_dmarc.%s", from);
+	dns_prefetch(in->dns, name, DNS_T_TXT);
+	dmarc_org_domain(in->psl, from, org, sizeof(org));
+	if (strcmp(org, from) != 0) {
+		snprintf(name, sizeof(name), "_dmarc.%s", org);
+		dns_prefetch(in->dns, name, DNS_T_TXT);
+	}
+}
+
 static void dmarc_eom(struct mw_ctx *ctx)
 {
 	const struct dmarc_inst *in = mw_instance(ctx);
 	const struct config *cfg = in->cfg;
-	char doms[2][ADDR_DOMAIN_MAX + 1], from[ADDR_DOMAIN_MAX + 1] = "";
+	char from[ADDR_DOMAIN_MAX + 1];
 	char org[DMARC_DOMAIN_MAX + 1], *record = NULL;
 	char dkim_d[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_d[DMARC_DOMAIN_MAX + 1];
 	char dkim_t[DMARC_MAX_DKIM][DMARC_DOMAIN_MAX + 1], spf_t[DMARC_DOMAIN_MAX + 1];
 	const char *dkim_list[DMARC_MAX_DKIM], *dkim_tlist[DMARC_MAX_DKIM];
 	const struct auth_entry *e;
-	const char *v;
 	struct dmarc_in din;
 	struct dmarc_out dout;
-	size_t n, nfrom = 0;
+	size_t n, nfrom;
 	int got;
 
 	if (mw_direction(ctx) != MW_INBOUND)
 		return;
-	for (n = 0; (v = mw_header(ctx, "From", n)) != NULL; n++) {
-		size_t k = addrlist_domains(v, doms, 2);
-
-		if (nfrom == 0 && k >= 1)
-			snprintf(from, sizeof(from), "%s", doms[0]);
-		nfrom += k;
-	}
+	nfrom = from_domain(ctx, from);
 	if (nfrom != 1 || !domain_ok(from)) {
 		const char *why = nfrom == 0 ? "no From address" : nfrom > 1 ?
 		    "several From addresses" : "From address without a usable domain";
@@ -413,4 +444,5 @@ const struct builtin_filter builtin_dmarc = {
 	.name = "dmarc",
 	.ops = &dmarc_ops,
 	.setup = dmarc_setup,
+	.prefetch = dmarc_prefetch,
 };

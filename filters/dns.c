@@ -64,6 +64,7 @@ struct dns_entry {
 	unsigned refs;                   /* cache + query in flight + waiters */
 	int      in_cache;               /* linked in the hash table */
 	int      given_up;               /* a waiter's deadline passed while in flight */
+	double   started;                /* monotonic seconds the query went out */
 	struct dns *d;                   /* for the callback */
 };
 
@@ -690,6 +691,87 @@ static void deadline_at(struct timespec *ts, unsigned ms)
 	}
 }
 
+/* start_query - a new in-flight entry for (key, rrtype) in the cache and
+ * its query; with the lock held (released around ub_resolve_async, which
+ * may block on its pipe while the dispatcher needs the lock).  The entry
+ * holds the cache's and the query's reference plus waiter_refs.  NULL
+ * when DNS_MAX_INFLIGHT queries are out; if the query cannot start the
+ * entry is answered SERVFAIL at once (not kept). */
+static struct dns_entry *start_query(struct dns *d, const char *key, int rrtype, uint32_t h,
+                                     double now, unsigned waiter_refs)
+{
+	struct dns_entry *e;
+	int rc, async_id;
+
+	if (d->inflight >= DNS_MAX_INFLIGHT) {
+		d->stats.failures++;
+		if (!d->inflight_logged) {
+			d->inflight_logged = 1;
+			slog(NULL, LOG_WARNING, "dns: %d queries in flight, failing new "
+			    "ones (the resolver is not answering?)", DNS_MAX_INFLIGHT);
+		}
+		return NULL;
+	}
+	d->inflight_logged = 0;
+	e = xcalloc(1, sizeof(*e));
+	e->hash = h;
+	e->rrtype = rrtype;
+	e->name = xstrdup(key);
+	e->d = d;
+	e->refs = 2 + waiter_refs;	/* cache, query, waiters */
+	e->in_cache = 1;
+	e->started = now;
+	e->hnext = d->table[h & (d->nbuckets - 1)];
+	d->table[h & (d->nbuckets - 1)] = e;
+	d->inflight++;
+	pthread_mutex_unlock(&d->lock);
+	rc = ub_resolve_async(d->ctx, key, rrtype, 1 /* IN */, e, on_answer, &async_id);
+	pthread_mutex_lock(&d->lock);
+	if (rc != 0) {
+		slog(NULL, LOG_WARNING, "dns: query %s/%d: %s", key, rrtype, ub_strerror(rc));
+		d->inflight--;
+		d->stats.failures++;
+		e->reply = reply_new(DNS_SERVFAIL, rrtype);
+		e->expires = now;	/* not kept */
+		e->refs--;		/* no callback will come */
+		cache_remove(d, e);
+		pthread_cond_broadcast(&d->answered);
+		if (waiter_refs == 0)
+			return NULL;	/* cache_remove may have freed it */
+	}
+	return e;
+}
+
+/* dns_prefetch - start the query for (name, rrtype) unless the answer is
+ * cached or a query for it is out; never waits.  A later dns_lookup of
+ * the name waits for that query (for the time left of its timeout,
+ * counted from the prefetch), so the names a message will need go out
+ * together instead of one after another. */
+void dns_prefetch(struct dns *d, const char *name, int rrtype)
+{
+	char key[DNS_NAME_MAX * 4 + 8];
+	struct dns_entry *e;
+	uint32_t h;
+	double now;
+
+	if (d == NULL || name == NULL || normalize(name, key, sizeof(key)) < 0 || rrtype <= 0
+	    || rrtype > 65535)
+		return;
+	h = key_hash(key, rrtype);
+	now = now_mono();
+	pthread_mutex_lock(&d->lock);
+	e = cache_find(d, key, rrtype, h);
+	if (e != NULL && e->reply != NULL && e->expires <= now) {
+		cache_remove(d, e);	/* expired */
+		e = NULL;
+	}
+	if (e == NULL) {
+		d->stats.prefetches++;
+		start_query(d, key, rrtype, h, now, 0);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsigned timeout_ms)
 {
 	char key[DNS_NAME_MAX * 4 + 8];
@@ -698,7 +780,7 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 	struct timespec deadline;
 	uint32_t h;
 	double now;
-	int rc, async_id;
+	int rc;
 
 	if (d == NULL)
 		return reply_new(DNS_SERVFAIL, rrtype);
@@ -736,43 +818,25 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 		return reply_new(DNS_TIMEOUT, rrtype);
 	}
 	if (e == NULL) {
-		if (d->inflight >= DNS_MAX_INFLIGHT) {
-			d->stats.failures++;
-			if (!d->inflight_logged) {
-				d->inflight_logged = 1;
-				slog(NULL, LOG_WARNING, "dns: %d queries in flight, failing new "
-				    "ones (the resolver is not answering?)", DNS_MAX_INFLIGHT);
-			}
+		if ((e = start_query(d, key, rrtype, h, now, 1)) == NULL) {
 			pthread_mutex_unlock(&d->lock);
 			return reply_new(DNS_SERVFAIL, rrtype);
 		}
-		d->inflight_logged = 0;
-		e = xcalloc(1, sizeof(*e));
-		e->hash = h;
-		e->rrtype = rrtype;
-		e->name = xstrdup(key);
-		e->d = d;
-		e->refs = 3;		/* cache, query, this waiter */
-		e->in_cache = 1;
-		e->hnext = d->table[h & (d->nbuckets - 1)];
-		d->table[h & (d->nbuckets - 1)] = e;
-		d->inflight++;
-		pthread_mutex_unlock(&d->lock);
-		/* outside the lock: libunbound may block on its pipe, and the
-		 * dispatcher needs the lock to drain answers */
-		rc = ub_resolve_async(d->ctx, key, rrtype, 1 /* IN */, e, on_answer, &async_id);
-		pthread_mutex_lock(&d->lock);
-		if (rc != 0) {
-			slog(NULL, LOG_WARNING, "dns: query %s/%d: %s", key, rrtype, ub_strerror(rc));
-			d->inflight--;
-			d->stats.failures++;
-			e->reply = reply_new(DNS_SERVFAIL, rrtype);
-			e->expires = now;	/* not kept */
-			e->refs--;		/* no callback will come */
-			cache_remove(d, e);
-			pthread_cond_broadcast(&d->answered);
-		}
 	} else {
+		/* a query already out (another lookup's, or a prefetch) gets the
+		 * time it has left, counted from when it went out: a name
+		 * prefetched at the start of a message and dropped by its
+		 * server times out once for the message, not again for each
+		 * filter that asks */
+		double until = e->started + timeout_ms / 1000.0;
+
+		if (until <= now) {
+			e->given_up = 1;
+			d->stats.timeouts++;
+			pthread_mutex_unlock(&d->lock);
+			return reply_new(DNS_TIMEOUT, rrtype);
+		}
+		deadline_at(&deadline, (unsigned)((until - now) * 1000.0 + 0.5));
 		e->refs++;
 	}
 	while (e->reply == NULL) {

@@ -73,6 +73,15 @@ void dns_free(struct dns *d);
 struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsigned timeout_ms);
 void dns_reply_free(struct dns_reply *r);
 
+/* dns_prefetch - start the query for (name, rrtype) now, unless its
+ * answer is cached or a query for it is out, and return at once.  A
+ * dns_lookup of the same name afterwards waits for that query, at most
+ * its timeout counted from the prefetch: the pipeline sends the names a
+ * message's filters will ask for together, before the first filter runs
+ * (pipeline.c), so that they cost one round trip, and a server that
+ * drops them one timeout, instead of one each. */
+void dns_prefetch(struct dns *d, const char *name, int rrtype);
+
 /* dns_reverse_name - "4.3.2.1.in-addr.arpa" / ip6.arpa name of an address
  * in text form; 0, or -1 if ip is not an address. */
 int dns_reverse_name(const char *ip, char *out, size_t outsz);
@@ -90,6 +99,7 @@ struct dns_stats {
 	uint64_t cache_hits;
 	uint64_t timeouts;
 	uint64_t failures;     /* SERVFAIL and other resolver errors */
+	uint64_t prefetches;   /* queries started by dns_prefetch */
 };
 void dns_stats(struct dns *d, struct dns_stats *out);
 

@@ -280,6 +280,36 @@ blocked:
 	return 0;
 }
 
+/* list_name - "prefix.zone" into name; 0 if it is too long to look up */
+static int list_name(const struct dnslist *l, const char *prefix, char *name, size_t namesz)
+{
+	int n = snprintf(name, namesz, "%s.%s", prefix, l->zone);
+
+	return n > 0 && n < 254 && (size_t)n < namesz;
+}
+
+static void prefetch(const struct dnsbl *b, const struct dnslist *l, const char *prefix)
+{
+	char name[600];
+
+	if (list_name(l, prefix, name, sizeof(name)))
+		dns_prefetch(b->dns, name, DNS_T_A);
+}
+
+/* dnsbl_prefetch - the client address in every list that takes it (the
+ * domains wait for the MIME parse and the eom) */
+static void dnsbl_prefetch(struct mw_ctx *ctx)
+{
+	const struct dnsbl *b = mw_instance(ctx);
+	char rev[128];
+
+	if (b == NULL || reversed(mw_client_ip(ctx), rev, sizeof(rev)) != 0)
+		return;
+	for (size_t i = 0; i < b->nlists; i++)
+		if (b->lists[i].what & LOOK_IP)
+			prefetch(b, &b->lists[i], rev);
+}
+
 /* lookup - one name in one list; -1 on timeout/failure (list given up
  * for this message), 0 otherwise */
 static int lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, const char *prefix,
@@ -289,7 +319,7 @@ static int lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, 
 	struct dns_reply *r;
 	int rc = 0;
 
-	if ((size_t)snprintf(name, sizeof(name), "%s.%s", prefix, l->zone) >= 254)
+	if (!list_name(l, prefix, name, sizeof(name)))
 		return 0;
 	r = dns_lookup(b->dns, name, DNS_T_A, b->cfg->dnsbl_timeout);
 	switch (r->status) {
@@ -409,6 +439,19 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 			sender_domain(from, b, snd_dom, &nsnd, max);
 	}
 	have_rev = reversed(mw_client_ip(ctx), rev, sizeof(rev)) == 0;
+	/* every name out at once, then the answers read in order: the lists
+	 * answer in parallel, and a list that does not answer costs one
+	 * dnsbl_timeout for the message, not one per name */
+	for (i = 0; i < b->nlists; i++) {
+		const struct dnslist *l = &b->lists[i];
+
+		if ((l->what & LOOK_IP) && have_rev)
+			prefetch(b, l, rev);
+		for (k = 0; (l->what & LOOK_URI) && k < nuri; k++)
+			prefetch(b, l, uri_dom[k]);
+		for (k = 0; (l->what & LOOK_SENDER) && k < nsnd; k++)
+			prefetch(b, l, snd_dom[k]);
+	}
 	for (i = 0; i < b->nlists; i++) {
 		const struct dnslist *l = &b->lists[i];
 		int dead = 0;
@@ -441,4 +484,5 @@ const struct builtin_filter builtin_dnsbl = {
 	.name = "dnsbl",
 	.ops = &dnsbl_ops,
 	.setup = dnsbl_setup,
+	.prefetch = dnsbl_prefetch,
 };

@@ -53,6 +53,11 @@ int dns_client_name(struct dns *d, const char *ip, unsigned budget_ms, char *out
 	ptr = dns_lookup(d, rev, DNS_T_PTR, budget_ms);
 	if (ptr->status == DNS_TIMEOUT || ptr->status == DNS_SERVFAIL)
 		rc = -1;
+	/* the names' addresses asked together, then checked in order: one
+	 * round trip for a host with several PTR names, not one each */
+	for (i = 0; ptr->status == DNS_OK && i < ptr->count && i < RDNS_MAX_NAMES; i++)
+		if (host_name_ok(ptr->rr[i].name) && strlen(ptr->rr[i].name) < outsz)
+			dns_prefetch(d, ptr->rr[i].name, type);
 	for (i = 0; ptr->status == DNS_OK && i < ptr->count && i < RDNS_MAX_NAMES; i++) {
 		const char *name = ptr->rr[i].name;
 		unsigned left = ms_left(&t0, budget_ms);

@@ -1006,6 +1006,20 @@ static void spf_eom(struct mw_ctx *ctx)
 	spf_once(ctx);
 }
 
+/* spf_prefetch - the TXT record of the identity spf_check will check */
+static void spf_prefetch(struct mw_ctx *ctx)
+{
+	struct spf_inst *in = mw_instance(ctx);
+	const char *from = mw_mail_from(ctx), *at, *domain;
+
+	if (in == NULL || mw_direction(ctx) != MW_INBOUND)
+		return;
+	at = strrchr(from, '@');
+	domain = from[0] == '\0' ? mw_helo(ctx) : at != NULL ? at + 1 : from;
+	if (domain_ok(domain))
+		dns_prefetch(in->dns, fit_name(domain), DNS_T_TXT);
+}
+
 static const struct mw_filter_ops spf_ops = {
 	.api_version = MW_FILTER_API_VERSION,
 	.name = "spf",
@@ -1018,4 +1032,5 @@ const struct builtin_filter builtin_spf = {
 	.name = "spf",
 	.ops = &spf_ops,
 	.setup = spf_setup,
+	.prefetch = spf_prefetch,
 };

@@ -223,6 +223,53 @@ static void test_dead_forwarder_deadline(void **state)
 	close(b.tcp);
 }
 
+/* A prefetched name's query is shared by later lookups, which wait at
+ * most their timeout counted from the prefetch; a second prefetch of a
+ * name out already starts nothing. */
+static void test_prefetch_dead_forwarder(void **state)
+{
+	struct black_hole b;
+	char fwd[64];
+	struct dns *d;
+	struct dns_reply *r;
+	struct dns_stats st;
+	double t0, el;
+
+	(void)state;
+	black_hole_open(&b);
+	snprintf(fwd, sizeof(fwd), "127.0.0.1@%u", b.port);
+	d = make(fwd, "dns_timeout=600ms", NULL);
+	dns_prefetch(d, "p.example.test", DNS_T_TXT);
+	dns_prefetch(d, "P.example.test.", DNS_T_TXT);
+	dns_prefetch(d, "p.example.test", DNS_T_A);         /* another type: another query */
+	dns_prefetch(d, "bad..name", DNS_T_A);               /* not a name: nothing */
+	dns_stats(d, &st);
+	assert_int_equal(st.prefetches, 2);
+	assert_int_equal(st.lookups, 0);
+	usleep(400 * 1000);
+	t0 = now_s();
+	r = dns_lookup(d, "p.example.test", DNS_T_TXT, 0);    /* 200 ms of 600 left */
+	el = now_s() - t0;
+	assert_int_equal(r->status, DNS_TIMEOUT);
+	dns_reply_free(r);
+	if (el < 0.1 || el > 0.45)
+		fail_msg("prefetched 400 ms ago with a 600 ms timeout, lookup took %.3f s", el);
+	usleep(300 * 1000);
+	t0 = now_s();
+	r = dns_lookup(d, "p.example.test", DNS_T_A, 0);      /* its time is up: at once */
+	el = now_s() - t0;
+	assert_int_equal(r->status, DNS_TIMEOUT);
+	dns_reply_free(r);
+	if (el > 0.1)
+		fail_msg("prefetched 700 ms ago with a 600 ms timeout, lookup waited %.3f s", el);
+	dns_stats(d, &st);
+	assert_int_equal(st.prefetches, 2);
+	assert_int_equal(st.timeouts, 2);
+	dns_free(d);
+	close(b.udp);
+	close(b.tcp);
+}
+
 /* --- with the server of test_dns.py ---------------------------------- */
 
 static void need_server(void)
@@ -329,6 +376,31 @@ static void test_types(void **state)
 	r = dns_lookup(d, "x.drop.test", DNS_T_A, 300);
 	assert_int_equal(r->status, DNS_TIMEOUT);
 	dns_reply_free(r);
+	dns_free(d);
+}
+
+static void test_prefetch_answer(void **state)
+{
+	struct dns *d;
+	struct dns_reply *r;
+	struct dns_stats st;
+
+	(void)state;
+	need_server();
+	d = make(forwarder, NULL, NULL);
+	dns_prefetch(d, "www.example.test", DNS_T_A);
+	r = lk(d, "www.example.test", DNS_T_A);             /* waits for the prefetch's query */
+	assert_int_equal(r->status, DNS_OK);
+	dns_reply_free(r);
+	dns_prefetch(d, "www.example.test", DNS_T_A);       /* cached: nothing to start */
+	dns_prefetch(d, "nowhere.example.test", DNS_T_TXT);
+	r = lk(d, "nowhere.example.test", DNS_T_TXT);
+	assert_int_equal(r->status, DNS_NXDOMAIN);
+	dns_reply_free(r);
+	dns_stats(d, &st);
+	assert_int_equal(st.prefetches, 2);
+	assert_int_equal(st.lookups, 2);
+	assert_int_equal(st.timeouts, 0);
 	dns_free(d);
 }
 
@@ -497,6 +569,8 @@ int main(void)
 		cmocka_unit_test(test_bad_forwarder),
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_dead_forwarder_deadline),
+		cmocka_unit_test(test_prefetch_dead_forwarder),
+		cmocka_unit_test(test_prefetch_answer),
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_ttl_expiry),
