@@ -462,6 +462,7 @@ static void scan_envelope(struct pipeline *p, const struct scan_request *req,
 	memset(&ms, 0, sizeof(ms));
 	ms.req = req;
 	ms.msg = empty;
+	prefetch_names(p, &ms);     /* no header yet: the envelope's names */
 	client_name(p, req, &ms);
 	for (i = 0; i < p->nfilters; i++)
 		run_filter(&ms, p->filters[i], 1);
