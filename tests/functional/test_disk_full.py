@@ -1,0 +1,121 @@
+"""test_disk_full.py - what mailwarden does when a disk fills up or a write
+fails: the client gets a temporary reply (never 250 for a message that is
+not where it must be), the log says which file and why, nothing is left
+half-written, and the daemon goes on by itself once there is space again.
+
+A full disk is a small tmpfs mounted in the test's directory (the tests
+run as root; they are skipped when mount is not permitted), filled to the
+last byte with a filler file that is removed again to give the space back.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from mwlib import make_msg, read_audit, wait_until
+from quarantinelib import entry_files, quarantine_opts, quarantine_one, spam_msg
+
+
+class SmallFs:
+    """A tmpfs of `size` mounted at path; fill() takes every free byte,
+    free() gives them back."""
+
+    def __init__(self, path, size):
+        self.path = str(path)
+        os.makedirs(self.path, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % size, "tmpfs",
+                            self.path], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (%s): these tests need root and mount(2)"
+                        % r.stderr.strip())
+        self.filler = os.path.join(self.path, ".filler")
+
+    def fill(self):
+        """Write zeros until ENOSPC: the file system has no byte left."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (65536, 4096, 512, 64, 1):
+                while True:
+                    try:
+                        if os.write(fd, b"\0" * chunk) == 0:
+                            break
+                    except OSError:
+                        break
+        finally:
+            os.close(fd)
+        st = os.statvfs(self.path)
+        assert st.f_bavail == 0, "the tmpfs still has %d blocks" % st.f_bavail
+
+    def free(self):
+        os.unlink(self.filler)
+
+    def unmount(self):
+        r = subprocess.run(["umount", self.path], capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", self.path], capture_output=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """Factory: small_fs(name, size="256k") -> a mounted SmallFs; every one
+    is unmounted at the end, whether the test passed or not.  Requested
+    before mw_factory, so it is torn down after the daemons stopped."""
+    made = []
+
+    def make(name, size="256k"):
+        fs = SmallFs(tmp_path / name, size)
+        made.append(fs)
+        return fs
+    yield make
+    for fs in made:
+        fs.unmount()
+
+
+def stderr_of(m):
+    with open(m.stderr_path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def send(m, msg, rcpts=("rcpt@example.net",), frm="sender@example.org"):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction(frm, list(rcpts), msg)
+    c.quit()
+    return r
+
+
+# --- the audit log ----------------------------------------------------------
+
+def test_audit_log_full_disk_no_partial_line(small_fs, mw_factory, upstream):
+    """A record that does not fit is lost whole, never in part: before,
+    the first 4 KiB page's worth of a long record stayed in the file, and
+    the next record, once there was space again, was glued onto it (one
+    line that is not JSON, two records gone).  The message is delivered
+    either way (the record is written after the client's reply), the loss
+    is logged with the path and errno, and the recovery with the count."""
+    fs = small_fs("auditfs")
+    audit = os.path.join(fs.path, "audit.log")
+    m = mw_factory(upstream, opts=[("audit_log", audit)])
+    assert send(m, make_msg(subject="first"))["final"].code == 250
+    assert wait_until(lambda: len(read_audit(audit)) == 1)
+    size0 = os.path.getsize(audit)
+    assert size0 < 2000          # the rest of its page is free for a partial write
+    fs.fill()
+    # a record of some 10 KB: 60 long recipients
+    rcpts = ["recipient-with-a-rather-long-local-part-%03d@example.net" % i for i in range(60)]
+    r = send(m, make_msg(subject="second"), rcpts=rcpts)
+    assert r["final"].code == 250, r["final"]
+    assert wait_until(lambda: "No space left on device" in stderr_of(m)), stderr_of(m)[-3000:]
+    assert os.path.getsize(audit) == size0, "a partial record was left in the audit log"
+    assert "audit log %s: write failed" % audit in stderr_of(m)
+    assert len(upstream.messages) == 2
+    fs.free()
+    assert send(m, make_msg(subject="third"))["final"].code == 250
+    assert wait_until(lambda: len(read_audit(audit)) == 2)
+    recs = read_audit(audit)        # every line parses
+    assert [x["subject"] for x in recs] == ["first", "third"]
+    with open(audit, "rb") as f:
+        assert f.read().endswith(b"\n")
+    assert wait_until(lambda: "writing again; 1 record lost" in stderr_of(m))
