@@ -119,3 +119,21 @@ def test_audit_log_full_disk_no_partial_line(small_fs, mw_factory, upstream):
     with open(audit, "rb") as f:
         assert f.read().endswith(b"\n")
     assert wait_until(lambda: "writing again; 1 record lost" in stderr_of(m))
+
+
+# --- the stats file ---------------------------------------------------------
+
+def test_stats_file_on_full_disk(small_fs, mw_factory, upstream):
+    """The counters are a shared mapping of stats_file.  ftruncate makes
+    a sparse file even on a full disk, and the first store into its page
+    then needs a block: before, the master died of SIGBUS at start-up.
+    Now the blocks are allocated before the mapping, and without them the
+    daemon runs without counters, with a log line saying why."""
+    fs = small_fs("statsfs")
+    fs.fill()
+    stats = os.path.join(fs.path, "stats")
+    m = mw_factory(upstream, opts=[("stats_file", stats)])
+    assert send(m, make_msg())["final"].code == 250
+    assert len(upstream.messages) == 1
+    err = stderr_of(m)
+    assert "stats_file %s: running without counters: No space left on device" % stats in err, err[-3000:]
