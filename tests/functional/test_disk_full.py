@@ -15,7 +15,7 @@ import time
 import pytest
 
 from mwlib import make_msg, read_audit, wait_until
-from quarantinelib import entry_files, quarantine_opts, quarantine_one, spam_msg
+from quarantinelib import quarantine_opts, quarantine_one, spam_msg
 
 
 class SmallFs:
@@ -137,3 +137,39 @@ def test_stats_file_on_full_disk(small_fs, mw_factory, upstream):
     assert len(upstream.messages) == 1
     err = stderr_of(m)
     assert "stats_file %s: running without counters: No space left on device" % stats in err, err[-3000:]
+
+
+# --- the quarantine ---------------------------------------------------------
+
+def q_files(qdir):
+    out = []
+    for root, _, files in os.walk(qdir):
+        out += [os.path.join(root, f) for f in files if f != ".filler"]
+    return out
+
+
+def test_quarantine_full_disk_tempfails(small_fs, mw_factory, upstream):
+    """A message to be quarantined where the quarantine has no room is not
+    answered 250 and lost: 452 4.3.1, nothing half-written left behind (the
+    message is larger than the whole file system: its .tmp- file fails
+    part-way), a log line with the directory and errno; once there is room
+    again the next one is held."""
+    fs = small_fs("qfs")
+    m = mw_factory(upstream, opts=quarantine_opts(("quarantine_dir", fs.path)))
+    big = spam_msg(body="x" * 70 + "\r\n") + b"".join(b"%070d\r\n" % i for i in range(5000))
+    r = quarantine_one(m, big)
+    assert r.code == 452 and r.first.startswith("4.3.1"), r
+    assert q_files(fs.path) == [], "left behind: %r" % q_files(fs.path)
+    err = stderr_of(m)
+    assert "quarantine store %s: No space left on device" % fs.path in err, err[-3000:]
+    fs.fill()
+    r = quarantine_one(m, spam_msg())
+    assert r.code == 452, r
+    assert q_files(fs.path) == []
+    assert upstream.messages == []
+    fs.free()
+    r = quarantine_one(m, spam_msg())
+    assert r.code == 250 and "Held for review" in r.text, r
+    assert len([f for f in q_files(fs.path) if f.endswith(".eml")]) == 1
+    recs = read_audit(m.audit_path)
+    assert [x["action"] for x in recs] == ["tempfail", "tempfail", "quarantine"]
