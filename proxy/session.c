@@ -1118,11 +1118,17 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 		     bare_lf, bare_cr);
 	}
 	if (fault != DF_OK) {
-		int full = fault == DF_SINK_ERROR && s->spool.full;
+		int sink = fault == DF_SINK_ERROR;
+		int full = sink && (s->spool.full || spool_err_storage(s->spool.err));
 		const char *r = full ? R_STORAGE : fault_reply(fault);
+		char why[160] = "";
+		if (sink && s->spool.full)
+			snprintf(why, sizeof why, ", spool_memory_max reached");
+		else if (sink)      /* a write to the memfd failed: say why */
+			snprintf(why, sizeof why, ", spool write: %s", strerror(s->spool.err));
 		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(fault));
-		slog(s->id, full ? LOG_WARNING : LOG_NOTICE, "message refused: %s%s (bare_lf=%u bare_cr=%u nul=%u)",
-		     data_fault_name(fault), full ? ", spool_memory_max reached" : "", bare_lf, bare_cr, nul);
+		slog(s->id, sink ? LOG_WARNING : LOG_NOTICE, "message refused: %s%s (bare_lf=%u bare_cr=%u nul=%u)",
+		     data_fault_name(fault), why, bare_lf, bare_cr, nul);
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
@@ -1132,9 +1138,10 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	}
 	/* a small message goes to the scanner inline (no memfd) */
 	if (spool_finish_small(&s->spool, SCANPROTO_INLINE_MAX) < 0) {
+		const char *r = spool_err_storage(errno) ? R_STORAGE : "451 4.3.0 Error: local spool failure";
 		slog_errno(s->id, LOG_ERR, "spool seal");
-		reply(s, "451 4.3.0 Error: local spool failure");
-		txn_set_reply(t, "451 4.3.0 Error: local spool failure");
+		reply(s, "%s", r);
+		txn_set_reply(t, r);
 		txn_end(s, "tempfail");
 		return;
 	}

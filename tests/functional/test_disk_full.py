@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from mwlib import make_msg, read_audit, wait_until
+from mwlib import free_port, make_msg, read_audit, wait_until
 from quarantinelib import quarantine_opts, quarantine_one, spam_msg
 
 
@@ -173,3 +173,73 @@ def test_quarantine_full_disk_tempfails(small_fs, mw_factory, upstream):
     assert len([f for f in q_files(fs.path) if f.endswith(".eml")]) == 1
     recs = read_audit(m.audit_path)
     assert [x["action"] for x in recs] == ["tempfail", "tempfail", "quarantine"]
+
+
+# --- the message spools: a write that fails (RLIMIT_FSIZE) -------------------
+
+@pytest.fixture
+def fsize_limit():
+    """fsize_limit(n) -> a context in which processes started get
+    RLIMIT_FSIZE n (inherited): the spools are memfds, which no disk
+    fills, but a write past this limit fails as a write to a full disk
+    does, and sends SIGXFSZ."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def limit(n):
+        old = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+    return limit
+
+
+def big_msg(size, subject="big"):
+    line = b"x" * 76 + b"\r\n"
+    return make_msg(subject=subject, body=line * (size // len(line) + 1))
+
+
+def test_spool_write_failure_tempfails(fsize_limit, mw_factory, upstream):
+    """A spool write that fails (here: past RLIMIT_FSIZE) in the proxy,
+    for DATA and for BDAT, and in the milter: 452 4.3.1 and a log line with
+    the errno.  Before, SIGXFSZ killed the proxy or the milter in the middle
+    of the message (the client saw the connection drop; the master started
+    a new one); the milter, had it lived, would have done
+    milter_default_action (here accept: unscanned) for its own spool."""
+    from milterlib import RawMilter, milter_pid, reply_text
+
+    mport = free_port()
+    with fsize_limit(1024 * 1024):
+        m = mw_factory(upstream, opts=[("milter_listen", "inet:%d@127.0.0.1" % mport),
+                                       ("milter_default_action", "accept")])
+    assert wait_until(lambda: milter_pid(m) is not None, 10.0)
+    proxy = m.child_pid("proxy")
+    big = big_msg(2 * 1024 * 1024)
+
+    r = send(m, big)
+    assert r["final"].code == 452 and r["final"].first.startswith("4.3.1"), r["final"]
+    assert "File too large" in stderr_of(m)
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+    assert c.cmd("RCPT TO:<rcpt@example.net>").code == 250
+    c.send(b"BDAT %d LAST\r\n" % len(big) + big)
+    r = c.reply()
+    assert r.code == 452 and r.first.startswith("4.3.1"), r
+    c.quit()
+    assert send(m, make_msg())["final"].code == 250     # the same proxy goes on
+    assert m.child_pid("proxy") == proxy
+    assert len(upstream.messages) == 1
+
+    mpid = milter_pid(m)
+    with RawMilter(mport) as mc:
+        mc.negotiate().connect()
+        cmd, data, _ = mc.message(big)
+        assert cmd == b"y" and reply_text(data).startswith("452 4.3.1"), (cmd, data)
+        cmd, data, _ = mc.message(make_msg(), qid=b"QID2")
+        assert cmd == b"c", (cmd, data)
+    assert milter_pid(m) == mpid
+    assert "milter: spool write: File too large" in stderr_of(m)
