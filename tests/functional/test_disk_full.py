@@ -51,6 +51,10 @@ class SmallFs:
     def free(self):
         os.unlink(self.filler)
 
+    def resize(self, size):
+        """More room without removing anything (remount)."""
+        subprocess.run(["mount", "-o", "remount,size=%s" % size, self.path], check=True)
+
     def unmount(self):
         r = subprocess.run(["umount", self.path], capture_output=True)
         if r.returncode != 0:
@@ -243,3 +247,62 @@ def test_spool_write_failure_tempfails(fsize_limit, mw_factory, upstream):
         assert cmd == b"c", (cmd, data)
     assert milter_pid(m) == mpid
     assert "milter: spool write: File too large" in stderr_of(m)
+
+
+# --- the LMDB store ---------------------------------------------------------
+
+@pytest.mark.parametrize("mode,code", [("open", 250), ("closed", 451)])
+def test_lmdb_store_full_disk(small_fs, mw_factory, upstream, mode, code):
+    """The disk under store_path is full (not the map): greylisting and
+    rate limits do what store_failure says, the log names the file and the
+    error, and the store writes again once there is room (no MDB_PANIC
+    left behind that would need a restart)."""
+    fs = small_fs("storefs", "1m")
+    path = os.path.join(fs.path, "store.lmdb")
+    m = mw_factory(upstream, opts=[("store", "lmdb"), ("store_path", path), ("store_failure", mode),
+                                   ("filters", "greylist ratelimit"), ("greylist_delay", "0"),
+                                   ("ratelimit_ip", "1000/1h")])
+    assert send(m, make_msg(), frm="a@example.org")["final"].code == 250
+    fs.fill()
+    # new triplets need new pages: more than the first few fit in free ones
+    codes = [send(m, make_msg(), frm="b%d@example.org" % i)["final"].code for i in range(20)]
+    assert code in codes, codes
+    assert set(codes) <= {250, code}, codes
+    err = stderr_of(m)
+    assert "store lmdb %s" % path in err and "No space left on device" in err, err[-3000:]
+    fs.free()
+    before = stderr_of(m).count("store unavailable")
+    for i in range(5):
+        assert send(m, make_msg(), frm="c%d@example.org" % i)["final"].code == 250
+    assert stderr_of(m).count("store unavailable") == before, "the store did not recover"
+
+
+def test_learn_full_disk(small_fs, tmp_path):
+    """`mailwarden learn` into a store on a full disk: it stops with exit 1
+    and says the file system is full (LMDB reports the short write as EIO,
+    which reads as a failing disk); it no longer prints "store holds 0
+    spam, 0 ham" for counts it never read.  The store stays usable: once
+    there is room the next learn works on what was committed before."""
+    import random
+    from mwlib import run_mw
+
+    fs = small_fs("learnfs")
+    path = os.path.join(fs.path, "store.lmdb")
+    files = []
+    for i in range(40):
+        words = " ".join("w%010x" % random.getrandbits(40) for _ in range(400))
+        p = tmp_path / ("m%d.eml" % i)
+        p.write_bytes(make_msg(subject="s%d" % i, body=words))
+        files.append(str(p))
+    r = run_mw(["learn", "-o", "store_path=%s" % path, "--spam"] + files)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 1, (out, err)
+    assert "store lmdb %s" % path in err and "(its file system is full)" in err, err
+    assert "store holds" not in out, out
+    done = int(out.split("learned as spam ")[1].split(" ")[0])
+    assert 0 < done < 40, out
+    fs.resize("4m")
+    r = run_mw(["learn", "-o", "store_path=%s" % path, "--spam", files[-1]])
+    out = r.stdout.decode()
+    assert r.returncode == 0, (out, r.stderr.decode())
+    assert "store holds %d spam" % (done + 1) in out, out
