@@ -306,3 +306,40 @@ def test_learn_full_disk(small_fs, tmp_path):
     out = r.stdout.decode()
     assert r.returncode == 0, (out, r.stderr.decode())
     assert "store holds %d spam" % (done + 1) in out, out
+
+
+# --- the rules cache ----------------------------------------------------------
+
+def test_rules_cache_dir_full(small_fs, tmp_path):
+    """A rules_cache_dir with no room: the rules load and hit all the same,
+    no temporary file is left (the compiled shipped rules are larger than
+    the file system: the write fails part-way), and a warning names the
+    directory and the errno (before: nothing said why every start compiled
+    again).  Once there is room the cache is written."""
+    from mwlib import run_mw
+
+    shipped = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "rules", "cf"))
+    fs = small_fs("rulesfs", "64k")
+    cf = tmp_path / "r.cf"
+    cf.write_text("body T_LUNCH /\\bnoon\\b/\nscore T_LUNCH 3\n")
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(make_msg(subject="lunch", body="See you at noon?"))
+
+    def scan():
+        r = run_mw(["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=%s" % cf,
+                    "-o", "rules_files=%s" % shipped, "-o", "rules_cache_dir=%s" % fs.path,
+                    "-o", "dns_forwarder=127.0.0.1@9", str(msg)], timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        import json
+        names = {s["name"] for s in json.loads(r.stdout)["symbols"]}
+        assert "T_LUNCH" in names, names
+        return r.stderr.decode()
+
+    err = scan()
+    assert "rules_cache_dir %s: cannot write the compiled rules: No space left on device" % fs.path in err, err
+    left = [f for f in os.listdir(fs.path) if f.endswith(".tmp")]
+    assert left == [], left
+    fs.resize("64m")
+    err = scan()
+    assert "cannot write" not in err, err
+    assert any(f.startswith("rules-") and not f.endswith(".tmp") for f in os.listdir(fs.path))
