@@ -343,3 +343,40 @@ def test_rules_cache_dir_full(small_fs, tmp_path):
     err = scan()
     assert "cannot write" not in err, err
     assert any(f.startswith("rules-") and not f.endswith(".tmp") for f in os.listdir(fs.path))
+
+
+# --- the quarantine command -----------------------------------------------------
+
+def test_quarantine_command_audit_log_full(small_fs, mw_factory, upstream):
+    """`mailwarden quarantine release` and `delete` must be audited: with
+    the audit log on a full disk the release still happens (it cannot be
+    undone), but the command says the record is missing and exits 1;
+    before, it printed "released" and exited 0 with no record anywhere."""
+    from mwlib import run_mw
+    from quarantinelib import q_list
+
+    m = mw_factory(upstream, opts=quarantine_opts())
+    for i in range(2):
+        assert quarantine_one(m, spam_msg(subject="viagra %d" % i)).code == 250
+    ids = [e["id"] for e in q_list(m)]
+    assert len(ids) == 2
+    fs = small_fs("clifs")
+    audit = os.path.join(fs.path, "audit.log")
+    open(audit, "wb").close()
+    fs.fill()
+
+    def q(*args):
+        return run_mw(["quarantine", "-o", "quarantine_dir=%s" % m.quarantine_dir,
+                       "-o", "audit_log=%s" % audit, "-o", "log_level=warning"] + list(args))
+
+    r = q("release", ids[0])
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.stdout, err)
+    assert "%s released, but its audit record could not be written to %s: No space left on device" \
+        % (ids[0], audit) in err, err
+    assert len(upstream.messages) == 1
+    r = q("delete", ids[1])
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.stdout, err)
+    assert "%s deleted, but its audit record could not be written" % ids[1] in err, err
+    assert os.path.getsize(audit) == 0
