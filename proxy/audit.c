@@ -37,20 +37,25 @@ int audit_open(const char *path)
 	}
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0) return -1;
+	/* under write_lock: a partial write is cut off in the file it went to */
 	pthread_mutex_lock(&write_lock);
-	snprintf(audit_path, sizeof audit_path, "%s", path);
-	pthread_mutex_unlock(&write_lock);
 	if (audit_fd < 0) {
 		audit_fd = fd;
-		return 0;
-	}
-	/* reopen (log rotation, reload) while other threads may be writing:
-	 * dup3 swaps the file under the same descriptor number atomically */
-	if (dup3(fd, audit_fd, O_CLOEXEC) < 0) {
+	} else {
+		/* reopen (log rotation, reload) while other threads may be
+		 * writing: dup3 swaps the file under the same descriptor number
+		 * atomically */
+		int rc = dup3(fd, audit_fd, O_CLOEXEC);
+		int saved = errno;
 		close(fd);
-		return -1;
+		if (rc < 0) {
+			pthread_mutex_unlock(&write_lock);
+			errno = saved;
+			return -1;
+		}
 	}
-	close(fd);
+	snprintf(audit_path, sizeof audit_path, "%s", path);
+	pthread_mutex_unlock(&write_lock);
 	return 0;
 }
 
