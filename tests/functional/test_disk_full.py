@@ -380,3 +380,21 @@ def test_quarantine_command_audit_log_full(small_fs, mw_factory, upstream):
     assert r.returncode == 1 and "Sanitizer" not in err, (r.stdout, err)
     assert "%s deleted, but its audit record could not be written" % ids[1] in err, err
     assert os.path.getsize(audit) == 0
+
+
+def test_scan_output_full_disk(small_fs, tmp_path):
+    """`mailwarden scan --output` onto a full disk: exit 1 with the path and
+    errno, and no cut-off copy of the message left to pass for the whole
+    one (before: the first 4 KiB or none of it stayed, under the name
+    asked for)."""
+    from mwlib import run_mw
+
+    fs = small_fs("scanfs", "64k")
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(big_msg(200 * 1024))
+    out = os.path.join(fs.path, "out.eml")
+    r = run_mw(["scan", "-o", "filters=", "-o", "dns_forwarder=127.0.0.1@9", "--output", out, str(msg)])
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Sanitizer" not in err, err
+    assert "--output %s: No space left on device" % out in err, err
+    assert not os.path.exists(out)
