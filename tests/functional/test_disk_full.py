@@ -233,6 +233,14 @@ def test_spool_write_failure_tempfails(fsize_limit, mw_factory, upstream):
     c.send(b"BDAT %d LAST\r\n" % len(big) + big)
     r = c.reply()
     assert r.code == 452 and r.first.startswith("4.3.1"), r
+    # the write fails in a chunk before the last: the last one is refused
+    assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+    assert c.cmd("RCPT TO:<rcpt@example.net>").code == 250
+    c.send(b"BDAT %d\r\n" % len(big) + big)
+    assert c.reply().code == 250
+    c.send(b"BDAT 3 LAST\r\nx\r\n")
+    r = c.reply()
+    assert r.code == 452 and r.first.startswith("4.3.1"), r
     c.quit()
     assert send(m, make_msg())["final"].code == 250     # the same proxy goes on
     assert m.child_pid("proxy") == proxy
