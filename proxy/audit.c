@@ -102,6 +102,11 @@ struct audit_batch {
 
 static _Thread_local struct audit_batch *batch;
 
+int audit_failing(void)
+{
+	return __atomic_load_n(&lost_lines, __ATOMIC_RELAXED) != 0;
+}
+
 /* cut_partial - a write appended done bytes of a line and then failed:
  * remove them.  Our offset is the end of what we appended (O_APPEND); if
  * the file is longer, another process (the milter, a CLI command) has
@@ -153,7 +158,7 @@ static int write_all(const char *p, size_t len)
 	if (lost_lines > 0) {
 		slog(NULL, LOG_NOTICE, "audit log %s: writing again; %lu record%s lost", audit_path,
 		     lost_lines, lost_lines == 1 ? "" : "s");
-		lost_lines = 0;
+		__atomic_store_n(&lost_lines, 0, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&write_lock);
 	return 0;
@@ -166,7 +171,8 @@ fail:
 		slog_errno(NULL, LOG_ERR, "audit log %s: write failed, record lost (logged once until "
 		           "writes succeed again)", audit_path);
 	}
-	lost_lines += lines;
+	/* at least 1: audit_failing must see the failure */
+	__atomic_store_n(&lost_lines, lost_lines + (lines ? lines : 1), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&write_lock);
 	errno = rc;
 	return -1;

@@ -17,6 +17,9 @@ void audit_close(void);
  * with the path and errno, once per streak of failures.  Batched lines
  * (audit_batch_start) always return 0 here: they are written later. */
 int  audit_write(json_object *rec);
+/* audit_failing - the last write of this process's audit log failed
+ * (records are being lost): for audit_failure = tempfail */
+int  audit_failing(void);
 /* audit_write_line - append one line: text is one JSON object, valid
  * UTF-8 (jsonw.h writes such text), without the newline.  As audit_write. */
 int  audit_write_line(const char *text, size_t len);

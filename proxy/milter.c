@@ -517,6 +517,16 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		txn_reset(s);
 		return SMFIS_TEMPFAIL;
 	}
+	if (s->cfg->audit_fail_tempfail && audit_failing()) {
+		/* this refusal's record is tried now: once one is written, mail
+		 * flows again */
+		slog(s->id, LOG_WARNING, "milter: MAIL refused: the audit log cannot be written "
+		     "(audit_failure = tempfail)");
+		milter_reply(ctx, R_STORAGE);
+		audit(s, NULL, "tempfail", R_STORAGE, s->queue_id, "audit log not writable");
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "milter: spool");
 		return SMFIS_TEMPFAIL;

@@ -851,6 +851,13 @@ static void cmd_data(struct session *s, const char *arg)
 		reply(s, "%s", R_STORAGE);
 		return;
 	}
+	if (s->cfg->audit_fail_tempfail && audit_failing()) {
+		/* this transaction's record is tried at its end: once one is
+		 * written, mail flows again */
+		slog(s->id, LOG_WARNING, "DATA refused: the audit log cannot be written (audit_failure = tempfail)");
+		reply(s, "%s", R_STORAGE);
+		return;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -1223,6 +1230,10 @@ static void cmd_bdat(struct session *s, const char *arg)
 	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
 	if (s->bdat_refuse == NULL && !t->bdat_seen && spool_full()) {
 		slog(s->id, LOG_WARNING, "BDAT refused: spool_memory_max reached");
+		s->bdat_refuse = R_STORAGE;
+	}
+	if (s->bdat_refuse == NULL && !t->bdat_seen && s->cfg->audit_fail_tempfail && audit_failing()) {
+		slog(s->id, LOG_WARNING, "BDAT refused: the audit log cannot be written (audit_failure = tempfail)");
 		s->bdat_refuse = R_STORAGE;
 	}
 	if (s->bdat_refuse == NULL && !t->bdat_seen) {

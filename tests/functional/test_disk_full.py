@@ -406,3 +406,49 @@ def test_scan_output_full_disk(small_fs, tmp_path):
     assert r.returncode == 1 and "Sanitizer" not in err, err
     assert "--output %s: No space left on device" % out in err, err
     assert not os.path.exists(out)
+
+
+def test_audit_failure_tempfail(small_fs, mw_factory, upstream):
+    """audit_failure = tempfail: once a record could not be written, new
+    messages get 452 4.3.1 (the proxy at DATA, the milter at MAIL) until a
+    record is written again; the refusals' own records are what finds out
+    that there is room again.  The message whose record failed first was
+    answered before its record was written: that one is the loss."""
+    from milterlib import RawMilter, milter_pid, reply_text
+
+    fs = small_fs("auditfs2")
+    audit = os.path.join(fs.path, "audit.log")
+    mport = free_port()
+    m = mw_factory(upstream, opts=[("audit_log", audit), ("audit_failure", "tempfail"),
+                                   ("milter_listen", "inet:%d@127.0.0.1" % mport)])
+    assert wait_until(lambda: milter_pid(m) is not None, 10.0)
+    assert send(m, make_msg(subject="one"))["final"].code == 250
+    assert wait_until(lambda: len(read_audit(audit)) == 1)
+    # a JSON line that fills the file's last page: from now on no write fits
+    with open(audit, "ab") as f:
+        n = 4096 - os.path.getsize(audit) % 4096
+        f.write(b'{"pad":"' + b"x" * (n - 11) + b'"}\n')
+    assert os.path.getsize(audit) % 4096 == 0
+    fs.fill()
+    assert send(m, make_msg(subject="two"))["final"].code == 250     # its record is lost
+    assert wait_until(lambda: "audit log %s: write failed" % audit in stderr_of(m))
+    r = send(m, make_msg(subject="three"))
+    assert r["data"].code == 452 and r["data"].first.startswith("4.3.1"), r
+    with RawMilter(mport) as mc:
+        mc.negotiate().connect()
+        assert mc.message(make_msg(), qid=b"Q1")[0] == b"c"         # the milter's first record fails
+        cmd, data = mc.mail(qid=b"Q2")
+        assert cmd == b"y" and reply_text(data).startswith("452 4.3.1"), (cmd, data)
+    fs.free()
+    # the proxy's refusal record (at QUIT) is written now; the next one passes
+    assert send(m, make_msg(subject="four"))["data"].code == 452
+    assert wait_until(lambda: "writing again" in stderr_of(m))
+    assert send(m, make_msg(subject="five"))["final"].code == 250
+    with RawMilter(mport) as mc:
+        mc.negotiate().connect()
+        cmd, data = mc.mail(qid=b"Q3")            # this refusal's record is written
+        assert cmd == b"y", (cmd, data)
+        assert mc.message(make_msg(), qid=b"Q4")[0] == b"c"
+    subjects = [x.get("subject") for x in read_audit(audit) if x.get("listener") != "milter"]
+    assert "one" in subjects and "five" in subjects and "two" not in subjects, subjects
+    assert len(upstream.messages) == 3
