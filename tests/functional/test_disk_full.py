@@ -8,14 +8,18 @@ run as root; they are skipped when mount is not permitted), filled to the
 last byte with a filler file that is removed again to give the space back.
 """
 
+import contextlib
+import json
 import os
+import random
+import resource
 import subprocess
-import time
 
 import pytest
 
-from mwlib import free_port, make_msg, read_audit, wait_until
-from quarantinelib import quarantine_opts, quarantine_one, spam_msg
+from milterlib import RawMilter, milter_pid, reply_text
+from mwlib import free_port, make_msg, read_audit, run_mw, wait_until
+from quarantinelib import q_list, quarantine_opts, quarantine_one, spam_msg
 
 
 class SmallFs:
@@ -187,9 +191,6 @@ def fsize_limit():
     RLIMIT_FSIZE n (inherited): the spools are memfds, which no disk
     fills, but a write past this limit fails as a write to a full disk
     does, and sends SIGXFSZ."""
-    import contextlib
-    import resource
-
     @contextlib.contextmanager
     def limit(n):
         old = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -213,8 +214,6 @@ def test_spool_write_failure_tempfails(fsize_limit, mw_factory, upstream):
     of the message (the client saw the connection drop; the master started
     a new one); the milter, had it lived, would have done
     milter_default_action (here accept: unscanned) for its own spool."""
-    from milterlib import RawMilter, milter_pid, reply_text
-
     mport = free_port()
     with fsize_limit(1024 * 1024):
         m = mw_factory(upstream, opts=[("milter_listen", "inet:%d@127.0.0.1" % mport),
@@ -291,9 +290,6 @@ def test_learn_full_disk(small_fs, tmp_path):
     which reads as a failing disk); it no longer prints "store holds 0
     spam, 0 ham" for counts it never read.  The store stays usable: once
     there is room the next learn works on what was committed before."""
-    import random
-    from mwlib import run_mw
-
     fs = small_fs("learnfs")
     path = os.path.join(fs.path, "store.lmdb")
     files = []
@@ -324,8 +320,6 @@ def test_rules_cache_dir_full(small_fs, tmp_path):
     the file system: the write fails part-way), and a warning names the
     directory and the errno (before: nothing said why every start compiled
     again).  Once there is room the cache is written."""
-    from mwlib import run_mw
-
     shipped = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "rules", "cf"))
     fs = small_fs("rulesfs", "64k")
     cf = tmp_path / "r.cf"
@@ -338,7 +332,6 @@ def test_rules_cache_dir_full(small_fs, tmp_path):
                     "-o", "rules_files=%s" % shipped, "-o", "rules_cache_dir=%s" % fs.path,
                     "-o", "dns_forwarder=127.0.0.1@9", str(msg)], timeout=120)
         assert r.returncode == 0, r.stderr.decode()
-        import json
         names = {s["name"] for s in json.loads(r.stdout)["symbols"]}
         assert "T_LUNCH" in names, names
         return r.stderr.decode()
@@ -360,9 +353,6 @@ def test_quarantine_command_audit_log_full(small_fs, mw_factory, upstream):
     the audit log on a full disk the release still happens (it cannot be
     undone), but the command says the record is missing and exits 1;
     before, it printed "released" and exited 0 with no record anywhere."""
-    from mwlib import run_mw
-    from quarantinelib import q_list
-
     m = mw_factory(upstream, opts=quarantine_opts())
     for i in range(2):
         assert quarantine_one(m, spam_msg(subject="viagra %d" % i)).code == 250
@@ -395,8 +385,6 @@ def test_scan_output_full_disk(small_fs, tmp_path):
     errno, and no cut-off copy of the message left to pass for the whole
     one (before: the first 4 KiB or none of it stayed, under the name
     asked for)."""
-    from mwlib import run_mw
-
     fs = small_fs("scanfs", "64k")
     msg = tmp_path / "m.eml"
     msg.write_bytes(big_msg(200 * 1024))
@@ -414,8 +402,6 @@ def test_audit_failure_tempfail(small_fs, mw_factory, upstream):
     record is written again; the refusals' own records are what finds out
     that there is room again.  The message whose record failed first was
     answered before its record was written: that one is the loss."""
-    from milterlib import RawMilter, milter_pid, reply_text
-
     fs = small_fs("auditfs2")
     audit = os.path.join(fs.path, "audit.log")
     mport = free_port()
