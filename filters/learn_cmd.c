@@ -145,12 +145,13 @@ int learn_command(struct config *cfg, int argc, char **argv)
 	run = NULL;
 	if (r.store_error)
 		fprintf(stderr, "mailwarden learn: store %s unavailable, stopped\n", store_backend(r.store));
-	else
-		bayes_counts(r.store, &ns, &nh);
-	printf("%s %u message(s), %u already %s, %u failed; store holds %lld spam, %lld ham",
+	printf("%s %u message(s), %u already %s, %u failed",
 	    r.cls == BAYES_FORGET ? "forgot" : r.cls == BAYES_SPAM ? "learned as spam" : "learned as ham",
-	    r.done, r.skipped, r.cls == BAYES_FORGET ? "unknown" : "learned so", r.failed,
-	    (long long)ns, (long long)nh);
+	    r.done, r.skipped, r.cls == BAYES_FORGET ? "unknown" : "learned so", r.failed);
+	/* after a store error the counts were not read: "holds 0 spam" would
+	 * say the store lost what it holds */
+	if (!r.store_error && bayes_counts(r.store, &ns, &nh) == 0)
+		printf("; store holds %lld spam, %lld ham", (long long)ns, (long long)nh);
 	if (!r.store_error && store_tokens_count(r.store, &ntok) == 0)
 		printf(", %llu tokens", (unsigned long long)ntok);
 	printf("\n");

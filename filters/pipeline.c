@@ -606,8 +606,15 @@ have_msg:
 		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {
 			char what[600];
 
+			int err = errno;
+
 			snprintf(what, sizeof(what), "quarantine store %s", cfg->quarantine_dir);
-			fail(cfg, req, res, what, errno);
+			fail(cfg, req, res, what, err);
+			/* a full disk is ours, not a policy verdict: say so (RFC
+			 * 3463 4.3.1) rather than tempfail_reply's usual 4.7.1 */
+			if (err == ENOSPC || err == EDQUOT)
+				snprintf(res->reply, sizeof(res->reply), "%s",
+				    "452 4.3.1 Insufficient system storage, try again later");
 		} else
 			slog(req->session_id, LOG_INFO, "scan id=%llu quarantined as %s: %s",
 			    (unsigned long long)req->id, res->quarantine_id, why);

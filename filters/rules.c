@@ -105,6 +105,10 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	       st->loaded[RK_FULL], st->loaded[RK_URI], st->loaded[RK_META], st->not_loaded,
 	       st->not_loaded_eval, st->hs_patterns, st->hs_prefilter, st->pcre_only,
 	       st->cache_hit ? ", from cache" : "");
+	if (st->cache_write_err)
+		slog(NULL, LOG_WARNING, "rules: rules_cache_dir %s: cannot write the compiled rules: %s "
+		     "(loaded anyway; the next start compiles them again)", cfg->rules_cache_dir,
+		     strerror(st->cache_write_err));
 	if (st->not_loaded)
 		slog(NULL, LOG_WARNING, "rules: %u not loaded (%u eval:, others: unsupported types, relay "
 		     "pseudo-headers, regexes PCRE2 refuses, metas over those); first: %s",

@@ -58,7 +58,7 @@ static int write_relayed(const char *path, const struct sbuf *spool, const struc
 	const char *msg = spool->data ? spool->data : "";
 	struct sbuf hdr;
 	size_t rest;
-	int fd, bad;
+	int fd, bad, e = 0;
 
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
@@ -76,11 +76,19 @@ static int write_relayed(const char *path, const struct sbuf *spool, const struc
 		bad |= n < 0;
 	} else if (!bad)
 		bad = write_all(fd, msg + rest, spool->len - rest) < 0;
-	if (fd >= 0 && close(fd) < 0)
-		bad = 1;
-	sbuf_free(&hdr);
 	if (bad)
-		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(errno));
+		e = errno;
+	if (fd >= 0 && close(fd) < 0 && !bad) {
+		bad = 1;
+		e = errno;
+	}
+	sbuf_free(&hdr);
+	if (bad) {
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
+		/* a cut-off message must not pass for the whole one */
+		if (fd >= 0)
+			unlink(path);
+	}
 	return bad ? -1 : 0;
 }
 

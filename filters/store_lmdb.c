@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/statvfs.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -76,10 +78,25 @@ static uint64_t get_u64(const unsigned char *p)
 	return v;
 }
 
+/* disk_full - the file system holding path has no block left for us */
+static int disk_full(const char *path)
+{
+	char dir[sizeof(((struct lmdb_store *)0)->path)];
+	struct statvfs sv;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	return statvfs(dirname(dir), &sv) == 0 && sv.f_bavail == 0;
+}
+
 static void lerr(const struct lmdb_store *b, const char *what, int rc)
 {
+	/* LMDB reports a short write (a full disk that took part of the
+	 * pages) as EIO, which reads as a failing disk: say what it is */
+	int full = (rc == EIO || rc == ENOSPC || rc == EDQUOT) && disk_full(b->path);
+
 	slog(NULL, LOG_ERR, "store lmdb %s: %s: %s%s", b->path, what, mdb_strerror(rc),
-	     rc == MDB_MAP_FULL ? " (raise store_map_size, or lower bayes_token_max)" : "");
+	     rc == MDB_MAP_FULL ? " (raise store_map_size, or lower bayes_token_max)"
+	     : full ? " (its file system is full)" : "");
 }
 
 /* sweep - delete expired kv entries (at most SWEEP_MAX looked at, from

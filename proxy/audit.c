@@ -2,8 +2,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -14,6 +17,17 @@
 #include "utf8.h"
 
 static int audit_fd = -1;
+static char audit_path[PATH_MAX];   /* for the log lines of failed writes */
+
+/* A failed write (ENOSPC, EDQUOT, EIO, EFBIG) must not leave part of a
+ * line: the next record would be glued onto it and neither would parse.
+ * The writes of this process's threads are serialized under write_lock,
+ * so a partial write can be cut off again before anyone appends after it.
+ * Lost records are counted and logged once per streak, not once per line,
+ * so a full disk does not also flood the system log. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long lost_lines;    /* in the current streak of failures */
+static int glued;                   /* a partial line could not be cut off */
 
 int audit_open(const char *path)
 {
@@ -23,17 +37,25 @@ int audit_open(const char *path)
 	}
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0) return -1;
+	/* under write_lock: a partial write is cut off in the file it went to */
+	pthread_mutex_lock(&write_lock);
 	if (audit_fd < 0) {
 		audit_fd = fd;
-		return 0;
-	}
-	/* reopen (log rotation, reload) while other threads may be writing:
-	 * dup3 swaps the file under the same descriptor number atomically */
-	if (dup3(fd, audit_fd, O_CLOEXEC) < 0) {
+	} else {
+		/* reopen (log rotation, reload) while other threads may be
+		 * writing: dup3 swaps the file under the same descriptor number
+		 * atomically */
+		int rc = dup3(fd, audit_fd, O_CLOEXEC);
+		int saved = errno;
 		close(fd);
-		return -1;
+		if (rc < 0) {
+			pthread_mutex_unlock(&write_lock);
+			errno = saved;
+			return -1;
+		}
 	}
-	close(fd);
+	snprintf(audit_path, sizeof audit_path, "%s", path);
+	pthread_mutex_unlock(&write_lock);
 	return 0;
 }
 
@@ -80,18 +102,80 @@ struct audit_batch {
 
 static _Thread_local struct audit_batch *batch;
 
-static void write_all(const char *p, size_t len)
+int audit_failing(void)
 {
-	while (len > 0) {
-		ssize_t w = write(audit_fd, p, len);
+	return __atomic_load_n(&lost_lines, __ATOMIC_RELAXED) != 0;
+}
+
+/* cut_partial - a write appended done bytes of a line and then failed:
+ * remove them.  Our offset is the end of what we appended (O_APPEND); if
+ * the file is longer, another process (the milter, a CLI command) has
+ * appended since, and cutting would take its line: then the next record
+ * starts with a newline instead, so only the fragment is lost. */
+static void cut_partial(size_t done)
+{
+	struct stat st;
+	off_t end = lseek(audit_fd, 0, SEEK_CUR);
+
+	if (end >= (off_t)done && fstat(audit_fd, &st) == 0 && st.st_size == end
+	    && ftruncate(audit_fd, end - (off_t)done) == 0)
+		return;
+	glued = 1;
+}
+
+static int write_some(const char *p, size_t len, size_t *done)
+{
+	*done = 0;
+	while (*done < len) {
+		ssize_t w = write(audit_fd, p + *done, len - *done);
 		if (w < 0 && errno == EINTR) continue;
 		if (w <= 0) {
-			slog_errno(NULL, LOG_ERR, "audit log write");
-			return;
+			if (w == 0) errno = ENOSPC;
+			return -1;
 		}
-		p += w;
-		len -= (size_t)w;
+		*done += (size_t)w;
 	}
+	return 0;
+}
+
+/* write_all - append whole lines (p ends with a newline) or none of them */
+static int write_all(const char *p, size_t len)
+{
+	size_t done, lines = 0;
+	int rc;
+
+	pthread_mutex_lock(&write_lock);
+	if (glued) {
+		if (write_some("\n", 1, &done) < 0) goto fail;
+		glued = 0;
+	}
+	if (write_some(p, len, &done) < 0) {
+		int saved = errno;
+		if (done > 0) cut_partial(done);
+		errno = saved;
+		goto fail;
+	}
+	if (lost_lines > 0) {
+		slog(NULL, LOG_NOTICE, "audit log %s: writing again; %lu record%s lost", audit_path,
+		     lost_lines, lost_lines == 1 ? "" : "s");
+		__atomic_store_n(&lost_lines, 0, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&write_lock);
+	return 0;
+fail:
+	rc = errno;
+	for (size_t i = 0; i < len; i++)
+		lines += p[i] == '\n';
+	if (lost_lines == 0) {
+		errno = rc;
+		slog_errno(NULL, LOG_ERR, "audit log %s: write failed, record lost (logged once until "
+		           "writes succeed again)", audit_path);
+	}
+	/* at least 1: audit_failing must see the failure */
+	__atomic_store_n(&lost_lines, lost_lines + (lines ? lines : 1), __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&write_lock);
+	errno = rc;
+	return -1;
 }
 
 static void batch_flush(struct audit_batch *b)
@@ -133,9 +217,9 @@ void audit_batch_stop(void)
 	free(b);
 }
 
-void audit_write_line(const char *text, size_t len)
+int audit_write_line(const char *text, size_t len)
 {
-	if (audit_fd < 0) return;
+	if (audit_fd < 0) return 0;
 	struct audit_batch *b = batch;
 	if (b == NULL) {
 		/* one write per line: lines of different threads never interleave */
@@ -143,9 +227,11 @@ void audit_write_line(const char *text, size_t len)
 		sbuf_init(&line, (size_t)-1);
 		sbuf_add(&line, text, len);
 		sbuf_addc(&line, '\n');
-		write_all(line.data, line.len);
+		int rc = write_all(line.data, line.len);
+		int saved = errno;
 		sbuf_free(&line);
-		return;
+		errno = saved;
+		return rc;
 	}
 	if (b->buf.len > 0 && b->buf.len + len + 1 > BATCH_FLUSH_AT) batch_flush(b);
 	sbuf_add(&b->buf, text, len);
@@ -154,13 +240,14 @@ void audit_write_line(const char *text, size_t len)
 		b->pending = 1;
 		event_active(b->flush, EV_TIMEOUT, 1);
 	}
+	return 0;
 }
 
-void audit_write(json_object *rec)
+int audit_write(json_object *rec)
 {
 	if (audit_fd < 0) {
 		json_object_put(rec);
-		return;
+		return 0;
 	}
 	size_t len;
 	const char *text = json_object_to_json_string_length(rec, JSON_C_TO_STRING_PLAIN |
@@ -168,7 +255,10 @@ void audit_write(json_object *rec)
 	struct sbuf line;
 	sbuf_init(&line, (size_t)-1);
 	utf8_sanitize_sbuf(&line, text, len);
-	audit_write_line(line.data ? line.data : "", line.len);
+	int rc = audit_write_line(line.data ? line.data : "", line.len);
+	int saved = errno;
 	sbuf_free(&line);
 	json_object_put(rec);
+	errno = saved;
+	return rc;
 }

@@ -11,11 +11,18 @@
  * Called again on reload/reopen (log rotation). */
 int  audit_open(const char *path);
 void audit_close(void);
-/* audit_write - serialize and append rec; takes ownership of rec. */
-void audit_write(json_object *rec);
+/* audit_write - serialize and append rec; takes ownership of rec.
+ * 0, or -1 with errno when the line could not be written: then none of it
+ * is in the file (a partial write is cut off again) and the loss is logged
+ * with the path and errno, once per streak of failures.  Batched lines
+ * (audit_batch_start) always return 0 here: they are written later. */
+int  audit_write(json_object *rec);
+/* audit_failing - the last write of this process's audit log failed
+ * (records are being lost): for audit_failure = tempfail */
+int  audit_failing(void);
 /* audit_write_line - append one line: text is one JSON object, valid
- * UTF-8 (jsonw.h writes such text), without the newline. */
-void audit_write_line(const char *text, size_t len);
+ * UTF-8 (jsonw.h writes such text), without the newline.  As audit_write. */
+int  audit_write_line(const char *text, size_t len);
 
 /* audit_batch_start - from now on, this thread's lines are collected and
  * written with one write() per iteration of base's event loop, before the

@@ -177,6 +177,10 @@ static const struct cfg_opt cfg_opts[] = {
 	      "syslog facility: mail, daemon, user, auth, authpriv, local0..local7"),
 	G_STR("audit_log", audit_log, "/var/log/mailwarden/audit.log", check_path_or_empty,
 	      "file that gets one JSON line per transaction (empty = no audit log)"),
+	G_ENUM("audit_failure", audit_fail_tempfail, int, "continue",
+	       ((const struct cfg_word[]){ { "continue", 0 }, { "tempfail", 1 }, { NULL, 0 } }),
+	       "audit log not writable (full disk): continue (records lost, logged) or tempfail "
+	       "(new messages 452 4.3.1 until a record is written again)"),
 	G_STR("stats_file", stats_file, "/run/mailwarden/stats", check_path_or_empty,
 	      "file the daemon keeps its counters in, read by \"mailwarden stats\" (empty = no counters)"),
 	G_STR("quarantine_dir", quarantine_dir, "/var/lib/mailwarden/quarantine", check_path,

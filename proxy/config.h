@@ -82,6 +82,7 @@ struct config {
 	int  log_level;               /* syslog priority: LOG_ERR..LOG_DEBUG */
 	char syslog_facility[32];
 	char audit_log[512];          /* path; "" = no audit log */
+	int  audit_fail_tempfail;     /* audit log failing: 1 = tempfail new messages */
 	char stats_file[512];         /* path of the shared counters (stats.h); "" = none */
 	char quarantine_dir[512];
 	unsigned proxy_threads;       /* event loops of the proxy; 0 = one per four CPUs */

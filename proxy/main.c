@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -133,6 +134,10 @@ int main(int argc, char **argv)
 {
 	static struct cli c;    /* static: its strings live as long as the process */
 	memset(&c, 0, sizeof c);
+	/* a write past RLIMIT_FSIZE (a spool memfd, the audit log, the store)
+	 * must fail with EFBIG and be answered as any failed write, not kill
+	 * the process mid-message; inherited by every child */
+	signal(SIGXFSZ, SIG_IGN);
 
 	if (argc > 1 && (strcmp(argv[1], "scan") == 0 || strcmp(argv[1], "quarantine") == 0)) {
 		c.rest[c.nrest++] = argv[1];

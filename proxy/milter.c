@@ -517,6 +517,16 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 		txn_reset(s);
 		return SMFIS_TEMPFAIL;
 	}
+	if (s->cfg->audit_fail_tempfail && audit_failing()) {
+		/* this refusal's record is tried now: once one is written, mail
+		 * flows again */
+		slog(s->id, LOG_WARNING, "milter: MAIL refused: the audit log cannot be written "
+		     "(audit_failure = tempfail)");
+		milter_reply(ctx, R_STORAGE);
+		audit(s, NULL, "tempfail", R_STORAGE, s->queue_id, "audit log not writable");
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "milter: spool");
 		return SMFIS_TEMPFAIL;
@@ -697,9 +707,16 @@ static sfsistat eom(SMFICTX *ctx)
 		return SMFIS_TEMPFAIL;
 	}
 	if (!s->spool_ok || spool_finish(&s->spool) < 0) {
-		rc = fail_action(ctx, s, "cannot spool the message", qid);
+		/* our own spool failed, not the scanner: a tempfail, never
+		 * milter_default_action (which may be accept, unscanned) */
+		int e = s->spool.err ? s->spool.err : errno;
+		const char *r = spool_err_storage(e) ? R_STORAGE
+		                                     : "451 4.3.0 Error: local spool failure, try again later";
+		slog(s->id, LOG_WARNING, "milter: tempfail: cannot spool the message: %s", strerror(e));
+		milter_reply(ctx, r);
+		audit(s, NULL, "tempfail", r, qid, "cannot spool the message");
 		txn_reset(s);
-		return rc;
+		return SMFIS_TEMPFAIL;
 	}
 	fill_request(s, &req, NULL);
 	if (scansync_scan(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &res, err, sizeof(err)) < 0) {

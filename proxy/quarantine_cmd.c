@@ -625,8 +625,8 @@ io_fail:
 	return -1;
 }
 
-static void audit_release(const struct quarantine_entry *e, const struct release *r, int to_given,
-                          int removed, size_t size)
+static int audit_release(const struct quarantine_entry *e, const struct release *r, int to_given,
+                         int removed, size_t size)
 {
 	json_object *j = json_object_new_object(), *a = json_object_new_array(),
 	    *env = jget(e->rec, "envelope");
@@ -659,7 +659,7 @@ static void audit_release(const struct quarantine_entry *e, const struct release
 	json_object_object_add(j, "reply", json_object_new_string(r->reply));
 	json_object_object_add(j, "queue_id", json_object_new_string(r->queue_id));
 	json_object_object_add(j, "removed", json_object_new_boolean(removed));
-	audit_write(j);
+	return audit_write(j);
 }
 
 static void record_release(struct quarantine_entry *e, const struct release *r)
@@ -774,7 +774,13 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 			fprintf(stderr, "mailwarden quarantine: %s released, but its record could not "
 			    "be updated: %s\n", id, strerror(errno));
 	}
-	audit_release(&e, &r, nto > 0, removed, len);
+	if (audit_release(&e, &r, nto > 0, removed, len) < 0) {
+		/* done and cannot be undone, but not recorded: the admin must
+		 * know (and the exit status says it) */
+		err1("%s %s, but its audit record could not be written to %s: %s", id,
+		    r.delivered ? "released" : "not released", cfg->audit_log, strerror(errno));
+		goto out;
+	}
 	if (!r.delivered) {
 		err1("release %s failed: %s", id, r.reply);
 	} else if (r.naccepted < r.nrcpts) {
@@ -828,7 +834,14 @@ static int cmd_delete(struct config *cfg, int argc, char **argv)
 	json_object_object_add(j, "by", json_object_new_string(who()));
 	json_object_object_add(j, "mail_from", json_object_new_string(jstr(env, "mail_from")));
 	json_object_object_add(j, "action", json_object_new_string("deleted"));
-	audit_write(j);
+	if (audit_write(j) < 0) {
+		int saved = errno;
+
+		audit_close();
+		quarantine_close(&e);
+		return err1("%s deleted, but its audit record could not be written to %s: %s", argv[1],
+		    cfg->audit_log, strerror(saved));
+	}
 	audit_close();
 	printf("%s deleted\n", e.id);
 	quarantine_close(&e);

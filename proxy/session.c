@@ -851,6 +851,13 @@ static void cmd_data(struct session *s, const char *arg)
 		reply(s, "%s", R_STORAGE);
 		return;
 	}
+	if (s->cfg->audit_fail_tempfail && audit_failing()) {
+		/* this transaction's record is tried at its end: once one is
+		 * written, mail flows again */
+		slog(s->id, LOG_WARNING, "DATA refused: the audit log cannot be written (audit_failure = tempfail)");
+		reply(s, "%s", R_STORAGE);
+		return;
+	}
 	if (spool_open(&s->spool) < 0) {
 		slog_errno(s->id, LOG_ERR, "spool");
 		reply(s, "451 4.3.0 Error: local spool failure");
@@ -1118,11 +1125,17 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 		     bare_lf, bare_cr);
 	}
 	if (fault != DF_OK) {
-		int full = fault == DF_SINK_ERROR && s->spool.full;
+		int sink = fault == DF_SINK_ERROR;
+		int full = sink && (s->spool.full || spool_err_storage(s->spool.err));
 		const char *r = full ? R_STORAGE : fault_reply(fault);
+		char why[160] = "";
+		if (sink && s->spool.full)
+			snprintf(why, sizeof why, ", spool_memory_max reached");
+		else if (sink)      /* a write to the memfd failed: say why */
+			snprintf(why, sizeof why, ", spool write: %s", strerror(s->spool.err));
 		snprintf(t->fault, sizeof t->fault, "%s", data_fault_name(fault));
-		slog(s->id, full ? LOG_WARNING : LOG_NOTICE, "message refused: %s%s (bare_lf=%u bare_cr=%u nul=%u)",
-		     data_fault_name(fault), full ? ", spool_memory_max reached" : "", bare_lf, bare_cr, nul);
+		slog(s->id, sink ? LOG_WARNING : LOG_NOTICE, "message refused: %s%s (bare_lf=%u bare_cr=%u nul=%u)",
+		     data_fault_name(fault), why, bare_lf, bare_cr, nul);
 		reply(s, "%s", r);
 		txn_set_reply(t, r);
 		txn_end(s, r[0] == '4' ? "tempfail" : "reject");
@@ -1132,9 +1145,10 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	}
 	/* a small message goes to the scanner inline (no memfd) */
 	if (spool_finish_small(&s->spool, SCANPROTO_INLINE_MAX) < 0) {
+		const char *r = spool_err_storage(errno) ? R_STORAGE : "451 4.3.0 Error: local spool failure";
 		slog_errno(s->id, LOG_ERR, "spool seal");
-		reply(s, "451 4.3.0 Error: local spool failure");
-		txn_set_reply(t, "451 4.3.0 Error: local spool failure");
+		reply(s, "%s", r);
+		txn_set_reply(t, r);
 		txn_end(s, "tempfail");
 		return;
 	}
@@ -1216,6 +1230,10 @@ static void cmd_bdat(struct session *s, const char *arg)
 	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
 	if (s->bdat_refuse == NULL && !t->bdat_seen && spool_full()) {
 		slog(s->id, LOG_WARNING, "BDAT refused: spool_memory_max reached");
+		s->bdat_refuse = R_STORAGE;
+	}
+	if (s->bdat_refuse == NULL && !t->bdat_seen && s->cfg->audit_fail_tempfail && audit_failing()) {
+		slog(s->id, LOG_WARNING, "BDAT refused: the audit log cannot be written (audit_failure = tempfail)");
 		s->bdat_refuse = R_STORAGE;
 	}
 	if (s->bdat_refuse == NULL && !t->bdat_seen) {

@@ -66,9 +66,25 @@ static int make_memfd(struct spool *s)
 	return s->fd < 0 ? -1 : 0;
 }
 
+int spool_err_storage(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == EFBIG || e == ENOMEM;
+}
+
+static int spool_write1(struct spool *s, const char *p, size_t n);
+
+/* the front ends answer after the rest of the message was read, by when
+ * errno is long gone: keep it with the spool */
 int spool_write(void *arg, const char *p, size_t n)
 {
 	struct spool *s = arg;
+	if (spool_write1(s, p, n) == 0) return 0;
+	if (s->err == 0) s->err = errno;
+	return -1;
+}
+
+static int spool_write1(struct spool *s, const char *p, size_t n)
+{
 	if (budget_take(s, n) < 0) return -1;
 	if (s->fd < 0 && s->size + n <= SPOOL_MEM_MAX) {
 		if (s->size + n > s->memcap) {

@@ -24,6 +24,7 @@ struct spool {
 	int      mapped;    /* map is an mmap of fd */
 	uint64_t counted;   /* bytes counted in the process's spool budget */
 	int      full;      /* a write failed: the budget was used up */
+	int      err;       /* errno of the first failed write or finish, or 0 */
 };
 
 int  spool_open(struct spool *s);                       /* 0 / -1 errno */
@@ -42,6 +43,9 @@ void spool_close(struct spool *s);
  * swap, and message_size_limit x max_connections is far beyond either.
  * Past it spool_write fails with ENOSPC and sets s->full. */
 void spool_set_budget(uint64_t bytes);
+/* spool_err_storage - e is a lack of room (ENOSPC, EDQUOT, EFBIG, ENOMEM):
+ * the reply is 452 4.3.1 Insufficient system storage, as for the budget */
+int  spool_err_storage(int e);
 /* spool_full - less than SPOOL_MIN_FREE of the budget is left: a new
  * message is refused at once rather than cut off on its way (as Postfix's
  * queue_minfree) */

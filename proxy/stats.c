@@ -84,6 +84,16 @@ int stats_open(const struct config *cfg)
 		close(fd);
 		goto fail;
 	}
+	/* ftruncate leaves a hole: on a full file system the first store into
+	 * the mapping would find no block and kill the process with SIGBUS.
+	 * Allocate the blocks now, while a failure is still an errno. */
+	int rc = posix_fallocate(fd, 0, sizeof *blk);
+	if (rc != 0) {
+		(void)ftruncate(fd, 0);     /* no stale or half-made counters to read */
+		close(fd);
+		errno = rc;
+		goto fail;
+	}
 	p = mmap(NULL, sizeof *blk, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
 		close(fd);

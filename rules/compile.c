@@ -208,22 +208,44 @@ static int cache_read(const char *path, unsigned n, unsigned char *modes, hs_dat
 	return rc;
 }
 
-static void cache_write(const char *path, unsigned n, const unsigned char *modes, const hs_database_t *db)
+/* write_full - n bytes or an errno in *e (a short write on a full disk
+ * counts as ENOSPC) */
+static int write_full(int fd, const void *p, size_t n, int *e)
+{
+	const char *b = p;
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR) continue;
+		if (w <= 0) { *e = w < 0 ? errno : ENOSPC; return 0; }
+		b += w;
+		n -= (size_t)w;
+	}
+	return 1;
+}
+
+/* cache_write - the compiled database into path (a temporary file renamed
+ * into place; nothing half-written stays).  0, or an errno: the caller
+ * reports it (a cache that cannot be written must not stop the load). */
+static int cache_write(const char *path, unsigned n, const unsigned char *modes, const hs_database_t *db)
 {
 	char *bytes = NULL;
 	size_t len = 0;
-	if (hs_serialize_database(db, &bytes, &len) != HS_SUCCESS) return;
+	int e = 0;
+	if (hs_serialize_database(db, &bytes, &len) != HS_SUCCESS) return ENOMEM;
 	char tmp[4200];
 	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		uint32_t cnt = n;
-		int ok = write(fd, CACHE_MAGIC, 8) == 8 && write(fd, &cnt, 4) == 4 &&
-		         (n == 0 || write(fd, modes, n) == (ssize_t)n) && write(fd, bytes, len) == (ssize_t)len;
-		ok = close(fd) == 0 && ok;
-		if (!ok || rename(tmp, path) < 0) unlink(tmp);
-	}
+		int ok = write_full(fd, CACHE_MAGIC, 8, &e) && write_full(fd, &cnt, 4, &e) &&
+		         (n == 0 || write_full(fd, modes, n, &e)) && write_full(fd, bytes, len, &e);
+		if (close(fd) != 0 && ok) { ok = 0; e = errno; }
+		if (ok && rename(tmp, path) < 0) { ok = 0; e = errno; }
+		if (!ok) unlink(tmp);
+	} else
+		e = errno;
 	free(bytes);
+	return e;
 }
 
 struct cache_file {
@@ -367,7 +389,8 @@ static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache
 			hs_free_compile_error(ce);
 			rc = -1;
 		} else if (*path) {
-			cache_write(path, n, modes, k->db);
+			int e = cache_write(path, n, modes, k->db);
+			if (e != 0 && rs->stats.cache_write_err == 0) rs->stats.cache_write_err = e;
 			cache_prune(cache_dir, (int)kind, path);
 		}
 	}

@@ -28,6 +28,9 @@ struct rules_stats {
 	unsigned hs_prefilter;          /* in Hyperscan as prefilter, confirmed by PCRE2 */
 	unsigned pcre_only;             /* run by PCRE2 alone */
 	int      cache_hit;             /* databases came from the cache */
+	int      cache_write_err;       /* errno of the first cache file that could not be
+	                                 * written (full disk, read-only dir), or 0: the rules
+	                                 * load anyway, the next start compiles them again */
 };
 
 /* rules_new - an empty set */
