@@ -1,0 +1,240 @@
+"""test_peers_hostile.py - mailwarden as a client of spamd, Redis and clamd
+when they misbehave.  A real server cannot be made to stall mid-reply or
+lie about a length, so these are small fake servers on 127.0.0.1 (port 0,
+started and stopped by each test); test_spamd.py, test_greylist.py and
+test_av.py keep the real servers for the normal paths.
+
+For each peer: accept and never answer, one byte a second, close in the
+middle of the reply, a 100 MB reply and a 10 MB line without its end,
+a malformed reply, a well-formed one that does not fit the request
+(spamd's Content-length lying, clamd answering for another stream, Redis
+answering with the wrong type), connection refused.  What must hold: the
+wait is bounded by the configured timeout, memory by a reply limit, a
+log line says what happened, and the documented failure policy applies
+(spamd: SPAMD_FAIL and the mail goes on; clamd: av_fail_action; Redis:
+store_failure) - never a verdict read from a garbled or foreign reply.
+For Redis, whose connections are pooled, also the pairing of replies with
+requests on a reused connection: a reply that arrives late, or unasked
+while the connection sits idle, must never answer the next message."""
+
+import json
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from mwlib import free_port, make_msg, run_mw
+
+MB = 1 << 20
+
+
+class FakePeer:
+    """A TCP server on 127.0.0.1 that runs handler(peer, conn) in a thread
+    for each connection; stop() closes everything (and tells the handlers
+    through peer.stopping, which their sleeps watch)."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.stopping = threading.Event()
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(32)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        self.requests = []          # what the handlers chose to record
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+                self.accepted += 1
+                n = self.accepted
+            threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
+
+    def _serve(self, c, n):
+        try:
+            self.handler(self, c, n)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def sleep(self, s):
+        """False once the peer is being stopped."""
+        return not self.stopping.wait(s)
+
+    def drip(self, c, data, every):
+        for i in range(len(data)):
+            if not self.sleep(every):
+                return
+            c.sendall(data[i:i + 1])
+
+    def flood(self, c, head, total, fill=b"x"):
+        """head, then fill bytes up to total; stops when the client goes."""
+        c.sendall(head)
+        chunk = fill * (1 << 16)
+        sent = 0
+        while sent < total and not self.stopping.is_set():
+            c.sendall(chunk)
+            sent += len(chunk)
+
+    def hold(self, c):
+        """Keep the connection open and silent until stop()."""
+        self.stopping.wait(30)
+
+    def stop(self):
+        self.stopping.set()
+        self.lsock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+
+
+@pytest.fixture
+def fake_peer():
+    made = []
+
+    def make(handler):
+        p = FakePeer(handler)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
+
+def recv_until(c, marker, limit=1 << 20):
+    buf = b""
+    while marker not in buf:
+        d = c.recv(65536)
+        if not d:
+            break
+        buf += d
+        if len(buf) > limit:
+            break
+    return buf
+
+
+def reset(c):
+    """Close with a RST instead of a FIN."""
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+
+def scan(opts, msg=None, extra=()):
+    """mailwarden scan of one message with -o opts; (result, seconds, stderr)."""
+    args = ["scan", "-o", "dns_forwarder=127.0.0.1@%d" % free_port(), "-o", "dns_client_name=no"]
+    for k, v in opts:
+        args += ["-o", "%s=%s" % (k, v)]
+    t0 = time.monotonic()
+    r = run_mw(args + list(extra) + ["-"], input=msg or make_msg(subject="mwtest-spamd-marker"))
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout), took, r.stderr.decode(errors="replace")
+
+
+def names(res):
+    return [s["name"] for s in res["symbols"]]
+
+
+# --- spamd -------------------------------------------------------------------
+
+SPAMD_GOOD = b"SPAMD/1.1 0 EX_OK\r\nContent-length: 15\r\nSpam: True ; 7.5 / 5.0\r\n\r\nMW_SPAMD_MARKER"
+
+
+def spamd_request(c):
+    head = recv_until(c, b"\r\n\r\n")
+    want = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            want = int(line.split(b":")[1])
+    body = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
+    while len(body) < want:
+        d = c.recv(65536)
+        if not d:
+            break
+        body += d
+    return head
+
+
+SPAMD_CASES = {
+    # name: (handler, what the SPAMD_FAIL description says)
+    "silent": (lambda p, c, n: (spamd_request(c), p.hold(c)), "no answer within 1000 ms"),
+    "one byte a second": (lambda p, c, n: (spamd_request(c), p.drip(c, SPAMD_GOOD, 1.0)),
+                          "no answer within 1000 ms"),
+    # the score line cut after "1" of "15.5": must not become a score of 1
+    "closed in the score": (lambda p, c, n: (spamd_request(c), c.sendall(
+        b"SPAMD/1.1 0 EX_OK\r\nContent-length: 15\r\nSpam: True ; 1")), "incomplete"),
+    "closed in the headers": (lambda p, c, n: (spamd_request(c), c.sendall(
+        b"SPAMD/1.1 0 EX_OK\r\nContent-length: 15\r\nSpam: True ; 15.5 / 5.0\r\n")), "incomplete"),
+    "closed in the body": (lambda p, c, n: (spamd_request(c), c.sendall(SPAMD_GOOD[:-5])),
+                           "Content-length"),
+    "reset in the body": (lambda p, c, n: (spamd_request(c), c.sendall(SPAMD_GOOD[:-5]), reset(c)),
+                          ""),
+    "Content-length too short": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"Content-length: 15", b"Content-length: 3"))), "Content-length"),
+    "Content-length not a number": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"Content-length: 15", b"Content-length: lots"))), "Content-length"),
+    "100 MB": (lambda p, c, n: (spamd_request(c), p.flood(c, SPAMD_GOOD, 100 * MB)), "longer than"),
+    "10 MB line": (lambda p, c, n: (spamd_request(c), p.flood(c, b"SPAMD/1.1 0 EX_OK", 10 * MB)),
+                   "longer than"),
+    "not spamd": (lambda p, c, n: (spamd_request(c), c.sendall(b"HTTP/1.0 200 OK\r\n\r\n")),
+                  "not a spamd answer"),
+    "spamd error": (lambda p, c, n: (spamd_request(c), c.sendall(b"SPAMD/1.0 76 Bad header line\r\n")),
+                    "spamd error"),
+    "score nan": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"7.5 /", b"nan /"))), "score"),
+    "score inf": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"7.5 /", b"-inf /"))), "score"),
+    "score 1e300": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"7.5 /", b"1e300 /"))), "score"),
+    "no score": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"Spam: True ; 7.5 / 5.0\r\n", b""))), "no score"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPAMD_CASES))
+def test_spamd_hostile(fake_peer, case):
+    handler, why = SPAMD_CASES[case]
+    p = fake_peer(handler)
+    res, took, err = scan([("filters", "spamd"), ("spamd_address", p.addr), ("spamd_timeout", "1s")])
+    assert names(res) == ["SPAMD_FAIL"], res
+    assert res["action"] == "accept" and res["score"] == 0, res
+    assert why in res["symbols"][0]["desc"], res
+    assert "going on without it" in err, err
+    assert took < 4, took
+
+
+def test_spamd_fake_itself_and_refused(fake_peer):
+    """The fake's good answer is taken (so the cases above test the
+    damage, not the fake); a refused connection costs nothing."""
+    p = fake_peer(lambda p, c, n: (spamd_request(c), c.sendall(SPAMD_GOOD)))
+    res, _, _ = scan([("filters", "spamd"), ("spamd_address", p.addr), ("spamd_timeout", "1s")])
+    assert names(res) == ["SPAMD", "SA_MW_SPAMD_MARKER"] and res["score"] == 7.5, res
+    p = fake_peer(lambda p, c, n: (spamd_request(c), c.sendall(
+        b"SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: False ; 0.0 / 5.0\r\n\r\n")))
+    res, _, _ = scan([("filters", "spamd"), ("spamd_address", p.addr)])
+    assert names(res) == ["SPAMD"] and res["score"] == 0, res
+    res, took, _ = scan([("filters", "spamd"), ("spamd_address", "127.0.0.1:%d" % free_port())])
+    assert names(res) == ["SPAMD_FAIL"] and "connect" in res["symbols"][0]["desc"], res
+    assert took < 2
