@@ -238,3 +238,91 @@ def test_spamd_fake_itself_and_refused(fake_peer):
     res, took, _ = scan([("filters", "spamd"), ("spamd_address", "127.0.0.1:%d" % free_port())])
     assert names(res) == ["SPAMD_FAIL"] and "connect" in res["symbols"][0]["desc"], res
     assert took < 2
+
+
+# --- clamd -------------------------------------------------------------------
+
+def clamd_request(c):
+    """Read zINSTREAM and its chunks up to the zero-length one."""
+    buf = b""
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            d = c.recv(65536)
+            if not d:
+                raise OSError("client went away")
+            buf += d
+    need(10)
+    assert buf[:10] == b"zINSTREAM\0", buf[:20]
+    buf = buf[10:]
+    while True:
+        need(4)
+        n = struct.unpack(">I", buf[:4])[0]
+        need(4 + n)
+        buf = buf[4 + n:]
+        if n == 0:
+            return
+
+
+def clamd_opts(p, *extra):
+    return [("filters", "clamd"), ("clamd_socket", p.addr), ("clamd_timeout", "1s"),
+            ("clamd_connect_timeout", "1s")] + list(extra)
+
+
+CLAMD_CASES = {
+    "silent": (lambda p, c, n: (clamd_request(c), p.hold(c)), "timed out"),
+    "never reads": (lambda p, c, n: p.hold(c), "timed out"),
+    "one byte a second": (lambda p, c, n: (clamd_request(c), p.drip(c, b"stream: OK\0", 1.0)),
+                          "timed out"),
+    # "stream: OK" is all of a clean answer but its NUL: without the NUL
+    # the line may as well have been "stream: OK.Exploit FOUND"
+    "closed before the NUL": (lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK")),
+                              "incomplete"),
+    "reset before the NUL": (lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK"),
+                                              time.sleep(0.1), reset(c)), "incomplete"),
+    "closed mid-name": (lambda p, c, n: (clamd_request(c), c.sendall(b"stream: Eicar-Signature FOU")),
+                        "incomplete"),
+    "100 MB": (lambda p, c, n: (clamd_request(c), p.flood(c, b"stream: ", 100 * MB)), "longer than"),
+    "10 MB line": (lambda p, c, n: (clamd_request(c), p.flood(c, b"stream: OK", 10 * MB, b" ")),
+                   "longer than"),
+    "another stream": (lambda p, c, n: (clamd_request(c), c.sendall(b"1: stream: OK\0")), "1: stream"),
+    "a file's answer": (lambda p, c, n: (clamd_request(c), c.sendall(b"/tmp/x.eml: OK\0")), "/tmp/x.eml"),
+    "empty answer": (lambda p, c, n: (clamd_request(c), c.sendall(b"\0")), "clamd"),
+    "binary": (lambda p, c, n: (clamd_request(c), c.sendall(b"\xff\xfe\x01stream: OK\0")), "clamd"),
+    "clamd error": (lambda p, c, n: (clamd_request(c), c.sendall(b"stream: Can't allocate memory ERROR\0")),
+                    "ERROR"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLAMD_CASES))
+def test_clamd_hostile(fake_peer, case):
+    handler, why = CLAMD_CASES[case]
+    p = fake_peer(handler)
+    res, took, err = scan(clamd_opts(p), msg=make_msg(body=b"x" * 300000))
+    assert names(res) == ["AV_UNSCANNED"], res
+    assert res["action"] == "tempfail", res                # av_fail_action's default
+    desc = res["symbols"][0]["desc"]
+    assert desc.startswith("failure: clamd") and why in desc, res
+    assert "not scanned (failure)" in err, err
+    assert took < 4, took
+
+
+def test_clamd_fake_itself_and_refused(fake_peer):
+    p = fake_peer(lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK\0")))
+    res, _, _ = scan(clamd_opts(p))
+    assert names(res) == [] and res["action"] == "accept", res
+    p = fake_peer(lambda p, c, n: (clamd_request(c), c.sendall(b"stream: Eicar-Test-Signature FOUND\0")))
+    res, _, _ = scan(clamd_opts(p))
+    assert names(res) == ["VIRUS_FOUND"] and res["action"] == "reject", res
+    # a reset after the whole answer still counts (clamd closing hard)
+    p = fake_peer(lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK\0"), reset(c)))
+    res, _, _ = scan(clamd_opts(p))
+    assert res["action"] == "accept", res
+    res, took, _ = scan([("filters", "clamd"), ("clamd_socket", "127.0.0.1:%d" % free_port())])
+    assert res["action"] == "tempfail" and "connect" in res["symbols"][0]["desc"], res
+    assert took < 2
+    # av_fail_action = accept: delivered, marked, never a silent pass
+    p = fake_peer(lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK")))
+    res, _, _ = scan(clamd_opts(p, ("av_fail_action", "accept")))
+    assert res["action"] == "accept" and names(res) == ["AV_UNSCANNED"], res
