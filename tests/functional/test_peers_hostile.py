@@ -326,3 +326,116 @@ def test_clamd_fake_itself_and_refused(fake_peer):
     p = fake_peer(lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK")))
     res, _, _ = scan(clamd_opts(p, ("av_fail_action", "accept")))
     assert res["action"] == "accept" and names(res) == ["AV_UNSCANNED"], res
+
+
+# --- Redis -------------------------------------------------------------------
+
+def resp_commands(c, buf=b""):
+    """Yield (command args, ) from a RESP request stream, as bytes lists."""
+    while True:
+        while b"\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+        line, buf = buf.split(b"\r\n", 1)
+        assert line[:1] == b"*", line
+        args = []
+        for _ in range(int(line[1:])):
+            while b"\r\n" not in buf:
+                buf += c.recv(65536)
+            ln, buf = buf.split(b"\r\n", 1)
+            size = int(ln[1:])
+            while len(buf) < size + 2:
+                buf += c.recv(65536)
+            args.append(buf[:size])
+            buf = buf[size + 2:]
+        yield args
+
+
+def bulk(s):
+    s = s if isinstance(s, bytes) else str(s).encode()
+    return b"$%d\r\n%s\r\n" % (len(s), s)
+
+
+def normal_reply(args):
+    """What a real Redis answers to mailwarden's greylist commands on an
+    empty database (GET: nil; SET: OK)."""
+    cmd = args[0].upper()
+    if cmd == b"GET":
+        return b"$-1\r\n"
+    if cmd == b"SET":
+        return b"+OK\r\n"
+    if cmd == b"EVAL":
+        return b":1\r\n"
+    return b"-ERR unknown command\r\n"
+
+
+def redis_handler(first_get, conns=None):
+    """Normal answers, except the first GET of each connection (or of the
+    connections numbered in conns), which first_get(peer, conn) answers
+    (or not)."""
+    def h(p, c, n):
+        seen = conns is not None and n not in conns
+        for args in resp_commands(c):
+            with p.lock:
+                p.requests.append((n, args))
+            if args[0].upper() == b"GET" and not seen:
+                seen = True
+                first_get(p, c)
+            else:
+                c.sendall(normal_reply(args))
+    return h
+
+
+def grey_scan(addr, mode="open", rcpt="b@example.net", extra=()):
+    return scan([("filters", "greylist"), ("store", "redis"), ("store_redis", addr),
+                 ("store_timeout", "500ms"), ("store_failure", mode), ("greylist_delay", "1h")],
+                msg=make_msg(), extra=["--client-ip", "192.0.2.1", "--from", "a@example.org",
+                                       "--rcpt", rcpt] + list(extra))
+
+
+REDIS_CASES = {
+    "silent": (lambda p, c: p.hold(c), "no complete reply within 500 ms"),
+    # nil, one byte every 0.4 s: each byte within store_timeout of the last
+    "one byte at a time": (lambda p, c: p.drip(c, b"$-1\r\n", 0.4), "no complete reply within 500 ms"),
+    "closed mid-reply": (lambda p, c: c.sendall(b"$14\r\nP17"), "closed"),
+    "100 MB": (lambda p, c: p.flood(c, b"$104857600\r\n", 100 * MB), "longer than"),
+    "10 MB line": (lambda p, c: p.flood(c, b"+", 10 * MB), "longer than"),
+    # hiredis 0.14 callocs the element pointers on reading the count
+    "2e9 elements": (lambda p, c: (c.sendall(b"*2000000000\r\n"), p.hold(c)), "elements"),
+    "4e9 elements": (lambda p, c: p.flood(c, b"*4000000000\r\n", 1 * MB, b":1\r\n"), "out of range"),
+    "negative elements": (lambda p, c: c.sendall(b"*-5\r\n:1\r\n:2\r\n"), "out of range"),
+    "10M elements": (lambda p, c: p.flood(c, b"*10000000\r\n", 40 * MB, b":1\r\n"), "elements"),
+    "100k elements": (lambda p, c: p.flood(c, b"*1000\r\n" + b"*100\r\n" + b":1\r\n" * 100, 1 * MB,
+                                           b"*100\r\n" + b":1\r\n" * 100), "longer than"),
+    "malformed": (lambda p, c: c.sendall(b"?what\r\n"), "Protocol error"),
+    "error": (lambda p, c: c.sendall(b"-ERR out of luck\r\n"), "out of luck"),
+    "integer for GET": (lambda p, c: c.sendall(b":42\r\n"), "unexpected reply"),
+    "array for GET": (lambda p, c: c.sendall(b"*1\r\n$3\r\nP17\r\n"), "unexpected reply"),
+}
+
+
+@pytest.mark.parametrize("case", list(REDIS_CASES))
+def test_redis_hostile(fake_peer, case):
+    """A first GET answered badly is a store failure: store_failure =
+    closed tempfails the message within about store_timeout, with a log
+    line; nothing is taken from the reply."""
+    first_get, why = REDIS_CASES[case]
+    p = fake_peer(redis_handler(first_get))
+    res, took, err = grey_scan(p.addr, mode="closed")
+    assert names(res) == ["GREYLIST_STORE_FAIL"] and res["action"] == "tempfail", (res, err)
+    assert "store unavailable" in err and "store redis" in err, err
+    if why:
+        assert any(w in err for w in why.split("|")), err
+    assert took < 3, took
+
+
+def test_redis_fake_itself_and_refused(fake_peer):
+    p = fake_peer(redis_handler(lambda p, c: c.sendall(b"$-1\r\n")))
+    res, _, _ = grey_scan(p.addr, mode="closed")
+    assert names(res) == ["GREYLIST"] and res["action"] == "tempfail", res
+    assert [a[0] for _, a in p.requests] == [b"GET", b"SET"], p.requests
+    res, took, err = grey_scan("127.0.0.1:%d" % free_port(), mode="open")
+    assert names(res) == ["GREYLIST_STORE_FAIL"] and res["action"] == "accept", res
+    assert "cannot connect" in err and took < 2
