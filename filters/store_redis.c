@@ -12,7 +12,10 @@
  * The server is a peer like any other: a call's deadline covers the whole
  * exchange (hiredis' own timeout is per read(), which a reply dripping one
  * byte at a time never hits), a reply is at most REPLY_MAX bytes and an
- * array ELEMENTS_MAX elements.
+ * array ELEMENTS_MAX elements, and a connection is pooled only when
+ * nothing but the replies asked for came on it, so that a late or unasked
+ * reply can never answer the next caller's command (RESP has no request
+ * ids: pairing is by order only).
  *
  * Layout (every key starts with store_prefix):
  *   <key>             plain strings and counters, with EX/EXPIRE
@@ -29,6 +32,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
 
@@ -158,6 +162,31 @@ static void capped_init(void)
 	redisReaderFree(r);
 }
 
+/* idle_broken - an idle pooled connection the server wrote to or closed
+ * (Redis' own `timeout`, a restart) while it sat in the pool; used as it
+ * is, the next command would fail on the EOF, or worse, take those bytes
+ * as its reply.  The reason is logged. */
+static int idle_broken(const struct redis_store *b, redisContext *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	char byte;
+	ssize_t n;
+
+	if (c->reader->len > c->reader->pos)
+		n = 1;
+	else if (poll(&p, 1, 0) <= 0)
+		return 0;
+	else
+		n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		slog(NULL, LOG_WARNING, "store redis %s:%d: unasked reply on an idle connection; "
+		    "connection dropped", b->host, b->port);
+	else
+		slog(NULL, LOG_INFO, "store redis %s:%d: idle connection closed by the server; "
+		    "reconnecting", b->host, b->port);
+	return 1;
+}
+
 /* conn_get - an idle connection or a new one; NULL when the server is
  * unreachable (logged once per outage) */
 static redisContext *conn_get(struct redis_store *b)
@@ -166,16 +195,22 @@ static redisContext *conn_get(struct redis_store *b)
 	int64_t now = mono_ms();
 
 	pthread_once(&capped_once, capped_init);
-	pthread_mutex_lock(&b->lock);
-	if (b->nidle > 0)
-		c = b->idle[--b->nidle];
-	else if (now < b->down_until_ms) {
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		if (b->nidle > 0)
+			c = b->idle[--b->nidle];
+		else if (now < b->down_until_ms) {
+			pthread_mutex_unlock(&b->lock);
+			return NULL;
+		}
 		pthread_mutex_unlock(&b->lock);
-		return NULL;
+		if (c == NULL)
+			break;
+		if (!idle_broken(b, c))
+			return c;
+		redisFree(c);
+		c = NULL;
 	}
-	pthread_mutex_unlock(&b->lock);
-	if (c != NULL)
-		return c;
 	c = b->port ? redisConnectWithTimeout(b->host, b->port, b->tv)
 	            : redisConnectUnixWithTimeout(b->host, b->tv);
 	if (c != NULL && c->err == 0 && redisSetTimeout(c, b->tv) == REDIS_OK) {
@@ -199,9 +234,13 @@ static redisContext *conn_get(struct redis_store *b)
 	return NULL;
 }
 
-/* conn_put - back to the pool (why NULL), or dropped with why logged */
+/* conn_put - back to the pool (why NULL), or dropped with why logged.
+ * One with bytes left after the replies we read is desynchronised: its
+ * next reply would answer a command it does not belong to. */
 static void conn_put(struct redis_store *b, redisContext *c, const char *cmd, const char *why)
 {
+	if (why == NULL && c->reader->len > c->reader->pos)
+		why = "more data than the replies asked for";
 	if (why != NULL) {
 		slog(NULL, LOG_ERR, "store redis %s:%d: %s: %s; connection dropped", b->host, b->port,
 		    cmd, why);

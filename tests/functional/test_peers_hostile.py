@@ -26,6 +26,7 @@ import time
 import pytest
 
 from mwlib import free_port, make_msg, run_mw
+from storelib import Redis
 
 MB = 1 << 20
 
@@ -436,6 +437,83 @@ def test_redis_fake_itself_and_refused(fake_peer):
     res, _, _ = grey_scan(p.addr, mode="closed")
     assert names(res) == ["GREYLIST"] and res["action"] == "tempfail", res
     assert [a[0] for _, a in p.requests] == [b"GET", b"SET"], p.requests
+    # an answer with a second one stuck to it: the first is GET's, the
+    # connection is not reused (SET gets a new one)
+    p = fake_peer(redis_handler(lambda p, c: c.sendall(b"$-1\r\n+OK\r\n")))
+    res, _, err = grey_scan(p.addr, mode="closed")
+    assert names(res) == ["GREYLIST"], res
+    assert "GET: more data than the replies asked for; connection dropped" in err, err
+    assert p.accepted == 2, p.accepted
     res, took, err = grey_scan("127.0.0.1:%d" % free_port(), mode="open")
     assert names(res) == ["GREYLIST_STORE_FAIL"] and res["action"] == "accept", res
     assert "cannot connect" in err and took < 2
+
+
+def send(m, rcpt):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", [rcpt], make_msg())
+    c.quit()
+    return r["final"]
+
+
+def greylist_daemon(mw_factory, upstream, addr, mode="open", timeout="300ms"):
+    # one scanner thread: every message takes the one pooled connection
+    return mw_factory(upstream, opts=[
+        ("filters", "greylist"), ("store", "redis"), ("store_redis", addr),
+        ("store_timeout", timeout), ("store_failure", mode), ("greylist_delay", "1h"),
+        ("scanner_threads", "1")])
+
+
+def test_redis_late_reply_not_paired_with_next(mw_factory, upstream, fake_peer):
+    """The first GET's answer (a pass!) comes after store_timeout; the
+    next message's GET must not read it on the same connection."""
+    def late(p, c):
+        p.sleep(0.8)
+        c.sendall(bulk("P%d" % int(time.time() * 1000)))
+    p = fake_peer(redis_handler(late, conns=(1,)))
+    m = greylist_daemon(mw_factory, upstream, p.addr, mode="closed")
+    r = send(m, "one@example.net")
+    assert r.code == 451 and "unavailable" in r.text, r
+    time.sleep(1.0)                             # the late pass is on the wire
+    r = send(m, "two@example.net")
+    assert r.code == 451 and "Greylisted" in r.text, r
+    assert "store redis" in m.stderr_text()
+
+
+def test_redis_unasked_reply_on_idle_connection(mw_factory, upstream, fake_peer):
+    """A reply nobody asked for, arriving while the connection is idle in
+    the pool (a desynchronised proxy, a server bug), must not become the
+    answer to the next message's first command."""
+    def h(p, c, n):
+        for args in resp_commands(c):
+            with p.lock:
+                p.requests.append((n, args))
+            c.sendall(normal_reply(args))
+            if args[0].upper() == b"SET" and n == 1:
+                p.sleep(0.1)
+                c.sendall(bulk("P%d" % int(time.time() * 1000)))
+    p = fake_peer(h)
+    m = greylist_daemon(mw_factory, upstream, p.addr)
+    assert send(m, "one@example.net").code == 451
+    time.sleep(0.3)
+    r = send(m, "two@example.net")
+    assert r.code == 451 and "Greylisted" in r.text, r
+    assert "unasked" in m.stderr_text() or "idle" in m.stderr_text()
+
+
+def test_redis_idle_timeout_closes_pooled_connection(mw_factory, upstream, tmp_path):
+    """Redis' own `timeout` closes idle clients: the next message must
+    get a fresh connection, not a store failure (store_failure = closed
+    would tempfail it)."""
+    r = Redis(tmp_path / "redis")
+    r.start()
+    try:
+        r.command("CONFIG", "SET", "timeout", "1")
+        m = greylist_daemon(mw_factory, upstream, r.addr, mode="closed")
+        assert send(m, "one@example.net").code == 451
+        time.sleep(2.5)                         # Redis checks client timeouts about every 1 s
+        res = send(m, "two@example.net")
+        assert res.code == 451 and "Greylisted" in res.text, res
+    finally:
+        r.stop()
