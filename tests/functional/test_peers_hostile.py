@@ -400,7 +400,8 @@ REDIS_CASES = {
     "silent": (lambda p, c: p.hold(c), "no complete reply within 500 ms"),
     # nil, one byte every 0.4 s: each byte within store_timeout of the last
     "one byte at a time": (lambda p, c: p.drip(c, b"$-1\r\n", 0.4), "no complete reply within 500 ms"),
-    "closed mid-reply": (lambda p, c: c.sendall(b"$14\r\nP17"), "closed"),
+    "closed mid-reply": (lambda p, c: (c.sendall(b"$14\r\nP17"), c.shutdown(socket.SHUT_RDWR)),
+                         "closed"),
     "100 MB": (lambda p, c: p.flood(c, b"$104857600\r\n", 100 * MB), "longer than"),
     "10 MB line": (lambda p, c: p.flood(c, b"+", 10 * MB), "longer than"),
     # hiredis 0.14 callocs the element pointers on reading the count
