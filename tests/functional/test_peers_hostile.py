@@ -450,6 +450,37 @@ def test_redis_fake_itself_and_refused(fake_peer):
     assert "cannot connect" in err and took < 2
 
 
+def test_redis_bayes_pipeline_and_ratelimit_types(fake_peer):
+    """Bayes reads its tokens as one pipelined batch of HMGETs: replies
+    coming one every 0.2 s must not stretch it past store_timeout (no
+    BAYES symbol then, mail goes on).  ratelimit's increment answered
+    with a string is a logged store failure."""
+    def bayes(p, c, n):
+        for args in resp_commands(c):
+            cmd = args[0].upper()
+            if cmd == b"GET":
+                c.sendall(bulk("1000"))             # bayes:nspam, bayes:nham
+            elif cmd == b"HMGET":
+                if not p.sleep(0.2):
+                    return
+                c.sendall(b"*2\r\n$1\r\n5\r\n$-1\r\n")
+            else:
+                c.sendall(normal_reply(args))
+    p = fake_peer(bayes)
+    res, took, err = scan([("filters", "bayes"), ("store", "redis"), ("store_redis", p.addr),
+                           ("store_timeout", "500ms"), ("bayes_autolearn", "no")],
+                          msg=make_msg(body=b" ".join(b"word%d" % i for i in range(40))))
+    assert names(res) == [] and res["action"] == "accept", res
+    assert "HMGET: no complete reply within 500 ms" in err, err
+    assert took < 3, took
+    p = fake_peer(lambda p, c, n: [c.sendall(bulk("12")) for _ in resp_commands(c)])
+    res, took, err = scan([("filters", "ratelimit"), ("store", "redis"), ("store_redis", p.addr),
+                           ("store_timeout", "500ms"), ("store_failure", "closed"),
+                           ("ratelimit_ip", "10/1h")], extra=["--client-ip", "192.0.2.1"])
+    assert names(res) == ["RATELIMIT_STORE_FAIL"] and res["action"] == "tempfail", res
+    assert "unexpected reply of type 1" in err, err
+
+
 def send(m, rcpt):
     c = m.client()
     c.ehlo()
