@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,7 +48,8 @@
 #define ELEMENTS_MAX 1024      /* of one array reply: ours have 2 */
 
 struct redis_store {
-	char     host[256];        /* or a unix socket path */
+	char     host[256];        /* as configured (logs), or a unix socket path */
+	char     addr[NI_MAXHOST]; /* host resolved at open: what we connect to */
 	int      port;             /* 0: unix socket */
 	char     prefix[64];
 	unsigned token_ttl_s;      /* bayes_token_ttl: 0 = tokens never expire */
@@ -110,6 +112,29 @@ int store_redis_open(const struct config *cfg, void **backend, char *err, size_t
 		    cfg->store_redis);
 		free(b);
 		return -1;
+	}
+	/* Resolved once here, as spamd_address and clamd_socket are: hiredis
+	 * would ask the system resolver at every new connection (after each
+	 * outage or idle close), a wait store_timeout does not bound. */
+	if (b->port != 0) {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res;
+		char port[8];
+		int rc;
+
+		snprintf(port, sizeof(port), "%d", b->port);
+		if ((rc = getaddrinfo(b->host, port, &hints, &res)) != 0) {
+			snprintf(err, errlen, "store_redis: %s: %s", b->host, gai_strerror(rc));
+			free(b);
+			return -1;
+		}
+		rc = getnameinfo(res->ai_addr, res->ai_addrlen, b->addr, sizeof(b->addr), NULL, 0,
+		    NI_NUMERICHOST);
+		freeaddrinfo(res);
+		if (rc != 0) {
+			snprintf(err, errlen, "store_redis: %s: %s", b->host, gai_strerror(rc));
+			free(b);
+			return -1;
+		}
 	}
 	snprintf(b->prefix, sizeof(b->prefix), "%s", cfg->store_prefix);
 	b->token_ttl_s = cfg->bayes_token_ttl;
@@ -211,7 +236,7 @@ static redisContext *conn_get(struct redis_store *b)
 		redisFree(c);
 		c = NULL;
 	}
-	c = b->port ? redisConnectWithTimeout(b->host, b->port, b->tv)
+	c = b->port ? redisConnectWithTimeout(b->addr, b->port, b->tv)
 	            : redisConnectUnixWithTimeout(b->host, b->tv);
 	if (c != NULL && c->err == 0 && redisSetTimeout(c, b->tv) == REDIS_OK) {
 		c->reader->fn = &capped_fn;

@@ -18,8 +18,10 @@ requests on a reused connection: a reply that arrives late, or unasked
 while the connection sits idle, must never answer the next message."""
 
 import json
+import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -547,5 +549,72 @@ def test_redis_idle_timeout_closes_pooled_connection(mw_factory, upstream, tmp_p
         time.sleep(2.5)                         # Redis checks client timeouts about every 1 s
         res = send(m, "two@example.net")
         assert res.code == 451 and "Greylisted" in res.text, res
+    finally:
+        r.stop()
+
+
+# A name resolved through this shim instead of the system resolver: each
+# lookup of redis.mwtest is written to MW_TEST_GAI_LOG and takes
+# MW_TEST_GAI_SLEEP seconds (a slow or dead DNS), then gives 127.0.0.1.
+GAI_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+	int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+		(int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))
+		dlsym(RTLD_NEXT, "getaddrinfo");
+
+	if (node != NULL && strcmp(node, "redis.mwtest") == 0) {
+		FILE *f = fopen(getenv("MW_TEST_GAI_LOG"), "a");
+
+		if (f != NULL) {
+			fprintf(f, "%d\n", (int)getpid());
+			fclose(f);
+		}
+		usleep((useconds_t)(atof(getenv("MW_TEST_GAI_SLEEP")) * 1e6));
+		node = "127.0.0.1";
+	}
+	return real(node, service, hints, res);
+}
+"""
+
+
+def test_redis_host_name_resolved_once(mw_factory, upstream, tmp_path, monkeypatch):
+    """store_redis given as a name: each new connection (here after
+    Redis' idle timeout) must not wait for the resolver again, outside
+    store_timeout; the name is resolved once, at start-up, like
+    spamd_address and clamd_socket."""
+    shim = tmp_path / "gai.so"
+    src = tmp_path / "gai.c"
+    src.write_text(GAI_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    log = tmp_path / "gai.log"
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("MW_TEST_GAI_LOG", str(log))
+    monkeypatch.setenv("MW_TEST_GAI_SLEEP", "1.5")
+    # the sanitizer build wants its runtime first in the library list
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+    r = Redis(tmp_path / "redis")
+    r.start()
+    try:
+        r.command("CONFIG", "SET", "timeout", "1")
+        m = greylist_daemon(mw_factory, upstream, "redis.mwtest:%d" % r.port, mode="closed")
+        assert send(m, "one@example.net").code == 451
+        at_start = log.read_text().split()      # the lookups at start-up
+        time.sleep(2.5)                         # Redis closes the idle connection
+        t0 = time.monotonic()
+        res = send(m, "two@example.net")
+        took = time.monotonic() - t0
+        assert res.code == 451 and "Greylisted" in res.text, res
+        assert took < 1.0, took
+        assert log.read_text().split() == at_start, (at_start, log.read_text())
     finally:
         r.stop()
