@@ -157,9 +157,9 @@ static void redis_close(void *vb)
 }
 
 /* hiredis 0.14 allocates an array's element pointers as soon as it reads
- * "*N": "*2000000000\r\n" alone was a 16 GB calloc that held the scanner
- * thread for seconds past store_timeout (its own range check stops at
- * INT_MAX).  Our readers build arrays through this cap instead; a refusal
+ * "*N" (its own range check stops at INT_MAX): "*2000000000\r\n" alone was
+ * a 16 GB calloc, walked pointer by pointer when the unfinished reply was
+ * freed, 4 to 10 s of the scanner thread past store_timeout.  Our readers build arrays through this cap instead; a refusal
  * is "Out of memory" to hiredis, so the thread remembers the real reason. */
 static redisReplyObjectFunctions capped_fn;
 static void *(*default_create_array)(const redisReadTask *, int);
