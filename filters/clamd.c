@@ -237,7 +237,13 @@ static void clamd_eom(struct mw_ctx *ctx)
 	}
 	close(fd);
 	rl = strlen(reply);
-	if (strcmp(reply, "stream: OK") == 0) {
+	if (strcmp(reply, "stream: OK") == 0 && sent != 0) {
+		/* clamd stopped reading before the end: OK would be a verdict on
+		 * part of the message (a virus found early, or the size limit,
+		 * still counts) */
+		snprintf(rwhy, sizeof(rwhy), "clamd: OK for part of the message (%.200s)", why);
+		av_unscanned(ctx, d->cfg, d->label, 0, rwhy);
+	} else if (strcmp(reply, "stream: OK") == 0) {
 		av_clean(ctx, d->cfg, d->label);
 	} else if (strncmp(reply, "stream: ", 8) == 0 && rl > 14
 	    && strcmp(reply + rl - 6, " FOUND") == 0) {

@@ -298,6 +298,17 @@ CLAMD_CASES = {
 }
 
 
+def test_clamd_ok_for_part_of_the_message(fake_peer):
+    """clamd answers OK after 10 bytes and reads no more: our send of a
+    message larger than the socket buffers runs into clamd_timeout, and
+    the OK that is there is about part of the message: no verdict."""
+    p = fake_peer(lambda p, c, n: (c.recv(10), c.sendall(b"stream: OK\0"), p.hold(c)))
+    res, took, err = scan(clamd_opts(p), msg=make_msg(body=b"x" * (16 * MB)))
+    assert names(res) == ["AV_UNSCANNED"] and res["action"] == "tempfail", res
+    assert "OK for part of the message" in res["symbols"][0]["desc"], res
+    assert took < 5, took
+
+
 @pytest.mark.parametrize("case", list(CLAMD_CASES))
 def test_clamd_hostile(fake_peer, case):
     handler, why = CLAMD_CASES[case]
