@@ -136,8 +136,11 @@ static int clamd_connect(const struct clamd *d, char *why, size_t whysz)
 	return -1;
 }
 
-/* read_reply - clamd's one line, NUL or EOF terminated, into out.
- * 0, or -1 with why. */
+/* read_reply - clamd's one line, up to its NUL, into out.  0, or -1 with
+ * why.  A line without its NUL (clamd closed or reset the connection in
+ * the middle, or the line does not fit) is no answer: "stream: OK" may be
+ * the start of "stream: OK.Exploit-1 FOUND", and a cut line must not
+ * become a verdict. */
 static int read_reply(int fd, char *out, size_t outsz, long long deadline,
                       char *why, size_t whysz)
 {
@@ -148,15 +151,17 @@ static int read_reply(int fd, char *out, size_t outsz, long long deadline,
 		r = recv(fd, out + n, outsz - 1 - n, 0);
 		if (r > 0) {
 			n += (size_t)r;
-			if (memchr(out, '\0', n) != NULL || n == outsz - 1)
+			if (memchr(out, '\0', n) != NULL)
 				break;
+			if (n == outsz - 1) {
+				snprintf(why, whysz, "clamd: answer longer than %zu bytes", outsz - 1);
+				return -1;
+			}
 			continue;
 		}
-		if (r == 0)
-			break;
-		if (errno == EINTR)
+		if (r < 0 && errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			int w = wait_fd(fd, POLLIN, deadline);
 
 			if (w == 1)
@@ -165,16 +170,24 @@ static int read_reply(int fd, char *out, size_t outsz, long long deadline,
 			    w == 0 ? "timed out" : strerror(errno));
 			return -1;
 		}
-		if (n > 0)
-			break;     /* reset after its answer: take the answer */
-		snprintf(why, whysz, "clamd: recv: %s", strerror(errno));
+		if (n > 0) {
+			out[n] = '\0';
+			snprintf(why, whysz, "clamd: incomplete answer (%s before its end): %.60s",
+			    r == 0 ? "closed" : strerror(errno), out);
+			return -1;
+		}
+		if (r == 0)
+			snprintf(why, whysz, "clamd closed the connection without a verdict");
+		else
+			snprintf(why, whysz, "clamd: recv: %s", strerror(errno));
 		return -1;
 	}
 	out[n] = '\0';
+	n = strlen(out);
 	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
 		out[--n] = '\0';
 	if (n == 0) {
-		snprintf(why, whysz, "clamd closed the connection without a verdict");
+		snprintf(why, whysz, "clamd: empty answer");
 		return -1;
 	}
 	return 0;
@@ -186,7 +199,7 @@ static void clamd_eom(struct mw_ctx *ctx)
 	const unsigned char *msg;
 	size_t len, off, n;
 	long long deadline = now_ms() + d->cfg->clamd_timeout;
-	char why[300], reply[REPLY_MAX];
+	char why[300], rwhy[300], reply[REPLY_MAX];
 	int fd, sent = -1;
 	size_t rl;
 
@@ -216,15 +229,21 @@ static void clamd_eom(struct mw_ctx *ctx)
 	}
 	/* clamd may stop reading and answer (size limit) before we are done
 	 * sending: its answer counts whenever there is one */
-	if (read_reply(fd, reply, sizeof(reply), deadline, sent == 0 ? why : reply,
-	    sent == 0 ? sizeof(why) : sizeof(reply)) < 0) {
+	if (read_reply(fd, reply, sizeof(reply), deadline, rwhy, sizeof(rwhy)) < 0) {
 		close(fd);
-		av_unscanned(ctx, d->cfg, d->label, 0, why[0] ? why : "clamd: no verdict");
+		/* no answer after a failed send: the send's reason is the one */
+		av_unscanned(ctx, d->cfg, d->label, 0, sent == 0 || why[0] == '\0' ? rwhy : why);
 		return;
 	}
 	close(fd);
 	rl = strlen(reply);
-	if (strcmp(reply, "stream: OK") == 0) {
+	if (strcmp(reply, "stream: OK") == 0 && sent != 0) {
+		/* clamd stopped reading before the end: OK would be a verdict on
+		 * part of the message (a virus found early, or the size limit,
+		 * still counts) */
+		snprintf(rwhy, sizeof(rwhy), "clamd: OK for part of the message (%.200s)", why);
+		av_unscanned(ctx, d->cfg, d->label, 0, rwhy);
+	} else if (strcmp(reply, "stream: OK") == 0) {
 		av_clean(ctx, d->cfg, d->label);
 	} else if (strncmp(reply, "stream: ", 8) == 0 && rl > 14
 	    && strcmp(reply + rl - 6, " FOUND") == 0) {

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 
 #define REPLY_MAX   (64 * 1024)
 #define MAX_RULES   64          /* SA_* symbols per message */
+#define SCORE_MAX   10000.0     /* SpamAssassin's own extremes are +-100 per rule */
 
 struct spamd {
 	const struct config *cfg;
@@ -168,13 +170,22 @@ out:
 	return rc;
 }
 
-/* parse - "SPAMD/1.x 0 EX_OK", headers with "Spam: True ; 8.8 / 5.0",
- * empty line, "RULE,RULE".  0, or -1 with why */
+/* parse - "SPAMD/1.x 0 EX_OK", headers with "Spam: True ; 8.8 / 5.0" and
+ * "Content-length: N", empty line, N bytes of "RULE,RULE".  0, or -1 with
+ * why.  The reply ends when spamd closes, and a close in the middle looks
+ * like any other: only the empty line and a body of the announced length
+ * tell a whole reply from a cut one ("Spam: True ; 1" of "... ; 15.5"
+ * would otherwise be a score of 1). */
 static int parse(const char *r, size_t len, double *score, const char **rules, char *why, size_t whylen)
 {
 	const char *end = r + len, *line = r, *body = NULL;
 	int have_score = 0, first = 1;
+	long long clen = -1;
 
+	if (len == 0) {
+		snprintf(why, whylen, "closed without an answer");
+		return -1;
+	}
 	while (line < end) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
@@ -198,6 +209,8 @@ static int parse(const char *r, size_t len, double *score, const char **rules, c
 			}
 			continue;
 		}
+		if (nl == NULL)
+			break;          /* a last line without its end: cut */
 		if (l[0] == '\0') {
 			body = line;
 			break;
@@ -210,13 +223,35 @@ static int parse(const char *r, size_t len, double *score, const char **rules, c
 				*score = strtod(semi + 1, &e);
 				have_score = e != semi + 1;
 			}
+		} else if (strncasecmp(l, "Content-length:", 15) == 0) {
+			char *e;
+
+			errno = 0;
+			clen = strtoll(l + 15, &e, 10);
+			if (e == l + 15 || *e != '\0' || clen < 0 || errno != 0) {
+				snprintf(why, whylen, "bad Content-length: %.100s", l + 15);
+				return -1;
+			}
 		}
+	}
+	if (body == NULL) {
+		snprintf(why, whylen, "incomplete answer (%zu bytes, no end of headers)", len);
+		return -1;
+	}
+	if (clen >= 0 && (size_t)(end - body) != (size_t)clen) {
+		snprintf(why, whylen, "Content-length %lld but %zu bytes of body", clen, (size_t)(end - body));
+		return -1;
 	}
 	if (!have_score) {
 		snprintf(why, whylen, "no score in the answer");
 		return -1;
 	}
-	*rules = body ? body : "";
+	/* nan or inf would make every comparison with the thresholds false */
+	if (!isfinite(*score) || fabs(*score) > SCORE_MAX) {
+		snprintf(why, whylen, "score out of range: %g", *score);
+		return -1;
+	}
+	*rules = body;
 	return 0;
 }
 

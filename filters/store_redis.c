@@ -9,6 +9,14 @@
  * server stays down (so a dead Redis costs one timeout per second, not one
  * per message).  Failures are logged once per outage.
  *
+ * The server is a peer like any other: a call's deadline covers the whole
+ * exchange (hiredis' own timeout is per read(), which a reply dripping one
+ * byte at a time never hits), a reply is at most REPLY_MAX bytes and an
+ * array ELEMENTS_MAX elements, and a connection is pooled only when
+ * nothing but the replies asked for came on it, so that a late or unasked
+ * reply can never answer the next caller's command (RESP has no request
+ * ids: pairing is by order only).
+ *
  * Layout (every key starts with store_prefix):
  *   <key>             plain strings and counters, with EX/EXPIRE
  *   t:<16 hex>        a Bayes token: hash with fields s (spam) and h (ham)
@@ -17,12 +25,15 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
 
@@ -33,12 +44,16 @@
 #define POOL_MAX   32
 #define RETRY_MS   1000
 #define BATCH      500         /* tokens per Lua call */
+#define REPLY_MAX  (64 * 1024) /* bytes of one reply: ours are a few dozen */
+#define ELEMENTS_MAX 1024      /* of one array reply: ours have 2 */
 
 struct redis_store {
-	char     host[256];        /* or a unix socket path */
+	char     host[256];        /* as configured (logs), or a unix socket path */
+	char     addr[NI_MAXHOST]; /* host resolved at open: what we connect to */
 	int      port;             /* 0: unix socket */
 	char     prefix[64];
 	unsigned token_ttl_s;      /* bayes_token_ttl: 0 = tokens never expire */
+	unsigned timeout_ms;       /* store_timeout: connect, and each call whole */
 	struct timeval tv;
 	pthread_mutex_t lock;
 	redisContext *idle[POOL_MAX];
@@ -98,8 +113,32 @@ int store_redis_open(const struct config *cfg, void **backend, char *err, size_t
 		free(b);
 		return -1;
 	}
+	/* Resolved once here, as spamd_address and clamd_socket are: hiredis
+	 * would ask the system resolver at every new connection (after each
+	 * outage or idle close), a wait store_timeout does not bound. */
+	if (b->port != 0) {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res;
+		char port[8];
+		int rc;
+
+		snprintf(port, sizeof(port), "%d", b->port);
+		if ((rc = getaddrinfo(b->host, port, &hints, &res)) != 0) {
+			snprintf(err, errlen, "store_redis: %s: %s", b->host, gai_strerror(rc));
+			free(b);
+			return -1;
+		}
+		rc = getnameinfo(res->ai_addr, res->ai_addrlen, b->addr, sizeof(b->addr), NULL, 0,
+		    NI_NUMERICHOST);
+		freeaddrinfo(res);
+		if (rc != 0) {
+			snprintf(err, errlen, "store_redis: %s: %s", b->host, gai_strerror(rc));
+			free(b);
+			return -1;
+		}
+	}
 	snprintf(b->prefix, sizeof(b->prefix), "%s", cfg->store_prefix);
 	b->token_ttl_s = cfg->bayes_token_ttl;
+	b->timeout_ms = cfg->store_timeout;
 	b->tv.tv_sec = cfg->store_timeout / 1000;
 	b->tv.tv_usec = (cfg->store_timeout % 1000) * 1000;
 	pthread_mutex_init(&b->lock, NULL);
@@ -117,6 +156,62 @@ static void redis_close(void *vb)
 	free(b);
 }
 
+/* hiredis 0.14 allocates an array's element pointers as soon as it reads
+ * "*N" (its own range check stops at INT_MAX): "*2000000000\r\n" alone was
+ * a 16 GB calloc, walked pointer by pointer when the unfinished reply was
+ * freed, 4 to 10 s of the scanner thread past store_timeout.  Our readers build arrays through this cap instead; a refusal
+ * is "Out of memory" to hiredis, so the thread remembers the real reason. */
+static redisReplyObjectFunctions capped_fn;
+static void *(*default_create_array)(const redisReadTask *, int);
+static pthread_once_t capped_once = PTHREAD_ONCE_INIT;
+static _Thread_local int refused_elements;
+
+static void *capped_array(const redisReadTask *task, int elements)
+{
+	if (elements < 0 || elements > ELEMENTS_MAX) {
+		refused_elements = elements;
+		return NULL;
+	}
+	return default_create_array(task, elements);
+}
+
+static void capped_init(void)
+{
+	redisReader *r = redisReaderCreate();
+
+	if (r == NULL)
+		abort();
+	capped_fn = *r->fn;
+	default_create_array = capped_fn.createArray;
+	capped_fn.createArray = capped_array;
+	redisReaderFree(r);
+}
+
+/* idle_broken - an idle pooled connection the server wrote to or closed
+ * (Redis' own `timeout`, a restart) while it sat in the pool; used as it
+ * is, the next command would fail on the EOF, or worse, take those bytes
+ * as its reply.  The reason is logged. */
+static int idle_broken(const struct redis_store *b, redisContext *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	char byte;
+	ssize_t n;
+
+	if (c->reader->len > c->reader->pos)
+		n = 1;
+	else if (poll(&p, 1, 0) <= 0)
+		return 0;
+	else
+		n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		slog(NULL, LOG_WARNING, "store redis %s:%d: unasked reply on an idle connection; "
+		    "connection dropped", b->host, b->port);
+	else
+		slog(NULL, LOG_INFO, "store redis %s:%d: idle connection closed by the server; "
+		    "reconnecting", b->host, b->port);
+	return 1;
+}
+
 /* conn_get - an idle connection or a new one; NULL when the server is
  * unreachable (logged once per outage) */
 static redisContext *conn_get(struct redis_store *b)
@@ -124,19 +219,27 @@ static redisContext *conn_get(struct redis_store *b)
 	redisContext *c = NULL;
 	int64_t now = mono_ms();
 
-	pthread_mutex_lock(&b->lock);
-	if (b->nidle > 0)
-		c = b->idle[--b->nidle];
-	else if (now < b->down_until_ms) {
+	pthread_once(&capped_once, capped_init);
+	for (;;) {
+		pthread_mutex_lock(&b->lock);
+		if (b->nidle > 0)
+			c = b->idle[--b->nidle];
+		else if (now < b->down_until_ms) {
+			pthread_mutex_unlock(&b->lock);
+			return NULL;
+		}
 		pthread_mutex_unlock(&b->lock);
-		return NULL;
+		if (c == NULL)
+			break;
+		if (!idle_broken(b, c))
+			return c;
+		redisFree(c);
+		c = NULL;
 	}
-	pthread_mutex_unlock(&b->lock);
-	if (c != NULL)
-		return c;
-	c = b->port ? redisConnectWithTimeout(b->host, b->port, b->tv)
+	c = b->port ? redisConnectWithTimeout(b->addr, b->port, b->tv)
 	            : redisConnectUnixWithTimeout(b->host, b->tv);
 	if (c != NULL && c->err == 0 && redisSetTimeout(c, b->tv) == REDIS_OK) {
+		c->reader->fn = &capped_fn;
 		pthread_mutex_lock(&b->lock);
 		if (b->down_logged)
 			slog(NULL, LOG_NOTICE, "store redis %s:%d: reachable again", b->host, b->port);
@@ -156,12 +259,16 @@ static redisContext *conn_get(struct redis_store *b)
 	return NULL;
 }
 
-/* conn_put - back to the pool if it is healthy, else dropped */
-static void conn_put(struct redis_store *b, redisContext *c, int broken)
+/* conn_put - back to the pool (why NULL), or dropped with why logged.
+ * One with bytes left after the replies we read is desynchronised: its
+ * next reply would answer a command it does not belong to. */
+static void conn_put(struct redis_store *b, redisContext *c, const char *cmd, const char *why)
 {
-	if (broken || c->err) {
-		slog(NULL, LOG_ERR, "store redis %s:%d: %s", b->host, b->port,
-		    c->err ? c->errstr : "protocol error");
+	if (why == NULL && c->reader->len > c->reader->pos)
+		why = "more data than the replies asked for";
+	if (why != NULL) {
+		slog(NULL, LOG_ERR, "store redis %s:%d: %s: %s; connection dropped", b->host, b->port,
+		    cmd, why);
 		redisFree(c);
 		return;
 	}
@@ -175,32 +282,129 @@ static void conn_put(struct redis_store *b, redisContext *c, int broken)
 		redisFree(c);
 }
 
+static struct timeval ms_tv(int64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	return tv;
+}
+
+/* flush_out - the appended commands written before the deadline.  0, or
+ * -1 with why.  The socket is blocking (hiredis' synchronous API); its
+ * send timeout is what is left of the call. */
+static int flush_out(const struct redis_store *b, redisContext *c, int64_t deadline,
+                     char *why, size_t whysz)
+{
+	int done = 0;
+
+	while (!done) {
+		int64_t left = deadline - mono_ms();
+
+		if (left <= 0 || redisSetTimeout(c, ms_tv(left)) != REDIS_OK) {
+			snprintf(why, whysz, "not sent within %u ms", b->timeout_ms);
+			return -1;
+		}
+		if (redisBufferWrite(c, &done) != REDIS_OK) {
+			snprintf(why, whysz, "send: %s", c->errstr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* read_reply - the next reply, complete, before the deadline and within
+ * REPLY_MAX bytes.  0, or -1 with why. */
+static int read_reply(const struct redis_store *b, redisContext *c, int64_t deadline,
+                      redisReply **out, char *why, size_t whysz)
+{
+	size_t got = 0;
+	void *r = NULL;
+
+	refused_elements = 0;
+	for (;;) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int64_t left;
+		size_t before;
+		int n;
+
+		if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
+			if (refused_elements != 0)
+				snprintf(why, whysz, "array reply of %d elements (at most %d)",
+				    refused_elements, ELEMENTS_MAX);
+			else
+				snprintf(why, whysz, "%s", c->errstr);
+			return -1;
+		}
+		if (r != NULL) {
+			*out = r;
+			return 0;
+		}
+		if (got > REPLY_MAX) {
+			snprintf(why, whysz, "reply longer than %d bytes", REPLY_MAX);
+			return -1;
+		}
+		left = deadline - mono_ms();
+		n = left > 0 ? poll(&p, 1, (int)left) : 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			snprintf(why, whysz, "no complete reply within %u ms", b->timeout_ms);
+			return -1;
+		}
+		if (n < 0) {
+			snprintf(why, whysz, "poll: %s", strerror(errno));
+			return -1;
+		}
+		before = c->reader->len;
+		if (redisBufferRead(c) != REDIS_OK) {
+			snprintf(why, whysz, "%s", c->errstr);
+			return -1;
+		}
+		got += c->reader->len - before;
+	}
+}
+
 static void full_key(const struct redis_store *b, const char *key, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s%s", b->prefix, key);
 }
 
-/* run - one command (argv form); the reply (caller frees) or NULL */
+/* run - one command (argv form), sent and answered within store_timeout;
+ * the reply (caller frees) or NULL */
 static redisReply *run(struct redis_store *b, int argc, const char **argv, const size_t *lens)
 {
 	redisContext *c = conn_get(b);
-	redisReply *r;
+	int64_t deadline = mono_ms() + b->timeout_ms;
+	redisReply *r = NULL;
+	char why[200];
 
 	if (c == NULL)
 		return NULL;
-	r = redisCommandArgv(c, argc, argv, lens);
-	if (r == NULL) {
-		conn_put(b, c, 1);
+	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
+		conn_put(b, c, argv[0], "out of memory");
+		return NULL;
+	}
+	if (flush_out(b, c, deadline, why, sizeof(why)) < 0
+	    || read_reply(b, c, deadline, &r, why, sizeof(why)) < 0) {
+		conn_put(b, c, argv[0], why);
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		slog(NULL, LOG_ERR, "store redis %s:%d: %s: %s", b->host, b->port, argv[0], r->str);
 		freeReplyObject(r);
-		conn_put(b, c, 0);
+		conn_put(b, c, argv[0], NULL);
 		return NULL;
 	}
-	conn_put(b, c, 0);
+	conn_put(b, c, argv[0], NULL);
 	return r;
+}
+
+/* wrong_type - a reply of a type the command never gives: logged (the
+ * reply is whole, so the connection stays in step) */
+static void wrong_type(const struct redis_store *b, const char *cmd, const redisReply *r)
+{
+	slog(NULL, LOG_ERR, "store redis %s:%d: %s: unexpected reply of type %d", b->host, b->port,
+	    cmd, r->type);
 }
 
 static int redis_get(void *vb, const char *key, char *val, size_t valsz)
@@ -220,8 +424,10 @@ static int redis_get(void *vb, const char *key, char *val, size_t valsz)
 		memcpy(val, r->str, n);
 		val[n] = '\0';
 		found = 1;
-	} else if (r->type != REDIS_REPLY_NIL)
+	} else if (r->type != REDIS_REPLY_NIL) {
+		wrong_type(b, "GET", r);
 		found = -1;
+	}
 	freeReplyObject(r);
 	return found;
 }
@@ -277,8 +483,10 @@ static int redis_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int
 	if (r->type == REDIS_REPLY_INTEGER) {
 		if (out != NULL)
 			*out = r->integer;
-	} else
+	} else {
+		wrong_type(b, "EVAL (incr)", r);
 		rc = -1;
+	}
 	freeReplyObject(r);
 	return rc;
 }
@@ -292,8 +500,10 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 {
 	struct redis_store *b = vb;
 	redisContext *c = conn_get(b);
-	size_t i, sent = 0;
+	int64_t deadline = mono_ms() + b->timeout_ms;
+	size_t i;
 	int rc = 0;
+	char why[200];
 
 	if (c == NULL)
 		return -1;
@@ -301,15 +511,20 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 		char k[128];
 
 		token_key(b, t[i].hash, k, sizeof(k));
-		if (redisAppendCommand(c, "HMGET %s s h", k) != REDIS_OK)
-			break;
-		sent++;
+		if (redisAppendCommand(c, "HMGET %s s h", k) != REDIS_OK) {
+			conn_put(b, c, "HMGET", "out of memory");
+			return -1;
+		}
 	}
-	for (i = 0; i < sent; i++) {
+	if (flush_out(b, c, deadline, why, sizeof(why)) < 0) {
+		conn_put(b, c, "HMGET", why);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
 		redisReply *r = NULL;
 
-		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
-			conn_put(b, c, 1);
+		if (read_reply(b, c, deadline, &r, why, sizeof(why)) < 0) {
+			conn_put(b, c, "HMGET", why);
 			return -1;
 		}
 		t[i].spam = t[i].ham = 0;
@@ -318,12 +533,15 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 				t[i].spam = (uint32_t)strtoul(r->element[0]->str, NULL, 10);
 			if (r->element[1]->type == REDIS_REPLY_STRING)
 				t[i].ham = (uint32_t)strtoul(r->element[1]->str, NULL, 10);
-		} else
+		} else {
+			if (rc == 0)
+				wrong_type(b, "HMGET", r);
 			rc = -1;
+		}
 		freeReplyObject(r);
 	}
-	conn_put(b, c, sent != n);
-	return sent == n ? rc : -1;
+	conn_put(b, c, "HMGET", NULL);
+	return rc;
 }
 
 static const char tokens_lua[] =
