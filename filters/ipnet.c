@@ -1,15 +1,17 @@
 /* ipnet.c - client networks and CIDR lists (ipnet.h). */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "filters/ipnet.h"
 
 int ipnet_parse(const char *s, struct ipnet *out)
 {
 	char buf[64], *slash;
-	unsigned max;
+	unsigned max, mapped_net = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (strlen(s) >= sizeof(buf))
@@ -29,6 +31,8 @@ int ipnet_parse(const char *s, struct ipnet *out)
 			memset(out->addr + 4, 0, 12);
 			out->family = 4;
 			max = 32;
+			/* "::ffff:10.0.0.0/104" is 10.0.0.0/8 written as IPv6 */
+			mapped_net = 1;
 		} else {
 			out->family = 6;
 			max = 128;
@@ -40,7 +44,12 @@ int ipnet_parse(const char *s, struct ipnet *out)
 		char *end;
 		long b = strtol(slash + 1, &end, 10);
 
-		if (*end != '\0' || slash[1] == '\0' || b < 0 || b > (long)max)
+		if (mapped_net && b >= 96 && b <= 128)
+			b -= 96;
+		else if (mapped_net)
+			return -1;	/* wider than the mapped space: no IPv4 meaning */
+		if (*end != '\0' || slash[1] == '\0' || !isdigit((unsigned char)slash[1])
+		    || b < 0 || b > (long)max)
 			return -1;
 		out->bits = (unsigned)b;
 	}
@@ -81,4 +90,27 @@ int ipnet_client_net(const char *ip, char *out, size_t outsz)
 	inet_ntop(AF_INET6, a.addr, txt, sizeof(txt));
 	snprintf(out, outsz, "%s/64", txt);
 	return 0;
+}
+
+int ipnet_canon(const char *ip, char *out, size_t outsz)
+{
+	struct ipnet a;
+
+	/* Sendmail's {client_addr} and XCLIENT write "IPv6:2001:db8::1" */
+	if (strncasecmp(ip, "IPv6:", 5) == 0)
+		ip += 5;
+	if (strchr(ip, '/') != NULL || ipnet_parse(ip, &a) < 0)
+		return -1;
+	return inet_ntop(a.family == 4 ? AF_INET : AF_INET6, a.addr, out, (socklen_t)outsz) != NULL ? 0 : -1;
+}
+
+int ipnet_limit_key(const char *ip, char *out, size_t outsz)
+{
+	struct ipnet a;
+
+	if (ipnet_parse(ip, &a) < 0 || a.bits != (a.family == 4 ? 32u : 128u))
+		return -1;
+	if (a.family == 6)
+		return ipnet_client_net(ip, out, outsz);
+	return inet_ntop(AF_INET, a.addr, out, (socklen_t)outsz) != NULL ? 0 : -1;
 }

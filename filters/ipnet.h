@@ -22,4 +22,14 @@ int ipnet_contains(const struct ipnet *net, const struct ipnet *ip);
  * in text; 0, or -1 if ip is not an address. */
 int ipnet_client_net(const char *ip, char *out, size_t outsz);
 
+/* ipnet_canon - the one spelling of an address every filter, list and
+ * store key sees: IPv4-mapped IPv6 as IPv4, IPv6 in RFC 5952 form (lower
+ * case, zeros compressed), an "IPv6:" prefix dropped.  0, or -1 if ip is
+ * not a single address. */
+int ipnet_canon(const char *ip, char *out, size_t outsz);
+/* ipnet_limit_key - what a per-client limit counts: the IPv4 address, or
+ * the IPv6 /64 (one subscriber or server gets a whole /64 and can rotate
+ * through it at will).  0, or -1 if ip is not an address. */
+int ipnet_limit_key(const char *ip, char *out, size_t outsz);
+
 #endif
