@@ -1,5 +1,6 @@
 /* ratelimit.c - the built-in "ratelimit" filter: at most COUNT messages
- * per WINDOW from one client IP (ratelimit_ip), one envelope sender
+ * per WINDOW from one client (ratelimit_ip: an IPv4 address or an IPv6
+ * /64, ipnet_limit_key), one envelope sender
  * (ratelimit_sender), one authenticated user (ratelimit_user), and to one
  * recipient domain (ratelimit_rcpt_domain); over the limit the message
  * gets 451 4.7.1.
@@ -23,6 +24,7 @@
 
 #include "filters/builtin.h"
 #include "filters/filter_api.h"
+#include "filters/ipnet.h"
 #include "filters/store.h"
 #include "proxy/sbuf.h"
 
@@ -158,10 +160,16 @@ static void ratelimit_eom(struct mw_ctx *ctx)
 {
 	struct ratelimit *r = mw_instance(ctx);
 	const struct scan_request *req = ctx->ms->req;
+	char ipkey[64];
 	int rc = 0;
 	size_t i, j;
 
-	rc |= check(ctx, r, RL_IP, mw_client_ip(ctx)) < 0;
+	/* an IPv6 client can take any address of its /64, and a mapped
+	 * address is its IPv4 one: counted per address, either would start
+	 * a fresh counter at will */
+	if (ipnet_limit_key(mw_client_ip(ctx), ipkey, sizeof(ipkey)) < 0)
+		snprintf(ipkey, sizeof(ipkey), "%s", mw_client_ip(ctx));
+	rc |= check(ctx, r, RL_IP, ipkey) < 0;
 	rc |= check(ctx, r, RL_SENDER, mw_mail_from(ctx)) < 0;
 	rc |= check(ctx, r, RL_USER, req->auth_user) < 0;
 	for (i = 0; i < mw_rcpt_count(ctx) && r->lim[RL_RCPT_DOMAIN].count; i++) {
