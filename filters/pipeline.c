@@ -30,6 +30,7 @@
 #include "filters/builtin.h"
 #include "filters/dns.h"
 #include "filters/filter_api.h"
+#include "filters/ipnet.h"
 #include "filters/mime.h"
 #include "filters/pipeline.h"
 #include "filters/plugin.h"
@@ -498,13 +499,23 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	unsigned char *copy = NULL;
 	size_t len = 0, i;
 	double score = 0;
-	char why[256];
+	char why[256], canon_ip[64];
+	struct scan_request canon_req;
 	int seals;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(res, 0, sizeof(*res));
 	memset(&ms, 0, sizeof(ms));
 	res->id = req->id;
+	/* Front ends, milters and "scan --client-ip" may write the client as
+	 * ::ffff:192.0.2.1 or 2001:DB8:0::1: one spelling here, so that the
+	 * filters' lists, DNS names and store keys see one client as one */
+	if (req->client_ip != NULL && ipnet_canon(req->client_ip, canon_ip, sizeof(canon_ip)) == 0
+	    && strcmp(canon_ip, req->client_ip) != 0) {
+		canon_req = *req;
+		canon_req.client_ip = canon_ip;
+		req = &canon_req;
+	}
 
 	if (req->stage == SCAN_ENVELOPE) {
 		scan_envelope(p, req, res);
