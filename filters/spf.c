@@ -56,6 +56,7 @@
 
 #include "filters/builtin.h"
 #include "filters/dns.h"
+#include "filters/ipnet.h"
 #include "filters/spf_syntax.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -522,7 +523,7 @@ static int parse_skip(struct spf_inst *in, const char *v, char *err, size_t errl
 		char tok[80], *slash;
 		size_t len;
 		struct spf_net *net;
-		unsigned long bits;
+		struct ipnet n;
 
 		v += strspn(v, " \t,");
 		if ((len = strcspn(v, " \t,")) == 0)
@@ -536,29 +537,21 @@ static int parse_skip(struct spf_inst *in, const char *v, char *err, size_t errl
 		tok[len] = '\0';
 		v += len;
 		net = &in->skip[in->nskip];
-		if ((slash = strchr(tok, '/')) != NULL)
-			*slash = '\0';
-		if (inet_pton(AF_INET, tok, net->addr) == 1) {
-			net->family = AF_INET;
-			net->bits = 32;
-		} else if (inet_pton(AF_INET6, tok, net->addr) == 1) {
-			net->family = AF_INET6;
-			net->bits = 128;
-		} else {
-			snprintf(err, errlen, "spf_skip_networks: \"%s\" is not an address", tok);
-			return -1;
-		}
-		if (slash != NULL) {
-			char *end;
-
-			bits = strtoul(slash + 1, &end, 10);
-			if (slash[1] == '\0' || *end != '\0' || bits > net->bits) {
+		/* ipnet_parse: a mapped network (::ffff:10.0.0.0/104) is the IPv4
+		 * one, as the client is (spf_check); kept as IPv6 it never matched */
+		if (ipnet_parse(tok, &n) < 0) {
+			if ((slash = strchr(tok, '/')) != NULL)
+				*slash = '\0';
+			if (ipnet_parse(tok, &n) < 0)
+				snprintf(err, errlen, "spf_skip_networks: \"%s\" is not an address", tok);
+			else
 				snprintf(err, errlen, "spf_skip_networks: bad prefix length in \"%s/%s\"",
 				    tok, slash + 1);
-				return -1;
-			}
-			net->bits = (unsigned)bits;
+			return -1;
 		}
+		net->family = n.family == 4 ? AF_INET : AF_INET6;
+		memcpy(net->addr, n.addr, sizeof(net->addr));
+		net->bits = n.bits;
 		in->nskip++;
 	}
 }
