@@ -1196,7 +1196,10 @@ static int check_cidr_list(const char *v, char *err, size_t errlen)
 		v6 = strchr(word, ':') != NULL;
 		if (inet_pton(v6 ? AF_INET6 : AF_INET, word, buf) != 1
 		    || (slash != NULL && (parse_u64(slash + 1, strlen(slash + 1), &len) < 0
-		        || len > (v6 ? 128u : 32u))))
+		        || len > (v6 ? 128u : 32u)
+		        /* a mapped network is matched as IPv4 (ipnet.h): one wider
+		         * than ::ffff:0:0/96 has no IPv4 meaning */
+		        || (v6 && memcmp(buf, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && len < 96))))
 			return fail(err, errlen, "\"%s%s%s\" is not an address/prefix", word,
 			    slash ? "/" : "", slash ? slash + 1 : "");
 	}

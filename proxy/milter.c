@@ -28,10 +28,12 @@
 #include "log.h"
 #include "milter.h"
 #include "milter_result.h"
+#include "netaddr.h"
 #include "sbuf.h"
 #include "scansync.h"
 #include "spool.h"
 #include "stats.h"
+#include "filters/ipnet.h"
 
 #define MAX_FIELDS 10000
 #define MAX_RCPTS  10000
@@ -149,37 +151,25 @@ static double elapsed_ms(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* in_networks - is ip inside one of the blank-separated CIDRs? */
+/* in_networks - is ip inside one of the blank-separated CIDRs?  ipnet
+ * reads both sides, so a mapped client or network is its IPv4 form */
 static int in_networks(const char *ip, const char *list)
 {
-	unsigned char a[16], n[16];
-	int v6 = strchr(ip, ':') != NULL;
+	struct ipnet a, n;
 
-	if (inet_pton(v6 ? AF_INET6 : AF_INET, ip, a) != 1)
+	if (ipnet_parse(ip, &a) < 0)
 		return 0;
 	for (;;) {
-		char word[64], *slash;
-		size_t len, bits, full;
+		char word[64];
+		size_t len;
 
 		list += strspn(list, " \t,");
 		if ((len = strcspn(list, " \t,")) == 0)
 			return 0;
 		snprintf(word, sizeof(word), "%.*s", (int)len, list);
 		list += len;
-		if ((slash = strchr(word, '/')) != NULL)
-			*slash = '\0';
-		if ((strchr(word, ':') != NULL) != v6 || inet_pton(v6 ? AF_INET6 : AF_INET, word, n) != 1)
-			continue;
-		bits = slash ? strtoul(slash + 1, NULL, 10) : (v6 ? 128 : 32);
-		full = bits / 8;
-		if (memcmp(a, n, full) != 0)
-			continue;
-		if (bits % 8 != 0) {
-			unsigned char mask = (unsigned char)(0xff << (8 - bits % 8));
-			if ((a[full] & mask) != (n[full] & mask))
-				continue;
-		}
-		return 1;
+		if (ipnet_parse(word, &n) == 0 && ipnet_contains(&n, &a))
+			return 1;
 	}
 }
 
@@ -457,10 +447,15 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 		s->client_port = ntohs(in->sin_port);
 	} else if (sa != NULL && sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, s->client_ip, sizeof(s->client_ip));
+		/* as shown as IPv4: milter_internal_networks, the audit log
+		 * and the scanner's filters see a mapped client as IPv4 */
+		netaddr_ip(sa, s->client_ip, sizeof(s->client_ip), NULL);
 		s->client_port = ntohs(in6->sin6_port);
-	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0')
-		snprintf(s->client_ip, sizeof(s->client_ip), "%s", addr);
+	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0') {
+		/* Sendmail writes "IPv6:2001:db8::1" */
+		if (ipnet_canon(addr, s->client_ip, sizeof(s->client_ip)) < 0)
+			snprintf(s->client_ip, sizeof(s->client_ip), "%s", addr);
+	}
 	/* Postfix gives "unknown" or "[1.2.3.4]" when the name did not verify */
 	if (hostname != NULL && hostname[0] != '[' && strcmp(hostname, "unknown") != 0)
 		snprintf(s->client_name, sizeof(s->client_name), "%s", hostname);
