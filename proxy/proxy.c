@@ -22,6 +22,7 @@
 #include "tls.h"
 #include "scanclient.h"
 #include "session.h"
+#include "filters/ipnet.h"
 
 #define MAX_LOOPS PROXY_MAX_LOOPS
 
@@ -67,10 +68,21 @@ static void probe_timer_cb(evutil_socket_t fd, short what, void *arg)
 	probe_all(arg);
 }
 
+/* limit_key - what max_connections_per_ip counts: an IPv4 address or an
+ * IPv6 /64, as ratelimit_ip does (an IPv6 host picks any address of its
+ * /64 for each connection) */
+static const char *limit_key(const char *ip, char *buf, size_t bufsz)
+{
+	return ipnet_limit_key(ip, buf, bufsz) == 0 ? buf : ip;
+}
+
 int proxy_admit(struct proxy *px, const char *ip, unsigned *count)
 {
 	struct proxy_shared *sh = px->sh;
+	char key[64];
 	int rc = 0;
+
+	ip = limit_key(ip, key, sizeof key);
 	pthread_mutex_lock(&sh->lock);
 	*count = ipcount_get(sh->ipcounts, ip);
 	if (sh->nsessions >= px->cfg->max_connections) {
@@ -89,6 +101,9 @@ int proxy_admit(struct proxy *px, const char *ip, unsigned *count)
 void proxy_release(struct proxy *px, const char *ip)
 {
 	struct proxy_shared *sh = px->sh;
+	char key[64];
+
+	ip = limit_key(ip, key, sizeof key);
 	pthread_mutex_lock(&sh->lock);
 	ipcount_dec(sh->ipcounts, ip);
 	sh->nsessions--;
