@@ -1,0 +1,384 @@
+"""test_ipv6.py - IPv6 client addresses end to end.  Sockets are only
+127.0.0.1 and ::1; other client addresses come from a PROXY header (v1
+TCP6, v2 AF_INET6), the milter's connect packet, or "scan --client-ip".
+
+What a mail administrator expects: an IPv6 client is counted per /64 by
+greylisting and ratelimit_ip; an IPv4-mapped address (::ffff:192.0.2.1) is
+the IPv4 address everywhere (limits, lists, DNS names, audit log); DNSBL
+queries for IPv6 use the RFC 5782 nibble form and skip loopback,
+link-local and ULA; HELO [IPv6:...] literals and XCLIENT ADDR=IPV6:... go
+through; CIDR settings take IPv6 networks and refuse bad prefixes."""
+
+import json
+import socket
+import struct
+import time
+
+import pytest
+
+import milterlib
+from dnsserver import dns_server  # noqa: F401 (fixture)
+from mwlib import (RawUpstream, SMTPClient, free_port, ipv6_available, make_msg, run_mw,
+                   wait_until, _port_open)
+from storelib import store_opts
+
+V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def nibbles(ip, reverse=True):
+    """RFC 5782 owner prefix of an IPv6 address: 32 reversed nibbles
+    (reverse=False: RFC 7208's %{i}, the nibbles in order)."""
+    h = socket.inet_pton(socket.AF_INET6, ip).hex()
+    return ".".join(reversed(h) if reverse else h)
+
+
+def mw_pp(mw_factory, up, opts=(), listen="127.0.0.1"):
+    """A proxy whose listener takes PROXY headers from loopback."""
+    port = free_port(listen)
+    addr = "[%s]:%d" % (listen, port) if ":" in listen else "%s:%d" % (listen, port)
+    m = mw_factory(up, opts=list(opts) + [("listener.pp.proxy_protocol", "yes")],
+                   listeners=[("pp", addr, up.addr, None)], ready=False)
+    fam = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    assert wait_until(lambda: _port_open(listen, port), 10), m.stderr_tail()
+    m.pp_host, m.pp_family = listen, fam
+    return m
+
+
+def pp_client(m, header):
+    s = socket.socket(m.pp_family)
+    s.settimeout(10)
+    s.connect((m.pp_host, m.port))
+    s.sendall(header)
+    c = SMTPClient.__new__(SMTPClient)
+    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 10
+    assert c.reply().code == 220
+    return c
+
+
+def v1(ip, port=40000):
+    fam = "TCP6" if ":" in ip else "TCP4"
+    dst = "::1" if fam == "TCP6" else "127.0.0.1"
+    return ("PROXY %s %s %s %d 25\r\n" % (fam, ip, dst, port)).encode()
+
+
+def v2_inet6(ip, port=40000):
+    addr = socket.inet_pton(socket.AF_INET6, ip) + socket.inet_pton(socket.AF_INET6, "::1")
+    return V2SIG + b"\x21\x21" + struct.pack("!H", 36) + addr + struct.pack("!HH", port, 25)
+
+
+def send_as(m, header, helo="client.example.org", frm="sender@example.org", rcpt="rcpt@example.net"):
+    c = pp_client(m, header)
+    assert c.ehlo(helo).code == 250
+    r = c.transaction(frm, [rcpt], make_msg(frm=frm, to=rcpt))["final"]
+    c.quit()
+    return r
+
+
+def scan(args, tmp_path, body=b"hello"):
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    p.write_bytes(make_msg(body=body))
+    r = run_mw(["scan", "-o", "dns_client_name=no"] + list(args) + [str(p)], timeout=60)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    return res, {s["name"]: s for s in res["symbols"]}
+
+
+# --- rate limits and greylisting --------------------------------------------
+
+
+def test_ratelimit_ip_counts_an_ipv6_client_per_64(mw_factory, upstream, tmp_path):
+    """Rotating addresses inside one /64 does not escape ratelimit_ip
+    (before: each address had its own counter, all 4 passed)."""
+    m = mw_pp(mw_factory, upstream, store_opts("lmdb", tmp_path)
+              + [("filters", "ratelimit"), ("ratelimit_ip", "2/1h")])
+    assert send_as(m, v1("2001:db8:1:2::a")).code == 250
+    assert send_as(m, v2_inet6("2001:db8:1:2:ffff::b")).code == 250
+    r = send_as(m, v1("2001:DB8:1:2:0::c"))
+    assert r.code == 451 and "Rate limit" in r.text, r
+    # the next /64 is another client
+    assert send_as(m, v1("2001:db8:1:3::1")).code == 250
+    rec = m.audit(4)[2]
+    assert rec["client_ip"] == "2001:db8:1:2::c", rec["client_ip"]
+    assert any(s["name"] == "RATELIMIT_IP" for s in rec["symbols"]), rec
+
+
+def test_ratelimit_ip_counts_a_mapped_client_as_ipv4(tmp_path):
+    """::ffff:192.0.2.1 and 192.0.2.1 share one counter (before: two)."""
+    opts = ["-o", "filters=ratelimit", "-o", "ratelimit_ip=1/1h"]
+    for k, v in store_opts("lmdb", tmp_path):
+        opts += ["-o", "%s=%s" % (k, v)]
+    res, _ = scan(opts + ["--client-ip", "192.0.2.1"], tmp_path)
+    assert res["action"] == "accept"
+    res, sym = scan(opts + ["--client-ip", "::ffff:192.0.2.1"], tmp_path)
+    assert res["action"] == "tempfail" and "RATELIMIT_IP" in sym, res
+    # and 2001:db8::1 / 2001:db8:0:0::2 (one /64) likewise
+    res, _ = scan(opts + ["--client-ip", "2001:db8::1"], tmp_path)
+    assert res["action"] == "accept"
+    res, sym = scan(opts + ["--client-ip", "2001:db8:0:0::2"], tmp_path)
+    assert res["action"] == "tempfail", res
+
+
+def test_greylist_triplet_is_per_64_and_mapped_is_ipv4(mw_factory, upstream, tmp_path):
+    """Checked, was fine: greylisting keys IPv6 on the /64 and a mapped
+    address (PROXY v2 AF_INET6 ::ffff:a.b.c.d) on the IPv4 /24; an IPv6
+    whitelist network."""
+    m = mw_pp(mw_factory, upstream, store_opts("lmdb", tmp_path)
+              + [("filters", "greylist"), ("greylist_delay", "1s"),
+                 ("greylist_whitelist", "2001:db8:ffff::/48")])
+    assert send_as(m, v1("2001:db8:5:6::1")).code == 451
+    assert send_as(m, v1("192.0.2.7")).code == 451
+    time.sleep(1.1)
+    assert send_as(m, v1("2001:db8:5:6:1:2:3:4")).code == 250      # same /64
+    assert send_as(m, v2_inet6("::ffff:192.0.2.200")).code == 250  # same /24
+    assert send_as(m, v1("2001:db8:5:7::1")).code == 451            # another /64
+    assert send_as(m, v1("2001:db8:ffff:1::9")).code == 250         # whitelisted /48
+    recs = m.audit(6)
+    assert recs[3]["client_ip"] == "192.0.2.200", recs[3]["client_ip"]
+
+
+def test_mapped_networks_are_ipv4_networks(mw_factory, upstream, tmp_path):
+    """A network written IPv4-mapped (::ffff:198.51.100.0/120) is the IPv4
+    /24 in greylist_whitelist (before: refused at start-up) and in
+    milter_internal_networks (before: never matched an IPv4 client)."""
+    m = mw_pp(mw_factory, upstream, store_opts("lmdb", tmp_path)
+              + [("filters", "greylist"), ("greylist_delay", "1h"),
+                 ("greylist_whitelist", "::ffff:198.51.100.0/120")])
+    assert send_as(m, v1("198.51.100.4")).code == 250
+    assert send_as(m, v1("198.51.101.4")).code == 451
+    # wider than the mapped space: no IPv4 meaning, refused
+    for bad in ("::ffff:198.51.100.0/95", "::ffff:198.51.100.0/129"):
+        for setting in ("greylist_whitelist", "milter_internal_networks", "spf_skip_networks"):
+            r = run_mw(["-t", "-o", "filters=greylist spf", "-o", "%s=%s" % (setting, bad)]
+                       + store_args(tmp_path))
+            assert r.returncode != 0, (setting, bad)
+
+
+# --- CIDR settings ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting,extra", [
+    ("greylist_whitelist", ["-o", "filters=greylist"]),
+    ("spf_skip_networks", ["-o", "filters=spf"]),
+    ("milter_internal_networks", []),
+    ("listener.x.proxy_protocol_from", ["-o", "listener.x.listen=127.0.0.1:2525",
+                                        "-o", "listener.x.upstream=127.0.0.1:2526",
+                                        "-o", "listener.x.proxy_protocol=yes"]),
+])
+def test_cidr_settings_take_ipv6_and_refuse_bad_prefixes(setting, extra, tmp_path):
+    base = ["-t"] + extra + store_args(tmp_path)
+    for good in ("::/0", "2001:db8::/64", "2001:db8::1/128", "::1", "fe80::/10 10.0.0.0/8"):
+        r = run_mw(base + ["-o", "%s=%s" % (setting, good)])
+        assert r.returncode == 0, (setting, good, r.stderr)
+    for bad in ("2001:db8::/129", "2001:db8::/-1", "2001:db8::/", "2001:db8::/6x",
+                "2001:db8::/ 64", "2001:db8:::1/64", "10.0.0.0/33"):
+        r = run_mw(base + ["-o", "%s=%s" % (setting, bad)])
+        assert r.returncode != 0, (setting, bad, r.stdout, r.stderr)
+
+
+def store_args(tmp_path):
+    out = []
+    for k, v in store_opts("lmdb", tmp_path):
+        out += ["-o", "%s=%s" % (k, v)]
+    return out
+
+
+# --- DNSBL, rDNS, SPF ---------------------------------------------------------
+
+
+ZEN = "zen.bl.test ip 127.0.0.2=RCVD_IN_SBL:3.5"
+
+
+def dnsbl_scan(tmp_path, forwarder, client):
+    _, sym = scan(["-o", "filters=dnsbl", "-o", "dns_forwarder=" + forwarder,
+                   "-o", "dnsbl_list=", "-o", "dnsbl_list=" + ZEN, "--client-ip", client], tmp_path)
+    return sym
+
+
+def test_dnsbl_ipv6_nibbles_mapped_as_ipv4_private_skipped(dns_server, tmp_path):
+    listed = ["2001:db8::99", "fd00::1", "fe80::1", "::1", "fc12:3456::7"]
+    dns_server.add_zone("zen.bl.test", ["99.2.0.192 A 127.0.0.2", "3.2.1.10 A 127.0.0.2"]
+                        + ["%s A 127.0.0.2" % nibbles(ip) for ip in listed])
+    dns_server.start()
+    fw = dns_server.forwarder
+    # RFC 5782: the 32 nibbles under the zone (was fine)
+    assert "RCVD_IN_SBL" in dnsbl_scan(tmp_path, fw, "2001:db8::99")
+    assert "RCVD_IN_SBL" in dnsbl_scan(tmp_path, fw, "2001:DB8:0::99")
+    # a mapped client is asked as IPv4 (before: its ip6.arpa nibbles)
+    sym = dnsbl_scan(tmp_path, fw, "::ffff:192.0.2.99")
+    assert "RCVD_IN_SBL" in sym and "192.0.2.99" in sym["RCVD_IN_SBL"]["desc"], sym
+    # loopback, link-local, ULA and mapped private are never asked (was fine)
+    for ip in ("fd00::1", "fe80::1", "::1", "fc12:3456::7", "::ffff:10.1.2.3"):
+        assert dnsbl_scan(tmp_path, fw, ip) == {}, ip
+
+
+def test_rdns_of_mapped_and_ipv6_clients(dns_server, tmp_path):
+    """A mapped client's name is looked up in in-addr.arpa and confirmed by
+    its A record (before: ip6.arpa of the mapped address, no name)."""
+    dns_server.add_zone("2.0.192.in-addr.arpa", ["5 PTR mx4.client.test."])
+    dns_server.add_zone("8.b.d.0.1.0.0.2.ip6.arpa",
+                        ["%s. PTR mx6.client.test." % (nibbles("2001:db8::5") + ".ip6.arpa")])
+    dns_server.add_zone("client.test", ["mx4 A 192.0.2.5", "mx6 AAAA 2001:db8::5"])
+    dns_server.start()
+    opts = ["-o", "filters=", "-o", "dns_forwarder=" + dns_server.forwarder,
+            "-o", "dns_client_name=yes"]
+    res, _ = scan(opts + ["--client-ip", "::ffff:192.0.2.5"], tmp_path)
+    assert res["client_name"] == "mx4.client.test", res
+    res, _ = scan(opts + ["--client-ip", "2001:db8::5"], tmp_path)
+    assert res["client_name"] == "mx6.client.test", res
+
+
+SPF_ZONES = {
+    "six.test": ["@ TXT \"v=spf1 ip6:2001:db8:25::/48 -all\""],
+    "mac.test": ["@ TXT \"v=spf1 exists:%{i}.ok.mac.test -all\"",
+                 "%s.ok A 127.0.0.2" % nibbles("2001:db8::25", reverse=False)],
+    "four.test": ["@ TXT \"v=spf1 ip4:192.0.2.0/24 -all\""],
+}
+
+
+def spf_scan(tmp_path, fw, client, frm, full=False):
+    res, sym = scan(["-o", "filters=spf", "-o", "dns_forwarder=" + fw, "-o", "spf_skip_networks=::ffff:192.0.2.128/121",
+                     "--client-ip", client, "--from", frm, "--helo", "mx.example.org"], tmp_path)
+    return (res, sym) if full else sym
+
+
+def received_spf(res):
+    return [e["value"] for e in res["edits"] if e["name"] == "Received-SPF" and e["op"] == "add"]
+
+
+def test_spf_ip6_macro_i_and_mapped_clients(dns_server, tmp_path):
+    """Checked, was fine: ip6: mechanisms, %{i} in dot-format nibbles
+    (RFC 7208 7.3), a mapped client checked as IPv4.  Fixed: a mapped
+    network in spf_skip_networks (::ffff:192.0.2.128/121) covers the IPv4
+    client 192.0.2.130 (before: entry kept as IPv6, never matched)."""
+    for z, recs in SPF_ZONES.items():
+        dns_server.add_zone(z, recs)
+    dns_server.start()
+    fw = dns_server.forwarder
+    assert "SPF_PASS" in spf_scan(tmp_path, fw, "2001:db8:25::9", "a@six.test")
+    assert "SPF_FAIL" in spf_scan(tmp_path, fw, "2001:db8:26::9", "a@six.test")
+    assert "SPF_PASS" in spf_scan(tmp_path, fw, "2001:db8::25", "a@mac.test")
+    assert "SPF_FAIL" in spf_scan(tmp_path, fw, "2001:db8::26", "a@mac.test")
+    res, sym = spf_scan(tmp_path, fw, "::ffff:192.0.2.9", "a@four.test", full=True)
+    assert "SPF_PASS" in sym, sym
+    assert "client-ip=192.0.2.9;" in received_spf(res)[0], res
+    res, sym = spf_scan(tmp_path, fw, "2001:DB8:25:0::9", "a@six.test", full=True)
+    assert "client-ip=2001:db8:25::9;" in received_spf(res)[0], res
+    sym = spf_scan(tmp_path, fw, "192.0.2.130", "a@elsewhere.test")
+    assert not any(n.startswith("SPF_") for n in sym), sym
+
+
+# --- transport: HELO literals, XCLIENT, PROXY, [::1] ---------------------------
+
+
+def test_helo_ipv6_literal_and_xclient_ipv6(mw_factory, raw_upstream):
+    """Checked, was fine: EHLO [IPv6:2001:db8::1] is accepted, goes to the
+    upstream in XCLIENT HELO= and the EHLO after it; XCLIENT ADDR carries
+    the IPV6: prefix (Postfix's syntax); a v4-mapped PROXY v2 client goes
+    as plain IPv4."""
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"],
+                      script={"OTHER": b"220 raw.upstream ESMTP\r\n"})
+    m = mw_pp(mw_factory, up)
+    assert send_as(m, v1("2001:db8::7", 5555), helo="[IPv6:2001:db8::1]").code == 250
+    assert send_as(m, v2_inet6("::ffff:192.0.2.44", 5556), helo="[192.0.2.44]").code == 250
+    assert wait_until(lambda: len(up.messages) >= 2, 3)
+    lines = [l for sess in up.sessions for l in sess]
+    xc = [l for l in lines if l.startswith(b"XCLIENT")]
+    assert any(b"ADDR=IPV6:2001:db8::7 " in l and b"HELO=[IPv6:2001:db8::1]" in l for l in xc), xc
+    assert any(b"ADDR=192.0.2.44 " in l and b"PORT=5556" in l for l in xc), xc
+    assert b"EHLO [IPv6:2001:db8::1]" in lines
+    recs = m.audit(2)
+    assert [(r["client_ip"], r["helo"]) for r in recs] == [
+        ("2001:db8::7", "[IPv6:2001:db8::1]"), ("192.0.2.44", "[192.0.2.44]")], recs
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no ::1")
+def test_proxy_listening_on_ipv6_loopback(mw_factory, upstream):
+    """Checked, was fine: a listener on [::1]:port, the PROXY header taken
+    from ::1 (the default proxy_protocol_from), plain clients shown as ::1."""
+    m = mw_pp(mw_factory, upstream, listen="::1")
+    assert send_as(m, v1("2001:db8::abcd")).code == 250
+    assert send_as(m, b"PROXY UNKNOWN\r\n").code == 250
+    recs = m.audit(2)
+    assert [r["client_ip"] for r in recs] == ["2001:db8::abcd", "::1"], recs
+
+
+def test_rules_see_ipv6_client_and_helo_literal(tmp_path):
+    """The rules' first relay (the SMTP client) carries the canonical
+    address: a mapped one as IPv4 (before: ip=::ffff:203.0.113.9), an
+    IPv6 one compressed (before: ip=2001:DB8:0::9).  The HELO literal's
+    brackets are '!' as SpamAssassin writes them."""
+    cf = tmp_path / "r.cf"
+    cf.write_text("header T_V6 X-Spam-Relays-Untrusted =~ /^\\[ ip=2001:db8::9 rdns= helo=!IPv6:2001:db8::1! /\n"
+                  "header T_V4 X-Spam-Relays-Untrusted =~ /^\\[ ip=203\\.0\\.113\\.9 /\n"
+                  "score T_V6 0.1\nscore T_V4 0.1\n")
+    opts = ["-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(cf),
+            "-o", "rules_cache_dir=" + str(tmp_path / "cache"),
+            "-o", "dns_forwarder=127.0.0.1@%d" % free_port()]
+    _, sym = scan(opts + ["--client-ip", "2001:DB8:0::9", "--helo", "[IPv6:2001:db8::1]"], tmp_path)
+    assert "T_V6" in sym, sym
+    _, sym = scan(opts + ["--client-ip", "::ffff:203.0.113.9"], tmp_path)
+    assert "T_V4" in sym, sym
+
+
+# --- milter -------------------------------------------------------------------
+
+
+def milter_connect(c, family, ip, port=40000):
+    data = b"client.example.org\0" + family
+    if family in (b"4", b"6"):
+        data += struct.pack("!H", port) + ip.encode() + b"\0"
+    c.step(b"C", data)
+    c.step(b"H", b"client.example.org\0")
+
+
+def test_milter_ipv6_and_mapped_connect(mw_factory, upstream, tmp_path):
+    """The milter's connect with family '6': plain IPv6 shown as is (was
+    fine); a mapped address is the IPv4 one in the audit log and in
+    milter_internal_networks (before: "::ffff:10.1.2.3", inbound); with no
+    address but Sendmail's {client_addr} "IPv6:..." the prefix is dropped
+    (before: "IPv6:2001:db8::5" in the audit log); a mapped network in
+    milter_internal_networks is the IPv4 one (before: never matched)."""
+    port = free_port()
+    mw = mw_factory(upstream, opts=[("milter_listen", "inet:%d@127.0.0.1" % port),
+                                    ("milter_internal_networks",
+                                     "10.0.0.0/8 2001:db8:aaaa::/48 ::ffff:203.0.113.0/120")])
+    assert wait_until(lambda: _port_open("127.0.0.1", port), 10)
+    cases = [(b"6", "2001:db8:bbbb::1", "2001:db8:bbbb::1", "inbound"),
+             (b"6", "2001:db8:aaaa::1", "2001:db8:aaaa::1", "outbound"),
+             (b"6", "::ffff:10.1.2.3", "10.1.2.3", "outbound"),
+             (b"6", "::ffff:192.0.2.3", "192.0.2.3", "inbound"),
+             (b"4", "203.0.113.5", "203.0.113.5", "outbound")]
+    for fam, ip, _, _ in cases:
+        c = milterlib.RawMilter(port).negotiate()
+        milter_connect(c, fam, ip)
+        verdict, _, _ = c.message(make_msg(subject="v6"))
+        assert verdict in (b"a", b"c"), verdict
+        c.close()
+    c = milterlib.RawMilter(port).negotiate()
+    c.macros(b"C", [(b"{client_addr}", b"IPv6:2001:db8:aaaa::5")])
+    milter_connect(c, b"U", "")
+    c.message(make_msg(subject="v6"))
+    c.close()
+    recs = milterlib.wait_records(mw, 6)
+    got = [(r["client_ip"], r["direction"]) for r in recs]
+    want = [(w, d) for _, _, w, d in cases] + [("2001:db8:aaaa::5", "outbound")]
+    assert got == want, got
+
+
+def test_connections_per_ip_count_an_ipv6_client_per_64(mw_factory, upstream):
+    """max_connections_per_ip holds for a client rotating addresses in its
+    /64 (before: each address had its own count, the third got 220)."""
+    m = mw_pp(mw_factory, upstream, [("max_connections_per_ip", "2")])
+    held = [pp_client(m, v1("2001:db8:7:7::1")), pp_client(m, v1("2001:db8:7:7::2"))]
+    s = socket.socket(m.pp_family)
+    s.settimeout(5)
+    s.connect((m.pp_host, m.port))
+    s.sendall(v1("2001:db8:7:7:abcd::3"))
+    assert s.recv(200).startswith(b"421 4.7.0"), m.stderr_tail()
+    s.close()
+    other = pp_client(m, v1("2001:db8:7:8::1"))       # the next /64
+    for c in held + [other]:
+        c.quit()
+    # a closed connection is given back to its /64
+    assert wait_until(lambda: "disconnect [2001:db8:7:7::2]" in m.stderr_text(), 3)
+    pp_client(m, v1("2001:db8:7:7::4")).quit()
