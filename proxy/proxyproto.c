@@ -114,6 +114,12 @@ enum pp_result proxyproto_parse(const unsigned char *p, size_t len, size_t *cons
 	return PP_DONE;   /* TLVs after the addresses are skipped */
 }
 
+static int mapped(const unsigned char a[16])
+{
+	static const unsigned char pfx[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
+	return memcmp(a, pfx, 12) == 0;
+}
+
 /* One "ADDR[/BITS]" into a 16-octet address (IPv4 as mapped IPv6) and a
  * prefix length over 128 bits.  0 / -1. */
 static int net_parse(const char *w, unsigned char addr[16], unsigned *bits)
@@ -142,6 +148,9 @@ static int net_parse(const char *w, unsigned char addr[16], unsigned *bits)
 		b = (unsigned)v;
 	}
 	*bits = v4 ? b + 96 : b;
+	/* a mapped network wider than the mapped space has no IPv4 meaning
+	 * (ipnet.h reads mapped networks the same way) */
+	if (!v4 && mapped(addr) && *bits < 96) return -1;
 	return 0;
 }
 
@@ -187,6 +196,10 @@ int netlist_match(const char *list, const struct sockaddr *sa)
 	unsigned bits;
 	while (next_word(&list, w, sizeof w)) {
 		if (net_parse(w, net, &bits) < 0) continue;
+		/* an IPv4 client is matched by IPv4 (or mapped) networks only:
+		 * "::/0" means every IPv6 client, as in the other lists, not
+		 * every client there is */
+		if (mapped(ip) != (bits >= 96 && mapped(net))) continue;
 		unsigned full = bits / 8, rest = bits % 8;
 		if (memcmp(ip, net, full) != 0) continue;
 		if (rest && ((ip[full] ^ net[full]) & (0xFF << (8 - rest)) & 0xFF)) continue;
