@@ -344,6 +344,7 @@ def test_milter_ipv6_and_mapped_connect(mw_factory, upstream, tmp_path):
                                      "10.0.0.0/8 2001:db8:aaaa::/48 ::ffff:203.0.113.0/120")])
     assert wait_until(lambda: _port_open("127.0.0.1", port), 10)
     cases = [(b"6", "2001:db8:bbbb::1", "2001:db8:bbbb::1", "inbound"),
+             (b"6", "IPv6:2001:db8:bbbb::2", "2001:db8:bbbb::2", "inbound"),   # libmilter strips it
              (b"6", "2001:db8:aaaa::1", "2001:db8:aaaa::1", "outbound"),
              (b"6", "::ffff:10.1.2.3", "10.1.2.3", "outbound"),
              (b"6", "::ffff:192.0.2.3", "192.0.2.3", "inbound"),
@@ -359,7 +360,7 @@ def test_milter_ipv6_and_mapped_connect(mw_factory, upstream, tmp_path):
     milter_connect(c, b"U", "")
     c.message(make_msg(subject="v6"))
     c.close()
-    recs = milterlib.wait_records(mw, 6)
+    recs = milterlib.wait_records(mw, 7)
     got = [(r["client_ip"], r["direction"]) for r in recs]
     want = [(w, d) for _, _, w, d in cases] + [("2001:db8:aaaa::5", "outbound")]
     assert got == want, got
@@ -382,3 +383,24 @@ def test_connections_per_ip_count_an_ipv6_client_per_64(mw_factory, upstream):
     # a closed connection is given back to its /64
     assert wait_until(lambda: "disconnect [2001:db8:7:7::2]" in m.stderr_text(), 3)
     pp_client(m, v1("2001:db8:7:7::4")).quit()
+
+
+def test_proxy_protocol_from_ipv6_networks_do_not_cover_ipv4(mw_factory, upstream):
+    """proxy_protocol_from = ::/0 trusts IPv6 balancers, not IPv4 ones
+    (before: IPv4 peers were matched as ::ffff:a.b.c.d, inside ::/0, and
+    could send PROXY headers, i.e. choose their client address)."""
+    m = mw_pp(mw_factory, upstream, [("listener.pp.proxy_protocol_from", "::/0")])
+    s = socket.socket()
+    s.settimeout(5)
+    s.connect(("127.0.0.1", m.port))
+    s.sendall(v1("192.0.2.1"))
+    assert s.recv(200).startswith(b"421"), m.stderr_tail()
+    s.close()
+    assert "may not send PROXY headers" in m.stderr_text()
+    r = run_mw(["-t", "-o", "listener.x.listen=127.0.0.1:2525", "-o", "listener.x.upstream=127.0.0.1:2526",
+                "-o", "listener.x.proxy_protocol=yes", "-o", "listener.x.proxy_protocol_from=::ffff:0:0/95"])
+    assert r.returncode != 0, r.stdout
+    if ipv6_available():
+        m6 = mw_pp(mw_factory, upstream, [("listener.pp.proxy_protocol_from", "::/0 10.0.0.0/8")],
+                   listen="::1")
+        assert send_as(m6, v1("2001:db8::1")).code == 250
