@@ -153,6 +153,14 @@ static void test_netlist(void **state)
 	assert_int_equal(netlist_check("::1/129", err, sizeof err), -1);
 	assert_int_equal(netlist_check("localhost", err, sizeof err), -1);
 	assert_int_equal(netlist_check("1.2.3.4/", err, sizeof err), -1);
+	/* IPv6 networks are for IPv6 peers: "::/0" does not take IPv4 ones */
+	assert_true(in_list("::/0", "2001:db8::1"));
+	assert_false(in_list("::/0", "127.0.0.1"));
+	assert_false(in_list("::/0", "::ffff:127.0.0.1"));
+	assert_true(in_list("::ffff:127.0.0.0/104", "127.1.2.3"));
+	assert_false(in_list("127.0.0.0/8", "::7f00:1"));     /* IPv4-compatible: IPv6 */
+	assert_int_equal(netlist_check("::ffff:0:0/95", err, sizeof err), -1);
+	assert_int_equal(netlist_check("::ffff:0:0/96", err, sizeof err), 0);
 }
 
 static int sink(void *arg, const char *p, size_t n)
