@@ -236,7 +236,8 @@ SPF_ZONES = {
 
 
 def spf_scan(tmp_path, fw, client, frm, full=False):
-    res, sym = scan(["-o", "filters=spf", "-o", "dns_forwarder=" + fw, "-o", "spf_skip_networks=::ffff:192.0.2.128/121",
+    res, sym = scan(["-o", "filters=spf", "-o", "dns_forwarder=" + fw,
+                     "-o", "spf_skip_networks=::ffff:192.0.2.128/121",
                      "--client-ip", client, "--from", frm, "--helo", "mx.example.org"], tmp_path)
     return (res, sym) if full else sym
 
@@ -308,7 +309,8 @@ def test_rules_see_ipv6_client_and_helo_literal(tmp_path):
     IPv6 one compressed (before: ip=2001:DB8:0::9).  The HELO literal's
     brackets are '!' as SpamAssassin writes them."""
     cf = tmp_path / "r.cf"
-    cf.write_text("header T_V6 X-Spam-Relays-Untrusted =~ /^\\[ ip=2001:db8::9 rdns= helo=!IPv6:2001:db8::1! /\n"
+    cf.write_text("header T_V6 X-Spam-Relays-Untrusted"
+                  " =~ /^\\[ ip=2001:db8::9 rdns= helo=!IPv6:2001:db8::1! /\n"
                   "header T_V4 X-Spam-Relays-Untrusted =~ /^\\[ ip=203\\.0\\.113\\.9 /\n"
                   "score T_V6 0.1\nscore T_V4 0.1\n")
     opts = ["-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(cf),
