@@ -207,12 +207,15 @@ static int dnsbl_setup(void **instance, const struct scan_env *env, char *err, s
 }
 
 /* reversed - the client address as a DNSBL owner prefix, or -1 when it
- * is not to be looked up (invalid, private, loopback) */
+ * is not to be looked up (invalid, private, loopback, shared: no list
+ * holds them, and the query would tell the list's operator about hosts
+ * that are no business of theirs) */
 static int reversed(const char *ip, char *out, size_t outsz)
 {
 	static const char *const skip[] = {
 		"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-		"0.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10", "::/128", NULL
+		"0.0.0.0/8", "100.64.0.0/10" /* carrier-grade NAT, RFC 6598 */,
+		"::1/128", "fc00::/7", "fe80::/10", "::/128", NULL
 	};
 	struct ipnet a, n;
 	char name[128], *suffix;

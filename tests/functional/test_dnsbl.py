@@ -23,6 +23,7 @@ def zones(srv):
         "98.2.0.192 A 127.0.0.10",                #             and PBL
         "97.2.0.192 A 127.255.255.254",           # 192.0.2.97: public resolver refused
         "96.2.0.192 A 192.0.2.1",                 # 192.0.2.96: not a 127/8 answer
+        "2.1.64.100 A 127.0.0.2",                 # 100.64.1.2: carrier-grade NAT, never asked
     ])
     srv.add_zone("dbl.bl.test", [
         "spammer.example A 127.0.1.2",
@@ -65,6 +66,8 @@ def test_client_ip_listed_and_not(dns_server, tmp_path):
     assert sym == {} and res["score"] == 0
     sym, _, _ = scan(tmp_path, dns_server.forwarder, client="10.1.2.3")     # private: not asked
     assert sym == {}
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, client="100.64.1.2")   # shared (RFC 6598): not asked
+    assert sym == {}, sym
 
 
 def test_domains_of_uris_and_sender(dns_server, tmp_path):
