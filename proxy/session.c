@@ -315,10 +315,20 @@ static const char *session_proto(const struct session *s)
 	return s->auth_user[0] ? "ESMTPA" : "ESMTP";
 }
 
-/* An authenticated client sends outbound mail, whatever the listener. */
+/* An authenticated client sends outbound mail, whatever the listener.
+ * On a listener that relays AUTH, AUTH is what makes a client one of ours:
+ * until it has authenticated it is a stranger, even on an outbound
+ * (submission) listener, where it would otherwise skip SPF, DMARC and
+ * greylisting and get the site's DKIM signature on a forged From of the
+ * site's domain, sent to a local recipient the upstream accepts without
+ * AUTH.  An outbound listener without AUTH trusts every client it admits. */
 static enum mw_direction session_direction(const struct session *s)
 {
-	return s->auth_user[0] ? MW_OUTBOUND : s->ln->cfg.direction;
+	if (s->auth_user[0])
+		return MW_OUTBOUND;
+	if (s->ln->cfg.auth == MW_AUTH_RELAY)
+		return MW_INBOUND;
+	return s->ln->cfg.direction;
 }
 
 /* The audit record, written directly as JSON text (jsonw.h) into one
