@@ -1737,6 +1737,9 @@ static void session_process(struct session *s)
 			slog(s->id, LOG_NOTICE, "bare LF in command");
 			reply(s, "500 5.5.2 Error: bare LF in command (RFC 5321 requires CRLF)");
 			s->errors++;
+			/* as for an overlong answer: else the next command would
+			 * reach the upstream as the answer to its 334 */
+			if (s->auth_wait) auth_cancel(s);
 			continue;
 		}
 		if (s->auth_wait) auth_response(s, line);

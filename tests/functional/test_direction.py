@@ -125,6 +125,26 @@ def test_inbound_listener_failed_forged_or_pipelined_auth_stays_inbound(mw_facto
     assert [(r["direction"], r["auth_user"], r["protocol"]) for r in recs] == [("inbound", "", "ESMTP")] * 3
 
 
+def test_bare_lf_answer_to_334_cancels_the_exchange(mw_factory, auth_upstream):
+    """An answer to a 334 ending in a bare LF gets 500 (bare_newline =
+    reject) and ends the AUTH exchange upstream too ("*"), as an overlong
+    one does.  Before, the upstream still waited for an answer and the
+    client's next command (NOOP) went to it as a credential."""
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    opts = [("listener.mx.auth", "relay"), ("listener.mx.auth_plaintext", "yes")]
+    m = mw_factory(auth_upstream, opts=opts, listeners=[("mx", listen, auth_upstream.addr, None)])
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("AUTH PLAIN").code == 334
+    c.send(b64("\0alice\0" + USERS["alice"]) + "\n")
+    assert c.reply().code == 500
+    assert c.cmd("NOOP").code == 250
+    assert c.cmd("AUTH PLAIN " + b64("\0alice\0" + USERS["alice"])).code == 235
+    send(c, "alice@sign.test", plain("Alice <alice@sign.test>"))
+    c.quit()
+    assert m.audit(1)[-1]["direction"] == "outbound"
+
+
 def test_upstream_2xx_other_than_235_does_not_authenticate(mw_factory, keys):
     """An upstream answering AUTH with 250 (not 235): 454 to the client,
     and the session stays inbound."""
