@@ -230,7 +230,10 @@ def milter_message(r, content, macros, qid):
 def test_milter_direction_per_message(mw_factory, upstream, keys):
     """{auth_authen} is read at each MAIL: after an authenticated message,
     the next one on the same connection without it (or with it empty) is
-    inbound and unsigned; an internal-network client is outbound."""
+    inbound and unsigned, and one after a mid-session AUTH outbound; an
+    internal-network client is outbound.  (libmilter keeps a stage's
+    macros until the MTA sends that stage's again: Postfix and Sendmail
+    send the MAIL macros with every MAIL.)"""
     port = mwlib.free_port()
     m = mw_factory(upstream, opts=sign_opts(keys) + [("milter_listen", "inet:%d@127.0.0.1" % port),
                                                      ("milter_internal_networks", "10.0.0.0/8")])
@@ -239,11 +242,12 @@ def test_milter_direction_per_message(mw_factory, upstream, keys):
         r.negotiate().connect(ip="192.0.2.10")
         signed = [milter_message(r, msg, [(b"{auth_authen}", b"alice")], b"Q1"),
                   milter_message(r, msg, [], b"Q2"),
-                  milter_message(r, msg, [(b"{auth_authen}", b"")], b"Q3")]
+                  milter_message(r, msg, [(b"{auth_authen}", b"")], b"Q3"),
+                  milter_message(r, msg, [(b"{auth_authen}", b"bob")], b"Q4")]
     with RawMilter(port) as r:
         r.negotiate().connect(ip="10.1.2.3")
-        signed.append(milter_message(r, msg, [], b"Q4"))
-    assert signed == [1, 0, 0, 1]
-    recs = wait_records(m, 4)
+        signed.append(milter_message(r, msg, [], b"Q5"))
+    assert signed == [1, 0, 0, 1, 1]
+    recs = wait_records(m, 5)
     assert [(x["direction"], x["auth_user"]) for x in recs] == \
-        [("outbound", "alice"), ("inbound", ""), ("inbound", ""), ("outbound", "")]
+        [("outbound", "alice"), ("inbound", ""), ("inbound", ""), ("outbound", "bob"), ("outbound", "")]
