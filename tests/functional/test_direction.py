@@ -8,6 +8,7 @@ message was signed is read from what reached the upstream or from the
 milter's header insertions, the direction from the audit log."""
 
 import base64
+import re
 
 import pytest
 
@@ -16,6 +17,7 @@ import dkimlib as dl
 import mwlib
 from milterlib import RawMilter, wait_records
 from mwlib import RawUpstream, dot_stuff, header_block
+from storelib import store_opts
 from tlslib import TLSUpstream
 
 DOMAIN = "sign.test"
@@ -62,34 +64,39 @@ def send(c, frm, content, rcpt="staff@sign.test"):
 # --- the proxy ----------------------------------------------------------------------------
 
 
-def test_submission_listener_needs_auth_before_outbound(mw_factory, auth_upstream, keys):
+def test_submission_listener_needs_auth_before_outbound(mw_factory, auth_upstream, keys, tmp_path):
     """An outbound listener that relays AUTH: a client that has not
-    authenticated is inbound (checked, never signed); after its 235 it is
-    outbound and signed.  Before the fix, the unauthenticated forgery of
-    ceo@sign.test to a local recipient went out DKIM-signed as sign.test,
-    with SPF, DMARC and greylisting skipped.  An outbound listener without
-    AUTH still trusts every client (the site's choice, e.g. an internal
-    port): its mail is signed."""
+    authenticated is inbound (greylisted, never signed); after its 235 it
+    is outbound (not greylisted) and signed.  Before the fix, the
+    unauthenticated forgery of ceo@sign.test to a local recipient skipped
+    greylisting (and SPF, DMARC) and went out DKIM-signed as sign.test.  An
+    outbound listener without AUTH still trusts every client (the site's
+    choice, e.g. an internal port): its mail is signed."""
     sub = "127.0.0.1:%d" % mwlib.free_port()
     internal = "127.0.0.1:%d" % mwlib.free_port()
-    opts = sign_opts(keys) + [("listener.sub.auth", "relay"), ("listener.sub.auth_plaintext", "yes")]
+    opts = sign_opts(keys, "greylist dkim_sign") + store_opts("lmdb", tmp_path) + [
+        ("greylist_delay", "1h"), ("greylist_whitelist", "to:staff@sign.test"),
+        ("listener.sub.auth", "relay"), ("listener.sub.auth_plaintext", "yes")]
     m = mw_factory(auth_upstream, opts=opts, listeners=[("sub", sub, auth_upstream.addr, "outbound"),
                                                           ("int", internal, auth_upstream.addr, "outbound")])
     c = m.client("sub")
     c.ehlo()
-    send(c, "ceo@sign.test", plain())                         # a stranger
+    r = c.transaction("ceo@sign.test", ["boss@sign.test"], plain())        # a stranger
+    assert r["final"].code == 451 and "Greylisted" in r["final"].text, r
+    send(c, "ceo@sign.test", plain())                   # to a recipient never greylisted
     assert c.cmd("AUTH PLAIN " + b64("\0alice\0" + USERS["alice"])).code == 235
-    send(c, "alice@sign.test", plain("Alice <alice@sign.test>"))
+    send(c, "alice@sign.test", plain("Alice <alice@sign.test>"), rcpt="boss@sign.test")
     c.quit()
     c = m.client("int")
     c.ehlo()
-    send(c, "app@sign.test", plain("App <app@sign.test>"))
+    send(c, "app@sign.test", plain("App <app@sign.test>"), rcpt="boss@sign.test")
     c.quit()
     got = auth_upstream.wait_messages(3)
     assert [len(signatures(x.content)) for x in got] == [0, 1, 1]
-    recs = m.audit(3)
-    assert [(r["listener"], r["direction"], r["auth_user"]) for r in recs] == \
-        [("sub", "inbound", ""), ("sub", "outbound", "alice"), ("int", "outbound", "")]
+    recs = m.audit(4)
+    assert [(r["listener"], r["direction"], r["auth_user"], r["action"]) for r in recs] == \
+        [("sub", "inbound", "", "tempfail"), ("sub", "inbound", "", "accept"),
+         ("sub", "outbound", "alice", "accept"), ("int", "outbound", "", "accept")]
 
 
 def test_inbound_listener_failed_forged_or_pipelined_auth_stays_inbound(mw_factory, auth_upstream, keys):
@@ -170,7 +177,8 @@ def test_dkim_sign_only_a_single_from_of_a_signing_domain(mw_factory, upstream, 
     """Outbound mail is signed only when its From holds exactly one address
     of a configured domain (any case); other domains, several addresses or
     From fields, none, or the domain only in a display name: unsigned (and
-    relayed).  A signature already present is kept, ours goes on top."""
+    relayed).  A signature already present is kept, ours goes on top.
+    The over-signed fields are in h= once more than in the message."""
     m = mw_factory(upstream, opts=sign_opts(keys), direction="outbound")
     c = m.client()
     c.ehlo()
@@ -190,6 +198,9 @@ def test_dkim_sign_only_a_single_from_of_a_signing_domain(mw_factory, upstream, 
     c.quit()
     got = upstream.wait_messages(len(cases))
     assert [len(signatures(x.content)) for x in got] == [n for _, _, n in cases]
+    # From, To and Subject signed once more than present: none can be added
+    h = re.search(r"\bh=([^;]+)", signatures(got[0].content)[0]).group(1).replace(" ", "").lower().split(":")
+    assert [h.count(f) for f in ("from", "to", "subject")] == [2, 2, 2], h
     assert "s=rsa1" in signatures(got[-1].content)[0]      # ours on top of the old one
     assert "s=old" in signatures(got[-1].content)[1]
 
