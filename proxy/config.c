@@ -596,7 +596,7 @@ static const struct cfg_opt cfg_opts[] = {
 	L_STR("upstream", upstream, "", check_upstream,
 	      "MTA to relay to: HOST:PORT or [IPv6]:PORT (required)"),
 	L_ENUM("direction", direction, enum mw_direction, "inbound", direction_words,
-	       "which thresholds apply: inbound or outbound"),
+	       "inbound or outbound (unchecked by SPF/DMARC/greylisting, DKIM-signed); with auth = relay, only once authenticated"),
 
 	/* --- per-listener transport (issue 3) --- */
 #define L_BOOL(n, f, def, doc) \

@@ -315,10 +315,20 @@ static const char *session_proto(const struct session *s)
 	return s->auth_user[0] ? "ESMTPA" : "ESMTP";
 }
 
-/* An authenticated client sends outbound mail, whatever the listener. */
+/* An authenticated client sends outbound mail, whatever the listener.
+ * On a listener that relays AUTH, AUTH is what makes a client one of ours:
+ * until it has authenticated it is a stranger, even on an outbound
+ * (submission) listener, where it would otherwise skip SPF, DMARC and
+ * greylisting and get the site's DKIM signature on a forged From of the
+ * site's domain, sent to a local recipient the upstream accepts without
+ * AUTH.  An outbound listener without AUTH trusts every client it admits. */
 static enum mw_direction session_direction(const struct session *s)
 {
-	return s->auth_user[0] ? MW_OUTBOUND : s->ln->cfg.direction;
+	if (s->auth_user[0])
+		return MW_OUTBOUND;
+	if (s->ln->cfg.auth == MW_AUTH_RELAY)
+		return MW_INBOUND;
+	return s->ln->cfg.direction;
 }
 
 /* The audit record, written directly as JSON text (jsonw.h) into one
@@ -1727,6 +1737,9 @@ static void session_process(struct session *s)
 			slog(s->id, LOG_NOTICE, "bare LF in command");
 			reply(s, "500 5.5.2 Error: bare LF in command (RFC 5321 requires CRLF)");
 			s->errors++;
+			/* as for an overlong answer: else the next command would
+			 * reach the upstream as the answer to its 334 */
+			if (s->auth_wait) auth_cancel(s);
 			continue;
 		}
 		if (s->auth_wait) auth_response(s, line);
