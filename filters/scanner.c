@@ -670,9 +670,14 @@ int scanner_main(struct config *cfg, int listen_fd)
 				memset(&ev, 0, sizeof(ev));
 				ev.events = EPOLLIN | EPOLLET;
 				ev.data.u64 = c->no;
-				if (epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-					slog_errno(NULL, LOG_WARNING, "scanner: conn=%llu: epoll", c->no);
 				slog(NULL, LOG_DEBUG, "scanner: conn=%llu accepted", conn_no);
+				if (epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+					/* idle workers would never read it: the
+					 * front end reconnects instead */
+					slog_errno(NULL, LOG_WARNING, "scanner: conn=%llu: epoll", c->no);
+					atomic_store(&c->rd_end, -1);
+					drop_ended(&s);
+				}
 			}
 		}
 	}
