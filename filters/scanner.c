@@ -115,6 +115,7 @@ static struct conn *conn_new(int fd, unsigned long long no)
 	c->fd = fd;
 	atomic_init(&c->refs, 1);
 	atomic_init(&c->dead, 0);
+	atomic_init(&c->rd_end, 0);
 	c->no = no;
 	return c;
 }
