@@ -8,8 +8,21 @@
  * "tempfail, scanner busy" at once instead of letting requests age past
  * the front end's deadline.
  *
- * Connections are refcounted: the loop holds one reference while it reads
- * the connection, each job one more.  The fd is closed with the last
+ * Who reads the requests: an idle worker waits in epoll_wait on one epoll
+ * set shared by the workers, which holds every connection (edge-triggered)
+ * and an eventfd that says "jobs queued".  The kernel wakes one waiter of a
+ * shared epoll set per event, so a request that finds a worker idle wakes
+ * that worker alone: it reads the request and scans it itself.  Handing
+ * each request from the loop thread to a worker cost two wake-ups per
+ * message instead of one, about half of the scanner's CPU per message.
+ * The loop polls the connections itself only while no worker is idle, so
+ * requests are still read at once when every worker is busy and queued, or
+ * refused as busy, under the same rule whoever reads them.
+ *
+ * Connections are refcounted: the loop's list holds one reference until
+ * the connection ends (only the loop adds and drops them; a worker that
+ * reads one sees the end and leaves it to the loop), a worker reading it
+ * one for that while, each job one more.  The fd is closed with the last
  * reference, so a front end that goes away while its scans run costs a
  * failed send (EPIPE, no signal) and never a send on a reused fd.  Results
  * are sent by the workers without a lock (one packet each: a
@@ -23,9 +36,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <syslog.h>
@@ -46,7 +62,8 @@ struct conn {
 	int         fd;
 	atomic_int  refs;
 	atomic_int  dead;           /* a send failed: no more sends */
-	unsigned long long no;      /* connection number, for logs */
+	atomic_int  rd_end;         /* a worker read EOF (-1) or garbage (-2): the loop drops it */
+	unsigned long long no;      /* connection number, for logs and epoll */
 };
 
 struct job {
@@ -60,11 +77,16 @@ struct job {
 struct scanner {
 	struct config   *cfg;
 	struct pipeline *pipe;
-	pthread_mutex_t  lock;      /* guards the queue and counters below */
-	pthread_cond_t   cond;      /* a job was queued, or stopping */
+	pthread_mutex_t  lock;      /* guards the queue, counters and conns below */
 	struct job      *head, *tail;
 	unsigned         queued, running, nthreads;
+	unsigned         parked;    /* workers waiting in epoll_wait */
 	int              stopping;  /* workers leave once the queue is empty */
+	int              epfd;      /* the workers' epoll set: connections and wake_fd */
+	int              wake_fd;   /* eventfd: jobs queued, or stopping (the worker it wakes resets it) */
+	int              loop_fd;   /* the loop's self-pipe: a worker saw a connection end, or none is parked */
+	struct conn    **conns;     /* the loop adds and removes, workers look up */
+	size_t           nconns, cap;
 };
 
 int scanner_ready_fd = -1;
@@ -93,6 +115,7 @@ static struct conn *conn_new(int fd, unsigned long long no)
 	c->fd = fd;
 	atomic_init(&c->refs, 1);
 	atomic_init(&c->dead, 0);
+	atomic_init(&c->rd_end, 0);
 	c->no = no;
 	return c;
 }
@@ -173,49 +196,31 @@ static void job_free(struct job *jb)
 	free(jb);
 }
 
-/* --- workers ----------------------------------------------------------------- */
+/* --- wake-ups ---------------------------------------------------------------- */
 
-static void *worker(void *arg)
+/* wake_worker - one parked worker, through the eventfd in the workers'
+ * epoll set.  One at a time: a worker that takes a job and sees more
+ * queued wakes the next (see worker), so a burst does not wake them all at
+ * once onto the same lock. */
+static void wake_worker(struct scanner *s)
 {
-	struct scanner *s = arg;
-	struct scan_result res;
-	struct job *jb;
+	uint64_t one = 1;
+	ssize_t r = write(s->wake_fd, &one, sizeof(one));
 
-	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		/* under s->lock here: the end of one job and the start of the
-		 * next share one critical section */
-		while (s->head == NULL && !s->stopping)
-			pthread_cond_wait(&s->cond, &s->lock);
-		if (s->head == NULL) {
-			pthread_mutex_unlock(&s->lock);
-			return NULL;
-		}
-		jb = s->head;
-		s->head = jb->next;
-		if (s->head == NULL)
-			s->tail = NULL;
-		s->queued--;
-		s->running++;
-		pthread_mutex_unlock(&s->lock);
-
-		pipeline_scan(s->pipe, &jb->req, jb->msgfd, &res);
-		if (jb->msgfd >= 0)
-			close(jb->msgfd);
-		jb->msgfd = -1;
-		slog(jb->req.session_id, LOG_DEBUG, "scan id=%llu action=%s score=%.2f "
-		    "symbols=%zu ms=%.1f", (unsigned long long)res.id,
-		    mw_action_name(res.action), res.score, res.nsymbols, res.scan_ms);
-		send_result(s, jb->conn, &res, jb->req.session_id);
-		scan_result_free(&res);
-		job_free(jb);
-
-		pthread_mutex_lock(&s->lock);
-		s->running--;
-	}
+	(void)r;	/* EAGAIN: the counter is full, so a wake-up is pending anyway */
 }
 
-/* --- the loop ---------------------------------------------------------------- */
+/* poke_loop - the loop should look again: a connection ended under a
+ * worker, or no worker is parked any more (the loop reads the connections
+ * then) */
+static void poke_loop(struct scanner *s)
+{
+	ssize_t r = write(s->loop_fd, "w", 1);
+
+	(void)r;	/* EAGAIN: the pipe is full, the loop wakes anyway */
+}
+
+/* --- reading requests -------------------------------------------------------- */
 
 /* requests read in one go, not queued yet */
 struct batch {
@@ -224,15 +229,17 @@ struct batch {
 
 /* read_request - one packet from c, appended to b as a job.  Returns 1
  * when a request was taken, 0 when nothing was there, -1 to drop the
- * connection (EOF, receive error), -2 to drop it and hang up (malformed). */
-static int read_request(struct scanner *s, struct conn *c, int flags, struct batch *b)
+ * connection (EOF, receive error), -2 to drop it and hang up (malformed).
+ * Never blocks: a worker and the loop may both read a connection, and
+ * either may find the packet gone. */
+static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 {
 	struct scan_request req;
 	struct job *jb;
 	unsigned char *msg;
 	int fd, r;
 
-	r = scanproto_recv_request(c->fd, &req, &fd, &msg, flags);
+	r = scanproto_recv_request(c->fd, &req, &fd, &msg, MSG_DONTWAIT);
 	if (r == 0)
 		return -1;
 	if (r < 0) {
@@ -262,16 +269,18 @@ static int read_request(struct scanner *s, struct conn *c, int flags, struct bat
 
 /* enqueue - the requests read in one batch join the queue under one lock
  * (not one lock and wake-up each, which the workers then contend for);
- * those that do not fit are answered "scanner busy" at once. */
-static void enqueue(struct scanner *s, struct batch *b)
+ * those that do not fit are answered "scanner busy" at once.  self: the
+ * caller is an idle worker that takes a job from the queue next, so the
+ * first job needs nobody woken. */
+static void enqueue(struct scanner *s, struct batch *b, int self)
 {
 	struct job *jb, *next, *refused = NULL, **rtail = &refused;
-	unsigned added = 0, idle, wake;
+	unsigned added = 0;
+	int wake;
 
 	if (b->head == NULL)
 		return;
 	pthread_mutex_lock(&s->lock);
-	idle = s->nthreads - s->running;
 	for (jb = b->head; jb != NULL; jb = next) {
 		next = jb->next;
 		jb->next = NULL;
@@ -288,13 +297,12 @@ static void enqueue(struct scanner *s, struct batch *b)
 		s->queued++;
 		added++;
 	}
-	/* one wake-up per new job, no more than there are idle workers; sent
-	 * after the unlock, so that a woken worker does not run straight into
-	 * the lock we still hold (and sleep again on it) */
-	wake = added < idle ? added : idle;
+	/* sent after the unlock, so that a woken worker does not run straight
+	 * into the lock we still hold (and sleep again on it) */
+	wake = added > (unsigned)self && s->parked > 0;
 	pthread_mutex_unlock(&s->lock);
-	while (wake-- > 0)
-		pthread_cond_signal(&s->cond);
+	if (wake)
+		wake_worker(s);
 	b->head = NULL;
 	b->tail = &b->head;
 	for (jb = refused; jb != NULL; jb = next) {
@@ -304,6 +312,154 @@ static void enqueue(struct scanner *s, struct batch *b)
 		answer_now(s, jb->conn, jb->req.id, jb->req.session_id, "scanner busy");
 		job_free(jb);
 	}
+}
+
+/* read_batches - what is waiting on c, in batches of up to 64 (each
+ * queued under one lock).  Returns 0 once c is empty, or read_request's
+ * -1/-2 when c is to be dropped. */
+static int read_batches(struct scanner *s, struct conn *c, int self)
+{
+	struct batch b = { NULL, &b.head };
+	int r, n;
+
+	do {
+		for (n = 0, r = 1; r == 1 && n < 64; n++)
+			r = read_request(s, c, &b);
+		if (b.head != NULL) {
+			enqueue(s, &b, self);
+			self = 0;
+		}
+	} while (r == 1);
+	return r;
+}
+
+/* worker_read - a worker was woken for connection number no: read what
+ * is there (the connection is edge-triggered in the epoll set, so all of
+ * it).  An end of the connection is the loop's to handle. */
+static void worker_read(struct scanner *s, unsigned long long no)
+{
+	struct conn *c = NULL;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->nconns; i++)
+		if (s->conns[i]->no == no) {
+			c = conn_ref(s->conns[i]);
+			break;
+		}
+	pthread_mutex_unlock(&s->lock);
+	if (c == NULL)
+		return;		/* dropped meanwhile */
+	if (atomic_load(&c->rd_end) == 0) {
+		r = read_batches(s, c, 1);
+		if (r < 0) {
+			int zero = 0;
+
+			if (atomic_compare_exchange_strong(&c->rd_end, &zero, r))
+				poke_loop(s);
+		}
+	}
+	conn_unref(c);
+}
+
+/* --- workers ----------------------------------------------------------------- */
+
+static void *worker(void *arg)
+{
+	struct scanner *s = arg;
+	struct epoll_event ev[8];
+	struct scan_result res;
+	struct job *jb;
+	int chain, poke, n, i;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		/* under s->lock here: the end of one job and the start of the
+		 * next share one critical section */
+		if (s->head == NULL && s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			wake_worker(s);		/* the next parked one leaves too */
+			return NULL;
+		}
+		if (s->head == NULL) {
+			s->parked++;
+			pthread_mutex_unlock(&s->lock);
+			n = epoll_wait(s->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), -1);
+			pthread_mutex_lock(&s->lock);
+			s->parked--;
+			poke = s->parked == 0;
+			pthread_mutex_unlock(&s->lock);
+			if (poke)
+				poke_loop(s);	/* the loop reads the connections now */
+			for (i = 0; i < n; i++) {
+				if (ev[i].data.u64 == 0) {
+					uint64_t v;
+					ssize_t r = read(s->wake_fd, &v, sizeof(v));
+
+					(void)r;
+				} else {
+					worker_read(s, ev[i].data.u64);
+				}
+			}
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
+		jb = s->head;
+		s->head = jb->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->queued--;
+		s->running++;
+		chain = s->head != NULL && s->parked > 0;
+		pthread_mutex_unlock(&s->lock);
+		if (chain)
+			wake_worker(s);
+
+		pipeline_scan(s->pipe, &jb->req, jb->msgfd, &res);
+		if (jb->msgfd >= 0)
+			close(jb->msgfd);
+		jb->msgfd = -1;
+		slog(jb->req.session_id, LOG_DEBUG, "scan id=%llu action=%s score=%.2f "
+		    "symbols=%zu ms=%.1f", (unsigned long long)res.id,
+		    mw_action_name(res.action), res.score, res.nsymbols, res.scan_ms);
+		send_result(s, jb->conn, &res, jb->req.session_id);
+		scan_result_free(&res);
+		job_free(jb);
+
+		pthread_mutex_lock(&s->lock);
+		s->running--;
+	}
+}
+
+/* --- the loop ---------------------------------------------------------------- */
+
+/* drop_ended - the connections whose reader (the loop or a worker) saw
+ * their end leave the list and the epoll set; results still due may go
+ * out (each job holds a reference) */
+static void drop_ended(struct scanner *s)
+{
+	size_t i, k = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->nconns; i++) {
+		struct conn *c = s->conns[i];
+		int r = atomic_load(&c->rd_end);
+
+		if (r == 0) {
+			s->conns[k++] = c;
+			continue;
+		}
+		slog(NULL, LOG_DEBUG, "scanner: conn=%llu closed", c->no);
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		/* malformed: hang up now; at EOF, results still due may go
+		 * out (shutdown drain) */
+		if (r == -2)
+			shutdown(c->fd, SHUT_RDWR);
+		conn_unref(c);
+	}
+	s->nconns = k;
+	pthread_mutex_unlock(&s->lock);
 }
 
 static int peer_ok(int fd)
@@ -348,16 +504,16 @@ static void setup_signals(void)
 int scanner_main(struct config *cfg, int listen_fd)
 {
 	struct scanner s;
-	struct conn **conns = NULL;
 	struct pollfd *pfd = NULL;
-	size_t nconns = 0, cap = 0, i, np, polled;
+	size_t i, np, polled;
 	pthread_t *threads;
 	sigset_t block, old;
 	unsigned long long conn_no = 0;
 	long long deadline = 0;
-	int sp[2], shutting = 0, timeout, fd, fl;
+	int sp[2], shutting = 0, timeout, fd, fl, watch;
 	char err[512], drain[64];
 	struct timeval tv;
+	struct epoll_event ev;
 	struct job *jb;
 
 	memset(&s, 0, sizeof(s));
@@ -372,6 +528,18 @@ int scanner_main(struct config *cfg, int listen_fd)
 		pipeline_free(s.pipe);
 		return 1;
 	}
+	s.epfd = epoll_create1(EPOLL_CLOEXEC);
+	s.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s.epfd < 0 || s.wake_fd < 0) {
+		slog_errno(NULL, LOG_ERR, "scanner: epoll/eventfd");
+		die("scanner: cannot set up the workers' wake-ups");
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;		/* level: a parked worker takes each wake-up */
+	ev.data.u64 = 0;		/* connection numbers start at 1 */
+	if (epoll_ctl(s.epfd, EPOLL_CTL_ADD, s.wake_fd, &ev) < 0)
+		die("scanner: cannot set up the workers' wake-ups");
+	s.loop_fd = sp[1];
 	sig_wfd = sp[1];
 	setup_signals();
 	fl = fcntl(listen_fd, F_GETFL);
@@ -379,7 +547,6 @@ int scanner_main(struct config *cfg, int listen_fd)
 		fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
 
 	pthread_mutex_init(&s.lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
 	s.nthreads = cfg->scanner_threads ? cfg->scanner_threads : 1;
 	threads = xcalloc(s.nthreads, sizeof(*threads));
 	/* the workers never take signals: the loop does */
@@ -409,28 +576,38 @@ int scanner_main(struct config *cfg, int listen_fd)
 			deadline = now_ms() + cfg->shutdown_timeout;
 			slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
 			listen_fd = -1;		/* stop accepting; the master keeps the socket */
-			for (i = 0; i < nconns; i++)
-				shutdown(conns[i]->fd, SHUT_RD);
+			for (i = 0; i < s.nconns; i++)
+				shutdown(s.conns[i]->fd, SHUT_RD);
 		}
 		timeout = -1;
+		pthread_mutex_lock(&s.lock);
+		/* the loop reads the connections while no worker waits on them
+		 * (a worker that stops waiting leaves the last pokes us), and
+		 * always while shutting down, to see them end */
+		watch = shutting || s.parked == 0;
 		if (shutting) {
 			unsigned busy;
 
-			pthread_mutex_lock(&s.lock);
-			if (nconns == 0 && !s.stopping) {
+			if (s.nconns == 0 && !s.stopping) {
 				s.stopping = 1;	/* no more input: workers end when idle */
-				pthread_cond_broadcast(&s.cond);
+				pthread_mutex_unlock(&s.lock);
+				wake_worker(&s);
+				pthread_mutex_lock(&s.lock);
 			}
 			busy = s.queued + s.running;
-			pthread_mutex_unlock(&s.lock);
-			if (nconns == 0 && busy == 0)
+			if (s.nconns == 0 && busy == 0) {
+				pthread_mutex_unlock(&s.lock);
 				break;
-			if (now_ms() >= deadline)
+			}
+			if (now_ms() >= deadline) {
+				pthread_mutex_unlock(&s.lock);
 				break;
+			}
 			timeout = SHUTDOWN_TICK_MS;
 		}
+		pthread_mutex_unlock(&s.lock);
 
-		pfd = xrealloc(pfd, (nconns + 2) * sizeof(*pfd));
+		pfd = xrealloc(pfd, (s.nconns + 2) * sizeof(*pfd));
 		np = 0;
 		pfd[np].fd = sp[0];
 		pfd[np++].events = POLLIN;
@@ -438,12 +615,12 @@ int scanner_main(struct config *cfg, int listen_fd)
 			pfd[np].fd = listen_fd;
 			pfd[np++].events = POLLIN;
 		}
-		for (i = 0; i < nconns; i++) {
-			pfd[np].fd = conns[i]->fd;
-			pfd[np++].events = POLLIN;
+		polled = watch ? s.nconns : 0;	/* conns[0..polled) are pfd[np..np + polled) */
+		for (i = 0; i < polled; i++) {
+			pfd[np + i].fd = s.conns[i]->fd;
+			pfd[np + i].events = POLLIN;
 		}
-		polled = nconns;	/* conns[0..polled) are pfd[np - polled..np) */
-		if (poll(pfd, np, timeout) < 0) {
+		if (poll(pfd, np + polled, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			slog_errno(NULL, LOG_ERR, "scanner: poll");
@@ -452,6 +629,21 @@ int scanner_main(struct config *cfg, int listen_fd)
 		if (pfd[0].revents & POLLIN)
 			while (read(sp[0], drain, sizeof(drain)) > 0)
 				;
+		/* the polled connections first (accepting may move the array) */
+		for (i = 0; i < polled; i++) {
+			struct conn *c = s.conns[i];
+			short re = pfd[np + i].revents;
+			int r, zero = 0;
+
+			if (!(re & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) || atomic_load(&c->rd_end))
+				continue;
+			/* take what is waiting, without blocking: a worker may
+			 * have taken it first */
+			r = (re & POLLNVAL) ? -1 : read_batches(&s, c, 0);
+			if (r < 0)
+				atomic_compare_exchange_strong(&c->rd_end, &zero, r);
+		}
+		drop_ended(&s);
 		if (listen_fd >= 0 && (pfd[1].revents & POLLIN)) {
 			fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd < 0) {
@@ -462,48 +654,32 @@ int scanner_main(struct config *cfg, int listen_fd)
 				slog(NULL, LOG_WARNING, "scanner: connection from a foreign uid refused");
 				close(fd);
 			} else {
+				struct conn *c = conn_new(fd, ++conn_no);
+
 				tv.tv_sec = SEND_TIMEOUT_S;
 				tv.tv_usec = 0;
 				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-				if (nconns == cap) {
-					cap = cap ? cap * 2 : 8;
-					conns = xrealloc(conns, cap * sizeof(*conns));
+				pthread_mutex_lock(&s.lock);
+				if (s.nconns == s.cap) {
+					s.cap = s.cap ? s.cap * 2 : 8;
+					s.conns = xrealloc(s.conns, s.cap * sizeof(*s.conns));
 				}
-				conns[nconns++] = conn_new(fd, ++conn_no);
+				s.conns[s.nconns++] = c;
+				pthread_mutex_unlock(&s.lock);
+				/* edge-triggered: one wake-up per arrival, and the
+				 * worker it wakes reads all there is */
+				memset(&ev, 0, sizeof(ev));
+				ev.events = EPOLLIN | EPOLLET;
+				ev.data.u64 = c->no;
 				slog(NULL, LOG_DEBUG, "scanner: conn=%llu accepted", conn_no);
-			}
-		}
-		/* the polled connections; those accepted just now stay as they are */
-		{
-			size_t base = np - polled, k = 0;
-
-			for (i = 0; i < nconns; i++) {
-				struct conn *c = conns[i];
-				short re = i < polled ? pfd[base + i].revents : 0;
-
-				if (re & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
-					struct batch b = { NULL, &b.head };
-					int r = (re & POLLNVAL) ? -1 : read_request(&s, c, 0, &b);
-					/* take what else is waiting, without blocking: one
-					 * poll per batch, not per request (bounded, for
-					 * fairness) */
-					for (int more = 0; r == 1 && more < 64; more++)
-						r = read_request(&s, c, MSG_DONTWAIT, &b);
-					enqueue(&s, &b);
-
-					if (r < 0) {
-						slog(NULL, LOG_DEBUG, "scanner: conn=%llu closed", c->no);
-						/* malformed: hang up now; at EOF, results
-						 * still due may go out (shutdown drain) */
-						if (r == -2)
-							shutdown(c->fd, SHUT_RDWR);
-						conn_unref(c);
-						continue;
-					}
+				if (epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+					/* idle workers would never read it: the
+					 * front end reconnects instead */
+					slog_errno(NULL, LOG_WARNING, "scanner: conn=%llu: epoll", c->no);
+					atomic_store(&c->rd_end, -1);
+					drop_ended(&s);
 				}
-				conns[k++] = c;
 			}
-			nconns = k;
 		}
 	}
 
@@ -520,21 +696,25 @@ int scanner_main(struct config *cfg, int listen_fd)
 	}
 	s.tail = NULL;
 	s.stopping = 1;
-	pthread_cond_broadcast(&s.cond);
 	i = s.running;
 	pthread_mutex_unlock(&s.lock);
-	for (np = 0; np < nconns; np++) {
-		shutdown(conns[np]->fd, SHUT_RDWR);
-		conn_unref(conns[np]);
+	wake_worker(&s);
+	pthread_mutex_lock(&s.lock);
+	for (np = 0; np < s.nconns; np++) {
+		shutdown(s.conns[np]->fd, SHUT_RDWR);
+		conn_unref(s.conns[np]);
 	}
-	free(conns);
+	s.nconns = 0;
+	pthread_mutex_unlock(&s.lock);
 	free(pfd);
 	if (i == 0) {
 		for (np = 0; np < s.nthreads; np++)
 			pthread_join(threads[np], NULL);
 		pipeline_free(s.pipe);
-		pthread_cond_destroy(&s.cond);
+		free(s.conns);
 		pthread_mutex_destroy(&s.lock);
+		close(s.epfd);
+		close(s.wake_fd);
 		slog(NULL, LOG_INFO, "scanner: stopped");
 	} else
 		slog(NULL, LOG_WARNING, "scanner: shutdown deadline passed with %zu scans "

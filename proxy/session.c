@@ -451,11 +451,12 @@ static void audit_txn(struct session *s, struct txn *t)
 	char esc[200];
 	stats_txn(STATS_PROXY, session_direction(s) == MW_OUTBOUND, t->action ? t->action : "none",
 	          t->size, t->have_res ? t->scan_ms : -1);
-	slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s",
-	     s->ntxn, log_esc(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
-	     t->naccepted, t->nrcpts, (unsigned long long)t->size,
-	     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none", t->reply,
-	     t->queue_id[0] ? " queue_id=" : "", t->queue_id);
+	if (log_enabled(LOG_INFO))   /* not the escaping either, when the line goes nowhere */
+		slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s",
+		     s->ntxn, log_esc(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
+		     t->naccepted, t->nrcpts, (unsigned long long)t->size,
+		     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none", t->reply,
+		     t->queue_id[0] ? " queue_id=" : "", t->queue_id);
 }
 
 /* The transaction is over, for whatever reason: log it, forget it, and

@@ -160,6 +160,48 @@ static void test_structure(void **state)
 	sbuf_free(&b);
 }
 
+/* keys take a one-piece path when short and plain, the escaping one
+ * otherwise: the text must not depend on which (commas after nested
+ * values, a key right after a key, keys at the size boundary) */
+static void test_key_paths(void **state)
+{
+	char k60[61], k61[62];
+	struct sbuf b, want;
+	struct jsonw w;
+
+	(void)state;
+	memset(k60, 'a', 60);
+	k60[60] = '\0';
+	memset(k61, 'b', 61);
+	k61[61] = '\0';
+	sbuf_init(&b, 1 << 10);
+	jsonw_init(&w, &b);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, k60);
+	jsonw_int(&w, 1);
+	jsonw_key(&w, k61);
+	jsonw_int(&w, 2);
+	jsonw_key(&w, "arr");
+	jsonw_array_begin(&w);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "x");
+	jsonw_key(&w, "y");		/* no value between: no comma either, as before */
+	jsonw_int(&w, 3);
+	jsonw_key(&w, "q\"");
+	jsonw_int(&w, 4);
+	jsonw_object_end(&w);
+	jsonw_array_end(&w);
+	jsonw_key(&w, "");
+	jsonw_bool(&w, 1);
+	jsonw_object_end(&w);
+	assert_false(jsonw_failed(&w));
+	sbuf_init(&want, 1 << 10);
+	sbuf_addf(&want, "{\"%s\":1,\"%s\":2,\"arr\":[{\"x\":\"y\":3,\"q\\\"\":4}],\"\":true}", k60, k61);
+	assert_string_equal(b.data, want.data);
+	sbuf_free(&want);
+	sbuf_free(&b);
+}
+
 static void num_is(double d, int decimals, const char *want)
 {
 	struct sbuf b;
@@ -234,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_random_bytes),
 		cmocka_unit_test(test_structure),
 		cmocka_unit_test(test_numbers),
+		cmocka_unit_test(test_key_paths),
 		cmocka_unit_test(test_limits),
 	};
 

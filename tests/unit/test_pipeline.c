@@ -953,6 +953,75 @@ static void test_scanner_busy(void **state)
 	close(fd);
 }
 
+static double mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* Idle workers read requests themselves; the loop reads only while none
+ * is idle.  Both halves must hold: requests that come while every worker
+ * is busy are read at once (queued, or refused as busy long before the
+ * running scan ends), and requests that find workers idle run at the same
+ * time, one per worker, also when they come one by one. */
+static void test_scanner_readers(void **state)
+{
+	struct scanner_proc sp;
+	struct scan_result res;
+	struct config cfg;
+	double t0, el;
+	int fd, i;
+
+	(void)state;
+	cfg_init(&cfg, "delay_ms=600");
+	cfg.scanner_threads = 1;
+	cfg.scanner_queue = 1;
+	start_scanner(&sp, &cfg);
+	fd = connect_scanner(&sp);
+	usleep(100 * 1000);		/* accepted: the loop saw the worker idle */
+	t0 = mono_ms();
+	assert_int_equal(send_req(fd, 1, clean_msg), 0);
+	usleep(150 * 1000);		/* the only worker is scanning it now */
+	assert_int_equal(send_req(fd, 2, clean_msg), 0);	/* queued */
+	assert_int_equal(send_req(fd, 3, clean_msg), 0);	/* refused */
+	recv_res(fd, &res);
+	el = mono_ms() - t0;
+	assert_true(res.id == 3);
+	assert_string_equal(res.error, "scanner busy");
+	assert_true(el < 450);		/* not when the worker is free again */
+	scan_result_free(&res);
+	for (i = 1; i <= 2; i++) {
+		recv_res(fd, &res);
+		assert_true(res.id == (uint64_t)i);
+		assert_int_equal(res.action, MW_ACCEPT);
+		scan_result_free(&res);
+	}
+	assert_int_equal(stop_scanner(&sp), 0);
+	close(fd);
+
+	cfg_init(&cfg, "delay_ms=400");
+	cfg.scanner_threads = 3;
+	cfg.scanner_queue = 1;
+	start_scanner(&sp, &cfg);
+	fd = connect_scanner(&sp);
+	t0 = mono_ms();
+	for (i = 1; i <= 3; i++) {
+		assert_int_equal(send_req(fd, (uint64_t)i, clean_msg), 0);
+		usleep(20 * 1000);
+	}
+	for (i = 1; i <= 3; i++) {
+		recv_res(fd, &res);
+		assert_int_equal(res.action, MW_ACCEPT);
+		scan_result_free(&res);
+	}
+	el = mono_ms() - t0;
+	assert_true(el < 1000);		/* three at once, not one after the other */
+	assert_int_equal(stop_scanner(&sp), 0);
+	close(fd);
+}
+
 /* SIGTERM: scans in flight finish and are answered, the front end's next
  * send fails (EPIPE), then EOF and exit 0 */
 static void test_scanner_sigterm(void **state)
@@ -1063,6 +1132,7 @@ int main(void)
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test_teardown(test_scanner_process, reap),
 		cmocka_unit_test_teardown(test_scanner_busy, reap),
+		cmocka_unit_test_teardown(test_scanner_readers, reap),
 		cmocka_unit_test_teardown(test_scanner_sigterm, reap),
 	};
 
