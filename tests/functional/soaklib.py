@@ -103,8 +103,9 @@ def snapshot(mw):
 
 
 def wait_settled(mw, base, roles=("master", "proxy", "scanner", "milter"), slack=3, timeout=10.0):
-    """Wait until each role's descriptor count is back within slack of base;
-    returns the last snapshot."""
+    """Wait until each role's descriptor count is back within slack of base
+    and its thread count at base (the milter's per-connection threads end
+    a moment after their connection is gone); returns the last snapshot."""
     last = None
 
     def ok():
@@ -113,6 +114,8 @@ def wait_settled(mw, base, roles=("master", "proxy", "scanner", "milter"), slack
         for r in roles:
             if r in base and base[r] is not None:
                 if last.get(r) is None or last[r]["fds"] > base[r]["fds"] + slack:
+                    return False
+                if last[r].get("threads", 0) > base[r].get("threads", 0):
                     return False
         return True
     mwlib.wait_until(ok, timeout, 0.2)
