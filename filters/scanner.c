@@ -705,13 +705,17 @@ int scanner_main(struct config *cfg, int listen_fd)
 		conn_unref(s.conns[np]);
 	}
 	s.nconns = 0;
+	/* workers look connections up under the lock only, and none is left:
+	 * the array goes now, also when running scans are abandoned below */
+	free(s.conns);
+	s.conns = NULL;
+	s.cap = 0;
 	pthread_mutex_unlock(&s.lock);
 	free(pfd);
 	if (i == 0) {
 		for (np = 0; np < s.nthreads; np++)
 			pthread_join(threads[np], NULL);
 		pipeline_free(s.pipe);
-		free(s.conns);
 		pthread_mutex_destroy(&s.lock);
 		close(s.epfd);
 		close(s.wake_fd);
