@@ -170,12 +170,23 @@ static void black_hole_open(struct black_hole *b)
 	fail_msg("no port free for both UDP and TCP");
 }
 
+/* timed_lookup - look name up, check its status, return the seconds it took */
+static double timed_lookup(struct dns *d, const char *name, int type, unsigned timeout_ms, int want)
+{
+	double t0 = now_s();
+	struct dns_reply *r = dns_lookup(d, name, type, timeout_ms);
+	double el = now_s() - t0;
+
+	assert_int_equal(r->status, want);
+	dns_reply_free(r);
+	return el;
+}
+
 static void test_dead_forwarder_deadline(void **state)
 {
 	struct black_hole b;
 	char fwd[64];
 	struct dns *d;
-	struct dns_reply *r;
 	struct dns_stats st;
 	double t0, el;
 
@@ -184,29 +195,17 @@ static void test_dead_forwarder_deadline(void **state)
 	snprintf(fwd, sizeof(fwd), "127.0.0.1@%u", b.port);
 	d = make(fwd, "dns_timeout=400ms", NULL);
 
-	t0 = now_s();
-	r = dns_lookup(d, "spf.example.test", DNS_T_TXT, 0);
-	el = now_s() - t0;
-	assert_int_equal(r->status, DNS_TIMEOUT);
-	dns_reply_free(r);
+	el = timed_lookup(d, "spf.example.test", DNS_T_TXT, 0, DNS_TIMEOUT);
 	if (el < 0.35 || el > 1.5)
 		fail_msg("configured deadline 400 ms, lookup took %.3f s", el);
 
 	/* explicit deadline */
-	t0 = now_s();
-	r = dns_lookup(d, "other.example.test", DNS_T_A, 150);
-	el = now_s() - t0;
-	assert_int_equal(r->status, DNS_TIMEOUT);
-	dns_reply_free(r);
+	el = timed_lookup(d, "other.example.test", DNS_T_A, 150, DNS_TIMEOUT);
 	if (el < 0.12 || el > 1.0)
 		fail_msg("deadline 150 ms, lookup took %.3f s", el);
 
 	/* the first query is still out: no second wait */
-	t0 = now_s();
-	r = dns_lookup(d, "SPF.example.test.", DNS_T_TXT, 0);
-	el = now_s() - t0;
-	assert_int_equal(r->status, DNS_TIMEOUT);
-	dns_reply_free(r);
+	el = timed_lookup(d, "SPF.example.test.", DNS_T_TXT, 0, DNS_TIMEOUT);
 	if (el > 0.1)
 		fail_msg("repeat lookup of a timed-out name waited %.3f s", el);
 
@@ -231,9 +230,8 @@ static void test_prefetch_dead_forwarder(void **state)
 	struct black_hole b;
 	char fwd[64];
 	struct dns *d;
-	struct dns_reply *r;
 	struct dns_stats st;
-	double t0, el;
+	double el;
 
 	(void)state;
 	black_hole_open(&b);
@@ -247,19 +245,11 @@ static void test_prefetch_dead_forwarder(void **state)
 	assert_int_equal(st.prefetches, 2);
 	assert_int_equal(st.lookups, 0);
 	usleep(400 * 1000);
-	t0 = now_s();
-	r = dns_lookup(d, "p.example.test", DNS_T_TXT, 0);    /* 200 ms of 600 left */
-	el = now_s() - t0;
-	assert_int_equal(r->status, DNS_TIMEOUT);
-	dns_reply_free(r);
+	el = timed_lookup(d, "p.example.test", DNS_T_TXT, 0, DNS_TIMEOUT);    /* 200 ms of 600 left */
 	if (el < 0.1 || el > 0.45)
 		fail_msg("prefetched 400 ms ago with a 600 ms timeout, lookup took %.3f s", el);
 	usleep(300 * 1000);
-	t0 = now_s();
-	r = dns_lookup(d, "p.example.test", DNS_T_A, 0);      /* its time is up: at once */
-	el = now_s() - t0;
-	assert_int_equal(r->status, DNS_TIMEOUT);
-	dns_reply_free(r);
+	el = timed_lookup(d, "p.example.test", DNS_T_A, 0, DNS_TIMEOUT);      /* its time is up: at once */
 	if (el > 0.1)
 		fail_msg("prefetched 700 ms ago with a 600 ms timeout, lookup waited %.3f s", el);
 	dns_stats(d, &st);

@@ -187,21 +187,30 @@ static unsigned known(struct store *s, uint64_t from, uint64_t to)
 	return n;
 }
 
+/* raw_open - the test's store file opened with LMDB directly (as an older
+ * mailwarden or another tool would), database db in a transaction */
+static void raw_open(const char *db, int rdonly, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
+	assert_int_equal(mdb_env_create(env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(*env, 4), 0);
+	assert_int_equal(mdb_env_set_mapsize(*env, 64u << 20), 0);
+	assert_int_equal(mdb_env_open(*env, path, MDB_NOSUBDIR | (rdonly ? MDB_RDONLY : 0), 0640), 0);
+	assert_int_equal(mdb_txn_begin(*env, NULL, rdonly ? MDB_RDONLY : 0, txn), 0);
+	assert_int_equal(mdb_dbi_open(*txn, db, rdonly ? 0 : MDB_CREATE, dbi), 0);
+}
+
 /* tokens written before days were kept: 8-byte values (spam, ham), put
  * straight into the file as an older mailwarden left them */
 static void write_legacy_tokens(uint64_t from, uint64_t to)
 {
-	char path[128];
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi tok;
 
-	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
-	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR, 0640), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "tok", MDB_CREATE, &tok), 0);
+	raw_open("tok", 0, &env, &txn, &tok);
 	for (uint64_t h = from; h < to; h++) {
 		unsigned char kb[8];
 		uint32_t cnt[2] = { 1, 0 };
@@ -219,18 +228,11 @@ static void write_legacy_tokens(uint64_t from, uint64_t to)
  * expiry is exp (0 = never) */
 static void write_raw_kv(const char *prefix, unsigned n, uint64_t exp)
 {
-	char path[128];
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi kv;
 
-	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
-	assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
-	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR, 0640), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "kv", MDB_CREATE, &kv), 0);
+	raw_open("kv", 0, &env, &txn, &kv);
 	for (unsigned i = 0; i < n; i++) {
 		char kb[32];
 		unsigned char vb[9];
@@ -247,18 +249,12 @@ static void write_raw_kv(const char *prefix, unsigned n, uint64_t exp)
 
 static size_t raw_kv_entries(void)
 {
-	char path[128];
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi kv;
 	MDB_stat st;
 
-	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
-	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY, 0640), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "kv", 0, &kv), 0);
+	raw_open("kv", 1, &env, &txn, &kv);
 	assert_int_equal(mdb_stat(txn, kv, &st), 0);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
