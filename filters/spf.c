@@ -814,12 +814,21 @@ static void expand_text(char *out, size_t outsz, const char *tmpl, const char *d
 	sbuf_free(&b);
 }
 
+/* identity_domain - the domain checked: MAIL FROM's, or HELO for the
+ * null sender */
+static const char *identity_domain(const char *from, const char *helo)
+{
+	const char *at = strrchr(from, '@');
+
+	return from[0] == '\0' ? helo : at != NULL ? at + 1 : from;
+}
+
 static void spf_check(struct mw_ctx *ctx)
 {
 	struct spf_inst *in = mw_instance(ctx);
 	const struct config *cfg = in->cfg;
 	const char *ip = mw_client_ip(ctx), *helo = mw_helo(ctx), *from = mw_mail_from(ctx);
-	const char *at, *domain, *identity;
+	const char *domain, *identity;
 	unsigned char addr[16];
 	int family;
 	SPF_request_t *req = NULL;
@@ -856,15 +865,8 @@ static void spf_check(struct mw_ctx *ctx)
 	if (inet_ntop(family, addr, v_ip, sizeof(v_ip)) == NULL)
 		return;
 
-	/* the identity: MAIL FROM, or HELO for the null sender */
-	if (from[0] != '\0') {
-		identity = "mailfrom";
-		at = strrchr(from, '@');
-		domain = at != NULL ? at + 1 : from;
-	} else {
-		identity = "helo";
-		domain = helo;
-	}
+	identity = from[0] != '\0' ? "mailfrom" : "helo";
+	domain = identity_domain(from, helo);
 	expl[0] = comment[0] = '\0';
 	if (!domain_ok(domain)) {
 		res = R_NONE;
@@ -1003,12 +1005,11 @@ static void spf_eom(struct mw_ctx *ctx)
 static void spf_prefetch(struct mw_ctx *ctx)
 {
 	struct spf_inst *in = mw_instance(ctx);
-	const char *from = mw_mail_from(ctx), *at, *domain;
+	const char *domain;
 
 	if (in == NULL || mw_direction(ctx) != MW_INBOUND)
 		return;
-	at = strrchr(from, '@');
-	domain = from[0] == '\0' ? mw_helo(ctx) : at != NULL ? at + 1 : from;
+	domain = identity_domain(mw_mail_from(ctx), mw_helo(ctx));
 	if (domain_ok(domain))
 		dns_prefetch(in->dns, fit_name(domain), DNS_T_TXT);
 }
