@@ -27,6 +27,29 @@ int ipnet_client_net(const char *ip, char *out, size_t outsz);
  * case, zeros compressed), an "IPv6:" prefix dropped.  0, or -1 if ip is
  * not a single address. */
 int ipnet_canon(const char *ip, char *out, size_t outsz);
+/* Translated IPv4 clients (nat64_prefixes).  Behind a stateless
+ * translator (SIIT-DC, RFC 7755) or a NAT64 run in reverse, an IPv4 client
+ * reaches us as an IPv6 address that carries its IPv4 address (RFC 6052):
+ * that client is the IPv4 address for every check (SPF ip4:, DNSBLs, rDNS,
+ * lists, limits).  The table is process-wide, set by config_load, and
+ * ipnet_canon reads it; until a config sets it, it is 64:ff9b::/96. */
+#define IPNET_XLAT_MAX 8
+/* ipnet_xlat_parse - a nat64_prefixes value: up to IPNET_XLAT_MAX IPv6
+ * prefixes of length 32, 40, 48, 56, 64 or 96 (RFC 6052 2.2), space or
+ * comma separated, "" for none.  0, or -1 with a reason in err. */
+int ipnet_xlat_parse(const char *list, struct ipnet *nets, size_t *n, char *err, size_t errlen);
+/* ipnet_xlat_set - translate from now on with these prefixes (a list
+ * ipnet_xlat_parse takes); safe while other threads translate.  0, or -1
+ * (the table in use is kept). */
+int ipnet_xlat_set(const char *list, char *err, size_t errlen);
+/* ipnet_xlat_v4 - is the IPv6 address a6 an IPv4 client's behind a
+ * translator?  1 with its IPv4 address in v4, else 0. */
+int ipnet_xlat_v4(const unsigned char a6[16], unsigned char v4[4]);
+/* ipnet_private - loopback, RFC 1918, link-local (169.254/16, fe80::/10)
+ * or ULA (fc00::/7): 1 or 0 (the unspecified address, a wildcard, is 0).
+ * a is an address (bits ignored). */
+int ipnet_private(const struct ipnet *a);
+
 /* ipnet_limit_key - what a per-client limit counts: the IPv4 address, or
  * the IPv6 /64 (one subscriber or server gets a whole /64 and can rotate
  * through it at will).  0, or -1 if ip is not an address. */

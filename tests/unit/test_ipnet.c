@@ -46,6 +46,85 @@ static void test_canon(void **state)
 	assert_string_equal(canon(""), "-");
 }
 
+/* Translated IPv4 clients: the well-known prefix by default, then a
+ * site's own prefixes; the IPv4 address is the client. */
+static void test_translated(void **state)
+{
+	char err[200];
+
+	(void)state;
+	/* before any config: 64:ff9b::/96 */
+	assert_string_equal(canon("64:ff9b::c000:201"), "192.0.2.1");
+	assert_string_equal(canon("64:FF9B::192.0.2.1"), "192.0.2.1");
+	assert_string_equal(canon("IPv6:64:ff9b::c633:6407"), "198.51.100.7");
+	assert_string_equal(key("64:ff9b::c000:201"), "64:ff9b::/64");   /* callers key the canonical form */
+	/* RFC 6052 3.1: the well-known prefix never carries the site's own
+	 * networks, which its lists trust: kept as IPv6 */
+	assert_string_equal(canon("64:ff9b::7f00:1"), "64:ff9b::7f00:1");
+	assert_string_equal(canon("64:ff9b::a01:203"), "64:ff9b::a01:203");
+	assert_string_equal(canon("64:ff9b::c0a8:101"), "64:ff9b::c0a8:101");
+	assert_string_equal(canon("64:ff9b::ac10:1"), "64:ff9b::ac10:1");
+	assert_string_equal(canon("64:ff9b::6440:1"), "64:ff9b::6440:1");
+	assert_string_equal(canon("64:ff9b::a9fe:1"), "64:ff9b::a9fe:1");
+	assert_string_equal(canon("64:ff9b::e000:1"), "64:ff9b::e000:1");
+	assert_string_equal(canon("64:ff9b::1:c000:201"), "64:ff9b::1:c000:201");  /* not in the /96 */
+	/* 6to4 is never translated: its address is the relay's */
+	assert_string_equal(canon("2002:c000:201::1"), "2002:c000:201::1");
+
+	/* a site's network-specific prefixes, /96 and shorter (u-octet) */
+	assert_int_equal(ipnet_xlat_set("2001:db8:64::/96, 2001:db8:100::/40 2001:db8:1:2::/64 2001:db8::/32",
+	                                 err, sizeof err), 0);
+	assert_string_equal(canon("2001:db8:64::c000:201"), "192.0.2.1");
+	assert_string_equal(canon("2001:db8:64::a01:203"), "10.1.2.3");          /* the site's own: its call */
+	assert_string_equal(canon("2001:db8:64::7f00:1"), "2001:db8:64::7f00:1"); /* never loopback */
+	assert_string_equal(canon("64:ff9b::c000:201"), "64:ff9b::c000:201");    /* no longer listed */
+	/* RFC 6052 2.4's examples for 192.0.2.33 */
+	assert_string_equal(canon("2001:db8:c000:221::"), "192.0.2.33");          /* /32 */
+	assert_string_equal(canon("2001:db8:1c0:2:21::"), "192.0.2.33");          /* /40 */
+	assert_string_equal(canon("2001:db8:1:2:c0:2:2100:0"), "192.0.2.33");     /* /64 */
+	/* u-octet or suffix not zero: a host of the /64, not a translation */
+	assert_string_equal(canon("2001:db8:1:2:1c0:2:2100:0"), "2001:db8:1:2:1c0:2:2100:0");
+	assert_string_equal(canon("2001:db8:1:2:c0:2:2100:1"), "2001:db8:1:2:c0:2:2100:1");
+	/* none */
+	assert_int_equal(ipnet_xlat_set("", err, sizeof err), 0);
+	assert_string_equal(canon("2001:db8:64::c000:201"), "2001:db8:64::c000:201");
+	/* refused, and the table in use kept */
+	assert_int_equal(ipnet_xlat_set("64:ff9b::/96", err, sizeof err), 0);
+	assert_int_equal(ipnet_xlat_set("2002::/16", err, sizeof err), -1);
+	assert_non_null(strstr(err, "6to4"));
+	assert_int_equal(ipnet_xlat_set("2002:c000:200::/48", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("2001:db8::/72", err, sizeof err), -1);
+	assert_non_null(strstr(err, "/96"));
+	assert_int_equal(ipnet_xlat_set("2001:db8::/33", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("2001:db8::1/96", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("2001:db8::", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("::ffff:0:0/96", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("::/96", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("192.0.2.0/24", err, sizeof err), -1);
+	assert_int_equal(ipnet_xlat_set("1::/96 2::/96 3::/96 4::/96 5::/96 6::/96 7::/96 8::/96 9::/96",
+	                                 err, sizeof err), -1);
+	assert_string_equal(canon("64:ff9b::c000:201"), "192.0.2.1");
+}
+
+static void test_private(void **state)
+{
+	static const char *const priv[] = { "127.0.0.1", "10.9.8.7", "172.16.0.1", "172.31.255.255",
+		"192.168.1.1", "169.254.1.1", "::1", "fd00::25", "fc00::1", "fe80::1", "::ffff:10.0.0.1", NULL };
+	static const char *const pub[] = { "0.0.0.0", "::", "192.0.2.1", "172.32.0.1", "11.0.0.1",
+		"2001:db8::1", "fec0::1", "::ffff:192.0.2.1", NULL };
+	struct ipnet a;
+
+	(void)state;
+	for (int i = 0; priv[i] != NULL; i++) {
+		assert_int_equal(ipnet_parse(priv[i], &a), 0);
+		assert_true(ipnet_private(&a));
+	}
+	for (int i = 0; pub[i] != NULL; i++) {
+		assert_int_equal(ipnet_parse(pub[i], &a), 0);
+		assert_false(ipnet_private(&a));
+	}
+}
+
 static void test_limit_key(void **state)
 {
 	(void)state;
@@ -90,6 +169,8 @@ int main(void)
 		cmocka_unit_test(test_canon),
 		cmocka_unit_test(test_limit_key),
 		cmocka_unit_test(test_networks),
+		cmocka_unit_test(test_translated),
+		cmocka_unit_test(test_private),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
