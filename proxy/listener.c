@@ -198,7 +198,23 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
 	struct proxy *px = ln->px;
 	char ip[64];
 	char line[400];
+	struct sockaddr_storage client;
 
+	/* a translated IPv4 client (nat64_prefixes) is its IPv4 address from
+	 * here on: the limits, the session, the audit log, XCLIENT, the scan */
+	memset(&client, 0, sizeof client);
+	memcpy(&client, sa, (size_t)salen < sizeof client ? (size_t)salen : sizeof client);
+	if (netaddr_client(&client)) {
+		char v6[64];
+		unsigned port;
+
+		netaddr_ip(sa, v6, sizeof v6, &port);
+		netaddr_ip((struct sockaddr *)&client, ip, sizeof ip, NULL);
+		slog(NULL, LOG_INFO, "listener %s: [%s]:%u is the IPv4 client %s (nat64_prefixes)",
+		     ln->cfg.name, v6, port, ip);
+		sa = (struct sockaddr *)&client;
+		salen = (int)sizeof(struct sockaddr_in);
+	}
 	netaddr_ip(sa, ip, sizeof ip, NULL);
 	if (px->stopping) {
 		snprintf(line, sizeof line, "421 4.3.2 %s Service shutting down\r\n", px->cfg->hostname);

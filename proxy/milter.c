@@ -448,8 +448,9 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	} else if (sa != NULL && sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)sa;
 		/* as shown as IPv4: milter_internal_networks, the audit log
-		 * and the scanner's filters see a mapped client as IPv4 */
-		netaddr_ip(sa, s->client_ip, sizeof(s->client_ip), NULL);
+		 * and the scanner's filters see a mapped or translated
+		 * (nat64_prefixes) client as IPv4 */
+		netaddr_client_ip(sa, s->client_ip, sizeof(s->client_ip), NULL);
 		s->client_port = ntohs(in6->sin6_port);
 	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0') {
 		/* Sendmail writes "IPv6:2001:db8::1" */

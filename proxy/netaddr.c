@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "netaddr.h"
+#include "filters/ipnet.h"
 
 int netaddr_parse(const char *spec, int passive, struct netaddr *out, char *err, size_t errlen)
 {
@@ -82,6 +83,34 @@ const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsig
 		if (port) *port = ntohs(in6->sin6_port);
 	}
 	return buf;
+}
+
+int netaddr_client(struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+	struct sockaddr_in in;
+	unsigned char v4[4];
+
+	if (ss->ss_family != AF_INET6 || !ipnet_xlat_v4(in6->sin6_addr.s6_addr, v4))
+		return 0;
+	memset(&in, 0, sizeof in);
+	in.sin_family = AF_INET;
+	in.sin_port = in6->sin6_port;
+	memcpy(&in.sin_addr, v4, 4);
+	memset(ss, 0, sizeof *ss);
+	memcpy(ss, &in, sizeof in);
+	return 1;
+}
+
+const char *netaddr_client_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsigned *port)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof ss);
+	memcpy(&ss, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                : sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr));
+	netaddr_client(&ss);
+	return netaddr_ip((const struct sockaddr *)&ss, buf, bufsz, port);
 }
 
 int netaddr_listen(const struct netaddr *a, int backlog, int reuseport, char *err, size_t errlen)

@@ -19,6 +19,15 @@ int netaddr_parse(const char *spec, int passive, struct netaddr *out, char *err,
 /* netaddr_ip - numeric host part into buf ("192.0.2.1", "2001:db8::1"; IPv4-
  * mapped IPv6 shown as IPv4), returns buf; *port gets the port if non-NULL */
 const char *netaddr_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsigned *port);
+/* netaddr_client - a client's socket address as the checks are to see
+ * it: one of nat64_prefixes (a translated IPv4 client, ipnet_xlat_v4)
+ * becomes the IPv4 address with the same port, in place.  1 if rewritten,
+ * else 0.  Only for clients: a listener's, upstream's or original
+ * destination's address is where we connect or listen, never translated. */
+int netaddr_client(struct sockaddr_storage *ss);
+/* netaddr_client_ip - netaddr_ip of the client address netaddr_client
+ * makes of sa */
+const char *netaddr_client_ip(const struct sockaddr *sa, char *buf, size_t bufsz, unsigned *port);
 /* netaddr_listen - socket, SO_REUSEADDR (and SO_REUSEPORT if reuseport:
  * several sockets on one address, the kernel spreads connections over
  * them), IPV6_V6ONLY=0 for "*", bind, listen, non-blocking, close-on-exec.
