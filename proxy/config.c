@@ -43,6 +43,8 @@
 #include <ini.h>
 
 #include "proxy/config.h"
+#include "proxy/netaddr.h"
+#include "filters/ipnet.h"
 
 #define CFG_LINE_MAX   4096	/* longest line of the file, newline excluded */
 #define CFG_ERR_MAX    512	/* one message, before its FILE:LINE prefix */
@@ -129,6 +131,7 @@ static int check_filter_list(const char *, char *, size_t);
 static int check_authserv_id(const char *, char *, size_t);
 static int check_milter_listen(const char *, char *, size_t);
 static int check_cidr_list(const char *, char *, size_t);
+static int check_nat64_prefixes(const char *, char *, size_t);
 static int check_upstream(const char *, char *, size_t);
 static void default_hostname(char *, size_t);
 
@@ -589,6 +592,8 @@ static const struct cfg_opt cfg_opts[] = {
 	      "OpenSSL cipher list for TLS 1.2 (empty = OpenSSL's default)"),
 	G_STR("tls_ciphersuites", tls_ciphersuites, "", NULL,
 	      "OpenSSL TLS 1.3 ciphersuites (empty = OpenSSL's default)"),
+	G_STR("nat64_prefixes", nat64_prefixes, "64:ff9b::/96", check_nat64_prefixes,
+	      "IPv6 prefixes (/96, or /32../64 of RFC 6052) of a translator's IPv4 clients (SIIT-DC, NAT64): such a client is checked as its IPv4 address (empty = none)"),
 
 	/* [listener NAME] */
 	L_STR("listen", listen, "", check_listen,
@@ -1203,6 +1208,15 @@ static int check_cidr_list(const char *v, char *err, size_t errlen)
 			return fail(err, errlen, "\"%s%s%s\" is not an address/prefix", word,
 			    slash ? "/" : "", slash ? slash + 1 : "");
 	}
+}
+
+/* check_nat64_prefixes - RFC 6052 prefixes (ipnet_xlat_parse) */
+static int check_nat64_prefixes(const char *v, char *err, size_t errlen)
+{
+	struct ipnet nets[IPNET_XLAT_MAX];
+	size_t n;
+
+	return ipnet_xlat_parse(v, nets, &n, err, errlen);
 }
 
 /* parse_port - 1..65535, decimal */
@@ -1929,6 +1943,8 @@ struct config *config_load(const char *path, const char *const *overrides,
 			goto bad;
 	if (check_listeners(c, ld, err, errlen) < 0)
 		goto bad;
+	if (ipnet_xlat_set(c->nat64_prefixes, err, errlen) < 0)
+		goto bad;
 	free(ld);
 	return c;
 bad:
@@ -1937,6 +1953,29 @@ bad:
 	free(ld);
 	free(c);
 	return NULL;
+}
+
+int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t msglen)
+{
+	const struct listener_cfg *l = &c->listeners[i];
+	struct netaddr na;
+	struct ipnet a;
+	char ip[64], e[200];
+
+	if (l->direction != MW_OUTBOUND || l->auth == MW_AUTH_RELAY)
+		return 0;
+	/* numeric and "*" without a lookup; a name resolves as the listener
+	 * itself will (start-up and -t only) */
+	if (netaddr_parse(l->listen, 1, &na, e, sizeof e) < 0)
+		return 0;
+	netaddr_ip((const struct sockaddr *)&na.ss, ip, sizeof ip, NULL);
+	if (ipnet_parse(ip, &a) == 0 && ipnet_private(&a))
+		return 0;
+	snprintf(msg, msglen, "listener '%s': direction = outbound without auth = relay on %s, "
+	         "which is not a loopback or private address: anyone who reaches it sends as the site "
+	         "(DKIM-signed, no SPF, DMARC or greylisting); bind it to an internal address, "
+	         "firewall it, or set auth = relay", l->name, l->listen);
+	return 1;
 }
 
 /* config_ref / config_unref - atomic, so any thread may drop its reference */

@@ -278,6 +278,9 @@ struct config {
 	int  tls_min_version;         /* TLS1_2_VERSION ... */
 	char tls_ciphers[512];        /* TLS <= 1.2 cipher list ("" = OpenSSL's) */
 	char tls_ciphersuites[512];   /* TLS 1.3 suites ("" = OpenSSL's) */
+	/* IPv6 prefixes of translated IPv4 clients (RFC 6052); config_load
+	 * hands them to ipnet_xlat_set, process-wide */
+	char nat64_prefixes[512];
 
 	struct listener_cfg listeners[CFG_MAX_LISTENERS];
 	unsigned nlisteners;
@@ -285,11 +288,20 @@ struct config {
 
 /* config_load - defaults, then the file (if path != NULL), then each
  * override "name=value" in order.  Returns a new config (refcount 1), or NULL
- * with "file:line: message" (or "-o name: message") in err. */
+ * with "file:line: message" (or "-o name: message") in err.  A config that
+ * loads sets the process's translation prefixes (nat64_prefixes,
+ * ipnet_xlat_set): every front end and the scanner load their config
+ * through here, at start-up and at each reload. */
 struct config *config_load(const char *path, const char *const *overrides,
                            size_t noverrides, char *err, size_t errlen);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
+
+/* config_open_outbound - does listener i make anyone who reaches it an
+ * outbound sender?  direction = outbound without auth = relay, on an
+ * address that is neither loopback nor private (RFC 1918, ULA, link-local;
+ * a wildcard counts as public).  1 with the warning in msg, else 0. */
+int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t msglen);
 
 /* config_dump - "name = value" for every setting, as -t -v prints it. */
 void config_dump(const struct config *c, FILE *out);

@@ -189,6 +189,9 @@ int main(int argc, char **argv)
 		}
 		if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0')
 			fprintf(stderr, "%s: warning: no listener and no milter_listen configured\n", c.config ? c.config : "mailwarden");
+		for (unsigned i = 0; i < cfg->nlisteners; i++)
+			if (config_open_outbound(cfg, i, err, sizeof err))
+				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
 		config_unref(cfg);
@@ -212,6 +215,12 @@ int main(int argc, char **argv)
 	}
 	int to_syslog = cfg->log == LOG_TO_SYSLOG || !c.foreground;
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
+	for (unsigned i = 0; i < cfg->nlisteners; i++) {
+		char msg[512];
+
+		if (config_open_outbound(cfg, i, msg, sizeof msg))
+			slog(NULL, LOG_WARNING, "%s", msg);
+	}
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");
 	stats_open(cfg);         /* before the children are forked: they inherit the mapping */
