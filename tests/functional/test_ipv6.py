@@ -406,3 +406,91 @@ def test_proxy_protocol_from_ipv6_networks_do_not_cover_ipv4(mw_factory, upstrea
         m6 = mw_pp(mw_factory, upstream, [("listener.pp.proxy_protocol_from", "::/0 10.0.0.0/8")],
                    listen="::1")
         assert send_as(m6, v1("2001:db8::1")).code == 250
+
+
+# --- translated IPv4 clients (nat64_prefixes, RFC 6052) --------------------------
+
+
+def test_spf_of_a_translated_ipv4_client(dns_server, tmp_path):
+    """An IPv4 client behind a stateless translator (SIIT-DC) or a reverse
+    NAT64 arrives as 64:ff9b::192.0.2.9: SPF checks it as 192.0.2.9, so an
+    ip4: record passes (before: SPF_FAIL, ip6: mechanisms against the IPv6
+    form); a site's own prefix likewise; 6to4 (2002::/16) is not
+    translated: its address is the relay's."""
+    for z, recs in SPF_ZONES.items():
+        dns_server.add_zone(z, recs)
+    dns_server.start()
+    fw = dns_server.forwarder
+    res, sym = spf_scan(tmp_path, fw, "64:ff9b::c000:209", "a@four.test", full=True)
+    assert "SPF_PASS" in sym, sym
+    assert "client-ip=192.0.2.9;" in received_spf(res)[0], res
+    assert "SPF_FAIL" in spf_scan(tmp_path, fw, "64:ff9b::c633:6409", "a@four.test")  # 198.51.100.9
+    # 64:ff9b::/96 with the site's own network inside: not translated
+    # (RFC 6052 3.1), so never a 192.0.2.128/25 of spf_skip_networks either
+    assert "SPF_FAIL" in spf_scan(tmp_path, fw, "64:ff9b::c0a8:109", "a@four.test")
+    # a network-specific prefix: the configured one, and no longer the default
+    res, sym = scan(["-o", "filters=spf", "-o", "dns_forwarder=" + fw,
+                     "-o", "nat64_prefixes=2001:db8:64::/96", "--client-ip", "2001:db8:64::c000:209",
+                     "--from", "a@four.test", "--helo", "mx.example.org"], tmp_path)
+    assert "SPF_PASS" in sym, sym
+    res, sym = scan(["-o", "filters=spf", "-o", "dns_forwarder=" + fw,
+                     "-o", "nat64_prefixes=2001:db8:64::/96", "--client-ip", "64:ff9b::c000:209",
+                     "--from", "a@four.test", "--helo", "mx.example.org"], tmp_path)
+    assert "SPF_FAIL" in sym, sym
+    assert "SPF_FAIL" in spf_scan(tmp_path, fw, "2002:c000:209::1", "a@four.test")
+
+
+def test_dnsbl_and_audit_of_a_translated_client_through_proxy(dns_server, mw_factory, upstream, tmp_path):
+    """A PROXY header carrying 64:ff9b::192.0.2.99: the DNSBL is asked for
+    99.2.0.192 and lists it (before: the ip6.arpa nibbles, not listed), the
+    audit log, XCLIENT and the limits see 192.0.2.99; the log line keeps
+    the IPv6 address that connected."""
+    dns_server.add_zone("zen.bl.test", ["99.2.0.192 A 127.0.0.2"])
+    dns_server.start()
+    m = mw_pp(mw_factory, upstream, store_opts("lmdb", tmp_path)
+              + [("filters", "dnsbl ratelimit"), ("dns_forwarder", dns_server.forwarder),
+                 ("dnsbl_list", ""), ("dnsbl_list", ZEN), ("ratelimit_ip", "1/1h")])
+    assert send_as(m, v2_inet6("64:ff9b::c000:263", 4711)).code == 250
+    rec = m.audit(1)[-1]
+    assert rec["client_ip"] == "192.0.2.99", rec["client_ip"]
+    assert any(s["name"] == "RCVD_IN_SBL" for s in rec["symbols"]), rec["symbols"]
+    assert "[64:ff9b::c000:263]:4711 is the IPv4 client 192.0.2.99" in m.stderr_text()
+    # the same client written as IPv4 is the same client for ratelimit_ip
+    r = send_as(m, v1("192.0.2.99"))
+    assert r.code == 451 and "Rate limit" in r.text, r
+
+
+def test_milter_translated_connect(mw_factory, upstream, tmp_path):
+    """The milter's family-6 connect from a translator: the IPv4 client in
+    the audit log and in milter_internal_networks (a network-specific
+    prefix may carry the site's own 10.0.0.0/8); the well-known prefix
+    never yields loopback or a private network, so 64:ff9b::127.0.0.1 is no
+    internal client (the default list holds 127.0.0.0/8)."""
+    port = free_port()
+    mw = mw_factory(upstream, opts=[("milter_listen", "inet:%d@127.0.0.1" % port),
+                                    ("nat64_prefixes", "64:ff9b::/96 2001:db8:64::/96"),
+                                    ("milter_internal_networks", "127.0.0.0/8 10.0.0.0/8")])
+    assert wait_until(lambda: _port_open("127.0.0.1", port), 10)
+    cases = [("64:ff9b::c000:203", "192.0.2.3", "inbound"),
+             ("2001:db8:64::a01:203", "10.1.2.3", "outbound"),
+             ("64:ff9b::7f00:1", "64:ff9b::7f00:1", "inbound"),
+             ("64:ff9b::a01:203", "64:ff9b::a01:203", "inbound")]
+    for ip, _, _ in cases:
+        c = milterlib.RawMilter(port).negotiate()
+        milter_connect(c, b"6", ip)
+        verdict, _, _ = c.message(make_msg(subject="xlat"))
+        assert verdict in (b"a", b"c"), verdict
+        c.close()
+    recs = milterlib.wait_records(mw, len(cases))
+    assert [(r["client_ip"], r["direction"]) for r in recs] == [(w, d) for _, w, d in cases]
+
+
+@pytest.mark.parametrize("value,why", [
+    ("2002::/16", "6to4"), ("2002:c000:201::/48", "6to4"), ("2001:db8::/72", "/96"),
+    ("2001:db8::1/96", "bits set"), ("::ffff:0:0/96", "not an IPv6 prefix"),
+    ("64:ff9b::", "not an IPv6 prefix"), ("192.0.2.0/24", "not an IPv6 prefix")])
+def test_nat64_prefixes_refused_at_config_check(value, why):
+    r = run_mw(["-t", "-o", "nat64_prefixes=" + value])
+    assert r.returncode != 0 and why.encode() in r.stderr, (value, r.stderr)
+    r = run_mw(["-t", "-o", "nat64_prefixes=64:ff9b::/96 2001:db8:64::/96 2001:db8:100::/40"])
+    assert r.returncode == 0, r.stderr
