@@ -262,3 +262,55 @@ def test_milter_direction_per_message(mw_factory, upstream, keys):
     recs = wait_records(m, 5)
     assert [(x["direction"], x["auth_user"]) for x in recs] == \
         [("outbound", "alice"), ("inbound", ""), ("inbound", ""), ("outbound", "bob"), ("outbound", "")]
+
+
+# --- an outbound listener anyone can reach ------------------------------------
+
+
+def _listener(listen, *extra):
+    out = ["-o", "listener.sub.listen=" + listen, "-o", "listener.sub.upstream=127.0.0.1:2588"]
+    for kv in extra:
+        out += ["-o", "listener.sub." + kv]
+    return out
+
+
+@pytest.mark.parametrize("listen,extra,warned", [
+    ("0.0.0.0:2587", ("direction=outbound",), True),
+    ("*:2587", ("direction=outbound",), True),
+    ("[::]:2587", ("direction=outbound",), True),
+    ("192.0.2.10:2587", ("direction=outbound",), True),
+    ("[2001:db8::25]:2587", ("direction=outbound",), True),
+    ("0.0.0.0:2587", ("direction=outbound", "auth=relay"), False),
+    ("0.0.0.0:2587", ("direction=inbound",), False),
+    ("127.0.0.1:2587", ("direction=outbound",), False),
+    ("10.1.2.3:2587", ("direction=outbound",), False),
+    ("172.16.0.1:2587", ("direction=outbound",), False),
+    ("192.168.1.1:2587", ("direction=outbound",), False),
+    ("[::1]:2587", ("direction=outbound",), False),
+    ("[fd00::25]:2587", ("direction=outbound",), False),
+    ("[fe80::1]:2587", ("direction=outbound",), False),
+])
+def test_check_warns_of_an_outbound_listener_open_to_anyone(listen, extra, warned):
+    """direction = outbound without auth = relay makes everyone who
+    reaches the listener a DKIM-signed sender that skips SPF, DMARC and
+    greylisting: mailwarden -t warns when it listens on a public address or
+    a wildcard (before: "configuration OK" and nothing else).  The
+    configuration is still accepted."""
+    r = mwlib.run_mw(["-t"] + _listener(listen, *extra))
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert ("warning: listener 'sub': direction = outbound without auth = relay" in err) == warned, err
+    if warned:
+        assert "anyone who reaches it" in err and listen in err, err
+
+
+def test_startup_logs_the_open_outbound_listener(tmp_path):
+    """The daemon logs the same warning at start-up, before it binds (here
+    an address this host does not have, so the bind then fails and
+    nothing is ever listening on a public address)."""
+    r = mwlib.run_mw(["-f", "-o", "audit_log=%s" % (tmp_path / "audit.log"),
+                      "-o", "quarantine_dir=%s" % (tmp_path / "q"), "-o", "stats_file=%s" % (tmp_path / "stats")]
+                     + _listener("192.0.2.10:%d" % mwlib.free_port(), "direction=outbound"))
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "Cannot assign requested address" in err, err
+    assert "listener 'sub': direction = outbound without auth = relay on 192.0.2.10:" in err, err
