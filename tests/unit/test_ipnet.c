@@ -7,7 +7,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "filters/ipnet.h"
+#include "proxy/netaddr.h"
 
 static const char *canon(const char *ip)
 {
@@ -106,6 +110,37 @@ static void test_translated(void **state)
 	assert_string_equal(canon("64:ff9b::c000:201"), "192.0.2.1");
 }
 
+/* the listener's and the milter's side: a client socket address */
+static void test_client_sockaddr(void **state)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+	char buf[64];
+	unsigned port;
+
+	(void)state;
+	memset(&ss, 0, sizeof ss);
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(41234);
+	assert_int_equal(inet_pton(AF_INET6, "64:ff9b::c000:201", &in6->sin6_addr), 1);
+	assert_string_equal(netaddr_client_ip((struct sockaddr *)&ss, buf, sizeof buf, &port), "192.0.2.1");
+	assert_int_equal(port, 41234);
+	assert_int_equal(netaddr_client(&ss), 1);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(ntohs(in->sin_port), 41234);
+	assert_string_equal(netaddr_ip((struct sockaddr *)&ss, buf, sizeof buf, NULL), "192.0.2.1");
+	/* an IPv6 client, and the unchanged netaddr_ip of a translated address
+	 * (listeners, upstreams, original destinations are never translated) */
+	memset(&ss, 0, sizeof ss);
+	in6->sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8::1", &in6->sin6_addr), 1);
+	assert_int_equal(netaddr_client(&ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_int_equal(inet_pton(AF_INET6, "64:ff9b::c000:201", &in6->sin6_addr), 1);
+	assert_string_equal(netaddr_ip((struct sockaddr *)&ss, buf, sizeof buf, NULL), "64:ff9b::c000:201");
+}
+
 static void test_private(void **state)
 {
 	static const char *const priv[] = { "127.0.0.1", "10.9.8.7", "172.16.0.1", "172.31.255.255",
@@ -171,6 +206,7 @@ int main(void)
 		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_translated),
 		cmocka_unit_test(test_private),
+		cmocka_unit_test(test_client_sockaddr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
