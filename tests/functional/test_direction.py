@@ -309,7 +309,8 @@ def test_startup_logs_the_open_outbound_listener(tmp_path):
     an address this host does not have, so the bind then fails and
     nothing is ever listening on a public address)."""
     r = mwlib.run_mw(["-f", "-o", "audit_log=%s" % (tmp_path / "audit.log"),
-                      "-o", "quarantine_dir=%s" % (tmp_path / "q"), "-o", "stats_file=%s" % (tmp_path / "stats")]
+                      "-o", "quarantine_dir=%s" % (tmp_path / "q"),
+                      "-o", "stats_file=%s" % (tmp_path / "stats")]
                      + _listener("192.0.2.10:%d" % mwlib.free_port(), "direction=outbound"))
     err = r.stderr.decode()
     assert r.returncode != 0 and "Cannot assign requested address" in err, err
