@@ -269,8 +269,9 @@ def intercepted(netns, tmp_path, ruleset, fam=V4):
             r = _client6(netns, lo, port)
             assert r.startswith("421 "), r
         else:
-            r = subprocess.run(netns.cmd("swaks", "--server", lo, "--port", str(port), "--from", "a@example.org",
-                                         "--to", "b@example.net", "--timeout", "5"),
+            r = subprocess.run(netns.cmd("swaks", "--server", lo, "--port", str(port),
+                                         "--from", "a@example.org", "--to", "b@example.net",
+                                         "--timeout", "5"),
                                capture_output=True, text=True, timeout=60)
             assert "421" in r.stdout, r.stdout
         assert len(list(out.iterdir())) == 1
