@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "filters/bayes.h"
+#include "filters/deadline.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "log.h"
@@ -189,6 +190,7 @@ int main(int argc, char **argv)
 		}
 		if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0')
 			fprintf(stderr, "%s: warning: no listener and no milter_listen configured\n", c.config ? c.config : "mailwarden");
+		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
 		config_unref(cfg);
