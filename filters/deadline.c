@@ -127,6 +127,7 @@ struct waits {
 	char     text[1024];      /* "spamd: spamd_timeout 30s, clamd: clamd_timeout 60s" */
 	size_t   len;
 	unsigned long long total;
+	int      uncut;           /* a wait the deadline does not cut (libclamav's scan) */
 };
 
 static void fmt_ms(char *out, size_t outsz, unsigned long long ms)
@@ -176,8 +177,10 @@ static int warn(const struct waits *w, const char *setting, unsigned budget, FIL
 	    "other (%s), more than "
 	    "%s %s leaves them (%s is kept back for the verdict to get there): when they all "
 	    "run long, the last ones are cut short and fail as on their own timeout "
-	    "(SPAMD_FAIL, av_fail_action, DNS temperror, store_failure); raise %s or lower "
-	    "those timeouts\n", who, tot, w->text, setting, b, m, setting);
+	    "(SPAMD_FAIL, av_fail_action, DNS temperror, store_failure)%s; raise %s or lower "
+	    "those timeouts\n", who, tot, w->text, setting, b, m,
+	    w->uncut ? ", but libclamav's scan is not cut (av_max_scantime): past the deadline "
+	    "its message gets the front end's tempfail" : "", setting);
 	return 1;
 }
 
@@ -208,6 +211,9 @@ int deadline_check_config(const struct config *cfg, FILE *out, const char *who)
 				add(&w, name, "clamd_connect_timeout", 1, cfg->clamd_connect_timeout);
 			else
 				add(&w, name, "clamd_timeout", 1, cfg->clamd_timeout);
+		} else if (strcmp(name, "clamav") == 0) {
+			add(&w, name, "av_max_scantime", 1, cfg->av_max_scantime);
+			w.uncut = 1;
 		} else if (strcmp(name, "spf") == 0)
 			add(&w, name, "spf_timeout", 1, cfg->spf_timeout);
 		else if (strcmp(name, "dkim") == 0)

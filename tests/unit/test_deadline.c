@@ -117,6 +117,10 @@ static void test_check_config(void **state)
 		"filters=spf dkim dmarc dnsbl spamd clamd greylist", "store=redis",
 		"milter_listen=inet:1@127.0.0.1", "milter_timeout=60s", "dns_client_name=yes",
 	};
+	static const char *const clamav[] = {
+		"filters=clamav spamd", "listener.in.listen=127.0.0.1:2525",
+		"listener.in.upstream=127.0.0.1:25", "scan_timeout=80s", "dns_client_name=no",
+	};
 	static const char *const fits[] = {
 		"filters=spamd", "milter_listen=inet:1@127.0.0.1", "dns_client_name=no",
 	};
@@ -132,6 +136,14 @@ static void test_check_config(void **state)
 	    "clamd: clamd_timeout 60s, greylist: 2 x store_timeout 1s"));
 	assert_non_null(strstr(out, "more than milter_timeout 60s leaves them (5s is kept back"));
 	assert_null(strstr(out, "scan_timeout"));           /* no proxy listener */
+	assert_null(strstr(out, "libclamav"));
+
+	/* libclamav's own limit counts, and is said not to be cut */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(clamav, 5, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "90s at worst, one after the other (clamav: av_max_scantime 60s, "
+	    "spamd: spamd_timeout 30s), more than scan_timeout 80s"));
+	assert_non_null(strstr(out, "libclamav's scan is not cut"));
 
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(fits, 3, out, sizeof(out)), 0);
