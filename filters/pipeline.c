@@ -260,7 +260,7 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl, int envelope
 	/* the filter's waits are capped by the scan's deadline, and note
 	 * themselves when they run out (deadline.h); one that ends past the
 	 * deadline without waiting on anything (a plugin, a slow rule) is
-	 * noted by the pipeline (after_filter) */
+	 * noted by run_filters */
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ms = ms;
 	ctx.ops = ops;
