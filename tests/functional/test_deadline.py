@@ -15,6 +15,7 @@ import json
 import time
 
 import audit_fields as A
+from dnsserver import dead_dns  # noqa: F401 (fixture)
 from milterlib import RawMilter, reply_text, wait_records
 from mwlib import free_port, make_msg, run_mw
 # the fake peers and their protocol readers, not copies of them
@@ -133,6 +134,26 @@ def test_scan_command_reports_timed_out(fake_peer):
     res = json.loads(r.stdout)
     assert [s["name"] for s in res["symbols"]] == ["SPAMD_FAIL"], res
     assert res["timed_out"] == "spamd=scan_deadline", res
+    assert took < 2.5, took
+
+
+def test_dns_waits_cut_at_the_deadline(dead_dns):
+    """A DNS server that never answers, SPF and DNS lists each allowed 10 s
+    and more: every lookup waits at most what is left of scan_timeout
+    (1.5 s less 200 ms).  SPF's lookups run out at the deadline (a DNS
+    temperror), the lists then start with nothing left (DNSBL_TIMEOUT at
+    once, not after dnsbl_timeout)."""
+    t0 = time.monotonic()
+    r = run_mw(["scan", "-o", "dns_forwarder=" + dead_dns.forwarder, "-o", "dns_client_name=no",
+                "-o", "filters=spf dnsbl", "-o", "dnsbl_list=zen.bl.test ip 127.0.0.2=RCVD_IN_SBL:3.5",
+                "-o", "dns_timeout=10s", "-o", "dnsbl_timeout=10s", "-o", "scan_timeout=1500ms",
+                "--client-ip", "192.0.2.99", "--from", "someone@clean.example", "-"],
+               input=make_msg(frm="someone@clean.example"), timeout=30)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert "DNSBL_TIMEOUT" in [s["name"] for s in res["symbols"]], res
+    assert res["timed_out"] == "spf=scan_deadline dnsbl=scan_deadline", res
     assert took < 2.5, took
 
 
