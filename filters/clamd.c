@@ -5,7 +5,8 @@
  * services.
  *
  * One connection per message, non-blocking, with a deadline on the connect
- * (clamd_connect_timeout) and one on the whole exchange (clamd_timeout).
+ * (clamd_connect_timeout) and one on the whole exchange (clamd_timeout),
+ * each cut to what is left of the scan's deadline (deadline.h).
  * Anything but a clean or infected answer (clamd down, refused, timed out,
  * a reply we cannot read, clamd's own ERROR) is a failure and gets
  * av_fail_action (tempfail by default): a message clamd did not look at
@@ -31,6 +32,7 @@
 
 #include "filters/av.h"
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 #include "proxy/netaddr.h"
@@ -100,6 +102,8 @@ static int send_all(int fd, const void *buf, size_t len, long long deadline,
 				continue;
 			snprintf(why, whysz, "clamd: %s while sending",
 			    r == 0 ? "timed out" : strerror(errno));
+			if (r == 0)
+				deadline_timed_out("clamd_timeout");
 			return -1;
 		}
 		snprintf(why, whysz, "clamd: send: %s", strerror(errno));
@@ -112,7 +116,7 @@ static int send_all(int fd, const void *buf, size_t len, long long deadline,
 static int clamd_connect(const struct clamd *d, char *why, size_t whysz)
 {
 	int fd = socket(d->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	long long deadline = now_ms() + d->cfg->clamd_connect_timeout;
+	long long deadline = now_ms() + deadline_cap(d->cfg->clamd_connect_timeout, NULL);
 	int soerr = 0, r;
 	socklen_t sl = sizeof(soerr);
 
@@ -132,6 +136,8 @@ static int clamd_connect(const struct clamd *d, char *why, size_t whysz)
 		return fd;
 	snprintf(why, whysz, "clamd %.200s: connect: %s", d->cfg->clamd_socket,
 	    r == 0 ? "timed out" : strerror(soerr ? soerr : errno));
+	if (r == 0)
+		deadline_timed_out("clamd_connect_timeout");
 	close(fd);
 	return -1;
 }
@@ -168,6 +174,8 @@ static int read_reply(int fd, char *out, size_t outsz, long long deadline,
 				continue;
 			snprintf(why, whysz, "clamd: %s waiting for the verdict",
 			    w == 0 ? "timed out" : strerror(errno));
+			if (w == 0)
+				deadline_timed_out("clamd_timeout");
 			return -1;
 		}
 		if (n > 0) {
@@ -198,7 +206,7 @@ static void clamd_eom(struct mw_ctx *ctx)
 	struct clamd *d = mw_instance(ctx);
 	const unsigned char *msg;
 	size_t len, off, n;
-	long long deadline = now_ms() + d->cfg->clamd_timeout;
+	long long deadline = now_ms() + deadline_cap(d->cfg->clamd_timeout, NULL);
 	char why[300], rwhy[300], reply[REPLY_MAX];
 	int fd, sent = -1;
 	size_t rl;
@@ -206,6 +214,13 @@ static void clamd_eom(struct mw_ctx *ctx)
 	msg = mw_message(ctx, &len);
 	if (av_zip_over(ctx, d->cfg, why, sizeof(why))) {
 		av_unscanned(ctx, d->cfg, d->label, 1, why);
+		return;
+	}
+	if (deadline_left_ms() == 0) {
+		/* nothing left of the scan's deadline: a failure like a timeout
+		 * (av_fail_action), without a connection clamd would work for */
+		deadline_timed_out("clamd_timeout");
+		av_unscanned(ctx, d->cfg, d->label, 0, "clamd: no time left of the scan's deadline");
 		return;
 	}
 	if ((fd = clamd_connect(d, why, sizeof(why))) < 0) {

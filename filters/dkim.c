@@ -30,6 +30,7 @@
 #include <dkim.h>
 
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "filters/dns.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
@@ -93,6 +94,8 @@ static DKIM_CBSTAT key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t bu
 	vc->looked_up++;
 	left = ms_left(&vc->deadline);
 	if (vc->in->dns == NULL || left <= 0) {
+		if (vc->in->dns != NULL)
+			deadline_timed_out("dkim_timeout");
 		mark_temp(vc, sig);
 		return DKIM_CBSTAT_TRYAGAIN;
 	}

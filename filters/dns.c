@@ -44,6 +44,7 @@
 
 #include <unbound.h>
 
+#include "filters/deadline.h"
 #include "filters/dns.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -780,7 +781,9 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 	struct timespec deadline;
 	uint32_t h;
 	double now;
-	int rc;
+	long long left;
+	unsigned wait_ms;
+	int rc, capped;
 
 	if (d == NULL)
 		return reply_new(DNS_SERVFAIL, rrtype);
@@ -792,7 +795,12 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 	}
 	if (timeout_ms == 0)
 		timeout_ms = d->timeout_ms;
-	deadline_at(&deadline, timeout_ms);
+	/* the scan's deadline may leave less: then the wait is cut short, but
+	 * the query is not given up for the other messages that wait on it */
+	left = deadline_left_ms();
+	wait_ms = left >= 0 && left < (long long)timeout_ms ? (unsigned)left : timeout_ms;
+	capped = wait_ms < timeout_ms;
+	deadline_at(&deadline, wait_ms);
 	h = key_hash(key, rrtype);
 	now = now_mono();
 
@@ -815,6 +823,14 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 		/* in flight, and someone already waited it out: do not wait again */
 		d->stats.timeouts++;
 		pthread_mutex_unlock(&d->lock);
+		deadline_timed_out("dns_timeout");
+		return reply_new(DNS_TIMEOUT, rrtype);
+	}
+	if (wait_ms == 0) {
+		/* no time left to wait for an answer: no query either */
+		d->stats.timeouts++;
+		pthread_mutex_unlock(&d->lock);
+		deadline_timed_out("dns_timeout");
 		return reply_new(DNS_TIMEOUT, rrtype);
 	}
 	if (e == NULL) {
@@ -829,23 +845,29 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 		 * server times out once for the message, not again for each
 		 * filter that asks */
 		double until = e->started + timeout_ms / 1000.0;
+		unsigned own;
 
 		if (until <= now) {
 			e->given_up = 1;
 			d->stats.timeouts++;
 			pthread_mutex_unlock(&d->lock);
+			deadline_timed_out("dns_timeout");
 			return reply_new(DNS_TIMEOUT, rrtype);
 		}
-		deadline_at(&deadline, (unsigned)((until - now) * 1000.0 + 0.5));
+		own = (unsigned)((until - now) * 1000.0 + 0.5);
+		capped = wait_ms < own;
+		deadline_at(&deadline, capped ? wait_ms : own);
 		e->refs++;
 	}
 	while (e->reply == NULL) {
 		rc = pthread_cond_timedwait(&d->answered, &d->lock, &deadline);
 		if (rc == ETIMEDOUT && e->reply == NULL) {
-			e->given_up = 1;
+			if (!capped)
+				e->given_up = 1;
 			d->stats.timeouts++;
 			entry_unref(e);
 			pthread_mutex_unlock(&d->lock);
+			deadline_timed_out("dns_timeout");
 			return reply_new(DNS_TIMEOUT, rrtype);
 		}
 	}

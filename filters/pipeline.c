@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "filters/dns.h"
 #include "filters/filter_api.h"
 #include "filters/ipnet.h"
@@ -205,8 +206,10 @@ static void client_name(struct pipeline *p, const struct scan_request *req, stru
 		return;
 	if (req->client_name != NULL && req->client_name[0] != '\0')
 		return;		/* the front end knows it */
+	deadline_filter("rdns");
 	rc = dns_client_name(p->env.dns, req->client_ip, p->cfg->dns_timeout, ms->client_name,
 	    sizeof(ms->client_name));
+	deadline_filter(NULL);
 	if (rc < 0)
 		slog(req->session_id, LOG_INFO, "reverse DNS of %s: temporary error", req->client_ip);
 }
@@ -253,6 +256,11 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl, int envelope
 	struct mw_ctx ctx;
 	size_t i, off, n;
 
+	deadline_filter(ops->name);
+	/* the filter's waits are capped by the scan's deadline, and note
+	 * themselves when they run out (deadline.h); one that ends past the
+	 * deadline without waiting on anything (a plugin, a slow rule) is
+	 * noted by run_filters */
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ms = ms;
 	ctx.ops = ops;
@@ -269,6 +277,7 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl, int envelope
 			ops->on_rcpt(&ctx, req->rcpts[i] ? req->rcpts[i] : "");
 	if (envelope_only) {
 		mw_ctx_end(&ctx);
+		deadline_filter(NULL);
 		return;
 	}
 	if (ops->on_header)
@@ -282,6 +291,25 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl, int envelope
 	if (ops->on_eom)
 		ops->on_eom(&ctx);
 	mw_ctx_end(&ctx);
+	deadline_filter(NULL);
+}
+
+/* run_filters - every filter in turn; one that starts with time left and
+ * ends past the scan's deadline is noted as the one that took it */
+static void run_filters(struct pipeline *p, struct msgscan *ms, int envelope_only)
+{
+	size_t i;
+
+	for (i = 0; i < p->nfilters; i++) {
+		int had_time = deadline_left_ms() != 0;
+
+		run_filter(ms, p->filters[i], envelope_only);
+		if (had_time && deadline_left_ms() == 0) {
+			deadline_filter(p->filters[i]->ops->name);
+			deadline_timed_out("scan_deadline");
+			deadline_filter(NULL);
+		}
+	}
 }
 
 /* push_edit - an edit of the pipeline's own (not subject to the filters' cap) */
@@ -465,8 +493,7 @@ static void scan_envelope(struct pipeline *p, const struct scan_request *req,
 	ms.msg = empty;
 	prefetch_names(p, &ms);     /* no header yet: the envelope's names */
 	client_name(p, req, &ms);
-	for (i = 0; i < p->nfilters; i++)
-		run_filter(&ms, p->filters[i], 1);
+	run_filters(p, &ms, 1);
 	res->symbols = ms.symbols;
 	res->nsymbols = ms.nsymbols;
 	ms.symbols = NULL;
@@ -486,8 +513,10 @@ void pipeline_scan(struct pipeline *p, const struct scan_request *req, int msgfd
 	pipeline_scan_ex(p, req, msgfd, 0, res);
 }
 
-void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int msgfd,
-                      unsigned flags, struct scan_result *res)
+/* scan_timed - the scan of one message or envelope, under the deadline
+ * the caller set */
+static void scan_timed(struct pipeline *p, const struct scan_request *req, int msgfd,
+                       unsigned flags, struct scan_result *res)
 {
 	static const unsigned char empty[1];
 	const struct config *cfg = p->cfg;
@@ -569,8 +598,7 @@ have_msg:
 	prefetch_names(p, &ms);
 	client_name(p, req, &ms);
 
-	for (i = 0; i < p->nfilters; i++)
-		run_filter(&ms, p->filters[i], 0);
+	run_filters(p, &ms, 0);
 	auth_results(cfg, &ms);
 
 	/* the findings move into the result */
@@ -636,4 +664,26 @@ out:
 	free(copy);
 	msgscan_free(&ms);
 	res->scan_ms = ms_since(&t0);
+}
+
+void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int msgfd,
+                      unsigned flags, struct scan_result *res)
+{
+	unsigned budget = req->timeout_ms ? req->timeout_ms : p->cfg->scan_timeout;
+	long long start = req->received_ms ? req->received_ms : deadline_now_ms(), took;
+
+	/* the front end gives up after budget ms (it started waiting a little
+	 * before we read the request): the filters' waits end a margin
+	 * before, so that the verdict from what did answer gets there */
+	deadline_begin(start + budget - deadline_margin_ms(budget));
+	scan_timed(p, req, msgfd, flags, res);
+	if (deadline_report(res->timed_out, sizeof(res->timed_out)) > 0)
+		slog(req->session_id, LOG_WARNING, "scan id=%llu: out of time: %s (the front end "
+		    "waits %u ms); the verdict is from what answered", (unsigned long long)req->id,
+		    res->timed_out, budget);
+	took = deadline_now_ms() - start;
+	if (took >= (long long)budget)
+		slog(req->session_id, LOG_WARNING, "scan id=%llu: done after %lld ms, past the front "
+		    "end's %u ms: it has given up on it", (unsigned long long)req->id, took, budget);
+	deadline_end();
 }

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/deadline.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "proxy/log.h"
@@ -260,6 +261,9 @@ static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 	jb = xcalloc(1, sizeof(*jb));
 	jb->conn = conn_ref(c);
 	jb->req = req;
+	/* the front end's wait has begun: time in the queue counts against
+	 * the scan's deadline (pipeline.c) */
+	jb->req.received_ms = deadline_now_ms();
 	jb->msgfd = fd;
 	jb->msg = msg;
 	*b->tail = jb;

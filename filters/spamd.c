@@ -7,7 +7,8 @@
  * the audit log and X-Spam-Status; the score is counted once, in SPAMD).
  *
  * One connection per message, the whole exchange within spamd_timeout
- * (connect, send, answer); a message larger than spamd_max_size is not
+ * (connect, send, answer), or what is left of the scan's deadline if less
+ * (deadline.h); a message larger than spamd_max_size is not
  * sent (SPAMD_SKIPPED).  spamd unreachable, slow or answering nonsense:
  * logged, SPAMD_FAIL of score 0, and the message goes on - a missing
  * second opinion must not stop mail.
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "filters/filter_api.h"
 #include "proxy/netaddr.h"
 #include "proxy/sbuf.h"
@@ -118,11 +120,19 @@ static int send_all(int fd, const void *buf, size_t len, int64_t deadline)
 static int exchange(struct spamd *s, const unsigned char *msg, size_t len, struct sbuf *out,
                     char *why, size_t whylen)
 {
-	int64_t deadline = mono_ms() + s->cfg->spamd_timeout;
+	int capped;
+	unsigned budget = deadline_cap(s->cfg->spamd_timeout, &capped);
+	int64_t deadline = mono_ms() + budget;
 	char head[128], buf[8192];
 	int fd, rc = -1, soerr = 0;
 	socklen_t sl = sizeof(soerr);
 
+	if (budget == 0) {
+		/* nothing left of the scan's deadline: not even a connect */
+		snprintf(why, whylen, "no time left of the scan's deadline");
+		deadline_timed_out("spamd_timeout");
+		return -1;
+	}
 	fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(why, whylen, "socket: %s", strerror(errno));
@@ -131,13 +141,21 @@ static int exchange(struct spamd *s, const unsigned char *msg, size_t len, struc
 	if (connect(fd, (const struct sockaddr *)&s->addr.ss, s->addr.len) < 0) {
 		if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline) < 0
 		    || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
-			snprintf(why, whylen, "connect: %s", strerror(soerr ? soerr : errno));
+			int e = soerr ? soerr : errno;
+
+			snprintf(why, whylen, "connect: %s", strerror(e));
+			if (e == ETIMEDOUT)
+				deadline_timed_out("spamd_timeout");
 			goto out;
 		}
 	}
 	snprintf(head, sizeof(head), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\nUser: mailwarden\r\n\r\n", len);
 	if (send_all(fd, head, strlen(head), deadline) < 0 || send_all(fd, msg, len, deadline) < 0) {
-		snprintf(why, whylen, "send: %s", strerror(errno));
+		int e = errno;
+
+		snprintf(why, whylen, "send: %s", strerror(e));
+		if (e == ETIMEDOUT)
+			deadline_timed_out("spamd_timeout");
 		goto out;
 	}
 	shutdown(fd, SHUT_WR);
@@ -146,7 +164,12 @@ static int exchange(struct spamd *s, const unsigned char *msg, size_t len, struc
 
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (wait_fd(fd, POLLIN, deadline) < 0) {
-				snprintf(why, whylen, "no answer within %u ms", s->cfg->spamd_timeout);
+				int e = errno;
+
+				snprintf(why, whylen, "no answer within %u ms%s", budget,
+				    capped ? ", the rest of the scan's deadline" : "");
+				if (e == ETIMEDOUT)
+					deadline_timed_out("spamd_timeout");
 				goto out;
 			}
 			continue;

@@ -55,6 +55,7 @@
 #include <spf2/spf_dns.h>
 
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "filters/dns.h"
 #include "filters/ipnet.h"
 #include "filters/spf_syntax.h"
@@ -926,8 +927,10 @@ static void spf_check(struct mw_ctx *ctx)
 		if (res != R_PERMERROR && SPF_response_get_explanation(resp) != NULL)
 			printable(expl, sizeof(expl), SPF_response_get_explanation(resp),
 			    SPF_MAX_COMMENT, NULL);
-		if (budget.expired && res == R_TEMPERROR)
+		if (budget.expired && res == R_TEMPERROR) {
 			mw_log(ctx, LOG_INFO, "spf: check of %s ran out of spf_timeout", domain);
+			deadline_timed_out("spf_timeout");
+		}
 	}
 	kv_value(v_from, sizeof(v_from), from);
 	kv_value(v_helo, sizeof(v_helo), helo);

@@ -37,6 +37,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "filters/deadline.h"
 #include "filters/store.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -369,23 +370,36 @@ static void full_key(const struct redis_store *b, const char *key, char *out, si
 	snprintf(out, outsz, "%s%s", b->prefix, key);
 }
 
-/* run - one command (argv form), sent and answered within store_timeout;
- * the reply (caller frees) or NULL */
+/* run - one command (argv form), sent and answered within store_timeout
+ * or what is left of the scan's deadline if less (deadline.h); the reply
+ * (caller frees) or NULL */
 static redisReply *run(struct redis_store *b, int argc, const char **argv, const size_t *lens)
 {
-	redisContext *c = conn_get(b);
-	int64_t deadline = mono_ms() + b->timeout_ms;
+	unsigned budget = deadline_cap(b->timeout_ms, NULL);
+	redisContext *c;
+	int64_t deadline;
 	redisReply *r = NULL;
 	char why[200];
 
-	if (c == NULL)
+	if (budget == 0) {
+		/* nothing left of the scan's deadline: a failure like a timeout
+		 * (store_failure), without a command Redis would answer late */
+		slog(NULL, LOG_WARNING, "store redis %s:%d: %s: no time left of the scan's deadline",
+		    b->host, b->port, argv[0]);
+		deadline_timed_out("store_timeout");
 		return NULL;
+	}
+	if ((c = conn_get(b)) == NULL)
+		return NULL;
+	deadline = mono_ms() + budget;
 	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
 		conn_put(b, c, argv[0], "out of memory");
 		return NULL;
 	}
 	if (flush_out(b, c, deadline, why, sizeof(why)) < 0
 	    || read_reply(b, c, deadline, &r, why, sizeof(why)) < 0) {
+		if (mono_ms() >= deadline)
+			deadline_timed_out("store_timeout");
 		conn_put(b, c, argv[0], why);
 		return NULL;
 	}
@@ -499,14 +513,22 @@ static void token_key(const struct redis_store *b, uint64_t h, char *out, size_t
 static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 {
 	struct redis_store *b = vb;
-	redisContext *c = conn_get(b);
-	int64_t deadline = mono_ms() + b->timeout_ms;
+	unsigned budget = deadline_cap(b->timeout_ms, NULL);
+	redisContext *c;
+	int64_t deadline;
 	size_t i;
 	int rc = 0;
 	char why[200];
 
-	if (c == NULL)
+	if (budget == 0) {
+		slog(NULL, LOG_WARNING, "store redis %s:%d: HMGET: no time left of the scan's deadline",
+		    b->host, b->port);
+		deadline_timed_out("store_timeout");
 		return -1;
+	}
+	if ((c = conn_get(b)) == NULL)
+		return -1;
+	deadline = mono_ms() + budget;
 	for (i = 0; i < n; i++) {
 		char k[128];
 
@@ -517,6 +539,8 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 		}
 	}
 	if (flush_out(b, c, deadline, why, sizeof(why)) < 0) {
+		if (mono_ms() >= deadline)
+			deadline_timed_out("store_timeout");
 		conn_put(b, c, "HMGET", why);
 		return -1;
 	}
@@ -524,6 +548,8 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 		redisReply *r = NULL;
 
 		if (read_reply(b, c, deadline, &r, why, sizeof(why)) < 0) {
+			if (mono_ms() >= deadline)
+				deadline_timed_out("store_timeout");
 			conn_put(b, c, "HMGET", why);
 			return -1;
 		}

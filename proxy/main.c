@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "filters/bayes.h"
+#include "filters/deadline.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "log.h"
@@ -192,6 +193,7 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < cfg->nlisteners; i++)
 			if (config_open_outbound(cfg, i, err, sizeof err))
 				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
 		config_unref(cfg);

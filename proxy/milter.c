@@ -321,6 +321,24 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 		json_object_object_add(j, "fault", jstr(fault));
 	if (res != NULL && res->error[0])
 		json_object_object_add(j, "scan_error", jstr(res->error));
+	if (res != NULL && res->timed_out[0]) {
+		/* "spamd=spamd_timeout clamd=scan_deadline" as {filter: what ran out} */
+		json_object *to = json_object_new_object();
+
+		for (const char *p = res->timed_out; *p; ) {
+			size_t len = strcspn(p, " "), k = strcspn(p, "=");
+			char key[64];
+
+			if (k < len) {
+				snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
+				json_object_object_add(to, key, json_object_new_string_len(p + k + 1,
+				    (int)(len - k - 1)));
+			}
+			p += len;
+			p += strspn(p, " ");
+		}
+		json_object_object_add(j, "timed_out", to);
+	}
 	if (res != NULL && res->quarantine_id[0])
 		json_object_object_add(j, "quarantine_id", jstr(res->quarantine_id));
 	json_object_object_add(j, "reply", jstr(reply));
@@ -335,9 +353,11 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 		stats_scan_failure(STATS_MILTER);
 	/* the queue id is the MTA's macro: escaped like anything from outside */
 	char qesc[128];
-	slog(s->id, LOG_INFO, "milter txn=%u queue_id=%s rcpts=%zu size=%llu score=%.2f action=%s",
+	slog(s->id, LOG_INFO, "milter txn=%u queue_id=%s rcpts=%zu size=%llu score=%.2f action=%s%s%s%s",
 	    s->ntxn, queue_id[0] ? log_esc(qesc, sizeof(qesc), queue_id, strlen(queue_id)) : "-",
-	    s->nrcpts, (unsigned long long)s->spool.size, res ? res->score : 0.0, action);
+	    s->nrcpts, (unsigned long long)s->spool.size, res ? res->score : 0.0, action,
+	    res != NULL && res->timed_out[0] ? " timed_out=\"" : "",
+	    res != NULL ? res->timed_out : "", res != NULL && res->timed_out[0] ? "\"" : "");
 }
 
 /* txn_finish - a transaction that ends without an end of message (every

@@ -275,6 +275,7 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	if (sc->cur == NULL && (sc->cur = conn_open(sc)) == NULL) return 0;
 	struct sc_conn *c = sc->cur;
 	req->id = sc->next_id++;
+	req->timeout_ms = timeout_ms;     /* the scanner answers within it */
 	struct sbuf pkt;
 	sbuf_init(&pkt, (size_t)-1);
 	scan_request_encode(&pkt, req);

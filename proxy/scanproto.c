@@ -23,12 +23,12 @@
  *             "inbound"|"outbound","client_ip":"..","client_port":N,
  *             "client_name":"..","helo":"..","mail_from":"..",
  *             "mail_params":"..","rcpts":[".."],"size":N,"auth_user":"..",
- *             "tls":"..","mta_quarantine":true}
+ *             "tls":"..","mta_quarantine":true,"timeout_ms":N}
  *   result:  {"id":N,"action":"accept"|..,"score":D,"required":D,
  *             "reply":"..","symbols":[{"name":"..","score":D,"filter":"..",
  *             "desc":".."}],"edits":[{"op":"add"|"remove"|"change",
  *             "name":"..","value":".."}],"quarantine_id":"..","error":"..",
- *             "scan_ms":D}
+ *             "scan_ms":D,"timed_out":".."}
  * Only "id" is required; a missing string is "", a missing number 0.  The
  * JSON transport (scanproto_send/recv*) puts an inline message after the
  * JSON text and one NUL byte.
@@ -174,6 +174,8 @@ json_object *scan_request_to_json(const struct scan_request *r)
 		add_str(o, "stage", "envelope");
 	if (r->mta_quarantine)
 		json_object_object_add(o, "mta_quarantine", json_object_new_boolean(1));
+	if (r->timeout_ms)
+		json_object_object_add(o, "timeout_ms", json_object_new_uint64(r->timeout_ms));
 	return o;
 }
 
@@ -218,6 +220,8 @@ json_object *scan_result_to_json(const struct scan_result *r)
 	add_str(o, "error", r->error);
 	add_str(o, "client_name", r->client_name);
 	json_object_object_add(o, "scan_ms", new_double(r->scan_ms));
+	if (r->timed_out[0])
+		add_str(o, "timed_out", r->timed_out);
 	json_object_object_add(o, "new_body", json_object_new_boolean(r->new_body != 0));
 	return o;
 }
@@ -370,7 +374,7 @@ int scan_request_from_json(json_object *j, struct scan_request *r)
 	json_object *a;
 	const char *s;
 	size_t n, len, i;
-	uint64_t port;
+	uint64_t port, timeout;
 
 	memset(r, 0, sizeof(*r));
 	if (j == NULL || !json_object_is_type(j, json_type_object))
@@ -386,9 +390,11 @@ int scan_request_from_json(json_object *j, struct scan_request *r)
 	    || get_dup(j, "mail_params", SP_MAX_STRING, &r->mail_params) < 0
 	    || get_u64(j, "size", 0, &r->size) < 0
 	    || get_dup(j, "auth_user", SP_MAX_STRING, &r->auth_user) < 0
-	    || get_dup(j, "tls", 1024, &r->tls) < 0)
+	    || get_dup(j, "tls", 1024, &r->tls) < 0
+	    || get_u64(j, "timeout_ms", 0, &timeout) < 0 || timeout > UINT32_MAX)
 		goto bad;
 	r->client_port = (unsigned)port;
+	r->timeout_ms = (unsigned)timeout;
 	switch (str_at(j, "stage", 16, &s, &len)) {
 	case 0:
 		r->stage = SCAN_MESSAGE;
@@ -525,7 +531,9 @@ int scan_result_from_json(json_object *j, struct scan_result *r)
 	    || get_buf(j, "error", r->error, sizeof(r->error)) < 0
 	    || get_buf(j, "client_name", r->client_name, sizeof(r->client_name)) < 0
 	    || !all_of(r->client_name, LOWER_DIGITS "-.")
-	    || get_double(j, "scan_ms", &r->scan_ms) < 0)
+	    || get_double(j, "scan_ms", &r->scan_ms) < 0
+	    || get_buf(j, "timed_out", r->timed_out, sizeof(r->timed_out)) < 0
+	    || !all_of(r->timed_out, LOWER_DIGITS "_= "))
 		goto bad;
 	r->new_body_fd = -1;     /* JSON carries the flag, never the body */
 	if (json_object_object_get_ex(j, "new_body", &a)) {
@@ -565,7 +573,8 @@ bad:
  *            (0 inbound, 1 outbound), str client_ip, u32 client_port,
  *            str client_name, str helo, str mail_from, str mail_params,
  *            u32 nrcpts, nrcpts x str, u64 size, str auth_user, str tls,
- *            u8 stage (0 message, 1 envelope), u8 mta_quarantine (0/1);
+ *            u8 stage (0 message, 1 envelope), u8 mta_quarantine (0/1),
+ *            u32 timeout_ms;
  *            then, for a message sent
  *            inline, the byte SCANPROTO_INLINE_MARK and the message bytes
  *   result:  "MWr1" u64 id, u8 action, f64 score, f64 required, str reply,
@@ -573,7 +582,7 @@ bad:
  *            has_desc, [str desc]}, u32 nedits, each {u8 op, str name,
  *            [u32 index if remove_at], u8 has_value, [str value]}, str
  *            quarantine_id, str error, str client_name, f64 scan_ms,
- *            u8 new_body (0/1: the packet's descriptor is the new body);
+ *            str timed_out, u8 new_body (0/1: the packet's descriptor is the new body);
  *            nothing after it.
  * The decoders apply the same types, bounds and character checks as the
  * JSON ones above: the scanner does not trust the proxy, nor the proxy
@@ -636,6 +645,7 @@ void scan_request_encode(struct sbuf *out, const struct scan_request *r)
 	put_str(out, r->tls);
 	put_u8(out, r->stage == SCAN_ENVELOPE);
 	put_u8(out, r->mta_quarantine != 0);
+	put_u32(out, r->timeout_ms);
 }
 
 void scan_result_encode(struct sbuf *out, const struct scan_result *r)
@@ -675,6 +685,7 @@ void scan_result_encode(struct sbuf *out, const struct scan_result *r)
 	put_str(out, r->error);
 	put_str(out, r->client_name);
 	put_f64(out, r->scan_ms);
+	put_str(out, r->timed_out);
 	put_u8(out, r->new_body != 0);
 }
 
@@ -828,6 +839,7 @@ int scan_request_decode(const void *p, size_t len, struct scan_request *r, size_
 	r->tls = getdup(&rd, 1024);
 	r->stage = getflag(&rd) ? SCAN_ENVELOPE : SCAN_MESSAGE;
 	r->mta_quarantine = getflag(&rd);
+	r->timeout_ms = get32(&rd);
 	if (rd.bad)
 		goto bad;
 	*used = len - rd.left;
@@ -928,12 +940,14 @@ int scan_result_decode(const void *p, size_t len, struct scan_result *r)
 	getbuf(&rd, r->error, sizeof(r->error));
 	getbuf(&rd, r->client_name, sizeof(r->client_name));
 	r->scan_ms = getf(&rd);
+	getbuf(&rd, r->timed_out, sizeof(r->timed_out));
 	r->new_body = getflag(&rd);
 	r->new_body_fd = -1;
 	if (rd.bad || rd.left != 0
 	    || !all_of(r->quarantine_id, LOWER_DIGITS UPPER_DIGITS "-_.")
 	    || r->quarantine_id[0] == '.'
-	    || !all_of(r->client_name, LOWER_DIGITS "-."))
+	    || !all_of(r->client_name, LOWER_DIGITS "-.")
+	    || !all_of(r->timed_out, LOWER_DIGITS "_= "))
 		goto bad;
 	return 0;
 bad:

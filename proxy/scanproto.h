@@ -42,6 +42,13 @@ struct scan_request {
 	/* the front end has the MTA hold a quarantined message (the milter
 	 * with milter_quarantine = mta): the scanner stores no copy of it */
 	int      mta_quarantine;
+	/* how long the front end waits for the result (scan_timeout,
+	 * milter_timeout, ...), 0 = the scanner's scan_timeout: the scanner
+	 * answers before then with what its filters found in time (deadline.h) */
+	unsigned timeout_ms;
+	/* not on the wire: when the scanner read the request (CLOCK_MONOTONIC
+	 * ms), so that time in its queue counts; 0 = when the scan starts */
+	long long received_ms;
 	/* SCAN_MESSAGE sent inline (no fd): the message bytes, borrowed (the
 	 * sender's spool; on the receiving side the caller's copy of the
 	 * packet's tail).  Not JSON fields: see scanproto_send_msg. */
@@ -84,6 +91,10 @@ struct scan_result {
 	char     error[256];         /* set when the scan failed: action is then MW_TEMPFAIL */
 	char     client_name[256];   /* forward-confirmed reverse DNS of the client, "" if none */
 	double   scan_ms;
+	/* the filters that gave up waiting on a service, and what ran out:
+	 * "spamd=spamd_timeout clamd=scan_deadline" ([a-z0-9_=], one space
+	 * between entries), "" if none (deadline.h) */
+	char     timed_out[256];
 	/* new_body: the message leaves with another body (a banned attachment
 	 * replaced by a text part).  new_body_fd, a sealed memfd, holds what
 	 * follows the header section then: the empty line and the body, CRLF

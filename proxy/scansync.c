@@ -138,6 +138,7 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 	}
 	/* a full scanner queue must not block us past the deadline */
 	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	req->timeout_ms = timeout_ms;	/* the scanner answers within it */
 	r = scanproto_send_request(sock, req, fd);
 	if (r < 0) {
 		snprintf(err, errlen, "sending to the scanner: %s", strerror(errno));

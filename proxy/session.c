@@ -429,6 +429,24 @@ static void audit_txn(struct session *s, struct txn *t)
 		jsonw_key(&w, "scan_error");
 		jsonw_cstr(&w, t->res.error);
 	}
+	if (t->have_res && t->res.timed_out[0]) {
+		/* "spamd=spamd_timeout clamd=scan_deadline" (checked by the
+		 * decoder: [a-z0-9_=], single spaces) as {filter: what ran out} */
+		jsonw_key(&w, "timed_out");
+		jsonw_object_begin(&w);
+		for (const char *p = t->res.timed_out; *p; ) {
+			size_t len = strcspn(p, " "), k = strcspn(p, "=");
+			if (k < len) {
+				char key[64];
+				snprintf(key, sizeof key, "%.*s", (int)(k < 63 ? k : 63), p);
+				jsonw_key(&w, key);
+				jsonw_str(&w, p + k + 1, len - k - 1);
+			}
+			p += len;
+			p += strspn(p, " ");
+		}
+		jsonw_object_end(&w);
+	}
 	if (t->have_res && t->res.client_name[0]) {
 		jsonw_key(&w, "client_name");
 		jsonw_cstr(&w, t->res.client_name);
@@ -452,11 +470,13 @@ static void audit_txn(struct session *s, struct txn *t)
 	stats_txn(STATS_PROXY, session_direction(s) == MW_OUTBOUND, t->action ? t->action : "none",
 	          t->size, t->have_res ? t->scan_ms : -1);
 	if (log_enabled(LOG_INFO))   /* not the escaping either, when the line goes nowhere */
-		slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s",
+		slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s%s%s%s",
 		     s->ntxn, log_esc(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
 		     t->naccepted, t->nrcpts, (unsigned long long)t->size,
 		     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none", t->reply,
-		     t->queue_id[0] ? " queue_id=" : "", t->queue_id);
+		     t->queue_id[0] ? " queue_id=" : "", t->queue_id,
+		     t->have_res && t->res.timed_out[0] ? " timed_out=\"" : "",
+		     t->have_res ? t->res.timed_out : "", t->have_res && t->res.timed_out[0] ? "\"" : "");
 }
 
 /* The transaction is over, for whatever reason: log it, forget it, and

@@ -25,6 +25,7 @@ AUDIT = {
     "reply": "reply",                 # the final reply sent to the client
     "queue_id": "queue_id",
     "early_talker": "early_talker",
+    "timed_out": "timed_out",         # {filter: what ran out}; absent if none
     "scan_ms": "scan_ms",
     "total_ms": "total_ms",
 }

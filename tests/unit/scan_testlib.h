@@ -44,6 +44,7 @@ static void fill_request(struct scan_request *r)
 	r->size = 1ULL << 40;
 	r->auth_user = strdup("bob");
 	r->tls = strdup("TLSv1.3 TLS_AES_256_GCM_SHA384");
+	r->timeout_ms = 86400000;
 }
 
 /* desc_text - valid UTF-8 (a euro sign), a quote, then every byte 1..255 */
@@ -92,6 +93,7 @@ static void fill_result(struct scan_result *r)
 	strcpy(r->quarantine_id, "20261127T013000-3f9a0c1d");
 	strcpy(r->client_name, "mail.example.org");
 	r->scan_ms = 1.5;
+	strcpy(r->timed_out, "spamd=spamd_timeout clamd=scan_deadline");
 }
 
 /* assert_result_as_filled - b, decoded from the encoding of a (from
@@ -126,6 +128,7 @@ static void assert_result_as_filled(const struct scan_result *b, const struct sc
 	assert_null(b->edits[3].value);
 	assert_string_equal(b->quarantine_id, a->quarantine_id);
 	assert_string_equal(b->client_name, "mail.example.org");
+	assert_string_equal(b->timed_out, "spamd=spamd_timeout clamd=scan_deadline");
 	assert_string_equal(b->reply, "");
 	assert_string_equal(b->error, "");
 }

@@ -76,6 +76,7 @@ static void test_request_roundtrip(void **state)
 	assert_string_equal(a.auth_user, b.auth_user);
 	assert_string_equal(a.tls, b.tls);
 	assert_int_equal(b.mta_quarantine, 0);
+	assert_int_equal(b.timeout_ms, 86400000);
 	scan_request_free(&b);
 
 	a.mta_quarantine = 1;
@@ -86,6 +87,9 @@ static void test_request_roundtrip(void **state)
 	scan_request_free(&b);
 	j = json_tokener_parse("{\"id\":1,\"mta_quarantine\":\"yes\"}");
 	assert_int_equal(scan_request_from_json(j, &b), -1);   /* a boolean or nothing */
+	json_object_put(j);
+	j = json_tokener_parse("{\"id\":1,\"timeout_ms\":4294967296}");
+	assert_int_equal(scan_request_from_json(j, &b), -1);   /* what a u32 holds */
 	json_object_put(j);
 	scan_request_free(&a);
 }

@@ -55,6 +55,7 @@ static void test_request_roundtrip(void **state)
 	assert_string_equal(b.tls, a.tls);
 	assert_int_equal(b.stage, SCAN_MESSAGE);
 	assert_int_equal(b.mta_quarantine, 0);
+	assert_int_equal(b.timeout_ms, 86400000);
 	scan_request_free(&b);
 
 	a.stage = SCAN_ENVELOPE;
@@ -189,6 +190,8 @@ static void bad_op(struct scan_result *r)          { r->edits[0].op = (enum head
 static void bad_qid(struct scan_result *r)         { strcpy(r->quarantine_id, "../etc"); }
 static void dot_qid(struct scan_result *r)         { strcpy(r->quarantine_id, ".x"); }
 static void bad_client_name(struct scan_result *r) { strcpy(r->client_name, "UPPER.example"); }
+/* the front ends turn timed_out into audit keys and a log line */
+static void bad_timed_out(struct scan_result *r)   { strcpy(r->timed_out, "spamd=\"x\"\n"); }
 static void long_reply(struct scan_result *r)      { memset(r->reply, 'a', sizeof(r->reply) - 1); }
 static void fine(struct scan_result *r)            { (void)r; }
 
@@ -211,6 +214,7 @@ static void test_result_hostile(void **state)
 	result_case(bad_qid, -1);
 	result_case(dot_qid, -1);
 	result_case(bad_client_name, -1);
+	result_case(bad_timed_out, -1);
 }
 
 /* hand-made request packets: fields out of range, NUL inside a string,
@@ -475,7 +479,7 @@ static void test_result_short_symbols(void **state)
 	}
 	sbuf_init(&enc, 1 << 20);
 	scan_result_encode(&enc, &a);
-	assert_int_equal(enc.len, 4 + 8 + 1 + 8 + 8 + 4 + 4 + n * 18 + 4 + 3 * 4 + 8 + 1);   /* ... scan_ms, new_body */
+	assert_int_equal(enc.len, 4 + 8 + 1 + 8 + 8 + 4 + 4 + n * 18 + 4 + 3 * 4 + 8 + 4 + 1);   /* ... scan_ms, timed_out, new_body */
 	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), 0);
 	assert_int_equal(b.nsymbols, n);
 	assert_string_equal(b.symbols[n - 1].name, "N");

@@ -1,0 +1,195 @@
+"""test_deadline.py - the scan's time budget.  The front end waits for a
+scan only so long (scan_timeout for the proxy, milter_timeout for the
+milter); the filters' own timeouts may add up to more.  The scanner gives
+each message a deadline a margin before the front end gives up, caps every
+filter's wait by what is left of it, and answers with what did answer: a
+filter that runs out fails as on its own timeout (SPAMD_FAIL, AV_UNSCANNED
+with av_fail_action), and the audit record names it ("timed_out").  Before,
+the front end gave up and answered 451 4.3.0 for the whole message, and
+nothing said which filter had been slow.
+
+The slow services are test_peers_hostile.py's fake peers: a spamd and a
+clamd that read the request and never answer."""
+
+import json
+import time
+
+import audit_fields as A
+from dnsserver import dead_dns  # noqa: F401 (fixture)
+from milterlib import RawMilter, reply_text, wait_records
+from mwlib import free_port, make_msg, run_mw
+# the fake peers and their protocol readers, not copies of them
+from test_peers_hostile import clamd_request, fake_peer, spamd_request  # noqa: F401
+
+
+def silent_spamd(p, c, n):
+    spamd_request(c)
+    p.hold(c)
+
+
+def silent_clamd(p, c, n):
+    clamd_request(c)
+    p.hold(c)
+
+
+def symbol_names(rec):
+    return sorted(A.symbols(rec))
+
+
+def description(rec, name):
+    return [s for s in A.field(rec, "symbols") if s["name"] == name][0]["description"]
+
+
+def test_slow_spamd_and_clamd_give_a_verdict_in_time(mw_factory, upstream, fake_peer):
+    """scan_timeout 3 s, spamd and clamd each allowed 2.5 s and both
+    silent: 5 s of waits.  The scanner's deadline is 3 s less its margin
+    (300 ms): spamd runs out of its own 2.5 s, clamd gets the 200 ms that
+    are left and fails like any clamd timeout (av_fail_action = tag here),
+    and the message goes on, tagged, before the proxy's 3 s are up."""
+    spamd, clamd = fake_peer(silent_spamd), fake_peer(silent_clamd)
+    m = mw_factory(upstream, opts=[
+        ("filters", "spamd clamd"), ("scan_timeout", "3s"),
+        ("spamd_address", spamd.addr), ("spamd_timeout", "2500ms"),
+        ("clamd_socket", clamd.addr), ("clamd_timeout", "2500ms"), ("clamd_connect_timeout", "1s"),
+        ("av_fail_action", "tag")])
+    c = m.client(timeout=10)
+    c.ehlo()
+    t0 = time.monotonic()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="slow peers"))
+    took = time.monotonic() - t0
+    c.quit()
+    assert r["final"].code == 250, r["final"]
+    assert 2.4 < took < 3.0, took
+    assert upstream.wait_messages(1)
+    rec = m.audit(1)[0]
+    assert symbol_names(rec) == ["AV_UNSCANNED", "SPAMD_FAIL"], rec
+    assert A.field(rec, "action") == "tag", rec
+    assert A.field(rec, "timed_out") == {"spamd": "spamd_timeout", "clamd": "scan_deadline"}, rec
+    assert "no answer within 2500 ms" in description(rec, "SPAMD_FAIL"), rec
+    # and the log says so too: the scanner's warning, the transaction's line
+    log = m.stderr_text()
+    assert "out of time: spamd=spamd_timeout clamd=scan_deadline" in log, m.stderr_tail(40)
+    assert 'timed_out="spamd=spamd_timeout clamd=scan_deadline"' in log, m.stderr_tail(40)
+
+
+def test_filter_with_no_time_left_fails_at_once_with_its_own_action(mw_factory, upstream, fake_peer):
+    """spamd alone eats the whole budget (its own timeout is longer than
+    scan_timeout): it is cut at the deadline, and clamd, which starts with
+    nothing left, is not even asked - AV_UNSCANNED with av_fail_action's
+    default, tempfail: clamd's own reply, not the front end's 451 4.3.0."""
+    spamd, clamd = fake_peer(silent_spamd), fake_peer(silent_clamd)
+    m = mw_factory(upstream, opts=[
+        ("filters", "spamd clamd"), ("scan_timeout", "2s"),
+        ("spamd_address", spamd.addr), ("spamd_timeout", "30s"),
+        ("clamd_socket", clamd.addr), ("clamd_timeout", "30s")])
+    c = m.client(timeout=10)
+    c.ehlo()
+    t0 = time.monotonic()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="no time left"))
+    took = time.monotonic() - t0
+    c.quit()
+    assert r["final"].code == 451 and "4.7.1" in r["final"].text, r["final"]   # av_fail_action, not the front end's 4.3.0
+    assert took < 2.0, took
+    assert clamd.accepted == 0, "clamd was asked with no time left"
+    rec = m.audit(1)[0]
+    assert symbol_names(rec) == ["AV_UNSCANNED", "SPAMD_FAIL"], rec
+    assert A.field(rec, "timed_out") == {"spamd": "scan_deadline", "clamd": "scan_deadline"}, rec
+    assert "scan_error" not in rec, rec
+    assert "no time left" in description(rec, "AV_UNSCANNED"), rec
+
+
+def test_milter_scans_within_milter_timeout(mw_factory, upstream, fake_peer):
+    """The milter waits milter_timeout (2 s here), not scan_timeout (120 s
+    by default): its scans get its budget.  A silent spamd allowed 30 s is
+    cut short in time for the verdict, and the message goes on."""
+    spamd = fake_peer(silent_spamd)
+    port = free_port()
+    m = mw_factory(upstream, opts=[
+        ("milter_listen", "inet:%d@127.0.0.1" % port), ("milter_timeout", "2s"),
+        ("filters", "spamd"), ("spamd_address", spamd.addr), ("spamd_timeout", "30s")])
+    with RawMilter(port) as a:
+        a.negotiate().connect()
+        t0 = time.monotonic()
+        verdict, data, _ = a.message(make_msg(subject="milter budget"))
+        took = time.monotonic() - t0
+    assert verdict == b"c", (verdict, reply_text(data))
+    assert took < 2.0, took
+    rec = wait_records(m, 1)[0]
+    assert A.field(rec, "action") == "accept", rec
+    assert symbol_names(rec) == ["SPAMD_FAIL"], rec
+    assert A.field(rec, "timed_out") == {"spamd": "scan_deadline"}, rec
+
+
+def test_scan_command_reports_timed_out(fake_peer):
+    """mailwarden scan runs under scan_timeout too, and its JSON says who
+    ran out."""
+    spamd = fake_peer(silent_spamd)
+    t0 = time.monotonic()
+    r = run_mw(["scan", "-o", "dns_forwarder=127.0.0.1@%d" % free_port(), "-o", "dns_client_name=no",
+                "-o", "filters=spamd", "-o", "spamd_address=" + spamd.addr,
+                "-o", "spamd_timeout=30s", "-o", "scan_timeout=1500ms", "-"],
+               input=make_msg(subject="scan command"), timeout=10)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [s["name"] for s in res["symbols"]] == ["SPAMD_FAIL"], res
+    assert res["timed_out"] == "spamd=scan_deadline", res
+    assert took < 2.5, took
+
+
+def test_dns_waits_cut_at_the_deadline(dead_dns):
+    """A DNS server that never answers, SPF and DNS lists each allowed 10 s
+    and more: every lookup waits at most what is left of scan_timeout
+    (1.5 s less 200 ms).  SPF's lookups run out at the deadline (a DNS
+    temperror), the lists then start with nothing left (DNSBL_TIMEOUT at
+    once, not after dnsbl_timeout)."""
+    t0 = time.monotonic()
+    r = run_mw(["scan", "-o", "dns_forwarder=" + dead_dns.forwarder, "-o", "dns_client_name=no",
+                "-o", "filters=spf dnsbl", "-o", "dnsbl_list=zen.bl.test ip 127.0.0.2=RCVD_IN_SBL:3.5",
+                "-o", "dns_timeout=10s", "-o", "dnsbl_timeout=10s", "-o", "scan_timeout=1500ms",
+                "--client-ip", "192.0.2.99", "--from", "someone@clean.example", "-"],
+               input=make_msg(frm="someone@clean.example"), timeout=30)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert "DNSBL_TIMEOUT" in [s["name"] for s in res["symbols"]], res
+    assert res["timed_out"] == "spf=scan_deadline dnsbl=scan_deadline", res
+    assert took < 2.5, took
+
+
+def config_check(*opts):
+    args = ["-t", "--listen", "127.0.0.1:%d" % free_port(), "--upstream", "127.0.0.1:%d" % free_port(),
+            "-o", "dns_client_name=no"]
+    for o in opts:
+        args += ["-o", o]
+    return run_mw(args)
+
+
+def test_config_check_warns_when_the_filters_outlast_scan_timeout():
+    r = config_check("filters=spamd clamd", "scan_timeout=60s")
+    err = r.stderr.decode()
+    assert r.returncode == 0, err                        # a warning, not a failure
+    assert "configuration OK" in r.stdout.decode()
+    warning = [l for l in err.splitlines() if "warning" in l]
+    assert len(warning) == 1, err
+    w = warning[0]
+    assert "90s at worst" in w, w
+    assert "spamd: spamd_timeout 30s" in w and "clamd: clamd_timeout 60s" in w, w
+    assert "scan_timeout 60s" in w, w
+    # within the budget (less its margin): nothing to say
+    r = config_check("filters=spamd clamd", "scan_timeout=120s")
+    assert r.returncode == 0 and "warning" not in r.stderr.decode(), r.stderr
+    r = config_check("filters=spamd clamd", "scan_timeout=60s", "clamd_timeout=20s")
+    assert r.returncode == 0 and "warning" not in r.stderr.decode(), r.stderr
+
+
+def test_config_check_warns_for_the_milter_budget():
+    port = free_port()
+    r = run_mw(["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % port, "-o", "dns_client_name=no",
+                "-o", "filters=spamd dkim", "-o", "milter_timeout=30s"])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    w = [l for l in err.splitlines() if "warning" in l and "milter_timeout" in l]
+    assert len(w) == 1, err
+    assert "40s at worst" in w[0] and "spamd: spamd_timeout 30s" in w[0] \
+        and "dkim: dkim_timeout 10s" in w[0] and "milter_timeout 30s" in w[0], w[0]
