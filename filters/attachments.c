@@ -1151,16 +1151,23 @@ static void replace_parts(struct finding *f, const struct mime_msg *m)
 	const unsigned char *msg = mw_message(f->ctx, &len);
 	struct sbuf rest;
 	char err[200];
-	int top;
+	const char *what = "";
+	int top, rc;
 
 	if (m->parse_error) {
 		snprintf(err, sizeof(err), "the MIME structure is broken");
 		goto quarantine;
 	}
 	sbuf_init(&rest, len + f->nrep * 1024 + 4096);
-	if (mime_replace_parts(msg, len, m, f->rep, f->nrep, rest.limit, &rest, &top,
-	    err, sizeof(err)) < 0) {
+	rc = mime_replace_parts(msg, len, m, f->rep, f->nrep, rest.limit, &rest, &top, err, sizeof(err));
+	if (rc < 0) {
 		sbuf_free(&rest);
+		/* a broken signature on a genuine message is worse than a
+		 * quarantine: the recipient is told the mail was forged */
+		if (rc == MIME_REPLACE_SIGNED)
+			what = ", signed message";
+		else if (rc == MIME_REPLACE_ENCRYPTED)
+			what = ", encrypted message";
 		goto quarantine;
 	}
 	mw_symbol(f->ctx, "ATTACH_REPLACED", 0, "%zu part%s replaced by a text part", f->nrep,
@@ -1173,7 +1180,7 @@ quarantine:
 	mw_log(f->ctx, LOG_WARNING, "cannot replace the banned attachment (%s): quarantined", err);
 	f->worst = ATTACH_QUARANTINE;
 	snprintf(f->reason + strlen(f->reason), sizeof(f->reason) - strlen(f->reason),
-	    ", not replaceable");
+	    "%s, not replaceable", what);
 }
 
 static void attach_eom(struct mw_ctx *ctx)
