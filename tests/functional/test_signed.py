@@ -23,6 +23,7 @@ import pytest
 import attachlib as L
 from attachlib import attach_symbols
 from mwlib import run_mw
+from test_milter_postfix import site  # noqa: F401  (fixture: Postfix with mailwarden as its milter)
 
 CRLF = b"\r\n"
 REPLACE = "attach_inbound_extension_action=replace"
@@ -144,11 +145,10 @@ def test_smime_signature_part_itself_is_not_replaced(tmp_path, smime):
     assert out["reply"].endswith("type application/pkcs7-signature), signed message, not replaceable"), out
 
 
-def test_banned_part_outside_the_signed_part_is_replaced(tmp_path, smime):
-    """a mailing list's multipart/mixed around a signed message, with a
-    banned file of its own: the signature covers only its part, so the
-    outer file is replaced and the signature still verifies"""
-    signed = smime_sign(tmp_path, smime, crlf(b"Content-Type: text/plain\r\n\r\nsigned words\r\n"))
+def list_wrapped(tmp_path, ident):
+    """(message, its signed part): a list's multipart/mixed around an
+    S/MIME signed text, with a banned file of the list's own"""
+    signed = smime_sign(tmp_path, ident, crlf(b"Content-Type: text/plain\r\n\r\nsigned words\r\n"))
     shead, sbody = signed.split(CRLF + CRLF, 1)
     ctype = re.search(rb"^Content-Type: .*?\r\n(?![ \t])", shead + CRLF, re.M | re.S).group(0)
     signed_part = ctype + CRLF + sbody
@@ -157,6 +157,14 @@ def test_banned_part_outside_the_signed_part_is_replaced(tmp_path, smime):
            b"--=_list_1\r\n" + signed_part + b"\r\n--=_list_1\r\n" +
            L.part("application/octet-stream", PAYLOAD, "attachment; filename=\"invoice.pdf.exe\"") +
            b"\r\n--=_list_1--\r\n")
+    return msg, signed_part
+
+
+def test_banned_part_outside_the_signed_part_is_replaced(tmp_path, smime):
+    """a mailing list's multipart/mixed around a signed message, with a
+    banned file of its own: the signature covers only its part, so the
+    outer file is replaced and the signature still verifies"""
+    msg, signed_part = list_wrapped(tmp_path, smime)
     assert smime_verifies(tmp_path, smime, b"MIME-Version: 1.0\r\n" + raw_parts(msg)[0])
     out, got = scan(tmp_path, msg, REPLACE)
     assert out["action"] == "accept" and out["new_body"] is True, out
@@ -287,3 +295,60 @@ def test_pgp_mime_encrypted_parts_are_not_replaced(tmp_path):
     out, got = scan(tmp_path, msg, "attach_inbound_banned_extensions=asc", REPLACE)
     assert out["action"] == "quarantine", out
     assert out["reply"].endswith("encrypted message, not replaceable"), out
+
+
+# --- through the proxy and through a real Postfix's milter ---------------------------
+
+def check_front_end(tmp_path, smime, send, delivered, mw):
+    """send(msg) -> None; delivered() -> the messages that reached the
+    upstream so far; mw: the daemon (its log and audit records)"""
+    signed = smime_sign(tmp_path, smime, inner_entity())
+    send(signed)
+    rec = mw.audit(1)[0]
+    assert rec["action"] == "quarantine" and rec.get("quarantine_id"), rec
+    assert rec["reply"].endswith(NOT_REPLACEABLE), rec    # the reason, in the audit record
+    assert "cannot replace the banned attachment (part 2 is in a multipart/signed): quarantined" \
+        in mw.stderr_tail(300)
+    wrapped, signed_part = list_wrapped(tmp_path, smime)
+    send(wrapped)
+    got = delivered()
+    assert len(got) == 1, got      # the signed one was not delivered
+    assert L.b64(PAYLOAD)[:60] not in got[0] and b"mailwarden removed an attachment" in got[0]
+    inner = [p for p in raw_parts(got[0].split(CRLF + CRLF, 1)[0] + CRLF + CRLF
+                                  + got[0].split(CRLF + CRLF, 1)[1]) if b"multipart/signed" in p[:200]]
+    assert inner == [signed_part]
+    assert smime_verifies(tmp_path, smime, b"MIME-Version: 1.0\r\n" + inner[0])
+
+
+def test_proxy_signed_quarantined_and_list_wrapper_replaced(tmp_path, smime, mw_factory, upstream):
+    from mwlib import wait_until
+    m = mw_factory(upstream, opts=[("filters", "attachments"), ("attach_inbound_extension_action", "replace")])
+
+    def send(msg):
+        c = m.client()
+        c.ehlo()
+        r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)
+        c.quit()
+        assert r["final"].code == 250, r["final"]
+
+    def delivered():
+        wait_until(lambda: len(upstream.messages) >= 1, 5.0)
+        return [x.content for x in upstream.messages]
+    check_front_end(tmp_path, smime, send, delivered, m)
+    assert [a["action"] for a in m.audit(2)] == ["quarantine", "accept"]
+
+
+def test_milter_signed_quarantined_and_list_wrapper_replaced(tmp_path, smime, site):
+    import smtplib
+    from mwlib import wait_until
+    pf, mw, sink = site(opts=[("filters", "attachments"), ("attach_inbound_extension_action", "replace")])
+
+    def send(msg):
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as c:
+            c.ehlo("client.example.org")
+            assert not c.sendmail("sender@example.org", ["rcpt@example.net"], msg)
+
+    def delivered():
+        assert wait_until(lambda: len(sink.messages) >= 1, 20.0), pf.log()[-3000:]
+        return [x.content for x in sink.messages]
+    check_front_end(tmp_path, smime, send, delivered, mw)
