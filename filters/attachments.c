@@ -41,6 +41,7 @@
  * under a mutex; libarchive objects are per call.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <locale.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -54,6 +55,8 @@
 #include <archive_entry.h>
 #include <magic.h>
 #include <gmime/gmime.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -1062,20 +1065,30 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
  * the message's own; a banned file in it makes the outer part the one
  * replaced.  At most EMBED_MAX_LEVELS deep and MIME_MAX_DECODED bytes of
  * such messages per message: past that, unchecked. */
+static void check_message(struct finding *f, const unsigned char *data, size_t len, const char *file);
+
 static void check_embedded(struct finding *f, const struct mime_part *p, const char *file)
 {
 	int eml = strcmp(p->content_type, "message/rfc822") == 0 ||
 	    strcmp(p->content_type, "message/global") == 0;
-	struct mime_msg *m;
 	char last[32], prev[32];
 
 	for (size_t k = 0; !eml && p->names != NULL && p->names[k] != NULL; k++) {
 		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
 		eml = strcmp(last, "eml") == 0;
 	}
-	if (!eml || p->raw_len == 0)
-		return;
-	if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded + p->raw_len > MIME_MAX_DECODED) {
+	if (eml && p->raw_len > 0)
+		check_message(f, p->raw, p->raw_len, file);
+}
+
+/* check_message - a message held in a part (file names it) is checked
+ * as the message's own parts, within the levels and bytes of
+ * EMBED_MAX_LEVELS and MIME_MAX_DECODED */
+static void check_message(struct finding *f, const unsigned char *data, size_t len, const char *file)
+{
+	struct mime_msg *m;
+
+	if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded + len > MIME_MAX_DECODED) {
 		char why[200], name[NAME_SHOWN + 8];
 
 		shown(file, name, sizeof(name));
@@ -1085,8 +1098,8 @@ static void check_embedded(struct finding *f, const struct mime_part *p, const c
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, why);
 		return;
 	}
-	f->embedded += p->raw_len;
-	m = mime_parse(p->raw, p->raw_len);
+	f->embedded += len;
+	m = mime_parse(data, len);
 	f->embed_level++;
 	for (size_t i = 0; i < m->nparts; i++)
 		check_part(f, &m->parts[i], i);
@@ -1094,6 +1107,49 @@ static void check_embedded(struct finding *f, const struct mime_part *p, const c
 	if (m->incomplete != NULL)
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, m->incomplete);
 	mime_free(m);
+}
+
+/* check_smime - an S/MIME part (application/pkcs7-mime, smime.p7m).
+ * Opaque signed-data holds the signed message in the clear, and mail
+ * programs show its attachments: it is checked as an attached message
+ * (a banned file in it makes the part the one replace would remove, which
+ * the rewrite refuses: it is signed).  Enveloped data cannot be read:
+ * ATTACH_ENCRYPTED_MESSAGE (score 0, no action) says the policy did not
+ * see into it, as does the encrypted part of a PGP/MIME message. */
+static void check_smime(struct finding *f, const struct mime_part *p, const char *file)
+{
+	int pkcs7 = strcmp(p->content_type, "application/pkcs7-mime") == 0 ||
+	    strcmp(p->content_type, "application/x-pkcs7-mime") == 0;
+	char last[32], prev[32];
+	int kind;
+
+	if (strcmp(p->content_type, "application/pgp-encrypted") == 0) {
+		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "PGP/MIME encrypted: its content is not checked");
+		return;
+	}
+	for (size_t k = 0; !pkcs7 && p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		pkcs7 = strcmp(last, "p7m") == 0;
+	}
+	if (!pkcs7 || (kind = mime_cms_kind(p->raw, p->raw_len)) == MIME_CMS_NONE)
+		return;
+	if (kind == MIME_CMS_ENVELOPED) {
+		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "%s: S/MIME enveloped data, its content is not checked",
+		    file);
+		return;
+	}
+	if (kind == MIME_CMS_SIGNED) {
+		const unsigned char *d = p->raw;
+		CMS_ContentInfo *cms = p->raw_len <= LONG_MAX ? d2i_CMS_ContentInfo(NULL, &d, (long)p->raw_len) : NULL;
+		ASN1_OCTET_STRING **content = cms != NULL ? CMS_get0_content(cms) : NULL;
+
+		/* a signed-data without its content (detached) has nothing
+		 * to show; one OpenSSL cannot read no program shows either */
+		if (content != NULL && *content != NULL && ASN1_STRING_length(*content) > 0)
+			check_message(f, ASN1_STRING_get0_data(*content), (size_t)ASN1_STRING_length(*content), file);
+		CMS_ContentInfo_free(cms);
+		ERR_clear_error();
+	}
 }
 
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
@@ -1133,6 +1189,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		hit(f, R_CONTENT, symbol_of[R_CONTENT], file, what);
 	}
 	check_embedded(f, p, file);
+	check_smime(f, p, file);
 	check_tnef(f, p, file);
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));

@@ -213,10 +213,37 @@ def test_opaque_signed_data_is_not_replaced_whole(tmp_path, smime):
     assert out["action"] == "quarantine" and out["reply"].endswith("signed message, not replaceable"), out
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["der", "ber_stream"])
+def test_opaque_signed_content_is_checked(tmp_path, smime, stream):
+    """the signed message inside signed-data is in the clear and mail
+    programs show its attachments: a banned file in it is found (it passed
+    unseen before), rejected by default, and a replace quarantines"""
+    key, cert = smime
+    src = tmp_path / "entity.mime"
+    src.write_bytes(inner_entity())
+    p = subprocess.run(["openssl", "cms", "-sign", "-nodetach", "-in", str(src), "-signer", str(cert),
+                        "-inkey", str(key), "-subject", "invoice"] + (["-stream"] if stream else []),
+                       check=True, capture_output=True)
+    msg = crlf(p.stdout)
+    assert smime_verifies(tmp_path, smime, msg)
+    out, got = scan(tmp_path, msg)
+    assert out["action"] == "reject", out
+    assert "invoice.pdf.exe" in attach_symbols(out)["ATTACH_DOUBLE_EXT"]
+    out, got = scan(tmp_path, msg, REPLACE)
+    assert_quarantined_as_signed(out, got, lambda m: smime_verifies(tmp_path, smime, m))
+    # a clean signed message stays clean
+    src.write_bytes(crlf(b"Content-Type: text/plain\r\n\r\nsigned words\r\n"))
+    p = subprocess.run(["openssl", "cms", "-sign", "-nodetach", "-in", str(src), "-signer", str(cert),
+                        "-inkey", str(key)], check=True, capture_output=True)
+    out, got = scan(tmp_path, crlf(p.stdout), REPLACE)
+    assert out["action"] == "accept" and attach_symbols(out) == {}, out
+
+
 def test_encrypted_smime_is_left_as_it_was(tmp_path, smime):
     """enveloped-data: nothing of it can be seen; the policy passes it as
-    before (no banned name or type shows), and a replace of it (the site
-    banned .p7m) carries no signature to break"""
+    before (no banned name or type shows) with a score-0 symbol saying so,
+    and a replace of it (the site banned .p7m) carries no signature to
+    break"""
     src = tmp_path / "entity.mime"
     src.write_bytes(inner_entity())
     enc = crlf(subprocess.run(["openssl", "cms", "-encrypt", "-aes256", "-in", str(src), "-from",
@@ -225,6 +252,10 @@ def test_encrypted_smime_is_left_as_it_was(tmp_path, smime):
     assert b"smime-type=enveloped-data" in enc
     out, got = scan(tmp_path, enc, REPLACE)
     assert out["action"] == "accept" and out["new_body"] is False, out
+    # said in the result and the audit record, with no score and no action
+    assert attach_symbols(out) == {"ATTACH_ENCRYPTED_MESSAGE":
+                                   "smime.p7m: S/MIME enveloped data, its content is not checked"}, out
+    assert out["score"] == 0
     assert got.endswith(enc.split(CRLF + CRLF, 1)[1])
     out, got = scan(tmp_path, enc, "attach_inbound_banned_extensions=p7m",
                     "attach_inbound_extension_action=replace")
@@ -292,6 +323,7 @@ def test_pgp_mime_encrypted_parts_are_not_replaced(tmp_path):
            b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0xxxx\r\n-----END PGP MESSAGE-----\r\n--e--\r\n")
     out, got = scan(tmp_path, msg)
     assert out["action"] == "accept" and out["new_body"] is False, out   # unchanged by default
+    assert attach_symbols(out) == {"ATTACH_ENCRYPTED_MESSAGE": "PGP/MIME encrypted: its content is not checked"}
     out, got = scan(tmp_path, msg, "attach_inbound_banned_extensions=asc", REPLACE)
     assert out["action"] == "quarantine", out
     assert out["reply"].endswith("encrypted message, not replaceable"), out
