@@ -26,7 +26,9 @@
  * name=), a name with a bidirectional control is a disguise
  * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
  * messages the MIME tree keeps as leaves (an encoded message/rfc822, a
- * file named .eml), are checked as attachments.
+ * file named .eml, the content of S/MIME opaque signed-data), are checked
+ * as attachments; encrypted content, which cannot be, gets the score-0
+ * ATTACH_ENCRYPTED_MESSAGE.
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
  * and the file in the reply text and in the symbol's description.  Symbols
@@ -34,7 +36,9 @@
  * and quarantine) delivers the message with each such part replaced by a
  * short text part saying what was removed (mime_rewrite.c; the proxy
  * relays the new body, the milter hands it to the MTA); where the
- * structure does not allow it the message is quarantined instead.
+ * structure does not allow it (broken, or signed or encrypted: a rewrite
+ * would break the signature the recipient checks) the message is
+ * quarantined instead.
  *
  * Thread-safety: the instance is read-only after setup but for the pool of
  * libmagic handles (a magic_t is not thread-safe), taken and given back

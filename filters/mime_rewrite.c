@@ -11,6 +11,11 @@
  * header section moves.  A single-part message whose body is the banned
  * part is the one case that needs new top-level fields; the caller makes
  * them (mime.h).
+ *
+ * A leaf under a signature (in a multipart/signed, or an S/MIME
+ * signed-data part) or in a multipart/encrypted is never replaced: the
+ * recipient's program would report the genuine message as forged, or
+ * could not decrypt it.
  */
 #include <stdint.h>
 #include <stdio.h>
