@@ -110,11 +110,11 @@ struct sbuf;
  * Content-Type, Content-Transfer-Encoding and Content-Disposition fields
  * of a text/plain part (MIME_REPLACEMENT_*).  parsed: mime_parse of the
  * same message if the caller has it (mime_get), else NULL.  0,
- * MIME_REPLACE_SIGNED or _ENCRYPTED (below), or -1 with err: an index past the leaves,
- * the new body longer than max, GMime ending the header section elsewhere
- * than the front ends, or the message as it will leave not parsing back
- * into the same leaves (the replaced ones holding their notes, the others
- * unchanged). */
+ * MIME_REPLACE_SIGNED or MIME_REPLACE_ENCRYPTED (below), or -1 with err:
+ * an index past the leaves, the new body longer than max, GMime ending the
+ * header section elsewhere than the front ends, or the message as it will
+ * leave not parsing back into the same leaves (the replaced ones holding
+ * their notes, the others unchanged). */
 int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_msg *parsed,
                        const struct mime_replacement *rep, size_t nrep, size_t max,
                        struct sbuf *rest, int *top, char *err, size_t errlen);

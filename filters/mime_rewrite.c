@@ -125,11 +125,20 @@ int mime_cms_kind(const unsigned char *d, size_t n)
 	return MIME_CMS_NONE;
 }
 
-/* is_pkcs7 - a type S/MIME clients open as a CMS object */
-static int is_pkcs7(const char *type)
+/* is_pkcs7 - a part S/MIME clients open as a CMS object: by its type, or
+ * named smime.p7m under another type (application/octet-stream) */
+static int is_pkcs7(const struct mime_part *p)
 {
-	return strcmp(type, "application/pkcs7-mime") == 0 ||
-	    strcmp(type, "application/x-pkcs7-mime") == 0;
+	if (strcmp(p->content_type, "application/pkcs7-mime") == 0 ||
+	    strcmp(p->content_type, "application/x-pkcs7-mime") == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		if (n >= 4 && g_ascii_strcasecmp(p->names[k] + n - 4, ".p7m") == 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* sealed_by - why replacing leaf i (the shared parse's p) would break a
@@ -141,7 +150,7 @@ static const char *sealed_by(const struct slot *s, const struct mime_part *p)
 
 	if (s->sealed != NULL)
 		return s->sealed;
-	if (!is_pkcs7(p->content_type))
+	if (!is_pkcs7(p))
 		return NULL;
 	/* what the content is, whatever smime-type says; the parameter
 	 * still counts when the content is not DER a client could read */

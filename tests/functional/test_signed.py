@@ -231,6 +231,15 @@ def test_opaque_signed_content_is_checked(tmp_path, smime, stream):
     assert "invoice.pdf.exe" in attach_symbols(out)["ATTACH_DOUBLE_EXT"]
     out, got = scan(tmp_path, msg, REPLACE)
     assert_quarantined_as_signed(out, got, lambda m: smime_verifies(tmp_path, smime, m))
+    # the same sent as application/octet-stream named smime.p7m, which
+    # mail programs open as S/MIME too
+    octet = re.sub(rb"Content-Type: application/(x-)?pkcs7-mime;[^\r]*",
+                   b"Content-Type: application/octet-stream; name=\"smime.p7m\"", msg)
+    assert octet != msg
+    out, got = scan(tmp_path, octet)
+    assert out["action"] == "reject", out
+    out, got = scan(tmp_path, octet, REPLACE)
+    assert_quarantined_as_signed(out, got)
     # a clean signed message stays clean
     src.write_bytes(crlf(b"Content-Type: text/plain\r\n\r\nsigned words\r\n"))
     p = subprocess.run(["openssl", "cms", "-sign", "-nodetach", "-in", str(src), "-signer", str(cert),
