@@ -1128,7 +1128,8 @@ static void check_smime(struct finding *f, const struct mime_part *p, const char
 	int kind;
 
 	if (strcmp(p->content_type, "application/pgp-encrypted") == 0) {
-		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "PGP/MIME encrypted: its content is not checked");
+		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0,
+		    "PGP/MIME encrypted: its content is not checked");
 		return;
 	}
 	for (size_t k = 0; !pkcs7 && p->names != NULL && p->names[k] != NULL; k++) {
@@ -1138,19 +1139,21 @@ static void check_smime(struct finding *f, const struct mime_part *p, const char
 	if (!pkcs7 || (kind = mime_cms_kind(p->raw, p->raw_len)) == MIME_CMS_NONE)
 		return;
 	if (kind == MIME_CMS_ENVELOPED) {
-		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "%s: S/MIME enveloped data, its content is not checked",
-		    file);
+		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0,
+		    "%s: S/MIME enveloped data, its content is not checked", file);
 		return;
 	}
 	if (kind == MIME_CMS_SIGNED) {
 		const unsigned char *d = p->raw;
-		CMS_ContentInfo *cms = p->raw_len <= LONG_MAX ? d2i_CMS_ContentInfo(NULL, &d, (long)p->raw_len) : NULL;
+		CMS_ContentInfo *cms = p->raw_len <= LONG_MAX ?
+		    d2i_CMS_ContentInfo(NULL, &d, (long)p->raw_len) : NULL;
 		ASN1_OCTET_STRING **content = cms != NULL ? CMS_get0_content(cms) : NULL;
 
 		/* a signed-data without its content (detached) has nothing
 		 * to show; one OpenSSL cannot read no program shows either */
 		if (content != NULL && *content != NULL && ASN1_STRING_length(*content) > 0)
-			check_message(f, ASN1_STRING_get0_data(*content), (size_t)ASN1_STRING_length(*content), file);
+			check_message(f, ASN1_STRING_get0_data(*content),
+			    (size_t)ASN1_STRING_length(*content), file);
 		CMS_ContentInfo_free(cms);
 		ERR_clear_error();
 	}
