@@ -393,3 +393,14 @@ def test_milter_signed_quarantined_and_list_wrapper_replaced(tmp_path, smime, si
         assert wait_until(lambda: len(sink.messages) >= 1, 20.0), pf.log()[-3000:]
         return [x.content for x in sink.messages]
     check_front_end(tmp_path, smime, send, delivered, mw)
+
+
+def test_subject_tag_leaves_smime_signature_intact(tmp_path, smime):
+    """the Subject tag edits the top-level header section, which an S/MIME
+    signature does not cover: a tagged signed message still verifies"""
+    from mwlib import MW_PLUGIN
+    msg = smime_sign(tmp_path, smime, crlf(b"Content-Type: text/plain\r\n\r\nsigned words\r\n"))
+    out, got = scan(tmp_path, msg, "subject_tag=[SPAM]", "plugin=%s word=invoice score=6" % MW_PLUGIN)
+    assert out["action"] == "tag", out
+    assert b"\r\nSubject: [SPAM] invoice\r\n" in got and b"X-Spam-Flag: YES\r\n" in got
+    assert smime_verifies(tmp_path, smime, got)
