@@ -26,7 +26,9 @@
  * name=), a name with a bidirectional control is a disguise
  * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
  * messages the MIME tree keeps as leaves (an encoded message/rfc822, a
- * file named .eml), are checked as attachments.
+ * file named .eml, the content of S/MIME opaque signed-data), are checked
+ * as attachments; encrypted content, which cannot be, gets the score-0
+ * ATTACH_ENCRYPTED_MESSAGE.
  * Each rule has its action per direction (none, tag, replace, quarantine,
  * reject); the hardest one met becomes the filter's verdict, with the rule
  * and the file in the reply text and in the symbol's description.  Symbols
@@ -34,13 +36,16 @@
  * and quarantine) delivers the message with each such part replaced by a
  * short text part saying what was removed (mime_rewrite.c; the proxy
  * relays the new body, the milter hands it to the MTA); where the
- * structure does not allow it the message is quarantined instead.
+ * structure does not allow it (broken, or signed or encrypted: a rewrite
+ * would break the signature the recipient checks) the message is
+ * quarantined instead.
  *
  * Thread-safety: the instance is read-only after setup but for the pool of
  * libmagic handles (a magic_t is not thread-safe), taken and given back
  * under a mutex; libarchive objects are per call.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <locale.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -54,6 +59,8 @@
 #include <archive_entry.h>
 #include <magic.h>
 #include <gmime/gmime.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -1062,20 +1069,30 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
  * the message's own; a banned file in it makes the outer part the one
  * replaced.  At most EMBED_MAX_LEVELS deep and MIME_MAX_DECODED bytes of
  * such messages per message: past that, unchecked. */
+static void check_message(struct finding *f, const unsigned char *data, size_t len, const char *file);
+
 static void check_embedded(struct finding *f, const struct mime_part *p, const char *file)
 {
 	int eml = strcmp(p->content_type, "message/rfc822") == 0 ||
 	    strcmp(p->content_type, "message/global") == 0;
-	struct mime_msg *m;
 	char last[32], prev[32];
 
 	for (size_t k = 0; !eml && p->names != NULL && p->names[k] != NULL; k++) {
 		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
 		eml = strcmp(last, "eml") == 0;
 	}
-	if (!eml || p->raw_len == 0)
-		return;
-	if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded + p->raw_len > MIME_MAX_DECODED) {
+	if (eml && p->raw_len > 0)
+		check_message(f, p->raw, p->raw_len, file);
+}
+
+/* check_message - a message held in a part (file names it) is checked
+ * as the message's own parts, within the levels and bytes of
+ * EMBED_MAX_LEVELS and MIME_MAX_DECODED */
+static void check_message(struct finding *f, const unsigned char *data, size_t len, const char *file)
+{
+	struct mime_msg *m;
+
+	if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded + len > MIME_MAX_DECODED) {
 		char why[200], name[NAME_SHOWN + 8];
 
 		shown(file, name, sizeof(name));
@@ -1085,8 +1102,8 @@ static void check_embedded(struct finding *f, const struct mime_part *p, const c
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, why);
 		return;
 	}
-	f->embedded += p->raw_len;
-	m = mime_parse(p->raw, p->raw_len);
+	f->embedded += len;
+	m = mime_parse(data, len);
 	f->embed_level++;
 	for (size_t i = 0; i < m->nparts; i++)
 		check_part(f, &m->parts[i], i);
@@ -1094,6 +1111,52 @@ static void check_embedded(struct finding *f, const struct mime_part *p, const c
 	if (m->incomplete != NULL)
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, m->incomplete);
 	mime_free(m);
+}
+
+/* check_smime - an S/MIME part (application/pkcs7-mime, smime.p7m).
+ * Opaque signed-data holds the signed message in the clear, and mail
+ * programs show its attachments: it is checked as an attached message
+ * (a banned file in it makes the part the one replace would remove, which
+ * the rewrite refuses: it is signed).  Enveloped data cannot be read:
+ * ATTACH_ENCRYPTED_MESSAGE (score 0, no action) says the policy did not
+ * see into it, as does the encrypted part of a PGP/MIME message. */
+static void check_smime(struct finding *f, const struct mime_part *p, const char *file)
+{
+	int pkcs7 = strcmp(p->content_type, "application/pkcs7-mime") == 0 ||
+	    strcmp(p->content_type, "application/x-pkcs7-mime") == 0;
+	char last[32], prev[32];
+	int kind;
+
+	if (strcmp(p->content_type, "application/pgp-encrypted") == 0) {
+		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0,
+		    "PGP/MIME encrypted: its content is not checked");
+		return;
+	}
+	for (size_t k = 0; !pkcs7 && p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		pkcs7 = strcmp(last, "p7m") == 0;
+	}
+	if (!pkcs7 || (kind = mime_cms_kind(p->raw, p->raw_len)) == MIME_CMS_NONE)
+		return;
+	if (kind == MIME_CMS_ENVELOPED) {
+		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0,
+		    "%s: S/MIME enveloped data, its content is not checked", file);
+		return;
+	}
+	if (kind == MIME_CMS_SIGNED) {
+		const unsigned char *d = p->raw;
+		CMS_ContentInfo *cms = p->raw_len <= LONG_MAX ?
+		    d2i_CMS_ContentInfo(NULL, &d, (long)p->raw_len) : NULL;
+		ASN1_OCTET_STRING **content = cms != NULL ? CMS_get0_content(cms) : NULL;
+
+		/* a signed-data without its content (detached) has nothing
+		 * to show; one OpenSSL cannot read no program shows either */
+		if (content != NULL && *content != NULL && ASN1_STRING_length(*content) > 0)
+			check_message(f, ASN1_STRING_get0_data(*content),
+			    (size_t)ASN1_STRING_length(*content), file);
+		CMS_ContentInfo_free(cms);
+		ERR_clear_error();
+	}
 }
 
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
@@ -1133,6 +1196,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		hit(f, R_CONTENT, symbol_of[R_CONTENT], file, what);
 	}
 	check_embedded(f, p, file);
+	check_smime(f, p, file);
 	check_tnef(f, p, file);
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
@@ -1151,16 +1215,23 @@ static void replace_parts(struct finding *f, const struct mime_msg *m)
 	const unsigned char *msg = mw_message(f->ctx, &len);
 	struct sbuf rest;
 	char err[200];
-	int top;
+	const char *what = "";
+	int top, rc;
 
 	if (m->parse_error) {
 		snprintf(err, sizeof(err), "the MIME structure is broken");
 		goto quarantine;
 	}
 	sbuf_init(&rest, len + f->nrep * 1024 + 4096);
-	if (mime_replace_parts(msg, len, m, f->rep, f->nrep, rest.limit, &rest, &top,
-	    err, sizeof(err)) < 0) {
+	rc = mime_replace_parts(msg, len, m, f->rep, f->nrep, rest.limit, &rest, &top, err, sizeof(err));
+	if (rc < 0) {
 		sbuf_free(&rest);
+		/* a broken signature on a genuine message is worse than a
+		 * quarantine: the recipient is told the mail was forged */
+		if (rc == MIME_REPLACE_SIGNED)
+			what = ", signed message";
+		else if (rc == MIME_REPLACE_ENCRYPTED)
+			what = ", encrypted message";
 		goto quarantine;
 	}
 	mw_symbol(f->ctx, "ATTACH_REPLACED", 0, "%zu part%s replaced by a text part", f->nrep,
@@ -1173,7 +1244,7 @@ quarantine:
 	mw_log(f->ctx, LOG_WARNING, "cannot replace the banned attachment (%s): quarantined", err);
 	f->worst = ATTACH_QUARANTINE;
 	snprintf(f->reason + strlen(f->reason), sizeof(f->reason) - strlen(f->reason),
-	    ", not replaceable");
+	    "%s, not replaceable", what);
 }
 
 static void attach_eom(struct mw_ctx *ctx)

@@ -109,14 +109,27 @@ struct sbuf;
  * own body (a single-part message): the caller then owes the top-level
  * Content-Type, Content-Transfer-Encoding and Content-Disposition fields
  * of a text/plain part (MIME_REPLACEMENT_*).  parsed: mime_parse of the
- * same message if the caller has it (mime_get), else NULL.  0, or -1 with
- * err: an index past the leaves, the new body longer than max, GMime
- * ending the header section elsewhere than the front ends, or the message
- * as it will leave not parsing back into the same leaves (the replaced
- * ones holding their notes, the others unchanged). */
+ * same message if the caller has it (mime_get), else NULL.  0,
+ * MIME_REPLACE_SIGNED or MIME_REPLACE_ENCRYPTED (below), or -1 with err:
+ * an index past the leaves, the new body longer than max, GMime ending the
+ * header section elsewhere than the front ends, or the message as it will
+ * leave not parsing back into the same leaves (the replaced ones holding
+ * their notes, the others unchanged). */
 int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_msg *parsed,
                        const struct mime_replacement *rep, size_t nrep, size_t max,
                        struct sbuf *rest, int *top, char *err, size_t errlen);
+/* mime_replace_parts refused (with err) because a leaf lies in a
+ * multipart/signed or is an S/MIME signed-data part (the rewrite would
+ * break the signature the recipient checks), or lies in a
+ * multipart/encrypted (which could not be decrypted any more) */
+#define MIME_REPLACE_SIGNED    (-2)
+#define MIME_REPLACE_ENCRYPTED (-3)
+
+/* mime_cms_kind - what a CMS/PKCS #7 object (the decoded content of an
+ * application/pkcs7-mime part, DER or BER) holds, by its ContentInfo's
+ * contentType; MIME_CMS_NONE when the bytes do not start as one */
+enum { MIME_CMS_NONE, MIME_CMS_SIGNED, MIME_CMS_ENVELOPED, MIME_CMS_OTHER };
+int mime_cms_kind(const unsigned char *d, size_t n);
 
 /* the header fields of a replacement part, for a top-level replacement */
 #define MIME_REPLACEMENT_TYPE "text/plain; charset=us-ascii"

@@ -11,6 +11,11 @@
  * header section moves.  A single-part message whose body is the banned
  * part is the one case that needs new top-level fields; the caller makes
  * them (mime.h).
+ *
+ * A leaf under a signature (in a multipart/signed, or an S/MIME
+ * signed-data part) or in a multipart/encrypted is never replaced: the
+ * recipient's program would report the genuine message as forged, or
+ * could not decrypt it.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +35,9 @@ struct slot {
 	int           index;
 	GMimeMessage *msg;
 	unsigned      depth;
+	/* the multipart/signed or multipart/encrypted the leaf lies in (the
+	 * innermost one), or NULL */
+	const char   *sealed;
 };
 
 struct leaves {
@@ -49,26 +57,109 @@ static void add_slot(struct leaves *l, const struct slot *s)
 
 /* collect - the walk of mime.c (walk()), recording where each leaf sits */
 static void collect(struct leaves *l, GMimeObject *obj, GMimeObject *parent, int index,
-                    GMimeMessage *msg, unsigned depth, unsigned nest)
+                    GMimeMessage *msg, unsigned depth, unsigned nest, const char *sealed)
 {
 	if (obj == NULL || nest > MIME_MAX_DEPTH || l->n >= MIME_MAX_PARTS)
 		return;
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		GMimeContentType *ct = g_mime_object_get_content_type(obj);
 		int i, n = g_mime_multipart_get_count(mp);
 
+		/* by the declared type, not GMime's class: a client goes by
+		 * the type too */
+		if (ct != NULL && g_mime_content_type_is_type(ct, "multipart", "signed"))
+			sealed = "multipart/signed";
+		else if (ct != NULL && g_mime_content_type_is_type(ct, "multipart", "encrypted"))
+			sealed = "multipart/encrypted";
 		for (i = 0; i < n && l->n < MIME_MAX_PARTS; i++)
-			collect(l, g_mime_multipart_get_part(mp, i), obj, i, msg, depth, nest + 1);
+			collect(l, g_mime_multipart_get_part(mp, i), obj, i, msg, depth, nest + 1, sealed);
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
 		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
 
 		if (m != NULL)
-			collect(l, g_mime_message_get_mime_part(m), NULL, 0, m, depth + 1, nest + 1);
+			collect(l, g_mime_message_get_mime_part(m), NULL, 0, m, depth + 1, nest + 1, sealed);
 	} else {
-		struct slot s = { obj, parent, index, msg, depth };
+		struct slot s = { obj, parent, index, msg, depth, sealed };
 
 		add_slot(l, &s);
 	}
+}
+
+/* der_len - skip a DER/BER length at *p (indefinite: 0); -1 if bad */
+static int der_len(const unsigned char **p, const unsigned char *end, size_t *len)
+{
+	unsigned n;
+
+	if (*p >= end)
+		return -1;
+	if (**p < 0x80) {
+		*len = *(*p)++;
+		return 0;
+	}
+	n = *(*p)++ & 0x7f;
+	if (n > 4 || (size_t)(end - *p) < n)
+		return -1;
+	for (*len = 0; n > 0; n--)
+		*len = (*len << 8) | *(*p)++;
+	return 0;
+}
+
+int mime_cms_kind(const unsigned char *d, size_t n)
+{
+	/* ContentInfo ::= SEQUENCE { contentType OBJECT IDENTIFIER, ... };
+	 * the OIDs under 1.2.840.113549.1 (pkcs) without their tag */
+	static const unsigned char pkcs7[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07 };
+	static const unsigned char smime_ct[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01 };
+	const unsigned char *p = d, *end = d + n;
+	size_t len;
+
+	if (n < 4 || *p++ != 0x30 || der_len(&p, end, &len) < 0 || p + 2 > end || *p++ != 0x06)
+		return MIME_CMS_NONE;
+	if (der_len(&p, end, &len) < 0 || (size_t)(end - p) < len)
+		return MIME_CMS_NONE;
+	if (len == sizeof(pkcs7) + 1 && memcmp(p, pkcs7, sizeof(pkcs7)) == 0)
+		return p[len - 1] == 2 ? MIME_CMS_SIGNED : p[len - 1] == 3 ? MIME_CMS_ENVELOPED : MIME_CMS_OTHER;
+	if (len == sizeof(smime_ct) + 1 && memcmp(p, smime_ct, sizeof(smime_ct)) == 0)
+		return p[len - 1] == 23 ? MIME_CMS_ENVELOPED : MIME_CMS_OTHER;   /* authEnvelopedData */
+	return MIME_CMS_NONE;
+}
+
+/* is_pkcs7 - a part S/MIME clients open as a CMS object: by its type, or
+ * named smime.p7m under another type (application/octet-stream) */
+static int is_pkcs7(const struct mime_part *p)
+{
+	if (strcmp(p->content_type, "application/pkcs7-mime") == 0 ||
+	    strcmp(p->content_type, "application/x-pkcs7-mime") == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		if (n >= 4 && g_ascii_strcasecmp(p->names[k] + n - 4, ".p7m") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* sealed_by - why replacing leaf i (the shared parse's p) would break a
+ * signature or an encrypted structure the recipient's program checks, or
+ * NULL */
+static const char *sealed_by(const struct slot *s, const struct mime_part *p)
+{
+	const char *st;
+
+	if (s->sealed != NULL)
+		return s->sealed;
+	if (!is_pkcs7(p))
+		return NULL;
+	/* what the content is, whatever smime-type says; the parameter
+	 * still counts when the content is not DER a client could read */
+	if (mime_cms_kind(p->raw, p->raw_len) == MIME_CMS_SIGNED)
+		return "signed S/MIME part (signed-data)";
+	st = g_mime_object_get_content_type_parameter(s->leaf, "smime-type");
+	if (st != NULL && g_ascii_strcasecmp(st, "signed-data") == 0)
+		return "signed S/MIME part (signed-data)";
+	return NULL;
 }
 
 /* note_byte - what note_part makes of a byte of a note */
@@ -116,13 +207,12 @@ static size_t k_of(const struct mime_replacement *rep, size_t nrep, size_t i)
  * part's field; multiparts nested under one boundary parse back in other
  * places; a top-level structure can come back as one text part), and
  * such a message is not delivered rewritten. */
-static int same_parts(const unsigned char *msg, size_t len, const struct mime_msg *parsed,
+static int same_parts(const unsigned char *msg, const struct mime_msg *was,
                       size_t front, const char *rest, size_t rest_len,
                       const struct mime_replacement *rep, size_t nrep)
 {
 	unsigned char *whole = xmalloc(front + rest_len + 1);
-	struct mime_msg *own = parsed != NULL ? NULL : mime_parse(msg, len), *now;
-	const struct mime_msg *was = parsed != NULL ? parsed : own;
+	struct mime_msg *now;
 	int ok;
 	size_t i, k;
 
@@ -143,7 +233,6 @@ static int same_parts(const unsigned char *msg, size_t len, const struct mime_ms
 			    a->raw_len == b->raw_len && memcmp(a->raw, b->raw, a->raw_len) == 0;
 	}
 	mime_free(now);
-	mime_free(own);
 	free(whole);
 	return ok;
 }
@@ -175,6 +264,8 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_m
 	GMimeFormatOptions *fo = NULL;
 	GMimeStream *out = NULL;
 	GByteArray *bytes;
+	struct mime_msg *own = NULL;
+	const struct mime_msg *was = parsed;
 	int rc = -1;
 	size_t i, start, front;
 
@@ -183,6 +274,8 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_m
 		snprintf(err, errlen, "the message does not parse");
 		return -1;
 	}
+	if (was == NULL)
+		was = own = mime_parse(msg, len);
 	front = header_edits_apply((const char *)msg, len, NULL, 0, NULL);   /* where the front ends cut */
 	if (hend < 0 || (uint64_t)hend != front) {
 		/* the front end relays its own header section before what is
@@ -190,12 +283,27 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_m
 		snprintf(err, errlen, "the header section ends elsewhere for GMime");
 		goto out;
 	}
-	collect(&l, g_mime_message_get_mime_part(m), NULL, 0, m, 0, 0);
+	collect(&l, g_mime_message_get_mime_part(m), NULL, 0, m, 0, 0, NULL);
 	for (i = 0; i < nrep; i++)
-		if (rep[i].part >= l.n) {
+		if (rep[i].part >= l.n || rep[i].part >= was->nparts) {
 			snprintf(err, errlen, "part %zu not found (%zu parts)", rep[i].part + 1, l.n);
 			goto out;
 		}
+	/* a client checks a signature over the bytes of the part it covers
+	 * (RFC 1847, 5751, 3156): one leaf changed there, or an opaque signed
+	 * part swapped whole, and the recipient sees a broken or forged
+	 * signature on a genuine message; a multipart/encrypted with a part
+	 * replaced cannot be decrypted.  The caller delivers neither. */
+	for (i = 0; i < nrep; i++) {
+		const char *why = sealed_by(&l.v[rep[i].part], &was->parts[rep[i].part]);
+
+		if (why != NULL) {
+			snprintf(err, errlen, "part %zu is in a %s", rep[i].part + 1, why);
+			rc = strcmp(why, "multipart/encrypted") == 0 ? MIME_REPLACE_ENCRYPTED
+			                                             : MIME_REPLACE_SIGNED;
+			goto out;
+		}
+	}
 	for (i = 0; i < nrep; i++) {
 		const struct slot *s = &l.v[rep[i].part];
 		GMimeObject *np = note_part(rep[i].note);
@@ -251,7 +359,7 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_m
 	out = NULL;
 	g_object_unref(m);
 	m = NULL;
-	if (!*top && !same_parts(msg, len, parsed, front, rest->data + start, rest->len - start,
+	if (!*top && !same_parts(msg, was, front, rest->data + start, rest->len - start,
 	    rep, nrep)) {
 		snprintf(err, errlen, "the rewritten message does not parse back to the same parts");
 		goto out;
@@ -268,5 +376,6 @@ out:
 	free(l.v);
 	if (m != NULL)
 		g_object_unref(m);
+	mime_free(own);
 	return rc;
 }

@@ -348,3 +348,47 @@ def test_e2e_outbound_replaced_attachment_is_what_gets_signed(mw_factory, upstre
     assert b"mailwarden removed an attachment" in got and b"tool.scr" in got
     assert L.b64(b"harmless bytes\r\n") not in got
     assert dl.dkimpy_verify_all(got, sign_dns) == [True, True]
+
+
+def scan_output(tmp_path, msg, opts, direction):
+    """(result, the message as `mailwarden scan --output` writes it: as the
+    proxy would relay it)"""
+    src, out = write(tmp_path, "edit-in.eml", msg), tmp_path / "edit-out.eml"
+    args = ["scan", "-o", "audit_log=", "--output", str(out), "--direction", direction,
+            "--client-ip", "192.0.2.10", "--from", "alice@sign.test", "--rcpt", "bob@example.net"]
+    for k, v in opts:
+        args += ["-o", "%s=%s" % (k, v)]
+    p = dl.mwlib.run_mw(args + [str(src)])
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout), out.read_bytes()
+
+
+def test_edits_come_before_the_signature(keys, sign_dns, tmp_path):
+    """outbound, tagged (Subject tag, X-Spam-* fields) and an attachment
+    replaced: dkim_sign signs the message as it leaves, whatever the order
+    of `filters`, so dkimpy verifies what `scan --output` writes; the same
+    Subject edit made after signing (as an inbound hop tagging a signed
+    message does) fails"""
+    import attachlib as L
+    msg = L.message([L.part("application/octet-stream", b"harmless bytes\r\n",
+                            "attachment; filename=\"tool.scr\"")], subject="cheap viagra")
+    msg = msg.replace(b"From: sender@example.org", b"From: Alice <alice@sign.test>")
+    plugin = ("plugin", "%s word=viagra score=6" % dl.mwlib.MW_PLUGIN)
+    for order in ("attachments dkim_sign", "dkim_sign attachments"):
+        opts = sign_opts(keys, ("attach_outbound_extension_action", "replace"),
+                         ("subject_tag", "[SPAM]"), plugin)
+        opts[0] = ("filters", order)
+        res, got = scan_output(tmp_path, msg, opts, "outbound")
+        assert res["action"] == "tag" and res["new_body"] is True, res
+        assert b"\r\nSubject: [SPAM] cheap viagra\r\n" in got and b"\r\nX-Spam-Flag: YES\r\n" in got
+        assert b"mailwarden removed an attachment" in got and L.b64(b"harmless bytes\r\n") not in got
+        assert got.startswith(b"DKIM-Signature:")
+        assert dl.dkimpy_verify_all(got, sign_dns) == [True, True], order
+    # a signed message tagged by a later hop: the Subject is signed (and
+    # over-signed), so the tag breaks the signature for verifiers after it
+    signed, _ = sign_with_mailwarden(tmp_path, keys, plain_msg().replace(b"quarterly", b"viagra"))
+    assert dl.dkimpy_verify_all(signed, sign_dns) == [True, True]
+    res, got = scan_output(tmp_path, signed, [("filters", ""), ("subject_tag", "[SPAM]"), plugin], "inbound")
+    assert res["action"] == "tag"
+    assert b"Subject: [SPAM] viagra figures" in got
+    assert dl.dkimpy_verify_all(got, sign_dns) == [False, False]

@@ -5,7 +5,9 @@
  * the epilogue come out byte for byte (CRLF kept, never doubled); bad
  * indexes, a too small ceiling, a header section GMime ends elsewhere
  * than the front ends, and a result that does not parse back to the same
- * parts are refused. */
+ * parts are refused; so is a leaf under a signature (multipart/signed, an
+ * S/MIME signed-data part) or in a multipart/encrypted, while a leaf
+ * beside a signed part is replaced. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -358,6 +360,101 @@ static void test_note_sanitised(void **state)
 	free(rest);
 }
 
+/* a signature covers its part's bytes: a leaf replaced under a
+ * multipart/signed, or an S/MIME signed-data part replaced whole, would
+ * reach the recipient with a broken signature; a part beside the signed
+ * one (a list's wrapper) is not covered and is replaced */
+static void test_signed_refused(void **state)
+{
+	static const char wrapped[] =
+	    "From: list@example.org\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/mixed; boundary=\"L\"\r\n\r\n"
+	    "--L\r\n"
+	    "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n"
+	    " micalg=sha-256; boundary=\"S\"\r\n\r\n"
+	    "--S\r\nContent-Type: multipart/mixed; boundary=\"I\"\r\n\r\n"
+	    "--I\r\nContent-Type: text/plain\r\n\r\nsigned words\r\n"
+	    "--I\r\nContent-Type: message/rfc822\r\n\r\n"
+	    "Subject: fwd\r\nContent-Type: application/octet-stream; name=\"a.exe\"\r\n\r\nMZ\r\n"
+	    "--I--\r\n"
+	    "\r\n--S\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\r\nsig\r\n"
+	    "--S--\r\n"
+	    "\r\n--L\r\nContent-Type: application/octet-stream; name=\"b.exe\"\r\n\r\nMZ\r\n"
+	    "--L--\r\n";
+	static const char encrypted[] =
+	    "From: a@example.org\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"E\"\r\n\r\n"
+	    "--E\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+	    "--E\r\nContent-Type: application/octet-stream\r\n\r\nciphertext\r\n--E--\r\n";
+	/* a BER signed-data and enveloped-data head (openssl cms -stream),
+	 * the first declared as the other */
+	static const char opaque[] =
+	    "From: a@example.org\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
+	    "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMAAAAAAA\r\n";
+	static const char sealed[] =
+	    "From: a@example.org\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
+	    "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMAAAAAAA\r\n";
+	int top, rc;
+	char *rest;
+	size_t i;
+
+	(void)state;
+	/* leaves: text, a.exe (in a message in the signed part), the
+	 * signature, b.exe beside it */
+	for (i = 0; i < 3; i++) {
+		rest = replace(wrapped, i, "x", 1 << 20, &top, &rc);
+		assert_int_equal(rc, MIME_REPLACE_SIGNED);
+		free(rest);
+	}
+	rest = replace(wrapped, 3, "removed b.exe\n", 1 << 20, &top, &rc);
+	assert_int_equal(rc, 0);
+	/* the signed part comes out as it went in */
+	{
+		const char *a = strstr(wrapped, "--L\r\n") + 5, *b = strstr(a, "\r\n--L\r\n");
+
+		assert_non_null(strstr(rest, "removed b.exe"));
+		assert_non_null(memmem(rest, strlen(rest), a, (size_t)(b - a)));
+	}
+	free(rest);
+	rest = replace(encrypted, 1, "x", 1 << 20, &top, &rc);
+	assert_int_equal(rc, MIME_REPLACE_ENCRYPTED);
+	free(rest);
+	rest = replace(opaque, 0, "x", 1 << 20, &top, &rc);
+	assert_int_equal(rc, MIME_REPLACE_SIGNED);
+	free(rest);
+	rest = replace(sealed, 0, "x", 1 << 20, &top, &rc);  /* no signature to break */
+	assert_int_equal(rc, 0);
+	assert_int_equal(top, 1);
+	free(rest);
+}
+
+/* what a CMS object holds, from the head of its ContentInfo */
+static void test_cms_kind(void **state)
+{
+	static const unsigned char signed_der[] = { 0x30, 0x82, 0x05, 0xdd, 0x06, 0x09, 0x2a, 0x86,
+	    0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02, 0xa0 };
+	static const unsigned char env_short[] = { 0x30, 0x20, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+	    0xf7, 0x0d, 0x01, 0x07, 0x03 };
+	static const unsigned char auth_env[] = { 0x30, 0x80, 0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86,
+	    0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17 };
+	static const unsigned char data[] = { 0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+	    0xf7, 0x0d, 0x01, 0x07, 0x01 };
+	static const unsigned char cut[] = { 0x30, 0x82, 0x05, 0xdd, 0x06, 0x09, 0x2a, 0x86 };
+	static const unsigned char long_len[] = { 0x30, 0x85, 1, 1, 1, 1, 1, 0x06, 0x09 };
+
+	(void)state;
+	assert_int_equal(mime_cms_kind(signed_der, sizeof(signed_der)), MIME_CMS_SIGNED);
+	assert_int_equal(mime_cms_kind(env_short, sizeof(env_short)), MIME_CMS_ENVELOPED);
+	assert_int_equal(mime_cms_kind(auth_env, sizeof(auth_env)), MIME_CMS_ENVELOPED);
+	assert_int_equal(mime_cms_kind(data, sizeof(data)), MIME_CMS_OTHER);
+	assert_int_equal(mime_cms_kind(cut, sizeof(cut)), MIME_CMS_NONE);
+	assert_int_equal(mime_cms_kind(long_len, sizeof(long_len)), MIME_CMS_NONE);
+	assert_int_equal(mime_cms_kind((const unsigned char *)"MZ\x90", 3), MIME_CMS_NONE);
+	assert_int_equal(mime_cms_kind(signed_der, 0), MIME_CMS_NONE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +466,8 @@ int main(void)
 		cmocka_unit_test(test_must_parse_back_the_same),
 		cmocka_unit_test(test_fuzz_findings),
 		cmocka_unit_test(test_note_sanitised),
+		cmocka_unit_test(test_signed_refused),
+		cmocka_unit_test(test_cms_kind),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
