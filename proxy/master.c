@@ -71,9 +71,7 @@ static struct {
 	socklen_t pending_addrlen;
 	pid_t retiring[MAX_RETIRING];
 	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
-	uid_t uid;
-	gid_t gid;
-	int drop;
+	struct privs privs;
 } M;
 
 void set_proc_title(int argc, char **argv, const char *name)
@@ -120,11 +118,64 @@ static int scanner_socket(struct sockaddr_un *addr, socklen_t *addrlen)
 	return fd;
 }
 
-static void drop_privileges(void)
+int privs_lookup(const char *user, struct privs *p, char *err, size_t errlen)
 {
-	if (!M.drop) return;
-	if (setgroups(0, NULL) < 0 || setgid(M.gid) < 0 || setuid(M.uid) < 0)
-		die("cannot drop privileges to %s: %s", M.cfg->user, strerror(errno));
+	memset(p, 0, sizeof *p);
+	if (user == NULL || user[0] == '\0') return 0;
+	errno = 0;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "user %s: no such user", user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		/* started by the user itself (a test, a container): nothing to
+		 * switch; by anybody else: it cannot, and every child would die
+		 * trying, so say it once, now */
+		if (pw->pw_uid == geteuid() && pw->pw_gid == getegid()) return 0;
+		snprintf(err, errlen, "user %s: mailwarden runs as uid %u, not root, and cannot switch to it "
+		         "(start it as root, or as %s)", user, (unsigned)geteuid(), user);
+		return -1;
+	}
+	p->uid = pw->pw_uid;
+	p->gid = pw->pw_gid;
+	p->drop = 1;
+	return 0;
+}
+
+int privs_drop(const struct privs *p, const gid_t *extra, size_t nextra, char *err, size_t errlen)
+{
+	if (p->drop) {
+		/* the groups first: setgroups and setgid need the root that
+		 * setuid gives up.  No supplementary group of root's stays
+		 * (only the one the milter socket may need). */
+		if (setgroups(nextra, extra) < 0 || setgid(p->gid) < 0 || setuid(p->uid) < 0) {
+			snprintf(err, errlen, "cannot drop privileges: %s", strerror(errno));
+			return -1;
+		}
+		/* setuid from root sets the saved uid too; make sure that is so
+		 * (a kernel or a libc that did otherwise must not pass quietly) */
+		if (getuid() != p->uid || geteuid() != p->uid || getgid() != p->gid || getegid() != p->gid
+		    || (p->uid != 0 && (setuid(0) == 0 || setegid(0) == 0))) {
+			snprintf(err, errlen, "privileges not dropped: root could be taken back");
+			return -1;
+		}
+	}
+	/* no setuid program run from here (a plugin's helper) gains anything,
+	 * and a crash leaves no core with other people's mail in it (nor may
+	 * the unprivileged user attach a debugger to read it) */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "prctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void drop_privileges(const gid_t *extra, size_t nextra)
+{
+	char err[256];
+	if (privs_drop(&M.privs, extra, nextra, err, sizeof err) < 0)
+		die("user %s: %s", M.cfg->user, err);
 }
 
 /* LeakSanitizer looks for leaks at exit(), and the children end with
@@ -138,6 +189,58 @@ static _Noreturn void child_exit(int status)
 	if (__lsan_do_leak_check != NULL)
 		__lsan_do_leak_check();
 	_exit(status);
+}
+
+int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char *err, size_t errlen)
+{
+	struct privs p;
+	int ep[2], status;
+
+	if (privs_lookup(cfg->user, &p, err, errlen) < 0) return -1;
+	if (!p.drop) return fn(cfg, err, errlen);
+	if (pipe2(ep, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(ep[0]);
+		close(ep[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(ep[0]);
+		int rc = privs_drop(&p, NULL, 0, err, errlen) < 0 ? -1 : fn(cfg, err, errlen);
+		if (rc < 0) {
+			ssize_t w = write(ep[1], err, strnlen(err, errlen));
+			(void)w;
+		}
+		child_exit(rc < 0 ? 1 : 0);
+	}
+	close(ep[1]);
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(ep[0], err + got, errlen - 1 - got);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) break;
+		got += (size_t)n;
+		if (got == errlen - 1) break;
+	}
+	err[got] = '\0';
+	close(ep[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			snprintf(err, errlen, "waitpid: %s", strerror(errno));
+			return -1;
+		}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+	if (got == 0)
+		snprintf(err, errlen, "the check as user %s %s %d", cfg->user,
+		         WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	return -1;
 }
 
 static void child_signals(void)
@@ -175,7 +278,7 @@ static pid_t start_scanner(void)
 		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
 		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		drop_privileges();
+		drop_privileges(NULL, 0);
 		child_exit(scanner_main(M.cfg, M.scan_fd));
 	}
 	M.scanner.pid = pid;
@@ -242,7 +345,7 @@ static void start_pending_scanner(void)
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		close(rp[0]);
 		scanner_ready_fd = rp[1];
-		drop_privileges();
+		drop_privileges(NULL, 0);
 		child_exit(scanner_main(M.cfg, M.pending_fd));
 	}
 	close(rp[1]);
@@ -338,7 +441,7 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		if (M.pending_fd >= 0) close(M.pending_fd);
 		if (M.pending_ready >= 0) close(M.pending_ready);
-		drop_privileges();
+		drop_privileges(NULL, 0);
 		child_exit(run(ctl[0]));
 	}
 	close(ctl[0]);
@@ -493,8 +596,8 @@ static void prepare_dirs(void)
 			if (*p == '/' || *p == '\0') {
 				char save = *p;
 				*p = '\0';
-				if (mkdir(dir, 0750) == 0 && M.drop) {
-					if (chown(dir, M.uid, M.gid) < 0) slog_errno(NULL, LOG_WARNING, "chown %s", dir);
+				if (mkdir(dir, 0750) == 0 && M.privs.drop) {
+					if (chown(dir, M.privs.uid, M.privs.gid) < 0) slog_errno(NULL, LOG_WARNING, "chown %s", dir);
 				}
 				*p = save;
 				if (save == '\0') break;
@@ -521,13 +624,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	M.milter_ctl_w = -1;
 	M.pending_fd = M.pending_ready = -1;
 
-	if (cfg->user[0]) {
-		struct passwd *pw = getpwnam(cfg->user);
-		if (pw == NULL) die("user %s: no such user", cfg->user);
-		M.uid = pw->pw_uid;
-		M.gid = pw->pw_gid;
-		M.drop = 1;
-	}
+	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
 	/* one socket per listener and proxy loop, so that the kernel spreads
 	 * connections over the loops instead of waking them all */
 	M.nloops = proxy_loop_count(cfg);
