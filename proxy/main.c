@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "filters/bayes.h"
@@ -221,6 +222,10 @@ int main(int argc, char **argv)
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");
+	/* what a library or a plugin creates without asking (a temporary file
+	 * of a message, a socket) is not for other local users; the files
+	 * meant to be read by others set their mode themselves (stats_file) */
+	umask(027);
 	stats_open(cfg);         /* before the children are forked: they inherit the mapping */
 	return master_run(cfg, c.config, c.ov, c.nov, argc, argv);
 }

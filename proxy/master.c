@@ -580,30 +580,128 @@ static void reload(void)
 	tell_milter(MILTER_CTL_RELOAD, "reload");
 }
 
+/* open_dir_at - a directory name in pfd (made if missing, then the
+ * user's, 0750).  A link is followed only where root owns the directory
+ * that holds it: in one of the user's, it may be the user's doing.
+ * *made: it was created here. */
+static int open_dir_at(int pfd, const char *name, const char *path, int *made)
+{
+	struct stat ps;
+	int nofollow = fstat(pfd, &ps) < 0 || ps.st_uid != 0 ? O_NOFOLLOW : 0;
+
+	*made = mkdirat(pfd, name, 0750) == 0;
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | nofollow);
+	if (fd < 0) {
+		if (nofollow && (errno == ENOTDIR || errno == ELOOP))
+			slog(NULL, LOG_WARNING, "%s: not a directory (a link in a directory root does not "
+			     "own is not followed)", path);
+		else
+			slog_errno(NULL, LOG_WARNING, "%s", path);
+		return -1;
+	}
+	/* through the descriptor: by name, a directory swapped for a link
+	 * meanwhile would have root give away whatever it points to */
+	if (*made && M.privs.drop && fchown(fd, M.privs.uid, M.privs.gid) < 0)
+		slog_errno(NULL, LOG_WARNING, "chown %s", path);
+	return fd;
+}
+
+/* no_others - mail (entries, the audit log) is nobody else's business: a
+ * mode that lets other users in loses those bits, and says so */
+static void no_others(int fd, const char *what, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || (st.st_mode & 0007) == 0) return;
+	if (fchmod(fd, st.st_mode & 07770) < 0)
+		slog_errno(NULL, LOG_WARNING, "%s %s is mode %04o, open to every local user, and could not "
+		           "be changed", what, path, (unsigned)(st.st_mode & 07777));
+	else
+		slog(NULL, LOG_WARNING, "%s %s was mode %04o, open to every local user: now %04o", what, path,
+		     (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 07770));
+}
+
+/* prepare_dir - make path and its missing parents; fd of path, or -1 */
+static int prepare_dir(const char *path)
+{
+	char buf[600];
+	int fd, made = 0;
+
+	if (path[0] != '/' || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+	if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) return -1;
+	for (char *p = buf + 1, *name = p; fd >= 0; p++) {
+		if (*p != '/' && *p != '\0') continue;
+		char save = *p;
+		*p = '\0';
+		if (*name != '\0' && strcmp(name, ".") != 0) {
+			int next = open_dir_at(fd, name, buf, &made);
+			close(fd);
+			fd = next;
+		}
+		*p = save;
+		if (save == '\0') break;
+		name = p + 1;
+	}
+	return fd;
+}
+
 static void prepare_dirs(void)
 {
+	const struct config *c = M.cfg;
 	char dir[600];
-	const char *paths[2] = { M.cfg->audit_log, M.cfg->quarantine_dir };
-	for (int i = 0; i < 2; i++) {
-		if (paths[i][0] == '\0') continue;
-		snprintf(dir, sizeof dir, "%s", paths[i]);
-		if (i == 0) {            /* the log's directory */
-			char *slash = strrchr(dir, '/');
-			if (slash == NULL || slash == dir) continue;
+	int fd;
+
+	if (c->audit_log[0] != '\0' && snprintf(dir, sizeof dir, "%s", c->audit_log) < (int)sizeof dir) {
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
 			*slash = '\0';
-		}
-		for (char *p = dir + 1; ; p++) {
-			if (*p == '/' || *p == '\0') {
-				char save = *p;
-				*p = '\0';
-				if (mkdir(dir, 0750) == 0 && M.privs.drop) {
-					if (chown(dir, M.privs.uid, M.privs.gid) < 0) slog_errno(NULL, LOG_WARNING, "chown %s", dir);
-				}
-				*p = save;
-				if (save == '\0') break;
+			if ((fd = prepare_dir(dir)) >= 0) {
+				int lfd = openat(fd, slash + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+				struct stat st;
+				if (lfd >= 0 && fstat(lfd, &st) == 0 && S_ISREG(st.st_mode))
+					no_others(lfd, "audit_log", c->audit_log);
+				if (lfd >= 0) close(lfd);
+				close(fd);
 			}
 		}
 	}
+	if (c->quarantine_dir[0] != '\0' && (fd = prepare_dir(c->quarantine_dir)) >= 0) {
+		struct stat st;
+		no_others(fd, "quarantine_dir", c->quarantine_dir);
+		if (M.privs.drop && fstat(fd, &st) == 0 && st.st_uid != M.privs.uid
+		    && !(st.st_gid == M.privs.gid && (st.st_mode & 0030) == 0030))
+			slog(NULL, LOG_WARNING, "quarantine_dir %s belongs to uid %u: user %s cannot store "
+			     "messages in it", c->quarantine_dir, (unsigned)st.st_uid, c->user);
+		close(fd);
+	}
+}
+
+/* expire_quarantine - quarantine_max_age, done as the user that owns the
+ * entries: root has no business walking a directory a compromised
+ * scanner can rearrange */
+static void expire_quarantine(void)
+{
+	if (M.cfg->quarantine_max_age == 0 || M.cfg->quarantine_dir[0] == '\0') return;
+	if (!M.privs.drop) {
+		quarantine_expire_run(M.cfg);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork quarantine expiry");
+		return;
+	}
+	if (pid == 0) {
+		child_signals();
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+		if (M.scan_fd >= 0) close(M.scan_fd);
+		drop_privileges(NULL, 0);
+		quarantine_expire_run(M.cfg);
+		child_exit(0);
+	}
+	/* reaped by reap() with the others: it is none of them */
 }
 
 int master_run(struct config *cfg, const char *config_path, const char *const *overrides,
@@ -729,7 +827,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			continue;
 		}
 		if (now >= next_expiry) {       /* quarantine_max_age */
-			quarantine_expire_run(M.cfg);
+			expire_quarantine();
 			next_expiry = now + M.cfg->quarantine_expire_interval / 1000;
 		}
 		if (M.scanner.pid == 0 && M.scanner.restart_at <= now) {

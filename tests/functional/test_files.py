@@ -106,6 +106,7 @@ def test_children_run_as_user_with_nothing_left(root, mw_factory, upstream):
         assert s["Groups"] == "", (title, s["Groups"])
         assert int(s["CapEff"], 16) == 0 and int(s["CapPrm"], 16) == 0, (title, s)
         assert s["NoNewPrivs"] == "1", (title, s["NoNewPrivs"])
+        assert s["Umask"] == "0027", (title, s["Umask"])
     log = m.stderr_text()
     assert "Permission denied" not in log, log
 
@@ -159,3 +160,169 @@ def test_started_as_another_user_says_so(root, upstream):
         pytest.fail("still running after 10 s: %r" % e.stderr[-500:])
     assert r.returncode == 1
     assert b"user daemon" in r.stderr and b"not root" in r.stderr, r.stderr
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def make_entry(qdir, qid, owner=(NOBODY, NOGROUP)):
+    """A quarantine entry written by hand, as the scanner would."""
+    day = os.path.join(qdir, qid[:8])
+    os.makedirs(day, exist_ok=True)
+    for name, data in ((qid + ".eml", b"Subject: x\r\n\r\nbody\r\n"),
+                       (qid + ".json", ('{"id": "%s", "envelope": {"mail_from": "a@example.org", '
+                                        '"rcpts": ["b@example.net"]}}' % qid).encode())):
+        p = os.path.join(day, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, 0o600)
+        os.chown(p, *owner)
+    os.chown(day, *owner)
+    return day
+
+
+def test_mail_is_nobody_elses(root, mw_factory, upstream):
+    """Quarantine entries 0600 in 0700 days, the quarantine directory and the
+    audit log without bits for others: a directory or log left open to
+    every user (0755, 0644 by an admin's hand) is closed at start with a
+    warning.  The store 0640, the stats file 0644 (counts, no mail: for a
+    monitoring user)."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    os.makedirs(p["quarantine_dir"])
+    os.chown(p["quarantine_dir"], NOBODY, NOGROUP)
+    os.chmod(p["quarantine_dir"], 0o755)
+    logdir = os.path.dirname(p["audit_log"])
+    os.makedirs(logdir)
+    os.chown(logdir, NOBODY, NOGROUP)
+    with open(p["audit_log"], "w"):
+        pass
+    os.chown(p["audit_log"], NOBODY, NOGROUP)
+    os.chmod(p["audit_log"], 0o644)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
+    assert send(m, subject="buy viagra now").raw == b"250 2.0.0 Held for review\r\n"
+    assert mode(p["quarantine_dir"]) == 0o750
+    assert mode(p["audit_log"]) == 0o640
+    log = m.stderr_text()
+    assert "quarantine_dir %s was mode 0755, open to every local user: now 0750" % p["quarantine_dir"] in log
+    assert "audit_log %s was mode 0644" % p["audit_log"] in log
+    files = []
+    for d, _, names in os.walk(p["quarantine_dir"]):
+        if d != p["quarantine_dir"]:
+            assert mode(d) == 0o700 and os.stat(d).st_uid == NOBODY, d
+        files += [os.path.join(d, n) for n in names]
+    assert len(files) == 2, files
+    for f in files:
+        st = os.stat(f)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, NOBODY), f
+    assert wait_until(lambda: len(read_audit(p["audit_log"])) >= 1)
+    assert mode(p["store_path"]) == 0o640
+    assert mode(p["stats_file"]) == 0o644
+
+
+def test_new_dirs_are_the_users_and_closed(root, mw_factory, upstream):
+    """The directories of audit_log and quarantine_dir that the master makes
+    are nobody's, 0750; the audit log the proxy then makes is 0640."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
+    assert send(m).code == 250
+    assert wait_until(lambda: os.path.exists(p["audit_log"]))
+    for d in (p["quarantine_dir"], os.path.dirname(p["audit_log"]),
+              os.path.dirname(os.path.dirname(p["audit_log"]))):
+        st = os.stat(d)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, NOBODY, NOGROUP), d
+    assert mode(p["audit_log"]) == 0o640
+
+
+QID = "20200101T000000-0badf00d"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_root_cli_does_not_write_through_a_planted_link(root, kind):
+    """`mailwarden quarantine delete` run as root appends to the audit log,
+    in a directory the daemon's user owns: a link planted there in place of
+    the log (to /etc/passwd, say) is refused, the command writes nothing
+    and deletes nothing."""
+    lib = var_lib(root)
+    q = os.path.join(lib, "quarantine")
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    make_entry(q, QID)
+    victim = os.path.join(root, "passwd")
+    with open(victim, "w") as f:
+        f.write("root:x:0:0::/root:/bin/sh\n")
+    log = os.path.join(lib, "audit.log")
+    (os.symlink if kind == "symlink" else os.link)(victim, log)
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=" + log, "delete", QID])
+    assert r.returncode == 1, r
+    assert b"audit log" in r.stderr, r.stderr
+    with open(victim) as f:
+        assert f.read() == "root:x:0:0::/root:/bin/sh\n"
+    assert os.path.exists(os.path.join(q, QID[:8], QID + ".eml"))
+
+
+def test_root_cli_makes_the_log_the_daemons(root):
+    """A `quarantine delete` as root that creates the audit log leaves it to
+    the directory's owner (the daemon's user), who must go on writing it."""
+    lib = var_lib(root)
+    q = os.path.join(lib, "quarantine")
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    make_entry(q, QID)
+    log = os.path.join(lib, "audit.log")
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=" + log, "delete", QID])
+    assert r.returncode == 0, r.stderr
+    st = os.stat(log)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOGROUP, 0o640)
+    assert [x["event"] for x in read_audit(log)] == ["quarantine_delete"]
+
+
+def test_expiry_follows_no_day_link(root, mw_factory, upstream):
+    """The daemon's expiry (quarantine_max_age) removes an old entry, but not
+    one that a day directory linked elsewhere shows it: before, the master
+    did it as root and followed the link."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    q = p["quarantine_dir"]
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    os.chmod(q, 0o750)
+    real = make_entry(q, "20200102T000000-00000001")
+    elsewhere = os.path.join(root, "elsewhere")
+    make_entry(elsewhere, "20200101T000000-00000002", owner=(0, 0))
+    os.chmod(os.path.join(elsewhere, "20200101"), 0o755)
+    os.symlink(os.path.join(elsewhere, "20200101"), os.path.join(q, "20200101"))
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", quarantine_max_age="1d",
+                                            quarantine_expire_interval="1s", **p))
+    assert wait_until(lambda: not os.path.exists(os.path.join(real, "20200102T000000-00000001.json")),
+                      timeout=5), m.stderr_tail()
+    time.sleep(1.5)           # one more round
+    left = sorted(os.listdir(os.path.join(elsewhere, "20200101")))
+    assert left == ["20200101T000000-00000002.eml", "20200101T000000-00000002.json"]
+    # and the CLI, run as root, does not either
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=",
+                "-o", "quarantine_max_age=1d", "expire"])
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(os.path.join(elsewhere, "20200101"))) == left
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=", "show",
+                "20200101T000000-00000002"])
+    assert r.returncode == 1 and b"not a directory" in r.stderr, r.stderr
+
+
+def test_prepared_dirs_follow_no_users_link(root, mw_factory, upstream):
+    """Making quarantine_dir's missing parts, the master (root) does not go
+    through a link in a directory the user owns: before, it made the last
+    part wherever the link pointed and gave it to the user."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    elsewhere = os.path.join(root, "etc")
+    os.makedirs(elsewhere, mode=0o755)
+    os.symlink(elsewhere, os.path.join(lib, "q"))
+    p["quarantine_dir"] = os.path.join(lib, "q", "quarantine")
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
+    assert send(m).code == 250
+    assert os.listdir(elsewhere) == []
+    assert "%s/q: not a directory (a link in a directory root does not own is not followed)" % lib \
+        in m.stderr_text()
