@@ -441,7 +441,12 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		if (M.pending_fd >= 0) close(M.pending_fd);
 		if (M.pending_ready >= 0) close(M.pending_ready);
-		drop_privileges(NULL, 0);
+		/* the milter keeps the one group it must give its socket to */
+		gid_t sg;
+		struct group *g = run == run_milter && M.cfg->milter_socket_group[0]
+		                  ? getgrnam(M.cfg->milter_socket_group) : NULL;
+		if (g != NULL) sg = g->gr_gid;
+		drop_privileges(g != NULL ? &sg : NULL, g != NULL ? 1 : 0);
 		child_exit(run(ctl[0]));
 	}
 	close(ctl[0]);

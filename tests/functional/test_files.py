@@ -326,3 +326,54 @@ def test_prepared_dirs_follow_no_users_link(root, mw_factory, upstream):
     assert os.listdir(elsewhere) == []
     assert "%s/q: not a directory (a link in a directory root does not own is not followed)" % lib \
         in m.stderr_text()
+
+
+def connect_as(path, uid, gid):
+    """0 if a process of uid:gid can connect to the unix socket path, else
+    the errno"""
+    code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1])\nexcept OSError as e:\n sys.exit(e.errno)\n")
+    return subprocess.run(["/usr/bin/python3", "-c", code, path], preexec_fn=demote(uid, gid),
+                          timeout=10).returncode
+
+
+def test_milter_socket_reaches_the_mta(root, mw_factory, upstream):
+    """A unix: milter socket is milter_socket_mode (0660) and in
+    milter_socket_group: a process of another user in that group (the MTA,
+    here uid daemon in group mail) can connect, one outside it cannot.
+    The milter keeps that one group, nothing else; the others have none.
+    Before: the socket was 0755 (the umask's), and no MTA that was not
+    mailwarden's user could connect."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    run = os.path.join(root, "run", "mw")
+    os.makedirs(run)
+    os.chown(run, NOBODY, NOGROUP)
+    sock = os.path.join(run, "milter.sock")
+    mail_gid = 8
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock,
+                                            milter_socket_group="mail", **p))
+    assert wait_until(lambda: os.path.exists(sock))
+    assert wait_until(lambda: mode(sock) == 0o660), oct(mode(sock))
+    st = os.stat(sock)
+    assert (st.st_uid, st.st_gid) == (NOBODY, mail_gid)
+    assert connect_as(sock, 1, mail_gid) == 0
+    assert connect_as(sock, 1, 1) != 0
+    for pid, title in m.children():
+        groups = status(pid)["Groups"]
+        assert groups == (str(mail_gid) if "milter" in title else ""), (title, groups)
+
+
+def test_milter_socket_mode_setting(root, mw_factory, upstream):
+    """Without a group, the socket is in user's own group, with the mode
+    asked for."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    sock = os.path.join(lib, "milter.sock")
+    mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock,
+                                        milter_socket_mode="0600", **p))
+    assert wait_until(lambda: os.path.exists(sock) and mode(sock) == 0o600), oct(mode(sock))
+    st = os.stat(sock)
+    assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP)
+    r = run_mw(["-t", "-o", "milter_socket_mode=0999"])
+    assert r.returncode == 1 and b"not an octal mode" in r.stderr, r.stderr
