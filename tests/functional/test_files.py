@@ -377,3 +377,43 @@ def test_milter_socket_mode_setting(root, mw_factory, upstream):
     assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP)
     r = run_mw(["-t", "-o", "milter_socket_mode=0999"])
     assert r.returncode == 1 and b"not an octal mode" in r.stderr, r.stderr
+
+
+def test_root_learn_leaves_the_store_to_the_daemon(root, mw_factory, upstream):
+    """`mailwarden learn` run as root into a store the daemon's user keeps:
+    the store and its lock file it creates are that user's (before:
+    root's 0640, and the scanner could not open them any more), and the
+    daemon then scans with it."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    msg = os.path.join(root, "spam.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="cheap pills"))
+    os.chmod(msg, 0o600)             # the admin's file: root reads it, nobody could not
+    r = run_mw(["learn", "-o", "store_path=" + p["store_path"], "--spam", msg])
+    assert r.returncode == 0, r.stderr
+    for f in (p["store_path"], p["store_path"] + "-lock"):
+        st = os.stat(f)
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), f
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
+    assert send(m).code == 250
+
+
+def test_root_learn_truncates_nothing_through_a_link(root):
+    """A link in place of the store's lock file (LMDB truncates that file),
+    planted by the user who owns the directory, makes a root `learn` fail
+    rather than wipe the file it points to."""
+    lib = var_lib(root)
+    victim = os.path.join(root, "shadow")
+    with open(victim, "w") as f:
+        f.write("root:*:19000:0:99999:7:::\n")
+    os.chmod(victim, 0o600)
+    store = os.path.join(lib, "store.lmdb")
+    os.symlink(victim, store + "-lock")
+    msg = os.path.join(root, "spam.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="cheap pills"))
+    r = run_mw(["learn", "-o", "store_path=" + store, "--spam", msg])
+    assert r.returncode == 1, r
+    with open(victim) as f:
+        assert f.read() == "root:*:19000:0:99999:7:::\n"
