@@ -417,3 +417,40 @@ def test_root_learn_truncates_nothing_through_a_link(root):
     assert r.returncode == 1, r
     with open(victim) as f:
         assert f.read() == "root:*:19000:0:99999:7:::\n"
+
+
+RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "rules", "cf", "*.cf")
+
+
+def test_root_scan_writes_no_rules_cache_through_a_link(root):
+    """`mailwarden scan` run as root writes the compiled rules into
+    rules_cache_dir, the daemon's user's: through a temporary name that
+    user can guess (NAME.PID.tmp).  Links planted under those names for
+    the next PIDs must not be followed (before: O_TRUNC wrote the database
+    over their target), and root loads no database the user wrote."""
+    lib = var_lib(root)
+    cache = os.path.join(lib, "rules-cache")
+    base = ["-o", "filters=rules", "-o", "rules_files=" + RULES, "-o", "rules_cache_dir=" + cache]
+    r = run_mw(["-t", "-o", "user=nobody"] + base, timeout=120)
+    assert r.returncode == 0, r.stderr
+    names = [n for n in os.listdir(cache) if n.endswith(".hsdb")]
+    assert names and all(os.stat(os.path.join(cache, n)).st_uid == NOBODY for n in names)
+    for n in names:
+        os.unlink(os.path.join(cache, n))
+    victim = os.path.join(root, "shadow")
+    with open(victim, "w") as f:
+        f.write("secret\n")
+    msg = os.path.join(root, "m.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg())
+    with open("/proc/sys/kernel/ns_last_pid") as f:
+        last = int(f.read())
+    for pid in range(last + 1, last + 80):
+        for n in names:
+            os.symlink(victim, os.path.join(cache, "%s.%d.tmp" % (n, pid)))
+    r = run_mw(["scan"] + base + [msg], timeout=120)
+    assert r.returncode == 0, r.stderr
+    with open(victim, "rb") as f:
+        assert f.read() == b"secret\n", "the rules cache was written through the link"
+    written = [n for n in os.listdir(cache) if n.endswith(".hsdb")]
+    assert sorted(written) == sorted(names)
