@@ -698,6 +698,7 @@ static void expire_quarantine(void)
 	}
 	if (pid == 0) {
 		child_signals();
+		set_proc_title(M.argc, M.argv, "expiry");
 		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
 		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);

@@ -62,12 +62,16 @@ def spam_opts(**extra):
 
 
 def status(pid):
-    """{field: value} of /proc/PID/status"""
+    """{field: value} of /proc/PID/status ({} for a process gone meanwhile:
+    the short-lived expiry child)"""
     out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except (FileNotFoundError, ProcessLookupError):
+        pass
     return out
 
 
@@ -96,11 +100,15 @@ def test_children_run_as_user_with_nothing_left(root, mw_factory, upstream):
     st = os.stat(p["store_path"])
     assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), "the store is not the scanner's"
     assert os.stat(p["store_path"] + "-lock").st_uid == NOBODY
+    # the quarantine expiry (quarantine_max_age 30d) forks a short-lived
+    # child of its own at start: checked when it is there, not waited for
     kids = m.children()
     roles = sorted(t.split("mailwarden: ")[1].split()[0] for _, t in kids if "mailwarden: " in t)
-    assert roles == ["milter", "proxy", "scanner"], kids
+    assert [r for r in roles if r != "expiry"] == ["milter", "proxy", "scanner"], kids
     for pid, title in kids:
         s = status(pid)
+        if not s and "expiry" in title:
+            continue
         assert s["Uid"].split() == [str(NOBODY)] * 4, (title, s["Uid"])
         assert s["Gid"].split() == [str(NOGROUP)] * 4, (title, s["Gid"])
         assert s["Groups"] == "", (title, s["Groups"])
@@ -360,7 +368,10 @@ def test_milter_socket_reaches_the_mta(root, mw_factory, upstream):
     assert connect_as(sock, 1, mail_gid) == 0
     assert connect_as(sock, 1, 1) != 0
     for pid, title in m.children():
-        groups = status(pid)["Groups"]
+        s = status(pid)
+        if not s and "expiry" in title:
+            continue
+        groups = s["Groups"]
         assert groups == (str(mail_gid) if "milter" in title else ""), (title, groups)
 
 
