@@ -196,6 +196,9 @@ int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char
 	struct privs p;
 	int ep[2], status;
 
+	/* not root: nothing to switch to; "-t" by an unprivileged admin checks
+	 * as that admin, as it always did (the daemon says it cannot switch) */
+	if (geteuid() != 0) return fn(cfg, err, errlen);
 	if (privs_lookup(cfg->user, &p, err, errlen) < 0) return -1;
 	if (!p.drop) return fn(cfg, err, errlen);
 	if (pipe2(ep, O_CLOEXEC) < 0) {

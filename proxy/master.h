@@ -29,6 +29,7 @@ int privs_drop(const struct privs *p, const gid_t *extra, size_t nextra, char *e
 /* as_user - fn(cfg, err, errlen) run as "user": in a child that dropped
  * to it when that takes a switch, else here.  Whatever fn creates (the
  * store, the rules cache) then belongs to the user the scanner runs as.
+ * Not root: fn runs here, as whoever runs it.
  * fn's result (0 or -1, err filled), or -1 if the child could not run. */
 int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char *err, size_t errlen);
 

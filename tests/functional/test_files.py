@@ -465,3 +465,16 @@ def test_root_scan_writes_no_rules_cache_through_a_link(root):
         assert f.read() == b"secret\n", "the rules cache was written through the link"
     written = [n for n in os.listdir(cache) if n.endswith(".hsdb")]
     assert sorted(written) == sorted(names)
+
+
+def test_check_by_an_unprivileged_admin(root):
+    """`mailwarden -t` run by an unprivileged user with `user` set checks
+    the settings as that user, as it always did."""
+    d = os.path.join(root, "n")
+    os.makedirs(d)
+    os.chown(d, NOBODY, NOGROUP)
+    r = subprocess.run([MW_BIN, "-t", "-o", "user=daemon", "-o", "filters=bayes",
+                        "-o", "store_path=%s/store.lmdb" % d], capture_output=True, timeout=30,
+                       preexec_fn=demote(NOBODY, NOGROUP))
+    assert r.returncode == 0, r.stderr
+    assert b"configuration OK" in r.stdout
