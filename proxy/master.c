@@ -673,6 +673,15 @@ static void prepare_dirs(void)
 			}
 		}
 	}
+	/* the store holds Bayes tokens (words of the mail) and greylisting's
+	 * addresses: an existing one open to others is closed too */
+	if (c->store_path[0] != '\0') {
+		int sfd = open(c->store_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		struct stat st;
+		if (sfd >= 0 && fstat(sfd, &st) == 0 && S_ISREG(st.st_mode))
+			no_others(sfd, "store_path", c->store_path);
+		if (sfd >= 0) close(sfd);
+	}
 	if (c->quarantine_dir[0] != '\0' && (fd = prepare_dir(c->quarantine_dir)) >= 0) {
 		struct stat st;
 		no_others(fd, "quarantine_dir", c->quarantine_dir);

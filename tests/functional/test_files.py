@@ -406,8 +406,12 @@ def test_root_learn_leaves_the_store_to_the_daemon(root, mw_factory, upstream):
     for f in (p["store_path"], p["store_path"] + "-lock"):
         st = os.stat(f)
         assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), f
+    os.chmod(p["store_path"], 0o644)      # an admin's hand: Bayes tokens are words of the mail
     m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
     assert send(m).code == 250
+    assert mode(p["store_path"]) == 0o640
+    assert "store_path %s was mode 0644, open to every local user: now 0640" % p["store_path"] \
+        in m.stderr_text()
 
 
 def test_root_learn_truncates_nothing_through_a_link(root):
