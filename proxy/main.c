@@ -213,6 +213,7 @@ int main(int argc, char **argv)
 		 * crash loop */
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
+		master_prepare(cfg);
 		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
 			fprintf(stderr, "mailwarden: %s\n", err);
 			return 1;

@@ -722,6 +722,16 @@ static void expire_quarantine(void)
 	/* reaped by reap() with the others: it is none of them */
 }
 
+void master_prepare(struct config *cfg)
+{
+	char err[512];
+
+	memset(&M, 0, sizeof M);
+	M.cfg = cfg;
+	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
+	prepare_dirs();
+}
+
 int master_run(struct config *cfg, const char *config_path, const char *const *overrides,
                size_t noverrides, int argc, char **argv)
 {
@@ -763,7 +773,6 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		}
 	}
 	M.nlfds = M.nloops * cfg->nlisteners;
-	prepare_dirs();
 
 	sigset_t mask;
 	sigemptyset(&mask);

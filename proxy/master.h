@@ -38,6 +38,12 @@ int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char
 int master_run(struct config *cfg, const char *config_path, const char *const *overrides,
                size_t noverrides, int argc, char **argv);
 
+/* master_prepare - as root, before the filters are first set up: the
+ * directories of audit_log and quarantine_dir (and so of the store, by
+ * default beside the quarantine) made and given to "user"; what is open
+ * to other users closed.  Dies if "user" cannot be had. */
+void master_prepare(struct config *cfg);
+
 /* set_proc_title - "mailwarden: NAME" in ps and /proc/PID/comm */
 void set_proc_title(int argc, char **argv, const char *name);
 

@@ -482,3 +482,19 @@ def test_check_by_an_unprivileged_admin(root):
                        preexec_fn=demote(NOBODY, NOGROUP))
     assert r.returncode == 0, r.stderr
     assert b"configuration OK" in r.stdout
+
+
+def test_fresh_install_starts(root, mw_factory, upstream):
+    """The default layout on a fresh machine: the store beside the quarantine
+    (/var/lib/mailwarden), neither there.  The master makes the directory
+    for `user` before the filters are first set up, so the store can be
+    made in it (before: `store_path ...: No such file or directory`, and
+    the daemon did not start)."""
+    os.chmod(root, 0o755)
+    lib = os.path.join(root, "lib", "mw")
+    p = paths(root, lib)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
+    assert send(m).code == 250
+    st = os.stat(p["store_path"])
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o640)
+    assert (os.stat(lib).st_uid, mode(lib)) == (NOBODY, 0o750)
