@@ -172,6 +172,19 @@ static int as_dir_owner(const char *path)
 	snprintf(dir, sizeof(dir), "%s", path);
 	if (stat(dirname(dir), &ds) < 0 || ds.st_uid == 0)
 		return 0;
+	/* a store or lock file that is already someone else's than the
+	 * directory's owner (root's, left by an older version or a daemon
+	 * run as root) is opened as before: the owner could not open it.
+	 * Not a link of any kind, though: those are what this is about. */
+	for (int i = 0; i < 2; i++) {
+		char f[PATH_MAX + 8];
+		struct stat st;
+
+		snprintf(f, sizeof(f), "%s%s", path, i ? "-lock" : "");
+		if (lstat(f, &st) == 0 && st.st_uid != ds.st_uid && S_ISREG(st.st_mode)
+		    && st.st_nlink == 1)
+			return 0;
+	}
 	setfsgid(ds.st_gid);
 	setfsuid(ds.st_uid);
 	return 1;

@@ -425,6 +425,7 @@ def test_root_learn_truncates_nothing_through_a_link(root):
     os.chmod(victim, 0o600)
     store = os.path.join(lib, "store.lmdb")
     os.symlink(victim, store + "-lock")
+    os.lchown(store + "-lock", NOBODY, NOGROUP)       # as the user would have made it
     msg = os.path.join(root, "spam.eml")
     with open(msg, "wb") as f:
         f.write(make_msg(subject="cheap pills"))
@@ -498,3 +499,19 @@ def test_fresh_install_starts(root, mw_factory, upstream):
     st = os.stat(p["store_path"])
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o640)
     assert (os.stat(lib).st_uid, mode(lib)) == (NOBODY, 0o750)
+
+
+def test_root_learn_keeps_a_root_store(root):
+    """A store already root's in the user's directory (left by a daemon run
+    as root, or by an older `learn`) is still opened by a root `learn`."""
+    lib = var_lib(root)
+    store = os.path.join(lib, "store.lmdb")
+    msg = os.path.join(root, "spam.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="cheap pills"))
+    r = run_mw(["learn", "-o", "store_path=" + store, "--spam", msg])
+    assert r.returncode == 0, r.stderr
+    for f in (store, store + "-lock"):
+        os.chown(f, 0, 0)
+    r = run_mw(["learn", "-o", "store_path=" + store, "--ham", msg])
+    assert r.returncode == 0, r.stderr
