@@ -729,6 +729,10 @@ void master_prepare(struct config *cfg)
 	memset(&M, 0, sizeof M);
 	M.cfg = cfg;
 	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
+	if (geteuid() == 0 && cfg->user[0] == '\0')
+		slog(NULL, LOG_WARNING, "running as root with no \"user\": the proxy, the scanner and "
+		     "the milter keep root while they parse other people's mail; set user = an "
+		     "unprivileged system user");
 	prepare_dirs();
 }
 

@@ -515,3 +515,8 @@ def test_root_learn_keeps_a_root_store(root):
         os.chown(f, 0, 0)
     r = run_mw(["learn", "-o", "store_path=" + store, "--ham", msg])
     assert r.returncode == 0, r.stderr
+
+
+def test_root_without_user_is_warned(mw):
+    """The default (no `user`) keeps root in every child: said at start."""
+    assert 'running as root with no "user"' in mw.stderr_text()
