@@ -132,7 +132,7 @@ int privs_lookup(const char *user, struct privs *p, char *err, size_t errlen)
 		/* started by the user itself (a test, a container): nothing to
 		 * switch; by anybody else: it cannot, and every child would die
 		 * trying, so say it once, now */
-		if (pw->pw_uid == geteuid() && pw->pw_gid == getegid()) return 0;
+		if (pw->pw_uid == geteuid()) return 0;
 		snprintf(err, errlen, "user %s: mailwarden runs as uid %u, not root, and cannot switch to it "
 		         "(start it as root, or as %s)", user, (unsigned)geteuid(), user);
 		return -1;
