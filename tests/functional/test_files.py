@@ -520,3 +520,35 @@ def test_root_learn_keeps_a_root_store(root):
 def test_root_without_user_is_warned(mw):
     """The default (no `user`) keeps root in every child: said at start."""
     assert 'running as root with no "user"' in mw.stderr_text()
+
+
+def test_started_as_user_itself_runs(root, upstream):
+    """Started by the user `user` names (a container, a test), there is
+    nothing to switch: the daemon serves."""
+    import signal
+    from mwlib import SMTPClient
+    d = os.path.join(root, "n")
+    os.makedirs(d)
+    os.chown(d, NOBODY, NOGROUP)
+    port = free_port()
+    cmd = [MW_BIN, "-f", "--listen", "127.0.0.1:%d" % port, "--upstream", upstream.addr,
+           "-o", "user=nobody", "-o", "audit_log=%s/audit.log" % d, "-o", "quarantine_dir=%s/q" % d,
+           "-o", "stats_file=", "-o", "dns_client_name=no",
+           "-o", "dns_forwarder=127.0.0.1@%d" % free_port()]
+    with open(os.path.join(d, "stderr"), "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=demote(NOBODY, NOGROUP), start_new_session=True)
+    try:
+        def greets():
+            try:
+                c = SMTPClient(port, timeout=2)
+                ok = c.greeting.code == 220
+                c.quit()
+                return ok
+            except OSError:
+                return False
+        assert wait_until(greets, timeout=10), open(os.path.join(d, "stderr")).read()
+        assert status(proc.pid)["Uid"].split()[0] == str(NOBODY)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
