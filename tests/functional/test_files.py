@@ -552,3 +552,15 @@ def test_started_as_user_itself_runs(root, upstream):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def test_quarantine_dir_the_user_cannot_write_is_reported(root, mw_factory, upstream):
+    """A quarantine_dir an admin made root's: the scanner (user) could not
+    store a message there, which is said at start, not at the first
+    quarantined message."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    os.makedirs(p["quarantine_dir"], mode=0o750)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
+    assert ("quarantine_dir %s belongs to uid 0: user nobody cannot store messages in it"
+            % p["quarantine_dir"]) in m.stderr_text()
