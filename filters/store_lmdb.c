@@ -20,6 +20,8 @@
  * removed (lmdb_tokens_expire).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdatomic.h>
@@ -27,7 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libgen.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -150,6 +155,49 @@ static void wrote(struct lmdb_store *b)
 		sweep(b);
 }
 
+/* as_dir_owner - root ("mailwarden learn" run by the admin) opening a
+ * store in a directory another user owns (the daemon's) opens it with
+ * that user's file-system identity: what LMDB creates (the store, its
+ * lock file) is then the daemon's, which must go on opening them, and a
+ * link planted there in place of the lock file (which LMDB truncates)
+ * reaches nothing the user could not write anyway.  Returns whether it
+ * switched; as_self() switches back. */
+static int as_dir_owner(const char *path)
+{
+	char dir[PATH_MAX];
+	struct stat ds;
+
+	if (geteuid() != 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (stat(dirname(dir), &ds) < 0 || ds.st_uid == 0)
+		return 0;
+	/* a store or lock file that is already someone else's than the
+	 * directory's owner (root's, left by an older version or a daemon
+	 * run as root) is opened as before: the owner could not open it.
+	 * Not a link of any kind, though: those are what this is about. */
+	for (int i = 0; i < 2; i++) {
+		char f[PATH_MAX + 8];
+		struct stat st;
+
+		snprintf(f, sizeof(f), "%s%s", path, i ? "-lock" : "");
+		if (lstat(f, &st) == 0 && st.st_uid != ds.st_uid && S_ISREG(st.st_mode)
+		    && st.st_nlink == 1)
+			return 0;
+	}
+	setfsgid(ds.st_gid);
+	setfsuid(ds.st_uid);
+	return 1;
+}
+
+static void as_self(int switched)
+{
+	if (switched) {
+		setfsuid(geteuid());
+		setfsgid(getegid());
+	}
+}
+
 int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *err, size_t errlen)
 {
 	struct lmdb_store *b = xcalloc(1, sizeof(*b));
@@ -164,8 +212,11 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 	    || (rc = mdb_env_set_maxreaders(b->env, 512)) != 0
 	    || (rc = mdb_env_set_mapsize(b->env, (size_t)cfg->store_map_size)) != 0)
 		goto fail;
-	if ((rc = mdb_env_open(b->env, b->path,
-	    MDB_NOSUBDIR | MDB_NOTLS | (bulk ? MDB_NOSYNC : MDB_NOMETASYNC), 0640)) != 0)
+	int switched = as_dir_owner(b->path);
+	rc = mdb_env_open(b->env, b->path,
+	    MDB_NOSUBDIR | MDB_NOTLS | (bulk ? MDB_NOSYNC : MDB_NOMETASYNC), 0640);
+	as_self(switched);
+	if (rc != 0)
 		goto fail;
 	mdb_reader_check(b->env, &dead);     /* readers of crashed processes */
 	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)

@@ -35,8 +35,39 @@ int audit_open(const char *path)
 		audit_close();
 		return 0;
 	}
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	/* Its directory belongs to the daemon's user, and "mailwarden
+	 * quarantine release|delete" writes here as root: a link planted in
+	 * place of the log (by a compromised child) must not make root append
+	 * to /etc/passwd.  Root writing in a directory root does not own takes
+	 * no symlink, no other name of another file, no FIFO to hang on
+	 * (O_NONBLOCK changes nothing for a regular file).  Elsewhere a link
+	 * is the admin's (or reaches only what the user may write anyway). */
+	char dir[PATH_MAX];
+	struct stat ds, st;
+	int guarded = 0;
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL) slash[slash == dir ? 1 : 0] = '\0';
+	if (geteuid() == 0 && slash != NULL && stat(dir, &ds) == 0 && ds.st_uid != 0)
+		guarded = 1;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK |
+	              (guarded ? O_NOFOLLOW : 0), 0640);
 	if (fd < 0) return -1;
+	if (fstat(fd, &st) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (guarded && (!S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+		close(fd);
+		errno = S_ISREG(st.st_mode) ? EMLINK : EINVAL;
+		return -1;
+	}
+	/* made just now by a command run as root: it stays the daemon's (its
+	 * directory's owner), or the daemon could not write it */
+	if (guarded && st.st_uid == 0 && st.st_size == 0)
+		(void)!fchown(fd, ds.st_uid, ds.st_gid);
 	/* under write_lock: a partial write is cut off in the file it went to */
 	pthread_mutex_lock(&write_lock);
 	if (audit_fd < 0) {

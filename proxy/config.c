@@ -130,6 +130,8 @@ static int check_listen(const char *, char *, size_t);
 static int check_filter_list(const char *, char *, size_t);
 static int check_authserv_id(const char *, char *, size_t);
 static int check_milter_listen(const char *, char *, size_t);
+static int check_socket_mode(const char *, char *, size_t);
+static int check_group(const char *, char *, size_t);
 static int check_cidr_list(const char *, char *, size_t);
 static int check_nat64_prefixes(const char *, char *, size_t);
 static int check_upstream(const char *, char *, size_t);
@@ -570,6 +572,10 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- milter (issue 7) --- */
 	G_STR("milter_listen", milter_listen, "", check_milter_listen,
 	      "milter socket for Postfix/Sendmail: inet:PORT@ADDR, inet6:PORT@ADDR or unix:/path (empty = no milter)"),
+	G_STR("milter_socket_mode", milter_socket_mode, "0660", check_socket_mode,
+	      "mode of a unix: milter socket (octal); the MTA needs write access to connect"),
+	G_STR("milter_socket_group", milter_socket_group, "", check_group,
+	      "group of a unix: milter socket, one the MTA's user is in (empty = user's own group)"),
 	G_DUR("milter_timeout", milter_timeout, "60s", 100, 10 * MS_M,
 	      "how long the milter waits for the scanner at end of message (keep it below Postfix's milter_content_timeout)"),
 	G_ENUM("milter_default_action", milter_default_action, enum milter_fail_action, "tempfail",
@@ -1155,6 +1161,24 @@ static int check_authserv_id(const char *v, char *err, size_t errlen)
 }
 
 /* check_milter_listen - libmilter's socket syntax */
+/* check_socket_mode - an octal mode for the milter socket, 0..0777 */
+static int check_socket_mode(const char *v, char *err, size_t errlen)
+{
+	if (v[0] == '\0' || strlen(v) > 4 || strspn(v, "01234567") != strlen(v)
+	    || strtoul(v, NULL, 8) > 0777)
+		return fail(err, errlen, "'%s' is not an octal mode (0000..0777)", v);
+	return 0;
+}
+
+/* check_group - a group name (whether it exists is checked at start) */
+static int check_group(const char *v, char *err, size_t errlen)
+{
+	if (*v == '-' || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                           "0123456789_.-") != strlen(v))
+		return fail(err, errlen, "'%s' is not a group name", v);
+	return 0;
+}
+
 static int check_milter_listen(const char *v, char *err, size_t errlen)
 {
 	const char *at;

@@ -267,6 +267,8 @@ struct config {
 
 	/* --- milter (issue 7) --- */
 	char     milter_listen[256];          /* "inet:PORT@ADDR", "unix:/path"; "" = no milter */
+	char     milter_socket_mode[8];       /* octal, of a unix: socket */
+	char     milter_socket_group[64];     /* its group; "" = the user's */
 	unsigned milter_timeout;              /* ms the scanner may take at end of message */
 	enum milter_fail_action milter_default_action;
 	char     milter_internal_networks[1024];  /* CIDRs whose mail is outbound */

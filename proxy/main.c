@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "filters/bayes.h"
@@ -131,6 +132,17 @@ static void daemonize(void)
 	}
 }
 
+/* check_filters - the filters set up once and freed.  Run as "user"
+ * (as_user): set up as root, they made the store and the rules cache
+ * root's, and the scanner then could not open them. */
+static int check_filters(struct config *cfg, char *err, size_t errlen)
+{
+	struct pipeline *p = pipeline_new(cfg, err, errlen);
+	if (p == NULL) return -1;
+	pipeline_free(p);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct cli c;    /* static: its strings live as long as the process */
@@ -178,12 +190,10 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		struct pipeline *p = pipeline_new(cfg, err, sizeof err);
-		if (p == NULL) {
+		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			return 1;
 		}
-		pipeline_free(p);
 		if (transport_check_config(cfg, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			return 1;
@@ -208,12 +218,11 @@ int main(int argc, char **argv)
 		 * crash loop */
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		struct pipeline *p = pipeline_new(cfg, err, sizeof err);
-		if (p == NULL) {
+		master_prepare(cfg);
+		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
 			fprintf(stderr, "mailwarden: %s\n", err);
 			return 1;
 		}
-		pipeline_free(p);
 	}
 	int to_syslog = cfg->log == LOG_TO_SYSLOG || !c.foreground;
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
@@ -225,6 +234,10 @@ int main(int argc, char **argv)
 	}
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");
+	/* what a library or a plugin creates without asking (a temporary file
+	 * of a message, a socket) is not for other local users; the files
+	 * meant to be read by others set their mode themselves (stats_file) */
+	umask(027);
 	stats_open(cfg);         /* before the children are forked: they inherit the mapping */
 	return master_run(cfg, c.config, c.ov, c.nov, argc, argv);
 }

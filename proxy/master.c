@@ -71,9 +71,7 @@ static struct {
 	socklen_t pending_addrlen;
 	pid_t retiring[MAX_RETIRING];
 	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
-	uid_t uid;
-	gid_t gid;
-	int drop;
+	struct privs privs;
 } M;
 
 void set_proc_title(int argc, char **argv, const char *name)
@@ -120,11 +118,64 @@ static int scanner_socket(struct sockaddr_un *addr, socklen_t *addrlen)
 	return fd;
 }
 
-static void drop_privileges(void)
+int privs_lookup(const char *user, struct privs *p, char *err, size_t errlen)
 {
-	if (!M.drop) return;
-	if (setgroups(0, NULL) < 0 || setgid(M.gid) < 0 || setuid(M.uid) < 0)
-		die("cannot drop privileges to %s: %s", M.cfg->user, strerror(errno));
+	memset(p, 0, sizeof *p);
+	if (user == NULL || user[0] == '\0') return 0;
+	errno = 0;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "user %s: no such user", user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		/* started by the user itself (a test, a container): nothing to
+		 * switch; by anybody else: it cannot, and every child would die
+		 * trying, so say it once, now */
+		if (pw->pw_uid == geteuid()) return 0;
+		snprintf(err, errlen, "user %s: mailwarden runs as uid %u, not root, and cannot switch to it "
+		         "(start it as root, or as %s)", user, (unsigned)geteuid(), user);
+		return -1;
+	}
+	p->uid = pw->pw_uid;
+	p->gid = pw->pw_gid;
+	p->drop = 1;
+	return 0;
+}
+
+int privs_drop(const struct privs *p, const gid_t *extra, size_t nextra, char *err, size_t errlen)
+{
+	if (p->drop) {
+		/* the groups first: setgroups and setgid need the root that
+		 * setuid gives up.  No supplementary group of root's stays
+		 * (only the one the milter socket may need). */
+		if (setgroups(nextra, extra) < 0 || setgid(p->gid) < 0 || setuid(p->uid) < 0) {
+			snprintf(err, errlen, "cannot drop privileges: %s", strerror(errno));
+			return -1;
+		}
+		/* setuid from root sets the saved uid too; make sure that is so
+		 * (a kernel or a libc that did otherwise must not pass quietly) */
+		if (getuid() != p->uid || geteuid() != p->uid || getgid() != p->gid || getegid() != p->gid
+		    || (p->uid != 0 && (setuid(0) == 0 || setegid(0) == 0))) {
+			snprintf(err, errlen, "privileges not dropped: root could be taken back");
+			return -1;
+		}
+	}
+	/* no setuid program run from here (a plugin's helper) gains anything,
+	 * and a crash leaves no core with other people's mail in it (nor may
+	 * the unprivileged user attach a debugger to read it) */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "prctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void drop_privileges(const gid_t *extra, size_t nextra)
+{
+	char err[256];
+	if (privs_drop(&M.privs, extra, nextra, err, sizeof err) < 0)
+		die("user %s: %s", M.cfg->user, err);
 }
 
 /* LeakSanitizer looks for leaks at exit(), and the children end with
@@ -138,6 +189,61 @@ static _Noreturn void child_exit(int status)
 	if (__lsan_do_leak_check != NULL)
 		__lsan_do_leak_check();
 	_exit(status);
+}
+
+int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char *err, size_t errlen)
+{
+	struct privs p;
+	int ep[2], status;
+
+	/* not root: nothing to switch to; "-t" by an unprivileged admin checks
+	 * as that admin, as it always did (the daemon says it cannot switch) */
+	if (geteuid() != 0) return fn(cfg, err, errlen);
+	if (privs_lookup(cfg->user, &p, err, errlen) < 0) return -1;
+	if (!p.drop) return fn(cfg, err, errlen);
+	if (pipe2(ep, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(ep[0]);
+		close(ep[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(ep[0]);
+		int rc = privs_drop(&p, NULL, 0, err, errlen) < 0 ? -1 : fn(cfg, err, errlen);
+		if (rc < 0) {
+			ssize_t w = write(ep[1], err, strnlen(err, errlen));
+			(void)w;
+		}
+		child_exit(rc < 0 ? 1 : 0);
+	}
+	close(ep[1]);
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(ep[0], err + got, errlen - 1 - got);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) break;
+		got += (size_t)n;
+		if (got == errlen - 1) break;
+	}
+	err[got] = '\0';
+	close(ep[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			snprintf(err, errlen, "waitpid: %s", strerror(errno));
+			return -1;
+		}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+	if (got == 0)
+		snprintf(err, errlen, "the check as user %s %s %d", cfg->user,
+		         WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	return -1;
 }
 
 static void child_signals(void)
@@ -175,7 +281,7 @@ static pid_t start_scanner(void)
 		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 		if (M.ctl_w >= 0) close(M.ctl_w);
 		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		drop_privileges();
+		drop_privileges(NULL, 0);
 		child_exit(scanner_main(M.cfg, M.scan_fd));
 	}
 	M.scanner.pid = pid;
@@ -242,7 +348,7 @@ static void start_pending_scanner(void)
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		close(rp[0]);
 		scanner_ready_fd = rp[1];
-		drop_privileges();
+		drop_privileges(NULL, 0);
 		child_exit(scanner_main(M.cfg, M.pending_fd));
 	}
 	close(rp[1]);
@@ -338,7 +444,12 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 		if (M.scan_fd >= 0) close(M.scan_fd);
 		if (M.pending_fd >= 0) close(M.pending_fd);
 		if (M.pending_ready >= 0) close(M.pending_ready);
-		drop_privileges();
+		/* the milter keeps the one group it must give its socket to */
+		gid_t sg;
+		struct group *g = run == run_milter && M.cfg->milter_socket_group[0]
+		                  ? getgrnam(M.cfg->milter_socket_group) : NULL;
+		if (g != NULL) sg = g->gr_gid;
+		drop_privileges(g != NULL ? &sg : NULL, g != NULL ? 1 : 0);
 		child_exit(run(ctl[0]));
 	}
 	close(ctl[0]);
@@ -477,30 +588,152 @@ static void reload(void)
 	tell_milter(MILTER_CTL_RELOAD, "reload");
 }
 
+/* open_dir_at - a directory name in pfd (made if missing, then the
+ * user's, 0750).  A link is followed only where root owns the directory
+ * that holds it: in one of the user's, it may be the user's doing.
+ * *made: it was created here. */
+static int open_dir_at(int pfd, const char *name, const char *path, int *made)
+{
+	struct stat ps;
+	int nofollow = fstat(pfd, &ps) < 0 || ps.st_uid != 0 ? O_NOFOLLOW : 0;
+
+	*made = mkdirat(pfd, name, 0750) == 0;
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | nofollow);
+	if (fd < 0) {
+		if (nofollow && (errno == ENOTDIR || errno == ELOOP))
+			slog(NULL, LOG_WARNING, "%s: not a directory (a link in a directory root does not "
+			     "own is not followed)", path);
+		else
+			slog_errno(NULL, LOG_WARNING, "%s", path);
+		return -1;
+	}
+	/* through the descriptor: by name, a directory swapped for a link
+	 * meanwhile would have root give away whatever it points to */
+	if (*made && M.privs.drop && fchown(fd, M.privs.uid, M.privs.gid) < 0)
+		slog_errno(NULL, LOG_WARNING, "chown %s", path);
+	return fd;
+}
+
+/* no_others - mail (entries, the audit log) is nobody else's business: a
+ * mode that lets other users in loses those bits, and says so */
+static void no_others(int fd, const char *what, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || (st.st_mode & 0007) == 0) return;
+	if (fchmod(fd, st.st_mode & 07770) < 0)
+		slog_errno(NULL, LOG_WARNING, "%s %s is mode %04o, open to every local user, and could not "
+		           "be changed", what, path, (unsigned)(st.st_mode & 07777));
+	else
+		slog(NULL, LOG_WARNING, "%s %s was mode %04o, open to every local user: now %04o", what, path,
+		     (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 07770));
+}
+
+/* prepare_dir - make path and its missing parents; fd of path, or -1 */
+static int prepare_dir(const char *path)
+{
+	char buf[600];
+	int fd, made = 0;
+
+	if (path[0] != '/' || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+	if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) return -1;
+	for (char *p = buf + 1, *name = p; fd >= 0; p++) {
+		if (*p != '/' && *p != '\0') continue;
+		char save = *p;
+		*p = '\0';
+		if (*name != '\0' && strcmp(name, ".") != 0) {
+			int next = open_dir_at(fd, name, buf, &made);
+			close(fd);
+			fd = next;
+		}
+		*p = save;
+		if (save == '\0') break;
+		name = p + 1;
+	}
+	return fd;
+}
+
 static void prepare_dirs(void)
 {
+	const struct config *c = M.cfg;
 	char dir[600];
-	const char *paths[2] = { M.cfg->audit_log, M.cfg->quarantine_dir };
-	for (int i = 0; i < 2; i++) {
-		if (paths[i][0] == '\0') continue;
-		snprintf(dir, sizeof dir, "%s", paths[i]);
-		if (i == 0) {            /* the log's directory */
-			char *slash = strrchr(dir, '/');
-			if (slash == NULL || slash == dir) continue;
+	int fd;
+
+	if (c->audit_log[0] != '\0' && snprintf(dir, sizeof dir, "%s", c->audit_log) < (int)sizeof dir) {
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
 			*slash = '\0';
-		}
-		for (char *p = dir + 1; ; p++) {
-			if (*p == '/' || *p == '\0') {
-				char save = *p;
-				*p = '\0';
-				if (mkdir(dir, 0750) == 0 && M.drop) {
-					if (chown(dir, M.uid, M.gid) < 0) slog_errno(NULL, LOG_WARNING, "chown %s", dir);
-				}
-				*p = save;
-				if (save == '\0') break;
+			if ((fd = prepare_dir(dir)) >= 0) {
+				int lfd = openat(fd, slash + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+				struct stat st;
+				if (lfd >= 0 && fstat(lfd, &st) == 0 && S_ISREG(st.st_mode))
+					no_others(lfd, "audit_log", c->audit_log);
+				if (lfd >= 0) close(lfd);
+				close(fd);
 			}
 		}
 	}
+	/* the store holds Bayes tokens (words of the mail) and greylisting's
+	 * addresses: an existing one open to others is closed too */
+	if (c->store_path[0] != '\0') {
+		int sfd = open(c->store_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		struct stat st;
+		if (sfd >= 0 && fstat(sfd, &st) == 0 && S_ISREG(st.st_mode))
+			no_others(sfd, "store_path", c->store_path);
+		if (sfd >= 0) close(sfd);
+	}
+	if (c->quarantine_dir[0] != '\0' && (fd = prepare_dir(c->quarantine_dir)) >= 0) {
+		struct stat st;
+		no_others(fd, "quarantine_dir", c->quarantine_dir);
+		if (M.privs.drop && fstat(fd, &st) == 0 && st.st_uid != M.privs.uid
+		    && !(st.st_gid == M.privs.gid && (st.st_mode & 0030) == 0030))
+			slog(NULL, LOG_WARNING, "quarantine_dir %s belongs to uid %u: user %s cannot store "
+			     "messages in it", c->quarantine_dir, (unsigned)st.st_uid, c->user);
+		close(fd);
+	}
+}
+
+/* expire_quarantine - quarantine_max_age, done as the user that owns the
+ * entries: root has no business walking a directory a compromised
+ * scanner can rearrange */
+static void expire_quarantine(void)
+{
+	if (M.cfg->quarantine_max_age == 0 || M.cfg->quarantine_dir[0] == '\0') return;
+	if (!M.privs.drop) {
+		quarantine_expire_run(M.cfg);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork quarantine expiry");
+		return;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, "expiry");
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+		if (M.scan_fd >= 0) close(M.scan_fd);
+		drop_privileges(NULL, 0);
+		quarantine_expire_run(M.cfg);
+		child_exit(0);
+	}
+	/* reaped by reap() with the others: it is none of them */
+}
+
+void master_prepare(struct config *cfg)
+{
+	char err[512];
+
+	memset(&M, 0, sizeof M);
+	M.cfg = cfg;
+	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
+	if (geteuid() == 0 && cfg->user[0] == '\0')
+		slog(NULL, LOG_WARNING, "running as root with no \"user\": the proxy, the scanner and "
+		     "the milter keep root while they parse other people's mail; set user = an "
+		     "unprivileged system user");
+	prepare_dirs();
 }
 
 int master_run(struct config *cfg, const char *config_path, const char *const *overrides,
@@ -521,13 +754,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	M.milter_ctl_w = -1;
 	M.pending_fd = M.pending_ready = -1;
 
-	if (cfg->user[0]) {
-		struct passwd *pw = getpwnam(cfg->user);
-		if (pw == NULL) die("user %s: no such user", cfg->user);
-		M.uid = pw->pw_uid;
-		M.gid = pw->pw_gid;
-		M.drop = 1;
-	}
+	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
 	/* one socket per listener and proxy loop, so that the kernel spreads
 	 * connections over the loops instead of waking them all */
 	M.nloops = proxy_loop_count(cfg);
@@ -550,7 +777,6 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		}
 	}
 	M.nlfds = M.nloops * cfg->nlisteners;
-	prepare_dirs();
 
 	sigset_t mask;
 	sigemptyset(&mask);
@@ -632,7 +858,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			continue;
 		}
 		if (now >= next_expiry) {       /* quarantine_max_age */
-			quarantine_expire_run(M.cfg);
+			expire_quarantine();
 			next_expiry = now + M.cfg->quarantine_expire_interval / 1000;
 		}
 		if (M.scanner.pid == 0 && M.scanner.restart_at <= now) {

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <syslog.h>
 #include <time.h>
@@ -938,6 +940,42 @@ static void *control_reader(void *arg)
  * a write of its own, and the MTA answers none of them: with Nagle each
  * packet after the first waited for the MTA's delayed ACK, 40 ms per
  * message. */
+/* socket_access - a unix: socket gets milter_socket_mode and
+ * milter_socket_group: libmilter leaves it to the umask (0750 then), and
+ * an MTA that is not our user could not connect.  0, or -1 logged. */
+static int socket_access(const struct config *cfg)
+{
+	const char *v = cfg->milter_listen, *path;
+	struct stat st;
+
+	if (strncmp(v, "unix:", 5) == 0)
+		path = v + 5;
+	else if (strncmp(v, "local:", 6) == 0)
+		path = v + 6;
+	else
+		return 0;
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		slog(NULL, LOG_ERR, "milter: %s is not the socket just made", path);
+		return -1;
+	}
+	if (cfg->milter_socket_group[0] != '\0') {
+		struct group *g = getgrnam(cfg->milter_socket_group);
+		if (g == NULL) {
+			slog(NULL, LOG_ERR, "milter: milter_socket_group %s: no such group", cfg->milter_socket_group);
+			return -1;
+		}
+		if (lchown(path, (uid_t)-1, g->gr_gid) < 0) {
+			slog_errno(NULL, LOG_ERR, "milter: cannot give %s to group %s", path, cfg->milter_socket_group);
+			return -1;
+		}
+	}
+	if (chmod(path, (mode_t)strtoul(cfg->milter_socket_mode, NULL, 8)) < 0) {
+		slog_errno(NULL, LOG_ERR, "milter: chmod %s %s", cfg->milter_socket_mode, path);
+		return -1;
+	}
+	return 0;
+}
+
 static void find_listener(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -1040,6 +1078,10 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		slog(NULL, LOG_ERR, "milter: cannot listen on %s", cfg->milter_listen);
 		return 1;
 	}
+	/* an MTA that cannot connect tempfails (or passes) all mail: better
+	 * a milter that does not start, and says why */
+	if (socket_access(cfg) < 0)
+		return 1;
 	find_listener();
 	/* libmilter takes SIGTERM, SIGHUP and SIGINT with sigwait() in a thread
 	 * of its own, and blocks them only in the thread that calls smfi_main:

@@ -75,8 +75,11 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
-/* write_file - create path (must not exist), write it all, fsync, close. */
-static int write_file(const char *path, const void *p, size_t len)
+/* write_file_as - create path (must not exist), owned by uid:gid unless
+ * they are -1, write it all, fsync, close.  The owner is set through the
+ * descriptor: by name, root would follow whatever the directory's owner
+ * put there meanwhile. */
+static int write_file_as(const char *path, const void *p, size_t len, uid_t uid, gid_t gid)
 {
 	const char *b = p;
 	ssize_t w;
@@ -85,6 +88,8 @@ static int write_file(const char *path, const void *p, size_t len)
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -1;
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)
+		goto fail;
 	while (len > 0) {
 		w = write(fd, b, len);
 		if (w < 0) {
@@ -109,6 +114,11 @@ fail:
 	unlink(path);
 	errno = saved;
 	return -1;
+}
+
+static int write_file(const char *path, const void *p, size_t len)
+{
+	return write_file_as(path, p, len, (uid_t)-1, (gid_t)-1);
 }
 
 /* publish - rename tmp to final unless final exists (then EEXIST). */
@@ -545,6 +555,17 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 	if (quarantine_path(dir, id, "eml", e->eml, sizeof(e->eml)) < 0
 	    || quarantine_path(dir, id, "json", e->json, sizeof(e->json)) < 0)
 		return qfail(err, errlen, ENAMETOOLONG, "quarantine_dir too long");
+	{
+		/* its day a real directory, not a link to elsewhere (read_names) */
+		char day[PATH_MAX];
+		struct stat ds;
+
+		if (day_dir(dir, id, day, sizeof(day)) < 0)
+			return qfail(err, errlen, ENAMETOOLONG, "quarantine_dir too long");
+		if (lstat(day, &ds) == 0 && !S_ISDIR(ds.st_mode))
+			return qfail(err, errlen, ENOENT, "no quarantined message %s (%s is not a directory)",
+			    id, day);
+	}
 	e->fd = open(e->eml, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (e->fd < 0) {
 		int saved = errno;
@@ -658,14 +679,17 @@ int quarantine_save_record(struct quarantine_entry *e)
 	memcpy(line, text, n);
 	line[n] = '\n';
 	unlink(tmp);		/* debris of a save that crashed */
-	rc = write_file(tmp, line, n + 1);
+	/* keep the owner: an admin running this as root must not leave a
+	 * record the daemon's user cannot rewrite */
+	if (fstat(e->fd, &st) < 0) {
+		free(line);
+		return -1;
+	}
+	rc = write_file_as(tmp, line, n + 1,
+	    st.st_uid != geteuid() ? st.st_uid : (uid_t)-1, st.st_gid != getegid() ? st.st_gid : (gid_t)-1);
 	free(line);
 	if (rc < 0)
 		return -1;
-	/* keep the owner: an admin running this as root must not leave a
-	 * record the daemon's user cannot rewrite */
-	if (stat(e->json, &st) == 0 && (st.st_uid != geteuid() || st.st_gid != getegid()))
-		(void)!chown(tmp, st.st_uid, st.st_gid);
 	if (rename(tmp, e->json) < 0) {
 		int saved = errno;
 
@@ -718,18 +742,27 @@ static int names_cmp(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/* read_names - the names in dir that keep(name) accepts, sorted.  0, or -1
- * with errno (ENOENT for a missing dir). */
-static int read_names(const char *dir, int (*keep)(const char *), struct names *out)
+/* read_names - the names in dir that keep(name) accepts, sorted; with
+ * dirs_only, of real directories only.  0, or -1 with errno (ENOENT for a
+ * missing dir).
+ *
+ * A day that is a symlink is skipped: the master expires entries as well
+ * as the CLI run by root, and a link from the user's quarantine to
+ * another directory must not make them remove files there. */
+static int read_names(const char *dir, int (*keep)(const char *), int dirs_only,
+                      struct names *out)
 {
 	struct dirent *de;
+	struct stat st;
 	DIR *d = opendir(dir);
 
 	memset(out, 0, sizeof(*out));
 	if (d == NULL)
 		return -1;
 	while ((de = readdir(d)) != NULL)
-		if (keep(de->d_name))
+		if (keep(de->d_name) && (!dirs_only
+		    || (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+		        && S_ISDIR(st.st_mode))))
 			names_add(out, de->d_name);
 	closedir(d);
 	if (out->n > 1)
@@ -773,7 +806,7 @@ int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *
 	char path[PATH_MAX];
 	int rc = 0;
 
-	if (read_names(dir, is_day_name, &days) < 0) {
+	if (read_names(dir, is_day_name, 1, &days) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		return qfail(err, errlen, errno, "%s: %s", dir, strerror(errno));
@@ -786,7 +819,7 @@ int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *
 			continue;
 		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, days.v[i]) >= sizeof(path))
 			continue;
-		if (read_names(path, is_entry_file, &files) < 0) {
+		if (read_names(path, is_entry_file, 0, &files) < 0) {
 			if (errno == ENOENT)	/* expired meanwhile */
 				continue;
 			rc = qfail(err, errlen, errno, "%s: %s", path, strerror(errno));
@@ -857,7 +890,7 @@ int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarant
 	time_t today = now - now % 86400;
 
 	memset(st, 0, sizeof(*st));
-	if (read_names(dir, is_day_name, &days) < 0) {
+	if (read_names(dir, is_day_name, 1, &days) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		return qfail(err, errlen, errno, "%s: %s", dir, strerror(errno));
@@ -868,7 +901,7 @@ int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarant
 		day_time(days.v[i], &day);
 		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, days.v[i]) >= sizeof(path))
 			continue;
-		if (read_names(path, is_entry_file, &files) < 0) {
+		if (read_names(path, is_entry_file, 0, &files) < 0) {
 			if (errno != ENOENT)
 				st->errors++;
 			continue;

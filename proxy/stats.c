@@ -69,10 +69,23 @@ int stats_open(const struct config *cfg)
 		return 0;
 	snprintf(dir, sizeof dir, "%s", path);
 	/* /run/mailwarden does not survive a reboot: make it (one level) */
-	if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST)
+	if (mkdir(dirname(dir), 0755) == 0)
+		(void)chmod(dir, 0755);     /* whatever the umask: "mailwarden stats" is for anyone */
+	else if (errno != EEXIST)
 		goto fail;
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0)
 		goto fail;
+	/* counts, no mail: readable by a monitoring user.  A file of another
+	 * name (a hard link planted in a directory others can write) is not
+	 * ours to truncate. */
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		errno = EMLINK;
+		goto fail;
+	}
+	if ((st.st_mode & 07777) != 0644)
+		(void)fchmod(fd, 0644);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		slog(NULL, LOG_ERR, "stats_file %s is in use by another mailwarden: running without counters",
 		     path);

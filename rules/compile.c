@@ -185,10 +185,17 @@ static int try_hs(const char *pat, unsigned flags, size_t max_len)
 
 static int cache_read(const char *path, unsigned n, unsigned char *modes, hs_database_t **db)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) return -1;
 	struct stat st;
 	int rc = -1;
+	/* root (a "mailwarden scan" by the admin) loads no compiled database
+	 * that another user could have written: it is code for Hyperscan,
+	 * trusted as it is deserialized */
+	if (geteuid() == 0 && (fstat(fd, &st) < 0 || st.st_uid != 0)) {
+		close(fd);
+		return -1;
+	}
 	(void)futimens(fd, NULL);      /* in use: the last a prune removes (may be read-only: fine) */
 	if (fstat(fd, &st) == 0 && st.st_size > (off_t)(8 + 4 + n) && st.st_size < (off_t)(1u << 30)) {
 		size_t sz = (size_t)st.st_size;
@@ -234,7 +241,11 @@ static int cache_write(const char *path, unsigned n, const unsigned char *modes,
 	if (hs_serialize_database(db, &bytes, &len) != HS_SUCCESS) return ENOMEM;
 	char tmp[4200];
 	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* a new file, never a link (the cache directory may be the daemon's
+	 * user's, and this may run as root): one left there is removed, once */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		uint32_t cnt = n;
 		int ok = write_full(fd, CACHE_MAGIC, 8, &e) && write_full(fd, &cnt, 4, &e) &&

@@ -1,0 +1,566 @@
+"""test_files.py - the files mailwarden makes and the privileges it keeps:
+started as root (as the tests run here) with `user = nobody`, every child
+runs as nobody with no group, capability or way back; what the filters
+create at start-up (the LMDB store, the rules cache) is nobody's; mail
+(quarantine entries, the audit log) is never readable by other users; and
+a process running as root never follows a link the unprivileged user could
+have planted (audit log, quarantine days, the directories it prepares).
+
+The daemon's paths live under a directory of /tmp made 0755 for the test,
+as /var/lib is: pytest's own tmp_path is 0700 root, which nobody could not
+cross."""
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from mwlib import MW_BIN, free_port, make_msg, plugin_opt, read_audit, run_mw, wait_until
+
+NOBODY = 65534
+NOGROUP = 65534
+
+
+@pytest.fixture
+def root():
+    """A fresh directory of /tmp, 0755, removed afterwards."""
+    d = tempfile.mkdtemp(prefix="mw-files-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def var_lib(root):
+    """root/lib/mw made by the admin for the daemon's user, as
+    /var/lib/mailwarden is by a package: nobody's, 0750."""
+    d = os.path.join(root, "lib", "mw")
+    os.makedirs(d)
+    os.chmod(os.path.join(root, "lib"), 0o755)
+    os.chown(d, NOBODY, NOGROUP)
+    os.chmod(d, 0o750)
+    return d
+
+
+def paths(root, lib):
+    return {
+        "quarantine_dir": os.path.join(lib, "quarantine"),
+        "audit_log": os.path.join(root, "log", "mw", "audit.log"),
+        "stats_file": os.path.join(root, "run", "stats"),
+        "store_path": os.path.join(lib, "store.lmdb"),
+        "rules_cache_dir": os.path.join(lib, "rules-cache"),
+    }
+
+
+def spam_opts(**extra):
+    o = [plugin_opt(), ("inbound_tag_score", "3"), ("inbound_quarantine_score", "5"),
+         ("inbound_reject_score", "15"), ("quarantine_reply", "250 2.0.0 Held for review")]
+    return o + list(extra.items())
+
+
+def status(pid):
+    """{field: value} of /proc/PID/status ({} for a process gone meanwhile:
+    the short-lived expiry child)"""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+def send(m, subject="hello", frm="sender@example.org", rcpt="rcpt@example.net"):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction(frm, [rcpt], make_msg(subject=subject, frm=frm))
+    c.quit()
+    return r["final"]
+
+
+def test_children_run_as_user_with_nothing_left(root, mw_factory, upstream):
+    """Each child: uid and gid nobody (real, effective, saved, fs), no
+    supplementary group (root's are gone), no capability, no_new_privs.
+    The bayes filter makes its LMDB store at start-up: it is nobody's, and
+    the scanner can open it (before: the start-up check, run as root, made
+    it root's 0640, and the scanner died at every start: every message got
+    451)."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    sock = os.path.join(lib, "milter.sock")
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes",
+                                            milter_listen="unix:" + sock, **p))
+    assert send(m).code == 250
+    assert len(upstream.messages) == 1
+    st = os.stat(p["store_path"])
+    assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), "the store is not the scanner's"
+    assert os.stat(p["store_path"] + "-lock").st_uid == NOBODY
+    # the quarantine expiry (quarantine_max_age 30d) forks a short-lived
+    # child of its own at start: checked when it is there, not waited for
+    kids = m.children()
+    roles = sorted(t.split("mailwarden: ")[1].split()[0] for _, t in kids if "mailwarden: " in t)
+    assert [r for r in roles if r != "expiry"] == ["milter", "proxy", "scanner"], kids
+    for pid, title in kids:
+        s = status(pid)
+        if not s and "expiry" in title:
+            continue
+        assert s["Uid"].split() == [str(NOBODY)] * 4, (title, s["Uid"])
+        assert s["Gid"].split() == [str(NOGROUP)] * 4, (title, s["Gid"])
+        assert s["Groups"] == "", (title, s["Groups"])
+        assert int(s["CapEff"], 16) == 0 and int(s["CapPrm"], 16) == 0, (title, s)
+        assert s["NoNewPrivs"] == "1", (title, s["NoNewPrivs"])
+        assert s["Umask"] == "0027", (title, s["Umask"])
+    log = m.stderr_text()
+    assert "Permission denied" not in log, log
+
+
+def test_check_runs_as_user(root):
+    """`mailwarden -t` (ExecStartPre) sets the filters up as `user` too: the
+    store it makes is nobody's, not root's."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    args = ["-t", "-o", "user=nobody", "-o", "filters=bayes"]
+    for k, v in p.items():
+        args += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(args)
+    assert r.returncode == 0, r.stderr.decode()
+    assert os.stat(p["store_path"]).st_uid == NOBODY
+
+
+def test_check_as_user_reports_its_error(root):
+    """A filter that cannot start as `user` (its store in a directory only
+    root may write) fails the check with the filter's own reason."""
+    lib = os.path.join(root, "rootonly")
+    os.makedirs(lib, mode=0o755)
+    r = run_mw(["-t", "-o", "user=nobody", "-o", "filters=bayes",
+                "-o", "store_path=%s/store.lmdb" % lib])
+    assert r.returncode == 1
+    assert b"store_path" in r.stderr and b"Permission denied" in r.stderr, r.stderr
+
+
+def demote(uid, gid):
+    def f():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    return f
+
+
+def test_started_as_another_user_says_so(root, upstream):
+    """Started by an unprivileged user with `user` naming somebody else, the
+    daemon cannot switch: it says so and exits 1 (before: it started, and
+    every child died on setgroups, restarted, died again)."""
+    d = os.path.join(root, "n")
+    os.makedirs(d)
+    os.chown(d, NOBODY, NOGROUP)
+    cmd = [MW_BIN, "-f", "--listen", "127.0.0.1:%d" % free_port(), "--upstream", upstream.addr,
+           "-o", "user=daemon", "-o", "audit_log=%s/audit.log" % d,
+           "-o", "quarantine_dir=%s/q" % d, "-o", "stats_file=", "-o", "dns_client_name=no"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=10, preexec_fn=demote(NOBODY, NOGROUP),
+                           start_new_session=True)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("still running after 10 s: %r" % e.stderr[-500:])
+    assert r.returncode == 1
+    assert b"user daemon" in r.stderr and b"not root" in r.stderr, r.stderr
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def make_entry(qdir, qid, owner=(NOBODY, NOGROUP)):
+    """A quarantine entry written by hand, as the scanner would."""
+    day = os.path.join(qdir, qid[:8])
+    os.makedirs(day, exist_ok=True)
+    for name, data in ((qid + ".eml", b"Subject: x\r\n\r\nbody\r\n"),
+                       (qid + ".json", ('{"id": "%s", "envelope": {"mail_from": "a@example.org", '
+                                        '"rcpts": ["b@example.net"]}}' % qid).encode())):
+        p = os.path.join(day, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, 0o600)
+        os.chown(p, *owner)
+    os.chown(day, *owner)
+    return day
+
+
+def test_mail_is_nobody_elses(root, mw_factory, upstream):
+    """Quarantine entries 0600 in 0700 days, the quarantine directory and the
+    audit log without bits for others: a directory or log left open to
+    every user (0755, 0644 by an admin's hand) is closed at start with a
+    warning.  The store 0640, the stats file 0644 (counts, no mail: for a
+    monitoring user)."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    os.makedirs(p["quarantine_dir"])
+    os.chown(p["quarantine_dir"], NOBODY, NOGROUP)
+    os.chmod(p["quarantine_dir"], 0o755)
+    logdir = os.path.dirname(p["audit_log"])
+    os.makedirs(logdir)
+    os.chown(logdir, NOBODY, NOGROUP)
+    with open(p["audit_log"], "w"):
+        pass
+    os.chown(p["audit_log"], NOBODY, NOGROUP)
+    os.chmod(p["audit_log"], 0o644)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
+    assert send(m, subject="buy viagra now").raw == b"250 2.0.0 Held for review\r\n"
+    assert mode(p["quarantine_dir"]) == 0o750
+    assert mode(p["audit_log"]) == 0o640
+    log = m.stderr_text()
+    assert "quarantine_dir %s was mode 0755, open to every local user: now 0750" % p["quarantine_dir"] in log
+    assert "audit_log %s was mode 0644" % p["audit_log"] in log
+    files = []
+    for d, _, names in os.walk(p["quarantine_dir"]):
+        if d != p["quarantine_dir"]:
+            assert mode(d) == 0o700 and os.stat(d).st_uid == NOBODY, d
+        files += [os.path.join(d, n) for n in names]
+    assert len(files) == 2, files
+    for f in files:
+        st = os.stat(f)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, NOBODY), f
+    assert wait_until(lambda: len(read_audit(p["audit_log"])) >= 1)
+    assert mode(p["store_path"]) == 0o640
+    assert mode(p["stats_file"]) == 0o644
+
+
+def test_new_dirs_are_the_users_and_closed(root, mw_factory, upstream):
+    """The directories of audit_log and quarantine_dir that the master makes
+    are nobody's, 0750; the audit log the proxy then makes is 0640."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
+    assert send(m).code == 250
+    assert wait_until(lambda: os.path.exists(p["audit_log"]))
+    for d in (p["quarantine_dir"], os.path.dirname(p["audit_log"]),
+              os.path.dirname(os.path.dirname(p["audit_log"]))):
+        st = os.stat(d)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, NOBODY, NOGROUP), d
+    assert mode(p["audit_log"]) == 0o640
+
+
+QID = "20200101T000000-0badf00d"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_root_cli_does_not_write_through_a_planted_link(root, kind):
+    """`mailwarden quarantine delete` run as root appends to the audit log,
+    in a directory the daemon's user owns: a link planted there in place of
+    the log (to /etc/passwd, say) is refused, the command writes nothing
+    and deletes nothing."""
+    lib = var_lib(root)
+    q = os.path.join(lib, "quarantine")
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    make_entry(q, QID)
+    victim = os.path.join(root, "passwd")
+    with open(victim, "w") as f:
+        f.write("root:x:0:0::/root:/bin/sh\n")
+    log = os.path.join(lib, "audit.log")
+    (os.symlink if kind == "symlink" else os.link)(victim, log)
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=" + log, "delete", QID])
+    assert r.returncode == 1, r
+    assert b"audit log" in r.stderr, r.stderr
+    with open(victim) as f:
+        assert f.read() == "root:x:0:0::/root:/bin/sh\n"
+    assert os.path.exists(os.path.join(q, QID[:8], QID + ".eml"))
+
+
+def test_root_cli_makes_the_log_the_daemons(root):
+    """A `quarantine delete` as root that creates the audit log leaves it to
+    the directory's owner (the daemon's user), who must go on writing it."""
+    lib = var_lib(root)
+    q = os.path.join(lib, "quarantine")
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    make_entry(q, QID)
+    log = os.path.join(lib, "audit.log")
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=" + log, "delete", QID])
+    assert r.returncode == 0, r.stderr
+    st = os.stat(log)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOGROUP, 0o640)
+    assert [x["event"] for x in read_audit(log)] == ["quarantine_delete"]
+
+
+def test_expiry_follows_no_day_link(root, mw_factory, upstream):
+    """The daemon's expiry (quarantine_max_age) removes an old entry, but not
+    one that a day directory linked elsewhere shows it: before, the master
+    did it as root and followed the link."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    q = p["quarantine_dir"]
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    os.chmod(q, 0o750)
+    real = make_entry(q, "20200102T000000-00000001")
+    elsewhere = os.path.join(root, "elsewhere")
+    make_entry(elsewhere, "20200101T000000-00000002", owner=(0, 0))
+    os.chmod(os.path.join(elsewhere, "20200101"), 0o755)
+    os.symlink(os.path.join(elsewhere, "20200101"), os.path.join(q, "20200101"))
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", quarantine_max_age="1d",
+                                            quarantine_expire_interval="1s", **p))
+    assert wait_until(lambda: not os.path.exists(os.path.join(real, "20200102T000000-00000001.json")),
+                      timeout=5), m.stderr_tail()
+    time.sleep(1.5)           # one more round
+    left = sorted(os.listdir(os.path.join(elsewhere, "20200101")))
+    assert left == ["20200101T000000-00000002.eml", "20200101T000000-00000002.json"]
+    # and the CLI, run as root, does not either
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=",
+                "-o", "quarantine_max_age=1d", "expire"])
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(os.path.join(elsewhere, "20200101"))) == left
+    r = run_mw(["quarantine", "-o", "quarantine_dir=" + q, "-o", "audit_log=", "show",
+                "20200101T000000-00000002"])
+    assert r.returncode == 1 and b"not a directory" in r.stderr, r.stderr
+
+
+def test_prepared_dirs_follow_no_users_link(root, mw_factory, upstream):
+    """Making quarantine_dir's missing parts, the master (root) does not go
+    through a link in a directory the user owns: before, it made the last
+    part wherever the link pointed and gave it to the user."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    elsewhere = os.path.join(root, "etc")
+    os.makedirs(elsewhere, mode=0o755)
+    os.symlink(elsewhere, os.path.join(lib, "q"))
+    p["quarantine_dir"] = os.path.join(lib, "q", "quarantine")
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
+    assert send(m).code == 250
+    assert os.listdir(elsewhere) == []
+    assert "%s/q: not a directory (a link in a directory root does not own is not followed)" % lib \
+        in m.stderr_text()
+
+
+def connect_as(path, uid, gid):
+    """0 if a process of uid:gid can connect to the unix socket path, else
+    the errno"""
+    code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1])\nexcept OSError as e:\n sys.exit(e.errno)\n")
+    return subprocess.run(["/usr/bin/python3", "-c", code, path], preexec_fn=demote(uid, gid),
+                          timeout=10).returncode
+
+
+def test_milter_socket_reaches_the_mta(root, mw_factory, upstream):
+    """A unix: milter socket is milter_socket_mode (0660) and in
+    milter_socket_group: a process of another user in that group (the MTA,
+    here uid daemon in group mail) can connect, one outside it cannot.
+    The milter keeps that one group, nothing else; the others have none.
+    Before: the socket was 0755 (the umask's), and no MTA that was not
+    mailwarden's user could connect."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    run = os.path.join(root, "run", "mw")
+    os.makedirs(run)
+    os.chown(run, NOBODY, NOGROUP)
+    sock = os.path.join(run, "milter.sock")
+    mail_gid = 8
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock,
+                                            milter_socket_group="mail", **p))
+    assert wait_until(lambda: os.path.exists(sock))
+    assert wait_until(lambda: mode(sock) == 0o660), oct(mode(sock))
+    st = os.stat(sock)
+    assert (st.st_uid, st.st_gid) == (NOBODY, mail_gid)
+    assert connect_as(sock, 1, mail_gid) == 0
+    assert connect_as(sock, 1, 1) != 0
+    for pid, title in m.children():
+        s = status(pid)
+        if not s and "expiry" in title:
+            continue
+        groups = s["Groups"]
+        assert groups == (str(mail_gid) if "milter" in title else ""), (title, groups)
+
+
+def test_milter_socket_mode_setting(root, mw_factory, upstream):
+    """Without a group, the socket is in user's own group, with the mode
+    asked for."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    sock = os.path.join(lib, "milter.sock")
+    mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock,
+                                        milter_socket_mode="0600", **p))
+    assert wait_until(lambda: os.path.exists(sock) and mode(sock) == 0o600), oct(mode(sock))
+    st = os.stat(sock)
+    assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP)
+    r = run_mw(["-t", "-o", "milter_socket_mode=0999"])
+    assert r.returncode == 1 and b"not an octal mode" in r.stderr, r.stderr
+
+
+def test_root_learn_leaves_the_store_to_the_daemon(root, mw_factory, upstream):
+    """`mailwarden learn` run as root into a store the daemon's user keeps:
+    the store and its lock file it creates are that user's (before:
+    root's 0640, and the scanner could not open them any more), and the
+    daemon then scans with it."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    msg = os.path.join(root, "spam.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="cheap pills"))
+    os.chmod(msg, 0o600)             # the admin's file: root reads it, nobody could not
+    r = run_mw(["learn", "-o", "store_path=" + p["store_path"], "--spam", msg])
+    assert r.returncode == 0, r.stderr
+    for f in (p["store_path"], p["store_path"] + "-lock"):
+        st = os.stat(f)
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), f
+    os.chmod(p["store_path"], 0o644)      # an admin's hand: Bayes tokens are words of the mail
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
+    assert send(m).code == 250
+    assert mode(p["store_path"]) == 0o640
+    assert "store_path %s was mode 0644, open to every local user: now 0640" % p["store_path"] \
+        in m.stderr_text()
+
+
+def test_root_learn_truncates_nothing_through_a_link(root):
+    """A link in place of the store's lock file (LMDB truncates that file),
+    planted by the user who owns the directory, makes a root `learn` fail
+    rather than wipe the file it points to."""
+    lib = var_lib(root)
+    victim = os.path.join(root, "shadow")
+    with open(victim, "w") as f:
+        f.write("root:*:19000:0:99999:7:::\n")
+    os.chmod(victim, 0o600)
+    store = os.path.join(lib, "store.lmdb")
+    os.symlink(victim, store + "-lock")
+    os.lchown(store + "-lock", NOBODY, NOGROUP)       # as the user would have made it
+    msg = os.path.join(root, "spam.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="cheap pills"))
+    r = run_mw(["learn", "-o", "store_path=" + store, "--spam", msg])
+    assert r.returncode == 1, r
+    with open(victim) as f:
+        assert f.read() == "root:*:19000:0:99999:7:::\n"
+
+
+RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "rules", "cf", "*.cf")
+
+
+def test_root_scan_writes_no_rules_cache_through_a_link(root):
+    """`mailwarden scan` run as root writes the compiled rules into
+    rules_cache_dir, the daemon's user's: through a temporary name that
+    user can guess (NAME.PID.tmp).  Links planted under those names for
+    the next PIDs must not be followed (before: O_TRUNC wrote the database
+    over their target), and root loads no database the user wrote."""
+    lib = var_lib(root)
+    cache = os.path.join(lib, "rules-cache")
+    base = ["-o", "filters=rules", "-o", "rules_files=" + RULES, "-o", "rules_cache_dir=" + cache]
+    r = run_mw(["-t", "-o", "user=nobody"] + base, timeout=120)
+    assert r.returncode == 0, r.stderr
+    names = [n for n in os.listdir(cache) if n.endswith(".hsdb")]
+    assert names and all(os.stat(os.path.join(cache, n)).st_uid == NOBODY for n in names)
+    for n in names:
+        os.unlink(os.path.join(cache, n))
+    victim = os.path.join(root, "shadow")
+    with open(victim, "w") as f:
+        f.write("secret\n")
+    msg = os.path.join(root, "m.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg())
+    with open("/proc/sys/kernel/ns_last_pid") as f:
+        last = int(f.read())
+    for pid in range(last + 1, last + 80):
+        for n in names:
+            os.symlink(victim, os.path.join(cache, "%s.%d.tmp" % (n, pid)))
+    r = run_mw(["scan"] + base + [msg], timeout=120)
+    assert r.returncode == 0, r.stderr
+    with open(victim, "rb") as f:
+        assert f.read() == b"secret\n", "the rules cache was written through the link"
+    written = [n for n in os.listdir(cache) if n.endswith(".hsdb")]
+    assert sorted(written) == sorted(names)
+
+
+def test_check_by_an_unprivileged_admin(root):
+    """`mailwarden -t` run by an unprivileged user with `user` set checks
+    the settings as that user, as it always did."""
+    d = os.path.join(root, "n")
+    os.makedirs(d)
+    os.chown(d, NOBODY, NOGROUP)
+    r = subprocess.run([MW_BIN, "-t", "-o", "user=daemon", "-o", "filters=bayes",
+                        "-o", "store_path=%s/store.lmdb" % d], capture_output=True, timeout=30,
+                       preexec_fn=demote(NOBODY, NOGROUP))
+    assert r.returncode == 0, r.stderr
+    assert b"configuration OK" in r.stdout
+
+
+def test_fresh_install_starts(root, mw_factory, upstream):
+    """The default layout on a fresh machine: the store beside the quarantine
+    (/var/lib/mailwarden), neither there.  The master makes the directory
+    for `user` before the filters are first set up, so the store can be
+    made in it (before: `store_path ...: No such file or directory`, and
+    the daemon did not start)."""
+    os.chmod(root, 0o755)
+    lib = os.path.join(root, "lib", "mw")
+    p = paths(root, lib)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", filters="bayes", **p))
+    assert send(m).code == 250
+    st = os.stat(p["store_path"])
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o640)
+    assert (os.stat(lib).st_uid, mode(lib)) == (NOBODY, 0o750)
+
+
+def test_root_learn_keeps_a_root_store(root):
+    """A store already root's in the user's directory (left by a daemon run
+    as root, or by an older `learn`) is still opened by a root `learn`."""
+    lib = var_lib(root)
+    store = os.path.join(lib, "store.lmdb")
+    msg = os.path.join(root, "spam.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="cheap pills"))
+    r = run_mw(["learn", "-o", "store_path=" + store, "--spam", msg])
+    assert r.returncode == 0, r.stderr
+    for f in (store, store + "-lock"):
+        os.chown(f, 0, 0)
+    r = run_mw(["learn", "-o", "store_path=" + store, "--ham", msg])
+    assert r.returncode == 0, r.stderr
+
+
+def test_root_without_user_is_warned(mw):
+    """The default (no `user`) keeps root in every child: said at start."""
+    assert 'running as root with no "user"' in mw.stderr_text()
+
+
+def test_started_as_user_itself_runs(root, upstream):
+    """Started by the user `user` names (a container, a test), there is
+    nothing to switch: the daemon serves."""
+    import signal
+    from mwlib import SMTPClient
+    d = os.path.join(root, "n")
+    os.makedirs(d)
+    os.chown(d, NOBODY, NOGROUP)
+    port = free_port()
+    cmd = [MW_BIN, "-f", "--listen", "127.0.0.1:%d" % port, "--upstream", upstream.addr,
+           "-o", "user=nobody", "-o", "audit_log=%s/audit.log" % d, "-o", "quarantine_dir=%s/q" % d,
+           "-o", "stats_file=", "-o", "dns_client_name=no",
+           "-o", "dns_forwarder=127.0.0.1@%d" % free_port()]
+    with open(os.path.join(d, "stderr"), "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=demote(NOBODY, NOGROUP), start_new_session=True)
+    try:
+        def greets():
+            try:
+                c = SMTPClient(port, timeout=2)
+                ok = c.greeting.code == 220
+                c.quit()
+                return ok
+            except OSError:
+                return False
+        assert wait_until(greets, timeout=10), open(os.path.join(d, "stderr")).read()
+        assert status(proc.pid)["Uid"].split()[0] == str(NOBODY)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_quarantine_dir_the_user_cannot_write_is_reported(root, mw_factory, upstream):
+    """A quarantine_dir an admin made root's: the scanner (user) could not
+    store a message there, which is said at start, not at the first
+    quarantined message."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    os.makedirs(p["quarantine_dir"], mode=0o750)
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
+    assert ("quarantine_dir %s belongs to uid 0: user nobody cannot store messages in it"
+            % p["quarantine_dir"]) in m.stderr_text()
