@@ -135,6 +135,31 @@ int store_del(struct store *s, const char *key)
 	return s->ops->del(s->backend, key);
 }
 
+int store_blob_get(struct store *s, const char *key, unsigned char **data, size_t *len)
+{
+	*data = NULL;
+	*len = 0;
+	if (!key_ok(key))
+		return -1;
+	return s->ops->blob_get(s->backend, key, data, len);
+}
+
+int store_blob_set(struct store *s, const char *key, const void *data, size_t len, unsigned ttl_s)
+{
+	if (!key_ok(key) || len > STORE_BLOB_MAX || (data == NULL && len > 0))
+		return -1;
+	return s->ops->blob_set(s->backend, key, data != NULL ? data : "", len, ttl_s);
+}
+
+int store_scan(struct store *s, const char *prefix,
+               int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg), void *arg)
+{
+	/* a prefix is a key's start: checked the same way, but may be empty */
+	if (prefix == NULL || (prefix[0] != '\0' && !key_ok(prefix)))
+		return -1;
+	return s->ops->scan(s->backend, prefix, fn, arg);
+}
+
 int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
 {
 	if (!key_ok(key))

@@ -22,6 +22,7 @@
 
 #define STORE_KEY_MAX   512     /* bytes of a key, prefix excluded */
 #define STORE_VALUE_MAX 1024    /* bytes of a string value */
+#define STORE_BLOB_MAX (8u << 20)   /* bytes of a binary value */
 
 struct store;
 
@@ -46,6 +47,11 @@ struct store_ops {
 	/* NULL where the backend bounds its tokens otherwise (Redis: TTL) */
 	int  (*tokens_expire)(void *b, uint64_t keep, uint32_t today, uint64_t *removed);
 	int  (*tokens_count)(void *b, uint64_t *n);       /* NULL: not known */
+	int  (*blob_get)(void *b, const char *key, unsigned char **data, size_t *len);
+	int  (*blob_set)(void *b, const char *key, const void *data, size_t len, unsigned ttl_s);
+	int  (*scan)(void *b, const char *prefix,
+	             int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg),
+	             void *arg);
 	void (*close)(void *b);
 };
 
@@ -77,6 +83,29 @@ int store_del(struct store *s, const char *key);
  * never), an existing key keeps its expiry.  *out gets the new value.
  * 0, or -1. */
 int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
+/* store_blob_get - the binary value of key: *data gets a malloc'd copy
+ * (caller frees), *len its length.  1 found, 0 absent or expired, -1 store
+ * failure (or a value over STORE_BLOB_MAX). */
+int store_blob_get(struct store *s, const char *key, unsigned char **data, size_t *len);
+/* store_blob_set - key = len bytes of data (any bytes, NUL included; len
+ * <= STORE_BLOB_MAX), expiring after ttl_s seconds (0 = never).  0, or -1.
+ * store_del removes it like any key. */
+int store_blob_set(struct store *s, const char *key, const void *data, size_t len, unsigned ttl_s);
+/* store_scan - fn(key, data, len, arg) for every key that starts with
+ * prefix and has not expired, in no set order (keys given without the
+ * store's own prefix, i.e. as passed to store_blob_set/store_set), the
+ * value as store_blob_get would give it; fn returns 0 to go on, non-zero
+ * to stop (store_scan then returns 0).  For command-line tools ("mailwarden
+ * learn"), not for the scanner's hot path: it may see many keys.  0, or -1
+ * on a store failure.
+ * The walk is in batches (LMDB: a read transaction per 1,000 entries or
+ * 16 MiB, none held while fn runs; Redis: SCAN, each round trip within
+ * store_timeout), so keys written or removed meanwhile may or may not be
+ * seen, and with Redis a key may be given twice (SCAN's guarantee is
+ * "at least once" for keys there throughout): fn must tolerate both.
+ * Redis keys that are not strings (Bayes token hashes) are not given. */
+int store_scan(struct store *s, const char *prefix,
+               int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg), void *arg);
 /* store_tokens_get - fill spam/ham of each of the n tokens by hash (0/0
  * for unknown ones), in one round trip / read transaction.  0, or -1. */
 int store_tokens_get(struct store *s, struct store_token *t, size_t n);

@@ -2,7 +2,8 @@
  *
  * Two databases in the file:
  *   kv   key -> 8-byte expiry (unix seconds, little endian, 0 = never)
- *               then the value bytes (counters as decimal text)
+ *               then the value bytes (counters as decimal text, binary
+ *               values as they are: store_blob_set, same expiry and sweep)
  *   tok  8-byte token hash -> spam count, ham count, day last learned
  *        (three uint32, host order; the day in days since 1970; values
  *        of 8 bytes, written before there was a day, read as day 0)
@@ -45,6 +46,8 @@
 #define TOKEN_VAL   12           /* spam, ham, day */
 #define AGE_DAYS    4096         /* token ages told apart; older ones are alike */
 #define EXPIRE_CHUNK 20000       /* deletions per write transaction */
+#define SCAN_BATCH  1000         /* entries copied out per read transaction */
+#define SCAN_BYTES  (16u << 20)  /* value bytes copied out per read transaction */
 
 struct lmdb_store {
 	MDB_env *env;
@@ -398,6 +401,172 @@ static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int6
 	return 0;
 }
 
+static int lmdb_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(key), v;
+	int rc, found = 0;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		lerr(b, "read", rc);
+		return -1;
+	}
+	rc = mdb_get(txn, b->kv, &k, &v);
+	if (rc == 0 && v.mv_size >= 8) {
+		uint64_t exp = get_u64(v.mv_data);
+
+		if (exp != 0 && exp <= now_s())
+			found = 0;
+		else if (v.mv_size - 8 > STORE_BLOB_MAX) {
+			slog(NULL, LOG_ERR, "store lmdb %s: %s: value of %zu bytes (at most %u)",
+			     b->path, key, v.mv_size - 8, STORE_BLOB_MAX);
+			found = -1;
+		} else {
+			*len = v.mv_size - 8;
+			*data = xmalloc(*len > 0 ? *len : 1);
+			memcpy(*data, (unsigned char *)v.mv_data + 8, *len);
+			found = 1;
+		}
+	} else if (rc != 0 && rc != MDB_NOTFOUND) {
+		lerr(b, "get", rc);
+		found = -1;
+	}
+	mdb_txn_abort(txn);
+	return found;
+}
+
+static int lmdb_blob_set(void *vb, const char *key, const void *data, size_t len, unsigned ttl_s)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(key), v = { 8 + len, NULL };
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	/* written in place: no 8 MiB copy of the value on the side */
+	if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) != 0) {
+		mdb_txn_abort(txn);
+		lerr(b, "put", rc);
+		return -1;
+	}
+	put_u64(v.mv_data, ttl_s ? now_s() + ttl_s : 0);
+	if (len > 0)
+		memcpy((unsigned char *)v.mv_data + 8, data, len);
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	wrote(b);
+	return 0;
+}
+
+struct scan_entry {
+	char *key;
+	unsigned char *data;
+	size_t len;
+};
+
+/* lmdb_scan - a read transaction per batch, copied out and ended before fn
+ * sees it: fn may take long (a learn run), and a reader held open pins the
+ * pages it sees, so every write meanwhile would grow the file instead of
+ * reusing them. */
+static int lmdb_scan(void *vb, const char *prefix,
+                     int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg),
+                     void *arg)
+{
+	struct lmdb_store *b = vb;
+	struct scan_entry *batch = xcalloc(SCAN_BATCH, sizeof(*batch));
+	size_t plen = strlen(prefix), n = 0, i;
+	char *resume = NULL;          /* the last key handed out; NULL: start */
+	int rc = 0, done = 0, stop = 0;
+
+	while (!done && !stop) {
+		MDB_txn *txn;
+		MDB_cursor *cur;
+		MDB_val k, v;
+		size_t bytes = 0;
+		uint64_t now = now_s();
+
+		if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0)
+			break;
+		if ((rc = mdb_cursor_open(txn, b->kv, &cur)) != 0) {
+			mdb_txn_abort(txn);
+			break;
+		}
+		if (resume != NULL) {
+			k = key_val(resume);
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			if (rc == 0 && k.mv_size == strlen(resume)
+			    && memcmp(k.mv_data, resume, k.mv_size) == 0)
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		} else if (plen > 0) {
+			k = key_val(prefix);
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		} else
+			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		n = 0;
+		for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			uint64_t exp;
+
+			if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0) {
+				done = 1;            /* past the prefix: keys are sorted */
+				break;
+			}
+			if (n == SCAN_BATCH || (n > 0 && bytes + v.mv_size > SCAN_BYTES))
+				break;               /* resume from batch[n-1] */
+			if (v.mv_size < 8 || memchr(k.mv_data, '\0', k.mv_size) != NULL)
+				continue;            /* not ours to give as a C string */
+			exp = get_u64(v.mv_data);
+			if (exp != 0 && exp <= now)
+				continue;
+			if (v.mv_size - 8 > STORE_BLOB_MAX) {
+				slog(NULL, LOG_WARNING, "store lmdb %s: scan: %.*s: value of %zu bytes "
+				     "(at most %u) skipped", b->path, (int)k.mv_size, (char *)k.mv_data,
+				     v.mv_size - 8, STORE_BLOB_MAX);
+				continue;
+			}
+			batch[n].key = xstrndup(k.mv_data, k.mv_size);
+			batch[n].len = v.mv_size - 8;
+			batch[n].data = xmalloc(batch[n].len > 0 ? batch[n].len : 1);
+			memcpy(batch[n].data, (unsigned char *)v.mv_data + 8, batch[n].len);
+			bytes += v.mv_size;
+			n++;
+		}
+		if (rc == MDB_NOTFOUND) {
+			done = 1;
+			rc = 0;
+		}
+		mdb_cursor_close(cur);
+		mdb_txn_abort(txn);
+		if (rc != 0)
+			break;
+		for (i = 0; i < n; i++) {
+			if (!stop && fn(batch[i].key, batch[i].data, batch[i].len, arg) != 0)
+				stop = 1;
+			free(batch[i].data);
+			if (i + 1 < n)
+				free(batch[i].key);
+		}
+		if (n > 0) {
+			free(resume);
+			resume = batch[n - 1].key;
+		}
+		/* a batch of nothing but skipped entries that was not done: it
+		 * stopped on SCAN_BATCH/SCAN_BYTES only after an entry, so n > 0 */
+	}
+	free(resume);
+	free(batch);
+	if (rc != 0) {
+		lerr(b, "scan", rc);
+		return -1;
+	}
+	return 0;
+}
+
 /* token_counts - a token's value: spam, ham and the day it was last
  * learned (0 for a value written before days were kept, or one not
  * understood) */
@@ -663,5 +832,8 @@ const struct store_ops store_lmdb_ops = {
 	.tokens_add = lmdb_tokens_add,
 	.tokens_expire = lmdb_tokens_expire,
 	.tokens_count = lmdb_tokens_count,
+	.blob_get = lmdb_blob_get,
+	.blob_set = lmdb_blob_set,
+	.scan = lmdb_scan,
 	.close = lmdb_close,
 };

@@ -18,7 +18,8 @@
  * ids: pairing is by order only).
  *
  * Layout (every key starts with store_prefix):
- *   <key>             plain strings and counters, with EX/EXPIRE
+ *   <key>             plain strings, binary values and counters, with
+ *                     EX/EXPIRE
  *   t:<16 hex>        a Bayes token: hash with fields s (spam) and h (ham)
  * Atomic pieces run as Lua scripts (increment with expiry on creation;
  * token batch updates that never go below 0 and delete 0/0 tokens).
@@ -47,6 +48,13 @@
 #define BATCH      500         /* tokens per Lua call */
 #define REPLY_MAX  (64 * 1024) /* bytes of one reply: ours are a few dozen */
 #define ELEMENTS_MAX 1024      /* of one array reply: ours have 2 */
+/* store_blob_get and store_scan only: a binary value's reply ("$N\r\n",
+ * the value, "\r\n"), and SCAN's key array (COUNT is a hint: a batch may
+ * run a little past it) */
+#define BLOB_REPLY_MAX (STORE_BLOB_MAX + 64)
+#define SCAN_COUNT   "1000"
+#define SCAN_ELEMENTS 16384
+#define SCAN_BYTES   (16u << 20) /* value bytes fetched per GET pipeline */
 
 struct redis_store {
 	char     host[256];        /* as configured (logs), or a unix socket path */
@@ -166,10 +174,11 @@ static redisReplyObjectFunctions capped_fn;
 static void *(*default_create_array)(const redisReadTask *, int);
 static pthread_once_t capped_once = PTHREAD_ONCE_INIT;
 static _Thread_local int refused_elements;
+static _Thread_local int elements_max = ELEMENTS_MAX;   /* read_reply's */
 
 static void *capped_array(const redisReadTask *task, int elements)
 {
-	if (elements < 0 || elements > ELEMENTS_MAX) {
+	if (elements < 0 || elements > elements_max) {
 		refused_elements = elements;
 		return NULL;
 	}
@@ -313,15 +322,13 @@ static int flush_out(const struct redis_store *b, redisContext *c, int64_t deadl
 	return 0;
 }
 
-/* read_reply - the next reply, complete, before the deadline and within
- * REPLY_MAX bytes.  0, or -1 with why. */
-static int read_reply(const struct redis_store *b, redisContext *c, int64_t deadline,
-                      redisReply **out, char *why, size_t whysz)
+static int read_reply_loop(const struct redis_store *b, redisContext *c, int64_t deadline,
+                           size_t max_bytes, int max_elements, void **rp,
+                           char *why, size_t whysz)
 {
 	size_t got = 0;
 	void *r = NULL;
 
-	refused_elements = 0;
 	for (;;) {
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		int64_t left;
@@ -331,17 +338,17 @@ static int read_reply(const struct redis_store *b, redisContext *c, int64_t dead
 		if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
 			if (refused_elements != 0)
 				snprintf(why, whysz, "array reply of %d elements (at most %d)",
-				    refused_elements, ELEMENTS_MAX);
+				    refused_elements, max_elements);
 			else
 				snprintf(why, whysz, "%s", c->errstr);
 			return -1;
 		}
 		if (r != NULL) {
-			*out = r;
+			*rp = r;
 			return 0;
 		}
-		if (got > REPLY_MAX) {
-			snprintf(why, whysz, "reply longer than %d bytes", REPLY_MAX);
+		if (got > max_bytes) {
+			snprintf(why, whysz, "reply longer than %zu bytes", max_bytes);
 			return -1;
 		}
 		left = deadline - mono_ms();
@@ -365,15 +372,44 @@ static int read_reply(const struct redis_store *b, redisContext *c, int64_t dead
 	}
 }
 
+/* read_reply_capped - the next reply, complete, before the deadline,
+ * within max_bytes bytes and arrays of max_elements.  0, or -1 with why. */
+static int read_reply_capped(const struct redis_store *b, redisContext *c, int64_t deadline,
+                             size_t max_bytes, int max_elements,
+                             redisReply **out, char *why, size_t whysz)
+{
+	void *r = NULL;
+	int rc;
+
+	/* capped_array reads the cap from here: it has no other way in */
+	refused_elements = 0;
+	elements_max = max_elements;
+	rc = read_reply_loop(b, c, deadline, max_bytes, max_elements, &r, why, whysz);
+	elements_max = ELEMENTS_MAX;
+	if (rc == 0)
+		*out = r;
+	return rc;
+}
+
+/* read_reply - the next reply within REPLY_MAX bytes and ELEMENTS_MAX
+ * elements */
+static int read_reply(const struct redis_store *b, redisContext *c, int64_t deadline,
+                      redisReply **out, char *why, size_t whysz)
+{
+	return read_reply_capped(b, c, deadline, REPLY_MAX, ELEMENTS_MAX, out, why, whysz);
+}
+
 static void full_key(const struct redis_store *b, const char *key, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s%s", b->prefix, key);
 }
 
-/* run - one command (argv form), sent and answered within store_timeout
- * or what is left of the scan's deadline if less (deadline.h); the reply
- * (caller frees) or NULL */
-static redisReply *run(struct redis_store *b, int argc, const char **argv, const size_t *lens)
+/* run_capped - one command (argv form), sent and answered within
+ * store_timeout or what is left of the scan's deadline if less
+ * (deadline.h), its reply within max_bytes; the reply (caller frees) or
+ * NULL */
+static redisReply *run_capped(struct redis_store *b, int argc, const char **argv,
+                              const size_t *lens, size_t max_bytes, int max_elements)
 {
 	unsigned budget = deadline_cap(b->timeout_ms, NULL);
 	redisContext *c;
@@ -397,7 +433,8 @@ static redisReply *run(struct redis_store *b, int argc, const char **argv, const
 		return NULL;
 	}
 	if (flush_out(b, c, deadline, why, sizeof(why)) < 0
-	    || read_reply(b, c, deadline, &r, why, sizeof(why)) < 0) {
+	    || read_reply_capped(b, c, deadline, max_bytes, max_elements, &r, why,
+	                         sizeof(why)) < 0) {
 		if (mono_ms() >= deadline)
 			deadline_timed_out("store_timeout");
 		conn_put(b, c, argv[0], why);
@@ -411,6 +448,12 @@ static redisReply *run(struct redis_store *b, int argc, const char **argv, const
 	}
 	conn_put(b, c, argv[0], NULL);
 	return r;
+}
+
+/* run - the same, its reply within REPLY_MAX and ELEMENTS_MAX */
+static redisReply *run(struct redis_store *b, int argc, const char **argv, const size_t *lens)
+{
+	return run_capped(b, argc, argv, lens, REPLY_MAX, ELEMENTS_MAX);
 }
 
 /* wrong_type - a reply of a type the command never gives: logged (the
@@ -472,6 +515,233 @@ static int redis_del(void *vb, const char *key)
 	if ((r = run(b, 2, argv, NULL)) == NULL)
 		return -1;
 	freeReplyObject(r);
+	return 0;
+}
+
+static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
+{
+	struct redis_store *b = vb;
+	char k[STORE_KEY_MAX + 80];
+	const char *argv[2] = { "GET", k };
+	redisReply *r;
+	int found = 0;
+
+	full_key(b, key, k, sizeof(k));
+	if ((r = run_capped(b, 2, argv, NULL, BLOB_REPLY_MAX, ELEMENTS_MAX)) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_STRING) {
+		if (r->len > STORE_BLOB_MAX) {
+			slog(NULL, LOG_ERR, "store redis %s:%d: GET %s: value of %zu bytes (at most %u)",
+			    b->host, b->port, key, r->len, STORE_BLOB_MAX);
+			found = -1;
+		} else {
+			*len = r->len;
+			*data = xmalloc(r->len > 0 ? r->len : 1);
+			memcpy(*data, r->str, r->len);
+			found = 1;
+		}
+	} else if (r->type != REDIS_REPLY_NIL) {
+		wrong_type(b, "GET", r);
+		found = -1;
+	}
+	freeReplyObject(r);
+	return found;
+}
+
+static int redis_blob_set(void *vb, const char *key, const void *data, size_t len, unsigned ttl_s)
+{
+	struct redis_store *b = vb;
+	char k[STORE_KEY_MAX + 80], ttl[24];
+	const char *argv[5] = { "SET", k, data, "EX", ttl };
+	size_t lens[5];
+	redisReply *r;
+
+	full_key(b, key, k, sizeof(k));
+	snprintf(ttl, sizeof(ttl), "%u", ttl_s);
+	lens[0] = 3;
+	lens[1] = strlen(k);
+	lens[2] = len;
+	lens[3] = 2;
+	lens[4] = strlen(ttl);
+	if ((r = run(b, ttl_s ? 5 : 3, argv, lens)) == NULL)
+		return -1;
+	freeReplyObject(r);
+	return 0;
+}
+
+/* pipe_keys - "cmd key" for each of the n keys in one round trip within
+ * store_timeout, the replies (each within max_bytes) into rep[].  0, or
+ * -1 (logged, nothing left in rep). */
+static int pipe_keys(struct redis_store *b, const char *cmd, char **keys, size_t n,
+                     size_t max_bytes, redisReply **rep)
+{
+	unsigned budget = deadline_cap(b->timeout_ms, NULL);
+	redisContext *c;
+	int64_t deadline;
+	size_t i;
+	char why[200];
+
+	if (budget == 0) {
+		deadline_timed_out("store_timeout");
+		return -1;
+	}
+	if ((c = conn_get(b)) == NULL)
+		return -1;
+	deadline = mono_ms() + budget;
+	for (i = 0; i < n; i++) {
+		const char *argv[2] = { cmd, keys[i] };
+
+		if (redisAppendCommandArgv(c, 2, argv, NULL) != REDIS_OK) {
+			conn_put(b, c, cmd, "out of memory");
+			return -1;
+		}
+	}
+	if (flush_out(b, c, deadline, why, sizeof(why)) < 0)
+		goto fail;
+	for (i = 0; i < n; i++)
+		if (read_reply_capped(b, c, deadline, max_bytes, ELEMENTS_MAX, &rep[i], why,
+		                      sizeof(why)) < 0)
+			goto fail;
+	conn_put(b, c, cmd, NULL);
+	return 0;
+fail:
+	while (i > 0)
+		freeReplyObject(rep[--i]);
+	if (mono_ms() >= deadline)
+		deadline_timed_out("store_timeout");
+	conn_put(b, c, cmd, why);
+	return -1;
+}
+
+/* glob_escape - s with SCAN MATCH's special characters taken literally */
+static void glob_escape(const char *s, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	for (; *s && o + 3 < outsz; s++) {
+		if (strchr("*?[]\\", *s) != NULL)
+			out[o++] = '\\';
+		out[o++] = *s;
+	}
+	out[o] = '\0';
+}
+
+/* scan_values - the values of the n keys (full names) handed to fn,
+ * fetched in GET pipelines of at most SCAN_BYTES (by STRLEN first: a
+ * SCAN batch of 1,000 keys of 8 MiB each must not be one 8 GB read).
+ * Keys gone meanwhile, or not strings, are left out.  0 (go on), 1 (fn
+ * stopped), -1. */
+static int scan_values(struct redis_store *b, char **keys, size_t n,
+                       int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg),
+                       void *arg)
+{
+	redisReply **lens = xcalloc(n, sizeof(*lens)), **vals = xcalloc(n, sizeof(*vals));
+	char **group = xcalloc(n, sizeof(*group));
+	size_t *at = xcalloc(n, sizeof(*at));
+	size_t plen = strlen(b->prefix), from = 0, i;
+	int rc = 0;
+
+	if (pipe_keys(b, "STRLEN", keys, n, REPLY_MAX, lens) < 0) {
+		free(lens);
+		free(vals);
+		free(group);
+		free(at);
+		return -1;
+	}
+	while (from < n && rc == 0) {
+		size_t m = 0;
+		unsigned long long bytes = 0;
+
+		for (i = from; i < n; i++) {
+			long long l;
+
+			/* not a string (a token hash: an error reply); 0 is an empty
+			 * value or a key gone since SCAN, which GET tells apart */
+			if (lens[i]->type != REDIS_REPLY_INTEGER || lens[i]->integer < 0)
+				continue;
+			l = lens[i]->integer;
+			if (m > 0 && bytes + (unsigned long long)l > SCAN_BYTES)
+				break;
+			bytes += (unsigned long long)l;
+			at[m] = i;
+			group[m++] = keys[i];
+		}
+		from = i;
+		if (m == 0)
+			break;
+		if (pipe_keys(b, "GET", group, m, BLOB_REPLY_MAX, vals) < 0) {
+			rc = -1;
+			break;
+		}
+		for (i = 0; i < m; i++) {
+			redisReply *v = vals[i];
+
+			if (rc == 0 && v->type == REDIS_REPLY_STRING && v->len <= STORE_BLOB_MAX
+			    && fn(keys[at[i]] + plen, (const unsigned char *)v->str, v->len, arg) != 0)
+				rc = 1;
+			freeReplyObject(v);
+		}
+	}
+	for (i = 0; i < n; i++)
+		freeReplyObject(lens[i]);
+	free(lens);
+	free(vals);
+	free(group);
+	free(at);
+	return rc;
+}
+
+static int redis_scan(void *vb, const char *prefix,
+                      int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg),
+                      void *arg)
+{
+	struct redis_store *b = vb;
+	char pat[2 * (sizeof(b->prefix) + STORE_KEY_MAX) + 2], full[sizeof(b->prefix) + STORE_KEY_MAX];
+	char cursor[32] = "0";
+	const char *argv[6] = { "SCAN", cursor, "MATCH", pat, "COUNT", SCAN_COUNT };
+	size_t flen;
+	int rc = 0;
+
+	snprintf(full, sizeof(full), "%s%s", b->prefix, prefix);
+	flen = strlen(full);
+	glob_escape(full, pat, sizeof(pat) - 1);
+	strcat(pat, "*");
+	do {
+		redisReply *r = run_capped(b, 6, argv, NULL, SCAN_ELEMENTS * (STORE_KEY_MAX + 80),
+		                           SCAN_ELEMENTS);
+		char **keys;
+		size_t n = 0;
+
+		if (r == NULL)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+		    || r->element[0]->type != REDIS_REPLY_STRING
+		    || r->element[0]->len >= sizeof(cursor)
+		    || r->element[1]->type != REDIS_REPLY_ARRAY) {
+			wrong_type(b, "SCAN", r);
+			freeReplyObject(r);
+			return -1;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		keys = xcalloc(r->element[1]->elements + 1, sizeof(*keys));
+		for (size_t i = 0; i < r->element[1]->elements; i++) {
+			redisReply *e = r->element[1]->element[i];
+
+			/* the server is a peer: only keys MATCH could have given,
+			 * and that are C strings store.c would take */
+			if (e->type == REDIS_REPLY_STRING && e->len >= flen
+			    && e->len - strlen(b->prefix) <= STORE_KEY_MAX
+			    && memcmp(e->str, full, flen) == 0 && memchr(e->str, '\0', e->len) == NULL)
+				keys[n++] = e->str;
+		}
+		if (n > 0)
+			rc = scan_values(b, keys, n, fn, arg);
+		free(keys);
+		freeReplyObject(r);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
+	} while (strcmp(cursor, "0") != 0);
 	return 0;
 }
 
@@ -637,5 +907,8 @@ const struct store_ops store_redis_ops = {
 	.incr = redis_incr,
 	.tokens_get = redis_tokens_get,
 	.tokens_add = redis_tokens_add,
+	.blob_get = redis_blob_get,
+	.blob_set = redis_blob_set,
+	.scan = redis_scan,
 	.close = redis_close,
 };

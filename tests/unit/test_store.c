@@ -1,6 +1,7 @@
 /* test_store.c - the LMDB store backend through store.h (get/set with
  * TTL, atomic increments from several threads, token batches that never
- * go below zero), the shared handle, client networks and CIDR lists
+ * go below zero), binary values and the prefix scan on both backends (a
+ * redis-server started here on a free loopback port), the shared handle, client networks and CIDR lists
  * (ipnet), and the Bayes chi-square combination on a learned store. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,12 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 #include <lmdb.h>
 
 #include "filters/bayes.h"
 #include "filters/ipnet.h"
 #include "filters/store.h"
+#include "proxy/sbuf.h"
 
 static char dir[64];
 
@@ -467,6 +475,329 @@ static void test_bayes_probability(void **state)
 	config_unref(c);
 }
 
+/* ---- binary values and the prefix scan, both backends ---- */
+
+static pid_t redis_pid;
+static int redis_port;
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* redis_setup - redis-server on 127.0.0.1 only, no persistence, as
+ * tests/functional/storelib.py starts it */
+static int redis_setup(void **state)
+{
+	char port[16];
+
+	setup(state);
+	redis_port = free_port();
+	snprintf(port, sizeof(port), "%d", redis_port);
+	redis_pid = fork();
+	if (redis_pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+		       "--save", "", "--appendonly", "no", "--dir", dir, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		struct timeval tv = { 0, 200000 };
+		redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+		redisReply *r = c != NULL && c->err == 0 ? redisCommand(c, "PING") : NULL;
+		int up = r != NULL && r->type == REDIS_REPLY_STATUS;
+
+		if (r != NULL)
+			freeReplyObject(r);
+		if (c != NULL)
+			redisFree(c);
+		if (up)
+			return 0;
+		usleep(50000);
+	}
+	fprintf(stderr, "redis-server did not answer on 127.0.0.1:%d "
+	        "(scripts/install-deps installs it)\n", redis_port);
+	return -1;
+}
+
+static int redis_teardown(void **state)
+{
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGTERM);
+		waitpid(redis_pid, NULL, 0);
+		redis_pid = 0;
+	}
+	return teardown(state);
+}
+
+static struct config *cfg_redis(void)
+{
+	char err[512], addr[64];
+	const char *o[4] = { "store=redis", addr, "store_prefix=mwblob:", "store_timeout=5s" };
+
+	snprintf(addr, sizeof(addr), "store_redis=127.0.0.1:%d", redis_port);
+	struct config *c = config_load(NULL, o, 4, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	return c;
+}
+
+struct seen {
+	char keys[8][32];
+	size_t lens[8];
+	unsigned char first[8];
+	unsigned n, stop_after;
+	unsigned char *hits;          /* many: per index, how often given */
+	size_t bytes;
+};
+
+static int collect(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	struct seen *sn = arg;
+
+	if (sn->n < 8) {
+		snprintf(sn->keys[sn->n], sizeof(sn->keys[0]), "%s", key);
+		sn->lens[sn->n] = len;
+		sn->first[sn->n] = len > 0 ? data[0] : 0;
+	}
+	sn->n++;
+	return sn->stop_after != 0 && sn->n >= sn->stop_after;
+}
+
+static int has_key(const struct seen *sn, const char *key)
+{
+	for (unsigned i = 0; i < sn->n && i < 8; i++)
+		if (strcmp(sn->keys[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+static int count_many(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	struct seen *sn = arg;
+	unsigned i;
+	char want[32];
+
+	assert_int_equal(sscanf(key, "m:%u", &i), 1);
+	assert_true(i < 3000);
+	snprintf(want, sizeof(want), "value %u", i);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(data, want, len);
+	sn->hits[i]++;
+	sn->n++;
+	return 0;
+}
+
+static int count_big(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	struct seen *sn = arg;
+
+	assert_int_equal(strncmp(key, "big:", 4), 0);
+	assert_int_equal(len, 4u << 20);
+	assert_int_equal(data[0], (unsigned char)key[4]);
+	assert_int_equal(data[len - 1], 0);
+	sn->n++;
+	sn->bytes += len;
+	return 0;
+}
+
+static void blob_cases(struct store *s, int redis)
+{
+	static const unsigned char bin[] = { 'a', 0, 'b', 0, 0xff, '\n', '\r', 0 };
+	size_t big = 4u << 20, len;
+	unsigned char *p = xmalloc(STORE_BLOB_MAX + 1), *got;
+	struct seen sn;
+	char key[32], val[32];
+
+	/* round trip: NUL bytes, empty, 4 MiB, the largest; absent; too big */
+	assert_int_equal(store_blob_get(s, "nope", &got, &len), 0);
+	assert_int_equal(store_blob_set(s, "bin", bin, sizeof(bin), 0), 0);
+	assert_int_equal(store_blob_get(s, "bin", &got, &len), 1);
+	assert_int_equal(len, sizeof(bin));
+	assert_memory_equal(got, bin, sizeof(bin));
+	free(got);
+	assert_int_equal(store_blob_set(s, "empty", "", 0, 0), 0);
+	assert_int_equal(store_blob_get(s, "empty", &got, &len), 1);
+	assert_int_equal(len, 0);
+	free(got);
+	for (size_t i = 0; i < STORE_BLOB_MAX + 1; i++)
+		p[i] = (unsigned char)(i * 7 + i / 4096);
+	assert_int_equal(store_blob_set(s, "four", p, big, 0), 0);
+	assert_int_equal(store_blob_get(s, "four", &got, &len), 1);
+	assert_int_equal(len, big);
+	assert_memory_equal(got, p, big);
+	free(got);
+	assert_int_equal(store_blob_set(s, "max", p, STORE_BLOB_MAX, 0), 0);
+	assert_int_equal(store_blob_get(s, "max", &got, &len), 1);
+	assert_int_equal(len, STORE_BLOB_MAX);
+	assert_memory_equal(got, p, STORE_BLOB_MAX);
+	free(got);
+	assert_int_equal(store_blob_set(s, "over", p, STORE_BLOB_MAX + 1, 0), -1);
+	assert_int_equal(store_blob_set(s, "a b", bin, sizeof(bin), 0), -1);
+	assert_int_equal(store_del(s, "max"), 0);
+	assert_int_equal(store_blob_get(s, "max", &got, &len), 0);
+	assert_int_equal(store_del(s, "four"), 0);
+
+	/* scan: the prefix's bounds, plain values too, expired ones left out */
+	assert_int_equal(store_blob_set(s, "a:1", "1\0x", 3, 0), 0);
+	assert_int_equal(store_set(s, "a:2", "2", 0), 0);
+	assert_int_equal(store_blob_set(s, "ab", "3", 1, 0), 0);
+	assert_int_equal(store_blob_set(s, "b", "4", 1, 0), 0);
+	assert_int_equal(store_blob_set(s, "a:3", "5", 1, 1), 0);
+	assert_int_equal(store_blob_set(s, "a", "6", 1, 0), 0);
+	/* glob characters in a prefix are taken as they are (Redis MATCH) */
+	assert_int_equal(store_blob_set(s, "[a]1", "7", 1, 0), 0);
+	assert_int_equal(store_blob_set(s, "a*1", "8", 1, 0), 0);
+	assert_int_equal(store_blob_set(s, "a?\\1", "9", 1, 0), 0);
+	if (redis) {
+		/* a Bayes token is a hash there: not a value to give */
+		struct store_token t = { 42, 1, 0 };
+		assert_int_equal(store_tokens_add(s, &t, 1, 1), 0);
+	}
+	sleep(2);
+	assert_int_equal(store_blob_get(s, "a:3", &got, &len), 0);
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "a:", collect, &sn), 0);
+	assert_int_equal(sn.n, 2);
+	assert_true(has_key(&sn, "a:1"));
+	assert_true(has_key(&sn, "a:2"));
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(sn.lens[i], strcmp(sn.keys[i], "a:1") == 0 ? 3 : 1);
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "[a]", collect, &sn), 0);
+	assert_int_equal(sn.n, 1);
+	assert_true(has_key(&sn, "[a]1"));
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "a*", collect, &sn), 0);
+	assert_int_equal(sn.n, 1);
+	assert_true(has_key(&sn, "a*1"));
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "a?\\", collect, &sn), 0);
+	assert_int_equal(sn.n, 1);
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "zz", collect, &sn), 0);
+	assert_int_equal(sn.n, 0);
+	/* everything: bin empty a:1 a:2 ab b a [a]1 a*1 a?\1 (no token) */
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "", collect, &sn), 0);
+	assert_int_equal(sn.n, 10);
+	/* fn stops it */
+	memset(&sn, 0, sizeof(sn));
+	sn.stop_after = 1;
+	assert_int_equal(store_scan(s, "a", collect, &sn), 0);
+	assert_int_equal(sn.n, 1);
+	assert_int_equal(store_scan(s, "a b", collect, &sn), -1);
+
+	/* 3,000 keys: several batches (LMDB 1,000, Redis SCAN COUNT 1000),
+	 * each key once (Redis may give one twice: not while nothing changes
+	 * and the table does not rehash, which 3,000 small keys can; so at
+	 * least once there) */
+	for (unsigned i = 0; i < 3000; i++) {
+		snprintf(key, sizeof(key), "m:%u", i);
+		snprintf(val, sizeof(val), "value %u", i);
+		assert_int_equal(store_blob_set(s, key, val, strlen(val), 0), 0);
+	}
+	memset(&sn, 0, sizeof(sn));
+	sn.hits = calloc(3000, 1);
+	assert_int_equal(store_scan(s, "m:", count_many, &sn), 0);
+	for (unsigned i = 0; i < 3000; i++)
+		if (redis)
+			assert_true(sn.hits[i] >= 1);
+		else
+			assert_int_equal(sn.hits[i], 1);
+	free(sn.hits);
+
+	/* five values of 4 MiB: past the 16 MiB a batch holds */
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(key, sizeof(key), "big:%c", 'A' + i);
+		memset(p, 'A' + i, big);
+		p[big - 1] = 0;
+		assert_int_equal(store_blob_set(s, key, p, big, 0), 0);
+	}
+	memset(&sn, 0, sizeof(sn));
+	assert_int_equal(store_scan(s, "big:", count_big, &sn), 0);
+	assert_int_equal(sn.n, 5);
+	free(p);
+}
+
+static void test_blob_scan_lmdb(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = store_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	blob_cases(s, 0);
+	store_close(s);
+	config_unref(c);
+}
+
+/* a full map fails the write with -1 (and the log line of any write) */
+static void test_blob_map_full(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=1M");
+	char err[256];
+	struct store *s = store_open(c, err, sizeof(err));
+	unsigned char *p = xcalloc(1, 4u << 20), *got;
+	size_t len;
+
+	assert_non_null(s);
+	assert_int_equal(store_blob_set(s, "big", p, 4u << 20, 0), -1);
+	assert_int_equal(store_blob_get(s, "big", &got, &len), 0);
+	assert_int_equal(store_blob_set(s, "small", p, 1000, 0), 0);  /* still writes */
+	free(p);
+	store_close(s);
+	config_unref(c);
+}
+
+static void test_blob_scan_redis(void **state)
+{
+	(void)state;
+	struct config *c = cfg_redis();
+	char err[256];
+	struct store *s = store_open(c, err, sizeof(err));
+	struct timeval tv = { 2, 0 };
+	redisContext *rc;
+	redisReply *r;
+	unsigned char *got;
+	size_t len;
+
+	assert_non_null(s);
+	assert_string_equal(store_backend(s), "redis");
+	blob_cases(s, 1);
+	/* keys live under store_prefix */
+	rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+	assert_true(rc != NULL && rc->err == 0);
+	r = redisCommand(rc, "STRLEN mwblob:bin");
+	assert_int_equal(r->integer, 8);
+	freeReplyObject(r);
+	/* a value over STORE_BLOB_MAX another writer left: refused, and the
+	 * next call is answered right */
+	r = redisCommand(rc, "SETRANGE mwblob:huge %u x", STORE_BLOB_MAX);
+	freeReplyObject(r);
+	assert_int_equal(store_blob_get(s, "huge", &got, &len), -1);
+	assert_int_equal(store_blob_get(s, "bin", &got, &len), 1);
+	assert_int_equal(len, 8);
+	free(got);
+	redisFree(rc);
+	store_close(s);
+	config_unref(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -478,6 +809,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_token_expiry_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_max_on_learn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_map_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_scan_redis, redis_setup, redis_teardown),
 		cmocka_unit_test(test_ipnet),
 		cmocka_unit_test_setup_teardown(test_bayes_probability, setup, teardown),
 	};
