@@ -582,6 +582,8 @@ static int pipe_keys(struct redis_store *b, const char *cmd, char **keys, size_t
 	char why[200];
 
 	if (budget == 0) {
+		slog(NULL, LOG_WARNING, "store redis %s:%d: %s: no time left of the scan's deadline",
+		    b->host, b->port, cmd);
 		deadline_timed_out("store_timeout");
 		return -1;
 	}
