@@ -24,6 +24,7 @@
 #include <syslog.h>
 
 #include "filters/bayes.h"
+#include "filters/bayes_chars.h"
 #include "filters/builtin.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -44,6 +45,7 @@ static const double band_low[] = { 0.0, 0.01, 0.05, 0.20, 0.40, 0.60, 0.80, 0.95
 struct bayes {
 	const struct config *cfg;
 	struct store *store;
+	struct chars_cache *chars;    /* NULL: bayes_chars = no */
 	double score[NBANDS];
 };
 
@@ -216,7 +218,7 @@ static int learn_tokens(struct store *st, const struct bayes_tokens *t, int is_s
 	return rc;
 }
 
-int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl)
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example)
 {
 	struct bayes_tokens t = { 0 };
 	char key[64], seen[8];
@@ -227,16 +229,32 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 		return -1;
 	if (r == 0)
 		seen[0] = '\0';
-	if ((cls == BAYES_SPAM && seen[0] == 's') || (cls == BAYES_HAM && seen[0] == 'h')
-	    || (cls == BAYES_FORGET && seen[0] == '\0'))
+	if ((cls == BAYES_SPAM && seen[0] == 's') || (cls == BAYES_HAM && seen[0] == 'h')) {
+		size_t len;
+		const unsigned char *msg = mw_message(ctx, &len);
+
+		/* learned before examples were kept (a store from before the
+		 * character model): teaching it again gives it its example */
+		if (example && (r = chars_kept(st, key)) == 0)
+			r = chars_keep(st, key, msg, len, cls == BAYES_SPAM, seen_ttl);
+		return example && r < 0 ? -1 : 0;
+	}
+	if (cls == BAYES_FORGET && seen[0] == '\0')
 		return 0;
 	bayes_tokenize(ctx, &t);
 	if (seen[0] == 's' || seen[0] == 'h') {
-		if (learn_tokens(st, &t, seen[0] == 's', -1) < 0 || store_del(st, key) < 0)
+		if (learn_tokens(st, &t, seen[0] == 's', -1) < 0 || store_del(st, key) < 0
+		    || chars_keep(st, key, NULL, 0, -1, 0) < 0)
 			rc = -1;
 	}
 	if (rc == 1 && cls != BAYES_FORGET) {
-		if (learn_tokens(st, &t, cls == BAYES_SPAM, 1) < 0
+		size_t len;
+		const unsigned char *msg = mw_message(ctx, &len);
+
+		/* the example first: a message taught and counted in the
+		 * tokens always has its example for the character model */
+		if ((example && chars_keep(st, key, msg, len, cls == BAYES_SPAM, seen_ttl) < 0)
+		    || learn_tokens(st, &t, cls == BAYES_SPAM, 1) < 0
 		    || store_set(st, key, cls == BAYES_SPAM ? "s" : "h", seen_ttl) < 0)
 			rc = -1;
 	}
@@ -290,6 +308,8 @@ static int bayes_setup(void **instance, const struct scan_env *env, char *err, s
 		free(b);
 		return -1;
 	}
+	if (env->cfg->bayes_chars)
+		b->chars = chars_cache_new();
 	*instance = b;
 	return 0;
 }
@@ -300,6 +320,7 @@ static void bayes_fini(void *instance)
 
 	if (b == NULL)
 		return;
+	chars_cache_free(b->chars);
 	store_close(b->store);
 	free(b);
 }
@@ -325,11 +346,25 @@ static void bayes_eom(struct mw_ctx *ctx)
 	p = bayes_probability(b->store, b->cfg, &t, &used);
 	bayes_tokens_free(&t);
 	if (p >= 0) {
+		double words = p, margin = 0;
+		size_t len;
+		const unsigned char *msg = mw_message(ctx, &len);
+		int chars = b->chars != NULL
+		    && chars_cache_margin(b->chars, b->store, b->cfg->bayes_min_spam, b->cfg->bayes_min_ham,
+		                          msg, len, &margin);
+
+		if (chars)
+			p = chars_mix(words, margin);
 		for (i = 0; i < NBANDS - 1 && p >= band_top[i]; i++)
 			;
-		mw_symbol(ctx, band_names[i], b->score[i],
-		    "Bayes spam probability is %g to %g%% (p=%.4f, %zu tokens)",
-		    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, used);
+		if (chars)
+			mw_symbol(ctx, band_names[i], b->score[i],
+			    "Bayes spam probability is %g to %g%% (p=%.4f, words %.4f of %zu tokens, characters %+.2f)",
+			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, words, used, margin);
+		else
+			mw_symbol(ctx, band_names[i], b->score[i],
+			    "Bayes spam probability is %g to %g%% (p=%.4f, %zu tokens)",
+			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, used);
 	}
 	if (b->cfg->bayes_autolearn) {
 		enum bayes_class cls;
@@ -341,7 +376,7 @@ static void bayes_eom(struct mw_ctx *ctx)
 			cls = BAYES_HAM;
 		else
 			return;
-		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl);
+		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl, 0);
 		if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)

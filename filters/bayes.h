@@ -35,8 +35,11 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * Relearning a message as the other class first forgets it.  Returns 1
  * learned/forgotten, 0 nothing to do (already learned so / not known),
  * -1 store failure.  The message is remembered as learned for seen_ttl
- * seconds (bayes_seen_ttl; 0 = for ever), then counts as new. */
-int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl);
+ * seconds (bayes_seen_ttl; 0 = for ever), then counts as new.  example:
+ * also keep its example for the character model (bayes_chars.h): what a
+ * person taught, not the filter's own autolearned verdicts, which would
+ * cost 3 KB each and train the model on what it already says. */
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
 int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);

@@ -5,7 +5,10 @@
  *
  * Each message is brought to the form the scanner sees (no mbox "From "
  * line, CRLF line ends) and tokenized by the same code as in a scan, so
- * what is learned is exactly what is later looked up. */
+ * what is learned is exactly what is later looked up.
+ *
+ * At the end (or with --rebuild alone), the character model (bayes_chars.h) is trained again from
+ * every example the store keeps. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,18 +19,21 @@
 #include <unistd.h>
 
 #include "filters/bayes.h"
+#include "filters/bayes_chars.h"
 #include "filters/msgfile.h"
 #include "proxy/sbuf.h"
 
 #define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files are skipped */
 
 static const char learn_usage[] =
-	"usage: mailwarden learn [-c FILE] [-o name=value]... --spam|--ham|--forget FILE|DIR...\n";
+	"usage: mailwarden learn [-c FILE] [-o name=value]... --spam|--ham|--forget FILE|DIR...\n"
+	"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n";
 
 struct learn_run {
 	struct store *store;
 	enum bayes_class cls;
 	unsigned seen_ttl;
+	int examples;           /* bayes_chars: keep each message's example */
 	unsigned done, skipped, failed;
 	int store_error;
 };
@@ -71,7 +77,7 @@ static void learn_file(const char *path)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ms = &ms;
 	ctx.name = "bayes";
-	r = bayes_learn(run->store, &ctx, run->cls, run->seen_ttl);
+	r = bayes_learn(run->store, &ctx, run->cls, run->seen_ttl, run->examples);
 	if (r < 0) {
 		run->store_error = 1;
 		run->failed++;
@@ -100,16 +106,18 @@ int learn_command(struct config *cfg, int argc, char **argv)
 {
 	struct learn_run r;
 	char err[512];
-	int i, nclass = 0, npaths = 0;
+	int i, nclass = 0, npaths = 0, rebuild = 0;
 	int64_t ns = 0, nh = 0;
 	uint64_t ntok;
 
 	memset(&r, 0, sizeof(r));
 	r.seen_ttl = cfg->bayes_seen_ttl;
+	r.examples = cfg->bayes_chars;
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--spam") == 0) { r.cls = BAYES_SPAM; nclass++; }
 		else if (strcmp(argv[i], "--ham") == 0) { r.cls = BAYES_HAM; nclass++; }
 		else if (strcmp(argv[i], "--forget") == 0) { r.cls = BAYES_FORGET; nclass++; }
+		else if (strcmp(argv[i], "--rebuild") == 0) rebuild = 1;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(learn_usage, stdout);
 			return 0;
@@ -118,6 +126,23 @@ int learn_command(struct config *cfg, int argc, char **argv)
 			return 1;
 		} else
 			npaths++;
+	}
+	if (rebuild && nclass == 0 && npaths == 0) {
+		/* the character model alone, e.g. after autolearn added examples */
+		if (!cfg->bayes_chars) {
+			fprintf(stderr, "mailwarden learn: --rebuild: bayes_chars = no\n");
+			return 1;
+		}
+		if ((r.store = store_open_bulk(cfg, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "mailwarden learn: %s\n", err);
+			return 1;
+		}
+		i = chars_rebuild(r.store, stdout);
+		if (i < 0)
+			fprintf(stderr, "mailwarden learn: store %s unavailable, model not trained\n",
+			    store_backend(r.store));
+		store_close(r.store);
+		return i < 0 ? 1 : 0;
 	}
 	if (nclass != 1 || npaths == 0) {
 		fprintf(stderr, "mailwarden learn: give one of --spam, --ham, --forget and at least one file or directory\n%s",
@@ -155,6 +180,14 @@ int learn_command(struct config *cfg, int argc, char **argv)
 	if (!r.store_error && store_tokens_count(r.store, &ntok) == 0)
 		printf(", %llu tokens", (unsigned long long)ntok);
 	printf("\n");
+	/* also when every message was learned already: one may have got its
+	 * example only now (a store from before the character model) */
+	if (!r.store_error && cfg->bayes_chars && (r.done + r.skipped > 0 || rebuild)
+	    && chars_rebuild(r.store, stdout) < 0) {
+		fprintf(stderr, "mailwarden learn: store %s unavailable, character model not trained\n",
+		    store_backend(r.store));
+		r.failed++;
+	}
 	store_close(r.store);
 	return r.failed > 0 ? 1 : 0;
 }

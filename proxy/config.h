@@ -244,6 +244,7 @@ struct config {
 	unsigned bayes_seen_ttl;         /* s a learned message's "seen" key lives (0 = ever) */
 	char     bayes_scores[512];      /* "BAYES_00=-1.9 ..." */
 	int      bayes_autolearn;
+	int      bayes_chars;            /* the character 4-gram model (bayes_chars.h) */
 	double   bayes_autolearn_spam;   /* score (others' symbols) to learn spam */
 	double   bayes_autolearn_ham;    /* score at or below which to learn ham */
 

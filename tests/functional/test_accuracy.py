@@ -38,15 +38,17 @@ TAG = 5.0                                   # inbound_tag_score default
 NO_NET = ["-o", "dns_forwarder=127.0.0.1@9"]
 SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
-# what is reached on this split (Bayes alone 92.7%, rules + Bayes 97.6%,
-# no ham; see README): Bayes with a margin, rules + Bayes at the issue's
+# what is reached on this split (Bayes alone 95.2% with the character
+# model of session 11, 92.7% before; rules + Bayes 97.8%; no ham; see
+# README): Bayes with a margin, rules + Bayes at the issue's
 # target (97%); a regression below these fails.  The
 # shipped scores were fitted on the whole training half (these splits'
 # Bayes included): the out-of-sample figure is tests/bench/accuracy_cv.py's
-MIN_RECALL = {"bayes": 0.91, "rules bayes": 0.97}
+MIN_RECALL = {"bayes": 0.94, "rules bayes": 0.97}
 # the same with the parts swapped (learned from a c e, tested on 0 2 4 6
-# 8; 89.8% and 97.8%): guards against scores that only fit one part
-MIN_RECALL_SWAPPED = {"bayes": 0.88, "rules bayes": 0.97}
+# 8; 93.1% and 97.8%, Bayes 89.8% before the character model): guards
+# against scores that only fit one part
+MIN_RECALL_SWAPPED = {"bayes": 0.92, "rules bayes": 0.97}
 
 
 def rules_opts(rules):

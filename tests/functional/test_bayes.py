@@ -83,6 +83,68 @@ def test_learn_relearn_forget_and_scan(store, tmp_path):
     assert sym is None
 
 
+
+def test_character_model(store, tmp_path):
+    """The character model (filters/bayes_chars.c): spam and ham below
+    differ only in the form of their Message-ID, a field the word model
+    does not read, so the words give p 0.5 to both; the character 4-grams
+    of the start of the message tell them apart.  Learning trains it again
+    (and forgetting), --rebuild alone too, bayes_chars = no leaves the
+    word model alone, and each learned message's example lives as long as
+    its "seen" key."""
+    kind, opts, redis = store
+    opts = opts + [("bayes_min_spam", "3"), ("bayes_min_ham", "3")]
+    body = "the quarterly figures are attached as discussed in the call"
+
+    def msg(name, label, i):
+        mid = "<%d.QZXJ-BULKMAIL-%d@mx7.massmail.example>" % (i, i) if label == "spam" \
+            else "<20230102%d.mutt@lists.example.org>" % i
+        path = tmp_path / name
+        path.write_bytes(make_msg(subject="quarterly figures", body=body, msgid=mid))
+        return str(path)
+
+    spam = [msg("s%d.eml" % i, "spam", i) for i in range(6)]
+    ham = [msg("h%d.eml" % i, "ham", i) for i in range(6)]
+    rc, out, err = learn(opts, "--spam", *spam)
+    assert rc == 0 and "character model trained on 6 spam, 0 ham" in out, (out, err)
+    rc, out, err = learn(opts, "--ham", *ham)
+    assert rc == 0 and "character model trained on 6 spam, 6 ham" in out, (out, err)
+    ps_res, _, ps = scan(opts, msg("probe-s.eml", "spam", 99))
+    _, _, ph = scan(opts, msg("probe-h.eml", "ham", 99))
+    desc = [s["desc"] for s in ps_res["symbols"] if s["name"].startswith("BAYES_")][0]
+    assert "words 0.5000" in desc and "characters +" in desc, desc
+    assert ps > 0.6 and ph < 0.4, (ps, ph, desc)
+    # without it the word model alone: the same 0.5 for both
+    _, _, ps0 = scan(opts + [("bayes_chars", "no")], msg("probe-s.eml", "spam", 99))
+    _, _, ph0 = scan(opts + [("bayes_chars", "no")], msg("probe-h.eml", "ham", 99))
+    assert ps0 == ph0 == 0.5, (ps0, ph0)
+    # forgetting trains it again without the message
+    rc, out, _ = learn(opts, "--forget", spam[0])
+    assert "character model trained on 5 spam, 6 ham" in out, out
+    rc, out, _ = learn(opts, "--rebuild")
+    assert rc == 0 and out.startswith("character model trained on 5 spam, 6 ham"), out
+    rc, out, err = learn(opts + [("bayes_chars", "no")], "--rebuild")
+    assert rc != 0 and "bayes_chars = no" in err, err
+    if redis is not None:
+        prefix = dict(opts)["store_prefix"]
+        keys = [k for k in redis.keys(prefix + "*").split(b"\r\n") if k.startswith(prefix.encode())]
+        ex = [k for k in keys if b"bayes:ex:" in k]
+        seen = [k for k in keys if b"bayes:seen:" in k]
+        assert len(ex) == len(seen) == 11, keys
+        for k in ex[:3]:
+            ttl = redis.command("TTL", k)
+            assert ttl.startswith(b":") and 90 * 86400 - 60 <= int(ttl[1:]) <= 90 * 86400, ttl
+        assert redis.command("TTL", (prefix + "bayes:chars:model").encode()) == b":-1\r\n"
+        # a message learned before examples were kept (a store from an
+        # older version): teaching it again keeps its example
+        assert redis.command("DEL", ex[0]) == b":1\r\n"
+        rc, out, _ = learn(opts, "--spam", *spam[1:])
+        assert "5 already learned so" in out and "trained on 5 spam, 6 ham" in out, out
+        rc, out, _ = learn(opts, "--ham", *ham)
+        assert "6 already learned so" in out and "trained on 5 spam, 6 ham" in out, out
+        keys = [k for k in redis.keys(prefix + "*").split(b"\r\n") if k.startswith(prefix.encode())]
+        assert len([k for k in keys if b"bayes:ex:" in k]) == 11, keys
+
 def test_tokens_sender_and_capitals(tmp_path):
     """Two kinds of evidence the tokenizer keeps: a header word longer
     than body words (an address, a host name) whole, not cut to a "sk:"
@@ -138,17 +200,20 @@ def test_token_max_keeps_a_small_store_writable(mw_factory, upstream, tmp_path):
     the LMDB map they fill is the one greylisting writes to.  Unbounded, a
     2 MiB map is full after some 150 such messages and learning stops with
     MDB_MAP_FULL; with bayes_token_max the store trims itself and stays
-    writable for greylisting."""
+    writable for greylisting.  The character model's examples (3 KB a
+    taught message, bounded by bayes_seen_ttl, not bayes_token_max) are
+    off here: 300 of them would fill the 2 MiB map alone."""
     import random
     rng = random.Random(6)
     d = tmp_path / "mail"
     d.mkdir()
     for i in range(300):
         write(d, "r%03d.eml" % i, "note %d" % i, random_words(rng, 150))
-    unbounded = store_opts("lmdb", tmp_path) + [("store_map_size", "2M"), ("bayes_token_max", "0")]
+    small = [("store_map_size", "2M"), ("bayes_chars", "no")]
+    unbounded = store_opts("lmdb", tmp_path) + small + [("bayes_token_max", "0")]
     rc, out, err = learn(unbounded, "--spam", str(d))
     assert rc != 0 and "MDB_MAP_FULL" in err and "raise store_map_size" in err, (out, err)
-    bounded = store_opts("lmdb", tmp_path) + [("store_map_size", "2M"), ("bayes_token_max", "10000")]
+    bounded = store_opts("lmdb", tmp_path) + small + [("bayes_token_max", "10000")]
     rc, out, err = learn(bounded, "--spam", str(d))
     assert rc == 0, err
     m = re.search(r"learned as spam 300 message\(s\).*store holds 300 spam, 0 ham, (\d+) tokens", out)
@@ -193,12 +258,13 @@ def test_learned_message_is_remembered_for_seen_ttl(store, tmp_path):
     as new"""
     kind, opts, _ = store
     msg = write(tmp_path, "seen.eml", "seen", "words of a message learned twice")
-    short = opts + [("bayes_seen_ttl", "1s")]
+    # 3 s: two learn runs must fit in it on a loaded machine
+    short = opts + [("bayes_seen_ttl", "3s")]
     rc, out, err = learn(short, "--spam", msg)
     assert rc == 0 and "learned as spam 1 message(s)" in out, (out, err)
     rc, out, err = learn(short, "--spam", msg)
     assert "1 already learned so" in out and "store holds 1 spam" in out, out
-    time.sleep(2.2)
+    time.sleep(3.2)
     rc, out, err = learn(short, "--spam", msg)
     assert "learned as spam 1 message(s)" in out and "store holds 2 spam" in out, out
     # the default remembers it for 90 days
@@ -289,4 +355,4 @@ def test_corpus_accuracy(tmp_path):
     # tokens, 86.8% before the log-tail indicator)
     rec, fp = fig[0.95]
     assert fp == 0, lines
-    assert rec >= 0.91, lines
+    assert rec >= 0.94, lines     # 95.2% (92.7% before the character model)

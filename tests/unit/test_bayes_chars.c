@@ -1,0 +1,241 @@
+/* test_bayes_chars.c - the character 4-gram model of the Bayes filter
+ * (filters/bayes_chars.c): what it sees of a message, its training, the
+ * stored form, and the store's round trip from learned examples to a
+ * margin in the scanner. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "filters/bayes_chars.h"
+#include "proxy/config.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/mw-chars-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static size_t feats(const char *s, uint32_t *idx)
+{
+	unsigned char ex[CHARS_PREFIX];
+
+	return chars_features(ex, chars_example((const unsigned char *)s, strlen(s), ex), idx);
+}
+
+static void test_example_and_features(void **state)
+{
+	static unsigned char big[3 * CHARS_PREFIX], ex[CHARS_PREFIX];
+	static uint32_t a[CHARS_PREFIX], b[CHARS_PREFIX];
+	size_t na, nb;
+
+	(void)state;
+	/* CRs are dropped: a file learned with LF ends and the same message
+	 * seen by the daemon with CRLF have the same features */
+	na = feats("Subject: hello\nFrom: a@b\n\nbody\n", a);
+	nb = feats("Subject: hello\r\nFrom: a@b\r\n\r\nbody\r\n", b);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na * sizeof(a[0]));
+	/* distinct 4-grams only: abcd bcda cdab dabc, then abcd again */
+	assert_int_equal(feats("abcdabcd", a), 4);
+	assert_int_equal(feats("abc", a), 0);
+	assert_int_equal(feats("", a), 0);
+	for (size_t i = 0; i < 4; i++)
+		assert_true(a[i] < CHARS_DIM);
+	/* only the start of the message counts */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i * 7919 % 251 == '\r' ? 'r' : i * 7919 % 251);
+	assert_int_equal(chars_example(big, sizeof(big), ex), CHARS_PREFIX);
+	na = chars_features(ex, CHARS_PREFIX, a);
+	assert_true(na > 0 && na <= CHARS_PREFIX - 3);
+	memset(big + CHARS_PREFIX, 'x', sizeof(big) - CHARS_PREFIX);
+	nb = chars_features(ex, chars_example(big, sizeof(big), ex), b);
+	assert_int_equal(na, nb);
+}
+
+/* a toy corpus: spam from one mailer, ham from another, words shared */
+static char *message(int spam, int i)
+{
+	char *m = malloc(512);
+
+	snprintf(m, 512, "Received: from %s%d.example (%s)\nX-Mailer: %s\nSubject: note %d about the meeting\n\n"
+	    "Hello, here is the note %d about the meeting.\n",
+	    spam ? "dsl-pool-" : "mail", i, spam ? "unknown" : "mail.example.org",
+	    spam ? "Mass Mailer Pro 3.1" : "Mutt/1.5.4i", i, i);
+	return m;
+}
+
+static void train_toy(float *w, char **msgs, unsigned char ex[][CHARS_PREFIX], struct chars_example *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		e[i].bytes = ex[i];
+		e[i].len = chars_example((const unsigned char *)msgs[i], strlen(msgs[i]), ex[i]);
+		e[i].spam = (int)(i % 2);
+	}
+	chars_train(w, e, n);
+}
+
+static void test_train(void **state)
+{
+	enum { N = 40 };
+	static unsigned char ex[N][CHARS_PREFIX];
+	static uint32_t idx[CHARS_PREFIX];
+	struct chars_example e[N];
+	char *msgs[N];
+	float *w = malloc(CHARS_DIM * sizeof(float)), *w2 = malloc(CHARS_DIM * sizeof(float));
+	size_t n;
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		msgs[i] = message(i % 2, i);
+	train_toy(w, msgs, ex, e, N);
+	/* unseen messages of each kind fall on their side */
+	for (int i = 100; i < 104; i++) {
+		char *m = message(i % 2, i);
+
+		n = feats(m, idx);
+		if (i % 2)
+			assert_true(chars_margin(w, idx, n) > 1);
+		else
+			assert_true(chars_margin(w, idx, n) < -1);
+		free(m);
+	}
+	/* repeatable: the same examples in the same order, the same model */
+	train_toy(w2, msgs, ex, e, N);
+	assert_memory_equal(w, w2, CHARS_DIM * sizeof(float));
+	assert_true(chars_margin(w, idx, 0) == 0);
+	for (int i = 0; i < N; i++)
+		free(msgs[i]);
+	free(w);
+	free(w2);
+}
+
+static void test_mix(void **state)
+{
+	(void)state;
+	assert_true(fabs(chars_mix(0.3, 0) - 0.3) < 1e-9);
+	assert_true(chars_mix(0.3, 2) > 0.3);
+	assert_true(chars_mix(0.3, -2) < 0.3);
+	/* the word model's certainty is not absolute: a strong margin moves
+	 * p = 0 and p = 1 too, and the result stays a probability */
+	assert_true(chars_mix(0, 60) > 0.5);
+	assert_true(chars_mix(1, -60) < 0.5);
+	assert_true(chars_mix(1, 1e6) <= 1 && chars_mix(0, -1e6) >= 0);
+}
+
+static void test_model_form(void **state)
+{
+	float *w = calloc(CHARS_DIM, sizeof(float)), *back = calloc(CHARS_DIM, sizeof(float));
+	unsigned char *blob = malloc(CHARS_MODEL_SIZE);
+	uint32_t ns, nh;
+	float nan = NAN;
+
+	(void)state;
+	w[0] = 1.5f;
+	w[CHARS_DIM - 1] = -2.25f;
+	w[12345] = 1e-7f;
+	chars_model_encode(w, 7, 9, blob);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), 0);
+	assert_int_equal(ns, 7);
+	assert_int_equal(nh, 9);
+	assert_memory_equal(w, back, CHARS_DIM * sizeof(float));
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE - 1, back, &ns, &nh), -1);
+	blob[4] ^= 1;          /* another CHARS_BITS */
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
+	blob[4] ^= 1;
+	memcpy(blob + 16 + 4 * 100, &nan, 4);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
+	free(blob);
+	free(w);
+	free(back);
+}
+
+/* the store's side: learned examples -> a model -> the scanner's margin */
+static void test_store_round_trip(void **state)
+{
+	enum { N = 40 };
+	char err[512], ov[160], key[64];
+	const char *o[1] = { ov };
+	struct config *c;
+	struct store *st;
+	struct chars_cache *cache;
+	double m = 0;
+	char *probe_spam = message(1, 200), *probe_ham = message(0, 201);
+
+	(void)state;
+	snprintf(ov, sizeof(ov), "store_path=%s/s.lmdb", dir);
+	assert_non_null(c = config_load(NULL, o, 1, err, sizeof(err)));
+	assert_non_null(st = store_open(c, err, sizeof(err)));
+	cache = chars_cache_new();
+	/* nothing stored yet: no model, no margin */
+	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
+	                                    strlen(probe_spam), &m), 0);
+	for (int i = 0; i < N; i++) {
+		char *msg = message(i % 2, i);
+
+		snprintf(key, sizeof(key), "bayes:seen:%04d", i);
+		assert_int_equal(chars_keep(st, key, (const unsigned char *)msg, strlen(msg), i % 2, 0), 0);
+		free(msg);
+	}
+	/* a key that is not a seen key is refused */
+	assert_int_equal(chars_keep(st, "other:1", (const unsigned char *)"x", 1, 1, 0), -1);
+	assert_int_equal(chars_rebuild(st, NULL), 0);
+	/* a fresh cache looks at once; one made before waits CHARS_CHECK_S */
+	chars_cache_free(cache);
+	cache = chars_cache_new();
+	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
+	                                    strlen(probe_spam), &m), 1);
+	assert_true(m > 1);
+	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_ham,
+	                                    strlen(probe_ham), &m), 1);
+	assert_true(m < -1);
+	/* fewer learned than bayes_min_spam / bayes_min_ham: silent */
+	assert_int_equal(chars_cache_margin(cache, st, 21, 1, (const unsigned char *)probe_ham,
+	                                    strlen(probe_ham), &m), 0);
+	/* forgetting every spam example leaves a model that knows no spam */
+	for (int i = 1; i < N; i += 2) {
+		snprintf(key, sizeof(key), "bayes:seen:%04d", i);
+		assert_int_equal(chars_keep(st, key, NULL, 0, -1, 0), 0);
+	}
+	assert_int_equal(chars_rebuild(st, NULL), 0);
+	chars_cache_free(cache);
+	cache = chars_cache_new();
+	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
+	                                    strlen(probe_spam), &m), 0);
+	chars_cache_free(cache);
+	store_close(st);
+	config_unref(c);
+	free(probe_spam);
+	free(probe_ham);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_example_and_features),
+		cmocka_unit_test(test_train),
+		cmocka_unit_test(test_mix),
+		cmocka_unit_test(test_model_form),
+		cmocka_unit_test(test_store_round_trip),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
