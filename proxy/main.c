@@ -143,6 +143,24 @@ static int check_filters(struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* log_deadline_warnings - what -t says of the filters' waits against
+ * scan_timeout / milter_timeout, logged at start-up too: a site that
+ * never runs -t learns it from the log rather than from 451s */
+static void log_deadline_warnings(const struct config *cfg)
+{
+	char *buf = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return;
+	deadline_check_config(cfg, f, "config");
+	fclose(f);
+	for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+		slog(NULL, LOG_WARNING, "%s", line);
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
 	static struct cli c;    /* static: its strings live as long as the process */
@@ -232,6 +250,7 @@ int main(int argc, char **argv)
 		if (config_open_outbound(cfg, i, msg, sizeof msg))
 			slog(NULL, LOG_WARNING, "%s", msg);
 	}
+	log_deadline_warnings(cfg);
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");
 	/* what a library or a plugin creates without asking (a temporary file

@@ -183,6 +183,15 @@ def test_config_check_warns_when_the_filters_outlast_scan_timeout():
     assert r.returncode == 0 and "warning" not in r.stderr.decode(), r.stderr
 
 
+def test_startup_logs_the_filters_outlasting_scan_timeout(mw_factory, upstream):
+    """the -t warning is logged at start-up too, for sites that never run -t"""
+    mw = mw_factory(upstream, opts=[("filters", "spamd clamd"), ("scan_timeout", "60s"),
+                                    ("dns_client_name", "no")])
+    text = mw.stderr_text()
+    w = [l for l in text.splitlines() if "config: warning: the filters' waits add up" in l]
+    assert len(w) == 1 and "spamd: spamd_timeout 30s" in w[0] and "scan_timeout 60s" in w[0], text
+
+
 def test_config_check_warns_for_the_milter_budget():
     port = free_port()
     r = run_mw(["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % port, "-o", "dns_client_name=no",
