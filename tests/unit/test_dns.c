@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "filters/deadline.h"
 #include "filters/dns.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
@@ -255,6 +256,35 @@ static void test_prefetch_dead_forwarder(void **state)
 	dns_stats(d, &st);
 	assert_int_equal(st.prefetches, 2);
 	assert_int_equal(st.timeouts, 2);
+	dns_free(d);
+	close(b.udp);
+	close(b.tcp);
+}
+
+/* A lookup cut short by its scan's deadline (filters/deadline.h) gives
+ * up waiting, not the query: another message asking for the same name
+ * still waits its own timeout for it, instead of getting a timeout at
+ * once as after a query that ran out its own time. */
+static void test_deadline_cut_leaves_query(void **state)
+{
+	struct black_hole b;
+	char fwd[64];
+	struct dns *d;
+	double el;
+
+	(void)state;
+	black_hole_open(&b);
+	snprintf(fwd, sizeof(fwd), "127.0.0.1@%u", b.port);
+	d = make(fwd, "dns_timeout=800ms", NULL);
+	deadline_begin(deadline_now_ms() + 100);
+	el = timed_lookup(d, "cut.example.test", DNS_T_TXT, 0, DNS_TIMEOUT);
+	deadline_end();
+	if (el < 0.05 || el > 0.4)
+		fail_msg("scan deadline 100 ms, lookup took %.3f s", el);
+	/* the query is still out, 700 ms of its 800 left */
+	el = timed_lookup(d, "cut.example.test", DNS_T_TXT, 0, DNS_TIMEOUT);
+	if (el < 0.4 || el > 1.2)
+		fail_msg("second lookup of a name whose first wait was cut by the deadline took %.3f s", el);
 	dns_free(d);
 	close(b.udp);
 	close(b.tcp);
@@ -560,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_dead_forwarder_deadline),
 		cmocka_unit_test(test_prefetch_dead_forwarder),
+		cmocka_unit_test(test_deadline_cut_leaves_query),
 		cmocka_unit_test(test_prefetch_answer),
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_cache),
