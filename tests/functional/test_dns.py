@@ -58,4 +58,4 @@ def test_dns_layer_against_unbound(dns_server, tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out + dns_server.logs()
     assert "SKIPPED" not in out, out
-    assert "10 test(s)" in out
+    assert "11 test(s)" in out
