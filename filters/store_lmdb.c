@@ -259,33 +259,50 @@ static MDB_val key_val(const char *key)
 	return k;
 }
 
+/* kv_live - key's value unless expired, pointing into the map: 1 with
+ * *txn left open for the caller to copy it out and abort, 0 absent or
+ * expired, -1 on an error (logged); with 0 or -1 no transaction is open */
+static int kv_live(struct lmdb_store *b, const char *key, MDB_txn **txn, MDB_val *val)
+{
+	MDB_val k = key_val(key);
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, txn)) != 0) {
+		lerr(b, "read", rc);
+		return -1;
+	}
+	rc = mdb_get(*txn, b->kv, &k, val);
+	if (rc == 0 && val->mv_size >= 8) {
+		uint64_t exp = get_u64(val->mv_data);
+
+		if (exp == 0 || exp > now_s()) {
+			val->mv_data = (char *)val->mv_data + 8;
+			val->mv_size -= 8;
+			return 1;
+		}
+	} else if (rc != 0 && rc != MDB_NOTFOUND) {
+		lerr(b, "get", rc);
+		mdb_txn_abort(*txn);
+		return -1;
+	}
+	mdb_txn_abort(*txn);
+	return 0;
+}
+
 static int lmdb_get(void *vb, const char *key, char *val, size_t valsz)
 {
 	struct lmdb_store *b = vb;
 	MDB_txn *txn;
-	MDB_val k = key_val(key), v;
-	int rc, found = 0;
+	MDB_val v;
+	int found = kv_live(b, key, &txn, &v);
 
-	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		lerr(b, "read", rc);
-		return -1;
+	if (found == 1) {
+		size_t n = v.mv_size < valsz - 1 ? v.mv_size : valsz - 1;
+
+		memcpy(val, v.mv_data, n);
+		val[n] = '\0';
+		mdb_txn_abort(txn);
 	}
-	rc = mdb_get(txn, b->kv, &k, &v);
-	if (rc == 0 && v.mv_size >= 8) {
-		uint64_t exp = get_u64(v.mv_data);
-
-		if (exp == 0 || exp > now_s()) {
-			size_t n = v.mv_size - 8 < valsz - 1 ? v.mv_size - 8 : valsz - 1;
-
-			memcpy(val, (char *)v.mv_data + 8, n);
-			val[n] = '\0';
-			found = 1;
-		}
-	} else if (rc != 0 && rc != MDB_NOTFOUND) {
-		lerr(b, "get", rc);
-		found = -1;
-	}
-	mdb_txn_abort(txn);
 	return found;
 }
 
@@ -405,32 +422,19 @@ static int lmdb_blob_get(void *vb, const char *key, unsigned char **data, size_t
 {
 	struct lmdb_store *b = vb;
 	MDB_txn *txn;
-	MDB_val k = key_val(key), v;
-	int rc, found = 0;
+	MDB_val v;
+	int found = kv_live(b, key, &txn, &v);
 
-	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		lerr(b, "read", rc);
-		return -1;
-	}
-	rc = mdb_get(txn, b->kv, &k, &v);
-	if (rc == 0 && v.mv_size >= 8) {
-		uint64_t exp = get_u64(v.mv_data);
-
-		if (exp != 0 && exp <= now_s())
-			found = 0;
-		else if (v.mv_size - 8 > STORE_BLOB_MAX) {
-			slog(NULL, LOG_ERR, "store lmdb %s: %s: value of %zu bytes (at most %u)",
-			     b->path, key, v.mv_size - 8, STORE_BLOB_MAX);
-			found = -1;
-		} else {
-			*len = v.mv_size - 8;
-			*data = xmalloc(*len > 0 ? *len : 1);
-			memcpy(*data, (unsigned char *)v.mv_data + 8, *len);
-			found = 1;
-		}
-	} else if (rc != 0 && rc != MDB_NOTFOUND) {
-		lerr(b, "get", rc);
+	if (found != 1)
+		return found;
+	if (v.mv_size > STORE_BLOB_MAX) {
+		slog(NULL, LOG_ERR, "store lmdb %s: %s: value of %zu bytes (at most %u)",
+		     b->path, key, v.mv_size, STORE_BLOB_MAX);
 		found = -1;
+	} else {
+		*len = v.mv_size;
+		*data = xmalloc(*len > 0 ? *len : 1);
+		memcpy(*data, v.mv_data, *len);
 	}
 	mdb_txn_abort(txn);
 	return found;
