@@ -17,12 +17,14 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "filters/msgfile.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "proxy/header_edit.h"
+#include "proxy/master.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 #include "proxy/utf8.h"
@@ -52,8 +54,9 @@ static int write_all(int fd, const char *p, size_t len)
 
 /* write_relayed - the message as a front end would relay it (the header
  * section with the result's edits, then the rewritten body if there is
- * one, else the spool's) into path.  0 / -1 (said on stderr). */
-static int write_relayed(const char *path, const struct sbuf *spool, const struct scan_result *res)
+ * one, else the spool's) into path, or into to (>= 0: a memfd the root
+ * parent copies to path).  0 / -1 (said on stderr). */
+static int write_relayed(const char *path, int to, const struct sbuf *spool, const struct scan_result *res)
 {
 	const char *msg = spool->data ? spool->data : "";
 	struct sbuf hdr;
@@ -62,7 +65,7 @@ static int write_relayed(const char *path, const struct sbuf *spool, const struc
 
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = to >= 0 ? dup(to) : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	bad = fd < 0 || write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
 	if (!bad && res->new_body) {
 		char buf[65536];
@@ -86,7 +89,9 @@ static int write_relayed(const char *path, const struct sbuf *spool, const struc
 	if (bad) {
 		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
 		/* a cut-off message must not pass for the whole one */
-		if (fd >= 0)
+		if (to >= 0)
+			(void)!ftruncate(to, 0);
+		else if (fd >= 0)
 			unlink(path);
 	}
 	return bad ? -1 : 0;
@@ -112,6 +117,74 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 	return 1;
 }
 
+/* copy_out - the memfd's content into path (the admin's, written as
+ * root): 0 / -1 (said) */
+static int copy_out(int from, const char *path)
+{
+	char buf[65536];
+	off_t off = 0;
+	ssize_t n;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), bad = fd < 0, e = errno;
+
+	while (!bad && (n = pread(from, buf, sizeof(buf), off)) != 0) {
+		bad = n < 0 || write_all(fd, buf, (size_t)n) < 0;
+		e = errno;
+		off += n;
+	}
+	if (fd >= 0 && close(fd) < 0 && !bad) {
+		bad = 1;
+		e = errno;
+	}
+	if (bad) {
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
+		if (fd >= 0)
+			unlink(path);
+	}
+	return bad ? -1 : 0;
+}
+
+/* scan_as_user - fork; the child drops to pv and returns -2 to go on
+ * with the scan (*relayed: the memfd for --output, or -1).  The parent
+ * waits and returns the child's exit code, after writing what the child
+ * relayed to output; -1 if it could not fork. */
+static int scan_as_user(const struct privs *pv, const char *output, int *relayed)
+{
+	char err[256];
+	int status, rc;
+	pid_t pid;
+
+	if (output != NULL && (*relayed = memfd_create("mailwarden-relayed", MFD_CLOEXEC)) < 0) {
+		fprintf(stderr, "mailwarden scan: memfd: %s\n", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		fprintf(stderr, "mailwarden scan: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		if (privs_drop(pv, NULL, 0, err, sizeof(err)) < 0) {
+			fprintf(stderr, "mailwarden scan: user: %s\n", err);
+			_exit(1);
+		}
+		return -2;
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			fprintf(stderr, "mailwarden scan: waitpid: %s\n", strerror(errno));
+			return 1;
+		}
+	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	if (!WIFEXITED(status))
+		fprintf(stderr, "mailwarden scan: the scan (as the user) died of signal %d\n", WTERMSIG(status));
+	/* written only when the action delivers and it went through whole */
+	if (*relayed >= 0 && lseek(*relayed, 0, SEEK_END) > 0 && copy_out(*relayed, output) < 0)
+		rc = 1;
+	if (*relayed >= 0)
+		close(*relayed);
+	return rc;
+}
+
 int scan_command(struct config *cfg, int argc, char **argv)
 {
 	struct scan_request req;
@@ -123,7 +196,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	char err[512];
 	size_t tlen;
 	json_object *j;
-	int i, r, fd, mfd, rc = 0, opts_done = 0;
+	int i, r, fd, mfd, rc = 0, opts_done = 0, relayed = -1;
 
 	memset(&req, 0, sizeof(req));
 	req.id = 1;
@@ -238,6 +311,34 @@ int scan_command(struct config *cfg, int argc, char **argv)
 		return 1;
 	}
 
+	/* root with a "user": the scan runs as that user, in a child, as the
+	 * daemon's scanner does.  The same decision, and it can load the
+	 * compiled rules the daemon wrote: root may not (Hyperscan trusts a
+	 * database as code, and the user could have written anything there),
+	 * and compiling them again takes minutes.  The message was read as
+	 * root; the relayed copy comes back through a memfd for root to
+	 * write. */
+	if (geteuid() == 0 && cfg->user[0] != '\0') {
+		struct privs pv;
+
+		if (privs_lookup(cfg->user, &pv, err, sizeof(err)) < 0) {
+			fprintf(stderr, "mailwarden scan: %s\n", err);
+			goto fail_spool;
+		}
+		if (pv.drop) {
+			rc = scan_as_user(&pv, output, &relayed);
+			if (rc == -1)
+				goto fail_spool;
+			if (rc >= 0) {
+				close(mfd);
+				sbuf_free(&spool);
+				scan_request_free(&req);
+				return rc;
+			}
+			rc = 0;         /* the child: on with the scan */
+		}
+	}
+
 	p = pipeline_new(cfg, err, sizeof(err));
 	if (p == NULL) {
 		fprintf(stderr, "mailwarden scan: %s\n", err);
@@ -249,7 +350,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	pipeline_scan_ex(p, &req, mfd, PIPELINE_DRY_RUN, &res);
 	close(mfd);
 	if (output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG) &&
-	    write_relayed(output, &spool, &res) < 0)
+	    write_relayed(output, relayed, &spool, &res) < 0)
 		rc = 1;
 	sbuf_free(&spool);
 
@@ -276,6 +377,11 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	pipeline_free(p);
 	scan_request_free(&req);
 	return rc;
+fail_spool:
+	close(mfd);
+	sbuf_free(&spool);
+	scan_request_free(&req);
+	return 1;
 missing:
 	fprintf(stderr, "mailwarden scan: %s needs a value\n", argv[i]);
 fail:

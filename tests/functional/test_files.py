@@ -564,3 +564,38 @@ def test_quarantine_dir_the_user_cannot_write_is_reported(root, mw_factory, upst
     m = mw_factory(upstream, opts=spam_opts(user="nobody", **p))
     assert ("quarantine_dir %s belongs to uid 0: user nobody cannot store messages in it"
             % p["quarantine_dir"]) in m.stderr_text()
+
+
+def test_root_scan_uses_the_daemons_rules_cache(root):
+    """`mailwarden scan` run as root with `user` set scans as that user, as
+    the daemon's scanner does: it loads the compiled rules the daemon's
+    user wrote (before: root refused them and compiled the rules again,
+    minutes for a large set) without trusting them with root's memory;
+    the message file is still read as root (0600, the admin's)."""
+    lib = var_lib(root)
+    cache = os.path.join(lib, "rules-cache")
+    base = ["-o", "filters=rules", "-o", "rules_files=" + RULES, "-o", "rules_cache_dir=" + cache,
+            "-o", "user=nobody"]
+    r = run_mw(["-t"] + base, timeout=120)
+    assert r.returncode == 0, r.stderr
+    before = {n: os.stat(os.path.join(cache, n)) for n in os.listdir(cache)}
+    assert before and all(n.endswith(".hsdb") and st.st_uid == NOBODY for n, st in before.items())
+    for n in before:           # a use touches the file: seen below
+        os.utime(os.path.join(cache, n), (1e9, 1e9))
+    msg = os.path.join(root, "m.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="hello"))
+    os.chmod(msg, 0o600)
+    out = os.path.join(root, "out.eml")
+    r = run_mw(["scan"] + base + ["--output", out, msg], timeout=120)
+    assert r.returncode == 0, r.stderr
+    after = {n: os.stat(os.path.join(cache, n)) for n in os.listdir(cache)}
+    assert sorted(after) == sorted(before), "the rules were compiled again"
+    for n, st in after.items():
+        assert (st.st_ino, st.st_uid) == (before[n].st_ino, NOBODY), n
+        assert st.st_mtime > 1e9, "%s not used" % n
+    # the relayed copy is the admin's, as before
+    st = os.stat(out)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+    with open(out, "rb") as f:
+        assert b"Subject: hello" in f.read()
