@@ -12,6 +12,7 @@ cross."""
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -19,7 +20,7 @@ import time
 
 import pytest
 
-from mwlib import MW_BIN, free_port, make_msg, plugin_opt, read_audit, run_mw, wait_until
+from mwlib import MW_BIN, Mailwarden, free_port, make_msg, plugin_opt, read_audit, run_mw, wait_until
 
 NOBODY = 65534
 NOGROUP = 65534
@@ -599,3 +600,170 @@ def test_root_scan_uses_the_daemons_rules_cache(root):
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
     with open(out, "rb") as f:
         assert b"Subject: hello" in f.read()
+
+
+# --- the systemd unit -------------------------------------------------------
+
+UNIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc", "mailwarden.service")
+# the capabilities the master needs, as README "Files and privileges" and
+# the unit's comments list them
+UNIT_CAPS = {"CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN",
+             "CAP_DAC_OVERRIDE", "CAP_FOWNER"}
+
+
+def unit_settings():
+    """{key: [values]} of the unit's [Service] section"""
+    out, section = {}, None
+    with open(UNIT) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+            elif section == "[Service]" and "=" in line and not line.startswith("#"):
+                k, _, v = line.partition("=")
+                out.setdefault(k, []).append(v)
+    return out
+
+
+def test_unit_verifies_and_bounds_capabilities(tmp_path):
+    """`systemd-analyze verify` accepts the unit (the binary's path pointed
+    at the one under test); its bounding set is exactly the documented
+    list, nothing ambient, no new privileges, a read-only system but for
+    the daemon's directories."""
+    sa = shutil.which("systemd-analyze")
+    if sa is None:
+        pytest.skip("no systemd-analyze")
+    with open(UNIT) as f:
+        text = f.read().replace("/usr/local/sbin/mailwarden", MW_BIN)
+    unit = tmp_path / "mailwarden.service"
+    unit.write_text(text)
+    r = subprocess.run([sa, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+    s = unit_settings()
+    assert set(" ".join(s["CapabilityBoundingSet"]).split()) == UNIT_CAPS
+    assert s["AmbientCapabilities"] == [""]
+    assert s["NoNewPrivileges"] == ["yes"]
+    assert s["ProtectSystem"] == ["strict"]
+    assert set(" ".join(s["ReadWritePaths"]).split()) == {"/var/lib/mailwarden", "/var/log/mailwarden"}
+    assert s["RuntimeDirectory"] == ["mailwarden"]
+    # the defaults of the paths it writes are inside those
+    r = run_mw(["-t", "-o", "user="])
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sa, "security", "--offline=yes", str(unit)], capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode == 0:
+        exposure = float(r.stdout.rsplit("level for", 1)[1].split(":")[1].split()[0])
+        assert exposure <= 4.5, r.stdout[-300:]
+
+
+def bounded(caps, argv):
+    """argv under setpriv with only caps in the bounding set, none
+    inheritable or ambient, no_new_privs: as the unit starts it"""
+    keep = ",".join("+" + c[len("CAP_"):].lower() for c in sorted(caps))
+    return ["setpriv", "--bounding-set=-all" + ("," + keep if keep else ""), "--inh-caps=-all",
+            "--ambient-caps=-all", "--no-new-privs", "--"] + argv
+
+
+class BoundedMailwarden(Mailwarden):
+    caps = UNIT_CAPS
+
+    def command(self):
+        return bounded(self.caps, super().command())
+
+
+def low_port():
+    """a free port below 1024 on loopback (CAP_NET_BIND_SERVICE's)"""
+    import random
+    import socket
+    for _ in range(200):
+        p = random.randint(600, 1000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.skip("no free port below 1024")
+
+
+def start_bounded(root, upstream, caps, **extra):
+    lib = var_lib(root)
+    p = paths(root, lib)
+    port = low_port()
+    m = BoundedMailwarden(os.path.join(root, "mw"), upstream=upstream,
+                          opts=spam_opts(user="nobody", filters="bayes", **dict(p, **extra)),
+                          listeners=[("mx", "127.0.0.1:%d" % port, upstream.addr, None)])
+    m.caps = caps
+    return m, p
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="no setpriv")
+def test_daemon_runs_with_the_units_capabilities_only(root, upstream):
+    """Started as the unit starts it (only its bounding set, no_new_privs)
+    on a fresh layout: it binds a port below 1024, makes its directories
+    for nobody, drops the children to nobody, passes a message and a
+    quarantined one, reloads and stops cleanly.  The master holds the
+    unit's capabilities and nothing more."""
+    m, p = start_bounded(root, upstream, UNIT_CAPS)
+    m.start()
+    try:
+        s = status(m.pid)
+        held = int(s["CapEff"], 16)
+        assert held == int(s["CapBnd"], 16) and s["NoNewPrivs"] == "1", s
+        assert bin(held).count("1") == len(UNIT_CAPS), s["CapEff"]
+        assert send(m).code == 250
+        assert len(upstream.messages) == 1
+        assert send(m, subject="buy viagra now").raw == b"250 2.0.0 Held for review\r\n"
+        assert len([n for _, _, ns in os.walk(p["quarantine_dir"]) for n in ns]) == 2
+        for pid, title in m.children():
+            st = status(pid)
+            if st:
+                assert st["Uid"].split()[0] == str(NOBODY) and int(st["CapEff"], 16) == 0, (title, st)
+        old = sorted(pid for pid, t in m.children() if "scanner" in t)
+        m.signal(signal.SIGHUP)
+        assert wait_until(lambda: sorted(pid for pid, t in m.children() if "scanner" in t) not in ([], old),
+                          timeout=10), m.stderr_tail()
+        assert send(m).code == 250
+        assert len(upstream.messages) == 2
+        log = m.stderr_text()
+        for bad in ("Operation not permitted", "Permission denied", "Read-only"):
+            assert bad not in log, log
+    finally:
+        assert m.stop() == 0, m.stderr_tail()
+        assert m.leftovers() == []
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="no setpriv")
+@pytest.mark.parametrize("missing", sorted(UNIT_CAPS))
+def test_each_unit_capability_is_needed(root, upstream, missing):
+    """Without any one of them, something of the test above fails or is
+    logged as refused (the list is not merely enough, each one is used).
+    """
+    m, p = start_bounded(root, upstream, UNIT_CAPS - {missing})
+    if missing == "CAP_FOWNER":
+        # used when closing a store of the user's left open to others
+        with open(p["store_path"], "w"):
+            pass
+        os.chown(p["store_path"], NOBODY, NOGROUP)
+        os.chmod(p["store_path"], 0o644)
+    m.start(ready=False)
+    try:
+        ok = False
+        try:
+            m._wait_ready("127.0.0.1", m.port, timeout=5)
+            ok = send(m).code == 250
+            m.signal(signal.SIGHUP)
+            time.sleep(1)
+            ok = ok and send(m).code == 250
+            # the children are nobody's: stopping them takes CAP_KILL
+            ok = ok and m.stop(timeout=8) == 0 and m.leftovers(timeout=1) == []
+        except (AssertionError, OSError):
+            ok = False
+        log = m.stderr_text()
+        problems = [b for b in ("Operation not permitted", "Permission denied", "could not be changed",
+                                "cannot drop privileges") if b in log]
+        assert not ok or problems, log[-2000:]
+    finally:
+        m.kill()
