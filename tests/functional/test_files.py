@@ -867,3 +867,19 @@ def test_release_chowns_no_swapped_link(root, upstream):
     assert len(upstream.messages) == rounds
     with open(victim) as f:
         assert f.read() == "root:*:19000:0:99999:7:::\n"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="no setpriv")
+@pytest.mark.parametrize("extra", [(), ("CAP_NET_RAW",)])
+def test_tproxy_listener_needs_net_raw(root, upstream, extra):
+    """A transparent listener's IP_TRANSPARENT is refused with the unit's
+    set alone (said at start), and taken with CAP_NET_RAW added, as the
+    unit's comment tells a TPROXY setup to do (not CAP_NET_ADMIN)."""
+    m, p = start_bounded(root, upstream, UNIT_CAPS | set(extra))
+    m.opts.append(("listener.mx.transparent", "yes"))
+    m.start(ready=False)        # a direct connection gets 421 here, no 220
+    assert wait_until(lambda: "mailwarden started" in m.stderr_text(), timeout=10), m.stderr_tail()
+    log = m.stderr_text()
+    warned = "listener mx: IP_TRANSPARENT" in log
+    assert warned == (not extra), log[-1500:]
+    assert m.stop() == 0
