@@ -160,6 +160,8 @@ static int scan_as_user(const struct privs *pv, const char *output, int *relayed
 	fflush(NULL);
 	if ((pid = fork()) < 0) {
 		fprintf(stderr, "mailwarden scan: fork: %s\n", strerror(errno));
+		if (*relayed >= 0)
+			close(*relayed);
 		return -1;
 	}
 	if (pid == 0) {

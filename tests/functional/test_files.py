@@ -4,7 +4,11 @@ runs as nobody with no group, capability or way back; what the filters
 create at start-up (the LMDB store, the rules cache) is nobody's; mail
 (quarantine entries, the audit log) is never readable by other users; and
 a process running as root never follows a link the unprivileged user could
-have planted (audit log, quarantine days, the directories it prepares).
+have planted (audit log, quarantine days, the directories it prepares, the
+stats file, a released record); `mailwarden scan` as root scans as the
+user; the systemd unit's capabilities and system call filter are what the
+daemon needs (it runs under them, and fails without any one of the
+capabilities).
 
 The daemon's paths live under a directory of /tmp made 0755 for the test,
 as /var/lib is: pytest's own tmp_path is 0700 root, which nobody could not
@@ -600,6 +604,29 @@ def test_root_scan_uses_the_daemons_rules_cache(root):
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
     with open(out, "rb") as f:
         assert b"Subject: hello" in f.read()
+
+
+def test_root_scan_as_user_relays_only_what_it_delivers(root):
+    """The scan as the user: a message the policy quarantines is not
+    written to --output (as before), a file already there is left alone,
+    and the JSON still reaches stdout from the child."""
+    import json
+    lib = var_lib(root)
+    msg = os.path.join(root, "m.eml")
+    with open(msg, "wb") as f:
+        f.write(make_msg(subject="buy viagra now"))
+    os.chmod(msg, 0o600)
+    out = os.path.join(root, "out.eml")
+    with open(out, "w") as f:
+        f.write("keep\n")
+    args = ["scan", "-o", "user=nobody", "-o", "store_path=%s/store.lmdb" % lib]
+    for k, v in spam_opts():
+        args += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(args + ["--output", out, msg])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["action"] == "quarantine", r.stdout
+    with open(out) as f:
+        assert f.read() == "keep\n"
 
 
 # --- the systemd unit -------------------------------------------------------
