@@ -2134,6 +2134,57 @@ int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t m
 	return 1;
 }
 
+/* wide_entry - the first entry of a network list wider than a site's
+ * own networks or a few balancers ever are: IPv4 shorter than /8, IPv6
+ * shorter than /16 (0.0.0.0/0, ::/0, a mapped ::ffff:0:0/96), unless it
+ * is all private (ULA fc00::/7: no outsider's address); 1 with it in
+ * word, else 0 */
+static int wide_entry(const char *list, char *word, size_t wordsz)
+{
+	for (;;) {
+		struct ipnet n, last;
+		size_t len;
+
+		list += strspn(list, " \t,");
+		if ((len = strcspn(list, " \t,")) == 0)
+			return 0;
+		snprintf(word, wordsz, "%.*s", (int)len, list);
+		list += len;
+		if (len >= wordsz || ipnet_parse(word, &n) < 0 || n.bits >= (n.family == 4 ? 8u : 16u))
+			continue;
+		last = n;
+		for (unsigned b = n.bits; b < (n.family == 4 ? 32u : 128u); b++)
+			last.addr[b / 8] |= (unsigned char)(0x80 >> (b % 8));
+		if (!(ipnet_private(&n) && ipnet_private(&last)))
+			return 1;
+	}
+}
+
+int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msglen)
+{
+	const struct listener_cfg *l = &c->listeners[i];
+	char word[64];
+
+	if (!l->proxy_protocol || !wide_entry(l->proxy_protocol_from, word, sizeof word))
+		return 0;
+	snprintf(msg, msglen, "listener '%s': proxy_protocol_from holds %s: any host in it may send a "
+	         "PROXY header and so choose the client address every check sees (SPF, DNS lists, "
+	         "limits, milter and pass lists); list the balancers' own addresses", l->name, word);
+	return 1;
+}
+
+int config_wide_internal(const struct config *c, char *msg, size_t msglen)
+{
+	char word[64];
+
+	if (c->milter_listen[0] == '\0' || !wide_entry(c->milter_internal_networks, word, sizeof word))
+		return 0;
+	snprintf(msg, msglen, "milter_internal_networks holds %s: the milter takes the mail of every "
+	         "client in it as outbound (DKIM-signed, no SPF, DMARC or greylisting); list the site's "
+	         "own networks only", word);
+	return 1;
+}
+
 /* config_ref / config_unref - atomic, so any thread may drop its reference */
 struct config *config_ref(struct config *c)
 {

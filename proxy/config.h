@@ -310,6 +310,18 @@ struct config *config_load(const char *path, const char *const *overrides,
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 
+/* config_open_proxy - does listener i take PROXY headers (which choose
+ * the client address) from a network wider than a few balancers:
+ * proxy_protocol_from holding an IPv4 prefix shorter than /8 or an IPv6
+ * one shorter than /16 (0.0.0.0/0, ::/0; all-private ones such as
+ * fc00::/7 excepted)?  1 with the warning in msg, else 0. */
+int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msglen);
+/* config_wide_internal - with a milter, does milter_internal_networks
+ * hold a network as wide (as for config_open_proxy): its clients' mail
+ * is outbound, unchecked and DKIM-signed.  1 with the
+ * warning in msg, else 0. */
+int config_wide_internal(const struct config *c, char *msg, size_t msglen);
+
 /* config_open_outbound - does listener i make anyone who reaches it an
  * outbound sender?  direction = outbound without auth = relay, on an
  * address that is neither loopback nor private (RFC 1918, ULA, link-local;

@@ -154,9 +154,14 @@ static void log_config_warnings(const struct config *cfg)
 	if (cfg->nnotes > CFG_MAX_NOTES)
 		slog(NULL, LOG_NOTICE, "%u more list entries taken as IPv4 (nat64_prefixes)",
 		     cfg->nnotes - CFG_MAX_NOTES);
-	for (unsigned i = 0; i < cfg->nlisteners; i++)
+	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		if (config_open_outbound(cfg, i, msg, sizeof msg))
 			slog(NULL, LOG_WARNING, "%s", msg);
+		if (config_open_proxy(cfg, i, msg, sizeof msg))
+			slog(NULL, LOG_WARNING, "%s", msg);
+	}
+	if (config_wide_internal(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
 }
 
 /* log_deadline_warnings - what -t says of the filters' waits against
@@ -239,9 +244,14 @@ int main(int argc, char **argv)
 		if (cfg->nnotes > CFG_MAX_NOTES)
 			fprintf(stderr, "%s: note: %u more list entries taken as IPv4 (nat64_prefixes)\n",
 			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
-		for (unsigned i = 0; i < cfg->nlisteners; i++)
+		for (unsigned i = 0; i < cfg->nlisteners; i++) {
 			if (config_open_outbound(cfg, i, err, sizeof err))
 				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+			if (config_open_proxy(cfg, i, err, sizeof err))
+				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		}
+		if (config_wide_internal(cfg, err, sizeof err))
+			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
