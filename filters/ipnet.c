@@ -325,7 +325,10 @@ int ipnet_xlat_net(const struct ipnet *pfx, size_t npfx, const struct ipnet *net
 		if (!clean)
 			continue;
 		/* a wide entry holding such a range: those addresses stay IPv6,
-		 * so the entry is needed as written too */
+		 * so the entry is needed as written too; likewise below /96 when
+		 * the entry leaves the u-octet or the suffix open, as the hosts
+		 * sharing the prefix with the translator are not translated */
+		*keep6 = p->bits < 96 && net->bits < 128;
 		for (size_t i = 0; i < NUNTRANSLATED; i++)
 			if ((wkp || !untranslated[i].wkp_only) && untranslated[i].bits > got
 			    && (untranslated[i].net >> (32 - got)) == (v >> (32 - got)))

@@ -52,7 +52,8 @@ int ipnet_xlat_v4(const unsigned char a6[16], unsigned char v4[4]);
  * names.  Returns
  *   1: the IPv4 network in v4 (/96+n is /n; below /96 the u-octet does
  *      not count), pfx[*which] the prefix; *keep6 = 1 when part of net
- *      is never translated (ipnet_xlat_v4), so net is needed as well;
+ *      is never translated (ipnet_xlat_v4: an excluded IPv4 range, or
+ *      below /96 a u-octet or suffix left open), so net is needed as well;
  *   0: no translated client in net (outside every prefix, wider than one,
  *      u-octet or suffix set, or only addresses that stay IPv6);
  *  -1: net is a whole prefix pfx[*which] (every IPv4 client, once

@@ -515,7 +515,10 @@ def test_list_entries_inside_a_translation_prefix_are_ipv4(mw_factory, upstream,
     cases = [("64:ff9b::c000:203", "192.0.2.3", "outbound"),
              ("64:ff9b::c000:303", "192.0.3.3", "inbound"),
              ("2001:db8:1c6:3364:7::", "198.51.100.7", "outbound"),
-             ("2001:db8:1c6:3365:7::", "198.51.101.7", "inbound")]
+             ("2001:db8:1c6:3365:7::", "198.51.101.7", "inbound"),
+             # u-octet set: a host of that /64, not a translation; the
+             # entry holds it still
+             ("2001:db8:1c6:3364:107::", "2001:db8:1c6:3364:107::", "outbound")]
     for ip, _, _ in cases:
         c = milterlib.RawMilter(port).negotiate()
         milter_connect(c, b"6", ip)

@@ -168,15 +168,17 @@ static void test_translated_entries(void **state)
 	assert_string_equal(xentry("2001:db8:64::/96", "2001:db8:64::10.0.0.0/104"), "10.0.0.0/8");
 	assert_string_equal(xentry("2001:db8:64::/96", "2001:db8:64::127.0.0.1"), "=");
 	/* RFC 6052 2.4's 192.0.2.33 under shorter prefixes: the u-octet
-	 * (bits 64..71) does not count, the suffix must be zero */
+	 * (bits 64..71) does not count, the suffix must be zero; an entry
+	 * that leaves either open also holds hosts that are not translated,
+	 * and stays as written besides ("+") */
 	assert_string_equal(xentry("2001:db8::/32", "2001:db8:c000:221::"), "192.0.2.33/32");
-	assert_string_equal(xentry("2001:db8::/32", "2001:db8:c000:200::/56"), "192.0.2.0/24");
+	assert_string_equal(xentry("2001:db8::/32", "2001:db8:c000:200::/56"), "192.0.2.0/24+");
 	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2:21::"), "192.0.2.33/32");
-	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2::/64"), "192.0.2.0/24");
-	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2::/72"), "192.0.2.0/24");
-	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2:21::/80"), "192.0.2.33/32");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2::/64"), "192.0.2.0/24+");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2::/72"), "192.0.2.0/24+");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2:21::/80"), "192.0.2.33/32+");
 	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2:2100:0"), "192.0.2.33/32");
-	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2::/96"), "192.0.2.0/24");
+	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2::/96"), "192.0.2.0/24+");
 	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2::/72"), "!");      /* u-octet only */
 	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:1c0:2::/104"), "="); /* u-octet set */
 	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2:2100:1"), "="); /* suffix set */
