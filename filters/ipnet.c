@@ -147,20 +147,26 @@ static int in4(const unsigned char *a, unsigned net, unsigned bits)
 	return (v >> (32 - bits)) == (net >> (32 - bits));
 }
 
-/* never_client - 0/8, loopback, multicast and reserved: not what a
- * translator hands on as a source, and 127/8 is in the default trusted
- * lists (spf_skip_networks, milter_internal_networks) */
-static int never_client(const unsigned char *v4)
-{
-	return in4(v4, 0x00000000, 8) || in4(v4, 0x7f000000, 8) || in4(v4, 0xe0000000, 3);
-}
+/* The IPv4 networks a translator's address never stands for.  All
+ * prefixes: 0/8, loopback, multicast and reserved (not what a translator
+ * hands on as a source, and 127/8 is in the default trusted lists,
+ * spf_skip_networks and milter_internal_networks).  The well-known prefix
+ * also: what RFC 6052 3.1 forbids there, the site's own networks, which
+ * its lists tend to trust. */
+static const struct { unsigned long net; unsigned bits; int wkp_only; } untranslated[] = {
+	{ 0x00000000, 8, 0 }, { 0x7f000000, 8, 0 }, { 0xe0000000, 3, 0 },
+	{ 0x0a000000, 8, 1 }, { 0x64400000, 10, 1 }, { 0xa9fe0000, 16, 1 },
+	{ 0xac100000, 12, 1 }, { 0xc0a80000, 16, 1 },
+};
+#define NUNTRANSLATED (sizeof untranslated / sizeof untranslated[0])
 
-/* non_global - what RFC 6052 3.1 forbids in the well-known prefix: the
- * site's own networks, which its lists tend to trust */
-static int non_global(const unsigned char *v4)
+/* never_translated - v4 is one of untranslated[] for this prefix */
+static int never_translated(const unsigned char *v4, int wkp)
 {
-	return never_client(v4) || in4(v4, 0x0a000000, 8) || in4(v4, 0x64400000, 10)
-	    || in4(v4, 0xa9fe0000, 16) || in4(v4, 0xac100000, 12) || in4(v4, 0xc0a80000, 16);
+	for (size_t i = 0; i < NUNTRANSLATED; i++)
+		if ((wkp || !untranslated[i].wkp_only) && in4(v4, (unsigned)untranslated[i].net, untranslated[i].bits))
+			return 1;
+	return 0;
 }
 
 int ipnet_xlat_parse(const char *list, struct ipnet *nets, size_t *n, char *err, size_t errlen)
@@ -264,8 +270,70 @@ int ipnet_xlat_v4(const unsigned char a6[16], unsigned char v4[4])
 			i++;
 		if (i < 16)
 			continue;
-		if (is_wkp(net) ? non_global(v4) : never_client(v4))
+		if (never_translated(v4, is_wkp(net)))
 			continue;
+		return 1;
+	}
+	return 0;
+}
+
+int ipnet_xlat_net(const struct ipnet *pfx, size_t npfx, const struct ipnet *net,
+                   struct ipnet *v4, int *keep6, size_t *which)
+{
+	*keep6 = 0;
+	if (net->family != 6)
+		return 0;
+	for (size_t k = 0; k < npfx; k++) {
+		const struct ipnet *p = &pfx[k];
+		unsigned got = 0, clean = 1;
+		unsigned long v = 0;
+		int wkp = is_wkp(p);
+
+		if (net->bits < p->bits || !ipnet_contains(p, net))
+			continue;
+		/* the entry's bits after the prefix, laid out as ipnet_xlat_v4
+		 * reads a client: the u-octet (below /96) and the suffix after the
+		 * IPv4 address are zero in every translated address, so an entry
+		 * with one of them set holds none (a SLAAC host of a /64 prefix) */
+		for (unsigned i = p->bits; i < net->bits; i++) {
+			unsigned bit = (net->addr[i / 8] >> (7 - i % 8)) & 1;
+
+			if ((p->bits < 96 && i >= 64 && i < 72) || got == 32)
+				clean &= !bit;
+			else
+				v |= (unsigned long)bit << (31 - got++);
+		}
+		if (!clean)
+			continue;
+		if (got == 0) {
+			*which = k;
+			return -1;
+		}
+		memset(v4, 0, sizeof(*v4));
+		v4->family = 4;
+		v4->bits = got;
+		v4->addr[0] = (unsigned char)(v >> 24);
+		v4->addr[1] = (unsigned char)(v >> 16);
+		v4->addr[2] = (unsigned char)(v >> 8);
+		v4->addr[3] = (unsigned char)v;
+		/* inside a range that stays IPv6: no translated client there,
+		 * the entry is what it says */
+		for (size_t i = 0; i < NUNTRANSLATED && clean; i++)
+			if ((wkp || !untranslated[i].wkp_only) && untranslated[i].bits <= got
+			    && in4(v4->addr, (unsigned)untranslated[i].net, untranslated[i].bits))
+				clean = 0;
+		if (!clean)
+			continue;
+		/* a wide entry holding such a range: those addresses stay IPv6,
+		 * so the entry is needed as written too; likewise below /96 when
+		 * the entry leaves the u-octet or the suffix open, as the hosts
+		 * sharing the prefix with the translator are not translated */
+		*keep6 = p->bits < 96 && net->bits < 128;
+		for (size_t i = 0; i < NUNTRANSLATED; i++)
+			if ((wkp || !untranslated[i].wkp_only) && untranslated[i].bits > got
+			    && (untranslated[i].net >> (32 - got)) == (v >> (32 - got)))
+				*keep6 = 1;
+		*which = k;
 		return 1;
 	}
 	return 0;

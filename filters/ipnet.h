@@ -45,6 +45,21 @@ int ipnet_xlat_set(const char *list, char *err, size_t errlen);
 /* ipnet_xlat_v4 - is the IPv6 address a6 an IPv4 client's behind a
  * translator?  1 with its IPv4 address in v4, else 0. */
 int ipnet_xlat_v4(const unsigned char a6[16], unsigned char v4[4]);
+/* ipnet_xlat_net - what a list entry net (written as IPv6) is once the
+ * clients of the prefixes pfx[0..npfx) (ipnet_xlat_parse) are their IPv4
+ * address: an entry an administrator writes inside a prefix
+ * (64:ff9b::192.0.2.0/120) would otherwise never match the client it
+ * names.  Returns
+ *   1: the IPv4 network in v4 (/96+n is /n; below /96 the u-octet does
+ *      not count), pfx[*which] the prefix; *keep6 = 1 when part of net
+ *      is never translated (ipnet_xlat_v4: an excluded IPv4 range, or
+ *      below /96 a u-octet or suffix left open), so net is needed as well;
+ *   0: no translated client in net (outside every prefix, wider than one,
+ *      u-octet or suffix set, or only addresses that stay IPv6);
+ *  -1: net is a whole prefix pfx[*which] (every IPv4 client, once
+ *      translated): what was meant cannot be told. */
+int ipnet_xlat_net(const struct ipnet *pfx, size_t npfx, const struct ipnet *net,
+                   struct ipnet *v4, int *keep6, size_t *which);
 /* ipnet_private - loopback, RFC 1918, link-local (169.254/16, fe80::/10)
  * or ULA (fc00::/7): 1 or 0 (the unspecified address, a wildcard, is 0).
  * a is an address (bits ignored). */

@@ -1606,6 +1606,7 @@ struct cfg_load {
 	unsigned       lseen[CFG_MAX_LISTENERS][NOPTS];     /* ... of each listener key */
 	unsigned       lline[CFG_MAX_LISTENERS];            /* its [listener] line, 0 = -o */
 };
+#define SEEN_OVERRIDE UINT_MAX      /* in seen/lseen: the value came from -o */
 
 static void load_error(struct cfg_load *ld, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -1884,6 +1885,7 @@ static int apply_override(struct config *c, struct cfg_load *ld, const char *ov,
 		*dot = '.';
 		if (opt_set(o, l, value, e, sizeof e) < 0)
 			return fail(err, errlen, "-o %s: %s", name, e);
+		ld->lseen[l - c->listeners][o - cfg_opts] = SEEN_OVERRIDE;
 		return 0;
 	}
 	o = opt_find(name, CFG_GLOBAL);
@@ -1896,6 +1898,7 @@ static int apply_override(struct config *c, struct cfg_load *ld, const char *ov,
 	}
 	if (opt_set(o, c, value, e, sizeof e) < 0)
 		return fail(err, errlen, "-o %s: %s", name, e);
+	ld->seen[o - cfg_opts] = SEEN_OVERRIDE;
 	return 0;
 }
 
@@ -1927,6 +1930,130 @@ static int check_listeners(struct config *c, struct cfg_load *ld, char *err, siz
 				return fail(err, errlen, "%s: listener '%s': listen %s is "
 				            "already used by listener '%s'", where, l->name,
 				            l->listen, c->listeners[j].name);
+	}
+	return 0;
+}
+
+/* xlat_list - rewrite each IPv6 entry of the list value (a field of size
+ * sz, the setting o) that lies inside one of the translation prefixes
+ * pfx as the IPv4 network it names (ipnet_xlat_net): its clients are
+ * IPv4 from the listener on, so as written it would match none of them.
+ * where: "FILE:LINE", or "-o NAME" (named: it names the setting), for
+ * the notes and the error.  Words
+ * that are not IPv6 networks (IPv4, @domain, to:rcpt, a bad one the
+ * setting's own check reports) are left alone.  0, or -1 with err. */
+static int xlat_list(struct config *c, const struct cfg_opt *o, char *value, size_t sz, const char *where,
+                     int named, const struct ipnet *pfx, size_t npfx, char *err, size_t errlen)
+{
+	char out[CFG_LINE_MAX + 1], head[700];
+	const char *name = named ? "" : o->name, *colon = named ? "" : ": ";
+	const char *v = value;
+	size_t k = 0;
+	int changed = 0;
+
+	snprintf(head, sizeof head, "%s%s%s", where, colon, name);
+	for (;;) {
+		char word[64], v4txt[INET_ADDRSTRLEN], pfxtxt[INET6_ADDRSTRLEN], add[128];
+		size_t sep = strspn(v, " \t,"), n, which = 0;
+		struct ipnet net, v4;
+		int keep6, rc;
+
+		if (k + sep >= sizeof out)
+			return fail(err, errlen, "%s: too long once translated", head);
+		memcpy(out + k, v, sep);
+		k += sep;
+		v += sep;
+		if ((n = strcspn(v, " \t,")) == 0)
+			break;
+		snprintf(word, sizeof word, "%.*s", (int)n, v);
+		v += n;
+		rc = n < sizeof word && ipnet_parse(word, &net) == 0
+		     ? ipnet_xlat_net(pfx, npfx, &net, &v4, &keep6, &which) : 0;
+		if (rc != 0)
+			inet_ntop(AF_INET6, pfx[which].addr, pfxtxt, sizeof pfxtxt);
+		if (rc < 0)
+			return fail(err, errlen, "%s: \"%s\" is the whole translation prefix %s/%u "
+			            "(nat64_prefixes): every IPv4 client once translated; write 0.0.0.0/0 "
+			            "if that is meant, or the IPv4 networks", head, word, pfxtxt,
+			            pfx[which].bits);
+		if (rc == 0) {
+			snprintf(add, sizeof add, "%s", word);
+		} else {
+			inet_ntop(AF_INET, v4.addr, v4txt, sizeof v4txt);
+			if (v4.bits < 32)
+				snprintf(v4txt + strlen(v4txt), sizeof v4txt - strlen(v4txt), "/%u", v4.bits);
+			snprintf(add, sizeof add, keep6 ? "%s %s" : "%s", v4txt, word);
+			if (c->nnotes < CFG_MAX_NOTES)
+				snprintf(c->notes[c->nnotes], sizeof c->notes[0],
+				         "%s: note: %s%s%s is inside the translation prefix %s/%u (nat64_prefixes), "
+				         "whose clients are their IPv4 address: taken as %s%s", where, name, colon, word,
+				         pfxtxt, pfx[which].bits, v4txt,
+				         keep6 ? ", and as written for the addresses never translated" : "");
+			c->nnotes++;
+			changed = 1;
+		}
+		if (k + strlen(add) >= sizeof out)
+			return fail(err, errlen, "%s: too long once translated", head);
+		memcpy(out + k, add, strlen(add));
+		k += strlen(add);
+	}
+	out[k] = '\0';
+	if (!changed)
+		return 0;
+	if (k >= sz)
+		return fail(err, errlen, "%s: too long once translated (at most %zu characters)",
+		            head, sz - 1);
+	memcpy(value, out, k + 1);
+	return 0;
+}
+
+/* xlat_lists - xlat_list over every network list, global and per
+ * listener, under this config's nat64_prefixes (not yet the process's:
+ * the config may still be refused) */
+static int xlat_lists(struct config *c, struct cfg_load *ld, char *err, size_t errlen)
+{
+	static const char *const lists[] = {
+		"spf_skip_networks", "greylist_whitelist", "milter_internal_networks", "proxy_protocol_from", NULL
+	};
+	struct ipnet pfx[IPNET_XLAT_MAX];
+	size_t npfx;
+	char where[600];
+
+	if (ipnet_xlat_parse(c->nat64_prefixes, pfx, &npfx, err, errlen) < 0)
+		return -1;
+	if (npfx == 0)
+		return 0;
+	for (const char *const *name = lists; *name != NULL; name++) {
+		const struct cfg_opt *o = opt_find(*name, CFG_GLOBAL);
+		unsigned line;
+
+		if (o != NULL) {
+			line = ld->seen[o - cfg_opts];
+			if (line == SEEN_OVERRIDE)
+				snprintf(where, sizeof where, "-o %s", o->name);
+			else if (line != 0)
+				snprintf(where, sizeof where, "%s:%u", ld->file, line);
+			else
+				snprintf(where, sizeof where, "default");
+			if (xlat_list(c, o, (char *)c + o->off, o->size, where, line == SEEN_OVERRIDE,
+			              pfx, npfx, err, errlen) < 0)
+				return -1;
+			continue;
+		}
+		if ((o = opt_find(*name, CFG_LISTENER)) == NULL)
+			continue;
+		for (unsigned i = 0; i < c->nlisteners; i++) {
+			line = ld->lseen[i][o - cfg_opts];
+			if (line == SEEN_OVERRIDE)
+				snprintf(where, sizeof where, "-o listener.%s.%s", c->listeners[i].name, o->name);
+			else if (line != 0)
+				snprintf(where, sizeof where, "%s:%u", ld->file, line);
+			else
+				snprintf(where, sizeof where, "listener '%s': default", c->listeners[i].name);
+			if (xlat_list(c, o, (char *)&c->listeners[i] + o->off, o->size, where,
+			              line == SEEN_OVERRIDE, pfx, npfx, err, errlen) < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -1970,6 +2097,8 @@ struct config *config_load(const char *path, const char *const *overrides,
 			goto bad;
 	if (check_listeners(c, ld, err, errlen) < 0)
 		goto bad;
+	if (xlat_lists(c, ld, err, errlen) < 0)
+		goto bad;
 	if (ipnet_xlat_set(c->nat64_prefixes, err, errlen) < 0)
 		goto bad;
 	free(ld);
@@ -2002,6 +2131,57 @@ int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t m
 	         "which is not a loopback or private address: anyone who reaches it sends as the site "
 	         "(DKIM-signed, no SPF, DMARC or greylisting); bind it to an internal address, "
 	         "firewall it, or set auth = relay", l->name, l->listen);
+	return 1;
+}
+
+/* wide_entry - the first entry of a network list wider than a site's
+ * own networks or a few balancers ever are: IPv4 shorter than /8, IPv6
+ * shorter than /16 (0.0.0.0/0, ::/0, a mapped ::ffff:0:0/96), unless it
+ * is all private (ULA fc00::/7: no outsider's address); 1 with it in
+ * word, else 0 */
+static int wide_entry(const char *list, char *word, size_t wordsz)
+{
+	for (;;) {
+		struct ipnet n, last;
+		size_t len;
+
+		list += strspn(list, " \t,");
+		if ((len = strcspn(list, " \t,")) == 0)
+			return 0;
+		snprintf(word, wordsz, "%.*s", (int)len, list);
+		list += len;
+		if (len >= wordsz || ipnet_parse(word, &n) < 0 || n.bits >= (n.family == 4 ? 8u : 16u))
+			continue;
+		last = n;
+		for (unsigned b = n.bits; b < (n.family == 4 ? 32u : 128u); b++)
+			last.addr[b / 8] |= (unsigned char)(0x80 >> (b % 8));
+		if (!(ipnet_private(&n) && ipnet_private(&last)))
+			return 1;
+	}
+}
+
+int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msglen)
+{
+	const struct listener_cfg *l = &c->listeners[i];
+	char word[64];
+
+	if (!l->proxy_protocol || !wide_entry(l->proxy_protocol_from, word, sizeof word))
+		return 0;
+	snprintf(msg, msglen, "listener '%s': proxy_protocol_from holds %s: any host in it may send a "
+	         "PROXY header and so choose the client address every check sees (SPF, DNS lists, "
+	         "limits, milter and pass lists); list the balancers' own addresses", l->name, word);
+	return 1;
+}
+
+int config_wide_internal(const struct config *c, char *msg, size_t msglen)
+{
+	char word[64];
+
+	if (c->milter_listen[0] == '\0' || !wide_entry(c->milter_internal_networks, word, sizeof word))
+		return 0;
+	snprintf(msg, msglen, "milter_internal_networks holds %s: the milter takes the mail of every "
+	         "client in it as outbound (DKIM-signed, no SPF, DMARC or greylisting); list the site's "
+	         "own networks only", word);
 	return 1;
 }
 

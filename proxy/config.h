@@ -24,6 +24,7 @@
 
 #define CFG_MAX_LISTENERS 32
 #define CFG_MAX_PLUGINS   32
+#define CFG_MAX_NOTES     16
 
 enum bare_newline_mode { BARE_NEWLINE_REJECT = 0, BARE_NEWLINE_NORMALIZE };
 enum early_talker_mode { EARLY_TALKER_NOTE = 0, EARLY_TALKER_REJECT };
@@ -287,6 +288,12 @@ struct config {
 
 	struct listener_cfg listeners[CFG_MAX_LISTENERS];
 	unsigned nlisteners;
+
+	/* list entries config_load rewrote (written inside one of
+	 * nat64_prefixes, they are the IPv4 networks their clients are):
+	 * "FILE:LINE: note: ..." each, for -t and the start-up log */
+	char     notes[CFG_MAX_NOTES][400];
+	unsigned nnotes;              /* all of them; only CFG_MAX_NOTES kept */
 };
 
 /* config_load - defaults, then the file (if path != NULL), then each
@@ -294,11 +301,26 @@ struct config {
  * with "file:line: message" (or "-o name: message") in err.  A config that
  * loads sets the process's translation prefixes (nat64_prefixes,
  * ipnet_xlat_set): every front end and the scanner load their config
- * through here, at start-up and at each reload. */
+ * through here, at start-up and at each reload.  An IPv6 entry of a
+ * network list (spf_skip_networks, greylist_whitelist,
+ * milter_internal_networks, proxy_protocol_from) inside one of those
+ * prefixes is rewritten as the IPv4 network it names (c->notes). */
 struct config *config_load(const char *path, const char *const *overrides,
                            size_t noverrides, char *err, size_t errlen);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
+
+/* config_open_proxy - does listener i take PROXY headers (which choose
+ * the client address) from a network wider than a few balancers:
+ * proxy_protocol_from holding an IPv4 prefix shorter than /8 or an IPv6
+ * one shorter than /16 (0.0.0.0/0, ::/0; all-private ones such as
+ * fc00::/7 excepted)?  1 with the warning in msg, else 0. */
+int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msglen);
+/* config_wide_internal - with a milter, does milter_internal_networks
+ * hold a network as wide (as for config_open_proxy): its clients' mail
+ * is outbound, unchecked and DKIM-signed.  1 with the
+ * warning in msg, else 0. */
+int config_wide_internal(const struct config *c, char *msg, size_t msglen);
 
 /* config_open_outbound - does listener i make anyone who reaches it an
  * outbound sender?  direction = outbound without auth = relay, on an

@@ -143,6 +143,27 @@ static int check_filters(struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* log_config_warnings - what -t says of the configuration's risks and of
+ * the list entries it translated, logged at start-up too */
+static void log_config_warnings(const struct config *cfg)
+{
+	char msg[512];
+
+	for (unsigned i = 0; i < cfg->nnotes && i < CFG_MAX_NOTES; i++)
+		slog(NULL, LOG_NOTICE, "%s", cfg->notes[i]);
+	if (cfg->nnotes > CFG_MAX_NOTES)
+		slog(NULL, LOG_NOTICE, "%u more list entries taken as IPv4 (nat64_prefixes)",
+		     cfg->nnotes - CFG_MAX_NOTES);
+	for (unsigned i = 0; i < cfg->nlisteners; i++) {
+		if (config_open_outbound(cfg, i, msg, sizeof msg))
+			slog(NULL, LOG_WARNING, "%s", msg);
+		if (config_open_proxy(cfg, i, msg, sizeof msg))
+			slog(NULL, LOG_WARNING, "%s", msg);
+	}
+	if (config_wide_internal(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
+}
+
 /* log_deadline_warnings - what -t says of the filters' waits against
  * scan_timeout / milter_timeout, logged at start-up too: a site that
  * never runs -t learns it from the log rather than from 451s */
@@ -218,9 +239,19 @@ int main(int argc, char **argv)
 		}
 		if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0')
 			fprintf(stderr, "%s: warning: no listener and no milter_listen configured\n", c.config ? c.config : "mailwarden");
-		for (unsigned i = 0; i < cfg->nlisteners; i++)
+		for (unsigned i = 0; i < cfg->nnotes && i < CFG_MAX_NOTES; i++)
+			fprintf(stderr, "%s\n", cfg->notes[i]);
+		if (cfg->nnotes > CFG_MAX_NOTES)
+			fprintf(stderr, "%s: note: %u more list entries taken as IPv4 (nat64_prefixes)\n",
+			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
+		for (unsigned i = 0; i < cfg->nlisteners; i++) {
 			if (config_open_outbound(cfg, i, err, sizeof err))
 				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+			if (config_open_proxy(cfg, i, err, sizeof err))
+				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		}
+		if (config_wide_internal(cfg, err, sizeof err))
+			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
@@ -244,12 +275,7 @@ int main(int argc, char **argv)
 	}
 	int to_syslog = cfg->log == LOG_TO_SYSLOG || !c.foreground;
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
-	for (unsigned i = 0; i < cfg->nlisteners; i++) {
-		char msg[512];
-
-		if (config_open_outbound(cfg, i, msg, sizeof msg))
-			slog(NULL, LOG_WARNING, "%s", msg);
-	}
+	log_config_warnings(cfg);
 	log_deadline_warnings(cfg);
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");

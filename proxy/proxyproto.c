@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxyproto.h"
+#include "filters/ipnet.h"
 
 static const unsigned char V2_SIG[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
 
@@ -189,6 +190,15 @@ int netlist_match(const char *list, const struct sockaddr *sa)
 		memcpy(ip + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	} else if (sa->sa_family == AF_INET6) {
 		memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		/* a balancer behind a translator is its IPv4 address, as any
+		 * client is: config_load took the list's entries inside the
+		 * prefix as IPv4 too */
+		unsigned char v4[4];
+		if (ipnet_xlat_v4(ip, v4)) {
+			memset(ip, 0, 10);
+			ip[10] = ip[11] = 0xff;
+			memcpy(ip + 12, v4, 4);
+		}
 	} else {
 		return 0;
 	}

@@ -28,7 +28,8 @@ enum pp_result proxyproto_parse(const unsigned char *p, size_t len, size_t *cons
  * with a reason in err. */
 int netlist_check(const char *list, char *err, size_t errlen);
 /* netlist_match - sa is in one of the networks of list (IPv4-mapped IPv6
- * addresses match IPv4 networks).  1 or 0. */
+ * addresses and translated ones, nat64_prefixes, match IPv4 networks).
+ * 1 or 0. */
 int netlist_match(const char *list, const struct sockaddr *sa);
 
 #endif

@@ -315,3 +315,71 @@ def test_startup_logs_the_open_outbound_listener(tmp_path):
     err = r.stderr.decode()
     assert r.returncode != 0 and "Cannot assign requested address" in err, err
     assert "listener 'sub': direction = outbound without auth = relay on 192.0.2.10:" in err, err
+
+
+@pytest.mark.parametrize("pp,sources,warned", [
+    ("yes", None, False),                          # default: 127.0.0.0/8 ::1
+    ("yes", "10.0.0.5/32 10.0.0.6", False),
+    ("yes", "10.0.0.0/8 2001:db8::/32", False),
+    ("yes", "0.0.0.0/0", True),
+    ("yes", "::/0", True),
+    ("yes", "10.0.0.5 0.0.0.0/1", True),
+    ("yes", "::ffff:0:0/96", True),                # 0.0.0.0/0 written mapped
+    ("yes", "2000::/3", True),
+    ("no", "0.0.0.0/0", False),                    # no PROXY headers taken at all
+])
+def test_check_warns_of_proxy_headers_from_anywhere(pp, sources, warned):
+    """A PROXY header chooses the client address every check sees (SPF,
+    DNS lists, limits, milter and pass lists): mailwarden -t warns when a
+    listener takes it from a network wider than a /8 (IPv4) or /16 (IPv6)
+    (before: "configuration OK" alone, for 0.0.0.0/0 as for ::/0)."""
+    extra = ["proxy_protocol=" + pp] + (["proxy_protocol_from=" + sources] if sources else [])
+    r = mwlib.run_mw(["-t"] + _listener("127.0.0.1:2525", *extra))
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert ("warning: listener 'sub': proxy_protocol_from holds" in err) == warned, err
+
+
+@pytest.mark.parametrize("milter,networks,warned", [
+    (True, None, False),                           # default: 127.0.0.0/8 ::1/128
+    (True, "10.0.0.0/8 192.168.0.0/16 fd00::/8 fc00::/7", False),   # all private
+    (True, "fc00::/6", True),
+    (True, "0.0.0.0/0", True),
+    (True, "::/0", True),
+    (True, "127.0.0.1 8.0.0.0/7", True),
+    (True, "2001::/15", True),
+    (True, "64:ff9b::/97", True),                  # 0.0.0.0/1 once translated
+    (False, "0.0.0.0/0", False),                   # no milter: the list is not used
+])
+def test_check_warns_of_wide_milter_internal_networks(milter, networks, warned):
+    """Every client in milter_internal_networks sends outbound mail (no
+    SPF, DMARC or greylisting, DKIM-signed): mailwarden -t warns of a
+    network wider than a /8 (IPv4) or /16 (IPv6) when the milter runs
+    (before: 0.0.0.0/0 passed with "configuration OK" alone)."""
+    args = ["-t"]
+    if milter:
+        args += ["-o", "milter_listen=inet:%d@127.0.0.1" % mwlib.free_port()]
+    if networks:
+        args += ["-o", "milter_internal_networks=" + networks]
+    r = mwlib.run_mw(args)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert ("warning: milter_internal_networks holds" in err) == warned, err
+    if warned:
+        assert "as outbound" in err, err
+
+
+def test_startup_logs_proxy_and_milter_warnings(tmp_path):
+    """The daemon logs both warnings at start-up, before it binds (the
+    listener's address is not this host's, so it then exits)."""
+    r = mwlib.run_mw(["-f", "-o", "audit_log=%s" % (tmp_path / "audit.log"),
+                      "-o", "quarantine_dir=%s" % (tmp_path / "q"),
+                      "-o", "stats_file=%s" % (tmp_path / "stats"),
+                      "-o", "milter_listen=inet:%d@127.0.0.1" % mwlib.free_port(),
+                      "-o", "milter_internal_networks=0.0.0.0/0"]
+                     + _listener("192.0.2.10:%d" % mwlib.free_port(), "proxy_protocol=yes",
+                                 "proxy_protocol_from=::/0"))
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "Cannot assign requested address" in err, err
+    assert "listener 'sub': proxy_protocol_from holds ::/0" in err, err
+    assert "milter_internal_networks holds 0.0.0.0/0" in err, err

@@ -494,3 +494,104 @@ def test_nat64_prefixes_refused_at_config_check(value, why):
     assert r.returncode != 0 and why.encode() in r.stderr, (value, r.stderr)
     r = run_mw(["-t", "-o", "nat64_prefixes=64:ff9b::/96 2001:db8:64::/96 2001:db8:100::/40"])
     assert r.returncode == 0, r.stderr
+
+
+# --- list entries written inside a translation prefix -----------------------------
+
+
+def test_list_entries_inside_a_translation_prefix_are_ipv4(mw_factory, upstream, dns_server, tmp_path):
+    """An administrator who writes a translated client as it connects
+    (64:ff9b::192.0.2.0/120) means that client, but the client is its IPv4
+    address from the listener on: the entry is taken as the IPv4 network
+    (before: it stayed IPv6 and matched nothing translated, so the milter
+    took such a client as inbound, greylisting held it, SPF checked it)."""
+    # the milter: the well-known prefix and a site's /40 (u-octet skipped)
+    port = free_port()
+    mw = mw_factory(upstream, opts=[("milter_listen", "inet:%d@127.0.0.1" % port),
+                                    ("nat64_prefixes", "64:ff9b::/96 2001:db8:100::/40"),
+                                    ("milter_internal_networks",
+                                     "127.0.0.1 64:ff9b::c000:200/120 2001:db8:1c6:3364::/64")])
+    assert wait_until(lambda: _port_open("127.0.0.1", port), 10)
+    cases = [("64:ff9b::c000:203", "192.0.2.3", "outbound"),
+             ("64:ff9b::c000:303", "192.0.3.3", "inbound"),
+             ("2001:db8:1c6:3364:7::", "198.51.100.7", "outbound"),
+             ("2001:db8:1c6:3365:7::", "198.51.101.7", "inbound"),
+             # u-octet set: a host of that /64, not a translation; the
+             # entry holds it still
+             ("2001:db8:1c6:3364:107::", "2001:db8:1c6:3364:107::", "outbound")]
+    for ip, _, _ in cases:
+        c = milterlib.RawMilter(port).negotiate()
+        milter_connect(c, b"6", ip)
+        verdict, _, _ = c.message(make_msg(subject="xlat entry"))
+        assert verdict in (b"a", b"c"), verdict
+        c.close()
+    recs = milterlib.wait_records(mw, len(cases))
+    assert [(r["client_ip"], r["direction"]) for r in recs] == [(w, d) for _, w, d in cases]
+    # the start-up log says what became of them
+    log = mw.stderr_text()
+    assert ("-o milter_internal_networks: note: 64:ff9b::c000:200/120 is inside the translation "
+            "prefix 64:ff9b::/96 (nat64_prefixes), whose clients are their IPv4 address: taken as "
+            "192.0.2.0/24") in log, log
+    assert "2001:db8:1c6:3364::/64 is inside the translation prefix 2001:db8:100::/40" in log, log
+
+    # greylisting's pass list, through a PROXY header
+    m = mw_pp(mw_factory, upstream, store_opts("lmdb", tmp_path)
+              + [("filters", "greylist"), ("greylist_delay", "1h"),
+                 ("greylist_whitelist", "@example.com 64:ff9b::198.51.100.0/120")])
+    assert send_as(m, v2_inet6("64:ff9b::c633:6404")).code == 250
+    assert send_as(m, v2_inet6("64:ff9b::c633:6504")).code == 451
+    assert send_as(m, v1("198.51.100.5")).code == 250        # the same network written as IPv4
+
+    # spf_skip_networks: six.test has no ip4:, so 192.0.2.9 fails unless skipped
+    for z, recs in SPF_ZONES.items():
+        dns_server.add_zone(z, recs)
+    dns_server.start()
+    for skip, want in (("::1", "SPF_FAIL"), ("64:ff9b::c000:200/120", None)):
+        _, sym = scan(["-o", "filters=spf", "-o", "dns_forwarder=" + dns_server.forwarder,
+                       "-o", "spf_skip_networks=" + skip, "--client-ip", "64:ff9b::c000:209",
+                       "--from", "a@six.test", "--helo", "mx.example.org"], tmp_path)
+        assert [s for s in sym if s.startswith("SPF_")] == ([want] if want else []), (skip, sym)
+
+
+def test_list_entries_translated_at_config_check(tmp_path):
+    """mailwarden -t notes each entry it takes as IPv4, with FILE:LINE, and
+    -t -v shows the lists as in effect; entries outside a prefix, wider
+    than one (::/0), or in a range never translated stay as written; an
+    entry that is a whole prefix (every IPv4 client) is refused, naming
+    the line."""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("filters = greylist spf\n"
+                    "spf_skip_networks = 127.0.0.0/8, 64:ff9b::c000:201 ::/0\n"
+                    "greylist_whitelist = @example.com 64:ff9b::198.51.100.0/120 to:pm@example.org\n"
+                    "milter_internal_networks = 10.0.0.0/8 64:ff9b::10.0.0.0/104 2001:db8::/32\n"
+                    "[listener mx]\nlisten = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+                    "proxy_protocol = yes\nproxy_protocol_from = 127.0.0.1 64:ff9b::c000:205\n")
+    r = run_mw(["-t", "-v", "-c", str(conf)] + store_args(tmp_path))
+    assert r.returncode == 0, r.stderr
+    err, out = r.stderr.decode(), r.stdout.decode()
+    notes = [ln for ln in err.splitlines() if ": note: " in ln]
+    assert len(notes) == 3, err
+    assert "%s:2: note: spf_skip_networks: 64:ff9b::c000:201 is inside" % conf in err, err
+    assert "%s:3: note: greylist_whitelist: 64:ff9b::198.51.100.0/120 is inside" % conf in err, err
+    assert "%s:9: note: proxy_protocol_from: 64:ff9b::c000:205 is inside" % conf in err, err
+    assert "spf_skip_networks = 127.0.0.0/8, 192.0.2.1 ::/0\n" in out, out
+    assert "greylist_whitelist = @example.com 198.51.100.0/24 to:pm@example.org\n" in out, out
+    # 10.0.0.0/8 is never translated from the well-known prefix (RFC 6052 3.1)
+    assert "milter_internal_networks = 10.0.0.0/8 64:ff9b::10.0.0.0/104 2001:db8::/32\n" in out, out
+    assert "proxy_protocol_from = 127.0.0.1 192.0.2.5\n" in out, out
+    # with no prefixes, nothing is translated
+    r = run_mw(["-t", "-v", "-c", str(conf), "-o", "nat64_prefixes="] + store_args(tmp_path))
+    assert r.returncode == 0 and b": note: " not in r.stderr, r.stderr
+    assert b"spf_skip_networks = 127.0.0.0/8, 64:ff9b::c000:201 ::/0\n" in r.stdout, r.stdout
+    # the whole prefix
+    bad = tmp_path / "bad.conf"
+    bad.write_text("nat64_prefixes = 2001:db8:100::/40\nmilter_internal_networks = ::1\n"
+                   "spf_skip_networks = 2001:db8:100::/40\n")
+    r = run_mw(["-t", "-c", str(bad)])
+    assert r.returncode != 0, r.stdout
+    assert ("%s:3: spf_skip_networks: \"2001:db8:100::/40\" is the whole translation prefix "
+            "2001:db8:100::/40" % bad).encode() in r.stderr, r.stderr
+    r = run_mw(["-t", "-o", "listener.x.listen=127.0.0.1:2525", "-o", "listener.x.upstream=127.0.0.1:2526",
+                "-o", "listener.x.proxy_protocol_from=64:ff9b::/96"])
+    assert r.returncode != 0 and b"-o listener.x.proxy_protocol_from: \"64:ff9b::/96\" is the whole" \
+        in r.stderr, r.stderr

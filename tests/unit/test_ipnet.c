@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -110,6 +111,85 @@ static void test_translated(void **state)
 	assert_string_equal(canon("64:ff9b::c000:201"), "192.0.2.1");
 }
 
+/* xentry - a list entry as ipnet_xlat_net makes it under the prefixes
+ * pfx: "192.0.2.0/24", "+" appended when the IPv6 entry stays too, "="
+ * when it stays as written, "!" when refused */
+static const char *xentry(const char *pfx, const char *entry)
+{
+	static char buf[80];
+	struct ipnet nets[IPNET_XLAT_MAX], net, v4;
+	size_t n, which = 99;
+	char err[200], txt[INET_ADDRSTRLEN];
+	int keep6, rc;
+
+	assert_int_equal(ipnet_xlat_parse(pfx, nets, &n, err, sizeof err), 0);
+	assert_int_equal(ipnet_parse(entry, &net), 0);
+	rc = ipnet_xlat_net(nets, n, &net, &v4, &keep6, &which);
+	if (rc == 0)
+		return "=";
+	assert_true(which < n);
+	if (rc < 0)
+		return "!";
+	inet_ntop(AF_INET, v4.addr, txt, sizeof txt);
+	snprintf(buf, sizeof buf, "%s/%u%s", txt, v4.bits, keep6 ? "+" : "");
+	return buf;
+}
+
+/* List entries written inside a translation prefix are the IPv4 networks
+ * the clients they name are once translated. */
+static void test_translated_entries(void **state)
+{
+	const char *wkp = "64:ff9b::/96";
+
+	(void)state;
+	assert_string_equal(xentry(wkp, "64:ff9b::c000:201"), "192.0.2.1/32");
+	assert_string_equal(xentry(wkp, "64:FF9B::192.0.2.0/120"), "192.0.2.0/24");
+	assert_string_equal(xentry(wkp, "64:ff9b::c000:201/120"), "192.0.2.0/24");  /* host bits go */
+	assert_string_equal(xentry(wkp, "64:ff9b::c633:6400/104"), "198.0.0.0/8");
+	/* the whole prefix would be every IPv4 client: refused */
+	assert_string_equal(xentry(wkp, "64:ff9b::/96"), "!");
+	/* wider than the prefix, outside it, IPv4: as written */
+	assert_string_equal(xentry(wkp, "::/0"), "=");
+	assert_string_equal(xentry(wkp, "64:ff9b::/64"), "=");
+	assert_string_equal(xentry(wkp, "2001:db8::c000:201"), "=");
+	assert_string_equal(xentry(wkp, "64:ff9b:0:0:1::/80"), "=");
+	assert_string_equal(xentry(wkp, "192.0.2.0/24"), "=");
+	/* what the well-known prefix never translates stays IPv6 ... */
+	assert_string_equal(xentry(wkp, "64:ff9b::127.0.0.1"), "=");
+	assert_string_equal(xentry(wkp, "64:ff9b::10.0.0.0/104"), "=");
+	assert_string_equal(xentry(wkp, "64:ff9b::192.168.1.0/120"), "=");
+	/* ... and an entry holding some of it is needed as written too */
+	assert_string_equal(xentry(wkp, "64:ff9b::/97"), "0.0.0.0/1+");
+	assert_string_equal(xentry(wkp, "64:ff9b::a000:0/99"), "160.0.0.0/3+");   /* 169.254/16 */
+	assert_string_equal(xentry(wkp, "64:ff9b::c000:0/99"), "192.0.0.0/3+");   /* 192.168/16 */
+	assert_string_equal(xentry(wkp, "64:ff9b::c000:0/100"), "192.0.0.0/4+");
+	assert_string_equal(xentry(wkp, "64:ff9b::c000:0/112"), "192.0.0.0/16");
+	/* a network-specific /96 may carry the site's own networks */
+	assert_string_equal(xentry("2001:db8:64::/96", "2001:db8:64::10.0.0.0/104"), "10.0.0.0/8");
+	assert_string_equal(xentry("2001:db8:64::/96", "2001:db8:64::127.0.0.1"), "=");
+	/* RFC 6052 2.4's 192.0.2.33 under shorter prefixes: the u-octet
+	 * (bits 64..71) does not count, the suffix must be zero; an entry
+	 * that leaves either open also holds hosts that are not translated,
+	 * and stays as written besides ("+") */
+	assert_string_equal(xentry("2001:db8::/32", "2001:db8:c000:221::"), "192.0.2.33/32");
+	assert_string_equal(xentry("2001:db8::/32", "2001:db8:c000:200::/56"), "192.0.2.0/24+");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2:21::"), "192.0.2.33/32");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2::/64"), "192.0.2.0/24+");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2::/72"), "192.0.2.0/24+");
+	assert_string_equal(xentry("2001:db8:100::/40", "2001:db8:1c0:2:21::/80"), "192.0.2.33/32+");
+	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2:2100:0"), "192.0.2.33/32");
+	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2::/96"), "192.0.2.0/24+");
+	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2::/72"), "!");      /* u-octet only */
+	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:1c0:2::/104"), "="); /* u-octet set */
+	assert_string_equal(xentry("2001:db8:1:2::/64", "2001:db8:1:2:c0:2:2100:1"), "="); /* suffix set */
+	/* the prefix that translates it, as for a client: under the /32 the
+	 * suffix is set, the /96 holds it */
+	assert_string_equal(xentry("2001:db8::/32 2001:db8:64::/96", "2001:db8:64::c000:201"), "192.0.2.1/32");
+	assert_string_equal(xentry("2001:db8::/32 2001:db8:64::/96", "2001:db8:64::/96"), "!");
+	assert_string_equal(xentry("2001:db8:64::/96 2001:db8::/32", "2001:db8:64::c000:201"), "192.0.2.1/32");
+	assert_string_equal(xentry("", "64:ff9b::c000:201"), "=");
+}
+
 /* the listener's and the milter's side: a client socket address */
 static void test_client_sockaddr(void **state)
 {
@@ -205,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_limit_key),
 		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_translated),
+		cmocka_unit_test(test_translated_entries),
 		cmocka_unit_test(test_private),
 		cmocka_unit_test(test_client_sockaddr),
 	};

@@ -161,6 +161,11 @@ static void test_netlist(void **state)
 	assert_false(in_list("127.0.0.0/8", "::7f00:1"));     /* IPv4-compatible: IPv6 */
 	assert_int_equal(netlist_check("::ffff:0:0/95", err, sizeof err), -1);
 	assert_int_equal(netlist_check("::ffff:0:0/96", err, sizeof err), 0);
+	/* a balancer behind a translator (nat64_prefixes, by default
+	 * 64:ff9b::/96) is its IPv4 address, as any client */
+	assert_true(in_list("192.0.2.0/24", "64:ff9b::c000:205"));
+	assert_false(in_list("::/0", "64:ff9b::c000:205"));
+	assert_true(in_list("::/0", "64:ff9b::7f00:1"));      /* never translated */
 }
 
 static int sink(void *arg, const char *p, size_t n)
