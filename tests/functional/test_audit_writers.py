@@ -12,10 +12,14 @@ test_proxy_milter_and_commands_at_once passed then too."""
 
 import json
 import os
+import resource
+import subprocess
 import threading
 
+import pytest
+
 from milterlib import RawMilter, milter_pid
-from mwlib import free_port, make_msg, read_audit, wait_until
+from mwlib import MW_BIN, free_port, make_msg, read_audit, wait_until
 from quarantinelib import q, q_list, quarantine_one, quarantine_opts, spam_msg
 
 FRAGMENT = b'{"time":"2026-01-01T00:00:00Z","session":"killed","subject":"cut he'
@@ -153,3 +157,43 @@ def test_proxy_milter_and_commands_at_once(mw_factory, upstream):
     assert sorted(x["quarantine_id"] for x in recs if x.get("event") == "quarantine_delete") \
         == sorted(deleted) == sorted(ids)
     assert os.path.getsize(m.audit_path) > 100000
+
+
+def test_cut_refused_then_another_writer(mw_factory, upstream):
+    """A quarantine command whose write fails part-way (here past
+    RLIMIT_FSIZE, as on a full disk) on an append-only log (chattr +a: the
+    cut is refused, EPERM) leaves its fragment; it exits 1 and says so.  The
+    proxy's next record starts a line of its own: before, only the process
+    that left a fragment knew of it, and the proxy continued its line."""
+    m, _ = daemon(mw_factory, upstream)
+    assert quarantine_one(m, spam_msg(subject="viagra held")).code == 250
+    assert wait_until(lambda: len(read_audit(m.audit_path)) == 1)
+    qid = q_list(m)[0]["id"]
+    r = subprocess.run(["chattr", "+a", m.audit_path], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("chattr +a: %s" % r.stderr.decode().strip())
+    try:
+        size = os.path.getsize(m.audit_path)
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, resource.RLIM_INFINITY))
+
+        r = subprocess.run([MW_BIN, "quarantine", "-o", "quarantine_dir=%s" % m.quarantine_dir,
+                            "-o", "audit_log=%s" % m.audit_path, "delete", qid],
+                           capture_output=True, preexec_fn=limit, timeout=30)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and "its audit record could not be written" in err, err
+        assert "File too large" in err, err
+        assert os.path.getsize(m.audit_path) == size + 20     # the fragment stayed
+        c = m.client()
+        c.ehlo()
+        assert c.transaction("a@example.org", ["b@example.net"],
+                             make_msg(subject="after"))["final"].code == 250
+        c.quit()
+        assert wait_until(lambda: len(lines_of(m.audit_path)) == 3), lines_of(m.audit_path)
+    finally:
+        subprocess.run(["chattr", "-a", m.audit_path])
+    lines = lines_of(m.audit_path)
+    assert lines[1].startswith(b'{"time":') and len(lines[1]) == 20, lines[1]
+    assert record(lines[0])["subject"] == "viagra held"
+    assert record(lines[2])["subject"] == "after"
