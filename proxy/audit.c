@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,13 +22,23 @@ static char audit_path[PATH_MAX];   /* for the log lines of failed writes */
 
 /* A failed write (ENOSPC, EDQUOT, EIO, EFBIG) must not leave part of a
  * line: the next record would be glued onto it and neither would parse.
- * The writes of this process's threads are serialized under write_lock,
- * so a partial write can be cut off again before anyone appends after it.
- * Lost records are counted and logged once per streak, not once per line,
- * so a full disk does not also flood the system log. */
+ * Several processes append to the file (the proxy, the milter, the
+ * quarantine commands), each through its own descriptor.  One write() of
+ * a whole record is not enough: a write that fails part-way leaves a
+ * fragment, and a retry of the rest is a second write.  So the writes of
+ * this process's threads are serialized under write_lock, and those of
+ * all processes under flock() on the file, held from the check of the
+ * file's last byte through the write to the cut of a partial one: nobody
+ * appends between a fragment and its cut, or after a fragment that is
+ * still there.  Lost records are counted and logged once per streak, not
+ * once per line, so a full disk does not also flood the system log. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long lost_lines;    /* in the current streak of failures */
 static int glued;                   /* a partial line could not be cut off */
+static int lockable;                /* a regular file: flock, lseek, cut */
+static int readable;                /* its last byte can be read (O_RDWR) */
+static off_t last_end = -1;         /* its size after our last write, -1 unknown */
+static int lock_failed_logged;
 
 int audit_open(const char *path)
 {
@@ -50,8 +61,15 @@ int audit_open(const char *path)
 	if (slash != NULL) slash[slash == dir ? 1 : 0] = '\0';
 	if (geteuid() == 0 && slash != NULL && stat(dir, &ds) == 0 && ds.st_uid != 0)
 		guarded = 1;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK |
-	              (guarded ? O_NOFOLLOW : 0), 0640);
+	/* read access only to see whether the file ends in a newline (a
+	 * writer died mid-record); a file we may only append to goes without */
+	int flags = O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | (guarded ? O_NOFOLLOW : 0);
+	int rdwr = 1;
+	int fd = open(path, O_RDWR | flags, 0640);
+	if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+		rdwr = 0;
+		fd = open(path, O_WRONLY | flags, 0640);
+	}
 	if (fd < 0) return -1;
 	if (fstat(fd, &st) < 0) {
 		int saved = errno;
@@ -86,6 +104,10 @@ int audit_open(const char *path)
 		}
 	}
 	snprintf(audit_path, sizeof audit_path, "%s", path);
+	lockable = S_ISREG(st.st_mode);
+	readable = rdwr;
+	last_end = -1;          /* the first write looks at the file's last byte */
+	if (rdwr) glued = 0;    /* which tells; else keep it, the same file may be reopened */
 	pthread_mutex_unlock(&write_lock);
 	return 0;
 }
@@ -139,19 +161,24 @@ int audit_failing(void)
 }
 
 /* cut_partial - a write appended done bytes of a line and then failed:
- * remove them.  Our offset is the end of what we appended (O_APPEND); if
- * the file is longer, another process (the milter, a CLI command) has
- * appended since, and cutting would take its line: then the next record
- * starts with a newline instead, so only the fragment is lost. */
+ * remove them.  Our offset is the end of what we appended (O_APPEND).
+ * Under the file lock no one else appends, but a writer that does not
+ * take it (an admin's echo >>) may have: if the file is longer, cutting
+ * would take its line, so the fragment stays and the next record starts
+ * with a newline instead.  The cut also fails on an append-only file
+ * (chattr +a: EPERM). */
 static void cut_partial(size_t done)
 {
 	struct stat st;
 	off_t end = lseek(audit_fd, 0, SEEK_CUR);
 
 	if (end >= (off_t)done && fstat(audit_fd, &st) == 0 && st.st_size == end
-	    && ftruncate(audit_fd, end - (off_t)done) == 0)
+	    && ftruncate(audit_fd, end - (off_t)done) == 0) {
+		last_end = end - (off_t)done;
 		return;
+	}
 	glued = 1;
+	last_end = -1;
 }
 
 static int write_some(const char *p, size_t len, size_t *done)
@@ -169,23 +196,63 @@ static int write_some(const char *p, size_t len, size_t *done)
 	return 0;
 }
 
+/* lock_file - flock the log against the other processes; 0 when it cannot
+ * be locked (a file system without locks: then as before, unlocked) */
+static int lock_file(void)
+{
+	if (!lockable) return 0;
+	while (flock(audit_fd, LOCK_EX) < 0) {
+		if (errno == EINTR) continue;
+		if (!lock_failed_logged) {
+			lock_failed_logged = 1;
+			slog_errno(NULL, LOG_WARNING, "audit log %s: cannot lock it (records of "
+			           "other processes may end up on the line of one that fails part-way)",
+			           audit_path);
+		}
+		return 0;
+	}
+	return 1;
+}
+
+/* ends_open - the file does not end with a newline: a writer died in the
+ * middle of a record, or its cut failed.  Sets *size to the file's size
+ * (-1 unknown).  Only a file that changed since our last write is read. */
+static int ends_open(off_t *size)
+{
+	char c;
+
+	/* lseek costs half an fstat; the offset is the writes' (O_APPEND) */
+	*size = lockable ? lseek(audit_fd, 0, SEEK_END) : -1;
+	if (*size < 0) return glued;
+	if (*size == 0) return 0;
+	if (*size == last_end && !glued) return 0;
+	if (!readable || pread(audit_fd, &c, 1, *size - 1) != 1) return glued;
+	return c != '\n';
+}
+
 /* write_all - append whole lines (p ends with a newline) or none of them */
 static int write_all(const char *p, size_t len)
 {
 	size_t done, lines = 0;
-	int rc;
+	off_t size;
+	int rc, locked;
 
 	pthread_mutex_lock(&write_lock);
-	if (glued) {
+	locked = lock_file();
+	if (ends_open(&size)) {
 		if (write_some("\n", 1, &done) < 0) goto fail;
 		glued = 0;
+		if (size >= 0) size++;
 	}
 	if (write_some(p, len, &done) < 0) {
 		int saved = errno;
+		last_end = -1;
 		if (done > 0) cut_partial(done);
 		errno = saved;
 		goto fail;
 	}
+	last_end = size >= 0 ? size + (off_t)len : -1;
+	if (locked) flock(audit_fd, LOCK_UN);
 	if (lost_lines > 0) {
 		slog(NULL, LOG_NOTICE, "audit log %s: writing again; %lu record%s lost", audit_path,
 		     lost_lines, lost_lines == 1 ? "" : "s");
@@ -195,6 +262,7 @@ static int write_all(const char *p, size_t len)
 	return 0;
 fail:
 	rc = errno;
+	if (locked) flock(audit_fd, LOCK_UN);
 	for (size_t i = 0; i < len; i++)
 		lines += p[i] == '\n';
 	if (lost_lines == 0) {

@@ -1,7 +1,9 @@
 /* audit.h - the audit log: one JSON line per transaction, appended (with
- * O_APPEND) in writes of whole lines, so lines never interleave.  Any byte
- * from the network ends up as valid UTF-8 JSON (jsonw.h, or json-c text
- * passed through utf8 sanitizing). */
+ * O_APPEND) in writes of whole lines under flock, by every process that
+ * writes it, so lines never interleave and a write that fails part-way is
+ * cut off before anyone appends after it.  Any byte from the network ends
+ * up as valid UTF-8 JSON (jsonw.h, or json-c text passed through utf8
+ * sanitizing). */
 #ifndef MW_AUDIT_H
 #define MW_AUDIT_H
 
