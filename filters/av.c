@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include <archive.h>
@@ -10,8 +11,10 @@
 
 #include "filters/av.h"
 #include "filters/mime.h"
+#include "proxy/sbuf.h"
 
 #define AV_NAME_MAX 128    /* a signature name as shown in replies and headers */
+#define AV_WHERE_MAX 160   /* where a hidden content was found, as shown */
 #define ZIP_UNPACK_MAX (64u << 20)   /* containers unpacked to count the zips' entries */
 
 /* realloc_or_free - realloc that frees the block when it fails */
@@ -65,15 +68,19 @@ void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner)
 }
 
 void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
-              const char *virname)
+              const char *virname, const char *where)
 {
-	char name[AV_NAME_MAX + 1], text[300];
+	char name[AV_NAME_MAX + 1], text[AV_NAME_MAX + AV_WHERE_MAX + 40], found[AV_NAME_MAX + AV_WHERE_MAX + 8];
 	int mode = mw_direction(ctx) == MW_OUTBOUND ? cfg->av_outbound_action
 	                                            : cfg->av_inbound_action;
 
 	safe_name(name, sizeof(name), virname);
-	mw_symbol(ctx, AV_SYM_VIRUS, 0, "%s", name);
-	mw_log(ctx, LOG_NOTICE, "virus found: %s (action %s)", name,
+	if (where != NULL && where[0] != '\0')
+		snprintf(found, sizeof(found), "%s in %.*s", name, AV_WHERE_MAX, where);
+	else
+		snprintf(found, sizeof(found), "%s", name);
+	mw_symbol(ctx, AV_SYM_VIRUS, 0, "%s", found);
+	mw_log(ctx, LOG_NOTICE, "virus found: %s (action %s)", found,
 	    mode == AV_VIRUS_QUARANTINE ? "quarantine" : mode == AV_VIRUS_TAG ? "tag" : "reject");
 	snprintf(text, sizeof(text), "Infected (%s)", name);
 	headers(ctx, cfg, scanner, text);
@@ -85,7 +92,7 @@ void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
 		mw_verdict(ctx, MW_TAG, NULL);
 		break;
 	default:
-		snprintf(text, sizeof(text), "554 5.7.1 Virus found: %s", name);
+		snprintf(text, sizeof(text), "554 5.7.1 Virus found: %s", found);
 		mw_verdict(ctx, MW_REJECT, text);
 		break;
 	}
@@ -281,4 +288,208 @@ int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t 
 		}
 	}
 	return 0;
+}
+
+/* --- contents the engine cannot open itself ---------------------------------
+ *
+ * S/MIME opaque signed-data (application/pkcs7-mime; smime-type=
+ * signed-data) carries the signed message in the clear inside a CMS
+ * object, which mail programs open and show, attachments and all;
+ * libclamav (1.4.6) has no parser for it and scans the DER as data, in
+ * which a base64 attachment is just text: a virus attached inside passed
+ * both filters.  The content OpenSSL takes out (mime_cms_content) is
+ * handed to the same engine as a message of its own.  Everything else the
+ * shared parse lists the engine opens itself (multipart/signed is plain
+ * MIME; its detached signature holds no content) and is not scanned again.
+ * A signed-data part may also sit in a message GMime keeps as a leaf (an
+ * encoded message/rfc822, a .eml file), which libclamav does parse but
+ * cannot see the signed-data of: those are parsed too, not scanned. */
+
+#define HIDDEN_MAX_LEVELS 8    /* as the attachments filter opens messages; said in hidden_parts */
+#define HIDDEN_MAX_BYTES  MIME_MAX_DECODED   /* parsed and taken out, per message */
+
+/* The signed content is a MIME entity (its header fields are the MIME
+ * ones): libclamav takes a buffer for mail only when it starts like one
+ * ("\nMIME-Version: " then "\nContent-Type: " in its first 2 KiB), which
+ * an entity of many fields, or none, does not; as the body of a
+ * message/rfc822 it is read as a message whatever its fields. */
+static const char wrap_head[] = "X-Mailwarden-Content: S/MIME signed content\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n";
+
+struct hidden {
+	const struct av_scanner *s;
+	int       bounded;       /* av_max_scansize is set */
+	uint64_t  budget;        /* what the scans so far left of it */
+	uint64_t  opened;        /* bytes parsed or taken out so far */
+	unsigned  level;
+	char     *out;           /* the scanner's answer */
+	size_t    outsz;
+	char     *where;         /* where it was found */
+	size_t    wheresz;
+};
+
+/* shown_name - a part's name for a log line or a reply: its filename as
+ * printable ASCII (a sender chose it), or its place and type */
+static void shown_name(const struct mime_part *p, size_t idx, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	if (p->filename == NULL || p->filename[0] == '\0') {
+		snprintf(out, outsz, "part %zu (%.60s)", idx + 1, p->content_type);
+		return;
+	}
+	for (const char *c = p->filename; *c != '\0' && n + 1 < outsz && n < 60; c++)
+		out[n++] = (*c >= 0x20 && *c < 0x7f) ? *c : '_';
+	out[n] = '\0';
+}
+
+/* is_message - a whole message GMime keeps as a leaf: message/rfc822 or
+ * message/global sent base64 or quoted-printable, or a file named .eml */
+static int is_message(const struct mime_part *p)
+{
+	if (strcmp(p->content_type, "message/rfc822") == 0 ||
+	    strcmp(p->content_type, "message/global") == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		if (n >= 4 && strcasecmp(p->names[k] + n - 4, ".eml") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static enum av_result hidden_limit(struct hidden *h, const char *here, const char *why)
+{
+	snprintf(h->where, h->wheresz, "%s", here);
+	snprintf(h->out, h->outsz, "%s", why);
+	return AV_LIMIT;
+}
+
+/* scan_content - one signed content, as the body of a message/rfc822 */
+static enum av_result scan_content(struct hidden *h, const unsigned char *d, size_t n,
+                                   const char *here)
+{
+	size_t blen = sizeof(wrap_head) - 1 + n;
+	uint64_t counted = 0;
+	unsigned char *buf;
+	enum av_result r;
+
+	if (h->bounded && blen > h->budget)
+		return hidden_limit(h, here, "past av_max_scansize with the rest of the message");
+	buf = xmalloc(blen);
+	memcpy(buf, wrap_head, sizeof(wrap_head) - 1);
+	memcpy(buf + sizeof(wrap_head) - 1, d, n);
+	r = h->s->scan(h->s->arg, buf, blen, "signed-content.eml", h->out, h->outsz, &counted);
+	free(buf);
+	h->budget -= counted < h->budget ? counted : h->budget;
+	if (r != AV_CLEAN)
+		snprintf(h->where, h->wheresz, "%s", here);
+	return r;
+}
+
+/* hidden_parts - the signed contents among parts (and in the messages
+ * among them), each scanned; in: where parts are, NULL at the top */
+static enum av_result hidden_parts(struct hidden *h, const struct mime_part *parts, size_t nparts,
+                                   const char *in)
+{
+	for (size_t i = 0; i < nparts; i++) {
+		const struct mime_part *p = &parts[i];
+		int is_signed = mime_cms_kind(p->raw, p->raw_len) == MIME_CMS_SIGNED;
+		char name[96], here[AV_WHERE_MAX + 1];
+		unsigned char *content = NULL;
+		const unsigned char *inner;
+		struct mime_msg *m;
+		size_t len;
+		enum av_result r = AV_CLEAN;
+
+		if (!is_signed && !(is_message(p) && p->raw_len > 0))
+			continue;
+		shown_name(p, i, name, sizeof(name));
+		snprintf(here, sizeof(here), "%s %s%s%s", is_signed ? "the S/MIME signed content of"
+		    : "message", name, in != NULL ? " in " : "", in != NULL ? in : "");
+		if (is_signed) {
+			/* a detached signature has no content, and one OpenSSL
+			 * cannot read no program shows */
+			if ((content = mime_cms_content(p->raw, p->raw_len, &len)) == NULL)
+				continue;
+			inner = content;
+		} else {
+			inner = p->raw;
+			len = p->raw_len;
+		}
+		if (h->level >= HIDDEN_MAX_LEVELS)
+			r = hidden_limit(h, here, "nested more than 8 levels in messages and signed content");
+		else if (h->opened + len > HIDDEN_MAX_BYTES)
+			r = hidden_limit(h, here, "messages and signed content over 64 MiB");
+		if (r == AV_CLEAN) {
+			h->opened += len;
+			if (is_signed)
+				r = scan_content(h, inner, len, here);
+		}
+		if (r == AV_CLEAN) {
+			/* a signed-data in the signed content, or in a message in it */
+			m = mime_parse(inner, len);
+			h->level++;
+			r = hidden_parts(h, m->parts, m->nparts, here);
+			h->level--;
+			mime_free(m);
+		}
+		free(content);
+		if (r != AV_CLEAN)
+			return r;
+	}
+	return AV_CLEAN;
+}
+
+void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s)
+{
+	const unsigned char *msg;
+	const struct mime_msg *m;
+	char out[400], where[AV_WHERE_MAX + 1], why[AV_WHERE_MAX + 420];
+	uint64_t counted = 0;
+	enum av_result r;
+	size_t len;
+
+	msg = mw_message(ctx, &len);
+	if (av_zip_over(ctx, cfg, out, sizeof(out))) {
+		av_unscanned(ctx, cfg, s->label, 1, out);
+		return;
+	}
+	out[0] = where[0] = '\0';
+	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
+	if (r == AV_CLEAN) {
+		/* only what came back clean is looked into: a virus the
+		 * engine found in the message is not looked for again */
+		struct hidden h = {
+			.s = s, .bounded = cfg->av_max_scansize > 0, .out = out, .outsz = sizeof(out),
+			.where = where, .wheresz = sizeof(where),
+		};
+
+		if (counted < len)
+			counted = len;
+		h.budget = cfg->av_max_scansize > counted ? cfg->av_max_scansize - counted : 0;
+		m = mime_get(ctx);
+		r = hidden_parts(&h, m->parts, m->nparts, NULL);
+	}
+	if (r == AV_VIRUS && av_limit_name(out))
+		r = AV_LIMIT;           /* libclamav's "a limit was hit" */
+	if (where[0] != '\0')
+		snprintf(why, sizeof(why), "%s: %s", where, out);
+	else
+		snprintf(why, sizeof(why), "%s", out);
+	switch (r) {
+	case AV_CLEAN:
+		av_clean(ctx, cfg, s->label);
+		break;
+	case AV_VIRUS:
+		av_virus(ctx, cfg, s->label, out, where[0] ? where : NULL);
+		break;
+	case AV_LIMIT:
+		av_unscanned(ctx, cfg, s->label, 1, why);
+		break;
+	default:
+		av_unscanned(ctx, cfg, s->label, 0, why);
+		break;
+	}
 }

@@ -18,6 +18,9 @@
 #ifndef MW_AV_H
 #define MW_AV_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "mailwarden/filter.h"
 #include "proxy/config.h"
 
@@ -36,9 +39,12 @@ int  av_limit_name(const char *virname);
 /* av_clean - the message was scanned and is clean.  scanner: what goes
  * into X-Virus-Scanned ("ClamAV 1.4.6 (libclamav)"), borrowed. */
 void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner);
-/* av_virus - a signature matched; virname borrowed (any bytes: sanitized) */
+/* av_virus - a signature matched; virname borrowed (any bytes: sanitized).
+ * where: NULL for the message as it came, else where the content scanned
+ * was taken from ("the S/MIME signed content of smime.p7m"), which the
+ * symbol's description, the reply and the log line then name. */
 void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
-              const char *virname);
+              const char *virname, const char *where);
 /* av_zip_over - the zip attachments of the message (the shared MIME
  * parse's leaves) and the zips inside them or inside the other containers
  * libclamav opens (tar, 7z, gzip, bzip2, xz; to av_max_recursion levels,
@@ -46,6 +52,28 @@ void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
  * together, by their end-of-central-directory records: then why is filled
  * and 1 is returned, and the message should not be scanned (a limit). */
 int  av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen);
+/* What one scan of a buffer came to. */
+enum av_result { AV_CLEAN = 0, AV_VIRUS, AV_LIMIT, AV_FAILED };
+
+/* A scanner as av_scan_message drives it: scan() looks at n bytes at d
+ * (name: what the engine's own messages call them) and puts the
+ * signature name (AV_VIRUS) or the reason (AV_LIMIT, AV_FAILED) in out;
+ * *counted is what the scan counted toward av_max_scansize. */
+struct av_scanner {
+	const char *label;            /* for X-Virus-Scanned */
+	void       *arg;
+	enum av_result (*scan)(void *arg, const unsigned char *d, size_t n, const char *name,
+	                       char *out, size_t outsz, uint64_t *counted);
+};
+
+/* av_scan_message - the whole antivirus step of one message: the zip
+ * pre-check (av_zip_over), one scan of the message as it came, then, if
+ * that was clean, one scan of each content the engine cannot open itself
+ * (the signed message inside S/MIME opaque signed-data, found in the
+ * shared MIME parse and in the messages GMime keeps as leaves), within
+ * av_max_scansize counted with the message; then the verdict. */
+void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s);
+
 /* av_unscanned - no verdict: is_limit selects av_limit_action (a scan
  * limit) or av_fail_action (a failure); why is logged and described. */
 void av_unscanned(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
