@@ -9,6 +9,7 @@ virus action per direction (reject with 554 5.7.1 and the name, quarantine,
 tag) with X-Virus-* fields and the audit log; scan limits; clamd's fail
 policy when it dies or hangs; signature reload under load."""
 
+import json
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import pytest
 import avlib
 from avlib import (CUSTOM, EICAR, EICAR_NAME, Clamd, copy_db, ndb_line, plain, send,
                    with_attachment)
-from mwlib import free_port, headers_named
+from mwlib import free_port, headers_named, run_mw
 
 pytestmark = pytest.mark.skipif(not os.path.exists(avlib.CLAMD) or
                                 not os.path.isdir(avlib.TESTFILES),
@@ -396,3 +397,103 @@ def test_vanished_tmpdir_is_a_failure_not_clean(mw_factory, upstream, module_db,
     assert "temporary" in rec["symbols"][0]["description"], rec
     tmpdir.mkdir()
     assert send(mw, with_attachment(EICAR, "eicar.com")).code == 554
+
+
+# --- signed messages -----------------------------------------------------------
+#
+# S/MIME opaque signed-data carries the signed message inside a CMS object
+# (DER, or BER when streamed), which libclamav scans as data: a virus
+# attached inside was found by neither filter.  multipart/signed (S/MIME
+# or PGP/MIME) is plain MIME, which the engine opens itself.
+
+SIGNED_IN = "the S/MIME signed content of smime.p7m"
+
+
+def smime_part(signed):
+    """an S/MIME message as a part of another: its MIME fields and body"""
+    head, body = signed.split(b"\r\n\r\n", 1)
+    fields = re.findall(rb"^(?:Content-|MIME-)[^\r]*\r\n(?:[ \t][^\r]*\r\n)*", head + b"\r\n", re.M)
+    return b"".join(f for f in fields if not f.startswith(b"MIME-")) + b"\r\n" + body
+
+
+@pytest.fixture(scope="module")
+def signed_cases(tmp_path_factory):
+    """{name: (message, where the virus is said to be, or None for the
+    message itself)}, each with EICAR attached somewhere inside a signature"""
+    d = tmp_path_factory.mktemp("smime")
+    ident = avlib.smime_identity(d)
+    eicar = avlib.file_part(EICAR, "eicar.com")
+    inner = avlib.entity([eicar])
+    fwd = avlib.with_attachment(EICAR, "eicar.com", subject="forwarded")
+    opaque = avlib.smime_sign(d, ident, inner)
+    pgp = (b"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n"
+           b" protocol=\"application/pgp-signature\"; boundary=\"=_pgp\"\r\n\r\n"
+           b"--=_pgp\r\n" + inner + b"\r\n--=_pgp\r\n"
+           b"Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n\r\n"
+           b"-----BEGIN PGP SIGNATURE-----\r\n\r\niHUEARYIAB0WIQ==\r\n-----END PGP SIGNATURE-----\r\n"
+           b"\r\n--=_pgp--\r\n")
+    return {
+        # (a) opaque signed-data, DER and the BER of -stream
+        "opaque-der": (opaque, SIGNED_IN),
+        "opaque-ber": (avlib.smime_sign(d, ident, inner, stream=True), SIGNED_IN),
+        # (c) a forwarded message inside the signed content: sent base64,
+        # as some programs do, it passed; sent as it is, libclamav found
+        # it before (its MHTML and mail type signatures match the
+        # forwarded header fields anywhere in the DER, and it then parses
+        # the DER as mail), and the content is not scanned again
+        "opaque-with-base64-rfc822": (avlib.smime_sign(d, ident, avlib.entity(
+            [avlib.rfc822_part(fwd, "base64")])), SIGNED_IN),
+        "opaque-with-rfc822": (avlib.smime_sign(d, ident, avlib.entity([avlib.rfc822_part(fwd)])),
+                               None),
+        # an opaque signed message forwarded: as it is (the shared parse
+        # descends it), base64 (GMime keeps it a leaf), and signed again
+        "rfc822-with-opaque": (avlib.with_entity(avlib.entity([avlib.rfc822_part(opaque)])), SIGNED_IN),
+        "base64-rfc822-with-opaque": (avlib.with_entity(avlib.entity([
+            avlib.rfc822_part(opaque, "base64")])), SIGNED_IN + " in message forwarded.eml"),
+        "opaque-in-opaque": (avlib.smime_sign(d, ident, avlib.entity([smime_part(opaque)])),
+                             SIGNED_IN + " in " + SIGNED_IN),
+        # (b) multipart/signed, S/MIME and PGP/MIME, and a forwarded
+        # message inside one: found in the message itself, as before
+        "multipart-signed": (avlib.smime_sign(d, ident, inner, opaque=False), None),
+        "multipart-signed-with-rfc822": (avlib.smime_sign(d, ident, avlib.entity(
+            [avlib.rfc822_part(fwd)]), opaque=False), None),
+        "pgp-mime-signed": (avlib.with_entity(pgp), None),
+    }
+
+
+def scan_cli(tmp_path, msg, mode, db, clamd=None, opts=()):
+    """the result of `mailwarden scan` with the antivirus filter mode"""
+    f = tmp_path / ("m%08x.eml" % avlib.random.getrandbits(32))
+    f.write_bytes(msg)
+    args = ["scan", "-o", "filters=" + mode, "-o", "av_database=" + db, "-o", "av_db_check_interval=0"]
+    if mode == "clamd":
+        args += ["-o", "clamd_socket=" + clamd.sock]
+    for o in opts:
+        args += ["-o", o]
+    p = run_mw(args + [str(f)], timeout=60)
+    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    return json.loads(p.stdout)
+
+
+def av_symbols(res):
+    return {s["name"]: s["desc"] for s in res["symbols"]}
+
+
+SIGNED_CASES = ["opaque-der", "opaque-ber", "opaque-with-base64-rfc822", "opaque-with-rfc822",
+                "rfc822-with-opaque", "base64-rfc822-with-opaque", "opaque-in-opaque",
+                "multipart-signed", "multipart-signed-with-rfc822", "pgp-mime-signed"]
+
+
+@pytest.mark.parametrize("case", SIGNED_CASES)
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_virus_inside_signed_message(mode, case, request, signed_cases, module_db, tmp_path):
+    """a virus attached inside a signed message is found by both filters,
+    and the reply and the symbol say where (the opaque cases passed as
+    clean before)"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    msg, where = signed_cases[case]
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd)
+    want = EICAR_NAME + (" in " + where if where else "")
+    assert res["action"] == "reject", res
+    assert av_symbols(res) == {"VIRUS_FOUND": want}, res
+    assert res["reply"] == "554 5.7.1 Virus found: " + want
