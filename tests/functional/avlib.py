@@ -244,10 +244,10 @@ class Clamd:
         except OSError:
             return False
 
-    def log_text(self):
+    def log_text(self, tail=4000):
         try:
             with open(self.log, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
+                return f.read().decode("utf-8", "replace")[-tail:]
         except OSError:
             return ""
 

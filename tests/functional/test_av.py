@@ -21,7 +21,7 @@ import pytest
 import avlib
 from avlib import (CUSTOM, EICAR, EICAR_NAME, Clamd, copy_db, ndb_line, plain, send,
                    with_attachment)
-from mwlib import free_port, headers_named, run_mw
+from mwlib import free_port, headers_named, run_mw, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(avlib.CLAMD) or
                                 not os.path.isdir(avlib.TESTFILES),
@@ -38,7 +38,7 @@ def clamd(tmp_path_factory, module_db):
     """One clamd for the module (its start-up takes a while)."""
     port = free_port()
     d = Clamd(tmp_path_factory.mktemp("clamd"), module_db,
-              extra=["TCPSocket %d" % port, "TCPAddr 127.0.0.1"]).start()
+              extra=["TCPSocket %d" % port, "TCPAddr 127.0.0.1", "LogClean yes"]).start()
     d.tcp = "127.0.0.1:%d" % port
     yield d
     d.stop()
@@ -497,3 +497,95 @@ def test_virus_inside_signed_message(mode, case, request, signed_cases, module_d
     assert res["action"] == "reject", res
     assert av_symbols(res) == {"VIRUS_FOUND": want}, res
     assert res["reply"] == "554 5.7.1 Virus found: " + want
+
+
+def clamd_streams(clamd):
+    """the INSTREAM scans clamd has logged: [verdict, ...]"""
+    return re.findall(r"instream\([^)]*\): (.*)", clamd.log_text(1 << 30))
+
+
+@pytest.fixture(scope="module")
+def signed_clean(tmp_path_factory):
+    """(opaque, multipart/signed) clean messages, and the opaque one as a
+    part of another"""
+    d = tmp_path_factory.mktemp("smime-clean")
+    ident = avlib.smime_identity(d)
+    ent = avlib.entity([avlib.file_part(b"quarterly figures\r\n" * 50, "report.txt", "text/plain")])
+    opaque = avlib.smime_sign(d, ident, ent)
+    return opaque, avlib.smime_sign(d, ident, ent, opaque=False), smime_part(opaque)
+
+
+def test_signed_content_scanned_once(signed_clean, signed_cases, module_db, clamd, tmp_path):
+    """the signed content costs one more scan only where the engine cannot
+    open it, and none once the message itself was found infected"""
+    opaque, detached, opaque_part = signed_clean
+
+    def streams(msg):
+        before = len(clamd_streams(clamd))
+        res = scan_cli(tmp_path, msg, "clamd", module_db, clamd)
+        assert wait_until(lambda: len(clamd_streams(clamd)) > before, 5, 0.05)
+        time.sleep(0.2)        # a second scan's line, if any
+        return res, clamd_streams(clamd)[before:]
+
+    # clean opaque: the message, then its content
+    res, got = streams(opaque)
+    assert res["action"] == "accept" and av_symbols(res) == {}, res
+    assert {"op": "add", "name": "X-Virus-Status", "value": "Clean"} in res["edits"]
+    assert got == ["OK", "OK"]
+    # multipart/signed, clean: the message only
+    res, got = streams(detached)
+    assert res["action"] == "accept" and got == ["OK"], (res, got)
+    # infected in the clear beside a clean opaque part: found, not looked further
+    msg = avlib.with_entity(avlib.entity([avlib.file_part(EICAR, "eicar.com"), opaque_part]))
+    res, got = streams(msg)
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME} and got == [EICAR_NAME + " FOUND"], (res, got)
+    # a forwarded message in opaque signed-data, which libclamav finds by itself
+    res, got = streams(signed_cases["opaque-with-rfc822"][0])
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME} and got == [EICAR_NAME + " FOUND"], (res, got)
+    # the virus in the content: two scans, the second one finds it
+    res, got = streams(signed_cases["opaque-der"][0])
+    assert got == ["OK", EICAR_NAME + " FOUND"], got
+
+
+@pytest.mark.parametrize("mode,limit", [("clamav", "250k"), ("clamd", "160k")])
+def test_signed_content_within_scan_size(mode, limit, request, module_db, tmp_path):
+    """av_max_scansize counts the signed content with the message: past it,
+    a limit hit (av_limit_action) naming the content, not a clean pass.
+    The message here is 116 KB, its content 83 KB; libclamav counts about
+    280 KB for the message (its parts decoded), clamd the 116 KB sent."""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    ident = avlib.smime_identity(tmp_path)
+    ent = avlib.entity([avlib.file_part(os.urandom(60000), "data.bin"), avlib.file_part(EICAR, "eicar.com")])
+    msg = avlib.smime_sign(tmp_path, ident, ent)
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd,
+                   ["av_max_scansize=" + limit, "av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    assert av_symbols(res) == {"AV_UNSCANNED": "limit: " + SIGNED_IN +
+                               ": past av_max_scansize with the rest of the message"}, res
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd,
+                   ["av_max_scansize=400k", "av_limit_action=tempfail"])
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME + " in " + SIGNED_IN}, res
+
+
+@pytest.mark.parametrize("action", ["quarantine", "tag"])
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_content_virus_action(mode, action, request, signed_cases, mw_factory, upstream,
+                                     module_db):
+    """through the proxy: the configured virus action, and the audit
+    record saying where the virus was"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    mw = mw_factory(upstream, opts=av_opts(mode, module_db, clamd, extra=[("av_inbound_action", action)]))
+    r = send(mw, signed_cases["opaque-ber"][0])
+    assert r.code == 250, r
+    rec = mw.audit(1)[0]
+    assert rec["action"] == action, rec
+    assert [(s["name"], s["description"]) for s in rec["symbols"] if s["name"] == "VIRUS_FOUND"] == [
+        ("VIRUS_FOUND", EICAR_NAME + " in " + SIGNED_IN)], rec
+    assert "virus found: %s in %s (action %s)" % (EICAR_NAME, SIGNED_IN, action) in mw.stderr_tail(300)
+    if action == "tag":
+        m = upstream.wait_messages(1)[0]
+        assert headers_named(m.content, "X-Virus-Status") == ["Infected (%s)" % EICAR_NAME]
+    else:
+        assert rec["quarantine_id"] and mw.quarantine_files()
+        time.sleep(0.3)
+        assert upstream.messages == []
