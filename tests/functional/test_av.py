@@ -589,3 +589,24 @@ def test_signed_content_virus_action(mode, action, request, signed_cases, mw_fac
         assert rec["quarantine_id"] and mw.quarantine_files()
         time.sleep(0.3)
         assert upstream.messages == []
+
+
+def test_signed_content_nesting_limit(signed_cases, module_db, tmp_path):
+    """messages GMime keeps as leaves are opened 8 levels deep to find
+    signed content in them: a signed message forwarded base64 in 8 levels
+    of forwarded messages is a limit hit, not a clean pass (in 7, found)"""
+    opaque = signed_cases["opaque-der"][0]
+
+    def wrapped(levels):
+        msg = opaque
+        for _ in range(levels):
+            msg = avlib.with_entity(avlib.entity([avlib.rfc822_part(msg, "base64")]))
+        return msg
+    res = scan_cli(tmp_path, wrapped(7), "clamav", module_db)
+    assert av_symbols(res)["VIRUS_FOUND"].startswith(
+        EICAR_NAME + " in " + SIGNED_IN + " in message forwarded.eml in message forwarded.eml"), res
+    res = scan_cli(tmp_path, wrapped(8), "clamav", module_db, opts=["av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    desc = av_symbols(res)["AV_UNSCANNED"]
+    assert desc.startswith("limit: " + SIGNED_IN + " in message forwarded.eml") and \
+        desc.endswith(": nested more than 8 levels in messages and signed content"), res
