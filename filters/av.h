@@ -4,7 +4,8 @@
  *
  * Outcomes and what they become:
  *   clean      X-Virus-Status: Clean
- *   virus      symbol VIRUS_FOUND (description: the signature name),
+ *   virus      symbol VIRUS_FOUND (description: the signature name, and
+ *              "in WHERE" when found in content taken out for the engine),
  *              X-Virus-Status: Infected (NAME), and per direction
  *              (av_inbound_action / av_outbound_action): a reject verdict
  *              with "554 5.7.1 Virus found: NAME", quarantine, or tag

@@ -6,7 +6,9 @@
  * is scanned whole, as the RFC 5322 text it is, from memory (an fmap over
  * the pipeline's buffer: no copy, no temp file of ours), with mail parsing
  * and every other parser on: clamav's own MIME decoder finds the parts,
- * unpacks archives, renders HTML, looks into PDF and OLE2.
+ * unpacks archives, renders HTML, looks into PDF and OLE2.  What it has no
+ * parser for (the message inside S/MIME opaque signed-data) is taken out
+ * and scanned after it, on the same engine (av_scan_message, av.c).
  *
  * The scan options are one constant (scan_options below) for the life of
  * the process, and the limits are fixed per engine: libclamav's clean-

@@ -4,9 +4,11 @@
  * for sites that run one clamd (one signature set in memory) for many
  * services.
  *
- * One connection per message, non-blocking, with a deadline on the connect
- * (clamd_connect_timeout) and one on the whole exchange (clamd_timeout),
- * each cut to what is left of the scan's deadline (deadline.h).
+ * One connection per scan (the message, then each content clamd cannot
+ * open itself: av_scan_message in av.c), non-blocking, with a deadline on
+ * the connect (clamd_connect_timeout) and one on all of the message's
+ * exchanges (clamd_timeout), each cut to what is left of the scan's
+ * deadline (deadline.h).
  * Anything but a clean or infected answer (clamd down, refused, timed out,
  * a reply we cannot read, clamd's own ERROR) is a failure and gets
  * av_fail_action (tempfail by default): a message clamd did not look at
