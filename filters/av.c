@@ -273,15 +273,16 @@ static uint64_t zip_count(const unsigned char *b, size_t n, unsigned depth, uint
 	return total;
 }
 
-int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen)
+/* zips_over - the zip entries of parts (and of the zips and containers in
+ * them) added to *total, unpacking out of *budget; 1 with why once past
+ * av_max_zip_entries */
+static int zips_over(const struct mime_part *parts, size_t nparts, const struct config *cfg,
+                     uint64_t *total, uint64_t *budget, char *why, size_t whylen)
 {
-	const struct mime_msg *m = mime_get(ctx);
-	uint64_t total = 0, budget = ZIP_UNPACK_MAX;
-
-	for (size_t i = 0; i < m->nparts; i++) {
-		total += zip_count(m->parts[i].raw, m->parts[i].raw_len, cfg->av_max_recursion,
-		    cfg->av_max_zip_entries, &budget);
-		if (total > cfg->av_max_zip_entries) {
+	for (size_t i = 0; i < nparts; i++) {
+		*total += zip_count(parts[i].raw, parts[i].raw_len, cfg->av_max_recursion,
+		    cfg->av_max_zip_entries, budget);
+		if (*total > cfg->av_max_zip_entries) {
 			snprintf(why, whylen, "zip attachments list more than %u entries (av_max_zip_entries)",
 			    cfg->av_max_zip_entries);
 			return 1;
@@ -303,9 +304,13 @@ int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t 
  * MIME; its detached signature holds no content) and is not scanned again.
  * A signed-data part may also sit in a message GMime keeps as a leaf (an
  * encoded message/rfc822, a .eml file), which libclamav does parse but
- * cannot see the signed-data of: those are parsed too, not scanned. */
+ * cannot see the signed-data of: those are parsed too, not scanned.
+ *
+ * All of it is taken out before any scan, so that the zips in it count
+ * toward av_max_zip_entries before libclamav meets them (the reason for
+ * that count: its time grows with the square of a zip's entries). */
 
-#define HIDDEN_MAX_LEVELS 8    /* as the attachments filter opens messages; said in hidden_parts */
+#define HIDDEN_MAX_LEVELS 8    /* as the attachments filter opens messages; said in collect */
 #define HIDDEN_MAX_BYTES  MIME_MAX_DECODED   /* parsed and taken out, per message */
 
 /* The signed content is a MIME entity (its header fields are the MIME
@@ -316,31 +321,41 @@ int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t 
 static const char wrap_head[] = "X-Mailwarden-Content: S/MIME signed content\r\n"
     "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n";
 
-struct hidden {
-	const struct av_scanner *s;
-	int       bounded;       /* av_max_scansize is set */
-	uint64_t  budget;        /* what the scans so far left of it */
-	uint64_t  opened;        /* bytes parsed or taken out so far */
-	unsigned  level;
-	char     *out;           /* the scanner's answer */
-	size_t    outsz;
-	char     *where;         /* where it was found */
-	size_t    wheresz;
+struct hidden_item {
+	unsigned char *buf;      /* wrap_head and the content */
+	size_t         len;
+	char           where[AV_WHERE_MAX + 1];
 };
 
-/* shown_name - a part's name for a log line or a reply: its filename as
- * printable ASCII (a sender chose it), or its place and type */
+struct hidden {
+	const struct config *cfg;
+	uint64_t  zip_total, zip_budget;   /* as av_zip_over counts, the message's included */
+	uint64_t  opened;        /* bytes parsed or taken out so far */
+	unsigned  level;
+	struct hidden_item *items;
+	size_t    nitems, cap;
+	int       zips;          /* stopped: past av_max_zip_entries */
+	int       limit;         /* stopped: past the levels or the bytes */
+	char      why[200];      /* why it stopped */
+	char      where[AV_WHERE_MAX + 1];
+};
+
+/* printable - s made printable ASCII in place: it goes into a reply */
+static void printable(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s >= 0x7f)
+			*s = '_';
+}
+
+/* shown_name - a part's name for a log line or a reply: its filename (a
+ * sender chose it: cut, made printable later), or its place and type */
 static void shown_name(const struct mime_part *p, size_t idx, char *out, size_t outsz)
 {
-	size_t n = 0;
-
-	if (p->filename == NULL || p->filename[0] == '\0') {
+	if (p->filename == NULL || p->filename[0] == '\0')
 		snprintf(out, outsz, "part %zu (%.60s)", idx + 1, p->content_type);
-		return;
-	}
-	for (const char *c = p->filename; *c != '\0' && n + 1 < outsz && n < 60; c++)
-		out[n++] = (*c >= 0x20 && *c < 0x7f) ? *c : '_';
-	out[n] = '\0';
+	else
+		snprintf(out, outsz, "%.60s", p->filename);
 }
 
 /* is_message - a whole message GMime keeps as a leaf: message/rfc822 or
@@ -359,55 +374,34 @@ static int is_message(const struct mime_part *p)
 	return 0;
 }
 
-static enum av_result hidden_limit(struct hidden *h, const char *here, const char *why)
+static int stop(struct hidden *h, const char *here, const char *why)
 {
-	snprintf(h->where, h->wheresz, "%s", here);
-	snprintf(h->out, h->outsz, "%s", why);
-	return AV_LIMIT;
+	snprintf(h->where, sizeof(h->where), "%s", here);
+	snprintf(h->why, sizeof(h->why), "%s", why);
+	return -1;
 }
 
-/* scan_content - one signed content, as the body of a message/rfc822 */
-static enum av_result scan_content(struct hidden *h, const unsigned char *d, size_t n,
-                                   const char *here)
-{
-	size_t blen = sizeof(wrap_head) - 1 + n;
-	uint64_t counted = 0;
-	unsigned char *buf;
-	enum av_result r;
-
-	if (h->bounded && blen > h->budget)
-		return hidden_limit(h, here, "past av_max_scansize with the rest of the message");
-	buf = xmalloc(blen);
-	memcpy(buf, wrap_head, sizeof(wrap_head) - 1);
-	memcpy(buf + sizeof(wrap_head) - 1, d, n);
-	r = h->s->scan(h->s->arg, buf, blen, "signed-content.eml", h->out, h->outsz, &counted);
-	free(buf);
-	h->budget -= counted < h->budget ? counted : h->budget;
-	if (r != AV_CLEAN)
-		snprintf(h->where, h->wheresz, "%s", here);
-	return r;
-}
-
-/* hidden_parts - the signed contents among parts (and in the messages
- * among them), each scanned; in: where parts are, NULL at the top */
-static enum av_result hidden_parts(struct hidden *h, const struct mime_part *parts, size_t nparts,
-                                   const char *in)
+/* collect - the signed contents among parts and in the messages among
+ * them, into h->items; in: where parts are, NULL at the top.  0, or -1
+ * when a limit stopped it (h->zips or h->limit set, with where and why) */
+static int collect(struct hidden *h, const struct mime_part *parts, size_t nparts, const char *in)
 {
 	for (size_t i = 0; i < nparts; i++) {
 		const struct mime_part *p = &parts[i];
 		int is_signed = mime_cms_kind(p->raw, p->raw_len) == MIME_CMS_SIGNED;
-		char name[96], here[AV_WHERE_MAX + 1];
+		char name[96], here[AV_WHERE_MAX + 1], why[200];
 		unsigned char *content = NULL;
 		const unsigned char *inner;
 		struct mime_msg *m;
 		size_t len;
-		enum av_result r = AV_CLEAN;
+		int rc = 0;
 
 		if (!is_signed && !(is_message(p) && p->raw_len > 0))
 			continue;
 		shown_name(p, i, name, sizeof(name));
 		snprintf(here, sizeof(here), "%s %s%s%s", is_signed ? "the S/MIME signed content of"
 		    : "message", name, in != NULL ? " in " : "", in != NULL ? in : "");
+		printable(here);
 		if (is_signed) {
 			/* a detached signature has no content, and one OpenSSL
 			 * cannot read no program shows */
@@ -418,63 +412,99 @@ static enum av_result hidden_parts(struct hidden *h, const struct mime_part *par
 			inner = p->raw;
 			len = p->raw_len;
 		}
-		if (h->level >= HIDDEN_MAX_LEVELS)
-			r = hidden_limit(h, here, "nested more than 8 levels in messages and signed content");
-		else if (h->opened + len > HIDDEN_MAX_BYTES)
-			r = hidden_limit(h, here, "messages and signed content over 64 MiB");
-		if (r == AV_CLEAN) {
-			h->opened += len;
-			if (is_signed)
-				r = scan_content(h, inner, len, here);
+		if (h->level >= HIDDEN_MAX_LEVELS) {
+			h->limit = 1;
+			free(content);
+			return stop(h, here, "nested more than 8 levels in messages and signed content");
 		}
-		if (r == AV_CLEAN) {
+		if (h->opened + len > HIDDEN_MAX_BYTES) {
+			h->limit = 1;
+			free(content);
+			return stop(h, here, "messages and signed content over 64 MiB");
+		}
+		h->opened += len;
+		m = mime_parse(inner, len);
+		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
+			h->zips = 1;
+			rc = stop(h, here, why);
+		}
+		if (rc == 0 && is_signed) {
+			struct hidden_item *it;
+
+			if (h->nitems == h->cap) {
+				h->cap = h->cap ? h->cap * 2 : 4;
+				h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
+			}
+			it = &h->items[h->nitems++];
+			it->len = sizeof(wrap_head) - 1 + len;
+			it->buf = xmalloc(it->len);
+			memcpy(it->buf, wrap_head, sizeof(wrap_head) - 1);
+			memcpy(it->buf + sizeof(wrap_head) - 1, inner, len);
+			snprintf(it->where, sizeof(it->where), "%s", here);
+		}
+		if (rc == 0) {
 			/* a signed-data in the signed content, or in a message in it */
-			m = mime_parse(inner, len);
 			h->level++;
-			r = hidden_parts(h, m->parts, m->nparts, here);
+			rc = collect(h, m->parts, m->nparts, here);
 			h->level--;
-			mime_free(m);
 		}
+		mime_free(m);
 		free(content);
-		if (r != AV_CLEAN)
-			return r;
+		if (rc < 0)
+			return rc;
 	}
-	return AV_CLEAN;
+	return 0;
 }
 
 void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s)
 {
 	const unsigned char *msg;
-	const struct mime_msg *m;
-	char out[400], where[AV_WHERE_MAX + 1], why[AV_WHERE_MAX + 420];
-	uint64_t counted = 0;
+	const struct mime_msg *m = mime_get(ctx);
+	char out[400], why[AV_WHERE_MAX + 420];
+	const char *where = NULL;
+	struct hidden h = { .cfg = cfg, .zip_budget = ZIP_UNPACK_MAX };
+	uint64_t counted = 0, budget;
 	enum av_result r;
 	size_t len;
 
 	msg = mw_message(ctx, &len);
-	if (av_zip_over(ctx, cfg, out, sizeof(out))) {
+	if (zips_over(m->parts, m->nparts, cfg, &h.zip_total, &h.zip_budget, out, sizeof(out))) {
 		av_unscanned(ctx, cfg, s->label, 1, out);
 		return;
 	}
-	out[0] = where[0] = '\0';
-	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
-	if (r == AV_CLEAN) {
-		/* only what came back clean is looked into: a virus the
-		 * engine found in the message is not looked for again */
-		struct hidden h = {
-			.s = s, .bounded = cfg->av_max_scansize > 0, .out = out, .outsz = sizeof(out),
-			.where = where, .wheresz = sizeof(where),
-		};
-
-		if (counted < len)
-			counted = len;
-		h.budget = cfg->av_max_scansize > counted ? cfg->av_max_scansize - counted : 0;
-		m = mime_get(ctx);
-		r = hidden_parts(&h, m->parts, m->nparts, NULL);
+	if (collect(&h, m->parts, m->nparts, NULL) < 0 && h.zips) {
+		/* as for the message's own zips: before any scan */
+		snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
+		av_unscanned(ctx, cfg, s->label, 1, why);
+		goto done;
 	}
-	if (r == AV_VIRUS && av_limit_name(out))
-		r = AV_LIMIT;           /* libclamav's "a limit was hit" */
-	if (where[0] != '\0')
+	out[0] = '\0';
+	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
+	if (r == AV_CLEAN && h.limit) {
+		/* what is past the levels or the bytes was not seen */
+		snprintf(out, sizeof(out), "%s", h.why);
+		where = h.where;
+		r = AV_LIMIT;
+	}
+	/* only what came back clean is looked into: a virus the engine found
+	 * in the message is not looked for again.  The contents count toward
+	 * av_max_scansize with what the message's scan counted. */
+	budget = cfg->av_max_scansize > (counted > len ? counted : len)
+	    ? cfg->av_max_scansize - (counted > len ? counted : len) : 0;
+	for (size_t i = 0; r == AV_CLEAN && i < h.nitems; i++) {
+		where = h.items[i].where;
+		if (cfg->av_max_scansize > 0 && h.items[i].len > budget) {
+			snprintf(out, sizeof(out), "past av_max_scansize with the rest of the message");
+			r = AV_LIMIT;
+			break;
+		}
+		r = s->scan(s->arg, h.items[i].buf, h.items[i].len, "signed-content.eml", out, sizeof(out),
+		    &counted);
+		budget -= counted < budget ? counted : budget;
+	}
+	if (r == AV_CLEAN)
+		where = NULL;
+	if (where != NULL)
 		snprintf(why, sizeof(why), "%s: %s", where, out);
 	else
 		snprintf(why, sizeof(why), "%s", out);
@@ -483,7 +513,7 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 		av_clean(ctx, cfg, s->label);
 		break;
 	case AV_VIRUS:
-		av_virus(ctx, cfg, s->label, out, where[0] ? where : NULL);
+		av_virus(ctx, cfg, s->label, out, where);
 		break;
 	case AV_LIMIT:
 		av_unscanned(ctx, cfg, s->label, 1, why);
@@ -492,4 +522,8 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 		av_unscanned(ctx, cfg, s->label, 0, why);
 		break;
 	}
+done:
+	for (size_t i = 0; i < h.nitems; i++)
+		free(h.items[i].buf);
+	free(h.items);
 }

@@ -46,13 +46,6 @@ void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner)
  * symbol's description, the reply and the log line then name. */
 void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
               const char *virname, const char *where);
-/* av_zip_over - the zip attachments of the message (the shared MIME
- * parse's leaves) and the zips inside them or inside the other containers
- * libclamav opens (tar, 7z, gzip, bzip2, xz; to av_max_recursion levels,
- * 64 MiB unpacked at most) list more than av_max_zip_entries entries
- * together, by their end-of-central-directory records: then why is filled
- * and 1 is returned, and the message should not be scanned (a limit). */
-int  av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen);
 /* What one scan of a buffer came to. */
 enum av_result { AV_CLEAN = 0, AV_VIRUS, AV_LIMIT, AV_FAILED };
 
@@ -67,12 +60,17 @@ struct av_scanner {
 	                       char *out, size_t outsz, uint64_t *counted);
 };
 
-/* av_scan_message - the whole antivirus step of one message: the zip
- * pre-check (av_zip_over), one scan of the message as it came, then, if
- * that was clean, one scan of each content the engine cannot open itself
- * (the signed message inside S/MIME opaque signed-data, found in the
- * shared MIME parse and in the messages GMime keeps as leaves), within
- * av_max_scansize counted with the message; then the verdict. */
+/* av_scan_message - the whole antivirus step of one message: one scan of
+ * the message as it came, then, if that was clean, one scan of each
+ * content the engine cannot open itself (the signed message inside S/MIME
+ * opaque signed-data, found in the shared MIME parse and in the messages
+ * GMime keeps as leaves), within av_max_scansize counted with the
+ * message; then the verdict.  Before any scan, the zips of the message's
+ * leaves, of those contents and of those messages (and the zips inside
+ * them or inside the other containers libclamav opens: tar, 7z, gzip,
+ * bzip2, xz; to av_max_recursion levels, 64 MiB unpacked at most) are
+ * counted by their end-of-central-directory records: past
+ * av_max_zip_entries together, a limit hit without a scan. */
 void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s);
 
 /* av_unscanned - no verdict: is_limit selects av_limit_action (a scan

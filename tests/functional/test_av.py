@@ -610,3 +610,23 @@ def test_signed_content_nesting_limit(signed_cases, module_db, tmp_path):
     desc = av_symbols(res)["AV_UNSCANNED"]
     assert desc.startswith("limit: " + SIGNED_IN + " in message forwarded.eml") and \
         desc.endswith(": nested more than 8 levels in messages and signed content"), res
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_content_zips_counted(mode, request, module_db, tmp_path):
+    """the zips in signed content, and in a message forwarded base64, count
+    toward av_max_zip_entries before any scan, as the message's own do"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    ident = avlib.smime_identity(tmp_path)
+    many = avlib.zip_of([("f%03d.txt" % i, b"") for i in range(100)])
+    ent = avlib.entity([avlib.file_part(many, "files.zip", "application/zip")])
+    opaque = avlib.smime_sign(tmp_path, ident, ent)
+    forwarded = avlib.with_entity(avlib.entity([avlib.rfc822_part(avlib.with_entity(ent), "base64")]))
+    opts = ["av_max_zip_entries=50", "av_limit_action=tempfail"]
+    for msg, where in [(opaque, SIGNED_IN), (forwarded, "message forwarded.eml")]:
+        res = scan_cli(tmp_path, msg, mode, module_db, clamd, opts)
+        assert res["action"] == "tempfail", res
+        assert av_symbols(res) == {"AV_UNSCANNED": "limit: %s: zip attachments list more than 50 "
+                                   "entries (av_max_zip_entries)" % where}, res
+        res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_zip_entries=200"])
+        assert res["action"] == "accept" and av_symbols(res) == {}, res
