@@ -391,7 +391,7 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 		int is_signed = mime_cms_kind(p->raw, p->raw_len) == MIME_CMS_SIGNED;
 		char name[96], here[AV_WHERE_MAX + 1], why[200];
 		unsigned char *content = NULL;
-		const unsigned char *inner;
+		const unsigned char *inner = p->raw;
 		struct mime_msg *m;
 		size_t len;
 		int rc = 0;
@@ -407,11 +407,8 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 			 * cannot read no program shows */
 			if ((content = mime_cms_content(p->raw, p->raw_len, &len)) == NULL)
 				continue;
-			inner = content;
-		} else {
-			inner = p->raw;
+		} else
 			len = p->raw_len;
-		}
 		if (h->level >= HIDDEN_MAX_LEVELS) {
 			h->limit = 1;
 			free(content);
@@ -423,12 +420,9 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 			return stop(h, here, "messages and signed content over 64 MiB");
 		}
 		h->opened += len;
-		m = mime_parse(inner, len);
-		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
-			h->zips = 1;
-			rc = stop(h, here, why);
-		}
-		if (rc == 0 && is_signed) {
+		if (is_signed) {
+			/* kept, wrapped, for its scan (freed by av_scan_message);
+			 * OpenSSL's copy goes at once */
 			struct hidden_item *it;
 
 			if (h->nitems == h->cap) {
@@ -439,17 +433,22 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 			it->len = sizeof(wrap_head) - 1 + len;
 			it->buf = xmalloc(it->len);
 			memcpy(it->buf, wrap_head, sizeof(wrap_head) - 1);
-			memcpy(it->buf + sizeof(wrap_head) - 1, inner, len);
+			memcpy(it->buf + sizeof(wrap_head) - 1, content, len);
 			snprintf(it->where, sizeof(it->where), "%s", here);
+			free(content);
+			inner = it->buf + sizeof(wrap_head) - 1;
 		}
-		if (rc == 0) {
+		m = mime_parse(inner, len);
+		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
+			h->zips = 1;
+			rc = stop(h, here, why);
+		} else {
 			/* a signed-data in the signed content, or in a message in it */
 			h->level++;
 			rc = collect(h, m->parts, m->nparts, here);
 			h->level--;
 		}
 		mime_free(m);
-		free(content);
 		if (rc < 0)
 			return rc;
 	}
