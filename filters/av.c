@@ -312,6 +312,9 @@ static int zips_over(const struct mime_part *parts, size_t nparts, const struct 
 
 #define HIDDEN_MAX_LEVELS 8    /* as the attachments filter opens messages; said in collect */
 #define HIDDEN_MAX_BYTES  MIME_MAX_DECODED   /* parsed and taken out, per message */
+/* one scan each: a message of many tiny signed-data parts would otherwise
+ * cost thousands of scans (clamd connections); said in collect */
+#define HIDDEN_MAX_ITEMS  100
 
 /* The signed content is a MIME entity (its header fields are the MIME
  * ones): libclamav takes a buffer for mail only when it starts like one
@@ -418,6 +421,11 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 			h->limit = 1;
 			free(content);
 			return stop(h, here, "messages and signed content over 64 MiB");
+		}
+		if (is_signed && h->nitems >= HIDDEN_MAX_ITEMS) {
+			h->limit = 1;
+			free(content);
+			return stop(h, here, "more than 100 signed contents in the message");
 		}
 		h->opened += len;
 		if (is_signed) {

@@ -630,3 +630,20 @@ def test_signed_content_zips_counted(mode, request, module_db, tmp_path):
                                    "entries (av_max_zip_entries)" % where}, res
         res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_zip_entries=200"])
         assert res["action"] == "accept" and av_symbols(res) == {}, res
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_contents_counted(mode, request, signed_clean, module_db, tmp_path):
+    """one scan per signed content, 100 at most: a message of more is a
+    limit hit (tiny signed-data parts by the thousand would otherwise cost
+    a scan, or a clamd connection, each)"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    part = signed_clean[2]
+    res = scan_cli(tmp_path, avlib.with_entity(avlib.entity([part] * 100)), mode, module_db, clamd,
+                   ["av_limit_action=tempfail"])
+    assert res["action"] == "accept" and av_symbols(res) == {}, res
+    res = scan_cli(tmp_path, avlib.with_entity(avlib.entity([part] * 101)), mode, module_db, clamd,
+                   ["av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    assert av_symbols(res) == {"AV_UNSCANNED": "limit: " + SIGNED_IN + ": more than 100 signed "
+                               "contents in the message"}, res
