@@ -59,8 +59,6 @@
 #include <archive_entry.h>
 #include <magic.h>
 #include <gmime/gmime.h>
-#include <openssl/cms.h>
-#include <openssl/err.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -1144,18 +1142,14 @@ static void check_smime(struct finding *f, const struct mime_part *p, const char
 		return;
 	}
 	if (kind == MIME_CMS_SIGNED) {
-		const unsigned char *d = p->raw;
-		CMS_ContentInfo *cms = p->raw_len <= LONG_MAX ?
-		    d2i_CMS_ContentInfo(NULL, &d, (long)p->raw_len) : NULL;
-		ASN1_OCTET_STRING **content = cms != NULL ? CMS_get0_content(cms) : NULL;
-
+		size_t n;
 		/* a signed-data without its content (detached) has nothing
 		 * to show; one OpenSSL cannot read no program shows either */
-		if (content != NULL && *content != NULL && ASN1_STRING_length(*content) > 0)
-			check_message(f, ASN1_STRING_get0_data(*content),
-			    (size_t)ASN1_STRING_length(*content), file);
-		CMS_ContentInfo_free(cms);
-		ERR_clear_error();
+		unsigned char *content = mime_cms_content(p->raw, p->raw_len, &n);
+
+		if (content != NULL)
+			check_message(f, content, n, file);
+		free(content);
 	}
 }
 

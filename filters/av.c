@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include <archive.h>
@@ -10,8 +11,10 @@
 
 #include "filters/av.h"
 #include "filters/mime.h"
+#include "proxy/sbuf.h"
 
 #define AV_NAME_MAX 128    /* a signature name as shown in replies and headers */
+#define AV_WHERE_MAX 160   /* where a hidden content was found, as shown */
 #define ZIP_UNPACK_MAX (64u << 20)   /* containers unpacked to count the zips' entries */
 
 /* realloc_or_free - realloc that frees the block when it fails */
@@ -65,15 +68,19 @@ void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner)
 }
 
 void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
-              const char *virname)
+              const char *virname, const char *where)
 {
-	char name[AV_NAME_MAX + 1], text[300];
+	char name[AV_NAME_MAX + 1], text[AV_NAME_MAX + AV_WHERE_MAX + 40], found[AV_NAME_MAX + AV_WHERE_MAX + 8];
 	int mode = mw_direction(ctx) == MW_OUTBOUND ? cfg->av_outbound_action
 	                                            : cfg->av_inbound_action;
 
 	safe_name(name, sizeof(name), virname);
-	mw_symbol(ctx, AV_SYM_VIRUS, 0, "%s", name);
-	mw_log(ctx, LOG_NOTICE, "virus found: %s (action %s)", name,
+	if (where != NULL && where[0] != '\0')
+		snprintf(found, sizeof(found), "%s in %.*s", name, AV_WHERE_MAX, where);
+	else
+		snprintf(found, sizeof(found), "%s", name);
+	mw_symbol(ctx, AV_SYM_VIRUS, 0, "%s", found);
+	mw_log(ctx, LOG_NOTICE, "virus found: %s (action %s)", found,
 	    mode == AV_VIRUS_QUARANTINE ? "quarantine" : mode == AV_VIRUS_TAG ? "tag" : "reject");
 	snprintf(text, sizeof(text), "Infected (%s)", name);
 	headers(ctx, cfg, scanner, text);
@@ -85,7 +92,7 @@ void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
 		mw_verdict(ctx, MW_TAG, NULL);
 		break;
 	default:
-		snprintf(text, sizeof(text), "554 5.7.1 Virus found: %s", name);
+		snprintf(text, sizeof(text), "554 5.7.1 Virus found: %s", found);
 		mw_verdict(ctx, MW_REJECT, text);
 		break;
 	}
@@ -266,19 +273,264 @@ static uint64_t zip_count(const unsigned char *b, size_t n, unsigned depth, uint
 	return total;
 }
 
-int av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen)
+/* zips_over - the zip entries of parts (and of the zips and containers in
+ * them) added to *total, unpacking out of *budget; 1 with why once past
+ * av_max_zip_entries */
+static int zips_over(const struct mime_part *parts, size_t nparts, const struct config *cfg,
+                     uint64_t *total, uint64_t *budget, char *why, size_t whylen)
 {
-	const struct mime_msg *m = mime_get(ctx);
-	uint64_t total = 0, budget = ZIP_UNPACK_MAX;
-
-	for (size_t i = 0; i < m->nparts; i++) {
-		total += zip_count(m->parts[i].raw, m->parts[i].raw_len, cfg->av_max_recursion,
-		    cfg->av_max_zip_entries, &budget);
-		if (total > cfg->av_max_zip_entries) {
+	for (size_t i = 0; i < nparts; i++) {
+		*total += zip_count(parts[i].raw, parts[i].raw_len, cfg->av_max_recursion,
+		    cfg->av_max_zip_entries, budget);
+		if (*total > cfg->av_max_zip_entries) {
 			snprintf(why, whylen, "zip attachments list more than %u entries (av_max_zip_entries)",
 			    cfg->av_max_zip_entries);
 			return 1;
 		}
 	}
 	return 0;
+}
+
+/* --- contents the engine cannot open itself ---------------------------------
+ *
+ * S/MIME opaque signed-data (application/pkcs7-mime; smime-type=
+ * signed-data) carries the signed message in the clear inside a CMS
+ * object, which mail programs open and show, attachments and all;
+ * libclamav (1.4.6) has no parser for it and scans the DER as data, in
+ * which a base64 attachment is just text: a virus attached inside passed
+ * both filters.  The content OpenSSL takes out (mime_cms_content) is
+ * handed to the same engine as a message of its own.  Everything else the
+ * shared parse lists the engine opens itself (multipart/signed is plain
+ * MIME; its detached signature holds no content) and is not scanned again.
+ * A signed-data part may also sit in a message GMime keeps as a leaf (an
+ * encoded message/rfc822, a .eml file), which libclamav does parse but
+ * cannot see the signed-data of: those are parsed too, not scanned.
+ *
+ * All of it is taken out before any scan, so that the zips in it count
+ * toward av_max_zip_entries before libclamav meets them (the reason for
+ * that count: its time grows with the square of a zip's entries). */
+
+#define HIDDEN_MAX_LEVELS 8    /* as the attachments filter opens messages; said in collect */
+#define HIDDEN_MAX_BYTES  MIME_MAX_DECODED   /* parsed and taken out, per message */
+/* one scan each: a message of many tiny signed-data parts would otherwise
+ * cost thousands of scans (clamd connections); said in collect */
+#define HIDDEN_MAX_ITEMS  100
+
+/* The signed content is a MIME entity (its header fields are the MIME
+ * ones): libclamav takes a buffer for mail only when it starts like one
+ * ("\nMIME-Version: " then "\nContent-Type: " in its first 2 KiB), which
+ * an entity of many fields, or none, does not; as the body of a
+ * message/rfc822 it is read as a message whatever its fields. */
+static const char wrap_head[] = "X-Mailwarden-Content: S/MIME signed content\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n";
+
+struct hidden_item {
+	unsigned char *buf;      /* wrap_head and the content */
+	size_t         len;
+	char           where[AV_WHERE_MAX + 1];
+};
+
+struct hidden {
+	const struct config *cfg;
+	uint64_t  zip_total, zip_budget;   /* as av_zip_over counts, the message's included */
+	uint64_t  opened;        /* bytes parsed or taken out so far */
+	unsigned  level;
+	struct hidden_item *items;
+	size_t    nitems, cap;
+	int       zips;          /* stopped: past av_max_zip_entries */
+	int       limit;         /* stopped: past the levels or the bytes */
+	char      why[200];      /* why it stopped */
+	char      where[AV_WHERE_MAX + 1];
+};
+
+/* printable - s made printable ASCII in place: it goes into a reply */
+static void printable(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s >= 0x7f)
+			*s = '_';
+}
+
+/* shown_name - a part's name for a log line or a reply: its filename (a
+ * sender chose it: cut, made printable later), or its place and type */
+static void shown_name(const struct mime_part *p, size_t idx, char *out, size_t outsz)
+{
+	if (p->filename == NULL || p->filename[0] == '\0')
+		snprintf(out, outsz, "part %zu (%.60s)", idx + 1, p->content_type);
+	else
+		snprintf(out, outsz, "%.60s", p->filename);
+}
+
+/* is_message - a whole message GMime keeps as a leaf: message/rfc822 or
+ * message/global sent base64 or quoted-printable, or a file named .eml */
+static int is_message(const struct mime_part *p)
+{
+	if (strcmp(p->content_type, "message/rfc822") == 0 ||
+	    strcmp(p->content_type, "message/global") == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		if (n >= 4 && strcasecmp(p->names[k] + n - 4, ".eml") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int stop(struct hidden *h, const char *here, const char *why)
+{
+	snprintf(h->where, sizeof(h->where), "%s", here);
+	snprintf(h->why, sizeof(h->why), "%s", why);
+	return -1;
+}
+
+/* collect - the signed contents among parts and in the messages among
+ * them, into h->items; in: where parts are, NULL at the top.  0, or -1
+ * when a limit stopped it (h->zips or h->limit set, with where and why) */
+static int collect(struct hidden *h, const struct mime_part *parts, size_t nparts, const char *in)
+{
+	for (size_t i = 0; i < nparts; i++) {
+		const struct mime_part *p = &parts[i];
+		int is_signed = mime_cms_kind(p->raw, p->raw_len) == MIME_CMS_SIGNED;
+		char name[96], here[AV_WHERE_MAX + 1], why[200];
+		unsigned char *content = NULL;
+		const unsigned char *inner = p->raw;
+		struct mime_msg *m;
+		size_t len;
+		int rc = 0;
+
+		if (!is_signed && !(is_message(p) && p->raw_len > 0))
+			continue;
+		shown_name(p, i, name, sizeof(name));
+		snprintf(here, sizeof(here), "%s %s%s%s", is_signed ? "the S/MIME signed content of"
+		    : "message", name, in != NULL ? " in " : "", in != NULL ? in : "");
+		printable(here);
+		if (is_signed) {
+			/* a detached signature has no content, and one OpenSSL
+			 * cannot read no program shows */
+			if ((content = mime_cms_content(p->raw, p->raw_len, &len)) == NULL)
+				continue;
+		} else
+			len = p->raw_len;
+		if (h->level >= HIDDEN_MAX_LEVELS) {
+			h->limit = 1;
+			free(content);
+			return stop(h, here, "nested more than 8 levels in messages and signed content");
+		}
+		if (h->opened + len > HIDDEN_MAX_BYTES) {
+			h->limit = 1;
+			free(content);
+			return stop(h, here, "messages and signed content over 64 MiB");
+		}
+		if (is_signed && h->nitems >= HIDDEN_MAX_ITEMS) {
+			h->limit = 1;
+			free(content);
+			return stop(h, here, "more than 100 signed contents in the message");
+		}
+		h->opened += len;
+		if (is_signed) {
+			/* kept, wrapped, for its scan (freed by av_scan_message);
+			 * OpenSSL's copy goes at once */
+			struct hidden_item *it;
+
+			if (h->nitems == h->cap) {
+				h->cap = h->cap ? h->cap * 2 : 4;
+				h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
+			}
+			it = &h->items[h->nitems++];
+			it->len = sizeof(wrap_head) - 1 + len;
+			it->buf = xmalloc(it->len);
+			memcpy(it->buf, wrap_head, sizeof(wrap_head) - 1);
+			memcpy(it->buf + sizeof(wrap_head) - 1, content, len);
+			snprintf(it->where, sizeof(it->where), "%s", here);
+			free(content);
+			inner = it->buf + sizeof(wrap_head) - 1;
+		}
+		m = mime_parse(inner, len);
+		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
+			h->zips = 1;
+			rc = stop(h, here, why);
+		} else {
+			/* a signed-data in the signed content, or in a message in it */
+			h->level++;
+			rc = collect(h, m->parts, m->nparts, here);
+			h->level--;
+		}
+		mime_free(m);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s)
+{
+	const unsigned char *msg;
+	const struct mime_msg *m = mime_get(ctx);
+	char out[400], why[AV_WHERE_MAX + 420];
+	const char *where = NULL;
+	struct hidden h = { .cfg = cfg, .zip_budget = ZIP_UNPACK_MAX };
+	uint64_t counted = 0, budget;
+	enum av_result r;
+	size_t len;
+
+	msg = mw_message(ctx, &len);
+	if (zips_over(m->parts, m->nparts, cfg, &h.zip_total, &h.zip_budget, out, sizeof(out))) {
+		av_unscanned(ctx, cfg, s->label, 1, out);
+		return;
+	}
+	if (collect(&h, m->parts, m->nparts, NULL) < 0 && h.zips) {
+		/* as for the message's own zips: before any scan */
+		snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
+		av_unscanned(ctx, cfg, s->label, 1, why);
+		goto done;
+	}
+	out[0] = '\0';
+	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
+	if (r == AV_CLEAN && h.limit) {
+		/* what is past the levels or the bytes was not seen */
+		snprintf(out, sizeof(out), "%s", h.why);
+		where = h.where;
+		r = AV_LIMIT;
+	}
+	/* only what came back clean is looked into: a virus the engine found
+	 * in the message is not looked for again.  The contents count toward
+	 * av_max_scansize with what the message's scan counted. */
+	budget = cfg->av_max_scansize > (counted > len ? counted : len)
+	    ? cfg->av_max_scansize - (counted > len ? counted : len) : 0;
+	for (size_t i = 0; r == AV_CLEAN && i < h.nitems; i++) {
+		where = h.items[i].where;
+		if (cfg->av_max_scansize > 0 && h.items[i].len > budget) {
+			snprintf(out, sizeof(out), "past av_max_scansize with the rest of the message");
+			r = AV_LIMIT;
+			break;
+		}
+		r = s->scan(s->arg, h.items[i].buf, h.items[i].len, "signed-content.eml", out, sizeof(out),
+		    &counted);
+		budget -= counted < budget ? counted : budget;
+	}
+	if (r == AV_CLEAN)
+		where = NULL;
+	if (where != NULL)
+		snprintf(why, sizeof(why), "%s: %s", where, out);
+	else
+		snprintf(why, sizeof(why), "%s", out);
+	switch (r) {
+	case AV_CLEAN:
+		av_clean(ctx, cfg, s->label);
+		break;
+	case AV_VIRUS:
+		av_virus(ctx, cfg, s->label, out, where);
+		break;
+	case AV_LIMIT:
+		av_unscanned(ctx, cfg, s->label, 1, why);
+		break;
+	default:
+		av_unscanned(ctx, cfg, s->label, 0, why);
+		break;
+	}
+done:
+	for (size_t i = 0; i < h.nitems; i++)
+		free(h.items[i].buf);
+	free(h.items);
 }

@@ -4,7 +4,8 @@
  *
  * Outcomes and what they become:
  *   clean      X-Virus-Status: Clean
- *   virus      symbol VIRUS_FOUND (description: the signature name),
+ *   virus      symbol VIRUS_FOUND (description: the signature name, and
+ *              "in WHERE" when found in content taken out for the engine),
  *              X-Virus-Status: Infected (NAME), and per direction
  *              (av_inbound_action / av_outbound_action): a reject verdict
  *              with "554 5.7.1 Virus found: NAME", quarantine, or tag
@@ -17,6 +18,9 @@
  * A sender's own X-Virus-Status fields are always removed first. */
 #ifndef MW_AV_H
 #define MW_AV_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include "mailwarden/filter.h"
 #include "proxy/config.h"
@@ -36,16 +40,39 @@ int  av_limit_name(const char *virname);
 /* av_clean - the message was scanned and is clean.  scanner: what goes
  * into X-Virus-Scanned ("ClamAV 1.4.6 (libclamav)"), borrowed. */
 void av_clean(struct mw_ctx *ctx, const struct config *cfg, const char *scanner);
-/* av_virus - a signature matched; virname borrowed (any bytes: sanitized) */
+/* av_virus - a signature matched; virname borrowed (any bytes: sanitized).
+ * where: NULL for the message as it came, else where the content scanned
+ * was taken from ("the S/MIME signed content of smime.p7m"), which the
+ * symbol's description, the reply and the log line then name. */
 void av_virus(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,
-              const char *virname);
-/* av_zip_over - the zip attachments of the message (the shared MIME
- * parse's leaves) and the zips inside them or inside the other containers
- * libclamav opens (tar, 7z, gzip, bzip2, xz; to av_max_recursion levels,
- * 64 MiB unpacked at most) list more than av_max_zip_entries entries
- * together, by their end-of-central-directory records: then why is filled
- * and 1 is returned, and the message should not be scanned (a limit). */
-int  av_zip_over(struct mw_ctx *ctx, const struct config *cfg, char *why, size_t whylen);
+              const char *virname, const char *where);
+/* What one scan of a buffer came to. */
+enum av_result { AV_CLEAN = 0, AV_VIRUS, AV_LIMIT, AV_FAILED };
+
+/* A scanner as av_scan_message drives it: scan() looks at n bytes at d
+ * (name: what the engine's own messages call them) and puts the
+ * signature name (AV_VIRUS) or the reason (AV_LIMIT, AV_FAILED) in out;
+ * *counted is what the scan counted toward av_max_scansize. */
+struct av_scanner {
+	const char *label;            /* for X-Virus-Scanned */
+	void       *arg;
+	enum av_result (*scan)(void *arg, const unsigned char *d, size_t n, const char *name,
+	                       char *out, size_t outsz, uint64_t *counted);
+};
+
+/* av_scan_message - the whole antivirus step of one message: one scan of
+ * the message as it came, then, if that was clean, one scan of each
+ * content the engine cannot open itself (the signed message inside S/MIME
+ * opaque signed-data, found in the shared MIME parse and in the messages
+ * GMime keeps as leaves), within av_max_scansize counted with the
+ * message; then the verdict.  Before any scan, the zips of the message's
+ * leaves, of those contents and of those messages (and the zips inside
+ * them or inside the other containers libclamav opens: tar, 7z, gzip,
+ * bzip2, xz; to av_max_recursion levels, 64 MiB unpacked at most) are
+ * counted by their end-of-central-directory records: past
+ * av_max_zip_entries together, a limit hit without a scan. */
+void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s);
+
 /* av_unscanned - no verdict: is_limit selects av_limit_action (a scan
  * limit) or av_fail_action (a failure); why is logged and described. */
 void av_unscanned(struct mw_ctx *ctx, const struct config *cfg, const char *scanner,

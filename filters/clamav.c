@@ -6,7 +6,9 @@
  * is scanned whole, as the RFC 5322 text it is, from memory (an fmap over
  * the pipeline's buffer: no copy, no temp file of ours), with mail parsing
  * and every other parser on: clamav's own MIME decoder finds the parts,
- * unpacks archives, renders HTML, looks into PDF and OLE2.
+ * unpacks archives, renders HTML, looks into PDF and OLE2.  What it has no
+ * parser for (the message inside S/MIME opaque signed-data) is taken out
+ * and scanned after it, on the same engine (av_scan_message, av.c).
  *
  * The scan options are one constant (scan_options below) for the life of
  * the process, and the limits are fixed per engine: libclamav's clean-
@@ -352,63 +354,69 @@ static int clamav_setup(void **instance, const struct scan_env *env, char *err, 
 	return 0;
 }
 
-static void clamav_eom(struct mw_ctx *ctx)
+struct one_scan {
+	struct clamav *c;
+	struct engine *en;          /* one engine for all the scans of a message */
+};
+
+/* clamav_scan - one buffer through the engine (av_scanner.scan) */
+static enum av_result clamav_scan(void *arg, const unsigned char *d, size_t n, const char *name,
+                                  char *out, size_t outsz, uint64_t *counted)
 {
-	struct clamav *c = mw_instance(ctx);
+	struct one_scan *o = arg;
 	struct cl_scan_options opts = scan_options_init;
-	const unsigned char *msg;
 	const char *virname = NULL;
 	unsigned long scanned = 0;
-	struct engine *en;
+	char lib_error[320];
+	struct scan_found found;
 	cl_fmap_t *map;
 	cl_error_t rc;
-	size_t len;
-	char why[400], lib_error[320];
-	struct scan_found found;
 
-	msg = mw_message(ctx, &len);
-	if (len == 0) {
-		av_clean(ctx, c->cfg, c->label);
-		return;
+	*counted = 0;
+	if (n == 0)
+		return AV_CLEAN;
+	if ((map = cl_fmap_open_memory(d, n)) == NULL) {
+		snprintf(out, outsz, "cannot map the message");
+		return AV_FAILED;
 	}
-	if (av_zip_over(ctx, c->cfg, why, sizeof(why))) {
-		av_unscanned(ctx, c->cfg, c->label, 1, why);
-		return;
-	}
-	if ((map = cl_fmap_open_memory(msg, len)) == NULL) {
-		av_unscanned(ctx, c->cfg, c->label, 0, "cannot map the message");
-		return;
-	}
-	en = engine_take(c);
 	memset(&found, 0, sizeof(found));
 	lib_error[0] = '\0';
 	scan_error = lib_error;
 	scan_error_len = sizeof(lib_error);
-	rc = cl_scanmap_callback(map, "message.eml", &virname, &scanned, en->cl, &opts, &found);
+	rc = cl_scanmap_callback(map, name, &virname, &scanned, o->en->cl, &opts, &found);
 	scan_error = NULL;
-	if (rc == CL_VIRUS && found.name[0] == '\0' && virname != NULL)
-		snprintf(found.name, sizeof(found.name), "%s", virname);
-	virname = found.name;
 	cl_fmap_close(map);
-	if (rc == CL_VIRUS && av_limit_name(virname)) {
-		av_unscanned(ctx, c->cfg, c->label, 1, virname);
-	} else if (rc == CL_VIRUS) {
-		av_virus(ctx, c->cfg, c->label, virname);
-	} else if (rc == CL_CLEAN && lib_error[0] != '\0') {
-		/* "clean" after an error is no verdict (see scan_error) */
-		snprintf(why, sizeof(why), "libclamav: %s", lib_error);
-		av_unscanned(ctx, c->cfg, c->label, 0, why);
-	} else if (rc == CL_CLEAN) {
-		av_clean(ctx, c->cfg, c->label);
-	} else if (rc == CL_ETIMEOUT || rc == CL_EMAXSIZE || rc == CL_EMAXREC
-	    || rc == CL_EMAXFILES) {
-		snprintf(why, sizeof(why), "scan limit: %s", cl_strerror(rc));
-		av_unscanned(ctx, c->cfg, c->label, 1, why);
-	} else {
-		snprintf(why, sizeof(why), "libclamav: %s", cl_strerror(rc));
-		av_unscanned(ctx, c->cfg, c->label, 0, why);
+	/* what libclamav counts toward its scan size, in its blocks */
+	*counted = (uint64_t)scanned * CL_COUNT_PRECISION;
+	if (rc == CL_VIRUS) {
+		snprintf(out, outsz, "%s", found.name[0] != '\0' ? found.name
+		    : virname != NULL ? virname : "");
+		return av_limit_name(out) ? AV_LIMIT : AV_VIRUS;
 	}
-	engine_drop(c, en);
+	if (rc == CL_CLEAN && lib_error[0] != '\0') {
+		/* "clean" after an error is no verdict (see scan_error) */
+		snprintf(out, outsz, "libclamav: %s", lib_error);
+		return AV_FAILED;
+	}
+	if (rc == CL_CLEAN)
+		return AV_CLEAN;
+	if (rc == CL_ETIMEOUT || rc == CL_EMAXSIZE || rc == CL_EMAXREC || rc == CL_EMAXFILES) {
+		snprintf(out, outsz, "scan limit: %s", cl_strerror(rc));
+		return AV_LIMIT;
+	}
+	snprintf(out, outsz, "libclamav: %s", cl_strerror(rc));
+	return AV_FAILED;
+}
+
+static void clamav_eom(struct mw_ctx *ctx)
+{
+	struct clamav *c = mw_instance(ctx);
+	struct one_scan o = { .c = c };
+	struct av_scanner s = { .label = c->label, .arg = &o, .scan = clamav_scan };
+
+	o.en = engine_take(c);
+	av_scan_message(ctx, c->cfg, &s);
+	engine_drop(c, o.en);
 }
 
 static const struct mw_filter_ops clamav_ops = {

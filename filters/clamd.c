@@ -4,9 +4,11 @@
  * for sites that run one clamd (one signature set in memory) for many
  * services.
  *
- * One connection per message, non-blocking, with a deadline on the connect
- * (clamd_connect_timeout) and one on the whole exchange (clamd_timeout),
- * each cut to what is left of the scan's deadline (deadline.h).
+ * One connection per scan (the message, then each content clamd cannot
+ * open itself: av_scan_message in av.c), non-blocking, with a deadline on
+ * the connect (clamd_connect_timeout) and one on all of the message's
+ * exchanges (clamd_timeout), each cut to what is left of the scan's
+ * deadline (deadline.h).
  * Anything but a clean or infected answer (clamd down, refused, timed out,
  * a reply we cannot read, clamd's own ERROR) is a failure and gets
  * av_fail_action (tempfail by default): a message clamd did not look at
@@ -201,54 +203,57 @@ static int read_reply(int fd, char *out, size_t outsz, long long deadline,
 	return 0;
 }
 
-static void clamd_eom(struct mw_ctx *ctx)
+struct one_scan {
+	struct clamd *d;
+	long long deadline;          /* clamd_timeout, for all the scans of a message */
+};
+
+/* clamd_scan - one buffer through clamd, on a connection of its own
+ * (av_scanner.scan) */
+static enum av_result clamd_scan(void *arg, const unsigned char *msg, size_t len, const char *name,
+                                 char *out, size_t outsz, uint64_t *counted)
 {
-	struct clamd *d = mw_instance(ctx);
-	const unsigned char *msg;
-	size_t len, off, n;
-	long long deadline = now_ms() + deadline_cap(d->cfg->clamd_timeout, NULL);
+	struct one_scan *o = arg;
+	struct clamd *d = o->d;
+	size_t off, n, rl;
 	char why[300], rwhy[300], reply[REPLY_MAX];
 	int fd, sent = -1;
-	size_t rl;
 
-	msg = mw_message(ctx, &len);
-	if (av_zip_over(ctx, d->cfg, why, sizeof(why))) {
-		av_unscanned(ctx, d->cfg, d->label, 1, why);
-		return;
-	}
+	(void)name;
+	*counted = len;
 	if (deadline_left_ms() == 0) {
 		/* nothing left of the scan's deadline: a failure like a timeout
 		 * (av_fail_action), without a connection clamd would work for */
 		deadline_timed_out("clamd_timeout");
-		av_unscanned(ctx, d->cfg, d->label, 0, "clamd: no time left of the scan's deadline");
-		return;
+		snprintf(out, outsz, "clamd: no time left of the scan's deadline");
+		return AV_FAILED;
 	}
 	if ((fd = clamd_connect(d, why, sizeof(why))) < 0) {
-		av_unscanned(ctx, d->cfg, d->label, 0, why);
-		return;
+		snprintf(out, outsz, "%s", why);
+		return AV_FAILED;
 	}
 	why[0] = '\0';
-	if (send_all(fd, "zINSTREAM", 10, deadline, why, sizeof(why)) == 0) {
+	if (send_all(fd, "zINSTREAM", 10, o->deadline, why, sizeof(why)) == 0) {
 		for (off = 0, sent = 0; off <= len && sent == 0; off += n) {
 			uint32_t be;
 
 			n = len - off < CHUNK ? len - off : CHUNK;
 			be = htonl((uint32_t)n);
 			/* n == 0 is the terminating zero-length chunk */
-			sent = send_all(fd, &be, 4, deadline, why, sizeof(why));
+			sent = send_all(fd, &be, 4, o->deadline, why, sizeof(why));
 			if (sent == 0 && n > 0)
-				sent = send_all(fd, msg + off, n, deadline, why, sizeof(why));
+				sent = send_all(fd, msg + off, n, o->deadline, why, sizeof(why));
 			if (n == 0)
 				break;
 		}
 	}
 	/* clamd may stop reading and answer (size limit) before we are done
 	 * sending: its answer counts whenever there is one */
-	if (read_reply(fd, reply, sizeof(reply), deadline, rwhy, sizeof(rwhy)) < 0) {
+	if (read_reply(fd, reply, sizeof(reply), o->deadline, rwhy, sizeof(rwhy)) < 0) {
 		close(fd);
 		/* no answer after a failed send: the send's reason is the one */
-		av_unscanned(ctx, d->cfg, d->label, 0, sent == 0 || why[0] == '\0' ? rwhy : why);
-		return;
+		snprintf(out, outsz, "%s", sent == 0 || why[0] == '\0' ? rwhy : why);
+		return AV_FAILED;
 	}
 	close(fd);
 	rl = strlen(reply);
@@ -256,24 +261,27 @@ static void clamd_eom(struct mw_ctx *ctx)
 		/* clamd stopped reading before the end: OK would be a verdict on
 		 * part of the message (a virus found early, or the size limit,
 		 * still counts) */
-		snprintf(rwhy, sizeof(rwhy), "clamd: OK for part of the message (%.200s)", why);
-		av_unscanned(ctx, d->cfg, d->label, 0, rwhy);
-	} else if (strcmp(reply, "stream: OK") == 0) {
-		av_clean(ctx, d->cfg, d->label);
-	} else if (strncmp(reply, "stream: ", 8) == 0 && rl > 14
-	    && strcmp(reply + rl - 6, " FOUND") == 0) {
-		reply[rl - 6] = '\0';
-		if (av_limit_name(reply + 8))
-			av_unscanned(ctx, d->cfg, d->label, 1, reply + 8);
-		else
-			av_virus(ctx, d->cfg, d->label, reply + 8);
-	} else if (strstr(reply, "size limit exceeded") != NULL) {
-		snprintf(why, sizeof(why), "clamd: %.200s", reply);
-		av_unscanned(ctx, d->cfg, d->label, 1, why);
-	} else {
-		snprintf(why, sizeof(why), "clamd: %.200s", reply);
-		av_unscanned(ctx, d->cfg, d->label, 0, why);
+		snprintf(out, outsz, "clamd: OK for part of the message (%.200s)", why);
+		return AV_FAILED;
 	}
+	if (strcmp(reply, "stream: OK") == 0)
+		return AV_CLEAN;
+	if (strncmp(reply, "stream: ", 8) == 0 && rl > 14 && strcmp(reply + rl - 6, " FOUND") == 0) {
+		reply[rl - 6] = '\0';
+		snprintf(out, outsz, "%s", reply + 8);
+		return av_limit_name(reply + 8) ? AV_LIMIT : AV_VIRUS;
+	}
+	snprintf(out, outsz, "clamd: %.200s", reply);
+	return strstr(reply, "size limit exceeded") != NULL ? AV_LIMIT : AV_FAILED;
+}
+
+static void clamd_eom(struct mw_ctx *ctx)
+{
+	struct clamd *d = mw_instance(ctx);
+	struct one_scan o = { .d = d, .deadline = now_ms() + deadline_cap(d->cfg->clamd_timeout, NULL) };
+	struct av_scanner s = { .label = d->label, .arg = &o, .scan = clamd_scan };
+
+	av_scan_message(ctx, d->cfg, &s);
 }
 
 static int clamd_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)

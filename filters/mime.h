@@ -130,6 +130,11 @@ int mime_replace_parts(const unsigned char *msg, size_t len, const struct mime_m
  * contentType; MIME_CMS_NONE when the bytes do not start as one */
 enum { MIME_CMS_NONE, MIME_CMS_SIGNED, MIME_CMS_ENVELOPED, MIME_CMS_OTHER };
 int mime_cms_kind(const unsigned char *d, size_t n);
+/* mime_cms_content - the content a signed-data object (DER, or the BER of
+ * a streamed signature) carries, the signed MIME entity in the clear: a
+ * new buffer (free; a NUL follows the *len bytes), or NULL when d is no
+ * signed-data, has no content (a detached signature) or does not parse */
+unsigned char *mime_cms_content(const unsigned char *d, size_t n, size_t *len);
 
 /* the header fields of a replacement part, for a top-level replacement */
 #define MIME_REPLACEMENT_TYPE "text/plain; charset=us-ascii"

@@ -17,10 +17,14 @@
  * recipient's program would report the genuine message as forged, or
  * could not decrypt it.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
 
 #include "filters/mime.h"
 #include "filters/mime_gmime.h"
@@ -123,6 +127,37 @@ int mime_cms_kind(const unsigned char *d, size_t n)
 	if (len == sizeof(smime_ct) + 1 && memcmp(p, smime_ct, sizeof(smime_ct)) == 0)
 		return p[len - 1] == 23 ? MIME_CMS_ENVELOPED : MIME_CMS_OTHER;   /* authEnvelopedData */
 	return MIME_CMS_NONE;
+}
+
+unsigned char *mime_cms_content(const unsigned char *d, size_t n, size_t *len)
+{
+	const unsigned char *p = d;
+	CMS_ContentInfo *cms;
+	ASN1_OCTET_STRING **content;
+	unsigned char *out = NULL;
+
+	*len = 0;
+	if (mime_cms_kind(d, n) != MIME_CMS_SIGNED || n > LONG_MAX)
+		return NULL;
+	/* OpenSSL joins the pieces of a BER constructed string (openssl cms
+	 * -sign -stream writes the content so) into one */
+	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)n)) == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	content = CMS_get0_content(cms);
+	if (content != NULL && *content != NULL && ASN1_STRING_length(*content) > 0) {
+		*len = (size_t)ASN1_STRING_length(*content);
+		out = malloc(*len + 1);
+		if (out != NULL) {
+			memcpy(out, ASN1_STRING_get0_data(*content), *len);
+			out[*len] = '\0';
+		} else
+			*len = 0;
+	}
+	CMS_ContentInfo_free(cms);
+	ERR_clear_error();
+	return out;
 }
 
 /* is_pkcs7 - a part S/MIME clients open as a CMS object: by its type, or

@@ -244,10 +244,10 @@ class Clamd:
         except OSError:
             return False
 
-    def log_text(self):
+    def log_text(self, tail=4000):
         try:
             with open(self.log, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
+                return f.read().decode("utf-8", "replace")[-tail:]
         except OSError:
             return ""
 
@@ -280,3 +280,60 @@ def send(mw, content, rcpt="rcpt@example.net", timeout=15):
         return r["final"] if r.get("final") is not None else r["rcpt"][-1]
     finally:
         c.quit()
+
+
+# --- signed messages (S/MIME made with Debian's openssl at test time) ------
+
+def smime_identity(d):
+    """(key, cert) of a throwaway self-signed S/MIME identity in directory d"""
+    key, cert = os.path.join(str(d), "smime.key"), os.path.join(str(d), "smime.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=Alice/emailAddress=alice@example.org"],
+                   check=True, capture_output=True, timeout=60)
+    return key, cert
+
+
+def smime_sign(d, ident, entity, opaque=True, stream=False):
+    """a whole message: the MIME entity signed by ident with `openssl cms
+    -sign`, as application/pkcs7-mime signed-data (opaque: the entity is
+    inside the CMS object; stream: its BER form) or multipart/signed"""
+    src = os.path.join(str(d), "entity-%08x.mime" % random.getrandbits(32))
+    with open(src, "wb") as f:
+        f.write(entity)
+    p = subprocess.run(["openssl", "cms", "-sign", "-in", src, "-signer", ident[1], "-inkey", ident[0],
+                        "-from", "alice@example.org", "-to", "rcpt@example.net", "-subject", "signed"]
+                       + (["-nodetach"] if opaque else []) + (["-stream"] if stream else []),
+                       check=True, capture_output=True, timeout=60)
+    return crlf(p.stdout)
+
+
+def entity(parts, boundary=None, text=b"Signed words." + CRLF):
+    """a multipart/mixed MIME entity (no message header): a text part,
+    then the parts given (each its header fields, a blank line, its body)"""
+    b = (boundary or "e%08x" % random.getrandbits(32)).encode()
+    out = b"Content-Type: multipart/mixed; boundary=\"" + b + b"\"" + CRLF + CRLF
+    for p in [b"Content-Type: text/plain; charset=us-ascii" + CRLF + CRLF + text] \
+            + list(parts):
+        out += b"--" + b + CRLF + p + CRLF
+    return out + b"--" + b + b"--" + CRLF
+
+
+def file_part(data, filename, ctype="application/octet-stream"):
+    return (b"Content-Type: " + ctype.encode() + b"; name=\"" + filename.encode() + b"\"" + CRLF +
+            b"Content-Disposition: attachment; filename=\"" + filename.encode() + b"\"" + CRLF +
+            b"Content-Transfer-Encoding: base64" + CRLF + CRLF + _b64(data) + CRLF)
+
+
+def rfc822_part(inner, encoding=None, filename="forwarded.eml"):
+    """a message/rfc822 part holding the message inner, as it is or (base64)
+    encoded, which GMime then keeps as a leaf"""
+    h = b"Content-Type: message/rfc822" + CRLF + \
+        b"Content-Disposition: attachment; filename=\"" + filename.encode() + b"\"" + CRLF
+    if encoding == "base64":
+        return h + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + _b64(inner) + CRLF
+    return h + CRLF + inner + CRLF
+
+
+def with_entity(ent, subject="wrapped"):
+    """a message whose body is the MIME entity ent"""
+    return CRLF.join(_hdr(subject)) + CRLF + ent

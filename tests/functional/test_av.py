@@ -9,6 +9,7 @@ virus action per direction (reject with 554 5.7.1 and the name, quarantine,
 tag) with X-Virus-* fields and the audit log; scan limits; clamd's fail
 policy when it dies or hangs; signature reload under load."""
 
+import json
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import pytest
 import avlib
 from avlib import (CUSTOM, EICAR, EICAR_NAME, Clamd, copy_db, ndb_line, plain, send,
                    with_attachment)
-from mwlib import free_port, headers_named
+from mwlib import free_port, headers_named, run_mw, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(avlib.CLAMD) or
                                 not os.path.isdir(avlib.TESTFILES),
@@ -37,7 +38,7 @@ def clamd(tmp_path_factory, module_db):
     """One clamd for the module (its start-up takes a while)."""
     port = free_port()
     d = Clamd(tmp_path_factory.mktemp("clamd"), module_db,
-              extra=["TCPSocket %d" % port, "TCPAddr 127.0.0.1"]).start()
+              extra=["TCPSocket %d" % port, "TCPAddr 127.0.0.1", "LogClean yes"]).start()
     d.tcp = "127.0.0.1:%d" % port
     yield d
     d.stop()
@@ -396,3 +397,253 @@ def test_vanished_tmpdir_is_a_failure_not_clean(mw_factory, upstream, module_db,
     assert "temporary" in rec["symbols"][0]["description"], rec
     tmpdir.mkdir()
     assert send(mw, with_attachment(EICAR, "eicar.com")).code == 554
+
+
+# --- signed messages -----------------------------------------------------------
+#
+# S/MIME opaque signed-data carries the signed message inside a CMS object
+# (DER, or BER when streamed), which libclamav scans as data: a virus
+# attached inside was found by neither filter.  multipart/signed (S/MIME
+# or PGP/MIME) is plain MIME, which the engine opens itself.
+
+SIGNED_IN = "the S/MIME signed content of smime.p7m"
+
+
+def smime_part(signed):
+    """an S/MIME message as a part of another: its MIME fields and body"""
+    head, body = signed.split(b"\r\n\r\n", 1)
+    fields = re.findall(rb"^(?:Content-|MIME-)[^\r]*\r\n(?:[ \t][^\r]*\r\n)*", head + b"\r\n", re.M)
+    return b"".join(f for f in fields if not f.startswith(b"MIME-")) + b"\r\n" + body
+
+
+@pytest.fixture(scope="module")
+def signed_cases(tmp_path_factory):
+    """{name: (message, where the virus is said to be, or None for the
+    message itself)}, each with EICAR attached somewhere inside a signature"""
+    d = tmp_path_factory.mktemp("smime")
+    ident = avlib.smime_identity(d)
+    eicar = avlib.file_part(EICAR, "eicar.com")
+    inner = avlib.entity([eicar])
+    fwd = avlib.with_attachment(EICAR, "eicar.com", subject="forwarded")
+    opaque = avlib.smime_sign(d, ident, inner)
+    pgp = (b"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n"
+           b" protocol=\"application/pgp-signature\"; boundary=\"=_pgp\"\r\n\r\n"
+           b"--=_pgp\r\n" + inner + b"\r\n--=_pgp\r\n"
+           b"Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n\r\n"
+           b"-----BEGIN PGP SIGNATURE-----\r\n\r\niHUEARYIAB0WIQ==\r\n-----END PGP SIGNATURE-----\r\n"
+           b"\r\n--=_pgp--\r\n")
+    return {
+        # (a) opaque signed-data, DER and the BER of -stream
+        "opaque-der": (opaque, SIGNED_IN),
+        "opaque-ber": (avlib.smime_sign(d, ident, inner, stream=True), SIGNED_IN),
+        # (c) a forwarded message inside the signed content: sent base64,
+        # as some programs do, it passed; sent as it is, libclamav found
+        # it before (its MHTML and mail type signatures match the
+        # forwarded header fields anywhere in the DER, and it then parses
+        # the DER as mail), and the content is not scanned again
+        "opaque-with-base64-rfc822": (avlib.smime_sign(d, ident, avlib.entity(
+            [avlib.rfc822_part(fwd, "base64")])), SIGNED_IN),
+        "opaque-with-rfc822": (avlib.smime_sign(d, ident, avlib.entity([avlib.rfc822_part(fwd)])),
+                               None),
+        # an opaque signed message forwarded: as it is (the shared parse
+        # descends it), base64 (GMime keeps it a leaf), and signed again
+        "rfc822-with-opaque": (avlib.with_entity(avlib.entity([avlib.rfc822_part(opaque)])), SIGNED_IN),
+        "base64-rfc822-with-opaque": (avlib.with_entity(avlib.entity([
+            avlib.rfc822_part(opaque, "base64")])), SIGNED_IN + " in message forwarded.eml"),
+        "opaque-in-opaque": (avlib.smime_sign(d, ident, avlib.entity([smime_part(opaque)])),
+                             SIGNED_IN + " in " + SIGNED_IN),
+        # (b) multipart/signed, S/MIME and PGP/MIME, and a forwarded
+        # message inside one: found in the message itself, as before
+        "multipart-signed": (avlib.smime_sign(d, ident, inner, opaque=False), None),
+        "multipart-signed-with-rfc822": (avlib.smime_sign(d, ident, avlib.entity(
+            [avlib.rfc822_part(fwd)]), opaque=False), None),
+        "pgp-mime-signed": (avlib.with_entity(pgp), None),
+    }
+
+
+def scan_cli(tmp_path, msg, mode, db, clamd=None, opts=()):
+    """the result of `mailwarden scan` with the antivirus filter mode"""
+    f = tmp_path / ("m%08x.eml" % avlib.random.getrandbits(32))
+    f.write_bytes(msg)
+    args = ["scan", "-o", "filters=" + mode, "-o", "av_database=" + db, "-o", "av_db_check_interval=0"]
+    if mode == "clamd":
+        args += ["-o", "clamd_socket=" + clamd.sock]
+    for o in opts:
+        args += ["-o", o]
+    p = run_mw(args + [str(f)], timeout=60)
+    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    return json.loads(p.stdout)
+
+
+def av_symbols(res):
+    return {s["name"]: s["desc"] for s in res["symbols"]}
+
+
+SIGNED_CASES = ["opaque-der", "opaque-ber", "opaque-with-base64-rfc822", "opaque-with-rfc822",
+                "rfc822-with-opaque", "base64-rfc822-with-opaque", "opaque-in-opaque",
+                "multipart-signed", "multipart-signed-with-rfc822", "pgp-mime-signed"]
+
+
+@pytest.mark.parametrize("case", SIGNED_CASES)
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_virus_inside_signed_message(mode, case, request, signed_cases, module_db, tmp_path):
+    """a virus attached inside a signed message is found by both filters,
+    and the reply and the symbol say where (the opaque cases passed as
+    clean before)"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    msg, where = signed_cases[case]
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd)
+    want = EICAR_NAME + (" in " + where if where else "")
+    assert res["action"] == "reject", res
+    assert av_symbols(res) == {"VIRUS_FOUND": want}, res
+    assert res["reply"] == "554 5.7.1 Virus found: " + want
+
+
+def clamd_streams(clamd):
+    """the INSTREAM scans clamd has logged: [verdict, ...]"""
+    return re.findall(r"instream\([^)]*\): (.*)", clamd.log_text(1 << 30))
+
+
+@pytest.fixture(scope="module")
+def signed_clean(tmp_path_factory):
+    """(opaque, multipart/signed) clean messages, and the opaque one as a
+    part of another"""
+    d = tmp_path_factory.mktemp("smime-clean")
+    ident = avlib.smime_identity(d)
+    ent = avlib.entity([avlib.file_part(b"quarterly figures\r\n" * 50, "report.txt", "text/plain")])
+    opaque = avlib.smime_sign(d, ident, ent)
+    return opaque, avlib.smime_sign(d, ident, ent, opaque=False), smime_part(opaque)
+
+
+def test_signed_content_scanned_once(signed_clean, signed_cases, module_db, clamd, tmp_path):
+    """the signed content costs one more scan only where the engine cannot
+    open it, and none once the message itself was found infected"""
+    opaque, detached, opaque_part = signed_clean
+
+    def streams(msg):
+        before = len(clamd_streams(clamd))
+        res = scan_cli(tmp_path, msg, "clamd", module_db, clamd)
+        assert wait_until(lambda: len(clamd_streams(clamd)) > before, 5, 0.05)
+        time.sleep(0.2)        # a second scan's line, if any
+        return res, clamd_streams(clamd)[before:]
+
+    # clean opaque: the message, then its content
+    res, got = streams(opaque)
+    assert res["action"] == "accept" and av_symbols(res) == {}, res
+    assert {"op": "add", "name": "X-Virus-Status", "value": "Clean"} in res["edits"]
+    assert got == ["OK", "OK"]
+    # multipart/signed, clean: the message only
+    res, got = streams(detached)
+    assert res["action"] == "accept" and got == ["OK"], (res, got)
+    # infected in the clear beside a clean opaque part: found, not looked further
+    msg = avlib.with_entity(avlib.entity([avlib.file_part(EICAR, "eicar.com"), opaque_part]))
+    res, got = streams(msg)
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME} and got == [EICAR_NAME + " FOUND"], (res, got)
+    # a forwarded message in opaque signed-data, which libclamav finds by itself
+    res, got = streams(signed_cases["opaque-with-rfc822"][0])
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME} and got == [EICAR_NAME + " FOUND"], (res, got)
+    # the virus in the content: two scans, the second one finds it
+    res, got = streams(signed_cases["opaque-der"][0])
+    assert got == ["OK", EICAR_NAME + " FOUND"], got
+
+
+@pytest.mark.parametrize("mode,limit", [("clamav", "250k"), ("clamd", "160k")])
+def test_signed_content_within_scan_size(mode, limit, request, module_db, tmp_path):
+    """av_max_scansize counts the signed content with the message: past it,
+    a limit hit (av_limit_action) naming the content, not a clean pass.
+    The message here is 116 KB, its content 83 KB; libclamav counts about
+    280 KB for the message (its parts decoded), clamd the 116 KB sent."""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    ident = avlib.smime_identity(tmp_path)
+    ent = avlib.entity([avlib.file_part(os.urandom(60000), "data.bin"), avlib.file_part(EICAR, "eicar.com")])
+    msg = avlib.smime_sign(tmp_path, ident, ent)
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd,
+                   ["av_max_scansize=" + limit, "av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    assert av_symbols(res) == {"AV_UNSCANNED": "limit: " + SIGNED_IN +
+                               ": past av_max_scansize with the rest of the message"}, res
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd,
+                   ["av_max_scansize=400k", "av_limit_action=tempfail"])
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME + " in " + SIGNED_IN}, res
+
+
+@pytest.mark.parametrize("action", ["quarantine", "tag"])
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_content_virus_action(mode, action, request, signed_cases, mw_factory, upstream,
+                                     module_db):
+    """through the proxy: the configured virus action, and the audit
+    record saying where the virus was"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    mw = mw_factory(upstream, opts=av_opts(mode, module_db, clamd, extra=[("av_inbound_action", action)]))
+    r = send(mw, signed_cases["opaque-ber"][0])
+    assert r.code == 250, r
+    rec = mw.audit(1)[0]
+    assert rec["action"] == action, rec
+    assert [(s["name"], s["description"]) for s in rec["symbols"] if s["name"] == "VIRUS_FOUND"] == [
+        ("VIRUS_FOUND", EICAR_NAME + " in " + SIGNED_IN)], rec
+    assert "virus found: %s in %s (action %s)" % (EICAR_NAME, SIGNED_IN, action) in mw.stderr_tail(300)
+    if action == "tag":
+        m = upstream.wait_messages(1)[0]
+        assert headers_named(m.content, "X-Virus-Status") == ["Infected (%s)" % EICAR_NAME]
+    else:
+        assert rec["quarantine_id"] and mw.quarantine_files()
+        time.sleep(0.3)
+        assert upstream.messages == []
+
+
+def test_signed_content_nesting_limit(signed_cases, module_db, tmp_path):
+    """messages GMime keeps as leaves are opened 8 levels deep to find
+    signed content in them: a signed message forwarded base64 in 8 levels
+    of forwarded messages is a limit hit, not a clean pass (in 7, found)"""
+    opaque = signed_cases["opaque-der"][0]
+
+    def wrapped(levels):
+        msg = opaque
+        for _ in range(levels):
+            msg = avlib.with_entity(avlib.entity([avlib.rfc822_part(msg, "base64")]))
+        return msg
+    res = scan_cli(tmp_path, wrapped(7), "clamav", module_db)
+    assert av_symbols(res)["VIRUS_FOUND"].startswith(
+        EICAR_NAME + " in " + SIGNED_IN + " in message forwarded.eml in message forwarded.eml"), res
+    res = scan_cli(tmp_path, wrapped(8), "clamav", module_db, opts=["av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    desc = av_symbols(res)["AV_UNSCANNED"]
+    assert desc.startswith("limit: " + SIGNED_IN + " in message forwarded.eml") and \
+        desc.endswith(": nested more than 8 levels in messages and signed content"), res
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_content_zips_counted(mode, request, module_db, tmp_path):
+    """the zips in signed content, and in a message forwarded base64, count
+    toward av_max_zip_entries before any scan, as the message's own do"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    ident = avlib.smime_identity(tmp_path)
+    many = avlib.zip_of([("f%03d.txt" % i, b"") for i in range(100)])
+    ent = avlib.entity([avlib.file_part(many, "files.zip", "application/zip")])
+    opaque = avlib.smime_sign(tmp_path, ident, ent)
+    forwarded = avlib.with_entity(avlib.entity([avlib.rfc822_part(avlib.with_entity(ent), "base64")]))
+    opts = ["av_max_zip_entries=50", "av_limit_action=tempfail"]
+    for msg, where in [(opaque, SIGNED_IN), (forwarded, "message forwarded.eml")]:
+        res = scan_cli(tmp_path, msg, mode, module_db, clamd, opts)
+        assert res["action"] == "tempfail", res
+        assert av_symbols(res) == {"AV_UNSCANNED": "limit: %s: zip attachments list more than 50 "
+                                   "entries (av_max_zip_entries)" % where}, res
+        res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_zip_entries=200"])
+        assert res["action"] == "accept" and av_symbols(res) == {}, res
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_contents_counted(mode, request, signed_clean, module_db, tmp_path):
+    """one scan per signed content, 100 at most: a message of more is a
+    limit hit (tiny signed-data parts by the thousand would otherwise cost
+    a scan, or a clamd connection, each)"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    part = signed_clean[2]
+    res = scan_cli(tmp_path, avlib.with_entity(avlib.entity([part] * 100)), mode, module_db, clamd,
+                   ["av_limit_action=tempfail"])
+    assert res["action"] == "accept" and av_symbols(res) == {}, res
+    res = scan_cli(tmp_path, avlib.with_entity(avlib.entity([part] * 101)), mode, module_db, clamd,
+                   ["av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    assert av_symbols(res) == {"AV_UNSCANNED": "limit: " + SIGNED_IN + ": more than 100 signed "
+                               "contents in the message"}, res

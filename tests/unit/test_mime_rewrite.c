@@ -455,6 +455,36 @@ static void test_cms_kind(void **state)
 	assert_int_equal(mime_cms_kind(signed_der, 0), MIME_CMS_NONE);
 }
 
+/* the content of a signed-data, whole, or nothing: a signed-data without
+ * signers (valid syntax), the same without its content (detached), cut */
+static void test_cms_content(void **state)
+{
+	static const unsigned char with[] = { 0x30, 0x47, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+	    0xf7, 0x0d, 0x01, 0x07, 0x02, 0xa0, 0x3a, 0x30, 0x38, 0x02, 0x01, 0x01, 0x31, 0x00,
+	    0x30, 0x2f, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01, 0xa0,
+	    0x22, 0x04, 0x20, 'C', 'o', 'n', 't', 'e', 'n', 't', '-', 'T', 'y', 'p', 'e', ':', ' ',
+	    't', 'e', 'x', 't', '/', 'p', 'l', 'a', 'i', 'n', '\r', '\n', '\r', '\n', 'h', 'i',
+	    '\r', '\n', 0x31, 0x00 };
+	static const unsigned char detached[] = { 0x30, 0x23, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+	    0xf7, 0x0d, 0x01, 0x07, 0x02, 0xa0, 0x16, 0x30, 0x14, 0x02, 0x01, 0x01, 0x31, 0x00,
+	    0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01, 0x31,
+	    0x00 };
+	unsigned char *c;
+	size_t n = 99;
+
+	(void)state;
+	c = mime_cms_content(with, sizeof(with), &n);
+	assert_non_null(c);
+	assert_int_equal(n, 32);
+	assert_memory_equal(c, "Content-Type: text/plain\r\n\r\nhi\r\n", 32);
+	assert_int_equal(c[n], 0);
+	free(c);
+	assert_null(mime_cms_content(detached, sizeof(detached), &n));
+	assert_int_equal(n, 0);
+	assert_null(mime_cms_content(with, sizeof(with) - 3, &n));
+	assert_null(mime_cms_content((const unsigned char *)"MZ\x90", 3, &n));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -468,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_note_sanitised),
 		cmocka_unit_test(test_signed_refused),
 		cmocka_unit_test(test_cms_kind),
+		cmocka_unit_test(test_cms_content),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
