@@ -70,9 +70,12 @@ size_t deadline_report(char *out, size_t outsz);
 
 /* deadline_check_config - for -t: a warning on out (lines "who: warning:
  * ...") for each front end (proxy listeners: scan_timeout; the milter:
- * milter_timeout) whose wait, less the margin, is shorter than what the
- * configured filters may wait at worst one after the other, naming the
- * settings.  Returns the number of warnings. */
+ * milter_timeout, and milter_early_timeout for its envelope check at RCPT
+ * with milter_early) whose wait, less the margin, is shorter than what the
+ * filters that run there may take at worst one after the other (their
+ * waits on services and the rules' time), naming the settings.  Waits
+ * repeated per recipient are counted for one, and said so.  Returns the
+ * number of warnings. */
 int deadline_check_config(const struct config *cfg, FILE *out, const char *who);
 
 #endif
