@@ -357,6 +357,29 @@ def test_config_check_warns_for_the_envelope_check():
     assert "milter_early_timeout" not in r.stderr.decode(), r.stderr
 
 
+def test_proxy_greylisting_stalled_redis_at_end_of_data(mw_factory, upstream, fake_peer):
+    """The proxy relays the envelope live and has no check at RCPT: its
+    greylisting answers at the end of DATA, under scan_timeout.  A Redis
+    that never answers (store_timeout 10 s) is cut at the deadline and
+    store_failure = closed gives the client greylisting's 451, not the
+    front end's 451 4.3.0 at scan_timeout."""
+    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    m = mw_factory(upstream, opts=[
+        ("dns_client_name", "no"), ("filters", "greylist"), ("store", "redis"),
+        ("store_redis", redis.addr), ("store_timeout", "10s"), ("store_failure", "closed"),
+        ("greylist_delay", "1h"), ("scan_timeout", "2s")])
+    c = m.client(timeout=10)
+    c.ehlo()
+    t0 = time.monotonic()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="stalled store"))
+    took = time.monotonic() - t0
+    c.quit()
+    assert r["final"].code == 451 and "Greylisting unavailable" in r["final"].text, r["final"]
+    assert 1.7 < took < 2.0, took
+    rec = m.audit(1)[0]
+    assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
+
+
 # --- the -t worst case against a measured one -------------------------------------------
 
 def test_greylist_waits_per_recipient_as_t_counts(fake_peer):
