@@ -6,10 +6,13 @@
  * although most filters may have answered.  So the pipeline gives each
  * message a deadline a little before the front end gives up
  * (deadline_begin), and every filter's wait on a service (spamd, clamd,
- * DNS, Redis) is capped by what is left of it (deadline_cap): a filter
- * that runs out of it fails as it does on its own timeout (SPAMD_FAIL,
- * AV_UNSCANNED and av_fail_action, a DNS temperror, store_failure), and
- * the verdict is built from what did answer, in time.
+ * DNS, Redis) and the rules' CPU time are capped by what is left of it
+ * (deadline_cap, deadline_left_ms): a filter that runs out of it fails as
+ * it does on its own timeout (SPAMD_FAIL, AV_UNSCANNED and
+ * av_fail_action, a DNS temperror, store_failure, RULES_TIMEOUT), and
+ * the verdict is built from what did answer, in time.  The milter's
+ * envelope check at RCPT gets its deadline from milter_early_timeout the
+ * same way.
  *
  * Who ran out of time is noted (deadline_timed_out) and goes with the
  * result (scan_result.timed_out), so the audit record names the slow
