@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "filters/bayes.h"
 #include "filters/deadline.h"
 #include "proxy/config.h"
 
@@ -123,11 +124,23 @@ size_t deadline_report(char *out, size_t outsz)
 
 /* --- the configuration check (-t) ------------------------------------------ */
 
+/* The filters of a scan run one after the other on one scanner thread;
+ * only DNS queries overlap (the names prefetched before the first filter
+ * runs, and a filter's own batch).  That overlap shortens a dead server's
+ * cost, not the worst case: a server that answers each query a little
+ * before its timeout, with a TTL of 0 so that no answer is kept, makes
+ * every wait count in turn.  So the worst case is the sum, over the
+ * filters, of each one's longest wait as its code bounds it. */
+
+#define BAYES_TOKEN_BATCH 4096	/* bayes.c's TOKEN_BATCH: tokens per store call */
+
 struct waits {
 	char     text[1024];      /* "spamd: spamd_timeout 30s, clamd: clamd_timeout 60s" */
 	size_t   len;
+	char     last[32];        /* the filter the text ends with */
 	unsigned long long total;
 	int      uncut;           /* a wait the deadline does not cut (libclamav's scan) */
+	int      per_rcpt;        /* a wait repeated for each recipient, counted once */
 };
 
 static void fmt_ms(char *out, size_t outsz, unsigned long long ms)
@@ -140,30 +153,47 @@ static void fmt_ms(char *out, size_t outsz, unsigned long long ms)
 		snprintf(out, outsz, "%llums", ms);
 }
 
-/* add - times x ms of setting, waited by filter, to the worst case */
-static void add(struct waits *w, const char *filter, const char *setting, unsigned times,
-                unsigned ms)
+/* add_per - times x ms of setting, waited by filter, to the worst case;
+ * per: NULL, or what the wait repeats for ("recipient": counted for one,
+ * and said so); a second wait of the same filter is written "+ ..." */
+static void add_per(struct waits *w, const char *filter, const char *setting, unsigned times,
+                    unsigned ms, const char *per)
 {
-	char d[32];
-	int n;
+	char d[32], x[16] = "";
+	int n, same;
 
-	if (ms == 0 || times == 0 || w->len >= sizeof(w->text))
+	if (ms == 0 || times == 0)
 		return;
 	fmt_ms(d, sizeof(d), ms);
 	if (times > 1)
-		n = snprintf(w->text + w->len, sizeof(w->text) - w->len, "%s%s: %u x %s %s",
-		    w->len ? ", " : "", filter, times, setting, d);
-	else
-		n = snprintf(w->text + w->len, sizeof(w->text) - w->len, "%s%s: %s %s",
-		    w->len ? ", " : "", filter, setting, d);
+		snprintf(x, sizeof(x), "%u x ", times);
+	same = strcmp(w->last, filter) == 0;
+	n = snprintf(w->text + w->len, sizeof(w->text) - w->len, "%s%s%s%s%s %s%s%s",
+	    same ? " + " : w->len ? ", " : "", same ? "" : filter, same ? "" : ": ", x, setting, d,
+	    per ? " per " : "", per ? per : "");
+	/* a cut text still counts the wait: the last one that fits, then
+	 * nothing more is written */
 	if (n > 0)
 		w->len += (size_t)n;
+	if (w->len >= sizeof(w->text))
+		w->len = sizeof(w->text) - 1;
+	snprintf(w->last, sizeof(w->last), "%s", filter);
 	w->total += (unsigned long long)times * ms;
+	if (per != NULL)
+		w->per_rcpt = 1;
 }
 
-/* warn - the worst case against one front end's wait */
-static int warn(const struct waits *w, const char *setting, unsigned budget, FILE *out,
-                const char *who)
+static void add(struct waits *w, const char *filter, const char *setting, unsigned times,
+                unsigned ms)
+{
+	add_per(w, filter, setting, times, ms, NULL);
+}
+
+/* warn - the worst case against one front end's wait.  stage: "the
+ * filters' waits" or "the envelope check's waits at RCPT"; fails: how the
+ * filters cut short fail; bound: what setting must stay below, or "" */
+static int warn(const struct waits *w, const char *stage, const char *setting, unsigned budget,
+                const char *fails, const char *bound, FILE *out, const char *who)
 {
 	unsigned margin = deadline_margin_ms(budget);
 	char tot[32], b[32], m[32];
@@ -173,26 +203,24 @@ static int warn(const struct waits *w, const char *setting, unsigned budget, FIL
 	fmt_ms(tot, sizeof(tot), w->total);
 	fmt_ms(b, sizeof(b), budget);
 	fmt_ms(m, sizeof(m), margin);
-	fprintf(out, "%s: warning: the filters' waits add up to %s at worst, one after the "
-	    "other (%s), more than "
-	    "%s %s leaves them (%s is kept back for the verdict to get there): when they all "
-	    "run long, the last ones are cut short and fail as on their own timeout "
-	    "(SPAMD_FAIL, av_fail_action, DNS temperror, store_failure)%s; raise %s or lower "
-	    "those timeouts\n", who, tot, w->text, setting, b, m,
+	fprintf(out, "%s: warning: %s add up to %s at worst%s, one after the other (%s), more "
+	    "than %s %s leaves them (%s is kept back for the verdict to get there): when they all "
+	    "run long, the last ones are cut short and fail as on their own timeout (%s)%s; raise "
+	    "%s%s or lower those timeouts\n", who, stage, tot,
+	    w->per_rcpt ? " for one recipient" : "", w->text, setting, b, m, fails,
 	    w->uncut ? ", but libclamav's scan is not cut (av_max_scantime): past the deadline "
-	    "its message gets the front end's tempfail" : "", setting);
+	    "its message gets the front end's tempfail" : "", setting, bound);
 	return 1;
 }
 
-int deadline_check_config(const struct config *cfg, FILE *out, const char *who)
+/* message_waits - every filter's longest wait over a whole message */
+static void message_waits(const struct config *cfg, struct waits *w)
 {
-	struct waits w;
 	const char *v = cfg->filters;
-	int redis = cfg->store_backend == 1, n = 0;
+	int redis = cfg->store_backend == 1;
 
-	memset(&w, 0, sizeof(w));
 	if (cfg->dns_client_name)
-		add(&w, "rdns", "dns_timeout", 1, cfg->dns_timeout);
+		add(w, "rdns", "dns_timeout", 1, cfg->dns_timeout);
 	for (;;) {
 		char name[64];
 		size_t len;
@@ -204,37 +232,110 @@ int deadline_check_config(const struct config *cfg, FILE *out, const char *who)
 		v += len;
 		/* each filter's longest wait, as its code bounds it */
 		if (strcmp(name, "spamd") == 0)
-			add(&w, name, "spamd_timeout", 1, cfg->spamd_timeout);
+			add(w, name, "spamd_timeout", 1, cfg->spamd_timeout);
 		else if (strcmp(name, "clamd") == 0) {
 			/* the exchange's deadline counts from before the connect */
 			if (cfg->clamd_connect_timeout > cfg->clamd_timeout)
-				add(&w, name, "clamd_connect_timeout", 1, cfg->clamd_connect_timeout);
+				add(w, name, "clamd_connect_timeout", 1, cfg->clamd_connect_timeout);
 			else
-				add(&w, name, "clamd_timeout", 1, cfg->clamd_timeout);
+				add(w, name, "clamd_timeout", 1, cfg->clamd_timeout);
 		} else if (strcmp(name, "clamav") == 0) {
-			add(&w, name, "av_max_scantime", 1, cfg->av_max_scantime);
-			w.uncut = 1;
+			add(w, name, "av_max_scantime", 1, cfg->av_max_scantime);
+			w->uncut = 1;
 		} else if (strcmp(name, "spf") == 0)
-			add(&w, name, "spf_timeout", 1, cfg->spf_timeout);
+			add(w, name, "spf_timeout", 1, cfg->spf_timeout);
 		else if (strcmp(name, "dkim") == 0)
-			add(&w, name, "dkim_timeout", 1, cfg->dkim_timeout);
+			add(w, name, "dkim_timeout", 1, cfg->dkim_timeout);
 		else if (strcmp(name, "dmarc") == 0)
-			/* the From domain's record, then its organizational domain's */
-			add(&w, name, "dns_timeout", 2, cfg->dns_timeout);
-		else if (strcmp(name, "dnsbl") == 0 && cfg->dnsbl_timeout)
-			add(&w, name, "dnsbl_timeout", 1, cfg->dnsbl_timeout);
+			/* the From domain's record, then its organizational domain's:
+			 * both prefetched, but an answer with TTL 0 is asked again */
+			add(w, name, "dns_timeout", 2, cfg->dns_timeout);
 		else if (strcmp(name, "dnsbl") == 0)
-			add(&w, name, "dns_timeout", 1, cfg->dns_timeout);
-		else if (strcmp(name, "rules") == 0 && cfg->rules_net_tests)
-			add(&w, name, "rules_dns_timeout", 1, cfg->rules_dns_timeout);
-		else if (redis && (strcmp(name, "greylist") == 0 || strcmp(name, "ratelimit") == 0))
-			add(&w, name, "store_timeout", 2, cfg->store_timeout);
-		else if (redis && strcmp(name, "bayes") == 0)
-			add(&w, name, "store_timeout", 3, cfg->store_timeout);
+			/* every name out at once, each lookup waiting at most this
+			 * long from when its query went out */
+			add(w, name, cfg->dnsbl_timeout ? "dnsbl_timeout" : "dns_timeout", 1,
+			    cfg->dnsbl_timeout ? cfg->dnsbl_timeout : cfg->dns_timeout);
+		else if (strcmp(name, "rules") == 0) {
+			/* the network tests' lookups, then the rules' CPU time,
+			 * which the deadline cuts too (0: no budget of their own,
+			 * only the deadline) */
+			if (cfg->rules_net_tests)
+				add(w, name, "rules_dns_timeout", 1, cfg->rules_dns_timeout);
+			add(w, name, "rules_time_budget", 1, cfg->rules_time_budget);
+		} else if (redis && strcmp(name, "greylist") == 0)
+			/* each recipient's triplet: a GET, then a SET if new or renewed */
+			add_per(w, name, "store_timeout", 2, cfg->store_timeout, "recipient");
+		else if (redis && strcmp(name, "ratelimit") == 0) {
+			/* each limit that applies: an INCR of this window's counter
+			 * and a GET of the last one's */
+			unsigned limits = (cfg->ratelimit_ip[0] != '\0') + (cfg->ratelimit_sender[0] != '\0')
+			    + (cfg->ratelimit_user[0] != '\0');
+
+			add(w, name, "store_timeout", 2 * limits, cfg->store_timeout);
+			if (cfg->ratelimit_rcpt_domain[0] != '\0')
+				add_per(w, name, "store_timeout", 2, cfg->store_timeout,
+				    "recipient domain");
+		} else if (redis && strcmp(name, "bayes") == 0) {
+			/* the two message counts and the tokens (at most
+			 * BAYES_MAX_TOKENS, in batches), the character model's
+			 * version and blob; autolearn: the message's seen mark,
+			 * the tokens again, a count and the mark */
+			unsigned batches = (BAYES_MAX_TOKENS + BAYES_TOKEN_BATCH - 1) / BAYES_TOKEN_BATCH;
+			unsigned calls = 2 + batches + (cfg->bayes_chars ? 2 : 0)
+			    + (cfg->bayes_autolearn ? 1 + batches + 2 : 0);
+
+			add(w, name, "store_timeout", calls, cfg->store_timeout);
+		}
 	}
+}
+
+/* envelope_waits - the same for the envelope check at RCPT (the milter's
+ * milter_early): only the filters with an envelope hook wait there, over
+ * the one recipient the check is for */
+static void envelope_waits(const struct config *cfg, struct waits *w)
+{
+	const char *v = cfg->filters;
+
+	if (cfg->dns_client_name)
+		add(w, "rdns", "dns_timeout", 1, cfg->dns_timeout);
+	for (;;) {
+		char name[64];
+		size_t len;
+
+		v += strspn(v, " \t");
+		if ((len = strcspn(v, " \t")) == 0)
+			break;
+		snprintf(name, sizeof(name), "%.*s", (int)len, v);
+		v += len;
+		if (strcmp(name, "spf") == 0)
+			add(w, name, "spf_timeout", 1, cfg->spf_timeout);
+		else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0)
+			add(w, name, "store_timeout", 2, cfg->store_timeout);
+	}
+}
+
+int deadline_check_config(const struct config *cfg, FILE *out, const char *who)
+{
+	static const char msg_fails[] = "SPAMD_FAIL, av_fail_action, DNS temperror, store_failure, "
+	    "RULES_TIMEOUT";
+	struct waits w;
+	int n = 0;
+
+	memset(&w, 0, sizeof(w));
+	message_waits(cfg, &w);
 	if (cfg->nlisteners > 0)
-		n += warn(&w, "scan_timeout", cfg->scan_timeout, out, who);
+		n += warn(&w, "the filters' waits", "scan_timeout", cfg->scan_timeout, msg_fails, "",
+		    out, who);
 	if (cfg->milter_listen[0] != '\0')
-		n += warn(&w, "milter_timeout", cfg->milter_timeout, out, who);
+		n += warn(&w, "the filters' waits", "milter_timeout", cfg->milter_timeout, msg_fails,
+		    " (below the MTA's wait for the end of message, Postfix's milter_content_timeout, "
+		    "300s)", out, who);
+	if (cfg->milter_listen[0] != '\0' && cfg->milter_early) {
+		memset(&w, 0, sizeof(w));
+		envelope_waits(cfg, &w);
+		n += warn(&w, "the envelope check's waits at RCPT", "milter_early_timeout",
+		    cfg->milter_early_timeout, "DNS temperror, store_failure", " (below the MTA's wait "
+		    "for a RCPT reply, Postfix's milter_command_timeout, 30s)", out, who);
+	}
 	return n;
 }

@@ -6,10 +6,13 @@
  * although most filters may have answered.  So the pipeline gives each
  * message a deadline a little before the front end gives up
  * (deadline_begin), and every filter's wait on a service (spamd, clamd,
- * DNS, Redis) is capped by what is left of it (deadline_cap): a filter
- * that runs out of it fails as it does on its own timeout (SPAMD_FAIL,
- * AV_UNSCANNED and av_fail_action, a DNS temperror, store_failure), and
- * the verdict is built from what did answer, in time.
+ * DNS, Redis) and the rules' CPU time are capped by what is left of it
+ * (deadline_cap, deadline_left_ms): a filter that runs out of it fails as
+ * it does on its own timeout (SPAMD_FAIL, AV_UNSCANNED and
+ * av_fail_action, a DNS temperror, store_failure, RULES_TIMEOUT), and
+ * the verdict is built from what did answer, in time.  The milter's
+ * envelope check at RCPT gets its deadline from milter_early_timeout the
+ * same way.
  *
  * Who ran out of time is noted (deadline_timed_out) and goes with the
  * result (scan_result.timed_out), so the audit record names the slow
@@ -70,9 +73,12 @@ size_t deadline_report(char *out, size_t outsz);
 
 /* deadline_check_config - for -t: a warning on out (lines "who: warning:
  * ...") for each front end (proxy listeners: scan_timeout; the milter:
- * milter_timeout) whose wait, less the margin, is shorter than what the
- * configured filters may wait at worst one after the other, naming the
- * settings.  Returns the number of warnings. */
+ * milter_timeout, and milter_early_timeout for its envelope check at RCPT
+ * with milter_early) whose wait, less the margin, is shorter than what the
+ * filters that run there may take at worst one after the other (their
+ * waits on services and the rules' time), naming the settings.  Waits
+ * repeated per recipient are counted for one, and said so.  Returns the
+ * number of warnings. */
 int deadline_check_config(const struct config *cfg, FILE *out, const char *who);
 
 #endif

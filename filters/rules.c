@@ -17,6 +17,7 @@
 #include <gmime/gmime.h>
 
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "filters/mime.h"
 #include "filters/rules_facts.h"
 #include "filters/rules_net.h"
@@ -469,9 +470,23 @@ static void rules_eom(struct mw_ctx *ctx)
 	};
 	fc->net = rules_net_resolve(ctx, inst->dns, inst->rs, scr, &in, inst->dns_timeout_ms);
 	struct hits_ctx hc = { ctx };
-	if (rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
-		mw_log(ctx, LOG_WARNING, "rules time budget of %u ms exhausted", inst->budget_ms);
-		mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the time budget");
+	/* the rules wait on nothing, but their CPU time counts against the
+	 * front end's wait as much as spamd's: past the scan's deadline every
+	 * finding is lost, so they stop there too (deadline.h), and the rules
+	 * that ran make the verdict */
+	long long left = deadline_left_ms();
+	int capped = left >= 0 && (inst->budget_ms == 0 || left < (long long)inst->budget_ms);
+	if (capped)
+		in.time_budget_ms = (unsigned)left;
+	if ((capped && left == 0) || rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
+		if (capped) {
+			mw_log(ctx, LOG_WARNING, "rules stopped at the scan's deadline (%lld ms were left)", left);
+			mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the scan's deadline");
+		} else {
+			mw_log(ctx, LOG_WARNING, "rules time budget of %u ms exhausted", inst->budget_ms);
+			mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the time budget");
+		}
+		deadline_timed_out("rules_time_budget");
 	}
 	rules_net_free(fc->net);
 	free(fc);

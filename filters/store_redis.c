@@ -175,6 +175,9 @@ static void *(*default_create_array)(const redisReadTask *, int);
 static pthread_once_t capped_once = PTHREAD_ONCE_INIT;
 static _Thread_local int refused_elements;
 static _Thread_local int elements_max = ELEMENTS_MAX;   /* read_reply's */
+/* the time the call under way was given: store_timeout, or what was left
+ * of the scan's deadline (call_start); for its messages */
+static _Thread_local unsigned call_ms;
 
 static void *capped_array(const redisReadTask *task, int elements)
 {
@@ -195,6 +198,13 @@ static void capped_init(void)
 	default_create_array = capped_fn.createArray;
 	capped_fn.createArray = capped_array;
 	redisReaderFree(r);
+}
+
+static struct timeval ms_tv(int64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	return tv;
 }
 
 /* idle_broken - an idle pooled connection the server wrote to or closed
@@ -222,12 +232,17 @@ static int idle_broken(const struct redis_store *b, redisContext *c)
 	return 1;
 }
 
-/* conn_get - an idle connection or a new one; NULL when the server is
- * unreachable (logged once per outage) */
-static redisContext *conn_get(struct redis_store *b)
+/* conn_get - an idle connection or a new one, connected within budget_ms
+ * (store_timeout, or less left of the scan's deadline); NULL when the
+ * server is unreachable (logged once per outage), or the connect ran out
+ * of the scan's deadline (logged, noted; not taken for an outage: the
+ * next message has its own time) */
+static redisContext *conn_get(struct redis_store *b, unsigned budget_ms)
 {
 	redisContext *c = NULL;
 	int64_t now = mono_ms();
+	struct timeval tv = b->tv;
+	int capped = budget_ms < b->timeout_ms;
 
 	pthread_once(&capped_once, capped_init);
 	for (;;) {
@@ -246,8 +261,10 @@ static redisContext *conn_get(struct redis_store *b)
 		redisFree(c);
 		c = NULL;
 	}
-	c = b->port ? redisConnectWithTimeout(b->addr, b->port, b->tv)
-	            : redisConnectUnixWithTimeout(b->host, b->tv);
+	if (capped)
+		tv = ms_tv(budget_ms);
+	c = b->port ? redisConnectWithTimeout(b->addr, b->port, tv)
+	            : redisConnectUnixWithTimeout(b->host, tv);
 	if (c != NULL && c->err == 0 && redisSetTimeout(c, b->tv) == REDIS_OK) {
 		c->reader->fn = &capped_fn;
 		pthread_mutex_lock(&b->lock);
@@ -256,6 +273,14 @@ static redisContext *conn_get(struct redis_store *b)
 		b->down_logged = 0;
 		pthread_mutex_unlock(&b->lock);
 		return c;
+	}
+	if (capped && mono_ms() - now >= (int64_t)budget_ms) {
+		slog(NULL, LOG_WARNING, "store redis %s:%d: cannot connect within %u ms, what was left "
+		    "of the scan's deadline", b->host, b->port, budget_ms);
+		deadline_timed_out("store_timeout");
+		if (c != NULL)
+			redisFree(c);
+		return NULL;
 	}
 	pthread_mutex_lock(&b->lock);
 	b->down_until_ms = mono_ms() + RETRY_MS;
@@ -292,11 +317,11 @@ static void conn_put(struct redis_store *b, redisContext *c, const char *cmd, co
 		redisFree(c);
 }
 
-static struct timeval ms_tv(int64_t ms)
+/* cut_note - for a message: whether the call under way had less than
+ * store_timeout */
+static const char *cut_note(const struct redis_store *b)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-
-	return tv;
+	return call_ms < b->timeout_ms ? ", what was left of the scan's deadline" : "";
 }
 
 /* flush_out - the appended commands written before the deadline.  0, or
@@ -311,7 +336,7 @@ static int flush_out(const struct redis_store *b, redisContext *c, int64_t deadl
 		int64_t left = deadline - mono_ms();
 
 		if (left <= 0 || redisSetTimeout(c, ms_tv(left)) != REDIS_OK) {
-			snprintf(why, whysz, "not sent within %u ms", b->timeout_ms);
+			snprintf(why, whysz, "not sent within %u ms%s", call_ms, cut_note(b));
 			return -1;
 		}
 		if (redisBufferWrite(c, &done) != REDIS_OK) {
@@ -356,7 +381,7 @@ static int read_reply_loop(const struct redis_store *b, redisContext *c, int64_t
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n == 0) {
-			snprintf(why, whysz, "no complete reply within %u ms", b->timeout_ms);
+			snprintf(why, whysz, "no complete reply within %u ms%s", call_ms, cut_note(b));
 			return -1;
 		}
 		if (n < 0) {
@@ -404,6 +429,34 @@ static void full_key(const struct redis_store *b, const char *key, char *out, si
 	snprintf(out, outsz, "%s%s", b->prefix, key);
 }
 
+/* call_start - a connection for one call of cmd and the call's deadline:
+ * store_timeout for the connect and again for the call, each cut to what
+ * is left of the scan's deadline (deadline.h).  0, or -1 (logged; noted
+ * when out of time) */
+static int call_start(struct redis_store *b, const char *cmd, redisContext **cp,
+                      int64_t *deadline)
+{
+	unsigned budget = deadline_cap(b->timeout_ms, NULL);
+
+	if (budget > 0) {
+		if ((*cp = conn_get(b, budget)) == NULL)
+			return -1;
+		/* the connect took some of it */
+		if ((budget = deadline_cap(b->timeout_ms, NULL)) > 0) {
+			call_ms = budget;
+			*deadline = mono_ms() + budget;
+			return 0;
+		}
+		conn_put(b, *cp, cmd, NULL);
+	}
+	/* nothing left of the scan's deadline: a failure like a timeout
+	 * (store_failure), without a command Redis would answer late */
+	slog(NULL, LOG_WARNING, "store redis %s:%d: %s: no time left of the scan's deadline",
+	    b->host, b->port, cmd);
+	deadline_timed_out("store_timeout");
+	return -1;
+}
+
 /* run_capped - one command (argv form), sent and answered within
  * store_timeout or what is left of the scan's deadline if less
  * (deadline.h), its reply within max_bytes; the reply (caller frees) or
@@ -411,23 +464,13 @@ static void full_key(const struct redis_store *b, const char *key, char *out, si
 static redisReply *run_capped(struct redis_store *b, int argc, const char **argv,
                               const size_t *lens, size_t max_bytes, int max_elements)
 {
-	unsigned budget = deadline_cap(b->timeout_ms, NULL);
 	redisContext *c;
 	int64_t deadline;
 	redisReply *r = NULL;
 	char why[200];
 
-	if (budget == 0) {
-		/* nothing left of the scan's deadline: a failure like a timeout
-		 * (store_failure), without a command Redis would answer late */
-		slog(NULL, LOG_WARNING, "store redis %s:%d: %s: no time left of the scan's deadline",
-		    b->host, b->port, argv[0]);
-		deadline_timed_out("store_timeout");
+	if (call_start(b, argv[0], &c, &deadline) < 0)
 		return NULL;
-	}
-	if ((c = conn_get(b)) == NULL)
-		return NULL;
-	deadline = mono_ms() + budget;
 	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
 		conn_put(b, c, argv[0], "out of memory");
 		return NULL;
@@ -575,21 +618,13 @@ static int redis_blob_set(void *vb, const char *key, const void *data, size_t le
 static int pipe_keys(struct redis_store *b, const char *cmd, char **keys, size_t n,
                      size_t max_bytes, redisReply **rep)
 {
-	unsigned budget = deadline_cap(b->timeout_ms, NULL);
 	redisContext *c;
 	int64_t deadline;
 	size_t i;
 	char why[200];
 
-	if (budget == 0) {
-		slog(NULL, LOG_WARNING, "store redis %s:%d: %s: no time left of the scan's deadline",
-		    b->host, b->port, cmd);
-		deadline_timed_out("store_timeout");
+	if (call_start(b, cmd, &c, &deadline) < 0)
 		return -1;
-	}
-	if ((c = conn_get(b)) == NULL)
-		return -1;
-	deadline = mono_ms() + budget;
 	for (i = 0; i < n; i++) {
 		const char *argv[2] = { cmd, keys[i] };
 
@@ -785,22 +820,14 @@ static void token_key(const struct redis_store *b, uint64_t h, char *out, size_t
 static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 {
 	struct redis_store *b = vb;
-	unsigned budget = deadline_cap(b->timeout_ms, NULL);
 	redisContext *c;
 	int64_t deadline;
 	size_t i;
 	int rc = 0;
 	char why[200];
 
-	if (budget == 0) {
-		slog(NULL, LOG_WARNING, "store redis %s:%d: HMGET: no time left of the scan's deadline",
-		    b->host, b->port);
-		deadline_timed_out("store_timeout");
+	if (call_start(b, "HMGET", &c, &deadline) < 0)
 		return -1;
-	}
-	if ((c = conn_get(b)) == NULL)
-		return -1;
-	deadline = mono_ms() + budget;
 	for (i = 0; i < n; i++) {
 		char k[128];
 

@@ -120,6 +120,17 @@ static int over_budget(struct rules_scratch *s)
 	return s->out_of_time;
 }
 
+/* time_to_look - whether to read the clock after this PCRE2 match: every
+ * 8th.  One match that runs into the match limit takes milliseconds, and
+ * a candidate of a rule is checked on every segment after it, so a look
+ * per 64 candidates let the rules run seconds past their deadline (the
+ * scan's, which the front end does not wait past); the clock costs far
+ * less than 8 matches. */
+static int time_to_look(struct rules_scratch *s)
+{
+	return (++s->checks & 7) == 0;
+}
+
 /* --- the joined buffer ------------------------------------------------------ */
 
 static void buf_add(struct rules_scratch *s, const char *p, size_t n)
@@ -260,9 +271,10 @@ static void scan_joined(struct rules_scratch *s, enum rule_kind kind)
 			for (size_t g = s->cand[i].seg; g < s->nseg; g++) {
 				if (s->values[ri] > 0 && !multiple) break;
 				add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g].off, s->seg[g].len, multiple));
+				if (time_to_look(s) && over_budget(s)) return;
 			}
 		}
-		if ((++s->checks & 63) == 0 && over_budget(s)) return;
+		if (time_to_look(s) && over_budget(s)) return;
 	}
 	for (unsigned i = 0; i < k->npcre; i++) {
 		unsigned ri = k->pcre_rules[i];
@@ -272,7 +284,7 @@ static void scan_joined(struct rules_scratch *s, enum rule_kind kind)
 			if (s->values[ri] > 0 && !multiple) break;
 			if (kind == RK_HEADER && r->target != s->seg[g].target) continue;
 			add_count(s, ri, pcre_count(s, r, s->buf + s->seg[g].off, s->seg[g].len, multiple));
-			if ((++s->checks & 63) == 0 && over_budget(s)) return;
+			if (time_to_look(s) && over_budget(s)) return;
 		}
 	}
 }

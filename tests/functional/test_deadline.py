@@ -12,14 +12,17 @@ The slow services are test_peers_hostile.py's fake peers: a spamd and a
 clamd that read the request and never answer."""
 
 import json
+import re
+import socket
 import time
 
 import audit_fields as A
 from dnsserver import dead_dns  # noqa: F401 (fixture)
-from milterlib import RawMilter, reply_text, wait_records
+from milterlib import RawMilter, reply_text, wait_log, wait_records
 from mwlib import free_port, make_msg, run_mw
 # the fake peers and their protocol readers, not copies of them
-from test_peers_hostile import clamd_request, fake_peer, spamd_request  # noqa: F401
+from test_peers_hostile import (clamd_request, fake_peer, normal_reply, redis_handler,  # noqa: F401
+                                resp_commands, scan, spamd_request)
 
 
 def silent_spamd(p, c, n):
@@ -202,3 +205,205 @@ def test_config_check_warns_for_the_milter_budget():
     assert len(w) == 1, err
     assert "40s at worst" in w[0] and "spamd: spamd_timeout 30s" in w[0] \
         and "dkim: dkim_timeout 10s" in w[0] and "milter_timeout 30s" in w[0], w[0]
+
+
+# --- the rules' CPU time ---------------------------------------------------------
+
+def slow_rules(tmp_path):
+    """A header rule that hits at once (score 6, over the tag threshold),
+    then 20 PCRE2 body rules Hyperscan can only prefilter (a back-reference):
+    the prefilter passes every line, and PCRE2 backtracks over 30 x's to
+    its match limit on each, and each candidate line has every line after
+    it checked - about 9 s of CPU over 600 lines, bounded."""
+    cf = tmp_path / "slow.cf"
+    cf.write_text("header HDR_SLOW Subject =~ /slow rules/\nscore HDR_SLOW 6\n" + "".join(
+        "body BR%d /(x+x+)+(\\w)\\2y%d/\nscore BR%d 0.1\n" % (i, i, i) for i in range(20)))
+    body = "".join("%sab%s line %d %saby\r\n\r\n" % ("x" * 30, "y%d" % (i % 20), i, "x" * 30)
+                   for i in range(600))
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(("From: a@example.org\r\nTo: b@example.net\r\nSubject: slow rules\r\n\r\n"
+                     + body).encode())
+    return ["-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=%s" % cf,
+            "-o", "rules_cache_dir=%s" % (tmp_path / "cache"), "-o", "dns_client_name=no",
+            "-o", "log=stderr", str(msg)]
+
+
+def test_rules_cut_at_the_deadline(tmp_path):
+    """The rules wait on no service, but their time counts against the
+    front end's wait all the same: with no budget of their own
+    (rules_time_budget = 0) and scan_timeout 1.5 s, they stop at the
+    deadline (1.3 s) and the header rule that ran makes the verdict (tag),
+    with RULES_TIMEOUT and the deadline named.  They used to run on to the
+    end, about 9 s, long after the front end had given up.  (The bounds
+    leave room for a loaded machine: unloaded it is 1.30 s and 0.50 s.)"""
+    args = slow_rules(tmp_path)
+    r = run_mw(["scan", "-o", "rules_time_budget=0", "-o", "scan_timeout=1500ms"] + args, timeout=30)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [s["name"] for s in res["symbols"]] == ["HDR_SLOW", "RULES_TIMEOUT"], res
+    assert res["action"] == "tag", res
+    assert res["timed_out"] == "rules=scan_deadline", res
+    assert res["scan_ms"] < 1500, res["scan_ms"]
+    assert b"rules stopped at the scan's deadline" in r.stderr, r.stderr
+    # and the smaller of both: the rules' own budget when it is shorter
+    r = run_mw(["scan", "-o", "rules_time_budget=500ms", "-o", "scan_timeout=1500ms"] + args, timeout=30)
+    res = json.loads(r.stdout)
+    assert [s["name"] for s in res["symbols"]] == ["HDR_SLOW", "RULES_TIMEOUT"], res
+    assert res["timed_out"] == "rules=rules_time_budget", res
+    # looked at often enough: a candidate rule is checked on every line
+    # after it, and a look every 64 candidates let 500 ms run to 1.5 s
+    # (unloaded; here about 2 s)
+    assert res["scan_ms"] < 1000, res["scan_ms"]
+
+
+# --- the envelope check at RCPT (the milter's milter_early) ---------------------------
+
+def milter_rcpt(mw_factory, upstream, opts, rcpt=b"<rcpt@example.net>"):
+    """(mailwarden, RCPT verdict, its reply, seconds): one envelope check"""
+    port = free_port()
+    m = mw_factory(upstream, opts=[("milter_listen", "inet:%d@127.0.0.1" % port),
+                                   ("milter_early_timeout", "1500ms")] + list(opts))
+    assert wait_log(m, "milter listening", timeout=10), m.stderr_tail()
+    with RawMilter(port, timeout=30) as a:
+        a.negotiate().connect()
+        assert a.mail()[0] == b"c"
+        t0 = time.monotonic()
+        verdict, data = a.rcpt(rcpt)
+        took = time.monotonic() - t0
+    return m, verdict, data, took
+
+
+def test_envelope_check_stalled_redis_at_rcpt(mw_factory, upstream, fake_peer):
+    """Greylisting at RCPT against a Redis that never answers, allowed
+    store_timeout 10 s: the envelope check's deadline comes from
+    milter_early_timeout (1.5 s, less 200 ms), so the GET is cut at 1.3 s
+    and store_failure = closed applies (451 greylisting unavailable) while
+    the MTA still waits, instead of the milter giving up on the scanner and
+    letting the recipient through unchecked.  The audit record of the
+    refused recipient names the deadline."""
+    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    m, verdict, data, took = milter_rcpt(mw_factory, upstream, [
+        ("dns_client_name", "no"), ("filters", "greylist"), ("store", "redis"),
+        ("store_redis", redis.addr), ("store_timeout", "10s"), ("store_failure", "closed"),
+        ("greylist_delay", "1h")])
+    assert verdict == b"y" and reply_text(data).startswith("451"), (verdict, data)
+    assert "Greylisting unavailable" in reply_text(data), data
+    assert 1.2 < took < 1.5, took
+    rec = wait_records(m, 1)[0]
+    assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
+    assert symbol_names(rec) == ["GREYLIST_STORE_FAIL"], rec
+    assert "envelope check skipped" not in m.stderr_text(), m.stderr_tail(30)
+    # the store's own line says how long it really waited, not store_timeout
+    assert re.search(r"GET: no complete reply within 1[23]\d\d ms, what was left of the "
+                     r"scan's deadline; connection dropped", m.stderr_text()), m.stderr_tail(30)
+
+
+def test_envelope_check_redis_connect_cut_at_rcpt(mw_factory, upstream):
+    """A Redis whose connect never completes (its accept queue full: the
+    kernel drops the SYNs), store_timeout 10 s: the connect is cut to what
+    is left of the envelope check's deadline too, so the recipient gets
+    store_failure's 451 at 1.3 s.  It used to wait the whole store_timeout
+    for the connect: the milter gave up on the scanner at 1.5 s and let the
+    recipient through unchecked."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    filler = socket.create_connection(lsock.getsockname(), timeout=5)   # the one queued
+    try:
+        m, verdict, data, took = milter_rcpt(mw_factory, upstream, [
+            ("dns_client_name", "no"), ("filters", "greylist"), ("store", "redis"),
+            ("store_redis", "127.0.0.1:%d" % lsock.getsockname()[1]), ("store_timeout", "10s"),
+            ("store_failure", "closed"), ("greylist_delay", "1h")])
+    finally:
+        filler.close()
+        lsock.close()
+    assert verdict == b"y" and "Greylisting unavailable" in reply_text(data), (verdict, data)
+    assert 1.2 < took < 1.5, took
+    rec = wait_records(m, 1)[0]
+    assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
+    log = m.stderr_text()
+    assert re.search(r"cannot connect within 1[23]\d\d ms, what was left of the scan's deadline",
+                     log), m.stderr_tail(30)
+    assert "envelope check skipped" not in log, m.stderr_tail(30)
+
+
+def test_envelope_check_dead_dns_at_rcpt(mw_factory, upstream, dead_dns):
+    """SPF at RCPT with a DNS server that never answers, spf_timeout 20 s
+    and dns_timeout 10 s: the lookups end at the envelope check's deadline
+    (1.3 s), SPF gives a temperror, and the recipient is let through in
+    time with the scanner's log naming what ran out."""
+    m, verdict, data, took = milter_rcpt(mw_factory, upstream, [
+        ("dns_client_name", "no"), ("dns_forwarder", dead_dns.forwarder), ("filters", "spf"),
+        ("dns_timeout", "10s"), ("spf_timeout", "20s")])
+    assert verdict == b"c", (verdict, data)
+    assert 1.2 < took < 1.5, took
+    assert wait_log(m, "out of time: spf=scan_deadline (the front end waits 1500 ms)"), \
+        m.stderr_tail(30)
+    assert "envelope check skipped" not in m.stderr_text(), m.stderr_tail(30)
+
+
+def test_config_check_warns_for_the_envelope_check():
+    """-t: at RCPT only the filters with an envelope hook wait (the
+    client's reverse DNS, SPF, greylisting), against milter_early_timeout"""
+    r = run_mw(["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % free_port(),
+                "-o", "filters=spf spamd", "-o", "spf_timeout=12s", "-o", "dns_timeout=2s"])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    w = [l for l in err.splitlines() if "warning" in l and "milter_early_timeout" in l]
+    assert len(w) == 1, err
+    assert "the envelope check's waits at RCPT add up to 14s at worst" in w[0] \
+        and "(rdns: dns_timeout 2s, spf: spf_timeout 12s)" in w[0] \
+        and "milter_early_timeout 10s" in w[0] and "spamd" not in w[0], w[0]
+    # milter_early = no: no check at RCPT, nothing to say of it
+    r = run_mw(["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % free_port(),
+                "-o", "filters=spf spamd", "-o", "spf_timeout=12s", "-o", "milter_early=no"])
+    assert "milter_early_timeout" not in r.stderr.decode(), r.stderr
+
+
+def test_proxy_greylisting_stalled_redis_at_end_of_data(mw_factory, upstream, fake_peer):
+    """The proxy relays the envelope live and has no check at RCPT: its
+    greylisting answers at the end of DATA, under scan_timeout.  A Redis
+    that never answers (store_timeout 10 s) is cut at the deadline and
+    store_failure = closed gives the client greylisting's 451, not the
+    front end's 451 4.3.0 at scan_timeout."""
+    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    m = mw_factory(upstream, opts=[
+        ("dns_client_name", "no"), ("filters", "greylist"), ("store", "redis"),
+        ("store_redis", redis.addr), ("store_timeout", "10s"), ("store_failure", "closed"),
+        ("greylist_delay", "1h"), ("scan_timeout", "2s")])
+    c = m.client(timeout=10)
+    c.ehlo()
+    t0 = time.monotonic()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="stalled store"))
+    took = time.monotonic() - t0
+    c.quit()
+    assert r["final"].code == 451 and "Greylisting unavailable" in r["final"].text, r["final"]
+    assert 1.7 < took < 2.0, took
+    rec = m.audit(1)[0]
+    assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
+
+
+# --- the -t worst case against a measured one -------------------------------------------
+
+def test_greylist_waits_per_recipient_as_t_counts(fake_peer):
+    """A Redis that answers every command 300 ms late (within store_timeout):
+    greylisting asks GET and SET for each recipient, so three recipients
+    wait 6 x 300 ms, as -t now counts (2 x store_timeout per recipient);
+    it used to count 2 x store_timeout for the whole message."""
+    def slow(p, c, n):
+        for args in resp_commands(c):
+            if not p.sleep(0.3):
+                return
+            c.sendall(normal_reply(args))
+    redis = fake_peer(slow)
+    opts = [("filters", "greylist"), ("store", "redis"), ("store_redis", redis.addr),
+            ("store_timeout", "500ms"), ("greylist_delay", "1h"), ("scan_timeout", "60s")]
+    rcpts = ["--rcpt", "a@example.net", "--rcpt", "b@example.net", "--rcpt", "c@example.net"]
+    res, took, err = scan(opts, extra=["--client-ip", "192.0.2.1", "--from", "s@example.org"] + rcpts)
+    assert symbol_names(res) == ["GREYLIST"], res
+    assert 1.8 < res["scan_ms"] / 1000 < 3.0, res["scan_ms"]     # 6 x 0.3 s, not 2
+    r = run_mw(["-t", "--listen", "127.0.0.1:%d" % free_port(), "--upstream",
+                "127.0.0.1:%d" % free_port(), "-o", "dns_client_name=no", "-o", "scan_timeout=1s"]
+               + sum((["-o", "%s=%s" % o] for o in opts[:4]), []))
+    assert "greylist: 2 x store_timeout 500ms per recipient" in r.stderr.decode(), r.stderr
+    assert "at worst for one recipient" in r.stderr.decode(), r.stderr

@@ -128,15 +128,23 @@ static void test_check_config(void **state)
 	(void)state;
 
 	memset(out, 0, sizeof(out));
-	assert_int_equal(check(over, 5, out, sizeof(out)), 1);
+	/* the message, and the envelope check at RCPT (milter_early) */
+	assert_int_equal(check(over, 5, out, sizeof(out)), 2);
 	/* 5 + 15 + 10 + 2 x 5 + 5 + 30 + 60 + 2 x 1 */
-	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 137s at worst"));
+	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 137s at worst for "
+	    "one recipient, one after the other"));
 	assert_non_null(strstr(out, "rdns: dns_timeout 5s, spf: spf_timeout 15s, dkim: dkim_timeout "
 	    "10s, dmarc: 2 x dns_timeout 5s, dnsbl: dns_timeout 5s, spamd: spamd_timeout 30s, "
-	    "clamd: clamd_timeout 60s, greylist: 2 x store_timeout 1s"));
+	    "clamd: clamd_timeout 60s, greylist: 2 x store_timeout 1s per recipient)"));
 	assert_non_null(strstr(out, "more than milter_timeout 60s leaves them (5s is kept back"));
 	assert_null(strstr(out, "scan_timeout"));           /* no proxy listener */
 	assert_null(strstr(out, "libclamav"));
+	/* at RCPT only the filters with an envelope hook wait: 5 + 15 + 2 x 1
+	 * against milter_early_timeout's 10 s less 1 s */
+	assert_non_null(strstr(out, "test: warning: the envelope check's waits at RCPT add up to 22s "
+	    "at worst, one after the other (rdns: dns_timeout 5s, spf: spf_timeout 15s, greylist: "
+	    "2 x store_timeout 1s), more than milter_early_timeout 10s leaves them (1s is kept back"));
+	assert_non_null(strstr(out, "Postfix's milter_command_timeout"));
 
 	/* libclamav's own limit counts, and is said not to be cut */
 	memset(out, 0, sizeof(out));
@@ -150,6 +158,57 @@ static void test_check_config(void **state)
 	assert_string_equal(out, "");
 }
 
+/* what each filter may take, as its code bounds it: the rules' time (the
+ * deadline cuts it too), every Redis call of greylisting, rate limits and
+ * Bayes, a second wait of one filter written "+" */
+static void test_check_config_calls(void **state)
+{
+	static const char *const rules[] = {
+		"filters=rules", "listener.in.listen=127.0.0.1:2525", "listener.in.upstream=127.0.0.1:25",
+		"scan_timeout=3s", "dns_client_name=no", "rules_net_tests=yes", "rules_files=/dev/null",
+	};
+	static const char *const store[] = {
+		"filters=greylist ratelimit bayes", "store=redis", "store_timeout=2s",
+		"listener.in.listen=127.0.0.1:2525", "listener.in.upstream=127.0.0.1:25",
+		"scan_timeout=30s", "dns_client_name=no", "ratelimit_ip=100/1h",
+		"ratelimit_sender=100/1h", "ratelimit_rcpt_domain=100/1h", "bayes_autolearn=yes",
+		"bayes_chars=yes",
+	};
+	static const char *const early[] = {
+		"filters=spf dkim", "milter_listen=inet:1@127.0.0.1", "dns_client_name=no",
+		"spf_timeout=12s",
+	};
+	char out[4096];
+	(void)state;
+
+	/* 3 s of lookups, then 2 s of rules: more than 3 s less 300 ms */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(rules, 7, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "add up to 5s at worst, one after the other (rules: "
+	    "rules_dns_timeout 3s + rules_time_budget 2s)"));
+	assert_non_null(strstr(out, "RULES_TIMEOUT"));
+
+	/* greylisting: a GET and a SET per recipient; rate limits: an INCR and
+	 * a GET per limit (the domain's per recipient domain); Bayes: 2 counts,
+	 * 5 batches of tokens, the character model's version and blob, and
+	 * autolearn's mark, 5 batches, a count and the mark: 17 */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(store, 12, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "add up to 50s at worst for one recipient, one after the other "
+	    "(greylist: 2 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
+	    "2 x store_timeout 2s per recipient domain, bayes: 17 x store_timeout 2s), more than "
+	    "scan_timeout 30s"));
+
+	/* the envelope check alone: spf's 12 s against milter_early_timeout's
+	 * 10 s; dkim has no envelope hook, and the message's 22 s fit in
+	 * milter_timeout's 60 s */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(early, 4, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "the envelope check's waits at RCPT add up to 12s at worst, one "
+	    "after the other (spf: spf_timeout 12s), more than milter_early_timeout 10s"));
+	assert_null(strstr(out, "dkim"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -157,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_notes),
 		cmocka_unit_test(test_check_config),
+		cmocka_unit_test(test_check_config_calls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
