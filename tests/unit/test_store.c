@@ -25,8 +25,10 @@
 #include "filters/ipnet.h"
 #include "filters/store.h"
 #include "proxy/sbuf.h"
+#include "tests/unit/unit_tmpdir.h"
 
-static char dir[64];
+/* the running test's scratch directory (unit_tmpdir_setup) */
+static const char *const dir = unit_dir;
 
 static struct config *cfg_with(const char *extra)
 {
@@ -44,23 +46,6 @@ static struct config *cfg_with(const char *extra)
 static struct config *cfg_new(void)
 {
 	return cfg_with(NULL);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/mw-store-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 static void test_get_set_ttl_del(void **state)
@@ -500,7 +485,7 @@ static int redis_setup(void **state)
 {
 	char port[16];
 
-	setup(state);
+	unit_tmpdir_setup(state);
 	redis_port = free_port();
 	snprintf(port, sizeof(port), "%d", redis_port);
 	redis_pid = fork();
@@ -539,7 +524,7 @@ static int redis_teardown(void **state)
 		waitpid(redis_pid, NULL, 0);
 		redis_pid = 0;
 	}
-	return teardown(state);
+	return unit_tmpdir_teardown(state);
 }
 
 static struct config *cfg_redis(void)
@@ -801,19 +786,19 @@ static void test_blob_scan_redis(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_many, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_max_on_learn, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_path, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blob_map_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_tokens, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_token_expiry_order, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_token_expiry_many, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_token_max_on_learn, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_path, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_blob_map_full, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_blob_scan_redis, redis_setup, redis_teardown),
 		cmocka_unit_test(test_ipnet),
-		cmocka_unit_test_setup_teardown(test_bayes_probability, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bayes_probability, unit_tmpdir_setup, unit_tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
