@@ -30,6 +30,73 @@
 /* the running test's scratch directory (unit_tmpdir_setup) */
 static const char *const dir = unit_dir;
 
+/* What the running test opened and has not closed, closed by its
+ * teardown however the test ended.  The store handle is one per process
+ * (store.c): a test that failed with its store open left it open, and
+ * every later test's store_open was refused ("already open as" the
+ * failed test's path), so one failure failed all the tests after it. */
+static struct fixture {
+	struct store  *stores[4];
+	size_t         nstores;
+	struct config *cfgs[4];
+	size_t         ncfgs;
+} fx;
+
+static int fx_setup(void **state)
+{
+	memset(&fx, 0, sizeof(fx));
+	return unit_tmpdir_setup(state);
+}
+
+static int fx_teardown(void **state)
+{
+	while (fx.nstores > 0)
+		store_close(fx.stores[--fx.nstores]);
+	while (fx.ncfgs > 0)
+		config_unref(fx.cfgs[--fx.ncfgs]);
+	return unit_tmpdir_teardown(state);
+}
+
+/* t_cfg - c, unref'd by the teardown */
+static struct config *t_cfg(struct config *c)
+{
+	assert_true(fx.ncfgs < sizeof(fx.cfgs) / sizeof(fx.cfgs[0]));
+	fx.cfgs[fx.ncfgs++] = c;
+	return c;
+}
+
+static struct store *t_track(struct store *s)
+{
+	if (s != NULL) {
+		assert_true(fx.nstores < sizeof(fx.stores) / sizeof(fx.stores[0]));
+		fx.stores[fx.nstores++] = s;
+	}
+	return s;
+}
+
+/* t_open, t_open_bulk - store_open(_bulk), closed by the teardown unless
+ * the test closes it first with t_close */
+static struct store *t_open(const struct config *c, char *err, size_t errlen)
+{
+	return t_track(store_open(c, err, errlen));
+}
+
+static struct store *t_open_bulk(const struct config *c, char *err, size_t errlen)
+{
+	return t_track(store_open_bulk(c, err, errlen));
+}
+
+static void t_close(struct store *s)
+{
+	for (size_t i = fx.nstores; i > 0; i--)
+		if (fx.stores[i - 1] == s) {
+			fx.stores[i - 1] = fx.stores[--fx.nstores];
+			store_close(s);
+			return;
+		}
+	fail_msg("t_close: store %p not opened by t_open", (void *)s);
+}
+
 static struct config *cfg_with(const char *extra)
 {
 	char err[512], path[128], ov[160];
@@ -40,7 +107,7 @@ static struct config *cfg_with(const char *extra)
 	struct config *c = config_load(NULL, o, extra != NULL ? 2 : 1, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
-	return c;
+	return t_cfg(c);
 }
 
 static struct config *cfg_new(void)
@@ -53,7 +120,7 @@ static void test_get_set_ttl_del(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256], v[64];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 
 	assert_non_null(s);
 	assert_string_equal(store_backend(s), "lmdb");
@@ -73,8 +140,7 @@ static void test_get_set_ttl_del(void **state)
 	assert_int_equal(store_set(s, "a b", "x", 0), -1);
 	assert_int_equal(store_set(s, "a\r\nb", "x", 0), -1);
 	assert_int_equal(store_get(s, "", v, sizeof(v)), -1);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 struct incr_arg { struct store *s; int n; };
@@ -94,8 +160,8 @@ static void test_incr_shared_and_threads(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256], v[32];
-	struct store *s = store_open(c, err, sizeof(err));
-	struct store *s2 = store_open(c, err, sizeof(err));   /* same handle */
+	struct store *s = t_open(c, err, sizeof(err));
+	struct store *s2 = t_open(c, err, sizeof(err));   /* same handle */
 	pthread_t th[4];
 	struct incr_arg a = { s, 250 };
 	int64_t out;
@@ -120,9 +186,8 @@ static void test_incr_shared_and_threads(void **state)
 	assert_int_equal(store_get(s, "win", v, sizeof(v)), 0);
 	assert_int_equal(store_incr(s, "win", 1, 0, &out), 0);
 	assert_int_equal(out, 1);
-	store_close(s2);
-	store_close(s);
-	config_unref(c);
+	t_close(s2);
+	t_close(s);
 }
 
 static void test_tokens(void **state)
@@ -130,7 +195,7 @@ static void test_tokens(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	struct store_token t[3] = { { 1, 2, 0 }, { 2, 0, 3 }, { 3, 1, 1 } }, q[4];
 
 	assert_non_null(s);
@@ -150,8 +215,7 @@ static void test_tokens(void **state)
 	assert_int_equal(q[1].ham, 0);
 	assert_int_equal(q[2].spam, 0);
 	assert_int_equal(q[2].ham, 1);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 #define TODAY 20000u
@@ -267,12 +331,11 @@ static void test_sweep_reaches_every_key(void **state)
 	write_raw_kv("a", 150000, 0);
 	write_raw_kv("z", 10, 1);                 /* expired long ago */
 	assert_int_equal(raw_kv_entries(), 150010);
-	assert_non_null(s = store_open_bulk(c, err, sizeof(err)));
+	assert_non_null(s = t_open_bulk(c, err, sizeof(err)));
 	for (int i = 0; i < 3 * 4096; i++)        /* three sweeps (and one at open) */
 		assert_int_equal(store_set(s, "b", "1", 0), 0);
-	store_close(s);
+	t_close(s);
 	assert_int_equal(raw_kv_entries(), 150001);
-	config_unref(c);
 }
 
 static void test_token_expiry_order(void **state)
@@ -284,7 +347,7 @@ static void test_token_expiry_order(void **state)
 	uint64_t n, removed;
 
 	write_legacy_tokens(301, 311);                /* 10, as old as can be */
-	s = store_open(c, err, sizeof(err));
+	s = t_open(c, err, sizeof(err));
 	assert_non_null(s);
 	learn_range(s, 1, 101, 1, TODAY - 50);        /* seen once, 50 days ago */
 	learn_range(s, 101, 201, 1, TODAY);           /* seen once, today */
@@ -315,8 +378,7 @@ static void test_token_expiry_order(void **state)
 	assert_int_equal(known(s, 201, 211), 10);
 	assert_int_equal(store_tokens_count(s, &n), 0);
 	assert_int_equal(n, 10);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* more tokens than EXPIRE_CHUNK: the walk goes on across transactions */
@@ -325,7 +387,7 @@ static void test_token_expiry_many(void **state)
 	(void)state;
 	struct config *c = cfg_with("bayes_token_max=0");
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	enum { N = 50000 };
 	struct store_token *t = calloc(N, sizeof(*t));
 	uint64_t n, removed;
@@ -341,8 +403,7 @@ static void test_token_expiry_many(void **state)
 	assert_int_equal(store_tokens_count(s, &n), 0);
 	assert_int_equal(n, 1000);
 	free(t);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* bayes_token_max: learning past it trims the store to three quarters */
@@ -351,7 +412,7 @@ static void test_token_max_on_learn(void **state)
 	(void)state;
 	struct config *c = cfg_with("bayes_token_max=1000");
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	uint64_t n;
 
 	assert_non_null(s);
@@ -366,8 +427,7 @@ static void test_token_max_on_learn(void **state)
 	}
 	assert_int_equal(n, 850);          /* 1100 -> 750 at the 11th hundred, then +100 */
 	assert_int_equal(known(s, 1, 1201), 850);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 static void test_bad_path(void **state)
@@ -379,9 +439,9 @@ static void test_bad_path(void **state)
 	snprintf(ov, sizeof(ov), "store_path=%s/no/such/dir/s.lmdb", dir);
 	struct config *c = config_load(NULL, o, 1, err, sizeof(err));
 	assert_non_null(c);
-	assert_null(store_open(c, err, sizeof(err)));
+	t_cfg(c);
+	assert_null(t_open(c, err, sizeof(err)));
 	assert_non_null(strstr(err, "store_path"));
-	config_unref(c);
 }
 
 static void test_ipnet(void **state)
@@ -423,7 +483,7 @@ static void test_bayes_probability(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	struct store_token t[40];
 	uint64_t h[40];
 	struct bayes_tokens bt = { h, 0, 40 };
@@ -456,8 +516,7 @@ static void test_bayes_probability(void **state)
 	p = bayes_probability(s, c, &bt, &used);
 	assert_true(p > 0.49 && p < 0.51);
 	assert_int_equal(used, 0);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* ---- binary values and the prefix scan, both backends ---- */
@@ -479,13 +538,25 @@ static int free_port(void)
 	return port;
 }
 
+static int redis_teardown(void **state)
+{
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGTERM);
+		waitpid(redis_pid, NULL, 0);
+		redis_pid = 0;
+	}
+	return fx_teardown(state);
+}
+
 /* redis_setup - redis-server on 127.0.0.1 only, no persistence, as
- * tests/functional/storelib.py starts it */
+ * tests/functional/storelib.py starts it.  A setup that fails is not
+ * torn down by cmocka: it undoes itself. */
 static int redis_setup(void **state)
 {
 	char port[16];
 
-	unit_tmpdir_setup(state);
+	if (fx_setup(state) < 0)
+		return -1;
 	redis_port = free_port();
 	snprintf(port, sizeof(port), "%d", redis_port);
 	redis_pid = fork();
@@ -514,17 +585,8 @@ static int redis_setup(void **state)
 	}
 	fprintf(stderr, "redis-server did not answer on 127.0.0.1:%d "
 	        "(scripts/install-deps installs it)\n", redis_port);
+	redis_teardown(state);
 	return -1;
-}
-
-static int redis_teardown(void **state)
-{
-	if (redis_pid > 0) {
-		kill(redis_pid, SIGTERM);
-		waitpid(redis_pid, NULL, 0);
-		redis_pid = 0;
-	}
-	return unit_tmpdir_teardown(state);
 }
 
 static struct config *cfg_redis(void)
@@ -536,7 +598,7 @@ static struct config *cfg_redis(void)
 	struct config *c = config_load(NULL, o, 4, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
-	return c;
+	return t_cfg(c);
 }
 
 struct seen {
@@ -722,12 +784,11 @@ static void test_blob_scan_lmdb(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 
 	assert_non_null(s);
 	blob_cases(s, 0);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* a full map fails the write with -1 (and the log line of any write) */
@@ -736,7 +797,7 @@ static void test_blob_map_full(void **state)
 	(void)state;
 	struct config *c = cfg_with("store_map_size=1M");
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	unsigned char *p = xcalloc(1, 4u << 20), *got;
 	size_t len;
 
@@ -745,8 +806,7 @@ static void test_blob_map_full(void **state)
 	assert_int_equal(store_blob_get(s, "big", &got, &len), 0);
 	assert_int_equal(store_blob_set(s, "small", p, 1000, 0), 0);  /* still writes */
 	free(p);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 static void test_blob_scan_redis(void **state)
@@ -754,7 +814,7 @@ static void test_blob_scan_redis(void **state)
 	(void)state;
 	struct config *c = cfg_redis();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	struct timeval tv = { 2, 0 };
 	redisContext *rc;
 	redisReply *r;
@@ -779,26 +839,25 @@ static void test_blob_scan_redis(void **state)
 	assert_int_equal(len, 8);
 	free(got);
 	redisFree(rc);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_tokens, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_order, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_many, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_token_max_on_learn, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_path, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, unit_tmpdir_setup, unit_tmpdir_teardown),
-		cmocka_unit_test_setup_teardown(test_blob_map_full, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_tokens, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_token_expiry_order, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_token_expiry_many, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_token_max_on_learn, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_path, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blob_map_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blob_scan_redis, redis_setup, redis_teardown),
 		cmocka_unit_test(test_ipnet),
-		cmocka_unit_test_setup_teardown(test_bayes_probability, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_bayes_probability, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
