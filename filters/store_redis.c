@@ -55,12 +55,19 @@
 #define SCAN_COUNT   "1000"
 #define SCAN_ELEMENTS 16384
 #define SCAN_BYTES   (16u << 20) /* value bytes fetched per GET pipeline */
+#define PREFIX_MAX   63          /* bytes of store_prefix */
+/* config.c refuses a longer store_prefix than its field holds: copied
+ * here whole, never cut (two sites' keys would share a namespace) */
+_Static_assert(sizeof(((struct config *)0)->store_prefix) <= PREFIX_MAX + 1,
+               "store_prefix fits struct redis_store's prefix");
+/* a key as Redis sees it: store_prefix, then the key of store.h */
+#define FULL_KEY_SZ  (PREFIX_MAX + STORE_KEY_MAX + 1)
 
 struct redis_store {
 	char     host[256];        /* as configured (logs), or a unix socket path */
 	char     addr[NI_MAXHOST]; /* host resolved at open: what we connect to */
 	int      port;             /* 0: unix socket */
-	char     prefix[64];
+	char     prefix[PREFIX_MAX + 1];
 	unsigned token_ttl_s;      /* bayes_token_ttl: 0 = tokens never expire */
 	unsigned timeout_ms;       /* store_timeout: connect, and each call whole */
 	struct timeval tv;
@@ -399,6 +406,8 @@ static int read_reply(const struct redis_store *b, redisContext *c, int64_t dead
 	return read_reply_capped(b, c, deadline, REPLY_MAX, ELEMENTS_MAX, out, why, whysz);
 }
 
+/* full_key - store_prefix then key: never cut in out[FULL_KEY_SZ], the
+ * prefix being bounded at open and the key by store.c */
 static void full_key(const struct redis_store *b, const char *key, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s%s", b->prefix, key);
@@ -467,7 +476,7 @@ static void wrong_type(const struct redis_store *b, const char *cmd, const redis
 static int redis_get(void *vb, const char *key, char *val, size_t valsz)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80];
+	char k[FULL_KEY_SZ];
 	const char *argv[2] = { "GET", k };
 	redisReply *r;
 	int found = 0;
@@ -492,7 +501,7 @@ static int redis_get(void *vb, const char *key, char *val, size_t valsz)
 static int redis_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80], ttl[24];
+	char k[FULL_KEY_SZ], ttl[24];
 	const char *argv[5] = { "SET", k, val, "EX", ttl };
 	redisReply *r;
 
@@ -507,7 +516,7 @@ static int redis_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 static int redis_del(void *vb, const char *key)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80];
+	char k[FULL_KEY_SZ];
 	const char *argv[2] = { "DEL", k };
 	redisReply *r;
 
@@ -521,7 +530,7 @@ static int redis_del(void *vb, const char *key)
 static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80];
+	char k[FULL_KEY_SZ];
 	const char *argv[2] = { "GET", k };
 	redisReply *r;
 	int found = 0;
@@ -551,7 +560,7 @@ static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_
 static int redis_blob_set(void *vb, const char *key, const void *data, size_t len, unsigned ttl_s)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80], ttl[24];
+	char k[FULL_KEY_SZ], ttl[24];
 	const char *argv[5] = { "SET", k, data, "EX", ttl };
 	size_t lens[5];
 	redisReply *r;
@@ -698,7 +707,7 @@ static int redis_scan(void *vb, const char *prefix,
                       void *arg)
 {
 	struct redis_store *b = vb;
-	char pat[2 * (sizeof(b->prefix) + STORE_KEY_MAX) + 2], full[sizeof(b->prefix) + STORE_KEY_MAX];
+	char pat[2 * FULL_KEY_SZ + 2], full[FULL_KEY_SZ];
 	char cursor[32] = "0";
 	const char *argv[6] = { "SCAN", cursor, "MATCH", pat, "COUNT", SCAN_COUNT };
 	size_t flen;
@@ -756,7 +765,7 @@ static const char incr_lua[] =
 static int redis_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80], n[32], ttl[24];
+	char k[FULL_KEY_SZ], n[32], ttl[24];
 	const char *argv[6] = { "EVAL", incr_lua, "1", k, n, ttl };
 	redisReply *r;
 	int rc = 0;

@@ -1,8 +1,11 @@
 /* test_store.c - the LMDB store backend through store.h (get/set with
  * TTL, atomic increments from several threads, token batches that never
- * go below zero), binary values and the prefix scan on both backends (a
- * redis-server started here on a free loopback port), the shared handle, client networks and CIDR lists
- * (ipnet), and the Bayes chi-square combination on a learned store. */
+ * go below zero), binary values, the prefix scan and the key length
+ * limit on both backends (a redis-server started here on a free loopback
+ * port), the shared handle, client networks and CIDR lists (ipnet), and
+ * the Bayes chi-square combination on a learned store.  Each test opens
+ * its stores through the fixture (t_open), which closes them whatever
+ * became of the test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -809,6 +812,162 @@ static void test_blob_map_full(void **state)
 	t_close(s);
 }
 
+/* ---- the key length limit, both backends ---- */
+
+static int count_keys(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	(void)key;
+	(void)data;
+	(void)len;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/* scan_one - store_scan from prefix gives exactly key, whole */
+static int match_whole(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	assert_string_equal(key, (const char *)arg);
+	return 0;
+}
+
+static unsigned all_keys(struct store *s)
+{
+	unsigned n = 0;
+
+	assert_int_equal(store_scan(s, "", count_keys, &n), 0);
+	return n;
+}
+
+/* key_of - n bytes: head, then fill, then last (if not NUL) */
+static char *key_of(size_t n, const char *head, char fill, char last)
+{
+	char *k = xmalloc(n + 1);
+
+	memset(k, fill, n);
+	memcpy(k, head, strlen(head));
+	if (last != '\0')
+		k[n - 1] = last;
+	k[n] = '\0';
+	return k;
+}
+
+/* STORE_KEY_MAX (511) bytes work with every call on either backend; one
+ * byte more is refused by every call on both, nothing written.  Until
+ * session 11 the figure was 512, which LMDB cannot store (511 at most):
+ * there a 512-byte key failed its writes as a store error
+ * (MDB_BAD_VALSIZE, store_failure applied), read as absent and "deleted"
+ * fine, while Redis took it. */
+static void key_limit_cases(struct store *s)
+{
+	MDB_env *env;
+	char *k511 = key_of(STORE_KEY_MAX, "kl:", 'x', 'a');
+	char *c511 = key_of(STORE_KEY_MAX, "kl:", 'x', 'c');
+	char *k512 = key_of(STORE_KEY_MAX + 1, "kl:", 'x', 'a');
+	char *k512b = key_of(STORE_KEY_MAX + 1, "kl:", 'x', 'b');
+	char *k4k = key_of(4096, "kl:", 'x', '\0');
+	char *longs[3] = { k512, k512b, k4k };
+	char v[32];
+	unsigned char *data;
+	size_t len;
+	int64_t out = -7;
+	unsigned n = 0, before;
+
+	/* the figure is what this LMDB stores, on Redis too */
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_true(STORE_KEY_MAX <= mdb_env_get_maxkeysize(env));
+	mdb_env_close(env);
+	assert_int_equal(strlen(k511), STORE_KEY_MAX);
+	/* at the limit: every call */
+	assert_int_equal(store_set(s, k511, "at-limit", 0), 0);
+	assert_int_equal(store_get(s, k511, v, sizeof(v)), 1);
+	assert_string_equal(v, "at-limit");
+	assert_int_equal(store_incr(s, c511, 3, 0, &out), 0);
+	assert_int_equal(out, 3);
+	assert_int_equal(store_incr(s, c511, 2, 0, &out), 0);
+	assert_int_equal(out, 5);
+	assert_int_equal(store_scan(s, k511, match_whole, k511), 0);
+	assert_int_equal(store_scan(s, k511, count_keys, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_blob_set(s, k511, "b\0b", 3, 0), 0);
+	assert_int_equal(store_blob_get(s, k511, &data, &len), 1);
+	assert_int_equal(len, 3);
+	assert_memory_equal(data, "b\0b", 3);
+	free(data);
+	assert_int_equal(all_keys(s), 2);
+
+	/* past it: refused by every call, whatever the store holds */
+	before = all_keys(s);
+	for (int i = 0; i < 3; i++) {
+		const char *k = longs[i];
+
+		assert_int_equal(store_set(s, k, "long", 0), -1);
+		assert_int_equal(store_get(s, k, v, sizeof(v)), -1);
+		out = -7;
+		assert_int_equal(store_incr(s, k, 1, 0, &out), -1);
+		assert_int_equal(out, -7);
+		assert_int_equal(store_blob_set(s, k, "x", 1, 0), -1);
+		data = (unsigned char *)"untouched";
+		assert_int_equal(store_blob_get(s, k, &data, &len), -1);
+		assert_null(data);
+		assert_int_equal(store_del(s, k), -1);
+		n = 0;
+		assert_int_equal(store_scan(s, k, count_keys, &n), -1);
+		assert_int_equal(n, 0);
+	}
+	assert_int_equal(all_keys(s), before);
+	/* nothing was merged: the 511-byte keys that head the refused ones
+	 * (a cut to the limit would give exactly those) are as they were */
+	assert_int_equal(store_blob_get(s, k511, &data, &len), 1);
+	assert_int_equal(len, 3);
+	free(data);
+	assert_int_equal(store_incr(s, c511, 0, 0, &out), 0);
+	assert_int_equal(out, 5);
+	assert_int_equal(store_del(s, k511), 0);
+	assert_int_equal(store_get(s, k511, v, sizeof(v)), 0);
+	free(k511);
+	free(c511);
+	free(k512);
+	free(k512b);
+	free(k4k);
+}
+
+static void test_key_limit_lmdb(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	key_limit_cases(s);
+}
+
+static void test_key_limit_redis(void **state)
+{
+	(void)state;
+	struct config *c = cfg_redis();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+	struct timeval tv = { 2, 0 };
+	redisContext *rc;
+	redisReply *r;
+
+	assert_non_null(s);
+	key_limit_cases(s);
+	/* what reached the server: the one counter, its key whole behind
+	 * store_prefix */
+	rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+	assert_true(rc != NULL && rc->err == 0);
+	r = redisCommand(rc, "KEYS *");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 1);
+	assert_int_equal(r->element[0]->len, strlen("mwblob:") + STORE_KEY_MAX);
+	freeReplyObject(r);
+	redisFree(rc);
+}
+
 static void test_blob_scan_redis(void **state)
 {
 	(void)state;
@@ -856,6 +1015,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blob_map_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blob_scan_redis, redis_setup, redis_teardown),
+		cmocka_unit_test_setup_teardown(test_key_limit_lmdb, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_key_limit_redis, redis_setup, redis_teardown),
 		cmocka_unit_test(test_ipnet),
 		cmocka_unit_test_setup_teardown(test_bayes_probability, fx_setup, fx_teardown),
 	};
