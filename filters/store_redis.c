@@ -473,28 +473,42 @@ static void wrong_type(const struct redis_store *b, const char *cmd, const redis
 	    cmd, r->type);
 }
 
-static int redis_get(void *vb, const char *key, char *val, size_t valsz)
+/* get_string - GET key, its reply within max_bytes (store_get's and
+ * store_blob_get's caps differ): 1 with *rp the string reply (caller
+ * frees), 0 absent, -1 a failure (logged) */
+static int get_string(struct redis_store *b, const char *key, size_t max_bytes, redisReply **rp)
 {
-	struct redis_store *b = vb;
 	char k[FULL_KEY_SZ];
 	const char *argv[2] = { "GET", k };
 	redisReply *r;
-	int found = 0;
+	int found;
 
 	full_key(b, key, k, sizeof(k));
-	if ((r = run(b, 2, argv, NULL)) == NULL)
+	if ((r = run_capped(b, 2, argv, NULL, max_bytes, ELEMENTS_MAX)) == NULL)
 		return -1;
 	if (r->type == REDIS_REPLY_STRING) {
+		*rp = r;
+		return 1;
+	}
+	found = r->type == REDIS_REPLY_NIL ? 0 : -1;
+	if (found < 0)
+		wrong_type(b, "GET", r);
+	freeReplyObject(r);
+	return found;
+}
+
+static int redis_get(void *vb, const char *key, char *val, size_t valsz)
+{
+	redisReply *r;
+	int found = get_string(vb, key, REPLY_MAX, &r);
+
+	if (found == 1) {
 		size_t n = r->len < valsz - 1 ? r->len : valsz - 1;
 
 		memcpy(val, r->str, n);
 		val[n] = '\0';
-		found = 1;
-	} else if (r->type != REDIS_REPLY_NIL) {
-		wrong_type(b, "GET", r);
-		found = -1;
+		freeReplyObject(r);
 	}
-	freeReplyObject(r);
 	return found;
 }
 
@@ -530,28 +544,19 @@ static int redis_del(void *vb, const char *key)
 static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
 {
 	struct redis_store *b = vb;
-	char k[FULL_KEY_SZ];
-	const char *argv[2] = { "GET", k };
 	redisReply *r;
-	int found = 0;
+	int found = get_string(b, key, BLOB_REPLY_MAX, &r);
 
-	full_key(b, key, k, sizeof(k));
-	if ((r = run_capped(b, 2, argv, NULL, BLOB_REPLY_MAX, ELEMENTS_MAX)) == NULL)
-		return -1;
-	if (r->type == REDIS_REPLY_STRING) {
-		if (r->len > STORE_BLOB_MAX) {
-			slog(NULL, LOG_ERR, "store redis %s:%d: GET %s: value of %zu bytes (at most %u)",
-			    b->host, b->port, key, r->len, STORE_BLOB_MAX);
-			found = -1;
-		} else {
-			*len = r->len;
-			*data = xmalloc(r->len > 0 ? r->len : 1);
-			memcpy(*data, r->str, r->len);
-			found = 1;
-		}
-	} else if (r->type != REDIS_REPLY_NIL) {
-		wrong_type(b, "GET", r);
+	if (found != 1)
+		return found;
+	if (r->len > STORE_BLOB_MAX) {
+		slog(NULL, LOG_ERR, "store redis %s:%d: GET %s: value of %zu bytes (at most %u)",
+		    b->host, b->port, key, r->len, STORE_BLOB_MAX);
 		found = -1;
+	} else {
+		*len = r->len;
+		*data = xmalloc(r->len > 0 ? r->len : 1);
+		memcpy(*data, r->str, r->len);
 	}
 	freeReplyObject(r);
 	return found;

@@ -977,8 +977,9 @@ static void test_blob_scan_redis(void **state)
 	struct timeval tv = { 2, 0 };
 	redisContext *rc;
 	redisReply *r;
-	unsigned char *got;
+	unsigned char *got, *big;
 	size_t len;
+	char v[32];
 
 	assert_non_null(s);
 	assert_string_equal(store_backend(s), "redis");
@@ -997,6 +998,17 @@ static void test_blob_scan_redis(void **state)
 	assert_int_equal(store_blob_get(s, "bin", &got, &len), 1);
 	assert_int_equal(len, 8);
 	free(got);
+	/* the two GETs keep their caps: a plain value's reply is held to
+	 * 64 KiB (REPLY_MAX), a binary one's to STORE_BLOB_MAX */
+	big = xcalloc(1, 100000);
+	assert_int_equal(store_blob_set(s, "mid", big, 100000, 0), 0);
+	assert_int_equal(store_get(s, "mid", v, sizeof(v)), -1);
+	assert_int_equal(store_blob_get(s, "mid", &got, &len), 1);
+	assert_int_equal(len, 100000);
+	free(got);
+	free(big);
+	assert_int_equal(store_get(s, "bin", v, sizeof(v)), 1);
+	assert_string_equal(v, "a");
 	redisFree(rc);
 	t_close(s);
 }
