@@ -854,11 +854,11 @@ static char *key_of(size_t n, const char *head, char fill, char last)
 }
 
 /* STORE_KEY_MAX (511) bytes work with every call on either backend; one
- * byte more is refused by every call on both, nothing written.  Until
- * session 11 the figure was 512, which LMDB cannot store (511 at most):
- * there a 512-byte key failed its writes as a store error
- * (MDB_BAD_VALSIZE, store_failure applied), read as absent and "deleted"
- * fine, while Redis took it. */
+ * byte more is refused by every call on both, nothing written.  The
+ * figure was 512 before, which LMDB cannot store (511 at most): there a
+ * 512-byte key failed its writes as a store error (MDB_BAD_VALSIZE,
+ * store_failure applied), read as absent and "deleted" fine, while Redis
+ * took it. */
 static void key_limit_cases(struct store *s)
 {
 	MDB_env *env;
