@@ -944,22 +944,39 @@ static void test_key_limit_lmdb(void **state)
 	key_limit_cases(s);
 }
 
+/* t_open_redis - the store on the test's redis-server (redis_setup) */
+static struct store *t_open_redis(void)
+{
+	char err[256];
+	struct store *s = t_open(cfg_redis(), err, sizeof(err));
+
+	assert_non_null(s);
+	assert_string_equal(store_backend(s), "redis");
+	return s;
+}
+
+/* redis_raw - a connection of the test's own to that server, to see what
+ * reached it past the store */
+static redisContext *redis_raw(void)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+
+	assert_true(rc != NULL && rc->err == 0);
+	return rc;
+}
+
 static void test_key_limit_redis(void **state)
 {
 	(void)state;
-	struct config *c = cfg_redis();
-	char err[256];
-	struct store *s = t_open(c, err, sizeof(err));
-	struct timeval tv = { 2, 0 };
+	struct store *s = t_open_redis();
 	redisContext *rc;
 	redisReply *r;
 
-	assert_non_null(s);
 	key_limit_cases(s);
 	/* what reached the server: the one counter, its key whole behind
 	 * store_prefix */
-	rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-	assert_true(rc != NULL && rc->err == 0);
+	rc = redis_raw();
 	r = redisCommand(rc, "KEYS *");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
 	assert_int_equal(r->elements, 1);
@@ -971,22 +988,16 @@ static void test_key_limit_redis(void **state)
 static void test_blob_scan_redis(void **state)
 {
 	(void)state;
-	struct config *c = cfg_redis();
-	char err[256];
-	struct store *s = t_open(c, err, sizeof(err));
-	struct timeval tv = { 2, 0 };
+	struct store *s = t_open_redis();
 	redisContext *rc;
 	redisReply *r;
 	unsigned char *got, *big;
 	size_t len;
 	char v[32];
 
-	assert_non_null(s);
-	assert_string_equal(store_backend(s), "redis");
 	blob_cases(s, 1);
 	/* keys live under store_prefix */
-	rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-	assert_true(rc != NULL && rc->err == 0);
+	rc = redis_raw();
 	r = redisCommand(rc, "STRLEN mwblob:bin");
 	assert_int_equal(r->integer, 8);
 	freeReplyObject(r);
@@ -1013,24 +1024,28 @@ static void test_blob_scan_redis(void **state)
 	t_close(s);
 }
 
+/* each test with its fixture; WITH_REDIS: and a redis-server of its own */
+#define FX(t)         cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
+#define WITH_REDIS(t) cmocka_unit_test_setup_teardown(t, redis_setup, redis_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_tokens, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_order, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_many, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_token_max_on_learn, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_path, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_blob_map_full, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_blob_scan_redis, redis_setup, redis_teardown),
-		cmocka_unit_test_setup_teardown(test_key_limit_lmdb, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_key_limit_redis, redis_setup, redis_teardown),
+		FX(test_get_set_ttl_del),
+		FX(test_incr_shared_and_threads),
+		FX(test_sweep_reaches_every_key),
+		FX(test_tokens),
+		FX(test_token_expiry_order),
+		FX(test_token_expiry_many),
+		FX(test_token_max_on_learn),
+		FX(test_bad_path),
+		FX(test_blob_scan_lmdb),
+		FX(test_blob_map_full),
+		WITH_REDIS(test_blob_scan_redis),
+		FX(test_key_limit_lmdb),
+		WITH_REDIS(test_key_limit_redis),
 		cmocka_unit_test(test_ipnet),
-		cmocka_unit_test_setup_teardown(test_bayes_probability, fx_setup, fx_teardown),
+		FX(test_bayes_probability),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
