@@ -407,7 +407,8 @@ static int read_reply(const struct redis_store *b, redisContext *c, int64_t dead
 }
 
 /* full_key - store_prefix then key: never cut in out[FULL_KEY_SZ], the
- * prefix being bounded at open and the key by store.c */
+ * prefix being bounded by config.c (asserted above) and the key by
+ * store.c */
 static void full_key(const struct redis_store *b, const char *key, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s%s", b->prefix, key);
