@@ -68,9 +68,18 @@ $(RULES_BATCH): tests/bench/rules_batch.c $(BUILD)/libmw.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libmw.a
+# what every unit test may link besides the core (tests/unit/unit_*.c:
+# the scratch directory helper)
+UNIT_LIB_SRC := $(wildcard tests/unit/unit_*.c)
+UNIT_LIB := $(UNIT_LIB_SRC:tests/unit/%.c=$(BUILD)/tests/%.o)
+
+$(UNIT_LIB): $(BUILD)/tests/%.o: tests/unit/%.c tests/unit/%.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(UNIT_LIB) $(BUILD)/libmw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_LIB) $(BUILD)/libmw.a $(LDLIBS) -lcmocka
 
 deps:
 	@sh scripts/install-deps

@@ -100,37 +100,57 @@ const char *store_backend(const struct store *s)
 	return s->ops->name;
 }
 
-/* key_ok - not empty, bounded, no control bytes or spaces (keys are
- * built from envelope data: a CR/LF must never reach a protocol) */
-static int key_ok(const char *key)
+static int bad_byte(unsigned char c)
 {
-	size_t n = strlen(key);
+	return c <= 0x20 || c == 0x7f;
+}
 
-	if (n == 0 || n > STORE_KEY_MAX)
-		return 0;
-	for (; *key; key++)
-		if ((unsigned char)*key <= 0x20 || (unsigned char)*key == 0x7f)
-			return 0;
-	return 1;
+/* key_ok - not empty, at most STORE_KEY_MAX bytes, no control bytes or
+ * spaces (a CR/LF must never reach a protocol).  A refusal is logged:
+ * keys are built by our own code, so one is a bug to find, and the
+ * caller only sees -1, as for a store failure. */
+static int key_ok(const char *key, const char *call)
+{
+	size_t n = strlen(key), bad = 0;
+	char head[41];
+
+	while (bad < n && !bad_byte((unsigned char)key[bad]))
+		bad++;
+	if (n > 0 && n <= STORE_KEY_MAX && bad == n)
+		return 1;
+	/* enough of the key to find its caller, never its bytes raw */
+	for (size_t i = 0; i < sizeof(head) - 1; i++)
+		head[i] = i < n ? (bad_byte((unsigned char)key[i]) || (unsigned char)key[i] >= 0x80
+		                   ? '?' : key[i]) : '\0';
+	head[sizeof(head) - 1] = '\0';
+	if (n == 0)
+		slog(NULL, LOG_ERR, "store: %s: empty key refused", call);
+	else if (n > STORE_KEY_MAX)
+		slog(NULL, LOG_ERR, "store: %s: key of %zu bytes refused (at most %d): \"%s%s\"",
+		     call, n, STORE_KEY_MAX, head, n > sizeof(head) - 1 ? "..." : "");
+	else
+		slog(NULL, LOG_ERR, "store: %s: key with a control byte or space (at byte %zu) "
+		     "refused: \"%s%s\"", call, bad, head, n > sizeof(head) - 1 ? "..." : "");
+	return 0;
 }
 
 int store_get(struct store *s, const char *key, char *val, size_t valsz)
 {
-	if (!key_ok(key) || valsz == 0)
+	if (!key_ok(key, "get") || valsz == 0)
 		return -1;
 	return s->ops->get(s->backend, key, val, valsz);
 }
 
 int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s)
 {
-	if (!key_ok(key) || strlen(val) > STORE_VALUE_MAX)
+	if (!key_ok(key, "set") || strlen(val) > STORE_VALUE_MAX)
 		return -1;
 	return s->ops->set(s->backend, key, val, ttl_s);
 }
 
 int store_del(struct store *s, const char *key)
 {
-	if (!key_ok(key))
+	if (!key_ok(key, "del"))
 		return -1;
 	return s->ops->del(s->backend, key);
 }
@@ -139,14 +159,14 @@ int store_blob_get(struct store *s, const char *key, unsigned char **data, size_
 {
 	*data = NULL;
 	*len = 0;
-	if (!key_ok(key))
+	if (!key_ok(key, "blob_get"))
 		return -1;
 	return s->ops->blob_get(s->backend, key, data, len);
 }
 
 int store_blob_set(struct store *s, const char *key, const void *data, size_t len, unsigned ttl_s)
 {
-	if (!key_ok(key) || len > STORE_BLOB_MAX || (data == NULL && len > 0))
+	if (!key_ok(key, "blob_set") || len > STORE_BLOB_MAX || (data == NULL && len > 0))
 		return -1;
 	return s->ops->blob_set(s->backend, key, data != NULL ? data : "", len, ttl_s);
 }
@@ -155,14 +175,14 @@ int store_scan(struct store *s, const char *prefix,
                int (*fn)(const char *key, const unsigned char *data, size_t len, void *arg), void *arg)
 {
 	/* a prefix is a key's start: checked the same way, but may be empty */
-	if (prefix == NULL || (prefix[0] != '\0' && !key_ok(prefix)))
+	if (prefix == NULL || (prefix[0] != '\0' && !key_ok(prefix, "scan")))
 		return -1;
 	return s->ops->scan(s->backend, prefix, fn, arg);
 }
 
 int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
 {
-	if (!key_ok(key))
+	if (!key_ok(key, "incr"))
 		return -1;
 	return s->ops->incr(s->backend, key, by, ttl_s, out);
 }

@@ -20,7 +20,17 @@
 #include <stdint.h>
 #include "proxy/config.h"
 
-#define STORE_KEY_MAX   512     /* bytes of a key, prefix excluded */
+/* A key is 1 to STORE_KEY_MAX bytes (store_prefix not counted), none of
+ * them a control byte, a space or DEL.  511 is the longest key LMDB
+ * stores (mdb_env_get_maxkeysize of its default build; store_lmdb_open
+ * refuses a build that stores less), and Redis keys are held to the same
+ * figure, so that a key works on both backends or on neither.  A longer
+ * key is refused whole by every call (-1, logged), never cut short or
+ * hashed here: two keys that differ only past the limit must not become
+ * one.  Callers that build keys from envelope data (greylist triplets,
+ * rate limit subjects, Bayes message ids) hash that data into keys of a
+ * fixed length themselves. */
+#define STORE_KEY_MAX   511
 #define STORE_VALUE_MAX 1024    /* bytes of a string value */
 #define STORE_BLOB_MAX (8u << 20)   /* bytes of a binary value */
 
@@ -71,7 +81,8 @@ void store_close(struct store *s);
 const char *store_backend(const struct store *s);
 
 /* store_get - value of key into val (NUL-terminated, cut to valsz-1).
- * 1 found, 0 absent or expired, -1 store failure. */
+ * 1 found, 0 absent or expired, -1 store failure or a key refused (see
+ * STORE_KEY_MAX; so for every call taking a key). */
 int store_get(struct store *s, const char *key, char *val, size_t valsz);
 /* store_set - key = val, expiring after ttl_s seconds (0 = never).
  * 0, or -1. */

@@ -62,7 +62,7 @@ struct lmdb_store {
 	 * 100,000 learned messages' "bayes:seen" keys the greylist triplets
 	 * behind them were never removed.  Used inside the write
 	 * transaction only, which LMDB serialises. */
-	unsigned char sweep_from[511];
+	unsigned char sweep_from[STORE_KEY_MAX];
 	size_t sweep_from_len;
 };
 
@@ -211,6 +211,18 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 	snprintf(b->path, sizeof(b->path), "%s", cfg->store_path);
 	if ((rc = mdb_env_create(&b->env)) != 0)
 		goto fail;
+	/* STORE_KEY_MAX is this figure of the default build; an LMDB built
+	 * with a smaller MDB_MAXKEYSIZE would refuse keys store.c lets by,
+	 * as a write that fails (MDB_BAD_VALSIZE) and reads that find
+	 * nothing: refused here once instead */
+	if (mdb_env_get_maxkeysize(b->env) < STORE_KEY_MAX) {
+		snprintf(err, errlen, "store_path %s: this LMDB stores keys of at most %d bytes, "
+		         "mailwarden's take up to %d", b->path, mdb_env_get_maxkeysize(b->env),
+		         STORE_KEY_MAX);
+		mdb_env_close(b->env);
+		free(b);
+		return -1;
+	}
 	if ((rc = mdb_env_set_maxdbs(b->env, 4)) != 0
 	    || (rc = mdb_env_set_maxreaders(b->env, 512)) != 0
 	    || (rc = mdb_env_set_mapsize(b->env, (size_t)cfg->store_map_size)) != 0)

@@ -55,12 +55,19 @@
 #define SCAN_COUNT   "1000"
 #define SCAN_ELEMENTS 16384
 #define SCAN_BYTES   (16u << 20) /* value bytes fetched per GET pipeline */
+#define PREFIX_MAX   63          /* bytes of store_prefix */
+/* config.c refuses a longer store_prefix than its field holds: copied
+ * here whole, never cut (two sites' keys would share a namespace) */
+_Static_assert(sizeof(((struct config *)0)->store_prefix) <= PREFIX_MAX + 1,
+               "store_prefix fits struct redis_store's prefix");
+/* a key as Redis sees it: store_prefix, then the key of store.h */
+#define FULL_KEY_SZ  (PREFIX_MAX + STORE_KEY_MAX + 1)
 
 struct redis_store {
 	char     host[256];        /* as configured (logs), or a unix socket path */
 	char     addr[NI_MAXHOST]; /* host resolved at open: what we connect to */
 	int      port;             /* 0: unix socket */
-	char     prefix[64];
+	char     prefix[PREFIX_MAX + 1];
 	unsigned token_ttl_s;      /* bayes_token_ttl: 0 = tokens never expire */
 	unsigned timeout_ms;       /* store_timeout: connect, and each call whole */
 	struct timeval tv;
@@ -424,6 +431,9 @@ static int read_reply(const struct redis_store *b, redisContext *c, int64_t dead
 	return read_reply_capped(b, c, deadline, REPLY_MAX, ELEMENTS_MAX, out, why, whysz);
 }
 
+/* full_key - store_prefix then key: never cut in out[FULL_KEY_SZ], the
+ * prefix being bounded by config.c (asserted above) and the key by
+ * store.c */
 static void full_key(const struct redis_store *b, const char *key, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s%s", b->prefix, key);
@@ -507,35 +517,49 @@ static void wrong_type(const struct redis_store *b, const char *cmd, const redis
 	    cmd, r->type);
 }
 
-static int redis_get(void *vb, const char *key, char *val, size_t valsz)
+/* get_string - GET key, its reply within max_bytes (store_get's and
+ * store_blob_get's caps differ): 1 with *rp the string reply (caller
+ * frees), 0 absent, -1 a failure (logged) */
+static int get_string(struct redis_store *b, const char *key, size_t max_bytes, redisReply **rp)
 {
-	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80];
+	char k[FULL_KEY_SZ];
 	const char *argv[2] = { "GET", k };
 	redisReply *r;
-	int found = 0;
+	int found;
 
 	full_key(b, key, k, sizeof(k));
-	if ((r = run(b, 2, argv, NULL)) == NULL)
+	if ((r = run_capped(b, 2, argv, NULL, max_bytes, ELEMENTS_MAX)) == NULL)
 		return -1;
 	if (r->type == REDIS_REPLY_STRING) {
+		*rp = r;
+		return 1;
+	}
+	found = r->type == REDIS_REPLY_NIL ? 0 : -1;
+	if (found < 0)
+		wrong_type(b, "GET", r);
+	freeReplyObject(r);
+	return found;
+}
+
+static int redis_get(void *vb, const char *key, char *val, size_t valsz)
+{
+	redisReply *r;
+	int found = get_string(vb, key, REPLY_MAX, &r);
+
+	if (found == 1) {
 		size_t n = r->len < valsz - 1 ? r->len : valsz - 1;
 
 		memcpy(val, r->str, n);
 		val[n] = '\0';
-		found = 1;
-	} else if (r->type != REDIS_REPLY_NIL) {
-		wrong_type(b, "GET", r);
-		found = -1;
+		freeReplyObject(r);
 	}
-	freeReplyObject(r);
 	return found;
 }
 
 static int redis_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80], ttl[24];
+	char k[FULL_KEY_SZ], ttl[24];
 	const char *argv[5] = { "SET", k, val, "EX", ttl };
 	redisReply *r;
 
@@ -550,7 +574,7 @@ static int redis_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 static int redis_del(void *vb, const char *key)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80];
+	char k[FULL_KEY_SZ];
 	const char *argv[2] = { "DEL", k };
 	redisReply *r;
 
@@ -564,28 +588,19 @@ static int redis_del(void *vb, const char *key)
 static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80];
-	const char *argv[2] = { "GET", k };
 	redisReply *r;
-	int found = 0;
+	int found = get_string(b, key, BLOB_REPLY_MAX, &r);
 
-	full_key(b, key, k, sizeof(k));
-	if ((r = run_capped(b, 2, argv, NULL, BLOB_REPLY_MAX, ELEMENTS_MAX)) == NULL)
-		return -1;
-	if (r->type == REDIS_REPLY_STRING) {
-		if (r->len > STORE_BLOB_MAX) {
-			slog(NULL, LOG_ERR, "store redis %s:%d: GET %s: value of %zu bytes (at most %u)",
-			    b->host, b->port, key, r->len, STORE_BLOB_MAX);
-			found = -1;
-		} else {
-			*len = r->len;
-			*data = xmalloc(r->len > 0 ? r->len : 1);
-			memcpy(*data, r->str, r->len);
-			found = 1;
-		}
-	} else if (r->type != REDIS_REPLY_NIL) {
-		wrong_type(b, "GET", r);
+	if (found != 1)
+		return found;
+	if (r->len > STORE_BLOB_MAX) {
+		slog(NULL, LOG_ERR, "store redis %s:%d: GET %s: value of %zu bytes (at most %u)",
+		    b->host, b->port, key, r->len, STORE_BLOB_MAX);
 		found = -1;
+	} else {
+		*len = r->len;
+		*data = xmalloc(r->len > 0 ? r->len : 1);
+		memcpy(*data, r->str, r->len);
 	}
 	freeReplyObject(r);
 	return found;
@@ -594,7 +609,7 @@ static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_
 static int redis_blob_set(void *vb, const char *key, const void *data, size_t len, unsigned ttl_s)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80], ttl[24];
+	char k[FULL_KEY_SZ], ttl[24];
 	const char *argv[5] = { "SET", k, data, "EX", ttl };
 	size_t lens[5];
 	redisReply *r;
@@ -733,7 +748,7 @@ static int redis_scan(void *vb, const char *prefix,
                       void *arg)
 {
 	struct redis_store *b = vb;
-	char pat[2 * (sizeof(b->prefix) + STORE_KEY_MAX) + 2], full[sizeof(b->prefix) + STORE_KEY_MAX];
+	char pat[2 * FULL_KEY_SZ + 2], full[FULL_KEY_SZ];
 	char cursor[32] = "0";
 	const char *argv[6] = { "SCAN", cursor, "MATCH", pat, "COUNT", SCAN_COUNT };
 	size_t flen;
@@ -791,7 +806,7 @@ static const char incr_lua[] =
 static int redis_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
 {
 	struct redis_store *b = vb;
-	char k[STORE_KEY_MAX + 80], n[32], ttl[24];
+	char k[FULL_KEY_SZ], n[32], ttl[24];
 	const char *argv[6] = { "EVAL", incr_lua, "1", k, n, ttl };
 	redisReply *r;
 	int rc = 0;

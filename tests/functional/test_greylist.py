@@ -10,9 +10,10 @@ from mwlib import make_msg
 from storelib import Redis, redis_server, store, store_opts  # noqa: F401 (fixtures)
 
 
-def send(m, frm="sender@example.org", rcpts=("rcpt@example.net",), subject="hello"):
+def send(m, frm="sender@example.org", rcpts=("rcpt@example.net",), subject="hello",
+         helo="client.example.org"):
     c = m.client()
-    c.ehlo()
+    c.ehlo(helo)
     r = c.transaction(frm, list(rcpts), make_msg(subject=subject, frm=frm, to=rcpts[0]))
     c.quit()
     return r["final"]
@@ -52,6 +53,44 @@ def test_greylist_whitelist_and_outbound_skip(mw_factory, upstream, tmp_path):
     m3 = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
         ("filters", "greylist"), ("greylist_delay", "1h")], direction="outbound")
     assert send(m3).code == 250
+
+
+def long_addr(user, tail):
+    """user@<three 63-byte labels>.<tail>.example: about 270 bytes, as long
+    as a path gets (a 64-byte local part, a 255-byte domain at most)"""
+    return "%s@%s.%s.example" % (user.ljust(64, "x"), ".".join(["l" * 63] * 3), tail)
+
+
+def test_long_envelope_keys_stay_short(mw_factory, upstream, store, tmp_path):
+    """Greylisting and rate limits hash the envelope into keys of a fixed
+    length: a sender, recipient and HELO name of about 270 bytes each (their
+    triplet far past the store's 511-byte key limit) are greylisted and
+    counted as short ones are, with store_failure = closed (a key refused
+    would be a 451 for the store, not "Greylisted"), and two senders that
+    differ only at their ends are two triplets, not one."""
+    kind, opts, redis = store
+    frm, frm2, rcpt = long_addr("s", "a"), long_addr("s", "b"), long_addr("r", "a")
+    helo = ".".join(["h" * 63] * 3) + ".example"
+    m = mw_factory(upstream, opts=opts + [("filters", "greylist"), ("greylist_delay", "2s"),
+                                          ("store_failure", "closed")])
+    r = send(m, frm=frm, rcpts=(rcpt,), helo=helo)
+    assert r.code == 451 and "Greylisted" in r.text, r
+    time.sleep(2.2)
+    assert send(m, frm=frm, rcpts=(rcpt,), helo=helo).code == 250
+    r = send(m, frm=frm2, rcpts=(rcpt,), helo=helo)
+    assert r.code == 451 and "Greylisted" in r.text, r
+    m2 = mw_factory(upstream, opts=store_opts(kind, tmp_path, redis) + [
+        ("filters", "ratelimit"), ("ratelimit_sender", "1/1h"), ("store_failure", "closed")])
+    assert send(m2, frm=frm, rcpts=(rcpt,), helo=helo).code == 250
+    r = send(m2, frm=frm, rcpts=(rcpt,), helo=helo)
+    assert r.code == 451 and "sender" in r.text, r
+    assert send(m2, frm=frm2, rcpts=(rcpt,), helo=helo).code == 250
+    if redis is not None:
+        keys = redis.keys()
+        assert b"gl:" in keys and b"rl:" in keys, keys
+        # RESP array of bulk strings: "$<len>" lines give each key's length
+        lens = [int(x[1:]) for x in keys.split(b"\r\n") if x.startswith(b"$")]
+        assert lens and max(lens) < 64, keys
 
 
 def test_two_instances_share_greylist_in_redis(mw_factory, upstream, redis_server, tmp_path):

@@ -16,26 +16,11 @@
 #include "filters/pipeline.h"
 #include "proxy/config.h"
 #include "proxy/scanproto.h"
+#include "tests/unit/unit_tmpdir.h"
 
-static char dir[64];
+/* the running test's scratch directory (unit_tmpdir_setup) */
+static const char *const dir = unit_dir;
 static const char msg[] = "From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n";
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/mw-authl-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
 
 static struct config *cfg_with(const char *filters, const char *extra)
 {
@@ -130,8 +115,8 @@ static void test_ratelimit_per_user(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_greylist_skips_authenticated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ratelimit_per_user, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_greylist_skips_authenticated, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_ratelimit_per_user, unit_tmpdir_setup, unit_tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,25 +14,10 @@
 
 #include "filters/bayes_chars.h"
 #include "proxy/config.h"
+#include "tests/unit/unit_tmpdir.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/mw-chars-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
+/* the running test's scratch directory (unit_tmpdir_setup) */
+static const char *const dir = unit_dir;
 
 static size_t feats(const char *s, uint32_t *idx)
 {
@@ -237,5 +222,5 @@ int main(void)
 		cmocka_unit_test(test_store_round_trip),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, unit_tmpdir_setup, unit_tmpdir_teardown);
 }

@@ -35,10 +35,12 @@
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "tests/unit/unit_tmpdir.h"
 
 static char plugin_path[512];
 static pid_t scanner_pid;       /* a scanner still running after a failed test */
-static char tmpdir[64];
+/* the running test's scratch directory (unit_tmpdir_setup) */
+static const char *const tmpdir = unit_dir;
 
 static void find_plugin(void)
 {
@@ -1095,26 +1097,17 @@ static int reap(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mw-test-pipeline-XXXXXX");
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
 	find_plugin();
 	if (access(plugin_path, R_OK) != 0) {
 		fprintf(stderr, "test_pipeline: plugin %s not found (build it: make, or set MW_PLUGIN)\n",
 		    plugin_path);
 		return -1;
 	}
+	/* last: a group setup that fails is not torn down */
+	if (unit_tmpdir_setup(state) < 0)
+		return -1;
 	log_init("test_pipeline", 0, NULL, getenv("MW_TEST_DEBUG") ? LOG_DEBUG : LOG_ERR);
 	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void)
@@ -1136,5 +1129,5 @@ int main(void)
 		cmocka_unit_test_teardown(test_scanner_sigterm, reap),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, unit_tmpdir_teardown);
 }

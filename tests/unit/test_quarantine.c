@@ -22,26 +22,10 @@
 
 #include "proxy/config.h"
 #include "proxy/quarantine.h"
+#include "tests/unit/unit_tmpdir.h"
 
-static char tmpdir[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mw-qtest-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	assert_int_equal(system(cmd), 0);
-	return 0;
-}
+/* the running test's scratch directory (unit_tmpdir_setup) */
+static const char *const tmpdir = unit_dir;
 
 /* fresh_dir - a new empty store path under tmpdir (not created) */
 static void fresh_dir(char *out, size_t n, const char *name)
@@ -529,5 +513,5 @@ int main(void)
 		cmocka_unit_test(test_concurrent_stores),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, unit_tmpdir_setup, unit_tmpdir_teardown);
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "rules/rules.h"
+#include "tests/unit/unit_tmpdir.h"
 
 struct hits { char names[4096]; double score; unsigned counts[64]; char cnames[64][64]; size_t n; };
 
@@ -236,8 +237,7 @@ static void test_meta(void **st)
 static void test_blocks_and_include(void **st)
 {
 	(void)st;
-	char dir[] = "/tmp/mwrulesXXXXXX";
-	assert_non_null(mkdtemp(dir));
+	const char *dir = unit_dir;
 	char inc[300], main_cf[300];
 	snprintf(inc, sizeof inc, "%s/inc.cf", dir);
 	snprintf(main_cf, sizeof main_cf, "%s/main.cf", dir);
@@ -300,9 +300,6 @@ static void test_blocks_and_include(void **st)
 	assert_int_equal(rules_load_file(rs, dir, err, sizeof err), 0);
 	assert_int_equal(rules_get_stats(rs)->files, 3);   /* inc.cf, main.cf, inc.cf again via include */
 	rules_free(rs);
-	unlink(inc);
-	unlink(main_cf);
-	rmdir(dir);
 }
 
 static void expect_error(const char *text, const char *want)
@@ -434,8 +431,7 @@ static void test_syntax_errors(void **st)
 static void test_fallback_and_cache(void **st)
 {
 	(void)st;
-	char dir[] = "/tmp/mwrcacheXXXXXX";
-	assert_non_null(mkdtemp(dir));
+	const char *dir = unit_dir;
 	const char *text =
 		"body BACKREF /(\\w)\\1\\1\\1/\n"              /* back-reference: not Hyperscan */
 		"body LOOKBEHIND /(?<!no )spam/\n"
@@ -460,9 +456,6 @@ static void test_fallback_and_cache(void **st)
 		assert_true(has(&h, "LOOKBEHIND"));
 		rules_free(rs);
 	}
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
 }
 
 static unsigned cache_files(const char *dir, const char *suffix)
@@ -481,8 +474,8 @@ static unsigned cache_files(const char *dir, const char *suffix)
 static void test_cache_pruned(void **st)
 {
 	(void)st;
-	char dir[] = "/tmp/mwrcacheXXXXXX", text[128], first[128], cmd[400];
-	assert_non_null(mkdtemp(dir));
+	const char *dir = unit_dir;
+	char text[128], first[128], cmd[400];
 	snprintf(first, sizeof first, "body R0 /first version %d/\n", 0);
 	rules_free(load(first, dir));
 	/* the first version's file, made to look long unused */
@@ -508,8 +501,6 @@ static void test_cache_pruned(void **st)
 	/* a writer's stale temporary file went, a fresh one stays */
 	assert_int_equal(cache_files(dir, "1.tmp"), 0);
 	assert_int_equal(cache_files(dir, "2.tmp"), 1);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
 }
 
 static void test_time_budget(void **st)
@@ -641,12 +632,12 @@ int main(void)
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_body_kinds_and_tflags),
 		cmocka_unit_test(test_meta),
-		cmocka_unit_test(test_blocks_and_include),
+		cmocka_unit_test_setup_teardown(test_blocks_and_include, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_eval_framework),
 		cmocka_unit_test(test_regex_too_large_is_split),
-		cmocka_unit_test(test_fallback_and_cache),
-		cmocka_unit_test(test_cache_pruned),
+		cmocka_unit_test_setup_teardown(test_fallback_and_cache, unit_tmpdir_setup, unit_tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_cache_pruned, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test(test_time_budget),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_threads),

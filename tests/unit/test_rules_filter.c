@@ -15,6 +15,7 @@
 #include "filters/pipeline.h"
 #include "proxy/config.h"
 #include "proxy/scanproto.h"
+#include "tests/unit/unit_tmpdir.h"
 
 static int has_symbol(const struct scan_result *r, const char *name)
 {
@@ -25,10 +26,11 @@ static int has_symbol(const struct scan_result *r, const char *name)
 }
 
 /* scan_with_rules - msg through a pipeline running only the rules filter
- * with the rules in text */
+ * with the rules in text (written to unit_dir/test.cf) */
 static void scan_with_rules(const char *text, const char *msg, size_t len, struct scan_result *res)
 {
-	char dir[] = "/tmp/mw-rules-XXXXXX", path[64], files[96], err[512];
+	const char *dir = unit_dir;
+	char path[UNIT_TMPDIR_MAX + 16], files[UNIT_TMPDIR_MAX + 32], err[512];
 	const char *ov[] = { "filters = rules", files, "rules_cache_dir =", "rules_net_tests = no" };
 	struct scan_request req = { 0 };
 	struct config *cfg;
@@ -36,7 +38,6 @@ static void scan_with_rules(const char *text, const char *msg, size_t len, struc
 	FILE *f;
 	int fd;
 
-	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/test.cf", dir);
 	snprintf(files, sizeof(files), "rules_files = %s", path);
 	f = fopen(path, "w");
@@ -69,8 +70,6 @@ static void scan_with_rules(const char *text, const char *msg, size_t len, struc
 	scan_request_free(&req);
 	pipeline_free(p);
 	config_unref(cfg);
-	unlink(path);
-	rmdir(dir);
 }
 
 /* fuzz_scan found this: the body and rawbody lines were copied with
@@ -106,7 +105,7 @@ static void test_nul_in_text_part(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nul_in_text_part),
+		cmocka_unit_test_setup_teardown(test_nul_in_text_part, unit_tmpdir_setup, unit_tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

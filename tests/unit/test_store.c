@@ -1,8 +1,11 @@
 /* test_store.c - the LMDB store backend through store.h (get/set with
  * TTL, atomic increments from several threads, token batches that never
- * go below zero), binary values and the prefix scan on both backends (a
- * redis-server started here on a free loopback port), the shared handle, client networks and CIDR lists
- * (ipnet), and the Bayes chi-square combination on a learned store. */
+ * go below zero), binary values, the prefix scan and the key length
+ * limit on both backends (a redis-server started here on a free loopback
+ * port), the shared handle, client networks and CIDR lists (ipnet), and
+ * the Bayes chi-square combination on a learned store.  Each test opens
+ * its stores through the fixture (t_open), which closes them whatever
+ * became of the test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,8 +28,77 @@
 #include "filters/ipnet.h"
 #include "filters/store.h"
 #include "proxy/sbuf.h"
+#include "tests/unit/unit_tmpdir.h"
 
-static char dir[64];
+/* the running test's scratch directory (unit_tmpdir_setup) */
+static const char *const dir = unit_dir;
+
+/* What the running test opened and has not closed, closed by its
+ * teardown however the test ended.  The store handle is one per process
+ * (store.c): a test that failed with its store open left it open, and
+ * every later test's store_open was refused ("already open as" the
+ * failed test's path), so one failure failed all the tests after it. */
+static struct fixture {
+	struct store  *stores[4];
+	size_t         nstores;
+	struct config *cfgs[4];
+	size_t         ncfgs;
+} fx;
+
+static int fx_setup(void **state)
+{
+	memset(&fx, 0, sizeof(fx));
+	return unit_tmpdir_setup(state);
+}
+
+static int fx_teardown(void **state)
+{
+	while (fx.nstores > 0)
+		store_close(fx.stores[--fx.nstores]);
+	while (fx.ncfgs > 0)
+		config_unref(fx.cfgs[--fx.ncfgs]);
+	return unit_tmpdir_teardown(state);
+}
+
+/* t_cfg - c, unref'd by the teardown */
+static struct config *t_cfg(struct config *c)
+{
+	assert_true(fx.ncfgs < sizeof(fx.cfgs) / sizeof(fx.cfgs[0]));
+	fx.cfgs[fx.ncfgs++] = c;
+	return c;
+}
+
+static struct store *t_track(struct store *s)
+{
+	if (s != NULL) {
+		assert_true(fx.nstores < sizeof(fx.stores) / sizeof(fx.stores[0]));
+		fx.stores[fx.nstores++] = s;
+	}
+	return s;
+}
+
+/* t_open, t_open_bulk - store_open(_bulk), closed by the teardown unless
+ * the test closes it first with t_close */
+static struct store *t_open(const struct config *c, char *err, size_t errlen)
+{
+	return t_track(store_open(c, err, errlen));
+}
+
+static struct store *t_open_bulk(const struct config *c, char *err, size_t errlen)
+{
+	return t_track(store_open_bulk(c, err, errlen));
+}
+
+static void t_close(struct store *s)
+{
+	for (size_t i = fx.nstores; i > 0; i--)
+		if (fx.stores[i - 1] == s) {
+			fx.stores[i - 1] = fx.stores[--fx.nstores];
+			store_close(s);
+			return;
+		}
+	fail_msg("t_close: store %p not opened by t_open", (void *)s);
+}
 
 static struct config *cfg_with(const char *extra)
 {
@@ -38,7 +110,7 @@ static struct config *cfg_with(const char *extra)
 	struct config *c = config_load(NULL, o, extra != NULL ? 2 : 1, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
-	return c;
+	return t_cfg(c);
 }
 
 static struct config *cfg_new(void)
@@ -46,29 +118,12 @@ static struct config *cfg_new(void)
 	return cfg_with(NULL);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/mw-store-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 static void test_get_set_ttl_del(void **state)
 {
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256], v[64];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 
 	assert_non_null(s);
 	assert_string_equal(store_backend(s), "lmdb");
@@ -88,8 +143,7 @@ static void test_get_set_ttl_del(void **state)
 	assert_int_equal(store_set(s, "a b", "x", 0), -1);
 	assert_int_equal(store_set(s, "a\r\nb", "x", 0), -1);
 	assert_int_equal(store_get(s, "", v, sizeof(v)), -1);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 struct incr_arg { struct store *s; int n; };
@@ -109,8 +163,8 @@ static void test_incr_shared_and_threads(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256], v[32];
-	struct store *s = store_open(c, err, sizeof(err));
-	struct store *s2 = store_open(c, err, sizeof(err));   /* same handle */
+	struct store *s = t_open(c, err, sizeof(err));
+	struct store *s2 = t_open(c, err, sizeof(err));   /* same handle */
 	pthread_t th[4];
 	struct incr_arg a = { s, 250 };
 	int64_t out;
@@ -135,9 +189,8 @@ static void test_incr_shared_and_threads(void **state)
 	assert_int_equal(store_get(s, "win", v, sizeof(v)), 0);
 	assert_int_equal(store_incr(s, "win", 1, 0, &out), 0);
 	assert_int_equal(out, 1);
-	store_close(s2);
-	store_close(s);
-	config_unref(c);
+	t_close(s2);
+	t_close(s);
 }
 
 static void test_tokens(void **state)
@@ -145,7 +198,7 @@ static void test_tokens(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	struct store_token t[3] = { { 1, 2, 0 }, { 2, 0, 3 }, { 3, 1, 1 } }, q[4];
 
 	assert_non_null(s);
@@ -165,8 +218,7 @@ static void test_tokens(void **state)
 	assert_int_equal(q[1].ham, 0);
 	assert_int_equal(q[2].spam, 0);
 	assert_int_equal(q[2].ham, 1);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 #define TODAY 20000u
@@ -282,12 +334,11 @@ static void test_sweep_reaches_every_key(void **state)
 	write_raw_kv("a", 150000, 0);
 	write_raw_kv("z", 10, 1);                 /* expired long ago */
 	assert_int_equal(raw_kv_entries(), 150010);
-	assert_non_null(s = store_open_bulk(c, err, sizeof(err)));
+	assert_non_null(s = t_open_bulk(c, err, sizeof(err)));
 	for (int i = 0; i < 3 * 4096; i++)        /* three sweeps (and one at open) */
 		assert_int_equal(store_set(s, "b", "1", 0), 0);
-	store_close(s);
+	t_close(s);
 	assert_int_equal(raw_kv_entries(), 150001);
-	config_unref(c);
 }
 
 static void test_token_expiry_order(void **state)
@@ -299,7 +350,7 @@ static void test_token_expiry_order(void **state)
 	uint64_t n, removed;
 
 	write_legacy_tokens(301, 311);                /* 10, as old as can be */
-	s = store_open(c, err, sizeof(err));
+	s = t_open(c, err, sizeof(err));
 	assert_non_null(s);
 	learn_range(s, 1, 101, 1, TODAY - 50);        /* seen once, 50 days ago */
 	learn_range(s, 101, 201, 1, TODAY);           /* seen once, today */
@@ -330,8 +381,7 @@ static void test_token_expiry_order(void **state)
 	assert_int_equal(known(s, 201, 211), 10);
 	assert_int_equal(store_tokens_count(s, &n), 0);
 	assert_int_equal(n, 10);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* more tokens than EXPIRE_CHUNK: the walk goes on across transactions */
@@ -340,7 +390,7 @@ static void test_token_expiry_many(void **state)
 	(void)state;
 	struct config *c = cfg_with("bayes_token_max=0");
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	enum { N = 50000 };
 	struct store_token *t = calloc(N, sizeof(*t));
 	uint64_t n, removed;
@@ -356,8 +406,7 @@ static void test_token_expiry_many(void **state)
 	assert_int_equal(store_tokens_count(s, &n), 0);
 	assert_int_equal(n, 1000);
 	free(t);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* bayes_token_max: learning past it trims the store to three quarters */
@@ -366,7 +415,7 @@ static void test_token_max_on_learn(void **state)
 	(void)state;
 	struct config *c = cfg_with("bayes_token_max=1000");
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	uint64_t n;
 
 	assert_non_null(s);
@@ -381,8 +430,7 @@ static void test_token_max_on_learn(void **state)
 	}
 	assert_int_equal(n, 850);          /* 1100 -> 750 at the 11th hundred, then +100 */
 	assert_int_equal(known(s, 1, 1201), 850);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 static void test_bad_path(void **state)
@@ -394,9 +442,9 @@ static void test_bad_path(void **state)
 	snprintf(ov, sizeof(ov), "store_path=%s/no/such/dir/s.lmdb", dir);
 	struct config *c = config_load(NULL, o, 1, err, sizeof(err));
 	assert_non_null(c);
-	assert_null(store_open(c, err, sizeof(err)));
+	t_cfg(c);
+	assert_null(t_open(c, err, sizeof(err)));
 	assert_non_null(strstr(err, "store_path"));
-	config_unref(c);
 }
 
 static void test_ipnet(void **state)
@@ -438,7 +486,7 @@ static void test_bayes_probability(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	struct store_token t[40];
 	uint64_t h[40];
 	struct bayes_tokens bt = { h, 0, 40 };
@@ -471,8 +519,7 @@ static void test_bayes_probability(void **state)
 	p = bayes_probability(s, c, &bt, &used);
 	assert_true(p > 0.49 && p < 0.51);
 	assert_int_equal(used, 0);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* ---- binary values and the prefix scan, both backends ---- */
@@ -494,13 +541,25 @@ static int free_port(void)
 	return port;
 }
 
+static int redis_teardown(void **state)
+{
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGTERM);
+		waitpid(redis_pid, NULL, 0);
+		redis_pid = 0;
+	}
+	return fx_teardown(state);
+}
+
 /* redis_setup - redis-server on 127.0.0.1 only, no persistence, as
- * tests/functional/storelib.py starts it */
+ * tests/functional/storelib.py starts it.  A setup that fails is not
+ * torn down by cmocka: it undoes itself. */
 static int redis_setup(void **state)
 {
 	char port[16];
 
-	setup(state);
+	if (fx_setup(state) < 0)
+		return -1;
 	redis_port = free_port();
 	snprintf(port, sizeof(port), "%d", redis_port);
 	redis_pid = fork();
@@ -529,17 +588,8 @@ static int redis_setup(void **state)
 	}
 	fprintf(stderr, "redis-server did not answer on 127.0.0.1:%d "
 	        "(scripts/install-deps installs it)\n", redis_port);
+	redis_teardown(state);
 	return -1;
-}
-
-static int redis_teardown(void **state)
-{
-	if (redis_pid > 0) {
-		kill(redis_pid, SIGTERM);
-		waitpid(redis_pid, NULL, 0);
-		redis_pid = 0;
-	}
-	return teardown(state);
 }
 
 static struct config *cfg_redis(void)
@@ -551,7 +601,7 @@ static struct config *cfg_redis(void)
 	struct config *c = config_load(NULL, o, 4, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
-	return c;
+	return t_cfg(c);
 }
 
 struct seen {
@@ -737,12 +787,11 @@ static void test_blob_scan_lmdb(void **state)
 	(void)state;
 	struct config *c = cfg_new();
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 
 	assert_non_null(s);
 	blob_cases(s, 0);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
 
 /* a full map fails the write with -1 (and the log line of any write) */
@@ -751,7 +800,7 @@ static void test_blob_map_full(void **state)
 	(void)state;
 	struct config *c = cfg_with("store_map_size=1M");
 	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
+	struct store *s = t_open(c, err, sizeof(err));
 	unsigned char *p = xcalloc(1, 4u << 20), *got;
 	size_t len;
 
@@ -760,28 +809,195 @@ static void test_blob_map_full(void **state)
 	assert_int_equal(store_blob_get(s, "big", &got, &len), 0);
 	assert_int_equal(store_blob_set(s, "small", p, 1000, 0), 0);  /* still writes */
 	free(p);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
+}
+
+/* ---- the key length limit, both backends ---- */
+
+static int count_keys(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	(void)key;
+	(void)data;
+	(void)len;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/* scan_one - store_scan from prefix gives exactly key, whole */
+static int match_whole(const char *key, const unsigned char *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	assert_string_equal(key, (const char *)arg);
+	return 0;
+}
+
+static unsigned all_keys(struct store *s)
+{
+	unsigned n = 0;
+
+	assert_int_equal(store_scan(s, "", count_keys, &n), 0);
+	return n;
+}
+
+/* key_of - n bytes: head, then fill, then last (if not NUL) */
+static char *key_of(size_t n, const char *head, char fill, char last)
+{
+	char *k = xmalloc(n + 1);
+
+	memset(k, fill, n);
+	memcpy(k, head, strlen(head));
+	if (last != '\0')
+		k[n - 1] = last;
+	k[n] = '\0';
+	return k;
+}
+
+/* STORE_KEY_MAX (511) bytes work with every call on either backend; one
+ * byte more is refused by every call on both, nothing written.  The
+ * figure was 512 before, which LMDB cannot store (511 at most): there a
+ * 512-byte key failed its writes as a store error (MDB_BAD_VALSIZE,
+ * store_failure applied), read as absent and "deleted" fine, while Redis
+ * took it. */
+static void key_limit_cases(struct store *s)
+{
+	MDB_env *env;
+	char *k511 = key_of(STORE_KEY_MAX, "kl:", 'x', 'a');
+	char *c511 = key_of(STORE_KEY_MAX, "kl:", 'x', 'c');
+	char *k512 = key_of(STORE_KEY_MAX + 1, "kl:", 'x', 'a');
+	char *k512b = key_of(STORE_KEY_MAX + 1, "kl:", 'x', 'b');
+	char *k4k = key_of(4096, "kl:", 'x', '\0');
+	char *longs[3] = { k512, k512b, k4k };
+	char v[32];
+	unsigned char *data;
+	size_t len;
+	int64_t out = -7;
+	unsigned n = 0, before;
+
+	/* the figure is what this LMDB stores, on Redis too */
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_true(STORE_KEY_MAX <= mdb_env_get_maxkeysize(env));
+	mdb_env_close(env);
+	assert_int_equal(strlen(k511), STORE_KEY_MAX);
+	/* at the limit: every call */
+	assert_int_equal(store_set(s, k511, "at-limit", 0), 0);
+	assert_int_equal(store_get(s, k511, v, sizeof(v)), 1);
+	assert_string_equal(v, "at-limit");
+	assert_int_equal(store_incr(s, c511, 3, 0, &out), 0);
+	assert_int_equal(out, 3);
+	assert_int_equal(store_incr(s, c511, 2, 0, &out), 0);
+	assert_int_equal(out, 5);
+	assert_int_equal(store_scan(s, k511, match_whole, k511), 0);
+	assert_int_equal(store_scan(s, k511, count_keys, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_blob_set(s, k511, "b\0b", 3, 0), 0);
+	assert_int_equal(store_blob_get(s, k511, &data, &len), 1);
+	assert_int_equal(len, 3);
+	assert_memory_equal(data, "b\0b", 3);
+	free(data);
+	assert_int_equal(all_keys(s), 2);
+
+	/* past it: refused by every call, whatever the store holds */
+	before = all_keys(s);
+	for (int i = 0; i < 3; i++) {
+		const char *k = longs[i];
+
+		assert_int_equal(store_set(s, k, "long", 0), -1);
+		assert_int_equal(store_get(s, k, v, sizeof(v)), -1);
+		out = -7;
+		assert_int_equal(store_incr(s, k, 1, 0, &out), -1);
+		assert_int_equal(out, -7);
+		assert_int_equal(store_blob_set(s, k, "x", 1, 0), -1);
+		data = (unsigned char *)"untouched";
+		assert_int_equal(store_blob_get(s, k, &data, &len), -1);
+		assert_null(data);
+		assert_int_equal(store_del(s, k), -1);
+		n = 0;
+		assert_int_equal(store_scan(s, k, count_keys, &n), -1);
+		assert_int_equal(n, 0);
+	}
+	assert_int_equal(all_keys(s), before);
+	/* nothing was merged: the 511-byte keys that head the refused ones
+	 * (a cut to the limit would give exactly those) are as they were */
+	assert_int_equal(store_blob_get(s, k511, &data, &len), 1);
+	assert_int_equal(len, 3);
+	free(data);
+	assert_int_equal(store_incr(s, c511, 0, 0, &out), 0);
+	assert_int_equal(out, 5);
+	assert_int_equal(store_del(s, k511), 0);
+	assert_int_equal(store_get(s, k511, v, sizeof(v)), 0);
+	free(k511);
+	free(c511);
+	free(k512);
+	free(k512b);
+	free(k4k);
+}
+
+static void test_key_limit_lmdb(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	key_limit_cases(s);
+}
+
+/* t_open_redis - the store on the test's redis-server (redis_setup) */
+static struct store *t_open_redis(void)
+{
+	char err[256];
+	struct store *s = t_open(cfg_redis(), err, sizeof(err));
+
+	assert_non_null(s);
+	assert_string_equal(store_backend(s), "redis");
+	return s;
+}
+
+/* redis_raw - a connection of the test's own to that server, to see what
+ * reached it past the store */
+static redisContext *redis_raw(void)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+
+	assert_true(rc != NULL && rc->err == 0);
+	return rc;
+}
+
+static void test_key_limit_redis(void **state)
+{
+	(void)state;
+	struct store *s = t_open_redis();
+	redisContext *rc;
+	redisReply *r;
+
+	key_limit_cases(s);
+	/* what reached the server: the one counter, its key whole behind
+	 * store_prefix */
+	rc = redis_raw();
+	r = redisCommand(rc, "KEYS *");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 1);
+	assert_int_equal(r->element[0]->len, strlen("mwblob:") + STORE_KEY_MAX);
+	freeReplyObject(r);
+	redisFree(rc);
 }
 
 static void test_blob_scan_redis(void **state)
 {
 	(void)state;
-	struct config *c = cfg_redis();
-	char err[256];
-	struct store *s = store_open(c, err, sizeof(err));
-	struct timeval tv = { 2, 0 };
+	struct store *s = t_open_redis();
 	redisContext *rc;
 	redisReply *r;
-	unsigned char *got;
+	unsigned char *got, *big;
 	size_t len;
+	char v[32];
 
-	assert_non_null(s);
-	assert_string_equal(store_backend(s), "redis");
 	blob_cases(s, 1);
 	/* keys live under store_prefix */
-	rc = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-	assert_true(rc != NULL && rc->err == 0);
+	rc = redis_raw();
 	r = redisCommand(rc, "STRLEN mwblob:bin");
 	assert_int_equal(r->integer, 8);
 	freeReplyObject(r);
@@ -793,27 +1009,43 @@ static void test_blob_scan_redis(void **state)
 	assert_int_equal(store_blob_get(s, "bin", &got, &len), 1);
 	assert_int_equal(len, 8);
 	free(got);
+	/* the two GETs keep their caps: a plain value's reply is held to
+	 * 64 KiB (REPLY_MAX), a binary one's to STORE_BLOB_MAX */
+	big = xcalloc(1, 100000);
+	assert_int_equal(store_blob_set(s, "mid", big, 100000, 0), 0);
+	assert_int_equal(store_get(s, "mid", v, sizeof(v)), -1);
+	assert_int_equal(store_blob_get(s, "mid", &got, &len), 1);
+	assert_int_equal(len, 100000);
+	free(got);
+	free(big);
+	assert_int_equal(store_get(s, "bin", v, sizeof(v)), 1);
+	assert_string_equal(v, "a");
 	redisFree(rc);
-	store_close(s);
-	config_unref(c);
+	t_close(s);
 }
+
+/* each test with its fixture; WITH_REDIS: and a redis-server of its own */
+#define FX(t)         cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
+#define WITH_REDIS(t) cmocka_unit_test_setup_teardown(t, redis_setup, redis_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_get_set_ttl_del, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_incr_shared_and_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sweep_reaches_every_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_expiry_many, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_max_on_learn, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_path, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blob_scan_lmdb, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blob_map_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blob_scan_redis, redis_setup, redis_teardown),
+		FX(test_get_set_ttl_del),
+		FX(test_incr_shared_and_threads),
+		FX(test_sweep_reaches_every_key),
+		FX(test_tokens),
+		FX(test_token_expiry_order),
+		FX(test_token_expiry_many),
+		FX(test_token_max_on_learn),
+		FX(test_bad_path),
+		FX(test_blob_scan_lmdb),
+		FX(test_blob_map_full),
+		WITH_REDIS(test_blob_scan_redis),
+		FX(test_key_limit_lmdb),
+		WITH_REDIS(test_key_limit_redis),
 		cmocka_unit_test(test_ipnet),
-		cmocka_unit_test_setup_teardown(test_bayes_probability, setup, teardown),
+		FX(test_bayes_probability),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
