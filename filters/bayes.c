@@ -346,12 +346,12 @@ static void bayes_eom(struct mw_ctx *ctx)
 	p = bayes_probability(b->store, b->cfg, &t, &used);
 	bayes_tokens_free(&t);
 	if (p >= 0) {
-		double words = p, margin = 0;
+		double words = p, margin[2] = { 0, 0 };
 		size_t len;
 		const unsigned char *msg = mw_message(ctx, &len);
 		int chars = b->chars != NULL
 		    && chars_cache_margin(b->chars, b->store, b->cfg->bayes_min_spam, b->cfg->bayes_min_ham,
-		                          msg, len, &margin);
+		                          msg, len, margin);
 
 		if (chars)
 			p = chars_mix(words, margin);
@@ -359,8 +359,9 @@ static void bayes_eom(struct mw_ctx *ctx)
 			;
 		if (chars)
 			mw_symbol(ctx, band_names[i], b->score[i],
-			    "Bayes spam probability is %g to %g%% (p=%.4f, words %.4f of %zu tokens, characters %+.2f)",
-			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, words, used, margin);
+			    "Bayes spam probability is %g to %g%% (p=%.4f, words %.4f of %zu tokens, characters %+.2f, header %+.2f)",
+			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, words, used,
+			    margin[0], margin[1]);
 		else
 			mw_symbol(ctx, band_names[i], b->score[i],
 			    "Bayes spam probability is %g to %g%% (p=%.4f, %zu tokens)",

@@ -21,6 +21,8 @@
  * at 1/1.5 to 1/2.5 the margin alone lifts a few newsletters the words
  * put at p 0.8-0.9 past 0.95, where Bayes alone tags (README "Bayes") */
 #define CHARS_MIX    3.0
+/* the header model's weight, chosen the same way in session 12 */
+#define CHARS_HDR_MIX 2.0
 
 #define EX_PREFIX      "bayes:ex:"
 #define MODEL_KEY      "bayes:chars:model"
@@ -67,6 +69,14 @@ size_t chars_features(const unsigned char *ex, size_t len, uint32_t *idx)
 	return n;
 }
 
+size_t chars_header_len(const unsigned char *ex, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (ex[i] == '\n' && ex[i + 1] == '\n')
+			return i;
+	return len;
+}
+
 double chars_margin(const float *w, const uint32_t *idx, size_t n)
 {
 	double z = 0;
@@ -78,7 +88,15 @@ double chars_margin(const float *w, const uint32_t *idx, size_t n)
 	return z / sqrt((double)n);
 }
 
-double chars_mix(double p, double margin)
+void chars_margins(const float *w, const unsigned char *ex, size_t len, double m[2])
+{
+	uint32_t idx[CHARS_PREFIX];
+
+	m[0] = chars_margin(w, idx, chars_features(ex, len, idx));
+	m[1] = chars_margin(w + CHARS_DIM, idx, chars_features(ex, chars_header_len(ex, len), idx));
+}
+
+double chars_mix(double p, const double m[2])
 {
 	double lo;
 
@@ -86,7 +104,7 @@ double chars_mix(double p, double margin)
 		p = 1e-9;
 	else if (p > 1 - 1e-9)
 		p = 1 - 1e-9;
-	lo = log(p / (1 - p)) + margin / CHARS_MIX;
+	lo = log(p / (1 - p)) + m[0] / CHARS_MIX + m[1] / CHARS_HDR_MIX;
 	if (lo > 40)
 		lo = 40;
 	else if (lo < -40)
@@ -103,7 +121,9 @@ static uint64_t next_rand(uint64_t *s)
 	return *s * 0x2545F4914F6CDD1Dull;
 }
 
-void chars_train(float *w, struct chars_example *ex, size_t n)
+/* train_one - one model (CHARS_DIM weights) on the examples, or on
+ * their headers */
+static void train_one(float *w, struct chars_example *ex, size_t n, int header)
 {
 	uint32_t *idx = xcalloc(CHARS_PREFIX, sizeof(*idx));
 	uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -118,7 +138,8 @@ void chars_train(float *w, struct chars_example *ex, size_t n)
 			ex[j] = t;
 		}
 		for (size_t i = 0; i < n; i++) {
-			size_t m = chars_features(ex[i].bytes, ex[i].len, idx);
+			size_t len = header ? chars_header_len(ex[i].bytes, ex[i].len) : ex[i].len;
+			size_t m = chars_features(ex[i].bytes, len, idx);
 			double norm, z, g;
 
 			if (m == 0)
@@ -137,6 +158,12 @@ void chars_train(float *w, struct chars_example *ex, size_t n)
 	free(idx);
 }
 
+void chars_train(float *w, struct chars_example *ex, size_t n)
+{
+	train_one(w, ex, n, 0);
+	train_one(w + CHARS_DIM, ex, n, 1);
+}
+
 static void put32(unsigned char *p, uint32_t v)
 {
 	p[0] = (unsigned char)v;
@@ -152,11 +179,11 @@ static uint32_t get32(const unsigned char *p)
 
 void chars_model_encode(const float *w, uint32_t nspam, uint32_t nham, unsigned char *out)
 {
-	memcpy(out, "MWC1", 4);
+	memcpy(out, "MWC2", 4);
 	put32(out + 4, CHARS_BITS);
 	put32(out + 8, nspam);
 	put32(out + 12, nham);
-	for (size_t i = 0; i < CHARS_DIM; i++) {
+	for (size_t i = 0; i < CHARS_WEIGHTS; i++) {
 		uint32_t v;
 
 		memcpy(&v, &w[i], 4);
@@ -166,11 +193,20 @@ void chars_model_encode(const float *w, uint32_t nspam, uint32_t nham, unsigned 
 
 int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t *nspam, uint32_t *nham)
 {
-	if (len != CHARS_MODEL_SIZE || memcmp(blob, "MWC1", 4) != 0 || get32(blob + 4) != CHARS_BITS)
+	size_t nw;
+
+	if (len == CHARS_MODEL_SIZE && memcmp(blob, "MWC2", 4) == 0)
+		nw = CHARS_WEIGHTS;
+	else if (len == CHARS_MODEL1_SIZE && memcmp(blob, "MWC1", 4) == 0)
+		nw = CHARS_DIM;     /* trained before the header model */
+	else
+		return -1;
+	if (get32(blob + 4) != CHARS_BITS)
 		return -1;
 	*nspam = get32(blob + 8);
 	*nham = get32(blob + 12);
-	for (size_t i = 0; i < CHARS_DIM; i++) {
+	memset(w, 0, CHARS_WEIGHTS * sizeof(*w));
+	for (size_t i = 0; i < nw; i++) {
 		uint32_t v = get32(blob + 16 + 4 * i);
 
 		memcpy(&w[i], &v, 4);
@@ -284,7 +320,7 @@ int chars_rebuild(struct store *st, FILE *report)
 			nham++;
 		n++;
 	}
-	w = xmalloc((size_t)CHARS_DIM * sizeof(*w));
+	w = xmalloc(CHARS_WEIGHTS * sizeof(*w));
 	chars_train(w, ex, n);
 	blob = xmalloc(CHARS_MODEL_SIZE);
 	chars_model_encode(w, nspam, nham, blob);
@@ -381,7 +417,7 @@ static void refresh(struct chars_cache *c, struct store *st, long long have)
 			goto keep;
 		if (r == 1) {
 			l = xcalloc(1, sizeof(*l));
-			l->w = xmalloc((size_t)CHARS_DIM * sizeof(*l->w));
+			l->w = xmalloc(CHARS_WEIGHTS * sizeof(*l->w));
 			l->refs = 1;
 			if (chars_model_decode(blob, len, l->w, &l->nspam, &l->nham) < 0) {
 				slog(NULL, LOG_WARNING, "bayes: the stored character model is damaged; "
@@ -406,14 +442,12 @@ keep:
 }
 
 int chars_cache_margin(struct chars_cache *c, struct store *st, unsigned min_spam, unsigned min_ham,
-                       const unsigned char *msg, size_t len, double *margin)
+                       const unsigned char *msg, size_t len, double m[2])
 {
 	unsigned char ex[CHARS_PREFIX];
-	uint32_t idx[CHARS_PREFIX];
 	struct loaded *l;
 	time_t now = mono_s();
 	long long have;
-	size_t n;
 	int look = 0;
 
 	pthread_mutex_lock(&c->lock);
@@ -437,8 +471,7 @@ int chars_cache_margin(struct chars_cache *c, struct store *st, unsigned min_spa
 		pthread_mutex_unlock(&c->lock);
 		return 0;
 	}
-	n = chars_features(ex, chars_example(msg, len, ex), idx);
-	*margin = chars_margin(l->w, idx, n);
+	chars_margins(l->w, ex, chars_example(msg, len, ex), m);
 	pthread_mutex_lock(&c->lock);
 	loaded_unref(l);
 	pthread_mutex_unlock(&c->lock);

@@ -25,8 +25,16 @@
  * the word model only, since they would cost CHARS_PREFIX bytes each in
  * the store and teach the model what the filters already said.
  *
- * Its margin shifts the word model's log-odds: p' = sigmoid(logit(p) +
- * margin / CHARS_MIX), so that BAYES_00 .. BAYES_999 grade both. */
+ * Two models are trained on the same examples: one over the whole
+ * example, and one over its header alone (up to the first empty line).
+ * The second reads the header's form without the first lines of the body
+ * that short headers leave in the example; the two disagree enough that
+ * their sum ranks better than either, or than one model over both sets of
+ * 4-grams (README "Bayes", session 12).
+ *
+ * Their margins shift the word model's log-odds: p' = sigmoid(logit(p) +
+ * margin / CHARS_MIX + header margin / CHARS_HDR_MIX), so that BAYES_00 ..
+ * BAYES_999 grade all three. */
 #ifndef MW_BAYES_CHARS_H
 #define MW_BAYES_CHARS_H
 
@@ -39,22 +47,33 @@
 #define CHARS_BITS   18
 #define CHARS_DIM    (1u << CHARS_BITS)
 #define CHARS_PREFIX 3000        /* bytes of a message, CRs dropped */
+/* the weights of both models, the whole example's first */
+#define CHARS_WEIGHTS (2 * (size_t)CHARS_DIM)
 
 /* chars_example - the bytes the model sees of msg: its first CHARS_PREFIX
  * bytes once every CR is dropped, into out (CHARS_PREFIX bytes); the
  * length */
 size_t chars_example(const unsigned char *msg, size_t len, unsigned char *out);
 
+/* chars_header_len - how much of an example is its header: the bytes
+ * before the first empty line (all of them when none is seen) */
+size_t chars_header_len(const unsigned char *ex, size_t len);
+
 /* chars_features - the distinct hashed 4-grams of ex (at most len - 3 of
  * them) into idx (CHARS_PREFIX entries), in order of first occurrence;
  * their count */
 size_t chars_features(const unsigned char *ex, size_t len, uint32_t *idx);
 
-/* chars_margin - the model's log-odds for these features (0 for none) */
+/* chars_margin - one model's log-odds for these features (0 for none) */
 double chars_margin(const float *w, const uint32_t *idx, size_t n);
 
-/* chars_mix - the word model's p shifted by the margin */
-double chars_mix(double p, double margin);
+/* chars_margins - both models' log-odds for an example (chars_example's
+ * form) under w (CHARS_WEIGHTS): m[0] the whole example's, m[1] its
+ * header's */
+void chars_margins(const float *w, const unsigned char *ex, size_t len, double m[2]);
+
+/* chars_mix - the word model's p shifted by both margins */
+double chars_mix(double p, const double m[2]);
 
 struct chars_example {
 	const unsigned char *bytes;  /* chars_example()'s form */
@@ -62,17 +81,22 @@ struct chars_example {
 	int    spam;
 };
 
-/* chars_train - w (CHARS_DIM, zeroed here) trained on the n examples: a
- * fixed number of passes of stochastic gradient descent on the logistic
- * loss, in an order shuffled by a fixed seed (ex is reordered), so the
- * same examples in the same order give the same model */
+/* chars_train - w (CHARS_WEIGHTS, zeroed here) trained on the n
+ * examples, each model by a fixed number of passes of stochastic gradient
+ * descent on the logistic loss, in an order shuffled by a fixed seed (ex
+ * is reordered), so the same examples in the same order give the same
+ * models */
 void chars_train(float *w, struct chars_example *ex, size_t n);
 
-/* the stored model: "MWC1", bits, learned spam, learned ham (uint32 LE
- * each), then CHARS_DIM float32 LE */
-#define CHARS_MODEL_SIZE (16 + (size_t)CHARS_DIM * 4)
+/* the stored models: "MWC2", bits, learned spam, learned ham (uint32 LE
+ * each), then CHARS_WEIGHTS float32 LE.  Session 11's "MWC1" held the
+ * whole example's model alone (CHARS_MODEL1_SIZE) */
+#define CHARS_MODEL_SIZE (16 + CHARS_WEIGHTS * 4)
+#define CHARS_MODEL1_SIZE (16 + (size_t)CHARS_DIM * 4)
 void chars_model_encode(const float *w, uint32_t nspam, uint32_t nham, unsigned char *out);
-/* 0, or -1 for a blob that is not a model of this build's form */
+/* w (CHARS_WEIGHTS) from a stored form: 0 (an "MWC1" gives a header
+ * model of zeros, which shifts nothing, until the next training), or -1
+ * for a blob that is not a model of this build's form */
 int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t *nspam, uint32_t *nham);
 
 /* --- the store's side ---------------------------------------------- */
@@ -99,10 +123,10 @@ int chars_rebuild(struct store *st, FILE *report);
 struct chars_cache;
 struct chars_cache *chars_cache_new(void);
 void chars_cache_free(struct chars_cache *c);
-/* chars_cache_margin - the margin of msg under the current model: 1 and
- * *margin, or 0 when there is no model (none stored, fewer than min_spam
+/* chars_cache_margin - the margins of msg under the current models (as
+ * chars_margins): 1 and m, or 0 when there is no model (none stored, fewer than min_spam
  * spam or min_ham ham learned, the store unavailable) */
 int chars_cache_margin(struct chars_cache *c, struct store *st, unsigned min_spam, unsigned min_ham,
-                       const unsigned char *msg, size_t len, double *margin);
+                       const unsigned char *msg, size_t len, double m[2]);
 
 #endif

@@ -85,7 +85,9 @@ static void test_train(void **state)
 	static uint32_t idx[CHARS_PREFIX];
 	struct chars_example e[N];
 	char *msgs[N];
-	float *w = malloc(CHARS_DIM * sizeof(float)), *w2 = malloc(CHARS_DIM * sizeof(float));
+	float *w = malloc(CHARS_WEIGHTS * sizeof(float)), *w2 = malloc(CHARS_WEIGHTS * sizeof(float));
+	unsigned char one[CHARS_PREFIX];
+	double m[2];
 	size_t n;
 
 	(void)state;
@@ -94,18 +96,21 @@ static void test_train(void **state)
 	train_toy(w, msgs, ex, e, N);
 	/* unseen messages of each kind fall on their side */
 	for (int i = 100; i < 104; i++) {
-		char *m = message(i % 2, i);
+		char *msg = message(i % 2, i);
 
-		n = feats(m, idx);
+		chars_margins(w, one, chars_example((const unsigned char *)msg, strlen(msg), one), m);
+		/* both models: the whole example's and the header's */
 		if (i % 2)
-			assert_true(chars_margin(w, idx, n) > 1);
+			assert_true(m[0] > 1 && m[1] > 1);
 		else
-			assert_true(chars_margin(w, idx, n) < -1);
-		free(m);
+			assert_true(m[0] < -1 && m[1] < -1);
+		n = feats(msg, idx);
+		assert_true(chars_margin(w, idx, n) == m[0]);
+		free(msg);
 	}
 	/* repeatable: the same examples in the same order, the same model */
 	train_toy(w2, msgs, ex, e, N);
-	assert_memory_equal(w, w2, CHARS_DIM * sizeof(float));
+	assert_memory_equal(w, w2, CHARS_WEIGHTS * sizeof(float));
 	assert_true(chars_margin(w, idx, 0) == 0);
 	for (int i = 0; i < N; i++)
 		free(msgs[i]);
@@ -113,22 +118,65 @@ static void test_train(void **state)
 	free(w2);
 }
 
+static double mix(double p, double whole, double header)
+{
+	double m[2] = { whole, header };
+
+	return chars_mix(p, m);
+}
+
 static void test_mix(void **state)
 {
 	(void)state;
-	assert_true(fabs(chars_mix(0.3, 0) - 0.3) < 1e-9);
-	assert_true(chars_mix(0.3, 2) > 0.3);
-	assert_true(chars_mix(0.3, -2) < 0.3);
+	assert_true(fabs(mix(0.3, 0, 0) - 0.3) < 1e-9);
+	assert_true(mix(0.3, 2, 0) > 0.3);
+	assert_true(mix(0.3, -2, 0) < 0.3);
+	assert_true(mix(0.3, 0, 2) > 0.3);
+	assert_true(mix(0.3, 0, -2) < 0.3);
+	/* the header's margin weighs more than the whole example's (1/2
+	 * against 1/3), and opposite margins of those sizes cancel */
+	assert_true(mix(0.3, 0, 1) > mix(0.3, 1, 0));
+	assert_true(fabs(mix(0.3, 3, -2) - 0.3) < 1e-9);
 	/* the word model's certainty is not absolute: a strong margin moves
 	 * p = 0 and p = 1 too, and the result stays a probability */
-	assert_true(chars_mix(0, 90) > 0.5);
-	assert_true(chars_mix(1, -90) < 0.5);
-	assert_true(chars_mix(1, 1e6) <= 1 && chars_mix(0, -1e6) >= 0);
+	assert_true(mix(0, 90, 0) > 0.5);
+	assert_true(mix(1, 0, -90) < 0.5);
+	assert_true(mix(1, 1e6, 1e6) <= 1 && mix(0, -1e6, -1e6) >= 0);
+}
+
+/* the header model reads the header alone: up to the first empty line */
+static void test_header(void **state)
+{
+	static const char a[] = "Subject: one\nFrom: a@example.org\n\nBody of the first.\n";
+	static const char b[] = "Subject: one\nFrom: a@example.org\n\nAnother body, longer than that.\n";
+	float *w = calloc(CHARS_WEIGHTS, sizeof(float));
+	unsigned char ea[CHARS_PREFIX], eb[CHARS_PREFIX];
+	size_t la, lb;
+	double ma[2], mb[2];
+
+	(void)state;
+	assert_int_equal(chars_header_len((const unsigned char *)"A: b\n\nc", 7), 4);
+	assert_int_equal(chars_header_len((const unsigned char *)"\n\nbody", 6), 0);
+	assert_int_equal(chars_header_len((const unsigned char *)"A: b\nC: d\n", 10), 10);
+	/* CRLF becomes LF first, so a CRLF message has the same header */
+	la = chars_example((const unsigned char *)"A: b\r\n\r\nc", 9, ea);
+	assert_int_equal(chars_header_len(ea, la), 4);
+	/* every weight nonzero: both examples give margins, equal in the
+	 * header model only */
+	for (size_t i = 0; i < CHARS_WEIGHTS; i++)
+		w[i] = (float)((i * 2654435761u) % 1000) / 1000 - 0.4f;
+	la = chars_example((const unsigned char *)a, strlen(a), ea);
+	lb = chars_example((const unsigned char *)b, strlen(b), eb);
+	chars_margins(w, ea, la, ma);
+	chars_margins(w, eb, lb, mb);
+	assert_true(ma[1] == mb[1]);
+	assert_true(ma[0] != mb[0]);
+	free(w);
 }
 
 static void test_model_form(void **state)
 {
-	float *w = calloc(CHARS_DIM, sizeof(float)), *back = calloc(CHARS_DIM, sizeof(float));
+	float *w = calloc(CHARS_WEIGHTS, sizeof(float)), *back = calloc(CHARS_WEIGHTS, sizeof(float));
 	unsigned char *blob = malloc(CHARS_MODEL_SIZE);
 	uint32_t ns, nh;
 	float nan = NAN;
@@ -137,16 +185,31 @@ static void test_model_form(void **state)
 	w[0] = 1.5f;
 	w[CHARS_DIM - 1] = -2.25f;
 	w[12345] = 1e-7f;
+	w[CHARS_DIM + 7] = 3.5f;
+	w[CHARS_WEIGHTS - 1] = -0.5f;
 	chars_model_encode(w, 7, 9, blob);
 	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), 0);
 	assert_int_equal(ns, 7);
 	assert_int_equal(nh, 9);
-	assert_memory_equal(w, back, CHARS_DIM * sizeof(float));
+	assert_memory_equal(w, back, CHARS_WEIGHTS * sizeof(float));
 	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE - 1, back, &ns, &nh), -1);
+	/* session 11's form, the whole example's model alone: read, with a
+	 * header model of zeros; of the new size it is refused */
+	memcpy(blob, "MWC1", 4);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL1_SIZE, back, &ns, &nh), 0);
+	assert_memory_equal(w, back, CHARS_DIM * sizeof(float));
+	for (size_t i = CHARS_DIM; i < CHARS_WEIGHTS; i++)
+		assert_true(back[i] == 0);
+	memcpy(blob, "MWC2", 4);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL1_SIZE, back, &ns, &nh), -1);
 	blob[4] ^= 1;          /* another CHARS_BITS */
 	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
 	blob[4] ^= 1;
 	memcpy(blob + 16 + 4 * 100, &nan, 4);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
+	memset(blob + 16 + 4 * 100, 0, 4);
+	memcpy(blob + 16 + 4 * (CHARS_DIM + 100), &nan, 4);     /* in the header model */
 	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
 	free(blob);
 	free(w);
@@ -162,7 +225,7 @@ static void test_store_round_trip(void **state)
 	struct config *c;
 	struct store *st;
 	struct chars_cache *cache;
-	double m = 0;
+	double m[2] = { 0, 0 };
 	char *probe_spam = message(1, 200), *probe_ham = message(0, 201);
 
 	(void)state;
@@ -172,7 +235,7 @@ static void test_store_round_trip(void **state)
 	cache = chars_cache_new();
 	/* nothing stored yet: no model, no margin */
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
-	                                    strlen(probe_spam), &m), 0);
+	                                    strlen(probe_spam), m), 0);
 	for (int i = 0; i < N; i++) {
 		char *msg = message(i % 2, i);
 
@@ -187,14 +250,14 @@ static void test_store_round_trip(void **state)
 	chars_cache_free(cache);
 	cache = chars_cache_new();
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
-	                                    strlen(probe_spam), &m), 1);
-	assert_true(m > 1);
+	                                    strlen(probe_spam), m), 1);
+	assert_true(m[0] > 1 && m[1] > 1);
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_ham,
-	                                    strlen(probe_ham), &m), 1);
-	assert_true(m < -1);
+	                                    strlen(probe_ham), m), 1);
+	assert_true(m[0] < -1 && m[1] < -1);
 	/* fewer learned than bayes_min_spam / bayes_min_ham: silent */
 	assert_int_equal(chars_cache_margin(cache, st, 21, 1, (const unsigned char *)probe_ham,
-	                                    strlen(probe_ham), &m), 0);
+	                                    strlen(probe_ham), m), 0);
 	/* forgetting every spam example leaves a model that knows no spam */
 	for (int i = 1; i < N; i += 2) {
 		snprintf(key, sizeof(key), "bayes:seen:%04d", i);
@@ -204,7 +267,7 @@ static void test_store_round_trip(void **state)
 	chars_cache_free(cache);
 	cache = chars_cache_new();
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
-	                                    strlen(probe_spam), &m), 0);
+	                                    strlen(probe_spam), m), 0);
 	chars_cache_free(cache);
 	store_close(st);
 	config_unref(c);
@@ -218,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_example_and_features),
 		cmocka_unit_test(test_train),
 		cmocka_unit_test(test_mix),
+		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_model_form),
 		cmocka_unit_test(test_store_round_trip),
 	};
