@@ -29,7 +29,8 @@
  * hashed here: two keys that differ only past the limit must not become
  * one.  Callers that build keys from envelope data (greylist triplets,
  * rate limit subjects, Bayes message ids) hash that data into keys of a
- * fixed length themselves. */
+ * fixed length themselves (store_key_hash; Bayes keeps its FNV-1a, its
+ * learned marks being keyed by it). */
 #define STORE_KEY_MAX   511
 #define STORE_VALUE_MAX 1024    /* bytes of a string value */
 #define STORE_BLOB_MAX (8u << 20)   /* bytes of a binary value */

@@ -54,7 +54,8 @@ static void test_framing(void **state)
 {
 	const char *a[2] = { "a", "bc" }, *b[2] = { "ab", "c" };
 	/* 0xff separated the greylist fields before: an address holding it
-	 * moved bytes from one field to the next unseen */
+	 * (the proxy refuses one, the milter takes the MTA's envelope as it
+	 * comes) moved bytes from one field to the next unseen */
 	const char *c[2] = { "x\xffy", "z" }, *d[2] = { "x", "y\xffz" };
 	const char *e[1] = { "abc" }, *f[3] = { "a", "bc", "" };
 	char ka[128];
