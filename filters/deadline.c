@@ -263,8 +263,10 @@ static void message_waits(const struct config *cfg, struct waits *w)
 				add(w, name, "rules_dns_timeout", 1, cfg->rules_dns_timeout);
 			add(w, name, "rules_time_budget", 1, cfg->rules_time_budget);
 		} else if (redis && strcmp(name, "greylist") == 0)
-			/* each recipient's triplet: a GET, then a SET if new or renewed */
-			add_per(w, name, "store_timeout", 2, cfg->store_timeout, "recipient");
+			/* each recipient's triplet: a GET, a GET of its key of before
+			 * if unknown, a SET if new, renewed or moved, a DEL of the
+			 * old key if moved (greylist.c, check_triplet) */
+			add_per(w, name, "store_timeout", 4, cfg->store_timeout, "recipient");
 		else if (redis && strcmp(name, "ratelimit") == 0) {
 			/* each limit that applies: an INCR of this window's counter
 			 * and a GET of the last one's */
@@ -310,7 +312,7 @@ static void envelope_waits(const struct config *cfg, struct waits *w)
 		if (strcmp(name, "spf") == 0)
 			add(w, name, "spf_timeout", 1, cfg->spf_timeout);
 		else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0)
-			add(w, name, "store_timeout", 2, cfg->store_timeout);
+			add(w, name, "store_timeout", 4, cfg->store_timeout);
 	}
 }
 

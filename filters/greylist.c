@@ -10,6 +10,8 @@
  *              "P<ms>"  passed (last renewed at <ms>); let through for
  *                       greylist_pass_lifetime, renewed by a message at
  *                       most once an hour (a pass is a read, not a write)
+ * <hash> is 32 hex digits, store_key_hash of the triplet; an entry under
+ * the 16-digit FNV-1a key of before is moved on first sight (legacy_get).
  * A message passes only when every recipient's triplet passes.  Skipped
  * for authenticated and outbound mail, and for greylist_whitelist entries:
  * client IPs/networks (192.0.2.0/24), sender domains (@example.org) and
@@ -150,8 +152,20 @@ static int client_whitelisted(const struct greylist *g, const char *ip, const ch
 	return 0;
 }
 
-/* triplet_key - "gl:<hex>" from the lower-cased triplet */
-static void triplet_key(const char *net, const char *sender, const char *rcpt, char *out, size_t outsz)
+/* triplet_key - "gl:<32 hex>": the triplet hashed by store_key_hash */
+static int triplet_key(const char *net, const char *sender, const char *rcpt, char *out, size_t outsz)
+{
+	const char *parts[3] = { net, sender, rcpt };
+
+	return store_key_hash("gl:", parts, 3, out, outsz);
+}
+
+/* legacy_key - "gl:<16 hex>", the key of the same triplet before the
+ * upgrade to store_key_hash: 64-bit FNV-1a over the lower-cased parts,
+ * each followed by 0xff.  Only read, to migrate an entry (check_triplet):
+ * a sender crafting a collision with it gains at most what it could
+ * before the upgrade, and only while old entries live. */
+static void legacy_key(const char *net, const char *sender, const char *rcpt, char *out, size_t outsz)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
 	const char *parts[3] = { net, sender, rcpt };
@@ -163,7 +177,7 @@ static void triplet_key(const char *net, const char *sender, const char *rcpt, c
 			h ^= (c >= 'A' && c <= 'Z') ? c + 32 : c;
 			h *= 0x100000001b3ULL;
 		}
-		h ^= 0xff;                     /* separator no address holds */
+		h ^= 0xff;
 		h *= 0x100000001b3ULL;
 	}
 	snprintf(out, outsz, "gl:%016llx", (unsigned long long)h);
@@ -171,42 +185,89 @@ static void triplet_key(const char *net, const char *sender, const char *rcpt, c
 
 enum gl_state { GL_PASS, GL_WAIT, GL_FAIL };
 
-/* check_triplet - GL_PASS, GL_WAIT (*wait_s = seconds left), GL_FAIL (store) */
-static enum gl_state check_triplet(struct greylist *g, const char *key, unsigned *wait_s, int *fresh)
+/* legacy_get - the triplet's entry under its legacy_key, to be moved to
+ * its key with what is left of its lifetime (a pass lives
+ * greylist_pass_lifetime from its last renewal, a first attempt
+ * greylist_retry_window from itself), so that an upgrade does not
+ * greylist every known correspondent once more.  1 with the value in v
+ * and the seconds it has left in *left_s, 0 none (or spent), -1 store
+ * failure. */
+static int legacy_get(struct greylist *g, const char *old, char *v, size_t vsz, int64_t now,
+                      unsigned *left_s)
+{
+	const struct config *cfg = g->cfg;
+	int64_t left;
+	int r;
+
+	if ((r = store_get(g->store, old, v, vsz)) <= 0)
+		return r;
+	if (v[0] != 'P' && v[0] != 'F')
+		return 0;
+	left = strtoll(v + 1, NULL, 10) - now
+	    + (int64_t)(v[0] == 'P' ? cfg->greylist_pass_lifetime : cfg->greylist_retry_window);
+	if (left <= 0)
+		return 0;
+	*left_s = (unsigned)((left + 999) / 1000);
+	return 1;
+}
+
+/* check_triplet - GL_PASS, GL_WAIT (*wait_s = seconds left), GL_FAIL
+ * (store).  At most four store calls: the key, the old key when the key
+ * is unknown (one more read for a new triplet, which is written anyway),
+ * one write, and the old key's removal when its entry moved. */
+static enum gl_state check_triplet(struct greylist *g, const char *key, const char *old,
+                                   unsigned *wait_s, int *fresh)
 {
 	const struct config *cfg = g->cfg;
 	unsigned retry_s = (cfg->greylist_retry_window + 999) / 1000;
 	unsigned pass_s = (cfg->greylist_pass_lifetime + 999) / 1000;
 	char v[64], nv[32];
+	const char *wv = NULL;         /* what to write under key, if anything */
+	unsigned ttl = 0, moved_s = 0; /* moved_s: v came from old, with that long left */
 	int64_t now = now_ms(), first;
+	enum gl_state st;
 	int r;
 
 	*fresh = 0;
 	if ((r = store_get(g->store, key, v, sizeof(v))) < 0)
 		return GL_FAIL;
+	if (r == 0 && (r = legacy_get(g, old, v, sizeof(v), now, &moved_s)) < 0)
+		return GL_FAIL;
 	snprintf(nv, sizeof(nv), "P%lld", (long long)now);
 	if (r == 1 && v[0] == 'P') {
 		/* renewed so a regular correspondent never expires, but at most
 		 * once per RENEW_MS: a pass is then a read, not a write */
-		if (now - strtoll(v + 1, NULL, 10) < RENEW_MS)
-			return GL_PASS;
-		return store_set(g->store, key, nv, pass_s) < 0 ? GL_FAIL : GL_PASS;
-	}
-	if (r == 1 && v[0] == 'F') {
+		st = GL_PASS;
+		if (now - strtoll(v + 1, NULL, 10) >= RENEW_MS)
+			wv = nv, ttl = pass_s;
+	} else if (r == 1 && v[0] == 'F') {
 		first = strtoll(v + 1, NULL, 10);
-		if (now - first >= (int64_t)cfg->greylist_delay)
-			return store_set(g->store, key, nv, pass_s) < 0 ? GL_FAIL : GL_PASS;
-		*wait_s = (unsigned)((first + cfg->greylist_delay - now + 999) / 1000);
-		return GL_WAIT;
+		if (now - first >= (int64_t)cfg->greylist_delay) {
+			st = GL_PASS;
+			wv = nv, ttl = pass_s;
+		} else {
+			st = GL_WAIT;
+			*wait_s = (unsigned)((first + cfg->greylist_delay - now + 999) / 1000);
+		}
+	} else if (cfg->greylist_delay == 0) {
+		st = GL_PASS;
+		wv = nv, ttl = pass_s;
+	} else {
+		snprintf(nv, sizeof(nv), "F%lld", (long long)now);
+		st = GL_WAIT;
+		wv = nv, ttl = retry_s;
+		*fresh = 1;
+		*wait_s = (cfg->greylist_delay + 999) / 1000;
 	}
-	if (cfg->greylist_delay == 0)
-		return store_set(g->store, key, nv, pass_s) < 0 ? GL_FAIL : GL_PASS;
-	snprintf(nv, sizeof(nv), "F%lld", (long long)now);
-	if (store_set(g->store, key, nv, retry_s) < 0)
+	if (wv == NULL && moved_s > 0)
+		wv = v, ttl = moved_s;
+	if (wv != NULL && store_set(g->store, key, wv, ttl) < 0)
 		return GL_FAIL;
-	*fresh = 1;
-	*wait_s = (cfg->greylist_delay + 999) / 1000;
-	return GL_WAIT;
+	/* moved: the old key then speaks for no other triplet colliding
+	 * with it */
+	if (moved_s > 0 && store_del(g->store, old) < 0)
+		return GL_FAIL;
+	return st;
 }
 
 static void greylist_eom(struct mw_ctx *ctx)
@@ -214,10 +275,11 @@ static void greylist_eom(struct mw_ctx *ctx)
 	struct greylist *g = mw_instance(ctx);
 	const struct scan_request *req = ctx->ms->req;
 	const char *ip = mw_client_ip(ctx), *sender = mw_mail_from(ctx);
-	char net[64], key[64];
+	char net[64], key[64], old[64];
 	unsigned wait = 0, w;
 	size_t i, nwait = 0, nnew = 0;
 	int fresh;
+	enum gl_state gl;
 
 	if (mw_direction(ctx) == MW_OUTBOUND || (req->auth_user && req->auth_user[0])) {
 		mw_symbol(ctx, "GREYLIST_SKIP", 0, "authenticated or outbound");
@@ -236,8 +298,13 @@ static void greylist_eom(struct mw_ctx *ctx)
 
 		if (rcpt_whitelisted(g, rcpt))
 			continue;
-		triplet_key(net, sender, rcpt, key, sizeof(key));
-		switch (check_triplet(g, key, &w, &fresh)) {
+		if (triplet_key(net, sender, rcpt, key, sizeof(key)) < 0) {
+			gl = GL_FAIL;
+		} else {
+			legacy_key(net, sender, rcpt, old, sizeof(old));
+			gl = check_triplet(g, key, old, &w, &fresh);
+		}
+		switch (gl) {
 		case GL_PASS:
 			break;
 		case GL_WAIT:

@@ -12,6 +12,9 @@
  * within WINDOW.  Every attempt counts, refused ones too (a sender that
  * keeps hammering stays throttled).  Keys:
  *   rl:<kind>:<hash of the value>:<window number>   integer, TTL 2 windows
+ * where the hash is store_key_hash's (32 hex digits); counters under the
+ * 16-digit FNV-1a keys of before are not read: they are gone in two
+ * windows, and an upgrade only starts each subject's count afresh.
  * Runs at end of data (see greylist.c for RCPT time).  A store failure is
  * logged and handled as store_failure says.
  */
@@ -95,19 +98,6 @@ static int ratelimit_setup(void **instance, const struct scan_env *env, char *er
 	return 0;
 }
 
-static uint64_t hash_lc(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		h ^= (c >= 'A' && c <= 'Z') ? c + 32 : c;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 /* rate - count this attempt for value; the sliding-window rate in *rate.
  * 0, or -1 on a store failure. */
 static int rate(struct ratelimit *r, enum rl_kind k, const char *value, double *out)
@@ -116,7 +106,7 @@ static int rate(struct ratelimit *r, enum rl_kind k, const char *value, double *
 	struct timespec ts;
 	uint64_t now, win, idx;
 	double into;
-	char key[96], v[32];
+	char pre[32], subj[64], key[96], v[32];
 	int64_t cur;
 	int got;
 
@@ -125,12 +115,13 @@ static int rate(struct ratelimit *r, enum rl_kind k, const char *value, double *
 	win = l->window_ms;
 	idx = now / win;
 	into = (double)(now % win) / (double)win;
-	snprintf(key, sizeof(key), "rl:%s:%016llx:%llu", kind_name[k],
-	    (unsigned long long)hash_lc(value), (unsigned long long)idx);
+	snprintf(pre, sizeof(pre), "rl:%s:", kind_name[k]);
+	if (store_key_hash(pre, &value, 1, subj, sizeof(subj)) < 0)
+		return -1;
+	snprintf(key, sizeof(key), "%s:%llu", subj, (unsigned long long)idx);
 	if (store_incr(r->store, key, 1, (unsigned)(2 * win / 1000 + 1), &cur) < 0)
 		return -1;
-	snprintf(key, sizeof(key), "rl:%s:%016llx:%llu", kind_name[k],
-	    (unsigned long long)hash_lc(value), (unsigned long long)(idx - 1));
+	snprintf(key, sizeof(key), "%s:%llu", subj, (unsigned long long)(idx - 1));
 	if ((got = store_get(r->store, key, v, sizeof(v))) < 0)
 		return -1;
 	*out = (double)cur + (got ? (double)strtoll(v, NULL, 10) * (1.0 - into) : 0.0);

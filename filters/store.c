@@ -8,6 +8,8 @@
 #include <syslog.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "filters/store.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -233,4 +235,71 @@ int store_tokens_count(struct store *s, uint64_t *n)
 	if (s->ops->tokens_count == NULL)
 		return -1;
 	return s->ops->tokens_count(s->backend, n);
+}
+
+/* fetched once: EVP_sha256() alone makes every EVP_DigestInit_ex look the
+ * implementation up again, a lock and a table search per key */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* hash_field - the length, then the bytes lower-cased, through a small
+ * buffer: fields are short and a copy per key would cost more */
+static int hash_field(EVP_MD_CTX *md, const char *f)
+{
+	size_t len = strlen(f), i, k;
+	unsigned char buf[256];
+
+	for (k = 0; k < 8; k++)
+		buf[k] = (unsigned char)((uint64_t)len >> (56 - 8 * k));
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)f[i];
+
+		buf[k++] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+		if (k == sizeof(buf)) {
+			if (EVP_DigestUpdate(md, buf, k) != 1)
+				return -1;
+			k = 0;
+		}
+	}
+	return k > 0 && EVP_DigestUpdate(md, buf, k) != 1 ? -1 : 0;
+}
+
+int store_key_hash(const char *prefix, const char *const *fields, size_t n,
+                   char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t plen = strlen(prefix), i;
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dlen = 0;
+	EVP_MD_CTX *md;
+	int ok;
+
+	if (outsz < plen + STORE_HASH_HEX + 1)
+		return -1;
+	pthread_once(&sha256_once, sha256_fetch);
+	if (sha256_md == NULL || (md = EVP_MD_CTX_new()) == NULL) {
+		slog(NULL, LOG_ERR, "store: SHA-256 unavailable for a key");
+		return -1;
+	}
+	ok = EVP_DigestInit_ex(md, sha256_md, NULL) == 1 && hash_field(md, prefix) == 0;
+	for (i = 0; ok && i < n; i++)
+		ok = hash_field(md, fields[i]) == 0;
+	ok = ok && EVP_DigestFinal_ex(md, d, &dlen) == 1 && dlen * 2 >= STORE_HASH_HEX;
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		slog(NULL, LOG_ERR, "store: SHA-256 failed for a key");
+		return -1;
+	}
+	memcpy(out, prefix, plen);
+	for (i = 0; i < STORE_HASH_HEX / 2; i++) {
+		out[plen + 2 * i] = hex[d[i] >> 4];
+		out[plen + 2 * i + 1] = hex[d[i] & 15];
+	}
+	out[plen + STORE_HASH_HEX] = '\0';
+	return 0;
 }

@@ -29,10 +29,12 @@
  * hashed here: two keys that differ only past the limit must not become
  * one.  Callers that build keys from envelope data (greylist triplets,
  * rate limit subjects, Bayes message ids) hash that data into keys of a
- * fixed length themselves. */
+ * fixed length themselves (store_key_hash; Bayes keeps its FNV-1a, its
+ * learned marks being keyed by it). */
 #define STORE_KEY_MAX   511
 #define STORE_VALUE_MAX 1024    /* bytes of a string value */
 #define STORE_BLOB_MAX (8u << 20)   /* bytes of a binary value */
+#define STORE_HASH_HEX  32      /* hex digits of a store_key_hash digest */
 
 struct store;
 
@@ -64,6 +66,17 @@ struct store_ops {
 	             void *arg);
 	void (*close)(void *b);
 };
+
+/* store_key_hash - "<prefix><32 hex digits>" into out: SHA-256, cut to
+ * 128 bits, of prefix and then the n fields, each as its length (8 bytes,
+ * big-endian) and its bytes with ASCII A-Z lower-cased (envelope
+ * addresses and domains compare so), so that no two lists of fields give
+ * one input ("a" + "bc" is not "ab" + "c", whatever bytes they hold).
+ * For keys built from what a client sends: 64-bit FNV-1a, used before,
+ * let a sender craft a collision with someone else's key.  0, or -1 if
+ * out is too small or the digest fails (logged). */
+int store_key_hash(const char *prefix, const char *const *fields, size_t n,
+                   char *out, size_t outsz);
 
 /* store_open - the process's store for cfg (store, store_path,
  * store_redis, ...): opened on the first call, shared afterwards.  NULL

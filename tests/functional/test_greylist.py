@@ -8,6 +8,16 @@ import pytest
 
 from mwlib import make_msg
 from storelib import Redis, redis_server, store, store_opts  # noqa: F401 (fixtures)
+from storelib import fnv1a64, key_hash, legacy_greylist_key, store_peek, store_put
+
+# Pairs of 13-character local parts with one 64-bit FNV-1a state after
+# them (found by a distinguished-point collision search, 2^31 to 2^32
+# FNV-1a runs, a few minutes of C), so any common suffix keeps them equal:
+# GL_* from the state after "127.0.0.0/24\xff", the start of a greylist
+# triplet from 127.0.0.1; RL_* from the offset basis, where a rate limit
+# subject started.  The keys of before were one for each pair.
+GL_A, GL_B = "572ixl3bjrvul@example.org", "27gcemoht2m7g@example.org"
+RL_A, RL_B = "syglazw57kvyg", "i2s475yfm2vee"
 
 
 def send(m, frm="sender@example.org", rcpts=("rcpt@example.net",), subject="hello",
@@ -90,7 +100,92 @@ def test_long_envelope_keys_stay_short(mw_factory, upstream, store, tmp_path):
         assert b"gl:" in keys and b"rl:" in keys, keys
         # RESP array of bulk strings: "$<len>" lines give each key's length
         lens = [int(x[1:]) for x in keys.split(b"\r\n") if x.startswith(b"$")]
-        assert lens and max(lens) < 64, keys
+        # store_prefix (15), "rl:sender:", 32 hex digits, ":<window>"
+        assert lens and max(lens) < 80, keys
+
+
+def test_fnv_colliding_sender_is_greylisted(mw_factory, upstream, store):
+    """A sender crafted so that its triplet's FNV-1a key was a passed
+    triplet's skipped greylisting; its key is its own now."""
+    kind, opts, _ = store
+    net = "127.0.0.0/24"
+    assert legacy_greylist_key(net, GL_A, "rcpt@example.net") \
+        == legacy_greylist_key(net, GL_B, "rcpt@example.net")
+    m = mw_factory(upstream, opts=opts + [("filters", "greylist"), ("greylist_delay", "2s")])
+    assert send(m, frm=GL_A).code == 451
+    time.sleep(2.2)
+    assert send(m, frm=GL_A).code == 250
+    r = send(m, frm=GL_B)
+    assert r.code == 451 and "Greylisted" in r.text, r
+    assert len(upstream.messages) == 1
+    assert store_peek(kind, opts, store[2], key_hash("gl:", net, GL_A, "rcpt@example.net"))[1][0] == "P"
+
+
+def test_fnv_colliding_senders_count_apart(mw_factory, upstream, store, tmp_path):
+    """Two senders (and two recipient domains) whose FNV-1a rate limit keys
+    were one: the second used up the first's limit.  Each has its own
+    counter now."""
+    kind, opts, redis = store
+    a, b = RL_A + "@example.org", RL_B + "@example.org"
+    assert fnv1a64(a.encode()) == fnv1a64(b.encode())
+    m = mw_factory(upstream, opts=opts + [("filters", "ratelimit"), ("ratelimit_sender", "1/1h")])
+    assert send(m, frm=a).code == 250
+    assert send(m, frm=b).code == 250
+    r = send(m, frm=a)
+    assert r.code == 451 and "sender" in r.text, r
+    m2 = mw_factory(upstream, opts=store_opts(kind, tmp_path, redis) + [
+        ("filters", "ratelimit"), ("ratelimit_rcpt_domain", "1/1h")])
+    assert send(m2, rcpts=("x@%s.example" % RL_A,)).code == 250
+    assert send(m2, rcpts=("x@%s.example" % RL_B,)).code == 250
+    assert send(m2, rcpts=("y@%s.example" % RL_A,)).code == 451
+
+
+def test_old_greylist_keys_move(mw_factory, upstream, store):
+    """Entries under the FNV-1a keys of before (as an older mailwarden left
+    them in the store) count after the upgrade: a passed triplet passes, a
+    first attempt old enough passes, a recent one waits out its delay; each
+    moves to its new key with the lifetime it had left, and its old key
+    goes, so a sender colliding with it gains nothing afterwards."""
+    kind, opts, redis = store
+    net, rcpt = "127.0.0.0/24", "rcpt@example.net"
+    now = time.time()
+    ms = int(now * 1000)
+    life, retry = 86400, 3600
+    old = {}
+
+    def put(sender, value, born_ms, span):
+        old[sender] = legacy_greylist_key(net, sender, rcpt)
+        store_put(kind, opts, redis, old[sender], value, (born_ms // 1000) + span)
+
+    put(GL_A, "P%d" % (ms - 600000), ms - 600000, life)       # passed 10 min ago
+    put("late@example.org", "F%d" % (ms - 5000), ms - 5000, retry)
+    put("early@example.org", "F%d" % (ms - 500), ms - 500, retry)
+    # a pass spent (greylist_pass_lifetime lowered since), its key still there
+    put("spent@example.org", "P%d" % (ms - 2 * life * 1000), ms, life)
+    m = mw_factory(upstream, opts=opts + [
+        ("filters", "greylist"), ("greylist_delay", "2s"),
+        ("greylist_pass_lifetime", "1d"), ("greylist_retry_window", "1h")])
+    assert send(m, frm=GL_A).code == 250
+    assert send(m, frm="late@example.org").code == 250
+    r = send(m, frm="early@example.org")
+    assert r.code == 451 and "Greylisted" in r.text, r
+    rec = m.audit(3)[-1]
+    gl = [x for x in rec["symbols"] if x["name"] == "GREYLIST"]
+    assert gl and "(0 new)" in gl[0]["description"], rec
+    assert send(m, frm="spent@example.org").code == 451
+    for sender in (GL_A, "late@example.org", "early@example.org"):
+        assert store_peek(kind, opts, redis, old[sender]) is None, sender
+    left, v = store_peek(kind, opts, redis, key_hash("gl:", net, GL_A, rcpt))
+    assert v == "P%d" % (ms - 600000) and life - 600 - 5 < left <= life - 600 + 2, (left, v)
+    left, v = store_peek(kind, opts, redis, key_hash("gl:", net, "late@example.org", rcpt))
+    assert v[0] == "P" and left > life - 10, (left, v)
+    left, v = store_peek(kind, opts, redis, key_hash("gl:", net, "early@example.org", rcpt))
+    assert v == "F%d" % (ms - 500) and retry - 5 < left <= retry + 1, (left, v)
+    # the old key is gone: the sender colliding with it is a new triplet
+    r = send(m, frm=GL_B)
+    assert r.code == 451 and "Greylisted" in r.text, r
+    time.sleep(2.2)
+    assert send(m, frm="early@example.org").code == 250
 
 
 def test_two_instances_share_greylist_in_redis(mw_factory, upstream, redis_server, tmp_path):

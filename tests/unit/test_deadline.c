@@ -130,20 +130,20 @@ static void test_check_config(void **state)
 	memset(out, 0, sizeof(out));
 	/* the message, and the envelope check at RCPT (milter_early) */
 	assert_int_equal(check(over, 5, out, sizeof(out)), 2);
-	/* 5 + 15 + 10 + 2 x 5 + 5 + 30 + 60 + 2 x 1 */
-	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 137s at worst for "
+	/* 5 + 15 + 10 + 2 x 5 + 5 + 30 + 60 + 4 x 1 */
+	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 139s at worst for "
 	    "one recipient, one after the other"));
 	assert_non_null(strstr(out, "rdns: dns_timeout 5s, spf: spf_timeout 15s, dkim: dkim_timeout "
 	    "10s, dmarc: 2 x dns_timeout 5s, dnsbl: dns_timeout 5s, spamd: spamd_timeout 30s, "
-	    "clamd: clamd_timeout 60s, greylist: 2 x store_timeout 1s per recipient)"));
+	    "clamd: clamd_timeout 60s, greylist: 4 x store_timeout 1s per recipient)"));
 	assert_non_null(strstr(out, "more than milter_timeout 60s leaves them (5s is kept back"));
 	assert_null(strstr(out, "scan_timeout"));           /* no proxy listener */
 	assert_null(strstr(out, "libclamav"));
-	/* at RCPT only the filters with an envelope hook wait: 5 + 15 + 2 x 1
+	/* at RCPT only the filters with an envelope hook wait: 5 + 15 + 4 x 1
 	 * against milter_early_timeout's 10 s less 1 s */
-	assert_non_null(strstr(out, "test: warning: the envelope check's waits at RCPT add up to 22s "
+	assert_non_null(strstr(out, "test: warning: the envelope check's waits at RCPT add up to 24s "
 	    "at worst, one after the other (rdns: dns_timeout 5s, spf: spf_timeout 15s, greylist: "
-	    "2 x store_timeout 1s), more than milter_early_timeout 10s leaves them (1s is kept back"));
+	    "4 x store_timeout 1s), more than milter_early_timeout 10s leaves them (1s is kept back"));
 	assert_non_null(strstr(out, "Postfix's milter_command_timeout"));
 
 	/* libclamav's own limit counts, and is said not to be cut */
@@ -188,14 +188,14 @@ static void test_check_config_calls(void **state)
 	    "rules_dns_timeout 3s + rules_time_budget 2s)"));
 	assert_non_null(strstr(out, "RULES_TIMEOUT"));
 
-	/* greylisting: a GET and a SET per recipient; rate limits: an INCR and
+	/* greylisting: two GETs, a SET and a DEL per recipient; rate limits: an INCR and
 	 * a GET per limit (the domain's per recipient domain); Bayes: 2 counts,
 	 * 5 batches of tokens, the character model's version and blob, and
 	 * autolearn's mark, 5 batches, a count and the mark: 17 */
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(store, 12, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "add up to 50s at worst for one recipient, one after the other "
-	    "(greylist: 2 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
+	assert_non_null(strstr(out, "add up to 54s at worst for one recipient, one after the other "
+	    "(greylist: 4 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
 	    "2 x store_timeout 2s per recipient domain, bayes: 17 x store_timeout 2s), more than "
 	    "scan_timeout 30s"));
 
