@@ -42,6 +42,7 @@ struct rules_scratch {
 	struct timespec deadline;
 	int has_deadline, out_of_time;
 	unsigned checks;
+	unsigned long matches;        /* PCRE2 matches this scan (rules_scratch_matches) */
 	struct eval_msg em;           /* eval: rules' view of the message */
 };
 
@@ -229,6 +230,7 @@ static unsigned pcre_count_code(struct rules_scratch *s, const struct rule *r, c
 	size_t off = 0;
 	unsigned cap = r->maxhits ? r->maxhits : 1000;
 	while (off <= len) {
+		s->matches++;
 		int rc = pcre2_match(pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
 		if (rc < 0) break;          /* no match, or the match limit: counts as not hit */
 		n++;
@@ -415,6 +417,7 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
                void (*on_hit)(void *arg, const struct rules_hit *h), void *arg)
 {
 	memset(s->values, 0, rs->nrules * sizeof *s->values);
+	s->matches = 0;
 	eval_msg_reset(&s->em);
 	s->em.in = in;
 	s->out_of_time = 0;
@@ -466,6 +469,11 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 	}
 	eval_msg_reset(&s->em);
 	return s->out_of_time;
+}
+
+unsigned long rules_scratch_matches(const struct rules_scratch *s)
+{
+	return s->matches;
 }
 
 void rules_net_queries(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
