@@ -4,7 +4,7 @@
  * score, describe, tflags nice/multiple/maxhits, ifplugin/if/else, include,
  * replace_tag), eval: rules reported as not loaded, syntax errors with
  * FILE:LINE, Hyperscan refusals falling back to PCRE2, the on-disk cache,
- * and the time budget. */
+ * the time budget, and the PCRE2 work per line (each line once per rule). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
