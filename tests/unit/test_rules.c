@@ -567,10 +567,13 @@ static void test_lines_confirmed_once(void **st)
 	}
 	n += (size_t)snprintf(cf + n, cap - n, "body CUT /\\bpre\\s(?:<T0>|<T1>|<T2>|<T3>)\\spost\\b/\n"
 	                      "tflags CUT multiple\nreplace_rules CUT\n"
+	                      "header CUTH X-Cut =~ /\\bpre\\s(?:<T0>|<T1>|<T2>|<T3>)\\spost\\b/\n"
+	                      "tflags CUTH multiple\nreplace_rules CUTH\n"
 	                      "body BACKREF /(\\w)x\\1/\n");
 	struct ruleset *rs = load(cf, NULL);
 	free(cf);
 	assert_int_equal(rules_get_stats(rs)->loaded[RK_BODY], 2);
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 1);
 	enum { N = 2000 };
 	const char **lines = calloc(2 * N, sizeof *lines);
 	assert_non_null(lines);
@@ -601,6 +604,17 @@ static void test_lines_confirmed_once(void **st)
 	assert_int_equal(c, 0);
 	assert_true(w1 <= N + 8);
 	assert_true(w2 <= 2 * w1 + 8);
+
+	/* a header rule is checked on its own text once, however many of its
+	 * pieces Hyperscan reports there */
+	static const struct rules_header cut_hdr[] = {
+		{ "X-Cut", "pre w00000x post, pre w07999x post, pre w04000x post", NULL },
+	};
+	struct rules_input hin = { .headers = cut_hdr, .nheaders = 1 };
+	struct hits h;
+	memset(&h, 0, sizeof h);
+	assert_int_equal(rules_scan(rs, s, &hin, collect, &h), 0);
+	assert_int_equal(count_of(&h, "CUTH"), 3);
 	rules_scratch_free(s);
 	free(lines);
 	rules_free(rs);
