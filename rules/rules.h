@@ -152,6 +152,10 @@ struct rules_hit {
 int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,
                void (*on_hit)(void *arg, const struct rules_hit *h), void *arg);
 
+/* rules_scratch_matches - PCRE2 matches run by the last rules_scan on s:
+ * the work a message cost, for tests that must not depend on the clock */
+unsigned long rules_scratch_matches(const struct rules_scratch *s);
+
 /* rules_count - number of rules; rules_info - name, kind, loaded of the i-th */
 size_t rules_count(const struct ruleset *rs);
 const char *rules_info(const struct ruleset *rs, size_t i, enum rule_kind *kind, int *loaded, double *score);

@@ -22,13 +22,14 @@ struct segment {
 	unsigned target;              /* header kind: the target; else unused */
 };
 
-/* A rule Hyperscan reported in a segment: PCRE2 decides. */
+/* A rule Hyperscan reported, from the first segment any of its ids
+ * matched in: PCRE2 decides, on that segment and the ones after it. */
 struct candidate { unsigned rule, seg; };
 
 struct rules_scratch {
 	hs_scratch_t *hs;
 	double *values;               /* per rule: hit count (metas: result) */
-	uint32_t *last_seg;           /* per rule: 1 + last segment reported (this kind) */
+	uint32_t *cand_of;            /* per rule: 1 + its candidate (this kind), 0 = none */
 	struct candidate *cand;
 	size_t ncand, capcand;
 	struct segment *seg;
@@ -42,6 +43,7 @@ struct rules_scratch {
 	struct timespec deadline;
 	int has_deadline, out_of_time;
 	unsigned checks;
+	unsigned long matches;        /* PCRE2 matches this scan (rules_scratch_matches) */
 	struct eval_msg em;           /* eval: rules' view of the message */
 };
 
@@ -77,12 +79,12 @@ struct rules_scratch *rules_scratch_new(const struct ruleset *rs)
 	if (!s) return NULL;
 	s->rs = rs;
 	s->values = calloc(rs->nrules + 1, sizeof *s->values);
-	s->last_seg = calloc(rs->nrules + 1, sizeof *s->last_seg);
+	s->cand_of = calloc(rs->nrules + 1, sizeof *s->cand_of);
 	s->md = pcre2_match_data_create(1, NULL);
 	s->em.md = pcre2_match_data_create(16, NULL);
 	s->em.rs = rs;
 	s->seg_of_target = calloc(rs->ntargets + 1, sizeof *s->seg_of_target);
-	if (!s->values || !s->last_seg || !s->md || !s->em.md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
+	if (!s->values || !s->cand_of || !s->md || !s->em.md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
 	for (int k = 0; k < RK_META; k++)
 		if (rs->kdb[k].db && hs_alloc_scratch(rs->kdb[k].db, &s->hs) != HS_SUCCESS) {
 			rules_scratch_free(s);
@@ -100,7 +102,7 @@ void rules_scratch_free(struct rules_scratch *s)
 	if (s->em.md) pcre2_match_data_free(s->em.md);
 	if (s->md) pcre2_match_data_free(s->md);
 	free(s->values);
-	free(s->last_seg);
+	free(s->cand_of);
 	free(s->seg_of_target);
 	free(s->cand);
 	free(s->seg);
@@ -196,8 +198,15 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
 	if (id >= k->n || !s->nseg) return 0;
 	unsigned r = k->rule_of[id];
 	unsigned g = seg_of(s, to);
-	if (s->last_seg[r] == g + 1) return 0;
-	s->last_seg[r] = g + 1;
+	/* one candidate per rule, from its earliest segment: each id (a cut
+	 * regex has one per piece) is reported once, where it first matched,
+	 * and a candidate per id had PCRE2 run the rule again on every
+	 * segment after each, counting a "multiple" rule's hits again */
+	if (s->cand_of[r]) {
+		struct candidate *c = &s->cand[s->cand_of[r] - 1];
+		if (g < c->seg) c->seg = g;
+		return 0;
+	}
 	if (s->ncand == s->capcand) {
 		s->capcand = s->capcand ? s->capcand * 2 : 256;
 		s->cand = realloc(s->cand, s->capcand * sizeof *s->cand);
@@ -206,6 +215,7 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
 	s->cand[s->ncand].rule = r;
 	s->cand[s->ncand].seg = g;
 	s->ncand++;
+	s->cand_of[r] = (uint32_t)s->ncand;
 	return 0;
 }
 
@@ -229,6 +239,7 @@ static unsigned pcre_count_code(struct rules_scratch *s, const struct rule *r, c
 	size_t off = 0;
 	unsigned cap = r->maxhits ? r->maxhits : 1000;
 	while (off <= len) {
+		s->matches++;
 		int rc = pcre2_match(pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
 		if (rc < 0) break;          /* no match, or the match limit: counts as not hit */
 		n++;
@@ -255,7 +266,7 @@ static void scan_joined(struct rules_scratch *s, enum rule_kind kind)
 	if (!s->nseg) return;
 	s->kind = kind;
 	s->ncand = 0;
-	for (unsigned i = 0; i < k->n; i++) s->last_seg[k->rule_of[i]] = 0;
+	for (unsigned i = 0; i < k->n; i++) s->cand_of[k->rule_of[i]] = 0;
 	if (k->db) hs_scan(k->db, s->buf, (unsigned)s->buflen, 0, s->hs, on_hs_match, s);
 	for (size_t i = 0; i < s->ncand; i++) {
 		unsigned ri = s->cand[i].rule;
@@ -415,6 +426,7 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
                void (*on_hit)(void *arg, const struct rules_hit *h), void *arg)
 {
 	memset(s->values, 0, rs->nrules * sizeof *s->values);
+	s->matches = 0;
 	eval_msg_reset(&s->em);
 	s->em.in = in;
 	s->out_of_time = 0;
@@ -466,6 +478,11 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 	}
 	eval_msg_reset(&s->em);
 	return s->out_of_time;
+}
+
+unsigned long rules_scratch_matches(const struct rules_scratch *s)
+{
+	return s->matches;
 }
 
 void rules_net_queries(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,

@@ -4,7 +4,7 @@
  * score, describe, tflags nice/multiple/maxhits, ifplugin/if/else, include,
  * replace_tag), eval: rules reported as not loaded, syntax errors with
  * FILE:LINE, Hyperscan refusals falling back to PCRE2, the on-disk cache,
- * and the time budget. */
+ * the time budget, and the PCRE2 work per line (each line once per rule). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -533,6 +533,93 @@ static void test_time_budget(void **st)
 	rules_free(rs);
 }
 
+/* Each line is confirmed at most once per rule.  A regex cut in pieces
+ * has one Hyperscan id per piece, each reported where it first matches:
+ * every reported piece used to be a candidate that PCRE2 ran, with all
+ * the pieces, on every line after it, so a message firing k pieces cost
+ * k times the lines, and a "multiple" rule counted the later lines again
+ * for each. */
+static unsigned long scan_work(struct ruleset *rs, struct rules_scratch *s, const char **lines, size_t n,
+                               const char *rule, unsigned *count)
+{
+	size_t *lens = calloc(n, sizeof *lens);
+	assert_non_null(lens);
+	for (size_t i = 0; i < n; i++) lens[i] = strlen(lines[i]);
+	struct rules_input in = { .body = lines, .body_len = lens, .nbody = n };
+	struct hits h;
+	memset(&h, 0, sizeof h);
+	assert_int_equal(rules_scan(rs, s, &in, collect, &h), 0);
+	free(lens);
+	*count = count_of(&h, rule);
+	return rules_scratch_matches(s);
+}
+
+static void test_lines_confirmed_once(void **st)
+{
+	(void)st;
+	size_t cap = 400000, n = 0;
+	char *cf = malloc(cap);
+	assert_non_null(cf);
+	for (int t = 0; t < 4; t++) {
+		n += (size_t)snprintf(cf + n, cap - n, "replace_tag T%d ", t);
+		for (int i = 0; i < 2000; i++) n += (size_t)snprintf(cf + n, cap - n, "%sw%05dx", i ? "|" : "", t * 2000 + i);
+		n += (size_t)snprintf(cf + n, cap - n, "\n");
+	}
+	n += (size_t)snprintf(cf + n, cap - n, "body CUT /\\bpre\\s(?:<T0>|<T1>|<T2>|<T3>)\\spost\\b/\n"
+	                      "tflags CUT multiple\nreplace_rules CUT\n"
+	                      "header CUTH X-Cut =~ /\\bpre\\s(?:<T0>|<T1>|<T2>|<T3>)\\spost\\b/\n"
+	                      "tflags CUTH multiple\nreplace_rules CUTH\n"
+	                      "body BACKREF /(\\w)x\\1/\n");
+	struct ruleset *rs = load(cf, NULL);
+	free(cf);
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_BODY], 2);
+	assert_int_equal(rules_get_stats(rs)->loaded[RK_HEADER], 1);
+	enum { N = 2000 };
+	const char **lines = calloc(2 * N, sizeof *lines);
+	assert_non_null(lines);
+	struct rules_scratch *s = rules_scratch_new(rs);
+	assert_non_null(s);
+	unsigned c;
+
+	/* the cut rule: one piece reported on the first line, then two from
+	 * the two ends of the tags (other pieces) */
+	lines[0] = "pre w00000x post";
+	for (size_t i = 1; i < N; i++) lines[i] = "a line of nothing";
+	unsigned long one = scan_work(rs, s, lines, N, "CUT", &c);
+	assert_int_equal(c, 1);
+	lines[1] = "pre w07999x post";
+	lines[2] = "pre w04000x post";
+	unsigned long three = scan_work(rs, s, lines, N, "CUT", &c);
+	assert_int_equal(c, 3);                    /* was 6: lines 1-2 counted again per piece */
+	/* two more matches: two more PCRE2 calls (the search after each on
+	 * its line), not the message again for each piece reported */
+	assert_true(three < one + one / 10);
+
+	/* a prefiltered rule (a back-reference) whose candidates never
+	 * confirm, on every line: one match per line */
+	for (size_t i = 0; i < 2 * N; i++) lines[i] = "axb";
+	unsigned long w1 = scan_work(rs, s, lines, N, "BACKREF", &c);
+	assert_int_equal(c, 0);
+	unsigned long w2 = scan_work(rs, s, lines, 2 * N, "BACKREF", &c);
+	assert_int_equal(c, 0);
+	assert_true(w1 <= N + 8);
+	assert_true(w2 <= 2 * w1 + 8);
+
+	/* a header rule is checked on its own text once, however many of its
+	 * pieces Hyperscan reports there */
+	static const struct rules_header cut_hdr[] = {
+		{ "X-Cut", "pre w00000x post, pre w07999x post, pre w04000x post", NULL },
+	};
+	struct rules_input hin = { .headers = cut_hdr, .nheaders = 1 };
+	struct hits h;
+	memset(&h, 0, sizeof h);
+	assert_int_equal(rules_scan(rs, s, &hin, collect, &h), 0);
+	assert_int_equal(count_of(&h, "CUTH"), 3);
+	rules_scratch_free(s);
+	free(lines);
+	rules_free(rs);
+}
+
 /* one compiled set, four threads, each with its own scratch: the same
  * answers as one thread gives */
 struct thr { struct ruleset *rs; int bad; };
@@ -639,6 +726,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fallback_and_cache, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_cache_pruned, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test(test_time_budget),
+		cmocka_unit_test(test_lines_confirmed_once),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_default_scores_and_score_sets),
