@@ -526,11 +526,11 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Bayes: how long a learned message is remembered as learned (0 = for ever)"),
 	G_STR("bayes_scores", bayes_scores,
 	      "BAYES_00=-3.0 BAYES_05=-0.5 BAYES_20=0 BAYES_40=0 BAYES_50=1.0 "
-	      "BAYES_60=1.5 BAYES_80=2.5 BAYES_95=6.0 BAYES_99=6.0 BAYES_999=7.0", NULL,
+	      "BAYES_60=1.5 BAYES_80=1.5 BAYES_95=4.0 BAYES_99=6.0 BAYES_999=7.0", NULL,
 	      "Bayes: score of each probability band symbol (BAYES_00 .. BAYES_999)"),
 	{ "bayes_chars", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, bayes_chars, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "Bayes: also weigh the character 4-gram model of the start of the message (trained by mailwarden learn)" },
+	  "Bayes: also weigh the character 4-gram models of the start of the message and of its header (trained by mailwarden learn)" },
 	{ "bayes_autolearn", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "Bayes: learn messages whose score (other filters) is clearly spam or ham" },

@@ -38,17 +38,21 @@ TAG = 5.0                                   # inbound_tag_score default
 NO_NET = ["-o", "dns_forwarder=127.0.0.1@9"]
 SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
-# what is reached on this split (Bayes alone 95.2% with the character
-# model of session 11, 92.7% before; rules + Bayes 97.8%; no ham; see
-# README): Bayes with a margin, rules + Bayes at the issue's
-# target (97%); a regression below these fails.  The
-# shipped scores were fitted on the whole training half (these splits'
-# Bayes included): the out-of-sample figure is tests/bench/accuracy_cv.py's
-MIN_RECALL = {"bayes": 0.94, "rules bayes": 0.97}
-# the same with the parts swapped (learned from a c e, tested on 0 2 4 6
-# 8; 93.1% and 97.8%, Bayes 89.8% before the character model): guards
-# against scores that only fit one part
-MIN_RECALL_SWAPPED = {"bayes": 0.92, "rules bayes": 0.97}
+# what is reached on this split (rules + Bayes 97.8%, no ham; Bayes
+# alone, which tags from p 0.99 since session 12, 96.0%; see README):
+# rules + Bayes at the issue's target (97%), Bayes with a margin; a
+# regression below these fails.  The shipped scores were fitted on the
+# whole training half (these splits' Bayes included): the out-of-sample
+# figure is tests/bench/accuracy_cv.py's
+MIN_RECALL = {"bayes": 0.95, "rules bayes": 0.97}
+# the same with the parts swapped (learned from a c e, only 3/8 of the
+# half, tested on 0 2 4 6 8): guards against scores that only fit one
+# part.  Bayes 93.6%, rules + Bayes 96.6%, no ham.  Below the target:
+# with this little learned more spam sits at p 0.95-0.99, where since
+# session 12 Bayes needs a point from the rules (BAYES_95 at 4, not 6);
+# at 6 this split gives 97.8% but flags a ham by Bayes alone, and the
+# four partitions of accuracy_cv.py 3 (README "Bayes", session 12)
+MIN_RECALL_SWAPPED = {"bayes": 0.93, "rules bayes": 0.96}
 
 
 def rules_opts(rules):
