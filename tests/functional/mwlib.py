@@ -714,6 +714,10 @@ def _port_open(host, port):
 # --- mailwarden ------------------------------------------------------------
 
 DAEMONS = []    # every Mailwarden started, for the failure report
+# directories of the tests outside pytest's tmp dirs (a peer that must reach
+# them as another user): conftest's guard counts a process working in one,
+# or naming one in its arguments, as the run's own
+OUR_DIRS = []
 
 
 def _addr(host, port):
