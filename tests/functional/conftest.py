@@ -22,6 +22,9 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# no __pycache__ in the source tree for the modules imported from here on
+# (make functional runs python3 -B, which covers this file too)
+sys.dont_write_bytecode = True
 
 import mwlib  # noqa: E402
 from mwlib import Mailwarden, RawUpstream, SmtpSink, Upstream  # noqa: E402
