@@ -15,7 +15,9 @@ audit_fields.py.
 """
 
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -107,6 +109,27 @@ def _leftovers(config):
     return left
 
 
+def _leftover_mounts(config):
+    """mount points under the run's dirs (test_disk_full's tmpfs), then
+    unmounted (lazily: a process of ours may still hold them)"""
+    dirs = [d.rstrip("/") + "/" for d in
+            [str(config._tmp_path_factory.getbasetemp())] + list(mwlib.OUR_DIRS)]
+    left = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                # field 5 is the mount point, with space, tab, newline and \ octal-escaped
+                point = line.split()[4].decode("utf-8", "surrogateescape")
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
+                if any((point + "/").startswith(d) for d in dirs):
+                    left.append(point)
+    except OSError:
+        return []
+    for point in reversed(left):        # the innermost first
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    return left
+
+
 def _describe(left):
     return "\n".join("  pid %d (started by %s): %s" % (pid, test, args[:300])
                      for pid, (args, test) in sorted(left.items()))
@@ -119,9 +142,16 @@ def _no_leftover_processes(request):
     each test stops what it starts."""
     yield
     left = _leftovers(request.config)
+    mounts = _leftover_mounts(request.config)
+    problems = []
     if left:
-        pytest.fail("%s left processes running after its fixtures were torn down "
-                    "(now killed):\n%s" % (request.node.nodeid, _describe(left)), pytrace=False)
+        problems.append("%s left processes running after its fixtures were torn down "
+                        "(now killed):\n%s" % (request.node.nodeid, _describe(left)))
+    if mounts:
+        problems.append("%s left file systems mounted (now unmounted): %s"
+                        % (request.node.nodeid, " ".join(mounts)))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):

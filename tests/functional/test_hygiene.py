@@ -3,13 +3,16 @@ running: run on a scratch test directory (this conftest and mwlib, and a
 test file written here) by a pytest of its own, it fails the file whose
 test left a daemonized process, a child or a process in its tmp dir
 behind, names the test that started each, and kills them; a process that
-is still exiting when the file ends is given its grace and not counted."""
+is still exiting when the file ends is given its grace and not counted.
+A file system left mounted in its tmp dir fails it too, and is unmounted."""
 
 import os
 import shutil
 import subprocess
 import sys
 import time
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,6 +35,16 @@ def test_cleared_environment_in_tmp_dir(tmp_path):
     # no mark in its environment, not our child: found by its working directory
     subprocess.run(["env", "-i", "/bin/sh", "-c", "setsid sleep 419 >/dev/null 2>&1 &"],
                    cwd=str(tmp_path), check=True)
+'''
+
+MOUNTS = r'''
+import subprocess
+
+
+def test_mounts(tmp_path):
+    d = tmp_path / "fs"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], check=True)
 '''
 
 TIDY = r'''
@@ -87,3 +100,14 @@ def test_guard_waits_for_what_is_exiting(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 passed" in r.stdout and "left processes" not in r.stdout, r.stdout
     assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_guard_unmounts_what_a_file_leaves_mounted(tmp_path):
+    r = run_inner(tmp_path, "test_mounts.py", MOUNTS)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "1 passed, 1 error" in out, out
+    fs = str(tmp_path / "bt-test_mounts.py" / "test_mounts0" / "fs")
+    assert "test_mounts.py left file systems mounted (now unmounted): %s" % fs in out, out
+    with open("/proc/self/mountinfo") as f:
+        assert fs not in f.read()
