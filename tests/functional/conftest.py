@@ -135,21 +135,28 @@ def _describe(left):
                      for pid, (args, test) in sorted(left.items()))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_leftover_processes(request):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
     """After a test file and all its fixtures are done, none of the
-    processes its tests started (servers, daemons, agents) may still run:
-    each test stops what it starts."""
+    processes its tests started (servers, daemons, agents) may still run,
+    nor a file system be left mounted: each test stops what it starts.
+    Checked here, after pytest's own teardown of the file's last test (which
+    tears the module's fixtures down), not in a module fixture: pytest does
+    not tear same-scope fixtures down in the reverse order of their set-up
+    (test_smtp's module-wide daemon was still up in such a fixture's end)."""
     yield
-    left = _leftovers(request.config)
-    mounts = _leftover_mounts(request.config)
+    module = item.getparent(pytest.Module)
+    if nextitem is not None and nextitem.getparent(pytest.Module) is module:
+        return
+    name = module.nodeid if module is not None else item.nodeid
+    left = _leftovers(item.config)
+    mounts = _leftover_mounts(item.config)
     problems = []
     if left:
         problems.append("%s left processes running after its fixtures were torn down "
-                        "(now killed):\n%s" % (request.node.nodeid, _describe(left)))
+                        "(now killed):\n%s" % (name, _describe(left)))
     if mounts:
-        problems.append("%s left file systems mounted (now unmounted): %s"
-                        % (request.node.nodeid, " ".join(mounts)))
+        problems.append("%s left file systems mounted (now unmounted): %s" % (name, " ".join(mounts)))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
