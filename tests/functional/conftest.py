@@ -16,6 +16,7 @@ audit_fields.py.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,7 +140,9 @@ def _describe(left):
 def pytest_runtest_teardown(item, nextitem):
     """After a test file and all its fixtures are done, none of the
     processes its tests started (servers, daemons, agents) may still run,
-    nor a file system be left mounted: each test stops what it starts.
+    nor a file system be left mounted, nor a directory of mwlib.OUR_DIRS
+    (outside pytest's tmp dir) be left behind: each test stops what it
+    starts and removes what it makes.
     Checked here, after pytest's own teardown of the file's last test (which
     tears the module's fixtures down), not in a module fixture: pytest does
     not tear same-scope fixtures down in the reverse order of their set-up
@@ -151,12 +154,20 @@ def pytest_runtest_teardown(item, nextitem):
     name = module.nodeid if module is not None else item.nodeid
     left = _leftovers(item.config)
     mounts = _leftover_mounts(item.config)
+    dirs = [d for d in mwlib.OUR_DIRS if os.path.lexists(d)]
+    for d in dirs:
+        if os.path.realpath(d).startswith(("/tmp/", "/var/tmp/")):    # never more than a scratch dir
+            shutil.rmtree(d, ignore_errors=True)
+    mwlib.OUR_DIRS[:] = []
     problems = []
     if left:
         problems.append("%s left processes running after its fixtures were torn down "
                         "(now killed):\n%s" % (name, _describe(left)))
     if mounts:
         problems.append("%s left file systems mounted (now unmounted): %s" % (name, " ".join(mounts)))
+    if dirs:
+        problems.append("%s left directories outside pytest's tmp dir (now removed): %s"
+                        % (name, " ".join(dirs)))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

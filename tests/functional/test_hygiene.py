@@ -4,9 +4,11 @@ test file written here) by a pytest of its own, it fails the file whose
 test left a daemonized process, a child or a process in its tmp dir
 behind, names the test that started each, and kills them; a process that
 is still exiting when the file ends is given its grace and not counted.
-A file system left mounted in its tmp dir fails it too, and is unmounted."""
+A file system left mounted in its tmp dir fails it too, and is unmounted;
+so does a directory of its own outside (mwlib.OUR_DIRS), then removed."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,16 @@ def test_mounts(tmp_path):
     d = tmp_path / "fs"
     d.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], check=True)
+'''
+
+OUTSIDE = r'''
+import tempfile
+
+import mwlib
+
+
+def test_makes_a_dir_in_tmp():
+    mwlib.OUR_DIRS.append(tempfile.mkdtemp(prefix="mw-hygiene-"))
 '''
 
 TIDY = r'''
@@ -111,3 +123,12 @@ def test_guard_unmounts_what_a_file_leaves_mounted(tmp_path):
     assert "test_mounts.py left file systems mounted (now unmounted): %s" % fs in out, out
     with open("/proc/self/mountinfo") as f:
         assert fs not in f.read()
+
+
+def test_guard_removes_a_dir_of_ours_left_outside(tmp_path):
+    r = run_inner(tmp_path, "test_outside.py", OUTSIDE)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "1 passed, 1 error" in out, out
+    said = re.search(r"left directories outside pytest's tmp dir \(now removed\): (\S+)", out)
+    assert said and os.path.basename(said.group(1)).startswith("mw-hygiene-"), out
+    assert not os.path.exists(said.group(1))
