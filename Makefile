@@ -89,7 +89,7 @@ unit: $(UNIT_BIN) $(PLUGIN)
 
 functional: all
 	cd tests/functional && MW_BUILD=$(abspath $(BUILD)) MW_BIN=$(abspath $(BUILD)/mailwarden) \
-	  MW_PLUGIN=$(abspath $(PLUGIN)) MW_TEST_DEADLINE=$(TEST_DEADLINE) /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	  MW_PLUGIN=$(abspath $(PLUGIN)) MW_TEST_DEADLINE=$(TEST_DEADLINE) /usr/bin/python3 -B -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
 check: deps
 	$(MAKE) all

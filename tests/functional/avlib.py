@@ -229,7 +229,10 @@ class Clamd:
                                      stdout=self.errf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         ok = wait_until(lambda: self.proc.poll() is not None or self.ping(), timeout, 0.05)
-        assert ok and self.proc.poll() is None, "clamd did not start:\n%s" % self.log_text()
+        if not ok or self.proc.poll() is not None:
+            log = self.log_text()
+            self.stop()     # the caller gets no clamd to stop
+            raise AssertionError("clamd did not start:\n%s" % log)
         return self
 
     def ping(self):

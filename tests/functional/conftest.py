@@ -15,17 +15,178 @@ audit_fields.py.
 """
 
 import os
+import re
+import shutil
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# no __pycache__ in the source tree for the modules imported from here on
+# (make functional runs python3 -B, which covers this file too)
+sys.dont_write_bytecode = True
 
 import mwlib  # noqa: E402
 from mwlib import Mailwarden, RawUpstream, SmtpSink, Upstream  # noqa: E402
 
 TEST_DEADLINE = int(os.environ.get("MW_TEST_DEADLINE", "150"))  # seconds; a safety net, not a timing assertion
+
+# Every process a test starts inherits this mark in its environment, even one
+# that daemonizes away from us (gpg-agent did, and outlived the run): the
+# guard below finds our leftovers by it, by descent from this process, or by
+# a command line or working directory under the run's tmp dirs, and never
+# takes another run's processes (the machine is shared) for ours.
+RUN_MARK = "MW_TEST_RUN=%d.%d" % (os.getpid(), time.time_ns())
+os.environ["MW_TEST_RUN"] = RUN_MARK.partition("=")[2]
+LEFTOVER_GRACE = 5.0    # seconds for a process told to stop to finish exiting
+
+
+def _our_processes(dirs):
+    """{pid: (args, test that started it)} of the live processes of this
+    run but ourselves; zombies are dead already and not counted."""
+    me = os.getpid()
+    info = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                stat = f.read()
+            state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+            if state == b"Z":
+                continue
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            try:
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                env = []
+            try:
+                cwd = os.readlink("/proc/%d/cwd" % pid)
+            except OSError:
+                cwd = ""
+        except (OSError, ValueError):
+            continue        # gone meanwhile, or not ours to read
+        info[pid] = (int(ppid), args, env, cwd)
+    dirs = [d.rstrip("/") + "/" for d in dirs]
+    mark = RUN_MARK.encode()
+    marked = {pid for pid, (_, args, env, cwd) in info.items()
+              if mark in env or any(d in args or (cwd + "/").startswith(d) for d in dirs)}
+    ours = {}
+    for pid, (ppid, args, env, cwd) in info.items():
+        if pid == me:
+            continue
+        # ours: marked, or a descendant of this process or of a marked one
+        p, seen = pid, set()
+        while p in info and p not in seen and p != me and p not in marked:
+            seen.add(p)
+            p = info[p][0]
+        if p == me or p in marked:
+            test = next((e.partition(b"=")[2].decode("utf-8", "replace") for e in env
+                         if e.startswith(b"PYTEST_CURRENT_TEST=")), "?")
+            ours[pid] = (args or "[%s]" % cwd, test)
+    return ours
+
+
+def _leftovers(config):
+    """our processes still there after LEFTOVER_GRACE, then SIGKILLed so
+    that they cannot disturb the tests that follow"""
+    dirs = [str(config._tmp_path_factory.getbasetemp())] + list(mwlib.OUR_DIRS)
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    left = _our_processes(dirs)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _our_processes(dirs)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
+def _leftover_mounts(config):
+    """mount points under the run's dirs (test_disk_full's tmpfs), then
+    unmounted (lazily: a process of ours may still hold them)"""
+    dirs = [d.rstrip("/") + "/" for d in
+            [str(config._tmp_path_factory.getbasetemp())] + list(mwlib.OUR_DIRS)]
+    left = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                # field 5 is the mount point, with space, tab, newline and \ octal-escaped
+                point = line.split()[4].decode("utf-8", "surrogateescape")
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
+                if any((point + "/").startswith(d) for d in dirs):
+                    left.append(point)
+    except OSError:
+        return []
+    for point in reversed(left):        # the innermost first
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    return left
+
+
+def _describe(left):
+    return "\n".join("  pid %d (started by %s): %s" % (pid, test, args[:300])
+                     for pid, (args, test) in sorted(left.items()))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a test file and all its fixtures are done, none of the
+    processes its tests started (servers, daemons, agents) may still run,
+    nor a file system be left mounted, nor a directory of mwlib.OUR_DIRS
+    (outside pytest's tmp dir) be left behind: each test stops what it
+    starts and removes what it makes.
+    Checked here, after pytest's own teardown of the file's last test (which
+    tears the module's fixtures down), not in a module fixture: pytest does
+    not tear same-scope fixtures down in the reverse order of their set-up
+    (test_smtp's module-wide daemon was still up in such a fixture's end)."""
+    yield
+    module = item.getparent(pytest.Module)
+    if nextitem is not None and nextitem.getparent(pytest.Module) is module:
+        return
+    name = module.nodeid if module is not None else item.nodeid
+    left = _leftovers(item.config)
+    mounts = _leftover_mounts(item.config)
+    dirs = [d for d in mwlib.OUR_DIRS if os.path.lexists(d)]
+    for d in dirs:
+        if os.path.realpath(d).startswith(("/tmp/", "/var/tmp/")):    # never more than a scratch dir
+            shutil.rmtree(d, ignore_errors=True)
+    mwlib.OUR_DIRS[:] = []
+    problems = []
+    if left:
+        problems.append("%s left processes running after its fixtures were torn down "
+                        "(now killed):\n%s" % (name, _describe(left)))
+    if mounts:
+        problems.append("%s left file systems mounted (now unmounted): %s" % (name, " ".join(mounts)))
+    if dirs:
+        problems.append("%s left directories outside pytest's tmp dir (now removed): %s"
+                        % (name, " ".join(dirs)))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The last word: anything of ours that outlived its test file's guard
+    (or was started outside any test) is reported, killed, and fails the run."""
+    if not hasattr(session.config, "_tmp_path_factory"):
+        return
+    left = _leftovers(session.config)
+    if left:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = "processes of this test run left running at its end (now killed):\n" + _describe(left)
+        if tr is not None:
+            tr.write_sep("=", "LEFTOVER PROCESSES", red=True, bold=True)
+            tr.write_line(msg)
+        else:
+            sys.stderr.write(msg + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -653,8 +653,9 @@ class SmtpSink:
             ["smtp-sink", "-u", "root"] + self.flags +
             ["-d", os.path.join(self.dir, "%M."), "127.0.0.1:%d" % self.port, "100"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ok = wait_until(lambda: _port_open("127.0.0.1", self.port), 5)
-        assert ok, "smtp-sink did not start"
+        if not wait_until(lambda: _port_open("127.0.0.1", self.port), 5):
+            self.stop()     # the caller gets no sink to stop
+            raise AssertionError("smtp-sink did not start")
         return self
 
     def stop(self):
@@ -714,6 +715,10 @@ def _port_open(host, port):
 # --- mailwarden ------------------------------------------------------------
 
 DAEMONS = []    # every Mailwarden started, for the failure report
+# directories of the tests outside pytest's tmp dirs (a peer that must reach
+# them as another user): conftest's guard counts a process working in one,
+# or naming one in its arguments, as the run's own
+OUR_DIRS = []
 
 
 def _addr(host, port):

@@ -67,6 +67,7 @@ class Postfix:
         # only its name prefix) and is removed by stop()
         self.dir = tempfile.mkdtemp(prefix="mw-postfix-%s-" % os.path.basename(str(tmpdir)))
         os.chmod(self.dir, 0o755)
+        mwlib.OUR_DIRS.append(self.dir)
         self.final_log = None
         self.conf = os.path.join(self.dir, "conf")
         self.queue = os.path.join(self.dir, "queue")
@@ -126,6 +127,17 @@ class Postfix:
         return "".join("%s = %s\n" % kv for kv in cf.items())
 
     def start(self, timeout=15.0):
+        """Starts the instance, or stops what did start and removes the
+        directory before raising: a caller that gets no instance back has
+        nothing to stop."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.started = True     # a master may be up though `postfix start` failed
+            self.stop()
+            raise
+
+    def _start(self, timeout):
         os.makedirs(self.conf, exist_ok=True)
         os.makedirs(self.data, exist_ok=True)
         os.makedirs(self.queue, exist_ok=True)
@@ -154,7 +166,12 @@ class Postfix:
         raise RuntimeError("postfix did not listen on %s\n%s" % (self.addr, self.log()))
 
     def stop(self):
+        """Stops the instance and removes its directory (also one never
+        started: __init__ made it)."""
         if not self.started:
+            if self.final_log is None:
+                self.final_log = self.log()
+            shutil.rmtree(self.dir, ignore_errors=True)
             return
         subprocess.run([POSTFIX, "-c", self.conf, "stop"], capture_output=True, timeout=60,
                        env=dict(os.environ, MAIL_CONFIG=self.conf))

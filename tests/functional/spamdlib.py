@@ -11,6 +11,7 @@ import tempfile
 
 import pytest
 
+import mwlib
 from mwlib import free_port, wait_until
 
 RULES = """required_score 5.0
@@ -28,6 +29,7 @@ class Spamd:
         # dirs: the rules go to a world-readable dir of our own
         self.dir = tempfile.mkdtemp(prefix="mw-spamd-")
         os.chmod(self.dir, 0o755)
+        mwlib.OUR_DIRS.append(self.dir)
         self.port = free_port()
         self.proc = None
 

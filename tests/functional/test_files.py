@@ -24,6 +24,7 @@ import time
 
 import pytest
 
+import mwlib
 from mwlib import MW_BIN, Mailwarden, free_port, make_msg, plugin_opt, read_audit, run_mw, wait_until
 
 NOBODY = 65534
@@ -35,6 +36,7 @@ def root():
     """A fresh directory of /tmp, 0755, removed afterwards."""
     d = tempfile.mkdtemp(prefix="mw-files-", dir="/tmp")
     os.chmod(d, 0o755)
+    mwlib.OUR_DIRS.append(d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -815,11 +817,14 @@ def test_tproxy_listener_needs_net_raw(root, upstream, extra):
     m, p = start_bounded(root, upstream, UNIT_CAPS | set(extra))
     m.opts.append(("listener.mx.transparent", "yes"))
     m.start(ready=False)        # a direct connection gets 421 here, no 220
-    assert wait_until(lambda: "mailwarden started" in m.stderr_text(), timeout=10), m.stderr_tail()
-    log = m.stderr_text()
-    warned = "listener mx: IP_TRANSPARENT" in log
-    assert warned == (not extra), log[-1500:]
-    assert m.stop() == 0
+    try:
+        assert wait_until(lambda: "mailwarden started" in m.stderr_text(), timeout=10), m.stderr_tail()
+        log = m.stderr_text()
+        warned = "listener mx: IP_TRANSPARENT" in log
+        assert warned == (not extra), log[-1500:]
+        assert m.stop() == 0
+    finally:
+        m.kill()                # a failed assertion above left it running (with its children)
 
 
 SECCOMP_EXEC = r'''

@@ -62,6 +62,7 @@ def stack(request, tmp_path, keys, make_upstream, mw_factory):
     dns.add_zone("sign.test", [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all"),
                                ("rsa1._domainkey", "TXT", keys["rsa"][1])])
     dns.start()
+    request.addfinalizer(dns.stop)     # also when the rest of the set-up fails
     db = str(tmp_path / "avdb")
     avlib.copy_db(db)
     sink = make_upstream()
@@ -78,6 +79,7 @@ def stack(request, tmp_path, keys, make_upstream, mw_factory):
         ("milter_internal_networks", "192.0.2.0/24")]
         + list(getattr(request, "param", {}).items()))
     pf = postfixlib.Postfix(tmp_path / "pf", relayhost=sink.addr)
+    request.addfinalizer(pf.stop)
     confdir = os.path.join(pf.conf, "sasl")
     os.makedirs(confdir)
     sasldir = os.path.join(pf.dir, "sasldb")
@@ -98,9 +100,7 @@ def stack(request, tmp_path, keys, make_upstream, mw_factory):
         "smtpd_tls_auth_only": "no",
     })
     pf.start()
-    yield pf, mw, sink
-    pf.stop()
-    dns.stop()
+    return pf, mw, sink
 
 
 def send_pf(pf, content, frm, rcpts=("rcpt@example.net",), login=False):

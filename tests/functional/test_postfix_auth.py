@@ -25,10 +25,11 @@ PASSWORD = "Correct-Horse-7"
 
 
 @pytest.fixture
-def stack(tmp_path, upstream, mw_factory):
+def stack(request, tmp_path, upstream, mw_factory):
     pki = PKI(tmp_path / "pki")
     pf_chain, pf_key = pki.cert("pf.example.test")
     pf = Postfix(tmp_path / "pf", relayhost=upstream.addr)
+    request.addfinalizer(pf.stop)      # also when the rest of the set-up fails
     # Debian's Postfix reads the SASL application config from
     # $config_directory/sasl/smtpd.conf; the sasldb lives apart, owned by
     # the postfix user that smtpd runs as
@@ -69,8 +70,7 @@ def stack(tmp_path, upstream, mw_factory):
                        ("listener.sub.upstream_tls", "required"),
                        ("listener.sub.upstream_tls_ca_file", pki.ca),
                        ("listener.sub.upstream_tls_name", "pf.example.test")])
-    yield pki, pf, m
-    pf.stop()
+    return pki, pf, m
 
 
 def client(m, pki):

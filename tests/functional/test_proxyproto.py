@@ -43,7 +43,9 @@ backend mw
     def start(self):
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", self.cfg], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        assert wait_until(lambda: mwlib._port_open("127.0.0.1", self.port), 10), "haproxy did not start"
+        if not wait_until(lambda: mwlib._port_open("127.0.0.1", self.port), 10):
+            self.stop()     # the caller gets no haproxy to stop
+            raise AssertionError("haproxy did not start")
         return self
 
     def stop(self):

@@ -286,14 +286,15 @@ def pgp_signed(entity, sig, boundary=b"=_pgp_1"):
 @pytest.fixture
 def gpg(tmp_path):
     """sign(data) -> armored detached signature, verify(data, sig) -> bool,
-    with a throwaway key; None without gpg"""
+    with a throwaway key; None without gpg.  gpg starts a gpg-agent for
+    the home directory that outlives gpg itself (it daemonizes, so it is no
+    child of ours): gpgconf stops it at the end."""
     if shutil.which("gpg") is None:
-        return None
+        yield None
+        return
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     base = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--no-tty"]
-    subprocess.run(base + ["--passphrase", "", "--quick-gen-key", "alice@example.org", "ed25519", "sign", "1d"],
-                   check=True, capture_output=True, timeout=60)
 
     def sign(data):
         return subprocess.run(base + ["--armor", "--detach-sign"], input=data, check=True,
@@ -305,7 +306,12 @@ def gpg(tmp_path):
         s.write_bytes(sig)
         return subprocess.run(base + ["--verify", str(s), str(d)], capture_output=True,
                               timeout=30).returncode == 0
-    return sign, verify
+    try:
+        subprocess.run(base + ["--passphrase", "", "--quick-gen-key", "alice@example.org", "ed25519", "sign", "1d"],
+                       check=True, capture_output=True, timeout=60)
+        yield sign, verify
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30)
 
 
 def test_pgp_mime_signed_is_quarantined_not_broken(tmp_path, gpg):

@@ -91,11 +91,15 @@ class NetNS:
     def __init__(self):
         self.name = "mwtp%d" % random.getrandbits(24)
         _run("ip", "netns", "add", self.name)
-        _run("ip", "-n", self.name, "link", "set", "lo", "up")
-        # the IPv6 MTA and client: ULA on the namespace's loopback (IPv6
-        # has no 127/8 of its own); nodad, usable at once
-        for a in (MTA6, CLIENT6):
-            _run("ip", "-n", self.name, "addr", "add", a + "/128", "dev", "lo", "nodad")
+        try:
+            _run("ip", "-n", self.name, "link", "set", "lo", "up")
+            # the IPv6 MTA and client: ULA on the namespace's loopback (IPv6
+            # has no 127/8 of its own); nodad, usable at once
+            for a in (MTA6, CLIENT6):
+                _run("ip", "-n", self.name, "addr", "add", a + "/128", "dev", "lo", "nodad")
+        except BaseException:
+            self.delete()       # the fixture never gets it to delete
+            raise
 
     def cmd(self, *args):
         return ["ip", "netns", "exec", self.name] + list(args)
@@ -277,12 +281,16 @@ def intercepted(netns, tmp_path, ruleset, fam=V4):
         assert len(list(out.iterdir())) == 1
         return m
     finally:
-        if m is not None and m.proc is not None:
-            rc = m.stop()
-            assert rc == 0, m.stderr_tail()
+        # the sink first: a daemon that fails to stop must not leave it running
         sink.send_signal(signal.SIGTERM)
         try:
             sink.wait(10)
         except subprocess.TimeoutExpired:
             sink.kill()
             sink.wait()
+        sink.stderr.close()
+        if m is not None and m.proc is not None:
+            rc = m.stop()
+            left = m.leftovers()
+            m.kill()
+            assert rc == 0 and left == [], "status %r, left %r\n%s" % (rc, left, m.stderr_tail())
