@@ -215,7 +215,7 @@ int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t
 		if (!isfinite(w[i]))
 			return -1;
 	}
-	return 0;
+	return nw == CHARS_DIM;
 }
 
 /* ex_key - "bayes:ex:<id>" of a "bayes:seen:<id>" key; -1 if it is not one */
@@ -419,12 +419,16 @@ static void refresh(struct chars_cache *c, struct store *st, long long have)
 			l = xcalloc(1, sizeof(*l));
 			l->w = xmalloc(CHARS_WEIGHTS * sizeof(*l->w));
 			l->refs = 1;
-			if (chars_model_decode(blob, len, l->w, &l->nspam, &l->nham) < 0) {
+			int form = chars_model_decode(blob, len, l->w, &l->nspam, &l->nham);
+
+			if (form < 0) {
 				slog(NULL, LOG_WARNING, "bayes: the stored character model is damaged; "
 				     "\"mailwarden learn --rebuild\" trains it again");
 				loaded_unref(l);
 				l = NULL;
-			}
+			} else if (form == 1)
+				slog(NULL, LOG_NOTICE, "bayes: the stored character model has no header model "
+				     "(trained by an older version); \"mailwarden learn --rebuild\" trains both");
 		}
 		free(blob);
 	}

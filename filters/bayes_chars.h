@@ -94,7 +94,7 @@ void chars_train(float *w, struct chars_example *ex, size_t n);
 #define CHARS_MODEL_SIZE (16 + CHARS_WEIGHTS * 4)
 #define CHARS_MODEL1_SIZE (16 + (size_t)CHARS_DIM * 4)
 void chars_model_encode(const float *w, uint32_t nspam, uint32_t nham, unsigned char *out);
-/* w (CHARS_WEIGHTS) from a stored form: 0 (an "MWC1" gives a header
+/* w (CHARS_WEIGHTS) from a stored form: 0, 1 for an "MWC1" (a header
  * model of zeros, which shifts nothing, until the next training), or -1
  * for a blob that is not a model of this build's form */
 int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t *nspam, uint32_t *nham);

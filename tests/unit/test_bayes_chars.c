@@ -197,7 +197,7 @@ static void test_model_form(void **state)
 	 * header model of zeros; of the new size it is refused */
 	memcpy(blob, "MWC1", 4);
 	assert_int_equal(chars_model_decode(blob, CHARS_MODEL_SIZE, back, &ns, &nh), -1);
-	assert_int_equal(chars_model_decode(blob, CHARS_MODEL1_SIZE, back, &ns, &nh), 0);
+	assert_int_equal(chars_model_decode(blob, CHARS_MODEL1_SIZE, back, &ns, &nh), 1);
 	assert_memory_equal(w, back, CHARS_DIM * sizeof(float));
 	for (size_t i = CHARS_DIM; i < CHARS_WEIGHTS; i++)
 		assert_true(back[i] == 0);
@@ -255,6 +255,25 @@ static void test_store_round_trip(void **state)
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_ham,
 	                                    strlen(probe_ham), m), 1);
 	assert_true(m[0] < -1 && m[1] < -1);
+	/* a model stored by session 11 (the whole example's model alone) is
+	 * still used, with no header margin */
+	{
+		unsigned char *blob = NULL;
+		size_t blen = 0;
+		double m1[2];
+
+		assert_int_equal(store_blob_get(st, "bayes:chars:model", &blob, &blen), 1);
+		assert_int_equal(blen, CHARS_MODEL_SIZE);
+		memcpy(blob, "MWC1", 4);
+		assert_int_equal(store_blob_set(st, "bayes:chars:model", blob, CHARS_MODEL1_SIZE, 0), 0);
+		assert_int_equal(store_incr(st, "bayes:chars:version", 1, 0, NULL), 0);
+		free(blob);
+		chars_cache_free(cache);
+		cache = chars_cache_new();
+		assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_ham,
+		                                    strlen(probe_ham), m1), 1);
+		assert_true(m1[0] == m[0] && m1[1] == 0);
+	}
 	/* fewer learned than bayes_min_spam / bayes_min_ham: silent */
 	assert_int_equal(chars_cache_margin(cache, st, 21, 1, (const unsigned char *)probe_ham,
 	                                    strlen(probe_ham), m), 0);
