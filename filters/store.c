@@ -157,6 +157,13 @@ int store_del(struct store *s, const char *key)
 	return s->ops->del(s->backend, key);
 }
 
+int store_move(struct store *s, const char *from, const char *to)
+{
+	if (!key_ok(from, "move") || !key_ok(to, "move"))
+		return -1;
+	return s->ops->move(s->backend, from, to);
+}
+
 int store_blob_get(struct store *s, const char *key, unsigned char **data, size_t *len)
 {
 	*data = NULL;

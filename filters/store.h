@@ -52,6 +52,7 @@ struct store_ops {
 	int  (*get)(void *b, const char *key, char *val, size_t valsz);
 	int  (*set)(void *b, const char *key, const char *val, unsigned ttl_s);
 	int  (*del)(void *b, const char *key);
+	int  (*move)(void *b, const char *from, const char *to);
 	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
 	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
 	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign,
@@ -102,6 +103,13 @@ int store_get(struct store *s, const char *key, char *val, size_t valsz);
 int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s);
 /* store_del - remove key (absent is fine).  0, or -1. */
 int store_del(struct store *s, const char *key);
+/* store_move - the value of from (string or binary) and what is left of
+ * its lifetime go to to, replacing what to held, and from goes, in one
+ * step (an LMDB transaction, a Redis script): for keys whose form
+ * changes (Bayes' message ids), where a copy would need the TTL, which
+ * the store does not give.  1 moved, 0 from absent or expired (to left
+ * as it was), -1 store failure. */
+int store_move(struct store *s, const char *from, const char *to);
 /* store_incr - atomically add by to the integer at key (absent or expired
  * = 0); a key created by this call expires after ttl_s seconds (0 =
  * never), an existing key keeps its expiry.  *out gets the new value.
