@@ -29,8 +29,7 @@
  * hashed here: two keys that differ only past the limit must not become
  * one.  Callers that build keys from envelope data (greylist triplets,
  * rate limit subjects, Bayes message ids) hash that data into keys of a
- * fixed length themselves (store_key_hash; Bayes keeps its FNV-1a, its
- * learned marks being keyed by it). */
+ * fixed length themselves (store_key_hash, store_key_hash_bytes). */
 #define STORE_KEY_MAX   511
 #define STORE_VALUE_MAX 1024    /* bytes of a string value */
 #define STORE_BLOB_MAX (8u << 20)   /* bytes of a binary value */
@@ -78,6 +77,11 @@ struct store_ops {
  * out is too small or the digest fails (logged). */
 int store_key_hash(const char *prefix, const char *const *fields, size_t n,
                    char *out, size_t outsz);
+/* store_key_hash_bytes - the same over fields of lens[i] bytes each, any
+ * bytes, none lower-cased (the prefix neither): for what is compared
+ * byte for byte, a Message-ID or a whole message (Bayes' message ids) */
+int store_key_hash_bytes(const char *prefix, const void *const *fields, const size_t *lens,
+                         size_t n, char *out, size_t outsz);
 
 /* store_open - the process's store for cfg (store, store_path,
  * store_redis, ...): opened on the first call, shared afterwards.  NULL
