@@ -1,7 +1,8 @@
 /* bayeskey_speed.c - what the Bayes message key costs a learned message:
  * bayes_msg_key (store_key_hash_bytes) against the 64-bit FNV-1a key of
  * before (bayes_msg_key_legacy), over the messages of the files given
- * (the corpus' training half: build/corpus-cache/even/train/{spam,ham});
+ * (the corpus' training half: build/corpus-cache/even/train/{spam,ham}),
+ * each in the form "mailwarden learn" gives it (msgfile_to_spool);
  * then, given a store's settings after "--", a store_get of an absent key:
  * the read added to each message learned for the first time (the old
  * key, looked up on a miss of the new one).  A benchmark, not a test: not
@@ -20,8 +21,10 @@
 
 #include "filters/bayes.h"
 #include "filters/filter_api.h"
+#include "filters/msgfile.h"
 #include "filters/store.h"
 #include "proxy/config.h"
+#include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 
 #define REPS 200
@@ -34,21 +37,28 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* slurp - the file as learn sees it (CRLF lines, no mbox "From " line),
+ * or NULL */
 static unsigned char *slurp(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	unsigned char *p = NULL;
+	char *p = NULL;
+	struct sbuf out;
 	long n;
 
 	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0
 	    || (p = malloc((size_t)n + 1)) == NULL || fread(p, 1, (size_t)n, f) != (size_t)n) {
 		free(p);
-		p = NULL;
+		if (f != NULL)
+			fclose(f);
+		return NULL;
 	}
-	if (f != NULL)
-		fclose(f);
-	*len = p != NULL ? (size_t)n : 0;
-	return p;
+	fclose(f);
+	sbuf_init(&out, 64u << 20);
+	msgfile_to_spool(p, (size_t)n, &out);
+	free(p);
+	*len = out.len;
+	return (unsigned char *)out.data;
 }
 
 int main(int argc, char **argv)
