@@ -218,14 +218,41 @@ static int learn_tokens(struct store *st, const struct bayes_tokens *t, int is_s
 	return rc;
 }
 
+/* legacy_seen - the message's mark under its key of before
+ * (bayes_msg_key_legacy), moved to key with its example, each with what
+ * is left of its lifetime, and the old key gone: a message an older
+ * version learned stays learned so (and is taken off once, by --forget
+ * or relearning), and the old key then speaks for no crafted message
+ * colliding with it.  Until then such a message is taken for the one
+ * learned, as before the upgrade, and only while old marks live (README
+ * "Bayes").  1 with the mark in seen, 0 none, -1 store failure. */
+static int legacy_seen(struct store *st, struct mw_ctx *ctx, const char *key, char *seen,
+                       size_t seensz)
+{
+	char old[64];
+	int r;
+
+	bayes_msg_key_legacy(ctx, old, sizeof(old));
+	if ((r = store_get(st, old, seen, seensz)) <= 0)
+		return r;
+	/* the example first: stopped between the two, the mark is still at
+	 * its old key and both move next time */
+	if (chars_move(st, old, key) < 0)
+		return -1;
+	return store_move(st, old, key);
+}
+
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example)
 {
 	struct bayes_tokens t = { 0 };
 	char key[64], seen[8];
 	int r, rc = 1;
 
-	bayes_msg_key(ctx, key, sizeof(key));
+	if (bayes_msg_key(ctx, key, sizeof(key)) < 0)
+		return -1;
 	if ((r = store_get(st, key, seen, sizeof(seen))) < 0)
+		return -1;
+	if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
 		return -1;
 	if (r == 0)
 		seen[0] = '\0';

@@ -25,9 +25,17 @@ struct bayes_tokens {
 void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out);
 void bayes_tokens_free(struct bayes_tokens *t);
 
-/* bayes_msg_key - "bayes:seen:<hex>", the key recording how a message was
- * learned (from its Message-ID, else its content) */
-void bayes_msg_key(struct mw_ctx *ctx, char *out, size_t outsz);
+/* bayes_msg_key - "bayes:seen:<32 hex>", the key recording how a message
+ * was learned: store_key_hash_bytes of "mid" and its Message-ID (one of
+ * more than 4 bytes), else of "msg" and the whole message.  0, or -1 (out
+ * too small, digest failure). */
+int bayes_msg_key(struct mw_ctx *ctx, char *out, size_t outsz);
+/* bayes_msg_key_legacy - "bayes:seen:<16 hex>", the same message's key
+ * before (64-bit FNV-1a over "mid" and the Message-ID, or "msg" and the
+ * message, no separator), which anyone could make collide with another
+ * message's.  Only read, to move a mark left by an older version
+ * (bayes_learn). */
+void bayes_msg_key_legacy(struct mw_ctx *ctx, char *out, size_t outsz);
 
 enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
 

@@ -246,6 +246,15 @@ int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg,
 	return store_blob_set(st, key, val, n + 1, ttl_s);
 }
 
+int chars_move(struct store *st, const char *from_seen, const char *to_seen)
+{
+	char from[STORE_KEY_MAX], to[STORE_KEY_MAX];
+
+	if (ex_key(from_seen, from, sizeof(from)) < 0 || ex_key(to_seen, to, sizeof(to)) < 0)
+		return -1;
+	return store_move(st, from, to) < 0 ? -1 : 0;
+}
+
 int chars_kept(struct store *st, const char *seen_key)
 {
 	char key[STORE_KEY_MAX];

@@ -107,6 +107,11 @@ int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t
 int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg, size_t len,
                int cls, unsigned ttl_s);
 
+/* chars_move - the example of one seen key, if any, to another's, with
+ * what is left of its lifetime (a message's id changing form: bayes.c).
+ * 0, or -1 on a store failure. */
+int chars_move(struct store *st, const char *from_seen, const char *to_seen);
+
 /* chars_kept - is an example kept for the message of this seen key?
  * 1, 0, or -1 on a store failure */
 int chars_kept(struct store *st, const char *seen_key);

@@ -332,18 +332,41 @@ void bayes_tokens_free(struct bayes_tokens *t)
 	memset(t, 0, sizeof(*t));
 }
 
-void bayes_msg_key(struct mw_ctx *ctx, char *out, size_t outsz)
+/* msg_id - the Message-ID that names the message, or NULL: one shorter
+ * than 5 bytes ("<>", "<x>") names too many */
+static const char *msg_id(const struct msgscan *ms)
+{
+	for (size_t i = 0; i < ms->nfields; i++)
+		if (strcasecmp(ms->fields[i].name, "Message-ID") == 0)
+			return strlen(ms->fields[i].value) > 4 ? ms->fields[i].value : NULL;
+	return NULL;
+}
+
+int bayes_msg_key(struct mw_ctx *ctx, char *out, size_t outsz)
 {
 	const struct msgscan *ms = ctx->ms;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	const char *mid = NULL;
+	const char *mid = msg_id(ms);
+	const void *f[2];
+	size_t len[2];
 
-	for (size_t i = 0; i < ms->nfields; i++)
-		if (strcasecmp(ms->fields[i].name, "Message-ID") == 0) {
-			mid = ms->fields[i].value;
-			break;
-		}
-	if (mid != NULL && strlen(mid) > 4)
+	if (mid != NULL) {
+		f[0] = "mid", f[1] = mid;
+		len[1] = strlen(mid);
+	} else {
+		f[0] = "msg", f[1] = ms->msg;
+		len[1] = ms->len;
+	}
+	len[0] = 3;
+	return store_key_hash_bytes("bayes:seen:", f, len, 2, out, outsz);
+}
+
+void bayes_msg_key_legacy(struct mw_ctx *ctx, char *out, size_t outsz)
+{
+	const struct msgscan *ms = ctx->ms;
+	const char *mid = msg_id(ms);
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	if (mid != NULL)
 		h = fnv(fnv(h, "mid", 3), mid, strlen(mid));
 	else
 		h = fnv(fnv(h, "msg", 3), ms->msg, ms->len);

@@ -157,6 +157,13 @@ int store_del(struct store *s, const char *key)
 	return s->ops->del(s->backend, key);
 }
 
+int store_move(struct store *s, const char *from, const char *to)
+{
+	if (!key_ok(from, "move") || !key_ok(to, "move"))
+		return -1;
+	return s->ops->move(s->backend, from, to);
+}
+
 int store_blob_get(struct store *s, const char *key, unsigned char **data, size_t *len)
 {
 	*data = NULL;
@@ -247,17 +254,22 @@ static void sha256_fetch(void)
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
-/* hash_field - the length, then the bytes lower-cased, through a small
- * buffer: fields are short and a copy per key would cost more */
-static int hash_field(EVP_MD_CTX *md, const char *f)
+/* hash_field - the length, then the bytes (lower-cased with fold),
+ * through a small buffer: fields are short and a copy per key would cost
+ * more */
+static int hash_field(EVP_MD_CTX *md, const unsigned char *f, size_t len, int fold)
 {
-	size_t len = strlen(f), i, k;
+	size_t i, k;
 	unsigned char buf[256];
 
 	for (k = 0; k < 8; k++)
 		buf[k] = (unsigned char)((uint64_t)len >> (56 - 8 * k));
+	if (!fold) {
+		return EVP_DigestUpdate(md, buf, k) != 1
+		    || (len > 0 && EVP_DigestUpdate(md, f, len) != 1) ? -1 : 0;
+	}
 	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)f[i];
+		unsigned char c = f[i];
 
 		buf[k++] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 		if (k == sizeof(buf)) {
@@ -269,8 +281,10 @@ static int hash_field(EVP_MD_CTX *md, const char *f)
 	return k > 0 && EVP_DigestUpdate(md, buf, k) != 1 ? -1 : 0;
 }
 
-int store_key_hash(const char *prefix, const char *const *fields, size_t n,
-                   char *out, size_t outsz)
+/* key_hash - store_key_hash and store_key_hash_bytes: lens NULL for
+ * NUL-terminated fields */
+static int key_hash(const char *prefix, const void *const *fields, const size_t *lens, size_t n,
+                    int fold, char *out, size_t outsz)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t plen = strlen(prefix), i;
@@ -286,9 +300,10 @@ int store_key_hash(const char *prefix, const char *const *fields, size_t n,
 		slog(NULL, LOG_ERR, "store: SHA-256 unavailable for a key");
 		return -1;
 	}
-	ok = EVP_DigestInit_ex(md, sha256_md, NULL) == 1 && hash_field(md, prefix) == 0;
+	ok = EVP_DigestInit_ex(md, sha256_md, NULL) == 1
+	    && hash_field(md, (const unsigned char *)prefix, plen, fold) == 0;
 	for (i = 0; ok && i < n; i++)
-		ok = hash_field(md, fields[i]) == 0;
+		ok = hash_field(md, fields[i], lens != NULL ? lens[i] : strlen(fields[i]), fold) == 0;
 	ok = ok && EVP_DigestFinal_ex(md, d, &dlen) == 1 && dlen * 2 >= STORE_HASH_HEX;
 	EVP_MD_CTX_free(md);
 	if (!ok) {
@@ -302,4 +317,16 @@ int store_key_hash(const char *prefix, const char *const *fields, size_t n,
 	}
 	out[plen + STORE_HASH_HEX] = '\0';
 	return 0;
+}
+
+int store_key_hash(const char *prefix, const char *const *fields, size_t n,
+                   char *out, size_t outsz)
+{
+	return key_hash(prefix, (const void *const *)fields, NULL, n, 1, out, outsz);
+}
+
+int store_key_hash_bytes(const char *prefix, const void *const *fields, const size_t *lens,
+                         size_t n, char *out, size_t outsz)
+{
+	return key_hash(prefix, fields, lens, n, 0, out, outsz);
 }

@@ -29,8 +29,7 @@
  * hashed here: two keys that differ only past the limit must not become
  * one.  Callers that build keys from envelope data (greylist triplets,
  * rate limit subjects, Bayes message ids) hash that data into keys of a
- * fixed length themselves (store_key_hash; Bayes keeps its FNV-1a, its
- * learned marks being keyed by it). */
+ * fixed length themselves (store_key_hash, store_key_hash_bytes). */
 #define STORE_KEY_MAX   511
 #define STORE_VALUE_MAX 1024    /* bytes of a string value */
 #define STORE_BLOB_MAX (8u << 20)   /* bytes of a binary value */
@@ -52,6 +51,7 @@ struct store_ops {
 	int  (*get)(void *b, const char *key, char *val, size_t valsz);
 	int  (*set)(void *b, const char *key, const char *val, unsigned ttl_s);
 	int  (*del)(void *b, const char *key);
+	int  (*move)(void *b, const char *from, const char *to);
 	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
 	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
 	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign,
@@ -77,6 +77,11 @@ struct store_ops {
  * out is too small or the digest fails (logged). */
 int store_key_hash(const char *prefix, const char *const *fields, size_t n,
                    char *out, size_t outsz);
+/* store_key_hash_bytes - the same over fields of lens[i] bytes each, any
+ * bytes, none lower-cased (the prefix neither): for what is compared
+ * byte for byte, a Message-ID or a whole message (Bayes' message ids) */
+int store_key_hash_bytes(const char *prefix, const void *const *fields, const size_t *lens,
+                         size_t n, char *out, size_t outsz);
 
 /* store_open - the process's store for cfg (store, store_path,
  * store_redis, ...): opened on the first call, shared afterwards.  NULL
@@ -102,6 +107,13 @@ int store_get(struct store *s, const char *key, char *val, size_t valsz);
 int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s);
 /* store_del - remove key (absent is fine).  0, or -1. */
 int store_del(struct store *s, const char *key);
+/* store_move - the value of from (string or binary) and what is left of
+ * its lifetime go to to, replacing what to held, and from goes, in one
+ * step (an LMDB transaction, a Redis script): for keys whose form
+ * changes (Bayes' message ids), where a copy would need the TTL, which
+ * the store does not give.  1 moved, 0 from absent or expired (to left
+ * as it was), -1 store failure. */
+int store_move(struct store *s, const char *from, const char *to);
 /* store_incr - atomically add by to the integer at key (absent or expired
  * = 0); a key created by this call expires after ttl_s seconds (0 =
  * never), an existing key keeps its expiry.  *out gets the new value.

@@ -382,6 +382,48 @@ static int lmdb_del(void *vb, const char *key)
 	return 0;
 }
 
+static int lmdb_move(void *vb, const char *from, const char *to)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(from), nk = key_val(to), v;
+	unsigned char *copy = NULL;
+	uint64_t exp;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	rc = mdb_get(txn, b->kv, &k, &v);
+	if (rc == MDB_NOTFOUND || (rc == 0 && (v.mv_size < 8 || ((exp = get_u64(v.mv_data)) != 0
+	                                                          && exp <= now_s())))) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if (rc == 0) {
+		/* the value points into the map, which the put may change:
+		 * copied first, its expiry with it */
+		copy = xmalloc(v.mv_size);
+		memcpy(copy, v.mv_data, v.mv_size);
+		v.mv_data = copy;
+		if ((rc = mdb_put(txn, b->kv, &nk, &v, 0)) == 0)
+			rc = mdb_del(txn, b->kv, &k, NULL);
+	}
+	free(copy);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		lerr(b, "move", rc);
+		return -1;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	wrote(b);
+	return 1;
+}
+
 static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
 {
 	struct lmdb_store *b = vb;
@@ -843,6 +885,7 @@ const struct store_ops store_lmdb_ops = {
 	.get = lmdb_get,
 	.set = lmdb_set,
 	.del = lmdb_del,
+	.move = lmdb_move,
 	.incr = lmdb_incr,
 	.tokens_get = lmdb_tokens_get,
 	.tokens_add = lmdb_tokens_add,

@@ -585,6 +585,34 @@ static int redis_del(void *vb, const char *key)
 	return 0;
 }
 
+/* RENAME keeps the TTL; on a key that is not there it is an error,
+ * hence the script (run as one step) */
+static const char move_lua[] =
+	"if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+	"redis.call('RENAME', KEYS[1], KEYS[2]) return 1";
+
+static int redis_move(void *vb, const char *from, const char *to)
+{
+	struct redis_store *b = vb;
+	char k[FULL_KEY_SZ], nk[FULL_KEY_SZ];
+	const char *argv[5] = { "EVAL", move_lua, "2", k, nk };
+	redisReply *r;
+	int rc;
+
+	full_key(b, from, k, sizeof(k));
+	full_key(b, to, nk, sizeof(nk));
+	if ((r = run(b, 5, argv, NULL)) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
+		rc = (int)r->integer;
+	} else {
+		wrong_type(b, "EVAL (move)", r);
+		rc = -1;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 static int redis_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
 {
 	struct redis_store *b = vb;
@@ -948,6 +976,7 @@ const struct store_ops store_redis_ops = {
 	.get = redis_get,
 	.set = redis_set,
 	.del = redis_del,
+	.move = redis_move,
 	.incr = redis_incr,
 	.tokens_get = redis_tokens_get,
 	.tokens_add = redis_tokens_add,

@@ -13,6 +13,7 @@
  *   cc -O2 -o build/fnv1a_collide tests/bench/fnv1a_collide.c
  *   build/fnv1a_collide ""                              (rate limits)
  *   build/fnv1a_collide "$(printf '127.0.0.0/24\xff')"  (greylisting from 127.0.0.1)
+ *   build/fnv1a_collide "mid<"                          (Bayes Message-IDs "<A@...>")
  * prints "A B STATE STEPS"; any common suffix ("@example.org") keeps A and
  * B colliding. */
 #include <stdint.h>

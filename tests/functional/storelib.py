@@ -121,6 +121,23 @@ def fnv1a64(data, h=0xcbf29ce484222325):
     return h
 
 
+def bayes_seen_key(mid):
+    """bayes_msg_key (filters/bayes_tok.c) of a message with that
+    Message-ID: store_key_hash_bytes, the framing of key_hash over
+    "bayes:seen:", "mid" and the Message-ID, nothing lower-cased"""
+    import hashlib
+    import struct
+    m = hashlib.sha256()
+    for b in (b"bayes:seen:", b"mid", mid.encode()):
+        m.update(struct.pack(">Q", len(b)) + b)
+    return "bayes:seen:" + m.hexdigest()[:32]
+
+
+def legacy_bayes_seen_key(mid):
+    """the same before: 64-bit FNV-1a over "mid" and the Message-ID"""
+    return "bayes:seen:%016x" % fnv1a64(b"mid" + mid.encode())
+
+
 def legacy_greylist_key(net, sender, rcpt):
     """the greylist key before store_key_hash: 64-bit FNV-1a over the
     lower-cased parts, each followed by 0xff"""
@@ -180,7 +197,7 @@ class Lmdb:
 
     def put(self, key, value, expiry):
         ct = self.ct
-        data = struct_u64(expiry) + value.encode()
+        data = struct_u64(expiry) + (value if isinstance(value, bytes) else value.encode())
         kb, vb = ct.create_string_buffer(key.encode(), len(key)), ct.create_string_buffer(data, len(data))
 
         def fn(txn, dbi):
@@ -189,8 +206,17 @@ class Lmdb:
             self._call("mdb_put", txn, dbi, ct.byref(k), ct.byref(v), ct.c_uint(0))
         self._txn(fn, False)
 
-    def get(self, key):
-        """(expiry, value) or None"""
+    def delete(self, key):
+        ct = self.ct
+        kb = ct.create_string_buffer(key.encode(), len(key))
+
+        def fn(txn, dbi):
+            k = self.Val(len(key), ct.cast(kb, ct.c_void_p))
+            self._call("mdb_del", txn, dbi, ct.byref(k), None)
+        self._txn(fn, False)
+
+    def get(self, key, raw=False):
+        """(expiry, value) or None; the value as bytes with raw"""
         ct = self.ct
         kb = ct.create_string_buffer(key.encode(), len(key))
 
@@ -198,8 +224,8 @@ class Lmdb:
             k, v = self.Val(len(key), ct.cast(kb, ct.c_void_p)), self.Val()
             if self._call("mdb_get", txn, dbi, ct.byref(k), ct.byref(v)) != 0:
                 return None
-            raw = ct.string_at(v.data, v.size)
-            return int.from_bytes(raw[:8], "little"), raw[8:].decode()
+            data = ct.string_at(v.data, v.size)
+            return int.from_bytes(data[:8], "little"), data[8:] if raw else data[8:].decode()
         return self._txn(fn, True)
 
 
@@ -217,11 +243,19 @@ def store_put(kind, opts, redis, key, value, expiry):
         assert redis.command("SET", o["store_prefix"] + key, value, "EX", ttl).startswith(b"+OK")
 
 
-def store_peek(kind, opts, redis, key):
-    """(seconds left, value) of key, or None"""
+def store_del(kind, opts, redis, key):
     o = dict(opts)
     if kind == "lmdb":
-        got = Lmdb(o["store_path"]).get(key)
+        Lmdb(o["store_path"]).delete(key)
+    else:
+        assert redis.command("DEL", o["store_prefix"] + key).startswith(b":")
+
+
+def store_peek(kind, opts, redis, key, raw=False):
+    """(seconds left, value) of key, or None; the value as bytes with raw"""
+    o = dict(opts)
+    if kind == "lmdb":
+        got = Lmdb(o["store_path"]).get(key, raw)
         if got is None or (got[0] and got[0] <= time.time()):
             return None
         return (got[0] - time.time() if got[0] else None), got[1]
@@ -230,4 +264,6 @@ def store_peek(kind, opts, redis, key):
     if v.startswith(b"$-1"):
         return None
     ttl = int(redis.command("TTL", full)[1:].split(b"\r\n")[0])
-    return ttl, v.split(b"\r\n")[1].decode()
+    head, rest = v.split(b"\r\n", 1)
+    value = rest[:int(head[1:])]
+    return ttl, value if raw else value.decode()

@@ -15,6 +15,7 @@ import pytest
 from corpuslib import training_half
 from mwlib import make_msg, run_mw
 from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
+from storelib import bayes_seen_key, fnv1a64, legacy_bayes_seen_key, store_del, store_peek, store_put
 
 SPAMMY = ["cheap pills viagra offer click here now winner prize",
           "free money unclaimed prize lottery wire transfer now",
@@ -277,6 +278,106 @@ def test_learned_message_is_remembered_for_seen_ttl(store, tmp_path):
     assert "learned as ham 1 message(s)" in out, out
     rc, out, err = learn(opts, "--ham", msg)
     assert "1 already learned so" in out, out
+
+
+# Two Message-IDs whose keys of before were one (tests/bench/fnv1a_collide.c
+# "mid<": the old key was FNV-1a-64 over "mid" and the Message-ID)
+MID_A = "<3i5beq2bsee2e@example.org>"
+MID_B = "<ruvdim2aeptyi@example.org>"
+
+
+def held(out):
+    m = re.search(r"store holds (\d+) spam, (\d+) ham", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_fnv_colliding_message_is_learned_as_new(store, tmp_path):
+    """A message whose Message-ID collides with a learned one's under the
+    old FNV-1a key is another message now: learned (not "already
+    learned"), and relearning or forgetting it leaves the other as it
+    was."""
+    kind, opts, redis = store
+    assert legacy_bayes_seen_key(MID_A) == legacy_bayes_seen_key(MID_B)
+    a, b = tmp_path / "a.eml", tmp_path / "b.eml"
+    a.write_bytes(make_msg(subject="offer", body="cheap pills click here", msgid=MID_A))
+    b.write_bytes(make_msg(subject="minutes", body="the meeting notes", msgid=MID_B))
+    rc, out, err = learn(opts, "--spam", str(a))
+    assert rc == 0 and "learned as spam 1 message(s)" in out, (out, err)
+    rc, out, err = learn(opts, "--spam", str(b))
+    assert "learned as spam 1 message(s)" in out and held(out) == (2, 0), (out, err)
+    rc, out, _ = learn(opts, "--ham", str(b))
+    assert held(out) == (1, 1), out
+    rc, out, _ = learn(opts, "--forget", str(b))
+    assert "forgot 1 message(s)" in out and held(out) == (1, 0), out
+    rc, out, _ = learn(opts, "--spam", str(a))
+    assert "1 already learned so" in out and held(out) == (1, 0), out
+    assert store_peek(kind, opts, redis, legacy_bayes_seen_key(MID_A)) is None
+    assert store_peek(kind, opts, redis, bayes_seen_key(MID_A))[1] == "s"
+
+
+def test_old_seen_keys_move(store, tmp_path):
+    """A store taught by an older version keeps its marks under the FNV-1a
+    keys (bayes:seen:<16 hex>, the example at bayes:ex:<16 hex>): such a
+    message is still "already learned", its mark and example move to the
+    new keys with the lifetime they had left (30 days here, not a new 90),
+    and the old keys go; --rebuild counts examples under either form;
+    --forget of a message learned so takes it off once."""
+    kind, opts, redis = store
+    day = 86400
+    mids = {"s": "<old-spam.1@test.example>", "f": "<old-spam.2@test.example>",
+            "h": "<old-ham.1@test.example>"}
+    files = {}
+    for n, mid in mids.items():
+        files[n] = str(tmp_path / ("%s.eml" % n))
+        with open(files[n], "wb") as f:
+            f.write(make_msg(subject="old %s" % n, body="words of the %s message" % n, msgid=mid))
+    rc, out, err = learn(opts, "--spam", files["s"], files["f"])
+    assert rc == 0 and "learned as spam 2 message(s)" in out, (out, err)
+    rc, out, err = learn(opts, "--ham", files["h"])
+    assert held(out) == (2, 1), (out, err)
+    # as an older version left them: the same entries under the old keys,
+    # 30 days left
+    exp = int(time.time()) + 30 * day
+    examples = {}
+    for n, mid in mids.items():
+        new, old = bayes_seen_key(mid), legacy_bayes_seen_key(mid)
+        nex, oex = new.replace("seen", "ex"), old.replace("seen", "ex")
+        mark = store_peek(kind, opts, redis, new)
+        ex = store_peek(kind, opts, redis, nex, raw=True)
+        assert mark[1] == ("h" if n == "h" else "s") and ex and ex[1][:1] == mark[1].encode(), (n, ex)
+        examples[n] = ex[1]
+        store_put(kind, opts, redis, old, mark[1], exp)
+        store_put(kind, opts, redis, oex, ex[1], exp)
+        store_del(kind, opts, redis, new)
+        store_del(kind, opts, redis, nex)
+    # the character model is trained from examples under the old ids too
+    rc, out, err = learn(opts, "--rebuild")
+    assert rc == 0 and out.startswith("character model trained on 2 spam, 1 ham"), (out, err)
+    rc, out, err = learn(opts, "--spam", files["s"])
+    assert "1 already learned so" in out and held(out) == (2, 1), (out, err)
+    rc, out, err = learn(opts, "--ham", files["h"])
+    assert "1 already learned so" in out and held(out) == (2, 1), (out, err)
+    for n in ("s", "h"):
+        new, old = bayes_seen_key(mids[n]), legacy_bayes_seen_key(mids[n])
+        assert store_peek(kind, opts, redis, old) is None, n
+        assert store_peek(kind, opts, redis, old.replace("seen", "ex")) is None, n
+        left, v = store_peek(kind, opts, redis, new)
+        assert v == ("s" if n == "s" else "h") and 30 * day - 60 < left <= 30 * day, (n, left, v)
+        left, v = store_peek(kind, opts, redis, new.replace("seen", "ex"), raw=True)
+        assert v == examples[n] and 30 * day - 60 < left <= 30 * day, (n, left)
+    # forgotten once: its tokens and counts off, every key of it gone
+    rc, out, err = learn(opts, "--forget", files["f"])
+    assert "forgot 1 message(s)" in out and held(out) == (1, 1), (out, err)
+    assert "character model trained on 1 spam, 1 ham" in out, out
+    for k in (bayes_seen_key(mids["f"]), legacy_bayes_seen_key(mids["f"])):
+        assert store_peek(kind, opts, redis, k) is None, k
+        assert store_peek(kind, opts, redis, k.replace("seen", "ex")) is None, k
+    rc, out, err = learn(opts, "--forget", files["f"])
+    assert "forgot 0 message(s), 1 already unknown" in out and held(out) == (1, 1), out
+    # relearning one learned so as the other class moves it
+    rc, out, err = learn(opts, "--ham", files["s"])
+    assert "learned as ham 1 message(s)" in out and held(out) == (0, 2), out
 
 
 def test_redis_seen_key_ttl(redis_server, tmp_path):

@@ -53,7 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(a.h[i - 1] < a.h[i]);
 	bayes_tokenize(&ctx, &b);
 	CHECK(a.n == b.n && (a.n == 0 || memcmp(a.h, b.h, a.n * sizeof(*a.h)) == 0));
-	bayes_msg_key(&ctx, key, sizeof(key));
+	CHECK(bayes_msg_key(&ctx, key, sizeof(key)) == 0);
+	CHECK(strlen(key) == strlen("bayes:seen:") + STORE_HASH_HEX);
+	bayes_msg_key_legacy(&ctx, key, sizeof(key));
 	CHECK(strlen(key) == strlen("bayes:seen:") + 16);
 	bayes_tokens_free(&a);
 	bayes_tokens_free(&b);

@@ -663,6 +663,48 @@ static int count_big(const char *key, const unsigned char *data, size_t len, voi
 	return 0;
 }
 
+/* store_move: the value, binary or not, and what is left of its
+ * lifetime; an absent or expired key moves nothing */
+static void move_cases(struct store *s)
+{
+	static const unsigned char bin[] = { 's', 0, 'x', 0xff };
+	unsigned char *got;
+	size_t len;
+	char v[16];
+
+	assert_int_equal(store_set(s, "mv:a", "s", 0), 0);
+	assert_int_equal(store_set(s, "mv:c", "old", 0), 0);
+	assert_int_equal(store_move(s, "mv:a", "mv:c"), 1);
+	assert_int_equal(store_get(s, "mv:a", v, sizeof(v)), 0);
+	assert_int_equal(store_get(s, "mv:c", v, sizeof(v)), 1);
+	assert_string_equal(v, "s");
+	assert_int_equal(store_move(s, "mv:a", "mv:c"), 0);
+	assert_int_equal(store_get(s, "mv:c", v, sizeof(v)), 1);
+	assert_string_equal(v, "s");
+	assert_int_equal(store_blob_set(s, "mv:b", bin, sizeof(bin), 0), 0);
+	assert_int_equal(store_move(s, "mv:b", "mv:d"), 1);
+	assert_int_equal(store_blob_get(s, "mv:d", &got, &len), 1);
+	assert_int_equal(len, sizeof(bin));
+	assert_memory_equal(got, bin, sizeof(bin));
+	free(got);
+	assert_int_equal(store_blob_get(s, "mv:b", &got, &len), 0);
+	assert_int_equal(store_set(s, "mv:e", "h", 1), 0);
+	assert_int_equal(store_set(s, "mv:g", "h", 1), 0);
+	assert_int_equal(store_move(s, "mv:e", "mv:f"), 1);
+	assert_int_equal(store_get(s, "mv:f", v, sizeof(v)), 1);
+	sleep(2);
+	assert_int_equal(store_get(s, "mv:f", v, sizeof(v)), 0);   /* its TTL came along */
+	assert_int_equal(store_move(s, "mv:g", "mv:h"), 0);
+	assert_int_equal(store_get(s, "mv:h", v, sizeof(v)), 0);
+	assert_int_equal(store_move(s, "mv:a b", "mv:h"), -1);
+	for (const char *k = "acdf"; *k; k++) {
+		char key[8];
+
+		snprintf(key, sizeof(key), "mv:%c", *k);
+		assert_int_equal(store_del(s, key), 0);
+	}
+}
+
 static void blob_cases(struct store *s, int redis)
 {
 	static const unsigned char bin[] = { 'a', 0, 'b', 0, 0xff, '\n', '\r', 0 };
@@ -671,6 +713,7 @@ static void blob_cases(struct store *s, int redis)
 	struct seen sn;
 	char key[32], val[32];
 
+	move_cases(s);
 	/* round trip: NUL bytes, empty, 4 MiB, the largest; absent; too big */
 	assert_int_equal(store_blob_get(s, "nope", &got, &len), 0);
 	assert_int_equal(store_blob_set(s, "bin", bin, sizeof(bin), 0), 0);

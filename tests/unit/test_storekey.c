@@ -109,6 +109,29 @@ static void test_fnv_collision_split(void **state)
 	assert_string_not_equal(ka, key("rl:rcpt_domain:", db, 1));
 }
 
+/* store_key_hash_bytes: the same framing over bytes as they are (pinned
+ * the same way), NUL bytes and case counting */
+static void test_bytes(void **state)
+{
+	static const char msg[] = "Subject: x\r\n\r\na\0B";
+	const void *f[2] = { "mid", "<Abc@Example.org>" }, *g[2] = { "msg", msg };
+	size_t fl[2] = { 3, 17 }, gl[2] = { 3, sizeof(msg) - 1 };
+	const char *folded[2] = { "mid", "<Abc@Example.org>" };
+	char out[64], ka[64];
+
+	(void)state;
+	assert_int_equal(store_key_hash_bytes("bayes:seen:", f, fl, 2, out, sizeof(out)), 0);
+	assert_string_equal(out, "bayes:seen:1cfed9eb73dfe4cbc1d16cd3585b8f99");
+	assert_string_not_equal(out, key("bayes:seen:", folded, 2));
+	assert_int_equal(store_key_hash_bytes("bayes:seen:", g, gl, 2, out, sizeof(out)), 0);
+	assert_string_equal(out, "bayes:seen:f6f04a8dbc00532bc27bd77b1d8adfe0");
+	/* past the NUL */
+	gl[1]--;
+	assert_int_equal(store_key_hash_bytes("bayes:seen:", g, gl, 2, ka, sizeof(ka)), 0);
+	assert_string_not_equal(out, ka);
+	assert_int_equal(store_key_hash_bytes("bayes:seen:", g, gl, 2, ka, 11 + STORE_HASH_HEX), -1);
+}
+
 static void test_small_buffer(void **state)
 {
 	const char *a[1] = { "x" };
@@ -127,6 +150,7 @@ int main(void)
 		cmocka_unit_test(test_framing),
 		cmocka_unit_test(test_case_folded),
 		cmocka_unit_test(test_fnv_collision_split),
+		cmocka_unit_test(test_bytes),
 		cmocka_unit_test(test_small_buffer),
 	};
 
