@@ -7,9 +7,9 @@ BUILD   ?= build
 CC      ?= cc
 
 PKGS    := libevent libevent_pthreads json-c inih openssl libunbound opendkim libpsl \
-           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis milter
-# libspf2 and libopendmarc ship no .pc file
-EXTRA_LIBS := -lspf2 -lopendmarc
+           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis milter zlib
+# libspf2, libopendmarc and libbz2 ship no .pc file
+EXTRA_LIBS := -lspf2 -lopendmarc -lbz2
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
            -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
            -Werror=implicit-function-declaration
