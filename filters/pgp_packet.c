@@ -590,7 +590,6 @@ int pgp_binary_sniff(const unsigned char *d, size_t n)
 	 * once in 16,384) */
 	if (next_packet(d, n, &i, &p) <= 0)
 		return 0;
-	free(p.owned);
 	switch (p.tag) {
 	case 8:
 		ok = p.len >= 1 && p.body[0] <= 3;
@@ -617,6 +616,7 @@ int pgp_binary_sniff(const unsigned char *d, size_t n)
 	default:
 		ok = 0;
 	}
+	free(p.owned);
 	return ok;
 }
 
