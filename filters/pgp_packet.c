@@ -491,6 +491,12 @@ static enum pgp_result packets(struct rd *r, const unsigned char *d, size_t n, u
 	struct pkt p;
 	enum pgp_result res = PGP_LITERAL;
 
+	/* session keys then encrypted data: a message no key-less reader
+	 * opens, whatever follows (even cut short, or only sketched, as in
+	 * a test message) */
+	if (depth == 0 && n > 0 && (d[0] & 0x80) &&
+	    encrypted_tag(d[0] & 0x40 ? d[0] & 0x3fu : (d[0] >> 2) & 0x0fu))
+		return PGP_ENCRYPTED;
 	while ((rc = next_packet(d, n, &i, &p)) > 0) {
 		if (++r->packets > PGP_MAX_PACKETS) {
 			res = fail(r, PGP_LIMIT, "more than 10000 packets");
@@ -498,12 +504,6 @@ static enum pgp_result packets(struct rd *r, const unsigned char *d, size_t n, u
 		}
 		if (encrypted_tag(p.tag)) {
 			r->encrypted = 1;
-			if (first && depth == 0) {
-				/* session keys then encrypted data: a message no
-				 * key-less reader opens (what follows is skipped too) */
-				free(p.owned);
-				return PGP_ENCRYPTED;
-			}
 		} else if (p.tag == 8) {
 			unsigned char *out = NULL;
 			size_t outlen = 0;
