@@ -119,6 +119,8 @@ struct finding {
 	unsigned uu_blocks;           /* uuencoded files looked at */
 	unsigned embed_level;         /* messages parsed from parts, nested */
 	uint64_t embedded;            /* bytes of those messages */
+	int      pgp_mime;            /* a PGP/MIME control part (application/pgp-encrypted) */
+	unsigned pgp_read;            /* OpenPGP messages whose literal data was read */
 	int      archive_unchecked;     /* an archive's rest was left unread */
 	uint64_t unpacked;            /* entry bytes read, all archives and levels
 	                               * (ARCHIVE_UNPACKED_MAX) */
@@ -1127,8 +1129,8 @@ static void check_smime(struct finding *f, const struct mime_part *p, const char
 	int kind;
 
 	if (strcmp(p->content_type, "application/pgp-encrypted") == 0) {
-		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0,
-		    "PGP/MIME encrypted: its content is not checked");
+		/* said at the end, unless its "encrypted" part was only signed */
+		f->pgp_mime = 1;
 		return;
 	}
 	for (size_t k = 0; !pkcs7 && p->names != NULL && p->names[k] != NULL; k++) {
@@ -1273,6 +1275,7 @@ static void check_pgp(struct finding *f, const struct mime_part *p, const char *
 			snprintf(what, sizeof(what), "OpenPGP message not read (%s)", why);
 			hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, what);
 		} else if (res == PGP_LITERAL) {
+			f->pgp_read++;
 			if (pgp_looks_mime(lit.data, lit.len))
 				check_message(f, lit.data, lit.len, file);
 			else {
@@ -1396,6 +1399,8 @@ static void attach_eom(struct mw_ctx *ctx)
 	}
 	if (m->incomplete != NULL)
 		hit(&f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message", m->incomplete);
+	if (f.pgp_mime && f.pgp_read == 0)
+		mw_symbol(ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "PGP/MIME encrypted: its content is not checked");
 	if (f.worst == ATTACH_REPLACE)
 		replace_parts(&f, m);
 	switch (f.worst) {
