@@ -288,7 +288,8 @@ def gpg(tmp_path):
     """sign(data) -> armored detached signature, verify(data, sig) -> bool,
     with a throwaway key; None without gpg"""
     if shutil.which("gpg") is None:
-        return None
+        yield None
+        return
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     base = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--no-tty"]
