@@ -660,6 +660,8 @@ PGP_IN = "the OpenPGP signed content of "
 
 @pytest.fixture(scope="module")
 def pgp(tmp_path_factory):
+    if avlib.shutil.which("gpg") is None:
+        pytest.skip("gnupg not installed (scripts/install-deps)")
     g = avlib.Gpg(tmp_path_factory.mktemp("pgp"))
     yield g
     g.close()

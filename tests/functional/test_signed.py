@@ -417,6 +417,8 @@ def test_subject_tag_leaves_smime_signature_intact(tmp_path, smime):
 @pytest.fixture
 def pgp(tmp_path):
     import avlib
+    if shutil.which("gpg") is None:
+        pytest.skip("gnupg not installed (scripts/install-deps)")
     g = avlib.Gpg(tmp_path)
     yield g
     g.close()
