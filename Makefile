@@ -7,9 +7,9 @@ BUILD   ?= build
 CC      ?= cc
 
 PKGS    := libevent libevent_pthreads json-c inih openssl libunbound opendkim libpsl \
-           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis milter
-# libspf2 and libopendmarc ship no .pc file
-EXTRA_LIBS := -lspf2 -lopendmarc
+           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis milter zlib
+# libspf2, libopendmarc and libbz2 ship no .pc file
+EXTRA_LIBS := -lspf2 -lopendmarc -lbz2
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
            -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
            -Werror=implicit-function-declaration
@@ -127,7 +127,7 @@ install: all
 # build/fuzz/corpus-NAME, seeds from tests/data where useful); FUZZ_TARGETS
 # picks some ("make fuzz FUZZ_TARGETS='mime spf' FUZZ_SECONDS=600").
 FUZZ_SECONDS ?= 60
-FUZZ_ALL     := dataframe smtp_parse transport rules html mime scanwire headers spf relay bayes scan rewrite
+FUZZ_ALL     := dataframe smtp_parse transport rules html mime scanwire headers spf relay bayes scan rewrite pgp
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_DIR     := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -143,6 +143,7 @@ FUZZ_MAXLEN_bayes     := 16384
 FUZZ_MAXLEN_scan      := 16384
 FUZZ_MAXLEN_relay     := 2048
 FUZZ_MAXLEN_spf       := 1024
+FUZZ_MAXLEN_pgp       := 8192
 # seed inputs (read only, after the corpus directory; tests/fuzz/seeds/README.md)
 FUZZ_MSG_SEEDS     := tests/data/demo tests/fuzz/seeds/msg
 FUZZ_SEEDS_mime    := $(FUZZ_MSG_SEEDS)
@@ -152,6 +153,7 @@ FUZZ_SEEDS_headers := $(FUZZ_MSG_SEEDS)
 FUZZ_SEEDS_scan    := $(FUZZ_MSG_SEEDS)
 FUZZ_SEEDS_spf     := tests/fuzz/seeds/spf
 FUZZ_SEEDS_relay   := tests/fuzz/seeds/relay
+FUZZ_SEEDS_pgp     := tests/data/pgp
 
 $(FUZZ_DIR)/obj/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
 	@mkdir -p $(dir $@)

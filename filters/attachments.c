@@ -62,6 +62,7 @@
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
+#include "filters/pgp_packet.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 
@@ -118,6 +119,8 @@ struct finding {
 	unsigned uu_blocks;           /* uuencoded files looked at */
 	unsigned embed_level;         /* messages parsed from parts, nested */
 	uint64_t embedded;            /* bytes of those messages */
+	int      pgp_mime;            /* a PGP/MIME control part (application/pgp-encrypted) */
+	unsigned pgp_read;            /* OpenPGP messages whose literal data was read */
 	int      archive_unchecked;     /* an archive's rest was left unread */
 	uint64_t unpacked;            /* entry bytes read, all archives and levels
 	                               * (ARCHIVE_UNPACKED_MAX) */
@@ -1126,8 +1129,8 @@ static void check_smime(struct finding *f, const struct mime_part *p, const char
 	int kind;
 
 	if (strcmp(p->content_type, "application/pgp-encrypted") == 0) {
-		mw_symbol(f->ctx, "ATTACH_ENCRYPTED_MESSAGE", 0,
-		    "PGP/MIME encrypted: its content is not checked");
+		/* said at the end, unless its "encrypted" part was only signed */
+		f->pgp_mime = 1;
 		return;
 	}
 	for (size_t k = 0; !pkcs7 && p->names != NULL && p->names[k] != NULL; k++) {
@@ -1150,6 +1153,142 @@ static void check_smime(struct finding *f, const struct mime_part *p, const char
 		if (content != NULL)
 			check_message(f, content, n, file);
 		free(content);
+	}
+}
+
+/* is_message_part - a part check_embedded parses as a message (its own
+ * parts are then looked at one by one) */
+static int is_message_part(const struct mime_part *p)
+{
+	char last[32], prev[32];
+
+	if (strcmp(p->content_type, "message/rfc822") == 0 || strcmp(p->content_type, "message/global") == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		if (strcmp(last, "eml") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* pgp_named - a part that says it is OpenPGP data (its type, or a name
+ * ending .gpg .pgp .asc .sig); *derived gets the name gpg gives what it
+ * takes out (the name without that suffix), "" if none */
+static int pgp_named(const struct mime_part *p, char *derived, size_t dsz)
+{
+	static const char *const sfx[] = { ".gpg", ".pgp", ".asc", ".sig", NULL };
+	int named = strncmp(p->content_type, "application/pgp", 15) == 0;
+
+	derived[0] = '\0';
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		for (size_t i = 0; sfx[i] != NULL; i++)
+			if (n > 4 && strcasecmp(p->names[k] + n - 4, sfx[i]) == 0) {
+				named = 1;
+				if (derived[0] == '\0')
+					snprintf(derived, dsz, "%.*s", (int)(n - 4), p->names[k]);
+			}
+	}
+	return named;
+}
+
+/* check_pgp_file - the literal data of an OpenPGP message that is no MIME
+ * entity: the file gpg writes, under the name the packet gives it and the
+ * one of the part without its suffix, checked as a compressed file's is:
+ * names, type, and the archive it may be */
+static void check_pgp_file(struct finding *f, const struct pgp_literal *lit, const char *derived,
+                           const char *file)
+{
+	char type[128], last[32], prev[32], dlast[32];
+	const char *inner = lit->name[0] ? lit->name : derived[0] ? derived : "its content";
+
+	if (lit->name[0] != '\0')
+		check_name(f, lit->name, file);
+	if (derived[0] != '\0' && strcmp(derived, lit->name) != 0)
+		check_name(f, derived, file);
+	detect(f->a, lit->data, lit->len, type, sizeof(type));
+	if (type_banned(f->r, type)) {
+		char what[300], shown_inner[NAME_SHOWN + 8];
+
+		shown(inner, shown_inner, sizeof(shown_inner));
+		snprintf(what, sizeof(what), "contains %s of type %s", shown_inner, type);
+		hit(f, R_ARCHIVE, symbol_of[R_ARCHIVE], file, what);
+	}
+	name_exts(lit->name, last, sizeof(last), prev, sizeof(prev));
+	name_exts(derived, dlast, sizeof(dlast), prev, sizeof(prev));
+	if (f->a->scan_archives && lit->len > 0 &&
+	    (is_archive_ext(last) || is_archive_ext(dlast) || is_archive_type(type))) {
+		char label[400];
+
+		snprintf(label, sizeof(label), "%.200s/%.190s", file, inner);
+		if (lit->len > f->a->max_nested)
+			archive_unchecked(f, file, "signed archive over attach_archive_max_size");
+		else
+			scan_archive(f, lit->data, lit->len, label, 1);
+	}
+}
+
+/* check_pgp - an opaque OpenPGP signed message in a part (armored blocks
+ * anywhere in it, or the part a binary message): its literal data is
+ * what the recipient's program shows or saves, checked as an attached
+ * message when it is a MIME entity (PGP/MIME), else as a file.  Encrypted
+ * messages cannot be read and are left as they were.  One that cannot be
+ * read (a limit, or malformed where the part is armored or says it is
+ * OpenPGP) is unchecked. */
+static void check_pgp(struct finding *f, const struct mime_part *p, const char *file)
+{
+	size_t pos = 0, at, blen;
+	int armored = 0;
+	char derived[300];
+	int named = pgp_named(p, derived, sizeof(derived));
+
+	if (p->raw_len == 0)
+		return;
+	for (;;) {
+		const unsigned char *d;
+		size_t n;
+		struct pgp_literal lit;
+		char why[150], what[300];
+		enum pgp_result res;
+
+		if (pgp_armor_find(p->raw, p->raw_len, &pos, &at, &blen)) {
+			armored = 1;
+			d = p->raw + at;
+			n = blen;
+		} else if (!armored && pos == p->raw_len && pgp_binary_sniff(p->raw, p->raw_len)) {
+			armored = -1;        /* the whole part, once */
+			d = p->raw;
+			n = p->raw_len;
+		} else
+			return;
+		if (f->embed_level >= EMBED_MAX_LEVELS || f->embedded >= MIME_MAX_DECODED) {
+			snprintf(what, sizeof(what), "OpenPGP message not read (%s)",
+			    f->embed_level >= EMBED_MAX_LEVELS ? "more than " STRINGIFY(EMBED_MAX_LEVELS) " levels"
+			                                       : "embedded messages over 64 MiB");
+			hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, what);
+			return;
+		}
+		res = pgp_read(d, n, armored > 0, MIME_MAX_DECODED - f->embedded, &lit, why, sizeof(why));
+		if (res == PGP_LIMIT || (res == PGP_MALFORMED && (armored > 0 || named))) {
+			snprintf(what, sizeof(what), "OpenPGP message not read (%s)", why);
+			hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, what);
+		} else if (res == PGP_LITERAL) {
+			f->pgp_read++;
+			if (pgp_looks_mime(lit.data, lit.len))
+				check_message(f, lit.data, lit.len, file);
+			else {
+				/* a file: its bytes count as an embedded message's */
+				f->embedded += lit.len;
+				f->embed_level++;
+				check_pgp_file(f, &lit, derived, file);
+				f->embed_level--;
+			}
+			free(lit.data);
+		}
+		if (armored < 0)
+			return;
 	}
 }
 
@@ -1191,6 +1330,8 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 	}
 	check_embedded(f, p, file);
 	check_smime(f, p, file);
+	if (!is_message_part(p))
+		check_pgp(f, p, file);
 	check_tnef(f, p, file);
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
@@ -1258,6 +1399,8 @@ static void attach_eom(struct mw_ctx *ctx)
 	}
 	if (m->incomplete != NULL)
 		hit(&f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message", m->incomplete);
+	if (f.pgp_mime && f.pgp_read == 0)
+		mw_symbol(ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "PGP/MIME encrypted: its content is not checked");
 	if (f.worst == ATTACH_REPLACE)
 		replace_parts(&f, m);
 	switch (f.worst) {

@@ -11,6 +11,7 @@
 
 #include "filters/av.h"
 #include "filters/mime.h"
+#include "filters/pgp_packet.h"
 #include "proxy/sbuf.h"
 
 #define AV_NAME_MAX 128    /* a signature name as shown in replies and headers */
@@ -302,7 +303,12 @@ static int zips_over(const struct mime_part *parts, size_t nparts, const struct 
  * handed to the same engine as a message of its own.  Everything else the
  * shared parse lists the engine opens itself (multipart/signed is plain
  * MIME; its detached signature holds no content) and is not scanned again.
- * A signed-data part may also sit in a message GMime keeps as a leaf (an
+ * An opaque OpenPGP signed message (gpg --sign: its literal data
+ * deflated, base64 again when armored) is the same case with another
+ * wrapping, inline in a text body, attached, or the "encrypted" part of a
+ * PGP/MIME message that is only signed: its literal data (pgp_packet.c)
+ * is scanned as a message when it is a MIME entity, else as the file it
+ * is.  A signed-data part may also sit in a message GMime keeps as a leaf (an
  * encoded message/rfc822, a .eml file), which libclamav does parse but
  * cannot see the signed-data of: those are parsed too, not scanned.
  *
@@ -321,12 +327,15 @@ static int zips_over(const struct mime_part *parts, size_t nparts, const struct 
  * ("\nMIME-Version: " then "\nContent-Type: " in its first 2 KiB), which
  * an entity of many fields, or none, does not; as the body of a
  * message/rfc822 it is read as a message whatever its fields. */
-static const char wrap_head[] = "X-Mailwarden-Content: S/MIME signed content\r\n"
+static const char wrap_cms[] = "X-Mailwarden-Content: S/MIME signed content\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n";
+static const char wrap_pgp[] = "X-Mailwarden-Content: OpenPGP signed content\r\n"
     "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n";
 
 struct hidden_item {
-	unsigned char *buf;      /* wrap_head and the content */
+	unsigned char *buf;      /* the wrap and the content, or a file as it is */
 	size_t         len;
+	int            is_file;  /* OpenPGP literal data that is no MIME entity */
 	char           where[AV_WHERE_MAX + 1];
 };
 
@@ -377,11 +386,145 @@ static int is_message(const struct mime_part *p)
 	return 0;
 }
 
+/* is_pgp_named - a part that says it is OpenPGP data (its type or name):
+ * one that does not parse is then unchecked, where a file that only
+ * starts like a binary OpenPGP message is left as it is */
+static int is_pgp_named(const struct mime_part *p)
+{
+	if (strncmp(p->content_type, "application/pgp", 15) == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		if (n >= 4 && (strcasecmp(p->names[k] + n - 4, ".gpg") == 0 ||
+		    strcasecmp(p->names[k] + n - 4, ".pgp") == 0 ||
+		    strcasecmp(p->names[k] + n - 4, ".asc") == 0 ||
+		    strcasecmp(p->names[k] + n - 4, ".sig") == 0))
+			return 1;
+	}
+	return 0;
+}
+
 static int stop(struct hidden *h, const char *here, const char *why)
 {
 	snprintf(h->where, sizeof(h->where), "%s", here);
 	snprintf(h->why, sizeof(h->why), "%s", why);
 	return -1;
+}
+
+static int collect(struct hidden *h, const struct mime_part *parts, size_t nparts, const char *in);
+
+enum content_kind { C_MESSAGE, C_CMS, C_PGP };
+
+/* take - one content found in a part (here says where): within the
+ * levels, bytes and count, kept for its scan (signed content: wrap is its
+ * head, or NULL for a file scanned as it is), then looked into: parsed as
+ * a message (or, a file, as one part) for the zips and the signed content
+ * in it.  0, or -1 when a limit stopped it */
+static int take(struct hidden *h, const char *here, enum content_kind kind, const unsigned char *data,
+                size_t len, const char *wrap, const char *fname)
+{
+	const unsigned char *inner = data;
+	char why[200];
+	int rc;
+
+	if (h->level >= HIDDEN_MAX_LEVELS) {
+		h->limit = 1;
+		return stop(h, here, "nested more than 8 levels in messages and signed content");
+	}
+	if (h->opened + len > HIDDEN_MAX_BYTES) {
+		h->limit = 1;
+		return stop(h, here, "messages and signed content over 64 MiB");
+	}
+	if (kind != C_MESSAGE && h->nitems >= HIDDEN_MAX_ITEMS) {
+		h->limit = 1;
+		return stop(h, here, "more than 100 signed contents in the message");
+	}
+	h->opened += len;
+	if (kind != C_MESSAGE) {
+		/* kept, wrapped, for its scan (freed by av_scan_message); the
+		 * reader's copy goes at the caller */
+		struct hidden_item *it;
+		size_t wl = wrap != NULL ? strlen(wrap) : 0;
+
+		if (h->nitems == h->cap) {
+			h->cap = h->cap ? h->cap * 2 : 4;
+			h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
+		}
+		it = &h->items[h->nitems++];
+		it->len = wl + len;
+		it->buf = xmalloc(it->len + 1);
+		memcpy(it->buf, wrap, wl);
+		memcpy(it->buf + wl, data, len);
+		it->buf[it->len] = '\0';
+		it->is_file = wrap == NULL;
+		snprintf(it->where, sizeof(it->where), "%s", here);
+		inner = it->buf + wl;
+	}
+	h->level++;
+	if (wrap == NULL && kind == C_PGP) {
+		/* a file: libclamav opens its zips (counted) and the signed
+		 * content inside it is looked for as in a part of that name */
+		struct mime_part one = { .content_type = "application/octet-stream",
+		    .declared_type = "", .filename = fname != NULL && fname[0] ? fname : NULL,
+		    .raw = inner, .raw_len = len, .data = inner, .len = len };
+		const char *names[2] = { one.filename, NULL };
+
+		one.names = one.filename != NULL ? names : NULL;
+		if (zips_over(&one, 1, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
+			h->zips = 1;
+			rc = stop(h, here, why);
+		} else
+			rc = collect(h, &one, 1, here);
+	} else {
+		struct mime_msg *m = mime_parse(inner, len);
+
+		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
+			h->zips = 1;
+			rc = stop(h, here, why);
+		} else
+			/* a signed-data in the signed content, or in a message in it */
+			rc = collect(h, m->parts, m->nparts, here);
+		mime_free(m);
+	}
+	h->level--;
+	return rc;
+}
+
+/* take_pgp - the OpenPGP message at d (armored or not) in a part: its
+ * literal data taken; encrypted messages and those without literal data
+ * are left as they are.  One that does not parse is a limit hit when the
+ * part is armored or says it is OpenPGP, else no OpenPGP message at all */
+static int take_pgp(struct hidden *h, const char *here, const unsigned char *d, size_t n, int armored,
+                    int named)
+{
+	struct pgp_literal lit;
+	char why[150], whyp[200];
+	uint64_t room = HIDDEN_MAX_BYTES - h->opened;
+	size_t max;
+	int rc;
+
+	if (h->cfg->av_max_scansize > 0 && h->cfg->av_max_scansize < room)
+		room = h->cfg->av_max_scansize;
+	max = room > SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)room;
+	switch (pgp_read(d, n, armored, max, &lit, why, sizeof(why))) {
+	case PGP_LITERAL:
+		break;
+	case PGP_MALFORMED:
+		if (!armored && !named)
+			return 0;
+		/* fall through */
+	case PGP_LIMIT:
+		h->limit = 1;
+		snprintf(whyp, sizeof(whyp), "OpenPGP message not read: %s", why);
+		return stop(h, here, whyp);
+	default:
+		return 0;
+	}
+	rc = take(h, here, C_PGP, lit.data, lit.len,
+	    pgp_looks_mime(lit.data, lit.len) ? wrap_pgp : NULL, lit.name);
+	free(lit.data);
+	return rc;
 }
 
 /* collect - the signed contents among parts and in the messages among
@@ -392,72 +535,48 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 	for (size_t i = 0; i < nparts; i++) {
 		const struct mime_part *p = &parts[i];
 		int is_signed = mime_cms_kind(p->raw, p->raw_len) == MIME_CMS_SIGNED;
-		char name[96], here[AV_WHERE_MAX + 1], why[200];
-		unsigned char *content = NULL;
-		const unsigned char *inner = p->raw;
-		struct mime_msg *m;
-		size_t len;
-		int rc = 0;
+		char name[96], here[AV_WHERE_MAX + 1];
+		unsigned char *content;
+		size_t len, pos = 0, at, blen;
+		int rc, armored = 0;
 
-		if (!is_signed && !(is_message(p) && p->raw_len > 0))
-			continue;
 		shown_name(p, i, name, sizeof(name));
-		snprintf(here, sizeof(here), "%s %s%s%s", is_signed ? "the S/MIME signed content of"
-		    : "message", name, in != NULL ? " in " : "", in != NULL ? in : "");
-		printable(here);
 		if (is_signed) {
+			snprintf(here, sizeof(here), "the S/MIME signed content of %s%s%s", name,
+			    in != NULL ? " in " : "", in != NULL ? in : "");
+			printable(here);
 			/* a detached signature has no content, and one OpenSSL
 			 * cannot read no program shows */
 			if ((content = mime_cms_content(p->raw, p->raw_len, &len)) == NULL)
 				continue;
-		} else
-			len = p->raw_len;
-		if (h->level >= HIDDEN_MAX_LEVELS) {
-			h->limit = 1;
+			rc = take(h, here, C_CMS, content, len, wrap_cms, NULL);
 			free(content);
-			return stop(h, here, "nested more than 8 levels in messages and signed content");
+			if (rc < 0)
+				return rc;
+			continue;
 		}
-		if (h->opened + len > HIDDEN_MAX_BYTES) {
-			h->limit = 1;
-			free(content);
-			return stop(h, here, "messages and signed content over 64 MiB");
+		if (is_message(p)) {
+			if (p->raw_len == 0)
+				continue;
+			snprintf(here, sizeof(here), "message %s%s%s", name, in != NULL ? " in " : "",
+			    in != NULL ? in : "");
+			printable(here);
+			if ((rc = take(h, here, C_MESSAGE, p->raw, p->raw_len, NULL, NULL)) < 0)
+				return rc;
+			continue;
 		}
-		if (is_signed && h->nitems >= HIDDEN_MAX_ITEMS) {
-			h->limit = 1;
-			free(content);
-			return stop(h, here, "more than 100 signed contents in the message");
+		/* OpenPGP: armored blocks anywhere in the part (the body of an
+		 * inline message, an .asc file), or the part a binary message */
+		snprintf(here, sizeof(here), "the OpenPGP signed content of %s%s%s", name,
+		    in != NULL ? " in " : "", in != NULL ? in : "");
+		printable(here);
+		while (pgp_armor_find(p->raw, p->raw_len, &pos, &at, &blen)) {
+			armored = 1;
+			if ((rc = take_pgp(h, here, p->raw + at, blen, 1, 1)) < 0)
+				return rc;
 		}
-		h->opened += len;
-		if (is_signed) {
-			/* kept, wrapped, for its scan (freed by av_scan_message);
-			 * OpenSSL's copy goes at once */
-			struct hidden_item *it;
-
-			if (h->nitems == h->cap) {
-				h->cap = h->cap ? h->cap * 2 : 4;
-				h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
-			}
-			it = &h->items[h->nitems++];
-			it->len = sizeof(wrap_head) - 1 + len;
-			it->buf = xmalloc(it->len);
-			memcpy(it->buf, wrap_head, sizeof(wrap_head) - 1);
-			memcpy(it->buf + sizeof(wrap_head) - 1, content, len);
-			snprintf(it->where, sizeof(it->where), "%s", here);
-			free(content);
-			inner = it->buf + sizeof(wrap_head) - 1;
-		}
-		m = mime_parse(inner, len);
-		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
-			h->zips = 1;
-			rc = stop(h, here, why);
-		} else {
-			/* a signed-data in the signed content, or in a message in it */
-			h->level++;
-			rc = collect(h, m->parts, m->nparts, here);
-			h->level--;
-		}
-		mime_free(m);
-		if (rc < 0)
+		if (!armored && pgp_binary_sniff(p->raw, p->raw_len) &&
+		    (rc = take_pgp(h, here, p->raw, p->raw_len, 0, is_pgp_named(p))) < 0)
 			return rc;
 	}
 	return 0;
@@ -505,8 +624,8 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 			r = AV_LIMIT;
 			break;
 		}
-		r = s->scan(s->arg, h.items[i].buf, h.items[i].len, "signed-content.eml", out, sizeof(out),
-		    &counted);
+		r = s->scan(s->arg, h.items[i].buf, h.items[i].len,
+		    h.items[i].is_file ? "signed-content" : "signed-content.eml", out, sizeof(out), &counted);
 		budget -= counted < budget ? counted : budget;
 	}
 	if (r == AV_CLEAN)

@@ -340,3 +340,61 @@ def rfc822_part(inner, encoding=None, filename="forwarded.eml"):
 def with_entity(ent, subject="wrapped"):
     """a message whose body is the MIME entity ent"""
     return CRLF.join(_hdr(subject)) + CRLF + ent
+
+
+# --- OpenPGP signed messages (made with Debian's gpg at test time) --------
+
+class Gpg:
+    """a throwaway gpg home in directory d (under the test's tmp_path) with
+    one ed25519 signing key; close() stops its agent"""
+
+    def __init__(self, d):
+        self.home = os.path.join(str(d), "gnupg")
+        os.makedirs(self.home, mode=0o700, exist_ok=True)
+        self.base = ["gpg", "--homedir", self.home, "--batch", "--quiet", "--no-tty"]
+        subprocess.run(self.base + ["--passphrase", "", "--quick-gen-key", "alice@example.org",
+                                    "ed25519", "sign", "1d"], check=True, capture_output=True, timeout=60)
+
+    def sign(self, data, name="file", armor=False, algo=None):
+        """`gpg --sign` of data as a file called name: an opaque signed
+        message (a compressed packet holding the literal data, unless algo
+        is "none"), armored or binary"""
+        d = os.path.join(self.home, "..", "gpg-in-%08x" % random.getrandbits(32))
+        os.makedirs(d)
+        src = os.path.join(d, name)
+        with open(src, "wb") as f:
+            f.write(data)
+        p = subprocess.run(self.base + ["--sign", "-o", "-"] + (["--armor"] if armor else [])
+                           + (["--compress-algo", algo] if algo else []) + [src],
+                           check=True, capture_output=True, timeout=60)
+        shutil.rmtree(d)
+        return p.stdout
+
+    def close(self):
+        subprocess.run(["gpgconf", "--homedir", self.home, "--kill", "all"], capture_output=True, timeout=30)
+
+
+def pgp_mime_signed_only(armored, boundary="=_enc"):
+    """a PGP/MIME multipart/encrypted message (RFC 3156) whose "encrypted"
+    part is an armored message that is only signed"""
+    b = boundary.encode()
+    head = _hdr("pgp/mime", ['Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; '
+                             'boundary="%s"' % boundary])
+    body = (b"--" + b + CRLF + b"Content-Type: application/pgp-encrypted" + CRLF + CRLF + b"Version: 1" + CRLF +
+            b"--" + b + CRLF + b"Content-Type: application/octet-stream; name=\"encrypted.asc\"" + CRLF + CRLF +
+            crlf(armored) + b"--" + b + b"--" + CRLF)
+    return CRLF.join(head) + CRLF + CRLF + body
+
+
+def pgp_packet(tag, body):
+    """a new-format OpenPGP packet (five-octet length)"""
+    return bytes([0xC0 | tag, 255]) + len(body).to_bytes(4, "big") + body
+
+
+def pgp_bomb(size=64 << 20):
+    """a literal data packet of size zero bytes, zlib-compressed twice into
+    compressed-data packets: about 200 bytes"""
+    import zlib
+    lit = pgp_packet(11, b"b\x08zero.bin\0\0\0\0" + bytes(size))
+    inner = pgp_packet(8, b"\x02" + zlib.compress(lit, 9))
+    return pgp_packet(8, b"\x02" + zlib.compress(inner, 9))

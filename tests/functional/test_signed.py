@@ -410,3 +410,75 @@ def test_subject_tag_leaves_smime_signature_intact(tmp_path, smime):
     assert out["action"] == "tag", out
     assert b"\r\nSubject: [SPAM] invoice\r\n" in got and b"X-Spam-Flag: YES\r\n" in got
     assert smime_verifies(tmp_path, smime, got)
+
+
+# --- opaque OpenPGP signed messages ----------------------------------------------------
+#
+# gpg --sign puts the file (or, PGP/MIME, the MIME entity) into a compressed
+# literal data packet: what the recipient's program shows or saves was not
+# seen by the policy.
+
+@pytest.fixture
+def pgp(tmp_path):
+    import avlib
+    if shutil.which("gpg") is None:
+        pytest.skip("gnupg not installed (scripts/install-deps)")
+    g = avlib.Gpg(tmp_path)
+    yield g
+    g.close()
+
+
+def pgp_attached(data, filename, ctype="application/octet-stream"):
+    return L.message([L.part("text/plain", b"See the attachment.\r\n", cte="7bit"),
+                      L.part(ctype + "; name=\"" + filename + "\"", data,
+                             "attachment; filename=\"" + filename + "\"")])
+
+
+def test_pgp_signed_banned_file_found(tmp_path, pgp):
+    """the file inside: under the literal packet's name and the part's
+    without its suffix, by its type, and in the archive it is"""
+    out = L.scan(tmp_path, pgp_attached(pgp.sign(PAYLOAD, "payload.exe"), "report.gpg"))
+    assert out["action"] == "reject", out
+    assert attach_symbols(out) == {"ATTACH_ARCHIVE_BANNED": "report.gpg: contains payload.exe"}, out
+    out = L.scan(tmp_path, pgp_attached(pgp.sign(PAYLOAD, "x", armor=True), "invoice.exe.asc", "application/pgp"))
+    assert attach_symbols(out) == {"ATTACH_ARCHIVE_BANNED": "invoice.exe.asc: contains invoice.exe"}, out
+    out = L.scan(tmp_path, pgp_attached(pgp.sign(L.pe_bytes(), "notes.txt"),
+                                        "notes.gpg"))
+    assert out["action"] == "reject" and \
+        attach_symbols(out)["ATTACH_ARCHIVE_BANNED"].startswith("notes.gpg: contains notes.txt of type "), out
+    import avlib
+    z = avlib.zip_of([("evil.exe", PAYLOAD)])
+    out = L.scan(tmp_path, pgp_attached(pgp.sign(z, "files.zip"), "files.zip.gpg"))
+    assert attach_symbols(out) == {"ATTACH_ARCHIVE_BANNED": "files.zip.gpg/files.zip: contains evil.exe"}, out
+    # a clean signed file passes
+    out = L.scan(tmp_path, pgp_attached(pgp.sign(b"figures\n", "report.txt"), "report.txt.gpg"))
+    assert out["action"] == "accept" and attach_symbols(out) == {}, out
+
+
+def test_pgp_signed_message_inside(tmp_path, pgp):
+    """inline armored, or the "encrypted" part of a PGP/MIME message that
+    is only signed: the MIME entity inside checked as an attached message"""
+    import avlib
+    ent = inner_entity()
+    arm = pgp.sign(ent, "msg.txt", armor=True)
+    for msg in [avlib.pgp_mime_signed_only(arm), avlib.plain("inline", avlib.crlf(arm))]:
+        out = L.scan(tmp_path, msg)
+        assert out["action"] == "reject", out
+        assert attach_symbols(out) == {"ATTACH_DOUBLE_EXT": "invoice.pdf.exe: double extension .pdf.exe"}, out
+
+
+def test_pgp_unreadable_is_unchecked(tmp_path, pgp):
+    """a decompression bomb, or a broken armored message: unchecked (the
+    unchecked action), never a clean pass; an encrypted one is left alone"""
+    import avlib
+    out = L.scan(tmp_path, pgp_attached(avlib.pgp_bomb(), "bomb.gpg"))
+    assert out["action"] == "quarantine", out
+    assert attach_symbols(out) == {"ATTACH_UNCHECKED": "bomb.gpg: OpenPGP message not read "
+                                   "(compression ratio over 1000:1)"}, out
+    broken = avlib.plain("x", b"-----BEGIN PGP MESSAGE-----\r\n\nowGbwMvMwCHG2L/d\r\n-----END PGP MESSAGE-----\r\n")
+    out = L.scan(tmp_path, broken)
+    assert attach_symbols(out) == {"ATTACH_UNCHECKED": "part 1 (text/plain): OpenPGP message not read "
+                                   "(compressed data truncated)"}, out
+    enc = avlib.plain("x", b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0xxxx\r\n-----END PGP MESSAGE-----\r\n")
+    out = L.scan(tmp_path, enc)
+    assert out["action"] == "accept" and attach_symbols(out) == {}, out
