@@ -456,13 +456,16 @@ def test_corpus_accuracy(tmp_path):
     print("\n".join(lines))
     with open(os.path.join(os.environ.get("MW_BUILD", str(tmp_path)), "bayes-accuracy.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    # BAYES_95 and up: no ham, and most spam (97.3% with the header
-    # model of session 12, 95.2% with the character model alone, 92.7%
-    # before it, 91.9% before the header-word and capitals tokens, 86.8%
-    # before the log-tail indicator)
-    rec, fp = fig[0.95]
-    assert fp == 0, lines
-    assert rec >= 0.96, lines
-    # BAYES_99 and up, where Bayes alone reaches the tag score (96.0%)
+    # BAYES_99 and up, where Bayes alone reaches the tag score since
+    # session 12: no ham, and most spam (96.0-96.2%)
     rec, fp = fig[0.99]
     assert fp == 0 and rec >= 0.95, lines
+    # BAYES_95 and up, where Bayes alone tagged before session 12 (now
+    # with a point from the rules, which test_accuracy.py measures): most
+    # spam (97.0-97.3% with the header model; 95.2% with the character
+    # model alone, 92.7% before it, 91.9% before the header-word and
+    # capitals tokens, 86.8% before the log-tail indicator), at most one
+    # ham: the models' training order (their examples' keys) moves a
+    # hard-ham newsletter across 0.95
+    rec, fp = fig[0.95]
+    assert fp <= 1 and rec >= 0.96, lines
