@@ -213,23 +213,30 @@ static int warn(const struct waits *w, const char *stage, const char *setting, u
 	return 1;
 }
 
+/* next_filter - the next name of the filters setting (a list split on
+ * blanks) into name; 0 at its end */
+static int next_filter(const char **v, char *name, size_t size)
+{
+	size_t len;
+
+	*v += strspn(*v, " \t");
+	if ((len = strcspn(*v, " \t")) == 0)
+		return 0;
+	snprintf(name, size, "%.*s", (int)len, *v);
+	*v += len;
+	return 1;
+}
+
 /* message_waits - every filter's longest wait over a whole message */
 static void message_waits(const struct config *cfg, struct waits *w)
 {
 	const char *v = cfg->filters;
 	int redis = cfg->store_backend == 1;
+	char name[64];
 
 	if (cfg->dns_client_name)
 		add(w, "rdns", "dns_timeout", 1, cfg->dns_timeout);
-	for (;;) {
-		char name[64];
-		size_t len;
-
-		v += strspn(v, " \t");
-		if ((len = strcspn(v, " \t")) == 0)
-			break;
-		snprintf(name, sizeof(name), "%.*s", (int)len, v);
-		v += len;
+	while (next_filter(&v, name, sizeof(name))) {
 		/* each filter's longest wait, as its code bounds it */
 		if (strcmp(name, "spamd") == 0)
 			add(w, name, "spamd_timeout", 1, cfg->spamd_timeout);
@@ -298,18 +305,11 @@ static void message_waits(const struct config *cfg, struct waits *w)
 static void envelope_waits(const struct config *cfg, struct waits *w)
 {
 	const char *v = cfg->filters;
+	char name[64];
 
 	if (cfg->dns_client_name)
 		add(w, "rdns", "dns_timeout", 1, cfg->dns_timeout);
-	for (;;) {
-		char name[64];
-		size_t len;
-
-		v += strspn(v, " \t");
-		if ((len = strcspn(v, " \t")) == 0)
-			break;
-		snprintf(name, sizeof(name), "%.*s", (int)len, v);
-		v += len;
+	while (next_filter(&v, name, sizeof(name))) {
 		if (strcmp(name, "spf") == 0)
 			add(w, name, "spf_timeout", 1, cfg->spf_timeout);
 		else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0)
