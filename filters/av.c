@@ -454,7 +454,8 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 		it = &h->items[h->nitems++];
 		it->len = wl + len;
 		it->buf = xmalloc(it->len + 1);
-		memcpy(it->buf, wrap, wl);
+		if (wl > 0)             /* a file has no wrapper: wrap is NULL */
+			memcpy(it->buf, wrap, wl);
 		memcpy(it->buf + wl, data, len);
 		it->buf[it->len] = '\0';
 		it->is_file = wrap == NULL;
