@@ -49,11 +49,15 @@ static uint32_t gram_hash(const unsigned char *p)
 	return (v * 0x9E3779B1u) >> (32 - CHARS_BITS);
 }
 
-size_t chars_features(const unsigned char *ex, size_t len, uint32_t *idx)
+/* features - chars_features, and in *nhead how many of them start
+ * within the first head bytes: those are the first *nhead (the order is
+ * of first occurrence), so one pass gives both models' features */
+static size_t features(const unsigned char *ex, size_t len, size_t head, uint32_t *idx, size_t *nhead)
 {
 	uint64_t seen[CHARS_DIM / 64];
 	size_t n = 0;
 
+	*nhead = 0;
 	if (len > CHARS_PREFIX)
 		len = CHARS_PREFIX;
 	if (len < 4)
@@ -63,12 +67,23 @@ size_t chars_features(const unsigned char *ex, size_t len, uint32_t *idx)
 		uint32_t h = gram_hash(ex + i);
 		uint64_t bit = (uint64_t)1 << (h & 63);
 
+		if (i + 4 == head + 1)
+			*nhead = n;     /* the grams past here cross out of the head */
 		if (seen[h >> 6] & bit)
 			continue;
 		seen[h >> 6] |= bit;
 		idx[n++] = h;
 	}
+	if (head >= 3 && head + 1 > len)
+		*nhead = n;     /* no gram crosses out: the head is all of it */
 	return n;
+}
+
+size_t chars_features(const unsigned char *ex, size_t len, uint32_t *idx)
+{
+	size_t nhead;
+
+	return features(ex, len, len, idx, &nhead);
 }
 
 size_t chars_header_len(const unsigned char *ex, size_t len)
@@ -93,9 +108,10 @@ double chars_margin(const float *w, const uint32_t *idx, size_t n)
 void chars_margins(const float *w, const unsigned char *ex, size_t len, double m[2])
 {
 	uint32_t idx[CHARS_PREFIX];
+	size_t nhead, n = features(ex, len, chars_header_len(ex, len), idx, &nhead);
 
-	m[0] = chars_margin(w, idx, chars_features(ex, len, idx));
-	m[1] = chars_margin(w + CHARS_DIM, idx, chars_features(ex, chars_header_len(ex, len), idx));
+	m[0] = chars_margin(w, idx, n);
+	m[1] = chars_margin(w + CHARS_DIM, idx, nhead);
 }
 
 double chars_mix(double p, const double m[2])

@@ -171,6 +171,26 @@ static void test_header(void **state)
 	chars_margins(w, eb, lb, mb);
 	assert_true(ma[1] == mb[1]);
 	assert_true(ma[0] != mb[0]);
+	/* one pass gives both models' features: the same margins as each
+	 * model's features taken apart, for every length of header and
+	 * example (short ones, no empty line, the prefix cut) */
+	{
+		static unsigned char ex[CHARS_PREFIX];
+		static uint32_t idx[CHARS_PREFIX];
+		unsigned seed = 7;
+
+		for (int t = 0; t < 20000; t++) {
+			size_t len = t % 100 == 0 ? CHARS_PREFIX : (size_t)(rand_r(&seed) % 40);
+			double m[2];
+
+			for (size_t i = 0; i < len; i++)
+				ex[i] = (unsigned char)"ab\n:c"[rand_r(&seed) % 5];
+			chars_margins(w, ex, len, m);
+			assert_true(m[0] == chars_margin(w, idx, chars_features(ex, len, idx)));
+			assert_true(m[1] == chars_margin(w + CHARS_DIM, idx,
+			                                 chars_features(ex, chars_header_len(ex, len), idx)));
+		}
+	}
 	free(w);
 }
 
