@@ -13,6 +13,22 @@
 #include "filters/filter_api.h"
 #include "proxy/scanproto.h"
 
+/* a parsed message and the bayes filter's context over it; undone by
+ * mw_ctx_end and msgscan_free */
+static void open_msg(const char *msg, size_t len, struct scan_request *req, struct msgscan *ms,
+                     struct mw_ctx *ctx)
+{
+	memset(req, 0, sizeof(*req));
+	memset(ms, 0, sizeof(*ms));
+	ms->req = req;
+	ms->msg = (const unsigned char *)msg;
+	ms->len = len;
+	msgscan_parse(ms);
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->ms = ms;
+	ctx->name = "bayes";
+}
+
 static size_t tokens_of(const char *msg, size_t len)
 {
 	struct scan_request req;
@@ -21,15 +37,7 @@ static size_t tokens_of(const char *msg, size_t len)
 	struct bayes_tokens t = { 0 };
 	size_t n;
 
-	memset(&req, 0, sizeof(req));
-	memset(&ms, 0, sizeof(ms));
-	ms.req = &req;
-	ms.msg = (const unsigned char *)msg;
-	ms.len = len;
-	msgscan_parse(&ms);
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.ms = &ms;
-	ctx.name = "bayes";
+	open_msg(msg, len, &req, &ms, &ctx);
 	bayes_tokenize(&ctx, &t);
 	n = t.n;
 	for (size_t i = 1; i < t.n; i++)
@@ -66,15 +74,7 @@ static void keys_of(const char *msg, size_t len, char *key, char *old)
 	struct msgscan ms;
 	struct mw_ctx ctx;
 
-	memset(&req, 0, sizeof(req));
-	memset(&ms, 0, sizeof(ms));
-	ms.req = &req;
-	ms.msg = (const unsigned char *)msg;
-	ms.len = len;
-	msgscan_parse(&ms);
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.ms = &ms;
-	ctx.name = "bayes";
+	open_msg(msg, len, &req, &ms, &ctx);
 	assert_int_equal(bayes_msg_key(&ctx, key, 64), 0);
 	bayes_msg_key_legacy(&ctx, old, 64);
 	mw_ctx_end(&ctx);
