@@ -93,6 +93,12 @@ static struct config *config_current(void)
 struct rcpt {
 	char *addr;
 	char  reply[512];      /* "" = accepted by us; else what we refused it with */
+	/* its check at RCPT did not run whole (audit's rcpt_checks_cut): who
+	 * ran out of what ("greylist=scan_deadline"), and why the scanner did
+	 * not answer; NULL each when not so */
+	char *cut_timed_out;
+	char *cut_fault;
+	const char *cut_action; /* what the recipient got then: accept, tempfail, reject */
 };
 
 struct msess {
@@ -181,8 +187,11 @@ static void txn_reset(struct msess *s)
 
 	free(s->mail_from);
 	free(s->mail_params);
-	for (i = 0; i < s->nrcpts; i++)
+	for (i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].addr);
+		free(s->rcpts[i].cut_timed_out);
+		free(s->rcpts[i].cut_fault);
+	}
 	free(s->rcpts);
 	for (i = 0; i < s->fields.count; i++)
 		free(s->fields.names[i]);
@@ -265,10 +274,60 @@ static json_object *jstr(const char *v)
 	return json_string_bytes(v ? v : "", v ? strlen(v) : 0);
 }
 
+/* timed_out_object - "spamd=spamd_timeout clamd=scan_deadline" as
+ * {filter: what ran out} */
+static json_object *timed_out_object(const char *list)
+{
+	json_object *to = json_object_new_object();
+
+	for (const char *p = list; *p; ) {
+		size_t len = strcspn(p, " "), k = strcspn(p, "=");
+		char key[64];
+
+		if (k < len) {
+			snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
+			json_object_object_add(to, key, json_object_new_string_len(p + k + 1,
+			    (int)(len - k - 1)));
+		}
+		p += len;
+		p += strspn(p, " ");
+	}
+	return to;
+}
+
+/* rcpt_checks_cut - the recipients whose check at RCPT was cut short or
+ * got no answer, each with what ran out and what it got; NULL if none.
+ * The check's own result is dropped once the recipient is let through, so
+ * without this a cut that passed a recipient was only in the logs. */
+static json_object *rcpt_checks_cut(const struct msess *s)
+{
+	json_object *a = NULL;
+	size_t i;
+
+	for (i = 0; i < s->nrcpts; i++) {
+		const struct rcpt *r = &s->rcpts[i];
+		json_object *o;
+
+		if (r->cut_timed_out == NULL && r->cut_fault == NULL)
+			continue;
+		if (a == NULL)
+			a = json_object_new_array();
+		o = json_object_new_object();
+		json_object_object_add(o, "address", jstr(r->addr));
+		if (r->cut_timed_out != NULL)
+			json_object_object_add(o, "timed_out", timed_out_object(r->cut_timed_out));
+		if (r->cut_fault != NULL)
+			json_object_object_add(o, "fault", jstr(r->cut_fault));
+		json_object_object_add(o, "action", json_object_new_string(r->cut_action));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 static void audit(struct msess *s, const struct scan_result *res, const char *action,
                   const char *reply, const char *queue_id, const char *fault)
 {
-	json_object *j = json_object_new_object(), *a;
+	json_object *j = json_object_new_object(), *a, *cut;
 	struct timespec now;
 	struct tm tm;
 	char ts[64];
@@ -323,24 +382,10 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 		json_object_object_add(j, "fault", jstr(fault));
 	if (res != NULL && res->error[0])
 		json_object_object_add(j, "scan_error", jstr(res->error));
-	if (res != NULL && res->timed_out[0]) {
-		/* "spamd=spamd_timeout clamd=scan_deadline" as {filter: what ran out} */
-		json_object *to = json_object_new_object();
-
-		for (const char *p = res->timed_out; *p; ) {
-			size_t len = strcspn(p, " "), k = strcspn(p, "=");
-			char key[64];
-
-			if (k < len) {
-				snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
-				json_object_object_add(to, key, json_object_new_string_len(p + k + 1,
-				    (int)(len - k - 1)));
-			}
-			p += len;
-			p += strspn(p, " ");
-		}
-		json_object_object_add(j, "timed_out", to);
-	}
+	if (res != NULL && res->timed_out[0])
+		json_object_object_add(j, "timed_out", timed_out_object(res->timed_out));
+	if ((cut = rcpt_checks_cut(s)) != NULL)
+		json_object_object_add(j, "rcpt_checks_cut", cut);
 	if (res != NULL && res->quarantine_id[0])
 		json_object_object_add(j, "quarantine_id", jstr(res->quarantine_id));
 	json_object_object_add(j, "reply", jstr(reply));
@@ -553,29 +598,41 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
-/* early - an envelope-only scan for one recipient; SMFIS_CONTINUE unless a
- * filter gave a hard tempfail/reject (a scanner problem never refuses a
- * recipient here: the end of message applies the fail action). */
-static sfsistat early(SMFICTX *ctx, struct msess *s, const char *rcpt, char *why, size_t whysz)
+/* early - an envelope-only scan for one recipient r; SMFIS_CONTINUE unless
+ * a filter gave a hard tempfail/reject (a scanner problem never refuses a
+ * recipient here: the end of message applies the fail action).  A check
+ * cut short, or not answered, is noted in r for the audit record. */
+static sfsistat early(SMFICTX *ctx, struct msess *s, struct rcpt *r)
 {
 	struct scan_request req;
 	struct scan_result res;
 	char err[256];
 	sfsistat rc = SMFIS_CONTINUE;
+	int got;
 
-	fill_request(s, &req, rcpt);
+	fill_request(s, &req, r->addr);
 	req.stage = SCAN_ENVELOPE;
 	/* RCPT is a command for the MTA (Postfix's milter_command_timeout,
 	 * 30 s), not content: a slow scanner must not make it give up on us */
-	if (scansync_scan(G.scan, &req, -1, s->cfg->milter_early_timeout, &res, err, sizeof(err)) < 0) {
+	got = scansync_scan(G.scan, &req, -1, s->cfg->milter_early_timeout, &res, err, sizeof(err));
+	if (got < 0) {
 		slog(s->id, LOG_WARNING, "milter: envelope check skipped: %s", err);
 		stats_scan_failure(STATS_MILTER);
+		if (got == -2)
+			r->cut_timed_out = xstrdup("envelope_check=milter_early_timeout");
+		r->cut_fault = xstrdup(err);
+		r->cut_action = "accept";
 		scan_request_free(&req);
 		return SMFIS_CONTINUE;
 	}
+	if (res.timed_out[0] != '\0') {
+		r->cut_timed_out = xstrdup(res.timed_out);
+		r->cut_action = res.action == MW_REJECT || res.action == MW_TEMPFAIL
+		    ? mw_action_name(res.action) : "accept";
+	}
 	if (res.action == MW_REJECT || res.action == MW_TEMPFAIL) {
 		milter_reply(ctx, res.reply);
-		snprintf(why, whysz, "%s", res.reply);
+		snprintf(r->reply, sizeof(r->reply), "%s", res.reply);
 		rc = res.action == MW_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
 		if (s->have_early)
 			scan_result_free(&s->early_res);
@@ -606,7 +663,7 @@ static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 	memset(r, 0, sizeof(*r));
 	r->addr = strip_angles(argv[0] ? argv[0] : "");
 	if (s->cfg->milter_early)
-		rc = early(ctx, s, r->addr, r->reply, sizeof(r->reply));
+		rc = early(ctx, s, r);
 	return rc;
 }
 

@@ -141,9 +141,12 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 	req->timeout_ms = timeout_ms;	/* the scanner answers within it */
 	r = scanproto_send_request(sock, req, fd);
 	if (r < 0) {
-		snprintf(err, errlen, "sending to the scanner: %s", strerror(errno));
+		int e = errno;
+
+		snprintf(err, errlen, "sending to the scanner: %s", strerror(e));
 		close(sock);
-		return -1;
+		/* SO_SNDTIMEO ran out: the scanner's queue is full */
+		return e == EAGAIN || e == EWOULDBLOCK ? -2 : -1;
 	}
 	for (;;) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };
@@ -152,7 +155,7 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 		if (left <= 0) {
 			snprintf(err, errlen, "no answer from the scanner within %u ms", timeout_ms);
 			close(sock);      /* its late answer must never meet another request */
-			return -1;
+			return -2;
 		}
 		r = poll(&p, 1, (int)left);
 		if (r < 0 && errno == EINTR)

@@ -24,7 +24,8 @@ void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, s
 /* scansync_scan - send req (req->id is set here) with the message fd (-1
  * for an envelope request) and wait for the answer at most timeout_ms.
  * 0 and *res filled; -1 with a one-line reason in err (no scanner, sent
- * nothing, timeout, bad answer): the caller applies its fail action. */
+ * nothing, bad answer), or -2 with one when timeout_ms ran out (sending or
+ * waiting): the caller applies its fail action, and may say which. */
 int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
                   struct scan_result *res, char *err, size_t errlen);
 

@@ -26,6 +26,8 @@ AUDIT = {
     "queue_id": "queue_id",
     "early_talker": "early_talker",
     "timed_out": "timed_out",         # {filter: what ran out}; absent if none
+    "rcpt_checks_cut": "rcpt_checks_cut",  # milter: [{address, timed_out, fault, action}]
+                                      #   of the checks at RCPT cut short; absent if none
     "scan_ms": "scan_ms",
     "total_ms": "total_ms",
 }

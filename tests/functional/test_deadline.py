@@ -291,6 +291,9 @@ def test_envelope_check_stalled_redis_at_rcpt(mw_factory, upstream, fake_peer):
     assert 1.2 < took < 1.5, took
     rec = wait_records(m, 1)[0]
     assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
+    assert A.field(rec, "rcpt_checks_cut") == [
+        {"address": "rcpt@example.net", "timed_out": {"greylist": "scan_deadline"},
+         "action": "tempfail"}], rec
     assert symbol_names(rec) == ["GREYLIST_STORE_FAIL"], rec
     assert "envelope check skipped" not in m.stderr_text(), m.stderr_tail(30)
     # the store's own line says how long it really waited, not store_timeout
@@ -340,6 +343,50 @@ def test_envelope_check_dead_dns_at_rcpt(mw_factory, upstream, dead_dns):
     assert wait_log(m, "out of time: spf=scan_deadline (the front end waits 1500 ms)"), \
         m.stderr_tail(30)
     assert "envelope check skipped" not in m.stderr_text(), m.stderr_tail(30)
+    # and the transaction's audit record says so (milter_rcpt hung up
+    # after the RCPT: the record of a transaction with no message); it
+    # used to be in the scanner's log only
+    rec = wait_records(m, 1)[0]
+    assert A.field(rec, "rcpt_checks_cut") == [
+        {"address": "rcpt@example.net", "timed_out": {"spf": "scan_deadline"},
+         "action": "accept"}], rec
+    assert A.rcpts(rec) == [("rcpt@example.net", "")], rec
+
+
+def test_envelope_check_cut_then_passed_is_in_the_message_record(mw_factory, upstream,
+                                                                 fake_peer):
+    """Greylisting at RCPT against a Redis that never answers, with
+    store_failure = open: the check is cut at the envelope check's
+    deadline and the recipient let through, and the end of the message
+    judges it (greylisting cut again there, by milter_timeout's deadline).
+    The message's audit record names both cuts: the one at RCPT in
+    rcpt_checks_cut, with what the recipient got, the end of message's in
+    timed_out.  The check at RCPT's result used to be dropped once the
+    recipient passed: the record said nothing of it."""
+    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    port = free_port()
+    m = mw_factory(upstream, opts=[
+        ("milter_listen", "inet:%d@127.0.0.1" % port), ("milter_early_timeout", "1500ms"),
+        ("milter_timeout", "2s"), ("dns_client_name", "no"), ("filters", "greylist"),
+        ("store", "redis"), ("store_redis", redis.addr), ("store_timeout", "10s"),
+        ("store_failure", "open"), ("greylist_delay", "1h")])
+    assert wait_log(m, "milter listening", timeout=10), m.stderr_tail()
+    with RawMilter(port, timeout=30) as a:
+        a.negotiate().connect()
+        assert a.mail()[0] == b"c"
+        t0 = time.monotonic()
+        verdict, data = a.rcpt(b"<first@example.net>")
+        took = time.monotonic() - t0
+        assert verdict == b"c" and 1.2 < took < 1.5, (verdict, data, took)
+        a.body(a.headers(make_msg(subject="cut at rcpt")))
+        verdict, data, _ = a.eom()
+        assert verdict == b"c", (verdict, data)
+    rec = wait_records(m, 1)[0]
+    assert A.field(rec, "action") == "accept", rec
+    assert A.field(rec, "rcpt_checks_cut") == [
+        {"address": "first@example.net", "timed_out": {"greylist": "scan_deadline"},
+         "action": "accept"}], rec
+    assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
 
 
 def test_config_check_warns_for_the_envelope_check():

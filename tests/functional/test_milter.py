@@ -340,7 +340,9 @@ def test_greylisting_refuses_the_recipient_at_rcpt(milter_factory, tmp_path):
     rec = audit_records(m.mw)[-1]
     assert rec["action"] == "tempfail"
     assert rec["rcpts"][0]["reply"].startswith("451 4.7.1 Greylisted")
+    assert "rcpt_checks_cut" not in rec, rec           # the check ran whole
     time.sleep(1.2)
     out = m.run(tmp_path, make_msg(subject="x"), rcpts=("new@example.net",))
     assert out.rcpt["new@example.net"] == "continue"
     assert out.eom == "continue"
+    assert "rcpt_checks_cut" not in audit_records(m.mw)[-1]

@@ -503,6 +503,14 @@ def test_slow_envelope_verdict_lets_the_recipient_through(milter_mw):
         busy.close()
     assert done and done[0][0] == b"c"
     assert "envelope check skipped" in m.stderr_text()
+    # the audit record of the message says its recipient was let through
+    # unchecked at RCPT, and why (it was only in the milter's log)
+    rec = [r for r in wait_records(m, 2) if r["subject"] == "judged at the end"][0]
+    assert rec["rcpt_checks_cut"] == [
+        {"address": "refuse-me@example.net", "timed_out": {"envelope_check": "milter_early_timeout"},
+         "fault": "no answer from the scanner within 800 ms", "action": "accept"}], rec
+    assert rec["action"] == "reject", rec
+    assert "rcpt_checks_cut" not in [r for r in milter_records(m) if r["subject"] == "slow"][0]
 
 
 # --- spool_memory_max ------------------------------------------------------------
