@@ -141,6 +141,12 @@ struct waits {
 	unsigned long long total;
 	int      uncut;           /* a wait the deadline does not cut (libclamav's scan) */
 	int      per_rcpt;        /* a wait repeated for each recipient, counted once */
+	/* at RCPT: the waits up to the last filter whose cut refuses the
+	 * recipient (refusing_total 0: none does), and the settings that make
+	 * them refuse */
+	unsigned long long refusing_total;
+	size_t   refusing_len;
+	char     refusing[128];
 };
 
 static void fmt_ms(char *out, size_t outsz, unsigned long long ms)
@@ -299,9 +305,33 @@ static void message_waits(const struct config *cfg, struct waits *w)
 	}
 }
 
+/* refuses - the filter just added fails, when cut short, with a verdict
+ * that refuses the recipient (setting: what makes it so): the waits up to
+ * here are the ones that must fit */
+static void refuses(struct waits *w, const char *setting)
+{
+	size_t n = strlen(w->refusing);
+
+	w->refusing_total = w->total;
+	w->refusing_len = w->len;
+	if (strstr(w->refusing, setting) == NULL)
+		snprintf(w->refusing + n, sizeof(w->refusing) - n, "%s%s", n ? ", " : "", setting);
+}
+
 /* envelope_waits - the same for the envelope check at RCPT (the milter's
  * milter_early): only the filters with an envelope hook wait there, over
- * the one recipient the check is for */
+ * the one recipient the check is for.
+ *
+ * A cut there matters only when it refuses the recipient.  One that lets
+ * it through (SPF's temperror scored, greylisting's store_failure = open)
+ * costs nothing but the early answer: the end of the message runs the
+ * same filters again under milter_timeout, with their whole timeouts,
+ * and the audit record says what was cut at RCPT (rcpt_checks_cut).  So
+ * only the waits up to the last filter that refuses when cut are held
+ * against milter_early_timeout: with the defaults (spf_timeout 15s and
+ * the client's reverse DNS, against 10s) every start warned of a cut
+ * that harms nobody, and a budget at RCPT that fits them would be past
+ * Sendmail's 10s wait for a milter's reply. */
 static void envelope_waits(const struct config *cfg, struct waits *w)
 {
 	const char *v = cfg->filters;
@@ -310,11 +340,21 @@ static void envelope_waits(const struct config *cfg, struct waits *w)
 	if (cfg->dns_client_name)
 		add(w, "rdns", "dns_timeout", 1, cfg->dns_timeout);
 	while (next_filter(&v, name, sizeof(name))) {
-		if (strcmp(name, "spf") == 0)
+		if (strcmp(name, "spf") == 0) {
 			add(w, name, "spf_timeout", 1, cfg->spf_timeout);
-		else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0)
+			if (cfg->spf_temperror_action == MW_TEMPFAIL)
+				refuses(w, "spf_temperror_action = tempfail");
+			else if (cfg->spf_temperror_action == MW_REJECT)
+				refuses(w, "spf_temperror_action = reject");
+		} else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0) {
 			add(w, name, "store_timeout", 4, cfg->store_timeout);
+			if (cfg->store_fail_closed)
+				refuses(w, "store_failure = closed");
+		}
 	}
+	w->total = w->refusing_total;
+	w->len = w->refusing_len;
+	w->text[w->len] = '\0';
 }
 
 int deadline_check_config(const struct config *cfg, FILE *out, const char *who)
@@ -334,11 +374,15 @@ int deadline_check_config(const struct config *cfg, FILE *out, const char *who)
 		    " (below the MTA's wait for the end of message, Postfix's milter_content_timeout, "
 		    "300s)", out, who);
 	if (cfg->milter_listen[0] != '\0' && cfg->milter_early) {
+		char fails[192];
+
 		memset(&w, 0, sizeof(w));
 		envelope_waits(cfg, &w);
+		snprintf(fails, sizeof(fails), "DNS temperror, store_failure; with %s that refuses "
+		    "the recipient", w.refusing);
 		n += warn(&w, "the envelope check's waits at RCPT", "milter_early_timeout",
-		    cfg->milter_early_timeout, "DNS temperror, store_failure", " (below the MTA's wait "
-		    "for a RCPT reply, Postfix's milter_command_timeout, 30s)", out, who);
+		    cfg->milter_early_timeout, fails, " (below the MTA's wait for a RCPT reply, "
+		    "Postfix's milter_command_timeout, 30s)", out, who);
 	}
 	return n;
 }
