@@ -116,6 +116,7 @@ static void test_check_config(void **state)
 	static const char *const over[] = {
 		"filters=spf dkim dmarc dnsbl spamd clamd greylist", "store=redis",
 		"milter_listen=inet:1@127.0.0.1", "milter_timeout=60s", "dns_client_name=yes",
+		"store_failure=closed",
 	};
 	static const char *const clamav[] = {
 		"filters=clamav spamd", "listener.in.listen=127.0.0.1:2525",
@@ -129,7 +130,7 @@ static void test_check_config(void **state)
 
 	memset(out, 0, sizeof(out));
 	/* the message, and the envelope check at RCPT (milter_early) */
-	assert_int_equal(check(over, 5, out, sizeof(out)), 2);
+	assert_int_equal(check(over, 6, out, sizeof(out)), 2);
 	/* 5 + 15 + 10 + 2 x 5 + 5 + 30 + 60 + 4 x 1 */
 	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 139s at worst for "
 	    "one recipient, one after the other"));
@@ -140,11 +141,13 @@ static void test_check_config(void **state)
 	assert_null(strstr(out, "scan_timeout"));           /* no proxy listener */
 	assert_null(strstr(out, "libclamav"));
 	/* at RCPT only the filters with an envelope hook wait: 5 + 15 + 4 x 1
-	 * against milter_early_timeout's 10 s less 1 s */
+	 * against milter_early_timeout's 10 s less 1 s, greylisting's cut
+	 * refusing the recipient (store_failure = closed) */
 	assert_non_null(strstr(out, "test: warning: the envelope check's waits at RCPT add up to 24s "
 	    "at worst, one after the other (rdns: dns_timeout 5s, spf: spf_timeout 15s, greylist: "
 	    "4 x store_timeout 1s), more than milter_early_timeout 10s leaves them (1s is kept back"));
 	assert_non_null(strstr(out, "Postfix's milter_command_timeout"));
+	assert_non_null(strstr(out, "with store_failure = closed that refuses the recipient"));
 
 	/* libclamav's own limit counts, and is said not to be cut */
 	memset(out, 0, sizeof(out));
@@ -176,7 +179,7 @@ static void test_check_config_calls(void **state)
 	};
 	static const char *const early[] = {
 		"filters=spf dkim", "milter_listen=inet:1@127.0.0.1", "dns_client_name=no",
-		"spf_timeout=12s",
+		"spf_timeout=12s", "spf_temperror_action=tempfail",
 	};
 	char out[4096];
 	(void)state;
@@ -204,10 +207,39 @@ static void test_check_config_calls(void **state)
 	 * 10 s; dkim has no envelope hook, and the message's 22 s fit in
 	 * milter_timeout's 60 s */
 	memset(out, 0, sizeof(out));
-	assert_int_equal(check(early, 4, out, sizeof(out)), 1);
+	assert_int_equal(check(early, 5, out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "the envelope check's waits at RCPT add up to 12s at worst, one "
 	    "after the other (spf: spf_timeout 12s), more than milter_early_timeout 10s"));
+	assert_non_null(strstr(out, "with spf_temperror_action = tempfail that refuses"));
 	assert_null(strstr(out, "dkim"));
+	/* SPF's temperror only scored: its cut lets the recipient through to
+	 * the end of the message, nothing to warn of */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(early, 4, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+}
+
+/* at RCPT the waits up to the last filter whose cut refuses count: the
+ * ones after it only score when cut */
+static void test_check_config_refusing(void **state)
+{
+	static const char *const grey_first[] = {
+		"filters=greylist spf", "store=redis", "store_failure=closed",
+		"milter_listen=inet:1@127.0.0.1", "dns_client_name=yes", "store_timeout=2s",
+	};
+	char out[4096];
+	(void)state;
+
+	/* rdns 5 + greylist 4 x 1 = 9: within 10 s less 1 s, SPF after it not counted */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(grey_first, 5, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	/* 5 + 4 x 2 = 13 */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(grey_first, 6, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "add up to 13s at worst, one after the other (rdns: dns_timeout "
+	    "5s, greylist: 4 x store_timeout 2s), more than milter_early_timeout 10s"));
+	assert_null(strstr(out, "spf"));
 }
 
 int main(void)
@@ -218,6 +250,7 @@ int main(void)
 		cmocka_unit_test(test_notes),
 		cmocka_unit_test(test_check_config),
 		cmocka_unit_test(test_check_config_calls),
+		cmocka_unit_test(test_check_config_refusing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
