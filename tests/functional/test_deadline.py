@@ -482,6 +482,31 @@ def test_proxy_greylisting_stalled_redis_at_end_of_data(mw_factory, upstream, fa
     assert 1.7 < took < 2.0, took
     rec = m.audit(1)[0]
     assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
+    assert not A.has(rec, "rcpt_checks_cut"), rec
+
+
+def test_proxy_spf_dead_dns_at_end_of_data(mw_factory, upstream, dead_dns):
+    """SPF through the proxy with a DNS server that never answers: as
+    greylisting, it runs at the end of DATA (the proxy has no check at
+    RCPT), its lookups end at the deadline, and the transaction's audit
+    record names the cut in timed_out, as the milter's names one at RCPT
+    in rcpt_checks_cut."""
+    m = mw_factory(upstream, opts=[
+        ("dns_client_name", "no"), ("dns_forwarder", dead_dns.forwarder), ("filters", "spf"),
+        ("dns_timeout", "10s"), ("spf_timeout", "20s"), ("scan_timeout", "2s"),
+        ("spf_skip_networks", "")])                     # the client is 127.0.0.1
+    c = m.client(timeout=10)
+    c.ehlo()
+    t0 = time.monotonic()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="dead dns"))
+    took = time.monotonic() - t0
+    c.quit()
+    assert r["final"].code == 250, r["final"]             # temperror only scores
+    assert 1.7 < took < 2.0, took
+    rec = m.audit(1)[0]
+    assert A.field(rec, "timed_out") == {"spf": "scan_deadline"}, rec
+    assert "SPF_TEMPERROR" in symbol_names(rec), rec
+    assert not A.has(rec, "rcpt_checks_cut"), rec
 
 
 # --- the -t worst case against a measured one -------------------------------------------
