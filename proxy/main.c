@@ -229,12 +229,11 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
+		if (as_user(cfg, check_filters, err, sizeof err) < 0
+		    || transport_check_config(cfg, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
-			return 1;
-		}
-		if (transport_check_config(cfg, err, sizeof err) < 0) {
-			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
+			/* freed here too, or a SANITIZE=1 build reports it at exit */
+			config_unref(cfg);
 			return 1;
 		}
 		if (cfg->nlisteners == 0 && cfg->milter_listen[0] == '\0')
