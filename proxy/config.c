@@ -592,6 +592,8 @@ static const struct cfg_opt cfg_opts[] = {
 	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA" },
 	G_DUR("milter_early_timeout", milter_early_timeout, "10s", 100, 10 * MS_M,
 	      "how long the milter waits for an envelope verdict at RCPT before it lets the recipient through (keep it below Postfix's milter_command_timeout)"),
+	G_DUR("milter_peer_timeout", milter_peer_timeout, "600s", 1 * MS_S, 24 * MS_H,
+	      "how long the milter waits on the MTA (the rest of a packet, a write, the next command) before it drops the connection; read at start only (keep it above Postfix's smtpd_timeout)"),
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 #define TLS_VERSION_WORDS ((const struct cfg_word[]){ { "TLSv1.2", 0x0303 }, { "TLSv1.3", 0x0304 }, { NULL, 0 } })

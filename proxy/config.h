@@ -277,6 +277,11 @@ struct config {
 	enum milter_quarantine_mode milter_quarantine;
 	int      milter_early;                /* envelope verdicts at RCPT */
 	unsigned milter_early_timeout;        /* ms the scanner may take for one at RCPT */
+	/* ms libmilter waits on the MTA (smfi_settimeout): for the rest of a
+	 * packet (a worker thread waits with it), for a write, and between
+	 * commands (swept every 10 min); taken at start, as libmilter copies it
+	 * into each connection from what smfi_main was given */
+	unsigned milter_peer_timeout;
 
 	/* --- transport: TLS, AUTH, XCLIENT, PROXY (issue 3) --- */
 	int  tls_min_version;         /* TLS1_2_VERSION ... */

@@ -859,6 +859,13 @@ static sfsistat on_close(SMFICTX *ctx)
 
 /* --- the process ------------------------------------------------------------------- */
 
+/* peer_timeout_s - milter_peer_timeout for smfi_settimeout, which takes
+ * whole seconds: rounded up, so "1500ms" never becomes a shorter wait */
+static unsigned peer_timeout_s(const struct config *cfg)
+{
+	return (cfg->milter_peer_timeout + 999) / 1000;
+}
+
 /* reload - the master's reload: read the configuration again (the same
  * file and -o overrides) and make it the one the next message gets.  A
  * session holds its own reference (msess.cfg), so messages in flight end
@@ -882,6 +889,13 @@ static void reload(void)
 		    old->milter_listen);
 		/* what this process really listens on */
 		memcpy(c->milter_listen, old->milter_listen, sizeof(c->milter_listen));
+	}
+	if (c->milter_peer_timeout != old->milter_peer_timeout) {
+		/* libmilter gives each connection the timeout smfi_main started
+		 * with: what is set now would reach no connection */
+		slog(NULL, LOG_WARNING, "milter: reload: milter_peer_timeout %us needs a restart; "
+		    "still %us", peer_timeout_s(c), peer_timeout_s(old));
+		c->milter_peer_timeout = old->milter_peer_timeout;
 	}
 	G.cfg = c;
 	pthread_mutex_unlock(&G.lock);
@@ -1125,9 +1139,16 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	desc.xxfi_close = on_close;
 	desc.xxfi_negotiate = on_negotiate;
 
+	/* the timeout bounds what a silent or stalled peer costs: libmilter
+	 * (Debian's, with its pool of workers) parks a connection idle between
+	 * packets in one poll() and drops it once idle that long (it looks
+	 * every 10 min), but a peer stopped in the middle of a packet holds a
+	 * worker thread (8 MiB of stack) until then, and workers are started
+	 * without bound.  Postfix is idle between commands as long as its
+	 * client (smtpd_timeout, 300 s) and for the whole DATA transfer. */
 	if (smfi_setconn(cfg->milter_listen) != MI_SUCCESS
 	    || smfi_register(desc) != MI_SUCCESS
-	    || smfi_settimeout(7200) != MI_SUCCESS) {
+	    || smfi_settimeout((int)peer_timeout_s(cfg)) != MI_SUCCESS) {
 		slog(NULL, LOG_ERR, "milter: cannot set up libmilter on %s", cfg->milter_listen);
 		return 1;
 	}
@@ -1156,7 +1177,8 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		return 1;
 	}
 	pthread_detach(th);
-	slog(NULL, LOG_NOTICE, "milter listening on %s", cfg->milter_listen);
+	slog(NULL, LOG_NOTICE, "milter listening on %s (milter_peer_timeout %us)", cfg->milter_listen,
+	    peer_timeout_s(cfg));
 	rc = smfi_main();
 	pthread_mutex_lock(&G.lock);
 	timeout = G.cfg->shutdown_timeout;

@@ -64,6 +64,15 @@ def test_verbose_dump_reads_back(tmp_path):
     assert rc == 0, err
 
 
+def test_milter_peer_timeout_in_dump():
+    """The wait on the MTA (smfi_settimeout) has a default below
+    libmilter's 7,210 s and a dump shows it."""
+    out = run_mw(["-t", "-v"]).stdout.decode()
+    assert re.search(r"^milter_peer_timeout = 600s$", out, re.M), out
+    p = run_mw(["-t", "-v", "-o", "milter_peer_timeout=45m"])
+    assert p.returncode == 0 and re.search(r"^milter_peer_timeout = 2700s$", p.stdout.decode(), re.M), p
+
+
 def test_good_overrides():
     rc, err = check("-o", "message_size_limit=40M", "-o", "max_recipients=100",
                     "-o", "listener.x.listen=127.0.0.1:2525", "-o", "listener.x.upstream=127.0.0.1:25",
@@ -79,6 +88,7 @@ BAD_FILES = {
     "below-minimum": ("\n\n\n\nmax_recipients = 0\n", 5, "max_recipients|minimum|0"),
     "above-maximum": ("scanner_threads = 100000\n", 1, "scanner_threads|maximum|100000"),
     "command-line-too-small": ("command_line_limit = 100\n", 1, "command_line_limit|minimum|100"),
+    "milter-peer-timeout-too-small": ("milter_peer_timeout = 500ms\n", 1, "milter_peer_timeout|minimum|500ms"),
     "bad-enum": ("log_level = info\nbare_newline = sometimes\n", 2, "sometimes"),
     "bad-duration": ("client_command_timeout = 5 fortnights\n", 1, "fortnights"),
     "bad-reply-code": ("reject_reply = 250 2.0.0 fine\n", 1, "250"),

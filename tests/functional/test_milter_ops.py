@@ -470,6 +470,87 @@ def test_stalled_peer_does_not_hold_up_others(milter_mw):
     _alive_and_clean(m, port, pid)
 
 
+def _threads(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("Threads:"))
+
+
+def _stall(port, n_body=3):
+    """Peers stopped in the middle of a packet: n_body in a body chunk (a
+    transaction open), one in the length field of its very first packet
+    (before any callback)."""
+    peers = []
+    for i in range(n_body):
+        a = RawMilter(port, timeout=30)
+        a.negotiate().connect()
+        a.mail(qid=b"STALL%d" % i)
+        a.rcpt()
+        a.raw(struct.pack("!I", 5000) + b"B" + b"half")      # 4 of 4999 bytes
+        peers.append(a)
+    a = RawMilter(port, timeout=30)
+    a.raw(b"\0\0")
+    peers.append(a)
+    return peers
+
+
+def _dropped_within(peers, t0, limit):
+    """Seconds after t0 at which the milter had closed every peer (None if
+    one was still open at t0 + limit)."""
+    for a in peers:
+        if not a.closed(max(0.05, t0 + limit - time.monotonic())):
+            return None
+    return time.monotonic() - t0
+
+
+def test_stalled_peer_dropped_after_milter_peer_timeout(milter_mw):
+    """Each peer stopped in the middle of a packet holds a libmilter worker
+    thread (8 MiB of stack) until smfi_settimeout: it was a fixed 7,200 s, so
+    a peer that can reach the socket could pile up threads for two hours.
+    With milter_peer_timeout = 2s they are dropped after 2 s (their
+    transactions audited, their threads gone), and others are served
+    meanwhile."""
+    m, port = milter_mw(opts=[("milter_peer_timeout", "2s")])
+    pid = milter_pid(m)
+    assert wait_log(m, "milter listening on inet:%d@127.0.0.1 (milter_peer_timeout 2s)" % port), m.stderr_tail()
+    base = _threads(pid)
+    peers = _stall(port, n_body=8)
+    t0 = time.monotonic()
+    try:
+        # they hold threads: more than the workers libmilter keeps idle
+        assert wait_until(lambda: _threads(pid) >= base + 2, 1.5), (base, _threads(pid))
+        with RawMilter(port) as b:
+            b.negotiate().connect()
+            assert b.message(make_msg(subject="meanwhile"))[0] == b"c"
+        took = _dropped_within(peers, t0, 8.0)
+        assert took is not None, "a stalled peer still connected 8 s on (milter_peer_timeout 2s)"
+        assert took >= 1.5, took
+    finally:
+        for a in peers:
+            a.close()
+    recs = wait_records(m, 9)
+    stalled = [r for r in recs if r.get("queue_id", "").startswith("STALL")]
+    assert len(stalled) == 8 and all(r["fault"] == "no message" for r in stalled), recs
+    assert wait_until(lambda: _threads(pid) <= base, 5.0), (base, _threads(pid))
+    _alive_and_clean(m, port, pid)
+
+
+def test_milter_peer_timeout_needs_a_restart(milter_mw, tmp_path):
+    """libmilter gives each connection the timeout smfi_main started with: a
+    reload cannot change it, says so, and the running one goes on."""
+    conf = Conf(tmp_path / "mw.conf", milter_peer_timeout="2s")
+    m, port = milter_mw(config=conf)
+    conf.write(milter_peer_timeout="2h")
+    reload(m, 1)
+    assert "milter: reload: milter_peer_timeout 7200s needs a restart; still 2s" in m.stderr_text(), \
+        m.stderr_tail()
+    peers = _stall(port, n_body=1)
+    try:
+        assert _dropped_within(peers, time.monotonic(), 8.0) is not None
+    finally:
+        for a in peers:
+            a.close()
+
+
 def test_slow_envelope_verdict_lets_the_recipient_through(milter_mw):
     """RCPT is a command to the MTA (Postfix waits milter_command_timeout,
     30 s, for it), not content: the envelope check there waits at most
