@@ -478,7 +478,8 @@ static void rules_eom(struct mw_ctx *ctx)
 	int capped = left >= 0 && (inst->budget_ms == 0 || left < (long long)inst->budget_ms);
 	if (capped)
 		in.time_budget_ms = (unsigned)left;
-	if ((capped && left == 0) || rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
+	int ran = !(capped && left == 0);
+	if (!ran || rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
 		if (capped) {
 			mw_log(ctx, LOG_WARNING, "rules stopped at the scan's deadline (%lld ms were left)", left);
 			mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the scan's deadline");
@@ -488,6 +489,12 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		deadline_timed_out("rules_time_budget");
 	}
+	unsigned long cut = 0, limited = ran ? rules_scratch_limit_hits(scr, &cut) : 0;
+	if (cut)
+		mw_log(ctx, LOG_INFO, "rules: %lu regex match(es) on a long text stopped at the deadline", cut);
+	if (limited)
+		mw_log(ctx, LOG_INFO, "rules: %lu regex match(es) stopped at PCRE2's match or depth limit "
+		       "(counted as not hit)", limited);
 	rules_net_free(fc->net);
 	free(fc);
 	free(rcpts);
