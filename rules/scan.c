@@ -15,6 +15,7 @@
 #include "rules/rules_int.h"
 
 #define MAX_JOINED_TEXT (32u << 20)
+#define MAX_HEADER_LENGTH 65536   /* SpamAssassin's: the header ALL shows */
 /* pcre_exec: texts longer than RUN_FROM are matched in runs of start
  * offsets; the first run RUN_FIRST offsets (one offset costs the
  * interpreter 2 ms at most at its match limit), then between RUN_MIN and
@@ -419,6 +420,40 @@ static void add_value(struct rules_scratch *s, const struct rules_header *h, int
 
 static int name_is(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
 
+/* SpamAssassin's get_all_headers (ALL, not :raw) stops at
+ * MAX_HEADER_LENGTH bytes, counted by name in order of first appearance
+ * (all of a name's fields, then the next name's): which fields it keeps
+ * (calloc'd flags) */
+static unsigned char *all_headers_kept(struct rules_scratch *s, const struct rules_input *in)
+{
+	unsigned char *keep = calloc(in->nheaders + 1, 1);
+	size_t *len = calloc(in->nheaders + 1, sizeof *len);
+	if (!keep || !len) abort();
+	for (size_t i = 0; i < in->nheaders; i++) {     /* a value's length: appended, then taken back */
+		size_t start = s->buflen;
+		add_value(s, &in->headers[i], 0);
+		len[i] = s->buflen - start;
+		s->buflen = start;
+		s->buf[start] = '\0';
+	}
+	size_t size = 0;
+	for (size_t i = 0; i < in->nheaders; i++) {
+		const char *n = in->headers[i].name;
+		if (name_is(n, "EnvelopeFrom")) continue;
+		size_t j;
+		for (j = 0; j < i && !name_is(in->headers[j].name, n); j++) {}
+		if (j < i) continue;                           /* counted with its name */
+		for (j = i; j < in->nheaders; j++) {
+			if (!name_is(in->headers[j].name, n)) continue;
+			size += strlen(in->headers[j].name) + len[j] + 1 + 2;
+			if (size > MAX_HEADER_LENGTH) { free(len); return keep; }
+			keep[j] = 1;
+		}
+	}
+	free(len);
+	return keep;
+}
+
 /* appends the text of target t to the joined buffer; 0 if no such header */
 static int header_text(struct rules_scratch *s, const struct htarget *t, const struct rules_input *in)
 {
@@ -426,14 +461,17 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 	int raw = t->hmod == HM_RAW || t->hmod == HM_ADDR_RAW || t->hmod == HM_NAME_RAW, found = 0;
 	/* SpamAssassin's pseudo-header names are case-sensitive */
 	if (strcmp(t->hdr, "ALL") == 0) {
+		unsigned char *keep = raw ? NULL : all_headers_kept(s, in);
 		for (size_t i = 0; i < in->nheaders; i++) {
 			if (name_is(in->headers[i].name, "EnvelopeFrom")) continue;   /* pseudo */
+			if (keep && !keep[i]) continue;
 			buf_add(s, in->headers[i].name, strlen(in->headers[i].name));
 			buf_add(s, ": ", 2);
 			add_value(s, &in->headers[i], raw);
 			buf_add(s, "\n", 1);
 			found = 1;
 		}
+		free(keep);
 		return found;
 	}
 	static const char *const msgid[] = { "Message-Id", "Resent-Message-Id", "X-Message-Id", NULL };
