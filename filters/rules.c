@@ -27,6 +27,8 @@
 #define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
 #define MAX_FIELDS      1000
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
+#define MAX_HEADER_KEY   256     /* MAX_HEADER_KEY_LENGTH */
+#define MAX_HEADER_VALUE 8192    /* MAX_HEADER_VALUE_LENGTH */
 
 struct rules_inst {
 	struct ruleset *rs;
@@ -215,6 +217,22 @@ static void render_lines(struct strv *out, const char *text, size_t len)
 	free(buf);
 }
 
+/* SpamAssassin's split_into_array_of_short_lines on one line: pieces
+ * over MAX_BODY_LINE bytes are cut after the last space at or before
+ * offset MAX_BODY_LINE (rindex), or at MAX_BODY_LINE when there is none */
+static void add_short_line(struct strv *out, const char *p, size_t n)
+{
+	while (n > MAX_BODY_LINE) {
+		size_t k = MAX_BODY_LINE + 1;
+		while (k > 0 && p[k - 1] != ' ') k--;
+		size_t len = k ? k : MAX_BODY_LINE;
+		strv_add(out, p, len);
+		p += len;
+		n -= len;
+	}
+	strv_add(out, p, n);
+}
+
 static void split_lines(struct strv *out, const char *text, size_t len)
 {
 	size_t s = 0;
@@ -347,8 +365,14 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		const char *colon = memchr(msg + p, ':', e - p);
 		if (colon) {
-			char *name = strndup(msg + p, (size_t)(colon - msg - p));
+			/* SpamAssassin keeps MAX_HEADER_KEY bytes of a name and
+			 * MAX_HEADER_VALUE of a value (its folding and newline
+			 * counted): a 1 MB field folded into short lines was one
+			 * header text for every rule on it, as long as that */
+			size_t kl = (size_t)(colon - msg - p);
+			char *name = strndup(msg + p, kl > MAX_HEADER_KEY ? MAX_HEADER_KEY : kl);
 			size_t vs = (size_t)(colon - msg) + 1, ve = e;
+			if ((e < mlen ? e + 1 : e) - vs > MAX_HEADER_VALUE) ve = vs + MAX_HEADER_VALUE;
 			while (ve > vs && (msg[ve - 1] == '\r' || msg[ve - 1] == '\n')) ve--;
 			if (vs < ve && msg[vs] == ' ') vs++;
 			char *raw = strndup(msg + vs, ve - vs);
@@ -409,9 +433,11 @@ static void rules_eom(struct mw_ctx *ctx)
 		if (subject) APPEND(subject, strlen(subject));
 		APPEND("\n", 1);
 		/* the Subject is a line of its own, its spacing kept, as
-		 * SpamAssassin puts it before the rendered text */
+		 * SpamAssassin puts it before the rendered text, and cut into
+		 * lines as that text is: a 256 KB Subject was one body line,
+		 * and a regex on it cost up to 1 s in one call */
 		size_t subject_end = tl;
-		strv_add(&body, text, tl);
+		add_short_line(&body, text, tl);
 		for (size_t i = 0; mm && i < mm->nparts; i++) {
 			const struct mime_part *mp = &mm->parts[i];
 			if (!mp->is_text) continue;
@@ -478,7 +504,8 @@ static void rules_eom(struct mw_ctx *ctx)
 	int capped = left >= 0 && (inst->budget_ms == 0 || left < (long long)inst->budget_ms);
 	if (capped)
 		in.time_budget_ms = (unsigned)left;
-	if ((capped && left == 0) || rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
+	int ran = !(capped && left == 0);
+	if (!ran || rules_scan(inst->rs, scr, &in, on_hit, &hc) == 1) {
 		if (capped) {
 			mw_log(ctx, LOG_WARNING, "rules stopped at the scan's deadline (%lld ms were left)", left);
 			mw_symbol(ctx, "RULES_TIMEOUT", 0, "rule evaluation stopped at the scan's deadline");
@@ -488,6 +515,12 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		deadline_timed_out("rules_time_budget");
 	}
+	unsigned long cut = 0, limited = ran ? rules_scratch_limit_hits(scr, &cut) : 0;
+	if (cut)
+		mw_log(ctx, LOG_INFO, "rules: %lu regex match(es) on a long text stopped at the deadline", cut);
+	if (limited)
+		mw_log(ctx, LOG_INFO, "rules: %lu regex match(es) stopped at PCRE2's match or depth limit "
+		       "(counted as not hit)", limited);
 	rules_net_free(fc->net);
 	free(fc);
 	free(rcpts);

@@ -551,7 +551,8 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 			if (r->tflags & TF_NICE) r->score = -r->score;
 		}
 		if (r->loaded != 1 || !r->re) continue;
-		uint32_t opt = 0;
+		/* the offset limit: scan.c matches long texts in runs of start offsets */
+		uint32_t opt = PCRE2_USE_OFFSET_LIMIT;
 		if (r->reflags & RE_I) opt |= PCRE2_CASELESS;
 		if (r->reflags & RE_M) opt |= PCRE2_MULTILINE;
 		if (r->reflags & RE_S) opt |= PCRE2_DOTALL;

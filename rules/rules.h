@@ -156,6 +156,11 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
  * the work a message cost, for tests that must not depend on the clock */
 unsigned long rules_scratch_matches(const struct rules_scratch *s);
 
+/* rules_scratch_limit_hits - of those, the ones PCRE2 gave up on at its
+ * match, depth or JIT stack limit (the rule counts as not hit); *cut (if
+ * not NULL): the ones on a long text stopped at the time budget */
+unsigned long rules_scratch_limit_hits(const struct rules_scratch *s, unsigned long *cut);
+
 /* rules_count - number of rules; rules_info - name, kind, loaded of the i-th */
 size_t rules_count(const struct ruleset *rs);
 const char *rules_info(const struct ruleset *rs, size_t i, enum rule_kind *kind, int *loaded, double *score);

@@ -15,6 +15,21 @@
 #include "rules/rules_int.h"
 
 #define MAX_JOINED_TEXT (32u << 20)
+#define MAX_HEADER_LENGTH 65536   /* SpamAssassin's: the header ALL shows */
+/* pcre_exec: texts longer than RUN_FROM are matched in runs of start
+ * offsets; the first run RUN_FIRST offsets (one offset costs the
+ * interpreter 2 ms at most at its match limit), then between RUN_MIN and
+ * RUN_MAX as they cost */
+#define RUN_FROM    4096u
+#define RUN_FIRST   16u
+#define RUN_MIN     16u
+#define RUN_MAX     (1u << 20)
+#define RUN_FAST_NS 1000000LL
+#define RUN_SLOW_NS 4000000LL
+/* the clock is read after every 8th match, and after 8 KB of text:
+ * a match on a body line (2048 bytes at most) costs up to tens of ms */
+#define LOOK_BYTES  8192u
+#define RC_OUT_OF_TIME (-1000)     /* pcre_exec: not one of PCRE2's codes */
 
 /* One text of a kind inside the joined buffer scanned by Hyperscan. */
 struct segment {
@@ -40,10 +55,14 @@ struct rules_scratch {
 	pcre2_match_data *md;
 	char *buf;                    /* the joined texts of one kind */
 	size_t buflen, bufcap;
+	pcre2_match_context *mctx;    /* the ruleset's, with an offset limit per run (pcre_exec) */
 	struct timespec deadline;
 	int has_deadline, out_of_time;
 	unsigned checks;
+	size_t look_bytes;            /* text matched since the clock was last read */
 	unsigned long matches;        /* PCRE2 matches this scan (rules_scratch_matches) */
+	unsigned long limit_hits;     /* of which PCRE2 gave up on at a limit */
+	unsigned long cut;            /* of which were stopped at the deadline */
 	struct eval_msg em;           /* eval: rules' view of the message */
 };
 
@@ -81,10 +100,11 @@ struct rules_scratch *rules_scratch_new(const struct ruleset *rs)
 	s->values = calloc(rs->nrules + 1, sizeof *s->values);
 	s->cand_of = calloc(rs->nrules + 1, sizeof *s->cand_of);
 	s->md = pcre2_match_data_create(1, NULL);
+	s->mctx = pcre2_match_context_copy(rs->mctx);
 	s->em.md = pcre2_match_data_create(16, NULL);
 	s->em.rs = rs;
 	s->seg_of_target = calloc(rs->ntargets + 1, sizeof *s->seg_of_target);
-	if (!s->values || !s->cand_of || !s->md || !s->em.md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
+	if (!s->values || !s->cand_of || !s->md || !s->mctx || !s->em.md || !s->seg_of_target) { rules_scratch_free(s); return NULL; }
 	for (int k = 0; k < RK_META; k++)
 		if (rs->kdb[k].db && hs_alloc_scratch(rs->kdb[k].db, &s->hs) != HS_SUCCESS) {
 			rules_scratch_free(s);
@@ -101,6 +121,7 @@ void rules_scratch_free(struct rules_scratch *s)
 	free(s->em.hdrs);
 	if (s->em.md) pcre2_match_data_free(s->em.md);
 	if (s->md) pcre2_match_data_free(s->md);
+	if (s->mctx) pcre2_match_context_free(s->mctx);
 	free(s->values);
 	free(s->cand_of);
 	free(s->seg_of_target);
@@ -110,27 +131,86 @@ void rules_scratch_free(struct rules_scratch *s)
 	free(s);
 }
 
+static int past_deadline(struct rules_scratch *s, const struct timespec *now)
+{
+	if (now->tv_sec > s->deadline.tv_sec ||
+	    (now->tv_sec == s->deadline.tv_sec && now->tv_nsec >= s->deadline.tv_nsec))
+		s->out_of_time = 1;
+	return s->out_of_time;
+}
+
 static int over_budget(struct rules_scratch *s)
 {
 	if (!s->has_deadline) return 0;
 	if (s->out_of_time) return 1;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec > s->deadline.tv_sec ||
-	    (now.tv_sec == s->deadline.tv_sec && now.tv_nsec >= s->deadline.tv_nsec))
-		s->out_of_time = 1;
-	return s->out_of_time;
+	s->look_bytes = 0;
+	return past_deadline(s, &now);
 }
 
 /* time_to_look - whether to read the clock after this PCRE2 match: every
- * 8th.  One match that runs into the match limit takes milliseconds, and
- * a candidate of a rule is checked on every segment after it, so a look
+ * 8th, or once LOOK_BYTES of text were matched since the last look.  One
+ * match that runs into the match limit takes milliseconds, and a
+ * candidate of a rule is checked on every segment after it, so a look
  * per 64 candidates let the rules run seconds past their deadline (the
  * scan's, which the front end does not wait past); the clock costs far
- * less than 8 matches. */
+ * less than 8 matches.  A long text is looked at within the match
+ * (pcre_exec). */
 static int time_to_look(struct rules_scratch *s)
 {
-	return (++s->checks & 7) == 0;
+	return (++s->checks & 7) == 0 || s->look_bytes >= LOOK_BYTES;
+}
+
+/* pcre_exec - pcre2_match of a rule's code, bounded by the deadline.
+ *
+ * A regex can cost the square of its text's length or worse in one call
+ * (stock TO_MALFORMED on a 64 KB To: line: 4.7 s with a 500 ms budget,
+ * 256 KB: 39 s), and the clock is read between calls.  PCRE2's match
+ * limit does not bound that: it counts per start offset, and the JIT
+ * (unlike the interpreter) does not count a character repeat giving back
+ * one character at a time, so one start offset of that regex alone scans
+ * the text's length squared.  Body lines are cut at 2048 bytes as
+ * SpamAssassin cuts them; header texts and "full" are not (nor does
+ * SpamAssassin cut them), so a text longer than RUN_FROM is matched by
+ * the interpreter, whose limit bounds each start offset, and its start
+ * offsets are tried in runs, each call limited to starting at most a run
+ * further (the offset limit; the whole text is still the subject, so
+ * look-behinds, anchors and matches running past the run's end are as in
+ * one call, and the first match found is the leftmost), with the clock
+ * read between runs.  A run's length adapts to what one costs: doubled
+ * while one takes under RUN_FAST_NS, halved over RUN_SLOW_NS.  Out of
+ * time: RC_OUT_OF_TIME, the rule not hit. */
+static int pcre_exec(struct rules_scratch *s, const pcre2_code *pc, const char *t, size_t len, size_t off)
+{
+	s->matches++;
+	if (!s->has_deadline || len - off <= RUN_FROM) {
+		s->look_bytes += len - off;
+		return pcre2_match(pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
+	}
+	if (s->out_of_time) return RC_OUT_OF_TIME;
+	size_t run = RUN_FIRST;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		int last = len - off <= run;
+		pcre2_set_offset_limit(s->mctx, last ? PCRE2_UNSET : off + run);
+		int rc = pcre2_match(pc, (PCRE2_SPTR)t, len, off, PCRE2_NO_JIT, s->md, s->mctx);
+		if (last || rc != PCRE2_ERROR_NOMATCH) {
+			s->look_bytes += len;
+			return rc;
+		}
+		off += run + 1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (past_deadline(s, &t1)) {
+			s->cut++;
+			return RC_OUT_OF_TIME;
+		}
+		long long ns = (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
+		if (ns < RUN_FAST_NS && run < RUN_MAX) run *= 2;
+		else if (ns > RUN_SLOW_NS && run > RUN_MIN) run /= 2;
+		t0 = t1;
+	}
 }
 
 /* --- the joined buffer ------------------------------------------------------ */
@@ -239,9 +319,11 @@ static unsigned pcre_count_code(struct rules_scratch *s, const struct rule *r, c
 	size_t off = 0;
 	unsigned cap = r->maxhits ? r->maxhits : 1000;
 	while (off <= len) {
-		s->matches++;
-		int rc = pcre2_match(pc, (PCRE2_SPTR)t, len, off, 0, s->md, s->rs->mctx);
-		if (rc < 0) break;          /* no match, or the match limit: counts as not hit */
+		int rc = pcre_exec(s, pc, t, len, off);
+		if (rc < 0) {               /* no match, or a limit: counts as not hit */
+			if (rc != PCRE2_ERROR_NOMATCH && rc != RC_OUT_OF_TIME) s->limit_hits++;
+			break;
+		}
 		n++;
 		if (!multiple || n >= cap) break;
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
@@ -338,6 +420,40 @@ static void add_value(struct rules_scratch *s, const struct rules_header *h, int
 
 static int name_is(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
 
+/* SpamAssassin's get_all_headers (ALL, not :raw) stops at
+ * MAX_HEADER_LENGTH bytes, counted by name in order of first appearance
+ * (all of a name's fields, then the next name's): which fields it keeps
+ * (calloc'd flags) */
+static unsigned char *all_headers_kept(struct rules_scratch *s, const struct rules_input *in)
+{
+	unsigned char *keep = calloc(in->nheaders + 1, 1);
+	size_t *len = calloc(in->nheaders + 1, sizeof *len);
+	if (!keep || !len) abort();
+	for (size_t i = 0; i < in->nheaders; i++) {     /* a value's length: appended, then taken back */
+		size_t start = s->buflen;
+		add_value(s, &in->headers[i], 0);
+		len[i] = s->buflen - start;
+		s->buflen = start;
+		s->buf[start] = '\0';
+	}
+	size_t size = 0;
+	for (size_t i = 0; i < in->nheaders; i++) {
+		const char *n = in->headers[i].name;
+		if (name_is(n, "EnvelopeFrom")) continue;
+		size_t j;
+		for (j = 0; j < i && !name_is(in->headers[j].name, n); j++) {}
+		if (j < i) continue;                           /* counted with its name */
+		for (j = i; j < in->nheaders; j++) {
+			if (!name_is(in->headers[j].name, n)) continue;
+			size += strlen(in->headers[j].name) + len[j] + 1 + 2;
+			if (size > MAX_HEADER_LENGTH) { free(len); return keep; }
+			keep[j] = 1;
+		}
+	}
+	free(len);
+	return keep;
+}
+
 /* appends the text of target t to the joined buffer; 0 if no such header */
 static int header_text(struct rules_scratch *s, const struct htarget *t, const struct rules_input *in)
 {
@@ -345,14 +461,17 @@ static int header_text(struct rules_scratch *s, const struct htarget *t, const s
 	int raw = t->hmod == HM_RAW || t->hmod == HM_ADDR_RAW || t->hmod == HM_NAME_RAW, found = 0;
 	/* SpamAssassin's pseudo-header names are case-sensitive */
 	if (strcmp(t->hdr, "ALL") == 0) {
+		unsigned char *keep = raw ? NULL : all_headers_kept(s, in);
 		for (size_t i = 0; i < in->nheaders; i++) {
 			if (name_is(in->headers[i].name, "EnvelopeFrom")) continue;   /* pseudo */
+			if (keep && !keep[i]) continue;
 			buf_add(s, in->headers[i].name, strlen(in->headers[i].name));
 			buf_add(s, ": ", 2);
 			add_value(s, &in->headers[i], raw);
 			buf_add(s, "\n", 1);
 			found = 1;
 		}
+		free(keep);
 		return found;
 	}
 	static const char *const msgid[] = { "Message-Id", "Resent-Message-Id", "X-Message-Id", NULL };
@@ -427,6 +546,9 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 {
 	memset(s->values, 0, rs->nrules * sizeof *s->values);
 	s->matches = 0;
+	s->limit_hits = 0;
+	s->cut = 0;
+	s->look_bytes = 0;
 	eval_msg_reset(&s->em);
 	s->em.in = in;
 	s->out_of_time = 0;
@@ -483,6 +605,12 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 unsigned long rules_scratch_matches(const struct rules_scratch *s)
 {
 	return s->matches;
+}
+
+unsigned long rules_scratch_limit_hits(const struct rules_scratch *s, unsigned long *cut)
+{
+	if (cut) *cut = s->cut;
+	return s->limit_hits;
 }
 
 void rules_net_queries(const struct ruleset *rs, struct rules_scratch *s, const struct rules_input *in,

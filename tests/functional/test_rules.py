@@ -117,3 +117,60 @@ def test_envelope_from_and_text_addresses(tmp_path):
     # the envelope sender, when there is one, wins over Return-Path
     got = symbols(scan(tmp_path, msg, [cf], ["--from", "other@else.example"]))
     assert "T_ENV" not in got and "T_MAILTO" in got
+
+
+LONG_HEADER_RULES = """header T_SUBJ_NEAR   Subject =~ /MARKNEAR/
+header T_SUBJ_FAR    Subject =~ /MARKFAR/
+body   T_BODY_NEAR   /MARKNEAR/
+body   T_BODY_FAR    /MARKFAR/
+body   T_BODY_PIECE  /^bbbb/
+header T_ALL_EARLY   ALL =~ /^X-Early-Marker: yes$/m
+header T_ALL_LATE    ALL =~ /^X-Late-Marker: yes$/m
+header T_RAW_LATE    ALL:raw =~ /^X-Late-Marker: yes$/m
+header T_PAD_LAST    X-Pad =~ /PADEND/
+"""
+
+
+def fold(text, width=70):
+    out, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = line + " " + word if line else word
+    out.append(line)
+    return "\n ".join(out)
+
+
+def test_long_headers_cut_as_spamassassin(tmp_path):
+    """A header value is cut at 8192 bytes, the header ALL at 64 KB (by
+    name in order of first appearance), and the Subject's body line into
+    2048-byte pieces after a space, as SpamAssassin 4.0.1 does
+    (MAX_HEADER_VALUE_LENGTH, MAX_HEADER_LENGTH, MAX_BODY_LINE_LENGTH):
+    a 1 MB field folded into short lines was one text that long for every
+    rule on it.  The same rules hit in SpamAssassin itself when it is
+    installed."""
+    subj = ("MARKNEAR " + " ".join(["a" * 60] * 40))[:1990]
+    # no space from 1990 to past 2048: the first piece ends at 1990
+    subj += " bbbb" + "c" * 100 + " " + " ".join(["d" * 60] * 160) + " MARKFAR " + " ".join(["e" * 60] * 40)
+    hdr = "From: a@example.com\nTo: b@example.org\nX-Early-Marker: yes\nSubject: " + fold(subj) + "\n"
+    for i in range(10):       # 10 x 6.6 KB: the later X-Late-Marker is past 64 KB
+        hdr += "X-Pad: " + fold(" ".join(["p%dx" % i + "x" * 59] * 100)) + (" PADEND" if i == 9 else "") + "\n"
+    hdr += "X-Late-Marker: yes\n"
+    msg = (hdr + "\nhello\n").encode()
+    cf = tmp_path / "long.cf"
+    cf.write_text(LONG_HEADER_RULES + "".join("score %s 0.1\n" % l.split()[1]
+                                              for l in LONG_HEADER_RULES.splitlines()))
+    want = {"T_SUBJ_NEAR", "T_BODY_NEAR", "T_BODY_PIECE", "T_ALL_EARLY", "T_RAW_LATE", "T_PAD_LAST"}
+    assert set(symbols(scan(tmp_path, msg.replace(b"\n", b"\r\n"), [cf]))) == want
+    sa = os.path.join(HERE, "sa_hits.pl")
+    if subprocess.run(["/usr/bin/perl", "-MMail::SpamAssassin", "-e", "1"], capture_output=True).returncode == 0:
+        rdir = tmp_path / "sa"
+        rdir.mkdir()
+        (rdir / "long.cf").write_text(cf.read_text())
+        (tmp_path / "sa.eml").write_bytes(msg)
+        r = subprocess.run(["/usr/bin/perl", sa, str(rdir), str(tmp_path / "sa.eml")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <cmocka.h>
@@ -533,6 +534,135 @@ static void test_time_budget(void **st)
 	rules_free(rs);
 }
 
+/* A regex that costs the square of its text's length in one PCRE2 call
+ * (JIT's match limit counts per start offset, and not a repeat giving
+ * back characters one at a time) used to run on past the budget inside
+ * that call: the clock is read between calls.  Header texts and "full"
+ * are not cut (SpamAssassin does not cut them either), so a text longer
+ * than 4 KB is matched by the interpreter (its match limit bounds each
+ * start offset) in runs of start offsets with the clock read between
+ * runs. */
+static double mono_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void test_long_text_bounded(void **st)
+{
+	(void)st;
+	/* SpamAssassin 4.0.1's TO_MALFORMED (20_head_tests.cf): 128 KB of '@'
+	 * cost 19 s in one call; a look-ahead over ".*" on a one-line 190 KB
+	 * message, 50 s */
+	struct ruleset *rs = load(
+		"header TO_MALFORMED To =~ /(?:^|[^\\S\"])(?:(?:\\\"[^\\\"]+\\\"|\\S+)\\@\\S+\\.\\S+|^\\s*.+:\\s*;|"
+		"^\\s*\\\"[^\\\"]+\\\":\\s*;|^\\s*\\([^\\)]*\\)\\s*$|<\\S+(?:\\!\\S+){1,}>|^\\s*$)/\n"
+		"full LOOK_AHEAD /(?=.*\\d)/\n", NULL);
+	enum { HN = 128 * 1024, FN = 190 * 1024 };
+	char *to = malloc(HN + 1), *full = malloc(FN + 1);
+	assert_non_null(to);
+	assert_non_null(full);
+	memset(to, '@', HN);
+	to[HN] = '\0';
+	memset(full, 'a', FN);
+	full[FN] = '\0';
+	struct rules_header hdr[] = { { "To", to, NULL } };
+	struct rules_input in = { .headers = hdr, .nheaders = 1, .time_budget_ms = 200 };
+	struct rules_scratch *s = rules_scratch_new(rs);
+	assert_non_null(s);
+	struct hits h = { 0 };
+	unsigned long cut;
+
+	/* the To: text: the interpreter gives up at its match limit at once
+	 * (the rule not hit, and said so), not a timeout */
+	double t0 = mono_now();
+	int rc = rules_scan(rs, s, &in, collect, &h);
+	double took = mono_now() - t0;
+	print_message("To: %d KB: %.3f s\n", HN / 1024, took);
+	assert_true(took < 5.0);
+	assert_int_equal(rc, 0);
+	assert_false(has(&h, "TO_MALFORMED"));
+	assert_true(rules_scratch_limit_hits(s, &cut) >= 1);
+	assert_int_equal(cut, 0);
+
+	/* the full text: every start offset scans to the end of the line
+	 * within the limit, so the time decides: stopped at the budget,
+	 * inside the one call (runs of start offsets) */
+	in.nheaders = 0;
+	in.full = full;
+	in.full_len = FN;
+	memset(&h, 0, sizeof h);
+	t0 = mono_now();
+	rc = rules_scan(rs, s, &in, collect, &h);
+	took = mono_now() - t0;
+	print_message("full: %d KB: %.3f s, budget 0.2 s\n", FN / 1024, took);
+	assert_true(took < 5.0);
+	assert_int_equal(rc, 1);
+	assert_false(has(&h, "LOOK_AHEAD"));
+	rules_scratch_limit_hits(s, &cut);
+	assert_int_equal(cut, 1);
+	rules_scratch_free(s);
+	free(to);
+	free(full);
+	rules_free(rs);
+}
+
+/* With a budget a long text is matched in runs of start offsets by the
+ * interpreter, without by one JIT call: the same matches either way,
+ * anchors, look-behinds and matches across a run's end included. */
+static void test_long_text_runs_same_matches(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"full XY /xy\\d/\ntflags XY multiple\n"
+		"full BEHIND /(?<=x)y\\d/\ntflags BEHIND multiple\n"
+		"full LINE_START /^b/m\ntflags LINE_START multiple\n"
+		"full AT_END /z\\z/\n"
+		"full NOT_AT_START /^a/\n"
+		"full LONG_SPAN /c{6000}d/\n"
+		"full EMPTY /(?=q)/\ntflags EMPTY multiple\n", NULL);
+	enum { N = 40000 };
+	char *full = malloc(N + 1);
+	assert_non_null(full);
+	memset(full, '.', N);
+	/* "xy1" on both sides of where runs end (the first is 64 offsets) */
+	static const size_t at[] = { 0, 61, 64, 4093, 4096, 4099, 8189, 8192, 16383, 20000, 39990 };
+	for (size_t i = 0; i < sizeof at / sizeof *at; i++) memcpy(full + at[i], "xy1", 3);
+	for (size_t i = 150; i < 29000; i += 997) full[i] = '\n', full[i + 1] = 'b', full[i + 2] = 'q';
+	memset(full + 30000, 'c', 6000);
+	full[36000] = 'd';
+	full[N - 1] = 'z';
+	full[N] = '\0';
+	struct rules_input in = { .full = full, .full_len = N };
+	struct rules_scratch *s = rules_scratch_new(rs);
+	assert_non_null(s);
+	struct hits plain, runs;
+	memset(&plain, 0, sizeof plain);
+	assert_int_equal(rules_scan(rs, s, &in, collect, &plain), 0);
+	in.time_budget_ms = 60000;
+	memset(&runs, 0, sizeof runs);
+	assert_int_equal(rules_scan(rs, s, &in, collect, &runs), 0);
+	assert_string_equal(plain.names, runs.names);
+	static const char *const names[] = { "XY", "BEHIND", "LINE_START", "AT_END", "NOT_AT_START", "LONG_SPAN", "EMPTY" };
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+		assert_int_equal(count_of(&plain, names[i]), count_of(&runs, names[i]));
+	unsigned lines = (29000 - 150 + 996) / 997;
+	assert_int_equal(count_of(&runs, "XY"), sizeof at / sizeof *at);
+	assert_int_equal(count_of(&runs, "BEHIND"), sizeof at / sizeof *at);
+	assert_int_equal(count_of(&runs, "LINE_START"), lines);
+	assert_int_equal(count_of(&runs, "EMPTY"), lines);
+	assert_true(has(&runs, "AT_END"));
+	assert_false(has(&runs, "NOT_AT_START"));
+	assert_true(has(&runs, "LONG_SPAN"));
+	unsigned long cut;
+	assert_int_equal(rules_scratch_limit_hits(s, &cut), 0);
+	assert_int_equal(cut, 0);
+	rules_scratch_free(s);
+	free(full);
+	rules_free(rs);
+}
+
 /* Each line is confirmed at most once per rule.  A regex cut in pieces
  * has one Hyperscan id per piece, each reported where it first matches:
  * every reported piece used to be a candidate that PCRE2 ran, with all
@@ -726,6 +856,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fallback_and_cache, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_cache_pruned, unit_tmpdir_setup, unit_tmpdir_teardown),
 		cmocka_unit_test(test_time_budget),
+		cmocka_unit_test(test_long_text_bounded),
+		cmocka_unit_test(test_long_text_runs_same_matches),
 		cmocka_unit_test(test_lines_confirmed_once),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_threads),
