@@ -612,7 +612,8 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
  * mail types are byte patterns whose field names have a fixed case:
  * "Received: ", "From: ", "Subject: " ... at the first byte, or a
  * "MIME-Version: " line followed within 1 KiB by a "Content-Type: " line
- * (of those only the first letters of the words in either case).  A
+ * (or a "From: " line by a "MIME-Version: " one; of those only the first
+ * letters of the words in either case).  A
  * message none of them matches ("FROM:", "MIME-VERSION:",
  * "CoNtEnT-TyPe:", or a message of other fields first and no
  * MIME-Version) is scanned as ASCII text: a base64 attachment in it is
@@ -659,13 +660,24 @@ static int shaped(const unsigned char *s, size_t n, const char *pat)
 	return 1;
 }
 
+/* line_after - a line shaped as pat starts less than 1000 bytes after
+ * from, before end */
+static int line_after(const unsigned char *b, size_t from, size_t end, const char *pat)
+{
+	for (size_t j = from; j < end && j <= from + 1000; j++)
+		if (b[j] == '\n' && shaped(b + j + 1, end - j - 1, pat))
+			return 1;
+	return 0;
+}
+
 /* engine_reads_mail - does libclamav type the message at b as mail: 1
- * only when one of its mail types surely matches (a first field of
- * mail_starts, or in the header section a MIME-Version line and a
- * Content-Type line less than 1000 bytes after it), else 0 */
+ * only when one of its mail types surely matches, in its header section:
+ * a first field of mail_starts, a MIME-Version line with a Content-Type
+ * line less than 1000 bytes after it, or a From line in the first 1000
+ * bytes with a MIME-Version line less than 1000 bytes after it; else 0 */
 static int engine_reads_mail(const unsigned char *b, size_t n)
 {
-	size_t i, j, end = n < MAIL_TYPE_SPAN ? n : MAIL_TYPE_SPAN;
+	size_t i, end = n < MAIL_TYPE_SPAN ? n : MAIL_TYPE_SPAN;
 
 	for (i = 0; mail_starts[i] != NULL; i++)
 		if (n >= strlen(mail_starts[i]) && memcmp(b, mail_starts[i], strlen(mail_starts[i])) == 0)
@@ -675,11 +687,13 @@ static int engine_reads_mail(const unsigned char *b, size_t n)
 			continue;
 		if (b[i] == '\n' || (b[i] == '\r' && i + 1 < end && b[i + 1] == '\n'))
 			break;          /* the empty line: the body is not looked at */
-		if (!shaped(b + i, end - i, "MIME-Version: "))
-			continue;
-		for (j = i + 14; j < end && j <= i + 14 + 1000; j++)
-			if (b[j] == '\n' && shaped(b + j + 1, end - j - 1, "Content-Type: "))
-				return 1;
+		if (shaped(b + i, end - i, "MIME-Version: ") && line_after(b, i + 14, end, "Content-Type: "))
+			return 1;
+		/* (the '\n' before it, where the type's pattern starts, in its
+		 * first 1 KiB) */
+		if (i > 0 && i < 1000 && shaped(b + i, end - i, "From: ") &&
+		    line_after(b, i + 6, end, "MIME-Version: "))
+			return 1;
 	}
 	return 0;
 }
@@ -789,17 +803,18 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 		av_unscanned(ctx, cfg, s->label, 1, out);
 		return;
 	}
-	if (collect(&h, m->parts, m->nparts, NULL) < 0) {
-		if (h.zips) {
-			/* as for the message's own zips: before any scan */
-			snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
-			av_unscanned(ctx, cfg, s->label, 1, why);
-			goto done;
-		}
-	} else
-		collect_as_text(&h, m, msg, len, 0, NULL);
+	if (collect(&h, m->parts, m->nparts, NULL) < 0 && h.zips) {
+		/* as for the message's own zips: before any scan */
+		snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
+		av_unscanned(ctx, cfg, s->label, 1, why);
+		goto done;
+	}
 	out[0] = '\0';
 	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
+	/* the message's own leaves, when it or a message in it was read as
+	 * text: only once it came back clean (their zips are counted) */
+	if (r == AV_CLEAN && !h.limit)
+		collect_as_text(&h, m, msg, len, 0, NULL);
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels or the bytes was not seen */
 		snprintf(out, sizeof(out), "%s", h.why);
