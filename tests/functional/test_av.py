@@ -969,3 +969,45 @@ def test_text_read_leaves_counted(module_db, tmp_path):
     assert res["action"] == "tempfail", res
     assert av_symbols(res) == {"AV_UNSCANNED": "limit: f099.bin: more than 100 parts in messages the "
                                "engine reads as text"}, res
+
+
+# what filters/av.c counts as a mail type (mail_starts, and the header
+# lines of engine_reads_mail): a message of that shape is not scanned apart
+MAIL_STARTS = ["Received: ", "Return-Path: ", "Return-path: ", "From: ", "From ", "Date: ", "Subject: ",
+               "To: ", "Message-ID: ", "Message-Id: ", "Delivered-To: ", "Delivery-date: ",
+               "Envelope-to: ", "For: ", "Received-SPF: ", "X-Apparently-To: ", "X-Envelope-From: ",
+               "X-Original-To: ", "X-Real-To: ", "X-Sieve: ", "X-UIDL: "]
+
+
+def mail_shapes(attachment):
+    """{name: message} in each shape filters/av.c takes for mail: the
+    shape's fields as libclamav wants them, all others upper case"""
+    fwd = avlib.recase(with_attachment(attachment, "eicar.com", subject="forwarded"), str.upper)
+    shapes = {"start %r" % s: s.encode() + b"x\r\n" + fwd for s in MAIL_STARTS}
+    body = fwd.partition(b"\r\n\r\n")[2]
+    ct = re.search(rb"CONTENT-TYPE: ([^\r]*)", fwd).group(1)
+    shapes["mime-version then content-type"] = (b"X-A: b\r\nmIME-version: 1.0\r\nX-B: " + b"c" * 900 +
+                                               b"\r\ncontent-Type: " + ct + b"\r\n\r\n" + body)
+    shapes["from then mime-version"] = (b"X-A: " + b"b" * 900 + b"\r\nfrom: a@example.org\r\nX-B: " +
+                                        b"c" * 900 + b"\r\nMime-Version: 1.0\r\nCONTENT-TYPE: " + ct +
+                                        b"\r\n\r\n" + body)
+    return shapes
+
+
+def test_mail_types_are_read_as_mail(module_db, clamd, tmp_path):
+    """each shape the filters take for one libclamav reads as mail is one:
+    forwarded in another message, clamscan decodes its attachment; and the
+    filters scan nothing apart for it (one clamd scan a clean one)"""
+    paths = {}
+    for i, (name, msg) in enumerate(sorted(mail_shapes(EICAR).items())):
+        paths[name] = str(tmp_path / ("shape%02d.eml" % i))
+        with open(paths[name], "wb") as f:
+            f.write(forwarded(msg))
+    ref = avlib.clamscan(module_db, list(paths.values()))
+    assert {name: ref[p] for name, p in paths.items()} == {name: EICAR_NAME for name in paths}
+    for name, msg in sorted(mail_shapes(b"just a report\r\n" * 20).items()):
+        before = len(clamd_streams(clamd))
+        res = scan_cli(tmp_path, forwarded(msg), "clamd", module_db, clamd)
+        assert res["action"] == "accept" and av_symbols(res) == {}, (name, res)
+        time.sleep(0.1)
+        assert len(clamd_streams(clamd)) - before == 1, name
