@@ -346,6 +346,8 @@ struct hidden {
 	unsigned  level;
 	struct hidden_item *items;
 	size_t    nitems, cap;
+	size_t    nsigned;       /* of them signed contents */
+	size_t    nleaves;       /* of them leaves of messages read as text */
 	int       zips;          /* stopped: past av_max_zip_entries */
 	int       limit;         /* stopped: past the levels or the bytes */
 	char      why[200];      /* why it stopped */
@@ -413,8 +415,35 @@ static int stop(struct hidden *h, const char *here, const char *why)
 }
 
 static int collect(struct hidden *h, const struct mime_part *parts, size_t nparts, const char *in);
+static int collect_as_text(struct hidden *h, const struct mime_msg *m, const unsigned char *b, size_t len,
+                           int as_mail, const char *in);
 
 enum content_kind { C_MESSAGE, C_CMS, C_PGP };
+
+/* keep - a content kept for its scan (freed by av_scan_message): wrap its
+ * head, or NULL for a file scanned as it is; where the copy of data is */
+static const unsigned char *keep(struct hidden *h, const char *here, const unsigned char *data, size_t len,
+                                 const char *wrap)
+{
+	struct hidden_item *it;
+	size_t wl = wrap != NULL ? strlen(wrap) : 0;
+
+	if (h->nitems == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 4;
+		h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
+	}
+	it = &h->items[h->nitems++];
+	it->len = wl + len;
+	it->buf = xmalloc(it->len + 1);
+	if (wl > 0)             /* a file has no wrapper: wrap is NULL */
+		memcpy(it->buf, wrap, wl);
+	if (len > 0)
+		memcpy(it->buf + wl, data, len);
+	it->buf[it->len] = '\0';
+	it->is_file = wrap == NULL;
+	snprintf(it->where, sizeof(it->where), "%s", here);
+	return it->buf + wl;
+}
 
 /* take - one content found in a part (here says where): within the
  * levels, bytes and count, kept for its scan (signed content: wrap is its
@@ -436,7 +465,7 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 		h->limit = 1;
 		return stop(h, here, "messages and signed content over 64 MiB");
 	}
-	if (kind != C_MESSAGE && h->nitems >= HIDDEN_MAX_ITEMS) {
+	if (kind != C_MESSAGE && h->nsigned >= HIDDEN_MAX_ITEMS) {
 		h->limit = 1;
 		return stop(h, here, "more than 100 signed contents in the message");
 	}
@@ -444,23 +473,8 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 	if (kind != C_MESSAGE) {
 		/* kept, wrapped, for its scan (freed by av_scan_message); the
 		 * reader's copy goes at the caller */
-		struct hidden_item *it;
-		size_t wl = wrap != NULL ? strlen(wrap) : 0;
-
-		if (h->nitems == h->cap) {
-			h->cap = h->cap ? h->cap * 2 : 4;
-			h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
-		}
-		it = &h->items[h->nitems++];
-		it->len = wl + len;
-		it->buf = xmalloc(it->len + 1);
-		if (wl > 0)             /* a file has no wrapper: wrap is NULL */
-			memcpy(it->buf, wrap, wl);
-		memcpy(it->buf + wl, data, len);
-		it->buf[it->len] = '\0';
-		it->is_file = wrap == NULL;
-		snprintf(it->where, sizeof(it->where), "%s", here);
-		inner = it->buf + wl;
+		inner = keep(h, here, data, len, wrap);
+		h->nsigned++;
 	}
 	h->level++;
 	if (wrap == NULL && kind == C_PGP) {
@@ -483,9 +497,16 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
 			h->zips = 1;
 			rc = stop(h, here, why);
-		} else
+		} else {
 			/* a signed-data in the signed content, or in a message in it */
 			rc = collect(h, m->parts, m->nparts, here);
+			/* signed content is scanned as the body of a
+			 * message/rfc822, which the engine reads as mail
+			 * whatever its fields; a message that is a leaf it
+			 * types as it types any */
+			if (rc == 0)
+				rc = collect_as_text(h, m, inner, len, kind != C_MESSAGE, here);
+		}
 		mime_free(m);
 	}
 	h->level--;
@@ -583,6 +604,189 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 	return 0;
 }
 
+/* --- messages the engine reads as text ---------------------------------------
+ *
+ * libclamav (1.4.6) parses a message as mail only when it types it so:
+ * the buffer it is handed, and each message/rfc822 part (or .eml file) it
+ * meets in a message, which it writes to a file and types again.  Its
+ * mail types are byte patterns whose field names have a fixed case:
+ * "Received: ", "From: ", "Subject: " ... at the first byte, or a
+ * "MIME-Version: " line followed within 1 KiB by a "Content-Type: " line
+ * (or a "From: " line by a "MIME-Version: " one; of those only the first
+ * letters of the words in either case).  A
+ * message none of them matches ("FROM:", "MIME-VERSION:",
+ * "CoNtEnT-TyPe:", or a message of other fields first and no
+ * MIME-Version) is scanned as ASCII text: a base64 attachment in it is
+ * never decoded, nor is anything in the messages forwarded in it, and a
+ * virus attached passed both filters.  GMime reads field names in any case
+ * (RFC 5322), as mail programs do.  So, once the message came back clean,
+ * the leaves of the messages the engine read as text are scanned one by
+ * one, as GMime decoded them: a text/plain one as the body of a message of
+ * its own (the engine then finds the uuencoded files in it, as in mail),
+ * any other as the file it is.  A message the engine reads as mail costs
+ * nothing more than the look at its first bytes. */
+
+#define HIDDEN_MAX_LEAVES 100   /* scans of such leaves; said in collect_as_text */
+#define MAIL_TYPE_SPAN (64u << 10)   /* of a header section looked at; past it: text */
+
+static const char wrap_text[] = "X-Mailwarden-Content: text of a message read as text\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n";
+
+/* the types of libclamav 1.4.6's own table (filetypes_int.h, used when
+ * the database has no daily.ftm) that say mail by a message's first
+ * bytes, as written; the odd ones (">From ", "X-EVS", a qmail bounce) left
+ * out: what is not here is scanned apart, which only costs */
+static const char *const mail_starts[] = {
+	"Received: ", "Return-Path: ", "Return-path: ", "From: ", "From ", "Date: ", "Subject: ",
+	"To: ", "Message-ID: ", "Message-Id: ", "Delivered-To: ", "Delivery-date: ",
+	"Envelope-to: ", "For: ", "Received-SPF: ", "X-Apparently-To: ", "X-Envelope-From: ",
+	"X-Original-To: ", "X-Real-To: ", "X-Sieve: ", "X-UIDL: ", NULL
+};
+
+/* shaped - s starts with pat, where an upper-case letter of pat stands
+ * for itself in either case and every other byte for itself */
+static int shaped(const unsigned char *s, size_t n, const char *pat)
+{
+	size_t i;
+
+	for (i = 0; pat[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)pat[i];
+
+		if (i >= n)
+			return 0;
+		if (c >= 'A' && c <= 'Z' ? (s[i] != c && s[i] != c + 32) : s[i] != c)
+			return 0;
+	}
+	return 1;
+}
+
+/* line_after - a line shaped as pat starts less than 1000 bytes after
+ * from, before end */
+static int line_after(const unsigned char *b, size_t from, size_t end, const char *pat)
+{
+	for (size_t j = from; j < end && j <= from + 1000; j++)
+		if (b[j] == '\n' && shaped(b + j + 1, end - j - 1, pat))
+			return 1;
+	return 0;
+}
+
+/* engine_reads_mail - does libclamav type the message at b as mail: 1
+ * only when one of its mail types surely matches, in its header section:
+ * a first field of mail_starts, a MIME-Version line with a Content-Type
+ * line less than 1000 bytes after it, or a From line in the first 1000
+ * bytes with a MIME-Version line less than 1000 bytes after it; else 0 */
+static int engine_reads_mail(const unsigned char *b, size_t n)
+{
+	size_t i, end = n < MAIL_TYPE_SPAN ? n : MAIL_TYPE_SPAN;
+
+	for (i = 0; mail_starts[i] != NULL; i++)
+		if (n >= strlen(mail_starts[i]) && memcmp(b, mail_starts[i], strlen(mail_starts[i])) == 0)
+			return 1;
+	for (i = 0; i < end; i++) {
+		if (i > 0 && b[i - 1] != '\n')
+			continue;
+		if (b[i] == '\n' || (b[i] == '\r' && i + 1 < end && b[i + 1] == '\n'))
+			break;          /* the empty line: the body is not looked at */
+		if (shaped(b + i, end - i, "MIME-Version: ") && line_after(b, i + 14, end, "Content-Type: "))
+			return 1;
+		/* (the '\n' before it, where the type's pattern starts, in its
+		 * first 1 KiB) */
+		if (i > 0 && i < 1000 && shaped(b + i, end - i, "From: ") &&
+		    line_after(b, i + 6, end, "MIME-Version: "))
+			return 1;
+	}
+	return 0;
+}
+
+/* append - s after the used bytes of out (cut to fit) */
+static void append(char *out, size_t outsz, const char *s)
+{
+	size_t used = strlen(out);
+
+	if (used + 1 < outsz)
+		snprintf(out + used, outsz - used, "%s", s);
+}
+
+/* leaf_where - a leaf of m as a reply names it: its name, then each
+ * message it is forwarded in, then in (where m is, or NULL) */
+static void leaf_where(const struct mime_msg *m, size_t idx, const char *in, char *out, size_t outsz)
+{
+	const struct mime_part *p = &m->parts[idx];
+	char name[96];
+
+	shown_name(p, idx, name, sizeof(name));
+	snprintf(out, outsz, "%s", name);
+	for (size_t k = p->msg, hops = 0; k != 0 && k < m->nmsgs && hops < m->nmsgs; k = m->msgs[k].parent, hops++) {
+		if (m->msgs[k].filename != NULL) {
+			snprintf(name, sizeof(name), " in message %.60s", m->msgs[k].filename);
+			append(out, outsz, name);
+		} else
+			append(out, outsz, " in a forwarded message");
+	}
+	if (in != NULL) {
+		append(out, outsz, " in ");
+		append(out, outsz, in);
+	}
+	printable(out);
+}
+
+/* collect_as_text - the leaves of m (parsed from the len bytes at b) in
+ * the messages the engine reads as text, kept for a scan each; as_mail:
+ * the engine reads b as mail whatever its fields (b is the body of the
+ * message/rfc822 it is handed); in: where b is, NULL for the message
+ * itself.  0, or -1 when a limit stopped it (h->limit, with where and why) */
+static int collect_as_text(struct hidden *h, const struct mime_msg *m, const unsigned char *b, size_t len,
+                           int as_mail, const char *in)
+{
+	unsigned char *parsed;      /* per message of m: the engine parses it as mail */
+	int rc = 0, as_text = 0;
+
+	if (m->nmsgs == 0)
+		return 0;
+	parsed = xmalloc(m->nmsgs);
+	parsed[0] = as_mail || engine_reads_mail(b, len);
+	for (size_t k = 1; k < m->nmsgs; k++) {
+		const struct mime_message *mm = &m->msgs[k];
+
+		/* the engine meets a forwarded message only in one it parsed */
+		parsed[k] = mm->parent < k && parsed[mm->parent] && mm->offset >= 0 &&
+		    (unsigned long long)mm->offset < len &&
+		    engine_reads_mail(b + mm->offset, len - (size_t)mm->offset);
+	}
+	for (size_t k = 0; k < m->nmsgs; k++)
+		as_text |= !parsed[k];
+	if (as_text && m->incomplete != NULL) {
+		/* the parts GMime did not list were not seen decoded */
+		char why[200];
+
+		snprintf(why, sizeof(why), "read as text by the engine, and its MIME structure not walked whole (%s)",
+		    m->incomplete);
+		h->limit = 1;
+		rc = stop(h, in != NULL ? in : "the message", why);
+	}
+	for (size_t i = 0; rc == 0 && i < m->nparts; i++) {
+		const struct mime_part *p = &m->parts[i];
+		char here[AV_WHERE_MAX + 1];
+		int is_text = strcmp(p->content_type, "text/plain") == 0;
+
+		if (parsed[p->msg] || p->raw_len == 0)
+			continue;
+		leaf_where(m, i, in, here, sizeof(here));
+		if (p->truncated) {
+			h->limit = 1;
+			rc = stop(h, here, "decoded past 64 MiB in a message read as text by the engine");
+		} else if (h->nleaves >= HIDDEN_MAX_LEAVES) {
+			h->limit = 1;
+			rc = stop(h, here, "more than 100 parts in messages the engine reads as text");
+		} else {
+			keep(h, here, p->raw, p->raw_len, is_text ? wrap_text : NULL);
+			h->nleaves++;
+		}
+	}
+	free(parsed);
+	return rc;
+}
+
 void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s)
 {
 	const unsigned char *msg;
@@ -607,6 +811,10 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	}
 	out[0] = '\0';
 	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
+	/* the message's own leaves, when it or a message in it was read as
+	 * text: only once it came back clean (their zips are counted) */
+	if (r == AV_CLEAN && !h.limit)
+		collect_as_text(&h, m, msg, len, 0, NULL);
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels or the bytes was not seen */
 		snprintf(out, sizeof(out), "%s", h.why);

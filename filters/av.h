@@ -63,9 +63,11 @@ struct av_scanner {
 /* av_scan_message - the whole antivirus step of one message: one scan of
  * the message as it came, then, if that was clean, one scan of each
  * content the engine cannot open itself (the signed message inside S/MIME
- * opaque signed-data, found in the shared MIME parse and in the messages
- * GMime keeps as leaves), within av_max_scansize counted with the
- * message; then the verdict.  Before any scan, the zips of the message's
+ * opaque signed-data and OpenPGP signed data, found in the shared MIME
+ * parse and in the messages GMime keeps as leaves; the decoded leaves of
+ * the messages the engine reads as text, not mail, for the case of their
+ * field names), within av_max_scansize counted with the message; then the
+ * verdict.  Before any scan, the zips of the message's
  * leaves, of those contents and of those messages (and the zips inside
  * them or inside the other containers libclamav opens: tar, 7z, gzip,
  * bzip2, xz; to av_max_recursion levels, 64 MiB unpacked at most) are

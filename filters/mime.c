@@ -36,6 +36,7 @@
 struct mime_store {
 	struct mime_msg pub;
 	size_t      cap_parts;
+	size_t      cap_msgs;
 	size_t      cap_uris;
 	size_t      decoded;          /* bytes of decoded content kept so far */
 	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
@@ -64,6 +65,24 @@ static struct mime_part *part_new(struct mime_store *st)
 	p = &st->pub.parts[st->pub.nparts++];
 	memset(p, 0, sizeof(*p));
 	return p;
+}
+
+/* msg_new - one more message in pub.msgs (its fields the caller's) */
+static size_t msg_new(struct mime_store *st, long long offset, size_t parent, unsigned depth,
+                      char *filename)
+{
+	struct mime_message *m;
+
+	if (st->pub.nmsgs == st->cap_msgs) {
+		st->cap_msgs = st->cap_msgs ? st->cap_msgs * 2 : 4;
+		st->pub.msgs = g_renew(struct mime_message, st->pub.msgs, st->cap_msgs);
+	}
+	m = &st->pub.msgs[st->pub.nmsgs];
+	m->offset = offset;
+	m->parent = parent;
+	m->depth = depth;
+	m->filename = filename;
+	return st->pub.nmsgs++;
 }
 
 /* incomplete - the parse stops short of some parts; the first reason is kept */
@@ -665,7 +684,7 @@ static const char *const *part_names(GMimeObject *obj, const char *filename)
 /* ------------------------------------------------------------------ */
 /* the walk                                                             */
 
-static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
+static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t msg)
 {
 	GMimeContentType *ct = g_mime_object_get_content_type(obj);
 	const char *declared = g_mime_object_get_header(obj, "Content-Type");
@@ -682,6 +701,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 	}
 	p = part_new(st);
 	p->depth = depth;
+	p->msg = msg;
 	type = ct != NULL ? g_mime_content_type_get_mime_type(ct) : g_strdup("text/plain");
 	p->content_type = lower_dup(type);
 	g_free(type);
@@ -783,8 +803,20 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth)
 		text_uris(st, (const char *)p->data, p->len);
 }
 
-/* walk - depth-first; depth counts nested messages, nest every level */
-static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsigned nest)
+/* first_offset - where the first header field of a message GMime parsed
+ * starts in the parsed bytes, or -1 */
+static long long first_offset(GMimeMessage *m)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(m));
+
+	if (hl == NULL || g_mime_header_list_get_count(hl) <= 0)
+		return -1;
+	return (long long)g_mime_header_get_offset(g_mime_header_list_get_header_at(hl, 0));
+}
+
+/* walk - depth-first; depth counts nested messages, nest every level; msg
+ * is the innermost message obj is in (an index into pub.msgs) */
+static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsigned nest, size_t msg)
 {
 	if (obj == NULL)
 		return;
@@ -798,7 +830,7 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		int i, n = g_mime_multipart_get_count(mp);
 
 		for (i = 0; i < n && st->pub.nparts < MIME_MAX_PARTS; i++)
-			walk(st, g_mime_multipart_get_part(mp, i), depth, nest + 1);
+			walk(st, g_mime_multipart_get_part(mp, i), depth, nest + 1, msg);
 		if (i < n) {
 			st->pub.parse_error = 1;
 			st->pub.parts_truncated = 1;
@@ -806,14 +838,19 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		}
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
 		GMimeMessage *m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+		const char *fn;
 
 		if (m == NULL) {
 			st->pub.parse_error = 1;
 			return;
 		}
-		walk(st, g_mime_message_get_mime_part(m), depth + 1, nest + 1);
+		fn = g_mime_object_get_content_disposition_parameter(obj, "filename");
+		if (fn == NULL)
+			fn = g_mime_object_get_content_type_parameter(obj, "name");
+		msg = msg_new(st, first_offset(m), msg, depth + 1, filename_clean(fn));
+		walk(st, g_mime_message_get_mime_part(m), depth + 1, nest + 1, msg);
 	} else
-		leaf(st, obj, depth);
+		leaf(st, obj, depth, msg);
 }
 
 /* parser complaints that mean the structure is broken */
@@ -861,6 +898,9 @@ void mime_free(void *p)
 		g_free((char *)pt->rendered);
 	}
 	g_free(st->pub.parts);
+	for (i = 0; i < st->pub.nmsgs; i++)
+		g_free((char *)st->pub.msgs[i].filename);
+	g_free(st->pub.msgs);
 	for (i = 0; i < st->pub.nuris; i++)
 		g_free(st->pub.uris[i]);
 	g_free(st->pub.uris);
@@ -1037,11 +1077,12 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 		st->pub.parse_error = 1;
 		incomplete(st, why);
 	}
+	msg_new(st, 0, 0, 0, NULL);         /* the message itself */
 	m = mime_gmime_parse(msg, cut, on_warning, st, NULL);
 	if (m == NULL)
 		st->pub.parse_error = 1;
 	else {
-		walk(st, g_mime_message_get_mime_part(m), 0, 0);
+		walk(st, g_mime_message_get_mime_part(m), 0, 0, 0);
 		g_object_unref(m);
 	}
 	g_hash_table_destroy(st->uri_seen);

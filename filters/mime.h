@@ -61,11 +61,28 @@ struct mime_part {
 	const char *charset;          /* declared charset parameter, lower case, or NULL */
 	const char *encoding;         /* Content-Transfer-Encoding as declared, lower
 	                               * case, trimmed, or NULL */
+	size_t      msg;              /* the innermost message holding it: an index
+	                               * into mime_msg.msgs (0: the message itself) */
+};
+
+/* A message of the parse: the message itself (msgs[0]), or a
+ * message/rfc822 (or message/global) part descended into, listed as the
+ * walk meets it (a message comes before those nested in it). */
+struct mime_message {
+	/* where its header section starts in the bytes parsed, by GMime's
+	 * offset of its first header field; -1 when it has none (msgs[0]: 0) */
+	long long   offset;
+	size_t      parent;           /* the message it is in (msgs[0]: 0) */
+	unsigned    depth;            /* as mime_part.depth */
+	const char *filename;         /* the message/rfc822 part's filename, as
+	                               * mime_part.filename, or NULL */
 };
 
 struct mime_msg {
 	struct mime_part *parts;      /* nparts leaves */
 	size_t            nparts;
+	struct mime_message *msgs;    /* nmsgs >= 1 messages: the message itself */
+	size_t            nmsgs;      /* and those its leaves are nested in */
 	/* URIs found in text and HTML parts, deduplicated, valid UTF-8:
 	 * HTML href/src/action/background values (entities decoded; "#...",
 	 * cid: and data: left out) and bare http://, https:// and www. in

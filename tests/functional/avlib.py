@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -335,6 +336,22 @@ def rfc822_part(inner, encoding=None, filename="forwarded.eml"):
     if encoding == "base64":
         return h + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + _b64(inner) + CRLF
     return h + CRLF + inner + CRLF
+
+
+def recase(msg, how, head_only=True):
+    """msg with the names of its header fields recased by how (a function
+    of the name): those of its own header section only, or of every
+    header section in it (a line starting with a name and a colon)"""
+    head, sep, body = msg.partition(b"\r\n\r\n")
+    if not head_only:
+        head, sep, body = msg, b"", b""
+    head = re.sub(rb"(?m)^([A-Za-z][A-Za-z0-9-]*):", lambda m: how(m.group(1).decode()).encode() + b":", head)
+    return head + sep + body
+
+
+def alternate(name):
+    """CoNtEnT-TyPe"""
+    return "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(name))
 
 
 def with_entity(ent, subject="wrapped"):

@@ -783,3 +783,231 @@ def test_pgp_signed_limits(mode, request, pgp, module_db, tmp_path):
         res = scan_cli(tmp_path, msg, mode, module_db, clamd, opts + extra)
         assert res["action"] == "tempfail", res
         assert av_symbols(res) == {"AV_UNSCANNED": want}, res
+
+
+# --- messages the engine reads as text ----------------------------------------
+#
+# libclamav 1.4.6 parses a message as mail only when its type patterns say
+# so, with field names in the case they expect ("From: ", "Received: " ...
+# first, or "MIME-Version: " then "Content-Type: "): the message it is
+# handed, and each forwarded message (message/rfc822, .eml) it meets in
+# one.  Any other is scanned as text and a base64 attachment in it passed
+# both filters; GMime, and mail programs, read field names in any case.
+
+ENGINE_FOUND = None      # found by the engine in the message's own scan
+
+
+def forwarded(inner, name="forwarded.eml", encoding=None):
+    """a message forwarding inner as a message/rfc822 attachment"""
+    return avlib.with_entity(avlib.entity([avlib.rfc822_part(inner, encoding, filename=name)]))
+
+
+def folded(msg):
+    """msg whose own Content-Type field is folded after the colon and
+    between its parameters"""
+    head, _, body = msg.partition(b"\r\n\r\n")
+    head = re.sub(rb"(?im)^(content-type):[ \t]*([^;\r\n]*);[ \t]*", lambda m: m.group(1) + b":\r\n  " +
+                  m.group(2) + b";\r\n\t", head)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture(scope="module")
+def text_read_cases():
+    """{name: (message, where the virus is said to be, or ENGINE_FOUND)}"""
+    fwd = with_attachment(EICAR, "eicar.com", subject="forwarded")
+    up, mixed = (lambda m: avlib.recase(m, str.upper)), (lambda m: avlib.recase(m, avlib.alternate))
+    zipped = with_attachment(avlib.zip_of([("eicar.com", EICAR)]), "files.zip", "application/zip")
+    # a message of fields in the usual case that no type pattern matches:
+    # another field first, no From, Message-ID or MIME-Version (each of which,
+    # followed by a Content-Type field, makes a type), its Content-Type folded
+    head, _, body = fwd.partition(b"\r\n\r\n")
+    odd = folded(b"\r\n".join([b"X-Mailer: a"] + [f for f in head.split(b"\r\n") if not f.startswith(
+        (b"From:", b"MIME-", b"Message-ID:"))]) + b"\r\n\r\n" + body)
+    return {
+        # upper case, a forwarded message: as it is, base64, an .eml file
+        "forwarded-upper": (forwarded(up(fwd)), "eicar.com in message forwarded.eml"),
+        "forwarded-upper-unnamed": (avlib.nested_rfc822(up(fwd)), "eicar.com in a forwarded message"),
+        "forwarded-upper-base64": (forwarded(up(fwd), encoding="base64"),
+                                   "eicar.com in message forwarded.eml"),
+        "eml-file-upper": (avlib.with_entity(avlib.entity([avlib.file_part(up(fwd), "fwd.eml")])),
+                           "eicar.com in message fwd.eml"),
+        "forwarded-upper-everywhere": (forwarded(avlib.recase(fwd, str.upper, head_only=False)),
+                                       "eicar.com in message forwarded.eml"),
+        "forwarded-upper-zip": (forwarded(up(zipped)), "files.zip in message forwarded.eml"),
+        # mixed case; lower case the engine reads ("(C|c)ontent-(T|t)ype")
+        "forwarded-mixed": (forwarded(mixed(fwd)), "eicar.com in message forwarded.eml"),
+        "forwarded-lower": (forwarded(avlib.recase(fwd, str.lower)), ENGINE_FOUND),
+        # folded fields
+        "forwarded-upper-folded": (forwarded(folded(up(fwd))), "eicar.com in message forwarded.eml"),
+        "forwarded-no-mime-version": (forwarded(odd), "eicar.com in message forwarded.eml"),
+        # the message itself
+        "upper": (up(fwd), "eicar.com"),
+        "mixed": (mixed(fwd), "eicar.com"),
+        "upper-uuencoded-body": (up(avlib.uuencoded_body(EICAR, "eicar.com")), "part 1 (text/plain)"),
+        # two levels: the inner one, or the outer one, upper case
+        "two-levels-inner-upper": (forwarded(forwarded(up(fwd), "inner.eml"), "outer.eml"),
+                                   "eicar.com in message inner.eml in message outer.eml"),
+        "two-levels-both-upper": (forwarded(up(forwarded(up(zipped), "inner.eml")), "outer.eml"),
+                                  "files.zip in message inner.eml in message outer.eml"),
+        # (libclamav finds the inner message's own fields anywhere in the
+        # outer one it reads as text, and then reads that as mail)
+        "two-levels-outer-upper": (forwarded(up(forwarded(zipped, "inner.eml")), "outer.eml"), ENGINE_FOUND),
+        "two-levels-base64": (forwarded(forwarded(up(fwd), "inner.eml", "base64"), "outer.eml", "base64"),
+                              "eicar.com in message inner.eml in message outer.eml"),
+        # as the engine found before
+        "forwarded": (forwarded(fwd), ENGINE_FOUND),
+    }
+
+
+TEXT_READ_CASES = ["forwarded-upper", "forwarded-upper-unnamed", "forwarded-upper-base64", "eml-file-upper",
+                   "forwarded-upper-everywhere", "forwarded-upper-zip", "forwarded-mixed", "forwarded-lower",
+                   "forwarded-upper-folded", "forwarded-no-mime-version", "upper", "mixed",
+                   "upper-uuencoded-body", "two-levels-inner-upper", "two-levels-both-upper",
+                   "two-levels-outer-upper", "two-levels-base64", "forwarded"]
+
+
+def test_text_read_cases_pass_clamscan(text_read_cases, module_db, tmp_path):
+    """the reference: clamscan (the same libclamav) misses every case the
+    filters now name a place for, and finds the others"""
+    assert sorted(text_read_cases) == sorted(TEXT_READ_CASES)
+    paths = {}
+    for name, (msg, _) in text_read_cases.items():
+        paths[name] = str(tmp_path / (name + ".eml"))
+        with open(paths[name], "wb") as f:
+            f.write(msg)
+    ref = avlib.clamscan(module_db, list(paths.values()))
+    got = {name: ref[paths[name]] for name in text_read_cases}
+    want = {name: (EICAR_NAME if where is ENGINE_FOUND else None)
+            for name, (_, where) in text_read_cases.items()}
+    assert got == want
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_virus_in_message_read_as_text(mode, request, text_read_cases, mw_factory, upstream, module_db):
+    """through the proxy, each engine: the virus is found, and the reply
+    and the audit record say where"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    mw = mw_factory(upstream, opts=av_opts(mode, module_db, clamd))
+    c = mw.client(timeout=20)
+    c.ehlo()
+    got, want = {}, {}
+    for name in TEXT_READ_CASES:
+        msg, where = text_read_cases[name]
+        r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)["final"]
+        got[name] = "%d %s" % (r.code, r.first)
+        want[name] = "554 5.7.1 Virus found: " + EICAR_NAME + (" in " + where if where else "")
+    # and such a message that is clean is delivered as scanned clean
+    clean = forwarded(avlib.recase(with_attachment(b"figures\r\n" * 20, "report.bin"), str.upper))
+    r = c.transaction("sender@example.org", ["rcpt@example.net"], clean)["final"]
+    c.quit()
+    assert got == want
+    assert r.code == 250, r
+    m = upstream.wait_messages(1)[0]
+    assert headers_named(m.content, "X-Virus-Status") == ["Clean"]
+    recs = mw.audit(len(TEXT_READ_CASES) + 1)
+    assert sorted(s["description"] for r in recs for s in r["symbols"] if s["name"] == "VIRUS_FOUND") == \
+        sorted(w[len("554 5.7.1 Virus found: "):] for w in want.values())
+
+
+def test_text_read_scanned_once(module_db, clamd, tmp_path):
+    """one more scan per leaf of a message the engine reads as text, none
+    for a message it reads as mail, and none once the message itself was
+    found infected (clamd's log counts the scans); clean ones pass clean"""
+    clean = with_attachment(b"quarterly figures\r\n" * 50, "report.txt", "text/plain", subject="figures")
+    cases = [
+        (with_attachment(b"just a report\r\n" * 40, "report.bin"), 1),       # ordinary mail
+        (forwarded(clean), 1),                                               # a forwarded message
+        (forwarded(avlib.recase(clean, str.upper)), 3),                      # + its 2 leaves
+        (avlib.recase(clean, str.upper), 3),                                 # + its 2 leaves
+        (forwarded(avlib.recase(clean, str.upper), encoding="base64"), 3),
+    ]
+    for msg, scans in cases:
+        before = len(clamd_streams(clamd))
+        res = scan_cli(tmp_path, msg, "clamd", module_db, clamd)
+        assert res["action"] == "accept" and av_symbols(res) == {}, res
+        assert wait_until(lambda: len(clamd_streams(clamd)) - before >= scans, 5)
+        time.sleep(0.2)
+        assert clamd_streams(clamd)[before:] == ["OK"] * scans, msg[:200]
+    # found in the message's own scan: a virus attached beside the forwarded one
+    msg = avlib.with_entity(avlib.entity([avlib.rfc822_part(avlib.recase(clean, str.upper)),
+                                          avlib.file_part(EICAR, "eicar.com")]))
+    before = len(clamd_streams(clamd))
+    res = scan_cli(tmp_path, msg, "clamd", module_db, clamd)
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME}, res
+    time.sleep(0.3)
+    assert len(clamd_streams(clamd)) - before == 1
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_text_read_within_scan_size(mode, request, module_db, tmp_path):
+    """the decoded leaves count toward av_max_scansize with the message:
+    past it, a limit hit naming the leaf, not a clean pass"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    msg = avlib.recase(avlib.with_entity(avlib.entity([avlib.file_part(os.urandom(60000), "data.bin"),
+                                                       avlib.file_part(EICAR, "eicar.com")])), str.upper)
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_scansize=100k", "av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    # the message is 84 KB: clamd counts what was sent, and stops at
+    # data.bin; libclamav counts more for a text (its normalised form too),
+    # and has no room left for the first leaf already
+    assert re.fullmatch(r"limit: (part 1 \(text/plain\)|data\.bin): past av_max_scansize with the rest "
+                        r"of the message", av_symbols(res)["AV_UNSCANNED"]), res
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_scansize=400k"])
+    assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME + " in eicar.com"}, res
+
+
+def test_text_read_leaves_counted(module_db, tmp_path):
+    """100 leaves scanned apart at most: a message read as text with more
+    is a limit hit (tiny parts by the thousand would otherwise cost a scan
+    each)"""
+    def upper_with(n):
+        return avlib.recase(avlib.with_entity(avlib.entity(
+            [avlib.file_part(b"%d\r\n" % i, "f%03d.bin" % i) for i in range(n)])), str.upper)
+    res = scan_cli(tmp_path, upper_with(99), "clamav", module_db, opts=["av_limit_action=tempfail"])
+    assert res["action"] == "accept" and av_symbols(res) == {}, res
+    res = scan_cli(tmp_path, upper_with(100), "clamav", module_db, opts=["av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    assert av_symbols(res) == {"AV_UNSCANNED": "limit: f099.bin: more than 100 parts in messages the "
+                               "engine reads as text"}, res
+
+
+# what filters/av.c counts as a mail type (mail_starts, and the header
+# lines of engine_reads_mail): a message of that shape is not scanned apart
+MAIL_STARTS = ["Received: ", "Return-Path: ", "Return-path: ", "From: ", "From ", "Date: ", "Subject: ",
+               "To: ", "Message-ID: ", "Message-Id: ", "Delivered-To: ", "Delivery-date: ",
+               "Envelope-to: ", "For: ", "Received-SPF: ", "X-Apparently-To: ", "X-Envelope-From: ",
+               "X-Original-To: ", "X-Real-To: ", "X-Sieve: ", "X-UIDL: "]
+
+
+def mail_shapes(attachment):
+    """{name: message} in each shape filters/av.c takes for mail: the
+    shape's fields as libclamav wants them, all others upper case"""
+    fwd = avlib.recase(with_attachment(attachment, "eicar.com", subject="forwarded"), str.upper)
+    shapes = {"start %r" % s: s.encode() + b"x\r\n" + fwd for s in MAIL_STARTS}
+    body = fwd.partition(b"\r\n\r\n")[2]
+    ct = re.search(rb"CONTENT-TYPE: ([^\r]*)", fwd).group(1)
+    shapes["mime-version then content-type"] = (b"X-A: b\r\nmIME-version: 1.0\r\nX-B: " + b"c" * 900 +
+                                               b"\r\ncontent-Type: " + ct + b"\r\n\r\n" + body)
+    shapes["from then mime-version"] = (b"X-A: " + b"b" * 900 + b"\r\nfrom: a@example.org\r\nX-B: " +
+                                        b"c" * 900 + b"\r\nMime-Version: 1.0\r\nCONTENT-TYPE: " + ct +
+                                        b"\r\n\r\n" + body)
+    return shapes
+
+
+def test_mail_types_are_read_as_mail(module_db, clamd, tmp_path):
+    """each shape the filters take for one libclamav reads as mail is one:
+    forwarded in another message, clamscan decodes its attachment; and the
+    filters scan nothing apart for it (one clamd scan a clean one)"""
+    paths = {}
+    for i, (name, msg) in enumerate(sorted(mail_shapes(EICAR).items())):
+        paths[name] = str(tmp_path / ("shape%02d.eml" % i))
+        with open(paths[name], "wb") as f:
+            f.write(forwarded(msg))
+    ref = avlib.clamscan(module_db, list(paths.values()))
+    assert {name: ref[p] for name, p in paths.items()} == {name: EICAR_NAME for name in paths}
+    for name, msg in sorted(mail_shapes(b"just a report\r\n" * 20).items()):
+        before = len(clamd_streams(clamd))
+        res = scan_cli(tmp_path, forwarded(msg), "clamd", module_db, clamd)
+        assert res["action"] == "accept" and av_symbols(res) == {}, (name, res)
+        time.sleep(0.1)
+        assert len(clamd_streams(clamd)) - before == 1, name

@@ -161,6 +161,76 @@ static void test_tree(void **state)
 	mime_free(m);
 }
 
+/* the messages of a parse: the message itself, then each message/rfc822
+ * descended into, with where its header starts in the bytes parsed (the
+ * antivirus reads those bytes as its engine meets them) and which message
+ * each leaf is in; an encoded message/rfc822 is a leaf, no message */
+static void test_messages(void **state)
+{
+	static const char s[] =
+		"From: a@example.org\r\n"
+		"Content-Type: multipart/mixed; boundary=\"O\"\r\n"
+		"\r\n"
+		"--O\r\n"
+		"Content-Type: text/plain\r\n"
+		"\r\n"
+		"top\r\n"
+		"--O\r\n"
+		"Content-Type: message/rfc822\r\n"
+		"Content-Disposition: attachment; filename=\"fwd.eml\"\r\n"
+		"\r\n"
+		"SUBJECT: one\r\n"
+		"CONTENT-TYPE: multipart/mixed; boundary=\"I\"\r\n"
+		"\r\n"
+		"--I\r\n"
+		"Content-Type: message/rfc822\r\n"
+		"\r\n"
+		"x-first: two\r\n"
+		"\r\n"
+		"deepest\r\n"
+		"--I\r\n"
+		"Content-Type: application/octet-stream\r\n"
+		"\r\n"
+		"in one\r\n"
+		"--I--\r\n"
+		"--O\r\n"
+		"Content-Type: message/rfc822\r\n"
+		"Content-Transfer-Encoding: base64\r\n"
+		"\r\n"
+		"U3ViamVjdDogZW5jb2RlZA0KDQpib2R5DQo=\r\n"
+		"--O--\r\n";
+	struct mime_msg *m = parse(s);
+
+	(void)state;
+	assert_int_equal(m->parse_error, 0);
+	assert_int_equal(m->nmsgs, 3);
+	assert_int_equal(m->msgs[0].offset, 0);
+	assert_int_equal(m->msgs[0].depth, 0);
+	assert_null(m->msgs[0].filename);
+	assert_int_equal(m->msgs[1].parent, 0);
+	assert_int_equal(m->msgs[1].depth, 1);
+	assert_string_equal(m->msgs[1].filename, "fwd.eml");
+	assert_true(strncmp(s + m->msgs[1].offset, "SUBJECT: one\r\n", 14) == 0);
+	assert_int_equal(m->msgs[2].parent, 1);
+	assert_int_equal(m->msgs[2].depth, 2);
+	assert_null(m->msgs[2].filename);
+	assert_true(strncmp(s + m->msgs[2].offset, "x-first: two\r\n", 14) == 0);
+	assert_int_equal(m->nparts, 4);
+	assert_int_equal(m->parts[0].msg, 0);
+	assert_string_equal((const char *)m->parts[1].data, "deepest");
+	assert_int_equal(m->parts[1].msg, 2);
+	assert_string_equal((const char *)m->parts[2].data, "in one");
+	assert_int_equal(m->parts[2].msg, 1);
+	assert_string_equal(m->parts[3].content_type, "message/rfc822");
+	assert_int_equal(m->parts[3].msg, 0);
+	mime_free(m);
+	/* one that does not parse still has the message itself */
+	m = mime_parse((const unsigned char *)"", 0);
+	assert_int_equal(m->nmsgs, 1);
+	assert_int_equal(m->msgs[0].offset, 0);
+	mime_free(m);
+}
+
 static void test_filenames(void **state)
 {
 	struct mime_msg *m = parse_big();
@@ -480,6 +550,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree),
+		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_filenames),
 		cmocka_unit_test(test_all_names),
 		cmocka_unit_test(test_charsets),
