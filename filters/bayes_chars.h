@@ -82,11 +82,11 @@ struct chars_example {
 };
 
 /* chars_train - w (CHARS_WEIGHTS, zeroed here) trained on the n
- * examples, each model by a fixed number of passes of stochastic gradient
- * descent on the logistic loss, in an order shuffled by a fixed seed (ex
- * is reordered), so the same examples in the same order give the same
- * models */
-void chars_train(float *w, struct chars_example *ex, size_t n);
+ * examples: each model the mean of several trainings by a fixed number of
+ * passes of stochastic gradient descent on the logistic loss, each in an
+ * order shuffled by a fixed seed of its own (ex is left as it is), so the
+ * same examples in the same order give the same models */
+void chars_train(float *w, const struct chars_example *ex, size_t n);
 
 /* the stored models: "MWC2", bits, learned spam, learned ham (uint32 LE
  * each), then CHARS_WEIGHTS float32 LE.  Session 11's "MWC1" held the

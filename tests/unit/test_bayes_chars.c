@@ -118,6 +118,63 @@ static void test_train(void **state)
 	free(w2);
 }
 
+/* a noisier toy corpus: words drawn from an overlapping vocabulary, so
+ * that where stochastic gradient descent ends depends on the order */
+static char *noisy_message(int spam, uint32_t *rng)
+{
+	char *m = malloc(1024);
+	size_t n = (size_t)snprintf(m, 1024, "Subject: news\n\n");
+
+	for (int k = 0; k < 40; k++) {
+		unsigned w;
+
+		*rng = *rng * 1103515245u + 12345u;
+		w = (*rng >> 16) % 60 + (spam ? 0 : 30);
+		n += (size_t)snprintf(m + n, 1024 - n, "w%02u ", w);
+	}
+	return m;
+}
+
+static void test_train_order(void **state)
+{
+	enum { N = 300, T = 60 };
+	static unsigned char ex[N][CHARS_PREFIX], one[CHARS_PREFIX];
+	struct chars_example e[N], r[N];
+	float *w = malloc(CHARS_WEIGHTS * sizeof(float)), *w2 = malloc(CHARS_WEIGHTS * sizeof(float));
+	uint32_t rng = 7;
+	double diff = 0, size = 0, m[2], m2[2];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		char *msg = noisy_message(i % 2, &rng);
+
+		e[i].bytes = ex[i];
+		e[i].len = chars_example((const unsigned char *)msg, strlen(msg), ex[i]);
+		e[i].spam = i % 2;
+		r[N - 1 - i] = e[i];
+		free(msg);
+	}
+	chars_train(w, e, N);
+	chars_train(w2, r, N);
+	for (int i = 0; i < T; i++) {
+		char *msg = noisy_message(i % 2, &rng);
+		size_t len = chars_example((const unsigned char *)msg, strlen(msg), one);
+
+		chars_margins(w, one, len, m);
+		chars_margins(w2, one, len, m2);
+		diff += fabs(m[0] - m2[0]) + fabs(m[1] - m2[1]);
+		size += fabs(m[0]) + fabs(m[1]);
+		free(msg);
+	}
+	/* the same examples in the reverse order move the margins less than
+	 * their size: measured 0.46 of it with the mean of 8 orders, 1.09
+	 * with one order alone (0.14 with 32) */
+	print_message("margins moved by the order: %.3f of their size\n", diff / size);
+	assert_true(diff < 0.6 * size);
+	free(w);
+	free(w2);
+}
+
 static double mix(double p, double whole, double header)
 {
 	double m[2] = { whole, header };
@@ -319,6 +376,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_example_and_features),
 		cmocka_unit_test(test_train),
+		cmocka_unit_test(test_train_order),
 		cmocka_unit_test(test_mix),
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_model_form),
