@@ -61,6 +61,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -368,6 +369,34 @@ def fit_scores(rows, signs, start_rules, start_bands, passes=6):
     return w, b
 
 
+BAGS = 20     # --bags
+
+
+def fit_bagged(rows, signs, start_rules, start_bands):
+    """fit_scores on BAGS bootstrap samples of rows (drawn by a fixed
+    seed), the scores their means: one coordinate search jumps between
+    score sets with which messages it is given (two trainings of the
+    character model in different orders fitted the same promotional ham
+    to 4.0 in one and 6.0 in the other), the mean of many such searches
+    much less.  Under the four partitions with the character models of
+    8 orders (bayes_chars.c CHARS_ORDERS) and two seeds: one search 97.32%
+    and 97.29% of spam with 1 and 3 ham flagged, 10 bags 97.19% and
+    97.14% with none, 20 bags 97.19% and 97.21% with 0 and 1 (README
+    "Bayes", session 13)"""
+    if BAGS <= 1:
+        return fit_scores(rows, signs, start_rules, start_bands)
+    rng = random.Random(20261128)
+    ws, bs = [], []
+    for _ in range(BAGS):
+        sample = [rows[rng.randrange(len(rows))] for _ in rows]
+        w, b = fit_scores(sample, signs, start_rules, start_bands)
+        ws.append(w)
+        bs.append(b)
+    w = {n: round(sum(x[n] for x in ws) / BAGS, 2) for n in ws[0]}
+    b = [round(sum(x[k] for x in bs) / BAGS, 2) for k in range(len(bs[0]))]
+    return w, b
+
+
 def fit_logistic(rows, signs, start_rules, start_bands, iters=400, rate=0.05,
                  ham_weight=10.0, margin=1.0, tau=0.5, l2=0.002):
     """Smooth alternative to fit_scores: logistic loss around the tag
@@ -540,7 +569,7 @@ def partitions(a, extra, rules_paths):
     (4, 8, 16 folds and 8 by the second digit), so that a change is judged
     by all of them: one partition alone moves by several messages with
     which messages share a fold"""
-    fitter = fit_scores if a.fit_method == "grid" else fit_logistic
+    fitter = fit_bagged if a.fit_method == "grid" else fit_logistic
     rows = []
     for nfolds, second in PARTITIONS:
         globals()["SECOND_DIGIT"] = second
@@ -568,6 +597,8 @@ def main():
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--fit-all", action="store_true")
     ap.add_argument("--fit-method", choices=("grid", "logistic"), default="grid")
+    ap.add_argument("--bags", type=int, default=BAGS,
+                    help="bootstrap samples the grid fit is the mean of (1: one fit)")
     ap.add_argument("--write", action="store_true",
                     help="with --fit-all: write the fitted set-2/3 scores into rules/cf/*.cf")
     ap.add_argument("--margin", type=float, default=MARGIN,
@@ -585,6 +616,7 @@ def main():
     ap.add_argument("-o", action="append", default=[])
     a = ap.parse_args()
     globals()["MARGIN"] = a.margin
+    globals()["BAGS"] = a.bags
     globals()["SECOND_DIGIT"] = a.second_digit
     extra = []
     for o in a.o:
@@ -605,7 +637,7 @@ def main():
     report(res, a.folds, "score", "rules + Bayes, shipped scores (fitted on the whole training half: in-sample):")
     if a.fit or a.fit_all:
         signs, start = neutral_start(res)
-        fitter = fit_scores if a.fit_method == "grid" else fit_logistic
+        fitter = fit_bagged if a.fit_method == "grid" else fit_logistic
     if a.fit:
         fit_folds(res, a.folds, fitter)
         report(res, a.folds, "fitted", "rules + Bayes, scores fitted on the other folds only (out of sample):")
