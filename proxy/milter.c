@@ -739,8 +739,21 @@ static sfsistat fail_action(SMFICTX *ctx, struct msess *s, const char *why, cons
 	return SMFIS_TEMPFAIL;
 }
 
+/* Sendmail waits T=R: (10 s by default) for each read of a milter's
+ * reply, at the end of the message too (T=E:, 5 min, bounds the whole);
+ * a progress packet starts that wait again, so a scan may take its whole
+ * milter_timeout.  Postfix reads it and waits on (milter_content_timeout
+ * bounds each read there). */
+#define PROGRESS_EVERY_MS 5000
+
+static void progress(void *arg)
+{
+	smfi_progress((SMFICTX *)arg);
+}
+
 static sfsistat eom(SMFICTX *ctx)
 {
+	const struct scansync_progress pg = { PROGRESS_EVERY_MS, progress, ctx };
 	struct msess *s = sess(ctx);
 	struct scan_request req;
 	struct scan_result res;
@@ -794,7 +807,8 @@ static sfsistat eom(SMFICTX *ctx)
 		return SMFIS_TEMPFAIL;
 	}
 	fill_request(s, &req, NULL);
-	if (scansync_scan(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &res, err, sizeof(err)) < 0) {
+	if (scansync_scan_progress(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &pg, &res, err,
+	        sizeof(err)) < 0) {
 		stats_scan_failure(STATS_MILTER);
 		rc = fail_action(ctx, s, err, qid);
 		scan_request_free(&req);

@@ -126,7 +126,15 @@ static long long now_ms(void)
 int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
                   struct scan_result *res, char *err, size_t errlen)
 {
+	return scansync_scan_progress(ss, req, fd, timeout_ms, NULL, res, err, errlen);
+}
+
+int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd,
+                           unsigned timeout_ms, const struct scansync_progress *pg,
+                           struct scan_result *res, char *err, size_t errlen)
+{
 	long long deadline = now_ms() + timeout_ms;
+	long long tick = pg != NULL && pg->every_ms > 0 ? now_ms() + pg->every_ms : 0;
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	unsigned gen;
 	int sock, r;
@@ -150,13 +158,19 @@ int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigne
 	}
 	for (;;) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };
-		long long left = deadline - now_ms();
+		long long now = now_ms(), left = deadline - now;
 
 		if (left <= 0) {
 			snprintf(err, errlen, "no answer from the scanner within %u ms", timeout_ms);
 			close(sock);      /* its late answer must never meet another request */
 			return -2;
 		}
+		if (tick != 0 && now >= tick) {
+			pg->fn(pg->arg);
+			tick = now + pg->every_ms;
+		}
+		if (tick != 0 && tick - now < left)
+			left = tick - now;
 		r = poll(&p, 1, (int)left);
 		if (r < 0 && errno == EINTR)
 			continue;

@@ -29,4 +29,19 @@ void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, s
 int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
                   struct scan_result *res, char *err, size_t errlen);
 
+/* scansync_progress - while scansync_scan_progress waits, fn(arg) is called
+ * every every_ms on the waiting thread (the milter tells the MTA it is
+ * still working: Sendmail waits only T=R:, 10 s by default, for each
+ * read, even at the end of the message) */
+struct scansync_progress {
+	unsigned every_ms;
+	void   (*fn)(void *arg);
+	void    *arg;
+};
+
+/* scansync_scan_progress - scansync_scan, calling pg (may be NULL) */
+int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd,
+                           unsigned timeout_ms, const struct scansync_progress *pg,
+                           struct scan_result *res, char *err, size_t errlen);
+
 #endif

@@ -113,13 +113,20 @@ class RawMilter:
             self.step(b"B", data[i:i + chunk])
 
     def eom(self):
-        """End of message: (verdict cmd, its data, [modifications])."""
+        """End of message: (verdict cmd, its data, [modifications]); the
+        progress packets (SMFIR_PROGRESS) before the verdict are counted in
+        self.progress, with the times they came in self.progress_at."""
         self.send(b"E")
         mods = []
+        self.progress, self.progress_at = 0, []
         while True:
             cmd, data = self.recv()
             if cmd in FINAL:
                 return cmd, data, mods
+            if cmd == b"p":
+                self.progress += 1
+                self.progress_at.append(time.monotonic())
+                continue
             mods.append((cmd, data))
 
     def message(self, content, rcpts=(b"<rcpt@example.net>",), qid=b"QID1"):

@@ -594,6 +594,38 @@ def test_slow_envelope_verdict_lets_the_recipient_through(milter_mw):
     assert "rcpt_checks_cut" not in [r for r in milter_records(m) if r["subject"] == "slow"][0]
 
 
+def test_scan_past_the_old_default_budget_gets_its_verdict(milter_mw):
+    """milter_timeout is 150 s by default: a scan that takes 61 s (the
+    plugin sleeps, as libclamav may scan for av_max_scantime, 60 s, which
+    no deadline cuts) gets its own verdict.  With the 60 s of before the
+    milter gave up first and answered milter_default_action (tempfail).
+    Meanwhile the milter tells the MTA every 5 s that it is still working
+    (SMFIR_PROGRESS), as Sendmail waits only T=R: (10 s) for each read."""
+    m, port = milter_mw()
+    with RawMilter(port, timeout=120) as a:
+        a.negotiate().connect()
+        t0 = time.monotonic()
+        verdict, data, _ = a.message(make_msg(subject="slow but in time", headers=[("X-Sleep", "61000")]))
+        took = time.monotonic() - t0
+        assert verdict == b"c", (verdict, reply_text(data), took)
+        assert 61.0 <= took < 70.0, took
+        # one every 5 s of the wait, none much later than that
+        assert a.progress >= 11, a.progress
+        gaps = [b - x for x, b in zip([t0] + a.progress_at, a.progress_at)]
+        assert max(gaps) < 8.0, gaps
+    rec = [r for r in wait_records(m, 1) if r["subject"] == "slow but in time"][0]
+    assert rec["action"] == "accept" and "fault" not in rec, rec
+
+
+def test_quick_scan_sends_no_progress(milter_mw):
+    """A scan well within 5 s answers with its verdict alone."""
+    m, port = milter_mw()
+    with RawMilter(port) as a:
+        a.negotiate().connect()
+        verdict, data, _ = a.message(make_msg(subject="quick", headers=[("X-Sleep", "300")]))
+        assert verdict == b"c" and a.progress == 0, (verdict, a.progress)
+
+
 # --- spool_memory_max ------------------------------------------------------------
 
 

@@ -142,3 +142,17 @@ def test_single_part_banned_body_replaced_through_postfix(site):
     assert [v for n, v in head if n == "content-transfer-encoding"] == ["7bit"], head
     assert "content-disposition" not in [n for n, _ in head]
     assert b"mailwarden removed an attachment" in got and L.b64(b"payload " * 40)[:40] not in got
+
+
+def test_postfix_waits_on_while_the_milter_reports_progress(site):
+    """The milter sends a progress packet every 5 s while the scanner works;
+    Postfix reads it and waits again (milter_content_timeout bounds each
+    read), so a scan of 11 s gets its verdict with a 6 s timeout there.
+    Without the packets Postfix gave up at 6 s with its own
+    milter_default_action (tempfail), though mailwarden would have
+    answered."""
+    pf, mw, sink = site(opts=[("plugin", "%s sleep_header=X-Sleep" % PLUGIN)],
+                        main={"milter_content_timeout": "6s"})
+    refused, err = send(pf, make_msg(subject="slow", headers=[("X-Sleep", "11000")]))
+    assert err is None and not refused, (err, pf.log()[-3000:])
+    assert wait_until(lambda: len(sink.messages) == 1, 20.0), pf.log()[-3000:]

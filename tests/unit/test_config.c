@@ -114,7 +114,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c->upstream_data_timeout, 180000);
 	assert_int_equal(c->upstream_eod_timeout, 600000);
 	assert_int_equal(c->upstream_probe_interval, 60000);
-	assert_int_equal(c->scan_timeout, 120000);
+	assert_int_equal(c->scan_timeout, 150000);
+	assert_int_equal(c->milter_timeout, 150000);   /* holds the typical filters (107 s, 120 s with Redis) */
 	assert_int_equal(c->shutdown_timeout, 30000);
 	assert_int_equal(c->bare_newline, BARE_NEWLINE_REJECT);
 	assert_int_equal(c->early_talker, EARLY_TALKER_NOTE);
