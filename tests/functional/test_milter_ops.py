@@ -594,23 +594,25 @@ def test_slow_envelope_verdict_lets_the_recipient_through(milter_mw):
     assert "rcpt_checks_cut" not in [r for r in milter_records(m) if r["subject"] == "slow"][0]
 
 
-def test_scan_past_the_old_default_budget_gets_its_verdict(milter_mw):
-    """milter_timeout is 150 s by default: a scan that takes 61 s (the
-    plugin sleeps, as libclamav may scan for av_max_scantime, 60 s, which
-    no deadline cuts) gets its own verdict.  With the 60 s of before the
-    milter gave up first and answered milter_default_action (tempfail).
-    Meanwhile the milter tells the MTA every 5 s that it is still working
-    (SMFIR_PROGRESS), as Sendmail waits only T=R: (10 s) for each read."""
+def test_slow_scan_reports_progress_and_gets_its_verdict(milter_mw):
+    """A scan longer than Sendmail's wait for each read (T=R:, 10 s) gets
+    its own verdict: meanwhile the milter tells the MTA every 5 s that it is
+    still working (SMFIR_PROGRESS).  The same holds up to milter_timeout,
+    150 s by default (unit test_config) so that libclamav's 60 s
+    (av_max_scantime, which no deadline cuts) fits; a scan as long as that
+    is not run here, to keep make check short (measured when the default
+    changed: a 61 s scan got its verdict after a progress packet every 5 s, where
+    the 60 s of before answered milter_default_action)."""
     m, port = milter_mw()
-    with RawMilter(port, timeout=120) as a:
+    with RawMilter(port, timeout=60) as a:
         a.negotiate().connect()
         t0 = time.monotonic()
-        verdict, data, _ = a.message(make_msg(subject="slow but in time", headers=[("X-Sleep", "61000")]))
+        verdict, data, _ = a.message(make_msg(subject="slow but in time", headers=[("X-Sleep", "12000")]))
         took = time.monotonic() - t0
         assert verdict == b"c", (verdict, reply_text(data), took)
-        assert 61.0 <= took < 70.0, took
+        assert 12.0 <= took < 20.0, took
         # one every 5 s of the wait, none much later than that
-        assert a.progress >= 11, a.progress
+        assert a.progress >= 2, a.progress
         gaps = [b - x for x, b in zip([t0] + a.progress_at, a.progress_at)]
         assert max(gaps) < 8.0, gaps
     rec = [r for r in wait_records(m, 1) if r["subject"] == "slow but in time"][0]
