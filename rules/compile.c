@@ -563,10 +563,16 @@ static int build_kinds(struct ruleset *rs, const char *cache_dir, char *err, siz
 	pthread_t th[BUILD_MAX_THREADS];
 	unsigned nth = 0, want = build_threads();
 	/* the calling thread is one of them; a thread that cannot be
-	 * started leaves its share to the others.  The others block every
-	 * signal: the process's handlers keep running where they did. */
+	 * started leaves its share to the others.  The others block the
+	 * signals sent to the process (its handlers keep running where they
+	 * did), not those of a fault of their own. */
 	sigset_t all, old;
 	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGABRT);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	while (nth + 1 < want && nth + 1 < p.ntasks && pthread_create(&th[nth], NULL, build_worker, &p) == 0) nth++;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
