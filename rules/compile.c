@@ -9,6 +9,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,98 +317,276 @@ static void cache_prune(const char *dir, int kind, const char *written)
 	free(files);
 }
 
-/* Build one kind's database from its loaded regex rules. */
-static int build_kind(struct ruleset *rs, enum rule_kind kind, const char *cache_dir, char *err, size_t errlen)
+/* --- building the kinds' databases ------------------------------------------- */
+
+/* One kind's database being built.  What the threads fill (modes, db,
+ * the compile error) belongs to this kind alone; the ruleset itself is
+ * written only afterwards, by kind_finish in kind order, so the stats, the
+ * cache files and the first error are those of building the kinds one
+ * after the other. */
+struct kind_job {
+	enum rule_kind kind;
+	unsigned n;                   /* its loaded regex rules */
+	unsigned *idx;                /* their rule indexes */
+	unsigned char *modes;
+	char **pats;
+	char path[4096];              /* cache file, or "" */
+	int cached;
+	hs_database_t *db;            /* from the cache, or compiled */
+	unsigned pending;             /* rules whose mode is not decided yet */
+	size_t cost;                  /* its patterns' length: which kind goes first */
+	char *cerr;                   /* hs_compile_multi's message, NULL if it succeeded */
+	int cerr_expr;
+	int failed;
+};
+
+static void kind_prepare(const struct ruleset *rs, enum rule_kind kind, const char *cache_dir, struct kind_job *jb)
 {
-	struct kind_db *k = &rs->kdb[kind];
 	unsigned n = 0;
+	memset(jb, 0, sizeof *jb);
+	jb->kind = kind;
 	for (size_t i = 0; i < rs->nrules; i++) {
-		struct rule *r = &rs->rules[i];
+		const struct rule *r = &rs->rules[i];
 		if (r->kind == kind && r->loaded == 1 && r->re) n++;
 	}
-	unsigned *idx = calloc(n + 1, sizeof *idx);
-	unsigned char *modes = calloc(n + 1, 1);
-	char **pats = calloc(n + 1, sizeof *pats);
-	if (!idx || !modes || !pats) abort();
+	jb->idx = calloc(n + 1, sizeof *jb->idx);
+	jb->modes = calloc(n + 1, 1);
+	jb->pats = calloc(n + 1, sizeof *jb->pats);
+	if (!jb->idx || !jb->modes || !jb->pats) abort();
 	n = 0;
 	uint64_t h = fnv(1469598103934665603ull, hs_version(), strlen(hs_version()));
 	h = fnv(h, &kind, sizeof kind);
 	h = fnv(h, CACHE_MAGIC, 8);
 	for (size_t i = 0; i < rs->nrules; i++) {
-		struct rule *r = &rs->rules[i];
+		const struct rule *r = &rs->rules[i];
 		if (r->kind != kind || r->loaded != 1 || !r->re) continue;
-		idx[n] = (unsigned)i;
-		pats[n] = hs_pattern_of(r);
-		h = fnv(h, pats[n], strlen(pats[n]) + 1);
+		jb->idx[n] = (unsigned)i;
+		jb->pats[n] = hs_pattern_of(r);
+		h = fnv(h, jb->pats[n], strlen(jb->pats[n]) + 1);
 		unsigned hf = hs_flags_of(r->reflags, kind);
 		h = fnv(h, &hf, sizeof hf);
 		n++;
 	}
-	char path[4096] = "";
-	int cached = 0;
-	hs_database_t *db = NULL;
+	jb->n = n;
 	if (cache_dir && *cache_dir) {
-		snprintf(path, sizeof path, "%s/rules-%d-%016llx.hsdb", cache_dir, (int)kind, (unsigned long long)h);
-		if (cache_read(path, n, modes, &db) == 0) cached = 1;
+		snprintf(jb->path, sizeof jb->path, "%s/rules-%d-%016llx.hsdb", cache_dir, (int)kind, (unsigned long long)h);
+		if (cache_read(jb->path, n, jb->modes, &jb->db) == 0) jb->cached = 1;
 	}
-	if (!cached) {
-		for (unsigned j = 0; j < n; j++) {
-			const struct rule *r = &rs->rules[idx[j]];
-			unsigned f = hs_flags_of(r->reflags, kind);
-			if (r->npcx) {          /* a regex cut in pieces: each a prefilter */
-				modes[j] = RM_HS_PREFILTER;
-				for (unsigned q = 0; q < r->npcx && modes[j] != RM_PCRE; q++)
-					if (try_hs(r->pcx_src[q], f | HS_FLAG_PREFILTER, HS_MAX_PIECE_LEN) < 0) modes[j] = RM_PCRE;
-			} else if (try_hs(pats[j], f, HS_MAX_PATTERN) == 0) modes[j] = RM_HS;
-			else if (try_hs(pats[j], f | HS_FLAG_PREFILTER, HS_MAX_PATTERN) == 0) modes[j] = RM_HS_PREFILTER;
-			else modes[j] = RM_PCRE;
-		}
-	}
-	/* the database's expressions: the rules in Hyperscan (a cut regex:
-	 * its pieces, all for the same rule), ids = position */
+	jb->pending = jb->cached ? 0 : n;
+}
+
+/* the mode of the job's j-th rule: what Hyperscan accepts of it alone */
+static void kind_mode(const struct ruleset *rs, struct kind_job *jb, unsigned j)
+{
+	const struct rule *r = &rs->rules[jb->idx[j]];
+	unsigned f = hs_flags_of(r->reflags, jb->kind);
+	unsigned char m;
+	if (r->npcx) {          /* a regex cut in pieces: each a prefilter */
+		m = RM_HS_PREFILTER;
+		for (unsigned q = 0; q < r->npcx && m != RM_PCRE; q++)
+			if (try_hs(r->pcx_src[q], f | HS_FLAG_PREFILTER, HS_MAX_PIECE_LEN) < 0) m = RM_PCRE;
+	} else if (try_hs(jb->pats[j], f, HS_MAX_PATTERN) == 0) m = RM_HS;
+	else if (try_hs(jb->pats[j], f | HS_FLAG_PREFILTER, HS_MAX_PATTERN) == 0) m = RM_HS_PREFILTER;
+	else m = RM_PCRE;
+	jb->modes[j] = m;
+}
+
+/* the database's expressions: the rules in Hyperscan (a cut regex: its
+ * pieces, all for the same rule), ids = position; how many */
+static unsigned kind_count_hs(const struct ruleset *rs, const struct kind_job *jb)
+{
 	unsigned nh = 0;
-	for (unsigned j = 0; j < n; j++)
-		if (modes[j] != RM_PCRE) nh += rs->rules[idx[j]].npcx ? rs->rules[idx[j]].npcx : 1;
-	k->rule_of = calloc(nh + 1, sizeof *k->rule_of);
-	k->pcre_rules = calloc(n + 1, sizeof *k->pcre_rules);
-	if (!k->rule_of || !k->pcre_rules) abort();
+	for (unsigned j = 0; j < jb->n; j++)
+		if (jb->modes[j] != RM_PCRE) nh += rs->rules[jb->idx[j]].npcx ? rs->rules[jb->idx[j]].npcx : 1;
+	return nh;
+}
+
+static void kind_compile(const struct ruleset *rs, struct kind_job *jb)
+{
+	unsigned nh = kind_count_hs(rs, jb);
+	if (!nh) return;
 	const char **ex = calloc(nh + 1, sizeof *ex);
 	unsigned *fl = calloc(nh + 1, sizeof *fl), *ids = calloc(nh + 1, sizeof *ids);
 	if (!ex || !fl || !ids) abort();
 	unsigned m = 0;
-	for (unsigned j = 0; j < n; j++) {
-		struct rule *r = &rs->rules[idx[j]];
-		r->mode = modes[j];
-		if (modes[j] == RM_PCRE) { k->pcre_rules[k->npcre++] = idx[j]; rs->stats.pcre_only++; continue; }
-		if (modes[j] == RM_HS) rs->stats.hs_patterns++; else rs->stats.hs_prefilter++;
-		r->hs_id = m;
+	for (unsigned j = 0; j < jb->n; j++) {
+		const struct rule *r = &rs->rules[jb->idx[j]];
+		if (jb->modes[j] == RM_PCRE) continue;
 		for (unsigned q = 0; q < (r->npcx ? r->npcx : 1); q++) {
-			k->rule_of[m] = idx[j];
-			ex[m] = r->npcx ? r->pcx_src[q] : pats[j];
-			fl[m] = hs_flags_of(r->reflags, kind) | (modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
+			ex[m] = r->npcx ? r->pcx_src[q] : jb->pats[j];
+			fl[m] = hs_flags_of(r->reflags, jb->kind) | (jb->modes[j] == RM_HS_PREFILTER ? HS_FLAG_PREFILTER : 0);
 			ids[m] = m;
 			m++;
 		}
 	}
+	hs_compile_error_t *ce = NULL;
+	if (hs_compile_multi(ex, fl, ids, nh, HS_MODE_BLOCK, NULL, &jb->db, &ce) != HS_SUCCESS) {
+		jb->failed = 1;
+		jb->db = NULL;
+		jb->cerr = strdup(ce ? ce->message : "?");
+		if (!jb->cerr) abort();
+		jb->cerr_expr = ce ? ce->expression : -1;
+		hs_free_compile_error(ce);
+	}
+	free(ex); free(fl); free(ids);
+}
+
+/* the job into the ruleset: 0, or -1 with its compile error in err */
+static int kind_finish(struct ruleset *rs, struct kind_job *jb, const char *cache_dir, char *err, size_t errlen)
+{
+	struct kind_db *k = &rs->kdb[jb->kind];
+	unsigned nh = kind_count_hs(rs, jb);
+	k->rule_of = calloc(nh + 1, sizeof *k->rule_of);
+	k->pcre_rules = calloc(jb->n + 1, sizeof *k->pcre_rules);
+	if (!k->rule_of || !k->pcre_rules) abort();
+	unsigned m = 0;
+	for (unsigned j = 0; j < jb->n; j++) {
+		struct rule *r = &rs->rules[jb->idx[j]];
+		r->mode = jb->modes[j];
+		if (jb->modes[j] == RM_PCRE) { k->pcre_rules[k->npcre++] = jb->idx[j]; rs->stats.pcre_only++; continue; }
+		if (jb->modes[j] == RM_HS) rs->stats.hs_patterns++; else rs->stats.hs_prefilter++;
+		r->hs_id = m;
+		for (unsigned q = 0; q < (r->npcx ? r->npcx : 1); q++) k->rule_of[m++] = jb->idx[j];
+	}
 	k->n = nh;
-	int rc = 0;
-	if (cached) {
-		k->db = db;
+	k->db = jb->db;
+	jb->db = NULL;
+	if (jb->cached) {
 		rs->stats.cache_hit = 1;
-	} else if (nh) {
-		hs_compile_error_t *ce = NULL;
-		if (hs_compile_multi(ex, fl, ids, nh, HS_MODE_BLOCK, NULL, &k->db, &ce) != HS_SUCCESS) {
-			snprintf(err, errlen, "hyperscan: %s (expression %d)", ce ? ce->message : "?", ce ? ce->expression : -1);
-			hs_free_compile_error(ce);
-			rc = -1;
-		} else if (*path) {
-			int e = cache_write(path, n, modes, k->db);
-			if (e != 0 && rs->stats.cache_write_err == 0) rs->stats.cache_write_err = e;
-			cache_prune(cache_dir, (int)kind, path);
+	} else if (jb->failed) {
+		snprintf(err, errlen, "hyperscan: %s (expression %d)", jb->cerr, jb->cerr_expr);
+		return -1;
+	} else if (nh && *jb->path) {
+		int e = cache_write(jb->path, jb->n, jb->modes, k->db);
+		if (e != 0 && rs->stats.cache_write_err == 0) rs->stats.cache_write_err = e;
+		cache_prune(cache_dir, (int)jb->kind, jb->path);
+	}
+	return 0;
+}
+
+static void kind_job_free(struct kind_job *jb)
+{
+	for (unsigned j = 0; j < jb->n; j++) free(jb->pats[j]);
+	free(jb->pats); free(jb->idx); free(jb->modes); free(jb->cerr);
+	if (jb->db) hs_free_database(jb->db);
+}
+
+#define BUILD_MAX_THREADS 4
+
+/* The work of building the databases: each rule's mode (Hyperscan
+ * compiles of it alone), and each kind's database once its rules' modes
+ * are known (hs_compile_multi: most of the time of a cold compile), on a
+ * few threads (Hyperscan's compiler keeps no state between calls: each
+ * builds its own context).  The rules are tasks in one list, the kinds
+ * with the longest patterns first and in a kind the longest first (the
+ * longest cost the most: the stock body rule cut in pieces takes 3 s);
+ * the thread that decides a kind's last rule compiles its database, so
+ * the stock body database, about two thirds of the whole, starts early
+ * and the other kinds are done beside it. */
+struct build_task { struct kind_job *jb; unsigned j; size_t cost; };
+
+struct build_pool {
+	const struct ruleset *rs;
+	struct build_task *tasks;
+	size_t ntasks, next;
+	pthread_mutex_t mu;
+};
+
+static void *build_worker(void *arg)
+{
+	struct build_pool *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		size_t t = p->next < p->ntasks ? p->next++ : p->ntasks;
+		pthread_mutex_unlock(&p->mu);
+		if (t == p->ntasks) return NULL;
+		struct build_task *tk = &p->tasks[t];
+		kind_mode(p->rs, tk->jb, tk->j);
+		pthread_mutex_lock(&p->mu);
+		int last = --tk->jb->pending == 0;
+		pthread_mutex_unlock(&p->mu);
+		if (last) kind_compile(p->rs, tk->jb);
+	}
+}
+
+static size_t rule_cost(const struct ruleset *rs, const struct kind_job *jb, unsigned j)
+{
+	const struct rule *r = &rs->rules[jb->idx[j]];
+	if (!r->npcx) return strlen(jb->pats[j]);
+	size_t c = 0;
+	for (unsigned q = 0; q < r->npcx; q++) c += strlen(r->pcx_src[q]);
+	return c;
+}
+
+static int costly_first(const void *a, const void *b)
+{
+	const struct build_task *x = a, *y = b;
+	if (x->jb != y->jb) {
+		size_t cx = x->jb->cost, cy = y->jb->cost;
+		if (cx != cy) return cx < cy ? 1 : -1;
+		return (x->jb->kind > y->jb->kind) - (x->jb->kind < y->jb->kind);
+	}
+	if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+	return (x->j > y->j) - (x->j < y->j);
+}
+
+/* build_threads - online CPUs, at most BUILD_MAX_THREADS (the compile must
+ * not take a large machine's every core), at least 1 */
+static unsigned build_threads(void)
+{
+	long c = sysconf(_SC_NPROCESSORS_ONLN);
+	return c < 1 ? 1 : c > BUILD_MAX_THREADS ? BUILD_MAX_THREADS : (unsigned)c;
+}
+
+static int build_kinds(struct ruleset *rs, const char *cache_dir, char *err, size_t errlen)
+{
+	struct kind_job jobs[RK_META];
+	size_t ntasks = 0;
+	for (int k = 0; k < RK_META; k++) {
+		kind_prepare(rs, (enum rule_kind)k, cache_dir, &jobs[k]);
+		if (!jobs[k].cached) ntasks += jobs[k].n;
+	}
+	struct build_pool p = { .rs = rs };
+	p.tasks = calloc(ntasks + 1, sizeof *p.tasks);
+	if (!p.tasks) abort();
+	for (int k = 0; k < RK_META; k++) {
+		struct kind_job *jb = &jobs[k];
+		if (jb->cached) continue;
+		for (unsigned j = 0; j < jb->n; j++) {
+			size_t c = rule_cost(rs, jb, j);
+			p.tasks[p.ntasks++] = (struct build_task){ jb, j, c };
+			jb->cost += c;
 		}
 	}
-	for (unsigned j = 0; j < n; j++) free(pats[j]);
-	free(pats); free(ex); free(fl); free(ids); free(idx); free(modes);
+	qsort(p.tasks, p.ntasks, sizeof *p.tasks, costly_first);
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_t th[BUILD_MAX_THREADS];
+	unsigned nth = 0, want = build_threads();
+	/* the calling thread is one of them; a thread that cannot be
+	 * started leaves its share to the others.  The others block the
+	 * signals sent to the process (its handlers keep running where they
+	 * did), not those of a fault of their own. */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGABRT);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	while (nth + 1 < want && nth + 1 < p.ntasks && pthread_create(&th[nth], NULL, build_worker, &p) == 0) nth++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	build_worker(&p);
+	for (unsigned i = 0; i < nth; i++) pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&p.mu);
+	free(p.tasks);
+	int rc = 0;
+	for (int k = 0; k < RK_META; k++) {
+		/* after a kind that fails, the next ones are not taken in (as
+		 * when the kinds were built one after the other) */
+		if (rc == 0 && kind_finish(rs, &jobs[k], cache_dir, err, errlen) < 0) rc = -1;
+		kind_job_free(&jobs[k]);
+	}
 	return rc;
 }
 
@@ -589,8 +769,7 @@ int rules_compile(struct ruleset *rs, const char *cache_dir, char *err, size_t e
 	for (size_t i = 0; i < rs->nrules; i++)
 		if (rs->rules[i].defined && rs->rules[i].kind == RK_META) resolve_meta(rs, (unsigned)i, state, 0);
 	free(state);
-	for (int k = 0; k < RK_META; k++)
-		if (build_kind(rs, (enum rule_kind)k, cache_dir, err, errlen) < 0) return -1;
+	if (build_kinds(rs, cache_dir, err, errlen) < 0) return -1;
 	/* redirector_pattern: a regex PCRE2 refuses is left out (as SpamAssassin
 	 * warns and goes on) */
 	rs->redirectors = calloc(rs->nredirector_src + 1, sizeof *rs->redirectors);
