@@ -201,7 +201,8 @@ static void *train_order(void *arg)
 	struct chars_example *ex = xcalloc(o->n ? o->n : 1, sizeof(*ex));
 	uint64_t s = o->seed;
 
-	memcpy(ex, o->from, o->n * sizeof(*ex));
+	if (o->n > 0)   /* from may be NULL with no examples */
+		memcpy(ex, o->from, o->n * sizeof(*ex));
 	train_one(o->w, ex, o->n, 0, next_rand(&s) | 1);
 	train_one(o->w + CHARS_DIM, ex, o->n, 1, next_rand(&s) | 1);
 	free(ex);
