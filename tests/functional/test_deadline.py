@@ -390,9 +390,14 @@ def test_envelope_check_cut_then_passed_is_in_the_message_record(mw_factory, ups
     assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
 
 
-def envelope_check_warnings(*opts, config=None):
-    """-t of a milter with the envelope check: its warnings of RCPT's budget"""
-    args = ["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % free_port()]
+def config_check_warnings(front, about, *opts, config=None):
+    """the warnings of -t of the proxy (front "proxy") or of the milter
+    ("milter", with its envelope check) that contain about"""
+    if front == "proxy":
+        args = ["-t", "--listen", "127.0.0.1:%d" % free_port(), "--upstream",
+                "127.0.0.1:%d" % free_port()]
+    else:
+        args = ["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % free_port()]
     if config is not None:
         args[1:1] = ["-c", config]
     for o in opts:
@@ -400,7 +405,12 @@ def envelope_check_warnings(*opts, config=None):
     r = run_mw(args, timeout=60)
     err = r.stderr.decode()
     assert r.returncode == 0, err
-    return [l for l in err.splitlines() if "warning" in l and "milter_early_timeout" in l]
+    return [l for l in err.splitlines() if "warning" in l and about in l]
+
+
+def envelope_check_warnings(*opts, config=None):
+    """-t of a milter with the envelope check: its warnings of RCPT's budget"""
+    return config_check_warnings("milter", "milter_early_timeout", *opts, config=config)
 
 
 def test_config_check_warns_for_the_envelope_check():
@@ -464,19 +474,7 @@ def test_config_check_quiet_on_the_shipped_and_readme_filters(tmp_path):
 def budget_warnings(front, *opts, config=None):
     """-t of the proxy (front "proxy") or of the milter ("milter", with
     its envelope check): every warning of a time budget"""
-    if front == "proxy":
-        args = ["-t", "--listen", "127.0.0.1:%d" % free_port(), "--upstream",
-                "127.0.0.1:%d" % free_port()]
-    else:
-        args = ["-t", "-o", "milter_listen=inet:%d@127.0.0.1" % free_port()]
-    if config is not None:
-        args[1:1] = ["-c", config]
-    for o in opts:
-        args += ["-o", o]
-    r = run_mw(args, timeout=60)
-    err = r.stderr.decode()
-    assert r.returncode == 0, err
-    return [l for l in err.splitlines() if "warning" in l and "at worst" in l]
+    return config_check_warnings(front, "at worst", *opts, config=config)
 
 
 def test_config_check_quiet_on_the_typical_setup_both_front_ends(tmp_path):
