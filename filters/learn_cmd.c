@@ -26,8 +26,9 @@
 #define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files are skipped */
 
 static const char learn_usage[] =
-	"usage: mailwarden learn [-c FILE] [-o name=value]... --spam|--ham|--forget FILE|DIR...\n"
-	"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n";
+	"usage: mailwarden learn [-c FILE] [-o name=value]... [--no-train] --spam|--ham|--forget FILE|DIR...\n"
+	"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n"
+	"--no-train: learn, but leave the character model to a later --rebuild\n";
 
 struct learn_run {
 	struct store *store;
@@ -106,7 +107,7 @@ int learn_command(struct config *cfg, int argc, char **argv)
 {
 	struct learn_run r;
 	char err[512];
-	int i, nclass = 0, npaths = 0, rebuild = 0;
+	int i, nclass = 0, npaths = 0, rebuild = 0, no_train = 0;
 	int64_t ns = 0, nh = 0;
 	uint64_t ntok;
 
@@ -118,6 +119,7 @@ int learn_command(struct config *cfg, int argc, char **argv)
 		else if (strcmp(argv[i], "--ham") == 0) { r.cls = BAYES_HAM; nclass++; }
 		else if (strcmp(argv[i], "--forget") == 0) { r.cls = BAYES_FORGET; nclass++; }
 		else if (strcmp(argv[i], "--rebuild") == 0) rebuild = 1;
+		else if (strcmp(argv[i], "--no-train") == 0) no_train = 1;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(learn_usage, stdout);
 			return 0;
@@ -126,6 +128,10 @@ int learn_command(struct config *cfg, int argc, char **argv)
 			return 1;
 		} else
 			npaths++;
+	}
+	if (rebuild && no_train) {
+		fprintf(stderr, "mailwarden learn: --rebuild and --no-train contradict each other\n%s", learn_usage);
+		return 1;
 	}
 	if (rebuild && nclass == 0 && npaths == 0) {
 		/* the character model alone, e.g. after autolearn added examples */
@@ -181,8 +187,13 @@ int learn_command(struct config *cfg, int argc, char **argv)
 		printf(", %llu tokens", (unsigned long long)ntok);
 	printf("\n");
 	/* also when every message was learned already: one may have got its
-	 * example only now (a store from before the character model) */
-	if (!r.store_error && cfg->bayes_chars && (r.done + r.skipped > 0 || rebuild)
+	 * example only now (a store from before the character model).
+	 * --no-train: training reads every example the store keeps (seconds
+	 * to minutes on a large store), too much for a hook that teaches one
+	 * message at a time; a later --rebuild (from cron, say) trains */
+	if (!r.store_error && cfg->bayes_chars && no_train && r.done + r.skipped > 0)
+		printf("character model not trained (--no-train): \"mailwarden learn --rebuild\" trains it\n");
+	else if (!r.store_error && cfg->bayes_chars && (r.done + r.skipped > 0 || rebuild)
 	    && chars_rebuild(r.store, stdout) < 0) {
 		fprintf(stderr, "mailwarden learn: store %s unavailable, character model not trained\n",
 		    store_backend(r.store));

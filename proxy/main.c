@@ -30,7 +30,7 @@ static void usage(FILE *out)
 		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
 		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n"
 		"       mailwarden quarantine [-c FILE] [-o name=value]... list|show|release|delete|expire ...\n"
-		"       mailwarden learn [-c FILE] [-o name=value]... --spam|--ham|--forget FILE|DIR...\n"
+		"       mailwarden learn [-c FILE] [-o name=value]... [--no-train] --spam|--ham|--forget FILE|DIR...\n"
 		"       mailwarden stats [-c FILE] [-o name=value]... [--prometheus]\n");
 }
 

@@ -151,6 +151,21 @@ def test_character_model(store, tmp_path):
         keys = [k for k in redis.keys(prefix + "*").split(b"\r\n") if k.startswith(prefix.encode())]
         assert len([k for k in keys if b"bayes:ex:" in k]) == 11, keys
 
+def test_learn_without_training(tmp_path):
+    """--no-train: the messages are learned (words and examples) but the
+    character model is left for a later --rebuild, which trains on them;
+    --rebuild --no-train is refused."""
+    opts = store_opts("lmdb", tmp_path)
+    files = [write(tmp_path, "n%d.eml" % i, "offer %d" % i, SPAMMY[i]) for i in range(3)]
+    rc, out, err = learn(opts, "--no-train", "--spam", *files)
+    assert rc == 0 and "learned as spam 3 message(s)" in out, (out, err)
+    assert "character model trained" not in out and "not trained (--no-train)" in out, out
+    rc, out, err = learn(opts, "--rebuild")
+    assert rc == 0 and out.startswith("character model trained on 3 spam, 0 ham"), (out, err)
+    rc, out, err = learn(opts, "--rebuild", "--no-train")
+    assert rc != 0 and "contradict" in err, err
+
+
 def test_tokens_sender_and_capitals(tmp_path):
     """Two kinds of evidence the tokenizer keeps: a header word longer
     than body words (an address, a host name) whole, not cut to a "sk:"
