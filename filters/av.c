@@ -333,7 +333,8 @@ static const char wrap_pgp[] = "X-Mailwarden-Content: OpenPGP signed content\r\n
     "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n";
 
 struct hidden_item {
-	unsigned char *buf;      /* the wrap and the content, or a file as it is */
+	const unsigned char *buf; /* the wrap and the content, or a file as it is */
+	unsigned char *owned;    /* buf when it is a copy of ours (freed), or NULL */
 	size_t         len;
 	int            is_file;  /* OpenPGP literal data that is no MIME entity */
 	char           where[AV_WHERE_MAX + 1];
@@ -416,33 +417,53 @@ static int stop(struct hidden *h, const char *here, const char *why)
 
 static int collect(struct hidden *h, const struct mime_part *parts, size_t nparts, const char *in);
 static int collect_as_text(struct hidden *h, const struct mime_msg *m, const unsigned char *b, size_t len,
-                           int as_mail, const char *in);
+                           int as_mail, const char *in, int m_outlives);
 
 enum content_kind { C_MESSAGE, C_CMS, C_PGP };
 
-/* keep - a content kept for its scan (freed by av_scan_message): wrap its
- * head, or NULL for a file scanned as it is; where the copy of data is */
-static const unsigned char *keep(struct hidden *h, const char *here, const unsigned char *data, size_t len,
-                                 const char *wrap)
+/* new_item - the next of h's items, where it is */
+static struct hidden_item *new_item(struct hidden *h, const char *here, int is_file)
 {
 	struct hidden_item *it;
-	size_t wl = wrap != NULL ? strlen(wrap) : 0;
 
 	if (h->nitems == h->cap) {
 		h->cap = h->cap ? h->cap * 2 : 4;
 		h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
 	}
 	it = &h->items[h->nitems++];
-	it->len = wl + len;
-	it->buf = xmalloc(it->len + 1);
-	if (wl > 0)             /* a file has no wrapper: wrap is NULL */
-		memcpy(it->buf, wrap, wl);
-	if (len > 0)
-		memcpy(it->buf + wl, data, len);
-	it->buf[it->len] = '\0';
-	it->is_file = wrap == NULL;
+	memset(it, 0, sizeof(*it));
+	it->is_file = is_file;
 	snprintf(it->where, sizeof(it->where), "%s", here);
-	return it->buf + wl;
+	return it;
+}
+
+/* keep - a content kept for its scan (freed by av_scan_message): wrap its
+ * head, or NULL for a file scanned as it is; where the copy of data is */
+static const unsigned char *keep(struct hidden *h, const char *here, const unsigned char *data, size_t len,
+                                 const char *wrap)
+{
+	struct hidden_item *it = new_item(h, here, wrap == NULL);
+	size_t wl = wrap != NULL ? strlen(wrap) : 0;
+
+	it->len = wl + len;
+	it->owned = xmalloc(it->len + 1);
+	if (wl > 0)             /* a file has no wrapper: wrap is NULL */
+		memcpy(it->owned, wrap, wl);
+	if (len > 0)
+		memcpy(it->owned + wl, data, len);
+	it->owned[it->len] = '\0';
+	it->buf = it->owned;
+	return it->owned + wl;
+}
+
+/* keep_file - a file scanned as it is, from data that outlives the scans
+ * (a leaf of the message's MIME parse): not copied */
+static void keep_file(struct hidden *h, const char *here, const unsigned char *data, size_t len)
+{
+	struct hidden_item *it = new_item(h, here, 1);
+
+	it->buf = data;
+	it->len = len;
 }
 
 /* take - one content found in a part (here says where): within the
@@ -505,7 +526,7 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 			 * whatever its fields; a message that is a leaf it
 			 * types as it types any */
 			if (rc == 0)
-				rc = collect_as_text(h, m, inner, len, kind != C_MESSAGE, here);
+				rc = collect_as_text(h, m, inner, len, kind != C_MESSAGE, here, 0);
 		}
 		mime_free(m);
 	}
@@ -734,9 +755,11 @@ static void leaf_where(const struct mime_msg *m, size_t idx, const char *in, cha
  * the messages the engine reads as text, kept for a scan each; as_mail:
  * the engine reads b as mail whatever its fields (b is the body of the
  * message/rfc822 it is handed); in: where b is, NULL for the message
- * itself.  0, or -1 when a limit stopped it (h->limit, with where and why) */
+ * itself; m_outlives: m lives until the scans (the message's own parse),
+ * so its non-text leaves are scanned where they are, not copied.  0, or
+ * -1 when a limit stopped it (h->limit, with where and why) */
 static int collect_as_text(struct hidden *h, const struct mime_msg *m, const unsigned char *b, size_t len,
-                           int as_mail, const char *in)
+                           int as_mail, const char *in, int m_outlives)
 {
 	unsigned char *parsed;      /* per message of m: the engine parses it as mail */
 	int rc = 0, as_text = 0;
@@ -779,7 +802,10 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 			h->limit = 1;
 			rc = stop(h, here, "more than 100 parts in messages the engine reads as text");
 		} else {
-			keep(h, here, p->raw, p->raw_len, is_text ? wrap_text : NULL);
+			if (is_text || !m_outlives)
+				keep(h, here, p->raw, p->raw_len, is_text ? wrap_text : NULL);
+			else
+				keep_file(h, here, p->raw, p->raw_len);
 			h->nleaves++;
 		}
 	}
@@ -814,7 +840,7 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	/* the message's own leaves, when it or a message in it was read as
 	 * text: only once it came back clean (their zips are counted) */
 	if (r == AV_CLEAN && !h.limit)
-		collect_as_text(&h, m, msg, len, 0, NULL);
+		collect_as_text(&h, m, msg, len, 0, NULL, 1);
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels or the bytes was not seen */
 		snprintf(out, sizeof(out), "%s", h.why);
@@ -859,6 +885,6 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	}
 done:
 	for (size_t i = 0; i < h.nitems; i++)
-		free(h.items[i].buf);
+		free(h.items[i].owned);
 	free(h.items);
 }
