@@ -27,8 +27,6 @@
 #define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
 #define MAX_FIELDS      1000
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
-#define MAX_HEADER_KEY   256     /* MAX_HEADER_KEY_LENGTH */
-#define MAX_HEADER_VALUE 8192    /* MAX_HEADER_VALUE_LENGTH */
 
 struct rules_inst {
 	struct ruleset *rs;
@@ -365,14 +363,14 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		const char *colon = memchr(msg + p, ':', e - p);
 		if (colon) {
-			/* SpamAssassin keeps MAX_HEADER_KEY bytes of a name and
-			 * MAX_HEADER_VALUE of a value (its folding and newline
+			/* SpamAssassin keeps RULES_MAX_HEADER_KEY bytes of a name and
+			 * RULES_MAX_HEADER_VALUE of a value (its folding and newline
 			 * counted): a 1 MB field folded into short lines was one
 			 * header text for every rule on it, as long as that */
 			size_t kl = (size_t)(colon - msg - p);
-			char *name = strndup(msg + p, kl > MAX_HEADER_KEY ? MAX_HEADER_KEY : kl);
+			char *name = strndup(msg + p, kl > RULES_MAX_HEADER_KEY ? RULES_MAX_HEADER_KEY : kl);
 			size_t vs = (size_t)(colon - msg) + 1, ve = e;
-			if ((e < mlen ? e + 1 : e) - vs > MAX_HEADER_VALUE) ve = vs + MAX_HEADER_VALUE;
+			if ((e < mlen ? e + 1 : e) - vs > RULES_MAX_HEADER_VALUE) ve = vs + RULES_MAX_HEADER_VALUE;
 			while (ve > vs && (msg[ve - 1] == '\r' || msg[ve - 1] == '\n')) ve--;
 			if (vs < ve && msg[vs] == ' ') vs++;
 			char *raw = strndup(msg + vs, ve - vs);

@@ -30,8 +30,6 @@
 #define MAX_NODES          2000     /* nodes of the whole tree */
 #define MAX_NODE_HDRS      200      /* header fields kept per node */
 #define MAX_BODY_LINE      2048     /* MAX_BODY_LINE_LENGTH */
-#define MAX_HEADER_KEY     256      /* MAX_HEADER_KEY_LENGTH */
-#define MAX_HEADER_VALUE   8192     /* MAX_HEADER_VALUE_LENGTH */
 
 /* --- SpamAssassin's view of the tree ----------------------------------------- */
 
@@ -331,8 +329,8 @@ static const char *parse_msg_header(struct sa_tree *t, int ni, const char *p, co
 			if (colon) {
 				size_t kl = (size_t)(colon - hs), vl = (size_t)(he - colon - 1);
 				while (kl && (hs[kl - 1] == ' ' || hs[kl - 1] == '\t')) kl--;
-				if (kl > MAX_HEADER_KEY) { kl = MAX_HEADER_KEY; if (top) t->truncated_header = 1; }
-				if (vl > MAX_HEADER_VALUE) { vl = MAX_HEADER_VALUE; if (top) t->truncated_header = 1; }
+				if (kl > RULES_MAX_HEADER_KEY) { kl = RULES_MAX_HEADER_KEY; if (top) t->truncated_header = 1; }
+				if (vl > RULES_MAX_HEADER_VALUE) { vl = RULES_MAX_HEADER_VALUE; if (top) t->truncated_header = 1; }
 				if (!top || 1) field_add(&t->n[ni], hs, kl, colon + 1, vl);
 			}
 			hs = NULL;

@@ -13,6 +13,12 @@
 
 #include <stddef.h>
 
+/* SpamAssassin's cut of a header field (Mail::SpamAssassin::Message
+ * MAX_HEADER_KEY_LENGTH, MAX_HEADER_VALUE_LENGTH): bytes of its name and
+ * of its value (folding and newline counted) that the rules see */
+#define RULES_MAX_HEADER_KEY   256
+#define RULES_MAX_HEADER_VALUE 8192
+
 enum rule_kind { RK_HEADER = 0, RK_BODY, RK_RAWBODY, RK_FULL, RK_URI, RK_META, RK_COUNT };
 
 struct ruleset;          /* parsed, then compiled */
