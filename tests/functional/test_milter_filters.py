@@ -162,6 +162,30 @@ def test_eicar_is_rejected_at_end_of_data(stack):
     assert sink.messages == []
 
 
+def test_eicar_in_message_read_as_text_is_rejected(stack):
+    """libclamav reads a message whose field names are in upper case as
+    text and never decodes its attachments (test_av.py's text-read cases
+    through the proxy); through Postfix the milter rebuilds the message
+    from the header fields the MTA hands it, so the same leaves must be
+    found there, and the reply says where"""
+    pf, mw, sink = stack
+    fwd = avlib.recase(avlib.with_attachment(avlib.EICAR, "eicar.com", subject="forwarded"), str.upper)
+    forwarded = avlib.with_entity(avlib.entity([avlib.rfc822_part(fwd)]))
+    mixed = avlib.recase(forwarded, avlib.alternate)
+    cases = {"forwarded-upper": (forwarded, " in eicar.com in message forwarded.eml"),
+             "forwarded-upper-mixed-outer": (mixed, " in eicar.com in message forwarded.eml"),
+             "upper": (fwd, " in eicar.com")}
+    got = {}
+    for name, (msg, _) in cases.items():
+        _, err = send_pf(pf, crlf(msg), "sender@example.org")
+        got[name] = (err.smtp_code, err.smtp_error) if isinstance(err, smtplib.SMTPDataError) else err
+    assert got == {name: (554, b"5.7.1 Virus found: " + avlib.EICAR_NAME.encode() + where.encode())
+                   for name, (_, where) in cases.items()}
+    assert sink.messages == []
+    recs = [r for r in audit(mw) if r["listener"] == "milter"]
+    assert [r["action"] for r in recs] == ["reject"] * len(cases)
+
+
 def test_spf_fail_is_refused_at_rcpt(stack):
     pf, mw, sink = stack
     refused, err = send_pf(pf, make_msg(subject="x", frm="a@spf-fail.test"), "a@spf-fail.test")
