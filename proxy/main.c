@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,9 @@
 #include "tls.h"
 
 #define MAX_OVERRIDES 256
+/* a proxy session: its client, its upstream, and a spool file once a
+ * message outgrows spool_memory_max (2 measured for a small one in DATA) */
+#define DESCRIPTORS_PER_SESSION 3
 
 static void usage(FILE *out)
 {
@@ -182,6 +186,38 @@ static void log_deadline_warnings(const struct config *cfg)
 	free(buf);
 }
 
+/* raise_open_files - the soft limit on descriptors up to the hard one:
+ * a shell or an init script leaves 1024, which a few hundred SMTP
+ * sessions use up, and libmilter
+ * spins on accept() when it runs out (README "Odd and hostile peers");
+ * warns when even the hard limit is short of max_connections */
+static void raise_open_files(const struct config *cfg)
+{
+	struct rlimit rl;
+	unsigned long long want = (unsigned long long)cfg->max_connections * DESCRIPTORS_PER_SESSION + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = rl;
+		FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+		unsigned long long nr_open = 0;
+		if (f) {
+			if (fscanf(f, "%llu", &nr_open) != 1) nr_open = 0;
+			fclose(f);
+		}
+		up.rlim_cur = rl.rlim_max;
+		if (nr_open > 0 && up.rlim_cur > nr_open) up.rlim_cur = (rlim_t)nr_open;
+		if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur < want)
+		slog(NULL, LOG_WARNING, "open files limit %llu is below what max_connections %u may need "
+		     "(%u descriptors each, about %llu): raise the hard limit (LimitNOFILE, ulimit -Hn) "
+		     "or lower max_connections", (unsigned long long)rl.rlim_cur, cfg->max_connections,
+		     DESCRIPTORS_PER_SESSION, want);
+}
+
 int main(int argc, char **argv)
 {
 	static struct cli c;    /* static: its strings live as long as the process */
@@ -276,6 +312,7 @@ int main(int argc, char **argv)
 	log_init("mailwarden", to_syslog, cfg->syslog_facility, cfg->log_level);
 	log_config_warnings(cfg);
 	log_deadline_warnings(cfg);
+	raise_open_files(cfg);
 	if (!c.foreground) daemonize();
 	set_proc_title(argc, argv, "master");
 	/* what a library or a plugin creates without asking (a temporary file

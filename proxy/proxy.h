@@ -22,6 +22,12 @@ struct listener {
 	struct evconnlistener *evl;
 	int                    fd;        /* listening socket, from the master */
 	struct tls_server     *tls;       /* client-facing TLS; NULL without */
+	/* out of descriptors (listener.c): */
+	int                    spare_fd;  /* given up to answer one client 421 */
+	struct event          *resume;    /* accepting again after a pause */
+	int                    paused;    /* for lack of descriptors */
+	unsigned long          starved;   /* clients refused since the last log line */
+	time_t                 starved_at;/* that log line; 0: accepting normally */
 };
 
 /* One event loop (thread) of the proxy process. */

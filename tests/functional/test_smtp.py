@@ -3,6 +3,8 @@ and replies, EHLO keywords against the upstream's, limits, timeouts, the
 greet pause and early talkers, an IPv6 listener, and two listeners with
 different directions."""
 
+import os
+import resource
 import socket
 import time
 
@@ -585,6 +587,85 @@ def test_max_connections(mw_factory, upstream, loops):
     assert c1.cmd("NOOP").code == 250
     c1.quit()
     c2.quit()
+
+
+def _cpu_seconds(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("loops", ["1", "4"])
+def test_out_of_descriptors(mw_factory, upstream, loops):
+    """accept() failing with EMFILE left the client in the backlog and the
+    socket readable: the proxy spun on it (a whole core) and logged every
+    turn (900,000 lines in 3 s), while clients waited unanswered.  Now it
+    pauses, answers a waiting client 421 through a descriptor held in
+    reserve, logs once, and accepts again when descriptors free."""
+    m = mw_factory(upstream, opts=[("proxy_threads", loops)])
+    time.sleep(0.2)
+    proxy = m.child_pid("proxy")
+    held = len(os.listdir("/proc/%d/fd" % proxy))
+    resource.prlimit(proxy, resource.RLIMIT_NOFILE, (held + 8, held + 8))
+    socks = []
+    for _ in range(16):
+        socks.append(socket.create_connection(("127.0.0.1", m.port), timeout=3))
+    time.sleep(0.5)
+    cpu = _cpu_seconds(proxy)
+    time.sleep(2)
+    assert _cpu_seconds(proxy) - cpu < 0.5         # was 1.9 s of the 2
+    c = SMTPClient(m.port, timeout=3)
+    assert c.greeting.code == 421 and enhanced(c.greeting) == "4.3.2", c.greeting
+    assert c.closed(2)
+    log = m.stderr_text()
+    starts = [l for l in log.splitlines() if "new clients get 421 until descriptors free" in l]
+    assert starts, log[-3000:]
+    assert "Too many open files" in starts[0] and "open files limit %d" % (held + 8) in starts[0], starts
+    # a start and an end per loop for the 16 clients, and for the one after
+    assert len([l for l in log.splitlines() if "accept" in l]) <= 4 * int(loops), log[-3000:]
+    for s in socks:
+        s.close()
+    assert wait_until(lambda: _greets(m) == 220, 5, 0.2)
+    # each episode ends in the log, also on a loop no new client reaches
+    # (a second with no failure ends it)
+    assert wait_until(lambda: m.stderr_text().count("accepting again") ==
+                      m.stderr_text().count("new clients get 421"), 3), m.stderr_tail(30)
+    c = m.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+
+
+def _open_files_limit(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return [int(x) for x in line.split()[3:5]]
+
+
+def test_open_files_limit_raised(tmp_path, upstream):
+    """a shell or an init script leaves a soft limit of 1024 descriptors,
+    which a few hundred sessions use up: the daemon raises it to the hard
+    limit, and warns when even that is short of max_connections"""
+    def start(name, limits, opts):
+        m = Mailwarden(tmp_path / name, upstream=upstream, opts=opts)
+        cmd = m.command
+        m.command = lambda: ["prlimit", "--nofile=" + limits, "--"] + cmd()
+        return m.start()
+    warning = "may need (3 descriptors each"
+    m = start("roomy", "256:4096", [("max_connections", "1000")])
+    try:
+        assert _open_files_limit(m.pid) == [4096, 4096]
+        assert _open_files_limit(m.child_pid("proxy")) == [4096, 4096]
+        assert warning not in m.stderr_text()
+    finally:
+        assert m.stop() == 0
+    m = start("short", "256:512", [])
+    try:
+        assert _open_files_limit(m.child_pid("proxy")) == [512, 512]
+        assert "open files limit 512 is below what max_connections 2000 may need (3 descriptors each, " \
+            "about 6256)" in m.stderr_text()
+    finally:
+        assert m.stop() == 0
 
 
 # --- greet pause and early talkers ---------------------------------------------------------
