@@ -109,7 +109,9 @@ const unsigned char *mw_message(const struct mw_ctx *ctx, size_t *len);
  * 0: the verdict is then built from what the filters said in time instead
  * of the front end's 451 for the whole message.  A filter told 0 is noted
  * as cut short by the deadline (the audit record's timed_out names it,
- * "name=scan_deadline"), as one that ends past the deadline is. */
+ * "name=scan_deadline"), as one that ends past the deadline is.  Call it
+ * on the hook's own thread (a thread of the plugin's gets MW_NO_DEADLINE:
+ * the deadline is kept per scanner thread); ask again before each wait. */
 #define MW_NO_DEADLINE (-1L)
 long        mw_time_left_ms(const struct mw_ctx *ctx);
 
