@@ -10,6 +10,7 @@
 #include "filters/bayes_chars.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
+#include "proxy/thread.h"
 
 /* Training, chosen by cross-validation on the corpus' training half
  * (README "Bayes"): 12 passes at rate 20 over features scaled to unit
@@ -227,7 +228,7 @@ void chars_train(float *w, const struct chars_example *ex, size_t n)
 		for (size_t k = k0; k < end; k++) {
 			o[k].w = xmalloc(CHARS_WEIGHTS * sizeof(*o[k].w));
 			/* no thread (a limit hit): the same training, here */
-			started[k] = k > k0 && pthread_create(&tid[k], NULL, train_order, &o[k]) == 0;
+			started[k] = k > k0 && thread_start_blocked(&tid[k], train_order, &o[k]) == 0;
 		}
 		for (size_t k = k0; k < end; k++)
 			if (!started[k])

@@ -28,7 +28,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +41,7 @@
 #include "filters/builtin.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
+#include "proxy/thread.h"
 
 struct engine {
 	struct cl_engine *cl;      /* owned */
@@ -337,13 +337,8 @@ static int clamav_setup(void **instance, const struct scan_env *env, char *err, 
 	slog(NULL, LOG_INFO, "clamav: %u signatures from %s", c->cur->signatures,
 	    c->cfg->av_database);
 	if (c->cfg->av_db_check_interval > 0) {
-		sigset_t all, old;
-
 		/* signals stay with the scanner's loop thread */
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		c->have_watcher = pthread_create(&c->watcher, NULL, watcher, c) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		c->have_watcher = thread_start_blocked(&c->watcher, watcher, c) == 0;
 		if (!c->have_watcher) {
 			snprintf(err, errlen, "cannot start the database watcher thread");
 			clamav_fini(c);

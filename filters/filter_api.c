@@ -11,6 +11,7 @@
  * message's result well inside one scanner protocol packet.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <syslog.h>
 
 #include "filters/builtin.h"
+#include "filters/deadline.h"
 #include "filters/filter_api.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
@@ -174,6 +176,20 @@ const char *mw_client_name(const struct mw_ctx *ctx)
 
 	/* a front end that knows it (the MTA of a milter) wins */
 	return fe != NULL && fe[0] != '\0' ? fe : ctx->ms->client_name;
+}
+
+long mw_time_left_ms(const struct mw_ctx *ctx)
+{
+	long long left = deadline_left_ms();
+
+	(void)ctx;	/* the deadline is the scan's, kept per scanner thread */
+	if (left < 0)
+		return MW_NO_DEADLINE;
+	if (left == 0)
+		/* whatever it skips now is missing from the verdict: the audit
+		 * record says who was cut, as for a filter's wait cut short */
+		deadline_timed_out("scan_deadline");
+	return left > LONG_MAX ? LONG_MAX : (long)left;
 }
 
 const char *mw_helo(const struct mw_ctx *ctx)

@@ -291,6 +291,31 @@ static pid_t start_scanner(void)
 	return pid;
 }
 
+/* signal_child - kill(), and a failure said: a child that missed its
+ * SIGTERM or SIGHUP goes on with its old config or never stops, and the
+ * admin must learn why.  ESRCH is not one (the child is already gone, its
+ * SIGCHLD on the way).  Said once per child and signal: the SIGKILLs at a
+ * stop that hangs are sent again every 5 s. */
+static void signal_child(pid_t pid, int sig, const char *role)
+{
+	static struct { pid_t pid; int sig; } said[8];
+	static unsigned next;
+	int e;
+
+	if (kill(pid, sig) == 0 || errno == ESRCH)
+		return;
+	e = errno;
+	for (unsigned i = 0; i < sizeof said / sizeof said[0]; i++)
+		if (said[i].pid == pid && said[i].sig == sig)
+			return;
+	said[next].pid = pid;
+	said[next].sig = sig;
+	next = (next + 1) % (sizeof said / sizeof said[0]);
+	errno = e;
+	slog_errno(NULL, LOG_ERR, "cannot send SIG%s to the %s pid=%d (errno %d)",
+	    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", role, (int)pid, e);
+}
+
 /* retire - an old scanner gets SIGTERM after delay seconds (0: now) */
 static void retire(pid_t old, int delay)
 {
@@ -300,7 +325,7 @@ static void retire(pid_t old, int delay)
 			M.retire_term_at[i] = time(NULL) + delay;
 			return;
 		}
-	kill(old, SIGTERM);
+	signal_child(old, SIGTERM, "old scanner");
 }
 
 static void pending_close(void)
@@ -550,7 +575,7 @@ static void tell_milter(socklen_t what, const char *why)
 /* SIGUSR1: the front ends reopen the audit log (log rotation) */
 static void reopen_logs(void)
 {
-	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGUSR1);
+	if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGUSR1, "proxy");
 	tell_milter(MILTER_CTL_REOPEN, "reopen the audit log");
 }
 
@@ -583,7 +608,7 @@ static void reload(void)
 		M.scanner.restart_at = 0;
 		start_scanner();
 	}
-	if (M.proxy.pid > 0) kill(M.proxy.pid, SIGHUP);
+	if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGHUP, "proxy");
 	/* the milter swaps the config in between messages */
 	tell_milter(MILTER_CTL_RELOAD, "reload");
 }
@@ -814,30 +839,30 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
 			/* the front ends first: their transactions in flight still
 			 * need the scanner; the scanners go once they are gone */
-			if (M.proxy.pid > 0) kill(M.proxy.pid, SIGTERM);
+			if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGTERM, "proxy");
 			if (M.milter.pid > 0) {
 				/* the end of its control pipe stops the milter at once
 				 * (libmilter notices its own SIGTERM only every 5 s) */
 				if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
 				M.milter_ctl_w = -1;
-				kill(M.milter.pid, SIGTERM);
+				signal_child(M.milter.pid, SIGTERM, "milter");
 			}
 			M.proxy.restart_at = M.milter.restart_at = 0;
 		}
 		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {
 			if (M.scanner.pid > 0 && !M.scanner.restart_at) {
-				kill(M.scanner.pid, SIGTERM);
+				signal_child(M.scanner.pid, SIGTERM, "scanner");
 				M.scanner.restart_at = 1;     /* reused as "SIGTERM sent" */
 			}
 			for (int i = 0; i < MAX_RETIRING; i++)
 				if (M.retiring[i] > 0 && M.retire_term_at[i] != 1) {
-					kill(M.retiring[i], SIGTERM);
+					signal_child(M.retiring[i], SIGTERM, "old scanner");
 					M.retire_term_at[i] = 1;
 				}
 		}
 		for (int i = 0; i < MAX_RETIRING && !stopping; i++)
 			if (M.retiring[i] > 0 && M.retire_term_at[i] > 1 && now >= M.retire_term_at[i]) {
-				kill(M.retiring[i], SIGTERM);
+				signal_child(M.retiring[i], SIGTERM, "old scanner");
 				M.retire_term_at[i] = 1;
 			}
 		if (sig == SIGHUP && !stopping) reload();
@@ -848,11 +873,11 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			if (!left) break;
 			if (now > stop_deadline) {
 				slog(NULL, LOG_WARNING, "children did not stop in time: killing them");
-				if (M.proxy.pid > 0) kill(M.proxy.pid, SIGKILL);
-				if (M.milter.pid > 0) kill(M.milter.pid, SIGKILL);
-				if (M.scanner.pid > 0) kill(M.scanner.pid, SIGKILL);
+				if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGKILL, "proxy");
+				if (M.milter.pid > 0) signal_child(M.milter.pid, SIGKILL, "milter");
+				if (M.scanner.pid > 0) signal_child(M.scanner.pid, SIGKILL, "scanner");
 				for (int i = 0; i < MAX_RETIRING; i++)
-					if (M.retiring[i] > 0) kill(M.retiring[i], SIGKILL);
+					if (M.retiring[i] > 0) signal_child(M.retiring[i], SIGKILL, "old scanner");
 				stop_deadline = now + 5;
 			}
 			continue;

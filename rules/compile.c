@@ -10,13 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "proxy/thread.h"
 #include "rules/rules_int.h"
 
 #define PCRE_MATCH_LIMIT 200000u
@@ -563,19 +563,9 @@ static int build_kinds(struct ruleset *rs, const char *cache_dir, char *err, siz
 	pthread_t th[BUILD_MAX_THREADS];
 	unsigned nth = 0, want = build_threads();
 	/* the calling thread is one of them; a thread that cannot be
-	 * started leaves its share to the others.  The others block the
-	 * signals sent to the process (its handlers keep running where they
-	 * did), not those of a fault of their own. */
-	sigset_t all, old;
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGABRT);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	while (nth + 1 < want && nth + 1 < p.ntasks && pthread_create(&th[nth], NULL, build_worker, &p) == 0) nth++;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	 * started leaves its share to the others.  The others leave the
+	 * process's signals to the thread that handled them (thread.h). */
+	while (nth + 1 < want && nth + 1 < p.ntasks && thread_start_blocked(&th[nth], build_worker, &p) == 0) nth++;
 	build_worker(&p);
 	for (unsigned i = 0; i < nth; i++) pthread_join(th[i], NULL);
 	pthread_mutex_destroy(&p.mu);

@@ -21,7 +21,17 @@
 
 #include <stddef.h>
 
+/* Versions.  MW_FILTER_API_VERSION is the layout of struct mw_filter_ops
+ * and the meaning of its hooks: a plugin built for another one is refused
+ * at load.  MW_FILTER_API_MINOR counts the mw_* calls added since, which
+ * change nothing for a plugin that does not call them: old plugins load
+ * unchanged, and one that calls a newer function than the mailwarden
+ * loading it has fails to load at start ("undefined symbol", shown by -t),
+ * not on a message.  A plugin that must build against older headers tests
+ * it: #if MW_FILTER_API_MINOR >= 1.
+ *   minor 1: mw_time_left_ms(), MW_NO_DEADLINE */
 #define MW_FILTER_API_VERSION 1
+#define MW_FILTER_API_MINOR   1
 #define MW_FILTER_SYMBOL "mailwarden_filter"
 
 /* The actions, from mildest to hardest.  Policy picks the hardest of the
@@ -89,6 +99,21 @@ const char *mw_rcpt(const struct mw_ctx *ctx, size_t i);
 const char *mw_header(const struct mw_ctx *ctx, const char *name, size_t n);
 /* the whole message as received (CRLF lines, not dot-stuffed) */
 const unsigned char *mw_message(const struct mw_ctx *ctx, size_t *len);
+/* Milliseconds left before the message's deadline, 0 once it has passed;
+ * MW_NO_DEADLINE (-1) when the hooks run outside a timed scan (no front
+ * end waits for them).  The front end waits for the verdict only so long
+ * (scan_timeout, milter_timeout, milter_early_timeout at RCPT); the
+ * scanner's deadline is a margin before that, and what is left of it is
+ * shared by the filters that have not run yet.  A filter that waits on
+ * the network or works long caps its waits by this and stops when it says
+ * 0: the verdict is then built from what the filters said in time instead
+ * of the front end's 451 for the whole message.  A filter told 0 is noted
+ * as cut short by the deadline (the audit record's timed_out names it,
+ * "name=scan_deadline"), as one that ends past the deadline is.  Call it
+ * on the hook's own thread (a thread of the plugin's gets MW_NO_DEADLINE:
+ * the deadline is kept per scanner thread); ask again before each wait. */
+#define MW_NO_DEADLINE (-1L)
+long        mw_time_left_ms(const struct mw_ctx *ctx);
 
 /* --- per-message state of this filter ----------------------------------- */
 void  mw_set_msgdata(struct mw_ctx *ctx, void *data, void (*free_fn)(void *));

@@ -20,7 +20,7 @@ import time
 import audit_fields as A
 from dnsserver import dead_dns  # noqa: F401 (fixture)
 from milterlib import RawMilter, reply_text, wait_log, wait_records
-from mwlib import free_port, make_msg, run_mw
+from mwlib import free_port, make_msg, plugin_opt, run_mw
 # the fake peers and their protocol readers, not copies of them
 from test_peers_hostile import (clamd_request, fake_peer, normal_reply, redis_handler,  # noqa: F401
                                 resp_commands, scan, spamd_request)
@@ -122,6 +122,53 @@ def test_milter_scans_within_milter_timeout(mw_factory, upstream, fake_peer):
     assert A.field(rec, "action") == "accept", rec
     assert symbol_names(rec) == ["SPAMD_FAIL"], rec
     assert A.field(rec, "timed_out") == {"spamd": "scan_deadline"}, rec
+
+
+def test_plugin_asks_time_left_and_is_cut_at_the_deadline(mw_factory, upstream):
+    """A plugin that works in steps while mw_time_left_ms() leaves time
+    (the example's work_header: 20 s of work asked) stops at the deadline,
+    scan_timeout 2 s less its 200 ms margin: the message goes on with the
+    plugin's own note (EXAMPLE_WORK_CUT) and the audit names the cut,
+    where a plugin that sleeps blindly past it costs the whole message
+    the front end's 451 (test_faults.py, test_scan_deadline)."""
+    m = mw_factory(upstream, opts=[plugin_opt(work_header="X-Example-Work"),
+                                   ("scan_timeout", "2s")])
+    c = m.client(timeout=10)
+    c.ehlo()
+    t0 = time.monotonic()
+    r = c.transaction("a@example.org", ["b@example.net"],
+                      make_msg(subject="long work", headers=[("X-Example-Work", "20000")]))
+    took = time.monotonic() - t0
+    c.quit()
+    assert r["final"].code == 250, r["final"]
+    assert 1.7 < took < 2.0, took
+    assert upstream.wait_messages(1)
+    rec = m.audit(1)[0]
+    assert symbol_names(rec) == ["EXAMPLE_WORK_CUT"], rec
+    assert re.fullmatch(r"work cut short at the message's deadline after 1[78]\d\d of 20000 ms",
+                        description(rec, "EXAMPLE_WORK_CUT")), rec
+    assert A.field(rec, "timed_out") == {"example": "scan_deadline"}, rec
+    assert "out of time: example=scan_deadline" in m.stderr_text(), m.stderr_tail(40)
+
+
+def test_milter_plugin_cut_at_milter_timeout(mw_factory, upstream):
+    """The same through the milter: its budget is milter_timeout, and the
+    MTA gets the verdict (continue) instead of its default action."""
+    port = free_port()
+    m = mw_factory(upstream, opts=[
+        ("milter_listen", "inet:%d@127.0.0.1" % port), ("milter_timeout", "2s"),
+        plugin_opt(work_header="X-Example-Work")])
+    with RawMilter(port) as a:
+        a.negotiate().connect()
+        t0 = time.monotonic()
+        verdict, data, _ = a.message(make_msg(subject="long work",
+                                              headers=[("X-Example-Work", "20000")]))
+        took = time.monotonic() - t0
+    assert verdict == b"c", (verdict, reply_text(data))
+    assert 1.7 < took < 2.0, took
+    rec = wait_records(m, 1)[0]
+    assert symbol_names(rec) == ["EXAMPLE_WORK_CUT"], rec
+    assert A.field(rec, "timed_out") == {"example": "scan_deadline"}, rec
 
 
 def test_scan_command_reports_timed_out(fake_peer):

@@ -3,11 +3,14 @@ drops mid-DATA or says something malformed; the client drops mid-DATA; the
 scanner misses its deadline or is killed with SIGKILL mid-scan; the master
 gets SIGTERM or SIGHUP; the proxy process dies."""
 
+import errno
 import os
 import random
+import re
 import socket
 import threading
 import signal
+import subprocess
 import time
 
 import pytest
@@ -385,6 +388,78 @@ def test_sighup_reloads_without_dropping_sessions(mw_factory, upstream, tmp_path
     assert r["final"].code == 550, r["final"]
     s2.quit()
     assert [x.content for x in upstream.messages] == [clean]
+
+
+# kill() failing as the master cannot make it fail for real (it runs as
+# root, or as the user its children run as): MW_TEST_KILL_FAIL="SIG:ERRNO
+# ..." makes a kill() of another process with that signal fail with that
+# errno, and each such failure is written to MW_TEST_KILL_LOG
+KILL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+int kill(pid_t pid, int sig)
+{
+	int (*real)(pid_t, int) = (int (*)(pid_t, int))dlsym(RTLD_NEXT, "kill");
+	const char *spec = getenv("MW_TEST_KILL_FAIL");
+	int s, e, n;
+
+	while (pid > 0 && pid != getpid() && spec != NULL && sscanf(spec, "%d:%d%n", &s, &e, &n) == 2) {
+		if (s == sig) {
+			FILE *f = fopen(getenv("MW_TEST_KILL_LOG"), "a");
+
+			if (f != NULL) {
+				fprintf(f, "%d %d %d\n", sig, (int)pid, e);
+				fclose(f);
+			}
+			errno = e;
+			return -1;
+		}
+		spec += n;
+	}
+	return real(pid, sig);
+}
+"""
+
+
+def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream, tmp_path,
+                                                             monkeypatch):
+    """A signal the master cannot send (EPERM) leaves a child without its
+    SIGUSR1 (audit log reopen), SIGHUP (reload) or SIGTERM: the master says
+    so, with the pid and errno, once.  ESRCH (the child already gone) is
+    not a failure worth a line."""
+    shim, src, log = tmp_path / "kill.so", tmp_path / "kill.c", tmp_path / "kill.log"
+    src.write_text(KILL_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("MW_TEST_KILL_FAIL", "%d:%d %d:%d" % (signal.SIGUSR1, errno.EPERM,
+                                                             signal.SIGHUP, errno.ESRCH))
+    monkeypatch.setenv("MW_TEST_KILL_LOG", str(log))
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+    m = mw_factory(upstream, opts=[plugin_opt()])
+    proxy = wait_until(lambda: m.child_pid("proxy"), 5)
+    assert proxy, m.children()
+    said = "cannot send SIGUSR1 to the proxy pid=%d (errno %d): %s" % (
+        proxy, errno.EPERM, os.strerror(errno.EPERM))
+    m.signal(signal.SIGUSR1)
+    assert wait_until(lambda: said in m.stderr_text(), 5), m.stderr_tail(20)
+    m.signal(signal.SIGUSR1)
+    assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 2, 5)
+    # the reload's SIGHUP to the proxy fails with ESRCH: nothing said
+    old = scanner_pid(m)
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: re.search(r"reload: scanner pid=(?!%d )\d+ ready, taking over" % old,
+                                        m.stderr_text()), 10), m.stderr_tail(20)
+    assert log.read_text().splitlines() == ["%d %d %d" % (signal.SIGUSR1, proxy, errno.EPERM)] * 2 \
+        + ["%d %d %d" % (signal.SIGHUP, proxy, errno.ESRCH)], log.read_text()
+    assert m.stderr_text().count("cannot send") == 1, m.stderr_tail(20)
+    assert m.alive()
 
 
 def test_sighup_with_bad_config_keeps_running(mw_factory, upstream, tmp_path):

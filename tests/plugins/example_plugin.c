@@ -16,7 +16,10 @@
  * action_header=NAME: a field NAME whose value is an action name (accept,
  * tag, quarantine, discard, tempfail, reject) asks for that verdict;
  * sleep_header=NAME: a field NAME holding a number of ms delays that one
- * message (a scan that misses its deadline, a scanner killed mid-scan).
+ * message (a scan that misses its deadline, a scanner killed mid-scan);
+ * work_header=NAME: a field NAME holding a number of ms is work done in
+ * steps while the message's deadline leaves time (mw_time_left_ms), cut
+ * short with the symbol EXAMPLE_WORK_CUT when it does not.
  *
  * Build:  cc -std=c11 -Iinclude -shared -fPIC -o example.so example_plugin.c
  *         (the Makefile builds it as build/tests/example_plugin.so)
@@ -37,7 +40,11 @@
  *   5. Say what you found with mw_symbol() (scores add up; policy compares
  *      the sum with the thresholds), mw_header_add/remove/change(), and for
  *      a hard decision mw_verdict().  Never block for long: the front end
- *      waits for the scan with a deadline (scan_timeout).
+ *      waits for the scan only so long (scan_timeout, milter_timeout), and
+ *      the message has a deadline a little before that.  A filter that
+ *      waits on the network or works long caps each wait by
+ *      mw_time_left_ms() and stops when it says 0 (see work() below);
+ *      MW_NO_DEADLINE (-1) means no one is waiting.
  *   6. What is refused (logged and dropped, the scan goes on):
  *      - symbol names other than [A-Z0-9_]{1,63}, non-finite scores; a name
  *        given twice keeps its first score; at most 256 symbols per message
@@ -74,6 +81,7 @@ struct example {
 	long   delay_ms;            /* tests: sleep this long per message */
 	char   action_header[77];   /* tests: its value names the verdict */
 	char   sleep_header[77];    /* tests: its value is a delay in ms */
+	char   work_header[77];     /* tests: its value is ms of work under the deadline */
 	char   reject_rcpt[256];    /* tests: a recipient containing this is refused */
 };
 
@@ -83,6 +91,7 @@ struct example_msg {
 	int  reject_hit;
 	int  action;                /* from action_header; -1 = none */
 	long sleep_ms;              /* from sleep_header */
+	long work_ms;               /* from work_header */
 };
 
 static int example_init(void **instance, const struct mw_filter_args *args,
@@ -123,8 +132,10 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 				goto fail;
 			}
 			snprintf(ex->reject_header, sizeof(ex->reject_header), "%s", v);
-		} else if (strcmp(k, "action_header") == 0 || strcmp(k, "sleep_header") == 0) {
-			char *dst = k[0] == 'a' ? ex->action_header : ex->sleep_header;
+		} else if (strcmp(k, "action_header") == 0 || strcmp(k, "sleep_header") == 0
+		    || strcmp(k, "work_header") == 0) {
+			char *dst = k[0] == 'a' ? ex->action_header
+			          : k[0] == 's' ? ex->sleep_header : ex->work_header;
 			if (*v == '\0' || strlen(v) >= sizeof(ex->action_header)
 			    || strchr(v, ':') != NULL) {
 				snprintf(err, errlen, "%s: not a header field name", k);
@@ -148,7 +159,8 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 			}
 		} else {
 			snprintf(err, errlen, "unknown argument \"%s\" (known: word, score, "
-			    "reject_header, action_header, sleep_header, reject_rcpt, delay_ms)", k);
+			    "reject_header, action_header, sleep_header, work_header, reject_rcpt, "
+			    "delay_ms)", k);
 			goto fail;
 		}
 	}
@@ -205,7 +217,45 @@ static void example_on_header(struct mw_ctx *ctx, const char *name, const char *
 			if (m->sleep_ms < 0 || m->sleep_ms > 600000)
 				m->sleep_ms = 0;
 		}
+	} else if (ex->work_header[0] && strcasecmp(name, ex->work_header) == 0) {
+		if ((m = msg_state(ctx)) != NULL) {
+			m->work_ms = strtol(value, NULL, 10);
+			if (m->work_ms < 0 || m->work_ms > 600000)
+				m->work_ms = 0;
+		}
 	}
+}
+
+/* sleep_ms - nanosleep through signals */
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* work - want_ms of work in steps (a plugin's lookups or heavy checks),
+ * as long as the message's deadline leaves time.  The front end waits for
+ * the verdict only so long: a filter that goes on past the deadline loses
+ * the whole message's verdict (451 from the front end), one that stops
+ * loses only its own finding.  Returns the ms done. */
+static long work(struct mw_ctx *ctx, long want_ms)
+{
+	const long step = 20;
+	long done = 0, left, n;
+
+	while (done < want_ms) {
+		left = mw_time_left_ms(ctx);
+		if (left == 0)
+			break;		/* out of time; mailwarden notes the cut */
+		n = want_ms - done < step ? want_ms - done : step;
+		if (left != MW_NO_DEADLINE && left < n)
+			n = left;	/* never a step past the deadline */
+		sleep_ms(n);
+		done += n;
+	}
+	return done;
 }
 
 /* on_eom - the whole message has been seen: report.  (mw_header(ctx,
@@ -216,19 +266,18 @@ static void example_on_eom(struct mw_ctx *ctx)
 	const struct example *ex = mw_instance(ctx);
 	const struct example_msg *m = mw_msgdata(ctx);
 
-	if (ex->delay_ms > 0) {
-		struct timespec ts = { ex->delay_ms / 1000, (ex->delay_ms % 1000) * 1000000L };
-
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
+	if (ex->delay_ms > 0)
+		sleep_ms(ex->delay_ms);
 	if (m == NULL)
 		return;
-	if (m->sleep_ms > 0) {
-		struct timespec ts = { m->sleep_ms / 1000, (m->sleep_ms % 1000) * 1000000L };
+	if (m->sleep_ms > 0)
+		sleep_ms(m->sleep_ms);	/* blind: the deadline is not asked */
+	if (m->work_ms > 0) {
+		long done = work(ctx, m->work_ms);
 
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
+		if (done < m->work_ms)
+			mw_symbol(ctx, "EXAMPLE_WORK_CUT", 0.0, "work cut short at the message's "
+			    "deadline after %ld of %ld ms", done, m->work_ms);
 	}
 	if (m->action >= 0)
 		mw_verdict(ctx, (enum mw_action)m->action, NULL);

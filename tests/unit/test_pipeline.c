@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "filters/deadline.h"
 #include "filters/filter_api.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
@@ -305,6 +306,38 @@ static void test_plugin_args(void **state)
 		scan_request_free(&req);
 		pipeline_free(p);
 	}
+}
+
+/* a plugin that works in steps while the deadline leaves time (the
+ * example's work_header, mw_time_left_ms) is cut at the deadline, in time
+ * for the front end, and the result says who was cut */
+static void test_work_cut_at_deadline(void **state)
+{
+	static const char msg[] = "Subject: work\r\nX-Work: 5000\r\n\r\nbody\r\n";
+	static const char short_msg[] = "Subject: work\r\nX-Work: 60\r\n\r\nbody\r\n";
+	struct config cfg;
+	struct scan_result res;
+	long long t0, took;
+
+	(void)state;
+	cfg_init(&cfg, "work_header=X-Work");
+	cfg.scan_timeout = 1000;	/* deadline: 800 ms after the start */
+	t0 = deadline_now_ms();
+	scan(&cfg, msg, 0, &res);
+	took = deadline_now_ms() - t0;
+	assert_in_range(took, 790, 990);
+	assert_int_equal(res.nsymbols, 1);
+	assert_string_equal(res.symbols[0].name, "EXAMPLE_WORK_CUT");
+	assert_non_null(strstr(res.symbols[0].desc, "of 5000 ms"));
+	assert_string_equal(res.timed_out, "example=scan_deadline");
+	assert_int_equal(res.action, MW_ACCEPT);
+	scan_result_free(&res);
+
+	/* work that fits: done whole, nobody noted */
+	scan(&cfg, short_msg, 0, &res);
+	assert_int_equal(res.nsymbols, 0);
+	assert_string_equal(res.timed_out, "");
+	scan_result_free(&res);
 }
 
 /* read_file - whole file, NUL-terminated */
@@ -670,6 +703,25 @@ static void test_filter_api(void **state)
 	mw_ctx_end(&ctx);
 	assert_int_equal(freed, 2);
 	assert_null(mw_msgdata(&ctx));
+
+	/* time left: none outside a timed scan; what is left of it; 0 once
+	 * passed, and then the filter that asked is noted as cut */
+	{
+		char out[128];
+
+		deadline_end();
+		assert_int_equal(mw_time_left_ms(&ctx), MW_NO_DEADLINE);
+		deadline_begin(deadline_now_ms() + 5000);
+		deadline_filter("tester");
+		assert_in_range(mw_time_left_ms(&ctx), 4000, 5000);
+		assert_int_equal(deadline_report(out, sizeof(out)), 0);
+		deadline_begin(deadline_now_ms() - 1);
+		deadline_filter("tester");
+		assert_int_equal(mw_time_left_ms(&ctx), 0);
+		assert_int_equal(deadline_report(out, sizeof(out)), 1);
+		assert_string_equal(out, "tester=scan_deadline");
+		deadline_end();
+	}
 
 	mw_log(&ctx, LOG_DEBUG, "a log line with \x1b[31m escapes");
 	msgscan_free(&ms);
@@ -1117,6 +1169,7 @@ int main(void)
 		cmocka_unit_test(test_subject_tag),
 		cmocka_unit_test(test_reject_header),
 		cmocka_unit_test(test_plugin_args),
+		cmocka_unit_test(test_work_cut_at_deadline),
 		cmocka_unit_test(test_quarantine),
 		cmocka_unit_test(test_odd_messages),
 		cmocka_unit_test(test_load_errors),
