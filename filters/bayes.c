@@ -15,7 +15,8 @@
  * Autolearn (bayes_autolearn): a message whose score from the filters
  * before this one (Bayes itself excluded, as SpamAssassin does) reaches
  * bayes_autolearn_spam is learned as spam, one at or below
- * bayes_autolearn_ham as ham.
+ * bayes_autolearn_ham as ham, its example kept for the character models
+ * as "mailwarden learn" keeps it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -404,7 +405,8 @@ static void bayes_eom(struct mw_ctx *ctx)
 			cls = BAYES_HAM;
 		else
 			return;
-		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl, 0);
+		/* with its example, as "mailwarden learn" keeps it */
+		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl, b->cfg->bayes_chars);
 		if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)

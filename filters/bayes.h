@@ -44,9 +44,8 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * learned/forgotten, 0 nothing to do (already learned so / not known),
  * -1 store failure.  The message is remembered as learned for seen_ttl
  * seconds (bayes_seen_ttl; 0 = for ever), then counts as new.  example:
- * also keep its example for the character model (bayes_chars.h): what a
- * person taught, not the filter's own autolearned verdicts, which would
- * cost 3 KB each and train the model on what it already says. */
+ * also keep its example for the character model (bayes_chars.h), as
+ * learn and autolearn do with bayes_chars on. */
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
