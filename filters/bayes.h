@@ -58,6 +58,17 @@ int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);
 double bayes_probability(struct store *st, const struct config *cfg,
                          const struct bayes_tokens *t, size_t *used);
 
+/* bayes_retrain_wanted - does the daemon train the character models
+ * (bayes_chars, bayes_retrain_interval > 0, the bayes filter in
+ * filters)?  1 or 0 */
+int bayes_retrain_wanted(const struct config *cfg);
+/* bayes_retrain - the daemon's periodic job, in a process of its own
+ * (it lowers its priority and opens the store): train the character
+ * models if their examples changed and no other process of the store is
+ * at it (chars_retrain), with one line in the log.  0, or -1 when the
+ * store failed (the stored models stay). */
+int bayes_retrain(const struct config *cfg);
+
 /* learn_command - "mailwarden learn --spam|--ham|--forget FILE|DIR..." */
 int learn_command(struct config *cfg, int argc, char **argv);
 
