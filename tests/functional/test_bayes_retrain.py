@@ -8,7 +8,7 @@ store), the scanners picking the new models up.  Real LMDB and Redis."""
 import re
 import time
 
-from mwlib import make_msg, run_mw, wait_until
+from mwlib import free_port, make_msg, run_mw, wait_until
 from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
 from storelib import bayes_seen_key, store_peek
 
@@ -187,3 +187,16 @@ def test_one_machine_of_a_redis_store_trains(redis_server, mw_factory, upstream,
     assert trainings(a, b) == 1, (a.stderr_tail(), b.stderr_tail())
     assert version("redis", opts, redis_server) == v0 + 1
     assert redis_server.command("EXISTS", prefix + "bayes:chars:lock") == b":0\r\n"
+
+
+def test_training_without_the_store_is_logged(mw_factory, upstream, tmp_path):
+    """The store out of reach (a Redis port nobody listens on): each look
+    logs that the models could not be trained and stay as they are, and
+    the daemon goes on taking mail."""
+    opts = [("store", "redis"), ("store_redis", "127.0.0.1:%d" % free_port()),
+            ("store_timeout", "200ms")]
+    m = mw_factory(upstream, opts=daemon_opts(opts))
+    failed = "training the character models failed: store redis unavailable; the stored models stay"
+    assert wait_until(lambda: m.stderr_text().count(failed) >= 2, 5), m.stderr_tail()
+    send(m, msg("spam", 1))
+    assert m.alive() and TRAINED not in m.stderr_text()
