@@ -5,8 +5,16 @@ models again when their examples changed (autolearn, learn --no-train),
 one process of all those sharing the store at a time (a lock in the
 store), the scanners picking the new models up.  Real LMDB and Redis."""
 
+import os
 import re
+import shutil
+import socket
+import tempfile
 import time
+
+import pytest
+
+import mwlib
 
 from mwlib import free_port, make_msg, run_mw, wait_until
 from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
@@ -200,3 +208,43 @@ def test_training_without_the_store_is_logged(mw_factory, upstream, tmp_path):
     assert wait_until(lambda: m.stderr_text().count(failed) >= 2, 5), m.stderr_tail()
     send(m, msg("spam", 1))
     assert m.alive() and TRAINED not in m.stderr_text()
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the daemon with user = nobody")
+def test_training_runs_as_the_user_at_low_priority(mw_factory, upstream):
+    """The training child runs as `user`, with no capability, at nice 10:
+    caught while it waits on a "Redis" that accepts and never answers."""
+    root = tempfile.mkdtemp(prefix="mw-retrain-", dir="/tmp")
+    mwlib.OUR_DIRS.append(root)
+    mute = socket.socket()
+    try:
+        os.chmod(root, 0o755)
+        lib = os.path.join(root, "lib")
+        os.makedirs(lib)
+        os.chown(lib, NOBODY, NOBODY)
+        os.chmod(lib, 0o750)
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
+        opts = [("store", "redis"), ("store_redis", "127.0.0.1:%d" % mute.getsockname()[1]),
+                ("store_timeout", "3s"), ("user", "nobody"),
+                ("quarantine_dir", os.path.join(lib, "quarantine")),
+                ("audit_log", os.path.join(lib, "audit.log")),
+                ("stats_file", os.path.join(lib, "stats"))]
+        m = mw_factory(upstream, opts=daemon_opts(opts))
+        kids = []
+        assert wait_until(lambda: bool(kids.extend(p for p, t in m.children() if "retrain" in t) or kids),
+                          4, 0.05), m.children()
+        with open("/proc/%d/status" % kids[0]) as f:
+            st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        def nice(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[16])
+        assert st["Uid"].split() == [str(NOBODY)] * 4 and int(st["CapEff"], 16) == 0, st
+        # 10 below the master's (which a test run under nice starts lower)
+        assert nice(kids[0]) == min(19, nice(m.pid) + 10), (nice(kids[0]), nice(m.pid))
+    finally:
+        mute.close()
+        shutil.rmtree(root, ignore_errors=True)
