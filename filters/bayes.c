@@ -15,13 +15,21 @@
  * Autolearn (bayes_autolearn): a message whose score from the filters
  * before this one (Bayes itself excluded, as SpamAssassin does) reaches
  * bayes_autolearn_spam is learned as spam, one at or below
- * bayes_autolearn_ham as ham.
+ * bayes_autolearn_ham as ham, its example kept for the character models
+ * as "mailwarden learn" keeps it.
+ *
+ * Training the character models (bayes_retrain): a child of the master,
+ * every bayes_retrain_interval, trains them when their examples changed
+ * (autolearn, "learn --no-train"), one process of all those sharing the
+ * store at a time (chars_retrain).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "filters/bayes.h"
 #include "filters/bayes_chars.h"
@@ -335,8 +343,13 @@ static int bayes_setup(void **instance, const struct scan_env *env, char *err, s
 		free(b);
 		return -1;
 	}
-	if (env->cfg->bayes_chars)
-		b->chars = chars_cache_new();
+	if (env->cfg->bayes_chars) {
+		unsigned every = env->cfg->bayes_retrain_interval;
+
+		/* a daemon that trains every few seconds (a test, a site that
+		 * wants it) should see the new models about as soon */
+		b->chars = chars_cache_new(every > 0 && every < CHARS_CHECK_S ? every : CHARS_CHECK_S);
+	}
 	*instance = b;
 	return 0;
 }
@@ -404,13 +417,71 @@ static void bayes_eom(struct mw_ctx *ctx)
 			cls = BAYES_HAM;
 		else
 			return;
-		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl, 0);
+		/* with its example, as "mailwarden learn" keeps it: the daemon's
+		 * training (bayes_retrain_interval) learns from it too */
+		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl, b->cfg->bayes_chars);
 		if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)
 			mw_log(ctx, LOG_INFO, "autolearned as %s (score %.2f)",
 			    cls == BAYES_SPAM ? "spam" : "ham", before);
 	}
+}
+
+int bayes_retrain_wanted(const struct config *cfg)
+{
+	const char *p = cfg->filters;
+
+	if (!cfg->bayes_chars || cfg->bayes_retrain_interval == 0)
+		return 0;
+	/* "bayes" as a word of the filter list: nobody else reads the models */
+	while ((p = strstr(p, "bayes")) != NULL) {
+		int start = p == cfg->filters || strchr(" \t,", p[-1]) != NULL;
+		int end = p[5] == '\0' || strchr(" \t,", p[5]) != NULL;
+
+		if (start && end)
+			return 1;
+		p += 5;
+	}
+	return 0;
+}
+
+int bayes_retrain(const struct config *cfg)
+{
+	char err[512];
+	struct chars_trained t;
+	struct store *st;
+	enum chars_retrain r;
+
+	/* the mail comes first: the scanner's threads and the front ends
+	 * get the CPU this leaves (the training threads inherit it) */
+	errno = 0;
+	if (nice(10) == -1 && errno != 0)
+		slog_errno(NULL, LOG_WARNING, "bayes: retrain: nice");
+	if ((st = store_open(cfg, err, sizeof(err))) == NULL) {
+		slog(NULL, LOG_WARNING, "bayes: character models not trained: %s", err);
+		return -1;
+	}
+	r = chars_retrain(st, &t);
+	switch (r) {
+	case CHARS_RETRAIN_TRAINED:
+		slog(NULL, LOG_NOTICE, "bayes: character models trained on %u spam, %u ham examples in %.1f s",
+		     t.nspam, t.nham, t.seconds);
+		break;
+	case CHARS_RETRAIN_NOT_DUE:
+		slog(NULL, LOG_DEBUG, "bayes: character models up to date with their examples");
+		break;
+	case CHARS_RETRAIN_LOCKED:
+		slog(NULL, LOG_INFO, "bayes: character models not trained here: another process holds "
+		     "the training lock in the store");
+		break;
+	case CHARS_RETRAIN_FAILED:
+		slog(NULL, LOG_WARNING, "bayes: training the character models failed: store %s unavailable; "
+		     "the stored models stay", store_backend(st));
+		break;
+	}
+	store_close(st);
+	return r == CHARS_RETRAIN_FAILED ? -1 : 0;
 }
 
 static const struct mw_filter_ops bayes_ops = {

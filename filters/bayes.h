@@ -44,9 +44,8 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * learned/forgotten, 0 nothing to do (already learned so / not known),
  * -1 store failure.  The message is remembered as learned for seen_ttl
  * seconds (bayes_seen_ttl; 0 = for ever), then counts as new.  example:
- * also keep its example for the character model (bayes_chars.h): what a
- * person taught, not the filter's own autolearned verdicts, which would
- * cost 3 KB each and train the model on what it already says. */
+ * also keep its example for the character model (bayes_chars.h), as
+ * learn and autolearn do with bayes_chars on. */
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
@@ -58,6 +57,17 @@ int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);
  * failure.  *used gets the count of tokens that counted. */
 double bayes_probability(struct store *st, const struct config *cfg,
                          const struct bayes_tokens *t, size_t *used);
+
+/* bayes_retrain_wanted - does the daemon train the character models
+ * (bayes_chars, bayes_retrain_interval > 0, the bayes filter in
+ * filters)?  1 or 0 */
+int bayes_retrain_wanted(const struct config *cfg);
+/* bayes_retrain - the daemon's periodic job, in a process of its own
+ * (it lowers its priority and opens the store): train the character
+ * models if their examples changed and no other process of the store is
+ * at it (chars_retrain), with one line in the log.  0, or -1 when the
+ * store failed (the stored models stay). */
+int bayes_retrain(const struct config *cfg);
 
 /* learn_command - "mailwarden learn --spam|--ham|--forget FILE|DIR..." */
 int learn_command(struct config *cfg, int argc, char **argv);

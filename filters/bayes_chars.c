@@ -41,6 +41,11 @@
 #define EX_PREFIX      "bayes:ex:"
 #define MODEL_KEY      "bayes:chars:model"
 #define VERSION_KEY    "bayes:chars:version"
+/* bumped by every example kept or forgotten; the models were trained
+ * from the examples as they stood at TRAINED_KEY's value of it */
+#define EXAMPLES_KEY   "bayes:chars:examples"
+#define TRAINED_KEY    "bayes:chars:trained"
+#define LOCK_KEY       "bayes:chars:lock"
 
 size_t chars_example(const unsigned char *msg, size_t len, unsigned char *out)
 {
@@ -318,11 +323,18 @@ int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg,
 
 	if (ex_key(seen_key, key, sizeof(key)) < 0)
 		return -1;
-	if (cls < 0)
-		return store_del(st, key);
-	val[0] = cls ? 's' : 'h';
-	n = chars_example(msg, len, val + 1);
-	return store_blob_set(st, key, val, n + 1, ttl_s);
+	if (cls < 0) {
+		if (store_del(st, key) < 0)
+			return -1;
+	} else {
+		val[0] = cls ? 's' : 'h';
+		n = chars_example(msg, len, val + 1);
+		if (store_blob_set(st, key, val, n + 1, ttl_s) < 0)
+			return -1;
+	}
+	/* after the example: a training that reads the new count reads the
+	 * example too */
+	return store_incr(st, EXAMPLES_KEY, 1, 0, NULL);
 }
 
 int chars_move(struct store *st, const char *from_seen, const char *to_seen)
@@ -380,7 +392,19 @@ static int by_key(const void *a, const void *b)
 	return strcmp(((const struct kept *)a)->key, ((const struct kept *)b)->key);
 }
 
-int chars_rebuild(struct store *st, FILE *report)
+/* read_count - the integer at key (0 absent), or -1 on a store failure */
+static long long read_count(struct store *st, const char *key)
+{
+	char v[32];
+	int r = store_get(st, key, v, sizeof(v));
+
+	if (r < 0)
+		return -1;
+	return r == 1 ? strtoll(v, NULL, 10) : 0;
+}
+
+/* rebuild - chars_rebuild, its counts and time into *out */
+static int rebuild(struct store *st, struct chars_trained *out)
 {
 	struct collected c = { 0 };
 	struct chars_example *ex;
@@ -389,9 +413,15 @@ int chars_rebuild(struct store *st, FILE *report)
 	uint32_t nspam = 0, nham = 0;
 	size_t n = 0;
 	struct timespec t0, t1;
+	long long examples;
+	char num[32];
 	int rc = -1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* read before the examples: one kept meanwhile leaves the count
+	 * ahead of what is recorded as trained, and the next look trains */
+	if ((examples = read_count(st, EXAMPLES_KEY)) < 0)
+		return -1;
 	if (store_scan(st, EX_PREFIX, collect, &c) < 0)
 		goto out;
 	/* in key order, duplicates dropped (Redis' SCAN may give a key
@@ -414,16 +444,18 @@ int chars_rebuild(struct store *st, FILE *report)
 	chars_train(w, ex, n);
 	blob = xmalloc(CHARS_MODEL_SIZE);
 	chars_model_encode(w, nspam, nham, blob);
+	snprintf(num, sizeof(num), "%lld", examples);
 	if (store_blob_set(st, MODEL_KEY, blob, CHARS_MODEL_SIZE, 0) == 0
-	    && store_incr(st, VERSION_KEY, 1, 0, NULL) == 0)
+	    && store_incr(st, VERSION_KEY, 1, 0, NULL) == 0
+	    && store_set(st, TRAINED_KEY, num, 0) == 0)
 		rc = 0;
 	free(blob);
 	free(w);
 	free(ex);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (report != NULL && rc == 0)
-		fprintf(report, "character model trained on %u spam, %u ham in %.1f s\n", nspam, nham,
-		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	out->nspam = nspam;
+	out->nham = nham;
+	out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 out:
 	for (size_t i = 0; i < c.n; i++) {
 		free(c.v[i].key);
@@ -431,6 +463,102 @@ out:
 	}
 	free(c.v);
 	return rc;
+}
+
+int chars_rebuild(struct store *st, FILE *report)
+{
+	struct chars_trained t;
+	int rc = rebuild(st, &t);
+
+	if (report != NULL && rc == 0)
+		fprintf(report, "character model trained on %u spam, %u ham in %.1f s\n", t.nspam, t.nham,
+		    t.seconds);
+	return rc;
+}
+
+int chars_retrain_due(struct store *st)
+{
+	long long examples = read_count(st, EXAMPLES_KEY), trained;
+
+	if (examples < 0 || (trained = read_count(st, TRAINED_KEY)) < 0)
+		return -1;
+	return examples != trained;
+}
+
+/* The lock lives CHARS_LOCK_TTL seconds and is renewed every third of
+ * that while the training runs: a trainer killed (the daemon stopped,
+ * the machine gone) holds the others back a minute at most, and one
+ * that runs for an hour on a large store keeps it. */
+struct renewer {
+	struct store   *st;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	int             stop;
+};
+
+static void *renew(void *arg)
+{
+	struct renewer *r = arg;
+	struct timespec at;
+
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_sec += CHARS_LOCK_TTL / 3;
+		while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &at) == 0)
+			;
+		if (r->stop)
+			break;
+		pthread_mutex_unlock(&r->mu);
+		/* a failure is the store's to log; the training goes on, and at
+		 * worst another machine trains the same examples once more */
+		(void)store_set(r->st, LOCK_KEY, "1", CHARS_LOCK_TTL);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out)
+{
+	struct renewer r = { .st = st };
+	pthread_condattr_t ca;
+	pthread_t tid;
+	int64_t holders;
+	int due, rc, renewing;
+
+	memset(out, 0, sizeof(*out));
+	if ((due = chars_retrain_due(st)) <= 0)
+		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
+	/* an increment that creates the key is the lock taken (Redis and
+	 * LMDB both make it atomic); anything above 1 is someone else's */
+	if (store_incr(st, LOCK_KEY, 1, CHARS_LOCK_TTL, &holders) < 0)
+		return CHARS_RETRAIN_FAILED;
+	if (holders != 1)
+		return CHARS_RETRAIN_LOCKED;
+	/* another machine may have trained between the look and the lock */
+	if ((due = chars_retrain_due(st)) <= 0) {
+		(void)store_del(st, LOCK_KEY);
+		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
+	}
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	renewing = pthread_create(&tid, NULL, renew, &r) == 0;
+	rc = rebuild(st, out);
+	if (renewing) {
+		pthread_mutex_lock(&r.mu);
+		r.stop = 1;
+		pthread_cond_signal(&r.cv);
+		pthread_mutex_unlock(&r.mu);
+		pthread_join(tid, NULL);
+	}
+	pthread_cond_destroy(&r.cv);
+	pthread_mutex_destroy(&r.mu);
+	(void)store_del(st, LOCK_KEY);
+	return rc < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_TRAINED;
 }
 
 /* --- the scanner's copy -------------------------------------------- */
@@ -446,6 +574,7 @@ struct chars_cache {
 	struct loaded  *cur;         /* NULL: no model */
 	long long       version;     /* of cur; -1 none */
 	time_t          checked;     /* monotonic s of the last look, 0 never */
+	unsigned        check_s;     /* between looks */
 	int             loading;     /* a thread is reading the store */
 };
 
@@ -465,9 +594,11 @@ static void loaded_unref(struct loaded *l)
 	}
 }
 
-struct chars_cache *chars_cache_new(void)
+struct chars_cache *chars_cache_new(unsigned check_s)
 {
 	struct chars_cache *c = xcalloc(1, sizeof(*c));
+
+	c->check_s = check_s ? check_s : 1;
 
 	pthread_mutex_init(&c->lock, NULL);
 	c->version = -1;
@@ -545,7 +676,7 @@ int chars_cache_margin(struct chars_cache *c, struct store *st, unsigned min_spa
 	int look = 0;
 
 	pthread_mutex_lock(&c->lock);
-	if (!c->loading && (c->checked == 0 || now - c->checked >= CHARS_CHECK_S)) {
+	if (!c->loading && (c->checked == 0 || now - c->checked >= (time_t)c->check_s)) {
 		c->loading = look = 1;
 		c->checked = now;
 	}

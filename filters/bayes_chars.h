@@ -17,13 +17,13 @@
  * in which messages were learned (one online pass over a spam folder and
  * then a ham folder ends leaning to ham) nor on what was forgotten: every
  * learned message keeps its first CHARS_PREFIX bytes in the store
- * ("bayes:ex:<id>", living as long as its "seen" key), and "mailwarden
- * learn" trains the model again from all of them at its end and stores
- * it ("bayes:chars:model", its version in "bayes:chars:version").  The
- * scanner loads the model when its version changes.  Only what a person
- * taught keeps an example: autolearned messages (bayes_autolearn) count in
- * the word model only, since they would cost CHARS_PREFIX bytes each in
- * the store and teach the model what the filters already said.
+ * ("bayes:ex:<id>", living as long as its "seen" key), autolearned
+ * ones too, and "mailwarden learn" trains the model again from all of
+ * them at its end and stores it ("bayes:chars:model", its version in
+ * "bayes:chars:version"); so does the daemon, every
+ * bayes_retrain_interval, when the examples changed since (chars_retrain:
+ * autolearn and "learn --no-train" add examples nobody trains on).  The
+ * scanner loads the model when its version changes.
  *
  * Two models are trained on the same examples: one over the whole
  * example, and one over its header alone (up to the first empty line).
@@ -117,16 +117,43 @@ int chars_move(struct store *st, const char *from_seen, const char *to_seen);
 int chars_kept(struct store *st, const char *seen_key);
 
 /* chars_rebuild - train the model from every example the store keeps and
- * store it; a line on report (may be NULL).  0, or -1 on a store failure
+ * store it, with the count of example changes it saw (chars_keep bumps
+ * one); a line on report (may be NULL).  0, or -1 on a store failure
  * (the stored model is left as it was). */
 int chars_rebuild(struct store *st, FILE *report);
 
+/* chars_retrain_due - were examples kept or forgotten since the stored
+ * model was trained?  Examples that expired (bayes_seen_ttl) change
+ * nothing here: the next change trains without them.  1, 0, or -1 on a
+ * store failure */
+int chars_retrain_due(struct store *st);
+
+/* seconds the training lock lives unless renewed (every third of it) */
+#define CHARS_LOCK_TTL 60
+
+struct chars_trained {
+	uint32_t nspam, nham;   /* examples trained on */
+	double   seconds;       /* reading them, training, storing */
+};
+enum chars_retrain {
+	CHARS_RETRAIN_TRAINED,  /* *out says on what and how long */
+	CHARS_RETRAIN_NOT_DUE,  /* the model is the examples' */
+	CHARS_RETRAIN_LOCKED,   /* another process or machine trains */
+	CHARS_RETRAIN_FAILED    /* the store failed: the stored model stays */
+};
+/* chars_retrain - the daemon's training: chars_rebuild when due, under a
+ * lock in the store ("bayes:chars:lock", CHARS_LOCK_TTL, renewed by a
+ * thread while it trains), so that of several processes or machines
+ * sharing the store one trains and the others find it done */
+enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out);
+
 /* A process's copy of the stored model, shared by the scanner's threads
  * and loaded again when its version in the store changes (looked at
- * most every CHARS_CHECK_S seconds). */
+ * most every check_s seconds: CHARS_CHECK_S, or bayes_retrain_interval
+ * when that is shorter). */
 #define CHARS_CHECK_S 10
 struct chars_cache;
-struct chars_cache *chars_cache_new(void);
+struct chars_cache *chars_cache_new(unsigned check_s);
 void chars_cache_free(struct chars_cache *c);
 /* chars_cache_margin - the margins of msg under the current models (as
  * chars_margins): 1 and m, or 0 when there is no model (none stored, fewer than min_spam

@@ -8,7 +8,8 @@
  * what is learned is exactly what is later looked up.
  *
  * At the end (or with --rebuild alone), the character model (bayes_chars.h) is trained again from
- * every example the store keeps. */
+ * every example the store keeps; with --no-train, the daemon trains it
+ * (bayes_retrain_interval). */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -190,9 +191,16 @@ int learn_command(struct config *cfg, int argc, char **argv)
 	 * example only now (a store from before the character model).
 	 * --no-train: training reads every example the store keeps (seconds
 	 * to minutes on a large store), too much for a hook that teaches one
-	 * message at a time; a later --rebuild (from cron, say) trains */
-	if (!r.store_error && cfg->bayes_chars && no_train && r.done + r.skipped > 0)
-		printf("character model not trained (--no-train): \"mailwarden learn --rebuild\" trains it\n");
+	 * message at a time; the daemon trains within bayes_retrain_interval
+	 * (if its filters run bayes), or a later --rebuild (from cron, say) */
+	if (!r.store_error && cfg->bayes_chars && no_train && r.done + r.skipped > 0) {
+		if (cfg->bayes_retrain_interval > 0)
+			printf("character model not trained (--no-train): the daemon trains it within "
+			    "bayes_retrain_interval (%us), or \"mailwarden learn --rebuild\"\n",
+			    cfg->bayes_retrain_interval);
+		else
+			printf("character model not trained (--no-train): \"mailwarden learn --rebuild\" trains it\n");
+	}
 	else if (!r.store_error && cfg->bayes_chars && (r.done + r.skipped > 0 || rebuild)
 	    && chars_rebuild(r.store, stdout) < 0) {
 		fprintf(stderr, "mailwarden learn: store %s unavailable, character model not trained\n",

@@ -530,7 +530,10 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Bayes: score of each probability band symbol (BAYES_00 .. BAYES_999)"),
 	{ "bayes_chars", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, bayes_chars, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "Bayes: also weigh the character 4-gram models of the start of the message and of its header (trained by mailwarden learn)" },
+	  "Bayes: also weigh the character 4-gram models of the start of the message and of its header (trained by mailwarden learn and the daemon)" },
+	G_AGE("bayes_retrain_interval", bayes_retrain_interval, "1h", 0, 7 * 86400,
+	      "Bayes: how often the daemon trains the character models again when their examples "
+	      "changed (autolearn, learn --no-train); one process of all sharing the store trains (0 = never)"),
 	{ "bayes_autolearn", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "Bayes: learn messages whose score (other filters) is clearly spam or ham" },

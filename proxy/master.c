@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/bayes.h"
 #include "filters/scanner.h"
 #include "log.h"
 #include "master.h"
@@ -72,6 +73,7 @@ static struct {
 	pid_t retiring[MAX_RETIRING];
 	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
 	struct privs privs;
+	pid_t retrain;                  /* bayes_retrain_interval's child, or 0 */
 } M;
 
 void set_proc_title(int argc, char **argv, const char *name)
@@ -537,6 +539,13 @@ static void reap(int stopping)
 			slog(NULL, LOG_INFO, "old scanner pid=%d finished", (int)pid);
 			continue;
 		}
+		if (pid == M.retrain) {     /* it logged its own failures */
+			M.retrain = 0;
+			if (WIFSIGNALED(status) && !stopping)
+				slog(NULL, LOG_ERR, "bayes retrain pid=%d killed by signal %d; the stored "
+				     "character models stay", (int)pid, WTERMSIG(status));
+			continue;
+		}
 		if (pid == M.pending) {     /* died before it took over */
 			slog(NULL, LOG_ERR, "reload: the new scanner pid=%d failed before it was "
 			    "ready; the running scanner stays in service", (int)pid);
@@ -747,6 +756,33 @@ static void expire_quarantine(void)
 	/* reaped by reap() with the others: it is none of them */
 }
 
+/* start_retrain - bayes_retrain_interval: the character models trained
+ * again if their examples changed, in a child of its own, as the user,
+ * so that neither the master's loop nor the scanner's mail waits on it;
+ * one at a time (a training longer than the interval is not doubled) */
+static void start_retrain(void)
+{
+	if (M.retrain > 0 || !bayes_retrain_wanted(M.cfg)) return;
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork bayes retrain");
+		return;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, "retrain");
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+		if (M.ctl_w >= 0) close(M.ctl_w);
+		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+		if (M.scan_fd >= 0) close(M.scan_fd);
+		if (M.pending_fd >= 0) close(M.pending_fd);
+		if (M.pending_ready >= 0) close(M.pending_ready);
+		drop_privileges(NULL, 0);
+		child_exit(bayes_retrain(M.cfg) < 0 ? 1 : 0);
+	}
+	M.retrain = pid;
+}
+
 void master_prepare(struct config *cfg)
 {
 	char err[512];
@@ -821,7 +857,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	     want_milter ? ", milter on " : "", want_milter ? cfg->milter_listen : "");
 
 	int stopping = 0;
-	time_t stop_deadline = 0, next_expiry = 0;
+	time_t stop_deadline = 0, next_expiry = 0, next_retrain = time(NULL) + cfg->bayes_retrain_interval;
 	for (;;) {
 		struct timespec ts = { M.pending > 0 ? 0 : 1, M.pending > 0 ? 50000000 : 0 };
 		int sig = sigtimedwait(&mask, NULL, &ts);
@@ -848,6 +884,8 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				signal_child(M.milter.pid, SIGTERM, "milter");
 			}
 			M.proxy.restart_at = M.milter.restart_at = 0;
+			/* a training left half done stores nothing; its lock expires */
+			if (M.retrain > 0) signal_child(M.retrain, SIGTERM, "retrain");
 		}
 		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {
 			if (M.scanner.pid > 0 && !M.scanner.restart_at) {
@@ -868,7 +906,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		if (sig == SIGHUP && !stopping) reload();
 		if (sig == SIGUSR1 && !stopping) reopen_logs();
 		if (stopping) {
-			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0;
+			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0 || M.retrain > 0;
 			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i] > 0;
 			if (!left) break;
 			if (now > stop_deadline) {
@@ -876,6 +914,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGKILL, "proxy");
 				if (M.milter.pid > 0) signal_child(M.milter.pid, SIGKILL, "milter");
 				if (M.scanner.pid > 0) signal_child(M.scanner.pid, SIGKILL, "scanner");
+				if (M.retrain > 0) signal_child(M.retrain, SIGKILL, "retrain");
 				for (int i = 0; i < MAX_RETIRING; i++)
 					if (M.retiring[i] > 0) signal_child(M.retiring[i], SIGKILL, "old scanner");
 				stop_deadline = now + 5;
@@ -885,6 +924,10 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		if (now >= next_expiry) {       /* quarantine_max_age */
 			expire_quarantine();
 			next_expiry = now + M.cfg->quarantine_expire_interval / 1000;
+		}
+		if (now >= next_retrain) {      /* bayes_retrain_interval */
+			start_retrain();
+			next_retrain = now + (M.cfg->bayes_retrain_interval ? M.cfg->bayes_retrain_interval : 60);
 		}
 		if (M.scanner.pid == 0 && M.scanner.restart_at <= now) {
 			M.scanner.restart_at = 0;

@@ -309,7 +309,7 @@ static void test_store_round_trip(void **state)
 	snprintf(ov, sizeof(ov), "store_path=%s/s.lmdb", dir);
 	assert_non_null(c = config_load(NULL, o, 1, err, sizeof(err)));
 	assert_non_null(st = store_open(c, err, sizeof(err)));
-	cache = chars_cache_new();
+	cache = chars_cache_new(CHARS_CHECK_S);
 	/* nothing stored yet: no model, no margin */
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
 	                                    strlen(probe_spam), m), 0);
@@ -325,7 +325,7 @@ static void test_store_round_trip(void **state)
 	assert_int_equal(chars_rebuild(st, NULL), 0);
 	/* a fresh cache looks at once; one made before waits CHARS_CHECK_S */
 	chars_cache_free(cache);
-	cache = chars_cache_new();
+	cache = chars_cache_new(CHARS_CHECK_S);
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
 	                                    strlen(probe_spam), m), 1);
 	assert_true(m[0] > 1 && m[1] > 1);
@@ -346,7 +346,7 @@ static void test_store_round_trip(void **state)
 		assert_int_equal(store_incr(st, "bayes:chars:version", 1, 0, NULL), 0);
 		free(blob);
 		chars_cache_free(cache);
-		cache = chars_cache_new();
+		cache = chars_cache_new(CHARS_CHECK_S);
 		assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_ham,
 		                                    strlen(probe_ham), m1), 1);
 		assert_true(m1[0] == m[0] && m1[1] == 0);
@@ -361,7 +361,7 @@ static void test_store_round_trip(void **state)
 	}
 	assert_int_equal(chars_rebuild(st, NULL), 0);
 	chars_cache_free(cache);
-	cache = chars_cache_new();
+	cache = chars_cache_new(CHARS_CHECK_S);
 	assert_int_equal(chars_cache_margin(cache, st, 1, 1, (const unsigned char *)probe_spam,
 	                                    strlen(probe_spam), m), 0);
 	chars_cache_free(cache);
@@ -369,6 +369,59 @@ static void test_store_round_trip(void **state)
 	config_unref(c);
 	free(probe_spam);
 	free(probe_ham);
+}
+
+/* the daemon's training: only when examples changed, never under
+ * another's lock, and "learn"'s training counts as done */
+static void test_retrain(void **state)
+{
+	char err[512], ov[160], key[64], v[32];
+	const char *o[1] = { ov };
+	struct config *c;
+	struct store *st;
+	struct chars_trained t;
+
+	(void)state;
+	snprintf(ov, sizeof(ov), "store_path=%s/r.lmdb", dir);
+	assert_non_null(c = config_load(NULL, o, 1, err, sizeof(err)));
+	assert_non_null(st = store_open(c, err, sizeof(err)));
+	/* an empty store, or one whose model is its examples': nothing to do */
+	assert_int_equal(chars_retrain_due(st), 0);
+	assert_int_equal(chars_retrain(st, &t), CHARS_RETRAIN_NOT_DUE);
+	for (int i = 0; i < 6; i++) {
+		char *msg = message(i % 2, i);
+
+		snprintf(key, sizeof(key), "bayes:seen:%04d", i);
+		assert_int_equal(chars_keep(st, key, (const unsigned char *)msg, strlen(msg), i % 2, 0), 0);
+		free(msg);
+	}
+	assert_int_equal(chars_retrain_due(st), 1);
+	assert_int_equal(chars_retrain(st, &t), CHARS_RETRAIN_TRAINED);
+	assert_true(t.nspam == 3 && t.nham == 3 && t.seconds >= 0);
+	assert_int_equal(store_get(st, "bayes:chars:version", v, sizeof(v)), 1);
+	assert_string_equal(v, "1");
+	assert_int_equal(store_get(st, "bayes:chars:lock", v, sizeof(v)), 0);   /* released */
+	assert_int_equal(chars_retrain_due(st), 0);
+	assert_int_equal(chars_retrain(st, &t), CHARS_RETRAIN_NOT_DUE);
+	/* a forgotten example is a change too */
+	assert_int_equal(chars_keep(st, "bayes:seen:0000", NULL, 0, -1, 0), 0);
+	assert_int_equal(chars_retrain_due(st), 1);
+	/* another holds the lock: not trained, the lock left to its holder */
+	assert_int_equal(store_incr(st, "bayes:chars:lock", 1, 60, NULL), 0);
+	assert_int_equal(chars_retrain(st, &t), CHARS_RETRAIN_LOCKED);
+	assert_int_equal(store_get(st, "bayes:chars:version", v, sizeof(v)), 1);
+	assert_string_equal(v, "1");
+	assert_int_equal(store_get(st, "bayes:chars:lock", v, sizeof(v)), 1);
+	assert_int_equal(store_del(st, "bayes:chars:lock"), 0);
+	assert_int_equal(chars_retrain(st, &t), CHARS_RETRAIN_TRAINED);
+	assert_true(t.nspam == 3 && t.nham == 2);
+	/* what "learn" trains counts as trained */
+	assert_int_equal(chars_keep(st, "bayes:seen:0000", (const unsigned char *)"x", 1, 0, 0), 0);
+	assert_int_equal(chars_retrain_due(st), 1);
+	assert_int_equal(chars_rebuild(st, NULL), 0);
+	assert_int_equal(chars_retrain_due(st), 0);
+	store_close(st);
+	config_unref(c);
 }
 
 int main(void)
@@ -381,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_model_form),
 		cmocka_unit_test(test_store_round_trip),
+		cmocka_unit_test(test_retrain),
 	};
 
 	return cmocka_run_group_tests(tests, unit_tmpdir_setup, unit_tmpdir_teardown);

@@ -1,0 +1,250 @@
+"""test_bayes_retrain.py - the character models kept current by the
+daemon: an autolearned message keeps its example as `mailwarden learn`
+does, and every bayes_retrain_interval a child of the master trains the
+models again when their examples changed (autolearn, learn --no-train),
+one process of all those sharing the store at a time (a lock in the
+store), the scanners picking the new models up.  Real LMDB and Redis."""
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+
+import pytest
+
+import mwlib
+
+from mwlib import free_port, make_msg, run_mw, wait_until
+from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
+from storelib import bayes_seen_key, store_peek
+
+BODY = "the quarterly figures are attached as discussed in the call"
+TRAINED = "bayes: character models trained on"
+
+
+def mid(label, i):
+    """spam and ham differ only in the form of their Message-ID, which
+    the word model does not read: only the character models tell them
+    apart (as in test_bayes.py test_character_model)"""
+    return "<%d.QZXJ-BULKMAIL-%d@mx7.massmail.example>" % (i, i) if label == "spam" \
+        else "<20230102%d.mutt@lists.example.org>" % i
+
+
+def msg(label, i):
+    return make_msg(subject="quarterly figures", body=BODY, msgid=mid(label, i))
+
+
+def write(tmp_path, label, i):
+    path = tmp_path / ("%s%d.eml" % (label, i))
+    path.write_bytes(msg(label, i))
+    return str(path)
+
+
+def learn(opts, *args):
+    cmd = ["learn"]
+    for k, v in opts:
+        cmd += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(cmd + list(args), timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode()
+
+
+def scan_margin(opts, path):
+    """the character model's margin of a message by `mailwarden scan`"""
+    cmd = ["scan", "-o", "filters=bayes", "-o", "dns_forwarder=127.0.0.1@9",
+           "-o", "bayes_min_spam=3", "-o", "bayes_min_ham=3"]
+    for k, v in opts:
+        cmd += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(cmd + [path], timeout=60)
+    assert r.returncode == 0, r.stderr
+    return margin_of(r.stdout.decode())
+
+
+def margin_of(text):
+    m = re.search(r"characters ([+-][0-9.]+)", text)
+    assert m, text
+    return float(m.group(1))
+
+
+def send(m, content):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], content)
+    c.quit()
+    assert r["final"].code == 250, r
+
+
+def trainings(*daemons):
+    return sum(d.stderr_text().count(TRAINED) for d in daemons)
+
+
+def version(kind, opts, redis):
+    got = store_peek(kind, opts, redis, "bayes:chars:version")
+    return int(got[1]) if got else 0
+
+
+def daemon_opts(opts, interval="1", **more):
+    o = opts + [("filters", "bayes"), ("bayes_min_spam", "3"), ("bayes_min_ham", "3"),
+                ("bayes_retrain_interval", interval)]
+    return o + list(more.items())
+
+
+def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
+    """An autolearned message keeps its example (bayes:ex:<id>, as long
+    as its seen key), which a training then counts; with bayes_chars = no
+    none is kept, as with learn."""
+    kind, opts, redis = store
+    m = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
+                                             bayes_autolearn_ham="0.5"))
+    send(m, msg("spam", 1))
+    wait_until(lambda: "autolearned as ham" in m.stderr_text(), 3)
+    assert "autolearned as ham" in m.stderr_text(), m.stderr_tail()
+    seen = bayes_seen_key(mid("spam", 1))
+    mark = store_peek(kind, opts, redis, seen)
+    ex = store_peek(kind, opts, redis, seen.replace("seen", "ex"), raw=True)
+    assert mark is not None and mark[1] == "h", mark
+    assert ex is not None and ex[1].startswith(b"h") and b"QZXJ-BULKMAIL-1" in ex[1], ex
+    # the seen key's lifetime (bayes_seen_ttl, 90 days), to the second or two
+    assert abs(ex[0] - mark[0]) < 3 and 90 * 86400 - 60 < ex[0] <= 90 * 86400, (ex[0], mark[0])
+    out = learn(opts, "--rebuild")
+    assert out.startswith("character model trained on 0 spam, 1 ham"), out
+    m.stop()
+    n = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
+                                             bayes_autolearn_ham="0.5", bayes_chars="no"))
+    send(n, msg("spam", 2))
+    wait_until(lambda: "autolearned as ham" in n.stderr_text(), 3)
+    seen = bayes_seen_key(mid("spam", 2))
+    assert store_peek(kind, opts, redis, seen)[1] == "h"
+    assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None
+
+
+def test_daemon_retrains_after_autolearn(store, mw_factory, upstream, tmp_path):
+    """Taught 3 spam and 3 ham, the character models lean a bulk-mail
+    Message-ID to spam.  Autolearn (everything is ham here: no filter
+    before Bayes scores) then teaches 6 such messages as ham; within the
+    interval the daemon trains again on 3 spam and 9 ham, and the same
+    message, through the proxy and through scan, leans to ham."""
+    kind, opts, redis = store
+    learn(opts, "--spam", *[write(tmp_path, "spam", i) for i in range(3)])
+    learn(opts, "--ham", *[write(tmp_path, "ham", i) for i in range(3)])
+    probe = write(tmp_path, "spam", 99)
+    before_scan = scan_margin(opts, probe)
+    assert before_scan > 0, before_scan
+    m = mw_factory(upstream, opts=daemon_opts(opts, bayes_autolearn="yes", bayes_autolearn_ham="0.5"))
+    send(m, msg("spam", 99))
+    before = margin_of(str(m.audit(1)[-1]["symbols"]))
+    assert before > 0, before
+    v0 = version(kind, opts, redis)
+    for i in range(10, 16):
+        send(m, msg("spam", i))
+    # the probe itself was autolearned as ham too; a training may have
+    # come between it and the others
+    assert wait_until(lambda: "trained on 3 spam, 10 ham examples in" in m.stderr_text(), 5), \
+        m.stderr_tail()
+    assert version(kind, opts, redis) > v0
+    time.sleep(1.2)         # the scanner looks at the version every second here
+    send(m, msg("spam", 99))  # learned already: no change to the examples
+    after = margin_of(str(m.audit(8)[-1]["symbols"]))
+    assert after < 0 < before, (before, after)
+    assert scan_margin(opts, probe) < 0 < before_scan
+
+
+def test_no_training_when_nothing_changed(store, mw_factory, upstream, tmp_path):
+    """The daemon looks every interval and trains only when examples were
+    kept or forgotten since the stored models were trained: not after a
+    `learn` that trained them, once after a `learn --no-train`."""
+    kind, opts, redis = store
+    learn(opts, "--spam", *[write(tmp_path, "spam", i) for i in range(3)])
+    learn(opts, "--ham", *[write(tmp_path, "ham", i) for i in range(3)])
+    v0 = version(kind, opts, redis)
+    m = mw_factory(upstream, opts=daemon_opts(opts))
+    looked = "character models up to date with their examples"
+    assert wait_until(lambda: m.stderr_text().count(looked) >= 2, 4), m.stderr_tail()
+    assert trainings(m) == 0 and version(kind, opts, redis) == v0, m.stderr_tail()
+    out = learn(opts, "--no-train", "--ham", write(tmp_path, "ham", 7))
+    assert "not trained (--no-train): the daemon trains it within bayes_retrain_interval (3600s)" \
+        in out, out
+    assert wait_until(lambda: trainings(m) == 1, 4), m.stderr_tail()
+    assert "trained on 3 spam, 4 ham examples" in m.stderr_text()
+    n = m.stderr_text().count(looked)
+    assert wait_until(lambda: m.stderr_text().count(looked) >= n + 2, 4), m.stderr_tail()
+    assert trainings(m) == 1 and version(kind, opts, redis) == v0 + 1, m.stderr_tail()
+
+
+def test_one_machine_of_a_redis_store_trains(redis_server, mw_factory, upstream, tmp_path):
+    """Two daemons on one Redis store: while another holds the training
+    lock neither trains; once it is gone one of them trains, once."""
+    opts = store_opts("redis", tmp_path, redis_server)
+    prefix = dict(opts)["store_prefix"]
+    learn(opts, "--spam", *[write(tmp_path, "spam", i) for i in range(3)])
+    learn(opts, "--ham", *[write(tmp_path, "ham", i) for i in range(3)])
+    v0 = version("redis", opts, redis_server)
+    # a third machine training: its lock for 3 s more
+    assert redis_server.command("SET", prefix + "bayes:chars:lock", "1", "EX", "3").startswith(b"+OK")
+    learn(opts, "--no-train", "--ham", write(tmp_path, "ham", 7))
+    a = mw_factory(upstream, opts=daemon_opts(opts))
+    b = mw_factory(upstream, opts=daemon_opts(opts))
+    held = "another process holds the training lock"
+    assert wait_until(lambda: held in a.stderr_text() and held in b.stderr_text(), 3), \
+        (a.stderr_tail(), b.stderr_tail())
+    assert trainings(a, b) == 0
+    assert wait_until(lambda: trainings(a, b) >= 1, 5), (a.stderr_tail(), b.stderr_tail())
+    time.sleep(2.0)         # both have looked again meanwhile
+    assert trainings(a, b) == 1, (a.stderr_tail(), b.stderr_tail())
+    assert version("redis", opts, redis_server) == v0 + 1
+    assert redis_server.command("EXISTS", prefix + "bayes:chars:lock") == b":0\r\n"
+
+
+def test_training_without_the_store_is_logged(mw_factory, upstream, tmp_path):
+    """The store out of reach (a Redis port nobody listens on): each look
+    logs that the models could not be trained and stay as they are, and
+    the daemon goes on taking mail."""
+    opts = [("store", "redis"), ("store_redis", "127.0.0.1:%d" % free_port()),
+            ("store_timeout", "200ms")]
+    m = mw_factory(upstream, opts=daemon_opts(opts))
+    failed = "training the character models failed: store redis unavailable; the stored models stay"
+    assert wait_until(lambda: m.stderr_text().count(failed) >= 2, 5), m.stderr_tail()
+    send(m, msg("spam", 1))
+    assert m.alive() and TRAINED not in m.stderr_text()
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the daemon with user = nobody")
+def test_training_runs_as_the_user_at_low_priority(mw_factory, upstream):
+    """The training child runs as `user`, with no capability, at nice 10:
+    caught while it waits on a "Redis" that accepts and never answers."""
+    root = tempfile.mkdtemp(prefix="mw-retrain-", dir="/tmp")
+    mwlib.OUR_DIRS.append(root)
+    mute = socket.socket()
+    try:
+        os.chmod(root, 0o755)
+        lib = os.path.join(root, "lib")
+        os.makedirs(lib)
+        os.chown(lib, NOBODY, NOBODY)
+        os.chmod(lib, 0o750)
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
+        opts = [("store", "redis"), ("store_redis", "127.0.0.1:%d" % mute.getsockname()[1]),
+                ("store_timeout", "3s"), ("user", "nobody"),
+                ("quarantine_dir", os.path.join(lib, "quarantine")),
+                ("audit_log", os.path.join(lib, "audit.log")),
+                ("stats_file", os.path.join(lib, "stats"))]
+        m = mw_factory(upstream, opts=daemon_opts(opts))
+        kids = []
+        assert wait_until(lambda: bool(kids.extend(p for p, t in m.children() if "retrain" in t) or kids),
+                          4, 0.05), m.children()
+        with open("/proc/%d/status" % kids[0]) as f:
+            st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        def nice(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[16])
+        assert st["Uid"].split() == [str(NOBODY)] * 4 and int(st["CapEff"], 16) == 0, st
+        # 10 below the master's (which a test run under nice starts lower)
+        assert nice(kids[0]) == min(19, nice(m.pid) + 10), (nice(kids[0]), nice(m.pid))
+    finally:
+        mute.close()
+        shutil.rmtree(root, ignore_errors=True)
