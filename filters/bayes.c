@@ -15,8 +15,8 @@
  * Autolearn (bayes_autolearn): a message whose score from the filters
  * before this one (Bayes itself excluded, as SpamAssassin does) reaches
  * bayes_autolearn_spam is learned as spam, one at or below
- * bayes_autolearn_ham as ham, its example kept for the character models
- * as "mailwarden learn" keeps it.
+ * bayes_autolearn_ham as ham; with bayes_autolearn_examples its example
+ * is kept for the character models as "mailwarden learn" keeps it.
  *
  * Training the character models (bayes_retrain): a child of the master,
  * every bayes_retrain_interval, trains them when their examples changed
@@ -417,9 +417,13 @@ static void bayes_eom(struct mw_ctx *ctx)
 			cls = BAYES_HAM;
 		else
 			return;
-		/* with its example, as "mailwarden learn" keeps it: the daemon's
-		 * training (bayes_retrain_interval) learns from it too */
-		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl, b->cfg->bayes_chars);
+		/* with its example when the site asked for it: the daemon's
+		 * training (bayes_retrain_interval) learns from it too, but
+		 * each costs 3 KB of store for bayes_seen_ttl, so many a day
+		 * (or a sender who sends many that score clearly) fill an
+		 * LMDB map sized for tokens and greylisting */
+		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl,
+		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples);
 		if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)

@@ -295,11 +295,13 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			 * BAYES_MAX_TOKENS, in batches), the character model's
 			 * version and blob; autolearn: the message's seen mark
 			 * (and on a miss its key of before, bayes.c), its
-			 * example and the examples' count (bayes_chars), the
+			 * example and the examples' count (bayes_chars and
+			 * bayes_autolearn_examples), the
 			 * tokens again, a count and the mark */
 			unsigned batches = (BAYES_MAX_TOKENS + BAYES_TOKEN_BATCH - 1) / BAYES_TOKEN_BATCH;
 			unsigned calls = 2 + batches + (cfg->bayes_chars ? 2 : 0)
-			    + (cfg->bayes_autolearn ? 2 + batches + 2 + (cfg->bayes_chars ? 2 : 0) : 0);
+			    + (cfg->bayes_autolearn ? 2 + batches + 2
+			        + (cfg->bayes_chars && cfg->bayes_autolearn_examples ? 2 : 0) : 0);
 
 			add(w, name, "store_timeout", calls, cfg->store_timeout);
 		}

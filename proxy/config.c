@@ -541,6 +541,10 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Bayes: autolearn as spam at or above this score"),
 	G_DBL("bayes_autolearn_ham", bayes_autolearn_ham, "0.1", -10000, 10000,
 	      "Bayes: autolearn as ham at or below this score"),
+	{ "bayes_autolearn_examples", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn_examples, int),
+	  sizeof(int), 0, NULL, NULL, NULL,
+	  "Bayes: autolearn also keeps the message's example (3 KB for bayes_seen_ttl) for the "
+	  "character models' training" },
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	{ "dnsbl_list", CFG_LIST, CFG_GLOBAL, "", 0, 32, FLD(config, dnsbl_lists, char (*)[1024]),

@@ -249,6 +249,7 @@ struct config {
 	unsigned bayes_retrain_interval; /* s between the daemon's looks at its examples (0 = never) */
 	double   bayes_autolearn_spam;   /* score (others' symbols) to learn spam */
 	double   bayes_autolearn_ham;    /* score at or below which to learn ham */
+	int      bayes_autolearn_examples;  /* autolearn keeps examples too */
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	char     dnsbl_lists[32][1024];  /* "ZONE ip|domain CODE=SYMBOL:SCORE ..." */

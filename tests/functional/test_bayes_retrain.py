@@ -92,12 +92,13 @@ def daemon_opts(opts, interval="1", **more):
 
 
 def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
-    """An autolearned message keeps its example (bayes:ex:<id>, as long
-    as its seen key), which a training then counts; with bayes_chars = no
-    none is kept, as with learn."""
+    """With bayes_autolearn_examples an autolearned message keeps its
+    example (bayes:ex:<id>, as long as its seen key), which a training
+    then counts; with bayes_chars = no none is kept, as with learn, nor
+    by default."""
     kind, opts, redis = store
     m = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
-                                             bayes_autolearn_ham="0.5"))
+                                             bayes_autolearn_ham="0.5", bayes_autolearn_examples="yes"))
     send(m, msg("spam", 1))
     wait_until(lambda: "autolearned as ham" in m.stderr_text(), 3)
     assert "autolearned as ham" in m.stderr_text(), m.stderr_tail()
@@ -112,10 +113,21 @@ def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
     assert out.startswith("character model trained on 0 spam, 1 ham"), out
     m.stop()
     n = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
-                                             bayes_autolearn_ham="0.5", bayes_chars="no"))
+                                             bayes_autolearn_ham="0.5", bayes_chars="no",
+                                             bayes_autolearn_examples="yes"))
     send(n, msg("spam", 2))
     wait_until(lambda: "autolearned as ham" in n.stderr_text(), 3)
     seen = bayes_seen_key(mid("spam", 2))
+    assert store_peek(kind, opts, redis, seen)[1] == "h"
+    assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None
+    n.stop()
+    # the default (bayes_autolearn_examples = no): the words are learned,
+    # no example is kept (3 KB each of store for bayes_seen_ttl)
+    d = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
+                                             bayes_autolearn_ham="0.5"))
+    send(d, msg("spam", 3))
+    wait_until(lambda: "autolearned as ham" in d.stderr_text(), 3)
+    seen = bayes_seen_key(mid("spam", 3))
     assert store_peek(kind, opts, redis, seen)[1] == "h"
     assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None
 
@@ -132,7 +144,8 @@ def test_daemon_retrains_after_autolearn(store, mw_factory, upstream, tmp_path):
     probe = write(tmp_path, "spam", 99)
     before_scan = scan_margin(opts, probe)
     assert before_scan > 0, before_scan
-    m = mw_factory(upstream, opts=daemon_opts(opts, bayes_autolearn="yes", bayes_autolearn_ham="0.5"))
+    m = mw_factory(upstream, opts=daemon_opts(opts, bayes_autolearn="yes", bayes_autolearn_ham="0.5",
+                                             bayes_autolearn_examples="yes"))
     send(m, msg("spam", 99))
     before = margin_of(str(m.audit(1)[-1]["symbols"]))
     assert before > 0, before

@@ -175,7 +175,7 @@ static void test_check_config_calls(void **state)
 		"listener.in.listen=127.0.0.1:2525", "listener.in.upstream=127.0.0.1:25",
 		"scan_timeout=30s", "dns_client_name=no", "ratelimit_ip=100/1h",
 		"ratelimit_sender=100/1h", "ratelimit_rcpt_domain=100/1h", "bayes_autolearn=yes",
-		"bayes_chars=yes",
+		"bayes_chars=yes", "bayes_autolearn_examples=yes",
 	};
 	static const char *const early[] = {
 		"filters=spf dkim", "milter_listen=inet:1@127.0.0.1", "dns_client_name=no",
@@ -197,10 +197,18 @@ static void test_check_config_calls(void **state)
 	 * autolearn's mark (and its key of before), its example and the
 	 * examples' count, 5 batches, a count and the mark: 20 */
 	memset(out, 0, sizeof(out));
-	assert_int_equal(check(store, 12, out, sizeof(out)), 1);
+	assert_int_equal(check(store, 13, out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "add up to 60s at worst for one recipient, one after the other "
 	    "(greylist: 4 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
 	    "2 x store_timeout 2s per recipient domain, bayes: 20 x store_timeout 2s), more than "
+	    "scan_timeout 30s"));
+	/* autolearn keeping no example (bayes_autolearn_examples = no, the
+	 * default): 18 */
+	memset(out, 0, sizeof(out));
+	assert_int_equal(check(store, 12, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "add up to 56s at worst for one recipient, one after the other "
+	    "(greylist: 4 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
+	    "2 x store_timeout 2s per recipient domain, bayes: 18 x store_timeout 2s), more than "
 	    "scan_timeout 30s"));
 
 	/* the envelope check alone: spf's 12 s against milter_early_timeout's
