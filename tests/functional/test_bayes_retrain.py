@@ -112,24 +112,18 @@ def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
     out = learn(opts, "--rebuild")
     assert out.startswith("character model trained on 0 spam, 1 ham"), out
     m.stop()
-    n = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
-                                             bayes_autolearn_ham="0.5", bayes_chars="no",
-                                             bayes_autolearn_examples="yes"))
-    send(n, msg("spam", 2))
-    wait_until(lambda: "autolearned as ham" in n.stderr_text(), 3)
-    seen = bayes_seen_key(mid("spam", 2))
-    assert store_peek(kind, opts, redis, seen)[1] == "h"
-    assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None
-    n.stop()
-    # the default (bayes_autolearn_examples = no): the words are learned,
-    # no example is kept (3 KB each of store for bayes_seen_ttl)
-    d = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
-                                             bayes_autolearn_ham="0.5"))
-    send(d, msg("spam", 3))
-    wait_until(lambda: "autolearned as ham" in d.stderr_text(), 3)
-    seen = bayes_seen_key(mid("spam", 3))
-    assert store_peek(kind, opts, redis, seen)[1] == "h"
-    assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None
+    # with bayes_chars = no, and by default (bayes_autolearn_examples =
+    # no: 3 KB of store each for bayes_seen_ttl), the words are learned
+    # and no example is kept
+    for i, more in ((2, {"bayes_chars": "no", "bayes_autolearn_examples": "yes"}), (3, {})):
+        n = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
+                                                 bayes_autolearn_ham="0.5", **more))
+        send(n, msg("spam", i))
+        wait_until(lambda: "autolearned as ham" in n.stderr_text(), 3)
+        seen = bayes_seen_key(mid("spam", i))
+        assert store_peek(kind, opts, redis, seen)[1] == "h", more
+        assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None, more
+        n.stop()
 
 
 def test_daemon_retrains_after_autolearn(store, mw_factory, upstream, tmp_path):
