@@ -505,8 +505,60 @@ static void setup_signals(void)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
+/* Out of descriptors, accept() fails with EMFILE and leaves the front
+ * end's connection in the backlog and the socket readable: polled again
+ * at once, the loop spun on it and logged each turn (64 million lines,
+ * 2 GB of log, in two minutes, measured with prlimit on the scanner).
+ * The listening socket then rests ACCEPT_PAUSE_MS between tries (the
+ * front ends time their scans out meanwhile), with one log line when it
+ * starts, one every ACCEPT_LOG_MS while it lasts, one when it ends. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_MS   10000
+
+struct accept_pause {
+	long long until;       /* no accept() before this (now_ms) */
+	long long since;       /* first or last logged failure; 0: none */
+	unsigned long tries;   /* failures since it was logged */
+};
+
+static int out_of_descriptors(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static void accept_failed(struct accept_pause *ap, int err)
+{
+	long long now = now_ms();
+
+	ap->until = now + ACCEPT_PAUSE_MS;
+	ap->tries++;
+	if (ap->since == 0) {
+		errno = err;
+		slog_errno(NULL, LOG_WARNING, "scanner: accept: front end connections wait until descriptors "
+		    "free (retried every %d ms)", ACCEPT_PAUSE_MS);
+		ap->since = now;
+		ap->tries = 0;
+	} else if (now - ap->since >= ACCEPT_LOG_MS) {
+		slog(NULL, LOG_WARNING, "scanner: still out of descriptors: %lu accept(s) failed in %lld s",
+		    ap->tries, (now - ap->since) / 1000);
+		ap->since = now;
+		ap->tries = 0;
+	}
+}
+
+static void accept_worked(struct accept_pause *ap)
+{
+	if (ap->since == 0)
+		return;
+	slog(NULL, LOG_NOTICE, "scanner: accepting again (%lu failed accept(s) in the last %lld s)",
+	    ap->tries, (now_ms() - ap->since) / 1000);
+	ap->since = 0;
+	ap->tries = 0;
+}
+
 int scanner_main(struct config *cfg, int listen_fd)
 {
+	struct accept_pause pause = { 0, 0, 0 };
 	struct scanner s;
 	struct pollfd *pfd = NULL;
 	size_t i, np, polled;
@@ -616,8 +668,13 @@ int scanner_main(struct config *cfg, int listen_fd)
 		pfd[np].fd = sp[0];
 		pfd[np++].events = POLLIN;
 		if (listen_fd >= 0) {
-			pfd[np].fd = listen_fd;
+			long long rest = pause.until - now_ms();
+
+			/* a negative fd keeps its place in pfd, and poll skips it */
+			pfd[np].fd = rest > 0 ? -1 : listen_fd;
 			pfd[np++].events = POLLIN;
+			if (rest > 0 && (timeout < 0 || rest < timeout))
+				timeout = (int)rest;
 		}
 		polled = watch ? s.nconns : 0;	/* conns[0..polled) are pfd[np..np + polled) */
 		for (i = 0; i < polled; i++) {
@@ -650,8 +707,12 @@ int scanner_main(struct config *cfg, int listen_fd)
 		drop_ended(&s);
 		if (listen_fd >= 0 && (pfd[1].revents & POLLIN)) {
 			fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0)
+				accept_worked(&pause);
 			if (fd < 0) {
-				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+				if (out_of_descriptors(errno))
+					accept_failed(&pause, errno);
+				else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
 				    && errno != ECONNABORTED)
 					slog_errno(NULL, LOG_WARNING, "scanner: accept");
 			} else if (!peer_ok(fd)) {

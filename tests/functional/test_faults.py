@@ -7,6 +7,7 @@ import errno
 import os
 import random
 import re
+import resource
 import socket
 import threading
 import signal
@@ -237,6 +238,39 @@ def scanner_pid(m, timeout=5.0):
     pid = wait_until(lambda: m.child_pid("scanner"), timeout)
     assert pid, "no child of the master titled 'scanner': %r" % (m.children(),)
     return pid
+
+
+def _cpu_seconds(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_scanner_out_of_descriptors(mw_factory, upstream):
+    """The scanner's accept() failing with EMFILE left the front end's
+    connection in the backlog and the socket readable: it spun on it and
+    logged every turn (64 million lines, 2 GB, in two minutes).  Now it
+    rests between tries and logs once; the message gets the scan
+    deadline's 451, and once descriptors free the next one is scanned."""
+    m = mw_factory(upstream, opts=[("scan_timeout", "2s")])
+    scanner = m.child_pid("scanner")
+    held = len(os.listdir("/proc/%d/fd" % scanner))
+    hard = resource.prlimit(scanner, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(scanner, resource.RLIMIT_NOFILE, (held, hard))
+    cpu = _cpu_seconds(scanner)
+    c = m.client(timeout=10)
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg())["final"]
+    assert r.code == 451 and r.first.startswith("4.3.0"), r
+    time.sleep(1)
+    assert _cpu_seconds(scanner) - cpu < 0.5          # was a whole core
+    log = m.stderr_text()
+    assert log.count("scanner: accept") == 1, log[-3000:]
+    assert "front end connections wait until descriptors free" in log and "Too many open files" in log
+    resource.prlimit(scanner, resource.RLIMIT_NOFILE, (held + 64, hard))
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg())["final"]
+    assert r.code == 250, r
+    c.quit()
+    assert "scanner: accepting again" in m.stderr_text()
 
 
 def test_kill9_scanner_mid_scan(mw_factory, upstream):
