@@ -434,20 +434,8 @@ static void bayes_eom(struct mw_ctx *ctx)
 
 int bayes_retrain_wanted(const struct config *cfg)
 {
-	const char *p = cfg->filters;
-
-	if (!cfg->bayes_chars || cfg->bayes_retrain_interval == 0)
-		return 0;
-	/* "bayes" as a word of the filter list: nobody else reads the models */
-	while ((p = strstr(p, "bayes")) != NULL) {
-		int start = p == cfg->filters || strchr(" \t,", p[-1]) != NULL;
-		int end = p[5] == '\0' || strchr(" \t,", p[5]) != NULL;
-
-		if (start && end)
-			return 1;
-		p += 5;
-	}
-	return 0;
+	/* nobody but the bayes filter reads the models */
+	return cfg->bayes_chars && cfg->bayes_retrain_interval != 0 && config_runs_filter(cfg, "bayes");
 }
 
 int bayes_retrain(const struct config *cfg)

@@ -60,16 +60,6 @@ static const char *first_not_loaded(const struct ruleset *rs)
 	return buf;
 }
 
-/* whether the space-separated filter list names this filter */
-static int runs_filter(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-	for (const char *p = list; (p = strstr(p, name)); p += n)
-		if ((p == list || p[-1] == ' ' || p[-1] == ',') && (p[n] == '\0' || p[n] == ' ' || p[n] == ','))
-			return 1;
-	return 0;
-}
-
 static int rules_setup(void **instance, const struct scan_env *env, char *err, size_t errlen)
 {
 	const struct config *cfg = env->cfg;
@@ -81,7 +71,7 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	in->dns_timeout_ms = cfg->rules_dns_timeout;
 	snprintf(in->receiver, sizeof in->receiver, "%s", cfg->hostname);
 	rules_set_score_set(in->rs, cfg->rules_score_set >= 0 ? cfg->rules_score_set
-	                            : (runs_filter(cfg->filters, "bayes") ? 2 : 0) + (in->dns ? 1 : 0));
+	                            : (config_runs_filter(cfg, "bayes") ? 2 : 0) + (in->dns ? 1 : 0));
 	char e[600];
 	if (cfg->nrules_files == 0 && add_path(in->rs, RULES_SHIPPED_DIR, e, sizeof e) < 0) {
 		snprintf(err, errlen, "rules: %.500s", e);

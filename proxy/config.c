@@ -2182,6 +2182,18 @@ int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msgl
 	return 1;
 }
 
+int config_runs_filter(const struct config *c, const char *name)
+{
+	size_t n = strlen(name);
+
+	/* a word of the list (space-separated: check_filter_list, and no
+	 * control character in a value): "rules" is not "rules_net" */
+	for (const char *p = c->filters; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == c->filters || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return 1;
+	return 0;
+}
+
 int config_wide_internal(const struct config *c, char *msg, size_t msglen)
 {
 	char word[64];

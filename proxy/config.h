@@ -328,6 +328,8 @@ int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msgl
  * is outbound, unchecked and DKIM-signed.  1 with the
  * warning in msg, else 0. */
 int config_wide_internal(const struct config *c, char *msg, size_t msglen);
+/* config_runs_filter - whether the filters setting names this filter */
+int config_runs_filter(const struct config *c, const char *name);
 
 /* config_open_outbound - does listener i make anyone who reaches it an
  * outbound sender?  direction = outbound without auth = relay, on an

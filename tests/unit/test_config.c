@@ -521,6 +521,26 @@ static void test_duplicate_setting(void **state)
 /* ------------------------------------------------------------------ */
 /* listeners                                                            */
 
+/* a filter is named by a word of the list, not by a piece of one */
+static void test_runs_filter(void **state)
+{
+	(void)state;
+	struct config *c = load("filters = spf rules_x bayes\n");
+	assert_non_null(c);
+	assert_true(config_runs_filter(c, "bayes"));
+	assert_true(config_runs_filter(c, "spf"));
+	assert_true(config_runs_filter(c, "rules_x"));
+	assert_false(config_runs_filter(c, "rules"));
+	assert_false(config_runs_filter(c, "bay"));
+	assert_false(config_runs_filter(c, "dkim"));
+	config_unref(c);
+	c = load("filters = bayes  rules spf\n");
+	assert_non_null(c);
+	assert_true(config_runs_filter(c, "bayes"));
+	assert_true(config_runs_filter(c, "rules"));
+	config_unref(c);
+}
+
 static void test_listeners(void **state)
 {
 	(void)state;
@@ -1079,6 +1099,7 @@ int main(void)
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_override_errors),
 		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_runs_filter),
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_dump_round_trip),
 		cmocka_unit_test(test_table),
