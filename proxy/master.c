@@ -264,17 +264,30 @@ static void child_signals(void)
 
 static void announce_scanner(void);
 
+/* retry_later - a child that failed or could not start waits 1, 2, 4, 8,
+ * 16, then 30 s before the next try (a fork that fails with EAGAIN was
+ * tried again on every turn of the loop, up to 20 times a second, each
+ * with its log line) */
+static void retry_later(struct child *c)
+{
+	c->fails++;
+	c->pid = 0;
+	c->restart_at = time(NULL) + (c->fails > 5 ? 30 : 1u << (c->fails - 1));
+}
+
 static pid_t start_scanner(void)
 {
 	if (M.scan_fd >= 0) close(M.scan_fd);
 	M.scan_fd = scanner_socket(&M.scan_addr, &M.scan_addrlen);
 	if (M.scan_fd < 0) {
 		slog_errno(NULL, LOG_ERR, "scanner socket");
+		retry_later(&M.scanner);
 		return -1;
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		slog_errno(NULL, LOG_ERR, "fork scanner");
+		retry_later(&M.scanner);
 		return -1;
 	}
 	if (pid == 0) {
@@ -453,6 +466,7 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 	int ctl[2];
 	if (pipe2(ctl, O_CLOEXEC) < 0) {
 		slog_errno(NULL, LOG_ERR, "pipe");
+		retry_later(c);
 		return -1;
 	}
 	pid_t pid = fork();
@@ -460,6 +474,7 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 		slog_errno(NULL, LOG_ERR, "fork %s", name);
 		close(ctl[0]);
 		close(ctl[1]);
+		retry_later(c);
 		return -1;
 	}
 	if (pid == 0) {
@@ -505,10 +520,13 @@ static void schedule_restart(struct child *c, const char *name, int status)
 		slog(NULL, LOG_ERR, "%s pid=%d killed by signal %d; restarting", name, (int)c->pid, WTERMSIG(status));
 	else
 		slog(NULL, LOG_ERR, "%s pid=%d exited with status %d; restarting", name, (int)c->pid, WEXITSTATUS(status));
-	c->fails = (now - c->started < 10) ? c->fails + 1 : 0;
-	unsigned delay = c->fails == 0 ? 0 : (c->fails > 5 ? 30 : 1u << (c->fails - 1));
-	c->pid = 0;
-	c->restart_at = now + delay;
+	if (now - c->started < 10) {
+		retry_later(c);
+	} else {                 /* it had been up a while: at once */
+		c->fails = 0;
+		c->pid = 0;
+		c->restart_at = now;
+	}
 }
 
 /* stopped - a child gone while the daemon stops: expected, but a crash

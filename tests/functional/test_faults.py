@@ -496,6 +496,60 @@ def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream
     assert m.alive()
 
 
+FORK_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* fork() fails with EAGAIN while the file MW_TEST_FORK_FAIL names exists
+ * (the process limit reached), each failure a line in it */
+pid_t fork(void)
+{
+	pid_t (*real)(void) = (pid_t (*)(void))dlsym(RTLD_NEXT, "fork");
+	const char *gate = getenv("MW_TEST_FORK_FAIL");
+	FILE *f;
+
+	if (gate != NULL && (f = fopen(gate, "r+")) != NULL) {
+		fseek(f, 0, SEEK_END);
+		fputs("fork\n", f);
+		fclose(f);
+		errno = EAGAIN;
+		return -1;
+	}
+	return real();
+}
+"""
+
+
+def test_failed_fork_is_retried_with_backoff(mw_factory, upstream, tmp_path, monkeypatch):
+    """A child that cannot be forked (EAGAIN: the process limit) was tried
+    again on every turn of the master's loop, each try a log line; now
+    after 1, 2, 4 ... 30 s, and it comes back once fork works again."""
+    shim, src, gate = tmp_path / "fork.so", tmp_path / "fork.c", tmp_path / "fork.gate"
+    src.write_text(FORK_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("MW_TEST_FORK_FAIL", str(gate))
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+    m = mw_factory(upstream)
+    proxy = wait_until(lambda: m.child_pid("proxy"), 5)
+    assert proxy
+    gate.write_text("")
+    os.kill(proxy, signal.SIGKILL)
+    time.sleep(6)
+    tries = gate.read_text().count("fork")
+    # at 0, 1 and 3 s (and perhaps 7): once a second before
+    assert 2 <= tries <= 3, (tries, m.stderr_tail(20))
+    assert m.stderr_text().count("fork proxy") == tries
+    gate.unlink()
+    assert wait_until(lambda: m.child_pid("proxy"), 6), m.stderr_tail(20)
+    assert wait_until(lambda: m.client(timeout=3).greeting.code == 220, 5)
+
+
 def test_sighup_with_bad_config_keeps_running(mw_factory, upstream, tmp_path):
     conf = tmp_path / "mailwarden.conf"
     write_conf(conf, "100")
