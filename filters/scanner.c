@@ -537,7 +537,6 @@ static void accept_failed(struct accept_pause *ap, int err)
 		slog_errno(NULL, LOG_WARNING, "scanner: accept: front end connections wait until descriptors "
 		    "free (retried every %d ms)", ACCEPT_PAUSE_MS);
 		ap->since = now;
-		ap->tries = 0;
 	} else if (now - ap->since >= ACCEPT_LOG_MS) {
 		slog(NULL, LOG_WARNING, "scanner: still out of descriptors: %lu accept(s) failed in %lld s",
 		    ap->tries, (now - ap->since) / 1000);
