@@ -63,6 +63,13 @@ def ipv6_available():
         s.close()
 
 
+def cpu_seconds(pid):
+    """user + system CPU time of process pid so far, in seconds"""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(pred, timeout=3.0, step=0.02):
     """Poll pred() until it is true or timeout passes; returns its last value."""
     deadline = time.monotonic() + timeout

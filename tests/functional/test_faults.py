@@ -17,7 +17,7 @@ import time
 import pytest
 
 import audit_fields as A
-from mwlib import (CRLF, SMTPClient, Upstream, assert_same_bytes, dot_stuff, free_port, make_msg,
+from mwlib import (CRLF, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff, free_port, make_msg,
                    plugin_opt, wait_until)
 
 
@@ -240,11 +240,6 @@ def scanner_pid(m, timeout=5.0):
     return pid
 
 
-def _cpu_seconds(pid):
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_scanner_out_of_descriptors(mw_factory, upstream):
     """The scanner's accept() failing with EMFILE left the front end's
     connection in the backlog and the socket readable: it spun on it and
@@ -256,13 +251,13 @@ def test_scanner_out_of_descriptors(mw_factory, upstream):
     held = len(os.listdir("/proc/%d/fd" % scanner))
     hard = resource.prlimit(scanner, resource.RLIMIT_NOFILE)[1]
     resource.prlimit(scanner, resource.RLIMIT_NOFILE, (held, hard))
-    cpu = _cpu_seconds(scanner)
+    cpu = cpu_seconds(scanner)
     c = m.client(timeout=10)
     c.ehlo()
     r = c.transaction("a@example.org", ["b@example.net"], make_msg())["final"]
     assert r.code == 451 and r.first.startswith("4.3.0"), r
     time.sleep(1)
-    assert _cpu_seconds(scanner) - cpu < 0.5          # was a whole core
+    assert cpu_seconds(scanner) - cpu < 0.5          # was a whole core
     log = m.stderr_text()
     assert log.count("scanner: accept") == 1, log[-3000:]
     assert "front end connections wait until descriptors free" in log and "Too many open files" in log
@@ -428,6 +423,17 @@ def test_sighup_reloads_without_dropping_sessions(mw_factory, upstream, tmp_path
 # root, or as the user its children run as): MW_TEST_KILL_FAIL="SIG:ERRNO
 # ..." makes a kill() of another process with that signal fail with that
 # errno, and each such failure is written to MW_TEST_KILL_LOG
+def preload_shim(monkeypatch, tmp_path, name, source):
+    """the daemon started next runs with source (C) built as an LD_PRELOAD
+    library (ASan, in a SANITIZE=1 build, must then not insist on coming
+    first)"""
+    src, shim = tmp_path / (name + ".c"), tmp_path / (name + ".so")
+    src.write_text(source)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+
+
 KILL_SHIM = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -468,14 +474,11 @@ def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream
     SIGUSR1 (audit log reopen), SIGHUP (reload) or SIGTERM: the master says
     so, with the pid and errno, once.  ESRCH (the child already gone) is
     not a failure worth a line."""
-    shim, src, log = tmp_path / "kill.so", tmp_path / "kill.c", tmp_path / "kill.log"
-    src.write_text(KILL_SHIM)
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
-    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    log = tmp_path / "kill.log"
+    preload_shim(monkeypatch, tmp_path, "kill", KILL_SHIM)
     monkeypatch.setenv("MW_TEST_KILL_FAIL", "%d:%d %d:%d" % (signal.SIGUSR1, errno.EPERM,
                                                              signal.SIGHUP, errno.ESRCH))
     monkeypatch.setenv("MW_TEST_KILL_LOG", str(log))
-    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
     m = mw_factory(upstream, opts=[plugin_opt()])
     proxy = wait_until(lambda: m.child_pid("proxy"), 5)
     assert proxy, m.children()
@@ -529,12 +532,9 @@ def test_failed_fork_is_retried_with_backoff(mw_factory, upstream, tmp_path, mon
     """A child that cannot be forked (EAGAIN: the process limit) was tried
     again on every turn of the master's loop, each try a log line; now
     after 1, 2, 4 ... 30 s, and it comes back once fork works again."""
-    shim, src, gate = tmp_path / "fork.so", tmp_path / "fork.c", tmp_path / "fork.gate"
-    src.write_text(FORK_SHIM)
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
-    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    gate = tmp_path / "fork.gate"
+    preload_shim(monkeypatch, tmp_path, "fork", FORK_SHIM)
     monkeypatch.setenv("MW_TEST_FORK_FAIL", str(gate))
-    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
     m = mw_factory(upstream)
     proxy = wait_until(lambda: m.child_pid("proxy"), 5)
     assert proxy

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import audit_fields as A
-from mwlib import (CRLF, Mailwarden, SMTPClient, Upstream, assert_same_bytes, dot_stuff,
+from mwlib import (CRLF, Mailwarden, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff,
                    free_port, ipv6_available, make_msg, wait_until)
 
 ALWAYS_OFFERED = {"PIPELINING", "SIZE", "CHUNKING"}     # BDAT: issue 3 (test_bdat.py)
@@ -589,11 +589,6 @@ def test_max_connections(mw_factory, upstream, loops):
     c2.quit()
 
 
-def _cpu_seconds(pid):
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @pytest.mark.parametrize("loops", ["1", "4"])
 def test_out_of_descriptors(mw_factory, upstream, loops):
     """accept() failing with EMFILE left the client in the backlog and the
@@ -610,9 +605,9 @@ def test_out_of_descriptors(mw_factory, upstream, loops):
     for _ in range(16):
         socks.append(socket.create_connection(("127.0.0.1", m.port), timeout=3))
     time.sleep(0.5)
-    cpu = _cpu_seconds(proxy)
+    cpu = cpu_seconds(proxy)
     time.sleep(2)
-    assert _cpu_seconds(proxy) - cpu < 0.5         # was 1.9 s of the 2
+    assert cpu_seconds(proxy) - cpu < 0.5         # was 1.9 s of the 2
     c = SMTPClient(m.port, timeout=3)
     assert c.greeting.code == 421 and enhanced(c.greeting) == "4.3.2", c.greeting
     assert c.closed(2)
