@@ -7,9 +7,13 @@ BUILD   ?= build
 CC      ?= cc
 
 PKGS    := libevent libevent_pthreads json-c inih openssl libunbound opendkim libpsl \
-           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis milter zlib
-# libspf2, libopendmarc and libbz2 ship no .pc file
-EXTRA_LIBS := -lspf2 -lopendmarc -lbz2
+           libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis zlib
+# libspf2, libopendmarc and libbz2 ship no .pc file.  libmilter is Debian's
+# static libmilter.a (libmilter-dev), with its accept() and close() calls
+# wrapped: it has no hook at accept(), and spins when accept() fails for
+# want of descriptors (proxy/milter_accept.c)
+MILTER_LIBS := -Wl,-Bstatic -lmilter -Wl,-Bdynamic -Wl,--wrap=accept -Wl,--wrap=close
+EXTRA_LIBS := -lspf2 -lopendmarc -lbz2 $(MILTER_LIBS)
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
            -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
            -Werror=implicit-function-declaration

@@ -599,6 +599,8 @@ static const struct cfg_opt cfg_opts[] = {
 	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA" },
 	G_DUR("milter_early_timeout", milter_early_timeout, "10s", 100, 10 * MS_M,
 	      "how long the milter waits for an envelope verdict at RCPT before it lets the recipient through (keep it below Postfix's milter_command_timeout)"),
+	G_UINT("milter_max_connections", milter_max_connections, "1000", 0, 1000000,
+	       "MTA connections the milter serves at once (0: no bound); past it a new one is closed at once and the MTA applies its milter_default_action"),
 	G_DUR("milter_peer_timeout", milter_peer_timeout, "600s", 1 * MS_S, 24 * MS_H,
 	      "how long the milter waits on the MTA (the rest of a packet, a write, the next command) before it drops the connection; read at start only (keep it above Postfix's smtpd_timeout)"),
 

@@ -279,6 +279,7 @@ struct config {
 	enum milter_quarantine_mode milter_quarantine;
 	int      milter_early;                /* envelope verdicts at RCPT */
 	unsigned milter_early_timeout;        /* ms the scanner may take for one at RCPT */
+	unsigned milter_max_connections;      /* MTA connections at once (0: no bound) */
 	/* ms libmilter waits on the MTA (smfi_settimeout): for the rest of a
 	 * packet (a worker thread waits with it), for a write, and between
 	 * commands (swept every 10 min); taken at start, as libmilter copies it

@@ -29,6 +29,7 @@
 #include "headers.h"
 #include "log.h"
 #include "milter.h"
+#include "milter_accept.h"
 #include "milter_result.h"
 #include "netaddr.h"
 #include "sbuf.h"
@@ -914,6 +915,7 @@ static void reload(void)
 	G.cfg = c;
 	pthread_mutex_unlock(&G.lock);
 	config_unref(old);
+	milter_accept_set_max(c->milter_max_connections);
 	log_set_level(c->log_level);
 	spool_set_budget(c->spool_memory_max);
 	/* the audit log reopened as the proxy does on its SIGHUP, or the milter
@@ -1191,8 +1193,9 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		return 1;
 	}
 	pthread_detach(th);
-	slog(NULL, LOG_NOTICE, "milter listening on %s (milter_peer_timeout %us)", cfg->milter_listen,
-	    peer_timeout_s(cfg));
+	milter_accept_start(cfg->milter_max_connections);
+	slog(NULL, LOG_NOTICE, "milter listening on %s (milter_peer_timeout %us, milter_max_connections %u)",
+	    cfg->milter_listen, peer_timeout_s(cfg), cfg->milter_max_connections);
 	rc = smfi_main();
 	pthread_mutex_lock(&G.lock);
 	timeout = G.cfg->shutdown_timeout;

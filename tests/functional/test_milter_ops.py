@@ -511,7 +511,7 @@ def test_stalled_peer_dropped_after_milter_peer_timeout(milter_mw):
     meanwhile."""
     m, port = milter_mw(opts=[("milter_peer_timeout", "2s")])
     pid = milter_pid(m)
-    assert wait_log(m, "milter listening on inet:%d@127.0.0.1 (milter_peer_timeout 2s)" % port), m.stderr_tail()
+    assert wait_log(m, "milter listening on inet:%d@127.0.0.1 (milter_peer_timeout 2s, " % port), m.stderr_tail()
     base = _threads(pid)
     peers = _stall(port, n_body=8)
     t0 = time.monotonic()

@@ -1,0 +1,213 @@
+/* milter_accept.c - libmilter's accept() and close(), paced and counted
+ * (milter_accept.h).
+ *
+ * Why here: libmilter's listener (listener.c, mi_listener) treats EMFILE,
+ * ENFILE, ENOBUFS and ENOMEM from accept() like EINTR: "continue", with no
+ * pause.  The MTA's connection stays in the backlog, poll() says readable
+ * again at once, and the thread spins (2.95 s of CPU in 3 s, measured
+ * with prlimit on the milter) while MTA connections wait unserved.  And it
+ * starts a worker for every connection without bound, so a peer opening
+ * connections faster than milter_peer_timeout drops them reaches the
+ * thread limit, past which libmilter leaves a connection with no worker
+ * and no timeout (README "Stalled and silent peers").
+ *
+ * The listener is one thread, the only caller of accept() in the milter
+ * process; close() is called from every thread, ours included. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "milter_accept.h"
+
+int __real_accept(int fd, struct sockaddr *sa, socklen_t *len);
+int __real_close(int fd);
+int __wrap_accept(int fd, struct sockaddr *sa, socklen_t *len);
+int __wrap_close(int fd);
+
+/* the same pacing as the proxy's listener (listener.c): one try per
+ * pause, one log line when an episode starts, one every EPISODE_LOG_S
+ * while it lasts, one when it ends */
+#define STARVED_PAUSE_MS 100
+#define EPISODE_LOG_S    10
+/* descriptors past this are not counted (a limit above a million) */
+#define TRACK_MAX        (1u << 20)
+
+static atomic_bool tracking;
+static atomic_uint max_open;
+static atomic_uint nopen;
+static _Atomic unsigned char *is_open;    /* by descriptor: accepted here, not yet closed */
+static unsigned ntrack;
+
+/* listener thread only */
+static int spare_fd = -1;                  /* held for the one refusal of each pause */
+
+struct episode {
+	time_t since;          /* started (0: none), or last logged */
+	time_t started;
+	unsigned long refused; /* connections closed unserved since started */
+};
+static struct episode starved_ep, full_ep;
+
+void milter_accept_start(unsigned max_connections)
+{
+	struct rlimit rl;
+
+	ntrack = TRACK_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < TRACK_MAX)
+		ntrack = (unsigned)rl.rlim_cur;
+	is_open = calloc(ntrack, sizeof(*is_open));
+	if (is_open == NULL) {
+		slog(NULL, LOG_ERR, "milter: no memory to count connections: milter_max_connections not enforced");
+		return;
+	}
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	atomic_store(&max_open, max_connections);
+	atomic_store(&tracking, 1);
+}
+
+void milter_accept_set_max(unsigned max_connections)
+{
+	atomic_store(&max_open, max_connections);
+}
+
+unsigned milter_accept_open(void)
+{
+	return atomic_load(&nopen);
+}
+
+static void track(int fd)
+{
+	if (fd >= 0 && (unsigned)fd < ntrack && !atomic_exchange(&is_open[fd], 1))
+		atomic_fetch_add(&nopen, 1);
+}
+
+/* a connection is forgotten before its descriptor is closed: once closed,
+ * the number may be accepted again at once, and counted anew */
+static void untrack(int fd)
+{
+	if (fd >= 0 && (unsigned)fd < ntrack && atomic_exchange(&is_open[fd], 0))
+		atomic_fetch_sub(&nopen, 1);
+}
+
+static int starved_error(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static void episode_end(struct episode *ep, const char *what)
+{
+	if (ep->started == 0)
+		return;
+	slog(NULL, LOG_NOTICE, "milter: accepting again (%lu MTA connection(s) closed unserved %s in the last %lld s)",
+	     ep->refused, what, (long long)(time(NULL) - ep->started));
+	ep->started = ep->since = 0;
+	ep->refused = 0;
+}
+
+/* returns whether the caller should log the episode's start (1) or that
+ * it goes on (2); 0: nothing to log now */
+static int episode_tick(struct episode *ep)
+{
+	time_t now = time(NULL);
+
+	if (ep->started == 0) {
+		ep->started = ep->since = now;
+		return 1;
+	}
+	if (now - ep->since >= EPISODE_LOG_S) {
+		ep->since = now;
+		return 2;
+	}
+	return 0;
+}
+
+/* out of descriptors: close one waiting connection through the reserve
+ * (the MTA then applies its milter_default_action at once, instead of
+ * waiting out its connect timeout in our backlog), and rest */
+static void starved(int listen_fd, int err)
+{
+	struct timespec pause = { 0, STARVED_PAUSE_MS * 1000000L };
+
+	if (spare_fd >= 0) {
+		__real_close(spare_fd);
+		int c = __real_accept(listen_fd, NULL, NULL);
+		if (c >= 0) {
+			__real_close(c);
+			starved_ep.refused++;
+		}
+		/* no reserve until one frees, if another thread took the slot */
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	switch (episode_tick(&starved_ep)) {
+	case 1: {
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		slog(NULL, LOG_WARNING, "milter: accept: %s: new MTA connections are closed until descriptors "
+		     "free (%u connection(s) open; open files limit %llu)", strerror(err),
+		     atomic_load(&nopen), (unsigned long long)rl.rlim_cur);
+		break;
+	}
+	case 2:
+		slog(NULL, LOG_WARNING, "milter: still out of descriptors: %lu MTA connection(s) closed in %lld s",
+		     starved_ep.refused, (long long)(time(NULL) - starved_ep.started));
+		break;
+	}
+	nanosleep(&pause, NULL);
+}
+
+/* past milter_max_connections: the connection is closed at once, so the
+ * MTA applies its milter_default_action to that SMTP session (Postfix:
+ * tempfail) rather than queue behind the others */
+static int refuse_past_max(int c, unsigned max)
+{
+	__real_close(c);
+	full_ep.refused++;
+	switch (episode_tick(&full_ep)) {
+	case 1:
+		slog(NULL, LOG_WARNING, "milter: %u MTA connections open (milter_max_connections): "
+		     "new ones are closed until some end", max);
+		break;
+	case 2:
+		slog(NULL, LOG_WARNING, "milter: still at milter_max_connections %u: %lu MTA connection(s) "
+		     "closed in %lld s", max, full_ep.refused, (long long)(time(NULL) - full_ep.started));
+		break;
+	}
+	/* libmilter goes on to its next poll() without a word on this one */
+	errno = ECONNABORTED;
+	return -1;
+}
+
+int __wrap_accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	if (!atomic_load(&tracking))
+		return __real_accept(fd, sa, len);
+	int c = __real_accept(fd, sa, len);
+	if (c < 0) {
+		int err = errno;
+		if (starved_error(err))
+			starved(fd, err);
+		errno = err;
+		return -1;
+	}
+	episode_end(&starved_ep, "for lack of descriptors");
+	unsigned max = atomic_load(&max_open);
+	if (max > 0 && atomic_load(&nopen) >= max)
+		return refuse_past_max(c, max);
+	episode_end(&full_ep, "at milter_max_connections");
+	track(c);
+	return c;
+}
+
+int __wrap_close(int fd)
+{
+	if (atomic_load(&tracking))
+		untrack(fd);
+	return __real_close(fd);
+}
