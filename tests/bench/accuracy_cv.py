@@ -48,7 +48,8 @@ Bayes sets (which the scan would not run), so that the fit picks its rules
 inside each fold: the out-of-sample figure of the whole procedure, where
 the default one takes the shipped selection (made on all folds) as given.
 --rules PATH (repeatable) scans with those rules files or directories
-instead of the shipped rules/cf, e.g. the stock SpamAssassin set:
+instead of the shipped rules/cf (with --all-rules: besides all of ours,
+every rule of both refitted in each fold), e.g. the stock SpamAssassin set:
     --rules /usr/share/spamassassin --rules /etc/spamassassin/65_debian.cf
     --rules /etc/spamassassin/local.cf --rules rules/cf
 --cache FILE keeps the per-message results (JSON) and reuses them when the
@@ -610,7 +611,8 @@ def main():
                     help="fit out of sample under the 4 partitions (4, 8, 16 folds, 8 by the second digit), "
                          "one summary; --cache F keeps F.<partition>")
     ap.add_argument("--rules", action="append", default=[],
-                    help="rules file or directory (repeatable; default the shipped rules/cf)")
+                    help="rules file or directory (repeatable; default the shipped rules/cf; "
+                         "with --all-rules, added to all of ours)")
     ap.add_argument("--all-rules", action="store_true",
                     help="every shipped rule seen by the fit, also those at 0 with Bayes (see all_rules_dir)")
     ap.add_argument("-o", action="append", default=[])
@@ -623,9 +625,9 @@ def main():
         extra += ["-o", o]
     rules_paths = a.rules or [os.path.join(SRC, "rules", "cf")]
     if a.all_rules:
-        if a.rules:
-            raise SystemExit("--all-rules: with the shipped rules/cf only")
-        rules_paths = [all_rules_dir()]
+        # --rules then adds sets to all of ours (session 15: the stock
+        # SpamAssassin rules as more features of the fit)
+        rules_paths = a.rules + [all_rules_dir()]
     if a.partitions:
         partitions(a, extra, rules_paths)
         return
