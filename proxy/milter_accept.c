@@ -15,6 +15,7 @@
  * process; close() is called from every thread, ours included. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,8 @@ static unsigned ntrack;
 static int spare_fd = -1;                  /* held for the one refusal of each pause */
 
 struct episode {
-	time_t since;          /* started (0: none), or last logged */
-	time_t started;
+	time_t since;          /* its last log line (0: none going) */
+	time_t started;        /* 0: none going */
 	unsigned long refused; /* connections closed unserved since started */
 };
 static struct episode starved_ep, full_ep;
@@ -134,8 +135,11 @@ static int episode_tick(struct episode *ep)
 static void starved(int listen_fd, int err)
 {
 	struct timespec pause = { 0, STARVED_PAUSE_MS * 1000000L };
+	struct pollfd waiting = { .fd = listen_fd, .events = POLLIN };
 
-	if (spare_fd >= 0) {
+	/* only when a connection waits: the listening socket may block, and
+	 * a listener blocked in accept() would not see the milter's stop */
+	if (spare_fd >= 0 && poll(&waiting, 1, 0) == 1) {
 		__real_close(spare_fd);
 		int c = __real_accept(listen_fd, NULL, NULL);
 		if (c >= 0) {
