@@ -51,6 +51,7 @@
 #include "filters/deadline.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
+#include "proxy/episode.h"
 #include "proxy/log.h"
 #include "proxy/policy.h"
 #include "proxy/sbuf.h"
@@ -511,14 +512,12 @@ static void setup_signals(void)
  * 2 GB of log, in two minutes, measured with prlimit on the scanner).
  * The listening socket then rests ACCEPT_PAUSE_MS between tries (the
  * front ends time their scans out meanwhile), with one log line when it
- * starts, one every ACCEPT_LOG_MS while it lasts, one when it ends. */
+ * starts, one every EPISODE_LOG_MS while it lasts, one when it ends. */
 #define ACCEPT_PAUSE_MS 100
-#define ACCEPT_LOG_MS   10000
 
 struct accept_pause {
 	long long until;       /* no accept() before this (now_ms) */
-	long long since;       /* first or last logged failure; 0: none */
-	unsigned long tries;   /* failures since it was logged */
+	struct episode ep;     /* its count: failed accept()s */
 };
 
 static int out_of_descriptors(int err)
@@ -528,36 +527,39 @@ static int out_of_descriptors(int err)
 
 static void accept_failed(struct accept_pause *ap, int err)
 {
-	long long now = now_ms();
+	unsigned long tries;
+	long long secs;
 
-	ap->until = now + ACCEPT_PAUSE_MS;
-	ap->tries++;
-	if (ap->since == 0) {
+	ap->until = now_ms() + ACCEPT_PAUSE_MS;
+	ap->ep.count++;
+	switch (episode_step(&ap->ep, episode_now_ms(), &tries, &secs)) {
+	case EPISODE_STARTS:
 		errno = err;
 		slog_errno(NULL, LOG_WARNING, "scanner: accept: front end connections wait until descriptors "
 		    "free (retried every %d ms)", ACCEPT_PAUSE_MS);
-		ap->since = now;
-	} else if (now - ap->since >= ACCEPT_LOG_MS) {
+		break;
+	case EPISODE_LASTS:
 		slog(NULL, LOG_WARNING, "scanner: still out of descriptors: %lu accept(s) failed in %lld s",
-		    ap->tries, (now - ap->since) / 1000);
-		ap->since = now;
-		ap->tries = 0;
+		    tries, secs);
+		break;
+	case EPISODE_QUIET:
+		break;
 	}
 }
 
 static void accept_worked(struct accept_pause *ap)
 {
-	if (ap->since == 0)
-		return;
-	slog(NULL, LOG_NOTICE, "scanner: accepting again (%lu failed accept(s) in the last %lld s)",
-	    ap->tries, (now_ms() - ap->since) / 1000);
-	ap->since = 0;
-	ap->tries = 0;
+	unsigned long tries;
+	long long secs;
+
+	if (episode_end(&ap->ep, episode_now_ms(), &tries, &secs))
+		slog(NULL, LOG_NOTICE, "scanner: accepting again (%lu failed accept(s) in the last %lld s)",
+		    tries, secs);
 }
 
 int scanner_main(struct config *cfg, int listen_fd)
 {
-	struct accept_pause pause = { 0, 0, 0 };
+	struct accept_pause pause = { 0, { 0, 0 } };
 	struct scanner s;
 	struct pollfd *pfd = NULL;
 	size_t i, np, polled;

@@ -174,7 +174,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
 	struct listener *ln = arg;
 	char ip[64];
-	if (ln->starved_at != 0) {
+	if (episode_going(&ln->starved)) {
 		evtimer_del(ln->resume);
 		starved_over(ln);
 	}
@@ -260,7 +260,6 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
  * every STARVED_LOG_S while it lasts, one when accepting works again. */
 
 #define STARVED_PAUSE_MS 100
-#define STARVED_LOG_S    10
 #define STARVED_QUIET_MS 1000
 
 static int starved_error(int err)
@@ -270,10 +269,12 @@ static int starved_error(int err)
 
 static void starved_over(struct listener *ln)
 {
-	slog(NULL, LOG_NOTICE, "listener %s: accepting again (%lu client(s) refused for lack of descriptors "
-	     "in the last %lld s)", ln->cfg.name, ln->starved, (long long)(time(NULL) - ln->starved_at));
-	ln->starved_at = 0;
-	ln->starved = 0;
+	unsigned long refused;
+	long long secs;
+
+	if (episode_end(&ln->starved, episode_now_ms(), &refused, &secs))
+		slog(NULL, LOG_NOTICE, "listener %s: accepting again (%lu client(s) refused for lack of "
+		     "descriptors in the last %lld s)", ln->cfg.name, refused, secs);
 }
 
 /* the end of a pause, or STARVED_QUIET_MS after it with no failure (a
@@ -306,7 +307,7 @@ static void refuse_one_starved(struct listener *ln)
 		         ln->px->cfg->hostname);
 		refuse(fd, line);
 		stats_refused(STATS_PROXY);
-		ln->starved++;
+		ln->starved.count++;
 	}
 	/* another loop may take the slot first: then no reserve until one frees */
 	ln->spare_fd = fcntl(evconnlistener_get_fd(ln->evl), F_DUPFD_CLOEXEC, 0);
@@ -314,23 +315,27 @@ static void refuse_one_starved(struct listener *ln)
 
 static void starved(struct listener *ln, int err)
 {
-	time_t now = time(NULL);
+	unsigned long refused;
+	long long secs;
 
 	evconnlistener_disable(ln->evl);
 	ln->paused = 1;
 	refuse_one_starved(ln);
-	if (ln->starved_at == 0) {
+	switch (episode_step(&ln->starved, episode_now_ms(), &refused, &secs)) {
+	case EPISODE_STARTS: {
 		struct rlimit rl;
 		getrlimit(RLIMIT_NOFILE, &rl);
 		slog(NULL, LOG_WARNING, "listener %s: accept: %s: new clients get 421 until descriptors free "
 		     "(%u sessions in this loop; open files limit %llu)", ln->cfg.name,
 		     evutil_socket_error_to_string(err), ln->px->nsessions, (unsigned long long)rl.rlim_cur);
-		ln->starved_at = now;
-	} else if (now - ln->starved_at >= STARVED_LOG_S) {
+		break;
+	}
+	case EPISODE_LASTS:
 		slog(NULL, LOG_WARNING, "listener %s: still out of descriptors: %lu client(s) refused in %lld s",
-		     ln->cfg.name, ln->starved, (long long)(now - ln->starved_at));
-		ln->starved_at = now;
-		ln->starved = 0;
+		     ln->cfg.name, refused, secs);
+		break;
+	case EPISODE_QUIET:
+		break;
 	}
 	struct timeval tv = { 0, STARVED_PAUSE_MS * 1000 };
 	evtimer_add(ln->resume, &tv);

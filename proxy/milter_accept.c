@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "episode.h"
 #include "log.h"
 #include "milter_accept.h"
 
@@ -33,10 +34,8 @@ int __wrap_accept(int fd, struct sockaddr *sa, socklen_t *len);
 int __wrap_close(int fd);
 
 /* the same pacing as the proxy's listener (listener.c): one try per
- * pause, one log line when an episode starts, one every EPISODE_LOG_S
- * while it lasts, one when it ends */
+ * pause, and the episode in three kinds of log line (episode.h) */
 #define STARVED_PAUSE_MS 100
-#define EPISODE_LOG_S    10
 /* descriptors past this are not counted (a limit above a million) */
 #define TRACK_MAX        (1u << 20)
 
@@ -49,11 +48,7 @@ static unsigned ntrack;
 /* listener thread only */
 static int spare_fd = -1;                  /* held for the one refusal of each pause */
 
-struct episode {
-	time_t since;          /* its last log line (0: none going) */
-	time_t started;        /* 0: none going */
-	unsigned long refused; /* connections closed unserved since started */
-};
+/* counts: connections closed unserved */
 static struct episode starved_ep, full_ep;
 
 void milter_accept_start(unsigned max_connections)
@@ -102,31 +97,14 @@ static int starved_error(int err)
 	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
-static void episode_end(struct episode *ep, const char *what)
+static void over(struct episode *ep, const char *what)
 {
-	if (ep->started == 0)
-		return;
-	slog(NULL, LOG_NOTICE, "milter: accepting again (%lu MTA connection(s) closed unserved %s in the last %lld s)",
-	     ep->refused, what, (long long)(time(NULL) - ep->started));
-	ep->started = ep->since = 0;
-	ep->refused = 0;
-}
+	unsigned long refused;
+	long long secs;
 
-/* returns whether the caller should log the episode's start (1) or that
- * it goes on (2); 0: nothing to log now */
-static int episode_tick(struct episode *ep)
-{
-	time_t now = time(NULL);
-
-	if (ep->started == 0) {
-		ep->started = ep->since = now;
-		return 1;
-	}
-	if (now - ep->since >= EPISODE_LOG_S) {
-		ep->since = now;
-		return 2;
-	}
-	return 0;
+	if (episode_end(ep, episode_now_ms(), &refused, &secs))
+		slog(NULL, LOG_NOTICE, "milter: accepting again (%lu MTA connection(s) closed unserved %s "
+		     "in the last %lld s)", refused, what, secs);
 }
 
 /* out of descriptors: close one waiting connection through the reserve
@@ -135,6 +113,8 @@ static int episode_tick(struct episode *ep)
 static void starved(int listen_fd, int err)
 {
 	struct timespec pause = { 0, STARVED_PAUSE_MS * 1000000L };
+	unsigned long refused;
+	long long secs;
 	struct pollfd waiting = { .fd = listen_fd, .events = POLLIN };
 
 	/* only when a connection waits: the listening socket may block, and
@@ -144,13 +124,13 @@ static void starved(int listen_fd, int err)
 		int c = __real_accept(listen_fd, NULL, NULL);
 		if (c >= 0) {
 			__real_close(c);
-			starved_ep.refused++;
+			starved_ep.count++;
 		}
 		/* no reserve until one frees, if another thread took the slot */
 		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
-	switch (episode_tick(&starved_ep)) {
-	case 1: {
+	switch (episode_step(&starved_ep, episode_now_ms(), &refused, &secs)) {
+	case EPISODE_STARTS: {
 		struct rlimit rl;
 		getrlimit(RLIMIT_NOFILE, &rl);
 		slog(NULL, LOG_WARNING, "milter: accept: %s: new MTA connections are closed until descriptors "
@@ -158,9 +138,11 @@ static void starved(int listen_fd, int err)
 		     atomic_load(&nopen), (unsigned long long)rl.rlim_cur);
 		break;
 	}
-	case 2:
+	case EPISODE_LASTS:
 		slog(NULL, LOG_WARNING, "milter: still out of descriptors: %lu MTA connection(s) closed in %lld s",
-		     starved_ep.refused, (long long)(time(NULL) - starved_ep.started));
+		     refused, secs);
+		break;
+	case EPISODE_QUIET:
 		break;
 	}
 	nanosleep(&pause, NULL);
@@ -171,16 +153,21 @@ static void starved(int listen_fd, int err)
  * tempfail) rather than queue behind the others */
 static int refuse_past_max(int c, unsigned max)
 {
+	unsigned long refused;
+	long long secs;
+
 	__real_close(c);
-	full_ep.refused++;
-	switch (episode_tick(&full_ep)) {
-	case 1:
+	full_ep.count++;
+	switch (episode_step(&full_ep, episode_now_ms(), &refused, &secs)) {
+	case EPISODE_STARTS:
 		slog(NULL, LOG_WARNING, "milter: %u MTA connections open (milter_max_connections): "
 		     "new ones are closed until some end", max);
 		break;
-	case 2:
+	case EPISODE_LASTS:
 		slog(NULL, LOG_WARNING, "milter: still at milter_max_connections %u: %lu MTA connection(s) "
-		     "closed in %lld s", max, full_ep.refused, (long long)(time(NULL) - full_ep.started));
+		     "closed in %lld s", max, refused, secs);
+		break;
+	case EPISODE_QUIET:
 		break;
 	}
 	/* libmilter goes on to its next poll() without a word on this one */
@@ -200,11 +187,11 @@ int __wrap_accept(int fd, struct sockaddr *sa, socklen_t *len)
 		errno = err;
 		return -1;
 	}
-	episode_end(&starved_ep, "for lack of descriptors");
+	over(&starved_ep, "for lack of descriptors");
 	unsigned max = atomic_load(&max_open);
 	if (max > 0 && atomic_load(&nopen) >= max)
 		return refuse_past_max(c, max);
-	episode_end(&full_ep, "at milter_max_connections");
+	over(&full_ep, "at milter_max_connections");
 	track(c);
 	return c;
 }

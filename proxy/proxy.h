@@ -3,6 +3,7 @@
 #ifndef MW_PROXY_H
 #define MW_PROXY_H
 
+#include "episode.h"
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <sys/un.h>
@@ -26,8 +27,7 @@ struct listener {
 	int                    spare_fd;  /* given up to answer one client 421 */
 	struct event          *resume;    /* accepting again after a pause */
 	int                    paused;    /* for lack of descriptors */
-	unsigned long          starved;   /* clients refused since the last log line */
-	time_t                 starved_at;/* that log line; 0: accepting normally */
+	struct episode         starved;   /* out of descriptors; its count: clients refused */
 };
 
 /* One event loop (thread) of the proxy process. */
