@@ -465,17 +465,6 @@ out:
 	return rc;
 }
 
-int chars_rebuild(struct store *st, FILE *report)
-{
-	struct chars_trained t;
-	int rc = rebuild(st, &t);
-
-	if (report != NULL && rc == 0)
-		fprintf(report, "character model trained on %u spam, %u ham in %.1f s\n", t.nspam, t.nham,
-		    t.seconds);
-	return rc;
-}
-
 int chars_retrain_due(struct store *st)
 {
 	long long examples = read_count(st, EXAMPLES_KEY), trained;
@@ -519,28 +508,29 @@ static void *renew(void *arg)
 	return NULL;
 }
 
-enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out)
+/* take_lock - 1 taken, 0 someone else's, -1 store failure.  An
+ * increment that creates the key is the lock taken (Redis and LMDB both
+ * make it atomic); anything above 1 is someone else's, and an increment
+ * leaves its expiry alone, so looking again does not keep a dead
+ * holder's lock alive */
+static int take_lock(struct store *st)
+{
+	int64_t holders;
+
+	if (store_incr(st, LOCK_KEY, 1, CHARS_LOCK_TTL, &holders) < 0)
+		return -1;
+	return holders == 1;
+}
+
+/* train_locked - rebuild under the lock the caller took, renewed by a
+ * thread meanwhile; the lock released */
+static int train_locked(struct store *st, struct chars_trained *out)
 {
 	struct renewer r = { .st = st };
 	pthread_condattr_t ca;
 	pthread_t tid;
-	int64_t holders;
-	int due, rc, renewing;
+	int rc, renewing;
 
-	memset(out, 0, sizeof(*out));
-	if ((due = chars_retrain_due(st)) <= 0)
-		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
-	/* an increment that creates the key is the lock taken (Redis and
-	 * LMDB both make it atomic); anything above 1 is someone else's */
-	if (store_incr(st, LOCK_KEY, 1, CHARS_LOCK_TTL, &holders) < 0)
-		return CHARS_RETRAIN_FAILED;
-	if (holders != 1)
-		return CHARS_RETRAIN_LOCKED;
-	/* another machine may have trained between the look and the lock */
-	if ((due = chars_retrain_due(st)) <= 0) {
-		(void)store_del(st, LOCK_KEY);
-		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
-	}
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -558,7 +548,53 @@ enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out)
 	pthread_cond_destroy(&r.cv);
 	pthread_mutex_destroy(&r.mu);
 	(void)store_del(st, LOCK_KEY);
-	return rc < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_TRAINED;
+	return rc;
+}
+
+enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out)
+{
+	int due, got;
+
+	memset(out, 0, sizeof(*out));
+	if ((due = chars_retrain_due(st)) <= 0)
+		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
+	if ((got = take_lock(st)) <= 0)
+		return got < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_LOCKED;
+	/* another machine may have trained between the look and the lock */
+	if ((due = chars_retrain_due(st)) <= 0) {
+		(void)store_del(st, LOCK_KEY);
+		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
+	}
+	return train_locked(st, out) < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_TRAINED;
+}
+
+/* "learn" trains whether or not it is due (it was asked to), but under
+ * the same lock: trained beside a daemon's training that started before
+ * its examples, its model could be overwritten by that older one */
+int chars_rebuild(struct store *st, FILE *report)
+{
+	struct chars_trained t;
+	unsigned waited = 0;
+	int got, rc;
+
+	memset(&t, 0, sizeof(t));
+	/* a live holder renews the lock while it trains; a dead one's goes
+	 * within CHARS_LOCK_TTL */
+	while ((got = take_lock(st)) == 0) {
+		if (report != NULL && waited % 30 == 0)
+			fprintf(report, "another process trains the character model (%s): waiting for it\n", LOCK_KEY);
+		if (report != NULL)
+			fflush(report);
+		sleep(1);
+		waited++;
+	}
+	if (got < 0)
+		return -1;
+	rc = train_locked(st, &t);
+	if (report != NULL && rc == 0)
+		fprintf(report, "character model trained on %u spam, %u ham in %.1f s\n", t.nspam, t.nham,
+		    t.seconds);
+	return rc;
 }
 
 /* --- the scanner's copy -------------------------------------------- */

@@ -118,8 +118,10 @@ int chars_kept(struct store *st, const char *seen_key);
 
 /* chars_rebuild - train the model from every example the store keeps and
  * store it, with the count of example changes it saw (chars_keep bumps
- * one); a line on report (may be NULL).  0, or -1 on a store failure
- * (the stored model is left as it was). */
+ * one); a line on report (may be NULL).  Under the training lock of
+ * chars_retrain: while another process holds it, waits (a line on report
+ * every 30 s).  0, or -1 on a store failure (the stored model is left as
+ * it was). */
 int chars_rebuild(struct store *st, FILE *report);
 
 /* chars_retrain_due - were examples kept or forgotten since the stored

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -420,6 +421,27 @@ static void test_retrain(void **state)
 	assert_int_equal(chars_retrain_due(st), 1);
 	assert_int_equal(chars_rebuild(st, NULL), 0);
 	assert_int_equal(chars_retrain_due(st), 0);
+	/* "learn" waits while another holds the lock (here one that dies:
+	 * its lock expires in 2 s), then trains under it and lets it go */
+	{
+		char *report = NULL;
+		size_t rlen = 0;
+		FILE *rf = open_memstream(&report, &rlen);
+		struct timespec t0, t1;
+
+		assert_int_equal(store_incr(st, "bayes:chars:lock", 1, 2, NULL), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(chars_rebuild(st, rf), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		fclose(rf);
+		assert_true(t1.tv_sec - t0.tv_sec >= 1);
+		assert_non_null(strstr(report, "another process trains the character model (bayes:chars:lock): waiting"));
+		assert_non_null(strstr(report, "character model trained on 3 spam, 3 ham"));
+		assert_int_equal(store_get(st, "bayes:chars:version", v, sizeof(v)), 1);
+		assert_string_equal(v, "4");
+		assert_int_equal(store_get(st, "bayes:chars:lock", v, sizeof(v)), 0);
+		free(report);
+	}
 	store_close(st);
 	config_unref(c);
 }
