@@ -536,7 +536,7 @@ static int train_locked(struct store *st, struct chars_trained *out)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r.cv, &ca);
 	pthread_condattr_destroy(&ca);
-	renewing = pthread_create(&tid, NULL, renew, &r) == 0;
+	renewing = thread_start_blocked(&tid, renew, &r) == 0;
 	rc = rebuild(st, out);
 	if (renewing) {
 		pthread_mutex_lock(&r.mu);

@@ -48,6 +48,7 @@
 #include "filters/dns.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
+#include "proxy/thread.h"
 
 #define DNS_MAX_INFLIGHT 2000      /* queries outstanding at libunbound */
 #define DNS_MAX_FORWARDERS 8
@@ -580,7 +581,7 @@ struct dns *dns_new(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "dns: pipe: %s", strerror(errno));
 		goto fail;
 	}
-	if (pthread_create(&d->dispatcher, NULL, dispatcher_main, d) != 0) {
+	if (thread_start_blocked(&d->dispatcher, dispatcher_main, d) != 0) {
 		snprintf(err, errlen, "dns: cannot start the dispatcher thread");
 		goto fail;
 	}

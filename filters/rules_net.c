@@ -13,6 +13,7 @@
 #include "filters/dns.h"
 #include "filters/rules_net.h"
 #include "proxy/sbuf.h"
+#include "proxy/thread.h"
 #include "rules/eval_net.h"
 #include "rules/rules.h"
 
@@ -110,7 +111,7 @@ static void run_round(struct rules_net *n)
 	pthread_t th[RULES_NET_THREADS];
 	size_t started = 0;
 	for (size_t i = 1; i < nthreads; i++)
-		if (pthread_create(&th[started], NULL, worker, n) == 0) started++;
+		if (thread_start_blocked(&th[started], worker, n) == 0) started++;
 	worker(n);                               /* this thread works too */
 	for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
 }

@@ -56,6 +56,7 @@
 #include "proxy/policy.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "proxy/thread.h"
 
 #define SEND_TIMEOUT_S 10      /* a front end not reading results for this long is dropped */
 #define SHUTDOWN_TICK_MS 50    /* poll period while draining at shutdown */
@@ -564,7 +565,6 @@ int scanner_main(struct config *cfg, int listen_fd)
 	struct pollfd *pfd = NULL;
 	size_t i, np, polled;
 	pthread_t *threads;
-	sigset_t block, old;
 	unsigned long long conn_no = 0;
 	long long deadline = 0;
 	int sp[2], shutting = 0, timeout, fd, fl, watch;
@@ -607,16 +607,9 @@ int scanner_main(struct config *cfg, int listen_fd)
 	s.nthreads = cfg->scanner_threads ? cfg->scanner_threads : 1;
 	threads = xcalloc(s.nthreads, sizeof(*threads));
 	/* the workers never take signals: the loop does */
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
 	for (i = 0; i < s.nthreads; i++)
-		if (pthread_create(&threads[i], NULL, worker, &s) != 0)
+		if (thread_start_blocked(&threads[i], worker, &s) != 0)
 			die("scanner: cannot create worker thread");
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	slog(NULL, LOG_INFO, "scanner: ready, %u threads, queue %u", s.nthreads,
 	    cfg->scanner_queue);
 	if (scanner_ready_fd >= 0) {

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "spool.h"
+#include "thread.h"
 #include "tls.h"
 #include "scanclient.h"
 #include "session.h"
@@ -383,17 +384,10 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 		main_px->control = event_new(main_px->base, control_fd, EV_READ | EV_PERSIST, control_cb, main_px);
 		event_add(main_px->control, NULL);
 	}
-	sigset_t block, old;
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
+	/* the signals are this thread's loop's (evsignal above) */
 	for (unsigned i = 1; i < n; i++)
-		if (pthread_create(&tids[i], NULL, loop_thread, sh.loops[i]) != 0)
+		if (thread_start_blocked(&tids[i], loop_thread, sh.loops[i]) != 0)
 			die("cannot start proxy thread %u", i);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	slog(NULL, LOG_INFO, "proxy ready: %u listeners, %u event loops", cfg->nlisteners, n);
 	audit_batch_start(main_px->base);

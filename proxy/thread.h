@@ -4,7 +4,9 @@
  * not block it.  The processes take theirs on one thread each (the
  * master's sigtimedwait, the scanner's and the proxy's loops, the CLI's
  * main thread), and a helper thread (the antivirus database watcher, the
- * rules' compile workers, the Bayes training) that took one would run a
+ * rules' compile workers, the Bayes training and its lock's renewal, the
+ * scanner's workers, the proxy's other loops, the DNS dispatcher, the
+ * network rules' workers) that took one would run a
  * handler where nobody expects it, or leave the signal unseen by the loop
  * that waits for it.  So helpers start with every signal blocked but the
  * ones of a fault of their own (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT):
