@@ -27,6 +27,7 @@
 #include "episode.h"
 #include "log.h"
 #include "milter_accept.h"
+#include "stats.h"
 
 int __real_accept(int fd, struct sockaddr *sa, socklen_t *len);
 int __real_close(int fd);
@@ -125,6 +126,7 @@ static void starved(int listen_fd, int err)
 		if (c >= 0) {
 			__real_close(c);
 			starved_ep.count++;
+			stats_refused(STATS_MILTER);
 		}
 		/* no reserve until one frees, if another thread took the slot */
 		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -158,6 +160,7 @@ static int refuse_past_max(int c, unsigned max)
 
 	__real_close(c);
 	full_ep.count++;
+	stats_refused(STATS_MILTER);
 	switch (episode_step(&full_ep, episode_now_ms(), &refused, &secs)) {
 	case EPISODE_STARTS:
 		slog(NULL, LOG_WARNING, "milter: %u MTA connections open (milter_max_connections): "

@@ -4,7 +4,7 @@ and served connections without bound.  Now, out of descriptors, it rests
 100 ms per try and closes one waiting MTA connection through a reserved
 descriptor each time; past milter_max_connections a new connection is
 closed at once; each with one log line when it starts and one when it
-ends."""
+ends, and counted in `mailwarden stats` (milter.connections_refused)."""
 import os
 import re
 import resource
@@ -15,7 +15,7 @@ import time
 import pytest
 
 from milterlib import RawMilter, milter_pid, wait_log
-from mwlib import cpu_seconds, free_port, make_msg, wait_until
+from mwlib import cpu_seconds, free_port, make_msg, run_mw, wait_until
 
 PLUGIN = os.environ.get("MW_PLUGIN")
 
@@ -41,6 +41,13 @@ def _served(port, subject="served"):
             return c.message(make_msg(subject=subject))[0]
     except (ConnectionError, OSError, AssertionError):
         return None
+
+
+def _refused(m):
+    """milter.connections_refused of `mailwarden stats`"""
+    r = run_mw(["stats", "-o", "stats_file=%s" % m.stats_path])
+    assert r.returncode == 0, r.stderr
+    return int(float(re.search(r"^milter\.connections_refused (\S+)$", r.stdout.decode(), re.M).group(1)))
 
 
 def _closed_at_once(port):
@@ -88,6 +95,7 @@ def test_milter_out_of_descriptors(milter):
             s.close()
     assert wait_until(lambda: _served(port) == b"c", 10, 0.2), m.stderr_tail()
     assert wait_log(m, "closed unserved for lack of descriptors in the last", 2.0), m.stderr_tail()
+    assert _refused(m) >= 1
     assert milter_pid(m) == pid, "the milter was restarted:\n" + m.stderr_tail()
 
 
@@ -103,6 +111,7 @@ def test_milter_max_connections(milter):
         assert wait_log(m, "milter: 3 MTA connections open (milter_max_connections): "
                            "new ones are closed until some end"), m.stderr_tail()
         assert m.stderr_text().count("(milter_max_connections)") == 1, m.stderr_tail()
+        assert _refused(m) == 2
         # the ones it holds are served all the same
         held[0].connect()
         assert held[0].message(make_msg(subject="held"))[0] == b"c"
