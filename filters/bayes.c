@@ -250,7 +250,19 @@ static int legacy_seen(struct store *st, struct mw_ctx *ctx, const char *key, ch
 	return store_move(st, old, key);
 }
 
-int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example)
+/* autolearn_example_ttl - an autolearned example lives no longer than
+ * its seen key (0 = for ever, on either side) */
+static unsigned autolearn_example_ttl(const struct config *cfg)
+{
+	unsigned seen = cfg->bayes_seen_ttl, ex = cfg->bayes_autolearn_example_ttl;
+
+	if (ex == 0)
+		return seen;
+	return seen != 0 && seen < ex ? seen : ex;
+}
+
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
+                unsigned example_ttl)
 {
 	struct bayes_tokens t = { 0 };
 	char key[64], seen[8];
@@ -271,7 +283,7 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 		/* learned before examples were kept (a store from before the
 		 * character model): teaching it again gives it its example */
 		if (example && (r = chars_kept(st, key)) == 0)
-			r = chars_keep(st, key, msg, len, cls == BAYES_SPAM, seen_ttl);
+			r = chars_keep(st, key, msg, len, cls == BAYES_SPAM, example_ttl);
 		return example && r < 0 ? -1 : 0;
 	}
 	if (cls == BAYES_FORGET && seen[0] == '\0')
@@ -288,7 +300,7 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 
 		/* the example first: a message taught and counted in the
 		 * tokens always has its example for the character model */
-		if ((example && chars_keep(st, key, msg, len, cls == BAYES_SPAM, seen_ttl) < 0)
+		if ((example && chars_keep(st, key, msg, len, cls == BAYES_SPAM, example_ttl) < 0)
 		    || learn_tokens(st, &t, cls == BAYES_SPAM, 1) < 0
 		    || store_set(st, key, cls == BAYES_SPAM ? "s" : "h", seen_ttl) < 0)
 			rc = -1;
@@ -419,11 +431,13 @@ static void bayes_eom(struct mw_ctx *ctx)
 			return;
 		/* with its example when the site asked for it: the daemon's
 		 * training (bayes_retrain_interval) learns from it too, but
-		 * each costs 3 KB of store for bayes_seen_ttl, so many a day
-		 * (or a sender who sends many that score clearly) fill an
-		 * LMDB map sized for tokens and greylisting */
+		 * each costs 3 KB of store, so many a day (or a sender who
+		 * sends many that score clearly) would fill an LMDB map sized
+		 * for tokens and greylisting: they live
+		 * bayes_autolearn_example_ttl, not bayes_seen_ttl, which
+		 * bounds them at the autolearn rate times that */
 		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl,
-		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples);
+		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples, autolearn_example_ttl(b->cfg));
 		if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)

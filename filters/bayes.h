@@ -45,8 +45,11 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * -1 store failure.  The message is remembered as learned for seen_ttl
  * seconds (bayes_seen_ttl; 0 = for ever), then counts as new.  example:
  * also keep its example for the character model (bayes_chars.h), as
- * learn and autolearn do with bayes_chars on. */
-int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example);
+ * learn and autolearn do with bayes_chars on, for example_ttl seconds
+ * (0 = for ever; autolearn's bayes_autolearn_example_ttl, learn's
+ * seen_ttl). */
+int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
+                unsigned example_ttl);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
 int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);

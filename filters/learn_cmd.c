@@ -79,7 +79,7 @@ static void learn_file(const char *path)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ms = &ms;
 	ctx.name = "bayes";
-	r = bayes_learn(run->store, &ctx, run->cls, run->seen_ttl, run->examples);
+	r = bayes_learn(run->store, &ctx, run->cls, run->seen_ttl, run->examples, run->seen_ttl);
 	if (r < 0) {
 		run->store_error = 1;
 		run->failed++;

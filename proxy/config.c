@@ -543,8 +543,11 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Bayes: autolearn as ham at or below this score"),
 	{ "bayes_autolearn_examples", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn_examples, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "Bayes: autolearn also keeps the message's example (3 KB for bayes_seen_ttl) for the "
+	  "Bayes: autolearn also keeps the message's example (3 KB for bayes_autolearn_example_ttl) for the "
 	  "character models' training" },
+	G_AGE("bayes_autolearn_example_ttl", bayes_autolearn_example_ttl, "7d", 0, 3650 * 86400,
+	      "Bayes, with bayes_autolearn_examples: how long an autolearned message's example is kept "
+	      "(at most bayes_seen_ttl; 0 = as long as that): the store they take is the autolearn rate times this"),
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	{ "dnsbl_list", CFG_LIST, CFG_GLOBAL, "", 0, 32, FLD(config, dnsbl_lists, char (*)[1024]),

@@ -250,6 +250,7 @@ struct config {
 	double   bayes_autolearn_spam;   /* score (others' symbols) to learn spam */
 	double   bayes_autolearn_ham;    /* score at or below which to learn ham */
 	int      bayes_autolearn_examples;  /* autolearn keeps examples too */
+	unsigned bayes_autolearn_example_ttl; /* s they live (0 = as bayes_seen_ttl) */
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	char     dnsbl_lists[32][1024];  /* "ZONE ip|domain CODE=SYMBOL:SCORE ..." */

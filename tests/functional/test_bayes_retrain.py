@@ -93,9 +93,10 @@ def daemon_opts(opts, interval="1", **more):
 
 def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
     """With bayes_autolearn_examples an autolearned message keeps its
-    example (bayes:ex:<id>, as long as its seen key), which a training
-    then counts; with bayes_chars = no none is kept, as with learn, nor
-    by default."""
+    example (bayes:ex:<id>) for bayes_autolearn_example_ttl (7 days; at
+    most its seen key's bayes_seen_ttl, and as long as that with 0), which
+    a training then counts; with bayes_chars = no none is kept, as with
+    learn, nor by default."""
     kind, opts, redis = store
     m = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
                                              bayes_autolearn_ham="0.5", bayes_autolearn_examples="yes"))
@@ -107,11 +108,26 @@ def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
     ex = store_peek(kind, opts, redis, seen.replace("seen", "ex"), raw=True)
     assert mark is not None and mark[1] == "h", mark
     assert ex is not None and ex[1].startswith(b"h") and b"QZXJ-BULKMAIL-1" in ex[1], ex
-    # the seen key's lifetime (bayes_seen_ttl, 90 days), to the second or two
-    assert abs(ex[0] - mark[0]) < 3 and 90 * 86400 - 60 < ex[0] <= 90 * 86400, (ex[0], mark[0])
+    # bayes_autolearn_example_ttl (7 days), the seen key bayes_seen_ttl (90)
+    assert 7 * 86400 - 60 < ex[0] <= 7 * 86400, (ex[0], mark[0])
+    assert 90 * 86400 - 60 < mark[0] <= 90 * 86400, mark
     out = learn(opts, "--rebuild")
     assert out.startswith("character model trained on 0 spam, 1 ham"), out
     m.stop()
+    # 0: as long as the seen key; never longer than it
+    for i, more, days in ((4, {"bayes_autolearn_example_ttl": "0"}, 90),
+                          (5, {"bayes_seen_ttl": "1d"}, 1)):
+        n = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
+                                                 bayes_autolearn_ham="0.5", bayes_autolearn_examples="yes",
+                                                 **more))
+        send(n, msg("spam", i))
+        wait_until(lambda: "autolearned as ham" in n.stderr_text(), 3)
+        seen = bayes_seen_key(mid("spam", i))
+        mark = store_peek(kind, opts, redis, seen)
+        ex = store_peek(kind, opts, redis, seen.replace("seen", "ex"), raw=True)
+        assert ex is not None and abs(ex[0] - mark[0]) < 3 and days * 86400 - 60 < ex[0] <= days * 86400, \
+            (more, ex and ex[0], mark)
+        n.stop()
     # with bayes_chars = no, and by default (bayes_autolearn_examples =
     # no: 3 KB of store each for bayes_seen_ttl), the words are learned
     # and no example is kept
