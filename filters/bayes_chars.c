@@ -581,10 +581,10 @@ int chars_rebuild(struct store *st, FILE *report)
 	/* a live holder renews the lock while it trains; a dead one's goes
 	 * within CHARS_LOCK_TTL */
 	while ((got = take_lock(st)) == 0) {
-		if (report != NULL && waited % 30 == 0)
+		if (report != NULL && waited % 30 == 0) {
 			fprintf(report, "another process trains the character model (%s): waiting for it\n", LOCK_KEY);
-		if (report != NULL)
 			fflush(report);
+		}
 		sleep(1);
 		waited++;
 	}

@@ -521,11 +521,6 @@ struct accept_pause {
 	struct episode ep;     /* its count: failed accept()s */
 };
 
-static int out_of_descriptors(int err)
-{
-	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 static void accept_failed(struct accept_pause *ap, int err)
 {
 	unsigned long tries;
@@ -704,7 +699,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 			if (fd >= 0)
 				accept_worked(&pause);
 			if (fd < 0) {
-				if (out_of_descriptors(errno))
+				if (episode_accept_starved(errno))
 					accept_failed(&pause, errno);
 				else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
 				    && errno != ECONNABORTED)

@@ -9,6 +9,8 @@
 #ifndef MW_EPISODE_H
 #define MW_EPISODE_H
 
+#include <errno.h>
+
 #define EPISODE_LOG_MS 10000
 
 struct episode {
@@ -38,6 +40,15 @@ long long episode_now_ms(void);
 static inline int episode_going(const struct episode *ep)
 {
 	return ep->line_ms != 0;
+}
+
+/* episode_accept_starved - accept() failed for want of descriptors or
+ * memory: the connection stays in the backlog and the socket readable,
+ * so the caller must pause, not try again at once (the episode all three
+ * users log) */
+static inline int episode_accept_starved(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
 #endif

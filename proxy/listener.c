@@ -262,11 +262,6 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
 #define STARVED_PAUSE_MS 100
 #define STARVED_QUIET_MS 1000
 
-static int starved_error(int err)
-{
-	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 static void starved_over(struct listener *ln)
 {
 	unsigned long refused;
@@ -346,7 +341,7 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
 	struct listener *ln = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	(void)evl;
-	if (starved_error(err)) {
+	if (episode_accept_starved(err)) {
 		starved(ln, err);
 		return;
 	}

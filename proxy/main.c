@@ -188,9 +188,8 @@ static void log_deadline_warnings(const struct config *cfg)
 
 /* raise_open_files - the soft limit on descriptors up to the hard one:
  * a shell or an init script leaves 1024, which a few hundred SMTP
- * sessions use up, and libmilter spins on accept() when it runs out
- * (README "Out of descriptors"); warns when even the hard limit is short
- * of max_connections */
+ * sessions use up (README "Out of descriptors"); warns when even the
+ * hard limit is short of max_connections */
 static void raise_open_files(const struct config *cfg)
 {
 	struct rlimit rl;

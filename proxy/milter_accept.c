@@ -93,11 +93,6 @@ static void untrack(int fd)
 		atomic_fetch_sub(&nopen, 1);
 }
 
-static int starved_error(int err)
-{
-	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 static void over(struct episode *ep, const char *what)
 {
 	unsigned long refused;
@@ -185,7 +180,7 @@ int __wrap_accept(int fd, struct sockaddr *sa, socklen_t *len)
 	int c = __real_accept(fd, sa, len);
 	if (c < 0) {
 		int err = errno;
-		if (starved_error(err))
+		if (episode_accept_starved(err))
 			starved(fd, err);
 		errno = err;
 		return -1;
