@@ -35,6 +35,7 @@
 #include "filters/av.h"
 #include "filters/builtin.h"
 #include "filters/deadline.h"
+#include "proxy/monotime.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 #include "proxy/netaddr.h"
@@ -49,13 +50,6 @@ struct clamd {
 	char label[64];
 };
 
-static long long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* wait_fd - poll fd for ev until the deadline.  1 ready, 0 timed out, -1 error */
 static int wait_fd(int fd, short ev, long long deadline)
@@ -65,7 +59,7 @@ static int wait_fd(int fd, short ev, long long deadline)
 	int r;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - monotime_ms();
 		if (left <= 0)
 			return 0;
 		p.fd = fd;
@@ -118,7 +112,7 @@ static int send_all(int fd, const void *buf, size_t len, long long deadline,
 static int clamd_connect(const struct clamd *d, char *why, size_t whysz)
 {
 	int fd = socket(d->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	long long deadline = now_ms() + deadline_cap(d->cfg->clamd_connect_timeout, NULL);
+	long long deadline = monotime_ms() + deadline_cap(d->cfg->clamd_connect_timeout, NULL);
 	int soerr = 0, r;
 	socklen_t sl = sizeof(soerr);
 
@@ -278,7 +272,7 @@ static enum av_result clamd_scan(void *arg, const unsigned char *msg, size_t len
 static void clamd_eom(struct mw_ctx *ctx)
 {
 	struct clamd *d = mw_instance(ctx);
-	struct one_scan o = { .d = d, .deadline = now_ms() + deadline_cap(d->cfg->clamd_timeout, NULL) };
+	struct one_scan o = { .d = d, .deadline = monotime_ms() + deadline_cap(d->cfg->clamd_timeout, NULL) };
 	struct av_scanner s = { .label = d->label, .arg = &o, .scan = clamd_scan };
 
 	av_scan_message(ctx, d->cfg, &s);

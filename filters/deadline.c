@@ -6,6 +6,7 @@
 #include "filters/bayes.h"
 #include "filters/deadline.h"
 #include "proxy/config.h"
+#include "proxy/monotime.h"
 
 #define MAX_NOTES 16
 
@@ -38,10 +39,7 @@ unsigned deadline_margin_ms(unsigned budget_ms)
 
 long long deadline_now_ms(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	return monotime_ms();
 }
 
 void deadline_begin(long long at_ms)

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "filters/deadline.h"
+#include "proxy/monotime.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
 #include "proxy/episode.h"
@@ -478,13 +479,6 @@ static int peer_ok(int fd)
 	return cred.uid == 0 || cred.uid == geteuid();
 }
 
-static long long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void setup_signals(void)
 {
@@ -526,7 +520,7 @@ static void accept_failed(struct accept_pause *ap, int err)
 	unsigned long tries;
 	long long secs;
 
-	ap->until = now_ms() + ACCEPT_PAUSE_MS;
+	ap->until = monotime_ms() + ACCEPT_PAUSE_MS;
 	ap->ep.count++;
 	switch (episode_step(&ap->ep, episode_now_ms(), &tries, &secs)) {
 	case EPISODE_STARTS:
@@ -618,7 +612,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 	for (;;) {
 		if (got_term && !shutting) {
 			shutting = 1;
-			deadline = now_ms() + cfg->shutdown_timeout;
+			deadline = monotime_ms() + cfg->shutdown_timeout;
 			slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
 			listen_fd = -1;		/* stop accepting; the master keeps the socket */
 			for (i = 0; i < s.nconns; i++)
@@ -644,7 +638,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 				pthread_mutex_unlock(&s.lock);
 				break;
 			}
-			if (now_ms() >= deadline) {
+			if (monotime_ms() >= deadline) {
 				pthread_mutex_unlock(&s.lock);
 				break;
 			}
@@ -657,7 +651,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 		pfd[np].fd = sp[0];
 		pfd[np++].events = POLLIN;
 		if (listen_fd >= 0) {
-			long long rest = pause.until - now_ms();
+			long long rest = pause.until - monotime_ms();
 
 			/* a negative fd keeps its place in pfd, and poll skips it */
 			pfd[np].fd = rest > 0 ? -1 : listen_fd;

@@ -39,6 +39,7 @@
 #include <hiredis/hiredis.h>
 
 #include "filters/deadline.h"
+#include "proxy/monotime.h"
 #include "filters/store.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -78,13 +79,6 @@ struct redis_store {
 	int      down_logged;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* parse_addr - "HOST:PORT", "[V6]:PORT" or "/unix/path" */
 static int parse_addr(const char *a, struct redis_store *b)
@@ -247,7 +241,7 @@ static int idle_broken(const struct redis_store *b, redisContext *c)
 static redisContext *conn_get(struct redis_store *b, unsigned budget_ms)
 {
 	redisContext *c = NULL;
-	int64_t now = mono_ms();
+	int64_t now = monotime_ms();
 	struct timeval tv = b->tv;
 	int capped = budget_ms < b->timeout_ms;
 
@@ -281,7 +275,7 @@ static redisContext *conn_get(struct redis_store *b, unsigned budget_ms)
 		pthread_mutex_unlock(&b->lock);
 		return c;
 	}
-	if (capped && mono_ms() - now >= (int64_t)budget_ms) {
+	if (capped && monotime_ms() - now >= (int64_t)budget_ms) {
 		slog(NULL, LOG_WARNING, "store redis %s:%d: cannot connect within %u ms, what was left "
 		    "of the scan's deadline", b->host, b->port, budget_ms);
 		deadline_timed_out("store_timeout");
@@ -290,7 +284,7 @@ static redisContext *conn_get(struct redis_store *b, unsigned budget_ms)
 		return NULL;
 	}
 	pthread_mutex_lock(&b->lock);
-	b->down_until_ms = mono_ms() + RETRY_MS;
+	b->down_until_ms = monotime_ms() + RETRY_MS;
 	if (!b->down_logged)
 		slog(NULL, LOG_ERR, "store redis %s:%d: cannot connect: %s", b->host, b->port,
 		    c != NULL && c->errstr[0] ? c->errstr : "out of memory");
@@ -340,7 +334,7 @@ static int flush_out(const struct redis_store *b, redisContext *c, int64_t deadl
 	int done = 0;
 
 	while (!done) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - monotime_ms();
 
 		if (left <= 0 || redisSetTimeout(c, ms_tv(left)) != REDIS_OK) {
 			snprintf(why, whysz, "not sent within %u ms%s", call_ms, cut_note(b));
@@ -383,7 +377,7 @@ static int read_reply_loop(const struct redis_store *b, redisContext *c, int64_t
 			snprintf(why, whysz, "reply longer than %zu bytes", max_bytes);
 			return -1;
 		}
-		left = deadline - mono_ms();
+		left = deadline - monotime_ms();
 		n = left > 0 ? poll(&p, 1, (int)left) : 0;
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -454,7 +448,7 @@ static int call_start(struct redis_store *b, const char *cmd, redisContext **cp,
 		/* the connect took some of it */
 		if ((budget = deadline_cap(b->timeout_ms, NULL)) > 0) {
 			call_ms = budget;
-			*deadline = mono_ms() + budget;
+			*deadline = monotime_ms() + budget;
 			return 0;
 		}
 		conn_put(b, *cp, cmd, NULL);
@@ -488,7 +482,7 @@ static redisReply *run_capped(struct redis_store *b, int argc, const char **argv
 	if (flush_out(b, c, deadline, why, sizeof(why)) < 0
 	    || read_reply_capped(b, c, deadline, max_bytes, max_elements, &r, why,
 	                         sizeof(why)) < 0) {
-		if (mono_ms() >= deadline)
+		if (monotime_ms() >= deadline)
 			deadline_timed_out("store_timeout");
 		conn_put(b, c, argv[0], why);
 		return NULL;
@@ -687,7 +681,7 @@ static int pipe_keys(struct redis_store *b, const char *cmd, char **keys, size_t
 fail:
 	while (i > 0)
 		freeReplyObject(rep[--i]);
-	if (mono_ms() >= deadline)
+	if (monotime_ms() >= deadline)
 		deadline_timed_out("store_timeout");
 	conn_put(b, c, cmd, why);
 	return -1;
@@ -881,7 +875,7 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 		}
 	}
 	if (flush_out(b, c, deadline, why, sizeof(why)) < 0) {
-		if (mono_ms() >= deadline)
+		if (monotime_ms() >= deadline)
 			deadline_timed_out("store_timeout");
 		conn_put(b, c, "HMGET", why);
 		return -1;
@@ -890,7 +884,7 @@ static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 		redisReply *r = NULL;
 
 		if (read_reply(b, c, deadline, &r, why, sizeof(why)) < 0) {
-			if (mono_ms() >= deadline)
+			if (monotime_ms() >= deadline)
 				deadline_timed_out("store_timeout");
 			conn_put(b, c, "HMGET", why);
 			return -1;

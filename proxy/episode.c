@@ -1,14 +1,10 @@
 /* episode.c - conditions logged as start, "goes on" and end (episode.h). */
-#include <time.h>
-
 #include "episode.h"
+#include "monotime.h"
 
 long long episode_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+	return monotime_ms() + 1;
 }
 
 enum episode_line episode_step(struct episode *ep, long long now_ms, unsigned long *count,

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/monotime.h"
 #include "sbuf.h"
 #include "scansync.h"
 
@@ -115,13 +116,6 @@ static void give_back(struct scansync *ss, int fd, unsigned gen)
 		close(fd);
 }
 
-static long long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
                   struct scan_result *res, char *err, size_t errlen)
@@ -133,8 +127,8 @@ int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd
                            unsigned timeout_ms, const struct scansync_progress *pg,
                            struct scan_result *res, char *err, size_t errlen)
 {
-	long long deadline = now_ms() + timeout_ms;
-	long long tick = pg != NULL && pg->every_ms > 0 ? now_ms() + pg->every_ms : 0;
+	long long deadline = monotime_ms() + timeout_ms;
+	long long tick = pg != NULL && pg->every_ms > 0 ? monotime_ms() + pg->every_ms : 0;
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	unsigned gen;
 	int sock, r;
@@ -158,7 +152,7 @@ int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd
 	}
 	for (;;) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };
-		long long now = now_ms(), left = deadline - now;
+		long long now = monotime_ms(), left = deadline - now;
 
 		if (left <= 0) {
 			snprintf(err, errlen, "no answer from the scanner within %u ms", timeout_ms);

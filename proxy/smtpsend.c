@@ -18,19 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/monotime.h"
 #include "proxy/dataframe.h"
 #include "proxy/smtpsend.h"
 
 #define SS_LINE_MAX 2048       /* longest reply line accepted */
 #define SS_OUT_CHUNK 65536     /* message bytes batched per write */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int ss_fail(struct smtpsend *c, const char *what, int e)
 {
@@ -52,7 +46,7 @@ static int wait_fd(int fd, short ev, long long deadline)
 	int n;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - monotime_ms();
 		if (left <= 0)
 			return 0;
 		n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
@@ -80,7 +74,7 @@ static int write_all(struct smtpsend *c, const char *p, size_t len, unsigned tim
 			continue;
 		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return ss_fail(c, "write", errno);
-		r = wait_fd(c->fd, POLLOUT, now_ms() + timeout_ms);
+		r = wait_fd(c->fd, POLLOUT, monotime_ms() + timeout_ms);
 		if (r == 0)
 			return ss_fail(c, "write: timed out", 0);
 		if (r < 0)
@@ -92,7 +86,7 @@ static int write_all(struct smtpsend *c, const char *p, size_t len, unsigned tim
 /* read_reply - one complete reply into *r, within timeout_ms */
 static int read_reply(struct smtpsend *c, unsigned timeout_ms, struct smtp_reply *r)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = monotime_ms() + timeout_ms;
 	char *lf;
 	size_t n;
 	ssize_t got;
@@ -136,7 +130,7 @@ static int read_reply(struct smtpsend *c, unsigned timeout_ms, struct smtp_reply
 int smtpsend_connect(struct smtpsend *c, const struct netaddr *a, unsigned timeout_ms,
                      struct smtp_reply *greeting)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = monotime_ms() + timeout_ms;
 	socklen_t sl;
 	int one = 1, e = 0, w;
 
