@@ -116,6 +116,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c->upstream_probe_interval, 60000);
 	assert_int_equal(c->scan_timeout, 150000);
 	assert_int_equal(c->milter_timeout, 150000);   /* holds the typical filters (107 s, 120 s with Redis) */
+	/* the answer at RCPT must reach Sendmail within its T=R: (10 s), which
+	 * no progress packet extends before the end of the message */
+	assert_int_equal(c->milter_early_timeout, 8000);
 	assert_int_equal(c->shutdown_timeout, 30000);
 	assert_int_equal(c->bare_newline, BARE_NEWLINE_REJECT);
 	assert_int_equal(c->early_talker, EARLY_TALKER_NOTE);
