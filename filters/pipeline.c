@@ -14,6 +14,7 @@
  * The pipeline itself is read-only after pipeline_new, so scanner threads
  * share one; per-message state lives on the stack of pipeline_scan.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -327,26 +328,63 @@ static void push_edit(struct msgscan *ms, enum header_edit_op op, const char *na
 	e->index = index;
 }
 
+/* skip_cfws - past RFC 5322 CFWS: white space, line breaks and comments,
+ * which nest and may hold quoted-pairs; NULL for a comment never closed */
+static const char *skip_cfws(const char *p)
+{
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		if (*p != '(')
+			return p;
+		for (unsigned depth = 0; ; p++) {
+			if (*p == '\0')
+				return NULL;
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == '(')
+				depth++;
+			else if (*p == ')' && --depth == 0) {
+				p++;
+				break;
+			}
+		}
+	}
+}
+
 /* ar_authserv_is - does an Authentication-Results value start with this
- * authserv-id (RFC 8601: CFWS, the id, an optional version, then ';')? */
+ * authserv-id?  RFC 8601: CFWS, the id as a token or a quoted-string
+ * (RFC 2045 "value"), an optional version, then ';'.  Every form that a
+ * reader following the RFC takes for our id counts: a forged field that
+ * hid it in quotes or nested comments would pass as ours downstream. */
 static int ar_authserv_is(const char *value, const char *id)
 {
-	size_t n = strlen(id);
+	size_t n = strlen(id), k = 0;
+	const char *p = skip_cfws(value);
 
-	while (*value == ' ' || *value == '\t')
-		value++;
-	while (*value == '(') {           /* a leading comment */
-		const char *e = strchr(value, ')');
-		if (e == NULL)
-			return 0;
-		value = e + 1;
-		while (*value == ' ' || *value == '\t')
-			value++;
-	}
-	if (strncasecmp(value, id, n) != 0)
+	if (p == NULL)
 		return 0;
-	value += n;
-	return *value == ';' || *value == ' ' || *value == '\t' || *value == '(' || *value == '\0';
+	if (*p != '"') {
+		if (strncasecmp(p, id, n) != 0)
+			return 0;
+		p += n;
+		return *p == ';' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' ||
+		    *p == '(' || *p == '\0';
+	}
+	/* a quoted-string: its content, quoted-pairs undone and folding
+	 * dropped, compared with the id */
+	for (p++; *p != '"'; p++) {
+		if (*p == '\0')
+			return 0;
+		if (*p == '\r' || *p == '\n')
+			continue;
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		if (k >= n || tolower((unsigned char)*p) != tolower((unsigned char)id[k]))
+			return 0;
+		k++;
+	}
+	return k == n;
 }
 
 static const char *authserv_id(const struct config *cfg)
@@ -359,19 +397,27 @@ static const char *authserv_id(const struct config *cfg)
  * on top.  A folded field: one "method=result props" per line. */
 static void auth_results(const struct config *cfg, struct msgscan *ms)
 {
+	static const char ar[] = "Authentication-Results";
 	const char *id = authserv_id(cfg);
 	unsigned nth = 0;
+	struct header_field f;
 	struct sbuf v;
-	size_t i;
+	size_t i, pos = 0;
 
-	for (i = 0; i < ms->nfields; i++) {
-		if (strcasecmp(ms->fields[i].name, "Authentication-Results") != 0)
+	/* the whole header section, not ms->fields: those stop at
+	 * MW_MAX_FIELDS, and a forged field past them would stay */
+	while (header_next((const char *)ms->msg, ms->len, &pos, &f) == 1) {
+		if (f.name_len != sizeof(ar) - 1 || strncasecmp(f.name, ar, f.name_len) != 0)
 			continue;
-		if (ar_authserv_is(ms->fields[i].value, id)) {
+		char *value = xmalloc(f.value_len + 1);
+
+		header_unfold(&f, value, f.value_len + 1);
+		if (ar_authserv_is(value, id)) {
 			slog(ms->req->session_id, LOG_NOTICE,
 			    "removing an Authentication-Results field with our authserv-id %s", id);
-			push_edit(ms, HE_REMOVE_AT, "Authentication-Results", NULL, nth);
+			push_edit(ms, HE_REMOVE_AT, ar, NULL, nth);
 		}
+		free(value);
 		nth++;
 	}
 	if (ms->nauth == 0)

@@ -45,6 +45,8 @@
 /* R_STORAGE - RFC 3463 4.3.1, as the proxy answers: the messages in flight
  * fill spool_memory_max */
 static const char R_STORAGE[] = "452 4.3.1 Insufficient system storage, try again later";
+/* a header of more than MAX_FIELDS fields: no mail program writes one */
+static const char R_TOO_MANY_FIELDS[] = "552 5.3.4 Error: too many header fields";
 
 static struct {
 	/* the newest configuration: a session takes a reference at each MAIL
@@ -123,6 +125,7 @@ struct msess {
 	struct spool spool;
 	int      spool_ok;      /* opened and no write failed */
 	int      too_big;
+	int      too_many_fields;  /* past MAX_FIELDS: refused at the end */
 	struct milter_fields fields;
 	char     message_id[256];
 	char     subject[256];
@@ -206,7 +209,7 @@ static void txn_reset(struct msess *s)
 	s->nrcpts = 0;
 	s->fields.names = NULL;
 	s->fields.count = 0;
-	s->spool_ok = s->too_big = 0;
+	s->spool_ok = s->too_big = s->too_many_fields = 0;
 	s->message_id[0] = s->subject[0] = s->queue_id[0] = '\0';
 	s->auth_user[0] = s->tls[0] = '\0';
 	if (s->have_early)
@@ -217,7 +220,7 @@ static void txn_reset(struct msess *s)
 
 static void spool_put(struct msess *s, const char *p, size_t n)
 {
-	if (!s->spool_ok || s->too_big)
+	if (!s->spool_ok || s->too_big || s->too_many_fields)
 		return;
 	if (s->spool.size + n > s->cfg->message_size_limit) {
 		s->too_big = 1;
@@ -675,26 +678,37 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 
 	if (s == NULL || !s->in_txn)
 		return answer(s, SMFIP_NR_HDR, SMFIS_TEMPFAIL);
-	if (s->fields.count < MAX_FIELDS) {
-		s->fields.names = xrealloc(s->fields.names, (s->fields.count + 1) * sizeof(char *));
-		s->fields.names[s->fields.count++] = xstrndup(name, SHORT_FIELD);
+	if (s->fields.count == MAX_FIELDS) {
+		/* the fields past it could not be removed (a forged X-Spam-*
+		 * or Authentication-Results would reach the mailbox): the
+		 * message is refused at its end, and nothing more is kept */
+		s->too_many_fields = 1;
+		return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 	}
-	/* the field as it was sent: "Name:" value CRLF, with the MTA's bare-LF
-	 * folding turned back into CRLF */
+	s->fields.names = xrealloc(s->fields.names, (s->fields.count + 1) * sizeof(char *));
+	s->fields.names[s->fields.count++] = xstrndup(name, SHORT_FIELD);
+	/* the field as it was sent: "Name:" value CRLF, with the MTA's LF
+	 * folding (or CRLF) turned back into CRLF.  A CR alone stays a byte of
+	 * the value, as the proxy relays it and headers.c reads it: as a line
+	 * break it would end the header section for the scanner at the next
+	 * line without a colon, and the fields after it (a forged
+	 * Authentication-Results, X-Spam-*) would go unseen and unremoved
+	 * while the MTA delivers them */
 	spool_put(s, name, strlen(name));
 	spool_put(s, ":", 1);
 	if (!s->leadspc && value[0] != ' ' && value[0] != '\t')
 		spool_put(s, " ", 1);
 	for (v = value; *v != '\0'; ) {
-		size_t n = strcspn(v, "\r\n");
-		spool_put(s, v, n);
-		v += n;
-		if (*v == '\r' && v[1] == '\n')
-			v++;
-		if (*v == '\n' || *v == '\r') {
-			spool_put(s, "\r\n", 2);
-			v++;
+		const char *lf = strchr(v, '\n');
+		size_t n = lf != NULL ? (size_t)(lf - v) : strlen(v);
+
+		if (lf == NULL) {
+			spool_put(s, v, n);
+			break;
 		}
+		spool_put(s, v, n > 0 && lf[-1] == '\r' ? n - 1 : n);
+		spool_put(s, "\r\n", 2);
+		v = lf + 1;
 	}
 	spool_put(s, "\r\n", 2);
 	for (v = value; *v == ' ' || *v == '\t'; v++)
@@ -758,7 +772,7 @@ static sfsistat eom(SMFICTX *ctx)
 	struct msess *s = sess(ctx);
 	struct scan_request req;
 	struct scan_result res;
-	const char *what = "none";
+	const char *what = "none", *reply;
 	char err[300], qid[64];
 	sfsistat rc;
 
@@ -768,6 +782,12 @@ static sfsistat eom(SMFICTX *ctx)
 	if (s->too_big) {
 		milter_reply(ctx, "552 5.3.4 Message too big");
 		audit(s, NULL, "reject", "552 5.3.4 Message too big", qid, "message too big");
+		txn_reset(s);
+		return SMFIS_REJECT;
+	}
+	if (s->too_many_fields) {
+		milter_reply(ctx, R_TOO_MANY_FIELDS);
+		audit(s, NULL, "reject", R_TOO_MANY_FIELDS, qid, "too many header fields");
 		txn_reset(s);
 		return SMFIS_REJECT;
 	}
@@ -816,8 +836,8 @@ static sfsistat eom(SMFICTX *ctx)
 		txn_reset(s);
 		return rc;
 	}
-	rc = milter_apply(ctx, s->cfg, &res, &s->fields, s->leadspc, &what);
-	audit(s, &res, what, res.reply, qid, NULL);
+	rc = milter_apply(ctx, s->cfg, &res, &s->fields, s->leadspc, &what, &reply);
+	audit(s, &res, what, reply, qid, NULL);
 	scan_result_free(&res);
 	scan_request_free(&req);
 	txn_reset(s);

@@ -19,11 +19,17 @@ struct milter_fields {
 /* milter_reply - split "550 5.7.1 text" and smfi_setreply it; 0 / -1 */
 int milter_reply(SMFICTX *ctx, const char *reply);
 
+/* MILTER_MAX_DELETIONS - header fields the milter removes from one
+ * message at most; a message that needs more is refused (milter_apply) */
+#define MILTER_MAX_DELETIONS 1000
+
 /* milter_apply - the result's action and edits.  leadspc: the MTA keeps
  * the leading space of header values (SMFIP_HDR_LEADSPC negotiated), so
  * ours must carry one.  *what gets the action name for the audit log
- * ("accept", "tag", "reject", "quarantine", ...). */
+ * ("accept", "tag", "reject", "quarantine", ...), *reply the reply given
+ * (the result's, or the milter's own when it could not carry it out). */
 sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
-                      const struct milter_fields *fields, int leadspc, const char **what);
+                      const struct milter_fields *fields, int leadspc, const char **what,
+                      const char **reply);
 
 #endif
