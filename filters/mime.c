@@ -11,7 +11,7 @@
  * the decoded bytes kept, the URIs collected.  GMime itself refuses MIME
  * nesting past its own limit (GMIME_CRIT_NESTING_OVERFLOW).  Any structural
  * complaint of the parser, or a limit reached, sets parse_error; a limit
- * that leaves parts unwalked sets incomplete too.  What GMime builds is
+ * that leaves parts unwalked, or a part's content cut, sets incomplete too.  What GMime builds is
  * bounded before it parses (struct_cut): it makes objects of every part and
  * header field, so a few MB of tiny parts or header lines would cost GBs.
  *
@@ -38,7 +38,9 @@ struct mime_store {
 	size_t      cap_parts;
 	size_t      cap_msgs;
 	size_t      cap_uris;
-	size_t      decoded;          /* bytes of decoded content kept so far */
+	size_t      decoded;          /* bytes of content as decoded (raw) kept so far */
+	size_t      converted;        /* bytes of text converted to UTF-8 kept so far
+	                               * (the copies that differ from raw) */
 	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
 };
 
@@ -748,41 +750,51 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 	} else
 		w = NULL;
 	if (w != NULL) {
+		/* Two budgets, each MIME_MAX_DECODED: the content as decoded
+		 * (raw, what a file type, an archive, a signed content is read
+		 * from) and the UTF-8 copies of text parts that the charset
+		 * conversion changed (data, what the rules read; windows-1252
+		 * grows up to three times).  Counted together, 23 MB of 0x80
+		 * text used the room of every part after it, which was kept
+		 * empty and never checked, and nothing said so. */
 		size_t room = st->decoded < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->decoded : 0;
 		GByteArray *raw = read_decoded(w, room, &truncated);
 
+		st->decoded += raw->len;
 		if (p->is_text) {
-			size_t n;
+			size_t n, troom = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0;
 			char *t = to_utf8(raw->data, raw->len,
 			    g_mime_object_get_content_type_parameter(obj, "charset"), &n);
 
-			/* conversion may grow it: the cap holds for what is kept */
-			if (n > room) {
-				n = room;
-				while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
-					n--;          /* cut on a character boundary */
-				t[n] = '\0';
-				t = g_realloc(t, n + 1);   /* the rest given back */
-				truncated = 1;
-			}
-			p->data = (const unsigned char *)t;
-			p->len = n;
-			if (n == raw->len && memcmp(t, raw->data, n) == 0)
+			if (n == raw->len && memcmp(t, raw->data, n) == 0) {
+				/* nothing converted: the one copy, counted as raw */
 				g_byte_array_free(raw, TRUE);
-			else {
+				p->data = (const unsigned char *)t;
+				p->len = n;
+			} else {
+				/* conversion may grow it: the cap holds for what is kept */
+				if (n > troom) {
+					n = troom;
+					while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+						n--;          /* cut on a character boundary */
+					t[n] = '\0';
+					t = g_realloc(t, n + 1);   /* the rest given back */
+					p->text_truncated = 1;
+				}
+				st->converted += n;
+				p->data = (const unsigned char *)t;
+				p->len = n;
 				/* keep the bytes as sent too (an executable declared
 				 * text/plain must still look like one) */
 				p->raw_len = raw->len;
 				g_byte_array_append(raw, (const guint8 *)"", 1);
 				p->raw = g_byte_array_free(raw, FALSE);
-				st->decoded += p->raw_len;
 			}
 		} else {
 			p->len = raw->len;
 			g_byte_array_append(raw, (const guint8 *)"", 1);   /* NUL after, for safety */
 			p->data = g_byte_array_free(raw, FALSE);
 		}
-		st->decoded += p->len;
 	}
 	if (p->data == NULL) {
 		p->data = (const unsigned char *)g_strdup("");
@@ -793,9 +805,15 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 		p->raw_len = p->len;
 	}
 	if (truncated) {
+		/* cut or kept empty: its type, archive, signed content were
+		 * not all there to check, so the parse is not whole */
 		p->truncated = 1;
+		p->text_truncated |= p->is_text;
 		st->pub.parse_error = 1;
+		incomplete(st, "decoded content over 64 MiB");
 	}
+	if (p->text_truncated)
+		st->pub.parse_error = 1;
 	if (p->is_html) {
 		p->rendered = html_render(st, (const char *)p->data, p->len, &p->rendered_len);
 		text_uris(st, p->rendered, p->rendered_len);

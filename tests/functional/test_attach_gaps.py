@@ -372,6 +372,42 @@ def test_tnef_files(tmp_path):
     expect(out, "quarantine", "ATTACH_UNCHECKED", "TNEF stream truncated or malformed")
 
 
+# --- the MIME parse's 64 MiB of decoded content ------------------------------------
+
+def cp1252_filler(mb=23):
+    """mb MB of 0x80 as windows-1252 text: three times that in UTF-8 (U+20AC)"""
+    line = b"\x80" * 990 + CRLF
+    return L.part("text/plain; charset=windows-1252", line * (mb * 1000 * 1000 // len(line)),
+                  "inline", cte="8bit")
+
+
+def test_converted_text_leaves_room_for_later_parts(tmp_path):
+    """23 MB of windows-1252 text is 69 MB of UTF-8: counted with its bytes
+    as sent against the 64 MiB, it left the zip after it kept empty, only
+    its name looked at, and the message passed clean.  The converted text
+    now counts apart: the zip is read."""
+    z = L.zip_bytes({"invoice.exe": EXE})
+    zpart = L.part("application/zip", z, "attachment; filename=\"invoice.zip\"")
+    msg = L.message([cp1252_filler(), zpart])
+    assert len(msg) < 50 * 1000 * 1000         # under message_size_limit
+    expect(scan(tmp_path, msg), "reject", "ATTACH_ARCHIVE_BANNED", "invoice.zip: contains invoice.exe")
+    clean = L.part("application/zip", L.zip_bytes({"notes.txt": b"text\n"}),
+                   "attachment; filename=\"notes.zip\"")
+    expect(scan(tmp_path, L.message([cp1252_filler(), clean])), "accept")
+
+
+def test_decoded_budget_cut_is_unchecked(tmp_path):
+    """past 64 MiB of content as decoded (a message over 64 MiB: a raised
+    message_size_limit, the milter, mailwarden scan), the parts cut or kept
+    empty are unchecked, not passed on their names"""
+    big = L.part("text/plain; charset=us-ascii", (b"a" * 998 + CRLF) * (67 * 1024 * 1024 // 1000),
+                 "inline", cte="8bit")
+    zpart = L.part("application/zip", L.zip_bytes({"notes.txt": b"text\n"}),
+                   "attachment; filename=\"notes.zip\"")
+    out = scan(tmp_path, L.message([big, zpart]))
+    expect(out, "quarantine", "ATTACH_UNCHECKED", "message: decoded content over 64 MiB")
+
+
 # --- through the proxy ------------------------------------------------------------
 
 def test_proxy_rejects_compressed_banned(mw_factory, upstream):
