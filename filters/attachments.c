@@ -1297,6 +1297,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 	const char *declared = p->declared_type[0] ? p->declared_type : p->content_type;
 	char type[128], label[64], last[32], prev[32];
 	const char *file;
+	int declared_banned = 0;      /* another Content-Type field's type is banned */
 
 	if (p->filename != NULL)
 		file = p->filename;
@@ -1304,9 +1305,15 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(label, sizeof(label), "part %zu (%s)", idx + 1, p->content_type);
 		file = label;
 	}
-	/* every name the fields give (filename=, name=, repeated ones) */
+	/* every name the fields give (filename=, name=, repeated ones,
+	 * repeated fields) */
 	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++)
 		check_name(f, p->names[k], NULL);
+	if (p->names_truncated)
+		/* no mailer names a file that many ways: the names not kept
+		 * could be the one a program saves it under */
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file,
+		    "more than 64 names or 16 Content-Type/Content-Disposition fields, not all checked");
 	if (p->is_text && p->raw_len > 0)
 		check_uuencoded(f, p, idx);
 	if (type_banned(f->r, declared)) {
@@ -1315,6 +1322,16 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(what, sizeof(what), "type %s", declared);
 		hit(f, R_TYPE, symbol_of[R_TYPE], file, what);
 	}
+	/* a Content-Type field given twice: mail programs differ on which
+	 * one they take, so each type declared is checked */
+	for (size_t k = 0; p->types != NULL && p->types[k] != NULL; k++)
+		if (strcmp(p->types[k], declared) != 0 && type_banned(f->r, p->types[k])) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "type %s", p->types[k]);
+			hit(f, R_TYPE, symbol_of[R_TYPE], file, what);
+			declared_banned = 1;
+		}
 	/* a text body without a name holds no program unless it has NULs
 	 * (every executable header does): libmagic is spared the rest */
 	if (p->filename == NULL && p->is_text &&
@@ -1322,7 +1339,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		type[0] = '\0';
 	else
 		detect(f->a, p->raw, p->raw_len, type, sizeof(type));
-	if (type[0] != '\0' && type_banned(f->r, type) && !type_banned(f->r, declared)) {
+	if (type[0] != '\0' && type_banned(f->r, type) && !type_banned(f->r, declared) && !declared_banned) {
 		char what[400];
 
 		snprintf(what, sizeof(what), "declared %.200s, content %s", declared, type);

@@ -33,14 +33,23 @@ struct mime_part {
 	unsigned    depth;            /* 0 = top-level message */
 	const char *content_type;     /* "text/plain", lower case, without parameters */
 	const char *declared_type;    /* as declared, same as content_type unless absent
-	                               * ("" then) or invalid */
+	                               * ("" then) or invalid; of the last Content-Type
+	                               * field, as content_type is */
+	/* every distinct type the part's Content-Type fields declare (as
+	 * declared_type is), NULL-terminated, or NULL when there is none:
+	 * a part with two disagreeing fields is checked as both */
+	const char *const *types;
 	const char *filename;         /* decoded (RFC 2231/2047) UTF-8 filename, or NULL */
 	/* every distinct name the part's fields give, decoded as filename
 	 * is: Content-Disposition filename= and Content-Type name=, each
-	 * one a field repeats; filename first; NULL-terminated, or NULL when
-	 * there is none.  Mail programs differ on which one they show and
-	 * save under, so a policy checks them all. */
+	 * one a field repeats, of every such field (a field given twice);
+	 * filename first; NULL-terminated, or NULL when there is none.  Mail
+	 * programs differ on which one they show and save under, so a
+	 * policy checks them all. */
 	const char *const *names;
+	/* more than 64 distinct names, or 16 Content-Type and
+	 * Content-Disposition fields: names does not hold them all */
+	int         names_truncated;
 	const char *disposition;      /* "attachment", "inline" or NULL */
 	int         is_text;          /* text/plain or text/html */
 	int         is_html;

@@ -254,6 +254,53 @@ def test_every_name_is_checked(tmp_path, ctype, disposition, banned):
     expect(out, "reject", "ATTACH_BANNED_EXT", banned)
 
 
+def test_names_past_sixteen(tmp_path):
+    """16 names a part were kept: with 16 distinct filename= values the
+    Content-Type name= was never looked at, nor a 17th filename= (which a
+    program taking the last of repeated parameters uses).  Now 64 are;
+    past that (or 16 Content-Type/-Disposition fields) the part is
+    unchecked"""
+    many = "attachment; " + "; ".join('filename="f%02d.txt"' % i for i in range(16))
+    out = scan(tmp_path, L.message([L.part('application/octet-stream; name="invoice.exe"', HARMLESS, many)]))
+    expect(out, "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    out = scan(tmp_path, L.message([L.part("application/octet-stream", HARMLESS,
+                                           many + '; filename="invoice.exe"')]))
+    expect(out, "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    expect(scan(tmp_path, L.message([L.part("application/octet-stream", HARMLESS, many)])), "accept")
+    more = "attachment; " + "; ".join('filename="f%02d.txt"' % i for i in range(70))
+    out = scan(tmp_path, L.message([L.part("application/octet-stream", HARMLESS, more)]))
+    expect(out, "quarantine", "ATTACH_UNCHECKED", "more than 64 names")
+
+
+def _raw_part(fields, body):
+    return CRLF.join(fields) + CRLF + CRLF + body
+
+
+@pytest.mark.parametrize("order", ["banned_first", "banned_last"])
+def test_repeated_disposition_and_type_fields(tmp_path, order):
+    """a Content-Disposition or Content-Type field given twice: GMime keeps
+    the last, mail programs differ on which they use; the names of both
+    are checked (a banned name in the first field passed)"""
+    for field in (b"Content-Disposition: attachment; filename=", b"Content-Type: application/octet-stream; name="):
+        a, b = field + b'"invoice.exe"', field + b'"invoice.txt"'
+        fields = [a, b] if order == "banned_first" else [b, a]
+        other = [b"Content-Type: application/octet-stream"] if field.startswith(b"Content-D") else []
+        p = _raw_part(other + fields + [b"Content-Transfer-Encoding: base64"], L.b64(HARMLESS))
+        expect(scan(tmp_path, L.message([p])), "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+
+
+def test_repeated_content_type_types(tmp_path):
+    """two Content-Type fields declaring different types: each one is
+    checked against the banned types (the type rule read the first, the
+    content rule GMime's last)"""
+    for fields in ([b"Content-Type: application/x-msdownload", b"Content-Type: application/pdf"],
+                   [b"Content-Type: application/pdf", b"Content-Type: application/x-msdownload"]):
+        p = _raw_part(fields + [b'Content-Disposition: attachment; filename="a.pdf"',
+                                b"Content-Transfer-Encoding: base64"], L.b64(L.PDF))
+        expect(scan(tmp_path, L.message([p]), "attach_inbound_banned_types=application/x-msdownload"),
+               "reject", "ATTACH_BANNED_TYPE", "a.pdf: type application/x-msdownload")
+
+
 def test_bidi_control_in_name(tmp_path):
     """U+202E (right-to-left override) makes invoice\u202efdp.html read
     "invoicelmth.pdf": a name with a bidi embedding, override or isolate
