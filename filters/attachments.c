@@ -11,17 +11,19 @@
  *   content    libmagic finds a banned type in content declared as another
  *              type (an executable sent as text/plain: ATTACH_CONTENT_TYPE)
  *   archive    a banned name or content type inside an archive (zip, 7z,
- *              rar, tar, cab, iso, also compressed; archives in archives to
- *              attach_archive_depth) read with libarchive, inside a bare
- *              compressed file (gzip, bzip2, xz, zstd, lzip, lzma: the raw
- *              format) or a TNEF winmail.dat (ATTACH_ARCHIVE_BANNED)
+ *              rar, tar, cab, iso, lha, cpio, ar, xar, also compressed;
+ *              archives in archives to attach_archive_depth) read with
+ *              libarchive, inside a bare compressed file (gzip, bzip2, xz,
+ *              zstd, lzip, lzma, compress, lz4: the raw format) or a TNEF
+ *              winmail.dat (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
  *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
- *              nesting, boundary and header lines), or an archive was not
- *              read whole (entries, unpack budget, depth, size of an inner
- *              archive): what was not seen could hide a banned file
- *              (ATTACH_UNCHECKED)
+ *              nesting, boundary and header lines, decoded bytes), an
+ *              archive was not read whole (entries, unpack budget, depth,
+ *              size of an inner archive) or not opened at all, or a part
+ *              names itself too many ways: what was not seen could hide a
+ *              banned file (ATTACH_UNCHECKED)
  * Every name a part's fields give is checked (filename=, filename*=,
  * name=), a name with a bidirectional control is a disguise
  * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
@@ -292,6 +294,10 @@ static int type_banned(const struct dir_rules *r, const char *type)
 	return 0;
 }
 
+/* is_archive_type - libmagic's type of an archive or compressed file:
+ * those libarchive reads (scan_archive_in), and those it does not (ARJ,
+ * ACE, ZOO, StuffIt ...), which 7-Zip or WinRAR open by their signature
+ * whatever the name: an archive of a type no reader opens is unchecked */
 static int is_archive_type(const char *t)
 {
 	static const char *const types[] = {
@@ -300,7 +306,18 @@ static int is_archive_type(const char *t)
 		"application/x-gzip", "application/x-bzip2", "application/x-xz",
 		"application/vnd.ms-cab-compressed", "application/x-iso9660-image",
 		"application/java-archive", "application/zstd", "application/x-lzip",
-		"application/x-lzma", NULL
+		"application/x-lzma",
+		/* read since session 16 */
+		"application/x-lha", "application/x-lzh-compressed", "application/x-cpio",
+		"application/x-archive", "application/vnd.debian.binary-package", "application/x-xar",
+		"application/x-compress", "application/x-lz4", "application/x-ustar", "application/x-gtar",
+		"application/x-rpm", "application/vnd.android.package-archive",
+		/* not read: unchecked */
+		"application/x-arj", "application/x-ace-compressed", "application/x-arc",
+		"application/x-zoo", "application/x-stuffit", "application/x-lrzip",
+		"application/x-ms-wim", "application/x-apple-diskimage", "application/x-bzip",
+		"application/x-compressed-iso", "application/x-ia-arc", "application/x-svr4-package",
+		"application/x-ms-compress-szdd", "application/x-ms-compress-kwaj", NULL
 	};
 	size_t i;
 
@@ -310,11 +327,28 @@ static int is_archive_type(const char *t)
 	return 0;
 }
 
+/* is_compressor_ext - the extension of a bare compressed file (read as
+ * one file behind a decompressor); one that is no such stream is left
+ * alone, as gunzip refuses it */
+static int is_compressor_ext(const char *e)
+{
+	static const char *const exts[] = { "gz", "bz2", "xz", "zst", "lz", "lzma", "z", "lz4", NULL };
+
+	for (size_t i = 0; exts[i] != NULL; i++)
+		if (strcmp(e, exts[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int is_archive_ext(const char *e)
 {
 	static const char *const exts[] = {
 		"zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "tbz", "xz", "txz", "cab", "iso",
-		"jar", "zst", "tzst", "lz", "lzma", NULL
+		"jar", "zst", "tzst", "lz", "lzma",
+		/* since session 16: read (lzh ... taz), or unchecked when
+		 * nothing reads them (arj ...) */
+		"lzh", "lha", "cpio", "xar", "deb", "rpm", "z", "taz", "lz4", "tlz4",
+		"arj", "ace", "zoo", "sit", "sitx", "wim", "dmg", NULL
 	};
 	size_t i;
 
@@ -450,8 +484,10 @@ static void check_name(struct finding *f, const char *name, const char *archive)
 /* ------------------------------------------------------------------ */
 /* archives                                                             */
 
-static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
-                         const char *archive_name, unsigned level);
+static int scan_archive(struct finding *f, const unsigned char *data, size_t len,
+                        const char *archive_name, unsigned level);
+static void open_archive(struct finding *f, const unsigned char *data, size_t len, const char *archive_name,
+                         unsigned level, const char *ext, const char *ext2, const char *type);
 static unsigned char *read_head(struct archive *ar, size_t max, size_t *got);
 static void archive_unchecked(struct finding *f, const char *archive_name, const char *why);
 
@@ -469,6 +505,10 @@ static const struct {
 	{ "zstd",  archive_read_support_filter_zstd },
 	{ "lzip",  archive_read_support_filter_lzip },
 	{ "lzma",  archive_read_support_filter_lzma },
+	/* since session 16: a .tar.Z or .tar.lz4 passed unread */
+	{ "compress", archive_read_support_filter_compress },
+	{ "lz4",   archive_read_support_filter_lz4 },
+	{ "rpm",   archive_read_support_filter_rpm },
 };
 #define NDECOMPRESSORS (sizeof(decompressor) / sizeof(decompressor[0]))
 
@@ -497,7 +537,7 @@ static unsigned builtin_decompressors(void)
  * into out; "" when the name has no such suffix */
 static void compressed_name(const char *archive_name, char *out, size_t outsz)
 {
-	static const char *const suffixes[] = { ".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".z", NULL };
+	static const char *const suffixes[] = { ".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".z", ".lz4", NULL };
 	const char *base = archive_name, *p;
 	size_t n, i;
 
@@ -596,7 +636,7 @@ static void scan_compressed(struct finding *f, struct archive *ar, struct archiv
 
 			snprintf(inner_name, sizeof(inner_name), "%.200s/%.190s", archive_name,
 			    stored != NULL ? stored : derived[0] ? derived : "data");
-			scan_archive(f, head, got, inner_name, level + 1);
+			open_archive(f, head, got, inner_name, level + 1, last, dlast, type);
 		} else
 			archive_unchecked(f, archive_name, "compressed archive not opened (deeper than attach_archive_depth)");
 	}
@@ -641,8 +681,8 @@ static void archive_unchecked(struct finding *f, const char *archive_name, const
 	hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], archive_name, why);
 }
 
-static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
-                            const char *archive_name, unsigned level);
+static int scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                           const char *archive_name, unsigned level);
 
 /* libarchive converts entry names to the charset of the current locale:
  * in the scanner's "C" locale a name with any non-ASCII character (UTF-8
@@ -657,29 +697,57 @@ static void utf8_locale_init(void)
 	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
-static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
-                         const char *archive_name, unsigned level)
+/* scan_archive - the names and types inside an archive (or a bare
+ * compressed file); 1 if a reader opened it, 0 if none did (no format
+ * and no decompressor took it, or the format broke before its first
+ * entry) */
+static int scan_archive(struct finding *f, const unsigned char *data, size_t len,
+                        const char *archive_name, unsigned level)
 {
 	locale_t old = (locale_t)0;
+	int opened;
 
 	pthread_once(&utf8_once, utf8_locale_init);
 	if (utf8_locale != (locale_t)0)
 		old = uselocale(utf8_locale);
-	scan_archive_in(f, data, len, archive_name, level);
+	opened = scan_archive_in(f, data, len, archive_name, level);
 	if (utf8_locale != (locale_t)0)
 		uselocale(old);
+	return opened;
 }
 
-static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
-                            const char *archive_name, unsigned level)
+/* open_archive - scan_archive on a file its name (last extension ext, or
+ * ext2, may be "") or its libmagic type says is an archive.  One that no
+ * reader opens is unchecked: 7-Zip and WinRAR open a file by its
+ * signature whatever its name (an LHA named .zip, an ARJ), so what
+ * libarchive cannot read may still show a program to the recipient.
+ * Left alone: a file named only as a bare compressed one (.gz ...) whose
+ * type is no archive, which is no such stream (gunzip refuses it). */
+static void open_archive(struct finding *f, const unsigned char *data, size_t len, const char *archive_name,
+                         unsigned level, const char *ext, const char *ext2, const char *type)
+{
+	char why[200];
+
+	if (len == 0 || scan_archive(f, data, len, archive_name, level))
+		return;
+	if (!is_archive_type(type) &&
+	    !(is_archive_ext(ext) && !is_compressor_ext(ext)) &&
+	    !(is_archive_ext(ext2) && !is_compressor_ext(ext2)))
+		return;
+	snprintf(why, sizeof(why), "not read as an archive (type %.100s)", type[0] ? type : "unknown");
+	archive_unchecked(f, archive_name, why);
+}
+
+static int scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                           const char *archive_name, unsigned level)
 {
 	struct archive *ar = archive_read_new();
 	struct archive_entry *e;
-	int encrypted = 0, r;
+	int encrypted = 0, r, opened = 1;
 	unsigned listed = 0;          /* entries of this archive read */
 
 	if (ar == NULL)
-		return;
+		return 1;             /* out of memory: not the archive's doing */
 	/* formats and built-in decompressors only: never an external program */
 	archive_read_support_format_zip(ar);
 	archive_read_support_format_7zip(ar);
@@ -688,6 +756,12 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 	archive_read_support_format_tar(ar);
 	archive_read_support_format_cab(ar);
 	archive_read_support_format_iso9660(ar);
+	/* since session 16 (an LHA, cpio or a .deb passed unread, also under
+	 * a .zip name, which 7-Zip and WinRAR open by the signature) */
+	archive_read_support_format_lha(ar);
+	archive_read_support_format_cpio(ar);
+	archive_read_support_format_ar(ar);
+	archive_read_support_format_xar(ar);
 	/* a bare compressed file: the raw format bids last, below every
 	 * archive format, so a tar.gz stays a tar */
 	archive_read_support_format_raw(ar);
@@ -696,7 +770,7 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 			decompressor[i].enable(ar);
 	if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK) {
 		archive_read_free(ar);
-		return;
+		return 0;
 	}
 	while ((r = archive_read_next_header(ar, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
 		const char *name = archive_entry_pathname_utf8(e);
@@ -717,7 +791,8 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 			if (archive_filter_count(ar) > 1) {
 				++f->entries;
 				scan_compressed(f, ar, e, archive_name, level);
-			}
+			} else
+				opened = 0;
 			break;
 		}
 		if (++f->entries > f->a->max_entries) {
@@ -778,12 +853,14 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 			char inner_name[400];
 
 			snprintf(inner_name, sizeof(inner_name), "%s/%s", archive_name, name);
-			scan_archive(f, head, got, inner_name, level + 1);
+			open_archive(f, head, got, inner_name, level + 1, last, "", type);
 		}
 		free(head);
 	}
 	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
 		encrypted = 1;   /* encrypted headers (7z -mhe) */
+	else if (r == ARCHIVE_FATAL && listed == 0)
+		opened = 0;      /* a signature, then nothing readable */
 	else if (r == ARCHIVE_FATAL && listed > 0) {
 		/* read in part, then broken: what follows is not seen by us,
 		 * but may be by another unpacker (a 7z behind gzip, which
@@ -797,6 +874,7 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 	if (encrypted)
 		hit(f, R_ENCRYPTED, symbol_of[R_ENCRYPTED], archive_name, "encrypted archive");
 	archive_read_free(ar);
+	return opened;
 }
 
 /* ------------------------------------------------------------------ */
@@ -878,7 +956,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		}
 		name_exts(name, last, sizeof(last), prev, sizeof(prev));
 		if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
-			scan_archive(f, out, len, label, 1);
+			open_archive(f, out, len, label, 1, last, "", type);
 		free(out);
 		line = stop;
 	}
@@ -1053,7 +1131,7 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
 			name_exts(title, last, sizeof(last), prev, sizeof(prev));
 			if (f->a->scan_archives && (is_archive_type(type) || is_archive_ext(last))) {
 				snprintf(label, sizeof(label), "%.140s/%.250s", file, title[0] ? title : "data");
-				scan_archive(f, d, len, label, 1);
+				open_archive(f, d, len, label, 1, last, "", type);
 			}
 		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file))
 			mw_log(f->ctx, LOG_DEBUG, "TNEF %s: attachment properties not all read", file);
@@ -1226,7 +1304,7 @@ static void check_pgp_file(struct finding *f, const struct pgp_literal *lit, con
 		if (lit->len > f->a->max_nested)
 			archive_unchecked(f, file, "signed archive over attach_archive_max_size");
 		else
-			scan_archive(f, lit->data, lit->len, label, 1);
+			open_archive(f, lit->data, lit->len, label, 1, last, dlast, type);
 	}
 }
 
@@ -1353,7 +1431,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
 		if (is_archive_type(type) || is_archive_ext(last))
-			scan_archive(f, p->raw, p->raw_len, file, 1);
+			open_archive(f, p->raw, p->raw_len, file, 1, last, "", type);
 	}
 }
 

@@ -147,14 +147,17 @@ def _write_tree(d, files):
             f.write(data)
 
 
-def bsdtar_archive(files, fmt="7zip", options=None):
+def bsdtar_archive(files, fmt="7zip", options=None, compress=None):
     """files: {name: bytes} -> an archive written by libarchive's bsdtar
     (Debian's libarchive-tools): fmt "7zip" (one solid LZMA block by
-    default), "zip", "ustar" ..."""
+    default), "zip", "ustar", "cpio", "ar", "xar" ...; compress: a bsdtar
+    option compressing it ("-Z", "--lz4" ...)"""
     with tempfile.TemporaryDirectory() as d:
         _write_tree(os.path.join(d, "t"), files)
         out = os.path.join(d, "out.arc")
         cmd = ["bsdtar", "--format", fmt]
+        if compress:
+            cmd.append(compress)
         if options:
             cmd += ["--options", options]
         subprocess.run(cmd + ["-cf", out, "-C", os.path.join(d, "t")] + sorted(files), check=True)
@@ -172,6 +175,34 @@ def seven_zip_encrypted(files, password="infected", headers=False):
         subprocess.run(cmd + [out] + sorted(files), cwd=os.path.join(d, "t"), check=True)
         with open(out, "rb") as f:
             return f.read()
+
+
+def _crc16(data, crc=0):
+    for c in data:
+        crc ^= c
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def lzh(files):
+    """files: {name: bytes} -> an LHA archive (level 0 headers, -lh0-
+    stored), as 7-Zip, WinRAR and libarchive read it"""
+    out = b""
+    for name, data in files.items():
+        n = name.encode()
+        body = (b"-lh0-" + struct.pack("<II", len(data), len(data)) + struct.pack("<I", 0x5a210000)
+                + b"\x20\x00" + bytes([len(n)]) + n + struct.pack("<H", _crc16(data)))
+        out += bytes([len(body), sum(body) & 0xFF]) + body + data
+    return out + b"\x00"
+
+
+def arj_head(name="files.arj"):
+    """the main header of an ARJ archive (libmagic: application/x-arj),
+    which libarchive does not read"""
+    first = bytes([30, 11, 1, 0, 0, 0, 2, 0]) + bytes(22)
+    hdr = first + name.encode() + b"\0\0"
+    return b"\x60\xea" + struct.pack("<H", len(hdr)) + hdr + bytes(6) + b"x" * 100
 
 
 def uuencoded(name, data, mode="644"):

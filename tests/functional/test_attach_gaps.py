@@ -235,6 +235,50 @@ def test_zip_entries_bound_inside_other_containers(tmp_path):
     assert [s["name"] for s in out["symbols"]] == ["VIRUS_FOUND"], out["symbols"]
 
 
+# --- archive formats libarchive reads, and those it does not -------------------------
+
+ARCHIVES = {
+    "lzh": lambda: ("files.lzh", L.lzh({"invoice.exe": EXE})),
+    "lzh_named_zip": lambda: ("files.zip", L.lzh({"invoice.exe": EXE})),
+    "cpio": lambda: ("files.cpio", L.bsdtar_archive({"invoice.exe": EXE}, "cpio")),
+    "ar": lambda: ("files.deb", L.bsdtar_archive({"invoice.exe": EXE}, "ar")),
+    "xar": lambda: ("files.xar", L.bsdtar_archive({"invoice.exe": EXE}, "xar")),
+    "tar.Z": lambda: ("files.tar.Z", L.bsdtar_archive({"invoice.exe": EXE}, "ustar", compress="-Z")),
+    "tar.lz4": lambda: ("files.tar.lz4", L.bsdtar_archive({"invoice.exe": EXE}, "ustar", compress="--lz4")),
+    "tar_lz4_named_tar": lambda: ("files.tar", L.bsdtar_archive({"invoice.exe": EXE}, "ustar",
+                                                                compress="--lz4")),
+    "lz4_named_pdf": lambda: ("scan.pdf", L.bsdtar_archive({"invoice.exe": EXE}, "ustar", compress="--lz4")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ARCHIVES))
+def test_more_archive_formats(tmp_path, kind):
+    """LHA, cpio, ar (.deb), xar, and tars behind compress (.Z) or lz4,
+    also under a name of another archive format (7-Zip and WinRAR open a
+    file by its signature) or none, were neither read nor unchecked: the
+    program inside passed.  Now read: its name is found."""
+    name, data = ARCHIVES[kind]()
+    expect(scan(tmp_path, attached(name, data)), "reject", "ATTACH_ARCHIVE_BANNED",
+           "%s: contains invoice.exe" % name)
+
+
+def test_archive_no_reader_opens(tmp_path):
+    """a file of an archive type libarchive does not read (ARJ), or named
+    as an archive no reader opens, is unchecked: what it holds was not
+    seen; a file named only as a bare compressed one that is none is
+    still left alone (test_not_compressed_under_a_compressed_name)"""
+    expect(scan(tmp_path, attached("files.arj", L.arj_head())), "quarantine", "ATTACH_UNCHECKED",
+           "files.arj: not read as an archive (type application/x-arj)")
+    expect(scan(tmp_path, attached("report.pdf", L.arj_head())), "quarantine", "ATTACH_UNCHECKED",
+           "report.pdf: not read as an archive (type application/x-arj)")
+    expect(scan(tmp_path, attached("files.zip", b"garbage, not an archive\n" * 10)), "quarantine",
+           "ATTACH_UNCHECKED", "files.zip: not read as an archive")
+    # inside a zip too, and a clean LHA passes
+    expect(scan(tmp_path, attached("a.zip", L.zip_bytes({"b.arj": L.arj_head()}))), "quarantine",
+           "ATTACH_UNCHECKED", "a.zip/b.arj: not read as an archive")
+    expect(scan(tmp_path, attached("notes.lzh", L.lzh({"notes.txt": b"text\n"}))), "accept")
+
+
 # --- names ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ctype,disposition,banned", [
