@@ -26,7 +26,8 @@
  *              banned file (ATTACH_UNCHECKED)
  * Every name a part's fields give is checked (filename=, filename*=,
  * name=), a name with a bidirectional control is a disguise
- * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
+ * (ATTACH_BIDI_NAME, extension rule); files uuencoded, yEnc'd or BinHex'd
+ * in text bodies (BinHex also in its own part), and
  * messages the MIME tree keeps as leaves (an encoded message/rfc822, a
  * file named .eml, the content of S/MIME opaque signed-data), are checked
  * as attachments; encrypted content, which cannot be, gets the score-0
@@ -119,6 +120,7 @@ struct finding {
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
 	unsigned uu_blocks;           /* uuencoded files looked at */
+	unsigned enc_blocks;          /* yEnc and BinHex files looked at */
 	unsigned embed_level;         /* messages parsed from parts, nested */
 	uint64_t embedded;            /* bytes of those messages */
 	int      pgp_mime;            /* a PGP/MIME control part (application/pgp-encrypted) */
@@ -899,6 +901,26 @@ static const char *uu_end(const char *p, const char *end)
 	return end;
 }
 
+/* check_text_file - a file decoded from a text body (uuencoded, yEnc,
+ * BinHex; how says which) under name, label naming it in the part: its
+ * type (content rule) and the archive it may be, as an attachment's */
+static void check_text_file(struct finding *f, const char *name, const unsigned char *data, size_t len,
+                            const char *label, const char *how)
+{
+	char type[128], last[32], prev[32];
+
+	detect(f->a, data, len, type, sizeof(type));
+	if (type_banned(f->r, type)) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "%s, content %s", how, type);
+		hit(f, R_CONTENT, symbol_of[R_CONTENT], label, what);
+	}
+	name_exts(name, last, sizeof(last), prev, sizeof(prev));
+	if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
+		open_archive(f, data, len, label, 1, last, "", type);
+}
+
 /* check_uuencoded - a text part may carry files uuencoded in its body
  * ("begin 644 name" ... "end"), which mail programs show as attachments:
  * each one's name, type and archive are checked as an attachment's.
@@ -910,7 +932,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		const char *next = nl != NULL ? nl + 1 : end, *stop;
 		size_t n = (size_t)(next - line), k = 6;
-		char name[256], label[320], type[128], last[32], prev[32];
+		char name[256], label[320];
 		unsigned char *out;
 		int state = GMIME_UUDECODE_STATE_BEGIN;
 		guint32 save = 0;
@@ -947,19 +969,316 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 			return;
 		len = g_mime_encoding_uudecode_step((const unsigned char *)next, len, out, &state, &save);
 		snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
-		detect(f->a, out, len, type, sizeof(type));
-		if (type_banned(f->r, type)) {
-			char what[300];
-
-			snprintf(what, sizeof(what), "uuencoded, content %s", type);
-			hit(f, R_CONTENT, symbol_of[R_CONTENT], label, what);
-		}
-		name_exts(name, last, sizeof(last), prev, sizeof(prev));
-		if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
-			open_archive(f, out, len, label, 1, last, "", type);
+		check_text_file(f, name, out, len, label, "uuencoded");
 		free(out);
 		line = stop;
 	}
+}
+
+/* yEnc (=ybegin line=128 size=N name=...  ...  =yend), which Usenet
+ * programs and Thunderbird show as an attachment from a text body as they
+ * do uuencoded files; its bytes are each one plus 42, '=' escaping the
+ * critical ones (plus 64 more).  Decoded here: output is never longer than
+ * the block. */
+#define ENC_MAX_BLOCKS 100   /* yEnc and BinHex files looked at per message */
+
+/* enc_block - one more yEnc or BinHex file: 0, or -1 (said once) past
+ * ENC_MAX_BLOCKS */
+static int enc_block(struct finding *f)
+{
+	if (++f->enc_blocks == ENC_MAX_BLOCKS + 1)
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
+		    "more than " STRINGIFY(ENC_MAX_BLOCKS) " yEnc or BinHex files");
+	return f->enc_blocks > ENC_MAX_BLOCKS ? -1 : 0;
+}
+
+/* check_yenc - each yEnc block of a text part: its name (from the
+ * =ybegin line, the rest of it after "name="), type and archive, as a
+ * uuencoded file's */
+static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
+{
+	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
+
+	for (line = t; line < end; ) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *next = nl != NULL ? nl + 1 : end, *nm, *d;
+		size_t n = (size_t)(next - line), m, len = 0;
+		char name[256], label[320];
+		unsigned char *out;
+
+		if (n < 9 || memcmp(line, "=ybegin ", 8) != 0) {
+			line = next;
+			continue;
+		}
+		if (enc_block(f) < 0)
+			return;
+		nm = g_strstr_len(line, (gssize)n, " name=");
+		if (nm != NULL) {
+			nm += 6;
+			m = (size_t)(next - nm);
+			while (m > 0 && (nm[m - 1] == '\n' || nm[m - 1] == '\r'))
+				m--;
+			snprintf(name, sizeof(name), "%.*s", (int)m, nm);
+			for (char *c = name; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = ' ';
+		} else
+			snprintf(name, sizeof(name), "yenc.bin");
+		if ((out = malloc((size_t)(end - next) + 1)) == NULL)
+			return;
+		/* the data lines to "=yend" (an =ypart line skipped), or to the
+		 * end of the part: each byte is read once */
+		for (d = next; d < end; ) {
+			const char *dl = memchr(d, '\n', (size_t)(end - d));
+			const char *dnext = dl != NULL ? dl + 1 : end;
+
+			if (dnext - d >= 5 && memcmp(d, "=yend", 5) == 0) {
+				d = dnext;
+				break;
+			}
+			if (!(dnext - d >= 6 && memcmp(d, "=ypart", 6) == 0))
+				for (const char *c = d; c < dnext; c++) {
+					if (*c == '\r' || *c == '\n')
+						continue;
+					if (*c == '=') {
+						if (c + 1 >= dnext || c[1] == '\r' || c[1] == '\n')
+							continue;
+						c++;
+						out[len++] = (unsigned char)((unsigned char)*c - 64 - 42);
+					} else
+						out[len++] = (unsigned char)((unsigned char)*c - 42);
+				}
+			d = dnext;
+		}
+		if (name[0] != '\0')
+			check_name(f, name, NULL);
+		snprintf(label, sizeof(label), "%s (yEnc in part %zu)", name, idx + 1);
+		check_text_file(f, name, out, len, label, "yEnc");
+		free(out);
+		line = d;
+	}
+}
+
+/* BinHex 4.0 ("(This file must be converted with BinHex 4.0)", then the
+ * file between ':' and ':'), which Mac mail programs sent and Thunderbird
+ * still decodes, in a text body or an application/mac-binhex40 part: six
+ * bits a character of its own alphabet, run-length coded with 0x90, then
+ * a header holding the file's name, the data fork and the resource fork,
+ * each with a CRC.  The header and the data fork are decoded (the file a
+ * program saves); the resource fork is not (no file of its own on other
+ * systems).  Runs expand up to 255 times: only the data fork's head is
+ * decoded unless it is an archive, which is read to attach_archive_max_size
+ * (past it: unchecked). */
+#define HQX_MARK "(This file must be converted with BinHex"
+
+static const char hqx_alphabet[] =
+    "!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+
+struct hqx {
+	const unsigned char *p, *end;  /* the encoded text left */
+	uint32_t bits;                 /* sextets not yet made bytes */
+	unsigned nbits;
+	int      last;                 /* the byte a run repeats, -1 none */
+	unsigned rep;                  /* repeats of last still owed */
+	int      done;                 /* ':' met, or the text ended */
+	int      bad;                  /* a character not of the alphabet */
+};
+
+/* hqx_raw - the next byte of the six-bit decoding, or -1 at the end */
+static int hqx_raw(struct hqx *h)
+{
+	while (h->nbits < 8) {
+		const char *c;
+
+		if (h->done || h->p >= h->end) {
+			h->done = 1;
+			return -1;
+		}
+		if (*h->p == '\r' || *h->p == '\n' || *h->p == ' ' || *h->p == '\t') {
+			h->p++;
+			continue;
+		}
+		if (*h->p == ':') {
+			h->done = 1;
+			return -1;
+		}
+		if (*h->p == '\0' || (c = strchr(hqx_alphabet, *h->p)) == NULL) {
+			h->bad = h->done = 1;
+			return -1;
+		}
+		h->p++;
+		h->bits = (h->bits << 6) | (uint32_t)(c - hqx_alphabet);
+		h->nbits += 6;
+	}
+	h->nbits -= 8;
+	return (int)((h->bits >> h->nbits) & 0xff);
+}
+
+/* hqx_byte - the next byte after run-length decoding ("c 0x90 n": c n
+ * times in all; "0x90 0": 0x90 itself), or -1 at the end */
+static int hqx_byte(struct hqx *h)
+{
+	for (;;) {
+		int b, n;
+
+		if (h->rep > 0) {
+			h->rep--;
+			return h->last;
+		}
+		if ((b = hqx_raw(h)) < 0)
+			return -1;
+		if (b != 0x90)
+			return h->last = b;
+		if ((n = hqx_raw(h)) < 0)
+			return -1;
+		if (n == 0)
+			return h->last = 0x90;
+		if (h->last < 0) {           /* a run of nothing */
+			h->bad = 1;
+			return -1;
+		}
+		/* c was given once already: n - 1 more (none for n == 1) */
+		h->rep = (unsigned)n - 1;
+	}
+}
+
+/* hqx_read - up to max bytes into out; how many (fewer: the end) */
+static size_t hqx_read(struct hqx *h, unsigned char *out, size_t max)
+{
+	size_t n = 0;
+	int b;
+
+	while (n < max && (b = hqx_byte(h)) >= 0)
+		out[n++] = (unsigned char)b;
+	return n;
+}
+
+/* crc_xmodem - BinHex's CRC (CCITT, 0x1021, from 0) */
+static unsigned crc_xmodem(const unsigned char *d, size_t n)
+{
+	unsigned crc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		crc ^= (unsigned)d[i] << 8;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+	}
+	return crc;
+}
+
+/* binhex_file - the BinHex file encoded from p to end (after its ':'):
+ * its name, the type and archive of its data fork; one that does not
+ * decode (bad character, header CRC, cut short) is unchecked */
+static void binhex_file(struct finding *f, const unsigned char *p, const unsigned char *end, const char *file,
+                        size_t idx)
+{
+	struct hqx h = { .p = p, .end = end, .last = -1 };
+	unsigned char hdr[1 + 63 + 1 + 4 + 4 + 2 + 4 + 4 + 2], *data = NULL;
+	char name[64], label[320], type[128], last[32], prev[32];
+	size_t nlen, hlen, want, got;
+	uint32_t dlen;
+	const char *why = NULL;
+
+	if (hqx_read(&h, hdr, 1) < 1 || (nlen = hdr[0]) < 1 || nlen > 63) {
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (malformed header)");
+		return;
+	}
+	hlen = 1 + nlen + 1 + 4 + 4 + 2 + 4 + 4;
+	if (hqx_read(&h, hdr + 1, hlen + 2 - 1) < hlen + 2 - 1) {
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (header cut short)");
+		return;
+	}
+	memcpy(name, hdr + 1, nlen);
+	name[nlen] = '\0';
+	for (char *c = name; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	check_name(f, name, NULL);
+	if (crc_xmodem(hdr, hlen) != ((unsigned)hdr[hlen] << 8 | hdr[hlen + 1]))
+		why = "BinHex file not read (header CRC)";
+	dlen = (uint32_t)hdr[1 + nlen + 11] << 24 | (uint32_t)hdr[1 + nlen + 12] << 16 |
+	    (uint32_t)hdr[1 + nlen + 13] << 8 | hdr[1 + nlen + 14];
+	snprintf(label, sizeof(label), "%s (BinHex in part %zu)", name, idx + 1);
+	name_exts(name, last, sizeof(last), prev, sizeof(prev));
+	want = dlen < MAGIC_HEAD ? dlen : MAGIC_HEAD;
+	if (why == NULL && (data = malloc(want + 1)) != NULL) {
+		got = hqx_read(&h, data, want);
+		f->unpacked += got;
+		detect(f->a, data, got, type, sizeof(type));
+		if (got == want && dlen > want && f->a->scan_archives &&
+		    (is_archive_type(type) || is_archive_ext(last))) {
+			/* an archive: the rest of it, within attach_archive_max_size */
+			unsigned char *more;
+
+			if (dlen > f->a->max_nested)
+				why = "BinHex archive over attach_archive_max_size";
+			else if ((more = realloc(data, (size_t)dlen + 1)) != NULL) {
+				size_t rest;
+
+				data = more;
+				rest = hqx_read(&h, data + got, (size_t)dlen - got);
+				got += rest;
+				f->unpacked += rest;
+				want = dlen;
+			}
+		}
+		if (got < want || h.bad)
+			why = "BinHex file not read (data fork cut short or malformed)";
+		else
+			check_text_file(f, name, data, got, label, "BinHex");
+	}
+	free(data);
+	if (why != NULL)
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], label, why);
+}
+
+/* check_binhex - the BinHex files of a text part, or of a part that says
+ * it is one (application/mac-binhex40, a .hqx name: its first line that
+ * starts with ':' is one even without the "(This file ..." line) */
+static void check_binhex(struct finding *f, const struct mime_part *p, size_t idx, const char *file)
+{
+	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b;
+	int typed = strcmp(p->content_type, "application/mac-binhex40") == 0, found = 0;
+	char last[32], prev[32];
+
+	for (size_t k = 0; !typed && p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		typed = strcmp(last, "hqx") == 0;
+	}
+	if (!typed && !p->is_text)
+		return;
+	while (at < end) {
+		const unsigned char *mark = memmem(at, (size_t)(end - at), HQX_MARK, sizeof(HQX_MARK) - 1);
+		const unsigned char *q, *lim;
+
+		if (mark == NULL && !(typed && at == b))
+			break;
+		/* the data: the first line starting with ':' in the next KiB
+		 * (a text only quoting the sentence has none) */
+		q = mark != NULL ? mark + sizeof(HQX_MARK) - 1 : b;
+		lim = end - q > 1024 ? q + 1024 : end;
+		for (; q < lim; q++)
+			if (*q == ':' && (q == b || q[-1] == '\n'))
+				break;
+		if (q >= lim) {
+			if (mark == NULL)
+				break;
+			at = mark + sizeof(HQX_MARK) - 1;
+			continue;
+		}
+		if (enc_block(f) < 0)
+			return;
+		found = 1;
+		binhex_file(f, q + 1, end, file, idx);
+		/* on after its closing ':' */
+		at = memchr(q + 1, ':', (size_t)(end - q - 1));
+		if (at == NULL)
+			break;
+		at++;
+	}
+	if (typed && !found)
+		/* it says it is BinHex, and a program would decode it so */
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex part not read (no BinHex data found)");
 }
 
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx);
@@ -1392,8 +1711,12 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		 * could be the one a program saves it under */
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file,
 		    "more than 64 names or 16 Content-Type/Content-Disposition fields, not all checked");
-	if (p->is_text && p->raw_len > 0)
+	if (p->is_text && p->raw_len > 0) {
 		check_uuencoded(f, p, idx);
+		check_yenc(f, p, idx);
+	}
+	if (p->raw_len > 0)
+		check_binhex(f, p, idx, file);
 	if (type_banned(f->r, declared)) {
 		char what[300];
 

@@ -214,6 +214,73 @@ def uuencoded(name, data, mode="644"):
     return CRLF.join(lines + [b"`", b"end"]) + CRLF
 
 
+def yenc(name, data, line=128):
+    """data as a yEnc block (=ybegin ... =yend) of a text body"""
+    out, cur = [], bytearray()
+    for c in data:
+        e = (c + 42) & 0xFF
+        if e in (0, 10, 13, 61):
+            cur += b"=" + bytes([(e + 64) & 0xFF])
+        else:
+            cur.append(e)
+        if len(cur) >= line:
+            out.append(bytes(cur))
+            cur = bytearray()
+    if cur:
+        out.append(bytes(cur))
+    return CRLF.join([b"=ybegin line=%d size=%d name=%s" % (line, len(data), _b(name))] + out +
+                     [b"=yend size=%d" % len(data)]) + CRLF
+
+
+def _binhex_crc(data):
+    crc = 0
+    for c in data:
+        crc ^= c << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return struct.pack(">H", crc)
+
+
+def _binhex_rle(raw):
+    """BinHex's run-length coding: 0x90 escaped as 0x90 0x00, a run of 3 to
+    255 bytes c as c 0x90 n"""
+    out, i = bytearray(), 0
+    while i < len(raw):
+        c, n = raw[i], 1
+        while i + n < len(raw) and raw[i + n] == c and n < 255:
+            n += 1
+        out += b"\x90\x00" if c == 0x90 else bytes([c])
+        if n >= 3:
+            out += bytes([0x90, n])
+        else:
+            n = 1
+        i += n
+    return bytes(out)
+
+
+def binhex(name, data, rsrc=b"", cut=0):
+    """data as a BinHex 4.0 file (its name in the encoded header), the
+    "(This file must be converted ..." line first; cut: characters taken
+    off the end (a file cut short)"""
+    n = _b(name)
+    hdr = bytes([len(n)]) + n + b"\x00" + b"APPL" + b"????" + b"\x00\x00" + \
+        struct.pack(">II", len(data), len(rsrc))
+    raw = hdr + _binhex_crc(hdr) + data + _binhex_crc(data) + rsrc + _binhex_crc(rsrc)
+    alpha = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+    bits, nbits, enc = 0, 0, bytearray()
+    for c in _binhex_rle(raw):
+        bits = (bits << 8) | c
+        nbits += 8
+        while nbits >= 6:
+            nbits -= 6
+            enc.append(alpha[(bits >> nbits) & 0x3F])
+    if nbits:
+        enc.append(alpha[(bits << (6 - nbits)) & 0x3F])
+    body = b":" + bytes(enc[:len(enc) - cut]) + (b":" if not cut else b"")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return b"(This file must be converted with BinHex 4.0)" + CRLF + CRLF.join(lines) + CRLF
+
+
 # --- TNEF (winmail.dat) -------------------------------------------------------------
 
 def _tnef_attr(level, attr_id, data):

@@ -398,6 +398,60 @@ def test_uuencoded_files_in_text(tmp_path):
     expect(scan(tmp_path, many), "quarantine", "ATTACH_UNCHECKED", "more than 100 uuencoded files")
 
 
+def text_msg(*blocks, cte="8bit"):
+    body = b"Hello,\r\n\r\nthe file is below.\r\n\r\n" + b"".join(blocks) + b"\r\nRegards\r\n"
+    return L.message([L.part("text/plain; charset=us-ascii", body, cte=cte)])
+
+
+def test_yenc_files_in_text(tmp_path):
+    """yEnc blocks (=ybegin ... name=) of a text body, which Thunderbird
+    shows as attachments as it does uuencoded files, passed unread: each
+    one's name, type and archive are now checked"""
+    expect(scan(tmp_path, text_msg(L.yenc("invoice.exe", EXE))), "reject", "ATTACH_BANNED_EXT",
+           "invoice.exe: extension .exe")
+    expect(scan(tmp_path, text_msg(L.yenc("my invoice.pdf.exe", HARMLESS))), "reject", "ATTACH_DOUBLE_EXT",
+           "my invoice.pdf.exe")
+    expect(scan(tmp_path, text_msg(L.yenc("notes.txt", EXE))), "reject", "ATTACH_CONTENT_TYPE",
+           "notes.txt (yEnc in part 2): yEnc, content application/vnd.microsoft.portable-executable")
+    z = L.zip_bytes({"a.txt": b"a\n", "start.bat": b"x\n"})
+    expect(scan(tmp_path, text_msg(L.yenc("files.zip", z))), "reject", "ATTACH_ARCHIVE_BANNED",
+           "files.zip (yEnc in part 2): contains start.bat")
+    expect(scan(tmp_path, text_msg(L.yenc("notes.txt", bytes(range(256)) * 4), L.yenc("b.png", L.PNG))),
+           "accept")
+    many = text_msg(*[L.yenc("n%d.txt" % i, b"text\n") for i in range(101)])
+    expect(scan(tmp_path, many), "quarantine", "ATTACH_UNCHECKED", "more than 100 yEnc or BinHex files")
+
+
+def test_binhex_files(tmp_path):
+    """BinHex 4.0 in a text body, or an application/mac-binhex40 part
+    named harmlessly, passed with a program inside: the name in its
+    header, and the type and archive of its data fork, are now checked;
+    one that does not decode is unchecked"""
+    expect(scan(tmp_path, text_msg(L.binhex("invoice.exe", EXE), cte="7bit")), "reject",
+           "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    part = L.part('application/mac-binhex40; name="notes.hqx"', L.binhex("invoice.exe", EXE),
+                  'attachment; filename="notes.hqx"', cte="7bit")
+    expect(scan(tmp_path, L.message([part])), "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    expect(scan(tmp_path, text_msg(L.binhex("notes.txt", EXE, rsrc=b"\x90" * 10), cte="7bit")), "reject",
+           "ATTACH_CONTENT_TYPE",
+           "notes.txt (BinHex in part 2): BinHex, content application/vnd.microsoft.portable-executable")
+    # an archive past libmagic's 64 KiB head, runs of 255 and escaped 0x90 included
+    z = L.zip_bytes({"pad.bin": os.urandom(70000), "run.js": b"x\n"})
+    z_stored = L.bsdtar_archive({"pad.bin": bytes(70000) + b"\x90" * 300, "run.js": b"x"}, "zip",
+                                options="zip:compression=store")
+    for arc in (z, z_stored):
+        expect(scan(tmp_path, text_msg(L.binhex("files.zip", arc), cte="7bit")), "reject",
+               "ATTACH_ARCHIVE_BANNED", "files.zip (BinHex in part 2): contains run.js")
+    expect(scan(tmp_path, text_msg(L.binhex("notes.txt", b"text\n" * 1000), cte="7bit")), "accept")
+    expect(scan(tmp_path, text_msg(b"We do not use (This file must be converted with BinHex 4.0) here.\r\n")),
+           "accept")
+    # cut short, and a typed part with no BinHex in it
+    expect(scan(tmp_path, text_msg(L.binhex("notes.txt", EXE, cut=40), cte="7bit")), "quarantine",
+           "ATTACH_UNCHECKED", "notes.txt (BinHex in part 2): BinHex file not read")
+    empty = L.part("application/mac-binhex40", b"nothing here\r\n", 'attachment; filename="a.hqx"', cte="7bit")
+    expect(scan(tmp_path, L.message([empty])), "quarantine", "ATTACH_UNCHECKED", "a.hqx: BinHex part not read")
+
+
 # --- messages the MIME tree does not descend into ---------------------------------
 
 def inner_msg(name="game.exe", data=HARMLESS):
