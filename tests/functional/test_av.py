@@ -656,14 +656,27 @@ def cp1252_filler(mb=23):
             line * (mb * 1000 * 1000 // len(line)))
 
 
-def test_signed_content_after_converted_text(signed_cases, module_db, tmp_path):
+def _sanitized():
+    with open(os.environ.get("MW_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build",
+                                                     "mailwarden")), "rb") as f:
+        return b"libasan.so" in f.read()
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_signed_content_after_converted_text(mode, request, signed_cases, module_db, tmp_path):
     """EICAR in opaque S/MIME signed-data after 23 MB of windows-1252 text:
     the text's UTF-8 copy (69 MB) used up the MIME parse's 64 MiB, the
     signed part was kept empty, no signed content was taken out, and the
     message passed as Clean.  The converted text now counts apart."""
+    if mode == "clamav" and _sanitized():
+        # libclamav in a process under ASan's allocator runs into
+        # av_max_scantime on the 23 MB text (1 s without); clamd, a
+        # process of its own, covers the same code of ours
+        pytest.skip("libclamav under AddressSanitizer: 23 MB take over av_max_scantime")
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
     opaque = signed_cases["opaque-der"][0]
     msg = avlib.with_entity(avlib.entity([cp1252_filler(), smime_part(opaque)]))
-    res = scan_cli(tmp_path, msg, "clamav", module_db)
+    res = scan_cli(tmp_path, msg, mode, module_db, clamd)
     assert res["action"] == "reject", res
     assert av_symbols(res) == {"VIRUS_FOUND": EICAR_NAME + " in " + SIGNED_IN}, res
 
