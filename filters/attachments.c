@@ -11,20 +11,23 @@
  *   content    libmagic finds a banned type in content declared as another
  *              type (an executable sent as text/plain: ATTACH_CONTENT_TYPE)
  *   archive    a banned name or content type inside an archive (zip, 7z,
- *              rar, tar, cab, iso, also compressed; archives in archives to
- *              attach_archive_depth) read with libarchive, inside a bare
- *              compressed file (gzip, bzip2, xz, zstd, lzip, lzma: the raw
- *              format) or a TNEF winmail.dat (ATTACH_ARCHIVE_BANNED)
+ *              rar, tar, cab, iso, lha, cpio, ar, xar, also compressed;
+ *              archives in archives to attach_archive_depth) read with
+ *              libarchive, inside a bare compressed file (gzip, bzip2, xz,
+ *              zstd, lzip, lzma, compress, lz4: the raw format) or a TNEF
+ *              winmail.dat (ATTACH_ARCHIVE_BANNED)
  *   encrypted  an archive with encrypted entries, which nothing can look
  *              into (ATTACH_ENCRYPTED)
  *   unchecked  the MIME parse stopped at one of its limits (mime.h: parts,
- *              nesting, boundary and header lines), or an archive was not
- *              read whole (entries, unpack budget, depth, size of an inner
- *              archive): what was not seen could hide a banned file
- *              (ATTACH_UNCHECKED)
+ *              nesting, boundary and header lines, decoded bytes), an
+ *              archive was not read whole (entries, unpack budget, depth,
+ *              size of an inner archive) or not opened at all, or a part
+ *              names itself too many ways: what was not seen could hide a
+ *              banned file (ATTACH_UNCHECKED)
  * Every name a part's fields give is checked (filename=, filename*=,
  * name=), a name with a bidirectional control is a disguise
- * (ATTACH_BIDI_NAME, extension rule); files uuencoded in text bodies, and
+ * (ATTACH_BIDI_NAME, extension rule); files uuencoded, yEnc'd or BinHex'd
+ * in text bodies (BinHex also in its own part), and
  * messages the MIME tree keeps as leaves (an encoded message/rfc822, a
  * file named .eml, the content of S/MIME opaque signed-data), are checked
  * as attachments; encrypted content, which cannot be, gets the score-0
@@ -117,6 +120,7 @@ struct finding {
 	size_t   nrep;
 	unsigned entries;             /* archive entries looked at */
 	unsigned uu_blocks;           /* uuencoded files looked at */
+	unsigned enc_blocks;          /* yEnc and BinHex files looked at */
 	unsigned embed_level;         /* messages parsed from parts, nested */
 	uint64_t embedded;            /* bytes of those messages */
 	int      pgp_mime;            /* a PGP/MIME control part (application/pgp-encrypted) */
@@ -292,6 +296,10 @@ static int type_banned(const struct dir_rules *r, const char *type)
 	return 0;
 }
 
+/* is_archive_type - libmagic's type of an archive or compressed file:
+ * those libarchive reads (scan_archive_in), and those it does not (ARJ,
+ * ACE, ZOO, StuffIt ...), which 7-Zip or WinRAR open by their signature
+ * whatever the name: an archive of a type no reader opens is unchecked */
 static int is_archive_type(const char *t)
 {
 	static const char *const types[] = {
@@ -300,7 +308,18 @@ static int is_archive_type(const char *t)
 		"application/x-gzip", "application/x-bzip2", "application/x-xz",
 		"application/vnd.ms-cab-compressed", "application/x-iso9660-image",
 		"application/java-archive", "application/zstd", "application/x-lzip",
-		"application/x-lzma", NULL
+		"application/x-lzma",
+		/* read since session 16 */
+		"application/x-lha", "application/x-lzh-compressed", "application/x-cpio",
+		"application/x-archive", "application/vnd.debian.binary-package", "application/x-xar",
+		"application/x-compress", "application/x-lz4", "application/x-ustar", "application/x-gtar",
+		"application/x-rpm", "application/vnd.android.package-archive",
+		/* not read: unchecked */
+		"application/x-arj", "application/x-ace-compressed", "application/x-arc",
+		"application/x-zoo", "application/x-stuffit", "application/x-lrzip",
+		"application/x-ms-wim", "application/x-apple-diskimage", "application/x-bzip",
+		"application/x-compressed-iso", "application/x-ia-arc", "application/x-svr4-package",
+		"application/x-ms-compress-szdd", "application/x-ms-compress-kwaj", NULL
 	};
 	size_t i;
 
@@ -310,11 +329,28 @@ static int is_archive_type(const char *t)
 	return 0;
 }
 
+/* is_compressor_ext - the extension of a bare compressed file (read as
+ * one file behind a decompressor); one that is no such stream is left
+ * alone, as gunzip refuses it */
+static int is_compressor_ext(const char *e)
+{
+	static const char *const exts[] = { "gz", "bz2", "xz", "zst", "lz", "lzma", "z", "lz4", NULL };
+
+	for (size_t i = 0; exts[i] != NULL; i++)
+		if (strcmp(e, exts[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int is_archive_ext(const char *e)
 {
 	static const char *const exts[] = {
 		"zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "tbz", "xz", "txz", "cab", "iso",
-		"jar", "zst", "tzst", "lz", "lzma", NULL
+		"jar", "zst", "tzst", "lz", "lzma",
+		/* since session 16: read (lzh ... taz), or unchecked when
+		 * nothing reads them (arj ...) */
+		"lzh", "lha", "cpio", "xar", "deb", "rpm", "z", "taz", "lz4", "tlz4",
+		"arj", "ace", "zoo", "sit", "sitx", "wim", "dmg", NULL
 	};
 	size_t i;
 
@@ -450,8 +486,10 @@ static void check_name(struct finding *f, const char *name, const char *archive)
 /* ------------------------------------------------------------------ */
 /* archives                                                             */
 
-static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
-                         const char *archive_name, unsigned level);
+static int scan_archive(struct finding *f, const unsigned char *data, size_t len,
+                        const char *archive_name, unsigned level);
+static void open_archive(struct finding *f, const unsigned char *data, size_t len, const char *archive_name,
+                         unsigned level, const char *ext, const char *ext2, const char *type);
 static unsigned char *read_head(struct archive *ar, size_t max, size_t *got);
 static void archive_unchecked(struct finding *f, const char *archive_name, const char *why);
 
@@ -469,6 +507,10 @@ static const struct {
 	{ "zstd",  archive_read_support_filter_zstd },
 	{ "lzip",  archive_read_support_filter_lzip },
 	{ "lzma",  archive_read_support_filter_lzma },
+	/* since session 16: a .tar.Z or .tar.lz4 passed unread */
+	{ "compress", archive_read_support_filter_compress },
+	{ "lz4",   archive_read_support_filter_lz4 },
+	{ "rpm",   archive_read_support_filter_rpm },
 };
 #define NDECOMPRESSORS (sizeof(decompressor) / sizeof(decompressor[0]))
 
@@ -497,7 +539,7 @@ static unsigned builtin_decompressors(void)
  * into out; "" when the name has no such suffix */
 static void compressed_name(const char *archive_name, char *out, size_t outsz)
 {
-	static const char *const suffixes[] = { ".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".z", NULL };
+	static const char *const suffixes[] = { ".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".z", ".lz4", NULL };
 	const char *base = archive_name, *p;
 	size_t n, i;
 
@@ -596,7 +638,7 @@ static void scan_compressed(struct finding *f, struct archive *ar, struct archiv
 
 			snprintf(inner_name, sizeof(inner_name), "%.200s/%.190s", archive_name,
 			    stored != NULL ? stored : derived[0] ? derived : "data");
-			scan_archive(f, head, got, inner_name, level + 1);
+			open_archive(f, head, got, inner_name, level + 1, last, dlast, type);
 		} else
 			archive_unchecked(f, archive_name, "compressed archive not opened (deeper than attach_archive_depth)");
 	}
@@ -641,8 +683,8 @@ static void archive_unchecked(struct finding *f, const char *archive_name, const
 	hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], archive_name, why);
 }
 
-static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
-                            const char *archive_name, unsigned level);
+static int scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                           const char *archive_name, unsigned level);
 
 /* libarchive converts entry names to the charset of the current locale:
  * in the scanner's "C" locale a name with any non-ASCII character (UTF-8
@@ -657,29 +699,57 @@ static void utf8_locale_init(void)
 	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
-static void scan_archive(struct finding *f, const unsigned char *data, size_t len,
-                         const char *archive_name, unsigned level)
+/* scan_archive - the names and types inside an archive (or a bare
+ * compressed file); 1 if a reader opened it, 0 if none did (no format
+ * and no decompressor took it, or the format broke before its first
+ * entry) */
+static int scan_archive(struct finding *f, const unsigned char *data, size_t len,
+                        const char *archive_name, unsigned level)
 {
 	locale_t old = (locale_t)0;
+	int opened;
 
 	pthread_once(&utf8_once, utf8_locale_init);
 	if (utf8_locale != (locale_t)0)
 		old = uselocale(utf8_locale);
-	scan_archive_in(f, data, len, archive_name, level);
+	opened = scan_archive_in(f, data, len, archive_name, level);
 	if (utf8_locale != (locale_t)0)
 		uselocale(old);
+	return opened;
 }
 
-static void scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
-                            const char *archive_name, unsigned level)
+/* open_archive - scan_archive on a file its name (last extension ext, or
+ * ext2, may be "") or its libmagic type says is an archive.  One that no
+ * reader opens is unchecked: 7-Zip and WinRAR open a file by its
+ * signature whatever its name (an LHA named .zip, an ARJ), so what
+ * libarchive cannot read may still show a program to the recipient.
+ * Left alone: a file named only as a bare compressed one (.gz ...) whose
+ * type is no archive, which is no such stream (gunzip refuses it). */
+static void open_archive(struct finding *f, const unsigned char *data, size_t len, const char *archive_name,
+                         unsigned level, const char *ext, const char *ext2, const char *type)
+{
+	char why[200];
+
+	if (len == 0 || scan_archive(f, data, len, archive_name, level))
+		return;
+	if (!is_archive_type(type) &&
+	    !(is_archive_ext(ext) && !is_compressor_ext(ext)) &&
+	    !(is_archive_ext(ext2) && !is_compressor_ext(ext2)))
+		return;
+	snprintf(why, sizeof(why), "not read as an archive (type %.100s)", type[0] ? type : "unknown");
+	archive_unchecked(f, archive_name, why);
+}
+
+static int scan_archive_in(struct finding *f, const unsigned char *data, size_t len,
+                           const char *archive_name, unsigned level)
 {
 	struct archive *ar = archive_read_new();
 	struct archive_entry *e;
-	int encrypted = 0, r;
+	int encrypted = 0, r, opened = 1;
 	unsigned listed = 0;          /* entries of this archive read */
 
 	if (ar == NULL)
-		return;
+		return 1;             /* out of memory: not the archive's doing */
 	/* formats and built-in decompressors only: never an external program */
 	archive_read_support_format_zip(ar);
 	archive_read_support_format_7zip(ar);
@@ -688,6 +758,12 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 	archive_read_support_format_tar(ar);
 	archive_read_support_format_cab(ar);
 	archive_read_support_format_iso9660(ar);
+	/* since session 16 (an LHA, cpio or a .deb passed unread, also under
+	 * a .zip name, which 7-Zip and WinRAR open by the signature) */
+	archive_read_support_format_lha(ar);
+	archive_read_support_format_cpio(ar);
+	archive_read_support_format_ar(ar);
+	archive_read_support_format_xar(ar);
 	/* a bare compressed file: the raw format bids last, below every
 	 * archive format, so a tar.gz stays a tar */
 	archive_read_support_format_raw(ar);
@@ -696,7 +772,7 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 			decompressor[i].enable(ar);
 	if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK) {
 		archive_read_free(ar);
-		return;
+		return 0;
 	}
 	while ((r = archive_read_next_header(ar, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
 		const char *name = archive_entry_pathname_utf8(e);
@@ -717,7 +793,8 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 			if (archive_filter_count(ar) > 1) {
 				++f->entries;
 				scan_compressed(f, ar, e, archive_name, level);
-			}
+			} else
+				opened = 0;
 			break;
 		}
 		if (++f->entries > f->a->max_entries) {
@@ -778,12 +855,14 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 			char inner_name[400];
 
 			snprintf(inner_name, sizeof(inner_name), "%s/%s", archive_name, name);
-			scan_archive(f, head, got, inner_name, level + 1);
+			open_archive(f, head, got, inner_name, level + 1, last, "", type);
 		}
 		free(head);
 	}
 	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
 		encrypted = 1;   /* encrypted headers (7z -mhe) */
+	else if (r == ARCHIVE_FATAL && listed == 0)
+		opened = 0;      /* a signature, then nothing readable */
 	else if (r == ARCHIVE_FATAL && listed > 0) {
 		/* read in part, then broken: what follows is not seen by us,
 		 * but may be by another unpacker (a 7z behind gzip, which
@@ -797,6 +876,7 @@ static void scan_archive_in(struct finding *f, const unsigned char *data, size_t
 	if (encrypted)
 		hit(f, R_ENCRYPTED, symbol_of[R_ENCRYPTED], archive_name, "encrypted archive");
 	archive_read_free(ar);
+	return opened;
 }
 
 /* ------------------------------------------------------------------ */
@@ -821,6 +901,26 @@ static const char *uu_end(const char *p, const char *end)
 	return end;
 }
 
+/* check_text_file - a file decoded from a text body (uuencoded, yEnc,
+ * BinHex; how says which) under name, label naming it in the part: its
+ * type (content rule) and the archive it may be, as an attachment's */
+static void check_text_file(struct finding *f, const char *name, const unsigned char *data, size_t len,
+                            const char *label, const char *how)
+{
+	char type[128], last[32], prev[32];
+
+	detect(f->a, data, len, type, sizeof(type));
+	if (type_banned(f->r, type)) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "%s, content %s", how, type);
+		hit(f, R_CONTENT, symbol_of[R_CONTENT], label, what);
+	}
+	name_exts(name, last, sizeof(last), prev, sizeof(prev));
+	if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
+		open_archive(f, data, len, label, 1, last, "", type);
+}
+
 /* check_uuencoded - a text part may carry files uuencoded in its body
  * ("begin 644 name" ... "end"), which mail programs show as attachments:
  * each one's name, type and archive are checked as an attachment's.
@@ -832,7 +932,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		const char *next = nl != NULL ? nl + 1 : end, *stop;
 		size_t n = (size_t)(next - line), k = 6;
-		char name[256], label[320], type[128], last[32], prev[32];
+		char name[256], label[320];
 		unsigned char *out;
 		int state = GMIME_UUDECODE_STATE_BEGIN;
 		guint32 save = 0;
@@ -869,19 +969,316 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 			return;
 		len = g_mime_encoding_uudecode_step((const unsigned char *)next, len, out, &state, &save);
 		snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
-		detect(f->a, out, len, type, sizeof(type));
-		if (type_banned(f->r, type)) {
-			char what[300];
-
-			snprintf(what, sizeof(what), "uuencoded, content %s", type);
-			hit(f, R_CONTENT, symbol_of[R_CONTENT], label, what);
-		}
-		name_exts(name, last, sizeof(last), prev, sizeof(prev));
-		if (f->a->scan_archives && len > 0 && (is_archive_type(type) || is_archive_ext(last)))
-			scan_archive(f, out, len, label, 1);
+		check_text_file(f, name, out, len, label, "uuencoded");
 		free(out);
 		line = stop;
 	}
+}
+
+/* yEnc (=ybegin line=128 size=N name=...  ...  =yend), which Usenet
+ * programs and Thunderbird show as an attachment from a text body as they
+ * do uuencoded files; its bytes are each one plus 42, '=' escaping the
+ * critical ones (plus 64 more).  Decoded here: output is never longer than
+ * the block. */
+#define ENC_MAX_BLOCKS 100   /* yEnc and BinHex files looked at per message */
+
+/* enc_block - one more yEnc or BinHex file: 0, or -1 (said once) past
+ * ENC_MAX_BLOCKS */
+static int enc_block(struct finding *f)
+{
+	if (++f->enc_blocks == ENC_MAX_BLOCKS + 1)
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
+		    "more than " STRINGIFY(ENC_MAX_BLOCKS) " yEnc or BinHex files");
+	return f->enc_blocks > ENC_MAX_BLOCKS ? -1 : 0;
+}
+
+/* check_yenc - each yEnc block of a text part: its name (from the
+ * =ybegin line, the rest of it after "name="), type and archive, as a
+ * uuencoded file's */
+static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
+{
+	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
+
+	for (line = t; line < end; ) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *next = nl != NULL ? nl + 1 : end, *nm, *d;
+		size_t n = (size_t)(next - line), m, len = 0;
+		char name[256], label[320];
+		unsigned char *out;
+
+		if (n < 9 || memcmp(line, "=ybegin ", 8) != 0) {
+			line = next;
+			continue;
+		}
+		if (enc_block(f) < 0)
+			return;
+		nm = g_strstr_len(line, (gssize)n, " name=");
+		if (nm != NULL) {
+			nm += 6;
+			m = (size_t)(next - nm);
+			while (m > 0 && (nm[m - 1] == '\n' || nm[m - 1] == '\r'))
+				m--;
+			snprintf(name, sizeof(name), "%.*s", (int)m, nm);
+			for (char *c = name; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = ' ';
+		} else
+			snprintf(name, sizeof(name), "yenc.bin");
+		if ((out = malloc((size_t)(end - next) + 1)) == NULL)
+			return;
+		/* the data lines to "=yend" (an =ypart line skipped), or to the
+		 * end of the part: each byte is read once */
+		for (d = next; d < end; ) {
+			const char *dl = memchr(d, '\n', (size_t)(end - d));
+			const char *dnext = dl != NULL ? dl + 1 : end;
+
+			if (dnext - d >= 5 && memcmp(d, "=yend", 5) == 0) {
+				d = dnext;
+				break;
+			}
+			if (!(dnext - d >= 6 && memcmp(d, "=ypart", 6) == 0))
+				for (const char *c = d; c < dnext; c++) {
+					if (*c == '\r' || *c == '\n')
+						continue;
+					if (*c == '=') {
+						if (c + 1 >= dnext || c[1] == '\r' || c[1] == '\n')
+							continue;
+						c++;
+						out[len++] = (unsigned char)((unsigned char)*c - 64 - 42);
+					} else
+						out[len++] = (unsigned char)((unsigned char)*c - 42);
+				}
+			d = dnext;
+		}
+		if (name[0] != '\0')
+			check_name(f, name, NULL);
+		snprintf(label, sizeof(label), "%s (yEnc in part %zu)", name, idx + 1);
+		check_text_file(f, name, out, len, label, "yEnc");
+		free(out);
+		line = d;
+	}
+}
+
+/* BinHex 4.0 ("(This file must be converted with BinHex 4.0)", then the
+ * file between ':' and ':'), which Mac mail programs sent and Thunderbird
+ * still decodes, in a text body or an application/mac-binhex40 part: six
+ * bits a character of its own alphabet, run-length coded with 0x90, then
+ * a header holding the file's name, the data fork and the resource fork,
+ * each with a CRC.  The header and the data fork are decoded (the file a
+ * program saves); the resource fork is not (no file of its own on other
+ * systems).  Runs expand up to 255 times: only the data fork's head is
+ * decoded unless it is an archive, which is read to attach_archive_max_size
+ * (past it: unchecked). */
+#define HQX_MARK "(This file must be converted with BinHex"
+
+static const char hqx_alphabet[] =
+    "!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+
+struct hqx {
+	const unsigned char *p, *end;  /* the encoded text left */
+	uint32_t bits;                 /* sextets not yet made bytes */
+	unsigned nbits;
+	int      last;                 /* the byte a run repeats, -1 none */
+	unsigned rep;                  /* repeats of last still owed */
+	int      done;                 /* ':' met, or the text ended */
+	int      bad;                  /* a character not of the alphabet */
+};
+
+/* hqx_raw - the next byte of the six-bit decoding, or -1 at the end */
+static int hqx_raw(struct hqx *h)
+{
+	while (h->nbits < 8) {
+		const char *c;
+
+		if (h->done || h->p >= h->end) {
+			h->done = 1;
+			return -1;
+		}
+		if (*h->p == '\r' || *h->p == '\n' || *h->p == ' ' || *h->p == '\t') {
+			h->p++;
+			continue;
+		}
+		if (*h->p == ':') {
+			h->done = 1;
+			return -1;
+		}
+		if (*h->p == '\0' || (c = strchr(hqx_alphabet, *h->p)) == NULL) {
+			h->bad = h->done = 1;
+			return -1;
+		}
+		h->p++;
+		h->bits = (h->bits << 6) | (uint32_t)(c - hqx_alphabet);
+		h->nbits += 6;
+	}
+	h->nbits -= 8;
+	return (int)((h->bits >> h->nbits) & 0xff);
+}
+
+/* hqx_byte - the next byte after run-length decoding ("c 0x90 n": c n
+ * times in all; "0x90 0": 0x90 itself), or -1 at the end */
+static int hqx_byte(struct hqx *h)
+{
+	for (;;) {
+		int b, n;
+
+		if (h->rep > 0) {
+			h->rep--;
+			return h->last;
+		}
+		if ((b = hqx_raw(h)) < 0)
+			return -1;
+		if (b != 0x90)
+			return h->last = b;
+		if ((n = hqx_raw(h)) < 0)
+			return -1;
+		if (n == 0)
+			return h->last = 0x90;
+		if (h->last < 0) {           /* a run of nothing */
+			h->bad = 1;
+			return -1;
+		}
+		/* c was given once already: n - 1 more (none for n == 1) */
+		h->rep = (unsigned)n - 1;
+	}
+}
+
+/* hqx_read - up to max bytes into out; how many (fewer: the end) */
+static size_t hqx_read(struct hqx *h, unsigned char *out, size_t max)
+{
+	size_t n = 0;
+	int b;
+
+	while (n < max && (b = hqx_byte(h)) >= 0)
+		out[n++] = (unsigned char)b;
+	return n;
+}
+
+/* crc_xmodem - BinHex's CRC (CCITT, 0x1021, from 0) */
+static unsigned crc_xmodem(const unsigned char *d, size_t n)
+{
+	unsigned crc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		crc ^= (unsigned)d[i] << 8;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+	}
+	return crc;
+}
+
+/* binhex_file - the BinHex file encoded from p to end (after its ':'):
+ * its name, the type and archive of its data fork; one that does not
+ * decode (bad character, header CRC, cut short) is unchecked */
+static void binhex_file(struct finding *f, const unsigned char *p, const unsigned char *end, const char *file,
+                        size_t idx)
+{
+	struct hqx h = { .p = p, .end = end, .last = -1 };
+	unsigned char hdr[1 + 63 + 1 + 4 + 4 + 2 + 4 + 4 + 2], *data = NULL;
+	char name[64], label[320], type[128], last[32], prev[32];
+	size_t nlen, hlen, want, got;
+	uint32_t dlen;
+	const char *why = NULL;
+
+	if (hqx_read(&h, hdr, 1) < 1 || (nlen = hdr[0]) < 1 || nlen > 63) {
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (malformed header)");
+		return;
+	}
+	hlen = 1 + nlen + 1 + 4 + 4 + 2 + 4 + 4;
+	if (hqx_read(&h, hdr + 1, hlen + 2 - 1) < hlen + 2 - 1) {
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (header cut short)");
+		return;
+	}
+	memcpy(name, hdr + 1, nlen);
+	name[nlen] = '\0';
+	for (char *c = name; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	check_name(f, name, NULL);
+	if (crc_xmodem(hdr, hlen) != ((unsigned)hdr[hlen] << 8 | hdr[hlen + 1]))
+		why = "BinHex file not read (header CRC)";
+	dlen = (uint32_t)hdr[1 + nlen + 11] << 24 | (uint32_t)hdr[1 + nlen + 12] << 16 |
+	    (uint32_t)hdr[1 + nlen + 13] << 8 | hdr[1 + nlen + 14];
+	snprintf(label, sizeof(label), "%s (BinHex in part %zu)", name, idx + 1);
+	name_exts(name, last, sizeof(last), prev, sizeof(prev));
+	want = dlen < MAGIC_HEAD ? dlen : MAGIC_HEAD;
+	if (why == NULL && (data = malloc(want + 1)) != NULL) {
+		got = hqx_read(&h, data, want);
+		f->unpacked += got;
+		detect(f->a, data, got, type, sizeof(type));
+		if (got == want && dlen > want && f->a->scan_archives &&
+		    (is_archive_type(type) || is_archive_ext(last))) {
+			/* an archive: the rest of it, within attach_archive_max_size */
+			unsigned char *more;
+
+			if (dlen > f->a->max_nested)
+				why = "BinHex archive over attach_archive_max_size";
+			else if ((more = realloc(data, (size_t)dlen + 1)) != NULL) {
+				size_t rest;
+
+				data = more;
+				rest = hqx_read(&h, data + got, (size_t)dlen - got);
+				got += rest;
+				f->unpacked += rest;
+				want = dlen;
+			}
+		}
+		if (got < want || h.bad)
+			why = "BinHex file not read (data fork cut short or malformed)";
+		else
+			check_text_file(f, name, data, got, label, "BinHex");
+	}
+	free(data);
+	if (why != NULL)
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], label, why);
+}
+
+/* check_binhex - the BinHex files of a text part, or of a part that says
+ * it is one (application/mac-binhex40, a .hqx name: its first line that
+ * starts with ':' is one even without the "(This file ..." line) */
+static void check_binhex(struct finding *f, const struct mime_part *p, size_t idx, const char *file)
+{
+	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b;
+	int typed = strcmp(p->content_type, "application/mac-binhex40") == 0, found = 0;
+	char last[32], prev[32];
+
+	for (size_t k = 0; !typed && p->names != NULL && p->names[k] != NULL; k++) {
+		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
+		typed = strcmp(last, "hqx") == 0;
+	}
+	if (!typed && !p->is_text)
+		return;
+	while (at < end) {
+		const unsigned char *mark = memmem(at, (size_t)(end - at), HQX_MARK, sizeof(HQX_MARK) - 1);
+		const unsigned char *q, *lim;
+
+		if (mark == NULL && !(typed && at == b))
+			break;
+		/* the data: the first line starting with ':' in the next KiB
+		 * (a text only quoting the sentence has none) */
+		q = mark != NULL ? mark + sizeof(HQX_MARK) - 1 : b;
+		lim = end - q > 1024 ? q + 1024 : end;
+		for (; q < lim; q++)
+			if (*q == ':' && (q == b || q[-1] == '\n'))
+				break;
+		if (q >= lim) {
+			if (mark == NULL)
+				break;
+			at = mark + sizeof(HQX_MARK) - 1;
+			continue;
+		}
+		if (enc_block(f) < 0)
+			return;
+		found = 1;
+		binhex_file(f, q + 1, end, file, idx);
+		/* on after its closing ':' */
+		at = memchr(q + 1, ':', (size_t)(end - q - 1));
+		if (at == NULL)
+			break;
+		at++;
+	}
+	if (typed && !found)
+		/* it says it is BinHex, and a program would decode it so */
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex part not read (no BinHex data found)");
 }
 
 static void check_part(struct finding *f, const struct mime_part *p, size_t idx);
@@ -1053,7 +1450,7 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
 			name_exts(title, last, sizeof(last), prev, sizeof(prev));
 			if (f->a->scan_archives && (is_archive_type(type) || is_archive_ext(last))) {
 				snprintf(label, sizeof(label), "%.140s/%.250s", file, title[0] ? title : "data");
-				scan_archive(f, d, len, label, 1);
+				open_archive(f, d, len, label, 1, last, "", type);
 			}
 		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file))
 			mw_log(f->ctx, LOG_DEBUG, "TNEF %s: attachment properties not all read", file);
@@ -1226,7 +1623,7 @@ static void check_pgp_file(struct finding *f, const struct pgp_literal *lit, con
 		if (lit->len > f->a->max_nested)
 			archive_unchecked(f, file, "signed archive over attach_archive_max_size");
 		else
-			scan_archive(f, lit->data, lit->len, label, 1);
+			open_archive(f, lit->data, lit->len, label, 1, last, dlast, type);
 	}
 }
 
@@ -1297,6 +1694,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 	const char *declared = p->declared_type[0] ? p->declared_type : p->content_type;
 	char type[128], label[64], last[32], prev[32];
 	const char *file;
+	int declared_banned = 0;      /* another Content-Type field's type is banned */
 
 	if (p->filename != NULL)
 		file = p->filename;
@@ -1304,17 +1702,37 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		snprintf(label, sizeof(label), "part %zu (%s)", idx + 1, p->content_type);
 		file = label;
 	}
-	/* every name the fields give (filename=, name=, repeated ones) */
+	/* every name the fields give (filename=, name=, repeated ones,
+	 * repeated fields) */
 	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++)
 		check_name(f, p->names[k], NULL);
-	if (p->is_text && p->raw_len > 0)
+	if (p->names_truncated)
+		/* no mailer names a file that many ways: the names not kept
+		 * could be the one a program saves it under */
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file,
+		    "more than 64 names or 16 Content-Type/Content-Disposition fields, not all checked");
+	if (p->is_text && p->raw_len > 0) {
 		check_uuencoded(f, p, idx);
+		check_yenc(f, p, idx);
+	}
+	if (p->raw_len > 0)
+		check_binhex(f, p, idx, file);
 	if (type_banned(f->r, declared)) {
 		char what[300];
 
 		snprintf(what, sizeof(what), "type %s", declared);
 		hit(f, R_TYPE, symbol_of[R_TYPE], file, what);
 	}
+	/* a Content-Type field given twice: mail programs differ on which
+	 * one they take, so each type declared is checked */
+	for (size_t k = 0; p->types != NULL && p->types[k] != NULL; k++)
+		if (strcmp(p->types[k], declared) != 0 && type_banned(f->r, p->types[k])) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "type %s", p->types[k]);
+			hit(f, R_TYPE, symbol_of[R_TYPE], file, what);
+			declared_banned = 1;
+		}
 	/* a text body without a name holds no program unless it has NULs
 	 * (every executable header does): libmagic is spared the rest */
 	if (p->filename == NULL && p->is_text &&
@@ -1322,7 +1740,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		type[0] = '\0';
 	else
 		detect(f->a, p->raw, p->raw_len, type, sizeof(type));
-	if (type[0] != '\0' && type_banned(f->r, type) && !type_banned(f->r, declared)) {
+	if (type[0] != '\0' && type_banned(f->r, type) && !type_banned(f->r, declared) && !declared_banned) {
 		char what[400];
 
 		snprintf(what, sizeof(what), "declared %.200s, content %s", declared, type);
@@ -1336,7 +1754,7 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 	if (f->a->scan_archives && p->raw_len > 0) {
 		name_exts(p->filename != NULL ? p->filename : "", last, sizeof(last), prev, sizeof(prev));
 		if (is_archive_type(type) || is_archive_ext(last))
-			scan_archive(f, p->raw, p->raw_len, file, 1);
+			open_archive(f, p->raw, p->raw_len, file, 1, last, "", type);
 	}
 }
 

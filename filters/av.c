@@ -274,13 +274,24 @@ static uint64_t zip_count(const unsigned char *b, size_t n, unsigned depth, uint
 	return total;
 }
 
+static void shown_name(const struct mime_part *p, size_t idx, char *out, size_t outsz);
+
 /* zips_over - the zip entries of parts (and of the zips and containers in
  * them) added to *total, unpacking out of *budget; 1 with why once past
- * av_max_zip_entries */
+ * av_max_zip_entries, or at a part the MIME parse cut at its 64 MiB
+ * (whose zips cannot all be counted, nor signed content found in it) */
 static int zips_over(const struct mime_part *parts, size_t nparts, const struct config *cfg,
                      uint64_t *total, uint64_t *budget, char *why, size_t whylen)
 {
 	for (size_t i = 0; i < nparts; i++) {
+		if (parts[i].truncated) {
+			char name[96];
+
+			shown_name(&parts[i], i, name, sizeof(name));
+			snprintf(why, whylen, "%s: decoded past 64 MiB (the MIME parse's limit), not all looked into",
+			    name);
+			return 1;
+		}
 		*total += zip_count(parts[i].raw, parts[i].raw_len, cfg->av_max_recursion,
 		    cfg->av_max_zip_entries, budget);
 		if (*total > cfg->av_max_zip_entries) {
@@ -584,6 +595,14 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
 		int rc, armored = 0;
 
 		shown_name(p, i, name, sizeof(name));
+		if (p->truncated) {
+			/* zips_over refuses these first; a cut part is never
+			 * taken for a whole one here either */
+			snprintf(here, sizeof(here), "%s%s%s", name, in != NULL ? " in " : "", in != NULL ? in : "");
+			printable(here);
+			h->limit = 1;
+			return stop(h, here, "decoded past 64 MiB (the MIME parse's limit), not all looked into");
+		}
 		if (is_signed) {
 			snprintf(here, sizeof(here), "the S/MIME signed content of %s%s%s", name,
 			    in != NULL ? " in " : "", in != NULL ? in : "");

@@ -11,7 +11,7 @@
  * the decoded bytes kept, the URIs collected.  GMime itself refuses MIME
  * nesting past its own limit (GMIME_CRIT_NESTING_OVERFLOW).  Any structural
  * complaint of the parser, or a limit reached, sets parse_error; a limit
- * that leaves parts unwalked sets incomplete too.  What GMime builds is
+ * that leaves parts unwalked, or a part's content cut, sets incomplete too.  What GMime builds is
  * bounded before it parses (struct_cut): it makes objects of every part and
  * header field, so a few MB of tiny parts or header lines would cost GBs.
  *
@@ -38,8 +38,11 @@ struct mime_store {
 	size_t      cap_parts;
 	size_t      cap_msgs;
 	size_t      cap_uris;
-	size_t      decoded;          /* bytes of decoded content kept so far */
+	size_t      decoded;          /* bytes of content as decoded (raw) kept so far */
+	size_t      converted;        /* bytes of text converted to UTF-8 kept so far
+	                               * (the copies that differ from raw) */
 	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
+	GMimeParserOptions *opts;     /* for fields parsed again; during the walk only */
 };
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
@@ -633,13 +636,24 @@ static char *filename_clean(const char *fn)
 	return v;
 }
 
+/* A part may give its name in many places: each filename= and name=,
+ * and a Content-Disposition or Content-Type field given twice (mail
+ * programs differ on which one they use: the first, the last, the one
+ * of a parameter's first occurrence).  Every one is read into names, to
+ * these bounds; past them the part's names_truncated is set (a disguise:
+ * no mailer writes that many), and the attachments filter calls the part
+ * unchecked rather than pass on the names it did read. */
+#define PART_MAX_NAMES   64   /* distinct names of one part */
+#define PART_MAX_FIELDS  16   /* Content-Type and Content-Disposition fields of one part */
+
 /* add_names - the distinct cleaned values of params called name into
- * the NULL-terminated array *v (of *n) */
-static void add_names(GMimeParamList *l, const char *name, char ***v, size_t *n)
+ * the NULL-terminated array *v (of *n); 0, or -1 when one more would pass
+ * PART_MAX_NAMES */
+static int add_names(GMimeParamList *l, const char *name, char ***v, size_t *n)
 {
 	int i, len = l != NULL ? g_mime_param_list_length(l) : 0;
 
-	for (i = 0; i < len && *n < 16; i++) {
+	for (i = 0; i < len; i++) {
 		GMimeParam *prm = g_mime_param_list_get_parameter_at(l, i);
 		const char *pn = g_mime_param_get_name(prm);
 		char *c;
@@ -654,31 +668,115 @@ static void add_names(GMimeParamList *l, const char *name, char ***v, size_t *n)
 			g_free(c);
 			continue;
 		}
+		if (*n >= PART_MAX_NAMES) {
+			g_free(c);
+			return -1;
+		}
 		*v = g_renew(char *, *v, *n + 2);
 		(*v)[(*n)++] = c;
 		(*v)[*n] = NULL;
 	}
+	return 0;
 }
 
-/* part_names - mime_part.names: filename first, then the other values
- * of filename= and name= (at most 16 in all) */
-static const char *const *part_names(GMimeObject *obj, const char *filename)
+/* declared_of - a Content-Type value as declared: without parameters,
+ * trimmed, lower case (a new string) */
+static char *declared_of(const char *v)
 {
-	GMimeContentDisposition *cd = g_mime_object_get_content_disposition(obj);
-	GMimeContentType *ct = g_mime_object_get_content_type(obj);
-	char **v = NULL;
-	size_t n = 0;
+	size_t n = strcspn(v, ";");
+	char *d, *low;
 
-	if (filename != NULL) {
-		v = g_new(char *, 2);
-		v[n++] = g_strdup(filename);
-		v[n] = NULL;
+	while (n > 0 && g_ascii_isspace(v[n - 1]))
+		n--;
+	while (n > 0 && g_ascii_isspace(*v)) {
+		v++;
+		n--;
 	}
-	if (cd != NULL)
-		add_names(g_mime_content_disposition_get_parameters(cd), "filename", &v, &n);
-	if (ct != NULL)
-		add_names(g_mime_content_type_get_parameters(ct), "name", &v, &n);
-	return (const char *const *)v;
+	d = g_strndup(v, n);
+	low = g_ascii_strdown(d, -1);
+	g_free(d);
+	return low;
+}
+
+/* add_type - t (taken) into the distinct NULL-terminated *v of *n */
+static void add_type(char *t, char ***v, size_t *n)
+{
+	for (size_t k = 0; k < *n; k++)
+		if (strcmp((*v)[k], t) == 0) {
+			g_free(t);
+			return;
+		}
+	*v = g_renew(char *, *v, *n + 2);
+	(*v)[(*n)++] = t;
+	(*v)[*n] = NULL;
+}
+
+/* part_fields - what p's Content-Type and Content-Disposition fields
+ * declare, every one of them: declared_type (of the last Content-Type
+ * field, the one GMime's content_type comes from), types (each distinct
+ * one), and for a GMime part its names (filename first, then every
+ * filename= and name= of every field), with names_truncated past
+ * PART_MAX_NAMES or PART_MAX_FIELDS.  opts: as the message was parsed. */
+static void part_fields(GMimeParserOptions *opts, GMimeObject *obj, struct mime_part *p)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
+	int i, count = hl != NULL ? g_mime_header_list_get_count(hl) : 0, fields = 0;
+	int want_names = GMIME_IS_PART(obj);
+	const char *last_ct = NULL;
+	char **names = NULL, **types = NULL;
+	size_t nnames = 0, ntypes = 0;
+
+	if (want_names && p->filename != NULL) {
+		names = g_new(char *, 2);
+		names[nnames++] = g_strdup(p->filename);
+		names[nnames] = NULL;
+	}
+	for (i = 0; i < count; i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+		const char *hn = g_mime_header_get_name(h);
+		const char *raw = g_mime_header_get_raw_value(h);
+		int is_ct, rc = 0;
+
+		if (hn == NULL)
+			continue;
+		is_ct = g_ascii_strcasecmp(hn, "Content-Type") == 0;
+		if (!is_ct && g_ascii_strcasecmp(hn, "Content-Disposition") != 0)
+			continue;
+		if (raw == NULL)
+			raw = g_mime_header_get_value(h);
+		if (raw == NULL)
+			continue;
+		if (++fields > PART_MAX_FIELDS) {
+			p->names_truncated = 1;
+			break;
+		}
+		if (is_ct) {
+			const char *v = g_mime_header_get_value(h);
+
+			last_ct = v != NULL ? v : raw;
+			add_type(declared_of(last_ct), &types, &ntypes);
+			if (want_names && !p->names_truncated) {
+				GMimeContentType *t = g_mime_content_type_parse(opts, raw);
+
+				if (t != NULL) {
+					rc = add_names(g_mime_content_type_get_parameters(t), "name", &names, &nnames);
+					g_object_unref(t);
+				}
+			}
+		} else if (want_names && !p->names_truncated) {
+			GMimeContentDisposition *d = g_mime_content_disposition_parse(opts, raw);
+
+			if (d != NULL) {
+				rc = add_names(g_mime_content_disposition_get_parameters(d), "filename", &names, &nnames);
+				g_object_unref(d);
+			}
+		}
+		if (rc < 0)
+			p->names_truncated = 1;
+	}
+	p->declared_type = last_ct != NULL ? declared_of(last_ct) : g_strdup("");
+	p->types = (const char *const *)types;
+	p->names = (const char *const *)names;
 }
 
 /* ------------------------------------------------------------------ */
@@ -687,7 +785,6 @@ static const char *const *part_names(GMimeObject *obj, const char *filename)
 static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t msg)
 {
 	GMimeContentType *ct = g_mime_object_get_content_type(obj);
-	const char *declared = g_mime_object_get_header(obj, "Content-Type");
 	struct mime_part *p;
 	GMimeDataWrapper *w;
 	char *type;
@@ -705,24 +802,9 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 	type = ct != NULL ? g_mime_content_type_get_mime_type(ct) : g_strdup("text/plain");
 	p->content_type = lower_dup(type);
 	g_free(type);
-	if (declared != NULL) {
-		/* the declared value, without parameters, lower case */
-		size_t n = strcspn(declared, ";");
-
-		while (n > 0 && g_ascii_isspace(declared[n - 1]))
-			n--;
-		while (n > 0 && g_ascii_isspace(*declared)) {
-			declared++;
-			n--;
-		}
-		{
-			char *d = g_strndup(declared, n);
-
-			p->declared_type = g_ascii_strdown(d, -1);
-			g_free(d);
-		}
-	} else
-		p->declared_type = g_strdup("");
+	if (GMIME_IS_PART(obj))
+		p->filename = filename_clean(g_mime_part_get_filename(GMIME_PART(obj)));
+	part_fields(st->opts, obj, p);
 	p->disposition = lower_dup(g_mime_object_get_disposition(obj));
 	{
 		const char *cs = g_mime_object_get_content_type_parameter(obj, "charset");
@@ -741,48 +823,56 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 	p->is_html = strcmp(p->content_type, "text/html") == 0;
 	p->is_text = p->is_html || strcmp(p->content_type, "text/plain") == 0;
 
-	if (GMIME_IS_PART(obj)) {
-		p->filename = filename_clean(g_mime_part_get_filename(GMIME_PART(obj)));
-		p->names = part_names(obj, p->filename);
+	if (GMIME_IS_PART(obj))
 		w = g_mime_part_get_content(GMIME_PART(obj));
-	} else
+	else
 		w = NULL;
 	if (w != NULL) {
+		/* Two budgets, each MIME_MAX_DECODED: the content as decoded
+		 * (raw, what a file type, an archive, a signed content is read
+		 * from) and the UTF-8 copies of text parts that the charset
+		 * conversion changed (data, what the rules read; windows-1252
+		 * grows up to three times).  Counted together, 23 MB of 0x80
+		 * text used the room of every part after it, which was kept
+		 * empty and never checked, and nothing said so. */
 		size_t room = st->decoded < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->decoded : 0;
 		GByteArray *raw = read_decoded(w, room, &truncated);
 
+		st->decoded += raw->len;
 		if (p->is_text) {
-			size_t n;
+			size_t n, troom = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0;
 			char *t = to_utf8(raw->data, raw->len,
 			    g_mime_object_get_content_type_parameter(obj, "charset"), &n);
 
-			/* conversion may grow it: the cap holds for what is kept */
-			if (n > room) {
-				n = room;
-				while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
-					n--;          /* cut on a character boundary */
-				t[n] = '\0';
-				t = g_realloc(t, n + 1);   /* the rest given back */
-				truncated = 1;
-			}
-			p->data = (const unsigned char *)t;
-			p->len = n;
-			if (n == raw->len && memcmp(t, raw->data, n) == 0)
+			if (n == raw->len && memcmp(t, raw->data, n) == 0) {
+				/* nothing converted: the one copy, counted as raw */
 				g_byte_array_free(raw, TRUE);
-			else {
+				p->data = (const unsigned char *)t;
+				p->len = n;
+			} else {
+				/* conversion may grow it: the cap holds for what is kept */
+				if (n > troom) {
+					n = troom;
+					while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+						n--;          /* cut on a character boundary */
+					t[n] = '\0';
+					t = g_realloc(t, n + 1);   /* the rest given back */
+					p->text_truncated = 1;
+				}
+				st->converted += n;
+				p->data = (const unsigned char *)t;
+				p->len = n;
 				/* keep the bytes as sent too (an executable declared
 				 * text/plain must still look like one) */
 				p->raw_len = raw->len;
 				g_byte_array_append(raw, (const guint8 *)"", 1);
 				p->raw = g_byte_array_free(raw, FALSE);
-				st->decoded += p->raw_len;
 			}
 		} else {
 			p->len = raw->len;
 			g_byte_array_append(raw, (const guint8 *)"", 1);   /* NUL after, for safety */
 			p->data = g_byte_array_free(raw, FALSE);
 		}
-		st->decoded += p->len;
 	}
 	if (p->data == NULL) {
 		p->data = (const unsigned char *)g_strdup("");
@@ -793,9 +883,15 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 		p->raw_len = p->len;
 	}
 	if (truncated) {
+		/* cut or kept empty: its type, archive, signed content were
+		 * not all there to check, so the parse is not whole */
 		p->truncated = 1;
+		p->text_truncated |= p->is_text;
 		st->pub.parse_error = 1;
+		incomplete(st, "decoded content over 64 MiB");
 	}
+	if (p->text_truncated)
+		st->pub.parse_error = 1;
 	if (p->is_html) {
 		p->rendered = html_render(st, (const char *)p->data, p->len, &p->rendered_len);
 		text_uris(st, p->rendered, p->rendered_len);
@@ -889,6 +985,7 @@ void mime_free(void *p)
 		g_free((char *)pt->declared_type);
 		g_free((char *)pt->filename);
 		g_strfreev((char **)pt->names);
+		g_strfreev((char **)pt->types);
 		g_free((char *)pt->disposition);
 		g_free((char *)pt->charset);
 		g_free((char *)pt->encoding);
@@ -907,14 +1004,13 @@ void mime_free(void *p)
 	g_free(st);
 }
 
-GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
-                               GMimeParserWarningFunc warn, void *warn_data, gint64 *headers_end)
+/* parser_options - GMime's options for a message, and for the fields
+ * part_fields parses again: loose RFC 2047 and parameters, undeclared
+ * 8-bit text UTF-8 else windows-1252 (free with g_mime_parser_options_free) */
+static GMimeParserOptions *parser_options(GMimeParserWarningFunc warn, void *warn_data)
 {
 	static const char *fallback[] = { "UTF-8", "windows-1252", NULL };
 	GMimeParserOptions *opts;
-	GMimeStream *stream;
-	GMimeParser *parser;
-	GMimeMessage *m;
 
 	pthread_once(&gmime_once, gmime_setup);
 	opts = g_mime_parser_options_new();
@@ -923,6 +1019,18 @@ GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
 	g_mime_parser_options_set_fallback_charsets(opts, fallback);
 	if (warn != NULL)
 		g_mime_parser_options_set_warning_callback(opts, warn, warn_data);
+	return opts;
+}
+
+GMimeMessage *mime_gmime_parse(const unsigned char *msg, size_t len,
+                               GMimeParserWarningFunc warn, void *warn_data, gint64 *headers_end)
+{
+	GMimeParserOptions *opts;
+	GMimeStream *stream;
+	GMimeParser *parser;
+	GMimeMessage *m;
+
+	opts = parser_options(warn, warn_data);
 
 	stream = g_mime_stream_mem_new_with_buffer((const char *)msg, len);
 	parser = g_mime_parser_new_with_stream(stream);
@@ -1082,7 +1190,10 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 	if (m == NULL)
 		st->pub.parse_error = 1;
 	else {
+		st->opts = parser_options(NULL, NULL);
 		walk(st, g_mime_message_get_mime_part(m), 0, 0, 0);
+		g_mime_parser_options_free(st->opts);
+		st->opts = NULL;
 		g_object_unref(m);
 	}
 	g_hash_table_destroy(st->uri_seen);

@@ -13,7 +13,9 @@ struct mw_ctx;
 /* Limits of one parse (a hostile message must not cost more). */
 #define MIME_MAX_PARTS    1000          /* leaves listed; more: parse_error */
 #define MIME_MAX_DEPTH    32            /* multipart/message nesting walked */
-#define MIME_MAX_DECODED  (64u << 20)   /* decoded bytes kept, all parts together */
+/* decoded bytes kept, all parts together; and as much again of text
+ * converted to UTF-8 (the copies that differ from the bytes decoded) */
+#define MIME_MAX_DECODED  (64u << 20)
 #define MIME_MAX_URIS     1000          /* distinct URIs kept */
 #define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
 /* What GMime is handed at most: it builds every part and header field of
@@ -31,14 +33,23 @@ struct mime_part {
 	unsigned    depth;            /* 0 = top-level message */
 	const char *content_type;     /* "text/plain", lower case, without parameters */
 	const char *declared_type;    /* as declared, same as content_type unless absent
-	                               * ("" then) or invalid */
+	                               * ("" then) or invalid; of the last Content-Type
+	                               * field, as content_type is */
+	/* every distinct type the part's Content-Type fields declare (as
+	 * declared_type is), NULL-terminated, or NULL when there is none:
+	 * a part with two disagreeing fields is checked as both */
+	const char *const *types;
 	const char *filename;         /* decoded (RFC 2231/2047) UTF-8 filename, or NULL */
 	/* every distinct name the part's fields give, decoded as filename
 	 * is: Content-Disposition filename= and Content-Type name=, each
-	 * one a field repeats; filename first; NULL-terminated, or NULL when
-	 * there is none.  Mail programs differ on which one they show and
-	 * save under, so a policy checks them all. */
+	 * one a field repeats, of every such field (a field given twice);
+	 * filename first; NULL-terminated, or NULL when there is none.  Mail
+	 * programs differ on which one they show and save under, so a
+	 * policy checks them all. */
 	const char *const *names;
+	/* more than 64 distinct names, or 16 Content-Type and
+	 * Content-Disposition fields: names does not hold them all */
+	int         names_truncated;
 	const char *disposition;      /* "attachment", "inline" or NULL */
 	int         is_text;          /* text/plain or text/html */
 	int         is_html;
@@ -52,7 +63,13 @@ struct mime_part {
 	 * rules see it (tags removed, entities decoded), UTF-8; else NULL */
 	const char *rendered;
 	size_t      rendered_len;
-	int         truncated;        /* content cut at MIME_MAX_DECODED */
+	/* the content as decoded (raw) cut, or kept empty, at the
+	 * MIME_MAX_DECODED of the message's parts together: what is checked
+	 * in it was not all there (the parse is then incomplete) */
+	int         truncated;
+	/* text parts: data cut (a conversion past the MIME_MAX_DECODED of
+	 * converted text, or raw truncated); raw may still be whole */
+	int         text_truncated;
 	/* the decoded bytes before any charset conversion (what a file
 	 * type is detected from); the same pointer as data unless the
 	 * conversion of a text part changed them */
@@ -93,8 +110,9 @@ struct mime_msg {
 	                               * (or a MIME_MAX_* limit was reached) */
 	int               parts_truncated; /* more than MIME_MAX_PARTS leaves */
 	int               uris_truncated;  /* more than MIME_MAX_URIS URIs */
-	/* not all of the message was walked: a filter looking for something
-	 * (a banned attachment) did not see all parts; why, or NULL */
+	/* not all of the message was walked, or a part's content was cut
+	 * at MIME_MAX_DECODED: a filter looking for something (a banned
+	 * attachment) did not see all of it; why, or NULL */
 	const char       *incomplete;
 };
 

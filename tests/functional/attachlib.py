@@ -147,14 +147,17 @@ def _write_tree(d, files):
             f.write(data)
 
 
-def bsdtar_archive(files, fmt="7zip", options=None):
+def bsdtar_archive(files, fmt="7zip", options=None, compress=None):
     """files: {name: bytes} -> an archive written by libarchive's bsdtar
     (Debian's libarchive-tools): fmt "7zip" (one solid LZMA block by
-    default), "zip", "ustar" ..."""
+    default), "zip", "ustar", "cpio", "ar", "xar" ...; compress: a bsdtar
+    option compressing it ("-Z", "--lz4" ...)"""
     with tempfile.TemporaryDirectory() as d:
         _write_tree(os.path.join(d, "t"), files)
         out = os.path.join(d, "out.arc")
         cmd = ["bsdtar", "--format", fmt]
+        if compress:
+            cmd.append(compress)
         if options:
             cmd += ["--options", options]
         subprocess.run(cmd + ["-cf", out, "-C", os.path.join(d, "t")] + sorted(files), check=True)
@@ -174,6 +177,34 @@ def seven_zip_encrypted(files, password="infected", headers=False):
             return f.read()
 
 
+def _crc16(data, crc=0):
+    for c in data:
+        crc ^= c
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def lzh(files):
+    """files: {name: bytes} -> an LHA archive (level 0 headers, -lh0-
+    stored), as 7-Zip, WinRAR and libarchive read it"""
+    out = b""
+    for name, data in files.items():
+        n = name.encode()
+        body = (b"-lh0-" + struct.pack("<II", len(data), len(data)) + struct.pack("<I", 0x5a210000)
+                + b"\x20\x00" + bytes([len(n)]) + n + struct.pack("<H", _crc16(data)))
+        out += bytes([len(body), sum(body) & 0xFF]) + body + data
+    return out + b"\x00"
+
+
+def arj_head(name="files.arj"):
+    """the main header of an ARJ archive (libmagic: application/x-arj),
+    which libarchive does not read"""
+    first = bytes([30, 11, 1, 0, 0, 0, 2, 0]) + bytes(22)
+    hdr = first + name.encode() + b"\0\0"
+    return b"\x60\xea" + struct.pack("<H", len(hdr)) + hdr + bytes(6) + b"x" * 100
+
+
 def uuencoded(name, data, mode="644"):
     """data uuencoded as a block of a text body"""
     import binascii
@@ -181,6 +212,73 @@ def uuencoded(name, data, mode="644"):
     for i in range(0, len(data), 45):
         lines.append(binascii.b2a_uu(data[i:i + 45]).rstrip(b"\n"))
     return CRLF.join(lines + [b"`", b"end"]) + CRLF
+
+
+def yenc(name, data, line=128):
+    """data as a yEnc block (=ybegin ... =yend) of a text body"""
+    out, cur = [], bytearray()
+    for c in data:
+        e = (c + 42) & 0xFF
+        if e in (0, 10, 13, 61):
+            cur += b"=" + bytes([(e + 64) & 0xFF])
+        else:
+            cur.append(e)
+        if len(cur) >= line:
+            out.append(bytes(cur))
+            cur = bytearray()
+    if cur:
+        out.append(bytes(cur))
+    return CRLF.join([b"=ybegin line=%d size=%d name=%s" % (line, len(data), _b(name))] + out +
+                     [b"=yend size=%d" % len(data)]) + CRLF
+
+
+def _binhex_crc(data):
+    crc = 0
+    for c in data:
+        crc ^= c << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return struct.pack(">H", crc)
+
+
+def _binhex_rle(raw):
+    """BinHex's run-length coding: 0x90 escaped as 0x90 0x00, a run of 3 to
+    255 bytes c as c 0x90 n"""
+    out, i = bytearray(), 0
+    while i < len(raw):
+        c, n = raw[i], 1
+        while i + n < len(raw) and raw[i + n] == c and n < 255:
+            n += 1
+        out += b"\x90\x00" if c == 0x90 else bytes([c])
+        if n >= 3:
+            out += bytes([0x90, n])
+        else:
+            n = 1
+        i += n
+    return bytes(out)
+
+
+def binhex(name, data, rsrc=b"", cut=0):
+    """data as a BinHex 4.0 file (its name in the encoded header), the
+    "(This file must be converted ..." line first; cut: characters taken
+    off the end (a file cut short)"""
+    n = _b(name)
+    hdr = bytes([len(n)]) + n + b"\x00" + b"APPL" + b"????" + b"\x00\x00" + \
+        struct.pack(">II", len(data), len(rsrc))
+    raw = hdr + _binhex_crc(hdr) + data + _binhex_crc(data) + rsrc + _binhex_crc(rsrc)
+    alpha = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+    bits, nbits, enc = 0, 0, bytearray()
+    for c in _binhex_rle(raw):
+        bits = (bits << 8) | c
+        nbits += 8
+        while nbits >= 6:
+            nbits -= 6
+            enc.append(alpha[(bits >> nbits) & 0x3F])
+    if nbits:
+        enc.append(alpha[(bits << (6 - nbits)) & 0x3F])
+    body = b":" + bytes(enc[:len(enc) - cut]) + (b":" if not cut else b"")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return b"(This file must be converted with BinHex 4.0)" + CRLF + CRLF.join(lines) + CRLF
 
 
 # --- TNEF (winmail.dat) -------------------------------------------------------------

@@ -235,6 +235,50 @@ def test_zip_entries_bound_inside_other_containers(tmp_path):
     assert [s["name"] for s in out["symbols"]] == ["VIRUS_FOUND"], out["symbols"]
 
 
+# --- archive formats libarchive reads, and those it does not -------------------------
+
+ARCHIVES = {
+    "lzh": lambda: ("files.lzh", L.lzh({"invoice.exe": EXE})),
+    "lzh_named_zip": lambda: ("files.zip", L.lzh({"invoice.exe": EXE})),
+    "cpio": lambda: ("files.cpio", L.bsdtar_archive({"invoice.exe": EXE}, "cpio")),
+    "ar": lambda: ("files.deb", L.bsdtar_archive({"invoice.exe": EXE}, "ar")),
+    "xar": lambda: ("files.xar", L.bsdtar_archive({"invoice.exe": EXE}, "xar")),
+    "tar.Z": lambda: ("files.tar.Z", L.bsdtar_archive({"invoice.exe": EXE}, "ustar", compress="-Z")),
+    "tar.lz4": lambda: ("files.tar.lz4", L.bsdtar_archive({"invoice.exe": EXE}, "ustar", compress="--lz4")),
+    "tar_lz4_named_tar": lambda: ("files.tar", L.bsdtar_archive({"invoice.exe": EXE}, "ustar",
+                                                                compress="--lz4")),
+    "lz4_named_pdf": lambda: ("scan.pdf", L.bsdtar_archive({"invoice.exe": EXE}, "ustar", compress="--lz4")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ARCHIVES))
+def test_more_archive_formats(tmp_path, kind):
+    """LHA, cpio, ar (.deb), xar, and tars behind compress (.Z) or lz4,
+    also under a name of another archive format (7-Zip and WinRAR open a
+    file by its signature) or none, were neither read nor unchecked: the
+    program inside passed.  Now read: its name is found."""
+    name, data = ARCHIVES[kind]()
+    expect(scan(tmp_path, attached(name, data)), "reject", "ATTACH_ARCHIVE_BANNED",
+           "%s: contains invoice.exe" % name)
+
+
+def test_archive_no_reader_opens(tmp_path):
+    """a file of an archive type libarchive does not read (ARJ), or named
+    as an archive no reader opens, is unchecked: what it holds was not
+    seen; a file named only as a bare compressed one that is none is
+    still left alone (test_not_compressed_under_a_compressed_name)"""
+    expect(scan(tmp_path, attached("files.arj", L.arj_head())), "quarantine", "ATTACH_UNCHECKED",
+           "files.arj: not read as an archive (type application/x-arj)")
+    expect(scan(tmp_path, attached("report.pdf", L.arj_head())), "quarantine", "ATTACH_UNCHECKED",
+           "report.pdf: not read as an archive (type application/x-arj)")
+    expect(scan(tmp_path, attached("files.zip", b"garbage, not an archive\n" * 10)), "quarantine",
+           "ATTACH_UNCHECKED", "files.zip: not read as an archive")
+    # inside a zip too, and a clean LHA passes
+    expect(scan(tmp_path, attached("a.zip", L.zip_bytes({"b.arj": L.arj_head()}))), "quarantine",
+           "ATTACH_UNCHECKED", "a.zip/b.arj: not read as an archive")
+    expect(scan(tmp_path, attached("notes.lzh", L.lzh({"notes.txt": b"text\n"}))), "accept")
+
+
 # --- names ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ctype,disposition,banned", [
@@ -252,6 +296,53 @@ def test_zip_entries_bound_inside_other_containers(tmp_path):
 def test_every_name_is_checked(tmp_path, ctype, disposition, banned):
     out = scan(tmp_path, L.message([L.part(ctype, HARMLESS, disposition)]))
     expect(out, "reject", "ATTACH_BANNED_EXT", banned)
+
+
+def test_names_past_sixteen(tmp_path):
+    """16 names a part were kept: with 16 distinct filename= values the
+    Content-Type name= was never looked at, nor a 17th filename= (which a
+    program taking the last of repeated parameters uses).  Now 64 are;
+    past that (or 16 Content-Type/-Disposition fields) the part is
+    unchecked"""
+    many = "attachment; " + "; ".join('filename="f%02d.txt"' % i for i in range(16))
+    out = scan(tmp_path, L.message([L.part('application/octet-stream; name="invoice.exe"', HARMLESS, many)]))
+    expect(out, "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    out = scan(tmp_path, L.message([L.part("application/octet-stream", HARMLESS,
+                                           many + '; filename="invoice.exe"')]))
+    expect(out, "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    expect(scan(tmp_path, L.message([L.part("application/octet-stream", HARMLESS, many)])), "accept")
+    more = "attachment; " + "; ".join('filename="f%02d.txt"' % i for i in range(70))
+    out = scan(tmp_path, L.message([L.part("application/octet-stream", HARMLESS, more)]))
+    expect(out, "quarantine", "ATTACH_UNCHECKED", "more than 64 names")
+
+
+def _raw_part(fields, body):
+    return CRLF.join(fields) + CRLF + CRLF + body
+
+
+@pytest.mark.parametrize("order", ["banned_first", "banned_last"])
+def test_repeated_disposition_and_type_fields(tmp_path, order):
+    """a Content-Disposition or Content-Type field given twice: GMime keeps
+    the last, mail programs differ on which they use; the names of both
+    are checked (a banned name in the first field passed)"""
+    for field in (b"Content-Disposition: attachment; filename=", b"Content-Type: application/octet-stream; name="):
+        a, b = field + b'"invoice.exe"', field + b'"invoice.txt"'
+        fields = [a, b] if order == "banned_first" else [b, a]
+        other = [b"Content-Type: application/octet-stream"] if field.startswith(b"Content-D") else []
+        p = _raw_part(other + fields + [b"Content-Transfer-Encoding: base64"], L.b64(HARMLESS))
+        expect(scan(tmp_path, L.message([p])), "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+
+
+def test_repeated_content_type_types(tmp_path):
+    """two Content-Type fields declaring different types: each one is
+    checked against the banned types (the type rule read the first, the
+    content rule GMime's last)"""
+    for fields in ([b"Content-Type: application/x-msdownload", b"Content-Type: application/pdf"],
+                   [b"Content-Type: application/pdf", b"Content-Type: application/x-msdownload"]):
+        p = _raw_part(fields + [b'Content-Disposition: attachment; filename="a.pdf"',
+                                b"Content-Transfer-Encoding: base64"], L.b64(L.PDF))
+        expect(scan(tmp_path, L.message([p]), "attach_inbound_banned_types=application/x-msdownload"),
+               "reject", "ATTACH_BANNED_TYPE", "a.pdf: type application/x-msdownload")
 
 
 def test_bidi_control_in_name(tmp_path):
@@ -305,6 +396,60 @@ def test_uuencoded_files_in_text(tmp_path):
     # more blocks than are looked at: unchecked
     many = uu_msg(*[L.uuencoded("n%d.txt" % i, b"text\n") for i in range(101)])
     expect(scan(tmp_path, many), "quarantine", "ATTACH_UNCHECKED", "more than 100 uuencoded files")
+
+
+def text_msg(*blocks, cte="8bit"):
+    body = b"Hello,\r\n\r\nthe file is below.\r\n\r\n" + b"".join(blocks) + b"\r\nRegards\r\n"
+    return L.message([L.part("text/plain; charset=us-ascii", body, cte=cte)])
+
+
+def test_yenc_files_in_text(tmp_path):
+    """yEnc blocks (=ybegin ... name=) of a text body, which Thunderbird
+    shows as attachments as it does uuencoded files, passed unread: each
+    one's name, type and archive are now checked"""
+    expect(scan(tmp_path, text_msg(L.yenc("invoice.exe", EXE))), "reject", "ATTACH_BANNED_EXT",
+           "invoice.exe: extension .exe")
+    expect(scan(tmp_path, text_msg(L.yenc("my invoice.pdf.exe", HARMLESS))), "reject", "ATTACH_DOUBLE_EXT",
+           "my invoice.pdf.exe")
+    expect(scan(tmp_path, text_msg(L.yenc("notes.txt", EXE))), "reject", "ATTACH_CONTENT_TYPE",
+           "notes.txt (yEnc in part 2): yEnc, content application/vnd.microsoft.portable-executable")
+    z = L.zip_bytes({"a.txt": b"a\n", "start.bat": b"x\n"})
+    expect(scan(tmp_path, text_msg(L.yenc("files.zip", z))), "reject", "ATTACH_ARCHIVE_BANNED",
+           "files.zip (yEnc in part 2): contains start.bat")
+    expect(scan(tmp_path, text_msg(L.yenc("notes.txt", bytes(range(256)) * 4), L.yenc("b.png", L.PNG))),
+           "accept")
+    many = text_msg(*[L.yenc("n%d.txt" % i, b"text\n") for i in range(101)])
+    expect(scan(tmp_path, many), "quarantine", "ATTACH_UNCHECKED", "more than 100 yEnc or BinHex files")
+
+
+def test_binhex_files(tmp_path):
+    """BinHex 4.0 in a text body, or an application/mac-binhex40 part
+    named harmlessly, passed with a program inside: the name in its
+    header, and the type and archive of its data fork, are now checked;
+    one that does not decode is unchecked"""
+    expect(scan(tmp_path, text_msg(L.binhex("invoice.exe", EXE), cte="7bit")), "reject",
+           "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    part = L.part('application/mac-binhex40; name="notes.hqx"', L.binhex("invoice.exe", EXE),
+                  'attachment; filename="notes.hqx"', cte="7bit")
+    expect(scan(tmp_path, L.message([part])), "reject", "ATTACH_BANNED_EXT", "invoice.exe: extension .exe")
+    expect(scan(tmp_path, text_msg(L.binhex("notes.txt", EXE, rsrc=b"\x90" * 10), cte="7bit")), "reject",
+           "ATTACH_CONTENT_TYPE",
+           "notes.txt (BinHex in part 2): BinHex, content application/vnd.microsoft.portable-executable")
+    # an archive past libmagic's 64 KiB head, runs of 255 and escaped 0x90 included
+    z = L.zip_bytes({"pad.bin": os.urandom(70000), "run.js": b"x\n"})
+    z_stored = L.bsdtar_archive({"pad.bin": bytes(70000) + b"\x90" * 300, "run.js": b"x"}, "zip",
+                                options="zip:compression=store")
+    for arc in (z, z_stored):
+        expect(scan(tmp_path, text_msg(L.binhex("files.zip", arc), cte="7bit")), "reject",
+               "ATTACH_ARCHIVE_BANNED", "files.zip (BinHex in part 2): contains run.js")
+    expect(scan(tmp_path, text_msg(L.binhex("notes.txt", b"text\n" * 1000), cte="7bit")), "accept")
+    expect(scan(tmp_path, text_msg(b"We do not use (This file must be converted with BinHex 4.0) here.\r\n")),
+           "accept")
+    # cut short, and a typed part with no BinHex in it
+    expect(scan(tmp_path, text_msg(L.binhex("notes.txt", EXE, cut=40), cte="7bit")), "quarantine",
+           "ATTACH_UNCHECKED", "notes.txt (BinHex in part 2): BinHex file not read")
+    empty = L.part("application/mac-binhex40", b"nothing here\r\n", 'attachment; filename="a.hqx"', cte="7bit")
+    expect(scan(tmp_path, L.message([empty])), "quarantine", "ATTACH_UNCHECKED", "a.hqx: BinHex part not read")
 
 
 # --- messages the MIME tree does not descend into ---------------------------------
@@ -370,6 +515,42 @@ def test_tnef_files(tmp_path):
     cut = L.tnef([("notes.txt", b"a\n" * 100, None), ("setup.scr", HARMLESS, None)])[:-40]
     out = scan(tmp_path, L.message([L.part("application/ms-tnef", cut, "attachment; filename=\"winmail.dat\"")]))
     expect(out, "quarantine", "ATTACH_UNCHECKED", "TNEF stream truncated or malformed")
+
+
+# --- the MIME parse's 64 MiB of decoded content ------------------------------------
+
+def cp1252_filler(mb=23):
+    """mb MB of 0x80 as windows-1252 text: three times that in UTF-8 (U+20AC)"""
+    line = b"\x80" * 990 + CRLF
+    return L.part("text/plain; charset=windows-1252", line * (mb * 1000 * 1000 // len(line)),
+                  "inline", cte="8bit")
+
+
+def test_converted_text_leaves_room_for_later_parts(tmp_path):
+    """23 MB of windows-1252 text is 69 MB of UTF-8: counted with its bytes
+    as sent against the 64 MiB, it left the zip after it kept empty, only
+    its name looked at, and the message passed clean.  The converted text
+    now counts apart: the zip is read."""
+    z = L.zip_bytes({"invoice.exe": EXE})
+    zpart = L.part("application/zip", z, "attachment; filename=\"invoice.zip\"")
+    msg = L.message([cp1252_filler(), zpart])
+    assert len(msg) < 50 * 1000 * 1000         # under message_size_limit
+    expect(scan(tmp_path, msg), "reject", "ATTACH_ARCHIVE_BANNED", "invoice.zip: contains invoice.exe")
+    clean = L.part("application/zip", L.zip_bytes({"notes.txt": b"text\n"}),
+                   "attachment; filename=\"notes.zip\"")
+    expect(scan(tmp_path, L.message([cp1252_filler(), clean])), "accept")
+
+
+def test_decoded_budget_cut_is_unchecked(tmp_path):
+    """past 64 MiB of content as decoded (a message over 64 MiB: a raised
+    message_size_limit, the milter, mailwarden scan), the parts cut or kept
+    empty are unchecked, not passed on their names"""
+    big = L.part("text/plain; charset=us-ascii", (b"a" * 998 + CRLF) * (67 * 1024 * 1024 // 1000),
+                 "inline", cte="8bit")
+    zpart = L.part("application/zip", L.zip_bytes({"notes.txt": b"text\n"}),
+                   "attachment; filename=\"notes.zip\"")
+    out = scan(tmp_path, L.message([big, zpart]))
+    expect(out, "quarantine", "ATTACH_UNCHECKED", "message: decoded content over 64 MiB")
 
 
 # --- through the proxy ------------------------------------------------------------

@@ -261,10 +261,84 @@ static void test_all_names(void **state)
 	assert_non_null(m->parts[1].names);
 	assert_string_equal(m->parts[1].names[0], m->parts[1].filename);
 	assert_string_equal(m->parts[1].names[0], "doc.pdf");
-	assert_string_equal(m->parts[1].names[1], "b\xc3\xa4" "d.scr");
-	assert_string_equal(m->parts[1].names[2], "evil.exe");
+	/* then the fields' names as the fields come */
+	assert_string_equal(m->parts[1].names[1], "evil.exe");
+	assert_string_equal(m->parts[1].names[2], "b\xc3\xa4" "d.scr");
 	assert_null(m->parts[1].names[3]);
+	assert_int_equal(m->parts[1].names_truncated, 0);
 	mime_free(m);
+}
+
+/* a Content-Disposition or Content-Type field given twice: GMime keeps
+ * the last one, mail programs may use the first; every field's names are
+ * read, every field's type listed, and declared_type is of the field
+ * content_type comes from */
+static void test_repeated_fields(void **state)
+{
+	struct mime_msg *m = parse(
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: application/x-msdownload; name=\"a.exe\"\r\n"
+	    "Content-Disposition: attachment; filename=\"b.scr\"\r\n"
+	    "Content-Type: text/plain; name=\"c.txt\"\r\n"
+	    "Content-Disposition: attachment;\r\n filename=\"d.txt\"\r\n\r\nx\r\n"
+	    "--b--\r\n");
+	const struct mime_part *p;
+
+	(void)state;
+	assert_int_equal(m->nparts, 1);
+	p = &m->parts[0];
+	assert_string_equal(p->content_type, "text/plain");
+	assert_string_equal(p->declared_type, "text/plain");
+	assert_non_null(p->types);
+	assert_string_equal(p->types[0], "application/x-msdownload");
+	assert_string_equal(p->types[1], "text/plain");
+	assert_null(p->types[2]);
+	assert_string_equal(p->names[0], "d.txt");
+	assert_string_equal(p->names[1], "a.exe");
+	assert_string_equal(p->names[2], "b.scr");
+	assert_string_equal(p->names[3], "c.txt");
+	assert_null(p->names[4]);
+	mime_free(m);
+}
+
+/* names past the bounds (64 distinct, 16 fields) are said, not dropped */
+static void test_many_names(void **state)
+{
+	GString *s = g_string_new("Content-Type: application/octet-stream; name=\"x.exe\"\r\n"
+	    "Content-Disposition: attachment");
+	struct mime_msg *m;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 63; i++)
+		g_string_append_printf(s, "; filename=\"f%02d.txt\"", i);
+	g_string_append(s, "\r\n\r\nx\r\n");
+	m = parse(s->str);
+	assert_int_equal(m->parts[0].names_truncated, 0);
+	for (i = 0; m->parts[0].names[i] != NULL; i++)
+		;
+	assert_int_equal(i, 64);
+	assert_string_equal(m->parts[0].names[1], "x.exe");
+	mime_free(m);
+	g_string_free(s, TRUE);
+
+	s = g_string_new("Content-Type: application/octet-stream\r\nContent-Disposition: attachment");
+	for (i = 0; i < 65; i++)
+		g_string_append_printf(s, "; filename=\"f%02d.txt\"", i);
+	g_string_append(s, "\r\n\r\nx\r\n");
+	m = parse(s->str);
+	assert_int_equal(m->parts[0].names_truncated, 1);
+	mime_free(m);
+	g_string_free(s, TRUE);
+
+	s = g_string_new("");
+	for (i = 0; i < 17; i++)
+		g_string_append(s, "Content-Disposition: attachment; filename=\"a.txt\"\r\n");
+	g_string_append(s, "\r\nx\r\n");
+	m = parse(s->str);
+	assert_int_equal(m->parts[0].names_truncated, 1);
+	mime_free(m);
+	g_string_free(s, TRUE);
 }
 
 static void test_charsets(void **state)
@@ -492,6 +566,68 @@ static void test_too_many_parts(void **state)
 	g_string_free(s, TRUE);
 }
 
+/* budget_msg - a text part of n bytes of byte c (charset cs), then a
+ * small zip-like part: the message of the decoded-budget tests */
+static GString *budget_msg(size_t n, char c, const char *cs)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n");
+	size_t i;
+
+	g_string_append_printf(s, "Content-Type: text/plain; charset=%s\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n", cs);
+	for (i = 0; i < n; i += 1000) {
+		size_t k = n - i < 998 ? n - i : 998;
+
+		for (size_t j = 0; j < k; j++)
+			g_string_append_c(s, c);
+		g_string_append(s, "\r\n");
+	}
+	g_string_append(s, "--b\r\nContent-Type: application/zip; name=a.zip\r\n"
+	    "Content-Transfer-Encoding: base64\r\n\r\nUEsDBAoAAAAAAA==\r\n--b--\r\n");
+	return s;
+}
+
+/* The 64 MiB of decoded content: text converted to UTF-8 counts apart
+ * from the bytes as decoded, so that a big windows-1252 part (three bytes
+ * of UTF-8 each) no longer empties the parts after it; a part the budget
+ * does cut or empty makes the parse incomplete (a filter did not see it). */
+static void test_decoded_budget(void **state)
+{
+	GString *s;
+	struct mime_msg *m;
+
+	(void)state;
+	/* 23 MB of 0x80 in windows-1252: 69 MB of euro signs, cut; the zip whole */
+	s = budget_msg(23u * 1000 * 1000, (char)0x80, "windows-1252");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	assert_int_equal(m->nparts, 2);
+	assert_int_equal(m->parts[0].text_truncated, 1);
+	assert_int_equal(m->parts[0].truncated, 0);
+	assert_true(m->parts[0].raw_len >= 23u * 1000 * 1000 - 2);
+	assert_true(m->parts[0].len <= MIME_MAX_DECODED);
+	assert_int_equal(m->parts[1].truncated, 0);
+	assert_int_equal(m->parts[1].raw_len, 10);
+	assert_memory_equal(m->parts[1].raw, "PK\x03\x04", 4);
+	assert_null(m->incomplete);
+	assert_int_equal(m->parse_error, 1);
+	mime_free(m);
+	g_string_free(s, TRUE);
+
+	/* more than 64 MiB as decoded: the zip after it kept empty, and said */
+	s = budget_msg(MIME_MAX_DECODED + 1000, 'a', "us-ascii");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	assert_int_equal(m->nparts, 2);
+	assert_int_equal(m->parts[0].truncated, 1);
+	assert_int_equal(m->parts[0].text_truncated, 1);
+	assert_int_equal(m->parts[0].len, MIME_MAX_DECODED);
+	assert_int_equal(m->parts[1].truncated, 1);
+	assert_int_equal(m->parts[1].raw_len, 0);
+	assert_non_null(m->incomplete);
+	assert_string_equal(m->incomplete, "decoded content over 64 MiB");
+	mime_free(m);
+	g_string_free(s, TRUE);
+}
+
 /* LF-only files (mailwarden scan of a file from disk) parse the same */
 static void test_lf_only(void **state)
 {
@@ -553,6 +689,8 @@ int main(void)
 		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_filenames),
 		cmocka_unit_test(test_all_names),
+		cmocka_unit_test(test_repeated_fields),
+		cmocka_unit_test(test_many_names),
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_html_rendered),
 		cmocka_unit_test(test_uris),
@@ -563,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_binary_as_text),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_too_many_parts),
+		cmocka_unit_test(test_decoded_budget),
 		cmocka_unit_test(test_lf_only),
 		cmocka_unit_test(test_threads),
 	};
