@@ -131,6 +131,57 @@ def test_header_from_property(world):
     assert got[0][1] == "pass" and dl.prop(got[0][2], "header.from") == "sub.sign.test"
 
 
+# --- From fields a sender shapes to show DMARC another domain ---------------
+
+def fold_pad(nbytes):
+    """folding white space worth nbytes blanks once unfolded (lines < 998)"""
+    out = b""
+    while nbytes > 0:
+        k = min(900, nbytes)
+        out += b"\r\n " + b" " * (k - 1)
+        nbytes -= k
+    return out
+
+
+def raw_case(world, raw, filters="dmarc"):
+    tmp, _, server = world
+    p = tmp / "raw.eml"
+    p.write_bytes(raw)
+    res, _ = dl.scan(p, [("filters", filters), ("authserv_id", AUTHSERV)] + dl.dns_opts(server.forwarder))
+    return res, dl.ar_entries(dl.ar_value(res), "dmarc")
+
+
+LONG_FROM = b"x@nodmarc.test" + fold_pad(4200)
+
+
+@pytest.mark.parametrize("tail,result,symbol,header_from", [
+    # one mailbox, display name "x@nodmarc.test": ceo@sign.test, as GMime
+    # and mail programs read it (was: nodmarc.test, dmarc=none, delivered)
+    (b" <ceo@sign.test>", "fail", "DMARC_POLICY_REJECT", "sign.test"),
+    # two mailboxes (was: one, the second past 4,096 bytes unseen)
+    (b", ceo@sign.test", "fail", "DMARC_BAD_FROM", "invalid"),
+], ids=["angle address past 4 KB", "second mailbox past 4 KB"])
+def test_long_from_field_is_read_whole(world, tail, result, symbol, header_from):
+    res, got = raw_case(world, b"From: " + LONG_FROM + tail +
+                        b"\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == [result], got
+    assert dl.prop(got[0][2], "header.from") == header_from, got
+    assert res["action"] == "reject" and symbol in dl.symbols(res), res["symbols"]
+
+
+def test_e2e_long_from_forgery_rejected(world, mw_factory, upstream):
+    tmp, keys, server = world
+    mw = mw_factory(upstream, opts=[("filters", "dmarc"), ("authserv_id", AUTHSERV)]
+                    + dl.dns_opts(server.forwarder))
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction("x@nodmarc.test", ["b@example.net"],
+                      b"From: " + LONG_FROM + b" <ceo@sign.test>\r\nTo: b@example.net\r\n"
+                      b"Subject: s\r\nMessage-ID: <l@x>\r\n\r\nbody\r\n")
+    c.quit()
+    assert r["final"].code == 550 and "sign.test" in r["final"].text, r["final"]
+
+
 def test_e2e_dmarc_reject_through_proxy(world, mw_factory, upstream):
     tmp, keys, server = world
     mw = mw_factory(upstream, opts=[("filters", "dkim dmarc"), ("authserv_id", AUTHSERV)]

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -232,6 +233,52 @@ static void test_addrlist(void **state)
 	assert_false(domain_ok("a..b"));
 }
 
+/* a field read whole: past 4,096 bytes (where the copy was cut) the angle
+ * address is the mailbox, a second mailbox counts, and a megabyte of
+ * blanks and comments is one linear walk */
+static void test_addrlist_long_field(void **state)
+{
+	static const char *const tails[] = { " <ceo@sign.test>", ", ceo@sign.test",
+		" (c) <ceo@sign.test>" };
+	char d[4][ADDR_DOMAIN_MAX + 1];
+	size_t pad[] = { 4090, 4200, 70000, 1 << 20 }, i, t;
+
+	(void)state;
+	for (i = 0; i < sizeof(pad) / sizeof(pad[0]); i++)
+		for (t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+			size_t tl = strlen(tails[t]);
+			char *v = malloc(14 + pad[i] + tl + 1);
+
+			assert_non_null(v);
+			memcpy(v, "x@nodmarc.test", 14);
+			memset(v + 14, ' ', pad[i]);
+			memcpy(v + 14 + pad[i], tails[t], tl + 1);
+			if (t == 1) {
+				assert_int_equal(addrlist_domains(v, d, 4), 2);
+				assert_string_equal(d[0], "nodmarc.test");
+				assert_string_equal(d[1], "sign.test");
+			} else {
+				assert_int_equal(addrlist_domains(v, d, 4), 1);
+				assert_string_equal(d[0], "sign.test");
+			}
+			free(v);
+		}
+	/* a comment and a quoted string that straddle 4,096 bytes */
+	{
+		char *v = malloc(9000);
+
+		assert_non_null(v);
+		strcpy(v, "(");
+		memset(v + 1, 'a', 5000);
+		strcpy(v + 5001, ", b@evil.test) \"");
+		memset(v + strlen(v), '@', 2000);
+		strcpy(v + 7017, "\" <ok@good.test>");
+		assert_int_equal(addrlist_domains(v, d, 4), 1);
+		assert_string_equal(d[0], "good.test");
+		free(v);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_decisions),
 		cmocka_unit_test(test_temperror_of_aligned_identifiers),
 		cmocka_unit_test(test_addrlist),
+		cmocka_unit_test(test_addrlist_long_field),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
