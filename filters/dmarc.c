@@ -258,23 +258,33 @@ static void act(struct mw_ctx *ctx, enum dmarc_action a, const char *text)
 	}
 }
 
-/* from_domain - the domain of the first From address into from; returns
- * how many addresses the From fields hold (DMARC applies to exactly one) */
-static size_t from_domain(struct mw_ctx *ctx, char from[ADDR_DOMAIN_MAX + 1])
+/* from_domain - the domain of the one From address into from (lower
+ * case); NULL, or why DMARC cannot apply.  From fields are counted
+ * over the whole header (msgscan_parse), not over the first 10,000 the
+ * filters are shown: a second From past them made a one-From message of
+ * a forgery.  A single field is read whole (addrlist). */
+static const char *from_domain(struct mw_ctx *ctx, char from[ADDR_DOMAIN_MAX + 1])
 {
 	char doms[2][ADDR_DOMAIN_MAX + 1];
 	const char *v;
-	size_t n, nfrom = 0;
+	size_t k;
 
 	from[0] = '\0';
-	for (n = 0; (v = mw_header(ctx, "From", n)) != NULL; n++) {
-		size_t k = addrlist_domains(v, doms, 2);
-
-		if (nfrom == 0 && k >= 1)
-			snprintf(from, ADDR_DOMAIN_MAX + 1, "%s", doms[0]);
-		nfrom += k;
+	if (ctx->ms->nfrom > 1)
+		return "several From fields";
+	if ((v = mw_header(ctx, "From", 0)) == NULL)
+		return "no From address";
+	k = addrlist_domains(v, doms, 2);
+	if (k == 0)
+		return "no From address";
+	if (k > 1)
+		return "several From addresses";
+	memcpy(from, doms[0], sizeof(doms[0]));
+	if (!domain_ok(from)) {
+		from[0] = '\0';
+		return "From address without a usable domain";
 	}
-	return nfrom;
+	return NULL;
 }
 
 /* dmarc_prefetch - the records dmarc_eom may fetch: the From domain's,
@@ -284,8 +294,7 @@ static void dmarc_prefetch(struct mw_ctx *ctx)
 	const struct dmarc_inst *in = mw_instance(ctx);
 	char from[ADDR_DOMAIN_MAX + 1], org[DMARC_DOMAIN_MAX + 1], name[DMARC_DOMAIN_MAX + 16];
 
-	if (in == NULL || mw_direction(ctx) != MW_INBOUND || from_domain(ctx, from) != 1
-	    || !domain_ok(from))
+	if (in == NULL || mw_direction(ctx) != MW_INBOUND || from_domain(ctx, from) != NULL)
 		return;
 	snprintf(name, sizeof(name), "_dmarc.%s", from);
 	dns_prefetch(in->dns, name, DNS_T_TXT);
@@ -308,18 +317,14 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	const struct auth_entry *e;
 	struct dmarc_in din;
 	struct dmarc_out dout;
-	size_t n, nfrom;
+	const char *why;
+	size_t n;
 	int got;
 
 	if (mw_direction(ctx) != MW_INBOUND)
 		return;
-	nfrom = from_domain(ctx, from);
-	if (nfrom != 1 || !domain_ok(from)) {
-		const char *why = nfrom == 0 ? "no From address" : nfrom > 1 ?
-		    "several From addresses" : "From address without a usable domain";
-
-		mw_auth_result(ctx, "dmarc", "fail", "reason=\"%s\" header.from=%s", why,
-		    nfrom == 1 && domain_ok(from) ? from : "invalid");
+	if ((why = from_domain(ctx, from)) != NULL) {
+		mw_auth_result(ctx, "dmarc", "fail", "reason=\"%s\" header.from=invalid", why);
 		mw_symbol(ctx, "DMARC_BAD_FROM", cfg->dmarc_fail_score, "DMARC cannot apply: %s", why);
 		act(ctx, cfg->dmarc_bad_from_action, "Message refused: the From field must hold exactly one address (DMARC)");
 		return;

@@ -169,6 +169,28 @@ def test_long_from_field_is_read_whole(world, tail, result, symbol, header_from)
     assert res["action"] == "reject" and symbol in dl.symbols(res), res["symbols"]
 
 
+def test_from_field_past_10000_fields_counted(world):
+    """a second From field after 10,000 others (the fields filters are
+    shown): two From fields, DMARC_BAD_FROM (was: one From, and
+    nodmarc.test's dmarc=none let the forged ceo@sign.test through)"""
+    pad = b"X-P: y\r\n" * 10000
+    res, got = raw_case(world, b"From: x@nodmarc.test\r\n" + pad + b"From: ceo@sign.test\r\n"
+                        b"To: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert 'reason="several From fields"' in got[0][2], got
+    assert res["action"] == "reject" and "DMARC_BAD_FROM" in dl.symbols(res), res["symbols"]
+
+
+def test_only_from_field_past_10000_fields_evaluated(world):
+    """the message's one From field after 10,000 others is still its From"""
+    pad = b"X-P: y\r\n" * 10000
+    res, got = raw_case(world, pad + b"From: ceo@sign.test\r\n"
+                        b"To: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "sign.test", got
+    assert "DMARC_POLICY_REJECT" in dl.symbols(res), res["symbols"]
+
+
 def test_e2e_long_from_forgery_rejected(world, mw_factory, upstream):
     tmp, keys, server = world
     mw = mw_factory(upstream, opts=[("filters", "dmarc"), ("authserv_id", AUTHSERV)]
