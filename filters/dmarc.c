@@ -69,6 +69,20 @@ int dmarc_aligned(const psl_ctx_t *psl, const char *a, const char *b, int strict
 	return strcasecmp(oa, ob) == 0;
 }
 
+int dmarc_record_version_ok(const char *t)
+{
+	if (*t != 'v' && *t != 'V')
+		return 0;
+	t += 1 + strspn(t + 1, " \t");
+	if (*t != '=')
+		return 0;
+	t += 1 + strspn(t + 1, " \t");
+	if (strncmp(t, "DMARC1", 6) != 0)
+		return 0;
+	t += 6 + strspn(t + 6, " \t");
+	return *t == ';' || *t == '\0';
+}
+
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
 static void lib_init(void)
@@ -195,8 +209,9 @@ static void dmarc_fini(void *instance)
  * (allocated; free it): a record has no length limit (a long rua= list
  * before p= is common), and one cut at a fixed size lost its p=, which
  * made a domain's p=reject a permerror that let forged mail through.
- * 1 found, 0 none (no record, or several: RFC 7489 6.6.3), -1 temporary
- * DNS failure. */
+ * 1 found, 0 none, 2 several (RFC 7489 6.6.3: no DMARC, and no look at
+ * the organizational domain either: that is only for an empty set), -1
+ * temporary DNS failure. */
 static int fetch_record(const struct dmarc_inst *in, const char *domain, char **out)
 {
 	struct dns_reply *r;
@@ -214,9 +229,10 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char **
 	for (i = 0; r->status == DNS_OK && i < r->count; i++) {
 		const char *t = r->rr[i].text;
 
-		/* "v=DMARC1" first, then ';' or blanks (RFC 7489 6.4) */
-		if (t == NULL || strlen(t) != r->rr[i].text_len || strncmp(t, "v=DMARC1", 8) != 0 ||
-		    (t[8] != ';' && t[8] != ' ' && t[8] != '\t' && t[8] != '\0'))
+		/* the version tag first, per the grammar: "v = DMARC1; p=reject"
+		 * is a record (the exact prefix "v=DMARC1" made it none, and
+		 * the domain's forgeries were accepted) */
+		if (t == NULL || strlen(t) != r->rr[i].text_len || !dmarc_record_version_ok(t))
 			continue;
 		if (found++ == 0) {
 			free(*out);
@@ -224,7 +240,7 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char **
 		}
 	}
 	dns_reply_free(r);
-	return found == 1;
+	return found > 1 ? 2 : found == 1;
 }
 
 /* domain_of - the domain of an identity "user@domain" or "domain" */
@@ -337,6 +353,12 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	if (got == 0 && strcmp(org, from) != 0) {
 		got = fetch_record(in, org, &record);
 		din.record_at_org = 1;
+	}
+	if (got == 2) {
+		mw_auth_result(ctx, "dmarc", "none", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_NONE", 0, "several DMARC records for %s: none applies", from);
+		free(record);
+		return;
 	}
 	if (got < 0) {
 		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);

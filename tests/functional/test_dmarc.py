@@ -24,6 +24,13 @@ RECORDS = {
     "_dmarc.twice.test": ["v=DMARC1; p=reject", "v=DMARC1; p=none"],
     "_dmarc.junk.test": ["v=spf1 -all", "not dmarc"],
     "_dmarc.bad.test": ["v=DMARC1; p=maybe"],
+    # RFC 7489 6.4: "v" *WSP "=" *WSP "DMARC1", the tag name in any case
+    "_dmarc.blank.test": ["v = DMARC1; p=reject"],
+    "_dmarc.upperv.test": ["V=DMARC1;\tp=reject"],
+    "_dmarc.v10.test": ["v=DMARC10; p=reject"],
+    # 6.6.3: several records at the From domain end the discovery there
+    "_dmarc.sub.twiceorg.test": ["v=DMARC1; p=none", "v=DMARC1; p=none; pct=50"],
+    "_dmarc.twiceorg.test": ["v=DMARC1; p=reject"],
 }
 
 # (name, From field, signer d= or None, extra opts, dmarc result, action, symbol)
@@ -68,6 +75,13 @@ CASES = [
      "DMARC_BAD_FROM"),
     ("From address without domain", "undisclosed", "sign.test", [], "fail", "reject",
      "DMARC_BAD_FROM"),
+    ("record: blanks around '=' (RFC 7489 6.4)", "a@blank.test", "other.test", [], "fail", "reject",
+     "DMARC_POLICY_REJECT"),
+    ("record: tag name in upper case", "a@upperv.test", "other.test", [], "fail", "reject",
+     "DMARC_POLICY_REJECT"),
+    ("record: DMARC10 is no DMARC1", "a@v10.test", "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("two records at the From domain: not the org domain's either", "a@sub.twiceorg.test",
+     "other.test", [], "none", "accept", "DMARC_NONE"),
     ("two From addresses, as score", "a@sign.test, b@sign.test", "sign.test",
      [("dmarc_bad_from_action", "score")], "fail", "accept", "DMARC_BAD_FROM"),
 ]

@@ -279,6 +279,37 @@ static void test_addrlist_long_field(void **state)
 	}
 }
 
+/* RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP "DMARC1", then a
+ * dmarc-sep (*WSP ";" *WSP) or the end */
+static void test_record_version(void **state)
+{
+	static const struct { const char *txt; int ok; } cases[] = {
+		{ "v=DMARC1; p=reject", 1 },
+		{ "v=DMARC1", 1 },
+		{ "v = DMARC1; p=reject", 1 },
+		{ "v\t=\tDMARC1\t;p=reject", 1 },
+		{ "V=DMARC1;p=reject", 1 },          /* "v": case-insensitive */
+		{ "v=DMARC1 ; p=reject", 1 },
+		{ "v=dmarc1; p=reject", 0 },         /* %x44.4d.41.52.43.31: exact */
+		{ "v=DMARC10; p=reject", 0 },
+		{ "v=DMARC1 p=reject", 0 },          /* no separator */
+		{ "v=DMARC1x", 0 },
+		{ " v=DMARC1; p=reject", 0 },
+		{ "p=reject; v=DMARC1", 0 },
+		{ "v:DMARC1; p=reject", 0 },
+		{ "v=", 0 },
+		{ "v", 0 },
+		{ "", 0 },
+		{ "v=spf1 -all", 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (dmarc_record_version_ok(cases[i].txt) != cases[i].ok)
+			fail_msg("\"%s\": want %d", cases[i].txt, cases[i].ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_temperror_of_aligned_identifiers),
 		cmocka_unit_test(test_addrlist),
 		cmocka_unit_test(test_addrlist_long_field),
+		cmocka_unit_test(test_record_version),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
