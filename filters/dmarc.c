@@ -48,9 +48,25 @@ struct dmarc_inst {
 
 const char *dmarc_org_domain(const psl_ctx_t *psl, const char *d, char *out, size_t outsz)
 {
-	const char *r = psl != NULL ? psl_registrable_domain(psl, d) : NULL;
+	char low[DMARC_DOMAIN_MAX + 1];
+	const char *r;
+	size_t i;
 
-	snprintf(out, outsz, "%s", r != NULL ? r : d);
+	/* libpsl matches its rules byte for byte: "Bounce.Example.CO.UK"
+	 * found no "co.uk" rule and came back as "CO.UK", so an upper-case
+	 * DKIM d= or MAIL FROM domain failed relaxed alignment (DNS names
+	 * are case-insensitive, RFC 4343).  ASCII only: a From domain is in
+	 * A-labels by now, and no locale may map other bytes. */
+	for (i = 0; d[i] != '\0' && i < sizeof(low) - 1; i++)
+		low[i] = d[i] >= 'A' && d[i] <= 'Z' ? (char)(d[i] - 'A' + 'a') : d[i];
+	low[i] = '\0';
+	if (d[i] != '\0') {       /* longer than any domain: aligned with nothing */
+		if (outsz > 0)
+			out[0] = '\0';
+		return out;
+	}
+	r = psl != NULL ? psl_registrable_domain(psl, low) : NULL;
+	snprintf(out, outsz, "%s", r != NULL ? r : low);
 	return out;
 }
 
@@ -66,7 +82,7 @@ int dmarc_aligned(const psl_ctx_t *psl, const char *a, const char *b, int strict
 		return 0;
 	dmarc_org_domain(psl, a, oa, sizeof(oa));
 	dmarc_org_domain(psl, b, ob, sizeof(ob));
-	return strcasecmp(oa, ob) == 0;
+	return oa[0] != '\0' && strcasecmp(oa, ob) == 0;
 }
 
 int dmarc_record_version_ok(const char *t)

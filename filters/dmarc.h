@@ -11,9 +11,10 @@
 
 #define DMARC_DOMAIN_MAX 254
 
-/* dmarc_org_domain - the organizational domain of d (lower case) into
- * out: its registrable domain per the list, or d itself when d is a
- * public suffix.  Returns out. */
+/* dmarc_org_domain - the organizational domain of d, lower case (ASCII:
+ * d in any case), into out: its registrable domain per the list, or d
+ * itself when d is a public suffix; "" when d is longer than any domain.
+ * Returns out. */
 const char *dmarc_org_domain(const psl_ctx_t *psl, const char *d, char *out, size_t outsz);
 
 /* dmarc_record_version_ok - does a TXT string start as a DMARC record

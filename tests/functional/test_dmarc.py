@@ -82,6 +82,8 @@ CASES = [
     ("record: DMARC10 is no DMARC1", "a@v10.test", "other.test", [], "none", "accept", "DMARC_NONE"),
     ("two records at the From domain: not the org domain's either", "a@sub.twiceorg.test",
      "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("co.uk: upper-case signer d= aligns (relaxed)", "a@example.co.uk", "Mail.Example.CO.UK", [],
+     "pass", "accept", "DMARC_PASS"),
     ("two From addresses, as score", "a@sign.test, b@sign.test", "sign.test",
      [("dmarc_bad_from_action", "score")], "fail", "accept", "DMARC_BAD_FROM"),
 ]
@@ -265,6 +267,28 @@ def test_spf_alignment(tmp_path):
             got = dl.ar_entries(dl.ar_value(res), "dmarc")
             assert [r for _, r, _ in got] == [want], (frm, mail_from, dl.ar_value(res))
             assert res["action"] == action, (frm, mail_from, res)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.skipif(not spf_builtin(), reason="the spf built-in is not in this build")
+def test_spf_alignment_any_case(tmp_path):
+    """MAIL FROM:<b@Bounce.Example.CO.UK> passes SPF and aligns (relaxed)
+    with From: a@example.co.uk: DNS names are case-insensitive, and libpsl
+    is not (it gave "CO.UK" as the organizational domain: dmarc=fail)"""
+    srv = dl.TxtServer(tmp_path, {
+        "bounce.example.co.uk": ["v=spf1 ip4:192.0.2.10 -all"],
+        "_dmarc.example.co.uk": ["v=DMARC1; p=reject"],
+    })
+    try:
+        p = tmp_path / "m.eml"
+        p.write_bytes(message("a@example.co.uk", None, None))
+        opts = [("filters", "spf dmarc"), ("authserv_id", AUTHSERV)] + dl.dns_opts(srv.forwarder)
+        for mail_from in ("b@bounce.example.co.uk", "b@Bounce.Example.CO.UK", "b@BOUNCE.EXAMPLE.CO.UK"):
+            res, _ = dl.scan(p, opts, mail_from=mail_from)
+            got = dl.ar_entries(dl.ar_value(res), "dmarc")
+            assert [r for _, r, _ in got] == ["pass"], (mail_from, dl.ar_value(res))
+            assert res["action"] == "accept", (mail_from, res)
     finally:
         srv.stop()
 

@@ -43,6 +43,10 @@ static void test_org_domain(void **state)
 		{ "co.uk", "co.uk" },                  /* a public suffix: itself */
 		{ "mail.sign.test", "sign.test" },     /* not in the list: the "*" rule */
 		{ "a.example.co.uk", "example.co.uk" }, /* one-letter label kept */
+		/* libpsl is case-sensitive: these were "CO.UK" and "Example.COM" */
+		{ "Bounce.Example.CO.UK", "example.co.uk" },
+		{ "MAIL.Example.COM", "example.com" },
+		{ "CO.UK", "co.uk" },
 	};
 	char out[256];
 	size_t i;
@@ -66,6 +70,9 @@ static void test_alignment(void **state)
 		{ "a.example.co.uk", "b.example.co.uk", 0, 1 },
 		{ "mail.example.co.uk", "example.co.uk", 1, 0 }, /* libopendmarc says aligned */
 		{ "co.uk", "example.co.uk", 0, 0 },          /* libopendmarc says aligned */
+		{ "Bounce.Example.CO.UK", "example.co.uk", 0, 1 }, /* any case (libpsl: none) */
+		{ "mail.example.co.uk", "EXAMPLE.co.uk", 0, 1 },
+		{ "CO.UK", "example.co.uk", 0, 0 },
 		{ "example.co.uk", "other.co.uk", 0, 0 },
 		{ "evil-example.com", "example.com", 0, 0 },
 		{ "example.com.evil.com", "example.com", 0, 0 },
