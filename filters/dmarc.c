@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <syslog.h>
 
+#include <idn2.h>
 #include <opendmarc/dmarc.h>
 
 #include "filters/addrlist.h"
@@ -290,8 +291,35 @@ static void act(struct mw_ctx *ctx, enum dmarc_action a, const char *text)
 	}
 }
 
-/* from_domain - the domain of the one From address into from (lower
- * case); NULL, or why DMARC cannot apply.  From fields are counted
+/* ascii_domain - d (lower case from addrlist: ASCII, or the UTF-8 of an
+ * RFC 6532 address, which the proxy takes with SMTPUTF8) in A-labels, in
+ * place: "bücher.test" is xn--bcher-kva.test, whose DMARC record applies
+ * (RFC 8616 4); it was "without a usable domain", a reject.  IDNA2008
+ * with UTS 46 non-transitional mapping (libidn2, as browsers and mail
+ * programs do).  0, or -1 when d is no valid internationalized name. */
+static int ascii_domain(char d[ADDR_DOMAIN_MAX + 1])
+{
+	char *a = NULL;
+	size_t i;
+
+	for (i = 0; d[i] != '\0'; i++)
+		if ((unsigned char)d[i] >= 0x80)
+			break;
+	if (d[i] == '\0')
+		return 0;
+	if (idn2_to_ascii_8z(d, &a, IDN2_NONTRANSITIONAL) != IDN2_OK || a == NULL)
+		return -1;
+	if (strlen(a) > ADDR_DOMAIN_MAX) {
+		idn2_free(a);
+		return -1;
+	}
+	snprintf(d, ADDR_DOMAIN_MAX + 1, "%s", a);
+	idn2_free(a);
+	return 0;
+}
+
+/* from_domain - the domain of the one From address into from (A-labels,
+ * lower case); NULL, or why DMARC cannot apply.  From fields are counted
  * over the whole header (msgscan_parse), not over the first 10,000 the
  * filters are shown: a second From past them made a one-From message of
  * a forgery.  A single field is read whole (addrlist). */
@@ -312,7 +340,7 @@ static const char *from_domain(struct mw_ctx *ctx, char from[ADDR_DOMAIN_MAX + 1
 	if (k > 1)
 		return "several From addresses";
 	memcpy(from, doms[0], sizeof(doms[0]));
-	if (!domain_ok(from)) {
+	if (ascii_domain(from) < 0 || !domain_ok(from)) {
 		from[0] = '\0';
 		return "From address without a usable domain";
 	}

@@ -31,6 +31,8 @@ RECORDS = {
     # 6.6.3: several records at the From domain end the discovery there
     "_dmarc.sub.twiceorg.test": ["v=DMARC1; p=none", "v=DMARC1; p=none; pct=50"],
     "_dmarc.twiceorg.test": ["v=DMARC1; p=reject"],
+    # a@bücher.test: its A-label's record (RFC 8616 4)
+    "_dmarc.xn--bcher-kva.test": ["v=DMARC1; p=reject"],
 }
 
 # (name, From field, signer d= or None, extra opts, dmarc result, action, symbol)
@@ -84,6 +86,12 @@ CASES = [
      "other.test", [], "none", "accept", "DMARC_NONE"),
     ("co.uk: upper-case signer d= aligns (relaxed)", "a@example.co.uk", "Mail.Example.CO.UK", [],
      "pass", "accept", "DMARC_PASS"),
+    ("UTF-8 From domain: the A-label's policy", "a@b\u00fccher.test", "other.test", [], "fail",
+     "reject", "DMARC_POLICY_REJECT"),
+    ("UTF-8 From domain, upper case: the same A-label", "a@B\u00dcCHER.test", "other.test", [],
+     "fail", "reject", "DMARC_POLICY_REJECT"),
+    ("UTF-8 From domain IDNA2008 refuses", "a@\u2603.test", "other.test", [], "fail", "reject",
+     "DMARC_BAD_FROM"),
     ("two From addresses, as score", "a@sign.test, b@sign.test", "sign.test",
      [("dmarc_bad_from_action", "score")], "fail", "accept", "DMARC_BAD_FROM"),
 ]
@@ -145,6 +153,13 @@ def test_header_from_property(world):
     res = run_case(world, "Alice <alice@Sub.Sign.Test>", "sign.test", [])
     got = dl.ar_entries(dl.ar_value(res), "dmarc")
     assert got[0][1] == "pass" and dl.prop(got[0][2], "header.from") == "sub.sign.test"
+
+
+def test_utf8_from_domain_is_named_by_its_a_label(world):
+    res = run_case(world, "J\u00f6rg <j@b\u00fccher.test>", None, [])
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "xn--bcher-kva.test", got
 
 
 # --- From fields a sender shapes to show DMARC another domain ---------------
