@@ -6,7 +6,7 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-PKGS    := libevent libevent_pthreads json-c inih openssl libunbound opendkim libpsl \
+PKGS    := libevent libevent_pthreads json-c inih openssl libunbound opendkim libpsl libidn2 \
            libclamav gmime-3.0 libmagic libarchive libhs libpcre2-8 lmdb hiredis zlib
 # libspf2, libopendmarc and libbz2 ship no .pc file.  libmilter is Debian's
 # static libmilter.a (libmilter-dev), with its accept() and close() calls

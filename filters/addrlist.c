@@ -1,16 +1,26 @@
 /* addrlist.c - domains of an RFC 5322 address list (addrlist.h).
  *
- * Two passes over a bounded copy: first comments go and quoted strings
- * shrink to a placeholder (so neither ',' nor '@' nor '<' inside them
- * counts), then the text is cut at top-level ',' and ';' (group ends), a
- * group's "name:" is dropped, and each mailbox yields the addr-spec inside
- * <...> or the bare token, whose domain is what follows the last '@'. */
+ * Two passes over a copy of the whole field: first comments go and quoted
+ * strings shrink to a placeholder (so neither ',' nor '@' nor '<' inside
+ * them counts), then the text is cut at top-level ',' and ';' (group
+ * ends), a group's "name:" is dropped, and each mailbox yields the
+ * addr-spec inside <...> or the bare token, whose domain is what follows
+ * the last '@'.
+ *
+ * The whole field, however long: the copy was cut at 4,096 bytes, and
+ * "From: x@nodmarc.test" + 4,200 blanks of folding + " <ceo@sign.test>",
+ * which GMime and mail programs show as ceo@sign.test, was read as
+ * x@nodmarc.test (DMARC of the wrong domain: a p=reject forgery
+ * delivered), a second mailbox past the cut not counted.  The field is
+ * bounded by the message; each pass is linear in it. */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "filters/addrlist.h"
+#include "proxy/sbuf.h"
 
-#define ADDRLIST_MAX 4096   /* bytes of a field we look at */
+#define ADDRLIST_STACK 4096   /* fields shorter than this are copied on the stack */
 
 int domain_ok(const char *d)
 {
@@ -75,12 +85,15 @@ static void one_mailbox(const char *s, size_t n, char *out)
 
 size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], size_t max)
 {
-	char buf[ADDRLIST_MAX + 1];
-	size_t n = 0, i, start, count = 0;
+	char small[ADDRLIST_STACK], *buf = small;
+	size_t n = 0, i, start, count = 0, vlen = strlen(value);
 	int depth = 0, angle = 0;
 
+	/* pass 1 never makes the text longer */
+	if (vlen >= sizeof(small))
+		buf = xmalloc(vlen + 1);
 	/* pass 1: drop comments, shrink quoted strings to q */
-	for (i = 0; value[i] != '\0' && n < ADDRLIST_MAX; i++) {
+	for (i = 0; value[i] != '\0'; i++) {
 		char c = value[i];
 
 		if (depth > 0) {
@@ -136,5 +149,7 @@ size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], siz
 			start = i + 1;
 		}
 	}
+	if (buf != small)
+		free(buf);
 	return count;
 }

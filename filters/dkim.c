@@ -243,10 +243,16 @@ static size_t canon_body_len(const unsigned char *b, size_t n, int relaxed)
 	return total == 0 && !relaxed ? 2 : total;
 }
 
-enum sig_result { SR_PASS, SR_FAIL, SR_POLICY, SR_TEMPERROR, SR_PERMERROR, SR_NEUTRAL };
+/* SR_TESTING: a signature that failed (or was not acceptable) under a
+ * key in testing mode (t=y).  RFC 6376 3.6.1: "Verifiers MUST NOT treat
+ * messages from Signers in testing mode differently from unsigned email,
+ * even should the signature fail to verify": RFC 8601's "neutral" (what
+ * opendkim reports too), no score; it was DKIM_INVALID with
+ * dkim_fail_score. */
+enum sig_result { SR_PASS, SR_FAIL, SR_POLICY, SR_TEMPERROR, SR_PERMERROR, SR_NEUTRAL, SR_TESTING };
 
 static const char *const result_names[] = {
-	"pass", "fail", "policy", "temperror", "permerror", "neutral"
+	"pass", "fail", "policy", "temperror", "permerror", "neutral", "neutral"
 };
 
 /* judge - one signature's result and the reason ("" if none) */
@@ -439,7 +445,7 @@ static void verify_eom(struct mw_ctx *ctx)
 	DKIM *d;
 	const unsigned char *msg, *body;
 	size_t len, bodylen;
-	int nsigs = 0, i, npass = 0, nfail = 0, ntemp = 0, nperm = 0, npolicy = 0;
+	int nsigs = 0, i, npass = 0, nfail = 0, ntemp = 0, nperm = 0, npolicy = 0, ntesting = 0;
 	unsigned dropped = 0, long_h = 0;
 
 	if (mw_direction(ctx) != MW_INBOUND)
@@ -517,6 +523,18 @@ static void verify_eom(struct mw_ctx *ctx)
 
 		const char *pd, *ps, *pb;
 
+		if ((r == SR_FAIL || r == SR_POLICY) &&
+		    (dkim_sig_getflags(sigs[i]) & DKIM_SIGFLAG_TESTKEY)) {
+			char w[sizeof(why) + 32];
+			size_t wl = (size_t)snprintf(w, sizeof(w), "testing key (t=y): %s", why);
+
+			if (wl >= sizeof(why))  /* the reason may lose its end */
+				wl = sizeof(why) - 1;
+			memcpy(why, w, wl);
+			why[wl] = '\0';
+			r = SR_TESTING;
+		}
+
 		bv = (const char *)dkim_sig_gettagvalue(sigs[i], 0, (u_char *)"b");
 		pb = printable(bv, b, sizeof(b));
 		pd = printable((const char *)dkim_sig_getdomain(sigs[i]), dom, sizeof(dom));
@@ -551,6 +569,10 @@ static void verify_eom(struct mw_ctx *ctx)
 		case SR_NEUTRAL:
 			if (nperm++ == 0)
 				mw_symbol(ctx, "DKIM_PERMERROR", 0, "DKIM signature of %s: %s", pd, why);
+			break;
+		case SR_TESTING:
+			if (ntesting++ == 0)
+				mw_symbol(ctx, "DKIM_TESTING", 0, "DKIM signature of %s: %s", pd, why);
 			break;
 		}
 	}

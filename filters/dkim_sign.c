@@ -329,14 +329,20 @@ static int from_domain(const char *hdrs, size_t len, char *out)
 
 	out[0] = '\0';
 	while (header_next(hdrs, len, &pos, &f) == 1) {
-		char v[4096];
+		char *v;
+		size_t k;
 
 		if (!header_name_is(&f, "From"))
 			continue;
-		header_unfold(&f, v, sizeof(v));
-		total += addrlist_domains(v, doms, 2);
-		if (total == 1)
+		/* the whole field: one cut at 4 KB read a display name padded
+		 * past the cut as the address, and missed a second mailbox */
+		v = xmalloc(f.value_len + 1);
+		header_unfold(&f, v, f.value_len + 1);
+		k = addrlist_domains(v, doms, 2);
+		free(v);
+		if (total == 0 && k >= 1)
 			snprintf(out, ADDR_DOMAIN_MAX + 1, "%s", doms[0]);
+		total += k;
 	}
 	return total == 1 && domain_ok(out) ? 0 : -1;
 }

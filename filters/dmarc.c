@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <syslog.h>
 
+#include <idn2.h>
 #include <opendmarc/dmarc.h>
 
 #include "filters/addrlist.h"
@@ -48,9 +49,25 @@ struct dmarc_inst {
 
 const char *dmarc_org_domain(const psl_ctx_t *psl, const char *d, char *out, size_t outsz)
 {
-	const char *r = psl != NULL ? psl_registrable_domain(psl, d) : NULL;
+	char low[DMARC_DOMAIN_MAX + 1];
+	const char *r;
+	size_t i;
 
-	snprintf(out, outsz, "%s", r != NULL ? r : d);
+	/* libpsl matches its rules byte for byte: "Bounce.Example.CO.UK"
+	 * found no "co.uk" rule and came back as "CO.UK", so an upper-case
+	 * DKIM d= or MAIL FROM domain failed relaxed alignment (DNS names
+	 * are case-insensitive, RFC 4343).  ASCII only: a From domain is in
+	 * A-labels by now, and no locale may map other bytes. */
+	for (i = 0; d[i] != '\0' && i < sizeof(low) - 1; i++)
+		low[i] = d[i] >= 'A' && d[i] <= 'Z' ? (char)(d[i] - 'A' + 'a') : d[i];
+	low[i] = '\0';
+	if (d[i] != '\0') {       /* longer than any domain: aligned with nothing */
+		if (outsz > 0)
+			out[0] = '\0';
+		return out;
+	}
+	r = psl != NULL ? psl_registrable_domain(psl, low) : NULL;
+	snprintf(out, outsz, "%s", r != NULL ? r : low);
 	return out;
 }
 
@@ -66,7 +83,21 @@ int dmarc_aligned(const psl_ctx_t *psl, const char *a, const char *b, int strict
 		return 0;
 	dmarc_org_domain(psl, a, oa, sizeof(oa));
 	dmarc_org_domain(psl, b, ob, sizeof(ob));
-	return strcasecmp(oa, ob) == 0;
+	return oa[0] != '\0' && strcasecmp(oa, ob) == 0;
+}
+
+int dmarc_record_version_ok(const char *t)
+{
+	if (*t != 'v' && *t != 'V')
+		return 0;
+	t += 1 + strspn(t + 1, " \t");
+	if (*t != '=')
+		return 0;
+	t += 1 + strspn(t + 1, " \t");
+	if (strncmp(t, "DMARC1", 6) != 0)
+		return 0;
+	t += 6 + strspn(t + 6, " \t");
+	return *t == ';' || *t == '\0';
 }
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -195,8 +226,9 @@ static void dmarc_fini(void *instance)
  * (allocated; free it): a record has no length limit (a long rua= list
  * before p= is common), and one cut at a fixed size lost its p=, which
  * made a domain's p=reject a permerror that let forged mail through.
- * 1 found, 0 none (no record, or several: RFC 7489 6.6.3), -1 temporary
- * DNS failure. */
+ * 1 found, 0 none, 2 several (RFC 7489 6.6.3: no DMARC, and no look at
+ * the organizational domain either: that is only for an empty set), -1
+ * temporary DNS failure. */
 static int fetch_record(const struct dmarc_inst *in, const char *domain, char **out)
 {
 	struct dns_reply *r;
@@ -214,9 +246,10 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char **
 	for (i = 0; r->status == DNS_OK && i < r->count; i++) {
 		const char *t = r->rr[i].text;
 
-		/* "v=DMARC1" first, then ';' or blanks (RFC 7489 6.4) */
-		if (t == NULL || strlen(t) != r->rr[i].text_len || strncmp(t, "v=DMARC1", 8) != 0 ||
-		    (t[8] != ';' && t[8] != ' ' && t[8] != '\t' && t[8] != '\0'))
+		/* the version tag first, per the grammar: "v = DMARC1; p=reject"
+		 * is a record (the exact prefix "v=DMARC1" made it none, and
+		 * the domain's forgeries were accepted) */
+		if (t == NULL || strlen(t) != r->rr[i].text_len || !dmarc_record_version_ok(t))
 			continue;
 		if (found++ == 0) {
 			free(*out);
@@ -224,7 +257,7 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char **
 		}
 	}
 	dns_reply_free(r);
-	return found == 1;
+	return found > 1 ? 2 : found == 1;
 }
 
 /* domain_of - the domain of an identity "user@domain" or "domain" */
@@ -258,23 +291,60 @@ static void act(struct mw_ctx *ctx, enum dmarc_action a, const char *text)
 	}
 }
 
-/* from_domain - the domain of the first From address into from; returns
- * how many addresses the From fields hold (DMARC applies to exactly one) */
-static size_t from_domain(struct mw_ctx *ctx, char from[ADDR_DOMAIN_MAX + 1])
+/* ascii_domain - d (lower case from addrlist: ASCII, or the UTF-8 of an
+ * RFC 6532 address, which the proxy takes with SMTPUTF8) in A-labels, in
+ * place: "bücher.test" is xn--bcher-kva.test, whose DMARC record applies
+ * (RFC 8616 4); it was "without a usable domain", a reject.  IDNA2008
+ * with UTS 46 non-transitional mapping (libidn2, as browsers and mail
+ * programs do).  0, or -1 when d is no valid internationalized name. */
+static int ascii_domain(char d[ADDR_DOMAIN_MAX + 1])
+{
+	char *a = NULL;
+	size_t i;
+
+	for (i = 0; d[i] != '\0'; i++)
+		if ((unsigned char)d[i] >= 0x80)
+			break;
+	if (d[i] == '\0')
+		return 0;
+	if (idn2_to_ascii_8z(d, &a, IDN2_NONTRANSITIONAL) != IDN2_OK || a == NULL)
+		return -1;
+	if (strlen(a) > ADDR_DOMAIN_MAX) {
+		idn2_free(a);
+		return -1;
+	}
+	snprintf(d, ADDR_DOMAIN_MAX + 1, "%s", a);
+	idn2_free(a);
+	return 0;
+}
+
+/* from_domain - the domain of the one From address into from (A-labels,
+ * lower case); NULL, or why DMARC cannot apply.  From fields are counted
+ * over the whole header (msgscan_parse), not over the first 10,000 the
+ * filters are shown: a second From past them made a one-From message of
+ * a forgery.  A single field is read whole (addrlist). */
+static const char *from_domain(struct mw_ctx *ctx, char from[ADDR_DOMAIN_MAX + 1])
 {
 	char doms[2][ADDR_DOMAIN_MAX + 1];
 	const char *v;
-	size_t n, nfrom = 0;
+	size_t k;
 
 	from[0] = '\0';
-	for (n = 0; (v = mw_header(ctx, "From", n)) != NULL; n++) {
-		size_t k = addrlist_domains(v, doms, 2);
-
-		if (nfrom == 0 && k >= 1)
-			snprintf(from, ADDR_DOMAIN_MAX + 1, "%s", doms[0]);
-		nfrom += k;
+	if (ctx->ms->nfrom > 1)
+		return "several From fields";
+	if ((v = mw_header(ctx, "From", 0)) == NULL)
+		return "no From address";
+	k = addrlist_domains(v, doms, 2);
+	if (k == 0)
+		return "no From address";
+	if (k > 1)
+		return "several From addresses";
+	memcpy(from, doms[0], sizeof(doms[0]));
+	if (ascii_domain(from) < 0 || !domain_ok(from)) {
+		from[0] = '\0';
+		return "From address without a usable domain";
 	}
-	return nfrom;
+	return NULL;
 }
 
 /* dmarc_prefetch - the records dmarc_eom may fetch: the From domain's,
@@ -284,8 +354,7 @@ static void dmarc_prefetch(struct mw_ctx *ctx)
 	const struct dmarc_inst *in = mw_instance(ctx);
 	char from[ADDR_DOMAIN_MAX + 1], org[DMARC_DOMAIN_MAX + 1], name[DMARC_DOMAIN_MAX + 16];
 
-	if (in == NULL || mw_direction(ctx) != MW_INBOUND || from_domain(ctx, from) != 1
-	    || !domain_ok(from))
+	if (in == NULL || mw_direction(ctx) != MW_INBOUND || from_domain(ctx, from) != NULL)
 		return;
 	snprintf(name, sizeof(name), "_dmarc.%s", from);
 	dns_prefetch(in->dns, name, DNS_T_TXT);
@@ -308,18 +377,14 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	const struct auth_entry *e;
 	struct dmarc_in din;
 	struct dmarc_out dout;
-	size_t n, nfrom;
+	const char *why;
+	size_t n;
 	int got;
 
 	if (mw_direction(ctx) != MW_INBOUND)
 		return;
-	nfrom = from_domain(ctx, from);
-	if (nfrom != 1 || !domain_ok(from)) {
-		const char *why = nfrom == 0 ? "no From address" : nfrom > 1 ?
-		    "several From addresses" : "From address without a usable domain";
-
-		mw_auth_result(ctx, "dmarc", "fail", "reason=\"%s\" header.from=%s", why,
-		    nfrom == 1 && domain_ok(from) ? from : "invalid");
+	if ((why = from_domain(ctx, from)) != NULL) {
+		mw_auth_result(ctx, "dmarc", "fail", "reason=\"%s\" header.from=invalid", why);
 		mw_symbol(ctx, "DMARC_BAD_FROM", cfg->dmarc_fail_score, "DMARC cannot apply: %s", why);
 		act(ctx, cfg->dmarc_bad_from_action, "Message refused: the From field must hold exactly one address (DMARC)");
 		return;
@@ -332,6 +397,12 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	if (got == 0 && strcmp(org, from) != 0) {
 		got = fetch_record(in, org, &record);
 		din.record_at_org = 1;
+	}
+	if (got == 2) {
+		mw_auth_result(ctx, "dmarc", "none", "header.from=%s", from);
+		mw_symbol(ctx, "DMARC_NONE", 0, "several DMARC records for %s: none applies", from);
+		free(record);
+		return;
 	}
 	if (got < 0) {
 		mw_auth_result(ctx, "dmarc", "temperror", "header.from=%s", from);

@@ -11,10 +11,16 @@
 
 #define DMARC_DOMAIN_MAX 254
 
-/* dmarc_org_domain - the organizational domain of d (lower case) into
- * out: its registrable domain per the list, or d itself when d is a
- * public suffix.  Returns out. */
+/* dmarc_org_domain - the organizational domain of d, lower case (ASCII:
+ * d in any case), into out: its registrable domain per the list, or d
+ * itself when d is a public suffix; "" when d is longer than any domain.
+ * Returns out. */
 const char *dmarc_org_domain(const psl_ctx_t *psl, const char *d, char *out, size_t outsz);
+
+/* dmarc_record_version_ok - does a TXT string start as a DMARC record
+ * (RFC 7489 6.4: "v" *WSP "=" *WSP "DMARC1", the tag name in either case,
+ * "DMARC1" exactly (%x in the ABNF), then *WSP and ';' or the end)? */
+int dmarc_record_version_ok(const char *txt);
 
 /* dmarc_aligned - is identifier domain a aligned with the From domain b?
  * strict: the same name; relaxed: the same organizational domain. */

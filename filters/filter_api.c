@@ -39,9 +39,18 @@ int msgscan_parse(struct msgscan *ms)
 
 	while ((r = header_next(buf, ms->len, &pos, &f)) == 1) {
 		struct msg_field *m;
+		int from = header_name_is(&f, "From");
 
-		if (ms->nfields == MW_MAX_FIELDS)
+		/* From fields are counted over the whole header: DMARC applies
+		 * to a message with exactly one, and a second one past the
+		 * cap, unseen, let a forgery through as a one-From message.
+		 * The first From field is kept wherever it stands, so that
+		 * mw_header(ctx, "From", 0) is always the message's first. */
+		ms->nfrom += from;
+		if (ms->nfields >= MW_MAX_FIELDS && !(from && ms->nfrom == 1)) {
+			ms->nunseen++;
 			continue;	/* keep walking to find the body */
+		}
 		if (ms->nfields == cap) {
 			cap = cap ? cap * 2 : 32;
 			ms->fields = xrealloc(ms->fields, cap * sizeof(*ms->fields));

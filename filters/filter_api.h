@@ -41,8 +41,11 @@ struct msgscan {
 	const unsigned char *msg;           /* borrowed: the mapped spool */
 	size_t      len;
 	size_t      body_off;               /* first byte of the body */
-	struct msg_field *fields;           /* owned */
+	struct msg_field *fields;           /* owned: the first MW_MAX_FIELDS, and the
+	                                       first From field wherever it stands */
 	size_t      nfields;
+	size_t      nfrom;                  /* From fields in the whole header */
+	size_t      nunseen;                /* fields past the cap, not in fields[] */
 
 	struct scan_symbol *symbols;        /* owned; moved into the result */
 	size_t      nsymbols;
@@ -73,7 +76,9 @@ struct mw_ctx {
 };
 
 /* msgscan_parse - parse the header section of ms->msg once; 0 (always:
- * a message without a valid header section just has no fields). */
+ * a message without a valid header section just has no fields).  Fields
+ * past MW_MAX_FIELDS are walked (nfrom, nunseen, body_off) but not kept,
+ * except a first From field. */
 int  msgscan_parse(struct msgscan *ms);
 /* msgscan_auth - the n-th (0-based) entry of that method ("spf", "dkim",
  * ...), or NULL.  For filters that build on others' results (DMARC). */

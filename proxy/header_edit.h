@@ -11,7 +11,9 @@
 
 /* header_edits_apply - append to out the header section of msg[0..len) as
  * it goes out: added fields first (in edit order), then the message's own
- * fields without the removed ones and with changed ones replaced; the empty
+ * fields without the removed ones and with changed ones replaced (a change
+ * takes the first field of its name that no removal takes, as the milter
+ * front end does), for any number of edits; the empty
  * line that ends the section is NOT appended.  Returns the offset in msg
  * where the rest (the empty line and the body, or the body-less rest)
  * starts.  out may be NULL: only that offset (where the front ends cut

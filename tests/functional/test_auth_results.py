@@ -76,6 +76,18 @@ def test_forged_removed_past_10000_fields(mw_factory, upstream):
     assert ar_fields(got) == [KEPT[0].split(b":", 1)[1]], ar_fields(got)
 
 
+def test_many_forged_all_removed(mw_factory, upstream):
+    """80 forged fields (one removal edit each): the edits past the 64th
+    did nothing, and 17 forged fields reached the upstream"""
+    mw = mw_factory(upstream, opts=[("authserv_id", AUTHSERV)])
+    forged = [b"Authentication-Results: mx.mw.test; dmarc=pass header.from=forged.example (%d)" % i
+              for i in range(80)]
+    mixed = forged[:40] + [KEPT[0]] + forged[40:] + [KEPT[2]]
+    got = send(mw, upstream, mixed)
+    assert b"forged.example" not in got, len(re.findall(rb"forged\.example", got))
+    assert ar_fields(got) == [k.split(b":", 1)[1] for k in (KEPT[0], KEPT[2])], ar_fields(got)
+
+
 def test_ours_is_one_field_with_every_entry(mw_factory, upstream, tmp_path):
     """With a filter that adds entries (dkim: a message without signature
     gets dkim=none), ours is the only field with our id, on top."""

@@ -190,6 +190,28 @@ def test_body_length_tag(keys, sign_dns, tmp_path):
     assert results(exact, "refuse") == ["policy"]
 
 
+def test_testing_key_failure_is_neutral(keys, dns_factory, tmp_path):
+    """RFC 6376 3.6.1, a key with t=y: "Verifiers MUST NOT treat messages
+    from Signers in testing mode differently from unsigned email, even
+    should the signature fail to verify".  A failing or refused signature
+    under such a key is dkim=neutral, DKIM_TESTING with no score (was
+    fail, DKIM_INVALID with dkim_fail_score); a pass stays a pass."""
+    srv = dns_factory({"ty._domainkey." + SIGN_DOMAIN: [keys["rsa"][1] + "; t=y"],
+                       "rsa1._domainkey." + SIGN_DOMAIN: [keys["rsa"][1]]})
+    opts = verify_opts(srv, ("dkim_fail_score", "3"))
+    for sel, want, sym in (("ty", "neutral", "DKIM_TESTING"), ("rsa1", "fail", "DKIM_INVALID")):
+        signed = dl.dkimpy_sign(plain_msg(), sel, SIGN_DOMAIN, keys["rsa"][0])
+        res, _ = dl.scan(write(tmp_path, "ok.eml", signed), opts)
+        assert [r for _, r, _ in dkim_results(res)] == ["pass"], dkim_results(res)
+        res, _ = dl.scan(write(tmp_path, "bad.eml", signed.replace(b"figures are", b"figures were")), opts)
+        got = dkim_results(res)
+        assert [r for _, r, _ in got] == [want], got
+        assert sym in dl.symbols(res), res["symbols"]
+        if sel == "ty":
+            assert "DKIM_INVALID" not in dl.symbols(res) and res["score"] == 0, res["symbols"]
+            assert "t=y" in got[0][2], got
+
+
 # --- signing ------------------------------------------------------------------
 
 def sign_with_mailwarden(tmp_path, keys, msg, *extra):

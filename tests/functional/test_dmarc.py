@@ -24,6 +24,15 @@ RECORDS = {
     "_dmarc.twice.test": ["v=DMARC1; p=reject", "v=DMARC1; p=none"],
     "_dmarc.junk.test": ["v=spf1 -all", "not dmarc"],
     "_dmarc.bad.test": ["v=DMARC1; p=maybe"],
+    # RFC 7489 6.4: "v" *WSP "=" *WSP "DMARC1", the tag name in any case
+    "_dmarc.blank.test": ["v = DMARC1; p=reject"],
+    "_dmarc.upperv.test": ["V=DMARC1;\tp=reject"],
+    "_dmarc.v10.test": ["v=DMARC10; p=reject"],
+    # 6.6.3: several records at the From domain end the discovery there
+    "_dmarc.sub.twiceorg.test": ["v=DMARC1; p=none", "v=DMARC1; p=none; pct=50"],
+    "_dmarc.twiceorg.test": ["v=DMARC1; p=reject"],
+    # a@bücher.test: its A-label's record (RFC 8616 4)
+    "_dmarc.xn--bcher-kva.test": ["v=DMARC1; p=reject"],
 }
 
 # (name, From field, signer d= or None, extra opts, dmarc result, action, symbol)
@@ -67,6 +76,21 @@ CASES = [
     ("two From addresses", "a@sign.test, b@sign.test", "sign.test", [], "fail", "reject",
      "DMARC_BAD_FROM"),
     ("From address without domain", "undisclosed", "sign.test", [], "fail", "reject",
+     "DMARC_BAD_FROM"),
+    ("record: blanks around '=' (RFC 7489 6.4)", "a@blank.test", "other.test", [], "fail", "reject",
+     "DMARC_POLICY_REJECT"),
+    ("record: tag name in upper case", "a@upperv.test", "other.test", [], "fail", "reject",
+     "DMARC_POLICY_REJECT"),
+    ("record: DMARC10 is no DMARC1", "a@v10.test", "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("two records at the From domain: not the org domain's either", "a@sub.twiceorg.test",
+     "other.test", [], "none", "accept", "DMARC_NONE"),
+    ("co.uk: upper-case signer d= aligns (relaxed)", "a@example.co.uk", "Mail.Example.CO.UK", [],
+     "pass", "accept", "DMARC_PASS"),
+    ("UTF-8 From domain: the A-label's policy", "a@b\u00fccher.test", "other.test", [], "fail",
+     "reject", "DMARC_POLICY_REJECT"),
+    ("UTF-8 From domain, upper case: the same A-label", "a@B\u00dcCHER.test", "other.test", [],
+     "fail", "reject", "DMARC_POLICY_REJECT"),
+    ("UTF-8 From domain IDNA2008 refuses", "a@\u2603.test", "other.test", [], "fail", "reject",
      "DMARC_BAD_FROM"),
     ("two From addresses, as score", "a@sign.test, b@sign.test", "sign.test",
      [("dmarc_bad_from_action", "score")], "fail", "accept", "DMARC_BAD_FROM"),
@@ -131,6 +155,86 @@ def test_header_from_property(world):
     assert got[0][1] == "pass" and dl.prop(got[0][2], "header.from") == "sub.sign.test"
 
 
+def test_utf8_from_domain_is_named_by_its_a_label(world):
+    res = run_case(world, "J\u00f6rg <j@b\u00fccher.test>", None, [])
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "xn--bcher-kva.test", got
+
+
+# --- From fields a sender shapes to show DMARC another domain ---------------
+
+def fold_pad(nbytes):
+    """folding white space worth nbytes blanks once unfolded (lines < 998)"""
+    out = b""
+    while nbytes > 0:
+        k = min(900, nbytes)
+        out += b"\r\n " + b" " * (k - 1)
+        nbytes -= k
+    return out
+
+
+def raw_case(world, raw, filters="dmarc"):
+    tmp, _, server = world
+    p = tmp / "raw.eml"
+    p.write_bytes(raw)
+    res, _ = dl.scan(p, [("filters", filters), ("authserv_id", AUTHSERV)] + dl.dns_opts(server.forwarder))
+    return res, dl.ar_entries(dl.ar_value(res), "dmarc")
+
+
+LONG_FROM = b"x@nodmarc.test" + fold_pad(4200)
+
+
+@pytest.mark.parametrize("tail,result,symbol,header_from", [
+    # one mailbox, display name "x@nodmarc.test": ceo@sign.test, as GMime
+    # and mail programs read it (was: nodmarc.test, dmarc=none, delivered)
+    (b" <ceo@sign.test>", "fail", "DMARC_POLICY_REJECT", "sign.test"),
+    # two mailboxes (was: one, the second past 4,096 bytes unseen)
+    (b", ceo@sign.test", "fail", "DMARC_BAD_FROM", "invalid"),
+], ids=["angle address past 4 KB", "second mailbox past 4 KB"])
+def test_long_from_field_is_read_whole(world, tail, result, symbol, header_from):
+    res, got = raw_case(world, b"From: " + LONG_FROM + tail +
+                        b"\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == [result], got
+    assert dl.prop(got[0][2], "header.from") == header_from, got
+    assert res["action"] == "reject" and symbol in dl.symbols(res), res["symbols"]
+
+
+def test_from_field_past_10000_fields_counted(world):
+    """a second From field after 10,000 others (the fields filters are
+    shown): two From fields, DMARC_BAD_FROM (was: one From, and
+    nodmarc.test's dmarc=none let the forged ceo@sign.test through)"""
+    pad = b"X-P: y\r\n" * 10000
+    res, got = raw_case(world, b"From: x@nodmarc.test\r\n" + pad + b"From: ceo@sign.test\r\n"
+                        b"To: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert 'reason="several From fields"' in got[0][2], got
+    assert res["action"] == "reject" and "DMARC_BAD_FROM" in dl.symbols(res), res["symbols"]
+
+
+def test_only_from_field_past_10000_fields_evaluated(world):
+    """the message's one From field after 10,000 others is still its From"""
+    pad = b"X-P: y\r\n" * 10000
+    res, got = raw_case(world, pad + b"From: ceo@sign.test\r\n"
+                        b"To: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "sign.test", got
+    assert "DMARC_POLICY_REJECT" in dl.symbols(res), res["symbols"]
+
+
+def test_e2e_long_from_forgery_rejected(world, mw_factory, upstream):
+    tmp, keys, server = world
+    mw = mw_factory(upstream, opts=[("filters", "dmarc"), ("authserv_id", AUTHSERV)]
+                    + dl.dns_opts(server.forwarder))
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction("x@nodmarc.test", ["b@example.net"],
+                      b"From: " + LONG_FROM + b" <ceo@sign.test>\r\nTo: b@example.net\r\n"
+                      b"Subject: s\r\nMessage-ID: <l@x>\r\n\r\nbody\r\n")
+    c.quit()
+    assert r["final"].code == 550 and "sign.test" in r["final"].text, r["final"]
+
+
 def test_e2e_dmarc_reject_through_proxy(world, mw_factory, upstream):
     tmp, keys, server = world
     mw = mw_factory(upstream, opts=[("filters", "dkim dmarc"), ("authserv_id", AUTHSERV)]
@@ -178,6 +282,28 @@ def test_spf_alignment(tmp_path):
             got = dl.ar_entries(dl.ar_value(res), "dmarc")
             assert [r for _, r, _ in got] == [want], (frm, mail_from, dl.ar_value(res))
             assert res["action"] == action, (frm, mail_from, res)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.skipif(not spf_builtin(), reason="the spf built-in is not in this build")
+def test_spf_alignment_any_case(tmp_path):
+    """MAIL FROM:<b@Bounce.Example.CO.UK> passes SPF and aligns (relaxed)
+    with From: a@example.co.uk: DNS names are case-insensitive, and libpsl
+    is not (it gave "CO.UK" as the organizational domain: dmarc=fail)"""
+    srv = dl.TxtServer(tmp_path, {
+        "bounce.example.co.uk": ["v=spf1 ip4:192.0.2.10 -all"],
+        "_dmarc.example.co.uk": ["v=DMARC1; p=reject"],
+    })
+    try:
+        p = tmp_path / "m.eml"
+        p.write_bytes(message("a@example.co.uk", None, None))
+        opts = [("filters", "spf dmarc"), ("authserv_id", AUTHSERV)] + dl.dns_opts(srv.forwarder)
+        for mail_from in ("b@bounce.example.co.uk", "b@Bounce.Example.CO.UK", "b@BOUNCE.EXAMPLE.CO.UK"):
+            res, _ = dl.scan(p, opts, mail_from=mail_from)
+            got = dl.ar_entries(dl.ar_value(res), "dmarc")
+            assert [r for _, r, _ in got] == ["pass"], (mail_from, dl.ar_value(res))
+            assert res["action"] == "accept", (mail_from, res)
     finally:
         srv.stop()
 

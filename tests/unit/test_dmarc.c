@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -42,6 +43,10 @@ static void test_org_domain(void **state)
 		{ "co.uk", "co.uk" },                  /* a public suffix: itself */
 		{ "mail.sign.test", "sign.test" },     /* not in the list: the "*" rule */
 		{ "a.example.co.uk", "example.co.uk" }, /* one-letter label kept */
+		/* libpsl is case-sensitive: these were "CO.UK" and "Example.COM" */
+		{ "Bounce.Example.CO.UK", "example.co.uk" },
+		{ "MAIL.Example.COM", "example.com" },
+		{ "CO.UK", "co.uk" },
 	};
 	char out[256];
 	size_t i;
@@ -65,6 +70,9 @@ static void test_alignment(void **state)
 		{ "a.example.co.uk", "b.example.co.uk", 0, 1 },
 		{ "mail.example.co.uk", "example.co.uk", 1, 0 }, /* libopendmarc says aligned */
 		{ "co.uk", "example.co.uk", 0, 0 },          /* libopendmarc says aligned */
+		{ "Bounce.Example.CO.UK", "example.co.uk", 0, 1 }, /* any case (libpsl: none) */
+		{ "mail.example.co.uk", "EXAMPLE.co.uk", 0, 1 },
+		{ "CO.UK", "example.co.uk", 0, 0 },
 		{ "example.co.uk", "other.co.uk", 0, 0 },
 		{ "evil-example.com", "example.com", 0, 0 },
 		{ "example.com.evil.com", "example.com", 0, 0 },
@@ -232,6 +240,83 @@ static void test_addrlist(void **state)
 	assert_false(domain_ok("a..b"));
 }
 
+/* a field read whole: past 4,096 bytes (where the copy was cut) the angle
+ * address is the mailbox, a second mailbox counts, and a megabyte of
+ * blanks and comments is one linear walk */
+static void test_addrlist_long_field(void **state)
+{
+	static const char *const tails[] = { " <ceo@sign.test>", ", ceo@sign.test",
+		" (c) <ceo@sign.test>" };
+	char d[4][ADDR_DOMAIN_MAX + 1];
+	size_t pad[] = { 4090, 4200, 70000, 1 << 20 }, i, t;
+
+	(void)state;
+	for (i = 0; i < sizeof(pad) / sizeof(pad[0]); i++)
+		for (t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+			size_t tl = strlen(tails[t]);
+			char *v = malloc(14 + pad[i] + tl + 1);
+
+			assert_non_null(v);
+			memcpy(v, "x@nodmarc.test", 14);
+			memset(v + 14, ' ', pad[i]);
+			memcpy(v + 14 + pad[i], tails[t], tl + 1);
+			if (t == 1) {
+				assert_int_equal(addrlist_domains(v, d, 4), 2);
+				assert_string_equal(d[0], "nodmarc.test");
+				assert_string_equal(d[1], "sign.test");
+			} else {
+				assert_int_equal(addrlist_domains(v, d, 4), 1);
+				assert_string_equal(d[0], "sign.test");
+			}
+			free(v);
+		}
+	/* a comment and a quoted string that straddle 4,096 bytes */
+	{
+		char *v = malloc(9000);
+
+		assert_non_null(v);
+		strcpy(v, "(");
+		memset(v + 1, 'a', 5000);
+		strcpy(v + 5001, ", b@evil.test) \"");
+		memset(v + strlen(v), '@', 2000);
+		strcpy(v + 7017, "\" <ok@good.test>");
+		assert_int_equal(addrlist_domains(v, d, 4), 1);
+		assert_string_equal(d[0], "good.test");
+		free(v);
+	}
+}
+
+/* RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP "DMARC1", then a
+ * dmarc-sep (*WSP ";" *WSP) or the end */
+static void test_record_version(void **state)
+{
+	static const struct { const char *txt; int ok; } cases[] = {
+		{ "v=DMARC1; p=reject", 1 },
+		{ "v=DMARC1", 1 },
+		{ "v = DMARC1; p=reject", 1 },
+		{ "v\t=\tDMARC1\t;p=reject", 1 },
+		{ "V=DMARC1;p=reject", 1 },          /* "v": case-insensitive */
+		{ "v=DMARC1 ; p=reject", 1 },
+		{ "v=dmarc1; p=reject", 0 },         /* %x44.4d.41.52.43.31: exact */
+		{ "v=DMARC10; p=reject", 0 },
+		{ "v=DMARC1 p=reject", 0 },          /* no separator */
+		{ "v=DMARC1x", 0 },
+		{ " v=DMARC1; p=reject", 0 },
+		{ "p=reject; v=DMARC1", 0 },
+		{ "v:DMARC1; p=reject", 0 },
+		{ "v=", 0 },
+		{ "v", 0 },
+		{ "", 0 },
+		{ "v=spf1 -all", 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (dmarc_record_version_ok(cases[i].txt) != cases[i].ok)
+			fail_msg("\"%s\": want %d", cases[i].txt, cases[i].ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,6 +325,8 @@ int main(void)
 		cmocka_unit_test(test_decisions),
 		cmocka_unit_test(test_temperror_of_aligned_identifiers),
 		cmocka_unit_test(test_addrlist),
+		cmocka_unit_test(test_addrlist_long_field),
+		cmocka_unit_test(test_record_version),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,12 +1,16 @@
 /* test_headers.c - the RFC 5322 header walker: plain fields, folding, the
  * obsolete "Name : value" form, messages without body or without headers,
- * the mbox "From " line, text without a colon, LF-only files. */
+ * the mbox "From " line, text without a colon, LF-only files; and
+ * header_edits_apply with many edits. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "proxy/header_edit.h"
 #include "proxy/headers.h"
 
 #define S(x) x, sizeof(x) - 1
@@ -244,6 +248,63 @@ static void test_name_matches(void **state)
 	assert_false(header_name_matches(&f, "X-Spam-*"));    /* shorter than the prefix */
 }
 
+/* header_edits_apply: every HE_REMOVE_AT counts however many there are
+ * (80 forged Authentication-Results, one edit each, in any order and
+ * name case: 17 stayed when only 64 edits were tracked); a change takes
+ * the first field no removal takes; added fields on top */
+static void test_edits_many_remove_at(void **state)
+{
+	enum { NF = 80 };
+	struct header_edit e[NF + 4];
+	char msg[NF * 64 + 1024], *p = msg;
+	unsigned forged[NF], nth = 0;
+	struct sbuf out;
+	size_t n = 0, i, rest;
+
+	(void)state;
+	p += sprintf(p, "Subject: old\r\n");
+	for (i = 0; i < NF; i++) {
+		forged[i] = nth++;
+		p += sprintf(p, "Authentication-Results: mx.mw.test; dmarc=pass (%zu)\r\n", i);
+		if (i % 10 == 3) {
+			p += sprintf(p, "authentication-results: other.test; spf=pass (k%zu)\r\n", i);
+			nth++;
+		}
+	}
+	p += sprintf(p, "Subject: second\r\nX-Spam-Flag: YES\r\n\r\nbody\r\n");
+	memset(e, 0, sizeof(e));
+	/* one edit per forged field, last first, the name in either case */
+	for (i = NF; i-- > 0;) {
+		e[n].op = HE_REMOVE_AT;
+		e[n].name = i % 2 ? "AUTHENTICATION-RESULTS" : "Authentication-Results";
+		e[n].index = forged[i];
+		n++;
+	}
+	e[n++] = (struct header_edit){ HE_CHANGE, "Subject", "new", 0 };
+	e[n++] = (struct header_edit){ HE_REMOVE, "X-Spam-*", NULL, 0 };
+	e[n++] = (struct header_edit){ HE_ADD, "Authentication-Results", "mx.mw.test; dmarc=fail", 0 };
+	e[n++] = (struct header_edit){ HE_REMOVE_AT, "Subject", NULL, 0 };
+	sbuf_init(&out, (size_t)-1);
+	rest = header_edits_apply(msg, strlen(msg), e, n, &out);
+	assert_memory_equal(msg + rest, "\r\nbody\r\n", 8);
+	sbuf_add(&out, "", 1);
+	assert_string_equal(out.data,
+	    "Authentication-Results: mx.mw.test; dmarc=fail\r\n"
+	    "authentication-results: other.test; spf=pass (k3)\r\n"
+	    "authentication-results: other.test; spf=pass (k13)\r\n"
+	    "authentication-results: other.test; spf=pass (k23)\r\n"
+	    "authentication-results: other.test; spf=pass (k33)\r\n"
+	    "authentication-results: other.test; spf=pass (k43)\r\n"
+	    "authentication-results: other.test; spf=pass (k53)\r\n"
+	    "authentication-results: other.test; spf=pass (k63)\r\n"
+	    "authentication-results: other.test; spf=pass (k73)\r\n"
+	    "Subject: new\r\n");
+	sbuf_free(&out);
+	/* the offset alone, and no edits at all */
+	assert_int_equal(header_edits_apply(msg, strlen(msg), e, n, NULL), rest);
+	assert_int_equal(header_edits_apply(msg, strlen(msg), NULL, 0, NULL), rest);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_unfold_small),
 		cmocka_unit_test(test_odd_bytes),
 		cmocka_unit_test(test_name_matches),
+		cmocka_unit_test(test_edits_many_remove_at),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
