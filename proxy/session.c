@@ -930,6 +930,7 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 	struct txn *t = s->tx;
 	const char *action = t->action;
 	upstream_set_drain_cb(s->up, NULL, NULL);
+	upstream_set_body_fail_cb(s->up, NULL, NULL);
 	s->relay_raw = 0;
 	if (err != UP_OK) {
 		upstream_gone(s, err, "at end of data");
@@ -1053,6 +1054,10 @@ static void on_data_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	build_headers(s);
 	data_encoder_init(&s->enc);
 	upstream_set_drain_cb(s->up, relay_pump, s);
+	/* until the end of data is written no reply is awaited: a connection
+	 * lost (or a write deadline passed) mid-body ends the transaction as a
+	 * loss at the end of data would, or the client would wait for ever */
+	upstream_set_body_fail_cb(s->up, on_eod_reply, s);
 	relay_pump(s);
 }
 

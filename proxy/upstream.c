@@ -49,6 +49,9 @@ struct upstream {
 	void                   *open_arg;
 	upstream_drain_fn       drain_cb;
 	void                   *drain_arg;
+	upstream_reply_fn       body_fail_cb; /* the failure while message content is
+	                                       * written and no reply is awaited */
+	void                   *body_fail_arg;
 	int                     depth;        /* >0 while inside callbacks */
 	int                     zombie;       /* close requested: free when depth drops to 0 */
 	int                     quitting;     /* QUIT sent, waiting for the reply or EOF */
@@ -109,12 +112,17 @@ static int up_push(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb
 	return 0;
 }
 
-/* Deliver err to every waiting callback, in order; the connection is dead. */
+/* Deliver err to every waiting callback, in order; the connection is dead.
+ * While message content is written after the 354 no reply is awaited (the
+ * end of data's comes after the last octet): the body's failure callback
+ * gets err then, or the client would wait without end for a reply. */
 static void up_fail(struct upstream *u, enum upstream_err err)
 {
 	if (u->state == UPS_DEAD) return;
 	u->state = UPS_DEAD;
 	conn_stop_reading(u->conn);
+	/* and no more writing: a write deadline left armed fires for ever */
+	conn_stop_writing(u->conn);
 	u->depth++;
 	while (u->qlen > 0 && !u->zombie) {
 		struct pending p = u->q[u->qhead];
@@ -123,6 +131,12 @@ static void up_fail(struct upstream *u, enum upstream_err err)
 		if (p.cb) p.cb(p.arg, NULL, err);
 	}
 	u->qlen = 0;
+	if (!u->zombie && u->body_fail_cb) {
+		upstream_reply_fn cb = u->body_fail_cb;
+		u->body_fail_cb = NULL;
+		u->drain_cb = NULL;
+		cb(u->body_fail_arg, NULL, err);
+	}
 	u->depth--;
 	if (u->zombie && u->depth == 0) up_free(u);
 }
@@ -223,6 +237,7 @@ static void up_open_fail(struct upstream *u, enum upstream_err err)
 {
 	u->state = UPS_DEAD;
 	conn_stop_reading(u->conn);
+	conn_stop_writing(u->conn);
 	up_open_done(u, NULL, err);
 }
 
@@ -481,6 +496,8 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 		return;
 	}
 	enum upstream_err err;
+	if (u->state == UPS_DEAD && !u->quitting)
+		return;         /* failed already and told its callbacks; the owner frees it */
 	if (what == CONN_TLS_FAILED) {
 		slog(u->sid, LOG_WARNING, "upstream=%s %s", u->t->spec, conn_tls_error(c));
 		u->depth++;
@@ -618,6 +635,12 @@ void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg)
 	u->drain_arg = arg;
 }
 
+void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *arg)
+{
+	u->body_fail_cb = cb;
+	u->body_fail_arg = arg;
+}
+
 int upstream_alive(const struct upstream *u)
 {
 	return u != NULL && u->state == UPS_READY && !u->zombie;
@@ -645,6 +668,7 @@ void upstream_close(struct upstream *u)
 		u->q[(u->qhead + i) % UP_QUEUE_MAX].cb = NULL;
 	u->open_cb = NULL;
 	u->drain_cb = NULL;
+	u->body_fail_cb = NULL;
 	if (u->state == UPS_READY && !u->zombie && !u->quitting && u->qlen == 0 && !u->in_body) {
 		/* polite goodbye; freed on the reply, EOF or timeout.  Not in the
 		 * middle of a message: the upstream would read the QUIT as a line

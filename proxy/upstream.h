@@ -99,6 +99,12 @@ int upstream_expect(struct upstream *u, unsigned timeout_ms, upstream_reply_fn c
 int upstream_write(struct upstream *u, const void *p, size_t len);
 size_t upstream_output_pending(const struct upstream *u);
 void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg);
+/* upstream_set_body_fail_cb - while message content is written after a 354
+ * no reply is queued (upstream_expect comes after the last octet), so a
+ * connection that dies then has nobody to tell: cb gets the error (r NULL)
+ * if the connection fails while nothing queued took it.  Called at most
+ * once; cleared with the drain callback by upstream_close.  NULL: none. */
+void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *arg);
 
 int upstream_alive(const struct upstream *u);
 unsigned upstream_caps(const struct upstream *u);       /* of this connection */

@@ -17,8 +17,8 @@ import time
 import pytest
 
 import audit_fields as A
-from mwlib import (CRLF, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff, free_port, make_msg,
-                   plugin_opt, wait_until)
+from mwlib import (CRLF, RawUpstream, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff, free_port,
+                   make_msg, plugin_opt, wait_until)
 
 
 def enhanced_class(r):
@@ -91,6 +91,94 @@ def test_upstream_closes_mid_data(mw_factory, raw_upstream):
     c.quit()
     rec = m.audit(1)[-1]
     assert str(A.field(rec, "reply")).startswith("451")
+
+
+FAST_UPSTREAM = [("upstream_command_timeout", "2s"), ("upstream_eod_timeout", "3s"),
+                 ("upstream_data_timeout", "3s")]
+
+
+def big_transaction_lost(m, body_lines):
+    """MAIL, RCPT, DATA and a message far past the relay's high-water mark
+    (256 KiB in the upstream's output): the end of data's reply and how long
+    it took (None, if there was none within 20 s)"""
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(dot_stuff(make_msg(subject="big", body=(b"z" * 70 + CRLF) * body_lines)))
+    t0 = time.monotonic()
+    try:
+        r = c.reply(20)
+    except (TimeoutError, socket.timeout, ConnectionError) as e:
+        return c, e, time.monotonic() - t0
+    return c, r, time.monotonic() - t0
+
+
+def test_upstream_closes_mid_data_large_message(mw_factory, raw_upstream):
+    """The upstream reads 3000 octets of a 4 MB message and closes.  While
+    the body is written no reply is awaited, and the loss reached nobody:
+    the client waited without end (no read deadline while busy), the spool
+    stayed held.  Now it gets the 451 of a small message's loss at once."""
+    up = raw_upstream(script={"DATA": ("close_after", 3000)})
+    m = mw_factory(up, opts=FAST_UPSTREAM)
+    c, r, took = big_transaction_lost(m, 60000)
+    assert not isinstance(r, Exception), "no reply to the end of data after %.1fs: %r" % (took, r)
+    assert r.code == 451 and r.first.startswith("4.4.2"), r
+    assert took < 5, took
+    assert up.messages == []
+    assert c.cmd("NOOP").code == 250
+    c.quit()
+    rec = m.audit(1)[-1]
+    assert A.field(rec, "action") == "tempfail" and str(A.field(rec, "reply")).startswith("451"), rec
+
+
+def test_upstream_stops_reading_mid_data_large_message(mw_factory, raw_upstream):
+    """The upstream answers 354 and reads nothing: the write deadline
+    (upstream_data_timeout) fired, but the client got no reply, and the dead
+    connection's write deadline fired again and again, each time logged.
+    Now: 451 after upstream_data_timeout, one warning, the next transaction
+    goes through."""
+    release = threading.Event()
+
+    def data(up, st):
+        up._send(st, b"354 go ahead\r\n")
+        release.wait(20)
+        return "close"
+    up = raw_upstream(script={"DATA": data})
+    m = mw_factory(up, opts=FAST_UPSTREAM)
+    try:
+        c, r, took = big_transaction_lost(m, 120000)          # 8.6 MB
+        assert not isinstance(r, Exception), "no reply to the end of data after %.1fs: %r" % (took, r)
+        assert r.code == 451, r
+        assert took < 8, took
+        time.sleep(4)                   # past a second upstream_data_timeout
+        assert m.stderr_text().count("timeout waiting for write") == 1, m.stderr_tail(20)
+    finally:
+        release.set()
+    assert up.messages == []
+    assert c.cmd("NOOP").code == 250
+    c.quit()
+
+
+def test_upstream_closes_mid_data_then_next_message(mw_factory, raw_upstream):
+    """after the loss mid-body, the same session opens a new upstream
+    connection for its next message"""
+    lost = []
+
+    def data(up, st):
+        if not lost:
+            lost.append(1)
+            return ("close_after", 3000)
+        return None
+    up = raw_upstream(script={"DATA": data})
+    m = mw_factory(up, opts=FAST_UPSTREAM)
+    c, r, _ = big_transaction_lost(m, 60000)
+    assert r.code == 451, r
+    msg = make_msg(subject="second", body=(b"y" * 70 + CRLF) * 20000)
+    assert c.transaction("a@example.org", ["b@example.net"], msg)["final"].code == 250
+    c.quit()
+    assert len(up.messages) == 1
 
 
 def test_upstream_closes_at_end_of_data(mw_factory, raw_upstream):
