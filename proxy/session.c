@@ -81,6 +81,8 @@ struct txn {
 	uint64_t size;
 	int      data_seen;
 	int      bdat_seen;           /* content comes in BDAT chunks */
+	const char *bdat_failed;      /* static: the reply that refused a chunk of
+	                               * it; every later chunk gets it too */
 	int      binarymime;          /* MAIL BODY=BINARYMIME */
 	double   scan_ms;
 	struct scan_result res;       /* owned members */
@@ -777,7 +779,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	struct txn *t = s->tx;
 
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
-	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
+	if (t->bdat_seen || t->bdat_failed) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
 	if (smtp_path_parse(arg, &a, &why) < 0 || a.path[0] == '\0') {
 		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
 		s->errors++;
@@ -875,7 +877,7 @@ static void cmd_data(struct session *s, const char *arg)
 	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: DATA"); s->errors++; return; }
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
 	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
-	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
+	if (t->bdat_seen || t->bdat_failed) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
 	if (t->binarymime) { reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT"); s->errors++; return; }
 	if (spool_full()) {
 		slog(s->id, LOG_WARNING, "DATA refused: spool_memory_max reached");
@@ -1261,7 +1263,12 @@ static void cmd_bdat(struct session *s, const char *arg)
 	s->bdat_left = n;
 	s->bdat_last = last;
 	s->bdat_refuse = NULL;
-	if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
+	/* RFC 3030 2: after a refused chunk the transaction has failed; the
+	 * chunks a pipelining client sent behind it are read and refused (with
+	 * the same reply: a temporary failure stays temporary) until RSET or a
+	 * new transaction, never taken as the start of the message */
+	if (t != NULL && t->bdat_failed) s->bdat_refuse = t->bdat_failed;
+	else if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
 	else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
 	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
 	if (s->bdat_refuse == NULL && !t->bdat_seen && spool_full()) {
@@ -1283,6 +1290,7 @@ static void cmd_bdat(struct session *s, const char *arg)
 			                  s->cfg->bare_newline == BARE_NEWLINE_NORMALIZE, t->binarymime);
 		}
 	}
+	if (t != NULL && s->bdat_refuse != NULL) t->bdat_failed = s->bdat_refuse;
 	s->state = SS_BDAT;
 	arm_client_timeout(s);
 }
@@ -1295,6 +1303,7 @@ static void end_of_chunk(struct session *s)
 		reply(s, "%s", s->bdat_refuse);
 		s->errors++;
 		arm_client_timeout(s);
+		check_error_limit(s);     /* an error like any other refused command */
 		return;
 	}
 	if (!s->bdat_last) {
