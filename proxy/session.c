@@ -130,6 +130,8 @@ struct session {
 	int               in_process; /* inside session_process(): don't recurse */
 	int               close_after_txn; /* bare CR/LF seen: no more transactions */
 	int               held_by_output;  /* commands wait until our replies leave */
+	int               peer_eof;   /* the client shut down its sending side: finish
+	                               * what it sent, answer it, then close */
 	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
 	/* transport (issue 3) */
 	char              tls_desc[128];  /* "TLSv1.3 cipher bits"; "" = plaintext */
@@ -1416,6 +1418,12 @@ static void start_tls(struct session *s)
 
 static void cmd_starttls(struct session *s, const char *arg)
 {
+	if (s->peer_eof) {
+		/* a client that sent its last octet cannot do a handshake, and
+		 * one waiting for it would have no read deadline (nothing is read) */
+		close_after_flush(s);
+		return;
+	}
 	if (s->ln->cfg.tls_mode != MW_TLS_STARTTLS || s->ln->tls == NULL) {
 		reply(s, "502 5.5.1 Error: command not implemented");
 		s->errors++;
@@ -1709,6 +1717,21 @@ static int process_data(struct session *s)
 	return done;
 }
 
+/* input_ended - a half-closed client's input is used up, and it waits for
+ * nothing of ours: what it left unfinished (a message without its end of
+ * data, a chunk cut short, a transaction without DATA) is aborted, never
+ * relayed; the replies still queued leave, then the connection closes. */
+static void input_ended(struct session *s)
+{
+	if (s->tx != NULL) {
+		slog(s->id, LOG_INFO, "client input ended%s: transaction aborted",
+		     s->state == SS_DATA ? " in the middle of DATA" :
+		     s->state == SS_BDAT ? " in the middle of a BDAT chunk" : "");
+		txn_end(s, "aborted");
+	}
+	close_after_flush(s);
+}
+
 /* Take complete lines from the input and act on them, until the input is
  * empty or we wait for something. */
 static void session_process(struct session *s)
@@ -1780,6 +1803,11 @@ static void session_process(struct session *s)
 		if (s->auth_wait) auth_response(s, line);
 		else handle_command(s, line, n);
 	}
+	/* the loop ends waiting for input (or for the upstream, the scanner,
+	 * our output): a client that has sent its last octet sends no more */
+	if (s->peer_eof && !s->busy && !s->held_by_output && s->state != SS_CLOSING &&
+	    s->state != SS_GREET_PAUSE)
+		input_ended(s);
 	s->in_process = 0;
 	if (line != small) free(line);
 }
@@ -1807,6 +1835,16 @@ static void write_cb(struct conn *c, void *arg)
 		s->held_by_output = 0;
 		session_process(s);
 	}
+}
+
+/* session_owes_replies - the client has sent commands not yet answered:
+ * a complete line in the input, or one being handled (the upstream or the
+ * scanner has it), or replies held until the earlier ones leave. */
+static int session_owes_replies(struct session *s)
+{
+	size_t avail;
+	const char *in = conn_in_peek(s->conn, &avail);
+	return s->busy || s->held_by_output || (s->state == SS_CMD && memchr(in, '\n', avail) != NULL);
 }
 
 static void event_cb(struct conn *c, void *arg, enum conn_event what)
@@ -1837,6 +1875,19 @@ static void event_cb(struct conn *c, void *arg, enum conn_event what)
 			close_after_flush(s);
 			return;
 		}
+	} else if (what == CONN_EOF && s->state != SS_CLOSING && s->state != SS_GREET_PAUSE &&
+	           s->state != SS_TLS && session_owes_replies(s)) {
+		/* A half-close (shutdown(SHUT_WR), "nc -N", a script) after a
+		 * pipelined batch: the client still reads.  Postfix answers what
+		 * it was sent; so do we: the buffered commands run, the pending
+		 * transaction ends, the replies leave, then the connection closes.
+		 * Every wait keeps its deadline (the upstream's and the scanner's
+		 * timeouts, our write deadline); none is on reading any more. */
+		slog(s->id, LOG_INFO, "client disconnected its sending side: answering what it sent");
+		s->peer_eof = 1;
+		conn_stop_reading(c);
+		if (!s->in_process) session_process(s);
+		return;
 	} else {
 		/* a TLS error says which (a refused renegotiation, a bad record) */
 		const char *why = what == CONN_ERROR ? conn_tls_error(c) : "";

@@ -284,6 +284,94 @@ def test_client_disconnects_after_dot_before_reply(mw_factory, upstream):
     c2.quit()
 
 
+def half_closed(m, first, rest, pause=0.3):
+    """send first, wait, send rest and shut our sending side down (as
+    "nc -N" or a script does); then read everything until the proxy
+    closes: (all it sent after the greeting, seconds it took)"""
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=15)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    s.sendall(first)
+    time.sleep(pause)
+    s.sendall(rest)
+    s.shutdown(socket.SHUT_WR)
+    t0 = time.monotonic()
+    data = b""
+    while True:
+        got = f.read1(65536)
+        if not got:
+            break
+        data += got
+    s.close()
+    return data, time.monotonic() - t0
+
+
+ENVELOPE = b"EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"
+
+
+def test_client_half_close_after_pipelined_quit(mw_factory, upstream):
+    """A client sends its message, QUIT, and shuts its sending side down,
+    then reads the replies.  The EOF freed the session at once, cancelling
+    the scan: the message was lost, the client heard nothing.  Real Postfix
+    answers 250 and 221; now so do we (the scan takes 300 ms here, so the
+    EOF comes while the session waits for it)."""
+    m = mw_factory(upstream, opts=[plugin_opt()])
+    msg = make_msg(subject="half close", headers=[("X-Example-Sleep", "300")])
+    data, _ = half_closed(m, ENVELOPE + b"DATA\r\n", dot_stuff(msg) + b"QUIT\r\n")
+    assert b"queued as" in data and data.endswith(b"221 2.0.0 Bye\r\n"), data
+    assert len(upstream.messages) == 1
+    assert_same_bytes(upstream.messages[0].content, msg)
+    assert "answering what it sent" in m.stderr_text()
+
+
+def test_client_half_close_after_end_of_data_without_quit(mw_factory, upstream):
+    """no QUIT: the message still goes through and is answered, then the
+    connection closes"""
+    m = mw_factory(upstream)
+    msg = make_msg(subject="no quit")
+    data, _ = half_closed(m, ENVELOPE + b"DATA\r\n", dot_stuff(msg), pause=0.3)
+    assert b"queued as" in data, data
+    assert len(upstream.messages) == 1
+
+
+@pytest.mark.parametrize("how", ["DATA", "BDAT"])
+def test_client_half_close_mid_content_aborts(mw_factory, raw_upstream, how):
+    """A half-close in the middle of the content (no end of data, a chunk
+    cut short), arriving while the session still waits for the upstream's
+    reply to MAIL: the commands before it are answered, the partial message
+    is never relayed, the transaction is audited as aborted, and the
+    connection closes (nothing waits for input that cannot come)."""
+    def mail(up, st):
+        time.sleep(0.5)
+        return None
+    up = raw_upstream(script={"MAIL": mail}, caps=RawUpstream.CAPS + [b"CHUNKING"])
+    m = mw_factory(up, opts=[("client_command_timeout", "30s"), ("client_data_timeout", "30s")])
+    part = b"Subject: cut\r\n\r\nthe first half of the message\r\n"
+    if how == "DATA":
+        tail = b"DATA\r\n" + part
+    else:
+        tail = b"BDAT 1000 LAST\r\n" + part
+    data, took = half_closed(m, ENVELOPE + tail, b"", pause=0)
+    assert took < 5, (took, data)
+    replies = [l for l in data.split(b"\r\n") if l[:3].isdigit() and l[3:4] == b" "]
+    assert [l[:3] for l in replies][:3] == [b"250", b"250", b"250"], data
+    if how == "DATA":
+        assert b"354 " in data, data
+    assert up.messages == []
+    rec = m.audit(1)[-1]
+    assert A.field(rec, "action") == "aborted", rec
+    assert wait_until(lambda: "client input ended in the middle of" in m.stderr_text(), 3), m.stderr_tail(10)
+    assert m.alive()
+
+
+def test_client_half_close_idle_is_freed_at_once(mw_factory, upstream):
+    """nothing sent and nothing owed: the session goes at the EOF"""
+    m = mw_factory(upstream)
+    data, took = half_closed(m, b"EHLO client.example.org\r\n", b"MAIL FROM:<a@exa", pause=0.3)
+    assert data.startswith(b"250-") and took < 2, (data, took)
+    assert "client disconnected" in m.stderr_text()
+
+
 def test_binary_junk_from_client(mw, upstream):
     rnd = random.Random(5321)
     c = mw.client()
