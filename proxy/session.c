@@ -596,9 +596,33 @@ static struct upstream *session_upstream_open(struct session *s, upstream_reply_
 	return upstream_open(s->px->base, s->cfg, s->tgt, s->id, &c, cb, s);
 }
 
+/* client_name_refused - the upstream, told by XCLIENT who the client is,
+ * refused the client's HELO name in the EHLO that followed: that refusal is
+ * the client's, as if it had connected directly (Postfix's smtpd with
+ * smtpd_delay_reject = yes refuses the HELO name at the first command
+ * that checks it; we answered the client's EHLO ourselves, so it hears the
+ * refusal at the command that opened the upstream).  The reply is relayed
+ * when it fits (4xx/5xx, not 421); the caller closes the upstream. */
+static int client_name_refused(struct session *s, const struct smtp_reply *r, enum upstream_err err)
+{
+	if (err != UP_OK || !upstream_refused_client(s->up) || r->code == 421 || !reply_fits(r, 0) ||
+	    r->code / 100 == 2)
+		return 0;
+	reply_relay(s, r);
+	return 1;
+}
+
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
+	if (client_name_refused(s, r, err)) {
+		upstream_close(s->up);
+		s->up = NULL;
+		reply_summary(r, s->tx->reply, sizeof s->tx->reply);
+		txn_end(s, "rejected-by-upstream");
+		resume(s);
+		return;
+	}
 	if (err != UP_OK || r->code / 100 != 2) {
 		if (err == UP_OK) {
 			char esc[200];
@@ -861,9 +885,9 @@ static void on_vrfy_open(void *arg, const struct smtp_reply *r, enum upstream_er
 {
 	struct session *s = arg;
 	if (err != UP_OK || r->code / 100 != 2) {
+		if (!client_name_refused(s, r, err)) reply(s, "%s", R_NEXTHOP);
 		upstream_close(s->up);
 		s->up = NULL;
-		reply(s, "%s", R_NEXTHOP);
 		resume(s);
 		return;
 	}
@@ -1582,12 +1606,12 @@ static void on_auth_open(void *arg, const struct smtp_reply *r, enum upstream_er
 	if (err != UP_OK || r->code / 100 != 2) {
 		slog(s->id, LOG_WARNING, "upstream=%s unavailable for AUTH: %s", s->tgt->spec,
 		     err != UP_OK ? upstream_err_name(err) : "refused");
+		if (!client_name_refused(s, r, err)) reply(s, "%s", R_AUTH_TEMP);
 		upstream_close(s->up);
 		s->up = NULL;
 		if (s->auth_line) explicit_bzero(s->auth_line, strlen(s->auth_line));
 		free(s->auth_line);
 		s->auth_line = NULL;
-		reply(s, "%s", R_AUTH_TEMP);
 		resume(s);
 		return;
 	}

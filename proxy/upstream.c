@@ -60,6 +60,9 @@ struct upstream {
 	int                     probe;        /* only refreshing t's capabilities */
 	int                     tls_done;     /* STARTTLS step over (TLS up or not wanted) */
 	int                     xclient_done; /* XCLIENT/XFORWARD step over */
+	int                     ehlo_for_client; /* the EHLO in flight names the client
+	                                       * (sent after XCLIENT) */
+	int                     client_refused;  /* the MTA refused that EHLO */
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
@@ -226,8 +229,12 @@ static void up_send(struct upstream *u, const char *line, upstream_reply_fn cb)
 static void up_send_ehlo(struct upstream *u)
 {
 	char line[320];
-	int as_client = u->state == UPS_XCLIENT && u->c_helo[0];
+	int after_xclient = u->state == UPS_XCLIENT;
+	int as_client = after_xclient && u->c_helo[0];
 	u->state = UPS_EHLO;
+	/* whatever name it carries, an EHLO after XCLIENT is the client's
+	 * session: its refusal is the client's (up_ehlo_reply) */
+	u->ehlo_for_client = after_xclient;
 	snprintf(line, sizeof line, "EHLO %s", as_client ? u->c_helo : u->cfg->hostname);
 	up_send(u, line, up_ehlo_reply);
 }
@@ -359,7 +366,23 @@ static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		up_after_ehlo(u, r);
 		return;
 	}
-	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO */
+	if (err == UP_OK && u->ehlo_for_client) {
+		/* After XCLIENT the MTA judged the client's name, not ours: its
+		 * refusal is the client's (as if it had connected directly), and
+		 * falling back to "HELO <our name>" would pass the client off
+		 * under our name, past the MTA's HELO restrictions.  The opener
+		 * gets the reply and relays it (upstream_refused_client). */
+		char esc[200];
+		slog(u->sid, LOG_NOTICE, "upstream=%s refused the client's EHLO after XCLIENT: %s", u->t->spec,
+		     log_esc(esc, sizeof esc, r->text, r->len));
+		u->client_refused = 1;
+		u->state = UPS_DEAD;
+		conn_stop_reading(u->conn);
+		conn_stop_writing(u->conn);
+		up_open_done(u, r, UP_OK);
+		return;
+	}
+	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO (our own EHLO only) */
 		u->state = UPS_HELO;
 		snprintf(line, sizeof line, "HELO %s\r\n", u->cfg->hostname);
 		conn_write(u->conn, line, strlen(line));
@@ -639,6 +662,11 @@ void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *a
 {
 	u->body_fail_cb = cb;
 	u->body_fail_arg = arg;
+}
+
+int upstream_refused_client(const struct upstream *u)
+{
+	return u != NULL && u->client_refused;
 }
 
 int upstream_alive(const struct upstream *u)

@@ -74,12 +74,15 @@ typedef void (*upstream_reply_fn)(void *arg, const struct smtp_reply *r, enum up
 /* called when the output buffer has drained below the low-water mark */
 typedef void (*upstream_drain_fn)(void *arg);
 
-/* upstream_open - connect to t and run greeting + EHLO (HELO if EHLO is
- * refused), then STARTTLS + EHLO when t->tls_mode asks for it (the
+/* upstream_open - connect to t and run greeting + EHLO (HELO if our EHLO
+ * is refused), then STARTTLS + EHLO when t->tls_mode asks for it (the
  * plaintext the MTA sent after its 220 is dropped: response injection),
  * then XCLIENT (+ EHLO) or XFORWARD with client when the MTA offers them
  * and t->xclient is set.  cb gets the EHLO/HELO reply (or the greeting if it was not
- * 220, or an error).  sid: borrowed, for logs; copied.  cfg: a reference is
+ * 220, or an error).  After XCLIENT the EHLO carries the client's HELO name,
+ * and a refusal of it is not worked around with HELO <our name>: cb gets
+ * that reply (see upstream_refused_client).
+ * sid: borrowed, for logs; copied.  cfg: a reference is
  * taken (the connection may end in the background, after a reload). */
 struct upstream *upstream_open(struct event_base *base, struct config *cfg,
                                struct upstream_target *t, const char *sid,
@@ -105,6 +108,10 @@ void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg);
  * if the connection fails while nothing queued took it.  Called at most
  * once; cleared with the drain callback by upstream_close.  NULL: none. */
 void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *arg);
+/* upstream_refused_client - the MTA refused the client's HELO name in the
+ * EHLO sent after XCLIENT: the open callback got that reply (err UP_OK, a
+ * 4xx or 5xx), which is the client's to hear; the connection is dead. */
+int upstream_refused_client(const struct upstream *u);
 
 int upstream_alive(const struct upstream *u);
 unsigned upstream_caps(const struct upstream *u);       /* of this connection */

@@ -245,6 +245,53 @@ def test_malformed_upstream_reply(mw_factory, raw_upstream, verb, kind):
     assert up.messages == []
 
 
+def test_xclient_upstream_refusing_the_client_helo_is_relayed(mw_factory, raw_upstream):
+    """After XCLIENT the EHLO carries the client's name.  An MTA that
+    refused it got "HELO <mailwarden's hostname>" instead, in the client's
+    XCLIENT session: the client passed the MTA's HELO checks under our name
+    and its message was delivered.  Now the refusal is the client's: its
+    MAIL gets the MTA's reply, no HELO is sent, nothing is delivered; a
+    client with a good name is unaffected."""
+    def ehlo(up, st):
+        if b"bad_name" in st["lines"][-1]:
+            return b"501 5.5.2 <bad_name!>: Helo command rejected: Invalid name\r\n"
+        return None
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"],
+                      script={"OTHER": b"220 raw.upstream ESMTP\r\n", "EHLO": ehlo})
+    m = mw_factory(up)
+    c = m.client()
+    c.ehlo("bad_name!")
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="helo swap"))
+    assert r["mail"].code == 501 and b"Helo command rejected" in r["mail"].raw, r
+    assert c.cmd("NOOP").code == 250
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="helo swap again"))
+    assert r["mail"].code == 501, r
+    c.quit()
+    lines = [l for sess in up.sessions for l in sess]
+    assert not any(l.startswith(b"HELO") for l in lines), lines
+    assert up.messages == []
+    rec = m.audit(1)[-1]
+    assert A.field(rec, "action") == "rejected-by-upstream", rec
+    good = m.client()
+    good.ehlo("client.example.org")
+    assert good.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    good.quit()
+    assert len(up.messages) == 1
+
+
+def test_upstream_refusing_our_ehlo_gets_helo(mw_factory, raw_upstream):
+    """the fallback that stays: an MTA without ESMTP refuses mailwarden's
+    own EHLO (no XCLIENT yet), and gets HELO with our name"""
+    up = raw_upstream(script={"EHLO": b"502 5.5.2 Error: command not recognized\r\n"})
+    m = mw_factory(up, wait_probe=False)
+    c = m.client()
+    c.ehlo("client.example.org")
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="plain smtp"))
+    assert r["final"].code == 250, r
+    c.quit()
+    assert any(l.startswith(b"HELO ") for sess in up.sessions for l in sess), up.sessions
+
+
 # --- client faults -----------------------------------------------------------------
 
 def test_client_disconnects_mid_data(mw, upstream):
