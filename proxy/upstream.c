@@ -30,6 +30,10 @@ struct pending {
 	upstream_reply_fn cb;     /* NULL once detached */
 	void             *arg;
 	unsigned          timeout_ms;
+	uint64_t          rx_mark;  /* reply octets received when the command was
+	                             * queued: a reply that starts before this
+	                             * arrived before its command left, so it is
+	                             * not its reply (an extra one, unsolicited) */
 };
 
 struct upstream {
@@ -52,6 +56,8 @@ struct upstream {
 	upstream_reply_fn       body_fail_cb; /* the failure while message content is
 	                                       * written and no reply is awaited */
 	void                   *body_fail_arg;
+	uint64_t                rx_total;     /* reply octets taken from the input */
+	uint64_t                reply_at;     /* where the reply being assembled began */
 	int                     depth;        /* >0 while inside callbacks */
 	int                     zombie;       /* close requested: free when depth drops to 0 */
 	int                     quitting;     /* QUIT sent, waiting for the reply or EOF */
@@ -107,9 +113,12 @@ static int up_push(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb
 {
 	if (u->qlen >= UP_QUEUE_MAX) return -1;
 	struct pending *p = &u->q[(u->qhead + u->qlen) % UP_QUEUE_MAX];
+	size_t buffered;
+	(void)conn_in_peek(u->conn, &buffered);
 	p->cb = cb;
 	p->arg = arg;
 	p->timeout_ms = timeout_ms;
+	p->rx_mark = u->rx_total + buffered;
 	u->qlen++;
 	if (u->qlen == 1) up_arm_timeout(u);
 	return 0;
@@ -283,6 +292,7 @@ static void up_starttls_reply(void *arg, const struct smtp_reply *r, enum upstre
 	SSL_set_connect_state(ssl);
 	u->state = UPS_TLS;
 	size_t dropped = conn_start_tls(u->conn, ssl);
+	u->rx_total += dropped;
 	if (dropped)
 		slog(u->sid, LOG_WARNING, "upstream=%s sent %zu bytes after its 220 to STARTTLS: dropped (response injection)",
 		     u->t->spec, dropped);
@@ -441,6 +451,8 @@ static void up_read_cb(struct conn *c, void *arg)
 		}
 		memcpy(line, in, n + 1);
 		conn_in_drain(c, n + 1);
+		uint64_t line_at = u->rx_total;
+		u->rx_total += n + 1;
 		if (n == 0 || line[n - 1] != '\r') {
 			up_protocol_error(u, "bare LF in reply", line, n);
 			break;
@@ -454,6 +466,14 @@ static void up_read_cb(struct conn *c, void *arg)
 		if (u->qlen == 0) {
 			if (u->quitting) continue;
 			up_protocol_error(u, "unsolicited reply", line, n);
+			break;
+		}
+		if (u->reply.nlines == 0) u->reply_at = line_at;
+		if (u->reply_at < u->q[u->qhead].rx_mark) {
+			/* it was in our input before the command it would answer was
+			 * queued (a callback of this loop queued it): an extra reply to
+			 * an earlier command, which must not answer a later one */
+			up_protocol_error(u, "unsolicited reply (before its command)", line, n);
 			break;
 		}
 		int rc = smtp_reply_line(&u->reply, line, n);

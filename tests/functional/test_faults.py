@@ -245,6 +245,28 @@ def test_malformed_upstream_reply(mw_factory, raw_upstream, verb, kind):
     assert up.messages == []
 
 
+def test_unsolicited_reply_never_answers_a_pipelined_command(mw_factory, raw_upstream):
+    """An extra reply to MAIL already in the input when a pipelining
+    client's RCPT is sent upstream (from inside the MAIL reply's callback)
+    was taken as the RCPT's reply and relayed, though the upstream refused
+    the recipient.  A reply that came before its command left is
+    unsolicited: a protocol error, never relayed (451)."""
+    up = raw_upstream(script={"MAIL": b"250 2.1.0 Ok\r\n250 2.1.5 GARBAGE unsolicited\r\n",
+                              "RCPT": b"550 5.1.1 <b@example.net>: Recipient address rejected\r\n"})
+    m = mw_factory(up, opts=[("upstream_command_timeout", "2s")])
+    c = m.client()
+    c.ehlo()
+    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+    r1 = c.reply(6)
+    r2 = c.reply(6)
+    assert r1.code == 250, r1
+    assert r2.code == 451 and b"GARBAGE" not in r2.raw, r2
+    assert "unsolicited reply" in m.stderr_text(), m.stderr_tail(10)
+    assert c.cmd("RSET").code == 250
+    c.quit()
+    assert up.messages == []
+
+
 def test_xclient_upstream_refusing_the_client_helo_is_relayed(mw_factory, raw_upstream):
     """After XCLIENT the EHLO carries the client's name.  An MTA that
     refused it got "HELO <mailwarden's hostname>" instead, in the client's
