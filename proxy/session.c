@@ -1403,6 +1403,13 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
 	s->helo[n] = '\0';
 	s->helo_seen = 1;
 	s->esmtp = esmtp;
+	if (upstream_client_changed(s->up, s->helo, s->esmtp)) {
+		/* its XCLIENT named the old HELO: the MTA would check (and log,
+		 * and write into Received:) the old name while the scan sees the
+		 * new one; the next command opens a connection that names this one */
+		upstream_close(s->up);
+		s->up = NULL;
+	}
 	if (esmtp) send_ehlo(s);
 	else reply(s, "250 %s", s->cfg->hostname);
 }

@@ -69,6 +69,7 @@ struct upstream {
 	int                     ehlo_for_client; /* the EHLO in flight names the client
 	                                       * (sent after XCLIENT) */
 	int                     client_refused;  /* the MTA refused that EHLO */
+	int                     sent_xclient;    /* XCLIENT named c_helo and c_esmtp */
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
@@ -355,6 +356,7 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u NAME=[UNAVAILABLE] HELO=%s PROTO=%s%s%s",
 			         addr, u->c_port, helo, proto, login[0] ? " LOGIN=" : "", login);
 			u->state = UPS_XCLIENT;
+			u->sent_xclient = 1;
 		} else {
 			snprintf(line, sizeof line, "XFORWARD NAME=[UNAVAILABLE] ADDR=%s PORT=%u PROTO=%s HELO=%s",
 			         addr, u->c_port, proto, helo);
@@ -687,6 +689,12 @@ void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *a
 int upstream_refused_client(const struct upstream *u)
 {
 	return u != NULL && u->client_refused;
+}
+
+int upstream_client_changed(const struct upstream *u, const char *helo, int esmtp)
+{
+	if (u == NULL || !u->sent_xclient) return 0;
+	return strcmp(u->c_helo, helo ? helo : "") != 0 || u->c_esmtp != esmtp;
 }
 
 int upstream_alive(const struct upstream *u)

@@ -112,6 +112,10 @@ void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *a
  * EHLO sent after XCLIENT: the open callback got that reply (err UP_OK, a
  * 4xx or 5xx), which is the client's to hear; the connection is dead. */
 int upstream_refused_client(const struct upstream *u);
+/* upstream_client_changed - this connection told the MTA with XCLIENT a
+ * HELO name or protocol other than helo/esmtp: it speaks for a client that
+ * is no more (a new EHLO in the session), and must not be reused. */
+int upstream_client_changed(const struct upstream *u, const char *helo, int esmtp);
 
 int upstream_alive(const struct upstream *u);
 unsigned upstream_caps(const struct upstream *u);       /* of this connection */

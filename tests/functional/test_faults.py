@@ -301,6 +301,29 @@ def test_xclient_upstream_refusing_the_client_helo_is_relayed(mw_factory, raw_up
     assert len(up.messages) == 1
 
 
+def test_new_helo_name_reopens_the_xclient_upstream(mw_factory, raw_upstream):
+    """After RSET and an EHLO with another name, the upstream opened with
+    XCLIENT HELO=<old name> was reused: the MTA checked the old name while
+    the scan saw the new one.  Now a new connection names the new one."""
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"],
+                      script={"OTHER": b"220 raw.upstream ESMTP\r\n"})
+    m = mw_factory(up)
+    c = m.client()
+    c.ehlo("first.example.org")
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    assert c.cmd("RSET").code == 250
+    c.ehlo("first.example.org")                 # the same name: the connection stays
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.ehlo("second.example.org")
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    xclients = [l for sess in up.sessions for l in sess if l.startswith(b"XCLIENT")]
+    assert len(xclients) == 2 and b"HELO=first.example.org" in xclients[0] and \
+        b"HELO=second.example.org" in xclients[1], xclients
+    assert "second.example.org" in up.ehlos, up.ehlos
+    assert m.audit(3)[-1]["helo"] == "second.example.org"
+
+
 def test_upstream_refusing_our_ehlo_gets_helo(mw_factory, raw_upstream):
     """the fallback that stays: an MTA without ESMTP refuses mailwarden's
     own EHLO (no XCLIENT yet), and gets HELO with our name"""
