@@ -48,6 +48,7 @@ struct conn {
 	                                  session keeps READ_MIN */
 	int                reading;    /* rev is added */
 	int                stopped;    /* conn_stop_reading */
+	int                wstopped;   /* conn_stop_writing: nothing more leaves */
 	int                connecting;
 	int                flush_pending;
 	int                depth;      /* inside a callback */
@@ -159,6 +160,7 @@ static void read_arm(struct conn *c)
 static void write_arm(struct conn *c)
 {
 	struct timeval tv;
+	if (c->wstopped) return;
 	ms_tv(c->write_ms, &tv);
 	event_add(c->wev, c->write_ms ? &tv : NULL);
 }
@@ -196,7 +198,7 @@ static ssize_t tls_write(struct conn *c, const void *p, size_t len)
 static void do_flush(struct conn *c)
 {
 	c->flush_pending = 0;
-	if (c->connecting || c->fd < 0 || c->dead || c->tls == TLS_HANDSHAKE) return;
+	if (c->connecting || c->fd < 0 || c->dead || c->wstopped || c->tls == TLS_HANDSHAKE) return;
 	while (fb_used(&c->out) > 0) {
 		if (c->tls == TLS_UP) {
 			c->write_wants_read = 0;
@@ -488,7 +490,7 @@ void conn_in_drain(struct conn *c, size_t n)
 
 int conn_write(struct conn *c, const void *p, size_t len)
 {
-	if (c->dead) return -1;
+	if (c->dead || c->wstopped) return -1;
 	fb_reserve(&c->out, len, OUT_INITIAL);
 	memcpy(c->out.p + c->out.len, p, len);
 	c->out.len += len;
@@ -527,6 +529,13 @@ void conn_stop_reading(struct conn *c)
 		c->reading = 0;
 	}
 	evtimer_del(c->rtimer);
+}
+
+void conn_stop_writing(struct conn *c)
+{
+	c->wstopped = 1;
+	if (c->wev && !c->connecting) event_del(c->wev);
+	fb_consume(&c->out, fb_used(&c->out));
 }
 
 int conn_fd(const struct conn *c)

@@ -58,6 +58,10 @@ void conn_set_timeouts(struct conn *c, unsigned read_ms, unsigned write_ms);
 void conn_set_read_limit(struct conn *c, size_t bytes);
 void conn_set_lowat(struct conn *c, size_t bytes);
 void conn_stop_reading(struct conn *c);
+/* conn_stop_writing - the peer is of no more use: the output queued is
+ * dropped, and no write event (nor its deadline, which would fire again
+ * and again) is armed from now on; conn_write fails. */
+void conn_stop_writing(struct conn *c);
 int conn_fd(const struct conn *c);
 
 /* TLS on the connection (OpenSSL, SSL_read/SSL_write on the non-blocking

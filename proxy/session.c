@@ -81,6 +81,8 @@ struct txn {
 	uint64_t size;
 	int      data_seen;
 	int      bdat_seen;           /* content comes in BDAT chunks */
+	const char *bdat_failed;      /* static: the reply that refused a chunk of
+	                               * it; every later chunk gets it too */
 	int      binarymime;          /* MAIL BODY=BINARYMIME */
 	double   scan_ms;
 	struct scan_result res;       /* owned members */
@@ -128,6 +130,8 @@ struct session {
 	int               in_process; /* inside session_process(): don't recurse */
 	int               close_after_txn; /* bare CR/LF seen: no more transactions */
 	int               held_by_output;  /* commands wait until our replies leave */
+	int               peer_eof;   /* the client shut down its sending side: finish
+	                               * what it sent, answer it, then close */
 	char             *vrfy_line;  /* owned; VRFY waiting for the upstream */
 	/* transport (issue 3) */
 	char              tls_desc[128];  /* "TLSv1.3 cipher bits"; "" = plaintext */
@@ -592,9 +596,33 @@ static struct upstream *session_upstream_open(struct session *s, upstream_reply_
 	return upstream_open(s->px->base, s->cfg, s->tgt, s->id, &c, cb, s);
 }
 
+/* client_name_refused - the upstream, told by XCLIENT who the client is,
+ * refused the client's HELO name in the EHLO that followed: that refusal is
+ * the client's, as if it had connected directly (Postfix's smtpd with
+ * smtpd_delay_reject = yes refuses the HELO name at the first command
+ * that checks it; we answered the client's EHLO ourselves, so it hears the
+ * refusal at the command that opened the upstream).  The reply is relayed
+ * when it fits (4xx/5xx, not 421); the caller closes the upstream. */
+static int client_name_refused(struct session *s, const struct smtp_reply *r, enum upstream_err err)
+{
+	if (err != UP_OK || !upstream_refused_client(s->up) || r->code == 421 || !reply_fits(r, 0) ||
+	    r->code / 100 == 2)
+		return 0;
+	reply_relay(s, r);
+	return 1;
+}
+
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
+	if (client_name_refused(s, r, err)) {
+		upstream_close(s->up);
+		s->up = NULL;
+		reply_summary(r, s->tx->reply, sizeof s->tx->reply);
+		txn_end(s, "rejected-by-upstream");
+		resume(s);
+		return;
+	}
 	if (err != UP_OK || r->code / 100 != 2) {
 		if (err == UP_OK) {
 			char esc[200];
@@ -777,7 +805,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	struct txn *t = s->tx;
 
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
-	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
+	if (t->bdat_seen || t->bdat_failed) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
 	if (smtp_path_parse(arg, &a, &why) < 0 || a.path[0] == '\0') {
 		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
 		s->errors++;
@@ -857,9 +885,9 @@ static void on_vrfy_open(void *arg, const struct smtp_reply *r, enum upstream_er
 {
 	struct session *s = arg;
 	if (err != UP_OK || r->code / 100 != 2) {
+		if (!client_name_refused(s, r, err)) reply(s, "%s", R_NEXTHOP);
 		upstream_close(s->up);
 		s->up = NULL;
-		reply(s, "%s", R_NEXTHOP);
 		resume(s);
 		return;
 	}
@@ -875,7 +903,7 @@ static void cmd_data(struct session *s, const char *arg)
 	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: DATA"); s->errors++; return; }
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
 	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
-	if (t->bdat_seen) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
+	if (t->bdat_seen || t->bdat_failed) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
 	if (t->binarymime) { reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT"); s->errors++; return; }
 	if (spool_full()) {
 		slog(s->id, LOG_WARNING, "DATA refused: spool_memory_max reached");
@@ -930,6 +958,7 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 	struct txn *t = s->tx;
 	const char *action = t->action;
 	upstream_set_drain_cb(s->up, NULL, NULL);
+	upstream_set_body_fail_cb(s->up, NULL, NULL);
 	s->relay_raw = 0;
 	if (err != UP_OK) {
 		upstream_gone(s, err, "at end of data");
@@ -1053,6 +1082,10 @@ static void on_data_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	build_headers(s);
 	data_encoder_init(&s->enc);
 	upstream_set_drain_cb(s->up, relay_pump, s);
+	/* until the end of data is written no reply is awaited: a connection
+	 * lost (or a write deadline passed) mid-body ends the transaction as a
+	 * loss at the end of data would, or the client would wait for ever */
+	upstream_set_body_fail_cb(s->up, on_eod_reply, s);
 	relay_pump(s);
 }
 
@@ -1256,7 +1289,12 @@ static void cmd_bdat(struct session *s, const char *arg)
 	s->bdat_left = n;
 	s->bdat_last = last;
 	s->bdat_refuse = NULL;
-	if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
+	/* RFC 3030 2: after a refused chunk the transaction has failed; the
+	 * chunks a pipelining client sent behind it are read and refused (with
+	 * the same reply: a temporary failure stays temporary) until RSET or a
+	 * new transaction, never taken as the start of the message */
+	if (t != NULL && t->bdat_failed) s->bdat_refuse = t->bdat_failed;
+	else if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
 	else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
 	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
 	if (s->bdat_refuse == NULL && !t->bdat_seen && spool_full()) {
@@ -1278,6 +1316,7 @@ static void cmd_bdat(struct session *s, const char *arg)
 			                  s->cfg->bare_newline == BARE_NEWLINE_NORMALIZE, t->binarymime);
 		}
 	}
+	if (t != NULL && s->bdat_refuse != NULL) t->bdat_failed = s->bdat_refuse;
 	s->state = SS_BDAT;
 	arm_client_timeout(s);
 }
@@ -1290,6 +1329,7 @@ static void end_of_chunk(struct session *s)
 		reply(s, "%s", s->bdat_refuse);
 		s->errors++;
 		arm_client_timeout(s);
+		check_error_limit(s);     /* an error like any other refused command */
 		return;
 	}
 	if (!s->bdat_last) {
@@ -1363,6 +1403,13 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
 	s->helo[n] = '\0';
 	s->helo_seen = 1;
 	s->esmtp = esmtp;
+	if (upstream_client_changed(s->up, s->helo, s->esmtp)) {
+		/* its XCLIENT named the old HELO: the MTA would check (and log,
+		 * and write into Received:) the old name while the scan sees the
+		 * new one; the next command opens a connection that names this one */
+		upstream_close(s->up);
+		s->up = NULL;
+	}
 	if (esmtp) send_ehlo(s);
 	else reply(s, "250 %s", s->cfg->hostname);
 }
@@ -1402,6 +1449,12 @@ static void start_tls(struct session *s)
 
 static void cmd_starttls(struct session *s, const char *arg)
 {
+	if (s->peer_eof) {
+		/* a client that sent its last octet cannot do a handshake, and
+		 * one waiting for it would have no read deadline (nothing is read) */
+		close_after_flush(s);
+		return;
+	}
 	if (s->ln->cfg.tls_mode != MW_TLS_STARTTLS || s->ln->tls == NULL) {
 		reply(s, "502 5.5.1 Error: command not implemented");
 		s->errors++;
@@ -1560,12 +1613,12 @@ static void on_auth_open(void *arg, const struct smtp_reply *r, enum upstream_er
 	if (err != UP_OK || r->code / 100 != 2) {
 		slog(s->id, LOG_WARNING, "upstream=%s unavailable for AUTH: %s", s->tgt->spec,
 		     err != UP_OK ? upstream_err_name(err) : "refused");
+		if (!client_name_refused(s, r, err)) reply(s, "%s", R_AUTH_TEMP);
 		upstream_close(s->up);
 		s->up = NULL;
 		if (s->auth_line) explicit_bzero(s->auth_line, strlen(s->auth_line));
 		free(s->auth_line);
 		s->auth_line = NULL;
-		reply(s, "%s", R_AUTH_TEMP);
 		resume(s);
 		return;
 	}
@@ -1695,6 +1748,21 @@ static int process_data(struct session *s)
 	return done;
 }
 
+/* input_ended - a half-closed client's input is used up, and it waits for
+ * nothing of ours: what it left unfinished (a message without its end of
+ * data, a chunk cut short, a transaction without DATA) is aborted, never
+ * relayed; the replies still queued leave, then the connection closes. */
+static void input_ended(struct session *s)
+{
+	if (s->tx != NULL) {
+		slog(s->id, LOG_INFO, "client input ended%s: transaction aborted",
+		     s->state == SS_DATA ? " in the middle of DATA" :
+		     s->state == SS_BDAT ? " in the middle of a BDAT chunk" : "");
+		txn_end(s, "aborted");
+	}
+	close_after_flush(s);
+}
+
 /* Take complete lines from the input and act on them, until the input is
  * empty or we wait for something. */
 static void session_process(struct session *s)
@@ -1766,6 +1834,11 @@ static void session_process(struct session *s)
 		if (s->auth_wait) auth_response(s, line);
 		else handle_command(s, line, n);
 	}
+	/* the loop ends waiting for input (or for the upstream, the scanner,
+	 * our output): a client that has sent its last octet sends no more */
+	if (s->peer_eof && !s->busy && !s->held_by_output && s->state != SS_CLOSING &&
+	    s->state != SS_GREET_PAUSE)
+		input_ended(s);
 	s->in_process = 0;
 	if (line != small) free(line);
 }
@@ -1793,6 +1866,16 @@ static void write_cb(struct conn *c, void *arg)
 		s->held_by_output = 0;
 		session_process(s);
 	}
+}
+
+/* session_owes_replies - the client has sent commands not yet answered:
+ * a complete line in the input, or one being handled (the upstream or the
+ * scanner has it), or replies held until the earlier ones leave. */
+static int session_owes_replies(struct session *s)
+{
+	size_t avail;
+	const char *in = conn_in_peek(s->conn, &avail);
+	return s->busy || s->held_by_output || (s->state == SS_CMD && memchr(in, '\n', avail) != NULL);
 }
 
 static void event_cb(struct conn *c, void *arg, enum conn_event what)
@@ -1823,6 +1906,19 @@ static void event_cb(struct conn *c, void *arg, enum conn_event what)
 			close_after_flush(s);
 			return;
 		}
+	} else if (what == CONN_EOF && s->state != SS_CLOSING && s->state != SS_GREET_PAUSE &&
+	           s->state != SS_TLS && session_owes_replies(s)) {
+		/* A half-close (shutdown(SHUT_WR), "nc -N", a script) after a
+		 * pipelined batch: the client still reads.  Postfix answers what
+		 * it was sent; so do we: the buffered commands run, the pending
+		 * transaction ends, the replies leave, then the connection closes.
+		 * Every wait keeps its deadline (the upstream's and the scanner's
+		 * timeouts, our write deadline); none is on reading any more. */
+		slog(s->id, LOG_INFO, "client disconnected its sending side: answering what it sent");
+		s->peer_eof = 1;
+		conn_stop_reading(c);
+		if (!s->in_process) session_process(s);
+		return;
 	} else {
 		/* a TLS error says which (a refused renegotiation, a bad record) */
 		const char *why = what == CONN_ERROR ? conn_tls_error(c) : "";

@@ -30,6 +30,10 @@ struct pending {
 	upstream_reply_fn cb;     /* NULL once detached */
 	void             *arg;
 	unsigned          timeout_ms;
+	uint64_t          rx_mark;  /* reply octets received when the command was
+	                             * queued: a reply that starts before this
+	                             * arrived before its command left, so it is
+	                             * not its reply (an extra one, unsolicited) */
 };
 
 struct upstream {
@@ -49,6 +53,11 @@ struct upstream {
 	void                   *open_arg;
 	upstream_drain_fn       drain_cb;
 	void                   *drain_arg;
+	upstream_reply_fn       body_fail_cb; /* the failure while message content is
+	                                       * written and no reply is awaited */
+	void                   *body_fail_arg;
+	uint64_t                rx_total;     /* reply octets taken from the input */
+	uint64_t                reply_at;     /* where the reply being assembled began */
 	int                     depth;        /* >0 while inside callbacks */
 	int                     zombie;       /* close requested: free when depth drops to 0 */
 	int                     quitting;     /* QUIT sent, waiting for the reply or EOF */
@@ -57,6 +66,10 @@ struct upstream {
 	int                     probe;        /* only refreshing t's capabilities */
 	int                     tls_done;     /* STARTTLS step over (TLS up or not wanted) */
 	int                     xclient_done; /* XCLIENT/XFORWARD step over */
+	int                     ehlo_for_client; /* the EHLO in flight names the client
+	                                       * (sent after XCLIENT) */
+	int                     client_refused;  /* the MTA refused that EHLO */
+	int                     sent_xclient;    /* XCLIENT named c_helo and c_esmtp */
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
@@ -101,20 +114,28 @@ static int up_push(struct upstream *u, unsigned timeout_ms, upstream_reply_fn cb
 {
 	if (u->qlen >= UP_QUEUE_MAX) return -1;
 	struct pending *p = &u->q[(u->qhead + u->qlen) % UP_QUEUE_MAX];
+	size_t buffered;
+	(void)conn_in_peek(u->conn, &buffered);
 	p->cb = cb;
 	p->arg = arg;
 	p->timeout_ms = timeout_ms;
+	p->rx_mark = u->rx_total + buffered;
 	u->qlen++;
 	if (u->qlen == 1) up_arm_timeout(u);
 	return 0;
 }
 
-/* Deliver err to every waiting callback, in order; the connection is dead. */
+/* Deliver err to every waiting callback, in order; the connection is dead.
+ * While message content is written after the 354 no reply is awaited (the
+ * end of data's comes after the last octet): the body's failure callback
+ * gets err then, or the client would wait without end for a reply. */
 static void up_fail(struct upstream *u, enum upstream_err err)
 {
 	if (u->state == UPS_DEAD) return;
 	u->state = UPS_DEAD;
 	conn_stop_reading(u->conn);
+	/* and no more writing: a write deadline left armed fires for ever */
+	conn_stop_writing(u->conn);
 	u->depth++;
 	while (u->qlen > 0 && !u->zombie) {
 		struct pending p = u->q[u->qhead];
@@ -123,6 +144,12 @@ static void up_fail(struct upstream *u, enum upstream_err err)
 		if (p.cb) p.cb(p.arg, NULL, err);
 	}
 	u->qlen = 0;
+	if (!u->zombie && u->body_fail_cb) {
+		upstream_reply_fn cb = u->body_fail_cb;
+		u->body_fail_cb = NULL;
+		u->drain_cb = NULL;
+		cb(u->body_fail_arg, NULL, err);
+	}
 	u->depth--;
 	if (u->zombie && u->depth == 0) up_free(u);
 }
@@ -212,8 +239,12 @@ static void up_send(struct upstream *u, const char *line, upstream_reply_fn cb)
 static void up_send_ehlo(struct upstream *u)
 {
 	char line[320];
-	int as_client = u->state == UPS_XCLIENT && u->c_helo[0];
+	int after_xclient = u->state == UPS_XCLIENT;
+	int as_client = after_xclient && u->c_helo[0];
 	u->state = UPS_EHLO;
+	/* whatever name it carries, an EHLO after XCLIENT is the client's
+	 * session: its refusal is the client's (up_ehlo_reply) */
+	u->ehlo_for_client = after_xclient;
 	snprintf(line, sizeof line, "EHLO %s", as_client ? u->c_helo : u->cfg->hostname);
 	up_send(u, line, up_ehlo_reply);
 }
@@ -223,6 +254,7 @@ static void up_open_fail(struct upstream *u, enum upstream_err err)
 {
 	u->state = UPS_DEAD;
 	conn_stop_reading(u->conn);
+	conn_stop_writing(u->conn);
 	up_open_done(u, NULL, err);
 }
 
@@ -261,6 +293,7 @@ static void up_starttls_reply(void *arg, const struct smtp_reply *r, enum upstre
 	SSL_set_connect_state(ssl);
 	u->state = UPS_TLS;
 	size_t dropped = conn_start_tls(u->conn, ssl);
+	u->rx_total += dropped;
 	if (dropped)
 		slog(u->sid, LOG_WARNING, "upstream=%s sent %zu bytes after its 220 to STARTTLS: dropped (response injection)",
 		     u->t->spec, dropped);
@@ -323,6 +356,7 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u NAME=[UNAVAILABLE] HELO=%s PROTO=%s%s%s",
 			         addr, u->c_port, helo, proto, login[0] ? " LOGIN=" : "", login);
 			u->state = UPS_XCLIENT;
+			u->sent_xclient = 1;
 		} else {
 			snprintf(line, sizeof line, "XFORWARD NAME=[UNAVAILABLE] ADDR=%s PORT=%u PROTO=%s HELO=%s",
 			         addr, u->c_port, proto, helo);
@@ -344,7 +378,23 @@ static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		up_after_ehlo(u, r);
 		return;
 	}
-	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO */
+	if (err == UP_OK && u->ehlo_for_client) {
+		/* After XCLIENT the MTA judged the client's name, not ours: its
+		 * refusal is the client's (as if it had connected directly), and
+		 * falling back to "HELO <our name>" would pass the client off
+		 * under our name, past the MTA's HELO restrictions.  The opener
+		 * gets the reply and relays it (upstream_refused_client). */
+		char esc[200];
+		slog(u->sid, LOG_NOTICE, "upstream=%s refused the client's EHLO after XCLIENT: %s", u->t->spec,
+		     log_esc(esc, sizeof esc, r->text, r->len));
+		u->client_refused = 1;
+		u->state = UPS_DEAD;
+		conn_stop_reading(u->conn);
+		conn_stop_writing(u->conn);
+		up_open_done(u, r, UP_OK);
+		return;
+	}
+	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO (our own EHLO only) */
 		u->state = UPS_HELO;
 		snprintf(line, sizeof line, "HELO %s\r\n", u->cfg->hostname);
 		conn_write(u->conn, line, strlen(line));
@@ -403,6 +453,8 @@ static void up_read_cb(struct conn *c, void *arg)
 		}
 		memcpy(line, in, n + 1);
 		conn_in_drain(c, n + 1);
+		uint64_t line_at = u->rx_total;
+		u->rx_total += n + 1;
 		if (n == 0 || line[n - 1] != '\r') {
 			up_protocol_error(u, "bare LF in reply", line, n);
 			break;
@@ -416,6 +468,14 @@ static void up_read_cb(struct conn *c, void *arg)
 		if (u->qlen == 0) {
 			if (u->quitting) continue;
 			up_protocol_error(u, "unsolicited reply", line, n);
+			break;
+		}
+		if (u->reply.nlines == 0) u->reply_at = line_at;
+		if (u->reply_at < u->q[u->qhead].rx_mark) {
+			/* it was in our input before the command it would answer was
+			 * queued (a callback of this loop queued it): an extra reply to
+			 * an earlier command, which must not answer a later one */
+			up_protocol_error(u, "unsolicited reply (before its command)", line, n);
 			break;
 		}
 		int rc = smtp_reply_line(&u->reply, line, n);
@@ -481,6 +541,8 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 		return;
 	}
 	enum upstream_err err;
+	if (u->state == UPS_DEAD && !u->quitting)
+		return;         /* failed already and told its callbacks; the owner frees it */
 	if (what == CONN_TLS_FAILED) {
 		slog(u->sid, LOG_WARNING, "upstream=%s %s", u->t->spec, conn_tls_error(c));
 		u->depth++;
@@ -618,6 +680,23 @@ void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg)
 	u->drain_arg = arg;
 }
 
+void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *arg)
+{
+	u->body_fail_cb = cb;
+	u->body_fail_arg = arg;
+}
+
+int upstream_refused_client(const struct upstream *u)
+{
+	return u != NULL && u->client_refused;
+}
+
+int upstream_client_changed(const struct upstream *u, const char *helo, int esmtp)
+{
+	if (u == NULL || !u->sent_xclient) return 0;
+	return strcmp(u->c_helo, helo ? helo : "") != 0 || u->c_esmtp != esmtp;
+}
+
 int upstream_alive(const struct upstream *u)
 {
 	return u != NULL && u->state == UPS_READY && !u->zombie;
@@ -645,6 +724,7 @@ void upstream_close(struct upstream *u)
 		u->q[(u->qhead + i) % UP_QUEUE_MAX].cb = NULL;
 	u->open_cb = NULL;
 	u->drain_cb = NULL;
+	u->body_fail_cb = NULL;
 	if (u->state == UPS_READY && !u->zombie && !u->quitting && u->qlen == 0 && !u->in_body) {
 		/* polite goodbye; freed on the reply, EOF or timeout.  Not in the
 		 * middle of a message: the upstream would read the QUIT as a line

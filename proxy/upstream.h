@@ -74,12 +74,15 @@ typedef void (*upstream_reply_fn)(void *arg, const struct smtp_reply *r, enum up
 /* called when the output buffer has drained below the low-water mark */
 typedef void (*upstream_drain_fn)(void *arg);
 
-/* upstream_open - connect to t and run greeting + EHLO (HELO if EHLO is
- * refused), then STARTTLS + EHLO when t->tls_mode asks for it (the
+/* upstream_open - connect to t and run greeting + EHLO (HELO if our EHLO
+ * is refused), then STARTTLS + EHLO when t->tls_mode asks for it (the
  * plaintext the MTA sent after its 220 is dropped: response injection),
  * then XCLIENT (+ EHLO) or XFORWARD with client when the MTA offers them
  * and t->xclient is set.  cb gets the EHLO/HELO reply (or the greeting if it was not
- * 220, or an error).  sid: borrowed, for logs; copied.  cfg: a reference is
+ * 220, or an error).  After XCLIENT the EHLO carries the client's HELO name,
+ * and a refusal of it is not worked around with HELO <our name>: cb gets
+ * that reply (see upstream_refused_client).
+ * sid: borrowed, for logs; copied.  cfg: a reference is
  * taken (the connection may end in the background, after a reload). */
 struct upstream *upstream_open(struct event_base *base, struct config *cfg,
                                struct upstream_target *t, const char *sid,
@@ -99,6 +102,20 @@ int upstream_expect(struct upstream *u, unsigned timeout_ms, upstream_reply_fn c
 int upstream_write(struct upstream *u, const void *p, size_t len);
 size_t upstream_output_pending(const struct upstream *u);
 void upstream_set_drain_cb(struct upstream *u, upstream_drain_fn cb, void *arg);
+/* upstream_set_body_fail_cb - while message content is written after a 354
+ * no reply is queued (upstream_expect comes after the last octet), so a
+ * connection that dies then has nobody to tell: cb gets the error (r NULL)
+ * if the connection fails while nothing queued took it.  Called at most
+ * once; cleared with the drain callback by upstream_close.  NULL: none. */
+void upstream_set_body_fail_cb(struct upstream *u, upstream_reply_fn cb, void *arg);
+/* upstream_refused_client - the MTA refused the client's HELO name in the
+ * EHLO sent after XCLIENT: the open callback got that reply (err UP_OK, a
+ * 4xx or 5xx), which is the client's to hear; the connection is dead. */
+int upstream_refused_client(const struct upstream *u);
+/* upstream_client_changed - this connection told the MTA with XCLIENT a
+ * HELO name or protocol other than helo/esmtp: it speaks for a client that
+ * is no more (a new EHLO in the session), and must not be reused. */
+int upstream_client_changed(const struct upstream *u, const char *helo, int esmtp);
 
 int upstream_alive(const struct upstream *u);
 unsigned upstream_caps(const struct upstream *u);       /* of this connection */

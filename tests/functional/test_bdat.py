@@ -3,6 +3,8 @@ relayed as BDAT to an upstream that offers CHUNKING and as dot-stuffed
 DATA to one that does not; the bare-LF rules of DATA; BINARYMIME only
 where the upstream takes it."""
 
+import time
+
 import pytest
 
 import mwlib
@@ -163,3 +165,78 @@ def test_bdat_through_real_postfix(mw_factory, upstream, tmp_path):
         assert pf.wait_log("bdat=1"), pf.log()
     finally:
         pf.stop()
+
+
+def spool_nearly_full(m):
+    """a DATA of 150 KB held open, against spool_memory_max = 200k: a new
+    message is refused (less than 64 KiB left).  Returns its client; close
+    it and the room comes back."""
+    a = m.client()
+    start_txn(a)
+    assert a.cmd("DATA").code == 354
+    hold = make_msg(subject="hold", body=(b"h" * 98 + b"\r\n") * 1500)
+    a.send(mwlib.dot_stuff(hold)[:-3])
+    time.sleep(0.3)
+    return a
+
+
+def test_bdat_refused_chunk_fails_the_transaction(mw_factory, upstream):
+    """A first chunk refused for a passing reason (452: spool_memory_max)
+    was dropped, but the transaction went on as if no chunk had come: the
+    next chunk opened the spool afresh and the message was delivered
+    without its first chunk.  RFC 3030: after a refused chunk the
+    transaction has failed; every later chunk is read and refused the same
+    way (still temporary), until RSET starts again."""
+    m = mw_factory(upstream, opts=[("spool_memory_max", "200k")])
+    a = spool_nearly_full(m)
+    b = m.client()
+    start_txn(b)
+    head = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: the real subject\r\n\r\nfirst chunk\r\n"
+    tail = b"second chunk only\r\n"
+    b.send(b"BDAT %d\r\n" % len(head) + head)
+    r1 = b.reply()
+    assert r1.code == 452, r1
+    a.close()                                   # the room comes back
+    time.sleep(0.3)
+    b.send(b"BDAT %d LAST\r\n" % len(tail) + tail)
+    r2 = b.reply()
+    assert r2.code == 452 and r2.raw == r1.raw, (r1, r2)
+    assert b.cmd("DATA").code == 503            # nor can DATA take it over
+    assert upstream.messages == []
+    # RSET: a new transaction, delivered whole
+    assert b.cmd("RSET").code == 250
+    start_txn(b)
+    b.send(b"BDAT %d\r\n" % len(head) + head + b"BDAT %d LAST\r\n" % len(tail) + tail)
+    assert [b.reply().code, b.reply().code] == [250, 250]
+    b.quit()
+    got = upstream.wait_messages(1)
+    assert got[0].content == head + tail, got[0].content
+
+
+def test_bdat_pipelined_chunks_after_a_refused_one(mw_factory, upstream):
+    """the chunks a pipelining client sent behind the refused one are read
+    to their end and refused, none is taken as a message"""
+    m = mw_factory(upstream, opts=[("spool_memory_max", "200k")])
+    a = spool_nearly_full(m)
+    b = m.client()
+    start_txn(b)
+    replies = bdat_send(b, make_msg(subject="pipelined", body="z" * 300 + "\r\n"), chunks=3)
+    a.close()
+    assert [r.code for r in replies] == [452] * len(replies), replies
+    assert b.cmd("NOOP").code == 250            # in step: the chunks were not read as commands
+    b.quit()
+    time.sleep(0.3)
+    assert upstream.messages == []
+
+
+def test_bdat_refused_chunks_count_towards_max_errors(mw_factory, upstream):
+    """refused chunks counted as errors but never checked the limit: the
+    421 came only at the next other command"""
+    m = mw_factory(upstream, opts=[("max_errors", "3")])
+    c = m.client()
+    c.ehlo()
+    c.send(b"BDAT 3\r\nabc" * 3)                 # no transaction: 503 each
+    assert [c.reply().code for _ in range(3)] == [503, 503, 503]
+    r = c.reply(3)
+    assert r.code == 421, r
+    assert c.closed(2)

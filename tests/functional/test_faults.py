@@ -17,8 +17,8 @@ import time
 import pytest
 
 import audit_fields as A
-from mwlib import (CRLF, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff, free_port, make_msg,
-                   plugin_opt, wait_until)
+from mwlib import (CRLF, RawUpstream, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff, free_port,
+                   make_msg, plugin_opt, wait_until)
 
 
 def enhanced_class(r):
@@ -93,6 +93,94 @@ def test_upstream_closes_mid_data(mw_factory, raw_upstream):
     assert str(A.field(rec, "reply")).startswith("451")
 
 
+FAST_UPSTREAM = [("upstream_command_timeout", "2s"), ("upstream_eod_timeout", "3s"),
+                 ("upstream_data_timeout", "3s")]
+
+
+def big_transaction_lost(m, body_lines):
+    """MAIL, RCPT, DATA and a message far past the relay's high-water mark
+    (256 KiB in the upstream's output): the end of data's reply and how long
+    it took (None, if there was none within 20 s)"""
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(dot_stuff(make_msg(subject="big", body=(b"z" * 70 + CRLF) * body_lines)))
+    t0 = time.monotonic()
+    try:
+        r = c.reply(20)
+    except (TimeoutError, socket.timeout, ConnectionError) as e:
+        return c, e, time.monotonic() - t0
+    return c, r, time.monotonic() - t0
+
+
+def test_upstream_closes_mid_data_large_message(mw_factory, raw_upstream):
+    """The upstream reads 3000 octets of a 4 MB message and closes.  While
+    the body is written no reply is awaited, and the loss reached nobody:
+    the client waited without end (no read deadline while busy), the spool
+    stayed held.  Now it gets the 451 of a small message's loss at once."""
+    up = raw_upstream(script={"DATA": ("close_after", 3000)})
+    m = mw_factory(up, opts=FAST_UPSTREAM)
+    c, r, took = big_transaction_lost(m, 60000)
+    assert not isinstance(r, Exception), "no reply to the end of data after %.1fs: %r" % (took, r)
+    assert r.code == 451 and r.first.startswith("4.4.2"), r
+    assert took < 5, took
+    assert up.messages == []
+    assert c.cmd("NOOP").code == 250
+    c.quit()
+    rec = m.audit(1)[-1]
+    assert A.field(rec, "action") == "tempfail" and str(A.field(rec, "reply")).startswith("451"), rec
+
+
+def test_upstream_stops_reading_mid_data_large_message(mw_factory, raw_upstream):
+    """The upstream answers 354 and reads nothing: the write deadline
+    (upstream_data_timeout) fired, but the client got no reply, and the dead
+    connection's write deadline fired again and again, each time logged.
+    Now: 451 after upstream_data_timeout, one warning, the next transaction
+    goes through."""
+    release = threading.Event()
+
+    def data(up, st):
+        up._send(st, b"354 go ahead\r\n")
+        release.wait(20)
+        return "close"
+    up = raw_upstream(script={"DATA": data})
+    m = mw_factory(up, opts=FAST_UPSTREAM)
+    try:
+        c, r, took = big_transaction_lost(m, 120000)          # 8.6 MB
+        assert not isinstance(r, Exception), "no reply to the end of data after %.1fs: %r" % (took, r)
+        assert r.code == 451, r
+        assert took < 8, took
+        time.sleep(4)                   # past a second upstream_data_timeout
+        assert m.stderr_text().count("timeout waiting for write") == 1, m.stderr_tail(20)
+    finally:
+        release.set()
+    assert up.messages == []
+    assert c.cmd("NOOP").code == 250
+    c.quit()
+
+
+def test_upstream_closes_mid_data_then_next_message(mw_factory, raw_upstream):
+    """after the loss mid-body, the same session opens a new upstream
+    connection for its next message"""
+    lost = []
+
+    def data(up, st):
+        if not lost:
+            lost.append(1)
+            return ("close_after", 3000)
+        return None
+    up = raw_upstream(script={"DATA": data})
+    m = mw_factory(up, opts=FAST_UPSTREAM)
+    c, r, _ = big_transaction_lost(m, 60000)
+    assert r.code == 451, r
+    msg = make_msg(subject="second", body=(b"y" * 70 + CRLF) * 20000)
+    assert c.transaction("a@example.org", ["b@example.net"], msg)["final"].code == 250
+    c.quit()
+    assert len(up.messages) == 1
+
+
 def test_upstream_closes_at_end_of_data(mw_factory, raw_upstream):
     up = raw_upstream(script={"EOD": "close"})
     m = mw_factory(up)
@@ -157,6 +245,98 @@ def test_malformed_upstream_reply(mw_factory, raw_upstream, verb, kind):
     assert up.messages == []
 
 
+def test_unsolicited_reply_never_answers_a_pipelined_command(mw_factory, raw_upstream):
+    """An extra reply to MAIL already in the input when a pipelining
+    client's RCPT is sent upstream (from inside the MAIL reply's callback)
+    was taken as the RCPT's reply and relayed, though the upstream refused
+    the recipient.  A reply that came before its command left is
+    unsolicited: a protocol error, never relayed (451)."""
+    up = raw_upstream(script={"MAIL": b"250 2.1.0 Ok\r\n250 2.1.5 GARBAGE unsolicited\r\n",
+                              "RCPT": b"550 5.1.1 <b@example.net>: Recipient address rejected\r\n"})
+    m = mw_factory(up, opts=[("upstream_command_timeout", "2s")])
+    c = m.client()
+    c.ehlo()
+    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+    r1 = c.reply(6)
+    r2 = c.reply(6)
+    assert r1.code == 250, r1
+    assert r2.code == 451 and b"GARBAGE" not in r2.raw, r2
+    assert "unsolicited reply" in m.stderr_text(), m.stderr_tail(10)
+    assert c.cmd("RSET").code == 250
+    c.quit()
+    assert up.messages == []
+
+
+def test_xclient_upstream_refusing_the_client_helo_is_relayed(mw_factory, raw_upstream):
+    """After XCLIENT the EHLO carries the client's name.  An MTA that
+    refused it got "HELO <mailwarden's hostname>" instead, in the client's
+    XCLIENT session: the client passed the MTA's HELO checks under our name
+    and its message was delivered.  Now the refusal is the client's: its
+    MAIL gets the MTA's reply, no HELO is sent, nothing is delivered; a
+    client with a good name is unaffected."""
+    def ehlo(up, st):
+        if b"bad_name" in st["lines"][-1]:
+            return b"501 5.5.2 <bad_name!>: Helo command rejected: Invalid name\r\n"
+        return None
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"],
+                      script={"OTHER": b"220 raw.upstream ESMTP\r\n", "EHLO": ehlo})
+    m = mw_factory(up)
+    c = m.client()
+    c.ehlo("bad_name!")
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="helo swap"))
+    assert r["mail"].code == 501 and b"Helo command rejected" in r["mail"].raw, r
+    assert c.cmd("NOOP").code == 250
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="helo swap again"))
+    assert r["mail"].code == 501, r
+    c.quit()
+    lines = [l for sess in up.sessions for l in sess]
+    assert not any(l.startswith(b"HELO") for l in lines), lines
+    assert up.messages == []
+    rec = m.audit(1)[-1]
+    assert A.field(rec, "action") == "rejected-by-upstream", rec
+    good = m.client()
+    good.ehlo("client.example.org")
+    assert good.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    good.quit()
+    assert len(up.messages) == 1
+
+
+def test_new_helo_name_reopens_the_xclient_upstream(mw_factory, raw_upstream):
+    """After RSET and an EHLO with another name, the upstream opened with
+    XCLIENT HELO=<old name> was reused: the MTA checked the old name while
+    the scan saw the new one.  Now a new connection names the new one."""
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"],
+                      script={"OTHER": b"220 raw.upstream ESMTP\r\n"})
+    m = mw_factory(up)
+    c = m.client()
+    c.ehlo("first.example.org")
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    assert c.cmd("RSET").code == 250
+    c.ehlo("first.example.org")                 # the same name: the connection stays
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.ehlo("second.example.org")
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    xclients = [l for sess in up.sessions for l in sess if l.startswith(b"XCLIENT")]
+    assert len(xclients) == 2 and b"HELO=first.example.org" in xclients[0] and \
+        b"HELO=second.example.org" in xclients[1], xclients
+    assert "second.example.org" in up.ehlos, up.ehlos
+    assert m.audit(3)[-1]["helo"] == "second.example.org"
+
+
+def test_upstream_refusing_our_ehlo_gets_helo(mw_factory, raw_upstream):
+    """the fallback that stays: an MTA without ESMTP refuses mailwarden's
+    own EHLO (no XCLIENT yet), and gets HELO with our name"""
+    up = raw_upstream(script={"EHLO": b"502 5.5.2 Error: command not recognized\r\n"})
+    m = mw_factory(up, wait_probe=False)
+    c = m.client()
+    c.ehlo("client.example.org")
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="plain smtp"))
+    assert r["final"].code == 250, r
+    c.quit()
+    assert any(l.startswith(b"HELO ") for sess in up.sessions for l in sess), up.sessions
+
+
 # --- client faults -----------------------------------------------------------------
 
 def test_client_disconnects_mid_data(mw, upstream):
@@ -194,6 +374,94 @@ def test_client_disconnects_after_dot_before_reply(mw_factory, upstream):
     c2.ehlo()
     assert c2.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
     c2.quit()
+
+
+def half_closed(m, first, rest, pause=0.3):
+    """send first, wait, send rest and shut our sending side down (as
+    "nc -N" or a script does); then read everything until the proxy
+    closes: (all it sent after the greeting, seconds it took)"""
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=15)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    s.sendall(first)
+    time.sleep(pause)
+    s.sendall(rest)
+    s.shutdown(socket.SHUT_WR)
+    t0 = time.monotonic()
+    data = b""
+    while True:
+        got = f.read1(65536)
+        if not got:
+            break
+        data += got
+    s.close()
+    return data, time.monotonic() - t0
+
+
+ENVELOPE = b"EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"
+
+
+def test_client_half_close_after_pipelined_quit(mw_factory, upstream):
+    """A client sends its message, QUIT, and shuts its sending side down,
+    then reads the replies.  The EOF freed the session at once, cancelling
+    the scan: the message was lost, the client heard nothing.  Real Postfix
+    answers 250 and 221; now so do we (the scan takes 300 ms here, so the
+    EOF comes while the session waits for it)."""
+    m = mw_factory(upstream, opts=[plugin_opt()])
+    msg = make_msg(subject="half close", headers=[("X-Example-Sleep", "300")])
+    data, _ = half_closed(m, ENVELOPE + b"DATA\r\n", dot_stuff(msg) + b"QUIT\r\n")
+    assert b"queued as" in data and data.endswith(b"221 2.0.0 Bye\r\n"), data
+    assert len(upstream.messages) == 1
+    assert_same_bytes(upstream.messages[0].content, msg)
+    assert "answering what it sent" in m.stderr_text()
+
+
+def test_client_half_close_after_end_of_data_without_quit(mw_factory, upstream):
+    """no QUIT: the message still goes through and is answered, then the
+    connection closes"""
+    m = mw_factory(upstream)
+    msg = make_msg(subject="no quit")
+    data, _ = half_closed(m, ENVELOPE + b"DATA\r\n", dot_stuff(msg), pause=0.3)
+    assert b"queued as" in data, data
+    assert len(upstream.messages) == 1
+
+
+@pytest.mark.parametrize("how", ["DATA", "BDAT"])
+def test_client_half_close_mid_content_aborts(mw_factory, raw_upstream, how):
+    """A half-close in the middle of the content (no end of data, a chunk
+    cut short), arriving while the session still waits for the upstream's
+    reply to MAIL: the commands before it are answered, the partial message
+    is never relayed, the transaction is audited as aborted, and the
+    connection closes (nothing waits for input that cannot come)."""
+    def mail(up, st):
+        time.sleep(0.5)
+        return None
+    up = raw_upstream(script={"MAIL": mail}, caps=RawUpstream.CAPS + [b"CHUNKING"])
+    m = mw_factory(up, opts=[("client_command_timeout", "30s"), ("client_data_timeout", "30s")])
+    part = b"Subject: cut\r\n\r\nthe first half of the message\r\n"
+    if how == "DATA":
+        tail = b"DATA\r\n" + part
+    else:
+        tail = b"BDAT 1000 LAST\r\n" + part
+    data, took = half_closed(m, ENVELOPE + tail, b"", pause=0)
+    assert took < 5, (took, data)
+    replies = [l for l in data.split(b"\r\n") if l[:3].isdigit() and l[3:4] == b" "]
+    assert [l[:3] for l in replies][:3] == [b"250", b"250", b"250"], data
+    if how == "DATA":
+        assert b"354 " in data, data
+    assert up.messages == []
+    rec = m.audit(1)[-1]
+    assert A.field(rec, "action") == "aborted", rec
+    assert wait_until(lambda: "client input ended in the middle of" in m.stderr_text(), 3), m.stderr_tail(10)
+    assert m.alive()
+
+
+def test_client_half_close_idle_is_freed_at_once(mw_factory, upstream):
+    """nothing sent and nothing owed: the session goes at the EOF"""
+    m = mw_factory(upstream)
+    data, took = half_closed(m, b"EHLO client.example.org\r\n", b"MAIL FROM:<a@exa", pause=0.3)
+    assert data.startswith(b"250-") and took < 2, (data, took)
+    assert "client disconnected" in m.stderr_text()
 
 
 def test_binary_junk_from_client(mw, upstream):

@@ -133,3 +133,30 @@ def test_client_xclient_is_never_honoured(mw_factory, postfix, upstream):
     assert s.rcpt("b@example.net")[0] == 554            # still the real client: no relaying
     s.quit()
     assert "XCLIENT ADDR=127.0.0.1 " not in pf.log()
+
+
+def test_postfix_helo_restriction_holds_through_xclient(mw_factory, postfix, upstream):
+    """Postfix with reject_invalid_helo_hostname and smtpd_delay_reject = no
+    refuses a client's bad EHLO name outright.  Through mailwarden, the
+    EHLO after XCLIENT carrying that name was refused and mailwarden sent
+    "HELO <its own hostname>" instead: the client passed Postfix's HELO
+    restriction under mailwarden's name and the message was delivered.
+    Now the client hears Postfix's refusal (at its MAIL: mailwarden answered
+    the EHLO itself) and nothing reaches Postfix's queue."""
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1", smtpd_delay_reject="no",
+                 smtpd_helo_restrictions="reject_invalid_helo_hostname")
+    m = mw(mw_factory, pf)
+    s = client(m)
+    s.ehlo("bad_name!")
+    code, text = s.mail("a@example.org")
+    assert code == 501 and b"Helo command rejected" in text, (code, text)
+    code, _ = s.rcpt("x@relay.example.test")
+    assert code == 503, code                            # no transaction
+    s.quit()
+    assert not upstream.wait_messages(1, timeout=1), upstream.messages
+    # a good name goes through the same Postfix
+    s = client(m)
+    s.ehlo("client.example.org")
+    s.sendmail("a@example.org", ["x@relay.example.test"], make_msg(to="x@relay.example.test"))
+    s.quit()
+    assert upstream.wait_messages(1, timeout=15), pf.log()
