@@ -11,7 +11,11 @@
  * filters set up: the antivirus engine loaded and compiled, which may take
  * a while with big signature databases); only then is the proxy switched
  * to it and the old one retired.  A new scanner that dies before it is
- * ready leaves the running one in service. */
+ * ready leaves the running one in service.
+ *
+ * A retired scanner is told to drain (SIGUSR2), not to stop: it finishes
+ * what it has for as long as a front end may still wait for it
+ * (scanner.h); only a stop of the daemon cuts that to shutdown_timeout. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -48,6 +52,14 @@ struct child {
 	time_t started;
 	unsigned fails;        /* quick deaths in a row, for backoff */
 	time_t restart_at;     /* 0 = not waiting */
+	int    term_sent;      /* the stop's SIGTERM went to pid */
+};
+
+/* an old scanner finishing what it has (retire) */
+struct retiree {
+	pid_t  pid;            /* 0: a free slot */
+	time_t drain_at;       /* when to send SIGUSR2 (drain); 0: sent */
+	int    term_sent;      /* SIGTERM sent (a stop, or it never served) */
 };
 
 static struct {
@@ -70,8 +82,7 @@ static struct {
 	int pending_ready;              /* read end of its readiness pipe */
 	struct sockaddr_un pending_addr;
 	socklen_t pending_addrlen;
-	pid_t retiring[MAX_RETIRING];
-	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
+	struct retiree retiring[MAX_RETIRING];
 	struct privs privs;
 	pid_t retrain;                  /* bayes_retrain_interval's child, or 0 */
 } M;
@@ -259,6 +270,8 @@ static void child_signals(void)
 	/* the proxy installs its own handler; until then, and in the other
 	 * children, a log-rotation signal must not kill */
 	signal(SIGUSR1, SIG_IGN);
+	/* nor a retired scanner's "drain" (SIGUSR2), before its handler */
+	signal(SIGUSR2, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
@@ -300,6 +313,7 @@ static pid_t start_scanner(void)
 		child_exit(scanner_main(M.cfg, M.scan_fd));
 	}
 	M.scanner.pid = pid;
+	M.scanner.term_sent = 0;
 	M.scanner.started = time(NULL);
 	slog(NULL, LOG_INFO, "scanner started pid=%d", (int)pid);
 	announce_scanner();
@@ -331,16 +345,31 @@ static void signal_child(pid_t pid, int sig, const char *role)
 	    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", role, (int)pid, e);
 }
 
-/* retire - an old scanner gets SIGTERM after delay seconds (0: now) */
+/* retire - an old scanner that served: told to drain (SIGUSR2) after
+ * delay seconds (0: now), so that requests already on their way to it
+ * are still taken; it ends once it has answered them, or when no front
+ * end waits for them any longer (scanner.h) */
 static void retire(pid_t old, int delay)
 {
 	for (int i = 0; i < MAX_RETIRING; i++)
-		if (M.retiring[i] == 0) {
-			M.retiring[i] = old;
-			M.retire_term_at[i] = time(NULL) + delay;
+		if (M.retiring[i].pid == 0) {
+			M.retiring[i] = (struct retiree){ .pid = old, .drain_at = time(NULL) + delay };
 			return;
 		}
-	signal_child(old, SIGTERM, "old scanner");
+	/* no room to wait: told now, and left to end by itself */
+	signal_child(old, SIGUSR2, "old scanner");
+}
+
+/* discard - a scanner that never served (a pending one superseded, or
+ * the daemon stopping): SIGTERM now, reaped with the retired ones */
+static void discard(pid_t pid)
+{
+	signal_child(pid, SIGTERM, "new scanner");
+	for (int i = 0; i < MAX_RETIRING; i++)
+		if (M.retiring[i].pid == 0) {
+			M.retiring[i] = (struct retiree){ .pid = pid, .term_sent = 1 };
+			return;
+		}
 }
 
 static void pending_close(void)
@@ -357,7 +386,7 @@ static void start_pending_scanner(void)
 {
 	int rp[2];
 	if (M.pending > 0) {            /* a newer reload supersedes it */
-		retire(M.pending, 0);
+		discard(M.pending);
 		pending_close();
 	}
 	if (pipe2(rp, O_CLOEXEC) < 0) {
@@ -408,7 +437,7 @@ static void check_pending(void)
 	if (n != 1) {
 		slog(NULL, LOG_ERR, "reload: the new scanner pid=%d failed before it was ready; "
 		    "the running scanner stays in service", (int)M.pending);
-		retire(M.pending, 0);
+		discard(M.pending);
 		pending_close();
 		return;
 	}
@@ -419,7 +448,12 @@ static void check_pending(void)
 	M.scan_addrlen = M.pending_addrlen;
 	M.scanner.pid = M.pending;
 	M.scanner.started = time(NULL);
+	/* a ready scanner serves: a restart the old one's death had put off
+	 * is moot (its time left in restart_at kept the stop from ever
+	 * sending this one SIGTERM) */
 	M.scanner.fails = 0;
+	M.scanner.restart_at = 0;
+	M.scanner.term_sent = 0;
 	M.pending_fd = -1;
 	close(M.pending_ready);
 	M.pending_ready = -1;
@@ -498,6 +532,7 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 	if (*ctl_w >= 0) close(*ctl_w);
 	*ctl_w = ctl[1];
 	c->pid = pid;
+	c->term_sent = 0;
 	c->started = time(NULL);
 	slog(NULL, LOG_INFO, "%s started pid=%d", name, (int)pid);
 	return pid;
@@ -549,8 +584,8 @@ static void reap(int stopping)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		int retired = 0;
 		for (int i = 0; i < MAX_RETIRING; i++)
-			if (M.retiring[i] == pid) {
-				M.retiring[i] = 0;
+			if (M.retiring[i].pid == pid) {
+				M.retiring[i].pid = 0;
 				retired = 1;
 			}
 		if (retired) {
@@ -882,7 +917,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		time_t now = time(NULL);
 		if (sig == SIGCHLD || sig < 0) reap(stopping);
 		if (M.pending > 0 && stopping) {
-			retire(M.pending, 0);
+			discard(M.pending);
 			pending_close();
 		}
 		if (M.pending > 0) check_pending();
@@ -906,26 +941,30 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			if (M.retrain > 0) signal_child(M.retrain, SIGTERM, "retrain");
 		}
 		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {
-			if (M.scanner.pid > 0 && !M.scanner.restart_at) {
+			/* a flag of its own: restart_at, which served as one, could
+			 * still hold the time of a restart put off before a
+			 * reload's scanner took over, and this one never got it */
+			if (M.scanner.pid > 0 && !M.scanner.term_sent) {
 				signal_child(M.scanner.pid, SIGTERM, "scanner");
-				M.scanner.restart_at = 1;     /* reused as "SIGTERM sent" */
+				M.scanner.term_sent = 1;
 			}
+			/* a stop cuts the old scanners' drain to shutdown_timeout */
 			for (int i = 0; i < MAX_RETIRING; i++)
-				if (M.retiring[i] > 0 && M.retire_term_at[i] != 1) {
-					signal_child(M.retiring[i], SIGTERM, "old scanner");
-					M.retire_term_at[i] = 1;
+				if (M.retiring[i].pid > 0 && !M.retiring[i].term_sent) {
+					signal_child(M.retiring[i].pid, SIGTERM, "old scanner");
+					M.retiring[i].term_sent = 1;
 				}
 		}
 		for (int i = 0; i < MAX_RETIRING && !stopping; i++)
-			if (M.retiring[i] > 0 && M.retire_term_at[i] > 1 && now >= M.retire_term_at[i]) {
-				signal_child(M.retiring[i], SIGTERM, "old scanner");
-				M.retire_term_at[i] = 1;
+			if (M.retiring[i].pid > 0 && M.retiring[i].drain_at > 0 && now >= M.retiring[i].drain_at) {
+				signal_child(M.retiring[i].pid, SIGUSR2, "old scanner");
+				M.retiring[i].drain_at = 0;
 			}
 		if (sig == SIGHUP && !stopping) reload();
 		if (sig == SIGUSR1 && !stopping) reopen_logs();
 		if (stopping) {
 			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0 || M.retrain > 0;
-			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i] > 0;
+			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i].pid > 0;
 			if (!left) break;
 			if (now > stop_deadline) {
 				slog(NULL, LOG_WARNING, "children did not stop in time: killing them");
@@ -934,7 +973,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				if (M.scanner.pid > 0) signal_child(M.scanner.pid, SIGKILL, "scanner");
 				if (M.retrain > 0) signal_child(M.retrain, SIGKILL, "retrain");
 				for (int i = 0; i < MAX_RETIRING; i++)
-					if (M.retiring[i] > 0) signal_child(M.retiring[i], SIGKILL, "old scanner");
+					if (M.retiring[i].pid > 0) signal_child(M.retiring[i].pid, SIGKILL, "old scanner");
 				stop_deadline = now + 5;
 			}
 			continue;

@@ -471,13 +471,13 @@ int kill(pid_t pid, int sig)
 def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream, tmp_path,
                                                              monkeypatch):
     """A signal the master cannot send (EPERM) leaves a child without its
-    SIGUSR1 (audit log reopen), SIGHUP (reload) or SIGTERM: the master says
+    SIGUSR1 (audit log reopen), SIGUSR2 (an old scanner's drain) or SIGTERM: the master says
     so, with the pid and errno, once.  ESRCH (the child already gone) is
     not a failure worth a line."""
     log = tmp_path / "kill.log"
     preload_shim(monkeypatch, tmp_path, "kill", KILL_SHIM)
     monkeypatch.setenv("MW_TEST_KILL_FAIL", "%d:%d %d:%d" % (signal.SIGUSR1, errno.EPERM,
-                                                             signal.SIGHUP, errno.ESRCH))
+                                                             signal.SIGUSR2, errno.ESRCH))
     monkeypatch.setenv("MW_TEST_KILL_LOG", str(log))
     m = mw_factory(upstream, opts=[plugin_opt()])
     proxy = wait_until(lambda: m.child_pid("proxy"), 5)
@@ -488,13 +488,14 @@ def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream
     assert wait_until(lambda: said in m.stderr_text(), 5), m.stderr_tail(20)
     m.signal(signal.SIGUSR1)
     assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 2, 5)
-    # the reload's SIGHUP to the proxy fails with ESRCH: nothing said
+    # the old scanner's drain signal after a reload fails with ESRCH: nothing said
     old = scanner_pid(m)
     m.signal(signal.SIGHUP)
     assert wait_until(lambda: re.search(r"reload: scanner pid=(?!%d )\d+ ready, taking over" % old,
                                         m.stderr_text()), 10), m.stderr_tail(20)
+    assert wait_until(lambda: len(log.read_text().splitlines()) == 3, 5)
     assert log.read_text().splitlines() == ["%d %d %d" % (signal.SIGUSR1, proxy, errno.EPERM)] * 2 \
-        + ["%d %d %d" % (signal.SIGHUP, proxy, errno.ESRCH)], log.read_text()
+        + ["%d %d %d" % (signal.SIGUSR2, old, errno.ESRCH)], log.read_text()
     assert m.stderr_text().count("cannot send") == 1, m.stderr_tail(20)
     assert m.alive()
 
@@ -579,6 +580,56 @@ def test_sighup_keeps_command_line_overrides(mw_factory, upstream):
     assert r["final"].raw == b"550 5.7.1 still configured\r\n", r["final"]
     c.quit()
     assert "reload failed" not in m.stderr_text()
+
+
+# --- reloads ----------------------------------------------------------------------------
+
+def took_over(m, n=1):
+    """the nth reload's scanner is ready and serving"""
+    return wait_until(lambda: m.stderr_text().count("ready, taking over") >= n, 10)
+
+
+def test_reload_drains_a_scan_longer_than_shutdown_timeout(mw_factory, upstream):
+    """A reload drops no scan: the old scanner is retired with SIGUSR2 and
+    drains for as long as a front end waits (scan_timeout, milter_timeout),
+    not for shutdown_timeout (the stop's budget, 30 s by default against
+    150 s for scan_timeout): a 7 s scan across a reload with
+    shutdown_timeout = 2s got 451 at 4 s."""
+    m = mw_factory(upstream, opts=[plugin_opt(), ("shutdown_timeout", "2s"), ("scan_timeout", "30s")])
+    c = m.client(timeout=20)
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(dot_stuff(make_msg(subject="slow scan across a reload", headers=[("X-Example-Sleep", "7000")])))
+    time.sleep(0.5)
+    old = scanner_pid(m)
+    m.signal(signal.SIGHUP)
+    r = c.reply(timeout=20)
+    c.quit()
+    assert r.code == 250, "%r\n%s" % (r, m.stderr_tail(12))
+    assert "scanner: retired, finishing scans in flight (for 35 s at most)" in m.stderr_text()
+    assert wait_until(lambda: "old scanner pid=%d finished" % old in m.stderr_text(), 5)
+
+
+def test_stop_after_a_reload_replaced_a_dead_scanner(mw_factory, upstream):
+    """The scanner dies while a reload's scanner gets ready (its restart put
+    off 2 s: it died young twice), and the new one takes over: a stop then
+    gives it SIGTERM.  Before, the time left of the put-off restart stayed
+    in the field that also meant "SIGTERM sent": the stop never sent it,
+    and waited shutdown_timeout + 5 s to SIGKILL the scanner."""
+    m = mw_factory(upstream, opts=[("shutdown_timeout", "1s")])
+    first = scanner_pid(m)
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: m.child_pid("scanner") not in (None, first) and m.child_pid("scanner"), 5)
+    assert second, m.stderr_tail(20)
+    m.signal(signal.SIGHUP)
+    os.kill(second, signal.SIGKILL)
+    assert took_over(m), m.stderr_tail(20)
+    t0 = time.monotonic()
+    assert m.stop(15) == 0
+    took = time.monotonic() - t0
+    assert took < 3 and "did not stop in time" not in m.stderr_text(), "%.1f s\n%s" % (took, m.stderr_tail(15))
 
 
 # --- a client that stops reading while its message is being scanned ---------------------
