@@ -61,6 +61,7 @@
 
 #define SEND_TIMEOUT_S 10      /* a front end not reading results for this long is dropped */
 #define SHUTDOWN_TICK_MS 50    /* poll period while draining at shutdown */
+#define DRAIN_MARGIN_MS  5000  /* a retired scanner's, past the front ends' waits */
 
 struct conn {
 	int         fd;
@@ -95,7 +96,7 @@ struct scanner {
 
 int scanner_ready_fd = -1;
 
-static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_term, got_drain;
 static int sig_wfd = -1;
 
 static void on_term(int sig)
@@ -103,11 +104,29 @@ static void on_term(int sig)
 	int saved = errno;
 	ssize_t r;
 
-	(void)sig;
-	got_term = 1;
+	if (sig == SIGUSR2)
+		got_drain = 1;
+	else
+		got_term = 1;
 	r = write(sig_wfd, "t", 1);
 	(void)r;
 	errno = saved;
+}
+
+/* drain_ms - how long a retired scanner finishes its scans: as long as a
+ * front end that runs may still wait for one (scan_timeout for the proxy,
+ * milter_timeout for the milter; it stopped sending here before the
+ * master retired it), and a margin for the answer's way back.  Past that
+ * nobody waits for the result; before, a scan longer than
+ * shutdown_timeout was dropped by every reload (451, or under the milter
+ * milter_default_action, perhaps accepted unscanned). */
+static long long drain_ms(const struct config *cfg)
+{
+	unsigned wait = cfg->scan_timeout;	/* the proxy's (its listeners) */
+
+	if (cfg->milter_listen[0] != '\0' && (cfg->nlisteners == 0 || cfg->milter_timeout > wait))
+		wait = cfg->milter_timeout;
+	return (long long)wait + DRAIN_MARGIN_MS;
 }
 
 /* --- connections ----------------------------------------------------------- */
@@ -494,10 +513,12 @@ static void setup_signals(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	/* a parent that had them blocked (sigwait-style) passes that on */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
@@ -556,7 +577,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 	pthread_t *threads;
 	unsigned long long conn_no = 0;
 	long long deadline = 0;
-	int sp[2], shutting = 0, timeout, fd, fl, watch;
+	int sp[2], shutting = 0, draining = 0, timeout, fd, fl, watch;
 	char err[512], drain[64];
 	struct timeval tv;
 	struct epoll_event ev;
@@ -610,13 +631,27 @@ int scanner_main(struct config *cfg, int listen_fd)
 	}
 
 	for (;;) {
-		if (got_term && !shutting) {
+		if ((got_term || got_drain) && !shutting) {
 			shutting = 1;
-			deadline = monotime_ms() + cfg->shutdown_timeout;
-			slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
+			draining = !got_term;
+			deadline = monotime_ms() + (draining ? drain_ms(cfg) : cfg->shutdown_timeout);
+			if (draining)
+				slog(NULL, LOG_INFO, "scanner: retired, finishing scans in flight (for %lld s at most)",
+				    drain_ms(cfg) / 1000);
+			else
+				slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
 			listen_fd = -1;		/* stop accepting; the master keeps the socket */
 			for (i = 0; i < s.nconns; i++)
 				shutdown(s.conns[i]->fd, SHUT_RD);
+		}
+		if (got_term && draining) {
+			/* the daemon stops while this one drains: its stop's budget */
+			long long cut = monotime_ms() + cfg->shutdown_timeout;
+
+			draining = 0;
+			if (cut < deadline)
+				deadline = cut;
+			slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
 		}
 		timeout = -1;
 		pthread_mutex_lock(&s.lock);

@@ -16,6 +16,10 @@
  *     still scans what it had received and sends those results, then
  *     closes.  Requests not started by the shutdown_timeout deadline get
  *     tempfail, error "scanner shutting down".  Exit code 0.
+ *   - SIGUSR2 (the master retiring it after a reload): the same, but for
+ *     as long as a front end may still wait for an answer (the longer of
+ *     scan_timeout and milter_timeout, and a margin); a SIGTERM after it
+ *     cuts that to shutdown_timeout from then.
  *   - SIGHUP and SIGPIPE are ignored (the master restarts the scanner to
  *     reload).
  */

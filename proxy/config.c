@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -37,6 +38,8 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -2223,6 +2226,120 @@ void config_unref(struct config *c)
 {
 	if (c != NULL && __atomic_sub_fetch(&c->refcount, 1, __ATOMIC_ACQ_REL) == 0)
 		free(c);
+}
+
+int config_listeners_same(const struct config *a, const struct config *b)
+{
+	char va[CFG_LINE_MAX + 8], vb[CFG_LINE_MAX + 8];
+
+	if (a->nlisteners != b->nlisteners)
+		return 0;
+	for (unsigned l = 0; l < a->nlisteners; l++) {
+		const struct listener_cfg *la = &a->listeners[l], *lb = &b->listeners[l];
+
+		if (strcmp(la->name, lb->name) != 0)
+			return 0;
+		/* formatted, as -t -v shows them: the bytes of a string field
+		 * after its NUL are whatever a longer value left there */
+		for (size_t i = 0; i < NOPTS; i++) {
+			const struct cfg_opt *o = &cfg_opts[i];
+			unsigned na = 1, nb = 1;
+
+			if (o->scope != CFG_LISTENER)
+				continue;
+			if (o->type == CFG_LIST) {
+				memcpy(&na, (const char *)la + o->cnt_off, sizeof na);
+				memcpy(&nb, (const char *)lb + o->cnt_off, sizeof nb);
+				if (na != nb)
+					return 0;
+			}
+			for (unsigned k = 0; k < na; k++) {
+				opt_format(o, la, k, va, sizeof va);
+				opt_format(o, lb, k, vb, sizeof vb);
+				if (strcmp(va, vb) != 0)
+					return 0;
+			}
+		}
+	}
+	return 1;
+}
+
+int config_export(const struct config *c)
+{
+	const char *p = (const char *)c;
+	size_t left = sizeof *c;
+	int fd = memfd_create("mailwarden-config", MFD_CLOEXEC | MFD_ALLOW_SEALING), e;
+
+	if (fd < 0)
+		return -1;
+	while (left > 0) {
+		ssize_t n = write(fd, p, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			e = n < 0 ? errno : EIO;
+			goto bad;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		e = errno;
+		goto bad;
+	}
+	return fd;
+bad:
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+struct config *config_import(int fd, char *err, size_t errlen)
+{
+	struct config *c;
+	struct stat st;
+	size_t got = 0;
+	int seals;
+
+	/* sealed, so that nobody but the master that made it wrote it */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) < 0 || seals < 0) {
+		fail(err, errlen, "config from the master: %s", strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != sizeof *c || !(seals & F_SEAL_WRITE)) {
+		fail(err, errlen, "config from the master: %lld bytes, seals %#x (expected %zu, sealed)",
+		     (long long)st.st_size, (unsigned)seals, sizeof *c);
+		return NULL;
+	}
+	if ((c = malloc(sizeof *c)) == NULL) {
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	while (got < sizeof *c) {
+		ssize_t n = pread(fd, (char *)c + got, sizeof *c - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fail(err, errlen, "config from the master: %s", n < 0 ? strerror(errno) : "short read");
+			free(c);
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	c->refcount = 1;
+	if (config_set_process(c, err, errlen) < 0) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+int config_set_process(const struct config *c, char *err, size_t errlen)
+{
+	return ipnet_xlat_set(c->nat64_prefixes, err, errlen);
 }
 
 /* dump_opt - "name = value" line(s) of one row; "name =" when empty */

@@ -319,6 +319,31 @@ struct config *config_load(const char *path, const char *const *overrides,
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 
+/* config_listeners_same - the same listeners in the same order, each with
+ * the same settings (compared as -t -v prints them, not byte by byte)?
+ * 1 or 0.  The master binds the listeners once: a reload that changes
+ * them cannot take effect before a restart of the daemon. */
+int config_listeners_same(const struct config *a, const struct config *b);
+
+/* config_export - c (a flat struct, no pointers) in a new memfd, sealed
+ * against any change (a front end that received it cannot alter what
+ * another one reads); the descriptor (close-on-exec), or -1 with errno.
+ * The master passes it down its control channel (ctlmsg.h): the front
+ * ends never read the file themselves (they run as "user", and a file
+ * only root may read would be theirs to miss). */
+int config_export(const struct config *c);
+
+/* config_import - the config in a descriptor config_export made (not
+ * closed here): a new struct config, refcount 1, and the process's
+ * translation prefixes set from it as config_load would; NULL with the
+ * reason in err (a short or foreign file). */
+struct config *config_import(int fd, char *err, size_t errlen);
+
+/* config_set_process - the process-wide settings a config carries
+ * (nat64_prefixes, ipnet_xlat_set), for a child that runs c after the
+ * master loaded another one since (a reload's candidate).  0 or -1. */
+int config_set_process(const struct config *c, char *err, size_t errlen);
+
 /* config_open_proxy - does listener i take PROXY headers (which choose
  * the client address) from a network wider than a few balancers:
  * proxy_protocol_from holding an IPv4 prefix shorter than /8 or an IPv6

@@ -11,7 +11,22 @@
  * filters set up: the antivirus engine loaded and compiled, which may take
  * a while with big signature databases); only then is the proxy switched
  * to it and the old one retired.  A new scanner that dies before it is
- * ready leaves the running one in service. */
+ * ready leaves the running one in service.
+ *
+ * So the master holds two configs: the one the serving scanner runs (cfg:
+ * every restart after a crash uses it, and the front ends run it) and a
+ * reload's candidate (cand), which only its pending scanner runs.  The
+ * candidate becomes cfg when that scanner reports ready, and the front
+ * ends then get it down their control channel (ctlmsg.h), with the new
+ * scanner's address; a candidate whose scanner dies first is dropped, and
+ * nobody ran it but that scanner.  The listeners (and milter_listen) are
+ * bound once: every config the master takes keeps the running ones, so
+ * that a proxy restarted after a crash gets sockets laid out as its config
+ * says.
+ *
+ * A retired scanner is told to drain (SIGUSR2), not to stop: it finishes
+ * what it has for as long as a front end may still wait for it
+ * (scanner.h); only a stop of the daemon cuts that to shutdown_timeout. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -32,6 +47,7 @@
 
 #include "filters/bayes.h"
 #include "filters/scanner.h"
+#include "ctlmsg.h"
 #include "log.h"
 #include "master.h"
 #include "milter.h"
@@ -48,10 +64,29 @@ struct child {
 	time_t started;
 	unsigned fails;        /* quick deaths in a row, for backoff */
 	time_t restart_at;     /* 0 = not waiting */
+	int    term_sent;      /* the stop's SIGTERM went to pid */
+};
+
+/* an old scanner finishing what it has (retire) */
+struct retiree {
+	pid_t  pid;            /* 0: a free slot */
+	time_t drain_at;       /* when to send SIGUSR2 (drain); 0: sent */
+	int    term_sent;      /* SIGTERM sent (a stop, or it never served) */
+};
+
+/* the master's end of a front end's control channel (ctlmsg.h) and what
+ * it still has to tell it: only the latest config and scanner address
+ * count, so a send that would block is simply tried again later */
+enum { CTL_WANT_CONFIG = 1, CTL_WANT_ADDR = 2, CTL_WANT_REOPEN = 4 };
+struct ctl_end {
+	int      fd;           /* -1: no front end */
+	unsigned want;         /* CTL_WANT_* */
+	int      failed;       /* a send error was logged (said once) */
 };
 
 static struct {
-	struct config *cfg;
+	struct config *cfg;             /* the serving scanner's, and the front ends' */
+	struct config *cand;            /* a reload's, for the pending scanner; or NULL */
 	const char *path;
 	const char *const *ov;
 	size_t nov;
@@ -62,16 +97,15 @@ static struct {
 	int scan_fd;                    /* current scanner generation's socket */
 	struct sockaddr_un scan_addr;
 	socklen_t scan_addrlen;
-	int ctl_w;                      /* master -> proxy: scanner addresses */
-	int milter_ctl_w;               /* master -> milter: the same */
+	struct ctl_end proxy_ctl;       /* master -> proxy: configs, scanner addresses */
+	struct ctl_end milter_ctl;      /* master -> milter: the same, and log reopening */
 	struct child proxy, scanner, milter;
 	pid_t pending;                  /* reload: new scanner not ready yet, or 0 */
 	int pending_fd;                 /* its socket */
 	int pending_ready;              /* read end of its readiness pipe */
 	struct sockaddr_un pending_addr;
 	socklen_t pending_addrlen;
-	pid_t retiring[MAX_RETIRING];
-	time_t retire_term_at[MAX_RETIRING];  /* when to send SIGTERM */
+	struct retiree retiring[MAX_RETIRING];
 	struct privs privs;
 	pid_t retrain;                  /* bayes_retrain_interval's child, or 0 */
 } M;
@@ -259,10 +293,34 @@ static void child_signals(void)
 	/* the proxy installs its own handler; until then, and in the other
 	 * children, a log-rotation signal must not kill */
 	signal(SIGUSR1, SIG_IGN);
+	/* nor a retired scanner's "drain" (SIGUSR2), before its handler */
+	signal(SIGUSR2, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 static void announce_scanner(void);
+
+/* close_inherited - in a child: the master's descriptors it has no use
+ * for (keep: one of them it runs on, or -1) */
+static void close_inherited(int keep, int listeners)
+{
+	int fds[] = { M.proxy_ctl.fd, M.milter_ctl.fd, M.scan_fd, M.pending_fd, M.pending_ready };
+
+	if (!listeners)
+		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0 && fds[i] != keep) close(fds[i]);
+}
+
+/* child_config - in a child: the process-wide settings of the config it
+ * runs (the master may have loaded a reload's candidate since) */
+static void child_config(const struct config *c)
+{
+	char err[256];
+
+	if (config_set_process(c, err, sizeof err) < 0)
+		die("%s", err);
+}
 
 /* retry_later - a child that failed or could not start waits 1, 2, 4, 8,
  * 16, then 30 s before the next try (a fork that fails with EAGAIN was
@@ -293,13 +351,13 @@ static pid_t start_scanner(void)
 	if (pid == 0) {
 		child_signals();
 		set_proc_title(M.argc, M.argv, "scanner");
-		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-		if (M.ctl_w >= 0) close(M.ctl_w);
-		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
+		close_inherited(M.scan_fd, 0);
+		child_config(M.cfg);
 		drop_privileges(NULL, 0);
 		child_exit(scanner_main(M.cfg, M.scan_fd));
 	}
 	M.scanner.pid = pid;
+	M.scanner.term_sent = 0;
 	M.scanner.started = time(NULL);
 	slog(NULL, LOG_INFO, "scanner started pid=%d", (int)pid);
 	announce_scanner();
@@ -331,16 +389,31 @@ static void signal_child(pid_t pid, int sig, const char *role)
 	    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", role, (int)pid, e);
 }
 
-/* retire - an old scanner gets SIGTERM after delay seconds (0: now) */
+/* retire - an old scanner that served: told to drain (SIGUSR2) after
+ * delay seconds (0: now), so that requests already on their way to it
+ * are still taken; it ends once it has answered them, or when no front
+ * end waits for them any longer (scanner.h) */
 static void retire(pid_t old, int delay)
 {
 	for (int i = 0; i < MAX_RETIRING; i++)
-		if (M.retiring[i] == 0) {
-			M.retiring[i] = old;
-			M.retire_term_at[i] = time(NULL) + delay;
+		if (M.retiring[i].pid == 0) {
+			M.retiring[i] = (struct retiree){ .pid = old, .drain_at = time(NULL) + delay };
 			return;
 		}
-	signal_child(old, SIGTERM, "old scanner");
+	/* no room to wait: told now, and left to end by itself */
+	signal_child(old, SIGUSR2, "old scanner");
+}
+
+/* discard - a scanner that never served (a pending one superseded, or
+ * the daemon stopping): SIGTERM now, reaped with the retired ones */
+static void discard(pid_t pid)
+{
+	signal_child(pid, SIGTERM, "new scanner");
+	for (int i = 0; i < MAX_RETIRING; i++)
+		if (M.retiring[i].pid == 0) {
+			M.retiring[i] = (struct retiree){ .pid = pid, .term_sent = 1 };
+			return;
+		}
 }
 
 static void pending_close(void)
@@ -351,17 +424,26 @@ static void pending_close(void)
 	M.pending = 0;
 }
 
-/* start_pending_scanner - reload: a new scanner beside the running one;
- * the switch happens in check_pending() once it is ready */
+/* drop_candidate - the reload's config goes with its scanner: the
+ * serving config stays for everyone (restarts, the front ends) */
+static void drop_candidate(const char *why)
+{
+	if (why != NULL)
+		slog(NULL, LOG_ERR, "reload: %s; keeping the running config (the scanner in service, "
+		     "its restarts and the front ends keep it)", why);
+	config_unref(M.cand);
+	M.cand = NULL;
+}
+
+/* start_pending_scanner - reload: a new scanner with the candidate config
+ * beside the running one; the switch happens in check_pending() once it
+ * is ready */
 static void start_pending_scanner(void)
 {
 	int rp[2];
-	if (M.pending > 0) {            /* a newer reload supersedes it */
-		retire(M.pending, 0);
-		pending_close();
-	}
 	if (pipe2(rp, O_CLOEXEC) < 0) {
 		slog_errno(NULL, LOG_ERR, "pipe");
+		drop_candidate("cannot start the new scanner");
 		return;
 	}
 	M.pending_fd = scanner_socket(&M.pending_addr, &M.pending_addrlen);
@@ -370,6 +452,7 @@ static void start_pending_scanner(void)
 		slog_errno(NULL, LOG_ERR, "scanner socket");
 		close(rp[1]);
 		pending_close();
+		drop_candidate("cannot start the new scanner");
 		return;
 	}
 	pid_t pid = fork();
@@ -377,27 +460,38 @@ static void start_pending_scanner(void)
 		slog_errno(NULL, LOG_ERR, "fork scanner");
 		close(rp[1]);
 		pending_close();
+		drop_candidate("cannot start the new scanner");
 		return;
 	}
 	if (pid == 0) {
 		child_signals();
 		set_proc_title(M.argc, M.argv, "scanner");
-		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-		if (M.ctl_w >= 0) close(M.ctl_w);
-		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		if (M.scan_fd >= 0) close(M.scan_fd);
 		close(rp[0]);
+		M.pending_ready = -1;
+		close_inherited(M.pending_fd, 0);
 		scanner_ready_fd = rp[1];
+		child_config(M.cand);
 		drop_privileges(NULL, 0);
-		child_exit(scanner_main(M.cfg, M.pending_fd));
+		child_exit(scanner_main(M.cand, M.pending_fd));
 	}
 	close(rp[1]);
 	M.pending = pid;
 	slog(NULL, LOG_INFO, "scanner started pid=%d (waits until ready to take over)", (int)pid);
 }
 
-/* check_pending - the pending scanner said ready: switch the proxy to it
- * and retire the old one; it died first: keep the old one */
+/* tell - what a front end is to learn (CTL_WANT_*), sent now if it can be */
+static void ctl_flush(struct ctl_end *e, const char *name);
+static void tell(unsigned what)
+{
+	if (M.proxy_ctl.fd >= 0) M.proxy_ctl.want |= what & (CTL_WANT_CONFIG | CTL_WANT_ADDR);
+	if (M.milter_ctl.fd >= 0) M.milter_ctl.want |= what;
+	ctl_flush(&M.proxy_ctl, "proxy");
+	ctl_flush(&M.milter_ctl, "milter");
+}
+
+/* check_pending - the pending scanner said ready: its config becomes the
+ * running one, the front ends get it and are switched to the scanner, and
+ * the old scanner is retired; it died first: its config is dropped */
 static void check_pending(void)
 {
 	struct pollfd p = { .fd = M.pending_ready, .events = POLLIN };
@@ -406,10 +500,11 @@ static void check_pending(void)
 	ssize_t n = read(M.pending_ready, &c, 1);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
 	if (n != 1) {
-		slog(NULL, LOG_ERR, "reload: the new scanner pid=%d failed before it was ready; "
-		    "the running scanner stays in service", (int)M.pending);
-		retire(M.pending, 0);
+		char why[128];
+		snprintf(why, sizeof why, "the new scanner pid=%d failed before it was ready", (int)M.pending);
+		discard(M.pending);
 		pending_close();
+		drop_candidate(why);
 		return;
 	}
 	pid_t old = M.scanner.pid;
@@ -419,53 +514,105 @@ static void check_pending(void)
 	M.scan_addrlen = M.pending_addrlen;
 	M.scanner.pid = M.pending;
 	M.scanner.started = time(NULL);
+	/* a ready scanner serves: a restart the old one's death had put off
+	 * is moot (its time left in restart_at kept the stop from ever
+	 * sending this one SIGTERM) */
 	M.scanner.fails = 0;
+	M.scanner.restart_at = 0;
+	M.scanner.term_sent = 0;
 	M.pending_fd = -1;
 	close(M.pending_ready);
 	M.pending_ready = -1;
 	M.pending = 0;
-	slog(NULL, LOG_NOTICE, "reload: scanner pid=%d ready, taking over", (int)M.scanner.pid);
-	announce_scanner();
+	config_unref(M.cfg);
+	M.cfg = M.cand;
+	M.cand = NULL;
+	log_set_level(M.cfg->log_level);
+	stats_reload();
+	slog(NULL, LOG_NOTICE, "reload: scanner pid=%d ready, taking over; the front ends get its config",
+	     (int)M.scanner.pid);
+	tell(CTL_WANT_CONFIG | CTL_WANT_ADDR);
 	/* requests already on their way to the old one are still answered */
 	if (old > 0) retire(old, 2);
 }
 
+/* ctl_flush - send e what it still has to learn, in order (the config
+ * before the scanner that runs it); a send that would block is tried
+ * again on a later turn of the loop, other failures (the front end gone,
+ * its restart brings it up to date) end it */
+static void ctl_flush(struct ctl_end *e, const char *name)
+{
+	while (e->fd >= 0 && e->want != 0) {
+		struct ctl_msg msg;
+		unsigned bit;
+		int cfd = -1, rc;
+
+		memset(&msg, 0, sizeof msg);
+		if (e->want & CTL_WANT_CONFIG) {
+			bit = CTL_WANT_CONFIG;
+			msg.len = CTL_CONFIG;
+			if ((cfd = config_export(M.cfg)) < 0) {
+				if (!e->failed)
+					slog_errno(NULL, LOG_ERR, "cannot pass the config to the %s", name);
+				e->failed = 1;
+				return;     /* tried again on the next turn */
+			}
+		} else if (e->want & CTL_WANT_ADDR) {
+			bit = CTL_WANT_ADDR;
+			msg.len = M.scan_addrlen;
+			msg.a = M.scan_addr;
+		} else {
+			bit = CTL_WANT_REOPEN;
+			msg.len = CTL_REOPEN;
+		}
+		rc = ctl_send(e->fd, &msg, cfd);
+		int err = errno;
+		if (cfd >= 0) close(cfd);
+		if (rc < 0 && (err == EAGAIN || err == EWOULDBLOCK)) return;
+		if (rc < 0) {
+			/* EPIPE: it is gone, and its restart starts up to date */
+			if (!e->failed && err != EPIPE && err != ECONNRESET) {
+				errno = err;
+				slog_errno(NULL, LOG_ERR, "cannot tell the %s", name);
+			}
+			e->failed = 1;
+			e->want = 0;
+			return;
+		}
+		e->want &= ~bit;
+		e->failed = 0;
+	}
+}
+
+/* announce_scanner - the front ends learn where the current scanner
+ * listens (a restart of it; a reload's goes with its config) */
 static void announce_scanner(void)
 {
-	/* tell the front ends where the current scanner listens */
-	struct { socklen_t len; struct sockaddr_un a; } msg;
-	memset(&msg, 0, sizeof msg);
-	msg.len = M.scan_addrlen;
-	msg.a = M.scan_addr;
-	int ctl[2] = { M.ctl_w, M.milter_ctl_w };
-	for (int i = 0; i < 2; i++)
-		if (ctl[i] >= 0) {
-			ssize_t w = write(ctl[i], &msg, sizeof msg);
-			(void)w;
-		}
+	tell(CTL_WANT_ADDR);
 }
 
 static int run_proxy(int ctl_fd)
 {
 	proxy_set_control_fd(ctl_fd);
-	return proxy_main(M.cfg, M.nloops, M.lfds, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov);
+	return proxy_main(M.cfg, M.nloops, M.lfds, &M.scan_addr, M.scan_addrlen);
 }
 
 static int run_milter(int ctl_fd)
 {
 	for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen, M.path, M.ov, M.nov);
+	return milter_main(M.cfg, ctl_fd, &M.scan_addr, M.scan_addrlen);
 }
 
-/* start_frontend - fork a front end (proxy or milter) with a control pipe
- * from the master: it learns the scanner's address from it, now and after
- * every reload or scanner restart.  *ctl_w gets the master's end. */
-static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w,
+/* start_frontend - fork a front end (proxy or milter) with a control
+ * channel from the master (ctlmsg.h): it learns the config and the
+ * scanner's address from it after every reload or scanner restart.
+ * e gets the master's end. */
+static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), struct ctl_end *e,
                             struct child *c)
 {
 	int ctl[2];
-	if (pipe2(ctl, O_CLOEXEC) < 0) {
-		slog_errno(NULL, LOG_ERR, "pipe");
+	if (ctl_pair(ctl) < 0) {
+		slog_errno(NULL, LOG_ERR, "socketpair");
 		retry_later(c);
 		return -1;
 	}
@@ -481,11 +628,8 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 		child_signals();
 		set_proc_title(M.argc, M.argv, name);
 		close(ctl[1]);
-		if (M.ctl_w >= 0) close(M.ctl_w);
-		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		if (M.scan_fd >= 0) close(M.scan_fd);
-		if (M.pending_fd >= 0) close(M.pending_fd);
-		if (M.pending_ready >= 0) close(M.pending_ready);
+		close_inherited(-1, 1);
+		child_config(M.cfg);
 		/* the milter keeps the one group it must give its socket to */
 		gid_t sg;
 		struct group *g = run == run_milter && M.cfg->milter_socket_group[0]
@@ -495,9 +639,11 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 		child_exit(run(ctl[0]));
 	}
 	close(ctl[0]);
-	if (*ctl_w >= 0) close(*ctl_w);
-	*ctl_w = ctl[1];
+	if (e->fd >= 0) close(e->fd);
+	/* it starts with the config and scanner of now: nothing to tell */
+	*e = (struct ctl_end){ .fd = ctl[1] };
 	c->pid = pid;
+	c->term_sent = 0;
 	c->started = time(NULL);
 	slog(NULL, LOG_INFO, "%s started pid=%d", name, (int)pid);
 	return pid;
@@ -505,12 +651,12 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), int *ctl_w
 
 static pid_t start_proxy(void)
 {
-	return start_frontend("proxy", run_proxy, &M.ctl_w, &M.proxy);
+	return start_frontend("proxy", run_proxy, &M.proxy_ctl, &M.proxy);
 }
 
 static pid_t start_milter(void)
 {
-	return start_frontend("milter", run_milter, &M.milter_ctl_w, &M.milter);
+	return start_frontend("milter", run_milter, &M.milter_ctl, &M.milter);
 }
 
 static void schedule_restart(struct child *c, const char *name, int status)
@@ -549,8 +695,8 @@ static void reap(int stopping)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		int retired = 0;
 		for (int i = 0; i < MAX_RETIRING; i++)
-			if (M.retiring[i] == pid) {
-				M.retiring[i] = 0;
+			if (M.retiring[i].pid == pid) {
+				M.retiring[i].pid = 0;
 				retired = 1;
 			}
 		if (retired) {
@@ -565,9 +711,10 @@ static void reap(int stopping)
 			continue;
 		}
 		if (pid == M.pending) {     /* died before it took over */
-			slog(NULL, LOG_ERR, "reload: the new scanner pid=%d failed before it was "
-			    "ready; the running scanner stays in service", (int)pid);
+			char why[128];
+			snprintf(why, sizeof why, "the new scanner pid=%d failed before it was ready", (int)pid);
 			pending_close();
+			drop_candidate(stopping ? NULL : why);
 			continue;
 		}
 		if (pid == M.scanner.pid) {
@@ -585,27 +732,22 @@ static void reap(int stopping)
 	}
 }
 
-/* tell_milter - one of the milter's control messages (MILTER_CTL_*):
+/* SIGUSR1: the front ends reopen the audit log (log rotation).
  * libmilter takes SIGHUP as "stop" and passes no other signal on, so the
- * milter hears of reloads and log rotation down its control pipe */
-static void tell_milter(socklen_t what, const char *why)
-{
-	struct milter_ctl msg;
-
-	if (M.milter.pid <= 0 || M.milter_ctl_w < 0) return;
-	memset(&msg, 0, sizeof msg);
-	msg.len = what;
-	if (write(M.milter_ctl_w, &msg, sizeof msg) != (ssize_t)sizeof msg)
-		slog_errno(NULL, LOG_ERR, "cannot tell the milter to %s", why);
-}
-
-/* SIGUSR1: the front ends reopen the audit log (log rotation) */
+ * milter hears of it down its control channel. */
 static void reopen_logs(void)
 {
 	if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGUSR1, "proxy");
-	tell_milter(MILTER_CTL_REOPEN, "reopen the audit log");
+	if (M.milter.pid > 0 && M.milter_ctl.fd >= 0) {
+		M.milter_ctl.want |= CTL_WANT_REOPEN;
+		ctl_flush(&M.milter_ctl, "milter");
+	}
 }
 
+/* reload - SIGHUP: the file read again (here, as root: the children run
+ * as "user" and never read it) into a candidate config, which a new
+ * scanner runs; it becomes everyone's once that scanner is ready
+ * (check_pending).  A newer reload supersedes a candidate still waiting. */
 static void reload(void)
 {
 	char err[512];
@@ -614,30 +756,40 @@ static void reload(void)
 		slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
 		return;
 	}
+	/* the listening sockets were bound once, laid out by the running
+	 * listeners: a config with others would give a proxy restarted
+	 * after a crash one listener's settings on another's socket, or no
+	 * socket at all.  Every config keeps the running ones. */
+	if (!config_listeners_same(c, M.cfg)) {
+		slog(NULL, LOG_WARNING, "reload: listener changes need a restart of the daemon; "
+		     "until then the %u running listeners stay as they are", M.cfg->nlisteners);
+		memcpy(c->listeners, M.cfg->listeners, sizeof c->listeners);
+		c->nlisteners = M.cfg->nlisteners;
+	}
 	/* the milter keeps the socket it started with until a restart of the
 	 * daemon, as the listeners do: a milter restarted after a crash must
-	 * not move to an address the MTA does not use (the milter itself logs
-	 * the change; without a milter, nobody else would) */
+	 * not move to an address the MTA does not use */
 	if (strcmp(c->milter_listen, M.cfg->milter_listen) != 0) {
 		if (M.cfg->milter_listen[0] == '\0')
 			slog(NULL, LOG_WARNING, "reload: milter_listen %s needs a restart", c->milter_listen);
+		else
+			slog(NULL, LOG_WARNING, "reload: milter_listen %s needs a restart; the milter still "
+			     "listens on %s", c->milter_listen[0] ? c->milter_listen : "(empty)",
+			     M.cfg->milter_listen);
 		memcpy(c->milter_listen, M.cfg->milter_listen, sizeof c->milter_listen);
 	}
-	config_unref(M.cfg);
-	M.cfg = c;
-	log_set_level(c->log_level);
-	stats_reload();
-	slog(NULL, LOG_NOTICE, "reloading: new scanner, proxy and milter reread their config");
-	/* with a scanner running, the new one takes over once ready
-	 * (check_pending); without one, it starts at once */
-	if (M.scanner.pid > 0) start_pending_scanner();
-	else {
-		M.scanner.restart_at = 0;
-		start_scanner();
+	if (M.pending > 0) {            /* a newer reload supersedes it */
+		discard(M.pending);
+		pending_close();
+		drop_candidate(NULL);
 	}
-	if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGHUP, "proxy");
-	/* the milter swaps the config in between messages */
-	tell_milter(MILTER_CTL_RELOAD, "reload");
+	M.cand = c;
+	slog(NULL, LOG_NOTICE, "reloading: a new scanner with the new config; it and the front ends "
+	     "take over once it is ready");
+	/* the new scanner takes over once ready (check_pending), also when
+	 * none is running now: one waiting to be restarted runs the config
+	 * that served last, until this one proves itself */
+	start_pending_scanner();
 }
 
 /* open_dir_at - a directory name in pfd (made if missing, then the
@@ -763,10 +915,7 @@ static void expire_quarantine(void)
 	if (pid == 0) {
 		child_signals();
 		set_proc_title(M.argc, M.argv, "expiry");
-		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-		if (M.ctl_w >= 0) close(M.ctl_w);
-		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		if (M.scan_fd >= 0) close(M.scan_fd);
+		close_inherited(-1, 0);
 		drop_privileges(NULL, 0);
 		quarantine_expire_run(M.cfg);
 		child_exit(0);
@@ -789,12 +938,7 @@ static void start_retrain(void)
 	if (pid == 0) {
 		child_signals();
 		set_proc_title(M.argc, M.argv, "retrain");
-		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
-		if (M.ctl_w >= 0) close(M.ctl_w);
-		if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-		if (M.scan_fd >= 0) close(M.scan_fd);
-		if (M.pending_fd >= 0) close(M.pending_fd);
-		if (M.pending_ready >= 0) close(M.pending_ready);
+		close_inherited(-1, 0);
 		drop_privileges(NULL, 0);
 		child_exit(bayes_retrain(M.cfg) < 0 ? 1 : 0);
 	}
@@ -827,10 +971,9 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	M.argc = argc;
 	M.argv = argv;
 	M.scan_fd = -1;
-	M.ctl_w = -1;
 	/* -1, not memset's 0: a 0 here made the master announce scanner
 	 * addresses into its stdin and close it when the milter started */
-	M.milter_ctl_w = -1;
+	M.proxy_ctl.fd = M.milter_ctl.fd = -1;
 	M.pending_fd = M.pending_ready = -1;
 
 	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
@@ -877,15 +1020,21 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	int stopping = 0;
 	time_t stop_deadline = 0, next_expiry = 0, next_retrain = time(NULL) + cfg->bayes_retrain_interval;
 	for (;;) {
-		struct timespec ts = { M.pending > 0 ? 0 : 1, M.pending > 0 ? 50000000 : 0 };
+		/* a reload's scanner getting ready, or a front end yet to be
+		 * told something (its channel was full): look again soon */
+		int soon = M.pending > 0 || M.proxy_ctl.want || M.milter_ctl.want;
+		struct timespec ts = { soon ? 0 : 1, soon ? 50000000 : 0 };
 		int sig = sigtimedwait(&mask, NULL, &ts);
 		time_t now = time(NULL);
 		if (sig == SIGCHLD || sig < 0) reap(stopping);
 		if (M.pending > 0 && stopping) {
-			retire(M.pending, 0);
+			discard(M.pending);
 			pending_close();
+			drop_candidate(NULL);
 		}
 		if (M.pending > 0) check_pending();
+		ctl_flush(&M.proxy_ctl, "proxy");
+		ctl_flush(&M.milter_ctl, "milter");
 		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
 			stopping = 1;
 			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;
@@ -897,8 +1046,8 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			if (M.milter.pid > 0) {
 				/* the end of its control pipe stops the milter at once
 				 * (libmilter notices its own SIGTERM only every 5 s) */
-				if (M.milter_ctl_w >= 0) close(M.milter_ctl_w);
-				M.milter_ctl_w = -1;
+				if (M.milter_ctl.fd >= 0) close(M.milter_ctl.fd);
+				M.milter_ctl = (struct ctl_end){ .fd = -1 };
 				signal_child(M.milter.pid, SIGTERM, "milter");
 			}
 			M.proxy.restart_at = M.milter.restart_at = 0;
@@ -906,26 +1055,30 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			if (M.retrain > 0) signal_child(M.retrain, SIGTERM, "retrain");
 		}
 		if (stopping && M.proxy.pid == 0 && M.milter.pid == 0) {
-			if (M.scanner.pid > 0 && !M.scanner.restart_at) {
+			/* a flag of its own: restart_at, which served as one, could
+			 * still hold the time of a restart put off before a
+			 * reload's scanner took over, and this one never got it */
+			if (M.scanner.pid > 0 && !M.scanner.term_sent) {
 				signal_child(M.scanner.pid, SIGTERM, "scanner");
-				M.scanner.restart_at = 1;     /* reused as "SIGTERM sent" */
+				M.scanner.term_sent = 1;
 			}
+			/* a stop cuts the old scanners' drain to shutdown_timeout */
 			for (int i = 0; i < MAX_RETIRING; i++)
-				if (M.retiring[i] > 0 && M.retire_term_at[i] != 1) {
-					signal_child(M.retiring[i], SIGTERM, "old scanner");
-					M.retire_term_at[i] = 1;
+				if (M.retiring[i].pid > 0 && !M.retiring[i].term_sent) {
+					signal_child(M.retiring[i].pid, SIGTERM, "old scanner");
+					M.retiring[i].term_sent = 1;
 				}
 		}
 		for (int i = 0; i < MAX_RETIRING && !stopping; i++)
-			if (M.retiring[i] > 0 && M.retire_term_at[i] > 1 && now >= M.retire_term_at[i]) {
-				signal_child(M.retiring[i], SIGTERM, "old scanner");
-				M.retire_term_at[i] = 1;
+			if (M.retiring[i].pid > 0 && M.retiring[i].drain_at > 0 && now >= M.retiring[i].drain_at) {
+				signal_child(M.retiring[i].pid, SIGUSR2, "old scanner");
+				M.retiring[i].drain_at = 0;
 			}
 		if (sig == SIGHUP && !stopping) reload();
 		if (sig == SIGUSR1 && !stopping) reopen_logs();
 		if (stopping) {
 			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0 || M.retrain > 0;
-			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i] > 0;
+			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i].pid > 0;
 			if (!left) break;
 			if (now > stop_deadline) {
 				slog(NULL, LOG_WARNING, "children did not stop in time: killing them");
@@ -934,7 +1087,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				if (M.scanner.pid > 0) signal_child(M.scanner.pid, SIGKILL, "scanner");
 				if (M.retrain > 0) signal_child(M.retrain, SIGKILL, "retrain");
 				for (int i = 0; i < MAX_RETIRING; i++)
-					if (M.retiring[i] > 0) signal_child(M.retiring[i], SIGKILL, "old scanner");
+					if (M.retiring[i].pid > 0) signal_child(M.retiring[i].pid, SIGKILL, "old scanner");
 				stop_deadline = now + 5;
 			}
 			continue;

@@ -26,6 +26,7 @@
 #include <libmilter/mfapi.h>
 
 #include "audit.h"
+#include "ctlmsg.h"
 #include "headers.h"
 #include "log.h"
 #include "milter.h"
@@ -54,10 +55,6 @@ static struct {
 	 * flight finishes with the config it started with */
 	pthread_mutex_t lock;
 	struct config *cfg;
-	/* what the master was started with: a reload reads them again */
-	const char *config_path;
-	const char *const *overrides;
-	size_t noverrides;
 	struct scansync *scan;
 	int ctl_fd;
 	int listen_fd;          /* libmilter's listening socket, or -1 */
@@ -901,21 +898,17 @@ static unsigned peer_timeout_s(const struct config *cfg)
 	return (cfg->milter_peer_timeout + 999) / 1000;
 }
 
-/* reload - the master's reload: read the configuration again (the same
- * file and -o overrides) and make it the one the next message gets.  A
+/* reload - the master's reload: c (taken), the config the master passed
+ * down once the scanner that runs it was ready, is the one the next
+ * message gets (the milter never reads the file: it runs as "user").  A
  * session holds its own reference (msess.cfg), so messages in flight end
  * with the config they started with, as in the proxy.  Only the socket
- * (milter_listen) cannot change in place: libmilter owns it. */
-static void reload(void)
+ * (milter_listen) cannot change in place: libmilter owns it (the master
+ * keeps it in what it passes, and says so). */
+static void reload(struct config *c)
 {
-	char err[512];
-	struct config *c = config_load(G.config_path, G.overrides, G.noverrides, err, sizeof(err));
 	struct config *old;
 
-	if (c == NULL) {
-		slog(NULL, LOG_ERR, "milter: reload failed, keeping the running config: %s", err);
-		return;
-	}
 	pthread_mutex_lock(&G.lock);
 	old = G.cfg;
 	if (strcmp(c->milter_listen, old->milter_listen) != 0) {
@@ -1009,31 +1002,42 @@ static void stop(void)
 	}
 }
 
-/* control_reader - the master's messages: a new scanner address,
- * MILTER_CTL_RELOAD or MILTER_CTL_REOPEN; EOF = the master stops (or is
- * gone): stop. */
+/* control_reader - the master's messages (ctlmsg.h): a new scanner
+ * address, a reload's config (CTL_CONFIG) or CTL_REOPEN; EOF = the master
+ * stops (or is gone): stop. */
 static void *control_reader(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		struct milter_ctl msg;
-		ssize_t n = read(G.ctl_fd, &msg, sizeof(msg));
+		struct ctl_msg msg;
+		int cfd;
+		ssize_t n = ctl_recv(G.ctl_fd, &msg, &cfd);
 
-		if (n < 0 && errno == EINTR)
+		if (n == (ssize_t)sizeof(msg) && msg.len == CTL_CONFIG) {
+			char err[512];
+			struct config *c = cfd >= 0 ? config_import(cfd, err, sizeof(err)) : NULL;
+
+			if (cfd < 0)
+				snprintf(err, sizeof(err), "no config came with the message");
+			else
+				close(cfd);
+			if (c == NULL)
+				slog(NULL, LOG_ERR, "milter: reload failed, keeping the running config: %s", err);
+			else
+				reload(c);
 			continue;
-		if (n == (ssize_t)sizeof(msg) && msg.len == MILTER_CTL_REOPEN) {
+		}
+		if (cfd >= 0)
+			close(cfd);
+		if (n == (ssize_t)sizeof(msg) && msg.len == CTL_REOPEN) {
 			reopen_audit_log();
 			continue;
 		}
-		if (n != (ssize_t)sizeof(msg) || msg.len > sizeof(msg.a)) {
+		if (n != (ssize_t)sizeof(msg) || msg.len == 0 || msg.len > sizeof(msg.a)) {
 			if (n != 0)
-				slog_errno(NULL, LOG_ERR, "milter: control pipe");
+				slog_errno(NULL, LOG_ERR, "milter: control channel");
 			stop();
 			return NULL;
-		}
-		if (msg.len == MILTER_CTL_RELOAD) {
-			reload();
-			continue;
 		}
 		scansync_set_address(G.scan, &msg.a, msg.len);
 		slog(NULL, LOG_INFO, "milter: scanner address updated");
@@ -1139,8 +1143,7 @@ static void drain(unsigned timeout_ms)
 }
 
 int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
-                socklen_t scan_addrlen, const char *config_path,
-                const char *const *overrides, size_t noverrides)
+                socklen_t scan_addrlen)
 {
 	struct smfiDesc desc;
 	pthread_t th;
@@ -1148,9 +1151,6 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	int rc;
 
 	G.cfg = config_ref(cfg);
-	G.config_path = config_path;
-	G.overrides = overrides;
-	G.noverrides = noverrides;
 	G.ctl_fd = ctl_fd;
 	G.scan = scansync_new();
 	if (scan_addrlen > 0)

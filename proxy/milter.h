@@ -19,25 +19,12 @@
 
 #include "config.h"
 
-/* a message on the master's control pipe: the address of a new scanner
- * generation (len > 0), MILTER_CTL_RELOAD (len == 0): the master
- * reloaded, read the configuration again (libmilter takes SIGHUP as
- * "stop", so the milter cannot get the proxy's signal), or
- * MILTER_CTL_REOPEN: reopen the audit log (the master's SIGUSR1, log
- * rotation) */
-struct milter_ctl {
-	socklen_t len;
-	struct sockaddr_un a;
-};
-#define MILTER_CTL_RELOAD 0
-#define MILTER_CTL_REOPEN ((socklen_t)~0u)
-
-/* milter_main - run the milter until SIGTERM (or the master's end of the
- * control pipe ctl_fd).  config_path and overrides are what the daemon was
- * started with: a reload reads them again.  Returns the process exit
- * status. */
+/* milter_main - run the milter until SIGTERM (or the end of the master's
+ * control channel ctl_fd, ctlmsg.h: libmilter takes SIGHUP as "stop", so
+ * the milter hears of reloads, new scanners and log rotation there, and
+ * gets each reload's config from the master rather than reading the file).
+ * Returns the process exit status. */
 int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
-                socklen_t scan_addrlen, const char *config_path,
-                const char *const *overrides, size_t noverrides);
+                socklen_t scan_addrlen);
 
 #endif

@@ -4,8 +4,10 @@
  * crosses loops; what they share (connection counts per client IP, the
  * newest config, the current scanner address) sits in struct proxy_shared
  * under one mutex.  The main thread runs loop 0 and takes the signals
- * (SIGTERM: drain and stop; SIGHUP: new config for new sessions) and the
- * master's control pipe, and passes them on to the other loops. */
+ * (SIGTERM: drain and stop) and the master's control channel (ctlmsg.h:
+ * a reload's config for new sessions, a new scanner's address), and
+ * passes them on to the other loops. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include <event2/thread.h>
 
 #include "audit.h"
+#include "ctlmsg.h"
 #include "log.h"
 #include "proxy.h"
 #include "spool.h"
@@ -207,16 +210,20 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	notify_loops(px->sh, NOTE_STOP);
 }
 
+/* SIGHUP to the proxy itself: the master reloads, not the proxy (which
+ * gets the config from it, once the scanner that runs it is ready) */
 static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct proxy *px = arg;
+	slog(NULL, LOG_WARNING, "SIGHUP ignored: a reload is the master's (send it SIGHUP)");
+}
+
+/* apply_config - the master's reload reached us: c (taken) for new
+ * sessions; listener settings are the ones of the start (the master
+ * keeps them in every config it passes) */
+static void apply_config(struct proxy *px, struct config *c)
+{
 	struct proxy_shared *sh = px->sh;
-	char err[512];
-	struct config *c = config_load(px->config_path, px->overrides, px->noverrides, err, sizeof err);
-	if (c == NULL) {
-		slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
-		return;
-	}
+
 	log_set_level(c->log_level);
 	spool_set_budget(c->spool_memory_max);
 	if (audit_open(c->audit_log) < 0)
@@ -226,7 +233,7 @@ static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 	sh->cfg = c;
 	pthread_mutex_unlock(&sh->lock);
 	notify_loops(sh, NOTE_CONFIG);
-	slog(NULL, LOG_NOTICE, "config reloaded; listener changes need a restart");
+	slog(NULL, LOG_NOTICE, "config reloaded (from the master)");
 }
 
 /* SIGUSR1 (from the master): reopen the audit log after rotation, and
@@ -246,13 +253,25 @@ static void sigusr1_cb(evutil_socket_t sig, short what, void *arg)
 		slog(NULL, LOG_NOTICE, "audit log reopened");
 }
 
-/* The master announces each new scanner generation's address. */
+/* The master's control channel: a reload's config, each new scanner
+ * generation's address. */
 static void control_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
-	struct { socklen_t len; struct sockaddr_un a; } msg;
-	ssize_t n = read(fd, &msg, sizeof msg);
-	if (n == (ssize_t)sizeof msg && msg.len <= sizeof msg.a) {
+	struct ctl_msg msg;
+	int cfd;
+	ssize_t n = ctl_recv(fd, &msg, &cfd);
+	if (n == (ssize_t)sizeof msg && msg.len == CTL_CONFIG) {
+		char err[512];
+		struct config *c = cfd >= 0 ? config_import(cfd, err, sizeof err) : NULL;
+		if (cfd < 0) snprintf(err, sizeof err, "no config came with the message");
+		if (cfd >= 0) close(cfd);
+		if (c == NULL) slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
+		else apply_config(px, c);
+		return;
+	}
+	if (cfd >= 0) close(cfd);
+	if (n == (ssize_t)sizeof msg && msg.len > 0 && msg.len <= sizeof msg.a) {
 		pthread_mutex_lock(&px->sh->lock);
 		px->sh->scan_addr = msg.a;
 		px->sh->scan_addrlen = msg.len;
@@ -261,25 +280,20 @@ static void control_cb(evutil_socket_t fd, short what, void *arg)
 		slog(NULL, LOG_INFO, "switching to the new scanner");
 		return;
 	}
-	if (n == 0) {        /* the master is gone: stop as on SIGTERM */
+	if (n == 0 || (n < 0 && errno != EAGAIN)) {   /* the master is gone: stop as on SIGTERM */
 		slog(NULL, LOG_WARNING, "master went away");
 		event_del(px->control);
 		notify_loops(px->sh, NOTE_STOP);
 	}
 }
 
-static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const int *fds,
-                              const char *config_path, const char *const *overrides,
-                              size_t noverrides)
+static struct proxy *loop_new(struct proxy_shared *sh, struct config *cfg, const int *fds)
 {
 	struct proxy *px = calloc(1, sizeof *px);
 	char err[512];
 	if (px == NULL) die("out of memory");
 	px->sh = sh;
 	px->cfg = config_ref(cfg);
-	px->config_path = config_path;
-	px->overrides = overrides;
-	px->noverrides = noverrides;
 	px->base = event_base_new();
 	if (px->base == NULL) die("event_base_new failed");
 	px->scan = scanclient_new(px->base, &sh->scan_addr, sh->scan_addrlen);
@@ -344,8 +358,7 @@ unsigned proxy_loop_count(const struct config *cfg)
 }
 
 int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sockaddr_un *scanner_addr,
-               socklen_t scanner_addrlen, const char *config_path,
-               const char *const *overrides, size_t noverrides)
+               socklen_t scanner_addrlen)
 {
 	static struct proxy_shared sh;
 	pthread_t tids[MAX_LOOPS];
@@ -363,8 +376,7 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	}
 	if (n < 1 || n > MAX_LOOPS) n = 1;
 	for (unsigned i = 0; i < n; i++)
-		sh.loops[i] = loop_new(&sh, cfg, fds + (size_t)i * cfg->nlisteners, config_path,
-		                       overrides, noverrides);
+		sh.loops[i] = loop_new(&sh, cfg, fds + (size_t)i * cfg->nlisteners);
 	pthread_mutex_lock(&sh.lock);
 	sh.nloops = n;
 	pthread_mutex_unlock(&sh.lock);

@@ -46,10 +46,7 @@ struct proxy {
 	struct event      *probe_timer;
 	struct event      *stop_timer;
 	struct event      *sig_term, *sig_hup, *sig_int, *sig_usr1;
-	struct event      *control;       /* master's control pipe */
-	const char        *config_path;   /* for reload */
-	const char *const *overrides;
-	size_t             noverrides;
+	struct event      *control;       /* master's control channel (ctlmsg.h) */
 };
 
 #define PROXY_MAX_LOOPS 16
@@ -64,8 +61,7 @@ unsigned proxy_loop_count(const struct config *cfg);
  * cfg->listeners[i] (SO_REUSEPORT siblings when nloops > 1).  Returns the
  * exit code. */
 int proxy_main(struct config *cfg, unsigned nloops, const int *fds, const struct sockaddr_un *scanner_addr,
-               socklen_t scanner_addrlen, const char *config_path,
-               const char *const *overrides, size_t noverrides);
+               socklen_t scanner_addrlen);
 
 /* per-client-IP connection counts (listener.c); the caller holds the lock */
 struct ipcount;
@@ -80,8 +76,9 @@ int proxy_admit(struct proxy *px, const char *ip, unsigned *count);
 /* proxy_release - the connection counted by proxy_admit is gone */
 void proxy_release(struct proxy *px, const char *ip);
 
-/* proxy_set_control_fd - the read end of the master's control pipe, over
- * which the addresses of new scanner generations arrive. */
+/* proxy_set_control_fd - the front end's end of the master's control
+ * channel (ctlmsg.h), over which a reload's config and the addresses of
+ * new scanner generations arrive. */
 void proxy_set_control_fd(int fd);
 
 /* listener.c */

@@ -19,10 +19,14 @@
 
 #define STATS_MAGIC "MWSTATS1"
 
-/* outcomes a transaction is counted under; anything else is "other" */
+/* outcomes a transaction is counted under (the audit record's action);
+ * anything else is "other".  "tempfail-by-upstream": the upstream's 4xx
+ * to the end of data, beside its 5xx (it was counted as "other", where
+ * an alert on tempfails or on the upstream's refusals missed it).
+ * "other" stays last. */
 static const char *const txn_actions[] = {
 	"accept", "tag", "quarantine", "discard", "tempfail", "reject",
-	"rejected-by-upstream", "aborted", "other",
+	"rejected-by-upstream", "tempfail-by-upstream", "aborted", "other",
 };
 #define NACTIONS (sizeof(txn_actions) / sizeof(txn_actions[0]))
 

@@ -753,10 +753,12 @@ class Mailwarden:
 
     opts: list of (name, value) or a dict, each given as -o name=value.
     listeners: if given, a list of (name, listen_addr, upstream_addr, direction)
-    given as listener.NAME.* overrides; otherwise --listen/--upstream."""
+    given as listener.NAME.* overrides; otherwise --listen/--upstream.
+    file_ports: {name: port} of listeners that are in the config file only
+    (a reload reads them from there): no --listen, no listener override."""
 
     def __init__(self, tmpdir, upstream=None, opts=(), listen_host="127.0.0.1", direction=None,
-                 listeners=None, config=None, args=(), owner=None, wait_probe=True):
+                 listeners=None, config=None, args=(), owner=None, wait_probe=True, file_ports=None):
         self.tmpdir = str(tmpdir)
         os.makedirs(self.tmpdir, exist_ok=True)
         self.upstream = upstream
@@ -782,6 +784,7 @@ class Mailwarden:
         self.args = list(args)
         self.owner = owner
         self.wait_probe = wait_probe
+        self.file_ports = file_ports
         self.proc = None
         self.rc = None
         self.ports = {}
@@ -800,6 +803,9 @@ class Mailwarden:
                 if direction:
                     cmd += ["-o", "listener.%s.direction=%s" % (name, direction)]
                 self.ports[name] = int(listen.rsplit(":", 1)[1])
+            self.port = list(self.ports.values())[0]
+        elif self.file_ports:
+            self.ports = dict(self.file_ports)
             self.port = list(self.ports.values())[0]
         else:
             self.port = free_port(self.listen_host)

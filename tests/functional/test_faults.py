@@ -739,13 +739,13 @@ int kill(pid_t pid, int sig)
 def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream, tmp_path,
                                                              monkeypatch):
     """A signal the master cannot send (EPERM) leaves a child without its
-    SIGUSR1 (audit log reopen), SIGHUP (reload) or SIGTERM: the master says
+    SIGUSR1 (audit log reopen), SIGUSR2 (an old scanner's drain) or SIGTERM: the master says
     so, with the pid and errno, once.  ESRCH (the child already gone) is
     not a failure worth a line."""
     log = tmp_path / "kill.log"
     preload_shim(monkeypatch, tmp_path, "kill", KILL_SHIM)
     monkeypatch.setenv("MW_TEST_KILL_FAIL", "%d:%d %d:%d" % (signal.SIGUSR1, errno.EPERM,
-                                                             signal.SIGHUP, errno.ESRCH))
+                                                             signal.SIGUSR2, errno.ESRCH))
     monkeypatch.setenv("MW_TEST_KILL_LOG", str(log))
     m = mw_factory(upstream, opts=[plugin_opt()])
     proxy = wait_until(lambda: m.child_pid("proxy"), 5)
@@ -756,13 +756,14 @@ def test_failed_kill_is_logged_once_but_a_gone_child_is_not(mw_factory, upstream
     assert wait_until(lambda: said in m.stderr_text(), 5), m.stderr_tail(20)
     m.signal(signal.SIGUSR1)
     assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 2, 5)
-    # the reload's SIGHUP to the proxy fails with ESRCH: nothing said
+    # the old scanner's drain signal after a reload fails with ESRCH: nothing said
     old = scanner_pid(m)
     m.signal(signal.SIGHUP)
     assert wait_until(lambda: re.search(r"reload: scanner pid=(?!%d )\d+ ready, taking over" % old,
                                         m.stderr_text()), 10), m.stderr_tail(20)
+    assert wait_until(lambda: len(log.read_text().splitlines()) == 3, 5)
     assert log.read_text().splitlines() == ["%d %d %d" % (signal.SIGUSR1, proxy, errno.EPERM)] * 2 \
-        + ["%d %d %d" % (signal.SIGHUP, proxy, errno.ESRCH)], log.read_text()
+        + ["%d %d %d" % (signal.SIGUSR2, old, errno.ESRCH)], log.read_text()
     assert m.stderr_text().count("cannot send") == 1, m.stderr_tail(20)
     assert m.alive()
 
@@ -847,6 +848,164 @@ def test_sighup_keeps_command_line_overrides(mw_factory, upstream):
     assert r["final"].raw == b"550 5.7.1 still configured\r\n", r["final"]
     c.quit()
     assert "reload failed" not in m.stderr_text()
+
+
+# --- reloads: what the master keeps, and for whom ----------------------------------------
+
+def listener_sections(path, sections):
+    """a config of listeners only: (name, port, upstream, direction) each"""
+    path.write_text("# written by test_faults\n" + "".join(
+        "[listener %s]\nlisten = 127.0.0.1:%d\nupstream = %s\ndirection = %s\n" % s for s in sections))
+
+
+def greets(port):
+    try:
+        c = SMTPClient(port, timeout=2)
+        ok = c.greeting.code == 220
+        c.close()
+        return ok
+    except (OSError, ConnectionError):
+        return False
+
+
+def took_over(m, n=1):
+    """the nth reload's scanner is ready and serving"""
+    return wait_until(lambda: m.stderr_text().count("ready, taking over") >= n, 10)
+
+
+@pytest.mark.parametrize("change", ["removed", "added", "reordered"])
+def test_listener_change_by_reload_waits_for_a_restart(mw_factory, make_upstream, tmp_path, change):
+    """A reload that removes, adds or reorders listeners is logged as
+    needing a restart, and the master keeps the running listeners in the
+    config it adopts: a proxy restarted after a crash gets each socket with
+    its own listener's settings.  Before, the master took the new listeners
+    while the sockets stayed laid out by the old ones: with one removed,
+    port a's mail went to b's upstream and port b was a dead backlog; with
+    one added, the restarted proxy was handed fd 0 and restarted forever;
+    reordered, the internet's mail ran as the outbound relay listener (no
+    SPF, DMARC or greylisting; DKIM-signed as the site)."""
+    ua, ub = make_upstream(), make_upstream()
+    pa, pb = free_port(), free_port()
+    a = ("mx", pa, ua.addr, "inbound")
+    b = ("relay", pb, ub.addr, "outbound")
+    before, after = {"removed": ([a, b], [b]), "added": ([a], [a, b]), "reordered": ([a, b], [b, a])}[change]
+    conf = tmp_path / "mw.conf"
+    listener_sections(conf, before)
+    m = mw_factory(config=str(conf), file_ports={s[0]: s[1] for s in before},
+                   opts=[("proxy_threads", "1")])
+    listener_sections(conf, after)
+    m.signal(signal.SIGHUP)
+    assert took_over(m), m.stderr_tail(20)
+    # some time later the proxy crashes; the master restarts it
+    proxy = m.child_pid("proxy")
+    os.kill(proxy, signal.SIGKILL)
+    assert wait_until(lambda: m.child_pid("proxy") not in (None, proxy), 5), m.stderr_tail(20)
+    for name, port, _, _ in before:
+        assert wait_until(lambda: greets(port), 5), "listener %s not served:\n%s" % (name, m.stderr_tail(20))
+    if change == "added":
+        assert not greets(pb)
+    for name, port, _, _ in before:
+        c = SMTPClient(port, timeout=5)
+        c.ehlo()
+        assert c.transaction("a@example.org", ["b@example.net"],
+                             make_msg(subject="to %s" % name))["final"].code == 250
+        c.quit()
+    recs = {r["subject"]: r for r in wait_audit(m, len(before))}
+    for name, _, up, direction in before:
+        r = recs["to %s" % name]
+        assert (r["listener"], r["direction"], r["upstream"]) == (name, direction, up), r
+    assert len(ua.messages) == 1 and len(ub.messages) == (len(before) - 1)
+    assert "exited with status" not in m.stderr_text(), m.stderr_tail(20)
+    assert "reload: listener changes need a restart of the daemon" in m.stderr_text()
+
+
+def wait_audit(m, n):
+    assert wait_until(lambda: len(m.audit(n, timeout=0.1)) >= n, 5)
+    return m.audit(n)
+
+
+def test_reload_whose_scanner_fails_keeps_the_config_for_restarts(mw_factory, upstream, tmp_path):
+    """A reload whose new scanner fails before it is ready (a plugin that
+    does not load; a broken antivirus database does the same) leaves the
+    running config for everyone: the proxy keeps it (message_size_limit
+    below is the bad config's too), and the next restart of the scanner
+    after a crash runs it.  Before, the master had adopted the bad config
+    anyway: the restarted scanner failed forever, every message got 451."""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("# good\n")
+    m = mw_factory(upstream, config=str(conf))
+    bad = tmp_path / "not-a-plugin.so"
+    bad.write_text("not an ELF file\n")
+    conf.write_text("plugin = %s\nmessage_size_limit = 1k\n" % bad)
+    old = scanner_pid(m)
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: "failed before it was ready" in m.stderr_text(), 10), m.stderr_tail(20)
+    big = make_msg(subject="5 KB", body=(b"x" * 76 + b"\r\n") * 70)
+    c = m.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], big)["final"].code == 250
+    c.quit()
+    # the running scanner dies some time later; the master restarts it
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: m.child_pid("scanner") not in (None, old), 5), m.stderr_tail(20)
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], big)["final"]
+    c.quit()
+    assert r.code == 250, "%r\n%s" % (r, m.stderr_tail(20))
+    assert "failed before it was ready; keeping the running config" in m.stderr_text()
+    # the config repaired: the next reload takes it, front ends included
+    conf.write_text("message_size_limit = 1k\n")
+    m.signal(signal.SIGHUP)
+    assert took_over(m), m.stderr_tail(20)
+    assert wait_until(lambda: "config reloaded" in m.stderr_text(), 5)
+    c = m.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], big)["final"].code == 552
+    c.quit()
+
+
+def test_reload_drains_a_scan_longer_than_shutdown_timeout(mw_factory, upstream):
+    """A reload drops no scan: the old scanner is retired with SIGUSR2 and
+    drains for as long as a front end waits (scan_timeout, milter_timeout),
+    not for shutdown_timeout (the stop's budget, 30 s by default against
+    150 s for scan_timeout): a 7 s scan across a reload with
+    shutdown_timeout = 2s got 451 at 4 s."""
+    m = mw_factory(upstream, opts=[plugin_opt(), ("shutdown_timeout", "2s"), ("scan_timeout", "30s")])
+    c = m.client(timeout=20)
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(dot_stuff(make_msg(subject="slow scan across a reload", headers=[("X-Example-Sleep", "7000")])))
+    time.sleep(0.5)
+    old = scanner_pid(m)
+    m.signal(signal.SIGHUP)
+    r = c.reply(timeout=20)
+    c.quit()
+    assert r.code == 250, "%r\n%s" % (r, m.stderr_tail(12))
+    assert "scanner: retired, finishing scans in flight (for 35 s at most)" in m.stderr_text()
+    assert wait_until(lambda: "old scanner pid=%d finished" % old in m.stderr_text(), 5)
+
+
+def test_stop_after_a_reload_replaced_a_dead_scanner(mw_factory, upstream):
+    """The scanner dies while a reload's scanner gets ready (its restart put
+    off 2 s: it died young twice), and the new one takes over: a stop then
+    gives it SIGTERM.  Before, the time left of the put-off restart stayed
+    in the field that also meant "SIGTERM sent": the stop never sent it,
+    and waited shutdown_timeout + 5 s to SIGKILL the scanner."""
+    m = mw_factory(upstream, opts=[("shutdown_timeout", "1s")])
+    first = scanner_pid(m)
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: m.child_pid("scanner") not in (None, first) and m.child_pid("scanner"), 5)
+    assert second, m.stderr_tail(20)
+    m.signal(signal.SIGHUP)
+    os.kill(second, signal.SIGKILL)
+    assert took_over(m), m.stderr_tail(20)
+    t0 = time.monotonic()
+    assert m.stop(15) == 0
+    took = time.monotonic() - t0
+    assert took < 3 and "did not stop in time" not in m.stderr_text(), "%.1f s\n%s" % (took, m.stderr_tail(15))
 
 
 # --- a client that stops reading while its message is being scanned ---------------------

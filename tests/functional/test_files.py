@@ -126,6 +126,51 @@ def test_children_run_as_user_with_nothing_left(root, mw_factory, upstream):
     assert "Permission denied" not in log, log
 
 
+
+@pytest.mark.parametrize("front", ["proxy", "milter"])
+def test_reload_of_a_root_only_config_reaches_the_front_ends(root, mw_factory, upstream, front):
+    """A config file only root may read (0600, as admins protect config
+    files): the master reads it at a reload (as root) and passes the config
+    down to the front ends once the new scanner runs it.  Before, the proxy
+    and the milter, dropped to nobody, read the file again themselves and
+    could not (Permission denied): they kept the old settings while the
+    master and the new scanner ran the new ones, half applied for good."""
+    import soaklib
+    lib = var_lib(root)
+    p = paths(root, lib)
+    del p["store_path"], p["rules_cache_dir"]
+    port = free_port()
+    conf = os.path.join(root, "mailwarden.conf")
+    with open(conf, "w") as f:
+        f.write("message_size_limit = 50M\n")
+    os.chmod(conf, 0o600)
+    opts = [("user", "nobody")] + list(p.items())
+    if front == "milter":
+        opts.append(("milter_listen", "inet:%d@127.0.0.1" % port))
+    m = mw_factory(upstream, config=conf, opts=opts)
+    big = make_msg(subject="5 KB", body=(b"y" * 70 + b"\r\n") * 70)
+
+    def outcome():
+        if front == "milter":
+            return soaklib.milter_session(port, "normal", size=5000)[0]
+        c = m.client()
+        c.ehlo()
+        r = c.transaction("a@example.org", ["b@example.net"], big)["final"]
+        c.quit()
+        return "accepted" if r.code == 250 else "refused %d" % r.code
+
+    if front == "milter":
+        assert wait_until(lambda: soaklib.milter_session(port, "normal")[0] == "accepted", 10), m.stderr_tail()
+    assert outcome() == "accepted"
+    with open(conf, "w") as f:
+        f.write("message_size_limit = 2k\n")
+    m.signal(signal.SIGHUP)
+    said = "milter: config reloaded" if front == "milter" else "config reloaded (from the master)"
+    assert wait_until(lambda: said in m.stderr_text(), 10), m.stderr_tail()
+    assert outcome() == ("refused" if front == "milter" else "refused 552")
+    log = m.stderr_text()
+    assert "reload failed" not in log and "Permission denied" not in log, log[-3000:]
+
 def test_check_runs_as_user(root):
     """`mailwarden -t` (ExecStartPre) sets the filters up as `user` too: the
     store it makes is nobody's, not root's."""

@@ -118,7 +118,7 @@ def test_reload_applies_milter_settings_between_messages(milter_mw, tmp_path):
         assert b.mail()[0] == b"c"
         assert b.rcpt(b"<refuse-me@example.net>")[0] == b"c"
     assert milter_pid(m) == pid, "the milter was restarted"
-    assert "milter: reload: milter_listen inet:%d@127.0.0.1 needs a restart; still listening on " \
+    assert "reload: milter_listen inet:%d@127.0.0.1 needs a restart; the milter still listens on " \
         "inet:%d@127.0.0.1" % (moved, port) in m.stderr_text()
     assert not _listening(moved)
     recs = wait_records(m, 2)

@@ -101,6 +101,23 @@ def test_reload_scan_failure_and_a_stopped_daemon(mw_factory, upstream):
     assert s["proxy.inbound.tempfail"] == 1
 
 
+
+def test_upstream_tempfail_has_its_own_count(mw_factory, raw_upstream):
+    """The upstream answers 451 to the end of data: the audit record says
+    "tempfail-by-upstream", and so does its counter (it was counted as
+    "other", where an alert on tempfails or on the upstream's refusals
+    missed it)."""
+    up = raw_upstream(script={"EOD": b"451 4.3.0 try later\r\n"})
+    m = mw_factory(up)
+    assert send(m, make_msg()).code == 451
+    assert m.audit(1)[0]["action"] == "tempfail-by-upstream"
+    _, s = plain(m)
+    assert s["proxy.inbound.tempfail-by-upstream"] == 1, s
+    assert s["proxy.inbound.other"] == 0 and s["proxy.inbound.tempfail"] == 0, s
+    prom = stats(m, "--prometheus")
+    assert 'mailwarden_transactions_total{frontend="proxy",direction="inbound",action="tempfail-by-upstream"} 1\n' \
+        in prom
+
 def test_stats_without_a_daemon(tmp_path):
     r = run_mw(["stats", "-o", "stats_file=%s" % (tmp_path / "none")])
     assert r.returncode == 1 and b"No such file" in r.stderr

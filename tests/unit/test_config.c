@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "proxy/config.h"
@@ -577,6 +578,73 @@ static void test_listeners(void **state)
 	config_unref(c);
 }
 
+/* config_listeners_same - what the master compares at a reload: names,
+ * order and every setting, as formatted (not the bytes a longer value
+ * left after a string's NUL) */
+static void test_listeners_same(void **state)
+{
+	(void)state;
+	const char *two = "[listener a]\nlisten = 127.0.0.1:2525\nupstream = 127.0.0.1:25\n"
+	                  "[listener b]\nlisten = 127.0.0.1:2526\nupstream = 127.0.0.1:26\n";
+	struct config *c = load(two), *d = load(two);
+	assert_non_null(c);
+	assert_non_null(d);
+	assert_true(config_listeners_same(c, d));
+	/* bytes after the NUL differ, the value does not */
+	memset(d->listeners[0].upstream_tls_name + 1, 'x', 10);
+	assert_true(config_listeners_same(c, d));
+	d->listeners[0].direction = MW_OUTBOUND;
+	assert_false(config_listeners_same(c, d));
+	config_unref(d);
+	const char *other[] = {
+		"[listener b]\nlisten = 127.0.0.1:2526\nupstream = 127.0.0.1:26\n"
+		"[listener a]\nlisten = 127.0.0.1:2525\nupstream = 127.0.0.1:25\n",       /* reordered */
+		"[listener b]\nlisten = 127.0.0.1:2526\nupstream = 127.0.0.1:26\n",      /* removed */
+		"[listener a]\nlisten = 127.0.0.1:2525\nupstream = 127.0.0.1:25\n"
+		"[listener b]\nlisten = 127.0.0.1:2526\nupstream = 127.0.0.1:27\n",       /* a setting */
+	};
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+		d = load(other[i]);
+		assert_non_null(d);
+		assert_false(config_listeners_same(c, d));
+		config_unref(d);
+	}
+	config_unref(c);
+}
+
+/* config_export / config_import - the master's config, as a front end
+ * gets it: the same settings, a reference of its own, sealed */
+static void test_export_import(void **state)
+{
+	(void)state;
+	struct config *c = load("message_size_limit = 2k\n[listener a]\nlisten = 127.0.0.1:2525\n"
+	                        "upstream = 127.0.0.1:25\n");
+	assert_non_null(c);
+	config_ref(c);
+	int fd = config_export(c);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), -1);        /* sealed */
+	struct config *d = config_import(fd, errbuf, sizeof errbuf);
+	assert_non_null(d);
+	assert_int_equal(d->refcount, 1);
+	assert_int_equal(d->message_size_limit, 2048);
+	assert_true(config_listeners_same(c, d));
+	char *a = dump_text(c), *b = dump_text(d);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	close(fd);
+	config_unref(d);
+	config_unref(c);
+	config_unref(c);
+	/* anything else is refused */
+	fd = memfd_create("x", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "short", 5), 5);
+	assert_null(config_import(fd, errbuf, sizeof errbuf));
+	close(fd);
+}
+
 static void test_listener_errors(void **state)
 {
 	(void)state;
@@ -1097,6 +1165,8 @@ int main(void)
 		cmocka_unit_test(test_unknown_key_and_section),
 		cmocka_unit_test(test_duplicate_setting),
 		cmocka_unit_test(test_listeners),
+		cmocka_unit_test(test_listeners_same),
+		cmocka_unit_test(test_export_import),
 		cmocka_unit_test(test_listener_errors),
 		cmocka_unit_test(test_listen_addresses),
 		cmocka_unit_test(test_overrides),
