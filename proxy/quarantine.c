@@ -489,6 +489,37 @@ static int qfail(char *err, size_t errlen, int e, const char *fmt, ...)
 	return -1;
 }
 
+/* open_regular - path for reading, only if it is a regular file: the fd,
+ * or -1 with errno (EBADMSG: something else is there).  The day
+ * directories are the daemon user's, who can put a FIFO in place of a
+ * file: a plain open() for reading then waits for a writer that never
+ * comes, and every quarantine command hung there, and so did the
+ * master's expiry child, a new one every hour.  So the open does not
+ * wait (O_NONBLOCK), follows no link (O_NOFOLLOW) and takes no terminal
+ * (O_NOCTTY); what was opened is checked (fstat, into *st), and only a
+ * regular file gets its O_NONBLOCK cleared for plain reads. */
+static int open_regular(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC), fl, saved;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0)
+		goto fail;
+	if (!S_ISREG(st->st_mode)) {
+		errno = EBADMSG;
+		goto fail;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
 /* read_record - the JSON object in path (at most QUARANTINE_RECORD_MAX) */
 static json_object *read_record(const char *path, char *err, size_t errlen)
 {
@@ -500,12 +531,16 @@ static json_object *read_record(const char *path, char *err, size_t errlen)
 	ssize_t n;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_regular(path, &st);
+	if (fd < 0 && errno == EBADMSG) {
+		qfail(err, errlen, EBADMSG, "%s: not a record (not a regular file)", path);
+		return NULL;
+	}
 	if (fd < 0) {
 		qfail(err, errlen, errno, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > QUARANTINE_RECORD_MAX) {
+	if (st.st_size > QUARANTINE_RECORD_MAX) {
 		close(fd);
 		qfail(err, errlen, EBADMSG, "%s: not a record (not a regular file, or too big)", path);
 		return NULL;
@@ -566,17 +601,15 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 			return qfail(err, errlen, ENOENT, "no quarantined message %s (%s is not a directory)",
 			    id, day);
 	}
-	e->fd = open(e->eml, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	e->fd = open_regular(e->eml, &st);
 	if (e->fd < 0) {
 		int saved = errno;
 
 		if (saved == ENOENT)
 			return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
+		if (saved == EBADMSG)
+			return qfail(err, errlen, EBADMSG, "%s is not a regular file", e->eml);
 		return qfail(err, errlen, saved, "%s: %s", e->eml, strerror(saved));
-	}
-	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		quarantine_close(e);
-		return qfail(err, errlen, EBADMSG, "%s is not a regular file", id);
 	}
 	if ((flags & QUARANTINE_LOCK) && flock(e->fd, LOCK_EX | LOCK_NB) < 0) {
 		int saved = errno;

@@ -349,3 +349,56 @@ def test_release_smtputf8(qmw, upstream, make_upstream):
     assert got.mail_from == frm and got.rcpt_tos == [rcpt]
     assert "SMTPUTF8" in [o.upper() for o in got.mail_options]
     assert_same_bytes(got.content, msg)
+
+
+def fifo_in_place(m, qid, ext):
+    """what the daemon's user can do to its own quarantine: a FIFO in
+    place of the entry's ID.eml or ID.json"""
+    path = os.path.join(m.quarantine_dir, qid[:8], "%s.%s" % (qid, ext))
+    os.unlink(path)
+    os.mkfifo(path, 0o600)
+
+
+@pytest.mark.parametrize("ext", ["eml", "json"])
+def test_fifo_in_place_of_an_entry_file(qmw, upstream, ext):
+    """A FIFO in place of ID.eml or ID.json: every command opened it for
+    reading and waited for a writer (before its regular-file check), for
+    ever.  Now each says the file is not a regular one and goes on; list
+    shows the other entries, expiry removes them."""
+    m = qmw()
+    ids = sorted(put_one(m, upstream)[0] for _ in range(2))
+    bad, good = ids                     # the FIFO's entry comes first in every walk
+    fifo_in_place(m, bad, ext)
+    # a command that hangs raises TimeoutExpired (and is killed)
+    r = q(m, "list", timeout=10)
+    assert r.returncode == 0 and good.encode() in r.stdout and bad.encode() not in r.stdout, r
+    assert b"skipping %s" % bad.encode() in r.stderr and b"not a regular file" in r.stderr, r.stderr
+    assert [e["id"] for e in q_list(m, timeout=10)] == [good]
+    for args in (["show", bad], ["show", "--raw", bad], ["release", bad], ["delete", bad]):
+        r = q(m, *args, timeout=10)
+        assert r.returncode == 1 and b"not a regular file" in r.stderr, (args, r.stderr)
+    assert upstream.messages == []
+    time.sleep(2.1)                     # both older than a max age of 1s
+    r = q(m, "expire", opts=[("quarantine_max_age", "1s")], timeout=10)
+    assert good not in entry_files(m), r
+    if ext == "json":                   # its .eml is fine: the entry goes whole
+        assert r.returncode == 0 and b"expired 2 messages" in r.stdout, r
+        assert bad not in entry_files(m)
+    else:                               # said, and left to the admin
+        assert r.returncode == 1 and b"expired 1 message" in r.stdout, r
+
+
+def test_fifo_does_not_stop_the_daemons_expiry(qmw, upstream):
+    """The master's hourly expiry child (dropped to the user) met the FIFO
+    first and waited for ever; the entries after it were never expired and
+    a new child was started each interval.  Now it goes past it."""
+    m = qmw()
+    ids = sorted(put_one(m, upstream)[0] for _ in range(2))
+    fifo_in_place(m, ids[0], "eml")
+    m.stop()
+    time.sleep(2.1)                     # both older than a max age of 1s
+    m2 = qmw(("quarantine_dir", m.quarantine_dir), ("quarantine_max_age", "1s"),
+             ("quarantine_expire_interval", "1s"))
+    assert wait_until(lambda: ids[1] not in entry_files(m), timeout=10), entry_files(m)
+    assert wait_until(lambda: "quarantine expiry: removed=1 debris=0 busy=0 errors=1"
+                      in m2.stderr_text(), timeout=10), m2.stderr_tail(20)
