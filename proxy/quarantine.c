@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -663,28 +662,44 @@ void quarantine_close(struct quarantine_entry *e)
 	e->rec = NULL;
 }
 
-const char *quarantine_message(const struct quarantine_entry *e, size_t *len)
+char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t *len)
 {
 	struct stat st;
-	void *p;
+	size_t got = 0, n;
+	char *p, extra;
+	ssize_t r = 0;
 
 	if (fstat(e->fd, &st) < 0)
 		return NULL;
-	if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX / 2) {
+	if ((uintmax_t)st.st_size > (uintmax_t)limit || (uintmax_t)st.st_size >= (uintmax_t)SIZE_MAX) {
 		errno = EFBIG;
 		return NULL;
 	}
-	*len = (size_t)st.st_size;
-	if (*len == 0)
-		return "";
-	p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, e->fd, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
+	n = (size_t)st.st_size;
+	p = xmalloc(n + 1);
+	/* pread: the descriptor's offset is nobody else's business, and a
+	 * second call reads the same bytes */
+	while (got < n) {
+		r = pread(e->fd, p + got, n - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	/* fewer bytes than fstat said, or more after them: changed meanwhile */
+	if (got == n)
+		r = pread(e->fd, &extra, 1, (off_t)n);
+	if (got < n || r != 0) {
+		int saved = r < 0 ? errno : ESTALE;
 
-void quarantine_unmap(const char *p, size_t len)
-{
-	if (p != NULL && len > 0)
-		munmap((void *)p, len);
+		free(p);
+		errno = saved;
+		return NULL;
+	}
+	p[n] = '\0';
+	*len = n;
+	return p;
 }
 
 int quarantine_save_record(struct quarantine_entry *e)

@@ -15,8 +15,8 @@ import pytest
 
 import audit_fields as A
 from mwlib import MW_BIN, assert_same_bytes, free_port, read_audit, wait_until
-from quarantinelib import (entry_files, q, q_list, q_ok, quarantine_one, quarantine_opts,
-                           spam_msg)
+from quarantinelib import (GatedUpstream, entry_files, q, q_list, q_ok, q_popen, quarantine_one,
+                           quarantine_opts, spam_msg)
 
 # lines that need dot-stuffing on the way out, 8-bit text, a long line
 BODY = (b"Hello,\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\n"
@@ -402,3 +402,43 @@ def test_fifo_does_not_stop_the_daemons_expiry(qmw, upstream):
     assert wait_until(lambda: ids[1] not in entry_files(m), timeout=10), entry_files(m)
     assert wait_until(lambda: "quarantine expiry: removed=1 debris=0 busy=0 errors=1"
                       in m2.stderr_text(), timeout=10), m2.stderr_tail(20)
+
+
+def test_release_of_a_message_truncated_meanwhile(qmw, upstream):
+    """The daemon's user truncates ID.eml while root's release talks to the
+    upstream.  The release mapped the file: it died of SIGBUS mid-SMTP,
+    with no error and no audit line.  Now the message is read whole before
+    the upstream is called, and what was read goes out, audited."""
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    eml = os.path.join(m.quarantine_dir, qid[:8], qid + ".eml")
+    up = GatedUpstream("GREETING")
+    try:
+        p = q_popen(m, "release", qid, opts=[("quarantine_release_upstream", up.addr)])
+        assert up.reached.wait(10), "the release never connected"
+        with open(eml, "r+b") as f:
+            f.truncate(0)
+        up.gate.set()
+        out, err = p.communicate(timeout=20)
+    finally:
+        up.stop()
+    assert p.returncode == 0, (p.returncode, err)
+    assert_same_bytes(up.data, msg)
+    rec = audit_events(m, "quarantine_release")[-1]
+    assert rec["action"] == "released" and rec["size"] == len(msg), rec
+
+
+def test_release_of_an_unreadable_message_is_audited(qmw, upstream):
+    """A message that cannot be read (here: over message_size_limit, which
+    bounds what a release reads into memory) is a failed release: said,
+    audited, nothing sent."""
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    r = q(m, "release", qid, opts=[("message_size_limit", "1K")])
+    assert r.returncode == 1 and b"larger than message_size_limit (1024 bytes)" in r.stderr, r.stderr
+    rec = audit_events(m, "quarantine_release")[-1]
+    assert rec["action"] == "release_failed" and "message_size_limit" in rec["reply"], rec
+    assert upstream.messages == []
+    r = q(m, "show", "--raw", qid, opts=[("message_size_limit", "1K")])
+    assert r.returncode == 1 and b"larger than message_size_limit" in r.stderr, r.stderr
+    assert q_list(m)[0]["status"] == "quarantined"
