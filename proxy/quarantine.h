@@ -70,8 +70,13 @@ int quarantine_parse_time(const char *s, time_t now, time_t *out);
 /* One entry, opened. */
 struct quarantine_entry {
 	char id[QUARANTINE_ID_MAX];
-	char eml[PATH_MAX];
+	char eml[PATH_MAX];      /* whole names, for messages only */
 	char json[PATH_MAX];
+	char eml_name[QUARANTINE_ID_MAX + 8];    /* "ID.eml", relative to dfd */
+	char json_name[QUARANTINE_ID_MAX + 8];   /* "ID.json", relative to dfd */
+	int  dfd;                /* its day directory, opened once (O_NOFOLLOW):
+	                          * every later open, rename and removal is
+	                          * relative to it, never by path */
 	int  fd;                 /* ID.eml, read-only; flock'ed if opened locked */
 	json_object *rec;        /* the record, owned */
 };

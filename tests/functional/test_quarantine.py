@@ -442,3 +442,43 @@ def test_release_of_an_unreadable_message_is_audited(qmw, upstream):
     r = q(m, "show", "--raw", qid, opts=[("message_size_limit", "1K")])
     assert r.returncode == 1 and b"larger than message_size_limit" in r.stderr, r.stderr
     assert q_list(m)[0]["status"] == "quarantined"
+
+
+@pytest.mark.parametrize("delete_released", ["no", "yes"])
+def test_release_through_a_day_swapped_for_a_link(qmw, upstream, tmp_path, delete_released):
+    """While root's release waits for the upstream's end-of-data reply, the
+    daemon's user (quarantine_dir is its) renames the entry's day away and
+    puts a link to another directory in its place.  The release wrote the
+    updated record by name: root created ID.json in the link's target (a
+    directory outside the quarantine) and left the real entry unmarked, to
+    be released again.  Now every name is relative to the day opened once
+    (O_NOFOLLOW) with the entry: the real entry is marked (or removed), the
+    link's target untouched."""
+    m = qmw()
+    qid, msg = put_one(m, upstream, rcpts=("rcpt@example.net",))
+    day = os.path.join(m.quarantine_dir, qid[:8])
+    outside = tmp_path / "outside"          # stands for /etc, /root/.ssh, ...
+    outside.mkdir()
+    up = GatedUpstream("EOD")
+    try:
+        p = q_popen(m, "release", qid, opts=[("quarantine_release_upstream", up.addr),
+                                             ("quarantine_delete_released", delete_released)])
+        assert up.reached.wait(10), "the release never reached the end of data"
+        os.rename(day, day + ".moved")
+        os.symlink(str(outside), day)
+        up.gate.set()
+        out, err = p.communicate(timeout=20)
+    finally:
+        up.stop()
+    assert p.returncode == 0, (p.returncode, err)
+    assert_same_bytes(up.data, msg)
+    assert sorted(os.listdir(outside)) == []
+    moved = sorted(os.listdir(day + ".moved"))
+    if delete_released == "yes":
+        assert moved == [], moved
+    else:
+        assert moved == [qid + ".eml", qid + ".json"], moved
+        with open(os.path.join(day + ".moved", qid + ".json")) as f:
+            rec = json.load(f)
+        assert [r["queue_id"] for r in rec["released"]] == ["GATED1"], rec
+    assert audit_events(m, "quarantine_release")[-1]["removed"] == (delete_released == "yes")
