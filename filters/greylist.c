@@ -36,7 +36,7 @@
 #include "proxy/sbuf.h"
 
 #define MAX_WL 256
-#define RENEW_MS (3600 * 1000LL)     /* a passed triplet's lifetime is renewed at most hourly */
+#define RENEW_MS (3600 * 1000LL)     /* a passed triplet's lifetime is renewed at most hourly... */
 
 struct greylist {
 	const struct config *cfg;
@@ -236,9 +236,16 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, const ch
 	snprintf(nv, sizeof(nv), "P%lld", (long long)now);
 	if (r == 1 && v[0] == 'P') {
 		/* renewed so a regular correspondent never expires, but at most
-		 * once per RENEW_MS: a pass is then a read, not a write */
+		 * once per RENEW_MS: a pass is then a read, not a write.  ...and
+		 * after half its lifetime when that is shorter: with a lifetime
+		 * under an hour a correspondent writing every few minutes was
+		 * never renewed, and greylisted again when it ran out */
+		int64_t renew = (int64_t)cfg->greylist_pass_lifetime / 2;
+
+		if (renew > RENEW_MS)
+			renew = RENEW_MS;
 		st = GL_PASS;
-		if (now - strtoll(v + 1, NULL, 10) >= RENEW_MS)
+		if (now - strtoll(v + 1, NULL, 10) >= renew)
 			wv = nv, ttl = pass_s;
 	} else if (r == 1 && v[0] == 'F') {
 		first = strtoll(v + 1, NULL, 10);

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "proxy/config.h"
 
 /* A key is 1 to STORE_KEY_MAX bytes (store_prefix not counted), none of
@@ -168,6 +169,10 @@ int store_tokens_count(struct store *s, uint64_t *n);
 /* backends (store_lmdb.c, store_redis.c): 0 and *backend, or -1 with err */
 int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *err, size_t errlen);
 int store_redis_open(const struct config *cfg, void **backend, char *err, size_t errlen);
+/* store_lmdb_dir_owner - run as root, for an LMDB store at path in a
+ * directory another user owns: 1 with that owner's uid and gid (the
+ * identity to open it as), else 0 */
+int store_lmdb_dir_owner(const char *path, uid_t *uid, gid_t *gid);
 extern const struct store_ops store_lmdb_ops;
 extern const struct store_ops store_redis_ops;
 

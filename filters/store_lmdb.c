@@ -158,14 +158,14 @@ static void wrote(struct lmdb_store *b)
 		sweep(b);
 }
 
-/* as_dir_owner - root ("mailwarden learn" run by the admin) opening a
- * store in a directory another user owns (the daemon's) opens it with
- * that user's file-system identity: what LMDB creates (the store, its
- * lock file) is then the daemon's, which must go on opening them, and a
- * link planted there in place of the lock file (which LMDB truncates)
- * reaches nothing the user could not write anyway.  Returns whether it
- * switched; as_self() switches back. */
-static int as_dir_owner(const char *path)
+/* store_lmdb_dir_owner - whose store path is, for root: 1 with the
+ * directory owner's uid and gid when root runs in a directory another
+ * user owns (the daemon's), else 0 (not root, root's directory, or a
+ * store or lock file that is already someone else's than the directory's
+ * owner: root's, left by an older version or a daemon run as root, which
+ * the owner could not open; not a link of any kind, though: those are
+ * what this is about). */
+int store_lmdb_dir_owner(const char *path, uid_t *uid, gid_t *gid)
 {
 	char dir[PATH_MAX];
 	struct stat ds;
@@ -175,10 +175,6 @@ static int as_dir_owner(const char *path)
 	snprintf(dir, sizeof(dir), "%s", path);
 	if (stat(dirname(dir), &ds) < 0 || ds.st_uid == 0)
 		return 0;
-	/* a store or lock file that is already someone else's than the
-	 * directory's owner (root's, left by an older version or a daemon
-	 * run as root) is opened as before: the owner could not open it.
-	 * Not a link of any kind, though: those are what this is about. */
 	for (int i = 0; i < 2; i++) {
 		char f[PATH_MAX + 8];
 		struct stat st;
@@ -188,8 +184,30 @@ static int as_dir_owner(const char *path)
 		    && st.st_nlink == 1)
 			return 0;
 	}
-	setfsgid(ds.st_gid);
-	setfsuid(ds.st_uid);
+	*uid = ds.st_uid;
+	*gid = ds.st_gid;
+	return 1;
+}
+
+/* as_dir_owner - root opening a store in a directory another user owns
+ * (the daemon's) opens it with that user's file-system identity: what
+ * LMDB creates (the store, its lock file) is then the daemon's, which
+ * must go on opening them, and a link planted there in place of the lock
+ * file (which LMDB truncates) reaches nothing the user could not write
+ * anyway.  That is all it protects: the map is still root's memory, and
+ * LMDB trusts every page of the file, so `mailwarden learn` does its
+ * store work in a child dropped to the user instead (learn_cmd.c); this
+ * is left for a root `scan` with no "user".  Returns whether it
+ * switched; as_self() switches back. */
+static int as_dir_owner(const char *path)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (!store_lmdb_dir_owner(path, &uid, &gid))
+		return 0;
+	setfsgid(gid);
+	setfsuid(uid);
 	return 1;
 }
 

@@ -1951,6 +1951,53 @@ static int check_listeners(struct config *c, struct cfg_load *ld, char *err, siz
 	return 0;
 }
 
+/* set_where - where global setting name got its value: "FILE:LINE", "-o
+ * NAME" or "default"; its seen mark (SEEN_OVERRIDE > any line > 0) */
+static unsigned set_where(const struct cfg_load *ld, const char *name, char *out, size_t outsz)
+{
+	const struct cfg_opt *o = opt_find(name, CFG_GLOBAL);
+	unsigned line = o != NULL ? ld->seen[o - cfg_opts] : 0;
+
+	if (line == SEEN_OVERRIDE)
+		snprintf(out, outsz, "-o %s", name);
+	else if (line != 0)
+		snprintf(out, outsz, "%s:%u", ld->file, line);
+	else
+		snprintf(out, outsz, "default");
+	return line;
+}
+
+/* dur_text - ms as the settings write it ("90s", "1500ms") */
+static const char *dur_text(uint64_t ms, char *out, size_t outsz)
+{
+	if (ms % 1000 == 0)
+		snprintf(out, outsz, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(out, outsz, "%llums", (unsigned long long)ms);
+	return out;
+}
+
+/* check_greylist - greylist_delay must be shorter than
+ * greylist_retry_window: a first attempt is remembered for the window
+ * and a retry passes once the delay is over, so with a delay as long no
+ * new sender ever passes (each retry finds its first attempt forgotten
+ * and starts again).  Named at the later of the two settings (the one
+ * that made them clash). */
+static int check_greylist(const struct config *c, const struct cfg_load *ld, char *err, size_t errlen)
+{
+	char wd[600], ww[600], d[32], w[32];
+	unsigned ld_delay, ld_window;
+
+	if (c->greylist_delay < c->greylist_retry_window)
+		return 0;
+	ld_delay = set_where(ld, "greylist_delay", wd, sizeof wd);
+	ld_window = set_where(ld, "greylist_retry_window", ww, sizeof ww);
+	return fail(err, errlen, "%s: greylist_delay (%s) must be shorter than greylist_retry_window (%s): "
+	            "a first attempt is forgotten before its retry may pass, and no new sender ever would",
+	            ld_window > ld_delay ? ww : wd, dur_text(c->greylist_delay, d, sizeof d),
+	            dur_text(c->greylist_retry_window, w, sizeof w));
+}
+
 /* xlat_list - rewrite each IPv6 entry of the list value (a field of size
  * sz, the setting o) that lies inside one of the translation prefixes
  * pfx as the IPv4 network it names (ipnet_xlat_net): its clients are
@@ -2113,6 +2160,8 @@ struct config *config_load(const char *path, const char *const *overrides,
 		if (apply_override(c, ld, overrides[i], err, errlen) < 0)
 			goto bad;
 	if (check_listeners(c, ld, err, errlen) < 0)
+		goto bad;
+	if (check_greylist(c, ld, err, errlen) < 0)
 		goto bad;
 	if (xlat_lists(c, ld, err, errlen) < 0)
 		goto bad;

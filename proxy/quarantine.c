@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -75,17 +74,17 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
-/* write_file_as - create path (must not exist), owned by uid:gid unless
- * they are -1, write it all, fsync, close.  The owner is set through the
- * descriptor: by name, root would follow whatever the directory's owner
- * put there meanwhile. */
-static int write_file_as(const char *path, const void *p, size_t len, uid_t uid, gid_t gid)
+/* write_file_as - create path (relative to dfd; must not exist), owned by
+ * uid:gid unless they are -1, write it all, fsync, close.  The owner is
+ * set through the descriptor: by name, root would follow whatever the
+ * directory's owner put there meanwhile. */
+static int write_file_as(int dfd, const char *path, const void *p, size_t len, uid_t uid, gid_t gid)
 {
 	const char *b = p;
 	ssize_t w;
 	int fd, saved;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = openat(dfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -1;
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)
@@ -111,14 +110,14 @@ fail:
 	saved = errno;
 	if (fd >= 0)
 		close(fd);
-	unlink(path);
+	unlinkat(dfd, path, 0);
 	errno = saved;
 	return -1;
 }
 
 static int write_file(const char *path, const void *p, size_t len)
 {
-	return write_file_as(path, p, len, (uid_t)-1, (gid_t)-1);
+	return write_file_as(AT_FDCWD, path, p, len, (uid_t)-1, (gid_t)-1);
 }
 
 /* publish - rename tmp to final unless final exists (then EEXIST). */
@@ -489,8 +488,41 @@ static int qfail(char *err, size_t errlen, int e, const char *fmt, ...)
 	return -1;
 }
 
-/* read_record - the JSON object in path (at most QUARANTINE_RECORD_MAX) */
-static json_object *read_record(const char *path, char *err, size_t errlen)
+/* open_regular - name (relative to dfd) for reading, only if it is a
+ * regular file: the fd,
+ * or -1 with errno (EBADMSG: something else is there).  The day
+ * directories are the daemon user's, who can put a FIFO in place of a
+ * file: a plain open() for reading then waits for a writer that never
+ * comes, and every quarantine command hung there, and so did the
+ * master's expiry child, a new one every hour.  So the open does not
+ * wait (O_NONBLOCK), follows no link (O_NOFOLLOW) and takes no terminal
+ * (O_NOCTTY); what was opened is checked (fstat, into *st), and only a
+ * regular file gets its O_NONBLOCK cleared for plain reads. */
+static int open_regular(int dfd, const char *name, struct stat *st)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC), fl, saved;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0)
+		goto fail;
+	if (!S_ISREG(st->st_mode)) {
+		errno = EBADMSG;
+		goto fail;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+/* read_record - the JSON object in name, relative to dfd (at most
+ * QUARANTINE_RECORD_MAX); path: its whole name, for messages */
+static json_object *read_record(int dfd, const char *name, const char *path, char *err, size_t errlen)
 {
 	struct json_tokener *tok;
 	struct sbuf b;
@@ -500,12 +532,16 @@ static json_object *read_record(const char *path, char *err, size_t errlen)
 	ssize_t n;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_regular(dfd, name, &st);
+	if (fd < 0 && errno == EBADMSG) {
+		qfail(err, errlen, EBADMSG, "%s: not a record (not a regular file)", path);
+		return NULL;
+	}
 	if (fd < 0) {
 		qfail(err, errlen, errno, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > QUARANTINE_RECORD_MAX) {
+	if (st.st_size > QUARANTINE_RECORD_MAX) {
 		close(fd);
 		qfail(err, errlen, EBADMSG, "%s: not a record (not a regular file, or too big)", path);
 		return NULL;
@@ -548,6 +584,7 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 
 	memset(e, 0, sizeof(*e));
 	e->fd = -1;
+	e->dfd = -1;
 	if (!quarantine_id_valid(id))
 		return qfail(err, errlen, EINVAL,
 		    "not a quarantine ID (YYYYMMDDTHHMMSS-xxxxxxxx): '%.*s'", 40, id ? id : "");
@@ -555,28 +592,40 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 	if (quarantine_path(dir, id, "eml", e->eml, sizeof(e->eml)) < 0
 	    || quarantine_path(dir, id, "json", e->json, sizeof(e->json)) < 0)
 		return qfail(err, errlen, ENAMETOOLONG, "quarantine_dir too long");
+	snprintf(e->eml_name, sizeof(e->eml_name), "%s.eml", id);
+	snprintf(e->json_name, sizeof(e->json_name), "%s.json", id);
 	{
-		/* its day a real directory, not a link to elsewhere (read_names) */
+		/* its day a real directory, not a link to elsewhere (read_names),
+		 * opened once: every name of the entry is looked up from there.
+		 * The user owns quarantine_dir and can swap the day for a link
+		 * after any check by name; a root release then wrote the record
+		 * into the link's target and left the real entry unmarked. */
 		char day[PATH_MAX];
-		struct stat ds;
 
 		if (day_dir(dir, id, day, sizeof(day)) < 0)
 			return qfail(err, errlen, ENAMETOOLONG, "quarantine_dir too long");
-		if (lstat(day, &ds) == 0 && !S_ISDIR(ds.st_mode))
-			return qfail(err, errlen, ENOENT, "no quarantined message %s (%s is not a directory)",
-			    id, day);
+		e->dfd = open(day, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (e->dfd < 0) {
+			int saved = errno;
+
+			if (saved == ENOENT)
+				return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
+			if (saved == ELOOP || saved == ENOTDIR)
+				return qfail(err, errlen, ENOENT,
+				    "no quarantined message %s (%s is not a directory)", id, day);
+			return qfail(err, errlen, saved, "%s: %s", day, strerror(saved));
+		}
 	}
-	e->fd = open(e->eml, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	e->fd = open_regular(e->dfd, e->eml_name, &st);
 	if (e->fd < 0) {
 		int saved = errno;
 
+		quarantine_close(e);
 		if (saved == ENOENT)
 			return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
+		if (saved == EBADMSG)
+			return qfail(err, errlen, EBADMSG, "%s is not a regular file", e->eml);
 		return qfail(err, errlen, saved, "%s: %s", e->eml, strerror(saved));
-	}
-	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		quarantine_close(e);
-		return qfail(err, errlen, EBADMSG, "%s is not a regular file", id);
 	}
 	if ((flags & QUARANTINE_LOCK) && flock(e->fd, LOCK_EX | LOCK_NB) < 0) {
 		int saved = errno;
@@ -590,13 +639,13 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 	/* the record is read after the lock: an entry removed meanwhile is
 	 * seen as gone, not half there */
 	if (!want_record) {
-		if (access(e->json, F_OK) < 0) {
+		if (fstatat(e->dfd, e->json_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			quarantine_close(e);
 			return qfail(err, errlen, ENOENT, "no quarantined message %s", id);
 		}
 		return 0;
 	}
-	e->rec = read_record(e->json, err, errlen);
+	e->rec = read_record(e->dfd, e->json_name, e->json, err, errlen);
 	if (e->rec == NULL) {
 		int saved = errno;
 
@@ -625,95 +674,102 @@ void quarantine_close(struct quarantine_entry *e)
 	if (e->fd >= 0)
 		close(e->fd);	/* releases the lock */
 	e->fd = -1;
+	if (e->dfd >= 0)
+		close(e->dfd);
+	e->dfd = -1;
 	if (e->rec != NULL)
 		json_object_put(e->rec);
 	e->rec = NULL;
 }
 
-const char *quarantine_message(const struct quarantine_entry *e, size_t *len)
+char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t *len)
 {
 	struct stat st;
-	void *p;
+	size_t got = 0, n;
+	char *p, extra;
+	ssize_t r = 0;
 
 	if (fstat(e->fd, &st) < 0)
 		return NULL;
-	if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX / 2) {
+	if ((uintmax_t)st.st_size > (uintmax_t)limit || (uintmax_t)st.st_size >= (uintmax_t)SIZE_MAX) {
 		errno = EFBIG;
 		return NULL;
 	}
-	*len = (size_t)st.st_size;
-	if (*len == 0)
-		return "";
-	p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, e->fd, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
+	n = (size_t)st.st_size;
+	p = xmalloc(n + 1);
+	/* pread: the descriptor's offset is nobody else's business, and a
+	 * second call reads the same bytes */
+	while (got < n) {
+		r = pread(e->fd, p + got, n - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	/* fewer bytes than fstat said, or more after them: changed meanwhile */
+	if (got == n)
+		r = pread(e->fd, &extra, 1, (off_t)n);
+	if (got < n || r != 0) {
+		int saved = r < 0 ? errno : ESTALE;
 
-void quarantine_unmap(const char *p, size_t len)
-{
-	if (p != NULL && len > 0)
-		munmap((void *)p, len);
+		free(p);
+		errno = saved;
+		return NULL;
+	}
+	p[n] = '\0';
+	*len = n;
+	return p;
 }
 
 int quarantine_save_record(struct quarantine_entry *e)
 {
-	char tmp[PATH_MAX + 16], day[PATH_MAX];
+	char tmp[QUARANTINE_ID_MAX + 16];
 	const char *text;
 	struct stat st;
 	char *line;
 	size_t n;
 	int rc;
 
-	if (snprintf(day, sizeof(day), "%s", e->json) >= (int)sizeof(day) || strrchr(day, '/') == NULL) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	*strrchr(day, '/') = '\0';
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", day, e->id) >= sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
+	/* every name relative to the day opened with the entry: see
+	 * entry_open */
+	snprintf(tmp, sizeof(tmp), ".tmp-%s.json", e->id);
 	text = json_object_to_json_string_ext(e->rec,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	n = strlen(text);
 	line = xmalloc(n + 1);
 	memcpy(line, text, n);
 	line[n] = '\n';
-	unlink(tmp);		/* debris of a save that crashed */
+	unlinkat(e->dfd, tmp, 0);	/* debris of a save that crashed */
 	/* keep the owner: an admin running this as root must not leave a
 	 * record the daemon's user cannot rewrite */
 	if (fstat(e->fd, &st) < 0) {
 		free(line);
 		return -1;
 	}
-	rc = write_file_as(tmp, line, n + 1,
+	rc = write_file_as(e->dfd, tmp, line, n + 1,
 	    st.st_uid != geteuid() ? st.st_uid : (uid_t)-1, st.st_gid != getegid() ? st.st_gid : (gid_t)-1);
 	free(line);
 	if (rc < 0)
 		return -1;
-	if (rename(tmp, e->json) < 0) {
+	if (renameat(e->dfd, tmp, e->dfd, e->json_name) < 0) {
 		int saved = errno;
 
-		unlink(tmp);
+		unlinkat(e->dfd, tmp, 0);
 		errno = saved;
 		return -1;
 	}
-	sync_dir(day);
+	(void)fsync(e->dfd);
 	return 0;
 }
 
 int quarantine_remove(struct quarantine_entry *e)
 {
-	char day[PATH_MAX];
-
-	if (unlink(e->json) < 0 && errno != ENOENT)
+	if (unlinkat(e->dfd, e->json_name, 0) < 0 && errno != ENOENT)
 		return -1;
-	if (unlink(e->eml) < 0 && errno != ENOENT)
+	if (unlinkat(e->dfd, e->eml_name, 0) < 0 && errno != ENOENT)
 		return -1;
-	snprintf(day, sizeof(day), "%s", e->eml);
-	if (strrchr(day, '/') != NULL) {
-		*strrchr(day, '/') = '\0';
-		sync_dir(day);
-	}
+	(void)fsync(e->dfd);
 	return 0;
 }
 
@@ -742,23 +798,26 @@ static int names_cmp(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/* read_names - the names in dir that keep(name) accepts, sorted; with
- * dirs_only, of real directories only.  0, or -1 with errno (ENOENT for a
- * missing dir).
+/* read_names - the names in the directory open at dfd that keep(name)
+ * accepts, sorted; with dirs_only, of real directories only.  0, or -1
+ * with errno.
  *
  * A day that is a symlink is skipped: the master expires entries as well
  * as the CLI run by root, and a link from the user's quarantine to
  * another directory must not make them remove files there. */
-static int read_names(const char *dir, int (*keep)(const char *), int dirs_only,
-                      struct names *out)
+static int read_names(int dfd, int (*keep)(const char *), int dirs_only, struct names *out)
 {
 	struct dirent *de;
 	struct stat st;
-	DIR *d = opendir(dir);
+	int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 
 	memset(out, 0, sizeof(*out));
-	if (d == NULL)
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
+	}
 	while ((de = readdir(d)) != NULL)
 		if (keep(de->d_name) && (!dirs_only
 		    || (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
@@ -799,17 +858,35 @@ static void free_names(struct names *a)
 	memset(a, 0, sizeof(*a));
 }
 
+/* open_top - quarantine_dir itself (the admin names it: a link there is
+ * followed) */
+static int open_top(const char *dir)
+{
+	return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* open_day - day name under top, never through a link: it is read, and
+ * what is in it removed, relative to the descriptor (read_names checked
+ * it was a directory; the user can swap it for a link since) */
+static int open_day(int top, const char *name)
+{
+	return openat(top, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *arg,
                     char *err, size_t errlen)
 {
 	struct names days, files;
-	char path[PATH_MAX];
-	int rc = 0;
+	int rc = 0, top, dfd;
 
-	if (read_names(dir, is_day_name, 1, &days) < 0) {
-		if (errno == ENOENT)
+	if ((top = open_top(dir)) < 0 || read_names(top, is_day_name, 1, &days) < 0) {
+		int saved = errno;
+
+		if (top >= 0)
+			close(top);
+		if (saved == ENOENT)
 			return 0;
-		return qfail(err, errlen, errno, "%s: %s", dir, strerror(errno));
+		return qfail(err, errlen, saved, "%s: %s", dir, strerror(saved));
 	}
 	for (size_t i = 0; i < days.n && rc == 0; i++) {
 		time_t t;
@@ -817,14 +894,19 @@ int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *
 		day_time(days.v[i], &t);
 		if (since > 0 && t + 86400 <= since)
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, days.v[i]) >= sizeof(path))
-			continue;
-		if (read_names(path, is_entry_file, 0, &files) < 0) {
-			if (errno == ENOENT)	/* expired meanwhile */
+		if ((dfd = open_day(top, days.v[i])) < 0) {
+			/* expired meanwhile, or a link now: neither is listed */
+			if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
 				continue;
-			rc = qfail(err, errlen, errno, "%s: %s", path, strerror(errno));
+			rc = qfail(err, errlen, errno, "%s/%s: %s", dir, days.v[i], strerror(errno));
 			break;
 		}
+		if (read_names(dfd, is_entry_file, 0, &files) < 0) {
+			rc = qfail(err, errlen, errno, "%s/%s: %s", dir, days.v[i], strerror(errno));
+			close(dfd);
+			break;
+		}
+		close(dfd);
 		for (size_t k = 0; k < files.n && rc == 0; k++) {
 			char *name = files.v[k];
 			size_t n = strlen(name);
@@ -842,6 +924,7 @@ int quarantine_list(const char *dir, time_t since, quarantine_list_fn fn, void *
 		free_names(&files);
 	}
 	free_names(&days);
+	close(top);
 	return rc;
 }
 
@@ -864,19 +947,16 @@ static void expire_entry(const char *dir, const char *id, struct quarantine_expi
 	quarantine_close(&e);
 }
 
-/* expire_debris - remove name in day (a temporary file or a lone .eml) if
- * it is older than QUARANTINE_DEBRIS_AGE */
-static void expire_debris(const char *day, const char *name, time_t now,
-                          struct quarantine_expiry *st)
+/* expire_debris - remove name in the day open at dfd (a temporary file or
+ * a lone .eml) if it is older than QUARANTINE_DEBRIS_AGE */
+static void expire_debris(int dfd, const char *name, time_t now, struct quarantine_expiry *st)
 {
-	char path[PATH_MAX];
 	struct stat sb;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", day, name) >= sizeof(path))
+	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode)
+	    || sb.st_mtime + QUARANTINE_DEBRIS_AGE > now)
 		return;
-	if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_mtime + QUARANTINE_DEBRIS_AGE > now)
-		return;
-	if (unlink(path) == 0)
+	if (unlinkat(dfd, name, 0) == 0)
 		st->debris++;
 	else if (errno != ENOENT)
 		st->errors++;
@@ -886,24 +966,34 @@ int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarant
                       char *err, size_t errlen)
 {
 	struct names days, files;
-	char path[PATH_MAX], json[PATH_MAX];
+	char json[QUARANTINE_ID_MAX + 8];
 	time_t today = now - now % 86400;
+	struct stat sb;
+	int top, dfd;
 
 	memset(st, 0, sizeof(*st));
-	if (read_names(dir, is_day_name, 1, &days) < 0) {
-		if (errno == ENOENT)
+	if ((top = open_top(dir)) < 0 || read_names(top, is_day_name, 1, &days) < 0) {
+		int saved = errno;
+
+		if (top >= 0)
+			close(top);
+		if (saved == ENOENT)
 			return 0;
-		return qfail(err, errlen, errno, "%s: %s", dir, strerror(errno));
+		return qfail(err, errlen, saved, "%s: %s", dir, strerror(saved));
 	}
 	for (size_t i = 0; i < days.n; i++) {
 		time_t day;
 
 		day_time(days.v[i], &day);
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, days.v[i]) >= sizeof(path))
-			continue;
-		if (read_names(path, is_entry_file, 0, &files) < 0) {
-			if (errno != ENOENT)
+		if ((dfd = open_day(top, days.v[i])) < 0) {
+			/* gone meanwhile, or a link now: not expired through */
+			if (errno != ENOENT && errno != ELOOP && errno != ENOTDIR)
 				st->errors++;
+			continue;
+		}
+		if (read_names(dfd, is_entry_file, 0, &files) < 0) {
+			st->errors++;
+			close(dfd);
 			continue;
 		}
 		for (size_t k = 0; k < files.n; k++) {
@@ -913,7 +1003,7 @@ int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarant
 			time_t t;
 
 			if (name[0] == '.') {
-				expire_debris(path, name, now, st);
+				expire_debris(dfd, name, now, st);
 				continue;
 			}
 			memcpy(id, name, QUARANTINE_ID_LEN);
@@ -925,21 +1015,24 @@ int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarant
 					expire_entry(dir, id, st);
 			} else if (n == QUARANTINE_ID_LEN + 4
 			    && strcmp(name + QUARANTINE_ID_LEN, ".eml") == 0
-			    && quarantine_path(dir, id, "json", json, sizeof(json)) == 0
-			    && access(json, F_OK) < 0 && errno == ENOENT) {
+			    && snprintf(json, sizeof(json), "%s.json", id) > 0
+			    && fstatat(dfd, json, &sb, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
 				/* a .eml without its record: a store that crashed
 				 * between the two renames (or one in progress) */
-				expire_debris(path, name, now, st);
+				expire_debris(dfd, name, now, st);
 			}
 		}
 		free_names(&files);
+		close(dfd);
 		/* an emptied past day goes; never today's, which a scanner may be
-		 * about to write into (it retries if this races anyway) */
-		if (day < today && rmdir(path) < 0 && errno != ENOTEMPTY && errno != EEXIST
-		    && errno != ENOENT)
+		 * about to write into (it retries if this races anyway).  A link
+		 * put in its place is not a directory: rmdir leaves it. */
+		if (day < today && unlinkat(top, days.v[i], AT_REMOVEDIR) < 0 && errno != ENOTEMPTY
+		    && errno != EEXIST && errno != ENOENT && errno != ENOTDIR)
 			st->errors++;
 	}
 	free_names(&days);
+	close(top);
 	return 0;
 }
 

@@ -70,8 +70,13 @@ int quarantine_parse_time(const char *s, time_t now, time_t *out);
 /* One entry, opened. */
 struct quarantine_entry {
 	char id[QUARANTINE_ID_MAX];
-	char eml[PATH_MAX];
+	char eml[PATH_MAX];      /* whole names, for messages only */
 	char json[PATH_MAX];
+	char eml_name[QUARANTINE_ID_MAX + 8];    /* "ID.eml", relative to dfd */
+	char json_name[QUARANTINE_ID_MAX + 8];   /* "ID.json", relative to dfd */
+	int  dfd;                /* its day directory, opened once (O_NOFOLLOW):
+	                          * every later open, rename and removal is
+	                          * relative to it, never by path */
 	int  fd;                 /* ID.eml, read-only; flock'ed if opened locked */
 	json_object *rec;        /* the record, owned */
 };
@@ -86,11 +91,13 @@ int quarantine_open(const char *dir, const char *id, unsigned flags,
                     struct quarantine_entry *e, char *err, size_t errlen);
 void quarantine_close(struct quarantine_entry *e);
 
-/* quarantine_message - map the stored message read-only: *len bytes at the
- * returned address (quarantine_unmap after use), or NULL with errno.  An
- * empty message maps to a static "". */
-const char *quarantine_message(const struct quarantine_entry *e, size_t *len);
-void quarantine_unmap(const char *p, size_t len);
+/* quarantine_message - the stored message read into memory: *len bytes
+ * at the returned address (owned: free() it; NUL-terminated past *len),
+ * or NULL with errno: EFBIG longer than limit, ESTALE when the file was
+ * shorter or longer than fstat said (changed while read), or read's.
+ * Read, not mapped: the file is the daemon user's, who can truncate it
+ * under a mapping (SIGBUS in root's release, mid-SMTP). */
+char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t *len);
 
 /* quarantine_save_record - write e->rec back (temporary file, fsync,
  * rename over the old one; owner kept).  Needs the lock.  0 or -1 errno. */

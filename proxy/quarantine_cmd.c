@@ -390,10 +390,26 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	}
 }
 
+/* message_error - why quarantine_message failed (e: its errno) */
+static const char *message_error(const struct config *cfg, int e)
+{
+	static char why[160];
+
+	if (e == EFBIG)
+		snprintf(why, sizeof(why), "larger than message_size_limit (%llu bytes)",
+		    (unsigned long long)cfg->message_size_limit);
+	else if (e == ESTALE)
+		snprintf(why, sizeof(why), "changed while it was read");
+	else
+		snprintf(why, sizeof(why), "%s", strerror(e));
+	return why;
+}
+
 static int cmd_show(struct config *cfg, int argc, char **argv)
 {
 	struct quarantine_entry e;
-	const char *id = NULL, *msg;
+	const char *id = NULL;
+	char *msg;
 	int json = 0, raw = 0, rc = 0;
 	char err[512];
 	size_t len = 0;
@@ -414,9 +430,9 @@ static int cmd_show(struct config *cfg, int argc, char **argv)
 		return usage_err("show: --json or --raw, not both", NULL);
 	if (quarantine_open(cfg->quarantine_dir, id, 0, &e, err, sizeof(err)) < 0)
 		return err1("%s", err);
-	msg = quarantine_message(&e, &len);
+	msg = quarantine_message(&e, cfg->message_size_limit, &len);
 	if (msg == NULL) {
-		rc = err1("%s: %s", e.eml, strerror(errno));
+		rc = err1("%s: %s", e.eml, message_error(cfg, errno));
 		quarantine_close(&e);
 		return rc;
 	}
@@ -433,7 +449,7 @@ static int cmd_show(struct config *cfg, int argc, char **argv)
 		json_object_put(o);
 	} else
 		show_human(&e, msg, len);
-	quarantine_unmap(msg, len);
+	free(msg);
 	quarantine_close(&e);
 	if (fflush(stdout) != 0 && rc == 0)
 		rc = err1("write: %s", strerror(errno));
@@ -692,7 +708,8 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	struct quarantine_entry e;
 	struct release r;
 	struct netaddr addr;
-	const char *id = NULL, *msg = NULL;
+	const char *id = NULL;
+	char *msg = NULL;
 	json_object *env, *rcpts;
 	size_t nto = 0, len = 0;
 	int need_utf8, removed = 0, rc = 1;
@@ -757,15 +774,18 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		err1("upstream %s: %s", r.upstream, err);
 		goto out;
 	}
-	msg = quarantine_message(&e, &len);
-	if (msg == NULL) {
-		err1("%s: %s", e.eml, strerror(errno));
-		goto out;
-	}
 	r.rcpt_reply = xcalloc(r.nrcpts, sizeof(r.rcpt_reply[0]));
 	r.accepted = xcalloc(r.nrcpts, sizeof(r.accepted[0]));
-
-	release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
+	/* read whole before the upstream is called: the daemon's user can
+	 * change the file meanwhile (mapped, a truncation killed the release
+	 * with SIGBUS mid-SMTP, and left no audit line); a message that
+	 * cannot be read is a release that failed, audited as such */
+	msg = quarantine_message(&e, cfg->message_size_limit, &len);
+	if (msg == NULL) {
+		snprintf(r.reply, sizeof(r.reply), "%s.eml: %s", e.id, message_error(cfg, errno));
+		len = 0;
+	} else
+		release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
 	if (r.delivered) {
 		record_release(&e, &r);
 		if (cfg->quarantine_delete_released && nto == 0 && r.naccepted == r.nrcpts)
@@ -796,7 +816,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		rc = 0;
 	}
 out:
-	quarantine_unmap(msg, len);
+	free(msg);
 	free(r.rcpt_reply);
 	free(r.accepted);
 	quarantine_close(&e);

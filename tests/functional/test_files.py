@@ -569,6 +569,80 @@ def test_root_learn_keeps_a_root_store(root):
     assert r.returncode == 0, r.stderr
 
 
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "store")
+
+
+def learn_msgs(d):
+    """the 40 messages tests/data/store's damaged stores were made with,
+    in d (root's, 0700: nobody could not read them)"""
+    os.makedirs(d)
+    os.chmod(d, 0o700)
+    for i in range(1, 41):
+        with open(os.path.join(d, "m%d.eml" % i), "wb") as f:
+            f.write(("From: a%d@example.org\r\nTo: b@example.net\r\nSubject: hello %d\r\n"
+                     "Message-ID: <m%d@example.org>\r\n\r\n"
+                     "word%d alpha%d beta%d gamma%d some body text here %d\r\n" % ((i,) * 8)).encode())
+    return d
+
+
+@pytest.mark.parametrize("damage", ["learn_crash_overflow", "learn_crash_segv"])
+@pytest.mark.parametrize("with_user", [True, False])
+def test_root_learn_on_a_damaged_store_fails_as_the_user(root, damage, with_user):
+    """The daemon's user can rewrite its LMDB store, and LMDB trusts every
+    page of it: a few changed bytes (tests/data/store) made root's learn
+    write past a heap buffer (AddressSanitizer) or die of SIGBUS/SIGSEGV,
+    the map being root's memory (only the file-system identity was
+    switched).  Now the store work runs in a child dropped to the user
+    (`user`, or without it the directory's owner): the damage takes that
+    child only, and learn says so and exits 1, never killed by a signal."""
+    import gzip
+    lib = var_lib(root)
+    store = os.path.join(lib, "store.lmdb")
+    with gzip.open(os.path.join(DATA, damage + ".lmdb.gz")) as f, open(store, "wb") as out:
+        out.write(f.read())
+    os.chown(store, NOBODY, NOGROUP)
+    os.chmod(store, 0o640)
+    msgs = learn_msgs(os.path.join(root, "msgs"))
+    args = ["learn", "-o", "store_path=" + store, "-o", "bayes_chars=no"]
+    if with_user:
+        args += ["-o", "user=nobody"]
+    r = run_mw(args + ["--ham", msgs], timeout=60)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, (r.returncode, err[-2000:])
+    assert "killed by signal" in err or "store lmdb unavailable" in err \
+        or "AddressSanitizer" in err, err[-2000:]
+    assert b"learned as ham 40" not in r.stdout
+
+
+def test_root_learn_as_user_reads_roots_files(root):
+    """With `user` set, root's learn, --forget and --rebuild do the store
+    work as the user (the store and its lock file are the user's), while
+    root still reads the messages, which the user could not; a file that
+    cannot be read is counted as failed by the child that prints the
+    counts."""
+    lib = var_lib(root)
+    store = os.path.join(lib, "store.lmdb")
+    msgs = learn_msgs(os.path.join(root, "msgs"))
+    base = ["learn", "-o", "store_path=" + store, "-o", "user=nobody"]
+    r = run_mw(base + ["--spam", msgs, os.path.join(root, "missing.eml")], timeout=60)
+    assert r.returncode == 1, r.stderr            # the missing one
+    assert b"learned as spam 40 message(s), 0 already learned so, 1 failed" in r.stdout, r.stdout
+    assert b"missing.eml: No such file or directory" in r.stderr
+    for f in (store, store + "-lock"):
+        st = os.stat(f)
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOGROUP), f
+    r = run_mw(base + ["--forget", os.path.join(msgs, "m1.eml")], timeout=60)
+    assert r.returncode == 0 and b"forgot 1 message(s)" in r.stdout, (r.stdout, r.stderr)
+    r = run_mw(base + ["--rebuild"], timeout=60)
+    assert r.returncode == 0 and b"character model trained on 39 spam" in r.stdout, (r.stdout, r.stderr)
+    # a store the user may not open (root's, 0600): the user's child
+    # fails to, as the daemon would; root does not open it instead
+    os.chown(store, 0, 0)
+    os.chmod(store, 0o600)
+    r = run_mw(base + ["--ham", msgs], timeout=60)
+    assert r.returncode == 1 and b"Permission denied" in r.stderr, r.stderr
+
+
 def test_root_without_user_is_warned(mw):
     """The default (no `user`) keeps root in every child: said at start."""
     assert 'running as root with no "user"' in mw.stderr_text()

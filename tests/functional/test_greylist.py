@@ -269,3 +269,45 @@ def test_bad_settings_refused(tmp_path):
     r = run_mw(["-t", "-o", "filters=greylist", "-o", "greylist_whitelist=not-an-ip",
                 "-o", "store_path=%s" % (tmp_path / "s.lmdb")])
     assert r.returncode != 0 and "greylist_whitelist" in (r.stderr + r.stdout).decode()
+
+
+def test_delay_not_shorter_than_retry_window_refused(tmp_path):
+    """greylist_delay >= greylist_retry_window was accepted, by -t too, and
+    then no new triplet ever passed: its first attempt was forgotten before
+    the delay was over, and each retry started a new one.  Now refused
+    where the clash is made (the later of the two in the file; -o: the
+    delay)."""
+    from mwlib import run_mw
+    base = ["-t", "-o", "filters=greylist", "-o", "store_path=%s" % (tmp_path / "s.lmdb")]
+    r = run_mw(base + ["-o", "greylist_delay=3s", "-o", "greylist_retry_window=2s"])
+    assert r.returncode == 1, r
+    assert ("-o greylist_delay: greylist_delay (3s) must be shorter than "
+            "greylist_retry_window (2s)") in r.stderr.decode(), r.stderr
+    r = run_mw(base + ["-o", "greylist_retry_window=1500ms", "-o", "greylist_delay=1500ms"])
+    assert r.returncode == 1 and b"-o greylist_delay: greylist_delay (1500ms)" in r.stderr, r.stderr
+    conf = tmp_path / "gl.conf"
+    conf.write_text("filters = greylist\ngreylist_delay = 10m\ngreylist_retry_window = 5m\n")
+    r = run_mw(["-t", "-c", str(conf), "-o", "store_path=%s" % (tmp_path / "s.lmdb")])
+    assert r.returncode == 1 and ("%s:3: greylist_delay (600s) must be shorter" % conf).encode() \
+        in r.stderr, r.stderr
+    r = run_mw(base + ["-o", "greylist_delay=2s", "-o", "greylist_retry_window=3s"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_short_pass_lifetime_renewed_by_regular_mail(mw_factory, upstream, tmp_path):
+    """A pass is renewed by the mail that uses it, but at most hourly: with
+    greylist_pass_lifetime under an hour a correspondent sending all the
+    time was greylisted again when its pass ran out.  Now it is renewed
+    after half its lifetime when that is shorter than an hour: a message a
+    second for 8 s keeps a 6 s pass (renewed every 3 s) alive."""
+    opts = store_opts("lmdb", tmp_path) + [("filters", "greylist"), ("greylist_delay", "1s"),
+                                           ("greylist_pass_lifetime", "6s")]
+    m = mw_factory(upstream, opts=opts)
+    assert send(m).code == 451
+    time.sleep(1.2)
+    codes = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 8.5:
+        codes.append(send(m).code)
+        time.sleep(1.0)
+    assert codes and all(c == 250 for c in codes), codes

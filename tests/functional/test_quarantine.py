@@ -15,8 +15,8 @@ import pytest
 
 import audit_fields as A
 from mwlib import MW_BIN, assert_same_bytes, free_port, read_audit, wait_until
-from quarantinelib import (entry_files, q, q_list, q_ok, quarantine_one, quarantine_opts,
-                           spam_msg)
+from quarantinelib import (GatedUpstream, entry_files, q, q_list, q_ok, q_popen, quarantine_one,
+                           quarantine_opts, spam_msg)
 
 # lines that need dot-stuffing on the way out, 8-bit text, a long line
 BODY = (b"Hello,\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\n"
@@ -349,3 +349,136 @@ def test_release_smtputf8(qmw, upstream, make_upstream):
     assert got.mail_from == frm and got.rcpt_tos == [rcpt]
     assert "SMTPUTF8" in [o.upper() for o in got.mail_options]
     assert_same_bytes(got.content, msg)
+
+
+def fifo_in_place(m, qid, ext):
+    """what the daemon's user can do to its own quarantine: a FIFO in
+    place of the entry's ID.eml or ID.json"""
+    path = os.path.join(m.quarantine_dir, qid[:8], "%s.%s" % (qid, ext))
+    os.unlink(path)
+    os.mkfifo(path, 0o600)
+
+
+@pytest.mark.parametrize("ext", ["eml", "json"])
+def test_fifo_in_place_of_an_entry_file(qmw, upstream, ext):
+    """A FIFO in place of ID.eml or ID.json: every command opened it for
+    reading and waited for a writer (before its regular-file check), for
+    ever.  Now each says the file is not a regular one and goes on; list
+    shows the other entries, expiry removes them."""
+    m = qmw()
+    ids = sorted(put_one(m, upstream)[0] for _ in range(2))
+    bad, good = ids                     # the FIFO's entry comes first in every walk
+    fifo_in_place(m, bad, ext)
+    # a command that hangs raises TimeoutExpired (and is killed)
+    r = q(m, "list", timeout=10)
+    assert r.returncode == 0 and good.encode() in r.stdout and bad.encode() not in r.stdout, r
+    assert b"skipping %s" % bad.encode() in r.stderr and b"not a regular file" in r.stderr, r.stderr
+    assert [e["id"] for e in q_list(m, timeout=10)] == [good]
+    for args in (["show", bad], ["show", "--raw", bad], ["release", bad], ["delete", bad]):
+        r = q(m, *args, timeout=10)
+        assert r.returncode == 1 and b"not a regular file" in r.stderr, (args, r.stderr)
+    assert upstream.messages == []
+    time.sleep(2.1)                     # both older than a max age of 1s
+    r = q(m, "expire", opts=[("quarantine_max_age", "1s")], timeout=10)
+    assert good not in entry_files(m), r
+    if ext == "json":                   # its .eml is fine: the entry goes whole
+        assert r.returncode == 0 and b"expired 2 messages" in r.stdout, r
+        assert bad not in entry_files(m)
+    else:                               # said, and left to the admin
+        assert r.returncode == 1 and b"expired 1 message" in r.stdout, r
+
+
+def test_fifo_does_not_stop_the_daemons_expiry(qmw, upstream):
+    """The master's hourly expiry child (dropped to the user) met the FIFO
+    first and waited for ever; the entries after it were never expired and
+    a new child was started each interval.  Now it goes past it."""
+    m = qmw()
+    ids = sorted(put_one(m, upstream)[0] for _ in range(2))
+    fifo_in_place(m, ids[0], "eml")
+    m.stop()
+    time.sleep(2.1)                     # both older than a max age of 1s
+    m2 = qmw(("quarantine_dir", m.quarantine_dir), ("quarantine_max_age", "1s"),
+             ("quarantine_expire_interval", "1s"))
+    assert wait_until(lambda: ids[1] not in entry_files(m), timeout=10), entry_files(m)
+    assert wait_until(lambda: "quarantine expiry: removed=1 debris=0 busy=0 errors=1"
+                      in m2.stderr_text(), timeout=10), m2.stderr_tail(20)
+
+
+def test_release_of_a_message_truncated_meanwhile(qmw, upstream):
+    """The daemon's user truncates ID.eml while root's release talks to the
+    upstream.  The release mapped the file: it died of SIGBUS mid-SMTP,
+    with no error and no audit line.  Now the message is read whole before
+    the upstream is called, and what was read goes out, audited."""
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    eml = os.path.join(m.quarantine_dir, qid[:8], qid + ".eml")
+    up = GatedUpstream("GREETING")
+    try:
+        p = q_popen(m, "release", qid, opts=[("quarantine_release_upstream", up.addr)])
+        assert up.reached.wait(10), "the release never connected"
+        with open(eml, "r+b") as f:
+            f.truncate(0)
+        up.gate.set()
+        out, err = p.communicate(timeout=20)
+    finally:
+        up.stop()
+    assert p.returncode == 0, (p.returncode, err)
+    assert_same_bytes(up.data, msg)
+    rec = audit_events(m, "quarantine_release")[-1]
+    assert rec["action"] == "released" and rec["size"] == len(msg), rec
+
+
+def test_release_of_an_unreadable_message_is_audited(qmw, upstream):
+    """A message that cannot be read (here: over message_size_limit, which
+    bounds what a release reads into memory) is a failed release: said,
+    audited, nothing sent."""
+    m = qmw()
+    qid, msg = put_one(m, upstream)
+    r = q(m, "release", qid, opts=[("message_size_limit", "1K")])
+    assert r.returncode == 1 and b"larger than message_size_limit (1024 bytes)" in r.stderr, r.stderr
+    rec = audit_events(m, "quarantine_release")[-1]
+    assert rec["action"] == "release_failed" and "message_size_limit" in rec["reply"], rec
+    assert upstream.messages == []
+    r = q(m, "show", "--raw", qid, opts=[("message_size_limit", "1K")])
+    assert r.returncode == 1 and b"larger than message_size_limit" in r.stderr, r.stderr
+    assert q_list(m)[0]["status"] == "quarantined"
+
+
+@pytest.mark.parametrize("delete_released", ["no", "yes"])
+def test_release_through_a_day_swapped_for_a_link(qmw, upstream, tmp_path, delete_released):
+    """While root's release waits for the upstream's end-of-data reply, the
+    daemon's user (quarantine_dir is its) renames the entry's day away and
+    puts a link to another directory in its place.  The release wrote the
+    updated record by name: root created ID.json in the link's target (a
+    directory outside the quarantine) and left the real entry unmarked, to
+    be released again.  Now every name is relative to the day opened once
+    (O_NOFOLLOW) with the entry: the real entry is marked (or removed), the
+    link's target untouched."""
+    m = qmw()
+    qid, msg = put_one(m, upstream, rcpts=("rcpt@example.net",))
+    day = os.path.join(m.quarantine_dir, qid[:8])
+    outside = tmp_path / "outside"          # stands for /etc, /root/.ssh, ...
+    outside.mkdir()
+    up = GatedUpstream("EOD")
+    try:
+        p = q_popen(m, "release", qid, opts=[("quarantine_release_upstream", up.addr),
+                                             ("quarantine_delete_released", delete_released)])
+        assert up.reached.wait(10), "the release never reached the end of data"
+        os.rename(day, day + ".moved")
+        os.symlink(str(outside), day)
+        up.gate.set()
+        out, err = p.communicate(timeout=20)
+    finally:
+        up.stop()
+    assert p.returncode == 0, (p.returncode, err)
+    assert_same_bytes(up.data, msg)
+    assert sorted(os.listdir(outside)) == []
+    moved = sorted(os.listdir(day + ".moved"))
+    if delete_released == "yes":
+        assert moved == [], moved
+    else:
+        assert moved == [qid + ".eml", qid + ".json"], moved
+        with open(os.path.join(day + ".moved", qid + ".json")) as f:
+            rec = json.load(f)
+        assert [r["queue_id"] for r in rec["released"]] == ["GATED1"], rec
+    assert audit_events(m, "quarantine_release")[-1]["removed"] == (delete_released == "yes")

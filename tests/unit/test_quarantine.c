@@ -217,7 +217,7 @@ static void test_store_open_save_remove(void **state)
 	struct quarantine_entry e, e2;
 	char dir[256], id[QUARANTINE_ID_MAX], err[256];
 	struct stat st;
-	const char *m;
+	char *m;
 	json_object *v;
 	size_t len;
 
@@ -236,11 +236,15 @@ static void test_store_open_save_remove(void **state)
 	assert_string_equal(jstr(e.rec, "reason"), "score 7 >= 5");
 	assert_true(json_object_object_get_ex(e.rec, "envelope", &v));
 	assert_string_equal(jstr(v, "mail_from"), "a@example.org");
-	m = quarantine_message(&e, &len);
+	m = quarantine_message(&e, 1 << 20, &len);
 	assert_non_null(m);
 	assert_int_equal(len, strlen(test_msg));
 	assert_memory_equal(m, test_msg, len);
-	quarantine_unmap(m, len);
+	free(m);
+	/* read, bounded: one byte under its size is too big */
+	errno = 0;
+	assert_null(quarantine_message(&e, strlen(test_msg) - 1, &len));
+	assert_int_equal(errno, EFBIG);
 
 	/* the lock: a second locker is refused at once, a reader is not */
 	errno = 0;
