@@ -264,7 +264,10 @@ def test_list_since(qmw, upstream):
 def test_expire_command(qmw, upstream):
     m = qmw()
     old, _ = put_one(m, upstream)
-    time.sleep(2.1)
+    # ids carry whole seconds: old is at least 4 s old at the expiry, new
+    # at most 3 s unless storing it and starting the command take over 2 s
+    # (1 s with a 2.1 s gap and max age 1 s failed under ASan and load)
+    time.sleep(4.1)
     new, _ = put_one(m, upstream)
     # crash debris in the store: removed only once an hour old
     day = os.path.join(m.quarantine_dir, new[:8])
@@ -273,7 +276,7 @@ def test_expire_command(qmw, upstream):
     for p in (fresh, stale):
         open(p, "wb").close()
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    r = q_ok(m, "expire", opts=[("quarantine_max_age", "1s")])
+    r = q_ok(m, "expire", opts=[("quarantine_max_age", "3s")])
     assert b"expired 1 message" in r.stdout and b"1 crash leftover" in r.stdout, r.stdout
     assert [e["id"] for e in q_list(m)] == [new]
     assert old not in entry_files(m) and new in entry_files(m)
