@@ -120,19 +120,58 @@ void proxy_session_gone(struct proxy *px, struct session *s)
 	if (px->stopping && px->nsessions == 0) event_base_loopexit(px->base, NULL);
 }
 
+/* STOP_HOLD_S - past shutdown_timeout, how long a session whose message
+ * the upstream holds waits for the upstream's reply: the master kills the
+ * proxy 5 s after shutdown_timeout, and a 421 needs a moment to leave */
+#define STOP_HOLD_S 3
+
+/* close_all - 421 to every session, then stop the loop a moment later
+ * (for the 421s to leave) whatever is left */
+static void close_all(struct proxy *px)
+{
+	for (struct session *s = px->sessions, *next; s != NULL; s = next) {
+		next = session_next(s);
+		session_shutdown(s, 1);
+	}
+	struct timeval tv = { 1, 0 };
+	event_base_loopexit(px->base, &tv);
+}
+
+static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+
+	slog(NULL, LOG_NOTICE, "shutdown deadline: no reply from the upstream in %d s more: closing %u "
+	     "sessions", STOP_HOLD_S, px->nsessions);
+	close_all(px);
+}
+
+/* stop_deadline_cb - shutdown_timeout passed: every session is closed with
+ * 421, except those whose whole message the upstream has and has not
+ * answered yet: the client would send it again, and the upstream may have
+ * queued it (RFC 1047); they get STOP_HOLD_S more for the reply */
 static void stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
-	slog(NULL, LOG_NOTICE, "shutdown deadline: closing %u sessions", px->nsessions);
-	struct session *s = px->sessions;
-	while (s) {
-		struct session *next = session_next(s);
-		session_shutdown(s, 1);
-		s = next;
+	unsigned held = 0;
+
+	for (struct session *s = px->sessions; s != NULL; s = session_next(s))
+		held += session_upstream_holds_message(s) != 0;
+	slog(NULL, LOG_NOTICE, "shutdown deadline: closing %u sessions%s", px->nsessions - held,
+	     held ? "; waiting for the upstream's reply to the messages it holds" : "");
+	for (struct session *s = px->sessions, *next; s != NULL; s = next) {
+		next = session_next(s);
+		if (!session_upstream_holds_message(s))
+			session_shutdown(s, 1);
 	}
-	/* give the 421s a moment to leave, then stop regardless */
-	struct timeval tv = { 1, 0 };
-	event_base_loopexit(px->base, &tv);
+	if (held == 0) {
+		close_all(px);
+		return;
+	}
+	/* the timer has fired (not pending): it may take another callback */
+	evtimer_assign(px->stop_timer, px->base, stop_final_cb, px);
+	struct timeval tv = { STOP_HOLD_S, 0 };
+	evtimer_add(px->stop_timer, &tv);
 }
 
 static void loop_stop(struct proxy *px)

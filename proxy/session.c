@@ -87,6 +87,7 @@ struct txn {
 	double   scan_ms;
 	struct scan_result res;       /* owned members */
 	int      have_res;
+	int      sent_whole;          /* the whole message written to the upstream */
 	char     reply[REPLY_MAX];    /* final reply to the client */
 	char     queue_id[128];
 	const char *action;           /* static string */
@@ -1011,6 +1012,7 @@ static void relay_pump(void *arg)
 		if (s->relay_left == 0 && s->relay_raw) {   /* the BDAT reply is queued already */
 			upstream_set_drain_cb(s->up, NULL, NULL);
 			s->relay_raw = 0;
+			s->tx->sent_whole = 1;
 			return;
 		}
 		if (s->relay_raw) {
@@ -1023,6 +1025,7 @@ static void relay_pump(void *arg)
 		if (s->relay_left == 0) {
 			upstream_set_drain_cb(s->up, NULL, NULL);
 			data_encoder_finish(&s->enc, to_upstream, s);
+			s->tx->sent_whole = 1;
 			if (upstream_expect(s->up, s->cfg->upstream_eod_timeout, on_eod_reply, s) < 0)
 				on_eod_reply(s, NULL, UP_ERR_CLOSED);
 			return;
@@ -2071,6 +2074,12 @@ void session_shutdown(struct session *s, int force)
 		if (s->tx) txn_end(s, "aborted");
 		close_after_flush(s);
 	}
+}
+
+int session_upstream_holds_message(const struct session *s)
+{
+	return s->state != SS_CLOSING && s->tx != NULL && s->tx->sent_whole && s->up != NULL &&
+	    upstream_alive(s->up) && upstream_output_pending(s->up) == 0;
 }
 
 struct session *session_next(const struct session *s)

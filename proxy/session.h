@@ -17,6 +17,10 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 /* session_shutdown - the daemon is stopping: idle sessions get 421 now,
  * busy ones after their transaction; force = 421 now whatever they do. */
 void session_shutdown(struct session *s, int force);
+/* session_upstream_holds_message - the whole message went to the upstream
+ * (nothing of it left in our buffers) and its reply is awaited: a 421 now
+ * would make the client send again what the upstream may have queued */
+int session_upstream_holds_message(const struct session *s);
 struct session *session_next(const struct session *s);
 
 #endif

@@ -648,6 +648,58 @@ def test_sigterm_deadline(mw_factory, upstream):
     assert m.proc.returncode == 0
 
 
+def _sigterm_while_upstream_holds(mw_factory, raw_upstream, answer_after):
+    """SIGTERM once the upstream has the whole message and has not answered
+    its end of data; shutdown_timeout 1 s: (the client's reply, the audit
+    actions, seconds from the signal to the daemon's end)"""
+    def slow_eod(up, st):
+        time.sleep(answer_after)    # the MTA has it (in up.messages), answers late
+        return None
+    up = raw_upstream(script={"EOD": slow_eod})
+    m = mw_factory(up, opts=[("shutdown_timeout", "1s")])
+    c = m.client(timeout=15)
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(dot_stuff(make_msg(subject="held by a slow upstream")))
+    assert wait_until(lambda: len(up.messages) == 1, 5)    # the upstream has it
+    t0 = time.monotonic()
+    m.signal(signal.SIGTERM)
+    try:
+        r = c.reply(timeout=12)
+    except ConnectionError as e:
+        r = e
+    m.proc.wait(12)
+    took = time.monotonic() - t0
+    return r, [x.get("action") for x in m.audit(1)], took, m
+
+
+def test_sigterm_deadline_waits_for_the_upstream_holding_the_message(mw_factory, raw_upstream):
+    """Past shutdown_timeout the proxy closed every session with 421, and
+    dropped the upstream connection: a message the upstream already held
+    (a busy MTA answering its end of data late) was queued there, and the
+    client, told to retry, sent it a second time (RFC 1047).  Such a
+    session now gets 3 s more for the upstream's reply."""
+    r, acts, took, m = _sigterm_while_upstream_holds(mw_factory, raw_upstream, 2.5)
+    assert getattr(r, "code", None) == 250, (r, acts)
+    assert acts == ["accept"], acts
+    assert took < 6, took
+    assert m.proc.returncode == 0
+    assert "waiting for the upstream's reply to the messages it holds" in m.stderr_text()
+
+
+def test_sigterm_deadline_hold_is_bounded(mw_factory, raw_upstream):
+    """An upstream that does not answer in those 3 s: 421, the proxy ends
+    before the master's kill (shutdown_timeout + 5 s)"""
+    r, acts, took, m = _sigterm_while_upstream_holds(mw_factory, raw_upstream, 8)
+    assert getattr(r, "code", None) == 421, (r, acts)
+    assert acts == ["aborted"], acts
+    assert took < 6, took
+    assert m.proc.returncode == 0
+    assert "no reply from the upstream in 3 s more" in m.stderr_text()
+
+
 def write_conf(path, reject_score):
     path.write_text(
         "# written by test_faults\n"
