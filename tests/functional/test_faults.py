@@ -700,6 +700,30 @@ def test_sigterm_deadline_hold_is_bounded(mw_factory, raw_upstream):
     assert "no reply from the upstream in 3 s more" in m.stderr_text()
 
 
+def test_client_gone_while_upstream_holds_the_message(mw_factory, raw_upstream):
+    """The client goes right after its end of data; the scan accepts and
+    the upstream takes the message, answering late.  The one audit record
+    said "aborted", with no queue id, for a delivered message; the session
+    now finishes the transaction (see the half-close tests) and records
+    what happened."""
+    def slow_eod(up, st):
+        time.sleep(1.5)
+        return None
+    up = raw_upstream(script={"EOD": slow_eod})
+    m = mw_factory(up)
+    c = m.client(timeout=10)
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+    assert c.cmd("RCPT TO:<b@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(dot_stuff(make_msg(subject="client gone")))
+    assert wait_until(lambda: len(up.messages) == 1, 5)
+    c.close()
+    recs = m.audit(1)
+    assert len(up.messages) == 1
+    assert [(r["action"], r["queue_id"]) for r in recs] == [("accept", up.messages[0].queue_id)], recs
+
+
 def write_conf(path, reject_score):
     path.write_text(
         "# written by test_faults\n"
