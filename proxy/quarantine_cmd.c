@@ -539,16 +539,35 @@ static void mail_params(const char *orig, const struct smtp_reply *ehlo, size_t 
 #undef ADD
 }
 
-/* which_upstream - quarantine_release_upstream, else the one recorded with
- * the entry, else the current upstream of the listener it came through */
-static const char *which_upstream(const struct config *cfg, json_object *rec)
+/* a listener's upstream: an address the admin wrote in the config */
+static int configured_upstream(const struct config *cfg, const char *u)
 {
-	const char *l = jstr(jget(rec, "envelope"), "listener");
+	for (unsigned i = 0; i < cfg->nlisteners; i++)
+		if (strcmp(cfg->listeners[i].upstream, u) == 0)
+			return 1;
+	return 0;
+}
 
+/* which_upstream - quarantine_release_upstream, else the one recorded with
+ * the entry, else the current upstream of the listener it came through.
+ * Root does not take the recorded one from a record the daemon's user
+ * may write (with `user` set) unless a listener of the config names it:
+ * that user could otherwise point root's connection at any host and port
+ * (a loopback service, or past a firewall rule matching the socket's
+ * owner).  *refused: the recorded upstream was not taken for that. */
+static const char *which_upstream(const struct config *cfg, json_object *rec, int *refused)
+{
+	const char *l = jstr(jget(rec, "envelope"), "listener"), *u = jstr(rec, "upstream");
+
+	*refused = 0;
 	if (cfg->quarantine_release_upstream[0])
 		return cfg->quarantine_release_upstream;
-	if (jstr(rec, "upstream")[0])
-		return jstr(rec, "upstream");
+	if (u[0]) {
+		if (geteuid() != 0 || cfg->user[0] == '\0' || configured_upstream(cfg, u))
+			return u;
+		*refused = 1;
+		return "";
+	}
 	for (unsigned i = 0; i < cfg->nlisteners; i++)
 		if (strcmp(cfg->listeners[i].name, l) == 0)
 			return cfg->listeners[i].upstream;
@@ -712,7 +731,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	char *msg = NULL;
 	json_object *env, *rcpts;
 	size_t nto = 0, len = 0;
-	int need_utf8, removed = 0, rc = 1;
+	int need_utf8, removed = 0, refused, rc = 1;
 	char err[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -765,7 +784,13 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	need_utf8 = non_ascii(r.from);
 	for (size_t i = 0; i < r.nrcpts; i++)
 		need_utf8 |= non_ascii(r.rcpts[i]);
-	r.upstream = which_upstream(cfg, e.rec);
+	r.upstream = which_upstream(cfg, e.rec, &refused);
+	if (refused) {
+		err1("%s: the recorded upstream %s is no listener's upstream, and root does not go where a "
+		    "record the daemon's user may write says: set quarantine_release_upstream", id,
+		    jstr(e.rec, "upstream"));
+		goto out;
+	}
 	if (r.upstream[0] == '\0') {
 		err1("%s: no upstream known (its listener is gone): set quarantine_release_upstream", id);
 		goto out;

@@ -1039,3 +1039,30 @@ def test_daemon_runs_within_the_units_syscall_filter(root, upstream, monkeypatch
     finally:
         assert m.stop() == 0, m.stderr_tail()
         assert m.leftovers() == []
+
+
+def test_root_release_goes_only_to_a_configured_upstream(root, upstream):
+    """Without quarantine_release_upstream, a release goes to the upstream
+    recorded with the entry, in a file the daemon's user may rewrite: root
+    connected wherever it said (a loopback service, or past a firewall rule
+    that matches the socket's owner).  Run as root with `user` set, the
+    command now takes a recorded upstream only when a listener of the
+    config names it."""
+    lib = var_lib(root)
+    q = os.path.join(lib, "quarantine")
+    os.makedirs(q)
+    os.chown(q, NOBODY, NOGROUP)
+    day = make_entry(q, QID)
+    rec = os.path.join(day, QID + ".json")
+    with open(rec, "w") as f:
+        f.write('{"id": "%s", "envelope": {"mail_from": "a@example.org", "rcpts": ["b@example.net"]}, '
+                '"upstream": "%s"}' % (QID, upstream.addr))
+    base = ["quarantine", "-o", "user=nobody", "-o", "quarantine_dir=" + q,
+            "-o", "audit_log=" + os.path.join(lib, "audit.log")]
+    r = run_mw(base + ["release", QID])
+    assert r.returncode == 1 and b"no listener's upstream" in r.stderr, r
+    assert upstream.messages == []
+    r = run_mw(base + ["-o", "listener.in.listen=127.0.0.1:%d" % free_port(),
+                       "-o", "listener.in.upstream=" + upstream.addr, "release", QID])
+    assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: len(upstream.messages) == 1, 5)
