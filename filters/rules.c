@@ -25,7 +25,6 @@
 #include "rules/rules.h"
 
 #define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
-#define MAX_FIELDS      1000
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
 
 struct rules_inst {
@@ -337,19 +336,32 @@ static void rules_eom(struct mw_ctx *ctx)
 		if (!(crlf_msg[i] == '\r' && i + 1 < crlf_len && crlf_msg[i + 1] == '\n')) msg[mlen++] = crlf_msg[i];
 	msg[mlen] = '\0';
 
-	/* header fields, raw with folding, and decoded */
-	struct rules_header *hdrs = calloc(MAX_FIELDS + 1, sizeof *hdrs);
-	char **owned = calloc(3 * (MAX_FIELDS + 1), sizeof *owned);
-	size_t nh = 0, no = 0, p = 0;
+	/* header fields, raw with folding, and decoded: every field, as
+	 * SpamAssassin reads them (the first 1,000 only, until session 16:
+	 * 14 KB of short fields hid the Subject, From and Received from
+	 * every rule), up to the header the MIME parse hands GMime
+	 * (MIME_MAX_HEADER_LINES lines, MIME_MAX_HEADER_BYTES bytes; past
+	 * that the parse is incomplete), so a 40 MB header costs no more
+	 * than a 2 MiB one */
+	size_t caph = 64, nh = 0, no = 0, p = 0, hlines = 0;
+	struct rules_header *hdrs = malloc((caph + 1) * sizeof *hdrs);
+	char **owned = malloc(3 * caph * sizeof *owned);
 	if (!hdrs || !owned) abort();
 	const char *subject = NULL;
-	while (p < mlen && nh < MAX_FIELDS) {
+	while (p < mlen && p < MIME_MAX_HEADER_BYTES && hlines < MIME_MAX_HEADER_LINES) {
 		if (msg[p] == '\n' || (msg[p] == '\r' && p + 1 < mlen && msg[p + 1] == '\n')) break;
 		size_t e = p;
 		for (;;) {
 			while (e < mlen && msg[e] != '\n') e++;
+			hlines++;
 			if (e + 1 < mlen && (msg[e + 1] == ' ' || msg[e + 1] == '\t')) { e++; continue; }
 			break;
+		}
+		if (nh == caph) {          /* one more for EnvelopeFrom */
+			caph *= 2;
+			hdrs = realloc(hdrs, (caph + 1) * sizeof *hdrs);
+			owned = realloc(owned, 3 * caph * sizeof *owned);
+			if (!hdrs || !owned) abort();
 		}
 		const char *colon = memchr(msg + p, ':', e - p);
 		if (colon) {
@@ -403,7 +415,7 @@ static void rules_eom(struct mw_ctx *ctx)
 			    rules_addr_of(hdrs[i].decoded, env_buf, sizeof env_buf) == 0 && env_buf[0])
 				env_from = env_buf;
 	}
-	if (env_from && *env_from && nh < MAX_FIELDS) {
+	if (env_from && *env_from) {
 		hdrs[nh].name = "EnvelopeFrom";
 		hdrs[nh].raw = env_from;
 		hdrs[nh].decoded = env_from;

@@ -174,3 +174,43 @@ def test_long_headers_cut_as_spamassassin(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want
+
+
+MANY_FIELDS_RULES = """header T_SUBJ_HDR   Subject =~ /lottery winner/i
+body   T_SUBJ_BODY  /lottery winner/i
+header T_FROM_FREE  From =~ /\\@freemail\\.example/i
+header T_ENV_FROM   EnvelopeFrom =~ /\\@freemail\\.example/i
+header T_RCVD_LATE  Received =~ /relay\\.late\\.example/
+header T_PAD_LAST   X-Pad-5999 =~ /^x$/
+header T_ALL_FIRST  ALL =~ /^X-Pad-0: x$/m
+header T_ALL_LATE   ALL =~ /^Subject: /m
+"""
+
+
+def test_fields_after_the_first_thousand_seen(tmp_path):
+    """Every header field reaches the rules, as in SpamAssassin: the
+    bridge kept the first 1,000 only, so 14 KB of short fields before
+    them hid the Subject (header and body rules), From, Received and
+    EnvelopeFrom (from Return-Path).  ALL is still cut at 64 KB (the
+    Subject, past it, not in it)."""
+    pad = "".join("X-Pad-%d: x\r\n" % i for i in range(6000))
+    msg = (pad + "Return-Path: <win@freemail.example>\r\n"
+           "Received: from relay.late.example (relay.late.example [192.0.2.9])\r\n"
+           "\tby mx.example.net; Mon, 02 Jan 2023 10:00:00 +0000\r\n"
+           "From: win@freemail.example\r\nTo: b@example.net\r\nSubject: You are a lottery winner\r\n"
+           "\r\nhello\r\n").encode()
+    cf = tmp_path / "many.cf"
+    cf.write_text(MANY_FIELDS_RULES + "".join("score %s 0.1\n" % l.split()[1]
+                                              for l in MANY_FIELDS_RULES.splitlines()))
+    want = {"T_SUBJ_HDR", "T_SUBJ_BODY", "T_FROM_FREE", "T_ENV_FROM", "T_RCVD_LATE", "T_PAD_LAST", "T_ALL_FIRST"}
+    assert set(symbols(scan(tmp_path, msg, [cf]))) == want
+    sa = os.path.join(HERE, "sa_hits.pl")
+    if subprocess.run(["/usr/bin/perl", "-MMail::SpamAssassin", "-e", "1"], capture_output=True).returncode == 0:
+        rdir = tmp_path / "sa"
+        rdir.mkdir()
+        (rdir / "many.cf").write_text(cf.read_text())
+        (tmp_path / "sa.eml").write_bytes(msg.replace(b"\r\n", b"\n"))
+        r = subprocess.run(["/usr/bin/perl", sa, str(rdir), str(tmp_path / "sa.eml")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want
