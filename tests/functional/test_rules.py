@@ -214,3 +214,38 @@ def test_fields_after_the_first_thousand_seen(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want
+
+
+def _addr_msg(mb, hrefs=True):
+    links = "".join('<a href="mailto:a@bb.cc?%04d">x</a>\n' % i for i in range(1000)) if hrefs else "x"
+    text = "a@bb.cc\r\n" * int(mb * 1024 * 1024 / 9) + "write to Last@Later.example\r\n"
+    return ("From: a@example.org\r\nTo: b@example.net\r\nSubject: t\r\nMessage-ID: <x@y>\r\n"
+            "Date: Mon, 02 Jan 2023 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=BB\r\n\r\n--BB\r\nContent-Type: text/html\r\n\r\n"
+            "<html><body>" + links + "</body></html>\r\n--BB\r\nContent-Type: text/plain\r\n\r\n"
+            + text + "--BB--\r\n").encode()
+
+
+def test_repeated_address_cost_bounded(tmp_path):
+    """One address written over and over beside 1,000 mailto links: each
+    '@' was compared with every URI kept (up to 1,200) and repeats never
+    ended the walk, before the rules' time budget started (42 MB: 38 s of
+    CPU).  Now a hash set, at most 10,000 addresses looked at, and the
+    budget: within 3 times the same text without the links (same run).
+    The address itself is still one mailto: URI; one written after 10,000
+    others is not looked for any more."""
+    cf = tmp_path / "a.cf"
+    cf.write_text("uri T_MAILTO /^mailto:a\\@bb\\.cc$/\nuri T_LAST /^mailto:last\\@later\\.example$/i\n")
+
+    def took(msg):
+        t0 = time.monotonic()
+        got = symbols(scan(tmp_path, msg, [cf]))
+        return time.monotonic() - t0, got
+    base, got_base = took(_addr_msg(6, hrefs=False))
+    bomb, got = took(_addr_msg(6))
+    assert bomb < 3 * base + 1.0, (bomb, base)
+    assert "T_MAILTO" in got, got
+    assert "T_MAILTO" in got_base and "T_LAST" not in got_base, got_base
+    # a few repeats do not hide the address after them
+    small, got = took(_addr_msg(0.001))
+    assert {"T_MAILTO", "T_LAST"} <= set(got), got
