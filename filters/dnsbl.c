@@ -38,6 +38,7 @@
 #include "filters/mime.h"
 #include "proxy/sbuf.h"
 #include "rules/dnsbl_code.h"
+#include "rules/rules.h"
 
 #define MAX_CODES 32
 #define MAX_DOMAINS_CAP 1000
@@ -373,29 +374,31 @@ static void add_domain(const struct dnsbl *b, const char *host, char **set, size
 	set[(*n)++] = xstrdup(reg);
 }
 
-/* uri_host - the host part of a URI into out */
-static void uri_host(const char *uri, char *out, size_t outsz)
+/* uri_domains - the registrable domains of one URI into the set: of
+ * every form the uri rules see (rules_uri_canon: backslashes, "http:x",
+ * %XX, line breaks and controls, IDN and the other Unicode dots, user@,
+ * redirect targets).  The URI as written was read alone, and a host with a
+ * byte outside [a-z0-9._-] dropped, so a listed host written as a browser
+ * still opens it ("http:\\\\host\\x", "%73pammer.example", "spammer" U+3002 "example")
+ * was never looked up. */
+static void uri_domains(const struct dnsbl *b, const char *uri, char **set, size_t *n, size_t max)
 {
-	const char *p = strstr(uri, "://"), *h;
-	size_t n;
+	char host[512], **forms;
+	size_t nf, k;
+	const char *p;
 
-	out[0] = '\0';
-	if (p == NULL) {
-		if (strncasecmp(uri, "mailto:", 7) == 0 && (p = strchr(uri, '@')) != NULL) {
-			n = strcspn(p + 1, "?>& \t");
-			snprintf(out, outsz, "%.*s", (int)n, p + 1);
-		} else if (strncasecmp(uri, "www.", 4) == 0) {
-			n = strcspn(uri, "/?#: \t");
-			snprintf(out, outsz, "%.*s", (int)n, uri);
+	if (strncasecmp(uri, "mailto:", 7) == 0) {
+		if ((p = strrchr(uri, '@')) != NULL) {
+			snprintf(host, sizeof(host), "%.*s", (int)strcspn(p + 1, "?>& \t"), p + 1);
+			add_domain(b, host, set, n, max);
 		}
 		return;
 	}
-	h = p + 3;
-	n = strcspn(h, "/?#@");
-	if (h[n] == '@')
-		h += n + 1;
-	n = strcspn(h, "/?#:");
-	snprintf(out, outsz, "%.*s", (int)n, h);
+	nf = rules_uri_canon(uri, &forms);
+	for (k = 0; k < nf; k++)
+		if (rules_uri_host(forms[k], host, sizeof(host)) == 0)
+			add_domain(b, host, set, n, max);
+	rules_uri_forms_free(forms, nf);
 }
 
 static void sender_domain(const char *addr, const struct dnsbl *b, char **set, size_t *n, size_t max)
@@ -428,10 +431,7 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 		const struct mime_msg *m = mime_get(ctx);
 
 		for (i = 0; i < m->nuris && nuri < max; i++) {
-			char host[512];
-
-			uri_host(m->uris[i], host, sizeof(host));
-			add_domain(b, host, uri_dom, &nuri, max);
+			uri_domains(b, m->uris[i], uri_dom, &nuri, max);
 		}
 	}
 	if (want_snd) {

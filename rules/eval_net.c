@@ -767,38 +767,6 @@ static int domain_valid(const struct net_conf *c, const char *host)
 	return 1;
 }
 
-/* host of a URI form ("http://user@Host.Example:80/x" -> "host.example"),
- * bracketed IPv6 literals without brackets; 0, or -1 if none */
-static int uri_host(const char *uri, char *out, size_t outlen)
-{
-	const char *p = strstr(uri, "://");
-	if (!p) return -1;
-	const char *h = p + 3;
-	size_t n = strcspn(h, "/?#");
-	const char *at = memchr(h, '@', n);
-	while (at) { n -= (size_t)(at + 1 - h); h = at + 1; at = memchr(h, '@', n); }
-	if (*h == '[') {
-		const char *e = memchr(h, ']', n);
-		if (!e) return -1;
-		h++;
-		n = (size_t)(e - h);
-	} else {
-		const char *colon = memchr(h, ':', n);
-		if (colon) n = (size_t)(colon - h);
-	}
-	while (n && h[n - 1] == '.') n--;
-	while (n && *h == '.') { h++; n--; }
-	if (!n || n >= outlen) return -1;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = (char)tolower((unsigned char)h[i]);
-		if (ch == '.' && o && out[o - 1] == '.') continue;     /* www..x.com */
-		if (!isalnum((unsigned char)ch) && ch != '.' && ch != '-' && ch != '_' && ch != ':') return -1;
-		out[o++] = ch;
-	}
-	out[o] = '\0';
-	return 0;
-}
 
 /* --- per message ------------------------------------------------------------ */
 
@@ -983,7 +951,7 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 		char **forms;
 		size_t nf = rules_uri_forms(m->rs, m->md, u, &forms);
 		for (size_t k = 0; k < nf; k++) {
-			if (uri_host(forms[k], host, sizeof host) == 0) add_host(nm, c, host, 0);
+			if (rules_uri_host(forms[k], host, sizeof host) == 0) add_host(nm, c, host, 0);
 			free(forms[k]);
 		}
 		free(forms);

@@ -181,4 +181,16 @@ int rules_addr_of(const char *value, char *out, size_t outlen);
 /* rules_name_of - display name of the first address (":name") */
 int rules_name_of(const char *value, char *out, size_t outlen);
 
+/* rules_uri_canon - the forms of one URI as uri rules see them
+ * (SpamAssassin's canonicalization, rules/uri.c; redirect targets by the
+ * generic test only: no ruleset, so no redirector_pattern), for filters
+ * that look URIs up; at most 32.  *out: free with rules_uri_forms_free */
+size_t rules_uri_canon(const char *uri, char ***out);
+void rules_uri_forms_free(char **forms, size_t n);
+/* rules_uri_host - the host of one such form ("http://user@Host.Example:80/x"
+ * -> "host.example", an IPv6 literal without brackets) into out, lower
+ * case; 0, or -1 when there is none or it holds a byte no DNS name or
+ * address has (a form not cleaned: another form of the URI has it) */
+int rules_uri_host(const char *uri, char *out, size_t outlen);
+
 #endif

@@ -7,6 +7,8 @@ list; listed, not listed, the "query refused / blocked resolver" answers
 import json
 import time
 
+import pytest
+
 from dnsserver import dead_dns, dns_server  # noqa: F401 (fixtures)
 from mwlib import make_msg, run_mw
 
@@ -112,3 +114,54 @@ def test_bad_list_refused(tmp_path):
     r = run_mw(["-t", "-o", "filters=dnsbl", "-o", "dns_forwarder=127.0.0.1@9",
                 "-o", "dnsbl_list=zen.bl.test ip 127.0.0.2=lower:1"])
     assert r.returncode != 0 and b"dnsbl_list" in r.stderr + r.stdout
+
+
+# --- URI forms (review s16) ---------------------------------------------------
+# The host of each href as a browser opens it is spammer.example (or its
+# A-label): the uri lists read the URI as written and dropped a host with a
+# byte outside [a-z0-9._-], so none but the first and the written A-label
+# were looked up.  Now they take the hosts of the forms the uri rules see
+# (rules/uri.c).
+
+HREFS = [
+    "http://spammer.example/x",                 # control
+    "http:\\\\spammer.example\\x",              # backslashes (browsers: slashes)
+    "http:spammer.example/x",                   # scheme without //
+    "http://spammer.example\\@clean.example/",  # host is spammer.example for a browser
+    "http://%73pammer.example/x",               # percent-encoded host
+    "http://spammer%2Eexample/x",
+    "http://SPAMMER.example./x",
+    "http://sp&#x61;mmer.example/x",            # entity in the attribute
+    "http://xn--spmmer-cua.example/x",          # control: the A-label written
+    "http://sp\u00e4mmer.example/x",            # the same host in Unicode (IDN)
+    "http://spammer\u3002example/x",            # ideographic full stop (IDNA: a dot)
+    "http://spam\r\nmer.example/x",             # a line break inside the value
+    "http://spam\tmer.example/x",               # a tab
+]
+
+
+def html_msg(path, html):
+    path.write_bytes(make_msg(body=html.encode("utf-8"),
+                              headers=[("MIME-Version", "1.0"),
+                                       ("Content-Type", "text/html; charset=utf-8")]))
+
+
+def scan_html(tmp_path, forwarder, html):
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    html_msg(p, html)
+    args = ["scan", "-o", "filters=dnsbl", "-o", "dns_forwarder=" + forwarder,
+            "-o", "dns_client_name=no", "-o", "dnsbl_list=", "-o", "dnsbl_list=" + DBL,
+            "--client-ip", "192.0.2.50", "--from", "a@clean.example", str(p)]
+    r = run_mw(args, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return {s["name"] for s in json.loads(r.stdout)["symbols"]}
+
+
+@pytest.mark.parametrize("href", HREFS)
+def test_uri_forms_looked_up(dns_server, tmp_path, href):
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2",
+                                        "xn--spmmer-cua.example A 127.0.1.2"])
+    dns_server.start()
+    sym = scan_html(tmp_path, dns_server.forwarder,
+                    "<html><body><p>hello <a href=\"%s\">click here</a></p></body></html>" % href)
+    assert "DBL_SPAM" in sym, (href, sym)
