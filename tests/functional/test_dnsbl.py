@@ -165,3 +165,45 @@ def test_uri_forms_looked_up(dns_server, tmp_path, href):
     sym = scan_html(tmp_path, dns_server.forwarder,
                     "<html><body><p>hello <a href=\"%s\">click here</a></p></body></html>" % href)
     assert "DBL_SPAM" in sym, (href, sym)
+
+
+# --- which URI domains are asked (review s16) ---------------------------------
+# dnsbl_max_domains (20) took the first 20 domains in message order, images
+# counting as links: 20 one-pixel images from throw-away domains before the
+# link hid it.  Now classes as SpamAssassin's URIDNSBL: links, forms,
+# images, other markup, text, mail addresses; the class that does not fit
+# is chosen from pseudo-randomly, seeded by the message.
+
+def test_listed_link_after_20_images(dns_server, tmp_path):
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2"])
+    dns_server.start()
+    imgs = "".join('<img src="http://img%d.example/p.gif" width=1 height=1>' % i for i in range(20))
+    bgs = "".join('<td background="http://bg%d.example/p.gif">' % i for i in range(5))
+    mails = "".join('write to a@m%d.example ' % i for i in range(5))
+    for html in (imgs + bgs + mails + '<a href="http://spammer.example/x">click here</a>',
+                 imgs + '<form action="http://spammer.example/f"><input type=submit></form>'):
+        sym = scan_html(tmp_path, dns_server.forwarder, "<html><body>%s</body></html>" % html)
+        assert "DBL_SPAM" in sym, (html[-80:], sym)
+
+
+def test_domains_past_the_limit_chosen_by_message(dns_server, tmp_path):
+    # 25 links, each domain listed with its own code: which 20 were asked
+    n = 25
+    dns_server.add_zone("dbl.bl.test", ["l%d.example A 127.0.1.%d" % (i, 10 + i) for i in range(n)])
+    dns_server.start()
+    lst = "dbl.bl.test domain " + " ".join("127.0.1.%d=L%d:0.1" % (10 + i, i) for i in range(n))
+    html = "<html><body>%s</body></html>" % "".join(
+        '<a href="http://www.l%d.example/">offer %d</a> ' % (i, i) for i in range(n))
+
+    def asked():
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        html_msg(p, html)
+        r = run_mw(["scan", "-o", "filters=dnsbl", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "dnsbl_list=", "-o", "dnsbl_list=" + lst,
+                    "--client-ip", "192.0.2.50", "--from", "a@clean.example", str(p)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        return {s["name"] for s in json.loads(r.stdout)["symbols"] if s["name"].startswith("L")}
+    first = asked()
+    assert len(first) == 20, first
+    assert first != {"L%d" % i for i in range(20)}, "first come, first asked"
+    assert asked() == first                     # the same message, the same choice
