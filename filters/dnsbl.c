@@ -402,8 +402,11 @@ static void add_domain(const struct dnsbl *b, const char *host, char **set, size
  * so 20 one-pixel images from throw-away domains before the link hid it;
  * a choice seeded by the message alone stays the same for the same
  * message (a verdict does not change on a second scan). */
-enum { DOM_CLASS_MAILTO = MIME_URI_TEXT + 1, DOM_CLASSES };
 #define URI_DOMAINS_MAX 4096            /* distinct domains considered */
+
+_Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_FORM == (int)RULES_URI_FORM &&
+               (int)MIME_URI_IMAGE == (int)RULES_URI_IMAGE && (int)MIME_URI_OTHER == (int)RULES_URI_OTHER &&
+               (int)MIME_URI_TEXT == (int)RULES_URI_TEXT, "URI kinds: one order for the MIME layer and the rules");
 
 struct uri_cand {
 	char    *dom;
@@ -416,22 +419,6 @@ struct uri_cands {
 	size_t n, cap;
 	GHashTable *idx;                    /* domain -> index + 1 */
 };
-
-static uint64_t fnv64(uint64_t h, const char *s)
-{
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-static uint64_t mix64(uint64_t x)       /* splitmix64's finalizer */
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
 
 static void cand_add(const struct dnsbl *b, struct uri_cands *c, const char *host, unsigned cls)
 {
@@ -474,7 +461,7 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 	if (strncasecmp(uri, "mailto:", 7) == 0) {
 		if ((p = strrchr(uri, '@')) != NULL) {
 			snprintf(host, sizeof(host), "%.*s", (int)strcspn(p + 1, "?>& \t"), p + 1);
-			cand_add(b, c, host, DOM_CLASS_MAILTO);
+			cand_add(b, c, host, RULES_URI_MAILTO);
 		}
 		return;
 	}
@@ -500,20 +487,19 @@ static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **s
 {
 	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal) };
 	struct uri_cand **grp;
-	uint64_t seed = 14695981039346656037ULL;
+	uint64_t seed = rules_uri_seed((const char *const *)m->uris, m->nuris);
 	size_t i, n = 0;
 
 	for (i = 0; i < m->nuris; i++) {
-		seed = fnv64(seed, m->uris[i]);
 		uri_domains(b, &c, m->uris[i], m->uri_kinds ? m->uri_kinds[i] : MIME_URI_TEXT);
 	}
 	grp = xcalloc(c.n + 1, sizeof(*grp));
-	for (unsigned cls = 0; cls < DOM_CLASSES && n < max; cls++) {
+	for (unsigned cls = 0; cls < RULES_URI_CLASSES && n < max; cls++) {
 		size_t g = 0;
 
 		for (i = 0; i < c.n; i++)
 			if (c.v[i].cls == cls) {
-				c.v[i].rank = mix64(fnv64(seed, c.v[i].dom));
+				c.v[i].rank = rules_uri_rank(seed, c.v[i].dom);
 				grp[g++] = &c.v[i];
 			}
 		if (n + g > max)                /* the class that does not fit */

@@ -285,6 +285,9 @@ static int text_addresses(struct strv *uris, const char *t, size_t len, long lon
 	return late;
 }
 
+_Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_TEXT == (int)RULES_URI_TEXT,
+               "URI kinds: one order for the MIME layer and the rules");
+
 struct hits_ctx { struct mw_ctx *ctx; };
 
 /* eval: rules' facts: DNS answers looked up before the scan, the rest
@@ -446,6 +449,7 @@ static void rules_eom(struct mw_ctx *ctx)
 
 	struct strv body = { 0 }, raw = { 0 }, uris = { 0 };
 	long long addr_ms = 0;      /* spent on text_addresses */
+	size_t nmime_uris = 0;      /* uris[0..nmime_uris) are the MIME layer's, then text addresses */
 	{   /* body: the Subject first, then every text part, rendered */
 		size_t tl = 0;
 		const struct mime_msg *mm = mime_get(ctx);
@@ -475,6 +479,7 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		render_lines(&body, text + subject_end, tl - subject_end);
 		for (size_t i = 0; mm && i < mm->nuris; i++) strv_add(&uris, mm->uris[i], strlen(mm->uris[i]));
+		nmime_uris = mm ? mm->nuris : 0;
 		/* the addresses' walk counts against the message's time budget
 		 * (and the scan's deadline), as the rules' own work does */
 		long long a0 = deadline_now_ms(), stop = inst->budget_ms ? a0 + inst->budget_ms : 0;
@@ -524,6 +529,12 @@ static void rules_eom(struct mw_ctx *ctx)
 		.fact = fact, .fact_arg = fc,
 		.decode_words = decode_words,
 	};
+	/* how each URI appeared, for the URI blocklists' choice (links first) */
+	unsigned char *kinds = malloc(uris.n + 1);
+	if (!kinds) abort();
+	for (size_t i = 0; i < uris.n; i++)
+		kinds[i] = i < nmime_uris && mm->uri_kinds ? mm->uri_kinds[i] : RULES_URI_MAILTO;
+	in.uri_kinds = kinds;
 	if (inst->budget_ms)        /* what the addresses left of it; 0 would mean none */
 		in.time_budget_ms = addr_ms < (long long)inst->budget_ms ? inst->budget_ms - (unsigned)addr_ms : 1;
 	fc->net = rules_net_resolve(ctx, inst->dns, inst->rs, scr, &in, inst->dns_timeout_ms);
@@ -560,6 +571,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	strv_free(&body);
 	strv_free(&raw);
 	strv_free(&uris);
+	free(kinds);
 	for (size_t i = 0; i < no; i++) free(owned[i]);
 	free(owned);
 	free(hdrs);

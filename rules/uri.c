@@ -376,3 +376,26 @@ int rules_uri_host(const char *uri, char *out, size_t outlen)
 	out[o] = '\0';
 	return 0;
 }
+
+static uint64_t fnv64(uint64_t h, const char *s)
+{
+	for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+uint64_t rules_uri_seed(const char *const *uris, size_t n)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < n; i++) h = fnv64(h, uris[i]);
+	return h;
+}
+
+uint64_t rules_uri_rank(uint64_t seed, const char *dom)
+{
+	uint64_t x = fnv64(seed, dom);              /* then splitmix64's finalizer */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}

@@ -355,11 +355,13 @@ IP_HREFS = [
 ]
 
 
-def form_scan(tmp_path, forwarder, href):
+def form_scan(tmp_path, forwarder, href, html=None):
     cf = tmp_path / "forms.cf"
     cf.write_text(FORM_RULES)
     p = tmp_path / ("m%d.eml" % time.monotonic_ns())
-    body = "<html><body><p>hello <a href=\"%s\">click here</a></p></body></html>" % href
+    if html is None:
+        html = "<p>hello <a href=\"%s\">click here</a></p>" % href
+    body = "<html><body>%s</body></html>" % html
     p.write_bytes(make_msg(body=body.encode("utf-8"), headers=[("MIME-Version", "1.0"),
                                                                ("Content-Type", "text/html; charset=utf-8")]))
     args = ["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(cf),
@@ -384,3 +386,19 @@ def test_ip_uri_forms(dns_server, tmp_path, href):
     dns_server.start()
     sym = form_scan(tmp_path, dns_server.forwarder, href)
     assert {"T_IP_URI", "T_SBL_IP"} <= sym, (href, sym)
+
+
+
+def test_uribl_domains_links_first(dns_server, tmp_path):
+    """check_uridnsbl asks uridnsbl_max_domains (20) registrable domains,
+    links before images, as SpamAssassin's URIDNSBL: it counted hosts in
+    message order, so 20 one-pixel images before the link, or ten domains
+    written both with and without www., used up the 20"""
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2"])
+    dns_server.start()
+    imgs = "".join('<img src="http://img%d.example/p.gif" width=1 height=1>' % i for i in range(20))
+    both = "".join('see http://www.d%d.example/ and http://d%d.example/ ' % (i, i) for i in range(10))
+    for pre in (imgs, both):
+        sym = form_scan(tmp_path, dns_server.forwarder, None,
+                        html=pre + '<a href="http://spammer.example/x">click here</a>')
+        assert "T_DBL" in sym, (pre[:60], sym)
