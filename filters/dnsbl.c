@@ -24,6 +24,8 @@
  * Private and loopback client addresses are not looked up.
  */
 #include <arpa/inet.h>
+#include <glib.h>
+#include <stdint.h>
 #include <libpsl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@
 #include "filters/mime.h"
 #include "proxy/sbuf.h"
 #include "rules/dnsbl_code.h"
+#include "rules/rules.h"
 
 #define MAX_CODES 32
 #define MAX_DOMAINS_CAP 1000
@@ -346,16 +349,18 @@ static int lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, 
 	return rc;
 }
 
-/* add_domain - the registrable domain of host into the set (lower case) */
-static void add_domain(const struct dnsbl *b, const char *host, char **set, size_t *n, size_t max)
+/* reg_domain - the registrable domain of host (lower case) into out; 0,
+ * or -1 for an address, a name without a dot or with a byte no host
+ * name has */
+static int reg_domain(const struct dnsbl *b, const char *host, char *out, size_t outsz)
 {
 	char h[256];
 	const char *reg;
 	size_t len = strlen(host), i;
 	struct ipnet ip;
 
-	if (len == 0 || len >= sizeof(h) || *n >= max)
-		return;
+	if (len == 0 || len >= sizeof(h))
+		return -1;
 	for (i = 0; i < len; i++)
 		h[i] = (char)((host[i] >= 'A' && host[i] <= 'Z') ? host[i] + 32 : host[i]);
 	h[len] = '\0';
@@ -363,39 +368,153 @@ static void add_domain(const struct dnsbl *b, const char *host, char **set, size
 		h[--len] = '\0';
 	if (len == 0 || strspn(h, "abcdefghijklmnopqrstuvwxyz0123456789-._") != len
 	    || ipnet_parse(h, &ip) == 0 || strchr(h, '.') == NULL)
-		return;
+		return -1;
 	reg = b->psl ? psl_registrable_domain(b->psl, h) : NULL;
 	if (reg == NULL)
 		reg = h;
+	if (strlen(reg) >= outsz)
+		return -1;
+	strcpy(out, reg);
+	return 0;
+}
+
+/* add_domain - the registrable domain of host into the set */
+static void add_domain(const struct dnsbl *b, const char *host, char **set, size_t *n, size_t max)
+{
+	char reg[256];
+	size_t i;
+
+	if (*n >= max || reg_domain(b, host, reg, sizeof(reg)) != 0)
+		return;
 	for (i = 0; i < *n; i++)
 		if (strcmp(set[i], reg) == 0)
 			return;
 	set[(*n)++] = xstrdup(reg);
 }
 
-/* uri_host - the host part of a URI into out */
-static void uri_host(const char *uri, char *out, size_t outsz)
-{
-	const char *p = strstr(uri, "://"), *h;
-	size_t n;
+/* URI domains are chosen as SpamAssassin's URIDNSBL chooses them: by
+ * how their URIs appeared (links, then forms, then images, then other
+ * markup, then text, then mail addresses; a domain counts in the best
+ * class any of its URIs has), whole classes while they fit in
+ * dnsbl_max_domains, and from the class that does not fit a pseudo-random
+ * choice seeded by the message's URIs (SpamAssassin: rand).  They were
+ * taken in message order, images and mail addresses counting as links,
+ * so 20 one-pixel images from throw-away domains before the link hid it;
+ * a choice seeded by the message alone stays the same for the same
+ * message (a verdict does not change on a second scan). */
+#define URI_DOMAINS_MAX 4096            /* distinct domains considered */
 
-	out[0] = '\0';
-	if (p == NULL) {
-		if (strncasecmp(uri, "mailto:", 7) == 0 && (p = strchr(uri, '@')) != NULL) {
-			n = strcspn(p + 1, "?>& \t");
-			snprintf(out, outsz, "%.*s", (int)n, p + 1);
-		} else if (strncasecmp(uri, "www.", 4) == 0) {
-			n = strcspn(uri, "/?#: \t");
-			snprintf(out, outsz, "%.*s", (int)n, uri);
+_Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_FORM == (int)RULES_URI_FORM &&
+               (int)MIME_URI_IMAGE == (int)RULES_URI_IMAGE && (int)MIME_URI_OTHER == (int)RULES_URI_OTHER &&
+               (int)MIME_URI_TEXT == (int)RULES_URI_TEXT, "URI kinds: one order for the MIME layer and the rules");
+
+struct uri_cand {
+	char    *dom;
+	unsigned cls;
+	uint64_t rank;                      /* order inside a class */
+};
+
+struct uri_cands {
+	struct uri_cand *v;
+	size_t n, cap;
+	GHashTable *idx;                    /* domain -> index + 1 */
+};
+
+static void cand_add(const struct dnsbl *b, struct uri_cands *c, const char *host, unsigned cls)
+{
+	char reg[256];
+	gpointer at;
+
+	if (reg_domain(b, host, reg, sizeof(reg)) != 0)
+		return;
+	if ((at = g_hash_table_lookup(c->idx, reg)) != NULL) {
+		struct uri_cand *e = &c->v[GPOINTER_TO_SIZE(at) - 1];
+
+		if (cls < e->cls)
+			e->cls = cls;
+		return;
+	}
+	if (c->n >= URI_DOMAINS_MAX)
+		return;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 64;
+		c->v = g_realloc_n(c->v, c->cap, sizeof(*c->v));
+	}
+	c->v[c->n] = (struct uri_cand){ .dom = xstrdup(reg), .cls = cls };
+	g_hash_table_insert(c->idx, c->v[c->n].dom, GSIZE_TO_POINTER(c->n + 1));
+	c->n++;
+}
+
+/* uri_domains - the registrable domains of one URI as candidates: of
+ * every form the uri rules see (rules_uri_canon: backslashes, "http:x",
+ * %XX, line breaks and controls, IDN and the other Unicode dots, user@,
+ * redirect targets).  The URI as written was read alone, and a host with a
+ * byte outside [a-z0-9._-] dropped, so a listed host written as a browser
+ * still opens it ("http:\\\\host\\x", "%73pammer.example", "spammer" U+3002 "example")
+ * was never looked up. */
+static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *uri, unsigned cls)
+{
+	char host[512], **forms;
+	size_t nf, k;
+	const char *p;
+
+	if (strncasecmp(uri, "mailto:", 7) == 0) {
+		if ((p = strrchr(uri, '@')) != NULL) {
+			snprintf(host, sizeof(host), "%.*s", (int)strcspn(p + 1, "?>& \t"), p + 1);
+			cand_add(b, c, host, RULES_URI_MAILTO);
 		}
 		return;
 	}
-	h = p + 3;
-	n = strcspn(h, "/?#@");
-	if (h[n] == '@')
-		h += n + 1;
-	n = strcspn(h, "/?#:");
-	snprintf(out, outsz, "%.*s", (int)n, h);
+	nf = rules_uri_canon(uri, &forms);
+	for (k = 0; k < nf; k++)
+		if (rules_uri_host(forms[k], host, sizeof(host)) == 0)
+			cand_add(b, c, host, cls);
+	rules_uri_forms_free(forms, nf);
+}
+
+static int by_rank(const void *a, const void *b)
+{
+	const struct uri_cand *x = *(struct uri_cand *const *)a, *y = *(struct uri_cand *const *)b;
+
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	return strcmp(x->dom, y->dom);
+}
+
+/* uri_pick - up to max of the message's URI domains into set (owned
+ * strings), class by class; returns how many */
+static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max)
+{
+	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal) };
+	struct uri_cand **grp;
+	uint64_t seed = rules_uri_seed((const char *const *)m->uris, m->nuris);
+	size_t i, n = 0;
+
+	for (i = 0; i < m->nuris; i++) {
+		uri_domains(b, &c, m->uris[i], m->uri_kinds ? m->uri_kinds[i] : MIME_URI_TEXT);
+	}
+	grp = xcalloc(c.n + 1, sizeof(*grp));
+	for (unsigned cls = 0; cls < RULES_URI_CLASSES && n < max; cls++) {
+		size_t g = 0;
+
+		for (i = 0; i < c.n; i++)
+			if (c.v[i].cls == cls) {
+				c.v[i].rank = rules_uri_rank(seed, c.v[i].dom);
+				grp[g++] = &c.v[i];
+			}
+		if (n + g > max)                /* the class that does not fit */
+			qsort(grp, g, sizeof(*grp), by_rank);
+		for (i = 0; i < g && n < max; i++) {
+			set[n++] = grp[i]->dom;
+			grp[i]->dom = NULL;
+		}
+	}
+	for (i = 0; i < c.n; i++)
+		free(c.v[i].dom);
+	free(grp);
+	g_free(c.v);
+	g_hash_table_destroy(c.idx);
+	return n;
 }
 
 static void sender_domain(const char *addr, const struct dnsbl *b, char **set, size_t *n, size_t max)
@@ -427,12 +546,7 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 	if (want_uri) {
 		const struct mime_msg *m = mime_get(ctx);
 
-		for (i = 0; i < m->nuris && nuri < max; i++) {
-			char host[512];
-
-			uri_host(m->uris[i], host, sizeof(host));
-			add_domain(b, host, uri_dom, &nuri, max);
-		}
+		nuri = uri_pick(b, m, uri_dom, max);
 	}
 	if (want_snd) {
 		const char *from = mw_header(ctx, "From", 0);

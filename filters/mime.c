@@ -95,10 +95,12 @@ static void incomplete(struct mime_store *st, const char *why)
 		st->pub.incomplete = why;
 }
 
-/* uri_add - keep one URI (trimmed copy), unless seen or over the caps */
-static void uri_add(struct mime_store *st, const char *u, size_t n)
+/* uri_add - keep one URI (trimmed copy), unless seen or over the caps;
+ * one seen again keeps the most link-like kind it appeared as */
+static void uri_add(struct mime_store *st, const char *u, size_t n, enum mime_uri_kind kind)
 {
 	char *s;
+	gpointer at;
 
 	while (n > 0 && (unsigned char)u[0] <= ' ') {
 		u++;
@@ -108,24 +110,34 @@ static void uri_add(struct mime_store *st, const char *u, size_t n)
 		n--;
 	if (n == 0 || n > MIME_MAX_URI_LEN)
 		return;
-	if (st->pub.nuris >= MIME_MAX_URIS) {
-		st->pub.uris_truncated = 1;
-		return;
-	}
 	s = g_strndup(u, n);
-	if (memchr(s, '\0', n) != NULL || !g_utf8_validate(s, -1, NULL) ||
-	    g_hash_table_contains(st->uri_seen, s)) {
+	if ((at = g_hash_table_lookup(st->uri_seen, s)) != NULL) {
+		size_t i = GPOINTER_TO_SIZE(at) - 1;
+
+		if (kind < st->pub.uri_kinds[i])
+			st->pub.uri_kinds[i] = (unsigned char)kind;
 		g_free(s);
 		return;
 	}
-	g_hash_table_add(st->uri_seen, s);
+	if (st->pub.nuris >= MIME_MAX_URIS) {
+		st->pub.uris_truncated = 1;
+		g_free(s);
+		return;
+	}
+	if (memchr(s, '\0', n) != NULL || !g_utf8_validate(s, -1, NULL)) {
+		g_free(s);
+		return;
+	}
 	if (st->pub.nuris == st->cap_uris) {
 		size_t c = st->cap_uris ? st->cap_uris * 2 : 16;
 
 		st->pub.uris = g_realloc_n(st->pub.uris, c, sizeof(*st->pub.uris));
+		st->pub.uri_kinds = g_realloc_n(st->pub.uri_kinds, c, sizeof(*st->pub.uri_kinds));
 		st->cap_uris = c;
 	}
-	st->pub.uris[st->pub.nuris++] = s;   /* owned by the table's keys too: freed there */
+	g_hash_table_insert(st->uri_seen, s, GSIZE_TO_POINTER(st->pub.nuris + 1));
+	st->pub.uri_kinds[st->pub.nuris] = (unsigned char)kind;
+	st->pub.uris[st->pub.nuris++] = s;   /* owned by uris[]; the table's keys borrow it */
 }
 
 /* ------------------------------------------------------------------ */
@@ -172,10 +184,10 @@ static void text_uris(struct mime_store *st, const char *t, size_t len)
 			if (www) {
 				char *w = g_strdup_printf("http://%.*s", (int)(end - start), t + start);
 
-				uri_add(st, w, strlen(w));
+				uri_add(st, w, strlen(w), MIME_URI_TEXT);
 				g_free(w);
 			} else
-				uri_add(st, t + start, end - start);
+				uri_add(st, t + start, end - start, MIME_URI_TEXT);
 		}
 		i = end > i ? end : i + 1;
 	}
@@ -367,6 +379,21 @@ static char *attr_value(const char *v, size_t n)
 	return g_string_free(s, FALSE);
 }
 
+/* uri_kind - what an href/src/action/background attribute (an, anl
+ * bytes) of the tag name is to a reader: a link, a form, an image */
+static enum mime_uri_kind uri_kind(const char *name, const char *an, size_t anl)
+{
+	if (anl == 10)                                       /* background */
+		return MIME_URI_IMAGE;
+	if (anl == 4 && (strcmp(name, "a") == 0 || strcmp(name, "area") == 0))
+		return MIME_URI_ANCHOR;
+	if (anl == 6 && strcmp(name, "form") == 0)
+		return MIME_URI_FORM;
+	if (anl == 3 && (strcmp(name, "img") == 0 || strcmp(name, "input") == 0))
+		return MIME_URI_IMAGE;
+	return MIME_URI_OTHER;
+}
+
 /* tag - parse the tag at h[0] == '<' (name, attributes); returns the
  * bytes it spans.  Lower-case name into name[]; closing in *closing.
  * Links (href, src, action, background) go to the URI list. */
@@ -429,7 +456,7 @@ static size_t tag(struct mime_store *st, const char *h, size_t len, char *name,
 			/* in-page anchors and inline images are not links out */
 			if (v[0] != '#' && g_ascii_strncasecmp(v, "cid:", 4) != 0 &&
 			    g_ascii_strncasecmp(v, "data:", 5) != 0)
-				uri_add(st, v, strlen(v));
+				uri_add(st, v, strlen(v), uri_kind(name, h + an, anl));
 			g_free(v);
 		}
 	}
@@ -1001,6 +1028,7 @@ void mime_free(void *p)
 	for (i = 0; i < st->pub.nuris; i++)
 		g_free(st->pub.uris[i]);
 	g_free(st->pub.uris);
+	g_free(st->pub.uri_kinds);
 	g_free(st);
 }
 

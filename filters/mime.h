@@ -95,6 +95,15 @@ struct mime_message {
 	                               * mime_part.filename, or NULL */
 };
 
+/* what put a URI in mime_msg.uris, most link-like first */
+enum mime_uri_kind {
+	MIME_URI_ANCHOR,   /* <a href>, <area href> */
+	MIME_URI_FORM,     /* <form action> */
+	MIME_URI_IMAGE,    /* <img src>, <input src>, a background attribute */
+	MIME_URI_OTHER,    /* any other href/src/action (link, iframe, script, base, ...) */
+	MIME_URI_TEXT      /* written in text (or in an HTML part's rendered text) */
+};
+
 struct mime_msg {
 	struct mime_part *parts;      /* nparts leaves */
 	size_t            nparts;
@@ -106,6 +115,10 @@ struct mime_msg {
 	 * text (www.x given as http://www.x), trailing punctuation cut */
 	char            **uris;
 	size_t            nuris;
+	/* uri_kinds[i]: how uris[i] appeared (enum mime_uri_kind), the most
+	 * link-like of its appearances (a lower value): blocklist lookups
+	 * ask about links before images, as SpamAssassin's URIDNSBL does */
+	unsigned char    *uri_kinds;
 	int               parse_error;/* the MIME structure was broken somewhere
 	                               * (or a MIME_MAX_* limit was reached) */
 	int               parts_truncated; /* more than MIME_MAX_PARTS leaves */

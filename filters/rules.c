@@ -25,7 +25,6 @@
 #include "rules/rules.h"
 
 #define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
-#define MAX_FIELDS      1000
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
 
 struct rules_inst {
@@ -235,15 +234,30 @@ static void split_lines(struct strv *out, const char *text, size_t len)
 }
 
 /* Mail addresses written in the text are URIs to SpamAssassin too
- * ("mailto:addr"): uri rules such as an unsubscribe-address test see them. */
-#define MAX_TEXT_ADDRS 200
+ * ("mailto:addr"): uri rules such as an unsubscribe-address test see them.
+ * Bounded on hostile text: at most MAX_TEXT_ADDRS new ones, and at most
+ * MAX_TEXT_ADDR_LOOKS addresses looked at, repeats counted (each was
+ * compared with every URI kept, up to 1,200, by strcasecmp, and repeats
+ * never ended the walk: one address written 5 million times in 42 MB
+ * took 38 s of CPU, before the rules' time budget started); duplicates are
+ * found in a hash set, and the walk stops at stop_ms (the message's time
+ * budget or the scan's deadline, CLOCK_MONOTONIC ms; 0 = none). */
+#define MAX_TEXT_ADDRS      200
+#define MAX_TEXT_ADDR_LOOKS 10000
 static int addr_char(int c) { return isalnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
 
-static void text_addresses(struct strv *uris, const char *t, size_t len)
+/* text_addresses - returns 1 when it stopped at stop_ms, else 0 */
+static int text_addresses(struct strv *uris, const char *t, size_t len, long long stop_ms)
 {
-	size_t found = 0;
-	for (size_t i = 1; i + 1 < len && found < MAX_TEXT_ADDRS; i++) {
-		if (t[i] != '@') continue;
+	size_t found = 0, looks = 0;
+	int late = 0;
+	/* the URIs already kept, in lower case (strcasecmp before) */
+	GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	for (size_t k = 0; k < uris->n; k++) g_hash_table_add(seen, g_ascii_strdown(uris->s[k], -1));
+	for (size_t i = 1; i + 1 < len && found < MAX_TEXT_ADDRS && looks < MAX_TEXT_ADDR_LOOKS; i++) {
+		const char *at = memchr(t + i, '@', len - 1 - i);
+		if (!at) break;
+		i = (size_t)(at - t);
 		size_t a = i, b = i + 1;
 		while (a > 0 && addr_char((unsigned char)t[a - 1]) && i - a < 64) a--;
 		while (b < len && (isalnum((unsigned char)t[b]) || t[b] == '.' || t[b] == '-') && b - i < 255) b++;
@@ -255,14 +269,24 @@ static void text_addresses(struct strv *uris, const char *t, size_t len)
 		int tld_ok = 1;
 		for (const char *c = dot + 1; c < t + b; c++) if (!isalpha((unsigned char)*c)) tld_ok = 0;
 		if (!tld_ok) continue;
+		if (++looks % 1024 == 0 && stop_ms > 0 && deadline_now_ms() >= stop_ms) { late = 1; break; }
 		char buf[340];
 		snprintf(buf, sizeof buf, "mailto:%.*s", (int)(b - a), t + a);
-		int dup = 0;
-		for (size_t k = 0; k < uris->n && !dup; k++) dup = strcasecmp(uris->s[k], buf) == 0;
-		if (!dup) { strv_add(uris, buf, strlen(buf)); found++; }
+		char *key = g_ascii_strdown(buf, -1);
+		if (!g_hash_table_contains(seen, key)) {
+			g_hash_table_add(seen, key);
+			strv_add(uris, buf, strlen(buf));
+			found++;
+		} else
+			g_free(key);
 		i = b;
 	}
+	g_hash_table_destroy(seen);
+	return late;
 }
+
+_Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_TEXT == (int)RULES_URI_TEXT,
+               "URI kinds: one order for the MIME layer and the rules");
 
 struct hits_ctx { struct mw_ctx *ctx; };
 
@@ -337,19 +361,32 @@ static void rules_eom(struct mw_ctx *ctx)
 		if (!(crlf_msg[i] == '\r' && i + 1 < crlf_len && crlf_msg[i + 1] == '\n')) msg[mlen++] = crlf_msg[i];
 	msg[mlen] = '\0';
 
-	/* header fields, raw with folding, and decoded */
-	struct rules_header *hdrs = calloc(MAX_FIELDS + 1, sizeof *hdrs);
-	char **owned = calloc(3 * (MAX_FIELDS + 1), sizeof *owned);
-	size_t nh = 0, no = 0, p = 0;
+	/* header fields, raw with folding, and decoded: every field, as
+	 * SpamAssassin reads them (the first 1,000 only, until session 16:
+	 * 14 KB of short fields hid the Subject, From and Received from
+	 * every rule), up to the header the MIME parse hands GMime
+	 * (MIME_MAX_HEADER_LINES lines, MIME_MAX_HEADER_BYTES bytes; past
+	 * that the parse is incomplete), so a 40 MB header costs no more
+	 * than a 2 MiB one */
+	size_t caph = 64, nh = 0, no = 0, p = 0, hlines = 0;
+	struct rules_header *hdrs = malloc((caph + 1) * sizeof *hdrs);
+	char **owned = malloc(3 * caph * sizeof *owned);
 	if (!hdrs || !owned) abort();
 	const char *subject = NULL;
-	while (p < mlen && nh < MAX_FIELDS) {
+	while (p < mlen && p < MIME_MAX_HEADER_BYTES && hlines < MIME_MAX_HEADER_LINES) {
 		if (msg[p] == '\n' || (msg[p] == '\r' && p + 1 < mlen && msg[p + 1] == '\n')) break;
 		size_t e = p;
 		for (;;) {
 			while (e < mlen && msg[e] != '\n') e++;
+			hlines++;
 			if (e + 1 < mlen && (msg[e + 1] == ' ' || msg[e + 1] == '\t')) { e++; continue; }
 			break;
+		}
+		if (nh == caph) {          /* one more for EnvelopeFrom */
+			caph *= 2;
+			hdrs = realloc(hdrs, (caph + 1) * sizeof *hdrs);
+			owned = realloc(owned, 3 * caph * sizeof *owned);
+			if (!hdrs || !owned) abort();
 		}
 		const char *colon = memchr(msg + p, ':', e - p);
 		if (colon) {
@@ -403,7 +440,7 @@ static void rules_eom(struct mw_ctx *ctx)
 			    rules_addr_of(hdrs[i].decoded, env_buf, sizeof env_buf) == 0 && env_buf[0])
 				env_from = env_buf;
 	}
-	if (env_from && *env_from && nh < MAX_FIELDS) {
+	if (env_from && *env_from) {
 		hdrs[nh].name = "EnvelopeFrom";
 		hdrs[nh].raw = env_from;
 		hdrs[nh].decoded = env_from;
@@ -411,6 +448,8 @@ static void rules_eom(struct mw_ctx *ctx)
 	}
 
 	struct strv body = { 0 }, raw = { 0 }, uris = { 0 };
+	long long addr_ms = 0;      /* spent on text_addresses */
+	size_t nmime_uris = 0;      /* uris[0..nmime_uris) are the MIME layer's, then text addresses */
 	{   /* body: the Subject first, then every text part, rendered */
 		size_t tl = 0;
 		const struct mime_msg *mm = mime_get(ctx);
@@ -440,7 +479,15 @@ static void rules_eom(struct mw_ctx *ctx)
 		}
 		render_lines(&body, text + subject_end, tl - subject_end);
 		for (size_t i = 0; mm && i < mm->nuris; i++) strv_add(&uris, mm->uris[i], strlen(mm->uris[i]));
-		text_addresses(&uris, text, tl);
+		nmime_uris = mm ? mm->nuris : 0;
+		/* the addresses' walk counts against the message's time budget
+		 * (and the scan's deadline), as the rules' own work does */
+		long long a0 = deadline_now_ms(), stop = inst->budget_ms ? a0 + inst->budget_ms : 0;
+		long long dl = deadline_left_ms();
+		if (dl >= 0 && (stop == 0 || a0 + dl < stop)) stop = a0 + dl;
+		if (text_addresses(&uris, text, tl, stop))
+			mw_log(ctx, LOG_INFO, "rules: the search for mail addresses in the text stopped at the time budget");
+		addr_ms = deadline_now_ms() - a0;
 		free(text);
 #undef APPEND
 	}
@@ -482,6 +529,14 @@ static void rules_eom(struct mw_ctx *ctx)
 		.fact = fact, .fact_arg = fc,
 		.decode_words = decode_words,
 	};
+	/* how each URI appeared, for the URI blocklists' choice (links first) */
+	unsigned char *kinds = malloc(uris.n + 1);
+	if (!kinds) abort();
+	for (size_t i = 0; i < uris.n; i++)
+		kinds[i] = i < nmime_uris && mm->uri_kinds ? mm->uri_kinds[i] : RULES_URI_MAILTO;
+	in.uri_kinds = kinds;
+	if (inst->budget_ms)        /* what the addresses left of it; 0 would mean none */
+		in.time_budget_ms = addr_ms < (long long)inst->budget_ms ? inst->budget_ms - (unsigned)addr_ms : 1;
 	fc->net = rules_net_resolve(ctx, inst->dns, inst->rs, scr, &in, inst->dns_timeout_ms);
 	struct hits_ctx hc = { ctx };
 	/* the rules wait on nothing, but their CPU time counts against the
@@ -489,7 +544,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	 * finding is lost, so they stop there too (deadline.h), and the rules
 	 * that ran make the verdict */
 	long long left = deadline_left_ms();
-	int capped = left >= 0 && (inst->budget_ms == 0 || left < (long long)inst->budget_ms);
+	int capped = left >= 0 && (in.time_budget_ms == 0 || left < (long long)in.time_budget_ms);
 	if (capped)
 		in.time_budget_ms = (unsigned)left;
 	int ran = !(capped && left == 0);
@@ -516,6 +571,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	strv_free(&body);
 	strv_free(&raw);
 	strv_free(&uris);
+	free(kinds);
 	for (size_t i = 0; i < no; i++) free(owned[i]);
 	free(owned);
 	free(hdrs);

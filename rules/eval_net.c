@@ -23,8 +23,8 @@
  * Approximations (see README): trusted_networks is read as "the addresses
  * of the relays the trust path marked trusted" (for the originating
  * addresses, and the trusted hosts a non-"nice" list skips); URI
- * hosts are taken in message order (SpamAssassin prefers links with anchor
- * text); uridnssub lists without tflags "a" are asked about the addresses
+ * domains are chosen by how their URIs appeared, links first, without
+ * SpamAssassin's split of links with and without anchor text; uridnssub lists without tflags "a" are asked about the addresses
  * of the domain's name servers, with "a" about the host's own addresses
  * (SpamAssassin 4.0.1 mixes these up); check_dns_sender hits when both the
  * A and MX lookups of the sender's domain fail with NXDOMAIN or SERVFAIL
@@ -767,38 +767,6 @@ static int domain_valid(const struct net_conf *c, const char *host)
 	return 1;
 }
 
-/* host of a URI form ("http://user@Host.Example:80/x" -> "host.example"),
- * bracketed IPv6 literals without brackets; 0, or -1 if none */
-static int uri_host(const char *uri, char *out, size_t outlen)
-{
-	const char *p = strstr(uri, "://");
-	if (!p) return -1;
-	const char *h = p + 3;
-	size_t n = strcspn(h, "/?#");
-	const char *at = memchr(h, '@', n);
-	while (at) { n -= (size_t)(at + 1 - h); h = at + 1; at = memchr(h, '@', n); }
-	if (*h == '[') {
-		const char *e = memchr(h, ']', n);
-		if (!e) return -1;
-		h++;
-		n = (size_t)(e - h);
-	} else {
-		const char *colon = memchr(h, ':', n);
-		if (colon) n = (size_t)(colon - h);
-	}
-	while (n && h[n - 1] == '.') n--;
-	while (n && *h == '.') { h++; n--; }
-	if (!n || n >= outlen) return -1;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = (char)tolower((unsigned char)h[i]);
-		if (ch == '.' && o && out[o - 1] == '.') continue;     /* www..x.com */
-		if (!isalnum((unsigned char)ch) && ch != '.' && ch != '-' && ch != '_' && ch != ':') return -1;
-		out[o++] = ch;
-	}
-	out[o] = '\0';
-	return 0;
-}
 
 /* --- per message ------------------------------------------------------------ */
 
@@ -807,6 +775,8 @@ struct uhost {
 	char domain[MAX_NAME];      /* registrable domain, or the address */
 	int  is_ip;
 	int  is_mailto;
+	unsigned cls;               /* RULES_URI_*: the most link-like way it appeared */
+	int  picked;                /* its domain is among the uridnsbl_max_domains asked */
 };
 
 struct net_msg {
@@ -935,12 +905,16 @@ static size_t set_ips(struct eval_msg *m, const char *set, int nice, char (*out)
 	return n;
 }
 
-static void add_host(struct net_msg *nm, const struct net_conf *c, const char *host, int mailto)
+static void add_host(struct net_msg *nm, const struct net_conf *c, const char *host, int mailto, unsigned cls)
 {
 	if (nm->nhosts >= MAX_HOSTS) return;
 	for (size_t i = 0; i < nm->nhosts; i++)
-		if (strcmp(nm->hosts[i].host, host) == 0) { if (!mailto) nm->hosts[i].is_mailto = 0; return; }
-	struct uhost h = { .is_mailto = mailto };
+		if (strcmp(nm->hosts[i].host, host) == 0) {
+			if (!mailto) nm->hosts[i].is_mailto = 0;
+			if (cls < nm->hosts[i].cls) nm->hosts[i].cls = cls;
+			return;
+		}
+	struct uhost h = { .is_mailto = mailto, .cls = cls };
 	snprintf(h.host, sizeof h.host, "%s", host);
 	if (is_ipv4(host)) {
 		h.is_ip = 1;
@@ -956,6 +930,74 @@ static void add_host(struct net_msg *nm, const struct net_conf *c, const char *h
 		if (!nm->hosts) abort();
 	}
 	nm->hosts[nm->nhosts++] = h;
+}
+
+static int by_rank(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;     /* {rank, index} pairs */
+	return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] < y[1] ? -1 : x[1] > y[1]);
+}
+
+/* pick_domains - which hosts' domains are asked: at most
+ * uridnsbl_max_domains registrable domains (a host's address counts as
+ * one), chosen as SpamAssassin's URIDNSBL does: by class (links, forms,
+ * images, other markup, text, mail addresses; a domain in the best class
+ * of its hosts), whole classes while they fit, and from the class that
+ * does not fit a pseudo-random choice seeded by the message (rules_uri_rank;
+ * SpamAssassin: rand).  Hosts were taken in message order and counted
+ * one by one, so www.x.example and x.example took two of the 20, and
+ * images before the links used them up.  Hosts the lists never ask about
+ * (skipped domains, private addresses, mail addresses with
+ * uridnsbl_skip_mailto) do not count. */
+static void pick_domains(struct net_msg *nm, const struct net_conf *c, uint64_t seed)
+{
+	if (!c || !nm->nhosts) return;
+	size_t n = nm->nhosts, npicked = 0;
+	unsigned *best = malloc(n * sizeof *best);      /* per host: its domain's class, or -1 */
+	uint64_t (*grp)[2] = malloc(n * sizeof *grp);
+	char (*picked)[MAX_NAME] = malloc(n * sizeof *picked);
+	if (!best || !grp || !picked) abort();
+	for (size_t h = 0; h < n; h++) {
+		const struct uhost *uh = &nm->hosts[h];
+		best[h] = RULES_URI_CLASSES;
+		if (uh->is_mailto && c->skip_mailto) continue;
+		if (map_get(&c->skip, uh->domain) && *map_get(&c->skip, uh->domain)) continue;
+		if (map_get(&c->skip, uh->host) && *map_get(&c->skip, uh->host)) continue;
+		if (uh->is_ip && ip_private(uh->host)) continue;
+		best[h] = uh->cls;
+	}
+	/* a domain's class: the best of its hosts' (hosts <= MAX_HOSTS) */
+	for (size_t h = 0; h < n; h++)
+		for (size_t k = h + 1; k < n; k++)
+			if (strcmp(nm->hosts[h].domain, nm->hosts[k].domain) == 0) {
+				unsigned b = best[h] < best[k] ? best[h] : best[k];
+				best[h] = best[k] = b;
+			}
+	for (unsigned cls = 0; cls < RULES_URI_CLASSES && npicked < c->max_domains; cls++) {
+		size_t g = 0;
+		for (size_t h = 0; h < n; h++) {           /* the class's domains, each once */
+			if (best[h] != cls) continue;
+			size_t k;
+			for (k = 0; k < h && !(best[k] == cls && strcmp(nm->hosts[k].domain, nm->hosts[h].domain) == 0); k++) {}
+			if (k < h) continue;
+			grp[g][0] = rules_uri_rank(seed, nm->hosts[h].domain);
+			grp[g++][1] = h;
+		}
+		if (npicked + g > c->max_domains)
+			qsort(grp, g, sizeof *grp, by_rank);
+		else
+			for (size_t i = 0; i < g; i++) grp[i][0] = 0;   /* message order */
+		for (size_t i = 0; i < g && npicked < c->max_domains; i++)
+			snprintf(picked[npicked++], MAX_NAME, "%s", nm->hosts[grp[i][1]].domain);
+	}
+	for (size_t h = 0; h < n; h++) {
+		if (best[h] == RULES_URI_CLASSES) continue;
+		for (size_t k = 0; k < npicked && !nm->hosts[h].picked; k++)
+			nm->hosts[h].picked = strcmp(picked[k], nm->hosts[h].domain) == 0;
+	}
+	free(best);
+	free(grp);
+	free(picked);
 }
 
 /* the hosts of the message's URIs, in every form uri rules see (redirect
@@ -977,17 +1019,19 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 			snprintf(host, sizeof host, "%.*s", (int)n, at + 1);
 			lower(host);
 			while (*host && host[strlen(host) - 1] == '.') host[strlen(host) - 1] = '\0';
-			if (*host) add_host(nm, c, host, 1);
+			if (*host) add_host(nm, c, host, 1, RULES_URI_MAILTO);
 			continue;
 		}
+		unsigned cls = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;
 		char **forms;
 		size_t nf = rules_uri_forms(m->rs, m->md, u, &forms);
 		for (size_t k = 0; k < nf; k++) {
-			if (uri_host(forms[k], host, sizeof host) == 0) add_host(nm, c, host, 0);
+			if (rules_uri_host(forms[k], host, sizeof host) == 0) add_host(nm, c, host, 0, cls);
 			free(forms[k]);
 		}
 		free(forms);
 	}
+	pick_domains(nm, c, rules_uri_seed(m->in->uris, m->in->nuris));
 	return nm;
 }
 
@@ -1091,15 +1135,10 @@ static void walk_uribl(struct walk *w, const struct uribl *only)
 	if (!c || !c->nuri || c->skip_uribl) return;
 	struct net_msg *nm = uri_hosts(w->m);
 	const struct strmap *tfl = &c->tflags;
-	unsigned picked = 0;
 	char q[MAX_NAME * 2 + 8], rev[80];
-	for (size_t h = 0; h < nm->nhosts && picked < c->max_domains && !w->hit; h++) {
+	for (size_t h = 0; h < nm->nhosts && !w->hit; h++) {
 		const struct uhost *uh = &nm->hosts[h];
-		if (uh->is_mailto && c->skip_mailto) continue;
-		if (map_get(&c->skip, uh->domain) && *map_get(&c->skip, uh->domain)) continue;
-		if (map_get(&c->skip, uh->host) && *map_get(&c->skip, uh->host)) continue;
-		if (uh->is_ip && ip_private(uh->host)) continue;
-		picked++;
+		if (!uh->picked) continue;             /* pick_domains */
 		int want_ns = 0, want_a = 0;
 		for (size_t i = 0; i < c->nuri && !w->hit; i++) {
 			const struct uribl *e = &c->uri[i];

@@ -12,6 +12,7 @@
 #define MW_RULES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* SpamAssassin's cut of a header field (Mail::SpamAssassin::Message
  * MAX_HEADER_KEY_LENGTH, MAX_HEADER_VALUE_LENGTH): bytes of its name and
@@ -93,6 +94,10 @@ struct rules_input {
 	size_t full_len;
 	const char *const *uris;
 	size_t nuris;
+	/* uri_kinds[i]: how uris[i] appeared, lower is more link-like
+	 * (RULES_URI_ANCHOR ...; the MIME layer's enum mime_uri_kind), or
+	 * NULL: URI blocklists ask about links first, as SpamAssassin */
+	const unsigned char *uri_kinds;
 	unsigned time_budget_ms;             /* 0 = none */
 
 	/* for eval: rules (rules/eval.h); all optional (NULL / 0 = unknown) */
@@ -180,5 +185,29 @@ size_t rules_addr_elem_len(const char *v, int semicolon);
 int rules_addr_of(const char *value, char *out, size_t outlen);
 /* rules_name_of - display name of the first address (":name") */
 int rules_name_of(const char *value, char *out, size_t outlen);
+
+/* rules_uri_canon - the forms of one URI as uri rules see them
+ * (SpamAssassin's canonicalization, rules/uri.c; redirect targets by the
+ * generic test only: no ruleset, so no redirector_pattern), for filters
+ * that look URIs up; at most 32.  *out: free with rules_uri_forms_free */
+size_t rules_uri_canon(const char *uri, char ***out);
+void rules_uri_forms_free(char **forms, size_t n);
+/* rules_uri_host - the host of one such form ("http://user@Host.Example:80/x"
+ * -> "host.example", an IPv6 literal without brackets) into out, lower
+ * case; 0, or -1 when there is none or it holds a byte no DNS name or
+ * address has (a form not cleaned: another form of the URI has it) */
+int rules_uri_host(const char *uri, char *out, size_t outlen);
+
+/* How a URI appeared, most link-like first (the order in which URI
+ * blocklists choose domains, SpamAssassin's URIDNSBL's): the same values
+ * as the MIME layer's enum mime_uri_kind, then mail addresses. */
+enum { RULES_URI_ANCHOR, RULES_URI_FORM, RULES_URI_IMAGE, RULES_URI_OTHER, RULES_URI_TEXT,
+       RULES_URI_MAILTO, RULES_URI_CLASSES };
+/* rules_uri_seed, rules_uri_rank - the order of a domain inside the class
+ * of URI domains that does not fit a lookup limit: pseudo-random (as
+ * SpamAssassin's rand) but seeded by the message's URIs, so the same
+ * message always asks the same domains */
+uint64_t rules_uri_seed(const char *const *uris, size_t n);
+uint64_t rules_uri_rank(uint64_t seed, const char *dom);
 
 #endif

@@ -1,14 +1,28 @@
 /* uri.c - the forms of one URI that uri rules are matched against, as
- * SpamAssassin's uri_list_canonicalize makes them: backslashes as slashes,
- * "http:x" as "http://x", a scheme for schemeless "www." links, "/" before
- * a bare "?" or "#", the host without "user@" or trailing punctuation, and
- * the target of a redirector (redirector_pattern directives first, then
- * any "http://" inside the path), itself canonicalized.  Mail addresses
- * are left as they are. */
+ * SpamAssassin 4.0.1's uri_list_canonicalize makes them: line breaks and
+ * tabs taken out (browsers drop them anywhere in a URL), backslashes as
+ * slashes, "http:x" as "http://x", %XX decoded, a scheme for schemeless
+ * "www." links, "/" before a bare "?" or "#", the host with its other
+ * dots (U+3002, U+FF0E, U+FF61, U+FE52, U+2024) as "." and without
+ * control characters, spaces, "user@" or trailing punctuation, an IPv4
+ * address written as one number or with hex/octal octets as a dotted
+ * quad, and the target of a redirector (redirector_pattern directives
+ * first, then any "http://" inside the path), itself canonicalized.  Past
+ * SpamAssassin, a host in Unicode also gets its IDNA A-label form
+ * (libidn2, as the DMARC code), which its URIDNSBL looks up.  Mail
+ * addresses are left as they are.
+ *
+ * The one canonicalizer: the uri rules, the rules' URI blocklists
+ * (eval_net.c) and the dnsbl filter's uri lists all read these forms
+ * (rules_uri_canon, rules_uri_host), so a host a browser opens is the
+ * host that is looked up. */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <idn2.h>
+#include "rules/rules.h"
 #include "rules/rules_int.h"
 
 #define MAX_URI_FORMS   32
@@ -37,7 +51,7 @@ static void redirect(const struct ruleset *rs, pcre2_match_data *md, struct form
                      const char *rest, int depth)
 {
 	if (depth >= MAX_REDIRECTS) return;
-	for (size_t i = 0; i < rs->nredirectors; i++) {
+	for (size_t i = 0; rs && i < rs->nredirectors; i++) {
 		int rc = pcre2_match(rs->redirectors[i], (PCRE2_SPTR)u, strlen(u), 0, 0, md, rs->mctx);
 		if (rc < 2) continue;
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -65,36 +79,173 @@ static void redirect(const struct ruleset *rs, pcre2_match_data *md, struct form
 	}
 }
 
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	c = tolower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* percent_decode - every %XX of s decoded in place (SpamAssassin's
+ * url_encode, bug 4213: a host or scheme may be written encoded); %00
+ * stays as written, so the form stays a C string.  1 if one was decoded */
+static int percent_decode(char *s)
+{
+	size_t j = 0;
+	int any = 0;
+	for (size_t i = 0; s[i]; i++) {
+		int a, b;
+		if (s[i] == '%' && (a = hexval((unsigned char)s[i + 1])) >= 0 && (b = hexval((unsigned char)s[i + 2])) >= 0 &&
+		    (a || b)) {
+			s[j++] = (char)(a * 16 + b);
+			i += 2;
+			any = 1;
+			continue;
+		}
+		s[j++] = s[i];
+	}
+	s[j] = '\0';
+	return any;
+}
+
+/* clean_host - host (hl bytes) as a browser reads it into out: the other
+ * Unicode dots as ".", bytes up to space and DEL dropped, and a host with
+ * non-ASCII letters in its IDNA A-label form; its length, or 0 when it is
+ * the same as written or too long */
+static size_t clean_host(const char *host, size_t hl, char *out, size_t outsz)
+{
+	static const char *const dots[] = { "\xE3\x80\x82", "\xEF\xBC\x8E", "\xEF\xBD\xA1", "\xEF\xB9\x92", "\xE2\x80\xA4" };
+	size_t o = 0;
+	int high = 0;
+	if (hl >= outsz) return 0;
+	for (size_t i = 0; i < hl; i++) {
+		size_t d;
+		for (d = 0; d < sizeof dots / sizeof *dots; d++)
+			if (hl - i >= 3 && memcmp(host + i, dots[d], 3) == 0) break;
+		if (d < sizeof dots / sizeof *dots) { out[o++] = '.'; i += 2; continue; }
+		unsigned char c = (unsigned char)host[i];
+		if (c <= ' ' || c == 0x7f) continue;
+		if (c >= 0x80) high = 1;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	if (high) {
+		/* UTS #46 processing maps case and compatibility forms; a host
+		 * libidn2 refuses keeps its Unicode form (no lookup then) */
+		char *a = NULL;
+		if ((idn2_to_ascii_8z(out, &a, IDN2_NONTRANSITIONAL) == IDN2_OK ||
+		     idn2_to_ascii_8z(out, &a, IDN2_TRANSITIONAL) == IDN2_OK) && a && strlen(a) < outsz) {
+			strcpy(out, a);
+			o = strlen(a);
+		}
+		idn2_free(a);
+	}
+	return o == hl && memcmp(out, host, hl) == 0 ? 0 : o;
+}
+
+/* one octet as SpamAssassin reads it: 0x.. hex, 0 and octal digits
+ * octal, else decimal (leading zeros dropped); -1 when it is none or over
+ * 255 (no browser opens that) */
+static long octet(const char *p, size_t n)
+{
+	long v = 0;
+	int base = 10;
+	size_t i = 0;
+	if (n > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		base = 16;
+		i = 2;
+	} else if (n > 1 && p[0] == '0') {
+		base = 8;
+		for (size_t k = 0; k < n; k++) if (p[k] < '0' || p[k] > '7') base = 10;
+	}
+	if (i >= n) return -1;
+	for (; i < n; i++) {
+		int d = hexval((unsigned char)p[i]);
+		if (d < 0 || d >= base || (v = v * base + d) > 255) return -1;
+	}
+	return v;
+}
+
+/* ip_quad - host written as an IPv4 address in another notation (four
+ * hex/octal/decimal octets, one hex number, one decimal number) as a
+ * dotted quad into out; 0 when it is none */
+static int ip_quad(const char *h, size_t n, char *out, size_t outsz)
+{
+	unsigned long v = 0;
+	if (n == 0 || n > 64) return 0;
+	if (memchr(h, '.', n)) {
+		long o[4];
+		size_t k = 0, s = 0;
+		for (size_t i = 0; i <= n; i++) {
+			if (i < n && h[i] != '.') continue;
+			if (k == 4 || (o[k++] = octet(h + s, i - s)) < 0) return 0;
+			s = i + 1;
+		}
+		if (k != 4) return 0;
+		snprintf(out, outsz, "%ld.%ld.%ld.%ld", o[0], o[1], o[2], o[3]);
+		return 1;
+	}
+	if (n > 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X')) {
+		size_t i = 2;
+		if (n - i > 8) i = n - 8;                      /* the last 4 octets, as SpamAssassin */
+		for (size_t k = 2; k < n; k++) if (hexval((unsigned char)h[k]) < 0) return 0;
+		for (; i < n; i++) v = v * 16 + (unsigned long)hexval((unsigned char)h[i]);
+	} else {
+		if (n > 10) return 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!isdigit((unsigned char)h[i])) return 0;
+			v = v * 10 + (unsigned long)(h[i] - '0');
+		}
+		if (v > 0xffffffffUL) return 0;
+	}
+	snprintf(out, outsz, "%lu.%lu.%lu.%lu", v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255);
+	return 1;
+}
+
 static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *f, const char *uri, int depth)
 {
 	size_t len = strlen(uri);
 	if (len == 0 || len > MAX_URI_LEN) return;
 	add_form(f, uri, len);
 	if (strncasecmp(uri, "mailto:", 7) == 0 || (strchr(uri, '@') && !strchr(uri, ':'))) return;
+	/* line breaks and tabs out (SpamAssassin drops CR and LF; browsers
+	 * drop tabs too, anywhere in the URL) */
 	char *n = malloc(len + 16);
 	if (!n) abort();
 	size_t j = 0;
-	const char *s = uri;
-	/* scheme: http:x or http:/x -> http://x; none -> http:// (ftp. -> ftp://) */
+	for (const char *c = uri; *c; c++)
+		if (*c != '\r' && *c != '\n' && *c != '\t') n[j++] = *c;
+	n[j] = '\0';
+	char *u = strdup(n);
+	if (!u) abort();
+	if (j != len) add_form(f, u, j);
+	const char *s = u;
+	/* scheme: http:x or http:/x -> http://x; none -> http:// (ftp. -> ftp://),
+	 * after %XX is decoded ("%68ttp://" is a scheme) */
+	j = 0;
 	size_t sch = 0;
 	while (isalnum((unsigned char)s[sch]) || s[sch] == '-' || s[sch] == '_') sch++;
-	if (s[sch] == ':' && sch > 0) {
-		int web = (sch == 4 && strncasecmp(s, "http", 4) == 0) || (sch == 5 && strncasecmp(s, "https", 5) == 0);
+	int web = s[sch] == ':' && ((sch == 4 && strncasecmp(s, "http", 4) == 0) || (sch == 5 && strncasecmp(s, "https", 5) == 0));
+	if (web) {
 		memcpy(n, s, sch + 1);
 		j = sch + 1;
 		s += sch + 1;
-		if (web) {
-			while (*s == '/' || *s == '\\') s++;
-			n[j++] = '/';
-			n[j++] = '/';
-		}
-	} else {
-		const char *pfx = strncasecmp(s, "ftp.", 4) == 0 ? "ftp://" : "http://";
-		memcpy(n, pfx, strlen(pfx));
-		j = strlen(pfx);
+		while (*s == '/' || *s == '\\') s++;
+		n[j++] = '/';
+		n[j++] = '/';
 	}
 	for (; *s; s++) n[j++] = *s == '\\' ? '/' : *s;
 	n[j] = '\0';
+	percent_decode(n);
+	sch = 0;
+	while (isalnum((unsigned char)n[sch]) || n[sch] == '-' || n[sch] == '_') sch++;
+	if (!(n[sch] == ':' && sch > 0)) {
+		const char *pfx = strncasecmp(n, "ftp.", 4) == 0 ? "ftp://" : "http://";
+		size_t pl = strlen(pfx);
+		memmove(n + pl, n, strlen(n) + 1);
+		memcpy(n, pfx, pl);
+	}
+	free(u);
 	/* http://host?x -> http://host/?x */
 	if (strncasecmp(n, "http", 4) == 0) {
 		char *h = strstr(n, "://");
@@ -112,14 +263,33 @@ static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *
 	if (strncasecmp(n, "http://", 7) == 0 || strncasecmp(n, "https://", 8) == 0) {
 		char *h = strstr(n, "://") + 3;
 		size_t plen = (size_t)(h - n);
+		char buf[MAX_URI_LEN + 64], ch[1024];
+		/* the host as a browser reads it: other dots, controls, IDN */
 		size_t hl = strcspn(h, "/?#");
 		char *at = memchr(h, '@', hl);
+		const char *hs = at ? at + 1 : h;
+		size_t hsl = hl - (size_t)(hs - h), hp = strcspn(hs, ":");
+		if (hp > hsl) hp = hsl;
+		size_t cl = clean_host(hs, hp, ch, sizeof ch);
+		if (cl && strlen(n) + cl < sizeof buf) {
+			size_t pre = (size_t)(hs - n);
+			memcpy(buf, n, pre);
+			memcpy(buf + pre, ch, cl);
+			strcpy(buf + pre + cl, hs + hp);
+			add_form(f, buf, strlen(buf));
+			char *c2 = strdup(buf);
+			if (!c2) abort();
+			free(n);
+			n = c2;
+			h = n + plen;
+			hl = strcspn(h, "/?#");
+		}
+		at = memchr(h, '@', hl);
 		const char *host = at ? at + 1 : h;
 		size_t hostlen = hl - (size_t)(host - h);
 		size_t portpos = strcspn(host, ":");
 		if (portpos > hostlen) portpos = hostlen;
 		const char *rest = host + portpos;
-		char buf[MAX_URI_LEN + 64];
 		if (at && plen + strlen(host) < sizeof buf) {              /* without user@ */
 			memcpy(buf, n, plen);
 			strcpy(buf + plen, host);
@@ -131,6 +301,13 @@ static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *
 			memcpy(buf, n, plen);
 			memcpy(buf + plen, host, hn);
 			strcpy(buf + plen + hn, rest);
+			add_form(f, buf, strlen(buf));
+		}
+		char quad[64];                                             /* 3325256784, 0xc6.0x33.0x64.0x50 */
+		if (ip_quad(host, hn, quad, sizeof quad) && plen + strlen(quad) + strlen(rest) < sizeof buf) {
+			memcpy(buf, n, plen);
+			strcpy(buf + plen, quad);
+			strcat(buf, rest);
 			add_form(f, buf, strlen(buf));
 		}
 		if (plen + portpos < sizeof buf) {
@@ -156,4 +333,69 @@ size_t rules_uri_forms(const struct ruleset *rs, pcre2_match_data *md, const cha
 	if (!*out) abort();
 	memcpy(*out, f.v, f.n * sizeof *f.v);
 	return f.n;
+}
+
+size_t rules_uri_canon(const char *uri, char ***out)
+{
+	return rules_uri_forms(NULL, NULL, uri, out);
+}
+
+void rules_uri_forms_free(char **forms, size_t n)
+{
+	for (size_t i = 0; i < n; i++) free(forms[i]);
+	free(forms);
+}
+
+int rules_uri_host(const char *uri, char *out, size_t outlen)
+{
+	const char *p = strstr(uri, "://");
+	if (!p) return -1;
+	const char *h = p + 3;
+	size_t n = strcspn(h, "/?#");
+	const char *at = memchr(h, '@', n);
+	while (at) { n -= (size_t)(at + 1 - h); h = at + 1; at = memchr(h, '@', n); }
+	if (*h == '[') {
+		const char *e = memchr(h, ']', n);
+		if (!e) return -1;
+		h++;
+		n = (size_t)(e - h);
+	} else {
+		const char *colon = memchr(h, ':', n);
+		if (colon) n = (size_t)(colon - h);
+	}
+	while (n && h[n - 1] == '.') n--;
+	while (n && *h == '.') { h++; n--; }
+	if (!n || n >= outlen) return -1;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = (char)tolower((unsigned char)h[i]);
+		if (ch == '.' && o && out[o - 1] == '.') continue;     /* www..x.com */
+		if (!isalnum((unsigned char)ch) && ch != '.' && ch != '-' && ch != '_' && ch != ':') return -1;
+		out[o++] = ch;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static uint64_t fnv64(uint64_t h, const char *s)
+{
+	for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+uint64_t rules_uri_seed(const char *const *uris, size_t n)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < n; i++) h = fnv64(h, uris[i]);
+	return h;
+}
+
+uint64_t rules_uri_rank(uint64_t seed, const char *dom)
+{
+	uint64_t x = fnv64(seed, dom);              /* then splitmix64's finalizer */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
 }

@@ -7,6 +7,8 @@ list; listed, not listed, the "query refused / blocked resolver" answers
 import json
 import time
 
+import pytest
+
 from dnsserver import dead_dns, dns_server  # noqa: F401 (fixtures)
 from mwlib import make_msg, run_mw
 
@@ -112,3 +114,96 @@ def test_bad_list_refused(tmp_path):
     r = run_mw(["-t", "-o", "filters=dnsbl", "-o", "dns_forwarder=127.0.0.1@9",
                 "-o", "dnsbl_list=zen.bl.test ip 127.0.0.2=lower:1"])
     assert r.returncode != 0 and b"dnsbl_list" in r.stderr + r.stdout
+
+
+# --- URI forms (review s16) ---------------------------------------------------
+# The host of each href as a browser opens it is spammer.example (or its
+# A-label): the uri lists read the URI as written and dropped a host with a
+# byte outside [a-z0-9._-], so none but the first and the written A-label
+# were looked up.  Now they take the hosts of the forms the uri rules see
+# (rules/uri.c).
+
+HREFS = [
+    "http://spammer.example/x",                 # control
+    "http:\\\\spammer.example\\x",              # backslashes (browsers: slashes)
+    "http:spammer.example/x",                   # scheme without //
+    "http://spammer.example\\@clean.example/",  # host is spammer.example for a browser
+    "http://%73pammer.example/x",               # percent-encoded host
+    "http://spammer%2Eexample/x",
+    "http://SPAMMER.example./x",
+    "http://sp&#x61;mmer.example/x",            # entity in the attribute
+    "http://xn--spmmer-cua.example/x",          # control: the A-label written
+    "http://sp\u00e4mmer.example/x",            # the same host in Unicode (IDN)
+    "http://spammer\u3002example/x",            # ideographic full stop (IDNA: a dot)
+    "http://spam\r\nmer.example/x",             # a line break inside the value
+    "http://spam\tmer.example/x",               # a tab
+]
+
+
+def html_msg(path, html):
+    path.write_bytes(make_msg(body=html.encode("utf-8"),
+                              headers=[("MIME-Version", "1.0"),
+                                       ("Content-Type", "text/html; charset=utf-8")]))
+
+
+def scan_html(tmp_path, forwarder, html):
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    html_msg(p, html)
+    args = ["scan", "-o", "filters=dnsbl", "-o", "dns_forwarder=" + forwarder,
+            "-o", "dns_client_name=no", "-o", "dnsbl_list=", "-o", "dnsbl_list=" + DBL,
+            "--client-ip", "192.0.2.50", "--from", "a@clean.example", str(p)]
+    r = run_mw(args, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return {s["name"] for s in json.loads(r.stdout)["symbols"]}
+
+
+@pytest.mark.parametrize("href", HREFS)
+def test_uri_forms_looked_up(dns_server, tmp_path, href):
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2",
+                                        "xn--spmmer-cua.example A 127.0.1.2"])
+    dns_server.start()
+    sym = scan_html(tmp_path, dns_server.forwarder,
+                    "<html><body><p>hello <a href=\"%s\">click here</a></p></body></html>" % href)
+    assert "DBL_SPAM" in sym, (href, sym)
+
+
+# --- which URI domains are asked (review s16) ---------------------------------
+# dnsbl_max_domains (20) took the first 20 domains in message order, images
+# counting as links: 20 one-pixel images from throw-away domains before the
+# link hid it.  Now classes as SpamAssassin's URIDNSBL: links, forms,
+# images, other markup, text, mail addresses; the class that does not fit
+# is chosen from pseudo-randomly, seeded by the message.
+
+def test_listed_link_after_20_images(dns_server, tmp_path):
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2"])
+    dns_server.start()
+    imgs = "".join('<img src="http://img%d.example/p.gif" width=1 height=1>' % i for i in range(20))
+    bgs = "".join('<td background="http://bg%d.example/p.gif">' % i for i in range(5))
+    mails = "".join('write to a@m%d.example ' % i for i in range(5))
+    for html in (imgs + bgs + mails + '<a href="http://spammer.example/x">click here</a>',
+                 imgs + '<form action="http://spammer.example/f"><input type=submit></form>'):
+        sym = scan_html(tmp_path, dns_server.forwarder, "<html><body>%s</body></html>" % html)
+        assert "DBL_SPAM" in sym, (html[-80:], sym)
+
+
+def test_domains_past_the_limit_chosen_by_message(dns_server, tmp_path):
+    # 25 links, each domain listed with its own code: which 20 were asked
+    n = 25
+    dns_server.add_zone("dbl.bl.test", ["l%d.example A 127.0.1.%d" % (i, 10 + i) for i in range(n)])
+    dns_server.start()
+    lst = "dbl.bl.test domain " + " ".join("127.0.1.%d=L%d:0.1" % (10 + i, i) for i in range(n))
+    html = "<html><body>%s</body></html>" % "".join(
+        '<a href="http://www.l%d.example/">offer %d</a> ' % (i, i) for i in range(n))
+
+    def asked():
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        html_msg(p, html)
+        r = run_mw(["scan", "-o", "filters=dnsbl", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "dnsbl_list=", "-o", "dnsbl_list=" + lst,
+                    "--client-ip", "192.0.2.50", "--from", "a@clean.example", str(p)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        return {s["name"] for s in json.loads(r.stdout)["symbols"] if s["name"].startswith("L")}
+    first = asked()
+    assert len(first) == 20, first
+    assert first != {"L%d" % i for i in range(20)}, "first come, first asked"
+    assert asked() == first                     # the same message, the same choice

@@ -174,3 +174,78 @@ def test_long_headers_cut_as_spamassassin(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want
+
+
+MANY_FIELDS_RULES = """header T_SUBJ_HDR   Subject =~ /lottery winner/i
+body   T_SUBJ_BODY  /lottery winner/i
+header T_FROM_FREE  From =~ /\\@freemail\\.example/i
+header T_ENV_FROM   EnvelopeFrom =~ /\\@freemail\\.example/i
+header T_RCVD_LATE  Received =~ /relay\\.late\\.example/
+header T_PAD_LAST   X-Pad-5999 =~ /^x$/
+header T_ALL_FIRST  ALL =~ /^X-Pad-0: x$/m
+header T_ALL_LATE   ALL =~ /^Subject: /m
+"""
+
+
+def test_fields_after_the_first_thousand_seen(tmp_path):
+    """Every header field reaches the rules, as in SpamAssassin: the
+    bridge kept the first 1,000 only, so 14 KB of short fields before
+    them hid the Subject (header and body rules), From, Received and
+    EnvelopeFrom (from Return-Path).  ALL is still cut at 64 KB (the
+    Subject, past it, not in it)."""
+    pad = "".join("X-Pad-%d: x\r\n" % i for i in range(6000))
+    msg = (pad + "Return-Path: <win@freemail.example>\r\n"
+           "Received: from relay.late.example (relay.late.example [192.0.2.9])\r\n"
+           "\tby mx.example.net; Mon, 02 Jan 2023 10:00:00 +0000\r\n"
+           "From: win@freemail.example\r\nTo: b@example.net\r\nSubject: You are a lottery winner\r\n"
+           "\r\nhello\r\n").encode()
+    cf = tmp_path / "many.cf"
+    cf.write_text(MANY_FIELDS_RULES + "".join("score %s 0.1\n" % l.split()[1]
+                                              for l in MANY_FIELDS_RULES.splitlines()))
+    want = {"T_SUBJ_HDR", "T_SUBJ_BODY", "T_FROM_FREE", "T_ENV_FROM", "T_RCVD_LATE", "T_PAD_LAST", "T_ALL_FIRST"}
+    assert set(symbols(scan(tmp_path, msg, [cf]))) == want
+    sa = os.path.join(HERE, "sa_hits.pl")
+    if subprocess.run(["/usr/bin/perl", "-MMail::SpamAssassin", "-e", "1"], capture_output=True).returncode == 0:
+        rdir = tmp_path / "sa"
+        rdir.mkdir()
+        (rdir / "many.cf").write_text(cf.read_text())
+        (tmp_path / "sa.eml").write_bytes(msg.replace(b"\r\n", b"\n"))
+        r = subprocess.run(["/usr/bin/perl", sa, str(rdir), str(tmp_path / "sa.eml")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want
+
+
+def _addr_msg(mb, hrefs=True):
+    links = "".join('<a href="mailto:a@bb.cc?%04d">x</a>\n' % i for i in range(1000)) if hrefs else "x"
+    text = "a@bb.cc\r\n" * int(mb * 1024 * 1024 / 9) + "write to Last@Later.example\r\n"
+    return ("From: a@example.org\r\nTo: b@example.net\r\nSubject: t\r\nMessage-ID: <x@y>\r\n"
+            "Date: Mon, 02 Jan 2023 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=BB\r\n\r\n--BB\r\nContent-Type: text/html\r\n\r\n"
+            "<html><body>" + links + "</body></html>\r\n--BB\r\nContent-Type: text/plain\r\n\r\n"
+            + text + "--BB--\r\n").encode()
+
+
+def test_repeated_address_cost_bounded(tmp_path):
+    """One address written over and over beside 1,000 mailto links: each
+    '@' was compared with every URI kept (up to 1,200) and repeats never
+    ended the walk, before the rules' time budget started (42 MB: 38 s of
+    CPU).  Now a hash set, at most 10,000 addresses looked at, and the
+    budget: within 3 times the same text without the links (same run).
+    The address itself is still one mailto: URI; one written after 10,000
+    others is not looked for any more."""
+    cf = tmp_path / "a.cf"
+    cf.write_text("uri T_MAILTO /^mailto:a\\@bb\\.cc$/\nuri T_LAST /^mailto:last\\@later\\.example$/i\n")
+
+    def took(msg):
+        t0 = time.monotonic()
+        got = symbols(scan(tmp_path, msg, [cf]))
+        return time.monotonic() - t0, got
+    base, got_base = took(_addr_msg(6, hrefs=False))
+    bomb, got = took(_addr_msg(6))
+    assert bomb < 3 * base + 1.0, (bomb, base)
+    assert "T_MAILTO" in got, got
+    assert "T_MAILTO" in got_base and "T_LAST" not in got_base, got_base
+    # a few repeats do not hide the address after them
+    small, got = took(_addr_msg(0.001))
+    assert {"T_MAILTO", "T_LAST"} <= set(got), got

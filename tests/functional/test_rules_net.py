@@ -310,3 +310,95 @@ def test_stock_spamassassin_rules(dns_server, tmp_path):
     r = run_mw([a if a != "rules_net_tests=yes" else "rules_net_tests=no" for a in args], timeout=120)
     sym = {s["name"] for s in json.loads(r.stdout)["symbols"]}
     assert not sym & {"RCVD_IN_SBL", "URIBL_DBL_SPAM", "URIBL_BLACK", "RULES_DNS_BLOCKED"}, sym
+
+
+# --- URI forms (review s16) ---------------------------------------------------
+# A listed host written as a browser still opens it: %-encoded, in
+# Unicode (its A-label listed), with an ideographic full stop, a line break
+# or a tab inside; and an address written as one number or with hex/octal
+# octets.  rules/uri.c now gives their canonical forms (uri rules and URI
+# blocklists read the same ones); the host test rejected them before.
+
+FORM_RULES = r"""
+urirhssub T_DBL       dbl.bl.test.  A  127.0.1.2
+body      T_DBL       eval:check_uridnsbl('T_DBL')
+tflags    T_DBL       net domains_only
+urirhssub T_SBL_IP    zen.bl.test.  A  127.0.0.2
+body      T_SBL_IP    eval:check_uridnsbl('T_SBL_IP')
+tflags    T_SBL_IP    net ips_only
+uri       T_IP_URI    /^https?:\/\/\d+\.\d+\.\d+\.\d+\//i
+score T_DBL 1
+score T_SBL_IP 1
+score T_IP_URI 1
+"""
+
+FORM_HREFS = [
+    "http://spammer.example/x",                 # control
+    "http:\\\\spammer.example\\x",
+    "http:spammer.example/x",
+    "http://spammer.example\\@clean.example/",
+    "http://%73pammer.example/x",
+    "http://spammer%2Eexample/x",
+    "http://xn--spmmer-cua.example/x",          # control: the A-label written
+    "http://sp\u00e4mmer.example/x",
+    "http://spammer\u3002example/x",
+    "http://spam\r\nmer.example/x",
+    "http://spam\tmer.example/x",
+]
+
+IP_HREFS = [
+    "http://198.51.100.80/x",                   # control
+    "http://3325256784/x",                      # one decimal number
+    "http://0xc6336450/x",                      # one hex number
+    "http://0xc6.0x33.0x64.0x50/x",             # hex octets
+    "http://0306.063.0144.0120/x",              # octal octets
+]
+
+
+def form_scan(tmp_path, forwarder, href, html=None):
+    cf = tmp_path / "forms.cf"
+    cf.write_text(FORM_RULES)
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    if html is None:
+        html = "<p>hello <a href=\"%s\">click here</a></p>" % href
+    body = "<html><body>%s</body></html>" % html
+    p.write_bytes(make_msg(body=body.encode("utf-8"), headers=[("MIME-Version", "1.0"),
+                                                               ("Content-Type", "text/html; charset=utf-8")]))
+    args = ["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(cf),
+            "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + forwarder, "-o", "dns_client_name=no",
+            "-o", "rules_net_tests=yes", "--client-ip", "192.0.2.50", "--from", "a@clean.example", str(p)]
+    r = run_mw(args, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return {s["name"] for s in json.loads(r.stdout)["symbols"]}
+
+
+@pytest.mark.parametrize("href", FORM_HREFS)
+def test_uri_forms_looked_up(dns_server, tmp_path, href):
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2",
+                                        "xn--spmmer-cua.example A 127.0.1.2"])
+    dns_server.start()
+    assert "T_DBL" in form_scan(tmp_path, dns_server.forwarder, href), href
+
+
+@pytest.mark.parametrize("href", IP_HREFS)
+def test_ip_uri_forms(dns_server, tmp_path, href):
+    dns_server.add_zone("zen.bl.test", ["80.100.51.198 A 127.0.0.2"])
+    dns_server.start()
+    sym = form_scan(tmp_path, dns_server.forwarder, href)
+    assert {"T_IP_URI", "T_SBL_IP"} <= sym, (href, sym)
+
+
+
+def test_uribl_domains_links_first(dns_server, tmp_path):
+    """check_uridnsbl asks uridnsbl_max_domains (20) registrable domains,
+    links before images, as SpamAssassin's URIDNSBL: it counted hosts in
+    message order, so 20 one-pixel images before the link, or ten domains
+    written both with and without www., used up the 20"""
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2"])
+    dns_server.start()
+    imgs = "".join('<img src="http://img%d.example/p.gif" width=1 height=1>' % i for i in range(20))
+    both = "".join('see http://www.d%d.example/ and http://d%d.example/ ' % (i, i) for i in range(10))
+    for pre in (imgs, both):
+        sym = form_scan(tmp_path, dns_server.forwarder, None,
+                        html=pre + '<a href="http://spammer.example/x">click here</a>')
+        assert "T_DBL" in sym, (pre[:60], sym)

@@ -43,6 +43,15 @@ static int has_uri(const struct mime_msg *m, const char *u)
 	return (int)n;
 }
 
+/* kind_of - the kind mime_parse gave u, or -1 */
+static int kind_of(const struct mime_msg *m, const char *u)
+{
+	for (size_t i = 0; i < m->nuris; i++)
+		if (strcmp(m->uris[i], u) == 0)
+			return m->uri_kinds[i];
+	return -1;
+}
+
 static const char big_msg[] =
 	"From: a@example.org\r\n"
 	"To: b@example.org\r\n"
@@ -406,6 +415,35 @@ static void test_uris(void **state)
 	mime_free(m);
 }
 
+/* each URI's kind (what blocklist lookups are ordered by): an image or
+ * text URI that is also a link is a link; a form's action, a background */
+static void test_uri_kinds(void **state)
+{
+	static const char msg[] =
+		"From: a@example.org\r\nTo: b@example.org\r\nSubject: k\r\n"
+		"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+		"<html><body background=\"http://bg.example/b.gif\">"
+		"<img src=\"http://img.example/p.gif\"><img src=\"http://both.example/\">"
+		"<link href=\"http://css.example/s.css\"><iframe src=\"http://frame.example/\"></iframe>"
+		"<form action=\"http://form.example/post\"><input type=image src=\"http://btn.example/b.png\"></form>"
+		"see http://text.example/ and "
+		"<A HREF=\"http://both.example/\">x</A><area href=\"http://area.example/\">"
+		"</body></html>\r\n";
+	struct mime_msg *m = mime_parse((const unsigned char *)msg, sizeof msg - 1);
+
+	(void)state;
+	assert_int_equal(kind_of(m, "http://bg.example/b.gif"), MIME_URI_IMAGE);
+	assert_int_equal(kind_of(m, "http://img.example/p.gif"), MIME_URI_IMAGE);
+	assert_int_equal(kind_of(m, "http://btn.example/b.png"), MIME_URI_IMAGE);
+	assert_int_equal(kind_of(m, "http://both.example/"), MIME_URI_ANCHOR);
+	assert_int_equal(kind_of(m, "http://area.example/"), MIME_URI_ANCHOR);
+	assert_int_equal(kind_of(m, "http://css.example/s.css"), MIME_URI_OTHER);
+	assert_int_equal(kind_of(m, "http://frame.example/"), MIME_URI_OTHER);
+	assert_int_equal(kind_of(m, "http://form.example/post"), MIME_URI_FORM);
+	assert_int_equal(kind_of(m, "http://text.example/"), MIME_URI_TEXT);
+	mime_free(m);
+}
+
 static void test_render_cases(void **state)
 {
 	static const struct {
@@ -694,6 +732,7 @@ int main(void)
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_html_rendered),
 		cmocka_unit_test(test_uris),
+		cmocka_unit_test(test_uri_kinds),
 		cmocka_unit_test(test_render_cases),
 		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_broken),

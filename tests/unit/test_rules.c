@@ -843,6 +843,79 @@ static void test_default_scores_and_score_sets(void **st)
 	}
 }
 
+
+/* the canonical forms: what a browser opens is among them (and its host
+ * is what rules_uri_host gives), as SpamAssassin 4.0.1's
+ * uri_list_canonicalize makes them, plus the IDNA A-label of a Unicode
+ * host; never more than 32 forms */
+static int canon_host_is(const char *uri, const char *want)
+{
+	char **forms, host[256];
+	size_t n = rules_uri_canon(uri, &forms);
+	int found = 0;
+	assert_true(n <= 32);
+	for (size_t i = 0; i < n; i++)
+		if (rules_uri_host(forms[i], host, sizeof host) == 0 && strcmp(host, want) == 0) found = 1;
+	rules_uri_forms_free(forms, n);
+	return found;
+}
+
+static int canon_has(const char *uri, const char *want)
+{
+	char **forms;
+	size_t n = rules_uri_canon(uri, &forms);
+	int found = 0;
+	for (size_t i = 0; i < n; i++) found |= strcmp(forms[i], want) == 0;
+	rules_uri_forms_free(forms, n);
+	return found;
+}
+
+static void test_uri_canon(void **state)
+{
+	(void)state;
+	static const char *const spammer[] = {
+		"http://spammer.example/x", "http:\\\\spammer.example\\x", "http:spammer.example/x",
+		"http://spammer.example\\@clean.example/", "http://%73pammer.example/x",
+		"http://spammer%2Eexample/x", "http://SPAMMER.example./x", "spammer.example/x",
+		"http://spammer\xE3\x80\x82" "example/x", "http://spammer\xEF\xBC\x8E" "example/x",
+		"http://spam\r\nmer.example/x", "http://spam\tmer.example/x", "http://spam\x01mer.example/x",
+		"http://user@spammer.example:8080/x", "%68ttp://spammer.example/",
+		"http://r.example/?u=http%3A%2F%2Fspammer.example%2Fx",
+	};
+	for (size_t i = 0; i < sizeof spammer / sizeof *spammer; i++) {
+		if (!canon_host_is(spammer[i], "spammer.example")) fail_msg("%s: no spammer.example form", spammer[i]);
+	}
+	assert_true(canon_host_is("http://sp\xC3\xA4mmer.example/x", "xn--spmmer-cua.example"));
+	assert_true(canon_host_is("http://SP\xC3\x84MMER\xE3\x80\x82" "example/", "xn--spmmer-cua.example"));
+	static const char *const ip[] = {
+		"http://3325256784/x", "http://0xc6336450/x", "http://0xc6.0x33.0x64.0x50/x",
+		"http://0306.063.0144.0120/x", "http://0x00000000c6336450/x", "http://198.051.100.080/x",
+	};
+	/* 051 and 080: 051 is octal (41), 080 is not (80, leading zero dropped) */
+	assert_true(canon_has("http://198.051.100.080/x", "http://198.41.100.80/x"));
+	for (size_t i = 0; i < 5; i++)
+		if (!canon_has(ip[i], "http://198.51.100.80/x")) fail_msg("%s: no dotted quad", ip[i]);
+	/* not addresses: octets over 255, numbers over 32 bits, a name */
+	assert_false(canon_has("http://256.1.1.1/", "http://0.1.1.1/"));
+	assert_false(canon_host_is("http://4294967296/", "0.0.0.0"));
+	assert_false(canon_host_is("http://4294967296/", "1.0.0.0"));
+	assert_true(canon_host_is("http://4294967295/", "255.255.255.255"));
+	/* %00 stays written; mail addresses are left alone */
+	assert_true(canon_has("http://a.example/%00x", "http://a.example/%00x"));
+	char **forms;
+	size_t n = rules_uri_canon("mailto:a@b.example", &forms);
+	assert_int_equal(n, 1);
+	rules_uri_forms_free(forms, n);
+	/* a hostile URI stays within the forms' bound */
+	char big[4000];
+	size_t j = 0;
+	j += (size_t)snprintf(big, sizeof big, "http://a%%2e\xE3\x80\x82\t");
+	while (j + 40 < sizeof big) j += (size_t)snprintf(big + j, sizeof big - j, "http:\\\\%%41\xE3\x80\x82x.example/");
+	n = rules_uri_canon(big, &forms);
+	assert_true(n >= 1 && n <= 32);
+	rules_uri_forms_free(forms, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -860,6 +933,7 @@ int main(void)
 		cmocka_unit_test(test_long_text_runs_same_matches),
 		cmocka_unit_test(test_lines_confirmed_once),
 		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_uri_canon),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_default_scores_and_score_sets),
 	};
