@@ -84,6 +84,7 @@ struct txn {
 	const char *bdat_failed;      /* static: the reply that refused a chunk of
 	                               * it; every later chunk gets it too */
 	int      binarymime;          /* MAIL BODY=BINARYMIME */
+	int      smtputf8;            /* MAIL SMTPUTF8: UTF-8 addresses allowed */
 	double   scan_ms;
 	struct scan_result res;       /* owned members */
 	int      have_res;
@@ -646,6 +647,18 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 
 /* ---- MAIL / RCPT -------------------------------------------------------- */
 
+/* R_UTF8_UNDECLARED - RFC 6531 3.4: a UTF-8 address needs MAIL's
+ * SMTPUTF8; without it the next hop never agreed to such an address */
+static const char R_UTF8_UNDECLARED[] = "553 5.6.7 Must declare SMTPUTF8 to send unicode address";
+
+static int non_ascii(const char *p)
+{
+	for (; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 1;
+	return 0;
+}
+
 /* Which MAIL/RCPT parameters go upstream: only what the upstream offers. */
 static int param_allowed(struct session *s, const struct smtp_param *p, int is_mail, char *why, size_t whysz)
 {
@@ -720,6 +733,11 @@ static void cmd_mail(struct session *s, const char *arg)
 		s->errors++;
 		return;
 	}
+	if (non_ascii(a.path) && smtp_param_get(&a, "SMTPUTF8") == NULL) {
+		reply(s, "%s", R_UTF8_UNDECLARED);
+		s->errors++;
+		return;
+	}
 	const struct smtp_param *size = smtp_param_get(&a, "SIZE");
 	if (size) {
 		char *end;
@@ -745,6 +763,7 @@ static void cmd_mail(struct session *s, const char *arg)
 	}
 	const struct smtp_param *body = smtp_param_get(&a, "BODY");
 	t->binarymime = body && strcasecmp(body->value, "BINARYMIME") == 0;
+	t->smtputf8 = smtp_param_get(&a, "SMTPUTF8") != NULL;
 	s->tx = t;
 	set_busy(s, 1);
 	if (upstream_alive(s->up)) {
@@ -812,6 +831,11 @@ static void cmd_rcpt(struct session *s, const char *arg)
 		s->errors++;
 		return;
 	}
+	if (non_ascii(a.path) && !t->smtputf8) {
+		reply(s, "%s", R_UTF8_UNDECLARED);
+		s->errors++;
+		return;
+	}
 	/* accepted recipients are capped by max_recipients; the attempts the
 	 * upstream refused are capped too (at twice that), or a client could
 	 * grow one transaction's memory without end */
@@ -859,6 +883,14 @@ static void on_vrfy_open(void *arg, const struct smtp_reply *r, enum upstream_er
 
 static void cmd_vrfy(struct session *s, const char *arg)
 {
+	/* RFC 3207 4: a server that requires TLS answers everything but
+	 * NOOP, EHLO, STARTTLS and QUIT with 530 before it; VRFY reached the
+	 * upstream in plaintext */
+	if (s->ln->cfg.tls_required && !s->tls_desc[0]) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		s->errors++;
+		return;
+	}
 	if (arg[0] == '\0') { reply(s, "501 5.5.4 Syntax: VRFY address"); s->errors++; return; }
 	if (s->cfg->vrfy == VRFY_252) {
 		reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
@@ -1494,6 +1526,7 @@ static void tls_ready(struct session *s)
 /* ---- AUTH (RFC 4954), relayed to the upstream ------------------------- */
 
 static const char R_AUTH_TEMP[] = "454 4.7.0 Temporary authentication failure";
+static const char R_AUTH_UNDECODED[] = "501 5.5.2 Cannot decode response";
 
 /* The user of a PLAIN response ("authzid\0authcid\0passwd", base64), or of
  * a LOGIN username response, into out; "" if it does not decode. */
@@ -1503,6 +1536,13 @@ static void auth_user_of(const char *b64, int login, char *out, size_t outsz)
 	size_t n = strlen(b64);
 	out[0] = '\0';
 	if (n == 0 || n > 4 * (sizeof buf / 3) || n % 4 != 0) return;
+	/* strict: the alphabet, '=' only as the last one or two; OpenSSL reads
+	 * an '=' inside as zero bits and goes on, where a server may stop */
+	size_t pad = b64[n - 1] == '=' ? (b64[n - 2] == '=' ? 2 : 1) : 0;
+	for (size_t i = 0; i < n - pad; i++)
+		if (!((b64[i] >= 'A' && b64[i] <= 'Z') || (b64[i] >= 'a' && b64[i] <= 'z') ||
+		      (b64[i] >= '0' && b64[i] <= '9') || b64[i] == '+' || b64[i] == '/'))
+			return;
 	int len = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n);
 	if (len < 0) goto wipe;       /* it may have written part of it */
 	while (len > 0 && n >= 2 && b64[n - 1] == '=') { len--; n--; }  /* padding */
@@ -1534,6 +1574,15 @@ static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	} else if (r->code == 334) {
 		s->auth_wait = 1;             /* the client's next line answers it */
 		reply_relay(s, r);
+	} else if (r->code == 235 && s->auth_try[0] == '\0') {
+		/* logged in upstream as a user we could not name: not taken as
+		 * authenticated (no ratelimit_user key, no user in the audit),
+		 * and that upstream session, authenticated, is dropped */
+		slog(s->id, LOG_WARNING, "upstream=%s accepted an AUTH whose user mailwarden could not "
+		     "read: refused", s->tgt->spec);
+		upstream_close(s->up);
+		s->up = NULL;
+		reply(s, "%s", R_AUTH_TEMP);
 	} else if (r->code == 235) {
 		snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth_try);
 		slog(s->id, LOG_INFO, "client [%s] authenticated as %s", s->client_ip, s->auth_user);
@@ -1581,7 +1630,16 @@ static void auth_response(struct session *s, const char *line)
 	 * the whole credential), and only the first: a later one is a password */
 	if (!s->auth_user_seen) {
 		s->auth_user_seen = 1;
-		if (strcmp(line, "*") != 0) auth_user_of(line, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+		if (strcmp(line, "*") != 0) {
+			auth_user_of(line, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+			if (s->auth_try[0] == '\0') {
+				/* the exchange ends here on both sides (the upstream gets "*") */
+				reply(s, "%s", R_AUTH_UNDECODED);
+				s->errors++;
+				auth_cancel(s);
+				return;
+			}
+		}
 	}
 	if (!upstream_alive(s->up)) {
 		reply(s, "%s", R_AUTH_TEMP);
@@ -1649,7 +1707,21 @@ static void cmd_auth(struct session *s, const char *arg)
 	if (n == 0 || n >= sizeof mech) { reply(s, "501 5.5.4 Syntax: AUTH mechanism"); s->errors++; return; }
 	memcpy(mech, arg, n);
 	mech[n] = '\0';
-	const char *initial = arg[n] == ' ' ? arg + n + 1 : NULL;
+	/* "AUTH" SP mech [SP initial-response] (RFC 4954): one token.  The
+	 * line relayed is rebuilt from it, so what the upstream reads is what
+	 * the user was taken from; with the raw rest of the line, "AUTH PLAIN
+	 * <2 spaces>cred" logged in upstream while no user was found here,
+	 * past ratelimit_user and unnamed in the audit */
+	const char *initial = arg + n;
+	while (*initial == ' ')
+		initial++;
+	if (*initial == '\0')
+		initial = NULL;
+	else if (strchr(initial, ' ') != NULL) {
+		reply(s, "501 5.5.2 Syntax: AUTH mechanism [initial-response]");
+		s->errors++;
+		return;
+	}
 	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
 		reply(s, "504 5.5.4 Unrecognized authentication type");
 		s->errors++;
@@ -1658,8 +1730,14 @@ static void cmd_auth(struct session *s, const char *arg)
 	s->auth_mech_login = strcasecmp(mech, "LOGIN") == 0;
 	s->auth_try[0] = '\0';
 	s->auth_user_seen = initial != NULL;
-	if (initial && strcmp(initial, "=") != 0)
+	if (initial && strcmp(initial, "=") != 0) {
 		auth_user_of(initial, s->auth_mech_login, s->auth_try, sizeof s->auth_try);
+		if (s->auth_try[0] == '\0') {
+			reply(s, "%s", R_AUTH_UNDECODED);
+			s->errors++;
+			return;
+		}
+	}
 	snprintf(line, sizeof line, "AUTH %s%s%.1000s", s->auth_mech_login ? "LOGIN" : "PLAIN",
 	         initial ? " " : "", initial ? initial : "");
 	set_busy(s, 1);

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import audit_fields as A
-from mwlib import (CRLF, Mailwarden, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff,
+from mwlib import (CRLF, Mailwarden, RawUpstream, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff,
                    free_port, ipv6_available, make_msg, wait_until)
 
 ALWAYS_OFFERED = {"PIPELINING", "SIZE", "CHUNKING"}     # BDAT: issue 3 (test_bdat.py)
@@ -764,3 +764,23 @@ def test_direction_option(mw_factory, upstream):
     c.quit()
     rec = m.audit(1)[-1]
     assert A.field(rec, "direction") == "outbound"
+
+
+def test_utf8_address_needs_smtputf8(mw_factory):
+    """RFC 6531 3.4: a UTF-8 address without SMTPUTF8 on MAIL is refused
+    (553 5.6.7, as Postfix answers); it was relayed to an upstream that had
+    not offered SMTPUTF8."""
+    up = RawUpstream(caps=[b"PIPELINING", b"8BITMIME"]).start()   # no SMTPUTF8
+    try:
+        m = mw_factory(up)
+        c = m.client()
+        c.ehlo()
+        r = c.cmd("MAIL FROM:<j\u00f6rg@example.org>")
+        assert r.code == 553 and "5.6.7" in r.text, (r.code, r.text)
+        assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+        r = c.cmd("RCPT TO:<b\u00fccher@example.net>")
+        assert r.code == 553 and "5.6.7" in r.text, (r.code, r.text)
+        c.quit()
+        assert not any(b"\xc3" in line for s in up.sessions for line in s), up.sessions
+    finally:
+        up.stop()

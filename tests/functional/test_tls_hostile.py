@@ -283,3 +283,51 @@ def test_auth_limits_hold_end_to_end(mw_factory, auth_upstream, pki, tmp_path):
     assert [r["auth_user"] for r in recs] == ["", "alice", "alice"]
     assert recs[2]["action"] == "tempfail", recs[2]
     assert USERS["alice"] not in m.stderr_text() + open(m.audit_path).read()
+
+
+def test_vrfy_before_starttls_on_a_tls_required_listener(mw_factory, upstream, pki):
+    """RFC 3207 4: with TLS required, commands other than NOOP, EHLO,
+    STARTTLS and QUIT get 530.  MAIL and AUTH did; VRFY (vrfy = relay) went
+    to the upstream in plaintext."""
+    m = mw_tls(mw_factory, upstream, pki, extra=[("tls_required", "yes")], opts=[("vrfy", "relay")])
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 530
+    r = c.cmd("VRFY postmaster")
+    assert r.code == 530, (r.code, r.text)
+    starttls(c, pki.client_context())
+    c.ehlo()
+    assert c.cmd("VRFY postmaster").code // 100 == 2
+    c.quit()
+
+
+def test_auth_user_is_the_one_the_upstream_reads(mw_factory, auth_upstream, pki, tmp_path):
+    """The initial response was the raw rest of the line: "AUTH PLAIN
+    <2 spaces>cred" logged in at the upstream, which splits on blanks,
+    while mailwarden read " cred" and found no user, so the session went
+    past ratelimit_user and unnamed in the audit.  The line relayed is now
+    rebuilt from the one token read; a response that names nobody is
+    refused here (501), and a 235 to an AUTH whose user could not be read
+    is not taken (454, the upstream session dropped)."""
+    m = mw_tls(mw_factory, auth_upstream, pki, auth=True,
+               opts=[("filters", "ratelimit"), ("store_path", str(tmp_path / "s.lmdb")),
+                     ("ratelimit_user", "1/1h")])
+    cred = b64("\0alice\0" + USERS["alice"])
+    c = tls_client(m, pki)
+    assert c.cmd("AUTH PLAIN " + cred).code == 235
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    c = tls_client(m, pki)
+    assert c.cmd("AUTH PLAIN  " + cred).code == 235          # two spaces: the same user
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code // 100 == 4
+    c.quit()
+    assert [(r["auth_user"], r["action"]) for r in m.audit(2)] == [("alice", "accept"), ("alice", "tempfail")]
+    c = tls_client(m, pki)
+    # an '=' inside: OpenSSL decodes on past it, a server may stop there
+    odd = cred[:4] + "=" + cred[5:]
+    assert c.cmd("AUTH PLAIN " + odd).code == 501
+    assert c.cmd("AUTH PLAIN " + cred + " x").code == 501    # more than one token
+    assert c.cmd("AUTH LOGIN").code == 334
+    assert c.cmd(b64("alice")[:2] + "=" + b64("alice")[3:]).code == 501   # an inner "=" in the user
+    assert c.cmd("NOOP").code == 250
+    c.quit()
