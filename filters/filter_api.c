@@ -39,7 +39,7 @@ int msgscan_parse(struct msgscan *ms)
 
 	while ((r = header_next(buf, ms->len, &pos, &f)) == 1) {
 		struct msg_field *m;
-		int from = header_name_is(&f, "From");
+		int from = header_name_is(&f, "From"), subject = header_name_is(&f, "Subject");
 
 		/* From fields are counted over the whole header: DMARC applies
 		 * to a message with exactly one, and a second one past the
@@ -47,7 +47,11 @@ int msgscan_parse(struct msgscan *ms)
 		 * The first From field is kept wherever it stands, so that
 		 * mw_header(ctx, "From", 0) is always the message's first. */
 		ms->nfrom += from;
-		if (ms->nfields >= MW_MAX_FIELDS && !(from && ms->nfrom == 1)) {
+		/* so is the first Subject: the policy tags it, and one past the
+		 * cap was left as it was under a second, tagged one it added */
+		ms->nsubject += subject;
+		if (ms->nfields >= MW_MAX_FIELDS && !(from && ms->nfrom == 1) &&
+		    !(subject && ms->nsubject == 1)) {
 			ms->nunseen++;
 			continue;	/* keep walking to find the body */
 		}

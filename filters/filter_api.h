@@ -45,6 +45,7 @@ struct msgscan {
 	                                       first From field wherever it stands */
 	size_t      nfields;
 	size_t      nfrom;                  /* From fields in the whole header */
+	size_t      nsubject;               /* Subject fields in the whole header */
 	size_t      nunseen;                /* fields past the cap, not in fields[] */
 
 	struct scan_symbol *symbols;        /* owned; moved into the result */
@@ -77,8 +78,8 @@ struct mw_ctx {
 
 /* msgscan_parse - parse the header section of ms->msg once; 0 (always:
  * a message without a valid header section just has no fields).  Fields
- * past MW_MAX_FIELDS are walked (nfrom, nunseen, body_off) but not kept,
- * except a first From field. */
+ * past MW_MAX_FIELDS are walked (nfrom, nsubject, nunseen, body_off) but
+ * not kept, except the first From and the first Subject field. */
 int  msgscan_parse(struct msgscan *ms);
 /* msgscan_auth - the n-th (0-based) entry of that method ("spf", "dkim",
  * ...), or NULL.  For filters that build on others' results (DMARC). */

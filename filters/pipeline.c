@@ -687,6 +687,11 @@ have_msg:
 			    (unsigned long long)req->id, why);
 		else if (cfg->quarantine_dir[0] == '\0')
 			fail(cfg, req, res, "quarantine: quarantine_dir is not set", 0);
+		else if (deadline_left_ms() == 0)
+			/* the front end answers 451 about now (or has): a copy kept
+			 * would be one the sender was told was not taken, and its
+			 * retry a second one */
+			fail(cfg, req, res, "quarantine: out of time before the quarantine store", 0);
 		else if (quarantine_store(cfg, req, res, why, ms.msg, len,
 		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {
 			char what[600];

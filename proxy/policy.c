@@ -19,7 +19,12 @@
 #include "proxy/sbuf.h"
 
 #define STATUS_FOLD 78          /* fold X-Spam-Status lines past this column */
-#define SUBJECT_TAG_MAX 8192    /* longer Subject fields are left alone */
+/* SUBJECT_TAG_MAX - a longer Subject is left untagged (X-Spam-Flag still
+ * says it): the scanner's reply carries a value of at most 64 KiB
+ * (scanproto.c SP_MAX_STRING), and so do libmilter's packets.  8 KiB
+ * until session 16: a sender could fold his Subject past it to keep the
+ * tag off his messages */
+#define SUBJECT_TAG_MAX 60000
 
 /* fallback replies, should the configured one be unusable */
 static const char *const default_reply[MW_ACTION_COUNT] = {
@@ -227,8 +232,15 @@ static void subject_edit(const struct config *cfg, const struct policy_in *in,
 	}
 	if (len > SUBJECT_TAG_MAX)
 		return;
-	value = xmalloc(strlen(cfg->subject_tag) + 1 + len + 1);
-	sprintf(value, "%s%s%.*s", cfg->subject_tag, len ? " " : "", (int)len, s);
+	/* the tag on the first line would take a line of up to 998 octets
+	 * past RFC 5322's limit, and the next hop refuses the message: the
+	 * tag then has its line, the value folded after it */
+	size_t first = 0, fold;
+	while (first < len && s[first] != '\r' && s[first] != '\n')
+		first++;
+	fold = len > 0 && strlen("Subject: ") + strlen(cfg->subject_tag) + 1 + first > 998;
+	value = xmalloc(strlen(cfg->subject_tag) + 3 + len + 1);
+	sprintf(value, "%s%s%.*s", cfg->subject_tag, fold ? "\r\n " : len ? " " : "", (int)len, s);
 	edit_push(v, n, HE_CHANGE, "Subject", value);
 	free(value);
 }

@@ -5,6 +5,7 @@ direction; and `mailwarden scan` printing the same result as JSON."""
 
 import json
 import re
+import time
 
 import pytest
 
@@ -358,3 +359,73 @@ def test_scan_command_missing_file(tmp_path):
     p = run_mw(["scan", str(tmp_path / "nonexistent.eml")])
     assert p.returncode != 0
     assert p.stderr.strip(), "no reason given"
+
+
+# --- the Subject tag (session 16 review) ---
+
+@pytest.fixture
+def tag_mw(mw_factory, upstream):
+    def make(*extra):
+        return mw_factory(upstream, opts=[plugin_opt(action_header="X-Action"),
+                                          ("inbound_tag_score", "5"), ("inbound_reject_score", "15"),
+                                          ("subject_tag", "[SPAM]")] + list(extra))
+    return make
+
+
+def send_one(m, msg):
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], msg)
+    c.quit()
+    return r["final"]
+
+
+def test_subject_past_10000_fields_tagged_once(tag_mw, upstream):
+    """A tagged message whose Subject comes after 10,000 other fields: the
+    pipeline did not see its Subject (the filters' fields stop at 10,000),
+    so the policy added a new "Subject: [SPAM]" on top and the original
+    stayed: two Subject fields (RFC 5322 3.6: at most one).  The first
+    Subject is kept wherever it stands now, as the first From is."""
+    m = tag_mw()
+    hdr = [b"X-Action: tag"] + [b"X-Filler: %d" % i for i in range(10001)]
+    msg = (b"From: a@example.org" + CRLF + b"To: b@example.net" + CRLF + CRLF.join(hdr) + CRLF
+           + b"Subject: cheap pills" + CRLF + CRLF + b"body" + CRLF)
+    r = send_one(m, msg)
+    assert r.code == 250, r
+    got = upstream.messages[0].content
+    subj = headers_named(got, "Subject")
+    assert A.field(m.audit(1)[-1], "action") == "tag"
+    assert subj == ["[SPAM] cheap pills"], subj
+
+
+def test_subject_tag_keeps_lines_within_998(tag_mw, upstream):
+    """A Subject line of 998 octets (legal) became a line of 998 +
+    len(tag) + 1 with the tag, past RFC 5322's limit, and the next hop
+    refused the message; the tag now gets a line of its own then."""
+    m = tag_mw()
+    subject = "x" * (998 - len("Subject: "))       # a line of exactly 998 octets
+    msg = make_msg(subject=subject, headers=[("X-Action", "tag")])
+    r = send_one(m, msg)
+    assert r.code == 250, r
+    got = upstream.messages[0].content
+    head = got.split(CRLF + CRLF, 1)[0]
+    longest = max(len(l) for l in head.split(CRLF))
+    assert longest <= 998, "header line of %d octets: %r" % (longest, [l[:40] for l in head.split(CRLF) if len(l) > 998])
+
+
+def test_long_folded_subject_tagged(tag_mw, upstream):
+    """A Subject folded past 8 KiB was left untagged, although the message
+    was tagged: a sender picked which of his messages carry the tag that
+    users filter on.  Now only one past 60,000 bytes (what the scanner's
+    reply and libmilter carry) is."""
+    m = tag_mw()
+    words = CRLF.join(b" cheap pills %d" % i for i in range(700))     # ~10 KB, lines of ~16 octets
+    msg = (b"From: a@example.org" + CRLF + b"To: b@example.net" + CRLF + b"X-Action: tag" + CRLF
+           + b"Subject: buy now" + CRLF + words + CRLF + CRLF + b"body" + CRLF)
+    r = send_one(m, msg)
+    assert r.code == 250, r
+    got = upstream.messages[0].content
+    assert headers_named(got, "X-Spam-Flag") == ["YES"]
+    subj = [v for n, v in header_block(got) if n.lower() == "subject"]
+    assert len(subj) == 1
+    assert subj[0].startswith("[SPAM]"), subj[0][:60]

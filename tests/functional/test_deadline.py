@@ -635,3 +635,25 @@ def test_greylist_waits_per_recipient_as_t_counts(fake_peer):
                + sum((["-o", "%s=%s" % o] for o in opts[:4]), []))
     assert "greylist: 4 x store_timeout 500ms per recipient" in r.stderr.decode(), r.stderr
     assert "at worst for one recipient" in r.stderr.decode(), r.stderr
+
+
+def test_no_quarantine_copy_after_the_front_end_gave_up(mw_factory, upstream):
+    """A scan that runs past scan_timeout (a plugin that does not ask the
+    deadline, libclamav, the MIME parse) with a quarantine verdict: the
+    client gets 451 4.3.0 (and will send the message again), and the
+    scanner still stored it in the quarantine: each late retry a copy, and
+    releasing them delivered it again.  Past the deadline it is not
+    stored now."""
+
+    m = mw_factory(upstream, opts=[plugin_opt(), ("scan_timeout", "1s")])
+    msg = make_msg(subject="q", headers=[("X-Example-Action", "quarantine"),
+                                         ("X-Example-Sleep", "1500")])
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], msg)["final"]
+    c.quit()
+    assert r.code == 451, r
+    time.sleep(1.5)          # the scan finishes after the proxy's 451
+    stored = [f for f in m.quarantine_files() if f.endswith(".eml")]
+    assert A.field(m.audit(1)[-1], "action") == "tempfail"
+    assert stored == [], "client told 451, yet the message is in the quarantine: %s" % stored

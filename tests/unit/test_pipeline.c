@@ -82,6 +82,7 @@ static void cfg_init(struct config *c, const char *plugin_args)
 	c->scanner_threads = 2;
 	c->scanner_queue = 4;
 	c->shutdown_timeout = 5000;
+	c->scan_timeout = 30000;       /* a front end waits: 0 would be a deadline passed at once */
 	snprintf(c->plugins[0], sizeof(c->plugins[0]), "%s%s%s", plugin_path,
 	    plugin_args ? " " : "", plugin_args ? plugin_args : "");
 	c->nplugins = 1;
