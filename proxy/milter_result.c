@@ -18,6 +18,7 @@
 #include "sbuf.h"
 
 static const char R_NO_BODY[] = "451 4.3.0 Error: cannot deliver the filtered message, try again later";
+static const char R_NOT_HELD[] = "451 4.3.0 Error: cannot hold the message, try again later";
 static const char R_TOO_MANY_DELETIONS[] =
     "554 5.6.0 Error: too many spam-filter header fields in the message";
 
@@ -270,8 +271,15 @@ sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 			if (edits(ctx, res, fields, leadspc) < 0)
 				return refuse_edits(ctx, what, reply);
 			snprintf(reason, sizeof(reason), "mailwarden: score %.2f", res->score);
-			if (smfi_quarantine(ctx, reason) != MI_SUCCESS)
-				slog(NULL, LOG_WARNING, "milter: smfi_quarantine failed");
+			if (smfi_quarantine(ctx, reason) != MI_SUCCESS) {
+				/* not held: going on would deliver what the audit
+				 * says is quarantined (a virus, say) */
+				slog(NULL, LOG_ERR, "milter: smfi_quarantine failed: tempfail");
+				*what = "tempfail";
+				*reply = R_NOT_HELD;
+				milter_reply(ctx, R_NOT_HELD);
+				return SMFIS_TEMPFAIL;
+			}
 			return SMFIS_CONTINUE;
 		}
 		/* the scanner stored it in mailwarden's quarantine: the MTA drops it */
