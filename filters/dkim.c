@@ -49,6 +49,8 @@ struct verify_ctx {
 	struct timespec deadline;         /* CLOCK_MONOTONIC */
 	DKIM_SIGINFO *temp[DKIM_MAX_TEMP]; /* signatures whose key lookup failed for now */
 	size_t ntemp;
+	DKIM_SIGINFO *late[DKIM_MAX_TEMP]; /* reached after the deadline, key not at hand */
+	size_t nlate;
 	int    looked_up;                 /* key lookups so far */
 };
 
@@ -77,8 +79,34 @@ static int is_temp(const struct verify_ctx *vc, const DKIM_SIGINFO *sig)
 	return 0;
 }
 
+static int is_late(const struct verify_ctx *vc, const DKIM_SIGINFO *sig)
+{
+	size_t i;
+
+	for (i = 0; i < vc->nlate; i++)
+		if (vc->late[i] == sig)
+			return 1;
+	return 0;
+}
+
 /* key_lookup - libopendkim's key retrieval, answered by the DNS layer:
- * the TXT record at SELECTOR._domainkey.DOMAIN into buf. */
+ * the TXT record at SELECTOR._domainkey.DOMAIN into buf.
+ *
+ * A lookup that fails for now marks the signature (temperror) but answers
+ * NOTFOUND, not TRYAGAIN: on TRYAGAIN libopendkim's eom stops, and the
+ * signatures after it were never verified nor listed (one of the sender's
+ * own dead keys on top hid a valid signature below it).
+ *
+ * The message's deadline is shared by all its signatures, whose order the
+ * sender chooses, and the time before a key lookup is the sender's too
+ * (libopendkim's header work, the other signatures' lookups).  A
+ * signature reached after the deadline is still verified if its key is at
+ * hand (the pipeline prefetched it: a cached answer costs nothing); if it
+ * is not, the signature is "late": not verified (neutral), never
+ * temperror, because DMARC takes an aligned temperror for a failure of
+ * the From domain's own DNS and applies no policy (RFC 7489 6.6.2): with
+ * the budget spent on the sender's work, a forged From of a p=reject
+ * domain was delivered as dmarc=temperror. */
 static DKIM_CBSTAT key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 {
 	struct verify_ctx *vc = dkim_get_user_context(d);
@@ -87,25 +115,37 @@ static DKIM_CBSTAT key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t bu
 	struct dns_reply *r;
 	char name[600];
 	long left;
-	int n;
+	int n, late = 0;
 
 	if (vc == NULL || dom == NULL || sel == NULL)
 		return DKIM_CBSTAT_ERROR;
 	vc->looked_up++;
-	left = ms_left(&vc->deadline);
-	if (vc->in->dns == NULL || left <= 0) {
-		if (vc->in->dns != NULL)
-			deadline_timed_out("dkim_timeout");
+	if (vc->in->dns == NULL) {
 		mark_temp(vc, sig);
-		return DKIM_CBSTAT_TRYAGAIN;
+		return DKIM_CBSTAT_NOTFOUND;
 	}
 	n = snprintf(name, sizeof(name), "%s._domainkey.%s", sel, dom);
 	if (n < 0 || (size_t)n >= sizeof(name) || n > 253)
 		return DKIM_CBSTAT_NOTFOUND;
+	left = ms_left(&vc->deadline);
+	if (left <= 0) {
+		/* deadline passed: only what is cached (or answers within
+		 * 1 ms), so dkim_max_signatures late lookups cost at most
+		 * that many milliseconds */
+		deadline_timed_out("dkim_timeout");
+		late = 1;
+		left = 1;
+	}
 	/* one lookup: at most dns_timeout, and never past the message's deadline */
 	if (vc->in->cfg->dns_timeout > 0 && left > (long)vc->in->cfg->dns_timeout)
 		left = (long)vc->in->cfg->dns_timeout;
 	r = dns_lookup(vc->in->dns, name, DNS_T_TXT, (unsigned)left);
+	if (late && (r->status == DNS_SERVFAIL || r->status == DNS_TIMEOUT)) {
+		dns_reply_free(r);
+		if (vc->nlate < DKIM_MAX_TEMP)
+			vc->late[vc->nlate++] = sig;
+		return DKIM_CBSTAT_NOTFOUND;
+	}
 	switch (r->status) {
 	case DNS_OK: {
 		size_t i;
@@ -126,7 +166,7 @@ static DKIM_CBSTAT key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t bu
 	case DNS_TIMEOUT:
 		dns_reply_free(r);
 		mark_temp(vc, sig);
-		return DKIM_CBSTAT_TRYAGAIN;
+		return DKIM_CBSTAT_NOTFOUND;
 	default:
 		dns_reply_free(r);
 		return DKIM_CBSTAT_NOTFOUND;
@@ -271,6 +311,10 @@ static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx
 		snprintf(why, whylen, "key lookup failed for now");
 		return SR_TEMPERROR;
 	}
+	if (is_late(vc, sig)) {
+		snprintf(why, whylen, "not verified: dkim_timeout spent before its key lookup");
+		return SR_NEUTRAL;
+	}
 	if ((flags & DKIM_SIGFLAG_PASSED) && dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH) {
 		dkim_alg_t a = DKIM_SIGN_UNKNOWN;
 
@@ -331,8 +375,10 @@ static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx
 	case DKIM_SIGERROR_OK:
 	case DKIM_SIGERROR_UNKNOWN:
 		if (!(flags & DKIM_SIGFLAG_PROCESSED)) {
+			/* never temperror for another signature's failed
+			 * lookup: DMARC would take it for this d='s own */
 			snprintf(why, whylen, "not verified");
-			return vc->ntemp ? SR_TEMPERROR : SR_NEUTRAL;
+			return SR_NEUTRAL;
 		}
 		snprintf(why, whylen, "bad signature");
 		return SR_FAIL;
@@ -491,8 +537,8 @@ static void verify_eom(struct mw_ctx *ctx)
 	if (st == DKIM_STAT_OK || st == DKIM_STAT_NOSIG || st == DKIM_STAT_SYNTAX)
 		st = dkim_eom(d, NULL);
 	if ((dkim_getsiglist(d, &sigs, &nsigs) != DKIM_STAT_OK || nsigs <= 0) && vc.ntemp > 0) {
-		/* a key lookup that failed for now stops libopendkim's eom
-		 * before it lists the signatures: report those we saw */
+		/* should libopendkim's eom stop before it lists the
+		 * signatures: report those whose lookup failed for now */
 		sigs = vc.temp;
 		nsigs = (int)vc.ntemp;
 	}

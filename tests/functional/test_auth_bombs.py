@@ -237,6 +237,54 @@ def test_dmarc_is_temperror_when_an_aligned_key_times_out(dns, tmp_path):
         assert res["action"] == action, (d, res)
 
 
+def test_sender_cannot_spend_the_dkim_budget_to_make_dmarc_temperror(dns, keys, tmp_path):
+    """A forged From of a p=reject domain with a junk signature of that
+    domain (its key served) on top, then 7 of the sender's own signatures
+    whose h= names 1,000 fields over 9,900 header fields: libopendkim's
+    header work spends the message's dkim_timeout before the first key
+    lookup.  That lookup was then refused outright, its prefetched key in
+    the cache unused: dkim=temperror for victim.test, an aligned temperror,
+    dmarc=temperror and the forgery accepted.  Now a key at hand is still
+    used after the deadline (dkim=fail, dmarc=fail, 550), one that is not
+    makes the signature neutral, never temperror.  Below: the sender's
+    dead keys on top no longer stop libopendkim (it verified nothing after
+    the first of them): the signatures below are verified, a junk one of
+    victim.test fails (550), a valid one passes."""
+    dns.add_zone("victim.test", [("_dmarc", "TXT", "v=DMARC1; p=reject"),
+                                 ("s1._domainkey", "TXT", keys["rsa"][1])])
+    dns.add_zone("heavy.test", [("k0._domainkey", "TXT", keys["rsa"][1])])
+    dns.add_zone("dead.test", [], drop_other=True)
+    dns.start()
+    heavy = ab.fake_signature("heavy.test", "k0").replace(
+        b"h=from:to:subject", b"h=from:" + b":".join([b"x-b"] * 999))
+    data = ab.message(b"ceo@victim.test", ab.fake_signature("victim.test", "s1") + heavy * 7
+                      + b"X-B: 1\r\n" * 9900)
+    t = [("dns_client_name", "no"), ("dkim_timeout", "100ms")]
+    r = ab.run(data, ab.scan_args(dns.forwarder, "dkim dmarc", mail_from="x@heavy.test", extra=t),
+               tmp_path)
+    res = r["result"]
+    assert res is not None, r["stderr"][-2000:]
+    ar = ab.auth_results(res)
+    assert "header.d=victim.test" in ar and "dmarc=fail (p=reject dis=reject)" in ar, ar
+    assert "dkim=temperror" not in ar and "dmarc=temperror" not in ar, ar
+    assert res["action"] == "reject" and res["reply"].startswith("550 5.7.1"), res
+
+    dead = b"".join(ab.fake_signature("dead.test", "k%d" % k) for k in range(3))
+    signed = dl.dkimpy_sign(ab.message(b"ceo@victim.test"), "s1", "victim.test", keys["rsa"][0])
+    t = [("dns_client_name", "no"), ("dkim_timeout", "1s")]
+    for data, want, action in ((ab.message(b"ceo@victim.test", dead + ab.fake_signature("victim.test", "s1")),
+                                "dmarc=fail (p=reject dis=reject)", "reject"),
+                               (dead + signed, "dmarc=pass", "accept")):
+        r = ab.run(data, ab.scan_args(dns.forwarder, "dkim dmarc", mail_from="x@dead.test", extra=t),
+                   tmp_path)
+        res = r["result"]
+        assert res is not None, r["stderr"][-2000:]
+        ar = ab.auth_results(res)
+        assert ar.count("dkim=temperror") == 3 and "header.d=victim.test" in ar, ar
+        assert want in ar and res["action"] == action, (ar, res)
+        assert r["wall"] < 1.0 + 1.0 * SLOW, r["wall"]
+
+
 def test_quoted_mail_from_cannot_lend_its_local_part_to_dmarc(dns, mw_factory, upstream):
     """MAIL FROM:<"x@victim.test y"@evil.test>: SPF checks evil.test, whose
     own record lists the client (pass), and records smtp.mailfrom as a
