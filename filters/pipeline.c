@@ -387,6 +387,8 @@ static int ar_authserv_is(const char *value, const char *id)
 	return k == n;
 }
 
+#define MAX_FORGED_AR 1000     /* Authentication-Results fields a message may carry */
+
 static const char *authserv_id(const struct config *cfg)
 {
 	return cfg->authserv_id[0] ? cfg->authserv_id : cfg->hostname;
@@ -405,7 +407,26 @@ static void auth_results(const struct config *cfg, struct msgscan *ms)
 	size_t i, pos = 0;
 
 	/* the whole header section, not ms->fields: those stop at
-	 * MW_MAX_FIELDS, and a forged field past them would stay */
+	 * MW_MAX_FIELDS, and a forged field past them would stay.  Past
+	 * MAX_FORGED_AR of them the message is refused instead: their
+	 * removals would not fit the scanner's reply (SP_MAX_EDITS), which
+	 * made every try a 451, and the milter refuses that many deletions */
+	size_t nar = 0, at = 0;
+
+	while (header_next((const char *)ms->msg, ms->len, &at, &f) == 1)
+		if (f.name_len == sizeof(ar) - 1 && strncasecmp(f.name, ar, f.name_len) == 0 &&
+		    ++nar > MAX_FORGED_AR)
+			break;
+	if (nar > MAX_FORGED_AR) {
+		slog(ms->req->session_id, LOG_NOTICE, "more than %d Authentication-Results fields: refused",
+		    MAX_FORGED_AR);
+		if (ms->hard < MW_REJECT) {
+			ms->hard = MW_REJECT;
+			snprintf(ms->hard_text, sizeof(ms->hard_text), "Too many Authentication-Results fields");
+			snprintf(ms->hard_by, sizeof(ms->hard_by), "auth_results");
+		}
+		return;
+	}
 	while (header_next((const char *)ms->msg, ms->len, &pos, &f) == 1) {
 		if (f.name_len != sizeof(ar) - 1 || strncasecmp(f.name, ar, f.name_len) != 0)
 			continue;

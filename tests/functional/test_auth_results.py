@@ -88,6 +88,27 @@ def test_many_forged_all_removed(mw_factory, upstream):
     assert ar_fields(got) == [k.split(b":", 1)[1] for k in (KEPT[0], KEPT[2])], ar_fields(got)
 
 
+def test_more_than_1000_refused(mw_factory, upstream):
+    """1,000 such fields (999 forged): the forged ones removed; past that the message is
+    refused (550): their removals did not fit the scanner's reply (4,096
+    edits), and every try of such a message was answered 451"""
+    mw = mw_factory(upstream, opts=[("authserv_id", AUTHSERV)])
+    forged = [b"Authentication-Results: mx.mw.test; dmarc=pass header.from=forged.example (%d)" % i
+              for i in range(999)]
+    got = send(mw, upstream, forged + [KEPT[0]])
+    assert b"forged.example" not in got and ar_fields(got) == [KEPT[0].split(b":", 1)[1]]
+    c = mw.client()
+    c.ehlo()
+    msg = make_msg(subject="ar")
+    head, body = msg.split(b"\r\n\r\n", 1)
+    extra = [b"Authentication-Results: mx.mw.test; dkim=pass (%d)" % i for i in range(4100)]
+    r = c.transaction("a@example.org", ["b@example.net"], head + b"\r\n" + b"\r\n".join(extra) +
+                      b"\r\n\r\n" + body)
+    c.quit()
+    assert r["final"].code == 550 and "Too many Authentication-Results fields" in r["final"].text, r["final"]
+    assert len(upstream.messages) == 1
+
+
 def test_ours_is_one_field_with_every_entry(mw_factory, upstream, tmp_path):
     """With a filter that adds entries (dkim: a message without signature
     gets dkim=none), ours is the only field with our id, on top."""
