@@ -69,22 +69,11 @@ static void mark_temp(struct verify_ctx *vc, DKIM_SIGINFO *sig)
 		vc->temp[vc->ntemp++] = sig;
 }
 
-static int is_temp(const struct verify_ctx *vc, const DKIM_SIGINFO *sig)
+/* listed - is sig one of v[0..n) (the temp or the late ones)? */
+static int listed(DKIM_SIGINFO *const *v, size_t n, const DKIM_SIGINFO *sig)
 {
-	size_t i;
-
-	for (i = 0; i < vc->ntemp; i++)
-		if (vc->temp[i] == sig)
-			return 1;
-	return 0;
-}
-
-static int is_late(const struct verify_ctx *vc, const DKIM_SIGINFO *sig)
-{
-	size_t i;
-
-	for (i = 0; i < vc->nlate; i++)
-		if (vc->late[i] == sig)
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == sig)
 			return 1;
 	return 0;
 }
@@ -307,11 +296,11 @@ static enum sig_result judge(const struct dkim_inst *in, const struct verify_ctx
 	const char *es;
 
 	why[0] = '\0';
-	if (is_temp(vc, sig)) {
+	if (listed(vc->temp, vc->ntemp, sig)) {
 		snprintf(why, whylen, "key lookup failed for now");
 		return SR_TEMPERROR;
 	}
-	if (is_late(vc, sig)) {
+	if (listed(vc->late, vc->nlate, sig)) {
 		snprintf(why, whylen, "not verified: dkim_timeout spent before its key lookup");
 		return SR_NEUTRAL;
 	}
