@@ -187,6 +187,12 @@ static int read_reply(int fd, char *out, size_t outsz, long long deadline,
 		return -1;
 	}
 	out[n] = '\0';
+	if (strlen(out) + 1 < n) {
+		/* clamd answers one verdict per INSTREAM: "stream: OK\0" and
+		 * then more is a peer we do not understand, not a clean scan */
+		snprintf(why, whysz, "clamd: more after the answer: %.60s", out);
+		return -1;
+	}
 	n = strlen(out);
 	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
 		out[--n] = '\0';

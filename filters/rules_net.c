@@ -77,6 +77,28 @@ static void want(void *arg, const char *qname, int rrtype)
 	q->type = type;
 	q->list = (rrtype & EVAL_NET_LIST) != 0;
 	q->hash = key_hash(name, type);
+	/* a list's TXT comes with its A answer, which says whether the query
+	 * was refused (Spamhaus answers 127.255.255.254 and a TXT "Error: open
+	 * resolver..."): asked in the same round, so format_round can tell */
+	if (q->list && type == DNS_T_TXT)
+		want(arg, name, DNS_T_A | EVAL_NET_LIST);
+}
+
+/* list_refused - the A answer of this list name says "query refused or
+ * resolver blocked" (not a listing)? */
+static int list_refused(const struct rules_net *n, const struct ruleset *rs, const char *name)
+{
+	for (size_t i = 0; i < n->n; i++) {
+		const struct net_q *q = &n->q[i];
+
+		if (q->type != DNS_T_A || !q->list || strcmp(q->name, name) != 0 || q->reply == NULL ||
+		    q->reply->status != DNS_OK)
+			continue;
+		for (size_t k = 0; k < q->reply->count; k++)
+			if (eval_net_verdict(rs, q->name, q->reply->rr[k].addr) == DNSBL_REFUSED)
+				return 1;
+	}
+	return 0;
 }
 
 static long ms_left(const struct timespec *deadline)
@@ -142,6 +164,15 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 		if (r->status == DNS_TIMEOUT || r->status == DNS_SERVFAIL) {
 			if (r->status == DNS_TIMEOUT) (*timeouts)++;
 			continue;                        /* answer unknown */
+		}
+		if (q->type == DNS_T_TXT && q->list && r->status == DNS_OK && list_refused(n, rs, q->name)) {
+			/* its text is the refusal's, not a listing's */
+			mw_log(ctx, LOG_WARNING, "rules: %s: query refused or resolver blocked, its TXT is "
+			       "not a listing", q->name);
+			(*blocked)++;
+			q->answer = strdup("");
+			if (!q->answer) abort();
+			continue;
 		}
 		struct sbuf b;
 		sbuf_init(&b, 64 * 1024);

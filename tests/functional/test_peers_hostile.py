@@ -295,6 +295,10 @@ CLAMD_CASES = {
     "binary": (lambda p, c, n: (clamd_request(c), c.sendall(b"\xff\xfe\x01stream: OK\0")), "clamd"),
     "clamd error": (lambda p, c, n: (clamd_request(c), c.sendall(b"stream: Can't allocate memory ERROR\0")),
                     "ERROR"),
+    # one verdict per INSTREAM: a clean one followed by another was read
+    # as clean (session 16)
+    "two answers": (lambda p, c, n: (clamd_request(c), c.sendall(b"stream: OK\0stream: Eicar FOUND\0")),
+                    "more after the answer"),
 }
 
 

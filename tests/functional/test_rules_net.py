@@ -402,3 +402,40 @@ def test_uribl_domains_links_first(dns_server, tmp_path):
         sym = form_scan(tmp_path, dns_server.forwarder, None,
                         html=pre + '<a href="http://spammer.example/x">click here</a>')
         assert "T_DBL" in sym, (pre[:60], sym)
+
+
+TXT_RULES = r"""
+header   T_ZEN_TXT   eval:check_rbl_txt('tzen', 'zen.bl.test.', '(?i:spamhaus)')
+tflags   T_ZEN_TXT   net
+score    T_ZEN_TXT   3.0
+"""
+
+
+def test_refused_list_txt_never_scores(dns_server, tmp_path):
+    """A list that refuses the query answers its A with 127.255.255.254 and
+    its TXT with the refusal ("Error: open resolver; https://check.
+    spamhaus.org/..."): check_rbl_txt scored that text as a listing, where
+    the README says these codes never score.  A list TXT is now asked with
+    its A, and dropped when the A says refused; a real listing's TXT still
+    scores."""
+    dns_server.add_zone("zen.bl.test", [
+        "97.2.0.192 A 127.255.255.254",
+        ("97.2.0.192", "TXT", "Error: open resolver; https://check.spamhaus.org/returnc/pub/192.0.2.97"),
+        "98.2.0.192 A 127.0.0.2",
+        ("98.2.0.192", "TXT", "Listed by Spamhaus SBL, see https://check.spamhaus.org/sbl/query/1"),
+    ])
+    dns_server.start()
+    rf = tmp_path / "r.cf"
+    rf.write_text(TXT_RULES)
+    got = {}
+    for ip in ("192.0.2.97", "192.0.2.98"):
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        p.write_bytes(make_msg(frm="a@fine.example", body=b"hello"))
+        r = run_mw(["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(rf),
+                    "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "rules_net_tests=yes",
+                    "--client-ip", ip, "--from", "a@fine.example", str(p)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        got[ip] = {s["name"] for s in json.loads(r.stdout)["symbols"]}
+    assert "T_ZEN_TXT" not in got["192.0.2.97"], got
+    assert "T_ZEN_TXT" in got["192.0.2.98"], got
