@@ -1202,17 +1202,29 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
 	name_exts(name, last, sizeof(last), prev, sizeof(prev));
 	want = dlen < MAGIC_HEAD ? dlen : MAGIC_HEAD;
 	if (why == NULL && (data = malloc(want + 1)) != NULL) {
+		int partial = 0;
+
 		got = hqx_read(&h, data, want);
 		f->unpacked += got;
 		detect(f->a, data, got, type, sizeof(type));
 		if (got == want && dlen > want && f->a->scan_archives &&
 		    (is_archive_type(type) || is_archive_ext(last))) {
-			/* an archive: the rest of it, within attach_archive_max_size */
+			/* an archive: the rest of it, within attach_archive_max_size
+			 * and the message's unpack budget (runs of 0x90 make 255
+			 * bytes of 4 characters: 330 KB of text claim 20 MB) */
 			unsigned char *more;
+			char over[80];
 
+			partial = 1;
 			if (dlen > f->a->max_nested)
-				why = "BinHex archive over attach_archive_max_size";
-			else if ((more = realloc(data, (size_t)dlen + 1)) != NULL) {
+				archive_unchecked(f, label, "BinHex archive over attach_archive_max_size");
+			else if (f->unpacked + dlen > ARCHIVE_UNPACKED_MAX) {
+				snprintf(over, sizeof(over), "archives unpack to more than %u MiB",
+				    ARCHIVE_UNPACKED_MAX_MIB);
+				archive_unchecked(f, label, over);
+			} else if ((more = realloc(data, (size_t)dlen + 1)) == NULL) {
+				archive_unchecked(f, label, "BinHex archive not read: out of memory");
+			} else {
 				size_t rest;
 
 				data = more;
@@ -1220,11 +1232,12 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
 				got += rest;
 				f->unpacked += rest;
 				want = dlen;
+				partial = 0;
 			}
 		}
 		if (got < want || h.bad)
 			why = "BinHex file not read (data fork cut short or malformed)";
-		else
+		else if (!partial)   /* a head known to be partial is no archive to open */
 			check_text_file(f, name, data, got, label, "BinHex");
 	}
 	free(data);

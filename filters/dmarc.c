@@ -36,6 +36,7 @@
 #include "filters/filter_api.h"
 #include "proxy/sbuf.h"
 #include "proxy/log.h"
+#include "proxy/utf8.h"
 
 #define DMARC_MAX_DKIM 16
 
@@ -300,12 +301,8 @@ static void act(struct mw_ctx *ctx, enum dmarc_action a, const char *text)
 static int ascii_domain(char d[ADDR_DOMAIN_MAX + 1])
 {
 	char *a = NULL;
-	size_t i;
 
-	for (i = 0; d[i] != '\0'; i++)
-		if ((unsigned char)d[i] >= 0x80)
-			break;
-	if (d[i] == '\0')
+	if (!utf8_has_8bit(d, strlen(d)))
 		return 0;
 	if (idn2_to_ascii_8z(d, &a, IDN2_NONTRANSITIONAL) != IDN2_OK || a == NULL)
 		return -1;

@@ -63,7 +63,13 @@ static void want(void *arg, const char *qname, int rrtype)
 	if (len == 0 || len >= sizeof name) return;
 	for (size_t i = 0; i <= len; i++) name[i] = (char)((qname[i] >= 'A' && qname[i] <= 'Z') ? qname[i] + 32 : qname[i]);
 	while (len && name[len - 1] == '.') name[--len] = '\0';
-	if (!len || find(n, name, type)) return;
+	struct net_q *had;
+	if (!len) return;
+	if ((had = find(n, name, type)) != NULL) {
+		/* asked before, maybe not as a list's: its answers are list codes now */
+		had->list |= (rrtype & EVAL_NET_LIST) != 0;
+		return;
+	}
 	if (n->n >= RULES_NET_MAX_QUERIES) { n->overflow = 1; return; }
 	if (n->n == n->cap) {
 		n->cap = n->cap ? n->cap * 2 : 32;
@@ -85,19 +91,17 @@ static void want(void *arg, const char *qname, int rrtype)
 }
 
 /* list_refused - the A answer of this list name says "query refused or
- * resolver blocked" (not a listing)? */
-static int list_refused(const struct rules_net *n, const struct ruleset *rs, const char *name)
+ * resolver blocked" (not a listing)?  That A answer is logged and counted
+ * where it is read (format_round) */
+static int list_refused(struct rules_net *n, const struct ruleset *rs, const char *name)
 {
-	for (size_t i = 0; i < n->n; i++) {
-		const struct net_q *q = &n->q[i];
+	const struct net_q *q = find(n, name, DNS_T_A);
 
-		if (q->type != DNS_T_A || !q->list || strcmp(q->name, name) != 0 || q->reply == NULL ||
-		    q->reply->status != DNS_OK)
-			continue;
-		for (size_t k = 0; k < q->reply->count; k++)
-			if (eval_net_verdict(rs, q->name, q->reply->rr[k].addr) == DNSBL_REFUSED)
-				return 1;
-	}
+	if (q == NULL || q->reply == NULL || q->reply->status != DNS_OK)
+		return 0;
+	for (size_t k = 0; k < q->reply->count; k++)
+		if (eval_net_verdict(rs, q->name, q->reply->rr[k].addr) == DNSBL_REFUSED)
+			return 1;
 	return 0;
 }
 
@@ -166,10 +170,8 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 			continue;                        /* answer unknown */
 		}
 		if (q->type == DNS_T_TXT && q->list && r->status == DNS_OK && list_refused(n, rs, q->name)) {
-			/* its text is the refusal's, not a listing's */
-			mw_log(ctx, LOG_WARNING, "rules: %s: query refused or resolver blocked, its TXT is "
-			       "not a listing", q->name);
-			(*blocked)++;
+			/* its text is the refusal's, not a listing's (the A answer
+			 * that says so is the one logged and counted) */
 			q->answer = strdup("");
 			if (!q->answer) abort();
 			continue;

@@ -1967,16 +1967,6 @@ static unsigned set_where(const struct cfg_load *ld, const char *name, char *out
 	return line;
 }
 
-/* dur_text - ms as the settings write it ("90s", "1500ms") */
-static const char *dur_text(uint64_t ms, char *out, size_t outsz)
-{
-	if (ms % 1000 == 0)
-		snprintf(out, outsz, "%llus", (unsigned long long)(ms / 1000));
-	else
-		snprintf(out, outsz, "%llums", (unsigned long long)ms);
-	return out;
-}
-
 /* check_greylist - greylist_delay must be shorter than
  * greylist_retry_window: a first attempt is remembered for the window
  * and a retry passes once the delay is over, so with a delay as long no
@@ -1992,10 +1982,11 @@ static int check_greylist(const struct config *c, const struct cfg_load *ld, cha
 		return 0;
 	ld_delay = set_where(ld, "greylist_delay", wd, sizeof wd);
 	ld_window = set_where(ld, "greylist_retry_window", ww, sizeof ww);
+	fmt_duration(d, sizeof d, c->greylist_delay);
+	fmt_duration(w, sizeof w, c->greylist_retry_window);
 	return fail(err, errlen, "%s: greylist_delay (%s) must be shorter than greylist_retry_window (%s): "
 	            "a first attempt is forgotten before its retry may pass, and no new sender ever would",
-	            ld_window > ld_delay ? ww : wd, dur_text(c->greylist_delay, d, sizeof d),
-	            dur_text(c->greylist_retry_window, w, sizeof w));
+	            ld_window > ld_delay ? ww : wd, d, w);
 }
 
 /* xlat_list - rewrite each IPv6 entry of the list value (a field of size
@@ -2092,13 +2083,7 @@ static int xlat_lists(struct config *c, struct cfg_load *ld, char *err, size_t e
 		unsigned line;
 
 		if (o != NULL) {
-			line = ld->seen[o - cfg_opts];
-			if (line == SEEN_OVERRIDE)
-				snprintf(where, sizeof where, "-o %s", o->name);
-			else if (line != 0)
-				snprintf(where, sizeof where, "%s:%u", ld->file, line);
-			else
-				snprintf(where, sizeof where, "default");
+			line = set_where(ld, *name, where, sizeof where);
 			if (xlat_list(c, o, (char *)c + o->off, o->size, where, line == SEEN_OVERRIDE,
 			              pfx, npfx, err, errlen) < 0)
 				return -1;

@@ -257,7 +257,7 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
  * clients waited unanswered.  Instead the listener pauses, and each pause
  * answers one waiting client 421 through a descriptor held in reserve
  * for it (the way nginx and libuv do); one log line when it starts, one
- * every STARVED_LOG_S while it lasts, one when accepting works again. */
+ * every EPISODE_LOG_MS while it lasts, one when accepting works again. */
 
 #define STARVED_PAUSE_MS 100
 #define STARVED_QUIET_MS 1000

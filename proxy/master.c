@@ -2,7 +2,7 @@
  *
  * Each scanner generation gets its own listening unix socket (an abstract
  * address chosen by the kernel), and the proxy learns the address of the
- * current one through a control pipe.  So a reload or a crash never lets
+ * current one through a control channel.  So a reload or a crash never lets
  * an old scanner accept the proxy's new connection, and an old scanner
  * keeps answering on its existing connection until the proxy closes it:
  * reloading drops no scan.
@@ -87,6 +87,8 @@ struct ctl_end {
 static struct {
 	struct config *cfg;             /* the serving scanner's, and the front ends' */
 	struct config *cand;            /* a reload's, for the pending scanner; or NULL */
+	int cfg_fd;                     /* cfg sealed in a memfd (config_export), made at
+	                                 * its first send and passed to both front ends */
 	const char *path;
 	const char *const *ov;
 	size_t nov;
@@ -304,7 +306,7 @@ static void announce_scanner(void);
  * for (keep: one of them it runs on, or -1) */
 static void close_inherited(int keep, int listeners)
 {
-	int fds[] = { M.proxy_ctl.fd, M.milter_ctl.fd, M.scan_fd, M.pending_fd, M.pending_ready };
+	int fds[] = { M.proxy_ctl.fd, M.milter_ctl.fd, M.scan_fd, M.pending_fd, M.pending_ready, M.cfg_fd };
 
 	if (!listeners)
 		for (unsigned i = 0; i < M.nlfds; i++) close(M.lfds[i]);
@@ -527,6 +529,8 @@ static void check_pending(void)
 	config_unref(M.cfg);
 	M.cfg = M.cand;
 	M.cand = NULL;
+	if (M.cfg_fd >= 0) close(M.cfg_fd);
+	M.cfg_fd = -1;
 	log_set_level(M.cfg->log_level);
 	stats_reload();
 	slog(NULL, LOG_NOTICE, "reload: scanner pid=%d ready, taking over; the front ends get its config",
@@ -551,12 +555,15 @@ static void ctl_flush(struct ctl_end *e, const char *name)
 		if (e->want & CTL_WANT_CONFIG) {
 			bit = CTL_WANT_CONFIG;
 			msg.len = CTL_CONFIG;
-			if ((cfd = config_export(M.cfg)) < 0) {
+			/* one export a config: sealed, it is the same for both
+			 * front ends and for a send tried again */
+			if (M.cfg_fd < 0 && (M.cfg_fd = config_export(M.cfg)) < 0) {
 				if (!e->failed)
 					slog_errno(NULL, LOG_ERR, "cannot pass the config to the %s", name);
 				e->failed = 1;
 				return;     /* tried again on the next turn */
 			}
+			cfd = M.cfg_fd;
 		} else if (e->want & CTL_WANT_ADDR) {
 			bit = CTL_WANT_ADDR;
 			msg.len = M.scan_addrlen;
@@ -567,7 +574,6 @@ static void ctl_flush(struct ctl_end *e, const char *name)
 		}
 		rc = ctl_send(e->fd, &msg, cfd);
 		int err = errno;
-		if (cfd >= 0) close(cfd);
 		if (rc < 0 && (err == EAGAIN || err == EWOULDBLOCK)) return;
 		if (rc < 0) {
 			/* EPIPE: it is gone, and its restart starts up to date */
@@ -738,10 +744,8 @@ static void reap(int stopping)
 static void reopen_logs(void)
 {
 	if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGUSR1, "proxy");
-	if (M.milter.pid > 0 && M.milter_ctl.fd >= 0) {
-		M.milter_ctl.want |= CTL_WANT_REOPEN;
-		ctl_flush(&M.milter_ctl, "milter");
-	}
+	if (M.milter.pid > 0)
+		tell(CTL_WANT_REOPEN);      /* the milter's alone: the proxy had SIGUSR1 */
 }
 
 /* reload - SIGHUP: the file read again (here, as root: the children run
@@ -974,7 +978,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	/* -1, not memset's 0: a 0 here made the master announce scanner
 	 * addresses into its stdin and close it when the milter started */
 	M.proxy_ctl.fd = M.milter_ctl.fd = -1;
-	M.pending_fd = M.pending_ready = -1;
+	M.pending_fd = M.pending_ready = M.cfg_fd = -1;
 
 	if (privs_lookup(cfg->user, &M.privs, err, sizeof err) < 0) die("%s", err);
 	/* one socket per listener and proxy loop, so that the kernel spreads
@@ -1044,7 +1048,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 			 * need the scanner; the scanners go once they are gone */
 			if (M.proxy.pid > 0) signal_child(M.proxy.pid, SIGTERM, "proxy");
 			if (M.milter.pid > 0) {
-				/* the end of its control pipe stops the milter at once
+				/* the end of its control channel stops the milter at once
 				 * (libmilter notices its own SIGTERM only every 5 s) */
 				if (M.milter_ctl.fd >= 0) close(M.milter_ctl.fd);
 				M.milter_ctl = (struct ctl_end){ .fd = -1 };

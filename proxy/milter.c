@@ -205,7 +205,7 @@ static void txn_reset(struct msess *s)
 	s->rcpts = NULL;
 	s->nrcpts = 0;
 	s->fields.names = NULL;
-	s->fields.count = 0;
+	s->fields.count = s->fields.cap = 0;
 	s->spool_ok = s->too_big = s->too_many_fields = 0;
 	s->message_id[0] = s->subject[0] = s->queue_id[0] = '\0';
 	s->auth_user[0] = s->tls[0] = '\0';
@@ -682,7 +682,10 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		s->too_many_fields = 1;
 		return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 	}
-	s->fields.names = xrealloc(s->fields.names, (s->fields.count + 1) * sizeof(char *));
+	if (s->fields.count == s->fields.cap) {    /* doubled: up to 10,000 a message */
+		s->fields.cap = s->fields.cap ? 2 * s->fields.cap : 32;
+		s->fields.names = xrealloc(s->fields.names, s->fields.cap * sizeof(char *));
+	}
 	s->fields.names[s->fields.count++] = xstrndup(name, SHORT_FIELD);
 	/* the field as it was sent: "Name:" value CRLF, with the MTA's LF
 	 * folding (or CRLF) turned back into CRLF.  A CR alone stays a byte of
@@ -933,7 +936,7 @@ static void reload(struct config *c)
 	spool_set_budget(c->spool_memory_max);
 	/* the audit log reopened as the proxy does on its SIGHUP, or the milter
 	 * would go on writing into a rotated file (libmilter takes SIGHUP as
-	 * "stop", so the master says "reload" down the control pipe) */
+	 * "stop", so the master passes the config down the control channel) */
 	if (audit_open(c->audit_log) < 0)
 		slog_errno(NULL, LOG_ERR, "milter: audit log %s", c->audit_log);
 	slog(NULL, LOG_NOTICE, "milter: config reloaded (for the next message of each connection)");

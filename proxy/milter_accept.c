@@ -74,11 +74,6 @@ void milter_accept_set_max(unsigned max_connections)
 	atomic_store(&max_open, max_connections);
 }
 
-unsigned milter_accept_open(void)
-{
-	return atomic_load(&nopen);
-}
-
 static void track(int fd)
 {
 	if (fd >= 0 && (unsigned)fd < ntrack && !atomic_exchange(&is_open[fd], 1))

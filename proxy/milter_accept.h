@@ -20,7 +20,4 @@ void milter_accept_start(unsigned max_connections);
 /* milter_accept_set_max - a reload's milter_max_connections */
 void milter_accept_set_max(unsigned max_connections);
 
-/* milter_accept_open - MTA connections accepted and not yet closed */
-unsigned milter_accept_open(void);
-
 #endif

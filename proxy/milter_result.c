@@ -124,25 +124,29 @@ static void delete_field(SMFICTX *ctx, const char *name, unsigned index)
 static size_t deletions(const struct scan_result *res, const struct milter_fields *fields,
                         struct deletion **out)
 {
-	struct deletion *del = NULL;
-	size_t ndel = 0, i, k, w;
+	struct deletion *del = xmalloc((fields->count + res->nedits + 1) * sizeof(*del));
+	size_t *pat = xmalloc((res->nedits + 1) * sizeof(*pat)), npat = 0, ndel = 0, i, k, w;
 
+	/* the patterns (a few: the policy's X-Spam-*), then each field against
+	 * them: not every field against every edit, of which the forged
+	 * Authentication-Results' removals can be a thousand */
+	for (i = 0; i < res->nedits; i++)
+		if (res->edits[i].op == HE_REMOVE)
+			pat[npat++] = i;
 	for (k = 0; k < fields->count; k++)
-		for (i = 0; i < res->nedits; i++)
-			if (res->edits[i].op == HE_REMOVE && name_matches(fields->names[k], res->edits[i].name)) {
-				del = xrealloc(del, (ndel + 1) * sizeof(*del));
+		for (i = 0; i < npat; i++)
+			if (name_matches(fields->names[k], res->edits[pat[i]].name)) {
 				del[ndel++] = (struct deletion){ fields->names[k], k, 0 };
 				break;
 			}
+	free(pat);
 	if (ndel > 1)   /* qsort(NULL, 0, ...) is undefined (its pointer is nonnull) */
 		qsort(del, ndel, sizeof(*del), by_name_pos);
 	for (i = 0; i < ndel; i++)
 		del[i].index = i > 0 && strcasecmp(del[i - 1].name, del[i].name) == 0 ? del[i - 1].index + 1 : 1;
 	for (i = 0; i < res->nedits; i++)
-		if (res->edits[i].op == HE_REMOVE_AT) {
-			del = xrealloc(del, (ndel + 1) * sizeof(*del));
+		if (res->edits[i].op == HE_REMOVE_AT)
 			del[ndel++] = (struct deletion){ res->edits[i].name, 0, res->edits[i].index + 1 };
-		}
 	if (ndel > 1) {
 		/* the same field asked twice (a pattern and an index) goes once */
 		qsort(del, ndel, sizeof(*del), by_name_index);
@@ -217,21 +221,13 @@ static int replace_body(SMFICTX *ctx, const struct scan_result *res)
  * deletions 0.26 s of its time, 9,000 4.1 s: a 130 KB message could buy
  * seconds of MTA time, again and again), and no mail program writes more
  * than a few dozen X-Spam-* fields */
-static int edits(SMFICTX *ctx, const struct scan_result *res, const struct milter_fields *fields,
-                 int leadspc)
+static int too_many(size_t ndel)
 {
-	struct deletion *del;
-	size_t ndel = deletions(res, fields, &del);
-
-	if (ndel > MILTER_MAX_DELETIONS) {
-		slog(NULL, LOG_WARNING, "milter: refused: %zu header fields to remove (X-Spam-* and the "
-		    "like, forged), more than %d", ndel, MILTER_MAX_DELETIONS);
-		free(del);
-		return -1;
-	}
-	apply_edits(ctx, res, del, ndel, leadspc);
-	free(del);
-	return 0;
+	if (ndel <= MILTER_MAX_DELETIONS)
+		return 0;
+	slog(NULL, LOG_WARNING, "milter: refused: %zu header fields to remove (X-Spam-* and the "
+	    "like, forged), more than %d", ndel, MILTER_MAX_DELETIONS);
+	return 1;
 }
 
 static sfsistat refuse_edits(SMFICTX *ctx, const char **what, const char **reply)
@@ -242,12 +238,40 @@ static sfsistat refuse_edits(SMFICTX *ctx, const char **what, const char **reply
 	return SMFIS_REJECT;
 }
 
+static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
+                      const struct deletion *del, size_t ndel, int leadspc, const char **what,
+                      const char **reply);
+
 sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
                       const struct milter_fields *fields, int leadspc, const char **what,
                       const char **reply)
 {
+	struct deletion *del = NULL;
+	size_t ndel = 0;
+	sfsistat rc;
+
 	*what = mw_action_name(res->action);
 	*reply = res->reply;
+	/* the header edits are counted before anything reaches the MTA (the
+	 * body replaced, then refused, would be sent for nothing) */
+	if (res->action == MW_ACCEPT || res->action == MW_TAG ||
+	    (res->action == MW_QUARANTINE && cfg->milter_quarantine == MILTER_QUARANTINE_MTA)) {
+		ndel = deletions(res, fields, &del);
+		if (too_many(ndel)) {
+			free(del);
+			return refuse_edits(ctx, what, reply);
+		}
+	}
+	rc = apply(ctx, cfg, res, del, ndel, leadspc, what, reply);
+	free(del);
+	return rc;
+}
+
+/* apply - milter_apply's action, its edits counted (del) */
+static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
+                      const struct deletion *del, size_t ndel, int leadspc, const char **what,
+                      const char **reply)
+{
 	switch (res->action) {
 	case MW_ACCEPT:
 	case MW_TAG:
@@ -260,16 +284,14 @@ sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 			milter_reply(ctx, R_NO_BODY);
 			return SMFIS_TEMPFAIL;
 		}
-		if (edits(ctx, res, fields, leadspc) < 0)
-			return refuse_edits(ctx, what, reply);
+		apply_edits(ctx, res, del, ndel, leadspc);
 		return SMFIS_CONTINUE;
 	case MW_QUARANTINE:
 		if (cfg->milter_quarantine == MILTER_QUARANTINE_MTA) {
 			char reason[128];
 
 			/* held in the MTA's queue, with our verdict on it */
-			if (edits(ctx, res, fields, leadspc) < 0)
-				return refuse_edits(ctx, what, reply);
+			apply_edits(ctx, res, del, ndel, leadspc);
 			snprintf(reason, sizeof(reason), "mailwarden: score %.2f", res->score);
 			if (smfi_quarantine(ctx, reason) != MI_SUCCESS) {
 				/* not held: going on would deliver what the audit

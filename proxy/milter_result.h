@@ -13,7 +13,7 @@
 /* the header field names of the message, in order, as the MTA sent them */
 struct milter_fields {
 	char  **names;
-	size_t  count;
+	size_t  count, cap;
 };
 
 /* milter_reply - split "550 5.7.1 text" and smfi_setreply it; 0 / -1 */

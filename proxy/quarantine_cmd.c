@@ -34,6 +34,7 @@
 #include "proxy/sbuf.h"
 #include "proxy/smtp_parse.h"
 #include "proxy/smtpsend.h"
+#include "proxy/log.h"
 #include "proxy/utf8.h"
 
 #define MAX_TO 100000          /* recipients of one release (max_recipients allows 100000) */
@@ -476,23 +477,6 @@ static int path_ok(const char *addr, int empty_ok)
 	return smtp_path_parse(buf, &pa, &why) == 0 && pa.nparams == 0 && strcmp(pa.path, addr) == 0;
 }
 
-static int non_ascii(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s >= 0x80)
-			return 1;
-	return 0;
-}
-
-/* has_high_bytes - any byte >= 0x80 in p[0..len) */
-static int has_high_bytes(const char *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)p[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
 /* mail_params - the parameters for MAIL FROM: see the top of the file */
 static void mail_params(const char *orig, const struct smtp_reply *ehlo, size_t size,
                         int need_utf8, int eight_bit, char *out, size_t outsz)
@@ -617,7 +601,7 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 		smtpsend_close(&c, cfg->upstream_command_timeout);
 		return -1;
 	}
-	mail_params(orig_params, &ehlo, len, need_utf8, has_high_bytes(msg, len), r->params,
+	mail_params(orig_params, &ehlo, len, need_utf8, utf8_has_8bit(msg, len), r->params,
 	    sizeof(r->params));
 	snprintf(line, sizeof(line), "MAIL FROM:<%s>%s", r->from, r->params);
 	if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
@@ -781,14 +765,17 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		}
 		r.rcpts = to;
 	}
-	need_utf8 = non_ascii(r.from);
+	need_utf8 = utf8_has_8bit(r.from, strlen(r.from));
 	for (size_t i = 0; i < r.nrcpts; i++)
-		need_utf8 |= non_ascii(r.rcpts[i]);
+		need_utf8 |= utf8_has_8bit(r.rcpts[i], strlen(r.rcpts[i]));
 	r.upstream = which_upstream(cfg, e.rec, &refused);
 	if (refused) {
+		char esc[300];     /* the record is the daemon user's: no raw bytes to root's terminal */
+		const char *u = jstr(e.rec, "upstream");
+
 		err1("%s: the recorded upstream %s is no listener's upstream, and root does not go where a "
 		    "record the daemon's user may write says: set quarantine_release_upstream", id,
-		    jstr(e.rec, "upstream"));
+		    log_esc(esc, sizeof(esc), u, strlen(u)));
 		goto out;
 	}
 	if (r.upstream[0] == '\0') {

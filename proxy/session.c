@@ -46,6 +46,7 @@
 #include "stats.h"
 #include "tls.h"
 #include "upstream.h"
+#include "utf8.h"
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -607,8 +608,8 @@ static struct upstream *session_upstream_open(struct session *s, upstream_reply_
  * when it fits (4xx/5xx, not 421); the caller closes the upstream. */
 static int client_name_refused(struct session *s, const struct smtp_reply *r, enum upstream_err err)
 {
-	if (err != UP_OK || !upstream_refused_client(s->up) || r->code == 421 || !reply_fits(r, 0) ||
-	    r->code / 100 == 2)
+	/* refused_client is set only on a refusal: never a 2xx here */
+	if (err != UP_OK || !upstream_refused_client(s->up) || r->code == 421 || !reply_fits(r, 0))
 		return 0;
 	reply_relay(s, r);
 	return 1;
@@ -650,14 +651,6 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 /* R_UTF8_UNDECLARED - RFC 6531 3.4: a UTF-8 address needs MAIL's
  * SMTPUTF8; without it the next hop never agreed to such an address */
 static const char R_UTF8_UNDECLARED[] = "553 5.6.7 Must declare SMTPUTF8 to send unicode address";
-
-static int non_ascii(const char *p)
-{
-	for (; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			return 1;
-	return 0;
-}
 
 /* Which MAIL/RCPT parameters go upstream: only what the upstream offers. */
 static int param_allowed(struct session *s, const struct smtp_param *p, int is_mail, char *why, size_t whysz)
@@ -733,7 +726,7 @@ static void cmd_mail(struct session *s, const char *arg)
 		s->errors++;
 		return;
 	}
-	if (non_ascii(a.path) && smtp_param_get(&a, "SMTPUTF8") == NULL) {
+	if (utf8_has_8bit(a.path, strlen(a.path)) && smtp_param_get(&a, "SMTPUTF8") == NULL) {
 		reply(s, "%s", R_UTF8_UNDECLARED);
 		s->errors++;
 		return;
@@ -831,7 +824,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
 		s->errors++;
 		return;
 	}
-	if (non_ascii(a.path) && !t->smtputf8) {
+	if (utf8_has_8bit(a.path, strlen(a.path)) && !t->smtputf8) {
 		reply(s, "%s", R_UTF8_UNDECLARED);
 		s->errors++;
 		return;

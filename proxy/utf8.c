@@ -52,6 +52,14 @@ size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad)
 	return need + 1;
 }
 
+int utf8_has_8bit(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
 int utf8_valid(const char *p, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)p;

@@ -14,6 +14,10 @@ struct sbuf;
  * are valid UTF-8. */
 int utf8_valid(const char *p, size_t len);
 
+/* utf8_has_8bit - any byte >= 0x80 in p[0..len) (a UTF-8 address, an
+ * 8-bit body) */
+int utf8_has_8bit(const char *p, size_t len);
+
 /* utf8_seq - length of the well-formed sequence at p (1..4; len > 0), or 0
  * if it is ill-formed; then *bad is the length of its maximal subpart
  * (1..3): the lead byte and the continuation bytes that were still
