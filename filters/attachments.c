@@ -446,6 +446,15 @@ static int has_bidi_control(const char *name)
 	return 0;
 }
 
+/* blank_controls - control characters of a name taken from the message
+ * as spaces, before it is checked and shown in the audit log */
+static void blank_controls(char *name)
+{
+	for (char *c = name; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+}
+
 /* check_name - the extension rule on one filename; in_archive: the
  * archive rule instead, with the archive named */
 static void check_name(struct finding *f, const char *name, const char *archive)
@@ -957,9 +966,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		while (m > 0 && (line[k + 1 + m - 1] == '\n' || line[k + 1 + m - 1] == '\r'))
 			m--;
 		snprintf(name, sizeof(name), "%.*s", (int)m, line + k + 1);
-		for (char *c = name; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = ' ';
+		blank_controls(name);
 		check_name(f, name, NULL);
 		/* the block: up to its "end" line, or the end of the part (and
 		 * then no block follows: each byte is decoded once) */
@@ -1019,9 +1026,7 @@ static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
 			while (m > 0 && (nm[m - 1] == '\n' || nm[m - 1] == '\r'))
 				m--;
 			snprintf(name, sizeof(name), "%.*s", (int)m, nm);
-			for (char *c = name; *c; c++)
-				if ((unsigned char)*c < 0x20 || *c == 0x7f)
-					*c = ' ';
+			blank_controls(name);
 		} else
 			snprintf(name, sizeof(name), "yenc.bin");
 		if ((out = malloc((size_t)(end - next) + 1)) == NULL)
@@ -1190,9 +1195,7 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
 	}
 	memcpy(name, hdr + 1, nlen);
 	name[nlen] = '\0';
-	for (char *c = name; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = ' ';
+	blank_controls(name);
 	check_name(f, name, NULL);
 	if (crc_xmodem(hdr, hlen) != ((unsigned)hdr[hlen] << 8 | hdr[hlen + 1]))
 		why = "BinHex file not read (header CRC)";
@@ -1387,9 +1390,7 @@ static int tnef_props(struct finding *f, const unsigned char *b, size_t n, const
 					if (name != NULL) {
 						char *clean = g_utf8_make_valid(name, -1);
 
-						for (char *c = clean; *c; c++)
-							if ((unsigned char)*c < 0x20 || *c == 0x7f)
-								*c = ' ';
+						blank_controls(clean);
 						check_name(f, clean, file);
 						g_free(clean);
 						g_free(name);
@@ -1445,9 +1446,7 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
 			title[0] = '\0';          /* a new attachment starts */
 		else if (id == ATT_ATTACH_TITLE) {
 			snprintf(title, sizeof(title), "%.*s", (int)strnlen((const char *)d, len), (const char *)d);
-			for (char *c = title; *c; c++)
-				if ((unsigned char)*c < 0x20 || *c == 0x7f)
-					*c = ' ';
+			blank_controls(title);
 			check_name(f, title, file);
 		} else if (id == ATT_ATTACH_DATA && len > 0) {
 			char type[128], last[32], prev[32], label[400];
