@@ -177,11 +177,12 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 			continue;
 		}
 		struct sbuf b;
-		sbuf_init(&b, 64 * 1024);
+		sbuf_init(&b, 3 * 64 * 1024);          /* a 64 KiB answer, escaped (eval_net_txt_escape) */
 		for (size_t k = 0; r->status == DNS_OK && k < r->count; k++) {
 			const struct dns_rr *rr = &r->rr[k];
 			char txt[INET6_ADDRSTRLEN];
 			const char *item = NULL;
+			char *txt_line = NULL;
 			size_t ilen = 0;
 			if (q->type == DNS_T_A) {
 				if (q->list) {
@@ -203,8 +204,11 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 				item = txt;
 				ilen = strlen(txt);
 			} else if (q->type == DNS_T_TXT) {
-				item = rr->text ? rr->text : "";
-				ilen = strnlen(item, rr->text_len);
+				/* the whole text, line breaks and NULs in it too, as
+				 * one escaped line: not cut into several answers */
+				txt_line = xmalloc(2 * rr->text_len + 1);
+				ilen = eval_net_txt_escape(rr->text ? rr->text : "", rr->text ? rr->text_len : 0, txt_line);
+				item = txt_line;
 			} else if (rr->name) {
 				item = rr->name;
 				ilen = strlen(item);
@@ -212,6 +216,7 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 			if (!item) continue;
 			if (b.len) sbuf_add(&b, q->type == DNS_T_TXT ? "\n" : " ", 1);
 			sbuf_add(&b, item, ilen);
+			free(txt_line);
 		}
 		q->answer = strndup(b.data ? b.data : "", b.len);
 		if (!q->answer) abort();
