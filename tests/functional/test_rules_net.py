@@ -493,3 +493,17 @@ def test_txt_record_is_one_answer(dns_server, tmp_path):
     got = run("192.0.2.50", "a@long.example")
     assert "T_TXT_END" in got and "T_SPF_ALL" not in got, got
     assert {"T_SPF_ALL", "T_TXT_END"} <= run("192.0.2.50", "a@two.example")
+
+
+def test_refusals_logged_once_per_message(dns_server, tmp_path):
+    """A URI list that refuses us (URIBL's 127.0.0.1, a dns_block_rule
+    code) for each of a message's 20 URI domains: one log line with the
+    count, not 20 identical warnings; still never a hit."""
+    dns_server.add_zone("multi.uribl.test", ["@ A 127.0.0.1"], redirect=True)
+    dns_server.start()
+    body = " ".join("http://d%d.example/" % i for i in range(20))
+    sym, err, res = scan(tmp_path, dns_server.forwarder, body=body)
+    assert not [n for n in sym if n in ("T_BLACK", "T_ANYURI", "T_UBLOCKED")], sym
+    assert "RULES_DNS_BLOCKED" in sym and sym["RULES_DNS_BLOCKED"]["score"] == 0, sym
+    assert err.count("not a listing") == 1, err
+    assert "rules: 20 blocklist answers meant query refused" in err, err
