@@ -428,16 +428,13 @@ static void add_domain(const struct dnsbl *b, const char *host, char **set, size
 	set[(*n)++] = xstrdup(reg);
 }
 
-/* URI domains are chosen as SpamAssassin's URIDNSBL chooses them: by
- * how their URIs appeared (links, then forms, then images, then other
- * markup, then text, then mail addresses; a domain counts in the best
- * class any of its URIs has), whole classes while they fit in
- * dnsbl_max_domains, and from the class that does not fit a pseudo-random
- * choice seeded by the message's URIs (SpamAssassin: rand).  They were
- * taken in message order, images and mail addresses counting as links,
- * so 20 one-pixel images from throw-away domains before the link hid it;
- * a choice seeded by the message alone stays the same for the same
- * message (a verdict does not change on a second scan). */
+/* URI domains are chosen as SpamAssassin's URIDNSBL chooses them, by
+ * the one choice the rules' uridnsbl lines make too (rules_uri_pick: by
+ * how their URIs appeared, links first, whole classes while they fit in
+ * dnsbl_max_domains, the class that does not fit pseudo-randomly, seeded
+ * by the message).  They were taken in message order, images and mail
+ * addresses counting as links, so 20 one-pixel images from throw-away
+ * domains before the link hid it. */
 #define URI_DOMAINS_MAX 4096            /* distinct domains considered */
 
 _Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_FORM == (int)RULES_URI_FORM &&
@@ -447,7 +444,6 @@ _Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_FO
 struct uri_cand {
 	char    *dom;
 	unsigned cls;
-	uint64_t rank;                      /* order inside a class */
 };
 
 struct uri_cands {
@@ -492,13 +488,10 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 {
 	char host[512], **forms;
 	size_t nf, k;
-	const char *p;
 
 	if (strncasecmp(uri, "mailto:", 7) == 0) {
-		if ((p = strrchr(uri, '@')) != NULL) {
-			snprintf(host, sizeof(host), "%.*s", (int)strcspn(p + 1, "?>& \t"), p + 1);
+		if (rules_uri_mailto_host(uri, host, sizeof(host)) == 0)
 			cand_add(b, c, host, RULES_URI_MAILTO);
-		}
 		return;
 	}
 	nf = rules_uri_canon(uri, &forms);
@@ -508,46 +501,36 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 	rules_uri_forms_free(forms, nf);
 }
 
-static int by_rank(const void *a, const void *b)
-{
-	const struct uri_cand *x = *(struct uri_cand *const *)a, *y = *(struct uri_cand *const *)b;
-
-	if (x->rank != y->rank)
-		return x->rank < y->rank ? -1 : 1;
-	return strcmp(x->dom, y->dom);
-}
-
 /* uri_pick - up to max of the message's URI domains into set (owned
- * strings), class by class; returns how many */
+ * strings, in message order); returns how many */
 static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max)
 {
 	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal) };
-	struct uri_cand **grp;
-	uint64_t seed = rules_uri_seed((const char *const *)m->uris, m->nuris);
+	const char **dom;
+	unsigned *cls;
+	unsigned char *picked;
 	size_t i, n = 0;
 
-	for (i = 0; i < m->nuris; i++) {
+	for (i = 0; i < m->nuris; i++)
 		uri_domains(b, &c, m->uris[i], m->uri_kinds ? m->uri_kinds[i] : MIME_URI_TEXT);
+	dom = xcalloc(c.n + 1, sizeof(*dom));
+	cls = xcalloc(c.n + 1, sizeof(*cls));
+	picked = xcalloc(c.n + 1, 1);
+	for (i = 0; i < c.n; i++) {
+		dom[i] = c.v[i].dom;
+		cls[i] = c.v[i].cls;
 	}
-	grp = xcalloc(c.n + 1, sizeof(*grp));
-	for (unsigned cls = 0; cls < RULES_URI_CLASSES && n < max; cls++) {
-		size_t g = 0;
-
-		for (i = 0; i < c.n; i++)
-			if (c.v[i].cls == cls) {
-				c.v[i].rank = rules_uri_rank(seed, c.v[i].dom);
-				grp[g++] = &c.v[i];
-			}
-		if (n + g > max)                /* the class that does not fit */
-			qsort(grp, g, sizeof(*grp), by_rank);
-		for (i = 0; i < g && n < max; i++) {
-			set[n++] = grp[i]->dom;
-			grp[i]->dom = NULL;
+	rules_uri_pick(dom, cls, c.n, max, rules_uri_seed((const char *const *)m->uris, m->nuris), picked);
+	for (i = 0; i < c.n; i++) {
+		if (picked[i] && n < max) {
+			set[n++] = c.v[i].dom;
+			c.v[i].dom = NULL;
 		}
-	}
-	for (i = 0; i < c.n; i++)
 		free(c.v[i].dom);
-	free(grp);
+	}
+	free(dom);
+	free(cls);
+	free(picked);
 	g_free(c.v);
 	g_hash_table_destroy(c.idx);
 	return n;

@@ -975,71 +975,35 @@ static void add_host(struct net_msg *nm, const struct net_conf *c, const char *h
 	nm->hosts[nm->nhosts++] = h;
 }
 
-static int by_rank(const void *a, const void *b)
-{
-	const uint64_t *x = a, *y = b;     /* {rank, index} pairs */
-	return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] < y[1] ? -1 : x[1] > y[1]);
-}
-
 /* pick_domains - which hosts' domains are asked: at most
  * uridnsbl_max_domains registrable domains (a host's address counts as
- * one), chosen as SpamAssassin's URIDNSBL does: by class (links, forms,
- * images, other markup, text, mail addresses; a domain in the best class
- * of its hosts), whole classes while they fit, and from the class that
- * does not fit a pseudo-random choice seeded by the message (rules_uri_rank;
- * SpamAssassin: rand).  Hosts were taken in message order and counted
- * one by one, so www.x.example and x.example took two of the 20, and
- * images before the links used them up.  Hosts the lists never ask about
- * (skipped domains, private addresses, mail addresses with
- * uridnsbl_skip_mailto) do not count. */
+ * one), by the choice the dnsbl filter's uri lists make too
+ * (rules_uri_pick: links first, whole classes while they fit, the class
+ * that does not fit pseudo-randomly, seeded by the message).  Hosts the
+ * lists never ask about (skipped domains, private addresses, mail
+ * addresses with uridnsbl_skip_mailto) do not count. */
 static void pick_domains(struct net_msg *nm, const struct net_conf *c, uint64_t seed)
 {
 	if (!c || !nm->nhosts) return;
-	size_t n = nm->nhosts, npicked = 0;
-	unsigned *best = malloc(n * sizeof *best);      /* per host: its domain's class, or -1 */
-	uint64_t (*grp)[2] = malloc(n * sizeof *grp);
-	char (*picked)[MAX_NAME] = malloc(n * sizeof *picked);
-	if (!best || !grp || !picked) abort();
+	size_t n = nm->nhosts;
+	const char **dom = malloc(n * sizeof *dom);
+	unsigned *cls = malloc(n * sizeof *cls);
+	unsigned char *picked = malloc(n);
+	if (!dom || !cls || !picked) abort();
 	for (size_t h = 0; h < n; h++) {
 		const struct uhost *uh = &nm->hosts[h];
-		best[h] = RULES_URI_CLASSES;
+		dom[h] = uh->domain;
+		cls[h] = RULES_URI_CLASSES;
 		if (uh->is_mailto && c->skip_mailto) continue;
 		if (map_get(&c->skip, uh->domain) && *map_get(&c->skip, uh->domain)) continue;
 		if (map_get(&c->skip, uh->host) && *map_get(&c->skip, uh->host)) continue;
 		if (uh->is_ip && ip_private(uh->host)) continue;
-		best[h] = uh->cls;
+		cls[h] = uh->cls;
 	}
-	/* a domain's class: the best of its hosts' (hosts <= MAX_HOSTS) */
-	for (size_t h = 0; h < n; h++)
-		for (size_t k = h + 1; k < n; k++)
-			if (strcmp(nm->hosts[h].domain, nm->hosts[k].domain) == 0) {
-				unsigned b = best[h] < best[k] ? best[h] : best[k];
-				best[h] = best[k] = b;
-			}
-	for (unsigned cls = 0; cls < RULES_URI_CLASSES && npicked < c->max_domains; cls++) {
-		size_t g = 0;
-		for (size_t h = 0; h < n; h++) {           /* the class's domains, each once */
-			if (best[h] != cls) continue;
-			size_t k;
-			for (k = 0; k < h && !(best[k] == cls && strcmp(nm->hosts[k].domain, nm->hosts[h].domain) == 0); k++) {}
-			if (k < h) continue;
-			grp[g][0] = rules_uri_rank(seed, nm->hosts[h].domain);
-			grp[g++][1] = h;
-		}
-		if (npicked + g > c->max_domains)
-			qsort(grp, g, sizeof *grp, by_rank);
-		else
-			for (size_t i = 0; i < g; i++) grp[i][0] = 0;   /* message order */
-		for (size_t i = 0; i < g && npicked < c->max_domains; i++)
-			snprintf(picked[npicked++], MAX_NAME, "%s", nm->hosts[grp[i][1]].domain);
-	}
-	for (size_t h = 0; h < n; h++) {
-		if (best[h] == RULES_URI_CLASSES) continue;
-		for (size_t k = 0; k < npicked && !nm->hosts[h].picked; k++)
-			nm->hosts[h].picked = strcmp(picked[k], nm->hosts[h].domain) == 0;
-	}
-	free(best);
-	free(grp);
+	rules_uri_pick(dom, cls, n, c->max_domains, seed, picked);
+	for (size_t h = 0; h < n; h++) nm->hosts[h].picked = picked[h] && cls[h] != RULES_URI_CLASSES;
+	free(dom);
+	free(cls);
 	free(picked);
 }
 
@@ -1055,14 +1019,7 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 		const char *u = m->in->uris[i];
 		char host[MAX_NAME];
 		if (strncasecmp(u, "mailto:", 7) == 0) {
-			const char *at = strrchr(u, '@');
-			if (!at) continue;
-			size_t n = strcspn(at + 1, "?>& \t,;");
-			if (!n || n >= sizeof host) continue;
-			snprintf(host, sizeof host, "%.*s", (int)n, at + 1);
-			lower(host);
-			while (*host && host[strlen(host) - 1] == '.') host[strlen(host) - 1] = '\0';
-			if (*host) add_host(nm, c, host, 1, RULES_URI_MAILTO);
+			if (rules_uri_mailto_host(u, host, sizeof host) == 0) add_host(nm, c, host, 1, RULES_URI_MAILTO);
 			continue;
 		}
 		unsigned cls = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;

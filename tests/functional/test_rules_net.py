@@ -507,3 +507,36 @@ def test_refusals_logged_once_per_message(dns_server, tmp_path):
     assert "RULES_DNS_BLOCKED" in sym and sym["RULES_DNS_BLOCKED"]["score"] == 0, sym
     assert err.count("not a listing") == 1, err
     assert "rules: 20 blocklist answers meant query refused" in err, err
+
+
+def test_uri_lists_and_dnsbl_pick_the_same_domains(dns_server, tmp_path):
+    """The dnsbl filter's uri lists and the rules' uridnsbl lines chose a
+    message's URI domains with two copies of the code: seeded by different
+    URI lists (the rules add the text's mail addresses to the MIME
+    layer's URIs), with other tie-breaks and other cuts of mailto:
+    addresses, so past the limit of 20 they asked different domains.  Now
+    both call rules_uri_pick: 25 listed links and a mail address in the
+    text, the same 20 domains asked by both."""
+    n = 25
+    dns_server.add_zone("dbl.bl.test", ["l%d.example A 127.0.1.%d" % (i, 10 + i) for i in range(n)])
+    dns_server.start()
+    rf = tmp_path / "pick.cf"
+    rf.write_text("".join(
+        "urirhssub T_L%d dbl.bl.test. A 127.0.1.%d\nbody T_L%d eval:check_uridnsbl('T_L%d')\n"
+        "tflags T_L%d net\nscore T_L%d 0.1\n" % (i, 10 + i, i, i, i, i) for i in range(n)))
+    lst = "dbl.bl.test uri " + " ".join("127.0.1.%d=L%d:0.1" % (10 + i, i) for i in range(n))
+    body = " ".join("see http://www.l%d.example/ now" % i for i in range(n)) + "\nwrite to boss@m.example\n"
+    for variant in range(3):
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        p.write_bytes(make_msg(frm="a@fine.example", subject="offer %d" % variant,
+                               body=(body + "ref %d\n" % variant).encode()))
+        r = run_mw(["scan", "-o", "filters=dnsbl rules", "-o", "rules_files=", "-o", "rules_files=" + str(rf),
+                    "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "rules_net_tests=yes",
+                    "-o", "dnsbl_list=", "-o", "dnsbl_list=" + lst,
+                    "--client-ip", "192.0.2.50", "--from", "a@fine.example", str(p)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        names = {s["name"] for s in json.loads(r.stdout)["symbols"]}
+        by_dnsbl = {x[1:] for x in names if x.startswith("L")}
+        by_rules = {x[3:] for x in names if x.startswith("T_L")}
+        assert len(by_dnsbl) == 20 and by_dnsbl == by_rules, (variant, sorted(by_dnsbl ^ by_rules))
