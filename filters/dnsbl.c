@@ -16,10 +16,18 @@
  * excessive use), 127.0.1.255 for domain lists (Spamhaus DBL: IP queries
  * refused), "error=CODE" codes of the list (URIBL's 127.0.0.1 "query
  * blocked"), and anything outside 127.0.0.0/8 (a resolver that rewrites
- * NXDOMAIN).  They, and timeouts, give a DNSBL_BLOCKED / DNSBL_TIMEOUT
- * symbol of score 0 for the audit log.  After a timeout a list is not
- * asked again for that message (a dead resolver costs one deadline per
- * list, not one per domain).
+ * NXDOMAIN).  They, and timeouts and server failures, give a DNSBL_BLOCKED
+ * / DNSBL_TIMEOUT symbol of score 0 for the audit log and one log line per
+ * list and message, with a count (a message with 200 URI domains and a
+ * list that refuses us would otherwise write 200 identical lines).
+ *
+ * A name that fails (SERVFAIL, timeout) does not end its list's lookups
+ * for the message: the other names are still read, as SpamAssassin and
+ * rspamd do (one failing name before the listed one must not hide it).
+ * A dead list still costs one dnsbl_timeout for the message, not one per
+ * name: every name goes out at once before the first answer is read, and
+ * a lookup of a name in flight waits only what is left of the timeout
+ * since it went out (dns.h, dns_prefetch).
  *
  * Private and loopback client addresses are not looked up.
  */
@@ -237,10 +245,19 @@ static int reversed(const char *ip, char *out, size_t outsz)
 	return 0;
 }
 
-/* match - act on one answer address of list l for what; returns 1 if it
+/* what one list's lookups for this message came to, for its one summary */
+struct tally {
+	unsigned asked;
+	unsigned refused;              /* answers that mean "query refused" */
+	unsigned timeouts, failures;   /* names unanswered: DNS_TIMEOUT, DNS_SERVFAIL */
+	char refused_first[300];       /* the first refusal: code, what, item */
+	char failed_first[300];        /* the first name unanswered */
+};
+
+/* answer - act on one answer address of list l for what; returns 1 if it
  * was a listing */
 static int answer(struct mw_ctx *ctx, const struct dnslist *l, const unsigned char *addr,
-                  const char *what, const char *item)
+                  const char *what, const char *item, struct tally *t)
 {
 	struct ipnet a;
 	char txt[INET_ADDRSTRLEN];
@@ -280,10 +297,28 @@ static int answer(struct mw_ctx *ctx, const struct dnslist *l, const unsigned ch
 			}
 	return listed;
 blocked:
-	mw_log(ctx, LOG_WARNING, "%s answered %s for %s %s: query refused or resolver blocked, not a listing",
-	    l->zone, txt, what, item);
-	mw_symbol(ctx, "DNSBL_BLOCKED", 0, "%s refused the query (%s)", l->zone, txt);
+	if (t->refused++ == 0)
+		snprintf(t->refused_first, sizeof(t->refused_first), "%s for %s %s", txt, what, item);
 	return 0;
+}
+
+/* tally_report - the one log line and symbol of list l's failures for
+ * this message */
+static void tally_report(struct mw_ctx *ctx, const struct dnslist *l, const struct tally *t)
+{
+	if (t->refused > 0) {
+		mw_log(ctx, LOG_WARNING, "%s answered %u of %u lookups with a refusal (first %s): "
+		    "query refused or resolver blocked, not a listing", l->zone, t->refused, t->asked,
+		    t->refused_first);
+		mw_symbol(ctx, "DNSBL_BLOCKED", 0, "%s refused %u queries (first %s)", l->zone, t->refused,
+		    t->refused_first);
+	}
+	if (t->timeouts + t->failures > 0) {
+		mw_log(ctx, LOG_WARNING, "%s: %u of %u lookups unanswered (timeout %u, server failure %u; first %s)",
+		    l->zone, t->timeouts + t->failures, t->asked, t->timeouts, t->failures, t->failed_first);
+		mw_symbol(ctx, "DNSBL_TIMEOUT", 0, "%s did not answer %u of %u lookups", l->zone,
+		    t->timeouts + t->failures, t->asked);
+	}
 }
 
 /* list_name - "prefix.zone" into name; 0 if it is too long to look up */
@@ -316,22 +351,21 @@ static void dnsbl_prefetch(struct mw_ctx *ctx)
 			prefetch(b, &b->lists[i], rev);
 }
 
-/* lookup - one name in one list; -1 on timeout/failure (list given up
- * for this message), 0 otherwise */
-static int lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, const char *prefix,
-                  const char *what, const char *item)
+/* lookup - one name in one list, counted in t */
+static void lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, const char *prefix,
+                   const char *what, const char *item, struct tally *t)
 {
 	char name[600];
 	struct dns_reply *r;
-	int rc = 0;
 
 	if (!list_name(l, prefix, name, sizeof(name)))
-		return 0;
+		return;
+	t->asked++;
 	r = dns_lookup(b->dns, name, DNS_T_A, b->cfg->dnsbl_timeout);
 	switch (r->status) {
 	case DNS_OK:
 		for (size_t i = 0; i < r->count; i++)
-			answer(ctx, l, r->rr[i].addr, what, item);
+			answer(ctx, l, r->rr[i].addr, what, item, t);
 		break;
 	case DNS_NXDOMAIN:
 	case DNS_NODATA:
@@ -339,14 +373,16 @@ static int lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l, 
 		break;
 	case DNS_TIMEOUT:
 	case DNS_SERVFAIL:
-		mw_log(ctx, LOG_WARNING, "%s: %s looking up %s", l->zone,
-		    r->status == DNS_TIMEOUT ? "timeout" : "server failure", name);
-		mw_symbol(ctx, "DNSBL_TIMEOUT", 0, "%s did not answer", l->zone);
-		rc = -1;
+		if (t->timeouts + t->failures == 0)
+			snprintf(t->failed_first, sizeof(t->failed_first), "%.260s (%s)", name,
+			    r->status == DNS_TIMEOUT ? "timed out" : "server failure");
+		if (r->status == DNS_TIMEOUT)
+			t->timeouts++;
+		else
+			t->failures++;
 		break;
 	}
 	dns_reply_free(r);
-	return rc;
 }
 
 /* reg_domain - the registrable domain of host (lower case) into out; 0,
@@ -392,16 +428,13 @@ static void add_domain(const struct dnsbl *b, const char *host, char **set, size
 	set[(*n)++] = xstrdup(reg);
 }
 
-/* URI domains are chosen as SpamAssassin's URIDNSBL chooses them: by
- * how their URIs appeared (links, then forms, then images, then other
- * markup, then text, then mail addresses; a domain counts in the best
- * class any of its URIs has), whole classes while they fit in
- * dnsbl_max_domains, and from the class that does not fit a pseudo-random
- * choice seeded by the message's URIs (SpamAssassin: rand).  They were
- * taken in message order, images and mail addresses counting as links,
- * so 20 one-pixel images from throw-away domains before the link hid it;
- * a choice seeded by the message alone stays the same for the same
- * message (a verdict does not change on a second scan). */
+/* URI domains are chosen as SpamAssassin's URIDNSBL chooses them, by
+ * the one choice the rules' uridnsbl lines make too (rules_uri_pick: by
+ * how their URIs appeared, links first, whole classes while they fit in
+ * dnsbl_max_domains, the class that does not fit pseudo-randomly, seeded
+ * by the message).  They were taken in message order, images and mail
+ * addresses counting as links, so 20 one-pixel images from throw-away
+ * domains before the link hid it. */
 #define URI_DOMAINS_MAX 4096            /* distinct domains considered */
 
 _Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_FORM == (int)RULES_URI_FORM &&
@@ -411,7 +444,6 @@ _Static_assert((int)MIME_URI_ANCHOR == (int)RULES_URI_ANCHOR && (int)MIME_URI_FO
 struct uri_cand {
 	char    *dom;
 	unsigned cls;
-	uint64_t rank;                      /* order inside a class */
 };
 
 struct uri_cands {
@@ -456,13 +488,10 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 {
 	char host[512], **forms;
 	size_t nf, k;
-	const char *p;
 
 	if (strncasecmp(uri, "mailto:", 7) == 0) {
-		if ((p = strrchr(uri, '@')) != NULL) {
-			snprintf(host, sizeof(host), "%.*s", (int)strcspn(p + 1, "?>& \t"), p + 1);
+		if (rules_uri_mailto_host(uri, host, sizeof(host)) == 0)
 			cand_add(b, c, host, RULES_URI_MAILTO);
-		}
 		return;
 	}
 	nf = rules_uri_canon(uri, &forms);
@@ -472,46 +501,36 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 	rules_uri_forms_free(forms, nf);
 }
 
-static int by_rank(const void *a, const void *b)
-{
-	const struct uri_cand *x = *(struct uri_cand *const *)a, *y = *(struct uri_cand *const *)b;
-
-	if (x->rank != y->rank)
-		return x->rank < y->rank ? -1 : 1;
-	return strcmp(x->dom, y->dom);
-}
-
 /* uri_pick - up to max of the message's URI domains into set (owned
- * strings), class by class; returns how many */
+ * strings, in message order); returns how many */
 static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max)
 {
 	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal) };
-	struct uri_cand **grp;
-	uint64_t seed = rules_uri_seed((const char *const *)m->uris, m->nuris);
+	const char **dom;
+	unsigned *cls;
+	unsigned char *picked;
 	size_t i, n = 0;
 
-	for (i = 0; i < m->nuris; i++) {
+	for (i = 0; i < m->nuris; i++)
 		uri_domains(b, &c, m->uris[i], m->uri_kinds ? m->uri_kinds[i] : MIME_URI_TEXT);
+	dom = xcalloc(c.n + 1, sizeof(*dom));
+	cls = xcalloc(c.n + 1, sizeof(*cls));
+	picked = xcalloc(c.n + 1, 1);
+	for (i = 0; i < c.n; i++) {
+		dom[i] = c.v[i].dom;
+		cls[i] = c.v[i].cls;
 	}
-	grp = xcalloc(c.n + 1, sizeof(*grp));
-	for (unsigned cls = 0; cls < RULES_URI_CLASSES && n < max; cls++) {
-		size_t g = 0;
-
-		for (i = 0; i < c.n; i++)
-			if (c.v[i].cls == cls) {
-				c.v[i].rank = rules_uri_rank(seed, c.v[i].dom);
-				grp[g++] = &c.v[i];
-			}
-		if (n + g > max)                /* the class that does not fit */
-			qsort(grp, g, sizeof(*grp), by_rank);
-		for (i = 0; i < g && n < max; i++) {
-			set[n++] = grp[i]->dom;
-			grp[i]->dom = NULL;
+	rules_uri_pick(dom, cls, c.n, max, rules_uri_seed((const char *const *)m->uris, m->nuris), picked);
+	for (i = 0; i < c.n; i++) {
+		if (picked[i] && n < max) {
+			set[n++] = c.v[i].dom;
+			c.v[i].dom = NULL;
 		}
-	}
-	for (i = 0; i < c.n; i++)
 		free(c.v[i].dom);
-	free(grp);
+	}
+	free(dom);
+	free(cls);
+	free(picked);
 	g_free(c.v);
 	g_hash_table_destroy(c.idx);
 	return n;
@@ -571,16 +590,17 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 	}
 	for (i = 0; i < b->nlists; i++) {
 		const struct dnslist *l = &b->lists[i];
-		int dead = 0;
+		struct tally t = { 0 };
 
 		if ((l->what & LOOK_IP) && have_rev)
-			dead = lookup(ctx, b, l, rev, "client", mw_client_ip(ctx)) < 0;
+			lookup(ctx, b, l, rev, "client", mw_client_ip(ctx), &t);
 		if (l->what & LOOK_URI)
-			for (k = 0; k < nuri && !dead; k++)
-				dead = lookup(ctx, b, l, uri_dom[k], "uri domain", uri_dom[k]) < 0;
+			for (k = 0; k < nuri; k++)
+				lookup(ctx, b, l, uri_dom[k], "uri domain", uri_dom[k], &t);
 		if (l->what & LOOK_SENDER)
-			for (k = 0; k < nsnd && !dead; k++)
-				dead = lookup(ctx, b, l, snd_dom[k], "sender domain", snd_dom[k]) < 0;
+			for (k = 0; k < nsnd; k++)
+				lookup(ctx, b, l, snd_dom[k], "sender domain", snd_dom[k], &t);
+		tally_report(ctx, l, &t);
 	}
 	for (i = 0; i < nuri; i++)
 		free(uri_dom[i]);

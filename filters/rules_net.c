@@ -91,8 +91,8 @@ static void want(void *arg, const char *qname, int rrtype)
 }
 
 /* list_refused - the A answer of this list name says "query refused or
- * resolver blocked" (not a listing)?  That A answer is logged and counted
- * where it is read (format_round) */
+ * resolver blocked" (not a listing)?  That A answer is counted (and
+ * logged) where it is read (format_round) */
 static int list_refused(struct rules_net *n, const struct ruleset *rs, const char *name)
 {
 	const struct net_q *q = find(n, name, DNS_T_A);
@@ -155,18 +155,26 @@ static const char *status_name(enum dns_status st)
 	return "SERVFAIL";
 }
 
+/* what the message's lookups came to, for one log line each at the end
+ * (with a list that refuses us, a line per answer was one per URI domain) */
+struct net_tally {
+	unsigned timeouts;
+	unsigned blocked;              /* "query refused" codes */
+	unsigned bogus;                /* answers outside 127/8 */
+	char first_blocked[400], first_bogus[400];
+};
+
 /* turn this round's replies into fact text; blocklist codes that are not
- * listings are logged and left out */
-static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct ruleset *rs,
-                         unsigned *timeouts, unsigned *blocked)
+ * listings are counted in t and left out */
+static void format_round(struct rules_net *n, const struct ruleset *rs, struct net_tally *t)
 {
 	for (size_t i = n->first_new; i < n->n; i++) {
 		struct net_q *q = &n->q[i];
 		const struct dns_reply *r = q->reply;
-		if (!r) { snprintf(q->status, sizeof q->status, "TIMEOUT"); (*timeouts)++; continue; }
+		if (!r) { snprintf(q->status, sizeof q->status, "TIMEOUT"); t->timeouts++; continue; }
 		snprintf(q->status, sizeof q->status, "%s", status_name(r->status));
 		if (r->status == DNS_TIMEOUT || r->status == DNS_SERVFAIL) {
-			if (r->status == DNS_TIMEOUT) (*timeouts)++;
+			if (r->status == DNS_TIMEOUT) t->timeouts++;
 			continue;                        /* answer unknown */
 		}
 		if (q->type == DNS_T_TXT && q->list && r->status == DNS_OK && list_refused(n, rs, q->name)) {
@@ -177,24 +185,25 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 			continue;
 		}
 		struct sbuf b;
-		sbuf_init(&b, 64 * 1024);
+		sbuf_init(&b, 3 * 64 * 1024);          /* a 64 KiB answer, escaped (eval_net_txt_escape) */
 		for (size_t k = 0; r->status == DNS_OK && k < r->count; k++) {
 			const struct dns_rr *rr = &r->rr[k];
 			char txt[INET6_ADDRSTRLEN];
 			const char *item = NULL;
+			char *txt_line = NULL;
 			size_t ilen = 0;
 			if (q->type == DNS_T_A) {
 				if (q->list) {
 					enum dnsbl_verdict v = eval_net_verdict(rs, q->name, rr->addr);
 					inet_ntop(AF_INET, rr->addr, txt, sizeof txt);
 					if (v == DNSBL_REFUSED) {
-						mw_log(ctx, LOG_WARNING, "rules: %s answered %s: query refused or resolver blocked, "
-						       "not a listing", q->name, txt);
-						(*blocked)++;
+						if (t->blocked++ == 0)
+							snprintf(t->first_blocked, sizeof t->first_blocked, "%s answered %s", q->name, txt);
 						continue;
 					}
 					if (v == DNSBL_BOGUS) {
-						mw_log(ctx, LOG_INFO, "rules: %s answered %s, outside 127.0.0.0/8: ignored", q->name, txt);
+						if (t->bogus++ == 0)
+							snprintf(t->first_bogus, sizeof t->first_bogus, "%s answered %s", q->name, txt);
 						continue;
 					}
 				} else {
@@ -203,8 +212,11 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 				item = txt;
 				ilen = strlen(txt);
 			} else if (q->type == DNS_T_TXT) {
-				item = rr->text ? rr->text : "";
-				ilen = strnlen(item, rr->text_len);
+				/* the whole text, line breaks and NULs in it too, as
+				 * one escaped line: not cut into several answers */
+				txt_line = xmalloc(2 * rr->text_len + 1);
+				ilen = eval_net_txt_escape(rr->text ? rr->text : "", rr->text ? rr->text_len : 0, txt_line);
+				item = txt_line;
 			} else if (rr->name) {
 				item = rr->name;
 				ilen = strlen(item);
@@ -212,6 +224,7 @@ static void format_round(struct mw_ctx *ctx, struct rules_net *n, const struct r
 			if (!item) continue;
 			if (b.len) sbuf_add(&b, q->type == DNS_T_TXT ? "\n" : " ", 1);
 			sbuf_add(&b, item, ilen);
+			free(txt_line);
 		}
 		q->answer = strndup(b.data ? b.data : "", b.len);
 		if (!q->answer) abort();
@@ -245,7 +258,7 @@ struct rules_net *rules_net_resolve(struct mw_ctx *ctx, struct dns *dns, const s
 	struct rules_input in2 = *in;
 	in2.fact = partial_fact;
 	in2.fact_arg = &p;
-	unsigned timeouts = 0, blocked = 0;
+	struct net_tally t = { 0 };
 	int rounds = 0;
 	for (int round = 0; round < RULES_NET_MAX_ROUNDS; round++) {
 		n->first_new = n->n;
@@ -253,7 +266,7 @@ struct rules_net *rules_net_resolve(struct mw_ctx *ctx, struct dns *dns, const s
 		if (n->n == n->first_new) break;
 		run_round(n);
 		rounds++;
-		format_round(ctx, n, rs, &timeouts, &blocked);
+		format_round(n, rs, &t);
 		if (ms_left(&n->deadline) <= 0) break;
 	}
 	if (n->n)
@@ -261,12 +274,18 @@ struct rules_net *rules_net_resolve(struct mw_ctx *ctx, struct dns *dns, const s
 		       (long)timeout_ms - ms_left(&n->deadline));
 	if (n->overflow)
 		mw_log(ctx, LOG_INFO, "rules: more than %d DNS lookups wanted; the rest not asked", RULES_NET_MAX_QUERIES);
-	if (timeouts) {
-		mw_log(ctx, LOG_WARNING, "rules: %u of %zu DNS lookups unanswered within %u ms", timeouts, n->n, timeout_ms);
-		mw_symbol(ctx, "RULES_DNS_TIMEOUT", 0, "%u DNS lookups of network rules unanswered", timeouts);
+	if (t.timeouts) {
+		mw_log(ctx, LOG_WARNING, "rules: %u of %zu DNS lookups unanswered within %u ms", t.timeouts, n->n, timeout_ms);
+		mw_symbol(ctx, "RULES_DNS_TIMEOUT", 0, "%u DNS lookups of network rules unanswered", t.timeouts);
 	}
-	if (blocked)
-		mw_symbol(ctx, "RULES_DNS_BLOCKED", 0, "%u blocklist answers meant query refused", blocked);
+	if (t.blocked) {
+		mw_log(ctx, LOG_WARNING, "rules: %u blocklist answers meant query refused or resolver blocked, "
+		       "not a listing (first %s)", t.blocked, t.first_blocked);
+		mw_symbol(ctx, "RULES_DNS_BLOCKED", 0, "%u blocklist answers meant query refused", t.blocked);
+	}
+	if (t.bogus)
+		mw_log(ctx, LOG_INFO, "rules: %u blocklist answers outside 127.0.0.0/8 ignored (first %s)", t.bogus,
+		       t.first_bogus);
 	if (!n->n) { rules_net_free(n); return NULL; }
 	return n;
 }

@@ -198,7 +198,10 @@ out:
  * why.  The reply ends when spamd closes, and a close in the middle looks
  * like any other: only the empty line and a body of the announced length
  * tell a whole reply from a cut one ("Spam: True ; 1" of "... ; 15.5"
- * would otherwise be a score of 1). */
+ * would otherwise be a score of 1).  spamd answers a SYMBOLS of protocol
+ * 1.3 or later with a Content-length every time (spamd.raw, check()), so
+ * an answer without one (or with two) is not spamd's and fails: a body cut
+ * short would otherwise be taken for the whole list of rules. */
 static int parse(const char *r, size_t len, double *score, const char **rules, char *why, size_t whylen)
 {
 	const char *end = r + len, *line = r, *body = NULL;
@@ -249,6 +252,10 @@ static int parse(const char *r, size_t len, double *score, const char **rules, c
 		} else if (strncasecmp(l, "Content-length:", 15) == 0) {
 			char *e;
 
+			if (clen >= 0) {
+				snprintf(why, whylen, "two Content-length fields");
+				return -1;
+			}
 			errno = 0;
 			clen = strtoll(l + 15, &e, 10);
 			if (e == l + 15 || *e != '\0' || clen < 0 || errno != 0) {
@@ -261,7 +268,11 @@ static int parse(const char *r, size_t len, double *score, const char **rules, c
 		snprintf(why, whylen, "incomplete answer (%zu bytes, no end of headers)", len);
 		return -1;
 	}
-	if (clen >= 0 && (size_t)(end - body) != (size_t)clen) {
+	if (clen < 0) {
+		snprintf(why, whylen, "no Content-length in the answer (%zu bytes of body)", (size_t)(end - body));
+		return -1;
+	}
+	if ((size_t)(end - body) != (size_t)clen) {
 		snprintf(why, whylen, "Content-length %lld but %zu bytes of body", clen, (size_t)(end - body));
 		return -1;
 	}

@@ -198,25 +198,68 @@ static int subtest_uri(const char *s, struct subtest *st)
 	return 0;
 }
 
-/* does answer text a (an address for A, the text for TXT) pass st */
-static int subtest_match(const struct subtest *st, const char *a, pcre2_match_data *md)
+/* does answer text a of alen bytes (an address for A, the text for TXT,
+ * which may hold any byte, NUL too) pass st */
+static int subtest_match(const struct subtest *st, const char *a, size_t alen, pcre2_match_data *md)
 {
 	uint32_t num;
-	int is_quad = parse_quad(a, &num) == 0;
+	int is_quad = strlen(a) == alen && parse_quad(a, &num) == 0;
 	switch (st->kind) {
 	case ST_ANY: return 1;
-	case ST_EXACT: return strcmp(st->exact, a) == 0;
+	case ST_EXACT: return strlen(st->exact) == alen && memcmp(st->exact, a, alen) == 0;
 	case ST_MASK: return is_quad && (num >> 24) == 127 && (num & st->n1) != 0;
 	case ST_RANGE: return is_quad && num >= st->n1 && num <= st->n2;
 	case ST_VALMASK: return is_quad && (num & st->n2) == (st->n1 & st->n2);
 	case ST_REGEX: {
 		pcre2_match_data *own = md ? NULL : pcre2_match_data_create_from_pattern(st->re, NULL);
-		int rc = pcre2_match(st->re, (PCRE2_SPTR)a, strlen(a), 0, 0, md ? md : own, NULL);
+		int rc = pcre2_match(st->re, (PCRE2_SPTR)a, alen, 0, 0, md ? md : own, NULL);
 		if (own) pcre2_match_data_free(own);
 		return rc >= 0;
 	}
 	}
 	return 0;
+}
+
+/* --- TXT answers as facts ----------------------------------------------------- *
+ * A TXT record's text is bytes of the zone owner's choice: a line break
+ * or a NUL inside it must not cut it into several answers (a record
+ * "junk\nv=spf1 +all" is not "v=spf1 +all", nor a list's text a second,
+ * made-up one).  So a fact holds one record a line, escaped. */
+
+size_t eval_net_txt_escape(const char *text, size_t len, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = text[i];
+		if (c == '\\' || c == '\n' || c == '\0') {
+			out[o++] = '\\';
+			out[o++] = c == '\n' ? 'n' : c == '\0' ? '0' : '\\';
+		} else {
+			out[o++] = c;
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* the next record of a TXT fact at p, unescaped into out (room for
+ * strlen(p) + 1; NUL-terminated, *outlen bytes, NULs inside counted);
+ * returns where the record after it starts, NULL at the end */
+static const char *txt_next(const char *p, char *out, size_t *outlen)
+{
+	size_t o = 0;
+	if (!p || !*p) return NULL;
+	for (; *p && *p != '\n'; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			out[o++] = *p == 'n' ? '\n' : *p == '0' ? '\0' : *p;
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+	*outlen = o;
+	return *p ? p + 1 : p;
 }
 
 /* --- configuration (rule-file directives) ----------------------------------- */
@@ -932,71 +975,35 @@ static void add_host(struct net_msg *nm, const struct net_conf *c, const char *h
 	nm->hosts[nm->nhosts++] = h;
 }
 
-static int by_rank(const void *a, const void *b)
-{
-	const uint64_t *x = a, *y = b;     /* {rank, index} pairs */
-	return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] < y[1] ? -1 : x[1] > y[1]);
-}
-
 /* pick_domains - which hosts' domains are asked: at most
  * uridnsbl_max_domains registrable domains (a host's address counts as
- * one), chosen as SpamAssassin's URIDNSBL does: by class (links, forms,
- * images, other markup, text, mail addresses; a domain in the best class
- * of its hosts), whole classes while they fit, and from the class that
- * does not fit a pseudo-random choice seeded by the message (rules_uri_rank;
- * SpamAssassin: rand).  Hosts were taken in message order and counted
- * one by one, so www.x.example and x.example took two of the 20, and
- * images before the links used them up.  Hosts the lists never ask about
- * (skipped domains, private addresses, mail addresses with
- * uridnsbl_skip_mailto) do not count. */
+ * one), by the choice the dnsbl filter's uri lists make too
+ * (rules_uri_pick: links first, whole classes while they fit, the class
+ * that does not fit pseudo-randomly, seeded by the message).  Hosts the
+ * lists never ask about (skipped domains, private addresses, mail
+ * addresses with uridnsbl_skip_mailto) do not count. */
 static void pick_domains(struct net_msg *nm, const struct net_conf *c, uint64_t seed)
 {
 	if (!c || !nm->nhosts) return;
-	size_t n = nm->nhosts, npicked = 0;
-	unsigned *best = malloc(n * sizeof *best);      /* per host: its domain's class, or -1 */
-	uint64_t (*grp)[2] = malloc(n * sizeof *grp);
-	char (*picked)[MAX_NAME] = malloc(n * sizeof *picked);
-	if (!best || !grp || !picked) abort();
+	size_t n = nm->nhosts;
+	const char **dom = malloc(n * sizeof *dom);
+	unsigned *cls = malloc(n * sizeof *cls);
+	unsigned char *picked = malloc(n);
+	if (!dom || !cls || !picked) abort();
 	for (size_t h = 0; h < n; h++) {
 		const struct uhost *uh = &nm->hosts[h];
-		best[h] = RULES_URI_CLASSES;
+		dom[h] = uh->domain;
+		cls[h] = RULES_URI_CLASSES;
 		if (uh->is_mailto && c->skip_mailto) continue;
 		if (map_get(&c->skip, uh->domain) && *map_get(&c->skip, uh->domain)) continue;
 		if (map_get(&c->skip, uh->host) && *map_get(&c->skip, uh->host)) continue;
 		if (uh->is_ip && ip_private(uh->host)) continue;
-		best[h] = uh->cls;
+		cls[h] = uh->cls;
 	}
-	/* a domain's class: the best of its hosts' (hosts <= MAX_HOSTS) */
-	for (size_t h = 0; h < n; h++)
-		for (size_t k = h + 1; k < n; k++)
-			if (strcmp(nm->hosts[h].domain, nm->hosts[k].domain) == 0) {
-				unsigned b = best[h] < best[k] ? best[h] : best[k];
-				best[h] = best[k] = b;
-			}
-	for (unsigned cls = 0; cls < RULES_URI_CLASSES && npicked < c->max_domains; cls++) {
-		size_t g = 0;
-		for (size_t h = 0; h < n; h++) {           /* the class's domains, each once */
-			if (best[h] != cls) continue;
-			size_t k;
-			for (k = 0; k < h && !(best[k] == cls && strcmp(nm->hosts[k].domain, nm->hosts[h].domain) == 0); k++) {}
-			if (k < h) continue;
-			grp[g][0] = rules_uri_rank(seed, nm->hosts[h].domain);
-			grp[g++][1] = h;
-		}
-		if (npicked + g > c->max_domains)
-			qsort(grp, g, sizeof *grp, by_rank);
-		else
-			for (size_t i = 0; i < g; i++) grp[i][0] = 0;   /* message order */
-		for (size_t i = 0; i < g && npicked < c->max_domains; i++)
-			snprintf(picked[npicked++], MAX_NAME, "%s", nm->hosts[grp[i][1]].domain);
-	}
-	for (size_t h = 0; h < n; h++) {
-		if (best[h] == RULES_URI_CLASSES) continue;
-		for (size_t k = 0; k < npicked && !nm->hosts[h].picked; k++)
-			nm->hosts[h].picked = strcmp(picked[k], nm->hosts[h].domain) == 0;
-	}
-	free(best);
-	free(grp);
+	rules_uri_pick(dom, cls, n, c->max_domains, seed, picked);
+	for (size_t h = 0; h < n; h++) nm->hosts[h].picked = picked[h] && cls[h] != RULES_URI_CLASSES;
+	free(dom);
+	free(cls);
 	free(picked);
 }
 
@@ -1012,14 +1019,7 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 		const char *u = m->in->uris[i];
 		char host[MAX_NAME];
 		if (strncasecmp(u, "mailto:", 7) == 0) {
-			const char *at = strrchr(u, '@');
-			if (!at) continue;
-			size_t n = strcspn(at + 1, "?>& \t,;");
-			if (!n || n >= sizeof host) continue;
-			snprintf(host, sizeof host, "%.*s", (int)n, at + 1);
-			lower(host);
-			while (*host && host[strlen(host) - 1] == '.') host[strlen(host) - 1] = '\0';
-			if (*host) add_host(nm, c, host, 1, RULES_URI_MAILTO);
+			if (rules_uri_mailto_host(u, host, sizeof host) == 0) add_host(nm, c, host, 1, RULES_URI_MAILTO);
 			continue;
 		}
 		unsigned cls = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;
@@ -1045,7 +1045,7 @@ struct walk {
 	void (*want)(void *arg, const char *qname, int rrtype);   /* NULL when evaluating */
 	void *arg;
 	/* evaluating: called with each usable answer of a blocklist query */
-	int (*visit)(struct walk *w, const char *answer);
+	int (*visit)(struct walk *w, const char *answer, size_t len);
 	const struct subtest *sub;
 	int hit;
 };
@@ -1059,29 +1059,37 @@ static const char *ask(struct walk *w, const char *type, const char *qname, int 
 }
 
 /* a blocklist query: ask it, and visit each answer (A: addresses; TXT:
- * strings); stops at the first hit */
+ * records, each whole); stops at the first hit */
 static void ask_list(struct walk *w, const char *qname, int txt)
 {
 	if (w->hit || strlen(qname) > 253) return;
 	const char *ans = ask(w, txt ? "TXT" : "A", qname, (txt ? 16 : 1) | EVAL_NET_LIST);
 	if (!ans || !w->visit) return;
-	const char *sep = txt ? "\n" : " ";
+	if (txt) {
+		char *item = malloc(strlen(ans) + 1);
+		size_t n;
+		if (!item) abort();
+		for (const char *p = txt_next(ans, item, &n); p && !w->hit; p = txt_next(p, item, &n))
+			if (n && w->visit(w, item, n)) w->hit = 1;
+		free(item);
+		return;
+	}
 	char item[1024];
 	for (const char *p = ans; *p && !w->hit;) {
-		size_t n = strcspn(p, sep);
+		size_t n = strcspn(p, " ");
 		if (n && n < sizeof item) {
 			memcpy(item, p, n);
 			item[n] = '\0';
-			if (w->visit(w, item)) w->hit = 1;
+			if (w->visit(w, item, n)) w->hit = 1;
 		}
 		p += n;
 		if (*p) p++;
 	}
 }
 
-static int visit_subtest(struct walk *w, const char *answer)
+static int visit_subtest(struct walk *w, const char *answer, size_t len)
 {
-	if (w->sub) return subtest_match(w->sub, answer, w->m->md);
+	if (w->sub) return subtest_match(w->sub, answer, len, w->m->md);
 	/* no subtest: any 127/8 answer (the bridge dropped the others) */
 	return 1;
 }
@@ -1438,14 +1446,24 @@ static double fn_askdns(struct eval_msg *m, const struct rule *r)
 	if (!a || a->why[0] || conf_of(m->rs)->skip_rbl || askdns_query(m, a, q, sizeof q) < 0) return 0;
 	snprintf(key, sizeof key, "dns:%s:%s", type_key(a->type), q);
 	const char *ans = eval_fact(m, key);
-	const char *sep = a->type == 16 ? "\n" : " ";
+	if (!ans) return 0;
+	if (a->type == 16) {
+		char *item = malloc(strlen(ans) + 1);
+		size_t n;
+		int hit = 0;
+		if (!item) abort();
+		for (const char *p = txt_next(ans, item, &n); p && !hit; p = txt_next(p, item, &n))
+			hit = !a->has_sub || subtest_match(&a->sub, item, n, m->md);
+		free(item);
+		return hit;
+	}
 	char item[1024];
-	for (const char *p = ans; p && *p;) {
-		size_t n = strcspn(p, sep);
+	for (const char *p = ans; *p;) {
+		size_t n = strcspn(p, " ");
 		if (n && n < sizeof item) {
 			memcpy(item, p, n);
 			item[n] = '\0';
-			if (!a->has_sub || subtest_match(&a->sub, item, m->md)) return 1;
+			if (!a->has_sub || subtest_match(&a->sub, item, n, m->md)) return 1;
 		}
 		p += n;
 		if (*p) p++;
@@ -1497,7 +1515,7 @@ enum dnsbl_verdict eval_net_verdict(const struct ruleset *rs, const char *qname,
 			if (strcmp(c->uri[i].rule, c->blk[b].rule) == 0 && c->uri[i].has_sub) st = &c->uri[i].sub;
 		int ri = rs_find(rs, c->blk[b].rule, strlen(c->blk[b].rule));
 		if (!st && ri >= 0 && is_launcher(&rs->rules[ri])) st = &((const struct rbl_rule *)rs->rules[ri].ev_data)->sub;
-		if (st && st->kind != ST_ANY && subtest_match(st, txt, NULL)) return DNSBL_REFUSED;
+		if (st && st->kind != ST_ANY && subtest_match(st, txt, strlen(txt), NULL)) return DNSBL_REFUSED;
 	}
 	return v;
 }

@@ -4,7 +4,10 @@
  * The module asks names through want(qname, rrtype) and reads the answers
  * as facts:
  *   "dns:A:<qname>"    addresses, space separated ("" = none)
- *   "dns:TXT:<qname>"  strings, joined by "\n"
+ *   "dns:TXT:<qname>"  records, one a line: each record's text (its
+ *                      strings concatenated) with a backslash, a line
+ *                      break and a NUL escaped as backslash followed by
+ *                      a backslash, 'n' and '0' (eval_net_txt_escape)
  *   "dns:NS:<qname>"   name server names, space separated
  *   "dns:status:<TYPE>:<qname>"  OK, NXDOMAIN, NODATA, SERVFAIL or TIMEOUT
  * (NULL = not asked, or no answer within the deadline).  A blocklist query
@@ -13,6 +16,8 @@
  * eval_net_verdict() says, before the rules see them. */
 #ifndef MW_RULES_EVAL_NET_H
 #define MW_RULES_EVAL_NET_H
+
+#include <stddef.h>
 
 #include "rules/dnsbl_code.h"
 
@@ -27,5 +32,10 @@ struct ruleset;
  * lines (an answer that the named rule's subtest accepts, for that zone,
  * means the query was refused: URIBL's 127.0.0.1, SURBL's bit 1). */
 enum dnsbl_verdict eval_net_verdict(const struct ruleset *rs, const char *qname, const unsigned char a[4]);
+
+/* eval_net_txt_escape - the text of one TXT record (len bytes, any byte)
+ * as a line of a "dns:TXT:" fact into out, which has room for 2 * len + 1
+ * bytes; returns the line's length (out is NUL-terminated) */
+size_t eval_net_txt_escape(const char *text, size_t len, char *out);
 
 #endif

@@ -203,11 +203,27 @@ int rules_uri_host(const char *uri, char *out, size_t outlen);
  * as the MIME layer's enum mime_uri_kind, then mail addresses. */
 enum { RULES_URI_ANCHOR, RULES_URI_FORM, RULES_URI_IMAGE, RULES_URI_OTHER, RULES_URI_TEXT,
        RULES_URI_MAILTO, RULES_URI_CLASSES };
-/* rules_uri_seed, rules_uri_rank - the order of a domain inside the class
- * of URI domains that does not fit a lookup limit: pseudo-random (as
- * SpamAssassin's rand) but seeded by the message's URIs, so the same
- * message always asks the same domains */
+/* rules_uri_seed - the seed of rules_uri_pick for a message whose URIs
+ * are uris: of those that are not "mailto:" (the rules add the mail
+ * addresses they find in the text to the MIME layer's URIs; the dnsbl
+ * filter has the MIME layer's alone), so both choose alike */
 uint64_t rules_uri_seed(const char *const *uris, size_t n);
-uint64_t rules_uri_rank(uint64_t seed, const char *dom);
+/* rules_uri_pick - which registrable domains of a message's URIs are
+ * looked up: one choice for the dnsbl filter's uri lists and the rules'
+ * uridnsbl lines (SpamAssassin's URIDNSBL).  dom[i], cls[i]: n entries in
+ * message order, one per URI host (a domain may repeat; cls
+ * RULES_URI_CLASSES = never asked).  A domain counts in the best class of
+ * its entries; classes are taken whole, in order, while they fit in max
+ * domains, and from the class that does not fit a pseudo-random choice
+ * (as SpamAssassin's rand) by seed (rules_uri_seed), so the same message
+ * always asks the same domains; equal ranks go in message order.
+ * picked[i] = 1 for each entry whose domain is chosen; returns how many
+ * domains are. */
+size_t rules_uri_pick(const char *const *dom, const unsigned *cls, size_t n, size_t max, uint64_t seed,
+                      unsigned char *picked);
+/* rules_uri_mailto_host - the host of a "mailto:" URI (after its last
+ * '@', up to '?', '>', '&', ',', ';' or a blank), lower case, without
+ * final dots, into out; 0, or -1 if uri is no mailto: or has no host */
+int rules_uri_mailto_host(const char *uri, char *out, size_t outlen);
 
 #endif

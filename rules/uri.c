@@ -383,14 +383,9 @@ static uint64_t fnv64(uint64_t h, const char *s)
 	return h;
 }
 
-uint64_t rules_uri_seed(const char *const *uris, size_t n)
-{
-	uint64_t h = 14695981039346656037ULL;
-	for (size_t i = 0; i < n; i++) h = fnv64(h, uris[i]);
-	return h;
-}
-
-uint64_t rules_uri_rank(uint64_t seed, const char *dom)
+/* a domain's order inside the class that does not fit: pseudo-random (as
+ * SpamAssassin's rand), seeded by the message */
+static uint64_t uri_rank(uint64_t seed, const char *dom)
 {
 	uint64_t x = fnv64(seed, dom);              /* then splitmix64's finalizer */
 	x ^= x >> 30;
@@ -398,4 +393,83 @@ uint64_t rules_uri_rank(uint64_t seed, const char *dom)
 	x ^= x >> 27;
 	x *= 0x94d049bb133111ebULL;
 	return x ^ (x >> 31);
+}
+
+int rules_uri_mailto_host(const char *uri, char *out, size_t outlen)
+{
+	const char *at;
+	size_t n;
+	if (strncasecmp(uri, "mailto:", 7) != 0 || !(at = strrchr(uri, '@'))) return -1;
+	n = strcspn(at + 1, "?>&,; \t");
+	while (n && at[n] == '.') n--;              /* "x@example.com." */
+	if (!n || n >= outlen) return -1;
+	for (size_t i = 0; i < n; i++) out[i] = (char)tolower((unsigned char)at[1 + i]);
+	out[n] = '\0';
+	return 0;
+}
+
+struct pick_ent { const char *dom; size_t idx; };
+struct pick_grp { size_t first; unsigned cls; uint64_t rank; int chosen; };
+
+static int ent_by_dom(const void *a, const void *b)
+{
+	const struct pick_ent *x = a, *y = b;
+	int c = strcmp(x->dom, y->dom);
+	return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int grp_by_first(const void *a, const void *b)
+{
+	const struct pick_grp *x = *(struct pick_grp *const *)a, *y = *(struct pick_grp *const *)b;
+	return (x->first > y->first) - (x->first < y->first);
+}
+
+static int grp_by_rank(const void *a, const void *b)
+{
+	const struct pick_grp *x = *(struct pick_grp *const *)a, *y = *(struct pick_grp *const *)b;
+	if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+	return (x->first > y->first) - (x->first < y->first);
+}
+
+uint64_t rules_uri_seed(const char *const *uris, size_t n)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncasecmp(uris[i], "mailto:", 7) != 0) h = fnv64(fnv64(h, uris[i]), "\n");
+	return h;
+}
+
+size_t rules_uri_pick(const char *const *dom, const unsigned *cls, size_t n, size_t max, uint64_t seed,
+                      unsigned char *picked)
+{
+	if (!n) return 0;
+	struct pick_ent *e = malloc(n * sizeof *e);
+	struct pick_grp *g = malloc(n * sizeof *g), **order = malloc(n * sizeof *order), **cand = malloc(n * sizeof *cand);
+	size_t *gid = malloc(n * sizeof *gid), ng = 0, npicked = 0;
+	if (!e || !g || !order || !cand || !gid) abort();
+	/* each domain once: its first entry, the best class of its entries */
+	for (size_t i = 0; i < n; i++) e[i] = (struct pick_ent){ dom[i], i };
+	qsort(e, n, sizeof *e, ent_by_dom);
+	for (size_t i = 0; i < n; i++) {
+		if (!i || strcmp(e[i].dom, e[i - 1].dom) != 0)
+			g[ng++] = (struct pick_grp){ .first = e[i].idx, .cls = RULES_URI_CLASSES };
+		struct pick_grp *cur = &g[ng - 1];
+		if (cls[e[i].idx] < cur->cls) cur->cls = cls[e[i].idx];
+		gid[e[i].idx] = ng - 1;
+	}
+	for (size_t k = 0; k < ng; k++) order[k] = &g[k];
+	qsort(order, ng, sizeof *order, grp_by_first);
+	for (unsigned c = 0; c < RULES_URI_CLASSES && npicked < max; c++) {
+		size_t nc = 0;
+		for (size_t k = 0; k < ng; k++)
+			if (order[k]->cls == c) cand[nc++] = order[k];
+		if (npicked + nc > max) {               /* the class that does not fit */
+			for (size_t k = 0; k < nc; k++) cand[k]->rank = uri_rank(seed, dom[cand[k]->first]);
+			qsort(cand, nc, sizeof *cand, grp_by_rank);
+		}
+		for (size_t k = 0; k < nc && npicked < max; k++, npicked++) cand[k]->chosen = 1;
+	}
+	for (size_t i = 0; i < n; i++) picked[i] = (unsigned char)g[gid[i]].chosen;
+	free(e); free(g); free(order); free(cand); free(gid);
+	return npicked;
 }

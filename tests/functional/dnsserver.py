@@ -14,6 +14,7 @@ forwarding anywhere.
     ])
     srv.add_zone("2.0.192.in-addr.arpa", ["1 PTR mail.example.test."])
     srv.add_zone("slow.test", [], drop_other=True)   # queries without data are dropped
+    srv.add_zone("no.test", [], refuse=True)         # ... answered REFUSED (SERVFAIL for us)
     srv.start()                                 # unbound on 127.0.0.1:srv.port
     srv.forwarder                               # "127.0.0.1@PORT" for -o dns_forwarder=
     srv.add_zone(...); srv.restart()            # new data, same port
@@ -30,7 +31,10 @@ Every zone is an unbound local-zone of type static: a name in it without
 data answers NXDOMAIN (NOERROR/NODATA if the name exists with other
 types); with drop_other=True the zone is of type deny: queries that have
 no data are silently dropped (a DNS timeout, as the RFC 7208 suite's
-TIMEOUT needs).  Everything outside the zones answers NXDOMAIN ("." is a
+TIMEOUT needs); with refuse=True (type refuse) they are answered REFUSED,
+which a resolver reports as a server failure.  A zone inside another one
+(x.example.bl.test in bl.test) takes the names under it, so one name of a
+list can time out or fail while the others answer.  Everything outside the zones answers NXDOMAIN ("." is a
 static zone too), and no outgoing query is ever made, so a test can never
 reach the real DNS.  unbound's own defaults for test., localhost. and the
 private reverse zones stay, but a zone a test adds wins over them.
@@ -121,7 +125,7 @@ class DnsServer:
     def forwarder(self):
         return "127.0.0.1@%d" % self.port
 
-    def add_zone(self, name, records=(), drop_other=False, negative_ttl=60, redirect=False):
+    def add_zone(self, name, records=(), drop_other=False, negative_ttl=60, redirect=False, refuse=False):
         """Add (or replace) zone name with records (see the module doc).
         Unless records hold one, an SOA whose minimum is negative_ttl is
         added (resolvers cache NXDOMAIN/NODATA that long, RFC 2308).
@@ -135,7 +139,8 @@ class DnsServer:
         if not any(l.split()[3] == "SOA" for l in lines):
             lines.insert(0, "%s. %d IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 %d"
                          % (name, negative_ttl, name, name, negative_ttl))
-        self.zones[name] = ("deny" if drop_other else "redirect" if redirect else "static", lines)
+        self.zones[name] = ("deny" if drop_other else "redirect" if redirect else "refuse" if refuse
+                            else "static", lines)
         return self
 
     def add_records(self, zone, records):

@@ -207,3 +207,60 @@ def test_domains_past_the_limit_chosen_by_message(dns_server, tmp_path):
     assert len(first) == 20, first
     assert first != {"L%d" % i for i in range(20)}, "first come, first asked"
     assert asked() == first                     # the same message, the same choice
+
+
+# --- failures and refusals of one list (review s17) ---------------------------
+
+def test_failing_name_does_not_hide_the_listed_one(dns_server, tmp_path):
+    """One name of a list that fails (SERVFAIL) or times out ended that
+    list's lookups for the message: a link whose name fails, before the
+    listed one, hid it.  Now the other names are still read, and the
+    names' waits overlap (all sent at once): one timeout for the message."""
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2"])
+    dns_server.add_zone("refused.example.dbl.bl.test", [], refuse=True)
+    dns_server.add_zone("slow.example.dbl.bl.test", [], drop_other=True)
+    dns_server.start()
+    for first in ("http://refused.example/", "http://slow.example/",
+                  "http://refused.example/ http://slow.example/"):
+        t0 = time.monotonic()
+        sym, err, res = scan(tmp_path, dns_server.forwarder, body=first + " http://spammer.example/",
+                             lists=(DBL,), extra=("dnsbl_timeout=1s",))
+        took = time.monotonic() - t0
+        assert "DBL_SPAM" in sym and res["score"] == 2.5, (first, sym)
+        assert "DNSBL_TIMEOUT" in sym, (first, sym)
+        assert err.count("lookups unanswered") == 1, err
+        assert took < 2.5, (first, took)
+
+
+def test_dead_list_costs_one_timeout(dns_server, tmp_path):
+    """A list whose server drops every query: 15 URI domains cost one
+    dnsbl_timeout together (not 15), one log line, and the other list's
+    listing still counts."""
+    dns_server.add_zone("dbl.bl.test", ["spammer.example A 127.0.1.2"])
+    dns_server.add_zone("dead.bl.test", [], drop_other=True)
+    dns_server.start()
+    body = " ".join("http://d%d.example/" % i for i in range(14)) + " http://spammer.example/"
+    t0 = time.monotonic()
+    sym, err, res = scan(tmp_path, dns_server.forwarder, body=body, extra=("dnsbl_timeout=1s",),
+                         lists=("dead.bl.test uri 127.0.0.2=DEAD_LISTED:5", DBL))
+    took = time.monotonic() - t0
+    assert "DBL_SPAM" in sym and "DNSBL_TIMEOUT" in sym, sym
+    assert "dead.bl.test: 15 of 15 lookups unanswered (timeout 15" in err, err
+    assert err.count("lookups unanswered") == 1, err
+    assert took < 2.5, took
+
+
+def test_refusals_logged_once_per_list(dns_server, tmp_path):
+    """A list that refuses us (URIBL's 127.0.0.1, DBL's 127.0.1.255) for
+    each of a message's 30 URI domains: one log line per list with the
+    count, not 30 identical warnings."""
+    dns_server.add_zone("multi.uribl.test", ["@ A 127.0.0.1"], redirect=True)
+    dns_server.add_zone("dbl.bl.test", ["@ A 127.0.1.255"], redirect=True)
+    dns_server.start()
+    body = " ".join("http://d%d.example/" % i for i in range(30))
+    sym, err, res = scan(tmp_path, dns_server.forwarder, body=body, lists=(URIBL, DBL),
+                         extra=("dnsbl_max_domains=30",))
+    assert set(sym) == {"DNSBL_BLOCKED"} and res["score"] == 0, sym
+    assert err.count("not a listing") == 2, err
+    assert "multi.uribl.test answered 30 of 30 lookups with a refusal" in err, err
+    assert "dbl.bl.test answered 31 of 31 lookups with a refusal" in err, err

@@ -198,6 +198,15 @@ SPAMD_CASES = {
         SPAMD_GOOD.replace(b"Content-length: 15", b"Content-length: 3"))), "Content-length"),
     "Content-length not a number": (lambda p, c, n: (spamd_request(c), c.sendall(
         SPAMD_GOOD.replace(b"Content-length: 15", b"Content-length: lots"))), "Content-length"),
+    # spamd always sends a Content-length for SYMBOLS (protocol >= 1.3):
+    # without one, a body cut short would be taken for all the rules hit
+    "no Content-length, closed in the body": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"Content-length: 15\r\n", b"")[:-5])), "no Content-length"),
+    "no Content-length": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"Content-length: 15\r\n", b""))), "no Content-length"),
+    "two Content-length": (lambda p, c, n: (spamd_request(c), c.sendall(
+        SPAMD_GOOD.replace(b"Content-length: 15\r\n", b"Content-length: 15\r\nContent-length: 10\r\n")[:-5])),
+        "two Content-length"),
     "100 MB": (lambda p, c, n: (spamd_request(c), p.flood(c, SPAMD_GOOD, 100 * MB)), "longer than"),
     "10 MB line": (lambda p, c, n: (spamd_request(c), p.flood(c, b"SPAMD/1.1 0 EX_OK", 10 * MB)),
                    "longer than"),

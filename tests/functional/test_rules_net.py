@@ -439,3 +439,104 @@ def test_refused_list_txt_never_scores(dns_server, tmp_path):
         got[ip] = {s["name"] for s in json.loads(r.stdout)["symbols"]}
     assert "T_ZEN_TXT" not in got["192.0.2.97"], got
     assert "T_ZEN_TXT" in got["192.0.2.98"], got
+
+
+TXT_WHOLE_RULES = r"""
+header   T_BL_TXT    eval:check_rbl_txt('tbl', 'txt.bl.test.', '^Listed')
+tflags   T_BL_TXT    net
+score    T_BL_TXT    3.0
+askdns   T_SPF_ALL   _SENDERDOMAIN_ TXT /^v=spf1 \+all$/
+score    T_SPF_ALL   1.0
+askdns   T_TXT_END   _SENDERDOMAIN_ TXT /\+all$/
+score    T_TXT_END   1.0
+"""
+
+
+def test_txt_record_is_one_answer(dns_server, tmp_path):
+    """A TXT record's text is bytes of the zone owner's choice.  The bridge
+    joined a name's records with line breaks and the rules split them
+    there again, so a record "junk\\nv=spf1 +all" (or a list's text
+    "harmless\\nListed ...") was two answers, one of them made up; a
+    NUL cut the text, and a record over 1023 bytes was never matched.
+    As in SpamAssassin, each record (its strings joined) is one answer,
+    whole; several strings of one record and several records still work."""
+    dns_server.add_zone("txt.bl.test", [
+        "93.2.0.192 A 127.0.0.2",
+        ("93.2.0.192", "TXT", "harmless text\nListed for a made-up reason"),
+        "92.2.0.192 A 127.0.0.2",
+        ("92.2.0.192", "TXT", ["List", "ed in two strings"]),
+    ])
+    dns_server.add_zone("nl.example", ["@ A 192.0.2.30", ("@", "TXT", "junk\nv=spf1 +all")])
+    dns_server.add_zone("nul.example", ["@ A 192.0.2.30", ("@", "TXT", b"v=spf1 +all\x00junk")])
+    dns_server.add_zone("long.example", ["@ A 192.0.2.30", ("@", "TXT", "v=spf1 " + "a" * 1100 + " +all")])
+    dns_server.add_zone("two.example", ["@ A 192.0.2.30", ("@", "TXT", "google-site-verification=x"),
+                                        ("@", "TXT", ["v=spf1 ", "+all"])])
+    dns_server.start()
+    rf = tmp_path / "r.cf"
+    rf.write_text(TXT_WHOLE_RULES)
+
+    def run(ip, frm):
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        p.write_bytes(make_msg(frm=frm, body=b"hello"))
+        r = run_mw(["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(rf),
+                    "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "rules_net_tests=yes",
+                    "--client-ip", ip, "--from", frm, str(p)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        return {s["name"] for s in json.loads(r.stdout)["symbols"]}
+
+    assert "T_BL_TXT" not in run("192.0.2.93", "a@fine.example")     # not at the text's start
+    assert "T_BL_TXT" in run("192.0.2.92", "a@fine.example")         # two strings, one record
+    got = run("192.0.2.50", "a@nl.example")
+    assert "T_TXT_END" in got and "T_SPF_ALL" not in got, got       # one text: ends in +all, no v=spf1 at its start
+    assert not {"T_SPF_ALL", "T_TXT_END"} & run("192.0.2.50", "a@nul.example")
+    got = run("192.0.2.50", "a@long.example")
+    assert "T_TXT_END" in got and "T_SPF_ALL" not in got, got
+    assert {"T_SPF_ALL", "T_TXT_END"} <= run("192.0.2.50", "a@two.example")
+
+
+def test_refusals_logged_once_per_message(dns_server, tmp_path):
+    """A URI list that refuses us (URIBL's 127.0.0.1, a dns_block_rule
+    code) for each of a message's 20 URI domains: one log line with the
+    count, not 20 identical warnings; still never a hit."""
+    dns_server.add_zone("multi.uribl.test", ["@ A 127.0.0.1"], redirect=True)
+    dns_server.start()
+    body = " ".join("http://d%d.example/" % i for i in range(20))
+    sym, err, res = scan(tmp_path, dns_server.forwarder, body=body)
+    assert not [n for n in sym if n in ("T_BLACK", "T_ANYURI", "T_UBLOCKED")], sym
+    assert "RULES_DNS_BLOCKED" in sym and sym["RULES_DNS_BLOCKED"]["score"] == 0, sym
+    assert err.count("not a listing") == 1, err
+    assert "rules: 20 blocklist answers meant query refused" in err, err
+
+
+def test_uri_lists_and_dnsbl_pick_the_same_domains(dns_server, tmp_path):
+    """The dnsbl filter's uri lists and the rules' uridnsbl lines chose a
+    message's URI domains with two copies of the code: seeded by different
+    URI lists (the rules add the text's mail addresses to the MIME
+    layer's URIs), with other tie-breaks and other cuts of mailto:
+    addresses, so past the limit of 20 they asked different domains.  Now
+    both call rules_uri_pick: 25 listed links and a mail address in the
+    text, the same 20 domains asked by both."""
+    n = 25
+    dns_server.add_zone("dbl.bl.test", ["l%d.example A 127.0.1.%d" % (i, 10 + i) for i in range(n)])
+    dns_server.start()
+    rf = tmp_path / "pick.cf"
+    rf.write_text("".join(
+        "urirhssub T_L%d dbl.bl.test. A 127.0.1.%d\nbody T_L%d eval:check_uridnsbl('T_L%d')\n"
+        "tflags T_L%d net\nscore T_L%d 0.1\n" % (i, 10 + i, i, i, i, i) for i in range(n)))
+    lst = "dbl.bl.test uri " + " ".join("127.0.1.%d=L%d:0.1" % (10 + i, i) for i in range(n))
+    body = " ".join("see http://www.l%d.example/ now" % i for i in range(n)) + "\nwrite to boss@m.example\n"
+    for variant in range(3):
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        p.write_bytes(make_msg(frm="a@fine.example", subject="offer %d" % variant,
+                               body=(body + "ref %d\n" % variant).encode()))
+        r = run_mw(["scan", "-o", "filters=dnsbl rules", "-o", "rules_files=", "-o", "rules_files=" + str(rf),
+                    "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "rules_net_tests=yes",
+                    "-o", "dnsbl_list=", "-o", "dnsbl_list=" + lst,
+                    "--client-ip", "192.0.2.50", "--from", "a@fine.example", str(p)], timeout=60)
+        assert r.returncode == 0, r.stderr
+        names = {s["name"] for s in json.loads(r.stdout)["symbols"]}
+        by_dnsbl = {x[1:] for x in names if x.startswith("L")}
+        by_rules = {x[3:] for x in names if x.startswith("T_L")}
+        assert len(by_dnsbl) == 20 and by_dnsbl == by_rules, (variant, sorted(by_dnsbl ^ by_rules))
