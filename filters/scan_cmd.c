@@ -23,10 +23,12 @@
 #include "filters/msgfile.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
+#include "proxy/fdio.h"
 #include "proxy/header_edit.h"
 #include "proxy/master.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "proxy/spool.h"
 #include "proxy/utf8.h"
 
 static const char scan_usage[] =
@@ -35,22 +37,6 @@ static const char scan_usage[] =
 	"                       [--output OUT.eml] FILE.eml|-\n"
 	"--output: write the message as it would be relayed (header edits, signatures,\n"
 	"a replaced attachment; CRLF lines) when the action delivers it (accept, tag)\n";
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	ssize_t w;
-
-	while (len > 0) {
-		w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 /* write_relayed - the message as a front end would relay it (the header
  * section with the result's edits, then the rewritten body if there is
@@ -66,19 +52,19 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
 	fd = to >= 0 ? dup(to) : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	bad = fd < 0 || write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
+	bad = fd < 0 || fd_write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
 	if (!bad && res->new_body) {
 		char buf[65536];
 		off_t off = 0;
 		ssize_t n;
 
 		while ((n = pread(res->new_body_fd, buf, sizeof(buf), off)) > 0 && !bad) {
-			bad = write_all(fd, buf, (size_t)n) < 0;
+			bad = fd_write_all(fd, buf, (size_t)n) < 0;
 			off += n;
 		}
 		bad |= n < 0;
 	} else if (!bad)
-		bad = write_all(fd, msg + rest, spool->len - rest) < 0;
+		bad = fd_write_all(fd, msg + rest, spool->len - rest) < 0;
 	if (bad)
 		e = errno;
 	if (fd >= 0 && close(fd) < 0 && !bad) {
@@ -127,7 +113,7 @@ static int copy_out(int from, const char *path)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), bad = fd < 0, e = errno;
 
 	while (!bad && (n = pread(from, buf, sizeof(buf), off)) != 0) {
-		bad = n < 0 || write_all(fd, buf, (size_t)n) < 0;
+		bad = n < 0 || fd_write_all(fd, buf, (size_t)n) < 0;
 		e = errno;
 		off += n;
 	}
@@ -302,12 +288,8 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	msgfile_to_spool(raw.data ? raw.data : "", raw.len, &spool);
 	sbuf_free(&raw);
 	req.size = spool.len;
-	mfd = memfd_create("mailwarden-scan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (mfd < 0 || write_all(mfd, spool.data ? spool.data : "", spool.len) < 0
-	    || fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+	if ((mfd = spool_sealed_copy(spool.data ? spool.data : "", spool.len)) < 0) {
 		fprintf(stderr, "mailwarden scan: memfd: %s\n", strerror(errno));
-		if (mfd >= 0)
-			close(mfd);
 		sbuf_free(&spool);
 		scan_request_free(&req);
 		return 1;
