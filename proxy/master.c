@@ -47,6 +47,7 @@
 
 #include "filters/bayes.h"
 #include "filters/scanner.h"
+#include "as_user.h"
 #include "ctlmsg.h"
 #include "log.h"
 #include "master.h"
@@ -214,74 +215,6 @@ static void drop_privileges(const gid_t *extra, size_t nextra)
 	char err[256];
 	if (privs_drop(&M.privs, extra, nextra, err, sizeof err) < 0)
 		die("user %s: %s", M.cfg->user, err);
-}
-
-/* LeakSanitizer looks for leaks at exit(), and the children end with
- * _exit() (the master's atexit handlers and stdio buffers are not
- * theirs), so in a SANITIZE=1 build a child asks for the check itself
- * before it goes.  Weak: a plain build has no such symbol (NULL). */
-extern void __lsan_do_leak_check(void) __attribute__((weak));
-
-static _Noreturn void child_exit(int status)
-{
-	if (__lsan_do_leak_check != NULL)
-		__lsan_do_leak_check();
-	_exit(status);
-}
-
-int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char *err, size_t errlen)
-{
-	struct privs p;
-	int ep[2], status;
-
-	/* not root: nothing to switch to; "-t" by an unprivileged admin checks
-	 * as that admin, as it always did (the daemon says it cannot switch) */
-	if (geteuid() != 0) return fn(cfg, err, errlen);
-	if (privs_lookup(cfg->user, &p, err, errlen) < 0) return -1;
-	if (!p.drop) return fn(cfg, err, errlen);
-	if (pipe2(ep, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		return -1;
-	}
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(ep[0]);
-		close(ep[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		close(ep[0]);
-		int rc = privs_drop(&p, NULL, 0, err, errlen) < 0 ? -1 : fn(cfg, err, errlen);
-		if (rc < 0) {
-			ssize_t w = write(ep[1], err, strnlen(err, errlen));
-			(void)w;
-		}
-		child_exit(rc < 0 ? 1 : 0);
-	}
-	close(ep[1]);
-	size_t got = 0;
-	for (;;) {
-		ssize_t n = read(ep[0], err + got, errlen - 1 - got);
-		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0) break;
-		got += (size_t)n;
-		if (got == errlen - 1) break;
-	}
-	err[got] = '\0';
-	close(ep[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			snprintf(err, errlen, "waitpid: %s", strerror(errno));
-			return -1;
-		}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-	if (got == 0)
-		snprintf(err, errlen, "the check as user %s %s %d", cfg->user,
-		         WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
-		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-	return -1;
 }
 
 static void child_signals(void)
