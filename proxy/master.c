@@ -834,6 +834,25 @@ static void prepare_dirs(void)
 	}
 }
 
+/* fork_chore - a child of the master's for one job as the user: 0 in the
+ * child (signals back to their defaults, titled NAME, the master's
+ * descriptors closed, dropped), its pid here, -1 (logged: "fork WHAT") */
+static pid_t fork_chore(const char *name, const char *what)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork %s", what);
+		return -1;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, name);
+		close_inherited(-1, 0);
+		drop_privileges(NULL, 0);
+	}
+	return pid;
+}
+
 /* expire_quarantine - quarantine_max_age, done as the user that owns the
  * entries: root has no business walking a directory a compromised
  * scanner can rearrange */
@@ -844,16 +863,7 @@ static void expire_quarantine(void)
 		quarantine_expire_run(M.cfg);
 		return;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		slog_errno(NULL, LOG_ERR, "fork quarantine expiry");
-		return;
-	}
-	if (pid == 0) {
-		child_signals();
-		set_proc_title(M.argc, M.argv, "expiry");
-		close_inherited(-1, 0);
-		drop_privileges(NULL, 0);
+	if (fork_chore("expiry", "quarantine expiry") == 0) {
 		quarantine_expire_run(M.cfg);
 		child_exit(0);
 	}
@@ -867,19 +877,11 @@ static void expire_quarantine(void)
 static void start_retrain(void)
 {
 	if (M.retrain > 0 || !bayes_retrain_wanted(M.cfg)) return;
-	pid_t pid = fork();
-	if (pid < 0) {
-		slog_errno(NULL, LOG_ERR, "fork bayes retrain");
-		return;
-	}
-	if (pid == 0) {
-		child_signals();
-		set_proc_title(M.argc, M.argv, "retrain");
-		close_inherited(-1, 0);
-		drop_privileges(NULL, 0);
+	pid_t pid = fork_chore("retrain", "bayes retrain");
+	if (pid == 0)
 		child_exit(bayes_retrain(M.cfg) < 0 ? 1 : 0);
-	}
-	M.retrain = pid;
+	if (pid > 0)
+		M.retrain = pid;
 }
 
 void master_prepare(struct config *cfg)
