@@ -34,6 +34,7 @@
 #include "filters/bayes_chars.h"
 #include "filters/msgfile.h"
 #include "filters/store.h"
+#include "proxy/as_user.h"
 #include "proxy/master.h"
 #include "proxy/sbuf.h"
 
@@ -245,58 +246,6 @@ static int learn_privs(const struct config *cfg, struct privs *pv, char *err, si
 	return 0;
 }
 
-/* learn_fork - the store child: 0 in the child, dropped to pv, with
- * *sock its end of the socket; the child's pid in the parent, with *sock
- * the end to send on; -1 (said on stderr) if neither could be had */
-static pid_t learn_fork(const struct privs *pv, int *sock)
-{
-	char err[256];
-	int sv[2];
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		fprintf(stderr, "mailwarden learn: socketpair: %s\n", strerror(errno));
-		return -1;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		fprintf(stderr, "mailwarden learn: fork: %s\n", strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		if (privs_drop(pv, NULL, 0, err, sizeof(err)) < 0) {
-			fprintf(stderr, "mailwarden learn: user: %s\n", err);
-			_exit(1);
-		}
-		*sock = sv[1];
-		return 0;
-	}
-	close(sv[1]);
-	*sock = sv[0];
-	return pid;
-}
-
-/* learn_wait - the store child's exit code; one that died of a signal (a
- * store that crashed LMDB, say) is an error: 1, said on stderr */
-static int learn_wait(pid_t pid, const struct privs *pv)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			fprintf(stderr, "mailwarden learn: waitpid: %s\n", strerror(errno));
-			return 1;
-		}
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	fprintf(stderr, "mailwarden learn: the store work (as uid %u) was killed by signal %d "
-	    "(%s): a damaged store?\n", (unsigned)pv->uid, WTERMSIG(status), strsignal(WTERMSIG(status)));
-	return 1;
-}
-
 /* learn_rebuild_only - --rebuild alone: the character model from the
  * examples the store keeps */
 static int learn_rebuild_only(struct config *cfg)
@@ -381,13 +330,110 @@ static int learn_finish(struct config *cfg, struct learn_run *r, int rebuild, in
 	return r->failed > 0 ? 1 : 0;
 }
 
+/* what a learn run does: the walk over argv's files (root's, when it
+ * drops), and the store work (the user's) */
+struct learn_job {
+	struct config *cfg;
+	struct learn_run *r;
+	int argc;
+	char **argv;
+	int rebuild_only, rebuild, no_train;
+	int sock, peer;         /* the messages' socket, this end and the other; -1: none */
+};
+
+/* learn_store_work - the store's part: the messages from root's walk on
+ * job->sock, or walked here without one.  Its exit code. */
+static int learn_store_work(struct learn_job *job)
+{
+	struct learn_run *r = job->r;
+	char err[512];
+
+	if (job->rebuild_only)
+		return learn_rebuild_only(job->cfg);
+	if ((r->store = store_open_bulk(job->cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "mailwarden learn: %s\n", err);
+		return 1;
+	}
+	if (job->sock >= 0) {
+		run = r;
+		learn_frames(job->sock);
+		run = NULL;
+		close(job->sock);       /* root's walk stops at its next message */
+		job->sock = -1;
+	} else
+		learn_paths(r, job->argc, job->argv);
+	return learn_finish(job->cfg, r, job->rebuild, job->no_train);
+}
+
+/* learn_child - the store work in the child, on its end of the socket */
+static int learn_child(void *arg, char *err, size_t errlen)
+{
+	struct learn_job *job = arg;
+	int rc;
+
+	close(job->sock);
+	job->sock = job->peer;
+	rc = learn_store_work(job);
+	if (job->sock >= 0)
+		close(job->sock);
+	return rc;
+}
+
+/* learn_feed - root's part: the walk, each message sent to the child */
+static void learn_feed(void *arg)
+{
+	struct learn_job *job = arg;
+
+	close(job->peer);
+	job->peer = -1;
+	if (!job->rebuild_only) {
+		job->r->sock = job->sock;
+		learn_paths(job->r, job->argc, job->argv);
+	}
+	close(job->sock);               /* the end of the messages */
+	job->sock = -1;
+}
+
+/* learn_as_user - the store work in a child dropped to pv, fed by root's
+ * walk: the child's exit code; one that died of a signal (a store that
+ * crashed LMDB, say) is an error: 1, said on stderr */
+static int learn_as_user(const struct privs *pv, struct learn_job *job)
+{
+	char err[256];
+	int sv[2], status, rc;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		fprintf(stderr, "mailwarden learn: socketpair: %s\n", strerror(errno));
+		return 1;
+	}
+	job->sock = sv[0];
+	job->peer = sv[1];
+	rc = run_as_user(pv, learn_child, job, learn_feed, job, &status, err, sizeof(err));
+	if (job->sock >= 0)             /* no child to feed */
+		close(job->sock);
+	if (job->peer >= 0)
+		close(job->peer);
+	if (rc < 0) {
+		fprintf(stderr, "mailwarden learn: %s\n", err);
+		return 1;
+	}
+	/* the child says nothing in err but why it could not drop */
+	if (err[0] != '\0')
+		fprintf(stderr, "mailwarden learn: user: %s\n", err);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	fprintf(stderr, "mailwarden learn: the store work (as uid %u) was killed by signal %d "
+	    "(%s): a damaged store?\n", (unsigned)pv->uid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	return 1;
+}
+
 int learn_command(struct config *cfg, int argc, char **argv)
 {
 	struct learn_run r;
+	struct learn_job job;
 	struct privs pv;
 	char err[512];
-	int i, nclass = 0, npaths = 0, rebuild = 0, no_train = 0, sock = -1, rc;
-	pid_t pid;
+	int i, nclass = 0, npaths = 0, rebuild = 0, no_train = 0;
 
 	memset(&r, 0, sizeof(r));
 	r.sock = -1;
@@ -427,38 +473,6 @@ int learn_command(struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "mailwarden learn: %s\n", err);
 		return 1;
 	}
-	if (pv.drop) {
-		if ((pid = learn_fork(&pv, &sock)) < 0)
-			return 1;
-		if (pid > 0) {
-			/* root: the walk and the reading; the child the rest */
-			if (!(rebuild && nclass == 0)) {
-				r.sock = sock;
-				learn_paths(&r, argc, argv);
-			}
-			close(sock);            /* the end of the messages */
-			return learn_wait(pid, &pv);
-		}
-	}
-	/* here: the store work, dropped already if it had to be */
-	if (rebuild && nclass == 0) {
-		if (sock >= 0)
-			close(sock);
-		return learn_rebuild_only(cfg);
-	}
-	if ((r.store = store_open_bulk(cfg, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "mailwarden learn: %s\n", err);
-		if (sock >= 0)
-			close(sock);
-		return 1;
-	}
-	if (sock >= 0) {
-		run = &r;
-		learn_frames(sock);
-		run = NULL;
-		close(sock);            /* root's walk stops at its next message */
-	} else
-		learn_paths(&r, argc, argv);
-	rc = learn_finish(cfg, &r, rebuild, no_train);
-	return rc;
+	job = (struct learn_job){ cfg, &r, argc, argv, rebuild && nclass == 0, rebuild, no_train, -1, -1 };
+	return pv.drop ? learn_as_user(&pv, &job) : learn_store_work(&job);
 }

@@ -688,6 +688,7 @@ have_msg:
 	in.hard = ms.hard;
 	in.hard_text = ms.hard_text[0] ? ms.hard_text : NULL;
 	in.hard_by = ms.hard_by[0] ? ms.hard_by : NULL;
+	in.mta_hold = req->mta_quarantine;
 	for (i = 0; i < ms.nfields; i++)
 		if (strcasecmp(ms.fields[i].name, "Subject") == 0) {
 			in.subject = ms.fields[i].raw;

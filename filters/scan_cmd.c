@@ -23,10 +23,13 @@
 #include "filters/msgfile.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
+#include "proxy/as_user.h"
+#include "proxy/fdio.h"
 #include "proxy/header_edit.h"
 #include "proxy/master.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "proxy/spool.h"
 #include "proxy/utf8.h"
 
 static const char scan_usage[] =
@@ -35,22 +38,6 @@ static const char scan_usage[] =
 	"                       [--output OUT.eml] FILE.eml|-\n"
 	"--output: write the message as it would be relayed (header edits, signatures,\n"
 	"a replaced attachment; CRLF lines) when the action delivers it (accept, tag)\n";
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	ssize_t w;
-
-	while (len > 0) {
-		w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 /* write_relayed - the message as a front end would relay it (the header
  * section with the result's edits, then the rewritten body if there is
@@ -66,19 +53,19 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
 	fd = to >= 0 ? dup(to) : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	bad = fd < 0 || write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
+	bad = fd < 0 || fd_write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
 	if (!bad && res->new_body) {
 		char buf[65536];
 		off_t off = 0;
 		ssize_t n;
 
 		while ((n = pread(res->new_body_fd, buf, sizeof(buf), off)) > 0 && !bad) {
-			bad = write_all(fd, buf, (size_t)n) < 0;
+			bad = fd_write_all(fd, buf, (size_t)n) < 0;
 			off += n;
 		}
 		bad |= n < 0;
 	} else if (!bad)
-		bad = write_all(fd, msg + rest, spool->len - rest) < 0;
+		bad = fd_write_all(fd, msg + rest, spool->len - rest) < 0;
 	if (bad)
 		e = errno;
 	if (fd >= 0 && close(fd) < 0 && !bad) {
@@ -127,7 +114,7 @@ static int copy_out(int from, const char *path)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), bad = fd < 0, e = errno;
 
 	while (!bad && (n = pread(from, buf, sizeof(buf), off)) != 0) {
-		bad = n < 0 || write_all(fd, buf, (size_t)n) < 0;
+		bad = n < 0 || fd_write_all(fd, buf, (size_t)n) < 0;
 		e = errno;
 		off += n;
 	}
@@ -143,62 +130,111 @@ static int copy_out(int from, const char *path)
 	return bad ? -1 : 0;
 }
 
-/* scan_as_user - fork; the child drops to pv and returns -2 to go on
- * with the scan (*relayed: the memfd for --output, or -1).  The parent
- * waits and returns the child's exit code, after writing what the child
- * relayed to output; -1 if it could not fork. */
-static int scan_as_user(const struct privs *pv, const char *output, int *relayed)
+/* one scan: the message (mfd, sealed; spool its bytes) through the
+ * filters, the result as JSON on stdout, and with --output the message as
+ * it would be relayed (into relayed, >= 0, for root to write) */
+struct scan_job {
+	struct config *cfg;
+	const struct scan_request *req;
+	int mfd;
+	const struct sbuf *spool;
+	const char *output;
+	int relayed;
+};
+
+/* scan_run - the scan: its exit code (0 / 1, said on stderr) */
+static int scan_run(const struct scan_job *job)
+{
+	struct scan_result res;
+	struct pipeline *p;
+	struct sbuf out;
+	const char *text;
+	char err[512];
+	size_t tlen;
+	json_object *j;
+	int rc = 0;
+
+	p = pipeline_new(job->cfg, err, sizeof(err));
+	if (p == NULL) {
+		fprintf(stderr, "mailwarden scan: %s\n", err);
+		return 1;
+	}
+	pipeline_scan_ex(p, job->req, job->mfd, PIPELINE_DRY_RUN, &res);
+	if (job->output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG) &&
+	    write_relayed(job->output, job->relayed, job->spool, &res) < 0)
+		rc = 1;
+
+	j = scan_result_to_json(&res);
+	text = json_object_to_json_string_length(j,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
+	sbuf_init(&out, SIZE_MAX / 4);
+	utf8_sanitize_sbuf(&out, text, tlen);
+	sbuf_addc(&out, '\n');
+	if (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
+		fprintf(stderr, "mailwarden scan: stdout: %s\n", strerror(errno));
+		rc = 1;
+	}
+	sbuf_free(&out);
+	json_object_put(j);
+	if (res.error[0] != '\0') {
+		char esc[sizeof(res.error)];
+
+		utf8_sanitize(res.error, strlen(res.error), esc, sizeof(esc));
+		fprintf(stderr, "mailwarden scan: scan failed: %s\n", esc);
+		rc = 1;
+	}
+	scan_result_free(&res);
+	pipeline_free(p);
+	return rc;
+}
+
+static int scan_child(void *arg, char *err, size_t errlen)
+{
+	return scan_run(arg);
+}
+
+/* scan_as_user - the scan in a child dropped to pv (with --output, the
+ * relayed message comes back in a memfd, written by root to the file
+ * once the child went through whole): its exit code */
+static int scan_as_user(const struct privs *pv, struct scan_job *job)
 {
 	char err[256];
 	int status, rc;
-	pid_t pid;
 
-	if (output != NULL && (*relayed = memfd_create("mailwarden-relayed", MFD_CLOEXEC)) < 0) {
+	if (job->output != NULL && (job->relayed = memfd_create("mailwarden-relayed", MFD_CLOEXEC)) < 0) {
 		fprintf(stderr, "mailwarden scan: memfd: %s\n", strerror(errno));
-		return -1;
+		return 1;
 	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		fprintf(stderr, "mailwarden scan: fork: %s\n", strerror(errno));
-		if (*relayed >= 0)
-			close(*relayed);
-		return -1;
+	if (run_as_user(pv, scan_child, job, NULL, NULL, &status, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mailwarden scan: %s\n", err);
+		rc = 1;
+		goto out;
 	}
-	if (pid == 0) {
-		if (privs_drop(pv, NULL, 0, err, sizeof(err)) < 0) {
-			fprintf(stderr, "mailwarden scan: user: %s\n", err);
-			_exit(1);
-		}
-		return -2;
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			fprintf(stderr, "mailwarden scan: waitpid: %s\n", strerror(errno));
-			return 1;
-		}
+	/* the child says nothing in err but why it could not drop */
+	if (err[0] != '\0')
+		fprintf(stderr, "mailwarden scan: user: %s\n", err);
 	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 	if (!WIFEXITED(status))
 		fprintf(stderr, "mailwarden scan: the scan (as the user) died of signal %d\n", WTERMSIG(status));
 	/* written only when the action delivers and it went through whole */
-	if (*relayed >= 0 && lseek(*relayed, 0, SEEK_END) > 0 && copy_out(*relayed, output) < 0)
+	if (job->relayed >= 0 && lseek(job->relayed, 0, SEEK_END) > 0 && copy_out(job->relayed, job->output) < 0)
 		rc = 1;
-	if (*relayed >= 0)
-		close(*relayed);
+out:
+	if (job->relayed >= 0)
+		close(job->relayed);
 	return rc;
 }
 
 int scan_command(struct config *cfg, int argc, char **argv)
 {
 	struct scan_request req;
-	struct scan_result res;
-	struct pipeline *p;
-	struct sbuf raw, spool, out;
-	const char *file = NULL, *output = NULL, *v, *text;
+	struct scan_job job;
+	struct privs pv = { 0 };
+	struct sbuf raw, spool;
+	const char *file = NULL, *output = NULL, *v;
 	unsigned char rnd[8];
 	char err[512];
-	size_t tlen;
-	json_object *j;
-	int i, r, fd, mfd, rc = 0, opts_done = 0, relayed = -1;
+	int i, r, fd, mfd, rc, opts_done = 0;
 
 	memset(&req, 0, sizeof(req));
 	req.id = 1;
@@ -302,12 +338,8 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	msgfile_to_spool(raw.data ? raw.data : "", raw.len, &spool);
 	sbuf_free(&raw);
 	req.size = spool.len;
-	mfd = memfd_create("mailwarden-scan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (mfd < 0 || write_all(mfd, spool.data ? spool.data : "", spool.len) < 0
-	    || fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+	if ((mfd = spool_sealed_copy(spool.data ? spool.data : "", spool.len)) < 0) {
 		fprintf(stderr, "mailwarden scan: memfd: %s\n", strerror(errno));
-		if (mfd >= 0)
-			close(mfd);
 		sbuf_free(&spool);
 		scan_request_free(&req);
 		return 1;
@@ -320,70 +352,16 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	 * and compiling them again takes minutes.  The message was read as
 	 * root; the relayed copy comes back through a memfd for root to
 	 * write. */
-	if (geteuid() == 0 && cfg->user[0] != '\0') {
-		struct privs pv;
-
-		if (privs_lookup(cfg->user, &pv, err, sizeof(err)) < 0) {
-			fprintf(stderr, "mailwarden scan: %s\n", err);
-			goto fail_spool;
-		}
-		if (pv.drop) {
-			rc = scan_as_user(&pv, output, &relayed);
-			if (rc == -1)
-				goto fail_spool;
-			if (rc >= 0) {
-				close(mfd);
-				sbuf_free(&spool);
-				scan_request_free(&req);
-				return rc;
-			}
-			rc = 0;         /* the child: on with the scan */
-		}
-	}
-
-	p = pipeline_new(cfg, err, sizeof(err));
-	if (p == NULL) {
+	job = (struct scan_job){ cfg, &req, mfd, &spool, output, -1 };
+	if (geteuid() == 0 && cfg->user[0] != '\0' && privs_lookup(cfg->user, &pv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mailwarden scan: %s\n", err);
-		close(mfd);
-		sbuf_free(&spool);
-		scan_request_free(&req);
-		return 1;
-	}
-	pipeline_scan_ex(p, &req, mfd, PIPELINE_DRY_RUN, &res);
+		rc = 1;
+	} else
+		rc = pv.drop ? scan_as_user(&pv, &job) : scan_run(&job);
 	close(mfd);
-	if (output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG) &&
-	    write_relayed(output, relayed, &spool, &res) < 0)
-		rc = 1;
 	sbuf_free(&spool);
-
-	j = scan_result_to_json(&res);
-	text = json_object_to_json_string_length(j,
-	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
-	sbuf_init(&out, SIZE_MAX / 4);
-	utf8_sanitize_sbuf(&out, text, tlen);
-	sbuf_addc(&out, '\n');
-	if (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
-		fprintf(stderr, "mailwarden scan: stdout: %s\n", strerror(errno));
-		rc = 1;
-	}
-	sbuf_free(&out);
-	json_object_put(j);
-	if (res.error[0] != '\0') {
-		char esc[sizeof(res.error)];
-
-		utf8_sanitize(res.error, strlen(res.error), esc, sizeof(esc));
-		fprintf(stderr, "mailwarden scan: scan failed: %s\n", esc);
-		rc = 1;
-	}
-	scan_result_free(&res);
-	pipeline_free(p);
 	scan_request_free(&req);
 	return rc;
-fail_spool:
-	close(mfd);
-	sbuf_free(&spool);
-	scan_request_free(&req);
-	return 1;
 missing:
 	fprintf(stderr, "mailwarden scan: %s needs a value\n", argv[i]);
 fail:

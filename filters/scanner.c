@@ -634,10 +634,12 @@ int scanner_main(struct config *cfg, int listen_fd)
 		if ((got_term || got_drain) && !shutting) {
 			shutting = 1;
 			draining = !got_term;
-			deadline = monotime_ms() + (draining ? drain_ms(cfg) : cfg->shutdown_timeout);
+			long long budget = draining ? drain_ms(cfg) : cfg->shutdown_timeout;
+
+			deadline = monotime_ms() + budget;
 			if (draining)
 				slog(NULL, LOG_INFO, "scanner: retired, finishing scans in flight (for %lld s at most)",
-				    drain_ms(cfg) / 1000);
+				    budget / 1000);
 			else
 				slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
 			listen_fd = -1;		/* stop accepting; the master keeps the socket */

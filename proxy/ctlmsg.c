@@ -1,10 +1,13 @@
 /* ctlmsg.c - see ctlmsg.h */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "ctlmsg.h"
+#include "log.h"
 
 int ctl_pair(int sv[2])
 {
@@ -83,4 +86,20 @@ ssize_t ctl_recv(int fd, struct ctl_msg *m, int *got_fd)
 		return -1;
 	}
 	return n;
+}
+
+struct config *ctl_config(int cfd, const char *prefix)
+{
+	char err[512];
+	struct config *c = NULL;
+
+	if (cfd < 0)
+		snprintf(err, sizeof err, "no config came with the message");
+	else {
+		c = config_import(cfd, err, sizeof err);
+		close(cfd);
+	}
+	if (c == NULL)
+		slog(NULL, LOG_ERR, "%sreload failed, keeping the running config: %s", prefix, err);
+	return c;
 }

@@ -45,4 +45,10 @@ int ctl_send(int fd, const struct ctl_msg *m, int pass_fd);
  * well-formed message; 0: EOF), or -1 with errno. */
 ssize_t ctl_recv(int fd, struct ctl_msg *m, int *got_fd);
 
+struct config;
+/* ctl_config - the config a CTL_CONFIG message carried in cfd (closed
+ * here; -1: none came with it), or NULL when there is none to run, said
+ * in the log as "<prefix>reload failed, keeping the running config: ..." */
+struct config *ctl_config(int cfd, const char *prefix);
+
 #endif

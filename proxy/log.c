@@ -23,6 +23,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "proxy/fdio.h"
 #include "proxy/log.h"
 
 #define LOG_LINE_MAX  2048	/* message text, before prefix and newline */
@@ -105,24 +106,6 @@ static const char *err_xsi(int r, char *buf)
 	_Generic(strerror_r((e), (buf), sizeof(buf)), char *: err_gnu, default: err_xsi) \
 	    (strerror_r((e), (buf), sizeof(buf)), (buf))
 
-/* write_all - one write(2) for the whole line in practice; retries a short
- * write or EINTR so nothing is lost. */
-static void write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* vlog - format, cap, sanitize and emit one line.  errnum >= 0 appends
  * ": strerror(errnum)" (kept even when the message is cut).  force: log
  * whatever the level, and copy to stderr when logging to syslog (die/bug:
@@ -182,7 +165,7 @@ static void vlog(const char *sid, int prio, int errnum, int force,
 			n = (int)sizeof line - 1;
 			line[n - 1] = '\n';
 		}
-		write_all(STDERR_FILENO, line, (size_t)n);
+		(void)fd_write_all(STDERR_FILENO, line, (size_t)n);   /* nowhere to say it failed */
 	}
 out:
 	errno = saved;

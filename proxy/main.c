@@ -15,6 +15,7 @@
 #include "filters/deadline.h"
 #include "filters/pipeline.h"
 #include "filters/scanner.h"
+#include "as_user.h"
 #include "log.h"
 #include "master.h"
 #include "quarantine_cmd.h"

@@ -47,6 +47,7 @@
 
 #include "filters/bayes.h"
 #include "filters/scanner.h"
+#include "as_user.h"
 #include "ctlmsg.h"
 #include "log.h"
 #include "master.h"
@@ -214,74 +215,6 @@ static void drop_privileges(const gid_t *extra, size_t nextra)
 	char err[256];
 	if (privs_drop(&M.privs, extra, nextra, err, sizeof err) < 0)
 		die("user %s: %s", M.cfg->user, err);
-}
-
-/* LeakSanitizer looks for leaks at exit(), and the children end with
- * _exit() (the master's atexit handlers and stdio buffers are not
- * theirs), so in a SANITIZE=1 build a child asks for the check itself
- * before it goes.  Weak: a plain build has no such symbol (NULL). */
-extern void __lsan_do_leak_check(void) __attribute__((weak));
-
-static _Noreturn void child_exit(int status)
-{
-	if (__lsan_do_leak_check != NULL)
-		__lsan_do_leak_check();
-	_exit(status);
-}
-
-int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char *err, size_t errlen)
-{
-	struct privs p;
-	int ep[2], status;
-
-	/* not root: nothing to switch to; "-t" by an unprivileged admin checks
-	 * as that admin, as it always did (the daemon says it cannot switch) */
-	if (geteuid() != 0) return fn(cfg, err, errlen);
-	if (privs_lookup(cfg->user, &p, err, errlen) < 0) return -1;
-	if (!p.drop) return fn(cfg, err, errlen);
-	if (pipe2(ep, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		return -1;
-	}
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(ep[0]);
-		close(ep[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		close(ep[0]);
-		int rc = privs_drop(&p, NULL, 0, err, errlen) < 0 ? -1 : fn(cfg, err, errlen);
-		if (rc < 0) {
-			ssize_t w = write(ep[1], err, strnlen(err, errlen));
-			(void)w;
-		}
-		child_exit(rc < 0 ? 1 : 0);
-	}
-	close(ep[1]);
-	size_t got = 0;
-	for (;;) {
-		ssize_t n = read(ep[0], err + got, errlen - 1 - got);
-		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0) break;
-		got += (size_t)n;
-		if (got == errlen - 1) break;
-	}
-	err[got] = '\0';
-	close(ep[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			snprintf(err, errlen, "waitpid: %s", strerror(errno));
-			return -1;
-		}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-	if (got == 0)
-		snprintf(err, errlen, "the check as user %s %s %d", cfg->user,
-		         WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
-		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-	return -1;
 }
 
 static void child_signals(void)
@@ -901,6 +834,25 @@ static void prepare_dirs(void)
 	}
 }
 
+/* fork_chore - a child of the master's for one job as the user: 0 in the
+ * child (signals back to their defaults, titled NAME, the master's
+ * descriptors closed, dropped), its pid here, -1 (logged: "fork WHAT") */
+static pid_t fork_chore(const char *name, const char *what)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		slog_errno(NULL, LOG_ERR, "fork %s", what);
+		return -1;
+	}
+	if (pid == 0) {
+		child_signals();
+		set_proc_title(M.argc, M.argv, name);
+		close_inherited(-1, 0);
+		drop_privileges(NULL, 0);
+	}
+	return pid;
+}
+
 /* expire_quarantine - quarantine_max_age, done as the user that owns the
  * entries: root has no business walking a directory a compromised
  * scanner can rearrange */
@@ -911,16 +863,7 @@ static void expire_quarantine(void)
 		quarantine_expire_run(M.cfg);
 		return;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		slog_errno(NULL, LOG_ERR, "fork quarantine expiry");
-		return;
-	}
-	if (pid == 0) {
-		child_signals();
-		set_proc_title(M.argc, M.argv, "expiry");
-		close_inherited(-1, 0);
-		drop_privileges(NULL, 0);
+	if (fork_chore("expiry", "quarantine expiry") == 0) {
 		quarantine_expire_run(M.cfg);
 		child_exit(0);
 	}
@@ -934,19 +877,11 @@ static void expire_quarantine(void)
 static void start_retrain(void)
 {
 	if (M.retrain > 0 || !bayes_retrain_wanted(M.cfg)) return;
-	pid_t pid = fork();
-	if (pid < 0) {
-		slog_errno(NULL, LOG_ERR, "fork bayes retrain");
-		return;
-	}
-	if (pid == 0) {
-		child_signals();
-		set_proc_title(M.argc, M.argv, "retrain");
-		close_inherited(-1, 0);
-		drop_privileges(NULL, 0);
+	pid_t pid = fork_chore("retrain", "bayes retrain");
+	if (pid == 0)
 		child_exit(bayes_retrain(M.cfg) < 0 ? 1 : 0);
-	}
-	M.retrain = pid;
+	if (pid > 0)
+		M.retrain = pid;
 }
 
 void master_prepare(struct config *cfg)

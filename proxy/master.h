@@ -26,13 +26,6 @@ int privs_lookup(const char *user, struct privs *p, char *err, size_t errlen);
  * -1 with the reason in err: the caller must not go on. */
 int privs_drop(const struct privs *p, const gid_t *extra, size_t nextra, char *err, size_t errlen);
 
-/* as_user - fn(cfg, err, errlen) run as "user": in a child that dropped
- * to it when that takes a switch, else here.  Whatever fn creates (the
- * store, the rules cache) then belongs to the user the scanner runs as.
- * Not root: fn runs here, as whoever runs it.
- * fn's result (0 or -1, err filled), or -1 if the child could not run. */
-int as_user(struct config *cfg, int (*fn)(struct config *, char *, size_t), char *err, size_t errlen);
-
 /* master_run - never returns to serve; returns the exit code when stopped.
  * argv: main's, for process titles of the children. */
 int master_run(struct config *cfg, const char *config_path, const char *const *overrides,

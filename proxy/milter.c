@@ -905,22 +905,16 @@ static unsigned peer_timeout_s(const struct config *cfg)
  * down once the scanner that runs it was ready, is the one the next
  * message gets (the milter never reads the file: it runs as "user").  A
  * session holds its own reference (msess.cfg), so messages in flight end
- * with the config they started with, as in the proxy.  Only the socket
- * (milter_listen) cannot change in place: libmilter owns it (the master
- * keeps it in what it passes, and says so). */
+ * with the config they started with, as in the proxy.  The socket
+ * (milter_listen) cannot change in place: libmilter owns it, and the
+ * master passes down the one it started with (master.c reload, which
+ * says so). */
 static void reload(struct config *c)
 {
 	struct config *old;
 
 	pthread_mutex_lock(&G.lock);
 	old = G.cfg;
-	if (strcmp(c->milter_listen, old->milter_listen) != 0) {
-		slog(NULL, LOG_WARNING, "milter: reload: milter_listen %s needs a restart; "
-		    "still listening on %s", c->milter_listen[0] ? c->milter_listen : "(empty)",
-		    old->milter_listen);
-		/* what this process really listens on */
-		memcpy(c->milter_listen, old->milter_listen, sizeof(c->milter_listen));
-	}
 	if (c->milter_peer_timeout != old->milter_peer_timeout) {
 		/* libmilter gives each connection the timeout smfi_main started
 		 * with: what is set now would reach no connection */
@@ -1017,16 +1011,9 @@ static void *control_reader(void *arg)
 		ssize_t n = ctl_recv(G.ctl_fd, &msg, &cfd);
 
 		if (n == (ssize_t)sizeof(msg) && msg.len == CTL_CONFIG) {
-			char err[512];
-			struct config *c = cfd >= 0 ? config_import(cfd, err, sizeof(err)) : NULL;
+			struct config *c = ctl_config(cfd, "milter: ");
 
-			if (cfd < 0)
-				snprintf(err, sizeof(err), "no config came with the message");
-			else
-				close(cfd);
-			if (c == NULL)
-				slog(NULL, LOG_ERR, "milter: reload failed, keeping the running config: %s", err);
-			else
+			if (c != NULL)
 				reload(c);
 			continue;
 		}

@@ -252,7 +252,7 @@ void policy_decide(const struct config *cfg, const struct policy_in *in,
 	enum mw_action score_action = by_score(pc, res->score), a;
 	struct header_edit *v = NULL;
 	size_t n = 0, i;
-	int add_status;
+	int add_status, tagged;
 	char num[32], *status;
 
 	a = (unsigned)in->hard < MW_ACTION_COUNT && in->hard > score_action ? in->hard : score_action;
@@ -283,17 +283,21 @@ void policy_decide(const struct config *cfg, const struct policy_in *in,
 	res->edits = NULL;
 	res->nedits = 0;
 
-	add_status = a == MW_TAG || (a == MW_ACCEPT && cfg->spam_headers == SPAM_HEADERS_ALWAYS);
+	/* a message held in the MTA's queue is the MTA's copy from now on:
+	 * it carries what a tagged one would, or the hold queue shows no
+	 * reason for holding it */
+	tagged = a == MW_TAG || (a == MW_QUARANTINE && in->mta_hold);
+	add_status = tagged || (a == MW_ACCEPT && cfg->spam_headers == SPAM_HEADERS_ALWAYS);
 	if (add_status) {
-		if (a == MW_TAG)
+		if (tagged)
 			edit_push(&v, &n, HE_ADD, POLICY_HDR_FLAG, "YES");
 		snprintf(num, sizeof(num), "%.1f", res->score);
 		edit_push(&v, &n, HE_ADD, POLICY_HDR_SCORE, num);
-		status = spam_status(res, a == MW_TAG);
+		status = spam_status(res, tagged);
 		edit_push(&v, &n, HE_ADD, POLICY_HDR_STATUS, status);
 		free(status);
 	}
-	if (a == MW_TAG && cfg->subject_tag[0] != '\0')
+	if (tagged && cfg->subject_tag[0] != '\0')
 		subject_edit(cfg, in, &v, &n);
 	res->edits = v;
 	res->nedits = n;

@@ -24,6 +24,9 @@ struct policy_in {
 	const char *subject;           /* raw value of the first Subject field (folding
 	                                * kept, leading WSP allowed), NULL if none */
 	size_t subject_len;
+	int mta_hold;                  /* a quarantine is held in the MTA's queue
+	                                * (milter_quarantine = mta): the held
+	                                * message is edited as a tagged one */
 };
 
 /* policy_decide - res->score, ->symbols and ->edits (the filters' header
@@ -37,7 +40,9 @@ struct policy_in {
  * X-Spam-Score and X-Spam-Status first (always), then the filters' edits,
  * then for tagged mail (every delivered message with spam_headers = always)
  * X-Spam-Flag: YES (tagged only), X-Spam-Score and X-Spam-Status in
- * SpamAssassin's form, and the Subject tag.  why (may be NULL) gets a short
+ * SpamAssassin's form, and the Subject tag.  A quarantine held in the
+ * MTA (in->mta_hold) gets the tagged message's edits: the admin who looks
+ * at it in the hold queue, and whoever gets it once released, sees why.  why (may be NULL) gets a short
  * reason for logs and the quarantine record. */
 void policy_decide(const struct config *cfg, const struct policy_in *in,
                    struct scan_result *res, char *why, size_t whysz);

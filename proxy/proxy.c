@@ -301,12 +301,8 @@ static void control_cb(evutil_socket_t fd, short what, void *arg)
 	int cfd;
 	ssize_t n = ctl_recv(fd, &msg, &cfd);
 	if (n == (ssize_t)sizeof msg && msg.len == CTL_CONFIG) {
-		char err[512];
-		struct config *c = cfd >= 0 ? config_import(cfd, err, sizeof err) : NULL;
-		if (cfd < 0) snprintf(err, sizeof err, "no config came with the message");
-		if (cfd >= 0) close(cfd);
-		if (c == NULL) slog(NULL, LOG_ERR, "reload failed, keeping the running config: %s", err);
-		else apply_config(px, c);
+		struct config *c = ctl_config(cfd, "");
+		if (c != NULL) apply_config(px, c);
 		return;
 	}
 	if (cfd >= 0) close(cfd);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/fdio.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
 #include "proxy/quarantine.h"
@@ -80,8 +81,6 @@ static int mkdir_p(const char *dir)
  * directory's owner put there meanwhile. */
 static int write_file_as(int dfd, const char *path, const void *p, size_t len, uid_t uid, gid_t gid)
 {
-	const char *b = p;
-	ssize_t w;
 	int fd, saved;
 
 	fd = openat(dfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -89,17 +88,7 @@ static int write_file_as(int dfd, const char *path, const void *p, size_t len, u
 		return -1;
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)
 		goto fail;
-	while (len > 0) {
-		w = write(fd, b, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		b += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) < 0)
+	if (fd_write_all(fd, p, len) < 0 || fsync(fd) < 0)
 		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;

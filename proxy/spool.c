@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "sbuf.h"
 #include "spool.h"
 
@@ -43,20 +44,6 @@ int spool_open(struct spool *s)
 {
 	memset(s, 0, sizeof *s);
 	s->fd = -1;
-	return 0;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR) continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
 	return 0;
 }
 
@@ -99,12 +86,12 @@ static int spool_write1(struct spool *s, const char *p, size_t n)
 	}
 	if (s->fd < 0) {            /* outgrew memory: move to the memfd */
 		if (make_memfd(s) < 0) return -1;
-		if (write_all(s->fd, s->mem, s->size) < 0) return -1;
+		if (fd_write_all(s->fd, s->mem, s->size) < 0) return -1;
 		free(s->mem);
 		s->mem = NULL;
 		s->memcap = 0;
 	}
-	if (write_all(s->fd, p, n) < 0) return -1;
+	if (fd_write_all(s->fd, p, n) < 0) return -1;
 	s->size += n;
 	return 0;
 }
@@ -113,7 +100,7 @@ int spool_finish(struct spool *s)
 {
 	if (s->fd < 0) {
 		if (make_memfd(s) < 0) return -1;
-		if (write_all(s->fd, s->mem, s->size) < 0) return -1;
+		if (fd_write_all(s->fd, s->mem, s->size) < 0) return -1;
 		s->map = s->mem ? s->mem : "";
 	}
 	if (fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
@@ -142,7 +129,7 @@ int spool_sealed_copy(const char *p, size_t n)
 {
 	int fd = memfd_create("mailwarden-spool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0) return -1;
-	if (write_all(fd, p, n) < 0
+	if (fd_write_all(fd, p, n) < 0
 	    || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
 		int saved = errno;
 		close(fd);

@@ -216,6 +216,39 @@ def test_quarantine_into_the_mta_hold_queue(milter_factory, tmp_path):
     assert listed.stdout.strip() == b"", listed.stdout
 
 
+@pytest.mark.parametrize("subject_tag", ["[SPAM]", ""])
+def test_mta_hold_carries_the_tagged_fields(milter_factory, tmp_path, subject_tag):
+    """A message held in the MTA's queue (milter_quarantine = mta) is the
+    MTA's copy from then on: it gets what a tagged message gets (X-Spam-Flag,
+    -Score, -Status with the tests, the Subject tag only where the tag action
+    would add one), or the admin reading it with postcat sees no reason it
+    was held.  The sender's own X-Spam-* fields still go."""
+    m = milter_factory(opts=[("milter_quarantine", "mta"), ("inbound_quarantine_score", "5"),
+                             ("subject_tag", subject_tag)])
+    msg = make_msg(subject="cheap viagra", headers=[("X-Spam-Flag", "NO"), ("X-Spam-Status", "No")])
+    out = m.run(tmp_path, msg, hdrs=("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score"),
+                dels=("X-Spam-Flag", "X-Spam-Status"), chgs=("Subject",))
+    assert out.eom == "continue" and out.quarantine is True, out
+    assert audit_records(m.mw)[-1]["action"] == "quarantine"
+    assert out.dels["x-spam-flag"] is True and out.dels["x-spam-status"] is True
+    assert out.hdrs.get("x-spam-flag") == [" YES"], out
+    assert out.hdrs["x-spam-score"] == [" 6.0"], out
+    assert out.hdrs["x-spam-status"][0].startswith(" Yes, score=6"), out
+    assert "EXAMPLE_SUBJECT_WORD" in out.hdrs["x-spam-status"][0]
+    assert out.chgs["subject"] is bool(subject_tag)
+
+
+def test_mta_hold_by_a_filters_verdict_says_so(milter_factory, tmp_path):
+    """held by a filter's verdict (not the score): the fields still say it
+    is spam and which tests fired"""
+    m = milter_factory(opts=[("milter_quarantine", "mta")])
+    out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Action", "quarantine")]),
+                hdrs=("X-Spam-Flag", "X-Spam-Status"))
+    assert out.quarantine is True
+    assert out.hdrs.get("x-spam-flag") == [" YES"], out
+    assert out.hdrs["x-spam-status"][0].startswith(" Yes, score="), out
+
+
 def test_recipient_refused_at_rcpt_before_data(milter, tmp_path):
     out = milter.run(tmp_path, make_msg(subject="x"),
                      rcpts=("good@example.net", "refuse-me@example.net"))

@@ -97,6 +97,29 @@ def test_quarantine_in_postfix_hold_queue(site):
     assert sink.messages == []
 
 
+def test_held_message_shows_why_in_postcat(site):
+    """what the admin sees of a held message (postcat -h): our X-Spam-*
+    fields, as on a tagged message, the sender's forged one gone"""
+    import glob
+    import subprocess
+    pf, mw, sink = site(opts=[("milter_quarantine", "mta"), ("inbound_quarantine_score", "5")])
+    refused, err = send(pf, make_msg(subject="cheap viagra", headers=[("X-Spam-Status", "No")]))
+    assert err is None
+    assert pf.wait_log("milter triggers HOLD action", 10.0), pf.log()[-3000:]
+    def held():
+        return glob.glob(os.path.join(pf.queue, "hold", "*"))
+    assert wait_until(lambda: held(), 10.0), pf.log()[-3000:]
+    shown = subprocess.run(["/usr/sbin/postcat", "-c", pf.conf, "-h", held()[0]],
+                           capture_output=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    head = shown.stdout.decode("utf-8", "replace")
+    assert "X-Spam-Flag: YES" in head, head
+    assert "X-Spam-Status: Yes, score=6" in head and "EXAMPLE_SUBJECT_WORD" in head, head
+    assert "X-Spam-Status: No" not in head, head
+    assert "Subject: [SPAM] cheap viagra" in head, head
+    assert sink.messages == []
+
+
 def test_slow_scanner_gives_tempfail_before_postfix_gives_up(site):
     pf, mw, sink = site(opts=[("milter_timeout", "1s"),
                               ("plugin", "%s sleep_header=X-Sleep" % PLUGIN)])
