@@ -941,20 +941,14 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 	for (line = t; line < end; ) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		const char *next = nl != NULL ? nl + 1 : end, *stop;
-		size_t n = (size_t)(next - line), k = 6;
+		size_t n = (size_t)(next - line), k;
 		char name[256], label[320];
 		unsigned char *out;
 		int state = GMIME_UUDECODE_STATE_BEGIN;
 		guint32 save = 0;
 		size_t len, m;
 
-		if (n < 12 || memcmp(line, "begin ", 6) != 0) {
-			line = next;
-			continue;
-		}
-		while (k < n && line[k] >= '0' && line[k] <= '7')
-			k++;
-		if (k < 9 || k > 10 || line[k] != ' ') {
+		if ((k = uu_begin(line, n)) == 0) {
 			line = next;
 			continue;
 		}
@@ -963,10 +957,10 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 			    "more than " STRINGIFY(UU_MAX_BLOCKS) " uuencoded files");
 			return;
 		}
-		m = n - k - 1;
-		while (m > 0 && (line[k + 1 + m - 1] == '\n' || line[k + 1 + m - 1] == '\r'))
+		m = n - k;
+		while (m > 0 && (line[k + m - 1] == '\n' || line[k + m - 1] == '\r'))
 			m--;
-		snprintf(name, sizeof(name), "%.*s", (int)m, line + k + 1);
+		snprintf(name, sizeof(name), "%.*s", (int)m, line + k);
 		blank_controls(name);
 		check_name(f, name, NULL);
 		/* the block: up to its "end" line, or the end of the part (and

@@ -853,16 +853,17 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 
 #define ENCODED_MAX_SCANS 100   /* said in encoded_room */
 
-/* line_starts - a line of b starts with prefix */
-static int line_starts(const unsigned char *b, size_t n, const char *prefix)
+/* has_uuencoded - a line of b is a uuencode header (uu_begin) */
+static int has_uuencoded(const unsigned char *b, size_t n)
 {
-	size_t k = strlen(prefix), i = 0;
-	const unsigned char *at;
+	const unsigned char *at = b, *end = b + n, *nl;
 
-	while (i + k <= n && (at = memmem(b + i, n - i, prefix, k)) != NULL) {
-		if (at == b || at[-1] == '\n')
+	for (; at < end; at = nl + 1) {
+		nl = memchr(at, '\n', (size_t)(end - at));
+		if (uu_begin((const char *)at, (size_t)((nl != NULL ? nl + 1 : end) - at)) != 0)
 			return 1;
-		i = (size_t)(at - b) + 1;
+		if (nl == NULL)
+			break;
 	}
 	return 0;
 }
@@ -974,7 +975,7 @@ static int collect_encoded(struct hidden *h, const struct mime_msg *m, const cha
 		if ((!p->is_text && !says_binhex(p)) || p->raw_len == 0 || p->truncated)
 			continue;
 		leaf_where(m, i, in, here, sizeof(here));
-		if (p->is_text && line_starts(p->raw, p->raw_len, "begin ")) {
+		if (p->is_text && has_uuencoded(p->raw, p->raw_len)) {
 			if (encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0)
 				return -1;
 			keep(h, here, p->raw, p->raw_len, wrap_text);

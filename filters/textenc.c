@@ -3,6 +3,17 @@
 
 #include "filters/textenc.h"
 
+size_t uu_begin(const char *line, size_t n)
+{
+	size_t k = 6;
+
+	if (n < 12 || memcmp(line, "begin ", 6) != 0)
+		return 0;
+	while (k < n && line[k] >= '0' && line[k] <= '7')
+		k++;
+	return k < 9 || k > 10 || line[k] != ' ' ? 0 : k + 1;
+}
+
 size_t yenc_data(const char *d, const char *end, unsigned char *out, const char **after)
 {
 	size_t len = 0;

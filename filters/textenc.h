@@ -1,5 +1,6 @@
 /* textenc.h - decoders of the files mail programs find in text bodies
- * beside uuencoded ones (GMime decodes those): yEnc and BinHex 4.0.  The
+ * beside uuencoded ones (GMime decodes those, found by uu_begin): yEnc
+ * and BinHex 4.0.  The
  * attachments filter checks the files' names and types with them, the
  * antivirus scans what they decode (libclamav decodes neither in most
  * text parts).  No allocation here: callers bound what they decode. */
@@ -8,6 +9,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* uu_begin - line (n bytes) is a uuencode header, "begin", a mode of 3
+ * or 4 octal digits, then the name: the name's offset, or 0 (a line of
+ * prose starting "begin " is not one) */
+size_t uu_begin(const char *line, size_t n);
 
 /* yEnc (=ybegin line=128 size=N name=...  ...  =yend): each byte plus 42,
  * '=' escaping the critical ones (plus 64 more) */
