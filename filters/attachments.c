@@ -65,6 +65,7 @@
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
+#include "filters/textenc.h"
 #include "filters/pgp_packet.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -940,20 +941,14 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 	for (line = t; line < end; ) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		const char *next = nl != NULL ? nl + 1 : end, *stop;
-		size_t n = (size_t)(next - line), k = 6;
+		size_t n = (size_t)(next - line), k;
 		char name[256], label[320];
 		unsigned char *out;
 		int state = GMIME_UUDECODE_STATE_BEGIN;
 		guint32 save = 0;
 		size_t len, m;
 
-		if (n < 12 || memcmp(line, "begin ", 6) != 0) {
-			line = next;
-			continue;
-		}
-		while (k < n && line[k] >= '0' && line[k] <= '7')
-			k++;
-		if (k < 9 || k > 10 || line[k] != ' ') {
+		if ((k = uu_begin(line, n)) == 0) {
 			line = next;
 			continue;
 		}
@@ -962,10 +957,10 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 			    "more than " STRINGIFY(UU_MAX_BLOCKS) " uuencoded files");
 			return;
 		}
-		m = n - k - 1;
-		while (m > 0 && (line[k + 1 + m - 1] == '\n' || line[k + 1 + m - 1] == '\r'))
+		m = n - k;
+		while (m > 0 && (line[k + m - 1] == '\n' || line[k + m - 1] == '\r'))
 			m--;
-		snprintf(name, sizeof(name), "%.*s", (int)m, line + k + 1);
+		snprintf(name, sizeof(name), "%.*s", (int)m, line + k);
 		blank_controls(name);
 		check_name(f, name, NULL);
 		/* the block: up to its "end" line, or the end of the part (and
@@ -1009,11 +1004,11 @@ static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
 	for (line = t; line < end; ) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		const char *next = nl != NULL ? nl + 1 : end, *nm, *d;
-		size_t n = (size_t)(next - line), m, len = 0;
+		size_t n = (size_t)(next - line), m, len;
 		char name[256], label[320];
 		unsigned char *out;
 
-		if (n < 9 || memcmp(line, "=ybegin ", 8) != 0) {
+		if (n < 9 || memcmp(line, YENC_BEGIN, 8) != 0) {
 			line = next;
 			continue;
 		}
@@ -1031,30 +1026,8 @@ static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
 			snprintf(name, sizeof(name), "yenc.bin");
 		if ((out = malloc((size_t)(end - next) + 1)) == NULL)
 			return;
-		/* the data lines to "=yend" (an =ypart line skipped), or to the
-		 * end of the part: each byte is read once */
-		for (d = next; d < end; ) {
-			const char *dl = memchr(d, '\n', (size_t)(end - d));
-			const char *dnext = dl != NULL ? dl + 1 : end;
-
-			if (dnext - d >= 5 && memcmp(d, "=yend", 5) == 0) {
-				d = dnext;
-				break;
-			}
-			if (!(dnext - d >= 6 && memcmp(d, "=ypart", 6) == 0))
-				for (const char *c = d; c < dnext; c++) {
-					if (*c == '\r' || *c == '\n')
-						continue;
-					if (*c == '=') {
-						if (c + 1 >= dnext || c[1] == '\r' || c[1] == '\n')
-							continue;
-						c++;
-						out[len++] = (unsigned char)((unsigned char)*c - 64 - 42);
-					} else
-						out[len++] = (unsigned char)((unsigned char)*c - 42);
-				}
-			d = dnext;
-		}
+		/* each byte is read once: the next block starts after this one */
+		len = yenc_data(next, end, out, &d);
 		if (name[0] != '\0')
 			check_name(f, name, NULL);
 		snprintf(label, sizeof(label), "%s (yEnc in part %zu)", name, idx + 1);
@@ -1073,103 +1046,7 @@ static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
  * program saves); the resource fork is not (no file of its own on other
  * systems).  Runs expand up to 255 times: only the data fork's head is
  * decoded unless it is an archive, which is read to attach_archive_max_size
- * (past it: unchecked). */
-#define HQX_MARK "(This file must be converted with BinHex"
-
-static const char hqx_alphabet[] =
-    "!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
-
-struct hqx {
-	const unsigned char *p, *end;  /* the encoded text left */
-	uint32_t bits;                 /* sextets not yet made bytes */
-	unsigned nbits;
-	int      last;                 /* the byte a run repeats, -1 none */
-	unsigned rep;                  /* repeats of last still owed */
-	int      done;                 /* ':' met, or the text ended */
-	int      bad;                  /* a character not of the alphabet */
-};
-
-/* hqx_raw - the next byte of the six-bit decoding, or -1 at the end */
-static int hqx_raw(struct hqx *h)
-{
-	while (h->nbits < 8) {
-		const char *c;
-
-		if (h->done || h->p >= h->end) {
-			h->done = 1;
-			return -1;
-		}
-		if (*h->p == '\r' || *h->p == '\n' || *h->p == ' ' || *h->p == '\t') {
-			h->p++;
-			continue;
-		}
-		if (*h->p == ':') {
-			h->done = 1;
-			return -1;
-		}
-		if (*h->p == '\0' || (c = strchr(hqx_alphabet, *h->p)) == NULL) {
-			h->bad = h->done = 1;
-			return -1;
-		}
-		h->p++;
-		h->bits = (h->bits << 6) | (uint32_t)(c - hqx_alphabet);
-		h->nbits += 6;
-	}
-	h->nbits -= 8;
-	return (int)((h->bits >> h->nbits) & 0xff);
-}
-
-/* hqx_byte - the next byte after run-length decoding ("c 0x90 n": c n
- * times in all; "0x90 0": 0x90 itself), or -1 at the end */
-static int hqx_byte(struct hqx *h)
-{
-	for (;;) {
-		int b, n;
-
-		if (h->rep > 0) {
-			h->rep--;
-			return h->last;
-		}
-		if ((b = hqx_raw(h)) < 0)
-			return -1;
-		if (b != 0x90)
-			return h->last = b;
-		if ((n = hqx_raw(h)) < 0)
-			return -1;
-		if (n == 0)
-			return h->last = 0x90;
-		if (h->last < 0) {           /* a run of nothing */
-			h->bad = 1;
-			return -1;
-		}
-		/* c was given once already: n - 1 more (none for n == 1) */
-		h->rep = (unsigned)n - 1;
-	}
-}
-
-/* hqx_read - up to max bytes into out; how many (fewer: the end) */
-static size_t hqx_read(struct hqx *h, unsigned char *out, size_t max)
-{
-	size_t n = 0;
-	int b;
-
-	while (n < max && (b = hqx_byte(h)) >= 0)
-		out[n++] = (unsigned char)b;
-	return n;
-}
-
-/* crc_xmodem - BinHex's CRC (CCITT, 0x1021, from 0) */
-static unsigned crc_xmodem(const unsigned char *d, size_t n)
-{
-	unsigned crc = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		crc ^= (unsigned)d[i] << 8;
-		for (int k = 0; k < 8; k++)
-			crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-	}
-	return crc;
-}
+ * (past it: unchecked); the decoder is in textenc.c. */
 
 /* binhex_file - the BinHex file encoded from p to end (after its ':'):
  * its name, the type and archive of its data fork; one that does not
@@ -1178,29 +1055,27 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
                         size_t idx)
 {
 	struct hqx h = { .p = p, .end = end, .last = -1 };
-	unsigned char hdr[1 + 63 + 1 + 4 + 4 + 2 + 4 + 4 + 2], *data = NULL;
+	unsigned char *data = NULL;
 	char name[64], label[320], type[128], last[32], prev[32];
-	size_t nlen, hlen, want, got;
+	size_t want, got;
 	uint32_t dlen;
 	const char *why = NULL;
 
-	if (hqx_read(&h, hdr, 1) < 1 || (nlen = hdr[0]) < 1 || nlen > 63) {
+	switch (binhex_header(&h, name, &dlen)) {
+	case BINHEX_MALFORMED:
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (malformed header)");
 		return;
-	}
-	hlen = 1 + nlen + 1 + 4 + 4 + 2 + 4 + 4;
-	if (hqx_read(&h, hdr + 1, hlen + 2 - 1) < hlen + 2 - 1) {
+	case BINHEX_CUT:
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (header cut short)");
 		return;
+	case BINHEX_CRC:
+		why = "BinHex file not read (header CRC)";
+		break;
+	case BINHEX_OK:
+		break;
 	}
-	memcpy(name, hdr + 1, nlen);
-	name[nlen] = '\0';
 	blank_controls(name);
 	check_name(f, name, NULL);
-	if (crc_xmodem(hdr, hlen) != ((unsigned)hdr[hlen] << 8 | hdr[hlen + 1]))
-		why = "BinHex file not read (header CRC)";
-	dlen = (uint32_t)hdr[1 + nlen + 11] << 24 | (uint32_t)hdr[1 + nlen + 12] << 16 |
-	    (uint32_t)hdr[1 + nlen + 13] << 8 | hdr[1 + nlen + 14];
 	snprintf(label, sizeof(label), "%s (BinHex in part %zu)", name, idx + 1);
 	name_exts(name, last, sizeof(last), prev, sizeof(prev));
 	want = dlen < MAGIC_HEAD ? dlen : MAGIC_HEAD;
@@ -1253,7 +1128,7 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
  * starts with ':' is one even without the "(This file ..." line) */
 static void check_binhex(struct finding *f, const struct mime_part *p, size_t idx, const char *file)
 {
-	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b;
+	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b, *q;
 	int typed = strcmp(p->content_type, "application/mac-binhex40") == 0, found = 0;
 	char last[32], prev[32];
 
@@ -1263,34 +1138,11 @@ static void check_binhex(struct finding *f, const struct mime_part *p, size_t id
 	}
 	if (!typed && !p->is_text)
 		return;
-	while (at < end) {
-		const unsigned char *mark = memmem(at, (size_t)(end - at), HQX_MARK, sizeof(HQX_MARK) - 1);
-		const unsigned char *q, *lim;
-
-		if (mark == NULL && !(typed && at == b))
-			break;
-		/* the data: the first line starting with ':' in the next KiB
-		 * (a text only quoting the sentence has none) */
-		q = mark != NULL ? mark + sizeof(HQX_MARK) - 1 : b;
-		lim = end - q > 1024 ? q + 1024 : end;
-		for (; q < lim; q++)
-			if (*q == ':' && (q == b || q[-1] == '\n'))
-				break;
-		if (q >= lim) {
-			if (mark == NULL)
-				break;
-			at = mark + sizeof(HQX_MARK) - 1;
-			continue;
-		}
+	while ((q = binhex_next(b, end, &at, typed)) != NULL) {
 		if (enc_block(f) < 0)
 			return;
 		found = 1;
 		binhex_file(f, q + 1, end, file, idx);
-		/* on after its closing ':' */
-		at = memchr(q + 1, ':', (size_t)(end - q - 1));
-		if (at == NULL)
-			break;
-		at++;
 	}
 	if (typed && !found)
 		/* it says it is BinHex, and a program would decode it so */

@@ -12,6 +12,7 @@
 #include "filters/av.h"
 #include "filters/mime.h"
 #include "filters/pgp_packet.h"
+#include "filters/textenc.h"
 #include "proxy/sbuf.h"
 
 #define AV_NAME_MAX 128    /* a signature name as shown in replies and headers */
@@ -360,6 +361,7 @@ struct hidden {
 	size_t    nitems, cap;
 	size_t    nsigned;       /* of them signed contents */
 	size_t    nleaves;       /* of them leaves of messages read as text */
+	size_t    nencoded;      /* of them files encoded in text parts */
 	int       zips;          /* stopped: past av_max_zip_entries */
 	int       limit;         /* stopped: past the levels or the bytes */
 	char      why[200];      /* why it stopped */
@@ -429,6 +431,7 @@ static int stop(struct hidden *h, const char *here, const char *why)
 static int collect(struct hidden *h, const struct mime_part *parts, size_t nparts, const char *in);
 static int collect_as_text(struct hidden *h, const struct mime_msg *m, const unsigned char *b, size_t len,
                            int as_mail, const char *in, int m_outlives);
+static int collect_encoded(struct hidden *h, const struct mime_msg *m, const char *in, int m_outlives);
 
 enum content_kind { C_MESSAGE, C_CMS, C_PGP };
 
@@ -538,6 +541,8 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 			 * types as it types any */
 			if (rc == 0)
 				rc = collect_as_text(h, m, inner, len, kind != C_MESSAGE, here, 0);
+			if (rc == 0)
+				rc = collect_encoded(h, m, here, 0);
 		}
 		mime_free(m);
 	}
@@ -832,6 +837,155 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 	return rc;
 }
 
+/* --- files encoded in text parts ---------------------------------------------
+ *
+ * Files yEnc'd or BinHex'd in a text body, which mail programs show as
+ * attachments (the attachments filter checks their names and types).
+ * libclamav (1.4.6) finds neither in a text part (a BinHex file only on
+ * its own or as an application/mac-binhex40 part), nor a uuencoded file
+ * in a text part sent base64 or in HTML: EICAR so encoded passed both the
+ * clamav and clamd filters as Clean.  So, once the message came back
+ * clean, each text part with a uuencoded block is scanned again as the
+ * body of a message of its own (the engine finds those there), and each
+ * yEnc and BinHex file is decoded (textenc.c) and scanned as the file it
+ * is; a part that says it is BinHex is read so too.  At most 100 of them
+ * and their share of the 64 MiB of content taken out, or a limit hit. */
+
+#define ENCODED_MAX_SCANS 100   /* said in encoded_room */
+
+/* has_uuencoded - a line of b is a uuencode header (uu_begin) */
+static int has_uuencoded(const unsigned char *b, size_t n)
+{
+	const unsigned char *at = b, *end = b + n, *nl;
+
+	for (; at < end; at = nl + 1) {
+		nl = memchr(at, '\n', (size_t)(end - at));
+		if (uu_begin((const char *)at, (size_t)((nl != NULL ? nl + 1 : end) - at)) != 0)
+			return 1;
+		if (nl == NULL)
+			break;
+	}
+	return 0;
+}
+
+/* says_binhex - the part says it is BinHex: its type, or a .hqx name */
+static int says_binhex(const struct mime_part *p)
+{
+	if (strcmp(p->content_type, "application/mac-binhex40") == 0)
+		return 1;
+	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
+		size_t n = strlen(p->names[k]);
+
+		if (n >= 4 && strcasecmp(p->names[k] + n - 4, ".hqx") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* encoded_room - one more scan of len bytes taken out: 0, or -1 (a limit
+ * hit, said) past the count or the bytes */
+static int encoded_room(struct hidden *h, const char *here, uint64_t len)
+{
+	if (h->nencoded >= ENCODED_MAX_SCANS) {
+		h->limit = 1;
+		return stop(h, here, "more than 100 text parts and files encoded in them");
+	}
+	if (h->opened + len > HIDDEN_MAX_BYTES) {
+		h->limit = 1;
+		return stop(h, here, "messages, signed content and encoded files over 64 MiB");
+	}
+	h->nencoded++;
+	h->opened += len;
+	return 0;
+}
+
+/* keep_decoded - data decoded, a file of ours to scan (not copied again) */
+static void keep_decoded(struct hidden *h, const char *here, unsigned char *data, size_t len)
+{
+	struct hidden_item *it = new_item(h, here, 1);
+
+	it->owned = data;
+	it->buf = data;
+	it->len = len;
+}
+
+/* yenc_files - the yEnc files of p's text, decoded */
+static int yenc_files(struct hidden *h, const struct mime_part *p, const char *here)
+{
+	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line = t;
+
+	while (line < end) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *next = nl != NULL ? nl + 1 : end;
+		unsigned char *out;
+		size_t len;
+
+		if ((size_t)(next - line) < 9 || memcmp(line, YENC_BEGIN, 8) != 0) {
+			line = next;
+			continue;
+		}
+		/* what it decodes to is at most the rest of the part */
+		if (encoded_room(h, here, (uint64_t)(end - next)) < 0)
+			return -1;
+		out = xmalloc((size_t)(end - next) + 1);
+		len = yenc_data(next, end, out, &line);
+		h->opened -= (uint64_t)(end - next) - len;
+		keep_decoded(h, here, xrealloc(out, len + 1), len);
+	}
+	return 0;
+}
+
+/* binhex_files - the data forks of the BinHex files of p's text (or of p,
+ * when it says it is BinHex); one that does not decode is left to the
+ * attachments filter, which calls it unchecked */
+static int binhex_files(struct hidden *h, const struct mime_part *p, const char *here)
+{
+	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b, *q;
+
+	while ((q = binhex_next(b, end, &at, says_binhex(p))) != NULL) {
+		struct hqx x = { .p = q + 1, .end = end, .last = -1 };
+		char name[64];
+		uint32_t dlen;
+		unsigned char *out;
+		size_t got;
+
+		if (binhex_header(&x, name, &dlen) != BINHEX_OK)
+			continue;
+		/* runs make 255 bytes of 4 characters: the length it claims
+		 * is what is counted */
+		if (encoded_room(h, here, dlen) < 0)
+			return -1;
+		out = xmalloc((size_t)dlen + 1);
+		got = hqx_read(&x, out, dlen);
+		h->opened -= dlen - got;
+		keep_decoded(h, here, out, got);
+	}
+	return 0;
+}
+
+/* collect_encoded - the text parts of m with encoded files in them, kept
+ * for a scan each as above; in: where m is, NULL for the message itself;
+ * m_outlives as for collect_as_text.  0, or -1 when a limit stopped it */
+static int collect_encoded(struct hidden *h, const struct mime_msg *m, const char *in, int m_outlives)
+{
+	for (size_t i = 0; i < m->nparts; i++) {
+		const struct mime_part *p = &m->parts[i];
+		char here[AV_WHERE_MAX + 1];
+
+		if ((!p->is_text && !says_binhex(p)) || p->raw_len == 0 || p->truncated)
+			continue;
+		leaf_where(m, i, in, here, sizeof(here));
+		if (p->is_text && has_uuencoded(p->raw, p->raw_len)) {
+			if (encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0)
+				return -1;
+			keep(h, here, p->raw, p->raw_len, wrap_text);
+		}
+		if (yenc_files(h, p, here) < 0 || binhex_files(h, p, here) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s)
 {
 	const unsigned char *msg;
@@ -860,6 +1014,8 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	 * text: only once it came back clean (their zips are counted) */
 	if (r == AV_CLEAN && !h.limit)
 		collect_as_text(&h, m, msg, len, 0, NULL, 1);
+	if (r == AV_CLEAN && !h.limit)
+		collect_encoded(&h, m, NULL, 1);
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels or the bytes was not seen */
 		snprintf(out, sizeof(out), "%s", h.why);
@@ -879,7 +1035,7 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 			break;
 		}
 		r = s->scan(s->arg, h.items[i].buf, h.items[i].len,
-		    h.items[i].is_file ? "signed-content" : "signed-content.eml", out, sizeof(out), &counted);
+		    h.items[i].is_file ? "content" : "content.eml", out, sizeof(out), &counted);
 		budget -= counted < budget ? counted : budget;
 	}
 	if (r == AV_CLEAN)

@@ -19,6 +19,7 @@
  * (parser, its options, streams) belongs to this call on this thread.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -598,50 +599,128 @@ static int charset_is_utf8(const char *cs)
 	       g_ascii_strcasecmp(cs, "ascii") == 0;
 }
 
-/* to_utf8 - text bytes in charset cs (NULL = not declared) as valid UTF-8.
- * Undeclared or unknown charsets: UTF-8 if it is valid, else windows-1252
- * (what undeclared 8-bit mail nearly always is).  Invalid sequences that
- * remain become U+FFFD. */
-static char *to_utf8(const guint8 *b, size_t len, const char *cs, size_t *outlen)
+/* The UTF-8 copy of a text part, built piece by piece so that it stops at
+ * the budget of converted text: converting the whole part first and
+ * cutting afterwards cost up to three times the part (and the time) for
+ * text past the budget, even when the budget was used up before it began.
+ * A copy the same as the bytes it is made from replaces them and has no
+ * budget of its own; once it differs, room is what it may keep. */
+struct utf8_copy {
+	GString       *s;
+	const guint8  *orig;        /* the bytes as decoded */
+	size_t         orig_len;
+	size_t         room;        /* converted-text budget left */
+	int            differs;     /* no longer the same as orig */
+	int            cut;         /* stopped at room */
+};
+
+/* copy_put - append n bytes of UTF-8 (NULs read as spaces: they would cut
+ * C strings short); 0, or -1 once the copy is cut at its room */
+static int copy_put(struct utf8_copy *c, const char *u, size_t n)
 {
-	gchar *conv = NULL, *valid;
-	gsize n = 0;
-	int converted;
+	size_t at = c->s->len, k;
+
+	g_string_append_len(c->s, u, (gssize)n);
+	for (k = at; k < c->s->len; k++)
+		if (c->s->str[k] == '\0')
+			c->s->str[k] = ' ';
+	if (!c->differs && (c->s->len > c->orig_len || memcmp(c->s->str + at, c->orig + at, n) != 0))
+		c->differs = 1;
+	if (!c->differs || c->s->len <= c->room)
+		return 0;
+	k = c->room;
+	while (k > 0 && ((unsigned char)c->s->str[k] & 0xc0) == 0x80)
+		k--;                   /* cut on a character boundary */
+	g_string_truncate(c->s, k);
+	c->cut = 1;
+	return -1;
+}
+
+static void copy_reset(struct utf8_copy *c)
+{
+	g_string_truncate(c->s, 0);
+	c->differs = c->cut = 0;
+}
+
+/* copy_convert - b in charset from, as g_convert() to UTF-8 converts it
+ * (an invalid or unfinished sequence fails it all) but stopping at the
+ * copy's room; 0, or -1 (nothing kept) */
+static int copy_convert(struct utf8_copy *c, const guint8 *b, size_t len, const char *from)
+{
+	GIConv cd = g_iconv_open("UTF-8", from);
+	gchar *in = (gchar *)b, buf[16384], *out;
+	gsize inleft = len, outleft, r;
+	int ok = 1;
+
+	if (cd == (GIConv)-1)
+		return -1;
+	for (;;) {
+		/* all read: a stateful charset writes out what it holds */
+		int flushing = inleft == 0;
+
+		out = buf;
+		outleft = sizeof(buf);
+		r = flushing ? g_iconv(cd, NULL, NULL, &out, &outleft)
+		             : g_iconv(cd, &in, &inleft, &out, &outleft);
+		if (r == (gsize)-1 && errno != E2BIG) {
+			ok = 0;        /* EILSEQ, or EINVAL: a sequence cut at the end */
+			break;
+		}
+		if (out > buf && copy_put(c, buf, (size_t)(out - buf)) < 0)
+			break;
+		if (flushing && r != (gsize)-1)
+			break;
+	}
+	g_iconv_close(cd);
+	if (!ok)
+		copy_reset(c);
+	return ok ? 0 : -1;
+}
+
+/* copy_valid - b as it is, each byte that is not valid UTF-8 as U+FFFD
+ * (as g_utf8_make_valid), stopping at the copy's room */
+static void copy_valid(struct utf8_copy *c, const guint8 *b, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		const gchar *end;
+
+		if (g_utf8_validate((const gchar *)b + i, (gssize)(len - i), &end)) {
+			copy_put(c, (const char *)b + i, len - i);
+			return;
+		}
+		if (copy_put(c, (const char *)b + i, (size_t)((const guint8 *)end - b) - i) < 0)
+			return;
+		i = (size_t)((const guint8 *)end - b);
+		/* a NUL stops g_utf8_validate too: it reads as a space */
+		if (copy_put(c, b[i] == '\0' ? " " : "\xef\xbf\xbd", b[i] == '\0' ? 1 : 3) < 0)
+			return;
+		i++;
+	}
+}
+
+/* to_utf8 - text bytes in charset cs (NULL = not declared) as valid UTF-8,
+ * in c (whose orig and room the caller set).  Undeclared or unknown
+ * charsets: UTF-8 if it is valid, else windows-1252 (what undeclared 8-bit
+ * mail nearly always is).  Invalid sequences that remain become U+FFFD. */
+static void to_utf8(struct utf8_copy *c, const char *cs)
+{
+	const guint8 *b = c->orig;
+	size_t len = c->orig_len;
 
 	if (cs != NULL && !charset_is_utf8(cs)) {
 		const char *iname = g_mime_charset_iconv_name(cs);
 
-		conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
-		    iname != NULL ? iname : cs, "\xef\xbf\xbd", NULL, &n, NULL);
-		if (conv == NULL)
-			/* an invalid sequence stops g_convert: decode byte-wise instead */
-			conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
-			    "WINDOWS-1252", "?", NULL, &n, NULL);
-	} else if (!g_utf8_validate((const gchar *)b, (gssize)len, NULL) && cs == NULL)
-		conv = g_convert_with_fallback((const gchar *)b, (gssize)len, "UTF-8",
-		    "WINDOWS-1252", "?", NULL, &n, NULL);
-	converted = conv != NULL;
-	if (conv == NULL) {
-		conv = g_malloc(len + 1);
-		memcpy(conv, b, len);
-		conv[len] = '\0';
-		n = len;
+		/* an invalid sequence stops the conversion: decode byte-wise instead */
+		if (copy_convert(c, b, len, iname != NULL ? iname : cs) == 0 ||
+		    copy_convert(c, b, len, "WINDOWS-1252") == 0)
+			return;
+	} else if (cs == NULL && !g_utf8_validate((const gchar *)b, (gssize)len, NULL)) {
+		if (copy_convert(c, b, len, "WINDOWS-1252") == 0)
+			return;
 	}
-	/* NULs would cut C strings short: they read as spaces */
-	for (gsize i = 0; i < n; i++)
-		if (conv[i] == '\0')
-			conv[i] = ' ';
-	if (converted) {
-		/* what g_convert wrote is UTF-8 already: no second copy (it
-		 * may be three times the input: a 40 MB part of 0x80 bytes in
-		 * windows-1252 is 120 MB of euro signs) */
-		*outlen = n;
-		return conv;
-	}
-	valid = g_utf8_make_valid(conv, (gssize)n);
-	g_free(conv);
-	*outlen = strlen(valid);
-	return valid;
+	copy_valid(c, b, len);
 }
 
 static char *lower_dup(const char *s)
@@ -867,28 +946,22 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 
 		st->decoded += raw->len;
 		if (p->is_text) {
-			size_t n, troom = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0;
-			char *t = to_utf8(raw->data, raw->len,
-			    g_mime_object_get_content_type_parameter(obj, "charset"), &n);
+			struct utf8_copy c = {
+				.s = g_string_sized_new(raw->len + 1), .orig = raw->data,
+				.orig_len = raw->len,
+				.room = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0,
+			};
 
-			if (n == raw->len && memcmp(t, raw->data, n) == 0) {
+			to_utf8(&c, g_mime_object_get_content_type_parameter(obj, "charset"));
+			p->len = c.s->len;
+			/* what the string grew to and did not use given back */
+			p->data = g_realloc(g_string_free(c.s, FALSE), p->len + 1);
+			if (!c.differs)
 				/* nothing converted: the one copy, counted as raw */
 				g_byte_array_free(raw, TRUE);
-				p->data = (const unsigned char *)t;
-				p->len = n;
-			} else {
-				/* conversion may grow it: the cap holds for what is kept */
-				if (n > troom) {
-					n = troom;
-					while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
-						n--;          /* cut on a character boundary */
-					t[n] = '\0';
-					t = g_realloc(t, n + 1);   /* the rest given back */
-					p->text_truncated = 1;
-				}
-				st->converted += n;
-				p->data = (const unsigned char *)t;
-				p->len = n;
+			else {
+				p->text_truncated = c.cut;
+				st->converted += p->len;
 				/* keep the bytes as sent too (an executable declared
 				 * text/plain must still look like one) */
 				p->raw_len = raw->len;

@@ -1057,3 +1057,55 @@ def test_mail_types_are_read_as_mail(module_db, clamd, tmp_path):
         assert res["action"] == "accept" and av_symbols(res) == {}, (name, res)
         time.sleep(0.1)
         assert len(clamd_streams(clamd)) - before == 1, name
+
+
+# --- files encoded in text parts ------------------------------------------------
+
+def _text_with(block, ctype="text/plain; charset=us-ascii", cte="7bit"):
+    import attachlib as L
+    body = b"Hello,\r\n\r\nthe file is below.\r\n\r\n" + block + b"\r\nRegards\r\n"
+    return L.message([L.part(ctype, body, cte=cte)])
+
+
+def _encoded_cases(payload):
+    import attachlib as L
+    hqx = L.binhex("notes.txt", payload)
+    return [
+        ("yEnc in HTML", _text_with(L.yenc("notes.txt", payload), "text/html; charset=us-ascii")),
+        ("yEnc in base64 text", _text_with(L.yenc("notes.txt", payload), cte="base64")),
+        ("BinHex in text", _text_with(hqx)),
+        ("BinHex in base64 HTML", _text_with(hqx, "text/html; charset=us-ascii", cte="base64")),
+        ("BinHex .hqx part without its first line",
+         L.message([L.part("application/octet-stream", hqx.split(b"\r\n", 1)[1],
+                           'attachment; filename="notes.hqx"', cte="7bit")])),
+        ("uuencoded in base64 text", _text_with(L.uuencoded("notes.txt", payload), cte="base64")),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_files_encoded_in_text_are_scanned(mode, request, mw_factory, upstream, module_db):
+    """EICAR yEnc'd or BinHex'd in a text body (any), or uuencoded in a
+    base64 one, passed both filters as Clean: libclamav decodes none of
+    them there (the attachments filter did check their names).  Now the
+    files are decoded and scanned; the same files without EICAR pass"""
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    mw = mw_factory(upstream, opts=av_opts(mode, module_db, clamd))
+    for name, msg in _encoded_cases(EICAR):
+        r = send(mw, msg)
+        assert r.code == 554 and r.first.startswith("5.7.1 Virus found: " + EICAR_NAME), (name, r)
+    clean = _encoded_cases(b"harmless notes\n" * 20)
+    for name, msg in clean:
+        assert send(mw, msg).code == 250, name
+    for m in upstream.wait_messages(len(clean)):
+        assert headers_named(m.content, "X-Virus-Status") == ["Clean"]
+
+
+def test_encoded_files_are_bounded(mw_factory, upstream, module_db):
+    """past 100 such files a message is a scan limit, not passed unseen"""
+    import attachlib as L
+    many = _text_with(b"".join(L.yenc("n%d.txt" % i, b"text\n") for i in range(101)))
+    mw = mw_factory(upstream, opts=av_opts("clamav", module_db, extra=[("av_limit_action", "tempfail")]))
+    r = send(mw, many)
+    assert r.code == 451, r
+    syms = {s["name"]: s for s in mw.audit(1)[0]["symbols"]}
+    assert "more than 100 text parts and files encoded in them" in syms["AV_UNSCANNED"]["description"], syms

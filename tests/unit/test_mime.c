@@ -604,22 +604,27 @@ static void test_too_many_parts(void **state)
 	g_string_free(s, TRUE);
 }
 
-/* budget_msg - a text part of n bytes of byte c (charset cs), then a
- * small zip-like part: the message of the decoded-budget tests */
-static GString *budget_msg(size_t n, char c, const char *cs)
+/* append_text_part - a part of n bytes of byte c in charset cs, in lines */
+static void append_text_part(GString *s, size_t n, char c, const char *cs)
 {
-	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n");
-	size_t i;
-
-	g_string_append_printf(s, "Content-Type: text/plain; charset=%s\r\n"
+	g_string_append_printf(s, "--b\r\nContent-Type: text/plain; charset=%s\r\n"
 	    "Content-Transfer-Encoding: 8bit\r\n\r\n", cs);
-	for (i = 0; i < n; i += 1000) {
+	for (size_t i = 0; i < n; i += 1000) {
 		size_t k = n - i < 998 ? n - i : 998;
 
 		for (size_t j = 0; j < k; j++)
 			g_string_append_c(s, c);
 		g_string_append(s, "\r\n");
 	}
+}
+
+/* budget_msg - a text part of n bytes of byte c (charset cs), then a
+ * small zip-like part: the message of the decoded-budget tests */
+static GString *budget_msg(size_t n, char c, const char *cs)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+
+	append_text_part(s, n, c, cs);
 	g_string_append(s, "--b\r\nContent-Type: application/zip; name=a.zip\r\n"
 	    "Content-Transfer-Encoding: base64\r\n\r\nUEsDBAoAAAAAAA==\r\n--b--\r\n");
 	return s;
@@ -662,6 +667,62 @@ static void test_decoded_budget(void **state)
 	assert_int_equal(m->parts[1].raw_len, 0);
 	assert_non_null(m->incomplete);
 	assert_string_equal(m->incomplete, "decoded content over 64 MiB");
+	mime_free(m);
+	g_string_free(s, TRUE);
+}
+
+/* status_mb - a field of /proc/self/status (kB) in MB, or -1 */
+static long status_mb(const char *field)
+{
+	char line[256];
+	long kb = -1;
+	size_t n = strlen(field);
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return kb < 0 ? -1 : kb / 1024;
+}
+
+/* The converted text's budget stops the conversion, not only what is kept:
+ * after 23 MB of 0x80 in windows-1252 (69 MB of UTF-8, cut at 64 MiB) a
+ * second such part of 40 MB was converted whole (120 MB more, and the
+ * time) to keep none of it.  The peak of resident memory the parse adds
+ * (VmHWM, reset first): GMime's copy of the message and the bytes as
+ * decoded (63 MB each), a part's decoding buffer and the 64 MiB of UTF-8,
+ * 223 MB; it was 299 MB. */
+static void test_conversion_stops_at_budget(void **state)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	struct mime_msg *m;
+	FILE *f;
+	long before, peak;
+
+	(void)state;
+	append_text_part(s, 23u * 1000 * 1000, (char)0x80, "windows-1252");
+	append_text_part(s, 40u * 1000 * 1000, (char)0x80, "windows-1252");
+	g_string_append(s, "--b--\r\n");
+	f = fopen("/proc/self/clear_refs", "w");
+	if (f == NULL || fputs("5", f) < 0 || fclose(f) != 0)
+		skip();        /* no way to reset the peak here */
+	before = status_mb("VmRSS");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	peak = status_mb("VmHWM");
+	assert_true(before > 0 && peak > 0);
+	assert_int_equal(m->nparts, 2);
+	assert_int_equal(m->parts[0].text_truncated, 1);
+	assert_true(m->parts[0].len > MIME_MAX_DECODED - 3);       /* cut on a character boundary */
+	assert_int_equal(m->parts[1].text_truncated, 1);
+	assert_true(m->parts[0].len + m->parts[1].len <= MIME_MAX_DECODED);
+	assert_true(m->parts[1].raw_len >= 40u * 1000 * 1000 - 2);  /* the bytes as sent whole */
+	assert_int_equal(m->parse_error, 1);
+	assert_null(m->incomplete);
+	print_message("parse peak: %ld MB over %ld MB\n", peak - before, before);
+	assert_true(peak - before < 260);
 	mime_free(m);
 	g_string_free(s, TRUE);
 }
@@ -741,6 +802,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_too_many_parts),
 		cmocka_unit_test(test_decoded_budget),
+		cmocka_unit_test(test_conversion_stops_at_budget),
 		cmocka_unit_test(test_lf_only),
 		cmocka_unit_test(test_threads),
 	};
