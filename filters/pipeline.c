@@ -456,7 +456,9 @@ static void auth_results(const struct config *cfg, struct msgscan *ms)
 	sbuf_free(&v);
 }
 
-/* finalize - the built-ins' last look at the message as it will leave. */
+/* finalize - the built-ins' last look at the message as it will leave:
+ * res->edits applied, with the rewritten body only where res carries it
+ * (a message held or quarantined keeps its own). */
 static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_result *res)
 {
 	struct final_msg m;
@@ -475,7 +477,7 @@ static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_r
 	m.req = ms->req;
 	m.headers = hdr.data ? hdr.data : "";
 	m.headers_len = hdr.len;
-	if (ms->new_rest != NULL) {
+	if (res->new_body && ms->new_rest != NULL) {
 		m.rest = ms->new_rest;
 		m.rest_len = ms->new_rest_len;
 	} else {
@@ -698,7 +700,11 @@ have_msg:
 	policy_decide(cfg, &in, res, why, sizeof(why));
 	if ((res->action == MW_ACCEPT || res->action == MW_TAG) && ms.new_rest != NULL)
 		new_body(cfg, req, &ms, res);
-	if (res->action == MW_ACCEPT || res->action == MW_TAG)
+	/* held in the MTA's queue, the message leaves as held once the admin
+	 * releases it (postsuper -H, no milter on that way): signed now, over
+	 * the tagged fields it is held with and its own body */
+	if (res->action == MW_ACCEPT || res->action == MW_TAG ||
+	    (res->action == MW_QUARANTINE && req->mta_quarantine))
 		finalize(p, &ms, res);
 
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
