@@ -504,6 +504,41 @@ void final_prepend(const struct final_msg *m, const char *name, const char *valu
 	res->nedits++;
 }
 
+/* store_quarantined - quarantine_store of the message as a release will
+ * send it: as it came, with the fields the finalize hooks add to it
+ * unedited (an outbound message's DKIM signatures) on top.  Signed here,
+ * by the scanner that holds the keys, and not by the release: the stored
+ * bytes are what `quarantine release` sends, so the message is signed
+ * once, and dkim_sign sets no x= that a late release could outlive.
+ * 0, or -1 with errno. */
+static int store_quarantined(struct pipeline *p, const struct msgscan *ms,
+                             struct scan_result *res, const char *why)
+{
+	struct scan_result added;
+	struct sbuf copy;
+	size_t rest;
+	int rc, saved;
+
+	memset(&added, 0, sizeof(added));
+	added.id = res->id;
+	added.action = res->action;
+	added.score = res->score;
+	finalize(p, ms, &added);
+	if (added.nedits == 0)
+		return quarantine_store(p->cfg, ms->req, res, why, ms->msg, ms->len,
+		    res->quarantine_id, sizeof(res->quarantine_id));
+	sbuf_init(&copy, (size_t)-1);
+	rest = header_edits_apply((const char *)ms->msg, ms->len, added.edits, added.nedits, &copy);
+	sbuf_add(&copy, (const char *)ms->msg + rest, ms->len - rest);
+	rc = quarantine_store(p->cfg, ms->req, res, why, copy.data, copy.len,
+	    res->quarantine_id, sizeof(res->quarantine_id));
+	saved = errno;
+	sbuf_free(&copy);
+	scan_result_free(&added);
+	errno = saved;
+	return rc;
+}
+
 /* fail - an internal failure: tempfail with the reason. */
 static void fail(const struct config *cfg, const struct scan_request *req,
                  struct scan_result *res, const char *what, int err)
@@ -720,8 +755,7 @@ have_msg:
 			 * would be one the sender was told was not taken, and its
 			 * retry a second one */
 			fail(cfg, req, res, "quarantine: out of time before the quarantine store", 0);
-		else if (quarantine_store(cfg, req, res, why, ms.msg, len,
-		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {
+		else if (store_quarantined(p, &ms, res, why) < 0) {
 			char what[600];
 
 			int err = errno;
