@@ -214,3 +214,30 @@ def test_outbound_message_held_then_released_arrives_signed(site, tmp_path):
     assert len(dkimlib.signatures(got)) == 2, got[:2000]
     assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
 
+
+def test_outbound_replaced_body_signed_through_postfix(site, tmp_path):
+    """outbound, a single-part body that is a banned file replaced by a
+    text part (smfi_replacebody, the Content-* fields removed and added
+    again): what Postfix relays is what was signed, with dkim_sign listed
+    before attachments.  Held already (the rewrite comes before the
+    finalize step); through the milter it was not tested."""
+    import attachlib as L
+    import dkimlib
+    keys = dkimlib.make_keys(tmp_path)
+    sign, dns = dkimlib.sign_keys(keys)
+    pf, mw, sink = site(opts=[("filters", "dkim_sign attachments"),
+                              ("milter_internal_networks", "127.0.0.0/8"),
+                              ("attach_outbound_type_action", "replace")] + sign)
+    msg = (b"From: alice@sign.test\r\nTo: rcpt@example.net\r\nSubject: update\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: application/x-msdownload; name=\"update.bin\"\r\n"
+           b"Content-Disposition: attachment; filename=\"update.bin\"\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + L.b64(b"payload " * 40) + b"\r\n")
+    refused, err = send(pf, msg, frm="alice@sign.test")
+    assert err is None and not refused
+    assert wait_until(lambda: len(sink.messages) == 1, 20.0), pf.log()[-3000:]
+    got = sink.messages[0].content
+    assert b"mailwarden removed an attachment" in got and b"update.bin" in got
+    assert [v for n, v in header_block(got) if n.lower() == "content-type"] == \
+        ["text/plain; charset=us-ascii"]
+    assert len(dkimlib.signatures(got)) == 2
+    assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
