@@ -456,7 +456,9 @@ static void auth_results(const struct config *cfg, struct msgscan *ms)
 	sbuf_free(&v);
 }
 
-/* finalize - the built-ins' last look at the message as it will leave. */
+/* finalize - the built-ins' last look at the message as it will leave:
+ * res->edits applied, with the rewritten body only where res carries it
+ * (a message held or quarantined keeps its own). */
 static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_result *res)
 {
 	struct final_msg m;
@@ -475,7 +477,7 @@ static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_r
 	m.req = ms->req;
 	m.headers = hdr.data ? hdr.data : "";
 	m.headers_len = hdr.len;
-	if (ms->new_rest != NULL) {
+	if (res->new_body && ms->new_rest != NULL) {
 		m.rest = ms->new_rest;
 		m.rest_len = ms->new_rest_len;
 	} else {
@@ -500,6 +502,41 @@ void final_prepend(const struct final_msg *m, const char *name, const char *valu
 	res->edits[0].name = xstrdup(name);
 	res->edits[0].value = xstrdup(value);
 	res->nedits++;
+}
+
+/* store_quarantined - quarantine_store of the message as a release will
+ * send it: as it came, with the fields the finalize hooks add to it
+ * unedited (an outbound message's DKIM signatures) on top.  Signed here,
+ * by the scanner that holds the keys, and not by the release: the stored
+ * bytes are what `quarantine release` sends, so the message is signed
+ * once, and dkim_sign sets no x= that a late release could outlive.
+ * 0, or -1 with errno. */
+static int store_quarantined(struct pipeline *p, const struct msgscan *ms,
+                             struct scan_result *res, const char *why)
+{
+	struct scan_result added;
+	struct sbuf copy;
+	size_t rest;
+	int rc, saved;
+
+	memset(&added, 0, sizeof(added));
+	added.id = res->id;
+	added.action = res->action;
+	added.score = res->score;
+	finalize(p, ms, &added);
+	if (added.nedits == 0)
+		return quarantine_store(p->cfg, ms->req, res, why, ms->msg, ms->len,
+		    res->quarantine_id, sizeof(res->quarantine_id));
+	sbuf_init(&copy, (size_t)-1);
+	rest = header_edits_apply((const char *)ms->msg, ms->len, added.edits, added.nedits, &copy);
+	sbuf_add(&copy, (const char *)ms->msg + rest, ms->len - rest);
+	rc = quarantine_store(p->cfg, ms->req, res, why, copy.data, copy.len,
+	    res->quarantine_id, sizeof(res->quarantine_id));
+	saved = errno;
+	sbuf_free(&copy);
+	scan_result_free(&added);
+	errno = saved;
+	return rc;
 }
 
 /* fail - an internal failure: tempfail with the reason. */
@@ -698,7 +735,11 @@ have_msg:
 	policy_decide(cfg, &in, res, why, sizeof(why));
 	if ((res->action == MW_ACCEPT || res->action == MW_TAG) && ms.new_rest != NULL)
 		new_body(cfg, req, &ms, res);
-	if (res->action == MW_ACCEPT || res->action == MW_TAG)
+	/* held in the MTA's queue, the message leaves as held once the admin
+	 * releases it (postsuper -H, no milter on that way): signed now, over
+	 * the tagged fields it is held with and its own body */
+	if (res->action == MW_ACCEPT || res->action == MW_TAG ||
+	    (res->action == MW_QUARANTINE && req->mta_quarantine))
 		finalize(p, &ms, res);
 
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {
@@ -714,8 +755,7 @@ have_msg:
 			 * would be one the sender was told was not taken, and its
 			 * retry a second one */
 			fail(cfg, req, res, "quarantine: out of time before the quarantine store", 0);
-		else if (quarantine_store(cfg, req, res, why, ms.msg, len,
-		    res->quarantine_id, sizeof(res->quarantine_id)) < 0) {
+		else if (store_quarantined(p, &ms, res, why) < 0) {
 			char what[600];
 
 			int err = errno;

@@ -52,6 +52,35 @@ class TxtServer:
         return v[0].encode() if v else None
 
 
+class StaticKeys:
+    """The dnsfunc of dkimpy_verify_all over fixed TXT records, for tests
+    that only verify (mailwarden signs without DNS): no server to start."""
+
+    def __init__(self, records):
+        self.records = {k.rstrip(".").lower(): v for k, v in records.items()}
+
+    def dnsfunc(self, name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode()
+        v = self.records.get(name.rstrip(".").lower())
+        return v.encode() if v else None
+
+
+def sign_keys(keys, domain="sign.test"):
+    """(dkim_sign_key settings, StaticKeys) of make_keys' two keys, at
+    rsa1/ed1._domainkey.DOMAIN"""
+    opts = [("dkim_sign_key", "%s rsa1 %s" % (domain, keys["rsa"][0])),
+            ("dkim_sign_key", "%s ed1 %s" % (domain, keys["ed25519"][0]))]
+    return opts, StaticKeys({"rsa1._domainkey." + domain: keys["rsa"][1],
+                             "ed1._domainkey." + domain: keys["ed25519"][1]})
+
+
+def signatures(msg):
+    """The DKIM-Signature values of msg's header section (folding kept)."""
+    head = msg.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return re.findall(rb"^DKIM-Signature:(.*?\r\n)(?![ \t])", head, re.M | re.S | re.I)
+
+
 def dns_opts(forwarder):
     return [("dns_forwarder", forwarder)]
 

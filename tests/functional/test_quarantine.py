@@ -485,3 +485,42 @@ def test_release_through_a_day_swapped_for_a_link(qmw, upstream, tmp_path, delet
             rec = json.load(f)
         assert [r["queue_id"] for r in rec["released"]] == ["GATED1"], rec
     assert audit_events(m, "quarantine_release")[-1]["removed"] == (delete_released == "yes")
+
+
+def test_outbound_quarantine_is_stored_signed_and_released_signed_once(mw_factory, upstream, tmp_path):
+    """An outbound message quarantined in the store and released later
+    leaves as the stored bytes: it must be signed as it would have been
+    when accepted.  The scanner signs it when it stores it (it holds the
+    keys; dkim_sign sets no x= a late release could outlive): the store
+    keeps it with its DKIM-Signature fields on top, byte for byte as it
+    came below them, and the release sends exactly that, signed once per
+    key.  It was stored and released unsigned.  Inbound: stored as it
+    came, unsigned."""
+    import dkimlib
+    keys = dkimlib.make_keys(tmp_path)
+    sign, dns = dkimlib.sign_keys(keys)
+    msg = spam_msg(body=BODY).replace(b"From: sender@example.org", b"From: Alice <alice@sign.test>")
+    assert b"From: Alice <alice@sign.test>\r\n" in msg
+    opts = quarantine_opts(("filters", "dkim_sign"), ("outbound_quarantine_score", "5"), *sign)
+    m = mw_factory(upstream, opts=opts, direction="outbound")
+    qid, _ = put_one(m, upstream, msg=msg, frm="alice@sign.test")
+    assert upstream.messages == []
+    raw = q_ok(m, "show", "--raw", qid).stdout
+    sigs = dkimlib.signatures(raw)
+    assert len(sigs) == 2, raw[:3000]
+    # no expiry to outlive (RFC 6376 3.5 x=): a release a month later verifies
+    assert not any(re.search(rb"(^|;)\s*x\s*=", s) for s in sigs), sigs
+    top = b"".join(b"DKIM-Signature:" + s for s in sigs)
+    assert_same_bytes(raw, top + msg, "the stored copy: the signatures, then the message as it came")
+    assert q_list(m)[0]["size"] == len(raw)
+    assert dkimlib.dkimpy_verify_all(raw, dns) == [True, True]
+
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0].content
+    assert_same_bytes(got, raw, "released message")
+    assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+
+    # inbound through the same configuration: not ours to sign
+    m2 = mw_factory(upstream, opts=quarantine_opts(("filters", "dkim_sign"), *sign))
+    qid2, _ = put_one(m2, upstream, msg=msg, frm="alice@sign.test")
+    assert_same_bytes(q_ok(m2, "show", "--raw", qid2).stdout, msg, "inbound stored copy")
