@@ -74,7 +74,8 @@ struct rcpt {
 
 struct txn {
 	char    *mail_from;           /* owned */
-	char     mail_params[1024];
+	char    *mail_arg;            /* owned: the client's MAIL argument, for a new upstream connection */
+	char     mail_params[1024];   /* what goes upstream */
 	struct rcpt *rcpts;           /* owned */
 	size_t   nrcpts, cap, naccepted;
 	struct timespec start;
@@ -305,6 +306,7 @@ static void txn_free(struct txn *t)
 {
 	if (t == NULL) return;
 	free(t->mail_from);
+	free(t->mail_arg);
 	for (size_t i = 0; i < t->nrcpts; i++) {
 		free(t->rcpts[i].addr);
 		free(t->rcpts[i].params);
@@ -615,6 +617,8 @@ static int client_name_refused(struct session *s, const struct smtp_reply *r, en
 	return 1;
 }
 
+static int mail_params_refused(struct session *s);
+
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
@@ -640,6 +644,10 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 		reply(s, "%s", R_NEXTHOP);
 		txn_set_reply(s->tx, R_NEXTHOP);
 		txn_end(s, "tempfail");
+		resume(s);
+		return;
+	}
+	if (mail_params_refused(s)) {
 		resume(s);
 		return;
 	}
@@ -707,6 +715,30 @@ static int build_params(struct session *s, const struct smtp_path_args *a, int i
 	return 0;
 }
 
+/* mail_params_refused - the first MAIL of a connection was checked
+ * against what the proxy knew of the upstream (an earlier connection's
+ * EHLO, or the probe's): the connection just opened, the one that carries
+ * the MAIL, decides.  An upstream restarted without SMTPUTF8 was sent it
+ * (the client heard its 555, or 250 for an address it cannot deliver), and
+ * one that gained SIZE did not get it.  Refused: the client has the
+ * reply, the transaction is gone (as when cmd_mail refuses), 1. */
+static int mail_params_refused(struct session *s)
+{
+	struct txn *t = s->tx;
+	struct smtp_path_args a;
+	const char *why = NULL;
+	char err[200];
+
+	if (smtp_path_parse(t->mail_arg, &a, &why) == 0 &&
+	    build_params(s, &a, 1, t->mail_params, sizeof t->mail_params, err, sizeof err) == 0)
+		return 0;
+	if (why) snprintf(err, sizeof err, "501 5.1.7 Bad sender address syntax: %s", why);
+	reply(s, "%s", err);
+	txn_free(t);
+	s->tx = NULL;
+	return 1;
+}
+
 static void cmd_mail(struct session *s, const char *arg)
 {
 	struct smtp_path_args a;
@@ -749,6 +781,7 @@ static void cmd_mail(struct session *s, const char *arg)
 	struct txn *t = xcalloc(1, sizeof *t);
 	clock_gettime(CLOCK_MONOTONIC, &t->start);
 	t->mail_from = xstrdup(a.path);
+	t->mail_arg = xstrdup(arg);
 	if (build_params(s, &a, 1, t->mail_params, sizeof t->mail_params, err, sizeof err) < 0) {
 		reply(s, "%s", err);
 		txn_free(t);
