@@ -641,7 +641,7 @@ static const struct cfg_opt cfg_opts[] = {
 	L_STR("tls_key", tls_key, "", NULL,
 	      "private key file(s) (PEM), space separated, in the order of tls_cert"),
 	L_BOOL("tls_required", tls_required, "no",
-	       "refuse MAIL and AUTH with 530 5.7.0 until the client started TLS"),
+	       "530 5.7.0 to every command but EHLO, HELO, STARTTLS, NOOP, RSET and QUIT until the client started TLS"),
 	L_ENUM("upstream_tls", upstream_tls, enum mw_upstream_tls, "off",
 	       ((const struct cfg_word[]){ { "off", MW_UPTLS_OFF }, { "opportunistic", MW_UPTLS_OPPORTUNISTIC },
 	                                   { "required", MW_UPTLS_REQUIRED }, { NULL, 0 } }),

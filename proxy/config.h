@@ -52,7 +52,7 @@ struct listener_cfg {
 	enum mw_tls_mode { MW_TLS_NONE = 0, MW_TLS_STARTTLS, MW_TLS_IMPLICIT } tls_mode;
 	char   tls_cert[1024];        /* chain files, space separated (SNI picks) */
 	char   tls_key[1024];         /* key files, same order */
-	int    tls_required;          /* 530 5.7.0 to MAIL/AUTH without TLS */
+	int    tls_required;          /* 530 5.7.0 before TLS (session.c tls_first) */
 	enum mw_upstream_tls { MW_UPTLS_OFF = 0, MW_UPTLS_OPPORTUNISTIC, MW_UPTLS_REQUIRED } upstream_tls;
 	char   upstream_tls_ca_file[512];  /* verify the upstream against it; "" = no check */
 	char   upstream_tls_name[256];     /* expected name; "" = host of upstream */

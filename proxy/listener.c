@@ -2,12 +2,13 @@
  * (total, per client IP) before a session costs anything. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/listener.h>
+#include <event2/event.h>
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -75,12 +76,43 @@ void ipcount_dec(struct ipcount *t, const char *ip)
 	}
 }
 
-/* Refuse a connection with one line, without a session. */
-static void refuse(evutil_socket_t fd, const char *line)
+/* One line to a client that gets no session: best effort, it may be gone. */
+static void tell(evutil_socket_t fd, const char *line)
 {
 	ssize_t w = write(fd, line, strlen(line));
 	(void)w;
+}
+
+/* Refuse a connection with one line, without a session. */
+static void refuse(evutil_socket_t fd, const char *line)
+{
+	tell(fd, line);
 	evutil_closesocket(fd);
+}
+
+/* Every descriptor a listener takes (a client's, its reserve) is taken
+ * under this lock, which all loops share.  Out of descriptors, a loop
+ * closes its reserve to accept the client it answers 421 into that slot;
+ * another loop's accept (each retries every 100 ms) or reserve took the
+ * slot in between, and the first loop was left with no reserve for as long
+ * as descriptors stayed short: a client that came to it got no answer at
+ * all (test_out_of_descriptors[4] failed so on a loaded machine;
+ * test_out_of_descriptors_reserve_kept).  A session's own descriptors
+ * (upstream, spool, scanner) are not taken under it: a reserve one of them
+ * takes is taken back at a pause once it is closed (take_reserve). */
+static pthread_mutex_t fd_reserve_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* with fd_reserve_lock held */
+static void take_reserve_locked(struct listener *ln)
+{
+	if (ln->spare_fd < 0) ln->spare_fd = fcntl(ln->fd, F_DUPFD_CLOEXEC, 0);
+}
+
+static void take_reserve(struct listener *ln)
+{
+	pthread_mutex_lock(&fd_reserve_lock);
+	take_reserve_locked(ln);
+	pthread_mutex_unlock(&fd_reserve_lock);
 }
 
 static void starved_over(struct listener *ln);
@@ -169,16 +201,13 @@ static void pp_cb(evutil_socket_t fd, short what, void *arg)
 	      client.ss_family == AF_INET ? (int)sizeof(struct sockaddr_in) : (int)sizeof(struct sockaddr_in6));
 }
 
-static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accepted(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, int salen)
 {
-	struct listener *ln = arg;
 	char ip[64];
 	if (episode_going(&ln->starved)) {
 		evtimer_del(ln->resume);
 		starved_over(ln);
 	}
-	if (ln->spare_fd < 0) ln->spare_fd = fcntl(evconnlistener_get_fd(evl), F_DUPFD_CLOEXEC, 0);
 	if (ln->cfg.proxy_protocol) {
 		netaddr_ip(sa, ip, sizeof ip, NULL);
 		if (!netlist_match(ln->cfg.proxy_protocol_from, sa)) {
@@ -283,9 +312,9 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 		starved_over(ln);
 		return;
 	}
-	if (ln->spare_fd < 0) ln->spare_fd = fcntl(evconnlistener_get_fd(ln->evl), F_DUPFD_CLOEXEC, 0);
+	take_reserve(ln);
 	ln->paused = 0;
-	evconnlistener_enable(ln->evl);
+	event_add(ln->accept_ev, NULL);
 	struct timeval tv = { STARVED_QUIET_MS / 1000, (STARVED_QUIET_MS % 1000) * 1000 };
 	evtimer_add(ln->resume, &tv);
 }
@@ -294,18 +323,29 @@ static void refuse_one_starved(struct listener *ln)
 {
 	char line[400];
 
-	if (ln->spare_fd < 0) return;
+	pthread_mutex_lock(&fd_reserve_lock);
+	if (ln->spare_fd < 0) {
+		pthread_mutex_unlock(&fd_reserve_lock);
+		return;
+	}
 	close(ln->spare_fd);
-	int fd = accept4(evconnlistener_get_fd(ln->evl), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	ln->spare_fd = -1;
+	int fd = accept4(ln->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd >= 0) {
 		snprintf(line, sizeof line, "421 4.3.2 %s Error: too busy, try again later\r\n",
 		         ln->px->cfg->hostname);
-		refuse(fd, line);
+		tell(fd, line);
+		/* the client's slot is the reserve again: dup3 closes the client
+		 * and fills its number in one step, so nothing can take it */
+		ln->spare_fd = dup3(ln->fd, fd, O_CLOEXEC);
+		if (ln->spare_fd < 0) close(fd);
 		stats_refused(STATS_PROXY);
 		ln->starved.count++;
+	} else {
+		/* a session's descriptor took the slot; resume_cb tries again */
+		take_reserve_locked(ln);
 	}
-	/* another loop may take the slot first: then no reserve until one frees */
-	ln->spare_fd = fcntl(evconnlistener_get_fd(ln->evl), F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_unlock(&fd_reserve_lock);
 }
 
 static void starved(struct listener *ln, int err)
@@ -313,7 +353,7 @@ static void starved(struct listener *ln, int err)
 	unsigned long refused;
 	long long secs;
 
-	evconnlistener_disable(ln->evl);
+	event_del(ln->accept_ev);
 	ln->paused = 1;
 	refuse_one_starved(ln);
 	switch (episode_step(&ln->starved, episode_now_ms(), &refused, &secs)) {
@@ -336,11 +376,8 @@ static void starved(struct listener *ln, int err)
 	evtimer_add(ln->resume, &tv);
 }
 
-static void accept_error_cb(struct evconnlistener *evl, void *arg)
+static void accept_failed(struct listener *ln, int err)
 {
-	struct listener *ln = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-	(void)evl;
 	if (episode_accept_starved(err)) {
 		starved(ln, err);
 		return;
@@ -349,21 +386,44 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
 	slog(NULL, LOG_WARNING, "accept on %s: %s", ln->cfg.name, evutil_socket_error_to_string(err));
 }
 
+/* The listening socket is readable: accept until the backlog is empty or
+ * the listener pauses (accept under fd_reserve_lock, which is why this is
+ * not libevent's evconnlistener). */
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct listener *ln = arg;
+	(void)what;
+	while (event_pending(ln->accept_ev, EV_READ, NULL)) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof ss;
+		pthread_mutex_lock(&fd_reserve_lock);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int err = errno;
+		if (fd >= 0) take_reserve_locked(ln);
+		pthread_mutex_unlock(&fd_reserve_lock);
+		if (fd < 0) {
+			if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED)
+				accept_failed(ln, err);
+			return;
+		}
+		accepted(ln, fd, (struct sockaddr *)&ss, (int)len);
+	}
+}
+
 int listener_start(struct proxy *px, struct listener *ln)
 {
 	ln->px = px;
 	/* the master owns the socket (each loop has its own SO_REUSEPORT one) */
-	ln->evl = evconnlistener_new(px->base, accept_cb, ln, 0, -1, ln->fd);
-	if (ln->evl == NULL) return -1;
-	evconnlistener_set_error_cb(ln->evl, accept_error_cb);
+	ln->accept_ev = event_new(px->base, ln->fd, EV_READ | EV_PERSIST, accept_cb, ln);
 	ln->resume = evtimer_new(px->base, resume_cb, ln);
-	ln->spare_fd = fcntl(ln->fd, F_DUPFD_CLOEXEC, 0);
-	if (ln->resume == NULL || ln->spare_fd < 0) return -1;
-	return 0;
+	ln->spare_fd = -1;
+	take_reserve(ln);
+	if (ln->accept_ev == NULL || ln->resume == NULL || ln->spare_fd < 0) return -1;
+	return event_add(ln->accept_ev, NULL);
 }
 
 void listener_stop(struct listener *ln)
 {
 	if (ln->resume) evtimer_del(ln->resume);
-	if (ln->evl) evconnlistener_disable(ln->evl);
+	if (ln->accept_ev) event_del(ln->accept_ev);
 }

@@ -5,7 +5,6 @@
 
 #include "episode.h"
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <sys/un.h>
 
 #include "config.h"
@@ -20,7 +19,7 @@ struct listener {
 	struct proxy          *px;
 	struct listener_cfg    cfg;       /* copy of the config entry */
 	struct upstream_target target;    /* where its sessions relay to */
-	struct evconnlistener *evl;
+	struct event          *accept_ev; /* its socket readable (listener.c) */
 	int                    fd;        /* listening socket, from the master */
 	struct tls_server     *tls;       /* client-facing TLS; NULL without */
 	/* out of descriptors (listener.c): */

@@ -74,7 +74,8 @@ struct rcpt {
 
 struct txn {
 	char    *mail_from;           /* owned */
-	char     mail_params[1024];
+	char    *mail_arg;            /* owned: the client's MAIL argument, for a new upstream connection */
+	char     mail_params[1024];   /* what goes upstream */
 	struct rcpt *rcpts;           /* owned */
 	size_t   nrcpts, cap, naccepted;
 	struct timespec start;
@@ -305,6 +306,7 @@ static void txn_free(struct txn *t)
 {
 	if (t == NULL) return;
 	free(t->mail_from);
+	free(t->mail_arg);
 	for (size_t i = 0; i < t->nrcpts; i++) {
 		free(t->rcpts[i].addr);
 		free(t->rcpts[i].params);
@@ -615,6 +617,8 @@ static int client_name_refused(struct session *s, const struct smtp_reply *r, en
 	return 1;
 }
 
+static int mail_params_refused(struct session *s);
+
 static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
@@ -640,6 +644,10 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
 		reply(s, "%s", R_NEXTHOP);
 		txn_set_reply(s->tx, R_NEXTHOP);
 		txn_end(s, "tempfail");
+		resume(s);
+		return;
+	}
+	if (mail_params_refused(s)) {
 		resume(s);
 		return;
 	}
@@ -707,6 +715,30 @@ static int build_params(struct session *s, const struct smtp_path_args *a, int i
 	return 0;
 }
 
+/* mail_params_refused - the first MAIL of a connection was checked
+ * against what the proxy knew of the upstream (an earlier connection's
+ * EHLO, or the probe's): the connection just opened, the one that carries
+ * the MAIL, decides.  An upstream restarted without SMTPUTF8 was sent it
+ * (the client heard its 555, or 250 for an address it cannot deliver), and
+ * one that gained SIZE did not get it.  Refused: the client has the
+ * reply, the transaction is gone (as when cmd_mail refuses), 1. */
+static int mail_params_refused(struct session *s)
+{
+	struct txn *t = s->tx;
+	struct smtp_path_args a;
+	const char *why = NULL;
+	char err[200];
+
+	if (smtp_path_parse(t->mail_arg, &a, &why) == 0 &&
+	    build_params(s, &a, 1, t->mail_params, sizeof t->mail_params, err, sizeof err) == 0)
+		return 0;
+	if (why) snprintf(err, sizeof err, "501 5.1.7 Bad sender address syntax: %s", why);
+	reply(s, "%s", err);
+	txn_free(t);
+	s->tx = NULL;
+	return 1;
+}
+
 static void cmd_mail(struct session *s, const char *arg)
 {
 	struct smtp_path_args a;
@@ -715,11 +747,6 @@ static void cmd_mail(struct session *s, const char *arg)
 
 	if (!s->helo_seen) { reply(s, "503 5.5.1 Error: send HELO/EHLO first"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: nested MAIL command"); s->errors++; return; }
-	if (s->ln->cfg.tls_required && !s->tls_desc[0]) {
-		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-		s->errors++;
-		return;
-	}
 	if (s->draining) { reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname); close_after_flush(s); return; }
 	if (smtp_path_parse(arg, &a, &why) < 0) {
 		reply(s, "501 5.1.7 Bad sender address syntax: %s", why ? why : "syntax error");
@@ -749,6 +776,7 @@ static void cmd_mail(struct session *s, const char *arg)
 	struct txn *t = xcalloc(1, sizeof *t);
 	clock_gettime(CLOCK_MONOTONIC, &t->start);
 	t->mail_from = xstrdup(a.path);
+	t->mail_arg = xstrdup(arg);
 	if (build_params(s, &a, 1, t->mail_params, sizeof t->mail_params, err, sizeof err) < 0) {
 		reply(s, "%s", err);
 		txn_free(t);
@@ -876,14 +904,6 @@ static void on_vrfy_open(void *arg, const struct smtp_reply *r, enum upstream_er
 
 static void cmd_vrfy(struct session *s, const char *arg)
 {
-	/* RFC 3207 4: a server that requires TLS answers everything but
-	 * NOOP, EHLO, STARTTLS and QUIT with 530 before it; VRFY reached the
-	 * upstream in plaintext */
-	if (s->ln->cfg.tls_required && !s->tls_desc[0]) {
-		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-		s->errors++;
-		return;
-	}
 	if (arg[0] == '\0') { reply(s, "501 5.5.4 Syntax: VRFY address"); s->errors++; return; }
 	if (s->cfg->vrfy == VRFY_252) {
 		reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
@@ -1294,7 +1314,9 @@ static void end_of_data(struct session *s)
 
 /* BDAT count [LAST]: the chunk is always read to its end, even when it is
  * refused, so that the client and we stay in step. */
-static void cmd_bdat(struct session *s, const char *arg)
+/* cmd_bdat - refuse: the reply for the chunk whatever the transaction
+ * (NULL: none), given once the chunk has been read */
+static void cmd_bdat(struct session *s, const char *arg, const char *refuse)
 {
 	struct txn *t = s->tx;
 	char *end;
@@ -1316,15 +1338,17 @@ static void cmd_bdat(struct session *s, const char *arg)
 	}
 	s->bdat_left = n;
 	s->bdat_last = last;
-	s->bdat_refuse = NULL;
+	s->bdat_refuse = refuse;
 	/* RFC 3030 2: after a refused chunk the transaction has failed; the
 	 * chunks a pipelining client sent behind it are read and refused (with
 	 * the same reply: a temporary failure stays temporary) until RSET or a
 	 * new transaction, never taken as the start of the message */
-	if (t != NULL && t->bdat_failed) s->bdat_refuse = t->bdat_failed;
-	else if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
-	else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
-	else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
+	if (s->bdat_refuse == NULL) {
+		if (t != NULL && t->bdat_failed) s->bdat_refuse = t->bdat_failed;
+		else if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
+		else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
+		else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
+	}
 	if (s->bdat_refuse == NULL && !t->bdat_seen && spool_full()) {
 		slog(s->id, LOG_WARNING, "BDAT refused: spool_memory_max reached");
 		s->bdat_refuse = R_STORAGE;
@@ -1690,7 +1714,7 @@ static void cmd_auth(struct session *s, const char *arg)
 	if (!s->helo_seen || !s->esmtp) { reply(s, "503 5.5.1 Error: send EHLO first"); s->errors++; return; }
 	if (s->auth_user[0]) { reply(s, "503 5.5.1 Error: already authenticated"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
-	if (!s->tls_desc[0] && (!s->ln->cfg.auth_plaintext || s->ln->cfg.tls_required)) {
+	if (!s->tls_desc[0] && !s->ln->cfg.auth_plaintext) {
 		reply(s, s->ln->cfg.tls_mode != MW_TLS_NONE ? "530 5.7.0 Must issue a STARTTLS command first"
 		                                            : "538 5.7.11 Encryption required for requested authentication mechanism");
 		s->errors++;
@@ -1757,6 +1781,27 @@ static void check_error_limit(struct session *s)
 	}
 }
 
+/* RFC 3207 4: a listener that requires TLS answers every command with
+ * this until STARTTLS, but those that carry nothing and change nothing:
+ * EHLO (which offers STARTTLS), HELO, STARTTLS, NOOP, RSET, QUIT (the RFC
+ * names NOOP, EHLO, STARTTLS and QUIT; Postfix lets HELO through too, and
+ * RSET with no transaction possible is a NOOP).  Unknown commands keep
+ * their 500.  It was checked in MAIL, AUTH and VRFY only: RCPT, DATA,
+ * BDAT, EXPN, ETRN, HELP... got their usual answers in plaintext. */
+static const char R_TLS_FIRST[] = "530 5.7.0 Must issue a STARTTLS command first";
+
+static int tls_first(const struct session *s, enum smtp_verb v)
+{
+	if (!s->ln->cfg.tls_required || s->tls_desc[0]) return 0;
+	switch (v) {
+	case SMTP_EHLO: case SMTP_HELO: case SMTP_STARTTLS:
+	case SMTP_NOOP: case SMTP_RSET: case SMTP_QUIT: case SMTP_UNKNOWN:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 static void handle_command(struct session *s, char *line, size_t len)
 {
 	const char *arg = "";
@@ -1776,6 +1821,18 @@ static void handle_command(struct session *s, char *line, size_t len)
 		return;
 	}
 	enum smtp_verb v = smtp_verb_parse(line, &arg);
+	if (tls_first(s, v) && v == SMTP_BDAT) {
+		/* its chunk is read, never taken as commands; the reply (and
+		 * the error it counts) after it */
+		cmd_bdat(s, arg, R_TLS_FIRST);
+		return;
+	}
+	if (tls_first(s, v)) {
+		reply(s, "%s", R_TLS_FIRST);
+		s->errors++;
+		check_error_limit(s);
+		return;
+	}
 	switch (v) {
 	case SMTP_EHLO: cmd_helo(s, arg, 1); break;
 	case SMTP_HELO: cmd_helo(s, arg, 0); break;
@@ -1789,7 +1846,7 @@ static void handle_command(struct session *s, char *line, size_t len)
 	case SMTP_HELP: reply(s, "214 2.0.0 mailwarden: commands HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"); break;
 	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
 	case SMTP_AUTH: cmd_auth(s, arg); break;
-	case SMTP_BDAT: cmd_bdat(s, arg); break;
+	case SMTP_BDAT: cmd_bdat(s, arg, NULL); break;
 	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN:
 	case SMTP_XCLIENT: case SMTP_XFORWARD:
 		reply(s, "502 5.5.1 Error: command not implemented");

@@ -45,6 +45,17 @@ def _port_range():
     return lo, hi
 
 
+def preload_shim(monkeypatch, tmp_path, name, source):
+    """the daemon started next runs with source (C) built as an LD_PRELOAD
+    library (ASan, in a SANITIZE=1 build, must then not insist on coming
+    first)"""
+    src, shim = tmp_path / (name + ".c"), tmp_path / (name + ".so")
+    src.write_text(source)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+
+
 def free_port(host="127.0.0.1"):
     """A port that nobody listens on, outside the ephemeral range (so that
     no outgoing connection grabs it between here and the bind)."""

@@ -5,7 +5,7 @@ the upstream's own replies relayed to the client."""
 
 import subprocess
 
-from mwlib import CRLF, assert_same_bytes, dot_stuff, make_msg
+from mwlib import CRLF, RawUpstream, assert_same_bytes, dot_stuff, make_msg, wait_until
 
 
 def test_plain_message_byte_exact(mw, upstream):
@@ -341,6 +341,39 @@ def test_upstream_sees_one_session_per_client_session(mw, upstream):
     peers = {m.peer for m in upstream.messages}
     assert len(peers) == 1, peers
     c.quit()
+
+
+def _mail_lines(up):
+    return [l.decode() for lines in up.sessions for l in lines if l.upper().startswith(b"MAIL")]
+
+
+def test_parameters_checked_against_this_sessions_upstream(mw_factory, raw_upstream):
+    """A session's first MAIL opens its upstream connection, and its
+    parameters were checked against what an earlier connection (here the
+    start-up probe) had offered: an upstream restarted without SMTPUTF8
+    and 8BITMIME was sent them, and one that gained SIZE did not get it.
+    The connection that carries the MAIL decides now."""
+    up = raw_upstream()
+    m = mw_factory(up, opts=[("proxy_threads", "1")])
+    assert wait_until(lambda: len(up.ehlos) >= 1)          # the probe saw them all
+    up.caps = [b"PIPELINING", b"ENHANCEDSTATUSCODES"]      # restarted without them
+    c = m.client()
+    c.ehlo()
+    r = c.cmd("MAIL FROM:<a@example.org> SMTPUTF8")
+    assert (r.code, r.first.split()[0]) == (555, "5.6.7"), r
+    r = c.cmd("MAIL FROM:<a@example.org> BODY=8BITMIME")
+    assert (r.code, r.first.split()[0]) == (555, "5.5.4"), r
+    assert c.cmd("MAIL FROM:<a@example.org> SIZE=100").code == 250
+    assert c.cmd("RSET").code == 250
+    c.quit()
+    assert _mail_lines(up) == ["MAIL FROM:<a@example.org>"], up.sessions
+    up.caps = RawUpstream.CAPS                             # and back, with SIZE
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<a@example.org> SIZE=100").code == 250
+    assert c.cmd("RSET").code == 250
+    c.quit()
+    assert _mail_lines(up)[1:] == ["MAIL FROM:<a@example.org> SIZE=100"], up.sessions
 
 
 def test_parameters_the_upstream_lacks_are_not_passed(mw_factory, make_upstream):

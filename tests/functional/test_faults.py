@@ -11,14 +11,13 @@ import resource
 import socket
 import threading
 import signal
-import subprocess
 import time
 
 import pytest
 
 import audit_fields as A
 from mwlib import (CRLF, RawUpstream, SMTPClient, Upstream, assert_same_bytes, cpu_seconds, dot_stuff, free_port,
-                   make_msg, plugin_opt, wait_until)
+                   make_msg, plugin_opt, preload_shim, wait_until)
 
 
 def enhanced_class(r):
@@ -767,17 +766,6 @@ def test_sighup_reloads_without_dropping_sessions(mw_factory, upstream, tmp_path
 # root, or as the user its children run as): MW_TEST_KILL_FAIL="SIG:ERRNO
 # ..." makes a kill() of another process with that signal fail with that
 # errno, and each such failure is written to MW_TEST_KILL_LOG
-def preload_shim(monkeypatch, tmp_path, name, source):
-    """the daemon started next runs with source (C) built as an LD_PRELOAD
-    library (ASan, in a SANITIZE=1 build, must then not insist on coming
-    first)"""
-    src, shim = tmp_path / (name + ".c"), tmp_path / (name + ".so")
-    src.write_text(source)
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
-    monkeypatch.setenv("LD_PRELOAD", str(shim))
-    monkeypatch.setenv("ASAN_OPTIONS", (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
-
-
 KILL_SHIM = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -154,6 +154,36 @@ def test_tls_required_before_mail(mw_factory, upstream, pki):
     assert len(upstream.wait_messages(1)) == 1
 
 
+def test_tls_required_gates_every_command(mw_factory, upstream, pki):
+    """RFC 3207 4: with TLS required, every command but those that carry
+    and change nothing gets 530 5.7.0 before STARTTLS.  It was checked in
+    MAIL, AUTH and VRFY only; RCPT, DATA, BDAT, EXPN, ETRN, HELP and the
+    others got their usual answers in plaintext."""
+    m = mw_tls(mw_factory, upstream, pki, extra=[("tls_required", "yes"), ("auth", "relay")])
+    c = m.client()
+    assert c.cmd("HELO client.example").code == 250
+    assert c.ehlo().code == 250
+    for line in ("NOOP", "RSET"):
+        assert c.cmd(line).code == 250, line
+    for line in ("MAIL FROM:<a@example.org>", "RCPT TO:<b@example.net>", "DATA", "VRFY postmaster",
+                 "EXPN staff", "ETRN example.org", "TURN", "HELP", "AUTH PLAIN",
+                 "XCLIENT ADDR=192.0.2.1", "XFORWARD ADDR=192.0.2.1"):
+        r = c.cmd(line)
+        assert (r.code, r.first.split()[0]) == (530, "5.7.0"), (line, r)
+    # a chunk is read and refused after it, never taken as commands
+    c.send(b"BDAT 10\r\nSTARTTLS\r\n")
+    r = c.reply()
+    assert (r.code, r.first.split()[0]) == (530, "5.7.0"), r
+    assert c.cmd("NOOP").code == 250
+    assert c.cmd("XYZZY").code == 500                  # unknown stays unknown
+    starttls(c, pki.client_context())
+    c.ehlo()
+    assert c.cmd("HELP").code == 214
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    assert len(upstream.wait_messages(1)) == 1
+
+
 def test_sni_picks_the_certificate(mw_factory, upstream, pki):
     m = mw_tls(mw_factory, upstream, pki, names=("mx.example.test", "other.example.test"))
     for name in ("mx.example.test", "other.example.test"):
