@@ -681,6 +681,22 @@ static void drain(struct finding *f, struct archive *ar)
 		f->unpacked += (uint64_t)r;
 }
 
+/* over_budget - 1 (and the archive unchecked) once the message's archives
+ * have unpacked ARCHIVE_UNPACKED_MAX: the reading of archive_name stops
+ * there, before the next archive_read_next_header, which would skip the
+ * rest of the entry left by drain() by decompressing it whole (a tar.bz2
+ * of 10 KB holding one 8 GB entry took 60 s, and passed) */
+static int over_budget(struct finding *f, const char *archive_name)
+{
+	char why[64];
+
+	if (f->unpacked <= ARCHIVE_UNPACKED_MAX)
+		return 0;
+	snprintf(why, sizeof(why), "archives unpack to more than %u MiB", ARCHIVE_UNPACKED_MAX_MIB);
+	archive_unchecked(f, archive_name, why);
+	return 1;
+}
+
 /* archive_unchecked - part of an archive is left unread (a limit): a
  * banned file could hide there, as past the MIME parse's limits, so it is
  * the "unchecked" rule, once a message */
@@ -811,20 +827,25 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
 			break;
 		}
-		if (f->unpacked > ARCHIVE_UNPACKED_MAX) {
-			char why[64];
-
-			snprintf(why, sizeof(why), "archives unpack to more than %u MiB", ARCHIVE_UNPACKED_MAX_MIB);
-			archive_unchecked(f, archive_name, why);
+		if (over_budget(f, archive_name))     /* spent by an archive read before */
 			break;
-		}
 		check_name(f, name, archive_name);
+		/* an entry not looked into is still read to its end here, where
+		 * skipping it means decompressing it (a directory or a hard link
+		 * may carry data in a tar) */
 		if (archive_entry_is_encrypted(e)) {
 			encrypted = 1;
+			drain(f, ar);
+			if (over_budget(f, archive_name))
+				break;
 			continue;
 		}
-		if (archive_entry_filetype(e) != AE_IFREG)
+		if (archive_entry_filetype(e) != AE_IFREG) {
+			drain(f, ar);
+			if (over_budget(f, archive_name))
+				break;
 			continue;
+		}
 		/* what is inside: its type, and an archive in the archive */
 		name_exts(name, last, sizeof(last), prev, sizeof(prev));
 		nested = level < f->a->archive_depth && is_archive_ext(last) &&
@@ -832,7 +853,7 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 		    (uint64_t)archive_entry_size(e) <= (uint64_t)f->a->max_nested;
 		want = nested ? (size_t)archive_entry_size(e) : MAGIC_HEAD;
 		if ((head = read_head(ar, want, &got)) == NULL)
-			continue;
+			break;        /* out of memory: not the archive's doing */
 		f->unpacked += got;
 		/* skipping the rest of an entry means decompressing it (a
 		 * stream, a solid block), unless it is a zip entry the central
@@ -868,6 +889,8 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 			open_archive(f, head, got, inner_name, level + 1, last, "", type);
 		}
 		free(head);
+		if (over_budget(f, archive_name))
+			break;
 	}
 	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
 		encrypted = 1;   /* encrypted headers (7z -mhe) */

@@ -252,3 +252,26 @@ def test_zip_entries_bound_the_antivirus(work, tmp_path):
     assert "VIRUS_FOUND" in names(res), res["symbols"]
     res, _ = scan(work, msg, extra=av + [("filters", "clamav"), ("av_max_zip_entries", "20")])
     assert "VIRUS_FOUND" not in names(res) and "AV_UNSCANNED" in names(res), res["symbols"]
+
+
+# --- the formats read since session 16: compress (.Z), lz4, xar, rpm, LHA,
+# cpio, ar; each stopped by a limit, so unchecked ---------------------------
+
+@pytest.mark.parametrize("name,data,why", [
+    # one entry of 2 GB, 8 GB: drained to the budget, then skipped whole by
+    # libarchive (decompressed: 10 s and 40 s), and accepted
+    ("targz_entry", lambda: bomblib.targz_entry(0.125), "more than 256 MiB"),
+    ("tarz_zeros", lambda: bomblib.tarz_zeros(1 / 64), "more than 256 MiB"),
+    ("tarlz4_zeros", lambda: bomblib.tarlz4_zeros(0.17), "more than 256 MiB"),
+    ("xar_zeros", lambda: bomblib.xar_zeros(0.05), "more than 256 MiB"),
+    ("rpm_entries", lambda: bomblib.rpm_entries(0.06), "attach_archive_max_entries"),
+    ("cpio_entries", lambda: bomblib.cpio_entries(0.06), "attach_archive_max_entries"),
+    ("lha_entries", lambda: bomblib.lha_entries(0.06), "attach_archive_max_entries"),
+    ("nested_formats", lambda: bomblib.nested_formats(0.05), "deeper than attach_archive_depth"),
+])
+def test_format_bombs(work, name, data, why):
+    res, _ = scan(work, data(), wall=8.0)
+    assert res["action"] == "quarantine", res
+    assert [s["name"] for s in res["symbols"] if s["name"].startswith("ATTACH")] == ["ATTACH_UNCHECKED"], res
+    assert why in unchecked(res)[0], res["symbols"]
+
