@@ -62,6 +62,7 @@
 #include <archive_entry.h>
 #include <magic.h>
 #include <gmime/gmime.h>
+#include <zlib.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -73,6 +74,8 @@
 #define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
 #define ARCHIVE_UNPACKED_MAX_MIB 256u
 #define ARCHIVE_UNPACKED_MAX (ARCHIVE_UNPACKED_MAX_MIB << 20)  /* bytes decompressed per message, skips included */
+#define XAR_TOC_MAX_MIB 16
+#define XAR_TOC_MAX     (XAR_TOC_MAX_MIB << 20)  /* bytes of a xar's table of contents (XML) */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
 #define STRINGIFY_(x)   #x
@@ -725,6 +728,110 @@ static void utf8_locale_init(void)
 	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
+/* xar_toc_files - inflate the zlib TOC of a xar read from ar (its
+ * header read: compressed bytes to come), counting the bytes in
+ * f->unpacked and the <file> elements into *files; stops past XAR_TOC_MAX
+ * bytes or max_files files.  The bytes inflated, or 0 on a broken TOC
+ * (libarchive says so itself). */
+static uint64_t xar_toc_files(struct finding *f, struct archive *ar, uint64_t compressed,
+                              unsigned max_files, unsigned *files)
+{
+	enum { KEEP = 5 };            /* strlen("<file"): a match across two buffers */
+	unsigned char in[16384], out[KEEP + 65536];
+	size_t keep = 0;
+	uint64_t total = 0;
+	z_stream z;
+	int zr = Z_OK;
+
+	memset(&z, 0, sizeof(z));
+	if (inflateInit(&z) != Z_OK)
+		return 0;
+	*files = 0;
+	while (zr != Z_STREAM_END && compressed > 0 && total <= XAR_TOC_MAX && *files <= max_files) {
+		la_ssize_t r = archive_read_data(ar, in, compressed < sizeof(in) ? (size_t)compressed : sizeof(in));
+
+		if (r <= 0)
+			break;
+		compressed -= (uint64_t)r;
+		z.next_in = in;
+		z.avail_in = (uInt)r;
+		do {
+			size_t n, i;
+
+			z.next_out = out + keep;
+			z.avail_out = (uInt)(sizeof(out) - keep);
+			zr = inflate(&z, Z_NO_FLUSH);
+			if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+				inflateEnd(&z);
+				return 0;
+			}
+			n = sizeof(out) - z.avail_out;
+			total += n - keep;
+			f->unpacked += n - keep;
+			for (i = 0; i + KEEP < n; i++)
+				if (out[i] == '<' && memcmp(out + i + 1, "file", 4) == 0 &&
+				    (out[i + KEEP] == '>' || out[i + KEEP] == '/' || isspace(out[i + KEEP])))
+					++*files;
+			keep = n < KEEP ? n : KEEP;
+			memmove(out, out + n - keep, keep);
+		} while (z.avail_out == 0 && total <= XAR_TOC_MAX && *files <= max_files);
+	}
+	inflateEnd(&z);
+	return total;
+}
+
+/* xar_toc_over - 1 (and the archive unchecked) for a xar, bare or
+ * compressed, whose table of contents is over XAR_TOC_MAX or lists more
+ * than attach_archive_max_entries files.  libarchive parses the whole TOC
+ * into memory before the first entry, and checks the size the header
+ * claims only after: a TOC of 1,000,000 empty files, 7 MB by mail, took
+ * 500 MB.  Here it is inflated first (within the unpack budget) and
+ * counted. */
+static int xar_toc_over(struct finding *f, const unsigned char *data, size_t len, const char *archive_name)
+{
+	struct archive *ar = archive_read_new();
+	struct archive_entry *e;
+	unsigned char *head = NULL;
+	size_t got = 0;
+	unsigned files = 0;
+	uint64_t toc = 0;
+	int over = 0;
+
+	if (ar == NULL)
+		return 0;
+	archive_read_support_format_raw(ar);
+	for (size_t i = 0; i < NDECOMPRESSORS; i++)
+		if (f->a->filters & (1u << i))
+			decompressor[i].enable(ar);
+	if (archive_read_open_memory(ar, data, len) == ARCHIVE_OK &&
+	    archive_read_next_header(ar, &e) == ARCHIVE_OK &&
+	    (head = read_head(ar, 28, &got)) != NULL && got == 28 && memcmp(head, "xar!", 4) == 0) {
+		size_t hsize = (size_t)head[4] << 8 | head[5];
+		uint64_t compressed = 0;
+
+		for (int i = 0; i < 8; i++)
+			compressed = compressed << 8 | head[8 + i];
+		f->unpacked += got;
+		if (hsize > 28) {
+			free(head);
+			head = read_head(ar, hsize - 28, &got);
+			f->unpacked += got;
+		}
+		if (head != NULL)
+			toc = xar_toc_files(f, ar, compressed, f->a->max_entries, &files);
+		if (toc > XAR_TOC_MAX) {
+			archive_unchecked(f, archive_name, "xar table of contents over " STRINGIFY(XAR_TOC_MAX_MIB) " MiB");
+			over = 1;
+		} else if (files > f->a->max_entries) {
+			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
+			over = 1;
+		}
+	}
+	free(head);
+	archive_read_free(ar);
+	return over;
+}
+
 /* scan_archive - the names and types inside an archive (or a bare
  * compressed file); 1 if a reader opened it, 0 if none did (no format
  * and no decompressor took it, or the format broke before its first
@@ -738,7 +845,7 @@ static int scan_archive(struct finding *f, const unsigned char *data, size_t len
 	pthread_once(&utf8_once, utf8_locale_init);
 	if (utf8_locale != (locale_t)0)
 		old = uselocale(utf8_locale);
-	opened = scan_archive_in(f, data, len, archive_name, level);
+	opened = xar_toc_over(f, data, len, archive_name) || scan_archive_in(f, data, len, archive_name, level);
 	if (utf8_locale != (locale_t)0)
 		uselocale(old);
 	return opened;
