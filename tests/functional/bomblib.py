@@ -687,6 +687,36 @@ def _lha0(name, data=b""):
     return bytes([len(body), sum(body) & 0xff]) + body + data
 
 
+def _lh5_spaces(blocks):
+    """an lh5 stream of blocks of 65,535 symbols each, whose three Huffman
+    tables are single codes (which then take no bit at all): every symbol
+    is the match of 256 bytes at distance 1, of the spaces the window
+    starts with: 7 bytes for 16 MB"""
+    acc, n = 0, 0
+    for _ in range(blocks):
+        # block size; code-length table: none, one code (0); literal
+        # table: none, one code (509: a match of 256); position: none, 0
+        for v, w in ((65535, 16), (0, 5), (0, 5), (0, 9), (509, 9), (0, 4), (0, 4)):
+            acc, n = acc << w | v, n + w
+    acc <<= (-n) % 8
+    return acc.to_bytes((n + 7) // 8, "big") + bytes(8)     # the decoder reads ahead
+
+
+def lha_zeros(scale=1.0):
+    """an LHA of 8 entries of 4 GB of spaces each (14 KB): lh5 with
+    single-code tables decodes 2.5 million bytes per byte"""
+    import struct
+    n = _n(8, scale)
+    comp = _lh5_spaces(255)
+    out = []
+    for i in range(n):
+        nm = b"s%d.txt" % i
+        body = (b"-lh5-" + struct.pack("<IIIBBB", len(comp), 255 * 65535 * 256, 0x56420000, 0x20, 0, len(nm)) +
+                nm + struct.pack("<H", 0))
+        out.append(bytes([len(body), sum(body) & 0xff]) + body + comp)
+    return _attach("lha bomb", "bomb.lzh", b"".join(out) + b"\0")
+
+
 def lha_entries(scale=1.0):
     """an LHA of 200,000 empty files"""
     n = _n(200000, scale)
@@ -770,6 +800,7 @@ BOMBS = {
     "rpm_entries": rpm_entries,
     "rpm_zeros": rpm_zeros,
     "cpio_entries": cpio_entries,
+    "lha_zeros": lha_zeros,
     "lha_entries": lha_entries,
     "ar_entries": ar_entries,
     "nested_formats": nested_formats,

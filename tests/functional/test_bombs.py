@@ -271,6 +271,8 @@ def test_zip_entries_bound_the_antivirus(work, tmp_path):
     ("rpm_entries", lambda: bomblib.rpm_entries(0.06), "attach_archive_max_entries"),
     ("cpio_entries", lambda: bomblib.cpio_entries(0.06), "attach_archive_max_entries"),
     ("lha_entries", lambda: bomblib.lha_entries(0.06), "attach_archive_max_entries"),
+    # 2 x 4 GB of lh5 in 3 KB: bounded before too (the LHA reader skips by seeking)
+    ("lha_zeros", lambda: bomblib.lha_zeros(0.25), "more than 256 MiB"),
     ("nested_formats", lambda: bomblib.nested_formats(0.05), "deeper than attach_archive_depth"),
 ])
 def test_format_bombs(work, name, data, why):
