@@ -617,6 +617,19 @@ def xar_toc_name(scale=1.0):
     return _attach("xar name", "name.xar", _xar(toc))
 
 
+def xar_toc_claims(scale=1.0):
+    """a xar whose TOC gives 50 files of 2**63 - 1 bytes (length and size)
+    on a 64 MiB zlib stream of zeros, then evil.exe"""
+    n = _n(50, scale)
+    big = 2 ** 63 - 1
+    data = (b'<data><length>%d</length><offset>0</offset><size>%d</size>'
+            b'<encoding style="application/x-gzip"/></data>' % (big, big))
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' +
+           b"".join(_xar_file(i + 1, b"z%d.bin" % i, data) for i in range(n)) +
+           _xar_file(n + 1, b"evil.exe") + b"</toc></xar>")
+    return _attach("xar claims", "claims.xar", _xar(toc, _zlib_zeros(64)))
+
+
 def _cpio_newc(entries, nlink=1):
     """a cpio (newc) of (name, data) entries; nlink > 1 makes every entry
     a hard link libarchive has to remember"""
@@ -797,6 +810,7 @@ BOMBS = {
     "xar_toc_entries": xar_toc_entries,
     "xar_toc_deep": xar_toc_deep,
     "xar_toc_name": xar_toc_name,
+    "xar_toc_claims": xar_toc_claims,
     "rpm_entries": rpm_entries,
     "rpm_zeros": rpm_zeros,
     "cpio_entries": cpio_entries,
