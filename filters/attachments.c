@@ -731,8 +731,9 @@ static void utf8_locale_init(void)
 /* xar_toc_files - inflate the zlib TOC of a xar read from ar (its
  * header read: compressed bytes to come), counting the bytes in
  * f->unpacked and the <file> elements into *files; stops past XAR_TOC_MAX
- * bytes or max_files files.  The bytes inflated, or 0 on a broken TOC
- * (libarchive says so itself). */
+ * bytes or max_files files.  The bytes inflated, or 0 on a broken TOC:
+ * what came before the break is within the limits, and libarchive, which
+ * stops at the same byte, says so itself. */
 static uint64_t xar_toc_files(struct finding *f, struct archive *ar, uint64_t compressed,
                               unsigned max_files, unsigned *files)
 {
