@@ -309,7 +309,7 @@ def test_xar_toc_check_keeps_what_it_does_not_stop(work):
 
 def test_xar_toc_broken_at_its_end_is_still_counted(work):
     """a TOC of 400,000 files whose zlib checksum is wrong: libarchive
-    parsed all of it before finding that out (230 MB on main); the count
+    parsed all of it before finding that out (216 MB on main); the count
     stops it long before the error (a TOC broken before the limits is
     within them for libarchive too, which stops at the same byte)"""
     import struct
