@@ -960,8 +960,11 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 		    archive_entry_size_is_set(e) &&
 		    (uint64_t)archive_entry_size(e) <= (uint64_t)f->a->max_nested;
 		want = nested ? (size_t)archive_entry_size(e) : MAGIC_HEAD;
-		if ((head = read_head(ar, want, &got)) == NULL)
-			break;        /* out of memory: not the archive's doing */
+		if ((head = read_head(ar, want, &got)) == NULL) {
+			/* out of memory: what follows is not read, so not checked */
+			archive_unchecked(f, archive_name, "out of memory reading it");
+			break;
+		}
 		f->unpacked += got;
 		/* skipping the rest of an entry means decompressing it (a
 		 * stream, a solid block), unless it is a zip entry the central
