@@ -62,6 +62,7 @@
 #include <archive_entry.h>
 #include <magic.h>
 #include <gmime/gmime.h>
+#include <zlib.h>
 
 #include "filters/builtin.h"
 #include "filters/mime.h"
@@ -73,6 +74,8 @@
 #define MAGIC_HEAD      (64 * 1024)   /* bytes libmagic looks at */
 #define ARCHIVE_UNPACKED_MAX_MIB 256u
 #define ARCHIVE_UNPACKED_MAX (ARCHIVE_UNPACKED_MAX_MIB << 20)  /* bytes decompressed per message, skips included */
+#define XAR_TOC_MAX_MIB 16
+#define XAR_TOC_MAX     (XAR_TOC_MAX_MIB << 20)  /* bytes of a xar's table of contents (XML) */
 #define MAX_WORDS       256           /* entries of an extension or type list */
 #define NAME_SHOWN      120           /* bytes of a filename in a reply */
 #define STRINGIFY_(x)   #x
@@ -681,6 +684,22 @@ static void drain(struct finding *f, struct archive *ar)
 		f->unpacked += (uint64_t)r;
 }
 
+/* over_budget - 1 (and the archive unchecked) once the message's archives
+ * have unpacked ARCHIVE_UNPACKED_MAX: the reading of archive_name stops
+ * there, before the next archive_read_next_header, which would skip the
+ * rest of the entry left by drain() by decompressing it whole (a tar.bz2
+ * of 10 KB holding one 8 GB entry took 60 s, and passed) */
+static int over_budget(struct finding *f, const char *archive_name)
+{
+	char why[64];
+
+	if (f->unpacked <= ARCHIVE_UNPACKED_MAX)
+		return 0;
+	snprintf(why, sizeof(why), "archives unpack to more than %u MiB", ARCHIVE_UNPACKED_MAX_MIB);
+	archive_unchecked(f, archive_name, why);
+	return 1;
+}
+
 /* archive_unchecked - part of an archive is left unread (a limit): a
  * banned file could hide there, as past the MIME parse's limits, so it is
  * the "unchecked" rule, once a message */
@@ -709,6 +728,111 @@ static void utf8_locale_init(void)
 	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
+/* xar_toc_files - inflate the zlib TOC of a xar read from ar (its
+ * header read: compressed bytes to come), counting the bytes in
+ * f->unpacked and the <file> elements into *files; stops past XAR_TOC_MAX
+ * bytes or max_files files.  The bytes inflated, or 0 on a broken TOC:
+ * what came before the break is within the limits, and libarchive, which
+ * stops at the same byte, says so itself. */
+static uint64_t xar_toc_files(struct finding *f, struct archive *ar, uint64_t compressed,
+                              unsigned max_files, unsigned *files)
+{
+	enum { KEEP = 5 };            /* strlen("<file"): a match across two buffers */
+	unsigned char in[16384], out[KEEP + 65536];
+	size_t keep = 0;
+	uint64_t total = 0;
+	z_stream z;
+	int zr = Z_OK;
+
+	memset(&z, 0, sizeof(z));
+	if (inflateInit(&z) != Z_OK)
+		return 0;
+	*files = 0;
+	while (zr != Z_STREAM_END && compressed > 0 && total <= XAR_TOC_MAX && *files <= max_files) {
+		la_ssize_t r = archive_read_data(ar, in, compressed < sizeof(in) ? (size_t)compressed : sizeof(in));
+
+		if (r <= 0)
+			break;
+		compressed -= (uint64_t)r;
+		z.next_in = in;
+		z.avail_in = (uInt)r;
+		do {
+			size_t n, i;
+
+			z.next_out = out + keep;
+			z.avail_out = (uInt)(sizeof(out) - keep);
+			zr = inflate(&z, Z_NO_FLUSH);
+			if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+				inflateEnd(&z);
+				return 0;
+			}
+			n = sizeof(out) - z.avail_out;
+			total += n - keep;
+			f->unpacked += n - keep;
+			for (i = 0; i + KEEP < n; i++)
+				if (out[i] == '<' && memcmp(out + i + 1, "file", 4) == 0 &&
+				    (out[i + KEEP] == '>' || out[i + KEEP] == '/' || isspace(out[i + KEEP])))
+					++*files;
+			keep = n < KEEP ? n : KEEP;
+			memmove(out, out + n - keep, keep);
+		} while (z.avail_out == 0 && total <= XAR_TOC_MAX && *files <= max_files);
+	}
+	inflateEnd(&z);
+	return total;
+}
+
+/* xar_toc_over - 1 (and the archive unchecked) for a xar, bare or
+ * compressed, whose table of contents is over XAR_TOC_MAX or lists more
+ * than attach_archive_max_entries files.  libarchive parses the whole TOC
+ * into memory before the first entry, and checks the size the header
+ * claims only after: a TOC of 1,000,000 empty files, 7 MB by mail, took
+ * 500 MB.  Here it is inflated first (within the unpack budget) and
+ * counted. */
+static int xar_toc_over(struct finding *f, const unsigned char *data, size_t len, const char *archive_name)
+{
+	struct archive *ar = archive_read_new();
+	struct archive_entry *e;
+	unsigned char *head = NULL;
+	size_t got = 0;
+	unsigned files = 0;
+	uint64_t toc = 0;
+	int over = 0;
+
+	if (ar == NULL)
+		return 0;
+	archive_read_support_format_raw(ar);
+	for (size_t i = 0; i < NDECOMPRESSORS; i++)
+		if (f->a->filters & (1u << i))
+			decompressor[i].enable(ar);
+	if (archive_read_open_memory(ar, data, len) == ARCHIVE_OK &&
+	    archive_read_next_header(ar, &e) == ARCHIVE_OK &&
+	    (head = read_head(ar, 28, &got)) != NULL && got == 28 && memcmp(head, "xar!", 4) == 0) {
+		size_t hsize = (size_t)head[4] << 8 | head[5];
+		uint64_t compressed = 0;
+
+		for (int i = 0; i < 8; i++)
+			compressed = compressed << 8 | head[8 + i];
+		f->unpacked += got;
+		if (hsize > 28) {
+			free(head);
+			head = read_head(ar, hsize - 28, &got);
+			f->unpacked += got;
+		}
+		if (head != NULL)
+			toc = xar_toc_files(f, ar, compressed, f->a->max_entries, &files);
+		if (toc > XAR_TOC_MAX) {
+			archive_unchecked(f, archive_name, "xar table of contents over " STRINGIFY(XAR_TOC_MAX_MIB) " MiB");
+			over = 1;
+		} else if (files > f->a->max_entries) {
+			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
+			over = 1;
+		}
+	}
+	free(head);
+	archive_read_free(ar);
+	return over;
+}
+
 /* scan_archive - the names and types inside an archive (or a bare
  * compressed file); 1 if a reader opened it, 0 if none did (no format
  * and no decompressor took it, or the format broke before its first
@@ -722,7 +846,7 @@ static int scan_archive(struct finding *f, const unsigned char *data, size_t len
 	pthread_once(&utf8_once, utf8_locale_init);
 	if (utf8_locale != (locale_t)0)
 		old = uselocale(utf8_locale);
-	opened = scan_archive_in(f, data, len, archive_name, level);
+	opened = xar_toc_over(f, data, len, archive_name) || scan_archive_in(f, data, len, archive_name, level);
 	if (utf8_locale != (locale_t)0)
 		uselocale(old);
 	return opened;
@@ -811,28 +935,36 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 			archive_unchecked(f, archive_name, "more than attach_archive_max_entries entries");
 			break;
 		}
-		if (f->unpacked > ARCHIVE_UNPACKED_MAX) {
-			char why[64];
-
-			snprintf(why, sizeof(why), "archives unpack to more than %u MiB", ARCHIVE_UNPACKED_MAX_MIB);
-			archive_unchecked(f, archive_name, why);
+		if (over_budget(f, archive_name))     /* spent by an archive read before */
 			break;
-		}
 		check_name(f, name, archive_name);
+		/* an entry not looked into is still read to its end here, where
+		 * skipping it means decompressing it (a directory or a hard link
+		 * may carry data in a tar) */
 		if (archive_entry_is_encrypted(e)) {
 			encrypted = 1;
+			drain(f, ar);
+			if (over_budget(f, archive_name))
+				break;
 			continue;
 		}
-		if (archive_entry_filetype(e) != AE_IFREG)
+		if (archive_entry_filetype(e) != AE_IFREG) {
+			drain(f, ar);
+			if (over_budget(f, archive_name))
+				break;
 			continue;
+		}
 		/* what is inside: its type, and an archive in the archive */
 		name_exts(name, last, sizeof(last), prev, sizeof(prev));
 		nested = level < f->a->archive_depth && is_archive_ext(last) &&
 		    archive_entry_size_is_set(e) &&
 		    (uint64_t)archive_entry_size(e) <= (uint64_t)f->a->max_nested;
 		want = nested ? (size_t)archive_entry_size(e) : MAGIC_HEAD;
-		if ((head = read_head(ar, want, &got)) == NULL)
-			continue;
+		if ((head = read_head(ar, want, &got)) == NULL) {
+			/* out of memory: what follows is not read, so not checked */
+			archive_unchecked(f, archive_name, "out of memory reading it");
+			break;
+		}
 		f->unpacked += got;
 		/* skipping the rest of an entry means decompressing it (a
 		 * stream, a solid block), unless it is a zip entry the central
@@ -868,6 +1000,8 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 			open_archive(f, head, got, inner_name, level + 1, last, "", type);
 		}
 		free(head);
+		if (over_budget(f, archive_name))
+			break;
 	}
 	if (r == ARCHIVE_FATAL && archive_read_has_encrypted_entries(ar) > 0)
 		encrypted = 1;   /* encrypted headers (7z -mhe) */

@@ -425,6 +425,346 @@ def tar_entries(scale=1.0):
     return _attach("tar entries", "many.tar", buf.getvalue())
 
 
+
+# --- formats read since session 16: compress (.Z), lz4, xar, rpm, LHA,
+# cpio, ar.  Written here byte by byte (no tool has to be installed) ---
+
+def _lzw_zeros(prefix, zeros):
+    """a compress (.Z) stream (16-bit codes, block mode) of the bytes of
+    prefix then zeros zero bytes.  Any code up to the next free one is a
+    valid one for the decoder: after a literal 0, the next free code each
+    time (the KwKwK case) stands for one zero more than the last, to 65,280;
+    once the table is full that longest code is repeated: 2 bytes for
+    65,280 zeros"""
+    codes = list(prefix)
+    lengths = {}                    # code -> run of zeros it stands for
+    # each code after the first adds an entry: the prefix's took 257 on
+    free, left, run = 257 + len(prefix), zeros, 0
+    if left:
+        codes.append(0)
+        left -= 1
+        run = 1
+        while left > run and free < 65536:
+            run += 1
+            lengths[free] = run
+            codes.append(free)
+            free += 1
+            left -= run
+        longest = max(lengths) if lengths else None
+        by_length = {v: k for k, v in lengths.items()}
+        by_length[1] = 0
+        if longest is not None:
+            big = lengths[longest]
+            codes.extend([longest] * (left // big))
+            left %= big
+        if left:
+            codes.append(by_length[left])
+    # the decoder's code width: 9 bits, one more each time the next free
+    # code passes the width (libarchive skips no padding there)
+    out, acc, nacc = bytearray(b"\x1f\x9d\x90"), 0, 0
+    bits, section_end, free, old = 9, 511, 257, -1
+    for c in codes:
+        acc |= c << nacc
+        nacc += bits
+        while nacc >= 8:
+            out.append(acc & 0xff)
+            acc >>= 8
+            nacc -= 8
+        if free < 65536 and old >= 0:
+            free += 1
+        if free > section_end:
+            bits += 1
+            section_end = 65536 if bits == 16 else (1 << bits) - 1
+        old = c
+    if nacc:
+        out.append(acc & 0xff)
+    return bytes(out)
+
+
+def _tar_head(name, size):
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mtime = 1672653600
+    return ti.tobuf(tarfile.GNU_FORMAT)     # base-256 sizes past 8 GB
+
+
+def tarz_zeros(scale=1.0):
+    """a tar.Z (compress, LZW) of one entry of 512 GB of zeros (16 MB):
+    LZW of 16-bit codes gives 65,280 zeros for 2 bytes"""
+    size = _n(512 << 30, scale) // 512 * 512
+    return _attach("tar.Z bomb", "bomb.tar.Z", _lzw_zeros(_tar_head("z.bin", size), size + 1024))
+
+
+def _xxh32(data, seed=0):
+    """xxHash32 of a few bytes (the LZ4 frame descriptor's checksum)"""
+    p1, p2, p3, p4, p5 = 2654435761, 2246822519, 3266489917, 668265263, 374761393
+    m = 0xffffffff
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & m
+    assert len(data) < 16
+    h = (seed + p5 + len(data)) & m
+    i = 0
+    while i + 4 <= len(data):
+        h = (rotl((h + int.from_bytes(data[i:i + 4], "little") * p3) & m, 17) * p4) & m
+        i += 4
+    for b in data[i:]:
+        h = (rotl((h + b * p5) & m, 11) * p1) & m
+    h ^= h >> 15
+    h = (h * p2) & m
+    h ^= h >> 13
+    h = (h * p3) & m
+    return h ^ (h >> 16)
+
+
+def _lz4_zeros(prefix, zeros):
+    """an LZ4 frame: prefix as a stored block, then zeros in 4 MiB blocks
+    (one literal, one match of offset 1: about 16 KB each), the rest stored"""
+    import struct
+    desc = bytes([0x60, 0x70])              # version 1, independent blocks; 4 MiB blocks
+    out = [b"\x04\x22\x4d\x18", desc, bytes([(_xxh32(desc) >> 8) & 0xff])]
+
+    def stored(b):
+        return struct.pack("<I", len(b) | 0x80000000) + b
+    if prefix:
+        out.append(stored(prefix))
+    blk = 4 << 20
+    match = blk - 1 - 5 - 4                 # past the 4 the token's nibble counts
+    seq = bytes([0x1f, 0]) + b"\x01\x00"
+    seq += b"\xff" * ((match - 15) // 255) + bytes([(match - 15) % 255])
+    seq += bytes([0x50]) + bytes(5)         # the last 5 bytes: literals
+    one = struct.pack("<I", len(seq)) + seq
+    out.append(one * (zeros // blk))
+    if zeros % blk:
+        out.append(stored(bytes(zeros % blk)))
+    out.append(bytes(4))                    # end mark
+    return b"".join(out)
+
+
+def tarlz4_zeros(scale=1.0):
+    """a tar.lz4 of one entry of 6 GB of zeros (25 MB: LZ4 matches are
+    counted in bytes of 255, so zeros shrink 250 times at most)"""
+    size = max(1, _n(6 << 30, scale) >> 22) << 22
+    return _attach("tar.lz4 bomb", "bomb.tar.lz4", _lz4_zeros(_tar_head("z.bin", size), size + 1024))
+
+
+def targz_entry(scale=1.0):
+    """a tar.gz of one entry of 16 GB of zeros (16 MB): skipping the rest
+    of an entry decompresses it"""
+    size = max(1, _n(16 << 30, scale) >> 26) << 26
+    zeros = _gz_member(bytes(64 << 20))
+    return _attach("tgz entry", "one.tar.gz", _gz_member(_tar_head("z.bin", size)) + zeros * (size >> 26) +
+                   _gz_member(bytes(1024)))
+
+
+def _zlib_zeros(mib):
+    """a zlib stream of mib MiB of zeros, made of one compressed MiB
+    repeated (a full flush makes each the same bytes)"""
+    c = zlib.compressobj(9)
+    head = c.compress(b"")
+    mid = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    tail = c.flush()
+    adler = (((mib << 20) % 65521) << 16) | 1       # zeros leave a at 1
+    return head + mid * mib + tail[:-4] + adler.to_bytes(4, "big")
+
+
+def _xar(toc, heap=b""):
+    """a xar archive: the TOC (XML) zlib-compressed, no checksum, then heap"""
+    import struct
+    ztoc = zlib.compress(toc, 9)
+    return struct.pack(">4sHHQQI", b"xar!", 28, 1, len(ztoc), len(toc), 0) + ztoc + heap
+
+
+def _xar_file(i, name, data=b""):
+    return (b'<file id="%d"><name>%s</name><type>file</type>%s</file>' % (i, name, data))
+
+
+def xar_zeros(scale=1.0):
+    """a xar whose 1,000 entries all point at one 4 GB zlib stream of zeros
+    in the heap (4 MB): each is unpacked anew"""
+    mib, n = _n(4096, scale), _n(1000, scale, lo=2)
+    heap = _zlib_zeros(mib)
+    data = (b'<data><length>%d</length><offset>0</offset><size>%d</size>'
+            b'<encoding style="application/x-gzip"/></data>' % (len(heap), mib << 20))
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' +
+           b"".join(_xar_file(i + 1, b"z%d.bin" % i, data) for i in range(n)) + b"</toc></xar>")
+    return _attach("xar bomb", "bomb.xar", _xar(toc, heap))
+
+
+def xar_toc_entries(scale=1.0):
+    """a xar whose table of contents lists 1,000,000 empty files (50 MB of
+    XML in 1 MB): libarchive reads the whole TOC before the first entry"""
+    n = _n(1000000, scale)
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' +
+           b"".join(_xar_file(i + 1, b"f%d.txt" % i) for i in range(n)) + b"</toc></xar>")
+    return _attach("xar toc", "many.xar", _xar(toc))
+
+
+def xar_toc_deep(scale=1.0):
+    """a xar TOC of directories nested 100,000 deep"""
+    n = _n(100000, scale)
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' +
+           b"".join(b'<file id="%d"><name>d</name><type>directory</type>' % (i + 1) for i in range(n)) +
+           b"</file>" * n + b"</toc></xar>")
+    return _attach("xar deep", "deep.xar", _xar(toc))
+
+
+def xar_toc_name(scale=1.0):
+    """a xar TOC whose one file name is 200 MB long (in 0.2 MB)"""
+    size = _n(200 << 20, scale)
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' +
+           _xar_file(1, b"a" * size + b".exe") + b"</toc></xar>")
+    return _attach("xar name", "name.xar", _xar(toc))
+
+
+def xar_toc_claims(scale=1.0):
+    """a xar whose TOC gives 50 files of 2**63 - 1 bytes (length and size)
+    on a 64 MiB zlib stream of zeros, then evil.exe"""
+    n = _n(50, scale)
+    big = 2 ** 63 - 1
+    data = (b'<data><length>%d</length><offset>0</offset><size>%d</size>'
+            b'<encoding style="application/x-gzip"/></data>' % (big, big))
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' +
+           b"".join(_xar_file(i + 1, b"z%d.bin" % i, data) for i in range(n)) +
+           _xar_file(n + 1, b"evil.exe") + b"</toc></xar>")
+    return _attach("xar claims", "claims.xar", _xar(toc, _zlib_zeros(64)))
+
+
+def _cpio_newc(entries, nlink=1):
+    """a cpio (newc) of (name, data) entries; nlink > 1 makes every entry
+    a hard link libarchive has to remember"""
+    out = []
+    for i, (name, data) in enumerate(list(entries) + [("TRAILER!!!", b"")]):
+        nm = name.encode() + b"\0"
+        trailer = name == "TRAILER!!!"
+        h = b"070701" + b"".join(b"%08X" % v for v in (
+            0 if trailer else i + 1, 0o100644, 0, 0, 1 if trailer else nlink, 1672653600,
+            len(data), 0, 0, 0, 0, len(nm), 0))
+        pad = (-(len(h) + len(nm))) % 4
+        out += [h, nm, bytes(pad), data, bytes((-len(data)) % 4)]
+    return b"".join(out)
+
+
+def cpio_entries(scale=1.0):
+    """a cpio of 200,000 empty files, each a hard link (nlink 2) whose
+    other name never comes: libarchive keeps a list of them"""
+    n = _n(200000, scale)
+    return _attach("cpio entries", "many.cpio",
+                   _cpio_newc((("d/f%06d.txt" % i, b"") for i in range(n)), nlink=2))
+
+
+def _rpm(payload):
+    """an RPM: the lead, one empty header, the payload (compressed cpio)"""
+    lead = b"\xed\xab\xee\xdb\x03\x00\x00\x00\x00\x01" + b"bomb-1-1".ljust(66, b"\0") + \
+        b"\x00\x01\x00\x05" + bytes(16)
+    return lead + b"\x8e\xad\xe8\x01" + bytes(12) + payload
+
+
+def rpm_entries(scale=1.0):
+    """an RPM whose gzipped cpio payload holds 200,000 files (the names
+    of a big package, 1 MB)"""
+    n = _n(200000, scale)
+    cpio = _cpio_newc(("./usr/share/doc/f%06d.txt" % i, b"") for i in range(n))
+    return _attach("rpm entries", "many.rpm", _rpm(_gz_member(cpio)), ctype=b"application/x-rpm")
+
+
+def rpm_zeros(scale=1.0):
+    """an RPM whose bzip2'd cpio payload holds one 4 GB file of zeros in
+    50 KB (bzip2 streams of 64 MiB, one after the other)"""
+    import bz2
+    size = max(1, _n((4 << 30) - (64 << 20), scale) >> 26) << 26
+    z = bz2.compress(bytes(64 << 20), 9)
+    nm = b"./usr/bin/zeros\0"
+    h = b"070701" + b"".join(b"%08X" % v for v in (1, 0o100755, 0, 0, 1, 1672653600, size,
+                                                      0, 0, 0, 0, len(nm), 0))
+    first = h + nm + bytes((-(len(h) + len(nm))) % 4)
+    payload = bz2.compress(first) + z * (size >> 26) + bz2.compress(_cpio_newc([]))
+    return _attach("rpm bomb", "zeros.rpm", _rpm(payload), ctype=b"application/x-rpm")
+
+
+def _crc16_arc(data):
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xa001 if crc & 1 else crc >> 1
+    return crc
+
+
+def _lha0(name, data=b""):
+    """one LHA level-0 entry, stored (-lh0-)"""
+    import struct
+    nm = name.encode()
+    body = (b"-lh0-" + struct.pack("<IIIBBB", len(data), len(data), 0x56420000, 0x20, 0, len(nm)) +
+            nm + struct.pack("<H", _crc16_arc(data)))
+    return bytes([len(body), sum(body) & 0xff]) + body + data
+
+
+def _lh5_spaces(blocks):
+    """an lh5 stream of blocks of 65,535 symbols each, whose three Huffman
+    tables are single codes (which then take no bit at all): every symbol
+    is the match of 256 bytes at distance 1, of the spaces the window
+    starts with: 7 bytes for 16 MB"""
+    acc, n = 0, 0
+    for _ in range(blocks):
+        # block size; code-length table: none, one code (0); literal
+        # table: none, one code (509: a match of 256); position: none, 0
+        for v, w in ((65535, 16), (0, 5), (0, 5), (0, 9), (509, 9), (0, 4), (0, 4)):
+            acc, n = acc << w | v, n + w
+    acc <<= (-n) % 8
+    return acc.to_bytes((n + 7) // 8, "big") + bytes(8)     # the decoder reads ahead
+
+
+def lha_zeros(scale=1.0):
+    """an LHA of 8 entries of 4 GB of spaces each (14 KB): lh5 with
+    single-code tables decodes 2.5 million bytes per byte"""
+    import struct
+    n = _n(8, scale)
+    comp = _lh5_spaces(255)
+    out = []
+    for i in range(n):
+        nm = b"s%d.txt" % i
+        body = (b"-lh5-" + struct.pack("<IIIBBB", len(comp), 255 * 65535 * 256, 0x56420000, 0x20, 0, len(nm)) +
+                nm + struct.pack("<H", 0))
+        out.append(bytes([len(body), sum(body) & 0xff]) + body + comp)
+    return _attach("lha bomb", "bomb.lzh", b"".join(out) + b"\0")
+
+
+def lha_entries(scale=1.0):
+    """an LHA of 200,000 empty files"""
+    n = _n(200000, scale)
+    return _attach("lha entries", "many.lzh", b"".join(_lha0("f%06d.txt" % i) for i in range(n)) + b"\0")
+
+
+def ar_entries(scale=1.0):
+    """an ar (a .deb's container) of 200,000 two-byte members"""
+    n = _n(200000, scale)
+    out = [b"!<arch>\n"]
+    for i in range(n):
+        out.append(b"%-16s%-12d%-6d%-6d%-8s%-10d`\n" % (b"m%d/" % i, 1672653600, 0, 0, b"100644", 2) + b"x\n")
+    return _attach("ar entries", "many.a", b"".join(out))
+
+
+def nested_formats(scale=1.0):
+    """the formats inside each other: an ar of 2 cpios, each of 2 xars,
+    each listing 8 names of the one tar.Z in its heap, of 32 GB of zeros
+    (3 levels are opened, attach_archive_depth: 32 tar.Z bombs)"""
+    size = _n(32 << 30, scale) // 512 * 512
+    tarz = _lzw_zeros(_tar_head("z.bin", size), size + 1024)
+    toc = (b'<?xml version="1.0" encoding="UTF-8"?><xar><toc>' + b"".join(_xar_file(
+        i + 1, b"t%d.tar.Z" % i,
+        b'<data><length>%d</length><offset>0</offset><size>%d</size>'
+        b'<encoding style="application/octet-stream"/></data>' % (len(tarz), len(tarz)))
+        for i in range(8)) + b"</toc></xar>")
+    xar = _xar(toc, tarz)
+    cpio = _cpio_newc(("x%d.xar" % i, xar) for i in range(2))
+    out = [b"!<arch>\n"]
+    for i in range(2):
+        out.append(b"%-16s%-12d%-6d%-6d%-8s%-10d`\n" % (b"c%d.cpio/" % i, 1672653600, 0, 0, b"100644",
+                                                        len(cpio)) + cpio + b"\n" * (len(cpio) % 2))
+    return _attach("nested formats", "nested.a", b"".join(out))
+
+
 # name -> (builder, what it is); the order is the benchmark's
 BOMBS = {
     "nest_multipart": nest_multipart,
@@ -463,6 +803,21 @@ BOMBS = {
     "targz_zeros": targz_zeros,
     "gz_zeros": gz_zeros,
     "tar_entries": tar_entries,
+    "targz_entry": targz_entry,
+    "tarz_zeros": tarz_zeros,
+    "tarlz4_zeros": tarlz4_zeros,
+    "xar_zeros": xar_zeros,
+    "xar_toc_entries": xar_toc_entries,
+    "xar_toc_deep": xar_toc_deep,
+    "xar_toc_name": xar_toc_name,
+    "xar_toc_claims": xar_toc_claims,
+    "rpm_entries": rpm_entries,
+    "rpm_zeros": rpm_zeros,
+    "cpio_entries": cpio_entries,
+    "lha_zeros": lha_zeros,
+    "lha_entries": lha_entries,
+    "ar_entries": ar_entries,
+    "nested_formats": nested_formats,
 }
 
 
