@@ -6,16 +6,19 @@
  * dots (U+3002, U+FF0E, U+FF61, U+FE52, U+2024) as "." and without
  * control characters, spaces, "user@" or trailing punctuation, an IPv4
  * address written as one number or with hex/octal octets as a dotted
- * quad, and the target of a redirector (redirector_pattern directives
- * first, then any "http://" inside the path), itself canonicalized.  Past
+ * quad, the target of a redirector (redirector_pattern directives
+ * first, then any "http://" inside the path), itself canonicalized, the
+ * default port dropped, numeric character references decoded, and a
+ * bare host ("http://foobar") as Firefox completes it.  Past
  * SpamAssassin, a host in Unicode also gets its IDNA A-label form
  * (libidn2, as the DMARC code), which its URIDNSBL looks up.  Mail
  * addresses are left as they are.
  *
  * The one canonicalizer: the uri rules, the rules' URI blocklists
  * (eval_net.c) and the dnsbl filter's uri lists all read these forms
- * (rules_uri_canon, rules_uri_host), so a host a browser opens is the
- * host that is looked up. */
+ * (rules_uri_set_new once per message for the rules, rules_uri_canon,
+ * rules_uri_host), so a host a browser opens is the host that is looked
+ * up. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
