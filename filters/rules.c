@@ -448,7 +448,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	}
 
 	struct strv body = { 0 }, raw = { 0 }, uris = { 0 };
-	long long addr_ms = 0;      /* spent on text_addresses */
+	long long addr_ms = 0;      /* spent on text_addresses and the URI forms */
 	size_t nmime_uris = 0;      /* uris[0..nmime_uris) are the MIME layer's, then text addresses */
 	{   /* body: the Subject first, then every text part, rendered */
 		size_t tl = 0;
@@ -535,6 +535,13 @@ static void rules_eom(struct mw_ctx *ctx)
 	for (size_t i = 0; i < uris.n; i++)
 		kinds[i] = i < nmime_uris && mm->uri_kinds ? mm->uri_kinds[i] : RULES_URI_MAILTO;
 	in.uri_kinds = kinds;
+	/* the URIs' forms once for the message: the DNS rounds, the uri rules
+	 * and the blocklists' answers each made them again (up to 7 times);
+	 * their time counts against the budget as the addresses' walk does */
+	long long f0 = deadline_now_ms();
+	struct rules_uri_set *uri_forms = rules_uri_set_new(inst->rs, in.uris, in.nuris);
+	in.uri_forms = uri_forms;
+	addr_ms += deadline_now_ms() - f0;
 	if (inst->budget_ms)        /* what the addresses left of it; 0 would mean none */
 		in.time_budget_ms = addr_ms < (long long)inst->budget_ms ? inst->budget_ms - (unsigned)addr_ms : 1;
 	fc->net = rules_net_resolve(ctx, inst->dns, inst->rs, scr, &in, inst->dns_timeout_ms);
@@ -570,6 +577,7 @@ static void rules_eom(struct mw_ctx *ctx)
 	free(parts);
 	strv_free(&body);
 	strv_free(&raw);
+	rules_uri_set_free(uri_forms);
 	strv_free(&uris);
 	free(kinds);
 	for (size_t i = 0; i < no; i++) free(owned[i]);

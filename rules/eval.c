@@ -172,6 +172,22 @@ void eval_cache_set(struct eval_msg *m, enum eval_cache slot, void *data, void (
 	m->cache_free[slot] = free_fn;
 }
 
+static void uri_set_free(void *p)
+{
+	rules_uri_set_free(p);
+}
+
+const struct rules_uri_set *eval_uri_set(struct eval_msg *m)
+{
+	if (m->in->uri_forms) return m->in->uri_forms;
+	struct rules_uri_set *set = eval_cache_get(m, EVC_URIS);
+	if (!set) {
+		set = rules_uri_set_new(m->rs, m->in->uris, m->in->nuris);
+		eval_cache_set(m, EVC_URIS, set, uri_set_free);
+	}
+	return set;
+}
+
 void eval_msg_reset(struct eval_msg *m)
 {
 	for (int i = 0; i < EVC_COUNT; i++) eval_cache_set(m, (enum eval_cache)i, NULL, NULL);

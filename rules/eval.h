@@ -29,7 +29,8 @@ enum eval_cache {
 	EVC_RELAYS,        /* eval_relay.c: parsed Received chain, trust */
 	EVC_NET,           /* eval_net.c */
 	EVC_FACTS,         /* eval_facts.c */
-	EVC_SPARE1, EVC_SPARE2,
+	EVC_URIS,          /* eval_uri_set: the URI forms, when the bridge gave none */
+	EVC_SPARE2,
 	EVC_COUNT
 };
 
@@ -120,6 +121,9 @@ int eval_define_rule(struct ruleset *rs, const char *name, size_t namelen, enum 
 /* cache slot of this message; NULL until set */
 static inline void *eval_cache_get(struct eval_msg *m, enum eval_cache slot) { return m->cache[slot]; }
 void eval_cache_set(struct eval_msg *m, enum eval_cache slot, void *data, void (*free_fn)(void *));
+/* eval_uri_set - the forms of the message's URIs: the bridge's
+ * (rules_input.uri_forms), or made once for this evaluation */
+const struct rules_uri_set *eval_uri_set(struct eval_msg *m);
 
 /* A fact the bridge knows about this message, NULL if unknown.  Keys:
  *   "dns:A:<qname>"   the A records of qname, space separated; "" = NXDOMAIN

@@ -810,6 +810,11 @@ static int domain_valid(const struct net_conf *c, const char *host)
 	return 1;
 }
 
+int eval_net_domain_valid(const struct ruleset *rs, const char *host)
+{
+	return domain_valid(rs ? conf_of(rs) : NULL, host);
+}
+
 
 /* --- per message ------------------------------------------------------------ */
 
@@ -1015,6 +1020,7 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 	if (nm->hosts_done) return nm;
 	nm->hosts_done = 1;
 	const struct net_conf *c = conf_of(m->rs);
+	const struct rules_uri_set *set = eval_uri_set(m);
 	for (size_t i = 0; i < m->in->nuris && i < MAX_URIS && nm->nhosts < MAX_HOSTS; i++) {
 		const char *u = m->in->uris[i];
 		char host[MAX_NAME];
@@ -1023,13 +1029,10 @@ static struct net_msg *uri_hosts(struct eval_msg *m)
 			continue;
 		}
 		unsigned cls = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;
-		char **forms;
-		size_t nf = rules_uri_forms(m->rs, m->md, u, &forms);
-		for (size_t k = 0; k < nf; k++) {
+		size_t nf;
+		const char *const *forms = rules_uri_set_forms(set, i, &nf);
+		for (size_t k = 0; k < nf; k++)
 			if (rules_uri_host(forms[k], host, sizeof host) == 0) add_host(nm, c, host, 0, cls);
-			free(forms[k]);
-		}
-		free(forms);
 	}
 	pick_domains(nm, c, rules_uri_seed(m->in->uris, m->in->nuris));
 	return nm;

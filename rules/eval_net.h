@@ -38,4 +38,10 @@ enum dnsbl_verdict eval_net_verdict(const struct ruleset *rs, const char *qname,
  * bytes; returns the line's length (out is NUL-terminated) */
 size_t eval_net_txt_escape(const char *text, size_t len, char *out);
 
+/* eval_net_domain_valid - host is a domain SpamAssassin's
+ * RegistryBoundaries::is_domain_valid accepts: a dot and a known top-level
+ * domain after the last one (rs's util_rb_tld lines; without them, or
+ * without rs, any alphabetic one) */
+int eval_net_domain_valid(const struct ruleset *rs, const char *host);
+
 #endif

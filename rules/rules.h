@@ -98,6 +98,10 @@ struct rules_input {
 	 * (RULES_URI_ANCHOR ...; the MIME layer's enum mime_uri_kind), or
 	 * NULL: URI blocklists ask about links first, as SpamAssassin */
 	const unsigned char *uri_kinds;
+	/* the forms of uris[] (rules_uri_set_new with the ruleset scanned):
+	 * the bridge makes them once per message; NULL: each rules_scan /
+	 * rules_net_queries call makes its own */
+	const struct rules_uri_set *uri_forms;
 	unsigned time_budget_ms;             /* 0 = none */
 
 	/* for eval: rules (rules/eval.h); all optional (NULL / 0 = unknown) */
@@ -192,6 +196,16 @@ int rules_name_of(const char *value, char *out, size_t outlen);
  * that look URIs up; at most 32.  *out: free with rules_uri_forms_free */
 size_t rules_uri_canon(const char *uri, char ***out);
 void rules_uri_forms_free(char **forms, size_t n);
+/* rules_uri_set - the forms of each of a message's URIs (uris[i] as
+ * rules_uri_canon gives it, plus the targets rs's redirector_pattern lines
+ * find), made once per message: the uri rules, the URI blocklists' lookups
+ * in every DNS round and their answers all read this one set
+ * (rules_input.uri_forms).  rules_uri_set_forms: uris[i]'s forms, *nforms
+ * of them (none past the end) */
+struct rules_uri_set;
+struct rules_uri_set *rules_uri_set_new(const struct ruleset *rs, const char *const *uris, size_t n);
+const char *const *rules_uri_set_forms(const struct rules_uri_set *set, size_t i, size_t *nforms);
+void rules_uri_set_free(struct rules_uri_set *set);
 /* rules_uri_host - the host of one such form ("http://user@Host.Example:80/x"
  * -> "host.example", an IPv6 literal without brackets) into out, lower
  * case; 0, or -1 when there is none or it holds a byte no DNS name or

@@ -144,11 +144,6 @@ int if_eval(const char *expr);
 /* scan.c: group header rules by target, after compile */
 void rules_prepare_targets(struct ruleset *rs);
 
-/* uri.c: the forms of one URI uri rules see (SpamAssassin's
- * canonicalization, redirect targets); *out: malloc'd array of malloc'd
- * strings, count returned */
-size_t rules_uri_forms(const struct ruleset *rs, pcre2_match_data *md, const char *uri, char ***out);
-
 /* split.c: pieces whose union matches what re matches; 0 if it cannot be cut */
 size_t rules_split_regex(const char *re, size_t target, char ***out);
 

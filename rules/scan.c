@@ -622,16 +622,15 @@ int rules_scan(const struct ruleset *rs, struct rules_scratch *s, const struct r
 	if (!over_budget(s) && in->nuris) {
 		/* every URI in the forms SpamAssassin's uri rules see */
 		joined_reset(s);
+		const struct rules_uri_set *set = eval_uri_set(&s->em);
 		for (size_t i = 0; i < in->nuris; i++) {
-			char **forms;
-			size_t nf = rules_uri_forms(rs, s->md, in->uris[i], &forms);
+			size_t nf;
+			const char *const *forms = rules_uri_set_forms(set, i, &nf);
 			for (size_t k = 0; k < nf; k++) {
 				seg_begin(s, 0);
 				buf_add(s, forms[k], strlen(forms[k]));
 				seg_end(s);
-				free(forms[k]);
 			}
-			free(forms);
 		}
 		scan_joined(s, RK_URI);
 	}

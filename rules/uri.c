@@ -6,16 +6,19 @@
  * dots (U+3002, U+FF0E, U+FF61, U+FE52, U+2024) as "." and without
  * control characters, spaces, "user@" or trailing punctuation, an IPv4
  * address written as one number or with hex/octal octets as a dotted
- * quad, and the target of a redirector (redirector_pattern directives
- * first, then any "http://" inside the path), itself canonicalized.  Past
+ * quad, the target of a redirector (redirector_pattern directives
+ * first, then any "http://" inside the path), itself canonicalized, the
+ * default port dropped, numeric character references decoded, and a
+ * bare host ("http://foobar") as Firefox completes it.  Past
  * SpamAssassin, a host in Unicode also gets its IDNA A-label form
  * (libidn2, as the DMARC code), which its URIDNSBL looks up.  Mail
  * addresses are left as they are.
  *
  * The one canonicalizer: the uri rules, the rules' URI blocklists
  * (eval_net.c) and the dnsbl filter's uri lists all read these forms
- * (rules_uri_canon, rules_uri_host), so a host a browser opens is the
- * host that is looked up. */
+ * (rules_uri_set_new once per message for the rules, rules_uri_canon,
+ * rules_uri_host), so a host a browser opens is the host that is looked
+ * up. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@
 #include <idn2.h>
 #include "rules/rules.h"
 #include "rules/rules_int.h"
+#include "rules/eval_net.h"
 
 #define MAX_URI_FORMS   32
 #define MAX_URI_LEN     4096
@@ -106,6 +110,65 @@ static int percent_decode(char *s)
 	}
 	s[j] = '\0';
 	return any;
+}
+
+/* char_refs - SpamAssassin's three passes over numeric character
+ * references in a URI, in its order and with its exact ranges: decimal
+ * &#33; to &#126; (leading zeros allowed), hex &#x21; to &#x7e; except
+ * &#x2a; to &#x2f; (lower-case x only: its regex), then the dots
+ * &#x2e; &#12290; &#x3002; &#65294; &#xff0e; &#65377; &#xff61; (any
+ * case) as ".".  In place; the result is never longer. */
+static void char_refs(char *s)
+{
+	size_t j = 0;
+	for (size_t i = 0; s[i]; i++) {              /* decimal */
+		size_t k = i + 2;
+		if (s[i] == '&' && s[i + 1] == '#') {
+			while (s[k] == '0') k++;
+			size_t d = 0;
+			int v = 0;
+			while (isdigit((unsigned char)s[k + d]) && d < 4) v = v * 10 + (s[k + d++] - '0');
+			if (d >= 2 && d <= 3 && s[k + d] == ';' && v >= 33 && v <= 126) {
+				s[j++] = (char)v;
+				i = k + d;
+				continue;
+			}
+		}
+		s[j++] = s[i];
+	}
+	s[j] = '\0';
+	j = 0;
+	for (size_t i = 0; s[i]; i++) {              /* hex: 2[1-9]|[3-6][0-9a-f]|7[0-9a-e] */
+		size_t k = i + 3;
+		if (s[i] == '&' && s[i + 1] == '#' && s[i + 2] == 'x') {
+			while (s[k] == '0') k++;
+			int hi = hexval((unsigned char)s[k]), lo = hi >= 0 ? hexval((unsigned char)s[k + 1]) : -1;
+			if (lo >= 0 && s[k + 2] == ';' && isdigit((unsigned char)s[k]) &&
+			    ((hi == 2 && lo >= 1 && lo <= 9 && isdigit((unsigned char)s[k + 1])) || (hi >= 3 && hi <= 6) ||
+			     (hi == 7 && lo <= 14))) {
+				s[j++] = (char)(hi * 16 + lo);
+				i = k + 2;
+				continue;
+			}
+		}
+		s[j++] = s[i];
+	}
+	s[j] = '\0';
+	static const char *const dots[] = { "x2e;", "12290;", "x3002;", "65294;", "xff0e;", "65377;", "xff61;" };
+	j = 0;
+	for (size_t i = 0; s[i]; i++) {              /* the dots */
+		size_t d = sizeof dots / sizeof *dots;
+		if (s[i] == '&' && s[i + 1] == '#')
+			for (d = 0; d < sizeof dots / sizeof *dots; d++)
+				if (strncasecmp(s + i + 2, dots[d], strlen(dots[d])) == 0) break;
+		if (d < sizeof dots / sizeof *dots) {
+			s[j++] = '.';
+			i += 1 + strlen(dots[d]);
+			continue;
+		}
+		s[j++] = s[i];
+	}
+	s[j] = '\0';
 }
 
 /* clean_host - host (hl bytes) as a browser reads it into out: the other
@@ -202,6 +265,84 @@ static int ip_quad(const char *h, size_t n, char *out, size_t outsz)
 	return 1;
 }
 
+/* looks_numeric - host (n bytes) is one SpamAssassin reads as an address:
+ * four dotted decimal or 0x numbers, one 0x number, or digits only */
+static int looks_numeric(const char *h, size_t n)
+{
+	size_t parts = 0, i = 0;
+	while (i < n) {
+		size_t d = 0;
+		if (n - i > 2 && h[i] == '0' && (h[i + 1] == 'x' || h[i + 1] == 'X')) {
+			i += 2;
+			while (i < n && hexval((unsigned char)h[i]) >= 0) { i++; d++; }
+		} else {
+			while (i < n && isdigit((unsigned char)h[i])) { i++; d++; }
+		}
+		if (!d) return 0;
+		parts++;
+		if (i == n) break;
+		if (h[i] != '.' || parts == 4) return 0;
+		i++;
+		if (i == n) return 0;
+	}
+	if (parts == 4) return 1;
+	if (parts != 1) return 0;
+	return 1;
+}
+
+/* bare_host - "http://foobar" also as "http://www.foobar.com", as
+ * SpamAssassin (bug 6596, as Firefox did): scheme "http://" as written,
+ * no user@, port 80 (none or ":80"), a host of one label or "www." and
+ * one (not localhost, not an address) that is not a valid domain
+ * already (a known top-level domain after its dot: "www.shop" stays).
+ * n's host starts at host; hn: its length without trailing punctuation,
+ * hp: up to the port.  The form's length in out, or 0 */
+static size_t bare_host(const struct ruleset *rs, const char *n, int has_user, const char *host, size_t hn,
+                        size_t hp, char *out, size_t outsz)
+{
+	char low[256];
+	if (strncmp(n, "http://", 7) != 0 || has_user || hp == 0 || hp >= sizeof low) return 0;
+	if (hn && looks_numeric(host, hn)) return 0;
+	const char *rest = host + hp;
+	if (*rest == ':') {
+		size_t d = strspn(rest + 1, "0123456789");
+		if (d && !(d == 2 && strncmp(rest + 1, "80", 2) == 0)) return 0;
+	}
+	for (size_t i = 0; i < hp; i++) low[i] = (char)tolower((unsigned char)host[i]);
+	low[hp] = '\0';
+	const char *label = strncmp(low, "www.", 4) == 0 ? low + 4 : low;
+	if (!*label || strchr(label, '.') || strcmp(low, "localhost") == 0) return 0;
+	if (label != low && eval_net_domain_valid(rs, low)) return 0;
+	int w = snprintf(out, outsz, "http://www.%s.com%s", label, rest);
+	return w > 0 && (size_t)w < outsz ? (size_t)w : 0;
+}
+
+/* noport - u (scheme://[user@]host:port...) without a default port, as
+ * SpamAssassin strips it: ":80" after "http://" (its scheme compared as
+ * written, lower case), ":443" after any other http(s) scheme, at a word
+ * boundary; its form has no user@ either (SpamAssassin joins the scheme,
+ * host and rest).  Its length in out, or 0 */
+static size_t noport(const char *u, char *out, size_t outsz)
+{
+	const char *h = strstr(u, "://");
+	if (!h) return 0;
+	h += 3;
+	size_t plen = (size_t)(h - u), hl = strcspn(h, "/?#");
+	const char *at = memchr(h, '@', hl);
+	const char *host = at ? at + 1 : h;
+	size_t hp = strcspn(host, "/?#:");
+	if (hp == 0 || host[hp] != ':') return 0;
+	const char *port = strncmp(u, "http://", 7) == 0 ? "80" : "443";
+	const char *p = host + hp + 1;
+	size_t pl = strlen(port);
+	if (strncmp(p, port, pl) != 0 || isalnum((unsigned char)p[pl]) || p[pl] == '_') return 0;
+	if (plen + hp + strlen(p + pl) >= outsz) return 0;
+	memcpy(out, u, plen);
+	memcpy(out + plen, host, hp);
+	strcpy(out + plen + hp, p + pl);
+	return strlen(out);
+}
+
 static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *f, const char *uri, int depth)
 {
 	size_t len = strlen(uri);
@@ -258,12 +399,15 @@ static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *
 			}
 		}
 	}
+	char_refs(n);
 	add_form(f, n, strlen(n));
 	/* host parts */
 	if (strncasecmp(n, "http://", 7) == 0 || strncasecmp(n, "https://", 8) == 0) {
 		char *h = strstr(n, "://") + 3;
 		size_t plen = (size_t)(h - n);
 		char buf[MAX_URI_LEN + 64], ch[1024];
+		size_t bl;
+		if ((bl = noport(n, buf, sizeof buf))) add_form(f, buf, bl);
 		/* the host as a browser reads it: other dots, controls, IDN */
 		size_t hl = strcspn(h, "/?#");
 		char *at = memchr(h, '@', hl);
@@ -277,6 +421,7 @@ static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *
 			memcpy(buf + pre, ch, cl);
 			strcpy(buf + pre + cl, hs + hp);
 			add_form(f, buf, strlen(buf));
+			if ((bl = noport(buf, ch, sizeof ch))) add_form(f, ch, bl);
 			char *c2 = strdup(buf);
 			if (!c2) abort();
 			free(n);
@@ -310,6 +455,8 @@ static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *
 			strcat(buf, rest);
 			add_form(f, buf, strlen(buf));
 		}
+		size_t bare = bare_host(rs, n, at != NULL, host, hn, portpos, buf, sizeof buf);
+		if (bare) add_form(f, buf, bare);
 		if (plen + portpos < sizeof buf) {
 			memcpy(buf, n, plen);
 			memcpy(buf + plen, host, portpos);
@@ -325,19 +472,64 @@ static void canon(const struct ruleset *rs, pcre2_match_data *md, struct forms *
 	free(n);
 }
 
-size_t rules_uri_forms(const struct ruleset *rs, pcre2_match_data *md, const char *uri, char ***out)
+struct rules_uri_set {
+	size_t nuris;
+	size_t *first;              /* uris[i]'s forms: forms[first[i] .. first[i + 1]) */
+	char **forms;
+};
+
+struct rules_uri_set *rules_uri_set_new(const struct ruleset *rs, const char *const *uris, size_t n)
 {
-	struct forms f = { .n = 0 };
-	canon(rs, md, &f, uri, 0);
-	*out = malloc((f.n + 1) * sizeof **out);
-	if (!*out) abort();
-	memcpy(*out, f.v, f.n * sizeof *f.v);
-	return f.n;
+	struct rules_uri_set *set = calloc(1, sizeof *set);
+	/* redirector_pattern captures need an ovector past the whole match */
+	pcre2_match_data *md = rs && rs->nredirectors ? pcre2_match_data_create(16, NULL) : NULL;
+	size_t cap = n * 4 + 1, nforms = 0;
+	if (!set || (rs && rs->nredirectors && !md)) abort();
+	set->nuris = n;
+	set->first = malloc((n + 1) * sizeof *set->first);
+	set->forms = malloc(cap * sizeof *set->forms);
+	if (!set->first || !set->forms) abort();
+	for (size_t i = 0; i < n; i++) {
+		struct forms f = { .n = 0 };
+		canon(rs, md, &f, uris[i], 0);
+		if (nforms + f.n > cap) {
+			cap = (nforms + f.n) * 2;
+			set->forms = realloc(set->forms, cap * sizeof *set->forms);
+			if (!set->forms) abort();
+		}
+		set->first[i] = nforms;
+		memcpy(set->forms + nforms, f.v, f.n * sizeof *f.v);
+		nforms += f.n;
+	}
+	set->first[n] = nforms;
+	if (md) pcre2_match_data_free(md);
+	return set;
+}
+
+const char *const *rules_uri_set_forms(const struct rules_uri_set *set, size_t i, size_t *nforms)
+{
+	if (!set || i >= set->nuris) { *nforms = 0; return NULL; }
+	*nforms = set->first[i + 1] - set->first[i];
+	return (const char *const *)set->forms + set->first[i];
+}
+
+void rules_uri_set_free(struct rules_uri_set *set)
+{
+	if (!set) return;
+	for (size_t i = 0; i < set->first[set->nuris]; i++) free(set->forms[i]);
+	free(set->forms);
+	free(set->first);
+	free(set);
 }
 
 size_t rules_uri_canon(const char *uri, char ***out)
 {
-	return rules_uri_forms(NULL, NULL, uri, out);
+	struct forms f = { .n = 0 };
+	canon(NULL, NULL, &f, uri, 0);
+	*out = malloc((f.n + 1) * sizeof **out);
+	if (!*out) abort();
+	memcpy(*out, f.v, f.n * sizeof *f.v);
+	return f.n;
 }
 
 void rules_uri_forms_free(char **forms, size_t n)

@@ -174,6 +174,21 @@ def test_uri_lists(dns_server, tmp_path):
     assert {"T_SBL", "T_DBL", "T_META_ZEN"} <= set(sym), sym
 
 
+def test_sa_forms_looked_up(dns_server, tmp_path):
+    """Two of SpamAssassin 4.0.1's URI forms that were missing (session 17)
+    reach the URI lists: a bare host as Firefox completes it
+    ("http://bareword/" is www.bareword.com) and a character reference
+    decoded in a redirect target written in a text part ("&#46;" is a
+    dot).  Before, neither domain was asked."""
+    zones(dns_server)
+    dns_server.add_records("dbl.bl.test", ["bareword.com A 127.0.1.2"])
+    dns_server.restart()
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="see http://bareword/offer today")
+    assert set(sym) == {"T_DBL"}, sym
+    sym, _, _ = scan(tmp_path, dns_server.forwarder, body="go http://r.example/go?to=http://spammer&#46;example/x now")
+    assert {"T_DBL", "T_DBL_HOST"} == set(sym), sym   # the host is the listed domain itself
+
+
 def test_sender_without_dns(dns_server, tmp_path):
     zones(dns_server)
     sym, _, _ = scan(tmp_path, dns_server.forwarder, frm="someone@nowhere-at-all.example")

@@ -150,6 +150,7 @@ static void test_body_kinds_and_tflags(void **st)
 		"uri U_NONE /example\\.net/\n"
 		"uri U_REDIR m{^http://198\\.51\\.100\\.9/}\n"
 		"uri U_PATTERN m{^https?://target\\.example/}\n"
+		"uri U_PATTERN_NOSCHEME m{^http://target2\\.example/}\n"
 		"redirector_pattern m'^https?:/*(?:\\w+\\.)?goo\\.example/url\\?.*?(?<=[?&])q=(.*?)(?:$|[&\\#])'i\n"
 		"uri U_SCHEMELESS m{^http://www\\.bare\\.example$}\n"
 		"uri U_NOUSER m{^http://host\\.example/}\n"
@@ -160,9 +161,10 @@ static void test_body_kinds_and_tflags(void **st)
 	const char *uris[] = { "http://192.0.2.1/x", "https://example.org/",
 		"http://rd.yahoo.com/*http://198.51.100.9/farm/?aid=1",
 		"http://www.goo.example/url?sa=t&q=https://target.example/x&b=1",
-		"www.bare.example", "http://user@host.example/" };
+		"www.bare.example", "http://user@host.example/",
+		"http://www.goo.example/url?q=target2.example/x" };
 	struct hits h;
-	scan(rs, &h, body, 3, "From: a\nX-Mailer: Spammer 1\n\nbody\n", uris, 6);
+	scan(rs, &h, body, 3, "From: a\nX-Mailer: Spammer 1\n\nbody\n", uris, 7);
 	assert_true(has(&h, "B_PHRASE"));
 	assert_int_equal(count_of(&h, "B_MULTI"), 3);
 	assert_int_equal(count_of(&h, "B_MAX"), 2);
@@ -174,12 +176,16 @@ static void test_body_kinds_and_tflags(void **st)
 	assert_false(has(&h, "U_NONE"));
 	assert_true(has(&h, "U_REDIR"));        /* the target behind a redirector */
 	assert_true(has(&h, "U_PATTERN"));      /* redirector_pattern's capture */
+	/* a capture without a scheme only a redirector_pattern finds: the uri
+	 * rules matched its patterns with room for no capture, so they never
+	 * saw it (the blocklists did) */
+	assert_true(has(&h, "U_PATTERN_NOSCHEME"));
 	assert_true(has(&h, "U_SCHEMELESS"));
 	assert_true(has(&h, "U_NOUSER"));
 	assert_false(has(&h, "__SUB"));    /* sub-rules are not reported */
 	assert_false(has(&h, "ZERO"));     /* score 0 disables */
-	/* score: 2.5 + 3 + 2 + 1 (default) - 1 + 1 + 1 + 1 + 4 uri rules */
-	assert_true(h.score > 14.49 && h.score < 14.51);
+	/* score: 2.5 + 3 + 2 + 1 (default) - 1 + 1 + 1 + 1 + 5 uri rules */
+	assert_true(h.score > 15.49 && h.score < 15.51);
 	rules_free(rs);
 }
 
@@ -906,6 +912,47 @@ static void test_uri_canon(void **state)
 	size_t n = rules_uri_canon("mailto:a@b.example", &forms);
 	assert_int_equal(n, 1);
 	rules_uri_forms_free(forms, n);
+	/* SpamAssassin 4.0.1's forms (sa_canon.pl in the session notes printed
+	 * them): a bare host as Firefox completes it ... */
+	assert_true(canon_has("http://foobar/x", "http://www.foobar.com/x"));
+	assert_true(canon_has("http://foobar:80/x", "http://www.foobar.com:80/x"));
+	assert_true(canon_has("http://foobar!/", "http://www.foobar!.com/"));
+	assert_true(canon_has("http://spammer&#46;example/", "http://www.spammer&.com/#46;example/"));
+	static const char *const not_bare[] = {
+		"https://foobar/", "http://u@foobar/", "http://foobar:8080/", "http://localhost/",
+		"http://1234/", "http://0x1f/", "HTTP://foobar/", "http://foo.bar/",
+	};
+	for (size_t i = 0; i < sizeof not_bare / sizeof *not_bare; i++) {
+		char **fv;
+		size_t fn = rules_uri_canon(not_bare[i], &fv);
+		for (size_t k = 0; k < fn; k++)
+			if (strstr(fv[k], ".com")) fail_msg("%s: bare-host form %s", not_bare[i], fv[k]);
+		rules_uri_forms_free(fv, fn);
+	}
+	/* ... the default port dropped (and user@ with it, as SpamAssassin
+	 * joins scheme, host and rest), its scheme compared as written ... */
+	assert_true(canon_has("http://x.example:80/p", "http://x.example/p"));
+	assert_true(canon_has("http://x.example:80", "http://x.example"));
+	assert_true(canon_has("https://x.example:443/p", "https://x.example/p"));
+	assert_true(canon_has("http://u@x.example:80/p", "http://x.example/p"));
+	assert_true(canon_has("HTTP://x.example:443/", "HTTP://x.example/"));
+	assert_false(canon_has("http://x.example:8080/", "http://x.example/"));
+	assert_false(canon_has("http://x.example:80a/", "http://x.examplea/"));
+	assert_false(canon_has("http://x.example:443/", "http://x.example/"));
+	assert_false(canon_has("https://x.example:80/", "https://x.example/"));
+	assert_false(canon_has("https://x.example:4430/", "https://x.example0/"));
+	assert_true(canon_has("http://sp\xC3\xA4mmer.example:80/x", "http://xn--spmmer-cua.example/x"));
+	/* ... and numeric character references, in its three passes with its
+	 * ranges: decimal 33-126, hex 21-29 and 30-7e with a small x, then the
+	 * dots (U+002E, U+3002, U+FF0E, U+FF61) in any case */
+	assert_true(canon_has("http://x.example/a&#46;b&#x2e;c&#12290;d&#X2E;e&#x2E;f", "http://x.example/a.b.c.d.e.f"));
+	assert_true(canon_has("http://x.example/&#65294;&#xff0e;&#65377;&#xFF61;&#x3002;", "http://x.example/....."));
+	assert_true(canon_has("http://x.example/&#X41;&#x41;&#x2a;&#127;&#0065;&#x041;",
+	                      "http://x.example/&#X41;A&#x2a;&#127;AA"));
+	assert_true(canon_has("http://x.example/&#38;#x41;", "http://x.example/A"));
+	/* the "/" before "#" comes first: a reference in the host is cut there */
+	assert_false(canon_host_is("http://spammer&#46;example/", "spammer.example"));
+	assert_true(canon_host_is("http://r.example/?u=http://evil&#46;example/x", "evil.example"));
 	/* a hostile URI stays within the forms' bound */
 	char big[4000];
 	size_t j = 0;
@@ -916,10 +963,48 @@ static void test_uri_canon(void **state)
 	rules_uri_forms_free(forms, n);
 }
 
+/* "http://www.X" becomes "http://www.X.com" unless X is a top-level
+ * domain of the rules (util_rb_tld), as SpamAssassin's is_domain_valid;
+ * and a scan reads the bridge's set of forms when it has one */
+static void test_uri_forms_ruleset(void **state)
+{
+	(void)state;
+	struct ruleset *rs = load(
+		"util_rb_tld com shop\n"
+		"uri U_BARE m{^http://www\\.foobar\\.com/}\n"
+		"uri U_SHOP m{^http://www\\.shop\\.com/}\n"
+		"uri U_NOPORT m{^https://secure\\.example/}\n", NULL);
+	const char *uris[] = { "http://www.foobar/", "http://www.shop/", "https://secure.example:443/" };
+	struct hits h;
+	scan(rs, &h, NULL, 0, NULL, uris, 3);
+	assert_true(has(&h, "U_BARE"));
+	assert_false(has(&h, "U_SHOP"));
+	assert_true(has(&h, "U_NOPORT"));
+	/* the set given with the input is the one read: the forms of other
+	 * URIs than uris[] here, to tell */
+	const char *other[] = { "http://www.shop.com/", "http://x.example/", "http://y.example/" };
+	struct rules_uri_set *set = rules_uri_set_new(rs, other, 3);
+	size_t nf;
+	assert_non_null(rules_uri_set_forms(set, 0, &nf));
+	assert_true(nf >= 1);
+	assert_null(rules_uri_set_forms(set, 3, &nf));
+	assert_int_equal(nf, 0);
+	struct rules_input in = { .uris = uris, .nuris = 3, .uri_forms = set };
+	memset(&h, 0, sizeof h);
+	struct rules_scratch *s = rules_scratch_new(rs);
+	assert_int_equal(rules_scan(rs, s, &in, collect, &h), 0);
+	assert_true(has(&h, "U_SHOP"));
+	assert_false(has(&h, "U_BARE"));
+	rules_scratch_free(s);
+	rules_uri_set_free(set);
+	rules_free(rs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_uri_forms_ruleset),
 		cmocka_unit_test(test_body_kinds_and_tflags),
 		cmocka_unit_test(test_meta),
 		cmocka_unit_test_setup_teardown(test_blocks_and_include, unit_tmpdir_setup, unit_tmpdir_teardown),
