@@ -1063,7 +1063,11 @@ def test_mail_types_are_read_as_mail(module_db, clamd, tmp_path):
 
 def _text_with(block, ctype="text/plain; charset=us-ascii", cte="7bit"):
     import attachlib as L
+    import quopri
     body = b"Hello,\r\n\r\nthe file is below.\r\n\r\n" + block + b"\r\nRegards\r\n"
+    if cte == "quoted-printable":
+        # encoded as lines, then sent with CRLF (quopri would make each CR =0D)
+        body = quopri.encodestring(body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
     return L.message([L.part(ctype, body, cte=cte)])
 
 
@@ -1079,6 +1083,15 @@ def _encoded_cases(payload):
          L.message([L.part("application/octet-stream", hqx.split(b"\r\n", 1)[1],
                            'attachment; filename="notes.hqx"', cte="7bit")])),
         ("uuencoded in base64 text", _text_with(L.uuencoded("notes.txt", payload), cte="base64")),
+        # its '=' then "=3D": libclamav misses it as it misses it in base64
+        ("uuencoded in quoted-printable text",
+         _text_with(L.uuencoded("notes.txt", payload), cte="quoted-printable")),
+        # in a message forwarded base64 (GMime keeps it as a leaf): the
+        # yEnc one libclamav finds itself there, the BinHex one is ours
+        ("yEnc in a base64 forwarded message",
+         forwarded(_text_with(L.yenc("notes.txt", payload)), encoding="base64")),
+        ("BinHex in a base64 forwarded message",
+         forwarded(_text_with(hqx), encoding="base64")),
     ]
 
 
