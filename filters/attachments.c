@@ -1028,23 +1028,6 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 
 #define UU_MAX_BLOCKS 100   /* uuencoded files looked at per message */
 
-/* uu_end - the start of the "end" line that closes a uuencoded block
- * starting at p, or of the next "begin " line (a block left open must not
- * hide the next one's name), or end */
-static const char *uu_end(const char *p, const char *end)
-{
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = (size_t)((nl != NULL ? nl : end) - p);
-
-		if ((n >= 3 && memcmp(p, "end", 3) == 0 && (n == 3 || (n == 4 && p[3] == '\r'))) ||
-		    (n >= 6 && memcmp(p, "begin ", 6) == 0))
-			return p;
-		p = nl != NULL ? nl + 1 : end;
-	}
-	return end;
-}
-
 /* check_text_file - a file decoded from a text body (uuencoded, yEnc,
  * BinHex; how says which) under name, label naming it in the part: its
  * type (content rule) and the archive it may be, as an attachment's */
@@ -1078,8 +1061,6 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		size_t n = (size_t)(next - line), k;
 		char name[256], label[320];
 		unsigned char *out;
-		int state = GMIME_UUDECODE_STATE_BEGIN;
-		guint32 save = 0;
 		size_t len, m;
 
 		if ((k = uu_begin(line, n)) == 0) {
@@ -1103,7 +1084,7 @@ static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t
 		len = (size_t)(stop - next);
 		if ((out = malloc(len + 4)) == NULL)
 			return;
-		len = g_mime_encoding_uudecode_step((const unsigned char *)next, len, out, &state, &save);
+		len = uu_decode(next, len, out);
 		snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
 		check_text_file(f, name, out, len, label, "uuencoded");
 		free(out);

@@ -435,6 +435,34 @@ static int collect_encoded(struct hidden *h, const struct mime_msg *m, const cha
 
 enum content_kind { C_MESSAGE, C_CMS, C_PGP };
 
+/* file_part - one, a part of the file data (named fname, or not) as the
+ * MIME parse would list it; names: room for its names */
+static void file_part(struct mime_part *one, const char *names[2], const unsigned char *data, size_t len,
+                      const char *fname)
+{
+	memset(one, 0, sizeof(*one));
+	one->content_type = "application/octet-stream";
+	one->declared_type = "";
+	one->filename = fname != NULL && fname[0] != '\0' ? fname : NULL;
+	one->raw = one->data = data;
+	one->raw_len = one->len = len;
+	names[0] = one->filename;
+	names[1] = NULL;
+	one->names = one->filename != NULL ? names : NULL;
+}
+
+/* hidden_zips - the zips of parts found in a part (here) counted with the
+ * message's: 0, or -1 past av_max_zip_entries (h->zips set, said) */
+static int hidden_zips(struct hidden *h, const char *here, const struct mime_part *parts, size_t nparts)
+{
+	char why[200];
+
+	if (!zips_over(parts, nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why)))
+		return 0;
+	h->zips = 1;
+	return stop(h, here, why);
+}
+
 /* new_item - the next of h's items, where it is */
 static struct hidden_item *new_item(struct hidden *h, const char *here, int is_file)
 {
@@ -489,7 +517,6 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
                 size_t len, const char *wrap, const char *fname)
 {
 	const unsigned char *inner = data;
-	char why[200];
 	int rc;
 
 	if (h->level >= HIDDEN_MAX_LEVELS) {
@@ -515,24 +542,16 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 	if (wrap == NULL && kind == C_PGP) {
 		/* a file: libclamav opens its zips (counted) and the signed
 		 * content inside it is looked for as in a part of that name */
-		struct mime_part one = { .content_type = "application/octet-stream",
-		    .declared_type = "", .filename = fname != NULL && fname[0] ? fname : NULL,
-		    .raw = inner, .raw_len = len, .data = inner, .len = len };
-		const char *names[2] = { one.filename, NULL };
+		struct mime_part one;
+		const char *names[2];
 
-		one.names = one.filename != NULL ? names : NULL;
-		if (zips_over(&one, 1, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
-			h->zips = 1;
-			rc = stop(h, here, why);
-		} else
+		file_part(&one, names, inner, len, fname);
+		if ((rc = hidden_zips(h, here, &one, 1)) == 0)
 			rc = collect(h, &one, 1, here);
 	} else {
 		struct mime_msg *m = mime_parse(inner, len);
 
-		if (zips_over(m->parts, m->nparts, h->cfg, &h->zip_total, &h->zip_budget, why, sizeof(why))) {
-			h->zips = 1;
-			rc = stop(h, here, why);
-		} else {
+		if ((rc = hidden_zips(h, here, m->parts, m->nparts)) == 0) {
 			/* a signed-data in the signed content, or in a message in it */
 			rc = collect(h, m->parts, m->nparts, here);
 			/* signed content is scanned as the body of a
@@ -844,12 +863,16 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
  * libclamav (1.4.6) finds neither in a text part (a BinHex file only on
  * its own or as an application/mac-binhex40 part), nor a uuencoded file
  * in a text part sent base64 or in HTML: EICAR so encoded passed both the
- * clamav and clamd filters as Clean.  So, once the message came back
- * clean, each text part with a uuencoded block is scanned again as the
- * body of a message of its own (the engine finds those there), and each
- * yEnc and BinHex file is decoded (textenc.c) and scanned as the file it
- * is; a part that says it is BinHex is read so too.  At most 100 of them
- * and their share of the 64 MiB of content taken out, or a limit hit. */
+ * clamav and clamd filters as Clean.  So each text part with a
+ * uuencoded block is scanned again as the body of a message of its own
+ * (the engine finds those there), and each yEnc and BinHex file is
+ * decoded (textenc.c) and scanned as the file it is; a part that says it
+ * is BinHex is read so too.  At most 100 of them and their share of the
+ * 64 MiB of content taken out, or a limit hit.  They are taken out with
+ * the signed contents, before any scan, for the zips in the files (those
+ * uuencoded, too: the engine opens them, in the message's own scan for
+ * a text/plain part sent as it is) to count toward av_max_zip_entries;
+ * they are scanned once the message came back clean. */
 
 #define ENCODED_MAX_SCANS 100   /* said in encoded_room */
 
@@ -899,14 +922,22 @@ static int encoded_room(struct hidden *h, const char *here, uint64_t len)
 	return 0;
 }
 
-/* keep_decoded - data decoded, a file of ours to scan (not copied again) */
-static void keep_decoded(struct hidden *h, const char *here, unsigned char *data, size_t len)
+/* keep_decoded - data decoded, a file of ours to scan (not copied again;
+ * name: the one it was encoded under, or NULL), its zips counted first:
+ * libclamav opens them in its scan, which their entries make slow as
+ * those of a zip attached.  0, or -1 past av_max_zip_entries */
+static int keep_decoded(struct hidden *h, const char *here, unsigned char *data, size_t len,
+                        const char *name)
 {
 	struct hidden_item *it = new_item(h, here, 1);
+	struct mime_part one;
+	const char *names[2];
 
 	it->owned = data;
 	it->buf = data;
 	it->len = len;
+	file_part(&one, names, data, len, name);
+	return hidden_zips(h, here, &one, 1);
 }
 
 /* yenc_files - the yEnc files of p's text, decoded */
@@ -930,7 +961,8 @@ static int yenc_files(struct hidden *h, const struct mime_part *p, const char *h
 		out = xmalloc((size_t)(end - next) + 1);
 		len = yenc_data(next, end, out, &line);
 		h->opened -= (uint64_t)(end - next) - len;
-		keep_decoded(h, here, xrealloc(out, len + 1), len);
+		if (keep_decoded(h, here, xrealloc(out, len + 1), len, NULL) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -958,7 +990,43 @@ static int binhex_files(struct hidden *h, const struct mime_part *p, const char 
 		out = xmalloc((size_t)dlen + 1);
 		got = hqx_read(&x, out, dlen);
 		h->opened -= dlen - got;
-		keep_decoded(h, here, out, got);
+		if (keep_decoded(h, here, out, got, name) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* uu_zips - the zips of the uuencoded files of p's text counted: the
+ * engine decodes those (in the message's own scan when p is text/plain
+ * sent as it is, else in p's scan again) and opens their zips.  0, or -1
+ * past av_max_zip_entries */
+static int uu_zips(struct hidden *h, const struct mime_part *p, const char *here)
+{
+	const char *line = (const char *)p->raw, *end = line + p->raw_len;
+
+	while (line < end) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *next = nl != NULL ? nl + 1 : end, *stop;
+		struct mime_part one;
+		const char *names[2];
+		unsigned char *out;
+		size_t len;
+		int rc;
+
+		if (uu_begin(line, (size_t)(next - line)) == 0) {
+			line = next;
+			continue;
+		}
+		/* each byte decoded once: a block ends at the next one's header */
+		stop = uu_end(next, end);
+		out = xmalloc((size_t)(stop - next) + 4);
+		len = uu_decode(next, (size_t)(stop - next), out);
+		file_part(&one, names, out, len, NULL);
+		rc = hidden_zips(h, here, &one, 1);
+		free(out);
+		if (rc < 0)
+			return -1;
+		line = stop;
 	}
 	return 0;
 }
@@ -976,7 +1044,7 @@ static int collect_encoded(struct hidden *h, const struct mime_msg *m, const cha
 			continue;
 		leaf_where(m, i, in, here, sizeof(here));
 		if (p->is_text && has_uuencoded(p->raw, p->raw_len)) {
-			if (encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0)
+			if (encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0 || uu_zips(h, p, here) < 0)
 				return -1;
 			keep(h, here, p->raw, p->raw_len, wrap_text);
 		}
@@ -1002,7 +1070,9 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 		av_unscanned(ctx, cfg, s->label, 1, out);
 		return;
 	}
-	if (collect(&h, m->parts, m->nparts, NULL) < 0 && h.zips) {
+	/* the encoded files of its text parts too: libclamav opens the zips
+	 * of the uuencoded ones in the message's own scan */
+	if ((collect(&h, m->parts, m->nparts, NULL) < 0 || collect_encoded(&h, m, NULL, 1) < 0) && h.zips) {
 		/* as for the message's own zips: before any scan */
 		snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
 		av_unscanned(ctx, cfg, s->label, 1, why);
@@ -1014,8 +1084,6 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	 * text: only once it came back clean (their zips are counted) */
 	if (r == AV_CLEAN && !h.limit)
 		collect_as_text(&h, m, msg, len, 0, NULL, 1);
-	if (r == AV_CLEAN && !h.limit)
-		collect_encoded(&h, m, NULL, 1);
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels or the bytes was not seen */
 		snprintf(out, sizeof(out), "%s", h.why);

@@ -1,6 +1,8 @@
 /* textenc.c - yEnc and BinHex 4.0 decoders (textenc.h). */
 #include <string.h>
 
+#include <gmime/gmime.h>
+
 #include "filters/textenc.h"
 
 size_t uu_begin(const char *line, size_t n)
@@ -12,6 +14,28 @@ size_t uu_begin(const char *line, size_t n)
 	while (k < n && line[k] >= '0' && line[k] <= '7')
 		k++;
 	return k < 9 || k > 10 || line[k] != ' ' ? 0 : k + 1;
+}
+
+const char *uu_end(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl != NULL ? nl : end) - p);
+
+		if ((n >= 3 && memcmp(p, "end", 3) == 0 && (n == 3 || (n == 4 && p[3] == '\r'))) ||
+		    (n >= 6 && memcmp(p, "begin ", 6) == 0))
+			return p;
+		p = nl != NULL ? nl + 1 : end;
+	}
+	return end;
+}
+
+size_t uu_decode(const char *d, size_t n, unsigned char *out)
+{
+	int state = GMIME_UUDECODE_STATE_BEGIN;
+	guint32 save = 0;
+
+	return g_mime_encoding_uudecode_step((const unsigned char *)d, n, out, &state, &save);
 }
 
 size_t yenc_data(const char *d, const char *end, unsigned char *out, const char **after)

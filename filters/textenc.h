@@ -1,5 +1,5 @@
-/* textenc.h - decoders of the files mail programs find in text bodies
- * beside uuencoded ones (GMime decodes those, found by uu_begin): yEnc
+/* textenc.h - decoders of the files mail programs find in text bodies:
+ * uuencoded ones (found by uu_begin and uu_end, decoded by GMime), yEnc
  * and BinHex 4.0.  The
  * attachments filter checks the files' names and types with them, the
  * antivirus scans what they decode (libclamav decodes neither in most
@@ -14,6 +14,15 @@
  * or 4 octal digits, then the name: the name's offset, or 0 (a line of
  * prose starting "begin " is not one) */
 size_t uu_begin(const char *line, size_t n);
+
+/* uu_end - the start of the "end" line that closes a uuencoded block
+ * starting at p (the line after its header), or of the next "begin "
+ * line (a block left open must not hide the next one's name), or end */
+const char *uu_end(const char *p, const char *end);
+
+/* uu_decode - the n bytes of a block's lines at d (to its uu_end)
+ * decoded by GMime into out (room for n + 4 bytes); the bytes written */
+size_t uu_decode(const char *d, size_t n, unsigned char *out);
 
 /* yEnc (=ybegin line=128 size=N name=...  ...  =yend): each byte plus 42,
  * '=' escaping the critical ones (plus 64 more) */

@@ -1063,7 +1063,11 @@ def test_mail_types_are_read_as_mail(module_db, clamd, tmp_path):
 
 def _text_with(block, ctype="text/plain; charset=us-ascii", cte="7bit"):
     import attachlib as L
+    import quopri
     body = b"Hello,\r\n\r\nthe file is below.\r\n\r\n" + block + b"\r\nRegards\r\n"
+    if cte == "quoted-printable":
+        # encoded as lines, then sent with CRLF (quopri would make each CR =0D)
+        body = quopri.encodestring(body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
     return L.message([L.part(ctype, body, cte=cte)])
 
 
@@ -1079,6 +1083,15 @@ def _encoded_cases(payload):
          L.message([L.part("application/octet-stream", hqx.split(b"\r\n", 1)[1],
                            'attachment; filename="notes.hqx"', cte="7bit")])),
         ("uuencoded in base64 text", _text_with(L.uuencoded("notes.txt", payload), cte="base64")),
+        # its '=' then "=3D": libclamav misses it as it misses it in base64
+        ("uuencoded in quoted-printable text",
+         _text_with(L.uuencoded("notes.txt", payload), cte="quoted-printable")),
+        # in a message forwarded base64 (GMime keeps it as a leaf): the
+        # yEnc one libclamav finds itself there, the BinHex one is ours
+        ("yEnc in a base64 forwarded message",
+         forwarded(_text_with(L.yenc("notes.txt", payload)), encoding="base64")),
+        ("BinHex in a base64 forwarded message",
+         forwarded(_text_with(hqx), encoding="base64")),
     ]
 
 
@@ -1098,6 +1111,42 @@ def test_files_encoded_in_text_are_scanned(mode, request, mw_factory, upstream, 
         assert send(mw, msg).code == 250, name
     for m in upstream.wait_messages(len(clean)):
         assert headers_named(m.content, "X-Virus-Status") == ["Clean"]
+
+
+@pytest.mark.parametrize("mode", ["clamav", "clamd"])
+def test_encoded_zips_counted(mode, request, module_db, tmp_path):
+    """a zip yEnc'd, BinHex'd or uuencoded in a text part (libclamav opens
+    it: in the file's scan, or in the message's own for a uuencoded one in
+    text/plain sent as it is) counts toward av_max_zip_entries as the same
+    zip attached does, with the message's other zips; they were not counted
+    and passed as clean"""
+    import attachlib as L
+    clamd = request.getfixturevalue("clamd") if mode == "clamd" else None
+    many = avlib.zip_of([("f%03d.txt" % i, b"") for i in range(100)])
+    some = avlib.zip_of([("g%03d.txt" % i, b"") for i in range(30)])
+    over = "zip attachments list more than 50 entries (av_max_zip_entries)"
+    cases = [
+        ("attached", L.message([L.part("application/zip", many, 'attachment; filename="f.zip"')]), ""),
+        ("yEnc", _text_with(L.yenc("f.zip", many)), "part 2 (text/plain): "),
+        ("BinHex", _text_with(L.binhex("f.zip", many)), "part 2 (text/plain): "),
+        ("uuencoded", _text_with(L.uuencoded("f.zip", many)), "part 2 (text/plain): "),
+        ("uuencoded in base64 HTML", _text_with(L.uuencoded("f.zip", many), "text/html; charset=us-ascii",
+                                                "base64"), "part 2 (text/html): "),
+        ("yEnc in a base64 forwarded message",
+         forwarded(_text_with(L.yenc("f.zip", many)), encoding="base64"),
+         "part 2 (text/plain) in message forwarded.eml: "),
+        # 30 yEnc'd and 30 attached: 60 together
+        ("yEnc beside an attached zip", L.message([
+            L.part("text/plain; charset=us-ascii", L.yenc("g.zip", some), cte="7bit"),
+            L.part("application/zip", some, 'attachment; filename="g.zip"')]), "part 2 (text/plain): "),
+    ]
+    for name, msg, where in cases:
+        res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_zip_entries=50",
+                                                                "av_limit_action=tempfail"])
+        assert res["action"] == "tempfail", (name, res)
+        assert av_symbols(res) == {"AV_UNSCANNED": "limit: " + where + over}, (name, res)
+        res = scan_cli(tmp_path, msg, mode, module_db, clamd, ["av_max_zip_entries=200"])
+        assert res["action"] == "accept" and av_symbols(res) == {}, (name, res)
 
 
 def test_encoded_files_are_bounded(mw_factory, upstream, module_db):
