@@ -199,8 +199,10 @@ static int subtest_uri(const char *s, struct subtest *st)
 }
 
 /* does answer text a of alen bytes (an address for A, the text for TXT,
- * which may hold any byte, NUL too) pass st */
-static int subtest_match(const struct subtest *st, const char *a, size_t alen, pcre2_match_data *md)
+ * which may hold any byte, NUL too) pass st; mctx: the ruleset's match
+ * limits (the text is the zone owner's, the pattern the admin's) */
+static int subtest_match(const struct subtest *st, const char *a, size_t alen, pcre2_match_data *md,
+                         pcre2_match_context *mctx)
 {
 	uint32_t num;
 	int is_quad = strlen(a) == alen && parse_quad(a, &num) == 0;
@@ -212,7 +214,7 @@ static int subtest_match(const struct subtest *st, const char *a, size_t alen, p
 	case ST_VALMASK: return is_quad && (num & st->n2) == (st->n1 & st->n2);
 	case ST_REGEX: {
 		pcre2_match_data *own = md ? NULL : pcre2_match_data_create_from_pattern(st->re, NULL);
-		int rc = pcre2_match(st->re, (PCRE2_SPTR)a, alen, 0, 0, md ? md : own, NULL);
+		int rc = pcre2_match(st->re, (PCRE2_SPTR)a, alen, 0, 0, md ? md : own, mctx);
 		if (own) pcre2_match_data_free(own);
 		return rc >= 0;
 	}
@@ -1092,7 +1094,7 @@ static void ask_list(struct walk *w, const char *qname, int txt)
 
 static int visit_subtest(struct walk *w, const char *answer, size_t len)
 {
-	if (w->sub) return subtest_match(w->sub, answer, len, w->m->md);
+	if (w->sub) return subtest_match(w->sub, answer, len, w->m->md, w->m->rs->mctx);
 	/* no subtest: any 127/8 answer (the bridge dropped the others) */
 	return 1;
 }
@@ -1456,7 +1458,7 @@ static double fn_askdns(struct eval_msg *m, const struct rule *r)
 		int hit = 0;
 		if (!item) abort();
 		for (const char *p = txt_next(ans, item, &n); p && !hit; p = txt_next(p, item, &n))
-			hit = !a->has_sub || subtest_match(&a->sub, item, n, m->md);
+			hit = !a->has_sub || subtest_match(&a->sub, item, n, m->md, m->rs->mctx);
 		free(item);
 		return hit;
 	}
@@ -1466,7 +1468,7 @@ static double fn_askdns(struct eval_msg *m, const struct rule *r)
 		if (n && n < sizeof item) {
 			memcpy(item, p, n);
 			item[n] = '\0';
-			if (!a->has_sub || subtest_match(&a->sub, item, n, m->md)) return 1;
+			if (!a->has_sub || subtest_match(&a->sub, item, n, m->md, m->rs->mctx)) return 1;
 		}
 		p += n;
 		if (*p) p++;
@@ -1518,7 +1520,7 @@ enum dnsbl_verdict eval_net_verdict(const struct ruleset *rs, const char *qname,
 			if (strcmp(c->uri[i].rule, c->blk[b].rule) == 0 && c->uri[i].has_sub) st = &c->uri[i].sub;
 		int ri = rs_find(rs, c->blk[b].rule, strlen(c->blk[b].rule));
 		if (!st && ri >= 0 && is_launcher(&rs->rules[ri])) st = &((const struct rbl_rule *)rs->rules[ri].ev_data)->sub;
-		if (st && st->kind != ST_ANY && subtest_match(st, txt, strlen(txt), NULL)) return DNSBL_REFUSED;
+		if (st && st->kind != ST_ANY && subtest_match(st, txt, strlen(txt), NULL, rs->mctx)) return DNSBL_REFUSED;
 	}
 	return v;
 }

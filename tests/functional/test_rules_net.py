@@ -555,3 +555,40 @@ def test_uri_lists_and_dnsbl_pick_the_same_domains(dns_server, tmp_path):
         by_dnsbl = {x[1:] for x in names if x.startswith("L")}
         by_rules = {x[3:] for x in names if x.startswith("T_L")}
         assert len(by_dnsbl) == 20 and by_dnsbl == by_rules, (variant, sorted(by_dnsbl ^ by_rules))
+
+
+BACKTRACK_RULES = r"""
+askdns   T_TXT_SLOW  _SENDERDOMAIN_ TXT /^(a|aa)+$/
+score    T_TXT_SLOW  1.0
+"""
+
+
+def test_askdns_pattern_held_to_the_match_limit(dns_server, tmp_path):
+    """An askdns subtest's pattern runs over TXT text the zone's owner
+    writes; it was matched with PCRE2's default match limit (10,000,000)
+    instead of the rules' (200,000), so 40 records of "aaa...b" against a
+    backtracking pattern cost seconds of CPU outside any budget check.
+    Now each match stops at the rules' limit: no hit, and quick."""
+    bad = "a" * 40 + "b"
+    dns_server.add_zone("slow.example", ["@ A 192.0.2.30"] + [("@", "TXT", bad + "%02d" % i) for i in range(40)])
+    dns_server.add_zone("fine.example", ["@ A 192.0.2.30", ("@", "TXT", "aaaa")])
+    dns_server.start()
+    rf = tmp_path / "r.cf"
+    rf.write_text(BACKTRACK_RULES)
+
+    def run(frm):
+        p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+        p.write_bytes(make_msg(frm=frm, body=b"hello"))
+        t0 = time.monotonic()
+        r = run_mw(["scan", "-o", "filters=rules", "-o", "rules_files=", "-o", "rules_files=" + str(rf),
+                    "-o", "rules_cache_dir=", "-o", "dns_forwarder=" + dns_server.forwarder,
+                    "-o", "dns_client_name=no", "-o", "rules_net_tests=yes",
+                    "--client-ip", "192.0.2.50", "--from", frm, str(p)], timeout=120)
+        assert r.returncode == 0, r.stderr
+        return {s["name"] for s in json.loads(r.stdout)["symbols"]}, time.monotonic() - t0
+
+    got, _ = run("a@fine.example")
+    assert "T_TXT_SLOW" in got, got                       # the pattern works
+    got, took = run("a@slow.example")
+    assert "T_TXT_SLOW" not in got, got
+    assert took < 5.0, took
