@@ -216,8 +216,10 @@ static int scan_as_user(const struct privs *pv, struct scan_job *job)
 	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 	if (!WIFEXITED(status))
 		fprintf(stderr, "mailwarden scan: the scan (as the user) died of signal %d\n", WTERMSIG(status));
-	/* written only when the action delivers and it went through whole */
-	if (job->relayed >= 0 && lseek(job->relayed, 0, SEEK_END) > 0 && copy_out(job->relayed, job->output) < 0)
+	/* written only when the action delivers and the child went through
+	 * whole: one that died or failed may have left half a message */
+	if (rc == 0 && job->relayed >= 0 && lseek(job->relayed, 0, SEEK_END) > 0 &&
+	    copy_out(job->relayed, job->output) < 0)
 		rc = 1;
 out:
 	if (job->relayed >= 0)
