@@ -1312,10 +1312,10 @@ static void end_of_data(struct session *s)
 
 /* ---- BDAT (RFC 3030) ---------------------------------------------------- */
 
-/* BDAT count [LAST]: the chunk is always read to its end, even when it is
- * refused, so that the client and we stay in step. */
-/* cmd_bdat - refuse: the reply for the chunk whatever the transaction
- * (NULL: none), given once the chunk has been read */
+/* cmd_bdat - BDAT count [LAST]: the chunk is always read to its end,
+ * even when it is refused, so that the client and we stay in step.
+ * refuse: the reply for the chunk whatever the transaction (NULL: none),
+ * given once the chunk has been read */
 static void cmd_bdat(struct session *s, const char *arg, const char *refuse)
 {
 	struct txn *t = s->tx;
@@ -1821,13 +1821,13 @@ static void handle_command(struct session *s, char *line, size_t len)
 		return;
 	}
 	enum smtp_verb v = smtp_verb_parse(line, &arg);
-	if (tls_first(s, v) && v == SMTP_BDAT) {
-		/* its chunk is read, never taken as commands; the reply (and
-		 * the error it counts) after it */
-		cmd_bdat(s, arg, R_TLS_FIRST);
-		return;
-	}
 	if (tls_first(s, v)) {
+		if (v == SMTP_BDAT) {
+			/* its chunk is read, never taken as commands; the reply
+			 * (and the error it counts) after it */
+			cmd_bdat(s, arg, R_TLS_FIRST);
+			return;
+		}
 		reply(s, "%s", R_TLS_FIRST);
 		s->errors++;
 		check_error_limit(s);
