@@ -742,7 +742,7 @@ static int xml_ncname_byte(unsigned char c)
 /* xml_file_element_at - 1 if the '<' at p (n bytes from p on) starts an
  * element whose local name is "file": libarchive's xar reader matches
  * names as libxml2 gives them, without their namespace prefix, so
- * <a:file/> is a file as <file/> is.  A name of more than XAR_PREFIX_MAX
+ * <a:file/> is a file as <file/> is.  A name of XAR_PREFIX_MAX or more
  * bytes, which n may not hold whole, counts as a file: over-counting can
  * only leave a xar unchecked, under-counting lets libarchive build it. */
 static int xml_file_element_at(const unsigned char *p, size_t n)
