@@ -1093,12 +1093,8 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	}
 	/* the encoded files of its text parts too: libclamav opens the zips
 	 * of the uuencoded ones in the message's own scan */
-	if (collect(&h, m->parts, m->nparts, NULL) < 0 || collect_encoded(&h, m, NULL, 1) < 0) {
-		/* as for the message's own zips: before any scan.  Past a
-		 * limit too: what comes after it was not looked into (the
-		 * messages past the levels or the bytes, the text parts after
-		 * the one at the limit), and libclamav would open the zips in
-		 * it, attached or uuencoded, uncounted in the message's scan */
+	if ((collect(&h, m->parts, m->nparts, NULL) < 0 || collect_encoded(&h, m, NULL, 1) < 0) && h.zips) {
+		/* as for the message's own zips: before any scan */
 		snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
 		av_unscanned(ctx, cfg, s->label, 1, why);
 		goto done;
@@ -1107,7 +1103,7 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
 	/* the message's own leaves, when it or a message in it was read as
 	 * text: only once it came back clean (their zips are counted) */
-	if (r == AV_CLEAN)
+	if (r == AV_CLEAN && !h.limit)
 		collect_as_text(&h, m, msg, len, 0, NULL, 1);
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels or the bytes was not seen */
