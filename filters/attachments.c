@@ -728,16 +728,50 @@ static void utf8_locale_init(void)
 	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
+enum { XAR_PREFIX_MAX = 255 };  /* namespace prefixes longer are counted as files */
+
+/* xml_ncname_byte - a byte of an XML NCName (letters, digits, '.', '-',
+ * '_' and all of UTF-8's non-ASCII bytes): wider than XML's rule, which
+ * can only count more elements as files */
+static int xml_ncname_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '-' || c == '_' || c >= 0x80;
+}
+
+/* xml_file_element_at - 1 if the '<' at p (n bytes from p on) starts an
+ * element whose local name is "file": libarchive's xar reader matches
+ * names as libxml2 gives them, without their namespace prefix, so
+ * <a:file/> is a file as <file/> is.  A name of XAR_PREFIX_MAX or more
+ * bytes, which n may not hold whole, counts as a file: over-counting can
+ * only leave a xar unchecked, under-counting lets libarchive build it. */
+static int xml_file_element_at(const unsigned char *p, size_t n)
+{
+	size_t i = 1;
+
+	while (i < n && i <= XAR_PREFIX_MAX && xml_ncname_byte(p[i]))
+		i++;
+	if (i > XAR_PREFIX_MAX)
+		return 1;
+	if (i < n && p[i] == ':')
+		i++;                  /* a prefix: the local name follows */
+	else
+		i = 1;
+	return i + 4 < n && memcmp(p + i, "file", 4) == 0 &&
+	       (p[i + 4] == '>' || p[i + 4] == '/' || isspace(p[i + 4]));
+}
+
 /* xar_toc_files - inflate the zlib TOC of a xar read from ar (its
  * header read: compressed bytes to come), counting the bytes in
- * f->unpacked and the <file> elements into *files; stops past XAR_TOC_MAX
- * bytes or max_files files.  The bytes inflated, or 0 on a broken TOC:
+ * f->unpacked and the <file> elements (with or without a prefix) into
+ * *files; stops past XAR_TOC_MAX bytes or max_files files.  The bytes inflated, or 0 on a broken TOC:
  * what came before the break is within the limits, and libarchive, which
  * stops at the same byte, says so itself. */
 static uint64_t xar_toc_files(struct finding *f, struct archive *ar, uint64_t compressed,
                               unsigned max_files, unsigned *files)
 {
-	enum { KEEP = 5 };            /* strlen("<file"): a match across two buffers */
+	/* the longest element start looked at: a match across two buffers */
+	enum { KEEP = 1 + XAR_PREFIX_MAX + 1 + 4 + 1 };
 	unsigned char in[16384], out[KEEP + 65536];
 	size_t keep = 0;
 	uint64_t total = 0;
@@ -757,7 +791,7 @@ static uint64_t xar_toc_files(struct finding *f, struct archive *ar, uint64_t co
 		z.next_in = in;
 		z.avail_in = (uInt)r;
 		do {
-			size_t n, i;
+			size_t n, i, scan_to;
 
 			z.next_out = out + keep;
 			z.avail_out = (uInt)(sizeof(out) - keep);
@@ -769,9 +803,10 @@ static uint64_t xar_toc_files(struct finding *f, struct archive *ar, uint64_t co
 			n = sizeof(out) - z.avail_out;
 			total += n - keep;
 			f->unpacked += n - keep;
-			for (i = 0; i + KEEP < n; i++)
-				if (out[i] == '<' && memcmp(out + i + 1, "file", 4) == 0 &&
-				    (out[i + KEEP] == '>' || out[i + KEEP] == '/' || isspace(out[i + KEEP])))
+			/* the last KEEP bytes wait for the next buffer, but the TOC's end */
+			scan_to = zr == Z_STREAM_END ? n : n > KEEP ? n - KEEP : 0;
+			for (i = 0; i < scan_to; i++)
+				if (out[i] == '<' && xml_file_element_at(out + i, n - i))
 					++*files;
 			keep = n < KEEP ? n : KEEP;
 			memmove(out, out + n - keep, keep);

@@ -967,6 +967,28 @@ static int yenc_files(struct hidden *h, const struct mime_part *p, const char *h
 	return 0;
 }
 
+#define HQX_FIRST_READ (64 * 1024)
+
+/* hqx_data - the data fork of x (dlen bytes claimed) decoded: into a
+ * buffer that grows with what decodes and is cut to it (*got bytes).  The
+ * claim is the sender's and runs expand up to 255 times, so neither it
+ * nor the text's length measures what will come: a buffer the size of
+ * the claim, kept to the scans, had 100 files of 1 byte claiming 60 MiB
+ * each hold 6 GB of address space. */
+static unsigned char *hqx_data(struct hqx *x, uint32_t dlen, size_t *got)
+{
+	size_t cap = dlen < HQX_FIRST_READ ? dlen : HQX_FIRST_READ;
+	unsigned char *out = xmalloc(cap + 1);
+
+	*got = hqx_read(x, out, cap);
+	while (*got == cap && cap < dlen) {
+		cap = dlen - cap > cap ? 2 * cap : dlen;
+		out = xrealloc(out, cap + 1);
+		*got += hqx_read(x, out + *got, cap - *got);
+	}
+	return xrealloc(out, *got + 1);
+}
+
 /* binhex_files - the data forks of the BinHex files of p's text (or of p,
  * when it says it is BinHex); one that does not decode is left to the
  * attachments filter, which calls it unchecked */
@@ -987,8 +1009,7 @@ static int binhex_files(struct hidden *h, const struct mime_part *p, const char 
 		 * is what is counted */
 		if (encoded_room(h, here, dlen) < 0)
 			return -1;
-		out = xmalloc((size_t)dlen + 1);
-		got = hqx_read(&x, out, dlen);
+		out = hqx_data(&x, dlen, &got);
 		h->opened -= dlen - got;
 		if (keep_decoded(h, here, out, got, name) < 0)
 			return -1;

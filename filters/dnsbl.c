@@ -255,9 +255,11 @@ struct tally {
 };
 
 /* answer - act on one answer address of list l for what; returns 1 if it
- * was a listing */
+ * was a listing.  A refusal sets *refusal (t->refused counts lookups, as
+ * t->asked does: two refusal records answer one lookup) and the tally's
+ * first refusal. */
 static int answer(struct mw_ctx *ctx, const struct dnslist *l, const unsigned char *addr,
-                  const char *what, const char *item, struct tally *t)
+                  const char *what, const char *item, struct tally *t, int *refusal)
 {
 	struct ipnet a;
 	char txt[INET_ADDRSTRLEN];
@@ -297,8 +299,9 @@ static int answer(struct mw_ctx *ctx, const struct dnslist *l, const unsigned ch
 			}
 	return listed;
 blocked:
-	if (t->refused++ == 0)
+	if (t->refused == 0 && !*refusal)
 		snprintf(t->refused_first, sizeof(t->refused_first), "%s for %s %s", txt, what, item);
+	*refusal = 1;
 	return 0;
 }
 
@@ -357,6 +360,7 @@ static void lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l,
 {
 	char name[600];
 	struct dns_reply *r;
+	int refusal = 0;
 
 	if (!list_name(l, prefix, name, sizeof(name)))
 		return;
@@ -365,7 +369,8 @@ static void lookup(struct mw_ctx *ctx, struct dnsbl *b, const struct dnslist *l,
 	switch (r->status) {
 	case DNS_OK:
 		for (size_t i = 0; i < r->count; i++)
-			answer(ctx, l, r->rr[i].addr, what, item, t);
+			answer(ctx, l, r->rr[i].addr, what, item, t, &refusal);
+		t->refused += refusal;
 		break;
 	case DNS_NXDOMAIN:
 	case DNS_NODATA:

@@ -258,13 +258,14 @@ def _binhex_rle(raw):
     return bytes(out)
 
 
-def binhex(name, data, rsrc=b"", cut=0):
+def binhex(name, data, rsrc=b"", cut=0, claim=None):
     """data as a BinHex 4.0 file (its name in the encoded header), the
     "(This file must be converted ..." line first; cut: characters taken
-    off the end (a file cut short)"""
+    off the end (a file cut short); claim: the data fork length the
+    header gives, if not len(data)"""
     n = _b(name)
     hdr = bytes([len(n)]) + n + b"\x00" + b"APPL" + b"????" + b"\x00\x00" + \
-        struct.pack(">II", len(data), len(rsrc))
+        struct.pack(">II", len(data) if claim is None else claim, len(rsrc))
     raw = hdr + _binhex_crc(hdr) + data + _binhex_crc(data) + rsrc + _binhex_crc(rsrc)
     alpha = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
     bits, nbits, enc = 0, 0, bytearray()

@@ -13,15 +13,16 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
 import avlib
-from avlib import (CUSTOM, EICAR, EICAR_NAME, Clamd, copy_db, ndb_line, plain, send,
+from avlib import (CUSTOM, CUSTOM_NAME, EICAR, EICAR_NAME, Clamd, copy_db, ndb_line, plain, send,
                    with_attachment)
-from mwlib import free_port, headers_named, run_mw, wait_until
+from mwlib import MW_BIN, free_port, headers_named, run_mw, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(avlib.CLAMD) or
                                 not os.path.isdir(avlib.TESTFILES),
@@ -497,6 +498,33 @@ def test_virus_inside_signed_message(mode, case, request, signed_cases, module_d
     assert res["action"] == "reject", res
     assert av_symbols(res) == {"VIRUS_FOUND": want}, res
     assert res["reply"] == "554 5.7.1 Virus found: " + want
+
+
+def test_binhex_claims_are_not_allocated(module_db, tmp_path):
+    """a BinHex file's data fork was given a buffer of the length its
+    header claims (up to what is left of the 64 MiB), kept to the scans: 100
+    files of 1 byte claiming 60 MiB each held 6 GB of address space, and
+    the scan aborted under a 3 GiB limit (a plain message needs a small
+    part of it).  The buffer now grows with what decodes: a file whose
+    runs make 300 KB of a few KB of text is still read whole"""
+    import attachlib as L
+    import resource
+
+    def address_space_3g():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    claims = tmp_path / "claims.eml"
+    claims.write_bytes(_text_with(b"".join(L.binhex("f%d.bin" % i, b"x", claim=60 << 20) for i in range(100))))
+    args = [MW_BIN, "scan", "-o", "filters=clamav", "-o", "av_database=" + module_db,
+            "-o", "av_db_check_interval=0", str(claims)]
+    p = subprocess.run(args, capture_output=True, timeout=60, preexec_fn=address_space_3g)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(p.stdout)
+    # each decodes to its 1 byte (the CRCs do not hold): clean
+    assert res["action"] == "accept" and av_symbols(res) == {}, res
+    runs = _text_with(L.binhex("zeros.bin", bytes(300000) + CUSTOM))
+    assert len(runs) < 20000
+    res = scan_cli(tmp_path, runs, "clamav", module_db)
+    assert av_symbols(res) == {"VIRUS_FOUND": CUSTOM_NAME + " in part 2 (text/plain)"}, res
 
 
 def clamd_streams(clamd):

@@ -307,6 +307,49 @@ def test_xar_toc_check_keeps_what_it_does_not_stop(work):
     assert "attach_archive_max_entries" in unchecked(res)[0], res["symbols"]
 
 
+def _xar_exe_then(elements):
+    """a xar whose TOC lists evil.exe, then the given elements (one
+    namespace declared for the prefixes a and b)"""
+    exe = b"MZ" + bytes(200)
+    first = bomblib._xar_file(1, b"evil.exe", (
+        b'<data><length>%d</length><offset>0</offset><size>%d</size>'
+        b'<encoding style="application/octet-stream"/></data>' % (len(exe), len(exe))))
+    return bomblib._xar(b'<?xml version="1.0" encoding="UTF-8"?><xar xmlns:a="urn:a" xmlns:b="urn:b"><toc>' +
+                        first + b"".join(elements) + b"</toc></xar>", exe)
+
+
+# long prefixes, with or without namespaces: libxml2 gives the local name
+LONG = b"p" * 300
+
+
+@pytest.mark.parametrize("label,element", [
+    ("prefixed", lambda i: b'<a:file id="%d"/>' % i),
+    # prefixes of 1 to 299 bytes: elements cut at every offset across the
+    # inflate buffers, and past the longest prefix the count looks at
+    ("prefix lengths", lambda i: b'<%s:file xmlns:%s="urn:x" id="%d"></%s:file>' % (
+        (LONG[:1 + i % 299],) * 2 + (i,) + (LONG[:1 + i % 299],))),
+    ("white space", lambda i: b'<b:file\n id="%d">\t</b:file>' % i),
+])
+def test_xar_toc_counts_prefixed_file_elements(work, label, element):
+    """libarchive's xar reader takes <a:file> as a file (libxml2's local
+    name): a TOC of 700,000 of them took 300 MB.  10,001 files after
+    evil.exe: the xar is unchecked without being read (on main its TOC
+    passed the count and evil.exe was found)"""
+    res, _ = scan(work, bomblib._attach("xar", "ns.xar", _xar_exe_then(element(i + 2) for i in range(10000))))
+    assert res["action"] == "quarantine", (label, res)
+    assert [s["name"] for s in res["symbols"] if s["name"].startswith("ATTACH")] == ["ATTACH_UNCHECKED"], res
+    assert "attach_archive_max_entries" in unchecked(res)[0], res["symbols"]
+
+
+def test_xar_toc_count_takes_only_the_local_name_file(work):
+    """elements whose local name only begins with "file", or whose prefix
+    is "file", are not files: 10,000 of them and the xar is still read"""
+    other = (lambda i: b'<a:files id="%d"/>' % i, lambda i: b'<file:name xmlns:file="urn:f" id="%d"/>' % i)
+    res, _ = scan(work, bomblib._attach("xar", "ns.xar", _xar_exe_then(other[i % 2](i + 2) for i in range(10000))))
+    assert res["action"] == "reject" and not unchecked(res), res
+    assert "evil.exe" in " ".join(s["desc"] for s in res["symbols"]), res["symbols"]
+
+
 def test_xar_toc_broken_at_its_end_is_still_counted(work):
     """a TOC of 400,000 files whose zlib checksum is wrong: libarchive
     parsed all of it before finding that out (216 MB on main); the count

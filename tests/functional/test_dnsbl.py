@@ -264,3 +264,15 @@ def test_refusals_logged_once_per_list(dns_server, tmp_path):
     assert err.count("not a listing") == 2, err
     assert "multi.uribl.test answered 30 of 30 lookups with a refusal" in err, err
     assert "dbl.bl.test answered 31 of 31 lookups with a refusal" in err, err
+
+
+def test_refusals_counted_per_lookup(dns_server, tmp_path):
+    """A refusal counted per answer record: one lookup answered with two
+    refusal records logged "answered 2 of 1 lookups".  Now a lookup,
+    answered with any number of them, is one refusal (the first one named)."""
+    dns_server.add_zone("zen.bl.test", ["97.2.0.192 A 127.255.255.254", "97.2.0.192 A 127.255.255.252"])
+    dns_server.start()
+    sym, err, res = scan(tmp_path, dns_server.forwarder, client="192.0.2.97", lists=(ZEN,))
+    assert set(sym) == {"DNSBL_BLOCKED"} and res["score"] == 0, sym
+    assert "zen.bl.test answered 1 of 1 lookups with a refusal (first 127.255.255.25" in err, err
+    assert sym["DNSBL_BLOCKED"]["desc"].startswith("zen.bl.test refused 1 queries (first 127.255.255.25"), sym
