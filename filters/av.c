@@ -876,21 +876,6 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 
 #define ENCODED_MAX_SCANS 100   /* said in encoded_room */
 
-/* has_uuencoded - a line of b is a uuencode header (uu_begin) */
-static int has_uuencoded(const unsigned char *b, size_t n)
-{
-	const unsigned char *at = b, *end = b + n, *nl;
-
-	for (; at < end; at = nl + 1) {
-		nl = memchr(at, '\n', (size_t)(end - at));
-		if (uu_begin((const char *)at, (size_t)((nl != NULL ? nl + 1 : end) - at)) != 0)
-			return 1;
-		if (nl == NULL)
-			break;
-	}
-	return 0;
-}
-
 /* says_binhex - the part says it is BinHex: its type, or a .hqx name */
 static int says_binhex(const struct mime_part *p)
 {
@@ -1019,11 +1004,12 @@ static int binhex_files(struct hidden *h, const struct mime_part *p, const char 
 
 /* uu_zips - the zips of the uuencoded files of p's text counted: the
  * engine decodes those (in the message's own scan when p is text/plain
- * sent as it is, else in p's scan again) and opens their zips.  0, or -1
- * past av_max_zip_entries */
+ * sent as it is, else in p's scan again) and opens their zips.  The
+ * uuencoded files found (0: none), or -1 past av_max_zip_entries */
 static int uu_zips(struct hidden *h, const struct mime_part *p, const char *here)
 {
 	const char *line = (const char *)p->raw, *end = line + p->raw_len;
+	int found = 0;
 
 	while (line < end) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
@@ -1047,9 +1033,10 @@ static int uu_zips(struct hidden *h, const struct mime_part *p, const char *here
 		free(out);
 		if (rc < 0)
 			return -1;
+		found++;
 		line = stop;
 	}
-	return 0;
+	return found;
 }
 
 /* collect_encoded - the text parts of m with encoded files in them, kept
@@ -1064,10 +1051,13 @@ static int collect_encoded(struct hidden *h, const struct mime_msg *m, const cha
 		if ((!p->is_text && !says_binhex(p)) || p->raw_len == 0 || p->truncated)
 			continue;
 		leaf_where(m, i, in, here, sizeof(here));
-		if (p->is_text && has_uuencoded(p->raw, p->raw_len)) {
-			if (encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0 || uu_zips(h, p, here) < 0)
+		if (p->is_text) {
+			int uu = uu_zips(h, p, here);
+
+			if (uu < 0 || (uu > 0 && encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0))
 				return -1;
-			keep(h, here, p->raw, p->raw_len, wrap_text);
+			if (uu > 0)
+				keep(h, here, p->raw, p->raw_len, wrap_text);
 		}
 		if (yenc_files(h, p, here) < 0 || binhex_files(h, p, here) < 0)
 			return -1;
