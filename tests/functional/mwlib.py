@@ -22,6 +22,51 @@ from aiosmtpd.controller import Controller
 
 MW_BIN = os.environ.get("MW_BIN", "")
 MW_PLUGIN = os.environ.get("MW_PLUGIN", "")
+# the source tree, or its public copy made by a parent test process
+# (pytest-xdist's workers inherit MW_BIN, MW_PLUGIN and this from it)
+SOURCE_ROOT = os.environ.get("MW_PUBLIC_ROOT") or \
+    os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def _reachable_by_others(path):
+    """every directory above path lets other users through (o+x)"""
+    d = os.path.dirname(os.path.abspath(path))
+    while True:
+        if not os.stat(d).st_mode & 0o001:
+            return False
+        if d == os.path.dirname(d):
+            return True
+        d = os.path.dirname(d)
+
+
+def _public_copy():
+    """Tests that start mailwarden as (or dropping to) an unprivileged user
+    need the binary, the example plugin and the rules where that user can
+    reach them.  A checkout under a private directory (mktemp -d is 0700)
+    is not: then they are copied, once per test process, to a directory
+    others may read, and MW_BIN, MW_PLUGIN and SOURCE_ROOT point there
+    (for child processes too, through the environment)."""
+    global MW_BIN, MW_PLUGIN, SOURCE_ROOT
+    import atexit
+    import shutil
+    import tempfile
+    if not MW_BIN or not os.path.exists(MW_BIN) or _reachable_by_others(MW_BIN):
+        return
+    pub = tempfile.mkdtemp(prefix="mw-public-")
+    os.chmod(pub, 0o755)
+    atexit.register(shutil.rmtree, pub, True)
+    for var in ("MW_BIN", "MW_PLUGIN"):
+        src = globals()[var]
+        if src and os.path.exists(src):
+            dst = os.path.join(pub, var.lower(), os.path.basename(src))
+            os.makedirs(os.path.dirname(dst), mode=0o755)
+            shutil.copy2(src, dst)
+            globals()[var] = os.environ[var] = dst
+    shutil.copytree(os.path.join(SOURCE_ROOT, "rules"), os.path.join(pub, "rules"))
+    SOURCE_ROOT = os.environ["MW_PUBLIC_ROOT"] = pub
+
+
+_public_copy()
 CRLF = b"\r\n"
 
 

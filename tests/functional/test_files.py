@@ -487,7 +487,7 @@ def test_root_learn_truncates_nothing_through_a_link(root):
         assert f.read() == "root:*:19000:0:99999:7:::\n"
 
 
-RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "rules", "cf", "*.cf")
+RULES = os.path.join(mwlib.SOURCE_ROOT, "rules", "cf", "*.cf")   # where the user can read them
 
 
 def test_root_scan_writes_no_rules_cache_through_a_link(root):
