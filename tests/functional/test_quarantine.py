@@ -620,3 +620,36 @@ def test_outbound_quarantine_is_released_signed_over_what_leaves(mw_factory, ups
     qid2, _ = put_one(m2, upstream, msg=msg, frm="alice@sign.test")
     q_ok(m2, "release", qid2)
     assert dkimlib.signatures(upstream.wait_messages(2)[1].content) == []
+
+
+def test_released_message_is_not_signed_again(mw_factory, upstream, make_upstream, tmp_path):
+    """A released outbound message that passes through mailwarden again
+    (the release upstream is an MTA that runs our milter, or our proxy)
+    was signed a second time by the same keys: 4 signatures, 2 of them
+    saying nothing new.  A key now signs only if the message does not carry
+    a signature of that key that verifies over it as it leaves; one that
+    no longer verifies (a signed field changed since) gets a fresh one."""
+    import dkimlib
+    keys = dkimlib.make_keys(tmp_path)
+    sign, dns = dkimlib.sign_keys(keys)
+    msg = spam_msg(body=BODY).replace(b"From: sender@example.org", b"From: alice@sign.test")
+    m = mw_factory(upstream, opts=quarantine_opts(("filters", "dkim_sign"),
+                                                  ("outbound_quarantine_score", "5"), *sign),
+                   direction="outbound")
+    qid, _ = put_one(m, upstream, msg=msg, frm="alice@sign.test")
+    second = make_upstream()
+    again = mw_factory(second, opts=[("filters", "dkim_sign")] + sign, direction="outbound")
+    q_ok(m, "release", qid, opts=[("quarantine_release_upstream", "127.0.0.1:%d" % again.port)])
+    got = second.wait_messages(1)[0].content
+    assert len(dkimlib.signatures(got)) == 2, got[:3000]
+    assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+    assert "not signed again" in again.stderr_tail()
+
+    # a signed field changed on the way: that signature fails, a new one is made
+    changed = got.replace(b"Subject: buy viagra now", b"Subject: buy viagra later")
+    c = again.client()
+    c.ehlo()
+    assert c.transaction("alice@sign.test", ["rcpt@example.net"], changed)["final"].code == 250
+    c.quit()
+    out = second.wait_messages(2)[1].content
+    assert dkimlib.dkimpy_verify_all(out, dns) == [True, True, False, False]
