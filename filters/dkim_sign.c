@@ -34,6 +34,7 @@
 #include <dkim.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "filters/addrlist.h"
 #include "filters/builtin.h"
@@ -173,11 +174,15 @@ struct sign_key {
 	char domain[ADDR_DOMAIN_MAX + 1];
 	char selector[64];
 	char *pem;                         /* owned: the key file */
+	char *record;                      /* owned: its public key as the TXT
+	                                    * record a verifier would fetch */
 	dkim_alg_t alg;                    /* RSA-SHA256 or Ed25519-SHA256 */
 };
 
 struct sign_inst {
 	DKIM_LIB *lib;
+	DKIM_LIB *vlib;                    /* verifies our own signatures, keys
+	                                    * from the table: no DNS */
 	struct sign_key keys[SIGN_MAX_KEYS];
 	size_t nkeys;
 	char *hdr_words, *over_words;      /* owned: the lists, split in place */
@@ -208,6 +213,36 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 	return 0;
 }
 
+/* key_record - the DNS TXT record of pk's public key (RFC 6376 3.6.1; for
+ * Ed25519 the raw key, RFC 8463), as a verifier would fetch it; owned, or
+ * NULL */
+static char *key_record(EVP_PKEY *pk, int id)
+{
+	unsigned char *der = NULL, raw[32];
+	const unsigned char *pub;
+	size_t n;
+	int len;
+	char *rec = NULL;
+
+	if (id == EVP_PKEY_ED25519) {
+		n = sizeof(raw);
+		if (EVP_PKEY_get_raw_public_key(pk, raw, &n) != 1)
+			return NULL;
+		pub = raw;
+	} else {
+		if ((len = i2d_PUBKEY(pk, &der)) <= 0)
+			return NULL;
+		pub = der;
+		n = (size_t)len;
+	}
+	/* base64: 4 characters per 3 bytes, and the NUL */
+	rec = xmalloc(40 + (n + 2) / 3 * 4 + 1);
+	len = sprintf(rec, "v=DKIM1; k=%s; p=", id == EVP_PKEY_ED25519 ? "ed25519" : "rsa");
+	EVP_EncodeBlock((unsigned char *)rec + len, pub, (int)n);
+	OPENSSL_free(der);
+	return rec;
+}
+
 /* load_key - read and classify one key file; 0 or -1 with err */
 static int load_key(struct sign_key *k, const char *path, char *err, size_t errlen)
 {
@@ -231,16 +266,128 @@ static int load_key(struct sign_key *k, const char *path, char *err, size_t errl
 		return -1;
 	}
 	id = EVP_PKEY_get_base_id(pk);
-	EVP_PKEY_free(pk);
 	if (id == EVP_PKEY_RSA)
 		k->alg = DKIM_SIGN_RSASHA256;
 	else if (id == EVP_PKEY_ED25519)
 		k->alg = DKIM_SIGN_ED25519SHA256;
 	else {
+		EVP_PKEY_free(pk);
 		snprintf(err, errlen, "dkim_sign_key: %s is neither an RSA nor an Ed25519 key", path);
 		return -1;
 	}
+	k->record = key_record(pk, id);
+	EVP_PKEY_free(pk);
+	if (k->record == NULL) {
+		snprintf(err, errlen, "dkim_sign_key: %s: cannot derive its public key", path);
+		return -1;
+	}
 	return 0;
+}
+
+/* --- signatures of ours the message already carries ---------------------
+ *
+ * A message that passes through mailwarden twice (released from the
+ * quarantine to an MTA that runs our milter, or relayed back through the
+ * proxy) carried our signature already and got a second one by the same
+ * key.  Two signatures of one key say nothing more than one, double the
+ * verifiers' work, and a receiver's signature count or size limit may
+ * drop the message's good one.  So a key signs only when the message does
+ * not carry a signature of that key (its d= and s=, its algorithm, no l=)
+ * that verifies over the message exactly as it now leaves; one that no
+ * longer does (the second pass changed a signed field) is left as it is
+ * and a fresh one added, as before.  The check needs no DNS: the key
+ * comes from the table (own_key_lookup), and other signers' signatures
+ * are not verified at all (own_prescreen). */
+
+static const struct sign_key *key_of(const struct sign_inst *in, const char *dom, const char *sel)
+{
+	for (size_t i = 0; dom != NULL && sel != NULL && i < in->nkeys; i++)
+		if (strcasecmp(in->keys[i].domain, dom) == 0 && strcmp(in->keys[i].selector, sel) == 0)
+			return &in->keys[i];
+	return NULL;
+}
+
+static DKIM_CBSTAT own_key_lookup(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
+{
+	const struct sign_inst *in = dkim_get_user_context(d);
+	const struct sign_key *k = in == NULL ? NULL :
+	    key_of(in, (const char *)dkim_sig_getdomain(sig), (const char *)dkim_sig_getselector(sig));
+
+	if (k == NULL || strlen(k->record) >= buflen)
+		return DKIM_CBSTAT_NOTFOUND;
+	memcpy(buf, k->record, strlen(k->record) + 1);
+	return DKIM_CBSTAT_CONTINUE;
+}
+
+/* own_prescreen - only signatures naming a key of ours, at most
+ * SIGN_MAX_KEYS of them (each costs a public-key operation) */
+static DKIM_CBSTAT own_prescreen(DKIM *d, DKIM_SIGINFO **sigs, int nsigs)
+{
+	const struct sign_inst *in = dkim_get_user_context(d);
+	int kept = 0;
+
+	for (int i = 0; i < nsigs; i++)
+		if (in == NULL || kept == SIGN_MAX_KEYS ||
+		    key_of(in, (const char *)dkim_sig_getdomain(sigs[i]),
+		        (const char *)dkim_sig_getselector(sigs[i])) == NULL)
+			dkim_sig_ignore(sigs[i]);
+		else
+			kept++;
+	return DKIM_CBSTAT_CONTINUE;
+}
+
+static int has_signature(const char *hdrs, size_t len)
+{
+	struct header_field f;
+	size_t pos = 0;
+
+	while (header_next(hdrs, len, &pos, &f) == 1)
+		if (header_name_is(&f, DKIM_SIGNHEADER))
+			return 1;
+	return 0;
+}
+
+/* verified_keys - done[i] = 1 for each key i of the table of which the
+ * message, as it leaves (m), carries a signature that verifies */
+static void verified_keys(const struct sign_inst *in, const struct final_msg *m, int *done)
+{
+	DKIM_SIGINFO **sigs = NULL;
+	DKIM_STAT st;
+	DKIM *d;
+	int nsigs = 0;
+
+	if (!has_signature(m->headers, m->headers_len))
+		return;
+	d = dkim_verify(in->vlib, (const u_char *)m->req->session_id, NULL, &st);
+	if (d == NULL)
+		return;
+	dkim_set_user_context(d, (void *)in);
+	st = dkim_chunk(d, (u_char *)m->headers, m->headers_len);
+	if (st == DKIM_STAT_OK)
+		st = dkim_chunk(d, (u_char *)m->rest, m->rest_len);
+	if (st == DKIM_STAT_OK)
+		st = dkim_chunk(d, NULL, 0);
+	if (st == DKIM_STAT_OK)
+		(void)dkim_eom(d, NULL);      /* each signature's own result below */
+	if (st == DKIM_STAT_OK && dkim_getsiglist(d, &sigs, &nsigs) == DKIM_STAT_OK) {
+		for (int i = 0; i < nsigs; i++) {
+			const struct sign_key *k;
+			ssize_t msglen, canonlen, signlen = 0;
+			dkim_alg_t alg;
+
+			if ((dkim_sig_getflags(sigs[i]) & DKIM_SIGFLAG_IGNORE) || !DKIM_SIG_CHECK(sigs[i]))
+				continue;
+			k = key_of(in, (const char *)dkim_sig_getdomain(sigs[i]),
+			    (const char *)dkim_sig_getselector(sigs[i]));
+			if (k == NULL || dkim_sig_getsignalg(sigs[i], &alg) != DKIM_STAT_OK ||
+			    alg != k->alg ||
+			    dkim_sig_getcanonlen(d, sigs[i], &msglen, &canonlen, &signlen) != DKIM_STAT_OK ||
+			    signlen != (ssize_t)-1)
+				continue;
+			done[k - in->keys] = 1;
+		}
+	}
+	dkim_free(d);
 }
 
 static void sign_fini(void *instance)
@@ -252,8 +399,12 @@ static void sign_fini(void *instance)
 		return;
 	if (in->lib != NULL)
 		dkim_close(in->lib);
-	for (i = 0; i < SIGN_MAX_KEYS; i++)
+	if (in->vlib != NULL)
+		dkim_close(in->vlib);
+	for (i = 0; i < SIGN_MAX_KEYS; i++) {
 		free(in->keys[i].pem);
+		free(in->keys[i].record);
+	}
 	free(in->hdr_words);
 	free(in->over_words);
 	free(in);
@@ -310,6 +461,13 @@ static int sign_setup(void **instance, const struct scan_env *env, char *err, si
 	    (in->over[0] != NULL &&
 	     dkim_options(in->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, in->over, sizeof(char **)) != DKIM_STAT_OK)) {
 		snprintf(err, errlen, "cannot configure libopendkim (signed header lists)");
+		goto fail;
+	}
+	if ((in->vlib = dkim_init(NULL, NULL)) == NULL ||
+	    dkim_options(in->vlib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags)) != DKIM_STAT_OK ||
+	    dkim_set_key_lookup(in->vlib, own_key_lookup) != DKIM_STAT_OK ||
+	    dkim_set_prescreen(in->vlib, own_prescreen) != DKIM_STAT_OK) {
+		snprintf(err, errlen, "cannot initialize libopendkim (verifier of our signatures)");
 		goto fail;
 	}
 	*instance = in;
@@ -406,7 +564,7 @@ static void sign_finalize(void *instance, const struct final_msg *m)
 	const struct sign_inst *in = instance;
 	char dom[ADDR_DOMAIN_MAX + 1];
 	size_t i;
-	int any = 0;
+	int any = 0, done[SIGN_MAX_KEYS] = { 0 };
 
 	if (m->req->direction != MW_OUTBOUND || in->nkeys == 0)
 		return;
@@ -415,6 +573,7 @@ static void sign_finalize(void *instance, const struct final_msg *m)
 		    "dkim_sign: not signed: From does not hold exactly one address with a domain");
 		return;
 	}
+	verified_keys(in, m, done);
 	/* prepending puts each signature on top: sign in reverse table order
 	 * so the fields read in the order of the table */
 	for (i = in->nkeys; i > 0; i--) {
@@ -424,6 +583,12 @@ static void sign_finalize(void *instance, const struct final_msg *m)
 		if (strcmp(k->domain, dom) != 0)
 			continue;
 		any = 1;
+		if (done[i - 1]) {
+			slog(m->req->session_id, LOG_INFO, "dkim_sign: not signed again d=%s s=%s: "
+			    "the message carries a signature of this key that verifies", k->domain,
+			    k->selector);
+			continue;
+		}
 		if (sign_one(in, k, m, &value) == 0) {
 			final_prepend(m, DKIM_SIGNHEADER, value);
 			slog(m->req->session_id, LOG_INFO, "dkim_sign: signed d=%s s=%s a=%s",

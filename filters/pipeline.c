@@ -504,39 +504,20 @@ void final_prepend(const struct final_msg *m, const char *name, const char *valu
 	res->nedits++;
 }
 
-/* store_quarantined - quarantine_store of the message as a release will
- * send it: as it came, with the fields the finalize hooks add to it
- * unedited (an outbound message's DKIM signatures) on top.  Signed here,
- * by the scanner that holds the keys, and not by the release: the stored
- * bytes are what `quarantine release` sends, so the message is signed
- * once, and dkim_sign sets no x= that a late release could outlive.
+/* store_quarantined - quarantine_store of the message as it came (what
+ * `quarantine show` and forensics need), with res->edits as the edits a
+ * release applies: the policy's for a held message (the sender's X-Spam-*
+ * and forged Authentication-Results removed, ours added, as if tagged) and
+ * an outbound message's DKIM signatures, which finalize made over the
+ * message with those edits applied, so that they verify on what the
+ * release sends.  Signed here, by the scanner that holds the keys, not by
+ * the release; dkim_sign sets no x= a late release could outlive.
  * 0, or -1 with errno. */
 static int store_quarantined(struct pipeline *p, const struct msgscan *ms,
                              struct scan_result *res, const char *why)
 {
-	struct scan_result added;
-	struct sbuf copy;
-	size_t rest;
-	int rc, saved;
-
-	memset(&added, 0, sizeof(added));
-	added.id = res->id;
-	added.action = res->action;
-	added.score = res->score;
-	finalize(p, ms, &added);
-	if (added.nedits == 0)
-		return quarantine_store(p->cfg, ms->req, res, why, ms->msg, ms->len,
-		    res->quarantine_id, sizeof(res->quarantine_id));
-	sbuf_init(&copy, (size_t)-1);
-	rest = header_edits_apply((const char *)ms->msg, ms->len, added.edits, added.nedits, &copy);
-	sbuf_add(&copy, (const char *)ms->msg + rest, ms->len - rest);
-	rc = quarantine_store(p->cfg, ms->req, res, why, copy.data, copy.len,
+	return quarantine_store(p->cfg, ms->req, res, why, ms->msg, ms->len,
 	    res->quarantine_id, sizeof(res->quarantine_id));
-	saved = errno;
-	sbuf_free(&copy);
-	scan_result_free(&added);
-	errno = saved;
-	return rc;
 }
 
 /* fail - an internal failure: tempfail with the reason. */
@@ -725,7 +706,6 @@ have_msg:
 	in.hard = ms.hard;
 	in.hard_text = ms.hard_text[0] ? ms.hard_text : NULL;
 	in.hard_by = ms.hard_by[0] ? ms.hard_by : NULL;
-	in.mta_hold = req->mta_quarantine;
 	for (i = 0; i < ms.nfields; i++)
 		if (strcasecmp(ms.fields[i].name, "Subject") == 0) {
 			in.subject = ms.fields[i].raw;
@@ -735,11 +715,11 @@ have_msg:
 	policy_decide(cfg, &in, res, why, sizeof(why));
 	if ((res->action == MW_ACCEPT || res->action == MW_TAG) && ms.new_rest != NULL)
 		new_body(cfg, req, &ms, res);
-	/* held in the MTA's queue, the message leaves as held once the admin
-	 * releases it (postsuper -H, no milter on that way): signed now, over
-	 * the tagged fields it is held with and its own body */
-	if (res->action == MW_ACCEPT || res->action == MW_TAG ||
-	    (res->action == MW_QUARANTINE && req->mta_quarantine))
+	/* a quarantined message leaves once the admin releases it, from the
+	 * MTA's hold queue (postsuper -H, no milter on that way) or from our
+	 * store (`quarantine release`, which applies res->edits): signed now,
+	 * over the tagged fields it is held with and its own body */
+	if (res->action == MW_ACCEPT || res->action == MW_TAG || res->action == MW_QUARANTINE)
 		finalize(p, &ms, res);
 
 	if (res->action == MW_QUARANTINE && !(flags & PIPELINE_DRY_RUN)) {

@@ -283,10 +283,13 @@ void policy_decide(const struct config *cfg, const struct policy_in *in,
 	res->edits = NULL;
 	res->nedits = 0;
 
-	/* a message held in the MTA's queue is the MTA's copy from now on:
-	 * it carries what a tagged one would, or the hold queue shows no
-	 * reason for holding it */
-	tagged = a == MW_TAG || (a == MW_QUARANTINE && in->mta_hold);
+	/* a quarantined message is held, in the MTA's queue or in our store,
+	 * and leaves as a tagged one once released: the admin's release does
+	 * not change its score, and the recipient's rules must see it (flag
+	 * YES, Subject tag) as they would a tagged message, not a forged
+	 * "X-Spam-Status: No".  Until session 18 a message stored in our
+	 * quarantine got none of these and left with the sender's fields. */
+	tagged = a == MW_TAG || a == MW_QUARANTINE;
 	add_status = tagged || (a == MW_ACCEPT && cfg->spam_headers == SPAM_HEADERS_ALWAYS);
 	if (add_status) {
 		if (tagged)

@@ -24,9 +24,6 @@ struct policy_in {
 	const char *subject;           /* raw value of the first Subject field (folding
 	                                * kept, leading WSP allowed), NULL if none */
 	size_t subject_len;
-	int mta_hold;                  /* a quarantine is held in the MTA's queue
-	                                * (milter_quarantine = mta): the held
-	                                * message is edited as a tagged one */
 };
 
 /* policy_decide - res->score, ->symbols and ->edits (the filters' header
@@ -40,10 +37,13 @@ struct policy_in {
  * X-Spam-Score and X-Spam-Status first (always), then the filters' edits,
  * then for tagged mail (every delivered message with spam_headers = always)
  * X-Spam-Flag: YES (tagged only), X-Spam-Score and X-Spam-Status in
- * SpamAssassin's form, and the Subject tag.  A quarantine held in the
- * MTA (in->mta_hold) gets the tagged message's edits: the admin who looks
- * at it in the hold queue, and whoever gets it once released, sees why.  why (may be NULL) gets a short
- * reason for logs and the quarantine record. */
+ * SpamAssassin's form, and the Subject tag.  A quarantine gets the
+ * tagged message's edits: it is held (in the MTA's queue, or in
+ * mailwarden's store, which records them for the release) and leaves only
+ * when an admin releases it, and then whoever gets it sees why it was
+ * held, with our Authentication-Results and none of the sender's forged
+ * fields.  why (may be NULL) gets a short reason for logs and the
+ * quarantine record. */
 void policy_decide(const struct config *cfg, const struct policy_in *in,
                    struct scan_result *res, char *why, size_t whysz);
 

@@ -356,6 +356,11 @@ static char *record_json(const struct config *cfg, const char *id, time_t now,
 	json_object_object_add(r, "quarantine_id", json_object_new_string(id));
 	json_object_object_add(o, "result", r);
 	json_object_object_add(o, "released", json_object_new_array());
+	/* what a release applies to ID.eml: the result's edits (see
+	 * quarantine.h); checked whole by quarantine_store */
+	r = json_object_new_object();
+	json_object_object_add(r, "edits", header_edits_to_json(res->edits, res->nedits));
+	json_object_object_add(o, "release", r);
 	text = strdup(json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
@@ -390,6 +395,13 @@ int quarantine_store(const struct config *cfg, const struct scan_request *req,
 	}
 	if (dir[0] == '\0') {
 		errno = ENOENT;
+		return -1;
+	}
+	/* a release must apply them whole: an edit cut or refused on the way
+	 * back would send the sender's forged fields, or a signature that
+	 * does not verify */
+	if (header_edits_check(res->edits, res->nedits, QUARANTINE_RELEASE_EDITS_MAX) < 0) {
+		errno = EMSGSIZE;
 		return -1;
 	}
 	for (attempt = 0;; attempt++) {
@@ -709,6 +721,29 @@ char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t 
 	p[n] = '\0';
 	*len = n;
 	return p;
+}
+
+int quarantine_release_edits(const struct quarantine_entry *e, struct header_edit **edits,
+                             size_t *nedits, char *err, size_t errlen)
+{
+	json_object *rel, *a;
+
+	*edits = NULL;
+	*nedits = 0;
+	if (!json_object_object_get_ex(e->rec, "release", &rel))
+		return 0;
+	if (!json_object_is_type(rel, json_type_object) || !json_object_object_get_ex(rel, "edits", &a)
+	    || header_edits_from_json(a, edits, nedits) < 0)
+		return qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed",
+		    e->id);
+	if (header_edits_check(*edits, *nedits, QUARANTINE_RELEASE_EDITS_MAX) < 0) {
+		header_edits_free(*edits, *nedits);
+		*edits = NULL;
+		*nedits = 0;
+		return qfail(err, errlen, EBADMSG, "%s: the header edits of its release are too large",
+		    e->id);
+	}
+	return 1;
 }
 
 int quarantine_save_record(struct quarantine_entry *e)

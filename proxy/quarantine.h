@@ -3,8 +3,12 @@
  * Layout: one directory per UTC day under quarantine_dir, and in it, per
  * message, ID.eml (the message exactly as received: CRLF lines, not dot-
  * stuffed) and ID.json (envelope, scan result, reason, time, the
- * listener's upstream, a few header fields for listings, and the releases
- * made so far).  ID is the UTC time of storage and random hex, e.g.
+ * listener's upstream, a few header fields for listings, the releases
+ * made so far, and "release": {"edits": [...]}, the header edits a release
+ * applies to ID.eml: the sender's X-Spam-* and forged Authentication-
+ * Results removed, ours and an outbound message's DKIM signatures added,
+ * as the accept path would have; records written before session 18 have
+ * none, and such a message is released as stored).  ID is the UTC time of storage and random hex, e.g.
  * "20261127T013000-3f9a0c1d", stored as quarantine_dir/20261127/ID.*.
  *
  * The index is that directory tree itself, not a second file: an entry
@@ -36,6 +40,10 @@
 #define QUARANTINE_ID_MAX 32    /* ... + NUL fits */
 #define QUARANTINE_DEBRIS_AGE 3600   /* seconds before crash debris is removed */
 #define QUARANTINE_RECORD_MAX (16 * 1024 * 1024)   /* largest ID.json read */
+/* the names and values of a release's edits, at most: what the scanner's
+ * reply to a front end can carry, so the accept path would have had no
+ * more to apply (quarantine_store fails with EMSGSIZE past it) */
+#define QUARANTINE_RELEASE_EDITS_MAX SCANPROTO_MAX_PACKET
 
 /* quarantine_store - store msg[0..len) with its envelope (req), result
  * (res; res->quarantine_id is not read) and reason (may be NULL) under a
@@ -43,8 +51,11 @@
  * missing.  The record also gets the upstream of the listener req came
  * through (from cfg), for a later release.  Each file is written to a
  * temporary name, fsync'ed and renamed into place; an existing entry is
- * never overwritten.  Thread-safe.  Returns 0 with the ID in id_out, or -1
- * with errno (ENAMETOOLONG when idsz is too small or the dir too long). */
+ * never overwritten.  res->edits are recorded for the release (see above).
+ * Thread-safe.  Returns 0 with the ID in id_out, or -1 with errno
+ * (ENAMETOOLONG when idsz is too small or the dir too long; EMSGSIZE when
+ * res->edits exceed QUARANTINE_RELEASE_EDITS_MAX or would not read back
+ * whole). */
 int quarantine_store(const struct config *cfg, const struct scan_request *req,
                      const struct scan_result *res, const char *reason,
                      const void *msg, size_t len, char *id_out, size_t idsz);
@@ -98,6 +109,14 @@ void quarantine_close(struct quarantine_entry *e);
  * Read, not mapped: the file is the daemon user's, who can truncate it
  * under a mapping (SIGBUS in root's release, mid-SMTP). */
 char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t *len);
+
+/* quarantine_release_edits - the edits a release applies to the stored
+ * message, from the record: 1 and *edits (owned: header_edits_free), 0
+ * when the record has none (stored before session 18: the message goes as
+ * stored), -1 with err when they are malformed (the record is the daemon
+ * user's to write: such a release is refused). */
+int quarantine_release_edits(const struct quarantine_entry *e, struct header_edit **edits,
+                             size_t *nedits, char *err, size_t errlen);
 
 /* quarantine_save_record - write e->rec back (temporary file, fsync,
  * rename over the old one; owner kept).  Needs the lock.  0 or -1 errno. */

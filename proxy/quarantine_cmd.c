@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "proxy/audit.h"
+#include "proxy/header_edit.h"
 #include "proxy/headers.h"
 #include "proxy/netaddr.h"
 #include "proxy/quarantine.h"
@@ -570,7 +571,27 @@ struct release {
 	char   reply[600];       /* the final reply, or why it failed */
 	char   queue_id[128];
 	int    delivered;        /* the upstream took the message (2xx at the end) */
+	int    edited;           /* the record's header edits were applied */
 };
+
+/* release_form - the stored message msg[0..*len) (owned, taken) as a
+ * release sends it: with the header edits the scanner recorded applied
+ * the way the proxy applies a result's (the same function, so an
+ * outbound message's signatures, made over that form, verify).  Returns
+ * the new message (owned; NUL-terminated past *len), *len updated. */
+static char *release_form(char *msg, size_t *len, const struct header_edit *edits, size_t nedits)
+{
+	struct sbuf out;
+	size_t rest;
+
+	sbuf_init(&out, (size_t)-1);
+	rest = header_edits_apply(msg, *len, edits, nedits, &out);
+	sbuf_add(&out, msg + rest, *len - rest);
+	sbuf_add(&out, "", 1);
+	*len = out.len - 1;
+	free(msg);
+	return sbuf_steal(&out);
+}
 
 /* release_send - the SMTP dialogue; fills r; 0 delivered, -1 not */
 static int release_send(const struct config *cfg, const struct netaddr *to, const char *msg,
@@ -678,6 +699,7 @@ static int audit_release(const struct quarantine_entry *e, const struct release 
 	json_object_object_add(j, "reply", json_object_new_string(r->reply));
 	json_object_object_add(j, "queue_id", json_object_new_string(r->queue_id));
 	json_object_object_add(j, "removed", json_object_new_boolean(removed));
+	json_object_object_add(j, "header_edits", json_object_new_boolean(r->edited));
 	return audit_write(j);
 }
 
@@ -714,7 +736,8 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	const char *id = NULL;
 	char *msg = NULL;
 	json_object *env, *rcpts;
-	size_t nto = 0, len = 0;
+	struct header_edit *edits = NULL;
+	size_t nto = 0, len = 0, nedits = 0;
 	int need_utf8, removed = 0, refused, rc = 1;
 	char err[512];
 
@@ -796,8 +819,23 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	if (msg == NULL) {
 		snprintf(r.reply, sizeof(r.reply), "%s.eml: %s", e.id, message_error(cfg, errno));
 		len = 0;
-	} else
+	} else {
+		switch (quarantine_release_edits(&e, &edits, &nedits, err, sizeof(err))) {
+		case 1:
+			msg = release_form(msg, &len, edits, nedits);
+			r.edited = 1;
+			break;
+		case 0:
+			slog(NULL, LOG_WARNING, "quarantine release %s: its record has no header edits "
+			    "(stored before session 18): the sender's X-Spam-* and Authentication-Results "
+			    "fields could not be replaced by ours; released as stored", e.id);
+			break;
+		default:
+			err1("%s", err);
+			goto out;
+		}
 		release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
+	}
 	if (r.delivered) {
 		record_release(&e, &r);
 		if (cfg->quarantine_delete_released && nto == 0 && r.naccepted == r.nrcpts)
@@ -829,6 +867,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	}
 out:
 	free(msg);
+	header_edits_free(edits, nedits);
 	free(r.rcpt_reply);
 	free(r.accepted);
 	quarantine_close(&e);

@@ -102,6 +102,15 @@ void scan_request_free(struct scan_request *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void header_edits_free(struct header_edit *edits, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(edits[i].name);
+		free(edits[i].value);
+	}
+	free(edits);
+}
+
 void scan_result_free(struct scan_result *r)
 {
 	size_t i;
@@ -111,11 +120,7 @@ void scan_result_free(struct scan_result *r)
 	for (i = 0; i < r->nsymbols; i++)
 		free(r->symbols[i].desc);
 	free(r->symbols);
-	for (i = 0; i < r->nedits; i++) {
-		free(r->edits[i].name);
-		free(r->edits[i].value);
-	}
-	free(r->edits);
+	header_edits_free(r->edits, r->nedits);
 	if (r->new_body && r->new_body_fd >= 0)
 		close(r->new_body_fd);
 	memset(r, 0, sizeof(*r));
@@ -179,6 +184,26 @@ json_object *scan_request_to_json(const struct scan_request *r)
 	return o;
 }
 
+json_object *header_edits_to_json(const struct header_edit *edits, size_t n)
+{
+	json_object *a = json_object_new_array_ext((int)n), *e;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct header_edit *h = &edits[i];
+
+		e = json_object_new_object();
+		add_str(e, "op", (unsigned)h->op <= HE_REMOVE_AT ? edit_op_names[h->op] : "?");
+		add_str(e, "name", h->name);
+		if (h->op == HE_REMOVE_AT)
+			json_object_object_add(e, "index", json_object_new_int64(h->index));
+		else if (h->op != HE_REMOVE)
+			add_str(e, "value", h->value);
+		json_object_array_add(a, e);
+	}
+	return a;
+}
+
 json_object *scan_result_to_json(const struct scan_result *r)
 {
 	json_object *o = json_object_new_object(), *a, *e;
@@ -202,20 +227,7 @@ json_object *scan_result_to_json(const struct scan_result *r)
 		json_object_array_add(a, e);
 	}
 	json_object_object_add(o, "symbols", a);
-	a = json_object_new_array_ext((int)r->nedits);
-	for (i = 0; i < r->nedits; i++) {
-		const struct header_edit *h = &r->edits[i];
-
-		e = json_object_new_object();
-		add_str(e, "op", (unsigned)h->op <= HE_REMOVE_AT ? edit_op_names[h->op] : "?");
-		add_str(e, "name", h->name);
-		if (h->op == HE_REMOVE_AT)
-			json_object_object_add(e, "index", json_object_new_int64(h->index));
-		else if (h->op != HE_REMOVE)
-			add_str(e, "value", h->value);
-		json_object_array_add(a, e);
-	}
-	json_object_object_add(o, "edits", a);
+	json_object_object_add(o, "edits", header_edits_to_json(r->edits, r->nedits));
 	add_str(o, "quarantine_id", r->quarantine_id);
 	add_str(o, "error", r->error);
 	add_str(o, "client_name", r->client_name);
@@ -549,18 +561,58 @@ int scan_result_from_json(json_object *j, struct scan_result *r)
 		if (symbol_from_json(json_object_array_get_idx(a, i), &r->symbols[i]) < 0)
 			goto bad;
 	}
-	if (get_array(j, "edits", SP_MAX_EDITS, &a, &n) < 0)
+	if (json_object_object_get_ex(j, "edits", &a)
+	    && header_edits_from_json(a, &r->edits, &r->nedits) < 0)
 		goto bad;
-	r->edits = xcalloc(n ? n : 1, sizeof(*r->edits));
-	for (i = 0; i < n; i++) {
-		r->nedits = i + 1;
-		if (edit_from_json(json_object_array_get_idx(a, i), &r->edits[i]) < 0)
-			goto bad;
-	}
 	return 0;
 bad:
 	scan_result_free(r);
 	return -1;
+}
+
+int header_edits_check(const struct header_edit *edits, size_t n, size_t max_bytes)
+{
+	size_t total = 0;
+
+	if (n > SP_MAX_EDITS)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct header_edit *h = &edits[i];
+		size_t nl = h->name != NULL ? strlen(h->name) : 0;
+		size_t vl = h->value != NULL ? strlen(h->value) : 0;
+		int removal = h->op == HE_REMOVE || h->op == HE_REMOVE_AT;
+
+		if ((unsigned)h->op > HE_REMOVE_AT || nl == 0 || nl > 256 || !field_name_ok(h->name)
+		    || removal != (h->value == NULL) || vl > SP_MAX_STRING
+		    || (h->op == HE_REMOVE_AT && h->index > 100000)
+		    || (h->value != NULL && !field_value_ok(h->value, vl)))
+			return -1;
+		total += nl + vl;
+		if (total > max_bytes)
+			return -1;
+	}
+	return 0;
+}
+
+int header_edits_from_json(json_object *a, struct header_edit **edits, size_t *nedits)
+{
+	struct header_edit *v;
+	size_t n, i;
+
+	*edits = NULL;
+	*nedits = 0;
+	if (!json_object_is_type(a, json_type_array)
+	    || (n = json_object_array_length(a)) > SP_MAX_EDITS)
+		return -1;
+	v = xcalloc(n ? n : 1, sizeof(*v));
+	for (i = 0; i < n; i++)
+		if (edit_from_json(json_object_array_get_idx(a, i), &v[i]) < 0) {
+			header_edits_free(v, i + 1);
+			return -1;
+		}
+	*edits = v;
+	*nedits = n;
+	return 0;
 }
 
 /* --- the binary wire format ------------------------------------------------

@@ -113,6 +113,18 @@ int scan_request_from_json(json_object *j, struct scan_request *r);  /* 0 / -1 *
 json_object *scan_result_to_json(const struct scan_result *r);
 int scan_result_from_json(json_object *j, struct scan_result *r);    /* 0 / -1 */
 
+/* header_edits_to_json - the edits as the "edits" array of a result;
+ * header_edits_from_json - such an array back, every edit checked as a
+ * result's (at most SP_MAX_EDITS; names, values and folding as the scanner
+ * may send them): 0 and *edits (owned: header_edits_free), or -1 */
+json_object *header_edits_to_json(const struct header_edit *edits, size_t n);
+int header_edits_from_json(json_object *a, struct header_edit **edits, size_t *nedits);
+/* header_edits_check - 0 if the edits go through header_edits_to_json and
+ * back whole (nothing cut, nothing the decoder refuses) and their names
+ * and values add up to at most max_bytes, else -1 */
+int header_edits_check(const struct header_edit *edits, size_t n, size_t max_bytes);
+void header_edits_free(struct header_edit *edits, size_t n);
+
 const char *mw_action_name(enum mw_action a);      /* "accept", "tag", ... */
 int mw_action_parse(const char *s, enum mw_action *a);
 

@@ -47,6 +47,15 @@ def spam_msg(subject="buy viagra now", body=None, headers=None):
     return make_msg(subject=subject, body=body, headers=headers)
 
 
+def released(msg, score="6.0", required="3.0", tests="EXAMPLE_SUBJECT_WORD"):
+    """msg as a release sends it when it came without X-Spam-* fields and
+    no filter wrote Authentication-Results: the fields a tagged message
+    gets, on top of it (the example plugin scores spam_msg 6)."""
+    return (b"X-Spam-Flag: YES\r\nX-Spam-Score: %s\r\n"
+            b"X-Spam-Status: Yes, score=%s required=%s tests=%s\r\n"
+            % (score.encode(), score.encode(), required.encode(), tests.encode())) + msg
+
+
 def quarantine_one(m, msg, frm="sender@example.org", rcpts=("rcpt@example.net",),
                    smtputf8=False):
     """Send msg through the proxy; returns the final reply."""

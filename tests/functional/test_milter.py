@@ -202,6 +202,32 @@ def test_quarantine_into_our_store_keeps_the_message_intact(milter, tmp_path):
     assert shown.stdout == msg
 
 
+def test_quarantine_into_our_store_releases_our_fields(milter, upstream, tmp_path):
+    """milter_quarantine = store: the scanner keeps the message as it came,
+    and `quarantine release` sent exactly that: the sender's "X-Spam-Status:
+    No" and an Authentication-Results with our authserv-id (dmarc=pass)
+    reached the mailbox.  Now the release sends the tagged form (as the hold
+    queue holds it with milter_quarantine = mta): theirs gone, ours on top,
+    the Subject tagged."""
+    msg = make_msg(subject="cheap viagra", headers=[
+        ("X-Spam-Status", "No, score=-5.0"), ("X-Action", "quarantine"),
+        ("Authentication-Results", "mx.test.example; dmarc=pass header.from=forged.example")])
+    out = milter.run(tmp_path, msg)
+    assert out.eom == "discard"
+    qid = audit_records(milter.mw)[-1]["quarantine_id"]
+    r = subprocess.run([os.environ["MW_BIN"], "quarantine", "-o", "quarantine_dir=" + milter.mw.quarantine_dir,
+                        "-o", "audit_log=" + milter.mw.audit_path,
+                        "-o", "quarantine_release_upstream=" + upstream.addr, "release", qid],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    got = upstream.wait_messages(1)[0].content
+    head = got.split(b"\r\n\r\n", 1)[0]
+    assert b"forged.example" not in got and b"score=-5.0" not in got, head
+    assert head.startswith(b"X-Spam-Flag: YES\r\nX-Spam-Score: 6.0\r\nX-Spam-Status: Yes, score=6.0 "), head
+    assert b"\r\nSubject: [SPAM] cheap viagra\r\n" in head, head
+    assert got.endswith(msg.split(b"\r\n\r\n", 1)[1])
+
+
 def test_quarantine_into_the_mta_hold_queue(milter_factory, tmp_path):
     m = milter_factory(opts=[("milter_quarantine", "mta")])
     out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Action", "quarantine")]))

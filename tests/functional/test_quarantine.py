@@ -1,8 +1,10 @@
 """test_quarantine.py - the quarantine store and `mailwarden quarantine`:
 a message quarantined through the proxy (the example plugin scores its
 Subject, policy quarantines at 5) is listed, shown, released to the
-aiosmtpd upstream byte for byte with its original envelope (or to --to
-recipients, or to quarantine_release_upstream), audit-logged, deleted,
+aiosmtpd upstream with its original envelope (or to --to recipients, or
+to quarantine_release_upstream) as the accept path would have delivered
+it (the stored bytes below the fields a tagged message gets), audit-
+logged, deleted,
 expired (by the command and by the daemon's timer); bad IDs are refused."""
 
 import json
@@ -16,7 +18,7 @@ import pytest
 import audit_fields as A
 from mwlib import MW_BIN, assert_same_bytes, free_port, read_audit, wait_until
 from quarantinelib import (GatedUpstream, entry_files, q, q_list, q_ok, q_popen, quarantine_one,
-                           quarantine_opts, spam_msg)
+                           quarantine_opts, released, spam_msg)
 
 # lines that need dot-stuffing on the way out, 8-bit text, a long line
 BODY = (b"Hello,\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\n"
@@ -82,14 +84,14 @@ def test_quarantine_list_show_release(qmw, upstream):
     raw = q_ok(m, "show", "--raw", qid).stdout
     assert_same_bytes(raw, msg, "show --raw")
 
-    # release: the original envelope, the message byte for byte
+    # release: the original envelope, the message as tagged (ours on top)
     r = q_ok(m, "release", qid)
     assert b"released to 2 recipients" in r.stdout, r.stdout
     got = upstream.wait_messages(1)
     assert len(got) == 1
     assert got[0].mail_from == "sender@example.org"
     assert got[0].rcpt_tos == ["rcpt1@example.net", "rcpt2@example.net"]
-    assert_same_bytes(got[0].content, msg, "released message")
+    assert_same_bytes(got[0].content, released(msg), "released message")
     assert "BODY=8BITMIME" in [o.upper() for o in got[0].mail_options], got[0].mail_options
 
     # the audit log has the release as its own line
@@ -115,7 +117,7 @@ def test_release_to_other_recipients(qmw, upstream):
     got = upstream.wait_messages(1)[0]
     assert got.mail_from == "sender@example.org"
     assert got.rcpt_tos == ["analyst@example.com", "second@example.com"]
-    assert_same_bytes(got.content, msg)
+    assert_same_bytes(got.content, released(msg))
     rel = audit_events(m, "quarantine_release")[-1]
     assert rel["rcpts_overridden"] is True
     assert [x["address"] for x in rel["rcpts"]] == ["analyst@example.com", "second@example.com"]
@@ -127,7 +129,7 @@ def test_null_sender_released(qmw, upstream):
     q_ok(m, "release", qid)
     got = upstream.wait_messages(1)[0]
     assert got.mail_from in ("", "<>") and got.rcpt_tos == ["postmaster@example.net"]
-    assert_same_bytes(got.content, msg)
+    assert_same_bytes(got.content, released(msg))
 
 
 def test_release_upstream_setting(qmw, upstream, make_upstream):
@@ -135,7 +137,7 @@ def test_release_upstream_setting(qmw, upstream, make_upstream):
     m = qmw()
     qid, msg = put_one(m, upstream)
     q_ok(m, "release", qid, opts=[("quarantine_release_upstream", other.addr)])
-    assert_same_bytes(other.wait_messages(1)[0].content, msg)
+    assert_same_bytes(other.wait_messages(1)[0].content, released(msg))
     assert upstream.messages == []
     assert audit_events(m, "quarantine_release")[-1]["upstream"] == other.addr
 
@@ -211,7 +213,7 @@ def test_delete_released(qmw, upstream):
     qid, msg = put_one(m, upstream)
     r = q_ok(m, "release", qid, opts=[("quarantine_delete_released", "yes")])
     assert b"(removed)" in r.stdout
-    assert_same_bytes(upstream.wait_messages(1)[0].content, msg)
+    assert_same_bytes(upstream.wait_messages(1)[0].content, released(msg))
     assert q_list(m) == [] and entry_files(m) == {}
     assert audit_events(m, "quarantine_release")[-1]["removed"] is True
 
@@ -351,7 +353,7 @@ def test_release_smtputf8(qmw, upstream, make_upstream):
     got = upstream.wait_messages(1)[0]
     assert got.mail_from == frm and got.rcpt_tos == [rcpt]
     assert "SMTPUTF8" in [o.upper() for o in got.mail_options]
-    assert_same_bytes(got.content, msg)
+    assert_same_bytes(got.content, released(msg))
 
 
 def fifo_in_place(m, qid, ext):
@@ -426,9 +428,9 @@ def test_release_of_a_message_truncated_meanwhile(qmw, upstream):
     finally:
         up.stop()
     assert p.returncode == 0, (p.returncode, err)
-    assert_same_bytes(up.data, msg)
+    assert_same_bytes(up.data, released(msg))
     rec = audit_events(m, "quarantine_release")[-1]
-    assert rec["action"] == "released" and rec["size"] == len(msg), rec
+    assert rec["action"] == "released" and rec["size"] == len(released(msg)), rec
 
 
 def test_release_of_an_unreadable_message_is_audited(qmw, upstream):
@@ -474,7 +476,7 @@ def test_release_through_a_day_swapped_for_a_link(qmw, upstream, tmp_path, delet
     finally:
         up.stop()
     assert p.returncode == 0, (p.returncode, err)
-    assert_same_bytes(up.data, msg)
+    assert_same_bytes(up.data, released(msg))
     assert sorted(os.listdir(outside)) == []
     moved = sorted(os.listdir(day + ".moved"))
     if delete_released == "yes":
@@ -487,40 +489,167 @@ def test_release_through_a_day_swapped_for_a_link(qmw, upstream, tmp_path, delet
     assert audit_events(m, "quarantine_release")[-1]["removed"] == (delete_released == "yes")
 
 
-def test_outbound_quarantine_is_stored_signed_and_released_signed_once(mw_factory, upstream, tmp_path):
-    """An outbound message quarantined in the store and released later
-    leaves as the stored bytes: it must be signed as it would have been
-    when accepted.  The scanner signs it when it stores it (it holds the
-    keys; dkim_sign sets no x= a late release could outlive): the store
-    keeps it with its DKIM-Signature fields on top, byte for byte as it
-    came below them, and the release sends exactly that, signed once per
-    key.  It was stored and released unsigned.  Inbound: stored as it
-    came, unsigned."""
+AUTHSERV = "mx.mw.test"
+FORGED = [("X-Spam-Flag", "NO"), ("X-Spam-Status", "No, score=-5.0 required=5.0 tests=ALL_TRUSTED"),
+          ("X-Spam-Level", ""),
+          ("Authentication-Results", AUTHSERV + "; dkim=pass header.d=forged.example;\r\n"
+                                     "\tdmarc=pass header.from=forged.example")]
+OTHER_AR = ("Authentication-Results", "other.example; spf=pass smtp.mailfrom=a@other.example")
+
+
+def fields(content):
+    """[(name, value)] of the header section (folding kept, one blank after
+    the colon dropped)"""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    return [(n.decode(), v.decode()) for n, v in
+            re.findall(rb"^([^ \t:]+): ?(.*?)(?=\r\n[^ \t]|\Z)", head + b"\r\nX", re.M | re.S)]
+
+
+def named(content, name):
+    return [v for n, v in fields(content) if n.lower() == name.lower()]
+
+
+def test_release_delivers_what_the_accept_path_would(mw_factory, upstream, make_upstream):
+    """A quarantined message was released as it came: the sender's
+    "X-Spam-Status: No" and an Authentication-Results field with our
+    authserv-id saying dkim=pass, dmarc=pass reached the mailbox, where MUA
+    and sieve rules trust them.  Now the release applies what the scanner
+    recorded: the message leaves exactly as the tag action delivers the
+    same message (the sender's X-Spam-* and forged Authentication-Results
+    gone, ours added, X-Spam-Flag: YES, the Subject tag), other servers'
+    Authentication-Results kept; the stored copy stays as it came."""
+    common = [("authserv_id", AUTHSERV), ("filters", "dkim"), ("subject_tag", "[SPAM]")]
+    msg = spam_msg(body=BODY, headers=FORGED + [OTHER_AR])
+    m = mw_factory(upstream, opts=quarantine_opts(*common))
+    qid, _ = put_one(m, upstream, msg=msg)
+    assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg, "the stored copy")
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0].content
+
+    assert b"forged.example" not in got and b"ALL_TRUSTED" not in got, got[:2000]
+    assert named(got, "X-Spam-Flag") == ["YES"]
+    assert named(got, "X-Spam-Level") == []
+    status = named(got, "X-Spam-Status")
+    assert len(status) == 1 and status[0].startswith("Yes, score=6.0 "), status
+    assert "EXAMPLE_SUBJECT_WORD" in status[0]
+    assert named(got, "Subject") == ["[SPAM] buy viagra now"]
+    assert named(got, "Authentication-Results") == [AUTHSERV + ";\r\n\tdkim=none", OTHER_AR[1]]
+    assert got.endswith(msg.split(b"\r\n\r\n", 1)[1])
+    assert audit_events(m, "quarantine_release")[-1]["header_edits"] is True
+
+    # the same message tagged instead of quarantined: the same bytes
+    tagger = make_upstream()
+    t = mw_factory(tagger, opts=quarantine_opts(*common, ("inbound_quarantine_score", "0")))
+    assert quarantine_one(t, msg, rcpts=("rcpt1@example.net", "rcpt2@example.net")).code == 250
+    assert_same_bytes(got, tagger.wait_messages(1)[0].content, "released vs tagged")
+
+
+def test_release_of_an_entry_stored_before_the_edits_were_recorded(qmw, upstream):
+    """An entry stored before session 18 has no "release" in its record:
+    it still releases, as stored, and the log says our fields could not be
+    applied; the audit line says so too."""
+    m = qmw()
+    qid, msg = put_one(m, upstream, msg=spam_msg(headers=[FORGED[1]]))
+    path = os.path.join(m.quarantine_dir, qid[:8], qid + ".json")
+    with open(path) as f:
+        rec = json.load(f)
+    del rec["release"]
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    r = q_ok(m, "release", qid, opts=[("log_level", "info")])
+    assert b"could not be replaced by ours; released as stored" in r.stderr, r.stderr
+    assert_same_bytes(upstream.wait_messages(1)[0].content, msg)
+    assert audit_events(m, "quarantine_release")[-1]["header_edits"] is False
+
+
+def test_release_with_malformed_edits_is_refused(qmw, upstream):
+    """The record is the daemon user's to write: edits that would end the
+    header section or that are not edits refuse the release, nothing is
+    sent (releasing without them would deliver the forged fields)."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    path = os.path.join(m.quarantine_dir, qid[:8], qid + ".json")
+    for bad in ([{"op": "add", "name": "X-A", "value": "x\r\n\r\nbody"}], [{"op": "add"}], "x"):
+        with open(path) as f:
+            rec = json.load(f)
+        rec["release"] = {"edits": bad}
+        with open(path, "w") as f:
+            json.dump(rec, f)
+        r = q(m, "release", qid)
+        assert r.returncode == 1 and b"edits of its release are malformed" in r.stderr, r.stderr
+    assert upstream.messages == []
+    assert q_list(m)[0]["status"] == "quarantined"
+
+
+def test_outbound_quarantine_is_released_signed_over_what_leaves(mw_factory, upstream, tmp_path):
+    """An outbound message quarantined in the store and released later must
+    leave signed as it would have been when accepted.  Until session 17 it
+    left unsigned; in session 17 it was stored with signatures made over
+    the message as it came, on top of it.  Now the release applies our
+    fields (X-Spam-*, the Subject tag: Subject is signed, and oversigned)
+    and removes the sender's, so the signatures are made when it is stored,
+    over that form, and recorded with the edits; the stored copy is the
+    message as it came.  dkim_sign sets no x= that a late release could
+    outlive.  Inbound: not ours to sign."""
     import dkimlib
     keys = dkimlib.make_keys(tmp_path)
     sign, dns = dkimlib.sign_keys(keys)
-    msg = spam_msg(body=BODY).replace(b"From: sender@example.org", b"From: Alice <alice@sign.test>")
+    msg = spam_msg(body=BODY, headers=FORGED).replace(b"From: sender@example.org",
+                                                      b"From: Alice <alice@sign.test>")
     assert b"From: Alice <alice@sign.test>\r\n" in msg
-    opts = quarantine_opts(("filters", "dkim_sign"), ("outbound_quarantine_score", "5"), *sign)
+    opts = quarantine_opts(("filters", "dkim_sign"), ("outbound_quarantine_score", "5"),
+                           ("authserv_id", AUTHSERV), ("subject_tag", "[SPAM]"), *sign)
     m = mw_factory(upstream, opts=opts, direction="outbound")
     qid, _ = put_one(m, upstream, msg=msg, frm="alice@sign.test")
     assert upstream.messages == []
-    raw = q_ok(m, "show", "--raw", qid).stdout
-    sigs = dkimlib.signatures(raw)
-    assert len(sigs) == 2, raw[:3000]
-    # no expiry to outlive (RFC 6376 3.5 x=): a release a month later verifies
-    assert not any(re.search(rb"(^|;)\s*x\s*=", s) for s in sigs), sigs
-    top = b"".join(b"DKIM-Signature:" + s for s in sigs)
-    assert_same_bytes(raw, top + msg, "the stored copy: the signatures, then the message as it came")
-    assert q_list(m)[0]["size"] == len(raw)
-    assert dkimlib.dkimpy_verify_all(raw, dns) == [True, True]
+    assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg, "the stored copy")
+    assert q_list(m)[0]["size"] == len(msg)
 
     q_ok(m, "release", qid)
     got = upstream.wait_messages(1)[0].content
-    assert_same_bytes(got, raw, "released message")
+    sigs = dkimlib.signatures(got)
+    assert len(sigs) == 2, got[:3000]
+    # no expiry to outlive (RFC 6376 3.5 x=): a release a month later verifies
+    assert not any(re.search(rb"(^|;)\s*x\s*=", s) for s in sigs), sigs
     assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+    assert named(got, "Subject") == ["[SPAM] buy viagra now"]
+    assert named(got, "X-Spam-Flag") == ["YES"] and b"forged.example" not in got
 
     # inbound through the same configuration: not ours to sign
     m2 = mw_factory(upstream, opts=quarantine_opts(("filters", "dkim_sign"), *sign))
     qid2, _ = put_one(m2, upstream, msg=msg, frm="alice@sign.test")
-    assert_same_bytes(q_ok(m2, "show", "--raw", qid2).stdout, msg, "inbound stored copy")
+    q_ok(m2, "release", qid2)
+    assert dkimlib.signatures(upstream.wait_messages(2)[1].content) == []
+
+
+def test_released_message_is_not_signed_again(mw_factory, upstream, make_upstream, tmp_path):
+    """A released outbound message that passes through mailwarden again
+    (the release upstream is an MTA that runs our milter, or our proxy)
+    was signed a second time by the same keys: 4 signatures, 2 of them
+    saying nothing new.  A key now signs only if the message does not carry
+    a signature of that key that verifies over it as it leaves; one that
+    no longer verifies (a signed field changed since) gets a fresh one."""
+    import dkimlib
+    keys = dkimlib.make_keys(tmp_path)
+    sign, dns = dkimlib.sign_keys(keys)
+    msg = spam_msg(body=BODY).replace(b"From: sender@example.org", b"From: alice@sign.test")
+    m = mw_factory(upstream, opts=quarantine_opts(("filters", "dkim_sign"),
+                                                  ("outbound_quarantine_score", "5"), *sign),
+                   direction="outbound")
+    qid, _ = put_one(m, upstream, msg=msg, frm="alice@sign.test")
+    second = make_upstream()
+    again = mw_factory(second, opts=[("filters", "dkim_sign")] + sign, direction="outbound")
+    q_ok(m, "release", qid, opts=[("quarantine_release_upstream", "127.0.0.1:%d" % again.port)])
+    got = second.wait_messages(1)[0].content
+    assert len(dkimlib.signatures(got)) == 2, got[:3000]
+    assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+    assert "not signed again" in again.stderr_tail()
+
+    # a signed field changed on the way: that signature fails, a new one is made
+    changed = got.replace(b"Subject: buy viagra now", b"Subject: buy viagra later")
+    c = again.client()
+    c.ehlo()
+    assert c.transaction("alice@sign.test", ["rcpt@example.net"], changed)["final"].code == 250
+    c.quit()
+    out = second.wait_messages(2)[1].content
+    assert dkimlib.dkimpy_verify_all(out, dns) == [True, True, False, False]

@@ -203,6 +203,78 @@ static void store_one(struct config *cfg, char *id)
 	    strlen(test_msg), id, QUARANTINE_ID_MAX), 0);
 }
 
+/* the edits a release applies are recorded whole and read back checked;
+ * past QUARANTINE_RELEASE_EDITS_MAX, or one a reader would refuse, nothing
+ * is stored (EMSGSIZE): a release must never apply half of them */
+static void test_release_edits(void **state)
+{
+	struct header_edit edits[3] = {
+		{ HE_REMOVE, "X-Spam-*", NULL, 0 },
+		{ HE_REMOVE_AT, "Authentication-Results", NULL, 2 },
+		{ HE_ADD, "X-Spam-Status", "Yes, score=7.0 required=5.0\r\n\ttests=A,B", 0 },
+	};
+	char *rcpts[1] = { "r@example.net" };
+	char dir[256], id[QUARANTINE_ID_MAX], err[256];
+	struct quarantine_entry e;
+	struct scan_request req;
+	struct scan_result res;
+	struct header_edit *got;
+	size_t n;
+	char *big;
+
+	(void)state;
+	fresh_dir(dir, sizeof(dir), "edits");
+	struct config *cfg = store_config(dir);
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	req.listener = "in";
+	req.mail_from = "a@example.org";
+	req.rcpts = rcpts;
+	req.nrcpts = 1;
+	res.action = MW_QUARANTINE;
+	res.edits = edits;
+	res.nedits = 3;
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), id,
+	    QUARANTINE_ID_MAX), 0);
+	assert_int_equal(quarantine_open(dir, id, 0, &e, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 1);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(got[i].op, edits[i].op);
+		assert_string_equal(got[i].name, edits[i].name);
+		if (edits[i].value != NULL)
+			assert_string_equal(got[i].value, edits[i].value);
+		else
+			assert_null(got[i].value);
+	}
+	assert_int_equal(got[1].index, 2);
+	header_edits_free(got, n);
+	/* a record without them (stored before session 18): 0, none */
+	json_object_object_del(e.rec, "release");
+	assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	quarantine_close(&e);
+
+	/* one value past what a result may carry: refused whole */
+	big = malloc(QUARANTINE_RELEASE_EDITS_MAX + 2);
+	assert_non_null(big);
+	memset(big, 'a', QUARANTINE_RELEASE_EDITS_MAX + 1);
+	big[QUARANTINE_RELEASE_EDITS_MAX + 1] = '\0';
+	edits[2].value = big;
+	errno = 0;
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), id,
+	    QUARANTINE_ID_MAX), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	/* a value that would end the header section: refused too */
+	edits[2].value = "x\r\n\r\nbody";
+	errno = 0;
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), id,
+	    QUARANTINE_ID_MAX), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	free(big);
+	config_unref(cfg);
+}
+
 static const char *jstr(json_object *o, const char *k)
 {
 	json_object *v;
@@ -511,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_path),
 		cmocka_unit_test(test_parse_time),
 		cmocka_unit_test(test_store_open_save_remove),
+		cmocka_unit_test(test_release_edits),
 		cmocka_unit_test(test_open_bad_record),
 		cmocka_unit_test(test_list_order_and_since),
 		cmocka_unit_test(test_expire),
