@@ -67,6 +67,7 @@ struct dns_entry {
 	int      in_cache;               /* linked in the hash table */
 	int      given_up;               /* a waiter's deadline passed while in flight */
 	double   started;                /* monotonic seconds the query went out */
+	double   prefetched_until;       /* the answer serves lookups till then (usable_until) */
 	struct dns *d;                   /* for the callback */
 };
 
@@ -379,6 +380,35 @@ static double keep_for(const struct dns *d, const struct dns_reply *r)
 	default:
 		return d->fail_ttl;
 	}
+}
+
+/* usable_until - when e's answer stops being given out: when its TTL (as
+ * keep_for cut it) runs out; but an answer (not a failure) to a name
+ * prefetched not before that prefetch's dns_timeout ran out.  The
+ * pipeline prefetches the names a message's filters will ask for: their
+ * lookups must get the answer the prefetch fetched, even one of TTL 0 or
+ * with dns_cache_max_ttl = 0 (negative: dns_negative_ttl = 0).  Before,
+ * such an answer was gone by the time the filter looked the name up, the
+ * lookup asked again, and a server that dropped that second query cost
+ * the message a temporary error although it had had the answer.  Names
+ * not prefetched keep to their TTL; a failure is kept for
+ * dns_failure_ttl only (the next lookup is a second chance). */
+static double usable_until(const struct dns_entry *e)
+{
+	switch (e->reply->status) {
+	case DNS_OK:
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+		return e->expires > e->prefetched_until ? e->expires : e->prefetched_until;
+	default:
+		return e->expires;
+	}
+}
+
+/* ttl_left - seconds of e's TTL left at now (0 once run out) */
+static unsigned ttl_left(const struct dns_entry *e, double now)
+{
+	return e->expires > now ? (unsigned)(e->expires - now) : 0;
 }
 
 /* reply_bytes - about the heap memory of an entry holding r (the
@@ -763,14 +793,19 @@ void dns_prefetch(struct dns *d, const char *name, int rrtype)
 	now = now_mono();
 	pthread_mutex_lock(&d->lock);
 	e = cache_find(d, key, rrtype, h);
-	if (e != NULL && e->reply != NULL && e->expires <= now) {
+	if (e != NULL && e->reply != NULL && usable_until(e) <= now) {
 		cache_remove(d, e);	/* expired */
 		e = NULL;
 	}
 	if (e == NULL) {
 		d->stats.prefetches++;
 		start_query(d, key, rrtype, h, now, 0);
+		/* found again: its answer may have come, and the entry gone with
+		 * a cache trim, while start_query let go of the lock */
+		e = cache_find(d, key, rrtype, h);
 	}
+	if (e != NULL && e->prefetched_until < now + d->timeout_ms / 1000.0)
+		e->prefetched_until = now + d->timeout_ms / 1000.0;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -809,11 +844,11 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 	d->stats.lookups++;
 	e = cache_find(d, key, rrtype, h);
 	if (e != NULL && e->reply != NULL) {
-		if (e->expires > now) {
+		if (usable_until(e) > now) {
 			d->stats.cache_hits++;
 			lru_unlink(d, e);
 			lru_push(d, e);
-			r = reply_copy(e->reply, (unsigned)(e->expires - now));
+			r = reply_copy(e->reply, ttl_left(e, now));
 			pthread_mutex_unlock(&d->lock);
 			return r;
 		}
@@ -873,7 +908,7 @@ struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsign
 		}
 	}
 	now = now_mono();
-	r = reply_copy(e->reply, e->expires > now ? (unsigned)(e->expires - now) : 0);
+	r = reply_copy(e->reply, ttl_left(e, now));
 	entry_unref(e);
 	pthread_mutex_unlock(&d->lock);
 	return r;

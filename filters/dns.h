@@ -79,7 +79,10 @@ void dns_reply_free(struct dns_reply *r);
  * its timeout counted from the prefetch: the pipeline sends the names a
  * message's filters will ask for together, before the first filter runs
  * (pipeline.c), so that they cost one round trip, and a server that
- * drops them one timeout, instead of one each. */
+ * drops them one timeout, instead of one each.  The answer serves the
+ * lookups of the name until dns_timeout after the prefetch even when its
+ * TTL is shorter (0, or cut by dns_cache_max_ttl / dns_negative_ttl), so
+ * the filters get what was fetched for them instead of asking again. */
 void dns_prefetch(struct dns *d, const char *name, int rrtype);
 
 /* dns_reverse_name - "4.3.2.1.in-addr.arpa" / ip6.arpa name of an address

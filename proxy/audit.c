@@ -14,11 +14,19 @@
 
 #include "audit.h"
 #include "log.h"
+#include "monotime.h"
 #include "sbuf.h"
 #include "utf8.h"
 
+/* audit_fd is read without write_lock only to see whether there is one */
 static int audit_fd = -1;
-static char audit_path[PATH_MAX];   /* for the log lines of failed writes */
+static char audit_path[PATH_MAX];   /* configured; for reopens and the log lines */
+static int configured;              /* a log is configured (audit_path) */
+/* A configured log that could not be opened is tried again by the writes
+ * that find no descriptor, at most this often */
+#define REOPEN_EVERY_MS 1000
+static long long retry_at_ms;
+static int open_errno;              /* of its last failed open */
 
 /* A failed write (ENOSPC, EDQUOT, EIO, EFBIG) must not leave part of a
  * line: the next record would be glued onto it and neither would parse.
@@ -40,12 +48,11 @@ static int readable;                /* its last byte can be read (O_RDWR) */
 static off_t last_end = -1;         /* its size after our last write, -1 unknown */
 static int lock_failed_logged;
 
-int audit_open(const char *path)
+/* open_log - open path to append to, as audit_open says: the descriptor,
+ * its stat in *st and whether it could be opened for reading in *rdwr;
+ * -1 with errno */
+static int open_log(const char *path, struct stat *st, int *rdwr)
 {
-	if (path == NULL || path[0] == '\0') {
-		audit_close();
-		return 0;
-	}
 	/* Its directory belongs to the daemon's user, and "mailwarden
 	 * quarantine release|delete" writes here as root: a link planted in
 	 * place of the log (by a compromised child) must not make root append
@@ -54,7 +61,7 @@ int audit_open(const char *path)
 	 * (O_NONBLOCK changes nothing for a regular file).  Elsewhere a link
 	 * is the admin's (or reaches only what the user may write anyway). */
 	char dir[PATH_MAX];
-	struct stat ds, st;
+	struct stat ds;
 	int guarded = 0;
 	snprintf(dir, sizeof dir, "%s", path);
 	char *slash = strrchr(dir, '/');
@@ -64,58 +71,155 @@ int audit_open(const char *path)
 	/* read access only to see whether the file ends in a newline (a
 	 * writer died mid-record); a file we may only append to goes without */
 	int flags = O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | (guarded ? O_NOFOLLOW : 0);
-	int rdwr = 1;
+	*rdwr = 1;
 	int fd = open(path, O_RDWR | flags, 0640);
 	if (fd < 0 && (errno == EACCES || errno == EPERM)) {
-		rdwr = 0;
+		*rdwr = 0;
 		fd = open(path, O_WRONLY | flags, 0640);
 	}
 	if (fd < 0) return -1;
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, st) < 0) {
 		int saved = errno;
 		close(fd);
 		errno = saved;
 		return -1;
 	}
-	if (guarded && (!S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+	if (guarded && (!S_ISREG(st->st_mode) || st->st_nlink != 1)) {
 		close(fd);
-		errno = S_ISREG(st.st_mode) ? EMLINK : EINVAL;
+		errno = S_ISREG(st->st_mode) ? EMLINK : EINVAL;
 		return -1;
 	}
 	/* made just now by a command run as root: it stays the daemon's (its
 	 * directory's owner), or the daemon could not write it */
-	if (guarded && st.st_uid == 0 && st.st_size == 0)
+	if (guarded && st->st_uid == 0 && st->st_size == 0)
 		(void)!fchown(fd, ds.st_uid, ds.st_gid);
-	/* under write_lock: a partial write is cut off in the file it went to */
-	pthread_mutex_lock(&write_lock);
-	if (audit_fd < 0) {
-		audit_fd = fd;
+	return fd;
+}
+
+/* install_locked - under write_lock: fd (taken) becomes the log's
+ * descriptor.  0, or -1 with errno (fd closed). */
+static int install_locked(int fd, const struct stat *st, int rdwr)
+{
+	int cur = __atomic_load_n(&audit_fd, __ATOMIC_RELAXED);
+
+	if (cur < 0) {
+		__atomic_store_n(&audit_fd, fd, __ATOMIC_RELAXED);
 	} else {
 		/* reopen (log rotation, reload) while other threads may be
 		 * writing: dup3 swaps the file under the same descriptor number
 		 * atomically */
-		int rc = dup3(fd, audit_fd, O_CLOEXEC);
+		int rc = dup3(fd, cur, O_CLOEXEC);
 		int saved = errno;
 		close(fd);
 		if (rc < 0) {
-			pthread_mutex_unlock(&write_lock);
 			errno = saved;
 			return -1;
 		}
 	}
-	snprintf(audit_path, sizeof audit_path, "%s", path);
-	lockable = S_ISREG(st.st_mode);
+	lockable = S_ISREG(st->st_mode);
 	readable = rdwr;
 	last_end = -1;          /* the first write looks at the file's last byte */
 	if (rdwr) glued = 0;    /* which tells; else keep it, the same file may be reopened */
-	pthread_mutex_unlock(&write_lock);
 	return 0;
+}
+
+/* still_there - the open descriptor is the file path names (its reopen
+ * failed for another reason: out of descriptors, say) */
+static int still_there(const char *path)
+{
+	struct stat a, b;
+
+	return audit_fd >= 0 && fstat(audit_fd, &a) == 0 && lstat(path, &b) == 0
+	       && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* drop_locked - under write_lock: no descriptor any more */
+static void drop_locked(void)
+{
+	int fd = __atomic_load_n(&audit_fd, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&audit_fd, -1, __ATOMIC_RELAXED);
+	if (fd >= 0) close(fd);
+}
+
+int audit_open(const char *path)
+{
+	struct stat st;
+	int rdwr, rc = 0, saved;
+
+	if (path == NULL || path[0] == '\0') {
+		audit_close();
+		return 0;
+	}
+	int fd = open_log(path, &st, &rdwr);
+	saved = errno;
+	pthread_mutex_lock(&write_lock);
+	/* A log that cannot be opened is one that cannot be written: the
+	 * records are counted as lost (audit_failure = tempfail refuses mail
+	 * meanwhile) and each write tries to open it again, once a second.
+	 * Going on writing into the file we had would be worse: after a
+	 * rotation that is the renamed one, which the next rotation
+	 * compresses and removes, and everything written to it after that is
+	 * gone without an error. */
+	if (fd >= 0) {
+		rc = install_locked(fd, &st, rdwr);
+		saved = errno;
+	} else {
+		rc = -1;
+	}
+	if (rc < 0 && !(strcmp(path, audit_path) == 0 && still_there(path)))
+		drop_locked();
+	snprintf(audit_path, sizeof audit_path, "%s", path);
+	open_errno = rc < 0 ? saved : 0;
+	retry_at_ms = monotime_ms() + REOPEN_EVERY_MS;
+	__atomic_store_n(&configured, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&write_lock);
+	errno = saved;
+	return rc;
+}
+
+/* reopen_locked - under write_lock, the log configured but not open: try
+ * to open it again, at most once every REOPEN_EVERY_MS.  0, or -1 with the
+ * open's errno. */
+static int reopen_locked(void)
+{
+	long long now = monotime_ms();
+	struct stat st;
+	int rdwr;
+
+	if (now < retry_at_ms) {
+		errno = open_errno;
+		return -1;
+	}
+	retry_at_ms = now + REOPEN_EVERY_MS;
+	int fd = open_log(audit_path, &st, &rdwr);
+	if (fd < 0 || install_locked(fd, &st, rdwr) < 0) {
+		open_errno = errno;
+		return -1;
+	}
+	open_errno = 0;
+	slog(NULL, LOG_NOTICE, "audit log %s: opened now", audit_path);
+	return 0;
+}
+
+int audit_open_logged(const char *path, const char *who)
+{
+	if (audit_open(path) == 0) return 0;
+	slog_errno(NULL, LOG_ERR, "%saudit log %s: cannot open it; its records are lost (and "
+	           "audit_failure = tempfail refuses mail) until it opens, tried again each second",
+	           who, path);
+	return -1;
 }
 
 void audit_close(void)
 {
-	if (audit_fd >= 0) close(audit_fd);
-	audit_fd = -1;
+	/* under write_lock: another thread may be in write_all with the
+	 * descriptor, whose number a socket could take once it is closed */
+	pthread_mutex_lock(&write_lock);
+	drop_locked();
+	__atomic_store_n(&configured, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&lost_lines, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&write_lock);
 }
 
 json_object *json_string_bytes(const char *p, size_t len)
@@ -157,7 +261,9 @@ static _Thread_local struct audit_batch *batch;
 
 int audit_failing(void)
 {
-	return __atomic_load_n(&lost_lines, __ATOMIC_RELAXED) != 0;
+	return __atomic_load_n(&configured, __ATOMIC_RELAXED)
+	       && (__atomic_load_n(&lost_lines, __ATOMIC_RELAXED) != 0
+	           || __atomic_load_n(&audit_fd, __ATOMIC_RELAXED) < 0);
 }
 
 /* cut_partial - a write appended done bytes of a line and then failed:
@@ -236,8 +342,21 @@ static int write_all(const char *p, size_t len)
 	size_t done, lines = 0;
 	off_t size;
 	int rc, locked;
+	const char *what = "write failed";
 
 	pthread_mutex_lock(&write_lock);
+	if (audit_fd < 0) {
+		/* configured, but it could not be opened (or reopened) */
+		locked = 0;
+		if (!configured) {
+			pthread_mutex_unlock(&write_lock);
+			return 0;
+		}
+		if (reopen_locked() < 0) {
+			what = "cannot open it";
+			goto fail;
+		}
+	}
 	locked = lock_file();
 	if (ends_open(&size)) {
 		if (write_some("\n", 1, &done) < 0) goto fail;
@@ -267,8 +386,8 @@ fail:
 		lines += p[i] == '\n';
 	if (lost_lines == 0) {
 		errno = rc;
-		slog_errno(NULL, LOG_ERR, "audit log %s: write failed, record lost (logged once until "
-		           "writes succeed again)", audit_path);
+		slog_errno(NULL, LOG_ERR, "audit log %s: %s, record lost (logged once until "
+		           "writes succeed again)", audit_path, what);
 	}
 	/* at least 1: audit_failing must see the failure */
 	__atomic_store_n(&lost_lines, lost_lines + (lines ? lines : 1), __ATOMIC_RELAXED);
@@ -279,7 +398,7 @@ fail:
 
 static void batch_flush(struct audit_batch *b)
 {
-	if (b->buf.len > 0 && audit_fd >= 0) write_all(b->buf.data, b->buf.len);
+	if (b->buf.len > 0) write_all(b->buf.data, b->buf.len);
 	sbuf_reset(&b->buf);
 }
 
@@ -318,7 +437,7 @@ void audit_batch_stop(void)
 
 int audit_write_line(const char *text, size_t len)
 {
-	if (audit_fd < 0) return 0;
+	if (!__atomic_load_n(&configured, __ATOMIC_RELAXED)) return 0;
 	struct audit_batch *b = batch;
 	if (b == NULL) {
 		/* one write per line: lines of different threads never interleave */
@@ -344,7 +463,7 @@ int audit_write_line(const char *text, size_t len)
 
 int audit_write(json_object *rec)
 {
-	if (audit_fd < 0) {
+	if (!__atomic_load_n(&configured, __ATOMIC_RELAXED)) {
 		json_object_put(rec);
 		return 0;
 	}

@@ -10,8 +10,16 @@
 #include <json-c/json.h>
 
 /* audit_open - open (create, append) path; "" disables.  0 / -1 errno.
- * Called again on reload/reopen (log rotation). */
+ * Called again on reload/reopen (log rotation).  A path that cannot be
+ * opened stays the configured log: the descriptor of an earlier file is
+ * given up (unless it is still the file path names), audit_failing() is
+ * true, each record is counted lost, and the writes try to open it again
+ * once a second.
+ * audit_open_logged - the same, a failure logged with its consequence
+ * (who: a prefix of the line, "" or "milter: ").
+ * audit_close - no audit log (writes do nothing; not failing). */
 int  audit_open(const char *path);
+int  audit_open_logged(const char *path, const char *who);
 void audit_close(void);
 /* audit_write - serialize and append rec; takes ownership of rec.
  * 0, or -1 with errno when the line could not be written: then none of it
@@ -19,8 +27,9 @@ void audit_close(void);
  * with the path and errno, once per streak of failures.  Batched lines
  * (audit_batch_start) always return 0 here: they are written later. */
 int  audit_write(json_object *rec);
-/* audit_failing - the last write of this process's audit log failed
- * (records are being lost): for audit_failure = tempfail */
+/* audit_failing - the last write of this process's audit log failed, or
+ * the configured log is not open (records are being lost): for
+ * audit_failure = tempfail */
 int  audit_failing(void);
 /* audit_write_line - append one line: text is one JSON object, valid
  * UTF-8 (jsonw.h writes such text), without the newline.  As audit_write. */

@@ -931,8 +931,7 @@ static void reload(struct config *c)
 	/* the audit log reopened as the proxy does on its SIGHUP, or the milter
 	 * would go on writing into a rotated file (libmilter takes SIGHUP as
 	 * "stop", so the master passes the config down the control channel) */
-	if (audit_open(c->audit_log) < 0)
-		slog_errno(NULL, LOG_ERR, "milter: audit log %s", c->audit_log);
+	audit_open_logged(c->audit_log, "milter: ");
 	slog(NULL, LOG_NOTICE, "milter: config reloaded (for the next message of each connection)");
 }
 
@@ -945,9 +944,7 @@ static void reopen_audit_log(void)
 	pthread_mutex_lock(&G.lock);
 	snprintf(path, sizeof(path), "%s", G.cfg->audit_log);
 	pthread_mutex_unlock(&G.lock);
-	if (audit_open(path) < 0)
-		slog_errno(NULL, LOG_ERR, "milter: audit log %s", path);
-	else
+	if (audit_open_logged(path, "milter: ") == 0)
 		slog(NULL, LOG_NOTICE, "milter: audit log reopened");
 }
 
@@ -1146,8 +1143,7 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 	if (scan_addrlen > 0)
 		scansync_set_address(G.scan, scan_addr, scan_addrlen);
 	spool_set_budget(cfg->spool_memory_max);
-	if (audit_open(cfg->audit_log) < 0)
-		slog_errno(NULL, LOG_ERR, "milter: audit log %s", cfg->audit_log);
+	audit_open_logged(cfg->audit_log, "milter: ");
 
 	memset(&desc, 0, sizeof(desc));
 	desc.xxfi_name = "mailwarden";

@@ -265,8 +265,7 @@ static void apply_config(struct proxy *px, struct config *c)
 
 	log_set_level(c->log_level);
 	spool_set_budget(c->spool_memory_max);
-	if (audit_open(c->audit_log) < 0)
-		slog_errno(NULL, LOG_ERR, "audit log %s", c->audit_log);
+	audit_open_logged(c->audit_log, "");
 	pthread_mutex_lock(&sh->lock);
 	config_unref(sh->cfg);
 	sh->cfg = c;
@@ -286,9 +285,7 @@ static void sigusr1_cb(evutil_socket_t sig, short what, void *arg)
 	pthread_mutex_lock(&sh->lock);
 	snprintf(path, sizeof path, "%s", sh->cfg->audit_log);
 	pthread_mutex_unlock(&sh->lock);
-	if (audit_open(path) < 0)
-		slog_errno(NULL, LOG_ERR, "audit log %s", path);
-	else
+	if (audit_open_logged(path, "") == 0)
 		slog(NULL, LOG_NOTICE, "audit log reopened");
 }
 
@@ -405,10 +402,10 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	sh.scan_addr = *scanner_addr;
 	sh.scan_addrlen = scanner_addrlen;
 	spool_set_budget(cfg->spool_memory_max);
-	if (audit_open(cfg->audit_log) < 0) {
-		slog_errno(NULL, LOG_ERR, "audit log %s", cfg->audit_log);
-		return 1;
-	}
+	/* a log that cannot be opened is a log that cannot be written, as
+	 * in the milter: records lost, audit_failure, retried (an exit here
+	 * had the master restart the proxy in a loop, its clients unanswered) */
+	audit_open_logged(cfg->audit_log, "");
 	if (n < 1 || n > MAX_LOOPS) n = 1;
 	for (unsigned i = 0; i < n; i++)
 		sh.loops[i] = loop_new(&sh, cfg, fds + (size_t)i * cfg->nlisteners);

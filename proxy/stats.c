@@ -8,7 +8,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -62,6 +61,23 @@ struct stats_block {
 static struct stats_block *blk;      /* NULL: counting off */
 static int lock_fd = -1;
 
+/* The daemon claims the file for its life with an open file description
+ * lock on all of it (fcntl F_OFD_SETLK: like flock, it belongs to the
+ * descriptor the front ends inherit), and "mailwarden stats" tests for it
+ * with F_OFD_GETLK, which takes no lock.  With flock the command had to
+ * take a shared lock to see whether an exclusive one was held, and a
+ * daemon starting in that moment found the file "in use by another
+ * mailwarden" and ran without counters for its whole life. */
+static struct flock whole_file(short type)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;     /* l_start 0, l_len 0: all of it */
+	return fl;
+}
+
 int stats_open(const struct config *cfg)
 {
 	const char *path = cfg->stats_file;
@@ -90,14 +106,22 @@ int stats_open(const struct config *cfg)
 	}
 	if ((st.st_mode & 07777) != 0644)
 		(void)fchmod(fd, 0644);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	struct flock claim = whole_file(F_WRLCK);
+	if (fcntl(fd, F_OFD_SETLK, &claim) < 0) {
+		if (errno != EAGAIN && errno != EACCES) {
+			close(fd);
+			goto fail;
+		}
 		slog(NULL, LOG_ERR, "stats_file %s is in use by another mailwarden: running without counters",
 		     path);
 		close(fd);
 		return -1;
 	}
-	/* counts of an earlier run start again from 0 */
-	if (ftruncate(fd, 0) < 0 || ftruncate(fd, sizeof *blk) < 0) {
+	/* The size changes only when it is not a block's: "mailwarden stats"
+	 * maps a file of that size only, and a mapping cut short under a
+	 * reader would kill it with SIGBUS (it takes no lock that would keep
+	 * us out).  The counts of an earlier run are zeroed below. */
+	if (st.st_size != (off_t)sizeof *blk && (ftruncate(fd, 0) < 0 || ftruncate(fd, sizeof *blk) < 0)) {
 		close(fd);
 		goto fail;
 	}
@@ -117,6 +141,12 @@ int stats_open(const struct config *cfg)
 		goto fail;
 	}
 	blk = p;
+	/* counts of an earlier run start again from 0; a reader meanwhile
+	 * finds no magic ("not a stats file") rather than half-zeroed counts */
+	memset(blk->magic, 0, sizeof blk->magic);
+	atomic_thread_fence(memory_order_seq_cst);
+	memset((char *)blk + sizeof blk->magic, 0, sizeof *blk - sizeof blk->magic);
+	atomic_thread_fence(memory_order_seq_cst);
 	blk->size = sizeof *blk;
 	blk->start_time = (int64_t)time(NULL);
 	blk->master_pid = (int64_t)getpid();
@@ -350,8 +380,9 @@ int stats_command(const struct config *cfg, int argc, char **argv)
 		close(fd);
 		return 1;
 	}
-	/* the daemon holds an exclusive lock for its life */
-	running = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	/* the daemon holds its lock for its life; testing for it takes none */
+	struct flock probe = whole_file(F_RDLCK);
+	running = fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
 	if (prometheus)
 		print_prometheus(b, running);
 	else

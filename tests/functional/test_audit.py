@@ -203,3 +203,59 @@ def test_shipped_logrotate_file_rotates_the_audit_log(mw_factory, upstream, tmp_
     assert wait_until(lambda: "audit log reopened" in m.stderr_text(), 5), m.stderr_text()
     send_one(m)
     assert wait_until(lambda: len(read_audit(m.audit_path)) == 1, 5)
+
+
+# --- a log that cannot be opened ---------------------------------------------
+
+def test_unopenable_audit_log_tempfail_both_front_ends(mw_factory, upstream, tmp_path):
+    """audit_failure = tempfail with an audit_log that cannot be opened (a
+    directory where the file should be): a log that cannot be opened cannot
+    be written, so new messages get 452 4.3.1 from both front ends.  Before,
+    the milter logged one line at start and then accepted every message
+    with no record anywhere (nothing counted as lost, so audit_failing()
+    never said so), and the proxy exited 1 and was restarted by the master
+    in a loop, its clients unanswered.  Once the file can be made, the
+    refusals' records open it (tried again each second) and mail flows."""
+    from milterlib import RawMilter, milter_pid, reply_text
+    from mwlib import free_port
+    audit = tmp_path / "logs" / "audit.log"
+    os.makedirs(str(audit))
+    mport = free_port()
+    m = mw_factory(upstream, opts=[("audit_log", str(audit)), ("audit_failure", "tempfail"),
+                                   ("milter_listen", "inet:%d@127.0.0.1" % mport)])
+    assert wait_until(lambda: milter_pid(m) is not None, 10.0), m.stderr_tail()
+    proxy = m.child_pid("proxy")
+
+    def send(subject):
+        c = m.client()
+        c.ehlo()
+        r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject=subject))
+        c.quit()
+        return r
+
+    r = send("one")
+    assert r["data"].code == 452 and r["data"].first.startswith("4.3.1"), r
+    with RawMilter(mport) as mc:
+        mc.negotiate().connect()
+        cmd, data = mc.mail(qid=b"Q1")
+        assert cmd == b"y" and reply_text(data).startswith("452 4.3.1"), (cmd, data)
+    assert wait_until(lambda: "audit log %s: cannot open it" % audit in m.stderr_text()
+                      and "milter: audit log %s: cannot open it" % audit in m.stderr_text()), \
+        m.stderr_tail()
+    os.rmdir(str(audit))
+    time.sleep(1.1)
+    # each front end's next refusal writes its record, and opens the log for it
+    assert send("two")["data"].code == 452
+    with RawMilter(mport) as mc:
+        mc.negotiate().connect()
+        assert mc.mail(qid=b"Q2")[0] == b"y"
+    assert wait_until(lambda: m.stderr_text().count("audit log %s: opened now" % audit) == 2), \
+        m.stderr_tail()
+    assert send("three")["final"].code == 250
+    with RawMilter(mport) as mc:
+        mc.negotiate().connect()
+        assert mc.message(make_msg(subject="four"), qid=b"Q3")[0] == b"c"
+    assert wait_until(lambda: {"three", "four"} <= {x.get("subject") for x in read_audit(str(audit))})
+    assert m.child_pid("proxy") == proxy, "the proxy was restarted"
+    assert "exited with status" not in m.stderr_text(), m.stderr_tail()
+    assert len(upstream.messages) == 1

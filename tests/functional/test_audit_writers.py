@@ -197,3 +197,88 @@ def test_cut_refused_then_another_writer(mw_factory, upstream):
     assert lines[1].startswith(b'{"time":') and len(lines[1]) == 20, lines[1]
     assert record(lines[0])["subject"] == "viagra held"
     assert record(lines[2])["subject"] == "after"
+
+
+SLOW_AUDIT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A write of the record that holds MARK into the file MW_TEST_SLOW_PATH
+ * stops 2 s before it is made, having created MW_TEST_SLOW_FLAG: the
+ * descriptor is taken, the data not yet written. */
+#define MARK "slow-audit-record"
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    static ssize_t (*real)(int, const void *, size_t);
+    const char *want = getenv("MW_TEST_SLOW_PATH");
+    char link[64], target[4096];
+    ssize_t k;
+
+    if (real == NULL)
+        real = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    if (want != NULL && memmem(buf, n, MARK, sizeof MARK - 1) != NULL) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        k = readlink(link, target, sizeof target - 1);
+        if (k > 0 && (target[k] = '\0', strcmp(target, want) == 0)) {
+            int f = open(getenv("MW_TEST_SLOW_FLAG"), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (f >= 0) close(f);
+            usleep(2000 * 1000);
+        }
+    }
+    return real(fd, buf, n);
+}
+"""
+
+
+def test_reload_without_audit_log_waits_for_a_write(upstream, tmp_path, monkeypatch):
+    """A reload that sets `audit_log =` (none) closes the log while another
+    thread may be writing a record to it (a milter connection's thread at
+    the end of its message).  The close took no lock: the writer's write()
+    went to a descriptor number closed under it (EBADF, the record lost) or
+    to whatever file or socket took that number meanwhile.  Now the close
+    waits for the write in progress: its record is in the log whole.  The
+    shim holds that write 2 s, its descriptor taken, while the reload
+    comes."""
+    import signal as _signal
+    from milterlib import wait_log
+    from mwlib import Mailwarden, preload_shim
+    preload_shim(monkeypatch, tmp_path, "slow_audit", SLOW_AUDIT_SHIM)
+    audit = str(tmp_path / "audit.log")
+    flag = tmp_path / "in_write"
+    monkeypatch.setenv("MW_TEST_SLOW_PATH", audit)
+    monkeypatch.setenv("MW_TEST_SLOW_FLAG", str(flag))
+    mport = free_port()
+    conf = tmp_path / "mw.conf"
+    conf.write_text("audit_log = %s\nmilter_listen = inet:%d@127.0.0.1\n" % (audit, mport))
+    m = Mailwarden(tmp_path / "mw", upstream=upstream, config=str(conf))
+    # the audit log in the file only: the command line's setting would win
+    m.opts = [kv for kv in m.opts if kv[0] != "audit_log"]
+    m.audit_path = audit
+    m.start()
+    try:
+        assert wait_until(lambda: milter_pid(m) is not None, 10.0), m.stderr_tail()
+        with RawMilter(mport) as mc:
+            mc.negotiate().connect()
+            assert mc.message(make_msg(subject="before"), qid=b"Q1")[0] == b"c"
+            assert mc.mail(qid=b"Q2")[0] == b"c"
+            assert mc.rcpt()[0] == b"c"
+            mc.body(mc.headers(make_msg(subject="slow-audit-record")))
+            mc.send(b"E")                       # end of message: its record is written now
+            assert wait_until(flag.exists, 5.0), m.stderr_tail()
+            conf.write_text("audit_log =\nmilter_listen = inet:%d@127.0.0.1\n" % mport)
+            m.signal(_signal.SIGHUP)
+            assert wait_log(m, "milter: config reloaded", 10.0), m.stderr_tail()
+            while True:                         # the end of message's answer
+                cmd, _ = mc.recv()
+                if cmd in (b"c", b"a", b"r", b"t", b"d", b"y"):
+                    break
+        subjects = [r.get("subject") for r in read_audit(audit)]
+        assert subjects == ["before", "slow-audit-record"], (subjects, m.stderr_tail())
+        assert "Bad file descriptor" not in m.stderr_text(), m.stderr_tail()
+    finally:
+        m.stop()

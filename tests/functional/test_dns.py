@@ -2,7 +2,7 @@
 unbound on loopback (dnsserver.py): runs the unit-test binary test_dns with
 MW_DNS_FORWARDER pointing at the server, so its server tests run (types,
 NXDOMAIN/NODATA, cache hits, negative caching, cache bound, TTL expiry,
-threads); the zone below is what those tests expect."""
+a prefetched answer of TTL 0, threads); the zone below is what those tests expect."""
 
 import os
 import subprocess
@@ -27,6 +27,7 @@ def example_zone(short_ip):
         "dot\\046in PTR odd\\032name.example.test.",
         "short 1 A %s" % short_ip,
         "long-ttl 3600 A 192.0.2.1",
+        "zero 0 A 192.0.2.9",
     ]
     recs += ["h%d A 198.51.100.%d" % (i, i) for i in range(40)]
     return recs
@@ -58,4 +59,4 @@ def test_dns_layer_against_unbound(dns_server, tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out + dns_server.logs()
     assert "SKIPPED" not in out, out
-    assert "11 test(s)" in out
+    assert "12 test(s)" in out

@@ -3,11 +3,13 @@ sessions, refused connections, transactions by direction and outcome,
 bytes, scan times and failures, plain and in Prometheus' text format; a
 second daemon on the same file; counts of a stopped daemon."""
 
+import os
 import re
 import signal
+import subprocess
 import time
 
-from mwlib import make_msg, plugin_opt, run_mw, wait_until
+from mwlib import MW_BIN, make_msg, plugin_opt, run_mw, wait_until
 
 
 def stats(m, *args):
@@ -156,3 +158,90 @@ def test_milter_counts_and_usr1_reopens_its_audit_log(mw_factory, upstream):
     assert len(read_audit(m.audit_path + ".1")) == 1
     assert "reloading" not in m.stderr_text()
     assert plain(m)[1]["milter.inbound.accept"] == 2
+
+
+HELD_OUTPUT_SHIM = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* the first line printed waits (up to 5 s) for MW_TEST_GO, having created
+ * MW_TEST_FLAG: "mailwarden stats" held in the middle of its output, as
+ * by a slow pipe or a stopped terminal */
+static void hold(void)
+{
+    static int held;
+
+    if (held++)
+        return;
+    int f = open(getenv("MW_TEST_FLAG"), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (f >= 0) close(f);
+    for (int i = 0; i < 500 && access(getenv("MW_TEST_GO"), F_OK) != 0; i++)
+        usleep(10000);
+}
+
+int printf(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    hold();
+    va_start(ap, fmt);
+    n = vprintf(fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+int __printf_chk(int flag, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    (void)flag;
+    hold();
+    va_start(ap, fmt);
+    n = vprintf(fmt, ap);
+    va_end(ap);
+    return n;
+}
+"""
+
+
+def test_a_reader_never_disables_the_counters(mw_factory, upstream, tmp_path):
+    """"mailwarden stats" (from cron, say) running at the moment the daemon
+    starts: it took a shared flock to tell whether a daemon held the file,
+    and the starting master, whose exclusive flock then failed, logged "in
+    use by another mailwarden" and ran without counters for its whole life.
+    The command now tests for the daemon's lock without taking one; the
+    daemon zeroes the counts in place (the reader's mapping stays whole:
+    no SIGBUS)."""
+    first = mw_factory(upstream)
+    assert send(first, make_msg(subject="earlier run")).code == 250
+    assert first.stop() == 0
+    src, shim = tmp_path / "held.c", tmp_path / "held.so"
+    src.write_text(HELD_OUTPUT_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    flag, go = tmp_path / "reading", tmp_path / "go"
+    env = dict(os.environ, LD_PRELOAD=str(shim), MW_TEST_FLAG=str(flag), MW_TEST_GO=str(go),
+               ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+    reader = subprocess.Popen([MW_BIN, "stats", "-o", "stats_file=%s" % first.stats_path], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(flag.exists, 5.0)
+        m = mw_factory(upstream, opts=[("stats_file", first.stats_path)])
+        m.stats_path = first.stats_path
+        go.write_text("")
+        out, err = reader.communicate(timeout=10)
+        assert reader.returncode == 0, (reader.returncode, out, err)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert "in use by another mailwarden" not in m.stderr_text(), m.stderr_tail()
+    assert send(m, make_msg(subject="counted")).code == 250
+    line, s = plain(m)
+    assert line.startswith("daemon running, pid %d" % m.pid), line
+    assert s["proxy.inbound.accept"] == 1, s      # this run's: the earlier one's were zeroed

@@ -348,12 +348,126 @@ static void test_cut_refused(void **st)
 	free(data);
 }
 
+/* A log that cannot be opened ------------------------------------------------ */
+
+/* read_file - the file's text ("" when there is none) */
+static char *read_file(const char *p)
+{
+	size_t len;
+
+	if (access(p, F_OK) != 0) return strdup("");
+	return slurp(p, &len);
+}
+
+/* A configured log that cannot be opened (its directory is missing, a
+ * directory stands where the file should be) is a log that cannot be
+ * written: before, audit_open failed once, the writes returned 0 without
+ * a word and audit_failing() stayed false, so audit_failure = tempfail
+ * let every message through unrecorded.  Now the records are counted lost
+ * and each write tries to open the log again, at most once a second. */
+static void test_unopened_log_is_failing_and_retried(void **st)
+{
+	static const char rec1[] = "{\"n\":1}", rec2[] = "{\"n\":2}", rec3[] = "{\"n\":3}";
+	char sub[sizeof path + 16], p[sizeof path + 32];
+	char *data;
+
+	(void)st;
+	snprintf(sub, sizeof sub, "%s/sub", dir);
+	snprintf(p, sizeof p, "%s/audit.log", sub);
+	assert_int_equal(audit_open(p), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_true(audit_failing());
+	assert_int_equal(audit_write_line(rec1, strlen(rec1)), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_true(audit_failing());
+	assert_int_equal(mkdir(sub, 0750), 0);
+	/* tried again a second after the last attempt, not at every write */
+	assert_int_equal(audit_write_line(rec2, strlen(rec2)), -1);
+	assert_false(access(p, F_OK) == 0);
+	usleep(1100 * 1000);
+	assert_int_equal(audit_write_line(rec3, strlen(rec3)), 0);
+	assert_false(audit_failing());
+	data = read_file(p);
+	assert_string_equal(data, "{\"n\":3}\n");
+	free(data);
+	audit_close();
+	assert_false(audit_failing());      /* no log configured: nothing to fail */
+	unlink(p);
+	rmdir(sub);
+}
+
+/* logrotate renamed the log and the reopen (SIGUSR1) cannot create the new
+ * one: the records must not go on into the renamed file, which the next
+ * rotation compresses and removes (every record after that would vanish
+ * without an error).  They are lost and counted; once the file can be
+ * made, the writes make it. */
+static void test_failed_reopen_after_rotation(void **st)
+{
+	static const char rec1[] = "{\"n\":1}", rec2[] = "{\"n\":2}", rec3[] = "{\"n\":3}";
+	char rotated[sizeof path + 8];
+	char *data;
+
+	(void)st;
+	snprintf(rotated, sizeof rotated, "%s.1", path);
+	assert_int_equal(audit_open(path), 0);
+	assert_int_equal(audit_write_line(rec1, strlen(rec1)), 0);
+	assert_int_equal(rename(path, rotated), 0);
+	assert_int_equal(mkdir(path, 0750), 0);         /* EISDIR, whoever opens it */
+	assert_int_equal(audit_open(path), -1);
+	assert_true(audit_failing());
+	assert_int_equal(audit_write_line(rec2, strlen(rec2)), -1);
+	data = read_file(rotated);
+	assert_string_equal(data, "{\"n\":1}\n");
+	free(data);
+	assert_int_equal(rmdir(path), 0);
+	usleep(1100 * 1000);
+	assert_int_equal(audit_write_line(rec3, strlen(rec3)), 0);
+	assert_false(audit_failing());
+	data = read_file(path);
+	assert_string_equal(data, "{\"n\":3}\n");
+	free(data);
+	unlink(rotated);
+}
+
+/* A reopen that fails while the descriptor is still the file the path
+ * names (out of descriptors) keeps it: nothing is lost, nothing refused. */
+static void test_failed_reopen_same_file_kept(void **st)
+{
+	static const char rec1[] = "{\"n\":1}", rec2[] = "{\"n\":2}";
+	struct rlimit old, lim;
+	char *data;
+	int lowest;
+
+	(void)st;
+	assert_int_equal(audit_open(path), 0);
+	assert_int_equal(audit_write_line(rec1, strlen(rec1)), 0);
+	lowest = dup(0);
+	assert_true(lowest >= 0);
+	close(lowest);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)lowest;          /* no new descriptor */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	int rc = audit_open(path), err = errno;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(rc, -1);
+	assert_int_equal(err, EMFILE);
+	assert_false(audit_failing());
+	assert_int_equal(audit_write_line(rec2, strlen(rec2)), 0);
+	data = read_file(path);
+	assert_string_equal(data, "{\"n\":1}\n{\"n\":2}\n");
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_writers_and_cuts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fragment_of_another_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cut_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unopened_log_is_failing_and_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_reopen_after_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_reopen_same_file_kept, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -424,6 +424,54 @@ static void test_prefetch_answer(void **state)
 	dns_free(d);
 }
 
+/* A prefetched answer serves the lookups that come within its query's
+ * timeout, whatever its TTL: zero.example.test has TTL 0, and with
+ * dns_cache_max_ttl = 0 no answer is cached at all.  Before, such an
+ * answer was gone by the time the filter looked the name up, and the
+ * lookup asked the server again (a server that dropped that second query
+ * cost the message a temporary error).  Past the query's timeout the name
+ * is asked again, as its TTL says. */
+static void test_prefetch_answer_outlives_ttl(void **state)
+{
+	struct dns *d;
+	struct dns_reply *r;
+	struct dns_stats st;
+
+	(void)state;
+	need_server();
+	d = make(forwarder, "dns_timeout=1s", NULL);
+	dns_prefetch(d, "zero.example.test", DNS_T_A);
+	usleep(300 * 1000);                                 /* answered meanwhile */
+	r = lk(d, "zero.example.test", DNS_T_A);
+	assert_int_equal(r->status, DNS_OK);
+	assert_int_equal(r->ttl, 0);                        /* its TTL, not stretched */
+	dns_reply_free(r);
+	dns_stats(d, &st);
+	assert_int_equal(st.cache_hits, 1);                 /* no second query */
+	usleep(900 * 1000);                                 /* past the query's timeout */
+	r = lk(d, "zero.example.test", DNS_T_A);
+	assert_int_equal(r->status, DNS_OK);
+	dns_reply_free(r);
+	dns_stats(d, &st);
+	assert_int_equal(st.cache_hits, 1);                 /* asked again */
+	dns_free(d);
+
+	d = make(forwarder, "dns_timeout=1s", "dns_cache_max_ttl=0");
+	dns_prefetch(d, "www.example.test", DNS_T_A);
+	dns_prefetch(d, "nowhere.example.test", DNS_T_A);
+	usleep(300 * 1000);
+	r = lk(d, "www.example.test", DNS_T_A);
+	assert_int_equal(r->status, DNS_OK);
+	assert_int_equal(r->ttl, 0);
+	dns_reply_free(r);
+	r = lk(d, "nowhere.example.test", DNS_T_A);
+	assert_int_equal(r->status, DNS_NXDOMAIN);
+	dns_reply_free(r);
+	dns_stats(d, &st);
+	assert_int_equal(st.cache_hits, 2);
+	dns_free(d);
+}
+
 static void test_cache(void **state)
 {
 	struct dns *d;
@@ -592,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_prefetch_dead_forwarder),
 		cmocka_unit_test(test_deadline_cut_leaves_query),
 		cmocka_unit_test(test_prefetch_answer),
+		cmocka_unit_test(test_prefetch_answer_outlives_ttl),
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_ttl_expiry),
