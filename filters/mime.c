@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,18 @@ struct mime_store {
 	                               * (the copies that differ from raw) */
 	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
 	GMimeParserOptions *opts;     /* for fields parsed again; during the walk only */
+	struct mime_files *files;     /* files encoded in text parts, on first use */
 };
+
+_Static_assert(offsetof(struct mime_store, pub) == 0, "a parse is its mime_store");
+
+struct mime_files **mime_files_slot(const struct mime_msg *m)
+{
+	/* the memo is made after the parse, which readers see as const */
+	struct mime_store *st = (struct mime_store *)(uintptr_t)m;
+
+	return &st->files;
+}
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
 
@@ -1102,6 +1114,7 @@ void mime_free(void *p)
 		g_free(st->pub.uris[i]);
 	g_free(st->pub.uris);
 	g_free(st->pub.uri_kinds);
+	mime_files_free(st->files);
 	g_free(st);
 }
 
