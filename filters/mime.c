@@ -958,10 +958,19 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 
 		st->decoded += raw->len;
 		if (p->is_text) {
+			size_t left = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0;
+			/* A part takes the budget down to its reserve, and
+			 * each one after keeps its first MIME_TEXT_PREFIX
+			 * bytes from that: a budget one part could spend
+			 * left every text part after it empty, so 22 MB of
+			 * 0x80 in windows-1252 hid a spam text (and its
+			 * links) from Bayes, the HTML body rules and the URI
+			 * blocklists. */
+			size_t own = left > MIME_TEXT_RESERVE ? left - MIME_TEXT_RESERVE : 0;
 			struct utf8_copy c = {
 				.s = g_string_sized_new(raw->len + 1), .orig = raw->data,
 				.orig_len = raw->len,
-				.room = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0,
+				.room = own > MIME_TEXT_PREFIX ? own : left < MIME_TEXT_PREFIX ? left : MIME_TEXT_PREFIX,
 			};
 
 			to_utf8(&c, g_mime_object_get_content_type_parameter(obj, "charset"));
@@ -974,6 +983,10 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 			else {
 				p->text_truncated = c.cut;
 				st->converted += p->len;
+				if (c.cut && p->len == 0)
+					/* the reserve spent too: no text of it
+					 * is checked, and a filter must say so */
+					incomplete(st, "text converted to UTF-8 over 64 MiB");
 				/* keep the bytes as sent too (an executable declared
 				 * text/plain must still look like one) */
 				p->raw_len = raw->len;

@@ -17,6 +17,13 @@ struct mw_ctx;
 /* decoded bytes kept, all parts together; and as much again of text
  * converted to UTF-8 (the copies that differ from the bytes decoded) */
 #define MIME_MAX_DECODED  (64u << 20)
+/* of the converted text's MIME_MAX_DECODED, what one part cannot take:
+ * each text part after keeps its first MIME_TEXT_PREFIX bytes of UTF-8
+ * from it (128 parts), so a big part cannot leave the text of those after
+ * it unchecked; a part that keeps none once it is spent too makes the
+ * parse incomplete */
+#define MIME_TEXT_RESERVE (8u << 20)
+#define MIME_TEXT_PREFIX  (64u << 10)
 #define MIME_MAX_URIS     1000          /* distinct URIs kept */
 #define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
 /* What GMime is handed at most: it builds every part and header field of
@@ -69,7 +76,8 @@ struct mime_part {
 	 * in it was not all there (the parse is then incomplete) */
 	int         truncated;
 	/* text parts: data cut (a conversion past the MIME_MAX_DECODED of
-	 * converted text, or raw truncated); raw may still be whole */
+	 * converted text, to MIME_TEXT_PREFIX once the budget is down to its
+	 * reserve, or raw truncated); raw may still be whole */
 	int         text_truncated;
 	/* the decoded bytes before any charset conversion (what a file
 	 * type is detected from); the same pointer as data unless the
