@@ -962,7 +962,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 			/* A part takes the budget down to its reserve, and
 			 * each one after keeps its first MIME_TEXT_PREFIX
 			 * bytes from that: a budget one part could spend
-			 * left every text part after it empty, so 22 MB of
+			 * left every text part after it empty, so 23 MB of
 			 * 0x80 in windows-1252 hid a spam text (and its
 			 * links) from Bayes, the HTML body rules and the URI
 			 * blocklists. */
