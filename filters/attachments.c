@@ -1061,7 +1061,7 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 /* ------------------------------------------------------------------ */
 /* the hook                                                             */
 
-#define UU_MAX_BLOCKS 100   /* uuencoded files looked at per message */
+#define UU_MAX_BLOCKS MIME_MAX_TEXT_FILES   /* uuencoded files looked at per message */
 
 /* check_text_file - a file decoded from a text body (uuencoded, yEnc,
  * BinHex; how says which) under name, label naming it in the part: its
@@ -1083,108 +1083,61 @@ static void check_text_file(struct finding *f, const char *name, const unsigned 
 		open_archive(f, data, len, label, 1, last, "", type);
 }
 
-/* check_uuencoded - a text part may carry files uuencoded in its body
- * ("begin 644 name" ... "end"), which mail programs show as attachments:
- * each one's name, type and archive are checked as an attachment's.
- * Decoded with GMime; past UU_MAX_BLOCKS the message is unchecked. */
-static void check_uuencoded(struct finding *f, const struct mime_part *p, size_t idx)
+/* The files of a text part found and decoded by the MIME layer
+ * (mime_text_files: once per message, for the antivirus too); each one's
+ * name, type and archive checked as an attachment's.
+ *
+ * uuencoded ("begin 644 name" ... "end"), which mail programs show as
+ * attachments; past UU_MAX_BLOCKS the message is unchecked. */
+static void check_uuencoded(struct finding *f, const struct mime_file *e, size_t idx)
 {
-	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
-	for (line = t; line < end; ) {
-		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *next = nl != NULL ? nl + 1 : end, *stop;
-		size_t n = (size_t)(next - line), k;
-		char name[256], label[320];
-		unsigned char *out;
-		size_t len, m;
+	char name[256], label[320];
 
-		if ((k = uu_begin(line, n)) == 0) {
-			line = next;
-			continue;
-		}
-		if (++f->uu_blocks > UU_MAX_BLOCKS) {
-			hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
-			    "more than " STRINGIFY(UU_MAX_BLOCKS) " uuencoded files");
-			return;
-		}
-		m = n - k;
-		while (m > 0 && (line[k + m - 1] == '\n' || line[k + m - 1] == '\r'))
-			m--;
-		snprintf(name, sizeof(name), "%.*s", (int)m, line + k);
-		blank_controls(name);
-		check_name(f, name, NULL);
-		/* the block: up to its "end" line, or the end of the part (and
-		 * then no block follows: each byte is decoded once) */
-		stop = uu_end(next, end);
-		len = (size_t)(stop - next);
-		if ((out = malloc(len + 4)) == NULL)
-			return;
-		len = uu_decode(next, len, out);
-		snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
-		check_text_file(f, name, out, len, label, "uuencoded");
-		free(out);
-		line = stop;
+	if (e->over || ++f->uu_blocks > UU_MAX_BLOCKS) {
+		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
+		    "more than " STRINGIFY(UU_MAX_BLOCKS) " uuencoded files");
+		return;
 	}
+	snprintf(name, sizeof(name), "%s", e->name);
+	blank_controls(name);
+	check_name(f, name, NULL);
+	snprintf(label, sizeof(label), "%s (uuencoded in part %zu)", name, idx + 1);
+	check_text_file(f, name, e->data, e->len, label, "uuencoded");
 }
 
 /* yEnc (=ybegin line=128 size=N name=...  ...  =yend), which Usenet
  * programs and Thunderbird show as an attachment from a text body as they
- * do uuencoded files; its bytes are each one plus 42, '=' escaping the
- * critical ones (plus 64 more).  Decoded here: output is never longer than
- * the block. */
-#define ENC_MAX_BLOCKS 100   /* yEnc and BinHex files looked at per message */
+ * do uuencoded files. */
+#define ENC_MAX_BLOCKS MIME_MAX_TEXT_FILES   /* yEnc and BinHex files looked at per message */
 
-/* enc_block - one more yEnc or BinHex file: 0, or -1 (said once) past
- * ENC_MAX_BLOCKS */
-static int enc_block(struct finding *f)
+/* enc_block - one more yEnc or BinHex file (over: one the MIME layer found
+ * past its own count): 0, or -1 (said once) past ENC_MAX_BLOCKS */
+static int enc_block(struct finding *f, int over)
 {
+	if (over && f->enc_blocks < ENC_MAX_BLOCKS)
+		f->enc_blocks = ENC_MAX_BLOCKS;
 	if (++f->enc_blocks == ENC_MAX_BLOCKS + 1)
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message",
 		    "more than " STRINGIFY(ENC_MAX_BLOCKS) " yEnc or BinHex files");
 	return f->enc_blocks > ENC_MAX_BLOCKS ? -1 : 0;
 }
 
-/* check_yenc - each yEnc block of a text part: its name (from the
- * =ybegin line, the rest of it after "name="), type and archive, as a
- * uuencoded file's */
-static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
+/* check_yenc - a yEnc file: its name (from the =ybegin line, the rest of
+ * it after "name="), type and archive, as a uuencoded file's; 0, or -1
+ * past ENC_MAX_BLOCKS */
+static int check_yenc(struct finding *f, const struct mime_file *e, size_t idx)
 {
-	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line;
+	char name[256], label[320];
 
-	for (line = t; line < end; ) {
-		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *next = nl != NULL ? nl + 1 : end, *nm, *d;
-		size_t n = (size_t)(next - line), m, len;
-		char name[256], label[320];
-		unsigned char *out;
-
-		if (n < 9 || memcmp(line, YENC_BEGIN, 8) != 0) {
-			line = next;
-			continue;
-		}
-		if (enc_block(f) < 0)
-			return;
-		nm = g_strstr_len(line, (gssize)n, " name=");
-		if (nm != NULL) {
-			nm += 6;
-			m = (size_t)(next - nm);
-			while (m > 0 && (nm[m - 1] == '\n' || nm[m - 1] == '\r'))
-				m--;
-			snprintf(name, sizeof(name), "%.*s", (int)m, nm);
-			blank_controls(name);
-		} else
-			snprintf(name, sizeof(name), "yenc.bin");
-		if ((out = malloc((size_t)(end - next) + 1)) == NULL)
-			return;
-		/* each byte is read once: the next block starts after this one */
-		len = yenc_data(next, end, out, &d);
-		if (name[0] != '\0')
-			check_name(f, name, NULL);
-		snprintf(label, sizeof(label), "%s (yEnc in part %zu)", name, idx + 1);
-		check_text_file(f, name, out, len, label, "yEnc");
-		free(out);
-		line = d;
-	}
+	if (enc_block(f, e->over) < 0)
+		return -1;
+	snprintf(name, sizeof(name), "%s", e->name != NULL ? e->name : "yenc.bin");
+	blank_controls(name);
+	if (name[0] != '\0')
+		check_name(f, name, NULL);
+	snprintf(label, sizeof(label), "%s (yEnc in part %zu)", name, idx + 1);
+	check_text_file(f, name, e->data, e->len, label, "yEnc");
+	return 0;
 }
 
 /* BinHex 4.0 ("(This file must be converted with BinHex 4.0)", then the
@@ -1196,22 +1149,22 @@ static void check_yenc(struct finding *f, const struct mime_part *p, size_t idx)
  * program saves); the resource fork is not (no file of its own on other
  * systems).  Runs expand up to 255 times: only the data fork's head is
  * decoded unless it is an archive, which is read to attach_archive_max_size
- * (past it: unchecked); the decoder is in textenc.c. */
+ * (past it: unchecked); the decoder is in textenc.c, the memo of what is
+ * decoded (shared with the antivirus, which reads it whole) in
+ * mime_files.c. */
 
-/* binhex_file - the BinHex file encoded from p to end (after its ':'):
- * its name, the type and archive of its data fork; one that does not
+/* binhex_file - a BinHex file of the part m->parts[idx] (file names
+ * it): its name, the type and archive of its data fork; one that does not
  * decode (bad character, header CRC, cut short) is unchecked */
-static void binhex_file(struct finding *f, const unsigned char *p, const unsigned char *end, const char *file,
-                        size_t idx)
+static void binhex_file(struct finding *f, const struct mime_msg *m, size_t idx, const struct mime_file *e,
+                        const char *file)
 {
-	struct hqx h = { .p = p, .end = end, .last = -1 };
-	unsigned char *data = NULL;
 	char name[64], label[320], type[128], last[32], prev[32];
 	size_t want, got;
-	uint32_t dlen;
+	uint64_t dlen = e->claimed;
 	const char *why = NULL;
 
-	switch (binhex_header(&h, name, &dlen)) {
+	switch ((enum binhex_header_result)e->binhex) {
 	case BINHEX_MALFORMED:
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex file not read (malformed header)");
 		return;
@@ -1224,23 +1177,27 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
 	case BINHEX_OK:
 		break;
 	}
+	snprintf(name, sizeof(name), "%s", e->name);
 	blank_controls(name);
 	check_name(f, name, NULL);
 	snprintf(label, sizeof(label), "%s (BinHex in part %zu)", name, idx + 1);
 	name_exts(name, last, sizeof(last), prev, sizeof(prev));
-	want = dlen < MAGIC_HEAD ? dlen : MAGIC_HEAD;
-	if (why == NULL && (data = malloc(want + 1)) != NULL) {
+	want = dlen < MAGIC_HEAD ? (size_t)dlen : MAGIC_HEAD;
+	if (why == NULL) {
 		int partial = 0;
 
-		got = hqx_read(&h, data, want);
+		/* what decodes is the same bytes however far it was read: a
+		 * character out of the alphabet ends it short of what is asked */
+		got = mime_file_read(m, e, want);
+		if (got > want)         /* read further already (the antivirus) */
+			got = want;
 		f->unpacked += got;
-		detect(f->a, data, got, type, sizeof(type));
+		detect(f->a, e->data, got, type, sizeof(type));
 		if (got == want && dlen > want && f->a->scan_archives &&
 		    (is_archive_type(type) || is_archive_ext(last))) {
 			/* an archive: the rest of it, within attach_archive_max_size
 			 * and the message's unpack budget (runs of 0x90 make 255
 			 * bytes of 4 characters: 330 KB of text claim 20 MB) */
-			unsigned char *more;
 			char over[80];
 
 			partial = 1;
@@ -1250,56 +1207,66 @@ static void binhex_file(struct finding *f, const unsigned char *p, const unsigne
 				snprintf(over, sizeof(over), "archives unpack to more than %u MiB",
 				    ARCHIVE_UNPACKED_MAX_MIB);
 				archive_unchecked(f, label, over);
-			} else if ((more = realloc(data, (size_t)dlen + 1)) == NULL) {
-				archive_unchecked(f, label, "BinHex archive not read: out of memory");
 			} else {
-				size_t rest;
+				size_t all = mime_file_read(m, e, (size_t)dlen);
 
-				data = more;
-				rest = hqx_read(&h, data + got, (size_t)dlen - got);
-				got += rest;
-				f->unpacked += rest;
-				want = dlen;
+				f->unpacked += all - got;
+				got = all;
+				want = (size_t)dlen;
 				partial = 0;
 			}
 		}
-		if (got < want || h.bad)
+		if (got < want)
 			why = "BinHex file not read (data fork cut short or malformed)";
 		else if (!partial)   /* a head known to be partial is no archive to open */
-			check_text_file(f, name, data, got, label, "BinHex");
+			check_text_file(f, name, e->data, got, label, "BinHex");
 	}
-	free(data);
 	if (why != NULL)
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], label, why);
 }
 
-/* check_binhex - the BinHex files of a text part, or of a part that says
- * it is one (application/mac-binhex40, a .hqx name: its first line that
- * starts with ':' is one even without the "(This file ..." line) */
-static void check_binhex(struct finding *f, const struct mime_part *p, size_t idx, const char *file)
+/* check_encoded - the files of the part m->parts[idx]: uuencoded and
+ * yEnc ones in a text part, BinHex ones in a text part or one that says it
+ * is BinHex (its first line that starts with ':' is one even without the
+ * "(This file ..." line) */
+static void check_encoded(struct finding *f, const struct mime_msg *m, size_t idx, const char *file)
 {
-	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b, *q;
-	int typed = strcmp(p->content_type, "application/mac-binhex40") == 0, found = 0;
-	char last[32], prev[32];
+	const struct mime_part *p = &m->parts[idx];
+	size_t n;
+	const struct mime_file *e = mime_text_files(m, idx, &n);
+	int typed = mime_says_binhex(p), found = 0, uu_done = 0, yenc_done = 0, binhex_done = 0;
 
-	for (size_t k = 0; !typed && p->names != NULL && p->names[k] != NULL; k++) {
-		name_exts(p->names[k], last, sizeof(last), prev, sizeof(prev));
-		typed = strcmp(last, "hqx") == 0;
-	}
-	if (!typed && !p->is_text)
-		return;
-	while ((q = binhex_next(b, end, &at, typed)) != NULL) {
-		if (enc_block(f) < 0)
-			return;
-		found = 1;
-		binhex_file(f, q + 1, end, file, idx);
+	for (size_t k = 0; k < n; k++) {
+		switch (e[k].kind) {
+		case MIME_FILE_UU:
+			/* the first past the count is said, the rest of the part not read */
+			if (!uu_done && p->is_text) {
+				check_uuencoded(f, &e[k], idx);
+				uu_done = e[k].over || f->uu_blocks > UU_MAX_BLOCKS;
+			}
+			break;
+		case MIME_FILE_YENC:
+			/* yEnc in a part that is only BinHex no program shows */
+			if (!yenc_done && p->is_text)
+				yenc_done = check_yenc(f, &e[k], idx) < 0;
+			break;
+		case MIME_FILE_BINHEX:
+			found = 1;
+			if (!binhex_done) {
+				if (enc_block(f, e[k].over) < 0)
+					binhex_done = 1;
+				else
+					binhex_file(f, m, idx, &e[k], file);
+			}
+			break;
+		}
 	}
 	if (typed && !found)
 		/* it says it is BinHex, and a program would decode it so */
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, "BinHex part not read (no BinHex data found)");
 }
 
-static void check_part(struct finding *f, const struct mime_part *p, size_t idx);
+static void check_part(struct finding *f, const struct mime_msg *m, size_t idx);
 
 /* ------------------------------------------------------------------ */
 /* TNEF (winmail.dat)                                                   */
@@ -1518,7 +1485,7 @@ static void check_message(struct finding *f, const unsigned char *data, size_t l
 	m = mime_parse(data, len);
 	f->embed_level++;
 	for (size_t i = 0; i < m->nparts; i++)
-		check_part(f, &m->parts[i], i);
+		check_part(f, m, i);
 	f->embed_level--;
 	if (m->incomplete != NULL)
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file, m->incomplete);
@@ -1703,8 +1670,9 @@ static void check_pgp(struct finding *f, const struct mime_part *p, const char *
 	}
 }
 
-static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
+static void check_part(struct finding *f, const struct mime_msg *m, size_t idx)
 {
+	const struct mime_part *p = &m->parts[idx];
 	const char *declared = p->declared_type[0] ? p->declared_type : p->content_type;
 	char type[128], label[64], last[32], prev[32];
 	const char *file;
@@ -1725,12 +1693,8 @@ static void check_part(struct finding *f, const struct mime_part *p, size_t idx)
 		 * could be the one a program saves it under */
 		hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], file,
 		    "more than 64 names or 16 Content-Type/Content-Disposition fields, not all checked");
-	if (p->is_text && p->raw_len > 0) {
-		check_uuencoded(f, p, idx);
-		check_yenc(f, p, idx);
-	}
 	if (p->raw_len > 0)
-		check_binhex(f, p, idx, file);
+		check_encoded(f, m, idx, file);
 	if (type_banned(f->r, declared)) {
 		char what[300];
 
@@ -1827,7 +1791,7 @@ static void attach_eom(struct mw_ctx *ctx)
 	f.r = &a->dir[mw_direction(ctx) == MW_OUTBOUND ? 1 : 0];
 	for (i = 0; i < m->nparts; i++) {
 		f.part = i;
-		check_part(&f, &m->parts[i], i);
+		check_part(&f, m, i);
 	}
 	if (m->incomplete != NULL)
 		hit(&f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message", m->incomplete);

@@ -876,19 +876,7 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 
 #define ENCODED_MAX_SCANS 100   /* said in encoded_room */
 
-/* says_binhex - the part says it is BinHex: its type, or a .hqx name */
-static int says_binhex(const struct mime_part *p)
-{
-	if (strcmp(p->content_type, "application/mac-binhex40") == 0)
-		return 1;
-	for (size_t k = 0; p->names != NULL && p->names[k] != NULL; k++) {
-		size_t n = strlen(p->names[k]);
-
-		if (n >= 4 && strcasecmp(p->names[k] + n - 4, ".hqx") == 0)
-			return 1;
-	}
-	return 0;
-}
+static const char encoded_over[] = "more than 100 text parts and files encoded in them";
 
 /* encoded_room - one more scan of len bytes taken out: 0, or -1 (a limit
  * hit, said) past the count or the bytes */
@@ -896,7 +884,7 @@ static int encoded_room(struct hidden *h, const char *here, uint64_t len)
 {
 	if (h->nencoded >= ENCODED_MAX_SCANS) {
 		h->limit = 1;
-		return stop(h, here, "more than 100 text parts and files encoded in them");
+		return stop(h, here, encoded_over);
 	}
 	if (h->opened + len > HIDDEN_MAX_BYTES) {
 		h->limit = 1;
@@ -907,134 +895,82 @@ static int encoded_room(struct hidden *h, const char *here, uint64_t len)
 	return 0;
 }
 
-/* keep_decoded - data decoded, a file of ours to scan (not copied again;
- * name: the one it was encoded under, or NULL), its zips counted first:
- * libclamav opens them in its scan, which their entries make slow as
- * those of a zip attached.  0, or -1 past av_max_zip_entries */
-static int keep_decoded(struct hidden *h, const char *here, unsigned char *data, size_t len,
-                        const char *name)
+/* keep_decoded - a decoded file to scan (name: the one it was encoded
+ * under, or NULL), its zips counted first: libclamav opens them in its
+ * scan, which their entries make slow as those of a zip attached.  The
+ * MIME layer's copy is scanned where it is when its parse outlives the
+ * scans (the message's own), else copied.  0, or -1 past
+ * av_max_zip_entries */
+static int keep_decoded(struct hidden *h, const char *here, const unsigned char *data, size_t len,
+                        const char *name, int m_outlives)
 {
-	struct hidden_item *it = new_item(h, here, 1);
 	struct mime_part one;
 	const char *names[2];
 
-	it->owned = data;
-	it->buf = data;
-	it->len = len;
+	if (m_outlives)
+		keep_file(h, here, data, len);
+	else
+		keep(h, here, data, len, NULL);
 	file_part(&one, names, data, len, name);
 	return hidden_zips(h, here, &one, 1);
 }
 
-/* yenc_files - the yEnc files of p's text, decoded */
-static int yenc_files(struct hidden *h, const struct mime_part *p, const char *here)
+/* encoded_files - the files of kind (uuencoded, or yEnc and BinHex) in
+ * the part m->parts[i], as the MIME layer decoded them (mime_text_files:
+ * once per message, for the attachments filter too): the zips of the
+ * uuencoded ones counted (the engine decodes those itself, in the
+ * message's own scan when the part is text/plain sent as it is, else in
+ * the part's scan again, and opens their zips), the yEnc and BinHex ones
+ * kept to scan.  A BinHex file whose header does not read is left to the
+ * attachments filter, which calls it unchecked.  The files found (0:
+ * none), or -1 when a limit stopped it */
+static int encoded_files(struct hidden *h, const struct mime_msg *m, size_t i, const char *here,
+                         int m_outlives, int uuencoded)
 {
-	const char *t = (const char *)p->raw, *end = t + p->raw_len, *line = t;
-
-	while (line < end) {
-		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *next = nl != NULL ? nl + 1 : end;
-		unsigned char *out;
-		size_t len;
-
-		if ((size_t)(next - line) < 9 || memcmp(line, YENC_BEGIN, 8) != 0) {
-			line = next;
-			continue;
-		}
-		/* what it decodes to is at most the rest of the part */
-		if (encoded_room(h, here, (uint64_t)(end - next)) < 0)
-			return -1;
-		out = xmalloc((size_t)(end - next) + 1);
-		len = yenc_data(next, end, out, &line);
-		h->opened -= (uint64_t)(end - next) - len;
-		if (keep_decoded(h, here, xrealloc(out, len + 1), len, NULL) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-#define HQX_FIRST_READ (64 * 1024)
-
-/* hqx_data - the data fork of x (dlen bytes claimed) decoded: into a
- * buffer that grows with what decodes and is cut to it (*got bytes).  The
- * claim is the sender's and runs expand up to 255 times, so neither it
- * nor the text's length measures what will come: a buffer the size of
- * the claim, kept to the scans, had 100 files of 1 byte claiming 60 MiB
- * each hold 6 GB of address space. */
-static unsigned char *hqx_data(struct hqx *x, uint32_t dlen, size_t *got)
-{
-	size_t cap = dlen < HQX_FIRST_READ ? dlen : HQX_FIRST_READ;
-	unsigned char *out = xmalloc(cap + 1);
-
-	*got = hqx_read(x, out, cap);
-	while (*got == cap && cap < dlen) {
-		cap = dlen - cap > cap ? 2 * cap : dlen;
-		out = xrealloc(out, cap + 1);
-		*got += hqx_read(x, out + *got, cap - *got);
-	}
-	return xrealloc(out, *got + 1);
-}
-
-/* binhex_files - the data forks of the BinHex files of p's text (or of p,
- * when it says it is BinHex); one that does not decode is left to the
- * attachments filter, which calls it unchecked */
-static int binhex_files(struct hidden *h, const struct mime_part *p, const char *here)
-{
-	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b, *q;
-
-	while ((q = binhex_next(b, end, &at, says_binhex(p))) != NULL) {
-		struct hqx x = { .p = q + 1, .end = end, .last = -1 };
-		char name[64];
-		uint32_t dlen;
-		unsigned char *out;
-		size_t got;
-
-		if (binhex_header(&x, name, &dlen) != BINHEX_OK)
-			continue;
-		/* runs make 255 bytes of 4 characters: the length it claims
-		 * is what is counted */
-		if (encoded_room(h, here, dlen) < 0)
-			return -1;
-		out = hqx_data(&x, dlen, &got);
-		h->opened -= dlen - got;
-		if (keep_decoded(h, here, out, got, name) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* uu_zips - the zips of the uuencoded files of p's text counted: the
- * engine decodes those (in the message's own scan when p is text/plain
- * sent as it is, else in p's scan again) and opens their zips.  The
- * uuencoded files found (0: none), or -1 past av_max_zip_entries */
-static int uu_zips(struct hidden *h, const struct mime_part *p, const char *here)
-{
-	const char *line = (const char *)p->raw, *end = line + p->raw_len;
+	size_t n;
+	const struct mime_file *e = mime_text_files(m, i, &n);
 	int found = 0;
 
-	while (line < end) {
-		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *next = nl != NULL ? nl + 1 : end, *stop;
+	for (size_t k = 0; k < n; k++) {
 		struct mime_part one;
 		const char *names[2];
-		unsigned char *out;
-		size_t len;
-		int rc;
+		size_t got;
 
-		if (uu_begin(line, (size_t)(next - line)) == 0) {
-			line = next;
+		if ((e[k].kind == MIME_FILE_UU) != uuencoded)
 			continue;
+		if (e[k].over) {
+			/* past the files the MIME layer decodes of a message */
+			h->limit = 1;
+			return stop(h, here, encoded_over);
 		}
-		/* each byte decoded once: a block ends at the next one's header */
-		stop = uu_end(next, end);
-		out = xmalloc((size_t)(stop - next) + 4);
-		len = uu_decode(next, (size_t)(stop - next), out);
-		file_part(&one, names, out, len, NULL);
-		rc = hidden_zips(h, here, &one, 1);
-		free(out);
-		if (rc < 0)
-			return -1;
+		switch (e[k].kind) {
+		case MIME_FILE_UU:
+			file_part(&one, names, e[k].data, e[k].len, NULL);
+			if (hidden_zips(h, here, &one, 1) < 0)
+				return -1;
+			break;
+		case MIME_FILE_YENC:
+			/* what it decodes to is at most the rest of the part */
+			if (encoded_room(h, here, e[k].claimed) < 0)
+				return -1;
+			h->opened -= e[k].claimed - e[k].len;
+			if (keep_decoded(h, here, e[k].data, e[k].len, NULL, m_outlives) < 0)
+				return -1;
+			break;
+		case MIME_FILE_BINHEX:
+			if (e[k].binhex != BINHEX_OK)
+				continue;
+			/* runs make 255 bytes of 4 characters: the length it
+			 * claims is what is counted */
+			if (encoded_room(h, here, e[k].claimed) < 0)
+				return -1;
+			got = mime_file_read(m, &e[k], (size_t)e[k].claimed);
+			h->opened -= e[k].claimed - got;
+			if (keep_decoded(h, here, e[k].data, got, e[k].name, m_outlives) < 0)
+				return -1;
+			break;
+		}
 		found++;
-		line = stop;
 	}
 	return found;
 }
@@ -1047,19 +983,19 @@ static int collect_encoded(struct hidden *h, const struct mime_msg *m, const cha
 	for (size_t i = 0; i < m->nparts; i++) {
 		const struct mime_part *p = &m->parts[i];
 		char here[AV_WHERE_MAX + 1];
+		int uu;
 
-		if ((!p->is_text && !says_binhex(p)) || p->raw_len == 0 || p->truncated)
+		if ((!p->is_text && !mime_says_binhex(p)) || p->raw_len == 0 || p->truncated)
 			continue;
 		leaf_where(m, i, in, here, sizeof(here));
-		if (p->is_text) {
-			int uu = uu_zips(h, p, here);
-
-			if (uu < 0 || (uu > 0 && encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0))
-				return -1;
-			if (uu > 0)
-				keep(h, here, p->raw, p->raw_len, wrap_text);
-		}
-		if (yenc_files(h, p, here) < 0 || binhex_files(h, p, here) < 0)
+		/* a part with uuencoded files is scanned again as the body of
+		 * a message of its own (the engine finds them there) */
+		if ((uu = encoded_files(h, m, i, here, m_outlives, 1)) < 0 ||
+		    (uu > 0 && encoded_room(h, here, m_outlives ? 0 : p->raw_len) < 0))
+			return -1;
+		if (uu > 0)
+			keep(h, here, p->raw, p->raw_len, wrap_text);
+		if (encoded_files(h, m, i, here, m_outlives, 0) < 0)
 			return -1;
 	}
 	return 0;

@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,18 @@ struct mime_store {
 	                               * (the copies that differ from raw) */
 	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
 	GMimeParserOptions *opts;     /* for fields parsed again; during the walk only */
+	struct mime_files *files;     /* files encoded in text parts, on first use */
 };
+
+_Static_assert(offsetof(struct mime_store, pub) == 0, "a parse is its mime_store");
+
+struct mime_files **mime_files_slot(const struct mime_msg *m)
+{
+	/* the memo is made after the parse, which readers see as const */
+	struct mime_store *st = (struct mime_store *)(uintptr_t)m;
+
+	return &st->files;
+}
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
 
@@ -946,10 +958,19 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 
 		st->decoded += raw->len;
 		if (p->is_text) {
+			size_t left = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0;
+			/* A part takes the budget down to its reserve, and
+			 * each one after keeps its first MIME_TEXT_PREFIX
+			 * bytes from that: a budget one part could spend
+			 * left every text part after it empty, so 23 MB of
+			 * 0x80 in windows-1252 hid a spam text (and its
+			 * links) from Bayes, the HTML body rules and the URI
+			 * blocklists. */
+			size_t own = left > MIME_TEXT_RESERVE ? left - MIME_TEXT_RESERVE : 0;
 			struct utf8_copy c = {
 				.s = g_string_sized_new(raw->len + 1), .orig = raw->data,
 				.orig_len = raw->len,
-				.room = st->converted < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->converted : 0,
+				.room = own > MIME_TEXT_PREFIX ? own : left < MIME_TEXT_PREFIX ? left : MIME_TEXT_PREFIX,
 			};
 
 			to_utf8(&c, g_mime_object_get_content_type_parameter(obj, "charset"));
@@ -962,6 +983,10 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 			else {
 				p->text_truncated = c.cut;
 				st->converted += p->len;
+				if (c.cut && p->len == 0)
+					/* the reserve spent too: no text of it
+					 * is checked, and a filter must say so */
+					incomplete(st, "text converted to UTF-8 over 64 MiB");
 				/* keep the bytes as sent too (an executable declared
 				 * text/plain must still look like one) */
 				p->raw_len = raw->len;
@@ -1102,6 +1127,7 @@ void mime_free(void *p)
 		g_free(st->pub.uris[i]);
 	g_free(st->pub.uris);
 	g_free(st->pub.uri_kinds);
+	mime_files_free(st->files);
 	g_free(st);
 }
 

@@ -7,6 +7,7 @@
 #define MW_MIME_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct mw_ctx;
 
@@ -16,6 +17,13 @@ struct mw_ctx;
 /* decoded bytes kept, all parts together; and as much again of text
  * converted to UTF-8 (the copies that differ from the bytes decoded) */
 #define MIME_MAX_DECODED  (64u << 20)
+/* of the converted text's MIME_MAX_DECODED, what one part cannot take:
+ * each text part after keeps its first MIME_TEXT_PREFIX bytes of UTF-8
+ * from it (128 parts), so a big part cannot leave the text of those after
+ * it unchecked; a part that keeps none once it is spent too makes the
+ * parse incomplete */
+#define MIME_TEXT_RESERVE (8u << 20)
+#define MIME_TEXT_PREFIX  (64u << 10)
 #define MIME_MAX_URIS     1000          /* distinct URIs kept */
 #define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
 /* What GMime is handed at most: it builds every part and header field of
@@ -68,7 +76,8 @@ struct mime_part {
 	 * in it was not all there (the parse is then incomplete) */
 	int         truncated;
 	/* text parts: data cut (a conversion past the MIME_MAX_DECODED of
-	 * converted text, or raw truncated); raw may still be whole */
+	 * converted text, to MIME_TEXT_PREFIX once the budget is down to its
+	 * reserve, or raw truncated); raw may still be whole */
 	int         text_truncated;
 	/* the decoded bytes before any charset conversion (what a file
 	 * type is detected from); the same pointer as data unless the
@@ -128,6 +137,58 @@ struct mime_msg {
 	 * attachment) did not see all of it; why, or NULL */
 	const char       *incomplete;
 };
+
+/* Files encoded in the body of a text part (uuencoded, yEnc) or BinHex'd
+ * in a text part or in a part that says it is BinHex (its type, a .hqx
+ * name), which mail programs show as attachments: found and decoded once
+ * per parse, on first use, and read by every filter that checks them (the
+ * attachments filter: names, types, archives; the antivirus: zips
+ * counted, files scanned).  Built by whichever filter asks first; the
+ * filters of a message run one after the other on one thread (as for
+ * mime_get), so the memo needs no lock.  A parse of mime_parse has one of
+ * its own, freed by mime_free. */
+enum mime_file_kind { MIME_FILE_UU, MIME_FILE_YENC, MIME_FILE_BINHEX };
+
+/* files listed per parse: uuencoded ones, and yEnc and BinHex ones
+ * together; past it the next one found (in each part for uuencoded
+ * files, once for the others) is listed with over set, not decoded */
+#define MIME_MAX_TEXT_FILES 100
+
+struct mime_file {
+	size_t      part;             /* the leaf it is in: index into mime_msg.parts */
+	enum mime_file_kind kind;
+	int         over;             /* past MIME_MAX_TEXT_FILES: not read */
+	/* the name its header gives (uuencoded: the "begin" line's; yEnc:
+	 * "name=", NULL without one; BinHex: the encoded header's, NULL when
+	 * malformed or cut), as sent: up to 255 bytes, cut at a NUL */
+	const char *name;
+	int         binhex;           /* BinHex: enum binhex_header_result (textenc.h) */
+	/* yEnc: the bytes from its =ybegin line's end to the part's end (the
+	 * most it decodes to); BinHex: the data fork's length its header
+	 * claims (runs expand 255 times: no measure of what will come) */
+	uint64_t    claimed;
+	/* decoded (a NUL follows): uuencoded and yEnc files whole; BinHex
+	 * data forks as far as mime_file_read was asked to take them */
+	const unsigned char *data;
+	size_t      len;
+};
+
+/* mime_text_files - the files of part (an index into m->parts), in the
+ * order they come in it; *n of them (0: none, and NULL) */
+const struct mime_file *mime_text_files(const struct mime_msg *m, size_t part, size_t *n);
+
+/* mime_says_binhex - the part says it is BinHex: application/mac-binhex40,
+ * or a name whose last extension is .hqx (trailing dots and spaces
+ * dropped); its first line starting with ':' is one then even without the
+ * "(This file must be converted ..." line */
+int mime_says_binhex(const struct mime_part *p);
+
+/* mime_file_read - a BinHex file's data fork decoded on to want bytes at
+ * most (f->data, f->len then hold them; data may move): f->len, fewer
+ * than want when the data ends first (the text ends, or a character out
+ * of the alphabet).  The buffer grows with what decodes, not with the
+ * length claimed.  Other files are whole already: f->len. */
+size_t mime_file_read(const struct mime_msg *m, const struct mime_file *f, size_t want);
 
 /* mime_get - the message's parse (built on first call, then shared by
  * every filter of that message).  Never NULL: a message that cannot be

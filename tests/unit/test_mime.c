@@ -671,6 +671,65 @@ static void test_decoded_budget(void **state)
 	g_string_free(s, TRUE);
 }
 
+/* append_spam_part - a short HTML part in iso-8859-1 (its UTF-8 copy
+ * differs from its bytes: it has a converted-text cost) */
+static void append_spam_part(GString *s)
+{
+	g_string_append(s, "--b\r\nContent-Type: text/html; charset=iso-8859-1\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n"
+	    "<p>Caf\xe9 pharmacy: cheap pills at <a href=\"http://pills.example/buy\">our shop</a></p>\r\n");
+}
+
+/* Text parts after the 64 MiB of converted text was spent kept none of
+ * their text (data "", rendered "", no URIs): a 23 MB part of 0x80 in
+ * windows-1252 (69 MB of UTF-8; 23 MB sent, within the default message_size_limit of 50M)
+ * hid a spam text and its link after it from Bayes, the HTML body rules
+ * and the URI blocklists, and nothing said so.  Now a part may use the
+ * budget only down to MIME_TEXT_RESERVE, and each text part after keeps
+ * its first MIME_TEXT_PREFIX bytes from it (SpamAssassin's body rules read
+ * 50,000 bytes of each part); one that keeps nothing once the reserve too
+ * is spent makes the parse incomplete (ATTACH_UNCHECKED). */
+static void test_text_after_converted_budget(void **state)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	struct mime_msg *m;
+	size_t last;
+
+	(void)state;
+	append_text_part(s, 23u * 1000 * 1000, (char)0x80, "windows-1252");
+	append_spam_part(s);
+	g_string_append(s, "--b--\r\n");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	assert_int_equal(m->nparts, 2);
+	assert_int_equal(m->parts[0].text_truncated, 1);
+	assert_true(m->parts[0].len + m->parts[1].len <= MIME_MAX_DECODED);
+	assert_int_equal(m->parts[1].text_truncated, 0);
+	assert_non_null(strstr((const char *)m->parts[1].data, "Caf\xc3\xa9 pharmacy"));
+	assert_non_null(m->parts[1].rendered);
+	assert_non_null(strstr(m->parts[1].rendered, "cheap pills"));
+	assert_true(has_uri(m, "http://pills.example/buy"));
+	assert_null(m->incomplete);
+	mime_free(m);
+
+	/* the reserve spent too (parts of 64 KiB of UTF-8 each after it):
+	 * a part kept empty is said */
+	g_string_truncate(s, s->len - strlen("--b--\r\n"));
+	for (int i = 0; i < (int)(MIME_TEXT_RESERVE / MIME_TEXT_PREFIX) + 2; i++)
+		append_text_part(s, 22000, (char)0x80, "windows-1252");
+	append_spam_part(s);
+	g_string_append(s, "--b--\r\n");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	last = m->nparts - 1;
+	assert_int_equal(m->nparts, 2 + MIME_TEXT_RESERVE / MIME_TEXT_PREFIX + 2 + 1);
+	assert_true(m->parts[2].len > 0);
+	assert_int_equal(m->parts[last].len, 0);
+	assert_int_equal(m->parts[last].text_truncated, 1);
+	assert_non_null(m->incomplete);
+	assert_string_equal(m->incomplete, "text converted to UTF-8 over 64 MiB");
+	mime_free(m);
+	g_string_free(s, TRUE);
+}
+
 /* status_mb - a field of /proc/self/status (kB) in MB, or -1 */
 static long status_mb(const char *field)
 {
@@ -691,7 +750,8 @@ static long status_mb(const char *field)
 /* The converted text's budget stops the conversion, not only what is kept:
  * after 23 MB of 0x80 in windows-1252 (69 MB of UTF-8, cut at 64 MiB) a
  * second such part of 40 MB was converted whole (120 MB more, and the
- * time) to keep none of it.  The peak of resident memory the parse adds
+ * time) to keep none of it (now its first MIME_TEXT_PREFIX bytes, from
+ * the reserve).  The peak of resident memory the parse adds
  * (VmHWM, reset first): GMime's copy of the message and the bytes as
  * decoded (63 MB each), a part's decoding buffer and the 64 MiB of UTF-8,
  * 223 MB; it was 299 MB. */
@@ -715,8 +775,11 @@ static void test_conversion_stops_at_budget(void **state)
 	assert_true(before > 0 && peak > 0);
 	assert_int_equal(m->nparts, 2);
 	assert_int_equal(m->parts[0].text_truncated, 1);
-	assert_true(m->parts[0].len > MIME_MAX_DECODED - 3);       /* cut on a character boundary */
+	/* cut on a character boundary, short of the reserve the part after
+	 * keeps its first MIME_TEXT_PREFIX from */
+	assert_true(m->parts[0].len > MIME_MAX_DECODED - MIME_TEXT_RESERVE - 3);
 	assert_int_equal(m->parts[1].text_truncated, 1);
+	assert_true(m->parts[1].len > MIME_TEXT_PREFIX - 3 && m->parts[1].len <= MIME_TEXT_PREFIX);
 	assert_true(m->parts[0].len + m->parts[1].len <= MIME_MAX_DECODED);
 	assert_true(m->parts[1].raw_len >= 40u * 1000 * 1000 - 2);  /* the bytes as sent whole */
 	assert_int_equal(m->parse_error, 1);
@@ -806,6 +869,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_too_many_parts),
 		cmocka_unit_test(test_decoded_budget),
+		cmocka_unit_test(test_text_after_converted_budget),
 		cmocka_unit_test(test_conversion_stops_at_budget),
 		cmocka_unit_test(test_lf_only),
 		cmocka_unit_test(test_threads),
