@@ -1739,7 +1739,11 @@ static void check_part(struct finding *f, const struct mime_msg *m, size_t idx)
 /* replace_parts - the leaves to replace become text parts in the body
  * the message leaves with.  Where that cannot be done (a structure the
  * parse found broken, a rewrite that fails) the message is quarantined:
- * the banned file never goes on, and the recipient's mail is not lost. */
+ * the banned file never goes on, and the recipient's mail is not lost.
+ * A message this filter quarantines anyway (another part's rule) is
+ * rewritten too, for its release (an admin releasing it lets through what
+ * that rule held, not the files replace rules remove); a rewrite that
+ * fails then leaves its reason alone and the release sends it as it came. */
 static void replace_parts(struct finding *f, const struct mime_msg *m)
 {
 	size_t len;
@@ -1747,7 +1751,7 @@ static void replace_parts(struct finding *f, const struct mime_msg *m)
 	struct sbuf rest;
 	char err[200];
 	const char *what = "";
-	int top, rc;
+	int top, rc, held = f->worst == ATTACH_QUARANTINE;
 
 	if (m->parse_error) {
 		snprintf(err, sizeof(err), "the MIME structure is broken");
@@ -1772,6 +1776,11 @@ static void replace_parts(struct finding *f, const struct mime_msg *m)
 	builtin_new_body(f->ctx, rest.data ? rest.data : xstrdup(""), rest.len, top);
 	return;
 quarantine:
+	if (held) {
+		mw_log(f->ctx, LOG_WARNING, "cannot replace the banned attachment (%s): held for "
+		    "another part, and a release sends it as it came", err);
+		return;
+	}
 	mw_log(f->ctx, LOG_WARNING, "cannot replace the banned attachment (%s): quarantined", err);
 	f->worst = ATTACH_QUARANTINE;
 	snprintf(f->reason + strlen(f->reason), sizeof(f->reason) - strlen(f->reason),
@@ -1797,7 +1806,7 @@ static void attach_eom(struct mw_ctx *ctx)
 		hit(&f, R_UNCHECKED, symbol_of[R_UNCHECKED], "message", m->incomplete);
 	if (f.pgp_mime && f.pgp_read == 0)
 		mw_symbol(ctx, "ATTACH_ENCRYPTED_MESSAGE", 0, "PGP/MIME encrypted: its content is not checked");
-	if (f.worst == ATTACH_REPLACE)
+	if (f.worst == ATTACH_REPLACE || (f.worst == ATTACH_QUARANTINE && f.nrep > 0))
 		replace_parts(&f, m);
 	switch (f.worst) {
 	case ATTACH_REJECT:

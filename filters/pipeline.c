@@ -457,8 +457,7 @@ static void auth_results(const struct config *cfg, struct msgscan *ms)
 }
 
 /* finalize - the built-ins' last look at the message as it will leave:
- * res->edits applied, with the rewritten body only where res carries it
- * (a message held or quarantined keeps its own). */
+ * res->edits applied, with the rewritten body where res carries it. */
 static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_result *res)
 {
 	struct final_msg m;
@@ -507,16 +506,21 @@ void final_prepend(const struct final_msg *m, const char *name, const char *valu
 /* store_quarantined - quarantine_store of the message as it came (what
  * `quarantine show` and forensics need), with res->edits as the edits a
  * release applies: the policy's for a held message (the sender's X-Spam-*
- * and forged Authentication-Results removed, ours added, as if tagged) and
- * an outbound message's DKIM signatures, which finalize made over the
- * message with those edits applied, so that they verify on what the
- * release sends.  Signed here, by the scanner that holds the keys, not by
- * the release; dkim_sign sets no x= a late release could outlive.
- * 0, or -1 with errno. */
+ * and forged Authentication-Results removed, ours added, as if tagged),
+ * new_body's Content-* fields, and an outbound message's DKIM signatures,
+ * which finalize made over the message with those edits applied and the
+ * body a filter rewrote (a banned attachment replaced), so that they
+ * verify on what the release sends: that body is stored beside the
+ * message for the release.  Signed here, by the scanner that holds the
+ * keys, not by the release; dkim_sign sets no x= a late release could
+ * outlive.  0, or -1 with errno. */
 static int store_quarantined(struct pipeline *p, const struct msgscan *ms,
                              struct scan_result *res, const char *why)
 {
+	int rewritten = res->new_body && ms->new_rest != NULL;
+
 	return quarantine_store(p->cfg, ms->req, res, why, ms->msg, ms->len,
+	    rewritten ? ms->new_rest : NULL, rewritten ? ms->new_rest_len : 0,
 	    res->quarantine_id, sizeof(res->quarantine_id));
 }
 
@@ -713,12 +717,17 @@ have_msg:
 			break;
 		}
 	policy_decide(cfg, &in, res, why, sizeof(why));
-	if ((res->action == MW_ACCEPT || res->action == MW_TAG) && ms.new_rest != NULL)
-		new_body(cfg, req, &ms, res);
 	/* a quarantined message leaves once the admin releases it, from the
-	 * MTA's hold queue (postsuper -H, no milter on that way) or from our
-	 * store (`quarantine release`, which applies res->edits): signed now,
-	 * over the tagged fields it is held with and its own body */
+	 * MTA's hold queue (postsuper -H, no milter on that way: the milter
+	 * replaces the body before the hold) or from our store (`quarantine
+	 * release`, which applies res->edits and sends the body stored for
+	 * it): as the accept path would have sent it, so with the body a
+	 * filter rewrote (a banned attachment replaced, not released with it
+	 * as a false-positive spam; until session 18 it was) and signed now,
+	 * over the tagged fields it is held with and that body */
+	if ((res->action == MW_ACCEPT || res->action == MW_TAG || res->action == MW_QUARANTINE)
+	    && ms.new_rest != NULL)
+		new_body(cfg, req, &ms, res);
 	if (res->action == MW_ACCEPT || res->action == MW_TAG || res->action == MW_QUARANTINE)
 		finalize(p, &ms, res);
 

@@ -290,7 +290,19 @@ static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 		if (cfg->milter_quarantine == MILTER_QUARANTINE_MTA) {
 			char reason[128];
 
-			/* held in the MTA's queue, with our verdict on it */
+			/* held in the MTA's queue, with our verdict on it, and
+			 * with the body a filter rewrote: the admin's release
+			 * (postsuper -H) passes no milter, and until session 18
+			 * it delivered the banned file the accept path would
+			 * have replaced, under a signature made over it */
+			if (res->new_body && replace_body(ctx, res) < 0) {
+				slog(NULL, LOG_ERR, "milter: cannot replace the body of a message to "
+				    "hold (the MTA must allow SMFIF_CHGBODY): tempfail");
+				*what = "tempfail";
+				*reply = R_NO_BODY;
+				milter_reply(ctx, R_NO_BODY);
+				return SMFIS_TEMPFAIL;
+			}
 			apply_edits(ctx, res, del, ndel, leadspc);
 			snprintf(reason, sizeof(reason), "mailwarden: score %.2f", res->score);
 			if (smfi_quarantine(ctx, reason) != MI_SUCCESS) {

@@ -327,7 +327,8 @@ static const char *listener_upstream(const struct config *cfg, const char *name)
 
 static char *record_json(const struct config *cfg, const char *id, time_t now,
                          const struct scan_request *req, const struct scan_result *res,
-                         const char *reason, const void *msg, size_t len)
+                         const char *reason, const void *msg, size_t len,
+                         const void *new_body, size_t new_body_len)
 {
 	json_object *o = json_object_new_object(), *r;
 	static const char *const fields[][2] = {
@@ -357,9 +358,16 @@ static char *record_json(const struct config *cfg, const char *id, time_t now,
 	json_object_object_add(o, "result", r);
 	json_object_object_add(o, "released", json_object_new_array());
 	/* what a release applies to ID.eml: the result's edits (see
-	 * quarantine.h); checked whole by quarantine_store */
+	 * quarantine.h), checked whole by quarantine_store, and the body
+	 * stored for it in ID.body, if any */
 	r = json_object_new_object();
 	json_object_object_add(r, "edits", header_edits_to_json(res->edits, res->nedits));
+	if (new_body != NULL) {
+		json_object *b = json_object_new_object();
+
+		json_object_object_add(b, "size", json_object_new_uint64(new_body_len));
+		json_object_object_add(r, "body", b);
+	}
 	json_object_object_add(o, "release", r);
 	text = strdup(json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -380,10 +388,12 @@ static void sync_dir(const char *dir)
 
 int quarantine_store(const struct config *cfg, const struct scan_request *req,
                      const struct scan_result *res, const char *reason,
-                     const void *msg, size_t len, char *id_out, size_t idsz)
+                     const void *msg, size_t len, const void *new_body, size_t new_body_len,
+                     char *id_out, size_t idsz)
 {
 	const char *dir = cfg->quarantine_dir;
 	char id[QUARANTINE_ID_MAX], day[PATH_MAX], tmp[PATH_MAX], eml[PATH_MAX], jsn[PATH_MAX];
+	char body[PATH_MAX] = "";
 	char *text = NULL;
 	time_t now = time(NULL);
 	int attempt, saved;
@@ -401,6 +411,13 @@ int quarantine_store(const struct config *cfg, const struct scan_request *req,
 	 * back would send the sender's forged fields, or a signature that
 	 * does not verify */
 	if (header_edits_check(res->edits, res->nedits, QUARANTINE_RELEASE_EDITS_MAX) < 0) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	/* the release reads it back within that bound, and sends it after the
+	 * header section, whose empty line it starts with */
+	if (new_body != NULL && (new_body_len > len + QUARANTINE_BODY_GROWTH || new_body_len < 2
+	    || memcmp(new_body, "\r\n", 2) != 0)) {
 		errno = EMSGSIZE;
 		return -1;
 	}
@@ -437,7 +454,28 @@ int quarantine_store(const struct config *cfg, const struct scan_request *req,
 		}
 	}
 
-	text = record_json(cfg, id, now, req, res, reason, msg, len);
+	if (new_body != NULL) {
+		/* before the record: an entry that says it has a rewritten body
+		 * has it (a crash leaves a lone ID.body, debris for expiry) */
+		if (quarantine_path(dir, id, "body", body, sizeof(body)) < 0
+		    || (size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.body", day, id) >= sizeof(tmp)) {
+			errno = ENAMETOOLONG;
+			body[0] = '\0';
+			goto fail;
+		}
+		if (write_file(tmp, new_body, new_body_len) < 0) {
+			body[0] = '\0';
+			goto fail;
+		}
+		if (publish(tmp, body) < 0) {
+			saved = errno;
+			unlink(tmp);
+			body[0] = '\0';	/* not ours if it exists */
+			errno = saved;
+			goto fail;
+		}
+	}
+	text = record_json(cfg, id, now, req, res, reason, msg, len, new_body, new_body_len);
 	if (text == NULL) {
 		errno = ENOMEM;
 		goto fail;
@@ -464,6 +502,8 @@ int quarantine_store(const struct config *cfg, const struct scan_request *req,
 fail:
 	saved = errno;
 	free(text);
+	if (body[0] != '\0')
+		unlink(body);
 	unlink(eml);
 	errno = saved;
 	return -1;
@@ -595,6 +635,7 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 		return qfail(err, errlen, ENAMETOOLONG, "quarantine_dir too long");
 	snprintf(e->eml_name, sizeof(e->eml_name), "%s.eml", id);
 	snprintf(e->json_name, sizeof(e->json_name), "%s.json", id);
+	snprintf(e->body_name, sizeof(e->body_name), "%s.body", id);
 	{
 		/* its day a real directory, not a link to elsewhere (read_names),
 		 * opened once: every name of the entry is looked up from there.
@@ -683,14 +724,16 @@ void quarantine_close(struct quarantine_entry *e)
 	e->rec = NULL;
 }
 
-char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t *len)
+/* read_whole - the regular file open at fd, read into memory (see
+ * quarantine_message) */
+static char *read_whole(int fd, size_t limit, size_t *len)
 {
 	struct stat st;
 	size_t got = 0, n;
 	char *p, extra;
 	ssize_t r = 0;
 
-	if (fstat(e->fd, &st) < 0)
+	if (fstat(fd, &st) < 0)
 		return NULL;
 	if ((uintmax_t)st.st_size > (uintmax_t)limit || (uintmax_t)st.st_size >= (uintmax_t)SIZE_MAX) {
 		errno = EFBIG;
@@ -701,7 +744,7 @@ char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t 
 	/* pread: the descriptor's offset is nobody else's business, and a
 	 * second call reads the same bytes */
 	while (got < n) {
-		r = pread(e->fd, p + got, n - got, (off_t)got);
+		r = pread(fd, p + got, n - got, (off_t)got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -710,7 +753,7 @@ char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t 
 	}
 	/* fewer bytes than fstat said, or more after them: changed meanwhile */
 	if (got == n)
-		r = pread(e->fd, &extra, 1, (off_t)n);
+		r = pread(fd, &extra, 1, (off_t)n);
 	if (got < n || r != 0) {
 		int saved = r < 0 ? errno : ESTALE;
 
@@ -721,6 +764,66 @@ char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t 
 	p[n] = '\0';
 	*len = n;
 	return p;
+}
+
+char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t *len)
+{
+	return read_whole(e->fd, limit, len);
+}
+
+int quarantine_release_body(const struct quarantine_entry *e, size_t limit, char **body,
+                            size_t *len, char *err, size_t errlen)
+{
+	json_object *rel, *b, *size;
+	struct stat st, eml;
+	int64_t want;
+	int fd, saved;
+
+	*body = NULL;
+	*len = 0;
+	if (!json_object_object_get_ex(e->rec, "release", &rel) || !json_object_is_type(rel, json_type_object)
+	    || !json_object_object_get_ex(rel, "body", &b))
+		return 0;
+	if (!json_object_is_type(b, json_type_object) || !json_object_object_get_ex(b, "size", &size)
+	    || !json_object_is_type(size, json_type_int) || (want = json_object_get_int64(size)) < 2)
+		return qfail(err, errlen, EBADMSG, "%s: the rewritten body of its release is malformed "
+		    "in its record", e->id);
+	/* opened as ID.eml is (no link followed, no FIFO waited on), and only
+	 * with one name and the owner of ID.eml: the day is the daemon user's,
+	 * who must not have root's release send a file of someone else's
+	 * linked in here (protected_hardlinks may be off) */
+	fd = open_regular(e->dfd, e->body_name, &st);
+	if (fd < 0) {
+		saved = errno;
+		if (saved == EBADMSG)
+			return qfail(err, errlen, EBADMSG, "%s.body is not a regular file", e->id);
+		return qfail(err, errlen, saved, "%s.body: %s", e->id, strerror(saved));
+	}
+	if (fstat(e->fd, &eml) < 0 || st.st_nlink != 1 || st.st_uid != eml.st_uid) {
+		close(fd);
+		return qfail(err, errlen, EBADMSG, "%s.body has other names or another owner than "
+		    "%s.eml: not sent", e->id, e->id);
+	}
+	*body = read_whole(fd, limit, len);
+	saved = errno;
+	close(fd);
+	if (*body == NULL) {
+		if (saved == EFBIG)
+			return qfail(err, errlen, EFBIG, "%s.body: larger than %zu bytes", e->id, limit);
+		if (saved == ESTALE)
+			return qfail(err, errlen, ESTALE, "%s.body: changed while it was read", e->id);
+		return qfail(err, errlen, saved, "%s.body: %s", e->id, strerror(saved));
+	}
+	/* the release puts it after the header section: it must be what was
+	 * stored, starting with the empty line that ends that section */
+	if ((uint64_t)want != *len || *len < 2 || memcmp(*body, "\r\n", 2) != 0) {
+		free(*body);
+		*body = NULL;
+		*len = 0;
+		return qfail(err, errlen, EBADMSG, "%s.body is not the rewritten body its record "
+		    "describes (%lld bytes)", e->id, (long long)want);
+	}
+	return 1;
 }
 
 int quarantine_release_edits(const struct quarantine_entry *e, struct header_edit **edits,
@@ -791,6 +894,8 @@ int quarantine_remove(struct quarantine_entry *e)
 {
 	if (unlinkat(e->dfd, e->json_name, 0) < 0 && errno != ENOENT)
 		return -1;
+	if (unlinkat(e->dfd, e->body_name, 0) < 0 && errno != ENOENT)
+		return -1;
 	if (unlinkat(e->dfd, e->eml_name, 0) < 0 && errno != ENOENT)
 		return -1;
 	(void)fsync(e->dfd);
@@ -860,7 +965,7 @@ static int is_day_name(const char *name)
 	return day_time(name, &t) == 0;
 }
 
-/* is_entry_file - "ID.json", "ID.eml", ".tmp-ID.*": the names we own */
+/* is_entry_file - "ID.json", "ID.eml", "ID.body", ".tmp-ID.*": the names we own */
 static int is_entry_file(const char *name)
 {
 	char id[QUARANTINE_ID_MAX];
@@ -1037,12 +1142,14 @@ int quarantine_expire(const char *dir, time_t cutoff, time_t now, struct quarant
 			if (n == QUARANTINE_ID_LEN + 5 && strcmp(name + QUARANTINE_ID_LEN, ".json") == 0) {
 				if (t < cutoff)
 					expire_entry(dir, id, st);
-			} else if (n == QUARANTINE_ID_LEN + 4
-			    && strcmp(name + QUARANTINE_ID_LEN, ".eml") == 0
+			} else if (((n == QUARANTINE_ID_LEN + 4
+			    && strcmp(name + QUARANTINE_ID_LEN, ".eml") == 0)
+			    || (n == QUARANTINE_ID_LEN + 5 && strcmp(name + QUARANTINE_ID_LEN, ".body") == 0))
 			    && snprintf(json, sizeof(json), "%s.json", id) > 0
 			    && fstatat(dfd, json, &sb, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-				/* a .eml without its record: a store that crashed
-				 * between the two renames (or one in progress) */
+				/* a .eml or .body without its record: a store that
+				 * crashed before the record's rename (or one in
+				 * progress) */
 				expire_debris(dfd, name, now, st);
 			}
 		}

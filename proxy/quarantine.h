@@ -8,7 +8,12 @@
  * applies to ID.eml: the sender's X-Spam-* and forged Authentication-
  * Results removed, ours and an outbound message's DKIM signatures added,
  * as the accept path would have; records written before session 18 have
- * none, and such a message is released as stored).  ID is the UTC time of storage and random hex, e.g.
+ * none, and such a message is released as stored), and, when a filter
+ * rewrote the body (a banned attachment replaced by a text part), ID.body:
+ * that body, from the empty line that ends the header section on, which a
+ * release sends in place of ID.eml's ("release": {"body": {"size": N}};
+ * the edits then hold the Content-* fields of a replaced single-part
+ * body).  ID is the UTC time of storage and random hex, e.g.
  * "20261127T013000-3f9a0c1d", stored as quarantine_dir/20261127/ID.*.
  *
  * The index is that directory tree itself, not a second file: an entry
@@ -22,7 +27,7 @@
  * expiry) holds flock(LOCK_EX) on its ID.eml, so two admins cannot release
  * the same message twice at once, and expiry skips an entry being released.
  *
- * A lone ID.eml or a ".tmp-*" file is debris of a crash; expiry removes it
+ * A lone ID.eml or ID.body or a ".tmp-*" file is debris of a crash; expiry removes it
  * once it is an hour old.
  */
 #ifndef MW_QUARANTINE_H
@@ -44,6 +49,11 @@
  * reply to a front end can carry, so the accept path would have had no
  * more to apply (quarantine_store fails with EMSGSIZE past it) */
 #define QUARANTINE_RELEASE_EDITS_MAX SCANPROTO_MAX_PACKET
+/* how much longer than the message a rewritten body may be: the bound of
+ * the attachments filter's rewrite (1 KiB of note per part replaced, at
+ * most MIME_MAX_PARTS of them, and 4 KiB); a release reads ID.body up to
+ * message_size_limit plus this */
+#define QUARANTINE_BODY_GROWTH (1000 * 1024 + 4096)
 
 /* quarantine_store - store msg[0..len) with its envelope (req), result
  * (res; res->quarantine_id is not read) and reason (may be NULL) under a
@@ -51,14 +61,17 @@
  * missing.  The record also gets the upstream of the listener req came
  * through (from cfg), for a later release.  Each file is written to a
  * temporary name, fsync'ed and renamed into place; an existing entry is
- * never overwritten.  res->edits are recorded for the release (see above).
- * Thread-safe.  Returns 0 with the ID in id_out, or -1 with errno
- * (ENAMETOOLONG when idsz is too small or the dir too long; EMSGSIZE when
- * res->edits exceed QUARANTINE_RELEASE_EDITS_MAX or would not read back
- * whole). */
+ * never overwritten.  res->edits are recorded for the release (see above),
+ * and new_body[0..new_body_len) (NULL: none), the rewritten body, as
+ * ID.body.  Thread-safe.  Returns 0 with the ID in id_out, or -1 with
+ * errno (ENAMETOOLONG when idsz is too small or the dir too long; EMSGSIZE
+ * when res->edits exceed QUARANTINE_RELEASE_EDITS_MAX or would not read
+ * back whole, or new_body does not start with CRLF or is longer than len
+ * + QUARANTINE_BODY_GROWTH). */
 int quarantine_store(const struct config *cfg, const struct scan_request *req,
                      const struct scan_result *res, const char *reason,
-                     const void *msg, size_t len, char *id_out, size_t idsz);
+                     const void *msg, size_t len, const void *new_body, size_t new_body_len,
+                     char *id_out, size_t idsz);
 
 /* quarantine_id_valid - 1 if id is exactly an ID as quarantine_store makes
  * them (a real UTC date and time, 8 lowercase hex digits), else 0.  Nothing
@@ -85,6 +98,7 @@ struct quarantine_entry {
 	char json[PATH_MAX];
 	char eml_name[QUARANTINE_ID_MAX + 8];    /* "ID.eml", relative to dfd */
 	char json_name[QUARANTINE_ID_MAX + 8];   /* "ID.json", relative to dfd */
+	char body_name[QUARANTINE_ID_MAX + 8];   /* "ID.body", relative to dfd */
 	int  dfd;                /* its day directory, opened once (O_NOFOLLOW):
 	                          * every later open, rename and removal is
 	                          * relative to it, never by path */
@@ -118,12 +132,24 @@ char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t 
 int quarantine_release_edits(const struct quarantine_entry *e, struct header_edit **edits,
                              size_t *nedits, char *err, size_t errlen);
 
+/* quarantine_release_body - the body a release sends in place of the
+ * stored message's (a filter rewrote it), read whole from ID.body (at most
+ * limit bytes): 1 and *body (owned: free(); NUL-terminated past *len), 0
+ * when the record names none (the stored body goes), -1 with err when it
+ * cannot be sent: malformed in the record, missing, not a regular file,
+ * with other names or another owner than ID.eml, larger than limit,
+ * changed while read, or not what the record says (its size, its leading
+ * CRLF).  Never the stored body in its place: that would be the banned
+ * file. */
+int quarantine_release_body(const struct quarantine_entry *e, size_t limit, char **body,
+                            size_t *len, char *err, size_t errlen);
+
 /* quarantine_save_record - write e->rec back (temporary file, fsync,
  * rename over the old one; owner kept).  Needs the lock.  0 or -1 errno. */
 int quarantine_save_record(struct quarantine_entry *e);
 
 /* quarantine_remove - remove the entry (its .json first: from then on it
- * does not exist; then its .eml).  Needs the lock.  0 or -1 errno. */
+ * does not exist; then its .body, if any, and its .eml).  Needs the lock.  0 or -1 errno. */
 int quarantine_remove(struct quarantine_entry *e);
 
 /* quarantine_list - call fn(arg, id) for every entry of dir stored at or

@@ -6,7 +6,10 @@
  * shown as \xHH.  --json output is valid UTF-8 JSON; --raw is the message
  * byte for byte, for piping.
  *
- * A release replays the stored envelope (or the --to recipients) to the
+ * A release sends the message as the accept path would have (the header
+ * edits the scanner recorded applied, the body a filter rewrote, ID.body,
+ * in place of the stored one: release_message, which `show --release`
+ * prints), replays the stored envelope (or the --to recipients) to the
  * upstream with a blocking client (smtpsend.c), under the entry's lock, and
  * writes one audit-log line whatever the outcome once the upstream was
  * tried.  The envelope strings come from a file: each is checked again
@@ -42,7 +45,7 @@
 
 static const char q_usage[] =
 	"usage: mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
-	"       mailwarden quarantine [-c FILE] [-o name=value]... show [--json|--raw] ID\n"
+	"       mailwarden quarantine [-c FILE] [-o name=value]... show [--json|--raw|--release] ID\n"
 	"       mailwarden quarantine [-c FILE] [-o name=value]... release [--to RCPT]... ID\n"
 	"       mailwarden quarantine [-c FILE] [-o name=value]... delete ID\n"
 	"       mailwarden quarantine [-c FILE] [-o name=value]... expire\n"
@@ -278,6 +281,116 @@ static int cmd_list(struct config *cfg, int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* the message a release sends                                          */
+
+/* message_error - why quarantine_message failed (e: its errno) */
+static const char *message_error(const struct config *cfg, int e)
+{
+	static char why[160];
+
+	if (e == EFBIG)
+		snprintf(why, sizeof(why), "larger than message_size_limit (%llu bytes)",
+		    (unsigned long long)cfg->message_size_limit);
+	else if (e == ESTALE)
+		snprintf(why, sizeof(why), "changed while it was read");
+	else
+		snprintf(why, sizeof(why), "%s", strerror(e));
+	return why;
+}
+
+/* release_form - the stored message msg[0..*len) (owned, taken) as a
+ * release sends it: with the header edits the scanner recorded applied
+ * the way the proxy applies a result's (the same function, so an
+ * outbound message's signatures, made over that form, verify), and the
+ * body a filter rewrote (body, from the header section's empty line on)
+ * in place of its own, as the proxy relays a result's new body.  Returns
+ * the new message (owned; NUL-terminated past *len), *len updated. */
+static char *release_form(char *msg, size_t *len, const struct header_edit *edits, size_t nedits,
+                          const char *body, size_t body_len)
+{
+	struct sbuf out;
+	size_t rest;
+
+	sbuf_init(&out, (size_t)-1);
+	rest = header_edits_apply(msg, *len, edits, nedits, &out);
+	if (body != NULL)
+		sbuf_add(&out, body, body_len);
+	else
+		sbuf_add(&out, msg + rest, *len - rest);
+	sbuf_add(&out, "", 1);
+	*len = out.len - 1;
+	free(msg);
+	return sbuf_steal(&out);
+}
+
+/* release_body_limit - the most a release reads of ID.body: what it reads
+ * of ID.eml, and what the rewrite may add */
+static size_t release_body_limit(const struct config *cfg)
+{
+	return (size_t)cfg->message_size_limit + QUARANTINE_BODY_GROWTH;
+}
+
+enum { RELEASE_FAILED = 1, RELEASE_REFUSED = 2 };
+
+/* release_message - the entry's message as a release sends it (see
+ * release_form), read whole: the message (owned) with *len, *edited and
+ * *rewritten set, or NULL with why and RELEASE_FAILED in *fail (a file
+ * that cannot be read: a release that failed, audited) or RELEASE_REFUSED
+ * (malformed edits: no release).  A record without edits (stored before
+ * session 18) gives the stored message with a warning; one that names a
+ * rewritten body that cannot be read fails, never the stored body in its
+ * place (the banned file a filter replaced). */
+static char *release_message(const struct config *cfg, const struct quarantine_entry *e, size_t *len,
+                             int *edited, int *rewritten, int *fail, char *why, size_t whylen)
+{
+	struct header_edit *edits = NULL;
+	size_t nedits = 0, body_len = 0;
+	char *msg, *body = NULL;
+
+	*edited = *rewritten = *fail = 0;
+	*len = 0;
+	msg = quarantine_message(e, cfg->message_size_limit, len);
+	if (msg == NULL) {
+		snprintf(why, whylen, "%s.eml: %s", e->id, message_error(cfg, errno));
+		*fail = RELEASE_FAILED;
+		return NULL;
+	}
+	switch (quarantine_release_edits(e, &edits, &nedits, why, whylen)) {
+	case 1:
+		*edited = 1;
+		break;
+	case 0:
+		slog(NULL, LOG_WARNING, "quarantine release %s: its record has no header edits "
+		    "(stored before session 18): the sender's X-Spam-* and Authentication-Results "
+		    "fields could not be replaced by ours; released as stored", e->id);
+		break;
+	default:
+		*fail = RELEASE_REFUSED;
+		goto fail;
+	}
+	switch (quarantine_release_body(e, release_body_limit(cfg), &body, &body_len, why, whylen)) {
+	case 1:
+		*rewritten = 1;
+		break;
+	case 0:
+		break;
+	default:
+		*fail = RELEASE_FAILED;
+		goto fail;
+	}
+	if (*edited || *rewritten)
+		msg = release_form(msg, len, edits, nedits, body, body_len);
+	header_edits_free(edits, nedits);
+	free(body);
+	return msg;
+fail:
+	header_edits_free(edits, nedits);
+	free(msg);
+	*len = 0;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* show                                                                 */
 
 static void show_field(const char *label, const char *value)
@@ -352,6 +465,20 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 		}
 		fputc('\n', stdout);
 	}
+	if (jget(jget(rec, "release"), "body") != NULL) {
+		/* the admin about to release a false positive must know that the
+		 * file below is not what leaves */
+		const char *what = "the body a filter rewrote";
+
+		a = jarr(res, "symbols");
+		for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++)
+			if (strcmp(jstr(json_object_array_get_idx(a, i), "name"), "ATTACH_REPLACED") == 0)
+				what = jstr(json_object_array_get_idx(a, i), "desc");
+		printf("%-12ssends ", "Release:");
+		put_str(stdout, what);
+		printf(" (%lld bytes, %s.body), not the stored one; show --release prints it\n",
+		    (long long)jnum(jget(jget(rec, "release"), "body"), "size"), e->id);
+	}
 	a = jarr(rec, "released");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
 		json_object *r = json_object_array_get_idx(a, i), *to = jarr(r, "rcpts");
@@ -392,27 +519,12 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	}
 }
 
-/* message_error - why quarantine_message failed (e: its errno) */
-static const char *message_error(const struct config *cfg, int e)
-{
-	static char why[160];
-
-	if (e == EFBIG)
-		snprintf(why, sizeof(why), "larger than message_size_limit (%llu bytes)",
-		    (unsigned long long)cfg->message_size_limit);
-	else if (e == ESTALE)
-		snprintf(why, sizeof(why), "changed while it was read");
-	else
-		snprintf(why, sizeof(why), "%s", strerror(e));
-	return why;
-}
-
 static int cmd_show(struct config *cfg, int argc, char **argv)
 {
 	struct quarantine_entry e;
 	const char *id = NULL;
 	char *msg;
-	int json = 0, raw = 0, rc = 0;
+	int json = 0, raw = 0, release = 0, rc = 0;
 	char err[512];
 	size_t len = 0;
 
@@ -421,6 +533,8 @@ static int cmd_show(struct config *cfg, int argc, char **argv)
 			json = 1;
 		else if (strcmp(argv[i], "--raw") == 0)
 			raw = 1;
+		else if (strcmp(argv[i], "--release") == 0)
+			release = 1;
 		else if (argv[i][0] == '-' || id != NULL)
 			return usage_err("show: unexpected argument", argv[i]);
 		else
@@ -428,17 +542,26 @@ static int cmd_show(struct config *cfg, int argc, char **argv)
 	}
 	if (id == NULL)
 		return usage_err("show: which ID?", NULL);
-	if (json && raw)
-		return usage_err("show: --json or --raw, not both", NULL);
+	if (json + raw + release > 1)
+		return usage_err("show: one of --json, --raw and --release", NULL);
 	if (quarantine_open(cfg->quarantine_dir, id, 0, &e, err, sizeof(err)) < 0)
 		return err1("%s", err);
-	msg = quarantine_message(&e, cfg->message_size_limit, &len);
+	if (release) {
+		int edited, rewritten, fail;
+
+		msg = release_message(cfg, &e, &len, &edited, &rewritten, &fail, err, sizeof(err));
+		if (msg == NULL) {
+			quarantine_close(&e);
+			return err1("%s", err);
+		}
+	} else
+		msg = quarantine_message(&e, cfg->message_size_limit, &len);
 	if (msg == NULL) {
 		rc = err1("%s: %s", e.eml, message_error(cfg, errno));
 		quarantine_close(&e);
 		return rc;
 	}
-	if (raw) {
+	if (raw || release) {
 		if (fwrite(msg, 1, len, stdout) != len)
 			rc = err1("write: %s", strerror(errno));
 	} else if (json) {
@@ -572,26 +695,8 @@ struct release {
 	char   queue_id[128];
 	int    delivered;        /* the upstream took the message (2xx at the end) */
 	int    edited;           /* the record's header edits were applied */
+	int    rewritten;        /* the body stored for it (ID.body) was sent */
 };
-
-/* release_form - the stored message msg[0..*len) (owned, taken) as a
- * release sends it: with the header edits the scanner recorded applied
- * the way the proxy applies a result's (the same function, so an
- * outbound message's signatures, made over that form, verify).  Returns
- * the new message (owned; NUL-terminated past *len), *len updated. */
-static char *release_form(char *msg, size_t *len, const struct header_edit *edits, size_t nedits)
-{
-	struct sbuf out;
-	size_t rest;
-
-	sbuf_init(&out, (size_t)-1);
-	rest = header_edits_apply(msg, *len, edits, nedits, &out);
-	sbuf_add(&out, msg + rest, *len - rest);
-	sbuf_add(&out, "", 1);
-	*len = out.len - 1;
-	free(msg);
-	return sbuf_steal(&out);
-}
 
 /* release_send - the SMTP dialogue; fills r; 0 delivered, -1 not */
 static int release_send(const struct config *cfg, const struct netaddr *to, const char *msg,
@@ -700,6 +805,7 @@ static int audit_release(const struct quarantine_entry *e, const struct release 
 	json_object_object_add(j, "queue_id", json_object_new_string(r->queue_id));
 	json_object_object_add(j, "removed", json_object_new_boolean(removed));
 	json_object_object_add(j, "header_edits", json_object_new_boolean(r->edited));
+	json_object_object_add(j, "rewritten_body", json_object_new_boolean(r->rewritten));
 	return audit_write(j);
 }
 
@@ -736,9 +842,8 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	const char *id = NULL;
 	char *msg = NULL;
 	json_object *env, *rcpts;
-	struct header_edit *edits = NULL;
-	size_t nto = 0, len = 0, nedits = 0;
-	int need_utf8, removed = 0, refused, rc = 1;
+	size_t nto = 0, len = 0;
+	int need_utf8, removed = 0, refused, fail, rc = 1;
 	char err[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -815,27 +920,15 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	 * change the file meanwhile (mapped, a truncation killed the release
 	 * with SIGBUS mid-SMTP, and left no audit line); a message that
 	 * cannot be read is a release that failed, audited as such */
-	msg = quarantine_message(&e, cfg->message_size_limit, &len);
-	if (msg == NULL) {
-		snprintf(r.reply, sizeof(r.reply), "%s.eml: %s", e.id, message_error(cfg, errno));
-		len = 0;
-	} else {
-		switch (quarantine_release_edits(&e, &edits, &nedits, err, sizeof(err))) {
-		case 1:
-			msg = release_form(msg, &len, edits, nedits);
-			r.edited = 1;
-			break;
-		case 0:
-			slog(NULL, LOG_WARNING, "quarantine release %s: its record has no header edits "
-			    "(stored before session 18): the sender's X-Spam-* and Authentication-Results "
-			    "fields could not be replaced by ours; released as stored", e.id);
-			break;
-		default:
-			err1("%s", err);
-			goto out;
-		}
-		release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
+	msg = release_message(cfg, &e, &len, &r.edited, &r.rewritten, &fail, err, sizeof(err));
+	if (fail == RELEASE_REFUSED) {
+		err1("%s", err);
+		goto out;
 	}
+	if (msg == NULL)
+		snprintf(r.reply, sizeof(r.reply), "%s", err);
+	else
+		release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
 	if (r.delivered) {
 		record_release(&e, &r);
 		if (cfg->quarantine_delete_released && nto == 0 && r.naccepted == r.nrcpts)
@@ -867,7 +960,6 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	}
 out:
 	free(msg);
-	header_edits_free(edits, nedits);
 	free(r.rcpt_reply);
 	free(r.accepted);
 	quarantine_close(&e);

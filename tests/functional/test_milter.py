@@ -60,6 +60,7 @@ class Outcome:
         self.chgs = {}
         self.eom = None
         self.quarantine = None
+        self.body_changed = None
         for l in self.lines:
             if l.startswith("RCPT "):
                 _, addr, reply = l.split(" ", 2)
@@ -77,6 +78,8 @@ class Outcome:
                 self.chgs[name.lower()] = yes == "yes"
             elif l.startswith("QUARANTINE "):
                 self.quarantine = l.endswith("yes")
+            elif l.startswith("BODYCHANGE "):
+                self.body_changed = l.endswith("yes")
 
     def __repr__(self):
         return self.text
@@ -262,6 +265,25 @@ def test_mta_hold_carries_the_tagged_fields(milter_factory, tmp_path, subject_ta
     assert out.hdrs["x-spam-status"][0].startswith(" Yes, score=6"), out
     assert "EXAMPLE_SUBJECT_WORD" in out.hdrs["x-spam-status"][0]
     assert out.chgs["subject"] is bool(subject_tag)
+
+
+def test_mta_hold_gets_the_body_a_filter_rewrote(milter_factory, tmp_path):
+    """A message held in the MTA's queue leaves it, once released, as held
+    (no milter on that way): the body a filter rewrote (a banned
+    attachment replaced) must replace its own before the hold, as it does
+    on the accept path.  It was held, and released, with the banned file."""
+    import attachlib as L
+    m = milter_factory(opts=[("milter_quarantine", "mta"), ("filters", "attachments"),
+                             ("attach_inbound_extension_action", "replace")])
+    msg = L.message([L.part("application/octet-stream", b"x" * 40,
+                            "attachment; filename=\"invoice.pdf.exe\"")], subject="x")
+    msg = msg.replace(b"Subject: x", b"Subject: x\r\nX-Action: quarantine")
+    out = m.run(tmp_path, msg)
+    assert out.eom == "continue" and out.quarantine is True, out
+    assert out.body_changed is True, out
+    # accepted, the same message's body is replaced as before
+    out = m.run(tmp_path, msg.replace(b"X-Action: quarantine", b"X-Action: accept"))
+    assert out.quarantine is False and out.body_changed is True, out
 
 
 def test_mta_hold_by_a_filters_verdict_says_so(milter_factory, tmp_path):

@@ -215,6 +215,44 @@ def test_outbound_message_held_then_released_arrives_signed(site, tmp_path):
     assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
 
 
+def test_held_message_released_with_the_body_a_filter_rewrote(site, tmp_path):
+    """milter_quarantine = mta, outbound: a message whose banned attachment
+    the accept path replaces, held for its score.  It was held with the
+    banned file and a signature over it, and postsuper -H delivered the
+    file.  Now the body is replaced before the hold, and the signature made
+    then verifies on what Postfix delivers once released."""
+    import glob
+    import subprocess
+    import attachlib as L
+    import dkimlib
+    keys = dkimlib.make_keys(tmp_path)
+    sign, dns = dkimlib.sign_keys(keys)
+    pf, mw, sink = site(opts=[("filters", "dkim_sign attachments"), ("milter_quarantine", "mta"),
+                              ("milter_internal_networks", "127.0.0.0/8"),
+                              ("outbound_quarantine_score", "5"),
+                              ("attach_outbound_extension_action", "replace")] + sign)
+    banned = b"not an executable, but named like one\r\n" * 4
+    msg = L.message([L.part("application/octet-stream", banned,
+                            "attachment; filename=\"invoice.pdf.exe\"")],
+                    subject="cheap viagra").replace(b"From: sender@example.org", b"From: alice@sign.test")
+    refused, err = send(pf, msg, frm="alice@sign.test")
+    assert err is None and not refused
+    assert pf.wait_log("milter triggers HOLD action", 10.0), pf.log()[-3000:]
+    assert wait_until(lambda: glob.glob(os.path.join(pf.queue, "hold", "*")), 10.0), pf.log()[-3000:]
+    assert sink.messages == []
+    env = dict(os.environ, MAIL_CONFIG=pf.conf)
+    for cmd in (["/usr/sbin/postsuper", "-c", pf.conf, "-H", "ALL"],
+                ["/usr/sbin/postqueue", "-c", pf.conf, "-f"]):
+        r = subprocess.run(cmd, capture_output=True, timeout=30, env=env)
+        assert r.returncode == 0, (cmd, r.stderr)
+    assert wait_until(lambda: len(sink.messages) == 1, 20.0), pf.log()[-3000:]
+    got = sink.messages[0].content
+    assert L.b64(banned)[:60] not in got, got[:3000]
+    assert b"mailwarden removed an attachment" in got and b"invoice.pdf.exe" in got
+    assert len(dkimlib.signatures(got)) == 2, got[:2000]
+    assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+
+
 def test_outbound_replaced_body_signed_through_postfix(site, tmp_path):
     """outbound, a single-part body that is a banned file replaced by a
     text part (smfi_replacebody, the Content-* fields removed and added

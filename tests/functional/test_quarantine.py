@@ -653,3 +653,120 @@ def test_released_message_is_not_signed_again(mw_factory, upstream, make_upstrea
     c.quit()
     out = second.wait_messages(2)[1].content
     assert dkimlib.dkimpy_verify_all(out, dns) == [True, True, False, False]
+
+
+# --- a body a filter rewrote (a banned attachment replaced) -------------------
+
+BANNED = b"not an executable, but named like one\r\n" * 4
+
+
+def replaced_msg(frm=b"sender@example.org"):
+    """A message the example plugin scores 6 (quarantined at 5) whose
+    invoice.pdf.exe the attachments filter replaces (action replace)."""
+    import attachlib as L
+    msg = L.message([L.part("application/octet-stream", BANNED,
+                            "attachment; filename=\"invoice.pdf.exe\""),
+                     L.part("application/pdf", L.PDF, "attachment; filename=\"terms.pdf\"")],
+                    subject="buy viagra now")
+    return msg.replace(b"From: sender@example.org", b"From: " + frm)
+
+
+def check_rewritten(got):
+    """got carries the note where the banned file was, not the file"""
+    import attachlib as L
+    assert L.b64(BANNED)[:60] not in got, got[:3000]
+    assert b"mailwarden removed an attachment from this message" in got, got[:3000]
+    assert b"invoice.pdf.exe" in got and b"terms.pdf" in got
+
+
+def test_release_sends_the_body_a_filter_rewrote(mw_factory, upstream, make_upstream):
+    """A message whose banned attachment the accept path replaces (action
+    replace) but that is quarantined for its score was stored and released
+    as it came: an admin releasing a false-positive spam delivered the
+    banned file.  Now the rewritten body is stored beside it (ID.body) and
+    the release sends it, the bytes a tagged delivery of the same message
+    has; the stored message stays as it came; `show` says so, `show
+    --release` prints what goes; delete removes ID.body too."""
+    import attachlib as L
+    common = [("filters", "attachments"), ("attach_inbound_extension_action", "replace"),
+              ("subject_tag", "[SPAM]")]
+    msg = replaced_msg()
+    m = mw_factory(upstream, opts=quarantine_opts(*common))
+    qid, _ = put_one(m, upstream, msg=msg)
+    assert upstream.messages == []
+    assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg, "the stored copy")
+    assert L.b64(BANNED)[:60] in msg
+    files = sorted(os.path.basename(f) for f in entry_files(m)[qid])
+    assert files == [qid + ".body", qid + ".eml", qid + ".json"], files
+    shown = q_ok(m, "show", qid).stdout
+    assert re.search(rb"Release: +sends 1 part replaced by a text part \(\d+ bytes, %s\.body\)"
+                     % qid.encode(), shown), shown
+    to_go = q_ok(m, "show", "--release", qid).stdout
+    check_rewritten(to_go)
+
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0].content
+    check_rewritten(got)
+    assert_same_bytes(got, to_go, "released vs show --release")
+    assert named(got, "Subject") == ["[SPAM] buy viagra now"]
+    rec = audit_events(m, "quarantine_release")[-1]
+    assert rec["rewritten_body"] is True and rec["size"] == len(got), rec
+
+    # the same message tagged instead of quarantined: the same bytes
+    tagger = make_upstream()
+    t = mw_factory(tagger, opts=quarantine_opts(*common, ("inbound_quarantine_score", "0")))
+    assert quarantine_one(t, msg, rcpts=("rcpt1@example.net", "rcpt2@example.net")).code == 250
+    assert_same_bytes(got, tagger.wait_messages(1)[0].content, "released vs tagged")
+
+    q_ok(m, "delete", qid)
+    assert qid not in entry_files(m)
+
+
+def test_release_without_its_rewritten_body_fails(qmw, upstream, tmp_path):
+    """The record names a rewritten body: a release never sends the stored
+    body (the banned file) in its place.  ID.body gone, with a second name
+    (a hard link the daemon's user made to a file of someone else's), or
+    not what was stored: the release fails, audited, nothing sent."""
+    m = qmw(("filters", "attachments"), ("attach_inbound_extension_action", "replace"))
+    qid, _ = put_one(m, upstream, msg=replaced_msg())
+    body = os.path.join(m.quarantine_dir, qid[:8], qid + ".body")
+    with open(body, "rb") as f:
+        kept = f.read()
+
+    other = tmp_path / "secret"
+    other.write_bytes(b"\r\nroot's secret\r\n")
+    os.unlink(body)
+    os.link(other, body)
+    r = q(m, "release", qid)
+    assert r.returncode == 1 and b"other names" in r.stderr, r.stderr
+    os.unlink(body)
+    with open(body, "wb") as f:
+        f.write(kept + b"x")
+    r = q(m, "release", qid)
+    assert r.returncode == 1 and b"not the rewritten body" in r.stderr, r.stderr
+    os.unlink(body)
+    r = q(m, "release", qid)
+    assert r.returncode == 1 and (qid + ".body: No such file").encode() in r.stderr, r.stderr
+    assert upstream.messages == []
+    recs = audit_events(m, "quarantine_release")
+    assert [x["action"] for x in recs] == ["release_failed"] * 3, recs
+    assert q_list(m)[0]["status"] == "quarantined"
+
+
+def test_outbound_rewritten_body_released_signed(mw_factory, upstream, tmp_path):
+    """Outbound: the signatures made when the message is stored cover the
+    body the release sends (they were made over the body as it came, and
+    that body, the banned file, was what a release sent)."""
+    import dkimlib
+    keys = dkimlib.make_keys(tmp_path)
+    sign, dns = dkimlib.sign_keys(keys)
+    opts = quarantine_opts(("filters", "dkim_sign attachments"), ("outbound_quarantine_score", "5"),
+                           ("attach_outbound_extension_action", "replace"), *sign)
+    m = mw_factory(upstream, opts=opts, direction="outbound")
+    qid, msg = put_one(m, upstream, msg=replaced_msg(frm=b"Alice <alice@sign.test>"),
+                       frm="alice@sign.test")
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0].content
+    check_rewritten(got)
+    assert len(dkimlib.signatures(got)) == 2, got[:3000]
+    assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]

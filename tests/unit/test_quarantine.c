@@ -200,7 +200,7 @@ static void store_one(struct config *cfg, char *id)
 	res.action = MW_QUARANTINE;
 	res.score = 7;
 	assert_int_equal(quarantine_store(cfg, &req, &res, "score 7 >= 5", test_msg,
-	    strlen(test_msg), id, QUARANTINE_ID_MAX), 0);
+	    strlen(test_msg), NULL, 0, id, QUARANTINE_ID_MAX), 0);
 }
 
 /* the edits a release applies are recorded whole and read back checked;
@@ -234,7 +234,7 @@ static void test_release_edits(void **state)
 	res.action = MW_QUARANTINE;
 	res.edits = edits;
 	res.nedits = 3;
-	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), id,
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), NULL, 0, id,
 	    QUARANTINE_ID_MAX), 0);
 	assert_int_equal(quarantine_open(dir, id, 0, &e, err, sizeof(err)), 0);
 	assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 1);
@@ -262,13 +262,13 @@ static void test_release_edits(void **state)
 	big[QUARANTINE_RELEASE_EDITS_MAX + 1] = '\0';
 	edits[2].value = big;
 	errno = 0;
-	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), id,
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), NULL, 0, id,
 	    QUARANTINE_ID_MAX), -1);
 	assert_int_equal(errno, EMSGSIZE);
 	/* a value that would end the header section: refused too */
 	edits[2].value = "x\r\n\r\nbody";
 	errno = 0;
-	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), id,
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), NULL, 0, id,
 	    QUARANTINE_ID_MAX), -1);
 	assert_int_equal(errno, EMSGSIZE);
 	free(big);
@@ -514,6 +514,112 @@ static void test_expire(void **state)
 	config_unref(cfg);
 }
 
+/* a rewritten body (a banned attachment replaced) is stored as ID.body
+ * for the release, named in the record with its size, and read back only
+ * whole, as stored, with one name; removed with its entry, and expired as
+ * debris when its record never came */
+static void test_release_body(void **state)
+{
+	static const char body[] = "\r\n--b\r\nContent-Type: text/plain\r\n\r\nremoved\r\n--b--\r\n";
+	char *rcpts[1] = { "r@example.net" };
+	char dir[256], id[QUARANTINE_ID_MAX], err[256], p[PATH_MAX], other[PATH_MAX];
+	struct quarantine_entry e;
+	struct quarantine_expiry ex;
+	struct scan_request req;
+	struct scan_result res;
+	json_object *rel, *b;
+	struct stat st;
+	char *got;
+	size_t len;
+	FILE *f;
+
+	(void)state;
+	fresh_dir(dir, sizeof(dir), "body");
+	struct config *cfg = store_config(dir);
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	req.listener = "in";
+	req.mail_from = "a@example.org";
+	req.rcpts = rcpts;
+	req.nrcpts = 1;
+	res.action = MW_QUARANTINE;
+	/* what does not follow a header section is refused before any file */
+	errno = 0;
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg),
+	    "no empty line\r\n", 15, id, QUARANTINE_ID_MAX), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	errno = 0;
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg),
+	    body, strlen(test_msg) + QUARANTINE_BODY_GROWTH + 1, id, QUARANTINE_ID_MAX), -1);
+	assert_int_equal(errno, EMSGSIZE);
+
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg),
+	    body, strlen(body), id, QUARANTINE_ID_MAX), 0);
+	assert_true(exists(dir, id, "body"));
+	assert_int_equal(quarantine_path(dir, id, "body", p, sizeof(p)), 0);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(quarantine_open(dir, id, QUARANTINE_LOCK, &e, err, sizeof(err)), 0);
+	assert_true(json_object_object_get_ex(e.rec, "release", &rel));
+	assert_true(json_object_object_get_ex(rel, "body", &b));
+	{
+		json_object *size;
+
+		assert_true(json_object_object_get_ex(b, "size", &size));
+		assert_int_equal(json_object_get_int64(size), (int64_t)strlen(body));
+	}
+	/* the stored message stays as it came */
+	got = quarantine_message(&e, 1 << 20, &len);
+	assert_non_null(got);
+	assert_memory_equal(got, test_msg, strlen(test_msg));
+	free(got);
+	assert_int_equal(quarantine_release_body(&e, 1 << 20, &got, &len, err, sizeof(err)), 1);
+	assert_int_equal(len, strlen(body));
+	assert_memory_equal(got, body, len);
+	free(got);
+	errno = 0;
+	assert_int_equal(quarantine_release_body(&e, strlen(body) - 1, &got, &len, err, sizeof(err)), -1);
+	assert_int_equal(errno, EFBIG);
+	assert_null(got);
+
+	/* a second name (a hard link the daemon's user made): not sent */
+	snprintf(other, sizeof(other), "%s/elsewhere", tmpdir);
+	assert_int_equal(link(p, other), 0);
+	assert_int_equal(quarantine_release_body(&e, 1 << 20, &got, &len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "other names"));
+	assert_int_equal(unlink(other), 0);
+	/* not what was stored: not sent */
+	f = fopen(p, "a");
+	assert_non_null(f);
+	fputs("x", f);
+	fclose(f);
+	assert_int_equal(quarantine_release_body(&e, 1 << 20, &got, &len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not the rewritten body"));
+	/* gone: not sent either (never the stored body in its place) */
+	assert_int_equal(unlink(p), 0);
+	errno = 0;
+	assert_int_equal(quarantine_release_body(&e, 1 << 20, &got, &len, err, sizeof(err)), -1);
+	assert_int_equal(errno, ENOENT);
+	/* a record that names none (nothing rewritten, or stored before): 0 */
+	json_object_object_del(rel, "body");
+	assert_int_equal(quarantine_release_body(&e, 1 << 20, &got, &len, err, sizeof(err)), 0);
+	write_path(p, body);
+	assert_int_equal(quarantine_remove(&e), 0);
+	quarantine_close(&e);
+	assert_false(exists(dir, id, "eml") || exists(dir, id, "json") || exists(dir, id, "body"));
+
+	/* a lone ID.body (a store that crashed before its record) is debris */
+	snprintf(p, sizeof(p), "%s/20240105", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s/20240105/20240105T000000-00000006.body", dir);
+	write_path(p, body);
+	make_old(p);
+	assert_int_equal(quarantine_expire(dir, 0, time(NULL), &ex, err, sizeof(err)), 0);
+	assert_int_equal(ex.debris, 1);
+	assert_int_equal(access(p, F_OK), -1);
+	config_unref(cfg);
+}
+
 /* ------------------------------------------------------------------ */
 
 #define THREADS 8
@@ -587,6 +693,7 @@ int main(void)
 		cmocka_unit_test(test_open_bad_record),
 		cmocka_unit_test(test_list_order_and_since),
 		cmocka_unit_test(test_expire),
+		cmocka_unit_test(test_release_body),
 		cmocka_unit_test(test_concurrent_stores),
 	};
 

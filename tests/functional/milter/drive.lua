@@ -8,7 +8,7 @@
 --              [-D CHGS=Name,Name]    print whether a field of that name was changed
 --              -s drive.lua
 -- Output: "RCPT addr reply", "EOM reply", "HDR name[n]: value",
--- "DEL name yes|no", "CHG name yes|no", "QUARANTINE yes|no".
+-- "DEL name yes|no", "CHG name yes|no", "QUARANTINE yes|no", "BODYCHANGE yes|no".
 -- miltertest never prints Lua errors: every failure is echoed first.
 local function fail(msg) mt.echo("FAIL: " .. msg); error(msg) end
 local ok_, err_ = pcall(function()
@@ -72,6 +72,7 @@ local ok_, err_ = pcall(function()
     mt.echo("CHG " .. h .. " " .. (mt.eom_check(conn, MT_HDRCHANGE, h) and "yes" or "no"))
   end
   mt.echo("QUARANTINE " .. (mt.eom_check(conn, MT_QUARANTINE) and "yes" or "no"))
+  mt.echo("BODYCHANGE " .. (mt.eom_check(conn, MT_BODYCHANGE) and "yes" or "no"))
   mt.disconnect(conn)
 end)
 if not ok_ then mt.echo("FAIL: " .. tostring(err_)); error(err_) end
