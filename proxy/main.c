@@ -137,15 +137,17 @@ static void daemonize(void)
 	}
 }
 
-/* check_filters - the filters set up once and freed.  Run as "user"
- * (as_user): set up as root, they made the store and the rules cache
- * root's, and the scanner then could not open them. */
+/* check_filters - the filters set up once and freed, then the listeners'
+ * TLS files loaded.  Run as "user" (as_user), as the scanner and the
+ * proxy do: set up as root, the filters made the store and the rules
+ * cache root's, and the scanner then could not open them; and a key only
+ * root may read passed as root, then the proxy died at every start. */
 static int check_filters(struct config *cfg, char *err, size_t errlen)
 {
 	struct pipeline *p = pipeline_new(cfg, err, errlen);
 	if (p == NULL) return -1;
 	pipeline_free(p);
-	return 0;
+	return transport_check_config(cfg, err, errlen);
 }
 
 /* log_config_warnings - what -t says of the configuration's risks and of
@@ -265,8 +267,7 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		if (as_user(cfg, check_filters, err, sizeof err) < 0
-		    || transport_check_config(cfg, err, sizeof err) < 0) {
+		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			/* freed here too, or a SANITIZE=1 build reports it at exit */
 			config_unref(cfg);

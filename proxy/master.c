@@ -1000,7 +1000,6 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	/* one socket per listener and proxy loop, so that the kernel spreads
 	 * connections over the loops instead of waking them all */
 	M.nloops = proxy_loop_count(cfg);
-	if (transport_check_config(cfg, err, sizeof err) < 0) die("%s", err);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		struct netaddr a;
 		if (netaddr_parse(cfg->listeners[i].listen, 1, &a, err, sizeof err) < 0)

@@ -1,6 +1,7 @@
 """test_config.py - `mailwarden -t` on good and bad configurations: exit
 status, and "FILE:LINE: message" (or "-o NAME: message") on stderr."""
 
+import os
 import re
 import subprocess
 import time
@@ -178,3 +179,51 @@ def test_daemon_refuses_bad_config(tmp_path):
     assert p.returncode == 1
     assert b"-o max_recipients:" in p.stderr, p.stderr
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (user = nobody)")
+def test_tls_key_only_root_may_read(tmp_path):
+    """The proxy loads the listeners' certificates as "user": a key only
+    root may read fails -t and the start, naming the user.  Before, -t
+    (which loaded them as root) said "configuration OK" and the proxy,
+    as user, died at every start with OpenSSL's "system lib"; the master
+    stayed up and no listener ever answered."""
+    import shutil
+    import tempfile
+    from tlslib import PKI
+    # a directory anybody may pass through (pytest's are root's, 0700):
+    # only the key's own mode keeps nobody out
+    pub = tempfile.mkdtemp(prefix="mw-tlskey-", dir="/tmp")
+    try:
+        os.chmod(pub, 0o755)
+        chain, key = PKI(os.path.join(pub, "pki")).cert("mx.test")
+        os.chmod(os.path.join(pub, "pki"), 0o755)
+        os.chmod(chain, 0o644)
+        os.chmod(key, 0o600)
+        tls_key_only_root_may_read(tmp_path, chain, key)
+    finally:
+        shutil.rmtree(pub)
+
+
+def tls_key_only_root_may_read(tmp_path, chain, key):
+    conf = tmp_path / "mw.conf"
+    conf.write_text("user = nobody\naudit_log =\nstats_file =\nquarantine_dir = %s\n"
+                    "dns_forwarder = 127.0.0.1@%d\ndns_client_name = no\n"
+                    "[listener mx]\nlisten = 127.0.0.1:%d\nupstream = 127.0.0.1:25\n"
+                    "tls = starttls\ntls_cert = %s\ntls_key = %s\n" % (tmp_path / "q", free_port(), free_port(),
+                                                               chain, key))
+    rc, err = check("-c", str(conf))
+    assert rc == 1 and "not readable by user nobody" in err and key in err, (rc, err)
+    p = subprocess.run([MW_BIN, "-f", "-c", str(conf)], capture_output=True, timeout=15)
+    assert p.returncode == 1 and b"not readable by user nobody" in p.stderr, p
+
+
+def test_tls_key_missing_is_named(tmp_path):
+    """a key that is not there: the setting and the path, not OpenSSL's
+    "system lib" """
+    from tlslib import PKI
+    chain, _ = PKI(tmp_path / "pki").cert("mx.test")
+    rc, err = check("-o", "listener.mx.listen=127.0.0.1:%d" % free_port(), "-o", "listener.mx.upstream=127.0.0.1:25",
+                    "-o", "listener.mx.tls=starttls", "-o", "listener.mx.tls_cert=%s" % chain,
+                    "-o", "listener.mx.tls_key=%s" % (tmp_path / "gone.key"))
+    assert rc == 1 and "tls_key %s: No such file or directory" % (tmp_path / "gone.key") in err, err
