@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -743,6 +744,42 @@ static void reopen_logs(void)
 		tell(CTL_WANT_REOPEN);      /* the milter's alone: the proxy had SIGUSR1 */
 }
 
+static void prepare_dirs(const struct config *c);
+
+/* settings read once, at the start of the daemon (privileges looked up,
+ * the proxy's loops and probe timer set up, the log opened, the milter's
+ * socket made): a reload keeps the running value in the config it takes,
+ * and says so, so that a child restarted after a crash runs what the
+ * others run */
+static const struct start_only {
+	const char *name;
+	size_t off, len;
+	int is_str;
+} start_only[] = {
+#define START_ONLY(f, s) { #f, offsetof(struct config, f), sizeof(((struct config *)0)->f), s }
+	START_ONLY(user, 1),
+	START_ONLY(proxy_threads, 0),
+	START_ONLY(upstream_probe_interval, 0),
+	START_ONLY(log, 0),
+	START_ONLY(syslog_facility, 1),
+	START_ONLY(milter_socket_mode, 1),
+	START_ONLY(milter_socket_group, 1),
+#undef START_ONLY
+};
+
+static void keep_start_only(struct config *c)
+{
+	for (size_t i = 0; i < sizeof start_only / sizeof start_only[0]; i++) {
+		const struct start_only *s = &start_only[i];
+		char *now = (char *)M.cfg + s->off, *want = (char *)c + s->off;
+		if (s->is_str ? strncmp(now, want, s->len) == 0 : memcmp(now, want, s->len) == 0)
+			continue;
+		slog(NULL, LOG_WARNING, "reload: %s needs a restart of the daemon; until then the running "
+		     "value stays", s->name);
+		memcpy(want, now, s->len);
+	}
+}
+
 /* reload - SIGHUP: the file read again (here, as root: the children run
  * as "user" and never read it) into a candidate config, which a new
  * scanner runs; it becomes everyone's once that scanner is ready
@@ -777,6 +814,11 @@ static void reload(void)
 			     M.cfg->milter_listen);
 		memcpy(c->milter_listen, M.cfg->milter_listen, sizeof c->milter_listen);
 	}
+	keep_start_only(c);
+	/* a new audit_log or quarantine_dir directory is made (and the
+	 * user's) as at the start: the front ends and the scanner, as user,
+	 * cannot */
+	prepare_dirs(c);
 	if (M.pending > 0) {            /* a newer reload supersedes it */
 		discard(M.pending);
 		pending_close();
@@ -856,9 +898,8 @@ static int prepare_dir(const char *path)
 	return fd;
 }
 
-static void prepare_dirs(void)
+static void prepare_dirs(const struct config *c)
 {
-	const struct config *c = M.cfg;
 	char dir[600];
 	int fd;
 
@@ -957,7 +998,7 @@ void master_prepare(struct config *cfg)
 		slog(NULL, LOG_WARNING, "running as root with no \"user\": the proxy, the scanner and "
 		     "the milter keep root while they parse other people's mail; set user = an "
 		     "unprivileged system user");
-	prepare_dirs();
+	prepare_dirs(cfg);
 }
 
 #define SIGBIT(sig) (1u << (sig))

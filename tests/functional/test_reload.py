@@ -4,10 +4,13 @@ import os
 import re
 import signal
 import socket
+import stat
 import threading
 import time
 
-from mwlib import MW_PLUGIN, Mailwarden, dot_stuff, make_msg, plugin_opt, wait_until
+import pytest
+
+from mwlib import MW_PLUGIN, Mailwarden, dot_stuff, free_port, make_msg, plugin_opt, wait_until
 
 
 def start(tmp_path, upstream, conf, drop=("log_level",), opts=(), **kw):
@@ -185,3 +188,132 @@ def test_reload_log_level_reaches_the_new_scanner(tmp_path, upstream):
             "the new scanner still logs at the old level after the reload:\n" + m.stderr_text()[mark:]
     finally:
         m.stop()
+
+
+def proc_uid(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+
+
+@pytest.mark.parametrize("name,old,new", [
+    ("proxy_threads", "1", "3"),
+    ("user", "", "nobody"),
+    ("upstream_probe_interval", "60s", "1s"),
+    ("log", "stderr", "syslog"),
+    ("syslog_facility", "mail", "local3"),
+])
+def test_reload_of_a_restart_only_setting_is_said(tmp_path, upstream, name, old, new):
+    """A reload that changes a setting read only at the start logs "reload:
+    NAME needs a restart" and keeps the running value in the config it
+    takes (as for the listeners and milter_listen), so that a child
+    restarted after a crash runs what the others run: the new scanner
+    keeps the user of the start.  Before, nothing was said, and the
+    setting went into the config of the next restarts."""
+    if name == "user" and os.geteuid() != 0:
+        pytest.skip("needs root")
+    conf = tmp_path / "mw.conf"
+    conf.write_text("%s = %s\n" % (name, old))
+    m = start(tmp_path, upstream, conf, drop=(name,))
+    try:
+        uid = proc_uid(m.child_pid("scanner"))
+        conf.write_text("%s = %s\n" % (name, new))
+        m.signal(signal.SIGHUP)
+        assert took_over(m, 1), m.stderr_tail(30)
+        said = [l for l in m.stderr_text().splitlines() if re.search(r"reload: %s needs a restart" % name, l)]
+        assert said, "reload changed %s from %r to %r: not said\n%s" % (name, old, new, m.stderr_tail(15))
+        assert proc_uid(m.child_pid("scanner")) == uid
+        assert send_one(m, "after") == 250
+    finally:
+        m.stop()
+
+
+def test_reload_of_milter_socket_mode_is_said(tmp_path, upstream):
+    """milter_socket_mode changed by a reload: said, and the running one
+    kept, also by a milter restarted after a crash (before: nothing said;
+    the socket kept its mode until a crash of the milter made it anew
+    with the new one)."""
+    sock = tmp_path / "milter.sock"
+    conf = tmp_path / "mw.conf"
+    conf.write_text("milter_listen = unix:%s\nmilter_socket_mode = 0660\n" % sock)
+    m = Mailwarden(tmp_path / "mw", upstream=upstream, config=str(conf))
+    m.start()
+    try:
+        assert wait_until(lambda: sock.exists(), 10), m.stderr_tail()
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+        conf.write_text("milter_listen = unix:%s\nmilter_socket_mode = 0600\n" % sock)
+        m.signal(signal.SIGHUP)
+        assert took_over(m, 1), m.stderr_tail(30)
+        assert wait_until(lambda: "milter: config reloaded" in m.stderr_text(), 5)
+        assert "reload: milter_socket_mode needs a restart" in m.stderr_text()
+        mp = m.child_pid("milter")
+        os.kill(mp, signal.SIGKILL)
+        assert wait_until(lambda: m.child_pid("milter") not in (None, mp), 10)
+        assert wait_until(lambda: m.stderr_text().count("milter listening on") >= 2, 5), m.stderr_tail(10)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+    finally:
+        m.stop()
+
+
+def test_reload_makes_new_directories(tmp_path, upstream):
+    """A reload that moves audit_log and quarantine_dir to directories not
+    made yet: the master makes them (and gives them to user) as at the
+    start, and the proxy writes its audit log there.  Before, only the
+    start did: the proxy logged "audit log ...: No such file or directory"
+    and kept the old file."""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("# start\n")
+    m = start(tmp_path, upstream, conf, drop=("audit_log", "quarantine_dir"))
+    try:
+        new_audit = tmp_path / "new" / "log" / "audit.log"
+        new_q = tmp_path / "new" / "q" / "store"
+        conf.write_text("audit_log = %s\nquarantine_dir = %s\n" % (new_audit, new_q))
+        m.signal(signal.SIGHUP)
+        assert took_over(m, 1), m.stderr_tail(30)
+        assert wait_until(lambda: "config reloaded (from the master)" in m.stderr_text(), 5)
+        assert new_q.is_dir(), m.stderr_tail(10)
+        assert send_one(m, "to the new audit log") == 250
+        assert wait_until(lambda: new_audit.exists() and new_audit.stat().st_size > 0, 3), m.stderr_tail(10)
+    finally:
+        m.stop()
+
+
+def test_reload_applies_tls_min_version_to_the_upstream_leg(tmp_path, pki_upstream):
+    """tls_min_version (and the ciphers) hold on both legs: a reload
+    raising it to TLSv1.3 reaches the upstream leg's context too, so an
+    upstream that speaks TLS 1.2 only is refused (451) after the reload.
+    Before, the upstream context was made once and kept the old
+    settings until a restart."""
+    up = pki_upstream
+    listen = "127.0.0.1:%d" % free_port()
+    conf = tmp_path / "mw.conf"
+    conf.write_text("tls_min_version = TLSv1.2\n")
+    m = Mailwarden(tmp_path / "mw", upstream=up, config=str(conf), listeners=[("tls", listen, up.addr, None)],
+                   opts=[("listener.tls.upstream_tls", "required")])
+    m.start()
+    try:
+        assert send_one(m, "over TLS 1.2") == 250
+        conf.write_text("tls_min_version = TLSv1.3\n")
+        m.signal(signal.SIGHUP)
+        assert took_over(m, 1), m.stderr_tail(30)
+        assert wait_until(lambda: "config reloaded (from the master)" in m.stderr_text(), 5)
+        c = m.client()
+        c.ehlo()
+        r = c.cmd("MAIL FROM:<a@example.org>")
+        c.quit()
+        assert r.code == 451, "upstream leg still takes TLS 1.2 after tls_min_version = TLSv1.3: %r" % r
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def pki_upstream(tmp_path):
+    """an upstream that offers STARTTLS with TLS 1.2 at most"""
+    import ssl
+    from tlslib import PKI, TLSUpstream
+    ctx = PKI(tmp_path / "pki").server_context("upstream.example.test")
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    u = TLSUpstream(tls_context=ctx).start()
+    yield u
+    u.stop()
