@@ -159,8 +159,8 @@ static void log_config_warnings(const struct config *cfg)
 	for (unsigned i = 0; i < cfg->nnotes && i < CFG_MAX_NOTES; i++)
 		slog(NULL, LOG_NOTICE, "%s", cfg->notes[i]);
 	if (cfg->nnotes > CFG_MAX_NOTES)
-		slog(NULL, LOG_NOTICE, "%u more list entries taken as IPv4 (nat64_prefixes)",
-		     cfg->nnotes - CFG_MAX_NOTES);
+		slog(NULL, LOG_NOTICE, "%u more notes of the configuration (mailwarden -t lists the first %u)",
+		     cfg->nnotes - CFG_MAX_NOTES, CFG_MAX_NOTES);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		if (config_open_outbound(cfg, i, msg, sizeof msg))
 			slog(NULL, LOG_WARNING, "%s", msg);
@@ -278,7 +278,7 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < cfg->nnotes && i < CFG_MAX_NOTES; i++)
 			fprintf(stderr, "%s\n", cfg->notes[i]);
 		if (cfg->nnotes > CFG_MAX_NOTES)
-			fprintf(stderr, "%s: note: %u more list entries taken as IPv4 (nat64_prefixes)\n",
+			fprintf(stderr, "%s: note: %u more notes like these\n",
 			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
 		for (unsigned i = 0; i < cfg->nlisteners; i++) {
 			if (config_open_outbound(cfg, i, err, sizeof err))

@@ -227,3 +227,36 @@ def test_tls_key_missing_is_named(tmp_path):
                     "-o", "listener.mx.tls=starttls", "-o", "listener.mx.tls_cert=%s" % chain,
                     "-o", "listener.mx.tls_key=%s" % (tmp_path / "gone.key"))
     assert rc == 1 and "tls_key %s: No such file or directory" % (tmp_path / "gone.key") in err, err
+
+
+PROXY_ONLY = [("max_recipients", "2"), ("greet_pause", "2s"), ("early_talker", "reject"),
+              ("max_connections_per_ip", "1"), ("bare_newline", "normalize")]
+
+
+def test_check_warns_of_proxy_settings_a_milter_only_config_ignores(tmp_path):
+    """A milter-only config (milter_listen, no listener) with settings only
+    the SMTP proxy reads: -t names each, FILE:LINE, and still passes.
+    Before: "configuration OK" and not a word (the milter took 5
+    recipients with max_recipients = 2)."""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("milter_listen = inet:%d@127.0.0.1\naudit_log =\nstats_file =\nquarantine_dir = %s\n"
+                    % (free_port(), tmp_path / "q") + "".join("%s = %s\n" % kv for kv in PROXY_ONLY))
+    rc, err = check("-c", str(conf))
+    assert rc == 0, err
+    for line, (name, _) in enumerate(PROXY_ONLY, start=5):
+        assert "%s:%d: %s is read only by the proxy; ignored" % (conf, line, name) in err, err
+
+
+def test_check_warns_of_milter_settings_a_proxy_only_config_ignores(tmp_path):
+    """The other way: milter settings without milter_listen; nothing said
+    of a setting both front ends read"""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("milter_early = yes\nmilter_default_action = accept\nmax_recipients = 5\n"
+                    "audit_log =\nstats_file =\nquarantine_dir = %s\n"
+                    "[listener mx]\nlisten = 127.0.0.1:%d\nupstream = 127.0.0.1:%d\n"
+                    % (tmp_path / "q", free_port(), free_port()))
+    rc, err = check("-c", str(conf))
+    assert rc == 0, err
+    assert "%s:1: milter_early is read only by the milter; ignored" % conf in err, err
+    assert "%s:2: milter_default_action is read only by the milter; ignored" % conf in err, err
+    assert "max_recipients" not in err, err
