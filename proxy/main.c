@@ -33,9 +33,12 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
 		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
-		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n"
-		"       mailwarden quarantine [-c FILE] [-o name=value]... list|show|release|delete|expire ...\n"
+		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H]\n"
+		"                       [--direction inbound|outbound] [--output OUT.eml] FILE.eml|-\n"
+		"       mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
+		"                       | show [--json|--raw] ID | release [--to RCPT]... ID | delete ID | expire\n"
 		"       mailwarden learn [-c FILE] [-o name=value]... [--no-train] --spam|--ham|--forget FILE|DIR...\n"
+		"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n"
 		"       mailwarden stats [-c FILE] [-o name=value]... [--prometheus]\n");
 }
 
