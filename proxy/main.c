@@ -32,7 +32,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
-		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
+		"       mailwarden -t [-v] [--no-filters] [-c FILE] [-o name=value]...\n"
 		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H]\n"
 		"                       [--direction inbound|outbound] [--output OUT.eml] FILE.eml|-\n"
 		"       mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
@@ -47,6 +47,7 @@ struct cli {
 	const char *ov[MAX_OVERRIDES];
 	size_t nov;
 	int foreground, check, verbose;
+	int no_filters;           /* -t --no-filters: the file and the transport only */
 	const char *listen, *upstream, *direction;
 	char *rest[256];          /* arguments left for a subcommand */
 	int nrest;
@@ -75,6 +76,7 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 		else if (daemon_mode && strcmp(a, "-f") == 0) c->foreground = 1;
 		else if (daemon_mode && strcmp(a, "-t") == 0) c->check = 1;
 		else if (daemon_mode && strcmp(a, "-v") == 0) c->verbose = 1;
+		else if (daemon_mode && strcmp(a, "--no-filters") == 0) c->no_filters = 1;
 		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = xstrdup(next); i++; }
@@ -150,6 +152,15 @@ static int check_filters(struct config *cfg, char *err, size_t errlen)
 	struct pipeline *p = pipeline_new(cfg, err, errlen);
 	if (p == NULL) return -1;
 	pipeline_free(p);
+	return transport_check_config(cfg, err, errlen);
+}
+
+/* check_transport - -t --no-filters (systemctl reload): the TLS files as
+ * user, no filter set up.  The filters are what costs: a whole antivirus
+ * engine (hundreds of MB, tens of seconds) loaded beside the reload's own
+ * new scanner, whose failure keeps the running config anyway. */
+static int check_transport(struct config *cfg, char *err, size_t errlen)
+{
 	return transport_check_config(cfg, err, errlen);
 }
 
@@ -270,7 +281,7 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
+		if (as_user(cfg, c.no_filters ? check_transport : check_filters, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			/* freed here too, or a SANITIZE=1 build reports it at exit */
 			config_unref(cfg);

@@ -260,3 +260,21 @@ def test_check_warns_of_milter_settings_a_proxy_only_config_ignores(tmp_path):
     assert "%s:1: milter_early is read only by the milter; ignored" % conf in err, err
     assert "%s:2: milter_default_action is read only by the milter; ignored" % conf in err, err
     assert "max_recipients" not in err, err
+
+
+def test_check_without_filters_for_systemctl_reload(tmp_path):
+    """-t --no-filters (the unit's ExecReload) checks the file but sets up
+    no filter: a full -t loads every filter, a whole antivirus engine
+    included, at each "systemctl reload", beside the reload's own new
+    scanner.  A bad file still fails it; a filter that would not load is
+    the reload's scanner's to find (the running config stays)."""
+    bad_plugin = "plugin=%s word=x" % (tmp_path / "missing.so")
+    rc, err = check("--no-filters", "-o", bad_plugin)
+    assert rc == 0, err
+    rc, err = check("-o", bad_plugin)
+    assert rc == 1 and "missing.so" in err, err
+    rc, err = check("--no-filters", "-o", "max_recipients=0")
+    assert rc == 1 and "-o max_recipients:" in err, err
+    unit = open(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "mailwarden.service")).read()
+    reload_check = [l for l in unit.splitlines() if l.startswith("ExecReload=") and " -t " in l]
+    assert reload_check and all("--no-filters" in l for l in reload_check), reload_check
