@@ -1976,13 +1976,32 @@ static const char *const proxy_only[] = {
 	"client_data_timeout", "upstream_probe_interval", "bare_newline", "early_talker", "vrfy",
 };
 
+/* same_value - setting o holds the same value in the configs a and b */
+static int same_value(const struct cfg_opt *o, const struct config *a, const struct config *b)
+{
+	const char *fa = (const char *)a + o->off, *fb = (const char *)b + o->off;
+
+	if (o->type == CFG_STR)
+		return strncmp(fa, fb, o->size) == 0;
+	if (o->type == CFG_LIST) {
+		unsigned na = *(const unsigned *)((const char *)a + o->cnt_off);
+		unsigned nb = *(const unsigned *)((const char *)b + o->cnt_off);
+		return na == nb && memcmp(fa, fb, (size_t)na * o->size) == 0;
+	}
+	return memcmp(fa, fb, o->size) == 0;
+}
+
 /* note_unread - a setting given (file or -o) for the front end the
- * config does not run: "WHERE: NAME is read only by the proxy; ignored"
- * in the notes (-t, the start-up log), where it passed without a word
- * (a milter took 5 recipients with max_recipients = 2) */
+ * config does not run, with another value than its default: "WHERE: NAME
+ * is read only by the proxy; ignored" in the notes (-t, the start-up
+ * log), where it passed without a word (a milter took 5 recipients with
+ * max_recipients = 2).  A default written out (the dump of -t -v) is no
+ * news. */
 static void note_unread(struct config *c, const struct cfg_load *ld)
 {
 	int proxy = c->nlisteners > 0, milter = c->milter_listen[0] != '\0';
+	struct config *def = NULL;
+	char e[CFG_ERR_MAX];
 
 	if (proxy == milter)        /* both read everything; neither is said elsewhere */
 		return;
@@ -1998,6 +2017,11 @@ static void note_unread(struct config *c, const struct cfg_load *ld)
 			by_proxy |= strcmp(o->name, proxy_only[k]) == 0;
 		if (!(by_proxy && !proxy) && !(by_milter && !milter))
 			continue;
+		if (def == NULL && ((def = calloc(1, sizeof *def)) == NULL
+		                    || apply_defaults(CFG_GLOBAL, def, e, sizeof e) < 0))
+			break;      /* out of memory: a note is not worth failing the load */
+		if (same_value(o, c, def))
+			continue;
 		set_where(ld, o->name, where, sizeof where);
 		if (c->nnotes < CFG_MAX_NOTES)
 			snprintf(c->notes[c->nnotes], sizeof c->notes[0], "%.250s: %s is read only by the %s; ignored "
@@ -2005,6 +2029,7 @@ static void note_unread(struct config *c, const struct cfg_load *ld)
 			         by_proxy ? "no [listener] runs the proxy" : "no milter_listen runs the milter");
 		c->nnotes++;
 	}
+	free(def);
 }
 
 /* check_greylist - greylist_delay must be shorter than
