@@ -642,7 +642,12 @@ int scanner_main(struct config *cfg, int listen_fd)
 				    budget / 1000);
 			else
 				slog(NULL, LOG_INFO, "scanner: shutting down, finishing scans in flight");
-			listen_fd = -1;		/* stop accepting; the master keeps the socket */
+			/* closed, not just left alone: a connection made to it from
+			 * now on is refused at once, where one left in its backlog
+			 * was reset when this process ended (the front end's scan
+			 * on it a 451) */
+			close(listen_fd);
+			listen_fd = -1;
 			for (i = 0; i < s.nconns; i++)
 				shutdown(s.conns[i]->fd, SHUT_RD);
 		}

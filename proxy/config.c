@@ -1967,6 +1967,71 @@ static unsigned set_where(const struct cfg_load *ld, const char *name, char *out
 	return line;
 }
 
+/* the settings only the SMTP proxy reads (its sessions, its listeners'
+ * sockets); only the milter reads those named milter_* (milter_listen,
+ * which starts it, aside) */
+static const char *const proxy_only[] = {
+	"proxy_threads", "max_connections", "max_connections_per_ip", "max_recipients",
+	"command_line_limit", "max_errors", "greet_pause", "client_command_timeout",
+	"client_data_timeout", "upstream_probe_interval", "bare_newline", "early_talker", "vrfy",
+};
+
+/* same_value - setting o holds the same value in the configs a and b */
+static int same_value(const struct cfg_opt *o, const struct config *a, const struct config *b)
+{
+	const char *fa = (const char *)a + o->off, *fb = (const char *)b + o->off;
+
+	if (o->type == CFG_STR)
+		return strncmp(fa, fb, o->size) == 0;
+	if (o->type == CFG_LIST) {
+		unsigned na = *(const unsigned *)((const char *)a + o->cnt_off);
+		unsigned nb = *(const unsigned *)((const char *)b + o->cnt_off);
+		return na == nb && memcmp(fa, fb, (size_t)na * o->size) == 0;
+	}
+	return memcmp(fa, fb, o->size) == 0;
+}
+
+/* note_unread - a setting given (file or -o) for the front end the
+ * config does not run, with another value than its default: "WHERE: NAME
+ * is read only by the proxy; ignored" in the notes (-t, the start-up
+ * log), where it passed without a word (a milter took 5 recipients with
+ * max_recipients = 2).  A default written out (the dump of -t -v) is no
+ * news. */
+static void note_unread(struct config *c, const struct cfg_load *ld)
+{
+	int proxy = c->nlisteners > 0, milter = c->milter_listen[0] != '\0';
+	struct config *def = NULL;
+	char e[CFG_ERR_MAX];
+
+	if (proxy == milter)        /* both read everything; neither is said elsewhere */
+		return;
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct cfg_opt *o = &cfg_opts[i];
+		char where[600];
+		int by_milter = strncmp(o->name, "milter_", 7) == 0 && strcmp(o->name, "milter_listen") != 0;
+		int by_proxy = 0;
+
+		if (o->scope != CFG_GLOBAL || ld->seen[i] == 0)
+			continue;
+		for (size_t k = 0; k < sizeof proxy_only / sizeof proxy_only[0]; k++)
+			by_proxy |= strcmp(o->name, proxy_only[k]) == 0;
+		if (!(by_proxy && !proxy) && !(by_milter && !milter))
+			continue;
+		if (def == NULL && ((def = calloc(1, sizeof *def)) == NULL
+		                    || apply_defaults(CFG_GLOBAL, def, e, sizeof e) < 0))
+			break;      /* out of memory: a note is not worth failing the load */
+		if (same_value(o, c, def))
+			continue;
+		set_where(ld, o->name, where, sizeof where);
+		if (c->nnotes < CFG_MAX_NOTES)
+			snprintf(c->notes[c->nnotes], sizeof c->notes[0], "%.250s: %s is read only by the %s; ignored "
+			         "(%s)", where, o->name, by_proxy ? "proxy" : "milter",
+			         by_proxy ? "no [listener] runs the proxy" : "no milter_listen runs the milter");
+		c->nnotes++;
+	}
+	free(def);
+}
+
 /* check_greylist - greylist_delay must be shorter than
  * greylist_retry_window: a first attempt is remembered for the window
  * and a retry passes once the delay is over, so with a delay as long no
@@ -2150,6 +2215,7 @@ struct config *config_load(const char *path, const char *const *overrides,
 		goto bad;
 	if (xlat_lists(c, ld, err, errlen) < 0)
 		goto bad;
+	note_unread(c, ld);
 	if (ipnet_xlat_set(c->nat64_prefixes, err, errlen) < 0)
 		goto bad;
 	free(ld);

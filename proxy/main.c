@@ -32,10 +32,13 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: mailwarden [-f] [-c FILE] [-o name=value]... [--listen ADDR:PORT --upstream HOST:PORT [--direction inbound|outbound]]\n"
-		"       mailwarden -t [-v] [-c FILE] [-o name=value]...\n"
-		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H] FILE.eml\n"
-		"       mailwarden quarantine [-c FILE] [-o name=value]... list|show|release|delete|expire ...\n"
+		"       mailwarden -t [-v] [--no-filters] [-c FILE] [-o name=value]...\n"
+		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H]\n"
+		"                       [--direction inbound|outbound] [--output OUT.eml] FILE.eml|-\n"
+		"       mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
+		"                       | show [--json|--raw] ID | release [--to RCPT]... ID | delete ID | expire\n"
 		"       mailwarden learn [-c FILE] [-o name=value]... [--no-train] --spam|--ham|--forget FILE|DIR...\n"
+		"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n"
 		"       mailwarden stats [-c FILE] [-o name=value]... [--prometheus]\n");
 }
 
@@ -44,6 +47,7 @@ struct cli {
 	const char *ov[MAX_OVERRIDES];
 	size_t nov;
 	int foreground, check, verbose;
+	int no_filters;           /* -t --no-filters: the file and the transport only */
 	const char *listen, *upstream, *direction;
 	char *rest[256];          /* arguments left for a subcommand */
 	int nrest;
@@ -72,6 +76,7 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 		else if (daemon_mode && strcmp(a, "-f") == 0) c->foreground = 1;
 		else if (daemon_mode && strcmp(a, "-t") == 0) c->check = 1;
 		else if (daemon_mode && strcmp(a, "-v") == 0) c->verbose = 1;
+		else if (daemon_mode && strcmp(a, "--no-filters") == 0) c->no_filters = 1;
 		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = xstrdup(next); i++; }
@@ -137,15 +142,26 @@ static void daemonize(void)
 	}
 }
 
-/* check_filters - the filters set up once and freed.  Run as "user"
- * (as_user): set up as root, they made the store and the rules cache
- * root's, and the scanner then could not open them. */
+/* check_filters - the filters set up once and freed, then the listeners'
+ * TLS files loaded.  Run as "user" (as_user), as the scanner and the
+ * proxy do: set up as root, the filters made the store and the rules
+ * cache root's, and the scanner then could not open them; and a key only
+ * root may read passed as root, then the proxy died at every start. */
 static int check_filters(struct config *cfg, char *err, size_t errlen)
 {
 	struct pipeline *p = pipeline_new(cfg, err, errlen);
 	if (p == NULL) return -1;
 	pipeline_free(p);
-	return 0;
+	return transport_check_config(cfg, err, errlen);
+}
+
+/* check_transport - -t --no-filters (systemctl reload): the TLS files as
+ * user, no filter set up.  The filters are what costs: a whole antivirus
+ * engine (hundreds of MB, tens of seconds) loaded beside the reload's own
+ * new scanner, whose failure keeps the running config anyway. */
+static int check_transport(struct config *cfg, char *err, size_t errlen)
+{
+	return transport_check_config(cfg, err, errlen);
 }
 
 /* log_config_warnings - what -t says of the configuration's risks and of
@@ -157,8 +173,8 @@ static void log_config_warnings(const struct config *cfg)
 	for (unsigned i = 0; i < cfg->nnotes && i < CFG_MAX_NOTES; i++)
 		slog(NULL, LOG_NOTICE, "%s", cfg->notes[i]);
 	if (cfg->nnotes > CFG_MAX_NOTES)
-		slog(NULL, LOG_NOTICE, "%u more list entries taken as IPv4 (nat64_prefixes)",
-		     cfg->nnotes - CFG_MAX_NOTES);
+		slog(NULL, LOG_NOTICE, "%u more notes of the configuration (mailwarden -t lists the first %u)",
+		     cfg->nnotes - CFG_MAX_NOTES, CFG_MAX_NOTES);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		if (config_open_outbound(cfg, i, msg, sizeof msg))
 			slog(NULL, LOG_WARNING, "%s", msg);
@@ -265,8 +281,7 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		if (as_user(cfg, check_filters, err, sizeof err) < 0
-		    || transport_check_config(cfg, err, sizeof err) < 0) {
+		if (as_user(cfg, c.no_filters ? check_transport : check_filters, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			/* freed here too, or a SANITIZE=1 build reports it at exit */
 			config_unref(cfg);
@@ -277,7 +292,7 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < cfg->nnotes && i < CFG_MAX_NOTES; i++)
 			fprintf(stderr, "%s\n", cfg->notes[i]);
 		if (cfg->nnotes > CFG_MAX_NOTES)
-			fprintf(stderr, "%s: note: %u more list entries taken as IPv4 (nat64_prefixes)\n",
+			fprintf(stderr, "%s: note: %u more notes like these\n",
 			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
 		for (unsigned i = 0; i < cfg->nlisteners; i++) {
 			if (config_open_outbound(cfg, i, err, sizeof err))

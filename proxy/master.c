@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -51,14 +52,23 @@
 #include "ctlmsg.h"
 #include "log.h"
 #include "master.h"
+#include "monotime.h"
 #include "milter.h"
 #include "netaddr.h"
 #include "proxy.h"
 #include "quarantine.h"
+#include "sbuf.h"
 #include "stats.h"
 #include "tls.h"
 
-#define MAX_RETIRING 16
+/* a reload's scanner starts at least this long after the last reload
+ * started and after the last takeover: a burst of SIGHUPs becomes one
+ * reload (the latest file) instead of a scanner generation each */
+#define RELOAD_SPACING_MS 2000
+/* an old scanner is told to drain this long after every front end was
+ * sent the address of a newer one: requests already on their way to it
+ * are still taken */
+#define RETIRE_GRACE_MS 2000
 
 struct child {
 	pid_t  pid;
@@ -68,10 +78,14 @@ struct child {
 	int    term_sent;      /* the stop's SIGTERM went to pid */
 };
 
-/* an old scanner finishing what it has (retire) */
+/* an old scanner finishing what it has (retire), or a reload's that
+ * never served (discard), until it is reaped.  Every one is kept: a stop
+ * must reach them all. */
 struct retiree {
-	pid_t  pid;            /* 0: a free slot */
-	time_t drain_at;       /* when to send SIGUSR2 (drain); 0: sent */
+	pid_t  pid;
+	unsigned long gen;     /* its scanner generation (M.gen) */
+	long long drain_at;    /* monotime_ms to send SIGUSR2; 0: not yet known */
+	int    drained;        /* SIGUSR2 sent (or never to be: it did not serve) */
 	int    term_sent;      /* SIGTERM sent (a stop, or it never served) */
 };
 
@@ -83,6 +97,7 @@ struct ctl_end {
 	int      fd;           /* -1: no front end */
 	unsigned want;         /* CTL_WANT_* */
 	int      failed;       /* a send error was logged (said once) */
+	unsigned long sent_gen;  /* the scanner generation whose address it has */
 };
 
 static struct {
@@ -100,6 +115,8 @@ static struct {
 	int scan_fd;                    /* current scanner generation's socket */
 	struct sockaddr_un scan_addr;
 	socklen_t scan_addrlen;
+	unsigned long gen;              /* scan_addr's scanner generation: one more each
+	                                 * start or takeover */
 	struct ctl_end proxy_ctl;       /* master -> proxy: configs, scanner addresses */
 	struct ctl_end milter_ctl;      /* master -> milter: the same, and log reopening */
 	struct child proxy, scanner, milter;
@@ -108,7 +125,10 @@ static struct {
 	int pending_ready;              /* read end of its readiness pipe */
 	struct sockaddr_un pending_addr;
 	socklen_t pending_addrlen;
-	struct retiree retiring[MAX_RETIRING];
+	struct retiree *retiring;       /* old scanners not reaped yet */
+	size_t nretiring, retiring_cap;
+	int reload_wanted;              /* a SIGHUP waits for RELOAD_SPACING_MS */
+	long long reload_not_before;    /* monotime_ms of the next reload allowed */
 	struct privs privs;
 	pid_t retrain;                  /* bayes_retrain_interval's child, or 0 */
 } M;
@@ -255,6 +275,10 @@ static void child_config(const struct config *c)
 
 	if (config_set_process(c, err, sizeof err) < 0)
 		die("%s", err);
+	/* the master takes a reload's log_level only once its scanner is
+	 * ready: that scanner was forked before, and logged at the old level
+	 * until the next reload */
+	log_set_level(c->log_level);
 }
 
 /* retry_later - a child that failed or could not start waits 1, 2, 4, 8,
@@ -294,6 +318,7 @@ static pid_t start_scanner(void)
 	M.scanner.pid = pid;
 	M.scanner.term_sent = 0;
 	M.scanner.started = time(NULL);
+	M.gen++;
 	slog(NULL, LOG_INFO, "scanner started pid=%d", (int)pid);
 	announce_scanner();
 	return pid;
@@ -324,19 +349,24 @@ static void signal_child(pid_t pid, int sig, const char *role)
 	    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", role, (int)pid, e);
 }
 
-/* retire - an old scanner that served: told to drain (SIGUSR2) after
- * delay seconds (0: now), so that requests already on their way to it
- * are still taken; it ends once it has answered them, or when no front
- * end waits for them any longer (scanner.h) */
-static void retire(pid_t old, int delay)
+static void add_retiree(struct retiree r)
 {
-	for (int i = 0; i < MAX_RETIRING; i++)
-		if (M.retiring[i].pid == 0) {
-			M.retiring[i] = (struct retiree){ .pid = old, .drain_at = time(NULL) + delay };
-			return;
-		}
-	/* no room to wait: told now, and left to end by itself */
-	signal_child(old, SIGUSR2, "old scanner");
+	if (M.nretiring == M.retiring_cap) {
+		M.retiring_cap = M.retiring_cap ? 2 * M.retiring_cap : 16;
+		M.retiring = xrealloc(M.retiring, M.retiring_cap * sizeof *M.retiring);
+	}
+	M.retiring[M.nretiring++] = r;
+}
+
+/* retire - an old scanner (generation gen) that served: told to drain
+ * (SIGUSR2) RETIRE_GRACE_MS after the last front end was sent a newer
+ * scanner's address (drain_retirees), never before: a front end that
+ * still connects to it would have its scan reset (451).  It ends once it
+ * has answered what it has, or when no front end waits for that any
+ * longer (scanner.h). */
+static void retire(pid_t old, unsigned long gen)
+{
+	add_retiree((struct retiree){ .pid = old, .gen = gen });
 }
 
 /* discard - a scanner that never served (a pending one superseded, or
@@ -344,11 +374,43 @@ static void retire(pid_t old, int delay)
 static void discard(pid_t pid)
 {
 	signal_child(pid, SIGTERM, "new scanner");
-	for (int i = 0; i < MAX_RETIRING; i++)
-		if (M.retiring[i].pid == 0) {
-			M.retiring[i] = (struct retiree){ .pid = pid, .term_sent = 1 };
-			return;
+	add_retiree((struct retiree){ .pid = pid, .drained = 1, .term_sent = 1 });
+}
+
+/* frontends_past - every front end was sent the address of a scanner
+ * generation newer than gen (one not running now learns the current one
+ * when it starts) */
+static int frontends_past(unsigned long gen)
+{
+	return (M.proxy_ctl.fd < 0 || M.proxy_ctl.sent_gen > gen)
+	    && (M.milter_ctl.fd < 0 || M.milter_ctl.sent_gen > gen);
+}
+
+/* drain_retirees - SIGUSR2 to the old scanners no front end uses any
+ * longer (retire) */
+static void drain_retirees(long long now_ms)
+{
+	for (size_t i = 0; i < M.nretiring; i++) {
+		struct retiree *r = &M.retiring[i];
+		if (r->drained) continue;
+		if (r->drain_at == 0 && frontends_past(r->gen))
+			r->drain_at = now_ms + RETIRE_GRACE_MS;
+		if (r->drain_at != 0 && now_ms >= r->drain_at) {
+			signal_child(r->pid, SIGUSR2, "old scanner");
+			r->drained = 1;
 		}
+	}
+}
+
+/* forget_retiree - pid was reaped: 1 if it was an old scanner */
+static int forget_retiree(pid_t pid)
+{
+	for (size_t i = 0; i < M.nretiring; i++)
+		if (M.retiring[i].pid == pid) {
+			M.retiring[i] = M.retiring[--M.nretiring];
+			return 1;
+		}
+	return 0;
 }
 
 static void pending_close(void)
@@ -443,6 +505,7 @@ static void check_pending(void)
 		return;
 	}
 	pid_t old = M.scanner.pid;
+	unsigned long old_gen = M.gen;
 	if (M.scan_fd >= 0) close(M.scan_fd);
 	M.scan_fd = M.pending_fd;
 	M.scan_addr = M.pending_addr;
@@ -455,6 +518,7 @@ static void check_pending(void)
 	M.scanner.fails = 0;
 	M.scanner.restart_at = 0;
 	M.scanner.term_sent = 0;
+	M.gen++;
 	M.pending_fd = -1;
 	close(M.pending_ready);
 	M.pending_ready = -1;
@@ -470,7 +534,8 @@ static void check_pending(void)
 	     (int)M.scanner.pid);
 	tell(CTL_WANT_CONFIG | CTL_WANT_ADDR);
 	/* requests already on their way to the old one are still answered */
-	if (old > 0) retire(old, 2);
+	if (old > 0) retire(old, old_gen);
+	M.reload_not_before = monotime_ms() + RELOAD_SPACING_MS;
 }
 
 /* ctl_flush - send e what it still has to learn, in order (the config
@@ -516,10 +581,14 @@ static void ctl_flush(struct ctl_end *e, const char *name)
 			}
 			e->failed = 1;
 			e->want = 0;
+			/* no old scanner waits on it: its restart starts with the
+			 * current scanner */
+			e->sent_gen = M.gen;
 			return;
 		}
 		e->want &= ~bit;
 		e->failed = 0;
+		if (bit == CTL_WANT_ADDR) e->sent_gen = M.gen;
 	}
 }
 
@@ -580,7 +649,7 @@ static pid_t start_frontend(const char *name, int (*run)(int ctl_fd), struct ctl
 	close(ctl[0]);
 	if (e->fd >= 0) close(e->fd);
 	/* it starts with the config and scanner of now: nothing to tell */
-	*e = (struct ctl_end){ .fd = ctl[1] };
+	*e = (struct ctl_end){ .fd = ctl[1], .sent_gen = M.gen };
 	c->pid = pid;
 	c->term_sent = 0;
 	c->started = time(NULL);
@@ -632,13 +701,7 @@ static void reap(int stopping)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		int retired = 0;
-		for (int i = 0; i < MAX_RETIRING; i++)
-			if (M.retiring[i].pid == pid) {
-				M.retiring[i].pid = 0;
-				retired = 1;
-			}
-		if (retired) {
+		if (forget_retiree(pid)) {
 			slog(NULL, LOG_INFO, "old scanner pid=%d finished", (int)pid);
 			continue;
 		}
@@ -681,6 +744,42 @@ static void reopen_logs(void)
 		tell(CTL_WANT_REOPEN);      /* the milter's alone: the proxy had SIGUSR1 */
 }
 
+static void prepare_dirs(const struct config *c);
+
+/* settings read once, at the start of the daemon (privileges looked up,
+ * the proxy's loops and probe timer set up, the log opened, the milter's
+ * socket made): a reload keeps the running value in the config it takes,
+ * and says so, so that a child restarted after a crash runs what the
+ * others run */
+static const struct start_only {
+	const char *name;
+	size_t off, len;
+	int is_str;
+} start_only[] = {
+#define START_ONLY(f, s) { #f, offsetof(struct config, f), sizeof(((struct config *)0)->f), s }
+	START_ONLY(user, 1),
+	START_ONLY(proxy_threads, 0),
+	START_ONLY(upstream_probe_interval, 0),
+	START_ONLY(log, 0),
+	START_ONLY(syslog_facility, 1),
+	START_ONLY(milter_socket_mode, 1),
+	START_ONLY(milter_socket_group, 1),
+#undef START_ONLY
+};
+
+static void keep_start_only(struct config *c)
+{
+	for (size_t i = 0; i < sizeof start_only / sizeof start_only[0]; i++) {
+		const struct start_only *s = &start_only[i];
+		char *now = (char *)M.cfg + s->off, *want = (char *)c + s->off;
+		if (s->is_str ? strncmp(now, want, s->len) == 0 : memcmp(now, want, s->len) == 0)
+			continue;
+		slog(NULL, LOG_WARNING, "reload: %s needs a restart of the daemon; until then the running "
+		     "value stays", s->name);
+		memcpy(want, now, s->len);
+	}
+}
+
 /* reload - SIGHUP: the file read again (here, as root: the children run
  * as "user" and never read it) into a candidate config, which a new
  * scanner runs; it becomes everyone's once that scanner is ready
@@ -715,6 +814,11 @@ static void reload(void)
 			     M.cfg->milter_listen);
 		memcpy(c->milter_listen, M.cfg->milter_listen, sizeof c->milter_listen);
 	}
+	keep_start_only(c);
+	/* a new audit_log or quarantine_dir directory is made (and the
+	 * user's) as at the start: the front ends and the scanner, as user,
+	 * cannot */
+	prepare_dirs(c);
 	if (M.pending > 0) {            /* a newer reload supersedes it */
 		discard(M.pending);
 		pending_close();
@@ -794,9 +898,8 @@ static int prepare_dir(const char *path)
 	return fd;
 }
 
-static void prepare_dirs(void)
+static void prepare_dirs(const struct config *c)
 {
-	const struct config *c = M.cfg;
 	char dir[600];
 	int fd;
 
@@ -895,7 +998,26 @@ void master_prepare(struct config *cfg)
 		slog(NULL, LOG_WARNING, "running as root with no \"user\": the proxy, the scanner and "
 		     "the milter keep root while they parse other people's mail; set user = an "
 		     "unprivileged system user");
-	prepare_dirs();
+	prepare_dirs(cfg);
+}
+
+#define SIGBIT(sig) (1u << (sig))
+
+/* take_signals - the signals of mask that came, waiting up to ts for the
+ * first: all of them, as SIGBIT()s.  sigtimedwait takes the lowest
+ * numbered first, so one at a time a burst of SIGHUPs (1) was taken
+ * before the SIGCHLD (17) that came with it. */
+static unsigned take_signals(const sigset_t *mask, const struct timespec *ts)
+{
+	static const struct timespec now = { 0, 0 };
+	unsigned sigs = 0;
+	int sig = sigtimedwait(mask, NULL, ts);
+
+	while (sig > 0 && sig < 32) {
+		sigs |= SIGBIT(sig);
+		sig = sigtimedwait(mask, NULL, &now);
+	}
+	return sigs;
 }
 
 int master_run(struct config *cfg, const char *config_path, const char *const *overrides,
@@ -919,7 +1041,6 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	/* one socket per listener and proxy loop, so that the kernel spreads
 	 * connections over the loops instead of waking them all */
 	M.nloops = proxy_loop_count(cfg);
-	if (transport_check_config(cfg, err, sizeof err) < 0) die("%s", err);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
 		struct netaddr a;
 		if (netaddr_parse(cfg->listeners[i].listen, 1, &a, err, sizeof err) < 0)
@@ -959,13 +1080,16 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 	int stopping = 0;
 	time_t stop_deadline = 0, next_expiry = 0, next_retrain = time(NULL) + cfg->bayes_retrain_interval;
 	for (;;) {
-		/* a reload's scanner getting ready, or a front end yet to be
-		 * told something (its channel was full): look again soon */
-		int soon = M.pending > 0 || M.proxy_ctl.want || M.milter_ctl.want;
+		/* a reload's scanner getting ready, a reload put off, or a front
+		 * end yet to be told something (its channel was full): look
+		 * again soon */
+		int soon = M.pending > 0 || M.reload_wanted || M.proxy_ctl.want || M.milter_ctl.want;
 		struct timespec ts = { soon ? 0 : 1, soon ? 50000000 : 0 };
-		int sig = sigtimedwait(&mask, NULL, &ts);
+		unsigned sigs = take_signals(&mask, &ts);
 		time_t now = time(NULL);
-		if (sig == SIGCHLD || sig < 0) reap(stopping);
+		long long now_ms = monotime_ms();
+		/* every turn: a SIGCHLD that came with others is not lost */
+		reap(stopping);
 		if (M.pending > 0 && stopping) {
 			discard(M.pending);
 			pending_close();
@@ -974,7 +1098,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		if (M.pending > 0) check_pending();
 		ctl_flush(&M.proxy_ctl, "proxy");
 		ctl_flush(&M.milter_ctl, "milter");
-		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+		if ((sigs & (SIGBIT(SIGTERM) | SIGBIT(SIGINT))) && !stopping) {
 			stopping = 1;
 			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;
 			slog(NULL, LOG_NOTICE, "stopping");
@@ -1002,22 +1126,28 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				M.scanner.term_sent = 1;
 			}
 			/* a stop cuts the old scanners' drain to shutdown_timeout */
-			for (int i = 0; i < MAX_RETIRING; i++)
-				if (M.retiring[i].pid > 0 && !M.retiring[i].term_sent) {
+			for (size_t i = 0; i < M.nretiring; i++)
+				if (!M.retiring[i].term_sent) {
 					signal_child(M.retiring[i].pid, SIGTERM, "old scanner");
 					M.retiring[i].term_sent = 1;
 				}
 		}
-		for (int i = 0; i < MAX_RETIRING && !stopping; i++)
-			if (M.retiring[i].pid > 0 && M.retiring[i].drain_at > 0 && now >= M.retiring[i].drain_at) {
-				signal_child(M.retiring[i].pid, SIGUSR2, "old scanner");
-				M.retiring[i].drain_at = 0;
-			}
-		if (sig == SIGHUP && !stopping) reload();
-		if (sig == SIGUSR1 && !stopping) reopen_logs();
+		if (!stopping) drain_retirees(now_ms);
+		if ((sigs & SIGBIT(SIGHUP)) && !stopping) {
+			if (!M.reload_wanted && now_ms < M.reload_not_before)
+				slog(NULL, LOG_INFO, "reload: put off %lld ms (reloads come at least %d ms apart; "
+				     "the file is read then)", M.reload_not_before - now_ms, RELOAD_SPACING_MS);
+			M.reload_wanted = 1;
+		}
+		if (M.reload_wanted && !stopping && now_ms >= M.reload_not_before) {
+			M.reload_wanted = 0;
+			M.reload_not_before = now_ms + RELOAD_SPACING_MS;
+			reload();
+		}
+		if ((sigs & SIGBIT(SIGUSR1)) && !stopping) reopen_logs();
 		if (stopping) {
-			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0 || M.retrain > 0;
-			for (int i = 0; i < MAX_RETIRING; i++) left |= M.retiring[i].pid > 0;
+			int left = M.proxy.pid > 0 || M.scanner.pid > 0 || M.milter.pid > 0 || M.retrain > 0
+			           || M.nretiring > 0;
 			if (!left) break;
 			if (now > stop_deadline) {
 				slog(NULL, LOG_WARNING, "children did not stop in time: killing them");
@@ -1025,8 +1155,8 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 				if (M.milter.pid > 0) signal_child(M.milter.pid, SIGKILL, "milter");
 				if (M.scanner.pid > 0) signal_child(M.scanner.pid, SIGKILL, "scanner");
 				if (M.retrain > 0) signal_child(M.retrain, SIGKILL, "retrain");
-				for (int i = 0; i < MAX_RETIRING; i++)
-					if (M.retiring[i].pid > 0) signal_child(M.retiring[i].pid, SIGKILL, "old scanner");
+				for (size_t i = 0; i < M.nretiring; i++)
+					signal_child(M.retiring[i].pid, SIGKILL, "old scanner");
 				stop_deadline = now + 5;
 			}
 			continue;

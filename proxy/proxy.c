@@ -212,6 +212,20 @@ static void reload_tls(struct proxy *px)
 		tls_server_free(ln->tls);
 		ln->tls = t;
 	}
+	/* the upstream side too: tls_min_version, tls_ciphers and
+	 * tls_ciphersuites are the config's, and its context was made once
+	 * (a session's SSL keeps a reference to the one it started with) */
+	for (unsigned i = 0; i < px->nlisteners; i++) {
+		struct listener *ln = &px->listeners[i];
+		if (ln->target.tls_ctx == NULL) continue;
+		SSL_CTX *c = tls_client_new(px->cfg, &ln->cfg, err, sizeof err);
+		if (c == NULL) {
+			slog(NULL, LOG_ERR, "reload: listener %s keeps its upstream TLS settings: %s", ln->cfg.name, err);
+			continue;
+		}
+		SSL_CTX_free(ln->target.tls_ctx);
+		ln->target.tls_ctx = c;
+	}
 }
 
 /* Another thread changed something this loop must follow. */

@@ -1,8 +1,12 @@
 /* tls.c - see tls.h. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -97,6 +101,35 @@ static int next_word(const char **p, char *out, size_t outsz)
 	return 1;
 }
 
+/* readable - what (a setting) names path, a file this process can open:
+ * else err says why, for a permission with the user's name.  The proxy
+ * loads its certificates as "user", and OpenSSL's own word for a key only
+ * root may read was "error:0A080002:SSL routines::system lib". */
+static int readable(const char *what, const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	int e = errno;
+	if (e == EACCES || e == EPERM) {
+		/* reentrant: each proxy loop rereads its listeners at a reload */
+		struct passwd pw, *got = NULL;
+		char buf[1024];
+		if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &got) != 0) got = NULL;
+		if (got != NULL)
+			snprintf(err, errlen, "%s %s: not readable by user %s, which the proxy runs as (%s)",
+			         what, path, got->pw_name, strerror(e));
+		else
+			snprintf(err, errlen, "%s %s: not readable by uid %u, which the proxy runs as (%s)",
+			         what, path, (unsigned)geteuid(), strerror(e));
+	} else {
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+	}
+	return -1;
+}
+
 struct tls_server *tls_server_new(const struct config *cfg, const struct listener_cfg *l,
                                   char *err, size_t errlen)
 {
@@ -118,6 +151,8 @@ struct tls_server *tls_server_new(const struct config *cfg, const struct listene
 		SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 		t->ctx[t->n++] = ctx;
 		if (ctx == NULL || ctx_common(ctx, cfg, err, errlen) < 0) goto fail;
+		if (readable("tls_cert", cert, err, errlen) < 0 || readable("tls_key", key, err, errlen) < 0)
+			goto fail;
 		if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 			snprintf(err, errlen, "tls_cert %s: %s", cert, tls_last_error(e, sizeof e));
 			goto fail;
@@ -177,6 +212,8 @@ SSL_CTX *tls_client_new(const struct config *cfg, const struct listener_cfg *l,
 		return NULL;
 	}
 	if (ctx_common(ctx, cfg, err, errlen) < 0) goto fail;
+	if (l->upstream_tls_ca_file[0] && readable("upstream_tls_ca_file", l->upstream_tls_ca_file, err, errlen) < 0)
+		goto fail;
 	if (l->upstream_tls_ca_file[0] &&
 	    SSL_CTX_load_verify_locations(ctx, l->upstream_tls_ca_file, NULL) != 1) {
 		snprintf(err, errlen, "upstream_tls_ca_file %s: %s", l->upstream_tls_ca_file,

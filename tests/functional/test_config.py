@@ -1,6 +1,7 @@
 """test_config.py - `mailwarden -t` on good and bad configurations: exit
 status, and "FILE:LINE: message" (or "-o NAME: message") on stderr."""
 
+import os
 import re
 import subprocess
 import time
@@ -178,3 +179,105 @@ def test_daemon_refuses_bad_config(tmp_path):
     assert p.returncode == 1
     assert b"-o max_recipients:" in p.stderr, p.stderr
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (user = nobody)")
+def test_tls_key_only_root_may_read(tmp_path):
+    """The proxy loads the listeners' certificates as "user": a key only
+    root may read fails -t and the start, naming the user.  Before, -t
+    (which loaded them as root) said "configuration OK" and the proxy,
+    as user, died at every start with OpenSSL's "system lib"; the master
+    stayed up and no listener ever answered."""
+    import shutil
+    import tempfile
+    from tlslib import PKI
+    # a directory anybody may pass through (pytest's are root's, 0700):
+    # only the key's own mode keeps nobody out
+    pub = tempfile.mkdtemp(prefix="mw-tlskey-", dir="/tmp")
+    try:
+        os.chmod(pub, 0o755)
+        chain, key = PKI(os.path.join(pub, "pki")).cert("mx.test")
+        os.chmod(os.path.join(pub, "pki"), 0o755)
+        os.chmod(chain, 0o644)
+        os.chmod(key, 0o600)
+        tls_key_only_root_may_read(tmp_path, chain, key)
+    finally:
+        shutil.rmtree(pub)
+
+
+def tls_key_only_root_may_read(tmp_path, chain, key):
+    conf = tmp_path / "mw.conf"
+    conf.write_text("user = nobody\naudit_log =\nstats_file =\nquarantine_dir = %s\n"
+                    "dns_forwarder = 127.0.0.1@%d\ndns_client_name = no\n"
+                    "[listener mx]\nlisten = 127.0.0.1:%d\nupstream = 127.0.0.1:25\n"
+                    "tls = starttls\ntls_cert = %s\ntls_key = %s\n" % (tmp_path / "q", free_port(), free_port(),
+                                                               chain, key))
+    rc, err = check("-c", str(conf))
+    assert rc == 1 and "not readable by user nobody" in err and key in err, (rc, err)
+    p = subprocess.run([MW_BIN, "-f", "-c", str(conf)], capture_output=True, timeout=15)
+    assert p.returncode == 1 and b"not readable by user nobody" in p.stderr, p
+
+
+def test_tls_key_missing_is_named(tmp_path):
+    """a key that is not there: the setting and the path, not OpenSSL's
+    "system lib" """
+    from tlslib import PKI
+    chain, _ = PKI(tmp_path / "pki").cert("mx.test")
+    rc, err = check("-o", "listener.mx.listen=127.0.0.1:%d" % free_port(), "-o", "listener.mx.upstream=127.0.0.1:25",
+                    "-o", "listener.mx.tls=starttls", "-o", "listener.mx.tls_cert=%s" % chain,
+                    "-o", "listener.mx.tls_key=%s" % (tmp_path / "gone.key"))
+    assert rc == 1 and "tls_key %s: No such file or directory" % (tmp_path / "gone.key") in err, err
+
+
+PROXY_ONLY = [("max_recipients", "2"), ("greet_pause", "2s"), ("early_talker", "reject"),
+              ("max_connections_per_ip", "1"), ("bare_newline", "normalize")]
+
+
+def test_check_warns_of_proxy_settings_a_milter_only_config_ignores(tmp_path):
+    """A milter-only config (milter_listen, no listener) with settings only
+    the SMTP proxy reads: -t names each, FILE:LINE, and still passes.
+    Before: "configuration OK" and not a word (the milter took 5
+    recipients with max_recipients = 2)."""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("milter_listen = inet:%d@127.0.0.1\naudit_log =\nstats_file =\nquarantine_dir = %s\n"
+                    % (free_port(), tmp_path / "q") + "".join("%s = %s\n" % kv for kv in PROXY_ONLY))
+    rc, err = check("-c", str(conf))
+    assert rc == 0, err
+    for line, (name, _) in enumerate(PROXY_ONLY, start=5):
+        assert "%s:%d: %s is read only by the proxy; ignored" % (conf, line, name) in err, err
+
+
+def test_check_warns_of_milter_settings_a_proxy_only_config_ignores(tmp_path):
+    """The other way: milter settings without milter_listen; nothing said
+    of a setting both front ends read"""
+    conf = tmp_path / "mw.conf"
+    conf.write_text("milter_early = no\nmilter_default_action = accept\nmax_recipients = 5\n"
+                    "milter_timeout = 150s\n"
+                    "audit_log =\nstats_file =\nquarantine_dir = %s\n"
+                    "[listener mx]\nlisten = 127.0.0.1:%d\nupstream = 127.0.0.1:%d\n"
+                    % (tmp_path / "q", free_port(), free_port()))
+    rc, err = check("-c", str(conf))
+    assert rc == 0, err
+    assert "%s:1: milter_early is read only by the milter; ignored" % conf in err, err
+    assert "%s:2: milter_default_action is read only by the milter; ignored" % conf in err, err
+    # a default written out (as in the dump of -t -v) is no news, nor a
+    # setting both front ends read
+    assert "milter_timeout" not in err and "max_recipients" not in err, err
+
+
+def test_check_without_filters_for_systemctl_reload(tmp_path):
+    """-t --no-filters (the unit's ExecReload) checks the file but sets up
+    no filter: a full -t loads every filter, a whole antivirus engine
+    included, at each "systemctl reload", beside the reload's own new
+    scanner.  A bad file still fails it; a filter that would not load is
+    the reload's scanner's to find (the running config stays)."""
+    bad_plugin = "plugin=%s word=x" % (tmp_path / "missing.so")
+    rc, err = check("--no-filters", "-o", bad_plugin)
+    assert rc == 0, err
+    rc, err = check("-o", bad_plugin)
+    assert rc == 1 and "missing.so" in err, err
+    rc, err = check("--no-filters", "-o", "max_recipients=0")
+    assert rc == 1 and "-o max_recipients:" in err, err
+    unit = open(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "mailwarden.service")).read()
+    reload_check = [l for l in unit.splitlines() if l.startswith("ExecReload=") and " -t " in l]
+    assert reload_check and all("--no-filters" in l for l in reload_check), reload_check

@@ -1,0 +1,99 @@
+"""test_docs.py - what the admin reads against what the program does:
+--help against mailwarden(8)'s synopsis, and the README's table of
+defaults against the defaults in the code (-t -v), so that they cannot
+drift apart again (session 18: --help lacked learn --rebuild, scan
+--output and --direction; the README gave outbound_reject_score 15, the
+code 10)."""
+import os
+import re
+
+from mwlib import run_mw
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def read(rel):
+    with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+OPTION = re.compile(r"(?<![\w-])(--?[a-z][a-z-]*)")
+
+
+def synopsis_options():
+    """{command: options} of mailwarden(8)'s SYNOPSIS ("" the daemon, "-t",
+    "scan", ...), each form of a command put together"""
+    man = read("doc/mailwarden.8")
+    syn = man.split(".SH SYNOPSIS", 1)[1].split(".SH ", 1)[0]
+    forms = {}
+    for block in syn.split(".br"):
+        text = block.replace("\\-", "-").replace("\\&", "")
+        m = re.search(r"^\.B mailwarden ?(\S*)", text, re.M)
+        assert m, block
+        forms.setdefault(m.group(1), set()).update(OPTION.findall(text.split("\n", 2)[-1]))
+    return forms
+
+
+def help_options():
+    p = run_mw(["--help"])
+    assert p.returncode == 0
+    forms, cmd = {}, None
+    for line in p.stdout.decode().splitlines():
+        m = re.match(r"^(?:usage:)?\s+mailwarden ?(\S*)", line)
+        if m:
+            cmd = m.group(1) if not m.group(1).startswith("[") else ""
+            line = line[m.end() if cmd else m.start(1):]
+        forms.setdefault(cmd, set()).update(OPTION.findall(line))
+    return forms
+
+
+def test_help_shows_every_option_of_the_man_page():
+    man, shown = synopsis_options(), help_options()
+    assert set(man) == set(shown), (sorted(man), sorted(shown))
+    missing = {cmd: sorted(opts - shown[cmd]) for cmd, opts in man.items() if opts - shown[cmd]}
+    assert not missing, "--help lacks what mailwarden(8) gives: %r" % missing
+
+
+def norm(v):
+    v = re.sub(r"\(.*?\)", "", v).strip()
+    if v == "off":
+        v = "0"
+    n = v[:-1] if v.endswith("s") and re.match(r"^[0-9.]+s$", v) else v
+    try:
+        return float(n)
+    except ValueError:
+        return v
+
+
+def readme_defaults():
+    """[(setting, default)] of the README's Configuration reference table"""
+    readme = read("README.md")
+    section = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or cells[0] in ("setting", "---") or not cells[1] or "[listener" in cells[0]:
+            continue
+        names = re.findall(r"`([a-z_*]+)`", cells[0])
+        if any("*" in n for n in names):
+            continue
+        names = [names[0].split("_")[0] + n if n.startswith("_") else n for n in names]
+        raw = re.sub(r"\(.*?\)", "", cells[1])
+        values = [v.strip() for v in re.split(r" / |,", raw)]
+        assert len(values) == len(names), "README row with %d settings and %d defaults: %s" % (
+            len(names), len(values), line)
+        rows += list(zip(names, values))
+        # "and the same for `outbound_`": those too, with the same defaults
+        for other in re.findall(r"the same for `([a-z]+_)`", cells[2]):
+            rows += [(other + n.split("_", 1)[1], v) for n, v in zip(names, values)]
+    return rows
+
+
+def test_readme_defaults_are_the_code_defaults():
+    p = run_mw(["-t", "-v"])
+    assert p.returncode == 0, p.stderr
+    code = dict(re.findall(r"^([a-z0-9_]+) = ?(.*)$", p.stdout.decode(), re.M))
+    rows = readme_defaults()
+    assert len(rows) > 15, rows
+    wrong = [(n, v, code.get(n)) for n, v in rows if n not in code or norm(v) != norm(code[n])]
+    assert not wrong, "README default differs from the code's (setting, README, code): %r" % wrong
