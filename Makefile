@@ -171,6 +171,7 @@ FUZZ_SEEDS_headers := $(FUZZ_MSG_SEEDS)
 FUZZ_SEEDS_scan    := $(FUZZ_MSG_SEEDS)
 FUZZ_SEEDS_spf     := tests/fuzz/seeds/spf
 FUZZ_SEEDS_relay   := tests/fuzz/seeds/relay
+FUZZ_SEEDS_smtp_parse := tests/fuzz/seeds/smtp
 FUZZ_SEEDS_pgp     := tests/data/pgp
 
 $(FUZZ_DIR)/obj/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)

@@ -661,6 +661,9 @@ static const struct cfg_opt cfg_opts[] = {
 	       "connections start with a PROXY protocol v1 or v2 header (HAProxy send-proxy)"),
 	L_STR("proxy_protocol_from", proxy_protocol_from, "127.0.0.0/8 ::1", NULL,
 	      "networks allowed to send the PROXY header (others are refused), space separated"),
+	L_STR("xforward_from", xforward_from, "", NULL,
+	      "peers (a Postfix smtpd with smtpd_proxy_filter) whose XFORWARD names the client every "
+	      "check sees; empty = none (XFORWARD refused)"),
 	L_BOOL("transparent", transparent, "no",
 	       "relay to each connection's original destination (nftables redirect or TPROXY)"),
 };
@@ -2133,7 +2136,8 @@ static int xlat_list(struct config *c, const struct cfg_opt *o, char *value, siz
 static int xlat_lists(struct config *c, struct cfg_load *ld, char *err, size_t errlen)
 {
 	static const char *const lists[] = {
-		"spf_skip_networks", "greylist_whitelist", "milter_internal_networks", "proxy_protocol_from", NULL
+		"spf_skip_networks", "greylist_whitelist", "milter_internal_networks", "proxy_protocol_from",
+		"xforward_from", NULL
 	};
 	struct ipnet pfx[IPNET_XLAT_MAX];
 	size_t npfx;
@@ -2282,12 +2286,20 @@ int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msgl
 	const struct listener_cfg *l = &c->listeners[i];
 	char word[64];
 
-	if (!l->proxy_protocol || !wide_entry(l->proxy_protocol_from, word, sizeof word))
-		return 0;
-	snprintf(msg, msglen, "listener '%s': proxy_protocol_from holds %s: any host in it may send a "
-	         "PROXY header and so choose the client address every check sees (SPF, DNS lists, "
-	         "limits, milter and pass lists); list the balancers' own addresses", l->name, word);
-	return 1;
+	if (l->proxy_protocol && wide_entry(l->proxy_protocol_from, word, sizeof word)) {
+		snprintf(msg, msglen, "listener '%s': proxy_protocol_from holds %s: any host in it may send a "
+		         "PROXY header and so choose the client address every check sees (SPF, DNS lists, "
+		         "limits, milter and pass lists); list the balancers' own addresses", l->name, word);
+		return 1;
+	}
+	if (wide_entry(l->xforward_from, word, sizeof word)) {
+		snprintf(msg, msglen, "listener '%s': xforward_from holds %s: any host in it may send "
+		         "XFORWARD and so choose the client address every check sees (SPF, DNS lists, "
+		         "limits, greylisting), and its login (outbound); list the MTA's own addresses",
+		         l->name, word);
+		return 1;
+	}
+	return 0;
 }
 
 int config_runs_filter(const struct config *c, const char *name)

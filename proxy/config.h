@@ -61,6 +61,7 @@ struct listener_cfg {
 	int    upstream_xclient;      /* send XCLIENT/XFORWARD when offered */
 	int    proxy_protocol;        /* a PROXY v1/v2 header comes first */
 	char   proxy_protocol_from[512];   /* networks allowed to send it */
+	char   xforward_from[512];    /* peers whose XFORWARD names the client */
 	int    transparent;           /* relay to the original destination */
 
 };
@@ -344,9 +345,9 @@ struct config *config_import(int fd, char *err, size_t errlen);
  * master loaded another one since (a reload's candidate).  0 or -1. */
 int config_set_process(const struct config *c, char *err, size_t errlen);
 
-/* config_open_proxy - does listener i take PROXY headers (which choose
- * the client address) from a network wider than a few balancers:
- * proxy_protocol_from holding an IPv4 prefix shorter than /8 or an IPv6
+/* config_open_proxy - does listener i take PROXY headers or XFORWARD
+ * (which choose the client address) from a network wider than a few
+ * balancers or MTAs: proxy_protocol_from (or xforward_from) holding an IPv4 prefix shorter than /8 or an IPv6
  * one shorter than /16 (0.0.0.0/0, ::/0; all-private ones such as
  * fc00::/7 excepted)?  1 with the warning in msg, else 0. */
 int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msglen);

@@ -260,7 +260,7 @@ static void admit(struct listener *ln, evutil_socket_t fd, struct sockaddr *sa, 
 		return;
 	}
 	unsigned count;
-	int rc = proxy_admit(px, ip, &count);
+	int rc = proxy_admit(px, ip, !netlist_match(ln->cfg.xforward_from, sa), &count);
 	if (rc < 0)
 		stats_refused(STATS_PROXY);
 	if (rc == -1) {

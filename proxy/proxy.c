@@ -80,7 +80,7 @@ static const char *limit_key(const char *ip, char *buf, size_t bufsz)
 	return ipnet_limit_key(ip, buf, bufsz) == 0 ? buf : ip;
 }
 
-int proxy_admit(struct proxy *px, const char *ip, unsigned *count)
+int proxy_admit(struct proxy *px, const char *ip, int per_ip, unsigned *count)
 {
 	struct proxy_shared *sh = px->sh;
 	char key[64];
@@ -88,28 +88,30 @@ int proxy_admit(struct proxy *px, const char *ip, unsigned *count)
 
 	ip = limit_key(ip, key, sizeof key);
 	pthread_mutex_lock(&sh->lock);
-	*count = ipcount_get(sh->ipcounts, ip);
+	*count = per_ip ? ipcount_get(sh->ipcounts, ip) : 0;
 	if (sh->nsessions >= px->cfg->max_connections) {
 		*count = sh->nsessions;
 		rc = -1;
-	} else if (*count >= px->cfg->max_connections_per_ip) {
+	} else if (per_ip && *count >= px->cfg->max_connections_per_ip) {
 		rc = -2;
 	} else {
-		ipcount_inc(&sh->ipcounts, ip);
+		if (per_ip)
+			ipcount_inc(&sh->ipcounts, ip);
 		sh->nsessions++;
 	}
 	pthread_mutex_unlock(&sh->lock);
 	return rc;
 }
 
-void proxy_release(struct proxy *px, const char *ip)
+void proxy_release(struct proxy *px, const char *ip, int per_ip)
 {
 	struct proxy_shared *sh = px->sh;
 	char key[64];
 
 	ip = limit_key(ip, key, sizeof key);
 	pthread_mutex_lock(&sh->lock);
-	ipcount_dec(sh->ipcounts, ip);
+	if (per_ip)
+		ipcount_dec(sh->ipcounts, ip);
 	sh->nsessions--;
 	pthread_mutex_unlock(&sh->lock);
 }

@@ -69,11 +69,14 @@ void ipcount_inc(struct ipcount **t, const char *ip);
 void ipcount_dec(struct ipcount *t, const char *ip);
 
 /* proxy_admit - count a new client connection against max_connections and
- * max_connections_per_ip (all loops together).  0 when admitted; -1 over
- * the total, -2 over the per-IP limit (*count: the count that was hit). */
-int proxy_admit(struct proxy *px, const char *ip, unsigned *count);
-/* proxy_release - the connection counted by proxy_admit is gone */
-void proxy_release(struct proxy *px, const char *ip);
+ * (per_ip set) max_connections_per_ip (all loops together).  0 when
+ * admitted; -1 over the total, -2 over the per-IP limit (*count: the count
+ * that was hit).  A peer in the listener's xforward_from is not counted per
+ * IP: it is an MTA speaking for many clients, and counts its own. */
+int proxy_admit(struct proxy *px, const char *ip, int per_ip, unsigned *count);
+/* proxy_release - the connection counted by proxy_admit (with the same
+ * per_ip) is gone */
+void proxy_release(struct proxy *px, const char *ip, int per_ip);
 
 /* proxy_set_control_fd - the front end's end of the master's control
  * channel (ctlmsg.h), over which a reload's config and the addresses of

@@ -35,9 +35,11 @@
 #include "dataframe.h"
 #include "header_edit.h"
 #include "headers.h"
+#include "filters/ipnet.h"
 #include "log.h"
 #include "netaddr.h"
 #include "proxy.h"
+#include "proxyproto.h"
 #include "sbuf.h"
 #include "scanclient.h"
 #include "session.h"
@@ -105,8 +107,16 @@ struct session {
 	struct config    *cfg;        /* ref held */
 	char              id[17];
 	struct conn      *conn;       /* owned: the client connection */
-	char              client_ip[64];
+	char              client_ip[64];  /* the connection's peer */
 	unsigned          client_port;
+	int               counted_per_ip; /* proxy_admit counted it per IP */
+	int               xforward_peer;  /* in xforward_from: XFORWARD offered and taken */
+	/* what the peer's XFORWARD said of the client of the next transaction
+	 * (Postfix's semantics: given before MAIL, forgotten at the end of the
+	 * transaction, at RSET, HELO/EHLO and STARTTLS) */
+	struct smtp_xforward xf;
+	int               xf_seen;        /* XFORWARD since then */
+	char              xf_ip[64];      /* its ADDR, canonical; "" = the peer's own */
 	enum sess_state   state;
 	int               busy;       /* waiting for the upstream or the scanner */
 	int               helo_seen, esmtp;
@@ -316,12 +326,64 @@ static void txn_free(struct txn *t)
 	free(t);
 }
 
+/* The client every check, the audit record and the upstream see: the
+ * connection's, or the one a trusted peer (xforward_from: Postfix's
+ * smtpd_proxy_filter) named with XFORWARD for this transaction.  Once the
+ * peer sent XFORWARD, what it did not say is unknown ("", 0), never the
+ * peer's own HELO or login; but its address stays the peer's when ADDR
+ * is [UNAVAILABLE] (the checks need one; they then judge the peer, as
+ * without XFORWARD). */
+static const char *xf_value(const struct session *s, enum smtp_xf_attr a)
+{
+	return s->xf_seen && s->xf.state[a] == SMTP_XF_VALUE ? s->xf.value[a] : NULL;
+}
+
+static const char *client_ip_of(const struct session *s)
+{
+	return s->xf_ip[0] ? s->xf_ip : s->client_ip;
+}
+
+static unsigned client_port_of(const struct session *s)
+{
+	const char *port = xf_value(s, SMTP_XF_PORT);
+	if (port != NULL) return (unsigned)strtoul(port, NULL, 10);   /* 0..65535, checked */
+	return s->xf_ip[0] ? 0 : s->client_port;
+}
+
+static const char *helo_of(const struct session *s)
+{
+	const char *helo = xf_value(s, SMTP_XF_HELO);
+	return s->xf_seen ? (helo ? helo : "") : s->helo;
+}
+
+static int esmtp_of(const struct session *s)
+{
+	const char *proto = xf_value(s, SMTP_XF_PROTO);
+	return proto ? strncasecmp(proto, "ESMTP", 5) == 0 : s->esmtp;
+}
+
+/* the session's own AUTH (relayed to the upstream), else the peer's LOGIN */
+static const char *login_of(const struct session *s)
+{
+	const char *login = xf_value(s, SMTP_XF_LOGIN);
+	return s->auth_user[0] ? s->auth_user : login ? login : "";
+}
+
+static void xforward_reset(struct session *s)
+{
+	if (!s->xf_seen) return;
+	memset(&s->xf, 0, sizeof s->xf);
+	s->xf_seen = 0;
+	s->xf_ip[0] = '\0';
+}
+
 /* "ESMTP", "ESMTPS", "ESMTPSA", "ESMTPA" (RFC 3848), or "SMTP" */
 static const char *session_proto(const struct session *s)
 {
-	if (!s->esmtp) return "SMTP";
-	if (s->tls_desc[0]) return s->auth_user[0] ? "ESMTPSA" : "ESMTPS";
-	return s->auth_user[0] ? "ESMTPA" : "ESMTP";
+	const char *login = login_of(s);
+	if (!esmtp_of(s)) return "SMTP";
+	if (s->tls_desc[0]) return login[0] ? "ESMTPSA" : "ESMTPS";
+	return login[0] ? "ESMTPA" : "ESMTP";
 }
 
 /* An authenticated client sends outbound mail, whatever the listener.
@@ -333,7 +395,7 @@ static const char *session_proto(const struct session *s)
  * AUTH.  An outbound listener without AUTH trusts every client it admits. */
 static enum mw_direction session_direction(const struct session *s)
 {
-	if (s->auth_user[0])
+	if (login_of(s)[0])
 		return MW_OUTBOUND;
 	if (s->ln->cfg.auth == MW_AUTH_RELAY)
 		return MW_INBOUND;
@@ -391,12 +453,16 @@ static void audit_txn(struct session *s, struct txn *t)
 	jsonw_key(&w, "listener");    jsonw_cstr(&w, s->ln->cfg.name);
 	jsonw_key(&w, "direction");
 	jsonw_cstr(&w, session_direction(s) == MW_OUTBOUND ? "outbound" : "inbound");
-	jsonw_key(&w, "client_ip");   jsonw_cstr(&w, s->client_ip);
-	jsonw_key(&w, "client_port"); jsonw_int(&w, (int)s->client_port);
-	jsonw_key(&w, "helo");        jsonw_cstr(&w, s->helo);
+	jsonw_key(&w, "client_ip");   jsonw_cstr(&w, client_ip_of(s));
+	jsonw_key(&w, "client_port"); jsonw_int(&w, (int)client_port_of(s));
+	if (s->xf_seen) {             /* who said so */
+		jsonw_key(&w, "xforward_peer");
+		jsonw_cstr(&w, s->client_ip);
+	}
+	jsonw_key(&w, "helo");        jsonw_cstr(&w, helo_of(s));
 	jsonw_key(&w, "protocol");    jsonw_cstr(&w, session_proto(s));
 	jsonw_key(&w, "tls");         jsonw_cstr(&w, s->tls_desc);
-	jsonw_key(&w, "auth_user");   jsonw_cstr(&w, s->auth_user);
+	jsonw_key(&w, "auth_user");   jsonw_cstr(&w, login_of(s));
 	jsonw_key(&w, "early_talker"); jsonw_bool(&w, s->early_talker);
 	jsonw_key(&w, "mail_from");   jsonw_cstr(&w, t->mail_from);
 	jsonw_key(&w, "mail_params"); jsonw_cstr(&w, t->mail_params);
@@ -456,7 +522,10 @@ static void audit_txn(struct session *s, struct txn *t)
 		}
 		jsonw_object_end(&w);
 	}
-	if (t->have_res && t->res.client_name[0]) {
+	if (xf_value(s, SMTP_XF_NAME)) {
+		jsonw_key(&w, "client_name");
+		jsonw_cstr(&w, xf_value(s, SMTP_XF_NAME));
+	} else if (t->have_res && t->res.client_name[0]) {
 		jsonw_key(&w, "client_name");
 		jsonw_cstr(&w, t->res.client_name);
 	}
@@ -506,6 +575,7 @@ static void txn_end(struct session *s, const char *action)
 	spool_close(&s->spool);
 	sbuf_free(&s->hdrbuf);
 	unmap_new_body(s);
+	xforward_reset(s);
 }
 
 static void txn_set_reply(struct txn *t, const char *text)
@@ -587,17 +657,26 @@ static void send_mail(struct session *s)
 	char line[1700];
 	snprintf(line, sizeof line, "MAIL FROM:<%s>%s%s", s->tx->mail_from,
 	         s->tx->mail_params[0] ? " " : "", s->tx->mail_params);
+	upstream_mail_sent(s->up);
 	if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_mail_reply, s) < 0)
 		on_mail_reply(s, NULL, UP_ERR_CLOSED);
+}
+
+/* Who the client is, for the upstream (XCLIENT/XFORWARD). */
+static void session_client(const struct session *s, struct upstream_client *c)
+{
+	*c = (struct upstream_client){
+		.addr = client_ip_of(s), .port = client_port_of(s), .helo = helo_of(s),
+		.esmtp = esmtp_of(s), .login = login_of(s), .name = xf_value(s, SMTP_XF_NAME),
+		.ident = xf_value(s, SMTP_XF_IDENT), .source = xf_value(s, SMTP_XF_SOURCE),
+	};
 }
 
 /* Open the upstream, telling it (XCLIENT/XFORWARD) who the client is. */
 static struct upstream *session_upstream_open(struct session *s, upstream_reply_fn cb)
 {
-	struct upstream_client c = {
-		.addr = s->client_ip, .port = s->client_port, .helo = s->helo,
-		.esmtp = s->esmtp, .login = s->auth_user,
-	};
+	struct upstream_client c;
+	session_client(s, &c);
 	return upstream_open(s->px->base, s->cfg, s->tgt, s->id, &c, cb, s);
 }
 
@@ -787,6 +866,14 @@ static void cmd_mail(struct session *s, const char *arg)
 	t->smtputf8 = smtp_param_get(&a, "SMTPUTF8") != NULL;
 	s->tx = t;
 	set_busy(s, 1);
+	struct upstream_client c;
+	session_client(s, &c);
+	if (upstream_alive(s->up) && !s->auth_user[0] && !upstream_speaks_for(s->up, &c)) {
+		/* it told the MTA of another client, or its XFORWARD is spent;
+		 * not an authenticated one: a new connection would lose that */
+		upstream_close(s->up);
+		s->up = NULL;
+	}
 	if (upstream_alive(s->up)) {
 		send_mail(s);
 		return;
@@ -1271,10 +1358,12 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	memcpy(req.session_id, s->id, sizeof req.session_id);
 	req.listener = s->ln->cfg.name;
 	req.direction = session_direction(s);
-	req.client_ip = s->client_ip;
-	req.client_port = s->client_port;
-	req.client_name = "";
-	req.helo = s->helo;
+	/* borrowed for the submit, which encodes them (the casts: the
+	 * scanner's side of struct scan_request owns its strings) */
+	req.client_ip = (char *)client_ip_of(s);
+	req.client_port = client_port_of(s);
+	req.client_name = (char *)(xf_value(s, SMTP_XF_NAME) ? xf_value(s, SMTP_XF_NAME) : "");
+	req.helo = (char *)helo_of(s);
 	req.mail_from = t->mail_from;
 	req.mail_params = t->mail_params;
 	char **rcpts = xcalloc(t->naccepted ? t->naccepted : 1, sizeof *rcpts);
@@ -1282,7 +1371,7 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 		if (t->rcpts[i].accepted) rcpts[req.nrcpts++] = t->rcpts[i].addr;
 	req.rcpts = rcpts;
 	req.size = s->spool.size;
-	req.auth_user = s->auth_user;
+	req.auth_user = (char *)login_of(s);
 	req.tls = s->tls_desc;
 	if (s->spool.fd < 0) {
 		req.msg = (const unsigned char *)s->spool.map;
@@ -1427,6 +1516,7 @@ static void send_ehlo(struct session *s)
 	sbuf_adds(&b, "250-PIPELINING\r\n");
 	if (s->ln->cfg.tls_mode == MW_TLS_STARTTLS && !s->tls_desc[0]) sbuf_adds(&b, "250-STARTTLS\r\n");
 	if (auth_offered(s)) sbuf_adds(&b, "250-AUTH PLAIN LOGIN\r\n");
+	if (s->xforward_peer) sbuf_adds(&b, "250-XFORWARD " SMTP_XF_ANNOUNCE "\r\n");
 	sbuf_addf(&b, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->message_size_limit);
 	if (caps & UCAP_8BITMIME) sbuf_adds(&b, "250-8BITMIME\r\n");
 	if (caps & UCAP_SMTPUTF8) sbuf_adds(&b, "250-SMTPUTF8\r\n");
@@ -1449,6 +1539,7 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
 		return;
 	}
 	if (s->tx) txn_end(s, "aborted");
+	xforward_reset(s);
 	size_t n = strcspn(arg, " ");
 	if (n >= sizeof s->helo) n = sizeof s->helo - 1;
 	memcpy(s->helo, arg, n);
@@ -1469,6 +1560,46 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
 static void cmd_rset(struct session *s)
 {
 	if (s->tx) txn_end(s, "aborted");
+	xforward_reset(s);
+	reply(s, "250 2.0.0 Ok");
+}
+
+/* XFORWARD (Postfix's XFORWARD_README), from a peer in xforward_from only:
+ * the client of the next transaction.  Strangers get 502 as for any
+ * command we do not offer them. */
+static void cmd_xforward(struct session *s, const char *arg)
+{
+	const char *why = NULL;
+	struct smtp_xforward xf = s->xf;
+	char ip[64] = "";
+
+	if (!s->xforward_peer) { reply(s, "502 5.5.1 Error: command not implemented"); s->errors++; return; }
+	if (!s->helo_seen || !s->esmtp) { reply(s, "503 5.5.1 Error: send EHLO first"); s->errors++; return; }
+	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
+	if (smtp_xforward_parse(arg, &xf, &why) < 0) {
+		reply(s, "%s", why);
+		s->errors++;
+		return;
+	}
+	const char *addr = xf.state[SMTP_XF_ADDR] == SMTP_XF_VALUE ? xf.value[SMTP_XF_ADDR] : NULL;
+	if (addr != NULL && strncasecmp(addr, "IPV6:", 5) == 0) addr += 5;
+	/* one spelling of an address (a mapped or translated IPv4 client is
+	 * its IPv4 address), as for a client connecting directly */
+	if (addr != NULL && ipnet_canon(addr, ip, sizeof ip) < 0) {
+		reply(s, "501 5.5.4 Bad XFORWARD attribute value");
+		s->errors++;
+		return;
+	}
+	s->xf = xf;
+	s->xf_seen = 1;
+	snprintf(s->xf_ip, sizeof s->xf_ip, "%s", ip);
+	if (log_enabled(LOG_INFO)) {
+		char esc[300];
+		slog(s->id, LOG_INFO, "XFORWARD from [%s]: client [%s]:%u helo=%s%s%s", s->client_ip,
+		     client_ip_of(s), client_port_of(s),
+		     log_esc(esc, sizeof esc, helo_of(s), strlen(helo_of(s))),
+		     login_of(s)[0] ? " login=" : "", login_of(s)[0] ? "(set)" : "");
+	}
 	reply(s, "250 2.0.0 Ok");
 }
 
@@ -1520,6 +1651,7 @@ static void cmd_starttls(struct session *s, const char *arg)
 	 * name, not an authentication, and not the upstream session opened
 	 * (with XCLIENT, perhaps authenticated) on their strength */
 	s->auth_user[0] = '\0';
+	xforward_reset(s);
 	upstream_close(s->up);
 	s->up = NULL;
 	s->state = SS_TLS;
@@ -1847,8 +1979,9 @@ static void handle_command(struct session *s, char *line, size_t len)
 	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
 	case SMTP_AUTH: cmd_auth(s, arg); break;
 	case SMTP_BDAT: cmd_bdat(s, arg, NULL); break;
+	case SMTP_XFORWARD: cmd_xforward(s, arg); break;
 	case SMTP_EXPN: case SMTP_ETRN: case SMTP_TURN:
-	case SMTP_XCLIENT: case SMTP_XFORWARD:
+	case SMTP_XCLIENT:
 		reply(s, "502 5.5.1 Error: command not implemented");
 		s->errors++;
 		break;
@@ -2129,6 +2262,9 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
 	s->spool.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	netaddr_ip(sa, s->client_ip, sizeof s->client_ip, &s->client_port);
+	/* as listener.c's admit() decided for proxy_admit */
+	s->xforward_peer = netlist_match(ln->cfg.xforward_from, sa);
+	s->counted_per_ip = !s->xforward_peer;
 	s->tgt = &ln->target;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -2180,7 +2316,7 @@ static void session_free(struct session *s)
 	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);
 	conn_free(s->conn);
-	proxy_release(px, s->client_ip);
+	proxy_release(px, s->client_ip, s->counted_per_ip);
 	if (s->prev) s->prev->next = s->next;
 	else px->sessions = s->next;
 	if (s->next) s->next->prev = s->prev;

@@ -752,3 +752,181 @@ int smtp_reply_queue_id(const struct smtp_reply *r, char *out, size_t outsz)
 	}
 	return 0;
 }
+
+/* XFORWARD ----------------------------------------------------------------- */
+
+static const char *const xf_names[SMTP_XF_COUNT] = {
+	[SMTP_XF_NAME] = "NAME", [SMTP_XF_ADDR] = "ADDR", [SMTP_XF_PORT] = "PORT",
+	[SMTP_XF_PROTO] = "PROTO", [SMTP_XF_HELO] = "HELO", [SMTP_XF_IDENT] = "IDENT",
+	[SMTP_XF_SOURCE] = "SOURCE", [SMTP_XF_LOGIN] = "LOGIN",
+};
+
+const char *smtp_xf_attr_name(enum smtp_xf_attr a)
+{
+	return (unsigned)a < SMTP_XF_COUNT ? xf_names[a] : "?";
+}
+
+static int hex_upper(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* xtext_decode - RFC 3461 xtext p[0..n) into out (NUL-terminated), at most
+ * outmax octets decoded.  -1 on a raw octet outside "!".."~", a raw "=",
+ * a "+" not followed by two upper-case hex digits, a decoded NUL, or too
+ * long. */
+static int xtext_decode(const char *p, size_t n, char *out, size_t outmax)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		int hi, lo;
+
+		if (c < 0x21 || c > 0x7e || c == '=')
+			return -1;
+		if (c == '+') {
+			if (n - i < 3 || (hi = hex_upper(p[i + 1])) < 0 || (lo = hex_upper(p[i + 2])) < 0)
+				return -1;
+			c = (unsigned char)(hi * 16 + lo);
+			if (c == 0)
+				return -1;
+			i += 2;
+		}
+		if (o >= outmax)
+			return -1;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* xf_text_ok - no control octet, non-ASCII only as UTF-8; no space unless
+ * spaces are allowed */
+static int xf_text_ok(const char *v, int space_ok)
+{
+	const unsigned char *p = (const unsigned char *)v;
+
+	while (*p) {
+		if (*p >= 0x80) {
+			size_t k = utf8_len(p);
+
+			if (k == 0)
+				return 0;
+			p += k;
+			continue;
+		}
+		if (is_ctl(*p) || (*p == ' ' && !space_ok))
+			return 0;
+		p++;
+	}
+	return 1;
+}
+
+static int xf_value_ok(enum smtp_xf_attr a, const char *v)
+{
+	size_t n = strlen(v), i;
+	unsigned char buf[16];
+	unsigned long port = 0;
+
+	switch (a) {
+	case SMTP_XF_ADDR:
+		if (ascii_ncaseeq(v, "IPV6:", 5))
+			return inet_pton(AF_INET6, v + 5, buf) == 1;
+		return inet_pton(AF_INET, v, buf) == 1 || inet_pton(AF_INET6, v, buf) == 1;
+	case SMTP_XF_PORT:
+		if (n == 0 || n > 5)
+			return 0;
+		for (i = 0; i < n; i++) {
+			if (!is_digit(v[i]))
+				return 0;
+			port = port * 10 + (unsigned long)(v[i] - '0');
+		}
+		return port <= 65535;
+	case SMTP_XF_PROTO:
+		if (n == 0 || n > 64)
+			return 0;
+		for (i = 0; i < n; i++)
+			if (!is_alnum(v[i]) && v[i] != '-')
+				return 0;
+		return 1;
+	case SMTP_XF_SOURCE:
+		return ascii_caseeq(v, "LOCAL") || ascii_caseeq(v, "REMOTE");
+	case SMTP_XF_NAME:
+		for (i = 0; i < n; i++)
+			if (!is_alnum(v[i]) && v[i] != '.' && v[i] != '-' && v[i] != '_')
+				return 0;
+		return n > 0;
+	case SMTP_XF_HELO:
+		return xf_text_ok(v, 0);
+	case SMTP_XF_IDENT:
+	case SMTP_XF_LOGIN:
+		return xf_text_ok(v, 1);
+	case SMTP_XF_COUNT:
+		break;
+	}
+	return 0;
+}
+
+int smtp_xforward_parse(const char *arg, struct smtp_xforward *xf, const char **why)
+{
+	struct smtp_xforward next;   /* xf changes only when all of it is valid */
+	const char *p = arg;
+	int seen = 0;
+
+	next = *xf;
+	for (;;) {
+		const char *name, *eq, *val;
+		size_t nlen, vlen;
+		enum smtp_xf_attr a;
+		char decoded[SMTP_XF_VALUE_MAX + 1];
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		name = p;
+		while (*p != '\0' && *p != ' ')
+			p++;
+		eq = memchr(name, '=', (size_t)(p - name));
+		if (eq == NULL || eq == name || eq + 1 == p) {
+			*why = "501 5.5.4 Syntax: XFORWARD attribute=value...";
+			return -1;
+		}
+		nlen = (size_t)(eq - name);
+		val = eq + 1;
+		vlen = (size_t)(p - val);
+		for (a = 0; a < SMTP_XF_COUNT; a++)
+			if (strlen(xf_names[a]) == nlen && ascii_ncaseeq(name, xf_names[a], nlen))
+				break;
+		if (a == SMTP_XF_COUNT) {
+			*why = "501 5.5.4 Bad XFORWARD attribute name";
+			return -1;
+		}
+		if (xtext_decode(val, vlen, decoded, SMTP_XF_VALUE_MAX) < 0) {
+			*why = "501 5.5.4 Bad XFORWARD attribute value (xtext, at most 255 octets)";
+			return -1;
+		}
+		if (strcmp(decoded, "[UNAVAILABLE]") == 0 || strcmp(decoded, "[TEMPUNAVAIL]") == 0) {
+			next.state[a] = SMTP_XF_UNAVAILABLE;
+			next.value[a][0] = '\0';
+		} else if (xf_value_ok(a, decoded)) {
+			next.state[a] = SMTP_XF_VALUE;
+			memcpy(next.value[a], decoded, strlen(decoded) + 1);
+		} else {
+			*why = "501 5.5.4 Bad XFORWARD attribute value";
+			return -1;
+		}
+		seen = 1;
+	}
+	if (!seen) {
+		*why = "501 5.5.4 Syntax: XFORWARD attribute=value...";
+		return -1;
+	}
+	*xf = next;
+	return 0;
+}

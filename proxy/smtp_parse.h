@@ -76,4 +76,41 @@ int smtp_ehlo_has(const struct smtp_reply *r, const char *keyword, char *args, s
  * "queued as ID").  Copies at most outsz-1 chars of [A-Za-z0-9._-@<>]. */
 int smtp_reply_queue_id(const struct smtp_reply *r, char *out, size_t outsz);
 
+/* XFORWARD (Postfix's XFORWARD_README) -------------------------------------
+ * What a trusted peer (a Postfix smtpd with smtpd_proxy_filter) says of its
+ * own client.  "XFORWARD" 1*(SP attribute "=" xtext): names are
+ * case-insensitive, values xtext (RFC 3461: "+" and two upper-case hex
+ * digits for any octet outside "!".."~", "+" and "="), at most
+ * SMTP_XF_VALUE_MAX octets decoded (Postfix's own limit).  "[UNAVAILABLE]"
+ * (and "[TEMPUNAVAIL]", which Postfix's XCLIENT uses for a name whose DNS
+ * lookup failed) says the peer does not know it. */
+
+enum smtp_xf_attr {
+	SMTP_XF_NAME, SMTP_XF_ADDR, SMTP_XF_PORT, SMTP_XF_PROTO, SMTP_XF_HELO,
+	SMTP_XF_IDENT, SMTP_XF_SOURCE, SMTP_XF_LOGIN, SMTP_XF_COUNT
+};
+
+enum smtp_xf_state { SMTP_XF_UNSET = 0, SMTP_XF_VALUE, SMTP_XF_UNAVAILABLE };
+
+#define SMTP_XF_VALUE_MAX 255
+/* what the listener announces after "250-XFORWARD " */
+#define SMTP_XF_ANNOUNCE "NAME ADDR PORT PROTO HELO IDENT SOURCE LOGIN"
+
+struct smtp_xforward {
+	enum smtp_xf_state state[SMTP_XF_COUNT];
+	char value[SMTP_XF_COUNT][SMTP_XF_VALUE_MAX + 1];   /* decoded, when SMTP_XF_VALUE */
+};
+
+/* smtp_xforward_parse - the argument of one XFORWARD command, merged into
+ * xf (an attribute given again: the last value counts) only when the whole
+ * command is valid; on -1 xf is unchanged and *why holds the reply (a
+ * static "501 5.5.4 ..." string).  Values are checked per attribute:
+ * ADDR an IPv4 or IPv6 address (an "IPV6:" prefix allowed), PORT 0..65535,
+ * PROTO a protocol name ([A-Za-z0-9-], at most 64), SOURCE LOCAL or
+ * REMOTE, NAME a host name ([A-Za-z0-9._-]), HELO no space; none may hold
+ * a control octet once decoded.  Non-ASCII only as well-formed UTF-8. */
+int smtp_xforward_parse(const char *arg, struct smtp_xforward *xf, const char **why);
+/* smtp_xf_attr_name - "NAME", "ADDR", ... */
+const char *smtp_xf_attr_name(enum smtp_xf_attr a);
+
 #endif

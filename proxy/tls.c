@@ -268,6 +268,17 @@ int transport_check_config(const struct config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "listener %s: proxy_protocol_from: %s", l->name, e);
 			return -1;
 		}
+		if (netlist_check(l->xforward_from, e, sizeof e) < 0) {
+			snprintf(err, errlen, "listener %s: xforward_from: %s", l->name, e);
+			return -1;
+		}
+		if (l->xforward_from[0] && l->proxy_protocol) {
+			/* whose address would xforward_from be matched against: the
+			 * balancer's, or the one its header names? */
+			snprintf(err, errlen, "listener %s: xforward_from and proxy_protocol exclude each other "
+			         "(XFORWARD comes from an MTA that connects directly)", l->name);
+			return -1;
+		}
 		if (l->upstream_tls != MW_UPTLS_OFF) {
 			SSL_CTX *c = tls_client_new(cfg, l, e, sizeof e);
 			if (c == NULL) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -70,10 +71,15 @@ struct upstream {
 	                                       * (sent after XCLIENT) */
 	int                     client_refused;  /* the MTA refused that EHLO */
 	int                     sent_xclient;    /* XCLIENT named c_helo and c_esmtp */
+	int                     sent_xforward;   /* XFORWARD named the client */
+	int                     mail_sent;       /* a transaction began here */
+	char                    xf_rest[1200];   /* XFORWARD's second command, sent after the
+	                                          * first is answered; "" = none */
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
-	char                    c_addr[64], c_helo[256], c_login[256];
+	char                    c_addr[64], c_helo[256], c_login[256], c_name[256], c_ident[256],
+	                        c_source[16];
 	unsigned                c_port;
 	int                     c_esmtp;
 };
@@ -323,8 +329,68 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 		up_send_ehlo(u);
 		return;
 	}
+	if (u->xf_rest[0]) {
+		char line[sizeof u->xf_rest];
+		memcpy(line, u->xf_rest, sizeof line);
+		u->xf_rest[0] = '\0';
+		up_send(u, line, up_xclient_reply);
+		return;
+	}
 	u->state = UPS_READY;
 	up_open_done(u, r, UP_OK);
+}
+
+/* xforward_add - " NAME=xtext" onto the command being built, when the MTA
+ * announced the attribute ("250-XFORWARD NAME ADDR ..."): Postfix answers
+ * 501 to one it does not know */
+static void xforward_add(const char *announced, const char *attr, const char *value,
+                         char *out, size_t outsz)
+{
+	char v[800], word[16];
+	const char *p = announced;
+	size_t len = strlen(out), n;
+	int found = 0;
+
+	while (!found && *p) {
+		p += strspn(p, " ");
+		n = strcspn(p, " ");
+		snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word - 1 ? n : sizeof word - 1), p);
+		found = n > 0 && strcasecmp(word, attr) == 0;
+		p += n;
+	}
+	if (!found || value == NULL || value[0] == '\0') return;
+	xtext(value, v, sizeof v);
+	if (len + strlen(attr) + strlen(v) + 2 >= outsz) return;   /* never half a value */
+	snprintf(out + len, outsz - len, " %s=%s", attr, v);
+}
+
+/* xforward_lines - the XFORWARD command(s) naming the client: the address
+ * part in line, the free-text part (HELO, IDENT, LOGIN: up to 765 octets
+ * of xtext each) in u->xf_rest, sent once the first is answered; Postfix's
+ * own client keeps each command under 512 octets the same way.  0 when
+ * there is nothing to send. */
+static int xforward_lines(struct upstream *u, const char *addr, const char *proto,
+                          char *line, size_t linesz)
+{
+	char announced[256] = "", port[16];
+	(void)smtp_ehlo_has(&u->ehlo, "XFORWARD", announced, sizeof announced);
+	snprintf(port, sizeof port, "%u", u->c_port);
+	snprintf(line, linesz, "XFORWARD");
+	xforward_add(announced, "NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, linesz);
+	xforward_add(announced, "ADDR", addr, line, linesz);
+	xforward_add(announced, "PORT", port, line, linesz);
+	xforward_add(announced, "PROTO", proto, line, linesz);
+	xforward_add(announced, "SOURCE", u->c_source, line, linesz);
+	snprintf(u->xf_rest, sizeof u->xf_rest, "XFORWARD");
+	xforward_add(announced, "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
+	xforward_add(announced, "IDENT", u->c_ident, u->xf_rest, sizeof u->xf_rest);
+	xforward_add(announced, "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
+	if (strcmp(u->xf_rest, "XFORWARD") == 0) u->xf_rest[0] = '\0';
+	if (strcmp(line, "XFORWARD") == 0 && u->xf_rest[0]) {
+		snprintf(line, linesz, "%s", u->xf_rest);
+		u->xf_rest[0] = '\0';
+	}
+	return strcmp(line, "XFORWARD") != 0;   /* 0: it announced nothing we know */
 }
 
 /* After each EHLO: STARTTLS, then XCLIENT/XFORWARD, then ready. */
@@ -353,14 +419,19 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 		xtext(u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", helo, sizeof helo);
 		xtext(u->c_login, login, sizeof login);
 		if (u->caps & UCAP_XCLIENT) {
-			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u NAME=[UNAVAILABLE] HELO=%s PROTO=%s%s%s",
-			         addr, u->c_port, helo, proto, login[0] ? " LOGIN=" : "", login);
+			char name[300];
+			xtext(u->c_name[0] ? u->c_name : "[UNAVAILABLE]", name, sizeof name);
+			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u NAME=%s HELO=%s PROTO=%s%s%s",
+			         addr, u->c_port, name, helo, proto, login[0] ? " LOGIN=" : "", login);
 			u->state = UPS_XCLIENT;
 			u->sent_xclient = 1;
-		} else {
-			snprintf(line, sizeof line, "XFORWARD NAME=[UNAVAILABLE] ADDR=%s PORT=%u PROTO=%s HELO=%s",
-			         addr, u->c_port, proto, helo);
+		} else if (xforward_lines(u, addr, proto, line, sizeof line)) {
 			u->state = UPS_EHLO;
+			u->sent_xforward = 1;
+		} else {
+			u->state = UPS_READY;
+			up_open_done(u, r, UP_OK);
+			return;
 		}
 		up_send(u, line, up_xclient_reply);
 		return;
@@ -612,6 +683,9 @@ struct upstream *upstream_open(struct event_base *base, struct config *cfg,
 		snprintf(u->c_addr, sizeof u->c_addr, "%s", client->addr);
 		snprintf(u->c_helo, sizeof u->c_helo, "%s", client->helo ? client->helo : "");
 		snprintf(u->c_login, sizeof u->c_login, "%s", client->login ? client->login : "");
+		snprintf(u->c_name, sizeof u->c_name, "%s", client->name ? client->name : "");
+		snprintf(u->c_ident, sizeof u->c_ident, "%s", client->ident ? client->ident : "");
+		snprintf(u->c_source, sizeof u->c_source, "%s", client->source ? client->source : "");
 		u->c_port = client->port;
 		u->c_esmtp = client->esmtp;
 	}
@@ -695,6 +769,25 @@ int upstream_client_changed(const struct upstream *u, const char *helo, int esmt
 {
 	if (u == NULL || !u->sent_xclient) return 0;
 	return strcmp(u->c_helo, helo ? helo : "") != 0 || u->c_esmtp != esmtp;
+}
+
+static int same_text(const char *mine, const char *theirs)
+{
+	return strcmp(mine, theirs ? theirs : "") == 0;
+}
+
+int upstream_speaks_for(const struct upstream *u, const struct upstream_client *c)
+{
+	if (u == NULL || (!u->sent_xclient && !u->sent_xforward)) return 1;
+	if (u->sent_xforward && u->mail_sent) return 0;
+	return same_text(u->c_addr, c->addr) && u->c_port == c->port && same_text(u->c_helo, c->helo) &&
+	       u->c_esmtp == c->esmtp && same_text(u->c_login, c->login) && same_text(u->c_name, c->name) &&
+	       same_text(u->c_ident, c->ident) && same_text(u->c_source, c->source);
+}
+
+void upstream_mail_sent(struct upstream *u)
+{
+	if (u != NULL) u->mail_sent = 1;
 }
 
 int upstream_alive(const struct upstream *u)

@@ -53,6 +53,9 @@ struct upstream_client {
 	const char *helo;             /* "" if none yet */
 	int         esmtp;
 	const char *login;            /* "" if not authenticated */
+	const char *name;             /* verified host name; NULL or "" if unknown */
+	const char *ident;            /* XFORWARD IDENT (the first MTA's queue id); NULL or "" */
+	const char *source;           /* XFORWARD SOURCE (LOCAL, REMOTE); NULL or "" */
 };
 
 enum upstream_err {
@@ -116,6 +119,15 @@ int upstream_refused_client(const struct upstream *u);
  * HELO name or protocol other than helo/esmtp: it speaks for a client that
  * is no more (a new EHLO in the session), and must not be reused. */
 int upstream_client_changed(const struct upstream *u, const char *helo, int esmtp);
+/* upstream_speaks_for - may this connection carry a transaction of
+ * client c?  Not when it told the MTA (XCLIENT, XFORWARD) of another
+ * client, nor when its XFORWARD was spent on an earlier transaction (the
+ * MTA forgets XFORWARD attributes at the end of each one, as Postfix
+ * does).  1 when the MTA was told nothing (it sees us either way). */
+int upstream_speaks_for(const struct upstream *u, const struct upstream_client *c);
+/* upstream_mail_sent - a MAIL went on this connection: its XFORWARD, if
+ * any, is spent at the end of that transaction */
+void upstream_mail_sent(struct upstream *u);
 
 int upstream_alive(const struct upstream *u);
 unsigned upstream_caps(const struct upstream *u);       /* of this connection */

@@ -7,11 +7,14 @@
  *   /tmp/fuzz_smtp_parse -max_total_time=60 -max_len=4096 /tmp/fuzz_smtp_corpus
  *
  * One input is used three ways: as a command line (verb, then the path and
- * parameters of MAIL/RCPT), as a bare path argument, and as a server reply
+ * parameters of MAIL/RCPT, or the attributes of XFORWARD), as a bare path
+ * argument, and as a server reply
  * split at LF (CR and every other byte left in, NUL included).  Besides the
  * sanitizers, the target checks the promises other modules rely on: an
  * accepted path has no control byte, no unquoted space and fits its buffer,
- * and parses again to itself; an accepted reply is relayable as it stands.
+ * and parses again to itself; an accepted reply is relayable as it stands;
+ * an accepted XFORWARD value is at most 255 octets without a control octet,
+ * and a refused command changes nothing.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -91,6 +94,32 @@ static void do_path(const char *arg)
 		CHECK(why != NULL && why[0] != '\0');
 }
 
+static void do_xforward(const char *arg)
+{
+	static struct smtp_xforward x, before;
+	const char *why = NULL;
+	size_t i, k;
+
+	memset(&x, 0, sizeof x);
+	(void)smtp_xforward_parse("ADDR=192.0.2.1 HELO=seed.example", &x, &why);
+	before = x;
+	if (smtp_xforward_parse(arg, &x, &why) < 0) {
+		CHECK(why != NULL && strncmp(why, "501 ", 4) == 0);
+		CHECK(memcmp(&x, &before, sizeof x) == 0);
+		return;
+	}
+	for (i = 0; i < SMTP_XF_COUNT; i++) {
+		size_t n = strlen(x.value[i]);
+
+		CHECK(x.state[i] == SMTP_XF_UNSET || x.state[i] == SMTP_XF_VALUE ||
+		    x.state[i] == SMTP_XF_UNAVAILABLE);
+		CHECK(n <= SMTP_XF_VALUE_MAX);
+		CHECK(x.state[i] == SMTP_XF_VALUE || n == 0);
+		for (k = 0; k < n; k++)
+			CHECK((unsigned char)x.value[i][k] >= 0x20 && x.value[i][k] != 0x7f);
+	}
+}
+
 static void do_reply(const uint8_t *data, size_t size)
 {
 	struct smtp_reply r;
@@ -151,6 +180,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(smtp_verb_name(v) != NULL);
 	if (v == SMTP_MAIL || v == SMTP_RCPT)
 		do_path(arg);
+	if (v == SMTP_XFORWARD)
+		do_xforward(arg);
 	do_path(line);
 	free(line);
 

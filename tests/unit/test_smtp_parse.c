@@ -745,6 +745,103 @@ static void test_queue_id(void **st)
 	assert_int_equal(smtp_reply_queue_id(NULL, out, sizeof out), 0);
 }
 
+/* XFORWARD ------------------------------------------------------------------ */
+
+static int xf(const char *arg, struct smtp_xforward *x)
+{
+	const char *why = NULL;
+	int rc = smtp_xforward_parse(arg, x, &why);
+
+	if (rc < 0) {
+		assert_non_null(why);
+		assert_true(strncmp(why, "501 5.5.4 ", 10) == 0);
+	}
+	return rc;
+}
+
+static void test_xforward_ok(void **st)
+{
+	struct smtp_xforward x;
+
+	(void)st;
+	memset(&x, 0, sizeof x);
+	/* what Postfix 3.7's smtpd_proxy sends */
+	assert_int_equal(xf("NAME=[UNAVAILABLE] ADDR=203.0.113.5 PORT=52736 HELO=stranger.example.net "
+	                    "IDENT=[UNAVAILABLE] PROTO=ESMTP SOURCE=LOCAL", &x), 0);
+	assert_int_equal(x.state[SMTP_XF_NAME], SMTP_XF_UNAVAILABLE);
+	assert_int_equal(x.state[SMTP_XF_IDENT], SMTP_XF_UNAVAILABLE);
+	assert_int_equal(x.state[SMTP_XF_LOGIN], SMTP_XF_UNSET);
+	assert_int_equal(x.state[SMTP_XF_ADDR], SMTP_XF_VALUE);
+	assert_string_equal(x.value[SMTP_XF_ADDR], "203.0.113.5");
+	assert_string_equal(x.value[SMTP_XF_PORT], "52736");
+	assert_string_equal(x.value[SMTP_XF_HELO], "stranger.example.net");
+	assert_string_equal(x.value[SMTP_XF_PROTO], "ESMTP");
+	assert_string_equal(x.value[SMTP_XF_SOURCE], "LOCAL");
+	/* incremental, case-insensitive names, the last value counts, xtext */
+	assert_int_equal(xf("name=mx.example.net  login=alice+40example.org HELO=a+2Bb ADDR=IPV6:2001:db8::1", &x), 0);
+	assert_string_equal(x.value[SMTP_XF_NAME], "mx.example.net");
+	assert_string_equal(x.value[SMTP_XF_LOGIN], "alice@example.org");
+	assert_string_equal(x.value[SMTP_XF_HELO], "a+b");
+	assert_string_equal(x.value[SMTP_XF_ADDR], "IPV6:2001:db8::1");
+	assert_string_equal(x.value[SMTP_XF_PORT], "52736");          /* kept */
+	assert_int_equal(xf("NAME=[TEMPUNAVAIL] ADDR=::ffff:192.0.2.1 PORT=0 PROTO=SMTP SOURCE=remote", &x), 0);
+	assert_int_equal(x.state[SMTP_XF_NAME], SMTP_XF_UNAVAILABLE);
+	assert_string_equal(x.value[SMTP_XF_NAME], "");
+	/* UTF-8 in a HELO name and a login; spaces in a login */
+	assert_int_equal(xf("HELO=b+C3+BCcher.example LOGIN=J+20Doe", &x), 0);
+	assert_string_equal(x.value[SMTP_XF_HELO], "b\xc3\xbc" "cher.example");
+	assert_string_equal(x.value[SMTP_XF_LOGIN], "J Doe");
+	assert_string_equal(smtp_xf_attr_name(SMTP_XF_SOURCE), "SOURCE");
+}
+
+static void test_xforward_bad(void **st)
+{
+	static const char *const bad[] = {
+		"", "   ", "ADDR", "ADDR=", "=x", "FOO=1", "ADDRESS=1.2.3.4", "ADDR=1.2.3.4=5",
+		"ADDR=1.2.3", "ADDR=1.2.3.4.5", "ADDR=IPV6:1.2.3.4", "ADDR=2001:db8::1/64", "ADDR=[1.2.3.4]",
+		"PORT=65536", "PORT=-1", "PORT=123456", "PORT=1a", "PORT=",
+		"PROTO=E+20SMTP", "PROTO=ESMTP/1",
+		"SOURCE=ELSEWHERE", "NAME=bad/name", "NAME=a+20b", "NAME=+C3+A9.example",
+		"HELO=a+zz", "HELO=a+2b", "HELO=a+2", "HELO=a+", "HELO=a+0Ab", "HELO=a+20b", "HELO=a+00b",
+		"HELO=a+7Fb", "HELO=+C3+28", "LOGIN=a+0Db", "LOGIN=+ED+A0+80",
+		"ADDR=1.2.3.4 PORT=x",     /* one bad attribute: nothing is taken */
+	};
+	struct smtp_xforward x, before;
+	char longv[400];
+
+	(void)st;
+	memset(&x, 0, sizeof x);
+	assert_int_equal(xf("ADDR=192.0.2.7 HELO=ok.example", &x), 0);
+	before = x;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (xf(bad[i], &x) != -1)
+			fail_msg("XFORWARD %s: accepted", bad[i]);
+		assert_memory_equal(&x, &before, sizeof x);
+	}
+	/* 255 octets decoded: the limit; 256 is too long, however encoded */
+	memset(longv, 'h', 255);
+	memcpy(longv, "HELO=", 5);
+	memset(longv + 5, 'h', 255);
+	longv[260] = '\0';
+	assert_int_equal(xf(longv, &x), 0);
+	assert_int_equal(strlen(x.value[SMTP_XF_HELO]), 255);
+	longv[260] = 'h';
+	longv[261] = '\0';
+	assert_int_equal(xf(longv, &x), -1);
+	snprintf(longv, sizeof longv, "HELO=");
+	for (int i = 0; i < 86; i++)
+		strcat(longv, "+41+42+43");
+	assert_int_equal(xf(longv, &x), -1);
+	/* PROTO: at most 64 */
+	memset(longv, 'P', sizeof longv);
+	memcpy(longv, "PROTO=", 6);
+	longv[6 + 64] = '\0';
+	assert_int_equal(xf(longv, &x), 0);
+	longv[6 + 64] = 'P';
+	longv[6 + 65] = '\0';
+	assert_int_equal(xf(longv, &x), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -763,6 +860,8 @@ int main(void)
 		cmocka_unit_test(test_reply_limits),
 		cmocka_unit_test(test_ehlo_has),
 		cmocka_unit_test(test_queue_id),
+		cmocka_unit_test(test_xforward_ok),
+		cmocka_unit_test(test_xforward_bad),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
