@@ -150,8 +150,12 @@ struct mime_msg {
 enum mime_file_kind { MIME_FILE_UU, MIME_FILE_YENC, MIME_FILE_BINHEX };
 
 /* files listed per parse: uuencoded ones, and yEnc and BinHex ones
- * together; past it the next one found (in each part for uuencoded
- * files, once for the others) is listed with over set, not decoded */
+ * together (BinHex ones whose header decodes: the files the antivirus
+ * scans); past it the next one found (in each part for uuencoded files,
+ * once for the others) is listed with over set, not decoded.  BinHex
+ * files whose header does not decode are listed too, over 0, up to as
+ * many again, and not past that (the attachments filter, which calls each
+ * unchecked, counts them with the others and has stopped by then) */
 #define MIME_MAX_TEXT_FILES 100
 
 struct mime_file {
