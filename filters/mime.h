@@ -20,8 +20,8 @@ struct mw_ctx;
 /* of the converted text's MIME_MAX_DECODED, what one part cannot take:
  * each text part after keeps its first MIME_TEXT_PREFIX bytes of UTF-8
  * from it (128 parts), so a big part cannot leave the text of those after
- * it unchecked; a part that keeps none once it is spent too makes the
- * parse incomplete */
+ * it unchecked; a part cut to less than its prefix once it is spent too
+ * (none of it, or what was left) makes the parse incomplete */
 #define MIME_TEXT_RESERVE (8u << 20)
 #define MIME_TEXT_PREFIX  (64u << 10)
 #define MIME_MAX_URIS     1000          /* distinct URIs kept */
