@@ -671,6 +671,21 @@ static int entry_open(const char *dir, const char *id, unsigned flags, int want_
 			return qfail(err, errlen, EBADMSG, "%s is not a regular file", e->eml);
 		return qfail(err, errlen, saved, "%s: %s", e->eml, strerror(saved));
 	}
+	if (want_record) {
+		/* read by show and release (as root): only with one name and
+		 * the owner of its day, as ID.body.  The day is the daemon
+		 * user's, who must not have root's release send (or show
+		 * print) a file of someone else's linked in here
+		 * (fs.protected_hardlinks may be off).  Expiry only removes
+		 * names, and still removes such an entry. */
+		struct stat day;
+
+		if (fstat(e->dfd, &day) < 0 || st.st_nlink != 1 || st.st_uid != day.st_uid) {
+			quarantine_close(e);
+			return qfail(err, errlen, EBADMSG, "%s has other names or another owner than its "
+			    "day directory: not read", e->eml);
+		}
+	}
 	if ((flags & QUARANTINE_LOCK) && flock(e->fd, LOCK_EX | LOCK_NB) < 0) {
 		int saved = errno;
 

@@ -795,6 +795,38 @@ def test_release_without_its_rewritten_body_fails(qmw, upstream, tmp_path):
     assert q_list(m)[0]["status"] == "quarantined"
 
 
+def test_stored_message_with_other_names_or_owner_is_not_read(qmw, upstream, tmp_path):
+    """ID.eml is taken, as ID.body is, only with one name and the owner of
+    its day directory: the day is the daemon user's, who could put a hard
+    link to a file of someone else's in place of ID.eml (with
+    fs.protected_hardlinks off) and have root's show print it or root's
+    release send it.  Both refuse it, and list skips it saying why (expiry,
+    which only removes names, still removes it)."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    eml = os.path.join(m.quarantine_dir, qid[:8], qid + ".eml")
+    other = tmp_path / "secret"
+    other.write_bytes(b"Subject: root's secret\r\n\r\nroot's secret\r\n")
+    os.unlink(eml)
+    os.link(other, eml)
+    for cmd in ("show", "release"):
+        r = q(m, cmd, qid)
+        assert r.returncode == 1 and b"has other names or another owner" in r.stderr, (cmd, r.stderr)
+        assert b"root's secret" not in r.stdout, (cmd, r.stdout)
+    if os.geteuid() == 0:
+        # one name, but not the owner of the day
+        os.unlink(eml)
+        with open(eml, "wb") as f:
+            f.write(other.read_bytes())
+        os.chown(eml, 65534, 65534)
+        r = q(m, "show", qid)
+        assert r.returncode == 1 and b"has other names or another owner" in r.stderr, r.stderr
+    assert upstream.messages == []
+    r = q(m, "list")
+    assert b"skipping " + qid.encode() in r.stderr and b"has other names or another owner" in r.stderr, r
+    assert other.read_bytes().startswith(b"Subject: root's secret")
+
+
 def test_outbound_rewritten_body_released_signed(mw_factory, upstream, tmp_path):
     """Outbound: the signatures made when the message is stored cover the
     body the release sends (they were made over the body as it came, and
