@@ -524,7 +524,10 @@ def test_release_delivers_what_the_accept_path_would(mw_factory, upstream, make_
     qid, _ = put_one(m, upstream, msg=msg)
     assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg, "the stored copy")
     q_ok(m, "release", qid)
-    got = upstream.wait_messages(1)[0].content
+    sent = upstream.wait_messages(1)[0]
+    got = sent.content
+    # the SIZE= it announced is the length of what it sent, edits applied
+    assert len(got) != len(msg) and "SIZE=%d" % len(got) in sent.mail_options, (sent.mail_options, len(got))
 
     assert b"forged.example" not in got and b"ALL_TRUSTED" not in got, got[:2000]
     assert named(got, "X-Spam-Flag") == ["YES"]
