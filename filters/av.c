@@ -421,10 +421,16 @@ static int is_pgp_named(const struct mime_part *p)
 	return 0;
 }
 
+/* stop - -1, with where and why it stopped: the first limit hit is the
+ * one said (the leaves read as text and the encoded files are still
+ * taken out after a limit, each within their own count), unless the zip
+ * count, which ends it all, is the one past */
 static int stop(struct hidden *h, const char *here, const char *why)
 {
-	snprintf(h->where, sizeof(h->where), "%s", here);
-	snprintf(h->why, sizeof(h->why), "%s", why);
+	if (h->why[0] == '\0' || h->zips) {
+		snprintf(h->where, sizeof(h->where), "%s", here);
+		snprintf(h->why, sizeof(h->why), "%s", why);
+	}
 	return -1;
 }
 
@@ -1018,8 +1024,18 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 		return;
 	}
 	/* the encoded files of its text parts too: libclamav opens the zips
-	 * of the uuencoded ones in the message's own scan */
-	if ((collect(&h, m->parts, m->nparts, NULL) < 0 || collect_encoded(&h, m, NULL, 1) < 0) && h.zips) {
+	 * of the uuencoded ones in the message's own scan.  A limit hit
+	 * while the signed contents are taken out does not end the taking
+	 * out of those files, nor of the leaves read as text below, nor the
+	 * scans of what was taken out: it made the antivirus scan nothing it
+	 * had taken out, so that a virus yEnc'd before 101 yEnc'd files, or
+	 * attached to a message the engine reads as text, passed as a limit
+	 * hit (av_limit_action accept by default).  Only what is past a
+	 * limit is not seen. */
+	collect(&h, m->parts, m->nparts, NULL);
+	if (!h.zips)
+		collect_encoded(&h, m, NULL, 1);
+	if (h.zips) {
 		/* as for the message's own zips: before any scan */
 		snprintf(why, sizeof(why), "%s: %s", h.where, h.why);
 		av_unscanned(ctx, cfg, s->label, 1, why);
@@ -1029,14 +1045,8 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	r = s->scan(s->arg, msg, len, "message.eml", out, sizeof(out), &counted);
 	/* the message's own leaves, when it or a message in it was read as
 	 * text: only once it came back clean (their zips are counted) */
-	if (r == AV_CLEAN && !h.limit)
+	if (r == AV_CLEAN)
 		collect_as_text(&h, m, msg, len, 0, NULL, 1);
-	if (r == AV_CLEAN && h.limit) {
-		/* what is past the levels or the bytes was not seen */
-		snprintf(out, sizeof(out), "%s", h.why);
-		where = h.where;
-		r = AV_LIMIT;
-	}
 	/* only what came back clean is looked into: a virus the engine found
 	 * in the message is not looked for again.  The contents count toward
 	 * av_max_scansize with what the message's scan counted. */
@@ -1052,6 +1062,12 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 		r = s->scan(s->arg, h.items[i].buf, h.items[i].len,
 		    h.items[i].is_file ? "content" : "content.eml", out, sizeof(out), &counted);
 		budget -= counted < budget ? counted : budget;
+	}
+	if (r == AV_CLEAN && h.limit) {
+		/* what is past the levels, the bytes or a count was not seen */
+		snprintf(out, sizeof(out), "%s", h.why);
+		where = h.where;
+		r = AV_LIMIT;
 	}
 	if (r == AV_CLEAN)
 		where = NULL;

@@ -774,8 +774,8 @@ static struct dns_entry *start_query(struct dns *d, const char *key, int rrtype,
 	return e;
 }
 
-/* dns_prefetch - start the query for (name, rrtype) unless the answer is
- * cached or a query for it is out; never waits.  A later dns_lookup of
+/* dns_prefetch - start the query for (name, rrtype) unless an answer
+ * whose TTL still runs is cached or a query for it is out; never waits.  A later dns_lookup of
  * the name waits for that query (for the time left of its timeout,
  * counted from the prefetch), so the names a message will need go out
  * together instead of one after another. */
@@ -793,8 +793,12 @@ void dns_prefetch(struct dns *d, const char *name, int rrtype)
 	now = now_mono();
 	pthread_mutex_lock(&d->lock);
 	e = cache_find(d, key, rrtype, h);
-	if (e != NULL && e->reply != NULL && usable_until(e) <= now) {
-		cache_remove(d, e);	/* expired */
+	if (e != NULL && e->reply != NULL && e->expires <= now) {
+		/* its TTL ran out: asked again, even while an earlier
+		 * prefetch's dns_timeout still runs.  Kept (and its use pushed
+		 * on below), a name prefetched by message after message was
+		 * never asked again, its TTL never honoured. */
+		cache_remove(d, e);
 		e = NULL;
 	}
 	if (e == NULL) {

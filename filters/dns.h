@@ -73,8 +73,9 @@ void dns_free(struct dns *d);
 struct dns_reply *dns_lookup(struct dns *d, const char *name, int rrtype, unsigned timeout_ms);
 void dns_reply_free(struct dns_reply *r);
 
-/* dns_prefetch - start the query for (name, rrtype) now, unless its
- * answer is cached or a query for it is out, and return at once.  A
+/* dns_prefetch - start the query for (name, rrtype) now, unless an
+ * answer whose TTL still runs is cached or a query for it is out, and
+ * return at once.  A
  * dns_lookup of the same name afterwards waits for that query, at most
  * its timeout counted from the prefetch: the pipeline sends the names a
  * message's filters will ask for together, before the first filter runs
@@ -82,7 +83,9 @@ void dns_reply_free(struct dns_reply *r);
  * drops them one timeout, instead of one each.  The answer serves the
  * lookups of the name until dns_timeout after the prefetch even when its
  * TTL is shorter (0, or cut by dns_cache_max_ttl / dns_negative_ttl), so
- * the filters get what was fetched for them instead of asking again. */
+ * the filters get what was fetched for them instead of asking again; a
+ * prefetch once the TTL ran out asks again (an answer is given out at
+ * most its TTL and one dns_timeout after it came). */
 void dns_prefetch(struct dns *d, const char *name, int rrtype);
 
 /* dns_reverse_name - "4.3.2.1.in-addr.arpa" / ip6.arpa name of an address

@@ -983,9 +983,11 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 			else {
 				p->text_truncated = c.cut;
 				st->converted += p->len;
-				if (c.cut && p->len == 0)
-					/* the reserve spent too: no text of it
-					 * is checked, and a filter must say so */
+				if (c.cut && c.room < MIME_TEXT_PREFIX)
+					/* the reserve spent too: less than its
+					 * prefix of it is checked (none, or what
+					 * was left: 130 bytes kept unsaid hid a
+					 * spam text), and a filter must say so */
 					incomplete(st, "text converted to UTF-8 over 64 MiB");
 				/* keep the bytes as sent too (an executable declared
 				 * text/plain must still look like one) */

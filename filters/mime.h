@@ -20,8 +20,8 @@ struct mw_ctx;
 /* of the converted text's MIME_MAX_DECODED, what one part cannot take:
  * each text part after keeps its first MIME_TEXT_PREFIX bytes of UTF-8
  * from it (128 parts), so a big part cannot leave the text of those after
- * it unchecked; a part that keeps none once it is spent too makes the
- * parse incomplete */
+ * it unchecked; a part cut to less than its prefix once it is spent too
+ * (none of it, or what was left) makes the parse incomplete */
 #define MIME_TEXT_RESERVE (8u << 20)
 #define MIME_TEXT_PREFIX  (64u << 10)
 #define MIME_MAX_URIS     1000          /* distinct URIs kept */
@@ -150,8 +150,12 @@ struct mime_msg {
 enum mime_file_kind { MIME_FILE_UU, MIME_FILE_YENC, MIME_FILE_BINHEX };
 
 /* files listed per parse: uuencoded ones, and yEnc and BinHex ones
- * together; past it the next one found (in each part for uuencoded
- * files, once for the others) is listed with over set, not decoded */
+ * together (BinHex ones whose header decodes: the files the antivirus
+ * scans); past it the next one found (in each part for uuencoded files,
+ * once for the others) is listed with over set, not decoded.  BinHex
+ * files whose header does not decode are listed too, over 0, up to as
+ * many again, and not past that (the attachments filter, which calls each
+ * unchecked, counts them with the others and has stopped by then) */
 #define MIME_MAX_TEXT_FILES 100
 
 struct mime_file {

@@ -10,7 +10,7 @@
  *
  * What is kept: uuencoded and yEnc files whole (each at most its block of
  * the part: the parts' bytes are bounded by MIME_MAX_DECODED), up to
- * MIME_MAX_TEXT_FILES of each group; BinHex data forks only as far as a
+ * MIME_MAX_TEXT_FILES of each group (mime.h); BinHex data forks only as far as a
  * reader asked (mime_file_read: runs expand 255 times, so what a reader
  * takes is bounded by the reader's own budget, as before the memo).  The
  * order is the parts', and in a part uuencoded, yEnc, then BinHex files:
@@ -36,7 +36,12 @@ struct mime_files {
 	struct mime_file  *files;
 	struct file_state *state;     /* one per file */
 	size_t             n, cap;
-	unsigned           uu, enc;   /* listed, not over: uuencoded; yEnc and BinHex */
+	unsigned           uu, enc;   /* listed, not over: uuencoded; yEnc and BinHex that decode */
+	/* BinHex files whose header does not decode (no data to scan), listed
+	 * for the attachments filter but not counted in enc: 100 of them
+	 * made the antivirus's 101st file one past the count, a limit hit, so
+	 * that a virus BinHex'd after them passed (av_limit_action accept) */
+	unsigned           unread;
 };
 
 static struct mime_file *add(struct mime_files *mf, size_t part, enum mime_file_kind kind)
@@ -139,29 +144,40 @@ static void yenc_files(struct mime_files *mf, const struct mime_part *p, size_t 
 }
 
 /* binhex_files - the BinHex files of a part: their headers read, the
- * decoder left at the data fork for mime_file_read */
+ * decoder left at the data fork for mime_file_read; only those whose
+ * header decodes count toward MIME_MAX_TEXT_FILES (what the antivirus
+ * scans), the first MIME_MAX_TEXT_FILES of the others listed with over 0 */
 static void binhex_files(struct mime_files *mf, const struct mime_part *p, size_t part, int typed)
 {
 	const unsigned char *b = p->raw, *end = b + p->raw_len, *at = b, *q;
 
 	while ((q = binhex_next(b, end, &at, typed)) != NULL) {
-		struct mime_file *f = add(mf, part, MIME_FILE_BINHEX);
-		struct file_state *s = &mf->state[mf->n - 1];
+		struct hqx h = { .p = q + 1, .end = end, .last = -1 };
 		char name[64];
 		uint32_t dlen;
+		int res = binhex_header(&h, name, &dlen);
+		struct mime_file *f;
 
-		if (mf->enc >= MIME_MAX_TEXT_FILES) {
-			f->over = 1;
-			return;
-		}
-		mf->enc++;
-		s->h = (struct hqx){ .p = q + 1, .end = end, .last = -1 };
-		f->binhex = binhex_header(&s->h, name, &dlen);
-		if (f->binhex == BINHEX_OK || f->binhex == BINHEX_CRC)
+		if (res == BINHEX_OK) {
+			if (mf->enc >= MIME_MAX_TEXT_FILES) {
+				add(mf, part, MIME_FILE_BINHEX)->over = 1;
+				return;
+			}
+			mf->enc++;
+		} else if (mf->unread >= MIME_MAX_TEXT_FILES)
+			/* the attachments filter, which counts these with the
+			 * others, is past its 100 files once it met those listed */
+			continue;
+		else
+			mf->unread++;
+		f = add(mf, part, MIME_FILE_BINHEX);
+		mf->state[mf->n - 1].h = h;
+		f->binhex = res;
+		if (res == BINHEX_OK || res == BINHEX_CRC)
 			f->name = g_strdup(name);
 		f->claimed = dlen;
 		f->data = g_malloc0(1);
-		s->ended = f->binhex != BINHEX_OK;
+		mf->state[mf->n - 1].ended = res != BINHEX_OK;
 	}
 }
 

@@ -1190,3 +1190,58 @@ def test_encoded_files_are_bounded(mw_factory, upstream, module_db):
     assert r.code == 451, r
     syms = {s["name"]: s for s in mw.audit(1)[0]["symbols"]}
     assert "more than 100 text parts and files encoded in them" in syms["AV_UNSCANNED"]["description"], syms
+
+
+def _malformed_binhex():
+    """a BinHex block whose header does not decode: the antivirus has no
+    file to scan in it (the attachments filter calls it unchecked)"""
+    import attachlib as L
+    b = L.binhex("bad.txt", b"x")
+    return b[:b.index(b":") + 1] + b"!" * 33 + b":\r\n"
+
+
+def test_encoded_limit_does_not_hide_a_virus(module_db, tmp_path):
+    """a limit hit while the files encoded in text parts are taken out:
+    what was taken out before it is still scanned, and a BinHex block
+    that does not decode counts toward no limit (as before session 18: it
+    is no file to scan).  On 17a3f2e..bec395c a BinHex'd EICAR after 100
+    malformed BinHex blocks, a yEnc'd one before 101 yEnc'd files or after
+    a nesting limit, and an EICAR attached to a message libclamav reads as
+    text after 101 of them all passed as a limit hit (av_limit_action =
+    accept by default)"""
+    import attachlib as L
+    clean101 = b"".join(L.yenc("n%d.txt" % i, b"text\n") for i in range(101))
+    found = "554 5.7.1 Virus found: " + EICAR_NAME + " in part 2 (text/plain)"
+    deep = avlib.plain()
+    for _ in range(9):
+        deep = avlib.with_entity(avlib.entity([avlib.rfc822_part(deep, "base64")]))
+    cases = [
+        ("BinHex after 100 malformed", _text_with(_malformed_binhex() * 100 + L.binhex("notes.txt", EICAR)),
+         found),
+        # (in text/plain sent as it is the engine finds a yEnc'd EICAR itself)
+        ("yEnc before 101 yEnc'd files",
+         _text_with(L.yenc("v.txt", EICAR) + clean101, "text/html; charset=us-ascii"),
+         "554 5.7.1 Virus found: " + EICAR_NAME + " in part 2 (text/html)"),
+        # a limit taking out the messages kept as leaves (here 9 levels of
+        # forwarded messages) no longer ends the taking out of the files
+        ("yEnc after a nesting limit",
+         L.message([L.part("message/rfc822", deep, 'attachment; filename="deep.eml"'),
+                    L.part("text/html; charset=us-ascii", L.yenc("v.txt", EICAR), cte="7bit")]),
+         "554 5.7.1 Virus found: " + EICAR_NAME + " in part 3 (text/html)"),
+        ("attached, read as text, after 101 yEnc'd files",
+         avlib.recase(L.message([L.part("text/plain; charset=us-ascii", clean101, cte="7bit"),
+                                 L.part("application/octet-stream", EICAR,
+                                        'attachment; filename="eicar.com"')]), str.upper),
+         "554 5.7.1 Virus found: " + EICAR_NAME + " in eicar.com"),
+    ]
+    got = {name: scan_cli(tmp_path, msg, "clamav", module_db)["reply"] for name, msg, _ in cases}
+    assert got == {name: want for name, _, want in cases}
+    res = scan_cli(tmp_path, L.message([L.part("message/rfc822", deep, 'attachment; filename="deep.eml"')]),
+                   "clamav", module_db)
+    assert av_symbols(res)["AV_UNSCANNED"].endswith("nested more than 8 levels in messages and signed content")
+    # past the limit a file is not taken out: a limit hit, av_limit_action
+    res = scan_cli(tmp_path, _text_with(clean101 + L.yenc("v.txt", EICAR), "text/html; charset=us-ascii"),
+                   "clamav", module_db, opts=["av_limit_action=tempfail"])
+    assert res["action"] == "tempfail", res
+    assert av_symbols(res) == {"AV_UNSCANNED": "limit: part 2 (text/html): "
+                               "more than 100 text parts and files encoded in them"}, res

@@ -524,7 +524,10 @@ def test_release_delivers_what_the_accept_path_would(mw_factory, upstream, make_
     qid, _ = put_one(m, upstream, msg=msg)
     assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg, "the stored copy")
     q_ok(m, "release", qid)
-    got = upstream.wait_messages(1)[0].content
+    sent = upstream.wait_messages(1)[0]
+    got = sent.content
+    # the SIZE= it announced is the length of what it sent, edits applied
+    assert len(got) != len(msg) and "SIZE=%d" % len(got) in sent.mail_options, (sent.mail_options, len(got))
 
     assert b"forged.example" not in got and b"ALL_TRUSTED" not in got, got[:2000]
     assert named(got, "X-Spam-Flag") == ["YES"]
@@ -579,6 +582,48 @@ def test_release_with_malformed_edits_is_refused(qmw, upstream):
         assert r.returncode == 1 and b"edits of its release are malformed" in r.stderr, r.stderr
     assert upstream.messages == []
     assert q_list(m)[0]["status"] == "quarantined"
+
+
+def test_release_with_more_edits_than_a_scan_makes_is_refused(qmw, upstream):
+    """Each removal or change of a release's edits is matched against every
+    header field of ID.eml: 4096 removals of distinct names (an ID.json the
+    daemon's user wrote) over 400,000 short fields took root's release 17 s
+    of CPU, minutes within message_size_limit.  A release now refuses more
+    such edits than a scan makes (80: the filters' 64 and the scanner's
+    own), removals at an index counted once per name; the edits a scan made
+    still go (the other tests here)."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    base = os.path.join(m.quarantine_dir, qid[:8], qid)
+    head = b"".join(b"f%d:x\r\n" % (i % 10) for i in range(20000))
+    with open(base + ".eml", "wb") as f:
+        f.write(b"From: a@example.org\r\nSubject: s\r\n" + head + b"\r\nbody\r\n")
+    with open(base + ".json") as f:
+        rec = json.load(f)
+    many = [
+        [{"op": "remove", "name": "X-Edit-%05d" % i} for i in range(4096)],
+        [{"op": "change", "name": "X-Edit-%05d" % i, "value": "v"} for i in range(81)],
+        [{"op": "remove_at", "name": "X-Edit-%05d" % i, "index": 0} for i in range(81)],
+    ]
+    for edits in many:
+        rec["release"] = {"edits": edits}
+        with open(base + ".json", "w") as f:
+            json.dump(rec, f)
+        t0 = time.monotonic()
+        r = q(m, "release", qid)
+        took = time.monotonic() - t0
+        assert r.returncode == 1 and b"remove or change more fields than a scan does" in r.stderr, \
+            (edits[0]["op"], r.stderr)
+        assert took < 2, took
+    assert upstream.messages == []
+    # 80 of them, and 4000 removals of one name at its indexes, go
+    rec["release"] = {"edits": [{"op": "remove_at", "name": "f1", "index": i} for i in range(4000)] +
+                      [{"op": "remove", "name": "f%d" % (i % 10)} for i in range(79)]}
+    with open(base + ".json", "w") as f:
+        json.dump(rec, f)
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)[0].content
+    assert b"\r\nf1:" not in got and b"\r\nf9:" not in got and got.endswith(b"\r\n\r\nbody\r\n"), got[:300]
 
 
 def test_outbound_quarantine_is_released_signed_over_what_leaves(mw_factory, upstream, tmp_path):
@@ -751,6 +796,38 @@ def test_release_without_its_rewritten_body_fails(qmw, upstream, tmp_path):
     recs = audit_events(m, "quarantine_release")
     assert [x["action"] for x in recs] == ["release_failed"] * 3, recs
     assert q_list(m)[0]["status"] == "quarantined"
+
+
+def test_stored_message_with_other_names_or_owner_is_not_read(qmw, upstream, tmp_path):
+    """ID.eml is taken, as ID.body is, only with one name and the owner of
+    its day directory: the day is the daemon user's, who could put a hard
+    link to a file of someone else's in place of ID.eml (with
+    fs.protected_hardlinks off) and have root's show print it or root's
+    release send it.  Both refuse it, and list skips it saying why (expiry,
+    which only removes names, still removes it)."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    eml = os.path.join(m.quarantine_dir, qid[:8], qid + ".eml")
+    other = tmp_path / "secret"
+    other.write_bytes(b"Subject: root's secret\r\n\r\nroot's secret\r\n")
+    os.unlink(eml)
+    os.link(other, eml)
+    for cmd in ("show", "release"):
+        r = q(m, cmd, qid)
+        assert r.returncode == 1 and b"has other names or another owner" in r.stderr, (cmd, r.stderr)
+        assert b"root's secret" not in r.stdout, (cmd, r.stdout)
+    if os.geteuid() == 0:
+        # one name, but not the owner of the day
+        os.unlink(eml)
+        with open(eml, "wb") as f:
+            f.write(other.read_bytes())
+        os.chown(eml, 65534, 65534)
+        r = q(m, "show", qid)
+        assert r.returncode == 1 and b"has other names or another owner" in r.stderr, r.stderr
+    assert upstream.messages == []
+    r = q(m, "list")
+    assert b"skipping " + qid.encode() in r.stderr and b"has other names or another owner" in r.stderr, r
+    assert other.read_bytes().startswith(b"Subject: root's secret")
 
 
 def test_outbound_rewritten_body_released_signed(mw_factory, upstream, tmp_path):

@@ -529,12 +529,16 @@ static void test_cache(void **state)
 
 /* TTL: short.example.test has TTL 1 and changes when the script restarts
  * the server (we ask for that by creating MW_DNS_RESTART_FILE and wait for
- * MW_DNS_RESTART_FILE.done). */
+ * MW_DNS_RESTART_FILE.done).  A name prefetched by message after message
+ * (one every 0.4 s, dns_timeout 1 s) is asked again too once its TTL ran
+ * out: each prefetch used to push the answer's use on by dns_timeout, so
+ * that it was never asked again while the messages kept coming, its TTL
+ * never honoured (a DNSBL listing or delisting never seen; rv-today1). */
 static void test_ttl_expiry(void **state)
 {
 	const char *flag = getenv("MW_DNS_RESTART_FILE");
 	char done[600], ip[64];
-	struct dns *d;
+	struct dns *d, *busy;
 	struct dns_reply *r;
 	struct dns_stats st;
 	FILE *f;
@@ -545,6 +549,7 @@ static void test_ttl_expiry(void **state)
 	if (flag == NULL)
 		skip();
 	d = make(forwarder, NULL, NULL);
+	busy = make(forwarder, "dns_timeout=1s", NULL);
 	r = lk(d, "short.example.test", DNS_T_A);
 	inet_ntop(AF_INET, r->rr[0].addr, ip, sizeof(ip));
 	assert_string_equal(ip, "192.0.2.1");
@@ -554,15 +559,32 @@ static void test_ttl_expiry(void **state)
 	inet_ntop(AF_INET, r->rr[0].addr, ip, sizeof(ip));
 	assert_string_equal(ip, "192.0.2.1");
 	dns_reply_free(r);
+	dns_prefetch(busy, "short.example.test", DNS_T_A);
+	r = lk(busy, "short.example.test", DNS_T_A);
+	inet_ntop(AF_INET, r->rr[0].addr, ip, sizeof(ip));
+	assert_string_equal(ip, "192.0.2.1");
+	dns_reply_free(r);
 
 	f = fopen(flag, "w");
 	assert_non_null(f);
 	fclose(f);
 	snprintf(done, sizeof(done), "%s.done", flag);
-	for (i = 0; i < 200 && access(done, F_OK) != 0; i++)
+	for (i = 0; i < 200 && access(done, F_OK) != 0; i++) {
 		usleep(50000);
+		if (i % 8 == 0)
+			dns_prefetch(busy, "short.example.test", DNS_T_A);   /* messages meanwhile */
+	}
 	assert_int_equal(access(done, F_OK), 0);
-	sleep(2);   /* past the TTL of 1 s */
+	for (i = 0; i < 7; i++) {   /* 2.8 s, past the TTL of 1 s and dns_timeout */
+		dns_prefetch(busy, "short.example.test", DNS_T_A);
+		usleep(100000);
+		r = lk(busy, "short.example.test", DNS_T_A);
+		inet_ntop(AF_INET, r->rr[0].addr, ip, sizeof(ip));
+		dns_reply_free(r);
+		usleep(300000);
+	}
+	assert_string_equal(ip, "192.0.2.2");              /* the busy name asked again */
+	dns_free(busy);
 
 	r = lk(d, "short.example.test", DNS_T_A);
 	inet_ntop(AF_INET, r->rr[0].addr, ip, sizeof(ip));

@@ -730,6 +730,64 @@ static void test_text_after_converted_budget(void **state)
 	g_string_free(s, TRUE);
 }
 
+/* converted_len - the UTF-8 copies of m's text parts that differ from
+ * their bytes: what counts toward the converted text's budget */
+static size_t converted_len(const struct mime_msg *m)
+{
+	size_t t = 0;
+
+	for (size_t i = 0; i < m->nparts; i++)
+		if (m->parts[i].is_text && m->parts[i].data != m->parts[i].raw)
+			t += m->parts[i].len;
+	return t;
+}
+
+/* A text part given only what is left of the reserve (less than its
+ * MIME_TEXT_PREFIX) kept those few bytes, cut, and the parse was not made
+ * incomplete (only a part that kept none was said): 128 parts of 64 KiB
+ * after the big one left ~130 bytes, the spam part after them kept "<p>Caf"
+ * of its text, and its text and link reached no rule, unsaid
+ * (rv-today1).  Now a part cut to less than its prefix is said. */
+static void test_text_cut_by_the_reserve_is_said(void **state)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	struct mime_msg *m;
+	size_t left, filler, fillers = 0, last;
+
+	(void)state;
+	append_text_part(s, 23u * 1000 * 1000, (char)0x80, "windows-1252");
+	append_text_part(s, 22000, (char)0x80, "windows-1252");
+	g_string_append(s, "--b--\r\n");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	/* what one filler takes of the reserve (its prefix, cut on a
+	 * character), and what the big part left */
+	filler = m->parts[1].len;
+	left = MIME_MAX_DECODED - (converted_len(m) - filler);
+	assert_true(filler > MIME_TEXT_PREFIX - 8 && filler <= MIME_TEXT_PREFIX);
+	mime_free(m);
+	g_string_truncate(s, s->len - strlen("--b--\r\n"));
+	for (fillers = 1, left -= filler; left >= MIME_TEXT_PREFIX; fillers++, left -= filler)
+		append_text_part(s, 22000, (char)0x80, "windows-1252");
+	/* the spam part: more than any remnant of the reserve before its pitch */
+	g_string_append(s, "--b\r\nContent-Type: text/html; charset=iso-8859-1\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n<p>Caf\xe9 ");
+	for (size_t i = 0; i < MIME_TEXT_PREFIX; i++)
+		g_string_append_c(s, (i % 900) == 899 ? '\n' : 'a');
+	g_string_append(s, " cheap pills at <a href=\"http://pills.example/buy\">our shop</a></p>\r\n--b--\r\n");
+	m = mime_parse((const unsigned char *)s->str, s->len);
+	last = m->nparts - 1;
+	print_message("%zu fillers, %zu bytes of the reserve left, %zu kept of the spam part\n",
+	    fillers, left, m->parts[last].len);
+	assert_int_equal(m->nparts, 1 + fillers + 1);
+	assert_true(m->parts[last].len > 0 && m->parts[last].len < MIME_TEXT_PREFIX);
+	assert_int_equal(m->parts[last].text_truncated, 1);
+	assert_null(strstr((const char *)m->parts[last].data, "pills"));
+	assert_non_null(m->incomplete);
+	assert_string_equal(m->incomplete, "text converted to UTF-8 over 64 MiB");
+	mime_free(m);
+	g_string_free(s, TRUE);
+}
+
 /* status_mb - a field of /proc/self/status (kB) in MB, or -1 */
 static long status_mb(const char *field)
 {
@@ -870,6 +928,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_parts),
 		cmocka_unit_test(test_decoded_budget),
 		cmocka_unit_test(test_text_after_converted_budget),
+		cmocka_unit_test(test_text_cut_by_the_reserve_is_said),
 		cmocka_unit_test(test_conversion_stops_at_budget),
 		cmocka_unit_test(test_lf_only),
 		cmocka_unit_test(test_threads),
