@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 #include "milter_accept.h"
 #include "milter_result.h"
 #include "netaddr.h"
+#include "quarantine.h"
 #include "sbuf.h"
 #include "scansync.h"
 #include "spool.h"
@@ -127,6 +129,9 @@ struct msess {
 	char     message_id[256];
 	char     subject[256];
 	char     queue_id[64];
+	/* QUARANTINE_RELEASED_FIELD's value ("" = none): a release of an
+	 * inbound message, never taken as outbound */
+	char     released[QUARANTINE_ID_MAX + 8];
 	/* the last recipient refused by an envelope verdict: reported in the
 	 * audit record when the transaction never reaches the end of message */
 	struct scan_result early_res;
@@ -207,7 +212,7 @@ static void txn_reset(struct msess *s)
 	s->fields.names = NULL;
 	s->fields.count = s->fields.cap = 0;
 	s->spool_ok = s->too_big = s->too_many_fields = 0;
-	s->message_id[0] = s->subject[0] = s->queue_id[0] = '\0';
+	s->message_id[0] = s->subject[0] = s->queue_id[0] = s->released[0] = '\0';
 	s->auth_user[0] = s->tls[0] = '\0';
 	if (s->have_early)
 		scan_result_free(&s->early_res);
@@ -234,6 +239,8 @@ static void spool_put(struct msess *s, const char *p, size_t n)
 
 static enum mw_direction direction_of(const struct msess *s)
 {
+	if (s->released[0] != '\0')
+		return MW_INBOUND;
 	if (s->auth_user[0] != '\0')
 		return MW_OUTBOUND;
 	return in_networks(s->client_ip, s->cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
@@ -717,6 +724,8 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		snprintf(s->message_id, sizeof(s->message_id), "%s", v);
 	else if (strcasecmp(name, "Subject") == 0 && s->subject[0] == '\0')
 		snprintf(s->subject, sizeof(s->subject), "%s", v);
+	else if (strcasecmp(name, QUARANTINE_RELEASED_FIELD) == 0 && s->released[0] == '\0')
+		snprintf(s->released, sizeof(s->released), "%s", v[0] != '\0' ? v : "?");
 	return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 }
 
@@ -837,6 +846,16 @@ static sfsistat eom(SMFICTX *ctx)
 		return rc;
 	}
 	rc = milter_apply(ctx, s->cfg, &res, &s->fields, s->leadspc, &what, &reply);
+	if (s->released[0] != '\0' && res.action == MW_QUARANTINE) {
+		char esc[80];
+
+		/* the admin's release said "250 queued" and the message is held
+		 * again: the release upstream runs this milter */
+		slog(s->id, LOG_WARNING, "milter: a message released from quarantine (%s: %s) came back "
+		    "through the milter and was quarantined again: quarantine_release_upstream must be "
+		    "an smtpd of the MTA without milters (README \"Quarantine\")", QUARANTINE_RELEASED_FIELD,
+		    log_esc(esc, sizeof(esc), s->released, strlen(s->released)));
+	}
 	audit(s, &res, what, reply, qid, NULL);
 	scan_result_free(&res);
 	scan_request_free(&req);
