@@ -183,6 +183,10 @@ static void log_config_warnings(const struct config *cfg)
 	}
 	if (config_wide_internal(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
+	if (config_milter_release(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
+	if (config_scans_nothing(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
 }
 
 /* log_deadline_warnings - what -t says of the filters' waits against
@@ -302,6 +306,10 @@ int main(int argc, char **argv)
 		}
 		if (config_wide_internal(cfg, err, sizeof err))
 			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		if (config_milter_release(cfg, err, sizeof err))
+			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		if (config_scans_nothing(cfg, err, sizeof err))
+			fprintf(stderr, "%s: notice: %s\n", c.config ? c.config : "mailwarden", err);
 		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
