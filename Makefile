@@ -130,9 +130,16 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins
 	install -m 0755 $(BUILD)/mailwarden $(DESTDIR)$(PREFIX)/sbin/mailwarden
 	install -m 0644 etc/mailwarden.conf $(DESTDIR)/etc/mailwarden/mailwarden.conf.sample
+	# the file the unit reads: the sample, unless the admin's is there already
+	[ -e $(DESTDIR)/etc/mailwarden/mailwarden.conf ] || \
+	  install -m 0640 etc/mailwarden.conf $(DESTDIR)/etc/mailwarden/mailwarden.conf
 	[ ! -f doc/mailwarden.8 ] || install -m 0644 doc/mailwarden.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	[ ! -f doc/mailwarden.conf.5 ] || install -m 0644 doc/mailwarden.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	[ ! -f etc/mailwarden.service ] || install -D -m 0644 etc/mailwarden.service $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
+	# the unit names the binary where this PREFIX put it
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/sbin/mailwarden|$(PREFIX)/sbin/mailwarden|g' etc/mailwarden.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
 	install -D -m 0644 etc/mailwarden.logrotate $(DESTDIR)/etc/logrotate.d/mailwarden
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
 	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules

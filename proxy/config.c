@@ -2326,6 +2326,30 @@ int config_wide_internal(const struct config *c, char *msg, size_t msglen)
 	return 1;
 }
 
+int config_milter_release(const struct config *c, char *msg, size_t msglen)
+{
+	if (c->milter_listen[0] == '\0' || c->milter_quarantine != MILTER_QUARANTINE_STORE
+	    || c->quarantine_release_upstream[0] != '\0')
+		return 0;
+	snprintf(msg, msglen, "milter_quarantine = store without quarantine_release_upstream: a "
+	         "message the milter quarantined has no upstream to be released to, and released into "
+	         "the MTA that runs the milter it is scanned again (from 127.0.0.1: as outbound) and "
+	         "quarantined anew; add an smtpd without milters to master.cf (127.0.0.1:10027 ... "
+	         "-o smtpd_milters= -o non_smtpd_milters=, README \"Quarantine\") and set "
+	         "quarantine_release_upstream = 127.0.0.1:10027");
+	return 1;
+}
+
+int config_scans_nothing(const struct config *c, char *msg, size_t msglen)
+{
+	if (c->filters[0] != '\0' || c->nplugins > 0)
+		return 0;
+	snprintf(msg, msglen, "filters is empty and no plugin is loaded: every message passes "
+	         "unscanned (only mailwarden's own checks: size, header limits, forged X-Spam-* "
+	         "fields); set filters, e.g. filters = spf dkim dmarc rules");
+	return 1;
+}
+
 /* config_ref / config_unref - atomic, so any thread may drop its reference */
 struct config *config_ref(struct config *c)
 {

@@ -356,6 +356,15 @@ int config_open_proxy(const struct config *c, unsigned i, char *msg, size_t msgl
  * is outbound, unchecked and DKIM-signed.  1 with the
  * warning in msg, else 0. */
 int config_wide_internal(const struct config *c, char *msg, size_t msglen);
+/* config_milter_release - a milter that keeps quarantined messages in
+ * our store (milter_quarantine = store) with no
+ * quarantine_release_upstream: a release has nowhere to go but the MTA
+ * that runs the milter, which scans it again.  1 with the warning in
+ * msg, else 0. */
+int config_milter_release(const struct config *c, char *msg, size_t msglen);
+/* config_scans_nothing - no filter and no plugin: every message passes
+ * unscanned.  1 with the notice in msg, else 0. */
+int config_scans_nothing(const struct config *c, char *msg, size_t msglen);
 /* config_runs_filter - whether the filters setting names this filter */
 int config_runs_filter(const struct config *c, const char *name);
 

@@ -18,6 +18,7 @@
 #include "as_user.h"
 #include "log.h"
 #include "master.h"
+#include "milter.h"
 #include "quarantine_cmd.h"
 #include "sbuf.h"
 #include "stats.h"
@@ -164,6 +165,19 @@ static int check_transport(struct config *cfg, char *err, size_t errlen)
 	return transport_check_config(cfg, err, errlen);
 }
 
+/* check_milter_socket_later, _now - as "user": can the milter make its
+ * unix: socket?  -t: a missing directory is the master's to make; at
+ * start (after master_prepare) it has made it. */
+static int check_milter_socket_later(struct config *cfg, char *err, size_t errlen)
+{
+	return milter_socket_dir_check(cfg, 1, err, errlen);
+}
+
+static int check_milter_socket_now(struct config *cfg, char *err, size_t errlen)
+{
+	return milter_socket_dir_check(cfg, 0, err, errlen);
+}
+
 /* log_config_warnings - what -t says of the configuration's risks and of
  * the list entries it translated, logged at start-up too */
 static void log_config_warnings(const struct config *cfg)
@@ -182,6 +196,10 @@ static void log_config_warnings(const struct config *cfg)
 			slog(NULL, LOG_WARNING, "%s", msg);
 	}
 	if (config_wide_internal(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
+	if (config_milter_release(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
+	if (config_scans_nothing(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
 }
 
@@ -281,7 +299,8 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
-		if (as_user(cfg, c.no_filters ? check_transport : check_filters, err, sizeof err) < 0) {
+		if (as_user(cfg, c.no_filters ? check_transport : check_filters, err, sizeof err) < 0
+		    || as_user(cfg, check_milter_socket_later, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 			/* freed here too, or a SANITIZE=1 build reports it at exit */
 			config_unref(cfg);
@@ -302,6 +321,10 @@ int main(int argc, char **argv)
 		}
 		if (config_wide_internal(cfg, err, sizeof err))
 			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		if (config_milter_release(cfg, err, sizeof err))
+			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		if (config_scans_nothing(cfg, err, sizeof err))
+			fprintf(stderr, "%s: notice: %s\n", c.config ? c.config : "mailwarden", err);
 		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
 		printf("%s: configuration OK\n", c.config ? c.config : "(embedded defaults)");
 		if (c.verbose) config_dump(cfg, stdout);     /* every setting, as in effect */
@@ -318,7 +341,8 @@ int main(int argc, char **argv)
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
 		master_prepare(cfg);
-		if (as_user(cfg, check_filters, err, sizeof err) < 0) {
+		if (as_user(cfg, check_filters, err, sizeof err) < 0
+		    || as_user(cfg, check_milter_socket_now, err, sizeof err) < 0) {
 			fprintf(stderr, "mailwarden: %s\n", err);
 			return 1;
 		}

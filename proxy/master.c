@@ -131,6 +131,7 @@ static struct {
 	long long reload_not_before;    /* monotime_ms of the next reload allowed */
 	struct privs privs;
 	pid_t retrain;                  /* bayes_retrain_interval's child, or 0 */
+	int fatal;                      /* a child that no restart can mend: stop, exit 1 */
 } M;
 
 void set_proc_title(int argc, char **argv, const char *name)
@@ -729,7 +730,13 @@ static void reap(int stopping)
 		} else if (pid == M.milter.pid) {
 			stats_frontend_gone(STATS_MILTER);
 			if (stopping) stopped(&M.milter, "milter", status);
-			else schedule_restart(&M.milter, "milter", status);
+			else if (WIFEXITED(status) && WEXITSTATUS(status) == MILTER_EXIT_CANNOT_LISTEN) {
+				/* its socket's directory: every restart would fail the same */
+				slog(NULL, LOG_ERR, "milter pid=%d cannot make its socket %s (see above): not "
+				     "restarted; mailwarden stops", (int)pid, M.cfg->milter_listen);
+				M.milter.pid = 0;
+				M.fatal = 1;
+			} else schedule_restart(&M.milter, "milter", status);
 		}
 	}
 }
@@ -874,8 +881,9 @@ static void no_others(int fd, const char *what, const char *path)
 		     (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 07770));
 }
 
-/* prepare_dir - make path and its missing parents; fd of path, or -1 */
-static int prepare_dir(const char *path)
+/* prepare_dir - make path and its missing parents; fd of path, or -1.
+ * *made (may be NULL): path itself was made here. */
+static int prepare_dir(const char *path, int *made_last)
 {
 	char buf[600];
 	int fd, made = 0;
@@ -895,7 +903,31 @@ static int prepare_dir(const char *path)
 		if (save == '\0') break;
 		name = p + 1;
 	}
+	if (made_last != NULL) *made_last = made;
 	return fd;
+}
+
+/* prepare_milter_dir - the directory of a unix: milter_listen, made
+ * (and its missing parents) for "user", who makes the socket in it once
+ * dropped: in a directory of root's (the unit's /run/mailwarden) the
+ * milter could not, and was restarted forever.  Made here, its group is
+ * milter_socket_group, so that the MTA may reach the socket (0750). */
+static void prepare_milter_dir(const struct config *c)
+{
+	const char *path = milter_socket_path(c), *slash;
+	char dir[600];
+	int fd, made = 0;
+
+	if (path == NULL || path[0] != '/' || (slash = strrchr(path, '/')) == path)
+		return;
+	if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= (int)sizeof dir) return;
+	if ((fd = prepare_dir(dir, &made)) < 0) return;
+	if (made && c->milter_socket_group[0] != '\0') {
+		struct group *g = getgrnam(c->milter_socket_group);
+		if (g != NULL && fchown(fd, (uid_t)-1, g->gr_gid) < 0)
+			slog_errno(NULL, LOG_WARNING, "chgrp %s %s", c->milter_socket_group, dir);
+	}
+	close(fd);
 }
 
 static void prepare_dirs(const struct config *c)
@@ -907,7 +939,7 @@ static void prepare_dirs(const struct config *c)
 		char *slash = strrchr(dir, '/');
 		if (slash != NULL && slash != dir) {
 			*slash = '\0';
-			if ((fd = prepare_dir(dir)) >= 0) {
+			if ((fd = prepare_dir(dir, NULL)) >= 0) {
 				int lfd = openat(fd, slash + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 				struct stat st;
 				if (lfd >= 0 && fstat(lfd, &st) == 0 && S_ISREG(st.st_mode))
@@ -926,7 +958,7 @@ static void prepare_dirs(const struct config *c)
 			no_others(sfd, "store_path", c->store_path);
 		if (sfd >= 0) close(sfd);
 	}
-	if (c->quarantine_dir[0] != '\0' && (fd = prepare_dir(c->quarantine_dir)) >= 0) {
+	if (c->quarantine_dir[0] != '\0' && (fd = prepare_dir(c->quarantine_dir, NULL)) >= 0) {
 		struct stat st;
 		no_others(fd, "quarantine_dir", c->quarantine_dir);
 		if (M.privs.drop && fstat(fd, &st) == 0 && st.st_uid != M.privs.uid
@@ -935,6 +967,7 @@ static void prepare_dirs(const struct config *c)
 			     "messages in it", c->quarantine_dir, (unsigned)st.st_uid, c->user);
 		close(fd);
 	}
+	prepare_milter_dir(c);
 }
 
 /* fork_chore - a child of the master's for one job as the user: 0 in the
@@ -1098,7 +1131,7 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		if (M.pending > 0) check_pending();
 		ctl_flush(&M.proxy_ctl, "proxy");
 		ctl_flush(&M.milter_ctl, "milter");
-		if ((sigs & (SIGBIT(SIGTERM) | SIGBIT(SIGINT))) && !stopping) {
+		if (((sigs & (SIGBIT(SIGTERM) | SIGBIT(SIGINT))) || M.fatal) && !stopping) {
 			stopping = 1;
 			stop_deadline = now + M.cfg->shutdown_timeout / 1000 + 5;
 			slog(NULL, LOG_NOTICE, "stopping");
@@ -1183,5 +1216,5 @@ int master_run(struct config *cfg, const char *config_path, const char *const *o
 		}
 	}
 	slog(NULL, LOG_NOTICE, "mailwarden stopped");
-	return 0;
+	return M.fatal ? 1 : 0;
 }

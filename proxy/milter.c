@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 #include "milter_accept.h"
 #include "milter_result.h"
 #include "netaddr.h"
+#include "quarantine.h"
 #include "sbuf.h"
 #include "scansync.h"
 #include "spool.h"
@@ -127,6 +129,9 @@ struct msess {
 	char     message_id[256];
 	char     subject[256];
 	char     queue_id[64];
+	/* QUARANTINE_RELEASED_FIELD's value ("" = none): a release of an
+	 * inbound message, never taken as outbound */
+	char     released[QUARANTINE_ID_MAX + 8];
 	/* the last recipient refused by an envelope verdict: reported in the
 	 * audit record when the transaction never reaches the end of message */
 	struct scan_result early_res;
@@ -207,7 +212,7 @@ static void txn_reset(struct msess *s)
 	s->fields.names = NULL;
 	s->fields.count = s->fields.cap = 0;
 	s->spool_ok = s->too_big = s->too_many_fields = 0;
-	s->message_id[0] = s->subject[0] = s->queue_id[0] = '\0';
+	s->message_id[0] = s->subject[0] = s->queue_id[0] = s->released[0] = '\0';
 	s->auth_user[0] = s->tls[0] = '\0';
 	if (s->have_early)
 		scan_result_free(&s->early_res);
@@ -234,6 +239,8 @@ static void spool_put(struct msess *s, const char *p, size_t n)
 
 static enum mw_direction direction_of(const struct msess *s)
 {
+	if (s->released[0] != '\0')
+		return MW_INBOUND;
 	if (s->auth_user[0] != '\0')
 		return MW_OUTBOUND;
 	return in_networks(s->client_ip, s->cfg->milter_internal_networks) ? MW_OUTBOUND : MW_INBOUND;
@@ -717,6 +724,8 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		snprintf(s->message_id, sizeof(s->message_id), "%s", v);
 	else if (strcasecmp(name, "Subject") == 0 && s->subject[0] == '\0')
 		snprintf(s->subject, sizeof(s->subject), "%s", v);
+	else if (strcasecmp(name, QUARANTINE_RELEASED_FIELD) == 0 && s->released[0] == '\0')
+		snprintf(s->released, sizeof(s->released), "%s", v[0] != '\0' ? v : "?");
 	return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 }
 
@@ -837,6 +846,16 @@ static sfsistat eom(SMFICTX *ctx)
 		return rc;
 	}
 	rc = milter_apply(ctx, s->cfg, &res, &s->fields, s->leadspc, &what, &reply);
+	if (s->released[0] != '\0' && res.action == MW_QUARANTINE) {
+		char esc[80];
+
+		/* the admin's release said "250 queued" and the message is held
+		 * again: the release upstream runs this milter */
+		slog(s->id, LOG_WARNING, "milter: a message released from quarantine (%s: %s) came back "
+		    "through the milter and was quarantined again: quarantine_release_upstream must be "
+		    "an smtpd of the MTA without milters (README \"Quarantine\")", QUARANTINE_RELEASED_FIELD,
+		    log_esc(esc, sizeof(esc), s->released, strlen(s->released)));
+	}
 	audit(s, &res, what, reply, qid, NULL);
 	scan_result_free(&res);
 	scan_request_free(&req);
@@ -1038,6 +1057,57 @@ static void *control_reader(void *arg)
  * a write of its own, and the MTA answers none of them: with Nagle each
  * packet after the first waited for the MTA's delayed ACK, 40 ms per
  * message. */
+const char *milter_socket_path(const struct config *cfg)
+{
+	const char *v = cfg->milter_listen;
+
+	if (strncmp(v, "unix:", 5) == 0)
+		return v + 5;
+	if (strncmp(v, "local:", 6) == 0)
+		return v + 6;
+	return NULL;
+}
+
+int milter_socket_dir_check(const struct config *cfg, int missing_ok, char *err, size_t errlen)
+{
+	const char *path = milter_socket_path(cfg), *slash;
+	char dir[600], owner[64], group[64];
+	struct passwd *pw;
+	struct group *gr;
+	struct stat st;
+	int e;
+
+	if (path == NULL || (slash = strrchr(path, '/')) == NULL)
+		return 0;
+	snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (access(dir, W_OK | X_OK) == 0)
+		return 0;
+	e = errno;
+	if (e == ENOENT && missing_ok)
+		return 0;
+	if (stat(dir, &st) < 0) {
+		snprintf(err, errlen, "milter_listen %s: directory %s: %s (the daemon makes a missing one "
+		    "for \"user\" at start; on a read-only /var, as under the shipped unit's "
+		    "ProtectSystem=strict, it needs a ReadWritePaths= drop-in)", cfg->milter_listen, dir,
+		    strerror(e));
+		return -1;
+	}
+	if ((pw = getpwuid(st.st_uid)) != NULL)
+		snprintf(owner, sizeof(owner), "%s", pw->pw_name);
+	else
+		snprintf(owner, sizeof(owner), "%u", (unsigned)st.st_uid);
+	if ((gr = getgrgid(st.st_gid)) != NULL)
+		snprintf(group, sizeof(group), "%s", gr->gr_name);
+	else
+		snprintf(group, sizeof(group), "%u", (unsigned)st.st_gid);
+	snprintf(err, errlen, "milter_listen %s: user %s cannot make its socket in %s (%s:%s, mode %04o): "
+	    "%s; give the socket a directory of its own that the daemon makes for \"user\", e.g. "
+	    "unix:/var/spool/postfix/mailwarden/milter.sock (README \"Milter front end\")",
+	    cfg->milter_listen, cfg->user[0] ? cfg->user : "(the running user)", dir, owner, group,
+	    (unsigned)(st.st_mode & 07777), strerror(e));
+	return -1;
+}
+
 /* socket_access - a unix: socket gets milter_socket_mode and
  * milter_socket_group: libmilter leaves it to the umask (0750 then), and
  * an MTA that is not our user could not connect.  0, or -1 logged. */
@@ -1174,8 +1244,18 @@ int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_a
 		slog(NULL, LOG_ERR, "milter: cannot set up libmilter on %s", cfg->milter_listen);
 		return 1;
 	}
+	/* libmilter says nothing of why (it logs to syslog, if anywhere), and
+	 * a directory this user cannot write is no failure a restart mends */
+	char why[1024];
+	if (milter_socket_dir_check(cfg, 0, why, sizeof(why)) < 0) {
+		slog(NULL, LOG_ERR, "milter: cannot listen: %s", why);
+		return MILTER_EXIT_CANNOT_LISTEN;
+	}
+	errno = 0;
 	if (smfi_opensocket(1) != MI_SUCCESS) {
-		slog(NULL, LOG_ERR, "milter: cannot listen on %s", cfg->milter_listen);
+		int e = errno;
+		slog(NULL, LOG_ERR, "milter: cannot listen on %s%s%s", cfg->milter_listen,
+		    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
 		return 1;
 	}
 	/* an MTA that cannot connect tempfails (or passes) all mail: better

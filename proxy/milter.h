@@ -27,4 +27,19 @@
 int milter_main(struct config *cfg, int ctl_fd, const struct sockaddr_un *scan_addr,
                 socklen_t scan_addrlen);
 
+/* the milter's exit status when its unix: socket cannot be made where
+ * milter_listen says (EX_CONFIG): no restart can help, the master stops */
+#define MILTER_EXIT_CANNOT_LISTEN 78
+
+/* milter_socket_path - the file of a unix: (or local:) milter_listen,
+ * else NULL */
+const char *milter_socket_path(const struct config *cfg);
+
+/* milter_socket_dir_check - can this process make the unix: socket of
+ * milter_listen (write and search its directory)?  Run as "user", where
+ * the milter makes it.  A directory that does not exist yet is fine with
+ * missing_ok (the master, as root, makes it at start).  0, or -1 with
+ * why, the directory's owner and mode and what to do in err. */
+int milter_socket_dir_check(const struct config *cfg, int missing_ok, char *err, size_t errlen);
+
 #endif

@@ -54,6 +54,14 @@
  * most MIME_MAX_PARTS of them, and 4 KiB); a release reads ID.body up to
  * message_size_limit plus this */
 #define QUARANTINE_BODY_GROWTH (1000 * 1024 + 4096)
+/* the field a release puts on top of a message that came in inbound
+ * ("X-Mailwarden-Released: ID").  Our milter takes a message carrying it
+ * as inbound whoever submits it: a release into the MTA that runs the
+ * milter comes from 127.0.0.1 (milter_internal_networks), and a
+ * stranger's message was scanned again as outbound and signed with the
+ * site's keys.  It only ever takes trust away, so a sender who forges it
+ * gains nothing. */
+#define QUARANTINE_RELEASED_FIELD "X-Mailwarden-Released"
 
 /* quarantine_store - store msg[0..len) with its envelope (req), result
  * (res; res->quarantine_id is not read) and reason (may be NULL) under a

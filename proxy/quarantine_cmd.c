@@ -303,15 +303,18 @@ static const char *message_error(const struct config *cfg, int e)
  * the way the proxy applies a result's (the same function, so an
  * outbound message's signatures, made over that form, verify), and the
  * body a filter rewrote (body, from the header section's empty line on)
- * in place of its own, as the proxy relays a result's new body.  Returns
+ * in place of its own, as the proxy relays a result's new body, and,
+ * when released_id is not NULL, QUARANTINE_RELEASED_FIELD on top.  Returns
  * the new message (owned; NUL-terminated past *len), *len updated. */
 static char *release_form(char *msg, size_t *len, const struct header_edit *edits, size_t nedits,
-                          const char *body, size_t body_len)
+                          const char *body, size_t body_len, const char *released_id)
 {
 	struct sbuf out;
 	size_t rest;
 
 	sbuf_init(&out, (size_t)-1);
+	if (released_id != NULL)
+		sbuf_addf(&out, "%s: %s\r\n", QUARANTINE_RELEASED_FIELD, released_id);
 	rest = header_edits_apply(msg, *len, edits, nedits, &out);
 	if (body != NULL)
 		sbuf_add(&out, body, body_len);
@@ -378,8 +381,18 @@ static char *release_message(const struct config *cfg, const struct quarantine_e
 		*fail = RELEASE_FAILED;
 		goto fail;
 	}
-	if (*edited || *rewritten)
-		msg = release_form(msg, len, edits, nedits, body, body_len);
+	/* an inbound message the milter held is marked as one: should it pass
+	 * the milter again (the release upstream is the MTA that runs it, the
+	 * only one such a site has), it is not taken for the site's own mail
+	 * from 127.0.0.1 and signed.  A proxy's goes to its listener's
+	 * upstream, which runs no milter of ours, and leaves byte for byte as
+	 * the tag action delivers it. */
+	json_object *env = jget(e->rec, "envelope");
+	const char *mark = strcmp(jstr(env, "listener"), SCAN_LISTENER_MILTER) == 0
+	    && strcmp(jstr(env, "direction"), "outbound") != 0 ? e->id : NULL;
+
+	if (*edited || *rewritten || mark != NULL)
+		msg = release_form(msg, len, edits, nedits, body, body_len, mark);
 	header_edits_free(edits, nedits);
 	free(body);
 	return msg;
@@ -906,8 +919,20 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		    log_esc(esc, sizeof(esc), u, strlen(u)));
 		goto out;
 	}
+	if (r.upstream[0] == '\0' && strcmp(jstr(env, "listener"), SCAN_LISTENER_MILTER) == 0) {
+		/* the MTA that runs the milter would scan it again (from
+		 * 127.0.0.1: as outbound) and quarantine it anew */
+		err1("%s: quarantined by the milter, which has no upstream of its own: set "
+		    "quarantine_release_upstream to an smtpd of the MTA that runs no milter "
+		    "(README \"Quarantine\": 127.0.0.1:10027 with -o smtpd_milters=)", id);
+		goto out;
+	}
 	if (r.upstream[0] == '\0') {
-		err1("%s: no upstream known (its listener is gone): set quarantine_release_upstream", id);
+		char esc[300];
+		const char *l = jstr(env, "listener");
+
+		err1("%s: no upstream known (listener '%s' is not in the configuration): set "
+		    "quarantine_release_upstream", id, log_esc(esc, sizeof(esc), l, strlen(l)));
 		goto out;
 	}
 	if (netaddr_parse(r.upstream, 0, &addr, err, sizeof(err)) < 0) {

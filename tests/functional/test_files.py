@@ -442,6 +442,79 @@ def test_milter_socket_mode_setting(root, mw_factory, upstream):
     assert r.returncode == 1 and b"not an octal mode" in r.stderr, r.stderr
 
 
+def test_milter_socket_directory_made_for_the_user(root, mw_factory, upstream):
+    """milter_listen in a directory that does not exist yet (README:
+    /var/spool/postfix/mailwarden/milter.sock, for Postfix's chroot): the
+    master makes it for user (0750) in milter_socket_group, so the milter
+    can make its socket there and the MTA (uid daemon, group mail) can
+    reach it.  Before: nothing made it, and the milter failed at every
+    restart."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    spool = os.path.join(root, "spool")
+    os.makedirs(spool)
+    os.chmod(spool, 0o755)
+    sock = os.path.join(spool, "mailwarden", "milter.sock")
+    mail_gid = 8
+    mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock,
+                                        milter_socket_group="mail", **p))
+    assert wait_until(lambda: os.path.exists(sock), 5.0)
+    st = os.stat(os.path.dirname(sock))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, mail_gid, 0o750), st
+    assert connect_as(sock, 1, mail_gid) == 0
+    assert connect_as(sock, 1, 1) != 0
+
+
+def test_milter_socket_in_a_directory_of_roots_is_refused(root, mw_factory, upstream):
+    """milter_listen = unix:DIR/milter.sock with DIR root's 0755 (what the
+    unit's RuntimeDirectory made of /run/mailwarden): the milter, dropped
+    to user, cannot make its socket.  Before: -t said OK, the master
+    logged "milter on unix:...", and the milter logged "cannot listen"
+    with no reason and was restarted forever.  Now -t and the start fail,
+    saying whose directory it is, its mode and the errno."""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    run = os.path.join(root, "run", "mw")
+    os.makedirs(run)
+    os.chmod(run, 0o755)
+    sock = os.path.join(run, "milter.sock")
+    args = ["-t", "-o", "user=nobody", "-o", "milter_listen=unix:" + sock]
+    for k, v in p.items():
+        args += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(args)
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.stdout, err)
+    assert "cannot make its socket in %s (root:root, mode 0755): Permission denied" % run in err, err
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock, **p),
+                   ready=False)
+    m.proc.wait(10)
+    assert m.proc.returncode == 1, m.stderr_tail()
+    assert "(root:root, mode 0755): Permission denied" in m.stderr_text(), m.stderr_tail()
+
+
+def test_milter_that_cannot_make_its_socket_is_not_restarted_forever(root, mw_factory, upstream):
+    """the socket's directory taken away while the daemon runs: the milter
+    restarted after a crash cannot listen, says why, and the daemon stops
+    with status 1 instead of restarting it every few seconds"""
+    lib = var_lib(root)
+    p = paths(root, lib)
+    sock = os.path.join(root, "spool", "mailwarden", "milter.sock")
+    m = mw_factory(upstream, opts=spam_opts(user="nobody", milter_listen="unix:" + sock, **p))
+    assert wait_until(lambda: os.path.exists(sock), 5.0)
+    os.chown(os.path.dirname(sock), 0, 0)
+    os.chmod(os.path.dirname(sock), 0o755)
+    os.kill(m.child_pid("milter"), signal.SIGKILL)
+    try:
+        m.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still restarting the milter:\n" + m.stderr_tail(30))
+    assert m.proc.returncode == 1, m.stderr_tail()
+    text = m.stderr_text()
+    assert "(root:root, mode 0755): Permission denied" in text, m.stderr_tail()
+    assert "not restarted; mailwarden stops" in text, m.stderr_tail()
+    assert text.count("milter started pid=") == 2, m.stderr_tail()
+
+
 def test_root_learn_leaves_the_store_to_the_daemon(root, mw_factory, upstream):
     """`mailwarden learn` run as root into a store the daemon's user keeps:
     the store and its lock file it creates are that user's (before:
