@@ -101,7 +101,14 @@ def test_hundred_reloads_under_load(tmp_path, upstream):
         # counts settle once it has taken over and its old scanner ended
         def counts():
             return (fds(master), fds(m.child_pid("proxy")), len(m.children()))
-        assert wait_until(lambda: counts() == base, 10), (base, counts(), m.stderr_tail(20))
+        # no more descriptors than before the burst (a leak), and the same
+        # children; the proxy may hold one fewer than at the start (an
+        # upstream or scanner connection of the warm-up message, closed
+        # meanwhile: seen once in a full run)
+        def settled():
+            now = counts()
+            return now[0] <= base[0] and now[1] <= base[1] and now[2] == base[2]
+        assert wait_until(settled, 10), (base, counts(), m.stderr_tail(20))
         assert m.alive()
     finally:
         stop.set()
