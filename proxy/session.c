@@ -2237,6 +2237,9 @@ static int transparent_target(struct session *s, int fd)
 	}
 	s->own_tgt = xmalloc(sizeof *s->own_tgt);
 	*s->own_tgt = s->ln->target;              /* TLS and XCLIENT settings, known caps */
+	/* a reload swaps the listener's upstream context (reload_tls) and
+	 * frees its own reference: the copy needs one of its own */
+	if (s->own_tgt->tls_ctx != NULL) SSL_CTX_up_ref(s->own_tgt->tls_ctx);
 	memcpy(&s->own_tgt->addr.ss, &ss, len);
 	s->own_tgt->addr.len = len;
 	char ip[64];
@@ -2312,6 +2315,7 @@ static void session_free(struct session *s)
 	free(s->vrfy_line);
 	free(s->auth_line);
 	free(s->bdat);
+	if (s->own_tgt != NULL) SSL_CTX_free(s->own_tgt->tls_ctx);
 	free(s->own_tgt);
 	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);
