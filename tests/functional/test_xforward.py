@@ -170,6 +170,46 @@ def test_login_makes_it_outbound(mw_factory, raw_up):
     assert "LOGIN=alice@example.org" in " ".join(xforward_lines(raw_up))
 
 
+def _xtext_decode(v):
+    out, i = bytearray(), 0
+    while i < len(v):
+        if v[i] == "+":
+            out.append(int(v[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(v[i]))
+            i += 1
+    return out.decode()
+
+
+def test_long_helo_and_ident_leave_room_for_login(mw_factory, raw_up):
+    """HELO and IDENT of 255 octets each, the HELO all "+" (765 octets of
+    xtext): the upstream is still told LOGIN, in one more XFORWARD command
+    (it was dropped without a word while the audit said outbound).  Every
+    attribute arrives whole, every command stays under 1200 octets."""
+    mw = pf_listener(mw_factory, raw_up)
+    c = connect(mw)
+    helo, ident = "+" * 255, "Q" * 255
+    login = ("firstname.lastname+newsletters@mail.subdomain.example-company.org" * 4)[:255]
+    assert c.docmd("XFORWARD", "ADDR=203.0.113.5 PROTO=ESMTP HELO=%s" % helo.replace("+", "+2B"))[0] == 250
+    assert c.docmd("XFORWARD", "IDENT=%s LOGIN=%s" % (ident, login.replace("+", "+2B")))[0] == 250
+    c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="x"))
+    c.quit()
+    rec = mw.audit(1)[-1]
+    assert rec["auth_user"] == login and rec["direction"] == "outbound", rec
+    lines = xforward_lines(raw_up)
+    assert all(len(l) < 1200 for l in lines), [len(l) for l in lines]
+    sent = {}
+    for l in lines:
+        for attr in l.split()[1:]:
+            name, _, value = attr.partition("=")
+            assert name not in sent, lines
+            sent[name] = _xtext_decode(value)
+    assert (sent.get("HELO"), sent.get("IDENT"), sent.get("LOGIN")) == (helo, ident, login), \
+        [l[:60] + "..." for l in lines]
+    assert sent["ADDR"] == "203.0.113.5"
+
+
 @pytest.mark.parametrize("xforward_from", [None, "127.0.0.2", "10.0.0.0/8"])
 def test_strangers_xforward_refused(mw_factory, raw_up, xforward_from):
     mw = pf_listener(mw_factory, raw_up, xforward_from=xforward_from)
