@@ -343,11 +343,13 @@ static const char *client_ip_of(const struct session *s)
 	return s->xf_ip[0] ? s->xf_ip : s->client_ip;
 }
 
+/* the port goes with the address: the peer's with the peer's own (ADDR
+ * [UNAVAILABLE] or not said, whatever PORT says), else XFORWARD's PORT */
 static unsigned client_port_of(const struct session *s)
 {
+	if (!s->xf_ip[0]) return s->client_port;
 	const char *port = xf_value(s, SMTP_XF_PORT);
-	if (port != NULL) return (unsigned)strtoul(port, NULL, 10);   /* 0..65535, checked */
-	return s->xf_ip[0] ? 0 : s->client_port;
+	return port != NULL ? (unsigned)strtoul(port, NULL, 10) : 0;   /* 0..65535, checked */
 }
 
 static const char *helo_of(const struct session *s)

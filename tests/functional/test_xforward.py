@@ -158,6 +158,28 @@ def test_xforward_order_and_unavailable(mw_factory, raw_up):
     assert recs["mapped"]["client_ip"] == "192.0.2.9"
 
 
+def test_port_goes_with_the_address(mw_factory, raw_up):
+    """PORT with ADDR [UNAVAILABLE]: the client is the peer's address, and
+    its port with it, not the forwarded client's port paired with the
+    peer's address (in the audit and upstream); a forwarded ADDR without
+    PORT has port 0 (unknown), never the peer's"""
+    mw = pf_listener(mw_factory, raw_up)
+    c = connect(mw)
+    peer_port = c.sock.getsockname()[1]
+    assert c.docmd("XFORWARD", "ADDR=[UNAVAILABLE] PORT=4242 PROTO=ESMTP")[0] == 250
+    c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="unavailable"))
+    assert c.docmd("XFORWARD", "ADDR=203.0.113.5")[0] == 250
+    c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="no port"))
+    c.quit()
+    recs = {r["subject"]: r for r in mw.audit(2)}
+    u = recs["unavailable"]
+    assert (u["client_ip"], u["client_port"]) == ("127.0.0.1", peer_port), u
+    sent = [l for i in range(len(raw_up.sessions)) for l in xforward_lines(raw_up, i)]
+    assert [l for l in sent if "ADDR=127.0.0.1 " in l] == \
+        ["XFORWARD NAME=[UNAVAILABLE] ADDR=127.0.0.1 PORT=%d PROTO=ESMTP" % peer_port], sent
+    assert (recs["no port"]["client_ip"], recs["no port"]["client_port"]) == ("203.0.113.5", 0)
+
+
 def test_login_makes_it_outbound(mw_factory, raw_up):
     mw = pf_listener(mw_factory, raw_up)
     c = connect(mw)
