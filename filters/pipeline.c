@@ -457,7 +457,7 @@ static void auth_results(const struct config *cfg, struct msgscan *ms)
 }
 
 /* finalize - the built-ins' last look at the message as it will leave:
- * res->edits applied, with the rewritten body where res carries it. */
+ * res->edits applied, with the body a filter rewrote, if one did. */
 static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_result *res)
 {
 	struct final_msg m;
@@ -476,7 +476,7 @@ static void finalize(struct pipeline *p, const struct msgscan *ms, struct scan_r
 	m.req = ms->req;
 	m.headers = hdr.data ? hdr.data : "";
 	m.headers_len = hdr.len;
-	if (res->new_body && ms->new_rest != NULL) {
+	if (ms->new_rest != NULL) {     /* new_body ran (finalize comes only after it) */
 		m.rest = ms->new_rest;
 		m.rest_len = ms->new_rest_len;
 	} else {
@@ -517,7 +517,7 @@ void final_prepend(const struct final_msg *m, const char *name, const char *valu
 static int store_quarantined(struct pipeline *p, const struct msgscan *ms,
                              struct scan_result *res, const char *why)
 {
-	int rewritten = res->new_body && ms->new_rest != NULL;
+	int rewritten = ms->new_rest != NULL;     /* new_body made its edits */
 
 	return quarantine_store(p->cfg, ms->req, res, why, ms->msg, ms->len,
 	    rewritten ? ms->new_rest : NULL, rewritten ? ms->new_rest_len : 0,
@@ -538,23 +538,29 @@ static void fail(const struct config *cfg, const struct scan_request *req,
 	    (unsigned long long)req->id, res->error);
 }
 
-/* new_body - the body a filter rewrote goes with the result, sealed.  If
- * it cannot, the message must not leave with the old one: tempfail. */
+/* new_body - the body a filter rewrote goes with the result, sealed,
+ * when the front end sends it (sealed: 1): accepted, tagged, or held in
+ * the MTA's queue.  A message kept in our store has it stored beside it
+ * (store_quarantined), and the edits for its fields either way.  If the
+ * copy cannot be made, the message must not leave with the old one:
+ * tempfail. */
 static void new_body(const struct config *cfg, const struct scan_request *req,
-                     const struct msgscan *ms, struct scan_result *res)
+                     const struct msgscan *ms, struct scan_result *res, int sealed)
 {
 	static const char *const own[] = {
 		"Content-Type", "Content-Transfer-Encoding", "Content-Disposition"
 	};
-	int fd = spool_sealed_copy(ms->new_rest, ms->new_rest_len);
 	size_t i;
 
-	if (fd < 0) {
-		fail(cfg, req, res, "new body memfd", errno);
-		return;
+	if (sealed) {
+		int fd = spool_sealed_copy(ms->new_rest, ms->new_rest_len);
+		if (fd < 0) {
+			fail(cfg, req, res, "new body memfd", errno);
+			return;
+		}
+		res->new_body = 1;
+		res->new_body_fd = fd;
 	}
-	res->new_body = 1;
-	res->new_body_fd = fd;
 	if (!ms->new_rest_top)
 		return;
 	/* the message's own body was replaced: its fields describe the
@@ -727,7 +733,7 @@ have_msg:
 	 * over the tagged fields it is held with and that body */
 	if ((res->action == MW_ACCEPT || res->action == MW_TAG || res->action == MW_QUARANTINE)
 	    && ms.new_rest != NULL)
-		new_body(cfg, req, &ms, res);
+		new_body(cfg, req, &ms, res, res->action != MW_QUARANTINE || req->mta_quarantine);
 	if (res->action == MW_ACCEPT || res->action == MW_TAG || res->action == MW_QUARANTINE)
 		finalize(p, &ms, res);
 

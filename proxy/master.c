@@ -69,6 +69,9 @@
  * sent the address of a newer one: requests already on their way to it
  * are still taken */
 #define RETIRE_GRACE_MS 2000
+/* an old scanner kept this long for a front end that has not taken a
+ * newer one's address is said in the log (once) */
+#define RETIRE_STUCK_WARN_MS 60000
 
 struct child {
 	pid_t  pid;
@@ -85,6 +88,8 @@ struct retiree {
 	pid_t  pid;
 	unsigned long gen;     /* its scanner generation (M.gen) */
 	long long drain_at;    /* monotime_ms to send SIGUSR2; 0: not yet known */
+	long long retired_at;  /* monotime_ms */
+	int    stuck_said;     /* RETIRE_STUCK_WARN_MS passed, said */
 	int    drained;        /* SIGUSR2 sent (or never to be: it did not serve) */
 	int    term_sent;      /* SIGTERM sent (a stop, or it never served) */
 };
@@ -367,7 +372,7 @@ static void add_retiree(struct retiree r)
  * longer (scanner.h). */
 static void retire(pid_t old, unsigned long gen)
 {
-	add_retiree((struct retiree){ .pid = old, .gen = gen });
+	add_retiree((struct retiree){ .pid = old, .gen = gen, .retired_at = monotime_ms() });
 }
 
 /* discard - a scanner that never served (a pending one superseded, or
@@ -378,24 +383,36 @@ static void discard(pid_t pid)
 	add_retiree((struct retiree){ .pid = pid, .drained = 1, .term_sent = 1 });
 }
 
-/* frontends_past - every front end was sent the address of a scanner
- * generation newer than gen (one not running now learns the current one
- * when it starts) */
-static int frontends_past(unsigned long gen)
+/* frontend_using - the running front end whose last scanner address is
+ * generation gen's, or NULL.  Addresses go out in order, so a front end
+ * was sent at most one of the old scanners' that it has not moved past:
+ * the others (older ones, RETIRE_GRACE_MS after its newer address, and
+ * newer ones, never sent while its channel was full) wait for nobody.
+ * One not running now learns the current scanner when it starts. */
+static const char *frontend_using(unsigned long gen)
 {
-	return (M.proxy_ctl.fd < 0 || M.proxy_ctl.sent_gen > gen)
-	    && (M.milter_ctl.fd < 0 || M.milter_ctl.sent_gen > gen);
+	if (M.proxy_ctl.fd >= 0 && M.proxy_ctl.sent_gen == gen) return "proxy";
+	if (M.milter_ctl.fd >= 0 && M.milter_ctl.sent_gen == gen) return "milter";
+	return NULL;
 }
 
 /* drain_retirees - SIGUSR2 to the old scanners no front end uses any
- * longer (retire) */
+ * longer (retire): at most one a front end waits, however many reloads a
+ * front end that does not read its control channel misses */
 static void drain_retirees(long long now_ms)
 {
 	for (size_t i = 0; i < M.nretiring; i++) {
 		struct retiree *r = &M.retiring[i];
 		if (r->drained) continue;
-		if (r->drain_at == 0 && frontends_past(r->gen))
+		const char *user = r->drain_at == 0 ? frontend_using(r->gen) : NULL;
+		if (r->drain_at == 0 && user == NULL)
 			r->drain_at = now_ms + RETIRE_GRACE_MS;
+		if (user != NULL && !r->stuck_said && now_ms - r->retired_at >= RETIRE_STUCK_WARN_MS) {
+			slog(NULL, LOG_WARNING, "old scanner pid=%d kept for the %s, which has not taken a newer "
+			     "scanner's address (nor its config) for %d s", (int)r->pid, user,
+			     RETIRE_STUCK_WARN_MS / 1000);
+			r->stuck_said = 1;
+		}
 		if (r->drain_at != 0 && now_ms >= r->drain_at) {
 			signal_child(r->pid, SIGUSR2, "old scanner");
 			r->drained = 1;
@@ -542,7 +559,7 @@ static void check_pending(void)
 /* ctl_flush - send e what it still has to learn, in order (the config
  * before the scanner that runs it); a send that would block is tried
  * again on a later turn of the loop, other failures (the front end gone,
- * its restart brings it up to date) end it */
+ * its restart brings it up to date) end it; others are tried again */
 static void ctl_flush(struct ctl_end *e, const char *name)
 {
 	while (e->fd >= 0 && e->want != 0) {
@@ -575,15 +592,19 @@ static void ctl_flush(struct ctl_end *e, const char *name)
 		int err = errno;
 		if (rc < 0 && (err == EAGAIN || err == EWOULDBLOCK)) return;
 		if (rc < 0) {
-			/* EPIPE: it is gone, and its restart starts up to date */
-			if (!e->failed && err != EPIPE && err != ECONNRESET) {
+			int gone = err == EPIPE || err == ECONNRESET;
+			if (!e->failed && !gone) {
 				errno = err;
-				slog_errno(NULL, LOG_ERR, "cannot tell the %s", name);
+				slog_errno(NULL, LOG_ERR, "cannot tell the %s (tried again)", name);
 			}
 			e->failed = 1;
+			/* anything else (ENOBUFS, ENOMEM, ETOOMANYREFS) may pass:
+			 * a front end that runs keeps its scanner, not drained
+			 * while it still has its address, until it is told */
+			if (!gone) return;
+			/* EPIPE: it is gone, no old scanner waits on it: its
+			 * restart starts with the current scanner */
 			e->want = 0;
-			/* no old scanner waits on it: its restart starts with the
-			 * current scanner */
 			e->sent_gen = M.gen;
 			return;
 		}

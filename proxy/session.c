@@ -343,11 +343,13 @@ static const char *client_ip_of(const struct session *s)
 	return s->xf_ip[0] ? s->xf_ip : s->client_ip;
 }
 
+/* the port goes with the address: the peer's with the peer's own (ADDR
+ * [UNAVAILABLE] or not said, whatever PORT says), else XFORWARD's PORT */
 static unsigned client_port_of(const struct session *s)
 {
+	if (!s->xf_ip[0]) return s->client_port;
 	const char *port = xf_value(s, SMTP_XF_PORT);
-	if (port != NULL) return (unsigned)strtoul(port, NULL, 10);   /* 0..65535, checked */
-	return s->xf_ip[0] ? 0 : s->client_port;
+	return port != NULL ? (unsigned)strtoul(port, NULL, 10) : 0;   /* 0..65535, checked */
 }
 
 static const char *helo_of(const struct session *s)
@@ -2237,6 +2239,9 @@ static int transparent_target(struct session *s, int fd)
 	}
 	s->own_tgt = xmalloc(sizeof *s->own_tgt);
 	*s->own_tgt = s->ln->target;              /* TLS and XCLIENT settings, known caps */
+	/* a reload swaps the listener's upstream context (reload_tls) and
+	 * frees its own reference: the copy needs one of its own */
+	if (s->own_tgt->tls_ctx != NULL) SSL_CTX_up_ref(s->own_tgt->tls_ctx);
 	memcpy(&s->own_tgt->addr.ss, &ss, len);
 	s->own_tgt->addr.len = len;
 	char ip[64];
@@ -2312,6 +2317,7 @@ static void session_free(struct session *s)
 	free(s->vrfy_line);
 	free(s->auth_line);
 	free(s->bdat);
+	if (s->own_tgt != NULL) SSL_CTX_free(s->own_tgt->tls_ctx);
 	free(s->own_tgt);
 	explicit_bzero(s->auth_try, sizeof s->auth_try);
 	if (s->greet_timer) event_free(s->greet_timer);

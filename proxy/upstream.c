@@ -37,6 +37,16 @@ struct pending {
 	                             * not its reply (an extra one, unsolicited) */
 };
 
+/* One XFORWARD command, CRLF excluded; what the proxy sends is under
+ * Postfix's line_length_limit (2048) */
+#define XF_LINE_MAX 1200
+/* An attribute is at most " IDENT=" and 765 octets of xtext (255 octets,
+ * each "+XX"): HELO, IDENT and LOGIN all fit, and one always fits in a
+ * command of XF_LINE_MAX */
+#define XF_ATTR_MAX (1 + 5 + 1 + 3 * 255)
+#define XF_REST_MAX (3 * XF_ATTR_MAX + 1)
+_Static_assert(sizeof "XFORWARD" - 1 + XF_ATTR_MAX < XF_LINE_MAX, "an attribute fits in one command");
+
 struct upstream {
 	struct event_base      *base;         /* borrowed */
 	struct config          *cfg;          /* ref held: a QUIT in the background outlives
@@ -73,8 +83,10 @@ struct upstream {
 	int                     sent_xclient;    /* XCLIENT named c_helo and c_esmtp */
 	int                     sent_xforward;   /* XFORWARD named the client */
 	int                     mail_sent;       /* a transaction began here */
-	char                    xf_rest[1200];   /* XFORWARD's second command, sent after the
-	                                          * first is answered; "" = none */
+	char                    xf_rest[XF_REST_MAX]; /* " HELO=.. IDENT=.. LOGIN=..": the
+	                                          * attributes not sent yet, in as many XFORWARD
+	                                          * commands as they need, each after the last
+	                                          * is answered; "" = none */
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
@@ -308,6 +320,29 @@ static void up_starttls_reply(void *arg, const struct smtp_reply *r, enum upstre
 	up_push(u, u->cfg->upstream_connect_timeout, up_tls_wait, u);
 }
 
+/* xforward_next - the next XFORWARD command in line: as many of the
+ * attributes left in u->xf_rest as fit, whole, in order */
+static void xforward_next(struct upstream *u, char *line, size_t linesz)
+{
+	size_t len = (size_t)snprintf(line, linesz, "XFORWARD"), taken = 0;
+	const char *rest = u->xf_rest;
+	while (rest[taken] != '\0') {
+		size_t n = 1 + strcspn(rest + taken + 1, " ");      /* " NAME=xtext" */
+		if (len + n < linesz) {
+			memcpy(line + len, rest + taken, n);
+			len += n;
+			line[len] = '\0';
+		} else if (len > sizeof "XFORWARD" - 1) {
+			break;                                       /* the next command's */
+		} else {                                             /* never half a value */
+			slog(u->sid, LOG_WARNING, "upstream=%s: an XFORWARD attribute of %zu octets not sent",
+			     u->t->spec, n);
+		}
+		taken += n;
+	}
+	memmove(u->xf_rest, rest + taken, strlen(rest + taken) + 1);
+}
+
 static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct upstream *u = arg;
@@ -330,9 +365,8 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 		return;
 	}
 	if (u->xf_rest[0]) {
-		char line[sizeof u->xf_rest];
-		memcpy(line, u->xf_rest, sizeof line);
-		u->xf_rest[0] = '\0';
+		char line[XF_LINE_MAX];
+		xforward_next(u, line, sizeof line);
 		up_send(u, line, up_xclient_reply);
 		return;
 	}
@@ -366,9 +400,10 @@ static void xforward_add(const char *announced, const char *attr, const char *va
 
 /* xforward_lines - the XFORWARD command(s) naming the client: the address
  * part in line, the free-text part (HELO, IDENT, LOGIN: up to 765 octets
- * of xtext each) in u->xf_rest, sent once the first is answered; Postfix's
- * own client keeps each command under 512 octets the same way.  0 when
- * there is nothing to send. */
+ * of xtext each) in u->xf_rest, sent once the first is answered, in as
+ * many more commands as it takes (Postfix adds up the attributes of
+ * several, and its own client splits them the same way).  0 when there is
+ * nothing to send. */
 static int xforward_lines(struct upstream *u, const char *addr, const char *proto,
                           char *line, size_t linesz)
 {
@@ -381,15 +416,12 @@ static int xforward_lines(struct upstream *u, const char *addr, const char *prot
 	xforward_add(announced, "PORT", port, line, linesz);
 	xforward_add(announced, "PROTO", proto, line, linesz);
 	xforward_add(announced, "SOURCE", u->c_source, line, linesz);
-	snprintf(u->xf_rest, sizeof u->xf_rest, "XFORWARD");
+	u->xf_rest[0] = '\0';
 	xforward_add(announced, "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
 	xforward_add(announced, "IDENT", u->c_ident, u->xf_rest, sizeof u->xf_rest);
 	xforward_add(announced, "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
-	if (strcmp(u->xf_rest, "XFORWARD") == 0) u->xf_rest[0] = '\0';
-	if (strcmp(line, "XFORWARD") == 0 && u->xf_rest[0]) {
-		snprintf(line, linesz, "%s", u->xf_rest);
-		u->xf_rest[0] = '\0';
-	}
+	if (strcmp(line, "XFORWARD") == 0 && u->xf_rest[0])
+		xforward_next(u, line, linesz);
 	return strcmp(line, "XFORWARD") != 0;   /* 0: it announced nothing we know */
 }
 
@@ -412,7 +444,7 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 	}
 	if (!u->xclient_done && !u->probe && u->have_client && u->t->xclient &&
 	    (u->caps & (UCAP_XCLIENT | UCAP_XFORWARD))) {
-		char line[1200], addr[80], helo[300], login[300];
+		char line[XF_LINE_MAX], addr[80], helo[300], login[300];
 		const char *proto = u->c_esmtp ? "ESMTP" : "SMTP";
 		u->xclient_done = 1;
 		snprintf(addr, sizeof addr, "%s%s", strchr(u->c_addr, ':') ? "IPV6:" : "", u->c_addr);

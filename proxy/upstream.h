@@ -38,7 +38,9 @@ struct upstream_target {
 	uint64_t       size_limit;    /* its SIZE value, 0 = none */
 	struct smtp_reply ehlo;       /* the last EHLO reply, for other keywords */
 	time_t         caps_time;
-	/* transport (issue 3): set at start-up, read-only after */
+	/* transport (issue 3): set at start-up, read-only after, but for
+	 * tls_ctx, which a reload replaces (proxy.c reload_tls): a copy of
+	 * the target takes its own reference (SSL_CTX_up_ref) */
 	int            tls_mode;      /* enum mw_upstream_tls */
 	struct ssl_ctx_st *tls_ctx;   /* NULL when tls_mode is off */
 	int            tls_verify;    /* check the chain and tls_name */

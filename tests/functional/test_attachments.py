@@ -436,6 +436,19 @@ def test_proxy_replace_single_part(mw_factory, upstream):
     assert L.b64(PAYLOAD)[:60] not in got
 
 
+def test_replace_then_quarantine_sends_no_body_to_the_front_end(tmp_path):
+    """a message our store keeps gets the rewritten body stored beside it
+    (the release sends it); the front end, which relays nothing, is not
+    sent a sealed copy of it as well (the milter's hold in the MTA's queue
+    still is: test_milter.py)"""
+    msg = L.message([L.part("application/octet-stream", PAYLOAD, "attachment; filename=\"a.exe\""),
+                     L.part("application/x-msdownload", b"x", "attachment; filename=\"b.bin\"")])
+    out = scan(tmp_path, msg, REPLACE, "attach_inbound_type_action=quarantine")
+    assert out["action"] == "quarantine", out
+    assert attach_symbols(out)["ATTACH_REPLACED"] == "1 part replaced by a text part"
+    assert out["new_body"] is False, out
+
+
 def test_proxy_replace_then_quarantine_keeps_the_original(mw_factory, upstream):
     """a message quarantined for another reason is stored as it came; its
     release lets through what held it (b.bin, the admin's call), not the

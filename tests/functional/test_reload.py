@@ -327,3 +327,110 @@ def pki_upstream(tmp_path):
     u = TLSUpstream(tls_context=ctx).start()
     yield u
     u.stop()
+
+
+# sendmsg of the master's control messages (ctlmsg.h: one struct ctl_msg a
+# packet on a SOCK_SEQPACKET pair) fails while the file $MW_TEST_CTL_FAULT
+# exists: "ENOBUFS" fails the next scanner address once (the file goes),
+# "EAGAIN" every message (a front end that does not read its channel)
+CTL_SHIM = r'''
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+struct ctl_msg { socklen_t len; struct sockaddr_un a; };
+ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+    static ssize_t (*real)(int, const struct msghdr *, int);
+    if (!real) real = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
+    const char *path = getenv("MW_TEST_CTL_FAULT");
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (path && mh->msg_iovlen == 1 && mh->msg_iov[0].iov_len == sizeof(struct ctl_msg) &&
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_SEQPACKET) {
+        const struct ctl_msg *m = mh->msg_iov[0].iov_base;
+        char mode[16] = "";
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
+            fclose(f);
+        }
+        if (strncmp(mode, "EAGAIN", 6) == 0) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (strncmp(mode, "ENOBUFS", 7) == 0 && m->len > 0 && m->len <= sizeof(struct sockaddr_un)) {
+            unlink(path);
+            errno = ENOBUFS;
+            return -1;
+        }
+    }
+    return real(fd, mh, flags);
+}
+'''
+
+
+def _taken_over(m, n):
+    """the pid of the scanner of the n-th takeover"""
+    assert took_over(m, n), m.stderr_tail(30)
+    return int(re.findall(r"reload: scanner pid=(\d+) ready, taking over", m.stderr_text())[n - 1])
+
+
+def test_front_end_told_again_after_a_passing_send_error(tmp_path, upstream, monkeypatch):
+    """A send of the new scanner's address that fails with ENOBUFS (the
+    proxy is alive) is tried again: the proxy moves to the new scanner
+    before the old one drains.  It was given up as if the proxy were gone,
+    and once the old scanner ended every scan of the proxy failed (451)
+    until it restarted."""
+    from mwlib import preload_shim
+    preload_shim(monkeypatch, tmp_path, "ctl", CTL_SHIM)
+    fault = tmp_path / "ctl.fault"
+    monkeypatch.setenv("MW_TEST_CTL_FAULT", str(fault))
+    m = Mailwarden(tmp_path / "mw", upstream=upstream, opts=[plugin_opt()]).start()
+    try:
+        old = m.child_pid("scanner")
+        fault.write_text("ENOBUFS")
+        m.signal(signal.SIGHUP)
+        _taken_over(m, 1)
+        assert not fault.exists()                 # the fault was hit
+        assert wait_until(lambda: "old scanner pid=%d finished" % old in m.stderr_text(), 8), \
+            m.stderr_tail(20)
+        assert send_one(m, "after") == 250, m.stderr_tail(30)
+        assert "cannot tell the proxy (tried again): No buffer space available" in m.stderr_text()
+    finally:
+        m.stop()
+
+
+def test_front_end_that_does_not_read_keeps_one_old_scanner(tmp_path, upstream, monkeypatch):
+    """A proxy whose control channel stays full keeps the scanner whose
+    address it has; the scanners of later reloads, whose address it was
+    never sent, drain as usual.  Every one of them was kept while it did
+    not read (each a scanner process, with ClamAV a whole engine, one more
+    a reload).  Once it reads again it moves to the current scanner."""
+    from mwlib import preload_shim
+    preload_shim(monkeypatch, tmp_path, "ctl", CTL_SHIM)
+    fault = tmp_path / "ctl.fault"
+    monkeypatch.setenv("MW_TEST_CTL_FAULT", str(fault))
+    m = Mailwarden(tmp_path / "mw", upstream=upstream, opts=[plugin_opt()]).start()
+    try:
+        first = m.child_pid("scanner")
+        fault.write_text("EAGAIN")
+        m.signal(signal.SIGHUP)
+        second = _taken_over(m, 1)
+        m.signal(signal.SIGHUP)                   # put off until 2 s after the takeover
+        _taken_over(m, 2)
+        assert wait_until(lambda: "old scanner pid=%d finished" % second in m.stderr_text(), 6), \
+            m.stderr_tail(30)
+        assert "old scanner pid=%d finished" % first not in m.stderr_text()
+        assert send_one(m, "on the first scanner") == 250, m.stderr_tail(30)
+        fault.unlink()
+        assert wait_until(lambda: m.stderr_text().count("config reloaded (from the master)") >= 1, 5), \
+            m.stderr_tail(30)
+        assert send_one(m, "on the third scanner") == 250, m.stderr_tail(30)
+    finally:
+        m.stop()

@@ -294,3 +294,104 @@ def intercepted(netns, tmp_path, ruleset, fam=V4):
             left = m.leftovers()
             m.kill()
             assert rc == 0 and left == [], "status %r, left %r\n%s" % (rc, left, m.stderr_tail())
+
+
+# a sink that offers STARTTLS and says whether the message came over it
+SINK_TLS = r'''
+import os, ssl, sys, time
+from aiosmtpd.controller import Controller
+out, host, chain, key = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(chain, key)
+class H:
+    async def handle_DATA(self, server, session, envelope):
+        n = len(os.listdir(out))
+        with open(os.path.join(out, "msg%d.eml" % n), "wb") as f:
+            f.write(("X-TLS: %s\r\n" % (session.ssl is not None)).encode() + envelope.original_content)
+        return "250 2.0.0 Ok: captured"
+c = Controller(H(), hostname=host, port=25, server_hostname="mta.example.test", decode_data=False,
+               tls_context=ctx, require_starttls=False)
+c.start()
+open(os.path.join(out, "..", "sink.ready"), "w").close()
+try:
+    while True:
+        time.sleep(1)
+finally:
+    c.stop()
+'''
+
+# a client that says EHLO, then waits for the file argv[1] before its
+# message: the test reloads in between
+CLIENT_PAUSED = r'''
+import os, smtplib, sys, time
+go = sys.argv[1]
+s = smtplib.SMTP(timeout=20, source_address=(sys.argv[2], 0))
+s.connect(sys.argv[3], 25)
+s.ehlo("client.example.org")
+open(go + ".ehlo", "w").close()
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+try:
+    s.sendmail("a@example.org", ["b@example.net"], "From: a@example.org\r\nSubject: across\r\n\r\nhi\r\n")
+    print("sent")
+except (smtplib.SMTPException, OSError) as e:
+    print("error", repr(e))
+'''
+
+
+def test_session_open_across_a_reload_starts_upstream_tls(netns, tmp_path):
+    """A transparent session copies its listener's upstream target; a
+    reload replaces the listener's upstream TLS context and frees the old
+    one.  The copy holds its own reference: a session open across the
+    reload starts its upstream STARTTLS afterwards (signal 11 in the proxy
+    when the copy was a bare pointer)."""
+    from tlslib import PKI
+    chain, key = PKI(tmp_path / "pki").cert("mta.example.test")
+    out = tmp_path / "sink"
+    out.mkdir()
+    sink = subprocess.Popen(netns.cmd(sys.executable, "-c", SINK_TLS, str(out), MTA, chain, key),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    m = cl = None
+    try:
+        assert mwlib.wait_until(lambda: (tmp_path / "sink.ready").exists(), 15), sink.stderr.read1()
+        port = mwlib.free_port()
+        netns.nft(REDIRECT % {"client": CLIENT, "mta": MTA, "port": port})
+        m = NsMailwarden(netns, tmp_path / "mw", opts=[("listener.tp.transparent", "yes"),
+                                                       ("listener.tp.upstream_tls", "opportunistic")],
+                         listeners=[("tp", "127.0.0.1:%d" % port, "%s:26" % MTA, None)])
+        m.start(ready=False)
+        assert mwlib.wait_until(lambda: "proxy ready" in m.stderr_text(), 15), m.stderr_tail()
+        go = str(tmp_path / "go")
+        cl = subprocess.Popen(netns.cmd(sys.executable, "-c", CLIENT_PAUSED, go, CLIENT, MTA),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert mwlib.wait_until(lambda: os.path.exists(go + ".ehlo"), 15), m.stderr_tail()
+        m.signal(signal.SIGHUP)
+        assert mwlib.wait_until(lambda: "config reloaded (from the master)" in m.stderr_text(), 20), \
+            m.stderr_tail()
+        time.sleep(0.5)         # the event loop takes the config (and its TLS contexts) after that line
+        open(go, "w").close()
+        o, e = cl.communicate(timeout=60)
+        cl = None
+        err = m.stderr_text()
+        assert "killed by signal" not in err and "AddressSanitizer" not in err, err[-4000:]
+        assert o.rstrip().endswith("sent"), o + e + m.stderr_tail(40)
+        msgs = sorted(out.iterdir())
+        assert len(msgs) == 1
+        assert msgs[0].read_bytes().startswith(b"X-TLS: True\r\n")   # it went over the upstream TLS
+    finally:
+        if cl is not None:
+            cl.kill()
+            cl.wait()
+        sink.send_signal(signal.SIGTERM)
+        try:
+            sink.wait(10)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+            sink.wait()
+        sink.stderr.close()
+        if m is not None and m.proc is not None:
+            rc = m.stop()
+            left = m.leftovers()
+            m.kill()
+            assert rc == 0 and left == [], "status %r, left %r\n%s" % (rc, left, m.stderr_tail())

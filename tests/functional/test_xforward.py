@@ -158,6 +158,28 @@ def test_xforward_order_and_unavailable(mw_factory, raw_up):
     assert recs["mapped"]["client_ip"] == "192.0.2.9"
 
 
+def test_port_goes_with_the_address(mw_factory, raw_up):
+    """PORT with ADDR [UNAVAILABLE]: the client is the peer's address, and
+    its port with it, not the forwarded client's port paired with the
+    peer's address (in the audit and upstream); a forwarded ADDR without
+    PORT has port 0 (unknown), never the peer's"""
+    mw = pf_listener(mw_factory, raw_up)
+    c = connect(mw)
+    peer_port = c.sock.getsockname()[1]
+    assert c.docmd("XFORWARD", "ADDR=[UNAVAILABLE] PORT=4242 PROTO=ESMTP")[0] == 250
+    c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="unavailable"))
+    assert c.docmd("XFORWARD", "ADDR=203.0.113.5")[0] == 250
+    c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="no port"))
+    c.quit()
+    recs = {r["subject"]: r for r in mw.audit(2)}
+    u = recs["unavailable"]
+    assert (u["client_ip"], u["client_port"]) == ("127.0.0.1", peer_port), u
+    sent = [l for i in range(len(raw_up.sessions)) for l in xforward_lines(raw_up, i)]
+    assert [l for l in sent if "ADDR=127.0.0.1 " in l] == \
+        ["XFORWARD NAME=[UNAVAILABLE] ADDR=127.0.0.1 PORT=%d PROTO=ESMTP" % peer_port], sent
+    assert (recs["no port"]["client_ip"], recs["no port"]["client_port"]) == ("203.0.113.5", 0)
+
+
 def test_login_makes_it_outbound(mw_factory, raw_up):
     mw = pf_listener(mw_factory, raw_up)
     c = connect(mw)
@@ -168,6 +190,46 @@ def test_login_makes_it_outbound(mw_factory, raw_up):
     assert rec["auth_user"] == "alice@example.org" and rec["direction"] == "outbound", rec
     assert rec["protocol"] == "ESMTPA"
     assert "LOGIN=alice@example.org" in " ".join(xforward_lines(raw_up))
+
+
+def _xtext_decode(v):
+    out, i = bytearray(), 0
+    while i < len(v):
+        if v[i] == "+":
+            out.append(int(v[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(v[i]))
+            i += 1
+    return out.decode()
+
+
+def test_long_helo_and_ident_leave_room_for_login(mw_factory, raw_up):
+    """HELO and IDENT of 255 octets each, the HELO all "+" (765 octets of
+    xtext): the upstream is still told LOGIN, in one more XFORWARD command
+    (it was dropped without a word while the audit said outbound).  Every
+    attribute arrives whole, every command stays under 1200 octets."""
+    mw = pf_listener(mw_factory, raw_up)
+    c = connect(mw)
+    helo, ident = "+" * 255, "Q" * 255
+    login = ("firstname.lastname+newsletters@mail.subdomain.example-company.org" * 4)[:255]
+    assert c.docmd("XFORWARD", "ADDR=203.0.113.5 PROTO=ESMTP HELO=%s" % helo.replace("+", "+2B"))[0] == 250
+    assert c.docmd("XFORWARD", "IDENT=%s LOGIN=%s" % (ident, login.replace("+", "+2B")))[0] == 250
+    c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="x"))
+    c.quit()
+    rec = mw.audit(1)[-1]
+    assert rec["auth_user"] == login and rec["direction"] == "outbound", rec
+    lines = xforward_lines(raw_up)
+    assert all(len(l) < 1200 for l in lines), [len(l) for l in lines]
+    sent = {}
+    for l in lines:
+        for attr in l.split()[1:]:
+            name, _, value = attr.partition("=")
+            assert name not in sent, lines
+            sent[name] = _xtext_decode(value)
+    assert (sent.get("HELO"), sent.get("IDENT"), sent.get("LOGIN")) == (helo, ident, login), \
+        [l[:60] + "..." for l in lines]
+    assert sent["ADDR"] == "203.0.113.5"
 
 
 @pytest.mark.parametrize("xforward_from", [None, "127.0.0.2", "10.0.0.0/8"])
