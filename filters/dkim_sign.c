@@ -347,6 +347,19 @@ static int has_signature(const char *hdrs, size_t len)
 	return 0;
 }
 
+/* feed - the message as it leaves (m) through d, up to its end (the
+ * caller's dkim_eom): DKIM_STAT_OK or the first failure */
+static DKIM_STAT feed(DKIM *d, const struct final_msg *m)
+{
+	DKIM_STAT st = dkim_chunk(d, (u_char *)m->headers, m->headers_len);
+
+	if (st == DKIM_STAT_OK)
+		st = dkim_chunk(d, (u_char *)m->rest, m->rest_len);
+	if (st == DKIM_STAT_OK)
+		st = dkim_chunk(d, NULL, 0);
+	return st;
+}
+
 /* verified_keys - done[i] = 1 for each key i of the table of which the
  * message, as it leaves (m), carries a signature that verifies */
 static void verified_keys(const struct sign_inst *in, const struct final_msg *m, int *done)
@@ -362,11 +375,7 @@ static void verified_keys(const struct sign_inst *in, const struct final_msg *m,
 	if (d == NULL)
 		return;
 	dkim_set_user_context(d, (void *)in);
-	st = dkim_chunk(d, (u_char *)m->headers, m->headers_len);
-	if (st == DKIM_STAT_OK)
-		st = dkim_chunk(d, (u_char *)m->rest, m->rest_len);
-	if (st == DKIM_STAT_OK)
-		st = dkim_chunk(d, NULL, 0);
+	st = feed(d, m);
 	if (st == DKIM_STAT_OK)
 		(void)dkim_eom(d, NULL);      /* each signature's own result below */
 	if (st == DKIM_STAT_OK && dkim_getsiglist(d, &sigs, &nsigs) == DKIM_STAT_OK) {
@@ -528,11 +537,7 @@ static int sign_one(const struct sign_inst *in, const struct sign_key *k,
 		free_leftovers(&mem);
 		return -1;
 	}
-	st = dkim_chunk(d, (u_char *)m->headers, m->headers_len);
-	if (st == DKIM_STAT_OK)
-		st = dkim_chunk(d, (u_char *)m->rest, m->rest_len);
-	if (st == DKIM_STAT_OK)
-		st = dkim_chunk(d, NULL, 0);
+	st = feed(d, m);
 	if (st == DKIM_STAT_OK)
 		st = dkim_eom(d, NULL);
 	if (st == DKIM_STAT_OK)
