@@ -2255,6 +2255,68 @@ int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t m
 	return 1;
 }
 
+/* listener_hop - the listener whose own address listener i relays to,
+ * or -1.  A transparent listener relays to each connection's original
+ * destination (its upstream is only probed); an upstream name that does
+ * not resolve is the proxy's to report at start. */
+static int listener_hop(const struct config *c, unsigned i)
+{
+	struct netaddr up, ln;
+	char e[200];
+
+	if (c->listeners[i].transparent || netaddr_parse(c->listeners[i].upstream, 0, &up, e, sizeof e) < 0)
+		return -1;
+	for (unsigned j = 0; j < c->nlisteners; j++)
+		if (netaddr_parse(c->listeners[j].listen, 1, &ln, e, sizeof e) == 0 && netaddr_reaches(&ln, &up))
+			return (int)j;
+	return -1;
+}
+
+int config_listener_loop(const struct config *c, unsigned i, char *msg, size_t msglen)
+{
+	const struct listener_cfg *l = &c->listeners[i];
+	int hop[CFG_MAX_LISTENERS];
+	char path[CFG_MAX_LISTENERS * 70] = "";
+	size_t len = 0;
+	unsigned k = i;
+
+	for (unsigned j = 0; j < c->nlisteners; j++)
+		hop[j] = listener_hop(c, j);
+	if (hop[i] < 0)
+		return 0;
+	const struct listener_cfg *next = &c->listeners[hop[i]];
+	if ((unsigned)hop[i] == i) {
+		snprintf(msg, msglen, "listener '%s': upstream %s is its own listen address %s: every message "
+		         "would come back to it, never reaching the MTA; set upstream to the MTA", l->name, l->upstream, l->listen);
+		return -1;
+	}
+	if (next->transparent) {
+		snprintf(msg, msglen, "listener '%s': upstream %s is the listen address %s of transparent "
+		         "listener '%s', which refuses (421) every connection made to that address; set upstream "
+		         "to the MTA", l->name, l->upstream, next->listen, next->name);
+		return -1;
+	}
+	/* follow the chain: back to i is a loop; anything else a second pass */
+	len += (size_t)snprintf(path, sizeof path, "'%s'", l->name);
+	for (unsigned steps = 0; steps < c->nlisteners && hop[k] >= 0; steps++) {
+		k = (unsigned)hop[k];
+		if (len < sizeof path)
+			len += (size_t)snprintf(path + len, sizeof path - len, " -> '%s'", c->listeners[k].name);
+		if (k == i) {
+			snprintf(msg, msglen, "listener '%s': upstream %s is the listen address %s of listener '%s', "
+			         "and the chain of upstreams leads back (%s): every message would loop through "
+			         "mailwarden, never reaching the MTA; set one of them to the MTA", l->name, l->upstream, next->listen,
+			         next->name, path);
+			return -1;
+		}
+	}
+	snprintf(msg, msglen, "listener '%s': upstream %s is the listen address %s of listener '%s': "
+	         "its mail passes mailwarden twice (scanned, stamped and counted again there); unless that "
+	         "is meant, set upstream to the MTA ('%s' relays to %s)", l->name, l->upstream, next->listen,
+	         next->name, next->name, next->upstream);
+	return 1;
+}
+
 /* wide_entry - the first entry of a network list wider than a site's
  * own networks or a few balancers ever are: IPv4 shorter than /8, IPv6
  * shorter than /16 (0.0.0.0/0, ::/0, a mapped ::ffff:0:0/96), unless it

@@ -190,6 +190,8 @@ static void log_config_warnings(const struct config *cfg)
 		slog(NULL, LOG_NOTICE, "%u more notes of the configuration (mailwarden -t lists the first %u)",
 		     cfg->nnotes - CFG_MAX_NOTES, CFG_MAX_NOTES);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
+		if (config_listener_loop(cfg, i, msg, sizeof msg) > 0)
+			slog(NULL, LOG_WARNING, "%s", msg);
 		if (config_open_outbound(cfg, i, msg, sizeof msg))
 			slog(NULL, LOG_WARNING, "%s", msg);
 		if (config_open_proxy(cfg, i, msg, sizeof msg))
@@ -314,6 +316,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: note: %u more notes like these\n",
 			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
 		for (unsigned i = 0; i < cfg->nlisteners; i++) {
+			int loop = config_listener_loop(cfg, i, err, sizeof err);
+			if (loop < 0) {
+				fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
+				config_unref(cfg);
+				return 1;
+			}
+			if (loop > 0)
+				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 			if (config_open_outbound(cfg, i, err, sizeof err))
 				fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 			if (config_open_proxy(cfg, i, err, sizeof err))
@@ -340,6 +350,11 @@ int main(int argc, char **argv)
 		 * crash loop */
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
+		for (unsigned i = 0; i < cfg->nlisteners; i++)
+			if (config_listener_loop(cfg, i, err, sizeof err) < 0) {
+				fprintf(stderr, "mailwarden: %s\n", err);
+				return 1;
+			}
 		master_prepare(cfg);
 		if (as_user(cfg, check_filters, err, sizeof err) < 0
 		    || as_user(cfg, check_milter_socket_now, err, sizeof err) < 0) {

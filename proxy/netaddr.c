@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -146,4 +147,45 @@ int netaddr_same(const struct netaddr *a, const struct sockaddr *sa)
 	netaddr_ip(sa, ip2, sizeof ip2, &p2);
 	if (p1 != p2) return 0;
 	return strcmp(ip1, ip2) == 0 || strcmp(ip1, "::") == 0 || strcmp(ip1, "0.0.0.0") == 0;
+}
+
+/* host_address - ip (netaddr_ip form) is one of this host's: loopback,
+ * unspecified, or an interface's address */
+static int host_address(const char *ip)
+{
+	struct ifaddrs *ifs, *ifa;
+	char have[64];
+	int found = 0;
+
+	if (strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 || strcmp(ip, "0.0.0.0") == 0 ||
+	    strcmp(ip, "::") == 0)
+		return 1;
+	if (getifaddrs(&ifs) < 0)
+		return 0;
+	for (ifa = ifs; ifa != NULL && !found; ifa = ifa->ifa_next)
+		if (ifa->ifa_addr != NULL && (ifa->ifa_addr->sa_family == AF_INET ||
+		                              ifa->ifa_addr->sa_family == AF_INET6))
+			found = strcmp(netaddr_ip(ifa->ifa_addr, have, sizeof have, NULL), ip) == 0;
+	freeifaddrs(ifs);
+	return found;
+}
+
+int netaddr_reaches(const struct netaddr *listen, const struct netaddr *dst)
+{
+	char lip[64], dip[64];
+	unsigned lport, dport;
+
+	netaddr_ip((const struct sockaddr *)&listen->ss, lip, sizeof lip, &lport);
+	netaddr_ip((const struct sockaddr *)&dst->ss, dip, sizeof dip, &dport);
+	if (lport != dport)
+		return 0;
+	if (strcmp(lip, dip) == 0)
+		return 1;
+	/* a connect to an unspecified address reaches the loopback one */
+	if ((strcmp(dip, "0.0.0.0") == 0 && strcmp(lip, "127.0.0.1") == 0) ||
+	    (strcmp(dip, "::") == 0 && strcmp(lip, "::1") == 0))
+		return 1;
+	if (strcmp(lip, "0.0.0.0") == 0)
+		return strchr(dip, ':') == NULL && host_address(dip);
+	return strcmp(lip, "::") == 0 && host_address(dip);
 }

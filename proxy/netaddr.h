@@ -38,4 +38,12 @@ int netaddr_listen(const struct netaddr *a, int backlog, int reuseport, char *er
  * a is a wildcard ("*").  1 or 0. */
 int netaddr_same(const struct netaddr *a, const struct sockaddr *sa);
 
+/* netaddr_reaches - would a connection to dst land on a socket bound to
+ * listen?  The same port, and the same IP (IPv4-mapped IPv6 as IPv4), or
+ * listen a wildcard and dst an address of this host: loopback (all of
+ * 127.0.0.0/8), an interface's (getifaddrs), or unspecified (a connect
+ * to 0.0.0.0 or :: reaches the host itself); "0.0.0.0" takes IPv4 only,
+ * "::" both (netaddr_listen sets IPV6_V6ONLY=0).  1 or 0. */
+int netaddr_reaches(const struct netaddr *listen, const struct netaddr *dst);
+
 #endif

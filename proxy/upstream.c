@@ -37,15 +37,17 @@ struct pending {
 	                             * not its reply (an extra one, unsolicited) */
 };
 
-/* One XFORWARD command, CRLF excluded; what the proxy sends is under
- * Postfix's line_length_limit (2048) */
+/* One XCLIENT or XFORWARD command, CRLF excluded; what the proxy sends
+ * is under Postfix's line_length_limit (2048) */
 #define XF_LINE_MAX 1200
 /* An attribute is at most " IDENT=" and 765 octets of xtext (255 octets,
- * each "+XX"): HELO, IDENT and LOGIN all fit, and one always fits in a
- * command of XF_LINE_MAX */
+ * each "+XX"): NAME, HELO, IDENT and LOGIN all fit, and one always fits
+ * in a command of XF_LINE_MAX, even after XCLIENT's address part */
 #define XF_ATTR_MAX (1 + 5 + 1 + 3 * 255)
 #define XF_REST_MAX (3 * XF_ATTR_MAX + 1)
+#define XCLIENT_HEAD_MAX (sizeof "XCLIENT ADDR=IPV6: PORT=65535 PROTO=ESMTP" - 1 + 64)
 _Static_assert(sizeof "XFORWARD" - 1 + XF_ATTR_MAX < XF_LINE_MAX, "an attribute fits in one command");
+_Static_assert(XCLIENT_HEAD_MAX + XF_ATTR_MAX < XF_LINE_MAX, "NAME fits with the address");
 
 struct upstream {
 	struct event_base      *base;         /* borrowed */
@@ -85,8 +87,8 @@ struct upstream {
 	int                     mail_sent;       /* a transaction began here */
 	char                    xf_rest[XF_REST_MAX]; /* " HELO=.. IDENT=.. LOGIN=..": the
 	                                          * attributes not sent yet, in as many XFORWARD
-	                                          * commands as they need, each after the last
-	                                          * is answered; "" = none */
+	                                          * (or XCLIENT) commands as they need, each
+	                                          * after the last is answered; "" = none */
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
@@ -320,11 +322,12 @@ static void up_starttls_reply(void *arg, const struct smtp_reply *r, enum upstre
 	up_push(u, u->cfg->upstream_connect_timeout, up_tls_wait, u);
 }
 
-/* xforward_next - the next XFORWARD command in line: as many of the
- * attributes left in u->xf_rest as fit, whole, in order */
-static void xforward_next(struct upstream *u, char *line, size_t linesz)
+/* attrs_take - onto the command in line (its verb, and whatever it
+ * holds already) as many of the attributes left in u->xf_rest as fit,
+ * whole, in order; the rest stay for the next command */
+static void attrs_take(struct upstream *u, size_t verb_len, char *line, size_t linesz)
 {
-	size_t len = (size_t)snprintf(line, linesz, "XFORWARD"), taken = 0;
+	size_t len = strlen(line), taken = 0;
 	const char *rest = u->xf_rest;
 	while (rest[taken] != '\0') {
 		size_t n = 1 + strcspn(rest + taken + 1, " ");      /* " NAME=xtext" */
@@ -332,15 +335,23 @@ static void xforward_next(struct upstream *u, char *line, size_t linesz)
 			memcpy(line + len, rest + taken, n);
 			len += n;
 			line[len] = '\0';
-		} else if (len > sizeof "XFORWARD" - 1) {
+		} else if (len > verb_len) {
 			break;                                       /* the next command's */
 		} else {                                             /* never half a value */
-			slog(u->sid, LOG_WARNING, "upstream=%s: an XFORWARD attribute of %zu octets not sent",
-			     u->t->spec, n);
+			slog(u->sid, LOG_WARNING, "upstream=%s: an %.*s attribute of %zu octets not sent",
+			     u->t->spec, (int)verb_len, line, n);
 		}
 		taken += n;
 	}
 	memmove(u->xf_rest, rest + taken, strlen(rest + taken) + 1);
+}
+
+/* attrs_next - the next command of verb in line, with the attributes
+ * still in u->xf_rest */
+static void attrs_next(struct upstream *u, const char *verb, char *line, size_t linesz)
+{
+	snprintf(line, linesz, "%s", verb);
+	attrs_take(u, strlen(verb), line, linesz);
 }
 
 static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
@@ -360,29 +371,43 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 		up_open_fail(u, UP_ERR_PROTOCOL);
 		return;
 	}
-	if (is_xclient) {           /* a new greeting (220): the session starts again */
-		up_send_ehlo(u);
+	if (u->xf_rest[0]) {
+		/* Postfix adds up the attributes of several commands; after
+		 * XCLIENT's new greeting (220) the next XCLIENT needs no EHLO */
+		char line[XF_LINE_MAX];
+		attrs_next(u, is_xclient ? "XCLIENT" : "XFORWARD", line, sizeof line);
+		up_send(u, line, up_xclient_reply);
 		return;
 	}
-	if (u->xf_rest[0]) {
-		char line[XF_LINE_MAX];
-		xforward_next(u, line, sizeof line);
-		up_send(u, line, up_xclient_reply);
+	if (is_xclient) {           /* a new greeting (220): the session starts again */
+		up_send_ehlo(u);
 		return;
 	}
 	u->state = UPS_READY;
 	up_open_done(u, r, UP_OK);
 }
 
-/* xforward_add - " NAME=xtext" onto the command being built, when the MTA
- * announced the attribute ("250-XFORWARD NAME ADDR ..."): Postfix answers
- * 501 to one it does not know */
+/* attr_add - " NAME=xtext" onto out, whole or not at all; nothing for
+ * an empty value */
+static void attr_add(const char *attr, const char *value, char *out, size_t outsz)
+{
+	char v[3 * 255 + 1 + 4];
+	size_t len = strlen(out);
+	if (value == NULL || value[0] == '\0') return;
+	xtext(value, v, sizeof v);
+	if (len + strlen(attr) + strlen(v) + 2 >= outsz) return;   /* never half a value */
+	snprintf(out + len, outsz - len, " %s=%s", attr, v);
+}
+
+/* xforward_add - attr_add when the MTA announced the attribute
+ * ("250-XFORWARD NAME ADDR ..."): Postfix answers 501 to one it does
+ * not know */
 static void xforward_add(const char *announced, const char *attr, const char *value,
                          char *out, size_t outsz)
 {
-	char v[800], word[16];
+	char word[16];
 	const char *p = announced;
-	size_t len = strlen(out), n;
+	size_t n;
 	int found = 0;
 
 	while (!found && *p) {
@@ -392,10 +417,7 @@ static void xforward_add(const char *announced, const char *attr, const char *va
 		found = n > 0 && strcasecmp(word, attr) == 0;
 		p += n;
 	}
-	if (!found || value == NULL || value[0] == '\0') return;
-	xtext(value, v, sizeof v);
-	if (len + strlen(attr) + strlen(v) + 2 >= outsz) return;   /* never half a value */
-	snprintf(out + len, outsz - len, " %s=%s", attr, v);
+	if (found) attr_add(attr, value, out, outsz);
 }
 
 /* xforward_lines - the XFORWARD command(s) naming the client: the address
@@ -421,7 +443,7 @@ static int xforward_lines(struct upstream *u, const char *addr, const char *prot
 	xforward_add(announced, "IDENT", u->c_ident, u->xf_rest, sizeof u->xf_rest);
 	xforward_add(announced, "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
 	if (strcmp(line, "XFORWARD") == 0 && u->xf_rest[0])
-		xforward_next(u, line, linesz);
+		attrs_next(u, "XFORWARD", line, linesz);
 	return strcmp(line, "XFORWARD") != 0;   /* 0: it announced nothing we know */
 }
 
@@ -444,17 +466,22 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 	}
 	if (!u->xclient_done && !u->probe && u->have_client && u->t->xclient &&
 	    (u->caps & (UCAP_XCLIENT | UCAP_XFORWARD))) {
-		char line[XF_LINE_MAX], addr[80], helo[300], login[300];
+		char line[XF_LINE_MAX], addr[80];
 		const char *proto = u->c_esmtp ? "ESMTP" : "SMTP";
 		u->xclient_done = 1;
 		snprintf(addr, sizeof addr, "%s%s", strchr(u->c_addr, ':') ? "IPV6:" : "", u->c_addr);
-		xtext(u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", helo, sizeof helo);
-		xtext(u->c_login, login, sizeof login);
 		if (u->caps & UCAP_XCLIENT) {
-			char name[300];
-			xtext(u->c_name[0] ? u->c_name : "[UNAVAILABLE]", name, sizeof name);
-			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u NAME=%s HELO=%s PROTO=%s%s%s",
-			         addr, u->c_port, name, helo, proto, login[0] ? " LOGIN=" : "", login);
+			/* the address and name in the first command, HELO and
+			 * LOGIN (765 octets of xtext each at worst) in it too when
+			 * they fit, else in more XCLIENT commands (attrs_take):
+			 * never cut, or the two hops judge different names */
+			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u", addr, u->c_port);
+			attr_add("NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, sizeof line);
+			attr_add("PROTO", proto, line, sizeof line);
+			u->xf_rest[0] = '\0';
+			attr_add("HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
+			attr_add("LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
+			attrs_take(u, sizeof "XCLIENT" - 1, line, sizeof line);
 			u->state = UPS_XCLIENT;
 			u->sent_xclient = 1;
 		} else if (xforward_lines(u, addr, proto, line, sizeof line)) {

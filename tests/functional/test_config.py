@@ -281,3 +281,84 @@ def test_check_without_filters_for_systemctl_reload(tmp_path):
     unit = open(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "mailwarden.service")).read()
     reload_check = [l for l in unit.splitlines() if l.startswith("ExecReload=") and " -t " in l]
     assert reload_check and all("--no-filters" in l for l in reload_check), reload_check
+
+
+# --- a listener relaying to one of our own listeners ---------------------------
+
+def _listeners(*specs):
+    """-o settings of listeners given as (name, listen, upstream[, extra...])"""
+    args = ["-c", "/dev/null"]
+    for name, listen, upstream, *extra in specs:
+        args += ["-o", "listener.%s.listen=%s" % (name, listen), "-o", "listener.%s.upstream=%s" % (name, upstream)]
+        args += [a for e in extra for a in ("-o", "listener.%s.%s" % (name, e))]
+    return args
+
+
+def _host_address():
+    """An address of this host's other than loopback (for a wildcard listen)."""
+    out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) > 3 and f[1] != "lo" and f[2] == "inet":
+            return f[3].split("/")[0]
+    return None
+
+
+def test_listener_relaying_to_itself_is_an_error():
+    """A listener whose upstream is its own address (or, for a wildcard
+    listen, any address of this host, on its port) would send each message
+    back to itself: -t passed it, and so did the start."""
+    p, q = free_port(), free_port()
+    for listen, upstream in [("127.0.0.1:%d" % p, "127.0.0.1:%d" % p),
+                             ("*:%d" % p, "127.0.0.1:%d" % p),
+                             ("0.0.0.0:%d" % p, "127.0.0.9:%d" % p),       # all of 127/8 is ours
+                             ("*:%d" % p, "[::1]:%d" % p),
+                             ("[::]:%d" % p, "127.0.0.1:%d" % p),          # "::" takes IPv4 too
+                             ("127.0.0.1:%d" % p, "0.0.0.0:%d" % p)]:      # connect(0.0.0.0) is loopback
+        rc, err = check(*_listeners(("a", listen, upstream)))
+        assert rc != 0 and "listener 'a': upstream %s is its own listen address" % upstream in err, \
+            (listen, upstream, rc, err)
+    addr = _host_address()
+    if addr:
+        rc, err = check(*_listeners(("a", "*:%d" % p, "%s:%d" % (addr, p))))
+        assert rc != 0 and "its own listen address" in err, err
+    # not ours: another port, another loopback address, IPv6 on an IPv4 wildcard
+    for listen, upstream in [("*:%d" % p, "127.0.0.1:%d" % q),
+                             ("127.0.0.1:%d" % p, "127.0.0.2:%d" % p),
+                             ("0.0.0.0:%d" % p, "[::1]:%d" % p),
+                             ("127.0.0.1:%d" % p, "192.0.2.200:%d" % p)]:
+        rc, err = check(*_listeners(("a", listen, upstream)))
+        assert rc == 0 and "listen address" not in err, (listen, upstream, err)
+
+
+def test_listeners_relaying_in_a_circle_is_an_error_a_chain_a_warning():
+    p, q, r = free_port(), free_port(), free_port()
+    rc, err = check(*_listeners(("a", "127.0.0.1:%d" % p, "127.0.0.1:%d" % q),
+                                ("b", "127.0.0.1:%d" % q, "127.0.0.1:%d" % p)))
+    assert rc != 0 and "'a' -> 'b' -> 'a'" in err and "loop" in err, err
+    # a chain that ends at an MTA: plausible (scanned twice), a warning
+    rc, err = check(*_listeners(("a", "127.0.0.1:%d" % p, "127.0.0.1:%d" % q),
+                                ("b", "127.0.0.1:%d" % q, "127.0.0.1:%d" % r)))
+    assert rc == 0, err
+    assert "warning: listener 'a': upstream 127.0.0.1:%d is the listen address 127.0.0.1:%d of " \
+           "listener 'b'" % (q, q) in err and "passes mailwarden twice" in err, err
+    assert "listener 'b'" not in err.replace("of listener 'b'", ""), err
+    # a transparent listener refuses a connection to its own address
+    rc, err = check(*_listeners(("a", "127.0.0.1:%d" % p, "127.0.0.1:%d" % q),
+                                ("t", "127.0.0.1:%d" % q, "127.0.0.1:%d" % r, "transparent=yes")))
+    assert rc != 0 and "transparent listener 't'" in err and "421" in err, err
+
+
+def test_start_refuses_a_loop_and_logs_a_chain(mw_factory, upstream):
+    p = free_port()
+    d = subprocess.Popen([MW_BIN, "-f"] + _listeners(("a", "127.0.0.1:%d" % p, "127.0.0.1:%d" % p)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = d.communicate(timeout=10)
+    except subprocess.TimeoutExpired:          # it started: stop it and its children
+        os.killpg(d.pid, 9)
+        _, err = d.communicate()
+    assert d.returncode not in (None, 0, -9) and b"its own listen address" in err, (d.returncode, err)
+    a, b = "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()
+    m = mw_factory(upstream, listeners=[("a", a, b, None), ("b", b, upstream.addr, None)], wait_probe=False)
+    assert "upstream %s is the listen address %s of listener 'b'" % (b, b) in m.stderr_text()

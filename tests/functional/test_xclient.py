@@ -160,3 +160,26 @@ def test_postfix_helo_restriction_holds_through_xclient(mw_factory, postfix, ups
     s.sendmail("a@example.org", ["x@relay.example.test"], make_msg(to="x@relay.example.test"))
     s.quit()
     assert upstream.wait_messages(1, timeout=15), pf.log()
+
+
+
+def test_postfix_refuses_a_helo_over_255_octets_of_xtext(mw_factory, postfix, upstream):
+    """Postfix refuses an XCLIENT (and XFORWARD) attribute of more than 255
+    octets of xtext, before decoding it ("501 5.5.4 Error: attribute value
+    too long"), whatever the command's length.  A HELO of 255 octets all
+    "+" and "=" (765 octets of xtext) therefore cannot reach Postfix: it is
+    sent whole (never cut: other XCLIENT servers take it, in several
+    commands, test_xforward.py), Postfix refuses it, and mailwarden fails
+    closed (451, nothing queued), never passing the client on under
+    another HELO.  A characterisation of the real peer, not a regression
+    test: main behaved the same with Postfix (its cut value was over 255
+    octets too)."""
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1")
+    m = mw(mw_factory, pf)
+    s = client(m)
+    assert s.ehlo(("+=" * 128)[:255])[0] == 250
+    code, text = s.mail("a@example.org")
+    assert code == 451, (code, text)
+    s.quit()
+    assert wait_until(lambda: "attribute value too long" in m.stderr_text(), 5)
+    assert not upstream.wait_messages(1, timeout=1), upstream.messages

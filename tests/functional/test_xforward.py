@@ -232,6 +232,47 @@ def test_long_helo_and_ident_leave_room_for_login(mw_factory, raw_up):
     assert sent["ADDR"] == "203.0.113.5"
 
 
+def test_long_attributes_in_several_xclient_commands(mw_factory):
+    """Onward by XCLIENT, NAME, HELO and LOGIN of 255 octets each (the HELO
+    all "+", the LOGIN full of "+": 765 and ~300 octets of xtext): XCLIENT
+    cut HELO and LOGIN to under 300 octets of xtext, so the next hop saw
+    other names than the audit.  Now every attribute arrives whole, once,
+    in as many XCLIENT commands as it takes, each under 1200 octets, each
+    answered by a new greeting before the next; the EHLO after the last
+    carries the whole HELO."""
+    up = mwlib.RawUpstream(script={"OTHER": b"220 raw.upstream ESMTP\r\n"},
+                           caps=mwlib.RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"]).start()
+    try:
+        mw = pf_listener(mw_factory, up)
+        c = connect(mw)
+        name = (("a" * 62 + ".") * 5)[:250] + ".test"
+        helo = "+" * 255
+        login = ("first.last+news@mail.example-company.org" * 7)[:255]
+        assert c.docmd("XFORWARD", "NAME=%s ADDR=203.0.113.5 PORT=4242 PROTO=ESMTP" % name)[0] == 250
+        assert c.docmd("XFORWARD", "HELO=%s LOGIN=%s" % (helo.replace("+", "+2B"),
+                                                          login.replace("+", "+2B")))[0] == 250
+        c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="x"))
+        c.quit()
+        rec = mw.audit(1)[-1]
+        assert (rec["helo"], rec["auth_user"], rec["client_name"]) == (helo, login, name), rec
+        lines = [l.decode() for l in up.sessions[-1]]
+        xc = [i for i, l in enumerate(lines) if l.startswith("XCLIENT")]
+        assert len(xc) >= 2 and all(len(lines[i]) < 1200 for i in xc), [len(lines[i]) for i in xc]
+        assert xc == list(range(xc[0], xc[0] + len(xc))), lines     # no EHLO in between
+        assert lines[xc[-1] + 1] == "EHLO " + helo, lines[xc[-1] + 1][:80]
+        sent = {}
+        for i in xc:
+            for attr in lines[i].split()[1:]:
+                key, _, value = attr.partition("=")
+                assert key not in sent, [lines[j][:60] for j in xc]
+                sent[key] = _xtext_decode(value)
+        assert (sent.get("NAME"), sent.get("HELO"), sent.get("LOGIN")) == (name, helo, login), \
+            [lines[j][:60] + "..." for j in xc]
+        assert sent["ADDR"] == "203.0.113.5" and sent["PORT"] == "4242" and sent["PROTO"] == "ESMTP"
+    finally:
+        up.stop()
+
+
 @pytest.mark.parametrize("xforward_from", [None, "127.0.0.2", "10.0.0.0/8"])
 def test_strangers_xforward_refused(mw_factory, raw_up, xforward_from):
     mw = pf_listener(mw_factory, raw_up, xforward_from=xforward_from)
