@@ -807,7 +807,7 @@ static void test_xforward_bad(void **st)
 		"ADDR=1.2.3.4 PORT=x",     /* one bad attribute: nothing is taken */
 	};
 	struct smtp_xforward x, before;
-	char longv[400];
+	char longv[1024];   /* up to 5 + 86 * 9 octets of xtext below */
 
 	(void)st;
 	memset(&x, 0, sizeof x);
