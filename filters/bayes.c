@@ -203,29 +203,6 @@ double bayes_probability(struct store *st, const struct config *cfg,
 	return p;
 }
 
-/* learn_tokens - add or remove one message's tokens as cls */
-static int learn_tokens(struct store *st, const struct bayes_tokens *t, int is_spam, int sign)
-{
-	struct store_token *tk = xcalloc(t->n ? t->n : 1, sizeof(*tk));
-	size_t i, off;
-	int rc = 0;
-
-	for (i = 0; i < t->n; i++) {
-		tk[i].hash = t->h[i];
-		tk[i].spam = is_spam ? 1 : 0;
-		tk[i].ham = is_spam ? 0 : 1;
-	}
-	for (off = 0; off < t->n && rc == 0; off += TOKEN_BATCH) {
-		size_t m = t->n - off < TOKEN_BATCH ? t->n - off : TOKEN_BATCH;
-
-		rc = store_tokens_add(st, tk + off, m, sign);
-	}
-	free(tk);
-	if (rc == 0)
-		rc = store_incr(st, is_spam ? "bayes:nspam" : "bayes:nham", sign, 0, NULL);
-	return rc;
-}
-
 /* legacy_seen - the message's mark under its key of before
  * (bayes_msg_key_legacy), moved to key with its example, each with what
  * is left of its lifetime, and the old key gone: a message an older
@@ -261,50 +238,86 @@ static unsigned autolearn_example_ttl(const struct config *cfg)
 	return seen != 0 && seen < ex ? seen : ex;
 }
 
+/* example_as - the message's example for the character model as class
+ * c ('s', 'h'; '\0' or !example: none kept).  0, or -1. */
+static int example_as(struct store *st, struct mw_ctx *ctx, const char *key, char c, int example,
+                      unsigned example_ttl)
+{
+	size_t len;
+	const unsigned char *msg;
+
+	if (c == '\0' || !example)
+		return chars_keep(st, key, NULL, 0, -1, 0);
+	msg = mw_message(ctx, &len);
+	return chars_keep(st, key, msg, len, c == 's', example_ttl);
+}
+
+/* Another learner that changes the mark between our look and our
+ * write makes us look again; more than a few in a row is a store that
+ * does not keep what it is told. */
+#define LEARN_ATTEMPTS 4
+
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
                 unsigned example_ttl)
 {
 	struct bayes_tokens t = { 0 };
+	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
 	char key[64], seen[8];
-	int r, rc = 1;
+	int r, rc = -1, tokenized = 0, attempt;
 
 	if (bayes_msg_key(ctx, key, sizeof(key)) < 0)
 		return -1;
-	if ((r = store_get(st, key, seen, sizeof(seen))) < 0)
-		return -1;
-	if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
-		return -1;
-	if (r == 0)
-		seen[0] = '\0';
-	if ((cls == BAYES_SPAM && seen[0] == 's') || (cls == BAYES_HAM && seen[0] == 'h')) {
-		size_t len;
-		const unsigned char *msg = mw_message(ctx, &len);
-
-		/* learned before examples were kept (a store from before the
-		 * character model): teaching it again gives it its example */
-		if (example && (r = chars_kept(st, key)) == 0)
-			r = chars_keep(st, key, msg, len, cls == BAYES_SPAM, example_ttl);
-		return example && r < 0 ? -1 : 0;
-	}
-	if (cls == BAYES_FORGET && seen[0] == '\0')
-		return 0;
-	bayes_tokenize(ctx, &t);
-	if (seen[0] == 's' || seen[0] == 'h') {
-		if (learn_tokens(st, &t, seen[0] == 's', -1) < 0 || store_del(st, key) < 0
-		    || chars_keep(st, key, NULL, 0, -1, 0) < 0)
-			rc = -1;
-	}
-	if (rc == 1 && cls != BAYES_FORGET) {
-		size_t len;
-		const unsigned char *msg = mw_message(ctx, &len);
-
+	l.mark = key;
+	l.now = cls == BAYES_SPAM ? 's' : cls == BAYES_HAM ? 'h' : '\0';
+	for (attempt = 0; attempt < LEARN_ATTEMPTS; attempt++) {
+		if ((r = store_get(st, key, seen, sizeof(seen))) < 0)
+			break;
+		if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
+			break;
+		l.was = r == 0 ? '\0' : seen[0] == 's' || seen[0] == 'h' ? seen[0] : '?';
+		if (l.was == '?') {
+			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key, seen);
+			break;
+		}
+		if (l.was == l.now) {
+			rc = 0;
+			/* learned before examples were kept (a store from
+			 * before the character model): teaching it again gives
+			 * it its example; forgetting what is not known, nothing */
+			if (l.now != '\0' && example && (r = chars_kept(st, key)) == 0)
+				r = example_as(st, ctx, key, l.now, example, example_ttl);
+			if (l.now != '\0' && example && r < 0)
+				rc = -1;
+			break;
+		}
+		if (!tokenized) {
+			bayes_tokenize(ctx, &t);
+			l.hashes = t.h;
+			l.n = t.n;
+			tokenized = 1;
+		}
 		/* the example first: a message taught and counted in the
-		 * tokens always has its example for the character model */
-		if ((example && chars_keep(st, key, msg, len, cls == BAYES_SPAM, example_ttl) < 0)
-		    || learn_tokens(st, &t, cls == BAYES_SPAM, 1) < 0
-		    || store_set(st, key, cls == BAYES_SPAM ? "s" : "h", seen_ttl) < 0)
-			rc = -1;
+		 * tokens always has its example for the character model;
+		 * one forgotten or relearned loses the old one */
+		if ((l.now != '\0' && example) || l.was != '\0')
+			if (example_as(st, ctx, key, l.now, example, example_ttl) < 0)
+				break;
+		if ((r = store_learn(st, &l)) == 1) {
+			rc = 1;
+			break;
+		}
+		if (r < 0) {
+			/* nothing counted: the example goes back to what the
+			 * counts say (a failure here leaves an example the
+			 * next training reads once more, no count) */
+			if ((l.now != '\0' && example) || l.was != '\0')
+				(void)example_as(st, ctx, key, l.was, example, example_ttl);
+			break;
+		}
 	}
+	if (attempt == LEARN_ATTEMPTS)
+		slog(NULL, LOG_ERR, "bayes: %s changed by other learners %d times in a row: not learned",
+		     key, LEARN_ATTEMPTS);
 	bayes_tokens_free(&t);
 	return rc;
 }

@@ -2,8 +2,11 @@
  * (bayes_chars.h says what and why). */
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -480,6 +483,7 @@ int chars_retrain_due(struct store *st)
  * that runs for an hour on a large store keeps it. */
 struct renewer {
 	struct store   *st;
+	const char     *token;    /* the lock's value while it is ours */
 	pthread_mutex_t mu;
 	pthread_cond_t  cv;
 	int             stop;
@@ -499,34 +503,48 @@ static void *renew(void *arg)
 		if (r->stop)
 			break;
 		pthread_mutex_unlock(&r->mu);
-		/* a failure is the store's to log; the training goes on, and at
+		/* renewed only while it holds our token: one that expired
+		 * while we stalled and another process took is theirs.  A
+		 * failure is the store's to log; the training goes on, and at
 		 * worst another machine trains the same examples once more */
-		(void)store_set(r->st, LOCK_KEY, "1", CHARS_LOCK_TTL);
+		(void)store_swap(r->st, LOCK_KEY, r->token, r->token, CHARS_LOCK_TTL);
 		pthread_mutex_lock(&r->mu);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
 }
 
-/* take_lock - 1 taken, 0 someone else's, -1 store failure.  An
- * increment that creates the key is the lock taken (Redis and LMDB both
- * make it atomic); anything above 1 is someone else's, and an increment
- * leaves its expiry alone, so looking again does not keep a dead
- * holder's lock alive */
-static int take_lock(struct store *st)
-{
-	int64_t holders;
+/* LOCK_TOKEN_SZ - a holder's token: "<pid>-<64 random bits>" */
+#define LOCK_TOKEN_SZ 40
 
-	if (store_incr(st, LOCK_KEY, 1, CHARS_LOCK_TTL, &holders) < 0)
-		return -1;
-	return holders == 1;
+/* take_lock - 1 taken (its value, our token, in token), 0 someone
+ * else's, -1 store failure.  The lock is taken only where there is none
+ * (store_swap: the look and the write one step) and holds a token of
+ * ours, so that only we renew and release it: a holder that stalled
+ * past CHARS_LOCK_TTL finds it someone else's, and leaves it.  Until
+ * session 18 it was a counter, renewed and deleted by whoever trained:
+ * a stalled holder's release removed the next holder's lock. */
+static int take_lock(struct store *st, char token[LOCK_TOKEN_SZ])
+{
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&rnd;
+	snprintf(token, LOCK_TOKEN_SZ, "%ld-%016llx", (long)getpid(), (unsigned long long)rnd);
+	return store_swap(st, LOCK_KEY, NULL, token, CHARS_LOCK_TTL);
+}
+
+/* drop_lock - the lock released if it is still ours */
+static void drop_lock(struct store *st, const char *token)
+{
+	(void)store_swap(st, LOCK_KEY, token, NULL, 0);
 }
 
 /* train_locked - rebuild under the lock the caller took, renewed by a
  * thread meanwhile; the lock released */
-static int train_locked(struct store *st, struct chars_trained *out)
+static int train_locked(struct store *st, const char *token, struct chars_trained *out)
 {
-	struct renewer r = { .st = st };
+	struct renewer r = { .st = st, .token = token };
 	pthread_condattr_t ca;
 	pthread_t tid;
 	int rc, renewing;
@@ -547,25 +565,26 @@ static int train_locked(struct store *st, struct chars_trained *out)
 	}
 	pthread_cond_destroy(&r.cv);
 	pthread_mutex_destroy(&r.mu);
-	(void)store_del(st, LOCK_KEY);
+	drop_lock(st, token);
 	return rc;
 }
 
 enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out)
 {
+	char token[LOCK_TOKEN_SZ];
 	int due, got;
 
 	memset(out, 0, sizeof(*out));
 	if ((due = chars_retrain_due(st)) <= 0)
 		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
-	if ((got = take_lock(st)) <= 0)
+	if ((got = take_lock(st, token)) <= 0)
 		return got < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_LOCKED;
 	/* another machine may have trained between the look and the lock */
 	if ((due = chars_retrain_due(st)) <= 0) {
-		(void)store_del(st, LOCK_KEY);
+		drop_lock(st, token);
 		return due < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_NOT_DUE;
 	}
-	return train_locked(st, out) < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_TRAINED;
+	return train_locked(st, token, out) < 0 ? CHARS_RETRAIN_FAILED : CHARS_RETRAIN_TRAINED;
 }
 
 /* "learn" trains whether or not it is due (it was asked to), but under
@@ -574,13 +593,14 @@ enum chars_retrain chars_retrain(struct store *st, struct chars_trained *out)
 int chars_rebuild(struct store *st, FILE *report)
 {
 	struct chars_trained t;
+	char token[LOCK_TOKEN_SZ];
 	unsigned waited = 0;
 	int got, rc;
 
 	memset(&t, 0, sizeof(t));
 	/* a live holder renews the lock while it trains; a dead one's goes
 	 * within CHARS_LOCK_TTL */
-	while ((got = take_lock(st)) == 0) {
+	while ((got = take_lock(st, token)) == 0) {
 		if (report != NULL && waited % 30 == 0) {
 			fprintf(report, "another process trains the character model (%s): waiting for it\n", LOCK_KEY);
 			fflush(report);
@@ -590,7 +610,7 @@ int chars_rebuild(struct store *st, FILE *report)
 	}
 	if (got < 0)
 		return -1;
-	rc = train_locked(st, &t);
+	rc = train_locked(st, token, &t);
 	if (report != NULL && rc == 0)
 		fprintf(report, "character model trained on %u spam, %u ham in %.1f s\n", t.nspam, t.nham,
 		    t.seconds);

@@ -130,7 +130,7 @@ size_t deadline_report(char *out, size_t outsz)
  * every wait count in turn.  So the worst case is the sum, over the
  * filters, of each one's longest wait as its code bounds it. */
 
-#define BAYES_TOKEN_BATCH 4096	/* bayes.c's TOKEN_BATCH: tokens per store call */
+#define BAYES_TOKEN_BATCH 4096	/* bayes.c's TOKEN_BATCH: tokens per store lookup */
 
 struct waits {
 	char     text[1024];      /* "spamd: spamd_timeout 30s, clamd: clamd_timeout 60s" */
@@ -294,11 +294,11 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			 * version and blob; autolearn: the message's seen mark
 			 * (and on a miss its key of before, bayes.c), its
 			 * example and the examples' count (bayes_chars and
-			 * bayes_autolearn_examples), the
-			 * tokens again, a count and the mark */
+			 * bayes_autolearn_examples), and the learning itself
+			 * (tokens, count and mark: one store_learn) */
 			unsigned batches = (BAYES_MAX_TOKENS + BAYES_TOKEN_BATCH - 1) / BAYES_TOKEN_BATCH;
 			unsigned calls = 2 + batches + (cfg->bayes_chars ? 2 : 0)
-			    + (cfg->bayes_autolearn ? 2 + batches + 2
+			    + (cfg->bayes_autolearn ? 2 + 1
 			        + (cfg->bayes_chars && cfg->bayes_autolearn_examples ? 2 : 0) : 0);
 
 			add(w, name, "store_timeout", calls, cfg->store_timeout);

@@ -196,6 +196,49 @@ int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int
 	return s->ops->incr(s->backend, key, by, ttl_s, out);
 }
 
+int store_swap(struct store *s, const char *key, const char *expect, const char *val,
+               unsigned ttl_s)
+{
+	if (!key_ok(key, "swap") || (expect != NULL && strlen(expect) > STORE_VALUE_MAX)
+	    || (val != NULL && strlen(val) > STORE_VALUE_MAX))
+		return -1;
+	return s->ops->swap(s->backend, key, expect, val, ttl_s);
+}
+
+static int class_ok(char c)
+{
+	return c == 's' || c == 'h' || c == '\0';
+}
+
+/* over_token_max - past bayes_token_max: down to three quarters, so
+ * that the walk over every token is not paid again at the next message
+ * learned */
+static void over_token_max(struct store *s, uint64_t ntokens, uint32_t day)
+{
+	uint64_t max = atomic_load(&s->token_max), removed;
+
+	if (max > 0 && ntokens > max
+	    && store_tokens_expire(s, max - max / 4, day, &removed) == 0 && removed > 0)
+		slog(NULL, LOG_NOTICE, "store %s: %llu Bayes tokens, over bayes_token_max %llu: "
+		     "%llu removed (those seen in one message first, learned longest ago first)",
+		     s->ident, (unsigned long long)ntokens, (unsigned long long)max,
+		     (unsigned long long)removed);
+}
+
+int store_learn(struct store *s, const struct store_learning *l)
+{
+	uint32_t day = (uint32_t)(time(NULL) / 86400);
+	uint64_t ntokens = 0;
+	int r;
+
+	if (!key_ok(l->mark, "learn") || !key_ok(l->count[0], "learn") || !key_ok(l->count[1], "learn")
+	    || !class_ok(l->was) || !class_ok(l->now) || l->was == l->now)
+		return -1;
+	if ((r = s->ops->learn(s->backend, l, day, &ntokens)) == 1)
+		over_token_max(s, ntokens, day);
+	return r;
+}
+
 int store_tokens_get(struct store *s, struct store_token *t, size_t n)
 {
 	if (n == 0)
@@ -211,20 +254,13 @@ int store_tokens_add(struct store *s, const struct store_token *t, size_t n, int
 int store_tokens_add_on(struct store *s, const struct store_token *t, size_t n, int sign,
                         uint32_t day)
 {
-	uint64_t ntokens = 0, max = atomic_load(&s->token_max), removed;
+	uint64_t ntokens = 0;
 
 	if (n == 0)
 		return 0;
 	if (s->ops->tokens_add(s->backend, t, n, sign, day, &ntokens) < 0)
 		return -1;
-	/* down to three quarters, so that the walk over every token is not
-	 * paid again at the next message learned */
-	if (max > 0 && ntokens > max
-	    && store_tokens_expire(s, max - max / 4, day, &removed) == 0 && removed > 0)
-		slog(NULL, LOG_NOTICE, "store %s: %llu Bayes tokens, over bayes_token_max %llu: "
-		     "%llu removed (those seen in one message first, learned longest ago first)",
-		     s->ident, (unsigned long long)ntokens, (unsigned long long)max,
-		     (unsigned long long)removed);
+	over_token_max(s, ntokens, day);
 	return 0;
 }
 

@@ -46,6 +46,18 @@ struct store_token {
 	uint32_t ham;
 };
 
+/* One message learned, relearned or forgotten (store_learn): its mark
+ * key says which class it is counted in ('s', 'h', or '\0': none). */
+struct store_learning {
+	const char *mark;           /* the message's key ("bayes:seen:<id>") */
+	char        was;            /* the mark expected: 's', 'h' or '\0' (absent) */
+	char        now;            /* the mark wanted: 's', 'h' or '\0' (forget) */
+	unsigned    mark_ttl_s;     /* the new mark's lifetime (0 = never) */
+	const char *count[2];       /* the spam and ham message counters */
+	const uint64_t *hashes;     /* the message's distinct tokens */
+	size_t      n;
+};
+
 /* backend operations; each returns as documented for the store_* call */
 struct store_ops {
 	const char *name;
@@ -54,6 +66,8 @@ struct store_ops {
 	int  (*del)(void *b, const char *key);
 	int  (*move)(void *b, const char *from, const char *to);
 	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
+	int  (*swap)(void *b, const char *key, const char *expect, const char *val, unsigned ttl_s);
+	int  (*learn)(void *b, const struct store_learning *l, uint32_t day, uint64_t *ntokens);
 	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
 	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign,
 	                   uint32_t day, uint64_t *ntokens);
@@ -120,6 +134,27 @@ int store_move(struct store *s, const char *from, const char *to);
  * never), an existing key keeps its expiry.  *out gets the new value.
  * 0, or -1. */
 int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
+/* store_swap - key = val (a string, ttl_s seconds, 0 = never; NULL:
+ * key removed) only if key holds expect now (NULL: key absent or
+ * expired), the look and the write one step (an LMDB transaction, a Redis
+ * script): a lock taken, renewed and released by its holder's own token
+ * only.  1 done, 0 key held something else (left as it was), -1 store
+ * failure. */
+int store_swap(struct store *s, const char *key, const char *expect, const char *val,
+               unsigned ttl_s);
+/* store_learn - l's message moved from class l->was to class l->now in
+ * one step (one LMDB write transaction, one Redis script), only if its
+ * mark holds l->was: each token and the class's counter -1 for was and +1
+ * for now (tokens never below 0, a token left at 0/0 removed, a token
+ * learned stamped with today), and the mark set to now (or removed).
+ * Two learners of one message (the learn command beside autolearn, two
+ * machines on one Redis) cannot both count it: the second finds the
+ * mark changed.  Past bayes_token_max tokens (LMDB) the least useful go,
+ * as after store_tokens_add.  1 done, 0 the mark held something else
+ * (nothing changed: look again), -1 store failure (nothing changed; with
+ * Redis a failure inside the script, which Redis does not undo, is not
+ * ruled out, as for any script). */
+int store_learn(struct store *s, const struct store_learning *l);
 /* store_blob_get - the binary value of key: *data gets a malloc'd copy
  * (caller frees), *len its length.  1 found, 0 absent or expired, -1 store
  * failure (or a value over STORE_BLOB_MAX). */

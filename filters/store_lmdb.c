@@ -442,20 +442,18 @@ static int lmdb_move(void *vb, const char *from, const char *to)
 	return 1;
 }
 
-static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
+/* incr_in - store_incr's work inside txn: 0, or an LMDB error (what
+ * failed in *what) */
+static int incr_in(struct lmdb_store *b, MDB_txn *txn, const char *key, int64_t by,
+                   unsigned ttl_s, int64_t *out, const char **what)
 {
-	struct lmdb_store *b = vb;
-	MDB_txn *txn;
 	MDB_val k = key_val(key), v;
 	uint64_t now = now_s(), exp = ttl_s ? now + ttl_s : 0;
 	int64_t cur = 0;
 	char num[32];
 	int rc;
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
+	*what = "get";
 	rc = mdb_get(txn, b->kv, &k, &v);
 	if (rc == 0 && v.mv_size >= 8) {
 		uint64_t old = get_u64(v.mv_data);
@@ -469,15 +467,57 @@ static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int6
 			exp = old;
 		}
 	} else if (rc != 0 && rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		lerr(b, "get", rc);
-		return -1;
+		return rc;
 	}
 	cur += by;
 	snprintf(num, sizeof(num), "%" PRId64, cur);
-	if ((rc = put_kv(b, txn, key, num, strlen(num), exp)) != 0) {
+	*what = "put";
+	if ((rc = put_kv(b, txn, key, num, strlen(num), exp)) != 0)
+		return rc;
+	if (out != NULL)
+		*out = cur;
+	return 0;
+}
+
+/* live_in - key's live value inside txn, copied into val (at most
+ * valsz - 1 bytes, NUL-terminated): 1, 0 absent or expired, or -1 with
+ * the LMDB error in *err */
+static int live_in(struct lmdb_store *b, MDB_txn *txn, const char *key, char *val, size_t valsz,
+                   int *err)
+{
+	MDB_val k = key_val(key), v;
+	uint64_t exp;
+	size_t n;
+	int rc = mdb_get(txn, b->kv, &k, &v);
+
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0) {
+		*err = rc;
+		return -1;
+	}
+	if (v.mv_size < 8 || ((exp = get_u64(v.mv_data)) != 0 && exp <= now_s()))
+		return 0;
+	n = v.mv_size - 8 < valsz - 1 ? v.mv_size - 8 : valsz - 1;
+	memcpy(val, (char *)v.mv_data + 8, n);
+	val[n] = '\0';
+	return 1;
+}
+
+static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	const char *what;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	if ((rc = incr_in(b, txn, key, by, ttl_s, out, &what)) != 0) {
 		mdb_txn_abort(txn);
-		lerr(b, "put", rc);
+		lerr(b, what, rc);
 		return -1;
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
@@ -485,9 +525,46 @@ static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int6
 		return -1;
 	}
 	wrote(b);
-	if (out != NULL)
-		*out = cur;
 	return 0;
+}
+
+static int lmdb_swap(void *vb, const char *key, const char *expect, const char *val,
+                     unsigned ttl_s)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val k = key_val(key);
+	char cur[STORE_VALUE_MAX + 2];
+	int rc, found;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	if ((found = live_in(b, txn, key, cur, sizeof(cur), &rc)) < 0) {
+		mdb_txn_abort(txn);
+		lerr(b, "get", rc);
+		return -1;
+	}
+	if (found != (expect != NULL) || (found && strcmp(cur, expect) != 0)) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if (val != NULL)
+		rc = put_kv(b, txn, key, val, strlen(val), ttl_s ? now_s() + ttl_s : 0);
+	else if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
+		rc = 0;                   /* an expired value not swept yet */
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		lerr(b, "swap", rc);
+		return -1;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	wrote(b);
+	return 1;
 }
 
 static int lmdb_blob_get(void *vb, const char *key, unsigned char **data, size_t *len)
@@ -698,6 +775,38 @@ static uint32_t add_clamped(uint32_t cur, uint32_t d, int sign)
 	return cur > UINT32_MAX - d ? UINT32_MAX : cur + d;
 }
 
+/* token_change - one token's spam count moved by ds (up for ssign > 0,
+ * down otherwise, never below 0), its ham count by dh likewise, stamped
+ * with day if later than its own (0: not learned now; unlearning does not
+ * make a token newer), removed at 0/0, inside txn: 0 or an LMDB error */
+static int token_change(struct lmdb_store *b, MDB_txn *txn, uint64_t hash, uint32_t ds,
+                        int ssign, uint32_t dh, int hsign, uint32_t day)
+{
+	unsigned char kb[8], vbuf[TOKEN_VAL];
+	MDB_val k = { 8, kb }, v;
+	uint32_t s = 0, h = 0, d = 0;
+	int rc;
+
+	put_u64(kb, hash);
+	rc = mdb_get(txn, b->tok, &k, &v);
+	if (rc == 0)
+		token_counts(&v, &s, &h, &d);
+	else if (rc != MDB_NOTFOUND)
+		return rc;
+	s = add_clamped(s, ds, ssign);
+	h = add_clamped(h, dh, hsign);
+	if (day > d)
+		d = day;
+	if (s == 0 && h == 0)
+		return (rc = mdb_del(txn, b->tok, &k, NULL)) == MDB_NOTFOUND ? 0 : rc;
+	memcpy(vbuf, &s, 4);
+	memcpy(vbuf + 4, &h, 4);
+	memcpy(vbuf + 8, &d, 4);
+	v.mv_size = TOKEN_VAL;
+	v.mv_data = vbuf;
+	return mdb_put(txn, b->tok, &k, &v, 0);
+}
+
 static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int sign,
                            uint32_t day, uint64_t *ntokens)
 {
@@ -710,36 +819,10 @@ static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int 
 		lerr(b, "write", rc);
 		return -1;
 	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char kb[8], vbuf[TOKEN_VAL];
-		MDB_val k = { 8, kb }, v;
-		uint32_t s = 0, h = 0, d = 0;
-
-		put_u64(kb, t[i].hash);
-		rc = mdb_get(txn, b->tok, &k, &v);
-		if (rc == 0)
-			token_counts(&v, &s, &h, &d);
-		else if (rc != MDB_NOTFOUND)
+	for (size_t i = 0; i < n; i++)
+		if ((rc = token_change(b, txn, t[i].hash, t[i].spam, sign, t[i].ham, sign,
+		                       sign > 0 ? day : 0)) != 0)
 			goto fail;
-		s = add_clamped(s, t[i].spam, sign);
-		h = add_clamped(h, t[i].ham, sign);
-		if (sign > 0 && day > d)
-			d = day;              /* unlearning does not make a token newer */
-		if (s == 0 && h == 0) {
-			rc = mdb_del(txn, b->tok, &k, NULL);
-			if (rc == MDB_NOTFOUND)
-				rc = 0;
-		} else {
-			memcpy(vbuf, &s, 4);
-			memcpy(vbuf + 4, &h, 4);
-			memcpy(vbuf + 8, &d, 4);
-			v.mv_size = TOKEN_VAL;
-			v.mv_data = vbuf;
-			rc = mdb_put(txn, b->tok, &k, &v, 0);
-		}
-		if (rc != 0)
-			goto fail;
-	}
 	if (ntokens != NULL)
 		*ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
 	if ((rc = mdb_txn_commit(txn)) != 0) {
@@ -750,6 +833,60 @@ static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int 
 fail:
 	mdb_txn_abort(txn);
 	lerr(b, "token update", rc);
+	return -1;
+}
+
+/* lmdb_learn - one write transaction: the mark looked at, the tokens,
+ * the counters and the mark written, all committed or none (a full map
+ * part-way leaves nothing behind) */
+static int lmdb_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
+{
+	struct lmdb_store *b = vb;
+	MDB_txn *txn;
+	MDB_val mk = key_val(l->mark);
+	MDB_stat st;
+	char cur[8];
+	const char *what = "learn";
+	int ds = (l->now == 's') - (l->was == 's'), dh = (l->now == 'h') - (l->was == 'h');
+	int rc, found;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
+		lerr(b, "write", rc);
+		return -1;
+	}
+	if ((found = live_in(b, txn, l->mark, cur, sizeof(cur), &rc)) < 0)
+		goto fail;
+	if ((found ? cur[0] : '\0') != l->was || (found && cur[1] != '\0')) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if ((rc = token_change(b, txn, l->hashes[i], ds != 0, ds, dh != 0, dh,
+		                       l->now != '\0' ? day : 0)) != 0)
+			goto fail;
+	if ((ds != 0 && (rc = incr_in(b, txn, l->count[0], ds, 0, NULL, &what)) != 0)
+	    || (dh != 0 && (rc = incr_in(b, txn, l->count[1], dh, 0, NULL, &what)) != 0))
+		goto fail;
+	what = "mark";
+	if (l->now != '\0') {
+		char mark[2] = { l->now, '\0' };
+
+		rc = put_kv(b, txn, l->mark, mark, 1, l->mark_ttl_s ? now_s() + l->mark_ttl_s : 0);
+	} else if ((rc = mdb_del(txn, b->kv, &mk, NULL)) == MDB_NOTFOUND) {
+		rc = 0;
+	}
+	if (rc != 0)
+		goto fail;
+	*ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	wrote(b);
+	return 1;
+fail:
+	mdb_txn_abort(txn);
+	lerr(b, what, rc);
 	return -1;
 }
 
@@ -905,6 +1042,8 @@ const struct store_ops store_lmdb_ops = {
 	.del = lmdb_del,
 	.move = lmdb_move,
 	.incr = lmdb_incr,
+	.swap = lmdb_swap,
+	.learn = lmdb_learn,
 	.tokens_get = lmdb_tokens_get,
 	.tokens_add = lmdb_tokens_add,
 	.tokens_expire = lmdb_tokens_expire,

@@ -854,6 +854,107 @@ static void token_key(const struct redis_store *b, uint64_t h, char *out, size_t
 	snprintf(out, outsz, "%st:%016" PRIx64, b->prefix, h);
 }
 
+/* ARGV: expect ('' = absent), value ('' = remove), ttl */
+static const char swap_lua[] =
+	"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end "
+	"if ARGV[2] == '' then redis.call('DEL', KEYS[1]) "
+	"elseif ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+	"else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
+
+/* an int reply of 0 or 1 as the call's result, else -1 (logged) */
+static int zero_or_one(struct redis_store *b, const char *cmd, redisReply *r)
+{
+	int rc = -1;
+
+	if (r == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1))
+		rc = (int)r->integer;
+	else
+		wrong_type(b, cmd, r);
+	freeReplyObject(r);
+	return rc;
+}
+
+static int redis_swap(void *vb, const char *key, const char *expect, const char *val,
+                      unsigned ttl_s)
+{
+	struct redis_store *b = vb;
+	char k[FULL_KEY_SZ], ttl[24];
+	const char *argv[7] = { "EVAL", swap_lua, "1", k, expect ? expect : "", val ? val : "", ttl };
+
+	/* an empty string is a value Redis keeps, and would read as
+	 * "absent" here: no caller stores one */
+	if ((expect != NULL && expect[0] == '\0') || (val != NULL && val[0] == '\0'))
+		return -1;
+	full_key(b, key, k, sizeof(k));
+	snprintf(ttl, sizeof(ttl), "%u", ttl_s);
+	return zero_or_one(b, "EVAL (swap)", run(b, 7, argv, NULL));
+}
+
+/* KEYS: mark, spam counter, ham counter, the tokens; ARGV: mark expected
+ * ('' absent), mark wanted ('' forget), its ttl, the tokens' ttl.  One
+ * script: the look and every write one step, so that two learners of
+ * one message cannot both count it. */
+static const char learn_lua[] =
+	"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end "
+	"local ds, dh = 0, 0 "
+	"if ARGV[1] == 's' then ds = -1 elseif ARGV[1] == 'h' then dh = -1 end "
+	"if ARGV[2] == 's' then ds = ds + 1 elseif ARGV[2] == 'h' then dh = dh + 1 end "
+	"for i = 4, #KEYS do local k = KEYS[i] "
+	"local s = redis.call('HINCRBY', k, 's', ds) "
+	"local h = redis.call('HINCRBY', k, 'h', dh) "
+	"if s < 0 then redis.call('HSET', k, 's', 0) s = 0 end "
+	"if h < 0 then redis.call('HSET', k, 'h', 0) h = 0 end "
+	"if s == 0 and h == 0 then redis.call('DEL', k) "
+	"elseif ARGV[2] ~= '' and ARGV[4] ~= '0' then redis.call('EXPIRE', k, ARGV[4]) end "
+	"end "
+	"if ds ~= 0 then redis.call('INCRBY', KEYS[2], ds) end "
+	"if dh ~= 0 then redis.call('INCRBY', KEYS[3], dh) end "
+	"if ARGV[2] == '' then redis.call('DEL', KEYS[1]) "
+	"elseif ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+	"else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
+
+/* A message's tokens (at most BAYES_MAX_TOKENS) in one script: Redis runs
+ * it whole, a few milliseconds for the largest. */
+static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
+{
+	struct redis_store *b = vb;
+	size_t argc = 3 + 3 + l->n + 4, i;
+	const char **argv = xcalloc(argc, sizeof(*argv));
+	char (*keys)[FULL_KEY_SZ] = xcalloc(3, sizeof(*keys));
+	char (*tokens)[96] = xcalloc(l->n ? l->n : 1, sizeof(*tokens));
+	char nkeys[24], was[2] = { l->was, '\0' }, now[2] = { l->now, '\0' }, ttl[24], tttl[24];
+	int rc;
+
+	(void)day;
+	*ntokens = 0;
+	full_key(b, l->mark, keys[0], sizeof(keys[0]));
+	full_key(b, l->count[0], keys[1], sizeof(keys[1]));
+	full_key(b, l->count[1], keys[2], sizeof(keys[2]));
+	snprintf(nkeys, sizeof(nkeys), "%zu", 3 + l->n);
+	snprintf(ttl, sizeof(ttl), "%u", l->mark_ttl_s);
+	snprintf(tttl, sizeof(tttl), "%u", b->token_ttl_s);
+	argv[0] = "EVAL";
+	argv[1] = learn_lua;
+	argv[2] = nkeys;
+	for (i = 0; i < 3; i++)
+		argv[3 + i] = keys[i];
+	for (i = 0; i < l->n; i++) {
+		token_key(b, l->hashes[i], tokens[i], sizeof(tokens[i]));
+		argv[6 + i] = tokens[i];
+	}
+	argv[6 + l->n] = was;
+	argv[7 + l->n] = now;
+	argv[8 + l->n] = ttl;
+	argv[9 + l->n] = tttl;
+	rc = zero_or_one(b, "EVAL (learn)", run(b, (int)argc, argv, NULL));
+	free(argv);
+	free(keys);
+	free(tokens);
+	return rc;
+}
+
 static int redis_tokens_get(void *vb, struct store_token *t, size_t n)
 {
 	struct redis_store *b = vb;
@@ -972,6 +1073,8 @@ const struct store_ops store_redis_ops = {
 	.del = redis_del,
 	.move = redis_move,
 	.incr = redis_incr,
+	.swap = redis_swap,
+	.learn = redis_learn,
 	.tokens_get = redis_tokens_get,
 	.tokens_add = redis_tokens_add,
 	.blob_get = redis_blob_get,

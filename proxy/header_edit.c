@@ -68,7 +68,7 @@ size_t header_edits_apply(const char *msg, size_t len, const struct header_edit 
 {
 	struct at_edit *at = NULL;
 	struct at_group *grp = NULL;
-	size_t *other = NULL;           /* indexes of the HE_REMOVE and HE_CHANGE edits */
+	size_t *other = NULL;           /* indexes of the HE_REMOVE(_PREFIX), HE_CHANGE edits */
 	unsigned char *changed = NULL;  /* per edit: its HE_CHANGE is done */
 	size_t nat = 0, ngrp = 0, nother = 0, pos = 0, ret, i;
 	struct header_field f;
@@ -88,7 +88,7 @@ size_t header_edits_apply(const char *msg, size_t len, const struct header_edit 
 			sbuf_addf(out, "%s: %s\r\n", e->name, e->value);
 		else if (e->op == HE_REMOVE_AT)
 			at[nat++] = (struct at_edit){ e->name, e->index };
-		else if (e->op == HE_REMOVE || e->op == HE_CHANGE)
+		else if (e->op == HE_REMOVE || e->op == HE_REMOVE_PREFIX || e->op == HE_CHANGE)
 			other[nother++] = i;
 	}
 	if (nat > 1)    /* qsort(NULL, 0, ...) is undefined */
@@ -110,7 +110,9 @@ size_t header_edits_apply(const char *msg, size_t len, const struct header_edit 
 		/* removed_at first, always: it counts the fields of its names */
 		keep = !removed_at(&f, at, grp, ngrp);
 		for (k = 0; k < nother && keep; k++)
-			if (edits[other[k]].op == HE_REMOVE && header_name_matches(&f, edits[other[k]].name))
+			if ((edits[other[k]].op == HE_REMOVE && header_name_is(&f, edits[other[k]].name))
+			    || (edits[other[k]].op == HE_REMOVE_PREFIX
+			        && header_name_starts(&f, edits[other[k]].name)))
 				keep = 0;
 		for (k = 0; k < nother && keep; k++) {
 			const struct header_edit *e = &edits[other[k]];

@@ -128,10 +128,9 @@ size_t header_body_offset(const char *buf, size_t len)
 	return pos;
 }
 
-int header_name_matches(const struct header_field *f, const char *pattern)
+int header_name_starts(const struct header_field *f, const char *prefix)
 {
-	size_t n = strlen(pattern);
-	if (n > 0 && pattern[n - 1] == '*')
-		return f->name_len >= n - 1 && strncasecmp(f->name, pattern, n - 1) == 0;
-	return header_name_is(f, pattern);
+	size_t n = strlen(prefix);
+
+	return f->name_len >= n && strncasecmp(f->name, prefix, n) == 0;
 }

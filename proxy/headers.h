@@ -30,9 +30,9 @@ size_t header_unfold(const struct header_field *f, char *out, size_t outsz);
 /* header_name_is - case-insensitive name compare */
 int header_name_is(const struct header_field *f, const char *name);
 
-/* header_name_matches - like header_name_is, but a pattern ending in '*'
- * matches every name with that prefix ("X-Spam-*") */
-int header_name_matches(const struct header_field *f, const char *pattern);
+/* header_name_starts - the name starts with prefix, in any case
+ * (HE_REMOVE_PREFIX: "X-Spam-") */
+int header_name_starts(const struct header_field *f, const char *prefix);
 
 /* header_body_offset - offset of the body (after the empty line), or len */
 size_t header_body_offset(const char *buf, size_t len);

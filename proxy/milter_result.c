@@ -70,13 +70,13 @@ static char *milter_value(const char *v, int leadspc)
 	return b.data;
 }
 
-static int name_matches(const char *field, const char *pattern)
+/* name_matches - field is removed by e (HE_REMOVE: that name exactly,
+ * HE_REMOVE_PREFIX: a name starting so) */
+static int name_matches(const char *field, const struct header_edit *e)
 {
-	size_t n = strlen(pattern);
-
-	if (n > 0 && pattern[n - 1] == '*')
-		return strncasecmp(field, pattern, n - 1) == 0;
-	return strcasecmp(field, pattern) == 0;
+	if (e->op == HE_REMOVE_PREFIX)
+		return strncasecmp(field, e->name, strlen(e->name)) == 0;
+	return strcasecmp(field, e->name) == 0;
 }
 
 struct deletion {
@@ -131,11 +131,11 @@ static size_t deletions(const struct scan_result *res, const struct milter_field
 	 * them: not every field against every edit, of which the forged
 	 * Authentication-Results' removals can be a thousand */
 	for (i = 0; i < res->nedits; i++)
-		if (res->edits[i].op == HE_REMOVE)
+		if (res->edits[i].op == HE_REMOVE || res->edits[i].op == HE_REMOVE_PREFIX)
 			pat[npat++] = i;
 	for (k = 0; k < fields->count; k++)
 		for (i = 0; i < npat; i++)
-			if (name_matches(fields->names[k], res->edits[pat[i]].name)) {
+			if (name_matches(fields->names[k], &res->edits[pat[i]])) {
 				del[ndel++] = (struct deletion){ fields->names[k], k, 0 };
 				break;
 			}
@@ -160,11 +160,29 @@ static size_t deletions(const struct scan_result *res, const struct milter_field
 	return ndel;
 }
 
+/* left_after - fields named name that the deletions leave (a deletion
+ * past the last field of its name removes nothing) */
+static size_t left_after(const struct milter_fields *fields, const struct deletion *del,
+                         size_t ndel, const char *name)
+{
+	size_t have = 0, gone = 0, i;
+
+	for (i = 0; i < fields->count; i++)
+		have += strcasecmp(fields->names[i], name) == 0;
+	for (i = 0; i < ndel; i++)
+		gone += strcasecmp(del[i].name, name) == 0 && del[i].index <= have;
+	return have > gone ? have - gone : 0;
+}
+
 /* apply_edits - deletions first (the indexes refer to the message as
  * received: an inserted field of the same name would shift them), then
- * changes, then the added fields on top. */
-static void apply_edits(SMFICTX *ctx, const struct scan_result *res, const struct deletion *del,
-                        size_t ndel, int leadspc)
+ * changes, then the added fields on top.  A change of a name no field
+ * has (left) is not sent: smfi_chgheader of a field that is not there
+ * adds it (Sendmail, and Postfix's cleanup after it), while the proxy,
+ * `scan --output` and a release change only a field there is
+ * (mw_header_change, filter.h). */
+static void apply_edits(SMFICTX *ctx, const struct scan_result *res, const struct milter_fields *fields,
+                        const struct deletion *del, size_t ndel, int leadspc)
 {
 	size_t i;
 	int at = 0;
@@ -176,7 +194,7 @@ static void apply_edits(SMFICTX *ctx, const struct scan_result *res, const struc
 		const struct header_edit *e = &res->edits[i];
 		char *v;
 
-		if (e->op == HE_CHANGE) {
+		if (e->op == HE_CHANGE && left_after(fields, del, ndel, e->name) > 0) {
 			v = milter_value(e->value, leadspc);
 			if (smfi_chgheader(ctx, e->name, 1, v) != MI_SUCCESS)
 				slog(NULL, LOG_WARNING, "milter: cannot change header %s", e->name);
@@ -239,8 +257,8 @@ static sfsistat refuse_edits(SMFICTX *ctx, const char **what, const char **reply
 }
 
 static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
-                      const struct deletion *del, size_t ndel, int leadspc, const char **what,
-                      const char **reply);
+                      const struct milter_fields *fields, const struct deletion *del, size_t ndel,
+                      int leadspc, const char **what, const char **reply);
 
 sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
                       const struct milter_fields *fields, int leadspc, const char **what,
@@ -262,15 +280,15 @@ sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 			return refuse_edits(ctx, what, reply);
 		}
 	}
-	rc = apply(ctx, cfg, res, del, ndel, leadspc, what, reply);
+	rc = apply(ctx, cfg, res, fields, del, ndel, leadspc, what, reply);
 	free(del);
 	return rc;
 }
 
 /* apply - milter_apply's action, its edits counted (del) */
 static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
-                      const struct deletion *del, size_t ndel, int leadspc, const char **what,
-                      const char **reply)
+                      const struct milter_fields *fields, const struct deletion *del, size_t ndel,
+                      int leadspc, const char **what, const char **reply)
 {
 	switch (res->action) {
 	case MW_ACCEPT:
@@ -284,7 +302,7 @@ static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 			milter_reply(ctx, R_NO_BODY);
 			return SMFIS_TEMPFAIL;
 		}
-		apply_edits(ctx, res, del, ndel, leadspc);
+		apply_edits(ctx, res, fields, del, ndel, leadspc);
 		return SMFIS_CONTINUE;
 	case MW_QUARANTINE:
 		if (cfg->milter_quarantine == MILTER_QUARANTINE_MTA) {
@@ -303,7 +321,7 @@ static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 				milter_reply(ctx, R_NO_BODY);
 				return SMFIS_TEMPFAIL;
 			}
-			apply_edits(ctx, res, del, ndel, leadspc);
+			apply_edits(ctx, res, fields, del, ndel, leadspc);
 			snprintf(reason, sizeof(reason), "mailwarden: score %.2f", res->score);
 			if (smfi_quarantine(ctx, reason) != MI_SUCCESS) {
 				/* not held: going on would deliver what the audit

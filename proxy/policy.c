@@ -275,7 +275,7 @@ void policy_decide(const struct config *cfg, const struct policy_in *in,
 	/* every X-Spam-* field of the sender's (X-Spam-Level, -Checker-Version
 	 * too), not only the three we write: downstream rules must only ever
 	 * see ours */
-	edit_push(&v, &n, HE_REMOVE, POLICY_HDR_ANY, NULL);
+	edit_push(&v, &n, HE_REMOVE_PREFIX, POLICY_HDR_PREFIX, NULL);
 	v = xrealloc(v, (n + res->nedits) * sizeof(*v));
 	for (i = 0; i < res->nedits; i++)
 		v[n++] = res->edits[i];

@@ -14,7 +14,7 @@
 #define POLICY_HDR_FLAG   "X-Spam-Flag"
 #define POLICY_HDR_SCORE  "X-Spam-Score"
 #define POLICY_HDR_STATUS "X-Spam-Status"
-#define POLICY_HDR_ANY    "X-Spam-*"       /* HE_REMOVE: a trailing '*' matches a prefix */
+#define POLICY_HDR_PREFIX "X-Spam-"        /* HE_REMOVE_PREFIX: every field so named */
 
 struct policy_in {
 	enum mw_direction direction;   /* which thresholds apply */

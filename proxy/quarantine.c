@@ -844,7 +844,7 @@ int quarantine_release_body(const struct quarantine_entry *e, size_t limit, char
 }
 
 /* The edits a release matches against every header field of ID.eml
- * (header_edit.c: each HE_REMOVE and HE_CHANGE, and each name of the
+ * (header_edit.c: each HE_REMOVE, HE_REMOVE_PREFIX and HE_CHANGE, and each name of the
  * HE_REMOVE_AT ones): a scan makes at most MW_MAX_EDITS of them from its
  * filters, and a few of its own (the Content-* fields of a rewritten body,
  * X-Spam-*, Subject, the Authentication-Results it removes).  The record
@@ -866,7 +866,7 @@ static int matched_edits_ok(const struct header_edit *edits, size_t n)
 				;
 			if (k < nat)
 				continue;       /* another field of a name counted */
-		} else if (h->op != HE_REMOVE && h->op != HE_CHANGE)
+		} else if (h->op != HE_REMOVE && h->op != HE_REMOVE_PREFIX && h->op != HE_CHANGE)
 			continue;
 		if (matched == RELEASE_MATCHED_EDITS_MAX)
 			return 0;
@@ -890,6 +890,18 @@ int quarantine_release_edits(const struct quarantine_entry *e, struct header_edi
 	    || header_edits_from_json(a, edits, nedits) < 0)
 		return qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed",
 		    e->id);
+	/* recorded before session 18 gave the policy's X-Spam-* removal its
+	 * own op: "remove" of "X-Spam-*" meant the prefix (a filter's removal
+	 * of a name ending in '*' was read so too then) */
+	for (size_t i = 0; i < *nedits; i++) {
+		struct header_edit *h = &(*edits)[i];
+		size_t nl = strlen(h->name);
+
+		if (h->op == HE_REMOVE && nl > 1 && h->name[nl - 1] == '*') {
+			h->op = HE_REMOVE_PREFIX;
+			h->name[nl - 1] = '\0';
+		}
+	}
 	if (header_edits_check(*edits, *nedits, QUARANTINE_RELEASE_EDITS_MAX) < 0) {
 		header_edits_free(*edits, *nedits);
 		*edits = NULL;

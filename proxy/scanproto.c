@@ -26,7 +26,7 @@
  *             "tls":"..","mta_quarantine":true,"timeout_ms":N}
  *   result:  {"id":N,"action":"accept"|..,"score":D,"required":D,
  *             "reply":"..","symbols":[{"name":"..","score":D,"filter":"..",
- *             "desc":".."}],"edits":[{"op":"add"|"remove"|"change",
+ *             "desc":".."}],"edits":[{"op":"add"|"remove"|"change"|"remove_at"|"remove_prefix",
  *             "name":"..","value":".."}],"quarantine_id":"..","error":"..",
  *             "scan_ms":D,"timed_out":".."}
  * Only "id" is required; a missing string is "", a missing number 0.  The
@@ -61,7 +61,7 @@ static const char *const action_names[MW_ACTION_COUNT] = {
 	"accept", "tag", "quarantine", "discard", "tempfail", "reject",
 };
 
-static const char *const edit_op_names[] = { "add", "remove", "change", "remove_at" };
+static const char *const edit_op_names[] = { "add", "remove", "change", "remove_at", "remove_prefix" };
 
 const char *mw_action_name(enum mw_action a)
 {
@@ -193,11 +193,11 @@ json_object *header_edits_to_json(const struct header_edit *edits, size_t n)
 		const struct header_edit *h = &edits[i];
 
 		e = json_object_new_object();
-		add_str(e, "op", (unsigned)h->op <= HE_REMOVE_AT ? edit_op_names[h->op] : "?");
+		add_str(e, "op", (unsigned)h->op <= HE_OP_LAST ? edit_op_names[h->op] : "?");
 		add_str(e, "name", h->name);
 		if (h->op == HE_REMOVE_AT)
 			json_object_object_add(e, "index", json_object_new_int64(h->index));
-		else if (h->op != HE_REMOVE)
+		else if (!header_edit_removes(h->op))
 			add_str(e, "value", h->value);
 		json_object_array_add(a, e);
 	}
@@ -511,7 +511,7 @@ static int edit_from_json(json_object *e, struct header_edit *h)
 		h->index = (unsigned)v;
 	}
 	have = str_at(e, "value", SP_MAX_STRING, &s, &len);
-	if (have < 0 || (h->op == HE_REMOVE || h->op == HE_REMOVE_AT) != (have == 0))
+	if (have < 0 || header_edit_removes(h->op) != (have == 0))
 		return -1;
 	if (have) {
 		if (!field_value_ok(s, len))
@@ -580,9 +580,9 @@ int header_edits_check(const struct header_edit *edits, size_t n, size_t max_byt
 		const struct header_edit *h = &edits[i];
 		size_t nl = h->name != NULL ? strlen(h->name) : 0;
 		size_t vl = h->value != NULL ? strlen(h->value) : 0;
-		int removal = h->op == HE_REMOVE || h->op == HE_REMOVE_AT;
+		int removal = header_edit_removes(h->op);
 
-		if ((unsigned)h->op > HE_REMOVE_AT || nl == 0 || nl > 256 || !field_name_ok(h->name)
+		if ((unsigned)h->op > HE_OP_LAST || nl == 0 || nl > 256 || !field_name_ok(h->name)
 		    || removal != (h->value == NULL) || vl > SP_MAX_STRING
 		    || (h->op == HE_REMOVE_AT && h->index > 100000)
 		    || (h->value != NULL && !field_value_ok(h->value, vl)))
@@ -725,12 +725,12 @@ void scan_result_encode(struct sbuf *out, const struct scan_result *r)
 	for (i = 0; i < r->nedits; i++) {
 		const struct header_edit *h = &r->edits[i];
 
-		put_u8(out, (unsigned)h->op <= HE_REMOVE_AT ? (unsigned)h->op : 0xff);
+		put_u8(out, (unsigned)h->op <= HE_OP_LAST ? (unsigned)h->op : 0xff);
 		put_str(out, h->name);
 		if (h->op == HE_REMOVE_AT)
 			put_u32(out, h->index);
-		put_u8(out, h->op != HE_REMOVE && h->op != HE_REMOVE_AT);
-		if (h->op != HE_REMOVE && h->op != HE_REMOVE_AT)
+		put_u8(out, !header_edit_removes(h->op));
+		if (!header_edit_removes(h->op))
 			put_str(out, h->value);
 	}
 	put_str(out, r->quarantine_id);
@@ -922,7 +922,7 @@ static int edit_decode(struct rd *rd, struct header_edit *h)
 	size_t len;
 	int have;
 
-	if (rd->bad || op > HE_REMOVE_AT)
+	if (rd->bad || op > HE_OP_LAST)
 		return -1;
 	h->op = (enum header_edit_op)op;
 	h->name = getdup(rd, 256);
@@ -936,7 +936,7 @@ static int edit_decode(struct rd *rd, struct header_edit *h)
 		h->index = ix;
 	}
 	have = getflag(rd);
-	if (rd->bad || (h->op == HE_REMOVE || h->op == HE_REMOVE_AT) == have)
+	if (rd->bad || header_edit_removes(h->op) == have)
 		return -1;
 	if (have) {
 		s = getstr(rd, SP_MAX_STRING, &len);

@@ -66,13 +66,24 @@ struct scan_symbol {
 
 /* HE_REMOVE_AT removes one field: the index-th (0-based) field of that
  * name in the message as received (e.g. one forged Authentication-Results
- * among several); the milter front end maps it to smfi_chgheader(index+1). */
-enum header_edit_op { HE_ADD = 0, HE_REMOVE, HE_CHANGE, HE_REMOVE_AT };
+ * among several); the milter front end maps it to smfi_chgheader(index+1).
+ * HE_REMOVE removes every field of exactly that name (a '*' in it is a
+ * character of the name: filters copy names from the message);
+ * HE_REMOVE_PREFIX every field whose name starts with it (the policy's
+ * "X-Spam-"), never made from a filter's call.  Until session 18 a
+ * trailing '*' of any HE_REMOVE was read as a prefix. */
+enum header_edit_op { HE_ADD = 0, HE_REMOVE, HE_CHANGE, HE_REMOVE_AT, HE_REMOVE_PREFIX };
+#define HE_OP_LAST HE_REMOVE_PREFIX
+
+/* header_edit_removes - the op takes no value */
+static inline int header_edit_removes(enum header_edit_op op)
+{
+	return op == HE_REMOVE || op == HE_REMOVE_AT || op == HE_REMOVE_PREFIX;
+}
 
 struct header_edit {
 	enum header_edit_op op;
-	char *name;                  /* owned; for HE_REMOVE a trailing '*' makes
-	                                it a prefix ("X-Spam-*") */
+	char *name;                  /* owned; for HE_REMOVE_PREFIX a prefix */
 	char *value;                 /* owned; NULL for HE_REMOVE/HE_REMOVE_AT */
 	unsigned index;              /* HE_REMOVE_AT only */
 };

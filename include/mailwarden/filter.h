@@ -126,8 +126,16 @@ void mw_symbol(struct mw_ctx *ctx, const char *name, double score,
                const char *desc_fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void mw_header_add(struct mw_ctx *ctx, const char *name, const char *value);
-void mw_header_remove(struct mw_ctx *ctx, const char *name);   /* every field of that name */
-void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value); /* first field */
+/* mw_header_remove - every field of exactly that name (any case); a '*'
+ * in it is a character of the name, never a wildcard (before session 18
+ * a trailing '*' matched every name so starting: a name copied from the
+ * message, "*", removed the whole header). */
+void mw_header_remove(struct mw_ctx *ctx, const char *name);
+/* mw_header_change - the first field of that name (the first one left
+ * after removals) gets value; when the message has none, nothing is done,
+ * by every front end (before session 18 the milter's smfi_chgheader made
+ * the MTA add the field).  To add a field, mw_header_add. */
+void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value);
 /* A hard verdict: the hardest one wins over the score (among equal ones,
  * the first).  reply_text is the text part of the SMTP reply only, without
  * code: the code and enhanced code always come from the configured reply

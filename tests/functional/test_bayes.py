@@ -7,13 +7,14 @@ the CLI, network checks off)."""
 import json
 import os
 import re
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from corpuslib import training_half
-from mwlib import make_msg, run_mw
+from mwlib import MW_BIN, make_msg, run_mw
 from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
 from storelib import bayes_seen_key, fnv1a64, legacy_bayes_seen_key, store_del, store_peek, store_put
 
@@ -293,6 +294,94 @@ def test_learned_message_is_remembered_for_seen_ttl(store, tmp_path):
     assert "learned as ham 1 message(s)" in out, out
     rc, out, err = learn(opts, "--ham", msg)
     assert "1 already learned so" in out, out
+
+
+def holds(out):
+    """(spam, ham, tokens or None) of a learn run's summary line"""
+    m = re.search(r"store holds (\d+) spam, (\d+) ham(?:, (\d+) tokens)?", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3))
+
+
+def learn_at_once(opts, runs):
+    """the learn runs (argument lists) started together; their outputs"""
+    cmd = [MW_BIN, "learn"]
+    for k, v in opts:
+        cmd += ["-o", "%s=%s" % (k, v)]
+    procs = [subprocess.Popen(cmd + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for args in runs]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, (out, err)
+    return [out.decode() for out, _ in outs]
+
+
+def test_concurrent_learns_count_each_message_once(store, tmp_path):
+    """README "Bayes": a message learned twice the same way is skipped,
+    also when the two learns run at once (the learn command beside
+    autolearn, two machines on one Redis).  The look at the message's mark
+    and the writes are one step (store_learn): before, three runs over the
+    same 300 messages counted some twice (304..434 "newly learned"), and
+    --forget never took the extra counts and tokens away."""
+    kind, opts, _ = store
+    opts = opts + [("bayes_chars", "no")]
+    d = tmp_path / "corpus"
+    d.mkdir()
+    n = 300
+    for i in range(n):
+        (d / ("m%03d.eml" % i)).write_bytes(make_msg(
+            subject="offer %d" % i, body="cheap pills number %d click here winner %d" % (i, i),
+            msgid="<race%d@test.example>" % i))
+    rc, out, err = learn(opts, "--spam", str(d / "m000.eml"))      # the store exists
+    assert rc == 0, (out, err)
+    outs = learn_at_once(opts, [["--spam", str(d)]] * 3)
+    learned = sum(int(re.search(r"learned as spam (\d+) message", o).group(1)) for o in outs)
+    assert learned == n - 1, ("newly learned by the three runs", learned, outs)
+    rc, out, _ = learn(opts, "--forget", "/dev/null")
+    assert holds(out)[:2] == (n, 0), out
+    # relearning at once both ways: each message in one class, once
+    outs = learn_at_once(opts, [["--ham", str(d)], ["--spam", str(d)], ["--ham", str(d)]])
+    rc, out, _ = learn(opts, "--forget", "/dev/null")
+    spam, ham, _ = holds(out)
+    assert spam + ham == n, (spam, ham, outs)
+    rc, out, _ = learn(opts, "--forget", str(d))
+    assert "forgot %d message(s)" % n in out, out
+    assert holds(out) == (0, 0, 0 if kind == "lmdb" else None), out
+    if kind == "redis":
+        redis = store[2]
+        prefix = dict(opts)["store_prefix"]
+        assert redis.keys(prefix + "t:*").count(prefix.encode()) == 0, "tokens left behind"
+
+
+def big_message(path, stem, msgid):
+    words = " ".join("%s%05d" % (stem, i) for i in range(12000))
+    body = "\r\n".join(words[i:i + 70] for i in range(0, len(words), 70))
+    path.write_bytes(make_msg(subject="big", body=body, msgid=msgid))
+    return str(path)
+
+
+def test_failed_learn_leaves_nothing_counted(tmp_path):
+    """A learn that fails part-way (here a full LMDB map, the README's
+    example of a store that fails) counts nothing: the tokens, the
+    message count and the mark are one write transaction.  Before, the
+    token batches of 4096 that fitted stayed counted with no mark and no
+    message count: a retry counted them again, and --forget never took
+    them away."""
+    store_path = tmp_path / "st.lmdb"
+    opts = [("store", "lmdb"), ("store_path", str(store_path)), ("bayes_chars", "no")]
+    roomy, tight = opts + [("store_map_size", "64M")], opts + [("store_map_size", "1M")]
+    first = big_message(tmp_path / "big1.eml", "zq", "<big1@test.example>")
+    second = big_message(tmp_path / "big2.eml", "zr", "<big2@test.example>")
+    rc, out, err = learn(roomy, "--spam", first)
+    assert rc == 0 and holds(out) == (1, 0, 20000), (out, err)
+    rc, out, err = learn(tight, "--spam", second)                 # no room for 20000 more
+    assert rc == 1 and "MDB_MAP_FULL" in err, (out, err)
+    rc, out, err = learn(roomy, "--forget", "/dev/null")
+    assert holds(out) == (1, 0, 20000), ("the failed learn left counts behind", out)
+    rc, out, err = learn(roomy, "--spam", second)                 # the retry counts it once
+    assert rc == 0 and holds(out)[:2] == (2, 0) and holds(out)[2] > 20000, (out, err)
+    rc, out, err = learn(roomy, "--forget", first, second)
+    assert holds(out) == (0, 0, 0), out
 
 
 # Two Message-IDs whose keys of before were one (tests/bench/fnv1a_collide.c

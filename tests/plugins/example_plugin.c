@@ -19,7 +19,10 @@
  * message (a scan that misses its deadline, a scanner killed mid-scan);
  * work_header=NAME: a field NAME holding a number of ms is work done in
  * steps while the message's deadline leaves time (mw_time_left_ms), cut
- * short with the symbol EXAMPLE_WORK_CUT when it does not.
+ * short with the symbol EXAMPLE_WORK_CUT when it does not;
+ * edit_header=NAME: a field NAME holding "remove FIELD" or "change FIELD
+ * VALUE" makes the plugin call mw_header_remove or mw_header_change with
+ * what the message says (the name taken as it is, as a sanitizer would).
  *
  * Build:  cc -std=c11 -Iinclude -shared -fPIC -o example.so example_plugin.c
  *         (the Makefile builds it as build/tests/example_plugin.so)
@@ -82,6 +85,7 @@ struct example {
 	char   action_header[77];   /* tests: its value names the verdict */
 	char   sleep_header[77];    /* tests: its value is a delay in ms */
 	char   work_header[77];     /* tests: its value is ms of work under the deadline */
+	char   edit_header[77];     /* tests: its value asks for a header edit */
 	char   reject_rcpt[256];    /* tests: a recipient containing this is refused */
 };
 
@@ -133,9 +137,9 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 			}
 			snprintf(ex->reject_header, sizeof(ex->reject_header), "%s", v);
 		} else if (strcmp(k, "action_header") == 0 || strcmp(k, "sleep_header") == 0
-		    || strcmp(k, "work_header") == 0) {
-			char *dst = k[0] == 'a' ? ex->action_header
-			          : k[0] == 's' ? ex->sleep_header : ex->work_header;
+		    || strcmp(k, "work_header") == 0 || strcmp(k, "edit_header") == 0) {
+			char *dst = k[0] == 'a' ? ex->action_header : k[0] == 's' ? ex->sleep_header
+			          : k[0] == 'w' ? ex->work_header : ex->edit_header;
 			if (*v == '\0' || strlen(v) >= sizeof(ex->action_header)
 			    || strchr(v, ':') != NULL) {
 				snprintf(err, errlen, "%s: not a header field name", k);
@@ -159,7 +163,7 @@ static int example_init(void **instance, const struct mw_filter_args *args,
 			}
 		} else {
 			snprintf(err, errlen, "unknown argument \"%s\" (known: word, score, "
-			    "reject_header, action_header, sleep_header, work_header, reject_rcpt, "
+			    "reject_header, action_header, sleep_header, work_header, edit_header, reject_rcpt, "
 			    "delay_ms)", k);
 			goto fail;
 		}
@@ -222,6 +226,17 @@ static void example_on_header(struct mw_ctx *ctx, const char *name, const char *
 			m->work_ms = strtol(value, NULL, 10);
 			if (m->work_ms < 0 || m->work_ms > 600000)
 				m->work_ms = 0;
+		}
+	} else if (ex->edit_header[0] && strcasecmp(name, ex->edit_header) == 0) {
+		char field[256];
+		const char *sp;
+
+		if (strncmp(value, "remove ", 7) == 0) {
+			mw_header_remove(ctx, value + 7);
+		} else if (strncmp(value, "change ", 7) == 0 && (sp = strchr(value + 7, ' ')) != NULL
+		           && (size_t)(sp - (value + 7)) < sizeof(field)) {
+			snprintf(field, sizeof(field), "%.*s", (int)(sp - (value + 7)), value + 7);
+			mw_header_change(ctx, field, sp + 1);
 		}
 	}
 }

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "filters/bayes_chars.h"
@@ -446,6 +449,70 @@ static void test_retrain(void **state)
 	config_unref(c);
 }
 
+/* takes the lock from its holder as soon as it is held: what a holder
+ * that stalled past CHARS_LOCK_TTL finds (its lock expired, another
+ * process took it) */
+struct thief {
+	struct store *st;
+	atomic_int    stole, stop;
+};
+
+static void *steal(void *arg)
+{
+	struct thief *t = arg;
+	char v[64];
+
+	while (!atomic_load(&t->stop)) {
+		if (store_get(t->st, "bayes:chars:lock", v, sizeof(v)) == 1 && strcmp(v, "other") != 0) {
+			assert_int_equal(store_set(t->st, "bayes:chars:lock", "other", 60), 0);
+			atomic_store(&t->stole, 1);
+			break;
+		}
+		usleep(200);
+	}
+	return NULL;
+}
+
+/* a holder lets go of the lock only while it is its own: one that
+ * expired while it trained and another took stays the other's (until
+ * session 18 the release deleted it whoever held it) */
+static void test_lock_released_only_by_its_holder(void **state)
+{
+	char err[512], ov[160], key[64], v[64];
+	const char *o[1] = { ov };
+	struct config *c;
+	struct store *st;
+	struct thief th = { 0 };
+	pthread_t tid;
+
+	(void)state;
+	snprintf(ov, sizeof(ov), "store_path=%s/lock.lmdb", dir);
+	assert_non_null(c = config_load(NULL, o, 1, err, sizeof(err)));
+	assert_non_null(st = store_open(c, err, sizeof(err)));
+	for (int i = 0; i < 400; i++) {       /* a training of some 100 ms */
+		char *msg = message(i % 2, i);
+
+		snprintf(key, sizeof(key), "bayes:seen:%04d", i);
+		assert_int_equal(chars_keep(st, key, (const unsigned char *)msg, strlen(msg), i % 2, 0), 0);
+		free(msg);
+	}
+	th.st = st;
+	assert_int_equal(pthread_create(&tid, NULL, steal, &th), 0);
+	assert_int_equal(chars_rebuild(st, NULL), 0);
+	atomic_store(&th.stop, 1);
+	pthread_join(tid, NULL);
+	assert_true(atomic_load(&th.stole));     /* taken while it trained */
+	assert_int_equal(store_get(st, "bayes:chars:lock", v, sizeof(v)), 1);
+	assert_string_equal(v, "other");
+	/* and the other's lock keeps the daemon's training off */
+	assert_int_equal(chars_keep(st, "bayes:seen:0000", NULL, 0, -1, 0), 0);
+	assert_int_equal(chars_retrain(st, &(struct chars_trained){ 0 }), CHARS_RETRAIN_LOCKED);
+	assert_int_equal(store_get(st, "bayes:chars:lock", v, sizeof(v)), 1);
+	assert_string_equal(v, "other");
+	store_close(st);
+	config_unref(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +524,7 @@ int main(void)
 		cmocka_unit_test(test_model_form),
 		cmocka_unit_test(test_store_round_trip),
 		cmocka_unit_test(test_retrain),
+		cmocka_unit_test(test_lock_released_only_by_its_holder),
 	};
 
 	return cmocka_run_group_tests(tests, unit_tmpdir_setup, unit_tmpdir_teardown);

@@ -195,20 +195,21 @@ static void test_check_config_calls(void **state)
 	 * a GET per limit (the domain's per recipient domain); Bayes: 2 counts,
 	 * 5 batches of tokens, the character model's version and blob, and
 	 * autolearn's mark (and its key of before), its example and the
-	 * examples' count, 5 batches, a count and the mark: 20 */
+	 * examples' count, and the learning (tokens, count and mark in one
+	 * store_learn): 14 */
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(store, 13, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "add up to 60s at worst for one recipient, one after the other "
+	assert_non_null(strstr(out, "add up to 48s at worst for one recipient, one after the other "
 	    "(greylist: 4 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
-	    "2 x store_timeout 2s per recipient domain, bayes: 20 x store_timeout 2s), more than "
+	    "2 x store_timeout 2s per recipient domain, bayes: 14 x store_timeout 2s), more than "
 	    "scan_timeout 30s"));
 	/* autolearn keeping no example (bayes_autolearn_examples = no, the
-	 * default): 18 */
+	 * default): 12 */
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(store, 12, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "add up to 56s at worst for one recipient, one after the other "
+	assert_non_null(strstr(out, "add up to 44s at worst for one recipient, one after the other "
 	    "(greylist: 4 x store_timeout 2s per recipient, ratelimit: 4 x store_timeout 2s + "
-	    "2 x store_timeout 2s per recipient domain, bayes: 18 x store_timeout 2s), more than "
+	    "2 x store_timeout 2s per recipient domain, bayes: 12 x store_timeout 2s), more than "
 	    "scan_timeout 30s"));
 
 	/* the envelope check alone: spf's 12 s against milter_early_timeout's

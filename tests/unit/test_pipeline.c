@@ -233,7 +233,7 @@ static void test_subject_tag(void **state)
 	assert_true(res.symbols[0].score == 6.0);
 	assert_true(res.score == 6.0);
 	assert_true(res.required == 5.0);
-	assert_non_null(find_edit(&res, HE_REMOVE, "X-Spam-*"));
+	assert_non_null(find_edit(&res, HE_REMOVE_PREFIX, "X-Spam-"));
 	assert_string_equal(find_edit(&res, HE_ADD, "X-Spam-Flag")->value, "YES");
 	assert_string_equal(find_edit(&res, HE_ADD, "X-Spam-Score")->value, "6.0");
 	assert_string_equal(find_edit(&res, HE_ADD, "X-Spam-Status")->value,

@@ -61,8 +61,8 @@ static void expect_removes(const struct scan_result *r)
 {
 	/* one removal of every X-Spam-* field the sender wrote */
 	assert_true(r->nedits >= 1);
-	assert_int_equal(r->edits[0].op, HE_REMOVE);
-	assert_string_equal(r->edits[0].name, "X-Spam-*");
+	assert_int_equal(r->edits[0].op, HE_REMOVE_PREFIX);
+	assert_string_equal(r->edits[0].name, "X-Spam-");
 	assert_null(r->edits[0].value);
 }
 

@@ -209,7 +209,7 @@ static void store_one(struct config *cfg, char *id)
 static void test_release_edits(void **state)
 {
 	struct header_edit edits[3] = {
-		{ HE_REMOVE, "X-Spam-*", NULL, 0 },
+		{ HE_REMOVE_PREFIX, "X-Spam-", NULL, 0 },
 		{ HE_REMOVE_AT, "Authentication-Results", NULL, 2 },
 		{ HE_ADD, "X-Spam-Status", "Yes, score=7.0 required=5.0\r\n\ttests=A,B", 0 },
 	};
@@ -248,6 +248,21 @@ static void test_release_edits(void **state)
 			assert_null(got[i].value);
 	}
 	assert_int_equal(got[1].index, 2);
+	header_edits_free(got, n);
+	/* recorded before HE_REMOVE_PREFIX (session 18): "remove" of
+	 * "X-Spam-*" is read as the prefix removal it meant */
+	{
+		json_object *rel, *a, *e0;
+
+		assert_true(json_object_object_get_ex(e.rec, "release", &rel));
+		assert_true(json_object_object_get_ex(rel, "edits", &a));
+		e0 = json_object_array_get_idx(a, 0);
+		json_object_object_add(e0, "op", json_object_new_string("remove"));
+		json_object_object_add(e0, "name", json_object_new_string("X-Spam-*"));
+	}
+	assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 1);
+	assert_int_equal(got[0].op, HE_REMOVE_PREFIX);
+	assert_string_equal(got[0].name, "X-Spam-");
 	header_edits_free(got, n);
 	/* a record without them (stored before session 18): 0, none */
 	json_object_object_del(e.rec, "release");
