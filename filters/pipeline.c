@@ -784,6 +784,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	 * before we read the request): the filters' waits end a margin
 	 * before, so that the verdict from what did answer gets there */
 	deadline_begin(start + budget - deadline_margin_ms(budget));
+	deadline_watch_scan(req->session_id, (unsigned long long)req->id, start, start + budget);
 	scan_timed(p, req, msgfd, flags, res);
 	if (deadline_report(res->timed_out, sizeof(res->timed_out)) > 0)
 		slog(req->session_id, LOG_WARNING, "scan id=%llu: out of time: %s (the front end "
