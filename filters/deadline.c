@@ -20,6 +20,7 @@ struct state {
 	const char *filter;        /* borrowed */
 	struct note notes[MAX_NOTES];
 	size_t      nnotes;
+	struct deadline_watch *watch;   /* NULL: this thread's scans are not watched */
 };
 
 static _Thread_local struct state st;
@@ -42,20 +43,104 @@ long long deadline_now_ms(void)
 	return monotime_ms();
 }
 
+/* the watch's view of this thread's scan: ended (give_up 0), or its
+ * filter changed */
+static void watch_filter(const char *name, int ended)
+{
+	struct deadline_watch *w = st.watch;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	if (ended) {
+		w->give_up = 0;
+		w->reported = 0;
+	}
+	w->filter = name;
+	w->filter_since = deadline_now_ms();
+	pthread_mutex_unlock(&w->lock);
+}
+
 void deadline_begin(long long at_ms)
 {
+	struct deadline_watch *w = st.watch;
+
 	memset(&st, 0, sizeof(st));
+	st.watch = w;
 	st.at = at_ms;
+	watch_filter(NULL, 1);
 }
 
 void deadline_end(void)
 {
+	struct deadline_watch *w = st.watch;
+
 	memset(&st, 0, sizeof(st));
+	st.watch = w;
+	watch_filter(NULL, 1);
 }
 
 void deadline_filter(const char *name)
 {
 	st.filter = name;
+	watch_filter(name, 0);
+}
+
+/* --- the watch --------------------------------------------------------------- */
+
+void deadline_watch_init(struct deadline_watch *w)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->lock, NULL);
+}
+
+void deadline_watch_destroy(struct deadline_watch *w)
+{
+	pthread_mutex_destroy(&w->lock);
+}
+
+void deadline_watch_use(struct deadline_watch *w)
+{
+	st.watch = w;
+}
+
+void deadline_watch_scan(const char *session, unsigned long long id, long long began,
+                         long long give_up)
+{
+	struct deadline_watch *w = st.watch;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	snprintf(w->session, sizeof(w->session), "%s", session != NULL ? session : "");
+	w->id = id;
+	w->began = began;
+	w->give_up = give_up;
+	w->reported = 0;
+	pthread_mutex_unlock(&w->lock);
+}
+
+int deadline_watch_overdue(struct deadline_watch *w, long long now, long long grace_ms,
+                           struct deadline_overdue *out, int *held)
+{
+	int late, report;
+
+	pthread_mutex_lock(&w->lock);
+	late = w->give_up != 0 && now >= w->give_up + grace_ms;
+	report = late && !w->reported;
+	if (report) {
+		w->reported = 1;
+		out->id = w->id;
+		snprintf(out->session, sizeof(out->session), "%s", w->session);
+		/* the name is the pipeline's, alive while the scanner runs */
+		snprintf(out->filter, sizeof(out->filter), "%s", w->filter != NULL ? w->filter : "pipeline");
+		out->filter_ms = now - w->filter_since;
+		out->past_ms = now - w->give_up;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (held != NULL)
+		*held = late;
+	return report;
 }
 
 long long deadline_left_ms(void)

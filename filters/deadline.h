@@ -24,6 +24,7 @@
 #ifndef MW_DEADLINE_H
 #define MW_DEADLINE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -80,5 +81,51 @@ size_t deadline_report(char *out, size_t outsz);
  * repeated per recipient are counted for one, and said so.  Returns the
  * number of warnings. */
 int deadline_check_config(const struct config *cfg, FILE *out, const char *who);
+
+/* --- the watch: a scan seen from another thread ----------------------------
+ *
+ * A filter that loops or blocks without asking the deadline (a plugin, a
+ * regex engine, libclamav) holds its scanner thread until it returns; the
+ * front end has long answered 451, and nothing named the filter until the
+ * scan ended, if it did.  A scanner worker shows its scans on a watch of
+ * its own (deadline_watch_use); the scanner's loop looks at the watches
+ * (deadline_watch_overdue) and logs the filter that still runs past the
+ * front end's wait.  Threads are never killed: a plugin's locks and
+ * memory would be left in any state. */
+struct deadline_watch {
+	pthread_mutex_t lock;
+	long long   give_up;       /* when the front end stops waiting; 0 = no scan */
+	long long   began;         /* the scan's start (the front end's wait began) */
+	const char *filter;        /* borrowed from the pipeline, which outlives the watch's use */
+	long long   filter_since;
+	unsigned long long id;
+	char        session[64];
+	int         reported;      /* this scan was logged as overdue */
+};
+
+/* what deadline_watch_overdue found */
+struct deadline_overdue {
+	unsigned long long id;
+	char        session[64];
+	char        filter[32];    /* "pipeline" between filters */
+	long long   filter_ms;     /* how long that filter has run */
+	long long   past_ms;       /* how long ago the front end gave up */
+};
+
+void deadline_watch_init(struct deadline_watch *w);
+void deadline_watch_destroy(struct deadline_watch *w);
+/* deadline_watch_use - the calling thread's scans are shown on w (NULL:
+ * not any more) */
+void deadline_watch_use(struct deadline_watch *w);
+/* deadline_watch_scan - after deadline_begin: the scan's session, id,
+ * start and the moment its front end stops waiting, for the watch */
+void deadline_watch_scan(const char *session, unsigned long long id, long long began,
+                         long long give_up);
+/* deadline_watch_overdue - is w's scan still running grace_ms or more
+ * past its front end's wait?  1 with *out filled the first time it is
+ * seen so (once per scan), else 0.  *held (may be NULL) is set to
+ * whether the scan is past that point at all, reported before or not. */
+int deadline_watch_overdue(struct deadline_watch *w, long long now, long long grace_ms,
+                           struct deadline_overdue *out, int *held);
 
 #endif

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,12 +107,27 @@ void builtin_new_body(struct mw_ctx *ctx, char *rest, size_t len, int top)
 	ms->new_rest_top = top;
 }
 
+void mw_ctx_begin(struct mw_ctx *ctx, struct msgscan *ms, const struct mw_filter_ops *ops,
+                  void *instance)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->ms = ms;
+	ctx->ops = ops;
+	ctx->instance = instance;
+	ctx->name = ops->name;
+	ctx->owner = pthread_self();
+	ctx->owned = 1;
+	atomic_init(&ctx->ended, 0);
+	atomic_init(&ctx->misuse_logged, 0);
+}
+
 void mw_ctx_end(struct mw_ctx *ctx)
 {
 	if (ctx->msgdata != NULL && ctx->msgdata_free != NULL)
 		ctx->msgdata_free(ctx->msgdata);
 	ctx->msgdata = NULL;
 	ctx->msgdata_free = NULL;
+	atomic_store(&ctx->ended, 1);
 }
 
 int filter_name_ok(const char *name)
@@ -144,6 +160,26 @@ static void say_dropped(const struct mw_ctx *ctx, const char *what, const char *
 
 	slog(sid(ctx), LOG_WARNING, "filter=%s dropped %s \"%s\": %s", ctx->name, what,
 	    log_esc(esc, sizeof(esc), text ? text : "(null)", text ? strlen(text) : 6), why);
+}
+
+/* writer_ok - may this call write the message's result through ctx?  Only
+ * from the hook's own thread while the ctx lives (filter_api.h); a plugin
+ * thread's call raced the worker's writes to the same arrays (memory
+ * corruption) and is refused now, logged once per ctx. */
+static int writer_ok(struct mw_ctx *ctx, const char *call)
+{
+	int ended;
+
+	if (!ctx->owned)
+		return 1;
+	ended = atomic_load(&ctx->ended);
+	if (!ended && pthread_equal(pthread_self(), ctx->owner))
+		return 1;
+	if (!atomic_exchange(&ctx->misuse_logged, 1))
+		slog(sid(ctx), LOG_ERR, "filter=%s %s called %s: ignored (only the hook's own thread "
+		    "may say something, while the hook runs: mailwarden/filter.h)", ctx->name, call,
+		    ended ? "after the filter's hooks ended" : "from a thread other than its hook's");
+	return 0;
 }
 
 /* --- what a hook can read ----------------------------------------------- */
@@ -250,6 +286,8 @@ const unsigned char *mw_message(const struct mw_ctx *ctx, size_t *len)
 
 void mw_set_msgdata(struct mw_ctx *ctx, void *data, void (*free_fn)(void *))
 {
+	if (!writer_ok(ctx, "mw_set_msgdata"))
+		return;
 	if (ctx->msgdata != NULL && ctx->msgdata != data && ctx->msgdata_free != NULL)
 		ctx->msgdata_free(ctx->msgdata);
 	ctx->msgdata = data;
@@ -286,6 +324,8 @@ void mw_symbol(struct mw_ctx *ctx, const char *name, double score, const char *d
 	va_list ap;
 	size_t i;
 
+	if (!writer_ok(ctx, "mw_symbol"))
+		return;
 	if (name == NULL || !symbol_name_ok(name)) {
 		say_dropped(ctx, "symbol", name, "name must be [A-Z0-9_], 1 to 63 chars");
 		return;
@@ -340,6 +380,9 @@ static void edit_add(struct mw_ctx *ctx, enum header_edit_op op, const char *nam
 	struct msgscan *ms = ctx->ms;
 	struct header_edit *e;
 
+	if (!writer_ok(ctx, op == HE_ADD ? "mw_header_add" : op == HE_REMOVE ? "mw_header_remove"
+	    : "mw_header_change"))
+		return;
 	if (name == NULL || !header_field_name_ok(name)) {
 		say_dropped(ctx, "header edit", name, "not a valid field name");
 		return;
@@ -390,6 +433,8 @@ void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_tex
 	struct msgscan *ms = ctx->ms;
 	char esc[128];
 
+	if (!writer_ok(ctx, "mw_verdict"))
+		return;
 	if ((unsigned)action >= MW_ACTION_COUNT) {
 		slog(sid(ctx), LOG_WARNING, "filter=%s ignored verdict %d: no such action",
 		    ctx->name, (int)action);
@@ -428,6 +473,8 @@ void mw_auth_result(struct mw_ctx *ctx, const char *method, const char *result,
 	va_list ap;
 	size_t i;
 
+	if (!writer_ok(ctx, "mw_auth_result"))
+		return;
 	if (method == NULL || result == NULL || !auth_token_ok(method, sizeof(e->method))
 	    || !auth_token_ok(result, sizeof(e->result))) {
 		say_dropped(ctx, "auth result", method, "method and result must be [a-z0-9._-] tokens");

@@ -5,6 +5,8 @@
 #ifndef MW_FILTER_API_H
 #define MW_FILTER_API_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include "mailwarden/filter.h"
 #include "proxy/scanproto.h"
@@ -74,6 +76,18 @@ struct mw_ctx {
 	const char *name;                   /* the filter's name, [a-z0-9_]{1,31} */
 	void       *msgdata;                /* mw_set_msgdata */
 	void      (*msgdata_free)(void *);
+	/* The calls that write the result (mw_symbol, mw_verdict, the header
+	 * edits, mw_auth_result, mw_set_msgdata) write the msgscan without a
+	 * lock: only the hook's own thread may make them, while its ctx lives.
+	 * A ctx made by mw_ctx_begin records that thread and refuses (and
+	 * logs, once) a call from another one or after mw_ctx_end; one made
+	 * otherwise (learning, tests: one thread) is not checked.  A call
+	 * after run_filter returned reaches a ctx that is gone: nothing can
+	 * catch every such call, filter.h forbids it. */
+	pthread_t   owner;
+	int         owned;
+	atomic_int  ended;
+	atomic_int  misuse_logged;
 };
 
 /* msgscan_parse - parse the header section of ms->msg once; 0 (always:
@@ -91,7 +105,12 @@ int auth_props_get(const struct auth_entry *e, const char *key, char *out, size_
 
 /* msgscan_free - free everything owned (symbols/edits not yet moved out too). */
 void msgscan_free(struct msgscan *ms);
-/* mw_ctx_end - free the filter's per-message data (after on_eom). */
+/* mw_ctx_begin - ctx for one filter (ops, its instance) over ms, owned by
+ * the calling thread (the scanner worker that runs the hooks) */
+void mw_ctx_begin(struct mw_ctx *ctx, struct msgscan *ms, const struct mw_filter_ops *ops,
+                  void *instance);
+/* mw_ctx_end - free the filter's per-message data (after on_eom); the
+ * writing calls are refused from then on. */
 void mw_ctx_end(struct mw_ctx *ctx);
 
 /* filter_name_ok - [a-z0-9_], 1 to 31 chars */

@@ -238,11 +238,7 @@ static void prefetch_names(struct pipeline *p, struct msgscan *ms)
 
 		if (p->builtin[i] == NULL || p->builtin[i]->prefetch == NULL)
 			continue;
-		memset(&ctx, 0, sizeof(ctx));
-		ctx.ms = ms;
-		ctx.ops = p->filters[i]->ops;
-		ctx.instance = p->filters[i]->instance;
-		ctx.name = ctx.ops->name;
+		mw_ctx_begin(&ctx, ms, p->filters[i]->ops, p->filters[i]->instance);
 		p->builtin[i]->prefetch(&ctx);
 		mw_ctx_end(&ctx);
 	}
@@ -262,11 +258,7 @@ static void run_filter(struct msgscan *ms, const struct plugin *pl, int envelope
 	 * themselves when they run out (deadline.h); one that ends past the
 	 * deadline without waiting on anything (a plugin, a slow rule) is
 	 * noted by run_filters */
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.ms = ms;
-	ctx.ops = ops;
-	ctx.instance = pl->instance;
-	ctx.name = ops->name;
+	mw_ctx_begin(&ctx, ms, ops, pl->instance);
 	if (ops->on_connect)
 		ops->on_connect(&ctx);
 	if (ops->on_helo)
@@ -784,6 +776,7 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
 	 * before we read the request): the filters' waits end a margin
 	 * before, so that the verdict from what did answer gets there */
 	deadline_begin(start + budget - deadline_margin_ms(budget));
+	deadline_watch_scan(req->session_id, (unsigned long long)req->id, start, start + budget);
 	scan_timed(p, req, msgfd, flags, res);
 	if (deadline_report(res->timed_out, sizeof(res->timed_out)) > 0)
 		slog(req->session_id, LOG_WARNING, "scan id=%llu: out of time: %s (the front end "

@@ -57,11 +57,21 @@
 #include "proxy/policy.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "proxy/stats.h"
 #include "proxy/thread.h"
 
 #define SEND_TIMEOUT_S 10      /* a front end not reading results for this long is dropped */
 #define SHUTDOWN_TICK_MS 50    /* poll period while draining at shutdown */
 #define DRAIN_MARGIN_MS  5000  /* a retired scanner's, past the front ends' waits */
+/* A scan still running this long after its front end gave up is logged
+ * with the filter that runs (once per scan) and counted: a plugin that
+ * loops or blocks holds its thread for ever, and once every thread is
+ * held all mail gets "scanner busy" with nothing in the log to say why.
+ * The loop looks every WATCH_TICK_MS (also while idle: one wake-up a
+ * second, where waking it as each scan starts would cost a write per
+ * message). */
+#define OVERRUN_GRACE_MS 1000
+#define WATCH_TICK_MS    1000
 
 struct conn {
 	int         fd;
@@ -92,6 +102,8 @@ struct scanner {
 	int              loop_fd;   /* the loop's self-pipe: a worker saw a connection end, or none is parked */
 	struct conn    **conns;     /* the loop adds and removes, workers look up */
 	size_t           nconns, cap;
+	struct deadline_watch *watches; /* one per worker: its scan, for the loop to see overruns */
+	unsigned         nwatched;  /* watches taken by the workers so far */
 };
 
 int scanner_ready_fd = -1;
@@ -400,6 +412,7 @@ static void *worker(void *arg)
 	int chain, poke, n, i;
 
 	pthread_mutex_lock(&s->lock);
+	deadline_watch_use(&s->watches[s->nwatched++]);
 	for (;;) {
 		/* under s->lock here: the end of one job and the start of the
 		 * next share one critical section */
@@ -459,6 +472,35 @@ static void *worker(void *arg)
 }
 
 /* --- the loop ---------------------------------------------------------------- */
+
+/* watch_overruns - log each scan whose filter still runs OVERRUN_GRACE_MS
+ * past its front end's wait (once per scan), with how many threads are
+ * held so; the thread stays held until the filter returns.  The loop's,
+ * every WATCH_TICK_MS. */
+static void watch_overruns(struct scanner *s, long long now)
+{
+	struct deadline_overdue od[8];
+	size_t nod = 0, k;
+	unsigned i, nheld = 0;
+	int held;
+
+	for (i = 0; i < s->nthreads; i++) {
+		struct deadline_overdue one;
+
+		if (deadline_watch_overdue(&s->watches[i], now, OVERRUN_GRACE_MS, &one, &held)
+		    && nod < sizeof(od) / sizeof(od[0]))
+			od[nod++] = one;
+		nheld += (unsigned)held;
+	}
+	for (k = 0; k < nod; k++) {
+		stats_scan_overrun();
+		slog(od[k].session, LOG_WARNING, "scan id=%llu: filter %s still running (for %lld.%01lld s), "
+		    "%lld.%01lld s past the front end's wait (it has answered without it); its scanner "
+		    "thread is held until the filter returns (%u of %u threads held)", od[k].id,
+		    od[k].filter, od[k].filter_ms / 1000, od[k].filter_ms % 1000 / 100,
+		    od[k].past_ms / 1000, od[k].past_ms % 1000 / 100, nheld, s->nthreads);
+	}
+}
 
 /* drop_ended - the connections whose reader (the loop or a worker) saw
  * their end leave the list and the epoll set; results still due may go
@@ -576,7 +618,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 	size_t i, np, polled;
 	pthread_t *threads;
 	unsigned long long conn_no = 0;
-	long long deadline = 0;
+	long long deadline = 0, next_watch = 0, now;
 	int sp[2], shutting = 0, draining = 0, timeout, fd, fl, watch;
 	char err[512], drain[64];
 	struct timeval tv;
@@ -616,6 +658,9 @@ int scanner_main(struct config *cfg, int listen_fd)
 	pthread_mutex_init(&s.lock, NULL);
 	s.nthreads = cfg->scanner_threads ? cfg->scanner_threads : 1;
 	threads = xcalloc(s.nthreads, sizeof(*threads));
+	s.watches = xcalloc(s.nthreads, sizeof(*s.watches));
+	for (i = 0; i < s.nthreads; i++)
+		deadline_watch_init(&s.watches[i]);
 	/* the workers never take signals: the loop does */
 	for (i = 0; i < s.nthreads; i++)
 		if (thread_start_blocked(&threads[i], worker, &s) != 0)
@@ -701,6 +746,13 @@ int scanner_main(struct config *cfg, int listen_fd)
 			if (rest > 0 && (timeout < 0 || rest < timeout))
 				timeout = (int)rest;
 		}
+		now = monotime_ms();
+		if (now >= next_watch) {
+			watch_overruns(&s, now);
+			next_watch = now + WATCH_TICK_MS;
+		}
+		if (timeout < 0 || next_watch - now < timeout)
+			timeout = (int)(next_watch - now);
 		polled = watch ? s.nconns : 0;	/* conns[0..polled) are pfd[np..np + polled) */
 		for (i = 0; i < polled; i++) {
 			pfd[np + i].fd = s.conns[i]->fd;
@@ -806,6 +858,9 @@ int scanner_main(struct config *cfg, int listen_fd)
 		for (np = 0; np < s.nthreads; np++)
 			pthread_join(threads[np], NULL);
 		pipeline_free(s.pipe);
+		for (np = 0; np < s.nthreads; np++)
+			deadline_watch_destroy(&s.watches[np]);
+		free(s.watches);
 		pthread_mutex_destroy(&s.lock);
 		close(s.epfd);
 		close(s.wake_fd);

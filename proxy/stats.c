@@ -55,6 +55,7 @@ struct stats_block {
 	int64_t  start_time;
 	int64_t  master_pid;
 	_Atomic uint64_t reloads;
+	_Atomic uint64_t scan_overruns;      /* the scanner's: a filter held its thread past the wait */
 	struct fe_counters fe[STATS_NFRONTENDS];
 };
 
@@ -217,6 +218,12 @@ void stats_scan_failure(enum stats_frontend fe)
 		atomic_fetch_add(&c->scan_failures, 1);
 }
 
+void stats_scan_overrun(void)
+{
+	if (blk != NULL)
+		atomic_fetch_add(&blk->scan_overruns, 1);
+}
+
 void stats_reload(void)
 {
 	if (blk != NULL)
@@ -263,6 +270,7 @@ static void print_plain(const struct stats_block *b, int running)
 		       scanned ? (double)atomic_load(&c->scan_us) / 1e6 / (double)scanned : 0.0);
 		printf("%s.scan_failures %" PRIu64 "\n", n, atomic_load(&c->scan_failures));
 	}
+	printf("scanner.overruns %" PRIu64 "\n", atomic_load(&b->scan_overruns));
 }
 
 static void prom_head(const char *name, const char *type, const char *help)
@@ -299,6 +307,9 @@ static void print_prometheus(const struct stats_block *b, int running)
 	printf("mailwarden_start_time_seconds %" PRId64 "\n", b->start_time);
 	prom_head("mailwarden_reloads_total", "counter", "Configuration reloads (SIGHUP).");
 	printf("mailwarden_reloads_total %" PRIu64 "\n", atomic_load(&b->reloads));
+	prom_head("mailwarden_scanner_overruns_total", "counter", "Scans whose filter still ran a "
+		  "second past the front end's wait, holding a scanner thread (logged with its name).");
+	printf("mailwarden_scanner_overruns_total %" PRIu64 "\n", atomic_load(&b->scan_overruns));
 	prom_per_frontend(b, "mailwarden_sessions_total", "counter", "SMTP or milter sessions begun.",
 			  offsetof(struct fe_counters, sessions), 0);
 	prom_per_frontend(b, "mailwarden_sessions_active", "gauge", "Sessions open now.",

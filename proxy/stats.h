@@ -5,7 +5,8 @@
  * that the master creates and maps shared before it forks, so the proxy
  * and the milter add to the same block without a message to anyone, and
  * "mailwarden stats" reads it from outside (plain or in Prometheus' text
- * format) with no listening socket to defend.  The master holds an
+ * format) with no listening socket to defend.  The scanner inherits the
+ * mapping too (its overruns).  The master holds an
  * exclusive flock on the file for its life: a second daemon pointed at the
  * same file runs without counters instead of mixing its own in, and the
  * reader can tell a running daemon from counts left by a stopped one.
@@ -35,6 +36,9 @@ void stats_txn(enum stats_frontend fe, int outbound, const char *action, uint64_
                double scan_ms);
 /* the scanner could not answer (gone, timed out): the message was tempfailed */
 void stats_scan_failure(enum stats_frontend fe);
+/* a scanner's filter still ran past its front end's wait (scanner.c's
+ * watch): the scan's thread is held until the filter returns */
+void stats_scan_overrun(void);
 /* the master reloaded its configuration */
 void stats_reload(void);
 /* a front end process ended: none of its sessions is active any more */

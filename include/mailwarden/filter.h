@@ -15,6 +15,29 @@
  * most asks for a hard verdict; policy turns all of that into one action.
  * Every string handed to a hook is borrowed: valid until the hook returns.
  * Strings may hold any byte but NUL (they come from the network).
+ *
+ * The ctx and threads.  A struct mw_ctx is valid only while the hook it
+ * was handed to runs: after the hook returns it is gone (the next hook
+ * gets one of its own, and the message's state is freed when its scan
+ * ends), so a pointer to it must not be kept or used later.  A plugin may
+ * hand work to threads of its own during a hook and wait for them before
+ * the hook returns; those threads may read through the ctx (mw_header,
+ * mw_message, mw_rcpt, ..., mw_log) while the hook waits.  They must not
+ * call what says something: mw_symbol, mw_verdict, mw_header_add,
+ * mw_header_remove, mw_header_change, mw_auth_result, mw_set_msgdata.
+ * These write the message's result without a lock; the hook's own thread
+ * makes them once its threads' answers are in.  Such a call from another
+ * thread, or after the filter's last hook, is ignored and logged ("called
+ * from a thread other than its hook's") instead of racing the scanner's
+ * writes; one made after the hook returned may reach memory already used
+ * for something else, and nothing can catch every such call.
+ * mw_time_left_ms answers for the hook's thread only (see there).
+ *
+ * A hook that blocks or loops holds its scanner thread until it returns:
+ * the scanner cannot stop it (threads are never killed).  Past the front
+ * end's wait the scanner logs the filter by name ("filter NAME still
+ * running") and counts it (scanner.overruns); ask mw_time_left_ms before
+ * each wait instead.
  */
 #ifndef MAILWARDEN_FILTER_H
 #define MAILWARDEN_FILTER_H
@@ -120,6 +143,8 @@ void  mw_set_msgdata(struct mw_ctx *ctx, void *data, void (*free_fn)(void *));
 void *mw_msgdata(const struct mw_ctx *ctx);
 
 /* --- what a hook can say ------------------------------------------------ */
+/* All of these, and mw_set_msgdata: on the hook's own thread only, while
+ * the hook runs (see the top of this file); otherwise ignored and logged. */
 /* A named symbol ([A-Z0-9_]+, at most 63 chars) with a score; adding the
  * same name twice keeps the first.  desc may be NULL. */
 void mw_symbol(struct mw_ctx *ctx, const char *name, double score,

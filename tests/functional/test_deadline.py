@@ -20,7 +20,7 @@ import time
 import audit_fields as A
 from dnsserver import dead_dns  # noqa: F401 (fixture)
 from milterlib import RawMilter, reply_text, wait_log, wait_records
-from mwlib import free_port, make_msg, plugin_opt, run_mw
+from mwlib import free_port, make_msg, plugin_opt, run_mw, wait_until
 # the fake peers and their protocol readers, not copies of them
 from test_peers_hostile import (clamd_request, fake_peer, normal_reply, redis_handler,  # noqa: F401
                                 resp_commands, scan, spamd_request)
@@ -657,3 +657,31 @@ def test_no_quarantine_copy_after_the_front_end_gave_up(mw_factory, upstream):
     stored = [f for f in m.quarantine_files() if f.endswith(".eml")]
     assert A.field(m.audit(1)[-1], "action") == "tempfail"
     assert stored == [], "client told 451, yet the message is in the quarantine: %s" % stored
+
+
+def test_a_filter_that_holds_its_thread_is_named_while_it_runs(mw_factory, upstream):
+    """A plugin that blocks (or loops) without asking the deadline holds
+    its scanner thread until it returns; the front end answers 451 at
+    scan_timeout, and once every thread is held all mail gets "scanner
+    busy".  Nothing was logged until the scan ended (if ever), and nothing
+    named the plugin.  The scanner's loop now logs, once per scan and a
+    second past the front end's wait, which filter still runs, for how
+    long, and how many threads are held so; "scanner.overruns" counts it."""
+    from test_stats import plain, send
+    m = mw_factory(upstream, opts=[plugin_opt(), ("scan_timeout", "1s"), ("scanner_threads", "1")])
+    t0 = time.monotonic()
+    r = send(m, make_msg(subject="stuck", headers=[("X-Example-Sleep", "3500")]))
+    assert r.code == 451, r
+    held = re.compile(r"scan id=\d+: filter example still running \(for (\d+\.\d) s\), "
+                      r"\d+\.\d s past the front end's wait .* thread is held until the filter "
+                      r"returns \(1 of 1 threads held\)")
+    assert wait_until(lambda: held.search(m.stderr_text()), 3), m.stderr_tail(10)
+    # said while the plugin still runs (it sleeps 3.5 s), not at its end
+    assert time.monotonic() - t0 < 3.4, time.monotonic() - t0
+    assert "done after" not in m.stderr_text()
+    assert 1.5 <= float(held.search(m.stderr_text()).group(1)) <= 3.4
+    assert plain(m)[1]["scanner.overruns"] == 1
+    # once per scan: the end of it is logged as before, and no second line
+    assert wait_until(lambda: "done after" in m.stderr_text(), 3), m.stderr_tail(10)
+    assert len(held.findall(m.stderr_text())) == 1, m.stderr_tail(10)
+    assert plain(m)[1]["scanner.overruns"] == 1

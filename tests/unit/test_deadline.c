@@ -255,6 +255,49 @@ static void test_check_config_refusing(void **state)
 	assert_null(strstr(out, "spf"));
 }
 
+/* the watch: another thread sees the running filter of a scan past its
+ * front end's wait, once per scan, and nothing once the scan ended */
+static void test_watch(void **state)
+{
+	struct deadline_watch w;
+	struct deadline_overdue od;
+	long long now = deadline_now_ms();
+	int held = -1;
+	(void)state;
+
+	deadline_watch_init(&w);
+	deadline_watch_use(&w);
+	deadline_begin(now + 800);
+	deadline_watch_scan("sess1", 7, now, now + 1000);
+	deadline_filter("slowplugin");
+	assert_int_equal(deadline_watch_overdue(&w, now + 1500, 1000, &od, &held), 0);
+	assert_int_equal(held, 0);                      /* within the grace */
+	assert_int_equal(deadline_watch_overdue(&w, now + 2500, 1000, &od, &held), 1);
+	assert_int_equal(held, 1);
+	assert_string_equal(od.filter, "slowplugin");
+	assert_string_equal(od.session, "sess1");
+	assert_int_equal(od.id, 7);
+	assert_int_equal(od.past_ms, 1500);
+	assert_true(od.filter_ms >= 2500 && od.filter_ms < 3500);
+	/* once per scan, but still held */
+	assert_int_equal(deadline_watch_overdue(&w, now + 3500, 1000, &od, &held), 0);
+	assert_int_equal(held, 1);
+	/* between filters: the pipeline's own work */
+	deadline_filter(NULL);
+	deadline_end();
+	assert_int_equal(deadline_watch_overdue(&w, now + 9000, 1000, &od, &held), 0);
+	assert_int_equal(held, 0);
+	/* the next scan is reported anew */
+	deadline_begin(now + 800);
+	deadline_watch_scan("sess2", 8, now, now + 1000);
+	assert_int_equal(deadline_watch_overdue(&w, now + 2500, 1000, &od, &held), 1);
+	assert_string_equal(od.filter, "pipeline");
+	assert_int_equal(od.id, 8);
+	deadline_end();
+	deadline_watch_use(NULL);
+	deadline_watch_destroy(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_check_config),
 		cmocka_unit_test(test_check_config_calls),
 		cmocka_unit_test(test_check_config_refusing),
+		cmocka_unit_test(test_watch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
