@@ -2255,33 +2255,33 @@ int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t m
 	return 1;
 }
 
-/* listener_hop - the listener whose own address listener i relays to,
- * or -1.  A transparent listener relays to each connection's original
- * destination (its upstream is only probed); an upstream name that does
- * not resolve is the proxy's to report at start. */
-static int listener_hop(const struct config *c, unsigned i)
+void config_listener_hops(const struct config *c, int *hop)
 {
-	struct netaddr up, ln;
+	struct netaddr up, ln[CFG_MAX_LISTENERS];
+	int listens[CFG_MAX_LISTENERS];
 	char e[200];
 
-	if (c->listeners[i].transparent || netaddr_parse(c->listeners[i].upstream, 0, &up, e, sizeof e) < 0)
-		return -1;
+	/* each listen parsed and each upstream resolved once: a resolver that
+	 * times out costs one timeout per name, not one per pair */
 	for (unsigned j = 0; j < c->nlisteners; j++)
-		if (netaddr_parse(c->listeners[j].listen, 1, &ln, e, sizeof e) == 0 && netaddr_reaches(&ln, &up))
-			return (int)j;
-	return -1;
+		listens[j] = netaddr_parse(c->listeners[j].listen, 1, &ln[j], e, sizeof e) == 0;
+	for (unsigned i = 0; i < c->nlisteners; i++) {
+		hop[i] = -1;
+		if (c->listeners[i].transparent || netaddr_parse(c->listeners[i].upstream, 0, &up, e, sizeof e) < 0)
+			continue;
+		for (unsigned j = 0; j < c->nlisteners && hop[i] < 0; j++)
+			if (listens[j] && netaddr_reaches(&ln[j], &up))
+				hop[i] = (int)j;
+	}
 }
 
-int config_listener_loop(const struct config *c, unsigned i, char *msg, size_t msglen)
+int config_listener_loop(const struct config *c, const int *hop, unsigned i, char *msg, size_t msglen)
 {
 	const struct listener_cfg *l = &c->listeners[i];
-	int hop[CFG_MAX_LISTENERS];
 	char path[CFG_MAX_LISTENERS * 70] = "";
 	size_t len = 0;
 	unsigned k = i;
 
-	for (unsigned j = 0; j < c->nlisteners; j++)
-		hop[j] = listener_hop(c, j);
 	if (hop[i] < 0)
 		return 0;
 	const struct listener_cfg *next = &c->listeners[hop[i]];
