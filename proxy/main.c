@@ -189,7 +189,7 @@ static void log_config_warnings(const struct config *cfg)
 	if (cfg->nnotes > CFG_MAX_NOTES)
 		slog(NULL, LOG_NOTICE, "%u more notes of the configuration (mailwarden -t lists the first %u)",
 		     cfg->nnotes - CFG_MAX_NOTES, CFG_MAX_NOTES);
-	int hop[CFG_MAX_LISTENERS];
+	struct listener_hop hop[CFG_MAX_LISTENERS];
 
 	config_listener_hops(cfg, hop);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
@@ -318,7 +318,7 @@ int main(int argc, char **argv)
 		if (cfg->nnotes > CFG_MAX_NOTES)
 			fprintf(stderr, "%s: note: %u more notes like these\n",
 			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
-		int hop[CFG_MAX_LISTENERS];
+		struct listener_hop hop[CFG_MAX_LISTENERS];
 
 		config_listener_hops(cfg, hop);
 		for (unsigned i = 0; i < cfg->nlisteners; i++) {
@@ -355,7 +355,7 @@ int main(int argc, char **argv)
 		/* a filter that cannot start is a start-up error, not a scanner
 		 * crash loop */
 		char err[512];
-		int hop[CFG_MAX_LISTENERS];
+		struct listener_hop hop[CFG_MAX_LISTENERS];
 
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
 		config_listener_hops(cfg, hop);
