@@ -257,13 +257,42 @@ static int example_as(struct store *st, struct mw_ctx *ctx, const char *key, cha
  * does not keep what it is told. */
 #define LEARN_ATTEMPTS 4
 
+/* example_to_mark - once a learn wrote the message's example and did not
+ * end in its own success: the example made to agree with the mark as it
+ * is now, read back rather than assumed.  A store_learn that failed may
+ * still have counted the message (a Redis script given up on runs on),
+ * and one that lost to another learner leaves the mark at that learner's
+ * class, not at the class we first looked at.  1 the mark holds now (the
+ * message is learned as asked), 0 it holds another class, -1 it could not
+ * be read (the example left as written: an example too many is read once
+ * more by the next training; one lost for a counted message is gone). */
+static int example_to_mark(struct store *st, struct mw_ctx *ctx, const char *key, char now,
+                           int example, unsigned example_ttl)
+{
+	char seen[8], mark;
+	int r;
+
+	if ((r = store_get(st, key, seen, sizeof(seen))) < 0) {
+		slog(NULL, LOG_WARNING, "bayes: %s: the learn failed and its mark cannot be read: "
+		     "the example for the character model is left as written", key);
+		return -1;
+	}
+	mark = r == 0 ? '\0' : seen[0];
+	if (mark == now)
+		return 1;
+	if (mark != '\0' && mark != 's' && mark != 'h')
+		return 0;
+	(void)example_as(st, ctx, key, mark, example, example_ttl);
+	return 0;
+}
+
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
                 unsigned example_ttl)
 {
 	struct bayes_tokens t = { 0 };
 	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
 	char key[64], seen[8];
-	int r, rc = -1, tokenized = 0, attempt;
+	int r, rc = -1, tokenized = 0, attempt, example_written = 0;
 
 	if (bayes_msg_key(ctx, key, sizeof(key)) < 0)
 		return -1;
@@ -288,6 +317,9 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 				r = example_as(st, ctx, key, l.now, example, example_ttl);
 			if (l.now != '\0' && example && r < 0)
 				rc = -1;
+			/* another learner did what we set out to do: the
+			 * example we wrote is its class's */
+			example_written = 0;
 			break;
 		}
 		if (!tokenized) {
@@ -299,25 +331,26 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 		/* the example first: a message taught and counted in the
 		 * tokens always has its example for the character model;
 		 * one forgotten or relearned loses the old one */
-		if ((l.now != '\0' && example) || l.was != '\0')
+		if ((l.now != '\0' && example) || l.was != '\0') {
+			example_written = 1;
 			if (example_as(st, ctx, key, l.now, example, example_ttl) < 0)
 				break;
+		}
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
+			example_written = 0;
 			break;
 		}
-		if (r < 0) {
-			/* nothing counted: the example goes back to what the
-			 * counts say (a failure here leaves an example the
-			 * next training reads once more, no count) */
-			if ((l.now != '\0' && example) || l.was != '\0')
-				(void)example_as(st, ctx, key, l.was, example, example_ttl);
+		if (r < 0)
 			break;
-		}
 	}
 	if (attempt == LEARN_ATTEMPTS)
 		slog(NULL, LOG_ERR, "bayes: %s changed by other learners %d times in a row: not learned",
 		     key, LEARN_ATTEMPTS);
+	/* not learned by us, or not known to be: the example goes with
+	 * whatever the mark says now */
+	if (example_written && example_to_mark(st, ctx, key, l.now, example, example_ttl) == 1)
+		rc = 1;
 	bayes_tokens_free(&t);
 	return rc;
 }

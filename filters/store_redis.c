@@ -433,20 +433,20 @@ static void full_key(const struct redis_store *b, const char *key, char *out, si
 	snprintf(out, outsz, "%s%s", b->prefix, key);
 }
 
-/* call_start - a connection for one call of cmd and the call's deadline:
- * store_timeout for the connect and again for the call, each cut to what
- * is left of the scan's deadline (deadline.h).  0, or -1 (logged; noted
- * when out of time) */
-static int call_start(struct redis_store *b, const char *cmd, redisContext **cp,
-                      int64_t *deadline)
+/* call_start_ms - a connection for one call of cmd and the call's
+ * deadline: want_ms for the connect and again for the call, each cut to
+ * what is left of the scan's deadline (deadline.h).  0, or -1 (logged;
+ * noted when out of time) */
+static int call_start_ms(struct redis_store *b, const char *cmd, redisContext **cp,
+                         int64_t *deadline, unsigned want_ms)
 {
-	unsigned budget = deadline_cap(b->timeout_ms, NULL);
+	unsigned budget = deadline_cap(want_ms, NULL);
 
 	if (budget > 0) {
 		if ((*cp = conn_get(b, budget)) == NULL)
 			return -1;
 		/* the connect took some of it */
-		if ((budget = deadline_cap(b->timeout_ms, NULL)) > 0) {
+		if ((budget = deadline_cap(want_ms, NULL)) > 0) {
 			call_ms = budget;
 			*deadline = monotime_ms() + budget;
 			return 0;
@@ -461,19 +461,27 @@ static int call_start(struct redis_store *b, const char *cmd, redisContext **cp,
 	return -1;
 }
 
+/* call_start - the same within store_timeout */
+static int call_start(struct redis_store *b, const char *cmd, redisContext **cp,
+                      int64_t *deadline)
+{
+	return call_start_ms(b, cmd, cp, deadline, b->timeout_ms);
+}
+
 /* run_capped - one command (argv form), sent and answered within
  * store_timeout or what is left of the scan's deadline if less
  * (deadline.h), its reply within max_bytes; the reply (caller frees) or
  * NULL */
-static redisReply *run_capped(struct redis_store *b, int argc, const char **argv,
-                              const size_t *lens, size_t max_bytes, int max_elements)
+static redisReply *run_capped_ms(struct redis_store *b, int argc, const char **argv,
+                                 const size_t *lens, size_t max_bytes, int max_elements,
+                                 unsigned want_ms)
 {
 	redisContext *c;
 	int64_t deadline;
 	redisReply *r = NULL;
 	char why[200];
 
-	if (call_start(b, argv[0], &c, &deadline) < 0)
+	if (call_start_ms(b, argv[0], &c, &deadline, want_ms) < 0)
 		return NULL;
 	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
 		conn_put(b, c, argv[0], "out of memory");
@@ -495,6 +503,12 @@ static redisReply *run_capped(struct redis_store *b, int argc, const char **argv
 	}
 	conn_put(b, c, argv[0], NULL);
 	return r;
+}
+
+static redisReply *run_capped(struct redis_store *b, int argc, const char **argv,
+                              const size_t *lens, size_t max_bytes, int max_elements)
+{
+	return run_capped_ms(b, argc, argv, lens, max_bytes, max_elements, b->timeout_ms);
 }
 
 /* run - the same, its reply within REPLY_MAX and ELEMENTS_MAX */
@@ -915,8 +929,19 @@ static const char learn_lua[] =
 	"elseif ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
 	"else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
 
-/* A message's tokens (at most BAYES_MAX_TOKENS) in one script: Redis runs
- * it whole, a few milliseconds for the largest. */
+/* A message's tokens (at most BAYES_MAX_TOKENS) in one script: the only
+ * step Redis runs whole, so the only way the mark, the counters and every
+ * token change together or not at all (split into several scripts, a
+ * learner stopped between two would leave tokens counted with no mark).
+ * Its time grows with the tokens: 77-102 ms for 20000 (a few ms for a
+ * usual message), during which every other client of the server waits.
+ * So the learn waits store_timeout plus LEARN_MS_PER_1000_TOKENS per
+ * thousand tokens: with store_timeout = 20ms a big message's script was
+ * given up while Redis went on to count it, and the caller, told it had
+ * failed, reverted the example of a message the store had learned
+ * (bayes_learn now reads the mark back before it touches the example). */
+#define LEARN_MS_PER_1000_TOKENS 25
+
 static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
 {
 	struct redis_store *b = vb;
@@ -948,7 +973,8 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 	argv[7 + l->n] = now;
 	argv[8 + l->n] = ttl;
 	argv[9 + l->n] = tttl;
-	rc = zero_or_one(b, "EVAL (learn)", run(b, (int)argc, argv, NULL));
+	rc = zero_or_one(b, "EVAL (learn)", run_capped_ms(b, (int)argc, argv, NULL, REPLY_MAX,
+	    ELEMENTS_MAX, b->timeout_ms + (unsigned)(l->n * LEARN_MS_PER_1000_TOKENS / 1000)));
 	free(argv);
 	free(keys);
 	free(tokens);

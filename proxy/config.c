@@ -2255,59 +2255,77 @@ int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t m
 	return 1;
 }
 
-/* listener_hop - the listener whose own address listener i relays to,
- * or -1.  A transparent listener relays to each connection's original
- * destination (its upstream is only probed); an upstream name that does
- * not resolve is the proxy's to report at start. */
-static int listener_hop(const struct config *c, unsigned i)
+void config_listener_hops(const struct config *c, struct listener_hop *hop)
 {
-	struct netaddr up, ln;
+	struct netaddr up, ln[CFG_MAX_LISTENERS];
+	int listens[CFG_MAX_LISTENERS];
 	char e[200];
 
-	if (c->listeners[i].transparent || netaddr_parse(c->listeners[i].upstream, 0, &up, e, sizeof e) < 0)
-		return -1;
+	/* each listen parsed and each upstream resolved once: a resolver that
+	 * times out costs one timeout per name, not one per pair */
 	for (unsigned j = 0; j < c->nlisteners; j++)
-		if (netaddr_parse(c->listeners[j].listen, 1, &ln, e, sizeof e) == 0 && netaddr_reaches(&ln, &up))
-			return (int)j;
-	return -1;
+		listens[j] = netaddr_parse(c->listeners[j].listen, 1, &ln[j], e, sizeof e) == 0;
+	for (unsigned i = 0; i < c->nlisteners; i++) {
+		hop[i].to = -1;
+		hop[i].sure = 0;
+		if (c->listeners[i].transparent || netaddr_parse(c->listeners[i].upstream, 0, &up, e, sizeof e) < 0)
+			continue;
+		/* a listener reached surely wins over one reached only by an
+		 * interface's address */
+		for (unsigned j = 0; j < c->nlisteners && !hop[i].sure; j++) {
+			int r = listens[j] ? netaddr_reaches(&ln[j], &up) : 0;
+
+			if (r == 1 || (r == 2 && hop[i].to < 0)) {
+				hop[i].to = (int)j;
+				hop[i].sure = r == 1;
+			}
+		}
+	}
 }
 
-int config_listener_loop(const struct config *c, unsigned i, char *msg, size_t msglen)
+/* not_sure - the ending of a loop's message when a hop is known only by
+ * an interface's address: a warning then, not an error */
+static const char not_sure[] = " (unless that address of this host's interfaces is sent on elsewhere, "
+                               "an IPVS VIP or a DNAT to another machine)";
+
+int config_listener_loop(const struct config *c, const struct listener_hop *hop, unsigned i, char *msg,
+                         size_t msglen)
 {
 	const struct listener_cfg *l = &c->listeners[i];
-	int hop[CFG_MAX_LISTENERS];
 	char path[CFG_MAX_LISTENERS * 70] = "";
 	size_t len = 0;
 	unsigned k = i;
+	int sure;
 
-	for (unsigned j = 0; j < c->nlisteners; j++)
-		hop[j] = listener_hop(c, j);
-	if (hop[i] < 0)
+	if (hop[i].to < 0)
 		return 0;
-	const struct listener_cfg *next = &c->listeners[hop[i]];
-	if ((unsigned)hop[i] == i) {
+	const struct listener_cfg *next = &c->listeners[hop[i].to];
+	sure = hop[i].sure;
+	if ((unsigned)hop[i].to == i) {
 		snprintf(msg, msglen, "listener '%s': upstream %s is its own listen address %s: every message "
-		         "would come back to it, never reaching the MTA; set upstream to the MTA", l->name, l->upstream, l->listen);
-		return -1;
+		         "would come back to it, never reaching the MTA%s; set upstream to the MTA", l->name,
+		         l->upstream, l->listen, sure ? "" : not_sure);
+		return sure ? -1 : 1;
 	}
 	if (next->transparent) {
 		snprintf(msg, msglen, "listener '%s': upstream %s is the listen address %s of transparent "
-		         "listener '%s', which refuses (421) every connection made to that address; set upstream "
-		         "to the MTA", l->name, l->upstream, next->listen, next->name);
-		return -1;
+		         "listener '%s', which refuses (421) every connection made to that address%s; set upstream "
+		         "to the MTA", l->name, l->upstream, next->listen, next->name, sure ? "" : not_sure);
+		return sure ? -1 : 1;
 	}
 	/* follow the chain: back to i is a loop; anything else a second pass */
 	len += (size_t)snprintf(path, sizeof path, "'%s'", l->name);
-	for (unsigned steps = 0; steps < c->nlisteners && hop[k] >= 0; steps++) {
-		k = (unsigned)hop[k];
+	for (unsigned steps = 0; steps < c->nlisteners && hop[k].to >= 0; steps++) {
+		sure = sure && hop[k].sure;
+		k = (unsigned)hop[k].to;
 		if (len < sizeof path)
 			len += (size_t)snprintf(path + len, sizeof path - len, " -> '%s'", c->listeners[k].name);
 		if (k == i) {
 			snprintf(msg, msglen, "listener '%s': upstream %s is the listen address %s of listener '%s', "
 			         "and the chain of upstreams leads back (%s): every message would loop through "
-			         "mailwarden, never reaching the MTA; set one of them to the MTA", l->name, l->upstream, next->listen,
-			         next->name, path);
-			return -1;
+			         "mailwarden, never reaching the MTA%s; set one of them to the MTA", l->name, l->upstream,
+			         next->listen, next->name, path, sure ? "" : not_sure);
+			return sure ? -1 : 1;
 		}
 	}
 	snprintf(msg, msglen, "listener '%s': upstream %s is the listen address %s of listener '%s': "

@@ -374,15 +374,31 @@ int config_runs_filter(const struct config *c, const char *name);
  * a wildcard counts as public).  1 with the warning in msg, else 0. */
 int config_open_outbound(const struct config *c, unsigned i, char *msg, size_t msglen);
 
+/* config_listener_hops - hop[i] (CFG_MAX_LISTENERS entries): the listener
+ * whose address listener i relays to (to, or -1), and whether surely
+ * (loopback, unspecified, the listen address itself) or only by an
+ * address of this host's interfaces (netaddr_reaches 2).  Each upstream (resolved as
+ * the proxy will) is compared with each listen address: the same port,
+ * and the same address or a wildcard listen and an address of this host
+ * (netaddr_reaches).  A transparent listener relays to each connection's
+ * original destination (its upstream is only probed); an upstream name
+ * that does not resolve is the proxy's to report at start.  Each name is
+ * looked up once: call it once per check of all listeners. */
+struct listener_hop {
+	int to;         /* the listener reached, or -1 */
+	int sure;       /* by the address itself, not only by an interface's address */
+};
+void config_listener_hops(const struct config *c, struct listener_hop *hop);
+
 /* config_listener_loop - does listener i relay to one of our own
- * listeners?  Its upstream (resolved as the proxy will) is compared with
- * each listen address: the same port, and the same address or a wildcard
- * listen and an address of this host (netaddr_reaches).  -1 with the
+ * listeners, by the hops config_listener_hops found?  -1 with the
  * error in msg when the mail would loop (its own address, a chain of
  * listeners back to it) or reach a transparent listener's own address
  * (421); 1 with a warning for a chain that ends at an MTA (the mail is
- * scanned twice: plausible, if seldom meant); 0 otherwise. */
-int config_listener_loop(const struct config *c, unsigned i, char *msg, size_t msglen);
+ * scanned twice: plausible, if seldom meant), and for what would be an
+ * error but for a hop known only by an interface's address; 0 otherwise. */
+int config_listener_loop(const struct config *c, const struct listener_hop *hop, unsigned i, char *msg,
+                         size_t msglen);
 
 /* config_dump - "name = value" for every setting, as -t -v prints it. */
 void config_dump(const struct config *c, FILE *out);

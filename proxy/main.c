@@ -189,8 +189,11 @@ static void log_config_warnings(const struct config *cfg)
 	if (cfg->nnotes > CFG_MAX_NOTES)
 		slog(NULL, LOG_NOTICE, "%u more notes of the configuration (mailwarden -t lists the first %u)",
 		     cfg->nnotes - CFG_MAX_NOTES, CFG_MAX_NOTES);
+	struct listener_hop hop[CFG_MAX_LISTENERS];
+
+	config_listener_hops(cfg, hop);
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
-		if (config_listener_loop(cfg, i, msg, sizeof msg) > 0)
+		if (config_listener_loop(cfg, hop, i, msg, sizeof msg) > 0)
 			slog(NULL, LOG_WARNING, "%s", msg);
 		if (config_open_outbound(cfg, i, msg, sizeof msg))
 			slog(NULL, LOG_WARNING, "%s", msg);
@@ -315,8 +318,11 @@ int main(int argc, char **argv)
 		if (cfg->nnotes > CFG_MAX_NOTES)
 			fprintf(stderr, "%s: note: %u more notes like these\n",
 			        c.config ? c.config : "mailwarden", cfg->nnotes - CFG_MAX_NOTES);
+		struct listener_hop hop[CFG_MAX_LISTENERS];
+
+		config_listener_hops(cfg, hop);
 		for (unsigned i = 0; i < cfg->nlisteners; i++) {
-			int loop = config_listener_loop(cfg, i, err, sizeof err);
+			int loop = config_listener_loop(cfg, hop, i, err, sizeof err);
 			if (loop < 0) {
 				fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);
 				config_unref(cfg);
@@ -349,9 +355,12 @@ int main(int argc, char **argv)
 		/* a filter that cannot start is a start-up error, not a scanner
 		 * crash loop */
 		char err[512];
+		struct listener_hop hop[CFG_MAX_LISTENERS];
+
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
+		config_listener_hops(cfg, hop);
 		for (unsigned i = 0; i < cfg->nlisteners; i++)
-			if (config_listener_loop(cfg, i, err, sizeof err) < 0) {
+			if (config_listener_loop(cfg, hop, i, err, sizeof err) < 0) {
 				fprintf(stderr, "mailwarden: %s\n", err);
 				return 1;
 			}

@@ -149,17 +149,14 @@ int netaddr_same(const struct netaddr *a, const struct sockaddr *sa)
 	return strcmp(ip1, ip2) == 0 || strcmp(ip1, "::") == 0 || strcmp(ip1, "0.0.0.0") == 0;
 }
 
-/* host_address - ip (netaddr_ip form) is one of this host's: loopback,
- * unspecified, or an interface's address */
-static int host_address(const char *ip)
+/* interface_address - ip (netaddr_ip form) is an address of one of this
+ * host's interfaces (getifaddrs) */
+static int interface_address(const char *ip)
 {
 	struct ifaddrs *ifs, *ifa;
 	char have[64];
 	int found = 0;
 
-	if (strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 || strcmp(ip, "0.0.0.0") == 0 ||
-	    strcmp(ip, "::") == 0)
-		return 1;
 	if (getifaddrs(&ifs) < 0)
 		return 0;
 	for (ifa = ifs; ifa != NULL && !found; ifa = ifa->ifa_next)
@@ -168,6 +165,18 @@ static int host_address(const char *ip)
 			found = strcmp(netaddr_ip(ifa->ifa_addr, have, sizeof have, NULL), ip) == 0;
 	freeifaddrs(ifs);
 	return found;
+}
+
+/* host_address - 1: ip is surely this host (loopback, unspecified);
+ * 2: an interface's address, which a connect may still not reach here
+ * (a VIP that IPVS or a local DNAT sends on to another machine; an IPv6
+ * link-local address without its scope); 0 neither */
+static int host_address(const char *ip)
+{
+	if (strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 || strcmp(ip, "0.0.0.0") == 0 ||
+	    strcmp(ip, "::") == 0)
+		return 1;
+	return interface_address(ip) ? 2 : 0;
 }
 
 int netaddr_reaches(const struct netaddr *listen, const struct netaddr *dst)
@@ -186,6 +195,6 @@ int netaddr_reaches(const struct netaddr *listen, const struct netaddr *dst)
 	    (strcmp(dip, "::") == 0 && strcmp(lip, "::1") == 0))
 		return 1;
 	if (strcmp(lip, "0.0.0.0") == 0)
-		return strchr(dip, ':') == NULL && host_address(dip);
-	return strcmp(lip, "::") == 0 && host_address(dip);
+		return strchr(dip, ':') == NULL ? host_address(dip) : 0;
+	return strcmp(lip, "::") == 0 ? host_address(dip) : 0;
 }

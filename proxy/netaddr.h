@@ -43,7 +43,9 @@ int netaddr_same(const struct netaddr *a, const struct sockaddr *sa);
  * listen a wildcard and dst an address of this host: loopback (all of
  * 127.0.0.0/8), an interface's (getifaddrs), or unspecified (a connect
  * to 0.0.0.0 or :: reaches the host itself); "0.0.0.0" takes IPv4 only,
- * "::" both (netaddr_listen sets IPV6_V6ONLY=0).  1 or 0. */
+ * "::" both (netaddr_listen sets IPV6_V6ONLY=0).  1 surely, 2 probably
+ * (a wildcard listen and dst an interface's address: a VIP served by IPVS
+ * or a local DNAT to another machine is on an interface too), 0 no. */
 int netaddr_reaches(const struct netaddr *listen, const struct netaddr *dst);
 
 #endif

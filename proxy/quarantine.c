@@ -33,6 +33,7 @@
 #include "proxy/fdio.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
+#include "proxy/policy.h"
 #include "proxy/quarantine.h"
 #include "proxy/sbuf.h"
 
@@ -891,15 +892,15 @@ int quarantine_release_edits(const struct quarantine_entry *e, struct header_edi
 		return qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed",
 		    e->id);
 	/* recorded before session 18 gave the policy's X-Spam-* removal its
-	 * own op: "remove" of "X-Spam-*" meant the prefix (a filter's removal
-	 * of a name ending in '*' was read so too then) */
+	 * own op: "remove" of "X-Spam-*" meant the prefix. Only that name: a
+	 * filter's removal is literal now, and a record written today with
+	 * remove "D*" must not strip Date and DKIM-Signature at release */
 	for (size_t i = 0; i < *nedits; i++) {
 		struct header_edit *h = &(*edits)[i];
-		size_t nl = strlen(h->name);
 
-		if (h->op == HE_REMOVE && nl > 1 && h->name[nl - 1] == '*') {
+		if (h->op == HE_REMOVE && strcasecmp(h->name, POLICY_HDR_PREFIX "*") == 0) {
 			h->op = HE_REMOVE_PREFIX;
-			h->name[nl - 1] = '\0';
+			h->name[strlen(POLICY_HDR_PREFIX)] = '\0';
 		}
 	}
 	if (header_edits_check(*edits, *nedits, QUARANTINE_RELEASE_EDITS_MAX) < 0) {

@@ -384,6 +384,25 @@ def test_failed_learn_leaves_nothing_counted(tmp_path):
     assert holds(out) == (0, 0, 0), out
 
 
+def test_redis_big_learn_within_a_small_store_timeout(redis_server, tmp_path):
+    """A 20000-token message is one Redis script of 77-102 ms; with
+    store_timeout = 20ms (valid: 10ms at least) the client gave up on it,
+    learn said "failed" while the script ran on and counted the message,
+    and the example revert queued behind it lost the counted message's
+    example.  The learn now waits for a script of that size (store_timeout
+    plus 25 ms per 1000 tokens) and reads the mark back before touching
+    the example."""
+    opts = store_opts("redis", tmp_path, redis_server) + [("store_timeout", "20ms")]
+    prefix = dict(opts)["store_prefix"]
+    msg = big_message(tmp_path / "big.eml", "zt", "<bigredis@test.example>")
+    rc, out, err = learn(opts, "--spam", msg)
+    assert rc == 0 and holds(out)[:2] == (1, 0), (out, err)
+    keys = [k for k in redis_server.keys(prefix + "bayes:*").split(b"\r\n") if k.startswith(prefix.encode())]
+    assert [k for k in keys if b"bayes:seen:" in k] and [k for k in keys if b"bayes:ex:" in k], keys
+    rc, out, err = learn(opts, "--spam", msg)
+    assert rc == 0 and "1 already learned so" in out and holds(out)[:2] == (1, 0), (out, err)
+
+
 # Two Message-IDs whose keys of before were one (tests/bench/fnv1a_collide.c
 # "mid<": the old key was FNV-1a-64 over "mid" and the Message-ID)
 MID_A = "<3i5beq2bsee2e@example.org>"

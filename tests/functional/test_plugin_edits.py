@@ -9,6 +9,7 @@ import struct
 
 from milterlib import RawMilter, milter_pid
 from mwlib import free_port, plugin_opt, run_mw, wait_until
+from quarantinelib import q_list, q_ok, quarantine_one, spam_msg
 
 HEAD = (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n"
         b"Message-ID: <x@example.org>\r\nDate: Mon, 02 Jan 2023 10:00:00 +0000\r\n"
@@ -87,3 +88,22 @@ def test_milter_change_of_an_absent_field_is_not_sent(mw_factory, upstream):
     changes = milter_mods(mw_factory, upstream, edit_msg(b"change X-Absent yes", b"change Subject new"))
     assert (1, b"Subject", b" new") in changes or (1, b"Subject", b"new") in changes, changes
     assert not [c for c in changes if c[1] == b"X-Absent"], changes
+
+
+def test_release_keeps_a_filter_removal_ending_in_star_literal(mw_factory, upstream):
+    """A filter's mw_header_remove("D*") removes the field named "D*" only:
+    the scan kept Date and DKIM-Signature, and so must the release of its
+    quarantined message (the release read every recorded removal of a name
+    ending in '*' as a prefix, meant only for the policy's old "X-Spam-*")."""
+    m = mw_factory(upstream, opts=[plugin_opt(edit_header="X-Edit"), ("inbound_tag_score", "3"),
+                                   ("inbound_quarantine_score", "5"), ("inbound_reject_score", "15"),
+                                   ("quarantine_reply", "250 2.0.0 Held for review")])
+    msg = spam_msg(headers=[("DKIM-Signature", "v=1; a=rsa-sha256; d=example.org; s=s; b=abc"),
+                            ("X-Edit", "remove D*")])
+    r = quarantine_one(m, msg)
+    assert r.raw == b"250 2.0.0 Held for review\r\n", r
+    qid = q_list(m)[0]["id"]
+    q_ok(m, "release", qid)
+    got = upstream.wait_messages(1)
+    head = got[0].content.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nDate:" in head and b"DKIM-Signature:" in head, head

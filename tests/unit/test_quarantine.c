@@ -264,6 +264,20 @@ static void test_release_edits(void **state)
 	assert_int_equal(got[0].op, HE_REMOVE_PREFIX);
 	assert_string_equal(got[0].name, "X-Spam-");
 	header_edits_free(got, n);
+	/* only that one: a filter's removal of "D*" (literal since session
+	 * 18) stays the field named "D*", not Date and DKIM-Signature */
+	{
+		json_object *rel, *a, *e0;
+
+		assert_true(json_object_object_get_ex(e.rec, "release", &rel));
+		assert_true(json_object_object_get_ex(rel, "edits", &a));
+		e0 = json_object_array_get_idx(a, 0);
+		json_object_object_add(e0, "name", json_object_new_string("D*"));
+	}
+	assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 1);
+	assert_int_equal(got[0].op, HE_REMOVE);
+	assert_string_equal(got[0].name, "D*");
+	header_edits_free(got, n);
 	/* a record without them (stored before session 18): 0, none */
 	json_object_object_del(e.rec, "release");
 	assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 0);
