@@ -352,6 +352,23 @@ static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const cha
 	return mdb_put(txn, b->kv, &k, &v, 0);
 }
 
+/* end_write - the end of a write transaction: aborted, with what failed
+ * logged, when rc says a write in it failed; else committed (logged when
+ * that fails).  0, or -1 */
+static int end_write(struct lmdb_store *b, MDB_txn *txn, int rc, const char *what)
+{
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		lerr(b, what, rc);
+		return -1;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		lerr(b, "commit", rc);
+		return -1;
+	}
+	return 0;
+}
+
 static int lmdb_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 {
 	struct lmdb_store *b = vb;
@@ -363,15 +380,8 @@ static int lmdb_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 		return -1;
 	}
 	rc = put_kv(b, txn, key, val, strlen(val), ttl_s ? now_s() + ttl_s : 0);
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-		lerr(b, "put", rc);
+	if (end_write(b, txn, rc, "put") < 0)
 		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
 	wrote(b);
 	return 0;
 }
@@ -387,17 +397,9 @@ static int lmdb_del(void *vb, const char *key)
 		lerr(b, "write", rc);
 		return -1;
 	}
-	rc = mdb_del(txn, b->kv, &k, NULL);
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		lerr(b, "del", rc);
-		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
-	return 0;
+	if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
+		rc = 0;
+	return end_write(b, txn, rc, "del");
 }
 
 static int lmdb_move(void *vb, const char *from, const char *to)
@@ -429,15 +431,8 @@ static int lmdb_move(void *vb, const char *from, const char *to)
 			rc = mdb_del(txn, b->kv, &k, NULL);
 	}
 	free(copy);
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-		lerr(b, "move", rc);
+	if (end_write(b, txn, rc, "move") < 0)
 		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
 	wrote(b);
 	return 1;
 }
@@ -508,22 +503,16 @@ static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int6
 {
 	struct lmdb_store *b = vb;
 	MDB_txn *txn;
-	const char *what;
+	const char *what = "incr";
 	int rc;
 
 	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
 		lerr(b, "write", rc);
 		return -1;
 	}
-	if ((rc = incr_in(b, txn, key, by, ttl_s, out, &what)) != 0) {
-		mdb_txn_abort(txn);
-		lerr(b, what, rc);
+	rc = incr_in(b, txn, key, by, ttl_s, out, &what);
+	if (end_write(b, txn, rc, what) < 0)
 		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
 	wrote(b);
 	return 0;
 }
@@ -554,15 +543,8 @@ static int lmdb_swap(void *vb, const char *key, const char *expect, const char *
 		rc = put_kv(b, txn, key, val, strlen(val), ttl_s ? now_s() + ttl_s : 0);
 	else if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
 		rc = 0;                   /* an expired value not swept yet */
-	if (rc != 0) {
-		mdb_txn_abort(txn);
-		lerr(b, "swap", rc);
+	if (end_write(b, txn, rc, "swap") < 0)
 		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
 	wrote(b);
 	return 1;
 }
