@@ -658,7 +658,7 @@ def learn_msgs(d):
     return d
 
 
-@pytest.mark.parametrize("damage", ["learn_crash_overflow", "learn_crash_segv"])
+@pytest.mark.parametrize("damage", ["learn_crash_bus", "learn_crash_segv"])
 @pytest.mark.parametrize("with_user", [True, False])
 def test_root_learn_on_a_damaged_store_fails_as_the_user(root, damage, with_user):
     """The daemon's user can rewrite its LMDB store, and LMDB trusts every
