@@ -101,6 +101,14 @@ struct txn {
 	char     subject[512];
 };
 
+/* what a trusted peer's XFORWARD said of the client of the next
+ * transaction (Postfix's semantics: given before MAIL, forgotten at the end
+ * of the transaction, at RSET, HELO/EHLO and STARTTLS) */
+struct xf_client {
+	struct smtp_xforward v;
+	char ip[64];                      /* its ADDR, canonical; "" = the peer's own */
+};
+
 struct session {
 	struct proxy     *px;         /* borrowed */
 	struct listener  *ln;         /* borrowed */
@@ -111,12 +119,9 @@ struct session {
 	unsigned          client_port;
 	int               counted_per_ip; /* proxy_admit counted it per IP */
 	int               xforward_peer;  /* in xforward_from: XFORWARD offered and taken */
-	/* what the peer's XFORWARD said of the client of the next transaction
-	 * (Postfix's semantics: given before MAIL, forgotten at the end of the
-	 * transaction, at RSET, HELO/EHLO and STARTTLS) */
-	struct smtp_xforward xf;
-	int               xf_seen;        /* XFORWARD since then */
-	char              xf_ip[64];      /* its ADDR, canonical; "" = the peer's own */
+	struct xf_client *xf;             /* NULL: no XFORWARD since then (allocated
+	                                   * on the first: 2 KiB no other session
+	                                   * should carry while idle) */
 	enum sess_state   state;
 	int               busy;       /* waiting for the upstream or the scanner */
 	int               helo_seen, esmtp;
@@ -335,19 +340,19 @@ static void txn_free(struct txn *t)
  * without XFORWARD). */
 static const char *xf_value(const struct session *s, enum smtp_xf_attr a)
 {
-	return s->xf_seen && s->xf.state[a] == SMTP_XF_VALUE ? s->xf.value[a] : NULL;
+	return s->xf != NULL && s->xf->v.state[a] == SMTP_XF_VALUE ? s->xf->v.value[a] : NULL;
 }
 
 static const char *client_ip_of(const struct session *s)
 {
-	return s->xf_ip[0] ? s->xf_ip : s->client_ip;
+	return s->xf != NULL && s->xf->ip[0] ? s->xf->ip : s->client_ip;
 }
 
 /* the port goes with the address: the peer's with the peer's own (ADDR
  * [UNAVAILABLE] or not said, whatever PORT says), else XFORWARD's PORT */
 static unsigned client_port_of(const struct session *s)
 {
-	if (!s->xf_ip[0]) return s->client_port;
+	if (s->xf == NULL || !s->xf->ip[0]) return s->client_port;
 	const char *port = xf_value(s, SMTP_XF_PORT);
 	return port != NULL ? (unsigned)strtoul(port, NULL, 10) : 0;   /* 0..65535, checked */
 }
@@ -355,7 +360,7 @@ static unsigned client_port_of(const struct session *s)
 static const char *helo_of(const struct session *s)
 {
 	const char *helo = xf_value(s, SMTP_XF_HELO);
-	return s->xf_seen ? (helo ? helo : "") : s->helo;
+	return s->xf != NULL ? (helo ? helo : "") : s->helo;
 }
 
 static int esmtp_of(const struct session *s)
@@ -373,10 +378,8 @@ static const char *login_of(const struct session *s)
 
 static void xforward_reset(struct session *s)
 {
-	if (!s->xf_seen) return;
-	memset(&s->xf, 0, sizeof s->xf);
-	s->xf_seen = 0;
-	s->xf_ip[0] = '\0';
+	free(s->xf);
+	s->xf = NULL;
 }
 
 /* "ESMTP", "ESMTPS", "ESMTPSA", "ESMTPA" (RFC 3848), or "SMTP" */
@@ -457,7 +460,7 @@ static void audit_txn(struct session *s, struct txn *t)
 	jsonw_cstr(&w, session_direction(s) == MW_OUTBOUND ? "outbound" : "inbound");
 	jsonw_key(&w, "client_ip");   jsonw_cstr(&w, client_ip_of(s));
 	jsonw_key(&w, "client_port"); jsonw_int(&w, (int)client_port_of(s));
-	if (s->xf_seen) {             /* who said so */
+	if (s->xf != NULL) {          /* who said so */
 		jsonw_key(&w, "xforward_peer");
 		jsonw_cstr(&w, s->client_ip);
 	}
@@ -1572,12 +1575,17 @@ static void cmd_rset(struct session *s)
 static void cmd_xforward(struct session *s, const char *arg)
 {
 	const char *why = NULL;
-	struct smtp_xforward xf = s->xf;
+	struct smtp_xforward xf;
 	char ip[64] = "";
 
 	if (!s->xforward_peer) { reply(s, "502 5.5.1 Error: command not implemented"); s->errors++; return; }
 	if (!s->helo_seen || !s->esmtp) { reply(s, "503 5.5.1 Error: send EHLO first"); s->errors++; return; }
 	if (s->tx) { reply(s, "503 5.5.1 Error: MAIL transaction in progress"); s->errors++; return; }
+	/* several commands add up: merged into what this transaction has */
+	if (s->xf != NULL)
+		xf = s->xf->v;
+	else
+		memset(&xf, 0, sizeof xf);
 	if (smtp_xforward_parse(arg, &xf, &why) < 0) {
 		reply(s, "%s", why);
 		s->errors++;
@@ -1592,9 +1600,10 @@ static void cmd_xforward(struct session *s, const char *arg)
 		s->errors++;
 		return;
 	}
-	s->xf = xf;
-	s->xf_seen = 1;
-	snprintf(s->xf_ip, sizeof s->xf_ip, "%s", ip);
+	if (s->xf == NULL)
+		s->xf = xcalloc(1, sizeof *s->xf);
+	s->xf->v = xf;
+	snprintf(s->xf->ip, sizeof s->xf->ip, "%s", ip);
 	if (log_enabled(LOG_INFO)) {
 		char esc[300];
 		slog(s->id, LOG_INFO, "XFORWARD from [%s]: client [%s]:%u helo=%s%s%s", s->client_ip,
@@ -2330,6 +2339,7 @@ static void session_free(struct session *s)
 	stats_session(STATS_PROXY, -1);
 	slog(s->id, LOG_INFO, "disconnect [%s] transactions=%u", s->client_ip, s->ntxn);
 	config_unref(s->cfg);
+	xforward_reset(s);
 	free(s);
 	proxy_session_gone(px, NULL);
 }
