@@ -285,6 +285,25 @@ sfsistat milter_apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 	return rc;
 }
 
+/* body_and_edits - the body a filter rewrote (the original must not go on
+ * in its place: a tempfail when the MTA will not take it), then the
+ * header edits; 0, or -1 with the tempfail answered */
+static int body_and_edits(SMFICTX *ctx, const struct scan_result *res, const struct milter_fields *fields,
+                          const struct deletion *del, size_t ndel, int leadspc, const char **what,
+                          const char **reply)
+{
+	if (res->new_body && replace_body(ctx, res) < 0) {
+		slog(NULL, LOG_ERR, "milter: cannot replace the body (the MTA must allow "
+		    "SMFIF_CHGBODY): tempfail");
+		*what = "tempfail";
+		*reply = R_NO_BODY;
+		milter_reply(ctx, R_NO_BODY);
+		return -1;
+	}
+	apply_edits(ctx, res, fields, del, ndel, leadspc);
+	return 0;
+}
+
 /* apply - milter_apply's action, its edits counted (del) */
 static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_result *res,
                       const struct milter_fields *fields, const struct deletion *del, size_t ndel,
@@ -293,16 +312,8 @@ static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 	switch (res->action) {
 	case MW_ACCEPT:
 	case MW_TAG:
-		if (res->new_body && replace_body(ctx, res) < 0) {
-			/* the original must not go on in its place */
-			slog(NULL, LOG_ERR, "milter: cannot replace the body (the MTA must allow "
-			    "SMFIF_CHGBODY): tempfail");
-			*what = "tempfail";
-			*reply = R_NO_BODY;
-			milter_reply(ctx, R_NO_BODY);
+		if (body_and_edits(ctx, res, fields, del, ndel, leadspc, what, reply) < 0)
 			return SMFIS_TEMPFAIL;
-		}
-		apply_edits(ctx, res, fields, del, ndel, leadspc);
 		return SMFIS_CONTINUE;
 	case MW_QUARANTINE:
 		if (cfg->milter_quarantine == MILTER_QUARANTINE_MTA) {
@@ -313,15 +324,8 @@ static sfsistat apply(SMFICTX *ctx, const struct config *cfg, const struct scan_
 			 * (postsuper -H) passes no milter, and until session 18
 			 * it delivered the banned file the accept path would
 			 * have replaced, under a signature made over it */
-			if (res->new_body && replace_body(ctx, res) < 0) {
-				slog(NULL, LOG_ERR, "milter: cannot replace the body of a message to "
-				    "hold (the MTA must allow SMFIF_CHGBODY): tempfail");
-				*what = "tempfail";
-				*reply = R_NO_BODY;
-				milter_reply(ctx, R_NO_BODY);
+			if (body_and_edits(ctx, res, fields, del, ndel, leadspc, what, reply) < 0)
 				return SMFIS_TEMPFAIL;
-			}
-			apply_edits(ctx, res, fields, del, ndel, leadspc);
 			snprintf(reason, sizeof(reason), "mailwarden: score %.2f", res->score);
 			if (smfi_quarantine(ctx, reason) != MI_SUCCESS) {
 				/* not held: going on would deliver what the audit
