@@ -16,6 +16,7 @@
 #include "sbuf.h"
 #include "tls.h"
 #include "upstream.h"
+#include "xattr.h"
 
 #include <openssl/ssl.h>
 
@@ -40,10 +41,10 @@ struct pending {
 /* One XCLIENT or XFORWARD command, CRLF excluded; what the proxy sends
  * is under Postfix's line_length_limit (2048) */
 #define XF_LINE_MAX 1200
-/* An attribute is at most " IDENT=" and 765 octets of xtext (255 octets,
- * each "+XX"): NAME, HELO, IDENT and LOGIN all fit, and one always fits
- * in a command of XF_LINE_MAX, even after XCLIENT's address part */
-#define XF_ATTR_MAX (1 + 5 + 1 + 3 * 255)
+/* An attribute is at most " IDENT=" and XATTR_VALUE_MAX octets of xtext
+ * (a longer value goes as [UNAVAILABLE], xattr.h): one always fits in a
+ * command of XF_LINE_MAX, even after XCLIENT's address part */
+#define XF_ATTR_MAX (1 + 5 + 1 + XATTR_VALUE_MAX)
 #define XF_REST_MAX (3 * XF_ATTR_MAX + 1)
 #define XCLIENT_HEAD_MAX (sizeof "XCLIENT ADDR=IPV6: PORT=65535 PROTO=ESMTP" - 1 + 64)
 _Static_assert(sizeof "XFORWARD" - 1 + XF_ATTR_MAX < XF_LINE_MAX, "an attribute fits in one command");
@@ -227,24 +228,6 @@ static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	up_open_done(u, r, err);
 }
 
-/* xtext (RFC 3461) of v into out: what XCLIENT/XFORWARD values need */
-static void xtext(const char *v, char *out, size_t outsz)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-	for (; *v && o + 4 < outsz; v++) {
-		unsigned char ch = (unsigned char)*v;
-		if (ch < 33 || ch > 126 || ch == '+' || ch == '=') {
-			out[o++] = '+';
-			out[o++] = hex[ch >> 4];
-			out[o++] = hex[ch & 15];
-		} else {
-			out[o++] = (char)ch;
-		}
-	}
-	out[o] = '\0';
-}
-
 static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err);
 
 static void up_send(struct upstream *u, const char *line, upstream_reply_fn cb)
@@ -388,13 +371,21 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 }
 
 /* attr_add - " NAME=xtext" onto out, whole or not at all; nothing for
- * an empty value */
-static void attr_add(const char *attr, const char *value, char *out, size_t outsz)
+ * an empty value.  A value of more xtext than the next hop takes
+ * (XATTR_VALUE_MAX, Postfix's limit) goes as [UNAVAILABLE], with a log
+ * line: Postfix answers 501 to the whole command, and that tempfailed the
+ * client's every transaction for good.  Never cut: a cut NAME or LOGIN
+ * names another host or user, a cut HELO a name the client never gave
+ * (after XCLIENT the EHLO carries the HELO whole anyway). */
+static void attr_add(const struct upstream *u, const char *verb, const char *attr,
+                     const char *value, char *out, size_t outsz)
 {
-	char v[3 * 255 + 1 + 4];
+	char v[XATTR_VALUE_MAX + 1];
 	size_t len = strlen(out);
 	if (value == NULL || value[0] == '\0') return;
-	xtext(value, v, sizeof v);
+	if (xattr_encode(value, v, sizeof v) < 0)
+		slog(u->sid, LOG_NOTICE, "upstream=%s: %s %s is %zu octets of xtext, over the %d the next hop "
+		     "takes: sent as %s", u->t->spec, verb, attr, xattr_xtext_len(value), XATTR_VALUE_MAX, v);
 	if (len + strlen(attr) + strlen(v) + 2 >= outsz) return;   /* never half a value */
 	snprintf(out + len, outsz - len, " %s=%s", attr, v);
 }
@@ -402,8 +393,8 @@ static void attr_add(const char *attr, const char *value, char *out, size_t outs
 /* xforward_add - attr_add when the MTA announced the attribute
  * ("250-XFORWARD NAME ADDR ..."): Postfix answers 501 to one it does
  * not know */
-static void xforward_add(const char *announced, const char *attr, const char *value,
-                         char *out, size_t outsz)
+static void xforward_add(const struct upstream *u, const char *announced, const char *attr,
+                         const char *value, char *out, size_t outsz)
 {
 	char word[16];
 	const char *p = announced;
@@ -417,12 +408,12 @@ static void xforward_add(const char *announced, const char *attr, const char *va
 		found = n > 0 && strcasecmp(word, attr) == 0;
 		p += n;
 	}
-	if (found) attr_add(attr, value, out, outsz);
+	if (found) attr_add(u, "XFORWARD", attr, value, out, outsz);
 }
 
 /* xforward_lines - the XFORWARD command(s) naming the client: the address
- * part in line, the free-text part (HELO, IDENT, LOGIN: up to 765 octets
- * of xtext each) in u->xf_rest, sent once the first is answered, in as
+ * part in line, the free-text part (HELO, IDENT, LOGIN: up to
+ * XATTR_VALUE_MAX octets of xtext each) in u->xf_rest, sent once the first is answered, in as
  * many more commands as it takes (Postfix adds up the attributes of
  * several, and its own client splits them the same way).  0 when there is
  * nothing to send. */
@@ -433,15 +424,15 @@ static int xforward_lines(struct upstream *u, const char *addr, const char *prot
 	(void)smtp_ehlo_has(&u->ehlo, "XFORWARD", announced, sizeof announced);
 	snprintf(port, sizeof port, "%u", u->c_port);
 	snprintf(line, linesz, "XFORWARD");
-	xforward_add(announced, "NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, linesz);
-	xforward_add(announced, "ADDR", addr, line, linesz);
-	xforward_add(announced, "PORT", port, line, linesz);
-	xforward_add(announced, "PROTO", proto, line, linesz);
-	xforward_add(announced, "SOURCE", u->c_source, line, linesz);
+	xforward_add(u, announced, "NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, linesz);
+	xforward_add(u, announced, "ADDR", addr, line, linesz);
+	xforward_add(u, announced, "PORT", port, line, linesz);
+	xforward_add(u, announced, "PROTO", proto, line, linesz);
+	xforward_add(u, announced, "SOURCE", u->c_source, line, linesz);
 	u->xf_rest[0] = '\0';
-	xforward_add(announced, "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
-	xforward_add(announced, "IDENT", u->c_ident, u->xf_rest, sizeof u->xf_rest);
-	xforward_add(announced, "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
+	xforward_add(u, announced, "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
+	xforward_add(u, announced, "IDENT", u->c_ident, u->xf_rest, sizeof u->xf_rest);
+	xforward_add(u, announced, "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
 	if (strcmp(line, "XFORWARD") == 0 && u->xf_rest[0])
 		attrs_next(u, "XFORWARD", line, linesz);
 	return strcmp(line, "XFORWARD") != 0;   /* 0: it announced nothing we know */
@@ -472,15 +463,15 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 		snprintf(addr, sizeof addr, "%s%s", strchr(u->c_addr, ':') ? "IPV6:" : "", u->c_addr);
 		if (u->caps & UCAP_XCLIENT) {
 			/* the address and name in the first command, HELO and
-			 * LOGIN (765 octets of xtext each at worst) in it too when
-			 * they fit, else in more XCLIENT commands (attrs_take):
-			 * never cut, or the two hops judge different names */
+			 * LOGIN (XATTR_VALUE_MAX octets of xtext each at most, a
+			 * longer one is [UNAVAILABLE]: attr_add) in it too when
+			 * they fit, else in more XCLIENT commands (attrs_take) */
 			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u", addr, u->c_port);
-			attr_add("NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, sizeof line);
-			attr_add("PROTO", proto, line, sizeof line);
+			attr_add(u, "XCLIENT", "NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, sizeof line);
+			attr_add(u, "XCLIENT", "PROTO", proto, line, sizeof line);
 			u->xf_rest[0] = '\0';
-			attr_add("HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
-			attr_add("LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
+			attr_add(u, "XCLIENT", "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
+			attr_add(u, "XCLIENT", "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
 			attrs_take(u, sizeof "XCLIENT" - 1, line, sizeof line);
 			u->state = UPS_XCLIENT;
 			u->sent_xclient = 1;

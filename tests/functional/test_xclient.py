@@ -12,6 +12,7 @@ import smtplib
 
 import pytest
 
+import audit_fields as A
 import mwlib
 from mwlib import make_msg, wait_until
 from postfixlib import Postfix, available
@@ -162,24 +163,86 @@ def test_postfix_helo_restriction_holds_through_xclient(mw_factory, postfix, ups
     assert upstream.wait_messages(1, timeout=15), pf.log()
 
 
+# A HELO name of 255 octets, all "+" and "=": 765 octets of xtext, three
+# times what Postfix takes in an XCLIENT or XFORWARD value
+LONG_HELO = ("+=" * 128)[:255]
 
-def test_postfix_refuses_a_helo_over_255_octets_of_xtext(mw_factory, postfix, upstream):
+
+def test_postfix_takes_a_helo_over_255_octets_of_xtext(mw_factory, postfix, upstream):
     """Postfix refuses an XCLIENT (and XFORWARD) attribute of more than 255
     octets of xtext, before decoding it ("501 5.5.4 Error: attribute value
-    too long"), whatever the command's length.  A HELO of 255 octets all
-    "+" and "=" (765 octets of xtext) therefore cannot reach Postfix: it is
-    sent whole (never cut: other XCLIENT servers take it, in several
-    commands, test_xforward.py), Postfix refuses it, and mailwarden fails
-    closed (451, nothing queued), never passing the client on under
-    another HELO.  A characterisation of the real peer, not a regression
-    test: main behaved the same with Postfix (its cut value was over 255
-    octets too)."""
+    too long").  mailwarden sent such a HELO whole, Postfix refused the
+    XCLIENT, and the client got 451 at its MAIL, on every retry, until its
+    mail bounced days later.  Now the XCLIENT says HELO=[UNAVAILABLE], the
+    EHLO after it still carries the whole name (Postfix takes an EHLO
+    argument of any length), the message is delivered, and one line names
+    the session and the attribute."""
     pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1")
     m = mw(mw_factory, pf)
     s = client(m)
-    assert s.ehlo(("+=" * 128)[:255])[0] == 250
+    assert s.ehlo(LONG_HELO)[0] == 250
     code, text = s.mail("a@example.org")
-    assert code == 451, (code, text)
+    assert code == 250, (code, text, m.stderr_text()[-2000:])
+    assert s.rcpt("b@example.net")[0] == 554             # still judged as 127.0.0.2
+    assert s.rcpt("x@relay.example.test")[0] == 250
+    assert s.data(make_msg(to="x@relay.example.test", subject="long helo"))[0] == 250
     s.quit()
-    assert wait_until(lambda: "attribute value too long" in m.stderr_text(), 5)
-    assert not upstream.wait_messages(1, timeout=1), upstream.messages
+    msgs = upstream.wait_messages(1, timeout=15)
+    assert msgs, pf.log()
+    received = mwlib.headers_named(msgs[0].content, "Received")
+    # Postfix's own trace: the real client, and the HELO the EHLO carried
+    assert any(LONG_HELO[:60] in r.replace("\r\n", "").replace("\n", "") and "[127.0.0.2]" in r
+               for r in received), (received, pf.log())
+    log = m.stderr_text()
+    lines = [l for l in log.splitlines() if "XCLIENT HELO is 765 octets of xtext" in l]
+    assert len(lines) == 1 and "[UNAVAILABLE]" in lines[0], log[-2000:]
+    sid = A.field(m.audit(1)[-1], "session")
+    assert sid in lines[0], (sid, lines[0])
+    assert "attribute value too long" not in pf.log()
+
+
+def test_postfix_xforward_takes_a_helo_over_255_octets_of_xtext(mw_factory, postfix, upstream):
+    """The same through XFORWARD (Postfix trusts mailwarden for XFORWARD
+    only): HELO=[UNAVAILABLE] for Postfix's log, the message delivered."""
+    pf = postfix(smtpd_authorized_xforward_hosts="127.0.0.1")
+    m = mw(mw_factory, pf)
+    s = client(m)
+    assert s.ehlo(LONG_HELO)[0] == 250
+    code, text = s.mail("a@example.org")
+    assert code == 250, (code, text, m.stderr_text()[-2000:])
+    assert s.rcpt("x@relay.example.test")[0] == 250
+    assert s.data(make_msg(to="x@relay.example.test", subject="long helo xforward"))[0] == 250
+    s.quit()
+    assert upstream.wait_messages(1, timeout=15), pf.log()
+    assert wait_until(lambda: "127.0.0.2" in pf.log(), 5), pf.log()
+    assert "XFORWARD HELO is 765 octets of xtext" in m.stderr_text()
+    assert "attribute value too long" not in pf.log()
+
+
+def test_postfix_takes_a_login_over_255_octets_of_xtext(mw_factory, postfix, upstream):
+    """A login of 255 octets with "+" in it (here from a trusted XFORWARD
+    peer) goes to Postfix as LOGIN=[UNAVAILABLE], never cut (a cut login
+    names another user): Postfix judges the client unauthenticated, so it
+    may not relay (554, a final answer the sender sees at once) and mail
+    for Postfix's own domains is delivered, where every transaction was
+    tempfailed (451) before."""
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1")
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    m = mw_factory(pf.addr, opts=[("listener.pf.xforward_from", "127.0.0.2")],
+                   listeners=[("pf", listen, pf.addr, None)], wait_probe=False)
+    login = ("first.last+news@mail.example-company.org" * 7)[:255]
+    s = client(m)
+    s.ehlo("client.example.org")
+    code, _ = s.docmd("XFORWARD", "ADDR=127.0.0.3 PROTO=ESMTP HELO=peer.example.org LOGIN=%s"
+                      % login.replace("+", "+2B"))
+    assert code == 250
+    code, text = s.mail("a@example.org")
+    assert code == 250, (code, text, m.stderr_text()[-2000:])
+    code, text = s.rcpt("b@example.net")
+    assert code == 554 and b"Relay access denied" in text, (code, text)
+    assert s.rcpt("x@relay.example.test")[0] == 250
+    assert s.data(make_msg(to="x@relay.example.test", subject="long login"))[0] == 250
+    s.quit()
+    assert upstream.wait_messages(1, timeout=15), pf.log()
+    assert "XCLIENT LOGIN is" in m.stderr_text()
+    assert "attribute value too long" not in pf.log()

@@ -204,42 +204,55 @@ def _xtext_decode(v):
     return out.decode()
 
 
-def test_long_helo_and_ident_leave_room_for_login(mw_factory, raw_up):
+def _sent_attrs(lines):
+    """{attribute: decoded value} of XCLIENT/XFORWARD lines, each attribute
+    once, each value at most 255 octets of xtext (what Postfix takes)."""
+    sent = {}
+    for l in lines:
+        for attr in l.split()[1:]:
+            name, _, value = attr.partition("=")
+            assert name not in sent, [x[:60] for x in lines]
+            assert len(value) <= 255, (name, len(value))
+            sent[name] = _xtext_decode(value)
+    return sent
+
+
+def test_long_values_in_xforward(mw_factory, raw_up):
     """HELO and IDENT of 255 octets each, the HELO all "+" (765 octets of
-    xtext): the upstream is still told LOGIN, in one more XFORWARD command
-    (it was dropped without a word while the audit said outbound).  Every
-    attribute arrives whole, every command stays under 1200 octets."""
+    xtext), and a LOGIN: a value over 255 octets of xtext goes as
+    [UNAVAILABLE] (Postfix answers 501 to the whole command, and every
+    transaction of the client was tempfailed), with one log line; the
+    others go whole, LOGIN too (it was once dropped without a word while
+    the audit said outbound), every command under 1200 octets."""
     mw = pf_listener(mw_factory, raw_up)
     c = connect(mw)
     helo, ident = "+" * 255, "Q" * 255
-    login = ("firstname.lastname+newsletters@mail.subdomain.example-company.org" * 4)[:255]
+    login = ("firstname.lastname+newsletters@mail.subdomain.example-company.org" * 4)[:240]
     assert c.docmd("XFORWARD", "ADDR=203.0.113.5 PROTO=ESMTP HELO=%s" % helo.replace("+", "+2B"))[0] == 250
     assert c.docmd("XFORWARD", "IDENT=%s LOGIN=%s" % (ident, login.replace("+", "+2B")))[0] == 250
     c.sendmail("a@example.org", ["b@example.net"], make_msg(subject="x"))
     c.quit()
     rec = mw.audit(1)[-1]
     assert rec["auth_user"] == login and rec["direction"] == "outbound", rec
+    assert rec["helo"] == helo, rec                       # mailwarden's own checks: the whole name
     lines = xforward_lines(raw_up)
     assert all(len(l) < 1200 for l in lines), [len(l) for l in lines]
-    sent = {}
-    for l in lines:
-        for attr in l.split()[1:]:
-            name, _, value = attr.partition("=")
-            assert name not in sent, lines
-            sent[name] = _xtext_decode(value)
-    assert (sent.get("HELO"), sent.get("IDENT"), sent.get("LOGIN")) == (helo, ident, login), \
+    sent = _sent_attrs(lines)
+    assert (sent.get("HELO"), sent.get("IDENT"), sent.get("LOGIN")) == ("[UNAVAILABLE]", ident, login), \
         [l[:60] + "..." for l in lines]
     assert sent["ADDR"] == "203.0.113.5"
+    log = [l for l in mw.stderr_text().splitlines() if "octets of xtext, over the 255" in l]
+    assert len(log) == 1 and "XFORWARD HELO is 765 octets" in log[0], log
 
 
-def test_long_attributes_in_several_xclient_commands(mw_factory):
+def test_long_attributes_in_xclient(mw_factory):
     """Onward by XCLIENT, NAME, HELO and LOGIN of 255 octets each (the HELO
-    all "+", the LOGIN full of "+": 765 and ~300 octets of xtext): XCLIENT
-    cut HELO and LOGIN to under 300 octets of xtext, so the next hop saw
-    other names than the audit.  Now every attribute arrives whole, once,
-    in as many XCLIENT commands as it takes, each under 1200 octets, each
-    answered by a new greeting before the next; the EHLO after the last
-    carries the whole HELO."""
+    all "+", the LOGIN with "+" in it: 765 and ~300 octets of xtext).  They
+    went whole in several XCLIENT commands, and Postfix refused the first
+    with a value over 255 octets of xtext.  Now NAME (255 octets of xtext)
+    goes whole, HELO and LOGIN as [UNAVAILABLE] (never cut: a cut login is
+    another user), all in one command, and the EHLO after it carries the
+    whole HELO, so the next hop still judges the client's name."""
     up = mwlib.RawUpstream(script={"OTHER": b"220 raw.upstream ESMTP\r\n"},
                            caps=mwlib.RawUpstream.CAPS + [b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"]).start()
     try:
@@ -257,18 +270,14 @@ def test_long_attributes_in_several_xclient_commands(mw_factory):
         assert (rec["helo"], rec["auth_user"], rec["client_name"]) == (helo, login, name), rec
         lines = [l.decode() for l in up.sessions[-1]]
         xc = [i for i, l in enumerate(lines) if l.startswith("XCLIENT")]
-        assert len(xc) >= 2 and all(len(lines[i]) < 1200 for i in xc), [len(lines[i]) for i in xc]
-        assert xc == list(range(xc[0], xc[0] + len(xc))), lines     # no EHLO in between
+        assert len(xc) == 1 and len(lines[xc[0]]) < 1200, [len(lines[i]) for i in xc]
         assert lines[xc[-1] + 1] == "EHLO " + helo, lines[xc[-1] + 1][:80]
-        sent = {}
-        for i in xc:
-            for attr in lines[i].split()[1:]:
-                key, _, value = attr.partition("=")
-                assert key not in sent, [lines[j][:60] for j in xc]
-                sent[key] = _xtext_decode(value)
-        assert (sent.get("NAME"), sent.get("HELO"), sent.get("LOGIN")) == (name, helo, login), \
+        sent = _sent_attrs([lines[i] for i in xc])
+        assert (sent.get("NAME"), sent.get("HELO"), sent.get("LOGIN")) == (name, "[UNAVAILABLE]", "[UNAVAILABLE]"), \
             [lines[j][:60] + "..." for j in xc]
         assert sent["ADDR"] == "203.0.113.5" and sent["PORT"] == "4242" and sent["PROTO"] == "ESMTP"
+        log = [l for l in mw.stderr_text().splitlines() if "octets of xtext, over the 255" in l]
+        assert len(log) == 2 and "XCLIENT HELO is 765 octets" in log[0] and "XCLIENT LOGIN is" in log[1], log
     finally:
         up.stop()
 
