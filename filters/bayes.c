@@ -305,7 +305,13 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 			break;
 		l.was = r == 0 ? '\0' : seen[0] == 's' || seen[0] == 'h' ? seen[0] : '?';
 		if (l.was == '?') {
-			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key, seen);
+			/* the store is no trusted source for the log: a Redis
+			 * server shared by several machines, or a damaged file,
+			 * may hold a newline or a terminal's escape there */
+			char esc[4 * sizeof(seen)];
+
+			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key,
+			     log_esc(esc, sizeof(esc), seen, strlen(seen)));
 			break;
 		}
 		if (l.was == l.now) {

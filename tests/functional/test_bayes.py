@@ -403,6 +403,28 @@ def test_redis_big_learn_within_a_small_store_timeout(redis_server, tmp_path):
     assert rc == 0 and "1 already learned so" in out and holds(out)[:2] == (1, 0), (out, err)
 
 
+def test_a_mark_that_is_not_a_class_is_logged_escaped(store, tmp_path):
+    """The store is not trusted input for the log (a Redis server shared
+    by several machines, a damaged LMDB file): a message's mark that is no
+    class is named in the log with its bytes escaped (log_esc).  Before,
+    the log's last guard turned the newline and ESC into "?" (what the
+    store holds was lost) and let a byte past 0x7e through raw: invalid
+    UTF-8 in the log, and 0x9b, the 8-bit CSI, a terminal escape."""
+    kind, opts, redis = store
+    path = write(tmp_path, "odd.eml", "notes", HAMMY[0])
+    rc, out, err = learn(opts, "--ham", path)                   # the store exists
+    assert rc == 0, (out, err)
+    store_put(kind, opts, redis, bayes_seen_key("<odd.eml@test.example>"),
+              b"\n\x9bFAKE\x1b[2J", int(time.time()) + 3600)
+    cmd = ["learn"]
+    for k, v in opts:
+        cmd += ["-o", "%s=%s" % (k, v)]
+    err = run_mw(cmd + ["--spam", path]).stderr                # bytes: no decoding to fail
+    assert b'holds "\\x0a\\x9bFAKE\\x1b", not a class: left alone' in err, err
+    assert not [c for c in err if c >= 0x7f or (c < 0x20 and c != 0x0a)], err
+    assert b"\nFAKE" not in err, err
+
+
 # Two Message-IDs whose keys of before were one (tests/bench/fnv1a_collide.c
 # "mid<": the old key was FNV-1a-64 over "mid" and the Message-ID)
 MID_A = "<3i5beq2bsee2e@example.org>"
