@@ -341,6 +341,25 @@ int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg,
 	return store_incr(st, EXAMPLES_KEY, 1, 0, NULL);
 }
 
+int chars_learning(struct store_learning *l, struct chars_kept_example *ex,
+                   const unsigned char *msg, size_t len, int cls, unsigned ttl_s)
+{
+	if (ex_key(l->mark, ex->key, sizeof(ex->key)) < 0)
+		return -1;
+	l->kept = ex->key;
+	l->kept_val = NULL;
+	l->kept_len = 0;
+	l->kept_ttl_s = 0;
+	if (cls >= 0) {
+		ex->val[0] = cls ? 's' : 'h';
+		l->kept_val = ex->val;
+		l->kept_len = 1 + chars_example(msg, len, ex->val + 1);
+		l->kept_ttl_s = ttl_s;
+	}
+	l->kept_count = EXAMPLES_KEY;
+	return 0;
+}
+
 int chars_move(struct store *st, const char *from_seen, const char *to_seen)
 {
 	char from[STORE_KEY_MAX], to[STORE_KEY_MAX];
