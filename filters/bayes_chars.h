@@ -103,7 +103,9 @@ int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t
 
 /* chars_keep - remember msg's example under the message's id (the hex
  * of its "bayes:seen:" key) as spam or ham for ttl_s seconds (0 = ever),
- * or forget it (cls < 0).  0, or -1 on a store failure. */
+ * or forget it (cls < 0), on its own, whatever the mark says (for tests
+ * and tools that set up examples; bayes_learn writes them with the mark,
+ * chars_learning).  0, or -1 on a store failure. */
 int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg, size_t len,
                int cls, unsigned ttl_s);
 

@@ -65,7 +65,7 @@ struct store_learning {
 	const void *kept_val;       /* its bytes (any), or NULL: the key removed */
 	size_t      kept_len;       /* at most STORE_BLOB_MAX */
 	unsigned    kept_ttl_s;     /* its lifetime (0 = never) */
-	const char *kept_count;     /* a counter +1 when kept is written, or NULL */
+	const char *kept_count;     /* a counter +1 when kept is written or removed, or NULL */
 };
 
 /* backend operations; each returns as documented for the store_* call */
