@@ -238,18 +238,19 @@ static unsigned autolearn_example_ttl(const struct config *cfg)
 	return seen != 0 && seen < ex ? seen : ex;
 }
 
-/* example_as - the message's example for the character model as class
- * c ('s', 'h'; '\0' or !example: none kept).  0, or -1. */
-static int example_as(struct store *st, struct mw_ctx *ctx, const char *key, char c, int example,
-                      unsigned example_ttl)
+/* example_as - into l, the message's example for the character model as
+ * class c ('s', 'h'; '\0' or !example: its removal), for store_learn to
+ * write with the mark.  0, or -1. */
+static int example_as(struct store_learning *l, struct chars_kept_example *ex, struct mw_ctx *ctx,
+                      char c, int example, unsigned example_ttl)
 {
 	size_t len;
 	const unsigned char *msg;
 
 	if (c == '\0' || !example)
-		return chars_keep(st, key, NULL, 0, -1, 0);
+		return chars_learning(l, ex, NULL, 0, -1, 0);
 	msg = mw_message(ctx, &len);
-	return chars_keep(st, key, msg, len, c == 's', example_ttl);
+	return chars_learning(l, ex, msg, len, c == 's', example_ttl);
 }
 
 /* Another learner that changes the mark between our look and our
@@ -257,101 +258,107 @@ static int example_as(struct store *st, struct mw_ctx *ctx, const char *key, cha
  * does not keep what it is told. */
 #define LEARN_ATTEMPTS 4
 
-/* example_to_mark - once a learn wrote the message's example and did not
- * end in its own success: the example made to agree with the mark as it
- * is now, read back rather than assumed.  A store_learn that failed may
- * still have counted the message (a Redis script given up on runs on),
- * and one that lost to another learner leaves the mark at that learner's
- * class, not at the class we first looked at.  1 the mark holds now (the
- * message is learned as asked), 0 it holds another class, -1 it could not
- * be read (the example left as written: an example too many is read once
- * more by the next training; one lost for a counted message is gone). */
-static int example_to_mark(struct store *st, struct mw_ctx *ctx, const char *key, char now,
-                           int example, unsigned example_ttl)
+/* learned_after_all - after a store_learn that failed: does the mark hold
+ * the class asked now?  A Redis script given up on past store_timeout
+ * runs on (its example with it: one step); a mark read at the class
+ * asked counts as learned, as "learn" then says. */
+static int learned_after_all(struct store *st, const char *key, char now)
 {
-	char seen[8], mark;
-	int r;
+	char seen[8];
+	int r = store_get(st, key, seen, sizeof(seen));
 
-	if ((r = store_get(st, key, seen, sizeof(seen))) < 0) {
-		slog(NULL, LOG_WARNING, "bayes: %s: the learn failed and its mark cannot be read: "
-		     "the example for the character model is left as written", key);
-		return -1;
-	}
-	mark = r == 0 ? '\0' : seen[0];
-	if (mark == now)
-		return 1;
-	if (mark != '\0' && mark != 's' && mark != 'h')
-		return 0;
-	(void)example_as(st, ctx, key, mark, example, example_ttl);
-	return 0;
+	return r >= 0 && (r == 0 ? '\0' : seen[0]) == now && (r == 0 || seen[1] == '\0');
 }
 
+/* The example for the character model (bayes:ex:<id>) is written by the
+ * store_learn that sets the mark (bayes:seen:<id>), in its one step
+ * (store.h), never on its own: until session 19 it was written just
+ * before, and one learner's example could land after another's learn
+ * (three learners of one message at once on one Redis, 5 rounds in 100:
+ * the mark gone and a ham example left, or the reverse), or be rewritten
+ * after a forget on a message learned before examples were kept. */
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
                 unsigned example_ttl)
 {
 	struct bayes_tokens t = { 0 };
 	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
+	struct chars_kept_example *ex = xmalloc(sizeof(*ex));   /* 3 KB: not on a scanner's stack */
 	char key[64], seen[8];
-	int r, rc = -1, tokenized = 0, attempt, example_written = 0;
+	int r, rc = -1, tokenized = 0, attempt;
 
-	if (bayes_msg_key(ctx, key, sizeof(key)) < 0)
+	if (bayes_msg_key(ctx, key, sizeof(key)) < 0) {
+		free(ex);
 		return -1;
+	}
 	l.mark = key;
 	l.now = cls == BAYES_SPAM ? 's' : cls == BAYES_HAM ? 'h' : '\0';
 	for (attempt = 0; attempt < LEARN_ATTEMPTS; attempt++) {
+		l.kept = NULL;
 		if ((r = store_get(st, key, seen, sizeof(seen))) < 0)
 			break;
 		if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
 			break;
 		l.was = r == 0 ? '\0' : seen[0] == 's' || seen[0] == 'h' ? seen[0] : '?';
 		if (l.was == '?') {
-			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key, seen);
+			/* the store is no trusted source for the log: a Redis
+			 * server shared by several machines, or a damaged file,
+			 * may hold a newline or a terminal's escape there */
+			char esc[4 * sizeof(seen)];
+
+			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key,
+			     log_esc(esc, sizeof(esc), seen, strlen(seen)));
 			break;
 		}
 		if (l.was == l.now) {
 			rc = 0;
 			/* learned before examples were kept (a store from
 			 * before the character model): teaching it again gives
-			 * it its example; forgetting what is not known, nothing */
-			if (l.now != '\0' && example && (r = chars_kept(st, key)) == 0)
-				r = example_as(st, ctx, key, l.now, example, example_ttl);
-			if (l.now != '\0' && example && r < 0)
+			 * it its example, written only while the mark still
+			 * holds the class (a forget meanwhile took the example
+			 * away, and must not find it back); forgetting what is
+			 * not known, nothing */
+			if (l.now == '\0' || !example || (r = chars_kept(st, key)) == 1)
+				break;
+			if (r < 0 || example_as(&l, ex, ctx, l.now, example, example_ttl) < 0) {
 				rc = -1;
-			/* another learner did what we set out to do: the
-			 * example we wrote is its class's */
-			example_written = 0;
-			break;
+				break;
+			}
+			l.hashes = NULL;
+			l.n = 0;
+			if ((r = store_learn(st, &l)) != 0) {
+				rc = r < 0 ? -1 : 0;
+				break;
+			}
+			rc = -1;
+			continue;       /* the mark changed: look again */
 		}
 		if (!tokenized) {
 			bayes_tokenize(ctx, &t);
-			l.hashes = t.h;
-			l.n = t.n;
 			tokenized = 1;
 		}
-		/* the example first: a message taught and counted in the
-		 * tokens always has its example for the character model;
-		 * one forgotten or relearned loses the old one */
-		if ((l.now != '\0' && example) || l.was != '\0') {
-			example_written = 1;
-			if (example_as(st, ctx, key, l.now, example, example_ttl) < 0)
-				break;
-		}
+		l.hashes = t.h;
+		l.n = t.n;
+		/* a message taught and counted in the tokens always has its
+		 * example for the character model; one forgotten or relearned
+		 * without one loses the old one */
+		if (((l.now != '\0' && example) || l.was != '\0')
+		    && example_as(&l, ex, ctx, l.now, example, example_ttl) < 0)
+			break;
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
-			example_written = 0;
 			break;
 		}
-		if (r < 0)
+		if (r < 0) {
+			if (learned_after_all(st, key, l.now))
+				rc = 1;
 			break;
+		}
 	}
 	if (attempt == LEARN_ATTEMPTS)
 		slog(NULL, LOG_ERR, "bayes: %s changed by other learners %d times in a row: not learned",
 		     key, LEARN_ATTEMPTS);
-	/* not learned by us, or not known to be: the example goes with
-	 * whatever the mark says now */
-	if (example_written && example_to_mark(st, ctx, key, l.now, example, example_ttl) == 1)
-		rc = 1;
 	bayes_tokens_free(&t);
+	free(ex);
 	return rc;
 }
 

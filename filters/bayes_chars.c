@@ -1,5 +1,6 @@
 /* bayes_chars.c - the character 4-gram model of the Bayes filter
  * (bayes_chars.h says what and why). */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -340,6 +341,25 @@ int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg,
 	return store_incr(st, EXAMPLES_KEY, 1, 0, NULL);
 }
 
+int chars_learning(struct store_learning *l, struct chars_kept_example *ex,
+                   const unsigned char *msg, size_t len, int cls, unsigned ttl_s)
+{
+	if (ex_key(l->mark, ex->key, sizeof(ex->key)) < 0)
+		return -1;
+	l->kept = ex->key;
+	l->kept_val = NULL;
+	l->kept_len = 0;
+	l->kept_ttl_s = 0;
+	if (cls >= 0) {
+		ex->val[0] = cls ? 's' : 'h';
+		l->kept_val = ex->val;
+		l->kept_len = 1 + chars_example(msg, len, ex->val + 1);
+		l->kept_ttl_s = ttl_s;
+	}
+	l->kept_count = EXAMPLES_KEY;
+	return 0;
+}
+
 int chars_move(struct store *st, const char *from_seen, const char *to_seen)
 {
 	char from[STORE_KEY_MAX], to[STORE_KEY_MAX];
@@ -534,10 +554,34 @@ static int take_lock(struct store *st, char token[LOCK_TOKEN_SZ])
 	return store_swap(st, LOCK_KEY, NULL, token, CHARS_LOCK_TTL);
 }
 
-/* drop_lock - the lock released if it is still ours */
+/* RELEASE_RETRY_MS - the wait before a failed release is tried again:
+ * past store_redis.c's RETRY_MS (1 s), within which a Redis client that
+ * failed to connect makes no new attempt (the retry would fail untried) */
+#define RELEASE_RETRY_MS 1200
+
+/* drop_lock - the lock released if it is still ours.  A release that
+ * failed (the command lost with its connection, Redis out of reach for
+ * a moment, another client's script past Redis' busy-reply-threshold)
+ * left the lock until CHARS_LOCK_TTL: no machine trained, and a "learn"
+ * waited up to a minute.  So it is tried once more.  Repeating it is
+ * harmless when the first did reach the server and only its answer was
+ * lost (a reply past store_timeout: Redis still runs a command whose
+ * client has gone): the lock goes only while it holds our token. */
 static void drop_lock(struct store *st, const char *token)
 {
-	(void)store_swap(st, LOCK_KEY, token, NULL, 0);
+	struct timespec pause = { RELEASE_RETRY_MS / 1000, (RELEASE_RETRY_MS % 1000) * 1000000L };
+
+	if (store_swap(st, LOCK_KEY, token, NULL, 0) >= 0)
+		return;
+	while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+		;
+	if (store_swap(st, LOCK_KEY, token, NULL, 0) >= 0) {
+		slog(NULL, LOG_NOTICE, "bayes: the training lock (%s) released at the second attempt",
+		     LOCK_KEY);
+		return;
+	}
+	slog(NULL, LOG_WARNING, "bayes: the training lock (%s) could not be released: no process "
+	     "trains the character models until it expires (%d s)", LOCK_KEY, CHARS_LOCK_TTL);
 }
 
 /* train_locked - rebuild under the lock the caller took, renewed by a

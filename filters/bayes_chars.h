@@ -103,9 +103,27 @@ int chars_model_decode(const unsigned char *blob, size_t len, float *w, uint32_t
 
 /* chars_keep - remember msg's example under the message's id (the hex
  * of its "bayes:seen:" key) as spam or ham for ttl_s seconds (0 = ever),
- * or forget it (cls < 0).  0, or -1 on a store failure. */
+ * or forget it (cls < 0), on its own, whatever the mark says (for tests
+ * and tools that set up examples; bayes_learn writes them with the mark,
+ * chars_learning).  0, or -1 on a store failure. */
 int chars_keep(struct store *st, const char *seen_key, const unsigned char *msg, size_t len,
                int cls, unsigned ttl_s);
+
+/* One example as store_learn keeps it beside the message's mark */
+struct chars_kept_example {
+	char          key[STORE_KEY_MAX + 1];   /* "bayes:ex:<id>" */
+	unsigned char val[1 + CHARS_PREFIX];    /* 's' or 'h', then the example */
+};
+/* chars_learning - l->kept (and the fields after it) set to msg's example
+ * as spam (cls 1) or ham (0) for ttl_s seconds (0 = ever), or to its
+ * removal (cls < 0), under the id of l->mark (a "bayes:seen:" key), with
+ * the count of example changes to bump: store_learn writes it in the step
+ * that sets the mark (bayes_learn), so that the example is always the
+ * mark's class, whatever other learners of the message do meanwhile
+ * (chars_keep's own write could land after another learner's learn).  l
+ * then points into ex.  0, or -1 if l->mark is not a seen key. */
+int chars_learning(struct store_learning *l, struct chars_kept_example *ex,
+                   const unsigned char *msg, size_t len, int cls, unsigned ttl_s);
 
 /* chars_move - the example of one seen key, if any, to another's, with
  * what is left of its lifetime (a message's id changing form: bayes.c).

@@ -377,14 +377,15 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			/* the two message counts and the tokens (at most
 			 * BAYES_MAX_TOKENS, in batches), the character model's
 			 * version and blob; autolearn: the message's seen mark
-			 * (and on a miss its key of before, bayes.c), its
-			 * example and the examples' count (bayes_chars and
-			 * bayes_autolearn_examples), and the learning itself
-			 * (tokens, count and mark: one store_learn) */
+			 * (and on a miss its key of before, bayes.c), the look
+			 * whether a message learned so already keeps its
+			 * example (bayes_chars and bayes_autolearn_examples),
+			 * and the learning itself (tokens, count, mark, and
+			 * example with the examples' count: one store_learn) */
 			unsigned batches = (BAYES_MAX_TOKENS + BAYES_TOKEN_BATCH - 1) / BAYES_TOKEN_BATCH;
 			unsigned calls = 2 + batches + (cfg->bayes_chars ? 2 : 0)
 			    + (cfg->bayes_autolearn ? 2 + 1
-			        + (cfg->bayes_chars && cfg->bayes_autolearn_examples ? 2 : 0) : 0);
+			        + (cfg->bayes_chars && cfg->bayes_autolearn_examples ? 1 : 0) : 0);
 
 			add(w, name, "store_timeout", calls, cfg->store_timeout);
 		}

@@ -232,9 +232,16 @@ int store_learn(struct store *s, const struct store_learning *l)
 	int r;
 
 	if (!key_ok(l->mark, "learn") || !key_ok(l->count[0], "learn") || !key_ok(l->count[1], "learn")
-	    || !class_ok(l->was) || !class_ok(l->now) || l->was == l->now)
+	    || !class_ok(l->was) || !class_ok(l->now))
 		return -1;
-	if ((r = s->ops->learn(s->backend, l, day, &ntokens)) == 1)
+	if (l->kept != NULL && (!key_ok(l->kept, "learn") || l->kept_len > STORE_BLOB_MAX
+	                        || (l->kept_val == NULL && l->kept_len > 0)
+	                        || (l->kept_count != NULL && !key_ok(l->kept_count, "learn"))))
+		return -1;
+	/* a mark left as it is: only the kept value to write */
+	if (l->was == l->now && (l->kept == NULL || l->n != 0))
+		return -1;
+	if ((r = s->ops->learn(s->backend, l, day, &ntokens)) == 1 && l->was != l->now)
 		over_token_max(s, ntokens, day);
 	return r;
 }

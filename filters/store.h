@@ -47,7 +47,12 @@ struct store_token {
 };
 
 /* One message learned, relearned or forgotten (store_learn): its mark
- * key says which class it is counted in ('s', 'h', or '\0': none). */
+ * key says which class it is counted in ('s', 'h', or '\0': none).
+ * A value kept beside the mark (Bayes: the message's example for the
+ * character model, bayes_chars.h) is written or removed in the same
+ * step, so that whatever other learners of the message do meanwhile the
+ * two never disagree: written on its own before the learn, a learner's
+ * example could land after another's learn and stay there. */
 struct store_learning {
 	const char *mark;           /* the message's key ("bayes:seen:<id>") */
 	char        was;            /* the mark expected: 's', 'h' or '\0' (absent) */
@@ -56,6 +61,11 @@ struct store_learning {
 	const char *count[2];       /* the spam and ham message counters */
 	const uint64_t *hashes;     /* the message's distinct tokens */
 	size_t      n;
+	const char *kept;           /* the value's key, or NULL: none touched */
+	const void *kept_val;       /* its bytes (any), or NULL: the key removed */
+	size_t      kept_len;       /* at most STORE_BLOB_MAX */
+	unsigned    kept_ttl_s;     /* its lifetime (0 = never) */
+	const char *kept_count;     /* a counter +1 when kept is written or removed, or NULL */
 };
 
 /* backend operations; each returns as documented for the store_* call */
@@ -149,11 +159,16 @@ int store_swap(struct store *s, const char *key, const char *expect, const char 
  * learned stamped with today), and the mark set to now (or removed).
  * Two learners of one message (the learn command beside autolearn, two
  * machines on one Redis) cannot both count it: the second finds the
- * mark changed.  Past bayes_token_max tokens (LMDB) the least useful go,
- * as after store_tokens_add.  1 done, 0 the mark held something else
+ * mark changed.  l->kept (if not NULL) is written or removed, and
+ * l->kept_count bumped, in that step too.  With l->was == l->now (and
+ * no tokens, n = 0) only l->kept is written, while the mark holds was:
+ * the mark and its lifetime, the counters and the tokens stay as they
+ * are.  Past bayes_token_max tokens (LMDB) the least useful go, as
+ * after store_tokens_add.  1 done, 0 the mark held something else
  * (nothing changed: look again), -1 store failure (nothing changed; with
  * Redis a failure inside the script, which Redis does not undo, is not
- * ruled out, as for any script). */
+ * ruled out, as for any script, nor a script that ran on after the
+ * client gave up on it past store_timeout). */
 int store_learn(struct store *s, const struct store_learning *l);
 /* store_blob_get - the binary value of key: *data gets a malloc'd copy
  * (caller frees), *len its length.  1 found, 0 absent or expired, -1 store

@@ -818,9 +818,32 @@ fail:
 	return -1;
 }
 
+/* kept_in - store_learn's value kept beside the mark, inside txn: written
+ * (in place, as lmdb_blob_set) or removed, and its counter bumped.  0, or
+ * an LMDB error (what failed in *what) */
+static int kept_in(struct lmdb_store *b, MDB_txn *txn, const struct store_learning *l,
+                   const char **what)
+{
+	MDB_val k = key_val(l->kept), v = { 8 + l->kept_len, NULL };
+	int rc;
+
+	*what = "example";
+	if (l->kept_val == NULL) {
+		if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
+			rc = 0;
+	} else if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) == 0) {
+		put_u64(v.mv_data, l->kept_ttl_s ? now_s() + l->kept_ttl_s : 0);
+		if (l->kept_len > 0)
+			memcpy((unsigned char *)v.mv_data + 8, l->kept_val, l->kept_len);
+	}
+	if (rc == 0 && l->kept_count != NULL)
+		rc = incr_in(b, txn, l->kept_count, 1, 0, NULL, what);
+	return rc;
+}
+
 /* lmdb_learn - one write transaction: the mark looked at, the tokens,
- * the counters and the mark written, all committed or none (a full map
- * part-way leaves nothing behind) */
+ * the counters, the mark and the value kept beside it written, all
+ * committed or none (a full map part-way leaves nothing behind) */
 static int lmdb_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
 {
 	struct lmdb_store *b = vb;
@@ -850,14 +873,16 @@ static int lmdb_learn(void *vb, const struct store_learning *l, uint32_t day, ui
 	    || (dh != 0 && (rc = incr_in(b, txn, l->count[1], dh, 0, NULL, &what)) != 0))
 		goto fail;
 	what = "mark";
-	if (l->now != '\0') {
+	if (l->was == l->now)
+		rc = 0;                   /* the mark and its lifetime left as they are */
+	else if (l->now != '\0') {
 		char mark[2] = { l->now, '\0' };
 
 		rc = put_kv(b, txn, l->mark, mark, 1, l->mark_ttl_s ? now_s() + l->mark_ttl_s : 0);
 	} else if ((rc = mdb_del(txn, b->kv, &mk, NULL)) == MDB_NOTFOUND) {
 		rc = 0;
 	}
-	if (rc != 0)
+	if (rc != 0 || (l->kept != NULL && (rc = kept_in(b, txn, l, &what)) != 0))
 		goto fail;
 	*ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
 	if ((rc = mdb_txn_commit(txn)) != 0) {

@@ -906,16 +906,21 @@ static int redis_swap(void *vb, const char *key, const char *expect, const char 
 	return zero_or_one(b, "EVAL (swap)", run(b, 7, argv, NULL));
 }
 
-/* KEYS: mark, spam counter, ham counter, the tokens; ARGV: mark expected
- * ('' absent), mark wanted ('' forget), its ttl, the tokens' ttl.  One
- * script: the look and every write one step, so that two learners of
- * one message cannot both count it. */
+/* KEYS: mark, spam counter, ham counter, the kept value, its counter,
+ * the tokens; ARGV: mark expected ('' absent), mark wanted ('' forget),
+ * its ttl, the tokens' ttl, what to do with the kept value ('' nothing,
+ * 'd' remove, 's' set), the value, its ttl, '1' to bump its counter.
+ * One script: the look and every write one step, so that two learners
+ * of one message cannot both count it, nor leave an example that is not
+ * the mark's class.  The mark expected equal to the mark wanted: only
+ * the kept value is written. */
 static const char learn_lua[] =
 	"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end "
+	"if ARGV[1] ~= ARGV[2] then "
 	"local ds, dh = 0, 0 "
 	"if ARGV[1] == 's' then ds = -1 elseif ARGV[1] == 'h' then dh = -1 end "
 	"if ARGV[2] == 's' then ds = ds + 1 elseif ARGV[2] == 'h' then dh = dh + 1 end "
-	"for i = 4, #KEYS do local k = KEYS[i] "
+	"for i = 6, #KEYS do local k = KEYS[i] "
 	"local s = redis.call('HINCRBY', k, 's', ds) "
 	"local h = redis.call('HINCRBY', k, 'h', dh) "
 	"if s < 0 then redis.call('HSET', k, 's', 0) s = 0 end "
@@ -927,7 +932,13 @@ static const char learn_lua[] =
 	"if dh ~= 0 then redis.call('INCRBY', KEYS[3], dh) end "
 	"if ARGV[2] == '' then redis.call('DEL', KEYS[1]) "
 	"elseif ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
-	"else redis.call('SET', KEYS[1], ARGV[2]) end return 1";
+	"else redis.call('SET', KEYS[1], ARGV[2]) end "
+	"end "
+	"if ARGV[5] == 'd' then redis.call('DEL', KEYS[4]) "
+	"elseif ARGV[5] == 's' and ARGV[7] ~= '0' then redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[7]) "
+	"elseif ARGV[5] == 's' then redis.call('SET', KEYS[4], ARGV[6]) end "
+	"if ARGV[5] ~= '' and ARGV[8] == '1' then redis.call('INCR', KEYS[5]) end "
+	"return 1";
 
 /* A message's tokens (at most BAYES_MAX_TOKENS) in one script: the only
  * step Redis runs whole, so the only way the mark, the counters and every
@@ -939,17 +950,24 @@ static const char learn_lua[] =
  * thousand tokens: with store_timeout = 20ms a big message's script was
  * given up while Redis went on to count it, and the caller, told it had
  * failed, reverted the example of a message the store had learned
- * (bayes_learn now reads the mark back before it touches the example). */
+ * (since session 19 the example is written in this script, one step
+ * with the mark). */
 #define LEARN_MS_PER_1000_TOKENS 25
+
+/* NKEYS_LEARN - the keys learn_lua takes before the tokens */
+#define NKEYS_LEARN 5
 
 static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
 {
 	struct redis_store *b = vb;
-	size_t argc = 3 + 3 + l->n + 4, i;
+	size_t argc = 3 + NKEYS_LEARN + l->n + 8, i, a, vi;
 	const char **argv = xcalloc(argc, sizeof(*argv));
-	char (*keys)[FULL_KEY_SZ] = xcalloc(3, sizeof(*keys));
+	size_t *lens = xcalloc(argc, sizeof(*lens));
+	char (*keys)[FULL_KEY_SZ] = xcalloc(NKEYS_LEARN, sizeof(*keys));
 	char (*tokens)[96] = xcalloc(l->n ? l->n : 1, sizeof(*tokens));
 	char nkeys[24], was[2] = { l->was, '\0' }, now[2] = { l->now, '\0' }, ttl[24], tttl[24];
+	char kttl[24];
+	const char *kop = l->kept == NULL ? "" : l->kept_val == NULL ? "d" : "s";
 	int rc;
 
 	(void)day;
@@ -957,25 +975,45 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 	full_key(b, l->mark, keys[0], sizeof(keys[0]));
 	full_key(b, l->count[0], keys[1], sizeof(keys[1]));
 	full_key(b, l->count[1], keys[2], sizeof(keys[2]));
-	snprintf(nkeys, sizeof(nkeys), "%zu", 3 + l->n);
+	/* keys the script does not touch (kop '' or no counter) are named
+	 * all the same, as the mark's: a script declares every key it may
+	 * write, and an empty name is no key */
+	full_key(b, l->kept != NULL ? l->kept : l->mark, keys[3], sizeof(keys[3]));
+	full_key(b, l->kept_count != NULL ? l->kept_count : l->mark, keys[4], sizeof(keys[4]));
+	snprintf(nkeys, sizeof(nkeys), "%zu", NKEYS_LEARN + l->n);
 	snprintf(ttl, sizeof(ttl), "%u", l->mark_ttl_s);
 	snprintf(tttl, sizeof(tttl), "%u", b->token_ttl_s);
+	snprintf(kttl, sizeof(kttl), "%u", l->kept_ttl_s);
 	argv[0] = "EVAL";
 	argv[1] = learn_lua;
 	argv[2] = nkeys;
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < NKEYS_LEARN; i++)
 		argv[3 + i] = keys[i];
+	a = 3 + NKEYS_LEARN;
 	for (i = 0; i < l->n; i++) {
 		token_key(b, l->hashes[i], tokens[i], sizeof(tokens[i]));
-		argv[6 + i] = tokens[i];
+		argv[a++] = tokens[i];
 	}
-	argv[6 + l->n] = was;
-	argv[7 + l->n] = now;
-	argv[8 + l->n] = ttl;
-	argv[9 + l->n] = tttl;
-	rc = zero_or_one(b, "EVAL (learn)", run_capped_ms(b, (int)argc, argv, NULL, REPLY_MAX,
+	argv[a++] = was;
+	argv[a++] = now;
+	argv[a++] = ttl;
+	argv[a++] = tttl;
+	argv[a++] = kop;
+	vi = a++;
+	argv[a++] = kttl;
+	argv[a++] = l->kept_count != NULL ? "1" : "0";
+	for (i = 0; i < argc; i++)
+		lens[i] = i == vi ? 0 : strlen(argv[i]);
+	/* the value is binary (NULs too): its length as given */
+	if (l->kept_val != NULL) {
+		argv[vi] = (const char *)l->kept_val;
+		lens[vi] = l->kept_len;
+	} else
+		argv[vi] = "";
+	rc = zero_or_one(b, "EVAL (learn)", run_capped_ms(b, (int)argc, argv, lens, REPLY_MAX,
 	    ELEMENTS_MAX, b->timeout_ms + (unsigned)(l->n * LEARN_MS_PER_1000_TOKENS / 1000)));
 	free(argv);
+	free(lens);
 	free(keys);
 	free(tokens);
 	return rc;

@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 
 import pytest
@@ -218,6 +219,128 @@ def test_one_machine_of_a_redis_store_trains(redis_server, mw_factory, upstream,
     assert trainings(a, b) == 1, (a.stderr_tail(), b.stderr_tail())
     assert version("redis", opts, redis_server) == v0 + 1
     assert redis_server.command("EXISTS", prefix + "bayes:chars:lock") == b":0\r\n"
+
+
+class LosesTheRelease:
+    """A TCP relay on loopback to a real Redis that loses the first
+    release of the training lock (EVAL of the swap script on
+    bayes:chars:lock with an empty new value): that command is not passed
+    on and the connection goes quiet, as when it is lost on the way, and
+    the client gives up after store_timeout.  Everything else, later
+    releases included, goes through unchanged."""
+
+    def __init__(self, redis_port):
+        self.redis_port = redis_port
+        self.lost = 0
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.redis_port))
+            threading.Thread(target=self.replies, args=(u, c), daemon=True).start()
+            threading.Thread(target=self.commands, args=(c, u), daemon=True).start()
+
+    @staticmethod
+    def replies(u, c):
+        try:
+            while True:
+                d = u.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        c.close()
+
+    @staticmethod
+    def command(buf):
+        """(the arguments of the first whole RESP command in buf, its
+        length), or None while it is incomplete"""
+        if not buf.startswith(b"*") or b"\r\n" not in buf:
+            return None
+        head, at = buf.split(b"\r\n", 1)
+        pos, args = len(head) + 2, []
+        for _ in range(int(head[1:])):
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                return None
+            n = int(buf[pos + 1:end])
+            if len(buf) < end + 2 + n + 2:
+                return None
+            args.append(buf[end + 2:end + 2 + n])
+            pos = end + 2 + n + 2
+        return args, pos
+
+    def commands(self, c, u):
+        buf = b""
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                buf += d
+                while (got := self.command(buf)) is not None:
+                    args, n = got
+                    if (self.lost == 0 and len(args) == 7 and args[0].upper() == b"EVAL"
+                            and args[3].endswith(b"bayes:chars:lock") and args[5] == b""):
+                        self.lost += 1          # this connection says no more
+                        while c.recv(65536):
+                            pass
+                        raise OSError("lost")
+                    u.sendall(buf[:n])
+                    buf = buf[n:]
+        except OSError:
+            pass
+        u.close()
+
+    def close(self):
+        self.stop = True
+        self.ls.close()
+
+
+def test_a_lost_release_of_the_training_lock_is_made_again(redis_server, tmp_path):
+    """The release of the training lock is the one write nobody else can
+    make: lost (the command gone with its connection, Redis out of reach
+    for a moment), the lock held every trainer back until its 60 s ran
+    out, and a `learn` waited that long.  A release that fails is made
+    once more, a little over a second later (past the Redis client's 1 s
+    between connection attempts).  A release that did reach Redis, its
+    answer late past store_timeout, needs nothing: Redis runs a command
+    whose client has gone, and the second release of our token finds the
+    lock gone and does nothing."""
+    opts = store_opts("redis", tmp_path, redis_server)
+    prefix = dict(opts)["store_prefix"]
+    learn(opts, "--no-train", "--spam", *[write(tmp_path, "spam", i) for i in range(3)])
+    learn(opts, "--no-train", "--ham", *[write(tmp_path, "ham", i) for i in range(3)])
+    relay = LosesTheRelease(redis_server.port)
+    try:
+        lossy = [(k, "127.0.0.1:%d" % relay.port if k == "store_redis" else v) for k, v in opts]
+        cmd = ["learn", "--rebuild"]
+        for k, v in lossy + [("store_timeout", "200ms")]:
+            cmd += ["-o", "%s=%s" % (k, v)]
+        t0 = time.monotonic()
+        r = run_mw(cmd, timeout=60)
+        took = time.monotonic() - t0
+        out, err = r.stdout.decode(), r.stderr.decode()
+        assert r.returncode == 0 and "character model trained on 3 spam, 3 ham" in out, (out, err)
+        assert relay.lost == 1, (out, err)
+        assert redis_server.command("EXISTS", prefix + "bayes:chars:lock") == b":0\r\n", (out, err)
+        assert "could not be released" not in err, err
+        assert 1.2 <= took < 10, took           # the second release, 1.2 s after the first
+    finally:
+        relay.close()
+    # the next training takes the lock at once, not after a minute
+    out = learn(opts, "--rebuild")
+    assert "another process trains" not in out and "character model trained" in out, out
 
 
 def test_training_without_the_store_is_logged(mw_factory, upstream, tmp_path):

@@ -1067,6 +1067,95 @@ static void test_blob_scan_redis(void **state)
 	t_close(s);
 }
 
+/* learn_kept_cases - store_learn's value kept beside the mark (the
+ * example of bayes_chars), written, replaced and removed in the learn's
+ * one step and only while the mark holds what was looked at */
+static void learn_kept_cases(struct store *s)
+{
+	static const unsigned char ex1[] = { 's', 'a', '\0', 'b' }, ex2[] = { 's', 'x' };
+	uint64_t h[2] = { 77, 78 };
+	struct store_learning l = { .mark = "bayes:seen:k1", .count = { "ns", "nh" }, .hashes = h,
+	                            .n = 2, .kept = "bayes:ex:k1", .kept_val = ex1,
+	                            .kept_len = sizeof(ex1), .kept_count = "nex" };
+	unsigned char *got;
+	size_t len;
+	char v[16];
+
+	/* learned as spam: the mark, the tokens and the example together */
+	l.was = '\0';
+	l.now = 's';
+	assert_int_equal(store_learn(s, &l), 1);
+	assert_int_equal(store_blob_get(s, "bayes:ex:k1", &got, &len), 1);
+	assert_int_equal(len, sizeof(ex1));                 /* binary, its NUL too */
+	assert_memory_equal(got, ex1, sizeof(ex1));
+	free(got);
+	assert_int_equal(store_get(s, "nex", v, sizeof(v)), 1);
+	assert_string_equal(v, "1");
+	/* a learner that looked before: nothing written, the example neither */
+	l.kept_val = NULL;
+	l.kept_len = 0;
+	l.now = 'h';
+	assert_int_equal(store_learn(s, &l), 0);
+	assert_int_equal(store_blob_get(s, "bayes:ex:k1", &got, &len), 1);
+	free(got);
+	assert_int_equal(store_get(s, "nex", v, sizeof(v)), 1);
+	assert_string_equal(v, "1");
+	/* the mark as it is: only the example written, while it holds 's' */
+	l.was = l.now = 's';
+	l.n = 0;
+	l.kept_val = ex2;
+	l.kept_len = sizeof(ex2);
+	assert_int_equal(store_learn(s, &l), 1);
+	assert_int_equal(store_blob_get(s, "bayes:ex:k1", &got, &len), 1);
+	assert_int_equal(len, sizeof(ex2));
+	free(got);
+	assert_int_equal(store_get(s, "bayes:seen:k1", v, sizeof(v)), 1);
+	assert_string_equal(v, "s");
+	assert_int_equal(store_get(s, "ns", v, sizeof(v)), 1);
+	assert_string_equal(v, "1");                        /* counted once */
+	l.was = l.now = 'h';
+	assert_int_equal(store_learn(s, &l), 0);
+	/* refused: the mark kept with tokens to count, or with nothing kept */
+	l.was = l.now = 's';
+	l.n = 2;
+	assert_int_equal(store_learn(s, &l), -1);
+	l.n = 0;
+	l.kept = NULL;
+	assert_int_equal(store_learn(s, &l), -1);
+	/* forgotten: the example goes with the mark */
+	l.kept = "bayes:ex:k1";
+	l.kept_val = NULL;
+	l.kept_len = 0;
+	l.now = '\0';
+	l.n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	assert_int_equal(store_blob_get(s, "bayes:ex:k1", &got, &len), 0);
+	assert_int_equal(store_get(s, "bayes:seen:k1", v, sizeof(v)), 0);
+	assert_int_equal(store_get(s, "nex", v, sizeof(v)), 1);
+	assert_string_equal(v, "3");
+}
+
+static void test_learn_kept_lmdb(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	learn_kept_cases(s);
+	t_close(s);
+}
+
+static void test_learn_kept_redis(void **state)
+{
+	(void)state;
+	struct store *s = t_open_redis();
+
+	learn_kept_cases(s);
+	t_close(s);
+}
+
 /* each test with its fixture; WITH_REDIS: and a redis-server of its own */
 #define FX(t)         cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 #define WITH_REDIS(t) cmocka_unit_test_setup_teardown(t, redis_setup, redis_teardown)
@@ -1086,6 +1175,8 @@ int main(void)
 		FX(test_blob_map_full),
 		WITH_REDIS(test_blob_scan_redis),
 		FX(test_key_limit_lmdb),
+		FX(test_learn_kept_lmdb),
+		WITH_REDIS(test_learn_kept_redis),
 		WITH_REDIS(test_key_limit_redis),
 		cmocka_unit_test(test_ipnet),
 		FX(test_bayes_probability),
