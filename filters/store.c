@@ -48,6 +48,8 @@ static struct store *open_store(const struct config *cfg, int bulk, char *err, s
 			shared->refs++;
 			s = shared;
 			atomic_store(&s->token_max, cfg->bayes_token_max);    /* a reload's */
+			if (s->ops->token_max != NULL)
+				s->ops->token_max(s->backend, cfg->bayes_token_max);
 		}
 		pthread_mutex_unlock(&store_lock);
 		return s;
@@ -67,6 +69,8 @@ static struct store *open_store(const struct config *cfg, int bulk, char *err, s
 	} else {
 		s->refs = 1;
 		atomic_store(&s->token_max, cfg->bayes_token_max);
+		if (s->ops->token_max != NULL)
+			s->ops->token_max(s->backend, cfg->bayes_token_max);
 		shared = s;
 	}
 	pthread_mutex_unlock(&store_lock);

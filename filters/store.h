@@ -11,7 +11,11 @@
  * Thread-safe: scanner worker threads call it concurrently.
  *
  * Failures (Redis down, timeout, disk full) return -1 and are logged here
- * once per burst; the caller decides (store_failure = open | closed).
+ * once per burst; the caller decides (store_failure = open | closed).  An
+ * LMDB map found full (MDB_MAP_FULL) is not a failure at once: the write
+ * removes the expired keys and, unless bayes_token_max is 0, a quarter of
+ * the Bayes tokens, logs one line, and is tried once more (store_lmdb.c
+ * make_room; at most once a minute while that does not help).
  */
 #ifndef MW_STORE_H
 #define MW_STORE_H
@@ -84,6 +88,9 @@ struct store_ops {
 	/* NULL where the backend bounds its tokens otherwise (Redis: TTL) */
 	int  (*tokens_expire)(void *b, uint64_t keep, uint32_t today, uint64_t *removed);
 	int  (*tokens_count)(void *b, uint64_t *n);       /* NULL: not known */
+	/* bayes_token_max of the latest open (a reload's too); NULL where the
+	 * backend does not use it (Redis) */
+	void (*token_max)(void *b, uint64_t max);
 	int  (*blob_get)(void *b, const char *key, unsigned char **data, size_t *len);
 	int  (*blob_set)(void *b, const char *key, const void *data, size_t len, unsigned ttl_s);
 	int  (*scan)(void *b, const char *prefix,

@@ -18,7 +18,10 @@
  * Bayes tokens have no expiry of their own: every learned message adds a
  * hundred or so new ones, and the map they fill is the one greylisting
  * and rate limits write to, so past bayes_token_max the least useful are
- * removed (lmdb_tokens_expire).
+ * removed (lmdb_tokens_expire).  A write that finds the map full anyway
+ * (store_map_size too small for bayes_token_max, or filled by other keys)
+ * makes room and is tried once more (write_txn, make_room): without it a
+ * full map failed every learn, and soon greylisting, for good.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +48,9 @@
 #define SWEEP_MAX   100000       /* entries looked at per sweep */
 #define TOKEN_VAL   12           /* spam, ham, day */
 #define AGE_DAYS    4096         /* token ages told apart; older ones are alike */
-#define EXPIRE_CHUNK 20000       /* deletions per write transaction */
+#define EXPIRE_CHUNK 20000       /* deletions per write transaction, at most */
+#define ROOM_RETRY_S 60          /* make_room again after one whose retry failed */
+#define ROOM_CHUNK  1000         /* make_room's removals per write transaction */
 #define SCAN_BATCH  1000         /* entries copied out per read transaction */
 #define SCAN_BYTES  (16u << 20)  /* value bytes copied out per read transaction */
 
@@ -55,15 +60,21 @@ struct lmdb_store {
 	char     path[512];
 	atomic_uint writes;
 	atomic_flag expiring;    /* one expiry at a time in this process */
+	atomic_flag sweeping;    /* one sweep at a time: sweep_from is its own */
+	atomic_flag rooming;     /* one make_room at a time */
+	_Atomic int64_t room_at; /* when make_room last ran (unix seconds; 0 never) */
+	atomic_int room_helped;  /* whether the write retried after it went through */
+	_Atomic uint64_t token_max;   /* bayes_token_max (store.c); 0: make_room keeps every token */
+	unsigned char room_from[8];   /* where make_room's next window of tokens */
+	size_t room_from_len;         /* starts (0: the first); under expiring */
 	/* Where the next sweep starts (empty: the first key).  Each sweep
 	 * looks at SWEEP_MAX entries from where the last one stopped and
 	 * wraps around at the end; starting from the first key each time
 	 * never reached keys sorting after SWEEP_MAX live ones, so past
 	 * 100,000 learned messages' "bayes:seen" keys the greylist triplets
-	 * behind them were never removed.  Used inside the write
-	 * transaction only, which LMDB serialises. */
+	 * behind them were never removed. */
 	unsigned char sweep_from[STORE_KEY_MAX];
-	size_t sweep_from_len;
+	size_t sweep_from_len;   /* under sweeping */
 };
 
 static uint64_t now_s(void)
@@ -107,49 +118,144 @@ static void lerr(const struct lmdb_store *b, const char *what, int rc)
 	     : full ? " (its file system is full)" : "");
 }
 
+/* doomed_fn - whether a walk_delete removes the entry whose value is v;
+ * *quota is the walk's to spend (a count some walks take down), put
+ * back as it was when a chunk is undone */
+typedef int (*doomed_fn)(const MDB_val *v, void *arg, uint64_t *quota);
+
+/* One walk_delete: what it walks and removes, where it starts, and where
+ * and with what it ended. */
+struct walk {
+	MDB_dbi   dbi;
+	doomed_fn doomed;
+	void     *arg;
+	uint64_t  quota;              /* in and out: doomed's */
+	size_t    look;               /* entries looked at, at most (0 = all) */
+	unsigned  chunk;              /* removals per transaction, at most (0 = EXPIRE_CHUNK) */
+	unsigned char at[STORE_KEY_MAX];  /* in: the key to start at; out: the */
+	size_t    at_len;             /* first not looked at (0 = the first / the end) */
+	uint64_t  removed;            /* out: entries removed and committed */
+};
+
+/* walk_delete - the entries of w->dbi from w->at on (w->look of them at
+ * most), those doomed removed, in write transactions of up to
+ * EXPIRE_CHUNK removals each, so that other writers are not held up for
+ * the whole walk.  A removal copies its page (and the pages above it)
+ * before changing it, so a walk that thins a tree out spread over many
+ * pages needs a free page for each page it touches in a transaction, and
+ * a full map (MDB_MAP_FULL) has few: there the chunk is undone and tried
+ * again at half the size, down to a single removal, and doubled again
+ * after each commit.  The pages a commit frees are reusable two
+ * transactions later, so small commits are what let a full map make
+ * progress at all.  0, or the LMDB error that stopped it (what was
+ * committed before stays; w says how far it got). */
+static int walk_delete(struct lmdb_store *b, struct walk *w)
+{
+	unsigned most = w->chunk > 0 ? w->chunk : EXPIRE_CHUNK, chunk = most;
+	size_t seen = 0;
+	int rc = 0, more = 1;
+
+	while (more) {
+		MDB_txn *txn;
+		MDB_cursor *cur;
+		MDB_val k, v;
+		unsigned gone = 0;
+		size_t looked = 0, next_len = 0;
+		uint64_t quota = w->quota;
+		unsigned char next[sizeof(w->at)];
+
+		if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
+			break;
+		if ((rc = mdb_cursor_open(txn, w->dbi, &cur)) != 0) {
+			mdb_txn_abort(txn);
+			break;
+		}
+		if (w->at_len > 0) {
+			k.mv_data = w->at;
+			k.mv_size = w->at_len;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		} else
+			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		more = 0;
+		for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (gone == chunk || (w->look > 0 && seen + looked == w->look)) {
+				/* stopped at the chunk or the budget: on from this key */
+				if (k.mv_size <= sizeof(next)) {
+					memcpy(next, k.mv_data, k.mv_size);
+					next_len = k.mv_size;
+				}
+				more = gone == chunk;
+				break;
+			}
+			looked++;
+			if (w->doomed(&v, w->arg, &quota)) {
+				if ((rc = mdb_cursor_del(cur, 0)) != 0)
+					break;
+				gone++;
+			}
+			/* after a delete, MDB_NEXT gives the entry that followed it */
+		}
+		mdb_cursor_close(cur);
+		if (rc == 0 || rc == MDB_NOTFOUND)
+			rc = mdb_txn_commit(txn);        /* frees txn, failed or not */
+		else
+			mdb_txn_abort(txn);
+		if (rc == MDB_MAP_FULL && chunk > 1) {
+			/* undone: the same entries again, fewer removals a commit */
+			chunk = (gone > 0 && gone < chunk ? gone : chunk) / 2;
+			if (chunk == 0)
+				chunk = 1;
+			more = 1;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		w->quota = quota;
+		w->removed += gone;
+		seen += looked;
+		memcpy(w->at, next, next_len);
+		w->at_len = next_len;
+		if (chunk < most)
+			chunk = 2 * chunk < most ? 2 * chunk : most;
+	}
+	return rc;
+}
+
+/* kv_expired - a walk_delete's doomed: a kv entry past its expiry (arg:
+ * now, unix seconds), or too short to hold one */
+static int kv_expired(const MDB_val *v, void *arg, uint64_t *quota)
+{
+	uint64_t exp = v->mv_size >= 8 ? get_u64(v->mv_data) : 1;
+
+	(void)quota;
+	return exp != 0 && exp <= *(const uint64_t *)arg;
+}
+
 /* sweep - delete expired kv entries (at most SWEEP_MAX looked at, from
- * where the last sweep stopped) */
+ * where the last sweep stopped); a sweep already running in another
+ * thread is left to it */
 static void sweep(struct lmdb_store *b)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
 	uint64_t now = now_s();
-	unsigned seen = 0, gone = 0;
+	struct walk w = { .dbi = b->kv, .doomed = kv_expired, .arg = &now, .look = SWEEP_MAX };
 	int rc;
 
-	if (mdb_txn_begin(b->env, NULL, 0, &txn) != 0)
+	if (atomic_flag_test_and_set(&b->sweeping))
 		return;
-	if (mdb_cursor_open(txn, b->kv, &cur) != 0) {
-		mdb_txn_abort(txn);
-		return;
-	}
-	if (b->sweep_from_len > 0) {
-		k.mv_data = b->sweep_from;
-		k.mv_size = b->sweep_from_len;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	} else
-		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	for (; rc == 0 && seen < SWEEP_MAX; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), seen++) {
-		uint64_t exp = v.mv_size >= 8 ? get_u64(v.mv_data) : 1;
-
-		if (exp != 0 && exp <= now) {
-			mdb_cursor_del(cur, 0);
-			gone++;
-		}
-	}
+	memcpy(w.at, b->sweep_from, b->sweep_from_len);
+	w.at_len = b->sweep_from_len;
+	rc = walk_delete(b, &w);
 	/* stopped at the budget: the next sweep starts at the first key not
-	 * looked at; at the end of the keys: from the first again */
-	if (rc == 0 && k.mv_size <= sizeof(b->sweep_from)) {
-		memcpy(b->sweep_from, k.mv_data, k.mv_size);
-		b->sweep_from_len = k.mv_size;
-	} else
-		b->sweep_from_len = 0;
-	mdb_cursor_close(cur);
-	if ((rc = mdb_txn_commit(txn)) != 0)
+	 * looked at; at the end of the keys: from the first again; on an
+	 * error: where the last commit left it */
+	memcpy(b->sweep_from, w.at, w.at_len);
+	b->sweep_from_len = w.at_len;
+	atomic_flag_clear(&b->sweeping);
+	if (rc != 0)
 		lerr(b, "sweep", rc);
-	else if (gone > 0)
-		slog(NULL, LOG_DEBUG, "store lmdb %s: %u expired keys removed", b->path, gone);
+	else if (w.removed > 0)
+		slog(NULL, LOG_DEBUG, "store lmdb %s: %" PRIu64 " expired keys removed", b->path,
+		     w.removed);
 }
 
 static void wrote(struct lmdb_store *b)
@@ -226,6 +332,8 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 	int rc, dead = 0;
 
 	atomic_flag_clear(&b->expiring);
+	atomic_flag_clear(&b->sweeping);
+	atomic_flag_clear(&b->rooming);
 	snprintf(b->path, sizeof(b->path), "%s", cfg->store_path);
 	if ((rc = mdb_env_create(&b->env)) != 0)
 		goto fail;
@@ -352,87 +460,127 @@ static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const cha
 	return mdb_put(txn, b->kv, &k, &v, 0);
 }
 
-/* end_write - the end of a write transaction: aborted, with what failed
- * logged, when rc says a write in it failed; else committed (logged when
- * that fails).  0, or -1 */
-static int end_write(struct lmdb_store *b, MDB_txn *txn, int rc, const char *what)
+#define TXN_NOTHING (-1)   /* a write_fn found nothing to write: no error (no LMDB code is -1) */
+
+/* write_fn - a write's work inside txn: 0 (commit it), TXN_NOTHING (abort
+ * it, nothing wrong), or an LMDB error with *what naming the step that
+ * failed.  It may run twice (write_txn): it must not keep anything of a
+ * first run that was undone. */
+typedef int (*write_fn)(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what);
+
+static int make_room(struct lmdb_store *b);
+
+/* write_txn - fn in a write transaction of its own, committed.  When the
+ * map is full (MDB_MAP_FULL, from a write or the commit), make_room frees
+ * what it can and fn runs once more in a new transaction (which may use
+ * the pages freed by all but make_room's last commit): a store that
+ * filled up recovers by itself instead of failing every write from then
+ * on.  0 written, TXN_NOTHING, or -1 (logged: only the outcome, not a
+ * first attempt that a retry made good). */
+static int write_txn(struct lmdb_store *b, write_fn fn, void *arg)
 {
-	if (rc != 0) {
-		mdb_txn_abort(txn);
+	int rc, retried = 0;
+
+	for (;;) {
+		MDB_txn *txn;
+		const char *what = "write";
+
+		if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) == 0) {
+			if ((rc = fn(b, txn, arg, &what)) == 0) {
+				what = "commit";
+				rc = mdb_txn_commit(txn);
+			} else
+				mdb_txn_abort(txn);
+		}
+		if (rc == MDB_MAP_FULL && !retried && make_room(b)) {
+			retried = 1;
+			continue;
+		}
+		if (retried)
+			atomic_store(&b->room_helped, rc != MDB_MAP_FULL);
+		if (rc == 0 || rc == TXN_NOTHING)
+			return rc;
 		lerr(b, what, rc);
 		return -1;
 	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
-	return 0;
+}
+
+struct set_arg {
+	const char *key, *val;
+	unsigned ttl_s;
+};
+
+static int set_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	const struct set_arg *a = arg;
+
+	*what = "put";
+	return put_kv(b, txn, a->key, a->val, strlen(a->val), a->ttl_s ? now_s() + a->ttl_s : 0);
 }
 
 static int lmdb_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 {
 	struct lmdb_store *b = vb;
-	MDB_txn *txn;
-	int rc;
+	struct set_arg a = { key, val, ttl_s };
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
-	rc = put_kv(b, txn, key, val, strlen(val), ttl_s ? now_s() + ttl_s : 0);
-	if (end_write(b, txn, rc, "put") < 0)
+	if (write_txn(b, set_in, &a) < 0)
 		return -1;
 	wrote(b);
 	return 0;
 }
 
-static int lmdb_del(void *vb, const char *key)
+static int del_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
 {
-	struct lmdb_store *b = vb;
-	MDB_txn *txn;
-	MDB_val k = key_val(key);
+	MDB_val k = key_val(arg);
 	int rc;
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
-	if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
-		rc = 0;
-	return end_write(b, txn, rc, "del");
+	*what = "del";
+	return (rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int lmdb_del(void *vb, const char *key)
+{
+	return write_txn(vb, del_in, (void *)(uintptr_t)key) < 0 ? -1 : 0;
+}
+
+struct move_arg {
+	const char *from, *to;
+};
+
+static int move_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	const struct move_arg *a = arg;
+	MDB_val k = key_val(a->from), nk = key_val(a->to), v;
+	unsigned char *copy;
+	uint64_t exp;
+	int rc;
+
+	*what = "move";
+	rc = mdb_get(txn, b->kv, &k, &v);
+	if (rc == MDB_NOTFOUND || (rc == 0 && (v.mv_size < 8 || ((exp = get_u64(v.mv_data)) != 0
+	                                                          && exp <= now_s()))))
+		return TXN_NOTHING;
+	if (rc != 0)
+		return rc;
+	/* the value points into the map, which the put may change: copied
+	 * first, its expiry with it */
+	copy = xmalloc(v.mv_size);
+	memcpy(copy, v.mv_data, v.mv_size);
+	v.mv_data = copy;
+	if ((rc = mdb_put(txn, b->kv, &nk, &v, 0)) == 0)
+		rc = mdb_del(txn, b->kv, &k, NULL);
+	free(copy);
+	return rc;
 }
 
 static int lmdb_move(void *vb, const char *from, const char *to)
 {
 	struct lmdb_store *b = vb;
-	MDB_txn *txn;
-	MDB_val k = key_val(from), nk = key_val(to), v;
-	unsigned char *copy = NULL;
-	uint64_t exp;
-	int rc;
+	struct move_arg a = { from, to };
+	int rc = write_txn(b, move_in, &a);
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
-	rc = mdb_get(txn, b->kv, &k, &v);
-	if (rc == MDB_NOTFOUND || (rc == 0 && (v.mv_size < 8 || ((exp = get_u64(v.mv_data)) != 0
-	                                                          && exp <= now_s())))) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
-	if (rc == 0) {
-		/* the value points into the map, which the put may change:
-		 * copied first, its expiry with it */
-		copy = xmalloc(v.mv_size);
-		memcpy(copy, v.mv_data, v.mv_size);
-		v.mv_data = copy;
-		if ((rc = mdb_put(txn, b->kv, &nk, &v, 0)) == 0)
-			rc = mdb_del(txn, b->kv, &k, NULL);
-	}
-	free(copy);
-	if (end_write(b, txn, rc, "move") < 0)
-		return -1;
+	if (rc < 0)
+		return rc == TXN_NOTHING ? 0 : -1;
 	wrote(b);
 	return 1;
 }
@@ -499,52 +647,66 @@ static int live_in(struct lmdb_store *b, MDB_txn *txn, const char *key, char *va
 	return 1;
 }
 
+struct incr_arg {
+	const char *key;
+	int64_t by;
+	unsigned ttl_s;
+	int64_t *out;
+};
+
+static int incr_txn(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	struct incr_arg *a = arg;
+
+	return incr_in(b, txn, a->key, a->by, a->ttl_s, a->out, what);
+}
+
 static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int64_t *out)
 {
 	struct lmdb_store *b = vb;
-	MDB_txn *txn;
-	const char *what = "incr";
-	int rc;
+	struct incr_arg a = { key, by, ttl_s, out };
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
-	rc = incr_in(b, txn, key, by, ttl_s, out, &what);
-	if (end_write(b, txn, rc, what) < 0)
+	if (write_txn(b, incr_txn, &a) < 0)
 		return -1;
 	wrote(b);
 	return 0;
+}
+
+struct swap_arg {
+	const char *key, *expect, *val;
+	unsigned ttl_s;
+};
+
+static int swap_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	const struct swap_arg *a = arg;
+	MDB_val k = key_val(a->key);
+	char cur[STORE_VALUE_MAX + 2];
+	int rc = 0, found;
+
+	*what = "get";
+	if ((found = live_in(b, txn, a->key, cur, sizeof(cur), &rc)) < 0)
+		return rc;
+	if (found != (a->expect != NULL) || (found && strcmp(cur, a->expect) != 0))
+		return TXN_NOTHING;
+	*what = "swap";
+	if (a->val != NULL)
+		return put_kv(b, txn, a->key, a->val, strlen(a->val),
+		              a->ttl_s ? now_s() + a->ttl_s : 0);
+	if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
+		rc = 0;                   /* an expired value not swept yet */
+	return rc;
 }
 
 static int lmdb_swap(void *vb, const char *key, const char *expect, const char *val,
                      unsigned ttl_s)
 {
 	struct lmdb_store *b = vb;
-	MDB_txn *txn;
-	MDB_val k = key_val(key);
-	char cur[STORE_VALUE_MAX + 2];
-	int rc, found;
+	struct swap_arg a = { key, expect, val, ttl_s };
+	int rc = write_txn(b, swap_in, &a);
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
-	if ((found = live_in(b, txn, key, cur, sizeof(cur), &rc)) < 0) {
-		mdb_txn_abort(txn);
-		lerr(b, "get", rc);
-		return -1;
-	}
-	if (found != (expect != NULL) || (found && strcmp(cur, expect) != 0)) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
-	if (val != NULL)
-		rc = put_kv(b, txn, key, val, strlen(val), ttl_s ? now_s() + ttl_s : 0);
-	else if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
-		rc = 0;                   /* an expired value not swept yet */
-	if (end_write(b, txn, rc, "swap") < 0)
-		return -1;
+	if (rc < 0)
+		return rc == TXN_NOTHING ? 0 : -1;
 	wrote(b);
 	return 1;
 }
@@ -571,30 +733,36 @@ static int lmdb_blob_get(void *vb, const char *key, unsigned char **data, size_t
 	return found;
 }
 
+struct blob_arg {
+	const char *key;
+	const void *data;
+	size_t len;
+	unsigned ttl_s;
+};
+
+static int blob_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	const struct blob_arg *a = arg;
+	MDB_val k = key_val(a->key), v = { 8 + a->len, NULL };
+	int rc;
+
+	*what = "put";
+	/* written in place: no 8 MiB copy of the value on the side */
+	if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) != 0)
+		return rc;
+	put_u64(v.mv_data, a->ttl_s ? now_s() + a->ttl_s : 0);
+	if (a->len > 0)
+		memcpy((unsigned char *)v.mv_data + 8, a->data, a->len);
+	return 0;
+}
+
 static int lmdb_blob_set(void *vb, const char *key, const void *data, size_t len, unsigned ttl_s)
 {
 	struct lmdb_store *b = vb;
-	MDB_txn *txn;
-	MDB_val k = key_val(key), v = { 8 + len, NULL };
-	int rc;
+	struct blob_arg a = { key, data, len, ttl_s };
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
+	if (write_txn(b, blob_in, &a) < 0)
 		return -1;
-	}
-	/* written in place: no 8 MiB copy of the value on the side */
-	if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) != 0) {
-		mdb_txn_abort(txn);
-		lerr(b, "put", rc);
-		return -1;
-	}
-	put_u64(v.mv_data, ttl_s ? now_s() + ttl_s : 0);
-	if (len > 0)
-		memcpy((unsigned char *)v.mv_data + 8, data, len);
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
 	wrote(b);
 	return 0;
 }
@@ -789,33 +957,28 @@ static int token_change(struct lmdb_store *b, MDB_txn *txn, uint64_t hash, uint3
 	return mdb_put(txn, b->tok, &k, &v, 0);
 }
 
-static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int sign,
-                           uint32_t day, uint64_t *ntokens)
+struct tokens_arg {
+	const struct store_token *t;
+	size_t n;
+	int sign;
+	uint32_t day;
+	uint64_t *ntokens;
+};
+
+static int tokens_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
 {
-	struct lmdb_store *b = vb;
-	MDB_txn *txn;
+	const struct tokens_arg *a = arg;
 	MDB_stat st;
 	int rc;
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++)
-		if ((rc = token_change(b, txn, t[i].hash, t[i].spam, sign, t[i].ham, sign,
-		                       sign > 0 ? day : 0)) != 0)
-			goto fail;
-	if (ntokens != NULL)
-		*ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
+	*what = "token update";
+	for (size_t i = 0; i < a->n; i++)
+		if ((rc = token_change(b, txn, a->t[i].hash, a->t[i].spam, a->sign, a->t[i].ham,
+		                       a->sign, a->sign > 0 ? a->day : 0)) != 0)
+			return rc;
+	if (a->ntokens != NULL)
+		*a->ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
 	return 0;
-fail:
-	mdb_txn_abort(txn);
-	lerr(b, "token update", rc);
-	return -1;
 }
 
 /* kept_in - store_learn's value kept beside the mark, inside txn: written
@@ -841,38 +1004,46 @@ static int kept_in(struct lmdb_store *b, MDB_txn *txn, const struct store_learni
 	return rc;
 }
 
-/* lmdb_learn - one write transaction: the mark looked at, the tokens,
- * the counters, the mark and the value kept beside it written, all
- * committed or none (a full map part-way leaves nothing behind) */
-static int lmdb_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
+static int lmdb_tokens_add(void *vb, const struct store_token *t, size_t n, int sign,
+                           uint32_t day, uint64_t *ntokens)
 {
-	struct lmdb_store *b = vb;
-	MDB_txn *txn;
+	struct tokens_arg a = { t, n, sign, day, ntokens };
+
+	return write_txn(vb, tokens_in, &a) < 0 ? -1 : 0;
+}
+
+struct learn_arg {
+	const struct store_learning *l;
+	uint32_t day;
+	uint64_t *ntokens;
+};
+
+/* learn_in - lmdb_learn's work in one write transaction: the mark looked
+ * at, the tokens, the counters, the mark and the value kept beside it
+ * written, all committed or none (a full map part-way leaves nothing behind) */
+static int learn_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	const struct learn_arg *a = arg;
+	const struct store_learning *l = a->l;
 	MDB_val mk = key_val(l->mark);
 	MDB_stat st;
 	char cur[8];
-	const char *what = "learn";
 	int ds = (l->now == 's') - (l->was == 's'), dh = (l->now == 'h') - (l->was == 'h');
-	int rc, found;
+	int rc = 0, found;
 
-	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0) {
-		lerr(b, "write", rc);
-		return -1;
-	}
+	*what = "learn";
 	if ((found = live_in(b, txn, l->mark, cur, sizeof(cur), &rc)) < 0)
-		goto fail;
-	if ((found ? cur[0] : '\0') != l->was || (found && cur[1] != '\0')) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
+		return rc;
+	if ((found ? cur[0] : '\0') != l->was || (found && cur[1] != '\0'))
+		return TXN_NOTHING;
 	for (size_t i = 0; i < l->n; i++)
 		if ((rc = token_change(b, txn, l->hashes[i], ds != 0, ds, dh != 0, dh,
-		                       l->now != '\0' ? day : 0)) != 0)
-			goto fail;
-	if ((ds != 0 && (rc = incr_in(b, txn, l->count[0], ds, 0, NULL, &what)) != 0)
-	    || (dh != 0 && (rc = incr_in(b, txn, l->count[1], dh, 0, NULL, &what)) != 0))
-		goto fail;
-	what = "mark";
+		                       l->now != '\0' ? a->day : 0)) != 0)
+			return rc;
+	if ((ds != 0 && (rc = incr_in(b, txn, l->count[0], ds, 0, NULL, what)) != 0)
+	    || (dh != 0 && (rc = incr_in(b, txn, l->count[1], dh, 0, NULL, what)) != 0))
+		return rc;
+	*what = "mark";
 	if (l->was == l->now)
 		rc = 0;                   /* the mark and its lifetime left as they are */
 	else if (l->now != '\0') {
@@ -882,19 +1053,22 @@ static int lmdb_learn(void *vb, const struct store_learning *l, uint32_t day, ui
 	} else if ((rc = mdb_del(txn, b->kv, &mk, NULL)) == MDB_NOTFOUND) {
 		rc = 0;
 	}
-	if (rc != 0 || (l->kept != NULL && (rc = kept_in(b, txn, l, &what)) != 0))
-		goto fail;
-	*ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		lerr(b, "commit", rc);
-		return -1;
-	}
+	if (rc != 0 || (l->kept != NULL && (rc = kept_in(b, txn, l, what)) != 0))
+		return rc;
+	*a->ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
+	return 0;
+}
+
+static int lmdb_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
+{
+	struct lmdb_store *b = vb;
+	struct learn_arg a = { l, day, ntokens };
+	int rc = write_txn(b, learn_in, &a);
+
+	if (rc < 0)
+		return rc == TXN_NOTHING ? 0 : -1;
 	wrote(b);
 	return 1;
-fail:
-	mdb_txn_abort(txn);
-	lerr(b, what, rc);
-	return -1;
 }
 
 /* expendability - where a token stands in the order of removal: lower
@@ -915,81 +1089,44 @@ static size_t expendability(const MDB_val *v, uint32_t today)
 	return (s + h > 1 ? AGE_DAYS : 0) + (AGE_DAYS - 1 - age);
 }
 
-/* expire_pass - remove the tokens of order below cut, and the first
- * *quota of order cut; a write transaction per EXPIRE_CHUNK removals, so
- * that greylisting and learning are not held up for the whole walk */
-static int expire_pass(struct lmdb_store *b, uint32_t today, size_t cut, uint64_t quota,
-                       uint64_t *removed)
+struct expire_arg {
+	uint32_t today;
+	size_t   cut;
+};
+
+/* token_doomed - a walk_delete's doomed for the tokens: those of order
+ * below cut, and the first *quota of order cut */
+static int token_doomed(const MDB_val *v, void *arg, uint64_t *quota)
 {
-	unsigned char resume[8];
-	int more = 1, first = 1, rc = 0;
+	const struct expire_arg *a = arg;
+	size_t o = expendability(v, a->today);
 
-	while (more && rc == 0) {
-		MDB_txn *txn;
-		MDB_cursor *cur;
-		MDB_val k, v;
-		unsigned gone = 0;
-
-		if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
-			break;
-		if ((rc = mdb_cursor_open(txn, b->tok, &cur)) != 0) {
-			mdb_txn_abort(txn);
-			break;
-		}
-		if (first)
-			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-		else {
-			k.mv_size = sizeof(resume);
-			k.mv_data = resume;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		}
-		first = 0;
-		more = 0;
-		while (rc == 0) {
-			size_t o = expendability(&v, today);
-
-			if (gone == EXPIRE_CHUNK) {
-				memcpy(resume, k.mv_data, k.mv_size < 8 ? k.mv_size : 8);
-				more = 1;
-				break;
-			}
-			if (o < cut || (o == cut && quota > 0)) {
-				if (o == cut)
-					quota--;
-				if ((rc = mdb_cursor_del(cur, 0)) != 0)
-					break;
-				gone++;
-			}
-			/* after a delete, MDB_NEXT gives the entry that followed it */
-			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-		}
-		mdb_cursor_close(cur);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
-			mdb_txn_abort(txn);
-			break;
-		}
-		if ((rc = mdb_txn_commit(txn)) != 0)
-			break;
-		*removed += gone;
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		lerr(b, "token expiry", rc);
-		return -1;
+	if (o < a->cut)
+		return 1;
+	if (o == a->cut && *quota > 0) {
+		(*quota)--;
+		return 1;
 	}
 	return 0;
 }
 
-static int lmdb_tokens_expire(void *vb, uint64_t keep, uint32_t today, uint64_t *removed)
+/* tokens_expire - keep at most keep tokens, *total getting how many
+ * there were: a walk counting the tokens of each order, then one removing
+ * the most expendable (spread over the whole key space: it frees room in
+ * the pages, few pages; see tokens_room).  0 (also when another thread is
+ * at it), or an LMDB error (not logged). */
+static int tokens_expire(struct lmdb_store *b, uint64_t keep, uint32_t today,
+                         uint64_t *removed, uint64_t *total)
 {
-	struct lmdb_store *b = vb;
-	uint64_t *hist, total = 0, excess, cum = 0;
+	uint64_t *hist, excess, cum = 0;
+	struct expire_arg ea = { today, 0 };
+	struct walk w = { .dbi = b->tok, .doomed = token_doomed, .arg = &ea };
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	size_t cut;
 	int rc;
 
-	*removed = 0;
+	*removed = *total = 0;
 	if (atomic_flag_test_and_set(&b->expiring))
 		return 0;                 /* another thread is at it */
 	hist = xcalloc(2 * AGE_DAYS, sizeof(*hist));
@@ -1002,25 +1139,192 @@ static int lmdb_tokens_expire(void *vb, uint64_t keep, uint32_t today, uint64_t 
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		hist[expendability(&v, today)]++;
-		total++;
+		(*total)++;
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	if (rc != MDB_NOTFOUND)
 		goto out;
 	rc = 0;
-	if (total <= keep)
+	if (*total <= keep)
 		goto out;
-	excess = total - keep;
-	for (cut = 0; cut < 2 * AGE_DAYS && cum + hist[cut] < excess; cut++)
-		cum += hist[cut];
-	rc = expire_pass(b, today, cut, excess - cum, removed) < 0 ? -1 : 0;
+	excess = *total - keep;
+	for (ea.cut = 0; ea.cut < 2 * AGE_DAYS && cum + hist[ea.cut] < excess; ea.cut++)
+		cum += hist[ea.cut];
+	w.quota = excess - cum;
+	rc = walk_delete(b, &w);
+	*removed = w.removed;
 out:
-	if (rc > 0)
-		lerr(b, "token expiry", rc);
 	free(hist);
 	atomic_flag_clear(&b->expiring);
-	return rc == 0 ? 0 : -1;
+	return rc;
+}
+
+static int lmdb_tokens_expire(void *vb, uint64_t keep, uint32_t today, uint64_t *removed)
+{
+	struct lmdb_store *b = vb;
+	uint64_t total;
+	int rc = tokens_expire(b, keep, today, removed, &total);
+
+	if (rc != 0) {
+		lerr(b, "token expiry", rc);
+		return -1;
+	}
+	return 0;
+}
+
+/* tokens_room - a quarter of the tokens removed so that pages come
+ * free, not just room in them: the most expendable of a window of a third
+ * of the tokens in key order (three in four of those in it go, the
+ * tokens seen in one message first, learned longest ago first), the
+ * window starting where the last one ended and wrapping round at the
+ * end.  A quarter taken evenly over the key space, as tokens_expire does,
+ * leaves every page three quarters as full as it was and frees almost
+ * none (LMDB merges a page only under a quarter full), and a full map
+ * needs free pages: a learn copies each page its tokens land in, about a
+ * hundred for one message.  *total gets how many there were.  0, or an
+ * LMDB error. */
+static int tokens_room(struct lmdb_store *b, uint32_t today, uint64_t *removed, uint64_t *total)
+{
+	uint64_t *hist, excess, cum = 0, span, n = 0, before_end = 0;
+	struct expire_arg ea = { today, 0 };
+	struct walk w = { .dbi = b->tok, .doomed = token_doomed, .arg = &ea, .chunk = ROOM_CHUNK };
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_stat st;
+	MDB_val k, v;
+	int rc, wrapped = 0;
+
+	*removed = *total = 0;
+	if (atomic_flag_test_and_set(&b->expiring))
+		return 0;                 /* another thread is at it */
+	hist = xcalloc(2 * AGE_DAYS, sizeof(*hist));
+	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0)
+		goto out;
+	if ((rc = mdb_stat(txn, b->tok, &st)) != 0 || (rc = mdb_cursor_open(txn, b->tok, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		goto out;
+	}
+	*total = st.ms_entries;
+	excess = *total / 4;
+	span = excess + excess / 3;
+	k.mv_data = b->room_from;
+	k.mv_size = b->room_from_len;
+	rc = b->room_from_len > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+	if (rc == MDB_NOTFOUND) {             /* from the first: past the end, or no start */
+		b->room_from_len = 0;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	for (; rc == 0 && n < span; n++) {
+		hist[expendability(&v, today)]++;
+		if ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == MDB_NOTFOUND && !wrapped
+		    && b->room_from_len > 0) {
+			wrapped = 1;
+			before_end = n + 1;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		}
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		goto out;
+	rc = 0;
+	if (excess == 0)
+		goto out;
+	for (ea.cut = 0; ea.cut < 2 * AGE_DAYS && cum + hist[ea.cut] < excess; ea.cut++)
+		cum += hist[ea.cut];
+	w.quota = excess - cum;
+	memcpy(w.at, b->room_from, b->room_from_len);
+	w.at_len = b->room_from_len;
+	w.look = wrapped ? before_end : n;
+	rc = walk_delete(b, &w);
+	if (rc == 0 && wrapped) {
+		w.at_len = 0;
+		w.look = n - before_end;
+		rc = walk_delete(b, &w);
+	}
+	*removed = w.removed;
+	/* the next window starts where this one stopped (0: the first) */
+	memcpy(b->room_from, w.at, w.at_len < sizeof(b->room_from) ? w.at_len : sizeof(b->room_from));
+	b->room_from_len = w.at_len < sizeof(b->room_from) ? w.at_len : sizeof(b->room_from);
+out:
+	free(hist);
+	atomic_flag_clear(&b->expiring);
+	return rc;
+}
+
+
+/* make_room - a write found the map full (store_map_size): what can go
+ * goes, and 1 says the write may be tried again; 0 when another thread is
+ * at it, or when the last one, less than ROOM_RETRY_S ago, was not
+ * followed by a write that got through (what fills the map is then not
+ * what this removes: no walks per message for nothing).  First every
+ * expired key (greylist triplets, rate limit windows, marks and examples
+ * past their TTL, which the sweep otherwise reaches 100,000 entries at a
+ * time); then, when the Bayes tokens fill a quarter of the map or more
+ * and bayes_token_max is not 0 (keep them all), a quarter of them
+ * (tokens_room).  A map too small for bayes_token_max
+ * fills before that bound is reached, and until session 19 learning, the
+ * expiry behind it, greylisting and rate limits then failed for good.
+ * Both walks remove ROOM_CHUNK entries a transaction (walk_delete): a
+ * full map has no room for a big one, and the pages a commit frees serve
+ * from the next commit but one.  One line logged. */
+static int make_room(struct lmdb_store *b)
+{
+	int64_t now = (int64_t)time(NULL), last;
+	uint64_t unow = (uint64_t)now, expired, removed = 0, total = 0;
+	struct walk w = { .dbi = b->kv, .doomed = kv_expired, .arg = &unow, .chunk = ROOM_CHUNK };
+	MDB_envinfo ei;
+	MDB_stat es, ts;
+	MDB_txn *txn;
+	size_t map_pages = 0, tok_pages = 0, psize = 0;
+	char toks[160];
+	int rc, trc = 0, trim = 0;
+
+	if (atomic_flag_test_and_set(&b->rooming))
+		return 0;
+	last = atomic_load(&b->room_at);
+	if (last != 0 && !atomic_load(&b->room_helped) && now - last < ROOM_RETRY_S) {
+		atomic_flag_clear(&b->rooming);
+		return 0;
+	}
+	atomic_store(&b->room_at, now);
+	rc = walk_delete(b, &w);
+	expired = w.removed;
+	if (mdb_env_info(b->env, &ei) == 0 && mdb_env_stat(b->env, &es) == 0 && es.ms_psize > 0
+	    && mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_stat(txn, b->tok, &ts) == 0)
+			tok_pages = ts.ms_branch_pages + ts.ms_leaf_pages + ts.ms_overflow_pages;
+		mdb_txn_abort(txn);
+		psize = es.ms_psize;
+		map_pages = ei.me_mapsize / psize;
+	}
+	if (atomic_load(&b->token_max) > 0 && map_pages > 0 && tok_pages >= map_pages / 4) {
+		trim = 1;
+		trc = tokens_room(b, (uint32_t)(now / 86400), &removed, &total);
+	}
+	if (trim)
+		snprintf(toks, sizeof(toks), "%" PRIu64 " of %" PRIu64 " Bayes tokens (those seen in "
+		         "one message first, learned longest ago first)", removed, total);
+	else if (atomic_load(&b->token_max) == 0)
+		snprintf(toks, sizeof(toks), "no Bayes tokens (bayes_token_max = 0 keeps them all)");
+	else
+		snprintf(toks, sizeof(toks), "no Bayes tokens (they fill %zu of its %zu pages, under "
+		         "a quarter)", tok_pages, map_pages);
+	slog(NULL, LOG_WARNING, "store lmdb %s: map full (store_map_size %zu MiB), room made: "
+	     "%" PRIu64 " expired keys and %s removed%s%s; raise store_map_size or lower "
+	     "bayes_token_max", b->path, map_pages * psize >> 20, expired, toks,
+	     rc != 0 || trc != 0 ? ", stopped by " : "",
+	     rc != 0 ? mdb_strerror(rc) : trc != 0 ? mdb_strerror(trc) : "");
+	atomic_flag_clear(&b->rooming);
+	return 1;
+}
+
+static void lmdb_token_max(void *vb, uint64_t max)
+{
+	struct lmdb_store *b = vb;
+
+	atomic_store(&b->token_max, max);
 }
 
 static int lmdb_tokens_count(void *vb, uint64_t *n)
@@ -1055,6 +1359,7 @@ const struct store_ops store_lmdb_ops = {
 	.tokens_add = lmdb_tokens_add,
 	.tokens_expire = lmdb_tokens_expire,
 	.tokens_count = lmdb_tokens_count,
+	.token_max = lmdb_token_max,
 	.blob_get = lmdb_blob_get,
 	.blob_set = lmdb_blob_set,
 	.scan = lmdb_scan,

@@ -249,17 +249,23 @@ static unsigned known(struct store *s, uint64_t from, uint64_t to)
 
 /* raw_open - the test's store file opened with LMDB directly (as an older
  * mailwarden or another tool would), database db in a transaction */
-static void raw_open(const char *db, int rdonly, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
+static void raw_open_sized(const char *db, int rdonly, size_t map, MDB_env **env, MDB_txn **txn,
+                           MDB_dbi *dbi)
 {
 	char path[128];
 
 	snprintf(path, sizeof(path), "%s/s.lmdb", dir);
 	assert_int_equal(mdb_env_create(env), 0);
 	assert_int_equal(mdb_env_set_maxdbs(*env, 4), 0);
-	assert_int_equal(mdb_env_set_mapsize(*env, 64u << 20), 0);
+	assert_int_equal(mdb_env_set_mapsize(*env, map), 0);
 	assert_int_equal(mdb_env_open(*env, path, MDB_NOSUBDIR | (rdonly ? MDB_RDONLY : 0), 0640), 0);
 	assert_int_equal(mdb_txn_begin(*env, NULL, rdonly ? MDB_RDONLY : 0, txn), 0);
 	assert_int_equal(mdb_dbi_open(*txn, db, rdonly ? 0 : MDB_CREATE, dbi), 0);
+}
+
+static void raw_open(const char *db, int rdonly, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
+{
+	raw_open_sized(db, rdonly, 64u << 20, env, txn, dbi);
 }
 
 /* tokens written before days were kept: 8-byte values (spam, ham), put
@@ -855,6 +861,140 @@ static void test_blob_map_full(void **state)
 	t_close(s);
 }
 
+/* ---- a full map (session 19) ---- */
+
+static uint64_t rnd_state = 88172645463325252ull;
+
+/* rnd - xorshift64: token hashes spread over the key space as real
+ * ones are, the same every run */
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* fill_raw_full - the test's store file filled with tokens, 100 a
+ * transaction, each hundred one message learned on a day of its own
+ * (the oldest first, 20 messages a day), straight through LMDB with a
+ * map of map bytes until it is full (what a store whose map was too small
+ * for bayes_token_max was left as): how many tokens it holds */
+static size_t fill_raw_full(size_t map)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi tok;
+	size_t n = 0;
+	int rc = 0;
+
+	raw_open_sized("tok", 0, map, &env, &txn, &tok);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	for (uint32_t msg = 0; rc == 0; msg++) {
+		assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+		for (int i = 0; i < 100 && rc == 0; i++) {
+			uint64_t h = rnd();
+			uint32_t val[3] = { 1, 0, TODAY - 400 + msg / 20 };
+			MDB_val k = { 8, &h }, v = { sizeof(val), val };
+
+			rc = mdb_put(txn, tok, &k, &v, 0);
+		}
+		if (rc == 0)
+			rc = mdb_txn_commit(txn);      /* frees txn, failed or not */
+		else
+			mdb_txn_abort(txn);
+		if (rc == 0)
+			n += 100;
+		else if (rc != MDB_MAP_FULL)
+			fail_msg("fill: %s", mdb_strerror(rc));
+	}
+	mdb_env_close(env);
+	return n;
+}
+
+/* The expiry works in a map that is full.  It removed 20,000 tokens a
+ * write transaction, and removals spread over the key space (the oldest
+ * tokens are anywhere in it) copy every page they touch: a full map had
+ * no room for that, the expiry failed with MDB_MAP_FULL and nothing was
+ * ever removed.  It now goes on in smaller transactions. */
+static void test_expiry_in_full_map(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=2M");
+	char err[256];
+	struct store *s;
+	size_t filled = fill_raw_full(2u << 20);
+	uint64_t n, removed;
+
+	assert_true(filled > 10000);
+	assert_non_null(s = t_open(c, err, sizeof(err)));
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_int_equal(n, filled);
+	assert_int_equal(store_tokens_expire(s, filled - filled / 4, TODAY, &removed), 0);
+	assert_int_equal(removed, filled / 4);
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_int_equal(n, filled - filled / 4);
+	t_close(s);
+}
+
+/* learn_random - one message of 100 random tokens learned as spam
+ * through store_learn, as "mailwarden learn" and autolearn do: its
+ * result */
+static int learn_random(struct store *s, unsigned id)
+{
+	uint64_t h[100];
+	char mark[64];
+	struct store_learning l = { .mark = mark, .was = '\0', .now = 's',
+	                            .count = { "bayes:nspam", "bayes:nham" }, .hashes = h, .n = 100 };
+
+	for (size_t i = 0; i < 100; i++)
+		h[i] = rnd();
+	snprintf(mark, sizeof(mark), "bayes:seen:%032u", id);
+	return store_learn(s, &l);
+}
+
+/* A map too small for bayes_token_max (here 2 MiB for the default 2
+ * million) fills with tokens before the bound is reached.  Each message
+ * a daemon sees greylists (a new key), counts a rate limit and is
+ * learned.  Until session 19 learning failed with MDB_MAP_FULL from
+ * then on, the expiry that runs after a learn that succeeded with it,
+ * and greylisting soon after (its new keys need new pages): the store
+ * stayed full until someone intervened.  Now a write that finds the map
+ * full removes expired keys and a quarter of the tokens and is tried
+ * again: every write goes through. */
+static void test_full_map_recovers(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=2M");
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+	unsigned learned = 0, set = 0, counted = 0;
+	uint64_t n;
+	enum { MSGS = 5000 };          /* 500,000 tokens: the map holds under 40,000 */
+
+	assert_non_null(s);
+	for (unsigned m = 0; m < MSGS; m++) {
+		char key[64];
+		int64_t v;
+
+		snprintf(key, sizeof(key), "gl:%032u", m);
+		set += store_set(s, key, "1", 3600) == 0;
+		snprintf(key, sizeof(key), "rl:rcpt:%032u:1", m % 50);
+		counted += store_incr(s, key, 1, 3600, &v) == 0;
+		learned += learn_random(s, m) == 1;
+	}
+	assert_int_equal(set, MSGS);
+	assert_int_equal(counted, MSGS);
+	assert_int_equal(learned, MSGS);
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_true(n > 10000 && n < 50000);
+	/* the message count went on with every learn */
+	char v[32];
+	assert_int_equal(store_get(s, "bayes:nspam", v, sizeof(v)), 1);
+	assert_int_equal(atoi(v), MSGS);
+	t_close(s);
+}
+
 /* ---- the key length limit, both backends ---- */
 
 static int count_keys(const char *key, const unsigned char *data, size_t len, void *arg)
@@ -1173,6 +1313,8 @@ int main(void)
 		FX(test_bad_path),
 		FX(test_blob_scan_lmdb),
 		FX(test_blob_map_full),
+		FX(test_expiry_in_full_map),
+		FX(test_full_map_recovers),
 		WITH_REDIS(test_blob_scan_redis),
 		FX(test_key_limit_lmdb),
 		FX(test_learn_kept_lmdb),
