@@ -7,7 +7,13 @@
  * The line is built in a local buffer (no shared state but the settings),
  * capped at LOG_LINE_MAX with "..." on truncation.  As a last guard against
  * log injection, control bytes that slipped into a message are replaced by
- * '?'; client text should have gone through log_esc() already.
+ * '?', and what is not UTF-8 text a reader can show as it is becomes \xHH
+ * per byte: bytes of invalid UTF-8 (journald stores such a line as a blob,
+ * "[N bytes blob data]" in journalctl, and log shippers mangle it), C1
+ * controls (U+009B is CSI to a terminal that shows the log) and bidi
+ * overrides (they reorder the rest of the line); valid UTF-8 text stays
+ * readable.  Client text should have gone through log_esc() already; this
+ * covers what did not (Redis and clamd error strings, an AUTH user name).
  * Logging preserves errno, so "slog(...); return -1" keeps the cause.
  */
 #ifndef _GNU_SOURCE
@@ -25,6 +31,7 @@
 
 #include "proxy/fdio.h"
 #include "proxy/log.h"
+#include "proxy/utf8.h"
 
 #define LOG_LINE_MAX  2048	/* message text, before prefix and newline */
 #define LOG_IDENT_MAX 64
@@ -106,7 +113,73 @@ static const char *err_xsi(int r, char *buf)
 	_Generic(strerror_r((e), (buf), sizeof(buf)), char *: err_gnu, default: err_xsi) \
 	    (strerror_r((e), (buf), sizeof(buf)), (buf))
 
-/* vlog - format, cap, sanitize and emit one line.  errnum >= 0 appends
+/* scrub_item - how in[i..len) starts: *w output bytes (1: '?' or the byte
+ * itself, n: a whole UTF-8 character copied, 4n: each of its n bytes as
+ * \xHH); returns n, the input bytes it covers */
+static size_t scrub_item(const unsigned char *in, size_t i, size_t len, size_t *w, int *esc)
+{
+	size_t n, bad;
+
+	*esc = 0;
+	if (in[i] < 0x80) {
+		*w = 1;
+		return 1;
+	}
+	n = utf8_seq(in + i, len - i, &bad);
+	if (n == 0) {		/* one stray byte at a time: the rest follow */
+		*esc = 1;
+		*w = 4;
+		return 1;
+	}
+	*esc = utf8_cp_acts(utf8_decode(in + i, n));
+	*w = *esc ? 4 * n : n;
+	return n;
+}
+
+/* log_scrub - the line text in[0..len) into out (at most outsz-1 bytes,
+ * NUL-terminated; outsz > 3): C0 and DEL as '?', invalid UTF-8, C1 and
+ * bidi controls as \xHH per byte, the rest as it is; cut between items,
+ * with "...", when it does not fit.  Returns the length written. */
+static size_t log_scrub(char *out, size_t outsz, const char *in, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)in;
+	size_t total = 0, room = outsz - 1, o = 0, i, n, w;
+	int esc;
+
+	for (i = 0; i < len && total <= room; i += n) {
+		n = scrub_item(u, i, len, &w, &esc);
+		total += w;
+	}
+	if (total > room)
+		room -= 3;
+	for (i = 0; i < len; i += n) {
+		n = scrub_item(u, i, len, &w, &esc);
+		if (o + w > room)
+			break;
+		if (esc)
+			for (size_t k = 0; k < n; k++) {
+				out[o++] = '\\';
+				out[o++] = 'x';
+				out[o++] = hex[u[i + k] >> 4];
+				out[o++] = hex[u[i + k] & 15];
+			}
+		else if (n == 1)
+			out[o++] = (u[i] < 0x20 || u[i] == 0x7f) ? '?' : (char)u[i];
+		else {
+			memcpy(out + o, in + i, n);
+			o += n;
+		}
+	}
+	if (i < len) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* vlog - format, cap, scrub and emit one line.  errnum >= 0 appends
  * ": strerror(errnum)" (kept even when the message is cut).  force: log
  * whatever the level, and copy to stderr when logging to syslog (die/bug:
  * the admin starting the daemon must see why it stopped). */
@@ -115,41 +188,33 @@ static void vlog(const char *sid, int prio, int errnum, int force,
 static void vlog(const char *sid, int prio, int errnum, int force,
     const char *fmt, va_list ap)
 {
-	char msg[LOG_LINE_MAX], line[LOG_LINE_MAX + LOG_IDENT_MAX + LOG_SID_MAX + 32];
-	char ebuf[128];
-	const char *etext = NULL;
-	size_t used, elen = 0, i;
+	char raw[LOG_LINE_MAX], msg[LOG_LINE_MAX];
+	char line[LOG_LINE_MAX + LOG_IDENT_MAX + LOG_SID_MAX + 32];
+	char ebuf[128], etext[sizeof ebuf + 2];
+	size_t used, elen = 0;
 	int n, saved = errno;
 
 	if (!force && !log_enabled(prio)) {
 		errno = saved;
 		return;
 	}
-	n = vsnprintf(msg, sizeof msg, fmt, ap);
+	n = vsnprintf(raw, sizeof raw, fmt, ap);
 	if (n < 0) {
-		snprintf(msg, sizeof msg, "(bad log format \"%.64s\")", fmt);
-		used = strlen(msg);
-	} else if ((size_t)n >= sizeof msg) {
-		used = sizeof msg - 1;
-		memcpy(msg + used - 3, "...", 3);
+		snprintf(raw, sizeof raw, "(bad log format \"%.64s\")", fmt);
+		used = strlen(raw);
+	} else if ((size_t)n >= sizeof raw) {
+		used = sizeof raw - 1;
+		memcpy(raw + used - 3, "...", 3);
 	} else
 		used = (size_t)n;
 	if (errnum >= 0) {
-		etext = ERRSTR(errnum, ebuf);
-		elen = strlen(etext) + 2;
-		if (elen > sizeof msg / 2)
-			elen = sizeof msg / 2;
-		if (used + elen > sizeof msg - 1) {
-			used = sizeof msg - 1 - elen - 3;
-			memcpy(msg + used, "...", 3);
-			used += 3;
-		}
-		snprintf(msg + used, sizeof msg - used, ": %s", etext);
-		used = strlen(msg);
+		snprintf(etext, sizeof etext, ": %s", ERRSTR(errnum, ebuf));
+		elen = strlen(etext);
 	}
-	for (i = 0; i < used; i++)
-		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
-			msg[i] = '?';
+	/* the message, escaped, in what the errno text leaves (it is kept) */
+	used = log_scrub(msg, sizeof msg - elen, raw, used);
+	if (elen > 0)
+		log_scrub(msg + used, sizeof msg - used, etext, elen);
 	if (sid == NULL || *sid == '\0')
 		sid = "-";
 

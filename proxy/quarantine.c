@@ -8,9 +8,16 @@
  *
  * Layout, index and locking: see quarantine.h.
  *
- * The .json keeps the envelope bytes as they came (json-c passes bytes >=
- * 0x80 through unchanged), so a release can replay the exact addresses; a
- * reader wanting strict UTF-8 sanitizes on display.
+ * The .json is valid UTF-8, as the audit log is: json-c copies bytes >=
+ * 0x80 into its text unchanged, so the text is repaired (utf8_sanitize:
+ * every ill-formed sequence becomes U+FFFD) each time it is written.  A
+ * Subject or a HELO with a stray 0xff made the record invalid UTF-8 until
+ * session 19, which a strict reader of the store (Python's json.load)
+ * refused.  Envelope addresses lose nothing a release could use: the
+ * proxy's path parser refuses an address that is not UTF-8 at MAIL/RCPT,
+ * and the release checks the recorded ones with that parser; a milter's
+ * MTA may pass one, recorded with U+FFFD, which the release refuses (see
+ * quarantine_cmd.c).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -36,6 +43,7 @@
 #include "proxy/policy.h"
 #include "proxy/quarantine.h"
 #include "proxy/sbuf.h"
+#include "proxy/utf8.h"
 
 #define Q_ATTEMPTS 8		/* fresh IDs tried on a (very unlikely) collision */
 
@@ -328,10 +336,27 @@ static const char *listener_upstream(const struct config *cfg, const char *name)
 	return "";
 }
 
+/* record_text - rec as ID.json holds it: pretty JSON and a newline, valid
+ * UTF-8 (see the top of the file).  Returns the text (owned), *len set. */
+static char *record_text(json_object *rec, size_t *len)
+{
+	size_t n;
+	const char *t = json_object_to_json_string_length(rec,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	struct sbuf b;
+
+	sbuf_init(&b, (size_t)-1);
+	(void)utf8_sanitize_sbuf(&b, t, n);	/* no limit: cannot fail */
+	(void)sbuf_addc(&b, '\n');
+	*len = b.len;
+	return sbuf_steal(&b);
+}
+
+/* record_json - the record of a new entry (see record_text), *len set */
 static char *record_json(const struct config *cfg, const char *id, time_t now,
                          const struct scan_request *req, const struct scan_result *res,
                          const char *reason, const void *msg, size_t len,
-                         const void *new_body, size_t new_body_len)
+                         const void *new_body, size_t new_body_len, size_t *tlen)
 {
 	json_object *o = json_object_new_object(), *r;
 	static const char *const fields[][2] = {
@@ -372,8 +397,7 @@ static char *record_json(const struct config *cfg, const char *id, time_t now,
 		json_object_object_add(r, "body", b);
 	}
 	json_object_object_add(o, "release", r);
-	text = strdup(json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	text = record_text(o, tlen);
 	json_object_put(o);
 	return text;
 }
@@ -478,18 +502,12 @@ int quarantine_store(const struct config *cfg, const struct scan_request *req,
 			goto fail;
 		}
 	}
-	text = record_json(cfg, id, now, req, res, reason, msg, len, new_body, new_body_len);
-	if (text == NULL) {
-		errno = ENOMEM;
-		goto fail;
-	}
-	tlen = strlen(text);
-	text[tlen] = '\n';	/* replaces the NUL; length kept below */
+	text = record_json(cfg, id, now, req, res, reason, msg, len, new_body, new_body_len, &tlen);
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.tmp-%s.json", day, id) >= sizeof(tmp)) {
 		errno = ENAMETOOLONG;
 		goto fail;
 	}
-	if (write_file(tmp, text, tlen + 1) < 0)
+	if (write_file(tmp, text, tlen) < 0)
 		goto fail;
 	if (publish(tmp, jsn) < 0) {
 		saved = errno;
@@ -924,7 +942,6 @@ int quarantine_release_edits(const struct quarantine_entry *e, struct header_edi
 int quarantine_save_record(struct quarantine_entry *e)
 {
 	char tmp[QUARANTINE_ID_MAX + 16];
-	const char *text;
 	struct stat st;
 	char *line;
 	size_t n;
@@ -933,12 +950,9 @@ int quarantine_save_record(struct quarantine_entry *e)
 	/* every name relative to the day opened with the entry: see
 	 * entry_open */
 	snprintf(tmp, sizeof(tmp), ".tmp-%s.json", e->id);
-	text = json_object_to_json_string_ext(e->rec,
-	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-	n = strlen(text);
-	line = xmalloc(n + 1);
-	memcpy(line, text, n);
-	line[n] = '\n';
+	/* a record stored before session 19 may hold invalid UTF-8: repaired
+	 * as it is rewritten */
+	line = record_text(e->rec, &n);
 	unlinkat(e->dfd, tmp, 0);	/* debris of a save that crashed */
 	/* keep the owner: an admin running this as root must not leave a
 	 * record the daemon's user cannot rewrite */
@@ -946,7 +960,7 @@ int quarantine_save_record(struct quarantine_entry *e)
 		free(line);
 		return -1;
 	}
-	rc = write_file_as(e->dfd, tmp, line, n + 1,
+	rc = write_file_as(e->dfd, tmp, line, n,
 	    st.st_uid != geteuid() ? st.st_uid : (uid_t)-1, st.st_gid != getegid() ? st.st_gid : (gid_t)-1);
 	free(line);
 	if (rc < 0)

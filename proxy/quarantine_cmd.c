@@ -1,10 +1,14 @@
 /* quarantine_cmd.c - "mailwarden quarantine"; see quarantine_cmd.h.
  *
- * What is printed for people is made safe for a terminal: the record and
- * the headers hold bytes a sender chose, so invalid UTF-8 becomes U+FFFD
- * and control characters (C0, DEL, C1: the ones terminals act on) are
- * shown as \xHH.  --json output is valid UTF-8 JSON; --raw is the message
- * byte for byte, for piping.
+ * What is printed is made safe for a terminal: the record and the headers
+ * hold bytes a sender chose, and the record is the daemon user's file
+ * while these commands run as root, so every string taken from them (and
+ * every upstream reply) goes out through put_text, err1 or out1: invalid
+ * UTF-8 becomes U+FFFD, C0 controls and DEL are shown as \xHH, C1
+ * controls (U+009B is CSI) and the bidi formatting characters (an override
+ * reverses the rest of the line) as \uXXXX.  --json output is valid UTF-8
+ * JSON with those characters as \u escapes (the same strings to a JSON
+ * reader); --raw and --release are the message byte for byte, for piping.
  *
  * A release sends the message as the accept path would have (the header
  * edits the scanner recorded applied, the body a filter rewrote, ID.body,
@@ -53,17 +57,44 @@ static const char q_usage[] =
 
 static int err1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* err1 - "mailwarden quarantine: <reason>" on stderr; returns 1 */
+static void put_text(FILE *f, const char *s, size_t n);
+
+/* put_line - fmt formatted, then through put_text, then a newline: a line
+ * that may hold a record's string or an upstream's reply */
+static void put_line(FILE *f, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void put_line(FILE *f, const char *fmt, va_list ap)
+{
+	struct sbuf b;
+
+	sbuf_init(&b, (size_t)-1);
+	(void)sbuf_vaddf(&b, fmt, ap);
+	put_text(f, b.data != NULL ? b.data : "", b.len);
+	fputc('\n', f);
+	sbuf_free(&b);
+}
+
+/* err1 - "mailwarden quarantine: <reason>" on stderr, made safe for a
+ * terminal; returns 1 */
 static int err1(const char *fmt, ...)
 {
 	va_list ap;
 
 	fputs("mailwarden quarantine: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	put_line(stderr, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return 1;
+}
+
+/* out1 - one line on stdout, made safe for a terminal */
+static void out1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out1(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	put_line(stdout, fmt, ap);
+	va_end(ap);
 }
 
 static int usage_err(const char *what, const char *arg)
@@ -76,25 +107,45 @@ static int usage_err(const char *what, const char *arg)
 /* ------------------------------------------------------------------ */
 /* safe output                                                          */
 
-/* put_text - s[0..n) for a terminal: valid UTF-8, control characters as
- * \xHH (C1 ones as \u00HH) */
+/* put_safe - the valid UTF-8 t[0..n) with every character a terminal acts
+ * on (utf8_cp_acts) escaped.  json: t is JSON text from json-c, whose C0
+ * characters are its own layout (it escapes them inside strings) and stay;
+ * DEL, C1 and bidi, which it copies into strings as they are and which
+ * stand nowhere else, become \uXXXX, the same string to a JSON reader.
+ * Else C0 (but tab) and DEL as \xHH, C1 and bidi as \uXXXX. */
+static void put_safe(FILE *f, const char *t, size_t n, int json)
+{
+	const unsigned char *u = (const unsigned char *)t;
+	size_t i = 0, k, bad;
+	unsigned cp;
+
+	while (i < n) {
+		k = utf8_seq(u + i, n - i, &bad);
+		if (k == 0) {		/* not after utf8_sanitize: never raw */
+			fputs("\\ufffd", f);
+			i += bad;
+			continue;
+		}
+		cp = utf8_decode(u + i, k);
+		if (!utf8_cp_acts(cp) || cp == '\t' || (json && cp < 0x20))
+			fwrite(t + i, 1, k, f);
+		else if (json || cp > 0x7f)
+			fprintf(f, "\\u%04x", cp);
+		else
+			fprintf(f, "\\x%02x", cp);
+		i += k;
+	}
+}
+
+/* put_text - s[0..n) for a terminal: invalid UTF-8 as U+FFFD, controls
+ * escaped (put_safe) */
 static void put_text(FILE *f, const char *s, size_t n)
 {
 	struct sbuf b;
 
 	sbuf_init(&b, (size_t)-1);
 	utf8_sanitize_sbuf(&b, s, n);
-	for (size_t i = 0; i < b.len; i++) {
-		unsigned char ch = (unsigned char)b.data[i];
-
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-			fprintf(f, "\\x%02x", ch);
-		else if (ch == 0xc2 && i + 1 < b.len && (unsigned char)b.data[i + 1] >= 0x80
-		    && (unsigned char)b.data[i + 1] <= 0x9f)
-			fprintf(f, "\\u00%02x", (unsigned char)b.data[++i]);
-		else
-			fputc(ch, f);
-	}
+	put_safe(f, b.data != NULL ? b.data : "", b.len, 0);
 	sbuf_free(&b);
 }
 
@@ -113,7 +164,7 @@ static void put_json(FILE *f, json_object *j, int pretty)
 
 	sbuf_init(&b, (size_t)-1);
 	utf8_sanitize_sbuf(&b, t, len);
-	fwrite(b.data, 1, b.len, f);
+	put_safe(f, b.data != NULL ? b.data : "", b.len, 1);
 	sbuf_free(&b);
 }
 
@@ -222,7 +273,7 @@ static int list_one(void *arg, const char *id)
 
 	if (quarantine_open(c->dir, id, 0, &e, err, sizeof(err)) < 0) {
 		if (errno != ENOENT)	/* gone meanwhile: not an error */
-			fprintf(stderr, "mailwarden quarantine: skipping %s: %s\n", id, err);
+			err1("skipping %s: %s", id, err);
 		return 0;
 	}
 	rec = e.rec;
@@ -235,7 +286,10 @@ static int list_one(void *arg, const char *id)
 	} else {
 		env = jget(rec, "envelope");
 		rcpts = jarr(env, "rcpts");
-		printf("%s  %s  %-11s  score=%.3g  size=%lld  <", id, jstr(rec, "time"),
+		put_str(stdout, id);
+		fputs("  ", stdout);
+		put_str(stdout, jstr(rec, "time"));
+		printf("  %-11s  score=%.3g  size=%lld  <",
 		    released(rec) ? "released" : "quarantined", jnum(jget(rec, "result"), "score"),
 		    (long long)jnum(rec, "size"));
 		put_str(stdout, jstr(env, "mail_from"));
@@ -426,7 +480,9 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	show_field("Reason:", jstr(rec, "reason"));
 	printf("%-12s", "Listener:");
 	put_str(stdout, jstr(env, "listener"));
-	printf(" (%s), upstream ", jstr(env, "direction"));
+	fputs(" (", stdout);
+	put_str(stdout, jstr(env, "direction"));
+	fputs("), upstream ", stdout);
 	put_str(stdout, jstr(rec, "upstream")[0] ? jstr(rec, "upstream") : "(not recorded)");
 	printf("\n%-12s", "Client:");
 	put_str(stdout, jstr(env, "client_ip"));
@@ -612,6 +668,17 @@ static int path_ok(const char *addr, int empty_ok)
 		return 0;
 	snprintf(buf, sizeof(buf), "<%s>", addr);
 	return smtp_path_parse(buf, &pa, &why) == 0 && pa.nparams == 0 && strcmp(pa.path, addr) == 0;
+}
+
+/* recorded_ok - path_ok for an address taken from the record.  Since
+ * session 19 the record is repaired to valid UTF-8 as it is written, and a
+ * U+FFFD there may stand for bytes that were not UTF-8 (only a milter's MTA
+ * passes such an address; the proxy refuses it at MAIL/RCPT, and so did
+ * path_ok before the repair): that is not the address the client gave, so
+ * it is not sent. */
+static int recorded_ok(const char *addr, int empty_ok)
+{
+	return path_ok(addr, empty_ok) && strstr(addr, "\xef\xbf\xbd") == NULL;
 }
 
 /* mail_params - the parameters for MAIL FROM: see the top of the file */
@@ -884,7 +951,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	env = jget(e.rec, "envelope");
 	rcpts = jarr(env, "rcpts");
 	r.from = jstr(env, "mail_from");
-	if (!path_ok(r.from, 1)) {
+	if (!recorded_ok(r.from, 1)) {
 		err1("%s: the recorded sender is not a usable address", id);
 		goto out;
 	}
@@ -899,7 +966,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		}
 		for (size_t i = 0; i < r.nrcpts; i++) {
 			to[i] = json_object_get_string(json_object_array_get_idx(rcpts, i));
-			if (to[i] == NULL || !path_ok(to[i], 0)) {
+			if (to[i] == NULL || !recorded_ok(to[i], 0)) {
 				err1("%s: recorded recipient %zu is not a usable address", id, i + 1);
 				goto out;
 			}
@@ -959,8 +1026,8 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		if (cfg->quarantine_delete_released && nto == 0 && r.naccepted == r.nrcpts)
 			removed = quarantine_remove(&e) == 0;
 		if (!removed && quarantine_save_record(&e) < 0)
-			fprintf(stderr, "mailwarden quarantine: %s released, but its record could not "
-			    "be updated: %s\n", id, strerror(errno));
+			err1("%s released, but its record could not be updated: %s", id,
+			    strerror(errno));
 	}
 	if (audit_release(&e, &r, nto > 0, removed, len) < 0) {
 		/* done and cannot be undone, but not recorded: the admin must
@@ -979,7 +1046,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		err1("%s released to %zu of %zu recipients; <%s> refused: %s", id, r.naccepted,
 		    r.nrcpts, r.rcpts[i], r.rcpt_reply[i]);
 	} else {
-		printf("%s released to %zu recipient%s via %s: %s%s\n", id, r.naccepted,
+		out1("%s released to %zu recipient%s via %s: %s%s", id, r.naccepted,
 		    r.naccepted == 1 ? "" : "s", r.upstream, r.reply, removed ? " (removed)" : "");
 		rc = 0;
 	}
@@ -1031,7 +1098,7 @@ static int cmd_delete(struct config *cfg, int argc, char **argv)
 		    cfg->audit_log, strerror(saved));
 	}
 	audit_close();
-	printf("%s deleted\n", e.id);
+	out1("%s deleted", e.id);
 	quarantine_close(&e);
 	return 0;
 }

@@ -52,6 +52,25 @@ size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad)
 	return need + 1;
 }
 
+unsigned utf8_decode(const unsigned char *p, size_t n)
+{
+	static const unsigned char lead_mask[] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	unsigned cp;
+
+	if (n == 0 || n > 4)
+		return 0;
+	cp = p[0] & lead_mask[n];
+	for (size_t i = 1; i < n; i++)
+		cp = (cp << 6) | (p[i] & 0x3f);
+	return cp;
+}
+
+int utf8_cp_acts(unsigned cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x61c || cp == 0x200e || cp == 0x200f
+	    || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 int utf8_has_8bit(const char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++)

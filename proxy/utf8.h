@@ -24,6 +24,19 @@ int utf8_has_8bit(const char *p, size_t len);
  * acceptable, to be replaced by one U+FFFD. */
 size_t utf8_seq(const unsigned char *p, size_t len, size_t *bad);
 
+/* utf8_decode - the code point of the well-formed sequence p[0..n) (n as
+ * utf8_seq returned it, 1..4) */
+unsigned utf8_decode(const unsigned char *p, size_t n);
+
+/* utf8_cp_acts - 1 if a terminal or a text renderer acts on code point cp
+ * rather than show it: C0 controls (tab included), DEL, C1 controls
+ * (U+0080..U+009F: xterm and others take U+009B for CSI in UTF-8 too), and
+ * the bidirectional formatting characters (U+061C, U+200E, U+200F,
+ * U+202A..U+202E, U+2066..U+2069: an override reverses the rest of the
+ * line, so "exe.pdf" shows for "fdp.exe"; Unicode's Trojan Source list).
+ * Text for a terminal or a log writes these as escapes. */
+int utf8_cp_acts(unsigned cp);
+
 /* utf8_sanitize_sbuf - append in[0..len) to out, with every ill-formed
  * sequence replaced by U+FFFD (EF BF BD), one replacement per maximal
  * subpart as Unicode 3.9 / W3C recommend and Python's errors='replace'

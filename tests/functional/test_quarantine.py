@@ -16,7 +16,7 @@ import time
 import pytest
 
 import audit_fields as A
-from mwlib import MW_BIN, assert_same_bytes, free_port, read_audit, wait_until
+from mwlib import MW_BIN, assert_same_bytes, free_port, make_msg, read_audit, wait_until
 from quarantinelib import (GatedUpstream, entry_files, q, q_list, q_ok, q_popen, quarantine_one,
                            quarantine_opts, released, spam_msg)
 
@@ -337,6 +337,138 @@ def test_show_is_safe_for_terminals(qmw, upstream):
     assert b"\x1b" not in out
     json.loads(out)
     assert_same_bytes(q_ok(m, "show", "--raw", qid).stdout, msg)
+
+
+
+# what a terminal must never get from these commands: ESC, BEL, C1 CSI and
+# NEL (as UTF-8 and raw), the bidi overrides and isolates
+TERMINAL_HOSTILE = (b"\x1b", b"\x07", b"\x9b", b"\xc2\x9b", b"\xc2\x85", "\u202e".encode(),
+                    "\u2066".encode(), "\u200f".encode(), "\u061c".encode())
+
+
+def assert_terminal_safe(what, out):
+    for bad in TERMINAL_HOSTILE:
+        assert bad not in out, "%s prints %r raw: %r" % (what, bad, out[:600])
+    out.decode("utf-8")                 # valid UTF-8
+
+
+def entry_json(m, qid):
+    return os.path.join(m.quarantine_dir, qid[:8], qid + ".json")
+
+
+def test_record_is_valid_utf8(qmw, upstream):
+    """ID.json is valid UTF-8, as the audit log is: header bytes that are
+    not UTF-8 (Subject, From, Message-ID) are repaired to U+FFFD as a
+    strict reader would (Python's errors='replace'); a record written
+    before the repair is repaired when a release rewrites it (session 19:
+    a stray 0xff in a Subject made the record invalid UTF-8, and a strict
+    reader of the store refused it)."""
+    m = qmw()
+    subject = b"buy viagra \xff\xfe now \xc0\xaf caf\xc3\xa9 \xed\xa0\x80"
+    msg = make_msg(subject=subject, frm=b"Bob \xe9 <bob@example.org>", msgid=b"<\xff@x>")
+    qid, _ = put_one(m, upstream, msg=msg)
+    raw = open(entry_json(m, qid), "rb").read()
+    rec = json.loads(raw.decode("utf-8"))          # strict: raises on invalid UTF-8
+    assert rec["subject"] == subject.decode("utf-8", "replace"), rec["subject"]
+    assert "\ufffd" in rec["header_from"] and "\ufffd" in rec["message_id"], rec
+    assert rec["envelope"]["mail_from"] == "sender@example.org"
+    # an entry stored before session 19, with raw bytes in its record: the
+    # release rewrites the record (marked released), repaired
+    old = raw.replace("\ufffd".encode(), b"\xff", 1)
+    assert old != raw
+    open(entry_json(m, qid), "wb").write(old)
+    q_ok(m, "release", qid)
+    upstream.wait_messages(1)
+    rec = json.loads(open(entry_json(m, qid), "rb").read().decode("utf-8"))
+    assert rec["released"], rec
+
+
+
+def test_release_refuses_a_repaired_address(qmw, upstream):
+    """A recorded address with U+FFFD may stand for bytes that were not
+    UTF-8 (repaired as the record was written): not the address the client
+    gave, so the release refuses it; --to still releases."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    path = entry_json(m, qid)
+    rec = json.load(open(path))
+    rec["envelope"]["rcpts"] = ["r\ufffd@example.net"]
+    open(path, "w").write(json.dumps(rec))
+    r = q(m, "release", qid)
+    assert r.returncode == 1 and b"recorded recipient 1 is not a usable address" in r.stderr, r.stderr
+    assert upstream.messages == []
+    q_ok(m, "release", "--to", "ok@example.net", qid)
+    assert upstream.wait_messages(1)[0].rcpt_tos == ["ok@example.net"]
+
+def test_list_and_show_neutralize_bidi_controls(qmw, upstream):
+    """A Subject holding U+202E (RIGHT-TO-LEFT OVERRIDE) reversed the rest of
+    the admin's `list` line in a bidi terminal (put_text escaped C0, DEL
+    and C1 only): the bidi formatting characters are shown as \\uXXXX, in
+    the human output and in --json (where \\u202e is the same string to a
+    JSON reader)."""
+    m = qmw()
+    subject = "viagra invoice \u202eexe.pdf \u2066x\u2069 \u200e\u200f\u061c end"
+    qid, _ = put_one(m, upstream, msg=spam_msg(subject=subject.encode()))
+    for args in (["list"], ["show", qid], ["list", "--json"], ["show", "--json", qid]):
+        out = q_ok(m, *args).stdout
+        assert_terminal_safe(" ".join(args[:2]), out)
+        assert b"\\u202e" in out, out
+    assert q_list(m)[0]["subject"] == subject
+    assert json.loads(q_ok(m, "show", "--json", qid).stdout)["subject"] == subject
+
+
+def hostile_strings(o, bad):
+    """o with every string value replaced by one carrying bad"""
+    if isinstance(o, dict):     # the ID is checked against the file's name
+        return {k: v if k == "id" else hostile_strings(v, bad) for k, v in o.items()}
+    if isinstance(o, list):
+        return [hostile_strings(v, bad) for v in o]
+    if isinstance(o, str):
+        return o + bad
+    return o
+
+
+def test_every_record_field_is_escaped(qmw, upstream, raw_upstream):
+    """ID.json is the daemon user's file, and these commands run as root:
+    every string of the record reaches the terminal escaped, in list, show
+    and their --json forms (session 19: `list` printed the record's "time"
+    and `show` its envelope's "direction" with a plain %s, so that user
+    could write OSC 52 to root's clipboard); so do the upstream's replies
+    that release prints, and the recorded strings its errors quote."""
+    m = qmw()
+    qid, _ = put_one(m, upstream)
+    path = entry_json(m, qid)
+    rec = json.load(open(path))
+    rec["released"] = [{"time": "t", "by": "root", "upstream": "u", "reply": "250 ok",
+                        "rcpts": ["a@example.org"]}]
+    bad = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\u009b31m\u0085\u202e\u2066\u200f\u061c"
+    open(path, "w").write(json.dumps(hostile_strings(rec, bad)))
+    for args in (["list"], ["show", qid], ["list", "--json"], ["show", "--json", qid]):
+        r = q(m, *args)
+        assert r.returncode == 0, r.stderr
+        assert_terminal_safe(" ".join(args[:2]), r.stdout + r.stderr)
+    # bytes that are not UTF-8, in a record the daemon's user wrote
+    raw = open(path, "rb").read().replace(b"\\u009b", b"\x9b", 1)
+    open(path, "wb").write(raw)
+    for args in (["list"], ["show", qid], ["list", "--json"]):
+        r = q(m, *args)
+        assert r.returncode == 0, r.stderr
+        assert_terminal_safe(" ".join(args[:2]), r.stdout + r.stderr)
+    # the errors of a release quote recorded strings (the sender here)
+    r = q(m, "release", qid)
+    assert r.returncode == 1 and b"not a usable address" in r.stderr, r.stderr
+    assert_terminal_safe("release", r.stdout + r.stderr)
+
+    # an upstream's replies, printed by release and by its errors
+    qid2, _ = put_one(m, upstream)
+    evil = b" \x9b2J \xc2\x9b31m \xe2\x80\xae reversed\r\n"
+    for script, ok in (({"EOD": b"250 2.0.0 queued" + evil}, True),
+                       ({"MAIL": b"550 5.7.1 refused" + evil}, False)):
+        up = raw_upstream(script=script)
+        r = q(m, "release", qid2, opts=[("quarantine_release_upstream", up.addr)])
+        assert r.returncode == (0 if ok else 1), r.stderr
+        assert_terminal_safe("release", r.stdout + r.stderr)
+        assert b"reversed" in r.stdout + r.stderr, (r.stdout, r.stderr)
 
 
 def test_release_smtputf8(qmw, upstream, make_upstream):

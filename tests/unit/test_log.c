@@ -1,6 +1,7 @@
 /* test_log.c - unit tests for proxy/log.c: the stderr line format, levels,
- * errno handling, truncation, control-byte scrubbing, whole lines from many
- * threads, die()/bug() in a child process, and log_esc(). */
+ * errno handling, truncation, control-byte scrubbing, invalid UTF-8, C1 and
+ * bidi controls as \xHH, whole lines from many threads, die()/bug() in a
+ * child process, and log_esc(). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -189,6 +190,95 @@ static void test_scrub(void **st)
 	out = cap_end(NULL);
 	snprintf(want, sizeof want, "%s- evil=a??mailwarden[1]: - forged?[0m? end\n", prefix);
 	assert_string_equal(out, want);
+	free(out);
+}
+
+/* what is not UTF-8 text a reader can show as it is becomes \xHH per byte;
+ * valid UTF-8 text stays as it is (session 19: invalid UTF-8 made journald
+ * store the line as a blob, U+009B is CSI to a terminal) */
+static void test_scrub_utf8(void **st)
+{
+	char *out, want[1024];
+	size_t len;
+
+	(void)st;
+	cap_start();
+	/* valid text: accented Latin, CJK, an emoji, U+FFFD itself */
+	slog(NULL, LOG_INFO, "subject=%s", "caf\xc3\xa9 \xe6\xbc\xa2\xe5\xad\x97 \xf0\x9f\x93\xa7 \xef\xbf\xbd");
+	/* stray bytes, truncated and overlong sequences, a surrogate */
+	slog(NULL, LOG_INFO, "user=%s", "bob\xff\xfe x\xc3 y\xe2\x82 z\xc0\xaf s\xed\xa0\x80");
+	/* C1 controls as UTF-8 (CSI, NEL) and raw */
+	slog(NULL, LOG_INFO, "redis=%s", "ERR \xc2\x9b" "31m red \xc2\x85 \x9b" "2J");
+	/* bidi formatting characters */
+	slog(NULL, LOG_INFO, "name=%s", "invoice \xe2\x80\xae" "fdp.exe \xe2\x81\xa6x\xe2\x81\xa9 "
+	    "\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c \xe2\x80\x8b");
+	/* the errno text is scrubbed as well, and kept */
+	errno = ENOENT;
+	slog_errno(NULL, LOG_WARNING, "open %s", "\xff");
+	out = cap_end(&len);
+	snprintf(want, sizeof want,
+	    "%s- subject=caf\xc3\xa9 \xe6\xbc\xa2\xe5\xad\x97 \xf0\x9f\x93\xa7 \xef\xbf\xbd\n"
+	    "%s- user=bob\\xff\\xfe x\\xc3 y\\xe2\\x82 z\\xc0\\xaf s\\xed\\xa0\\x80\n"
+	    "%s- redis=ERR \\xc2\\x9b31m red \\xc2\\x85 \\x9b2J\n"
+	    "%s- name=invoice \\xe2\\x80\\xae" "fdp.exe \\xe2\\x81\\xa6x\\xe2\\x81\\xa9 "
+	    "\\xe2\\x80\\x8e\\xe2\\x80\\x8f\\xd8\\x9c \xe2\x80\x8b\n"
+	    "%s- open \\xff: %s\n", prefix, prefix, prefix, prefix, prefix, strerror(ENOENT));
+	assert_string_equal(out, want);
+	free(out);
+}
+
+/* a line of hostile bytes: every escape grows it fourfold, the line stays
+ * within its cap, is cut between escapes, keeps the errno text, and is
+ * valid UTF-8 with no C1 or bidi character left */
+static void test_scrub_cap(void **st)
+{
+	static char bad[3000], mixed[3000];
+	char *out, *nl, tail[128];
+	size_t len, i;
+
+	(void)st;
+	memset(bad, '\xff', sizeof bad - 1);
+	for (i = 0; i + 3 < sizeof mixed; i += 3)
+		memcpy(mixed + i, i % 2 ? "\xe2\x80\xae" : "\xc3\xa9\xc2", 3);
+	cap_start();
+	slog(NULL, LOG_INFO, "%s", bad);
+	errno = EACCES;
+	slog_errno(NULL, LOG_INFO, "%s", bad);
+	slog(NULL, LOG_INFO, "%s", mixed);
+	out = cap_end(&len);
+	nl = strchr(out, '\n');
+	assert_non_null(nl);
+	assert_true((size_t)(nl - out) < 2048 + 64);
+	assert_memory_equal(nl - 7, "\\xff...", 7);	/* no half escape */
+	snprintf(tail, sizeof tail, "\\xff...: %s\n", strerror(EACCES));
+	nl = strchr(nl + 1, '\n');
+	assert_non_null(nl);
+	assert_memory_equal(nl + 1 - strlen(tail), tail, strlen(tail));
+	assert_true(strlen(nl + 1) < 2048 + 64);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)out[i];
+
+		assert_true(c >= 0x20 || c == '\n');
+		assert_true(c != 0x7f);
+		if (c == 0xc2)
+			assert_true((unsigned char)out[i + 1] >= 0xa0);
+		if (c == 0xe2)
+			assert_false(out[i + 1] == '\x80' && out[i + 2] == '\xae');
+	}
+	{
+		/* valid UTF-8 throughout (é kept whole, never cut in two) */
+		size_t k = 0;
+
+		while (k < len) {
+			unsigned char c = (unsigned char)out[k];
+			size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+
+			assert_true(c < 0x80 || (c >= 0xc2 && c <= 0xf4));
+			for (size_t j = 1; j < n; j++)
+				assert_true(k + j < len && ((unsigned char)out[k + j] & 0xc0) == 0x80);
+			k += n;
+		}
+	}
 	free(out);
 }
 
@@ -384,6 +474,8 @@ int main(void)
 		cmocka_unit_test_setup(test_errno, setup),
 		cmocka_unit_test_setup(test_truncate, setup),
 		cmocka_unit_test_setup(test_scrub, setup),
+		cmocka_unit_test_setup(test_scrub_utf8, setup),
+		cmocka_unit_test_setup(test_scrub_cap, setup),
 		cmocka_unit_test_setup(test_facility, setup),
 		cmocka_unit_test_setup(test_threads, setup),
 		cmocka_unit_test_setup(test_die_bug, setup),

@@ -334,6 +334,48 @@ static void test_json_random(void **state)
 	}
 }
 
+/* utf8_decode over every code point (encoded here), and utf8_cp_acts: the
+ * characters a terminal or a bidi renderer acts on, and only those */
+static void test_decode_acts(void **state)
+{
+	unsigned char b[4];
+	size_t n, bad;
+	unsigned acts = 0;
+
+	(void)state;
+	for (unsigned cp = 0; cp <= 0x10ffff; cp++) {
+		if (cp >= 0xd800 && cp <= 0xdfff)
+			continue;
+		if (cp < 0x80) {
+			b[0] = (unsigned char)cp;
+			n = 1;
+		} else if (cp < 0x800) {
+			b[0] = (unsigned char)(0xc0 | cp >> 6);
+			b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+			n = 2;
+		} else if (cp < 0x10000) {
+			b[0] = (unsigned char)(0xe0 | cp >> 12);
+			b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+			b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+			n = 3;
+		} else {
+			b[0] = (unsigned char)(0xf0 | cp >> 18);
+			b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+			b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+			b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+			n = 4;
+		}
+		assert_int_equal(utf8_seq(b, n, &bad), n);
+		assert_int_equal(utf8_decode(b, n), cp);
+		acts += (unsigned)utf8_cp_acts(cp);
+	}
+	/* C0 32 + DEL + C1 32 + U+061C, U+200E/F, U+202A..E, U+2066..9 */
+	assert_int_equal(acts, 32 + 1 + 32 + 1 + 2 + 5 + 4);
+	assert_true(utf8_cp_acts(0x9b) && utf8_cp_acts(0x202e) && utf8_cp_acts(0x2066));
+	assert_false(utf8_cp_acts(' ') || utf8_cp_acts(0xa0) || utf8_cp_acts(0x200b)
+	    || utf8_cp_acts(0x2028) || utf8_cp_acts(0xfffd));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_json_c),
 		cmocka_unit_test(test_json_random),
+		cmocka_unit_test(test_decode_acts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
