@@ -1442,9 +1442,17 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	req.mail_from = t->mail_from;
 	req.mail_params = t->mail_params;
 	char **rcpts = xcalloc(t->naccepted ? t->naccepted : 1, sizeof *rcpts);
+	char **dsn = xcalloc(t->naccepted ? t->naccepted : 1, sizeof *dsn);
+	int any_dsn = 0;
 	for (size_t i = 0; i < t->nrcpts; i++)
-		if (t->rcpts[i].accepted) rcpts[req.nrcpts++] = t->rcpts[i].addr;
+		if (t->rcpts[i].accepted) {
+			char d[SMTP_DSN_RCPT_MAX + 1];
+			any_dsn |= smtp_dsn_rcpt_params(t->rcpts[i].params, d, sizeof d) > 0;
+			dsn[req.nrcpts] = xstrdup(d);
+			rcpts[req.nrcpts++] = t->rcpts[i].addr;
+		}
 	req.rcpts = rcpts;
+	req.rcpt_dsn = any_dsn ? dsn : NULL;   /* for a quarantine release */
 	req.size = s->spool.size;
 	req.auth_user = (char *)login_of(s);
 	req.tls = s->tls_desc;
@@ -1456,6 +1464,8 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	set_busy(s, 1);
 	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
 	free(rcpts);
+	for (size_t i = 0; i < req.nrcpts; i++) free(dsn[i]);
+	free(dsn);
 	if (s->scan_id == 0) {
 		slog(s->id, LOG_WARNING, "scanner unavailable");
 		stats_scan_failure(STATS_PROXY);
@@ -2137,7 +2147,7 @@ static void session_process(struct session *s)
 			end_of_chunk(s);
 			continue;
 		}
-		if (s->tx == NULL && s->draining) {
+		if ((s->tx == NULL || s->tx->failed) && s->draining) {
 			reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 			close_after_flush(s);
 			break;
@@ -2419,7 +2429,9 @@ void session_shutdown(struct session *s, int force)
 {
 	s->draining = 1;
 	if (s->state == SS_CLOSING) return;
-	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA && s->state != SS_BDAT)) {
+	/* a transaction the upstream failed waits for nothing but its
+	 * client's next 4xx: as good as none */
+	if (force || (!s->busy && (s->tx == NULL || s->tx->failed) && s->state != SS_DATA && s->state != SS_BDAT)) {
 		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		abandon_pending(s);
 		if (s->tx) txn_end(s, "aborted");
