@@ -37,6 +37,7 @@
 #include "quarantine.h"
 #include "sbuf.h"
 #include "scansync.h"
+#include "smtp_parse.h"
 #include "spool.h"
 #include "stats.h"
 #include "filters/ipnet.h"
@@ -94,6 +95,7 @@ static struct config *config_current(void)
 
 struct rcpt {
 	char *addr;
+	char *dsn;             /* its NOTIFY/ORCPT (smtp_dsn_rcpt_params), "" for none */
 	char  reply[512];      /* "" = accepted by us; else what we refused it with */
 	/* its check at RCPT did not run whole (audit's rcpt_checks_cut): who
 	 * ran out of what ("greylist=scan_deadline"), and why the scanner did
@@ -195,6 +197,7 @@ static void txn_reset(struct msess *s)
 	free(s->mail_params);
 	for (i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].addr);
+		free(s->rcpts[i].dsn);
 		free(s->rcpts[i].cut_timed_out);
 		free(s->rcpts[i].cut_fault);
 	}
@@ -266,12 +269,25 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
 	req->auth_user = xstrdup(s->auth_user);
 	req->tls = xstrdup(s->tls);
 	req->rcpts = xcalloc(s->nrcpts + 1, sizeof(char *));
-	if (only_rcpt != NULL)
+	if (only_rcpt != NULL) {
 		req->rcpts[req->nrcpts++] = xstrdup(only_rcpt);
-	else
+	} else {
+		int any_dsn = 0;
+
+		req->rcpt_dsn = xcalloc(s->nrcpts + 1, sizeof(char *));
 		for (i = 0; i < s->nrcpts; i++)
-			if (s->rcpts[i].reply[0] == '\0')
+			if (s->rcpts[i].reply[0] == '\0') {
+				any_dsn |= s->rcpts[i].dsn[0] != '\0';
+				req->rcpt_dsn[req->nrcpts] = xstrdup(s->rcpts[i].dsn);
 				req->rcpts[req->nrcpts++] = xstrdup(s->rcpts[i].addr);
+			}
+		if (!any_dsn) {       /* none: no field (scanproto.h) */
+			for (i = 0; i < req->nrcpts; i++)
+				free(req->rcpt_dsn[i]);
+			free(req->rcpt_dsn);
+			req->rcpt_dsn = NULL;
+		}
+	}
 	req->size = s->spool.size;
 }
 
@@ -670,6 +686,22 @@ static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 	r = &s->rcpts[s->nrcpts++];
 	memset(r, 0, sizeof(*r));
 	r->addr = strip_angles(argv[0] ? argv[0] : "");
+	{
+		/* the MTA's ESMTP arguments, one per argv: only DSN's are kept */
+		char all[2048], dsn[SMTP_DSN_RCPT_MAX + 1];
+		size_t o = 0;
+
+		all[0] = '\0';
+		for (int k = 1; argv[0] != NULL && argv[k] != NULL; k++) {
+			int w = snprintf(all + o, sizeof(all) - o, "%s%s", o ? " " : "", argv[k]);
+			if (w < 0 || (size_t)w >= sizeof(all) - o)
+				break;
+			o += (size_t)w;
+		}
+		all[o] = '\0';
+		smtp_dsn_rcpt_params(all, dsn, sizeof(dsn));
+		r->dsn = xstrdup(dsn);
+	}
 	if (s->cfg->milter_early)
 		rc = early(ctx, s, r);
 	return rc;

@@ -21,7 +21,9 @@
  * tampered record cannot inject SMTP commands.  Of the client's MAIL
  * parameters only those that still mean something and that the upstream
  * offers are passed on (BODY, SMTPUTF8, RET/ENVID with DSN); SIZE is our
- * own count.
+ * own count.  Each recorded recipient's NOTIFY/ORCPT (envelope.rcpt_dsn)
+ * goes with its RCPT when the upstream offers DSN, checked as the rest
+ * (recorded_dsn); recipients given with --to go without.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -681,6 +683,42 @@ static int recorded_ok(const char *addr, int empty_ok)
 	return path_ok(addr, empty_ok) && strstr(addr, "\xef\xbf\xbd") == NULL;
 }
 
+/* recorded_dsn - the recipients' DSN parameters the record keeps
+ * (envelope.rcpt_dsn, one per recipient), or NULL when it has none.  Each
+ * must be exactly what smtp_dsn_rcpt_params keeps of it (well-formed
+ * NOTIFY and ORCPT only): the record is a file the daemon's user may
+ * write, and root puts these into a command.  One that is not is dropped,
+ * with a warning: the message still goes, without that notice request. */
+static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts)
+{
+	json_object *a = jarr(env, "rcpt_dsn");
+	const char **v;
+	char buf[SMTP_DSN_RCPT_MAX + 1];
+
+	if (a == NULL)
+		return NULL;
+	if (json_object_array_length(a) != nrcpts) {
+		fprintf(stderr, "mailwarden: %s: the recorded DSN parameters do not match the recipients; "
+		    "released without them\n", id);
+		return NULL;
+	}
+	v = xcalloc(nrcpts ? nrcpts : 1, sizeof(*v));
+	for (size_t i = 0; i < nrcpts; i++) {
+		const char *s = json_object_get_string(json_object_array_get_idx(a, i));
+
+		v[i] = "";
+		if (s == NULL || s[0] == '\0')
+			continue;
+		if (strlen(s) <= SMTP_DSN_RCPT_MAX && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == strlen(s)
+		    && strcmp(buf, s) == 0)
+			v[i] = s;
+		else
+			fprintf(stderr, "mailwarden: %s: recipient %zu: recorded DSN parameters not usable; "
+			    "released without them\n", id, i + 1);
+	}
+	return v;
+}
+
 /* mail_params - the parameters for MAIL FROM: see the top of the file */
 static void mail_params(const char *orig, const struct smtp_reply *ehlo, size_t size,
                         int need_utf8, int eight_bit, char *out, size_t outsz)
@@ -767,6 +805,9 @@ struct release {
 	const char *from;
 	const char **rcpts;
 	size_t nrcpts;
+	const char **rcpt_dsn;   /* NULL, or each recipient's recorded NOTIFY/ORCPT
+	                          * ("" for none), checked; sent when the next hop
+	                          * offers DSN */
 	char  (*rcpt_reply)[300];
 	int   *accepted;
 	size_t naccepted;
@@ -815,7 +856,10 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 	if (rep.code / 100 != 2)
 		goto refused;
 	for (size_t i = 0; i < r->nrcpts; i++) {
-		snprintf(line, sizeof(line), "RCPT TO:<%s>", r->rcpts[i]);
+		const char *dsn = r->rcpt_dsn != NULL && smtp_ehlo_has(&ehlo, "DSN", NULL, 0)
+		    ? r->rcpt_dsn[i] : "";
+
+		snprintf(line, sizeof(line), "RCPT TO:<%s>%s%s", r->rcpts[i], dsn[0] ? " " : "", dsn);
 		if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
 			goto io_fail;
 		smtpsend_reply_text(&rep, r->rcpt_reply[i], sizeof(r->rcpt_reply[i]));
@@ -972,6 +1016,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 			}
 		}
 		r.rcpts = to;
+		r.rcpt_dsn = recorded_dsn(id, env, r.nrcpts);
 	}
 	need_utf8 = utf8_has_8bit(r.from, strlen(r.from));
 	for (size_t i = 0; i < r.nrcpts; i++)
@@ -1054,6 +1099,7 @@ out:
 	free(msg);
 	free(r.rcpt_reply);
 	free(r.accepted);
+	free((void *)r.rcpt_dsn);
 	quarantine_close(&e);
 	audit_close();
 	return rc;

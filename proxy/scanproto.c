@@ -22,7 +22,8 @@
  *   request: {"id":N,"session_id":"..","listener":"..","direction":
  *             "inbound"|"outbound","client_ip":"..","client_port":N,
  *             "client_name":"..","helo":"..","mail_from":"..",
- *             "mail_params":"..","rcpts":[".."],"size":N,"auth_user":"..",
+ *             "mail_params":"..","rcpts":[".."],"rcpt_dsn":[".."] (only
+ *             when some recipient has one),"size":N,"auth_user":"..",
  *             "tls":"..","mta_quarantine":true,"timeout_ms":N}
  *   result:  {"id":N,"action":"accept"|..,"score":D,"required":D,
  *             "reply":"..","symbols":[{"name":"..","score":D,"filter":"..",
@@ -49,6 +50,7 @@
 
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "proxy/smtp_parse.h"
 
 #define SP_MAX_STRING   (64 * 1024)  /* any one decoded string */
 #define SP_MAX_RCPTS    100000
@@ -94,9 +96,13 @@ void scan_request_free(struct scan_request *r)
 	free(r->helo);
 	free(r->mail_from);
 	free(r->mail_params);
-	for (i = 0; i < r->nrcpts; i++)
+	for (i = 0; i < r->nrcpts; i++) {
 		free(r->rcpts[i]);
+		if (r->rcpt_dsn != NULL)
+			free(r->rcpt_dsn[i]);
+	}
 	free(r->rcpts);
+	free(r->rcpt_dsn);
 	free(r->auth_user);
 	free(r->tls);
 	memset(r, 0, sizeof(*r));
@@ -172,6 +178,12 @@ json_object *scan_request_to_json(const struct scan_request *r)
 		json_object_array_add(a, json_object_new_string_len(s, (int)strnlen(s, SP_MAX_STRING)));
 	}
 	json_object_object_add(o, "rcpts", a);
+	if (r->rcpt_dsn != NULL) {
+		a = json_object_new_array_ext((int)(r->nrcpts < SP_MAX_RCPTS ? r->nrcpts : SP_MAX_RCPTS));
+		for (i = 0; i < r->nrcpts && i < SP_MAX_RCPTS; i++)
+			json_object_array_add(a, json_object_new_string(r->rcpt_dsn[i] ? r->rcpt_dsn[i] : ""));
+		json_object_object_add(o, "rcpt_dsn", a);
+	}
 	json_object_object_add(o, "size", json_object_new_uint64(r->size));
 	add_str(o, "auth_user", r->auth_user);
 	add_str(o, "tls", r->tls);
@@ -340,6 +352,16 @@ static int all_of(const char *s, const char *set)
 	return s[strspn(s, set)] == '\0';
 }
 
+/* rcpt_dsn_ok - s is what smtp_dsn_rcpt_params makes of it: only
+ * well-formed NOTIFY and ORCPT, nothing else */
+static int rcpt_dsn_ok(const char *s)
+{
+	char buf[SMTP_DSN_RCPT_MAX + 1];
+
+	return strlen(s) <= SMTP_DSN_RCPT_MAX
+	    && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == strlen(s) && strcmp(buf, s) == 0;
+}
+
 #define UPPER_DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 #define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -450,6 +472,17 @@ int scan_request_from_json(json_object *j, struct scan_request *r)
 			goto bad;
 		r->rcpts[i] = xstrndup(s, len);
 		r->nrcpts = i + 1;
+	}
+	if (json_object_object_get_ex(j, "rcpt_dsn", &a)) {
+		if (get_array(j, "rcpt_dsn", SP_MAX_RCPTS, &a, &n) < 0 || n != r->nrcpts)
+			goto bad;
+		r->rcpt_dsn = xcalloc(n ? n : 1, sizeof(char *));
+		for (i = 0; i < n; i++) {
+			if (str_of(json_object_array_get_idx(a, i), SMTP_DSN_RCPT_MAX, &s, &len) != 1
+			    || !rcpt_dsn_ok(s))
+				goto bad;
+			r->rcpt_dsn[i] = xstrndup(s, len);
+		}
 	}
 	return 0;
 bad:
@@ -626,7 +659,7 @@ int header_edits_from_json(json_object *a, struct header_edit **edits, size_t *n
  *            str client_name, str helo, str mail_from, str mail_params,
  *            u32 nrcpts, nrcpts x str, u64 size, str auth_user, str tls,
  *            u8 stage (0 message, 1 envelope), u8 mta_quarantine (0/1),
- *            u32 timeout_ms;
+ *            u32 timeout_ms, u32 ndsn (0 or nrcpts), ndsn x str (rcpt_dsn);
  *            then, for a message sent
  *            inline, the byte SCANPROTO_INLINE_MARK and the message bytes
  *   result:  "MWr1" u64 id, u8 action, f64 score, f64 required, str reply,
@@ -698,6 +731,9 @@ void scan_request_encode(struct sbuf *out, const struct scan_request *r)
 	put_u8(out, r->stage == SCAN_ENVELOPE);
 	put_u8(out, r->mta_quarantine != 0);
 	put_u32(out, r->timeout_ms);
+	put_u32(out, r->rcpt_dsn != NULL ? (uint32_t)n : 0);
+	for (i = 0; r->rcpt_dsn != NULL && i < n; i++)
+		put_str(out, r->rcpt_dsn[i]);
 }
 
 void scan_result_encode(struct sbuf *out, const struct scan_result *r)
@@ -892,6 +928,17 @@ int scan_request_decode(const void *p, size_t len, struct scan_request *r, size_
 	r->stage = getflag(&rd) ? SCAN_ENVELOPE : SCAN_MESSAGE;
 	r->mta_quarantine = getflag(&rd);
 	r->timeout_ms = get32(&rd);
+	n = get32(&rd);
+	if (rd.bad || (n != 0 && n != r->nrcpts) || n > rd.left / 4)
+		goto bad;
+	if (n > 0) {
+		r->rcpt_dsn = xcalloc(n, sizeof(char *));
+		for (i = 0; i < n && !rd.bad; i++) {
+			r->rcpt_dsn[i] = getdup(&rd, SMTP_DSN_RCPT_MAX);
+			if (!rd.bad && !rcpt_dsn_ok(r->rcpt_dsn[i]))
+				rd.bad = 1;
+		}
+	}
 	if (rd.bad)
 		goto bad;
 	*used = len - rd.left;

@@ -33,6 +33,11 @@ struct scan_request {
 	char    *mail_params;        /* owned, as the client sent them */
 	char   **rcpts;              /* owned array of owned strings */
 	size_t   nrcpts;
+	/* owned, NULL when no recipient has any: one string per rcpts, its
+	 * DSN parameters (NOTIFY, ORCPT) as they went upstream, "" for none
+	 * (smtp_dsn_rcpt_params); kept with a quarantined message, so that a
+	 * release asks for the notices the sender asked for */
+	char   **rcpt_dsn;
 	uint64_t size;               /* bytes in the spool */
 	char    *auth_user;          /* owned, "" if none */
 	char    *tls;                /* owned, "" if none: "TLSv1.3 cipher" */

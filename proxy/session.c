@@ -74,12 +74,30 @@ struct rcpt {
 	int   accepted;
 };
 
+/* RCPTS_REFUSED_LISTED - how many of the recipients mailwarden refused
+ * itself (452 past max_recipients, 555, 553, the 451 of a transaction the
+ * upstream failed) the audit record lists; the rest are only counted
+ * (rcpts_unlisted), so that a client sending thousands keeps the record
+ * and the transaction's memory bounded */
+#define RCPTS_REFUSED_LISTED 100
+
 struct txn {
 	char    *mail_from;           /* owned */
 	char    *mail_arg;            /* owned: the client's MAIL argument, for a new upstream connection */
 	char     mail_params[1024];   /* what goes upstream */
-	struct rcpt *rcpts;           /* owned */
+	struct rcpt *rcpts;           /* owned: every recipient the client named, in
+	                               * order, with the reply it got (the audit's rcpts) */
 	size_t   nrcpts, cap, naccepted;
+	size_t   nrelayed;            /* of them, sent to the upstream */
+	size_t   nrefused_own;        /* of them, refused by mailwarden itself */
+	size_t   unlisted;            /* refused by mailwarden past RCPTS_REFUSED_LISTED */
+	const char *failed;           /* static: the upstream failed in the middle of
+	                               * the envelope (421, closed, out of protocol);
+	                               * the client still has its transaction open,
+	                               * so each later RCPT, DATA and BDAT of it gets
+	                               * this 4xx until RSET, MAIL, HELO/EHLO or QUIT
+	                               * (a 503 "need MAIL" there is permanent: a
+	                               * relaying MTA bounced those recipients) */
 	struct timespec start;
 	int      at_upstream;         /* MAIL accepted by the upstream */
 	uint64_t size;
@@ -481,6 +499,10 @@ static void audit_txn(struct session *s, struct txn *t)
 		jsonw_object_end(&w);
 	}
 	jsonw_array_end(&w);
+	if (t->unlisted > 0) {
+		jsonw_key(&w, "rcpts_unlisted");
+		jsonw_int(&w, (int64_t)t->unlisted);
+	}
 	jsonw_key(&w, "message_id");  jsonw_cstr(&w, t->message_id);
 	jsonw_key(&w, "subject");     jsonw_cstr(&w, t->subject);
 	jsonw_key(&w, "size");        jsonw_int(&w, (int64_t)t->size);
@@ -569,7 +591,7 @@ static void txn_end(struct session *s, const char *action)
 	struct txn *t = s->tx;
 	if (t == NULL) return;
 	s->ntxn++;
-	if (action) t->action = action;
+	if (action && !t->failed) t->action = action;   /* a failed one stays "tempfail" */
 	audit_txn(s, t);
 	/* at_upstream is cleared once the upstream finished the transaction
 	 * itself (its reply to end of data, or a refused MAIL) */
@@ -830,6 +852,8 @@ static void cmd_mail(struct session *s, const char *arg)
 	char err[200];
 
 	if (!s->helo_seen) { reply(s, "503 5.5.1 Error: send HELO/EHLO first"); s->errors++; return; }
+	/* a transaction the upstream failed is over for a client that moves on */
+	if (s->tx && s->tx->failed) txn_end(s, NULL);
 	if (s->tx) { reply(s, "503 5.5.1 Error: nested MAIL command"); s->errors++; return; }
 	if (s->draining) { reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname); close_after_flush(s); return; }
 	if (smtp_path_parse(arg, &a, &why) < 0) {
@@ -894,6 +918,53 @@ static void cmd_mail(struct session *s, const char *arg)
 	}
 }
 
+/* rcpt_add - a new entry at the end of t's recipient list, or NULL for a
+ * recipient mailwarden refused itself past RCPTS_REFUSED_LISTED (then only
+ * counted).  addr, params: borrowed, copied. */
+static struct rcpt *rcpt_add(struct txn *t, const char *addr, const char *params, int own_refusal)
+{
+	if (own_refusal) {
+		if (t->nrefused_own >= RCPTS_REFUSED_LISTED) {
+			t->unlisted++;
+			return NULL;
+		}
+		t->nrefused_own++;
+	}
+	if (t->nrcpts == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 8;
+		t->rcpts = xrealloc(t->rcpts, t->cap * sizeof *t->rcpts);
+	}
+	struct rcpt *rc = &t->rcpts[t->nrcpts++];
+	memset(rc, 0, sizeof *rc);
+	rc->addr = xstrdup(addr);
+	rc->params = xstrdup(params);
+	return rc;
+}
+
+/* rcpt_refused - the client is told text (a full reply line) for the
+ * recipient addr, by mailwarden itself; the audit record lists it */
+static void rcpt_refused(struct session *s, const char *addr, const char *text)
+{
+	struct rcpt *rc = rcpt_add(s->tx, addr, "", 1);
+	if (rc != NULL) snprintf(rc->reply, sizeof rc->reply, "%s", text);
+	reply(s, "%s", text);
+}
+
+/* txn_fail - the upstream failed in the middle of the envelope: the
+ * caller tells the client text (4xx) for this command and, since the
+ * transaction stays open on the client's side, every later RCPT/DATA/BDAT
+ * of it gets text too (see txn.failed).  The transaction is logged when the
+ * client ends it.  text: static. */
+static void txn_fail(struct txn *t, const char *text)
+{
+	t->failed = text;
+	t->action = "tempfail";
+	t->at_upstream = 0;           /* nothing to RSET there: it is gone */
+	txn_set_reply(t, text);
+}
+
+static const char R_NEXTHOP_CLOSING[] = "451 4.4.2 Next hop closing, try again later";
+
 static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
@@ -902,23 +973,20 @@ static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	if (err != UP_OK) {
 		upstream_gone(s, err, "at RCPT");
 		snprintf(rc->reply, sizeof rc->reply, "%s", R_NEXTHOP_LOST);
+		txn_fail(t, R_NEXTHOP_LOST);
 		reply(s, "%s", R_NEXTHOP_LOST);
-		txn_set_reply(t, R_NEXTHOP_LOST);
-		txn_end(s, "tempfail");
 	} else if (!reply_fits(r, 0)) {
 		char esc[200];
 		slog(s->id, LOG_WARNING, "upstream reply out of place at RCPT: %s", log_esc(esc, sizeof esc, r->text, r->len));
 		snprintf(rc->reply, sizeof rc->reply, "%s", R_NEXTHOP_BAD);
-		reply(s, "%s", R_NEXTHOP_BAD);
 		upstream_close(s->up);
 		s->up = NULL;
-		txn_set_reply(t, R_NEXTHOP_BAD);
-		txn_end(s, "tempfail");
+		txn_fail(t, R_NEXTHOP_BAD);
+		reply(s, "%s", R_NEXTHOP_BAD);
 	} else if (r->code == 421) {
-		snprintf(rc->reply, sizeof rc->reply, "451 4.4.2 Next hop closing");
-		reply(s, "451 4.4.2 Next hop closing, try again later");
-		txn_set_reply(t, "451 4.4.2 Next hop closing");
-		txn_end(s, "tempfail");
+		snprintf(rc->reply, sizeof rc->reply, "%s", R_NEXTHOP_CLOSING);
+		txn_fail(t, R_NEXTHOP_CLOSING);
+		reply(s, "%s", R_NEXTHOP_CLOSING);
 	} else {
 		reply_summary(r, rc->reply, sizeof rc->reply);
 		if (r->code / 100 == 2) {
@@ -940,40 +1008,41 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
 	if (t->bdat_seen || t->bdat_failed) { reply(s, "503 5.5.1 Error: RCPT after BDAT"); s->errors++; return; }
 	if (smtp_path_parse(arg, &a, &why) < 0 || a.path[0] == '\0') {
-		reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
+		/* even then: a 5xx for a recipient of a failed transaction would
+		 * be its only permanent refusal */
+		if (t->failed) reply(s, "%s", t->failed);
+		else reply(s, "501 5.1.3 Bad recipient address syntax%s%s", why ? ": " : "", why ? why : "");
 		s->errors++;
 		return;
 	}
+	if (t->failed) {
+		rcpt_refused(s, a.path, t->failed);
+		return;
+	}
 	if (utf8_has_8bit(a.path, strlen(a.path)) && !t->smtputf8) {
-		reply(s, "%s", R_UTF8_UNDECLARED);
+		rcpt_refused(s, a.path, R_UTF8_UNDECLARED);
 		s->errors++;
 		return;
 	}
 	/* accepted recipients are capped by max_recipients; the attempts the
 	 * upstream refused are capped too (at twice that), or a client could
 	 * grow one transaction's memory without end */
-	if (t->naccepted >= s->cfg->max_recipients || t->nrcpts >= 2 * (size_t)s->cfg->max_recipients) {
-		reply(s, "452 4.5.3 Error: too many recipients");
+	if (t->naccepted >= s->cfg->max_recipients || t->nrelayed >= 2 * (size_t)s->cfg->max_recipients) {
+		rcpt_refused(s, a.path, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	if (build_params(s, &a, 0, params, sizeof params, err, sizeof err) < 0) {
-		reply(s, "%s", err);
+		rcpt_refused(s, a.path, err);
 		return;
 	}
 	if (!upstream_alive(s->up)) {
-		reply(s, "%s", R_NEXTHOP_LOST);
-		txn_set_reply(t, R_NEXTHOP_LOST);
-		txn_end(s, "tempfail");
+		/* it closed (or said 421) since the last command */
+		txn_fail(t, R_NEXTHOP_LOST);
+		rcpt_refused(s, a.path, R_NEXTHOP_LOST);
 		return;
 	}
-	if (t->nrcpts == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 8;
-		t->rcpts = xrealloc(t->rcpts, t->cap * sizeof *t->rcpts);
-	}
-	struct rcpt *rc = &t->rcpts[t->nrcpts++];
-	memset(rc, 0, sizeof *rc);
-	rc->addr = xstrdup(a.path);
-	rc->params = xstrdup(params);
+	(void)rcpt_add(t, a.path, params, 0);   /* on_rcpt_reply fills in its reply */
+	t->nrelayed++;
 	snprintf(line, sizeof line, "RCPT TO:<%s>%s%s", a.path, params[0] ? " " : "", params);
 	set_busy(s, 1);
 	if (upstream_command(s->up, line, s->cfg->upstream_command_timeout, on_rcpt_reply, s) < 0)
@@ -1040,6 +1109,7 @@ static void cmd_data(struct session *s, const char *arg)
 	struct txn *t = s->tx;
 	if (arg[0] != '\0') { reply(s, "501 5.5.4 Syntax: DATA"); s->errors++; return; }
 	if (t == NULL) { reply(s, "503 5.5.1 Error: need MAIL command"); s->errors++; return; }
+	if (t->failed) { reply(s, "%s", t->failed); return; }
 	if (t->naccepted == 0) { reply(s, "554 5.5.1 Error: no valid recipients"); return; }
 	if (t->bdat_seen || t->bdat_failed) { reply(s, "503 5.5.1 Error: DATA after BDAT"); s->errors++; return; }
 	if (t->binarymime) { reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT"); s->errors++; return; }
@@ -1372,9 +1442,17 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	req.mail_from = t->mail_from;
 	req.mail_params = t->mail_params;
 	char **rcpts = xcalloc(t->naccepted ? t->naccepted : 1, sizeof *rcpts);
+	char **dsn = xcalloc(t->naccepted ? t->naccepted : 1, sizeof *dsn);
+	int any_dsn = 0;
 	for (size_t i = 0; i < t->nrcpts; i++)
-		if (t->rcpts[i].accepted) rcpts[req.nrcpts++] = t->rcpts[i].addr;
+		if (t->rcpts[i].accepted) {
+			char d[SMTP_DSN_RCPT_MAX + 1];
+			any_dsn |= smtp_dsn_rcpt_params(t->rcpts[i].params, d, sizeof d) > 0;
+			dsn[req.nrcpts] = xstrdup(d);
+			rcpts[req.nrcpts++] = t->rcpts[i].addr;
+		}
 	req.rcpts = rcpts;
+	req.rcpt_dsn = any_dsn ? dsn : NULL;   /* for a quarantine release */
 	req.size = s->spool.size;
 	req.auth_user = (char *)login_of(s);
 	req.tls = s->tls_desc;
@@ -1386,6 +1464,8 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 	set_busy(s, 1);
 	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
 	free(rcpts);
+	for (size_t i = 0; i < req.nrcpts; i++) free(dsn[i]);
+	free(dsn);
 	if (s->scan_id == 0) {
 		slog(s->id, LOG_WARNING, "scanner unavailable");
 		stats_scan_failure(STATS_PROXY);
@@ -1439,6 +1519,7 @@ static void cmd_bdat(struct session *s, const char *arg, const char *refuse)
 	 * new transaction, never taken as the start of the message */
 	if (s->bdat_refuse == NULL) {
 		if (t != NULL && t->bdat_failed) s->bdat_refuse = t->bdat_failed;
+		else if (t != NULL && t->failed) s->bdat_refuse = t->failed;
 		else if (t == NULL) s->bdat_refuse = "503 5.5.1 Error: need MAIL command";
 		else if (t->data_seen) s->bdat_refuse = "503 5.5.1 Error: BDAT after DATA";
 		else if (t->naccepted == 0) s->bdat_refuse = "554 5.5.1 Error: no valid recipients";
@@ -2066,7 +2147,7 @@ static void session_process(struct session *s)
 			end_of_chunk(s);
 			continue;
 		}
-		if (s->tx == NULL && s->draining) {
+		if ((s->tx == NULL || s->tx->failed) && s->draining) {
 			reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 			close_after_flush(s);
 			break;
@@ -2348,7 +2429,9 @@ void session_shutdown(struct session *s, int force)
 {
 	s->draining = 1;
 	if (s->state == SS_CLOSING) return;
-	if (force || (!s->busy && s->tx == NULL && s->state != SS_DATA && s->state != SS_BDAT)) {
+	/* a transaction the upstream failed waits for nothing but its
+	 * client's next 4xx: as good as none */
+	if (force || (!s->busy && (s->tx == NULL || s->tx->failed) && s->state != SS_DATA && s->state != SS_BDAT)) {
 		reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		abandon_pending(s);
 		if (s->tx) txn_end(s, "aborted");

@@ -541,6 +541,95 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
 
 /* Replies ------------------------------------------------------------------ */
 
+static int hex_upper(int c);
+
+/* dsn_notify_ok - NOTIFY's value: NEVER, or SUCCESS/FAILURE/DELAY each
+ * once at most, comma-separated (case-insensitive) */
+static int dsn_notify_ok(const char *v, size_t n)
+{
+	static const char *const kw[] = { "SUCCESS", "FAILURE", "DELAY" };
+	unsigned seen = 0;
+
+	if (n == 5 && ascii_ncaseeq(v, "NEVER", 5))
+		return 1;
+	while (n > 0) {
+		size_t k = 0, i;
+		while (k < n && v[k] != ',')
+			k++;
+		for (i = 0; i < 3; i++)
+			if (k == strlen(kw[i]) && ascii_ncaseeq(v, kw[i], k))
+				break;
+		if (i == 3 || (seen & (1u << i)))
+			return 0;
+		seen |= 1u << i;
+		if (k == n)
+			return 1;
+		v += k + 1;
+		n -= k + 1;
+		if (n == 0)
+			return 0;       /* a trailing comma */
+	}
+	return 0;
+}
+
+/* dsn_orcpt_ok - ORCPT's value: addr-type ";" xtext (RFC 3461 4.2) */
+static int dsn_orcpt_ok(const char *v, size_t n)
+{
+	size_t i = 0;
+
+	if (n > 500)
+		return 0;
+	while (i < n && (is_alnum((unsigned char)v[i]) || v[i] == '-'))
+		i++;
+	if (i == 0 || i >= n || v[i] != ';')
+		return 0;
+	for (i++; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '+') {
+			if (i + 2 >= n)
+				return 0;
+			if (hex_upper(v[i + 1]) < 0 || hex_upper(v[i + 2]) < 0)
+				return 0;
+			i += 2;
+		} else if (c < 33 || c > 126 || c == '=') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	if (outsz == 0)
+		return 0;
+	out[0] = '\0';
+	while (*in) {
+		size_t n = strcspn(in, " "), k = strcspn(in, "=");
+		int keep = 0;
+
+		if (k < n && k == 6 && ascii_ncaseeq(in, "NOTIFY", 6))
+			keep = dsn_notify_ok(in + 7, n - 7);
+		else if (k < n && k == 5 && ascii_ncaseeq(in, "ORCPT", 5))
+			keep = dsn_orcpt_ok(in + 6, n - 6);
+		if (keep) {
+			if (o + (o > 0) + n + 1 > outsz) {
+				out[0] = '\0';
+				return 0;
+			}
+			if (o > 0)
+				out[o++] = ' ';
+			memcpy(out + o, in, n);
+			o += n;
+			out[o] = '\0';
+		}
+		in += n;
+		in += strspn(in, " ");
+	}
+	return o;
+}
+
 /* reply_done - has the last stored line closed the reply ("NNN " or "NNN")? */
 static int reply_done(const struct smtp_reply *r)
 {

@@ -47,6 +47,19 @@ struct smtp_path_args {
 int smtp_path_parse(const char *arg, struct smtp_path_args *out, const char **why);
 const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const char *key);
 
+/* smtp_dsn_rcpt_params - of in, a RCPT's parameters as they went upstream
+ * ("KEY=V KEY2 ..."), the DSN ones (RFC 3461 4.1, 4.2) that are
+ * well-formed, into out, space-separated: NOTIFY=NEVER or a list of
+ * SUCCESS, FAILURE, DELAY; ORCPT=addr-type;xtext, at most 500 octets of
+ * printable ASCII with '+' followed by two upper-case hex digits.  The
+ * rest is dropped (also an ORCPT in RFC 6533's raw UTF-8 form).  For
+ * keeping them with a quarantined message and checking them when the
+ * record is read back (the record is a file: what it says must not add
+ * anything to a command).  out is "" when nothing is kept or outsz is too
+ * small for what is.  Returns the length of out. */
+#define SMTP_DSN_RCPT_MAX 530   /* NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=<500> */
+size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz);
+
 /* Server replies ----------------------------------------------------------- */
 
 #define SMTP_REPLY_MAX_LINES 64

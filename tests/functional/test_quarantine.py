@@ -979,3 +979,50 @@ def test_outbound_rewritten_body_released_signed(mw_factory, upstream, tmp_path)
     check_rewritten(got)
     assert len(dkimlib.signatures(got)) == 2, got[:3000]
     assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+
+
+def test_release_keeps_the_recipients_dsn_parameters(qmw, raw_upstream):
+    """Each recipient's NOTIFY/ORCPT is kept with the quarantined message
+    (envelope.rcpt_dsn) and sent with its RCPT on release when the next
+    hop offers DSN (a bare RCPT TO:<x> lost them: the sender's NOTIFY=NEVER
+    or SUCCESS was ignored); a tampered value is dropped, never sent; a
+    next hop without DSN gets none."""
+    from mwlib import RawUpstream
+    up = raw_upstream(caps=RawUpstream.CAPS + [b"DSN"])
+    m = qmw(up=up)
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<sender@example.org> RET=HDRS ENVID=abc").code == 250
+    assert c.cmd("RCPT TO:<r1@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;r1+2Bx@example.net").code == 250
+    assert c.cmd("RCPT TO:<r2@example.net>").code == 250
+    assert c.cmd("RCPT TO:<r3@example.net> NOTIFY=NEVER").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(spam_msg() + b".\r\n")
+    assert c.reply().raw == b"250 2.0.0 Held for review\r\n"
+    c.quit()
+    qid = q_list(m)[0]["id"]
+    rec_path = [f for f in entry_files(m)[qid] if f.endswith(".json")][0]
+    with open(rec_path) as f:
+        rec = json.load(f)
+    assert rec["envelope"]["rcpt_dsn"] == ["NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;r1+2Bx@example.net",
+                                           "", "NOTIFY=NEVER"], rec["envelope"]
+    n = len(up.sessions)
+    q_ok(m, "release", qid)
+    wait_until(lambda: len(up.sessions) > n and any(l.startswith(b"QUIT") for l in up.sessions[-1]), 5)
+    rcpts = [l for l in up.sessions[-1] if l.startswith(b"RCPT")]
+    assert rcpts == [b"RCPT TO:<r1@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;r1+2Bx@example.net",
+                     b"RCPT TO:<r2@example.net>", b"RCPT TO:<r3@example.net> NOTIFY=NEVER"], rcpts
+
+    # the record is a file the daemon's user may write: root sends only
+    # well-formed NOTIFY/ORCPT from it
+    rec["envelope"]["rcpt_dsn"] = ["NOTIFY=NEVER XCLIENT=1", "NOTIFY=NEVER\r\nRSET", "ORCPT=rfc822;a b"]
+    os.chmod(rec_path, 0o600)
+    with open(rec_path, "w") as f:
+        json.dump(rec, f)
+    n = len(up.sessions)
+    r = q_ok(m, "release", qid)
+    wait_until(lambda: len(up.sessions) > n and any(l.startswith(b"QUIT") for l in up.sessions[-1]), 5)
+    rcpts = [l for l in up.sessions[-1] if l.startswith(b"RCPT")]
+    assert rcpts == [b"RCPT TO:<r1@example.net>", b"RCPT TO:<r2@example.net>",
+                     b"RCPT TO:<r3@example.net>"], rcpts
+    assert b"recorded DSN parameters not usable" in r.stderr, r.stderr

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 #include "proxy/spool.h"
 
@@ -91,6 +92,69 @@ static void test_request_roundtrip(void **state)
 	j = json_tokener_parse("{\"id\":1,\"timeout_ms\":4294967296}");
 	assert_int_equal(scan_request_from_json(j, &b), -1);   /* what a u32 holds */
 	json_object_put(j);
+	scan_request_free(&a);
+}
+
+/* rcpt_dsn (session 19): each recipient's NOTIFY/ORCPT, kept for a
+ * quarantine release; both forms carry it, and both decoders take only
+ * one string per recipient, each well-formed NOTIFY/ORCPT and nothing else */
+static void test_request_rcpt_dsn(void **state)
+{
+	static const char *const bad[] = {
+		"NOTIFY=NEVER XCLIENT=1", "NOTIFY=NEVER\r\nRSET", "ORCPT=rfc822;a b", "NOTIFY=SOMETIMES",
+		"ORCPT=rfc822;a+zz", "NOTIFY=NEVER,SUCCESS", " NOTIFY=NEVER",
+	};
+	struct scan_request a, b;
+	struct sbuf buf;
+	json_object *j;
+	size_t used, i;
+
+	(void)state;
+	fill_request(&a);
+	a.rcpt_dsn = calloc(3, sizeof(char *));
+	a.rcpt_dsn[0] = strdup("NOTIFY=SUCCESS,DELAY ORCPT=rfc822;x+2By@example.org");
+	a.rcpt_dsn[1] = strdup("");
+	a.rcpt_dsn[2] = strdup("NOTIFY=NEVER");
+	j = reparse(scan_request_to_json(&a));
+	assert_int_equal(scan_request_from_json(j, &b), 0);
+	json_object_put(j);
+	assert_non_null(b.rcpt_dsn);
+	for (i = 0; i < 3; i++)
+		assert_string_equal(a.rcpt_dsn[i], b.rcpt_dsn[i]);
+	scan_request_free(&b);
+	sbuf_init(&buf, SIZE_MAX);
+	scan_request_encode(&buf, &a);
+	assert_int_equal(scan_request_decode(buf.data, buf.len, &b, &used), 0);
+	assert_int_equal(used, buf.len);
+	assert_non_null(b.rcpt_dsn);
+	for (i = 0; i < 3; i++)
+		assert_string_equal(a.rcpt_dsn[i], b.rcpt_dsn[i]);
+	scan_request_free(&b);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		free(a.rcpt_dsn[1]);
+		a.rcpt_dsn[1] = strdup(bad[i]);
+		j = reparse(scan_request_to_json(&a));
+		assert_int_equal(scan_request_from_json(j, &b), -1);
+		json_object_put(j);
+		sbuf_reset(&buf);
+		scan_request_encode(&buf, &a);
+		assert_int_equal(scan_request_decode(buf.data, buf.len, &b, &used), -1);
+	}
+	/* none: no field, and NULL on the other side */
+	for (i = 0; i < 3; i++)
+		free(a.rcpt_dsn[i]);
+	free(a.rcpt_dsn);
+	a.rcpt_dsn = NULL;
+	j = reparse(scan_request_to_json(&a));
+	assert_false(json_object_object_get_ex(j, "rcpt_dsn", NULL));
+	assert_int_equal(scan_request_from_json(j, &b), 0);
+	assert_null(b.rcpt_dsn);
+	scan_request_free(&b);
+	/* one per recipient */
+	json_object_object_add(j, "rcpt_dsn", json_tokener_parse("[\"NOTIFY=NEVER\"]"));
+	assert_int_equal(scan_request_from_json(j, &b), -1);
+	json_object_put(j);
+	sbuf_free(&buf);
 	scan_request_free(&a);
 }
 
@@ -726,6 +790,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test(test_request_rcpt_dsn),
 		cmocka_unit_test(test_result_roundtrip),
 		cmocka_unit_test(test_action_names),
 		cmocka_unit_test(test_request_hostile),

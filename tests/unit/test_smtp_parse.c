@@ -702,6 +702,37 @@ static void qid_is(const char *line, const char *want)
 	assert_string_equal(out, want);
 }
 
+/* smtp_dsn_rcpt_params (session 19): the DSN parameters of a RCPT kept
+ * for a quarantine release, well-formed only */
+static void test_dsn_rcpt_params(void **state)
+{
+	char out[SMTP_DSN_RCPT_MAX + 1], big[700];
+	(void)state;
+	assert_int_equal(smtp_dsn_rcpt_params("", out, sizeof out), 0);
+	assert_string_equal(out, "");
+	smtp_dsn_rcpt_params("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.org", out, sizeof out);
+	assert_string_equal(out, "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.org");
+	smtp_dsn_rcpt_params("SMTPUTF8 notify=never FOO=1 XCLIENT", out, sizeof out);
+	assert_string_equal(out, "notify=never");
+	smtp_dsn_rcpt_params("NOTIFY=DELAY,DELAY ORCPT=rfc822;x@y", out, sizeof out);
+	assert_string_equal(out, "ORCPT=rfc822;x@y");               /* twice DELAY */
+	smtp_dsn_rcpt_params("NOTIFY=NEVER,FAILURE NOTIFY=SUCCESS,", out, sizeof out);
+	assert_string_equal(out, "");
+	smtp_dsn_rcpt_params("ORCPT=rfc822;a=b ORCPT=;x ORCPT=rfc822;a+2 ORCPT=rfc822;a+2b", out, sizeof out);
+	assert_string_equal(out, "");                               /* '=', no type, short or lower hex */
+	smtp_dsn_rcpt_params("ORCPT=utf-8;\xc3\xbc@x NOTIFY=FAILURE\r\nRSET", out, sizeof out);
+	assert_string_equal(out, "");
+	memset(big, 'a', sizeof big);
+	memcpy(big, "ORCPT=rfc822;", 13);
+	big[6 + 501] = '\0';                                        /* a value of 501 octets */
+	smtp_dsn_rcpt_params(big, out, sizeof out);
+	assert_string_equal(out, "");
+	big[6 + 500] = '\0';
+	assert_int_equal(smtp_dsn_rcpt_params(big, out, sizeof out), 506);
+	assert_int_equal(smtp_dsn_rcpt_params(big, out, 100), 0);  /* does not fit: nothing */
+	assert_string_equal(out, "");
+}
+
 static void test_queue_id(void **st)
 {
 	struct smtp_reply r;
@@ -860,6 +891,7 @@ int main(void)
 		cmocka_unit_test(test_reply_limits),
 		cmocka_unit_test(test_ehlo_has),
 		cmocka_unit_test(test_queue_id),
+		cmocka_unit_test(test_dsn_rcpt_params),
 		cmocka_unit_test(test_xforward_ok),
 		cmocka_unit_test(test_xforward_bad),
 	};
