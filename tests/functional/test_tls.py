@@ -519,14 +519,14 @@ def test_expired_certificate_is_warned_of(mw_factory, upstream, pki, tmp_path):
     import shutil
     import signal
     expired = pki.cert_dated("mx.example.test", -10, -1)
-    soon = pki.cert_dated("mx.example.test", -10, 5)
+    soon = pki.cert_dated("mx.example.test", -10, 5.5)   # "5 days", whatever the seconds
     early = pki.cert_dated("mx.example.test", 2, 30)
     good = pki.cert("mx.example.test")
     r = _t(*expired)
     assert r.returncode == 0 and "configuration OK" in r.stdout, r
     assert "warning: listener x: tls_cert %s: expired on " % expired[0] in r.stderr, r.stderr
     r = _t(*soon)
-    assert r.returncode == 0 and "warning: listener x: tls_cert %s: expires in 4 days, on " % soon[0] in r.stderr, r
+    assert r.returncode == 0 and "warning: listener x: tls_cert %s: expires in 5 days, on " % soon[0] in r.stderr, r
     r = _t(*early)
     assert r.returncode == 0 and "tls_cert %s: not valid before " % early[0] in r.stderr, r
     r = _t(*good)
@@ -551,8 +551,8 @@ def test_expired_certificate_is_warned_of(mw_factory, upstream, pki, tmp_path):
     shutil.copy(soon[0], chain)
     shutil.copy(soon[1], key)
     m.signal(signal.SIGHUP)
-    assert wait_until(lambda: "reload: listener tls: tls_cert %s: expires in 4 days" % chain in m.stderr_text(), 10)
+    assert wait_until(lambda: "reload: listener tls: tls_cert %s: expires in 5 days" % chain in m.stderr_text(), 10)
     time.sleep(0.5)
     err = m.stderr_text()
     # one line each, not one per event loop
-    assert err.count("tls_cert %s: expired on" % chain) == 1 and err.count("expires in 4 days") == 1, err[-3000:]
+    assert err.count("tls_cert %s: expired on" % chain) == 1 and err.count("expires in 5 days") == 1, err[-3000:]
