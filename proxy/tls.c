@@ -166,8 +166,13 @@ static void cert_dates(const char *path, X509 *x, char *warn, size_t warnsz)
 	else if (na != NULL && ASN1_TIME_diff(&days, &secs, NULL, na) == 1 && days < TLS_EXPIRY_WARN_DAYS)
 		snprintf(what, sizeof what, "tls_cert %s: expires in %d days, on %s", path, days,
 		         asn1_date(na, when, sizeof when));
-	if (what[0] == '\0' || len + 2 + strlen(what) >= warnsz) return;   /* never half a path */
-	snprintf(warn + len, warnsz - len, "%s%s", len ? "; " : "", what);
+	size_t n = strlen(what);
+	if (n == 0 || len + 2 + n >= warnsz) return;   /* never half a path */
+	if (len > 0) {
+		memcpy(warn + len, "; ", 2);
+		len += 2;
+	}
+	memcpy(warn + len, what, n + 1);
 }
 
 struct tls_server *tls_server_new(const struct config *cfg, const struct listener_cfg *l,
