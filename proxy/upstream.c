@@ -249,7 +249,7 @@ static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	 * MTA that speaks no ESMTP. */
 	if (!u->probe && !u->xclient_done && u->have_client && u->t->xclient) {
 		slog(u->sid, LOG_WARNING, "upstream=%s refused our EHLO: no XCLIENT/XFORWARD after HELO to "
-		     "name the client, and upstream_xclient = yes", u->t->spec);
+		     "name the client, and upstream_xclient = yes (no: relay to an MTA without ESMTP)", u->t->spec);
 		up_open_fail(u, UP_ERR_PROTOCOL);
 		return;
 	}
