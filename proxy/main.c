@@ -143,6 +143,18 @@ static void daemonize(void)
 	}
 }
 
+/* check_prefix - -t: the config's name, which starts each warning the
+ * checks below print; NULL when starting, where the proxy logs them */
+static const char *check_prefix;
+
+/* print_check_warning - -t: a warning of transport_check_config (an
+ * expired certificate: served all the same, so not an error) */
+static void print_check_warning(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "%s: warning: %s\n", check_prefix, msg);
+}
+
 /* check_filters - the filters set up once and freed, then the listeners'
  * TLS files loaded.  Run as "user" (as_user), as the scanner and the
  * proxy do: set up as root, the filters made the store and the rules
@@ -153,7 +165,7 @@ static int check_filters(struct config *cfg, char *err, size_t errlen)
 	struct pipeline *p = pipeline_new(cfg, err, errlen);
 	if (p == NULL) return -1;
 	pipeline_free(p);
-	return transport_check_config(cfg, err, errlen);
+	return transport_check_config(cfg, check_prefix ? print_check_warning : NULL, NULL, err, errlen);
 }
 
 /* check_transport - -t --no-filters (systemctl reload): the TLS files as
@@ -162,7 +174,7 @@ static int check_filters(struct config *cfg, char *err, size_t errlen)
  * new scanner, whose failure keeps the running config anyway. */
 static int check_transport(struct config *cfg, char *err, size_t errlen)
 {
-	return transport_check_config(cfg, err, errlen);
+	return transport_check_config(cfg, check_prefix ? print_check_warning : NULL, NULL, err, errlen);
 }
 
 /* check_milter_socket_later, _now - as "user": can the milter make its
@@ -304,6 +316,7 @@ int main(int argc, char **argv)
 	if (c.check) {
 		char err[512];
 		log_init("mailwarden", 0, cfg->syslog_facility, LOG_WARNING);
+		check_prefix = c.config ? c.config : "mailwarden";
 		if (as_user(cfg, c.no_filters ? check_transport : check_filters, err, sizeof err) < 0
 		    || as_user(cfg, check_milter_socket_later, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: %s\n", c.config ? c.config : "mailwarden", err);

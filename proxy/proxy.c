@@ -211,6 +211,10 @@ static void reload_tls(struct proxy *px)
 			slog(NULL, LOG_ERR, "reload: listener %s keeps its TLS certificates: %s", ln->cfg.name, err);
 			continue;
 		}
+		/* served all the same, as at start (tls.h): one line, not one
+		 * per event loop */
+		if (tls_server_warning(t)[0] && px == px->sh->loops[0])
+			slog(NULL, LOG_WARNING, "reload: listener %s: %s", ln->cfg.name, tls_server_warning(t));
 		tls_server_free(ln->tls);
 		ln->tls = t;
 	}
@@ -428,6 +432,14 @@ int proxy_main(struct config *cfg, unsigned n, const int *fds, const struct sock
 	pthread_mutex_lock(&sh.lock);
 	sh.nloops = n;
 	pthread_mutex_unlock(&sh.lock);
+
+	/* an expired (or soon expiring) certificate: a warning, not a refusal
+	 * to start (tls.h); once, from the first loop's copy */
+	for (unsigned i = 0; i < sh.loops[0]->nlisteners; i++) {
+		const struct listener *ln = &sh.loops[0]->listeners[i];
+		if (ln->tls != NULL && tls_server_warning(ln->tls)[0])
+			slog(NULL, LOG_WARNING, "listener %s: %s", ln->cfg.name, tls_server_warning(ln->tls));
+	}
 
 	/* the main thread's loop also takes the signals and the control pipe;
 	 * the other threads must not get them */

@@ -2338,6 +2338,12 @@ static int transparent_target(struct session *s, int fd)
 	unsigned port;
 	netaddr_ip((struct sockaddr *)&ss, ip, sizeof ip, &port);
 	snprintf(s->own_tgt->spec, sizeof s->own_tgt->spec, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+	/* the upstream TLS name: the host of `upstream =` is only the probe's
+	 * target, so each destination is checked against its own address
+	 * (the certificate's IP address entries), unless upstream_tls_name
+	 * names the one certificate every destination shows */
+	if (s->ln->cfg.upstream_tls_name[0] == '\0')
+		snprintf(s->own_tgt->tls_name, sizeof s->own_tgt->tls_name, "%s", ip);
 	s->tgt = s->own_tgt;
 	slog(s->id, LOG_INFO, "original destination %s", s->own_tgt->spec);
 	return 0;

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
+
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -21,6 +25,8 @@ struct tls_server {
 	SSL_CTX *ctx[TLS_MAX_CERTS];   /* [0] is the default */
 	X509    *cert[TLS_MAX_CERTS];  /* borrowed from ctx[i] */
 	size_t   n;
+	char     warn[1024];           /* tls_server_warning: "" or why a certificate
+	                                * is unfit, as seen at load time */
 	int      refs;                 /* its listener's, and one per SSL made from it
 	                                * (its SNI callback needs t until the handshake) */
 };
@@ -130,6 +136,45 @@ static int readable(const char *what, const char *path, char *err, size_t errlen
 	return -1;
 }
 
+/* asn1_date - t as "2026-11-28 04:11:00 UTC" into buf */
+static const char *asn1_date(const ASN1_TIME *t, char *buf, size_t bufsz)
+{
+	struct tm tm;
+	if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, bufsz, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, bufsz, "?");
+	return buf;
+}
+
+/* cert_dates - onto warn ("; " between two) what makes x, loaded from
+ * path, unfit to serve now: not valid yet, expired, or expiring within
+ * TLS_EXPIRY_WARN_DAYS days.  OpenSSL loads such a certificate without a
+ * word, and a renewal that copied an old file in place went into service
+ * at a reload unnoticed: every sender that verifies (MTA-STS, DANE,
+ * submission clients) then failed its handshake. */
+static void cert_dates(const char *path, X509 *x, char *warn, size_t warnsz)
+{
+	const ASN1_TIME *nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
+	char when[64], what[1200] = "";
+	int days, secs;
+	size_t len = strlen(warn);
+
+	if (nb != NULL && ASN1_TIME_diff(&days, &secs, NULL, nb) == 1 && (days > 0 || secs > 0))
+		snprintf(what, sizeof what, "tls_cert %s: not valid before %s", path,
+		         asn1_date(nb, when, sizeof when));
+	else if (na != NULL && ASN1_TIME_diff(&days, &secs, NULL, na) == 1 && (days < 0 || secs < 0))
+		snprintf(what, sizeof what, "tls_cert %s: expired on %s", path, asn1_date(na, when, sizeof when));
+	else if (na != NULL && ASN1_TIME_diff(&days, &secs, NULL, na) == 1 && days < TLS_EXPIRY_WARN_DAYS)
+		snprintf(what, sizeof what, "tls_cert %s: expires in %d days, on %s", path, days,
+		         asn1_date(na, when, sizeof when));
+	size_t n = strlen(what);
+	if (n == 0 || len + 2 + n >= warnsz) return;   /* never half a path */
+	if (len > 0) {
+		memcpy(warn + len, "; ", 2);
+		len += 2;
+	}
+	memcpy(warn + len, what, n + 1);
+}
+
 struct tls_server *tls_server_new(const struct config *cfg, const struct listener_cfg *l,
                                   char *err, size_t errlen)
 {
@@ -164,6 +209,7 @@ struct tls_server *tls_server_new(const struct config *cfg, const struct listene
 		}
 		SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mailwarden", 10);
 		t->cert[t->n - 1] = SSL_CTX_get0_certificate(ctx);
+		if (t->cert[t->n - 1] != NULL) cert_dates(cert, t->cert[t->n - 1], t->warn, sizeof t->warn);
 	}
 	if (next_word(&kp, key, sizeof key)) {
 		snprintf(err, errlen, "tls_key: more keys than certificates");
@@ -186,6 +232,11 @@ void tls_server_free(struct tls_server *t)
 	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
 	for (size_t i = 0; i < t->n; i++) SSL_CTX_free(t->ctx[i]);
 	free(t);
+}
+
+const char *tls_server_warning(const struct tls_server *t)
+{
+	return t->warn;
 }
 
 SSL *tls_server_ssl(struct tls_server *t)
@@ -226,11 +277,26 @@ fail:
 	return NULL;
 }
 
+/* is_ip_literal - name is an IPv4 or IPv6 address, not a host name */
+static int is_ip_literal(const char *name)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
 SSL *tls_client_ssl(SSL_CTX *ctx, const char *name, int verify)
 {
 	SSL *ssl = SSL_new(ctx);
 	if (ssl == NULL) return NULL;
-	if (name && name[0]) {
+	if (name && name[0] && is_ip_literal(name)) {
+		/* no SNI: RFC 6066 3 "Literal IPv4 and IPv6 addresses are not
+		 * permitted in HostName" (and Postfix sends none to an address);
+		 * verified against the certificate's IP address entries */
+		if (verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	} else if (name && name[0]) {
 		SSL_set_tlsext_host_name(ssl, name);
 		if (verify) SSL_set1_host(ssl, name);
 	}
@@ -247,7 +313,8 @@ const char *tls_describe(SSL *ssl, char *buf, size_t bufsz)
 	return buf;
 }
 
-int transport_check_config(const struct config *cfg, char *err, size_t errlen)
+int transport_check_config(const struct config *cfg, void (*warn)(void *arg, const char *msg),
+                           void *warn_arg, char *err, size_t errlen)
 {
 	char e[400];
 	for (unsigned i = 0; i < cfg->nlisteners; i++) {
@@ -257,6 +324,11 @@ int transport_check_config(const struct config *cfg, char *err, size_t errlen)
 			if (t == NULL) {
 				snprintf(err, errlen, "listener %s: %s", l->name, e);
 				return -1;
+			}
+			if (warn != NULL && t->warn[0]) {
+				char msg[sizeof t->warn + 300];
+				snprintf(msg, sizeof msg, "listener %s: %s", l->name, t->warn);
+				warn(warn_arg, msg);
 			}
 			tls_server_free(t);
 		}

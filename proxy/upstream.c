@@ -218,13 +218,46 @@ static void up_open_done(struct upstream *u, const struct smtp_reply *r, enum up
 	if (cb) cb(u->open_arg, r, err);
 }
 
+static void up_open_fail(struct upstream *u, enum upstream_err err);
+
+/* up_helo_reply - the MTA refused our EHLO (5xx) and this answers the
+ * HELO we tried instead.  A HELO session has no extensions: neither
+ * STARTTLS nor XCLIENT/XFORWARD can follow, so it is of use only where
+ * neither was asked for.  Before session 19 it went ready regardless: an
+ * EHLO refused (by the MTA, or by whoever sits on the path to it) took
+ * the message there in plaintext under upstream_tls = required, and
+ * without XCLIENT, under mailwarden's own address (in Postfix's
+ * mynetworks in the README's set-up): both now fail the opening, as a
+ * missing STARTTLS does. */
 static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct upstream *u = arg;
-	if (err == UP_OK && r->code / 100 == 2) {
-		u->state = UPS_READY;
-		u->caps = 0;
+	if (err != UP_OK || r->code / 100 != 2) {
+		up_open_done(u, r, err);
+		return;
 	}
+	u->caps = 0;
+	if (!u->probe && !u->tls_done && u->t->tls_mode == MW_UPTLS_REQUIRED) {
+		slog(u->sid, LOG_WARNING, "upstream=%s refused our EHLO: no STARTTLS after HELO, and "
+		     "upstream_tls = required", u->t->spec);
+		up_open_fail(u, UP_ERR_TLS);
+		return;
+	}
+	/* XCLIENT or XFORWARD, whichever the MTA would take (a HELO reply
+	 * names neither): without one the MTA judges mailwarden's address,
+	 * not the client's.  upstream_xclient = no is the way to relay to an
+	 * MTA that speaks no ESMTP. */
+	if (!u->probe && !u->xclient_done && u->have_client && u->t->xclient) {
+		slog(u->sid, LOG_WARNING, "upstream=%s refused our EHLO: no XCLIENT/XFORWARD after HELO to "
+		     "name the client, and upstream_xclient = yes (no: relay to an MTA without ESMTP)", u->t->spec);
+		up_open_fail(u, UP_ERR_PROTOCOL);
+		return;
+	}
+	if (!u->probe && !u->tls_done && u->t->tls_mode == MW_UPTLS_OPPORTUNISTIC)
+		slog(u->sid, LOG_NOTICE, "upstream=%s refused our EHLO: going on after HELO without TLS",
+		     u->t->spec);
+	u->tls_done = 1;
+	u->state = UPS_READY;
 	up_open_done(u, r, err);
 }
 
@@ -390,11 +423,24 @@ static void attr_add(const struct upstream *u, const char *verb, const char *att
 	snprintf(out + len, outsz - len, " %s=%s", attr, v);
 }
 
-/* xforward_add - attr_add when the MTA announced the attribute
- * ("250-XFORWARD NAME ADDR ..."): Postfix answers 501 to one it does
- * not know */
-static void xforward_add(const struct upstream *u, const char *announced, const char *attr,
-                         const char *value, char *out, size_t outsz)
+/* name_value - what NAME says of the client: its name when Postfix takes
+ * it (xattr_name_ok), else [UNAVAILABLE], with a log line.  A trusted
+ * XFORWARD peer's NAME, or a PTR name, that our own parser let through but
+ * Postfix's valid_hostname() does not ("-bad.example", "a..b.example") had
+ * Postfix answer 501 to the whole command, and the client 451 for ever. */
+static const char *name_value(const struct upstream *u, const char *verb)
+{
+	char esc[300];
+	if (u->c_name[0] == '\0') return XATTR_UNAVAILABLE;
+	if (xattr_name_ok(u->c_name)) return u->c_name;
+	slog(u->sid, LOG_NOTICE, "upstream=%s: %s NAME %s is no host name the next hop takes: sent as %s",
+	     u->t->spec, verb, log_esc(esc, sizeof esc, u->c_name, strlen(u->c_name)), XATTR_UNAVAILABLE);
+	return XATTR_UNAVAILABLE;
+}
+
+/* announces - the MTA announced attr in its "250-XFORWARD NAME ADDR
+ * ..." (announced: what follows the keyword) */
+static int announces(const char *announced, const char *attr)
 {
 	char word[16];
 	const char *p = announced;
@@ -408,7 +454,15 @@ static void xforward_add(const struct upstream *u, const char *announced, const 
 		found = n > 0 && strcasecmp(word, attr) == 0;
 		p += n;
 	}
-	if (found) attr_add(u, "XFORWARD", attr, value, out, outsz);
+	return found;
+}
+
+/* xforward_add - attr_add when the MTA announced the attribute: Postfix
+ * answers 501 to one it does not know */
+static void xforward_add(const struct upstream *u, const char *announced, const char *attr,
+                         const char *value, char *out, size_t outsz)
+{
+	if (announces(announced, attr)) attr_add(u, "XFORWARD", attr, value, out, outsz);
 }
 
 /* xforward_lines - the XFORWARD command(s) naming the client: the address
@@ -424,7 +478,8 @@ static int xforward_lines(struct upstream *u, const char *addr, const char *prot
 	(void)smtp_ehlo_has(&u->ehlo, "XFORWARD", announced, sizeof announced);
 	snprintf(port, sizeof port, "%u", u->c_port);
 	snprintf(line, linesz, "XFORWARD");
-	xforward_add(u, announced, "NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, linesz);
+	if (announces(announced, "NAME"))       /* name_value logs what it replaces */
+		xforward_add(u, announced, "NAME", name_value(u, "XFORWARD"), line, linesz);
 	xforward_add(u, announced, "ADDR", addr, line, linesz);
 	xforward_add(u, announced, "PORT", port, line, linesz);
 	xforward_add(u, announced, "PROTO", proto, line, linesz);
@@ -467,7 +522,7 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 			 * longer one is [UNAVAILABLE]: attr_add) in it too when
 			 * they fit, else in more XCLIENT commands (attrs_take) */
 			snprintf(line, sizeof line, "XCLIENT ADDR=%s PORT=%u", addr, u->c_port);
-			attr_add(u, "XCLIENT", "NAME", u->c_name[0] ? u->c_name : "[UNAVAILABLE]", line, sizeof line);
+			attr_add(u, "XCLIENT", "NAME", name_value(u, "XCLIENT"), line, sizeof line);
 			attr_add(u, "XCLIENT", "PROTO", proto, line, sizeof line);
 			u->xf_rest[0] = '\0';
 			attr_add(u, "XCLIENT", "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
@@ -516,6 +571,10 @@ static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		return;
 	}
 	if (err == UP_OK && r->code / 100 == 5) {      /* no ESMTP: try HELO (our own EHLO only) */
+		char esc[200];
+		if (!u->probe)
+			slog(u->sid, LOG_NOTICE, "upstream=%s refused our EHLO, trying HELO: %s", u->t->spec,
+			     log_esc(esc, sizeof esc, r->text, r->len));
 		u->state = UPS_HELO;
 		snprintf(line, sizeof line, "HELO %s\r\n", u->cfg->hostname);
 		conn_write(u->conn, line, strlen(line));
@@ -678,7 +737,9 @@ static void up_event_cb(struct conn *c, void *arg, enum conn_event what)
 		slog_errno(u->sid, LOG_WARNING, "upstream=%s connect", u->t->spec);
 	} else if (what == CONN_TIMEOUT_READ || what == CONN_TIMEOUT_WRITE) {
 		err = UP_ERR_TIMEOUT;
-		if (!u->quitting)
+		if (!u->quitting && u->state == UPS_TLS)   /* up_tls_wait's deadline: no reply is due */
+			slog(u->sid, LOG_WARNING, "upstream=%s timeout in the TLS handshake", u->t->spec);
+		else if (!u->quitting)
 			slog(u->sid, LOG_WARNING, "upstream=%s timeout waiting for %s", u->t->spec,
 			     what == CONN_TIMEOUT_READ ? "reply" : "write");
 	} else {

@@ -83,7 +83,10 @@ typedef void (*upstream_drain_fn)(void *arg);
  * is refused), then STARTTLS + EHLO when t->tls_mode asks for it (the
  * plaintext the MTA sent after its 220 is dropped: response injection),
  * then XCLIENT (+ EHLO) or XFORWARD with client when the MTA offers them
- * and t->xclient is set.  cb gets the EHLO/HELO reply (or the greeting if it was not
+ * and t->xclient is set.  After HELO (no extensions) the opening fails
+ * (UP_ERR_TLS, UP_ERR_PROTOCOL) when t->tls_mode is required or t->xclient
+ * is set with a client to name: never a silent downgrade.
+ * cb gets the EHLO/HELO reply (or the greeting if it was not
  * 220, or an error).  After XCLIENT the EHLO carries the client's HELO name,
  * and a refusal of it is not worked around with HELO <our name>: cb gets
  * that reply (see upstream_refused_client).

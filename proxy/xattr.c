@@ -5,6 +5,9 @@
 
 #include "xattr.h"
 
+#define XATTR_LABEL_MAX 63    /* RFC 1035 2.3.4, Postfix VALID_LABEL_LEN */
+#define XATTR_NAME_MAX  255   /* Postfix VALID_HOSTNAME_LEN */
+
 /* needs_hex - RFC 3461: xchar is "!".."~" except "+" and "=" */
 static int needs_hex(unsigned char ch)
 {
@@ -40,4 +43,42 @@ int xattr_encode(const char *value, char *out, size_t outsz)
 	}
 	out[o] = '\0';
 	return (int)o;
+}
+
+static int is_digit(unsigned char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+/* label_ok - a label that ended is fit: len octets, 1 to 63, the last
+ * one not a hyphen (hyphen_last) */
+static int label_ok(size_t len, int hyphen_last)
+{
+	return len >= 1 && len <= XATTR_LABEL_MAX && !hyphen_last;
+}
+
+int xattr_name_ok(const char *name)
+{
+	size_t len = 0, total = 0;
+	int hyphen_last = 0, digits_only = 1;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++, total++) {
+		if (*p == '.') {
+			if (!label_ok(len, hyphen_last)) return 0;       /* "..", ".a", "a-." */
+			len = 0;
+			hyphen_last = 0;
+			digits_only = 1;
+			continue;
+		}
+		if (*p == '-') {
+			if (len == 0) return 0;                          /* "-a" */
+		} else if (!is_digit(*p) && !((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') && *p != '_') {
+			return 0;                                        /* ASCII, whatever the locale */
+		} else if (!is_digit(*p)) {
+			digits_only = 0;
+		}
+		hyphen_last = *p == '-';
+		len++;
+	}
+	return total > 0 && total <= XATTR_NAME_MAX && label_ok(len, hyphen_last) && !digits_only;
 }

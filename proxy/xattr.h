@@ -28,4 +28,16 @@ size_t xattr_xtext_len(const char *value);
  * it fits, else "").  Never writes half a value. */
 int xattr_encode(const char *value, char *out, size_t outsz);
 
+/* xattr_name_ok - name (NUL-terminated, borrowed) is one Postfix takes
+ * as XCLIENT or XFORWARD NAME: its valid_hostname() (util/
+ * valid_hostname.c) and, for XCLIENT, not an address.  Labels of letters,
+ * digits, "_" and inner "-", 1 to 63 octets, single dots between them,
+ * 255 octets in all, the last label not all digits (which also refuses
+ * every IPv4 address; an IPv6 one has ":").  Postfix answers any other
+ * NAME with "501 5.5.4 Bad NAME syntax", which tempfailed the client's
+ * every transaction for good: such a NAME (a trusted XFORWARD peer's
+ * "-bad.example", "a..b.example", a 64-octet label) goes as
+ * XATTR_UNAVAILABLE.  1 if it passes, 0 if not. */
+int xattr_name_ok(const char *name);
+
 #endif

@@ -325,9 +325,12 @@ def test_new_helo_name_reopens_the_xclient_upstream(mw_factory, raw_upstream):
 
 def test_upstream_refusing_our_ehlo_gets_helo(mw_factory, raw_upstream):
     """the fallback that stays: an MTA without ESMTP refuses mailwarden's
-    own EHLO (no XCLIENT yet), and gets HELO with our name"""
+    own EHLO (no XCLIENT yet), and gets HELO with our name, when
+    upstream_xclient = no (with yes, the default, the client could not be
+    named after HELO: 451, test_tls.py
+    test_refused_ehlo_never_relays_without_xclient)"""
     up = raw_upstream(script={"EHLO": b"502 5.5.2 Error: command not recognized\r\n"})
-    m = mw_factory(up, wait_probe=False)
+    m = mw_factory(up, wait_probe=False, opts=[("listener.default.upstream_xclient", "no")])
     c = m.client()
     c.ehlo("client.example.org")
     r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="plain smtp"))

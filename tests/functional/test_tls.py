@@ -396,3 +396,163 @@ def test_upstream_response_injection_is_dropped(mw_factory, pki, tmp_path):
         stop.set()
         th.join(2)
         srv.close()
+
+
+# --- session 19: review rv-tls ------------------------------------------------
+
+EHLO_REFUSED = {"EHLO": b"502 5.5.2 Error: command not recognized\r\n"}
+
+
+def test_upstream_tls_required_survives_a_refused_ehlo(mw_factory, raw_upstream):
+    """upstream_tls = required and an upstream (or whoever is on the path to
+    it) that answers 5xx to our EHLO: the HELO fallback went on without
+    STARTTLS and the message went in plaintext, without a log line.  Now
+    451, as when STARTTLS is not offered; opportunistic (with
+    upstream_xclient = no: after HELO nothing can name the client) still
+    relays after HELO, and says so."""
+    up = raw_upstream(script=EHLO_REFUSED, caps=mwlib.RawUpstream.CAPS + [b"STARTTLS"])
+    m = mw_up(mw_factory, up, up_opts("required"))
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="must not go in clear"))
+    c.quit()
+    assert r["mail"].code == 451, r
+    assert up.messages == [] and not any(l.startswith(b"MAIL") for s in up.sessions for l in s)
+    assert wait_until(lambda: "refused our EHLO: no STARTTLS after HELO, and upstream_tls = required"
+                      in m.stderr_text(), 3), m.stderr_tail(30)
+
+    m2 = mw_up(mw_factory, up, up_opts("opportunistic") + [("listener.tls.upstream_xclient", "no")])
+    c = m2.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    assert len(up.messages) == 1
+    assert "refused our EHLO: going on after HELO without TLS" in m2.stderr_text()
+
+
+@pytest.mark.parametrize("offer", [b"XCLIENT NAME ADDR PORT PROTO HELO LOGIN", b"XFORWARD NAME ADDR PORT PROTO HELO"])
+def test_refused_ehlo_never_relays_without_xclient(mw_factory, raw_upstream, offer):
+    """The same HELO fallback, TLS aside: upstream_xclient = yes (the
+    default) and an MTA that refuses our EHLO: the session went on without
+    XCLIENT/XFORWARD, and the MTA judged mailwarden's address (in Postfix's
+    mynetworks in the README's set-up), not the client's.  A HELO reply
+    names no extension, so either is refused the same: 451 and a log line.
+    upstream_xclient = no relays after HELO, as asked."""
+    up = raw_upstream(script=EHLO_REFUSED, caps=mwlib.RawUpstream.CAPS + [offer])
+    m = mw_factory(up)
+    c = m.client()
+    c.ehlo()
+    r = c.transaction("a@example.org", ["b@example.net"], make_msg())
+    c.quit()
+    assert r["mail"].code == 451, r
+    assert up.messages == [] and not any(l.startswith(b"MAIL") for s in up.sessions for l in s)
+    assert wait_until(lambda: "no XCLIENT/XFORWARD after HELO to name the client, and upstream_xclient = yes"
+                      in m.stderr_text(), 3), m.stderr_tail(30)
+
+    m2 = mw_up(mw_factory, up, [("listener.tls.upstream_xclient", "no")])
+    c = m2.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    assert len(up.messages) == 1
+
+
+def test_upstream_tls_handshake_timeout_is_named(mw_factory, raw_upstream):
+    """An upstream that says 220 to STARTTLS and then nothing: the
+    handshake's deadline (upstream_connect_timeout) was logged as
+    "timeout waiting for reply"."""
+    def stall(up, st):
+        st["sock"].sendall(b"220 2.0.0 go ahead\r\n")
+        st["silent"] = True
+        return b""
+    up = raw_upstream(script={"OTHER": stall}, caps=mwlib.RawUpstream.CAPS + [b"STARTTLS"])
+    m = mw_up(mw_factory, up, up_opts("opportunistic") + [("upstream_connect_timeout", "1s")])
+    c = m.client()
+    c.ehlo()
+    t0 = time.monotonic()
+    assert c.cmd("MAIL FROM:<a@example.org>").code == 451
+    assert time.monotonic() - t0 < 5
+    c.quit()
+    err = m.stderr_text()
+    assert "timeout in the TLS handshake" in err and "timeout waiting for reply" not in err, m.stderr_tail(20)
+
+
+def test_upstream_sni_is_a_name_never_an_address(mw_factory, tls_upstream, pki):
+    """upstream = 127.0.0.1:PORT without upstream_tls_name: no SNI (RFC
+    6066 3: no IP literal in HostName; it went as "127.0.0.1"), and the
+    certificate is still verified, against its IP address entry.  With
+    upstream_tls_name the name goes as SNI."""
+    names = []
+    ctx = pki.server_context("upstream.example.test")
+    ctx.sni_callback = lambda sslobj, name, c: names.append(name)
+    up = tls_upstream(tls_context=ctx)
+    m = mw_up(mw_factory, up, up_opts("required", ca=pki.ca))
+    c = m.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250, m.stderr_tail(20)
+    c.quit()
+    assert names == [None], names
+    assert up.session_tls[-1] is not None and " verified" in m.stderr_text()
+
+    m2 = mw_up(mw_factory, up, up_opts("required", ca=pki.ca, name="upstream.example.test"))
+    c = m2.client()
+    c.ehlo()
+    assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+    c.quit()
+    assert names == [None, "upstream.example.test"], names
+
+
+def _t(chain, key):
+    return subprocess.run([mwlib.MW_BIN, "-t", "--no-filters", "-o", "listener.x.listen=127.0.0.1:%d" % mwlib.free_port(),
+                           "-o", "listener.x.upstream=127.0.0.1:9", "-o", "listener.x.tls=starttls",
+                           "-o", "listener.x.tls_cert=" + chain, "-o", "listener.x.tls_key=" + key],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_expired_certificate_is_warned_of(mw_factory, upstream, pki, tmp_path):
+    """An expired certificate (or one expiring within 14 days, or not valid
+    yet): `mailwarden -t` passed it without a word, and a reload put it in
+    service silently (a renewal that copied an old file in place).  Now -t
+    warns (and still says OK: the certificate is served, as Postfix does,
+    for the senders that do not verify), and so do the start and the
+    reload, once each."""
+    import shutil
+    import signal
+    expired = pki.cert_dated("mx.example.test", -10, -1)
+    soon = pki.cert_dated("mx.example.test", -10, 5.5)   # "5 days", whatever the seconds
+    early = pki.cert_dated("mx.example.test", 2, 30)
+    good = pki.cert("mx.example.test")
+    r = _t(*expired)
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r
+    assert "warning: listener x: tls_cert %s: expired on " % expired[0] in r.stderr, r.stderr
+    r = _t(*soon)
+    assert r.returncode == 0 and "warning: listener x: tls_cert %s: expires in 5 days, on " % soon[0] in r.stderr, r
+    r = _t(*early)
+    assert r.returncode == 0 and "tls_cert %s: not valid before " % early[0] in r.stderr, r
+    r = _t(*good)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+    chain, key = str(tmp_path / "chain.pem"), str(tmp_path / "key.pem")
+    shutil.copy(expired[0], chain)
+    shutil.copy(expired[1], key)
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    m = mw_factory(upstream, opts=listener_tls_opts(chain, key, name="tls") + [("proxy_threads", "2")],
+                   listeners=[("tls", listen, upstream.addr, None)])
+    assert wait_until(lambda: "listener tls: tls_cert %s: expired on" % chain in m.stderr_text(), 5)
+    c = m.client()
+    c.ehlo()
+    starttls(c, pki.client_context(verify=False))          # served all the same
+    c.ehlo()
+    c.quit()
+    shutil.copy(good[0], chain)
+    shutil.copy(good[1], key)
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: "config reloaded" in m.stderr_text(), 10)
+    shutil.copy(soon[0], chain)
+    shutil.copy(soon[1], key)
+    m.signal(signal.SIGHUP)
+    assert wait_until(lambda: "reload: listener tls: tls_cert %s: expires in 5 days" % chain in m.stderr_text(), 10)
+    time.sleep(0.5)
+    err = m.stderr_text()
+    # one line each, not one per event loop
+    assert err.count("tls_cert %s: expired on" % chain) == 1 and err.count("expires in 5 days") == 1, err[-3000:]

@@ -395,3 +395,55 @@ def test_session_open_across_a_reload_starts_upstream_tls(netns, tmp_path):
             left = m.leftovers()
             m.kill()
             assert rc == 0 and left == [], "status %r, left %r\n%s" % (rc, left, m.stderr_tail())
+
+
+def test_upstream_tls_verifies_each_destination_against_its_own_address(netns, tmp_path):
+    """upstream_tls_ca_file on a transparent listener: each intercepted
+    connection goes to its original destination, but its certificate was
+    checked against the host of `upstream =` (only the probe's target,
+    127.0.0.4 here) and the client got 451 for ever.  Now against the
+    destination's own address (127.0.0.2, in the certificate's IP
+    entries); a certificate without it still fails."""
+    from tlslib import PKI
+    pki = PKI(tmp_path / "pki")
+    out = tmp_path / "sink"
+    out.mkdir()
+    port = mwlib.free_port()
+    netns.nft(REDIRECT % {"client": CLIENT, "mta": MTA, "port": port})
+
+    def run(cert_ips, tag):
+        chain, key = pki.cert_dated("mta.example.test", -1, 30, ips=cert_ips)
+        (tmp_path / "sink.ready").unlink(missing_ok=True)
+        sink = subprocess.Popen(netns.cmd(sys.executable, "-c", SINK_TLS, str(out), MTA, chain, key),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        m = None
+        try:
+            assert mwlib.wait_until(lambda: (tmp_path / "sink.ready").exists(), 15), sink.stderr.read1()
+            m = NsMailwarden(netns, tmp_path / ("mw" + tag),
+                             opts=[("listener.tp.transparent", "yes"),
+                                   ("listener.tp.upstream_tls", "required"),
+                                   ("listener.tp.upstream_tls_ca_file", pki.ca)],
+                             listeners=[("tp", "127.0.0.1:%d" % port, "127.0.0.4:26", None)])
+            m.start(ready=False)
+            assert mwlib.wait_until(lambda: "proxy ready" in m.stderr_text(), 15), m.stderr_tail()
+            r = swaks(netns, 25, "--header", "Subject: " + tag)
+            return r, m.stderr_text()
+        finally:
+            sink.send_signal(signal.SIGTERM)
+            try:
+                sink.wait(10)
+            except subprocess.TimeoutExpired:
+                sink.kill()
+                sink.wait()
+            sink.stderr.close()
+            if m is not None and m.proc is not None:
+                m.stop()
+                m.kill()
+
+    r, err = run([MTA], "own-address")
+    assert r.returncode == 0 and len(list(out.iterdir())) == 1, (r.stdout[-1500:], err[-3000:])
+    assert ("upstream=%s:25 TLS" % MTA) in err and " verified" in err
+    assert list(out.iterdir())[0].read_bytes().startswith(b"X-TLS: True\r\n")
+    r, err = run(["127.0.0.4"], "other-address")       # the probe target's: not this destination's
+    assert r.returncode != 0 and len(list(out.iterdir())) == 1, r.stdout[-1500:]
+    assert "certificate verify failed" in err, err[-3000:]

@@ -246,3 +246,33 @@ def test_postfix_takes_a_login_over_255_octets_of_xtext(mw_factory, postfix, ups
     assert upstream.wait_messages(1, timeout=15), pf.log()
     assert "XCLIENT LOGIN is" in m.stderr_text()
     assert "attribute value too long" not in pf.log()
+
+
+@pytest.mark.parametrize("via", ["xclient", "xforward"])
+@pytest.mark.parametrize("name", ["-bad.example", "a..b.example", "x" * 64 + ".example", "good-name.example"])
+def test_postfix_takes_every_name_a_trusted_peer_gives(mw_factory, postfix, upstream, via, name):
+    """A trusted XFORWARD peer's NAME that mailwarden's parser takes but
+    Postfix's valid_hostname() does not (a leading hyphen, an empty label,
+    a label of 64 octets): Postfix answered 501 to our XCLIENT or
+    XFORWARD, and the client got 451 on every retry.  Such a NAME now goes
+    as [UNAVAILABLE] (one log line); a good one goes as it is."""
+    pf = postfix(**{"smtpd_authorized_%s_hosts" % via: "127.0.0.1"})
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    m = mw_factory(pf.addr, opts=[("listener.pf.xforward_from", "127.0.0.2")],
+                   listeners=[("pf", listen, pf.addr, None)], wait_probe=False)
+    s = client(m)
+    s.ehlo("client.example.org")
+    assert s.docmd("XFORWARD", "NAME=%s ADDR=127.0.0.3 PROTO=ESMTP HELO=peer.example.org" % name)[0] == 250
+    code, text = s.mail("a@example.org")
+    assert code == 250, (code, text, m.stderr_text()[-2000:])
+    assert s.rcpt("x@relay.example.test")[0] == 250
+    assert s.data(make_msg(to="x@relay.example.test", subject="name " + name[:20]))[0] == 250
+    s.quit()
+    assert upstream.wait_messages(1, timeout=15), pf.log()
+    good = name == "good-name.example"
+    assert m.audit(1)[-1]["client_name"] == name            # mailwarden's own record keeps it
+    shown = name if good else "unknown"
+    assert wait_until(lambda: "client=%s[127.0.0.3]" % shown in pf.log(), 5), pf.log()[-2000:]
+    assert "Bad NAME syntax" not in pf.log()
+    replaced = "%s NAME %s is no host name the next hop takes" % (via.upper(), name)
+    assert (replaced in m.stderr_text()) == (not good), m.stderr_text()[-2000:]

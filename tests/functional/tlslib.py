@@ -30,7 +30,9 @@ class PKI:
         os.makedirs(self.dir, exist_ok=True)
         self.ca = os.path.join(self.dir, "ca.pem")
         self.ca_key = os.path.join(self.dir, "ca.key")
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        # 30 days: a listener certificate that expires within 14 is warned
+        # of (README "TLS towards clients"), in every test's log
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
                  "-subj", "/CN=mailwarden test CA", "-keyout", self.ca_key, "-out", self.ca,
                  "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
@@ -49,12 +51,44 @@ class PKI:
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name,
                  "-keyout", key, "-out", csr, cwd=self.dir)
         _openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt, cwd=self.dir)
+                 "-CAcreateserial", "-days", "30", "-extfile", ext, "-out", crt, cwd=self.dir)
         with open(chain, "w") as out:
             out.write(open(crt).read())
             out.write(open(self.ca).read())
         self._made[name] = (chain, key)
         return chain, key
+
+    def cert_dated(self, name, start_days, end_days, ips=("127.0.0.1",)):
+        """A certificate for name (and ips) signed by the CA, valid from
+        start_days to end_days from now (negative: in the past), with its
+        key: (chain_path, key_path).  openssl x509 -days cannot date one
+        in the past: python's cryptography does."""
+        import datetime
+        import ipaddress
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        ca_key = serialization.load_pem_private_key(open(self.ca_key, "rb").read(), None)
+        ca = x509.load_pem_x509_certificate(open(self.ca, "rb").read())
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        san = [x509.DNSName(name)] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(ca.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now + datetime.timedelta(days=start_days))
+                .not_valid_after(now + datetime.timedelta(days=end_days))
+                .add_extension(x509.SubjectAlternativeName(san), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        base = os.path.join(self.dir, "%s.%g.%g" % (name, start_days, end_days))
+        with open(base + ".chain.pem", "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM) + open(self.ca, "rb").read())
+        with open(base + ".key", "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        return base + ".chain.pem", base + ".key"
 
     def client_context(self, verify=True, min_version=None, max_version=None, ciphers=None):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -99,6 +99,43 @@ static void test_round_trip(void **state)
 	}
 }
 
+/* xattr_name_ok agrees with Postfix's valid_hostname() (and, for
+ * XCLIENT, !valid_hostaddr()) on what a NAME may be */
+static void test_name_ok(void **state)
+{
+	static const char *const good[] = {
+		"mx.example.org", "a", "a-b.example", "a_b.example", "xn--bcher-kva.example",
+		"1a.example", "mail1.example.123a", "A.B.C", "a--b.example",
+	};
+	static const char *const bad[] = {
+		"", "-bad.example", "bad-.example", "a.-b.example", "a..b.example", ".a.example",
+		"a.example.", "a b.example", "a@b.example", "[203.0.113.5]", "203.0.113.5",
+		"example.123", "12345", "2001:db8::1", "caf\xc3\xa9.example", "a.b-",
+	};
+	char label[80], name[300];
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_true(xattr_name_ok(good[i]));
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (xattr_name_ok(bad[i])) fail_msg("taken: \"%s\"", bad[i]);
+
+	/* a label of 63 octets, not 64 */
+	memset(label, 'x', 64);
+	snprintf(name, sizeof name, "%.63s.example", label);
+	assert_true(xattr_name_ok(name));
+	snprintf(name, sizeof name, "%.64s.example", label);
+	assert_false(xattr_name_ok(name));
+
+	/* 255 octets in all, not 256 */
+	snprintf(name, sizeof name, "%.63s.%.63s.%.63s.%.63s", label, label, label, label);   /* 255 */
+	assert_int_equal(strlen(name), 255);
+	assert_true(xattr_name_ok(name));
+	name[0] = '\0';
+	snprintf(name, sizeof name, "%.63s.%.63s.%.63s.%.62s.a", label, label, label, label);  /* 256 */
+	assert_int_equal(strlen(name), 256);
+	assert_false(xattr_name_ok(name));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -106,6 +143,7 @@ int main(void)
 		cmocka_unit_test(test_limit_is_xtext_octets),
 		cmocka_unit_test(test_small_buffer),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_name_ok),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
