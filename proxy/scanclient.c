@@ -107,11 +107,12 @@ static int send_retry(int e)
 }
 
 /* conn_broken - errno of a send that says the connection is gone (the
- * scanner closed it or died); any other failure is the request's own */
+ * scanner closed it or died); any other failure is the request's own
+ * (EBADF too: a bad descriptor in SCM_RIGHTS; a connection that is in
+ * fact gone shows at its next read) */
 static int conn_broken(int e)
 {
-	return e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED || e == EBADF
-	    || e == ENOTSOCK;
+	return e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED;
 }
 
 struct sc_req {
