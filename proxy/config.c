@@ -212,7 +212,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       "client connections at once, over all listeners"),
 	G_UINT("max_connections_per_ip", max_connections_per_ip, "50", 1, 1000000,
 	       "client connections at once from one IP address (IPv6: per /64); more get 421"),
-	G_UINT("max_recipients", max_recipients, "1000", 1, 100000,
+	G_UINT("max_recipients", max_recipients, "1000", 1, CONFIG_MAX_RECIPIENTS_MAX,
 	       "recipients per message; more get 452"),
 	G_UINT("command_line_limit", command_line_limit, "2048", 512, 65536,
 	       "longest SMTP command line in bytes, CRLF included"),

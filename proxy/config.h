@@ -73,6 +73,10 @@ struct policy_cfg {
 	double reject_score;
 };
 
+/* max_recipients' maximum: that many recipients of SMTP_PATH_MAX octets
+ * fit one scan request (scanproto.h "Big envelopes"; session.c checks) */
+#define CONFIG_MAX_RECIPIENTS_MAX 50000
+
 struct config {
 	int refcount;
 	char source[512];             /* config file path, or "" for embedded defaults */
@@ -98,7 +102,7 @@ struct config {
 	uint64_t spool_memory_max;    /* bytes of messages in flight, 0 = no limit */
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
-	unsigned max_recipients;
+	unsigned max_recipients;      /* at most CONFIG_MAX_RECIPIENTS_MAX */
 	unsigned command_line_limit;  /* bytes, CRLF included */
 	unsigned max_errors;          /* bad commands before 421 */
 

@@ -49,6 +49,9 @@
 /* R_STORAGE - RFC 3463 4.3.1, as the proxy answers: the messages in flight
  * fill spool_memory_max */
 static const char R_STORAGE[] = "452 4.3.1 Insufficient system storage, try again later";
+/* the scan request could not be sent for a reason of its own (scansync's
+ * -3): the message waits, as for our own spool's failure */
+static const char R_NOT_SCANNED[] = "451 4.3.0 Error: message not scanned, try again later";
 /* a header of more than MAX_FIELDS fields: no mail program writes one */
 static const char R_TOO_MANY_FIELDS[] = "552 5.3.4 Error: too many header fields";
 
@@ -121,6 +124,9 @@ struct msess {
 	char    *mail_from, *mail_params;
 	struct rcpt *rcpts;
 	size_t   nrcpts;
+	/* what the recipients add to the scan request's encoding: held under
+	 * SCANPROTO_RCPTS_MAX_BYTES, or the request could not be sent */
+	size_t   rcpt_bytes;
 	char     auth_user[256];
 	char     tls[128];
 	struct spool spool;
@@ -212,6 +218,7 @@ static void txn_reset(struct msess *s)
 	s->mail_from = s->mail_params = NULL;
 	s->rcpts = NULL;
 	s->nrcpts = 0;
+	s->rcpt_bytes = 0;
 	s->fields.names = NULL;
 	s->fields.count = s->fields.cap = 0;
 	s->spool_ok = s->too_big = s->too_many_fields = 0;
@@ -682,13 +689,11 @@ static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 		smfi_setreply(ctx, "452", "4.5.3", "Too many recipients");
 		return SMFIS_TEMPFAIL;
 	}
-	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
-	r = &s->rcpts[s->nrcpts++];
-	memset(r, 0, sizeof(*r));
-	r->addr = strip_angles(argv[0] ? argv[0] : "");
+	char *addr = strip_angles(argv[0] ? argv[0] : "");
+	char *dsn;
 	{
 		/* the MTA's ESMTP arguments, one per argv: only DSN's are kept */
-		char all[2048], dsn[SMTP_DSN_RCPT_MAX + 1];
+		char all[2048], kept[SMTP_DSN_RCPT_MAX + 1];
 		size_t o = 0;
 
 		all[0] = '\0';
@@ -699,9 +704,27 @@ static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 			o += (size_t)w;
 		}
 		all[o] = '\0';
-		smtp_dsn_rcpt_params(all, dsn, sizeof(dsn));
-		r->dsn = xstrdup(dsn);
+		smtp_dsn_rcpt_params(all, kept, sizeof(kept));
+		dsn = xstrdup(kept);
 	}
+	/* the recipient's DSN parameters go into the request too (rcpt_dsn) */
+	size_t cost = scan_request_rcpt_bytes(addr) + 4 + strlen(dsn);
+	/* the MTA chooses how many recipients and how long: past what one
+	 * scan request carries, this one waits for another transaction
+	 * (RFC 5321 4.5.3.1.10), rather than the whole message going
+	 * unscanned or tempfailed at its end */
+	if (s->rcpt_bytes + cost > SCANPROTO_RCPTS_MAX_BYTES) {
+		free(addr);
+		free(dsn);
+		smfi_setreply(ctx, "452", "4.5.3", "Too many recipients");
+		return SMFIS_TEMPFAIL;
+	}
+	s->rcpt_bytes += cost;
+	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof(*s->rcpts));
+	r = &s->rcpts[s->nrcpts++];
+	memset(r, 0, sizeof(*r));
+	r->addr = addr;
+	r->dsn = dsn;
 	if (s->cfg->milter_early)
 		rc = early(ctx, s, r);
 	return rc;
@@ -816,6 +839,7 @@ static sfsistat eom(SMFICTX *ctx)
 	const char *what = "none", *reply;
 	char err[300], qid[64];
 	sfsistat rc;
+	int got;
 
 	if (s == NULL || !s->in_txn)
 		return SMFIS_TEMPFAIL;
@@ -869,8 +893,21 @@ static sfsistat eom(SMFICTX *ctx)
 		return SMFIS_TEMPFAIL;
 	}
 	fill_request(s, &req, NULL);
-	if (scansync_scan_progress(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &pg, &res, err,
-	        sizeof(err)) < 0) {
+	got = scansync_scan_progress(G.scan, &req, s->spool.fd, s->cfg->milter_timeout, &pg, &res, err,
+	    sizeof(err));
+	if (got == -3) {
+		/* this request could not be sent, the scanner is not down:
+		 * never milter_default_action (with accept, the sender would
+		 * choose to pass unscanned) */
+		stats_scan_failure(STATS_MILTER);
+		slog(s->id, LOG_WARNING, "milter: tempfail: %s", err);
+		milter_reply(ctx, R_NOT_SCANNED);
+		audit(s, NULL, "tempfail", R_NOT_SCANNED, qid, err);
+		scan_request_free(&req);
+		txn_reset(s);
+		return SMFIS_TEMPFAIL;
+	}
+	if (got < 0) {
 		stats_scan_failure(STATS_MILTER);
 		rc = fail_action(ctx, s, err, qid);
 		scan_request_free(&req);

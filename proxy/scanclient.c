@@ -3,9 +3,13 @@
  * Each request waits in a hash table keyed by id, with its own deadline
  * timer.  A connection that fails (scanner crashed or restarted) fails the
  * requests sent on it with a tempfail result; the next submit connects
- * again (the master keeps the listening socket across scanner restarts). */
+ * again (the master keeps the listening socket across scanner restarts).
+ * A request that cannot be sent for a reason of its own (too big, no
+ * memory or descriptor for its memfd) fails alone: the connection carries
+ * other sessions' scans, which it must not take down with it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,29 +33,86 @@ struct sc_conn {
 	struct sc_conn *next;       /* retired list */
 };
 
-struct sc_out {                     /* a packet that did not fit the socket yet */
-	char          *pkt;         /* the encoded request (scan_request_encode) */
-	size_t         pkt_len;
-	int            fd;
-	unsigned char *msg;         /* owned copy of an inline message, or NULL */
+struct sc_out {                     /* a request on its way out */
+	uint64_t       id;
+	char          *pkt;         /* the encoded request (scan_request_encode); NULL once in envfd */
+	size_t         pkt_len;     /* its length, in pkt or in envfd */
+	int            envfd;       /* sealed memfd holding the encoding when it passes a packet, or -1 */
+	int            fd;          /* the message's descriptor, or -1 */
+	int            fd_owned;
+	const unsigned char *msg;   /* an inline message, or NULL */
 	size_t         msg_len;
+	int            msg_owned;
 	struct sc_out *next;
 };
 
-/* out_send - one queued packet: inline message or descriptor */
+static void out_free(struct sc_out *o)
+{
+	free(o->pkt);
+	if (o->envfd >= 0) close(o->envfd);
+	if (o->fd_owned && o->fd >= 0) close(o->fd);
+	if (o->msg_owned) free((void *)(uintptr_t)o->msg);
+	free(o);
+}
+
+/* out_own - before o waits in the queue: its own copy of what it borrowed
+ * (the session may go away before it leaves).  0 / -1 errno */
+static int out_own(struct sc_out *o)
+{
+	if (o->fd >= 0 && !o->fd_owned) {
+		if ((o->fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) < 0) return -1;
+		o->fd_owned = 1;
+	}
+	if (o->msg != NULL && !o->msg_owned) {
+		unsigned char *m = xmalloc(o->msg_len ? o->msg_len : 1);
+		memcpy(m, o->msg, o->msg_len);
+		o->msg = m;
+		o->msg_owned = 1;
+	}
+	return 0;
+}
+
+/* out_send - one request: one packet with the message inline or as a
+ * descriptor.  A message too big with its envelope for one packet goes as
+ * a memfd, an envelope too big alone in a memfd of its own
+ * (scanproto_send_big); o keeps what it became, for a retry after
+ * EAGAIN.  0, or -1 with errno */
 static int out_send(int sock, struct sc_out *o)
 {
-	if (o->msg != NULL) {
+	if (o->envfd < 0 && o->msg != NULL) {
 		if (scanproto_send_raw(sock, o->pkt, o->pkt_len, -1, o->msg, o->msg_len, 1) == 0) return 0;
 		if (errno != EMSGSIZE) return -1;
-		/* too big with its envelope for one packet: as a memfd */
 		int fd = spool_sealed_copy((const char *)o->msg, o->msg_len);
 		if (fd < 0) return -1;
-		free(o->msg);
+		if (o->msg_owned) free((void *)(uintptr_t)o->msg);
 		o->msg = NULL;
+		o->msg_owned = 0;
 		o->fd = fd;
+		o->fd_owned = 1;
 	}
-	return scanproto_send_raw(sock, o->pkt, o->pkt_len, o->fd, NULL, 0, 0);
+	if (o->envfd < 0) {
+		if (scanproto_send_raw(sock, o->pkt, o->pkt_len, o->fd, NULL, 0, 0) == 0) return 0;
+		if (errno != EMSGSIZE) return -1;
+		if ((o->envfd = scanproto_envelope_fd(o->pkt, o->pkt_len)) < 0) return -1;
+		free(o->pkt);
+		o->pkt = NULL;
+	}
+	return scanproto_send_big(sock, o->envfd, o->pkt_len, o->fd);
+}
+
+/* send_retry - errno of a send that may pass later (the socket is full) */
+static int send_retry(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS;
+}
+
+/* conn_broken - errno of a send that says the connection is gone (the
+ * scanner closed it or died); any other failure is the request's own
+ * (EBADF too: a bad descriptor in SCM_RIGHTS; a connection that is in
+ * fact gone shows at its next read) */
+static int conn_broken(int e)
+{
+	return e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED;
 }
 
 struct sc_req {
@@ -61,6 +122,7 @@ struct sc_req {
 	struct event  *timer;
 	struct sc_conn *conn;
 	struct scanclient *sc;
+	int            send_err;    /* its packet could not be sent (errno): the timer fires at once */
 	struct sc_req *next;        /* bucket chain */
 };
 
@@ -104,10 +166,7 @@ static void conn_close(struct sc_conn *c)
 	while (c->outq) {
 		struct sc_out *o = c->outq;
 		c->outq = o->next;
-		free(o->pkt);
-		if (o->fd >= 0) close(o->fd);
-		free(o->msg);
-		free(o);
+		out_free(o);
 	}
 	event_free(c->rd);
 	event_free(c->wr);
@@ -173,23 +232,41 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* req_fail_later - the request id could not be sent (errno e): its
+ * callback runs from the loop, through its timer, with a tempfail (not
+ * from here: conn_flush runs inside other calls) */
+static void req_fail_later(struct scanclient *sc, uint64_t id, int e)
+{
+	struct sc_req *r = *req_slot(sc, id);
+	if (r == NULL) return;        /* cancelled meanwhile */
+	struct timeval now = { 0, 0 };
+	r->send_err = e;
+	evtimer_add(r->timer, &now);
+}
+
+/* conn_flush - send what waits in c's queue.  0 (all sent, or the rest
+ * waits for the socket), or -1 with errno when the connection is gone.  A
+ * request that cannot go for a reason of its own is dropped from the
+ * queue and fails alone. */
 static int conn_flush(struct sc_conn *c)
 {
 	while (c->outq) {
 		struct sc_out *o = c->outq;
+		int e = 0;
 		if (out_send(c->fd, o) < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+			e = errno;
+			if (send_retry(e)) {
 				event_add(c->wr, NULL);
 				return 0;
 			}
-			return -1;
+			if (conn_broken(e)) return -1;
+			slog(NULL, LOG_WARNING, "scan id=%llu: the request could not be sent: %s",
+			     (unsigned long long)o->id, strerror(e));
 		}
 		c->outq = o->next;
 		if (c->outq == NULL) c->outq_tail = NULL;
-		free(o->pkt);
-		if (o->fd >= 0) close(o->fd);
-		free(o->msg);
-		free(o);
+		if (e != 0) req_fail_later(c->sc, o->id, e);
+		out_free(o);
 	}
 	event_del(c->wr);
 	return 0;
@@ -250,10 +327,17 @@ static void req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct scanclient *sc = r->sc;
 	struct sc_conn *c = r->conn;
 	uint64_t id = r->id;
+	int send_err = r->send_err;
+	char why[160];
 	r = req_take(sc, id);
-	slog(NULL, LOG_WARNING, "scan id=%llu missed its deadline", (unsigned long long)id);
+	if (send_err != 0) {
+		snprintf(why, sizeof why, "scan request not sent: %s", strerror(send_err));
+	} else {
+		slog(NULL, LOG_WARNING, "scan id=%llu missed its deadline", (unsigned long long)id);
+		snprintf(why, sizeof why, "scan timeout");
+	}
 	struct scan_result res;
-	tempfail_result(&res, id, "scan timeout");
+	tempfail_result(&res, id, why);
 	req_finish(r, &res);
 	if (c) conn_maybe_close(c);
 }
@@ -279,65 +363,46 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	struct sbuf pkt;
 	sbuf_init(&pkt, (size_t)-1);
 	scan_request_encode(&pkt, req);
-	int sent = 0, own_fd = -1;
-	int inline_msg = fd < 0 && req->msg_inline;
-	if (inline_msg && c->outq == NULL) {
-		/* the usual case for a small message: in the packet itself */
-		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, -1, req->msg, req->msg_len, 1) == 0) {
-			sent = 1;
-		} else if (errno == EMSGSIZE) {
-			inline_msg = 0;    /* too big with its envelope: as a memfd */
-		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-			sbuf_free(&pkt);
-			conn_fail(c, strerror(errno));
-			return 0;
-		}
+	/* what goes out borrows the spool's fd or bytes; it takes copies
+	 * only if it has to wait in the queue */
+	struct sc_out *o = xcalloc(1, sizeof *o);
+	o->id = req->id;
+	o->pkt_len = pkt.len;
+	o->pkt = sbuf_steal(&pkt);
+	o->envfd = -1;
+	o->fd = fd;
+	if (fd < 0 && req->msg_inline) {
+		o->msg = req->msg ? req->msg : (const unsigned char *)"";
+		o->msg_len = req->msg_len;
 	}
-	if (!sent && fd < 0 && req->msg_inline && !inline_msg) {
-		if ((own_fd = spool_sealed_copy((const char *)req->msg, req->msg_len)) < 0) {
-			slog_errno(NULL, LOG_ERR, "spool memfd");
-			sbuf_free(&pkt);
+	int e = EAGAIN;
+	if (c->outq == NULL) e = out_send(c->fd, o) == 0 ? 0 : errno;
+	if (e == 0) {
+		out_free(o);
+	} else if (send_retry(e)) {
+		/* the socket is full: o waits its turn, with its own copies */
+		if (out_own(o) < 0) {
+			slog_errno(NULL, LOG_ERR, "scan id=%llu: cannot keep the message descriptor",
+			           (unsigned long long)req->id);
+			out_free(o);
 			return 0;
-		}
-		fd = own_fd;
-	}
-	if (!sent && !inline_msg && c->outq == NULL) {
-		/* straight out, the kernel copies the fd */
-		if (scanproto_send_raw(c->fd, pkt.data, pkt.len, fd, NULL, 0, 0) == 0) {
-			sent = 1;
-		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-			sbuf_free(&pkt);
-			if (own_fd >= 0) close(own_fd);
-			conn_fail(c, strerror(errno));
-			return 0;
-		}
-	}
-	if (sent) {
-		sbuf_free(&pkt);
-		if (own_fd >= 0) close(own_fd);
-	} else {
-		/* the socket is full: keep our own copy of the message (fd or
-		 * bytes: the session may go away before it leaves) */
-		struct sc_out *o = xcalloc(1, sizeof *o);
-		o->pkt_len = pkt.len;
-		o->pkt = sbuf_steal(&pkt);
-		if (inline_msg) {
-			o->fd = -1;
-			o->msg = xmalloc(req->msg_len ? req->msg_len : 1);
-			memcpy(o->msg, req->msg, req->msg_len);
-			o->msg_len = req->msg_len;
-		} else if (own_fd >= 0) {
-			o->fd = own_fd;
-		} else {
-			o->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
 		}
 		if (c->outq_tail) c->outq_tail->next = o;
 		else c->outq = o;
 		c->outq_tail = o;
-		if (conn_flush(c) < 0) {
-			conn_fail(c, strerror(errno));
-			return 0;     /* o was freed by conn_close */
-		}
+		event_add(c->wr, NULL);
+	} else if (conn_broken(e)) {
+		out_free(o);
+		conn_fail(c, strerror(e));
+		return 0;
+	} else {
+		/* this request's own failure (too big, no memory or descriptor
+		 * for a memfd): this session answers 451, the others' scans
+		 * on the connection go on */
+		slog(NULL, LOG_WARNING, "scan id=%llu: the request could not be sent: %s",
+		     (unsigned long long)req->id, strerror(e));
+		out_free(o);
+		return 0;
 	}
 	struct sc_req *r = xcalloc(1, sizeof *r);
 	r->id = req->id;

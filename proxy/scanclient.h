@@ -25,7 +25,10 @@ void scanclient_free(struct scanclient *sc);   /* pending callbacks are dropped 
 /* scanclient_submit - send req (req->id is set here) with the spool fd
  * (borrowed: duplicated into the packet).  cb runs exactly once, later,
  * unless cancelled.  Returns the id, or 0 if the request could not be sent
- * (cb will not run: the caller answers 451 itself). */
+ * (cb will not run: the caller answers 451 itself): no scanner, or the
+ * request's own failure (no memory or descriptor for its memfd), which
+ * fails no other request on the connection.  A request that waited in the
+ * queue and then cannot go gets its tempfail through cb. */
 uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int fd,
                            unsigned timeout_ms, scan_done_fn cb, void *arg);
 void scanclient_cancel(struct scanclient *sc, uint64_t id);

@@ -36,6 +36,14 @@
  *
  * A request's message travels either as the fd (a sealed memfd) or, up to
  * SCANPROTO_INLINE_MAX, inline.  Never both.
+ *
+ * A request whose encoding passes one packet (every recipient is in it:
+ * 1000 of ~300 octets do) travels in a sealed memfd of its own, the packet
+ * holding SCANPROTO_BIG_MAGIC, the length, and the descriptors (see
+ * scanproto.h "Big envelopes").  Sending it in several packets would have
+ * needed reassembly state per connection on the scanner's side, and packets
+ * of different requests interleave there (the proxy's loops share one
+ * connection); a memfd keeps one request one packet.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,12 +53,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 #include "proxy/smtp_parse.h"
+#include "proxy/spool.h"
 
 #define SP_MAX_STRING   (64 * 1024)  /* any one decoded string */
 #define SP_MAX_RCPTS    100000
@@ -707,6 +717,11 @@ static void put_str(struct sbuf *b, const char *s)
 	sbuf_add(b, s ? s : "", n);
 }
 
+size_t scan_request_rcpt_bytes(const char *rcpt)
+{
+	return 4 + (rcpt ? strnlen(rcpt, SP_MAX_STRING) : 0);
+}
+
 void scan_request_encode(struct sbuf *out, const struct scan_request *r)
 {
 	size_t i, n = r->nrcpts < SP_MAX_RCPTS ? r->nrcpts : SP_MAX_RCPTS;
@@ -1070,34 +1085,35 @@ int scanproto_send_msg(int sock, json_object *j, const void *msg, size_t len)
 	return send_packet(sock, j, -1, msg, len, 1);
 }
 
-/* send_iov - one packet of iov[0..niov) (total bytes), fd as SCM_RIGHTS
- * when >= 0. */
-static int send_iov(int sock, struct iovec *iov, int niov, size_t total, int fd)
+/* send_iov_fds - one packet of iov[0..niov) (total bytes), fds[0..nfds)
+ * (at most 2: a big request's envelope and message) as SCM_RIGHTS. */
+static int send_iov_fds(int sock, struct iovec *iov, int niov, size_t total,
+                        const int *fds, size_t nfds)
 {
 	union {
 		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 	} cm;
 	struct msghdr msg;
 	struct cmsghdr *c;
 	ssize_t n;
 
-	if (total > SCANPROTO_MAX_PACKET) {
+	if (total > SCANPROTO_MAX_PACKET || nfds > 2) {
 		errno = EMSGSIZE;
 		return -1;
 	}
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = iov;
 	msg.msg_iovlen = (size_t)niov;
-	if (fd >= 0) {
+	if (nfds > 0) {
 		memset(&cm, 0, sizeof(cm));
 		msg.msg_control = cm.buf;
-		msg.msg_controllen = sizeof(cm.buf);
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		c = CMSG_FIRSTHDR(&msg);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
 	}
 	do
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
@@ -1121,6 +1137,12 @@ static int send_iov(int sock, struct iovec *iov, int niov, size_t total, int fd)
 		return -1;
 	}
 	return 0;
+}
+
+/* send_iov - send_iov_fds with fd (if >= 0) as the one descriptor */
+static int send_iov(int sock, struct iovec *iov, int niov, size_t total, int fd)
+{
+	return send_iov_fds(sock, iov, niov, total, &fd, fd >= 0 ? 1 : 0);
 }
 
 static int send_packet(int sock, json_object *j, int fd, const void *body, size_t blen,
@@ -1168,13 +1190,15 @@ int scanproto_send_raw(int sock, const void *pkt, size_t len, int fd,
 }
 
 /* take_fds - collect the descriptors of every SCM_RIGHTS message: the
- * first goes to *fd, the others are closed. */
-static void take_fds(struct msghdr *msg, int *fd)
+ * first two go to fds[0], fds[1] (else -1), the others are closed.
+ * Returns how many came. */
+static size_t take_fds(struct msghdr *msg, int fds[2])
 {
 	struct cmsghdr *c;
-	size_t i, nfds;
+	size_t i, nfds, got = 0;
 	int f;
 
+	fds[0] = fds[1] = -1;
 	for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS
 		    || c->cmsg_len < CMSG_LEN(0))
@@ -1182,12 +1206,23 @@ static void take_fds(struct msghdr *msg, int *fd)
 		nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (i = 0; i < nfds; i++) {
 			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*fd < 0)
-				*fd = f;
+			if (got < 2)
+				fds[got] = f;
 			else
 				close(f);
+			got++;
 		}
 	}
+	return got;
+}
+
+static void close_fds(int fds[2])
+{
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
 }
 
 /* The receive buffer: one per thread, kept (a fresh 256 KiB block per
@@ -1224,7 +1259,11 @@ int scanproto_recv_flags(int sock, json_object **out, int *fd, int flags)
 	return scanproto_recv_msg(sock, out, fd, flags, NULL, NULL);
 }
 
-int scanproto_recv_raw(int sock, const unsigned char **pkt, size_t *len, int *fd, int flags)
+/* recv_raw_fds - scanproto_recv_raw, keeping the first two descriptors
+ * in fds[] (-1 each when absent) and their count, extra ones included
+ * (closed), in *nfds */
+static int recv_raw_fds(int sock, const unsigned char **pkt, size_t *len, int fds[2],
+                        size_t *nfds, int flags)
 {
 	union {
 		struct cmsghdr hdr;
@@ -1237,7 +1276,8 @@ int scanproto_recv_raw(int sock, const unsigned char **pkt, size_t *len, int *fd
 
 	*pkt = NULL;
 	*len = 0;
-	*fd = -1;
+	fds[0] = fds[1] = -1;
+	*nfds = 0;
 	/* one byte more than the limit, so an oversized packet shows */
 	buf = recv_buffer();
 	memset(&msg, 0, sizeof(msg));
@@ -1253,23 +1293,32 @@ int scanproto_recv_raw(int sock, const unsigned char **pkt, size_t *len, int *fd
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -1;
-	take_fds(&msg, fd);
+	*nfds = take_fds(&msg, fds);
 	if (n == 0) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
+		close_fds(fds);
 		return 0;
 	}
 	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n > SCANPROTO_MAX_PACKET) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
+		close_fds(fds);
 		errno = EBADMSG;
 		return -1;
 	}
 	*pkt = (const unsigned char *)buf;
 	*len = (size_t)n;
 	return 1;
+}
+
+int scanproto_recv_raw(int sock, const unsigned char **pkt, size_t *len, int *fd, int flags)
+{
+	int fds[2], r;
+	size_t nfds;
+
+	r = recv_raw_fds(sock, pkt, len, fds, &nfds, flags);
+	/* one descriptor is all a packet but a big request carries */
+	if (fds[1] >= 0)
+		close(fds[1]);
+	*fd = fds[0];
+	return r;
 }
 
 int scanproto_recv_msg(int sock, json_object **out, int *fd, int flags,
@@ -1363,7 +1412,10 @@ static struct sbuf *enc_buffer(void)
 	b = pthread_getspecific(enc_key);
 	if (b == NULL) {
 		b = xmalloc(sizeof(*b));
-		sbuf_init(b, SCANPROTO_MAX_PACKET + 1);
+		/* no ceiling: an encoding that stopped at one would lose the
+		 * fields past it and still be sent; the length is checked once
+		 * it is whole */
+		sbuf_init(b, SIZE_MAX);
 		(void)pthread_setspecific(enc_key, b);
 	}
 	return b;
@@ -1386,22 +1438,61 @@ static void enc_done(void)
 		sbuf_free(b);
 }
 
-int scanproto_send_request(int sock, const struct scan_request *r, int fd)
+int scanproto_envelope_fd(const void *enc, size_t len)
 {
-	struct sbuf *b = enc_reset();
-	int rc, saved;
-
-	scan_request_encode(b, r);
-	if (b->len > SCANPROTO_MAX_PACKET) {
-		enc_done();
+	if (len > SCANPROTO_MAX_REQUEST) {
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (fd < 0 && r->stage == SCAN_MESSAGE && r->msg_inline)
+	return spool_sealed_copy(enc, len);
+}
+
+/* The big packet: the magic, then the encoding's length (8 bytes, host
+ * order like the rest of the wire). */
+#define BIG_PACKET_LEN 12
+
+int scanproto_send_big(int sock, int envfd, size_t len, int msgfd)
+{
+	unsigned char hdr[BIG_PACKET_LEN];
+	uint64_t n = len;
+	int fds[2] = { envfd, msgfd };
+	struct iovec iov;
+
+	memcpy(hdr, SCANPROTO_BIG_MAGIC, 4);
+	memcpy(hdr + 4, &n, sizeof(n));
+	iov.iov_base = hdr;
+	iov.iov_len = sizeof(hdr);
+	return send_iov_fds(sock, &iov, 1, sizeof(hdr), fds, msgfd >= 0 ? 2 : 1);
+}
+
+int scanproto_send_request(int sock, const struct scan_request *r, int fd)
+{
+	struct sbuf *b = enc_reset();
+	int rc, saved, own = -1, envfd = -1;
+
+	scan_request_encode(b, r);
+	if (fd < 0 && r->stage == SCAN_MESSAGE && r->msg_inline) {
 		rc = scanproto_send_raw(sock, b->data, b->len, -1, r->msg, r->msg_len, 1);
-	else
-		rc = scanproto_send_raw(sock, b->data, b->len, fd, NULL, 0, 0);
+		if (rc == 0 || errno != EMSGSIZE)
+			goto out;
+		/* too big with its envelope for one packet: as a memfd */
+		if ((own = spool_sealed_copy((const char *)r->msg, r->msg_len)) < 0)
+			goto out;
+		fd = own;
+	}
+	rc = scanproto_send_raw(sock, b->data, b->len, fd, NULL, 0, 0);
+	if (rc < 0 && errno == EMSGSIZE) {
+		/* the envelope alone passes one packet (many recipients): in a
+		 * memfd of its own */
+		if ((envfd = scanproto_envelope_fd(b->data, b->len)) >= 0)
+			rc = scanproto_send_big(sock, envfd, b->len, fd);
+	}
+out:
 	saved = errno;
+	if (own >= 0)
+		close(own);
+	if (envfd >= 0)
+		close(envfd);
 	enc_done();
 	errno = saved;
 	return rc;
@@ -1425,18 +1516,103 @@ int scanproto_send_result(int sock, const struct scan_result *r)
 	return rc;
 }
 
+/* read_envelope - the encoding in a big request's memfd, of n bytes as
+ * its packet says: a malloc'd copy, or NULL (errno EBADMSG, or ENOMEM).
+ * Sealed, it cannot change under us, and (memfd) no read of it blocks. */
+static unsigned char *read_envelope(int efd, uint64_t n)
+{
+	const int want = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+	unsigned char *buf;
+	struct stat st;
+	size_t got = 0;
+	ssize_t k;
+	int seals = fcntl(efd, F_GET_SEALS);
+
+	if (n == 0 || n > SCANPROTO_MAX_REQUEST || seals < 0 || (seals & want) != want
+	    || fstat(efd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != n) {
+		errno = EBADMSG;
+		return NULL;
+	}
+	/* not xmalloc: a front end must not make the scanner abort */
+	if ((buf = malloc((size_t)n)) == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	while (got < n) {
+		k = pread(efd, buf + got, (size_t)n - got, (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			free(buf);
+			errno = EBADMSG;
+			return NULL;
+		}
+		got += (size_t)k;
+	}
+	return buf;
+}
+
+/* recv_big - the request of a big packet pkt[0..len) (SCANPROTO_BIG_MAGIC):
+ * its encoding from fds[0], the message as fds[1] (none for an envelope
+ * request).  1 and *r, *fd; -1 with errno, fds closed. */
+static int recv_big(const unsigned char *pkt, size_t len, int fds[2], size_t nfds,
+                    struct scan_request *r, int *fd)
+{
+	unsigned char *buf;
+	uint64_t n;
+	size_t used;
+	int e;
+
+	if (len != BIG_PACKET_LEN || nfds < 1 || nfds > 2)
+		goto bad;
+	memcpy(&n, pkt + 4, sizeof(n));
+	if ((buf = read_envelope(fds[0], n)) == NULL) {
+		e = errno;
+		close_fds(fds);
+		errno = e;
+		return -1;
+	}
+	close(fds[0]);
+	fds[0] = -1;
+	if (scan_request_decode(buf, (size_t)n, r, &used) < 0) {
+		free(buf);
+		goto bad;
+	}
+	free(buf);
+	/* the whole memfd is the request (no inline message), and the
+	 * message descriptor is there exactly when the stage wants one */
+	if (used != n || (r->stage == SCAN_ENVELOPE ? nfds != 1 : nfds != 2)) {
+		scan_request_free(r);
+		memset(r, 0, sizeof(*r));
+		goto bad;
+	}
+	*fd = fds[1];
+	return 1;
+bad:
+	close_fds(fds);
+	errno = EBADMSG;
+	return -1;
+}
+
 int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned char **msg,
                            int flags)
 {
 	const unsigned char *pkt;
-	size_t len, used, blen;
-	int rc, has_body;
+	size_t len, used, blen, nfds;
+	int rc, has_body, fds[2];
 
 	memset(r, 0, sizeof(*r));
 	*msg = NULL;
-	rc = scanproto_recv_raw(sock, &pkt, &len, fd, flags);
+	*fd = -1;
+	rc = recv_raw_fds(sock, &pkt, &len, fds, &nfds, flags);
 	if (rc <= 0)
 		return rc;
+	if (len >= 4 && memcmp(pkt, SCANPROTO_BIG_MAGIC, 4) == 0)
+		return recv_big(pkt, len, fds, nfds, r, fd);
+	/* any packet but a big request carries one descriptor at most */
+	if (fds[1] >= 0)
+		close(fds[1]);
+	*fd = fds[0];
 	if (scan_request_decode(pkt, len, r, &used) < 0)
 		goto bad;
 	/* the message: a descriptor, or inline (the mark, then the bytes,

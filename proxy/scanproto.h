@@ -20,6 +20,23 @@
 
 #define SCANPROTO_MAX_PACKET (256 * 1024)
 
+/* Big envelopes.  Every recipient goes into the request, and one packet
+ * holds 256 KiB: 1000 recipients of ~300 octets do not fit it.  A request
+ * whose encoding does not fit one packet travels in a sealed memfd of its
+ * own (scanproto_send_big): the packet is then SCANPROTO_BIG_MAGIC and the
+ * encoding's length, with two descriptors, that memfd first, then the
+ * message's (none for an envelope-stage request).  The receiver takes at
+ * most SCANPROTO_MAX_REQUEST: 100000 recipients (max_recipients' maximum)
+ * of SMTP_PATH_MAX (512) octets are 51.6 MB, the other fields at most
+ * SCANPROTO_FIXED_MAX more.  A front end whose recipients are not bounded
+ * that way (the milter: the MTA chooses them) refuses a recipient that
+ * would take the envelope past SCANPROTO_RCPTS_MAX_BYTES
+ * (scan_request_rcpt_bytes each) with 452 at RCPT. */
+#define SCANPROTO_MAX_REQUEST (64 * 1024 * 1024)
+#define SCANPROTO_FIXED_MAX   (1024 * 1024)
+#define SCANPROTO_RCPTS_MAX_BYTES (SCANPROTO_MAX_REQUEST - SCANPROTO_FIXED_MAX)
+#define SCANPROTO_BIG_MAGIC   "MWqB"
+
 struct scan_request {
 	uint64_t id;                 /* chosen by the front end, echoed back */
 	char     session_id[17];
@@ -207,15 +224,33 @@ int scanproto_send_raw(int sock, const void *pkt, size_t len, int fd,
  * truncated or too large). */
 int scanproto_recv_raw(int sock, const unsigned char **pkt, size_t *len, int *fd, int flags);
 
+/* scan_request_rcpt_bytes - what one recipient adds to a request's
+ * encoding (a length, and the address as put_str cuts it) */
+size_t scan_request_rcpt_bytes(const char *rcpt);
+
+/* scanproto_envelope_fd - a new sealed memfd holding a request's encoding
+ * enc[0..len), for scanproto_send_big: fd, or -1 with errno (EMSGSIZE
+ * past SCANPROTO_MAX_REQUEST, which no receiver takes) */
+int scanproto_envelope_fd(const void *enc, size_t len);
+/* scanproto_send_big - the request in envfd (scanproto_envelope_fd, len
+ * bytes) as one small packet, its descriptors envfd and msgfd (if >= 0);
+ * both borrowed.  0, or -1 with errno */
+int scanproto_send_big(int sock, int envfd, size_t len, int msgfd);
+
 /* scanproto_send_request - r as one packet: with fd (>= 0) as SCM_RIGHTS,
- * or else r->msg inline when r->msg_inline.  0 / -1 errno (EMSGSIZE: send
- * the message as a memfd instead). */
+ * or else r->msg inline when r->msg_inline; an inline message that does
+ * not fit the packet with its envelope goes as a sealed memfd, and an
+ * envelope too big for a packet as scanproto_send_big.  0 / -1 errno
+ * (EMSGSIZE only past SCANPROTO_MAX_REQUEST). */
 int scanproto_send_request(int sock, const struct scan_request *r, int fd);
 /* scanproto_recv_request - one request: 1 and *r; the message as *fd or,
  * inline, r->msg/msg_len/msg_inline pointing into *msg (a malloc'd copy
- * the caller frees); an envelope request has neither.  0 on EOF, -1 with
- * errno (EAGAIN; EBADMSG: malformed, or a message that does not match the
- * stage, or both a descriptor and inline bytes). */
+ * the caller frees); an envelope request has neither.  A big request
+ * (scanproto_send_big) is read from its memfd: sealed, of the length the
+ * packet says, at most SCANPROTO_MAX_REQUEST, and nothing after the
+ * encoding.  0 on EOF, -1 with errno (EAGAIN; EBADMSG: malformed, or a
+ * message that does not match the stage, or both a descriptor and inline
+ * bytes). */
 int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned char **msg,
                            int flags);
 int scanproto_send_result(int sock, const struct scan_result *r);

@@ -145,10 +145,20 @@ int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd
 	if (r < 0) {
 		int e = errno;
 
-		snprintf(err, errlen, "sending to the scanner: %s", strerror(e));
 		close(sock);
 		/* SO_SNDTIMEO ran out: the scanner's queue is full */
-		return e == EAGAIN || e == EWOULDBLOCK ? -2 : -1;
+		if (e == EAGAIN || e == EWOULDBLOCK) {
+			snprintf(err, errlen, "sending to the scanner: %s", strerror(e));
+			return -2;
+		}
+		if (e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED) {
+			snprintf(err, errlen, "sending to the scanner: %s", strerror(e));
+			return -1;
+		}
+		/* the request itself (EMSGSIZE, ENOMEM, EMFILE for its memfd):
+		 * not the scanner's being away */
+		snprintf(err, errlen, "scan request not sent: %s", strerror(e));
+		return -3;
 	}
 	for (;;) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };

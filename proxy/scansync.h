@@ -23,9 +23,13 @@ void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, s
 
 /* scansync_scan - send req (req->id is set here) with the message fd (-1
  * for an envelope request) and wait for the answer at most timeout_ms.
- * 0 and *res filled; -1 with a one-line reason in err (no scanner, sent
- * nothing, bad answer), or -2 with one when timeout_ms ran out (sending or
- * waiting): the caller applies its fail action, and may say which. */
+ * 0 and *res filled; -1 with a one-line reason in err (no scanner, the
+ * connection failed, bad answer), or -2 with one when timeout_ms ran out
+ * (sending or waiting): the caller applies its fail action, and may say
+ * which.  -3 with a reason: this request could not be sent for a reason of
+ * its own (past SCANPROTO_MAX_REQUEST, no memory or descriptor for its
+ * memfd), the scanner is fine: never the fail action (which may be to
+ * accept unscanned), a tempfail. */
 int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
                   struct scan_result *res, char *err, size_t errlen);
 

@@ -998,6 +998,13 @@ static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 	resume(s);
 }
 
+/* Every recipient max_recipients lets in goes into the scan request, and
+ * the scanner takes one of at most SCANPROTO_MAX_REQUEST: its maximum
+ * must fit, each with its DSN parameters (rcpt_dsn), or a transaction the client was told 250 for could never be
+ * scanned (scanproto.h "Big envelopes"). */
+_Static_assert((unsigned long long)CONFIG_MAX_RECIPIENTS_MAX * (4 + SMTP_PATH_MAX + 4 + SMTP_DSN_RCPT_MAX)
+               <= SCANPROTO_RCPTS_MAX_BYTES, "max_recipients' maximum passes a scan request");
+
 static void cmd_rcpt(struct session *s, const char *arg)
 {
 	struct smtp_path_args a;

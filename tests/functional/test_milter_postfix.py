@@ -279,3 +279,32 @@ def test_outbound_replaced_body_signed_through_postfix(site, tmp_path):
         ["text/plain; charset=us-ascii"]
     assert len(dkimlib.signatures(got)) == 2
     assert dkimlib.dkimpy_verify_all(got, dns) == [True, True]
+
+
+def test_rejected_message_to_1000_long_recipients_is_scanned(site):
+    """1000 recipients of 300 octets (Postfix's smtpd_recipient_limit is
+    1000, and it relays such addresses) make the end-of-message scan
+    request bigger than one scanner packet (256 KiB).  Until session 19
+    the milter took the failed send for "scanner unavailable" and applied
+    milter_default_action: with accept, a message the filters reject was
+    relayed, unscanned, to all 1000.  It is refused now, and a clean one
+    to the same 1000 is relayed (test_big_envelope.py: the same without
+    Postfix)."""
+    pf, mw, sink = site(opts=[("milter_default_action", "accept")])
+    rcpts = ["%s%04d@%s.example.net" % ("r" * 230, i, "d" * 60) for i in range(1000)]
+    bad = make_msg(subject="x", headers=[("X-Action", "reject")])
+    with smtplib.SMTP("127.0.0.1", pf.port, timeout=120) as c:
+        c.ehlo("client.example.org")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("s@example.org", rcpts, bad)
+        assert e.value.smtp_code == 550, e.value
+        c.rset()
+        assert c.sendmail("s@example.org", rcpts, make_msg(subject="newsletter")) == {}
+    recs = [r for r in mw.audit(2) if r.get("listener") == "milter"]
+    assert [r["action"] for r in recs[-2:]] == ["reject", "accept"], recs[-2:]
+    assert not any(r.get("fault") for r in recs[-2:]), recs[-2:]
+    # Postfix relays to 50 recipients a transaction (its default)
+    assert wait_until(lambda: sum(len(m.rcpt_tos) for m in sink.messages) >= 1000, 60.0), \
+        pf.log()[-3000:]
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == sorted(rcpts)
+    assert all(b"newsletter" in m.content for m in sink.messages)

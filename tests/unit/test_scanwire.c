@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -488,24 +489,192 @@ static void test_result_short_symbols(void **state)
 	sbuf_free(&enc);
 }
 
+/* an inline message too big for the packet with its envelope goes as a
+ * sealed memfd (until session 19: EMSGSIZE); an envelope past what any
+ * receiver takes (SCANPROTO_MAX_REQUEST) is refused before a memfd */
 static void test_too_big(void **state)
 {
-	struct scan_request a;
-	int sv[2];
+	struct scan_request a, b;
+	unsigned char *msg;
+	int sv[2], fd;
 	size_t n = SCANPROTO_MAX_PACKET;
 	unsigned char *big = calloc(1, n);
 	(void)state;
 
 	pair(sv);
 	fill_request(&a);
+	big[n - 1] = 'z';
 	a.msg = big;
 	a.msg_len = n;
 	a.msg_inline = 1;
-	assert_int_equal(scanproto_send_request(sv[0], &a, -1), -1);
-	assert_int_equal(errno, EMSGSIZE);
+	assert_int_equal(scanproto_send_request(sv[0], &a, -1), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_null(msg);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+	char last = 0;
+	assert_int_equal(pread(fd, &last, 1, (off_t)n - 1), 1);
+	assert_int_equal(last, 'z');
+	close(fd);
+	scan_request_free(&b);
 	a.msg = NULL;
 	scan_request_free(&a);
 	free(big);
+	errno = 0;
+	assert_int_equal(scanproto_envelope_fd("x", (size_t)SCANPROTO_MAX_REQUEST + 1), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* send_big_raw - a big-request packet of len bytes (magic, the length n)
+ * with the descriptors given */
+static void send_big_raw(int sock, uint64_t n, size_t len, const int *fds, size_t nfds)
+{
+	unsigned char pkt[32];
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(3 * sizeof(int))];
+	} cm;
+	struct iovec iov = { pkt, len };
+	struct msghdr m;
+
+	memset(pkt, 0, sizeof(pkt));
+	memcpy(pkt, SCANPROTO_BIG_MAGIC, 4);
+	memcpy(pkt + 4, &n, sizeof(n));
+	memset(&m, 0, sizeof(m));
+	memset(&cm, 0, sizeof(cm));
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	if (nfds > 0) {
+		m.msg_control = cm.buf;
+		m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	assert_int_equal(sendmsg(sock, &m, 0), (ssize_t)len);
+}
+
+/* expect_refused - the next request on sock is refused, its descriptors
+ * closed, and the socket goes on */
+static void expect_refused(int sock)
+{
+	struct scan_request b;
+	unsigned char *msg;
+	int fd;
+
+	errno = 0;
+	assert_int_equal(scanproto_recv_request(sock, &b, &fd, &msg, 0), -1);
+	assert_int_equal(errno, EBADMSG);
+	assert_int_equal(fd, -1);
+	assert_null(msg);
+}
+
+/* a big request (its encoding in a memfd of its own) as a hostile front
+ * end could send it: each is refused, descriptors closed */
+static void test_big_hostile(void **state)
+{
+	struct scan_request a, b;
+	struct sbuf enc;
+	unsigned char *msg;
+	int sv[2], fd, env, mfd, plain;
+	(void)state;
+
+	pair(sv);
+	fill_request(&a);
+	sbuf_init(&enc, 1 << 20);
+	scan_request_encode(&enc, &a);
+	env = scanproto_envelope_fd(enc.data, enc.len);
+	mfd = spool_sealed_copy("abc", 3);
+	assert_true(env >= 0 && mfd >= 0);
+
+	/* well formed: taken, even when it would have fit a packet */
+	assert_int_equal(scanproto_send_big(sv[0], env, enc.len, mfd), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_true(fd >= 0);
+	assert_null(msg);
+	assert_int_equal(b.nrcpts, 3);
+	assert_string_equal(b.rcpts[1], a.rcpts[1]);
+	close(fd);
+	scan_request_free(&b);
+
+	/* a message request without its message; a message descriptor on
+	 * an envelope request */
+	assert_int_equal(scanproto_send_big(sv[0], env, enc.len, -1), 0);
+	expect_refused(sv[1]);
+	a.stage = SCAN_ENVELOPE;
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+	int env2 = scanproto_envelope_fd(enc.data, enc.len);
+	assert_int_equal(scanproto_send_big(sv[0], env2, enc.len, mfd), 0);
+	expect_refused(sv[1]);
+	assert_int_equal(scanproto_send_big(sv[0], env2, enc.len, -1), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_int_equal(fd, -1);
+	assert_int_equal(b.stage, SCAN_ENVELOPE);
+	scan_request_free(&b);
+	close(env2);
+	a.stage = SCAN_MESSAGE;
+	sbuf_reset(&enc);
+	scan_request_encode(&enc, &a);
+
+	/* a length other than the memfd's; none; past SCANPROTO_MAX_REQUEST */
+	assert_int_equal(scanproto_send_big(sv[0], env, enc.len - 1, mfd), 0);
+	expect_refused(sv[1]);
+	assert_int_equal(scanproto_send_big(sv[0], env, enc.len + 1, mfd), 0);
+	expect_refused(sv[1]);
+	assert_int_equal(scanproto_send_big(sv[0], env, 0, mfd), 0);
+	expect_refused(sv[1]);
+	int two[3] = { env, mfd, mfd };
+	send_big_raw(sv[0], (uint64_t)SCANPROTO_MAX_REQUEST + 1, 12, two, 2);
+	expect_refused(sv[1]);
+	/* no descriptor; three; a packet of another length */
+	send_big_raw(sv[0], enc.len, 12, two, 0);
+	expect_refused(sv[1]);
+	send_big_raw(sv[0], enc.len, 12, two, 3);
+	expect_refused(sv[1]);
+	send_big_raw(sv[0], enc.len, 13, two, 2);
+	expect_refused(sv[1]);
+	/* an unsealed file: it could change under the reader, or be a
+	 * pipe that blocks it */
+	plain = memfd_create("plain", MFD_CLOEXEC);
+	assert_true(plain >= 0);
+	assert_int_equal(write(plain, enc.data, enc.len), (ssize_t)enc.len);
+	assert_int_equal(scanproto_send_big(sv[0], plain, enc.len, mfd), 0);
+	expect_refused(sv[1]);
+	close(plain);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(scanproto_send_big(sv[0], p[0], enc.len, mfd), 0);
+	expect_refused(sv[1]);
+	close(p[0]);
+	close(p[1]);
+	/* an encoding with a byte after it (an inline message has no place
+	 * there), and a truncated one */
+	sbuf_addc(&enc, 'M');
+	int env3 = scanproto_envelope_fd(enc.data, enc.len);
+	assert_int_equal(scanproto_send_big(sv[0], env3, enc.len, mfd), 0);
+	expect_refused(sv[1]);
+	close(env3);
+	env3 = scanproto_envelope_fd(enc.data, enc.len - 2);
+	assert_int_equal(scanproto_send_big(sv[0], env3, enc.len - 2, mfd), 0);
+	expect_refused(sv[1]);
+	close(env3);
+
+	/* the socket is still in step: a plain request goes through */
+	assert_int_equal(scanproto_send_request(sv[0], &a, mfd), 0);
+	assert_int_equal(scanproto_recv_request(sv[1], &b, &fd, &msg, 0), 1);
+	assert_true(fd >= 0);
+	close(fd);
+	scan_request_free(&b);
+
+	close(env);
+	close(mfd);
+	sbuf_free(&enc);
+	scan_request_free(&a);
 	close(sv[0]);
 	close(sv[1]);
 }
@@ -522,6 +691,7 @@ int main(void)
 		cmocka_unit_test(test_result_new_body),
 		cmocka_unit_test(test_result_short_symbols),
 		cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_big_hostile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
