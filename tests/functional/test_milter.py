@@ -430,3 +430,32 @@ def test_greylisting_refuses_the_recipient_at_rcpt(milter_factory, tmp_path):
     assert out.rcpt["new@example.net"] == "continue"
     assert out.eom == "continue"
     assert "rcpt_checks_cut" not in audit_records(m.mw)[-1]
+
+
+def test_quarantine_keeps_the_recipients_dsn_arguments(milter, tmp_path):
+    """The MTA hands the milter each RCPT's ESMTP arguments (argv[1..]):
+    their NOTIFY/ORCPT go into the scan request and the quarantine record
+    (envelope.rcpt_dsn), so that a release sends them; anything else (an
+    unknown parameter, a malformed NOTIFY) is not kept.  Session 19 (rcpt19)
+    wrote this path with no test through the milter."""
+    from milterlib import RawMilter
+    msg = make_msg(subject="x", headers=[("X-Action", "quarantine")])
+    port = int(milter.sock.split(":")[1].split("@")[0])
+    with RawMilter(port) as c:
+        c.negotiate().connect()
+        c.mail()
+        c.step(b"R", b"<r1@example.net>\0NOTIFY=SUCCESS,FAILURE\0ORCPT=rfc822;r1@example.net\0")
+        c.step(b"R", b"<r2@example.net>\0")
+        c.step(b"R", b"<r3@example.net>\0NOTIFY=NEVER,SUCCESS\0X-FOO=1\0")
+        c.body(c.headers(msg))
+        verdict, _, _ = c.eom()
+    assert verdict == b"d", verdict
+    rec = audit_records(milter.mw)[-1]
+    qid = rec["quarantine_id"]
+    shown = subprocess.run([os.environ["MW_BIN"], "quarantine", "-o",
+                            "quarantine_dir=" + milter.mw.quarantine_dir, "show", "--json", qid],
+                           capture_output=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    env = json.loads(shown.stdout)["envelope"]
+    assert env["rcpts"] == ["r1@example.net", "r2@example.net", "r3@example.net"], env
+    assert env["rcpt_dsn"] == ["NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;r1@example.net", "", ""], env
