@@ -288,9 +288,27 @@ void bug(const char *fmt, ...)
 	abort();
 }
 
-/* log_esc - see log.h.  Two passes: if the escaped form fits whole it is
- * written whole; otherwise as many whole escapes as leave room for "...". */
-char *log_esc(char *out, size_t outsz, const void *s, size_t len)
+/* esc_width - how a byte of outside text is written: 1 as it is, 2 "\\",
+ * 4 "\xHH".  Besides the bytes a terminal or journald cannot take, '"'
+ * and '=' are escaped everywhere: text from the network then can neither
+ * end a quoted value nor make a key=value field of its own in a line that
+ * a parser splits into fields (a MAIL FROM holding " action=accept").
+ * word: the value stands bare (key=VALUE, from=<VALUE>), so a space, '<'
+ * and '>' are escaped too and the value is one token. */
+static size_t esc_width(unsigned char c, int word)
+{
+	if (c == '\\')
+		return 2;
+	if (c < 0x20 || c > 0x7e || c == '"' || c == '=')
+		return 4;
+	if (word && (c == ' ' || c == '<' || c == '>'))
+		return 4;
+	return 1;
+}
+
+/* Two passes: if the escaped form fits whole it is written whole;
+ * otherwise as many whole escapes as leave room for "...". */
+static char *esc(char *out, size_t outsz, const void *s, size_t len, int word)
 {
 	const unsigned char *p = s;
 	static const char hex[] = "0123456789abcdef";
@@ -302,11 +320,11 @@ char *log_esc(char *out, size_t outsz, const void *s, size_t len)
 	if (p == NULL)
 		len = 0;
 	for (i = 0; i < len && total <= room; i++)
-		total += (p[i] == '\\') ? 2 : (p[i] < 0x20 || p[i] > 0x7e) ? 4 : 1;
+		total += esc_width(p[i], word);
 	if (total > room)		/* truncate: reserve the marker */
 		room = room >= 3 ? room - 3 : 0;
 	for (i = 0; i < len; i++) {
-		w = (p[i] == '\\') ? 2 : (p[i] < 0x20 || p[i] > 0x7e) ? 4 : 1;
+		w = esc_width(p[i], word);
 		if (o + w > room)
 			break;
 		if (w == 1)
@@ -326,4 +344,15 @@ char *log_esc(char *out, size_t outsz, const void *s, size_t len)
 			out[o++] = '.';
 	out[o] = '\0';
 	return out;
+}
+
+/* log_esc, log_esc_word - see log.h */
+char *log_esc(char *out, size_t outsz, const void *s, size_t len)
+{
+	return esc(out, outsz, s, len, 0);
+}
+
+char *log_esc_word(char *out, size_t outsz, const void *s, size_t len)
+{
+	return esc(out, outsz, s, len, 1);
 }
