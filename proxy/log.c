@@ -289,26 +289,31 @@ void bug(const char *fmt, ...)
 }
 
 /* esc_width - how a byte of outside text is written: 1 as it is, 2 "\\",
- * 4 "\xHH".  Besides the bytes a terminal or journald cannot take, '"'
- * and '=' are escaped everywhere: text from the network then can neither
- * end a quoted value nor make a key=value field of its own in a line that
- * a parser splits into fields (a MAIL FROM holding " action=accept").
- * word: the value stands bare (key=VALUE, from=<VALUE>), so a space, '<'
- * and '>' are escaped too and the value is one token. */
-static size_t esc_width(unsigned char c, int word)
+ * 4 "\xHH".  mode ESC_TEXT: the bytes a terminal or journald cannot take.
+ * ESC_QUOTED, for a value in quotes (reply="..."): '"' and '=' too, so
+ * that text from the network can neither end the value nor make a
+ * key=value field of its own in a line a parser splits into fields (a
+ * MAIL FROM holding " action=accept").  ESC_WORD, for a value that stands
+ * bare (key=VALUE, from=<VALUE>): a space, '<' and '>' as well, so that
+ * the value is one token. */
+enum { ESC_TEXT, ESC_QUOTED, ESC_WORD };
+
+static size_t esc_width(unsigned char c, int mode)
 {
 	if (c == '\\')
 		return 2;
-	if (c < 0x20 || c > 0x7e || c == '"' || c == '=')
+	if (c < 0x20 || c > 0x7e)
 		return 4;
-	if (word && (c == ' ' || c == '<' || c == '>'))
+	if (mode >= ESC_QUOTED && (c == '"' || c == '='))
+		return 4;
+	if (mode == ESC_WORD && (c == ' ' || c == '<' || c == '>'))
 		return 4;
 	return 1;
 }
 
 /* Two passes: if the escaped form fits whole it is written whole;
  * otherwise as many whole escapes as leave room for "...". */
-static char *esc(char *out, size_t outsz, const void *s, size_t len, int word)
+static char *esc(char *out, size_t outsz, const void *s, size_t len, int mode)
 {
 	const unsigned char *p = s;
 	static const char hex[] = "0123456789abcdef";
@@ -320,11 +325,11 @@ static char *esc(char *out, size_t outsz, const void *s, size_t len, int word)
 	if (p == NULL)
 		len = 0;
 	for (i = 0; i < len && total <= room; i++)
-		total += esc_width(p[i], word);
+		total += esc_width(p[i], mode);
 	if (total > room)		/* truncate: reserve the marker */
 		room = room >= 3 ? room - 3 : 0;
 	for (i = 0; i < len; i++) {
-		w = esc_width(p[i], word);
+		w = esc_width(p[i], mode);
 		if (o + w > room)
 			break;
 		if (w == 1)
@@ -346,13 +351,18 @@ static char *esc(char *out, size_t outsz, const void *s, size_t len, int word)
 	return out;
 }
 
-/* log_esc, log_esc_word - see log.h */
+/* log_esc, log_esc_quoted, log_esc_word - see log.h */
 char *log_esc(char *out, size_t outsz, const void *s, size_t len)
 {
-	return esc(out, outsz, s, len, 0);
+	return esc(out, outsz, s, len, ESC_TEXT);
+}
+
+char *log_esc_quoted(char *out, size_t outsz, const void *s, size_t len)
+{
+	return esc(out, outsz, s, len, ESC_QUOTED);
 }
 
 char *log_esc_word(char *out, size_t outsz, const void *s, size_t len)
 {
-	return esc(out, outsz, s, len, 1);
+	return esc(out, outsz, s, len, ESC_WORD);
 }

@@ -623,7 +623,7 @@ static void audit_txn(struct session *s, struct txn *t)
 		     s->ntxn, log_esc_word(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
 		     t->naccepted, t->nrcpts + t->unlisted, (unsigned long long)t->size,
 		     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none",
-		     log_esc(resc, sizeof resc, t->reply, strlen(t->reply)),
+		     log_esc_quoted(resc, sizeof resc, t->reply, strlen(t->reply)),
 		     t->queue_id[0] ? " queue_id=" : "",
 		     log_esc_word(qesc, sizeof qesc, t->queue_id, strlen(t->queue_id)),
 		     t->have_res && t->res.timed_out[0] ? " timed_out=\"" : "",

@@ -466,7 +466,7 @@ static void test_esc(void **st)
 	}
 }
 
-/* log_esc_word, and what both keep out of a line: a value from the
+/* log_esc_quoted, log_esc_word, and what they keep out of a line: a value from the
  * network can neither end a quoted value nor make a key=value of its own
  * (a MAIL FROM:<"x action=accept"@d> read by a field parser) */
 static void test_esc_fields(void **st)
@@ -477,6 +477,8 @@ static void test_esc_fields(void **st)
 
 	(void)st;
 	log_esc(out, sizeof out, "a \"b\" c=d <e>", 13);
+	assert_string_equal(out, "a \"b\" c=d <e>");      /* free text */
+	log_esc_quoted(out, sizeof out, "a \"b\" c=d <e>", 13);
 	assert_string_equal(out, "a \\x22b\\x22 c\\x3dd <e>");
 	log_esc_word(out, sizeof out, "a \"b\" c=d <e>", 13);
 	assert_string_equal(out, "a\\x20\\x22b\\x22\\x20c\\x3dd\\x20\\x3ce\\x3e");
@@ -490,7 +492,7 @@ static void test_esc_fields(void **st)
 
 	for (i = 0; i < 256; i++)
 		bytes[i] = (unsigned char)i;
-	log_esc(out, sizeof out, bytes, sizeof bytes);
+	log_esc_quoted(out, sizeof out, bytes, sizeof bytes);
 	assert_null(strchr(out, '"'));
 	assert_null(strchr(out, '='));
 	log_esc_word(out, sizeof out, bytes, sizeof bytes);
