@@ -306,7 +306,7 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 			char esc[4 * sizeof(seen)];
 
 			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key,
-			     log_esc(esc, sizeof(esc), seen, strlen(seen)));
+			     log_esc_quoted(esc, sizeof(esc), seen, strlen(seen)));
 			break;
 		}
 		if (l.was == l.now) {

@@ -159,7 +159,7 @@ static void say_dropped(const struct mw_ctx *ctx, const char *what, const char *
 	char esc[128];
 
 	slog(sid(ctx), LOG_WARNING, "filter=%s dropped %s \"%s\": %s", ctx->name, what,
-	    log_esc(esc, sizeof(esc), text ? text : "(null)", text ? strlen(text) : 6), why);
+	    log_esc_quoted(esc, sizeof(esc), text ? text : "(null)", text ? strlen(text) : 6), why);
 }
 
 /* writer_ok - may this call write the message's result through ctx?  Only
@@ -452,7 +452,7 @@ void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_tex
 			slog(sid(ctx), LOG_WARNING, "filter=%s verdict %s: reply text \"%s\" "
 			    "replaced by the configured one (printable ASCII, 1 to %d "
 			    "chars, no code)", ctx->name, mw_action_name(action),
-			    log_esc(esc, sizeof(esc), reply_text, strlen(reply_text)),
+			    log_esc_quoted(esc, sizeof(esc), reply_text, strlen(reply_text)),
 			    MW_MAX_REPLY_TEXT);
 	}
 }

@@ -69,6 +69,87 @@ int jsonw_escape(struct sbuf *out, const char *p, size_t len)
 	return 0;
 }
 
+static void before_value(struct jsonw *w);
+static void put(struct jsonw *w, const char *s, size_t n);
+
+/* item - how p[i..len) starts in a literal: returns the input bytes of
+ * one item (a byte, a whole UTF-8 character, or an ill-formed subpart),
+ * its output bytes in *w (as jsonw_escape writes them) */
+static size_t item(const unsigned char *u, size_t i, size_t len, size_t *w)
+{
+	unsigned char c = u[i];
+	size_t n, bad;
+
+	if (plain(c)) {
+		*w = 1;
+		return 1;
+	}
+	if (c >= 0x80) {
+		if ((n = utf8_seq(u + i, len - i, &bad)) != 0) {
+			*w = n;
+			return n;
+		}
+		*w = sizeof(REPL);
+		return bad;
+	}
+	switch (c) {
+	case '"': case '\\': case '\b': case '\f': case '\n': case '\r': case '\t':
+		*w = 2;
+		break;
+	default:
+		*w = 6;
+	}
+	return 1;
+}
+
+size_t jsonw_escaped_len(const char *p, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t i = 0, total = 2, w;
+
+	while (i < len) {
+		i += item(u, i, len, &w);
+		total += w;
+	}
+	return total;
+}
+
+void jsonw_str_max(struct jsonw *w, const char *p, size_t len, size_t max)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t i = 0, total = 2, n, iw;
+
+	if (max < 8)
+		max = 8;
+	if (jsonw_escaped_len(p, len) <= max) {
+		jsonw_str(w, p, len);
+		return;
+	}
+	/* the longest prefix of whole items that leaves room for "..." */
+	while (i < len) {
+		n = item(u, i, len, &iw);
+		if (total + iw + 3 > max)
+			break;
+		total += iw;
+		i += n;
+	}
+	before_value(w);
+	if (!w->failed && jsonw_escape(w->out, p, i) < 0)
+		w->failed = 1;
+	if (!w->failed) {
+		w->out->len--;                  /* its closing quote, after the marker */
+		put(w, "...\"", 4);
+	}
+}
+
+void jsonw_init_inside(struct jsonw *w, struct sbuf *out)
+{
+	jsonw_init(w, out);
+	w->depth = 1;
+	w->first[0] = 0;
+	w->first[1] = 0;
+}
+
 void jsonw_init(struct jsonw *w, struct sbuf *out)
 {
 	memset(w, 0, sizeof(*w));

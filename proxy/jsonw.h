@@ -51,6 +51,17 @@ void jsonw_bool(struct jsonw *w, int v);
  * which JSON cannot hold, are written as null */
 void jsonw_num(struct jsonw *w, double d, int decimals);
 
+/* jsonw_str_max - jsonw_str, the literal (quotes included) cut to at most
+ * max bytes (max >= 8): as many whole characters as fit with "..." after
+ * them, which marks the cut */
+void jsonw_str_max(struct jsonw *w, const char *p, size_t len, size_t max);
+/* jsonw_escaped_len - the length of jsonw_escape's literal of p[0..len) */
+size_t jsonw_escaped_len(const char *p, size_t len);
+/* jsonw_init_inside - write the rest of an object whose first members
+ * were written elsewhere: each key gets its comma, jsonw_object_end
+ * closes it */
+void jsonw_init_inside(struct jsonw *w, struct sbuf *out);
+
 /* jsonw_escape - append the JSON string literal of p[0..len) (with its
  * quotes) to out.  0, or -1 if out's limit was reached. */
 int jsonw_escape(struct sbuf *out, const char *p, size_t len);

@@ -288,9 +288,32 @@ void bug(const char *fmt, ...)
 	abort();
 }
 
-/* log_esc - see log.h.  Two passes: if the escaped form fits whole it is
- * written whole; otherwise as many whole escapes as leave room for "...". */
-char *log_esc(char *out, size_t outsz, const void *s, size_t len)
+/* esc_width - how a byte of outside text is written: 1 as it is, 2 "\\",
+ * 4 "\xHH".  mode ESC_TEXT: the bytes a terminal or journald cannot take.
+ * ESC_QUOTED, for a value in quotes (reply="..."): '"' and '=' too, so
+ * that text from the network can neither end the value nor make a
+ * key=value field of its own in a line a parser splits into fields (a
+ * MAIL FROM holding " action=accept").  ESC_WORD, for a value that stands
+ * bare (key=VALUE, from=<VALUE>): a space, '<' and '>' as well, so that
+ * the value is one token. */
+enum { ESC_TEXT, ESC_QUOTED, ESC_WORD };
+
+static size_t esc_width(unsigned char c, int mode)
+{
+	if (c == '\\')
+		return 2;
+	if (c < 0x20 || c > 0x7e)
+		return 4;
+	if (mode >= ESC_QUOTED && (c == '"' || c == '='))
+		return 4;
+	if (mode == ESC_WORD && (c == ' ' || c == '<' || c == '>'))
+		return 4;
+	return 1;
+}
+
+/* Two passes: if the escaped form fits whole it is written whole;
+ * otherwise as many whole escapes as leave room for "...". */
+static char *esc(char *out, size_t outsz, const void *s, size_t len, int mode)
 {
 	const unsigned char *p = s;
 	static const char hex[] = "0123456789abcdef";
@@ -302,11 +325,11 @@ char *log_esc(char *out, size_t outsz, const void *s, size_t len)
 	if (p == NULL)
 		len = 0;
 	for (i = 0; i < len && total <= room; i++)
-		total += (p[i] == '\\') ? 2 : (p[i] < 0x20 || p[i] > 0x7e) ? 4 : 1;
+		total += esc_width(p[i], mode);
 	if (total > room)		/* truncate: reserve the marker */
 		room = room >= 3 ? room - 3 : 0;
 	for (i = 0; i < len; i++) {
-		w = (p[i] == '\\') ? 2 : (p[i] < 0x20 || p[i] > 0x7e) ? 4 : 1;
+		w = esc_width(p[i], mode);
 		if (o + w > room)
 			break;
 		if (w == 1)
@@ -326,4 +349,20 @@ char *log_esc(char *out, size_t outsz, const void *s, size_t len)
 			out[o++] = '.';
 	out[o] = '\0';
 	return out;
+}
+
+/* log_esc, log_esc_quoted, log_esc_word - see log.h */
+char *log_esc(char *out, size_t outsz, const void *s, size_t len)
+{
+	return esc(out, outsz, s, len, ESC_TEXT);
+}
+
+char *log_esc_quoted(char *out, size_t outsz, const void *s, size_t len)
+{
+	return esc(out, outsz, s, len, ESC_QUOTED);
+}
+
+char *log_esc_word(char *out, size_t outsz, const void *s, size_t len)
+{
+	return esc(out, outsz, s, len, ESC_WORD);
 }

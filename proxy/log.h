@@ -26,7 +26,16 @@ void bug(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* log_esc - printable copy of len bytes of s into out (at most outsz-1
  * chars, always NUL-terminated): bytes outside 0x20..0x7e become \xHH,
- * backslash becomes \\; truncation marked with "...".  Returns out. */
+ * backslash becomes \\; truncation marked with "...".  Returns out.  For
+ * free text (after a colon, at the end of a line).
+ * log_esc_quoted - the same, and '"' and '=' become \xHH too: for a value
+ * in quotes (reply="%s"), which outside text then can neither end early
+ * nor use to start a forged key=value.
+ * log_esc_word - as log_esc_quoted, and a space, '<' and '>' become \xHH
+ * too: for a value that stands bare in a line (from=<%s>, helo=%s,
+ * authenticated as %s), which then stays one token, whatever was sent. */
 char *log_esc(char *out, size_t outsz, const void *s, size_t len);
+char *log_esc_quoted(char *out, size_t outsz, const void *s, size_t len);
+char *log_esc_word(char *out, size_t outsz, const void *s, size_t len);
 
 #endif

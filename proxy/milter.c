@@ -27,8 +27,10 @@
 #include <libmilter/mfapi.h>
 
 #include "audit.h"
+#include "auditcap.h"
 #include "ctlmsg.h"
 #include "headers.h"
+#include "jsonw.h"
 #include "log.h"
 #include "milter.h"
 #include "milter_accept.h"
@@ -300,131 +302,227 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
 
 /* --- the audit record (the same fields as a proxy transaction) ------------------- */
 
-static json_object *jstr(const char *v)
-{
-	return json_string_bytes(v ? v : "", v ? strlen(v) : 0);
-}
+/* The audit record is written as the proxy's is (jsonw.h), within the
+ * bounds of auditcap.h: the MTA hands over up to MAX_RCPTS recipients and
+ * addresses, a HELO and a sender of any length. */
 
-/* timed_out_object - "spamd=spamd_timeout clamd=scan_deadline" as
+/* timed_out_write - "spamd=spamd_timeout clamd=scan_deadline" as
  * {filter: what ran out} */
-static json_object *timed_out_object(const char *list)
+static void timed_out_write(struct jsonw *w, const char *list)
 {
-	json_object *to = json_object_new_object();
-
+	jsonw_object_begin(w);
 	for (const char *p = list; *p; ) {
 		size_t len = strcspn(p, " "), k = strcspn(p, "=");
 		char key[64];
 
 		if (k < len) {
 			snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
-			json_object_object_add(to, key, json_object_new_string_len(p + k + 1,
-			    (int)(len - k - 1)));
+			jsonw_key(w, key);
+			jsonw_str_max(w, p + k + 1, len - k - 1, AUDIT_TEXT_MAX);
 		}
 		p += len;
 		p += strspn(p, " ");
 	}
-	return to;
+	jsonw_object_end(w);
 }
 
 /* rcpt_checks_cut - the recipients whose check at RCPT was cut short or
- * got no answer, each with what ran out and what it got; NULL if none.
+ * got no answer, each with what ran out and what it got; nothing if none.
  * The check's own result is dropped once the recipient is let through, so
- * without this a cut that passed a recipient was only in the logs. */
-static json_object *rcpt_checks_cut(const struct msess *s)
+ * without this a cut that passed a recipient was only in the logs.  At
+ * most AUDIT_REFUSED_LISTED of them are listed, the rest counted
+ * (rcpt_checks_cut_unlisted): a scanner that stops answering cuts every
+ * recipient. */
+static void rcpt_checks_cut(struct jsonw *w, const struct msess *s)
 {
-	json_object *a = NULL;
-	size_t i;
+	size_t i, listed = 0, unlisted = 0;
 
 	for (i = 0; i < s->nrcpts; i++) {
 		const struct rcpt *r = &s->rcpts[i];
-		json_object *o;
 
 		if (r->cut_timed_out == NULL && r->cut_fault == NULL)
 			continue;
-		if (a == NULL)
-			a = json_object_new_array();
-		o = json_object_new_object();
-		json_object_object_add(o, "address", jstr(r->addr));
-		if (r->cut_timed_out != NULL)
-			json_object_object_add(o, "timed_out", timed_out_object(r->cut_timed_out));
-		if (r->cut_fault != NULL)
-			json_object_object_add(o, "fault", jstr(r->cut_fault));
-		json_object_object_add(o, "action", json_object_new_string(r->cut_action));
-		json_object_array_add(a, o);
+		if (listed == AUDIT_REFUSED_LISTED) {
+			unlisted++;
+			continue;
+		}
+		if (listed++ == 0) {
+			jsonw_key(w, "rcpt_checks_cut");
+			jsonw_array_begin(w);
+		}
+		jsonw_object_begin(w);
+		jsonw_key(w, "address");
+		audit_text(w, r->addr, AUDIT_RCPT_REPLY_MAX);
+		if (r->cut_timed_out != NULL) {
+			jsonw_key(w, "timed_out");
+			timed_out_write(w, r->cut_timed_out);
+		}
+		if (r->cut_fault != NULL) {
+			jsonw_key(w, "fault");
+			audit_text(w, r->cut_fault, AUDIT_RCPT_REPLY_MAX);
+		}
+		jsonw_key(w, "action");
+		jsonw_cstr(w, r->cut_action);
+		jsonw_object_end(w);
 	}
-	return a;
+	if (listed > 0)
+		jsonw_array_end(w);
+	if (unlisted > 0) {
+		jsonw_key(w, "rcpt_checks_cut_unlisted");
+		jsonw_int(w, (int64_t)unlisted);
+	}
+}
+
+/* audit_tail - the record after its rcpts list, closing brace included */
+static void audit_tail(struct jsonw *w, struct msess *s, const struct scan_result *res,
+                       const char *action, const char *reply, const char *queue_id,
+                       const char *fault)
+{
+	size_t i, start, unlisted = 0;
+
+	jsonw_key(w, "message_id");
+	audit_text(w, s->message_id, AUDIT_TEXT_MAX);
+	jsonw_key(w, "subject");
+	audit_text(w, s->subject, AUDIT_TEXT_MAX);
+	jsonw_key(w, "size");
+	jsonw_int(w, (int64_t)s->spool.size);
+	start = w->out->len;
+	jsonw_key(w, "symbols");
+	jsonw_array_begin(w);
+	for (i = 0; res != NULL && i < res->nsymbols; i++) {
+		size_t before = w->out->len;
+		unsigned char first = w->first[w->depth];
+
+		jsonw_object_begin(w);
+		jsonw_key(w, "name");
+		audit_text(w, res->symbols[i].name, AUDIT_TEXT_MAX);
+		jsonw_key(w, "score");
+		jsonw_num(w, res->symbols[i].score, 3);
+		if (res->symbols[i].desc != NULL) {
+			jsonw_key(w, "description");
+			audit_text(w, res->symbols[i].desc, AUDIT_TEXT_MAX);
+		}
+		jsonw_key(w, "filter");
+		audit_text(w, res->symbols[i].filter, AUDIT_TEXT_MAX);
+		jsonw_object_end(w);
+		if (w->out->len - start > AUDIT_SYMBOLS_MAX) {
+			/* taken back: the symbols past the room are counted */
+			w->out->len = before;
+			w->out->data[before] = '\0';
+			w->first[w->depth] = first;
+			unlisted++;
+		}
+	}
+	jsonw_array_end(w);
+	if (unlisted > 0) {
+		jsonw_key(w, "symbols_unlisted");
+		jsonw_int(w, (int64_t)unlisted);
+	}
+	jsonw_key(w, "score");
+	jsonw_num(w, res ? res->score : 0.0, 3);
+	jsonw_key(w, "action");
+	jsonw_cstr(w, action);
+	if (fault != NULL && fault[0]) {
+		jsonw_key(w, "fault");
+		audit_text(w, fault, AUDIT_TEXT_MAX);
+	}
+	if (res != NULL && res->error[0]) {
+		jsonw_key(w, "scan_error");
+		audit_text(w, res->error, AUDIT_TEXT_MAX);
+	}
+	if (res != NULL && res->timed_out[0]) {
+		jsonw_key(w, "timed_out");
+		timed_out_write(w, res->timed_out);
+	}
+	rcpt_checks_cut(w, s);
+	if (res != NULL && res->quarantine_id[0]) {
+		jsonw_key(w, "quarantine_id");
+		audit_text(w, res->quarantine_id, AUDIT_TEXT_MAX);
+	}
+	jsonw_key(w, "reply");
+	audit_text(w, reply, AUDIT_TEXT_MAX);
+	jsonw_key(w, "queue_id");
+	audit_text(w, queue_id, AUDIT_TEXT_MAX);
+	jsonw_key(w, "upstream");
+	jsonw_cstr(w, "milter");
+	jsonw_key(w, "scan_ms");
+	jsonw_num(w, res ? res->scan_ms : 0.0, 3);
+	jsonw_key(w, "total_ms");
+	jsonw_num(w, elapsed_ms(&s->start), 3);
+	jsonw_object_end(w);
 }
 
 static void audit(struct msess *s, const struct scan_result *res, const char *action,
                   const char *reply, const char *queue_id, const char *fault)
 {
-	json_object *j = json_object_new_object(), *a, *cut;
+	struct sbuf rec, tail;
+	struct jsonw w, tw;
+	struct audit_rcpt *ar;
 	struct timespec now;
 	struct tm tm;
 	char ts[64];
-	size_t i, n;
+	size_t i, n, fixed;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
-	json_object_object_add(j, "time", json_object_new_string(ts));
-	json_object_object_add(j, "session", json_object_new_string(s->id));
-	json_object_object_add(j, "txn", json_object_new_int((int)s->ntxn));
-	json_object_object_add(j, "listener", json_object_new_string("milter"));
-	json_object_object_add(j, "direction",
-	    json_object_new_string(direction_of(s) == MW_OUTBOUND ? "outbound" : "inbound"));
-	json_object_object_add(j, "client_ip", jstr(s->client_ip));
-	json_object_object_add(j, "client_port", json_object_new_int((int)s->client_port));
-	json_object_object_add(j, "client_name", jstr(s->client_name));
-	json_object_object_add(j, "helo", jstr(s->helo));
-	json_object_object_add(j, "protocol", json_object_new_string("milter"));
-	json_object_object_add(j, "tls", jstr(s->tls));
-	json_object_object_add(j, "auth_user", jstr(s->auth_user));
-	json_object_object_add(j, "early_talker", json_object_new_boolean(0));
-	json_object_object_add(j, "mail_from", jstr(s->mail_from));
-	json_object_object_add(j, "mail_params", jstr(s->mail_params));
-	a = json_object_new_array();
+	sbuf_init(&rec, (size_t)-1);
+	sbuf_init(&tail, (size_t)-1);
+	jsonw_init_inside(&tw, &tail);
+	audit_tail(&tw, s, res, action, reply, queue_id, fault);
+	jsonw_init(&w, &rec);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "time");
+	jsonw_cstr(&w, ts);
+	jsonw_key(&w, "session");
+	jsonw_cstr(&w, s->id);
+	jsonw_key(&w, "txn");
+	jsonw_int(&w, (int)s->ntxn);
+	jsonw_key(&w, "listener");
+	jsonw_cstr(&w, "milter");
+	jsonw_key(&w, "direction");
+	jsonw_cstr(&w, direction_of(s) == MW_OUTBOUND ? "outbound" : "inbound");
+	jsonw_key(&w, "client_ip");
+	audit_text(&w, s->client_ip, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "client_port");
+	jsonw_int(&w, (int)s->client_port);
+	jsonw_key(&w, "client_name");
+	audit_text(&w, s->client_name, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "helo");
+	audit_text(&w, s->helo, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "protocol");
+	jsonw_cstr(&w, "milter");
+	jsonw_key(&w, "tls");
+	audit_text(&w, s->tls, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "auth_user");
+	audit_text(&w, s->auth_user, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "early_talker");
+	jsonw_bool(&w, 0);
+	jsonw_key(&w, "mail_from");
+	audit_text(&w, s->mail_from, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "mail_params");
+	audit_text(&w, s->mail_params, AUDIT_TEXT_MAX);
+	/* the list gets what the rest leaves (auditcap.h) */
+	fixed = rec.len + tail.len + 1 + 16 + AUDIT_COUNTS_ROOM;
+	ar = xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*ar));
 	for (i = 0; i < s->nrcpts; i++) {
-		json_object *r = json_object_new_object();
-		json_object_object_add(r, "address", jstr(s->rcpts[i].addr));
-		json_object_object_add(r, "reply", jstr(s->rcpts[i].reply));
-		json_object_object_add(r, "accepted", json_object_new_boolean(s->rcpts[i].reply[0] == '\0'));
-		json_object_array_add(a, r);
+		ar[i].addr = s->rcpts[i].addr;
+		ar[i].reply = s->rcpts[i].reply;
+		ar[i].accepted = s->rcpts[i].reply[0] == '\0';
 	}
-	json_object_object_add(j, "rcpts", a);
-	json_object_object_add(j, "message_id", jstr(s->message_id));
-	json_object_object_add(j, "subject", jstr(s->subject));
-	json_object_object_add(j, "size", json_object_new_int64((int64_t)s->spool.size));
-	a = json_object_new_array();
-	for (i = 0; res != NULL && i < res->nsymbols; i++) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "name", jstr(res->symbols[i].name));
-		json_object_object_add(o, "score", json_number(res->symbols[i].score, 3));
-		if (res->symbols[i].desc != NULL)
-			json_object_object_add(o, "description", jstr(res->symbols[i].desc));
-		json_object_object_add(o, "filter", jstr(res->symbols[i].filter));
-		json_object_array_add(a, o);
+	(void)audit_rcpts(&w, ar, s->nrcpts, 0, fixed < AUDIT_RECORD_MAX ? AUDIT_RECORD_MAX - fixed : 0);
+	free(ar);
+	if (!jsonw_failed(&w) && !jsonw_failed(&tw) && sbuf_add(&rec, tail.data, tail.len) == 0) {
+		if (rec.len + 1 > AUDIT_RECORD_MAX)   /* the bounds of auditcap.h failed: a bug */
+			slog(s->id, LOG_ERR, "milter: audit record of %zu bytes, past %d", rec.len + 1,
+			    AUDIT_RECORD_MAX);
+		audit_write_line(rec.data, rec.len);
+	} else {
+		slog(s->id, LOG_ERR, "milter: audit record malformed: not written");
 	}
-	json_object_object_add(j, "symbols", a);
-	json_object_object_add(j, "score", json_number(res ? res->score : 0.0, 3));
-	json_object_object_add(j, "action", json_object_new_string(action));
-	if (fault != NULL && fault[0])
-		json_object_object_add(j, "fault", jstr(fault));
-	if (res != NULL && res->error[0])
-		json_object_object_add(j, "scan_error", jstr(res->error));
-	if (res != NULL && res->timed_out[0])
-		json_object_object_add(j, "timed_out", timed_out_object(res->timed_out));
-	if ((cut = rcpt_checks_cut(s)) != NULL)
-		json_object_object_add(j, "rcpt_checks_cut", cut);
-	if (res != NULL && res->quarantine_id[0])
-		json_object_object_add(j, "quarantine_id", jstr(res->quarantine_id));
-	json_object_object_add(j, "reply", jstr(reply));
-	json_object_object_add(j, "queue_id", jstr(queue_id));
-	json_object_object_add(j, "upstream", json_object_new_string("milter"));
-	json_object_object_add(j, "scan_ms", json_number(res ? res->scan_ms : 0.0, 3));
-	json_object_object_add(j, "total_ms", json_number(elapsed_ms(&s->start), 3));
-	audit_write(j);
+	sbuf_free(&rec);
+	sbuf_free(&tail);
 	stats_txn(STATS_MILTER, direction_of(s) == MW_OUTBOUND, action, s->spool.size,
 	    res != NULL ? res->scan_ms : -1);
 	if (res != NULL && res->error[0])
@@ -432,7 +530,7 @@ static void audit(struct msess *s, const struct scan_result *res, const char *ac
 	/* the queue id is the MTA's macro: escaped like anything from outside */
 	char qesc[128];
 	slog(s->id, LOG_INFO, "milter txn=%u queue_id=%s rcpts=%zu size=%llu score=%.2f action=%s%s%s%s",
-	    s->ntxn, queue_id[0] ? log_esc(qesc, sizeof(qesc), queue_id, strlen(queue_id)) : "-",
+	    s->ntxn, queue_id[0] ? log_esc_word(qesc, sizeof(qesc), queue_id, strlen(queue_id)) : "-",
 	    s->nrcpts, (unsigned long long)s->spool.size, res ? res->score : 0.0, action,
 	    res != NULL && res->timed_out[0] ? " timed_out=\"" : "",
 	    res != NULL ? res->timed_out : "", res != NULL && res->timed_out[0] ? "\"" : "");

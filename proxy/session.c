@@ -29,6 +29,7 @@
 #include <event2/buffer.h>
 
 #include "audit.h"
+#include "auditcap.h"
 #include "jsonw.h"
 #include "bdat.h"
 #include "conn.h"
@@ -74,12 +75,13 @@ struct rcpt {
 	int   accepted;
 };
 
-/* RCPTS_REFUSED_LISTED - how many of the recipients mailwarden refused
- * itself (452 past max_recipients, 555, 553, the 451 of a transaction the
- * upstream failed) the audit record lists; the rest are only counted
+/* RCPTS_REFUSED_LISTED - how many refused recipients (by mailwarden
+ * itself: 452 past max_recipients, 555, 553, the 451 of a transaction the
+ * upstream failed; or by the upstream) a transaction keeps for its audit
+ * record, which lists no more (auditcap.h); the rest are only counted
  * (rcpts_unlisted), so that a client sending thousands keeps the record
  * and the transaction's memory bounded */
-#define RCPTS_REFUSED_LISTED 100
+#define RCPTS_REFUSED_LISTED AUDIT_REFUSED_LISTED
 
 struct txn {
 	char    *mail_from;           /* owned */
@@ -89,8 +91,8 @@ struct txn {
 	                               * order, with the reply it got (the audit's rcpts) */
 	size_t   nrcpts, cap, naccepted;
 	size_t   nrelayed;            /* of them, sent to the upstream */
-	size_t   nrefused_own;        /* of them, refused by mailwarden itself */
-	size_t   unlisted;            /* refused by mailwarden past RCPTS_REFUSED_LISTED */
+	size_t   nrefused;            /* of them, refused (by mailwarden or the upstream) */
+	size_t   unlisted;            /* refused past RCPTS_REFUSED_LISTED: not kept */
 	const char *failed;           /* static: the upstream failed in the middle of
 	                               * the envelope (421, closed, out of protocol);
 	                               * the client still has its transaction open,
@@ -432,10 +434,18 @@ static enum mw_direction session_direction(const struct session *s)
 static pthread_key_t audit_buf_key;
 static pthread_once_t audit_buf_once = PTHREAD_ONCE_INIT;
 
+/* the record, and what follows its rcpts list (written first, so that the
+ * list knows the room it has: auditcap.h) */
+struct audit_bufs {
+	struct sbuf rec, tail;
+};
+
 static void audit_buf_free(void *p)
 {
-	sbuf_free(p);
-	free(p);
+	struct audit_bufs *ab = p;
+	sbuf_free(&ab->rec);
+	sbuf_free(&ab->tail);
+	free(ab);
 }
 
 static void audit_buf_key_init(void)
@@ -443,16 +453,105 @@ static void audit_buf_key_init(void)
 	(void)pthread_key_create(&audit_buf_key, audit_buf_free);
 }
 
-static struct sbuf *audit_scratch(void)
+static struct audit_bufs *audit_scratch(void)
 {
 	(void)pthread_once(&audit_buf_once, audit_buf_key_init);
-	struct sbuf *b = pthread_getspecific(audit_buf_key);
-	if (b == NULL) {
-		b = xmalloc(sizeof *b);
-		sbuf_init(b, (size_t)-1);
-		(void)pthread_setspecific(audit_buf_key, b);
+	struct audit_bufs *ab = pthread_getspecific(audit_buf_key);
+	if (ab == NULL) {
+		ab = xmalloc(sizeof *ab);
+		sbuf_init(&ab->rec, (size_t)-1);
+		sbuf_init(&ab->tail, (size_t)-1);
+		(void)pthread_setspecific(audit_buf_key, ab);
 	}
-	return b;
+	return ab;
+}
+
+/* audit_symbols - the scan's symbols, within AUDIT_SYMBOLS_MAX bytes */
+static void audit_symbols(struct jsonw *w, const struct txn *t)
+{
+	size_t start = w->out->len, unlisted = 0;
+
+	jsonw_key(w, "symbols");
+	jsonw_array_begin(w);
+	for (size_t i = 0; t->have_res && i < t->res.nsymbols; i++) {
+		size_t before = w->out->len;
+		int first = w->first[w->depth];
+		jsonw_object_begin(w);
+		jsonw_key(w, "name");  audit_text(w, t->res.symbols[i].name, AUDIT_TEXT_MAX);
+		jsonw_key(w, "score"); jsonw_num(w, t->res.symbols[i].score, 3);
+		if (t->res.symbols[i].desc) {
+			jsonw_key(w, "description");
+			audit_text(w, t->res.symbols[i].desc, AUDIT_TEXT_MAX);
+		}
+		jsonw_key(w, "filter"); audit_text(w, t->res.symbols[i].filter, AUDIT_TEXT_MAX);
+		jsonw_object_end(w);
+		if (w->out->len - start > AUDIT_SYMBOLS_MAX) {
+			/* taken back: the symbols past the room are counted */
+			w->out->len = before;
+			w->out->data[before] = '\0';
+			w->first[w->depth] = (unsigned char)first;
+			unlisted++;
+		}
+	}
+	jsonw_array_end(w);
+	if (unlisted > 0) {
+		jsonw_key(w, "symbols_unlisted");
+		jsonw_int(w, (int64_t)unlisted);
+	}
+}
+
+/* audit_tail - the record after its rcpts list, closing brace included */
+static void audit_tail(struct jsonw *w, struct session *s, struct txn *t)
+{
+	jsonw_key(w, "message_id");  audit_text(w, t->message_id, AUDIT_TEXT_MAX);
+	jsonw_key(w, "subject");     audit_text(w, t->subject, AUDIT_TEXT_MAX);
+	jsonw_key(w, "size");        jsonw_int(w, (int64_t)t->size);
+	audit_symbols(w, t);
+	jsonw_key(w, "score");       jsonw_num(w, t->have_res ? t->res.score : 0.0, 3);
+	jsonw_key(w, "action");      jsonw_cstr(w, t->action ? t->action : "none");
+	if (t->fault[0]) {
+		jsonw_key(w, "fault");
+		audit_text(w, t->fault, AUDIT_TEXT_MAX);
+	}
+	if (t->have_res && t->res.error[0]) {
+		jsonw_key(w, "scan_error");
+		audit_text(w, t->res.error, AUDIT_TEXT_MAX);
+	}
+	if (t->have_res && t->res.timed_out[0]) {
+		/* "spamd=spamd_timeout clamd=scan_deadline" (checked by the
+		 * decoder: [a-z0-9_=], single spaces) as {filter: what ran out} */
+		jsonw_key(w, "timed_out");
+		jsonw_object_begin(w);
+		for (const char *p = t->res.timed_out; *p; ) {
+			size_t len = strcspn(p, " "), k = strcspn(p, "=");
+			if (k < len) {
+				char key[64];
+				snprintf(key, sizeof key, "%.*s", (int)(k < 63 ? k : 63), p);
+				jsonw_key(w, key);
+				jsonw_str(w, p + k + 1, len - k - 1);
+			}
+			p += len;
+			p += strspn(p, " ");
+		}
+		jsonw_object_end(w);
+	}
+	if (xf_value(s, SMTP_XF_NAME)) {
+		jsonw_key(w, "client_name");
+		audit_text(w, xf_value(s, SMTP_XF_NAME), AUDIT_TEXT_MAX);
+	} else if (t->have_res && t->res.client_name[0]) {
+		jsonw_key(w, "client_name");
+		audit_text(w, t->res.client_name, AUDIT_TEXT_MAX);
+	}
+	if (t->have_res && t->res.quarantine_id[0]) {
+		jsonw_key(w, "quarantine_id");
+		audit_text(w, t->res.quarantine_id, AUDIT_TEXT_MAX);
+	}
+	jsonw_key(w, "reply");       audit_text(w, t->reply, AUDIT_TEXT_MAX);
+	jsonw_key(w, "queue_id");    audit_text(w, t->queue_id, AUDIT_TEXT_MAX);
+	jsonw_key(w, "upstream");    audit_text(w, s->tgt->spec, AUDIT_TEXT_MAX);
+	jsonw_key(w, "scan_ms");     jsonw_num(w, t->scan_ms, 3);
+	jsonw_key(w, "total_ms");    jsonw_num(w, elapsed_ms(&t->start), 3);
+	jsonw_object_end(w);
 }
 
 static void audit_txn(struct session *s, struct txn *t)
@@ -465,9 +564,13 @@ static void audit_txn(struct session *s, struct txn *t)
 	size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
 
-	struct sbuf *b = audit_scratch();
+	struct audit_bufs *ab = audit_scratch();
+	struct sbuf *b = &ab->rec;
 	sbuf_reset(b);
-	struct jsonw w;
+	sbuf_reset(&ab->tail);
+	struct jsonw w, tw;
+	jsonw_init_inside(&tw, &ab->tail);
+	audit_tail(&tw, s, t);
 	jsonw_init(&w, b);
 	jsonw_object_begin(&w);
 	jsonw_key(&w, "time");        jsonw_cstr(&w, ts);
@@ -482,104 +585,47 @@ static void audit_txn(struct session *s, struct txn *t)
 		jsonw_key(&w, "xforward_peer");
 		jsonw_cstr(&w, s->client_ip);
 	}
-	jsonw_key(&w, "helo");        jsonw_cstr(&w, helo_of(s));
+	jsonw_key(&w, "helo");        audit_text(&w, helo_of(s), AUDIT_TEXT_MAX);
 	jsonw_key(&w, "protocol");    jsonw_cstr(&w, session_proto(s));
-	jsonw_key(&w, "tls");         jsonw_cstr(&w, s->tls_desc);
-	jsonw_key(&w, "auth_user");   jsonw_cstr(&w, login_of(s));
+	jsonw_key(&w, "tls");         audit_text(&w, s->tls_desc, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "auth_user");   audit_text(&w, login_of(s), AUDIT_TEXT_MAX);
 	jsonw_key(&w, "early_talker"); jsonw_bool(&w, s->early_talker);
-	jsonw_key(&w, "mail_from");   jsonw_cstr(&w, t->mail_from);
-	jsonw_key(&w, "mail_params"); jsonw_cstr(&w, t->mail_params);
-	jsonw_key(&w, "rcpts");
-	jsonw_array_begin(&w);
+	jsonw_key(&w, "mail_from");   audit_text(&w, t->mail_from, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "mail_params"); audit_text(&w, t->mail_params, AUDIT_TEXT_MAX);
+	/* the list gets what the rest leaves of AUDIT_RECORD_MAX (newline,
+	 * its key and the counters after it kept) */
+	size_t fixed = b->len + ab->tail.len + 1 + 16 + AUDIT_COUNTS_ROOM;
+	size_t budget = fixed < AUDIT_RECORD_MAX ? AUDIT_RECORD_MAX - fixed : 0;
+	struct audit_rcpt *ar = xcalloc(t->nrcpts ? t->nrcpts : 1, sizeof *ar);
 	for (size_t i = 0; i < t->nrcpts; i++) {
-		jsonw_object_begin(&w);
-		jsonw_key(&w, "address");  jsonw_cstr(&w, t->rcpts[i].addr);
-		jsonw_key(&w, "reply");    jsonw_cstr(&w, t->rcpts[i].reply);
-		jsonw_key(&w, "accepted"); jsonw_bool(&w, t->rcpts[i].accepted);
-		jsonw_object_end(&w);
+		ar[i].addr = t->rcpts[i].addr;
+		ar[i].reply = t->rcpts[i].reply;
+		ar[i].accepted = t->rcpts[i].accepted;
 	}
-	jsonw_array_end(&w);
-	if (t->unlisted > 0) {
-		jsonw_key(&w, "rcpts_unlisted");
-		jsonw_int(&w, (int64_t)t->unlisted);
+	(void)audit_rcpts(&w, ar, t->nrcpts, t->unlisted, budget);
+	free(ar);
+	if (!jsonw_failed(&w) && !jsonw_failed(&tw) && sbuf_add(b, ab->tail.data, ab->tail.len) == 0) {
+		if (b->len + 1 > AUDIT_RECORD_MAX)    /* the bounds of auditcap.h failed: a bug */
+			slog(s->id, LOG_ERR, "audit record of %zu bytes, past %d", b->len + 1, AUDIT_RECORD_MAX);
+		audit_write_line(b->data, b->len);
+	} else {
+		slog(s->id, LOG_ERR, "audit record too large or malformed: not written");
 	}
-	jsonw_key(&w, "message_id");  jsonw_cstr(&w, t->message_id);
-	jsonw_key(&w, "subject");     jsonw_cstr(&w, t->subject);
-	jsonw_key(&w, "size");        jsonw_int(&w, (int64_t)t->size);
-	jsonw_key(&w, "symbols");
-	jsonw_array_begin(&w);
-	if (t->have_res)
-		for (size_t i = 0; i < t->res.nsymbols; i++) {
-			jsonw_object_begin(&w);
-			jsonw_key(&w, "name");  jsonw_cstr(&w, t->res.symbols[i].name);
-			jsonw_key(&w, "score"); jsonw_num(&w, t->res.symbols[i].score, 3);
-			if (t->res.symbols[i].desc) {
-				jsonw_key(&w, "description");
-				jsonw_cstr(&w, t->res.symbols[i].desc);
-			}
-			jsonw_key(&w, "filter"); jsonw_cstr(&w, t->res.symbols[i].filter);
-			jsonw_object_end(&w);
-		}
-	jsonw_array_end(&w);
-	jsonw_key(&w, "score");       jsonw_num(&w, t->have_res ? t->res.score : 0.0, 3);
-	jsonw_key(&w, "action");      jsonw_cstr(&w, t->action ? t->action : "none");
-	if (t->fault[0]) {
-		jsonw_key(&w, "fault");
-		jsonw_cstr(&w, t->fault);
-	}
-	if (t->have_res && t->res.error[0]) {
-		jsonw_key(&w, "scan_error");
-		jsonw_cstr(&w, t->res.error);
-	}
-	if (t->have_res && t->res.timed_out[0]) {
-		/* "spamd=spamd_timeout clamd=scan_deadline" (checked by the
-		 * decoder: [a-z0-9_=], single spaces) as {filter: what ran out} */
-		jsonw_key(&w, "timed_out");
-		jsonw_object_begin(&w);
-		for (const char *p = t->res.timed_out; *p; ) {
-			size_t len = strcspn(p, " "), k = strcspn(p, "=");
-			if (k < len) {
-				char key[64];
-				snprintf(key, sizeof key, "%.*s", (int)(k < 63 ? k : 63), p);
-				jsonw_key(&w, key);
-				jsonw_str(&w, p + k + 1, len - k - 1);
-			}
-			p += len;
-			p += strspn(p, " ");
-		}
-		jsonw_object_end(&w);
-	}
-	if (xf_value(s, SMTP_XF_NAME)) {
-		jsonw_key(&w, "client_name");
-		jsonw_cstr(&w, xf_value(s, SMTP_XF_NAME));
-	} else if (t->have_res && t->res.client_name[0]) {
-		jsonw_key(&w, "client_name");
-		jsonw_cstr(&w, t->res.client_name);
-	}
-	if (t->have_res && t->res.quarantine_id[0]) {
-		jsonw_key(&w, "quarantine_id");
-		jsonw_cstr(&w, t->res.quarantine_id);
-	}
-	jsonw_key(&w, "reply");       jsonw_cstr(&w, t->reply);
-	jsonw_key(&w, "queue_id");    jsonw_cstr(&w, t->queue_id);
-	jsonw_key(&w, "upstream");    jsonw_cstr(&w, s->tgt->spec);
-	jsonw_key(&w, "scan_ms");     jsonw_num(&w, t->scan_ms, 3);
-	jsonw_key(&w, "total_ms");    jsonw_num(&w, elapsed_ms(&t->start), 3);
-	jsonw_object_end(&w);
-	if (!jsonw_failed(&w)) audit_write_line(b->data, b->len);
-	else slog(s->id, LOG_ERR, "audit record too large or malformed: not written");
 	/* a scratch buffer that grew for a huge record does not stay huge */
-	if (b->cap > 64 * 1024) sbuf_free(b);
+	if (b->cap > 2 * AUDIT_RECORD_MAX) sbuf_free(b);
+	if (ab->tail.cap > 2 * AUDIT_RECORD_MAX) sbuf_free(&ab->tail);
 
-	char esc[200];
+	char esc[200], resc[REPLY_MAX], qesc[4 * sizeof t->queue_id];
 	stats_txn(STATS_PROXY, session_direction(s) == MW_OUTBOUND, t->action ? t->action : "none",
 	          t->size, t->have_res ? t->scan_ms : -1);
 	if (log_enabled(LOG_INFO))   /* not the escaping either, when the line goes nowhere */
 		slog(s->id, LOG_INFO, "txn=%u from=<%s> rcpts=%zu/%zu size=%llu score=%.2f action=%s reply=\"%s\"%s%s%s%s%s",
-		     s->ntxn, log_esc(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
-		     t->naccepted, t->nrcpts, (unsigned long long)t->size,
-		     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none", t->reply,
-		     t->queue_id[0] ? " queue_id=" : "", t->queue_id,
+		     s->ntxn, log_esc_word(esc, sizeof esc, t->mail_from, strlen(t->mail_from ? t->mail_from : "")),
+		     t->naccepted, t->nrcpts + t->unlisted, (unsigned long long)t->size,
+		     t->have_res ? t->res.score : 0.0, t->action ? t->action : "none",
+		     log_esc_quoted(resc, sizeof resc, t->reply, strlen(t->reply)),
+		     t->queue_id[0] ? " queue_id=" : "",
+		     log_esc_word(qesc, sizeof qesc, t->queue_id, strlen(t->queue_id)),
 		     t->have_res && t->res.timed_out[0] ? " timed_out=\"" : "",
 		     t->have_res ? t->res.timed_out : "", t->have_res && t->res.timed_out[0] ? "\"" : "");
 }
@@ -924,11 +970,11 @@ static void cmd_mail(struct session *s, const char *arg)
 static struct rcpt *rcpt_add(struct txn *t, const char *addr, const char *params, int own_refusal)
 {
 	if (own_refusal) {
-		if (t->nrefused_own >= RCPTS_REFUSED_LISTED) {
+		if (t->nrefused >= RCPTS_REFUSED_LISTED) {
 			t->unlisted++;
 			return NULL;
 		}
-		t->nrefused_own++;
+		t->nrefused++;
 	}
 	if (t->nrcpts == t->cap) {
 		t->cap = t->cap ? t->cap * 2 : 8;
@@ -992,6 +1038,16 @@ static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		if (r->code / 100 == 2) {
 			rc->accepted = 1;
 			t->naccepted++;
+		} else if (t->nrefused >= RCPTS_REFUSED_LISTED) {
+			/* the upstream's refusals past those the audit lists are
+			 * only counted: up to 2 x max_recipients of them, each
+			 * with an address and a reply, were megabytes kept */
+			free(rc->addr);
+			free(rc->params);
+			t->nrcpts--;
+			t->unlisted++;
+		} else {
+			t->nrefused++;
 		}
 		reply_relay(s, r);
 	}
@@ -1696,7 +1752,7 @@ static void cmd_xforward(struct session *s, const char *arg)
 		char esc[300];
 		slog(s->id, LOG_INFO, "XFORWARD from [%s]: client [%s]:%u helo=%s%s%s", s->client_ip,
 		     client_ip_of(s), client_port_of(s),
-		     log_esc(esc, sizeof esc, helo_of(s), strlen(helo_of(s))),
+		     log_esc_word(esc, sizeof esc, helo_of(s), strlen(helo_of(s))),
 		     login_of(s)[0] ? " login=" : "", login_of(s)[0] ? "(set)" : "");
 	}
 	reply(s, "250 2.0.0 Ok");
@@ -1833,7 +1889,9 @@ static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		reply(s, "%s", R_AUTH_TEMP);
 	} else if (r->code == 235) {
 		snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth_try);
-		slog(s->id, LOG_INFO, "client [%s] authenticated as %s", s->client_ip, s->auth_user);
+		char uesc[4 * sizeof s->auth_user];   /* the client's text: one token (log.h) */
+		slog(s->id, LOG_INFO, "client [%s] authenticated as %s", s->client_ip,
+		     log_esc_word(uesc, sizeof uesc, s->auth_user, strlen(s->auth_user)));
 		reply_relay(s, r);
 	} else if (!reply_fits(r, 0) || r->code / 100 == 2 || r->code == 421) {
 		reply(s, "%s", R_AUTH_TEMP);

@@ -268,6 +268,37 @@ static void test_limits(void **state)
 	sbuf_free(&b);
 }
 
+/* jsonw_str_max: the literal within max bytes, cut between characters
+ * (never in an escape or a UTF-8 sequence), "..." marking the cut */
+static void str_max_is(const char *in, size_t max, const char *want)
+{
+	struct sbuf b;
+	struct jsonw w;
+
+	sbuf_init(&b, (size_t)-1);
+	jsonw_init(&w, &b);
+	jsonw_str_max(&w, in, strlen(in), max);
+	assert_false(jsonw_failed(&w));
+	assert_string_equal(b.data, want);
+	assert_true(b.len <= max);
+	assert_int_equal(jsonw_escaped_len(in, strlen(in)) <= max ? b.len : 0,
+	                 jsonw_escaped_len(in, strlen(in)) <= max ? jsonw_escaped_len(in, strlen(in)) : 0);
+	sbuf_free(&b);
+}
+
+static void test_str_max(void **state)
+{
+	(void)state;
+	str_max_is("abcdef", 8, "\"abcdef\"");
+	str_max_is("abcdefg", 8, "\"abc...\"");
+	str_max_is("ab\x01z", 12, "\"ab\\u0001z\"");
+	str_max_is("ab\x01zzzz", 12, "\"ab...\"");
+	str_max_is("a\"\"\"\"\"", 10, "\"a\\\"\\\"...\"");
+	str_max_is("\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc", 9, "\"\xc3\xbc\xc3\xbc...\"");
+	str_max_is("ab\xff\xffzzzzzzzz", 10, "\"ab\xef\xbf\xbd...\"");
+	assert_int_equal(jsonw_escaped_len("a\x01\xff\xc3\xbc\"", 6), 2 + 1 + 6 + 3 + 2 + 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_key_paths),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_str_max),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

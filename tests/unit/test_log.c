@@ -466,6 +466,39 @@ static void test_esc(void **st)
 	}
 }
 
+/* log_esc_quoted, log_esc_word, and what they keep out of a line: a value from the
+ * network can neither end a quoted value nor make a key=value of its own
+ * (a MAIL FROM:<"x action=accept"@d> read by a field parser) */
+static void test_esc_fields(void **st)
+{
+	char out[256];
+	unsigned char bytes[256];
+	int i;
+
+	(void)st;
+	log_esc(out, sizeof out, "a \"b\" c=d <e>", 13);
+	assert_string_equal(out, "a \"b\" c=d <e>");      /* free text */
+	log_esc_quoted(out, sizeof out, "a \"b\" c=d <e>", 13);
+	assert_string_equal(out, "a \\x22b\\x22 c\\x3dd <e>");
+	log_esc_word(out, sizeof out, "a \"b\" c=d <e>", 13);
+	assert_string_equal(out, "a\\x20\\x22b\\x22\\x20c\\x3dd\\x20\\x3ce\\x3e");
+	log_esc_word(out, sizeof out, "user@example.org", 16);
+	assert_string_equal(out, "user@example.org");
+	log_esc_word(out, sizeof out, "b\\s", 3);
+	assert_string_equal(out, "b\\\\s");
+	/* cut as log_esc is: never in an escape */
+	log_esc_word(out, 8, "a b c", 5);
+	assert_string_equal(out, "a...");
+
+	for (i = 0; i < 256; i++)
+		bytes[i] = (unsigned char)i;
+	log_esc_quoted(out, sizeof out, bytes, sizeof bytes);
+	assert_null(strchr(out, '"'));
+	assert_null(strchr(out, '='));
+	log_esc_word(out, sizeof out, bytes, sizeof bytes);
+	assert_null(strpbrk(out, "\"= <>"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +513,7 @@ int main(void)
 		cmocka_unit_test_setup(test_threads, setup),
 		cmocka_unit_test_setup(test_die_bug, setup),
 		cmocka_unit_test(test_esc),
+		cmocka_unit_test(test_esc_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,92 @@
+/* auditcap.c - the bounds of one audit record; see auditcap.h. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/auditcap.h"
+#include "proxy/jsonw.h"
+#include "proxy/sbuf.h"
+
+void audit_text(struct jsonw *w, const char *s, size_t max)
+{
+	if (s == NULL)
+		s = "";
+	jsonw_str_max(w, s, strlen(s), max);
+}
+
+/* one entry of the list, as it is written */
+static void entry(struct jsonw *w, const struct audit_rcpt *r)
+{
+	jsonw_object_begin(w);
+	jsonw_key(w, "address");
+	audit_text(w, r->addr, AUDIT_TEXT_MAX);
+	jsonw_key(w, "reply");
+	audit_text(w, r->reply, AUDIT_RCPT_REPLY_MAX);
+	jsonw_key(w, "accepted");
+	jsonw_bool(w, r->accepted);
+	jsonw_object_end(w);
+}
+
+/* entry_cost - the bytes of r's entry, its comma included */
+static size_t entry_cost(struct sbuf *tmp, const struct audit_rcpt *r)
+{
+	struct jsonw w;
+
+	sbuf_reset(tmp);
+	jsonw_init(&w, tmp);
+	entry(&w, r);
+	return tmp->len + 1;
+}
+
+size_t audit_rcpts(struct jsonw *w, const struct audit_rcpt *r, size_t n, size_t before,
+                   size_t budget)
+{
+	unsigned char *listed = calloc(n ? n : 1, 1);
+	size_t *cost = calloc(n ? n : 1, sizeof(*cost));
+	size_t used = 2, refused = 0, unlisted = 0, unlisted_acc = 0, i;
+	struct sbuf tmp;
+
+	if (listed == NULL || cost == NULL)
+		abort();                /* as xmalloc does */
+	sbuf_init(&tmp, (size_t)-1);
+	for (i = 0; i < n; i++)
+		cost[i] = entry_cost(&tmp, &r[i]);
+	sbuf_free(&tmp);
+	/* the accepted ones first: a client's refused recipients (thousands,
+	 * long ones) must not push the delivered ones out of the record;
+	 * within each kind, the client's order */
+	for (i = 0; i < n; i++)
+		if (r[i].accepted && used + cost[i] <= budget) {
+			listed[i] = 1;
+			used += cost[i];
+		}
+	for (i = 0; i < n; i++)
+		if (!r[i].accepted && refused < AUDIT_REFUSED_LISTED && used + cost[i] <= budget) {
+			listed[i] = 1;
+			used += cost[i];
+			refused++;
+		}
+	jsonw_key(w, "rcpts");
+	jsonw_array_begin(w);
+	for (i = 0; i < n; i++) {
+		if (listed[i]) {
+			entry(w, &r[i]);
+			continue;
+		}
+		unlisted++;
+		unlisted_acc += r[i].accepted != 0;
+	}
+	jsonw_array_end(w);
+	unlisted += before;
+	if (unlisted > 0) {
+		jsonw_key(w, "rcpts_unlisted");
+		jsonw_int(w, (int64_t)unlisted);
+	}
+	if (unlisted_acc > 0) {
+		jsonw_key(w, "rcpts_unlisted_accepted");
+		jsonw_int(w, (int64_t)unlisted_acc);
+	}
+	free(listed);
+	free(cost);
+	return unlisted;
+}
