@@ -393,7 +393,6 @@ static char *record_text(json_object *rec, size_t *len)
 	armor_edits(rec);
 	t = json_object_to_json_string_length(rec, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE,
 	    &n);
-
 	sbuf_init(&b, (size_t)-1);
 	(void)utf8_sanitize_sbuf(&b, t, n);	/* no limit: cannot fail */
 	(void)sbuf_addc(&b, '\n');
@@ -980,17 +979,17 @@ static json_object *unarmored_edits(const char *id, json_object *a, char *err, s
 		 * armor_edits writes no empty one ("" is UTF-8) */
 		sbuf_init(&b, QUARANTINE_RELEASE_EDITS_MAX);
 		if (json_object_object_get_ex(e, "value", NULL))
-			why = "has a value too";
+			why = "both value and " EDIT_VALUE_B64;
 		else if (!json_object_is_type(v, json_type_string)
 		    || (size_t)json_object_get_string_len(v) > base64_len(QUARANTINE_RELEASE_EDITS_MAX)
 		    || base64_decode(&b, json_object_get_string(v), (size_t)json_object_get_string_len(v)) < 0
 		    || b.len == 0)
-			why = "is not base64 of a value";
+			why = "its " EDIT_VALUE_B64 " is not base64 of a value";
 		if (why != NULL) {
 			sbuf_free(&b);
 			json_object_put(out);
 			qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed "
-			    "(edit %zu: its %s %s)", id, i + 1, EDIT_VALUE_B64, why);
+			    "(edit %zu: %s)", id, i + 1, why);
 			return NULL;
 		}
 		copy = json_object_new_object();
