@@ -13,11 +13,22 @@
  * every ill-formed sequence becomes U+FFFD) each time it is written.  A
  * Subject or a HELO with a stray 0xff made the record invalid UTF-8 until
  * session 19, which a strict reader of the store (Python's json.load)
- * refused.  Envelope addresses lose nothing a release could use: the
- * proxy's path parser refuses an address that is not UTF-8 at MAIL/RCPT,
- * and the release checks the recorded ones with that parser; a milter's
- * MTA may pass one, recorded with U+FFFD, which the release refuses (see
- * quarantine_cmd.c).
+ * refused.  The repair must not touch what a release sends, so:
+ *  - a header edit of the release ("release": {"edits": ...}) whose value
+ *    is not UTF-8 (the Subject tag's change carries the sender's Subject
+ *    bytes, a plugin's field may carry any) is recorded as
+ *    "value_base64" in place of "value" (armor_edits), and decoded back,
+ *    strictly, by quarantine_release_edits: repaired, a Latin-1 Subject
+ *    left with U+FFFD in place of its letters (session 19, rv-today1 R1);
+ *  - envelope addresses: the proxy's path parser refuses an address that
+ *    is not UTF-8 at MAIL/RCPT, and the release checks the recorded ones
+ *    with that parser; a milter's MTA may pass one, recorded with U+FFFD,
+ *    which the release refuses (see quarantine_cmd.c);
+ *  - the rest a release reads is ASCII when it is usable at all (the
+ *    recipients' DSN parameters, MAIL parameters, the upstream, the
+ *    listener and direction are checked or compared as such), and the
+ *    From/Subject/Message-ID copies and the result's own "edits" are for
+ *    list and show only.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -37,6 +48,7 @@
 #include <unistd.h>
 
 #include "filters/filter_api.h"
+#include "proxy/base64.h"
 #include "proxy/fdio.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
@@ -336,15 +348,51 @@ static const char *listener_upstream(const struct config *cfg, const char *name)
 	return "";
 }
 
+/* The key of a release edit's value that is not UTF-8, in base64 (see
+ * the top of the file).  Its own key, not a flag beside "value": a reader
+ * that does not know it (before this branch) refuses the edit as one
+ * without a value, and the release with it, rather than send the base64
+ * text as the field's value. */
+#define EDIT_VALUE_B64 "value_base64"
+
+/* armor_edits - in rec's "release": {"edits": [...]}, every "value" that is
+ * not valid UTF-8 replaced by EDIT_VALUE_B64, its bytes in base64, so that
+ * the repair of the record's text (record_text) leaves it whole.  A record
+ * read back from a version before session 19 holds such values raw. */
+static void armor_edits(json_object *rec)
+{
+	json_object *rel, *a, *e, *v;
+	struct sbuf b;
+
+	if (!json_object_object_get_ex(rec, "release", &rel) || !json_object_is_type(rel, json_type_object)
+	    || !json_object_object_get_ex(rel, "edits", &a) || !json_object_is_type(a, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_is_type(e, json_type_object) || !json_object_object_get_ex(e, "value", &v)
+		    || !json_object_is_type(v, json_type_string)
+		    || utf8_valid(json_object_get_string(v), (size_t)json_object_get_string_len(v)))
+			continue;
+		sbuf_init(&b, (size_t)-1);
+		(void)base64_encode(&b, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+		json_object_object_add(e, EDIT_VALUE_B64, json_object_new_string_len(b.data, (int)b.len));
+		json_object_object_del(e, "value");
+		sbuf_free(&b);
+	}
+}
+
 /* record_text - rec as ID.json holds it: pretty JSON and a newline, valid
- * UTF-8 (see the top of the file).  Returns the text (owned), *len set. */
+ * UTF-8, the release's edits whole (see the top of the file; rec's edits
+ * are armored in place).  Returns the text (owned), *len set. */
 static char *record_text(json_object *rec, size_t *len)
 {
 	size_t n;
-	const char *t = json_object_to_json_string_length(rec,
-	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	const char *t;
 	struct sbuf b;
 
+	armor_edits(rec);
+	t = json_object_to_json_string_length(rec, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE,
+	    &n);
 	sbuf_init(&b, (size_t)-1);
 	(void)utf8_sanitize_sbuf(&b, t, n);	/* no limit: cannot fail */
 	(void)sbuf_addc(&b, '\n');
@@ -896,17 +944,86 @@ static int matched_edits_ok(const struct header_edit *edits, size_t n)
 	return 1;
 }
 
+/* unarmored_edits - the recorded edits array a as header_edits_from_json
+ * reads it: each edit with EDIT_VALUE_B64 (armor_edits) copied with its
+ * decoded bytes as "value".  Returns a new reference (a itself when no
+ * edit is armored, or when a is not an array: the decoder refuses that),
+ * or NULL with the message in err: the record is the daemon user's file,
+ * and root's release sends nothing it cannot read exactly. */
+static json_object *unarmored_edits(const char *id, json_object *a, char *err, size_t errlen)
+{
+	json_object *out, *e, *v;
+	size_t n, i;
+
+	if (!json_object_is_type(a, json_type_array))
+		return json_object_get(a);
+	n = json_object_array_length(a);
+	for (i = 0; i < n; i++)
+		if (json_object_object_get_ex(json_object_array_get_idx(a, i), EDIT_VALUE_B64, NULL))
+			break;
+	if (i == n)
+		return json_object_get(a);
+	out = json_object_new_array_ext((int)n);
+	for (i = 0; i < n; i++) {
+		struct sbuf b;
+		json_object *copy;
+		const char *why = NULL;
+
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_object_get_ex(e, EDIT_VALUE_B64, &v)) {
+			json_object_array_add(out, json_object_get(e));
+			continue;
+		}
+		/* bounded before it is decoded: no value of a release's edits is
+		 * longer than all of them may be (header_edits_check, after);
+		 * armor_edits writes no empty one ("" is UTF-8) */
+		sbuf_init(&b, QUARANTINE_RELEASE_EDITS_MAX);
+		if (json_object_object_get_ex(e, "value", NULL))
+			why = "both value and " EDIT_VALUE_B64;
+		else if (!json_object_is_type(v, json_type_string)
+		    || (size_t)json_object_get_string_len(v) > base64_len(QUARANTINE_RELEASE_EDITS_MAX)
+		    || base64_decode(&b, json_object_get_string(v), (size_t)json_object_get_string_len(v)) < 0
+		    || b.len == 0)
+			why = "its " EDIT_VALUE_B64 " is not base64 of a value";
+		if (why != NULL) {
+			sbuf_free(&b);
+			json_object_put(out);
+			qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed "
+			    "(edit %zu: %s)", id, i + 1, why);
+			return NULL;
+		}
+		copy = json_object_new_object();
+		json_object_object_foreach(e, k, kv)
+			if (strcmp(k, EDIT_VALUE_B64) != 0)
+				json_object_object_add(copy, k, json_object_get(kv));
+		json_object_object_add(copy, "value", json_object_new_string_len(b.data, (int)b.len));
+		sbuf_free(&b);
+		json_object_array_add(out, copy);
+	}
+	return out;
+}
+
 int quarantine_release_edits(const struct quarantine_entry *e, struct header_edit **edits,
                              size_t *nedits, char *err, size_t errlen)
 {
-	json_object *rel, *a;
+	json_object *rel, *a, *plain;
+	int bad;
 
 	*edits = NULL;
 	*nedits = 0;
 	if (!json_object_object_get_ex(e->rec, "release", &rel))
 		return 0;
-	if (!json_object_is_type(rel, json_type_object) || !json_object_object_get_ex(rel, "edits", &a)
-	    || header_edits_from_json(a, edits, nedits) < 0)
+	if (!json_object_is_type(rel, json_type_object) || !json_object_object_get_ex(rel, "edits", &a))
+		return qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed",
+		    e->id);
+	/* a value recorded in base64 is checked, once decoded, as every
+	 * other: header_edits_from_json refuses a NUL, a CR or LF that is
+	 * not folding, a removal with a value */
+	if ((plain = unarmored_edits(e->id, a, err, errlen)) == NULL)
+		return -1;
+	bad = header_edits_from_json(plain, edits, nedits) < 0;
+	json_object_put(plain);
+	if (bad)
 		return qfail(err, errlen, EBADMSG, "%s: the header edits of its release are malformed",
 		    e->id);
 	/* recorded before session 18 gave the policy's X-Spam-* removal its

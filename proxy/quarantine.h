@@ -13,7 +13,9 @@
  * that body, from the empty line that ends the header section on, which a
  * release sends in place of ID.eml's ("release": {"body": {"size": N}};
  * the edits then hold the Content-* fields of a replaced single-part
- * body).  ID is the UTC time of storage and random hex, e.g.
+ * body).  An edit's value that is not UTF-8 is "value_base64" there, not
+ * "value" (ID.json is valid UTF-8: see quarantine.c).  ID is the UTC time
+ * of storage and random hex, e.g.
  * "20261127T013000-3f9a0c1d", stored as quarantine_dir/20261127/ID.*.
  *
  * The index is that directory tree itself, not a second file: an entry
@@ -136,7 +138,8 @@ char *quarantine_message(const struct quarantine_entry *e, size_t limit, size_t 
  * message, from the record: 1 and *edits (owned: header_edits_free), 0
  * when the record has none (stored before session 18: the message goes as
  * stored), -1 with err when they are malformed (the record is the daemon
- * user's to write: such a release is refused). */
+ * user's to write: such a release is refused), a "value_base64" that is
+ * not strict base64 included. */
 int quarantine_release_edits(const struct quarantine_entry *e, struct header_edit **edits,
                              size_t *nedits, char *err, size_t errlen);
 

@@ -7,6 +7,7 @@ it (the stored bytes below the fields a tagged message gets), audit-
 logged, deleted,
 expired (by the command and by the daemon's timer); bad IDs are refused."""
 
+import base64
 import json
 import re
 import subprocess
@@ -679,6 +680,101 @@ def test_release_delivers_what_the_accept_path_would(mw_factory, upstream, make_
     assert_same_bytes(got, tagger.wait_messages(1)[0].content, "released vs tagged")
 
 
+SUBJ_LATIN1 = b"buy viagra now caf\xe9 cr\xe8me"     # Latin-1, not UTF-8
+
+
+def subject_of(content):
+    head = content.split(b"\r\n\r\n", 1)[0]
+    return [l for l in head.split(b"\r\n") if l.lower().startswith(b"subject:")]
+
+
+def release_edits(path):
+    with open(path, "rb") as f:
+        rec = json.loads(f.read().decode("utf-8"))     # strict: raises on invalid UTF-8
+    return rec, rec["release"]["edits"]
+
+
+def json_raw_string(b):
+    """b as the body of a JSON string written by json-c before session 19:
+    bytes >= 0x80 as they are (not UTF-8 here), the rest escaped"""
+    out = b""
+    for c in b:
+        if c >= 0x80 or (0x20 <= c < 0x7f and c not in b'"\\'):
+            out += bytes([c])
+        else:
+            out += b"\\u%04x" % c
+    return out
+
+
+def test_release_keeps_8bit_subject_bytes(mw_factory, upstream, make_upstream):
+    """A Subject with undeclared 8-bit bytes (Latin-1) is released as the
+    tag action delivers it: the Subject tag's change carries the sender's
+    bytes, and since session 19 (logs19) the repair of ID.json to valid
+    UTF-8 made them U+FFFD (review rv-today1 R1: "caf\xef\xbf\xbd").  An
+    edit value that is not UTF-8 is now recorded as "value_base64" and
+    decoded by the release; the record stays valid UTF-8, and stays so
+    when the release rewrites it.  A record written before session 19 (the
+    bytes raw) releases the same bytes and is armored when rewritten; one
+    written by logs19 (repaired: U+FFFD) releases what it holds, as then."""
+    common = [("subject_tag", "[SPAM]")]
+    msg = make_msg(subject=SUBJ_LATIN1)
+    m = mw_factory(upstream, opts=quarantine_opts(*common))
+    qids = [put_one(m, upstream, msg=msg)[0] for _ in range(3)]
+
+    tagger = make_upstream()
+    t = mw_factory(tagger, opts=quarantine_opts(*common, ("inbound_quarantine_score", "0")))
+    assert quarantine_one(t, msg, rcpts=("rcpt1@example.net", "rcpt2@example.net")).code == 250
+    tagged = tagger.wait_messages(1)[0].content
+    assert subject_of(tagged) == [b"Subject: [SPAM] " + SUBJ_LATIN1], subject_of(tagged)
+
+    # stored today: the release sends the sender's bytes (main:
+    # "caf\xef\xbf\xbd cr\xef\xbf\xbdme"), recorded in base64
+    path = entry_json(m, qids[0])
+    _, edits = release_edits(path)
+    q_ok(m, "release", qids[0])
+    got = upstream.wait_messages(1)[0].content
+    assert subject_of(got) == subject_of(tagged), (subject_of(got), subject_of(tagged))
+    assert_same_bytes(got, tagged, "released vs tagged")
+    subj = [e for e in edits if e["name"].lower() == "subject"]
+    assert len(subj) == 1 and "value" not in subj[0], subj
+    value = base64.b64decode(subj[0]["value_base64"], validate=True)
+    assert value == b"[SPAM] " + SUBJ_LATIN1, value
+    assert all("value_base64" not in e for e in edits if e is not subj[0]), edits
+    rec, edits = release_edits(path)           # rewritten (marked released): still whole
+    assert rec["released"], rec
+    assert [e for e in edits if e["name"].lower() == "subject"] == subj, edits
+
+    # written before session 19: the value's bytes raw in the record
+    path = entry_json(m, qids[1])
+    rec, _ = release_edits(path)
+    for e in rec["release"]["edits"]:
+        if "value_base64" in e:
+            e["value"] = "@RAW-VALUE@"
+            del e["value_base64"]
+    raw = json.dumps(rec).encode().replace(b"@RAW-VALUE@", json_raw_string(value))
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+    open(path, "wb").write(raw)
+    q_ok(m, "release", qids[1])
+    assert_same_bytes(upstream.wait_messages(2)[1].content, tagged, "old record released vs tagged")
+    rec, edits = release_edits(path)           # rewritten valid UTF-8, the value armored
+    assert rec["released"] and [base64.b64decode(e["value_base64"]) for e in edits
+                                if "value_base64" in e] == [value], edits
+
+    # written by logs19 (repaired): released as it was then, U+FFFD and all
+    path = entry_json(m, qids[2])
+    rec, _ = release_edits(path)
+    for e in rec["release"]["edits"]:
+        if "value_base64" in e:
+            e["value"] = value.decode("utf-8", "replace")
+            del e["value_base64"]
+    open(path, "w").write(json.dumps(rec))
+    q_ok(m, "release", qids[2])
+    got = upstream.wait_messages(3)[2].content
+    assert subject_of(got) == [b"Subject: [SPAM] buy viagra now caf\xef\xbf\xbd cr\xef\xbf\xbdme"], \
+        subject_of(got)
+
+
 def test_release_of_an_entry_stored_before_the_edits_were_recorded(qmw, upstream):
     """An entry stored before session 18 has no "release" in its record:
     it still releases, as stored, and the log says our fields could not be
@@ -700,20 +796,45 @@ def test_release_of_an_entry_stored_before_the_edits_were_recorded(qmw, upstream
 def test_release_with_malformed_edits_is_refused(qmw, upstream):
     """The record is the daemon user's to write: edits that would end the
     header section or that are not edits refuse the release, nothing is
-    sent (releasing without them would deliver the forged fields)."""
+    sent (releasing without them would deliver the forged fields).  So
+    does a value recorded in base64 (one that is not UTF-8) that is not
+    exactly what the store writes, or that decodes to what a value must
+    not hold."""
     m = qmw()
     qid, _ = put_one(m, upstream)
     path = os.path.join(m.quarantine_dir, qid[:8], qid + ".json")
-    for bad in ([{"op": "add", "name": "X-A", "value": "x\r\n\r\nbody"}], [{"op": "add"}], "x"):
+
+    def b64(b):
+        return base64.b64encode(b).decode()
+
+    def change(**kw):
+        return [{"op": "add", "name": "X-A", "value": "a"}, dict({"op": "change", "name": "Subject"}, **kw)]
+    for bad in ([{"op": "add", "name": "X-A", "value": "x\r\n\r\nbody"}], [{"op": "add"}], "x",
+                change(value_base64="not base64!"), change(value_base64="QR=="),
+                change(value_base64="Y2Fm\n6Q=="), change(value_base64=" Y2Fm6Q=="),
+                change(value_base64="Y2Fm6Q"), change(value_base64="Y2Fm6==="),
+                change(value_base64="Y2=m6Q=="), change(value_base64=""), change(value_base64=5),
+                change(value_base64=b64(b"caf\xe9"), value="cafe"),
+                change(value_base64=b64(b"x\xe9\r\n\r\nbody")), change(value_base64=b64(b"x\xe9\0y")),
+                change(value_base64=b64(b"\xe9" * (256 * 1024 + 1))),
+                [{"op": "remove", "name": "X-A", "value_base64": b64(b"\xe9")}]):
         with open(path) as f:
             rec = json.load(f)
         rec["release"] = {"edits": bad}
         with open(path, "w") as f:
             json.dump(rec, f)
         r = q(m, "release", qid)
-        assert r.returncode == 1 and b"edits of its release are malformed" in r.stderr, r.stderr
+        assert r.returncode == 1 and b"edits of its release are malformed" in r.stderr, (bad, r.stderr)
     assert upstream.messages == []
     assert q_list(m)[0]["status"] == "quarantined"
+    rec["release"] = {"edits": change(value_base64="QR==")}
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    r = q(m, "release", qid)
+    assert r.returncode == 1 and r.stderr.endswith(
+        b": the header edits of its release are malformed (edit 2: its value_base64 is not base64 of a "
+        b"value)\n"), r.stderr
+    assert upstream.messages == []
 
 
 def test_release_with_more_edits_than_a_scan_makes_is_refused(qmw, upstream):

@@ -22,6 +22,7 @@
 
 #include "proxy/config.h"
 #include "proxy/quarantine.h"
+#include "proxy/utf8.h"
 #include "tests/unit/unit_tmpdir.h"
 
 /* the running test's scratch directory (unit_tmpdir_setup) */
@@ -301,6 +302,95 @@ static void test_release_edits(void **state)
 	    QUARANTINE_ID_MAX), -1);
 	assert_int_equal(errno, EMSGSIZE);
 	free(big);
+	config_unref(cfg);
+}
+
+/* read_text - the whole file at path (owned, NUL-terminated), *len set */
+static char *read_text(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *p = malloc(1 << 20);
+	size_t n;
+
+	assert_non_null(f);
+	assert_non_null(p);
+	n = fread(p, 1, (1 << 20) - 1, f);
+	fclose(f);
+	p[n] = '\0';
+	*len = n;
+	return p;
+}
+
+/* an edit value that is not UTF-8 (the Subject tag's change of a Latin-1
+ * Subject) goes through the record byte for byte: in base64, so that the
+ * record, repaired to valid UTF-8 as it is written, keeps it (it became
+ * U+FFFD in session 19's logs19); a record written before, with the bytes
+ * raw, gives them back as well and is armored when it is saved */
+static void test_release_edits_8bit(void **state)
+{
+	static const char latin1[] = "[SPAM] caf\xe9 cr\xe8me \xff\xfe\xed\xa0\x80";
+	struct header_edit edits[2] = {
+		{ HE_CHANGE, "Subject", (char *)latin1, 0 },
+		{ HE_ADD, "X-Spam-Status", "Yes, caf\xc3\xa9", 0 },
+	};
+	char *rcpts[1] = { "r@example.net" };
+	char dir[256], id[QUARANTINE_ID_MAX], err[256], path[PATH_MAX];
+	struct quarantine_entry e;
+	struct scan_request req;
+	struct scan_result res;
+	struct header_edit *got;
+	size_t n, len;
+	char *text, *at;
+
+	(void)state;
+	fresh_dir(dir, sizeof(dir), "edits8bit");
+	struct config *cfg = store_config(dir);
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	req.listener = "in";
+	req.mail_from = "a@example.org";
+	req.rcpts = rcpts;
+	req.nrcpts = 1;
+	res.action = MW_QUARANTINE;
+	res.edits = edits;
+	res.nedits = 2;
+	assert_int_equal(quarantine_store(cfg, &req, &res, NULL, test_msg, strlen(test_msg), NULL, 0, id,
+	    QUARANTINE_ID_MAX), 0);
+	assert_int_equal(quarantine_path(dir, id, "json", path, sizeof(path)), 0);
+	text = read_text(path, &len);
+	assert_true(utf8_valid(text, len));
+	assert_non_null(strstr(text, "\"value_base64\":\"W1NQQU1dIGNhZukgY3LobWUg//7toIA=\""));
+	assert_non_null(strstr(text, "\"value\":\"Yes, caf\xc3\xa9\""));	/* UTF-8: as it is */
+	free(text);
+
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(quarantine_open(dir, id, 0, &e, err, sizeof(err)), 0);
+		assert_int_equal(quarantine_release_edits(&e, &got, &n, err, sizeof(err)), 1);
+		assert_int_equal(n, 2);
+		assert_int_equal(got[0].op, HE_CHANGE);
+		assert_string_equal(got[0].value, latin1);
+		assert_string_equal(got[1].value, edits[1].value);
+		header_edits_free(got, n);
+		/* rewritten (a release marks it): the same */
+		assert_int_equal(quarantine_save_record(&e), 0);
+		quarantine_close(&e);
+		text = read_text(path, &len);
+		assert_true(utf8_valid(text, len));
+		assert_non_null(strstr(text, "\"value_base64\":\"W1NQQU1dIGNhZukgY3LobWUg//7toIA=\""));
+		if (round == 0) {
+			/* as written before session 19: the value raw */
+			FILE *f = fopen(path, "wb");
+
+			at = strstr(text, "\"value_base64\":\"W1NQ");
+			assert_non_null(at);
+			assert_non_null(f);
+			fwrite(text, 1, (size_t)(at - text), f);
+			fprintf(f, "\"value\":\"%s\"", latin1);
+			fputs(strchr(at + 16, '"') + 1, f);
+			fclose(f);
+		}
+		free(text);
+	}
 	config_unref(cfg);
 }
 
@@ -719,6 +809,7 @@ int main(void)
 		cmocka_unit_test(test_parse_time),
 		cmocka_unit_test(test_store_open_save_remove),
 		cmocka_unit_test(test_release_edits),
+		cmocka_unit_test(test_release_edits_8bit),
 		cmocka_unit_test(test_open_bad_record),
 		cmocka_unit_test(test_list_order_and_since),
 		cmocka_unit_test(test_expire),
