@@ -86,6 +86,10 @@ struct cfg_opt {
 	int (*check)(const char *v, char *err, size_t errlen);  /* CFG_STR/LIST */
 	void (*defun)(char *buf, size_t len);      /* when def == NULL */
 	const char     *doc;         /* one line */
+	const char     *lowered;     /* a maximum lowered since an earlier release:
+	                              * added to the "above maximum" error (since
+	                              * when, why, what to do), as an old config
+	                              * that passed then stops the daemon now */
 };
 
 /* Rows are built with these, so that a row whose type does not match its
@@ -95,23 +99,25 @@ struct cfg_opt {
 #define FSZ(st, f) sizeof(((struct st *)0)->f)
 
 #define G_STR(n, f, def, chk, doc) \
-	{ n, CFG_STR, CFG_GLOBAL, def, 0, 0, FLD(config, f, char *), FSZ(config, f), 0, NULL, chk, NULL, doc }
+	{ n, CFG_STR, CFG_GLOBAL, def, 0, 0, FLD(config, f, char *), FSZ(config, f), 0, NULL, chk, NULL, doc, NULL }
 #define G_UINT(n, f, def, lo, hi, doc) \
-	{ n, CFG_UINT, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
+	{ n, CFG_UINT, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc, NULL }
+#define G_UINT_LOWERED(n, f, def, lo, hi, lowered, doc) \
+	{ n, CFG_UINT, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc, lowered }
 #define G_SIZE(n, f, def, lo, hi, doc) \
-	{ n, CFG_SIZE, CFG_GLOBAL, def, lo, hi, FLD(config, f, uint64_t), sizeof(uint64_t), 0, NULL, NULL, NULL, doc }
+	{ n, CFG_SIZE, CFG_GLOBAL, def, lo, hi, FLD(config, f, uint64_t), sizeof(uint64_t), 0, NULL, NULL, NULL, doc, NULL }
 #define G_DUR(n, f, def, lo, hi, doc) \
-	{ n, CFG_DURATION, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
+	{ n, CFG_DURATION, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc, NULL }
 #define G_AGE(n, f, def, lo, hi, doc) \
-	{ n, CFG_AGE, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc }
+	{ n, CFG_AGE, CFG_GLOBAL, def, lo, hi, FLD(config, f, unsigned), sizeof(unsigned), 0, NULL, NULL, NULL, doc, NULL }
 #define G_DBL(n, f, def, lo, hi, doc) \
-	{ n, CFG_DOUBLE, CFG_GLOBAL, def, lo, hi, FLD(config, f, double), sizeof(double), 0, NULL, NULL, NULL, doc }
+	{ n, CFG_DOUBLE, CFG_GLOBAL, def, lo, hi, FLD(config, f, double), sizeof(double), 0, NULL, NULL, NULL, doc, NULL }
 #define G_ENUM(n, f, T, def, words, doc) \
-	{ n, CFG_ENUM, CFG_GLOBAL, def, 0, 0, FLD(config, f, T), FSZ(config, f), 0, words, NULL, NULL, doc }
+	{ n, CFG_ENUM, CFG_GLOBAL, def, 0, 0, FLD(config, f, T), FSZ(config, f), 0, words, NULL, NULL, doc, NULL }
 #define L_STR(n, f, def, chk, doc) \
-	{ n, CFG_STR, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, char *), FSZ(listener_cfg, f), 0, NULL, chk, NULL, doc }
+	{ n, CFG_STR, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, char *), FSZ(listener_cfg, f), 0, NULL, chk, NULL, doc, NULL }
 #define L_ENUM(n, f, T, def, words, doc) \
-	{ n, CFG_ENUM, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, T), FSZ(listener_cfg, f), 0, words, NULL, NULL, doc }
+	{ n, CFG_ENUM, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, T), FSZ(listener_cfg, f), 0, words, NULL, NULL, doc, NULL }
 
 #define MS_S   1000.0
 #define MS_M   (60 * MS_S)
@@ -174,7 +180,7 @@ static const struct cfg_opt cfg_opts[] = {
 	/* identity, process */
 	{ "hostname", CFG_STR, CFG_GLOBAL, NULL, 0, 0, FLD(config, hostname, char *),
 	  FSZ(config, hostname), 0, NULL, check_hostname, default_hostname,
-	  "name in the greeting and in EHLO to the upstream (default: this machine's name)" },
+	  "name in the greeting and in EHLO to the upstream (default: this machine's name)", NULL },
 	G_STR("user", user, "", check_user,
 	      "drop privileges to this user after binding the listeners (empty = stay)"),
 	G_ENUM("log", log, enum log_target, "stderr", log_words,
@@ -201,7 +207,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       "scan requests that may wait for a thread; more get 451"),
 	{ "plugin", CFG_LIST, CFG_GLOBAL, "", 0, CFG_MAX_PLUGINS, FLD(config, plugins, char (*)[1024]),
 	  FSZ(config, plugins[0]), FLD(config, nplugins, unsigned), NULL, check_plugin, NULL,
-	  "filter plugin to load: \"/path/x.so key=value ...\"; repeat for more, empty clears" },
+	  "filter plugin to load: \"/path/x.so key=value ...\"; repeat for more, empty clears", NULL },
 
 	/* limits */
 	G_SIZE("message_size_limit", message_size_limit, "50M", 1 * KIB, 2 * GIB,
@@ -212,8 +218,10 @@ static const struct cfg_opt cfg_opts[] = {
 	       "client connections at once, over all listeners"),
 	G_UINT("max_connections_per_ip", max_connections_per_ip, "50", 1, 1000000,
 	       "client connections at once from one IP address (IPv6: per /64); more get 421"),
-	G_UINT("max_recipients", max_recipients, "1000", 1, CONFIG_MAX_RECIPIENTS_MAX,
-	       "recipients per message; more get 452"),
+	G_UINT_LOWERED("max_recipients", max_recipients, "1000", 1, CONFIG_MAX_RECIPIENTS_MAX,
+	               "lowered from 100000 in session 19, so that every recipient with its DSN "
+	               "parameters fits one scan request: lower it",
+	               "recipients per message; more get 452"),
 	G_UINT("command_line_limit", command_line_limit, "2048", 512, 65536,
 	       "longest SMTP command line in bytes, CRLF included"),
 	G_UINT("max_errors", max_errors, "20", 1, 10000,
@@ -298,7 +306,7 @@ static const struct cfg_opt cfg_opts[] = {
 	      "how long a failed lookup (SERVFAIL) is remembered before asking again"),
 	{ "dns_client_name", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, dns_client_name, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "look up the client's forward-confirmed reverse DNS name for filters and the audit log" },
+	  "look up the client's forward-confirmed reverse DNS name for filters and the audit log", NULL },
 
 	/* --- SPF (issue 4) --- */
 #define SPF_ACTIONS (const struct cfg_word[]){ { "accept", MW_ACCEPT }, { "tag", MW_TAG }, \
@@ -348,7 +356,7 @@ static const struct cfg_opt cfg_opts[] = {
 	      "DKIM: score of a message with an invalid signature (DKIM_INVALID)"),
 	{ "dkim_sign_key", CFG_LIST, CFG_GLOBAL, "", 0, 32, FLD(config, dkim_sign_keys, char (*)[1024]),
 	  FSZ(config, dkim_sign_keys[0]), FLD(config, ndkim_sign_keys, unsigned), NULL, NULL, NULL,
-	  "DKIM signing key: \"DOMAIN SELECTOR /path/key.pem\" (RSA or Ed25519); repeat for more" },
+	  "DKIM signing key: \"DOMAIN SELECTOR /path/key.pem\" (RSA or Ed25519); repeat for more", NULL },
 	G_STR("dkim_sign_headers", dkim_sign_headers,
 	      "from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:mime-version:content-type:content-transfer-encoding",
 	      NULL, "DKIM signing: header fields signed (colon-separated)"),
@@ -398,7 +406,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       ((const struct cfg_word[]){ { "reject", 0 }, { "quarantine", 1 }, { "tag", 2 }, { NULL, 0 } }),
 	       "outbound message with a virus: reject (554 5.7.1 with its name), quarantine or tag"),
 	{ "av_headers", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, av_headers, int), sizeof(int),
-	  0, NULL, NULL, NULL, "add X-Virus-Scanned and X-Virus-Status to delivered messages" },
+	  0, NULL, NULL, NULL, "add X-Virus-Scanned and X-Virus-Status to delivered messages", NULL },
 	G_STR("clamd_socket", clamd_socket, "/run/clamav/clamd.ctl", NULL,
 	      "clamd: its socket, /path (unix) or HOST:PORT (TCP)"),
 	G_DUR("clamd_connect_timeout", clamd_connect_timeout, "5s", 10, 10 * MS_M,
@@ -454,7 +462,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       "outbound: MIME structure past the parse limits or an archive not read whole"),
 	{ "attach_scan_archives", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, attach_scan_archives, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "look inside attached archives (zip, 7z, rar, tar, cab, iso) and compressed files (gzip, bzip2, xz, zstd, lzip, lzma) for banned names" },
+	  "look inside attached archives (zip, 7z, rar, tar, cab, iso) and compressed files (gzip, bzip2, xz, zstd, lzip, lzma) for banned names", NULL },
 	G_UINT("attach_archive_depth", attach_archive_depth, "3", 1, 10,
 	       "levels of archives inside archives that are opened"),
 	G_UINT("attach_archive_max_entries", attach_archive_max_entries, "10000", 1, 1000000,
@@ -471,13 +479,13 @@ static const struct cfg_opt cfg_opts[] = {
 	      "MTA a released message is sent to: HOST:PORT (empty = its listener's upstream)"),
 	{ "quarantine_delete_released", CFG_BOOL, CFG_GLOBAL, "no", 0, 1,
 	  FLD(config, quarantine_delete_released, int), sizeof(int), 0, NULL, NULL, NULL,
-	  "remove a message from the quarantine once released to all its recipients" },
+	  "remove a message from the quarantine once released to all its recipients", NULL },
 
 	/* --- rules (issue 6) --- */
 	{ "rules_net_tests", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, rules_net_tests, int), sizeof(int), 0,
 	  NULL, NULL, NULL,
 	  "run the rules' network tests (SpamAssassin's check_rbl*, uridnsbl/urirhssub lists, check_dns_sender) "
-	  "through the DNS layer; off: they never hit, as SpamAssassin with network tests off" },
+	  "through the DNS layer; off: they never hit, as SpamAssassin with network tests off", NULL },
 	G_DUR("rules_dns_timeout", rules_dns_timeout, "3s", 10, 60 * MS_S,
 	      "time all DNS lookups of the rules' network tests may take together on one message; "
 	      "unanswered lookups count as not listed"),
@@ -485,7 +493,7 @@ static const struct cfg_opt cfg_opts[] = {
 	  FLD(config, rules_files, char (*)[1024]), FSZ(config, rules_files[0]),
 	  FLD(config, nrules_files, unsigned), NULL, NULL, NULL,
 	  "rule files for the rules filter: a file, a directory (its *.cf) or a glob; repeat for more, empty clears; "
-	  "none = the shipped rules in /usr/share/mailwarden/rules (add /usr/share/spamassassin for SpamAssassin's stock rules)" },
+	  "none = the shipped rules in /usr/share/mailwarden/rules (add /usr/share/spamassassin for SpamAssassin's stock rules)", NULL },
 	G_STR("rules_cache_dir", rules_cache_dir, "/var/lib/mailwarden/rules-cache", check_path_or_empty,
 	      "directory for compiled rule databases, keyed by the rules' hash (empty = compile at every start)"),
 	G_DUR("rules_time_budget", rules_time_budget, "2s", 0, 600 * MS_S,
@@ -533,13 +541,13 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Bayes: score of each probability band symbol (BAYES_00 .. BAYES_999)"),
 	{ "bayes_chars", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, bayes_chars, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "Bayes: also weigh the character 4-gram models of the start of the message and of its header (trained by mailwarden learn and the daemon)" },
+	  "Bayes: also weigh the character 4-gram models of the start of the message and of its header (trained by mailwarden learn and the daemon)", NULL },
 	G_AGE("bayes_retrain_interval", bayes_retrain_interval, "1h", 0, 7 * 86400,
 	      "Bayes: how often the daemon trains the character models again when their examples "
 	      "changed (autolearn, learn --no-train); one process of all sharing the store trains (0 = never)"),
 	{ "bayes_autolearn", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "Bayes: learn messages whose score (other filters) is clearly spam or ham" },
+	  "Bayes: learn messages whose score (other filters) is clearly spam or ham", NULL },
 	G_DBL("bayes_autolearn_spam", bayes_autolearn_spam, "12.0", -10000, 10000,
 	      "Bayes: autolearn as spam at or above this score"),
 	G_DBL("bayes_autolearn_ham", bayes_autolearn_ham, "0.1", -10000, 10000,
@@ -547,7 +555,7 @@ static const struct cfg_opt cfg_opts[] = {
 	{ "bayes_autolearn_examples", CFG_BOOL, CFG_GLOBAL, "no", 0, 0, FLD(config, bayes_autolearn_examples, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "Bayes: autolearn also keeps the message's example (3 KB for bayes_autolearn_example_ttl) for the "
-	  "character models' training" },
+	  "character models' training", NULL },
 	G_AGE("bayes_autolearn_example_ttl", bayes_autolearn_example_ttl, "7d", 0, 3650 * 86400,
 	      "Bayes, with bayes_autolearn_examples: how long an autolearned message's example is kept "
 	      "(at most bayes_seen_ttl; 0 = as long as that): the store they take is the autolearn rate times this"),
@@ -555,7 +563,7 @@ static const struct cfg_opt cfg_opts[] = {
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	{ "dnsbl_list", CFG_LIST, CFG_GLOBAL, "", 0, 32, FLD(config, dnsbl_lists, char (*)[1024]),
 	  FSZ(config, dnsbl_lists[0]), FLD(config, ndnsbl_lists, unsigned), NULL, NULL, NULL,
-	  "DNS list: \"ZONE ip|domain|uri|sender CODE=SYMBOL:SCORE ...\"; repeat for more, empty clears" },
+	  "DNS list: \"ZONE ip|domain|uri|sender CODE=SYMBOL:SCORE ...\"; repeat for more, empty clears", NULL },
 	G_DUR("dnsbl_timeout", dnsbl_timeout, "0", 0, 60 * MS_S,
 	      "deadline of one DNS list lookup (0 = dns_timeout)"),
 	G_UINT("dnsbl_max_domains", dnsbl_max_domains, "20", 0, 1000,
@@ -602,7 +610,7 @@ static const struct cfg_opt cfg_opts[] = {
 	       milter_quarantine_words, "milter quarantine: store (mailwarden's store) or mta (the MTA's hold queue)"),
 	{ "milter_early", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, milter_early, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
-	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA" },
+	  "milter: ask the filters for an envelope verdict at RCPT (SPF fail, greylisting) so the MTA refuses before DATA", NULL },
 	G_DUR("milter_early_timeout", milter_early_timeout, "8s", 100, 10 * MS_M,
 	      "how long the milter waits for an envelope verdict at RCPT before it lets the recipient through (keep it below the MTA's wait for that reply: Postfix's milter_command_timeout, 30s; Sendmail's T=R:, 10s)"),
 	G_UINT("milter_max_connections", milter_max_connections, "1000", 0, 1000000,
@@ -631,7 +639,7 @@ static const struct cfg_opt cfg_opts[] = {
 
 	/* --- per-listener transport (issue 3) --- */
 #define L_BOOL(n, f, def, doc) \
-	{ n, CFG_BOOL, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, int), sizeof(int), 0, NULL, NULL, NULL, doc }
+	{ n, CFG_BOOL, CFG_LISTENER, def, 0, 0, FLD(listener_cfg, f, int), sizeof(int), 0, NULL, NULL, NULL, doc, NULL }
 	L_ENUM("tls", tls_mode, enum mw_tls_mode, "none",
 	       ((const struct cfg_word[]){ { "none", MW_TLS_NONE }, { "starttls", MW_TLS_STARTTLS },
 	                                   { "implicit", MW_TLS_IMPLICIT }, { NULL, 0 } }),
@@ -943,6 +951,8 @@ static int check_bounds(const struct cfg_opt *o, double v, const char *text,
 	}
 	if (v > o->max) {
 		fmt_bound(o, o->max, b, sizeof b);
+		if (o->lowered != NULL)
+			return fail(err, errlen, "value %s above maximum %s (%s)", text, b, o->lowered);
 		return fail(err, errlen, "value %s above maximum %s", text, b);
 	}
 	return 0;

@@ -47,7 +47,9 @@
 #include "proxy/log.h"
 #include "proxy/utf8.h"
 
-#define MAX_TO 100000          /* recipients of one release (max_recipients allows 100000) */
+/* recipients of one release: max_recipients allows 50000 since session
+ * 19, 100000 before, and a message quarantined then still releases whole */
+#define MAX_TO 100000
 
 static const char q_usage[] =
 	"usage: mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"

@@ -13,8 +13,10 @@
 
 #include "conn.h"
 #include "log.h"
+#include "monotime.h"
 #include "sbuf.h"
 #include "tls.h"
+#include "uplog.h"
 #include "upstream.h"
 #include "xattr.h"
 
@@ -220,15 +222,55 @@ static void up_open_done(struct upstream *u, const struct smtp_reply *r, enum up
 
 static void up_open_fail(struct upstream *u, enum upstream_err err);
 
+/* Why an opening goes on without XCLIENT/XFORWARD (uplog kinds) */
+enum xc_missing {
+	XC_MISSING_EHLO = 1,      /* the EHLO reply offers neither */
+	XC_MISSING_HELO,          /* our EHLO refused: HELO offers nothing */
+	XC_MISSING_ATTRS          /* XFORWARD offered with no attribute we send */
+};
+
+/* xclient_missing - the opening goes on without XCLIENT/XFORWARD, though
+ * upstream_xclient = yes wants one and there is a client to name: the MTA
+ * judges mailwarden's address, not the client's (in Postfix's mynetworks
+ * in the README's set-up).  That is the documented "when offered", but
+ * never silent: a WARNING, once a minute per next hop and when the reason
+ * changes (uplog.h), since such a hop meets it at every connection. */
+static void xclient_missing(struct upstream *u, enum xc_missing why)
+{
+	static const char *const what[] = {
+		[XC_MISSING_EHLO] = "offers neither XCLIENT nor XFORWARD",
+		[XC_MISSING_HELO] = "refused our EHLO, and HELO has no XCLIENT/XFORWARD",
+		[XC_MISSING_ATTRS] = "offers XFORWARD with no attribute mailwarden sends",
+	};
+	unsigned long since;
+	char more[64] = "";
+	if (u->probe || !u->have_client || !u->t->xclient) return;
+	if (!uplog_due(u->t->spec, why, monotime_ms(), &since)) return;
+	if (since > 0) snprintf(more, sizeof more, ", %lu sessions since the last", since);
+	slog(u->sid, LOG_WARNING, "upstream=%s %s: its sessions go on under mailwarden's address, not the "
+	     "client's (upstream_xclient = yes sends them when offered; this line once a minute%s)",
+	     u->t->spec, what[why], more);
+}
+
+/* reply_esc - r's text for a log line: escaped, without the CRLF that
+ * ends its last line (a line break inside a multi-line reply stays
+ * escaped: it is not one of ours) */
+static const char *reply_esc(char *out, size_t outsz, const struct smtp_reply *r)
+{
+	size_t n = r->len >= 2 && r->text[r->len - 2] == '\r' ? r->len - 2 : r->len;
+	return log_esc(out, outsz, r->text, n);
+}
+
 /* up_helo_reply - the MTA refused our EHLO (5xx) and this answers the
  * HELO we tried instead.  A HELO session has no extensions: neither
- * STARTTLS nor XCLIENT/XFORWARD can follow, so it is of use only where
- * neither was asked for.  Before session 19 it went ready regardless: an
- * EHLO refused (by the MTA, or by whoever sits on the path to it) took
- * the message there in plaintext under upstream_tls = required, and
- * without XCLIENT, under mailwarden's own address (in Postfix's
- * mynetworks in the README's set-up): both now fail the opening, as a
- * missing STARTTLS does. */
+ * STARTTLS nor XCLIENT/XFORWARD can follow.  upstream_tls = required then
+ * fails the opening, as a missing STARTTLS does (before session 19 the
+ * message went in plaintext).  XCLIENT is sent "when offered", and after
+ * HELO it is not: the session goes on under mailwarden's own address, as
+ * after an EHLO that offers neither, with the same rate-limited warning
+ * (xclient_missing).  Session 19's tls19 failed it (451) instead; that
+ * stopped no man in the middle, who strips 250-XCLIENT from the EHLO reply
+ * to the same effect, and cost every HELO-only next hop all its mail. */
 static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct upstream *u = arg;
@@ -243,20 +285,11 @@ static void up_helo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		up_open_fail(u, UP_ERR_TLS);
 		return;
 	}
-	/* XCLIENT or XFORWARD, whichever the MTA would take (a HELO reply
-	 * names neither): without one the MTA judges mailwarden's address,
-	 * not the client's.  upstream_xclient = no is the way to relay to an
-	 * MTA that speaks no ESMTP. */
-	if (!u->probe && !u->xclient_done && u->have_client && u->t->xclient) {
-		slog(u->sid, LOG_WARNING, "upstream=%s refused our EHLO: no XCLIENT/XFORWARD after HELO to "
-		     "name the client, and upstream_xclient = yes (no: relay to an MTA without ESMTP)", u->t->spec);
-		up_open_fail(u, UP_ERR_PROTOCOL);
-		return;
-	}
 	if (!u->probe && !u->tls_done && u->t->tls_mode == MW_UPTLS_OPPORTUNISTIC)
 		slog(u->sid, LOG_NOTICE, "upstream=%s refused our EHLO: going on after HELO without TLS",
 		     u->t->spec);
 	u->tls_done = 1;
+	xclient_missing(u, XC_MISSING_HELO);
 	u->state = UPS_READY;
 	up_open_done(u, r, err);
 }
@@ -383,7 +416,7 @@ static void up_xclient_reply(void *arg, const struct smtp_reply *r, enum upstrea
 		 * rules to our address (often in its mynetworks) */
 		char esc[200];
 		slog(u->sid, LOG_WARNING, "upstream=%s refused %s: %s", u->t->spec,
-		     is_xclient ? "XCLIENT" : "XFORWARD", log_esc(esc, sizeof esc, r->text, r->len));
+		     is_xclient ? "XCLIENT" : "XFORWARD", reply_esc(esc, sizeof esc, r));
 		up_open_fail(u, UP_ERR_PROTOCOL);
 		return;
 	}
@@ -515,6 +548,9 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 		char line[XF_LINE_MAX], addr[80];
 		const char *proto = u->c_esmtp ? "ESMTP" : "SMTP";
 		u->xclient_done = 1;
+		if (uplog_clear(u->t->spec))
+			slog(u->sid, LOG_NOTICE, "upstream=%s offers %s again", u->t->spec,
+			     u->caps & UCAP_XCLIENT ? "XCLIENT" : "XFORWARD");
 		snprintf(addr, sizeof addr, "%s%s", strchr(u->c_addr, ':') ? "IPV6:" : "", u->c_addr);
 		if (u->caps & UCAP_XCLIENT) {
 			/* the address and name in the first command, HELO and
@@ -534,6 +570,7 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 			u->state = UPS_EHLO;
 			u->sent_xforward = 1;
 		} else {
+			xclient_missing(u, XC_MISSING_ATTRS);
 			u->state = UPS_READY;
 			up_open_done(u, r, UP_OK);
 			return;
@@ -541,6 +578,10 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 		up_send(u, line, up_xclient_reply);
 		return;
 	}
+	/* not offered (the first EHLO's reply, or the one after STARTTLS):
+	 * on without, as documented, but said; once XCLIENT is done, the
+	 * EHLO after it is the client's session and needs no word */
+	if (!u->xclient_done) xclient_missing(u, XC_MISSING_EHLO);
 	u->state = UPS_READY;
 	up_open_done(u, r, UP_OK);
 }
@@ -562,7 +603,7 @@ static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		 * gets the reply and relays it (upstream_refused_client). */
 		char esc[200];
 		slog(u->sid, LOG_NOTICE, "upstream=%s refused the client's EHLO after XCLIENT: %s", u->t->spec,
-		     log_esc(esc, sizeof esc, r->text, r->len));
+		     reply_esc(esc, sizeof esc, r));
 		u->client_refused = 1;
 		u->state = UPS_DEAD;
 		conn_stop_reading(u->conn);
@@ -574,7 +615,7 @@ static void up_ehlo_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		char esc[200];
 		if (!u->probe)
 			slog(u->sid, LOG_NOTICE, "upstream=%s refused our EHLO, trying HELO: %s", u->t->spec,
-			     log_esc(esc, sizeof esc, r->text, r->len));
+			     reply_esc(esc, sizeof esc, r));
 		u->state = UPS_HELO;
 		snprintf(line, sizeof line, "HELO %s\r\n", u->cfg->hostname);
 		conn_write(u->conn, line, strlen(line));

@@ -45,7 +45,8 @@ struct upstream_target {
 	struct ssl_ctx_st *tls_ctx;   /* NULL when tls_mode is off */
 	int            tls_verify;    /* check the chain and tls_name */
 	char           tls_name[256];
-	int            xclient;       /* send XCLIENT/XFORWARD when offered */
+	int            xclient;       /* send XCLIENT/XFORWARD when offered (a warning
+	                               * when not: upstream.c xclient_missing) */
 };
 
 /* Who the real client is, for XCLIENT/XFORWARD (all borrowed, copied). */
@@ -84,8 +85,9 @@ typedef void (*upstream_drain_fn)(void *arg);
  * plaintext the MTA sent after its 220 is dropped: response injection),
  * then XCLIENT (+ EHLO) or XFORWARD with client when the MTA offers them
  * and t->xclient is set.  After HELO (no extensions) the opening fails
- * (UP_ERR_TLS, UP_ERR_PROTOCOL) when t->tls_mode is required or t->xclient
- * is set with a client to name: never a silent downgrade.
+ * (UP_ERR_TLS) when t->tls_mode is required; without XCLIENT/XFORWARD
+ * (not offered, or HELO) it goes on, and with t->xclient set and a
+ * client to name a WARNING says so, once a minute per target (uplog.h).
  * cb gets the EHLO/HELO reply (or the greeting if it was not
  * 220, or an error).  After XCLIENT the EHLO carries the client's HELO name,
  * and a refusal of it is not worked around with HELO <our name>: cb gets

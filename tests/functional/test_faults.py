@@ -325,18 +325,93 @@ def test_new_helo_name_reopens_the_xclient_upstream(mw_factory, raw_upstream):
 
 def test_upstream_refusing_our_ehlo_gets_helo(mw_factory, raw_upstream):
     """the fallback that stays: an MTA without ESMTP refuses mailwarden's
-    own EHLO (no XCLIENT yet), and gets HELO with our name, when
-    upstream_xclient = no (with yes, the default, the client could not be
-    named after HELO: 451, test_tls.py
-    test_refused_ehlo_never_relays_without_xclient)"""
+    own EHLO (no XCLIENT yet), and gets HELO with our name, with the
+    default upstream_xclient = yes too ("when offered": session 19's tls19
+    made that 451, test_xclient_not_offered_relays_and_warns_once)"""
     up = raw_upstream(script={"EHLO": b"502 5.5.2 Error: command not recognized\r\n"})
-    m = mw_factory(up, wait_probe=False, opts=[("listener.default.upstream_xclient", "no")])
+    m = mw_factory(up, wait_probe=False)
     c = m.client()
     c.ehlo("client.example.org")
     r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="plain smtp"))
     assert r["final"].code == 250, r
     c.quit()
     assert any(l.startswith(b"HELO ") for sess in up.sessions for l in sess), up.sessions
+
+
+XCLIENT_OFFER = b"XCLIENT ADDR PORT NAME HELO PROTO LOGIN"
+EHLO_REFUSED = {"EHLO": b"502 5.5.2 Error: command not recognized\r\n"}
+NOT_OFFERED = {
+    "ehlo": "offers neither XCLIENT nor XFORWARD: its sessions go on under mailwarden's address",
+    "helo": "refused our EHLO, and HELO has no XCLIENT/XFORWARD: its sessions go on under mailwarden's address",
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_OFFERED))
+def test_xclient_not_offered_relays_and_warns_once(mw_factory, raw_upstream, case):
+    """upstream_xclient = yes (the default) sends XCLIENT/XFORWARD "when
+    offered".  One policy whatever the reason it is not: an EHLO reply
+    without them (an MTA not configured for us, or a man in the middle who
+    deletes the lines) and a refused EHLO (HELO: an MTA without ESMTP,
+    smtp-sink -e, or the same man in the middle) both relay under
+    mailwarden's address, and a WARNING says so once a minute per upstream,
+    not once per connection (two event loops: one line still).  On main
+    the first relayed without a word, the second failed every MAIL (451)."""
+    opts = [("proxy_threads", "2")]
+    if case == "helo":
+        up = raw_upstream(script=EHLO_REFUSED, caps=RawUpstream.CAPS + [XCLIENT_OFFER])
+    else:
+        up = raw_upstream()
+        opts.append(("log_level", "warning"))      # it is a WARNING
+    m = mw_factory(up, wait_probe=False, opts=opts)
+    n = 6
+    for i in range(n):
+        c = m.client()
+        c.ehlo("client%d.example.org" % i)
+        r = c.transaction("a@example.org", ["b@example.net"], make_msg(subject="no xclient %d" % i))
+        assert r["final"].code == 250, (r, m.stderr_tail(20))
+        c.quit()
+    assert len(up.messages) == n
+    sent = [l for sess in up.sessions for l in sess if l.startswith((b"XCLIENT", b"XFORWARD"))]
+    assert sent == [], sent
+    want = NOT_OFFERED[case]
+    assert wait_until(lambda: want in m.stderr_text(), 3), m.stderr_tail(30)
+    time.sleep(0.3)
+    err = m.stderr_text()
+    assert err.count(want) == 1, err[-4000:]
+    line = next(l for l in err.splitlines() if want in l)
+    assert "upstream=%s " % up.addr in line, line
+    if case == "helo":
+        # the reply is logged without its line end (it ended in \x0d\x0a)
+        tried = [l for l in err.splitlines() if "refused our EHLO, trying HELO" in l]
+        assert len(tried) == n, tried
+        assert all(l.endswith("trying HELO: 502 5.5.2 Error: command not recognized") for l in tried), tried
+
+
+def test_xclient_offered_again_then_not_is_warned_at_once(mw_factory, raw_upstream):
+    """the warning is once a minute per upstream *or on change*: an
+    upstream that offers XCLIENT again ends it (one line), and the next
+    session without it is warned of at once, not a minute later"""
+    up = raw_upstream(script={"OTHER": b"220 raw.upstream ESMTP\r\n"})
+    m = mw_factory(up, wait_probe=False)
+    want = NOT_OFFERED["ehlo"]
+
+    def one(i):
+        c = m.client()
+        c.ehlo("client%d.example.org" % i)
+        assert c.transaction("a@example.org", ["b@example.net"], make_msg())["final"].code == 250
+        c.quit()
+    one(0)
+    one(1)
+    assert wait_until(lambda: want in m.stderr_text(), 3), m.stderr_tail(20)
+    up.caps = RawUpstream.CAPS + [XCLIENT_OFFER]
+    one(2)
+    assert wait_until(lambda: "upstream=%s offers XCLIENT again" % up.addr in m.stderr_text(), 3), \
+        m.stderr_tail(20)
+    up.caps = RawUpstream.CAPS
+    one(3)
+    assert wait_until(lambda: m.stderr_text().count(want) == 2, 3), m.stderr_tail(20)
+    assert len(up.messages) == 4
+    assert sum(1 for sess in up.sessions for l in sess if l.startswith(b"XCLIENT")) == 1
 
 
 # --- client faults -----------------------------------------------------------------

@@ -143,9 +143,7 @@ UPSTREAM_HAS = {
 @pytest.mark.parametrize("kind", sorted(CAPS_CASES))
 def test_ehlo_follows_upstream_capabilities(kind, mw_factory, make_upstream, smtp_sink):
     up = _caps_upstream(kind, make_upstream, smtp_sink)
-    # without ESMTP there is no XCLIENT: relaying after HELO takes
-    # upstream_xclient = no (with yes the client's MAIL gets 451)
-    m = mw_factory(up, opts=[("listener.default.upstream_xclient", "no")] if kind == "smtp-sink -e" else [])
+    m = mw_factory(up)
     if not hasattr(up, "ehlos"):
         time.sleep(0.5)     # smtp-sink: give the start-up probe time
     c = m.client()

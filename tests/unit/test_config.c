@@ -477,6 +477,16 @@ static void test_bounds(void **state)
 	           "F:1: inbound_reject_score: value -1 below minimum 0.0");
 	expect_err("outbound_tag_score = 1e9\n",
 	           "F:1: outbound_tag_score: value 1e9 above maximum 10000.0");
+	/* a maximum lowered since an earlier release: a config that passed
+	 * then stops the daemon now, and the error says why and what to do */
+	expect_err("max_recipients = 100000\n",
+	           "F:1: max_recipients: value 100000 above maximum 50000 (lowered from 100000 in "
+	           "session 19, so that every recipient with its DSN parameters fits one scan request: "
+	           "lower it)");
+	expect_err("max_recipients = 50001\n",
+	           "F:1: max_recipients: value 50001 above maximum 50000 (lowered from 100000 in "
+	           "session 19, so that every recipient with its DSN parameters fits one scan request: "
+	           "lower it)");
 
 	/* the bounds themselves are accepted */
 	struct config *c = load("command_line_limit = 512\nmessage_size_limit = 2G\n"
