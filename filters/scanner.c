@@ -29,6 +29,10 @@
  * SOCK_SEQPACKET send is atomic, so concurrent sends never interleave)
  * with a send timeout, so a front end that stops reading cannot hold a
  * worker forever.
+ *
+ * A big request (its encoding in a memfd of up to 64 MiB) is read only
+ * within a memory budget, per connection and in all (scanmem.h): past it,
+ * it is answered "scanner busy" unread and the connection read on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +55,7 @@
 #include "filters/deadline.h"
 #include "proxy/monotime.h"
 #include "filters/pipeline.h"
+#include "filters/scanmem.h"
 #include "filters/scanner.h"
 #include "proxy/episode.h"
 #include "proxy/log.h"
@@ -79,6 +84,7 @@ struct conn {
 	atomic_int  dead;           /* a send failed: no more sends */
 	atomic_int  rd_end;         /* a worker read EOF (-1) or garbage (-2): the loop drops it */
 	unsigned long long no;      /* connection number, for logs and epoll */
+	size_t      big_held;       /* bytes its big requests hold (guarded by scanner.mem's lock) */
 };
 
 struct job {
@@ -87,6 +93,7 @@ struct job {
 	struct scan_request req;    /* owned */
 	int         msgfd;          /* owned */
 	unsigned char *msg;         /* owned; an inline message (req.msg points here) */
+	struct scanmem_hold *hold;  /* owned; a big request's share of scanner.mem, else NULL */
 };
 
 struct scanner {
@@ -104,6 +111,7 @@ struct scanner {
 	size_t           nconns, cap;
 	struct deadline_watch *watches; /* one per worker: its scan, for the loop to see overruns */
 	unsigned         nwatched;  /* watches taken by the workers so far */
+	struct scanmem   mem;       /* what big requests hold (scanmem.h) */
 };
 
 int scanner_ready_fd = -1;
@@ -221,12 +229,13 @@ static void answer_now(struct scanner *s, struct conn *c, uint64_t id, const cha
 	send_result(s, c, &res, sid);
 }
 
-static void job_free(struct job *jb)
+static void job_free(struct scanner *s, struct job *jb)
 {
 	if (jb->msgfd >= 0)
 		close(jb->msgfd);
 	free(jb->msg);
 	scan_request_free(&jb->req);
+	scanmem_give(&s->mem, jb->hold);	/* after the free: what it held is free */
 	conn_unref(jb->conn);
 	free(jb);
 }
@@ -262,19 +271,53 @@ struct batch {
 	struct job *head, **tail;
 };
 
-/* read_request - one packet from c, appended to b as a job.  Returns 1
- * when a request was taken, 0 when nothing was there, -1 to drop the
- * connection (EOF, receive error), -2 to drop it and hang up (malformed).
- * Never blocks: a worker and the loop may both read a connection, and
- * either may find the packet gone. */
+/* what admit_big decided about a big request, for read_request */
+struct admit {
+	struct scanner *s;
+	struct conn *c;
+	uint64_t n;                 /* the encoding's length */
+	struct scanmem_hold *hold;  /* its share, when taken */
+	enum scanmem_refusal why;   /* else why not */
+};
+
+/* admit_big - a big request of n bytes is read only if reading it fits
+ * the budget (scanmem.h); asked before anything of its size is allocated */
+static int admit_big(void *arg, uint64_t n, const struct stat *st)
+{
+	struct admit *a = arg;
+
+	a->n = n;
+	a->hold = scanmem_take(&a->s->mem, &a->c->big_held, scanproto_big_read_cost(n),
+	    st->st_dev, st->st_ino, &a->why);
+	return a->hold != NULL ? 0 : -1;
+}
+
+/* read_request - one packet from c, appended to b as a job (a big request
+ * past the memory budget is answered "scanner busy" at once instead).
+ * Returns 1 when a request was taken, 0 when nothing was there, -1 to drop
+ * the connection (EOF, receive error), -2 to drop it and hang up
+ * (malformed).  Never blocks: a worker and the loop may both read a
+ * connection, and either may find the packet gone. */
 static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 {
+	struct admit a = { s, c, 0, NULL, SCANMEM_OK };
 	struct scan_request req;
 	struct job *jb;
 	unsigned char *msg;
 	int fd, r;
 
-	r = scanproto_recv_request(c->fd, &req, &fd, &msg, MSG_DONTWAIT);
+	r = scanproto_recv_request_admit(c->fd, &req, &fd, &msg, MSG_DONTWAIT, admit_big, &a);
+	if (r == 2) {
+		slog(req.session_id, LOG_WARNING, "scan id=%llu: big request of %llu bytes past "
+		    "the memory for big requests (%s), answering tempfail",
+		    (unsigned long long)req.id, (unsigned long long)a.n, scanmem_refusal_name(a.why));
+		answer_now(s, c, req.id, req.session_id, "scanner busy");
+		return 1;
+	}
+	if (r != 1 && a.hold != NULL) {
+		scanmem_give(&s->mem, a.hold);	/* taken, then malformed */
+		a.hold = NULL;
+	}
 	if (r == 0)
 		return -1;
 	if (r < 0) {
@@ -300,6 +343,11 @@ static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 	jb->req.received_ms = deadline_now_ms();
 	jb->msgfd = fd;
 	jb->msg = msg;
+	if (a.hold != NULL) {
+		/* decoded, its copy freed: it holds no more than this */
+		scanmem_shrink(&s->mem, a.hold, scan_request_mem(&jb->req, (size_t)a.n));
+		jb->hold = a.hold;
+	}
 	*b->tail = jb;
 	b->tail = &jb->next;
 	return 1;
@@ -348,7 +396,7 @@ static void enqueue(struct scanner *s, struct batch *b, int self)
 		slog(jb->req.session_id, LOG_WARNING, "scan id=%llu: queue full, answering "
 		    "tempfail", (unsigned long long)jb->req.id);
 		answer_now(s, jb->conn, jb->req.id, jb->req.session_id, "scanner busy");
-		job_free(jb);
+		job_free(s, jb);
 	}
 }
 
@@ -464,7 +512,7 @@ static void *worker(void *arg)
 		    mw_action_name(res.action), res.score, res.nsymbols, res.scan_ms);
 		send_result(s, jb->conn, &res, jb->req.session_id);
 		scan_result_free(&res);
-		job_free(jb);
+		job_free(s, jb);
 
 		pthread_mutex_lock(&s->lock);
 		s->running--;
@@ -656,6 +704,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 		fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
 
 	pthread_mutex_init(&s.lock, NULL);
+	scanmem_init(&s.mem, SCANMEM_TOTAL_MAX, SCANMEM_CONN_MAX);
 	s.nthreads = cfg->scanner_threads ? cfg->scanner_threads : 1;
 	threads = xcalloc(s.nthreads, sizeof(*threads));
 	s.watches = xcalloc(s.nthreads, sizeof(*s.watches));
@@ -833,7 +882,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 		s.queued--;
 		pthread_mutex_unlock(&s.lock);
 		answer_now(&s, jb->conn, jb->req.id, jb->req.session_id, "scanner shutting down");
-		job_free(jb);
+		job_free(&s, jb);
 		pthread_mutex_lock(&s.lock);
 	}
 	s.tail = NULL;
@@ -862,6 +911,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 			deadline_watch_destroy(&s.watches[np]);
 		free(s.watches);
 		pthread_mutex_destroy(&s.lock);
+		scanmem_destroy(&s.mem);
 		close(s.epfd);
 		close(s.wake_fd);
 		slog(NULL, LOG_INFO, "scanner: stopped");

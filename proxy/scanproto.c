@@ -1516,23 +1516,56 @@ int scanproto_send_result(int sock, const struct scan_result *r)
 	return rc;
 }
 
-/* read_envelope - the encoding in a big request's memfd, of n bytes as
- * its packet says: a malloc'd copy, or NULL (errno EBADMSG, or ENOMEM).
- * Sealed, it cannot change under us, and (memfd) no read of it blocks. */
-static unsigned char *read_envelope(int efd, uint64_t n)
+/* A decoded request holds its strings (each a malloc'd copy: its bytes, a
+ * NUL, the allocator's header and rounding, at most 40 bytes more than
+ * the bytes; and a pointer to it, 8) and what its encoding says of them:
+ * SP_STR_COST bounds what one string adds beyond the bytes, whose length
+ * the encoding already counts.  Its fixed strings (listener, helo, ...)
+ * are SP_FIXED_STRS. */
+#define SP_STR_COST   48
+#define SP_FIXED_STRS 16
+
+size_t scan_request_mem(const struct scan_request *r, size_t n)
+{
+	size_t strs = SP_FIXED_STRS + r->nrcpts * (r->rcpt_dsn != NULL ? 2 : 1);
+
+	return sizeof(*r) + n + strs * SP_STR_COST;
+}
+
+size_t scanproto_big_read_cost(uint64_t n)
+{
+	/* every string takes 4 bytes of the encoding at least (its length),
+	 * and the decoder takes SP_MAX_RCPTS recipients, as many DSN
+	 * parameters */
+	uint64_t strs = n / 4;
+
+	if (strs > 2 * (uint64_t)SP_MAX_RCPTS + SP_FIXED_STRS)
+		strs = 2 * (uint64_t)SP_MAX_RCPTS + SP_FIXED_STRS;
+	if (n > SCANPROTO_MAX_REQUEST)
+		n = SCANPROTO_MAX_REQUEST;	/* refused unread anyway */
+	return (size_t)(2 * n + strs * SP_STR_COST) + sizeof(struct scan_request);
+}
+
+/* envelope_ok - efd is a sealed regular file of exactly n bytes (n within
+ * SCANPROTO_MAX_REQUEST), *st its fstat: sealed, it cannot change under
+ * us, and (memfd) no read of it blocks */
+static int envelope_ok(int efd, uint64_t n, struct stat *st)
 {
 	const int want = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
-	unsigned char *buf;
-	struct stat st;
-	size_t got = 0;
-	ssize_t k;
 	int seals = fcntl(efd, F_GET_SEALS);
 
-	if (n == 0 || n > SCANPROTO_MAX_REQUEST || seals < 0 || (seals & want) != want
-	    || fstat(efd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != n) {
-		errno = EBADMSG;
-		return NULL;
-	}
+	return n > 0 && n <= SCANPROTO_MAX_REQUEST && seals >= 0 && (seals & want) == want
+	    && fstat(efd, st) == 0 && S_ISREG(st->st_mode) && (uint64_t)st->st_size == n;
+}
+
+/* read_envelope - the encoding in a big request's memfd (envelope_ok), of
+ * n bytes: a malloc'd copy, or NULL (errno EBADMSG, or ENOMEM) */
+static unsigned char *read_envelope(int efd, uint64_t n)
+{
+	unsigned char *buf;
+	size_t got = 0;
+	ssize_t k;
+
 	/* not xmalloc: a front end must not make the scanner abort */
 	if ((buf = malloc((size_t)n)) == NULL) {
 		errno = ENOMEM;
@@ -1552,13 +1585,40 @@ static unsigned char *read_envelope(int efd, uint64_t n)
 	return buf;
 }
 
+/* read_head - a refused big request's id and session id, from the start
+ * of its encoding (REQ_MAGIC, u64 id, str session_id) without reading the
+ * rest: its answer needs them.  0, or -1 when that start is malformed. */
+static int read_head(int efd, uint64_t n, struct scan_request *r)
+{
+	unsigned char head[4 + 8 + 4 + sizeof(r->session_id) - 1];
+	struct rd rd;
+	ssize_t k;
+	size_t want = n < sizeof(head) ? (size_t)n : sizeof(head);
+
+	do
+		k = pread(efd, head, want, 0);
+	while (k < 0 && errno == EINTR);
+	if (k < 0 || (size_t)k != want)
+		return -1;
+	rd.p = head;
+	rd.left = want;
+	rd.bad = 0;
+	if (magic(&rd, REQ_MAGIC) < 0)
+		return -1;
+	r->id = get64(&rd);
+	getbuf(&rd, r->session_id, sizeof(r->session_id));
+	return rd.bad ? -1 : 0;
+}
+
 /* recv_big - the request of a big packet pkt[0..len) (SCANPROTO_BIG_MAGIC):
  * its encoding from fds[0], the message as fds[1] (none for an envelope
- * request).  1 and *r, *fd; -1 with errno, fds closed. */
+ * request).  1 and *r, *fd; 2 when admit refused it (r->id and
+ * r->session_id only, fds closed); -1 with errno, fds closed. */
 static int recv_big(const unsigned char *pkt, size_t len, int fds[2], size_t nfds,
-                    struct scan_request *r, int *fd)
+                    struct scan_request *r, int *fd, scanproto_admit_fn admit, void *arg)
 {
 	unsigned char *buf;
+	struct stat st;
 	uint64_t n;
 	size_t used;
 	int e;
@@ -1566,6 +1626,18 @@ static int recv_big(const unsigned char *pkt, size_t len, int fds[2], size_t nfd
 	if (len != BIG_PACKET_LEN || nfds < 1 || nfds > 2)
 		goto bad;
 	memcpy(&n, pkt + 4, sizeof(n));
+	if (!envelope_ok(fds[0], n, &st))
+		goto bad;
+	/* asked before anything of its size is allocated: the scanner bounds
+	 * what big requests hold (each packet may name the same memfd) */
+	if (admit != NULL && admit(arg, n, &st) < 0) {
+		if (read_head(fds[0], n, r) < 0) {
+			memset(r, 0, sizeof(*r));
+			goto bad;
+		}
+		close_fds(fds);
+		return 2;
+	}
 	if ((buf = read_envelope(fds[0], n)) == NULL) {
 		e = errno;
 		close_fds(fds);
@@ -1574,6 +1646,8 @@ static int recv_big(const unsigned char *pkt, size_t len, int fds[2], size_t nfd
 	}
 	close(fds[0]);
 	fds[0] = -1;
+	/* the copy goes as soon as it is decoded: the two are never held
+	 * longer than the decoding */
 	if (scan_request_decode(buf, (size_t)n, r, &used) < 0) {
 		free(buf);
 		goto bad;
@@ -1597,6 +1671,12 @@ bad:
 int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned char **msg,
                            int flags)
 {
+	return scanproto_recv_request_admit(sock, r, fd, msg, flags, NULL, NULL);
+}
+
+int scanproto_recv_request_admit(int sock, struct scan_request *r, int *fd, unsigned char **msg,
+                                 int flags, scanproto_admit_fn admit, void *arg)
+{
 	const unsigned char *pkt;
 	size_t len, used, blen, nfds;
 	int rc, has_body, fds[2];
@@ -1608,7 +1688,7 @@ int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned c
 	if (rc <= 0)
 		return rc;
 	if (len >= 4 && memcmp(pkt, SCANPROTO_BIG_MAGIC, 4) == 0)
-		return recv_big(pkt, len, fds, nfds, r, fd);
+		return recv_big(pkt, len, fds, nfds, r, fd, admit, arg);
 	/* any packet but a big request carries one descriptor at most */
 	if (fds[1] >= 0)
 		close(fds[1]);

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <json-c/json.h>
 #include "mailwarden/filter.h"
 
@@ -31,7 +32,9 @@
  * SCANPROTO_FIXED_MAX more.  A front end whose recipients are not bounded
  * that way (the milter: the MTA chooses them) refuses a recipient that
  * would take the envelope past SCANPROTO_RCPTS_MAX_BYTES
- * (scan_request_rcpt_bytes each) with 452 at RCPT. */
+ * (scan_request_rcpt_bytes each) with 452 at RCPT.  The scanner bounds
+ * what big requests hold together (filters/scanmem.h): it is asked before
+ * one is read (scanproto_recv_request_admit). */
 #define SCANPROTO_MAX_REQUEST (64 * 1024 * 1024)
 #define SCANPROTO_FIXED_MAX   (1024 * 1024)
 #define SCANPROTO_RCPTS_MAX_BYTES (SCANPROTO_MAX_REQUEST - SCANPROTO_FIXED_MAX)
@@ -253,6 +256,23 @@ int scanproto_send_request(int sock, const struct scan_request *r, int fd);
  * bytes). */
 int scanproto_recv_request(int sock, struct scan_request *r, int *fd, unsigned char **msg,
                            int flags);
+/* scanproto_admit_fn - asked before a big request's encoding is read
+ * (sealed, n bytes, its memfd's fstat st): 0 to read it, -1 to leave it
+ * unread (the scanner's memory budget, filters/scanmem.h) */
+typedef int (*scanproto_admit_fn)(void *arg, uint64_t n, const struct stat *st);
+/* scanproto_recv_request_admit - scanproto_recv_request, asking admit
+ * (if not NULL) about a big request first; 2 when it said no: r->id and
+ * r->session_id only (nothing to free), its descriptors closed, for an
+ * answer without a scan */
+int scanproto_recv_request_admit(int sock, struct scan_request *r, int *fd, unsigned char **msg,
+                                 int flags, scanproto_admit_fn admit, void *arg);
+/* scanproto_big_read_cost - the most memory reading a big request of n
+ * bytes takes at once: its encoding's copy and the request decoded from
+ * it (the copy is freed as soon as it is decoded) */
+size_t scanproto_big_read_cost(uint64_t n);
+/* scan_request_mem - the most memory the decoded request r, of n bytes of
+ * encoding, holds (its strings, their pointers, the struct) */
+size_t scan_request_mem(const struct scan_request *r, size_t n);
 int scanproto_send_result(int sock, const struct scan_result *r);
 /* scanproto_recv_result - one result: 1 and *r (caller frees), 0 on EOF,
  * -1 with errno (EAGAIN; EBADMSG) */
