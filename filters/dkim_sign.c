@@ -11,7 +11,10 @@
  * which).  dkim_sign_headers names the signed fields; the fields of
  * dkim_oversign_headers are signed once more than they occur, so nobody
  * can add another From, To or Subject after us.  A message whose From
- * does not hold exactly one address is not signed (and logged).
+ * does not hold exactly one address is not signed (and logged).  What was
+ * done goes with the result (scan_result.dkim_sign) into the audit record,
+ * so that an outbound message that left unsigned is seen there.  A key
+ * file every local user may read or write is refused (key_mode_check).
  *
  * libopendkim 2.11.0~beta2 leaks every Ed25519 signing context: dkim_free()
  * frees its key material only for RSA (measured with LeakSanitizer: the
@@ -25,11 +28,15 @@
  * blocks, an EVP_PKEY that says Ed25519) and its EVP_PKEY noted; after it,
  * that key and every block left are freed.  See sign_free().
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <dkim.h>
 #include <openssl/evp.h>
@@ -243,6 +250,38 @@ static char *key_record(EVP_PKEY *pk, int id)
 	return rec;
 }
 
+/* key_mode_check - the key file f (path) as opened, by the user the
+ * scanner runs as (setup runs as that user, in `mailwarden -t` too).  A
+ * private key that every local user may read signs nothing a receiver
+ * should believe, and one they may write lets them sign as the site:
+ * refused, as opendkim does by default (RequireSafeKeys) and OpenSSH
+ * does for its keys; the admin's fix is a chmod, and -t says which.  A
+ * key a group may write, or read when that group is not the one the
+ * scanner runs as (root:mailwarden 0640 is the usual way to give it
+ * the key), is a warning: a group is a choice the admin made.  0, or -1
+ * with err. */
+static int key_mode_check(FILE *f, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	unsigned mode;
+
+	if (fstat(fileno(f), &st) < 0) {
+		snprintf(err, errlen, "dkim_sign_key: cannot stat %s", path);
+		return -1;
+	}
+	mode = (unsigned)(st.st_mode & 07777);
+	if (mode & 0006) {
+		snprintf(err, errlen, "dkim_sign_key: %s is mode %04o: every local user may %s the "
+		    "private key (chmod o-rwx %s)", path, mode, mode & 0002 ? "change" : "read", path);
+		return -1;
+	}
+	if ((mode & 0020) || ((mode & 0040) && st.st_gid != getegid()))
+		slog(NULL, LOG_WARNING, "dkim_sign_key: %s is mode %04o, group %u: the users of that "
+		    "group may %s the private key", path, mode, (unsigned)st.st_gid,
+		    mode & 0020 ? "change" : "read");
+	return 0;
+}
+
 /* load_key - read and classify one key file; 0 or -1 with err */
 static int load_key(struct sign_key *k, const char *path, char *err, size_t errlen)
 {
@@ -253,6 +292,10 @@ static int load_key(struct sign_key *k, const char *path, char *err, size_t errl
 
 	if (f == NULL) {
 		snprintf(err, errlen, "dkim_sign_key: cannot open %s", path);
+		return -1;
+	}
+	if (key_mode_check(f, path, err, errlen) < 0) {
+		fclose(f);
 		return -1;
 	}
 	k->pem = xmalloc(KEY_FILE_MAX + 1);
@@ -564,11 +607,92 @@ out:
 	return rc;
 }
 
+/* A From domain without a key is said at NOTICE the first time in an
+ * hour (NOKEY_SLOTS domains remembered, the oldest replaced), at INFO
+ * after that: a site relaying for domains it holds no key for would get
+ * a NOTICE per message, and the audit record has each message anyway. */
+#define NOKEY_SLOTS 64
+#define NOKEY_EVERY 3600
+
+static struct {
+	char domain[ADDR_DOMAIN_MAX + 1];
+	time_t at;                         /* CLOCK_MONOTONIC seconds */
+} nokey_seen[NOKEY_SLOTS];
+static pthread_mutex_t nokey_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* nokey_notice - 1 if dom's missing key is to be said at NOTICE now */
+static int nokey_notice(const char *dom)
+{
+	struct timespec ts;
+	size_t i, oldest = 0;
+	int say = 1;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_mutex_lock(&nokey_lock);
+	for (i = 0; i < NOKEY_SLOTS; i++) {
+		if (nokey_seen[i].domain[0] != '\0' && strcmp(nokey_seen[i].domain, dom) == 0)
+			break;
+		if (nokey_seen[i].domain[0] == '\0' ||
+		    (nokey_seen[oldest].domain[0] != '\0' && nokey_seen[i].at < nokey_seen[oldest].at))
+			oldest = i;
+	}
+	if (i < NOKEY_SLOTS) {
+		say = ts.tv_sec - nokey_seen[i].at >= NOKEY_EVERY;
+		if (say)
+			nokey_seen[i].at = ts.tv_sec;
+	} else {
+		snprintf(nokey_seen[oldest].domain, sizeof(nokey_seen[oldest].domain), "%s", dom);
+		nokey_seen[oldest].at = ts.tv_sec;
+	}
+	pthread_mutex_unlock(&nokey_lock);
+	return say;
+}
+
+/* note - append "what=dom/sel" (sel NULL: "what=dom"; dom NULL: "what")
+ * to the result's dkim_sign (scanproto.h); an entry that does not fit
+ * (with room left for "more=N") is counted in *cut instead */
+static void note(struct scan_result *res, const char *what, const char *dom, const char *sel,
+                 unsigned *cut)
+{
+	char e[sizeof(res->dkim_sign)];
+	size_t have = strlen(res->dkim_sign);
+	int n;
+
+	if (dom == NULL)
+		n = snprintf(e, sizeof(e), "%s", what);
+	else if (sel == NULL)
+		n = snprintf(e, sizeof(e), "%s=%s", what, dom);
+	else
+		n = snprintf(e, sizeof(e), "%s=%s/%s", what, dom, sel);
+	/* " more=NNNNNNNNNN" and the NUL stay free */
+	if (n < 0 || *cut > 0 || have + 1 + (size_t)n + 17 > sizeof(res->dkim_sign)) {
+		(*cut)++;
+		return;
+	}
+	if (have > 0)
+		res->dkim_sign[have++] = ' ';
+	memcpy(res->dkim_sign + have, e, (size_t)n + 1);        /* fits: checked above */
+}
+
+static void note_cut(struct scan_result *res, unsigned cut)
+{
+	size_t have = strlen(res->dkim_sign);
+	char tail[24];
+	int n;
+
+	if (cut == 0)
+		return;
+	n = snprintf(tail, sizeof(tail), "%smore=%u", have ? " " : "", cut);
+	if (n > 0 && have + (size_t)n < sizeof(res->dkim_sign))      /* note() kept the room */
+		memcpy(res->dkim_sign + have, tail, (size_t)n + 1);
+}
+
 static void sign_finalize(void *instance, const struct final_msg *m)
 {
 	const struct sign_inst *in = instance;
 	char dom[ADDR_DOMAIN_MAX + 1];
 	size_t i;
+	unsigned cut = 0;
 	int any = 0, done[SIGN_MAX_KEYS] = { 0 };
 
 	if (m->req->direction != MW_OUTBOUND || in->nkeys == 0)
@@ -576,8 +700,12 @@ static void sign_finalize(void *instance, const struct final_msg *m)
 	if (from_domain(m->headers, m->headers_len, dom) < 0) {
 		slog(m->req->session_id, LOG_NOTICE,
 		    "dkim_sign: not signed: From does not hold exactly one address with a domain");
+		note(m->res, "badfrom", NULL, NULL, &cut);
 		return;
 	}
+	/* the domain as the key table has it (keys match in any case) */
+	for (char *p = dom; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
 	verified_keys(in, m, done);
 	/* prepending puts each signature on top: sign in reverse table order
 	 * so the fields read in the order of the table */
@@ -592,6 +720,7 @@ static void sign_finalize(void *instance, const struct final_msg *m)
 			slog(m->req->session_id, LOG_INFO, "dkim_sign: not signed again d=%s s=%s: "
 			    "the message carries a signature of this key that verifies", k->domain,
 			    k->selector);
+			note(m->res, "kept", k->domain, k->selector, &cut);
 			continue;
 		}
 		if (sign_one(in, k, m, &value) == 0) {
@@ -600,10 +729,16 @@ static void sign_finalize(void *instance, const struct final_msg *m)
 			    k->domain, k->selector,
 			    k->alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : "rsa-sha256");
 			free(value);
-		}
+			note(m->res, "signed", k->domain, k->selector, &cut);
+		} else
+			note(m->res, "failed", k->domain, k->selector, &cut);
 	}
-	if (!any)
-		slog(m->req->session_id, LOG_DEBUG, "dkim_sign: no key for %s", dom);
+	if (!any) {
+		slog(m->req->session_id, nokey_notice(dom) ? LOG_NOTICE : LOG_INFO,
+		    "dkim_sign: not signed: no key for %s (dkim_sign_key)", dom);
+		note(m->res, "nokey", dom, NULL, &cut);
+	}
+	note_cut(m->res, cut);
 }
 
 static const struct mw_filter_ops sign_ops = {

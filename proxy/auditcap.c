@@ -1,5 +1,6 @@
 /* auditcap.c - the bounds of one audit record; see auditcap.h. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,69 @@ void audit_text(struct jsonw *w, const char *s, size_t max)
 	if (s == NULL)
 		s = "";
 	jsonw_str_max(w, s, strlen(s), max);
+}
+
+/* dkim_sign_list - the entries "what=D/S" of list as "d=D s=S" in an
+ * array under key what, if there are any; their count */
+static size_t dkim_sign_list(struct jsonw *w, const char *list, const char *what)
+{
+	size_t wl = strlen(what), n = 0;
+
+	for (const char *p = list; *p; ) {
+		size_t len = strcspn(p, " ");
+
+		if (len > wl + 1 && strncmp(p, what, wl) == 0 && p[wl] == '=') {
+			const char *v = p + wl + 1, *slash = memchr(v, '/', len - wl - 1);
+			char e[600];
+
+			if (n++ == 0) {
+				jsonw_key(w, what);
+				jsonw_array_begin(w);
+			}
+			if (slash != NULL)
+				snprintf(e, sizeof(e), "d=%.*s s=%.*s", (int)(slash - v), v,
+				    (int)(p + len - slash - 1), slash + 1);
+			else
+				snprintf(e, sizeof(e), "d=%.*s", (int)(len - wl - 1), v);
+			jsonw_cstr(w, e);
+		}
+		p += len;
+		p += strspn(p, " ");
+	}
+	if (n > 0)
+		jsonw_array_end(w);
+	return n;
+}
+
+void audit_dkim_sign(struct jsonw *w, const char *list)
+{
+	size_t ours;
+	const char *p;
+
+	if (list == NULL || list[0] == '\0')
+		return;
+	jsonw_key(w, "dkim_sign");
+	jsonw_object_begin(w);
+	ours = dkim_sign_list(w, list, "signed");
+	ours += dkim_sign_list(w, list, "kept");
+	(void)dkim_sign_list(w, list, "failed");
+	if (ours == 0) {
+		char why[300];
+
+		if ((p = strstr(list, "nokey=")) != NULL && (p == list || p[-1] == ' '))
+			snprintf(why, sizeof(why), "no key for %.*s", (int)strcspn(p + 6, " "), p + 6);
+		else if ((p = strstr(list, "badfrom")) != NULL && (p == list || p[-1] == ' '))
+			snprintf(why, sizeof(why), "From does not hold exactly one address with a domain");
+		else
+			snprintf(why, sizeof(why), "signing failed");
+		jsonw_key(w, "unsigned");
+		jsonw_cstr(w, why);
+	}
+	if ((p = strstr(list, "more=")) != NULL && (p == list || p[-1] == ' ')) {
+		jsonw_key(w, "more");
+		jsonw_int(w, strtoll(p + 5, NULL, 10));
+	}
+	jsonw_object_end(w);
 }
 
 /* one entry of the list, as it is written */

@@ -45,4 +45,13 @@ void audit_text(struct jsonw *w, const char *s, size_t max);
 size_t audit_rcpts(struct jsonw *w, const struct audit_rcpt *r, size_t n, size_t before,
                    size_t budget);
 
+/* audit_dkim_sign - the "dkim_sign" key and object of what dkim_sign did
+ * (scan_result.dkim_sign, checked by the decoders: "signed=D/S kept=D/S
+ * failed=D/S nokey=D badfrom more=N"): {"signed": ["d=D s=S", ...],
+ * "kept": [...], "failed": [...], "unsigned": "why", "more": N}, each
+ * key only when it has something; "unsigned" when no signature of ours
+ * is on the message.  Nothing for "" (dkim_sign did not look at it).  At
+ * most 512 bytes in, so about 700 out. */
+void audit_dkim_sign(struct jsonw *w, const char *list);
+
 #endif

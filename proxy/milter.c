@@ -435,6 +435,8 @@ static void audit_tail(struct jsonw *w, struct msess *s, const struct scan_resul
 		timed_out_write(w, res->timed_out);
 	}
 	rcpt_checks_cut(w, s);
+	if (res != NULL)
+		audit_dkim_sign(w, res->dkim_sign);
 	if (res != NULL && res->quarantine_id[0]) {
 		jsonw_key(w, "quarantine_id");
 		audit_text(w, res->quarantine_id, AUDIT_TEXT_MAX);

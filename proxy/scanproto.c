@@ -29,7 +29,7 @@
  *             "reply":"..","symbols":[{"name":"..","score":D,"filter":"..",
  *             "desc":".."}],"edits":[{"op":"add"|"remove"|"change"|"remove_at"|"remove_prefix",
  *             "name":"..","value":".."}],"quarantine_id":"..","error":"..",
- *             "scan_ms":D,"timed_out":".."}
+ *             "scan_ms":D,"timed_out":"..","dkim_sign":".."}
  * Only "id" is required; a missing string is "", a missing number 0.  The
  * JSON transport (scanproto_send/recv*) puts an inline message after the
  * JSON text and one NUL byte.
@@ -256,6 +256,8 @@ json_object *scan_result_to_json(const struct scan_result *r)
 	json_object_object_add(o, "scan_ms", new_double(r->scan_ms));
 	if (r->timed_out[0])
 		add_str(o, "timed_out", r->timed_out);
+	if (r->dkim_sign[0])
+		add_str(o, "dkim_sign", r->dkim_sign);
 	json_object_object_add(o, "new_body", json_object_new_boolean(r->new_body != 0));
 	return o;
 }
@@ -373,6 +375,8 @@ static int rcpt_dsn_ok(const char *s)
 }
 
 #define UPPER_DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+/* dkim_sign's entries: domains and selectors as dkim_sign checks them */
+#define DKIM_SIGN_CHARS LOWER_DIGITS UPPER_DIGITS "-_./= "
 #define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
 
 /* field_name_ok - RFC 5322 field name: 1*(%d33-57 / %d59-126). */
@@ -588,7 +592,9 @@ int scan_result_from_json(json_object *j, struct scan_result *r)
 	    || !all_of(r->client_name, LOWER_DIGITS "-.")
 	    || get_double(j, "scan_ms", &r->scan_ms) < 0
 	    || get_buf(j, "timed_out", r->timed_out, sizeof(r->timed_out)) < 0
-	    || !all_of(r->timed_out, LOWER_DIGITS "_= "))
+	    || !all_of(r->timed_out, LOWER_DIGITS "_= ")
+	    || get_buf(j, "dkim_sign", r->dkim_sign, sizeof(r->dkim_sign)) < 0
+	    || !all_of(r->dkim_sign, DKIM_SIGN_CHARS))
 		goto bad;
 	r->new_body_fd = -1;     /* JSON carries the flag, never the body */
 	if (json_object_object_get_ex(j, "new_body", &a)) {
@@ -677,7 +683,7 @@ int header_edits_from_json(json_object *a, struct header_edit **edits, size_t *n
  *            has_desc, [str desc]}, u32 nedits, each {u8 op, str name,
  *            [u32 index if remove_at], u8 has_value, [str value]}, str
  *            quarantine_id, str error, str client_name, f64 scan_ms,
- *            str timed_out, u8 new_body (0/1: the packet's descriptor is the new body);
+ *            str timed_out, str dkim_sign, u8 new_body (0/1: the packet's descriptor is the new body);
  *            nothing after it.
  * The decoders apply the same types, bounds and character checks as the
  * JSON ones above: the scanner does not trust the proxy, nor the proxy
@@ -789,6 +795,7 @@ void scan_result_encode(struct sbuf *out, const struct scan_result *r)
 	put_str(out, r->client_name);
 	put_f64(out, r->scan_ms);
 	put_str(out, r->timed_out);
+	put_str(out, r->dkim_sign);
 	put_u8(out, r->new_body != 0);
 }
 
@@ -1055,13 +1062,15 @@ int scan_result_decode(const void *p, size_t len, struct scan_result *r)
 	getbuf(&rd, r->client_name, sizeof(r->client_name));
 	r->scan_ms = getf(&rd);
 	getbuf(&rd, r->timed_out, sizeof(r->timed_out));
+	getbuf(&rd, r->dkim_sign, sizeof(r->dkim_sign));
 	r->new_body = getflag(&rd);
 	r->new_body_fd = -1;
 	if (rd.bad || rd.left != 0
 	    || !all_of(r->quarantine_id, LOWER_DIGITS UPPER_DIGITS "-_.")
 	    || r->quarantine_id[0] == '.'
 	    || !all_of(r->client_name, LOWER_DIGITS "-.")
-	    || !all_of(r->timed_out, LOWER_DIGITS "_= "))
+	    || !all_of(r->timed_out, LOWER_DIGITS "_= ")
+	    || !all_of(r->dkim_sign, DKIM_SIGN_CHARS))
 		goto bad;
 	return 0;
 bad:

@@ -131,6 +131,14 @@ struct scan_result {
 	 * "spamd=spamd_timeout clamd=scan_deadline" ([a-z0-9_=], one space
 	 * between entries), "" if none (deadline.h) */
 	char     timed_out[256];
+	/* what dkim_sign did with an outbound message that leaves (or is
+	 * held): "signed=DOMAIN/SELECTOR", "kept=D/S" (it carries a
+	 * signature of that key that verifies), "failed=D/S", "nokey=DOMAIN",
+	 * "badfrom", "more=N" (entries left out), one space between entries,
+	 * [A-Za-z0-9-_./=] and space; "" if dkim_sign did not look at it
+	 * (inbound, no key, not run, refused).  The front ends turn it into
+	 * the audit record's dkim_sign (auditcap.h). */
+	char     dkim_sign[512];
 	/* new_body: the message leaves with another body (a banned attachment
 	 * replaced by a text part).  new_body_fd, a sealed memfd, holds what
 	 * follows the header section then: the empty line and the body, CRLF

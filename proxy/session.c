@@ -535,6 +535,8 @@ static void audit_tail(struct jsonw *w, struct session *s, struct txn *t)
 		}
 		jsonw_object_end(w);
 	}
+	if (t->have_res)
+		audit_dkim_sign(w, t->res.dkim_sign);
 	if (xf_value(s, SMTP_XF_NAME)) {
 		jsonw_key(w, "client_name");
 		audit_text(w, xf_value(s, SMTP_XF_NAME), AUDIT_TEXT_MAX);

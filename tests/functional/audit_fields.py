@@ -28,6 +28,8 @@ AUDIT = {
     "timed_out": "timed_out",         # {filter: what ran out}; absent if none
     "rcpt_checks_cut": "rcpt_checks_cut",  # milter: [{address, timed_out, fault, action}]
                                       #   of the checks at RCPT cut short; absent if none
+    "dkim_sign": "dkim_sign",         # outbound: {signed: ["d=D s=S"], kept, failed,
+                                      #   unsigned: "why", more: N}; absent if not looked at
     "scan_ms": "scan_ms",
     "total_ms": "total_ms",
 }

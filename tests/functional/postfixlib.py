@@ -200,3 +200,33 @@ class Postfix:
 
     def wait_log(self, text, timeout=10.0):
         return mwlib.wait_until(lambda: text in self.log(), timeout, 0.1)
+
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+
+
+def readme_service(marker, service, listen=None):
+    """The master.cf entry of service (its line and the -o lines that
+    continue it) in the first code block after marker in README.md, so
+    that a test runs the README's recipe as written.  listen replaces the
+    service's address (an inet service), and the chroot column is "n" (the
+    test instance has no chroot)."""
+    with open(README) as f:
+        text = f.read()
+    assert marker in text, marker
+    block = text.split(marker, 1)[1].split("```", 2)[1]
+    out, taking = [], False
+    for line in block.splitlines():
+        if line[:1] in (" ", "\t"):
+            if taking and line.strip().startswith("-o"):
+                out.append(line)
+            continue
+        taking = line.split()[:1] == [service]
+        if taking:
+            cols = line.split()
+            if listen is not None:
+                cols[0] = listen
+            cols[4] = "n"
+            out.append(" ".join(cols))
+    assert out, "no %s in the README block after %r" % (service, marker)
+    return "\n".join(out) + "\n"

@@ -414,3 +414,108 @@ def test_edits_come_before_the_signature(keys, sign_dns, tmp_path):
     assert res["action"] == "tag"
     assert b"Subject: [SPAM] viagra figures" in got
     assert dl.dkimpy_verify_all(got, sign_dns) == [False, False]
+
+
+# --- what the admin learns of outbound signing (session 19) -------------------
+
+def send_outbound(mw, frm, msg):
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction(frm, ["bob@example.net"], msg)
+    c.quit()
+    assert r["final"].code == 250, r["final"]
+
+
+def test_e2e_outbound_audit_says_what_dkim_sign_did(mw_factory, upstream, keys):
+    """an outbound message that left unsigned (a From domain without a key,
+    From with two addresses) left no trace in the audit record, and "no key
+    for" was logged at debug only; now the record's dkim_sign says what was
+    done, and the missing key is a NOTICE, once per domain (then INFO)"""
+    import audit_fields as A
+    mw = mw_factory(upstream, opts=sign_opts(keys, ("log_level", "notice")), direction="outbound")
+    send_outbound(mw, "alice@sign.test", plain_msg())
+    send_outbound(mw, "alice@signed.test", plain_msg(frm="Alice <alice@signed.test>"))
+    send_outbound(mw, "carol@signed.test", plain_msg(frm="Carol <carol@SIGNED.test>"))
+    send_outbound(mw, "alice@sign.test", plain_msg(frm="alice@sign.test, eve@sign.test"))
+    recs = mw.audit(4)
+    assert [A.field(r, "dkim_sign") for r in recs] == [
+        {"signed": ["d=sign.test s=ed1", "d=sign.test s=rsa1"]},
+        {"unsigned": "no key for signed.test"},
+        {"unsigned": "no key for signed.test"},
+        {"unsigned": "From does not hold exactly one address with a domain"}], recs
+    got = upstream.wait_messages(4)
+    assert [m.content.count(b"DKIM-Signature:") for m in got] == [2, 0, 0, 0]
+    log = mw.stderr_text()
+    # log_level notice: the first message of the domain said, the next not
+    assert log.count("dkim_sign: not signed: no key for signed.test") == 1, log[-3000:]
+    assert "dkim_sign: signed" not in log          # INFO
+
+
+def test_e2e_inbound_audit_has_no_dkim_sign(mw_factory, upstream, keys):
+    import audit_fields as A
+    mw = mw_factory(upstream, opts=sign_opts(keys))
+    send_outbound(mw, "alice@sign.test", plain_msg())
+    rec = mw.audit(1)[-1]
+    assert not A.has(rec, "dkim_sign"), rec
+
+
+def test_milter_audit_says_what_dkim_sign_did(mw_factory, upstream, keys):
+    """the milter's record carries dkim_sign too (a client in
+    milter_internal_networks is outbound)"""
+    import audit_fields as A
+    from milterlib import RawMilter, wait_records
+    from mwlib import free_port
+    port = free_port()
+    mw = mw_factory(upstream, opts=sign_opts(keys, ("milter_listen", "inet:%d@127.0.0.1" % port),
+                                             ("milter_internal_networks", "192.0.2.0/24")))
+    for frm in ("alice@sign.test", "alice@signed.test"):
+        with RawMilter(port) as c:
+            c.negotiate().connect(ip="192.0.2.10")
+            verdict, _, mods = c.message(plain_msg(frm=frm))
+            assert verdict == b"c", verdict
+            signed = [d for cmd, d in mods if cmd in (b"h", b"i") and b"DKIM-Signature\0" in d]
+            assert len(signed) == (2 if frm.endswith("@sign.test") else 0), mods
+    recs = wait_records(mw, 2)
+    assert [A.field(r, "dkim_sign") for r in recs] == [
+        {"signed": ["d=sign.test s=ed1", "d=sign.test s=rsa1"]},
+        {"unsigned": "no key for signed.test"}], recs
+
+
+@pytest.mark.parametrize("mode,group,refused,warned", [
+    (0o600, None, False, False),
+    (0o640, None, False, False),       # the scanner's own group (root here)
+    (0o640, "mail", False, True),      # another group may read it
+    (0o620, None, False, True),        # a group may change it
+    (0o644, None, True, False),        # every local user may read it
+    (0o602, None, True, False),        # every local user may change it
+])
+def test_sign_key_permissions(tmp_path, keys, mode, group, refused, warned):
+    """a DKIM private key every local user may read was loaded without a
+    word; now refused (as opendkim's RequireSafeKeys does), at -t and at
+    start; one another group may read, or a group may write, is a warning"""
+    import shutil
+    path = keys["ed25519"][0]
+    os.chmod(path, mode)
+    if group:
+        shutil.chown(path, group=group)
+    p = dl.mwlib.run_mw(["-t", "-o", "filters=dkim_sign", "-o", "dkim_sign_key=sign.test ed1 %s" % path,
+                         "--listen", "127.0.0.1:%d" % dl.mwlib.free_port(), "--upstream", "127.0.0.1:1"])
+    err = (p.stdout + p.stderr).decode()
+    if refused:
+        assert p.returncode != 0, err
+        assert "%s is mode %04o: every local user may" % (path, mode) in err, err
+    else:
+        assert p.returncode == 0, err
+        assert ("%s is mode %04o, group" % (path, mode) in err) == warned, err
+
+
+def test_world_readable_sign_key_refused_at_start(tmp_path, keys, upstream):
+    path = keys["rsa"][0]
+    os.chmod(path, 0o644)
+    m = dl.mwlib.Mailwarden(tmp_path / "mw", upstream=upstream, opts=sign_opts(keys))
+    try:
+        m.start(ready=False)
+        assert m.proc.wait(timeout=20) != 0
+        assert "is mode 0644: every local user may read the private key" in m.stderr_text(), m.stderr_text()
+    finally:
+        m.stop()

@@ -367,13 +367,10 @@ def test_config_checks():
 
 needs_postfix = pytest.mark.skipif(not postfixlib.available(), reason="needs root and Debian's postfix")
 
-SECOND_SMTPD = ("127.0.0.1:%d inet n - n - - smtpd\n"
-                "    -o smtpd_proxy_filter=\n"
-                "    -o smtpd_authorized_xforward_hosts=127.0.0.0/8 -o smtpd_authorized_xclient_hosts=\n"
-                "    -o smtpd_client_restrictions= -o smtpd_helo_restrictions=\n"
-                "    -o smtpd_sender_restrictions= -o smtpd_recipient_restrictions=permit_mynetworks,reject\n"
-                "    -o smtpd_relay_restrictions= -o mynetworks=127.0.0.0/8\n"
-                "    -o receive_override_options=no_unknown_recipient_checks\n")
+def second_smtpd(port):
+    """the README's second smtpd (postfixlib.readme_service) on port"""
+    return postfixlib.readme_service("**As Postfix's `smtpd_proxy_filter`**", "127.0.0.1:10026",
+                                     "127.0.0.1:%d" % port)
 
 
 @pytest.fixture
@@ -386,7 +383,7 @@ def recipe(mw_factory, make_upstream, tmp_path):
     def make(opts=()):
         sink = make_upstream()
         pport, mport, second = free_port(), free_port(), free_port()
-        pf = postfixlib.Postfix(tmp_path / "pf", relayhost=sink.addr, port=pport, master=SECOND_SMTPD % second,
+        pf = postfixlib.Postfix(tmp_path / "pf", relayhost=sink.addr, port=pport, master=second_smtpd(second),
                                 main={"smtpd_proxy_filter": "127.0.0.1:%d" % mport,
                                       "relay_domains": "example.net",
                                       "smtpd_authorized_xclient_hosts": "127.0.0.1"}).start()

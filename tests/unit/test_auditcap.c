@@ -132,11 +132,63 @@ static void test_budget_and_priority(void **state)
 	free(r);
 }
 
+/* dkim_sign - {"dkim_sign": ...} of list, parsed back ("{}" for "") */
+static struct json_object *dkim_sign(const char *list)
+{
+	struct sbuf b;
+	struct jsonw w;
+	struct json_object *o;
+
+	sbuf_init(&b, (size_t)-1);
+	jsonw_init(&w, &b);
+	jsonw_object_begin(&w);
+	audit_dkim_sign(&w, list);
+	jsonw_object_end(&w);
+	assert_false(jsonw_failed(&w));
+	o = json_tokener_parse(b.data);
+	assert_non_null(o);
+	sbuf_free(&b);
+	return o;
+}
+
+static void expect(const char *list, const char *json)
+{
+	struct json_object *o = dkim_sign(list), *want = json_tokener_parse(json);
+
+	assert_non_null(want);
+	if (!json_object_equal(o, want))
+		fail_msg("%s gave %s, want %s", list, json_object_to_json_string(o), json);
+	json_object_put(o);
+	json_object_put(want);
+}
+
+/* the audit record's dkim_sign from the scanner's list (scanproto.h) */
+static void test_dkim_sign(void **state)
+{
+	(void)state;
+	expect("", "{}");
+	expect("signed=sign.test/ed1 signed=sign.test/rsa1",
+	    "{\"dkim_sign\": {\"signed\": [\"d=sign.test s=ed1\", \"d=sign.test s=rsa1\"]}}");
+	expect("kept=sign.test/ed1 signed=sign.test/rsa1",
+	    "{\"dkim_sign\": {\"signed\": [\"d=sign.test s=rsa1\"], \"kept\": [\"d=sign.test s=ed1\"]}}");
+	expect("nokey=signed.test", "{\"dkim_sign\": {\"unsigned\": \"no key for signed.test\"}}");
+	expect("badfrom", "{\"dkim_sign\": {\"unsigned\": "
+	    "\"From does not hold exactly one address with a domain\"}}");
+	expect("failed=sign.test/ed1 signed=sign.test/rsa1",
+	    "{\"dkim_sign\": {\"signed\": [\"d=sign.test s=rsa1\"], \"failed\": [\"d=sign.test s=ed1\"]}}");
+	expect("failed=sign.test/ed1 more=31",
+	    "{\"dkim_sign\": {\"failed\": [\"d=sign.test s=ed1\"], \"unsigned\": \"signing failed\", "
+	    "\"more\": 31}}");
+	/* a selector "nokey=..." is no reason */
+	expect("signed=nokey.test/nokey=x", "{\"dkim_sign\": {\"signed\": [\"d=nokey.test s=nokey=x\"]}}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_all_listed_when_small),
 		cmocka_unit_test(test_budget_and_priority),
+		cmocka_unit_test(test_dkim_sign),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,6 +193,12 @@ static void dot_qid(struct scan_result *r)         { strcpy(r->quarantine_id, ".
 static void bad_client_name(struct scan_result *r) { strcpy(r->client_name, "UPPER.example"); }
 /* the front ends turn timed_out into audit keys and a log line */
 static void bad_timed_out(struct scan_result *r)   { strcpy(r->timed_out, "spamd=\"x\"\n"); }
+/* ... and dkim_sign into the audit record's dkim_sign */
+static void bad_dkim_sign(struct scan_result *r)   { strcpy(r->dkim_sign, "signed=a.test/s\"x"); }
+static void good_dkim_sign(struct scan_result *r)
+{
+	strcpy(r->dkim_sign, "signed=Sign.test/Sel_1 kept=a-b.test/s.2 nokey=x.test badfrom more=3");
+}
 static void long_reply(struct scan_result *r)      { memset(r->reply, 'a', sizeof(r->reply) - 1); }
 static void fine(struct scan_result *r)            { (void)r; }
 
@@ -216,6 +222,8 @@ static void test_result_hostile(void **state)
 	result_case(dot_qid, -1);
 	result_case(bad_client_name, -1);
 	result_case(bad_timed_out, -1);
+	result_case(bad_dkim_sign, -1);
+	result_case(good_dkim_sign, 0);
 }
 
 /* hand-made request packets: fields out of range, NUL inside a string,
@@ -480,7 +488,7 @@ static void test_result_short_symbols(void **state)
 	}
 	sbuf_init(&enc, 1 << 20);
 	scan_result_encode(&enc, &a);
-	assert_int_equal(enc.len, 4 + 8 + 1 + 8 + 8 + 4 + 4 + n * 18 + 4 + 3 * 4 + 8 + 4 + 1);   /* ... scan_ms, timed_out, new_body */
+	assert_int_equal(enc.len, 4 + 8 + 1 + 8 + 8 + 4 + 4 + n * 18 + 4 + 3 * 4 + 8 + 4 + 4 + 1);   /* ... scan_ms, timed_out, dkim_sign, new_body */
 	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), 0);
 	assert_int_equal(b.nsymbols, n);
 	assert_string_equal(b.symbols[n - 1].name, "N");
