@@ -5,7 +5,7 @@
 
 #include "filters/sender_norm.h"
 
-#define ID_WORD_MIN 8          /* an alphanumeric word this long with a digit is an id */
+#define ID_WORD_MIN 8          /* a hex word this long with a digit is an id */
 
 static int is_alnum(char c)
 {
@@ -109,25 +109,30 @@ static void strip_ext(char *l, size_t *ln)
 		*ln = (size_t)(plus - l);
 }
 
-/* hash_ids - digit runs -> '#', alphanumeric words of ID_WORD_MIN or more
- * holding a digit -> '#': list and ESP bounce addresses carry a message
- * or subscriber number (VERP: bounces-1000123-...), often in hex.  The
+/* hash_ids - digit runs -> '#', hex words of ID_WORD_MIN or more holding
+ * a digit -> '#': list and ESP bounce addresses carry a message or
+ * subscriber number (VERP: bounces-1000123-...), often in hex.  Only hex:
+ * a word of other letters and digits (j0hn2smith) is more likely a
+ * mailbox of its own, told apart from its neighbours by its letters.  The
  * first from bytes (strip_srs' marker and domains) are kept. */
 static void hash_ids(char *l, size_t *ln, size_t from)
 {
 	size_t r = from, w = from, n = *ln;
 
 	while (r < n) {
-		size_t s = r, digits = 0;
+		size_t s = r, digits = 0, hex = 1;
 
 		if (!is_alnum(l[r])) {
 			l[w++] = l[r++];
 			continue;
 		}
-		for (; r < n && is_alnum(l[r]); r++)
+		for (; r < n && is_alnum(l[r]); r++) {
 			if (l[r] >= '0' && l[r] <= '9')
 				digits++;
-		if (digits > 0 && r - s >= ID_WORD_MIN) {
+			else if (l[r] > 'f')
+				hex = 0;
+		}
+		if (digits > 0 && hex && r - s >= ID_WORD_MIN) {
 			l[w++] = '#';
 			continue;
 		}

@@ -18,9 +18,8 @@
  *     "SRS1=HASH=fwd1==HASH=TT=orig.dom=orig@fwd2" ->
  *     "srs1=fwd1==orig.dom=orig@fwd2"
  *   - "+ext" after the first character of the local part removed
- *   - in the local part, each run of digits -> '#', and each alphanumeric
- *     word of 8 or more characters holding a digit (a message id, a hex
- *     hash) -> '#'
+ *   - in the local part, each run of digits -> '#', and each word of 8 or
+ *     more hex digits holding a digit (a message id, a hash) -> '#'
  * The domain is only lower-cased.  The null sender "" stays "", an
  * address without '@' is treated as a local part.  out is never longer
  * than in, so outsz > strlen(in) always suffices.  Returns the length

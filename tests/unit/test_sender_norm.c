@@ -65,10 +65,14 @@ static void test_ext_and_numbers(void **state)
 	assert_string_equal(norm("bounces-1000123-rcpt=example.net@lists.example.org"),
 	    norm("bounces-1000124-rcpt=example.net@lists.example.org"));
 	assert_string_equal(norm("bounce-mc.us4_12345.678@mcsv.net"), "bounce-mc.us#_#.#@mcsv.net");
-	/* SES-like hex ids: words of 8+ with a digit are one '#' */
+	/* SES-like hex ids: hex words of 8+ with a digit are one '#' */
 	assert_string_equal(norm("0100018b2c3d4e5f-a1b2c3d4-000000@amazonses.com"),
 	    "#-#-#@amazonses.com");
 	assert_string_equal(norm("deadbeefcafe@example.org"), "deadbeefcafe@example.org");
+	assert_string_equal(norm("abc1234@example.org"), "abc#@example.org");
+	/* other letters: a mailbox of its own, only its digit runs go */
+	assert_string_equal(norm("572ixl3bjrvul@example.org"), "#ixl#bjrvul@example.org");
+	assert_string_equal(norm("j0hn2smith@example.org"), "j#hn#smith@example.org");
 	/* the domain is never changed but for case; digits stay there */
 	assert_string_equal(norm("a1@Mail2.Example.ORG"), "a#@mail2.example.org");
 }
