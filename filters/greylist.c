@@ -472,6 +472,7 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, char old
 	if (r == 0 && (r = legacy_get(g, olds, nold, v, sizeof(v), now, &which, &moved_s)) < 0)
 		return GL_FAIL;
 	snprintf(nv, sizeof(nv), "P%lld", (long long)now);
+	first = r == 1 && v[0] == 'F' ? strtoll(v + 1, NULL, 10) : 0;
 	if (r == 1 && v[0] == 'P') {
 		/* renewed so a regular correspondent never expires, but at most
 		 * once per RENEW_MS: a pass is then a read, not a write.  ...and
@@ -485,7 +486,7 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, char old
 		st = GL_PASS;
 		if (now - strtoll(v + 1, NULL, 10) >= renew)
 			wv = nv, ttl = pass_s;
-	} else if (r == 1 && v[0] == 'F' && (first = strtoll(v + 1, NULL, 10)) > now) {
+	} else if (r == 1 && v[0] == 'F' && first > now) {
 		/* written by a machine whose clock runs ahead (shared Redis),
 		 * or before this one's clock was stepped back: without a bound
 		 * the retry waited out the skew too.  Taken as a first attempt
