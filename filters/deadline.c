@@ -358,11 +358,18 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			if (cfg->rules_net_tests)
 				add(w, name, "rules_dns_timeout", 1, cfg->rules_dns_timeout);
 			add(w, name, "rules_time_budget", 1, cfg->rules_time_budget);
-		} else if (redis && strcmp(name, "greylist") == 0)
-			/* each recipient's triplet: a GET, a GET of its key of before
-			 * if unknown, a SET if new, renewed or moved, a DEL of the
-			 * old key if moved (greylist.c, check_triplet) */
-			add_per(w, name, "store_timeout", 4, cfg->store_timeout, "recipient");
+		} else if (redis && strcmp(name, "greylist") == 0) {
+			/* each recipient's triplet: a GET, the GETs of its two keys
+			 * of before if unknown (the sender as written, FNV-1a), a
+			 * SET if new, renewed or moved, a DEL of the old key if
+			 * moved, and the auto-whitelist's INCR when it passed by
+			 * retrying; the message: the auto-whitelist's GET and one
+			 * SET (greylist.c) */
+			unsigned awl = cfg->greylist_auto_whitelist_clients > 0;
+
+			add_per(w, name, "store_timeout", awl ? 6 : 5, cfg->store_timeout, "recipient");
+			add(w, name, "store_timeout", awl ? 2 : 0, cfg->store_timeout);
+		}
 		else if (redis && strcmp(name, "ratelimit") == 0) {
 			/* each limit that applies: an INCR of this window's counter
 			 * and a GET of the last one's */
@@ -434,7 +441,9 @@ static void envelope_waits(const struct config *cfg, struct waits *w)
 			else if (cfg->spf_temperror_action == MW_REJECT)
 				refuses(w, "spf_temperror_action = reject");
 		} else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0) {
-			add(w, name, "store_timeout", 4, cfg->store_timeout);
+			/* one recipient: as counted above */
+			add(w, name, "store_timeout", cfg->greylist_auto_whitelist_clients > 0 ? 8 : 5,
+			    cfg->store_timeout);
 			if (cfg->store_fail_closed)
 				refuses(w, "store_failure = closed");
 		}

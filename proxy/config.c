@@ -575,7 +575,14 @@ static const struct cfg_opt cfg_opts[] = {
 	G_DUR("greylist_pass_lifetime", greylist_pass_lifetime, "35d", 1 * MS_S, 45 * 24 * MS_H,
 	      "greylisting: how long a triplet that passed is let through without delay"),
 	G_STR("greylist_whitelist", greylist_whitelist, "", NULL,
-	      "greylisting: client IPs/networks, sender domains (@dom) and recipients never greylisted"),
+	      "greylisting: client IPs/networks, client host names (.suffix), sender domains "
+	      "(@dom, with an SPF pass only) and recipients (to:) never greylisted"),
+	G_STR("greylist_whitelist_file", greylist_whitelist_file, "", check_path_or_empty,
+	      "greylisting: a file of greylist_whitelist entries, one or more a line, # comments "
+	      "(read at start and reload; empty = none)"),
+	G_UINT("greylist_auto_whitelist_clients", greylist_auto_whitelist_clients, "5", 0, 1000,
+	       "greylisting: a client network whose triplets passed greylisting this many times is "
+	       "not greylisted for greylist_pass_lifetime (0 = off)"),
 	G_STR("ratelimit_ip", ratelimit_ip, "", NULL,
 	      "rate limit per client IP (IPv6: per /64): COUNT/WINDOW, e.g. 100/1h (empty = off)"),
 	G_STR("ratelimit_sender", ratelimit_sender, "", NULL,

@@ -266,6 +266,8 @@ struct config {
 	unsigned greylist_retry_window;  /* ms a first attempt is remembered */
 	unsigned greylist_pass_lifetime; /* ms a passed triplet stays whitelisted */
 	char     greylist_whitelist[1024]; /* client nets, sender domains, recipients */
+	char     greylist_whitelist_file[1024]; /* more entries, one or more a line; "" = none */
+	unsigned greylist_auto_whitelist_clients; /* passes that whitelist a client net; 0 = off */
 	char     ratelimit_ip[64];       /* "COUNT/WINDOW", "" = off */
 	char     ratelimit_sender[64];
 	char     ratelimit_user[64];

@@ -1,12 +1,17 @@
 """test_greylist.py - greylisting and rate limits end to end through the
 proxy, with the LMDB and the Redis store; two mailwarden instances sharing
-one Redis; Redis down with store_failure open and closed."""
+one Redis; Redis down with store_failure open and closed; tagged senders,
+the client auto-whitelist, greylist_whitelist_file with host names (a
+loopback DNS server), @domain entries needing SPF, clock skew (session 19)."""
 
+import json
+import smtplib
 import time
 
 import pytest
 
-from mwlib import make_msg
+from dnsserver import dns_server, txt  # noqa: F401 (fixture)
+from mwlib import make_msg, run_mw
 from storelib import Redis, redis_server, store, store_opts  # noqa: F401 (fixtures)
 from storelib import fnv1a64, key_hash, legacy_greylist_key, store_peek, store_put
 
@@ -17,6 +22,9 @@ from storelib import fnv1a64, key_hash, legacy_greylist_key, store_peek, store_p
 # triplet from 127.0.0.1; RL_* from the offset basis, where a rate limit
 # subject started.  The keys of before were one for each pair.
 GL_A, GL_B = "572ixl3bjrvul@example.org", "27gcemoht2m7g@example.org"
+# ... and as the triplet holds them since session 19 (sender_norm: digit
+# runs to '#'); the keys of before hash them as written
+GL_A_NORM = "#ixl#bjrvul@example.org"
 RL_A, RL_B = "syglazw57kvyg", "i2s475yfm2vee"
 
 
@@ -56,10 +64,6 @@ def test_greylist_whitelist_and_outbound_skip(mw_factory, upstream, tmp_path):
     opts = store_opts("lmdb", tmp_path) + [("filters", "greylist"), ("greylist_delay", "1h")]
     m = mw_factory(upstream, opts=opts + [("greylist_whitelist", "10.0.0.0/8 127.0.0.0/8")])
     assert send(m).code == 250
-    m2 = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
-        ("filters", "greylist"), ("greylist_delay", "1h"), ("greylist_whitelist", "@example.org")])
-    assert send(m2).code == 250
-    assert send(m2, frm="x@elsewhere.example").code == 451
     m3 = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
         ("filters", "greylist"), ("greylist_delay", "1h")], direction="outbound")
     assert send(m3).code == 250
@@ -118,7 +122,7 @@ def test_fnv_colliding_sender_is_greylisted(mw_factory, upstream, store):
     r = send(m, frm=GL_B)
     assert r.code == 451 and "Greylisted" in r.text, r
     assert len(upstream.messages) == 1
-    assert store_peek(kind, opts, store[2], key_hash("gl:", net, GL_A, "rcpt@example.net"))[1][0] == "P"
+    assert store_peek(kind, opts, store[2], key_hash("gl:", net, GL_A_NORM, "rcpt@example.net"))[1][0] == "P"
 
 
 def test_fnv_colliding_senders_count_apart(mw_factory, upstream, store, tmp_path):
@@ -175,7 +179,7 @@ def test_old_greylist_keys_move(mw_factory, upstream, store):
     assert send(m, frm="spent@example.org").code == 451
     for sender in (GL_A, "late@example.org", "early@example.org"):
         assert store_peek(kind, opts, redis, old[sender]) is None, sender
-    left, v = store_peek(kind, opts, redis, key_hash("gl:", net, GL_A, rcpt))
+    left, v = store_peek(kind, opts, redis, key_hash("gl:", net, GL_A_NORM, rcpt))
     assert v == "P%d" % (ms - 600000) and life - 600 - 5 < left <= life - 600 + 2, (left, v)
     left, v = store_peek(kind, opts, redis, key_hash("gl:", net, "late@example.org", rcpt))
     assert v[0] == "P" and left > life - 10, (left, v)
@@ -311,3 +315,234 @@ def test_short_pass_lifetime_renewed_by_regular_mail(mw_factory, upstream, tmp_p
         codes.append(send(m).code)
         time.sleep(1.0)
     assert codes and all(c == 250 for c in codes), codes
+
+
+# --- session 19: what an administrator expects of greylisting ----------------
+
+GL1 = [("filters", "greylist"), ("greylist_delay", "1s")]
+
+
+def send_from(m, src_ip, frm="sender@example.org", rcpts=("rcpt@example.net",)):
+    """One message from a given loopback source address: the SMTP code of
+    the end of data (or of the first refusal)."""
+    s = smtplib.SMTP(timeout=10, source_address=(src_ip, 0))
+    try:
+        s.connect("127.0.0.1", m.port)
+        s.ehlo("out.pool.example")
+        s.mail(frm)
+        for r in rcpts:
+            s.rcpt(r)
+        code, _ = s.data(make_msg(subject="pool", frm="x@example.org", to="y@example.net"))
+        return code
+    except smtplib.SMTPDataError as e:
+        return e.smtp_code
+    finally:
+        try:
+            s.quit()
+        except Exception:
+            pass
+
+
+def gl_symbol(rec, name):
+    return [s for s in rec["symbols"] if s["name"] == name]
+
+
+@pytest.mark.parametrize("tag1,tag2", [
+    ("prvs=1123abcdef=news@example.org", "prvs=1124fedcba=news@example.org"),       # BATV
+    ("SRS0=HHH1=T1=orig.example=alice@fwd.example", "SRS0=HHH2=T2=orig.example=alice@fwd.example"),
+    ("bounces-1000123-rcpt=example.net@lists.example.org",                          # VERP
+     "bounces-1000124-rcpt=example.net@lists.example.org"),
+    ("list+ab12@example.org", "list+cd34@example.org"),                             # +ext
+])
+def test_tagged_sender_next_message_passes(mw_factory, upstream, tmp_path, tag1, tag2):
+    """A list or BATV/SRS sender whose message passed greylisting writes its
+    next one under a new tag: the triplet holds the sender without its tag
+    (filters/sender_norm.c), so the next message is not greylisted again
+    (before: every message waited greylist_delay, forever)."""
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + GL1)
+    assert send(m, frm=tag1).code == 451
+    time.sleep(1.2)
+    assert send(m, frm=tag1).code == 250
+    r = send(m, frm=tag2)
+    assert r.code == 250, "next message of a tagged sender greylisted again: %r" % (r,)
+    # another sender of the same domain is still another triplet
+    assert send(m, frm="someone@example.org").code == 451
+
+
+def test_pass_under_the_key_of_the_sender_as_written_moves(mw_factory, upstream, store):
+    """A pass written before session 19 under the sender as written
+    (list-42@) still passes, and moves to the normalised sender's key."""
+    kind, opts, redis = store
+    net, rcpt, frm = "127.0.0.0/24", "rcpt@example.net", "List-42@example.org"
+    ms = int(time.time() * 1000)
+    old = key_hash("gl:", net, frm, rcpt)
+    store_put(kind, opts, redis, old, "P%d" % (ms - 60000), ms // 1000 + 86400)
+    m = mw_factory(upstream, opts=opts + GL1)
+    assert send(m, frm=frm).code == 250
+    assert store_peek(kind, opts, redis, old) is None
+    assert store_peek(kind, opts, redis, key_hash("gl:", net, "list-#@example.org", rcpt))[1][0] == "P"
+
+
+def test_client_auto_whitelist(mw_factory, upstream, tmp_path):
+    """A client network whose triplets passed greylisting by retrying 5
+    times (greylist_auto_whitelist_clients, Postgrey's default) is not
+    greylisted any more; with 0 it still is (before: always)."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path / "a") + GL1)
+    for i in range(5):
+        assert send(m, rcpts=("u%d@example.net" % i,)).code == 451
+    assert send(m, rcpts=("u9@example.net",)).code == 451     # 5 waiting: not yet
+    time.sleep(1.2)
+    for i in range(5):
+        assert send(m, rcpts=("u%d@example.net" % i,)).code == 250
+    r = send(m, rcpts=("new@example.net",), helo="client2.example.org")
+    assert r.code == 250, "client that passed 5 times still greylisted: %r" % (r,)
+    rec = m.audit(12)[-1]
+    assert "auto-whitelisted" in gl_symbol(rec, "GREYLIST_SKIP")[0]["description"], rec
+    # another network is another client
+    assert send_from(m, "127.0.7.1", rcpts=("new@example.net",)) == 451
+    m0 = mw_factory(upstream, opts=store_opts("lmdb", tmp_path / "b") + GL1 + [
+        ("greylist_auto_whitelist_clients", "0")])
+    for i in range(5):
+        assert send(m0, rcpts=("u%d@example.net" % i,)).code == 451
+    time.sleep(1.2)
+    for i in range(5):
+        assert send(m0, rcpts=("u%d@example.net" % i,)).code == 250
+    assert send(m0, rcpts=("new@example.net",)).code == 451
+
+
+def test_whitelist_file_holds_a_provider_list(mw_factory, upstream, tmp_path):
+    """greylist_whitelist is one value of at most 1023 characters: 80
+    networks did not fit.  greylist_whitelist_file takes any number a line,
+    with comments, read at start; a bad entry refuses it with FILE:LINE."""
+    nets = ["10.%d.%d.0/24" % (i // 200, i % 200) for i in range(80)]
+    f = tmp_path / "gl-wl"
+    f.write_text("# providers' published ranges\n" + "\n".join(nets[:40]) + "\n"
+                 + " ".join(nets[40:]) + "  # the rest on one line\n\n127.0.0.0/24\nto:abuse@example.net\n")
+    base = ["-t", "-o", "filters=greylist", "-o", "store_path=%s" % (tmp_path / "s.lmdb")]
+    r = run_mw(base + ["-o", "greylist_whitelist_file=%s" % f])
+    assert r.returncode == 0, r.stderr
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + GL1 + [
+        ("greylist_whitelist_file", str(f))])
+    assert send(m).code == 250                                   # 127.0.0.0/24 listed
+    assert send_from(m, "127.0.1.1") == 451
+    bad = tmp_path / "gl-bad"
+    bad.write_text("10.0.0.0/8\n# fine\n\n@example.org not/an/entry\n")
+    r = run_mw(base + ["-o", "greylist_whitelist_file=%s" % bad])
+    assert r.returncode != 0
+    assert ("greylist_whitelist_file %s:4: \"not/an/entry\" is not" % bad) in r.stderr.decode(), r.stderr
+    long_line = tmp_path / "gl-long"
+    long_line.write_text("10.0.0.0/8 " * 200 + "\n")
+    r = run_mw(base + ["-o", "greylist_whitelist_file=%s" % long_line])
+    assert r.returncode != 0 and ("%s:1: line longer than" % long_line) in r.stderr.decode(), r.stderr
+    r = run_mw(base + ["-o", "greylist_whitelist_file=%s" % (tmp_path / "absent")])
+    assert r.returncode != 0 and "greylist_whitelist_file" in r.stderr.decode(), r.stderr
+
+
+def scan_gl(tmp_path, opts, client, frm="sender@example.org", rcpt="rcpt@example.net"):
+    """mailwarden scan of one message from client: (action, symbols by name)"""
+    p = tmp_path / ("m%d.eml" % time.monotonic_ns())
+    p.write_bytes(make_msg())
+    args = ["scan", "-o", "store_path=%s" % (tmp_path / "scan.lmdb")]
+    for k, v in opts:
+        args += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(args + ["--client-ip", client, "--from", frm, "--rcpt", rcpt,
+                       "--helo", "out.pool.example", str(p)], timeout=60)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    return res["action"], {s["name"]: s for s in res["symbols"]}
+
+
+def test_pool_whitelisted_by_verified_host_name(dns_server, tmp_path):
+    """A provider's pool retries from other /24s (greylisted afresh each
+    time); a ".suffix" entry matched against the client's forward-confirmed
+    name lets its servers through, wherever they are.  A PTR that its name
+    does not confirm, or a name outside the suffix, is greylisted."""
+    dns_server.add_zone("2.0.192.in-addr.arpa", ["5 PTR out1.pool.example.test.",
+                                                 "6 PTR fake.pool.example.test.",
+                                                 "7 PTR mx.other.test."])
+    dns_server.add_zone("100.51.198.in-addr.arpa", ["9 PTR out2.pool.example.test."])
+    dns_server.add_zone("pool.example.test", ["out1 A 192.0.2.5", "out2 A 198.51.100.9",
+                                              "fake A 192.0.2.200"])
+    dns_server.add_zone("other.test", ["mx A 192.0.2.7"])
+    dns_server.start()
+    f = tmp_path / "gl-hosts"
+    f.write_text(".pool.example.test\n")
+    opts = [("filters", "greylist"), ("greylist_delay", "1h"), ("dns_forwarder", dns_server.forwarder),
+            ("dns_client_name", "yes"), ("greylist_whitelist_file", str(f))]
+    for ip in ("192.0.2.5", "198.51.100.9"):
+        action, sym = scan_gl(tmp_path, opts, ip)
+        assert action == "accept" and "host name" in sym["GREYLIST_SKIP"]["desc"], (ip, sym)
+    for ip in ("192.0.2.6", "192.0.2.7"):
+        action, sym = scan_gl(tmp_path, opts, ip)
+        assert action == "tempfail" and "GREYLIST" in sym, (ip, sym)
+
+
+def test_at_domain_entry_needs_an_spf_pass(dns_server, tmp_path):
+    """greylist_whitelist = @example.org exempted anyone who merely wrote
+    MAIL FROM:<x@example.org>.  It now needs the spf filter's pass for that
+    MAIL FROM: a forged sender (SPF neutral here, or no SPF record) is
+    greylisted, and without spf before greylist the entry matches nothing
+    (warned)."""
+    dns_server.add_zone("example.org", ["@ TXT " + txt("v=spf1 ip4:192.0.2.0/24 ?all")])
+    dns_server.start()
+    opts = [("filters", "spf greylist"), ("greylist_delay", "1h"), ("dns_forwarder", dns_server.forwarder),
+            ("spf_skip_networks", ""), ("greylist_whitelist", "@example.org @gmail.test")]
+    action, sym = scan_gl(tmp_path, opts, "192.0.2.10")
+    assert action == "accept" and "SPF pass" in sym["GREYLIST_SKIP"]["desc"], sym
+    action, sym = scan_gl(tmp_path, opts, "203.0.113.9")              # SPF neutral
+    assert action == "tempfail" and "GREYLIST" in sym, sym
+    action, sym = scan_gl(tmp_path, opts, "203.0.113.9", frm="forged@gmail.test")  # no SPF
+    assert action == "tempfail" and "GREYLIST" in sym, sym
+    opts[0] = ("filters", "greylist")
+    p = tmp_path / "x.eml"
+    p.write_bytes(make_msg())
+    r = run_mw(["-t", "-o", "store_path=%s" % (tmp_path / "t.lmdb")]
+               + sum((["-o", "%s=%s" % kv] for kv in opts), []))
+    assert r.returncode == 0 and b"@domain whitelist entr" in r.stderr + r.stdout, r
+    action, sym = scan_gl(tmp_path, opts, "192.0.2.10")
+    assert action == "tempfail" and "GREYLIST" in sym, sym
+
+
+def test_to_whitelisted_recipient_and_a_new_one(mw_factory, upstream, tmp_path):
+    """Through the proxy a message is answered once, at its end: to
+    postmaster@ (whitelisted) and a new recipient it is greylisted as a
+    whole, as README says now; the symbol names the recipient that held
+    it, not postmaster (before: "1 triplet(s) greylisted" and no name)."""
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + GL1 + [
+        ("greylist_whitelist", "to:postmaster@example.net")])
+    assert send(m, rcpts=("postmaster@example.net",)).code == 250
+    r = send(m, rcpts=("postmaster@example.net", "new@example.net", "other@example.net"))
+    assert r.code == 451, r
+    desc = gl_symbol(m.audit(2)[-1], "GREYLIST")[0]["description"]
+    assert desc.endswith("held by new@example.net, other@example.net") and "postmaster" not in desc, desc
+
+
+def test_held_recipients_named_bounded(mw_factory, upstream, tmp_path):
+    """Many new recipients: five named, the rest counted."""
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + GL1)
+    r = send(m, rcpts=tuple("r%d@example.net" % i for i in range(12)))
+    assert r.code == 451, r
+    desc = gl_symbol(m.audit(1)[-1], "GREYLIST")[0]["description"]
+    assert desc.startswith("12 triplet(s) greylisted (12 new)"), desc
+    assert desc.endswith("held by r0@example.net, r1@example.net, r2@example.net, r3@example.net, "
+                         "r4@example.net and 7 more"), desc
+
+
+def test_first_attempt_from_a_clock_ahead(mw_factory, upstream, redis_server):
+    """Two machines share one Redis, one clock 10 minutes ahead: its first
+    attempt was stamped in the future, and the retry on the other machine
+    was told to wait ~600 s more.  A future stamp is taken as now: the
+    retry waits greylist_delay at most, then passes."""
+    opts = store_opts("redis", None, redis_server) + GL1
+    m = mw_factory(upstream, opts=opts)
+    net, frm, rcpt = "127.0.0.0/24", "sender@example.org", "rcpt@example.net"
+    future = int(time.time() * 1000) + 600_000
+    store_put("redis", opts, redis_server, key_hash("gl:", net, frm, rcpt), "F%d" % future,
+              int(time.time()) + 3600)
+    r = send(m)
+    assert r.code == 451 and "try again in 1 seconds" in r.text, r
+    time.sleep(1.2)
+    r = send(m)
+    assert r.code == 250, "retry after greylist_delay refused by a skewed first attempt: %r" % (r,)
