@@ -58,7 +58,6 @@ static const char *const kind_symbol[RL_KINDS] = {
 };
 
 #define RL_KEY_MAX 96        /* "rl:rcpt_domain:" + 32 hex + ":" + window number */
-#define RL_DOMAIN_MAX 255    /* RFC 1035 name; longer ones are keyed as written */
 
 struct limit {
 	unsigned count;                /* 0 = off */
@@ -142,41 +141,47 @@ static int ratelimit_setup(void **instance, const struct scan_env *env, char *er
 	return 0;
 }
 
-/* domain_key - the domain d as it is keyed, into out: its IDNA A-label
+/* domain_key - the domain d as it is keyed (malloc'd): its IDNA A-label
  * form (UTS 46 non-transitional mapping, which also folds non-ASCII
  * case, as dmarc.c does), so that one domain written as U-labels, as
  * A-labels or in another case has one counter; ASCII is lower-cased by
  * store_key_hash.  An address literal ([192.0.2.1]), or a name libidn2
- * refuses, is keyed as written. */
-static void domain_key(const char *d, char *out, size_t outsz)
+ * refuses, is keyed as written (whole: never cut, or two long names
+ * would share a counter). */
+static char *domain_key(const char *d)
 {
-	char *a = NULL;
+	char *a = NULL, *k;
 	const unsigned char *p;
 
-	snprintf(out, outsz, "%s", d);
 	if (d[0] == '[')
-		return;
+		return xstrdup(d);
 	for (p = (const unsigned char *)d; *p && *p < 0x80; p++)
 		;
-	if (*p == '\0' || strlen(d) > RL_DOMAIN_MAX)
-		return;
-	if (idn2_to_ascii_8z(d, &a, IDN2_NONTRANSITIONAL) == IDN2_OK && a != NULL && strlen(a) < outsz)
-		snprintf(out, outsz, "%s", a);
+	if (*p == '\0' || idn2_to_ascii_8z(d, &a, IDN2_NONTRANSITIONAL) != IDN2_OK || a == NULL) {
+		idn2_free(a);
+		return xstrdup(d);
+	}
+	k = xstrdup(a);
 	idn2_free(a);
+	return k;
 }
 
-/* sender_key - the envelope sender with its domain as domain_key has it */
-static void sender_key(const char *s, char *out, size_t outsz)
+/* sender_key - the envelope sender with its domain as domain_key has it
+ * (malloc'd) */
+static char *sender_key(const char *s)
 {
 	const char *at = strrchr(s, '@');
-	char dom[RL_DOMAIN_MAX + 1];
+	char *dom, *k;
+	size_t n;
 
-	if (at == NULL) {
-		snprintf(out, outsz, "%s", s);
-		return;
-	}
-	domain_key(at + 1, dom, sizeof(dom));
-	snprintf(out, outsz, "%.*s@%s", (int)(at - s), s, dom);
+	if (at == NULL)
+		return xstrdup(s);
+	dom = domain_key(at + 1);
+	n = (size_t)(at - s) + 1 + strlen(dom) + 1;
+	k = xmalloc(n);
+	snprintf(k, n, "%.*s@%s", (int)(at - s), s, dom);
+	free(dom);
+	return k;
 }
 
 /* wait_ms - about how long from now until the limit lets one message
@@ -291,9 +296,11 @@ static int check(struct mw_ctx *ctx, struct ratelimit *r, struct rl_run *run, en
 		t->n++;
 		return 0;
 	}
-	/* what this attempt would make the rate (a take refused wrote nothing) */
+	/* what this attempt would make the rate (a take refused wrote
+	 * nothing); a take refused is over whatever the rounding here (the
+	 * store compared with the weight as it was sent) */
 	rate += 1.0;
-	if (rate <= (double)l->count)
+	if (look && rate <= (double)l->count)
 		return 0;
 	w = wait_ms(l, cur, old, into);
 	mw_symbol(ctx, kind_symbol[k], 0, "%s rate %.1f over %u per %us", kind_name[k], rate,
@@ -327,7 +334,7 @@ static void ratelimit_run(struct mw_ctx *ctx, int envelope)
 	struct ratelimit *r = mw_instance(ctx);
 	const struct scan_request *req = ctx->ms->req;
 	struct rl_run run;
-	char ipkey[64], skey[1024], dom[RL_DOMAIN_MAX + 1], **seen = NULL;
+	char ipkey[64], *skey, *dom, **seen = NULL;
 	size_t i, j, nseen = 0;
 	int rc = 0;
 
@@ -339,8 +346,9 @@ static void ratelimit_run(struct mw_ctx *ctx, int envelope)
 	if (ipnet_limit_key(mw_client_ip(ctx), ipkey, sizeof(ipkey)) < 0)
 		snprintf(ipkey, sizeof(ipkey), "%s", mw_client_ip(ctx));
 	rc |= check(ctx, r, &run, RL_IP, ipkey) < 0;
-	sender_key(mw_mail_from(ctx), skey, sizeof(skey));
+	skey = sender_key(mw_mail_from(ctx));
 	rc |= check(ctx, r, &run, RL_SENDER, skey) < 0;
+	free(skey);
 	rc |= check(ctx, r, &run, RL_USER, req->auth_user) < 0;
 	if (r->lim[RL_RCPT_DOMAIN].count)
 		seen = xcalloc(mw_rcpt_count(ctx) + 1, sizeof(*seen));
@@ -349,14 +357,16 @@ static void ratelimit_run(struct mw_ctx *ctx, int envelope)
 
 		if (at == NULL)
 			continue;
-		domain_key(at + 1, dom, sizeof(dom));
+		dom = domain_key(at + 1);
 		/* each domain once per message, however it is written */
 		for (j = 0; j < nseen; j++)
 			if (strcasecmp(seen[j], dom) == 0)
 				break;
-		if (j < nseen)
+		if (j < nseen) {
+			free(dom);
 			continue;
-		seen[nseen++] = xstrdup(dom);
+		}
+		seen[nseen++] = dom;
 		rc |= check(ctx, r, &run, RL_RCPT_DOMAIN, dom) < 0;
 	}
 	for (j = 0; j < nseen; j++)
