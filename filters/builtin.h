@@ -69,6 +69,16 @@ const char *builtin_name(size_t i);
  * replaces an earlier one. */
 void builtin_new_body(struct mw_ctx *ctx, char *rest, size_t len, int top);
 
+/* builtin_on_outcome - fn(data, taken) once the message's outcome is
+ * known, after every filter and policy, on the scanner's thread: taken 1
+ * when the client is told the message was taken (accept, tag,
+ * quarantine, discard), 0 when it is refused (a tempfail or reject by
+ * any filter or the score, a failure of the scan, a scan that ran out of
+ * time and that the front end answers 451 itself).  "mailwarden scan"
+ * tells it as a front end's message would be.  fn owns data from then
+ * on and frees it.  For what counts only messages taken (ratelimit). */
+void builtin_on_outcome(struct mw_ctx *ctx, void (*fn)(void *data, int taken), void *data);
+
 /* final_prepend - add "name: value" on top of the header section that
  * leaves (above every other added field).  value may be folded
  * ("\r\n\t" sequences) as a DKIM-Signature is. */

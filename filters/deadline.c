@@ -371,8 +371,10 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			add(w, name, "store_timeout", awl ? 2 : 0, cfg->store_timeout);
 		}
 		else if (redis && strcmp(name, "ratelimit") == 0) {
-			/* each limit that applies: an INCR of this window's counter
-			 * and a GET of the last one's */
+			/* each limit that applies: its take (one script reading
+			 * both windows' counters and incrementing this one's),
+			 * and its give-back when the message ends up refused
+			 * (ratelimit.c) */
 			unsigned limits = (cfg->ratelimit_ip[0] != '\0') + (cfg->ratelimit_sender[0] != '\0')
 			    + (cfg->ratelimit_user[0] != '\0');
 
@@ -446,6 +448,17 @@ static void envelope_waits(const struct config *cfg, struct waits *w)
 			    cfg->store_timeout);
 			if (cfg->store_fail_closed)
 				refuses(w, "store_failure = closed");
+		} else if (cfg->store_backend == 1 && strcmp(name, "ratelimit") == 0) {
+			/* a look per limit that applies, the recipient's domain
+			 * one of them (ratelimit.c: nothing taken at RCPT) */
+			unsigned limits = (cfg->ratelimit_ip[0] != '\0') + (cfg->ratelimit_sender[0] != '\0')
+			    + (cfg->ratelimit_user[0] != '\0') + (cfg->ratelimit_rcpt_domain[0] != '\0');
+
+			if (limits > 0) {
+				add(w, name, "store_timeout", limits, cfg->store_timeout);
+				if (cfg->store_fail_closed)
+					refuses(w, "store_failure = closed");
+			}
 		}
 	}
 	w->total = w->refusing_total;

@@ -75,6 +75,8 @@ void msgscan_free(struct msgscan *ms)
 {
 	size_t i;
 
+	/* an outcome not told (a scan cut short) is a message not taken */
+	msgscan_outcome(ms, 0);
 	for (i = 0; i < ms->nfields; i++) {
 		free(ms->fields[i].name);
 		free(ms->fields[i].value);
@@ -95,6 +97,27 @@ void msgscan_free(struct msgscan *ms)
 		ms->mime_free(ms->mime);
 	free(ms->new_rest);
 	memset(ms, 0, sizeof(*ms));
+}
+
+void builtin_on_outcome(struct mw_ctx *ctx, void (*fn)(void *data, int taken), void *data)
+{
+	struct msgscan *ms = ctx->ms;
+
+	ms->outcome = xrealloc(ms->outcome, (ms->noutcome + 1) * sizeof(*ms->outcome));
+	ms->outcome[ms->noutcome].fn = fn;
+	ms->outcome[ms->noutcome].data = data;
+	ms->noutcome++;
+}
+
+void msgscan_outcome(struct msgscan *ms, int taken)
+{
+	size_t i;
+
+	for (i = 0; i < ms->noutcome; i++)
+		ms->outcome[i].fn(ms->outcome[i].data, taken);
+	free(ms->outcome);
+	ms->outcome = NULL;
+	ms->noutcome = 0;
 }
 
 void builtin_new_body(struct mw_ctx *ctx, char *rest, size_t len, int top)
@@ -428,6 +451,27 @@ void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value)
 	edit_add(ctx, HE_CHANGE, name, value);
 }
 
+/* stated_wait_s - the wait a tempfail's text states ("please try again in
+ * 300 seconds", "... in 59 minutes", "... in 2 hours"), in seconds; 0
+ * when it states none */
+static unsigned long stated_wait_s(const char *text)
+{
+	const char *p = strstr(text, "again in ");
+	unsigned long n;
+	char *end;
+
+	if (p == NULL || (n = strtoul(p + 9, &end, 10)) == 0 || n > 1000000 || *end != ' ')
+		return 0;
+	end++;
+	if (strncmp(end, "second", 6) == 0)
+		return n;
+	if (strncmp(end, "minute", 6) == 0)
+		return n * 60;
+	if (strncmp(end, "hour", 4) == 0)
+		return n * 3600;
+	return 0;
+}
+
 void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_text)
 {
 	struct msgscan *ms = ctx->ms;
@@ -438,6 +482,16 @@ void mw_verdict(struct mw_ctx *ctx, enum mw_action action, const char *reply_tex
 	if ((unsigned)action >= MW_ACTION_COUNT) {
 		slog(sid(ctx), LOG_WARNING, "filter=%s ignored verdict %d: no such action",
 		    ctx->name, (int)action);
+		return;
+	}
+	if (action == MW_TEMPFAIL && ms->hard == MW_TEMPFAIL && reply_text != NULL
+	    && policy_text_ok(reply_text) && stated_wait_s(ms->hard_text) > 0
+	    && stated_wait_s(reply_text) > stated_wait_s(ms->hard_text)) {
+		/* two tempfails that each say when to come back: the later
+		 * time, or the sender retries into the other refusal again
+		 * (greylisting's "in 1 second" beside a rate limit's hour) */
+		snprintf(ms->hard_text, sizeof(ms->hard_text), "%s", reply_text);
+		snprintf(ms->hard_by, sizeof(ms->hard_by), "%s", ctx->name);
 		return;
 	}
 	if (action <= ms->hard)

@@ -63,6 +63,11 @@ struct msgscan {
 	char        client_name[256];       /* forward-confirmed reverse DNS, "" if none */
 	void       *mime;                   /* the shared MIME parse (mime.h), lazily built */
 	void      (*mime_free)(void *);
+	struct ms_outcome {                 /* owned; builtin_on_outcome, in order */
+		void (*fn)(void *data, int taken);
+		void *data;
+	} *outcome;
+	size_t      noutcome;
 	char       *new_rest;               /* owned; builtin_new_body, NULL if none */
 	size_t      new_rest_len;
 	int         new_rest_top;           /* it replaces a single-part body */
@@ -103,7 +108,10 @@ const struct auth_entry *msgscan_auth(const struct msgscan *ms, const char *meth
  * in an entry's props, copied to out; 1 if found, 0 if not. */
 int auth_props_get(const struct auth_entry *e, const char *key, char *out, size_t outsz);
 
-/* msgscan_free - free everything owned (symbols/edits not yet moved out too). */
+/* msgscan_outcome - tell what asked (builtin_on_outcome) whether the
+ * message was taken, once: the calls are made and forgotten. */
+void msgscan_outcome(struct msgscan *ms, int taken);
+/* msgscan_free - an outcome not told yet is told "not taken"; then free everything owned (symbols/edits not yet moved out too). */
 void msgscan_free(struct msgscan *ms);
 /* mw_ctx_begin - ctx for one filter (ops, its instance) over ms, owned by
  * the calling thread (the scanner worker that runs the hooks) */

@@ -758,6 +758,12 @@ have_msg:
 			slog(req->session_id, LOG_INFO, "scan id=%llu quarantined as %s: %s",
 			    (unsigned long long)req->id, res->quarantine_id, why);
 	}
+	/* what counts only messages taken learns whether this one was: told
+	 * 250 (a quarantine store that failed made it a tempfail above) and
+	 * answered in time (past the deadline the front end answers 451
+	 * about now, as for the quarantine store above).  "mailwarden scan"
+	 * (a dry run) counts as the message would, as its greylisting does */
+	msgscan_outcome(&ms, res->action <= MW_DISCARD && deadline_left_ms() != 0);
 out:
 	if (map != NULL)
 		munmap(map, len);

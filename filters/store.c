@@ -200,6 +200,24 @@ int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int
 	return s->ops->incr(s->backend, key, by, ttl_s, out);
 }
 
+int store_take(struct store *s, const char *key, const char *prev_key, double prev_weight,
+               int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev)
+{
+	int64_t c, p;
+	int rc;
+
+	if (!key_ok(key, "take") || !key_ok(prev_key, "take")
+	    || !(prev_weight >= 0.0 && prev_weight <= 1.0))
+		return -1;
+	if ((rc = s->ops->take(s->backend, key, prev_key, prev_weight, by, limit, ttl_s, &c, &p)) < 0)
+		return -1;
+	if (cur != NULL)
+		*cur = c;
+	if (prev != NULL)
+		*prev = p;
+	return rc;
+}
+
 int store_swap(struct store *s, const char *key, const char *expect, const char *val,
                unsigned ttl_s)
 {

@@ -81,6 +81,8 @@ struct store_ops {
 	int  (*move)(void *b, const char *from, const char *to);
 	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
 	int  (*swap)(void *b, const char *key, const char *expect, const char *val, unsigned ttl_s);
+	int  (*take)(void *b, const char *key, const char *prev_key, double prev_weight, int64_t by,
+	             int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev);
 	int  (*learn)(void *b, const struct store_learning *l, uint32_t day, uint64_t *ntokens);
 	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
 	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign,
@@ -151,6 +153,23 @@ int store_move(struct store *s, const char *from, const char *to);
  * never), an existing key keeps its expiry.  *out gets the new value.
  * 0, or -1. */
 int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
+/* store_take - a sliding-window counter (rate limits: the integer at key
+ * counts this window, the one at prev_key the window before, weighted
+ * by prev_weight, how much of it still lies inside the sliding window),
+ * the look and any write one step (an LMDB transaction, a Redis script),
+ * so that two scanner threads or machines cannot both take the last
+ * unit.  With cur and prev the integers there (absent or expired = 0):
+ *   by > 0  take: if cur + by + prev * prev_weight <= limit, cur += by
+ *           (a key created expires after ttl_s, an existing one keeps
+ *           its expiry) and 1; else nothing is written and 0;
+ *   by = 0  look: nothing written, 1;
+ *   by < 0  give back what a take took: cur += by but never below 0,
+ *           and only while key lives (a window gone is not brought back
+ *           as a credit): 1, or 0 when key was absent.
+ * *cur and *prev (each may be NULL) get the counts after the call.
+ * -1 store failure. */
+int store_take(struct store *s, const char *key, const char *prev_key, double prev_weight,
+               int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev);
 /* store_swap - key = val (a string, ttl_s seconds, 0 = never; NULL:
  * key removed) only if key holds expect now (NULL: key absent or
  * expired), the look and the write one step (an LMDB transaction, a Redis

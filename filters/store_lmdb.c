@@ -460,7 +460,11 @@ static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const cha
 	return mdb_put(txn, b->kv, &k, &v, 0);
 }
 
-#define TXN_NOTHING (-1)   /* a write_fn found nothing to write: no error (no LMDB code is -1) */
+/* a write_fn found nothing to write: no error.  Not -1, which write_txn
+ * returns for a failure: with both -1, a failed move, swap or learn was
+ * reported as "nothing there" (0) instead of a store failure.  No LMDB
+ * code is -2 (theirs are errno values and -30799..-30780). */
+#define TXN_NOTHING (-2)
 
 /* write_fn - a write's work inside txn: 0 (commit it), TXN_NOTHING (abort
  * it, nothing wrong), or an LMDB error with *what naming the step that
@@ -670,6 +674,91 @@ static int lmdb_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int6
 		return -1;
 	wrote(b);
 	return 0;
+}
+
+struct take_arg {
+	const char *key, *prev_key;
+	double prev_weight;
+	int64_t by, limit;
+	unsigned ttl_s;
+	int64_t cur, prev;
+};
+
+/* take_look - the two counters of a take inside txn: 0, or an LMDB error */
+static int take_look(struct lmdb_store *b, MDB_txn *txn, struct take_arg *a, int *cur_found)
+{
+	char v[32];
+	int rc = 0, found;
+
+	a->cur = a->prev = 0;
+	if ((found = live_in(b, txn, a->key, v, sizeof(v), &rc)) < 0)
+		return rc;
+	if (found)
+		a->cur = strtoll(v, NULL, 10);
+	*cur_found = found;
+	if ((found = live_in(b, txn, a->prev_key, v, sizeof(v), &rc)) < 0)
+		return rc;
+	if (found)
+		a->prev = strtoll(v, NULL, 10);
+	return 0;
+}
+
+static int take_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
+{
+	struct take_arg *a = arg;
+	int64_t want;
+	int rc, found;
+
+	*what = "get";
+	if ((rc = take_look(b, txn, a, &found)) != 0)
+		return rc;
+	if (a->by > 0) {
+		/* refused: nothing written, so an attempt over the limit costs
+		 * no commit either */
+		if ((double)(a->cur + a->by) + (double)a->prev * a->prev_weight > (double)a->limit)
+			return TXN_NOTHING;
+		want = a->by;
+	} else {
+		if (!found || a->cur <= 0)
+			return TXN_NOTHING;
+		want = a->cur + a->by < 0 ? -a->cur : a->by;
+	}
+	return incr_in(b, txn, a->key, want, a->ttl_s, &a->cur, what);
+}
+
+static int lmdb_take(void *vb, const char *key, const char *prev_key, double prev_weight,
+                     int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev)
+{
+	struct lmdb_store *b = vb;
+	struct take_arg a = { key, prev_key, prev_weight, by, limit, ttl_s, 0, 0 };
+	int rc, found;
+
+	if (by == 0) {
+		/* a look: a read transaction, which never waits for a writer */
+		MDB_txn *txn;
+
+		if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0) {
+			lerr(b, "read", rc);
+			return -1;
+		}
+		rc = take_look(b, txn, &a, &found);
+		mdb_txn_abort(txn);
+		if (rc != 0) {
+			lerr(b, "get", rc);
+			return -1;
+		}
+		*cur = a.cur;
+		*prev = a.prev;
+		return 1;
+	}
+	if ((rc = write_txn(b, take_in, &a)) == -1)
+		return -1;
+	*cur = a.cur;
+	*prev = a.prev;
+	if (rc == TXN_NOTHING)
+		return 0;
+	wrote(b);
+	return 1;
 }
 
 struct swap_arg {
@@ -1354,6 +1443,7 @@ const struct store_ops store_lmdb_ops = {
 	.move = lmdb_move,
 	.incr = lmdb_incr,
 	.swap = lmdb_swap,
+	.take = lmdb_take,
 	.learn = lmdb_learn,
 	.tokens_get = lmdb_tokens_get,
 	.tokens_add = lmdb_tokens_add,

@@ -863,6 +863,59 @@ static int redis_incr(void *vb, const char *key, int64_t by, unsigned ttl_s, int
 	return rc;
 }
 
+/* store_take in one script: the two counters read and the current one
+ * written in one step.  ARGV: by, the previous window's weight, the
+ * limit, the TTL of a counter created.  Returns {taken 0/1, cur, prev}
+ * (Lua numbers come back as integers: only whole counts are returned). */
+static const char take_lua[] =
+	"local c = redis.call('GET', KEYS[1]) "
+	"local p = tonumber(redis.call('GET', KEYS[2]) or '0') or 0 "
+	"local by = tonumber(ARGV[1]) "
+	"if by == 0 then return {1, tonumber(c or '0') or 0, p} end "
+	"if by < 0 then "
+	"if not c then return {0, 0, p} end "
+	"c = tonumber(c) or 0 "
+	"if c <= 0 then return {0, c, p} end "
+	"if c + by < 0 then by = -c end "
+	"return {1, redis.call('INCRBY', KEYS[1], by), p} end "
+	"c = tonumber(c or '0') or 0 "
+	"if c + by + p * tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, c, p} end "
+	"local v = redis.call('INCRBY', KEYS[1], by) "
+	"if tonumber(ARGV[4]) > 0 and redis.call('TTL', KEYS[1]) == -1 then "
+	"redis.call('EXPIRE', KEYS[1], ARGV[4]) end "
+	"return {1, v, p}";
+
+static int redis_take(void *vb, const char *key, const char *prev_key, double prev_weight,
+                      int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev)
+{
+	struct redis_store *b = vb;
+	char k[FULL_KEY_SZ], pk[FULL_KEY_SZ], n[32], w[32], lim[32], ttl[24];
+	const char *argv[9] = { "EVAL", take_lua, "2", k, pk, n, w, lim, ttl };
+	redisReply *r;
+	int rc = -1;
+
+	full_key(b, key, k, sizeof(k));
+	full_key(b, prev_key, pk, sizeof(pk));
+	snprintf(n, sizeof(n), "%" PRId64, by);
+	snprintf(w, sizeof(w), "%.9f", prev_weight);
+	snprintf(lim, sizeof(lim), "%" PRId64, limit);
+	snprintf(ttl, sizeof(ttl), "%u", ttl_s);
+	if ((r = run(b, 9, argv, NULL)) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3
+	    && r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER
+	    && r->element[2]->type == REDIS_REPLY_INTEGER
+	    && (r->element[0]->integer == 0 || r->element[0]->integer == 1)) {
+		rc = (int)r->element[0]->integer;
+		*cur = r->element[1]->integer;
+		*prev = r->element[2]->integer;
+	} else {
+		wrong_type(b, "EVAL (take)", r);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 static void token_key(const struct redis_store *b, uint64_t h, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%st:%016" PRIx64, b->prefix, h);
@@ -1138,6 +1191,7 @@ const struct store_ops store_redis_ops = {
 	.move = redis_move,
 	.incr = redis_incr,
 	.swap = redis_swap,
+	.take = redis_take,
 	.learn = redis_learn,
 	.tokens_get = redis_tokens_get,
 	.tokens_add = redis_tokens_add,

@@ -590,7 +590,7 @@ static const struct cfg_opt cfg_opts[] = {
 	G_STR("ratelimit_user", ratelimit_user, "", NULL,
 	      "rate limit per authenticated user: COUNT/WINDOW (empty = off)"),
 	G_STR("ratelimit_rcpt_domain", ratelimit_rcpt_domain, "", NULL,
-	      "rate limit per recipient domain: COUNT/WINDOW (empty = off)"),
+	      "rate limit per recipient domain (in IDNA A-label form): COUNT/WINDOW (empty = off)"),
 	G_STR("spamd_address", spamd_address, "127.0.0.1:783", NULL,
 	      "SpamAssassin spamd to ask: HOST:PORT"),
 	G_DUR("spamd_timeout", spamd_timeout, "30s", 10, 600 * MS_S,

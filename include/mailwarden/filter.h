@@ -162,7 +162,9 @@ void mw_header_remove(struct mw_ctx *ctx, const char *name);
  * the MTA add the field).  To add a field, mw_header_add. */
 void mw_header_change(struct mw_ctx *ctx, const char *name, const char *value);
 /* A hard verdict: the hardest one wins over the score (among equal ones,
- * the first).  reply_text is the text part of the SMTP reply only, without
+ * the first; but of two tempfails whose texts each say when to come back,
+ * "... again in N seconds" (or minutes, hours), the one with the later
+ * time, whose text and name then stand).  reply_text is the text part of the SMTP reply only, without
  * code: the code and enhanced code always come from the configured reply
  * of the action that is finally taken (reject_reply "550 5.7.1 ...",
  * tempfail_reply, quarantine_reply, discard_reply), and the text is used

@@ -432,6 +432,26 @@ def test_greylisting_refuses_the_recipient_at_rcpt(milter_factory, tmp_path):
     assert "rcpt_checks_cut" not in audit_records(m.mw)[-1]
 
 
+def test_ratelimit_counts_what_is_taken_and_refuses_at_rcpt(milter_factory, tmp_path):
+    """ratelimit_sender = 2/1h through the milter (session 19): a message
+    rejected at its end (by the plugin) takes nothing, two taken use up
+    the limit, and the next one is refused at RCPT, before DATA (the
+    envelope check only looks: nothing counted there).  The rejected one
+    used to count, and the limit was only applied at the end of data."""
+    m = milter_factory(opts=[("filters", "ratelimit"), ("store", "lmdb"),
+                             ("store_path", str(tmp_path / "store")), ("ratelimit_sender", "2/1h")])
+    out = m.run(tmp_path, make_msg(subject="x", headers=[("X-Action", "reject")]))
+    assert out.eom == "replycode", out
+    for _ in range(2):
+        out = m.run(tmp_path, make_msg(subject="x"))
+        assert out.rcpt["rcpt@example.net"] == "continue" and out.eom == "continue", out
+    out = m.run(tmp_path, make_msg(subject="x"))
+    assert out.rcpt["rcpt@example.net"] == "replycode", out
+    rec = audit_records(m.mw, 4)[-1]
+    assert rec["action"] == "tempfail"
+    assert rec["rcpts"][0]["reply"].startswith("451 4.7.1 Rate limit exceeded (sender)"), rec
+
+
 def test_quarantine_keeps_the_recipients_dsn_arguments(milter, tmp_path):
     """The MTA hands the milter each RCPT's ESMTP arguments (argv[1..]):
     their NOTIFY/ORCPT go into the scan request and the quarantine record

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "filters/builtin.h"
 #include "filters/deadline.h"
 #include "filters/filter_api.h"
 #include "filters/pipeline.h"
@@ -759,6 +760,66 @@ static void *scan_thread(void *arg)
 	return NULL;
 }
 
+/* outcome hook: what it was told */
+static int told_taken = -1, told_calls;
+static void note_outcome(void *data, int taken)
+{
+	free(data);
+	told_taken = taken;
+	told_calls++;
+}
+
+/* Session 19: of two tempfails whose texts say when to come back, the
+ * later stands, whichever came first (greylisting's "1 seconds" beside a
+ * rate limit's hour); a text saying none keeps the first-of-equals rule.
+ * The outcome hook is told once, and "not taken" when the scan ends
+ * without a word on it. */
+static void test_verdict_waits_and_outcome(void **state)
+{
+	struct scan_request req;
+	struct msgscan ms;
+	struct mw_ctx gl, rl;
+
+	(void)state;
+	req_init(&req, 1);
+	memset(&ms, 0, sizeof(ms));
+	ms.req = &req;
+	memset(&gl, 0, sizeof(gl));
+	gl.ms = &ms;
+	gl.name = "greylist";
+	rl = gl;
+	rl.name = "ratelimit";
+	mw_verdict(&gl, MW_TEMPFAIL, "Greylisted, please try again in 1 seconds");
+	mw_verdict(&rl, MW_TEMPFAIL, "Rate limit exceeded (sender), please try again in 65 minutes");
+	assert_string_equal(ms.hard_text, "Rate limit exceeded (sender), please try again in 65 minutes");
+	assert_string_equal(ms.hard_by, "ratelimit");
+	mw_verdict(&gl, MW_TEMPFAIL, "Greylisted, please try again in 300 seconds");
+	assert_string_equal(ms.hard_by, "ratelimit");               /* 300 s < 65 min */
+	mw_verdict(&gl, MW_TEMPFAIL, "Greylisted, please try again in 2 hours");
+	assert_string_equal(ms.hard_text, "Greylisted, please try again in 2 hours");
+	mw_verdict(&rl, MW_TEMPFAIL, "Busy, please try again later");   /* says no time */
+	assert_string_equal(ms.hard_by, "greylist");
+	msgscan_free(&ms);
+	memset(&ms, 0, sizeof(ms));
+	ms.req = &req;
+	mw_verdict(&gl, MW_TEMPFAIL, "Store down, please try again later");
+	mw_verdict(&rl, MW_TEMPFAIL, "Rate limit exceeded (ip), please try again in 3 seconds");
+	assert_string_equal(ms.hard_by, "greylist");                /* the first had no time */
+
+	told_calls = 0;
+	builtin_on_outcome(&rl, note_outcome, malloc(1));
+	msgscan_outcome(&ms, 1);
+	assert_int_equal(told_calls, 1);
+	assert_int_equal(told_taken, 1);
+	msgscan_outcome(&ms, 0);                                    /* told once only */
+	assert_int_equal(told_calls, 1);
+	builtin_on_outcome(&rl, note_outcome, malloc(1));
+	msgscan_free(&ms);                                          /* untold: not taken */
+	assert_int_equal(told_calls, 2);
+	assert_int_equal(told_taken, 0);
+	scan_request_free(&req);
+}
+
 static void test_threads(void **state)
 {
 	struct config cfg;
@@ -1176,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_two_instances),
 		cmocka_unit_test(test_filter_api),
+		cmocka_unit_test(test_verdict_waits_and_outcome),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test_teardown(test_scanner_process, reap),
 		cmocka_unit_test_teardown(test_scanner_busy, reap),

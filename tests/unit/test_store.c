@@ -1296,6 +1296,163 @@ static void test_learn_kept_redis(void **state)
 	t_close(s);
 }
 
+/* ---- store_take: the rate limits' check and take in one step (session 19) ---- */
+
+struct take_thread_arg {
+	struct store *s;
+	int taken;
+};
+
+static void *take_thread(void *p)
+{
+	struct take_thread_arg *a = p;
+
+	for (int i = 0; i < 100; i++) {
+		int r = store_take(a->s, "rl:t:cur", "rl:t:prev", 0.0, 1, 50, 60, NULL, NULL);
+
+		if (r < 0)
+			return (void *)1;
+		a->taken += r;
+	}
+	return NULL;
+}
+
+/* take_cases - what store_take promises, on either backend: a take
+ * within the limit writes, one over it writes nothing; the previous
+ * window weighs in; a look writes nothing; a give-back never goes below
+ * 0 nor brings back a key that is gone; and four threads taking at once
+ * take exactly the limit (the check and the increment are one step:
+ * with store_get then store_incr they took more) */
+static void take_cases(struct store *s)
+{
+	struct take_thread_arg a[4];
+	pthread_t th[4];
+	int64_t cur = -1, prev = -1;
+	char v[32];
+	int total = 0;
+
+	assert_int_equal(store_take(s, "rl:a:1", "rl:a:0", 1.0, 1, 2, 60, &cur, &prev), 1);
+	assert_int_equal(cur, 1);
+	assert_int_equal(prev, 0);
+	assert_int_equal(store_take(s, "rl:a:1", "rl:a:0", 1.0, 1, 2, 60, &cur, &prev), 1);
+	assert_int_equal(cur, 2);
+	assert_int_equal(store_take(s, "rl:a:1", "rl:a:0", 1.0, 1, 2, 60, &cur, &prev), 0);
+	assert_int_equal(cur, 2);                      /* refused: nothing written */
+	assert_int_equal(store_get(s, "rl:a:1", v, sizeof(v)), 1);
+	assert_string_equal(v, "2");
+	/* the previous window, half of it still inside the sliding one */
+	assert_int_equal(store_set(s, "rl:b:0", "4", 60), 0);
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 1, 4, 60, &cur, &prev), 1);
+	assert_int_equal(cur, 1);                      /* 1 + 2 <= 4 */
+	assert_int_equal(prev, 4);
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 1, 4, 60, &cur, &prev), 1);
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 1, 4, 60, &cur, &prev), 0);
+	assert_int_equal(cur, 2);                      /* 3 + 2 > 4 */
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.25, 1, 4, 60, &cur, &prev), 1);
+	assert_int_equal(cur, 3);                      /* 3 + 1 <= 4 */
+	/* a look */
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 0, 0, 60, &cur, &prev), 1);
+	assert_int_equal(cur, 3);
+	assert_int_equal(prev, 4);
+	assert_int_equal(store_take(s, "rl:none:1", "rl:none:0", 0.5, 0, 0, 60, &cur, &prev), 1);
+	assert_int_equal(cur, 0);
+	assert_int_equal(store_get(s, "rl:none:1", v, sizeof(v)), 0);
+	/* give-backs */
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.0, -1, 0, 0, &cur, NULL), 1);
+	assert_int_equal(cur, 2);
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.0, -5, 0, 0, &cur, NULL), 1);
+	assert_int_equal(cur, 0);                      /* not below 0 */
+	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.0, -1, 0, 0, &cur, NULL), 0);
+	assert_int_equal(cur, 0);
+	assert_int_equal(store_take(s, "rl:gone:1", "rl:gone:0", 0.0, -1, 0, 0, &cur, NULL), 0);
+	assert_int_equal(store_get(s, "rl:gone:1", v, sizeof(v)), 0);   /* not made a credit */
+	/* a weight outside 0..1 is refused */
+	assert_int_equal(store_take(s, "rl:c:1", "rl:c:0", 1.5, 1, 4, 60, NULL, NULL), -1);
+	/* threads */
+	for (int i = 0; i < 4; i++) {
+		a[i].s = s;
+		a[i].taken = 0;
+		pthread_create(&th[i], NULL, take_thread, &a[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		void *r;
+
+		pthread_join(th[i], &r);
+		assert_null(r);
+		total += a[i].taken;
+	}
+	assert_int_equal(total, 50);
+	assert_int_equal(store_get(s, "rl:t:cur", v, sizeof(v)), 1);
+	assert_string_equal(v, "50");
+}
+
+static void test_take_lmdb(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	take_cases(s);
+	t_close(s);
+}
+
+static void test_take_redis(void **state)
+{
+	(void)state;
+	struct store *s = t_open_redis();
+
+	take_cases(s);
+	t_close(s);
+}
+
+/* A write that fails on a full map is a store failure (-1) for swap and
+ * move too.  Their "nothing to write" code was -1, the code of a failed
+ * write as well: both read as "nothing there" (0), a lock taken for
+ * one not taken, a move for a key absent. */
+static void test_failed_write_is_a_failure(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=1M");
+	char err[256], key[32];
+	struct store *s = t_open(c, err, sizeof(err));
+	unsigned char *p = xcalloc(1, 32768);
+	int i;
+
+	assert_non_null(s);
+	char big[901];
+
+	memset(big, 'v', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(store_set(s, "from", big, 0), 0);
+	for (i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "fill%d", i);
+		if (store_blob_set(s, key, p, 32768, 0) < 0)
+			break;
+	}
+	free(p);
+	assert_true(i < 1000);
+	/* then small values until not a page is left for a write to copy to */
+	{
+		char val[901];
+
+		memset(val, 'v', sizeof(val) - 1);
+		val[sizeof(val) - 1] = '\0';
+		for (i = 0; i < 100000; i++) {
+			snprintf(key, sizeof(key), "small%d", i);
+			if (store_set(s, key, val, 0) < 0)
+				break;
+		}
+		assert_true(i < 100000);                /* the map is full */
+	}
+	/* the write that just failed, as a swap and as a move */
+	assert_int_equal(store_swap(s, key, NULL, big, 0), -1);
+	assert_int_equal(store_move(s, "from", key), -1);
+	assert_int_equal(store_get(s, "from", big, sizeof(big)), 1);
+	t_close(s);
+}
+
 /* each test with its fixture; WITH_REDIS: and a redis-server of its own */
 #define FX(t)         cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 #define WITH_REDIS(t) cmocka_unit_test_setup_teardown(t, redis_setup, redis_teardown)
@@ -1320,6 +1477,9 @@ int main(void)
 		FX(test_learn_kept_lmdb),
 		WITH_REDIS(test_learn_kept_redis),
 		WITH_REDIS(test_key_limit_redis),
+		FX(test_take_lmdb),
+		WITH_REDIS(test_take_redis),
+		FX(test_failed_write_is_a_failure),
 		cmocka_unit_test(test_ipnet),
 		FX(test_bayes_probability),
 	};
