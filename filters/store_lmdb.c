@@ -575,7 +575,12 @@ static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const cha
 	return mdb_put(txn, b->kv, &k, &v, 0);
 }
 
-#define TXN_NOTHING (-1)   /* a write_fn found nothing to write: no error (no LMDB code is -1) */
+/* a write_fn found nothing to write: no error.  Not -1, which is what
+ * write_txn returns for a write that failed: with both -1, a learn, move
+ * or swap that failed (a full map) answered 0, "nothing to do", and the
+ * caller took a learn that never happened for one made before.  No LMDB
+ * code is -2. */
+#define TXN_NOTHING (-2)
 
 /* write_fn - a write's work inside txn: 0 (commit it), TXN_NOTHING (abort
  * it, nothing wrong), or an LMDB error with *what naming the step that

@@ -845,7 +845,8 @@ static void test_blob_scan_lmdb(void **state)
 	t_close(s);
 }
 
-/* a full map fails the write with -1 (and the log line of any write) */
+/* a full map fails the write with -1 (and the log line of any write),
+ * a learn too */
 static void test_blob_map_full(void **state)
 {
 	(void)state;
@@ -859,6 +860,16 @@ static void test_blob_map_full(void **state)
 	assert_int_equal(store_blob_set(s, "big", p, 4u << 20, 0), -1);
 	assert_int_equal(store_blob_get(s, "big", &got, &len), 0);
 	assert_int_equal(store_blob_set(s, "small", p, 1000, 0), 0);  /* still writes */
+	/* a learn that does not fit fails as such: it answered 0 ("the mark
+	 * is there already"), the failure code and "nothing to do" being one */
+	uint64_t h = 1;
+	struct store_learning l = { .mark = "bayes:seen:big", .was = '\0', .now = 's',
+	                            .count = { "bayes:nspam", "bayes:nham" }, .hashes = &h, .n = 1,
+	                            .kept = "bayes:ex:big", .kept_val = p, .kept_len = 4u << 20 };
+	assert_int_equal(store_learn(s, &l), -1);
+	l.kept = NULL;
+	assert_int_equal(store_learn(s, &l), 1);         /* and one that fits goes through */
+	assert_int_equal(store_learn(s, &l), 0);         /* learned already: nothing to do */
 	free(p);
 	t_close(s);
 }
