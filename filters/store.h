@@ -14,8 +14,12 @@
  * once per burst; the caller decides (store_failure = open | closed).  An
  * LMDB map found full (MDB_MAP_FULL) is not a failure at once: the write
  * removes the expired keys and, unless bayes_token_max is 0, a quarter of
- * the Bayes tokens, logs one line, and is tried once more (store_lmdb.c
- * make_room; at most once a minute while that does not help).
+ * the Bayes tokens (with a reserve of pages kept for that), logs one line,
+ * and is tried again; writers that find it full meanwhile, in this process
+ * or another, wait for that (up to store_timeout).  A big map's removals
+ * go on over the next writes, a quarter of a second each at most
+ * (store_lmdb.c make_room; once a minute at most while there is nothing
+ * to remove).
  */
 #ifndef MW_STORE_H
 #define MW_STORE_H

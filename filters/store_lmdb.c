@@ -20,14 +20,19 @@
  * and rate limits write to, so past bayes_token_max the least useful are
  * removed (lmdb_tokens_expire).  A write that finds the map full anyway
  * (store_map_size too small for bayes_token_max, or filled by other keys)
- * makes room and is tried once more (write_txn, make_room): without it a
- * full map failed every learn, and soon greylisting, for good.
+ * makes room, or waits for the thread or process making it, and is tried
+ * again (write_txn, room_for, make_room): without it a full map failed
+ * every learn, and soon greylisting, for good.  A third database, "room",
+ * holds a reserve of pages that only make_room spends, so that it always
+ * has the room removals need, and a count of its steps that every
+ * process sees (see "a full map" below).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,24 +54,45 @@
 #define TOKEN_VAL   12           /* spam, ham, day */
 #define AGE_DAYS    4096         /* token ages told apart; older ones are alike */
 #define EXPIRE_CHUNK 20000       /* deletions per write transaction, at most */
-#define ROOM_RETRY_S 60          /* make_room again after one whose retry failed */
+#define ROOM_RETRY_S 60          /* make_room again after one that found nothing to remove */
 #define ROOM_CHUNK  1000         /* make_room's removals per write transaction */
+#define ROOM_SLICE_MS 250        /* make_room's time per call, at most (then later writes go on) */
+#define ROOM_WINDOW_MAX 200000   /* tokens one window of make_room looks at, at most */
+#define ROOM_TRIES  4            /* a write's attempts when it finds the map full, at most */
+#define RESERVE_MIN 16           /* pages of the reserve: 1/128 of the map, within these */
+#define RESERVE_MAX 128          /* (its entries then fit one leaf page) */
 #define SCAN_BATCH  1000         /* entries copied out per read transaction */
 #define SCAN_BYTES  (16u << 20)  /* value bytes copied out per read transaction */
 
 struct lmdb_store {
 	MDB_env *env;
-	MDB_dbi  kv, tok;
+	MDB_dbi  kv, tok, room;  /* room: the reserve and make_room's generation (has_room) */
 	char     path[512];
 	atomic_uint writes;
 	atomic_flag expiring;    /* one expiry at a time in this process */
 	atomic_flag sweeping;    /* one sweep at a time: sweep_from is its own */
-	atomic_flag rooming;     /* one make_room at a time */
-	_Atomic int64_t room_at; /* when make_room last ran (unix seconds; 0 never) */
-	atomic_int room_helped;  /* whether the write retried after it went through */
 	_Atomic uint64_t token_max;   /* bayes_token_max (store.c); 0: make_room keeps every token */
+	unsigned wait_ms;        /* store_timeout: how long a write waits for another's make_room */
+	/* make_room (see there): one thread of the process at a time (the
+	 * roomer, under room_mu), one process at a time (an OFD lock on the
+	 * store file, room_fd); writers that find the map full meanwhile wait
+	 * for it on room_cv and try again */
+	pthread_mutex_t room_mu;
+	pthread_cond_t room_cv;
+	/* the writes of this process (write_txn) shared, a step of make_room
+	 * alone: the reserve it removes is its working room, and a write
+	 * beside it took those pages first (the walk then stopped as before) */
+	pthread_rwlock_t wlock;
+	int rooming;             /* under room_mu: a thread is the roomer */
+	int64_t room_none_at;    /* the roomer's: when make_room last found nothing to remove */
+	int room_fd;             /* the store file, for the OFD lock (-1: none) */
+	int has_room;            /* the "room" database is there (reserve, generation) */
+	unsigned reserve;        /* pages the reserve holds when whole */
+	atomic_int reserve_short;   /* the reserve is not whole: refilled at a sweep */
+	struct room_job *job;    /* make_room's work in progress (NULL: none); the roomer's */
+	atomic_int job_left;     /* job is not NULL: the next writes go on with it */
 	unsigned char room_from[8];   /* where make_room's next window of tokens */
-	size_t room_from_len;         /* starts (0: the first); under expiring */
+	size_t room_from_len;         /* starts (0: the first); the roomer's */
 	/* Where the next sweep starts (empty: the first key).  Each sweep
 	 * looks at SWEEP_MAX entries from where the last one stopped and
 	 * wraps around at the end; starting from the first key each time
@@ -135,13 +161,26 @@ struct walk {
 	unsigned char at[STORE_KEY_MAX];  /* in: the key to start at; out: the */
 	size_t    at_len;             /* first not looked at (0 = the first / the end) */
 	uint64_t  removed;            /* out: entries removed and committed */
+	uint64_t  deadline;           /* monotonic ms past which no new transaction starts (0: none) */
+	int       timed_out;          /* out: stopped there, with more to do from w->at (w->look
+	                               * then says how many are left to look at) */
 };
+
+/* mono_ms - a monotonic clock in milliseconds, for time budgets */
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* walk_delete - the entries of w->dbi from w->at on (w->look of them at
  * most), those doomed removed, in write transactions of up to
  * EXPIRE_CHUNK removals each, so that other writers are not held up for
- * the whole walk.  A removal copies its page (and the pages above it)
- * before changing it, so a walk that thins a tree out spread over many
+ * the whole walk; with w->deadline, no transaction begun past it (then
+ * w->timed_out, and a call with the same w goes on).  A removal copies
+ * its page (and the pages above it) before changing it, so a walk that thins a tree out spread over many
  * pages needs a free page for each page it touches in a transaction, and
  * a full map (MDB_MAP_FULL) has few: there the chunk is undone and tried
  * again at half the size, down to a single removal, and doubled again
@@ -155,6 +194,7 @@ static int walk_delete(struct lmdb_store *b, struct walk *w)
 	size_t seen = 0;
 	int rc = 0, more = 1;
 
+	w->timed_out = 0;
 	while (more) {
 		MDB_txn *txn;
 		MDB_cursor *cur;
@@ -178,13 +218,15 @@ static int walk_delete(struct lmdb_store *b, struct walk *w)
 			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 		more = 0;
 		for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			if (gone == chunk || (w->look > 0 && seen + looked == w->look)) {
+			int spent = w->look > 0 && seen + looked == w->look;
+
+			if (gone == chunk || spent) {
 				/* stopped at the chunk or the budget: on from this key */
 				if (k.mv_size <= sizeof(next)) {
 					memcpy(next, k.mv_data, k.mv_size);
 					next_len = k.mv_size;
 				}
-				more = gone == chunk;
+				more = gone == chunk && !spent;
 				break;
 			}
 			looked++;
@@ -217,7 +259,13 @@ static int walk_delete(struct lmdb_store *b, struct walk *w)
 		w->at_len = next_len;
 		if (chunk < most)
 			chunk = 2 * chunk < most ? 2 * chunk : most;
+		if (more && w->deadline != 0 && mono_ms() >= w->deadline) {
+			w->timed_out = 1;         /* the caller goes on later from w->at */
+			break;
+		}
 	}
+	if (w->look > 0)
+		w->look -= seen;              /* left to look at, for a walk that goes on */
 	return rc;
 }
 
@@ -258,10 +306,21 @@ static void sweep(struct lmdb_store *b)
 		     w.removed);
 }
 
+static void room_go_on(struct lmdb_store *b);
+static void reserve_refill(struct lmdb_store *b);
+static int reserve_fill(struct lmdb_store *b, int ample);
+
+/* wrote - after a write that went through: a make_room left unfinished
+ * goes on a step; every SWEEP_EVERY writes a sweep, and the reserve
+ * written back if a make_room could not */
 static void wrote(struct lmdb_store *b)
 {
-	if (atomic_fetch_add(&b->writes, 1) % SWEEP_EVERY == SWEEP_EVERY - 1)
+	if (atomic_load(&b->job_left))
+		room_go_on(b);
+	if (atomic_fetch_add(&b->writes, 1) % SWEEP_EVERY == SWEEP_EVERY - 1) {
 		sweep(b);
+		reserve_refill(b);
+	}
 }
 
 /* store_lmdb_dir_owner - whose store path is, for root: 1 with the
@@ -325,6 +384,41 @@ static void as_self(int switched)
 	}
 }
 
+/* room_open - the "room" database (the reserve, make_room's generation),
+ * created in a commit of its own: a map an older version left full may
+ * have no room for it, and is opened without (has_room 0: no reserve,
+ * no generation), as before; and the store file opened once more for
+ * make_room's lock across processes */
+static uint64_t free_pages(struct lmdb_store *b);
+
+static void room_open(struct lmdb_store *b, uint64_t map_size)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	int switched;
+
+	/* created only in a map with room to spare: in a full one the commit
+	 * would take the last pages make_room's walks need, and a file with
+	 * no reserve yet is no worse than before */
+	unsigned create = free_pages(b) >= 4 * RESERVE_MIN ? MDB_CREATE : 0;
+
+	if (mdb_txn_begin(b->env, NULL, 0, &txn) == 0) {
+		if (mdb_dbi_open(txn, "room", create, &b->room) != 0
+		    || mdb_stat(txn, b->room, &st) != 0)
+			mdb_txn_abort(txn);
+		else if (mdb_txn_commit(txn) == 0) {     /* frees txn, failed or not */
+			uint64_t pages = map_size / st.ms_psize / 128;
+
+			b->has_room = 1;
+			b->reserve = pages < RESERVE_MIN ? RESERVE_MIN
+			             : pages > RESERVE_MAX ? RESERVE_MAX : (unsigned)pages;
+		}
+	}
+	switched = as_dir_owner(b->path);
+	b->room_fd = open(b->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	as_self(switched);
+}
+
 int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *err, size_t errlen)
 {
 	struct lmdb_store *b = xcalloc(1, sizeof(*b));
@@ -333,7 +427,17 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 
 	atomic_flag_clear(&b->expiring);
 	atomic_flag_clear(&b->sweeping);
-	atomic_flag_clear(&b->rooming);
+	pthread_rwlockattr_t wa;
+
+	pthread_mutex_init(&b->room_mu, NULL);
+	pthread_cond_init(&b->room_cv, NULL);
+	/* writers first: a make_room step is not held off by a stream of writes */
+	pthread_rwlockattr_init(&wa);
+	pthread_rwlockattr_setkind_np(&wa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&b->wlock, &wa);
+	pthread_rwlockattr_destroy(&wa);
+	b->room_fd = -1;
+	b->wait_ms = cfg->store_timeout;
 	snprintf(b->path, sizeof(b->path), "%s", cfg->store_path);
 	if ((rc = mdb_env_create(&b->env)) != 0)
 		goto fail;
@@ -369,7 +473,9 @@ int store_lmdb_open(const struct config *cfg, int bulk, void **backend, char *er
 	txn = NULL;
 	if (rc != 0)
 		goto fail;
+	room_open(b, cfg->store_map_size);
 	sweep(b);
+	reserve_fill(b, 1);     /* or a later sweep, when there is room */
 	*backend = b;
 	return 0;
 fail:
@@ -378,6 +484,9 @@ fail:
 		mdb_txn_abort(txn);
 	if (b->env != NULL)
 		mdb_env_close(b->env);
+	pthread_mutex_destroy(&b->room_mu);
+	pthread_cond_destroy(&b->room_cv);
+	pthread_rwlock_destroy(&b->wlock);
 	free(b);
 	return -1;
 }
@@ -388,6 +497,12 @@ static void lmdb_close(void *vb)
 
 	mdb_env_sync(b->env, 1);
 	mdb_env_close(b->env);
+	if (b->room_fd >= 0)
+		close(b->room_fd);
+	free(b->job);
+	pthread_mutex_destroy(&b->room_mu);
+	pthread_cond_destroy(&b->room_cv);
+	pthread_rwlock_destroy(&b->wlock);
 	free(b);
 }
 
@@ -460,10 +575,11 @@ static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const cha
 	return mdb_put(txn, b->kv, &k, &v, 0);
 }
 
-/* a write_fn found nothing to write: no error.  Not -1, which write_txn
- * returns for a failure: with both -1, a failed move, swap or learn was
- * reported as "nothing there" (0) instead of a store failure.  No LMDB
- * code is -2 (theirs are errno values and -30799..-30780). */
+/* a write_fn found nothing to write: no error.  Not -1, which is what
+ * write_txn returns for a write that failed: with both -1, a learn, move
+ * or swap that failed (a full map) answered 0, "nothing to do", and the
+ * caller took a learn that never happened for one made before.  No LMDB
+ * code is -2. */
 #define TXN_NOTHING (-2)
 
 /* write_fn - a write's work inside txn: 0 (commit it), TXN_NOTHING (abort
@@ -472,36 +588,43 @@ static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const cha
  * first run that was undone. */
 typedef int (*write_fn)(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what);
 
-static int make_room(struct lmdb_store *b);
+static int room_for(struct lmdb_store *b, uint64_t gen, uint64_t until);
+static uint64_t room_gen_in(struct lmdb_store *b, MDB_txn *txn);
 
 /* write_txn - fn in a write transaction of its own, committed.  When the
- * map is full (MDB_MAP_FULL, from a write or the commit), make_room frees
- * what it can and fn runs once more in a new transaction (which may use
- * the pages freed by all but make_room's last commit): a store that
- * filled up recovers by itself instead of failing every write from then
- * on.  0 written, TXN_NOTHING, or -1 (logged: only the outcome, not a
- * first attempt that a retry made good). */
+ * map is full (MDB_MAP_FULL, from a write or the commit), room_for waits
+ * for the room another thread or process is making, or makes it
+ * (make_room), and fn runs again in a new transaction, ROOM_TRIES times
+ * in all and within store_timeout of the first failure (plus one step of
+ * make_room): a store that filled up recovers by itself instead of
+ * failing every write from then on, and several writers that find it
+ * full at once all wait for the one making room.  0 written, TXN_NOTHING,
+ * or -1 (logged: only the outcome, not an attempt that a retry made
+ * good). */
 static int write_txn(struct lmdb_store *b, write_fn fn, void *arg)
 {
-	int rc, retried = 0;
+	uint64_t until = 0;
+	int rc;
 
-	for (;;) {
+	for (int tries = 1;; tries++) {
 		MDB_txn *txn;
 		const char *what = "write";
+		uint64_t gen = 0;
 
+		pthread_rwlock_rdlock(&b->wlock);
 		if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) == 0) {
+			gen = room_gen_in(b, txn);    /* make_rooms begun or ended so far */
 			if ((rc = fn(b, txn, arg, &what)) == 0) {
 				what = "commit";
 				rc = mdb_txn_commit(txn);
 			} else
 				mdb_txn_abort(txn);
 		}
-		if (rc == MDB_MAP_FULL && !retried && make_room(b)) {
-			retried = 1;
+		pthread_rwlock_unlock(&b->wlock);
+		if (rc == MDB_MAP_FULL && until == 0)
+			until = mono_ms() + b->wait_ms;
+		if (rc == MDB_MAP_FULL && tries < ROOM_TRIES && room_for(b, gen, until))
 			continue;
-		}
-		if (retried)
-			atomic_store(&b->room_helped, rc != MDB_MAP_FULL);
 		if (rc == 0 || rc == TXN_NOTHING)
 			return rc;
 		lerr(b, what, rc);
@@ -1262,41 +1385,365 @@ static int lmdb_tokens_expire(void *vb, uint64_t keep, uint32_t today, uint64_t 
 	return 0;
 }
 
-/* tokens_room - a quarter of the tokens removed so that pages come
- * free, not just room in them: the most expendable of a window of a third
- * of the tokens in key order (three in four of those in it go, the
- * tokens seen in one message first, learned longest ago first), the
- * window starting where the last one ended and wrapping round at the
- * end.  A quarter taken evenly over the key space, as tokens_expire does,
- * leaves every page three quarters as full as it was and frees almost
- * none (LMDB merges a page only under a quarter full), and a full map
- * needs free pages: a learn copies each page its tokens land in, about a
- * hundred for one message.  *total gets how many there were.  0, or an
- * LMDB error. */
-static int tokens_room(struct lmdb_store *b, uint32_t today, uint64_t *removed, uint64_t *total)
+/* ---- a full map: the reserve, the generation, make_room ----
+ *
+ * A map found full (MDB_MAP_FULL) cannot always be emptied by removals
+ * alone: a removal copies the pages it changes, the pages a commit frees
+ * serve only from the next commit but one, and a map left with exactly
+ * the pages its last commits freed has room for a single removal a
+ * commit that frees nothing.  A store of 2 MiB ended so (rv-today1 R2):
+ * every removal walk stopped after a few dozen, and every write failed
+ * from then on, a minute later too.  So the "room" database keeps a
+ * reserve: RESERVE_MIN..RESERVE_MAX pages (1/128 of the map) in entries
+ * of one overflow page each (no run of free pages is needed to write
+ * them back).  make_room removes it first: one leaf page changed for a
+ * reserve's worth freed, which a full map always has the pages for (no
+ * more than any earlier commit freed), and the walks after it have
+ * working room.  The reserve is written back once room was made, or at
+ * a later sweep; its pages count against store_map_size like any other.
+ * Beside it "gen" counts make_room's steps in every process: a write
+ * that found the map full tries again without making room itself when
+ * the count moved since it began. */
+
+#define GEN_KEY "gen"
+
+/* room_gen_in - the generation inside txn (0: none yet, or no "room") */
+static uint64_t room_gen_in(struct lmdb_store *b, MDB_txn *txn)
 {
-	uint64_t *hist, excess, cum = 0, span, n = 0, before_end = 0;
-	struct expire_arg ea = { today, 0 };
-	struct walk w = { .dbi = b->tok, .doomed = token_doomed, .arg = &ea, .chunk = ROOM_CHUNK };
+	MDB_val k = { sizeof(GEN_KEY) - 1, (void *)(uintptr_t)GEN_KEY }, v;
+
+	if (!b->has_room || mdb_get(txn, b->room, &k, &v) != 0 || v.mv_size != 8)
+		return 0;
+	return get_u64(v.mv_data);
+}
+
+/* room_gen - the generation now, in a read transaction of its own */
+static uint64_t room_gen(struct lmdb_store *b)
+{
+	MDB_txn *txn;
+	uint64_t g = 0;
+
+	if (mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn) == 0) {
+		g = room_gen_in(b, txn);
+		mdb_txn_abort(txn);
+	}
+	return g;
+}
+
+/* gen_bump_in - the generation moved on by one inside txn */
+static int gen_bump_in(struct lmdb_store *b, MDB_txn *txn)
+{
+	MDB_val k = { sizeof(GEN_KEY) - 1, (void *)(uintptr_t)GEN_KEY }, v;
+	unsigned char g[8];
+
+	put_u64(g, room_gen_in(b, txn) + 1);
+	v.mv_size = sizeof(g);
+	v.mv_data = g;
+	return mdb_put(txn, b->room, &k, &v, 0);
+}
+
+/* reserve_key - the reserve's entry i: 'r' and i, big-endian */
+static MDB_val reserve_key(unsigned i, unsigned char kb[3])
+{
+	MDB_val k = { 3, kb };
+
+	kb[0] = 'r';
+	kb[1] = (unsigned char)(i >> 8);
+	kb[2] = (unsigned char)i;
+	return k;
+}
+
+/* free_pages - pages of the map not in use: those past the last one
+ * used, and those on LMDB's free list (database 0, as mdb_stat -f counts
+ * them: each record a list of page numbers led by its length) */
+static uint64_t free_pages(struct lmdb_store *b)
+{
+	MDB_envinfo ei;
+	MDB_stat es;
 	MDB_txn *txn;
 	MDB_cursor *cur;
-	MDB_stat st;
 	MDB_val k, v;
-	int rc, wrapped = 0;
+	uint64_t n = 0;
 
-	*removed = *total = 0;
-	if (atomic_flag_test_and_set(&b->expiring))
-		return 0;                 /* another thread is at it */
-	hist = xcalloc(2 * AGE_DAYS, sizeof(*hist));
+	if (mdb_env_info(b->env, &ei) != 0 || mdb_env_stat(b->env, &es) != 0 || es.ms_psize == 0)
+		return 0;
+	if (mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn) != 0)
+		return 0;
+	if (mdb_cursor_open(txn, 0, &cur) == 0) {
+		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+			if (v.mv_size >= sizeof(size_t))
+				n += *(const size_t *)v.mv_data;
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	if (ei.me_mapsize / es.ms_psize > ei.me_last_pgno + 1)
+		n += ei.me_mapsize / es.ms_psize - ei.me_last_pgno - 1;
+	return n;
+}
+
+/* reserve_fill_n - at most want of the reserve's missing entries written
+ * (a value of 3/4 of a page each: one overflow page, so no run of free
+ * pages is needed) in one commit: 0 (*left: how many are still missing),
+ * or the LMDB error */
+static int reserve_fill_n(struct lmdb_store *b, unsigned want, unsigned *left)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	unsigned n = 0, missing = 0;
+	int rc;
+
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
+		return rc;
+	if ((rc = mdb_stat(txn, b->room, &st)) != 0)
+		goto fail;
+	for (unsigned i = 0; i < b->reserve; i++) {
+		unsigned char kb[3];
+		MDB_val k = reserve_key(i, kb), v;
+
+		if ((rc = mdb_get(txn, b->room, &k, &v)) == 0)
+			continue;
+		if (rc != MDB_NOTFOUND)
+			goto fail;
+		if (n == want) {
+			missing++;
+			continue;
+		}
+		v.mv_size = st.ms_psize / 4 * 3;
+		v.mv_data = NULL;
+		if ((rc = mdb_put(txn, b->room, &k, &v, MDB_RESERVE)) != 0)
+			goto fail;
+		memset(v.mv_data, 0, v.mv_size);    /* no stale memory written out */
+		n++;
+	}
+	*left = missing;
+	if (n == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	return mdb_txn_commit(txn);
+fail:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* reserve_fill - the reserve written back whole, or as much of it as the
+ * map has room for (halving what a commit writes until one goes through:
+ * part of a reserve still gets make_room going).  make_room calls it
+ * before the write it made room for is tried again: the reserve is only
+ * ever spent on make_room's walks, never left to the writes (a map filled
+ * by keys that do not expire would take it, and the next make_room had
+ * no room to remove tokens with: rv-today1 R2 again).  ample: only when
+ * four times the reserve is free (at open, at a sweep: a map an older
+ * version left full has no reserve to spend, and the last pages it has
+ * are the walks' working room).  0 whole, or the LMDB error (MDB_MAP_FULL
+ * for too little free too; reserve_short stays set for a sweep). */
+static int reserve_fill(struct lmdb_store *b, int ample)
+{
+	unsigned want = b->reserve, left = 1;
+	int rc = 0;
+
+	if (!b->has_room || b->reserve == 0)
+		return 0;
+	if (ample && free_pages(b) < 4 * (uint64_t)b->reserve) {
+		atomic_store(&b->reserve_short, 1);
+		return MDB_MAP_FULL;
+	}
+	while (want > 0 && left > 0) {
+		if ((rc = reserve_fill_n(b, want, &left)) == MDB_MAP_FULL)
+			want /= 2;
+		else if (rc != 0)
+			break;
+	}
+	if (rc == 0 && left == 0) {
+		atomic_store(&b->reserve_short, 0);
+		return 0;
+	}
+	atomic_store(&b->reserve_short, 1);
+	return rc != 0 ? rc : MDB_MAP_FULL;
+}
+
+/* reserve_drop - make_room's first step: the reserve removed (*pages
+ * gets how many it held) and the generation moved on, in one commit.
+ * 0 or the LMDB error. */
+static int reserve_drop(struct lmdb_store *b, uint64_t *pages)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	unsigned char kb[3];
+	MDB_val k = reserve_key(0, kb), v;
+	int rc;
+
+	*pages = 0;
+	if (!b->has_room)
+		return 0;
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, b->room, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size == 3 && ((unsigned char *)k.mv_data)[0] == 'r';
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {      /* after a delete: the next */
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		(*pages)++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		*pages = 0;
+		return rc;
+	}
+	if (*pages == 0) {
+		/* no reserve (a map an older version filled, or one written
+		 * back only in part and spent): nothing to commit, and the
+		 * generation moves at the end of the step, the last pages left
+		 * to the walks */
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if ((rc = gen_bump_in(b, txn)) != 0) {
+		mdb_txn_abort(txn);
+		*pages = 0;
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		*pages = 0;
+	else if (*pages > 0)
+		atomic_store(&b->reserve_short, 1);
+	return rc;
+}
+
+/* gen_bump - the generation moved on in a commit of its own (the end of
+ * a make_room step: the writers that found the map full meanwhile try
+ * again, here or in another process).  0 or the LMDB error. */
+static int gen_bump(struct lmdb_store *b)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if (!b->has_room)
+		return 0;
+	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
+		return rc;
+	if ((rc = gen_bump_in(b, txn)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return mdb_txn_commit(txn);
+}
+
+/* room_lock - the OFD lock that lets one process at a time make room,
+ * waited for until the monotonic ms until: 1 held (or no lock to take:
+ * each process then goes on alone), 0 another process holds it still */
+static int room_lock(struct lmdb_store *b, uint64_t until)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+
+	if (b->room_fd < 0)
+		return 1;
+	for (;;) {
+		if (fcntl(b->room_fd, F_OFD_SETLK, &fl) == 0)
+			return 1;
+		if (errno != EAGAIN && errno != EACCES && errno != EINTR)
+			return 1;
+		if (mono_ms() >= until)
+			return 0;
+		usleep(2000);
+	}
+}
+
+static void room_unlock(struct lmdb_store *b)
+{
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+
+	if (b->room_fd >= 0)
+		fcntl(b->room_fd, F_OFD_SETLK, &fl);
+}
+
+/* room_take - this thread becomes the roomer, waiting up to wait (ms)
+ * for one that is at it: 1 it is now, 0 not (*waited: there was one,
+ * and it ended within wait) */
+static int room_take(struct lmdb_store *b, unsigned wait, int *waited)
+{
+	struct timespec until;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += wait / 1000;
+	until.tv_nsec += (long)(wait % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	*waited = 0;
+	pthread_mutex_lock(&b->room_mu);
+	if (b->rooming) {
+		while (b->rooming && rc != ETIMEDOUT)
+			rc = pthread_cond_timedwait(&b->room_cv, &b->room_mu, &until);
+		*waited = !b->rooming;
+		pthread_mutex_unlock(&b->room_mu);
+		return 0;
+	}
+	b->rooming = 1;
+	pthread_mutex_unlock(&b->room_mu);
+	return 1;
+}
+
+static void room_give(struct lmdb_store *b)
+{
+	pthread_mutex_lock(&b->room_mu);
+	b->rooming = 0;
+	pthread_cond_broadcast(&b->room_cv);
+	pthread_mutex_unlock(&b->room_mu);
+}
+
+/* One make_room: its steps, and what it did for its log line.  It
+ * outlives a call when ROOM_SLICE_MS runs out: the next writes go on
+ * with it (wrote). */
+struct room_job {
+	enum { RJ_EXPIRED, RJ_TOKENS, RJ_DONE } stage;
+	struct walk w;           /* the walk under way (walking) */
+	int walking;
+	uint64_t now;            /* kv_expired's arg: when it began */
+	struct expire_arg ea;    /* token_doomed's */
+	uint64_t window;         /* tokens in the window under way */
+	uint64_t owed;           /* tokens still to remove */
+	uint64_t looked;         /* tokens the windows looked at: all of them at most */
+	uint64_t total;          /* tokens when it began */
+	uint64_t reserve, expired, removed;
+	size_t map_pages, tok_pages, psize;
+	uint64_t began;          /* mono_ms */
+	unsigned steps;
+	int err;                 /* the first LMDB error */
+};
+
+/* window_start - the next window of make_room's tokens set up in
+ * j->w: up to ROOM_WINDOW_MAX tokens (and 4/3 of what is owed) in key
+ * order from room_from, of which the most expendable go, three in four
+ * at most (the tokens seen in one message first, each learned longest
+ * ago first).  Removals bunched in a stretch of keys empty its pages
+ * down to where LMDB merges them and pages come free; a quarter taken
+ * evenly over the key space left every page three quarters full.
+ * 0 (j->window 0: no tokens), or an LMDB error. */
+static int window_start(struct lmdb_store *b, struct room_job *j)
+{
+	uint64_t *hist = xcalloc(2 * AGE_DAYS, sizeof(*hist)), span, excess, cum = 0, n = 0;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	span = j->owed + j->owed / 3 + 1;
+	if (span > ROOM_WINDOW_MAX)
+		span = ROOM_WINDOW_MAX;
 	if ((rc = mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn)) != 0)
 		goto out;
-	if ((rc = mdb_stat(txn, b->tok, &st)) != 0 || (rc = mdb_cursor_open(txn, b->tok, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, b->tok, &cur)) != 0) {
 		mdb_txn_abort(txn);
 		goto out;
 	}
-	*total = st.ms_entries;
-	excess = *total / 4;
-	span = excess + excess / 3;
 	k.mv_data = b->room_from;
 	k.mv_size = b->room_from_len;
 	rc = b->room_from_len > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
@@ -1305,108 +1752,265 @@ static int tokens_room(struct lmdb_store *b, uint32_t today, uint64_t *removed, 
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	}
 	for (; rc == 0 && n < span; n++) {
-		hist[expendability(&v, today)]++;
-		if ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == MDB_NOTFOUND && !wrapped
-		    && b->room_from_len > 0) {
-			wrapped = 1;
-			before_end = n + 1;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-		}
+		hist[expendability(&v, j->ea.today)]++;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		goto out;
 	rc = 0;
-	if (excess == 0)
-		goto out;
-	for (ea.cut = 0; ea.cut < 2 * AGE_DAYS && cum + hist[ea.cut] < excess; ea.cut++)
-		cum += hist[ea.cut];
-	w.quota = excess - cum;
-	memcpy(w.at, b->room_from, b->room_from_len);
-	w.at_len = b->room_from_len;
-	w.look = wrapped ? before_end : n;
-	rc = walk_delete(b, &w);
-	if (rc == 0 && wrapped) {
-		w.at_len = 0;
-		w.look = n - before_end;
-		rc = walk_delete(b, &w);
-	}
-	*removed = w.removed;
-	/* the next window starts where this one stopped (0: the first) */
-	memcpy(b->room_from, w.at, w.at_len < sizeof(b->room_from) ? w.at_len : sizeof(b->room_from));
-	b->room_from_len = w.at_len < sizeof(b->room_from) ? w.at_len : sizeof(b->room_from);
+	excess = n - n / 4 < j->owed ? n - n / 4 : j->owed;
+	for (j->ea.cut = 0; j->ea.cut < 2 * AGE_DAYS && cum + hist[j->ea.cut] < excess; j->ea.cut++)
+		cum += hist[j->ea.cut];
+	memset(&j->w, 0, sizeof(j->w));
+	j->w.dbi = b->tok;
+	j->w.doomed = token_doomed;
+	j->w.arg = &j->ea;
+	j->w.quota = excess - cum;
+	j->w.chunk = ROOM_CHUNK;
+	j->w.look = n;
+	memcpy(j->w.at, b->room_from, b->room_from_len);
+	j->w.at_len = b->room_from_len;
+	j->window = n;
 out:
 	free(hist);
-	atomic_flag_clear(&b->expiring);
 	return rc;
 }
 
-
-/* make_room - a write found the map full (store_map_size): what can go
- * goes, and 1 says the write may be tried again; 0 when another thread is
- * at it, or when the last one, less than ROOM_RETRY_S ago, was not
- * followed by a write that got through (what fills the map is then not
- * what this removes: no walks per message for nothing).  First every
- * expired key (greylist triplets, rate limit windows, marks and examples
- * past their TTL, which the sweep otherwise reaches 100,000 entries at a
- * time); then, when the Bayes tokens fill a quarter of the map or more
- * and bayes_token_max is not 0 (keep them all), a quarter of them
- * (tokens_room).  A map too small for bayes_token_max
- * fills before that bound is reached, and until session 19 learning, the
- * expiry behind it, greylisting and rate limits then failed for good.
- * Both walks remove ROOM_CHUNK entries a transaction (walk_delete): a
- * full map has no room for a big one, and the pages a commit frees serve
- * from the next commit but one.  One line logged. */
-static int make_room(struct lmdb_store *b)
+/* job_begin - a new make_room: the reserve removed, what the map holds
+ * looked at */
+static struct room_job *job_begin(struct lmdb_store *b)
 {
-	int64_t now = (int64_t)time(NULL), last;
-	uint64_t unow = (uint64_t)now, expired, removed = 0, total = 0;
-	struct walk w = { .dbi = b->kv, .doomed = kv_expired, .arg = &unow, .chunk = ROOM_CHUNK };
+	struct room_job *j = xcalloc(1, sizeof(*j));
 	MDB_envinfo ei;
 	MDB_stat es, ts;
 	MDB_txn *txn;
-	size_t map_pages = 0, tok_pages = 0, psize = 0;
-	char toks[160];
-	int rc, trc = 0, trim = 0;
 
-	if (atomic_flag_test_and_set(&b->rooming))
-		return 0;
-	last = atomic_load(&b->room_at);
-	if (last != 0 && !atomic_load(&b->room_helped) && now - last < ROOM_RETRY_S) {
-		atomic_flag_clear(&b->rooming);
-		return 0;
-	}
-	atomic_store(&b->room_at, now);
-	rc = walk_delete(b, &w);
-	expired = w.removed;
+	j->began = mono_ms();
+	j->now = now_s();
+	j->ea.today = (uint32_t)(j->now / 86400);
+	j->w.dbi = b->kv;
+	j->w.doomed = kv_expired;
+	j->w.arg = &j->now;
+	j->w.chunk = ROOM_CHUNK;
+	j->walking = 1;
 	if (mdb_env_info(b->env, &ei) == 0 && mdb_env_stat(b->env, &es) == 0 && es.ms_psize > 0
 	    && mdb_txn_begin(b->env, NULL, MDB_RDONLY, &txn) == 0) {
-		if (mdb_stat(txn, b->tok, &ts) == 0)
-			tok_pages = ts.ms_branch_pages + ts.ms_leaf_pages + ts.ms_overflow_pages;
+		if (mdb_stat(txn, b->tok, &ts) == 0) {
+			j->tok_pages = ts.ms_branch_pages + ts.ms_leaf_pages + ts.ms_overflow_pages;
+			j->total = ts.ms_entries;
+		}
 		mdb_txn_abort(txn);
-		psize = es.ms_psize;
-		map_pages = ei.me_mapsize / psize;
+		j->psize = es.ms_psize;
+		j->map_pages = ei.me_mapsize / es.ms_psize;
 	}
-	if (atomic_load(&b->token_max) > 0 && map_pages > 0 && tok_pages >= map_pages / 4) {
-		trim = 1;
-		trc = tokens_room(b, (uint32_t)(now / 86400), &removed, &total);
-	}
-	if (trim)
+	/* a quarter of the tokens when they fill an eighth of the map or more:
+	 * a learn copies about every leaf page of the tokens (a hundred spread
+	 * over the key space), so it needs about as many pages free as they
+	 * fill; a quarter of the map was the mark before, and a map of keys
+	 * that do not expire with tokens just under it (126 pages of 512) had
+	 * 80 pages free and failed every learn */
+	if (atomic_load(&b->token_max) > 0 && j->map_pages > 0 && j->tok_pages >= j->map_pages / 8)
+		j->owed = j->total / 4;
+	return j;
+}
+
+/* job_end - make_room's one log line, the reserve written back */
+static void job_end(struct lmdb_store *b, struct room_job *j)
+{
+	char toks[200], res[80];
+	int rc;
+
+	/* a commit between the reserve's removal and its writing back: the
+	 * pages a commit frees serve from the next commit but one; a make_room
+	 * that had no reserve and removed nothing leaves the last pages be */
+	if (j->reserve > 0 || j->expired > 0 || j->removed > 0) {
+		gen_bump(b);
+		rc = reserve_fill(b, 0);
+	} else
+		rc = reserve_fill(b, 1);
+
+	if (j->owed > 0 || j->removed > 0)
 		snprintf(toks, sizeof(toks), "%" PRIu64 " of %" PRIu64 " Bayes tokens (those seen in "
-		         "one message first, learned longest ago first)", removed, total);
+		         "one message first, learned longest ago first)", j->removed, j->total);
 	else if (atomic_load(&b->token_max) == 0)
 		snprintf(toks, sizeof(toks), "no Bayes tokens (bayes_token_max = 0 keeps them all)");
 	else
 		snprintf(toks, sizeof(toks), "no Bayes tokens (they fill %zu of its %zu pages, under "
-		         "a quarter)", tok_pages, map_pages);
+		         "an eighth)", j->tok_pages, j->map_pages);
+	if (!b->has_room)
+		snprintf(res, sizeof(res), "no reserve: the file was full when opened");
+	else
+		snprintf(res, sizeof(res), "reserve of %" PRIu64 " pages used, %s", j->reserve,
+		         rc == 0 ? "written back" : "to be written back");
 	slog(NULL, LOG_WARNING, "store lmdb %s: map full (store_map_size %zu MiB), room made: "
-	     "%" PRIu64 " expired keys and %s removed%s%s; raise store_map_size or lower "
-	     "bayes_token_max", b->path, map_pages * psize >> 20, expired, toks,
-	     rc != 0 || trc != 0 ? ", stopped by " : "",
-	     rc != 0 ? mdb_strerror(rc) : trc != 0 ? mdb_strerror(trc) : "");
-	atomic_flag_clear(&b->rooming);
-	return 1;
+	     "%" PRIu64 " expired keys and %s removed (%" PRIu64 " ms in %u steps; %s; %" PRIu64
+	     " pages free)%s%s; raise store_map_size or lower bayes_token_max", b->path,
+	     j->map_pages * j->psize >> 20, j->expired, toks, mono_ms() - j->began, j->steps,
+	     res, free_pages(b), j->err != 0 ? ", stopped by " : "",
+	     j->err != 0 ? mdb_strerror(j->err) : "");
+}
+
+/* make_room - a step of making room in a full map (store_map_size), the
+ * caller the roomer holding room_lock: 1 when it removed something (or
+ * has more to do), 0 when there was nothing it could remove.  A new one
+ * removes the reserve (working room for the walks), then every expired
+ * key (greylist triplets, rate limit windows, marks and examples past
+ * their TTL, which the sweep otherwise reaches 100,000 entries at a
+ * time), then, when the Bayes tokens fill an eighth of the map or more
+ * and bayes_token_max is not 0 (keep them all), a quarter of them, a
+ * window of keys at a time (window_start) until that many went or every
+ * token was looked at, and writes the reserve back.  A map too small for
+ * bayes_token_max fills before that bound is reached, and until session
+ * 19 learning, the expiry behind it, greylisting and rate limits then
+ * failed for good.  The walks remove ROOM_CHUNK entries a transaction
+ * (walk_delete halves that when even so there is no room).  A step takes
+ * ROOM_SLICE_MS at most: a quarter of a 256 MiB map's tokens is 1.4
+ * million removals, 4.5 s on the scanner thread of one message before;
+ * the next writes go on with what is left (wrote).  One line logged when
+ * it is done.  Every step ends with the generation moved on. */
+static int make_room(struct lmdb_store *b)
+{
+	struct room_job *j = b->job;
+	uint64_t deadline = mono_ms() + ROOM_SLICE_MS, r0, did = 0, pages;
+	int rc;
+
+	if (j == NULL)
+		j = b->job = job_begin(b);
+	j->steps++;
+	/* the reserve removed: working room for this step's walks (it does
+	 * not count as room made: it is put back at the end of the step) */
+	if ((rc = reserve_drop(b, &pages)) != 0)
+		j->err = j->err ? j->err : rc;
+	if (pages > j->reserve)
+		j->reserve = pages;
+	while (j->stage != RJ_DONE) {
+		if (j->stage == RJ_TOKENS && !j->walking) {
+			if (j->owed == 0 || j->looked >= j->total) {
+				j->stage = RJ_DONE;
+				break;
+			}
+			if (mono_ms() >= deadline)
+				break;
+			if ((rc = window_start(b, j)) != 0 || j->window == 0) {
+				j->err = j->err ? j->err : rc;
+				j->stage = RJ_DONE;
+				break;
+			}
+			j->walking = 1;
+		}
+		/* the token walk leaves tokens_expire be, and is left be by it */
+		if (j->stage == RJ_TOKENS && atomic_flag_test_and_set(&b->expiring))
+			break;
+		r0 = j->w.removed;
+		j->w.deadline = deadline;
+		rc = walk_delete(b, &j->w);
+		did += j->w.removed - r0;
+		if (j->stage == RJ_EXPIRED)
+			j->expired += j->w.removed - r0;
+		else {
+			atomic_flag_clear(&b->expiring);
+			j->removed += j->w.removed - r0;
+		}
+		if (rc == 0 && j->w.timed_out)
+			break;                     /* the next write goes on from here */
+		if (rc != 0)
+			j->err = j->err ? j->err : rc;
+		if (j->stage == RJ_EXPIRED) {
+			j->stage = RJ_TOKENS;
+			j->walking = 0;
+			continue;
+		}
+		/* a window done (or stopped): the next one starts where it ended */
+		j->walking = 0;
+		j->owed -= j->w.removed < j->owed ? j->w.removed : j->owed;
+		j->looked += j->window;
+		memcpy(b->room_from, j->w.at, j->w.at_len < sizeof(b->room_from) ? j->w.at_len : 0);
+		b->room_from_len = j->w.at_len < sizeof(b->room_from) ? j->w.at_len : 0;
+		if (rc != 0)
+			j->stage = RJ_DONE;        /* no room even for single removals */
+	}
+	if (j->stage == RJ_DONE) {
+		job_end(b, j);
+		free(j);
+		b->job = NULL;
+		atomic_store(&b->job_left, 0);
+	} else {
+		/* the reserve put back for the next step (see job_end) */
+		gen_bump(b);
+		reserve_fill(b, 0);
+		atomic_store(&b->job_left, 1);
+	}
+	gen_bump(b);
+	return did > 0 || b->job != NULL;
+}
+
+/* room_for - a write found the map full having begun at generation gen:
+ * 1 to try it again, 0 to give up.  Another thread making room is waited
+ * for (until the monotonic ms until: store_timeout after the write first
+ * found the map full), and so is another process (room_lock);
+ * room made since the write began (the generation moved) is tried at
+ * once; else this thread makes room, unless the last make_room here,
+ * less than ROOM_RETRY_S ago, found nothing it could remove (what fills
+ * the map is then not what it removes: no walks per message for
+ * nothing).  A write that still fails does not hold the others back. */
+static int room_for(struct lmdb_store *b, uint64_t gen, uint64_t until)
+{
+	uint64_t t = mono_ms();
+	int waited, again = 0;
+	int64_t now = (int64_t)time(NULL);
+
+	if (t >= until)
+		return 0;
+	if (!room_take(b, (unsigned)(until - t), &waited))
+		return waited;
+	if (room_lock(b, until)) {
+		if (room_gen(b) != gen)
+			again = 1;
+		else if (b->job == NULL && b->room_none_at != 0 && now - b->room_none_at < ROOM_RETRY_S)
+			again = 0;
+		else {
+			pthread_rwlock_wrlock(&b->wlock);
+			if (!(again = make_room(b)))
+				b->room_none_at = now;
+			pthread_rwlock_unlock(&b->wlock);
+		}
+		room_unlock(b);
+	}
+	room_give(b);
+	return again;
+}
+
+/* room_go_on - a make_room left unfinished goes on a step, by a writer
+ * whose write went through; not when a thread or another process is at
+ * it (no wait) */
+static void room_go_on(struct lmdb_store *b)
+{
+	int waited;
+
+	if (!room_take(b, 0, &waited))
+		return;
+	if (b->job != NULL && room_lock(b, 0)) {
+		pthread_rwlock_wrlock(&b->wlock);
+		make_room(b);
+		pthread_rwlock_unlock(&b->wlock);
+		room_unlock(b);
+	}
+	room_give(b);
+}
+
+/* reserve_refill - the reserve written back at a sweep, when a make_room
+ * could not (no thread making room meanwhile) */
+static void reserve_refill(struct lmdb_store *b)
+{
+	int waited;
+
+	if (!atomic_load(&b->reserve_short) || !room_take(b, 0, &waited))
+		return;
+	if (b->job == NULL)
+		reserve_fill(b, 1);
+	room_give(b);
 }
 
 static void lmdb_token_max(void *vb, uint64_t max)

@@ -10,11 +10,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <netinet/in.h>
@@ -843,7 +845,8 @@ static void test_blob_scan_lmdb(void **state)
 	t_close(s);
 }
 
-/* a full map fails the write with -1 (and the log line of any write) */
+/* a full map fails the write with -1 (and the log line of any write),
+ * a learn too */
 static void test_blob_map_full(void **state)
 {
 	(void)state;
@@ -857,6 +860,16 @@ static void test_blob_map_full(void **state)
 	assert_int_equal(store_blob_set(s, "big", p, 4u << 20, 0), -1);
 	assert_int_equal(store_blob_get(s, "big", &got, &len), 0);
 	assert_int_equal(store_blob_set(s, "small", p, 1000, 0), 0);  /* still writes */
+	/* a learn that does not fit fails as such: it answered 0 ("the mark
+	 * is there already"), the failure code and "nothing to do" being one */
+	uint64_t h = 1;
+	struct store_learning l = { .mark = "bayes:seen:big", .was = '\0', .now = 's',
+	                            .count = { "bayes:nspam", "bayes:nham" }, .hashes = &h, .n = 1,
+	                            .kept = "bayes:ex:big", .kept_val = p, .kept_len = 4u << 20 };
+	assert_int_equal(store_learn(s, &l), -1);
+	l.kept = NULL;
+	assert_int_equal(store_learn(s, &l), 1);         /* and one that fits goes through */
+	assert_int_equal(store_learn(s, &l), 0);         /* learned already: nothing to do */
 	free(p);
 	t_close(s);
 }
@@ -993,6 +1006,274 @@ static void test_full_map_recovers(void **state)
 	assert_int_equal(store_get(s, "bayes:nspam", v, sizeof(v)), 1);
 	assert_int_equal(atoi(v), MSGS);
 	t_close(s);
+}
+
+/* ---- a full map under the reviewer's cases (session 19, rv-today1) ---- */
+
+/* One writer of the daemon's workload (rv-today1's mapfull_threads.c):
+ * per message a greylist set, a rate-limit increment and a learn of 100
+ * tokens from its own xorshift stream; what failed is counted, not
+ * asserted (it runs in threads and in a child process). */
+struct mf_writer {
+	struct store *s;
+	unsigned first, n;            /* message ids first .. first + n - 1 */
+	uint64_t seed;
+	unsigned failed;
+	pthread_t th;
+};
+
+static void *mf_write(void *arg)
+{
+	struct mf_writer *w = arg;
+	uint64_t st = w->seed, h[100];
+	char key[64], mark[64];
+	int64_t v;
+
+	for (unsigned m = w->first; m < w->first + w->n; m++) {
+		snprintf(key, sizeof(key), "gl:%032u", m);
+		w->failed += store_set(w->s, key, "1", 3600) != 0;
+		snprintf(key, sizeof(key), "rl:rcpt:%032u:1", m % 50);
+		w->failed += store_incr(w->s, key, 1, 3600, &v) != 0;
+		for (int i = 0; i < 100; i++) {
+			st ^= st << 13;
+			st ^= st >> 7;
+			st ^= st << 17;
+			h[i] = st;
+		}
+		snprintf(mark, sizeof(mark), "bayes:seen:%032u", m);
+		struct store_learning l = { .mark = mark, .was = '\0', .now = 's',
+		    .count = { "bayes:nspam", "bayes:nham" }, .hashes = h, .n = 100 };
+		w->failed += store_learn(w->s, &l) != 1;
+	}
+	return NULL;
+}
+
+/* mf_run - threads writers on s, message ids from first (n each, the
+ * next thread's 1,000,000 on), seeds as mapfull_threads gives them:
+ * how many writes failed */
+static unsigned mf_run(struct store *s, unsigned threads, unsigned first, unsigned n,
+                       uint64_t seed)
+{
+	struct mf_writer w[4];
+	unsigned failed = 0;
+
+	for (unsigned t = 0; t < threads; t++) {
+		w[t] = (struct mf_writer){ .s = s, .first = first + t * 1000000, .n = n,
+		                           .seed = 88172645463325252ull + t * 7919 + first + seed };
+		if (threads == 1)
+			mf_write(&w[t]);
+		else
+			assert_int_equal(pthread_create(&w[t].th, NULL, mf_write, &w[t]), 0);
+	}
+	for (unsigned t = 0; t < threads; t++) {
+		if (threads > 1)
+			pthread_join(w[t].th, NULL);
+		failed += w[t].failed;
+	}
+	return failed;
+}
+
+/* reserve_pages - the pages of the reserve the store file holds (its
+ * "room" database's entries of an 'r' and two bytes, one overflow page
+ * each), the store closed */
+static unsigned reserve_pages(size_t map)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	unsigned n = 0;
+
+	raw_open_sized("room", 1, map, &env, &txn, &dbi);
+	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+		n += k.mv_size == 3 && ((const char *)k.mv_data)[0] == 'r';
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return n;
+}
+
+/* rv-today1 R2: the workload of test_full_map_recovers from the token
+ * seed of mapfull_threads' SEED=0.  The third make_room found the map
+ * with just the pages its last commits had freed: room for a single
+ * removal a commit that frees nothing, "0 of 34900 Bayes tokens removed,
+ * stopped by MDB_MAP_FULL", and every write failed from then on, a
+ * minute later too (1,590 greylist sets and 4,465 learns of 5,000).  The
+ * store's reserve, removed first, now gives make_room working room, and
+ * is written back after: every write goes through, and the 200 of a
+ * later round too. */
+static void test_full_map_never_stuck(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=2M");
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+	uint64_t n;
+
+	assert_non_null(s);
+	assert_int_equal(mf_run(s, 1, 0, 5000, 0), 0);
+	assert_int_equal(mf_run(s, 1, 900000, 200, 0), 0);
+	assert_int_equal(store_tokens_count(s, &n), 0);
+	assert_true(n > 10000 && n < 50000);
+	t_close(s);
+	assert_int_equal(reserve_pages(2u << 20), 16);    /* 1/128 of 512 pages, at least 16 */
+}
+
+/* rv-today1 R3: two scanner threads.  One that found the map full while
+ * the other made room got nothing from make_room and failed at once, and
+ * a retry that failed kept make_room from running for a minute for every
+ * thread: 772 learns of 5,000 failed.  Now a writer waits for the room
+ * being made and tries again: none fails. */
+static void test_full_map_threads(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=2M");
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	assert_int_equal(mf_run(s, 2, 0, 2500, 3), 0);
+	t_close(s);
+}
+
+/* rv-today1 R3 across processes (a daemon and `mailwarden learn`): two
+ * of two threads each, 4,000 messages in all, which the map holds (its
+ * greylist keys and marks do not expire here: 2 x 2 x 2,500 do not fit,
+ * whatever makes room).  Each process made room on its own while the
+ * other did, and learns failed (23 and 7).  make_room is now one process
+ * at a time (an OFD lock on the file), a writer waits for it, and room
+ * made by the other process (the generation in the file moved) is tried
+ * without making more: none fails. */
+static void test_full_map_processes(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=2M");
+	char err[256];
+	struct store *s;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {                      /* the other process: its own store */
+		struct store *cs = store_open(c, err, sizeof(err));
+		unsigned failed = cs != NULL ? mf_run(cs, 2, 500000000, 1000, 3) : 1;
+
+		if (cs != NULL)
+			store_close(cs);
+		_exit(failed == 0 ? 0 : 1);
+	}
+	assert_non_null(s = t_open(c, err, sizeof(err)));
+	assert_int_equal(mf_run(s, 2, 0, 1000, 3), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	t_close(s);
+}
+
+/* fill_append - the test's store file filled to the brim straight
+ * through LMDB (map bytes), in key order (a fast fill, every page
+ * full): tokens of days spread over a year, and for each 20 a key that
+ * does not expire (the sweep at open finds nothing to remove): how many
+ * tokens */
+static size_t fill_append(size_t map)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi tok, kv;
+	size_t n = 0;
+	int rc = 0;
+
+	raw_open_sized("tok", 0, map, &env, &txn, &tok);
+	assert_int_equal(mdb_dbi_open(txn, "kv", MDB_CREATE, &kv), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	for (unsigned per = 100000; per >= 1; per /= 10) {
+		for (rc = 0; rc == 0;) {
+			size_t done = 0;
+
+			assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+			for (; done < per && rc == 0; done++) {
+				uint64_t i = n + done;
+				unsigned char kb[8], vb[9] = { 0, 0, 0, 0, 0, 0, 0, 0, '1' };
+				uint32_t val[3] = { 1, 0, TODAY - (uint32_t)(i % 365) };
+				MDB_val k = { 8, kb }, v = { sizeof(val), val };
+				char gk[64];
+
+				for (int b = 0; b < 8; b++)   /* big-endian: key order is i's */
+					kb[b] = (unsigned char)(i >> (56 - 8 * b));
+				rc = mdb_put(txn, tok, &k, &v, MDB_APPEND);
+				if (rc == 0 && i % 20 == 0) {
+					snprintf(gk, sizeof(gk), "gl:%032" PRIu64, i);
+					MDB_val g = { strlen(gk), gk }, gv = { sizeof(vb), vb };
+
+					rc = mdb_put(txn, kv, &g, &gv, MDB_APPEND);
+				}
+			}
+			if (rc == 0)
+				rc = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+			if (rc == 0)
+				n += done;
+			else if (rc != MDB_MAP_FULL)
+				fail_msg("fill: %s", mdb_strerror(rc));
+		}
+	}
+	mdb_env_close(env);
+	return n;
+}
+
+static uint64_t t_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* make_room on a big map: a quarter of a 128 MiB map's tokens is a
+ * million removals, all made on the scanner thread of the write that
+ * found the map full (a 256 MiB map filled at random: 4.5 s).  Now a
+ * step of a quarter of a second at most, the next writes going on with
+ * the rest: the write that found the map full returns within a second,
+ * and within a few hundred writes the quarter is gone.  A map filled to
+ * its last page, every page full, is also one with no working room: main
+ * removed 147 tokens and then nothing, every write failing. */
+static void test_full_map_room_in_steps(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with("store_map_size=128M");
+	char err[256];
+	struct store *s;
+	uint64_t t0, took, worst = 0, n;
+	unsigned writes = 0;
+	size_t filled;
+
+	/* the store made first, with its reserve, then filled (by anything
+	 * but the store: a fast fill) */
+	assert_non_null(s = t_open(c, err, sizeof(err)));
+	t_close(s);
+	filled = fill_append(128u << 20);
+	assert_true(filled > 2000000);
+	assert_non_null(s = t_open(c, err, sizeof(err)));
+	do {
+		char key[64];
+
+		snprintf(key, sizeof(key), "gl:next:%u", writes);
+		t0 = t_ms();
+		assert_int_equal(store_set(s, key, "1", 3600), 0);
+		took = t_ms() - t0;
+		worst = took > worst ? took : worst;
+		assert_int_equal(store_tokens_count(s, &n), 0);
+	} while (++writes < 500 && n > filled - filled / 4);
+	print_message("%u writes: the quarter of %zu tokens gone, the slowest write %" PRIu64
+	              " ms\n", writes, filled, worst);
+	assert_true(n <= filled - filled / 4 + 1);
+	assert_true(worst < 1000);
+	t_close(s);
+	assert_int_equal(reserve_pages(128u << 20), 128);   /* 1/128 of the map, at most 128 */
 }
 
 /* ---- the key length limit, both backends ---- */
@@ -1472,6 +1753,10 @@ int main(void)
 		FX(test_blob_map_full),
 		FX(test_expiry_in_full_map),
 		FX(test_full_map_recovers),
+		FX(test_full_map_never_stuck),
+		FX(test_full_map_threads),
+		FX(test_full_map_processes),
+		FX(test_full_map_room_in_steps),
 		WITH_REDIS(test_blob_scan_redis),
 		FX(test_key_limit_lmdb),
 		FX(test_learn_kept_lmdb),
