@@ -289,8 +289,8 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 	struct bayes_tokens t = { 0 };
 	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
 	struct chars_kept_example *ex = xmalloc(sizeof(*ex));   /* 3 KB: not on a scanner's stack */
-	char key[64], seen[8];
-	int r, rc = -1, tokenized = 0, attempt;
+	char key[64], seen[8], first_was = '\0';
+	int r, rc = -1, tokenized = 0, attempt, moved = 0;
 
 	if (bayes_msg_key(ctx, key, sizeof(key)) < 0) {
 		free(ex);
@@ -305,6 +305,10 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 		if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
 			break;
 		l.was = r == 0 ? '\0' : seen[0] == 's' || seen[0] == 'h' ? seen[0] : '?';
+		if (attempt == 0)
+			first_was = l.was;
+		else if (l.was != first_was)
+			moved = 1;      /* another learner's change, seen */
 		if (l.was == '?') {
 			/* the store is no trusted source for the log: a Redis
 			 * server shared by several machines, or a damaged file,
@@ -361,11 +365,18 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 			break;
 		}
 	}
-	if (attempt == LEARN_ATTEMPTS) {
+	/* the store said "the mark changed" at every try: if it was seen
+	 * changing, other learners are at this message (it alone fails); if
+	 * it never moved, the store is not keeping what it is told, which is
+	 * the store's failure (an LMDB write that fails reads as "changed"
+	 * from store_lmdb.c: TXN_NOTHING and its error are both -1) */
+	if (attempt == LEARN_ATTEMPTS && moved) {
 		slog(NULL, LOG_ERR, "bayes: %s changed by other learners %d times in a row: not learned",
 		     key, LEARN_ATTEMPTS);
-		rc = BAYES_LEARN_NOT;   /* the store answered every time */
-	}
+		rc = BAYES_LEARN_NOT;
+	} else if (attempt == LEARN_ATTEMPTS)
+		slog(NULL, LOG_ERR, "bayes: %s: the store kept none of %d writes, its mark unchanged: "
+		     "not learned", key, LEARN_ATTEMPTS);
 	bayes_tokens_free(&t);
 	free(ex);
 	return rc;

@@ -45,7 +45,8 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * -1 store failure, BAYES_LEARN_NOT (-2) this message not learned with
  * the store working (its mark holds no class, other learners changed it
  * at every look, no key could be made: logged), which a bulk learner
- * counts as one failure and goes on from.  The message is remembered as learned for seen_ttl
+ * counts as one failure and goes on from.  A store that answers "the
+ * mark changed" at every try while it stays as it was is failing: -1.   The message is remembered as learned for seen_ttl
  * seconds (bayes_seen_ttl; 0 = for ever), then counts as new.  example:
  * also keep its example for the character model (bayes_chars.h), as
  * learn and autolearn do with bayes_chars on, for example_ttl seconds

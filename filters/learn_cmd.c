@@ -1,11 +1,14 @@
 /* learn_cmd.c - "mailwarden learn --spam|--ham|--forget FILE|DIR...":
  * teach the Bayes classifier from message files (one message per file,
- * as MUAs, maildirs and corpora keep them; directories are walked), into
- * the store the settings name, so the daemon sees it at once.
+ * as MUAs, maildirs and corpora keep them, or an mbox of several;
+ * directories are walked by learn_walk.c), into the store the settings
+ * name, so the daemon sees it at once.
  *
  * Each message is brought to the form the scanner sees (no mbox "From "
  * line, CRLF line ends) and tokenized by the same code as in a scan, so
- * what is learned is exactly what is later looked up.
+ * what is learned is exactly what is later looked up.  What does not
+ * look like a message (msgfile_is_message), or has too few tokens to
+ * learn from, is said and skipped, not failed.
  *
  * At the end (or with --rebuild alone), the character model (bayes_chars.h) is trained again from
  * every example the store keeps; with --no-train, the daemon trains it
@@ -17,8 +20,8 @@
  * maps the file and trusts every page of it, and the user can write it
  * (a few changed bytes made root's learn write past a heap buffer).  Root
  * keeps only what needs root: it walks the paths and reads the files (the
- * admin's, which the user may not read) and hands each message to the
- * child over a socket; the child parses, learns, counts and prints. */
+ * admin's, which the user may not read) and hands each file to the child
+ * over a socket; the child splits, parses, learns, counts and prints. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -25,10 +25,10 @@ void msgfile_mbox_to_spool(const char *in, size_t len, struct sbuf *out);
 /* An mbox file read one message at a time (no copy: slices of the
  * caller's bytes, which must outlive the iterator).  A file whose first
  * line is a From_ line ("From " at its very start) is an mbox: a message
- * starts after each "From " line that opens the file or follows an empty
- * line, and ends before the empty line that precedes the next one
- * (Content-Length is not read, as most readers do not).  Any other file is
- * one message, whole. */
+ * starts after that line and after each later "From SENDER DATE" line
+ * (with a time, h:mm, in the date) that follows an empty line, and ends
+ * before the empty line that precedes the next one (Content-Length is not
+ * read, as most readers do not).  Any other file is one message, whole. */
 struct msgfile_iter {
 	const char *data;       /* borrowed */
 	size_t len, off;
