@@ -30,7 +30,7 @@ enum { AS_ARG = 1, IN_MAILDIR = 2 };   /* visit()'s flags */
 
 struct walk {
 	const struct learn_sink *sink;  /* borrowed */
-	uid_t me;                       /* euid: root follows links only in root's directories */
+	uid_t me;                       /* euid: root follows links only where only root writes */
 	struct sbuf raw;                /* owned: one file's bytes */
 };
 
@@ -47,13 +47,21 @@ static void fail(struct walk *w, const char *path, const char *fmt, ...)
 	w->sink->failed(w->sink->arg);
 }
 
+/* roots - can only root change the directory whose stat is dst (root's,
+ * not writable by its group or others)? */
+static int roots(const struct stat *dst)
+{
+	return dst->st_uid == 0 && (dst->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
 /* follows - may a link in the directory whose stat is dst be followed?
  * Root's learn reads what the daemon's user may not: in a directory
- * someone else owns (a user's Maildir, the quarantine) a link could point
- * it anywhere.  Any other user reads only what it may read anyway. */
+ * someone else can write (a user's Maildir, the quarantine, /tmp, a
+ * group's /var/mail) a link could point it anywhere.  Any other user
+ * reads only what it may read anyway. */
 static int follows(const struct walk *w, const struct stat *dst)
 {
-	return w->me != 0 || dst->st_uid == 0;
+	return w->me != 0 || roots(dst);
 }
 
 int learn_walk_skips(const char *name)
@@ -90,8 +98,9 @@ static int open_at(struct walk *w, int dfd, const struct stat *dst, const char *
 	fd = openat(dfd, name, fl | O_NOFOLLOW);
 	if (fd < 0 && errno == ELOOP) {
 		if (!follows(w, dst)) {
-			fail(w, path, "a symbolic link in a directory of uid %u: not followed (run as root, "
-			     "learn follows links only in root's directories)", (unsigned)dst->st_uid);
+			fail(w, path, "a symbolic link in a directory of uid %u, mode %03o: not followed (run as "
+			     "root, learn follows links only in directories only root can write)",
+			     (unsigned)dst->st_uid, (unsigned)(dst->st_mode & 07777));
 			return -1;
 		}
 		*linked = 1;
@@ -118,7 +127,7 @@ static void read_regular(struct walk *w, int fd, const struct stat *st, const st
 	 * fs.protected_hardlinks is off), as the quarantine commands refuse
 	 * one: root reads in others' directories only their own files or
 	 * files with one name */
-	if (w->me == 0 && dst->st_uid != 0 && st->st_uid != dst->st_uid && st->st_nlink > 1) {
+	if (w->me == 0 && !roots(dst) && st->st_uid != dst->st_uid && st->st_nlink > 1) {
 		fail(w, path, "a file of uid %u with %lu names in a directory of uid %u: not read",
 		     (unsigned)st->st_uid, (unsigned long)st->st_nlink, (unsigned)dst->st_uid);
 		return;
@@ -306,8 +315,9 @@ static int open_parent(struct walk *w, const char *path, char *buf, size_t bufsz
 			return -1;
 		}
 		if (S_ISLNK(ls.st_mode) && !follows(w, &ds)) {
-			fail(w, path, "%s is a symbolic link in a directory of uid %u: not followed (run as root, "
-			     "learn follows links only in root's directories)", comp, (unsigned)ds.st_uid);
+			fail(w, path, "%s is a symbolic link in a directory of uid %u, mode %03o: not followed (run "
+			     "as root, learn follows links only in directories only root can write)", comp,
+			     (unsigned)ds.st_uid, (unsigned)(ds.st_mode & 07777));
 			close(fd);
 			return -1;
 		}

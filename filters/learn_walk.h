@@ -22,8 +22,8 @@ struct learn_sink {
 
 /* learn_walk - one path argument: a file read whole, a directory walked
  * (a Maildir: its cur/ and new/ only).  A symbolic link is followed only
- * where the directory holding it is root's, when run as root (as any
- * other user, always); in a walk never to a directory. */
+ * where the directory holding it is one only root can write, when run as
+ * root (as any other user, always); in a walk never to a directory. */
 void learn_walk(const char *path, const struct learn_sink *sink);
 
 /* learn_walk_skips - is a directory entry's name one that learn passes

@@ -59,6 +59,11 @@ def test_fifo_named_on_the_command_line_does_not_hang(tmp_path):
     except subprocess.TimeoutExpired:
         pytest.fail("mailwarden learn hung on a FIFO named among its files (still waiting after 15 s)")
     assert rc == 1 and "1 failed" in out, (rc, out, err)
+    assert "b.eml: not a regular file or a directory" in err, err
+    # in a folder walked: the same, and the walk goes on
+    (tmp_path / "c.eml").write_bytes(msg(2))
+    rc, out, err = learn(store, "--spam", str(tmp_path), timeout=15)
+    assert rc == 1 and "1 failed" in out and holds(out) == (2, 0), (rc, out, err)
 
 
 # --- 2./3. root follows links the user planted ---------------------------
@@ -131,6 +136,32 @@ def test_root_learn_of_a_users_files_does_not_follow_their_links():
         # said and counted as a failure; the user's real message learned
         assert rc == 1 and "2.eml: a symbolic link in a directory of uid" in err, (rc, out, err)
         assert learned(out) == 1 and "1 failed" in out, out
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(base, True)
+
+
+def test_root_follows_no_link_where_others_write():
+    """Root follows a link only in a directory only root can write: not in
+    one others may write even if root owns it (/tmp, a group's /var/mail:
+    the link could be anyone's), and reads no file of another owner with
+    two names in a user's folder (a hard link, where
+    fs.protected_hardlinks is off)."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    try:
+        shared = os.path.join(base, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        os.symlink(secret, os.path.join(shared, "1.eml"))
+        mine = os.path.join(base, "root-only.eml")          # on the folder's file system
+        shutil.copyfile(secret, mine)
+        os.chmod(mine, 0o600)
+        os.link(mine, os.path.join(folder, "2.eml"))        # root makes it, as a user would
+        rc, out, err = learn(opts, "--spam", os.path.join(shared, "1.eml"), os.path.join(folder, "2.eml"))
+        assert b"ROOTONLY-SECRET-MARKER-7f3a9" not in _store_bytes(store_dir), (out, err)
+        assert rc == 1 and "2 failed" in out, (rc, out, err)
+        assert "1.eml: a symbolic link in a directory of uid 0, mode 1777: not followed" in err, err
+        assert "2.eml: a file of uid 0 with 2 names in a directory of uid %d: not read" % nb.pw_uid in err, err
     finally:
         os.unlink(secret)
         shutil.rmtree(base, True)
