@@ -368,8 +368,8 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 	/* the store said "the mark changed" at every try: if it was seen
 	 * changing, other learners are at this message (it alone fails); if
 	 * it never moved, the store is not keeping what it is told, which is
-	 * the store's failure (an LMDB write that fails reads as "changed"
-	 * from store_lmdb.c: TXN_NOTHING and its error are both -1) */
+	 * the store's failure (store_lmdb.c answered a failed write so while
+	 * its TXN_NOTHING and its error were both -1: a full disk) */
 	if (attempt == LEARN_ATTEMPTS && moved) {
 		slog(NULL, LOG_ERR, "bayes: %s changed by other learners %d times in a row: not learned",
 		     key, LEARN_ATTEMPTS);

@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from mwlib import make_msg, run_mw  # noqa: E402
+from mwlib import make_msg, preload_shim, run_mw  # noqa: E402
 from storelib import Lmdb, bayes_seen_key  # noqa: E402
 
 DNS = ("dns_forwarder", "127.0.0.1@9")
@@ -221,10 +221,7 @@ def test_root_walk_of_a_users_folder_reads_no_link_swapped_in(monkeypatch, tmp_p
             f.write(msg(9))
         swap = os.path.join(base, "swap-link")
         os.symlink(secret, swap)
-        src, shim = tmp_path / "race.c", tmp_path / "race.so"
-        src.write_text(SHIM)
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
-        monkeypatch.setenv("LD_PRELOAD", str(shim))
+        preload_shim(monkeypatch, tmp_path, "race", SHIM)
         monkeypatch.setenv("RV_SWAP", swap)
         monkeypatch.setenv("RV_VICTIM", os.path.join(folder, "victim.eml"))
         rc, out, err = learn(opts, "--spam", folder)
