@@ -280,15 +280,21 @@ static int learned_after_all(struct store *st, const char *key, char now)
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
                 unsigned example_ttl)
 {
+	return bayes_learn_tokens(st, ctx, NULL, cls, seen_ttl, example, example_ttl);
+}
+
+int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
+                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl)
+{
 	struct bayes_tokens t = { 0 };
 	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
 	struct chars_kept_example *ex = xmalloc(sizeof(*ex));   /* 3 KB: not on a scanner's stack */
-	char key[64], seen[8];
-	int r, rc = -1, tokenized = 0, attempt;
+	char key[64], seen[8], first_was = '\0';
+	int r, rc = -1, tokenized = 0, attempt, moved = 0;
 
 	if (bayes_msg_key(ctx, key, sizeof(key)) < 0) {
 		free(ex);
-		return -1;
+		return BAYES_LEARN_NOT;       /* this message's: the store is fine */
 	}
 	l.mark = key;
 	l.now = cls == BAYES_SPAM ? 's' : cls == BAYES_HAM ? 'h' : '\0';
@@ -299,6 +305,10 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 		if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
 			break;
 		l.was = r == 0 ? '\0' : seen[0] == 's' || seen[0] == 'h' ? seen[0] : '?';
+		if (attempt == 0)
+			first_was = l.was;
+		else if (l.was != first_was)
+			moved = 1;      /* another learner's change, seen */
 		if (l.was == '?') {
 			/* the store is no trusted source for the log: a Redis
 			 * server shared by several machines, or a damaged file,
@@ -307,6 +317,7 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 
 			slog(NULL, LOG_ERR, "bayes: %s holds \"%s\", not a class: left alone", key,
 			     log_esc_quoted(esc, sizeof(esc), seen, strlen(seen)));
+			rc = BAYES_LEARN_NOT;
 			break;
 		}
 		if (l.was == l.now) {
@@ -332,12 +343,12 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 			rc = -1;
 			continue;       /* the mark changed: look again */
 		}
-		if (!tokenized) {
+		if (pre == NULL && !tokenized) {
 			bayes_tokenize(ctx, &t);
 			tokenized = 1;
 		}
-		l.hashes = t.h;
-		l.n = t.n;
+		l.hashes = pre ? pre->h : t.h;
+		l.n = pre ? pre->n : t.n;
 		/* a message taught and counted in the tokens always has its
 		 * example for the character model; one forgotten or relearned
 		 * without one loses the old one */
@@ -354,9 +365,18 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 			break;
 		}
 	}
-	if (attempt == LEARN_ATTEMPTS)
+	/* the store said "the mark changed" at every try: if it was seen
+	 * changing, other learners are at this message (it alone fails); if
+	 * it never moved, the store is not keeping what it is told, which is
+	 * the store's failure (store_lmdb.c answered a failed write so while
+	 * its TXN_NOTHING and its error were both -1: a full disk) */
+	if (attempt == LEARN_ATTEMPTS && moved) {
 		slog(NULL, LOG_ERR, "bayes: %s changed by other learners %d times in a row: not learned",
 		     key, LEARN_ATTEMPTS);
+		rc = BAYES_LEARN_NOT;
+	} else if (attempt == LEARN_ATTEMPTS)
+		slog(NULL, LOG_ERR, "bayes: %s: the store kept none of %d writes, its mark unchanged: "
+		     "not learned", key, LEARN_ATTEMPTS);
 	bayes_tokens_free(&t);
 	free(ex);
 	return rc;
@@ -491,7 +511,9 @@ static void bayes_eom(struct mw_ctx *ctx)
 		 * bounds them at the autolearn rate times that */
 		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl,
 		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples, autolearn_example_ttl(b->cfg));
-		if (r < 0)
+		if (r == BAYES_LEARN_NOT)
+			mw_log(ctx, LOG_WARNING, "autolearn failed: not learned (logged above)");
+		else if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");
 		else if (r > 0)
 			mw_log(ctx, LOG_INFO, "autolearned as %s (score %.2f)",

@@ -42,7 +42,11 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
 /* bayes_learn - learn the message of ctx as spam or ham, or forget it.
  * Relearning a message as the other class first forgets it.  Returns 1
  * learned/forgotten, 0 nothing to do (already learned so / not known),
- * -1 store failure.  The message is remembered as learned for seen_ttl
+ * -1 store failure, BAYES_LEARN_NOT (-2) this message not learned with
+ * the store working (its mark holds no class, other learners changed it
+ * at every look, no key could be made: logged), which a bulk learner
+ * counts as one failure and goes on from.  A store that answers "the
+ * mark changed" at every try while it stays as it was is failing: -1.   The message is remembered as learned for seen_ttl
  * seconds (bayes_seen_ttl; 0 = for ever), then counts as new.  example:
  * also keep its example for the character model (bayes_chars.h), as
  * learn and autolearn do with bayes_chars on, for example_ttl seconds
@@ -50,6 +54,12 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * seen_ttl). */
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
                 unsigned example_ttl);
+#define BAYES_LEARN_NOT (-2)
+/* bayes_learn_tokens - bayes_learn with the message's tokens already
+ * made (pre: borrowed, bayes_tokenize of the same ctx), as learn does to
+ * count them first; pre NULL: bayes_learn */
+int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
+                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
 int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);

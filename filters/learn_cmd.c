@@ -1,11 +1,14 @@
 /* learn_cmd.c - "mailwarden learn --spam|--ham|--forget FILE|DIR...":
  * teach the Bayes classifier from message files (one message per file,
- * as MUAs, maildirs and corpora keep them; directories are walked), into
- * the store the settings name, so the daemon sees it at once.
+ * as MUAs, maildirs and corpora keep them, or an mbox of several;
+ * directories are walked by learn_walk.c), into the store the settings
+ * name, so the daemon sees it at once.
  *
  * Each message is brought to the form the scanner sees (no mbox "From "
  * line, CRLF line ends) and tokenized by the same code as in a scan, so
- * what is learned is exactly what is later looked up.
+ * what is learned is exactly what is later looked up.  What does not
+ * look like a message (msgfile_is_message), or has too few tokens to
+ * learn from, is said and skipped, not failed.
  *
  * At the end (or with --rebuild alone), the character model (bayes_chars.h) is trained again from
  * every example the store keeps; with --no-train, the daemon trains it
@@ -17,11 +20,10 @@
  * maps the file and trusts every page of it, and the user can write it
  * (a few changed bytes made root's learn write past a heap buffer).  Root
  * keeps only what needs root: it walks the paths and reads the files (the
- * admin's, which the user may not read) and hands each message to the
- * child over a socket; the child parses, learns, counts and prints. */
+ * admin's, which the user may not read) and hands each file to the child
+ * over a socket; the child splits, parses, learns, counts and prints. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,18 +34,27 @@
 
 #include "filters/bayes.h"
 #include "filters/bayes_chars.h"
+#include "filters/learn_walk.h"
 #include "filters/msgfile.h"
 #include "filters/store.h"
 #include "proxy/as_user.h"
 #include "proxy/master.h"
 #include "proxy/sbuf.h"
 
-#define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files are skipped */
+/* fewer distinct tokens than this is no message to learn from (rspamd's
+ * min_tokens): a few words that would count as a whole message towards
+ * bayes_min_spam/bayes_min_ham */
+#define LEARN_MIN_TOKENS 11
+#define LEARN_MAX_NAME 4096     /* a path in a frame */
 
 static const char learn_usage[] =
 	"usage: mailwarden learn [-c FILE] [-o name=value]... [--no-train] --spam|--ham|--forget FILE|DIR...\n"
 	"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n"
-	"--no-train: learn, but leave the character model to a later --rebuild\n";
+	"--spam, --ham, --forget: learn each message of the files as spam, as ham, or forget it;\n"
+	"  a file is one message, or an mbox of several; a Maildir's cur/ and new/ are read,\n"
+	"  other directories walked (dot files skipped); files that are not mail are skipped\n"
+	"--no-train: learn, but leave the character model to a later --rebuild\n"
+	"--rebuild: train the character model from the examples the store keeps\n";
 
 struct learn_run {
 	struct store *store;
@@ -51,43 +62,51 @@ struct learn_run {
 	unsigned seen_ttl;
 	int examples;           /* bayes_chars: keep each message's example */
 	unsigned done, skipped, failed;
+	unsigned refused;       /* not mail, or too few tokens: said, not learned */
 	int store_error;
 	int sock;               /* to the child doing the store work; -1: here */
 	int gone;               /* that child stopped reading: walk no further */
 };
 
-/* one message (or one failure) from root's walk to the store child */
+/* one file (or one failure) from root's walk to the store child */
 struct learn_frame {
-	uint32_t kind;          /* LEARN_MSG: len bytes follow; LEARN_FAILED: none */
-	uint32_t len;
+	uint32_t kind;          /* LEARN_MSG: namelen + len bytes follow; LEARN_FAILED: none */
+	uint32_t namelen;       /* the file's path, for what is said about it */
+	uint32_t len;           /* its bytes */
 };
 enum { LEARN_MSG = 1, LEARN_FAILED = 2 };
 
-static struct learn_run *run;      /* for the nftw callback */
+static struct learn_run *run;      /* the run of this process */
 
-static int read_file(const char *path, struct sbuf *b)
+/* refuse - one message not learned, and why (path's message i of an mbox) */
+static void refuse(const char *path, unsigned i, int mbox, const char *why)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc, e;
-
-	if (fd < 0)
-		return -1;
-	rc = msgfile_read_fd(fd, b);
-	e = errno;
-	close(fd);
-	errno = e;
-	return rc;
+	if (mbox)
+		fprintf(stderr, "mailwarden learn: %s: message %u: %s: skipped\n", path, i, why);
+	else
+		fprintf(stderr, "mailwarden learn: %s: %s: skipped\n", path, why);
+	run->refused++;
 }
 
-/* learn_bytes - one message file's bytes (raw: borrowed) learned */
-static void learn_bytes(const char *data, size_t len)
+/* learn_message - one message (raw: borrowed) learned */
+static void learn_message(const char *path, unsigned i, int mbox, const char *data, size_t len)
 {
+	struct bayes_tokens t = { 0 };
 	struct sbuf spool;
 	struct msgscan ms;
 	struct mw_ctx ctx;
+	char why[64];
 	int r;
 
+	if (!msgfile_is_message(data, len)) {
+		refuse(path, i, mbox, len == 0 ? "empty" : "not a message (its first line is no header field)");
+		return;
+	}
 	sbuf_init(&spool, (size_t)LEARN_MAX_SIZE * 2);
-	msgfile_to_spool(data, len, &spool);
+	if (mbox)
+		msgfile_mbox_to_spool(data, len, &spool);
+	else
+		msgfile_to_spool(data, len, &spool);
 	memset(&ms, 0, sizeof(ms));
 	ms.msg = (const unsigned char *)(spool.data ? spool.data : "");
 	ms.len = spool.len;
@@ -95,65 +114,99 @@ static void learn_bytes(const char *data, size_t len)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ms = &ms;
 	ctx.name = "bayes";
-	r = bayes_learn(run->store, &ctx, run->cls, run->seen_ttl, run->examples, run->seen_ttl);
-	if (r < 0) {
+	bayes_tokenize(&ctx, &t);
+	/* forgetting takes what an older version may have learned from a
+	 * short one */
+	if (run->cls != BAYES_FORGET && t.n < LEARN_MIN_TOKENS) {
+		snprintf(why, sizeof(why), "%zu tokens, fewer than %d", t.n, LEARN_MIN_TOKENS);
+		refuse(path, i, mbox, why);
+		r = 0;
+	} else if ((r = bayes_learn_tokens(run->store, &ctx, &t, run->cls, run->seen_ttl, run->examples,
+	                                   run->seen_ttl)) == BAYES_LEARN_NOT) {
+		/* this message's trouble (logged): the store works, go on */
+		if (mbox)
+			fprintf(stderr, "mailwarden learn: %s: message %u: not learned\n", path, i);
+		else
+			fprintf(stderr, "mailwarden learn: %s: not learned\n", path);
+		run->failed++;
+	} else if (r < 0) {
 		run->store_error = 1;
 		run->failed++;
 	} else if (r == 0)
 		run->skipped++;
 	else
 		run->done++;
+	bayes_tokens_free(&t);
 	msgscan_free(&ms);
 	sbuf_free(&spool);
 }
 
-/* send_frame - to the store child; a child gone (it stopped at a store
- * error or died, and said so or is reported at the wait) ends the walk */
-static void send_frame(uint32_t kind, const char *data, size_t len)
+/* learn_bytes - one file's bytes (borrowed): its message, or each
+ * message of an mbox, learned */
+static void learn_bytes(const char *path, const char *data, size_t len)
 {
-	struct learn_frame h = { kind, (uint32_t)len };
-	const char *p = (const char *)&h;
-	size_t n = sizeof(h), off = 0;
+	struct msgfile_iter it;
+	const char *m;
+	size_t mlen;
+	unsigned i = 0;
 
-	for (int part = 0; part < 2 && !run->gone; part++) {
-		while (off < n) {
-			ssize_t w = send(run->sock, p + off, n - off, MSG_NOSIGNAL);
+	msgfile_iter_init(&it, data, len);
+	while (!run->store_error && msgfile_next(&it, &m, &mlen))
+		learn_message(path, ++i, it.mbox, m, mlen);
+}
 
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				run->gone = 1;
-				break;
-			}
-			off += (size_t)w;
+/* send_all - n bytes to the store child; a child gone (it stopped at a
+ * store error or died, and said so or is reported at the wait) ends the
+ * walk */
+static void send_all(const void *data, size_t n)
+{
+	for (size_t off = 0; off < n && !run->gone; ) {
+		ssize_t w = send(run->sock, (const char *)data + off, n - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			run->gone = 1;
+			break;
 		}
-		p = data;
-		n = len;
-		off = 0;
+		off += (size_t)w;
 	}
 }
 
-static void note_failed(void)
+static void send_frame(uint32_t kind, const char *path, const char *data, size_t len)
+{
+	size_t nl = path ? strlen(path) : 0;
+	struct learn_frame h;
+
+	if (nl > LEARN_MAX_NAME)
+		nl = LEARN_MAX_NAME;    /* only said: its start will do */
+	h = (struct learn_frame){ kind, (uint32_t)nl, (uint32_t)len };
+	send_all(&h, sizeof(h));
+	send_all(path, nl);
+	send_all(data, len);
+}
+
+/* the walk's sink (learn_walk.h): each file to the store child, or
+ * learned here */
+static void sink_file(void *arg, const char *path, const char *data, size_t len)
 {
 	if (run->sock >= 0)
-		send_frame(LEARN_FAILED, NULL, 0);
+		send_frame(LEARN_MSG, path, data, len);
+	else
+		learn_bytes(path, data, len);
+}
+
+static void sink_failed(void *arg)
+{
+	if (run->sock >= 0)
+		send_frame(LEARN_FAILED, NULL, NULL, 0);
 	else
 		run->failed++;
 }
 
-static void learn_file(const char *path)
+static int sink_stop(void *arg)
 {
-	struct sbuf raw;
-
-	sbuf_init(&raw, LEARN_MAX_SIZE);
-	if (read_file(path, &raw) < 0) {
-		fprintf(stderr, "mailwarden learn: %s: %s\n", path, strerror(errno));
-		note_failed();
-	} else if (run->sock >= 0)
-		send_frame(LEARN_MSG, raw.data ? raw.data : "", raw.len);
-	else
-		learn_bytes(raw.data ? raw.data : "", raw.len);
-	sbuf_free(&raw);
+	return run->store_error || run->gone;
 }
 
 /* read_full - n bytes: 1, 0 at the end before any, -1 on an error or a
@@ -174,18 +227,34 @@ static int read_full(int fd, void *buf, size_t n)
 	return 1;
 }
 
-/* learn_frames - the store child: the messages root sends, until it is
+/* read_into - n bytes of fd appended to b; 0 or -1 */
+static int read_into(int fd, struct sbuf *b, size_t n)
+{
+	char chunk[65536];
+
+	while (n > 0) {
+		size_t k = n < sizeof(chunk) ? n : sizeof(chunk);
+
+		if (read_full(fd, chunk, k) != 1 || sbuf_add(b, chunk, k) < 0)
+			return -1;
+		n -= k;
+	}
+	return 0;
+}
+
+/* learn_frames - the store child: the files root sends, until it is
  * done (end of stream) or the store fails */
 static void learn_frames(int fd)
 {
 	struct learn_frame h;
-	struct sbuf raw;
-	char chunk[65536];
+	struct sbuf raw, name;
 	int r;
 
 	sbuf_init(&raw, LEARN_MAX_SIZE);
+	sbuf_init(&name, LEARN_MAX_NAME);
 	while (!run->store_error && (r = read_full(fd, &h, sizeof(h))) != 0) {
-		if (r < 0 || (h.kind != LEARN_MSG && h.kind != LEARN_FAILED) || h.len > LEARN_MAX_SIZE) {
+		if (r < 0 || (h.kind != LEARN_MSG && h.kind != LEARN_FAILED) || h.len > LEARN_MAX_SIZE
+		    || h.namelen > LEARN_MAX_NAME) {
 			fprintf(stderr, "mailwarden learn: the messages from the walk were cut short\n");
 			run->failed++;
 			break;
@@ -195,37 +264,16 @@ static void learn_frames(int fd)
 			continue;
 		}
 		sbuf_reset(&raw);
-		for (size_t left = h.len; left > 0; ) {
-			size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
-
-			if (read_full(fd, chunk, n) != 1) {
-				r = -1;
-				break;
-			}
-			sbuf_add(&raw, chunk, n);
-			left -= n;
-		}
-		if (r < 0) {
+		sbuf_reset(&name);
+		if (read_into(fd, &name, h.namelen) < 0 || read_into(fd, &raw, h.len) < 0) {
 			fprintf(stderr, "mailwarden learn: the messages from the walk were cut short\n");
 			run->failed++;
 			break;
 		}
-		learn_bytes(raw.data ? raw.data : "", raw.len);
+		learn_bytes(name.data ? name.data : "", raw.data ? raw.data : "", raw.len);
 	}
+	sbuf_free(&name);
 	sbuf_free(&raw);
-}
-
-static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	const char *base = path + ftw->base;
-
-	if (type == FTW_F && S_ISREG(st->st_mode) && base[0] != '.')
-		learn_file(path);
-	else if (type == FTW_DNR || type == FTW_NS) {
-		fprintf(stderr, "mailwarden learn: %s: cannot read\n", path);
-		note_failed();
-	}
-	return run->store_error || run->gone ? 1 : 0;      /* store gone: stop */
 }
 
 /* learn_privs - who does the store work of a learn run by this process:
@@ -270,20 +318,12 @@ static int learn_rebuild_only(struct config *cfg)
  * (r->sock >= 0: to the store child, which learns them) */
 static void learn_paths(struct learn_run *r, int argc, char **argv)
 {
-	run = r;
-	for (int i = 1; i < argc && !r->store_error && !r->gone; i++) {
-		struct stat st;
+	static const struct learn_sink sink = { NULL, sink_file, sink_failed, sink_stop };
 
-		if (argv[i][0] == '-')
-			continue;
-		if (stat(argv[i], &st) < 0) {
-			fprintf(stderr, "mailwarden learn: %s: %s\n", argv[i], strerror(errno));
-			note_failed();
-		} else if (S_ISDIR(st.st_mode))
-			nftw(argv[i], visit, 32, FTW_PHYS);
-		else
-			learn_file(argv[i]);
-	}
+	run = r;
+	for (int i = 1; i < argc && !r->store_error && !r->gone; i++)
+		if (argv[i][0] != '-')
+			learn_walk(argv[i], &sink);
 	run = NULL;
 }
 
@@ -299,6 +339,9 @@ static int learn_finish(struct config *cfg, struct learn_run *r, int rebuild, in
 	printf("%s %u message(s), %u already %s, %u failed",
 	    r->cls == BAYES_FORGET ? "forgot" : r->cls == BAYES_SPAM ? "learned as spam" : "learned as ham",
 	    r->done, r->skipped, r->cls == BAYES_FORGET ? "unknown" : "learned so", r->failed);
+	/* skipped, not failed: one stray file must not fail a cron job */
+	if (r->refused > 0)
+		printf(", %u skipped (not mail, or fewer than %d tokens)", r->refused, LEARN_MIN_TOKENS);
 	/* after a store error the counts were not read: "holds 0 spam" would
 	 * say the store lost what it holds */
 	if (!r->store_error && bayes_counts(r->store, &ns, &nh) == 0)

@@ -50,7 +50,8 @@ struct cli {
 	int foreground, check, verbose;
 	int no_filters;           /* -t --no-filters: the file and the transport only */
 	const char *listen, *upstream, *direction;
-	char *rest[256];          /* arguments left for a subcommand */
+	char **rest;              /* arguments left for a subcommand: argc slots
+	                           * (learn takes any number of files) */
 	int nrest;
 };
 
@@ -64,8 +65,9 @@ static void add_override(struct cli *c, const char *o)
 }
 
 /* Take the common options (-c, -o, and for the daemon -f -t --listen ...)
- * wherever they are; leave the rest for the subcommand. */
-static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemon_mode)
+ * wherever they are; leave the rest for the subcommand (-h and --help too
+ * when it has a help of its own: own_help). */
+static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemon_mode, int own_help)
 {
 	for (int i = first; i < argc; i++) {
 		const char *a = argv[i];
@@ -81,18 +83,13 @@ static void parse_cli(struct cli *c, int argc, char **argv, int first, int daemo
 		else if (daemon_mode && strcmp(a, "--listen") == 0 && next) { c->listen = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--upstream") == 0 && next) { c->upstream = xstrdup(next); i++; }
 		else if (daemon_mode && strcmp(a, "--direction") == 0 && next) { c->direction = xstrdup(next); i++; }
-		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); exit(0); }
+		else if (!own_help && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) { usage(stdout); exit(0); }
 		else if (daemon_mode) {
 			fprintf(stderr, "mailwarden: unknown option '%s'\n", a);
 			usage(stderr);
 			exit(1);
-		} else if (c->nrest < (int)(sizeof c->rest / sizeof c->rest[0]) - 1) {
-			c->rest[c->nrest++] = argv[i];
-		} else {
-			/* never drop an argument silently (learn takes many files) */
-			fprintf(stderr, "mailwarden: too many arguments (give directories instead of files)\n");
-			exit(1);
-		}
+		} else
+			c->rest[c->nrest++] = argv[i];      /* main gave argc slots */
 	}
 }
 
@@ -277,10 +274,13 @@ int main(int argc, char **argv)
 	 * must fail with EFBIG and be answered as any failed write, not kill
 	 * the process mid-message; inherited by every child */
 	signal(SIGXFSZ, SIG_IGN);
+	/* room for every argument: until session 19 there were 255, and
+	 * "learn --spam" of more files (a glob of a Junk folder) was refused */
+	c.rest = xcalloc((size_t)argc + 1, sizeof(*c.rest));
 
 	if (argc > 1 && (strcmp(argv[1], "scan") == 0 || strcmp(argv[1], "quarantine") == 0)) {
 		c.rest[c.nrest++] = argv[1];
-		parse_cli(&c, argc, argv, 2, 0);
+		parse_cli(&c, argc, argv, 2, 0, argv[1][0] == 's');
 		struct config *cfg = load(&c);
 		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
 		int rc = argv[1][0] == 's' ? scan_command(cfg, c.nrest, c.rest)
@@ -290,7 +290,7 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "stats") == 0) {
 		c.rest[c.nrest++] = argv[1];
-		parse_cli(&c, argc, argv, 2, 0);
+		parse_cli(&c, argc, argv, 2, 0, 0);
 		struct config *cfg = load(&c);
 		int rc = stats_command(cfg, c.nrest, c.rest);
 		config_unref(cfg);
@@ -298,7 +298,8 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "learn") == 0) {         /* Bayes (issue 6) */
 		c.rest[c.nrest++] = argv[1];
-		parse_cli(&c, argc, argv, 2, 0);
+		/* learn --help: learn's own, which explains its options */
+		parse_cli(&c, argc, argv, 2, 0, 1);
 		struct config *cfg = load(&c);
 		log_init("mailwarden", 0, cfg->syslog_facility, cfg->log_level < LOG_WARNING ? cfg->log_level : LOG_WARNING);
 		int rc = learn_command(cfg, c.nrest, c.rest);
@@ -310,7 +311,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	parse_cli(&c, argc, argv, 1, 1);
+	parse_cli(&c, argc, argv, 1, 1, 0);
 	struct config *cfg = load(&c);
 
 	if (c.check) {

@@ -203,10 +203,8 @@ def test_tokens_sender_and_capitals(tmp_path):
 def test_learn_usage_and_bad_store(tmp_path):
     rc, out, err = learn([], str(tmp_path))
     assert rc != 0 and "--spam" in err
-    # more files than the command line keeps: refused, never cut short
-    many = [write(tmp_path, "m%d.eml" % i, "s", "b") for i in range(300)]
-    rc, out, err = learn([("store_path", str(tmp_path / "s.lmdb"))], "--spam", *many)
-    assert rc != 0 and "too many arguments" in err and out == ""
+    # any number of files (until session 19 more than 254 were refused:
+    # test_learn.py test_many_files_on_the_command_line)
     rc, out, err = learn([("store_path", str(tmp_path / "no" / "such" / "dir" / "s.lmdb"))],
                          "--spam", str(tmp_path))
     assert rc != 0 and "store_path" in err
@@ -311,7 +309,7 @@ def test_learned_message_is_remembered_for_seen_ttl(store, tmp_path):
     keep a key for every message it ever saw; after it the message counts
     as new"""
     kind, opts, _ = store
-    msg = write(tmp_path, "seen.eml", "seen", "words of a message learned twice")
+    msg = write(tmp_path, "seen.eml", "seen", "words of a message learned twice, long enough to be learned")
     # 3 s: two learn runs must fit in it on a loaded machine
     short = opts + [("bayes_seen_ttl", "3s")]
     rc, out, err = learn(short, "--spam", msg)
@@ -541,8 +539,8 @@ def test_fnv_colliding_message_is_learned_as_new(store, tmp_path):
     kind, opts, redis = store
     assert legacy_bayes_seen_key(MID_A) == legacy_bayes_seen_key(MID_B)
     a, b = tmp_path / "a.eml", tmp_path / "b.eml"
-    a.write_bytes(make_msg(subject="offer", body="cheap pills click here", msgid=MID_A))
-    b.write_bytes(make_msg(subject="minutes", body="the meeting notes", msgid=MID_B))
+    a.write_bytes(make_msg(subject="offer", body="cheap pills click here for the best offer", msgid=MID_A))
+    b.write_bytes(make_msg(subject="minutes", body="the meeting notes of the build team", msgid=MID_B))
     rc, out, err = learn(opts, "--spam", str(a))
     assert rc == 0 and "learned as spam 1 message(s)" in out, (out, err)
     rc, out, err = learn(opts, "--spam", str(b))
@@ -572,7 +570,8 @@ def test_old_seen_keys_move(store, tmp_path):
     for n, mid in mids.items():
         files[n] = str(tmp_path / ("%s.eml" % n))
         with open(files[n], "wb") as f:
-            f.write(make_msg(subject="old %s" % n, body="words of the %s message" % n, msgid=mid))
+            f.write(make_msg(subject="old %s" % n, body="words of the %s message, enough of them to be learned" % n,
+                             msgid=mid))
     rc, out, err = learn(opts, "--spam", files["s"], files["f"])
     assert rc == 0 and "learned as spam 2 message(s)" in out, (out, err)
     rc, out, err = learn(opts, "--ham", files["h"])
@@ -637,7 +636,7 @@ def test_redis_seen_key_ttl(redis_server, tmp_path):
 def test_redis_tokens_expire_after_token_ttl(redis_server, tmp_path):
     opts = store_opts("redis", tmp_path, redis_server)
     prefix = dict(opts)["store_prefix"]
-    msg = write(tmp_path, "t.eml", "ttl", "a few words to learn here")
+    msg = write(tmp_path, "t.eml", "ttl", "a few words to learn here, enough of them to be learned")
     rc, out, err = learn(opts + [("bayes_token_ttl", "1h")], "--spam", msg)
     assert rc == 0, err
     keys = [k for k in redis_server.keys(prefix + "t:*").split(b"\r\n") if k.startswith(prefix.encode())]
@@ -645,7 +644,8 @@ def test_redis_tokens_expire_after_token_ttl(redis_server, tmp_path):
     ttl = redis_server.command("TTL", keys[0])
     assert ttl.startswith(b":") and 3500 <= int(ttl[1:]) <= 3600, ttl
     # no TTL by default: tokens live until unlearned
-    rc, out, err = learn(opts, "--ham", write(tmp_path, "u.eml", "other", "unrelated sentence elsewhere"))
+    rc, out, err = learn(opts, "--ham", write(tmp_path, "u.eml", "other",
+                                               "unrelated sentence elsewhere, long enough to be learned"))
     keys = [k for k in redis_server.keys(prefix + "t:*").split(b"\r\n") if k.startswith(prefix.encode())]
     assert [k for k in keys if redis_server.command("TTL", k) == b":-1\r\n"], keys
 

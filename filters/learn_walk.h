@@ -1,0 +1,34 @@
+/* learn_walk.h - the files "mailwarden learn" reads: its path arguments
+ * opened and directories walked, by the process that may read them (root
+ * when run as root), safely: no FIFO waited on, no link a user planted
+ * followed, Maildirs and quarantine days read as what they are.  The
+ * bytes go to a sink (the store child, learn_cmd.c), which parses them. */
+#ifndef MW_LEARN_WALK_H
+#define MW_LEARN_WALK_H
+
+#include <stddef.h>
+
+#define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files fail */
+
+struct learn_sink {
+	void *arg;
+	/* a file's bytes: path and data borrowed for the call */
+	void (*file)(void *arg, const char *path, const char *data, size_t len);
+	/* one file that could not be read (said on stderr already) */
+	void (*failed)(void *arg);
+	/* 1: walk no further (the store failed, its child is gone) */
+	int (*stop)(void *arg);
+};
+
+/* learn_walk - one path argument: a file read whole, a directory walked
+ * (a Maildir: its cur/ and new/ only).  A symbolic link is followed only
+ * where the directory holding it is one only root can write, when run as
+ * root (as any other user, always); in a walk never to a directory. */
+void learn_walk(const char *path, const struct learn_sink *sink);
+
+/* learn_walk_skips - is a directory entry's name one that learn passes
+ * over in a walk (dot files, Dovecot's and Courier's control files, a
+ * Maildir message flagged T, deleted)?  1 or 0 */
+int learn_walk_skips(const char *name);
+
+#endif
