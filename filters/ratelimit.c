@@ -46,6 +46,7 @@
 #include "filters/builtin.h"
 #include "filters/filter_api.h"
 #include "filters/ipnet.h"
+#include "filters/sender_norm.h"
 #include "filters/store.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -166,21 +167,29 @@ static char *domain_key(const char *d)
 	return k;
 }
 
-/* sender_key - the envelope sender with its domain as domain_key has it
- * (malloc'd) */
-static char *sender_key(const char *s)
+/* sender_key - the envelope sender as greylisting's triplet has it
+ * (sender_norm: a BATV, SRS or VERP tag, a +extension and the ids in the
+ * local part do not make a new sender, or each message of a tagging
+ * sender would start a counter of its own), its domain as domain_key has
+ * it (malloc'd) */
+static char *sender_key(const char *raw)
 {
-	const char *at = strrchr(s, '@');
-	char *dom, *k;
+	size_t rawlen = strlen(raw);
+	char *s = xmalloc(rawlen + 1), *dom, *k;
+	const char *at;
 	size_t n;
 
+	if (sender_norm(raw, s, rawlen + 1) < 0)
+		snprintf(s, rawlen + 1, "%s", raw);
+	at = strrchr(s, '@');
 	if (at == NULL)
-		return xstrdup(s);
+		return s;
 	dom = domain_key(at + 1);
 	n = (size_t)(at - s) + 1 + strlen(dom) + 1;
 	k = xmalloc(n);
 	snprintf(k, n, "%.*s@%s", (int)(at - s), s, dom);
 	free(dom);
+	free(s);
 	return k;
 }
 

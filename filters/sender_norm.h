@@ -1,7 +1,7 @@
 /* sender_norm.h - one envelope sender for all the return paths a
  * correspondent writes: the stable part of a tagged address (BATV, SRS,
  * VERP, +extensions), as Postgrey builds its triplets, so that greylisting
- * (and, later, ratelimit_sender) sees a mailing list or a BATV-signing
+ * (and ratelimit_sender) sees a mailing list or a BATV-signing
  * site as one sender instead of a new one per message.  Pure string code,
  * no I/O, no allocation. */
 #ifndef MW_SENDER_NORM_H

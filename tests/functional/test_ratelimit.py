@@ -178,3 +178,23 @@ def test_shared_redis_counts_only_what_is_taken(mw_factory, upstream, redis_serv
         got = store_peek("redis", opts, redis_server, "%s:%d" % (subj, w))
         held += int(got[1]) if got else 0
     assert held == 3, "counter %d after 3 taken and 3 refused" % held
+
+
+@pytest.mark.parametrize("first,second", [
+    ("prvs=1123abcdef=news@lists.example", "prvs=1124fedcba=news@lists.example"),   # BATV
+    ("bounces-1000123-a@lists.example", "bounces-1000124-a@lists.example"),   # VERP ids
+    ("alice+tag1@lists.example", "alice+tag2@lists.example"),                      # +extension
+    ("news@LISTS.example", "news@lists.example"),                                  # domain case
+])
+def test_ratelimit_sender_tagged_return_paths_count_together(mw_factory, upstream, tmp_path, first, second):
+    """ratelimit_sender = 1/1h: a sender that tags its return path per
+    message (BATV, VERP, +extension) is one sender, as greylisting's
+    triplet has it (sender_norm): each tag used to start a counter of its
+    own, so the limit never applied to such a sender."""
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
+        ("filters", "ratelimit"), ("ratelimit_sender", "1/1h")])
+    assert send(m, frm=first).code == 250
+    r = send(m, frm=second)
+    assert r.code == 451 and "sender" in r.text, "%s then %s: %r" % (first, second, r)
+    # another sender of that domain is another counter
+    assert send(m, frm="someone.else@lists.example").code == 250
