@@ -360,15 +360,15 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			add(w, name, "rules_time_budget", 1, cfg->rules_time_budget);
 		} else if (redis && strcmp(name, "greylist") == 0) {
 			/* each recipient's triplet: a GET, the GETs of its two keys
-			 * of before if unknown (the sender as written, FNV-1a), a
-			 * SET if new, renewed or moved, a DEL of the old key if
-			 * moved, and the auto-whitelist's INCR when it passed by
-			 * retrying; the message: the auto-whitelist's GET and one
-			 * SET (greylist.c) */
+			 * of before if unknown or a first attempt (the sender as
+			 * written, FNV-1a), a SET if new, renewed or moved, a DEL of
+			 * the old key if moved; the message: the auto-whitelist's
+			 * GET, and when it passed by retrying the spacing's and the
+			 * count's INCR and the whitelisting's SET (greylist.c) */
 			unsigned awl = cfg->greylist_auto_whitelist_clients > 0;
 
-			add_per(w, name, "store_timeout", awl ? 6 : 5, cfg->store_timeout, "recipient");
-			add(w, name, "store_timeout", awl ? 2 : 0, cfg->store_timeout);
+			add_per(w, name, "store_timeout", 5, cfg->store_timeout, "recipient");
+			add(w, name, "store_timeout", awl ? 4 : 0, cfg->store_timeout);
 		}
 		else if (redis && strcmp(name, "ratelimit") == 0) {
 			/* each limit that applies: its take (one script reading
@@ -444,7 +444,7 @@ static void envelope_waits(const struct config *cfg, struct waits *w)
 				refuses(w, "spf_temperror_action = reject");
 		} else if (cfg->store_backend == 1 && strcmp(name, "greylist") == 0) {
 			/* one recipient: as counted above */
-			add(w, name, "store_timeout", cfg->greylist_auto_whitelist_clients > 0 ? 8 : 5,
+			add(w, name, "store_timeout", cfg->greylist_auto_whitelist_clients > 0 ? 9 : 5,
 			    cfg->store_timeout);
 			if (cfg->store_fail_closed)
 				refuses(w, "store_failure = closed");

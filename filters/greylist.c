@@ -15,14 +15,17 @@
  *              "P<ms>"  passed (last renewed at <ms>); let through for
  *                       greylist_pass_lifetime, renewed by a message at
  *                       most once an hour (a pass is a read, not a write)
- *   glc:<hash> the client network's count of triplets that passed by
+ *   glc:<hash> the client network's count of messages that passed by
  *              retrying (INCR), kept greylist_pass_lifetime from the first
+ *   glt:<hash> the network counted lately: a message passing while it
+ *              lives is not counted (INCR, kept awl_spacing_ms)
  *   gla:<hash> "P<ms>"  the network auto-whitelisted once that count
  *              reached greylist_auto_whitelist_clients, renewed as a pass
  * <hash> is 32 hex digits, store_key_hash of the triplet (or network); an
  * entry under the key of the sender as written (before session 19) or
  * under the 16-digit FNV-1a key of before session 12 is moved on first
- * sight (legacy_get).  A message passes only when every recipient's
+ * sight (legacy_get), and a pass there is preferred to a first attempt
+ * under the new key.  A message passes only when every recipient's
  * triplet passes.  Skipped for authenticated and outbound mail, and for
  * greylist_whitelist (and greylist_whitelist_file) entries: client
  * IPs/networks (192.0.2.0/24), client host names, forward-confirmed
@@ -60,6 +63,7 @@
 #define WL_LINES_MAX 200000          /* lines of greylist_whitelist_file, comments included */
 #define HOST_MAX 253
 #define RENEW_MS (3600 * 1000LL)     /* a passed triplet's lifetime is renewed at most hourly... */
+#define AWL_SPACING_MS (3600 * 1000LL) /* a client network counted at most hourly (Postgrey) */
 #define HELD_SHOWN 5                 /* recipients named in the GREYLIST symbol */
 
 /* a growable list of lower-case strings, at most MAX_WL */
@@ -220,8 +224,20 @@ static int parse_whitelist(struct greylist *g, const char *v, char *err, size_t 
 	return 0;
 }
 
+/* comment_start - the '#' that starts a comment in line (at its start or
+ * after a blank or comma: where a word starts), or NULL.  A '#' inside a
+ * word is the word's: to:a#b@example.net is a valid address. */
+static char *comment_start(char *line)
+{
+	for (char *p = line; (p = strchr(p, '#')) != NULL; p++)
+		if (p == line || strchr(" \t\r\n,", p[-1]) != NULL)
+			return p;
+	return NULL;
+}
+
 /* load_whitelist_file - greylist_whitelist_file: the setting's words, any
- * number a line, '#' to the end of a line a comment; a line of
+ * number a line, a '#' starting a word a comment to the end of the line
+ * (comment_start); a line of
  * WL_LINE_MAX or more, more than WL_LINES_MAX lines or a bad word refuse
  * the file (with PATH:LINE), as the setting's would refuse the
  * configuration: a list half read would greylist whom it names */
@@ -253,7 +269,7 @@ static int load_whitelist_file(struct greylist *g, const char *path, char *err, 
 			rc = -1;
 			break;
 		}
-		if ((hash = strchr(line, '#')) != NULL)
+		if ((hash = comment_start(line)) != NULL)
 			*hash = '\0';
 		if (parse_words(g, line, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "greylist_whitelist_file %s:%lu: %s", path, n, why);
@@ -416,11 +432,12 @@ enum gl_state { GL_PASS, GL_WAIT, GL_FAIL };
  * (olds[0..nold), in order), to be moved to its key with what is left of
  * its lifetime (a pass lives greylist_pass_lifetime from its last
  * renewal, a first attempt greylist_retry_window from itself), so that an
- * upgrade does not greylist every known correspondent once more.  1 with
- * the value in v, the key it was under in *which and the seconds it has
- * left in *left_s, 0 none (or spent), -1 store failure. */
-static int legacy_get(struct greylist *g, char olds[][64], size_t nold, char *v, size_t vsz,
-                      int64_t now, size_t *which, unsigned *left_s)
+ * upgrade does not greylist every known correspondent once more.  With
+ * pass_only, only a pass is taken (a first attempt is left where it is).
+ * 1 with the value in v, the key it was under in *which and the seconds
+ * it has left in *left_s, 0 none (or spent), -1 store failure. */
+static int legacy_get(struct greylist *g, char olds[][64], size_t nold, int pass_only, char *v,
+                      size_t vsz, int64_t now, size_t *which, unsigned *left_s)
 {
 	const struct config *cfg = g->cfg;
 	int64_t left, stamp;
@@ -429,7 +446,7 @@ static int legacy_get(struct greylist *g, char olds[][64], size_t nold, char *v,
 	for (size_t i = 0; i < nold; i++) {
 		if ((r = store_get(g->store, olds[i], v, vsz)) < 0)
 			return r;
-		if (r == 0 || (v[0] != 'P' && v[0] != 'F'))
+		if (r == 0 || (v[0] != 'P' && (v[0] != 'F' || pass_only)))
 			continue;
 		stamp = strtoll(v + 1, NULL, 10);
 		if (stamp > now)
@@ -447,11 +464,19 @@ static int legacy_get(struct greylist *g, char olds[][64], size_t nold, char *v,
 
 /* check_triplet - GL_PASS, GL_WAIT (*wait_s = seconds left), GL_FAIL
  * (store); *fresh 1 for a triplet seen the first time, *retried 1 for
- * one that passed now by its retry (the auto-whitelist counts those).
- * At most five store calls: the key, the keys of before when the key is
- * unknown (the sender as written, when sender_norm changed it, and the
- * FNV-1a key; one or two more reads for a new triplet, which is written
- * anyway), one write, and the old key's removal when its entry moved. */
+ * one that passed now by its retry (the auto-whitelist counts a message
+ * of those).  At most five store calls: the key, the keys of before when
+ * the key is unknown or holds a first attempt (the sender as written,
+ * when sender_norm changed it, and the FNV-1a key; one or two more reads
+ * for a new triplet, which is written anyway, and for a retry), one
+ * write, and the old key's removal when its entry moved.
+ *
+ * Why a first attempt under the key does not end the look: since
+ * sender_norm, senders of before share a key (user1@, user2@ are user#@).
+ * user2's recent first attempt, moved there, would hide user1's pass of
+ * before under user1's own old key, and greylist a known correspondent
+ * again after the upgrade; the pass wins and moves (the shared triplet is
+ * then passed for user2 too, as it would be had user1 written first). */
 static enum gl_state check_triplet(struct greylist *g, const char *key, char olds[][64],
                                    size_t nold, unsigned *wait_s, int *fresh, int *retried)
 {
@@ -469,8 +494,17 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, char old
 	*fresh = *retried = 0;
 	if ((r = store_get(g->store, key, v, sizeof(v))) < 0)
 		return GL_FAIL;
-	if (r == 0 && (r = legacy_get(g, olds, nold, v, sizeof(v), now, &which, &moved_s)) < 0)
+	if (r == 0 && (r = legacy_get(g, olds, nold, 0, v, sizeof(v), now, &which, &moved_s)) < 0)
 		return GL_FAIL;
+	if (r == 1 && v[0] == 'F' && nold > 0) {
+		char pv[64];
+		int p = legacy_get(g, olds, nold, 1, pv, sizeof(pv), now, &which, &moved_s);
+
+		if (p < 0)
+			return GL_FAIL;
+		if (p == 1)
+			memcpy(v, pv, sizeof(v));
+	}
 	snprintf(nv, sizeof(nv), "P%lld", (long long)now);
 	first = r == 1 && v[0] == 'F' ? strtoll(v + 1, NULL, 10) : 0;
 	if (r == 1 && v[0] == 'P') {
@@ -559,10 +593,29 @@ static int awl_check(struct greylist *g, const char *net)
 	return 1;
 }
 
-/* awl_count - one more triplet of the network passed by retrying; at
- * greylist_auto_whitelist_clients the network is whitelisted.  Counted
- * with INCR so that machines sharing Redis add up; 1 whitelisted now, 0
- * not yet, -1 store failure */
+/* awl_spacing_ms - how long after a counted message another one of the
+ * network is not counted: an hour, as Postgrey's "record only one
+ * attempt per hour", or greylist_pass_lifetime shared out among
+ * greylist_auto_whitelist_clients counts when that is shorter (the count
+ * lives greylist_pass_lifetime: with a lifetime of a few hours it could
+ * otherwise never reach the threshold) */
+static int64_t awl_spacing_ms(const struct config *cfg)
+{
+	int64_t share = (int64_t)cfg->greylist_pass_lifetime / cfg->greylist_auto_whitelist_clients;
+
+	return share < AWL_SPACING_MS ? share : AWL_SPACING_MS;
+}
+
+/* awl_count - a message of the network passed greylisting by retrying
+ * (each of its triplets passes; one passed now by its retry): the
+ * network's count goes one up, unless it went up within awl_spacing_ms,
+ * and at greylist_auto_whitelist_clients the network is whitelisted.
+ * One count a message, not a triplet: one message to five recipients
+ * retried once whitelisted its sender's /24; and none for a message still
+ * greylisted, which was never delivered.  Counted with INCR (the spacing
+ * too: the first INCR of glt: in its lifetime is the one that counts) so
+ * that machines sharing Redis add up and count a moment once between
+ * them.  1 whitelisted now, 0 not (yet), -1 store failure */
 static int awl_count(struct greylist *g, const char *net)
 {
 	const struct config *cfg = g->cfg;
@@ -572,6 +625,11 @@ static int awl_count(struct greylist *g, const char *net)
 
 	if (cfg->greylist_auto_whitelist_clients == 0)
 		return 0;
+	if (awl_key("glt:", net, key, sizeof(key)) < 0
+	    || store_incr(g->store, key, 1, (unsigned)((awl_spacing_ms(cfg) + 999) / 1000), &n) < 0)
+		return -1;
+	if (n != 1)
+		return 0;               /* counted lately */
 	if (awl_key("glc:", net, key, sizeof(key)) < 0 || store_incr(g->store, key, 1, life_s, &n) < 0)
 		return -1;
 	if (n < (int64_t)cfg->greylist_auto_whitelist_clients)
@@ -644,15 +702,7 @@ static void greylist_eom(struct mw_ctx *ctx)
 			legacy_key(net, sender, rcpt, olds[nold++], sizeof(olds[0]));
 			gl = check_triplet(g, key, olds, nold, &w, &fresh, &retried);
 		}
-		if (gl == GL_PASS && retried) {
-			int a = awl_count(g, net);
-
-			nretried++;
-			if (a < 0)
-				gl = GL_FAIL;
-			else
-				awl_now |= a;
-		}
+		nretried += gl == GL_PASS && retried;
 		switch (gl) {
 		case GL_PASS:
 			break;
@@ -670,10 +720,17 @@ static void greylist_eom(struct mw_ctx *ctx)
 			return;
 		}
 	}
-	if (awl_now)
-		mw_log(ctx, LOG_INFO, "client network %s auto-whitelisted: its triplets passed greylisting "
-		    "%u times", net, g->cfg->greylist_auto_whitelist_clients);
 	if (nwait == 0) {
+		/* the message passes: one count for the network if it passed by
+		 * a retry now (awl_count) */
+		if (nretried > 0 && (awl_now = awl_count(g, net)) < 0) {
+			sbuf_free(&held);
+			store_failed(ctx, g);
+			return;
+		}
+		if (awl_now)
+			mw_log(ctx, LOG_INFO, "client network %s auto-whitelisted: its messages passed "
+			    "greylisting by retrying %u times", net, g->cfg->greylist_auto_whitelist_clients);
 		mw_symbol(ctx, "GREYLIST_PASS", 0, "known triplet(s)%s", nretried ? ", retried after the delay" : "");
 		sbuf_free(&held);
 		return;

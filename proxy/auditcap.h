@@ -11,7 +11,13 @@
  *   recipients first (the delivery audit), then at most
  *   AUDIT_REFUSED_LISTED refused ones, each in the client's order; those
  *   left out are counted (rcpts_unlisted, rcpts_unlisted_accepted);
- * - symbols take at most AUDIT_SYMBOLS_MAX bytes (symbols_unlisted). */
+ * - symbols take at most AUDIT_SYMBOLS_MAX bytes (symbols_unlisted);
+ * - the milter's rcpt_checks_cut lists at most AUDIT_CUTS_LISTED
+ *   recipients in at most AUDIT_CUTS_MAX bytes, each string of an entry
+ *   cut to AUDIT_CUT_TEXT_MAX (rcpt_checks_cut_unlisted counts the rest):
+ *   it sits in the fixed part of the record, so that 100 entries of 400
+ *   bytes (a scanner too busy to answer at RCPT cuts every recipient's
+ *   check) left the accepted recipients a few KiB, or passed the cap. */
 #ifndef MW_AUDITCAP_H
 #define MW_AUDITCAP_H
 
@@ -24,6 +30,9 @@ struct jsonw;
 #define AUDIT_RCPT_REPLY_MAX 256
 #define AUDIT_REFUSED_LISTED 100
 #define AUDIT_SYMBOLS_MAX    (16 * 1024)
+#define AUDIT_CUTS_LISTED    20
+#define AUDIT_CUTS_MAX       (6 * 1024)
+#define AUDIT_CUT_TEXT_MAX   128
 /* room kept for the counters after the rcpts list */
 #define AUDIT_COUNTS_ROOM    96
 

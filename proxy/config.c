@@ -578,11 +578,11 @@ static const struct cfg_opt cfg_opts[] = {
 	      "greylisting: client IPs/networks, client host names (.suffix), sender domains "
 	      "(@dom, with an SPF pass only) and recipients (to:) never greylisted"),
 	G_STR("greylist_whitelist_file", greylist_whitelist_file, "", check_path_or_empty,
-	      "greylisting: a file of greylist_whitelist entries, one or more a line, # comments "
-	      "(read at start and reload; empty = none)"),
+	      "greylisting: a file of greylist_whitelist entries, one or more a line, a # starting "
+	      "a word a comment (read at start and reload; empty = none)"),
 	G_UINT("greylist_auto_whitelist_clients", greylist_auto_whitelist_clients, "5", 0, 1000,
-	       "greylisting: a client network whose triplets passed greylisting this many times is "
-	       "not greylisted for greylist_pass_lifetime (0 = off)"),
+	       "greylisting: a client network whose messages passed greylisting by retrying this many "
+	       "times, an hour apart at least, is not greylisted for greylist_pass_lifetime (0 = off)"),
 	G_STR("ratelimit_ip", ratelimit_ip, "", NULL,
 	      "rate limit per client IP (IPv6: per /64): COUNT/WINDOW, e.g. 100/1h (empty = off)"),
 	G_STR("ratelimit_sender", ratelimit_sender, "", NULL,

@@ -307,8 +307,8 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
  * addresses, a HELO and a sender of any length. */
 
 /* timed_out_write - "spamd=spamd_timeout clamd=scan_deadline" as
- * {filter: what ran out} */
-static void timed_out_write(struct jsonw *w, const char *list)
+ * {filter: what ran out}, each value cut to max bytes of JSON */
+static void timed_out_write(struct jsonw *w, const char *list, size_t max)
 {
 	jsonw_object_begin(w);
 	for (const char *p = list; *p; ) {
@@ -318,7 +318,7 @@ static void timed_out_write(struct jsonw *w, const char *list)
 		if (k < len) {
 			snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
 			jsonw_key(w, key);
-			jsonw_str_max(w, p + k + 1, len - k - 1, AUDIT_TEXT_MAX);
+			jsonw_str_max(w, p + k + 1, len - k - 1, max);
 		}
 		p += len;
 		p += strspn(p, " ");
@@ -329,41 +329,57 @@ static void timed_out_write(struct jsonw *w, const char *list)
 /* rcpt_checks_cut - the recipients whose check at RCPT was cut short or
  * got no answer, each with what ran out and what it got; nothing if none.
  * The check's own result is dropped once the recipient is let through, so
- * without this a cut that passed a recipient was only in the logs.  At
- * most AUDIT_REFUSED_LISTED of them are listed, the rest counted
+ * without this a cut that passed a recipient was only in the logs.  Within
+ * the bounds of auditcap.h (AUDIT_CUTS_*), the rest counted
  * (rcpt_checks_cut_unlisted): a scanner that stops answering cuts every
- * recipient. */
+ * recipient, and this list is outside the room the accepted recipients
+ * get, so it must stay small. */
 static void rcpt_checks_cut(struct jsonw *w, const struct msess *s)
 {
-	size_t i, listed = 0, unlisted = 0;
+	size_t i, start = 0, listed = 0, unlisted = 0;
 
 	for (i = 0; i < s->nrcpts; i++) {
 		const struct rcpt *r = &s->rcpts[i];
+		size_t before;
+		unsigned char first;
 
 		if (r->cut_timed_out == NULL && r->cut_fault == NULL)
 			continue;
-		if (listed == AUDIT_REFUSED_LISTED) {
+		if (listed == AUDIT_CUTS_LISTED) {
 			unlisted++;
 			continue;
 		}
-		if (listed++ == 0) {
+		if (listed == 0) {
 			jsonw_key(w, "rcpt_checks_cut");
+			start = w->out->len;
 			jsonw_array_begin(w);
 		}
+		before = w->out->len;
+		first = w->first[w->depth];
 		jsonw_object_begin(w);
 		jsonw_key(w, "address");
-		audit_text(w, r->addr, AUDIT_RCPT_REPLY_MAX);
+		audit_text(w, r->addr, AUDIT_CUT_TEXT_MAX);
 		if (r->cut_timed_out != NULL) {
 			jsonw_key(w, "timed_out");
-			timed_out_write(w, r->cut_timed_out);
+			timed_out_write(w, r->cut_timed_out, AUDIT_CUT_TEXT_MAX);
 		}
 		if (r->cut_fault != NULL) {
 			jsonw_key(w, "fault");
-			audit_text(w, r->cut_fault, AUDIT_RCPT_REPLY_MAX);
+			audit_text(w, r->cut_fault, AUDIT_CUT_TEXT_MAX);
 		}
 		jsonw_key(w, "action");
 		jsonw_cstr(w, r->cut_action);
 		jsonw_object_end(w);
+		if (listed > 0 && w->out->len - start > AUDIT_CUTS_MAX) {
+			/* taken back, as symbols past their room; never the first
+			 * (at most ~1 KiB), so the list is never empty */
+			w->out->len = before;
+			w->out->data[before] = '\0';
+			w->first[w->depth] = first;
+			unlisted++;
+			continue;
+		}
+		listed++;
 	}
 	if (listed > 0)
 		jsonw_array_end(w);
@@ -432,7 +448,7 @@ static void audit_tail(struct jsonw *w, struct msess *s, const struct scan_resul
 	}
 	if (res != NULL && res->timed_out[0]) {
 		jsonw_key(w, "timed_out");
-		timed_out_write(w, res->timed_out);
+		timed_out_write(w, res->timed_out, AUDIT_TEXT_MAX);
 	}
 	rcpt_checks_cut(w, s);
 	if (res != NULL)

@@ -5,7 +5,9 @@ listed before the refused ones, and client text cannot forge key=value
 fields of a log line (the reviewer's rv-logs reproducers, session 19)."""
 
 import base64
+import json
 import re
+import time
 
 from milterlib import RawMilter, milter_pid, wait_records
 from mwlib import RawUpstream, free_port, make_msg, plugin_opt, wait_until
@@ -179,3 +181,65 @@ def test_auth_user_is_one_escaped_token(mw_factory, raw_upstream):
     assert "authentication failed" not in text
     assert text.endswith(r"authenticated as bob\xff\xc2\x9b31m\x20client\x20[203.0.113.9]"
                          r"\x20authentication\x20failed\x20(535)\x20x\x3d\x22y\x22"), text
+
+
+def test_milter_record_with_cut_rcpt_checks_is_bounded(mw_factory, upstream, tmp_path):
+    """rv-today3 S1: the milter's rcpt_checks_cut (up to 100 entries of
+    some 400 bytes) sat outside the 64 KiB budget: with the checks at RCPT
+    cut (a busy scanner, milter_early_timeout) for many long recipients and
+    16 KiB of symbols, the accepted recipients dropped out of the record
+    (or the record passed 64 KiB).  It is bounded inside the budget now:
+    fewer entries, their strings cut, the rest counted."""
+    import threading
+    rules = tmp_path / "many.cf"
+    rules.write_text("".join(
+        "header   T_LONG_%02d  Subject =~ /many/\ndescribe T_LONG_%02d  %s\nscore    T_LONG_%02d  0.01\n"
+        % (i, i, ("symbol %02d of a long list " % i) * 18, i) for i in range(45)))
+    mport = free_port()
+    m = mw_factory(upstream, opts=[
+        ("milter_listen", "inet:%d@127.0.0.1" % mport), ("milter_early_timeout", "100ms"),
+        ("scanner_threads", "1"), ("filters", "rules"), ("rules_files", str(rules)),
+        ("rules_cache_dir", str(tmp_path / "cache")), plugin_opt()])
+    assert wait_until(lambda: milter_pid(m) is not None, 10.0)
+    busy = RawMilter(mport, timeout=60)
+    busy.negotiate().connect()
+    busy.mail()
+    busy.rcpt()
+    busy.body(busy.headers(make_msg(subject="busy", headers=[("X-Example-Sleep", "20000")])))
+    done = []
+    t = threading.Thread(target=lambda: done.append(busy.eom()))
+    t.start()
+    n = 110
+    try:
+        time.sleep(0.3)                                  # the only scanner thread sleeps
+        with RawMilter(mport, timeout=60) as mc:
+            mc.negotiate().connect(helo="e" * 3000)
+            assert mc.mail(("<%s@example.org>" % ("s" * 2000)).encode())[0] == b"c"
+            for i in range(n):                           # each check cut after 100 ms
+                assert mc.rcpt(("<%s>" % long_rcpt(i, "c%03d" % i + "m" * 400)).encode())[0] == b"c"
+            mc.body(mc.headers(make_msg(subject="many")))
+            assert mc.eom()[0] in (b"c", b"a")
+    finally:
+        t.join(60)
+        busy.close()
+    wait_records(m, 2, timeout=30)
+    with open(m.audit_path, "rb") as f:
+        line = [l for l in f if json.loads(l).get("subject") == "many"][0]
+    rec, size = json.loads(line), len(line)
+    print("milter record: %d bytes, %d rcpts listed (%s unlisted), %d cut listed (%s unlisted), "
+          "%d symbols" % (size, len(rec["rcpts"]), rec.get("rcpts_unlisted"),
+                          len(rec.get("rcpt_checks_cut", [])), rec.get("rcpt_checks_cut_unlisted"),
+                          len(rec["symbols"])))
+    assert size <= RECORD_MAX, size
+    assert longest_line(m.audit_path) <= RECORD_MAX
+    assert rec.get("symbols_unlisted", 0) > 0, rec.get("symbols_unlisted")   # 16 KiB of them
+    # the recipients (all accepted: a cut check lets them through) come
+    # first, in the client's order, and most of the room is theirs
+    acc = rec["rcpts"]
+    assert all(r["accepted"] for r in acc)
+    assert [r["address"][:4] for r in acc] == ["c%03d" % i for i in range(len(acc))]
+    assert len(acc) >= 40, len(acc)
+    assert rec.get("rcpts_unlisted", 0) == n - len(acc)
+    cut = rec["rcpt_checks_cut"]
+    assert 0 < len(cut) and len(cut) + rec["rcpt_checks_cut_unlisted"] == n, (len(cut), rec)
+    assert all(r["action"] == "accept" for r in cut)

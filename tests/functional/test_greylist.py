@@ -13,7 +13,7 @@ import pytest
 from dnsserver import dns_server, txt  # noqa: F401 (fixture)
 from mwlib import make_msg, run_mw
 from storelib import Redis, redis_server, store, store_opts  # noqa: F401 (fixtures)
-from storelib import fnv1a64, key_hash, legacy_greylist_key, store_peek, store_put
+from storelib import fnv1a64, key_hash, legacy_greylist_key, store_del, store_peek, store_put
 
 # Pairs of 13-character local parts with one 64-bit FNV-1a state after
 # them (found by a distinguished-point collision search, 2^31 to 2^32
@@ -384,21 +384,35 @@ def test_pass_under_the_key_of_the_sender_as_written_moves(mw_factory, upstream,
 
 
 def test_client_auto_whitelist(mw_factory, upstream, tmp_path):
-    """A client network whose triplets passed greylisting by retrying 5
-    times (greylist_auto_whitelist_clients, Postgrey's default) is not
-    greylisted any more; with 0 it still is (before: always)."""
+    """A client network whose messages passed greylisting by retrying 5
+    times (greylist_auto_whitelist_clients, Postgrey's default), each at
+    least an hour after the last one counted (here 3 times, and
+    greylist_pass_lifetime 9s shared out among them: 3 s), is not
+    greylisted any more; with 0 it still is (before: always).  This test
+    sent 5 one-recipient messages at once, which hid that a count was a
+    triplet, not a message, and not spaced (session 19b)."""
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path / "a") + GL1)
-    for i in range(5):
+    so = store_opts("lmdb", tmp_path / "a")
+    m = mw_factory(upstream, opts=so + GL1 + [
+        ("greylist_auto_whitelist_clients", "3"), ("greylist_pass_lifetime", "9s")])
+    net = "127.0.0.0/24"
+    for i in range(3):
         assert send(m, rcpts=("u%d@example.net" % i,)).code == 451
-    assert send(m, rcpts=("u9@example.net",)).code == 451     # 5 waiting: not yet
     time.sleep(1.2)
-    for i in range(5):
+    # three passed by retrying within the spacing (9 s / 3 = 3 s): one count
+    for i in range(3):
         assert send(m, rcpts=("u%d@example.net" % i,)).code == 250
-    r = send(m, rcpts=("new@example.net",), helo="client2.example.org")
-    assert r.code == 250, "client that passed 5 times still greylisted: %r" % (r,)
-    rec = m.audit(12)[-1]
+    assert store_peek("lmdb", so, None, key_hash("glc:", net))[1] == "1"
+    assert send(m, rcpts=("new@example.net",)).code == 451
+    time.sleep(3.1)
+    assert send(m, rcpts=("new@example.net",)).code == 250        # the second count
+    assert send(m, rcpts=("new2@example.net",)).code == 451
+    time.sleep(3.1)
+    assert send(m, rcpts=("new2@example.net",)).code == 250       # the third: whitelisted
+    r = send(m, rcpts=("other@example.net",), helo="client2.example.org")
+    assert r.code == 250, "client that passed 3 times still greylisted: %r" % (r,)
+    rec = m.audit(11)[-1]
     assert "auto-whitelisted" in gl_symbol(rec, "GREYLIST_SKIP")[0]["description"], rec
     # another network is another client
     assert send_from(m, "127.0.7.1", rcpts=("new@example.net",)) == 451
@@ -410,6 +424,77 @@ def test_client_auto_whitelist(mw_factory, upstream, tmp_path):
     for i in range(5):
         assert send(m0, rcpts=("u%d@example.net" % i,)).code == 250
     assert send(m0, rcpts=("new@example.net",)).code == 451
+
+
+def test_auto_whitelist_counts_a_message_once_an_hour(mw_factory, upstream, store):
+    """rv-today3 F1: one message to 5 recipients retried once counted 5
+    and whitelisted the client's /24; a retry still refused (a sixth, new
+    recipient) counted too.  Now: one count per message that passes, none
+    for one still greylisted, and at most one an hour per network (both
+    stores: the spacing is an INCR, shared through Redis)."""
+    kind, opts, redis = store
+    m = mw_factory(upstream, opts=opts + GL1)
+    net = "127.0.0.0/24"
+    rcpts = tuple("u%d@example.net" % i for i in range(5))
+    assert send(m, frm="bot1@spam.example", rcpts=rcpts).code == 451
+    time.sleep(1.2)
+    # the retry adds a new recipient: refused again, and not counted
+    assert send(m, frm="bot1@spam.example", rcpts=rcpts + ("new@example.net",)).code == 451
+    assert store_peek(kind, opts, redis, key_hash("glc:", net)) is None
+    time.sleep(1.2)
+    assert send(m, frm="bot1@spam.example", rcpts=rcpts + ("new@example.net",)).code == 250
+    left, n = store_peek(kind, opts, redis, key_hash("glc:", net))
+    assert n == "1", n
+    left, _ = store_peek(kind, opts, redis, key_hash("glt:", net))
+    assert 3590 < left <= 3600, left                  # not counted again for an hour
+    # more messages passing by retrying within the hour: not counted
+    for frm in ("a@one.example", "b@two.example", "c@three.example", "d@four.example"):
+        assert send(m, frm=frm).code == 451
+    time.sleep(1.2)
+    for frm in ("a@one.example", "b@two.example", "c@three.example", "d@four.example"):
+        assert send(m, frm=frm).code == 250
+    assert store_peek(kind, opts, redis, key_hash("glc:", net))[1] == "1"
+    r = send(m, frm="other@elsewhere.example", rcpts=("victim@example.net",))
+    assert r.code == 451, r
+    # the hour over (its mark gone) and 4 counted before: the fifth whitelists
+    store_put(kind, opts, redis, key_hash("glc:", net), "4", int(time.time()) + 86400)
+    store_del(kind, opts, redis, key_hash("glt:", net))
+    time.sleep(1.2)
+    assert send(m, frm="other@elsewhere.example", rcpts=("victim@example.net",)).code == 250
+    r = send(m, frm="third@elsewhere.example", rcpts=("victim2@example.net",))
+    assert r.code == 250, r
+    assert "auto-whitelisted" in gl_symbol(m.audit(14)[-1], "GREYLIST_SKIP")[0]["description"]
+
+
+def test_known_pass_before_a_merged_first_attempt(mw_factory, upstream, store):
+    """rv-today3 F2: user1@ passed under its key of before (the sender as
+    written), user2@'s recent first attempt moved to the key they now share
+    (user#@): the keys of before were read only when the new key was
+    unknown, so user1, a known correspondent, was greylisted again.  A
+    pass under an old key now wins over a first attempt under the new one,
+    and moves (both stores); the same for the FNV-1a key."""
+    kind, opts, redis = store
+    net, rcpt = "127.0.0.0/24", "rcpt@example.net"
+    ms = int(time.time() * 1000)
+    old1 = key_hash("gl:", net, "user1@example.org", rcpt)
+    store_put(kind, opts, redis, old1, "P%d" % (ms - 3600 * 1000), ms // 1000 + 86400)
+    store_put(kind, opts, redis, key_hash("gl:", net, "user2@example.org", rcpt),
+              "F%d" % (ms - 10 * 1000), ms // 1000 + 86400)
+    # and under the FNV-1a key of before, for another recipient
+    store_put(kind, opts, redis, legacy_greylist_key(net, "user3@example.org", "r2@example.net"),
+              "P%d" % (ms - 60 * 1000), ms // 1000 + 86400)
+    store_put(kind, opts, redis, key_hash("gl:", net, "user#@example.org", "r2@example.net"),
+              "F%d" % ms, ms // 1000 + 86400)
+    m = mw_factory(upstream, opts=opts + GL1 + [("greylist_delay", "300s")])
+    assert send(m, frm="user2@example.org").code == 451      # still waiting: right
+    r = send(m, frm="user1@example.org")
+    assert r.code == 250, "known correspondent greylisted again after the upgrade: %r" % (r,)
+    assert store_peek(kind, opts, redis, old1) is None
+    assert store_peek(kind, opts, redis, key_hash("gl:", net, "user#@example.org", rcpt))[1][0] == "P"
+    r = send(m, frm="user3@example.org", rcpts=("r2@example.net",))
+    assert r.code == 250, r
+    assert store_peek(kind, opts, redis, legacy_greylist_key(net, "user3@example.org",
+                                                             "r2@example.net")) is None
 
 
 def test_whitelist_file_holds_a_provider_list(mw_factory, upstream, tmp_path):
@@ -438,6 +523,24 @@ def test_whitelist_file_holds_a_provider_list(mw_factory, upstream, tmp_path):
     assert r.returncode != 0 and ("%s:1: line longer than" % long_line) in r.stderr.decode(), r.stderr
     r = run_mw(base + ["-o", "greylist_whitelist_file=%s" % (tmp_path / "absent")])
     assert r.returncode != 0 and "greylist_whitelist_file" in r.stderr.decode(), r.stderr
+
+
+def test_whitelist_file_hash_inside_a_word(mw_factory, upstream, tmp_path):
+    """rv-today3 S4: '#' started a comment anywhere in a line, so a to:
+    address with '#' in its local part (valid) could not be listed: the
+    entry became to:a.  A comment starts a line or a word now (after a
+    blank or a comma)."""
+    f = tmp_path / "gl-hash"
+    f.write_text("# recipients\nto:ops#alerts@example.net # the pager\n"
+                 "to:x@example.org,# a comment after a comma\n\t# indented\n")
+    r = run_mw(["-t", "-o", "filters=greylist", "-o", "store_path=%s" % (tmp_path / "t.lmdb"),
+                "-o", "greylist_whitelist_file=%s" % f])
+    assert r.returncode == 0, r.stderr
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + GL1 + [
+        ("greylist_whitelist_file", str(f))])
+    r = send(m, rcpts=("ops#alerts@example.net",))
+    assert r.code == 250, "to:ops#alerts@example.net not whitelisted: %r" % (r,)
+    assert send(m, rcpts=("ops@example.net",)).code == 451       # not "to:ops"
 
 
 def scan_gl(tmp_path, opts, client, frm="sender@example.org", rcpt="rcpt@example.net"):

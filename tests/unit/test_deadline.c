@@ -131,22 +131,22 @@ static void test_check_config(void **state)
 	memset(out, 0, sizeof(out));
 	/* the message, and the envelope check at RCPT (milter_early) */
 	assert_int_equal(check(over, 6, out, sizeof(out)), 2);
-	/* 5 + 15 + 10 + 2 x 5 + 5 + 30 + 60 + 6 x 1 + 2 x 1 */
-	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 143s at worst for "
+	/* 5 + 15 + 10 + 2 x 5 + 5 + 30 + 60 + 5 x 1 + 4 x 1 */
+	assert_non_null(strstr(out, "test: warning: the filters' waits add up to 144s at worst for "
 	    "one recipient, one after the other"));
 	assert_non_null(strstr(out, "rdns: dns_timeout 5s, spf: spf_timeout 15s, dkim: dkim_timeout "
 	    "10s, dmarc: 2 x dns_timeout 5s, dnsbl: dns_timeout 5s, spamd: spamd_timeout 30s, "
-	    "clamd: clamd_timeout 60s, greylist: 6 x store_timeout 1s per recipient + "
-	    "2 x store_timeout 1s)"));
+	    "clamd: clamd_timeout 60s, greylist: 5 x store_timeout 1s per recipient + "
+	    "4 x store_timeout 1s)"));
 	assert_non_null(strstr(out, "more than milter_timeout 60s leaves them (5s is kept back"));
 	assert_null(strstr(out, "scan_timeout"));           /* no proxy listener */
 	assert_null(strstr(out, "libclamav"));
-	/* at RCPT only the filters with an envelope hook wait: 5 + 15 + 8 x 1
+	/* at RCPT only the filters with an envelope hook wait: 5 + 15 + 9 x 1
 	 * against milter_early_timeout's 8 s less 800 ms, greylisting's cut
 	 * refusing the recipient (store_failure = closed) */
-	assert_non_null(strstr(out, "test: warning: the envelope check's waits at RCPT add up to 28s "
+	assert_non_null(strstr(out, "test: warning: the envelope check's waits at RCPT add up to 29s "
 	    "at worst, one after the other (rdns: dns_timeout 5s, spf: spf_timeout 15s, greylist: "
-	    "8 x store_timeout 1s), more than milter_early_timeout 8s leaves them (800ms is kept back"));
+	    "9 x store_timeout 1s), more than milter_early_timeout 8s leaves them (800ms is kept back"));
 	assert_non_null(strstr(out, "Postfix's milter_command_timeout"));
 	assert_non_null(strstr(out, "with store_failure = closed that refuses the recipient"));
 
@@ -192,8 +192,8 @@ static void test_check_config_calls(void **state)
 	    "rules_dns_timeout 3s + rules_time_budget 2s)"));
 	assert_non_null(strstr(out, "RULES_TIMEOUT"));
 
-	/* greylisting: three GETs, a SET, a DEL and the auto-whitelist's INCR
-	 * per recipient, its GET and SET per message; rate limits: an INCR and
+	/* greylisting: three GETs, a SET and a DEL per recipient, the
+	 * auto-whitelist's GET, two INCRs and a SET per message; rate limits: an INCR and
 	 * a GET per limit (the domain's per recipient domain); Bayes: 2 counts,
 	 * 5 batches of tokens, the character model's version and blob, and
 	 * autolearn's mark (and its key of before), the look at the example
@@ -203,16 +203,16 @@ static void test_check_config_calls(void **state)
 	 * more): 13 */
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(store, 13, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "add up to 54s at worst for one recipient, one after the other "
-	    "(greylist: 6 x store_timeout 2s per recipient + 2 x store_timeout 2s, ratelimit: 4 x store_timeout 2s + "
+	assert_non_null(strstr(out, "add up to 56s at worst for one recipient, one after the other "
+	    "(greylist: 5 x store_timeout 2s per recipient + 4 x store_timeout 2s, ratelimit: 4 x store_timeout 2s + "
 	    "2 x store_timeout 2s per recipient domain, bayes: 13 x store_timeout 2s), more than "
 	    "scan_timeout 30s"));
 	/* autolearn keeping no example (bayes_autolearn_examples = no, the
 	 * default): 12 */
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(store, 12, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "add up to 52s at worst for one recipient, one after the other "
-	    "(greylist: 6 x store_timeout 2s per recipient + 2 x store_timeout 2s, ratelimit: 4 x store_timeout 2s + "
+	assert_non_null(strstr(out, "add up to 54s at worst for one recipient, one after the other "
+	    "(greylist: 5 x store_timeout 2s per recipient + 4 x store_timeout 2s, ratelimit: 4 x store_timeout 2s + "
 	    "2 x store_timeout 2s per recipient domain, bayes: 12 x store_timeout 2s), more than "
 	    "scan_timeout 30s"));
 
@@ -253,11 +253,11 @@ static void test_check_config_refusing(void **state)
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(grey_first_no_rdns, 6, out, sizeof(out)), 0);
 	assert_string_equal(out, "");
-	/* 5 + 8 x 2 = 21 */
+	/* 5 + 9 x 2 = 23 */
 	memset(out, 0, sizeof(out));
 	assert_int_equal(check(grey_first, 6, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "add up to 21s at worst, one after the other (rdns: dns_timeout "
-	    "5s, greylist: 8 x store_timeout 2s), more than milter_early_timeout 8s"));
+	assert_non_null(strstr(out, "add up to 23s at worst, one after the other (rdns: dns_timeout "
+	    "5s, greylist: 9 x store_timeout 2s), more than milter_early_timeout 8s"));
 	assert_null(strstr(out, "spf"));
 }
 
