@@ -463,17 +463,18 @@ def test_redis_fake_itself_and_refused(fake_peer):
     p = fake_peer(redis_handler(lambda p, c: c.sendall(b"$-1\r\n")))
     res, _, _ = grey_scan(p.addr, mode="closed")
     assert names(res) == ["GREYLIST"] and res["action"] == "tempfail", res
-    # the triplet, its key of before (an entry to move), the first attempt
-    assert [a[0] for _, a in p.requests] == [b"GET", b"GET", b"SET"], p.requests
+    # the client network's auto-whitelist mark (session 19), the triplet,
+    # its key of before (an entry to move), the first attempt
+    assert [a[0] for _, a in p.requests] == [b"GET", b"GET", b"GET", b"SET"], p.requests
     # an answer with a second one stuck to it: the first is GET's, the
     # connection is not reused (each connection's first GET is answered
-    # so: the triplet's GET and its old key's each drop theirs, SET gets
-    # a third)
+    # so: the mark's GET, the triplet's and its old key's each drop
+    # theirs, SET gets a fourth)
     p = fake_peer(redis_handler(lambda p, c: c.sendall(b"$-1\r\n+OK\r\n")))
     res, _, err = grey_scan(p.addr, mode="closed")
     assert names(res) == ["GREYLIST"], res
     assert "GET: more data than the replies asked for; connection dropped" in err, err
-    assert p.accepted == 3, p.accepted
+    assert p.accepted == 4, p.accepted
     res, took, err = grey_scan("127.0.0.1:%d" % free_port(), mode="open")
     assert names(res) == ["GREYLIST_STORE_FAIL"] and res["action"] == "accept", res
     assert "cannot connect" in err and took < 2
