@@ -1,14 +1,47 @@
 /* learn_walk.c - see learn_walk.h.
  *
  * Every open is made relative to a descriptor of the directory holding
- * the name (openat), O_NOFOLLOW unless a link there may be followed, and
- * O_NONBLOCK: a FIFO opens at once without a writer, and fstat of what
- * was opened, not the name, says what it is; only regular files are read
- * and directories walked.  Until session 19 the walk was nftw's (lstat,
- * then an open by name): a link the daemon's user swapped in between was
- * followed by root's learn, a FIFO named or swapped in made it wait for a
- * writer for ever, a link named on the command line in a user's folder was
- * read by root, one to a folder walked nothing. */
+ * the name (openat), O_NOFOLLOW, and O_NONBLOCK: a FIFO opens at once
+ * without a writer, and fstat of what was opened, not the name, says what
+ * it is; only regular files are read and directories walked.  A path (an
+ * argument, a link's target) is opened one name at a time from / or the
+ * working directory; a symbolic link met on the way, or as the last name,
+ * is read (readlinkat of the link itself, opened O_PATH|O_NOFOLLOW) and
+ * its target opened the same way, hop by hop, so every link followed is
+ * judged by the directory that holds it, and every file read by the
+ * directory that holds it, whatever links led there.
+ *
+ * The rule, as root (any other user reads what it may anyway):
+ *  1. A link is followed only in a directory only root can write
+ *     (root's, not writable by its group or others): an admin's link.
+ *  2. A regular file is read when the directory that holds its name is
+ *     one only root can write (no one else can have put a name there),
+ *     or else when the file is another user's than root's and
+ *       - in a directory only its owner writes: owned by that owner (a
+ *         user's own tree; any number of names: Dovecot copies messages
+ *         between folders as hard links);
+ *       - in a directory others write too (group or others' write bit:
+ *         /tmp, /var/mail 1777 or root:mail 2775, a shared folder): has
+ *         one name (each user's mailbox is theirs, with one name).
+ *     Why: whoever writes a directory can put there a link to anything, a
+ *     hard link to any file they can see (fs.protected_hardlinks off; it
+ *     keeps its owner and, once the original name is renamed over as
+ *     passwd(1) does /etc/shadow, has one name), or a file renamed from
+ *     another directory they write.  Outside root's own directories root
+ *     cannot tell its own file from one steered there, so it reads none
+ *     of root's; a user's own file in that user's directory tells nothing
+ *     the user may not read; another's there is a link or was moved.
+ *     Left: in a directory others write, another user's file with one
+ *     name whose other name that user removed (protected_hardlinks off).
+ *
+ * Until session 19 the walk was nftw's (lstat, then an open by name): a
+ * link the daemon's user swapped in between was followed by root's learn,
+ * a FIFO named or swapped in made it wait for a writer for ever, a link
+ * named on the command line in a user's folder was read by root, one to
+ * a folder walked nothing.  The first learn_walk.c (learn19) checked only
+ * the first link: the kernel followed the rest of its target (a user's
+ * link behind an admin's), and it read a root file with one name, or any
+ * file of the directory's owner, in a directory others write. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,13 +58,29 @@
 #include "proxy/sbuf.h"
 
 #define WALK_MAX_DEPTH 32       /* directories below an argument: bounds the descriptors held */
+#define WALK_MAX_HOPS 40        /* links followed for one name, as the kernel's MAXSYMLINKS */
 
 enum { AS_ARG = 1, IN_MAILDIR = 2 };   /* visit()'s flags */
+enum { LK_READ, LK_DIR };              /* lookup()'s want: opened to read (O_RDONLY), or a directory (O_PATH) */
 
 struct walk {
 	const struct learn_sink *sink;  /* borrowed */
-	uid_t me;                       /* euid: root follows links only where only root writes */
+	uid_t me;                       /* euid: root follows and reads by the rule above */
 	struct sbuf raw;                /* owned: one file's bytes */
+};
+
+/* a directory names are looked up in: its descriptor (borrowed) and stat */
+struct dir {
+	int fd;
+	struct stat st;
+};
+
+/* what lookup() and resolve() opened */
+struct found {
+	int fd;                 /* owned by the caller: O_RDONLY|O_NONBLOCK (LK_READ), O_PATH (LK_DIR) */
+	struct stat st;         /* of fd */
+	struct stat dst;        /* of the directory that holds the name opened (after links) */
+	int linked;             /* a link was followed to it */
 };
 
 static void fail(struct walk *w, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -64,6 +113,24 @@ static int follows(const struct walk *w, const struct stat *dst)
 	return w->me != 0 || roots(dst);
 }
 
+/* reads - may the regular file st, whose name the directory dst holds,
+ * be read?  Rule 2 of the header; 0 said and counted */
+static int reads(struct walk *w, const struct stat *st, const struct stat *dst, const char *path)
+{
+	int shared = (dst->st_mode & (S_IWGRP | S_IWOTH)) != 0;
+
+	if (w->me != 0 || roots(dst))
+		return 1;
+	if (st->st_uid != 0 && (shared ? st->st_nlink == 1 : st->st_uid == dst->st_uid))
+		return 1;
+	fail(w, path, "a file of uid %u with %lu %s in a directory of uid %u, mode %03o: not read (run as "
+	     "root, learn reads root's files only in directories only root can write, and another user's "
+	     "only in that user's directories or, where others write too, with one name)",
+	     (unsigned)st->st_uid, (unsigned long)st->st_nlink, st->st_nlink == 1 ? "name" : "names",
+	     (unsigned)dst->st_uid, (unsigned)(dst->st_mode & 07777));
+	return 0;
+}
+
 int learn_walk_skips(const char *name)
 {
 	static const char *const control[] = {
@@ -86,92 +153,184 @@ int learn_walk_skips(const char *name)
 	return flags != NULL && strchr(flags + 3, 'T') != NULL;
 }
 
-/* open_at - name in the directory dfd (whose stat is dst); *st what was
- * opened, *linked whether a link was followed to it.  The descriptor
- * (O_RDONLY|O_NONBLOCK), or -1 said and counted. */
-static int open_at(struct walk *w, int dfd, const struct stat *dst, const char *name, const char *path,
-                   struct stat *st, int *linked)
-{
-	int fl = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, fd;
+static int resolve(struct walk *w, const struct dir *from, const char *target, const char *path, int want,
+                   int *hops, struct found *out);
 
-	*linked = 0;
-	fd = openat(dfd, name, fl | O_NOFOLLOW);
-	if (fd < 0 && errno == ELOOP) {
-		if (!follows(w, dst)) {
-			fail(w, path, "a symbolic link in a directory of uid %u, mode %03o: not followed (run as "
-			     "root, learn follows links only in directories only root can write)",
-			     (unsigned)dst->st_uid, (unsigned)(dst->st_mode & 07777));
-			return -1;
-		}
-		*linked = 1;
-		fd = openat(dfd, name, fl);
+/* lookup - one name (no slash) in the directory d, opened as want says;
+ * a link there followed hop by hop (resolve) as follows() allows.  path:
+ * what is said in a failure.  0 with *out, or -1 said and counted. */
+static int lookup(struct walk *w, const struct dir *d, const char *name, const char *path, int want, int *hops,
+                  struct found *out)
+{
+	char target[PATH_MAX];
+	ssize_t n = -1;
+	int fd, bare = 0, rc;
+
+	if (want == LK_DIR)
+		fd = openat(d->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	else if ((fd = openat(d->fd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC)) < 0
+	         && errno == ELOOP) {
+		/* a link: the link itself, to read where it points */
+		fd = openat(d->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		bare = 1;
 	}
-	if (fd < 0) {
+	if (fd < 0 || fstat(fd, &out->st) < 0) {
 		fail(w, path, "%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
-	if (fstat(fd, st) < 0) {
-		fail(w, path, "%s", strerror(errno));
+	if (S_ISLNK(out->st.st_mode)) {
+		if (!follows(w, &d->st)) {
+			/* the name said is the path's last (no link followed
+			 * yet, not a directory on the way), else named */
+			int last = *hops == 0 && want == LK_READ;
+
+			fail(w, path, "%s%sa symbolic link in a directory of uid %u, mode %03o: not followed (run as "
+			     "root, learn follows links only in directories only root can write)", last ? "" : name,
+			     last ? "" : " is ", (unsigned)d->st.st_uid, (unsigned)(d->st.st_mode & 07777));
+			close(fd);
+			return -1;
+		}
+		/* the link opened, not its name again: what was judged is read */
+		if (++*hops > WALK_MAX_HOPS)
+			errno = ELOOP;
+		else
+			n = readlinkat(fd, "", target, sizeof(target));
+		close(fd);
+		if (n < 0 || (size_t)n >= sizeof(target)) {
+			fail(w, path, "%s", strerror(n < 0 ? errno : ENAMETOOLONG));
+			return -1;
+		}
+		target[n] = '\0';
+		if ((rc = resolve(w, d, target, path, want, hops, out)) == 0)
+			out->linked = 1;
+		return rc;
+	}
+	if (bare || (want == LK_DIR && !S_ISDIR(out->st.st_mode))) {
+		/* bare: a link when opened, none now (swapped back) */
+		fail(w, path, "%s", strerror(bare ? ESTALE : ENOTDIR));
 		close(fd);
 		return -1;
 	}
-	return fd;
+	out->fd = fd;
+	out->dst = d->st;
+	out->linked = 0;
+	return 0;
 }
 
-/* read_regular - a regular file's bytes to the sink */
-static void read_regular(struct walk *w, int fd, const struct stat *st, const struct stat *dst, const char *path)
+/* resolve - the path target opened as want says, one name at a time
+ * (lookup): from "/" when it starts with one, else from the directory
+ * from (a link's), or, from NULL, the working directory (an argument).
+ * 0 with *out, or -1 said and counted. */
+static int resolve(struct walk *w, const struct dir *from, const char *target, const char *path, int want,
+                   int *hops, struct found *out)
+{
+	char buf[PATH_MAX], *comp, *next, *save = NULL;
+	size_t len = strlen(target);
+	struct dir cur;
+	int slash = 0, rc;
+
+	if (len == 0 || len >= sizeof(buf)) {
+		fail(w, path, "%s", strerror(len == 0 ? ENOENT : ENAMETOOLONG));
+		return -1;
+	}
+	memcpy(buf, target, len + 1);
+	while (len > 1 && buf[len - 1] == '/') {        /* "dir/": a directory */
+		buf[--len] = '\0';
+		slash = 1;
+	}
+	if (buf[0] == '/' || from == NULL)
+		cur.fd = open(buf[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	else
+		cur.fd = fcntl(from->fd, F_DUPFD_CLOEXEC, 0);
+	if (cur.fd < 0 || fstat(cur.fd, &cur.st) < 0) {
+		fail(w, path, "%s", strerror(errno));
+		if (cur.fd >= 0)
+			close(cur.fd);
+		return -1;
+	}
+	for (comp = strtok_r(buf, "/", &save); comp != NULL && (next = strtok_r(NULL, "/", &save)) != NULL;
+	     comp = next) {
+		struct found f;
+
+		if (strcmp(comp, ".") == 0)
+			continue;
+		if (lookup(w, &cur, comp, path, LK_DIR, hops, &f) < 0) {
+			close(cur.fd);
+			return -1;
+		}
+		close(cur.fd);
+		cur.fd = f.fd;
+		cur.st = f.st;
+	}
+	if (comp == NULL || strcmp(comp, ".") == 0) {
+		/* "/", "dir/.": the directory reached itself */
+		out->fd = want == LK_DIR ? fcntl(cur.fd, F_DUPFD_CLOEXEC, 0)
+		                         : openat(cur.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (out->fd < 0) {
+			fail(w, path, "%s", strerror(errno));
+			close(cur.fd);
+			return -1;
+		}
+		out->st = out->dst = cur.st;
+		out->linked = 0;
+		close(cur.fd);
+		return 0;
+	}
+	rc = lookup(w, &cur, comp, path, want, hops, out);
+	close(cur.fd);
+	if (rc == 0 && slash && !S_ISDIR(out->st.st_mode)) {
+		fail(w, path, "%s", strerror(ENOTDIR));
+		close(out->fd);
+		return -1;
+	}
+	return rc;
+}
+
+/* read_regular - a regular file's bytes to the sink, if reads() allows */
+static void read_regular(struct walk *w, const struct found *f, const char *path)
 {
 	int fl;
 
-	/* a hard link the directory's owner made to another's file (where
-	 * fs.protected_hardlinks is off), as the quarantine commands refuse
-	 * one: root reads in others' directories only their own files or
-	 * files with one name */
-	if (w->me == 0 && !roots(dst) && st->st_uid != dst->st_uid && st->st_nlink > 1) {
-		fail(w, path, "a file of uid %u with %lu names in a directory of uid %u: not read",
-		     (unsigned)st->st_uid, (unsigned long)st->st_nlink, (unsigned)dst->st_uid);
+	if (!reads(w, &f->st, &f->dst, path))
 		return;
-	}
-	if (st->st_size > (off_t)LEARN_MAX_SIZE) {
+	if (f->st.st_size > (off_t)LEARN_MAX_SIZE) {
 		fail(w, path, "%s (over %u MiB)", strerror(EFBIG), LEARN_MAX_SIZE >> 20);
 		return;
 	}
-	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+	if ((fl = fcntl(f->fd, F_GETFL)) < 0 || fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		fail(w, path, "%s", strerror(errno));
 		return;
 	}
 	sbuf_reset(&w->raw);
-	if (msgfile_read_fd(fd, &w->raw) < 0) {
+	if (msgfile_read_fd(f->fd, &w->raw) < 0) {
 		fail(w, path, "%s", strerror(errno));
 		return;
 	}
 	w->sink->file(w->sink->arg, path, w->raw.data ? w->raw.data : "", w->raw.len);
 }
 
-static void walk_dir(struct walk *w, int fd, const struct stat *st, const char *path, int depth);
+static void walk_dir(struct walk *w, const struct dir *d, const char *path, int depth);
 
-/* visit - one name in the directory dfd: a file read, a directory walked */
-static void visit(struct walk *w, int dfd, const struct stat *dst, const char *name, const char *path,
-                  int flags, int depth)
+/* visit - what was opened (*f, closed here): a file read, a directory walked */
+static void visit(struct walk *w, struct found *f, const char *path, int flags, int depth)
 {
-	struct stat st;
-	int linked, fd;
+	if (S_ISDIR(f->st.st_mode)) {
+		struct dir d = { f->fd, f->st };
 
-	if ((fd = open_at(w, dfd, dst, name, path, &st, &linked)) < 0)
-		return;
-	if (S_ISDIR(st.st_mode)) {
-		if (linked && !(flags & AS_ARG))
+		if (f->linked && !(flags & AS_ARG))
 			/* a walk into a link to a folder could loop, or walk a
 			 * tree twice: name it on the command line */
 			fprintf(stderr, "mailwarden learn: %s: a link to a directory, not followed "
 			        "(give it as an argument)\n", path);
 		else if (!(flags & IN_MAILDIR))
-			walk_dir(w, fd, &st, path, depth);
-	} else if (S_ISREG(st.st_mode))
-		read_regular(w, fd, &st, dst, path);
+			walk_dir(w, &d, path, depth);
+	} else if (S_ISREG(f->st.st_mode))
+		read_regular(w, f, path);
 	else
 		fail(w, path, "not a regular file or a directory");
-	close(fd);
+	close(f->fd);
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -193,22 +352,22 @@ static int quarantine_record(char **names, size_t n, const char *name)
 	return bsearch(&key, names, n, sizeof(*names), cmp_names) != NULL;
 }
 
-/* walk_entries - the names of the directory fd, in order, each visited */
-static void walk_entries(struct walk *w, int fd, const struct stat *st, const char *path, int flags, int depth)
+/* walk_entries - the names of the directory d, in order, each visited */
+static void walk_entries(struct walk *w, const struct dir *d, const char *path, int flags, int depth)
 {
 	char **names = NULL, child[PATH_MAX];
 	size_t n = 0, cap = 0;
 	struct dirent *de;
-	DIR *d;
-	int dup_fd = dup(fd);
+	DIR *dp;
+	int dup_fd = dup(d->fd);
 
-	if (dup_fd < 0 || (d = fdopendir(dup_fd)) == NULL) {
+	if (dup_fd < 0 || (dp = fdopendir(dup_fd)) == NULL) {
 		fail(w, path, "%s", strerror(errno));
 		if (dup_fd >= 0)
 			close(dup_fd);
 		return;
 	}
-	while ((de = readdir(d)) != NULL) {
+	while ((de = readdir(dp)) != NULL) {
 		if (learn_walk_skips(de->d_name))
 			continue;
 		if (n == cap) {
@@ -217,14 +376,18 @@ static void walk_entries(struct walk *w, int fd, const struct stat *st, const ch
 		}
 		names[n++] = xstrdup(de->d_name);
 	}
-	closedir(d);
+	closedir(dp);
 	if (n > 0)
 		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		if (!w->sink->stop(w->sink->arg) && !quarantine_record(names, n, names[i])) {
+			struct found f;
+			int hops = 0;
+
 			snprintf(child, sizeof(child), "%s%s%s", path,
 			         path[0] != '\0' && path[strlen(path) - 1] == '/' ? "" : "/", names[i]);
-			visit(w, fd, st, names[i], child, flags, depth + 1);
+			if (lookup(w, d, names[i], child, LK_READ, &hops, &f) == 0)
+				visit(w, &f, child, flags, depth + 1);
 		}
 	}
 	for (size_t i = 0; i < n; i++)     /* after: quarantine_record looks at them all */
@@ -247,7 +410,7 @@ static int is_maildir(int fd)
 /* walk_dir - a directory: a Maildir's cur/ and new/ (as sa-learn reads
  * one: tmp/ holds deliveries under way, its .Folder subfolders are other
  * folders, its top the IMAP server's files), any other one whole */
-static void walk_dir(struct walk *w, int fd, const struct stat *st, const char *path, int depth)
+static void walk_dir(struct walk *w, const struct dir *d, const char *path, int depth)
 {
 	static const char *const sub[] = { "cur", "new" };
 	char child[PATH_MAX];
@@ -256,104 +419,36 @@ static void walk_dir(struct walk *w, int fd, const struct stat *st, const char *
 		fail(w, path, "more than %d directories deep: not walked", WALK_MAX_DEPTH);
 		return;
 	}
-	if (!is_maildir(fd)) {
-		walk_entries(w, fd, st, path, 0, depth);
+	if (!is_maildir(d->fd)) {
+		walk_entries(w, d, path, 0, depth);
 		return;
 	}
 	for (int i = 0; i < 2 && !w->sink->stop(w->sink->arg); i++) {
-		struct stat sst;
-		int linked, sfd;
+		struct found f;
+		int hops = 0;
 
 		snprintf(child, sizeof(child), "%s%s%s", path,
 		         path[0] != '\0' && path[strlen(path) - 1] == '/' ? "" : "/", sub[i]);
-		if ((sfd = open_at(w, fd, st, sub[i], child, &sst, &linked)) < 0)
+		if (lookup(w, d, sub[i], child, LK_READ, &hops, &f) < 0)
 			continue;
-		if (S_ISDIR(sst.st_mode) && !linked)
-			walk_entries(w, sfd, &sst, child, IN_MAILDIR, depth + 1);
-		close(sfd);
-	}
-}
+		if (S_ISDIR(f.st.st_mode) && !f.linked) {
+			struct dir sd = { f.fd, f.st };
 
-/* open_parent - the directory holding path's last name, opened (O_PATH)
- * one name at a time from / or ".", each link on the way followed only as
- * follows() allows; *last that name ("." for "/").  The descriptor, or -1
- * said and counted. */
-static int open_parent(struct walk *w, const char *path, char *buf, size_t bufsz, const char **last,
-                       struct stat *dst)
-{
-	size_t len = strlen(path);
-	char *slash, *comp, *save = NULL, *dir;
-	int fd, nfd;
-
-	if (len == 0 || len >= bufsz) {
-		fail(w, path, "%s", strerror(len == 0 ? ENOENT : ENAMETOOLONG));
-		return -1;
-	}
-	memcpy(buf, path, len + 1);
-	while (len > 1 && buf[len - 1] == '/')
-		buf[--len] = '\0';
-	if ((slash = strrchr(buf, '/')) == NULL) {
-		dir = NULL;
-		*last = buf;
-	} else {
-		*slash = '\0';
-		dir = buf;
-		*last = slash[1] != '\0' ? slash + 1 : ".";     /* "/": the root itself */
-	}
-	if ((fd = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		fail(w, path, "%s", strerror(errno));
-		return -1;
-	}
-	for (comp = dir ? strtok_r(dir, "/", &save) : NULL; comp != NULL; comp = strtok_r(NULL, "/", &save)) {
-		struct stat ds, ls, ns;
-
-		if (strcmp(comp, ".") == 0)
-			continue;
-		if (fstat(fd, &ds) < 0 || fstatat(fd, comp, &ls, AT_SYMLINK_NOFOLLOW) < 0) {
-			fail(w, path, "%s", strerror(errno));
-			close(fd);
-			return -1;
+			walk_entries(w, &sd, child, IN_MAILDIR, depth + 1);
 		}
-		if (S_ISLNK(ls.st_mode) && !follows(w, &ds)) {
-			fail(w, path, "%s is a symbolic link in a directory of uid %u, mode %03o: not followed (run "
-			     "as root, learn follows links only in directories only root can write)", comp,
-			     (unsigned)ds.st_uid, (unsigned)(ds.st_mode & 07777));
-			close(fd);
-			return -1;
-		}
-		nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_CLOEXEC | (S_ISLNK(ls.st_mode) ? 0 : O_NOFOLLOW));
-		/* swapped for a link since the look: O_NOFOLLOW gives the link
-		 * itself, no directory */
-		if (nfd < 0 || fstat(nfd, &ns) < 0 || !S_ISDIR(ns.st_mode)) {
-			fail(w, path, "%s", nfd < 0 ? strerror(errno) : strerror(ENOTDIR));
-			if (nfd >= 0)
-				close(nfd);
-			close(fd);
-			return -1;
-		}
-		close(fd);
-		fd = nfd;
+		close(f.fd);
 	}
-	if (fstat(fd, dst) < 0) {
-		fail(w, path, "%s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 void learn_walk(const char *path, const struct learn_sink *sink)
 {
 	struct walk w = { .sink = sink, .me = geteuid() };
-	char buf[PATH_MAX];
-	const char *last;
-	struct stat dst;
-	int dfd;
+	struct found f;
+	int hops = 0;
 
-	if ((dfd = open_parent(&w, path, buf, sizeof(buf), &last, &dst)) < 0)
+	if (resolve(&w, NULL, path, path, LK_READ, &hops, &f) < 0)
 		return;
 	sbuf_init(&w.raw, LEARN_MAX_SIZE);
-	visit(&w, dfd, &dst, last, path, AS_ARG, 0);
+	visit(&w, &f, path, AS_ARG, 0);
 	sbuf_free(&w.raw);
-	close(dfd);
 }

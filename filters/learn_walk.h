@@ -21,9 +21,14 @@ struct learn_sink {
 };
 
 /* learn_walk - one path argument: a file read whole, a directory walked
- * (a Maildir: its cur/ and new/ only).  A symbolic link is followed only
- * where the directory holding it is one only root can write, when run as
- * root (as any other user, always); in a walk never to a directory. */
+ * (a Maildir: its cur/ and new/ only).  The path is opened one name at a
+ * time, its links followed hop by hop.  Run as root, a symbolic link is
+ * followed only where the directory holding it is one only root can
+ * write, and a file read only where the directory holding it is, or else
+ * only another user's than root's, in that user's directory or with one
+ * name where others write too (learn_walk.c's header: the rule and why).
+ * As any other user every link is followed.  In a walk a link is never
+ * followed to a directory. */
 void learn_walk(const char *path, const struct learn_sink *sink);
 
 /* learn_walk_skips - is a directory entry's name one that learn passes

@@ -99,6 +99,14 @@ def _store_bytes(store_dir):
     return data
 
 
+def _user_file(nb, path, data):
+    """a message of the user's own in their folder (root writes it, as a
+    delivery would, and gives it to the user)"""
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chown(path, nb.pw_uid, nb.pw_gid)
+
+
 def _as_nobody(nb, fn):
     pid = os.fork()
     if pid == 0:
@@ -125,8 +133,7 @@ def test_root_learn_of_a_users_files_does_not_follow_their_links():
     command (O_NOFOLLOW, regular files only)."""
     base, folder, store_dir, secret, nb, opts = _root_setup()
     try:
-        with open(os.path.join(folder, "1.eml"), "wb") as f:
-            f.write(msg(1))
+        _user_file(nb, os.path.join(folder, "1.eml"), msg(1))
         _as_nobody(nb, lambda: os.symlink(secret, os.path.join(folder, "2.eml")))
         files = sorted(os.path.join(folder, n) for n in os.listdir(folder))   # the shell's glob
         rc, out, err = learn(opts, "--spam", *files)
@@ -161,7 +168,8 @@ def test_root_follows_no_link_where_others_write():
         assert b"ROOTONLY-SECRET-MARKER-7f3a9" not in _store_bytes(store_dir), (out, err)
         assert rc == 1 and "2 failed" in out, (rc, out, err)
         assert "1.eml: a symbolic link in a directory of uid 0, mode 1777: not followed" in err, err
-        assert "2.eml: a file of uid 0 with 2 names in a directory of uid %d: not read" % nb.pw_uid in err, err
+        assert ("2.eml: a file of uid 0 with 2 names in a directory of uid %d, mode 755: not read"
+                % nb.pw_uid in err), err
     finally:
         os.unlink(secret)
         shutil.rmtree(base, True)
@@ -215,10 +223,8 @@ def test_root_walk_of_a_users_folder_reads_no_link_swapped_in(monkeypatch, tmp_p
     base, folder, store_dir, secret, nb, opts = _root_setup()
     try:
         for i in range(3):
-            with open(os.path.join(folder, "%d.eml" % i), "wb") as f:
-                f.write(msg(i))
-        with open(os.path.join(folder, "victim.eml"), "wb") as f:
-            f.write(msg(9))
+            _user_file(nb, os.path.join(folder, "%d.eml" % i), msg(i))
+        _user_file(nb, os.path.join(folder, "victim.eml"), msg(9))
         swap = os.path.join(base, "swap-link")
         os.symlink(secret, swap)
         preload_shim(monkeypatch, tmp_path, "race", SHIM)
@@ -231,6 +237,167 @@ def test_root_walk_of_a_users_folder_reads_no_link_swapped_in(monkeypatch, tmp_p
         assert not leaked, ("root's walk opened a symlink swapped in after its lstat and stored "
                             "the root-only target in the daemon user's store", out, err)
         assert rc == 1 and learned(out) == 3 and "1 failed" in out, (rc, out, err)
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(base, True)
+
+
+# --- review rv-today4: what root reads behind an admin's link, and where
+# others write (each failed on main 339577c) -------------------------------
+
+MARK = b"ROOTONLY-SECRET-MARKER-7f3a9"
+
+
+def _secret_dir(secret):
+    d = secret + ".d"
+    os.mkdir(d, 0o700)
+    shutil.copyfile(secret, os.path.join(d, "mail.eml"))
+    os.chmod(os.path.join(d, "mail.eml"), 0o600)
+    return d
+
+
+def test_admin_link_to_a_users_folder_follows_no_link_of_the_users():
+    """README: root follows "an admin's link, or the argument /srv/corpus/spam
+    that is one".  The admin's link (in a root-only directory) points into a
+    user's tree; openat() without O_NOFOLLOW let the kernel resolve the whole
+    target path, so a symlink the USER planted on that path (their Junk
+    folder replaced by a link to a root-only directory) was followed too,
+    and the root-only file ended up in the daemon user's store."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    sdir = _secret_dir(secret)
+    try:
+        rootonly = os.path.join(base, "corpus")       # root 0755: "only root writes"
+        os.mkdir(rootonly, 0o755)
+        os.symlink(os.path.join(folder, "Junk"), os.path.join(rootonly, "spam"))   # admin's link
+        _as_nobody(nb, lambda: os.symlink(sdir, os.path.join(folder, "Junk")))     # user's move
+        rc, out, err = learn(opts, "--spam", os.path.join(rootonly, "spam"))
+        assert MARK not in _store_bytes(store_dir), (
+            "root followed the user's link behind the admin's link", rc, out, err)
+        assert rc == 1 and "1 failed" in out, (rc, out, err)
+        assert ("corpus/spam: Junk is a symbolic link in a directory of uid %d, mode 755: not followed"
+                % nb.pw_uid in err), err
+        # the user's own folder there (their files) is what the admin's link learns
+        os.unlink(os.path.join(folder, "Junk"))
+        os.mkdir(os.path.join(folder, "Junk"))
+        os.chown(os.path.join(folder, "Junk"), nb.pw_uid, nb.pw_gid)
+        for i in range(2):
+            _user_file(nb, os.path.join(folder, "Junk", "%d.eml" % i), msg(i))
+        rc, out, err = learn(opts, "--spam", os.path.join(rootonly, "spam"))
+        assert rc == 0 and learned(out) == 2, (rc, out, err)
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(sdir, True)
+        shutil.rmtree(base, True)
+
+
+def test_admin_link_to_a_users_file_follows_no_link_of_the_users():
+    """The same for one file: the admin's link corpus/x.eml -> folder/x.eml,
+    the user replaces folder/x.eml by a link to a root-only file; and an
+    admin's link to a link of the admin's own is followed (hop by hop)."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    try:
+        rootonly = os.path.join(base, "corpus")
+        os.mkdir(rootonly, 0o755)
+        os.symlink(os.path.join(folder, "x.eml"), os.path.join(rootonly, "x.eml"))
+        _as_nobody(nb, lambda: os.symlink(secret, os.path.join(folder, "x.eml")))
+        rc, out, err = learn(opts, "--spam", os.path.join(rootonly, "x.eml"))
+        assert MARK not in _store_bytes(store_dir), (
+            "root followed the user's link behind the admin's link", rc, out, err)
+        assert rc == 1 and "x.eml: x.eml is a symbolic link in a directory of uid %d" % nb.pw_uid in err, (
+            rc, out, err)
+        # root's links, relative and absolute, to a root-only file: read
+        with open(os.path.join(rootonly, "real.eml"), "wb") as f:
+            f.write(msg(5))
+        os.mkdir(os.path.join(rootonly, "sub"), 0o700)
+        os.symlink("../real.eml", os.path.join(rootonly, "sub", "rel.eml"))
+        os.symlink(os.path.join(rootonly, "sub", "rel.eml"), os.path.join(rootonly, "abs.eml"))
+        rc, out, err = learn(opts, "--spam", os.path.join(rootonly, "abs.eml"))
+        assert rc == 0 and learned(out) == 1, (rc, out, err)
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(base, True)
+
+
+def test_root_owned_file_with_one_name_in_a_users_folder_is_not_read():
+    """The hard-link rule refused "a file of another owner with more than one
+    name" in a user's folder.  With fs.protected_hardlinks off (the case the
+    rule exists for) a user links /etc/shadow into their folder; passwd(1)
+    later replaces /etc/shadow by rename, and the user's name is then the
+    old inode's only name (nlink 1, owner root, mode 0600): it was read,
+    learned, its text kept as the example in the daemon user's store.  Root
+    makes the link here as the user would, then drops the original's name.
+    A file of another user than the folder's, one name, is not read either
+    (moved there, or a link whose original is gone); the user's own is."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    try:
+        orig = os.path.join(base, "shadow")         # same file system as folder
+        shutil.copyfile(secret, orig)
+        os.chmod(orig, 0o600)
+        os.link(orig, os.path.join(folder, "2.eml"))  # the user's hard link
+        os.unlink(orig)                              # the original replaced (rename over it)
+        _user_file(nb, os.path.join(folder, "1.eml"), msg(1))
+        other = os.path.join(folder, "3.eml")
+        with open(other, "wb") as f:
+            f.write(msg(3))
+        os.chown(other, 54321, 54321)               # another user's, one name
+        rc, out, err = learn(opts, "--spam", folder)
+        assert MARK not in _store_bytes(store_dir), (
+            "root read a root-only file (one name) in the user's folder", rc, out, err)
+        assert rc == 1 and learned(out) == 1 and "2 failed" in out, (rc, out, err)
+        assert "2.eml: a file of uid 0 with 1 name in a directory of uid %d, mode 755: not read" % nb.pw_uid in err, err
+        assert "3.eml: a file of uid 54321 with 1 name in a directory of uid %d" % nb.pw_uid in err, err
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(base, True)
+
+
+def test_users_own_hard_links_in_their_folder_are_read():
+    """A user's own file with more names in the user's own folder is read:
+    Dovecot copies a message between Maildir folders as a hard link."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    try:
+        _user_file(nb, os.path.join(folder, "1.eml"), msg(1))
+        os.link(os.path.join(folder, "1.eml"), os.path.join(folder, "copy.eml"))
+        rc, out, err = learn(opts, "--spam", os.path.join(folder, "copy.eml"))
+        assert rc == 0 and learned(out) == 1, (rc, out, err)
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(base, True)
+
+
+def test_root_owned_hard_link_in_a_shared_root_directory_is_not_read():
+    """In a directory root owns but others write (/tmp, /var/mail root:mail
+    2775 or 1777) links were refused, but the hard-link rule compared the
+    file's owner with the directory's (both 0): a user's hard link to a
+    root-only file there (2 names, protected_hardlinks off) was read.  Now
+    root's files are not read there at all (one name: the original renamed
+    over), another user's only with one name; a user's mailbox is read."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    try:
+        shared = os.path.join(base, "varmail")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        mine = os.path.join(base, "root-only.eml")
+        shutil.copyfile(secret, mine)
+        os.chmod(mine, 0o600)
+        os.link(mine, os.path.join(shared, "alice"))      # made by a user
+        os.link(mine, os.path.join(shared, "bob"))
+        os.unlink(mine)                                   # bob: 2 names, then alice: 1
+        os.unlink(os.path.join(shared, "bob"))
+        rc, out, err = learn(opts, "--spam", os.path.join(shared, "alice"))
+        assert MARK not in _store_bytes(store_dir), (
+            "root read a hard link to a root-only file in a directory others write", rc, out, err)
+        assert rc == 1 and "alice: a file of uid 0 with 1 name in a directory of uid 0, mode 1777: not read" in err, (
+            rc, out, err)
+        # a user's mailbox there (theirs, one name): read; with two names not
+        box = os.path.join(shared, "nobody")
+        _user_file(nb, box, b"From a@example.org Mon Jan  2 10:00:00 2023\n" + msg(7).replace(b"\r\n", b"\n"))
+        rc, out, err = learn(opts, "--spam", box)
+        assert rc == 0 and learned(out) == 1, (rc, out, err)
+        os.link(box, os.path.join(base, "second-name"))
+        rc, out, err = learn(opts, "--forget", box)
+        assert rc == 1 and "nobody: a file of uid %d with 2 names in a directory of uid 0" % nb.pw_uid in err, (
+            rc, out, err)
     finally:
         os.unlink(secret)
         shutil.rmtree(base, True)
