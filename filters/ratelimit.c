@@ -167,11 +167,11 @@ static char *domain_key(const char *d)
 	return k;
 }
 
-/* sender_key - the envelope sender as greylisting's triplet has it
- * (sender_norm: a BATV, SRS or VERP tag, a +extension and the ids in the
- * local part do not make a new sender, or each message of a tagging
- * sender would start a counter of its own), its domain as domain_key has
- * it (malloc'd) */
+/* sender_key - the envelope sender without its per-message tags
+ * (sender_norm_tags: a BATV or SRS tag and a +extension do not make a new
+ * sender, or each message of a tagging sender would start a counter of its
+ * own; digits stay: user1@ and user2@ are two mailboxes), its domain as
+ * domain_key has it (malloc'd) */
 static char *sender_key(const char *raw)
 {
 	size_t rawlen = strlen(raw);
@@ -179,7 +179,7 @@ static char *sender_key(const char *raw)
 	const char *at;
 	size_t n;
 
-	if (sender_norm(raw, s, rawlen + 1) < 0)
+	if (sender_norm_tags(raw, s, rawlen + 1) < 0)
 		snprintf(s, rawlen + 1, "%s", raw);
 	at = strrchr(s, '@');
 	if (at == NULL)

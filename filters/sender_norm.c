@@ -150,7 +150,8 @@ static void hash_ids(char *l, size_t *ln, size_t from)
 	*ln = w;
 }
 
-int sender_norm(const char *in, char *out, size_t outsz)
+/* normalise - sender_norm, with the ids of the local part hashed or not */
+static int normalise(const char *in, char *out, size_t outsz, int ids)
 {
 	size_t len = strlen(in), ln, dl, keep;
 	char *at;
@@ -169,8 +170,19 @@ int sender_norm(const char *in, char *out, size_t outsz)
 	strip_batv(out, &ln);
 	keep = strip_srs(out, &ln);
 	strip_ext(out, &ln);
-	hash_ids(out, &ln, keep);
+	if (ids)
+		hash_ids(out, &ln, keep);
 	/* the domain moves down behind the shortened local part */
 	memmove(out + ln, out + len - dl, dl + 1);
 	return (int)(ln + dl);
+}
+
+int sender_norm(const char *in, char *out, size_t outsz)
+{
+	return normalise(in, out, outsz, 1);
+}
+
+int sender_norm_tags(const char *in, char *out, size_t outsz)
+{
+	return normalise(in, out, outsz, 0);
 }

@@ -1,7 +1,7 @@
 /* sender_norm.h - one envelope sender for all the return paths a
  * correspondent writes: the stable part of a tagged address (BATV, SRS,
  * VERP, +extensions), as Postgrey builds its triplets, so that greylisting
- * (and ratelimit_sender) sees a mailing list or a BATV-signing
+ * (and, without the ids, ratelimit_sender: sender_norm_tags) sees a mailing list or a BATV-signing
  * site as one sender instead of a new one per message.  Pure string code,
  * no I/O, no allocation. */
 #ifndef MW_SENDER_NORM_H
@@ -25,5 +25,12 @@
  * than in, so outsz > strlen(in) always suffices.  Returns the length
  * written, or -1 (out holds "") if it does not fit. */
 int sender_norm(const char *in, char *out, size_t outsz);
+
+/* sender_norm_tags - sender_norm without the ids: the BATV and SRS tags
+ * and the +extension go, digits stay.  For a key that is the sender alone
+ * (ratelimit_sender): there user1@ and user2@ are two mailboxes, where
+ * greylisting's triplet also has the client network and the recipient to
+ * tell them apart. */
+int sender_norm_tags(const char *in, char *out, size_t outsz);
 
 #endif

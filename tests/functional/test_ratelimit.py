@@ -182,15 +182,16 @@ def test_shared_redis_counts_only_what_is_taken(mw_factory, upstream, redis_serv
 
 @pytest.mark.parametrize("first,second", [
     ("prvs=1123abcdef=news@lists.example", "prvs=1124fedcba=news@lists.example"),   # BATV
-    ("bounces-1000123-a@lists.example", "bounces-1000124-a@lists.example"),   # VERP ids
+    ("SRS0=HHH=TT=orig.example=alice@fwd.example",
+     "SRS0=KKK=UU=orig.example=alice@fwd.example"),                               # SRS
     ("alice+tag1@lists.example", "alice+tag2@lists.example"),                      # +extension
     ("news@LISTS.example", "news@lists.example"),                                  # domain case
 ])
 def test_ratelimit_sender_tagged_return_paths_count_together(mw_factory, upstream, tmp_path, first, second):
     """ratelimit_sender = 1/1h: a sender that tags its return path per
-    message (BATV, VERP, +extension) is one sender, as greylisting's
-    triplet has it (sender_norm): each tag used to start a counter of its
-    own, so the limit never applied to such a sender."""
+    message (BATV, SRS, +extension) is one sender (sender_norm_tags): each
+    tag used to start a counter of its own, so the limit never applied to
+    such a sender."""
     m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
         ("filters", "ratelimit"), ("ratelimit_sender", "1/1h")])
     assert send(m, frm=first).code == 250
@@ -198,3 +199,20 @@ def test_ratelimit_sender_tagged_return_paths_count_together(mw_factory, upstrea
     assert r.code == 451 and "sender" in r.text, "%s then %s: %r" % (first, second, r)
     # another sender of that domain is another counter
     assert send(m, frm="someone.else@lists.example").code == 250
+
+
+@pytest.mark.parametrize("first,second", [
+    ("user1@school.example", "user2@school.example"),
+    ("j.smith2@mail.example", "j.smith7@mail.example"),
+])
+def test_ratelimit_sender_numbered_mailboxes_are_two_senders(mw_factory, upstream, tmp_path, first, second):
+    """ratelimit_sender keys the sender alone: digits in a mailbox name are
+    part of it (user1@ and user2@ are two people), unlike greylisting's
+    triplet, which merges them because the client network and the
+    recipient must match too.  Keyed by the full sender_norm, the second
+    got "Rate limit exceeded (sender)" (found by review of session 19)."""
+    m = mw_factory(upstream, opts=store_opts("lmdb", tmp_path) + [
+        ("filters", "ratelimit"), ("ratelimit_sender", "1/1h")])
+    assert send(m, frm=first).code == 250
+    assert send(m, frm=second).code == 250
+    assert send(m, frm=first).code == 451

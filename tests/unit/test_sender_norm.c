@@ -77,6 +77,26 @@ static void test_ext_and_numbers(void **state)
 	assert_string_equal(norm("a1@Mail2.Example.ORG"), "a#@mail2.example.org");
 }
 
+static const char *tags(const char *in)
+{
+	static char buf[512];
+
+	return sender_norm_tags(in, buf, sizeof buf) >= 0 ? buf : "-";
+}
+
+/* the tags go, the digits and ids stay (ratelimit_sender's key) */
+static void test_tags_only(void **state)
+{
+	(void)state;
+	assert_string_equal(tags("prvs=1123abcdef=News@Lists.Example"), "news@lists.example");
+	assert_string_equal(tags("SRS0=HHH=TT=orig.example=alice@fwd.example"),
+	                    "srs0=orig.example=alice@fwd.example");
+	assert_string_equal(tags("alice+tag1@lists.example"), "alice@lists.example");
+	assert_string_equal(tags("user1@school.example"), "user1@school.example");
+	assert_string_equal(tags("bounce-deadbeef42@x.example"), "bounce-deadbeef42@x.example");
+	assert_string_equal(tags(""), "");
+}
+
 static void test_edges(void **state)
 {
 	char small[8];
@@ -109,6 +129,7 @@ int main(void)
 		cmocka_unit_test(test_srs),
 		cmocka_unit_test(test_ext_and_numbers),
 		cmocka_unit_test(test_edges),
+		cmocka_unit_test(test_tags_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
