@@ -172,21 +172,24 @@ static int host_entry_ok(const char *w)
 /* parse_entry - one whitelist word into g; 0, or -1 with the reason in err */
 static int parse_entry(struct greylist *g, const char *w, char *err, size_t errlen)
 {
+	struct ipnet net;
 	int full = 0;
 
 	if (strncasecmp(w, "to:", 3) == 0 && w[3] != '\0')
 		full = strs_add(&g->rcpts, w + 3);
 	else if (w[0] == '@' && w[1] != '\0')
 		full = strs_add(&g->senders, w + 1);
-	else if (g->nnets < MAX_WL && ipnet_parse(w, &(struct ipnet){ 0 }) == 0) {
-		if (g->nnets == g->capnets) {
-			g->capnets = g->capnets ? g->capnets * 2 : 16;
-			g->nets = xrealloc(g->nets, g->capnets * sizeof(*g->nets));
+	else if (ipnet_parse(w, &net) == 0) {
+		if (g->nnets == MAX_WL)
+			full = -1;
+		else {
+			if (g->nnets == g->capnets) {
+				g->capnets = g->capnets ? g->capnets * 2 : 16;
+				g->nets = xrealloc(g->nets, g->capnets * sizeof(*g->nets));
+			}
+			g->nets[g->nnets++] = net;
 		}
-		ipnet_parse(w, &g->nets[g->nnets++]);
-	} else if (g->nnets == MAX_WL && ipnet_parse(w, &(struct ipnet){ 0 }) == 0)
-		full = -1;
-	else if (host_entry_ok(w))
+	} else if (host_entry_ok(w))
 		full = strs_add(&g->hosts, w);
 	else {
 		snprintf(err, errlen, "\"%.80s\" is not an IP/network, host name (.suffix), @domain "
