@@ -172,21 +172,24 @@ static int host_entry_ok(const char *w)
 /* parse_entry - one whitelist word into g; 0, or -1 with the reason in err */
 static int parse_entry(struct greylist *g, const char *w, char *err, size_t errlen)
 {
+	struct ipnet net;
 	int full = 0;
 
 	if (strncasecmp(w, "to:", 3) == 0 && w[3] != '\0')
 		full = strs_add(&g->rcpts, w + 3);
 	else if (w[0] == '@' && w[1] != '\0')
 		full = strs_add(&g->senders, w + 1);
-	else if (g->nnets < MAX_WL && ipnet_parse(w, &(struct ipnet){ 0 }) == 0) {
-		if (g->nnets == g->capnets) {
-			g->capnets = g->capnets ? g->capnets * 2 : 16;
-			g->nets = xrealloc(g->nets, g->capnets * sizeof(*g->nets));
+	else if (ipnet_parse(w, &net) == 0) {
+		if (g->nnets == MAX_WL)
+			full = -1;
+		else {
+			if (g->nnets == g->capnets) {
+				g->capnets = g->capnets ? g->capnets * 2 : 16;
+				g->nets = xrealloc(g->nets, g->capnets * sizeof(*g->nets));
+			}
+			g->nets[g->nnets++] = net;
 		}
-		ipnet_parse(w, &g->nets[g->nnets++]);
-	} else if (g->nnets == MAX_WL && ipnet_parse(w, &(struct ipnet){ 0 }) == 0)
-		full = -1;
-	else if (host_entry_ok(w))
+	} else if (host_entry_ok(w))
 		full = strs_add(&g->hosts, w);
 	else {
 		snprintf(err, errlen, "\"%.80s\" is not an IP/network, host name (.suffix), @domain "
@@ -429,10 +432,11 @@ static void legacy_key(const char *net, const char *sender, const char *rcpt, ch
 enum gl_state { GL_PASS, GL_WAIT, GL_FAIL };
 
 /* legacy_get - the triplet's entry under one of its keys of before
- * (olds[0..nold), in order), to be moved to its key with what is left of
- * its lifetime (a pass lives greylist_pass_lifetime from its last
+ * (olds[0..nold), each read once), to be moved to its key with what is
+ * left of its lifetime (a pass lives greylist_pass_lifetime from its last
  * renewal, a first attempt greylist_retry_window from itself), so that an
- * upgrade does not greylist every known correspondent once more.  With
+ * upgrade does not greylist every known correspondent once more.  A pass
+ * is preferred to a first attempt (the first in order of each kind); with
  * pass_only, only a pass is taken (a first attempt is left where it is).
  * 1 with the value in v, the key it was under in *which and the seconds
  * it has left in *left_s, 0 none (or spent), -1 store failure. */
@@ -441,25 +445,29 @@ static int legacy_get(struct greylist *g, char olds[][64], size_t nold, int pass
 {
 	const struct config *cfg = g->cfg;
 	int64_t left, stamp;
-	int r;
+	char cv[64];
+	int r, found = 0;
 
 	for (size_t i = 0; i < nold; i++) {
-		if ((r = store_get(g->store, olds[i], v, vsz)) < 0)
+		if ((r = store_get(g->store, olds[i], cv, sizeof(cv))) < 0)
 			return r;
-		if (r == 0 || (v[0] != 'P' && (v[0] != 'F' || pass_only)))
+		if (r == 0 || (cv[0] != 'P' && (cv[0] != 'F' || pass_only || found)))
 			continue;
-		stamp = strtoll(v + 1, NULL, 10);
+		stamp = strtoll(cv + 1, NULL, 10);
 		if (stamp > now)
 			stamp = now;       /* a clock ahead: its lifetime counts from now */
 		left = stamp - now
-		    + (int64_t)(v[0] == 'P' ? cfg->greylist_pass_lifetime : cfg->greylist_retry_window);
+		    + (int64_t)(cv[0] == 'P' ? cfg->greylist_pass_lifetime : cfg->greylist_retry_window);
 		if (left <= 0)
 			continue;
+		snprintf(v, vsz, "%s", cv);
 		*which = i;
 		*left_s = (unsigned)((left + 999) / 1000);
-		return 1;
+		found = 1;
+		if (cv[0] == 'P')
+			break;
 	}
-	return 0;
+	return found;
 }
 
 /* check_triplet - GL_PASS, GL_WAIT (*wait_s = seconds left), GL_FAIL
@@ -468,8 +476,9 @@ static int legacy_get(struct greylist *g, char olds[][64], size_t nold, int pass
  * of those).  At most five store calls: the key, the keys of before when
  * the key is unknown or holds a first attempt (the sender as written,
  * when sender_norm changed it, and the FNV-1a key; one or two more reads
- * for a new triplet, which is written anyway, and for a retry), one
- * write, and the old key's removal when its entry moved.
+ * for a new triplet, which is written anyway, and for a retry; each read
+ * once, legacy_get), one write, and the old key's removal when its entry
+ * moved.
  *
  * Why a first attempt under the key does not end the look: since
  * sender_norm, senders of before share a key (user1@, user2@ are user#@).
@@ -496,7 +505,8 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, char old
 		return GL_FAIL;
 	if (r == 0 && (r = legacy_get(g, olds, nold, 0, v, sizeof(v), now, &which, &moved_s)) < 0)
 		return GL_FAIL;
-	if (r == 1 && v[0] == 'F' && nold > 0) {
+	/* a first attempt under key (legacy_get preferred a pass already) */
+	if (r == 1 && moved_s == 0 && v[0] == 'F' && nold > 0) {
 		char pv[64];
 		int p = legacy_get(g, olds, nold, 1, pv, sizeof(pv), now, &which, &moved_s);
 
@@ -695,10 +705,14 @@ static void greylist_eom(struct mw_ctx *ctx)
 			continue;
 		nold = 0;
 		if (triplet_key(net, tsender, rcpt, key, sizeof(key)) < 0
-		    || (tsender != sender && strcmp(tsender, sender) != 0
-		        && triplet_key(net, sender, rcpt, olds[nold++], sizeof(olds[0])) < 0)) {
+		    || triplet_key(net, sender, rcpt, olds[0], sizeof(olds[0])) < 0) {
 			gl = GL_FAIL;
 		} else {
+			/* the sender as written is a key of before only where
+			 * sender_norm changed more than its case (store_key_hash
+			 * lower-cases): else it is key itself, read twice and,
+			 * were it "moved", deleted */
+			nold = strcmp(olds[0], key) != 0;
 			legacy_key(net, sender, rcpt, olds[nold++], sizeof(olds[0]));
 			gl = check_triplet(g, key, olds, nold, &w, &fresh, &retried);
 		}

@@ -528,18 +528,28 @@ static void *worker(void *arg)
 static void watch_overruns(struct scanner *s, long long now)
 {
 	struct deadline_overdue od[8];
-	size_t nod = 0, k;
+	size_t nod = 0, more = 0, k;
 	unsigned i, nheld = 0;
 	int held;
 
+	/* a scan reported is marked so (deadline_watch_overdue): one past
+	 * od's room is still counted and told, in one line for all such */
 	for (i = 0; i < s->nthreads; i++) {
 		struct deadline_overdue one;
 
-		if (deadline_watch_overdue(&s->watches[i], now, OVERRUN_GRACE_MS, &one, &held)
-		    && nod < sizeof(od) / sizeof(od[0]))
-			od[nod++] = one;
+		if (deadline_watch_overdue(&s->watches[i], now, OVERRUN_GRACE_MS, &one, &held)) {
+			if (nod < sizeof(od) / sizeof(od[0]))
+				od[nod++] = one;
+			else
+				more++;
+		}
 		nheld += (unsigned)held;
 	}
+	for (k = 0; k < more; k++)
+		stats_scan_overrun();
+	if (more > 0)
+		slog(NULL, LOG_WARNING, "%zu more scans' filters still running past their front ends' "
+		    "wait (%u of %u threads held)", more, nheld, s->nthreads);
 	for (k = 0; k < nod; k++) {
 		stats_scan_overrun();
 		slog(od[k].session, LOG_WARNING, "scan id=%llu: filter %s still running (for %lld.%01lld s), "
