@@ -143,6 +143,19 @@ int deadline_watch_overdue(struct deadline_watch *w, long long now, long long gr
 	return report;
 }
 
+long long deadline_suspend(void)
+{
+	long long at = st.at;
+
+	st.at = 0;
+	return at;
+}
+
+void deadline_resume(long long at_ms)
+{
+	st.at = at_ms;
+}
+
 long long deadline_left_ms(void)
 {
 	long long left;

@@ -43,6 +43,12 @@ unsigned deadline_margin_ms(unsigned budget_ms);
 void deadline_begin(long long at_ms);
 /* deadline_end - no deadline on this thread any more */
 void deadline_end(void);
+/* deadline_suspend - this thread's deadline set aside (deadline_left_ms
+ * says -1, waits get their own timeouts) until deadline_resume with what
+ * it returned: for the work that follows a scan's verdict whatever the
+ * time (a rate limit giving back what a refused message took) */
+long long deadline_suspend(void);
+void deadline_resume(long long at_ms);
 
 long long deadline_now_ms(void);
 

@@ -112,9 +112,18 @@ void builtin_on_outcome(struct mw_ctx *ctx, void (*fn)(void *data, int taken), v
 void msgscan_outcome(struct msgscan *ms, int taken)
 {
 	size_t i;
+	long long at;
 
+	if (ms->noutcome == 0)
+		return;
+	/* the outcome is told whatever time is left: a message refused for
+	 * running out of time gives back what it took, and under the scan's
+	 * deadline every such give-back (a store call) found no time left,
+	 * failed, and left the units taken */
+	at = deadline_suspend();
 	for (i = 0; i < ms->noutcome; i++)
 		ms->outcome[i].fn(ms->outcome[i].data, taken);
+	deadline_resume(at);
 	free(ms->outcome);
 	ms->outcome = NULL;
 	ms->noutcome = 0;

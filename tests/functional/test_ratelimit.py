@@ -216,3 +216,23 @@ def test_ratelimit_sender_numbered_mailboxes_are_two_senders(mw_factory, upstrea
     assert send(m, frm=first).code == 250
     assert send(m, frm=second).code == 250
     assert send(m, frm=first).code == 451
+
+
+def test_a_message_out_of_time_gives_back(mw_factory, upstream, store):
+    """A message the rate limit took, then refused because the scan ran
+    out of time (a plugin holding it past scan_timeout), gives back what
+    it took: the next message passes.  The give-back used to run under
+    the scan's deadline, already passed, so with Redis every give-back
+    found no time left, failed, and the units stayed taken (found by the
+    final read of session 19)."""
+    kind, opts, _ = store
+    m = mw_factory(upstream, opts=opts + [
+        ("filters", "ratelimit"), ("ratelimit_sender", "1/1h"), ("scan_timeout", "1s"),
+        plugin_opt()])
+    r = send(m, headers=[("X-Example-Sleep", "1500")])
+    assert r.code == 451, r
+    time.sleep(0.7)        # the held scan ends and tells its outcome
+    r = send(m)
+    assert r.code == 250, "%s: a message refused out of time kept its units: %r" % (kind, r)
+    r = send(m)
+    assert r.code == 451 and "Rate limit exceeded (sender)" in r.text, r
