@@ -47,7 +47,9 @@
 #include "filters/builtin.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
+#include "proxy/monotime.h"
 #include "proxy/sbuf.h"
+#include "proxy/uplog.h"
 
 #define SIGN_MAX_KEYS 32
 #define SIGN_MAX_HDRS 64
@@ -608,44 +610,18 @@ out:
 }
 
 /* A From domain without a key is said at NOTICE the first time in an
- * hour (NOKEY_SLOTS domains remembered, the oldest replaced), at INFO
- * after that: a site relaying for domains it holds no key for would get
- * a NOTICE per message, and the audit record has each message anyway. */
-#define NOKEY_SLOTS 64
-#define NOKEY_EVERY 3600
-
-static struct {
-	char domain[ADDR_DOMAIN_MAX + 1];
-	time_t at;                         /* CLOCK_MONOTONIC seconds */
-} nokey_seen[NOKEY_SLOTS];
-static pthread_mutex_t nokey_lock = PTHREAD_MUTEX_INITIALIZER;
+ * hour (UPLOG_SLOTS domains remembered, the one said longest ago
+ * replaced), at INFO after that: a site relaying for domains it holds no
+ * key for would get a NOTICE per message, and the audit record has each
+ * message anyway. */
+static struct uplog_table nokey_said = UPLOG_TABLE_INIT(3600 * 1000LL);
 
 /* nokey_notice - 1 if dom's missing key is to be said at NOTICE now */
 static int nokey_notice(const char *dom)
 {
-	struct timespec ts;
-	size_t i, oldest = 0;
-	int say = 1;
+	unsigned long since;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	pthread_mutex_lock(&nokey_lock);
-	for (i = 0; i < NOKEY_SLOTS; i++) {
-		if (nokey_seen[i].domain[0] != '\0' && strcmp(nokey_seen[i].domain, dom) == 0)
-			break;
-		if (nokey_seen[i].domain[0] == '\0' ||
-		    (nokey_seen[oldest].domain[0] != '\0' && nokey_seen[i].at < nokey_seen[oldest].at))
-			oldest = i;
-	}
-	if (i < NOKEY_SLOTS) {
-		say = ts.tv_sec - nokey_seen[i].at >= NOKEY_EVERY;
-		if (say)
-			nokey_seen[i].at = ts.tv_sec;
-	} else {
-		snprintf(nokey_seen[oldest].domain, sizeof(nokey_seen[oldest].domain), "%s", dom);
-		nokey_seen[oldest].at = ts.tv_sec;
-	}
-	pthread_mutex_unlock(&nokey_lock);
-	return say;
+	return uplog_table_due(&nokey_said, dom, 1, monotime_ms(), &since);
 }
 
 /* note - append "what=dom/sel" (sel NULL: "what=dom"; dom NULL: "what")

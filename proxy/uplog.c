@@ -1,63 +1,55 @@
-/* uplog.c - a next hop's condition logged once a minute and on change
+/* uplog.c - a condition logged once per key per interval and on change
  * (uplog.h). */
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "uplog.h"
 
-struct uplog_slot {
-	char          hop[256];   /* "" = free */
-	int           kind;       /* of the last line; 0: none going */
-	long long     line_ms;    /* when that line was due */
-	unsigned long since;      /* met without a line since */
-};
+static struct uplog_table hops = UPLOG_TABLE_INIT(UPLOG_EVERY_MS);
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct uplog_slot slots[UPLOG_SLOTS];   /* under lock */
-/* slots with a line going: uplog_clear, called at every connection that
- * names its client, takes no lock while there are none */
-static atomic_uint going;
-
-static struct uplog_slot *find(const char *hop)
+/* find - key's slot; key already cut as the slots hold it */
+static struct uplog_slot *find(struct uplog_table *t, const char *key)
 {
 	for (size_t i = 0; i < UPLOG_SLOTS; i++)
-		if (slots[i].hop[0] != '\0' && strcmp(slots[i].hop, hop) == 0)
-			return &slots[i];
+		if (t->slots[i].key[0] != '\0' && strcmp(t->slots[i].key, key) == 0)
+			return &t->slots[i];
 	return NULL;
 }
 
-/* take - a slot for hop: a free one, else the one whose line is oldest */
-static struct uplog_slot *take(const char *hop)
+/* take - a slot for key: a free one, else the one whose line is oldest */
+static struct uplog_slot *take(struct uplog_table *t, const char *key)
 {
 	struct uplog_slot *s = NULL;
 	for (size_t i = 0; i < UPLOG_SLOTS; i++) {
-		if (slots[i].hop[0] == '\0') {
-			s = &slots[i];
+		if (t->slots[i].key[0] == '\0') {
+			s = &t->slots[i];
 			break;
 		}
-		if (s == NULL || slots[i].line_ms < s->line_ms) s = &slots[i];
+		if (s == NULL || t->slots[i].line_ms < s->line_ms) s = &t->slots[i];
 	}
-	if (s->kind != 0) atomic_fetch_sub(&going, 1);
+	if (s->kind != 0) atomic_fetch_sub(&t->going, 1);
 	memset(s, 0, sizeof *s);
-	/* a longer spec than a target holds is cut alike for every caller */
-	snprintf(s->hop, sizeof s->hop, "%s", hop);
+	snprintf(s->key, sizeof s->key, "%s", key);
 	return s;
 }
 
-int uplog_due(const char *hop, int kind, long long now_ms, unsigned long *since)
+int uplog_table_due(struct uplog_table *t, const char *key, int kind, long long now_ms,
+                    unsigned long *since)
 {
+	char cut[sizeof t->slots[0].key];
 	int due = 0;
-	pthread_mutex_lock(&lock);
-	struct uplog_slot *s = find(hop);
-	if (s == NULL) s = take(hop);
+
+	/* a key longer than a slot holds is cut alike for every caller */
+	snprintf(cut, sizeof cut, "%s", key);
+	pthread_mutex_lock(&t->lock);
+	struct uplog_slot *s = find(t, cut);
+	if (s == NULL) s = take(t, cut);
 	if (s->kind != kind) {                        /* first, or changed */
-		if (s->kind == 0) atomic_fetch_add(&going, 1);
+		if (s->kind == 0) atomic_fetch_add(&t->going, 1);
 		s->kind = kind;
 		s->since = 0;
 		due = 1;
-	} else if (now_ms - s->line_ms >= UPLOG_EVERY_MS) {
+	} else if (now_ms - s->line_ms >= t->every_ms) {
 		due = 1;
 	} else {
 		s->since++;
@@ -67,30 +59,48 @@ int uplog_due(const char *hop, int kind, long long now_ms, unsigned long *since)
 		s->since = 0;
 		s->line_ms = now_ms;
 	}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&t->lock);
 	return due;
 }
 
-int uplog_clear(const char *hop)
+int uplog_table_clear(struct uplog_table *t, const char *key)
 {
+	char cut[sizeof t->slots[0].key];
 	int was = 0;
-	if (atomic_load(&going) == 0) return 0;
-	pthread_mutex_lock(&lock);
-	struct uplog_slot *s = find(hop);
+
+	if (atomic_load(&t->going) == 0) return 0;
+	snprintf(cut, sizeof cut, "%s", key);
+	pthread_mutex_lock(&t->lock);
+	struct uplog_slot *s = find(t, cut);
 	if (s != NULL && s->kind != 0) {
-		atomic_fetch_sub(&going, 1);
+		atomic_fetch_sub(&t->going, 1);
 		s->kind = 0;
 		s->since = 0;
 		was = 1;
 	}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&t->lock);
 	return was;
+}
+
+void uplog_table_reset(struct uplog_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+	memset(t->slots, 0, sizeof t->slots);
+	atomic_store(&t->going, 0);
+	pthread_mutex_unlock(&t->lock);
+}
+
+int uplog_due(const char *hop, int kind, long long now_ms, unsigned long *since)
+{
+	return uplog_table_due(&hops, hop, kind, now_ms, since);
+}
+
+int uplog_clear(const char *hop)
+{
+	return uplog_table_clear(&hops, hop);
 }
 
 void uplog_reset(void)
 {
-	pthread_mutex_lock(&lock);
-	memset(slots, 0, sizeof slots);
-	atomic_store(&going, 0);
-	pthread_mutex_unlock(&lock);
+	uplog_table_reset(&hops);
 }
