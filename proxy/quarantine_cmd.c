@@ -695,7 +695,6 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 {
 	json_object *a = jarr(env, "rcpt_dsn");
 	const char **v;
-	char buf[SMTP_DSN_RCPT_MAX + 1];
 
 	if (a == NULL)
 		return NULL;
@@ -711,8 +710,7 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 		v[i] = "";
 		if (s == NULL || s[0] == '\0')
 			continue;
-		if (strlen(s) <= SMTP_DSN_RCPT_MAX && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == strlen(s)
-		    && strcmp(buf, s) == 0)
+		if (smtp_dsn_rcpt_params_ok(s))
 			v[i] = s;
 		else
 			fprintf(stderr, "mailwarden: %s: recipient %zu: recorded DSN parameters not usable; "

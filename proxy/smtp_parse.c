@@ -630,6 +630,15 @@ size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz)
 	return o;
 }
 
+int smtp_dsn_rcpt_params_ok(const char *s)
+{
+	char buf[SMTP_DSN_RCPT_MAX + 1];
+	size_t n = strlen(s);
+
+	return n <= SMTP_DSN_RCPT_MAX && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == n
+	    && strcmp(buf, s) == 0;
+}
+
 /* reply_done - has the last stored line closed the reply ("NNN " or "NNN")? */
 static int reply_done(const struct smtp_reply *r)
 {

@@ -59,6 +59,10 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
  * small for what is.  Returns the length of out. */
 #define SMTP_DSN_RCPT_MAX 530   /* NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=<500> */
 size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz);
+/* smtp_dsn_rcpt_params_ok - s (NUL-terminated) is exactly what
+ * smtp_dsn_rcpt_params keeps of it: only well-formed NOTIFY and ORCPT,
+ * nothing else (a stored copy checked before it goes into a command) */
+int smtp_dsn_rcpt_params_ok(const char *s);
 
 /* Server replies ----------------------------------------------------------- */
 
