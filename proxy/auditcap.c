@@ -161,13 +161,11 @@ static size_t entry_cost(struct sbuf *tmp, const struct audit_rcpt *r)
 size_t audit_rcpts(struct jsonw *w, const struct audit_rcpt *r, size_t n, size_t before,
                    size_t budget)
 {
-	unsigned char *listed = calloc(n ? n : 1, 1);
-	size_t *cost = calloc(n ? n : 1, sizeof(*cost));
+	unsigned char *listed = xcalloc(n ? n : 1, 1);
+	size_t *cost = xcalloc(n ? n : 1, sizeof(*cost));
 	size_t used = 2, refused = 0, unlisted = 0, unlisted_acc = 0, i;
 	struct sbuf tmp;
 
-	if (listed == NULL || cost == NULL)
-		abort();                /* as xmalloc does */
 	sbuf_init(&tmp, (size_t)-1);
 	for (i = 0; i < n; i++)
 		cost[i] = entry_cost(&tmp, &r[i]);
