@@ -699,8 +699,7 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 	if (a == NULL)
 		return NULL;
 	if (json_object_array_length(a) != nrcpts) {
-		fprintf(stderr, "mailwarden: %s: the recorded DSN parameters do not match the recipients; "
-		    "released without them\n", id);
+		err1("%s: the recorded DSN parameters do not match the recipients; released without them", id);
 		return NULL;
 	}
 	v = xcalloc(nrcpts ? nrcpts : 1, sizeof(*v));
@@ -713,8 +712,8 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 		if (smtp_dsn_rcpt_params_ok(s))
 			v[i] = s;
 		else
-			fprintf(stderr, "mailwarden: %s: recipient %zu: recorded DSN parameters not usable; "
-			    "released without them\n", id, i + 1);
+			err1("%s: recipient %zu: recorded DSN parameters not usable; released without them",
+			    id, i + 1);
 	}
 	return v;
 }
