@@ -7,12 +7,68 @@
 #include "proxy/auditcap.h"
 #include "proxy/jsonw.h"
 #include "proxy/sbuf.h"
+#include "proxy/scanproto.h"
 
 void audit_text(struct jsonw *w, const char *s, size_t max)
 {
 	if (s == NULL)
 		s = "";
 	jsonw_str_max(w, s, strlen(s), max);
+}
+
+void audit_symbols(struct jsonw *w, const struct scan_symbol *syms, size_t n)
+{
+	size_t start = w->out->len, unlisted = 0;
+
+	jsonw_key(w, "symbols");
+	jsonw_array_begin(w);
+	for (size_t i = 0; i < n; i++) {
+		size_t before = w->out->len;
+		unsigned char first = w->first[w->depth];
+
+		jsonw_object_begin(w);
+		jsonw_key(w, "name");
+		audit_text(w, syms[i].name, AUDIT_TEXT_MAX);
+		jsonw_key(w, "score");
+		jsonw_num(w, syms[i].score, 3);
+		if (syms[i].desc != NULL) {
+			jsonw_key(w, "description");
+			audit_text(w, syms[i].desc, AUDIT_TEXT_MAX);
+		}
+		jsonw_key(w, "filter");
+		audit_text(w, syms[i].filter, AUDIT_TEXT_MAX);
+		jsonw_object_end(w);
+		if (w->out->len - start > AUDIT_SYMBOLS_MAX) {
+			/* taken back: the symbols past the room are counted */
+			w->out->len = before;
+			w->out->data[before] = '\0';
+			w->first[w->depth] = first;
+			unlisted++;
+		}
+	}
+	jsonw_array_end(w);
+	if (unlisted > 0) {
+		jsonw_key(w, "symbols_unlisted");
+		jsonw_int(w, (int64_t)unlisted);
+	}
+}
+
+void audit_timed_out(struct jsonw *w, const char *list, size_t max)
+{
+	jsonw_object_begin(w);
+	for (const char *p = list; *p; ) {
+		size_t len = strcspn(p, " "), k = strcspn(p, "=");
+		char key[64];
+
+		if (k < len) {
+			snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
+			jsonw_key(w, key);
+			jsonw_str_max(w, p + k + 1, len - k - 1, max);
+		}
+		p += len;
+		p += strspn(p, " ");
+	}
+	jsonw_object_end(w);
 }
 
 /* dkim_sign_list - the entries "what=D/S" of list as "d=D s=S" in an
@@ -105,13 +161,11 @@ static size_t entry_cost(struct sbuf *tmp, const struct audit_rcpt *r)
 size_t audit_rcpts(struct jsonw *w, const struct audit_rcpt *r, size_t n, size_t before,
                    size_t budget)
 {
-	unsigned char *listed = calloc(n ? n : 1, 1);
-	size_t *cost = calloc(n ? n : 1, sizeof(*cost));
+	unsigned char *listed = xcalloc(n ? n : 1, 1);
+	size_t *cost = xcalloc(n ? n : 1, sizeof(*cost));
 	size_t used = 2, refused = 0, unlisted = 0, unlisted_acc = 0, i;
 	struct sbuf tmp;
 
-	if (listed == NULL || cost == NULL)
-		abort();                /* as xmalloc does */
 	sbuf_init(&tmp, (size_t)-1);
 	for (i = 0; i < n; i++)
 		cost[i] = entry_cost(&tmp, &r[i]);

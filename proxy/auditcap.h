@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 struct jsonw;
+struct scan_symbol;
 
 #define AUDIT_RECORD_MAX     (64 * 1024)
 #define AUDIT_TEXT_MAX       1024
@@ -53,6 +54,17 @@ void audit_text(struct jsonw *w, const char *s, size_t max);
  * rcpts_unlisted_accepted when not 0.  Returns rcpts_unlisted. */
 size_t audit_rcpts(struct jsonw *w, const struct audit_rcpt *r, size_t n, size_t before,
                    size_t budget);
+
+/* audit_symbols - the "symbols" key and list of syms[0..n), within
+ * AUDIT_SYMBOLS_MAX bytes, then symbols_unlisted (those past the room)
+ * when not 0 */
+void audit_symbols(struct jsonw *w, const struct scan_symbol *syms, size_t n);
+
+/* audit_timed_out - the object of a timed_out list ("spamd=spamd_timeout
+ * clamd=scan_deadline", checked by the decoders: [a-z0-9_=], single
+ * spaces) as {filter: what ran out}, each value cut to max bytes of JSON;
+ * the caller writes the key */
+void audit_timed_out(struct jsonw *w, const char *list, size_t max);
 
 /* audit_dkim_sign - the "dkim_sign" key and object of what dkim_sign did
  * (scan_result.dkim_sign, checked by the decoders: "signed=D/S kept=D/S

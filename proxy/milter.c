@@ -306,26 +306,6 @@ static void fill_request(struct msess *s, struct scan_request *req, const char *
  * bounds of auditcap.h: the MTA hands over up to MAX_RCPTS recipients and
  * addresses, a HELO and a sender of any length. */
 
-/* timed_out_write - "spamd=spamd_timeout clamd=scan_deadline" as
- * {filter: what ran out}, each value cut to max bytes of JSON */
-static void timed_out_write(struct jsonw *w, const char *list, size_t max)
-{
-	jsonw_object_begin(w);
-	for (const char *p = list; *p; ) {
-		size_t len = strcspn(p, " "), k = strcspn(p, "=");
-		char key[64];
-
-		if (k < len) {
-			snprintf(key, sizeof(key), "%.*s", (int)(k < 63 ? k : 63), p);
-			jsonw_key(w, key);
-			jsonw_str_max(w, p + k + 1, len - k - 1, max);
-		}
-		p += len;
-		p += strspn(p, " ");
-	}
-	jsonw_object_end(w);
-}
-
 /* rcpt_checks_cut - the recipients whose check at RCPT was cut short or
  * got no answer, each with what ran out and what it got; nothing if none.
  * The check's own result is dropped once the recipient is let through, so
@@ -361,7 +341,7 @@ static void rcpt_checks_cut(struct jsonw *w, const struct msess *s)
 		audit_text(w, r->addr, AUDIT_CUT_TEXT_MAX);
 		if (r->cut_timed_out != NULL) {
 			jsonw_key(w, "timed_out");
-			timed_out_write(w, r->cut_timed_out, AUDIT_CUT_TEXT_MAX);
+			audit_timed_out(w, r->cut_timed_out, AUDIT_CUT_TEXT_MAX);
 		}
 		if (r->cut_fault != NULL) {
 			jsonw_key(w, "fault");
@@ -394,46 +374,13 @@ static void audit_tail(struct jsonw *w, struct msess *s, const struct scan_resul
                        const char *action, const char *reply, const char *queue_id,
                        const char *fault)
 {
-	size_t i, start, unlisted = 0;
-
 	jsonw_key(w, "message_id");
 	audit_text(w, s->message_id, AUDIT_TEXT_MAX);
 	jsonw_key(w, "subject");
 	audit_text(w, s->subject, AUDIT_TEXT_MAX);
 	jsonw_key(w, "size");
 	jsonw_int(w, (int64_t)s->spool.size);
-	start = w->out->len;
-	jsonw_key(w, "symbols");
-	jsonw_array_begin(w);
-	for (i = 0; res != NULL && i < res->nsymbols; i++) {
-		size_t before = w->out->len;
-		unsigned char first = w->first[w->depth];
-
-		jsonw_object_begin(w);
-		jsonw_key(w, "name");
-		audit_text(w, res->symbols[i].name, AUDIT_TEXT_MAX);
-		jsonw_key(w, "score");
-		jsonw_num(w, res->symbols[i].score, 3);
-		if (res->symbols[i].desc != NULL) {
-			jsonw_key(w, "description");
-			audit_text(w, res->symbols[i].desc, AUDIT_TEXT_MAX);
-		}
-		jsonw_key(w, "filter");
-		audit_text(w, res->symbols[i].filter, AUDIT_TEXT_MAX);
-		jsonw_object_end(w);
-		if (w->out->len - start > AUDIT_SYMBOLS_MAX) {
-			/* taken back: the symbols past the room are counted */
-			w->out->len = before;
-			w->out->data[before] = '\0';
-			w->first[w->depth] = first;
-			unlisted++;
-		}
-	}
-	jsonw_array_end(w);
-	if (unlisted > 0) {
-		jsonw_key(w, "symbols_unlisted");
-		jsonw_int(w, (int64_t)unlisted);
-	}
+	audit_symbols(w, res != NULL ? res->symbols : NULL, res != NULL ? res->nsymbols : 0);
 	jsonw_key(w, "score");
 	jsonw_num(w, res ? res->score : 0.0, 3);
 	jsonw_key(w, "action");
@@ -448,7 +395,7 @@ static void audit_tail(struct jsonw *w, struct msess *s, const struct scan_resul
 	}
 	if (res != NULL && res->timed_out[0]) {
 		jsonw_key(w, "timed_out");
-		timed_out_write(w, res->timed_out, AUDIT_TEXT_MAX);
+		audit_timed_out(w, res->timed_out, AUDIT_TEXT_MAX);
 	}
 	rcpt_checks_cut(w, s);
 	if (res != NULL)

@@ -695,13 +695,11 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 {
 	json_object *a = jarr(env, "rcpt_dsn");
 	const char **v;
-	char buf[SMTP_DSN_RCPT_MAX + 1];
 
 	if (a == NULL)
 		return NULL;
 	if (json_object_array_length(a) != nrcpts) {
-		fprintf(stderr, "mailwarden: %s: the recorded DSN parameters do not match the recipients; "
-		    "released without them\n", id);
+		err1("%s: the recorded DSN parameters do not match the recipients; released without them", id);
 		return NULL;
 	}
 	v = xcalloc(nrcpts ? nrcpts : 1, sizeof(*v));
@@ -711,12 +709,11 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 		v[i] = "";
 		if (s == NULL || s[0] == '\0')
 			continue;
-		if (strlen(s) <= SMTP_DSN_RCPT_MAX && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == strlen(s)
-		    && strcmp(buf, s) == 0)
+		if (smtp_dsn_rcpt_params_ok(s))
 			v[i] = s;
 		else
-			fprintf(stderr, "mailwarden: %s: recipient %zu: recorded DSN parameters not usable; "
-			    "released without them\n", id, i + 1);
+			err1("%s: recipient %zu: recorded DSN parameters not usable; released without them",
+			    id, i + 1);
 	}
 	return v;
 }

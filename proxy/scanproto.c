@@ -364,16 +364,6 @@ static int all_of(const char *s, const char *set)
 	return s[strspn(s, set)] == '\0';
 }
 
-/* rcpt_dsn_ok - s is what smtp_dsn_rcpt_params makes of it: only
- * well-formed NOTIFY and ORCPT, nothing else */
-static int rcpt_dsn_ok(const char *s)
-{
-	char buf[SMTP_DSN_RCPT_MAX + 1];
-
-	return strlen(s) <= SMTP_DSN_RCPT_MAX
-	    && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == strlen(s) && strcmp(buf, s) == 0;
-}
-
 #define UPPER_DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 /* dkim_sign's entries: domains and selectors as dkim_sign checks them */
 #define DKIM_SIGN_CHARS LOWER_DIGITS UPPER_DIGITS "-_./= "
@@ -493,7 +483,7 @@ int scan_request_from_json(json_object *j, struct scan_request *r)
 		r->rcpt_dsn = xcalloc(n ? n : 1, sizeof(char *));
 		for (i = 0; i < n; i++) {
 			if (str_of(json_object_array_get_idx(a, i), SMTP_DSN_RCPT_MAX, &s, &len) != 1
-			    || !rcpt_dsn_ok(s))
+			    || !smtp_dsn_rcpt_params_ok(s))
 				goto bad;
 			r->rcpt_dsn[i] = xstrndup(s, len);
 		}
@@ -957,7 +947,7 @@ int scan_request_decode(const void *p, size_t len, struct scan_request *r, size_
 		r->rcpt_dsn = xcalloc(n, sizeof(char *));
 		for (i = 0; i < n && !rd.bad; i++) {
 			r->rcpt_dsn[i] = getdup(&rd, SMTP_DSN_RCPT_MAX);
-			if (!rd.bad && !rcpt_dsn_ok(r->rcpt_dsn[i]))
+			if (!rd.bad && !smtp_dsn_rcpt_params_ok(r->rcpt_dsn[i]))
 				rd.bad = 1;
 		}
 	}

@@ -466,47 +466,13 @@ static struct audit_bufs *audit_scratch(void)
 	return ab;
 }
 
-/* audit_symbols - the scan's symbols, within AUDIT_SYMBOLS_MAX bytes */
-static void audit_symbols(struct jsonw *w, const struct txn *t)
-{
-	size_t start = w->out->len, unlisted = 0;
-
-	jsonw_key(w, "symbols");
-	jsonw_array_begin(w);
-	for (size_t i = 0; t->have_res && i < t->res.nsymbols; i++) {
-		size_t before = w->out->len;
-		int first = w->first[w->depth];
-		jsonw_object_begin(w);
-		jsonw_key(w, "name");  audit_text(w, t->res.symbols[i].name, AUDIT_TEXT_MAX);
-		jsonw_key(w, "score"); jsonw_num(w, t->res.symbols[i].score, 3);
-		if (t->res.symbols[i].desc) {
-			jsonw_key(w, "description");
-			audit_text(w, t->res.symbols[i].desc, AUDIT_TEXT_MAX);
-		}
-		jsonw_key(w, "filter"); audit_text(w, t->res.symbols[i].filter, AUDIT_TEXT_MAX);
-		jsonw_object_end(w);
-		if (w->out->len - start > AUDIT_SYMBOLS_MAX) {
-			/* taken back: the symbols past the room are counted */
-			w->out->len = before;
-			w->out->data[before] = '\0';
-			w->first[w->depth] = (unsigned char)first;
-			unlisted++;
-		}
-	}
-	jsonw_array_end(w);
-	if (unlisted > 0) {
-		jsonw_key(w, "symbols_unlisted");
-		jsonw_int(w, (int64_t)unlisted);
-	}
-}
-
 /* audit_tail - the record after its rcpts list, closing brace included */
 static void audit_tail(struct jsonw *w, struct session *s, struct txn *t)
 {
 	jsonw_key(w, "message_id");  audit_text(w, t->message_id, AUDIT_TEXT_MAX);
 	jsonw_key(w, "subject");     audit_text(w, t->subject, AUDIT_TEXT_MAX);
 	jsonw_key(w, "size");        jsonw_int(w, (int64_t)t->size);
-	audit_symbols(w, t);
+	audit_symbols(w, t->res.symbols, t->have_res ? t->res.nsymbols : 0);
 	jsonw_key(w, "score");       jsonw_num(w, t->have_res ? t->res.score : 0.0, 3);
 	jsonw_key(w, "action");      jsonw_cstr(w, t->action ? t->action : "none");
 	if (t->fault[0]) {
@@ -518,22 +484,8 @@ static void audit_tail(struct jsonw *w, struct session *s, struct txn *t)
 		audit_text(w, t->res.error, AUDIT_TEXT_MAX);
 	}
 	if (t->have_res && t->res.timed_out[0]) {
-		/* "spamd=spamd_timeout clamd=scan_deadline" (checked by the
-		 * decoder: [a-z0-9_=], single spaces) as {filter: what ran out} */
 		jsonw_key(w, "timed_out");
-		jsonw_object_begin(w);
-		for (const char *p = t->res.timed_out; *p; ) {
-			size_t len = strcspn(p, " "), k = strcspn(p, "=");
-			if (k < len) {
-				char key[64];
-				snprintf(key, sizeof key, "%.*s", (int)(k < 63 ? k : 63), p);
-				jsonw_key(w, key);
-				jsonw_str(w, p + k + 1, len - k - 1);
-			}
-			p += len;
-			p += strspn(p, " ");
-		}
-		jsonw_object_end(w);
+		audit_timed_out(w, t->res.timed_out, AUDIT_TEXT_MAX);
 	}
 	if (t->have_res)
 		audit_dkim_sign(w, t->res.dkim_sign);

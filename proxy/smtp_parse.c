@@ -541,7 +541,7 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
 
 /* Replies ------------------------------------------------------------------ */
 
-static int hex_upper(int c);
+static int xtext_decode(const char *p, size_t n, char *out, size_t outmax);
 
 /* dsn_notify_ok - NOTIFY's value: NEVER, or SUCCESS/FAILURE/DELAY each
  * once at most, comma-separated (case-insensitive) */
@@ -572,9 +572,11 @@ static int dsn_notify_ok(const char *v, size_t n)
 	return 0;
 }
 
-/* dsn_orcpt_ok - ORCPT's value: addr-type ";" xtext (RFC 3461 4.2) */
+/* dsn_orcpt_ok - ORCPT's value: addr-type ";" xtext (RFC 3461 4.2), at
+ * most 500 octets */
 static int dsn_orcpt_ok(const char *v, size_t n)
 {
+	char decoded[501];
 	size_t i = 0;
 
 	if (n > 500)
@@ -583,19 +585,7 @@ static int dsn_orcpt_ok(const char *v, size_t n)
 		i++;
 	if (i == 0 || i >= n || v[i] != ';')
 		return 0;
-	for (i++; i < n; i++) {
-		unsigned char c = (unsigned char)v[i];
-		if (c == '+') {
-			if (i + 2 >= n)
-				return 0;
-			if (hex_upper(v[i + 1]) < 0 || hex_upper(v[i + 2]) < 0)
-				return 0;
-			i += 2;
-		} else if (c < 33 || c > 126 || c == '=') {
-			return 0;
-		}
-	}
-	return 1;
+	return xtext_decode(v + i + 1, n - i - 1, decoded, sizeof(decoded) - 1) == 0;
 }
 
 size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz)
@@ -628,6 +618,15 @@ size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz)
 		in += strspn(in, " ");
 	}
 	return o;
+}
+
+int smtp_dsn_rcpt_params_ok(const char *s)
+{
+	char buf[SMTP_DSN_RCPT_MAX + 1];
+	size_t n = strlen(s);
+
+	return n <= SMTP_DSN_RCPT_MAX && smtp_dsn_rcpt_params(s, buf, sizeof(buf)) == n
+	    && strcmp(buf, s) == 0;
 }
 
 /* reply_done - has the last stored line closed the reply ("NNN " or "NNN")? */

@@ -51,7 +51,8 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
  * ("KEY=V KEY2 ..."), the DSN ones (RFC 3461 4.1, 4.2) that are
  * well-formed, into out, space-separated: NOTIFY=NEVER or a list of
  * SUCCESS, FAILURE, DELAY; ORCPT=addr-type;xtext, at most 500 octets of
- * printable ASCII with '+' followed by two upper-case hex digits.  The
+ * printable ASCII with '+' followed by two upper-case hex digits (xtext, as
+ * XFORWARD's values: no +00).  The
  * rest is dropped (also an ORCPT in RFC 6533's raw UTF-8 form).  For
  * keeping them with a quarantined message and checking them when the
  * record is read back (the record is a file: what it says must not add
@@ -59,6 +60,10 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
  * small for what is.  Returns the length of out. */
 #define SMTP_DSN_RCPT_MAX 530   /* NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=<500> */
 size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz);
+/* smtp_dsn_rcpt_params_ok - s (NUL-terminated) is exactly what
+ * smtp_dsn_rcpt_params keeps of it: only well-formed NOTIFY and ORCPT,
+ * nothing else (a stored copy checked before it goes into a command) */
+int smtp_dsn_rcpt_params_ok(const char *s);
 
 /* Server replies ----------------------------------------------------------- */
 

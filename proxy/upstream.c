@@ -467,7 +467,7 @@ static const char *name_value(const struct upstream *u, const char *verb)
 	if (u->c_name[0] == '\0') return XATTR_UNAVAILABLE;
 	if (xattr_name_ok(u->c_name)) return u->c_name;
 	slog(u->sid, LOG_NOTICE, "upstream=%s: %s NAME %s is no host name the next hop takes: sent as %s",
-	     u->t->spec, verb, log_esc(esc, sizeof esc, u->c_name, strlen(u->c_name)), XATTR_UNAVAILABLE);
+	     u->t->spec, verb, log_esc_word(esc, sizeof esc, u->c_name, strlen(u->c_name)), XATTR_UNAVAILABLE);
 	return XATTR_UNAVAILABLE;
 }
 
@@ -512,7 +512,7 @@ static int xforward_lines(struct upstream *u, const char *addr, const char *prot
 	snprintf(port, sizeof port, "%u", u->c_port);
 	snprintf(line, linesz, "XFORWARD");
 	if (announces(announced, "NAME"))       /* name_value logs what it replaces */
-		xforward_add(u, announced, "NAME", name_value(u, "XFORWARD"), line, linesz);
+		attr_add(u, "XFORWARD", "NAME", name_value(u, "XFORWARD"), line, linesz);
 	xforward_add(u, announced, "ADDR", addr, line, linesz);
 	xforward_add(u, announced, "PORT", port, line, linesz);
 	xforward_add(u, announced, "PROTO", proto, line, linesz);
