@@ -47,6 +47,7 @@
 
 #include "filters/store.h"
 #include "proxy/log.h"
+#include "proxy/monotime.h"
 #include "proxy/sbuf.h"
 
 #define SWEEP_EVERY 4096
@@ -166,13 +167,11 @@ struct walk {
 	                               * then says how many are left to look at) */
 };
 
-/* mono_ms - a monotonic clock in milliseconds, for time budgets */
+/* mono_ms - monotime_ms (proxy/monotime.h) as the unsigned time budgets
+ * here keep it */
 static uint64_t mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)monotime_ms();
 }
 
 /* walk_delete - the entries of w->dbi from w->at on (w->look of them at
