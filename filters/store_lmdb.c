@@ -655,13 +655,20 @@ static int lmdb_set(void *vb, const char *key, const char *val, unsigned ttl_s)
 	return 0;
 }
 
+/* kv_del - key removed inside txn (absent already: no error): 0 or an
+ * LMDB error */
+static int kv_del(struct lmdb_store *b, MDB_txn *txn, const char *key)
+{
+	MDB_val k = key_val(key);
+	int rc = mdb_del(txn, b->kv, &k, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int del_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
 {
-	MDB_val k = key_val(arg);
-	int rc;
-
 	*what = "del";
-	return (rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND ? 0 : rc;
+	return kv_del(b, txn, arg);
 }
 
 static int lmdb_del(void *vb, const char *key)
@@ -891,7 +898,6 @@ struct swap_arg {
 static int swap_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
 {
 	const struct swap_arg *a = arg;
-	MDB_val k = key_val(a->key);
 	char cur[STORE_VALUE_MAX + 2];
 	int rc = 0, found;
 
@@ -904,9 +910,7 @@ static int swap_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **w
 	if (a->val != NULL)
 		return put_kv(b, txn, a->key, a->val, strlen(a->val),
 		              a->ttl_s ? now_s() + a->ttl_s : 0);
-	if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
-		rc = 0;                   /* an expired value not swept yet */
-	return rc;
+	return kv_del(b, txn, a->key);      /* absent: an expired value not swept yet */
 }
 
 static int lmdb_swap(void *vb, const char *key, const char *expect, const char *val,
@@ -951,20 +955,29 @@ struct blob_arg {
 	unsigned ttl_s;
 };
 
+/* kv_put_blob - key = data[0..len) with ttl_s (0 = never) inside txn,
+ * written in place: no 8 MiB copy of the value on the side.  0 or an
+ * LMDB error */
+static int kv_put_blob(struct lmdb_store *b, MDB_txn *txn, const char *key, const void *data,
+                       size_t len, unsigned ttl_s)
+{
+	MDB_val k = key_val(key), v = { 8 + len, NULL };
+	int rc;
+
+	if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) != 0)
+		return rc;
+	put_u64(v.mv_data, ttl_s ? now_s() + ttl_s : 0);
+	if (len > 0)
+		memcpy((unsigned char *)v.mv_data + 8, data, len);
+	return 0;
+}
+
 static int blob_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
 {
 	const struct blob_arg *a = arg;
-	MDB_val k = key_val(a->key), v = { 8 + a->len, NULL };
-	int rc;
 
 	*what = "put";
-	/* written in place: no 8 MiB copy of the value on the side */
-	if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) != 0)
-		return rc;
-	put_u64(v.mv_data, a->ttl_s ? now_s() + a->ttl_s : 0);
-	if (a->len > 0)
-		memcpy((unsigned char *)v.mv_data + 8, a->data, a->len);
-	return 0;
+	return kv_put_blob(b, txn, a->key, a->data, a->len, a->ttl_s);
 }
 
 static int lmdb_blob_set(void *vb, const char *key, const void *data, size_t len, unsigned ttl_s)
@@ -1198,18 +1211,10 @@ static int tokens_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char *
 static int kept_in(struct lmdb_store *b, MDB_txn *txn, const struct store_learning *l,
                    const char **what)
 {
-	MDB_val k = key_val(l->kept), v = { 8 + l->kept_len, NULL };
-	int rc;
+	int rc = l->kept_val == NULL ? kv_del(b, txn, l->kept)
+	                             : kv_put_blob(b, txn, l->kept, l->kept_val, l->kept_len, l->kept_ttl_s);
 
 	*what = "example";
-	if (l->kept_val == NULL) {
-		if ((rc = mdb_del(txn, b->kv, &k, NULL)) == MDB_NOTFOUND)
-			rc = 0;
-	} else if ((rc = mdb_put(txn, b->kv, &k, &v, MDB_RESERVE)) == 0) {
-		put_u64(v.mv_data, l->kept_ttl_s ? now_s() + l->kept_ttl_s : 0);
-		if (l->kept_len > 0)
-			memcpy((unsigned char *)v.mv_data + 8, l->kept_val, l->kept_len);
-	}
 	if (rc == 0 && l->kept_count != NULL)
 		rc = incr_in(b, txn, l->kept_count, 1, 0, NULL, what);
 	return rc;
@@ -1236,7 +1241,6 @@ static int learn_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **
 {
 	const struct learn_arg *a = arg;
 	const struct store_learning *l = a->l;
-	MDB_val mk = key_val(l->mark);
 	MDB_stat st;
 	char cur[8];
 	int ds = (l->now == 's') - (l->was == 's'), dh = (l->now == 'h') - (l->was == 'h');
@@ -1261,9 +1265,8 @@ static int learn_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **
 		char mark[2] = { l->now, '\0' };
 
 		rc = put_kv(b, txn, l->mark, mark, 1, l->mark_ttl_s ? now_s() + l->mark_ttl_s : 0);
-	} else if ((rc = mdb_del(txn, b->kv, &mk, NULL)) == MDB_NOTFOUND) {
-		rc = 0;
-	}
+	} else
+		rc = kv_del(b, txn, l->mark);
 	if (rc != 0 || (l->kept != NULL && (rc = kept_in(b, txn, l, what)) != 0))
 		return rc;
 	*a->ntokens = mdb_stat(txn, b->tok, &st) == 0 ? st.ms_entries : 0;
