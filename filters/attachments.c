@@ -397,13 +397,17 @@ static void hit(struct finding *f, enum rule rule, const char *symbol, const cha
                 const char *what)
 {
 	int action = f->r->action[rule];
-	char name[NAME_SHOWN + 8];
+	char name[NAME_SHOWN + 8], fesc[512], wesc[512];
 
 	if (action == ATTACH_NONE)
 		return;
 	mw_symbol(f->ctx, symbol, 0, "%s: %s", file, what);
-	mw_log(f->ctx, LOG_NOTICE, "banned attachment rule=%s file=\"%s\" %s action=%s",
-	    rule_name[rule], file, what,
+	/* the sender names the file, and what names files inside it: both
+	 * quoted, their '"' and '=' escaped, so that a name such as
+	 * `x" action="accept` cannot add a field to the line */
+	builtin_log(f->ctx, LOG_NOTICE, "banned attachment rule=%s file=\"%s\" detail=\"%s\" action=%s",
+	    rule_name[rule], log_esc_quoted(fesc, sizeof(fesc), file, strlen(file)),
+	    log_esc_quoted(wesc, sizeof(wesc), what, strlen(what)),
 	    action == ATTACH_REJECT ? "reject" : action == ATTACH_QUARANTINE ? "quarantine" :
 	    action == ATTACH_REPLACE ? "replace" : "tag");
 	if (rule == R_UNCHECKED) {            /* no file to name; never replace */
@@ -705,10 +709,14 @@ static int over_budget(struct finding *f, const char *archive_name)
  * the "unchecked" rule, once a message */
 static void archive_unchecked(struct finding *f, const char *archive_name, const char *why)
 {
+	char aesc[512], wesc[512];
+
 	if (f->archive_unchecked)
 		return;
 	f->archive_unchecked = 1;
-	mw_log(f->ctx, LOG_NOTICE, "archive %s: %s, rest unchecked", archive_name, why);
+	builtin_log(f->ctx, LOG_NOTICE, "archive rest unchecked file=\"%s\" detail=\"%s\"",
+	    log_esc_quoted(aesc, sizeof(aesc), archive_name, strlen(archive_name)),
+	    log_esc_quoted(wesc, sizeof(wesc), why, strlen(why)));
 	hit(f, R_UNCHECKED, symbol_of[R_UNCHECKED], archive_name, why);
 }
 
@@ -1026,8 +1034,13 @@ static int scan_archive_in(struct finding *f, const unsigned char *data, size_t 
 			    level >= f->a->archive_depth ? "deeper than attach_archive_depth"
 			                                  : "over attach_archive_max_size");
 			archive_unchecked(f, archive_name, why);
-		} else if (!nested && level < f->a->archive_depth && is_archive_type(type))
-			mw_log(f->ctx, LOG_DEBUG, "archive %s in %s not opened (size)", name, archive_name);
+		} else if (!nested && level < f->a->archive_depth && is_archive_type(type)) {
+			char nesc[512], aesc[512];
+
+			builtin_log(f->ctx, LOG_DEBUG, "archive not opened (size) file=\"%s\" in=\"%s\"",
+			    log_esc_quoted(nesc, sizeof(nesc), name, strlen(name)),
+			    log_esc_quoted(aesc, sizeof(aesc), archive_name, strlen(archive_name)));
+		}
 		if (nested && got > 0) {
 			char inner_name[400];
 
@@ -1433,8 +1446,12 @@ static void check_tnef(struct finding *f, const struct mime_part *p, const char 
 				snprintf(label, sizeof(label), "%.140s/%.250s", file, title[0] ? title : "data");
 				open_archive(f, d, len, label, 1, last, "", type);
 			}
-		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file))
-			mw_log(f->ctx, LOG_DEBUG, "TNEF %s: attachment properties not all read", file);
+		} else if (id == ATT_ATTACHMENT && !tnef_props(f, d, len, file)) {
+			char fesc[512];
+
+			builtin_log(f->ctx, LOG_DEBUG, "TNEF attachment properties not all read file=\"%s\"",
+			    log_esc_quoted(fesc, sizeof(fesc), file, strlen(file)));
+		}
 	}
 }
 

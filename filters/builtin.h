@@ -79,6 +79,17 @@ void builtin_new_body(struct mw_ctx *ctx, char *rest, size_t len, int top);
  * on and frees it.  For what counts only messages taken (ratelimit). */
 void builtin_on_outcome(struct mw_ctx *ctx, void (*fn)(void *data, int taken), void *data);
 
+/* builtin_log - mw_log for a built-in that escaped each value from
+ * outside where it stands, as the core's lines do (proxy/log.h): a name
+ * in quotes with log_esc_quoted (file="%s"), a bare one with log_esc_word
+ * (domain=%s).  mw_log escapes its whole text as free text (a plugin's
+ * text is), which leaves '"' and '=' as they are: an attachment named
+ * `x" action="accept` made a field of its own in the line.  The text is
+ * not escaped again here (slog's scrub still turns any control byte into
+ * '?'); a value not escaped by the caller goes in as it is. */
+void builtin_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* final_prepend - add "name: value" on top of the header section that
  * leaves (above every other added field).  value may be folded
  * ("\r\n\t" sequences) as a DKIM-Signature is. */

@@ -38,6 +38,7 @@
 #include "filters/msgfile.h"
 #include "filters/store.h"
 #include "proxy/as_user.h"
+#include "proxy/log.h"
 #include "proxy/master.h"
 #include "proxy/sbuf.h"
 
@@ -81,10 +82,13 @@ static struct learn_run *run;      /* the run of this process */
 /* refuse - one message not learned, and why (path's message i of an mbox) */
 static void refuse(const char *path, unsigned i, int mbox, const char *why)
 {
+	char esc[LEARN_SAID_MAX];
+
+	log_esc(esc, sizeof(esc), path, strlen(path));     /* a user's file name: LEARN_SAID_MAX */
 	if (mbox)
-		fprintf(stderr, "mailwarden learn: %s: message %u: %s: skipped\n", path, i, why);
+		fprintf(stderr, "mailwarden learn: %s: message %u: %s: skipped\n", esc, i, why);
 	else
-		fprintf(stderr, "mailwarden learn: %s: %s: skipped\n", path, why);
+		fprintf(stderr, "mailwarden learn: %s: %s: skipped\n", esc, why);
 	run->refused++;
 }
 
@@ -123,11 +127,14 @@ static void learn_message(const char *path, unsigned i, int mbox, const char *da
 		r = 0;
 	} else if ((r = bayes_learn_tokens(run->store, &ctx, &t, run->cls, run->seen_ttl, run->examples,
 	                                   run->seen_ttl)) == BAYES_LEARN_NOT) {
+		char esc[LEARN_SAID_MAX];
+
 		/* this message's trouble (logged): the store works, go on */
+		log_esc(esc, sizeof(esc), path, strlen(path));
 		if (mbox)
-			fprintf(stderr, "mailwarden learn: %s: message %u: not learned\n", path, i);
+			fprintf(stderr, "mailwarden learn: %s: message %u: not learned\n", esc, i);
 		else
-			fprintf(stderr, "mailwarden learn: %s: not learned\n", path);
+			fprintf(stderr, "mailwarden learn: %s: not learned\n", esc);
 		run->failed++;
 	} else if (r < 0) {
 		run->store_error = 1;

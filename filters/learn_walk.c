@@ -55,6 +55,7 @@
 
 #include "filters/learn_walk.h"
 #include "filters/msgfile.h"
+#include "proxy/log.h"
 #include "proxy/sbuf.h"
 
 #define WALK_MAX_DEPTH 32       /* directories below an argument: bounds the descriptors held */
@@ -83,12 +84,26 @@ struct found {
 	int linked;             /* a link was followed to it */
 };
 
+/* say - "mailwarden learn: PATH: text" on stderr, path escaped
+ * (LEARN_SAID_MAX); the buffer in this leaf's frame only, not in each
+ * frame of the walk's recursion */
+static void say(const char *path, const char *text)
+{
+	char esc[LEARN_SAID_MAX];
+
+	fprintf(stderr, "mailwarden learn: %s: %s\n", log_esc(esc, sizeof(esc), path, strlen(path)), text);
+}
+
+/* fail - one path not read, said (path escaped: LEARN_SAID_MAX; fmt's
+ * arguments are ours, but a name from the walk, which goes through
+ * log_esc first) and counted */
 static void fail(struct walk *w, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(struct walk *w, const char *path, const char *fmt, ...)
 {
+	char esc[LEARN_SAID_MAX];
 	va_list ap;
 
-	fprintf(stderr, "mailwarden learn: %s: ", path);
+	fprintf(stderr, "mailwarden learn: %s: ", log_esc(esc, sizeof(esc), path, strlen(path)));
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -185,9 +200,11 @@ static int lookup(struct walk *w, const struct dir *d, const char *name, const c
 			/* the name said is the path's last (no link followed
 			 * yet, not a directory on the way), else named */
 			int last = *hops == 0 && want == LK_READ;
+			char esc[4 * NAME_MAX + 8];     /* one name of the path */
 
 			fail(w, path, "%s%sa symbolic link in a directory of uid %u, mode %03o: not followed (run as "
-			     "root, learn follows links only in directories only root can write)", last ? "" : name,
+			     "root, learn follows links only in directories only root can write)",
+			     last ? "" : log_esc(esc, sizeof(esc), name, strlen(name)),
 			     last ? "" : " is ", (unsigned)d->st.st_uid, (unsigned)(d->st.st_mode & 07777));
 			close(fd);
 			return -1;
@@ -322,8 +339,7 @@ static void visit(struct walk *w, struct found *f, const char *path, int flags, 
 		if (f->linked && !(flags & AS_ARG))
 			/* a walk into a link to a folder could loop, or walk a
 			 * tree twice: name it on the command line */
-			fprintf(stderr, "mailwarden learn: %s: a link to a directory, not followed "
-			        "(give it as an argument)\n", path);
+			say(path, "a link to a directory, not followed (give it as an argument)");
 		else if (!(flags & IN_MAILDIR))
 			walk_dir(w, &d, path, depth);
 	} else if (S_ISREG(f->st.st_mode))

@@ -10,6 +10,15 @@
 
 #define LEARN_MAX_SIZE (32u * 1024 * 1024)    /* bigger files fail */
 
+/* LEARN_SAID_MAX - room for a path as learn says it on stderr: through
+ * log_esc (proxy/log.h), a byte outside printable ASCII as \xHH, a
+ * backslash doubled.  A path comes from the walk of a folder a user
+ * writes, and root's learn says it on root's terminal: a file name
+ * holding an escape sequence, a C1 control, a bidi override or a newline
+ * would act there (rewrite the screen, forge a line).  4 bytes a byte of
+ * PATH_MAX, longer ones cut with "...". */
+#define LEARN_SAID_MAX (4 * 4096 + 4)
+
 struct learn_sink {
 	void *arg;
 	/* a file's bytes: path and data borrowed for the call */

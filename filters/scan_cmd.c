@@ -168,7 +168,11 @@ static int scan_run(const struct scan_job *job)
 	text = json_object_to_json_string_length(j,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
 	sbuf_init(&out, SIZE_MAX / 4);
-	utf8_sanitize_sbuf(&out, text, tlen);
+	/* valid UTF-8, and no C1 or bidi control from the message (a symbol's
+	 * description quotes a file name, a Subject) acting on the terminal
+	 * of whoever runs it (root, or a user with a mail from outside):
+	 * json-c escapes C0 only */
+	(void)utf8_term_sbuf(&out, text, tlen, 1);
 	sbuf_addc(&out, '\n');
 	if (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
 		fprintf(stderr, "mailwarden scan: stdout: %s\n", strerror(errno));
@@ -177,10 +181,12 @@ static int scan_run(const struct scan_job *job)
 	sbuf_free(&out);
 	json_object_put(j);
 	if (res.error[0] != '\0') {
-		char esc[sizeof(res.error)];
+		struct sbuf esc;
 
-		utf8_sanitize(res.error, strlen(res.error), esc, sizeof(esc));
-		fprintf(stderr, "mailwarden scan: scan failed: %s\n", esc);
+		sbuf_init(&esc, SIZE_MAX / 4);
+		(void)utf8_term_sbuf(&esc, res.error, strlen(res.error), 0);
+		fprintf(stderr, "mailwarden scan: scan failed: %.*s\n", (int)esc.len, esc.data ? esc.data : "");
+		sbuf_free(&esc);
 		rc = 1;
 	}
 	scan_result_free(&res);

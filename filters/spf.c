@@ -973,8 +973,14 @@ static void spf_check(struct mw_ctx *ctx)
 			mw_verdict(ctx, action, NULL);
 		}
 	}
-	mw_log(ctx, LOG_INFO, "spf=%s identity=%s domain=%s client=%s", res_name[res], identity,
-	    v_dom, v_ip);
+	{
+		/* the domain is the client's (HELO, MAIL FROM), not always one
+		 * that domain_ok passed: one token, as the core's helo= */
+		char dom_esc[4 * SPF_MAX_VALUE + 8];
+
+		builtin_log(ctx, LOG_INFO, "spf=%s identity=%s domain=%s client=%s", res_name[res], identity,
+		    log_esc_word(dom_esc, sizeof(dom_esc), domain, strlen(domain)), v_ip);
+	}
 	if (resp != NULL)
 		SPF_response_free(resp);
 	if (req != NULL)

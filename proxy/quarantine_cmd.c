@@ -111,45 +111,16 @@ static int usage_err(const char *what, const char *arg)
 /* ------------------------------------------------------------------ */
 /* safe output                                                          */
 
-/* put_safe - the valid UTF-8 t[0..n) with every character a terminal acts
- * on (utf8_cp_acts) escaped.  json: t is JSON text from json-c, whose C0
- * characters are its own layout (it escapes them inside strings) and stay;
- * DEL, C1 and bidi, which it copies into strings as they are and which
- * stand nowhere else, become \uXXXX, the same string to a JSON reader.
- * Else C0 (but tab) and DEL as \xHH, C1 and bidi as \uXXXX. */
-static void put_safe(FILE *f, const char *t, size_t n, int json)
-{
-	const unsigned char *u = (const unsigned char *)t;
-	size_t i = 0, k, bad;
-	unsigned cp;
-
-	while (i < n) {
-		k = utf8_seq(u + i, n - i, &bad);
-		if (k == 0) {		/* not after utf8_sanitize: never raw */
-			fputs("\\ufffd", f);
-			i += bad;
-			continue;
-		}
-		cp = utf8_decode(u + i, k);
-		if (!utf8_cp_acts(cp) || cp == '\t' || (json && cp < 0x20))
-			fwrite(t + i, 1, k, f);
-		else if (json || cp > 0x7f)
-			fprintf(f, "\\u%04x", cp);
-		else
-			fprintf(f, "\\x%02x", cp);
-		i += k;
-	}
-}
-
 /* put_text - s[0..n) for a terminal: invalid UTF-8 as U+FFFD, controls
- * escaped (put_safe) */
+ * escaped (utf8_term_sbuf) */
 static void put_text(FILE *f, const char *s, size_t n)
 {
 	struct sbuf b;
 
 	sbuf_init(&b, (size_t)-1);
-	utf8_sanitize_sbuf(&b, s, n);
-	put_safe(f, b.data != NULL ? b.data : "", b.len, 0);
+	(void)utf8_term_sbuf(&b, s, n, 0);     /* no limit: never -1 */
+	if (b.len > 0)
+		fwrite(b.data, 1, b.len, f);
 	sbuf_free(&b);
 }
 
@@ -158,7 +129,8 @@ static void put_str(FILE *f, const char *s)
 	put_text(f, s, strlen(s));
 }
 
-/* put_json - j as one line (or pretty) of valid UTF-8 */
+/* put_json - j as one line (or pretty) of valid UTF-8, controls escaped
+ * (utf8_term_sbuf) */
 static void put_json(FILE *f, json_object *j, int pretty)
 {
 	size_t len;
@@ -167,8 +139,9 @@ static void put_json(FILE *f, json_object *j, int pretty)
 	struct sbuf b;
 
 	sbuf_init(&b, (size_t)-1);
-	utf8_sanitize_sbuf(&b, t, len);
-	put_safe(f, b.data != NULL ? b.data : "", b.len, 1);
+	(void)utf8_term_sbuf(&b, t, len, 1);
+	if (b.len > 0)
+		fwrite(b.data, 1, b.len, f);
 	sbuf_free(&b);
 }
 

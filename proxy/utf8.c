@@ -120,6 +120,34 @@ int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len)
 	return sbuf_add(out, in + start, i - start);
 }
 
+int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int json)
+{
+	const unsigned char *u = (const unsigned char *)in;
+	size_t i = 0, k, bad;
+	unsigned cp;
+	int r;
+
+	while (i < len) {
+		k = utf8_seq(u + i, len - i, &bad);
+		if (k == 0) {
+			r = sbuf_add(out, REPL, sizeof(REPL));
+			i += bad;
+		} else {
+			cp = utf8_decode(u + i, k);
+			if (!utf8_cp_acts(cp) || cp == '\t' || (json && cp < 0x20))
+				r = sbuf_add(out, in + i, k);
+			else if (json || cp > 0x7f)
+				r = sbuf_addf(out, "\\u%04x", cp);
+			else
+				r = sbuf_addf(out, "\\x%02x", cp);
+			i += k;
+		}
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
 size_t utf8_sanitize(const char *in, size_t len, char *out, size_t outsz)
 {
 	const unsigned char *u = (const unsigned char *)in;

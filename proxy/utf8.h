@@ -45,6 +45,18 @@ int utf8_cp_acts(unsigned cp);
  * a prefix of the result that ends on a character boundary). */
 int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len);
 
+/* utf8_term_sbuf - append in[0..len) to out as text for root's terminal:
+ * ill-formed sequences as U+FFFD (as utf8_sanitize_sbuf), and every
+ * character a terminal acts on (utf8_cp_acts) escaped.  json = 0: C0
+ * controls (but tab) and DEL as \xHH, C1 and bidi as \uXXXX.  json = 1:
+ * in is JSON text from json-c, whose C0 characters are its own layout (it
+ * escapes them inside strings) and stay; DEL, C1 and bidi, which json-c
+ * copies into strings as they are and which stand nowhere else, become
+ * \uXXXX, the same string to a JSON reader.  The one way the commands
+ * root runs ("mailwarden quarantine", "mailwarden scan") print what a
+ * sender or the daemon's user wrote.  Returns 0, or -1 at out's limit. */
+int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int json);
+
 /* utf8_sanitize - the same into a fixed buffer: writes at most outsz-1
  * bytes, cutting only between characters, and NUL-terminates (if outsz >
  * 0).  Returns the number of bytes written, without the NUL. */

@@ -472,3 +472,55 @@ def test_proxy_replace_then_quarantine_keeps_the_original(mw_factory, upstream):
     assert L.b64(PAYLOAD)[:60] not in got, got[:3000]
     assert b"mailwarden removed an attachment" in got and b"a.exe" in got
     assert b"filename=\"b.bin\"" in got and b"Content-Type: application/x-msdownload" in got
+
+
+# --- the log line's fields (session 20) -----------------------------------------------
+
+def _fields(line):
+    """key=value fields of a log line as a parser that knows quotes reads them"""
+    import re
+    return re.findall(r'(?:^|\s)([A-Za-z_]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)', line)
+
+
+def test_attachment_name_cannot_forge_log_fields(mw_factory, upstream):
+    """The attachment's name, the sender's, went into the filter's log line
+    inside file="...", as it was: a name `x" action=accept verdict="clean.exe`
+    ended the quoted value and added action= and verdict= fields of its own
+    (a key=value reader, fail2ban, a grep for the first action= took them),
+    and a banned name inside an archive did the same from the line's bare
+    text.  Both are escaped as a quoted value now ('"' and '=' as \\xHH)."""
+    m = mw_factory(upstream, opts=[("filters", "attachments")])
+    msg = L.message([L.part("application/octet-stream", b"harmless\n",
+                            'attachment; filename="x\\" action=accept verdict=\\"clean.exe"'),
+                     L.part("application/zip", L.zip_bytes({'a" action="accept.exe': b"x"}),
+                            'attachment; filename="b.zip"')])
+    assert send(m, msg).code == 550
+    lines = [ln for ln in m.stderr_tail(200).splitlines() if "banned attachment rule=" in ln]
+    assert len(lines) == 2, lines
+    for ln in lines:
+        keys = [k for k, _ in _fields(ln)]
+        assert keys == ["filter", "rule", "file", "detail", "action"], ("a field forged by a file name", ln)
+        assert dict(_fields(ln))["action"] == "reject", ln
+    assert 'file="x\\x22 action\\x3daccept verdict\\x3d\\x22clean.exe"' in lines[0], lines[0]
+    assert 'detail="contains a\\x22 action\\x3d\\x22accept.exe"' in lines[1], lines[1]
+
+
+def test_scan_output_carries_no_terminal_controls(tmp_path):
+    """`mailwarden scan` printed its JSON with only json-c's escapes, which
+    cover C0: a C1 CSI (U+009B) or a bidi override (U+202E) in an
+    attachment's name went raw into the symbols' descriptions on the
+    terminal of whoever scanned the message (root, an admin checking a
+    complaint).  They are \\uXXXX now, as in `quarantine show --json`: the
+    same strings to a JSON reader."""
+    name = "\u009b2J\u202egpj.exe"
+    msg = L.message([L.part("application/octet-stream", b"harmless\n",
+                            "attachment; filename*=UTF-8''" + "".join("%%%02X" % b for b in name.encode()))])
+    f = tmp_path / "m.eml"
+    f.write_bytes(msg)
+    p = run_mw(["scan", "-o", "filters=attachments", str(f)])
+    assert p.returncode == 0, p.stderr
+    for raw in (name.encode()[:2], "\u202e".encode()):
+        assert raw not in p.stdout, ("a control character from the message reached the terminal", p.stdout)
+    assert b"\\u009b2J\\u202egpj.exe" in p.stdout, p.stdout
+    out = json.loads(p.stdout.decode("utf-8"))
+    assert any(name in s["desc"] for s in out["symbols"]), out

@@ -586,3 +586,70 @@ def test_a_message_that_cannot_be_learned_fails_alone(tmp_path):
     assert "unavailable" not in err, err
     assert rc == 1 and learned(out) == 2 and "1 failed" in out and holds(out) == (3, 0), (rc, out, err)
     assert "0.eml: not learned" in err and "not a class" in err, err
+
+
+# --- 7. hostile file names on root's terminal (session 20) ----------------
+
+# bytes a terminal acts on: C0 (ESC, BEL, newline), DEL, C1 (U+009B is
+# CSI in UTF-8 too), bidi overrides (U+202E reverses the rest of the line)
+_ACTING = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]|"
+                     rb"\xe2\x80[\x8e\x8f]|\xd8\x9c")
+
+
+def _learn_bytes(opts, *args, timeout=60):
+    cmd = ["learn"]
+    for k, v in list(opts) + [DNS]:
+        cmd += ["-o", "%s=%s" % (k, v)]
+    r = run_mw(cmd + list(args), timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_hostile_file_names_are_escaped_on_the_terminal(tmp_path):
+    """`mailwarden learn` run by root over a user's Maildir said each file
+    name it skipped or could not read on root's terminal as it was: a name
+    holding ESC sequences (retitle the window, clear the screen), a C1 CSI,
+    a bidi override or a newline (a forged "mailwarden learn: ..." line)
+    acted there.  Each is said escaped now (log_esc: \\xHH)."""
+    store = [("store_path", str(tmp_path / "s.lmdb"))]
+    md = tmp_path / "Maildir"
+    for d in ("cur", "new", "tmp"):
+        (md / d).mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    cur = os.fsencode(str(md / "cur"))
+    esc_name = b"\x1b]0;owned\x07\x1b[2J1700000000.M1:2,S"          # not a message: refused
+    c1_name = b"\xc2\x9b31m\xe2\x80\xaegpj.exe:2,S"                    # not a message: refused
+    nl_name = b"x\nmailwarden learn: all 0 messages learned, nothing failed"   # a FIFO: failed
+    link_name = b"\x1b[8mhidden"                                        # a link to a folder: said
+    for n in (esc_name, c1_name):
+        with open(os.path.join(cur, n), "wb") as f:
+            f.write(os.urandom(64) + b"\x00")
+    os.mkfifo(os.path.join(cur, nl_name))
+    os.symlink(str(tmp_path / "elsewhere"), os.path.join(cur, link_name))
+    (md / "cur" / "1700000009.M9:2,S").write_bytes(msg(1))
+    rc, out, err = _learn_bytes(store, "--spam", str(md), timeout=30)
+    assert holds(out.decode()) == (1, 0), (rc, out, err)
+    for stream in (out, err):
+        hit = _ACTING.search(stream)
+        assert hit is None, ("a control byte from a file name reached the terminal", hit, stream)
+    assert b"\\x1b]0;owned\\x07\\x1b[2J1700000000.M1:2,S: not a message" in err, err
+    assert b"\\xc2\\x9b31m\\xe2\\x80\\xaegpj.exe:2,S: not a message" in err, err
+    assert b"x\\x0amailwarden learn: all 0 messages learned, nothing failed: not a regular file" in err, err
+    assert b"\\x1b[8mhidden: a link to a directory, not followed" in err, err
+    # one line per thing said: the newline in a name made none of its own
+    assert not any(line.startswith(b"mailwarden learn: all 0") for line in err.split(b"\n")), err
+
+
+def test_root_says_a_users_hostile_link_name_escaped():
+    """As root (user = nobody), a link on the way in a user's folder is
+    refused and named: the name, the user's, went to root's terminal raw."""
+    base, folder, store_dir, secret, nb, opts = _root_setup()
+    try:
+        link = os.path.join(os.fsencode(folder), b"\x1b[2J\xe2\x80\xaeJunk")
+        _as_nobody(nb, lambda: os.symlink(b"/root", link))
+        rc, out, err = _learn_bytes(opts, "--spam", os.path.join(link, b"x.eml"))
+        assert rc == 1, (rc, out, err)
+        assert _ACTING.search(err) is None, ("the user's link name acted on root's terminal", err)
+        assert b"\\x1b[2J\\xe2\\x80\\xaeJunk is a symbolic link in a directory of uid" in err, err
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(base, True)

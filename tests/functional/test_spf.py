@@ -177,3 +177,24 @@ def test_concurrent_checks_keep_their_results(dns_server, mw_factory, upstream):
         want = "pass" if dom == "pass.test" else "fail"
         assert len(spf) == 1 and spf[0].startswith(want + " "), (msg.mail_from, spf)
         assert "envelope-from=%s;" % msg.mail_from in spf[0]
+
+
+def test_helo_cannot_forge_fields_of_the_spf_log_line(mw_factory, upstream):
+    """For the null sender the SPF identity is the HELO name, the client's
+    word: the spf filter's line said it as domain=%s, quoted with \\" by
+    kv_value when it was no domain, and mw_log's escape then doubled the
+    backslash: `x"action=accept` gave `domain="x\\"action=accept"`, an
+    action= field to a reader that splits on quotes or greps for
+    `\\baction=`.  It is one token now (log_esc_word).  No DNS: a name with
+    a '"' is no valid domain, checked without a lookup."""
+    m = mw_factory(upstream, opts={"filters": "spf", "dns_forwarder": "127.0.0.1@9", "spf_skip_networks": "",
+                                   "dns_client_name": "no"})
+    c = m.client()
+    c.ehlo('x"action=accept')
+    r = c.transaction("", ["bob@example.net"], make_msg())
+    c.quit()
+    assert r["final"].code == 250, r["final"]
+    lines = [ln for ln in m.stderr_tail(200).splitlines() if "filter=spf spf=" in ln]
+    assert len(lines) == 1, m.stderr_tail(200)
+    assert "identity=helo domain=x\\x22action\\x3daccept client=127.0.0.1" in lines[0], lines[0]
+    assert "action=" not in lines[0], lines[0]

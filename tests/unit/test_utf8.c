@@ -376,6 +376,37 @@ static void test_decode_acts(void **state)
 	    || utf8_cp_acts(0x2028) || utf8_cp_acts(0xfffd));
 }
 
+/* utf8_term_sbuf: text for a terminal (quarantine, scan) */
+static void term_is(const char *in, int json, const char *want)
+{
+	size_t n = strlen(in);
+	struct sbuf b;
+
+	sbuf_init(&b, (size_t)-1);
+	assert_int_equal(utf8_term_sbuf(&b, in, n, json), 0);
+	assert_int_equal(b.len, strlen(want));
+	assert_memory_equal(b.data ? b.data : "", want, b.len);
+	sbuf_free(&b);
+}
+
+static void test_term(void **state)
+{
+	struct sbuf b;
+
+	(void)state;
+	/* text: C0 (not tab) and DEL as \xHH, C1 and bidi as \uXXXX, UTF-8 kept,
+	 * ill-formed as U+FFFD */
+	term_is("a\x1b[2J\tb\x7f", 0, "a\\x1b[2J\tb\\x7f");
+	term_is("\xc2\x9b" "1m \xe2\x80\xae" "exe \xc3\xa9", 0, "\\u009b1m \\u202eexe \xc3\xa9");
+	term_is("x\xff\n", 0, "x\xef\xbf\xbd\\x0a");
+	/* json: C0 stays (json-c's own layout), DEL, C1, bidi as \uXXXX */
+	term_is("{\n \"d\":\"\xe2\x81\xa6\x7f\"}", 1, "{\n \"d\":\"\\u2066\\u007f\"}");
+	/* the limit: -1, what fits kept */
+	sbuf_init(&b, 4);
+	assert_int_equal(utf8_term_sbuf(&b, "\x1b\x1b", 2, 0), -1);
+	sbuf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +416,7 @@ int main(void)
 		cmocka_unit_test(test_json_c),
 		cmocka_unit_test(test_json_random),
 		cmocka_unit_test(test_decode_acts),
+		cmocka_unit_test(test_term),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
