@@ -311,7 +311,12 @@ static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 		slog(req.session_id, LOG_WARNING, "scan id=%llu: big request of %llu bytes past "
 		    "the memory for big requests (%s), answering tempfail",
 		    (unsigned long long)req.id, (unsigned long long)a.n, scanmem_refusal_name(a.why));
-		answer_now(s, c, req.id, req.session_id, "scanner busy");
+		/* the front end logs the answer's error: it names the budget,
+		 * not just "busy", which sends the admin looking at the queue */
+		char why[160];
+		snprintf(why, sizeof(why), "scanner busy: big request of %llu bytes past the scanner's "
+		    "memory for big requests (%s)", (unsigned long long)a.n, scanmem_refusal_name(a.why));
+		answer_now(s, c, req.id, req.session_id, why);
 		return 1;
 	}
 	if (r != 1 && a.hold != NULL) {

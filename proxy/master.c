@@ -1,11 +1,13 @@
 /* master.c - see master.h.
  *
- * Each scanner generation gets its own listening unix socket (an abstract
+ * Each reload's scanner gets its own listening unix socket (an abstract
  * address chosen by the kernel), and the proxy learns the address of the
- * current one through a control channel.  So a reload or a crash never lets
- * an old scanner accept the proxy's new connection, and an old scanner
- * keeps answering on its existing connection until the proxy closes it:
- * reloading drops no scan.
+ * current one through a control channel.  So a reload never lets an old
+ * scanner accept the proxy's new connection, and an old scanner keeps
+ * answering on its existing connection until the proxy closes it:
+ * reloading drops no scan.  A scanner restarted after it died takes over
+ * its socket (start_scanner): no old scanner is left to accept from it,
+ * and the connections made while none ran are served.
  *
  * On reload the new scanner is "pending" until it reports ready (its
  * filters set up: the antivirus engine loaded and compiled, which may take
@@ -298,10 +300,18 @@ static void retry_later(struct child *c)
 	c->restart_at = time(NULL) + (c->fails > 5 ? 30 : 1u << (c->fails - 1));
 }
 
+/* start_scanner - the serving scanner: at start, or again after it died.
+ * A restart keeps the dead one's listening socket (only the master still
+ * holds it: no other scanner can accept from it): a front end's request
+ * that came while none was running, on a connection the dead one never
+ * accepted, waits in its backlog and is scanned by the new one within its
+ * deadline.  A new socket each time made the restart close the old one,
+ * and reset those connections: with milter_default_action = accept the
+ * milter passed their messages unscanned. */
 static pid_t start_scanner(void)
 {
-	if (M.scan_fd >= 0) close(M.scan_fd);
-	M.scan_fd = scanner_socket(&M.scan_addr, &M.scan_addrlen);
+	if (M.scan_fd < 0)
+		M.scan_fd = scanner_socket(&M.scan_addr, &M.scan_addrlen);
 	if (M.scan_fd < 0) {
 		slog_errno(NULL, LOG_ERR, "scanner socket");
 		retry_later(&M.scanner);

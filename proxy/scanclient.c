@@ -3,7 +3,9 @@
  * Each request waits in a hash table keyed by id, with its own deadline
  * timer.  A connection that fails (scanner crashed or restarted) fails the
  * requests sent on it with a tempfail result; the next submit connects
- * again (the master keeps the listening socket across scanner restarts).
+ * again.  A connection found gone at a submit with nothing in flight on it
+ * (the scanner went away while it was idle, its EOF not read yet) is
+ * replaced and the request sent once more (scanconn.h).
  * A request that cannot be sent for a reason of its own (too big, no
  * memory or descriptor for its memfd) fails alone: the connection carries
  * other sessions' scans, which it must not take down with it. */
@@ -18,6 +20,7 @@
 #include "log.h"
 #include "sbuf.h"
 #include "scanclient.h"
+#include "scanconn.h"
 #include "spool.h"
 
 #define SC_BUCKETS 1024
@@ -104,15 +107,6 @@ static int out_send(int sock, struct sc_out *o)
 static int send_retry(int e)
 {
 	return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS;
-}
-
-/* conn_broken - errno of a send that says the connection is gone (the
- * scanner closed it or died); any other failure is the request's own
- * (EBADF too: a bad descriptor in SCM_RIGHTS; a connection that is in
- * fact gone shows at its next read) */
-static int conn_broken(int e)
-{
-	return e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED;
 }
 
 struct sc_req {
@@ -259,7 +253,7 @@ static int conn_flush(struct sc_conn *c)
 				event_add(c->wr, NULL);
 				return 0;
 			}
-			if (conn_broken(e)) return -1;
+			if (scanconn_gone(e)) return -1;
 			slog(NULL, LOG_WARNING, "scan id=%llu: the request could not be sent: %s",
 			     (unsigned long long)o->id, strerror(e));
 		}
@@ -331,7 +325,7 @@ static void req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	char why[160];
 	r = req_take(sc, id);
 	if (send_err != 0) {
-		snprintf(why, sizeof why, "scan request not sent: %s", strerror(send_err));
+		scanconn_unsent_why(send_err, why, sizeof why);
 	} else {
 		slog(NULL, LOG_WARNING, "scan id=%llu missed its deadline", (unsigned long long)id);
 		snprintf(why, sizeof why, "scan timeout");
@@ -353,10 +347,23 @@ struct scanclient *scanclient_new(struct event_base *base, const struct sockaddr
 	return sc;
 }
 
-uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int fd,
-                           unsigned timeout_ms, scan_done_fn cb, void *arg)
+/* unsent - submit's 0: why, into un (if not NULL) */
+static uint64_t unsent(struct scan_unsent *un, int request_fault, const char *what, int e)
 {
-	if (sc->cur == NULL && (sc->cur = conn_open(sc)) == NULL) return 0;
+	if (un == NULL) return 0;
+	un->request_fault = request_fault;
+	if (request_fault) scanconn_unsent_why(e, un->why, sizeof un->why);
+	else snprintf(un->why, sizeof un->why, "%s: %s", what, strerror(e));
+	return 0;
+}
+
+uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int fd,
+                           unsigned timeout_ms, scan_done_fn cb, void *arg, struct scan_unsent *un)
+{
+	/* kept: the connection was there before this request (scanconn.h) */
+	int kept = sc->cur != NULL;
+	if (sc->cur == NULL && (sc->cur = conn_open(sc)) == NULL)
+		return unsent(un, 0, "cannot connect to the scanner", errno);
 	struct sc_conn *c = sc->cur;
 	req->id = sc->next_id++;
 	req->timeout_ms = timeout_ms;     /* the scanner answers within it */
@@ -377,32 +384,45 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	}
 	int e = EAGAIN;
 	if (c->outq == NULL) e = out_send(c->fd, o) == 0 ? 0 : errno;
+	if (scanconn_send_again(e, kept && c->pending == 0)) {
+		/* a connection idle since the scanner it led to went away (its
+		 * EOF not read yet): that one is gone, not the scanner of now.
+		 * Nothing in flight on it: dropping it fails no request */
+		char why[128];
+		snprintf(why, sizeof why, "kept from before, found closed (%s: the scanner restarted?); "
+		         "sending once more on a new one", strerror(e));
+		conn_fail(c, why);
+		if ((sc->cur = conn_open(sc)) == NULL) {
+			e = errno;
+			out_free(o);
+			return unsent(un, 0, "cannot connect to the scanner", e);
+		}
+		c = sc->cur;
+		e = out_send(c->fd, o) == 0 ? 0 : errno;
+	}
 	if (e == 0) {
 		out_free(o);
 	} else if (send_retry(e)) {
 		/* the socket is full: o waits its turn, with its own copies */
 		if (out_own(o) < 0) {
-			slog_errno(NULL, LOG_ERR, "scan id=%llu: cannot keep the message descriptor",
-			           (unsigned long long)req->id);
+			e = errno;
 			out_free(o);
-			return 0;
+			return unsent(un, 1, NULL, e);
 		}
 		if (c->outq_tail) c->outq_tail->next = o;
 		else c->outq = o;
 		c->outq_tail = o;
 		event_add(c->wr, NULL);
-	} else if (conn_broken(e)) {
+	} else if (scanconn_gone(e)) {
 		out_free(o);
 		conn_fail(c, strerror(e));
-		return 0;
+		return unsent(un, 0, "sending to the scanner", e);
 	} else {
 		/* this request's own failure (too big, no memory or descriptor
-		 * for a memfd): this session answers 451, the others' scans
-		 * on the connection go on */
-		slog(NULL, LOG_WARNING, "scan id=%llu: the request could not be sent: %s",
-		     (unsigned long long)req->id, strerror(e));
+		 * for a memfd): this session answers 451 (and says so), the
+		 * others' scans on the connection go on */
 		out_free(o);
-		return 0;
+		return unsent(un, 1, NULL, e);
 	}
 	struct sc_req *r = xcalloc(1, sizeof *r);
 	r->id = req->id;

@@ -10,8 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/log.h"
 #include "proxy/monotime.h"
 #include "sbuf.h"
+#include "scanconn.h"
 #include "scansync.h"
 
 #define IDLE_MAX 64
@@ -64,8 +66,21 @@ void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, s
 	pthread_mutex_unlock(&ss->lock);
 }
 
-/* take - an idle connection to the current scanner, or a new one; -1 */
-static int take(struct scansync *ss, unsigned *gen, uint64_t *id)
+/* set_sndtimeo - sends (and a connect: a unix socket's connect waits for
+ * room in the scanner's backlog as long as SO_SNDTIMEO says, for ever
+ * without it) give up after ms */
+static void set_sndtimeo(int sock, long long ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* take - an idle connection to the current scanner (*kept = 1), or a
+ * new one (*kept = 0; always when fresh) whose connect waits at most ms;
+ * -1 with errno */
+static int take(struct scansync *ss, int fresh, long long ms, unsigned *gen, uint64_t *id,
+                int *kept)
 {
 	struct sockaddr_un addr;
 	socklen_t len;
@@ -76,16 +91,18 @@ static int take(struct scansync *ss, unsigned *gen, uint64_t *id)
 	*gen = ss->gen;
 	len = ss->addrlen;
 	addr = ss->addr;
-	while (ss->nidle > 0) {
+	while (!fresh && ss->nidle > 0) {
 		ss->nidle--;
 		if (ss->idle_gen[ss->nidle] == ss->gen) {
 			fd = ss->idle[ss->nidle];
 			pthread_mutex_unlock(&ss->lock);
+			*kept = 1;
 			return fd;
 		}
 		close(ss->idle[ss->nidle]);
 	}
 	pthread_mutex_unlock(&ss->lock);
+	*kept = 0;
 	if (len == 0) {
 		errno = ENOTCONN;
 		return -1;
@@ -93,6 +110,7 @@ static int take(struct scansync *ss, unsigned *gen, uint64_t *id)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	set_sndtimeo(fd, ms);
 	if (connect(fd, (struct sockaddr *)&addr, len) < 0) {
 		int e = errno;
 		close(fd);
@@ -129,35 +147,58 @@ int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd
 {
 	long long deadline = monotime_ms() + timeout_ms;
 	long long tick = pg != NULL && pg->every_ms > 0 ? monotime_ms() + pg->every_ms : 0;
-	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	unsigned gen;
-	int sock, r;
+	int sock, r, kept, again = 0;
 
 	memset(res, 0, sizeof(*res));
-	if ((sock = take(ss, &gen, &req->id)) < 0) {
-		snprintf(err, errlen, "cannot reach the scanner: %s", strerror(errno));
-		return -1;
-	}
-	/* a full scanner queue must not block us past the deadline */
-	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	req->timeout_ms = timeout_ms;	/* the scanner answers within it */
-	r = scanproto_send_request(sock, req, fd);
-	if (r < 0) {
+	for (;;) {
+		long long left = deadline - monotime_ms();
+
+		if (left <= 0) {
+			snprintf(err, errlen, "no scanner connection within %u ms", timeout_ms);
+			return -2;
+		}
+		if ((sock = take(ss, again, left, &gen, &req->id, &kept)) < 0) {
+			int e = errno;
+
+			/* its backlog stayed full until the deadline */
+			if (e == EAGAIN || e == EWOULDBLOCK) {
+				snprintf(err, errlen, "connecting to the scanner: %s", strerror(e));
+				return -2;
+			}
+			snprintf(err, errlen, "cannot reach the scanner: %s", strerror(e));
+			return -1;
+		}
+		/* a full scanner queue must not block us past the deadline */
+		set_sndtimeo(sock, left);
+		r = scanproto_send_request(sock, req, fd);
+		if (r == 0)
+			break;
 		int e = errno;
 
 		close(sock);
+		/* a kept connection to a scanner gone since (restarted): not
+		 * the scanner of now; once more on a new connection (scanconn.h) */
+		if (!again && scanconn_send_again(e, kept)) {
+			slog(req->session_id, LOG_INFO, "scanner connection kept from before found closed "
+			    "(%s: the scanner restarted?); sending once more on a new one", strerror(e));
+			again = 1;
+			continue;
+		}
 		/* SO_SNDTIMEO ran out: the scanner's queue is full */
 		if (e == EAGAIN || e == EWOULDBLOCK) {
 			snprintf(err, errlen, "sending to the scanner: %s", strerror(e));
 			return -2;
 		}
-		if (e == EPIPE || e == ECONNRESET || e == ENOTCONN || e == ECONNREFUSED) {
-			snprintf(err, errlen, "sending to the scanner: %s", strerror(e));
+		if (scanconn_gone(e)) {
+			snprintf(err, errlen, "sending to the scanner: %s%s", strerror(e),
+			    again ? " (on a new connection, after a kept one was found closed)" : "");
 			return -1;
 		}
 		/* the request itself (EMSGSIZE, ENOMEM, EMFILE for its memfd):
 		 * not the scanner's being away */
-		snprintf(err, errlen, "scan request not sent: %s", strerror(e));
+		scanconn_unsent_why(e, err, errlen);
 		return -3;
 	}
 	for (;;) {
@@ -189,8 +230,12 @@ int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd
 		if (r <= 0) {
 			if (r < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
-			snprintf(err, errlen, "the scanner %s", r == 0 ? "closed the connection"
-			    : "sent a malformed answer");
+			if (r == 0)
+				snprintf(err, errlen, "the scanner closed the connection");
+			else if (errno == EBADMSG)
+				snprintf(err, errlen, "the scanner sent a malformed answer");
+			else	/* ECONNRESET: the scanner went away with it */
+				snprintf(err, errlen, "reading from the scanner: %s", strerror(errno));
 			close(sock);
 			return -1;
 		}

@@ -29,7 +29,10 @@ void scansync_set_address(struct scansync *ss, const struct sockaddr_un *addr, s
  * which.  -3 with a reason: this request could not be sent for a reason of
  * its own (past SCANPROTO_MAX_REQUEST, no memory or descriptor for its
  * memfd), the scanner is fine: never the fail action (which may be to
- * accept unscanned), a tempfail. */
+ * accept unscanned), a tempfail.  A kept connection found closed (the
+ * scanner it led to was restarted) is replaced and req sent once more
+ * (scanconn.h); a new connection's connect waits for room in the
+ * scanner's backlog at most timeout_ms (-2). */
 int scansync_scan(struct scansync *ss, struct scan_request *req, int fd, unsigned timeout_ms,
                   struct scan_result *res, char *err, size_t errlen);
 

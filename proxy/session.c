@@ -643,6 +643,9 @@ static void upstream_gone(struct session *s, enum upstream_err err, const char *
 static const char R_NEXTHOP[] = "451 4.4.1 Next hop unavailable, try again later";
 static const char R_NEXTHOP_LOST[] = "451 4.4.2 Next hop connection lost, try again later";
 static const char R_NEW_BODY[] = "451 4.3.0 Error: cannot read the filtered message, try again later";
+/* the scan request could not be sent for a reason of its own (the
+ * milter's wording too): the scanner is not down */
+static const char R_NOT_SCANNED[] = "451 4.3.0 Error: message not scanned, try again later";
 /* RFC 3463 4.3.1: the messages in flight fill spool_memory_max */
 static const char R_STORAGE[] = "452 4.3.1 Insufficient system storage, try again later";
 static const char R_NEXTHOP_BAD[] = "451 4.4.0 Next hop answered out of protocol, try again later";
@@ -1479,15 +1482,26 @@ static void content_done(struct session *s, enum data_fault fault, uint64_t size
 		req.msg_inline = 1;
 	}
 	set_busy(s, 1);
-	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s);
+	struct scan_unsent un;
+	s->scan_id = scanclient_submit(s->px->scan, &req, s->spool.fd, s->cfg->scan_timeout, on_scan_done, s,
+	                               &un);
 	free(rcpts);
 	for (size_t i = 0; i < req.nrcpts; i++) free(dsn[i]);
 	free(dsn);
 	if (s->scan_id == 0) {
-		slog(s->id, LOG_WARNING, "scanner unavailable");
+		/* "scanner unavailable" only when it is: a request that could
+		 * not go for a reason of its own would send the admin looking
+		 * for a dead scanner */
 		stats_scan_failure(STATS_PROXY);
-		reply(s, "451 4.3.0 Error: content scanner unavailable, try again later");
-		txn_set_reply(t, "451 4.3.0 Error: content scanner unavailable");
+		if (un.request_fault) {
+			slog(s->id, LOG_WARNING, "tempfail: %s", un.why);
+			reply(s, "%s", R_NOT_SCANNED);
+			txn_set_reply(t, R_NOT_SCANNED);
+		} else {
+			slog(s->id, LOG_WARNING, "scanner unavailable: %s", un.why);
+			reply(s, "451 4.3.0 Error: content scanner unavailable, try again later");
+			txn_set_reply(t, "451 4.3.0 Error: content scanner unavailable");
+		}
 		txn_end(s, "tempfail");
 		set_busy(s, 0);
 	}

@@ -103,7 +103,7 @@ def vm_hwm(pid):
 def flood(m, sends):
     """connect to the scanner as a front end; with it stopped, queue one
     big packet per (length, memfd) of sends; then read the answers.
-    Returns (VmHWM growth, {id: (action, busy)})"""
+    Returns (VmHWM growth, {id: [(action, busy, names the budget)]}, answers)"""
     assert wait_until(lambda: m.child_pid("scanner") is not None, 10)
     scanner = m.child_pid("scanner")
     names = listening_sockets(scanner)
@@ -129,7 +129,8 @@ def flood(m, sends):
             got += 1
             assert pkt[:4] == b"MWr1", pkt[:16]
             rid = struct.unpack("=Q", pkt[4:12])[0]
-            answers.setdefault(rid, []).append((pkt[12], b"scanner busy" in pkt))
+            answers.setdefault(rid, []).append((pkt[12], b"scanner busy" in pkt,
+                                                b"past the scanner's memory for big requests" in pkt))
     except socket.timeout:
         pass
     peak = vm_hwm(scanner)
@@ -156,6 +157,8 @@ def test_one_memfd_named_many_times_is_held_once(mw_factory, upstream):
     results = answers[1]
     busy = [r for r in results if r[1]]
     assert all(r[0] == TEMPFAIL for r in busy)
+    # the answer says why (the front ends log it): the budget, not the queue
+    assert all(r[2] for r in busy), busy
     assert len(results) - len(busy) >= 1, "none of them scanned"
     assert busy, "the same memfd read 64 times"
     with open(m.stderr_path, "rb") as f:

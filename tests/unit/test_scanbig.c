@@ -241,16 +241,20 @@ static void test_client_failure_is_the_requests_own(void **state)
 	(void)state;
 
 	struct scanclient *sc = scanclient_new(base, &addr, alen);
-	assert_true(scanclient_submit(sc, &a, -1, 10000, on_done, &got_a) != 0);
+	assert_true(scanclient_submit(sc, &a, -1, 10000, on_done, &got_a, NULL) != 0);
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
 
 	big_request(&big);
 	mfd = spool_sealed_copy("abc", 3);
 	assert_true(mfd >= 0);
 	fds_exhaust();
-	uint64_t id = scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b);
+	struct scan_unsent un;
+	uint64_t id = scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b, &un);
 	fds_restore();
 	assert_true(id == 0);              /* its session answers 451 itself */
+	/* and says what happened, not "scanner unavailable" */
+	assert_int_equal(un.request_fault, 1);
+	assert_non_null(strstr(un.why, "scan request not sent: no memory or descriptor for its memfd"));
 	assert_int_equal(got_b.done, 0);
 	/* the other scan on the connection is still waiting for its answer */
 	assert_int_equal(got_a.done, 0);
@@ -263,7 +267,7 @@ static void test_client_failure_is_the_requests_own(void **state)
 
 	/* and the next one goes on the same connection, big as it is */
 	got_b.done = 0;
-	assert_true(scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b) != 0);
+	assert_true(scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b, NULL) != 0);
 	for (int i = 0; i < 200 && !got_b.done; i++) {
 		answer_all(c);
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
@@ -306,15 +310,15 @@ static void test_client_queued_failure_is_the_requests_own(void **state)
 		a[i] = small_request();
 		a[i].msg = (const unsigned char *)body;
 		a[i].msg_len = sizeof(body);
-		assert_true(scanclient_submit(sc, &a[i], -1, 10000, on_done, &got[i]) != 0);
+		assert_true(scanclient_submit(sc, &a[i], -1, 10000, on_done, &got[i], NULL) != 0);
 	}
 	big_request(&big);
 	mfd = spool_sealed_copy("abc", 3);
 	assert_true(mfd >= 0);
-	assert_true(scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b) != 0);
+	assert_true(scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b, NULL) != 0);
 	for (int i = N / 2; i < N; i++) {
 		a[i] = small_request();
-		assert_true(scanclient_submit(sc, &a[i], -1, 10000, on_done, &got[i]) != 0);
+		assert_true(scanclient_submit(sc, &a[i], -1, 10000, on_done, &got[i], NULL) != 0);
 	}
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
 	assert_int_equal(got_b.done, 0);
