@@ -347,6 +347,45 @@ def test_e2e_forged_from_refused(world, mw_factory, upstream):
     assert upstream.messages == []
 
 
+def gmime_header(raw):
+    """(name, value) of each header field as GMime (a later reader) reads raw"""
+    import gi
+    gi.require_version("GMime", "3.0")
+    from gi.repository import GMime
+    GMime.init()
+    m = GMime.Parser.new_with_stream(GMime.StreamMem.new_with_buffer(raw)).construct_message(None)
+    hl = m.get_header_list()
+    return [(hl.get_header_at(i).get_name(), hl.get_header_at(i).get_value())
+            for i in range(hl.get_count())]
+
+
+def test_e2e_line_without_colon_ends_the_header(world, mw_factory, upstream):
+    """a line that is no field ends the header section for mailwarden
+    (DMARC of the first From only) but GMime reads on: a second From, and a
+    forged Authentication-Results of ours there, were relayed as they came
+    (Postfix's cleanup, in front of which mailwarden usually sits, ends the
+    section there and inserts the empty line).  The proxy now inserts it
+    itself: what leaves has the header section that was checked."""
+    tmp, keys, server = world
+    mw = mw_factory(upstream, opts=[("filters", "dmarc"), ("authserv_id", AUTHSERV)]
+                    + dl.dns_opts(server.forwarder))
+    msg = (b"From: x@nodmarc.test\r\nJunk line\r\nFrom: ceo@sign.test\r\n"
+           b"Authentication-Results: mw.test; dmarc=pass header.from=sign.test\r\n"
+           b"To: b@example.net\r\nSubject: s\r\nMessage-ID: <j@x>\r\n\r\nbody\r\n")
+    assert ("From", "ceo@sign.test") in gmime_header(msg)        # what GMime makes of it
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction("x@nodmarc.test", ["b@example.net"], msg)
+    c.quit()
+    assert r["final"].code == 250, r["final"]
+    out = upstream.wait_messages(1)[0].content
+    fields = gmime_header(out)
+    assert [v for n, v in fields if n.lower() == "from"] == ["x@nodmarc.test"], fields
+    ars = [v for n, v in fields if n.lower() == "authentication-results"]
+    assert len(ars) == 1 and "dmarc=none" in ars[0] and "nodmarc.test" in ars[0], ars
+    assert b"From: x@nodmarc.test\r\n\r\nJunk line\r\n" in out, out
+
+
 def test_e2e_dmarc_reject_through_proxy(world, mw_factory, upstream):
     tmp, keys, server = world
     mw = mw_factory(upstream, opts=[("filters", "dkim dmarc"), ("authserv_id", AUTHSERV)]
