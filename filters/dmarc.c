@@ -468,7 +468,7 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	free(record);
 	din.record = record = NULL;
 	if (dout.ignored[0] != '\0')
-		mw_log(ctx, LOG_NOTICE, "dmarc: record of %s: invalid %s ignored (RFC 7489 6.3: default)",
+		mw_log(ctx, LOG_INFO, "dmarc: record of %s: invalid %s ignored (RFC 7489 6.3: default)",
 		    din.record_at_org ? org : from, dout.ignored);
 	switch (dout.result) {
 	case DMARC_RES_PASS:
