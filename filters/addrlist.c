@@ -3,9 +3,12 @@
  * Two passes over a copy of the whole field: first comments go and quoted
  * strings shrink to a placeholder (so neither ',' nor '@' nor '<' inside
  * them counts), then the text is cut at top-level ',' and ';' (group
- * ends), a group's "name:" is dropped, and each mailbox yields the
- * addr-spec inside <...> or the bare token, whose domain is what follows
- * the last '@'.
+ * ends), a group's "name:" is dropped, and each mailbox is parsed per the
+ * grammar (one_mailbox): an addr-spec, or a display name and one
+ * angle-addr.  A mailbox that is neither has no domain (""), which DMARC
+ * and the DKIM signer refuse: what a reader makes of an invalid field
+ * differs from reader to reader, and any guess of ours is a domain a
+ * forger may pick.
  *
  * The whole field, however long: the copy was cut at 4,096 bytes, and
  * "From: x@nodmarc.test" + 4,200 blanks of folding + " <ceo@sign.test>",
@@ -45,54 +48,202 @@ int domain_ok(const char *d)
 	return labels >= 2;
 }
 
-/* one_mailbox - the domain of the mailbox in s[0..n) into out ("" if none) */
-static void one_mailbox(const char *s, size_t n, char *out)
+/* The text the mailbox parsers below see is pass 1's: comments are one
+ * blank, a quoted-string is the one byte '"' (QS), so an '@', '<' or ','
+ * inside either counts for nothing. */
+#define QS '"'
+
+/* atext - RFC 5322 atext; bytes past 0x7f are UTF-8 (RFC 6532).  ASCII
+ * classes by hand: no locale may widen them. */
+static int atext(unsigned char c)
 {
-	const char *lt = memchr(s, '<', n), *at = NULL, *e;
-	size_t i, k = 0;
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    c >= 0x80 || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+static size_t skip_wsp(const char *s, size_t i, size_t n)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	return i;
+}
+
+/* phrase_ok - is s[0..n) a display name: words (atoms, quoted-strings),
+ * with blanks and, as obs-phrase allows, dots between them ("John Q.
+ * Public")?  Empty is one only when may_be_empty.  An unquoted '@', '<',
+ * '>', '[' or '\' is not: "ceo@victim.test <x@evil.test>" is read by
+ * GMime as a mailbox whose name looks like an address, and by others as
+ * several addresses. */
+static int phrase_ok(const char *s, size_t n, int may_be_empty)
+{
+	size_t i, words = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == QS || atext(c))
+			words++;
+		else if (c != ' ' && c != '\t' && c != '.')
+			return 0;
+	}
+	return words > 0 || may_be_empty;
+}
+
+/* domain_at - a domain at s[*i..n): dot-atom, or obs-domain (blanks and
+ * comments around the dots: "victim . test"), or a domain-literal.  The
+ * name, lower case, without blanks and without one final dot, into out
+ * ("" for a literal or a name too long: no DMARC domain); *i past it.
+ * 0, or -1 when there is no domain there. */
+static int domain_at(const char *s, size_t *i, size_t n, char *out)
+{
+	size_t k = 0, j = skip_wsp(s, *i, n);
+	int too_long = 0;
 
 	out[0] = '\0';
-	if (lt != NULL) {
-		const char *gt = memchr(lt, '>', (size_t)(s + n - lt));
+	if (j < n && s[j] == '[') {          /* domain-literal: dtext, no '[' '\' */
+		for (j++; j < n && s[j] != ']'; j++)
+			if (s[j] == '[' || s[j] == '\\' || s[j] == QS)
+				return -1;
+		if (j == n)
+			return -1;
+		*i = skip_wsp(s, j + 1, n);
+		return 0;
+	}
+	for (;;) {
+		if (j >= n || !atext((unsigned char)s[j]))
+			return -1;               /* an empty label */
+		for (; j < n && atext((unsigned char)s[j]); j++) {
+			if (k < ADDR_DOMAIN_MAX)
+				out[k++] = (char)(s[j] >= 'A' && s[j] <= 'Z' ? s[j] - 'A' + 'a' : s[j]);
+			else
+				too_long = 1;
+		}
+		j = skip_wsp(s, j, n);
+		if (j >= n || s[j] != '.')
+			break;
+		j = skip_wsp(s, j + 1, n);
+		/* one final dot ("a@example.com."), as before: an absolute name */
+		if (j >= n || s[j] == '>' || s[j] == ',' || s[j] == ':')
+			break;
+		if (k < ADDR_DOMAIN_MAX)
+			out[k++] = '.';
+		else
+			too_long = 1;
+	}
+	out[too_long ? 0 : k] = '\0';
+	*i = j;
+	return 0;
+}
 
-		if (gt == NULL)
+/* addr_spec - is s[0..n) exactly one addr-spec: a local part of words
+ * (dot-atom, quoted-string, obs-local-part: blanks around the dots), one
+ * unquoted '@', a domain?  Its domain into out.  0, or -1 ("ceo
+ * x@evil.test", "ceo@victim.test@evil.test", "a@b,c@d": not one address,
+ * whatever part of it a reader would take).  Empty words between dots
+ * ("a..b", "a.") are let through: they are RFC 5322's obs- forms' only
+ * gap that mail really carries, and cannot hide an '@'. */
+static int addr_spec(const char *s, size_t n, char *out)
+{
+	size_t i = skip_wsp(s, 0, n);
+	int words = 0;
+
+	out[0] = '\0';
+	for (;;) {
+		if (i < n && s[i] == QS) {
+			i++;
+			words++;
+		} else if (i < n && atext((unsigned char)s[i])) {
+			while (i < n && atext((unsigned char)s[i]))
+				i++;
+			words++;
+		}
+		i = skip_wsp(s, i, n);
+		if (i < n && s[i] == '.') {
+			i = skip_wsp(s, i + 1, n);
+			continue;
+		}
+		break;
+	}
+	if (words == 0 || i >= n || s[i] != '@')
+		return -1;
+	i++;
+	if (domain_at(s, &i, n, out) < 0 || skip_wsp(s, i, n) != n) {
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+/* route_len - the length of an obs-route at the start of s[0..n)
+ * ("@a.test,@b.test:"), 0 if there is none, -1 if one is broken */
+static long route_len(const char *s, size_t n)
+{
+	char scratch[ADDR_DOMAIN_MAX + 1];
+	size_t i = skip_wsp(s, 0, n);
+	int domains = 0;
+
+	if (i >= n || (s[i] != '@' && s[i] != ','))
+		return 0;
+	for (;;) {
+		while (i < n && (s[i] == ',' || s[i] == ' ' || s[i] == '\t'))
+			i++;
+		if (i < n && s[i] == ':')
+			return domains > 0 ? (long)(i + 1) : -1;
+		if (i >= n || s[i] != '@')
+			return -1;
+		i++;
+		if (domain_at(s, &i, n, scratch) < 0)
+			return -1;
+		domains++;
+		if (i < n && s[i] != ',' && s[i] != ':')
+			return -1;
+	}
+}
+
+/* one_mailbox - the domain of the mailbox s[0..n) into out; "" when it
+ * is not one mailbox: an addr-spec, or a display name and one <...>
+ * holding an optional route and one addr-spec, blanks around.  Until
+ * session 20 the last '@' inside <...>, or of the whole text, gave the
+ * domain and the rest went unchecked: "ceo@victim.test@evil.test",
+ * "<x@evil.test> <ceo@victim.test>", "<ceo@victim.test,x@evil.test>",
+ * which GMime reads as (or as holding) ceo@victim.test, were DMARC of
+ * evil.test. */
+static void one_mailbox(const char *s, size_t n, char *out)
+{
+	const char *lt = memchr(s, '<', n), *gt;
+	long r;
+	size_t in_n, k;
+
+	out[0] = '\0';
+	if (lt == NULL) {
+		if (memchr(s, '>', n) == NULL)
+			addr_spec(s, n, out);
+		return;
+	}
+	if (!phrase_ok(s, (size_t)(lt - s), 1))
+		return;
+	gt = memchr(lt, '>', (size_t)(s + n - lt));
+	if (gt == NULL || memchr(lt + 1, '<', (size_t)(gt - lt - 1)) != NULL)
+		return;
+	for (k = (size_t)(gt + 1 - s); k < n; k++)     /* after '>': blanks only */
+		if (s[k] != ' ' && s[k] != '\t')
 			return;
-		s = lt + 1;
-		n = (size_t)(gt - s);
-	}
-	for (i = 0; i < n; i++)
-		if (s[i] == '@')
-			at = s + i;
-	if (at == NULL)
+	in_n = (size_t)(gt - lt - 1);
+	if ((r = route_len(lt + 1, in_n)) < 0)
 		return;
-	e = s + n;
-	at++;
-	while (at < e && (*at == ' ' || *at == '\t'))
-		at++;
-	while (e > at && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	if (e > at && e[-1] == '.')
-		e--;
-	if ((size_t)(e - at) > ADDR_DOMAIN_MAX)
-		return;
-	for (; at < e; at++) {
-		if (*at == ' ' || *at == '\t')   /* "a@b c": not one address */
-			{ out[0] = '\0'; return; }
-		out[k++] = (char)tolower((unsigned char)*at);
-	}
-	out[k] = '\0';
+	addr_spec(lt + 1 + r, in_n - (size_t)r, out);
 }
 
 size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], size_t max)
 {
 	char small[ADDRLIST_STACK], *buf = small;
 	size_t n = 0, i, start, count = 0, vlen = strlen(value);
-	int depth = 0, angle = 0;
+	int depth = 0, angle = 0, in_group = 0, bad_group = 0;
 
 	/* pass 1 never makes the text longer */
 	if (vlen >= sizeof(small))
 		buf = xmalloc(vlen + 1);
-	/* pass 1: drop comments, shrink quoted strings to q */
+	/* pass 1: comments become a blank, quoted strings the one byte QS */
 	for (i = 0; value[i] != '\0'; i++) {
 		char c = value[i];
 
@@ -112,7 +263,7 @@ size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], siz
 			for (i++; value[i] != '\0' && value[i] != '"'; i++)
 				if (value[i] == '\\' && value[i + 1] != '\0')
 					i++;
-			buf[n++] = 'q';
+			buf[n++] = QS;
 			if (value[i] == '\0')
 				break;
 		} else
@@ -120,7 +271,12 @@ size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], siz
 	}
 	buf[n] = '\0';
 
-	/* pass 2: cut into mailboxes */
+	/* pass 2: cut into mailboxes at ',' and ';' outside <...> (inside,
+	 * ',' belongs to a route or makes the mailbox no mailbox).  A group's
+	 * "name:" goes, but only a name that is a phrase: GMime reads
+	 * "ceo@victim.test: x@evil.test;" as the mailbox ceo@victim.test and a
+	 * group, so every mailbox of a group with such a name, or of a second
+	 * ':' before the ';', is one without a domain. */
 	for (i = 0, start = 0; i <= n; i++) {
 		char c = buf[i];
 
@@ -130,7 +286,10 @@ size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], siz
 			angle = 0;
 		if (angle && c != '\0')
 			continue;
-		if (c == ':') {            /* group name: what came before is no mailbox */
+		if (c == ':') {
+			if (in_group || !phrase_ok(buf + start, i - start, 0))
+				bad_group = 1;
+			in_group = 1;
 			start = i + 1;
 			continue;
 		}
@@ -142,10 +301,15 @@ size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], siz
 			while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t'))
 				b--;
 			if (b > a) {
-				if (count < max)
+				if (count < max) {
 					one_mailbox(buf + a, b - a, doms[count]);
+					if (bad_group)
+						doms[count][0] = '\0';
+				}
 				count++;
 			}
+			if (c == ';')
+				in_group = bad_group = 0;
 			start = i + 1;
 		}
 	}

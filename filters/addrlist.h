@@ -11,7 +11,9 @@
 
 /* addrlist_domains - the domain of each mailbox in value (an unfolded
  * field body, read whole, however long), lower case, without a final dot, into doms[0..max); a
- * mailbox without a usable domain gets "".  Returns the number of
+ * mailbox without a usable domain, or that is no mailbox of RFC 5322
+ * (not one addr-spec, or one display name and one <addr-spec>; a
+ * group whose name is no phrase), gets "".  Returns the number of
  * mailboxes found (may exceed max: only max are stored). */
 size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], size_t max);
 

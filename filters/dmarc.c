@@ -122,6 +122,7 @@ static char milder(char p)
 void dmarc_decide(const psl_ctx_t *psl, const struct dmarc_in *in, struct dmarc_out *out)
 {
 	DMARC_POLICY_T *pc;
+	char *clean;
 	int p = 0, sp = 0, pct = 100, adkim = 0, aspf = 0, st;
 	char org[DMARC_DOMAIN_MAX + 1];
 	size_t i;
@@ -142,8 +143,12 @@ void dmarc_decide(const psl_ctx_t *psl, const struct dmarc_in *in, struct dmarc_
 		return;
 	}
 	dmarc_org_domain(psl, in->from_domain, org, sizeof(org));
-	st = opendmarc_policy_store_dmarc(pc, (u_char *)in->record, (u_char *)in->from_domain,
+	/* what the library refuses or misreads of the optional tags goes
+	 * first (dmarc_record.c): one bad pct= made p=reject a permerror */
+	clean = dmarc_record_clean(in->record, out->ignored, sizeof(out->ignored));
+	st = opendmarc_policy_store_dmarc(pc, (u_char *)clean, (u_char *)in->from_domain,
 	    in->record_at_org ? (u_char *)org : NULL);
+	free(clean);
 	if (st != DMARC_PARSE_OKAY) {
 		out->result = DMARC_RES_PERMERROR;
 		snprintf(out->why, sizeof(out->why), "bad DMARC record (%s)",
@@ -462,6 +467,9 @@ static void dmarc_eom(struct mw_ctx *ctx)
 	dmarc_decide(in->psl, &din, &dout);
 	free(record);
 	din.record = record = NULL;
+	if (dout.ignored[0] != '\0')
+		mw_log(ctx, LOG_INFO, "dmarc: record of %s: invalid %s ignored (RFC 7489 6.3: default)",
+		    din.record_at_org ? org : from, dout.ignored);
 	switch (dout.result) {
 	case DMARC_RES_PASS:
 		mw_auth_result(ctx, "dmarc", "pass", "header.from=%s", from);

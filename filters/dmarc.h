@@ -22,6 +22,15 @@ const char *dmarc_org_domain(const psl_ctx_t *psl, const char *d, char *out, siz
  * "DMARC1" exactly (%x in the ABNF), then *WSP and ';' or the end)? */
 int dmarc_record_version_ok(const char *txt);
 
+/* dmarc_record_clean - the DMARC record txt (its version tag checked) as
+ * libopendmarc is to parse it, allocated (free it): v=DMARC1, p= and sp=
+ * as published, adkim=, aspf= and pct= only with a valid value (RFC 7489
+ * 6.3: an invalid optional tag takes its default; libopendmarc refused
+ * the whole record, and read pct=abc as 0), no reporting tags.  The
+ * optional tags ignored for an invalid value, blank separated, into
+ * ignored[0..isz) ("" if none). */
+char *dmarc_record_clean(const char *txt, char *ignored, size_t isz);
+
 /* dmarc_aligned - is identifier domain a aligned with the From domain b?
  * strict: the same name; relaxed: the same organizational domain. */
 int dmarc_aligned(const psl_ctx_t *psl, const char *a, const char *b, int strict);
@@ -54,6 +63,7 @@ struct dmarc_out {
 	int  pct;
 	int  dkim_aligned, spf_aligned;
 	char why[128];      /* for permerror */
+	char ignored[64];   /* optional tags ignored for an invalid value, or "" */
 };
 
 /* dmarc_decide - the verdict for one message; fills out */

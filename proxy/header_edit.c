@@ -105,6 +105,16 @@ size_t header_edits_apply(const char *msg, size_t len, const struct header_edit 
 
 		if (rc != 1) {
 			ret = rc == 0 ? start : pos;
+			/* a line that is no field ("Junk line") ended the
+			 * section for the filters, and what follows was their
+			 * body; a later reader may read on (GMime takes a
+			 * "From:" after it as a second From field, and a forged
+			 * Authentication-Results there as ours).  The empty
+			 * line goes in before it, as Postfix's cleanup does, so
+			 * that no reader sees another header section than the
+			 * one checked. */
+			if (rc < 0 && out != NULL)
+				sbuf_adds(out, "\r\n");
 			break;
 		}
 		/* removed_at first, always: it counts the fields of its names */

@@ -14,7 +14,9 @@
  * fields without the removed ones and with changed ones replaced (a change
  * takes the first field of its name that no removal takes, as the milter
  * front end does), for any number of edits; the empty
- * line that ends the section is NOT appended.  Returns the offset in msg
+ * line that ends the section is NOT appended, unless the section ended
+ * at a line that is no field (and no empty line): then one is, so that
+ * the rest is body for every later reader as it was for the filters.  Returns the offset in msg
  * where the rest (the empty line and the body, or the body-less rest)
  * starts.  out may be NULL: only that offset (where the front ends cut
  * the message: the one walk for all who need it). */

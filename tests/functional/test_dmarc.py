@@ -33,6 +33,16 @@ RECORDS = {
     "_dmarc.twiceorg.test": ["v=DMARC1; p=reject"],
     # a@bücher.test: its A-label's record (RFC 8616 4)
     "_dmarc.xn--bcher-kva.test": ["v=DMARC1; p=reject"],
+    # session 20: one invalid optional tag (RFC 7489 6.3: it takes its
+    # default) made libopendmarc refuse the record: permerror, no policy
+    "_dmarc.pct200.test": ["v=DMARC1; p=reject; pct=200"],
+    "_dmarc.pctneg.test": ["v=DMARC1; p=reject; pct=-1"],
+    "_dmarc.adkim.test": ["v=DMARC1; p=reject; adkim=x"],
+    "_dmarc.fo.test": ["v=DMARC1; p=reject; fo=9"],
+    "_dmarc.ri.test": ["v=DMARC1; p=reject; ri=soon"],
+    "_dmarc.rf.test": ["v=DMARC1; p=reject; rf=xml"],
+    "_dmarc.pctabc.test": ["v=DMARC1; p=reject; pct=abc"],
+    "_dmarc.badsp.test": ["v=DMARC1; p=reject; sp=bogus"],
 }
 
 # (name, From field, signer d= or None, extra opts, dmarc result, action, symbol)
@@ -94,6 +104,18 @@ CASES = [
      "DMARC_BAD_FROM"),
     ("two From addresses, as score", "a@sign.test, b@sign.test", "sign.test",
      [("dmarc_bad_from_action", "score")], "fail", "accept", "DMARC_BAD_FROM"),
+    ("record: pct=200 ignored, p=reject applies", "a@pct200.test", None, [], "fail", "reject",
+     "DMARC_POLICY_REJECT"),
+    ("record: pct=-1 ignored", "a@pctneg.test", None, [], "fail", "reject", "DMARC_POLICY_REJECT"),
+    ("record: adkim=x ignored", "a@adkim.test", None, [], "fail", "reject", "DMARC_POLICY_REJECT"),
+    ("record: fo=9 ignored", "a@fo.test", None, [], "fail", "reject", "DMARC_POLICY_REJECT"),
+    ("record: ri=soon ignored", "a@ri.test", None, [], "fail", "reject", "DMARC_POLICY_REJECT"),
+    ("record: rf=xml ignored", "a@rf.test", None, [], "fail", "reject", "DMARC_POLICY_REJECT"),
+    # pct=abc was read as 0: every failure sampled down to quarantine
+    ("record: pct=abc is 100", "a@pctabc.test", None, [], "fail", "reject", "DMARC_POLICY_REJECT"),
+    # 6.6.3: an invalid sp= is no policy (unchanged)
+    ("record: sp=bogus stays a permerror", "a@x.badsp.test", None, [], "permerror", "accept",
+     "DMARC_PERMERROR"),
 ]
 
 
@@ -185,15 +207,20 @@ def raw_case(world, raw, filters="dmarc"):
 LONG_FROM = b"x@nodmarc.test" + fold_pad(4200)
 
 
-@pytest.mark.parametrize("tail,result,symbol,header_from", [
+LONG_NAME = b'"x@nodmarc.test"' + fold_pad(4200)
+
+
+@pytest.mark.parametrize("head,tail,result,symbol,header_from", [
     # one mailbox, display name "x@nodmarc.test": ceo@sign.test, as GMime
     # and mail programs read it (was: nodmarc.test, dmarc=none, delivered)
-    (b" <ceo@sign.test>", "fail", "DMARC_POLICY_REJECT", "sign.test"),
+    (LONG_NAME, b" <ceo@sign.test>", "fail", "DMARC_POLICY_REJECT", "sign.test"),
+    # the same name unquoted is no display name (session 20): no mailbox
+    (LONG_FROM, b" <ceo@sign.test>", "fail", "DMARC_BAD_FROM", "invalid"),
     # two mailboxes (was: one, the second past 4,096 bytes unseen)
-    (b", ceo@sign.test", "fail", "DMARC_BAD_FROM", "invalid"),
-], ids=["angle address past 4 KB", "second mailbox past 4 KB"])
-def test_long_from_field_is_read_whole(world, tail, result, symbol, header_from):
-    res, got = raw_case(world, b"From: " + LONG_FROM + tail +
+    (LONG_FROM, b", ceo@sign.test", "fail", "DMARC_BAD_FROM", "invalid"),
+], ids=["angle address past 4 KB", "unquoted address as name", "second mailbox past 4 KB"])
+def test_long_from_field_is_read_whole(world, head, tail, result, symbol, header_from):
+    res, got = raw_case(world, b"From: " + head + tail +
                         b"\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
     assert [r for _, r, _ in got] == [result], got
     assert dl.prop(got[0][2], "header.from") == header_from, got
@@ -229,10 +256,134 @@ def test_e2e_long_from_forgery_rejected(world, mw_factory, upstream):
     c = mw.client()
     c.ehlo()
     r = c.transaction("x@nodmarc.test", ["b@example.net"],
-                      b"From: " + LONG_FROM + b" <ceo@sign.test>\r\nTo: b@example.net\r\n"
+                      b"From: " + LONG_NAME + b" <ceo@sign.test>\r\nTo: b@example.net\r\n"
                       b"Subject: s\r\nMessage-ID: <l@x>\r\n\r\nbody\r\n")
     c.quit()
     assert r["final"].code == 550 and "sign.test" in r["final"].text, r["final"]
+
+
+# --- From fields that are no mailbox (session 20) ---------------------------
+#
+# addrlist.c took, inside <...>, what followed the LAST '@' and never
+# checked the local part; outside <...> the first <...> of a mailbox won
+# and the rest was dropped; a group name was dropped unchecked.  GMime
+# (which mailwarden links, as do GMime-based mail programs) reads each of
+# these as ceo@sign.test, or as a list holding it, or (unquoted before
+# <...>) shows it as the sender's name; mailwarden checked
+# nodmarc.test (no record): dmarc=none, accepted, where sign.test
+# publishes p=reject.  A mailbox is one addr-spec, or a display name and
+# one <addr-spec>; anything else is DMARC_BAD_FROM (reject by default).
+FORGED_FROMS = [
+    b"<x@nodmarc.test> <ceo@sign.test>",
+    b"<ceo@sign.test,x@nodmarc.test>",
+    b"<ceo@sign.test x@nodmarc.test>",
+    b"ceo@sign.test@nodmarc.test",
+    b"<ceo@sign.test@nodmarc.test>",
+    b"<x@nodmarc.test> ceo@sign.test",
+    b"ceo@sign.test <x@nodmarc.test>",
+    b"ceo@sign.test: x@nodmarc.test;",
+]
+
+
+def gmime_addresses(frm):
+    import gi
+    gi.require_version("GMime", "3.0")
+    from gi.repository import GMime
+    GMime.init()
+    lst = GMime.InternetAddressList.parse(GMime.ParserOptions.new(), frm.decode("latin1"))
+    out = []
+    for i in range(lst.length() if lst else 0):
+        a = lst.get_address(i)
+        if hasattr(a, "get_addr"):
+            out += [a.get_addr(), a.get_name() or ""]
+    return out
+
+
+@pytest.mark.parametrize("frm", FORGED_FROMS, ids=[f.decode() for f in FORGED_FROMS])
+def test_from_that_is_no_mailbox_is_bad_from(world, frm):
+    # an address of sign.test, or (the last case) a name that shows one
+    assert any(a.endswith("@sign.test") for a in gmime_addresses(frm)), gmime_addresses(frm)
+    res, got = raw_case(world, b"From: " + frm + b"\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "invalid", got
+    assert res["action"] == "reject" and "DMARC_BAD_FROM" in dl.symbols(res), res["symbols"]
+    assert res["reply"].startswith("550 5.7.1"), res["reply"]
+
+
+# what the reviewer checked keeps working: each is read as sign.test
+GOOD_FROMS = [
+    b"<@nodmarc.test:ceo@sign.test>",
+    b"<@a.test,@nodmarc.test:ceo@sign.test>",
+    b"G: ceo@sign.test;",
+    b'"ceo@nodmarc.test <x@nodmarc.test>" <ceo@sign.test>',
+    b"(<x@nodmarc.test>) ceo@sign.test",
+    b"=?utf-8?q?ceo=40nodmarc=2Etest?= <ceo@sign.test>",
+    b"<ceo@sign\r\n .test>",
+    b"John Q. Public <ceo@sign.test>",
+    b"ceo@sign.test.",
+]
+
+
+@pytest.mark.parametrize("frm", GOOD_FROMS, ids=[f.decode() for f in GOOD_FROMS])
+def test_valid_from_forms_still_read(world, frm):
+    res, got = raw_case(world, b"From: " + frm + b"\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "sign.test", got
+    assert "DMARC_POLICY_REJECT" in dl.symbols(res), res["symbols"]
+
+
+def test_e2e_forged_from_refused(world, mw_factory, upstream):
+    """through the proxy: was relayed with dmarc=none header.from=nodmarc.test"""
+    tmp, keys, server = world
+    mw = mw_factory(upstream, opts=[("filters", "dmarc"), ("authserv_id", AUTHSERV)]
+                    + dl.dns_opts(server.forwarder))
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction("x@nodmarc.test", ["b@example.net"],
+                      b"From: ceo@sign.test@nodmarc.test\r\nTo: b@example.net\r\n"
+                      b"Subject: wire the money\r\nMessage-ID: <f@x>\r\n\r\nbody\r\n")
+    c.quit()
+    assert r["final"].code == 550 and "5.7.1" in r["final"].text, r["final"]
+    assert upstream.messages == []
+
+
+def gmime_header(raw):
+    """(name, value) of each header field as GMime (a later reader) reads raw"""
+    import gi
+    gi.require_version("GMime", "3.0")
+    from gi.repository import GMime
+    GMime.init()
+    m = GMime.Parser.new_with_stream(GMime.StreamMem.new_with_buffer(raw)).construct_message(None)
+    hl = m.get_header_list()
+    return [(hl.get_header_at(i).get_name(), hl.get_header_at(i).get_value())
+            for i in range(hl.get_count())]
+
+
+def test_e2e_line_without_colon_ends_the_header(world, mw_factory, upstream):
+    """a line that is no field ends the header section for mailwarden
+    (DMARC of the first From only) but GMime reads on: a second From, and a
+    forged Authentication-Results of ours there, were relayed as they came
+    (Postfix's cleanup, in front of which mailwarden usually sits, ends the
+    section there and inserts the empty line).  The proxy now inserts it
+    itself: what leaves has the header section that was checked."""
+    tmp, keys, server = world
+    mw = mw_factory(upstream, opts=[("filters", "dmarc"), ("authserv_id", AUTHSERV)]
+                    + dl.dns_opts(server.forwarder))
+    msg = (b"From: x@nodmarc.test\r\nJunk line\r\nFrom: ceo@sign.test\r\n"
+           b"Authentication-Results: mw.test; dmarc=pass header.from=sign.test\r\n"
+           b"To: b@example.net\r\nSubject: s\r\nMessage-ID: <j@x>\r\n\r\nbody\r\n")
+    assert ("From", "ceo@sign.test") in gmime_header(msg)        # what GMime makes of it
+    c = mw.client()
+    c.ehlo()
+    r = c.transaction("x@nodmarc.test", ["b@example.net"], msg)
+    c.quit()
+    assert r["final"].code == 250, r["final"]
+    out = upstream.wait_messages(1)[0].content
+    fields = gmime_header(out)
+    assert [v for n, v in fields if n.lower() == "from"] == ["x@nodmarc.test"], fields
+    ars = [v for n, v in fields if n.lower() == "authentication-results"]
+    assert len(ars) == 1 and "dmarc=none" in ars[0] and "nodmarc.test" in ars[0], ars
+    assert b"From: x@nodmarc.test\r\n\r\nJunk line\r\n" in out, out
 
 
 def test_e2e_dmarc_reject_through_proxy(world, mw_factory, upstream):

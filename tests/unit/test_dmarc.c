@@ -153,6 +153,32 @@ static void test_decisions(void **state)
 		{ "bad p=", "example.com", "v=DMARC1; p=bogus", 0, NULL, NULL, 0, DMARC_RES_PERMERROR, 'n' },
 		{ "no p=", "example.com", "v=DMARC1; rua=mailto:x@example.com", 0, NULL, NULL, 0,
 		  DMARC_RES_PERMERROR, 'n' },
+		/* session 20: an invalid optional tag takes its default (RFC
+		 * 7489 6.3); libopendmarc refused the record (permerror) */
+		{ "pct=200 ignored", "example.com", "v=DMARC1; p=reject; pct=200", 0, NULL, NULL, 99,
+		  DMARC_RES_FAIL, 'r' },
+		{ "pct=-1 ignored", "example.com", "v=DMARC1; p=reject; pct=-1", 0, NULL, NULL, 99,
+		  DMARC_RES_FAIL, 'r' },
+		{ "pct=abc is 100, not 0", "example.com", "v=DMARC1; p=reject; pct=abc", 0, NULL, NULL, 99,
+		  DMARC_RES_FAIL, 'r' },
+		{ "pct=50% is 100", "example.com", "v=DMARC1; p=reject; pct=50%", 0, NULL, NULL, 99,
+		  DMARC_RES_FAIL, 'r' },
+		{ "adkim=x ignored", "example.com", "v=DMARC1; p=reject; adkim=x", 0, NULL, NULL, 0,
+		  DMARC_RES_FAIL, 'r' },
+		{ "adkim=x: relaxed", "example.com", "v=DMARC1; p=reject; adkim=x", 0, NULL,
+		  "mail.example.com", 0, DMARC_RES_PASS, 'n' },
+		{ "adkim=strict still strict", "example.com", "v=DMARC1; p=reject; adkim=strict", 0, NULL,
+		  "mail.example.com", 0, DMARC_RES_FAIL, 'r' },
+		{ "fo=9 ignored", "example.com", "v=DMARC1; p=reject; fo=9", 0, NULL, NULL, 0,
+		  DMARC_RES_FAIL, 'r' },
+		{ "ri=soon ignored", "example.com", "v=DMARC1; p=reject; ri=soon", 0, NULL, NULL, 0,
+		  DMARC_RES_FAIL, 'r' },
+		{ "rf=xml ignored", "example.com", "v=DMARC1; p=reject; rf=xml", 0, NULL, NULL, 0,
+		  DMARC_RES_FAIL, 'r' },
+		{ "p= first, bad tags before", "example.com", "v=DMARC1; aspf=; pct=x; p=quarantine", 0,
+		  NULL, NULL, 99, DMARC_RES_FAIL, 'q' },
+		{ "bad sp= stays a permerror", "a.example.com", "v=DMARC1; p=reject; sp=bogus", 1,
+		  NULL, NULL, 0, DMARC_RES_PERMERROR, 'n' },
 	};
 	size_t i;
 	int bad = 0;
@@ -173,6 +199,40 @@ static void test_decisions(void **state)
 		}
 	}
 	assert_int_equal(bad, 0);
+}
+
+/* what libopendmarc is handed of a record (dmarc_record_clean) */
+static void test_record_clean(void **state)
+{
+	static const struct { const char *txt, *clean, *ignored; } cases[] = {
+		{ "v=DMARC1; p=reject", "v=DMARC1; p=reject", "" },
+		{ "v=DMARC1;p=reject;sp=none;adkim=s;aspf=r;pct=50",
+		  "v=DMARC1; p=reject; sp=none; adkim=s; aspf=r; pct=50", "" },
+		{ " v = DMARC1 ; p = quarantine ; pct = 007 ", "v=DMARC1; p=quarantine; pct=007", "" },
+		{ "v=DMARC1; p=reject; pct=200; adkim=x; aspf=; fo=9; ri=soon; rf=xml",
+		  "v=DMARC1; p=reject", "adkim aspf pct fo rf ri" },
+		{ "v=DMARC1; p=reject; pct=1000", "v=DMARC1; p=reject", "pct" },
+		{ "v=DMARC1; p=reject; fo=0:1:d:s; rf=afrf; ri=86400; rua=mailto:a@b.test,mailto:c@d.test",
+		  "v=DMARC1; p=reject", "" },
+		{ "v=DMARC1; p=reject; fo=0:; ri=4294967296", "v=DMARC1; p=reject", "fo ri" },
+		{ "v=DMARC1; p=bogus; sp=x", "v=DMARC1; p=bogus; sp=x", "" },
+		{ "v=DMARC1; junk; x=y; p=none", "v=DMARC1; p=none", "" },
+		{ "v=DMARC1", "v=DMARC1", "" },
+	};
+	char ign[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *c = dmarc_record_clean(cases[i].txt, ign, sizeof(ign));
+
+		if (strcmp(c, cases[i].clean) != 0 || strcmp(ign, cases[i].ignored) != 0)
+			fail_msg("%s: \"%s\" ignored \"%s\"", cases[i].txt, c, ign);
+		free(c);
+	}
+	/* a small buffer for the names: cut at a name, never mid-name */
+	free(dmarc_record_clean("v=DMARC1; p=reject; adkim=x; aspf=y", ign, 7));
+	assert_string_equal(ign, "adkim");
 }
 
 /* a fail resting on an aligned identifier that could not be checked for
@@ -233,11 +293,84 @@ static void test_addrlist(void **state)
 	assert_int_equal(addrlist_domains("no-at-sign", d, 4), 1);
 	assert_string_equal(d[0], "");
 	assert_int_equal(addrlist_domains("a@b@c.example", d, 4), 1);
-	assert_string_equal(d[0], "c.example");
+	assert_string_equal(d[0], "");           /* two '@': no addr-spec (session 20) */
 	assert_true(domain_ok("example.com"));
 	assert_false(domain_ok("com"));
 	assert_false(domain_ok("legitimate.com(.attacker.com"));
 	assert_false(domain_ok("a..b"));
+}
+
+/* session 20: a mailbox is one addr-spec, or a display name and one
+ * <addr-spec>; anything else has no domain ("": DMARC_BAD_FROM), and
+ * several are several.  Until then the last '@' won: each forgery below
+ * was read as evil.test while GMime reads (or lists) ceo@victim.test. */
+static void test_addrlist_grammar(void **state)
+{
+	static const struct { const char *v; size_t n; const char *d0, *d1; } cases[] = {
+		/* forgeries of the review */
+		{ "ceo@victim.test@evil.test", 1, "", NULL },
+		{ "<ceo@victim.test@evil.test>", 1, "", NULL },
+		{ "<x@evil.test> <ceo@victim.test>", 1, "", NULL },
+		{ "<ceo@victim.test,x@evil.test>", 1, "", NULL },
+		{ "<ceo@victim.test x@evil.test>", 1, "", NULL },
+		{ "<x@evil.test> ceo@victim.test", 1, "", NULL },
+		{ "ceo@victim.test <x@evil.test>", 1, "", NULL },
+		{ "ceo@victim.test: x@evil.test;", 1, "", NULL },   /* GMime: ceo@victim.test */
+		{ "G: H: x@evil.test;", 1, "", NULL },
+		{ "ceo x@evil.test", 1, "", NULL },
+		{ "x\\@evil.test <ceo@victim.test>", 1, "", NULL },
+		{ "x@evil.test>ceo@victim.test", 1, "", NULL },
+		{ "x@evil.test <ceo@victim.test", 1, "", NULL },
+		{ "\"a\"b@evil.test", 1, "", NULL },
+		{ "<@victim.test x@evil.test>", 1, "", NULL },
+		{ "<@victim.test,x@evil.test>", 1, "", NULL },
+		{ "a@evil.test..", 1, "", NULL },
+		{ "a@", 1, "", NULL },
+		{ "@evil.test", 1, "", NULL },
+		{ "<>", 1, "", NULL },
+		/* several */
+		{ "x@evil.test; ceo@victim.test", 2, "evil.test", "victim.test" },
+		{ "x@evil.test, ceo@victim.test", 2, "evil.test", "victim.test" },
+		/* what works and keeps working */
+		{ "ceo@victim.test", 1, "victim.test", NULL },
+		{ "CEO <ceo@Victim.TEST>", 1, "victim.test", NULL },
+		{ "John Q. Public <jqp@victim.test>", 1, "victim.test", NULL },
+		{ "\"ceo@evil.test <x@evil.test>\" <ceo@victim.test>", 1, "victim.test", NULL },
+		{ "(<x@evil.test>) ceo@victim.test", 1, "victim.test", NULL },
+		{ "ceo(x@evil.test)@victim.test", 1, "victim.test", NULL },
+		{ "ceo @ victim.test", 1, "victim.test", NULL },
+		{ "<ceo@victim .test>", 1, "victim.test", NULL },      /* obs-domain, folded */
+		{ "<ceo@victim.\t test>", 1, "victim.test", NULL },
+		{ "\"x y\"@victim.test", 1, "victim.test", NULL },
+		{ "\"a,b\".c@victim.test", 1, "victim.test", NULL },
+		{ "first.last@victim.test", 1, "victim.test", NULL },
+		{ "a..b@victim.test", 1, "victim.test", NULL },
+		{ "a.@victim.test", 1, "victim.test", NULL },
+		{ "ceo@victim.test.", 1, "victim.test", NULL },
+		{ "<@evil.test:ceo@victim.test>", 1, "victim.test", NULL },
+		{ "<@a.test,@b.test:ceo@victim.test>", 1, "victim.test", NULL },
+		{ "<,@a.test, ,@b.test:ceo@victim.test>", 1, "victim.test", NULL },
+		{ "G: ceo@victim.test;", 1, "victim.test", NULL },
+		{ "G:;", 0, NULL, NULL },
+		{ "=?utf-8?q?ceo=40victim=2Etest?= <x@evil.test>", 1, "evil.test", NULL },
+		{ "=?utf-8?b?PGNlb0B2aWN0aW0udGVzdD4=?=", 1, "", NULL },
+		{ "J\xc3\xbcrgen <j@b\xc3\xbc" "cher.test>", 1, "b\xc3\xbc" "cher.test", NULL },
+		{ "ceo@[192.0.2.1]", 1, "", NULL },
+		{ "ceo@victim.test ", 1, "victim.test", NULL },
+		{ " <ceo@victim.test> (c)", 1, "victim.test", NULL },
+		{ "ceo@victim.test (x", 1, "victim.test", NULL },      /* open comment: to the end */
+	};
+	char d[4][ADDR_DOMAIN_MAX + 1];
+	size_t i, k;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		k = addrlist_domains(cases[i].v, d, 4);
+		if (k != cases[i].n || (k > 0 && strcmp(d[0], cases[i].d0) != 0) ||
+		    (k > 1 && strcmp(d[1], cases[i].d1) != 0))
+			fail_msg("%s: %zu \"%s\" \"%s\"", cases[i].v, k, k > 0 ? d[0] : "-",
+			    k > 1 ? d[1] : "-");
+	}
 }
 
 /* a field read whole: past 4,096 bytes (where the copy was cut) the angle
@@ -265,6 +398,11 @@ static void test_addrlist_long_field(void **state)
 				assert_string_equal(d[0], "nodmarc.test");
 				assert_string_equal(d[1], "sign.test");
 			} else {
+				/* an address as display name: no mailbox (session 20) */
+				assert_int_equal(addrlist_domains(v, d, 4), 1);
+				assert_string_equal(d[0], "");
+				/* a display name that is one: the <...> past 4 KB */
+				v[1] = '_';
 				assert_int_equal(addrlist_domains(v, d, 4), 1);
 				assert_string_equal(d[0], "sign.test");
 			}
@@ -325,6 +463,8 @@ int main(void)
 		cmocka_unit_test(test_decisions),
 		cmocka_unit_test(test_temperror_of_aligned_identifiers),
 		cmocka_unit_test(test_addrlist),
+		cmocka_unit_test(test_record_clean),
+		cmocka_unit_test(test_addrlist_grammar),
 		cmocka_unit_test(test_addrlist_long_field),
 		cmocka_unit_test(test_record_version),
 	};

@@ -269,6 +269,43 @@ static void test_remove_takes_the_name_literally(void **state)
 	sbuf_free(&out);
 }
 
+/* session 20: a line that is no field ends the header section for the
+ * filters; the section goes out ended there by an empty line, as
+ * Postfix's cleanup ends it, so that a reader that reads on (GMime) sees
+ * neither the From nor the Authentication-Results after it as a field */
+static void test_line_without_colon_ends_the_section(void **state)
+{
+	const char msg[] = "From: x@evil.test\r\nJunk line\r\nFrom: ceo@victim.test\r\n"
+	    "Authentication-Results: mw.test; dmarc=pass\r\n\r\nbody\r\n";
+	const char ok[] = "From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
+	struct header_edit e[] = { { HE_ADD, "Authentication-Results", "mw.test; dmarc=none", 0 } };
+	struct sbuf out;
+	size_t rest;
+
+	(void)state;
+	sbuf_init(&out, (size_t)-1);
+	rest = header_edits_apply(msg, sizeof msg - 1, e, 1, &out);
+	assert_int_equal(rest, strlen("From: x@evil.test\r\n"));
+	sbuf_add(&out, msg + rest, sizeof msg - 1 - rest);
+	sbuf_add(&out, "", 1);
+	assert_string_equal(out.data, "Authentication-Results: mw.test; dmarc=none\r\n"
+	    "From: x@evil.test\r\n\r\nJunk line\r\nFrom: ceo@victim.test\r\n"
+	    "Authentication-Results: mw.test; dmarc=pass\r\n\r\nbody\r\n");
+	/* the offset alone (out NULL) is the same */
+	assert_int_equal(header_edits_apply(msg, sizeof msg - 1, NULL, 0, NULL), rest);
+	/* a well-formed message: nothing added; header only: nothing added */
+	sbuf_reset(&out);
+	rest = header_edits_apply(ok, sizeof ok - 1, NULL, 0, &out);
+	sbuf_add(&out, ok + rest, sizeof ok - 1 - rest);
+	sbuf_add(&out, "", 1);
+	assert_string_equal(out.data, ok);
+	sbuf_reset(&out);
+	rest = header_edits_apply("Subject: x\r\n", 12, NULL, 0, &out);
+	assert_int_equal(rest, 12);
+	assert_int_equal(out.len, 12);
+	sbuf_free(&out);
+}
+
 /* header_edits_apply: every HE_REMOVE_AT counts however many there are
  * (80 forged Authentication-Results, one edit each, in any order and
  * name case: 17 stayed when only 64 edits were tracked); a change takes
@@ -341,6 +378,7 @@ int main(void)
 		cmocka_unit_test(test_odd_bytes),
 		cmocka_unit_test(test_name_starts),
 		cmocka_unit_test(test_remove_takes_the_name_literally),
+		cmocka_unit_test(test_line_without_colon_ends_the_section),
 		cmocka_unit_test(test_edits_many_remove_at),
 	};
 
