@@ -818,11 +818,11 @@ static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 
 	if (s == NULL || !s->in_txn)
 		return SMFIS_TEMPFAIL;
+	queue_id_refresh(ctx, s);
 	if (s->nrcpts >= MAX_RCPTS) {
 		smfi_setreply(ctx, "452", "4.5.3", "Too many recipients");
 		return SMFIS_TEMPFAIL;
 	}
-	queue_id_refresh(ctx, s);
 	char *addr = strip_angles(argv[0] ? argv[0] : "");
 	char *dsn = rcpt_dsn(s, argv);
 	/* the recipient's DSN parameters go into the request too (rcpt_dsn) */
