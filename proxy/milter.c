@@ -46,7 +46,6 @@
 
 #define MAX_FIELDS 10000
 #define MAX_RCPTS  10000
-#define SHORT_FIELD 998
 
 /* R_STORAGE - RFC 3463 4.3.1, as the proxy answers: the messages in flight
  * fill spool_memory_max */
@@ -135,7 +134,13 @@ struct msess {
 	int      spool_ok;      /* opened and no write failed */
 	int      too_big;
 	int      too_many_fields;  /* past MAX_FIELDS: refused at the end */
+	/* the field names, whole: a deletion names its field exactly (the
+	 * MTA compares the whole name), so a name kept cut would miss a
+	 * forged X-Spam-<1,000 bytes>.  Their sum is held within
+	 * message_size_limit (names_bytes), past which the message is
+	 * refused anyway */
 	struct milter_fields fields;
+	size_t   names_bytes;
 	char     message_id[256];
 	char     subject[256];
 	char     queue_id[64];
@@ -223,6 +228,7 @@ static void txn_reset(struct msess *s)
 	s->rcpt_bytes = 0;
 	s->fields.names = NULL;
 	s->fields.count = s->fields.cap = 0;
+	s->names_bytes = 0;
 	s->spool_ok = s->too_big = s->too_many_fields = 0;
 	s->message_id[0] = s->subject[0] = s->queue_id[0] = s->released[0] = '\0';
 	s->auth_user[0] = s->tls[0] = '\0';
@@ -600,7 +606,7 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
 	struct msess *s = sess_new(ctx);
-	const char *addr;
+	const char *addr = "";
 
 	if (sa != NULL && sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)sa;
@@ -613,10 +619,23 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 		 * (nat64_prefixes) client as IPv4 */
 		netaddr_client_ip(sa, s->client_ip, sizeof(s->client_ip), NULL);
 		s->client_port = ntohs(in6->sin6_port);
-	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0') {
+	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0' &&
+	    ipnet_canon(addr, s->client_ip, sizeof(s->client_ip)) == 0) {
 		/* Sendmail writes "IPv6:2001:db8::1" */
-		if (ipnet_canon(addr, s->client_ip, sizeof(s->client_ip)) < 0)
-			snprintf(s->client_ip, sizeof(s->client_ip), "%s", addr);
+	} else if (hostname != NULL && strcmp(hostname, "localhost") == 0) {
+		/* no address at all, and "localhost": the MTA's own local
+		 * submission (Sendmail -bm/-bs: SMFIA_UNKNOWN, "localhost";
+		 * Postfix's smtpd on a pipe likewise).  It is taken as Postfix
+		 * takes it, and as Postfix's non_smtpd_milters show it: from
+		 * 127.0.0.1, so milter_internal_networks decides (outbound by
+		 * default).  Not for a client whose address the MTA does not
+		 * know for another reason (Postfix's XCLIENT ADDR=[UNAVAILABLE]
+		 * comes as "unknown"): that one stays inbound, with no address */
+		snprintf(s->client_ip, sizeof(s->client_ip), "127.0.0.1");
+		slog(s->id, LOG_DEBUG, "milter: connect from localhost without an address: "
+		    "local submission, client 127.0.0.1");
+	} else if (addr[0] != '\0') {
+		snprintf(s->client_ip, sizeof(s->client_ip), "%s", addr);
 	}
 	/* Postfix gives "unknown" or "[1.2.3.4]" when the name did not verify */
 	if (hostname != NULL && hostname[0] != '[' && strcmp(hostname, "unknown") != 0)
@@ -740,6 +759,57 @@ static sfsistat early(SMFICTX *ctx, struct msess *s, struct rcpt *r)
 	return rc;
 }
 
+/* queue_id_refresh - the MTA's queue id {i}, whenever it sends one.
+ * Postfix (smtpd_delay_open_until_valid_rcpt = yes, its default) has none
+ * at MAIL: it makes one once a recipient is accepted and sends it with
+ * the next RCPT and with the end of header, so a transaction ended by
+ * RSET or QUIT after two recipients is logged by Postfix under an id
+ * that only those steps carried */
+static void queue_id_refresh(SMFICTX *ctx, struct msess *s)
+{
+	const char *q = macro(ctx, "i");
+
+	if (q[0] != '\0')
+		snprintf(s->queue_id, sizeof(s->queue_id), "%s", q);
+}
+
+/* rcpt_dsn - the DSN arguments (NOTIFY, ORCPT) of a RCPT's ESMTP
+ * arguments (argv[1..], one each), well-formed, as smtp_dsn_rcpt_params
+ * keeps them; the first of each (an MTA refuses a second: RFC 3461 4.1).
+ * Picked out one by one, so that no other argument, however long, pushes
+ * them out: until session 20 all the arguments were joined into 2 KiB
+ * first, and a long one before them dropped the DSN request without a
+ * word.  Returns a malloc'ed string, "" for none. */
+static char *rcpt_dsn(const struct msess *s, char **argv)
+{
+	char all[2 * (SMTP_DSN_RCPT_MAX + 1)], kept[SMTP_DSN_RCPT_MAX + 1];
+	int have_notify = 0, have_orcpt = 0;
+	size_t o = 0;
+
+	all[0] = '\0';
+	for (int k = 1; argv[0] != NULL && argv[k] != NULL; k++) {
+		const char *a = argv[k];
+		size_t n = strlen(a);
+		int *seen = strncasecmp(a, "NOTIFY=", 7) == 0 ? &have_notify
+		          : strncasecmp(a, "ORCPT=", 6) == 0 ? &have_orcpt : NULL;
+
+		if (seen == NULL)
+			continue;
+		if (*seen || n > SMTP_DSN_RCPT_MAX || strchr(a, ' ') != NULL) {
+			/* a second one, or one no well-formed value makes:
+			 * dropped as a malformed one is (smtp_dsn_rcpt_params) */
+			char esc[80];
+			slog(s->id, LOG_NOTICE, "milter: RCPT argument dropped (DSN, %s): %s",
+			    *seen ? "repeated" : "malformed", log_esc(esc, sizeof(esc), a, n));
+			continue;
+		}
+		*seen = 1;
+		o += (size_t)snprintf(all + o, sizeof(all) - o, "%s%s", o ? " " : "", a);
+	}
+	smtp_dsn_rcpt_params(all, kept, sizeof(kept));
+	return xstrdup(kept);
+}
+
 static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct msess *s = sess(ctx);
@@ -748,28 +818,13 @@ static sfsistat envrcpt(SMFICTX *ctx, char **argv)
 
 	if (s == NULL || !s->in_txn)
 		return SMFIS_TEMPFAIL;
+	queue_id_refresh(ctx, s);
 	if (s->nrcpts >= MAX_RCPTS) {
 		smfi_setreply(ctx, "452", "4.5.3", "Too many recipients");
 		return SMFIS_TEMPFAIL;
 	}
 	char *addr = strip_angles(argv[0] ? argv[0] : "");
-	char *dsn;
-	{
-		/* the MTA's ESMTP arguments, one per argv: only DSN's are kept */
-		char all[2048], kept[SMTP_DSN_RCPT_MAX + 1];
-		size_t o = 0;
-
-		all[0] = '\0';
-		for (int k = 1; argv[0] != NULL && argv[k] != NULL; k++) {
-			int w = snprintf(all + o, sizeof(all) - o, "%s%s", o ? " " : "", argv[k]);
-			if (w < 0 || (size_t)w >= sizeof(all) - o)
-				break;
-			o += (size_t)w;
-		}
-		all[o] = '\0';
-		smtp_dsn_rcpt_params(all, kept, sizeof(kept));
-		dsn = xstrdup(kept);
-	}
+	char *dsn = rcpt_dsn(s, argv);
 	/* the recipient's DSN parameters go into the request too (rcpt_dsn) */
 	size_t cost = scan_request_rcpt_bytes(addr) + 4 + strlen(dsn);
 	/* the MTA chooses how many recipients and how long: past what one
@@ -807,11 +862,18 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		s->too_many_fields = 1;
 		return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
 	}
+	size_t nlen = strlen(name);
+	if (s->too_big || s->names_bytes + nlen > s->cfg->message_size_limit) {
+		/* past the size limit: refused at its end, nothing more kept */
+		s->too_big = 1;
+		return answer(s, SMFIP_NR_HDR, SMFIS_CONTINUE);
+	}
 	if (s->fields.count == s->fields.cap) {    /* doubled: up to 10,000 a message */
 		s->fields.cap = s->fields.cap ? 2 * s->fields.cap : 32;
 		s->fields.names = xrealloc(s->fields.names, s->fields.cap * sizeof(char *));
 	}
-	s->fields.names[s->fields.count++] = xstrndup(name, SHORT_FIELD);
+	s->fields.names[s->fields.count++] = xstrdup(name);
+	s->names_bytes += nlen;
 	/* the field as it was sent: "Name:" value CRLF, with the MTA's LF
 	 * folding (or CRLF) turned back into CRLF.  A CR alone stays a byte of
 	 * the value, as the proxy relays it and headers.c reads it: as a line
@@ -853,6 +915,7 @@ static sfsistat on_eoh(SMFICTX *ctx)
 
 	if (s == NULL || !s->in_txn)
 		return answer(s, SMFIP_NR_EOH, SMFIS_TEMPFAIL);
+	queue_id_refresh(ctx, s);
 	spool_put(s, "\r\n", 2);
 	return answer(s, SMFIP_NR_EOH, SMFIS_CONTINUE);
 }
@@ -906,7 +969,8 @@ static sfsistat eom(SMFICTX *ctx)
 
 	if (s == NULL || !s->in_txn)
 		return SMFIS_TEMPFAIL;
-	snprintf(qid, sizeof(qid), "%s", macro(ctx, "i"));
+	queue_id_refresh(ctx, s);
+	snprintf(qid, sizeof(qid), "%s", s->queue_id);
 	if (s->too_big) {
 		milter_reply(ctx, "552 5.3.4 Message too big");
 		audit(s, NULL, "reject", "552 5.3.4 Message too big", qid, "message too big");

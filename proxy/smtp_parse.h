@@ -58,7 +58,9 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
  * record is read back (the record is a file: what it says must not add
  * anything to a command).  out is "" when nothing is kept or outsz is too
  * small for what is.  Returns the length of out. */
-#define SMTP_DSN_RCPT_MAX 530   /* NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=<500> */
+/* "NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=<500>": 28 + 1 + 6 + 500 octets (530
+ * until session 20, which dropped the largest well-formed pair whole) */
+#define SMTP_DSN_RCPT_MAX 535
 size_t smtp_dsn_rcpt_params(const char *in, char *out, size_t outsz);
 /* smtp_dsn_rcpt_params_ok - s (NUL-terminated) is exactly what
  * smtp_dsn_rcpt_params keeps of it: only well-formed NOTIFY and ORCPT,

@@ -479,3 +479,36 @@ def test_quarantine_keeps_the_recipients_dsn_arguments(milter, tmp_path):
     env = json.loads(shown.stdout)["envelope"]
     assert env["rcpts"] == ["r1@example.net", "r2@example.net", "r3@example.net"], env
     assert env["rcpt_dsn"] == ["NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;r1@example.net", "", ""], env
+
+
+def test_dsn_arguments_kept_past_long_arguments_and_at_their_longest(milter, tmp_path):
+    """The RCPT's arguments were joined into 2 KiB before the DSN ones were
+    picked out: a long argument before NOTIFY/ORCPT (an MTA passes on what
+    its rulesets allow) pushed them out, and the recipient's DSN request
+    was dropped without a word.  And the longest well-formed pair
+    (NOTIFY=SUCCESS,FAILURE,DELAY and an ORCPT of 500 octets: 535 octets)
+    did not fit SMTP_DSN_RCPT_MAX (530) and was dropped whole.  A repeated
+    NOTIFY or ORCPT (which an MTA refuses) keeps the first.  (Session 20.)"""
+    from milterlib import RawMilter
+    msg = make_msg(subject="x", headers=[("X-Action", "quarantine")])
+    port = int(milter.sock.split(":")[1].split("@")[0])
+    orcpt = b"ORCPT=rfc822;" + b"o" * (500 - len(b"rfc822;"))
+    with RawMilter(port) as c:
+        c.negotiate().connect()
+        c.mail()
+        c.step(b"R", b"<r1@example.net>\0X-LONG=" + b"a" * 3000 + b"\0NOTIFY=FAILURE\0"
+               b"ORCPT=rfc822;r1@example.net\0")
+        c.step(b"R", b"<r2@example.net>\0NOTIFY=SUCCESS,FAILURE,DELAY\0" + orcpt + b"\0")
+        c.step(b"R", b"<r3@example.net>\0NOTIFY=DELAY\0NOTIFY=NEVER\0ORCPT=rfc822;a@b\0ORCPT=rfc822;c@d\0")
+        c.body(c.headers(msg))
+        verdict, _, _ = c.eom()
+    assert verdict == b"d", verdict
+    qid = audit_records(milter.mw)[-1]["quarantine_id"]
+    shown = subprocess.run([os.environ["MW_BIN"], "quarantine", "-o",
+                            "quarantine_dir=" + milter.mw.quarantine_dir, "show", "--json", qid],
+                           capture_output=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    env = json.loads(shown.stdout)["envelope"]
+    assert env["rcpt_dsn"] == ["NOTIFY=FAILURE ORCPT=rfc822;r1@example.net",
+                               "NOTIFY=SUCCESS,FAILURE,DELAY " + orcpt.decode(),
+                               "NOTIFY=DELAY ORCPT=rfc822;a@b"], env

@@ -783,3 +783,101 @@ def test_forged_spam_fields_removed_by_index_at_most_1000(milter_mw):
     rec = [r for r in wait_records(m, 2) if r["queue_id"] == "Q1001"][0]
     assert rec["action"] == "reject" and rec["reply"].startswith("554 5.6.0"), rec
     assert "milter: refused: 1002 header fields to remove" in m.stderr_text()
+
+
+def test_local_submission_without_an_address_is_local(milter_mw):
+    """Sendmail's local submission (sendmail -bm/-bs from cron, a web
+    application) connects with family SMFIA_UNKNOWN, host "localhost" and
+    no {client_addr}.  The milter took it as an inbound client with
+    address "": checked like a stranger's mail (SPF, greylisting) and
+    never signed.  It is now local mail from 127.0.0.1, as Postfix's
+    non_smtpd_milters show theirs, so milter_internal_networks decides
+    (outbound by default).  A client the MTA knows no address of for
+    another reason (Postfix's XCLIENT ADDR=[UNAVAILABLE] comes as
+    "unknown") stays inbound."""
+    m, port = milter_mw(opts=[("filters", "spf greylist ratelimit")])
+    for host in (b"localhost", b"unknown", b"localhost"):
+        with RawMilter(port) as c:
+            c.negotiate()
+            c.step(b"C", host + b"\0U")
+            c.step(b"H", b"localhost\0")
+            verdict, data, _ = c.message(make_msg(subject="cron output"), qid=host)
+        assert verdict == b"c", (host, verdict, data)
+    recs = wait_records(m, 3)
+    assert [(r["queue_id"], r["direction"], r["client_ip"]) for r in recs] == [
+        ("localhost", "outbound", "127.0.0.1"), ("unknown", "inbound", ""),
+        ("localhost", "outbound", "127.0.0.1")], recs
+    assert recs[0]["client_name"] == "localhost", recs[0]
+    assert milter_pid(m) is not None
+
+
+def test_local_submission_follows_milter_internal_networks(milter_mw):
+    """Local mail is 127.0.0.1: without loopback in milter_internal_networks
+    it is inbound, as Postfix's own local mail then is."""
+    m, port = milter_mw(opts=[("milter_internal_networks", "192.0.2.0/24")])
+    with RawMilter(port) as c:
+        c.negotiate()
+        c.step(b"C", b"localhost\0U")
+        verdict, data, _ = c.message(make_msg(subject="cron output"))
+    assert verdict == b"c", (verdict, data)
+    rec = wait_records(m, 1)[-1]
+    assert (rec["direction"], rec["client_ip"]) == ("inbound", "127.0.0.1"), rec
+
+
+def test_queue_id_taken_from_rcpt_and_end_of_header(milter_mw):
+    """Postfix (smtpd_delay_open_until_valid_rcpt = yes) sends no {i} at
+    MAIL: the id comes with the second RCPT and with the end of header.
+    The milter read it only at MAIL and at the end of the message, so a
+    transaction ended by RSET (abort) after two recipients was audited
+    with queue_id "".  Now read at RCPT and at the end of header too."""
+    m, port = milter_mw()
+    with RawMilter(port) as c:
+        c.negotiate().connect()
+        c.mail(qid=b"")
+        c.rcpt(b"<r1@example.net>")
+        c.macros(b"R", [(b"i", b"4QRCPT2")])
+        c.rcpt(b"<r2@example.net>")
+        c.send(b"A")                         # RSET
+        c.mail(qid=b"")
+        c.rcpt()
+        c.header(b"From", b"<sender@example.org>")
+        c.header(b"Subject", b"hello")
+        c.macros(b"N", [(b"i", b"4QEOH")])
+        c.step(b"N")
+        c.body(b"hi\r\n")
+        verdict, data, _ = c.eom()
+        assert verdict == b"c", (verdict, data)
+    recs = wait_records(m, 2)
+    assert [(r["queue_id"], r.get("fault")) for r in recs] == [
+        ("4QRCPT2", "no message"), ("4QEOH", None)], recs
+
+
+def test_forged_field_with_a_name_past_998_bytes_is_removed(milter_mw):
+    """Header names were kept cut to 998 bytes, and a deletion names its
+    field: the MTA compares the whole name, so a forged `X-Spam-<1,000
+    bytes>` was asked for under a name it does not have and stayed.  The
+    names are kept whole now (their sum within message_size_limit)."""
+    m, port = milter_mw()
+    long_name = b"X-Spam-" + b"A" * 1000
+    with RawMilter(port) as c:
+        c.negotiate().connect()
+        c.mail()
+        c.rcpt()
+        verdict, data, mods = _send_fields(c, [
+            (b"From", b"<sender@example.org>"), (long_name, b"NO"), (b"Subject", b"x")])
+    assert verdict == b"c", (verdict, data)
+    assert _deletions(mods) == [(long_name, 1)], [(n[:20], len(n), i) for n, i in _deletions(mods)]
+
+
+def test_field_names_past_message_size_limit_are_refused(milter_mw):
+    """What the names take is bounded by message_size_limit, as the
+    message is: past it, 552 at the end, nothing more kept."""
+    m, port = milter_mw(opts=[("message_size_limit", "20000")])
+    fields = [(b"From", b"<sender@example.org>")] + [(b"X-" + b"N" * 4000 + b"%d" % i, b"v")
+                                                     for i in range(8)]
+    with RawMilter(port) as c:
+        c.negotiate().connect()
+        c.mail()
+        c.rcpt()
+        verdict, data, mods = _send_fields(c, fields)
+    assert verdict == b"y" and reply_text(data) == "552 5.3.4 Message too big", (verdict, data)

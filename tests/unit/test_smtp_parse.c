@@ -731,6 +731,14 @@ static void test_dsn_rcpt_params(void **state)
 	assert_int_equal(smtp_dsn_rcpt_params(big, out, sizeof out), 506);
 	assert_int_equal(smtp_dsn_rcpt_params(big, out, 100), 0);  /* does not fit: nothing */
 	assert_string_equal(out, "");
+	/* the longest well-formed pair: 28 + 1 + 506 octets (session 20: 530
+	 * was 5 short, and it was dropped whole) */
+	char pair[sizeof big + 32];
+	snprintf(pair, sizeof pair, "NOTIFY=SUCCESS,FAILURE,DELAY %s", big);
+	assert_int_equal(strlen(pair), 535);
+	assert_int_equal(smtp_dsn_rcpt_params(pair, out, sizeof out), 535);
+	assert_string_equal(out, pair);
+	assert_true(smtp_dsn_rcpt_params_ok(pair));
 }
 
 static void test_queue_id(void **st)
