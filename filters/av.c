@@ -365,6 +365,7 @@ struct hidden {
 	size_t    nitems, cap;
 	size_t    nsigned;       /* of them signed contents */
 	size_t    nleaves;       /* of them leaves of messages read as text */
+	size_t    ndecoded;      /* of them decoded leaves (DECODED_MAX_LEAVES) */
 	size_t    nencoded;      /* of them files encoded in text parts */
 	int       zips;          /* stopped: past av_max_zip_entries */
 	int       limit;         /* stopped: past the levels or the bytes */
@@ -719,8 +720,15 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
  * without a match run; clamd's too, one connection more each.  These scans
  * do not count toward av_max_scansize (the engine counted the leaves it
  * saw in the message's scan; they are bounded by the parse's 64 MiB of
- * decoded content), and each is bounded by av_max_filesize as any.  The
+ * decoded content), and each is bounded by av_max_filesize as any.  At
+ * most 1000 of them, those of forwarded messages sent encoded (which GMime
+ * keeps as leaves, parsed here) included; past that a limit hit.  The
  * leaves of the messages read as text (below) are scanned as before. */
+
+/* decoded leaves scanned, of the message and of the messages in it
+ * together (one parse lists up to MIME_MAX_PARTS, but 1000 forwarded
+ * messages sent base64 could list as many each); past it a limit hit */
+#define DECODED_MAX_LEAVES MIME_MAX_PARTS
 
 #define HIDDEN_MAX_LEAVES 100   /* scans of such leaves; said in collect_as_text */
 #define MAIL_TYPE_SPAN (64u << 10)   /* of a header section looked at; past it: text */
@@ -878,6 +886,12 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 			 * (zips_over) */
 			if (p->truncated)
 				continue;
+			if (h->ndecoded >= DECODED_MAX_LEAVES) {
+				h->limit = 1;
+				rc = stop(h, here, "more than 1000 decoded parts to scan, forwarded messages' included");
+				break;
+			}
+			h->ndecoded++;
 			if (m_outlives)
 				keep_file(h, here, p->raw, p->raw_len);
 			else

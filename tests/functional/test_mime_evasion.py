@@ -234,3 +234,32 @@ def test_encoded_multipart_is_unchecked(module_db, tmp_path):
         "a multipart sent base64, quoted-printable or uuencoded (RFC 2045 forbids it)"), out
     assert syms.get("AV_UNSCANNED") == ("limit: the message: a multipart sent encoded (RFC 2045 forbids it),"
                                         " its parts not scanned"), out
+
+
+def test_decoded_leaves_are_bounded(module_db, tmp_path):
+    """at most 1000 decoded leaves are scanned, forwarded messages sent
+    base64 (parsed apart) included: two of 600 parts each are a limit
+    hit, never a clean pass; one of 600 is scanned whole"""
+    def fwd(n):
+        inner = CRLF.join(HDR + [b'Content-Type: multipart/mixed; boundary="IN"', b""]
+                          + sum(([b"--IN", b"Content-Type: application/octet-stream", b"",
+                                  b"part %d" % i] for i in range(n)), [])
+                          + [b"--IN--", b""])
+        enc = base64.b64encode(inner)
+        return [b"--BND", b'Content-Type: message/rfc822; name="f.eml"', b"Content-Transfer-Encoding: base64",
+                b""] + [enc[i:i + 76] for i in range(0, len(enc), 76)]
+
+    def scan(msg):
+        f = tmp_path / "m.eml"
+        f.write_bytes(msg)
+        p = run_mw(["scan", "-o", "filters=clamav", "-o", "av_database=" + module_db,
+                    "-o", "av_db_check_interval=0", "-o", "av_limit_action=tempfail", str(f)])
+        assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+        out = json.loads(p.stdout.decode())
+        return out["action"], {s["name"]: s.get("desc", "") for s in out["symbols"]}
+
+    action, syms = scan(_mixed(b"BND", fwd(600) + fwd(600)))
+    assert action == "tempfail", syms
+    assert syms["AV_UNSCANNED"].startswith("limit: ") and syms["AV_UNSCANNED"].endswith(
+        "more than 1000 decoded parts to scan, forwarded messages' included"), syms
+    assert scan(_mixed(b"BND", fwd(600))) == ("accept", {}), "one forwarded message of 600 parts"
