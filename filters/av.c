@@ -349,6 +349,10 @@ struct hidden_item {
 	unsigned char *owned;    /* buf when it is a copy of ours (freed), or NULL */
 	size_t         len;
 	int            is_file;  /* OpenPGP literal data that is no MIME entity */
+	/* a decoded leaf of a message the engine parses as mail, scanned
+	 * again as a file: not counted toward av_max_scansize (the engine
+	 * counted it in the message, when it saw it) */
+	int            leaf;
 	char           where[AV_WHERE_MAX + 1];
 };
 
@@ -361,6 +365,7 @@ struct hidden {
 	size_t    nitems, cap;
 	size_t    nsigned;       /* of them signed contents */
 	size_t    nleaves;       /* of them leaves of messages read as text */
+	size_t    ndecoded;      /* of them decoded leaves (DECODED_MAX_LEAVES) */
 	size_t    nencoded;      /* of them files encoded in text parts */
 	int       zips;          /* stopped: past av_max_zip_entries */
 	int       limit;         /* stopped: past the levels or the bytes */
@@ -696,6 +701,35 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
  * any other as the file it is.  A message the engine reads as mail costs
  * nothing more than the look at its first bytes. */
 
+/* --- decoded leaves ------------------------------------------------------------
+ *
+ * The engine finds the parts of a message with its own MIME parser, which
+ * does not split a message where mail programs do: a delimiter line with
+ * transport padding ("--BND<TAB>", RFC 2046), which GMime, Python and
+ * Thunderbird take as a delimiter, is text to libclamav (1.4.6), and a
+ * line of an attachment's base64 that starts with the boundary and "--"
+ * ("--WDVP--IVAl..." under boundary WDVP: base64 decoders skip the '-',
+ * so programs open the file whole) is its close delimiter.  EICAR so
+ * attached passed both filters as Clean.  So once a message came back
+ * clean each leaf of it, as GMime decoded it (base64 decoded on past
+ * mid-stream padding, mime_base64.h), is scanned again as the file it is:
+ * what a mail program would save is what the engine sees, however the
+ * engine split the message.  It costs little where the engine split the
+ * message as GMime did: it decoded the same bytes then, and its clean
+ * cache (keyed by content; the options never vary) answers their scan
+ * without a match run; clamd's too, one connection more each.  These scans
+ * do not count toward av_max_scansize (the engine counted the leaves it
+ * saw in the message's scan; they are bounded by the parse's 64 MiB of
+ * decoded content), and each is bounded by av_max_filesize as any.  At
+ * most 1000 of them, those of forwarded messages sent encoded (which GMime
+ * keeps as leaves, parsed here) included; past that a limit hit.  The
+ * leaves of the messages read as text (below) are scanned as before. */
+
+/* decoded leaves scanned, of the message and of the messages in it
+ * together (one parse lists up to MIME_MAX_PARTS, but 1000 forwarded
+ * messages sent base64 could list as many each); past it a limit hit */
+#define DECODED_MAX_LEAVES MIME_MAX_PARTS
+
 #define HIDDEN_MAX_LEAVES 100   /* scans of such leaves; said in collect_as_text */
 #define MAIL_TYPE_SPAN (64u << 10)   /* of a header section looked at; past it: text */
 
@@ -801,7 +835,8 @@ static void leaf_where(const struct mime_msg *m, size_t idx, const char *in, cha
 }
 
 /* collect_as_text - the leaves of m (parsed from the len bytes at b) in
- * the messages the engine reads as text, kept for a scan each; as_mail:
+ * the messages the engine reads as text, kept for a scan each, and those
+ * of the messages it parses as files (decoded leaves, above); as_mail:
  * the engine reads b as mail whatever its fields (b is the body of the
  * message/rfc822 it is handed); in: where b is, NULL for the message
  * itself; m_outlives: m lives until the scans (the message's own parse),
@@ -841,9 +876,29 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 		char here[AV_WHERE_MAX + 1];
 		int is_text = strcmp(p->content_type, "text/plain") == 0;
 
-		if (parsed[p->msg] || p->raw_len == 0)
+		if (p->raw_len == 0)
 			continue;
 		leaf_where(m, i, in, here, sizeof(here));
+		if (parsed[p->msg]) {
+			/* the engine parsed it, but may have split it
+			 * elsewhere (see "decoded leaves" above); a part cut
+			 * at the parse's 64 MiB is a limit hit already
+			 * (zips_over) */
+			if (p->truncated)
+				continue;
+			if (h->ndecoded >= DECODED_MAX_LEAVES) {
+				h->limit = 1;
+				rc = stop(h, here, "more than 1000 decoded parts to scan, forwarded messages' included");
+				break;
+			}
+			h->ndecoded++;
+			if (m_outlives)
+				keep_file(h, here, p->raw, p->raw_len);
+			else
+				keep(h, here, p->raw, p->raw_len, NULL);
+			h->items[h->nitems - 1].leaf = 1;
+			continue;
+		}
 		if (p->truncated) {
 			h->limit = 1;
 			rc = stop(h, here, "decoded past 64 MiB in a message read as text by the engine");
@@ -1054,14 +1109,22 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	    ? cfg->av_max_scansize - (counted > len ? counted : len) : 0;
 	for (size_t i = 0; r == AV_CLEAN && i < h.nitems; i++) {
 		where = h.items[i].where;
-		if (cfg->av_max_scansize > 0 && h.items[i].len > budget) {
+		if (!h.items[i].leaf && cfg->av_max_scansize > 0 && h.items[i].len > budget) {
 			snprintf(out, sizeof(out), "past av_max_scansize with the rest of the message");
 			r = AV_LIMIT;
 			break;
 		}
 		r = s->scan(s->arg, h.items[i].buf, h.items[i].len,
 		    h.items[i].is_file ? "content" : "content.eml", out, sizeof(out), &counted);
-		budget -= counted < budget ? counted : budget;
+		if (!h.items[i].leaf)
+			budget -= counted < budget ? counted : budget;
+	}
+	if (r == AV_CLEAN && m->encoded_multipart && !h.limit) {
+		/* neither GMime nor the engine decoded it: what a program
+		 * decoding it would show was not scanned */
+		h.limit = 1;
+		snprintf(h.where, sizeof(h.where), "the message");
+		snprintf(h.why, sizeof(h.why), "a multipart sent encoded (RFC 2045 forbids it), its parts not scanned");
 	}
 	if (r == AV_CLEAN && h.limit) {
 		/* what is past the levels, the bytes or a count was not seen */

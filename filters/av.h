@@ -62,6 +62,9 @@ struct av_scanner {
 
 /* av_scan_message - the whole antivirus step of one message: one scan of
  * the message as it came, then, if that was clean, one scan of each
+ * decoded leaf of the MIME parse as a file (the engine's MIME parser may
+ * split the message elsewhere than mail programs: see av.c, "decoded
+ * leaves"; not counted toward av_max_scansize), and one scan of each
  * content the engine cannot open itself (the signed message inside S/MIME
  * opaque signed-data and OpenPGP signed data, found in the shared MIME
  * parse and in the messages GMime keeps as leaves; the decoded leaves of

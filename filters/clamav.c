@@ -8,7 +8,10 @@
  * and every other parser on: clamav's own MIME decoder finds the parts,
  * unpacks archives, renders HTML, looks into PDF and OLE2.  What it has no
  * parser for (the message inside S/MIME opaque signed-data) is taken out
- * and scanned after it, on the same engine (av_scan_message, av.c).
+ * and scanned after it, on the same engine (av_scan_message, av.c), and so
+ * is each leaf as GMime decoded it, since clamav's parser may split the
+ * message elsewhere than mail programs (its clean cache answers the leaves
+ * it did see).
  *
  * The scan options are one constant (scan_options below) for the life of
  * the process, and the limits are fixed per engine: libclamav's clean-

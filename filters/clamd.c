@@ -5,7 +5,8 @@
  * services.
  *
  * One connection per scan (the message, then each content clamd cannot
- * open itself: av_scan_message in av.c), non-blocking, with a deadline on
+ * open itself and each decoded leaf: av_scan_message in av.c; all within
+ * the one clamd_timeout), non-blocking, with a deadline on
  * the connect (clamd_connect_timeout) and one on all of the message's
  * exchanges (clamd_timeout), each cut to what is left of the scan's
  * deadline (deadline.h).

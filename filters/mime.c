@@ -32,6 +32,7 @@
 
 #include "filters/filter_api.h"
 #include "filters/mime.h"
+#include "filters/mime_base64.h"
 #include "filters/mime_gmime.h"
 
 /* private: the public struct plus what it owns */
@@ -559,6 +560,35 @@ char *mime_html_render(const char *html, size_t len, size_t *outlen)
 /* ------------------------------------------------------------------ */
 /* decoding                                                             */
 
+/* read_base64 - a base64 content decoded as a mail program would
+ * (mime_base64.h: on past a padded quartet, where GMime's decoder stops),
+ * at most max bytes; *truncated if there was more */
+static GByteArray *read_base64(GMimeStream *src, size_t max, int *truncated)
+{
+	GByteArray *out = g_byte_array_new();
+	struct mime_base64 d;
+	char buf[16384];
+	unsigned char dec[sizeof(buf) / 4 * 3 + 3];
+	ssize_t n;
+	size_t k;
+
+	mime_base64_init(&d);
+	if (src != NULL) {
+		g_mime_stream_reset(src);
+		while ((n = g_mime_stream_read(src, buf, sizeof(buf))) > 0 && out->len <= max) {
+			k = mime_base64_step(&d, buf, (size_t)n, dec);
+			g_byte_array_append(out, dec, (guint)k);
+		}
+	}
+	k = mime_base64_finish(&d, dec);
+	g_byte_array_append(out, dec, (guint)k);
+	if (out->len > max) {
+		*truncated = 1;
+		g_byte_array_set_size(out, (guint)max);
+	}
+	return out;
+}
+
 /* read_decoded - the part's content with the transfer encoding removed,
  * at most max bytes; *truncated if there was more. */
 static GByteArray *read_decoded(GMimeDataWrapper *w, size_t max, int *truncated)
@@ -572,6 +602,11 @@ static GByteArray *read_decoded(GMimeDataWrapper *w, size_t max, int *truncated)
 	ssize_t n;
 
 	*truncated = 0;
+	if (enc == GMIME_CONTENT_ENCODING_BASE64) {
+		g_object_unref(filt);
+		g_object_unref(mem);
+		return read_base64(src, max, truncated);
+	}
 	if (enc != GMIME_CONTENT_ENCODING_DEFAULT && enc != GMIME_CONTENT_ENCODING_7BIT &&
 	    enc != GMIME_CONTENT_ENCODING_8BIT && enc != GMIME_CONTENT_ENCODING_BINARY) {
 		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
@@ -764,6 +799,31 @@ static char *filename_clean(const char *fn)
 #define PART_MAX_NAMES   64   /* distinct names of one part */
 #define PART_MAX_FIELDS  16   /* Content-Type and Content-Disposition fields of one part */
 
+/* add_name - c (taken, or NULL: nothing) into the distinct names of the
+ * NULL-terminated array *v (of *n); 0, or -1 when one more would pass
+ * PART_MAX_NAMES */
+static int add_name(char *c, char ***v, size_t *n)
+{
+	size_t k;
+
+	if (c == NULL)
+		return 0;
+	for (k = 0; k < *n && strcmp((*v)[k], c) != 0; k++)
+		;
+	if (k < *n) {
+		g_free(c);
+		return 0;
+	}
+	if (*n >= PART_MAX_NAMES) {
+		g_free(c);
+		return -1;
+	}
+	*v = g_renew(char *, *v, *n + 2);
+	(*v)[(*n)++] = c;
+	(*v)[*n] = NULL;
+	return 0;
+}
+
 /* add_names - the distinct cleaned values of params called name into
  * the NULL-terminated array *v (of *n); 0, or -1 when one more would pass
  * PART_MAX_NAMES */
@@ -774,27 +834,40 @@ static int add_names(GMimeParamList *l, const char *name, char ***v, size_t *n)
 	for (i = 0; i < len; i++) {
 		GMimeParam *prm = g_mime_param_list_get_parameter_at(l, i);
 		const char *pn = g_mime_param_get_name(prm);
-		char *c;
-		size_t k;
 
-		if (pn == NULL || g_ascii_strcasecmp(pn, name) != 0 ||
-		    (c = filename_clean(g_mime_param_get_value(prm))) == NULL)
+		if (pn == NULL || g_ascii_strcasecmp(pn, name) != 0)
 			continue;
-		for (k = 0; k < *n && strcmp((*v)[k], c) != 0; k++)
-			;
-		if (k < *n) {
-			g_free(c);
-			continue;
-		}
-		if (*n >= PART_MAX_NAMES) {
-			g_free(c);
+		if (add_name(filename_clean(g_mime_param_get_value(prm)), v, n) < 0)
 			return -1;
-		}
-		*v = g_renew(char *, *v, *n + 2);
-		(*v)[(*n)++] = c;
-		(*v)[*n] = NULL;
 	}
 	return 0;
+}
+
+/* is_name_field - a field whose whole value is the part's name to
+ * Thunderbird (libmime's MimeHeaders_get_name falls back on Content-Name,
+ * then X-Sun-Data-Name, when there is no filename= nor name=): it shows
+ * and saves the file under that name, so it is one of the names checked */
+static int is_name_field(const char *hn)
+{
+	return g_ascii_strcasecmp(hn, "Content-Name") == 0 ||
+	    g_ascii_strcasecmp(hn, "X-Sun-Data-Name") == 0;
+}
+
+/* add_field_name - the value of a name field (is_name_field; RFC 2047
+ * decoded by GMime) into the names, trimmed, and without the quotes
+ * around it too when it has them; 0, or -1 as add_name */
+static int add_field_name(const char *value, char ***v, size_t *n)
+{
+	char *t = g_strstrip(g_strdup(value));
+	size_t len = strlen(t);
+	int rc = add_name(filename_clean(t), v, n);
+
+	if (rc == 0 && len >= 2 && t[0] == '"' && t[len - 1] == '"') {
+		t[len - 1] = '\0';
+		rc = add_name(filename_clean(t + 1), v, n);
+	}
+	g_free(t);
+	return rc;
 }
 
 /* declared_of - a Content-Type value as declared: without parameters,
@@ -833,7 +906,8 @@ static void add_type(char *t, char ***v, size_t *n)
  * declare, every one of them: declared_type (of the last Content-Type
  * field, the one GMime's content_type comes from), types (each distinct
  * one), and for a GMime part its names (filename first, then every
- * filename= and name= of every field), with names_truncated past
+ * filename= and name= of every field, and the value of each Content-Name
+ * and X-Sun-Data-Name field), with names_truncated past
  * PART_MAX_NAMES or PART_MAX_FIELDS.  opts: as the message was parsed. */
 static void part_fields(GMimeParserOptions *opts, GMimeObject *obj, struct mime_part *p)
 {
@@ -857,6 +931,14 @@ static void part_fields(GMimeParserOptions *opts, GMimeObject *obj, struct mime_
 
 		if (hn == NULL)
 			continue;
+		if (is_name_field(hn)) {
+			const char *v = g_mime_header_get_value(h);
+
+			if (want_names && !p->names_truncated && v != NULL &&
+			    add_field_name(v, &names, &nnames) < 0)
+				p->names_truncated = 1;
+			continue;
+		}
 		is_ct = g_ascii_strcasecmp(hn, "Content-Type") == 0;
 		if (!is_ct && g_ascii_strcasecmp(hn, "Content-Disposition") != 0)
 			continue;
@@ -1051,7 +1133,21 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int i, n = g_mime_multipart_get_count(mp);
+		const char *cte = g_mime_object_get_header(obj, "Content-Transfer-Encoding");
+		GMimeContentEncoding enc = cte != NULL ? g_mime_content_encoding_from_string(cte)
+		                                       : GMIME_CONTENT_ENCODING_DEFAULT;
 
+		/* RFC 2045 allows a multipart no encoding but 7bit, 8bit
+		 * and binary, and GMime (as libclamav) reads its body as it
+		 * is: one sent base64 lists no part.  Some senders do encode
+		 * the whole body (SAP's), and a program that decodes it first
+		 * shows parts no filter saw: not all walked. */
+		if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+		    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+			st->pub.parse_error = 1;
+			st->pub.encoded_multipart = 1;
+			incomplete(st, "a multipart sent base64, quoted-printable or uuencoded (RFC 2045 forbids it)");
+		}
 		for (i = 0; i < n && st->pub.nparts < MIME_MAX_PARTS; i++)
 			walk(st, g_mime_multipart_get_part(mp, i), depth, nest + 1, msg);
 		if (i < n) {

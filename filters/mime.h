@@ -50,7 +50,9 @@ struct mime_part {
 	const char *filename;         /* decoded (RFC 2231/2047) UTF-8 filename, or NULL */
 	/* every distinct name the part's fields give, decoded as filename
 	 * is: Content-Disposition filename= and Content-Type name=, each
-	 * one a field repeats, of every such field (a field given twice);
+	 * one a field repeats, of every such field (a field given twice),
+	 * and the values of Content-Name and X-Sun-Data-Name fields (which
+	 * Thunderbird names a file by when it has neither parameter);
 	 * filename first; NULL-terminated, or NULL when there is none.  Mail
 	 * programs differ on which one they show and save under, so a
 	 * policy checks them all. */
@@ -136,6 +138,11 @@ struct mime_msg {
 	 * at MIME_MAX_DECODED: a filter looking for something (a banned
 	 * attachment) did not see all of it; why, or NULL */
 	const char       *incomplete;
+	/* a multipart declared base64, quoted-printable or uuencoded
+	 * (RFC 2045 forbids it): its body was read as it is, as GMime and
+	 * libclamav read it, where a program that decodes it first may
+	 * show parts no filter saw (incomplete says so too) */
+	int               encoded_multipart;
 };
 
 /* Files encoded in the body of a text part (uuencoded, yEnc) or BinHex'd

@@ -1,0 +1,37 @@
+/* mime_base64.h - the base64 decoder of MIME part contents, as tolerant as
+ * the most tolerant mail program: what a mail client would save from a
+ * part is what the filters check (the attachments filter's type detection
+ * and archive reading, the antivirus's scan of each decoded leaf).
+ *
+ * Thunderbird (mailnews/mime/src/mimeenc.cpp) skips every character outside
+ * A-Z a-z 0-9 + / =, decodes the rest four by four, and counts the '='
+ * of each quartet on its own: a quartet with one '=' gives two bytes, with
+ * two one byte, and decoding goes on after it.  So the base64 of a file
+ * sent as two padded pieces ("...Ag==" then "...") opens whole in it,
+ * where GMime's decoder stopped at the first '=' (the filters saw 35 bytes
+ * of a 68-byte file) and libclamav matched nothing.  Well-formed base64
+ * decodes the same either way.  A quartet cut short at the end (no
+ * padding) gives the bytes its characters make, as GMime's decoder does. */
+#ifndef MW_MIME_BASE64_H
+#define MW_MIME_BASE64_H
+
+#include <stddef.h>
+
+struct mime_base64 {
+	unsigned char q[4];           /* the quartet being read */
+	unsigned      nq;             /* of it so far, 0..3 */
+};
+
+/* mime_base64_init - a decoder at the start of a content */
+void mime_base64_init(struct mime_base64 *d);
+
+/* mime_base64_step - decode n characters at in, the output into out, which
+ * has room for n / 4 * 3 + 3 bytes; returns the bytes written.  Any split
+ * of a content into steps decodes the same. */
+size_t mime_base64_step(struct mime_base64 *d, const char *in, size_t n, unsigned char *out);
+
+/* mime_base64_finish - the bytes of a last quartet cut short (0 to 2 into
+ * out); the decoder is then at a start again */
+size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out);
+
+#endif
