@@ -1145,8 +1145,10 @@ static void test_full_map_never_stuck(void **state)
  * store_timeout, given 10 s here (and to the processes below): with the
  * default 1 s a loaded machine (make check's parallel tests, sanitizers)
  * may run past it.  Session 19's last runs still saw this test fail now
- * and then with two full make checks running beside it (a write failing
- * with no wait past its bound: left open, see the README's store part). */
+ * and then with two full make checks running beside it: a step of
+ * make_room could spend its time slice before removing anything, and a
+ * write had four attempts whatever each got (session 20; see
+ * test_full_map_slow_disk). */
 static void test_full_map_threads(void **state)
 {
 	(void)state;
