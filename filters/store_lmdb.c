@@ -59,7 +59,7 @@
 #define ROOM_CHUNK  1000         /* make_room's removals per write transaction */
 #define ROOM_SLICE_MS 250        /* make_room's time per call, at most (then later writes go on) */
 #define ROOM_WINDOW_MAX 200000   /* tokens one window of make_room looks at, at most */
-#define ROOM_TRIES  4            /* a write's attempts when it finds the map full, at most */
+#define ROOM_JOBS   3            /* make_rooms a write sees end while it finds the map full, at most */
 #define RESERVE_MIN 16           /* pages of the reserve: 1/128 of the map, within these */
 #define RESERVE_MAX 128          /* (its entries then fit one leaf page) */
 #define SCAN_BATCH  1000         /* entries copied out per read transaction */
@@ -92,6 +92,7 @@ struct lmdb_store {
 	atomic_int reserve_short;   /* the reserve is not whole: refilled at a sweep */
 	struct room_job *job;    /* make_room's work in progress (NULL: none); the roomer's */
 	atomic_int job_left;     /* job is not NULL: the next writes go on with it */
+	atomic_uint jobs_done;   /* make_rooms ended in this process (write_txn's bound) */
 	unsigned char room_from[8];   /* where make_room's next window of tokens */
 	size_t room_from_len;         /* starts (0: the first); the roomer's */
 	/* Where the next sweep starts (empty: the first key).  Each sweep
@@ -593,19 +594,29 @@ static uint64_t room_gen_in(struct lmdb_store *b, MDB_txn *txn);
 /* write_txn - fn in a write transaction of its own, committed.  When the
  * map is full (MDB_MAP_FULL, from a write or the commit), room_for waits
  * for the room another thread or process is making, or makes it
- * (make_room), and fn runs again in a new transaction, ROOM_TRIES times
- * in all and within store_timeout of the first failure (plus one step of
- * make_room): a store that filled up recovers by itself instead of
- * failing every write from then on, and several writers that find it
- * full at once all wait for the one making room.  0 written, TXN_NOTHING,
- * or -1 (logged: only the outcome, not an attempt that a retry made
- * good). */
+ * (make_room), and fn runs again in a new transaction, for as long as
+ * room is being made: within store_timeout of the first failure (plus
+ * one step of make_room), until ROOM_JOBS make_rooms of this process
+ * ended meanwhile (what fills the map is then not what make_room
+ * removes, or the value does not fit at all: no quarter of the tokens
+ * after another for one write).  A store that filled up thus recovers
+ * by itself instead of failing every write from then on, and several
+ * writers that find it full at once all wait for the one making room.
+ * Until session 20 the bound was four attempts, whatever each got: on a
+ * loaded machine a step of make_room could spend its ROOM_SLICE_MS
+ * before removing anything (its first commit alone took that long), the
+ * attempts after three such steps were gone and the write failed with
+ * most of its store_timeout left; and with several writers, one whose
+ * room another writer took spent attempts as well.  0 written,
+ * TXN_NOTHING, or -1 (logged: only the outcome, not an attempt that a
+ * retry made good). */
 static int write_txn(struct lmdb_store *b, write_fn fn, void *arg)
 {
 	uint64_t until = 0;
+	unsigned jobs0 = 0;
 	int rc;
 
-	for (int tries = 1;; tries++) {
+	for (;;) {
 		MDB_txn *txn;
 		const char *what = "write";
 		uint64_t gen = 0;
@@ -620,9 +631,12 @@ static int write_txn(struct lmdb_store *b, write_fn fn, void *arg)
 				mdb_txn_abort(txn);
 		}
 		pthread_rwlock_unlock(&b->wlock);
-		if (rc == MDB_MAP_FULL && until == 0)
+		if (rc == MDB_MAP_FULL && until == 0) {
 			until = mono_ms() + b->wait_ms;
-		if (rc == MDB_MAP_FULL && tries < ROOM_TRIES && room_for(b, gen, until))
+			jobs0 = atomic_load(&b->jobs_done);
+		}
+		if (rc == MDB_MAP_FULL && atomic_load(&b->jobs_done) - jobs0 < ROOM_JOBS
+		    && room_for(b, gen, until))
 			continue;
 		if (rc == 0 || rc == TXN_NOTHING)
 			return rc;
@@ -1855,8 +1869,9 @@ static void job_end(struct lmdb_store *b, struct room_job *j)
 }
 
 /* make_room - a step of making room in a full map (store_map_size), the
- * caller the roomer holding room_lock: 1 when it removed something (or
- * has more to do), 0 when there was nothing it could remove.  A new one
+ * caller the roomer holding room_lock: 1 when it removed something, or
+ * has more to do, or ended a make_room that removed something; 0 when a
+ * whole make_room found nothing it could remove.  A new one
  * removes the reserve (working room for the walks), then every expired
  * key (greylist triplets, rate limit windows, marks and examples past
  * their TTL, which the sweep otherwise reaches 100,000 entries at a
@@ -1868,7 +1883,9 @@ static void job_end(struct lmdb_store *b, struct room_job *j)
  * 19 learning, the expiry behind it, greylisting and rate limits then
  * failed for good.  The walks remove ROOM_CHUNK entries a transaction
  * (walk_delete halves that when even so there is no room).  A step takes
- * ROOM_SLICE_MS at most: a quarter of a 256 MiB map's tokens is 1.4
+ * ROOM_SLICE_MS at most once it removed something (a step always
+ * removes something while there is anything to remove, so that each one
+ * a write waits for makes room): a quarter of a 256 MiB map's tokens is 1.4
  * million removals, 4.5 s on the scanner thread of one message before;
  * the next writes go on with what is left (wrote).  One line logged when
  * it is done.  Every step ends with the generation moved on. */
@@ -1893,7 +1910,13 @@ static int make_room(struct lmdb_store *b)
 				j->stage = RJ_DONE;
 				break;
 			}
-			if (mono_ms() >= deadline)
+			/* past the slice only once this step removed something: a
+			 * step that stopped before its first removal (its reserve's
+			 * commit alone can take the slice on a loaded machine) made
+			 * no room, and the write behind it spent an attempt on
+			 * nothing; one more window of ROOM_CHUNK removals a commit
+			 * is the most a step runs over */
+			if (did > 0 && mono_ms() >= deadline)
 				break;
 			if ((rc = window_start(b, j)) != 0 || j->window == 0) {
 				j->err = j->err ? j->err : rc;
@@ -1934,10 +1957,17 @@ static int make_room(struct lmdb_store *b)
 			j->stage = RJ_DONE;        /* no room even for single removals */
 	}
 	if (j->stage == RJ_DONE) {
+		/* the whole make_room's removals, not this step's: a last step
+		 * that only found the windows looked at all (the one before ran
+		 * out of time with its quarter gone) made room all the same, and
+		 * read as "nothing to remove" it failed the write and held every
+		 * make_room back for a minute */
+		did = j->expired + j->removed;
 		job_end(b, j);
 		free(j);
 		b->job = NULL;
 		atomic_store(&b->job_left, 0);
+		atomic_fetch_add(&b->jobs_done, 1);
 	} else {
 		/* the reserve put back for the next step (see job_end) */
 		gen_bump(b);

@@ -6,8 +6,10 @@
  * the Bayes chi-square combination on a learned store.  Each test opens
  * its stores through the fixture (t_open), which closes them whatever
  * became of the test. */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <inttypes.h>
@@ -1143,8 +1145,10 @@ static void test_full_map_never_stuck(void **state)
  * store_timeout, given 10 s here (and to the processes below): with the
  * default 1 s a loaded machine (make check's parallel tests, sanitizers)
  * may run past it.  Session 19's last runs still saw this test fail now
- * and then with two full make checks running beside it (a write failing
- * with no wait past its bound: left open, see the README's store part). */
+ * and then with two full make checks running beside it: a step of
+ * make_room could spend its time slice before removing anything, and a
+ * write had four attempts whatever each got (session 20; see
+ * test_full_map_slow_disk). */
 static void test_full_map_threads(void **state)
 {
 	(void)state;
@@ -1293,6 +1297,78 @@ static void test_full_map_room_in_steps(void **state)
 	assert_true(worst < 1000);
 	t_close(s);
 	assert_int_equal(reserve_pages(128u << 20), 128);   /* 1/128 of the map, at most 128 */
+}
+
+/* fdatasync - libc's, slow_sync_ms later when a test sets it: the flush
+ * of every LMDB commit (MDB_NOMETASYNC: one fdatasync a commit) on the
+ * disk of a loaded machine.  liblmdb calls it through its PLT, and this
+ * program's definition (linked -rdynamic) comes first. */
+static atomic_uint slow_sync_ms;
+
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	unsigned ms = atomic_load(&slow_sync_ms);
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
+	if (ms > 0)
+		usleep(ms * 1000);
+	return real != NULL ? real(fd) : 0;
+}
+
+struct slow_writer {
+	struct store *s;
+	unsigned id, failed, took_ms;
+	pthread_t th;
+};
+
+/* slow_write - a message of the writer's own learned, timed */
+static void *slow_write(void *arg)
+{
+	struct slow_writer *w = arg;
+	uint64_t t0 = t_ms();
+
+	w->failed += learn_random(w->s, 1000 + w->id) != 1;
+	w->took_ms = (unsigned)(t_ms() - t0);
+	return NULL;
+}
+
+/* Session 20 (test_full_map_threads failing now and then on a loaded
+ * machine): a step of make_room checked its ROOM_SLICE_MS before each
+ * window of tokens, and its first commit (the reserve's removal) alone
+ * could take the slice when the disk is slow, so the step removed
+ * nothing, said "more to do", and the write behind it spent one of its
+ * four attempts on it: three such steps and the write failed, most of
+ * its store_timeout left.  Here every commit's flush takes 260 ms (the
+ * slice is 250) and two threads write into a map filled to its last
+ * page: main failed writes after about 4 s each; now a step removes
+ * something before it looks at the clock, and a write tries again while
+ * room is being made, within store_timeout: every write goes through. */
+static void test_full_map_slow_disk(void **state)
+{
+	(void)state;
+	struct config *c = cfg_with2("store_map_size=2M", "store_timeout=10s");
+	char err[256];
+	struct store *s;
+	struct slow_writer w[2];
+
+	assert_non_null(s = t_open(c, err, sizeof(err)));   /* with its reserve */
+	t_close(s);
+	assert_true(fill_append(2u << 20) > 10000);
+	assert_non_null(s = t_open(c, err, sizeof(err)));
+	atomic_store(&slow_sync_ms, 260);
+	for (unsigned t = 0; t < 2; t++) {
+		w[t] = (struct slow_writer){ .s = s, .id = t };
+		assert_int_equal(pthread_create(&w[t].th, NULL, slow_write, &w[t]), 0);
+	}
+	for (unsigned t = 0; t < 2; t++)
+		pthread_join(w[t].th, NULL);
+	atomic_store(&slow_sync_ms, 0);
+	print_message("slow disk: writers took %u and %u ms, %u and %u writes failed\n",
+	              w[0].took_ms, w[1].took_ms, w[0].failed, w[1].failed);
+	assert_int_equal(w[0].failed + w[1].failed, 0);
+	t_close(s);
 }
 
 /* ---- the key length limit, both backends ---- */
@@ -1776,6 +1852,7 @@ int main(void)
 		FX(test_full_map_threads),
 		FX(test_full_map_processes),
 		FX(test_full_map_room_in_steps),
+		FX(test_full_map_slow_disk),
 		WITH_REDIS(test_blob_scan_redis),
 		FX(test_key_limit_lmdb),
 		FX(test_learn_kept_lmdb),
