@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <idn2.h>
+
 #include "filters/addrlist.h"
 #include "proxy/sbuf.h"
 
@@ -68,12 +70,12 @@ static size_t skip_wsp(const char *s, size_t i, size_t n)
 	return i;
 }
 
-/* phrase_ok - is s[0..n) a display name: words (atoms, quoted-strings),
- * with blanks and, as obs-phrase allows, dots between them ("John Q.
- * Public")?  Empty is one only when may_be_empty.  An unquoted '@', '<',
- * '>', '[' or '\' is not: "ceo@victim.test <x@evil.test>" is read by
- * GMime as a mailbox whose name looks like an address, and by others as
- * several addresses. */
+/* phrase_ok - is s[0..n) a phrase (a group's name): words (atoms,
+ * quoted-strings), with blanks and, as obs-phrase allows, dots between
+ * them ("John Q. Public")?  Empty is one only when may_be_empty.  An
+ * unquoted '@', '<', '>', '[' or '\' is not: GMime reads
+ * "ceo@victim.test: x@evil.test;" as the mailbox ceo@victim.test.  A
+ * mailbox's display name is display_name_ok's. */
 static int phrase_ok(const char *s, size_t n, int may_be_empty)
 {
 	size_t i, words = 0;
@@ -200,38 +202,107 @@ static long route_len(const char *s, size_t n)
 	}
 }
 
+/* same_domain - are a and b (lower case ASCII, or UTF-8 left as written)
+ * one domain?  Byte for byte, or else in their IDNA A-label form, as
+ * dmarc.c names the From domain: "b\xc3\xbccher.test", "B\xc3\x9c" "CHER.test"
+ * and "xn--bcher-kva.test" are one. */
+static int same_domain(const char *a, const char *b)
+{
+	char *x = NULL, *y = NULL;
+	int same;
+
+	if (strcmp(a, b) == 0)
+		return 1;
+	same = idn2_to_ascii_8z(a, &x, IDN2_NONTRANSITIONAL) == IDN2_OK &&
+	    idn2_to_ascii_8z(b, &y, IDN2_NONTRANSITIONAL) == IDN2_OK && x != NULL && y != NULL &&
+	    strcmp(x, y) == 0;
+	idn2_free(x);
+	idn2_free(y);
+	return same;
+}
+
+/* display_name_ok - is s[0..n) the display name of a mailbox whose
+ * address is at domain dom?  A phrase (phrase_ok; and '[' ']', as in
+ * "[Ticket #42] Support", which name no domain), or one where each
+ * unquoted '@' is followed by dom itself or by a name of one label:
+ * "a@sign.test <a@sign.test>", Outlook's "'a@sign.test' <a@sign.test>",
+ * "Sales - sales@sign.test <sales@sign.test>", "Joe @ Acme <joe@acme.com>".
+ * Those are common, GMime and Python read each as the one mailbox, and
+ * whichever way a reader takes the name, the only domain it can find in
+ * it is the address's own (a one-label name has no DMARC record and is
+ * no usable domain here).  "ceo@victim.test <x@evil.test>" stays no
+ * mailbox: a reader may see victim.test where DMARC checks evil.test.
+ * The domain after an '@' ends at a blank or at the end of the name
+ * ("ceo@victim\"x\".test" is not "victim", one label); one "'" closing
+ * it is Outlook's quote, not the domain's. */
+static int display_name_ok(const char *s, size_t n, const char *dom)
+{
+	char name_dom[ADDR_DOMAIN_MAX + 1];
+	size_t i, j, k;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == QS || atext(c) || c == '[' || c == ']' || c == ' ' || c == '\t' || c == '.')
+			continue;
+		if (c != '@')
+			return 0;
+		j = i + 1;
+		if (dom[0] == '\0' || domain_at(s, &j, n, name_dom) < 0 || name_dom[0] == '\0')
+			return 0;
+		if (j < n && s[j - 1] != ' ' && s[j - 1] != '\t')
+			return 0;                /* glued to more text */
+		k = strlen(name_dom);
+		if (name_dom[k - 1] == '\'')
+			name_dom[--k] = '\0';
+		if (k == 0 || (strchr(name_dom, '.') != NULL && !same_domain(name_dom, dom)))
+			return 0;
+		i = j - 1;
+	}
+	return 1;
+}
+
 /* one_mailbox - the domain of the mailbox s[0..n) into out; "" when it
- * is not one mailbox: an addr-spec, or a display name and one <...>
- * holding an optional route and one addr-spec, blanks around.  Until
- * session 20 the last '@' inside <...>, or of the whole text, gave the
- * domain and the rest went unchecked: "ceo@victim.test@evil.test",
- * "<x@evil.test> <ceo@victim.test>", "<ceo@victim.test,x@evil.test>",
- * which GMime reads as (or as holding) ceo@victim.test, were DMARC of
- * evil.test. */
+ * is not one mailbox: an addr-spec, or a display name (display_name_ok)
+ * and one <...> holding an optional route and one addr-spec, blanks
+ * around.  Until session 20 the last '@' inside <...>, or of the whole
+ * text, gave the domain and the rest went unchecked:
+ * "ceo@victim.test@evil.test", "<x@evil.test> <ceo@victim.test>",
+ * "<ceo@victim.test,x@evil.test>", which GMime reads as (or as holding)
+ * ceo@victim.test, were DMARC of evil.test.  Doubled brackets around the
+ * one address ("<<u@x>>", "user <u@x>>"), which GMime reads as that
+ * mailbox, are let through: nothing else is in them. */
 static void one_mailbox(const char *s, size_t n, char *out)
 {
-	const char *lt = memchr(s, '<', n), *gt;
+	const char *gt = memchr(s, '>', n), *lt;
 	long r;
-	size_t in_n, k;
+	size_t in_n, k, name_n;
 
 	out[0] = '\0';
-	if (lt == NULL) {
-		if (memchr(s, '>', n) == NULL)
+	if (gt == NULL) {
+		if (memchr(s, '<', n) == NULL)
 			addr_spec(s, n, out);
 		return;
 	}
-	if (!phrase_ok(s, (size_t)(lt - s), 1))
+	for (lt = gt; lt > s && lt[-1] != '<'; lt--)
+		;
+	if (lt == s)                                   /* a '>' with no '<' before it */
 		return;
-	gt = memchr(lt, '>', (size_t)(s + n - lt));
-	if (gt == NULL || memchr(lt + 1, '<', (size_t)(gt - lt - 1)) != NULL)
-		return;
-	for (k = (size_t)(gt + 1 - s); k < n; k++)     /* after '>': blanks only */
-		if (s[k] != ' ' && s[k] != '\t')
+	lt--;
+	for (k = (size_t)(gt + 1 - s); k < n; k++)     /* after '>': blanks and '>' only */
+		if (s[k] != ' ' && s[k] != '\t' && s[k] != '>')
 			return;
 	in_n = (size_t)(gt - lt - 1);
 	if ((r = route_len(lt + 1, in_n)) < 0)
 		return;
-	addr_spec(lt + 1 + r, in_n - (size_t)r, out);
+	if (addr_spec(lt + 1 + r, in_n - (size_t)r, out) < 0)
+		return;
+	/* the name: before the last '<', less blanks and extra '<' */
+	for (name_n = (size_t)(lt - s); name_n > 0 && (s[name_n - 1] == '<' ||
+	    s[name_n - 1] == ' ' || s[name_n - 1] == '\t'); name_n--)
+		;
+	if (!display_name_ok(s, name_n, out))
+		out[0] = '\0';
 }
 
 size_t addrlist_domains(const char *value, char doms[][ADDR_DOMAIN_MAX + 1], size_t max)

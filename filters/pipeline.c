@@ -36,6 +36,7 @@
 #include "filters/mime.h"
 #include "filters/pipeline.h"
 #include "filters/plugin.h"
+#include "filters/scanstale.h"
 #include "proxy/header_edit.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
@@ -776,11 +777,13 @@ void pipeline_scan_ex(struct pipeline *p, const struct scan_request *req, int ms
                       unsigned flags, struct scan_result *res)
 {
 	unsigned budget = req->timeout_ms ? req->timeout_ms : p->cfg->scan_timeout;
-	long long start = req->received_ms ? req->received_ms : deadline_now_ms(), took;
+	long long start = scanstale_start_ms(req, deadline_now_ms()), took;
 
-	/* the front end gives up after budget ms (it started waiting a little
-	 * before we read the request): the filters' waits end a margin
-	 * before, so that the verdict from what did answer gets there */
+	/* the front end gives up after budget ms from when it sent the
+	 * request (time unread in the socket counts: scanstale.h): the
+	 * filters' waits end a margin before, so that the verdict from what
+	 * did answer gets there; a scan that ends past it gives back what it
+	 * took (msgscan_outcome) */
 	deadline_begin(start + budget - deadline_margin_ms(budget));
 	deadline_watch_scan(req->session_id, (unsigned long long)req->id, start, start + budget);
 	scan_timed(p, req, msgfd, flags, res);

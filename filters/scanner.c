@@ -57,6 +57,7 @@
 #include "filters/pipeline.h"
 #include "filters/scanmem.h"
 #include "filters/scanner.h"
+#include "filters/scanstale.h"
 #include "proxy/episode.h"
 #include "proxy/log.h"
 #include "proxy/policy.h"
@@ -229,6 +230,22 @@ static void answer_now(struct scanner *s, struct conn *c, uint64_t id, const cha
 	send_result(s, c, &res, sid);
 }
 
+/* given_up - is req, read from c, one its front end has given up on
+ * (scanstale.h)?  If so it is logged, once (the request is dropped
+ * here), and answered tempfail (nobody waits for the answer: the proxy
+ * logs it as no longer awaited, a closed connection takes nothing) */
+static int given_up(struct scanner *s, struct conn *c, const struct scan_request *req)
+{
+	char why[200];
+
+	if (!scanstale_check(req, s->cfg->scan_timeout, deadline_now_ms(),
+	    scanstale_peer_closed(c->fd), why, sizeof(why)))
+		return 0;
+	slog(req->session_id, LOG_WARNING, "scan id=%llu: %s", (unsigned long long)req->id, why);
+	answer_now(s, c, req->id, req->session_id, why);
+	return 1;
+}
+
 static void job_free(struct scanner *s, struct job *jb)
 {
 	if (jb->msgfd >= 0)
@@ -352,6 +369,12 @@ static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 		/* decoded, its copy freed: it holds no more than this */
 		scanmem_shrink(&s->mem, a.hold, scan_request_mem(&jb->req, (size_t)a.n));
 		jb->hold = a.hold;
+	}
+	/* one its front end gave up on while it waited unread takes no
+	 * place in the queue */
+	if (given_up(s, c, &jb->req)) {
+		job_free(s, jb);
+		return 1;
 	}
 	*b->tail = jb;
 	b->tail = &jb->next;
@@ -508,6 +531,14 @@ static void *worker(void *arg)
 		if (chain)
 			wake_worker(s);
 
+		/* given up on while it waited in the queue: its filters' side
+		 * effects (rate limits, greylisting, autolearn) are not taken */
+		if (given_up(s, jb->conn, &jb->req)) {
+			job_free(s, jb);
+			pthread_mutex_lock(&s->lock);
+			s->running--;
+			continue;
+		}
 		pipeline_scan(s->pipe, &jb->req, jb->msgfd, &res);
 		if (jb->msgfd >= 0)
 			close(jb->msgfd);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "monotime.h"
 #include "sbuf.h"
 #include "scanclient.h"
 #include "scanconn.h"
@@ -367,6 +368,11 @@ uint64_t scanclient_submit(struct scanclient *sc, struct scan_request *req, int 
 	struct sc_conn *c = sc->cur;
 	req->id = sc->next_id++;
 	req->timeout_ms = timeout_ms;     /* the scanner answers within it */
+	/* our wait starts now: a request still unread when it is over (the
+	 * scanner down or stalled, our connection kept) is not scanned then,
+	 * its side effects (rate limits, greylisting) never taken for a
+	 * message we answered 451 */
+	req->sent_ms = monotime_ms();
 	struct sbuf pkt;
 	sbuf_init(&pkt, (size_t)-1);
 	scan_request_encode(&pkt, req);

@@ -745,6 +745,7 @@ void scan_request_encode(struct sbuf *out, const struct scan_request *r)
 	put_u32(out, r->rcpt_dsn != NULL ? (uint32_t)n : 0);
 	for (i = 0; r->rcpt_dsn != NULL && i < n; i++)
 		put_str(out, r->rcpt_dsn[i]);
+	put_u64(out, r->sent_ms > 0 ? (uint64_t)r->sent_ms : 0);
 }
 
 void scan_result_encode(struct sbuf *out, const struct scan_result *r)
@@ -950,6 +951,13 @@ int scan_request_decode(const void *p, size_t len, struct scan_request *r, size_
 			if (!rd.bad && !smtp_dsn_rcpt_params_ok(r->rcpt_dsn[i]))
 				rd.bad = 1;
 		}
+	}
+	{
+		uint64_t sent = get64(&rd);
+
+		/* a time no clock of ours shows (2^62 ms: 146 million years)
+		 * is no time: unknown */
+		r->sent_ms = sent < ((uint64_t)1 << 62) ? (long long)sent : 0;
 	}
 	if (rd.bad)
 		goto bad;

@@ -71,8 +71,18 @@ struct scan_request {
 	 * milter_timeout, ...), 0 = the scanner's scan_timeout: the scanner
 	 * answers before then with what its filters found in time (deadline.h) */
 	unsigned timeout_ms;
+	/* when the front end began to wait for the result: CLOCK_MONOTONIC
+	 * ms of the front end, which is this machine's (monotonic clocks run
+	 * per boot, the same for every process of one time namespace, and the
+	 * master forks them all), 0 = unknown.  On the binary wire (not a JSON
+	 * field): the scanner does not start a request whose front end has
+	 * given up on it (sent_ms + timeout_ms past; scanstale.h) and counts
+	 * its scan's time from here, so that time in the socket's backlog or
+	 * the scanner's queue counts */
+	long long sent_ms;
 	/* not on the wire: when the scanner read the request (CLOCK_MONOTONIC
-	 * ms), so that time in its queue counts; 0 = when the scan starts */
+	 * ms), so that time in its queue counts when sent_ms is unknown; 0 =
+	 * when the scan starts */
 	long long received_ms;
 	/* SCAN_MESSAGE sent inline (no fd): the message bytes, borrowed (the
 	 * sender's spool; on the receiving side the caller's copy of the

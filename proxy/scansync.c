@@ -152,6 +152,7 @@ int scansync_scan_progress(struct scansync *ss, struct scan_request *req, int fd
 
 	memset(res, 0, sizeof(*res));
 	req->timeout_ms = timeout_ms;	/* the scanner answers within it */
+	req->sent_ms = deadline - timeout_ms;	/* ... and starts it only before then */
 	for (;;) {
 		long long left = deadline - monotime_ms();
 

@@ -75,6 +75,7 @@ def envelope_request(rid, rcpts):
     out += s32(b"") + s32(b"")                # auth_user, tls
     out += b"\1\0" + struct.pack("=I", 30000)  # envelope stage, no mta_quarantine, timeout
     out += struct.pack("=I", 0)               # no rcpt_dsn
+    out += struct.pack("=Q", 0)               # sent_ms: unknown (never stale by time)
     return out
 
 

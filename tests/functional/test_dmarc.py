@@ -332,6 +332,81 @@ def test_valid_from_forms_still_read(world, frm):
     assert "DMARC_POLICY_REJECT" in dl.symbols(res), res["symbols"]
 
 
+# The review of session 20 (rv-today1): the rule above refused a display
+# name that is the address itself, common in real mail (PHPMailer, CRM
+# tools, Outlook's single-quoted form) and read by GMime and Python as the
+# one mailbox: DMARC_BAD_FROM -> 550 for signed, aligned mail, and
+# dkim_sign left such outbound mail unsigned.  An '@' in the name is
+# let through when what follows it is the address's own domain (any case,
+# IDNA forms alike) or one label; doubled brackets around the one address
+# likewise.
+NAME_IS_ADDRESS = [
+    b"a@sign.test <a@sign.test>",
+    b"'a@sign.test' <a@sign.test>",
+    b"a@sign.test<a@sign.test>",
+    b"a@sign.test <A@SIGN.TEST>",
+    b"Sales - sales@sign.test <a@sign.test>",
+    b"Joe @ Acme <a@sign.test>",
+    b"user <a@sign.test>>",
+    b"<<a@sign.test>>",
+]
+
+
+@pytest.mark.parametrize("frm", NAME_IS_ADDRESS, ids=[f.decode() for f in NAME_IS_ADDRESS])
+def test_signed_aligned_mail_with_address_as_name_passes(world, frm):
+    tmp, keys, server = world
+    msg = b"From: " + frm + b"\r\nTo: b@example.net\r\nSubject: s\r\nMessage-ID: <r@x>\r\n\r\nbody\r\n"
+    msg = dl.dkimpy_sign(msg, "s1", "sign.test", keys["rsa"][0],
+                         include_headers=[b"from", b"to", b"subject"])
+    p = tmp / "n.eml"
+    p.write_bytes(msg)
+    res, _ = dl.scan(p, [("filters", "dkim dmarc"), ("authserv_id", AUTHSERV)]
+                     + dl.dns_opts(server.forwarder))
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert res["action"] == "accept", (res["action"], res["symbols"], got)
+    assert [r for _, r, _ in got] == ["pass"], got
+    assert dl.prop(got[0][2], "header.from") == "sign.test", got
+
+
+def test_address_as_name_idna_forms_are_one_domain(world):
+    res = run_case(world, "a@B\u00dcCHER.test <a@xn--bcher-kva.test>", None, [])
+    got = dl.ar_entries(dl.ar_value(res), "dmarc")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "xn--bcher-kva.test", got
+    assert "DMARC_POLICY_REJECT" in dl.symbols(res), res["symbols"]
+
+
+@pytest.mark.parametrize("frm", NAME_IS_ADDRESS[:4], ids=[f.decode() for f in NAME_IS_ADDRESS[:4]])
+def test_outbound_mail_with_address_as_name_is_signed(world, frm):
+    """dkim_sign reads From through the same addrlist_domains"""
+    tmp, keys, server = world
+    msg = (b"From: " + frm + b"\r\nTo: b@example.net\r\nSubject: s\r\nMessage-ID: <o@x>\r\n"
+           b"Date: Fri, 27 Nov 2026 04:00:00 +0000\r\n\r\nbody\r\n")
+    p = tmp / "o.eml"
+    p.write_bytes(msg)
+    res, _ = dl.scan(p, [("filters", "dkim_sign"), ("dkim_sign_key", "sign.test s1 %s" % keys["rsa"][0])],
+                     direction="outbound")
+    assert any(e["name"] == "DKIM-Signature" for e in res["edits"]), res["edits"]
+
+
+# a name that is an address of another domain stays no mailbox
+NAME_OF_OTHER_DOMAIN = [
+    b"'ceo@sign.test' <x@nodmarc.test>",
+    b"ceo@sign.test<x@nodmarc.test>",
+    b"ceo@sign . test <x@nodmarc.test>",
+    b"x@nodmarc.test ceo@sign.test <ceo@sign.test>",
+    b"x@nodmarc.test <<ceo@sign.test>>",
+]
+
+
+@pytest.mark.parametrize("frm", NAME_OF_OTHER_DOMAIN, ids=[f.decode() for f in NAME_OF_OTHER_DOMAIN])
+def test_address_of_another_domain_as_name_is_bad_from(world, frm):
+    res, got = raw_case(world, b"From: " + frm + b"\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n")
+    assert [r for _, r, _ in got] == ["fail"], got
+    assert dl.prop(got[0][2], "header.from") == "invalid", got
+    assert res["action"] == "reject" and "DMARC_BAD_FROM" in dl.symbols(res), res["symbols"]
+
+
 def test_e2e_forged_from_refused(world, mw_factory, upstream):
     """through the proxy: was relayed with dmarc=none header.from=nodmarc.test"""
     tmp, keys, server = world

@@ -359,6 +359,38 @@ static void test_addrlist_grammar(void **state)
 		{ "ceo@victim.test ", 1, "victim.test", NULL },
 		{ " <ceo@victim.test> (c)", 1, "victim.test", NULL },
 		{ "ceo@victim.test (x", 1, "victim.test", NULL },      /* open comment: to the end */
+		/* a display name that is the address, or names only its domain
+		 * (session 20 fix: common, GMime and Python read one mailbox) */
+		{ "a@sign.test <a@sign.test>", 1, "sign.test", NULL },
+		{ "'a@sign.test' <a@sign.test>", 1, "sign.test", NULL },
+		{ "a@sign.test<a@sign.test>", 1, "sign.test", NULL },
+		{ "a@sign.test <A@SIGN.TEST>", 1, "sign.test", NULL },
+		{ "A@Sign.Test. <a@sign.test>", 1, "sign.test", NULL },
+		{ "b@sign.test <a@sign.test>", 1, "sign.test", NULL },
+		{ "Sales - sales@sign.test <sales@sign.test>", 1, "sign.test", NULL },
+		{ "j@b\xc3\xbc" "cher.test <j@xn--bcher-kva.test>", 1, "xn--bcher-kva.test", NULL },
+		{ "j@xn--bcher-kva.test <j@B\xc3\x9c" "CHER.test>", 1, "b\xc3\x9c" "cher.test", NULL },
+		{ "Joe @ Acme <joe@acme.com>", 1, "acme.com", NULL },
+		{ "user <u@victim.test>>", 1, "victim.test", NULL },
+		{ "<<u@victim.test>>", 1, "victim.test", NULL },
+		{ "[Ticket #42] Support <s@victim.test>", 1, "victim.test", NULL },
+		/* ... and one naming another domain stays none */
+		{ "a@sign.test <a@sign.test.evil.test>", 1, "", NULL },
+		{ "'ceo@victim.test' <x@evil.test>", 1, "", NULL },
+		{ "ceo@victim.test<x@evil.test>", 1, "", NULL },
+		{ "x@evil.test ceo@victim.test <ceo@victim.test>", 1, "", NULL },
+		{ "ceo@victim\"x\".test <x@evil.test>", 1, "", NULL },
+		{ "ceo@victim.test@evil.test <x@evil.test>", 1, "", NULL },
+		{ "ceo@victim . test <x@evil.test>", 1, "", NULL },
+		{ "ceo@victim(c).test <x@evil.test>", 1, "", NULL },
+		{ "ceo@[192.0.2.1] <x@evil.test>", 1, "", NULL },
+		{ "ceo@ <x@evil.test>", 1, "", NULL },
+		{ "x@evil.test <<ceo@victim.test>>", 1, "", NULL },
+		{ "<x@evil.test <ceo@victim.test>>", 1, "", NULL },
+		{ "<ceo@victim.test> x@evil.test>", 1, "", NULL },
+		{ "<ceo@victim.test>> <x@evil.test>", 1, "", NULL },
+		{ "[<x@evil.test>] <ceo@victim.test>", 1, "", NULL },
+		{ "a@[192.0.2.1] <b@[192.0.2.1]>", 1, "", NULL },
 	};
 	char d[4][ADDR_DOMAIN_MAX + 1];
 	size_t i, k;
