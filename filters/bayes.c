@@ -33,6 +33,7 @@
 
 #include "filters/bayes.h"
 #include "filters/bayes_chars.h"
+#include "filters/bayes_list.h"
 #include "filters/builtin.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
@@ -114,25 +115,30 @@ static int by_strength(const void *a, const void *b)
 }
 
 double bayes_probability(struct store *st, const struct config *cfg,
-                         const struct bayes_tokens *t, size_t *used)
+                         const struct bayes_tokens *t, const struct bayes_tokens *listed,
+                         size_t *used, size_t *left_out)
 {
 	int64_t ns, nh;
 	struct store_token *tk;
 	struct clue *clues;
-	size_t i, n = 0, off;
+	size_t i, n = 0, off, nl = listed != NULL ? listed->n : 0, all = t->n + nl, out = 0;
 	double sl = 0, hl = 0, p;
 
 	*used = 0;
+	if (left_out != NULL)
+		*left_out = 0;
 	if (bayes_counts(st, &ns, &nh) < 0)
 		return -1;
 	if (ns < (int64_t)cfg->bayes_min_spam || nh < (int64_t)cfg->bayes_min_ham || ns <= 0 || nh <= 0)
 		return -1;
-	tk = xcalloc(t->n ? t->n : 1, sizeof(*tk));
-	clues = xcalloc(t->n ? t->n : 1, sizeof(*clues));
+	tk = xcalloc(all ? all : 1, sizeof(*tk));
+	clues = xcalloc(all ? all : 1, sizeof(*clues));
 	for (i = 0; i < t->n; i++)
 		tk[i].hash = t->h[i];
-	for (off = 0; off < t->n; off += TOKEN_BATCH) {
-		size_t m = t->n - off < TOKEN_BATCH ? t->n - off : TOKEN_BATCH;
+	for (i = 0; i < nl; i++)
+		tk[t->n + i].hash = listed->h[i];
+	for (off = 0; off < all; off += TOKEN_BATCH) {
+		size_t m = all - off < TOKEN_BATCH ? all - off : TOKEN_BATCH;
 
 		if (store_tokens_get(st, tk + off, m) < 0) {
 			free(tk);
@@ -140,7 +146,7 @@ double bayes_probability(struct store *st, const struct config *cfg,
 			return -1;
 		}
 	}
-	for (i = 0; i < t->n; i++) {
+	for (i = 0; i < all; i++) {
 		double rs, rh, prob, f, cnt;
 
 		if (tk[i].spam == 0 && tk[i].ham == 0)
@@ -152,6 +158,10 @@ double bayes_probability(struct store *st, const struct config *cfg,
 		if (rh > 1)
 			rh = 1;
 		prob = rs / (rs + rh);
+		if (i >= t->n && prob <= 0.5) {
+			out++;          /* the list's, leaning to ham: not this message's evidence */
+			continue;
+		}
 		cnt = (double)tk[i].spam + (double)tk[i].ham;
 		f = (ROBINSON_S * ROBINSON_X + cnt * prob) / (ROBINSON_S + cnt);
 		if (fabs(f - 0.5) < cfg->bayes_min_prob_strength)
@@ -161,6 +171,8 @@ double bayes_probability(struct store *st, const struct config *cfg,
 		n++;
 	}
 	free(tk);
+	if (left_out != NULL)
+		*left_out = out;
 	if (n == 0) {
 		free(clues);
 		return 0.5;
@@ -283,6 +295,19 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 	return bayes_learn_tokens(st, ctx, NULL, cls, seen_ttl, example, example_ttl);
 }
 
+/* note_list - a message learned for the first time, from a mailing list:
+ * its tokens join the list's window (bayes_list.c), whatever the
+ * bayes_list_boilerplate setting, so that turning it on finds the lists
+ * learned.  The window is a sample: a failure is logged, the learn stands. */
+static void note_list(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *t, unsigned ttl)
+{
+	char key[64];
+
+	if (bayes_list_key(ctx->ms, key, sizeof(key)) == 1 && bayes_list_note(st, key, t, ttl) < 0)
+		slog(NULL, LOG_WARNING, "bayes: %s: the list's window not updated: store %s unavailable",
+		     key, store_backend(st));
+}
+
 int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
                        enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl)
 {
@@ -357,6 +382,8 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 			break;
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
+			if (l.was == '\0' && l.now != '\0')
+				note_list(st, ctx, pre ? pre : &t, seen_ttl);
 			break;
 		}
 		if (r < 0) {
@@ -463,13 +490,19 @@ static double others_score(const struct mw_ctx *ctx)
 static void bayes_eom(struct mw_ctx *ctx)
 {
 	struct bayes *b = mw_instance(ctx);
-	struct bayes_tokens t = { 0 };
+	struct bayes_tokens t = { 0 }, boiler = { 0 };
 	double p, before = others_score(ctx);
-	size_t used, i;
+	size_t used, i, listed = 0;
+	char list[64], parts[64] = "";
 
 	bayes_tokenize(ctx, &t);
-	p = bayes_probability(b->store, b->cfg, &t, &used);
+	if (b->cfg->bayes_list_boilerplate && bayes_list_key(ctx->ms, list, sizeof(list)) == 1
+	    && bayes_list_strip(b->store, list, &t, &boiler) < 0)
+		p = -1;                 /* as a failed probability: no verdict */
+	else
+		p = bayes_probability(b->store, b->cfg, &t, &boiler, &used, &listed);
 	bayes_tokens_free(&t);
+	bayes_tokens_free(&boiler);
 	if (p >= 0) {
 		double words = p, margin[2] = { 0, 0 };
 		size_t len;
@@ -482,15 +515,17 @@ static void bayes_eom(struct mw_ctx *ctx)
 			p = chars_mix(words, margin);
 		for (i = 0; i < NBANDS - 1 && p >= band_top[i]; i++)
 			;
+		if (listed > 0)
+			snprintf(parts, sizeof(parts), ", %zu of the list's left out", listed);
 		if (chars)
 			mw_symbol(ctx, band_names[i], b->score[i],
-			    "Bayes spam probability is %g to %g%% (p=%.4f, words %.4f of %zu tokens, characters %+.2f, header %+.2f)",
+			    "Bayes spam probability is %g to %g%% (p=%.4f, words %.4f of %zu tokens, characters %+.2f, header %+.2f%s)",
 			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, words, used,
-			    margin[0], margin[1]);
+			    margin[0], margin[1], parts);
 		else
 			mw_symbol(ctx, band_names[i], b->score[i],
-			    "Bayes spam probability is %g to %g%% (p=%.4f, %zu tokens)",
-			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, used);
+			    "Bayes spam probability is %g to %g%% (p=%.4f, %zu tokens%s)",
+			    band_low[i] * 100, i == NBANDS - 1 ? 100.0 : band_top[i] * 100, p, used, parts);
 	}
 	if (b->cfg->bayes_autolearn) {
 		enum bayes_class cls;

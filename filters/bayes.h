@@ -67,9 +67,15 @@ int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);
 /* bayes_probability - spam probability of the tokens given what is
  * learned (Robinson's f(w) combined with Fisher's chi-square as
  * SpamAssassin does), or -1 when too little is learned or on a store
- * failure.  *used gets the count of tokens that counted. */
+ * failure.  *used gets the count of tokens that counted.  listed (NULL:
+ * none): a mailing list's boilerplate in the message (bayes_list.h),
+ * tokens that count only where they lean to spam: a list's footer
+ * learned from its ham says nothing of what a spam posted to it says,
+ * while a list that relays spam only (a spam trap's) is evidence;
+ * *left_out (may be NULL) gets how many did not count. */
 double bayes_probability(struct store *st, const struct config *cfg,
-                         const struct bayes_tokens *t, size_t *used);
+                         const struct bayes_tokens *t, const struct bayes_tokens *listed,
+                         size_t *used, size_t *left_out);
 
 /* bayes_retrain_wanted - does the daemon train the character models
  * (bayes_chars, bayes_retrain_interval > 0, the bayes filter in

@@ -542,6 +542,9 @@ static const struct cfg_opt cfg_opts[] = {
 	{ "bayes_chars", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, bayes_chars, int),
 	  sizeof(int), 0, NULL, NULL, NULL,
 	  "Bayes: also weigh the character 4-gram models of the start of the message and of its header (trained by mailwarden learn and the daemon)", NULL },
+	{ "bayes_list_boilerplate", CFG_BOOL, CFG_GLOBAL, "yes", 0, 0, FLD(config, bayes_list_boilerplate, int),
+	  sizeof(int), 0, NULL, NULL, NULL,
+	  "Bayes: leave a mailing list's boilerplate (the tokens in half of its latest learned messages) out of the word model's evidence where it leans to ham", NULL },
 	G_AGE("bayes_retrain_interval", bayes_retrain_interval, "1h", 0, 7 * 86400,
 	      "Bayes: how often the daemon trains the character models again when their examples "
 	      "changed (autolearn, learn --no-train); one process of all sharing the store trains (0 = never)"),

@@ -251,6 +251,7 @@ struct config {
 	char     bayes_scores[512];      /* "BAYES_00=-1.9 ..." */
 	int      bayes_autolearn;
 	int      bayes_chars;            /* the character 4-gram model (bayes_chars.h) */
+	int      bayes_list_boilerplate; /* a list's boilerplate left out (bayes_list.h) */
 	unsigned bayes_retrain_interval; /* s between the daemon's looks at its examples (0 = never) */
 	double   bayes_autolearn_spam;   /* score (others' symbols) to learn spam */
 	double   bayes_autolearn_ham;    /* score at or below which to learn ham */

@@ -39,7 +39,8 @@ NO_NET = ["-o", "dns_forwarder=127.0.0.1@9"]
 SHIPPED = [os.path.join(SRC, "rules", "cf")]
 STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
 # what is reached on this split (rules + Bayes 97.8%, no ham; Bayes
-# alone, which tags from p 0.99 since session 12, 96.0-96.2%; see README):
+# alone, which tags from p 0.99 since session 12, 96.0-96.2%; see README;
+# 97.8% and 96.2% again with session 20's list boilerplate):
 # rules + Bayes at the issue's target (97%), Bayes with a margin; a
 # regression below these fails.  The shipped scores were fitted on the
 # whole training half (these splits' Bayes included): the out-of-sample
@@ -47,15 +48,12 @@ STOCK = SHIPPED + ["/usr/share/spamassassin", "/etc/spamassassin/*.cf"]
 MIN_RECALL = {"bayes": 0.95, "rules bayes": 0.97}
 # the same with the parts swapped (learned from a c e, only 3/8 of the
 # half, tested on 0 2 4 6 8): guards against scores that only fit one
-# part.  Bayes 93.5-93.6%, rules + Bayes 96.1-96.6%, no ham (the
-# character models' training order moves it: 96.6% and 96.3% by two
-# orders in session 12, 96.1% with the mean of 8 orders since session
-# 13).  Below the target:
-# with this little learned more spam sits at p 0.95-0.99, where since
-# session 12 Bayes needs a point from the rules (BAYES_95 at 4, not 6);
-# at 6 this split gives 97.8% but flags a ham by Bayes alone, and the
-# four partitions of accuracy_cv.py 3 (README "Bayes", session 12)
-MIN_RECALL_SWAPPED = {"bayes": 0.93, "rules bayes": 0.96}
+# part.  Until session 20 below the target: Bayes 93.5%, rules + Bayes
+# 96.1%, no ham (spam relayed by mailing lists whose ham was learned sat
+# at p 0.0-0.5: the lists' footers spoke for them).  Since the lists'
+# boilerplate weighs only as spam evidence (bayes_list_boilerplate):
+# Bayes 96.1%, rules + Bayes 97.7%, no ham: at the target too
+MIN_RECALL_SWAPPED = {"bayes": 0.95, "rules bayes": 0.97}
 
 
 def rules_opts(rules):

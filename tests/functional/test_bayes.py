@@ -87,6 +87,83 @@ def test_learn_relearn_forget_and_scan(store, tmp_path):
 
 
 
+LIST_FOOTER = ("_______________________________________________\r\n"
+               "Dev mailing list of the Example project: dev@lists.example\r\n"
+               "https://lists.example/mailman/listinfo/dev for subscription information\r\n"
+               "archive https://lists.example/pipermail/dev posting guidelines maintainers\r\n")
+
+
+def list_post(tmp_path, name, subject, text, listed=True):
+    headers = [("List-Id", "Dev discussion <dev.lists.example>"),
+               ("Received", "from mail.lists.example by mx.example.net")] if listed else []
+    p = tmp_path / name
+    p.write_bytes(make_msg(subject=subject, body=(text + "\r\n\r\n" + (LIST_FOOTER if listed else "")).encode(),
+                           headers=headers, frm="poster%s@example.com" % name,
+                           msgid="<%s@test.example>" % name))
+    return str(p)
+
+
+def test_list_boilerplate_left_out(store, tmp_path):
+    """A spam relayed by a mailing list carries the list's footer and
+    fields, which Bayes learned from the list's ham: they outweighed the
+    spam's own words.  Learned lists' boilerplate (the tokens in half of
+    their latest learned messages) counts only where it leans to spam, the
+    message judged by its words (session 20; bayes_list_boilerplate)."""
+    kind, opts, _ = store
+    opts = opts + [("bayes_min_spam", "3"), ("bayes_min_ham", "3"), ("bayes_chars", "no")]
+    ham = [list_post(tmp_path, "h%d.eml" % i, "re: topic %d" % i, HAMMY[i % 3] + " number%d" % i)
+           for i in range(8)]
+    spam = [write(tmp_path, "s%d.eml" % i, "deal %d" % i, SPAMMY[i % 3]) for i in range(6)]
+    rc, out, err = learn(opts, "--ham", *ham)
+    assert rc == 0 and "learned as ham 8 message(s)" in out, (out, err)
+    rc, out, err = learn(opts, "--spam", *spam)
+    assert rc == 0, (out, err)
+    probe = list_post(tmp_path, "probe.eml", "deal", "cheap pills viagra offer click here now winner prize")
+    res, sym, p_off = scan(opts + [("bayes_list_boilerplate", "no")], probe)
+    assert p_off is not None and p_off < 0.5, (sym, p_off)    # the list's words win
+    res, sym, p_on = scan(opts, probe)
+    assert p_on is not None and p_on > 0.95, (sym, p_on)
+    desc = [s["desc"] for s in res["symbols"] if s["name"] == sym][0]
+    m = re.search(r"(\d+) of the list's left out", desc)
+    assert m and int(m.group(1)) >= 20, desc
+    # the list's ham stays ham, judged by its words alone
+    hp = list_post(tmp_path, "hprobe.eml", "re: topic", "the patch fixes the parser bug in the build system")
+    res, sym, p = scan(opts, hp)
+    assert p is not None and p < 0.05, (sym, p)
+    # the same spam not through the list: nothing to leave out
+    res, sym, p = scan(opts, list_post(tmp_path, "direct.eml", "deal", "cheap pills viagra offer click here now winner prize",
+                                       listed=False))
+    assert p > 0.95 and "of the list's left out" not in res["symbols"][0]["desc"], res["symbols"]
+    # a list not learned: nothing left out
+    other = list_post(tmp_path, "other.eml", "deal", "cheap pills viagra offer")
+    with open(other, "rb") as f:
+        data = f.read().replace(b"dev.lists.example", b"other.lists.example")
+    with open(other, "wb") as f:
+        f.write(data)
+    res, sym, p = scan(opts, other)
+    assert "of the list's left out" not in res["symbols"][0]["desc"], res["symbols"]
+    # a list whose learned posts are all spam: its boilerplate leans to
+    # spam and still counts (only the list's ham-leaning tokens are left
+    # out): a post of it with words the store never saw is spam by them
+    junk = []
+    for i in range(6):
+        j = list_post(tmp_path, "j%d.eml" % i, "deal %d" % i, SPAMMY[i % 3] + " offer%d" % i)
+        with open(j, "rb") as f:
+            data = f.read().replace(b"dev.lists.example", b"junk.lists.example")
+        with open(j, "wb") as f:
+            f.write(data)
+        junk.append(j)
+    rc, out, err = learn(opts, "--spam", *junk)
+    assert rc == 0, (out, err)
+    jp = list_post(tmp_path, "jprobe.eml", "hello", "zebra quantum marmalade")
+    with open(jp, "rb") as f:
+        data = f.read().replace(b"dev.lists.example", b"junk.lists.example")
+    with open(jp, "wb") as f:
+        f.write(data)
+    res, sym, p = scan(opts, jp)
+    assert p is not None and p > 0.9, (sym, p, res["symbols"])
+
+
 def test_character_model(store, tmp_path):
     """The character model (filters/bayes_chars.c): spam and ham below
     differ only in the form of their Message-ID, a field the word model

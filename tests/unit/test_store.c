@@ -522,7 +522,7 @@ static void test_bayes_probability(void **state)
 	bt.n = 20;
 	for (i = 0; i < 20; i++)
 		h[i] = 1000 + i;
-	assert_true(bayes_probability(s, c, &bt, &used) < 0);   /* nothing learned */
+	assert_true(bayes_probability(s, c, &bt, NULL, &used, NULL) < 0);   /* nothing learned */
 	assert_int_equal(store_incr(s, "bayes:nspam", 10, 0, NULL), 0);
 	assert_int_equal(store_incr(s, "bayes:nham", 10, 0, NULL), 0);
 	for (i = 0; i < 40; i++) {
@@ -531,16 +531,16 @@ static void test_bayes_probability(void **state)
 		t[i].ham = i < 20 ? 0 : 9;
 	}
 	assert_int_equal(store_tokens_add(s, t, 40, 1), 0);
-	p = bayes_probability(s, c, &bt, &used);
+	p = bayes_probability(s, c, &bt, NULL, &used, NULL);
 	assert_true(p > 0.99);
 	assert_int_equal(used, 20);
 	for (i = 0; i < 20; i++)
 		h[i] = 1020 + i;
-	p = bayes_probability(s, c, &bt, &used);
+	p = bayes_probability(s, c, &bt, NULL, &used, NULL);
 	assert_true(p >= 0 && p < 0.01);
 	for (i = 0; i < 20; i++)
 		h[i] = 5000 + i;                       /* unknown tokens */
-	p = bayes_probability(s, c, &bt, &used);
+	p = bayes_probability(s, c, &bt, NULL, &used, NULL);
 	assert_true(p > 0.49 && p < 0.51);
 	assert_int_equal(used, 0);
 	t_close(s);
