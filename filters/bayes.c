@@ -298,7 +298,12 @@ int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsi
 /* note_list - a message learned for the first time, from a mailing list:
  * its tokens join the list's window (bayes_list.c), whatever the
  * bayes_list_boilerplate setting, so that turning it on finds the lists
- * learned.  The window is a sample: a failure is logged, the learn stands. */
+ * learned.  The window is a sample: a failure is logged, the learn stands.
+ * It lives as long as the message's example (learn: bayes_seen_ttl;
+ * autolearn: bayes_autolearn_example_ttl, 7 days), renewed by each note:
+ * a sender who names a new list in each message autolearn takes leaves a
+ * window per message, which must not outlive the example the same
+ * message leaves. */
 static void note_list(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *t, unsigned ttl)
 {
 	char key[64];
@@ -383,7 +388,7 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
 			if (l.was == '\0' && l.now != '\0')
-				note_list(st, ctx, pre ? pre : &t, seen_ttl);
+				note_list(st, ctx, pre ? pre : &t, example_ttl);
 			break;
 		}
 		if (r < 0) {
