@@ -19,7 +19,7 @@ import mwlib
 
 from mwlib import free_port, make_msg, run_mw, wait_until
 from storelib import redis_server, store, store_opts  # noqa: F401 (fixtures)
-from storelib import bayes_seen_key, store_peek
+from storelib import bayes_seen_key, key_hash, store_peek
 
 BODY = "the quarterly figures are attached as discussed in the call"
 TRAINED = "bayes: character models trained on"
@@ -141,6 +141,32 @@ def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
         assert store_peek(kind, opts, redis, seen)[1] == "h", more
         assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None, more
         n.stop()
+
+
+def test_list_window_lives_as_the_example(store, mw_factory, upstream, tmp_path):
+    """A mailing list's window of learned messages (bayes_list.c) lives as
+    long as the example of the message that wrote it last: taught by
+    learn, bayes_seen_ttl (90 days); autolearned,
+    bayes_autolearn_example_ttl (7 days), so that a sender who names a new
+    list in every message autolearn takes leaves nothing longer than the
+    example (it lived 90 days, session 20)."""
+    kind, opts, redis = store
+    def list_msg(name, i):
+        return make_msg(subject="quarterly figures", body=BODY, msgid=mid("ham", 100 + i),
+                        headers=[("List-Id", "<%s>" % name)])
+    path = tmp_path / "taught.eml"
+    path.write_bytes(list_msg("taught.lists.example", 1))
+    learn(opts, "--ham", str(path))
+    got = store_peek(kind, opts, redis, key_hash("bayes:list:", "taught.lists.example"), raw=True)
+    assert got is not None and 90 * 86400 - 60 < got[0] <= 90 * 86400, got and got[0]
+    m = mw_factory(upstream, opts=daemon_opts(opts, interval="0", bayes_autolearn="yes",
+                                             bayes_autolearn_ham="0.5"))
+    send(m, list_msg("invented.lists.example", 2))
+    wait_until(lambda: "autolearned as ham" in m.stderr_text(), 3)
+    assert "autolearned as ham" in m.stderr_text(), m.stderr_tail()
+    got = store_peek(kind, opts, redis, key_hash("bayes:list:", "invented.lists.example"), raw=True)
+    assert got is not None and 7 * 86400 - 60 < got[0] <= 7 * 86400, got and got[0]
+    m.stop()
 
 
 def test_daemon_retrains_after_autolearn(store, mw_factory, upstream, tmp_path):
