@@ -18,6 +18,7 @@
 #include "filters/filter_api.h"
 #include "filters/mime.h"
 #include "filters/mime_base64.h"
+#include "filters/mime_qp.h"
 
 static struct mime_msg *parse(const char *s)
 {
@@ -604,6 +605,35 @@ static void test_base64_decoder(void **state)
 	}
 }
 
+/* a multipart labelled quoted-printable: unchecked only when decoding
+ * would change a delimiter line or a part's header line */
+static void test_qp_changes_split(void **state)
+{
+	static const char *const bd[] = { "----=_NextPart_0", "IN", NULL };
+	static const struct { const char *body; int changes; } v[] = {
+		/* a newsletter: escapes in the bodies only, "=_" no escape */
+		{ "--", 0 }, { "", 0 },
+		{ "preface\r\n\r\n------=_NextPart_0\r\nContent-Type: text/plain\r\n\r\n"
+		  "caf=E9 =3D soft=\r\nbreak\r\n-- =20\r\n------=_NextPart_0--\r\n", 0 },
+		/* a delimiter made by decoding, a nested one too */
+		{ "x\r\n=2D=2D----=_NextPart_0\r\n", 1 }, { "x\r\n--=49N\r\n", 1 },
+		/* a delimiter joined to the line above by a soft line break */
+		{ "QUJD=\r\n------=_NextPart_0\r\n", 1 },
+		/* a delimiter cut by a soft line break, whole once decoded */
+		{ "------=\r\n=_NextPart_0\r\n", 1 },
+		/* a part header changed */
+		{ "------=_NextPart_0\r\nContent-Type: text/plain; name=3Da.exe\r\n\r\nx\r\n", 1 },
+		{ "------=_NextPart_0\r\nContent-Type: text/plain;=\r\n name=a.exe\r\n\r\nx\r\n", 1 },
+		/* the same after the header's end: body text */
+		{ "------=_NextPart_0\r\nContent-Type: text/plain\r\n\r\nname=3Da.exe\r\n", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		assert_int_equal(mime_qp_changes_split((const unsigned char *)v[i].body, strlen(v[i].body), bd),
+		    v[i].changes);
+}
+
 /* Content-Name and X-Sun-Data-Name: the name Thunderbird shows and saves
  * a file under when no filename= nor name= gives one, so among names
  * (RFC 2047 decoded, trimmed, and without quotes as well) */
@@ -1018,6 +1048,7 @@ int main(void)
 		cmocka_unit_test(test_bad_base64_and_charset),
 		cmocka_unit_test(test_base64_past_padding),
 		cmocka_unit_test(test_base64_decoder),
+		cmocka_unit_test(test_qp_changes_split),
 		cmocka_unit_test(test_name_fields),
 		cmocka_unit_test(test_binary_as_text),
 		cmocka_unit_test(test_deep_nesting),
