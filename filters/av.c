@@ -10,6 +10,7 @@
 #include <archive_entry.h>
 
 #include "filters/av.h"
+#include "filters/deadline.h"
 #include "filters/mime.h"
 #include "filters/pgp_packet.h"
 #include "filters/textenc.h"
@@ -350,9 +351,12 @@ struct hidden_item {
 	size_t         len;
 	int            is_file;  /* OpenPGP literal data that is no MIME entity */
 	/* a decoded leaf of a message the engine parses as mail, scanned
-	 * again as a file: not counted toward av_max_scansize (the engine
-	 * counted it in the message, when it saw it) */
+	 * again as a file: counted toward a budget of av_max_scansize of
+	 * the leaves' own (see "decoded leaves"); 1 for a leaf of the
+	 * message's own parse, 2 for one of a message taken out (scanned
+	 * after those of the message) */
 	int            leaf;
+	uint64_t       hash;     /* of a leaf's content: the same content is scanned once */
 	char           where[AV_WHERE_MAX + 1];
 };
 
@@ -365,7 +369,7 @@ struct hidden {
 	size_t    nitems, cap;
 	size_t    nsigned;       /* of them signed contents */
 	size_t    nleaves;       /* of them leaves of messages read as text */
-	size_t    ndecoded;      /* of them decoded leaves (DECODED_MAX_LEAVES) */
+	size_t    ndecoded;      /* of them decoded leaves of messages taken out (DECODED_MAX_LEAVES) */
 	size_t    nencoded;      /* of them files encoded in text parts */
 	int       zips;          /* stopped: past av_max_zip_entries */
 	int       limit;         /* stopped: past the levels or the bytes */
@@ -562,6 +566,13 @@ static int take(struct hidden *h, const char *here, enum content_kind kind, cons
 	} else {
 		struct mime_msg *m = mime_parse(inner, len);
 
+		if (m->encoded_multipart) {
+			/* as for the message's own (av_scan_message): neither
+			 * GMime nor the engine decoded it; said, and what is
+			 * there looked into all the same */
+			h->limit = 1;
+			stop(h, here, "a multipart sent encoded (RFC 2045 forbids it), its parts not scanned");
+		}
 		if ((rc = hidden_zips(h, here, m->parts, m->nparts)) == 0) {
 			/* a signed-data in the signed content, or in a message in it */
 			rc = collect(h, m->parts, m->nparts, here);
@@ -717,18 +728,80 @@ static int collect(struct hidden *h, const struct mime_part *parts, size_t npart
  * engine split the message.  It costs little where the engine split the
  * message as GMime did: it decoded the same bytes then, and its clean
  * cache (keyed by content; the options never vary) answers their scan
- * without a match run; clamd's too, one connection more each.  These scans
- * do not count toward av_max_scansize (the engine counted the leaves it
- * saw in the message's scan; they are bounded by the parse's 64 MiB of
- * decoded content), and each is bounded by av_max_filesize as any.  At
- * most 1000 of them, those of forwarded messages sent encoded (which GMime
- * keeps as leaves, parsed here) included; past that a limit hit.  The
- * leaves of the messages read as text (below) are scanned as before. */
+ * without a match run; clamd's too, one connection more each.
+ *
+ * What bounds them, and in what order (a bound an attacker reaches
+ * cheaply, with a virus past it, is a way around the scan when
+ * av_limit_action is accept, the default):
+ *  - the same content is scanned once (hash, then the bytes compared):
+ *    a thousand copies of one part cost one scan;
+ *  - the leaves of the message's own parse are all kept (at most
+ *    MIME_MAX_PARTS: the parse lists no more) and scanned first, the
+ *    smallest first; then those of the messages taken out (forwarded
+ *    messages sent encoded, which GMime keeps as leaves, parsed here),
+ *    the smallest first, of which at most 1000 distinct ones are kept:
+ *    past it a limit hit.  So parts of a forwarded message (a 75 KB one
+ *    sent base64 can have 1000) no longer push a leaf of the message out
+ *    of the scans, and a few big leaves do not use the budget before
+ *    the small ones are scanned;
+ *  - what the engine counted of their scans (a gzip leaf counts what it
+ *    inflates to) counts toward a budget of av_max_scansize of the
+ *    leaves' own, beside the message's (the engine counted most of them
+ *    once already in the message's scan, a legitimate message must not
+ *    pay them twice): a leaf past what is left is a limit hit.  100 gzip
+ *    leaves of 20 MiB of zeros each (a 2.8 MB message) cost the scanner
+ *    30 s before this; now five of them are scanned;
+ *  - the scan's deadline is looked at before each scan after the
+ *    message's: past it, the scan fails as the front end's wait would
+ *    have (av_fail_action), and the scanner thread is free again.
+ * What stays reachable: a virus in a forwarded message sent encoded
+ * behind 1000 distinct parts of such messages, or in a leaf bigger than
+ * leaves that together count past av_max_scansize, is a limit hit
+ * (av_limit_action; README says to set it to reject or quarantine).
+ * The leaves of the messages read as text (below) are scanned as before. */
 
-/* decoded leaves scanned, of the message and of the messages in it
- * together (one parse lists up to MIME_MAX_PARTS, but 1000 forwarded
- * messages sent base64 could list as many each); past it a limit hit */
+/* distinct decoded leaves kept of the messages taken out, all together
+ * (one parse lists up to MIME_MAX_PARTS, but 1000 forwarded messages
+ * sent base64 could list as many each); past it a limit hit */
 #define DECODED_MAX_LEAVES MIME_MAX_PARTS
+
+/* leaf_hash - FNV-1a of a leaf's content: to find the same content again
+ * (a match is compared byte by byte: a collision only costs a compare) */
+static uint64_t leaf_hash(const unsigned char *d, size_t n)
+{
+	uint64_t x = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++)
+		x = (x ^ d[i]) * 0x100000001b3ULL;
+	return x;
+}
+
+/* keep_leaf - a decoded leaf (prio: 1 the message's own, 2 of a message
+ * taken out) kept for its scan, unless the same content is kept already
+ * (then scanned at the earlier of the two priorities).  1 when kept, 0
+ * when it was there */
+static int keep_leaf(struct hidden *h, const char *here, const unsigned char *data, size_t len, int prio,
+                     int m_outlives)
+{
+	uint64_t x = leaf_hash(data, len);
+
+	for (size_t i = 0; i < h->nitems; i++) {
+		struct hidden_item *it = &h->items[i];
+
+		if (it->leaf != 0 && it->hash == x && it->len == len && memcmp(it->buf, data, len) == 0) {
+			if (prio < it->leaf)
+				it->leaf = prio;
+			return 0;
+		}
+	}
+	if (m_outlives)
+		keep_file(h, here, data, len);
+	else
+		keep(h, here, data, len, NULL);
+	h->items[h->nitems - 1].leaf = prio;
+	h->items[h->nitems - 1].hash = x;
+	return 1;
+}
 
 #define HIDDEN_MAX_LEAVES 100   /* scans of such leaves; said in collect_as_text */
 #define MAIL_TYPE_SPAN (64u << 10)   /* of a header section looked at; past it: text */
@@ -886,17 +959,17 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 			 * (zips_over) */
 			if (p->truncated)
 				continue;
+			if (m_outlives) {
+				/* the message's own: as many as the parse lists */
+				keep_leaf(h, here, p->raw, p->raw_len, 1, 1);
+				continue;
+			}
 			if (h->ndecoded >= DECODED_MAX_LEAVES) {
 				h->limit = 1;
-				rc = stop(h, here, "more than 1000 decoded parts to scan, forwarded messages' included");
+				rc = stop(h, here, "more than 1000 distinct decoded parts in forwarded messages sent encoded");
 				break;
 			}
-			h->ndecoded++;
-			if (m_outlives)
-				keep_file(h, here, p->raw, p->raw_len);
-			else
-				keep(h, here, p->raw, p->raw_len, NULL);
-			h->items[h->nitems - 1].leaf = 1;
+			h->ndecoded += (size_t)keep_leaf(h, here, p->raw, p->raw_len, 2, 0);
 			continue;
 		}
 		if (p->truncated) {
@@ -1062,6 +1135,40 @@ static int collect_encoded(struct hidden *h, const struct mime_msg *m, const cha
 	return 0;
 }
 
+/* scan_order - the order of h's items for their scans: the others as
+ * they were taken out, then the decoded leaves, the message's own first,
+ * each group the smallest first (see "decoded leaves"); indexes into
+ * h->items, to free */
+struct order_key {
+	int    leaf;
+	size_t len, i;
+};
+
+static int by_scan_order(const void *a, const void *b)
+{
+	const struct order_key *x = a, *y = b;
+
+	if (x->leaf != y->leaf)
+		return x->leaf < y->leaf ? -1 : 1;
+	if (x->leaf != 0 && x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static size_t *scan_order(const struct hidden *h)
+{
+	struct order_key *k = xmalloc((h->nitems ? h->nitems : 1) * sizeof(*k));
+	size_t *o = xmalloc((h->nitems ? h->nitems : 1) * sizeof(*o));
+
+	for (size_t i = 0; i < h->nitems; i++)
+		k[i] = (struct order_key){ .leaf = h->items[i].leaf, .len = h->items[i].len, .i = i };
+	qsort(k, h->nitems, sizeof(*k), by_scan_order);
+	for (size_t i = 0; i < h->nitems; i++)
+		o[i] = k[i].i;
+	free(k);
+	return o;
+}
+
 void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct av_scanner *s)
 {
 	const unsigned char *msg;
@@ -1069,9 +1176,9 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	char out[400], why[AV_WHERE_MAX + 420];
 	const char *where = NULL;
 	struct hidden h = { .cfg = cfg, .zip_budget = ZIP_UNPACK_MAX };
-	uint64_t counted = 0, budget;
+	uint64_t counted = 0, budget, leaf_budget = cfg->av_max_scansize;
 	enum av_result r;
-	size_t len;
+	size_t len, *order = NULL;
 
 	msg = mw_message(ctx, &len);
 	if (zips_over(m->parts, m->nparts, cfg, &h.zip_total, &h.zip_budget, out, sizeof(out))) {
@@ -1107,18 +1214,33 @@ void av_scan_message(struct mw_ctx *ctx, const struct config *cfg, const struct 
 	 * av_max_scansize with what the message's scan counted. */
 	budget = cfg->av_max_scansize > (counted > len ? counted : len)
 	    ? cfg->av_max_scansize - (counted > len ? counted : len) : 0;
-	for (size_t i = 0; r == AV_CLEAN && i < h.nitems; i++) {
-		where = h.items[i].where;
-		if (!h.items[i].leaf && cfg->av_max_scansize > 0 && h.items[i].len > budget) {
-			snprintf(out, sizeof(out), "past av_max_scansize with the rest of the message");
+	if (r == AV_CLEAN)
+		order = scan_order(&h);
+	for (size_t k = 0; r == AV_CLEAN && k < h.nitems; k++) {
+		const struct hidden_item *it = &h.items[order[k]];
+		uint64_t *left = it->leaf ? &leaf_budget : &budget;
+
+		where = it->where;
+		if (deadline_left_ms() == 0) {
+			/* the front end has stopped waiting (or is about to):
+			 * the scanner thread is not held for what nobody waits
+			 * for; a failure as a timed-out clamd is */
+			deadline_timed_out("scan_deadline");
+			snprintf(out, sizeof(out), "no time left of the scan's deadline");
+			r = AV_FAILED;
+			break;
+		}
+		if (cfg->av_max_scansize > 0 && it->len > *left) {
+			snprintf(out, sizeof(out), it->leaf ? "decoded parts past av_max_scansize"
+			    : "past av_max_scansize with the rest of the message");
 			r = AV_LIMIT;
 			break;
 		}
-		r = s->scan(s->arg, h.items[i].buf, h.items[i].len,
-		    h.items[i].is_file ? "content" : "content.eml", out, sizeof(out), &counted);
-		if (!h.items[i].leaf)
-			budget -= counted < budget ? counted : budget;
+		r = s->scan(s->arg, it->buf, it->len, it->is_file ? "content" : "content.eml", out, sizeof(out),
+		    &counted);
+		*left -= counted < *left ? counted : *left;
 	}
+	free(order);
 	if (r == AV_CLEAN && m->encoded_multipart && !h.limit) {
 		/* neither GMime nor the engine decoded it: what a program
 		 * decoding it would show was not scanned */

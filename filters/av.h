@@ -64,12 +64,14 @@ struct av_scanner {
  * the message as it came, then, if that was clean, one scan of each
  * decoded leaf of the MIME parse as a file (the engine's MIME parser may
  * split the message elsewhere than mail programs: see av.c, "decoded
- * leaves"; not counted toward av_max_scansize), and one scan of each
+ * leaves": the same content once, the message's own first, toward a
+ * budget of av_max_scansize of their own), and one scan of each
  * content the engine cannot open itself (the signed message inside S/MIME
  * opaque signed-data and OpenPGP signed data, found in the shared MIME
  * parse and in the messages GMime keeps as leaves; the decoded leaves of
  * the messages the engine reads as text, not mail, for the case of their
- * field names), within av_max_scansize counted with the message; then the
+ * field names), within av_max_scansize counted with the message, and
+ * none once the scan's deadline has passed (a failure); then the
  * verdict.  Before any scan, the zips of the message's
  * leaves, of those contents and of those messages (and the zips inside
  * them or inside the other containers libclamav opens: tar, 7z, gzip,

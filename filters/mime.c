@@ -33,6 +33,7 @@
 #include "filters/filter_api.h"
 #include "filters/mime.h"
 #include "filters/mime_base64.h"
+#include "filters/mime_qp.h"
 #include "filters/mime_gmime.h"
 
 /* private: the public struct plus what it owns */
@@ -1119,6 +1120,51 @@ static long long first_offset(GMimeMessage *m)
 	return (long long)g_mime_header_get_offset(g_mime_header_list_get_header_at(hl, 0));
 }
 
+/* add_boundaries - the boundaries of mp and of the multiparts in it (not
+ * in the messages in it) into the NULL-terminated *v (of *n), at most
+ * MIME_MAX_PARTS, nest levels deep at most MIME_MAX_DEPTH */
+static void add_boundaries(GMimeMultipart *mp, const char ***v, size_t *n, unsigned nest)
+{
+	const char *bd = g_mime_multipart_get_boundary(mp);
+	int count = g_mime_multipart_get_count(mp);
+
+	if (nest > MIME_MAX_DEPTH || *n >= MIME_MAX_PARTS)
+		return;
+	if (bd != NULL && bd[0] != '\0') {
+		*v = g_renew(const char *, *v, *n + 2);
+		(*v)[(*n)++] = bd;
+		(*v)[*n] = NULL;
+	}
+	for (int i = 0; i < count; i++) {
+		GMimeObject *c = g_mime_multipart_get_part(mp, i);
+
+		if (GMIME_IS_MULTIPART(c))
+			add_boundaries(GMIME_MULTIPART(c), v, n, nest + 1);
+	}
+}
+
+/* qp_changes_split - a multipart labelled quoted-printable (RFC 2045
+ * forbids it) whose body, QP-decoded, splits otherwise than as it is
+ * (mime_qp.h): its body as GMime writes it back (the parts' headers and
+ * contents as they came) looked at */
+static int qp_changes_split(GMimeObject *obj)
+{
+	GMimeStream *mem = g_mime_stream_mem_new();
+	GByteArray *body;
+	const char **bds = NULL;
+	size_t nb = 0;
+	int rc = 0;
+
+	add_boundaries(GMIME_MULTIPART(obj), &bds, &nb, 0);
+	if (nb > 0 && g_mime_object_write_content_to_stream(obj, NULL, mem) >= 0) {
+		body = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+		rc = mime_qp_changes_split(body->data, body->len, bds);
+	}
+	g_free(bds);
+	g_object_unref(mem);
+	return rc;
+}
+
 /* walk - depth-first; depth counts nested messages, nest every level; msg
  * is the innermost message obj is in (an index into pub.msgs) */
 static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsigned nest, size_t msg)
@@ -1141,12 +1187,19 @@ static void walk(struct mime_store *st, GMimeObject *obj, unsigned depth, unsign
 		 * and binary, and GMime (as libclamav) reads its body as it
 		 * is: one sent base64 lists no part.  Some senders do encode
 		 * the whole body (SAP's), and a program that decodes it first
-		 * shows parts no filter saw: not all walked. */
-		if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
-		    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+		 * shows parts no filter saw: not all walked.  One labelled
+		 * quoted-printable is common in bulk mail (the parts' encoding
+		 * left on a multipart/alternative) and splits the same decoded
+		 * or not: only when decoding would change a delimiter line or
+		 * a part's header (mime_qp.h), and then without parse_error,
+		 * so that Bayes sees such mail as it did before. */
+		if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_UUENCODE) {
 			st->pub.parse_error = 1;
 			st->pub.encoded_multipart = 1;
-			incomplete(st, "a multipart sent base64, quoted-printable or uuencoded (RFC 2045 forbids it)");
+			incomplete(st, "a multipart sent base64 or uuencoded (RFC 2045 forbids it)");
+		} else if (enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE && qp_changes_split(obj)) {
+			st->pub.encoded_multipart = 1;
+			incomplete(st, "a multipart sent quoted-printable that splits otherwise decoded");
 		}
 		for (i = 0; i < n && st->pub.nparts < MIME_MAX_PARTS; i++)
 			walk(st, g_mime_multipart_get_part(mp, i), depth, nest + 1, msg);

@@ -138,10 +138,12 @@ struct mime_msg {
 	 * at MIME_MAX_DECODED: a filter looking for something (a banned
 	 * attachment) did not see all of it; why, or NULL */
 	const char       *incomplete;
-	/* a multipart declared base64, quoted-printable or uuencoded
-	 * (RFC 2045 forbids it): its body was read as it is, as GMime and
+	/* a multipart declared base64 or uuencoded, or quoted-printable
+	 * where decoding changes how its body splits (mime_qp.h; RFC 2045
+	 * forbids all three): its body was read as it is, as GMime and
 	 * libclamav read it, where a program that decodes it first may
-	 * show parts no filter saw (incomplete says so too) */
+	 * show parts no filter saw (incomplete says so too; parse_error
+	 * for base64 and uuencode only) */
 	int               encoded_multipart;
 };
 

@@ -1,88 +1,108 @@
 /* mime_base64.c - tolerant base64 decoding of MIME part contents, quartet
- * by quartet as Thunderbird decodes (mime_base64.h). */
+ * by quartet as Thunderbird decodes (mime_base64.h).
+ *
+ * Table-driven, with a fast path for what nearly every content is (runs
+ * of four alphabet characters without '='): one lookup per character and
+ * one test per quartet; everything else goes a character at a time. */
 #include <string.h>
 
 #include "filters/mime_base64.h"
 
-/* rank - the value of a base64 character, 64 for '=', -1 for any other
- * byte (skipped) */
-static int rank(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return c == '=' ? 64 : -1;
-}
+/* code - a character's value plus one (1..64), PAD for '=', and 0 (the
+ * default) for any other byte, which is skipped */
+#define PAD 65
+
+static const unsigned char code[256] = {
+	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+	['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+	['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+	['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+	['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+	['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+	['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+	['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+	['='] = 65,
+};
 
 void mime_base64_init(struct mime_base64 *d)
 {
 	memset(d, 0, sizeof(*d));
 }
 
-/* quartet - the bytes of n (1..4) quartet values, '=' counting as zero
- * bits: 3 less one per '=' (none for three or more), or for a quartet cut
- * short (n < 4), the whole bytes its characters before any '=' hold */
-static size_t quartet(const unsigned char *q, unsigned n, unsigned char *out)
+/* quartet - the bytes of four characters (their codes in v, PAD for
+ * '=', which counts as zero bits), as mime_decode_base64_token: 3 bytes,
+ * 2 with one '=' anywhere in it, 1 with two or more (three or four too:
+ * "x===" gives x << 2, "====" a NUL byte) */
+static size_t quartet(const unsigned char v[4], unsigned char *out)
 {
 	unsigned long num = 0;
-	unsigned eq = 0, lead = 0, k;
-	size_t len;
+	unsigned eq = 0;
 
-	for (k = 0; k < 4; k++) {
-		unsigned v = k < n ? q[k] : 64;
-
-		if (v == 64) {
-			eq += k < n;
-			v = 0;
-		} else if (eq == 0)
-			lead++;
-		num = num << 6 | v;
+	for (int k = 0; k < 4; k++) {
+		if (v[k] == PAD)
+			eq++;
+		num = num << 6 | (v[k] == PAD ? 0u : v[k] - 1u);
 	}
-	if (n < 4)
-		len = lead >= 2 ? lead - 1 : 0;
-	else
-		len = eq >= 3 ? 0 : 3 - eq;
 	out[0] = (unsigned char)(num >> 16);
 	out[1] = (unsigned char)(num >> 8);
 	out[2] = (unsigned char)num;
-	return len;
+	return eq == 0 ? 3 : eq == 1 ? 2 : 1;
 }
 
 size_t mime_base64_step(struct mime_base64 *d, const char *in, size_t n, unsigned char *out)
 {
-	size_t w = 0;
+	const unsigned char *s = (const unsigned char *)in, *end = s + n;
+	unsigned char *o = out;
 
-	for (size_t i = 0; i < n; i++) {
-		int v = rank((unsigned char)in[i]);
-		unsigned char tmp[3];
-		size_t k;
+	while (s < end) {
+		unsigned char v;
 
-		if (v < 0)
+		if (d->nq == 0) {
+			/* the fast path: whole quartets of alphabet characters */
+			while (end - s >= 4) {
+				/* 0 (skipped) wraps to the largest value */
+				unsigned a = code[s[0]] - 1u, b = code[s[1]] - 1u, c = code[s[2]] - 1u,
+				         e = code[s[3]] - 1u;
+				unsigned long num;
+
+				if ((a | b | c | e) >= 64)
+					break;
+				num = (unsigned long)a << 18 | (unsigned long)b << 12 | c << 6 | e;
+				o[0] = (unsigned char)(num >> 16);
+				o[1] = (unsigned char)(num >> 8);
+				o[2] = (unsigned char)num;
+				o += 3;
+				s += 4;
+			}
+			if (s == end)
+				break;
+		}
+		/* one character: skipped, or into the quartet being read */
+		if ((v = code[*s++]) == 0)
 			continue;
-		d->q[d->nq++] = (unsigned char)v;
-		if (d->nq < 4)
-			continue;
-		k = quartet(d->q, 4, tmp);
-		memcpy(out + w, tmp, k);
-		w += k;
-		d->nq = 0;
+		d->q[d->nq] = (unsigned char)s[-1];
+		d->v[d->nq++] = v;
+		if (d->nq == 4) {
+			o += quartet(d->v, o);
+			d->nq = 0;
+		}
 	}
-	return w;
+	return (size_t)(o - out);
 }
 
 size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out)
 {
-	unsigned char tmp[3];
-	size_t k = d->nq > 0 ? quartet(d->q, d->nq, tmp) : 0;
+	size_t k = 0;
 
-	memcpy(out, tmp, k);
+	/* Thunderbird (MimeDecoderDestroy) writes the characters of a last
+	 * quartet cut short as they are, made four with '=', unless the
+	 * first is '=': it saves "Zg" at the end of a part as the bytes
+	 * "Zg==", not as the "f" GMime's decoder gives */
+	if (d->nq > 0 && d->q[0] != '=') {
+		memcpy(out, d->q, d->nq);
+		memset(out + d->nq, '=', 4 - d->nq);
+		k = 4;
+	}
 	mime_base64_init(d);
 	return k;
 }

@@ -10,15 +10,22 @@
  * sent as two padded pieces ("...Ag==" then "...") opens whole in it,
  * where GMime's decoder stopped at the first '=' (the filters saw 35 bytes
  * of a 68-byte file) and libclamav matched nothing.  Well-formed base64
- * decodes the same either way.  A quartet cut short at the end (no
- * padding) gives the bytes its characters make, as GMime's decoder does. */
+ * decodes the same either way.  Exactly as Thunderbird, where it differs
+ * from other decoders too: a quartet of three or four '=' gives one byte
+ * ("W===" the byte 'X', "====" a NUL), where a decoder that gave none
+ * let EICAR sent with its first byte as "W===" pass as Clean; and the
+ * characters of a last quartet cut short (no padding) are written as
+ * they are, made four with '=' ("Zg" -> the bytes "Zg=="), where GMime's
+ * decoder gives the bytes they hold ("f"): of a file so sent, the last
+ * one or two bytes are not what GMime-based programs save. */
 #ifndef MW_MIME_BASE64_H
 #define MW_MIME_BASE64_H
 
 #include <stddef.h>
 
 struct mime_base64 {
-	unsigned char q[4];           /* the quartet being read */
+	unsigned char q[4];           /* the quartet being read, as sent */
+	unsigned char v[4];           /* its characters' values */
 	unsigned      nq;             /* of it so far, 0..3 */
 };
 
@@ -30,8 +37,8 @@ void mime_base64_init(struct mime_base64 *d);
  * of a content into steps decodes the same. */
 size_t mime_base64_step(struct mime_base64 *d, const char *in, size_t n, unsigned char *out);
 
-/* mime_base64_finish - the bytes of a last quartet cut short (0 to 2 into
- * out); the decoder is then at a start again */
+/* mime_base64_finish - what a last quartet cut short gives (0 or 4 bytes
+ * into out, see above); the decoder is then at a start again */
 size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out);
 
 #endif

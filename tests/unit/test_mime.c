@@ -18,6 +18,7 @@
 #include "filters/filter_api.h"
 #include "filters/mime.h"
 #include "filters/mime_base64.h"
+#include "filters/mime_qp.h"
 
 static struct mime_msg *parse(const char *s)
 {
@@ -566,17 +567,23 @@ static void test_base64_past_padding(void **state)
 	mime_free(m);
 }
 
-/* the decoder itself: any split into steps decodes the same; characters
- * outside the alphabet skipped; '=' counted per quartet; a last quartet
- * cut short gives the bytes its characters hold */
+/* the decoder itself, as Thunderbird's (mimeenc.cpp): any split into
+ * steps decodes the same; characters outside the alphabet skipped; '='
+ * counted per quartet, three or four of them giving one byte ("W===" the
+ * 'X' of EICAR, "====" a NUL); the characters of a last quartet cut short
+ * written as they are, made four with '=' (unless the first is '=') */
 static void test_base64_decoder(void **state)
 {
 	static const struct { const char *in; const char *out; size_t len; } v[] = {
 		{ "", "", 0 }, { "Zg==", "f", 1 }, { "Zm8=", "fo", 2 }, { "Zm9v", "foo", 3 },
 		{ "Zm9vYmFy", "foobar", 6 }, { "Zm9v\r\nYmFy\r\n", "foobar", 6 },
 		{ "Zg==Zm8=Zm9v", "ffofoo", 6 }, { "--Zm9v--YmFy", "foobar", 6 },
-		{ "Z!m*9v\tY m\"Fy", "foobar", 6 }, { "Zm9vYg", "foob", 4 }, { "Zm9vY", "foo", 3 },
-		{ "Zm9vYmE", "fooba", 5 }, { "Zg=", "f", 1 }, { "====Zm9v", "foo", 3 },
+		{ "Z!m*9v\tY m\"Fy", "foobar", 6 }, { "Zm9vYg", "fooYg==", 7 }, { "Zm9vY", "fooY===", 7 },
+		{ "Zm9vYmE", "fooYmE=", 7 }, { "Zg=", "Zg==", 4 }, { "====Zm9v", "\0foo", 4 },
+		{ "W===", "X", 1 }, { "W===NU8h", "X5O!", 4 }, { "Zm9v=", "foo", 3 }, { "Zm9v==", "foo", 3 },
+		{ "Z=g=", "d", 1 }, { "Zm=9", "f`", 2 },
+		/* past the fast path's runs and back into them */
+		{ "Zm9vYmFyYmF6\r\nYmF6\r\n", "foobarbazbaz", 12 }, { "Zm9vY\nmFy", "foobar", 6 },
 	};
 	unsigned char out[64];
 	struct mime_base64 d;
@@ -596,6 +603,35 @@ static void test_base64_decoder(void **state)
 			assert_memory_equal(out, v[i].out, v[i].len);
 		}
 	}
+}
+
+/* a multipart labelled quoted-printable: unchecked only when decoding
+ * would change a delimiter line or a part's header line */
+static void test_qp_changes_split(void **state)
+{
+	static const char *const bd[] = { "----=_NextPart_0", "IN", NULL };
+	static const struct { const char *body; int changes; } v[] = {
+		/* a newsletter: escapes in the bodies only, "=_" no escape */
+		{ "--", 0 }, { "", 0 },
+		{ "preface\r\n\r\n------=_NextPart_0\r\nContent-Type: text/plain\r\n\r\n"
+		  "caf=E9 =3D soft=\r\nbreak\r\n-- =20\r\n------=_NextPart_0--\r\n", 0 },
+		/* a delimiter made by decoding, a nested one too */
+		{ "x\r\n=2D=2D----=_NextPart_0\r\n", 1 }, { "x\r\n--=49N\r\n", 1 },
+		/* a delimiter joined to the line above by a soft line break */
+		{ "QUJD=\r\n------=_NextPart_0\r\n", 1 },
+		/* a delimiter cut by a soft line break, whole once decoded */
+		{ "------=\r\n=_NextPart_0\r\n", 1 },
+		/* a part header changed */
+		{ "------=_NextPart_0\r\nContent-Type: text/plain; name=3Da.exe\r\n\r\nx\r\n", 1 },
+		{ "------=_NextPart_0\r\nContent-Type: text/plain;=\r\n name=a.exe\r\n\r\nx\r\n", 1 },
+		/* the same after the header's end: body text */
+		{ "------=_NextPart_0\r\nContent-Type: text/plain\r\n\r\nname=3Da.exe\r\n", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		assert_int_equal(mime_qp_changes_split((const unsigned char *)v[i].body, strlen(v[i].body), bd),
+		    v[i].changes);
 }
 
 /* Content-Name and X-Sun-Data-Name: the name Thunderbird shows and saves
@@ -1012,6 +1048,7 @@ int main(void)
 		cmocka_unit_test(test_bad_base64_and_charset),
 		cmocka_unit_test(test_base64_past_padding),
 		cmocka_unit_test(test_base64_decoder),
+		cmocka_unit_test(test_qp_changes_split),
 		cmocka_unit_test(test_name_fields),
 		cmocka_unit_test(test_binary_as_text),
 		cmocka_unit_test(test_deep_nesting),
