@@ -92,6 +92,7 @@ struct dnslist {
 	unsigned what;                 /* LOOK_* */
 	struct code codes[MAX_CODES];
 	size_t ncodes;
+	int    uri_ips;                /* "uri_ips=yes": IPv4-literal URI hosts asked, reversed */
 	struct list_trouble *trouble;  /* owned */
 };
 
@@ -184,6 +185,13 @@ static int parse_list(const char *line, struct dnslist *l, char *err, size_t err
 				    l->zone, w);
 				return -1;
 			}
+		} else if (strncmp(w, "uri_ips=", 8) == 0) {
+			if (strcmp(w + 8, "yes") != 0 && strcmp(w + 8, "no") != 0) {
+				snprintf(err, errlen, "dnsbl_list %s: \"%s\": uri_ips=yes or uri_ips=no", l->zone, w);
+				return -1;
+			}
+			l->uri_ips = strcmp(w + 8, "yes") == 0;
+			n--;             /* not a code: the codes are still required */
 		} else {
 			if (l->ncodes == MAX_CODES) {
 				snprintf(err, errlen, "dnsbl_list %s: more than %d codes", l->zone, MAX_CODES);
@@ -195,6 +203,10 @@ static int parse_list(const char *line, struct dnslist *l, char *err, size_t err
 			}
 			l->ncodes++;
 		}
+	}
+	if (l->uri_ips && !(l->what & LOOK_URI)) {
+		snprintf(err, errlen, "dnsbl_list %s: uri_ips=yes needs a uri or domain list", l->zone);
+		return -1;
 	}
 	if (n < 3) {
 		snprintf(err, errlen, "dnsbl_list \"%s\": ZONE ip|uri|sender|domain CODE=SYMBOL:SCORE... expected",
@@ -540,6 +552,8 @@ struct uri_cands {
 	struct uri_cand *v;
 	size_t n, cap;
 	GHashTable *idx;                    /* domain -> index + 1 */
+	char  **ips;                        /* IPv4-literal hosts reversed, message order */
+	size_t  nips, maxips;               /* ips[] holds maxips + 1 pointers */
 };
 
 static void cand_add(const struct dnsbl *b, struct uri_cands *c, const char *host, unsigned cls)
@@ -547,8 +561,21 @@ static void cand_add(const struct dnsbl *b, struct uri_cands *c, const char *hos
 	char reg[256];
 	gpointer at;
 
-	if (reg_domain(b, host, reg, sizeof(reg)) != 0)
+	if (reg_domain(b, host, reg, sizeof(reg)) != 0) {
+		/* an IPv4 literal (the canonical forms give "3405803781" as
+		 * 203.0.113.5): kept reversed for the lists that ask them,
+		 * as SURBL's multi lists them; private ones are not asked */
+		struct ipnet ip;
+
+		if (c->nips < c->maxips && ipnet_parse(host, &ip) == 0 && ip.family == 4 &&
+		    reversed(host, reg, sizeof(reg)) == 0) {
+			for (size_t i = 0; i < c->nips; i++)
+				if (strcmp(c->ips[i], reg) == 0)
+					return;
+			c->ips[c->nips++] = xstrdup(reg);
+		}
 		return;
+	}
 	if ((at = g_hash_table_lookup(c->idx, reg)) != NULL) {
 		struct uri_cand *e = &c->v[GPOINTER_TO_SIZE(at) - 1];
 
@@ -592,10 +619,13 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 }
 
 /* uri_pick - up to max of the message's URI domains into set (owned
- * strings, in message order); returns how many */
-static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max)
+ * strings, in message order); returns how many.  Up to max IPv4-literal
+ * URI hosts, reversed, into ips (owned), *nips of them. */
+static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max,
+                       char **ips, size_t *nips)
 {
-	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal) };
+	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal), .ips = ips,
+	                       .maxips = max };
 	const char **dom;
 	unsigned *cls;
 	unsigned char *picked;
@@ -623,6 +653,7 @@ static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **s
 	free(picked);
 	g_free(c.v);
 	g_hash_table_destroy(c.idx);
+	*nips = c.nips;
 	return n;
 }
 
@@ -697,7 +728,8 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 	struct dnsbl *b = mw_instance(ctx);
 	size_t max = b->cfg->dnsbl_max_domains < MAX_DOMAINS_CAP ? b->cfg->dnsbl_max_domains : MAX_DOMAINS_CAP;
 	char **uri_dom = xcalloc(max + 1, sizeof(char *)), **snd_dom = xcalloc(max + 1, sizeof(char *));
-	size_t nuri = 0, nsnd = 0, i, k;
+	char **uri_ip = xcalloc(max + 1, sizeof(char *));
+	size_t nuri = 0, nsnd = 0, nip = 0, i, k;
 	char rev[128];
 	int want_uri = 0, want_snd = 0, have_rev;
 
@@ -708,7 +740,7 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 	if (want_uri) {
 		const struct mime_msg *m = mime_get(ctx);
 
-		nuri = uri_pick(b, m, uri_dom, max);
+		nuri = uri_pick(b, m, uri_dom, max, uri_ip, &nip);
 	}
 	if (want_snd) {
 		sender_last_at(mw_mail_from(ctx), b, snd_dom, &nsnd, max);
@@ -725,6 +757,8 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 			prefetch(b, l, rev);
 		for (k = 0; (l->what & LOOK_URI) && k < nuri; k++)
 			prefetch(b, l, uri_dom[k]);
+		for (k = 0; l->uri_ips && k < nip; k++)
+			prefetch(b, l, uri_ip[k]);
 		for (k = 0; (l->what & LOOK_SENDER) && k < nsnd; k++)
 			prefetch(b, l, snd_dom[k]);
 	}
@@ -737,6 +771,9 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 		if (l->what & LOOK_URI)
 			for (k = 0; k < nuri; k++)
 				lookup(ctx, b, l, uri_dom[k], "uri domain", uri_dom[k], &t);
+		if (l->uri_ips)
+			for (k = 0; k < nip; k++)
+				lookup(ctx, b, l, uri_ip[k], "uri address (reversed)", uri_ip[k], &t);
 		if (l->what & LOOK_SENDER)
 			for (k = 0; k < nsnd; k++)
 				lookup(ctx, b, l, snd_dom[k], "sender domain", snd_dom[k], &t);
@@ -746,6 +783,9 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 		free(uri_dom[i]);
 	for (i = 0; i < nsnd; i++)
 		free(snd_dom[i]);
+	for (i = 0; i < nip; i++)
+		free(uri_ip[i]);
+	free(uri_ip);
 	free(uri_dom);
 	free(snd_dom);
 }

@@ -145,11 +145,27 @@ def test_schemeless_text_uris_looked_up(dns_server, tmp_path, body):
 
 @pytest.mark.parametrize("uri", ["http://203.0.113.5/x", "http://3405803781/x"])
 def test_ip_literal_uri_looked_up(dns_server, tmp_path, uri):
+    # asked in lists that say so (uri_ips=yes: SURBL style); not by
+    # default, for DBL-style lists answer 127.0.1.255 ("IP queries refused")
     dns_server.add_zone("multi.surbl.test", ["5.113.0.203 A 127.0.0.16"])
+    dns_server.add_zone("dbl.bl.test", ["5.113.0.203 A 127.0.1.255"])
     dns_server.start()
     sym = scan_raw(tmp_path, dns_server.forwarder, make_msg(body=("go " + uri).encode()),
-                   ["multi.surbl.test uri &16=SURBL_MW:4"])
+                   ["multi.surbl.test uri uri_ips=yes &16=SURBL_MW:4", DBL])
     assert "SURBL_MW" in sym, (uri, sym)
+    assert "DNSBL_BLOCKED" not in sym, (uri, sym)
+    sym = scan_raw(tmp_path, dns_server.forwarder, make_msg(body=("go " + uri).encode()),
+                   ["multi.surbl.test uri &16=SURBL_MW:4"])
+    assert "SURBL_MW" not in sym, (uri, sym)
+
+
+def test_uri_ips_option_checked(tmp_path):
+    for bad in ["multi.surbl.test uri uri_ips=maybe &16=SURBL_MW:4",
+                "zen.bl.test ip uri_ips=yes 127.0.0.2=X:1",
+                "multi.surbl.test uri uri_ips=yes"]:
+        r = run_mw(["-t", "-o", "filters=dnsbl", "-o", "dnsbl_list=", "-o", "dnsbl_list=" + bad],
+                   timeout=30)
+        assert r.returncode != 0, (bad, r.stdout, r.stderr)
 
 
 # --- F6: a blocked resolver: one warning per list and message, forever ---------
