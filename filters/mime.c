@@ -49,6 +49,9 @@ struct mime_store {
 	GHashTable *uri_doms;         /* registrable domain (owned) -> URIs of it kept;
 	                               * while building, NULL afterwards */
 	size_t      uri_budget[2];    /* URIs kept: [0] links (anchor, form), [1] the rest */
+	GHashTable *uri_keys;         /* host -> its uri_domain_key (both owned), at most
+	                               * URI_KEYS_MAX: libpsl costs 0.4 us a URI, and
+	                               * decoys are many URIs of few hosts; building only */
 	GMimeParserOptions *opts;     /* for fields parsed again; during the walk only */
 	struct mime_files *files;     /* files encoded in text parts, on first use */
 };
@@ -113,6 +116,7 @@ static void incomplete(struct mime_store *st, const char *why)
 		st->pub.incomplete = why;
 }
 
+#define URI_KEYS_MAX 4096
 static const psl_ctx_t *uri_psl;      /* libpsl's builtin list: static, read-only */
 /* U+3002, U+FF0E, U+FF61, U+FE52, U+2024 in UTF-8 */
 static const char uri_dots[][4] = { "\xe3\x80\x82", "\xef\xbc\x8e", "\xef\xbd\xa1", "\xef\xb9\x92",
@@ -128,7 +132,7 @@ static void uri_psl_setup(void)
  * whether a URI opens a domain not seen yet.  Read roughly as a browser
  * reads it (any "scheme:" and slashes or backslashes, userinfo, port);
  * a key only, never looked up.  "" when there is no host. */
-static void uri_domain_key(const char *u, char *out, size_t outsz)
+static void uri_domain_key(struct mime_store *st, const char *u, char *out, size_t outsz)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	char host[256];
@@ -189,6 +193,10 @@ static void uri_domain_key(const char *u, char *out, size_t outsz)
 	host[n] = '\0';
 	if (n == 0)
 		return;
+	if ((reg = g_hash_table_lookup(st->uri_keys, host)) != NULL) {
+		g_strlcpy(out, reg, outsz);
+		return;
+	}
 	pthread_once(&once, uri_psl_setup);
 	reg = uri_psl != NULL && g_utf8_validate(host, -1, NULL) ? psl_registrable_domain(uri_psl, host) : NULL;
 	if (reg == NULL) {
@@ -199,6 +207,8 @@ static void uri_domain_key(const char *u, char *out, size_t outsz)
 				break;
 	}
 	g_strlcpy(out, reg, outsz);
+	if (g_hash_table_size(st->uri_keys) < URI_KEYS_MAX)
+		g_hash_table_insert(st->uri_keys, g_strdup(host), g_strdup(out));
 }
 
 /* uri_add - keep one URI (trimmed copy), unless seen or over the caps;
@@ -242,7 +252,7 @@ static void uri_add(struct mime_store *st, const char *u, size_t n, enum mime_ur
 		return;
 	}
 	budget = &st->uri_budget[kind == MIME_URI_ANCHOR || kind == MIME_URI_FORM ? 0 : 1];
-	uri_domain_key(s, key, sizeof(key));
+	uri_domain_key(st, s, key, sizeof(key));
 	new_domain = g_hash_table_lookup(st->uri_doms, key) == NULL;
 	if (*budget >= MIME_MAX_URIS || (!new_domain && *budget >= MIME_MAX_URIS - MIME_URI_NEW_DOMAIN)) {
 		st->pub.uris_truncated = 1;
@@ -1518,6 +1528,7 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 
 	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
 	st->uri_doms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	st->uri_keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	if (cut < len) {
 		st->pub.parse_error = 1;
 		incomplete(st, why);
@@ -1537,6 +1548,8 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 	st->uri_seen = NULL;
 	g_hash_table_destroy(st->uri_doms);
 	st->uri_doms = NULL;
+	g_hash_table_destroy(st->uri_keys);
+	st->uri_keys = NULL;
 	return &st->pub;
 }
 
