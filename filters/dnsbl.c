@@ -33,20 +33,25 @@
  */
 #include <arpa/inet.h>
 #include <glib.h>
+#include <idn2.h>
 #include <stdint.h>
 #include <libpsl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
 
+#include "filters/addrlist.h"
 #include "filters/builtin.h"
 #include "filters/dns.h"
 #include "filters/filter_api.h"
 #include "filters/ipnet.h"
 #include "filters/mime.h"
+#include "proxy/episode.h"
 #include "proxy/sbuf.h"
+#include "proxy/utf8.h"
 #include "rules/dnsbl_code.h"
 #include "rules/rules.h"
 
@@ -66,11 +71,29 @@ struct code {
 
 enum { LOOK_IP = 1, LOOK_URI = 2, LOOK_SENDER = 4 };
 
+/* How often a list's trouble that lasts is told again: a blocked
+ * resolver (Spamhaus 127.255.255.254) refuses every message's lookups,
+ * and one warning per message and list was 86,400 identical lines a day
+ * at one message a second. */
+#define DNSBL_TROUBLE_LOG_MS (3600 * 1000LL)
+
+/* what one list's lookups came to lately, told in the log when it
+ * starts, every DNSBL_TROUBLE_LOG_MS while it lasts and when it ends
+ * (episode.h); the messages' DNSBL_BLOCKED / DNSBL_TIMEOUT symbols are
+ * each message's.  Shared by the scanner threads: under lock. */
+struct list_trouble {
+	pthread_mutex_t lock;
+	struct episode refused;        /* its count: messages refused */
+	struct episode unanswered;     /* its count: messages with names unanswered */
+};
+
 struct dnslist {
 	char   zone[256];
 	unsigned what;                 /* LOOK_* */
 	struct code codes[MAX_CODES];
 	size_t ncodes;
+	int    uri_ips;                /* "uri_ips=yes": IPv4-literal URI hosts asked, reversed */
+	struct list_trouble *trouble;  /* owned */
 };
 
 struct dnsbl {
@@ -162,6 +185,13 @@ static int parse_list(const char *line, struct dnslist *l, char *err, size_t err
 				    l->zone, w);
 				return -1;
 			}
+		} else if (strncmp(w, "uri_ips=", 8) == 0) {
+			if (strcmp(w + 8, "yes") != 0 && strcmp(w + 8, "no") != 0) {
+				snprintf(err, errlen, "dnsbl_list %s: \"%s\": uri_ips=yes or uri_ips=no", l->zone, w);
+				return -1;
+			}
+			l->uri_ips = strcmp(w + 8, "yes") == 0;
+			n--;             /* not a code: the codes are still required */
 		} else {
 			if (l->ncodes == MAX_CODES) {
 				snprintf(err, errlen, "dnsbl_list %s: more than %d codes", l->zone, MAX_CODES);
@@ -173,6 +203,10 @@ static int parse_list(const char *line, struct dnslist *l, char *err, size_t err
 			}
 			l->ncodes++;
 		}
+	}
+	if (l->uri_ips && !(l->what & LOOK_URI)) {
+		snprintf(err, errlen, "dnsbl_list %s: uri_ips=yes needs a uri or domain list", l->zone);
+		return -1;
 	}
 	if (n < 3) {
 		snprintf(err, errlen, "dnsbl_list \"%s\": ZONE ip|uri|sender|domain CODE=SYMBOL:SCORE... expected",
@@ -188,6 +222,11 @@ static void dnsbl_fini(void *instance)
 
 	if (b == NULL)
 		return;
+	for (size_t i = 0; i < b->nlists; i++)
+		if (b->lists[i].trouble != NULL) {
+			pthread_mutex_destroy(&b->lists[i].trouble->lock);
+			free(b->lists[i].trouble);
+		}
 	free(b->lists);
 	free(b);
 }
@@ -208,11 +247,17 @@ static int dnsbl_setup(void **instance, const struct scan_env *env, char *err, s
 	if (b->psl == NULL)
 		b->psl = psl_latest(NULL);
 	b->lists = xcalloc(cfg->ndnsbl_lists ? cfg->ndnsbl_lists : 1, sizeof(*b->lists));
-	for (unsigned i = 0; i < cfg->ndnsbl_lists; i++)
-		if (parse_list(cfg->dnsbl_lists[i], &b->lists[b->nlists++], err, errlen) < 0) {
+	for (unsigned i = 0; i < cfg->ndnsbl_lists; i++) {
+		struct dnslist *l = &b->lists[b->nlists++];
+
+		if (parse_list(cfg->dnsbl_lists[i], l, err, errlen) < 0) {
 			dnsbl_fini(b);
 			return -1;
 		}
+		l->trouble = xcalloc(1, sizeof(*l->trouble));
+		pthread_mutex_init(&l->trouble->lock, NULL);
+		l->trouble->refused.every_ms = l->trouble->unanswered.every_ms = DNSBL_TROUBLE_LOG_MS;
+	}
 	*instance = b;
 	return 0;
 }
@@ -305,23 +350,75 @@ blocked:
 	return 0;
 }
 
-/* tally_report - the one log line and symbol of list l's failures for
- * this message */
+/* trouble_step - this message's part in one kind of a list's trouble
+ * (had: it had some): which line is due (-1: its end), with the
+ * messages not told and the seconds since the line before */
+static int trouble_step(struct list_trouble *lt, struct episode *ep, int had, unsigned long *msgs,
+                        long long *secs)
+{
+	int line;
+
+	pthread_mutex_lock(&lt->lock);
+	if (had) {
+		line = episode_step(ep, episode_now_ms(), msgs, secs);
+		if (line == EPISODE_QUIET)
+			ep->count++;     /* a message not told: the next line says how many */
+	} else
+		/* an end is told when messages went untold: a name that timed
+		 * out once is one line, as before, not a start and an end */
+		line = episode_end(ep, episode_now_ms(), msgs, secs) && *msgs > 0 ? -1 : EPISODE_QUIET;
+	pthread_mutex_unlock(&lt->lock);
+	return line;
+}
+
+/* tally_report - list l's failures for this message: a DNSBL_BLOCKED /
+ * DNSBL_TIMEOUT symbol each message (the audit log's), a log line when
+ * the list's trouble starts, every DNSBL_TROUBLE_LOG_MS while it lasts
+ * (with the messages since) and when it ends; not one per message */
 static void tally_report(struct mw_ctx *ctx, const struct dnslist *l, const struct tally *t)
 {
-	if (t->refused > 0) {
+	unsigned long msgs = 0;
+	long long secs = 0;
+
+	switch (trouble_step(l->trouble, &l->trouble->refused, t->refused > 0, &msgs, &secs)) {
+	case EPISODE_STARTS:
 		mw_log(ctx, LOG_WARNING, "%s answered %u of %u lookups with a refusal (first %s): "
-		    "query refused or resolver blocked, not a listing", l->zone, t->refused, t->asked,
-		    t->refused_first);
+		    "query refused or resolver blocked, not a listing (told again hourly while it lasts)",
+		    l->zone, t->refused, t->asked, t->refused_first);
+		break;
+	case EPISODE_LASTS:
+		mw_log(ctx, LOG_WARNING, "%s still refuses: %lu more messages with refusals in %llds, now %u of %u "
+		    "lookups (first %s): query refused or resolver blocked, not a listing", l->zone, msgs,
+		    secs, t->refused, t->asked, t->refused_first);
+		break;
+	case -1:
+		mw_log(ctx, LOG_NOTICE, "%s answers without refusal again (%lu more messages refused in "
+		    "the %llds before)", l->zone, msgs, secs);
+		break;
+	}
+	if (t->refused > 0)
 		mw_symbol(ctx, "DNSBL_BLOCKED", 0, "%s refused %u queries (first %s)", l->zone, t->refused,
 		    t->refused_first);
+	switch (trouble_step(l->trouble, &l->trouble->unanswered, t->timeouts + t->failures > 0, &msgs,
+	    &secs)) {
+	case EPISODE_STARTS:
+		mw_log(ctx, LOG_WARNING, "%s: %u of %u lookups unanswered (timeout %u, server failure %u; "
+		    "first %s) (told again hourly while it lasts)", l->zone, t->timeouts + t->failures,
+		    t->asked, t->timeouts, t->failures, t->failed_first);
+		break;
+	case EPISODE_LASTS:
+		mw_log(ctx, LOG_WARNING, "%s: still unanswered: %lu more messages with names unanswered in %llds, "
+		    "now %u of %u lookups (timeout %u, server failure %u; first %s)", l->zone, msgs, secs,
+		    t->timeouts + t->failures, t->asked, t->timeouts, t->failures, t->failed_first);
+		break;
+	case -1:
+		mw_log(ctx, LOG_NOTICE, "%s: every lookup answered again (%lu more messages with names "
+		    "unanswered in the %llds before)", l->zone, msgs, secs);
+		break;
 	}
-	if (t->timeouts + t->failures > 0) {
-		mw_log(ctx, LOG_WARNING, "%s: %u of %u lookups unanswered (timeout %u, server failure %u; first %s)",
-		    l->zone, t->timeouts + t->failures, t->asked, t->timeouts, t->failures, t->failed_first);
+	if (t->timeouts + t->failures > 0)
 		mw_symbol(ctx, "DNSBL_TIMEOUT", 0, "%s did not answer %u of %u lookups", l->zone,
 		    t->timeouts + t->failures, t->asked);
-	}
 }
 
 /* list_name - "prefix.zone" into name; 0 if it is too long to look up */
@@ -455,6 +552,8 @@ struct uri_cands {
 	struct uri_cand *v;
 	size_t n, cap;
 	GHashTable *idx;                    /* domain -> index + 1 */
+	char  **ips;                        /* IPv4-literal hosts reversed, message order */
+	size_t  nips, maxips;               /* ips[] holds maxips + 1 pointers */
 };
 
 static void cand_add(const struct dnsbl *b, struct uri_cands *c, const char *host, unsigned cls)
@@ -462,8 +561,21 @@ static void cand_add(const struct dnsbl *b, struct uri_cands *c, const char *hos
 	char reg[256];
 	gpointer at;
 
-	if (reg_domain(b, host, reg, sizeof(reg)) != 0)
+	if (reg_domain(b, host, reg, sizeof(reg)) != 0) {
+		/* an IPv4 literal (the canonical forms give "3405803781" as
+		 * 203.0.113.5): kept reversed for the lists that ask them,
+		 * as SURBL's multi lists them; private ones are not asked */
+		struct ipnet ip;
+
+		if (c->nips < c->maxips && ipnet_parse(host, &ip) == 0 && ip.family == 4 &&
+		    reversed(host, reg, sizeof(reg)) == 0) {
+			for (size_t i = 0; i < c->nips; i++)
+				if (strcmp(c->ips[i], reg) == 0)
+					return;
+			c->ips[c->nips++] = xstrdup(reg);
+		}
 		return;
+	}
 	if ((at = g_hash_table_lookup(c->idx, reg)) != NULL) {
 		struct uri_cand *e = &c->v[GPOINTER_TO_SIZE(at) - 1];
 
@@ -507,10 +619,13 @@ static void uri_domains(const struct dnsbl *b, struct uri_cands *c, const char *
 }
 
 /* uri_pick - up to max of the message's URI domains into set (owned
- * strings, in message order); returns how many */
-static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max)
+ * strings, in message order); returns how many.  Up to max IPv4-literal
+ * URI hosts, reversed, into ips (owned), *nips of them. */
+static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **set, size_t max,
+                       char **ips, size_t *nips)
 {
-	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal) };
+	struct uri_cands c = { .idx = g_hash_table_new(g_str_hash, g_str_equal), .ips = ips,
+	                       .maxips = max };
 	const char **dom;
 	unsigned *cls;
 	unsigned char *picked;
@@ -538,10 +653,45 @@ static size_t uri_pick(const struct dnsbl *b, const struct mime_msg *m, char **s
 	free(picked);
 	g_free(c.v);
 	g_hash_table_destroy(c.idx);
+	*nips = c.nips;
 	return n;
 }
 
-static void sender_domain(const char *addr, const struct dnsbl *b, char **set, size_t *n, size_t max)
+/* The sender domains: of the envelope sender, and of every mailbox of
+ * every From field, parsed as DMARC parses them (addrlist.c: comments,
+ * quoted strings, groups, several mailboxes).  The text after the last
+ * '@' of the raw field was read: "boss@listed.example (write to sales@)"
+ * gave "" and the listed author was never asked, nor the first of two
+ * authors.  The raw field's last '@' is still asked too (a mailbox
+ * addrlist calls invalid, "a@listed.example@x", is still shown by some
+ * reader), all of it bounded by dnsbl_max_domains. */
+#define FROM_FIELDS_MAX   4             /* From fields read */
+#define FROM_MAILBOXES_MAX 16           /* mailboxes of one From field */
+
+/* sender_host - one sender domain (UTF-8 of SMTPUTF8 / RFC 6532, or
+ * ASCII) into the set, in A-labels as the lists hold it and as the URI
+ * path asks (rules/uri.c: libidn2, UTS 46 non-transitional, else
+ * transitional): "m\xc3\xa4lware.example" is xn--mlware-cua.example; its
+ * bytes outside [a-z0-9._-] made reg_domain drop it unasked. */
+static void sender_host(const char *host, const struct dnsbl *b, char **set, size_t *n, size_t max)
+{
+	char *a = NULL;
+
+	if (host[0] == '\0')
+		return;
+	if (!utf8_has_8bit(host, strlen(host))) {
+		add_domain(b, host, set, n, max);
+		return;
+	}
+	if ((idn2_to_ascii_8z(host, &a, IDN2_NONTRANSITIONAL) == IDN2_OK ||
+	     idn2_to_ascii_8z(host, &a, IDN2_TRANSITIONAL) == IDN2_OK) && a != NULL)
+		add_domain(b, a, set, n, max);
+	idn2_free(a);
+}
+
+/* sender_last_at - the domain after the last '@' of addr, up to a
+ * delimiter (an envelope address; a From field's fallback) */
+static void sender_last_at(const char *addr, const struct dnsbl *b, char **set, size_t *n, size_t max)
 {
 	const char *at = strrchr(addr, '@');
 	char host[256];
@@ -549,9 +699,28 @@ static void sender_domain(const char *addr, const struct dnsbl *b, char **set, s
 
 	if (at == NULL)
 		return;
-	len = strcspn(at + 1, "> \t;,");
+	len = strcspn(at + 1, "> \t;,()\"");
+	if (len >= sizeof(host))
+		return;
 	snprintf(host, sizeof(host), "%.*s", (int)len, at + 1);
-	add_domain(b, host, set, n, max);
+	sender_host(host, b, set, n, max);
+}
+
+/* from_domains - the domain of every mailbox of the message's From
+ * fields into the set */
+static void from_domains(struct mw_ctx *ctx, const struct dnsbl *b, char **set, size_t *n, size_t max)
+{
+	char (*doms)[ADDR_DOMAIN_MAX + 1] = xcalloc(FROM_MAILBOXES_MAX, sizeof(*doms));
+	const char *v;
+
+	for (size_t f = 0; f < FROM_FIELDS_MAX && (v = mw_header(ctx, "From", f)) != NULL; f++) {
+		size_t k = addrlist_domains(v, doms, FROM_MAILBOXES_MAX);
+
+		for (size_t i = 0; i < k && i < FROM_MAILBOXES_MAX; i++)
+			sender_host(doms[i], b, set, n, max);
+		sender_last_at(v, b, set, n, max);
+	}
+	free(doms);
 }
 
 static void dnsbl_eom(struct mw_ctx *ctx)
@@ -559,7 +728,8 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 	struct dnsbl *b = mw_instance(ctx);
 	size_t max = b->cfg->dnsbl_max_domains < MAX_DOMAINS_CAP ? b->cfg->dnsbl_max_domains : MAX_DOMAINS_CAP;
 	char **uri_dom = xcalloc(max + 1, sizeof(char *)), **snd_dom = xcalloc(max + 1, sizeof(char *));
-	size_t nuri = 0, nsnd = 0, i, k;
+	char **uri_ip = xcalloc(max + 1, sizeof(char *));
+	size_t nuri = 0, nsnd = 0, nip = 0, i, k;
 	char rev[128];
 	int want_uri = 0, want_snd = 0, have_rev;
 
@@ -570,14 +740,11 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 	if (want_uri) {
 		const struct mime_msg *m = mime_get(ctx);
 
-		nuri = uri_pick(b, m, uri_dom, max);
+		nuri = uri_pick(b, m, uri_dom, max, uri_ip, &nip);
 	}
 	if (want_snd) {
-		const char *from = mw_header(ctx, "From", 0);
-
-		sender_domain(mw_mail_from(ctx), b, snd_dom, &nsnd, max);
-		if (from != NULL)
-			sender_domain(from, b, snd_dom, &nsnd, max);
+		sender_last_at(mw_mail_from(ctx), b, snd_dom, &nsnd, max);
+		from_domains(ctx, b, snd_dom, &nsnd, max);
 	}
 	have_rev = reversed(mw_client_ip(ctx), rev, sizeof(rev)) == 0;
 	/* every name out at once, then the answers read in order: the lists
@@ -590,6 +757,8 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 			prefetch(b, l, rev);
 		for (k = 0; (l->what & LOOK_URI) && k < nuri; k++)
 			prefetch(b, l, uri_dom[k]);
+		for (k = 0; l->uri_ips && k < nip; k++)
+			prefetch(b, l, uri_ip[k]);
 		for (k = 0; (l->what & LOOK_SENDER) && k < nsnd; k++)
 			prefetch(b, l, snd_dom[k]);
 	}
@@ -602,6 +771,9 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 		if (l->what & LOOK_URI)
 			for (k = 0; k < nuri; k++)
 				lookup(ctx, b, l, uri_dom[k], "uri domain", uri_dom[k], &t);
+		if (l->uri_ips)
+			for (k = 0; k < nip; k++)
+				lookup(ctx, b, l, uri_ip[k], "uri address (reversed)", uri_ip[k], &t);
 		if (l->what & LOOK_SENDER)
 			for (k = 0; k < nsnd; k++)
 				lookup(ctx, b, l, snd_dom[k], "sender domain", snd_dom[k], &t);
@@ -611,6 +783,9 @@ static void dnsbl_eom(struct mw_ctx *ctx)
 		free(uri_dom[i]);
 	for (i = 0; i < nsnd; i++)
 		free(snd_dom[i]);
+	for (i = 0; i < nip; i++)
+		free(uri_ip[i]);
+	free(uri_ip);
 	free(uri_dom);
 	free(snd_dom);
 }

@@ -29,6 +29,7 @@
 #include <syslog.h>
 
 #include <gmime/gmime.h>
+#include <libpsl.h>
 
 #include "filters/filter_api.h"
 #include "filters/mime.h"
@@ -46,6 +47,12 @@ struct mime_store {
 	size_t      converted;        /* bytes of text converted to UTF-8 kept so far
 	                               * (the copies that differ from raw) */
 	GHashTable *uri_seen;         /* dedup while building; NULL afterwards */
+	GHashTable *uri_doms;         /* registrable domain (owned) -> URIs of it kept;
+	                               * while building, NULL afterwards */
+	size_t      uri_budget[2];    /* URIs kept: [0] links (anchor, form), [1] the rest */
+	GHashTable *uri_keys;         /* host -> its uri_domain_key (both owned), at most
+	                               * URI_KEYS_MAX: libpsl costs 0.4 us a URI, and
+	                               * decoys are many URIs of few hosts; building only */
 	GMimeParserOptions *opts;     /* for fields parsed again; during the walk only */
 	struct mime_files *files;     /* files encoded in text parts, on first use */
 };
@@ -110,12 +117,119 @@ static void incomplete(struct mime_store *st, const char *why)
 		st->pub.incomplete = why;
 }
 
+#define URI_KEYS_MAX 4096
+static const psl_ctx_t *uri_psl;      /* libpsl's builtin list: static, read-only */
+/* U+3002, U+FF0E, U+FF61, U+FE52, U+2024 in UTF-8 */
+static const char uri_dots[][4] = { "\xe3\x80\x82", "\xef\xbc\x8e", "\xef\xbd\xa1", "\xef\xb9\x92",
+                                    "\xe2\x80\xa4" };
+
+static void uri_psl_setup(void)
+{
+	uri_psl = psl_builtin();
+}
+
+/* uri_domain_key - the registrable domain of u's host (libpsl; else its
+ * last two labels), lower case, %XX decoded, into out: what decides
+ * whether a URI opens a domain not seen yet.  Read roughly as a browser
+ * reads it (any "scheme:" and slashes or backslashes, userinfo, port);
+ * a key only, never looked up.  "" when there is no host. */
+static void uri_domain_key(struct mime_store *st, const char *u, char *out, size_t outsz)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	char host[256];
+	const char *p = u, *end, *at, *reg;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (g_ascii_strncasecmp(p, "mailto:", 7) == 0) {
+		p += 7;
+		end = p + strcspn(p, "?#");
+		at = NULL;
+		for (const char *q = p; q < end; q++)
+			if (*q == '@')
+				at = q;
+		if (at == NULL)
+			return;
+		p = at + 1;
+	} else {
+		const char *colon = strchr(p, ':');
+
+		if (colon != NULL && colon - p < 16 && strspn(p, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") == (size_t)(colon - p))
+			p = colon + 1;
+		p += strspn(p, "/\\");
+		end = p + strcspn(p, "/\\?#");
+		for (const char *q = p; q < end; q++)
+			if (*q == '@')
+				p = q + 1;
+	}
+	end = p + strcspn(p, "/\\?#:>");
+	for (; p < end && n + 1 < sizeof(host); p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '%' && end - p >= 3 && g_ascii_isxdigit(p[1]) && g_ascii_isxdigit(p[2])) {
+			c = (unsigned char)(g_ascii_xdigit_value(p[1]) * 16 + g_ascii_xdigit_value(p[2]));
+			p += 2;
+		} else if (c >= 0xe2 && end - p >= 3)
+			/* the Unicode dots a browser reads as "." (rules/uri.c) */
+			for (size_t d = 0; d < sizeof(uri_dots) / sizeof(uri_dots[0]); d++)
+				if (memcmp(p, uri_dots[d], 3) == 0) {
+					c = '.';
+					p += 2;
+					break;
+				}
+		if (c < ' ' || c == 0x7f)
+			continue;        /* line breaks and controls: dropped, as browsers do */
+		host[n++] = (char)g_ascii_tolower((gchar)c);
+	}
+	host[n] = '\0';
+	/* what %XX decodes to counts as written: userinfo ends at the last
+	 * '@', a delimiter ends the host (otherwise each "%40<n>" or "%2F<n>"
+	 * would make one more domain) */
+	if ((at = strrchr(host, '@')) != NULL)
+		memmove(host, at + 1, strlen(at + 1) + 1);
+	n = strcspn(host, "/\\?#: ");
+	while (n > 0 && host[n - 1] == '.')
+		n--;
+	host[n] = '\0';
+	if (n == 0)
+		return;
+	if ((reg = g_hash_table_lookup(st->uri_keys, host)) != NULL) {
+		g_strlcpy(out, reg, outsz);
+		return;
+	}
+	pthread_once(&once, uri_psl_setup);
+	reg = uri_psl != NULL && g_utf8_validate(host, -1, NULL) ? psl_registrable_domain(uri_psl, host) : NULL;
+	if (reg == NULL) {
+		/* no public suffix known: the last two labels */
+		reg = host + n;
+		for (int dots = 0; reg > host; reg--)
+			if (reg[-1] == '.' && ++dots == 2)
+				break;
+	}
+	g_strlcpy(out, reg, outsz);
+	if (g_hash_table_size(st->uri_keys) < URI_KEYS_MAX)
+		g_hash_table_insert(st->uri_keys, g_strdup(host), g_strdup(out));
+}
+
 /* uri_add - keep one URI (trimmed copy), unless seen or over the caps;
- * one seen again keeps the most link-like kind it appeared as */
+ * one seen again keeps the most link-like kind it appeared as.
+ *
+ * The caps must not let decoys crowd a link out: 1000 URIs of one clean
+ * domain in a text part (or 1000 one-pixel images) before the <a href>
+ * used to fill MIME_MAX_URIS in message order, and the link was in no URI
+ * list (dnsbl, the rules' uridnsbl, uri rules).  So links (anchors, form
+ * actions) have a budget of their own that images, other markup and text
+ * never use, and the last MIME_URI_NEW_DOMAIN of each budget takes only
+ * URIs of a registrable domain not seen before in the message: to crowd a
+ * link out takes that many distinct domains of links, more than the lists
+ * are asked about anyway (dnsbl_max_domains, chosen by the message). */
 static void uri_add(struct mime_store *st, const char *u, size_t n, enum mime_uri_kind kind)
 {
-	char *s;
+	char *s, key[256];
 	gpointer at;
+	size_t *budget;
+	int new_domain;
 
 	while (n > 0 && (unsigned char)u[0] <= ' ') {
 		u++;
@@ -134,15 +248,22 @@ static void uri_add(struct mime_store *st, const char *u, size_t n, enum mime_ur
 		g_free(s);
 		return;
 	}
-	if (st->pub.nuris >= MIME_MAX_URIS) {
-		st->pub.uris_truncated = 1;
-		g_free(s);
-		return;
-	}
 	if (memchr(s, '\0', n) != NULL || !g_utf8_validate(s, -1, NULL)) {
 		g_free(s);
 		return;
 	}
+	budget = &st->uri_budget[kind == MIME_URI_ANCHOR || kind == MIME_URI_FORM ? 0 : 1];
+	uri_domain_key(st, s, key, sizeof(key));
+	new_domain = g_hash_table_lookup(st->uri_doms, key) == NULL;
+	if (*budget >= MIME_MAX_URIS || (!new_domain && *budget >= MIME_MAX_URIS - MIME_URI_NEW_DOMAIN)) {
+		st->pub.uris_truncated = 1;
+		st->pub.uris_dropped++;
+		g_free(s);
+		return;
+	}
+	if (new_domain)
+		g_hash_table_insert(st->uri_doms, g_strdup(key), GSIZE_TO_POINTER(1));
+	(*budget)++;
 	if (st->pub.nuris == st->cap_uris) {
 		size_t c = st->cap_uris ? st->cap_uris * 2 : 16;
 
@@ -1459,6 +1580,8 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 	GMimeMessage *m;
 
 	st->uri_seen = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by uris[] */
+	st->uri_doms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	st->uri_keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	if (cut < len) {
 		st->pub.parse_error = 1;
 		incomplete(st, why);
@@ -1476,6 +1599,10 @@ struct mime_msg *mime_parse(const unsigned char *msg, size_t len)
 	}
 	g_hash_table_destroy(st->uri_seen);
 	st->uri_seen = NULL;
+	g_hash_table_destroy(st->uri_doms);
+	st->uri_doms = NULL;
+	g_hash_table_destroy(st->uri_keys);
+	st->uri_keys = NULL;
 	return &st->pub;
 }
 
@@ -1491,6 +1618,9 @@ const struct mime_msg *mime_get(struct mw_ctx *ctx)
 		if (m->incomplete != NULL)
 			mw_log(ctx, LOG_NOTICE, "MIME structure not walked whole (%s): parts left unchecked",
 			    m->incomplete);
+		if (m->uris_truncated)
+			mw_log(ctx, LOG_NOTICE, "URI limit reached: %zu URIs kept, %zu more not in the URI "
+			    "lists (dnsbl, uri rules)", m->nuris, m->uris_dropped);
 	}
 	return ms->mime;
 }

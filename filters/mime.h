@@ -24,7 +24,12 @@ struct mw_ctx;
  * (none of it, or what was left) makes the parse incomplete */
 #define MIME_TEXT_RESERVE (8u << 20)
 #define MIME_TEXT_PREFIX  (64u << 10)
-#define MIME_MAX_URIS     1000          /* distinct URIs kept */
+/* distinct URIs kept: MIME_MAX_URIS links (<a>/<area> href, form
+ * action) and MIME_MAX_URIS of the rest (images, other markup, text), the
+ * last MIME_URI_NEW_DOMAIN of each only of registrable domains not seen
+ * before in the message (mime.c uri_add: decoys must not crowd links out) */
+#define MIME_MAX_URIS     1000
+#define MIME_URI_NEW_DOMAIN 100
 #define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
 /* What GMime is handed at most: it builds every part and header field of
  * what it parses before a limit above applies, at about 1 KB per field or
@@ -133,7 +138,8 @@ struct mime_msg {
 	int               parse_error;/* the MIME structure was broken somewhere
 	                               * (or a MIME_MAX_* limit was reached) */
 	int               parts_truncated; /* more than MIME_MAX_PARTS leaves */
-	int               uris_truncated;  /* more than MIME_MAX_URIS URIs */
+	int               uris_truncated;  /* a URI cap was reached (not parse_error) */
+	size_t            uris_dropped;    /* distinct URIs the caps left out */
 	/* not all of the message was walked, or a part's content was cut
 	 * at MIME_MAX_DECODED: a filter looking for something (a banned
 	 * attachment) did not see all of it; why, or NULL */

@@ -706,7 +706,7 @@ static void accept_worked(struct accept_pause *ap)
 
 int scanner_main(struct config *cfg, int listen_fd)
 {
-	struct accept_pause pause = { 0, { 0, 0 } };
+	struct accept_pause pause = { 0, { 0, 0, 0 } };
 	struct scanner s;
 	struct pollfd *pfd = NULL;
 	size_t i, np, polled;

@@ -15,7 +15,7 @@ enum episode_line episode_step(struct episode *ep, long long now_ms, unsigned lo
 		ep->line_ms = now_ms;
 		return EPISODE_STARTS;
 	}
-	if (now_ms - ep->line_ms < EPISODE_LOG_MS)
+	if (now_ms - ep->line_ms < (ep->every_ms > 0 ? ep->every_ms : EPISODE_LOG_MS))
 		return EPISODE_QUIET;
 	*count = ep->count;
 	*secs = (now_ms - ep->line_ms) / 1000;

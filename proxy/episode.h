@@ -16,6 +16,7 @@
 struct episode {
 	long long line_ms;     /* its last line (0: none going) */
 	unsigned long count;   /* counted by the caller since that line */
+	long long every_ms;    /* between "goes on" lines; 0: EPISODE_LOG_MS */
 };
 
 enum episode_line {

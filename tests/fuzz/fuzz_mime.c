@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t i, n;
 	char *r;
 
-	if (m->nparts > MIME_MAX_PARTS || m->nuris > MIME_MAX_URIS)
+	if (m->nparts > MIME_MAX_PARTS || m->nuris > 2 * MIME_MAX_URIS)
 		abort();
 	for (i = 0; i < m->nparts; i++) {
 		const struct mime_part *p = &m->parts[i];

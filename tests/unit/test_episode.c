@@ -13,7 +13,7 @@
 
 static void test_start_lasts_end(void **state)
 {
-	struct episode ep = { 0, 0 };
+	struct episode ep = { 0, 0, 0 };
 	unsigned long n = 99;
 	long long secs = 99;
 	(void)state;
@@ -44,6 +44,22 @@ static void test_start_lasts_end(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* every_ms: a condition told again less often than EPISODE_LOG_MS (the
+ * dnsbl filter's blocked list: hourly) */
+static void test_every_ms(void **state)
+{
+	struct episode ep = { 0, 0, 3600 * 1000LL };
+	unsigned long n = 0;
+	long long secs = 0;
+	(void)state;
+
+	assert_int_equal(episode_step(&ep, 1000, &n, &secs), EPISODE_STARTS);
+	assert_int_equal(episode_step(&ep, 1000 + EPISODE_LOG_MS, &n, &secs), EPISODE_QUIET);
+	assert_int_equal(episode_step(&ep, 1000 + 3600 * 1000LL - 1, &n, &secs), EPISODE_QUIET);
+	assert_int_equal(episode_step(&ep, 1000 + 3600 * 1000LL, &n, &secs), EPISODE_LASTS);
+	assert_int_equal(secs, 3600);
+}
+
 static void test_clock_never_zero(void **state)
 {
 	(void)state;
@@ -56,6 +72,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_lasts_end),
+		cmocka_unit_test(test_every_ms),
 		cmocka_unit_test(test_clock_never_zero),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

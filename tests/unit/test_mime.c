@@ -446,6 +446,70 @@ static void test_uri_kinds(void **state)
 	mime_free(m);
 }
 
+/* uri_decoys - an HTML message: n decoys (fmt: one %d) then what */
+static struct mime_msg *uri_decoys(const char *fmt, int n, const char *what)
+{
+	GString *g = g_string_new("From: a@example.org\r\nTo: b@example.org\r\nSubject: d\r\n"
+	    "MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<html><body>");
+	struct mime_msg *m;
+
+	for (int i = 0; i < n; i++) {
+		char num[16];
+		const char *at = strstr(fmt, "%d");
+
+		/* fmt is one of ours; %d spelled out so the format stays literal */
+		snprintf(num, sizeof(num), "%d", i);
+		g_string_append_len(g, fmt, at - fmt);
+		g_string_append(g, num);
+		g_string_append(g, at + 2);
+	}
+	g_string_append_printf(g, "%s</body></html>\r\n", what);
+	m = mime_parse((const unsigned char *)g->str, g->len);
+	g_string_free(g, TRUE);
+	return m;
+}
+
+/* the URI caps let no decoys crowd a link out: 1000 text URIs or images
+ * of one clean domain before it took all MIME_MAX_URIS (the link was in
+ * no URI list); links of one domain leave room for links of new domains */
+static void test_uri_decoys_keep_links(void **state)
+{
+	static const char *const decoys[] = {
+		"http://news.clean.example/a/%d ",                          /* text */
+		"<img src=\"http://cdn.clean.example/%d.gif\" width=1>",     /* images */
+		"<img src=\"http://img%d.clean.example/p.gif\">",            /* one domain, many hosts */
+		"<a href=\"http://www.clean.example/%d\">x</a>",              /* links of one domain */
+		"<a href=\"http://WWW.CLEAN.EXAMPLE%2F%d\">x</a>",           /* ... written otherwise */
+		"<a href=\"http://u%d%40www.clean.example/\">x</a>",
+		"<a href=\"http://x%d\xe3\x80\x82" "clean.example/\">x</a>",   /* U+3002 for the dot */
+		"<a href=\"http://www.clean.exa\nmple/%d\">x</a>",
+	};
+	struct mime_msg *m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(decoys) / sizeof(decoys[0]); i++) {
+		m = uri_decoys(decoys[i], 3000, "<a href=\"http://spammer.example/buy\">buy</a>");
+		if (kind_of(m, "http://spammer.example/buy") != MIME_URI_ANCHOR)
+			fail_msg("decoys %s: the link after them was dropped", decoys[i]);
+		assert_true(m->uris_truncated);
+		assert_true(m->uris_dropped > 0);
+		assert_false(m->parse_error);
+		assert_true(m->nuris <= 2 * MIME_MAX_URIS);
+		mime_free(m);
+	}
+	/* under the caps nothing is dropped nor said */
+	m = uri_decoys("<img src=\"http://cdn.clean.example/%d.gif\">", 800,
+	    "<a href=\"http://spammer.example/buy\">buy</a>");
+	assert_int_equal(m->nuris, 801);
+	assert_false(m->uris_truncated);
+	mime_free(m);
+	/* an image of a new domain still finds room past one domain's 900 */
+	m = uri_decoys("<img src=\"http://cdn.clean.example/%d.gif\">", 3000,
+	    "<img src=\"http://tracker.example/t.gif\">");
+	assert_int_equal(kind_of(m, "http://tracker.example/t.gif"), MIME_URI_IMAGE);
+	mime_free(m);
+}
+
 static void test_render_cases(void **state)
 {
 	static const struct {
@@ -1042,6 +1106,7 @@ int main(void)
 		cmocka_unit_test(test_html_rendered),
 		cmocka_unit_test(test_uris),
 		cmocka_unit_test(test_uri_kinds),
+		cmocka_unit_test(test_uri_decoys_keep_links),
 		cmocka_unit_test(test_render_cases),
 		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_broken),
