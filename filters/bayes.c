@@ -290,31 +290,45 @@ static int learned_after_all(struct store *st, const char *key, char now)
  * the mark gone and a ham example left, or the reverse), or be rewritten
  * after a forget on a message learned before examples were kept. */
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
-                unsigned example_ttl)
+                unsigned example_ttl, int lists)
 {
-	return bayes_learn_tokens(st, ctx, NULL, cls, seen_ttl, example, example_ttl);
+	return bayes_learn_tokens(st, ctx, NULL, cls, seen_ttl, example, example_ttl, lists);
 }
 
 /* note_list - a message learned for the first time, from a mailing list:
- * its tokens join the list's window (bayes_list.c), whatever the
- * bayes_list_boilerplate setting, so that turning it on finds the lists
- * learned.  The window is a sample: a failure is logged, the learn stands.
- * It lives as long as the message's example (learn: bayes_seen_ttl;
- * autolearn: bayes_autolearn_example_ttl, 7 days), renewed by each note:
- * a sender who names a new list in each message autolearn takes leaves a
- * window per message, which must not outlive the example the same
- * message leaves. */
-static void note_list(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *t, unsigned ttl)
+ * its tokens join the list's window (bayes_list.c), with
+ * bayes_list_boilerplate on (lists: BAYES_LISTS_ON, or _STUB for
+ * autolearn, bayes.h); off, nothing is written (until
+ * session 20's review the windows were kept whatever the setting, so that
+ * turning it on found the lists learned: a store filled for a feature
+ * turned off).  mark: the message's "bayes:seen:<32 hex>", whose first 16
+ * digits are its id in the window.  The window is a sample: a failure is
+ * logged, the learn stands.  It lives as long as the message's example
+ * (learn: bayes_seen_ttl; autolearn: bayes_autolearn_example_ttl, 7
+ * days), renewed by each note. */
+static void note_list(struct store *st, struct mw_ctx *ctx, const char *mark, const struct bayes_tokens *t,
+                      unsigned ttl, int lists)
 {
-	char key[64];
+	char key[64], hex[17];
+	const char *digits = mark + strlen("bayes:seen:");
+	uint64_t id;
 
-	if (bayes_list_key(ctx->ms, key, sizeof(key)) == 1 && bayes_list_note(st, key, t, ttl) < 0)
+	if (lists == BAYES_LISTS_OFF || strlen(digits) < 16)
+		return;
+	memcpy(hex, digits, 16);
+	hex[16] = '\0';
+	id = strtoull(hex, NULL, 16);
+	if (id == 0)
+		id = 1;                 /* 0 is a window's "not known" */
+	if (bayes_list_key(ctx->ms, key, sizeof(key)) == 1
+	    && bayes_list_note(st, key, id, t, ttl, lists == BAYES_LISTS_STUB) < 0)
 		slog(NULL, LOG_WARNING, "bayes: %s: the list's window not updated: store %s unavailable",
 		     key, store_backend(st));
 }
 
 int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
-                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl)
+                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl,
+                       int lists)
 {
 	struct bayes_tokens t = { 0 };
 	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
@@ -388,7 +402,7 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
 			if (l.was == '\0' && l.now != '\0')
-				note_list(st, ctx, pre ? pre : &t, example_ttl);
+				note_list(st, ctx, key, pre ? pre : &t, example_ttl, lists);
 			break;
 		}
 		if (r < 0) {
@@ -550,7 +564,8 @@ static void bayes_eom(struct mw_ctx *ctx)
 		 * bayes_autolearn_example_ttl, not bayes_seen_ttl, which
 		 * bounds them at the autolearn rate times that */
 		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl,
-		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples, autolearn_example_ttl(b->cfg));
+		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples, autolearn_example_ttl(b->cfg),
+		    b->cfg->bayes_list_boilerplate ? BAYES_LISTS_STUB : BAYES_LISTS_OFF);
 		if (r == BAYES_LEARN_NOT)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: not learned (logged above)");
 		else if (r < 0)

@@ -51,15 +51,21 @@ enum bayes_class { BAYES_SPAM, BAYES_HAM, BAYES_FORGET };
  * also keep its example for the character model (bayes_chars.h), as
  * learn and autolearn do with bayes_chars on, for example_ttl seconds
  * (0 = for ever; autolearn's bayes_autolearn_example_ttl, learn's
- * seen_ttl). */
+ * seen_ttl).  lists: a message of a mailing list learned for the first
+ * time joins its list's window (bayes_list.h), for example_ttl too:
+ * BAYES_LISTS_OFF (bayes_list_boilerplate = no) nothing of it written,
+ * BAYES_LISTS_ON (learn) from the list's first message, BAYES_LISTS_STUB
+ * (autolearn) from its second, the first leaving only its id. */
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
-                unsigned example_ttl);
+                unsigned example_ttl, int lists);
 #define BAYES_LEARN_NOT (-2)
+enum { BAYES_LISTS_OFF, BAYES_LISTS_ON, BAYES_LISTS_STUB };
 /* bayes_learn_tokens - bayes_learn with the message's tokens already
  * made (pre: borrowed, bayes_tokenize of the same ctx), as learn does to
  * count them first; pre NULL: bayes_learn */
 int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
-                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl);
+                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl,
+                       int lists);
 
 /* bayes_counts - learned spam and ham messages; 0 or -1 */
 int bayes_counts(struct store *st, int64_t *nspam, int64_t *nham);

@@ -20,7 +20,12 @@
  * only a learn reads the window.  Both in a byte order of their own
  * (little-endian) for machines sharing one Redis.  Two learners of one
  * list at once may lose one's message from the window: it is a sample.
+ * The sender names the list, so the windows are bounded (session 20's
+ * review): a cache that a full LMDB map removes (store_lmdb.c kv_room),
+ * a stub of the id alone for the first message autolearn takes, a slot
+ * per message id (a relearned message once), BAYES_LIST_SLOT_MAX tokens.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +37,11 @@
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 
-#define RING_MAGIC "MWL1"
+#define RING_MAGIC "MWL2"         /* slots with the message's id */
+#define RING_MAGIC_V1 "MWL1"      /* session 20 before its review: no ids */
 #define BP_MAGIC   "MWB1"
 #define LIST_ID_MAX 255            /* bytes of a list's name hashed */
+#define BAYES_LIST_SLOT_MAX_READ 4096   /* a slot read: the cap before session 20's review */
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -99,7 +106,24 @@ static int first_addr(const char *v, const char **at_start, size_t *len)
 	return 0;
 }
 
-/* list_name - the list's name in the message, or 0 */
+/* trimmed - v's span [*name, *name + *len) without blanks at either end:
+ * 1, or 0 when nothing is left */
+static int trimmed(const char **name, size_t *len)
+{
+	while (*len > 0 && (**name == ' ' || **name == '\t')) {
+		(*name)++;
+		(*len)--;
+	}
+	while (*len > 0 && ((*name)[*len - 1] == ' ' || (*name)[*len - 1] == '\t'))
+		(*len)--;
+	return *len > 0;
+}
+
+/* list_name - the list's name in the message, or 0.  A List-Id that
+ * names nothing (blank, or "<>": empty brackets) is no List-Id: the other
+ * fields are looked at, and it is never a name of its own (until session
+ * 20's review "<>" was, one list made of every message that carried it,
+ * and a blank one hid the List-Post behind it). */
 static int list_name(const struct msgscan *ms, const char **name, size_t *len)
 {
 	static const char *const by_addr[] = { "Mailing-List", "X-Mailing-List", "List-Post" };
@@ -108,14 +132,15 @@ static int list_name(const struct msgscan *ms, const char **name, size_t *len)
 	if (v != NULL && *v != '\0') {
 		const char *lt = strchr(v, '<'), *gt = lt ? strchr(lt, '>') : NULL;
 
-		if (lt != NULL && gt != NULL && gt > lt + 1) {
+		if (lt != NULL && gt != NULL) {
 			*name = lt + 1;
 			*len = (size_t)(gt - lt - 1);
 		} else {
 			*name = v;
 			*len = strlen(v);
 		}
-		return 1;
+		if (trimmed(name, len))
+			return 1;
 	}
 	for (size_t i = 0; i < sizeof(by_addr) / sizeof(by_addr[0]); i++)
 		if ((v = field(ms, by_addr[i])) != NULL && first_addr(v, name, len))
@@ -143,14 +168,6 @@ int bayes_list_key(const struct msgscan *ms, char *out, size_t outsz)
 
 	if (!list_name(ms, &name, &len))
 		return 0;
-	while (len > 0 && (*name == ' ' || *name == '\t')) {
-		name++;
-		len--;
-	}
-	while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\t'))
-		len--;
-	if (len == 0)
-		return 0;
 	snprintf(id, sizeof(id), "%.*s", (int)(len < LIST_ID_MAX ? len : LIST_ID_MAX), name);
 	return store_key_hash("bayes:list:", fields, 1, out, outsz) < 0 ? -1 : 1;
 }
@@ -161,32 +178,50 @@ static void bp_key(const char *key, char *out, size_t outsz)
 	snprintf(out, outsz, "bayes:listbp:%s", key + strlen("bayes:list:"));
 }
 
+static atomic_flag bp_damage_said = ATOMIC_FLAG_INIT;   /* bayes_list_strip's warning given */
+
 /* one remembered message of the window: borrowed from the stored value */
 struct slot {
+	uint64_t id;                    /* the message's (bayes_list_note); 0: not known */
 	const unsigned char *h;         /* n little-endian 64-bit tokens */
 	uint32_t n;
 };
 
 /* ring_parse - the stored window into slots (at most BAYES_LIST_RING);
- * *next the slot the next message takes.  The number of slots, or -1 for a
- * value that is not one (damaged, another version's). */
+ * *next the slot the next message takes.  A window of RING_MAGIC has an
+ * id before each slot's count; one of RING_MAGIC_V1 (session 20 before
+ * its review) none: read with ids 0, which no message has (so one of its
+ * messages noted again may be there twice, until it goes out of the
+ * window).  The number of slots, or -1 for a value that is not one
+ * (damaged, another version's). */
 static int ring_parse(const unsigned char *d, size_t len, struct slot *s, uint32_t *next)
 {
-	size_t off = 12;
+	size_t off = 12, idlen;
 	uint32_t n, i;
 
-	if (len < off || memcmp(d, RING_MAGIC, 4) != 0)
+	if (len < off)
+		return -1;
+	if (memcmp(d, RING_MAGIC, 4) == 0)
+		idlen = 8;
+	else if (memcmp(d, RING_MAGIC_V1, 4) == 0)
+		idlen = 0;
+	else
 		return -1;
 	*next = get32(d + 4);
 	n = get32(d + 8);
 	if (n > BAYES_LIST_RING || *next >= BAYES_LIST_RING)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (len - off < 4)
+		if (len - off < idlen + 4)
 			return -1;
+		s[i].id = idlen ? get64(d + off) : 0;
+		off += idlen;
 		s[i].n = get32(d + off);
 		off += 4;
-		if (s[i].n > BAYES_LIST_SLOT_MAX || (len - off) / 8 < s[i].n)
+		/* the cap of the version that wrote it: a window of the
+		 * 4096-token cap of before keeps its messages until they go
+		 * out of it */
+		if (s[i].n > BAYES_LIST_SLOT_MAX_READ || (len - off) / 8 < s[i].n)
 			return -1;
 		s[i].h = d + off;
 		off += (size_t)s[i].n * 8;
@@ -232,21 +267,43 @@ static void boilerplate(const struct slot *s, uint32_t n, struct sbuf *out)
 	free(all);
 }
 
-int bayes_list_note(struct store *st, const char *key, const struct bayes_tokens *t, unsigned ttl_s)
+/* put_slot - one slot (id, count, tokens) onto the stored window */
+static void put_slot(struct sbuf *ring, uint64_t id, uint32_t n, const unsigned char *h,
+                     const uint64_t *hv)
+{
+	unsigned char w[8];
+
+	put64(w, id);
+	sbuf_add(ring, w, 8);
+	put32(w, n);
+	sbuf_add(ring, w, 4);
+	if (h != NULL)
+		sbuf_add(ring, h, (size_t)n * 8);
+	else
+		for (uint32_t i = 0; i < n; i++) {
+			put64(w, hv[i]);
+			sbuf_add(ring, w, 8);
+		}
+}
+
+int bayes_list_note(struct store *st, const char *key, uint64_t id, const struct bayes_tokens *t,
+                    unsigned ttl_s, int stub_first)
 {
 	unsigned char *old = NULL, w[8];
-	size_t oldlen = 0, i;
+	size_t oldlen = 0;
 	struct slot s[BAYES_LIST_RING];
 	uint32_t next = 0, n = 0, at, total;
 	struct sbuf ring, bp;
 	char bpk[96];
-	int r, rc = -1;
+	int r, rc = -1, stub = 0;
 
-	if (t->n > BAYES_LIST_SLOT_MAX)
+	if (t->n > BAYES_LIST_SLOT_MAX || t->n == 0)
 		return 0;               /* a long text: its words, not the list's */
 	if ((r = store_blob_get(st, key, &old, &oldlen)) < 0)
 		return -1;
-	if (r == 1) {
+	if (r == 0)
+		stub = stub_first;      /* a name not seen before */
+	else {
 		int got = ring_parse(old, oldlen, s, &next);
 
 		if (got < 0) {
@@ -255,32 +312,43 @@ int bayes_list_note(struct store *st, const char *key, const struct bayes_tokens
 		} else
 			n = (uint32_t)got;
 	}
-	/* a new slot until the window is full, then the oldest */
-	at = n < BAYES_LIST_RING ? n : next;
-	total = n < BAYES_LIST_RING ? n + 1 : n;
+	/* a message the window has (forgotten and learned again) is not
+	 * counted twice: its tokens would weigh double in the half */
+	for (uint32_t k = 0; k < n; k++)
+		if (s[k].id == id) {
+			free(old);
+			return 0;
+		}
+	/* a name seen once before: its stub (one slot without tokens) gives
+	 * way to the window's first message */
+	if (n == 1 && s[0].n == 0)
+		n = next = 0;
 	sbuf_init(&ring, STORE_BLOB_MAX);
 	sbuf_init(&bp, STORE_BLOB_MAX);
 	sbuf_add(&ring, RING_MAGIC, 4);
-	put32(w, (at + 1) % BAYES_LIST_RING);
-	sbuf_add(&ring, w, 4);
-	put32(w, total);
-	sbuf_add(&ring, w, 4);
-	for (uint32_t k = 0; k < total; k++) {
-		if (k == at) {
-			put32(w, (uint32_t)t->n);
-			sbuf_add(&ring, w, 4);
-			for (i = 0; i < t->n; i++) {
-				put64(w, t->h[i]);
-				sbuf_add(&ring, w, 8);
-			}
-		} else {
-			put32(w, s[k].n);
-			sbuf_add(&ring, w, 4);
-			sbuf_add(&ring, s[k].h, (size_t)s[k].n * 8);
+	if (stub) {
+		/* autolearn's: a window only for a name learned twice (see
+		 * bayes_list.h) */
+		put32(w, 0);
+		sbuf_add(&ring, w, 4);
+		put32(w, 1);
+		sbuf_add(&ring, w, 4);
+		put_slot(&ring, id, 0, NULL, NULL);
+	} else {
+		/* a new slot until the window is full, then the oldest */
+		at = n < BAYES_LIST_RING ? n : next;
+		total = n < BAYES_LIST_RING ? n + 1 : n;
+		put32(w, (at + 1) % BAYES_LIST_RING);
+		sbuf_add(&ring, w, 4);
+		put32(w, total);
+		sbuf_add(&ring, w, 4);
+		for (uint32_t k = 0; k < total; k++) {
+			if (k == at)
+				put_slot(&ring, id, (uint32_t)t->n, NULL, t->h);
+			else
+				put_slot(&ring, s[k].id, s[k].n, s[k].h, NULL);
 		}
-	}
-	/* the boilerplate of the new window, from the value just made */
-	{
+		/* the boilerplate of the new window, from the value just made */
 		uint32_t m = 0;
 		int got = ring_parse((const unsigned char *)ring.data, ring.len, s, &m);
 
@@ -312,7 +380,13 @@ int bayes_list_strip(struct store *st, const char *key, struct bayes_tokens *t, 
 		return 0;
 	if (len < 8 || memcmp(d, BP_MAGIC, 4) != 0 || (n = get32(d + 4)) != (len - 8) / 8
 	    || (len - 8) % 8 != 0) {
-		slog(NULL, LOG_WARNING, "bayes: %s is no list boilerplate of this version: not used", bpk);
+		/* said once a process, not at every scan of the list (a
+		 * warning a message until session 20's review): the list's
+		 * next learned message writes it anew, and a removal here
+		 * would be one store call more in every scan's worst case */
+		if (!atomic_flag_test_and_set(&bp_damage_said))
+			slog(NULL, LOG_WARNING, "bayes: %s is no list boilerplate of this version: not used "
+			     "(until the list's next learned message; others like it not logged)", bpk);
 		free(d);
 		return 0;
 	}

@@ -404,13 +404,15 @@ static void message_waits(const struct config *cfg, struct waits *w)
 			 * example (bayes_chars and bayes_autolearn_examples),
 			 * and the learning itself (tokens, count, mark, and
 			 * example with the examples' count: one store_learn);
-			 * a list's message: its boilerplate (bayes_list_strip),
-			 * and when autolearned its window read and it and the
-			 * boilerplate written (bayes_list_note) */
+			 * with bayes_list_boilerplate, a list's message: its
+			 * boilerplate (bayes_list_strip), and when autolearned
+			 * its window read and it and the boilerplate written
+			 * (bayes_list_note; without the setting nothing of the
+			 * lists is read or written since session 20's review) */
 			unsigned batches = (BAYES_MAX_TOKENS + BAYES_TOKEN_BATCH - 1) / BAYES_TOKEN_BATCH;
 			unsigned calls = 2 + batches + (cfg->bayes_chars ? 2 : 0)
 			    + (cfg->bayes_list_boilerplate ? 1 : 0)
-			    + (cfg->bayes_autolearn ? 2 + 1 + 3
+			    + (cfg->bayes_autolearn ? 2 + 1 + (cfg->bayes_list_boilerplate ? 3 : 0)
 			        + (cfg->bayes_chars && cfg->bayes_autolearn_examples ? 1 : 0) : 0);
 
 			add(w, name, "store_timeout", calls, cfg->store_timeout);

@@ -62,6 +62,7 @@ struct learn_run {
 	enum bayes_class cls;
 	unsigned seen_ttl;
 	int examples;           /* bayes_chars: keep each message's example */
+	int lists;              /* bayes_list_boilerplate: BAYES_LISTS_ON, or _OFF */
 	unsigned done, skipped, failed;
 	unsigned refused;       /* not mail, or too few tokens: said, not learned */
 	int store_error;
@@ -126,7 +127,7 @@ static void learn_message(const char *path, unsigned i, int mbox, const char *da
 		refuse(path, i, mbox, why);
 		r = 0;
 	} else if ((r = bayes_learn_tokens(run->store, &ctx, &t, run->cls, run->seen_ttl, run->examples,
-	                                   run->seen_ttl)) == BAYES_LEARN_NOT) {
+	                                   run->seen_ttl, run->lists)) == BAYES_LEARN_NOT) {
 		char esc[LEARN_SAID_MAX];
 
 		/* this message's trouble (logged): the store works, go on */
@@ -489,6 +490,7 @@ int learn_command(struct config *cfg, int argc, char **argv)
 	r.sock = -1;
 	r.seen_ttl = cfg->bayes_seen_ttl;
 	r.examples = cfg->bayes_chars;
+	r.lists = cfg->bayes_list_boilerplate ? BAYES_LISTS_ON : BAYES_LISTS_OFF;
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--spam") == 0) { r.cls = BAYES_SPAM; nclass++; }
 		else if (strcmp(argv[i], "--ham") == 0) { r.cls = BAYES_HAM; nclass++; }

@@ -13,7 +13,8 @@
  * Failures (Redis down, timeout, disk full) return -1 and are logged here
  * once per burst; the caller decides (store_failure = open | closed).  An
  * LMDB map found full (MDB_MAP_FULL) is not a failure at once: the write
- * removes the expired keys and, unless bayes_token_max is 0, a quarter of
+ * removes the expired keys, the Bayes lists' windows and boilerplates (a
+ * cache, bayes_list.h) and, unless bayes_token_max is 0, a quarter of
  * the Bayes tokens (with a reserve of pages kept for that), logs one line,
  * and is tried again; writers that find it full meanwhile, in this process
  * or another, wait for that (up to store_timeout).  A big map's removals

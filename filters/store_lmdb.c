@@ -22,7 +22,9 @@
  * (store_map_size too small for bayes_token_max, or filled by other keys)
  * makes room, or waits for the thread or process making it, and is tried
  * again (write_txn, room_for, make_room): without it a full map failed
- * every learn, and soon greylisting, for good.  A third database, "room",
+ * every learn, and soon greylisting, for good.  Its first walk also
+ * removes the Bayes lists' windows (bayes_list.c), a cache that senders
+ * can multiply (kv_room).  A third database, "room",
  * holds a reserve of pages that only make_room spends, so that it always
  * has the room removals need, and a count of its steps that every
  * process sees (see "a full map" below).
@@ -146,10 +148,10 @@ static void lerr(const struct lmdb_store *b, const char *what, int rc)
 	     : full ? " (its file system is full)" : "");
 }
 
-/* doomed_fn - whether a walk_delete removes the entry whose value is v;
- * *quota is the walk's to spend (a count some walks take down), put
- * back as it was when a chunk is undone */
-typedef int (*doomed_fn)(const MDB_val *v, void *arg, uint64_t *quota);
+/* doomed_fn - whether a walk_delete removes the entry k whose value is v;
+ * *quota is the walk's to spend (a count some walks take down, or one a
+ * walk counts up), put back as it was when a chunk is undone */
+typedef int (*doomed_fn)(const MDB_val *k, const MDB_val *v, void *arg, uint64_t *quota);
 
 /* One walk_delete: what it walks and removes, where it starts, and where
  * and with what it ended. */
@@ -230,7 +232,7 @@ static int walk_delete(struct lmdb_store *b, struct walk *w)
 				break;
 			}
 			looked++;
-			if (w->doomed(&v, w->arg, &quota)) {
+			if (w->doomed(&k, &v, w->arg, &quota)) {
 				if ((rc = mdb_cursor_del(cur, 0)) != 0)
 					break;
 				gone++;
@@ -271,12 +273,36 @@ static int walk_delete(struct lmdb_store *b, struct walk *w)
 
 /* kv_expired - a walk_delete's doomed: a kv entry past its expiry (arg:
  * now, unix seconds), or too short to hold one */
-static int kv_expired(const MDB_val *v, void *arg, uint64_t *quota)
+static int kv_expired(const MDB_val *k, const MDB_val *v, void *arg, uint64_t *quota)
 {
 	uint64_t exp = v->mv_size >= 8 ? get_u64(v->mv_data) : 1;
 
+	(void)k;
 	(void)quota;
 	return exp != 0 && exp <= *(const uint64_t *)arg;
+}
+
+/* The Bayes mailing lists' windows and boilerplates (bayes_list.c,
+ * "bayes:list:<id>", "bayes:listbp:<id>"): a cache of what was learned,
+ * made again from the next messages a list brings, and named by senders
+ * (a new List-Id in each message leaves a key each). */
+#define LIST_CACHE "bayes:list"
+
+/* kv_room - make_room's doomed for kv: an expired entry, or one of the
+ * lists' cache, counted in *quota.  Until session 20's review nothing
+ * removed those but their TTL (bayes_seen_ttl, 90 days): 300 learned
+ * messages naming a list each filled a 2 MiB map for good, learning,
+ * autolearn and greylisting failing with MDB_MAP_FULL, while make_room
+ * found nothing it could remove. */
+static int kv_room(const MDB_val *k, const MDB_val *v, void *arg, uint64_t *quota)
+{
+	if (kv_expired(k, v, arg, quota))
+		return 1;
+	if (k->mv_size > strlen(LIST_CACHE) && memcmp(k->mv_data, LIST_CACHE, strlen(LIST_CACHE)) == 0) {
+		(*quota)++;
+		return 1;
+	}
+	return 0;
 }
 
 /* sweep - delete expired kv entries (at most SWEEP_MAX looked at, from
@@ -1324,11 +1350,12 @@ struct expire_arg {
 
 /* token_doomed - a walk_delete's doomed for the tokens: those of order
  * below cut, and the first *quota of order cut */
-static int token_doomed(const MDB_val *v, void *arg, uint64_t *quota)
+static int token_doomed(const MDB_val *k, const MDB_val *v, void *arg, uint64_t *quota)
 {
 	const struct expire_arg *a = arg;
 	size_t o = expendability(v, a->today);
 
+	(void)k;
 	if (o < a->cut)
 		return 1;
 	if (o == a->cut && *quota > 0) {
@@ -1729,6 +1756,7 @@ struct room_job {
 	uint64_t looked;         /* tokens the windows looked at: all of them at most */
 	uint64_t total;          /* tokens when it began */
 	uint64_t reserve, expired, removed;
+	uint64_t lists;          /* of expired: the Bayes lists' cache (kv_room) */
 	size_t map_pages, tok_pages, psize;
 	uint64_t began;          /* mono_ms */
 	unsigned steps;
@@ -1807,7 +1835,7 @@ static struct room_job *job_begin(struct lmdb_store *b)
 	j->now = now_s();
 	j->ea.today = (uint32_t)(j->now / 86400);
 	j->w.dbi = b->kv;
-	j->w.doomed = kv_expired;
+	j->w.doomed = kv_room;
 	j->w.arg = &j->now;
 	j->w.chunk = ROOM_CHUNK;
 	j->walking = 1;
@@ -1861,9 +1889,11 @@ static void job_end(struct lmdb_store *b, struct room_job *j)
 		snprintf(res, sizeof(res), "reserve of %" PRIu64 " pages used, %s", j->reserve,
 		         rc == 0 ? "written back" : "to be written back");
 	slog(NULL, LOG_WARNING, "store lmdb %s: map full (store_map_size %zu MiB), room made: "
-	     "%" PRIu64 " expired keys and %s removed (%" PRIu64 " ms in %u steps; %s; %" PRIu64
+	     "%" PRIu64 " expired keys, %" PRIu64 " of the Bayes lists' windows and boilerplates "
+	     "and %s removed (%" PRIu64 " ms in %u steps; %s; %" PRIu64
 	     " pages free)%s%s; raise store_map_size or lower bayes_token_max", b->path,
-	     j->map_pages * j->psize >> 20, j->expired, toks, mono_ms() - j->began, j->steps,
+	     j->map_pages * j->psize >> 20, j->expired - j->lists, j->lists, toks,
+	     mono_ms() - j->began, j->steps,
 	     res, free_pages(b), j->err != 0 ? ", stopped by " : "",
 	     j->err != 0 ? mdb_strerror(j->err) : "");
 }
@@ -1875,7 +1905,9 @@ static void job_end(struct lmdb_store *b, struct room_job *j)
  * removes the reserve (working room for the walks), then every expired
  * key (greylist triplets, rate limit windows, marks and examples past
  * their TTL, which the sweep otherwise reaches 100,000 entries at a
- * time), then, when the Bayes tokens fill an eighth of the map or more
+ * time) and, in the same walk, every key of the Bayes lists' cache
+ * (kv_room: windows and boilerplates, which the lists' next messages make
+ * again; before the tokens, which are the model itself), then, when the Bayes tokens fill an eighth of the map or more
  * and bayes_token_max is not 0 (keep them all), a quarter of them, a
  * window of keys at a time (window_start) until that many went or every
  * token was looked at, and writes the reserve back.  A map too small for
@@ -1932,9 +1964,10 @@ static int make_room(struct lmdb_store *b)
 		j->w.deadline = deadline;
 		rc = walk_delete(b, &j->w);
 		did += j->w.removed - r0;
-		if (j->stage == RJ_EXPIRED)
+		if (j->stage == RJ_EXPIRED) {
 			j->expired += j->w.removed - r0;
-		else {
+			j->lists = j->w.quota;     /* kv_room's count, committed */
+		} else {
 			atomic_flag_clear(&b->expiring);
 			j->removed += j->w.removed - r0;
 		}
