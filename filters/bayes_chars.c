@@ -449,7 +449,8 @@ static int rebuild(struct store *st, struct chars_trained *out)
 		goto out;
 	/* in key order, duplicates dropped (Redis' SCAN may give a key
 	 * twice): the same examples always train the same model */
-	qsort(c.v, c.n, sizeof(*c.v), by_key);
+	if (c.n > 0)            /* no example: c.v is NULL, which qsort may not take */
+		qsort(c.v, c.n, sizeof(*c.v), by_key);
 	ex = xcalloc(c.n ? c.n : 1, sizeof(*ex));
 	for (size_t i = 0; i < c.n; i++) {
 		if (i > 0 && strcmp(c.v[i].key, c.v[i - 1].key) == 0)
