@@ -803,6 +803,59 @@ static int keep_leaf(struct hidden *h, const char *here, const unsigned char *da
 	return 1;
 }
 
+/* alt_leaf - what Thunderbird saves of p instead, when that differs (a
+ * base64 content whose last quartet was cut short, mime_part.alt_tail):
+ * a new buffer (free) of *len bytes, or NULL.  The leaf as GMime decodes
+ * it is p->raw, which every filter checks; this one is scanned beside it,
+ * so a file sent unpadded matches its whole-file hash signature in
+ * whichever of the two is the file (review rv-today4) */
+static unsigned char *alt_leaf(const struct mime_part *p, size_t *len)
+{
+	unsigned char *b;
+
+	if (p->alt_tail_len == 0 || p->alt_keep > p->raw_len || p->alt_tail_len > sizeof(p->alt_tail))
+		return NULL;
+	*len = p->alt_keep + p->alt_tail_len;
+	b = xmalloc(*len + 1);
+	memcpy(b, p->raw, p->alt_keep);
+	memcpy(b + p->alt_keep, p->alt_tail, p->alt_tail_len);
+	b[*len] = '\0';
+	return b;
+}
+
+/* keep_alt_leaf - p's Thunderbird save (alt_leaf), if it has one, kept
+ * as keep_leaf keeps a leaf (the buffer becomes the item's own); 1 when
+ * kept, 0 when it has none or the same content was there */
+static int keep_alt_leaf(struct hidden *h, const char *here, const struct mime_part *p, int prio)
+{
+	size_t len = 0;
+	unsigned char *b = alt_leaf(p, &len);
+	uint64_t x;
+
+	if (b == NULL)
+		return 0;
+	x = leaf_hash(b, len);
+	for (size_t i = 0; i < h->nitems; i++) {
+		struct hidden_item *it = &h->items[i];
+
+		if (it->leaf != 0 && it->hash == x && it->len == len && memcmp(it->buf, b, len) == 0) {
+			if (prio < it->leaf)
+				it->leaf = prio;
+			free(b);
+			return 0;
+		}
+	}
+	{
+		struct hidden_item *it = new_item(h, here, 1);
+
+		it->buf = it->owned = b;
+		it->len = len;
+		it->leaf = prio;
+		it->hash = x;
+	}
+	return 1;
+}
+
 #define HIDDEN_MAX_LEAVES 100   /* scans of such leaves; said in collect_as_text */
 #define MAIL_TYPE_SPAN (64u << 10)   /* of a header section looked at; past it: text */
 
@@ -960,8 +1013,10 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 			if (p->truncated)
 				continue;
 			if (m_outlives) {
-				/* the message's own: as many as the parse lists */
+				/* the message's own: as many as the parse lists
+				 * (twice the few sent unpadded) */
 				keep_leaf(h, here, p->raw, p->raw_len, 1, 1);
+				keep_alt_leaf(h, here, p, 1);
 				continue;
 			}
 			if (h->ndecoded >= DECODED_MAX_LEAVES) {
@@ -970,6 +1025,15 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 				break;
 			}
 			h->ndecoded += (size_t)keep_leaf(h, here, p->raw, p->raw_len, 2, 0);
+			if (p->alt_tail_len > 0) {
+				if (h->ndecoded >= DECODED_MAX_LEAVES) {
+					h->limit = 1;
+					rc = stop(h, here, "more than 1000 distinct decoded parts in forwarded messages "
+					    "sent encoded");
+					break;
+				}
+				h->ndecoded += (size_t)keep_alt_leaf(h, here, p, 2);
+			}
 			continue;
 		}
 		if (p->truncated) {
@@ -979,11 +1043,23 @@ static int collect_as_text(struct hidden *h, const struct mime_msg *m, const uns
 			h->limit = 1;
 			rc = stop(h, here, "more than 100 parts in messages the engine reads as text");
 		} else {
+			size_t alen = 0;
+			unsigned char *alt = alt_leaf(p, &alen);
+
 			if (is_text || !m_outlives)
 				keep(h, here, p->raw, p->raw_len, is_text ? wrap_text : NULL);
 			else
 				keep_file(h, here, p->raw, p->raw_len);
 			h->nleaves++;
+			/* Thunderbird's save of a content sent unpadded too */
+			if (alt != NULL && h->nleaves >= HIDDEN_MAX_LEAVES) {
+				h->limit = 1;
+				rc = stop(h, here, "more than 100 parts in messages the engine reads as text");
+			} else if (alt != NULL) {
+				keep(h, here, alt, alen, is_text ? wrap_text : NULL);
+				h->nleaves++;
+			}
+			free(alt);
 		}
 	}
 	free(parsed);

@@ -380,6 +380,13 @@ static void tally_report(struct mw_ctx *ctx, const struct dnslist *l, const stru
 	unsigned long msgs = 0;
 	long long secs = 0;
 
+	/* a message that asked the list nothing (a uri list and no links, a
+	 * sender list and no usable From) says nothing about the list: it
+	 * must not end a blocked episode, or every such message would log a
+	 * false "answers without refusal again" and the next lookup a fresh
+	 * warning (review rv-today4) */
+	if (t->asked == 0)
+		return;
 	switch (trouble_step(l->trouble, &l->trouble->refused, t->refused > 0, &msgs, &secs)) {
 	case EPISODE_STARTS:
 		mw_log(ctx, LOG_WARNING, "%s answered %u of %u lookups with a refusal (first %s): "

@@ -684,15 +684,17 @@ char *mime_html_render(const char *html, size_t len, size_t *outlen)
 
 /* read_base64 - a base64 content decoded as a mail program would
  * (mime_base64.h: on past a padded quartet, where GMime's decoder stops),
- * at most max bytes; *truncated if there was more */
-static GByteArray *read_base64(GMimeStream *src, size_t max, int *truncated)
+ * at most max bytes; *truncated if there was more.  What Thunderbird saves
+ * differently at the end (a last quartet cut short) goes into p's
+ * alt_keep/alt_tail (left 0 when truncated: that end is not checked) */
+static GByteArray *read_base64(GMimeStream *src, size_t max, int *truncated, struct mime_part *p)
 {
 	GByteArray *out = g_byte_array_new();
 	struct mime_base64 d;
 	char buf[16384];
-	unsigned char dec[sizeof(buf) / 4 * 3 + 3];
+	unsigned char dec[sizeof(buf) / 4 * 3 + 3], tb[4];
 	ssize_t n;
-	size_t k;
+	size_t k, tb_len;
 
 	mime_base64_init(&d);
 	if (src != NULL) {
@@ -702,18 +704,24 @@ static GByteArray *read_base64(GMimeStream *src, size_t max, int *truncated)
 			g_byte_array_append(out, dec, (guint)k);
 		}
 	}
-	k = mime_base64_finish(&d, dec);
+	k = mime_base64_finish(&d, dec, tb, &tb_len);
+	if (tb_len > 0 && out->len + tb_len <= max) {
+		p->alt_keep = out->len;
+		memcpy(p->alt_tail, tb, tb_len);
+		p->alt_tail_len = tb_len;
+	}
 	g_byte_array_append(out, dec, (guint)k);
 	if (out->len > max) {
 		*truncated = 1;
+		p->alt_tail_len = 0;
 		g_byte_array_set_size(out, (guint)max);
 	}
 	return out;
 }
 
 /* read_decoded - the part's content with the transfer encoding removed,
- * at most max bytes; *truncated if there was more. */
-static GByteArray *read_decoded(GMimeDataWrapper *w, size_t max, int *truncated)
+ * at most max bytes; *truncated if there was more; base64: p's alt_* too. */
+static GByteArray *read_decoded(GMimeDataWrapper *w, size_t max, int *truncated, struct mime_part *p)
 {
 	GMimeStream *src = g_mime_data_wrapper_get_stream(w);
 	GMimeStream *mem = g_mime_stream_mem_new();
@@ -727,7 +735,7 @@ static GByteArray *read_decoded(GMimeDataWrapper *w, size_t max, int *truncated)
 	if (enc == GMIME_CONTENT_ENCODING_BASE64) {
 		g_object_unref(filt);
 		g_object_unref(mem);
-		return read_base64(src, max, truncated);
+		return read_base64(src, max, truncated, p);
 	}
 	if (enc != GMIME_CONTENT_ENCODING_DEFAULT && enc != GMIME_CONTENT_ENCODING_7BIT &&
 	    enc != GMIME_CONTENT_ENCODING_8BIT && enc != GMIME_CONTENT_ENCODING_BINARY) {
@@ -1158,7 +1166,7 @@ static void leaf(struct mime_store *st, GMimeObject *obj, unsigned depth, size_t
 		 * text used the room of every part after it, which was kept
 		 * empty and never checked, and nothing said so. */
 		size_t room = st->decoded < MIME_MAX_DECODED ? MIME_MAX_DECODED - st->decoded : 0;
-		GByteArray *raw = read_decoded(w, room, &truncated);
+		GByteArray *raw = read_decoded(w, room, &truncated, p);
 
 		st->decoded += raw->len;
 		if (p->is_text) {

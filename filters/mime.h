@@ -91,6 +91,15 @@ struct mime_part {
 	 * conversion of a text part changed them */
 	const unsigned char *raw;
 	size_t      raw_len;
+	/* base64 whose last quartet was cut short (no '=' padding): raw
+	 * holds the bytes its characters hold, as GMime, Python and most
+	 * mail programs save the file; Thunderbird saves the first alt_keep
+	 * bytes of raw followed by the alt_tail_len (4) bytes of alt_tail
+	 * instead (mime_base64.h), which the antivirus scans too.  alt_tail_len
+	 * 0: no such difference (nor when the content was truncated) */
+	size_t      alt_keep;
+	unsigned char alt_tail[4];
+	size_t      alt_tail_len;
 	const char *charset;          /* declared charset parameter, lower case, or NULL */
 	const char *encoding;         /* Content-Transfer-Encoding as declared, lower
 	                               * case, trimmed, or NULL */

@@ -1,5 +1,6 @@
 /* mime_base64.c - tolerant base64 decoding of MIME part contents, quartet
- * by quartet as Thunderbird decodes (mime_base64.h).
+ * by quartet as Thunderbird decodes, a last quartet cut short as GMime
+ * does (mime_base64.h).
  *
  * Table-driven, with a fast path for what nearly every content is (runs
  * of four alphabet characters without '='): one lookup per character and
@@ -90,19 +91,31 @@ size_t mime_base64_step(struct mime_base64 *d, const char *in, size_t n, unsigne
 	return (size_t)(o - out);
 }
 
-size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out)
+size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out, unsigned char *tb, size_t *tb_len)
 {
-	size_t k = 0;
+	unsigned long num = 0;
+	unsigned k = 0;
+	size_t n;
 
-	/* Thunderbird (MimeDecoderDestroy) writes the characters of a last
-	 * quartet cut short as they are, made four with '=', unless the
-	 * first is '=': it saves "Zg" at the end of a part as the bytes
-	 * "Zg==", not as the "f" GMime's decoder gives */
+	/* GMime's decoder (and Python's) takes the bits of the characters up
+	 * to the first '=' and writes the whole bytes they make: "Yg" gives
+	 * "b", a single character nothing */
+	while (k < d->nq && d->v[k] != PAD)
+		num = num << 6 | (d->v[k++] - 1u);
+	n = k * 6 / 8;
+	num >>= k * 6 - n * 8;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (unsigned char)(num >> (8 * (n - 1 - i)));
+	/* Thunderbird (MimeDecoderDestroy) writes the characters as they
+	 * are, made four with '=', unless the first is '=': it saves "Yg"
+	 * at the end of a part as the bytes "Yg==".  Given apart: the
+	 * antivirus scans that save too */
+	*tb_len = 0;
 	if (d->nq > 0 && d->q[0] != '=') {
-		memcpy(out, d->q, d->nq);
-		memset(out + d->nq, '=', 4 - d->nq);
-		k = 4;
+		memcpy(tb, d->q, d->nq);
+		memset(tb + d->nq, '=', 4 - d->nq);
+		*tb_len = 4;
 	}
 	mime_base64_init(d);
-	return k;
+	return n;
 }

@@ -13,11 +13,18 @@
  * decodes the same either way.  Exactly as Thunderbird, where it differs
  * from other decoders too: a quartet of three or four '=' gives one byte
  * ("W===" the byte 'X', "====" a NUL), where a decoder that gave none
- * let EICAR sent with its first byte as "W===" pass as Clean; and the
- * characters of a last quartet cut short (no padding) are written as
- * they are, made four with '=' ("Zg" -> the bytes "Zg=="), where GMime's
- * decoder gives the bytes they hold ("f"): of a file so sent, the last
- * one or two bytes are not what GMime-based programs save. */
+ * let EICAR sent with its first byte as "W===" pass as Clean.
+ *
+ * Except at a content's end: the characters of a last quartet cut short
+ * (no padding: "Zm9vYg") are decoded to the bytes they hold ("foo" then
+ * "b"), as GMime's decoder, Python's email package and most programs save
+ * them; Thunderbird writes them as they are, made four with '=' ("fooYg==").
+ * Decoding the Thunderbird way only (mime20b) made the leaf checked differ
+ * from the file in its last byte or two, so a file sent unpadded escaped
+ * every whole-file hash signature (.hdb/.hsb: clam.exe passed as Clean),
+ * and text ended in "Yg==".  So the bytes held are the content, and what
+ * Thunderbird would save instead is given apart, for the antivirus to scan
+ * too (mime_part.alt_tail). */
 #ifndef MW_MIME_BASE64_H
 #define MW_MIME_BASE64_H
 
@@ -37,8 +44,13 @@ void mime_base64_init(struct mime_base64 *d);
  * of a content into steps decodes the same. */
 size_t mime_base64_step(struct mime_base64 *d, const char *in, size_t n, unsigned char *out);
 
-/* mime_base64_finish - what a last quartet cut short gives (0 or 4 bytes
- * into out, see above); the decoder is then at a start again */
-size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out);
+/* mime_base64_finish - the end of a content: the bytes the characters of
+ * a last quartet cut short hold, as GMime decodes them (those before its
+ * first '=': two characters give one byte, three two), 0..2 into out;
+ * what Thunderbird writes for them instead into tb (room for 4: the
+ * characters as they are, made four with '=', unless the first is '=')
+ * and its length into *tb_len: 0 when Thunderbird's save is the same as
+ * out.  The decoder is then at a start again. */
+size_t mime_base64_finish(struct mime_base64 *d, unsigned char *out, unsigned char *tb, size_t *tb_len);
 
 #endif

@@ -1,5 +1,6 @@
 /* mime_qp.c - whether QP-decoding a multipart's body changes how it splits
  * (mime_qp.h). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "filters/mime_qp.h"
@@ -42,18 +43,36 @@ static size_t line_end(const unsigned char *b, size_t n, size_t i, size_t *next)
 	return e;
 }
 
-/* the start of a decoded line looked at: enough for "--" and a boundary
- * (RFC 2046: at most 70 characters) */
-#define HEAD_MAX 80
+/* room kept on the stack for the start of a decoded line; a longer
+ * boundary (GMime takes any length) gets a buffer of its size */
+#define HEAD_STACK 128
+
+/* head_size - what of a decoded line is looked at: "--" and the longest
+ * boundary, enough to tell a delimiter whole (not cut at 80 bytes: a
+ * boundary longer than that once went unmatched) */
+static size_t head_size(const char *const *boundaries)
+{
+	size_t m = 0;
+
+	for (size_t k = 0; boundaries[k] != NULL; k++)
+		if (strlen(boundaries[k]) > m)
+			m = strlen(boundaries[k]);
+	return m + 2;
+}
 
 int mime_qp_changes_split(const unsigned char *b, size_t n, const char *const *boundaries)
 {
-	size_t i = 0;
-	int in_header = 0;
+	unsigned char stack[HEAD_STACK], *head = stack;
+	size_t i = 0, hmax = head_size(boundaries);
+	int in_header = 0, rc = 0;
 
-	while (i < n) {
-		unsigned char head[HEAD_MAX];
+	if (hmax > sizeof(stack) && (head = malloc(hmax)) == NULL)
+		return 1;    /* cannot tell: say it may change (unchecked) */
+	while (i < n && rc == 0) {
 		size_t hl = 0, start, next, e;
+		/* sub: the decoded lines of this logical line so far after its
+		 * first, each begun by a CR or LF decoded from "=0D"/"=0A" */
+		size_t sub = 0;
 		int changed = 0, matters = in_header, raw_lines = 0, soft;
 
 		/* one logical line: raw lines joined by soft line breaks */
@@ -74,17 +93,36 @@ int mime_qp_changes_split(const unsigned char *b, size_t n, const char *const *b
 					c = (unsigned char)(hex_value(b[k + 1]) << 4 | hex_value(b[k + 2]));
 					k += 2;
 					changed = 1;
+					if (c == '\r' || c == '\n') {
+						/* a line break decoded in the middle of
+						 * the line: a program that decodes the
+						 * body first sees a new line here, where
+						 * GMime and libclamav see none.  Each such
+						 * line is checked whole: a delimiter in it
+						 * is a part no filter saw
+						 * ("...=0D=0A--BND=0D=0AContent-Type:") */
+						if (is_delimiter(head, hl, boundaries))
+							rc = 1;
+						sub++;
+						hl = 0;
+						continue;
+					}
 				}
-				if (hl < sizeof(head))
+				if (hl < hmax)
 					head[hl++] = c;
 			}
 			changed |= soft;
 			i = next;
 		} while (soft && i < n);
-		if (is_delimiter(head, hl, boundaries))
+		if (is_delimiter(head, hl, boundaries)) {
+			if (sub > 0)
+				rc = 1;    /* the last decoded line, after a decoded break */
 			matters = 1;
+		}
 		if (changed && matters)
-			return 1;
+			rc = 1;
 	}
-	return 0;
+	if (head != stack)
+		free(head);
+	return rc;
 }

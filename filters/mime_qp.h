@@ -22,7 +22,11 @@
  * multiparts in it), or a line of a part's header (from a delimiter line
  * to the first empty line); else 0.  A logical line is the raw lines
  * joined by soft line breaks; it is changed when it spans more than one
- * raw line or holds an "=XX" escape (X a hex digit). */
+ * raw line or holds an "=XX" escape (X a hex digit).  An escaped CR or LF
+ * ("=0D=0A") splits the decoded logical line into lines of their own, each
+ * looked at whole: one that is a delimiter changes the split (a part only
+ * the decoding program sees).  Bounded: one pass over b, and a buffer of
+ * "--" and the longest boundary. */
 int mime_qp_changes_split(const unsigned char *b, size_t n, const char *const *boundaries);
 
 #endif

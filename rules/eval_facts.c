@@ -30,7 +30,12 @@
 #define MAX_ADDRS       64       /* addresses kept per collection */
 #define MAX_ADDR_LEN    320
 #define MAX_HDR_PARSE   8192     /* bytes of one header value parsed for addresses */
-#define MAX_URI_HOSTS   200
+/* distinct URI hosts looked up in the uri host lists, links first: as
+ * many as the MIME layer keeps (1000 links and 1000 other URIs), with
+ * room for text addresses.  200 in message order let 200 decoy hosts in
+ * a text part hide the listed link after them (review rv-today4); a host
+ * costs a hash lookup per parent domain (11 at most) and list */
+#define MAX_URI_HOSTS   4000
 #define MAX_SIGS        16
 #define MAX_BODY_EMAILS 40       /* FreeMail's sanity limit */
 #define MAX_BODY_SCAN   (1u << 20)  /* bytes of body text searched for addresses */
@@ -1155,6 +1160,36 @@ static void uri_host(const char *uri, char *out, size_t outlen)
 	lower(out);
 }
 
+/* uri_host_lists - one URI host against every uri host list: a list
+ * whose most specific entry for the host or a parent domain of it (at
+ * most 11 names) lists it is noted in f->uri_hits */
+static void uri_host_lists(struct facts_msg *f, const struct facts_conf *c, const char *host)
+{
+	/* the keys asked: the host and its parent domains (at most 11), or the address */
+	const char *keys[12];
+	size_t nk = 0;
+	char lit[256];
+	if (host[0] == '[') {
+		snprintf(lit, sizeof lit, "%.*s", (int)strlen(host) - 2, host + 1);
+		keys[nk++] = lit;
+	} else {
+		for (const char *h = host; h; ) {
+			if (nk == 11) { memmove(keys, keys + 1, 10 * sizeof *keys); nk = 10; }
+			keys[nk++] = h;
+			const char *dot = strchr(h, '.');
+			h = dot ? dot + 1 : NULL;
+		}
+	}
+	for (size_t u = 0; u < c->nulists; u++) {
+		for (size_t k = 0; k < nk; k++) {
+			const int *v = map_get(&c->ulists[u].hosts, keys[k]);
+			if (!v || *v < 0) continue;
+			if (*v) *map_slot(&f->uri_hits, c->ulists[u].name, 1) = 1;
+			break;
+		}
+	}
+}
+
 static void uri_lists_compute(struct eval_msg *m)
 {
 	struct facts_msg *f = msg_state(m);
@@ -1163,34 +1198,22 @@ static void uri_lists_compute(struct eval_msg *m)
 	const struct facts_conf *c = conf_get(m);
 	if (!c || !c->nulists) return;
 	struct strmap seen = { 0 };
-	for (size_t i = 0; i < m->in->nuris && seen.n < MAX_URI_HOSTS; i++) {
-		if (strncasecmp(m->in->uris[i], "mailto:", 7) == 0) continue;
-		char host[256];
-		uri_host(m->in->uris[i], host, sizeof host);
-		if (!host[0] || map_get(&seen, host)) continue;
-		*map_slot(&seen, host, 1) = 1;
-		/* the keys asked: the host and its parent domains (at most 11), or the address */
-		const char *keys[12];
-		size_t nk = 0;
-		char lit[256];
-		if (host[0] == '[') {
-			snprintf(lit, sizeof lit, "%.*s", (int)strlen(host) - 2, host + 1);
-			keys[nk++] = lit;
-		} else {
-			for (const char *h = host; h; ) {
-				if (nk == 11) { memmove(keys, keys + 1, 10 * sizeof *keys); nk = 10; }
-				keys[nk++] = h;
-				const char *dot = strchr(h, '.');
-				h = dot ? dot + 1 : NULL;
-			}
-		}
-		for (size_t u = 0; u < c->nulists; u++) {
-			for (size_t k = 0; k < nk; k++) {
-				const int *v = map_get(&c->ulists[u].hosts, keys[k]);
-				if (!v || *v < 0) continue;
-				if (*v) *map_slot(&f->uri_hits, c->ulists[u].name, 1) = 1;
-				break;
-			}
+	/* links first (uri_kinds: the most link-like appearance of each
+	 * URI), then forms, images, other markup, text; NULL kinds: all
+	 * text, in message order.  Should a message have more hosts than
+	 * MAX_URI_HOSTS, those left out are the least link-like, not the
+	 * ones after the decoys */
+	for (unsigned cls = 0; cls < RULES_URI_CLASSES && seen.n < MAX_URI_HOSTS; cls++) {
+		for (size_t i = 0; i < m->in->nuris && seen.n < MAX_URI_HOSTS; i++) {
+			unsigned kind = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;
+			if (kind >= RULES_URI_CLASSES) kind = RULES_URI_TEXT;
+			if (kind != cls) continue;
+			if (strncasecmp(m->in->uris[i], "mailto:", 7) == 0) continue;
+			char host[256];
+			uri_host(m->in->uris[i], host, sizeof host);
+			if (!host[0] || map_get(&seen, host)) continue;
+			*map_slot(&seen, host, 1) = 1;
+			uri_host_lists(f, c, host);
 		}
 	}
 	map_free(&seen);

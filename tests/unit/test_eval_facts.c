@@ -216,6 +216,42 @@ static void test_subject_and_uri_hosts(void **st)
 	rules_free(rs);
 }
 
+/* the listed link after many decoy hosts (review rv-today4): 200 hosts of
+ * a text part before it turned check_uri_host_in_blocklist off; links
+ * are looked at first, and every host the MIME layer keeps is looked at */
+static void test_uri_hosts_after_decoys(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"blocklist_uri_host evil.example\n"
+		"body URI_BL eval:check_uri_host_in_blocklist()\n");
+	enum { N = 2500 };
+	static char buf[N][64];
+	static const char *uris[N + 1];
+	static unsigned char kinds[N + 1];
+	struct hits h;
+	for (int with_kinds = 0; with_kinds < 2; with_kinds++) {
+		/* decoys: text URIs of distinct hosts (1999 without kinds: all
+		 * of what the MIME layer keeps before a link; 2500 with them) */
+		size_t n = with_kinds ? N : 1999;
+		for (size_t i = 0; i < n; i++) {
+			snprintf(buf[i], sizeof buf[i], "http://h%zu.decoy.example/x", i);
+			uris[i] = buf[i];
+			kinds[i] = RULES_URI_TEXT;
+		}
+		uris[n] = "http://www.evil.example/pay";
+		kinds[n] = RULES_URI_ANCHOR;
+		struct rules_input in = { .uris = uris, .nuris = n + 1, .uri_kinds = with_kinds ? kinds : NULL };
+		memset(&h, 0, sizeof h);
+		struct rules_scratch *s = rules_scratch_new(rs);
+		assert_non_null(s);
+		assert_int_equal(rules_scan(rs, s, &in, collect, &h), 0);
+		rules_scratch_free(s);
+		assert_true(has(&h, "URI_BL"));
+	}
+	rules_free(rs);
+}
+
 static const char FREEMAIL[] =
 	"util_rb_tld com org example\n"
 	"freemail_domains gmail.com yahoo.* mail.example\n"
@@ -639,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_address_lists),
 		cmocka_unit_test(test_welcomelist_rcvd),
 		cmocka_unit_test(test_subject_and_uri_hosts),
+		cmocka_unit_test(test_uri_hosts_after_decoys),
 		cmocka_unit_test(test_freemail),
 		cmocka_unit_test(test_spf),
 		cmocka_unit_test(test_dkim_arc),

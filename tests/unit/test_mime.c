@@ -634,22 +634,29 @@ static void test_base64_past_padding(void **state)
 /* the decoder itself, as Thunderbird's (mimeenc.cpp): any split into
  * steps decodes the same; characters outside the alphabet skipped; '='
  * counted per quartet, three or four of them giving one byte ("W===" the
- * 'X' of EICAR, "====" a NUL); the characters of a last quartet cut short
- * written as they are, made four with '=' (unless the first is '=') */
+ * 'X' of EICAR, "====" a NUL); but the characters of a last quartet cut
+ * short give the bytes they hold, as GMime and Python decode them, and
+ * what Thunderbird writes instead (as they are, made four with '=',
+ * unless the first is '=') is given apart (tb: NULL when the same) */
 static void test_base64_decoder(void **state)
 {
-	static const struct { const char *in; const char *out; size_t len; } v[] = {
-		{ "", "", 0 }, { "Zg==", "f", 1 }, { "Zm8=", "fo", 2 }, { "Zm9v", "foo", 3 },
-		{ "Zm9vYmFy", "foobar", 6 }, { "Zm9v\r\nYmFy\r\n", "foobar", 6 },
-		{ "Zg==Zm8=Zm9v", "ffofoo", 6 }, { "--Zm9v--YmFy", "foobar", 6 },
-		{ "Z!m*9v\tY m\"Fy", "foobar", 6 }, { "Zm9vYg", "fooYg==", 7 }, { "Zm9vY", "fooY===", 7 },
-		{ "Zm9vYmE", "fooYmE=", 7 }, { "Zg=", "Zg==", 4 }, { "====Zm9v", "\0foo", 4 },
-		{ "W===", "X", 1 }, { "W===NU8h", "X5O!", 4 }, { "Zm9v=", "foo", 3 }, { "Zm9v==", "foo", 3 },
-		{ "Z=g=", "d", 1 }, { "Zm=9", "f`", 2 },
+	static const struct { const char *in; const char *out; size_t len; const char *tb; } v[] = {
+		{ "", "", 0, NULL }, { "Zg==", "f", 1, NULL }, { "Zm8=", "fo", 2, NULL }, { "Zm9v", "foo", 3, NULL },
+		{ "Zm9vYmFy", "foobar", 6, NULL }, { "Zm9v\r\nYmFy\r\n", "foobar", 6, NULL },
+		{ "Zg==Zm8=Zm9v", "ffofoo", 6, NULL }, { "--Zm9v--YmFy", "foobar", 6, NULL },
+		{ "Z!m*9v\tY m\"Fy", "foobar", 6, NULL },
+		/* cut short: the bytes held, Thunderbird's save apart */
+		{ "Zm9vYg", "foob", 4, "Yg==" }, { "Zm9vY", "foo", 3, "Y===" },
+		{ "Zm9vYmE", "fooba", 5, "YmE=" }, { "Zg=", "f", 1, "Zg==" }, { "Z=g", "", 0, "Z=g=" },
+		{ "Zm9vYg\r\n", "foob", 4, "Yg==" }, { "Zm9vY\tm\r\nE", "fooba", 5, "YmE=" },
+		{ "====Zm9v", "\0foo", 4, NULL },
+		{ "W===", "X", 1, NULL }, { "W===NU8h", "X5O!", 4, NULL }, { "Zm9v=", "foo", 3, NULL },
+		{ "Zm9v==", "foo", 3, NULL }, { "Zm9v=Zg", "foo", 3, NULL },
+		{ "Z=g=", "d", 1, NULL }, { "Zm=9", "f`", 2, NULL },
 		/* past the fast path's runs and back into them */
-		{ "Zm9vYmFyYmF6\r\nYmF6\r\n", "foobarbazbaz", 12 }, { "Zm9vY\nmFy", "foobar", 6 },
+		{ "Zm9vYmFyYmF6\r\nYmF6\r\n", "foobarbazbaz", 12, NULL }, { "Zm9vY\nmFy", "foobar", 6, NULL },
 	};
-	unsigned char out[64];
+	unsigned char out[64], tb[4];
 	struct mime_base64 d;
 
 	(void)state;
@@ -657,16 +664,47 @@ static void test_base64_decoder(void **state)
 		size_t n = strlen(v[i].in);
 
 		for (size_t cut = 0; cut <= n; cut++) {
-			size_t got;
+			size_t got, tb_len = 99;
 
 			mime_base64_init(&d);
 			got = mime_base64_step(&d, v[i].in, cut, out);
 			got += mime_base64_step(&d, v[i].in + cut, n - cut, out + got);
-			got += mime_base64_finish(&d, out + got);
+			got += mime_base64_finish(&d, out + got, tb, &tb_len);
 			assert_int_equal(got, v[i].len);
 			assert_memory_equal(out, v[i].out, v[i].len);
+			if (v[i].tb == NULL)
+				assert_int_equal(tb_len, 0);
+			else {
+				assert_int_equal(tb_len, 4);
+				assert_memory_equal(tb, v[i].tb, 4);
+			}
 		}
 	}
+}
+
+/* a part sent base64 without its last '=': the bytes held are its
+ * content (what the rules and the attachments filter read: no "Yg=="
+ * in text), Thunderbird's save given apart for the antivirus */
+static void test_base64_unpadded_part(void **state)
+{
+	struct mime_msg *m = parse(
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	    "aGVsbG8gd29ybGQ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	    "Zm9vYmFy\r\n"
+	    "--b--\r\n");
+
+	(void)state;
+	assert_int_equal(m->nparts, 2);
+	assert_int_equal(m->parts[0].raw_len, 11);
+	assert_string_equal((const char *)m->parts[0].data, "hello world");
+	assert_int_equal(m->parts[0].alt_tail_len, 4);
+	assert_int_equal(m->parts[0].alt_keep, 9);
+	assert_memory_equal(m->parts[0].alt_tail, "bGQ=", 4);
+	assert_int_equal(m->parts[1].raw_len, 6);
+	assert_int_equal(m->parts[1].alt_tail_len, 0);
+	mime_free(m);
 }
 
 /* a multipart labelled quoted-printable: unchecked only when decoding
@@ -690,12 +728,43 @@ static void test_qp_changes_split(void **state)
 		{ "------=_NextPart_0\r\nContent-Type: text/plain;=\r\n name=a.exe\r\n\r\nx\r\n", 1 },
 		/* the same after the header's end: body text */
 		{ "------=_NextPart_0\r\nContent-Type: text/plain\r\n\r\nname=3Da.exe\r\n", 0 },
+		/* a delimiter after a line break decoded inside a content line
+		 * (review rv-today4): CR LF, a bare LF or CR, the last line */
+		{ "------=_NextPart_0\r\nContent-Type: text/plain\r\n\r\n"
+		  "=E0 la carte.=0D=0A------=_NextPart_0=0D=0AContent-Type: application/x=0D=0A=0D=0AX\r\n", 1 },
+		{ "------=_NextPart_0\r\n\r\nhi=0A--IN=0Ax\r\n", 1 },
+		{ "------=_NextPart_0\r\n\r\nhi=0D--IN\r\n", 1 },
+		{ "------=_NextPart_0\r\n\r\nhi=0D=0A------=_NextPart_0--\r\n", 1 },
+		/* ... and after a soft line break that joins it */
+		{ "------=_NextPart_0\r\n\r\nhi=0D=\r\n=0A--IN\r\n", 1 },
+		{ "------=_NextPart_0\r\n\r\nline=0D=0Aline=0D=0A-- =0D=0A--INX\r\n", 1 },
+		/* decoded line breaks with no delimiter after them: text */
+		{ "------=_NextPart_0\r\n\r\nline=0D=0Aline=0D=0A-- =0D=0A- IN\r\n", 0 },
+		{ "------=_NextPart_0\r\n\r\nDear=0D=0A=0D=0Asee --IN=0D=0A\r\n", 0 },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
 		assert_int_equal(mime_qp_changes_split((const unsigned char *)v[i].body, strlen(v[i].body), bd),
 		    v[i].changes);
+}
+
+/* a boundary longer than the 80 bytes once looked at: matched whole */
+static void test_qp_changes_split_long_boundary(void **state)
+{
+	char b[200], body[600];
+	const char *bd[] = { b, NULL };
+
+	(void)state;
+	memset(b, 'k', 150);
+	b[150] = '\0';
+	snprintf(body, sizeof(body), "--%s\r\n\r\nx\r\n=2D=2D%s\r\n", b, b);
+	assert_int_equal(mime_qp_changes_split((const unsigned char *)body, strlen(body), bd), 1);
+	snprintf(body, sizeof(body), "--%s\r\n\r\nx=0D=0A--%s\r\n", b, b);
+	assert_int_equal(mime_qp_changes_split((const unsigned char *)body, strlen(body), bd), 1);
+	/* the same first 100 bytes, then another boundary: no delimiter */
+	snprintf(body, sizeof(body), "--%s\r\n\r\nx=0D=0A--%.100sZ\r\n", b, b);
+	assert_int_equal(mime_qp_changes_split((const unsigned char *)body, strlen(body), bd), 0);
 }
 
 /* Content-Name and X-Sun-Data-Name: the name Thunderbird shows and saves
@@ -1113,7 +1182,9 @@ int main(void)
 		cmocka_unit_test(test_bad_base64_and_charset),
 		cmocka_unit_test(test_base64_past_padding),
 		cmocka_unit_test(test_base64_decoder),
+		cmocka_unit_test(test_base64_unpadded_part),
 		cmocka_unit_test(test_qp_changes_split),
+		cmocka_unit_test(test_qp_changes_split_long_boundary),
 		cmocka_unit_test(test_name_fields),
 		cmocka_unit_test(test_binary_as_text),
 		cmocka_unit_test(test_deep_nesting),

@@ -1,0 +1,63 @@
+"""test_rv_today4_dnsbl_episode.py - review rv-today4 (session 20): a
+blocked URI list (DBL answering 127.255.255.254 to every name, as Spamhaus
+answers a public resolver) with a realistic mix of messages: some carry
+links, some do not.  A message that asks the list nothing (no URI) ends
+the list's trouble episode (tally_report -> trouble_step(had=0) ->
+episode_end), so the next message with a link logs the "not a listing"
+warning again, and a false "answers without refusal again" NOTICE is
+logged in between: the list never answered without refusal, it was not
+asked.  Expected (dnsbl20's claim): one warning while the block lasts.
+FAILS on main (db8c651).
+
+Run (from a checkout built with `make -j2 all`):
+    cp /work/brief/s20/rv-today4/test_rv_today4_dnsbl_episode.py tests/functional/ && cd tests/functional && \
+    MW_BUILD=$PWD/../../build MW_BIN=$PWD/../../build/mailwarden \
+    MW_PLUGIN=$PWD/../../build/tests/example_plugin.so \
+    /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_rv_today4_dnsbl_episode.py
+"""
+import socket
+import time
+
+import mwlib
+from dnsserver import dns_server  # noqa: F401 (fixture)
+from mwlib import SMTPClient, make_msg, wait_until
+
+# the README's URIBL line (a "uri" list: messages without links ask it nothing);
+# URIBL answers 127.0.0.1 to a blocked / over-quota resolver
+URIBL = "multi.uribl.test uri &2=URIBL_BLACK:3 &4=URIBL_GREY:1 error=127.0.0.1"
+
+
+def _send_as(m, client, body):
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
+    c = SMTPClient.__new__(SMTPClient)
+    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
+    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
+    assert c.reply().code == 220
+    c.ehlo()
+    msg = make_msg(frm="a@fine.example", body=body.encode())
+    assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
+    c.quit()
+
+
+def test_blocked_uri_list_logged_once_with_messages_without_links(dns_server, mw_factory, upstream):
+    dns_server.add_zone("multi.uribl.test", ["@ A 127.0.0.1"], redirect=True)
+    dns_server.start()
+    listen = "127.0.0.1:%d" % mwlib.free_port()
+    m = mw_factory(upstream, opts=[("filters", "dnsbl"), ("dnsbl_list", URIBL),
+                                   ("dns_forwarder", dns_server.forwarder), ("dns_client_name", "no"),
+                                   ("listener.pp.proxy_protocol", "yes"),
+                                   ("listener.pp.proxy_protocol_from", "127.0.0.1/32")],
+                   listeners=[("pp", listen, upstream.addr, None)], ready=False)
+    assert wait_until(lambda: mwlib._port_open("127.0.0.1", m.port), 10)
+    time.sleep(0.2)
+    bodies = ["see http://shop%d.example/offer" % i if i % 3 != 2 else "lunch at noon?" for i in range(6)]
+    for i, b in enumerate(bodies):
+        _send_as(m, "192.0.2.%d" % (10 + i), b)
+    assert upstream.wait_messages(len(bodies))
+    m.audit(len(bodies))
+    log = m.stderr_text().splitlines()
+    warn = [ln for ln in log if "not a listing" in ln]
+    back = [ln for ln in log if "without refusal again" in ln]
+    assert len(warn) == 1 and not back, "%d warnings, %d 'answers without refusal again' for %d messages " \
+        "(%d with a link):\n%s" % (len(warn), len(back), len(bodies), sum("http" in b for b in bodies),
+                                    "\n".join(warn + back))
