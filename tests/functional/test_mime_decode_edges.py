@@ -1,5 +1,6 @@
-"""test_rv_today4_decode.py - review rv-today4 (session 20).  Both FAIL on
-main (db8c651) and pass on 10aa7f9 (before mime20b).
+"""test_mime_decode_edges.py - review rv-today4 (session 20): two decodings
+that hid content from the antivirus after mime20b (both failed on db8c651,
+passed on 10aa7f9 before it, and pass since today4fix20).
 
 A. A file sent base64 without its last quartet's '=' padding, behind a
    TAB-padded delimiter (libclamav's own parse does not split there: only
@@ -16,10 +17,10 @@ B. A multipart labelled quoted-printable whose body, decoded, holds a
    unchecked/limit (before: ATTACH_UNCHECKED + AV_UNSCANNED, quarantined).
 
 Run:
-    cp /work/brief/s20/rv-today4/test_rv_today4_decode.py tests/functional/ && cd tests/functional && \
+    cp /work/brief/s20/rv-today4/test_mime_decode_edges.py tests/functional/ && cd tests/functional && \
     MW_BUILD=$PWD/../../build MW_BIN=$PWD/../../build/mailwarden \
     MW_PLUGIN=$PWD/../../build/tests/example_plugin.so \
-    /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_rv_today4_decode.py
+    /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_mime_decode_edges.py
 """
 import base64
 import email

@@ -1,14 +1,9 @@
-"""test_rv_dnsbl.py - session 20 review (rv-dnsbl): reproducers for the
-DNS blocklist findings.  Every test here FAILS on main (10aa7f9; 271880e
-too, with the IDN zone corrected); F4 (schemeless text URIs) is a known
-gap, xfail (README "DNS blocklists").
-
-Run (from a checkout built with `make -j2 all`):
-
-    cp /work/brief/s20/rv-dnsbl/test_rv_dnsbl.py tests/functional/ && cd tests/functional && \
-    MW_BUILD=$PWD/../../build MW_BIN=$PWD/../../build/mailwarden \
-    MW_PLUGIN=$PWD/../../build/tests/example_plugin.so \
-    /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_rv_dnsbl.py
+"""test_dnsbl_evasion.py - DNS blocklist evasions found by the session-20
+review (rv-dnsbl), each of which failed on the code before it: decoy URIs
+crowding out a listed link, From comments and second authors hiding the
+listed domain, IDN sender domains never asked, IP-literal URIs
+(uri_ips=yes), a blocked resolver logged per message.  Schemeless text URIs
+(F4) are a known gap, xfail (README "DNS blocklists").
 
 Uses the loopback DNS server of tests/functional (dnsserver.py) and
 `mailwarden scan` (as test_dnsbl.py does), and the daemon through the

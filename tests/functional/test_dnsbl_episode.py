@@ -1,4 +1,4 @@
-"""test_rv_today4_dnsbl_episode.py - review rv-today4 (session 20): a
+"""test_dnsbl_episode.py - review rv-today4 (session 20): a
 blocked URI list (DBL answering 127.255.255.254 to every name, as Spamhaus
 answers a public resolver) with a realistic mix of messages: some carry
 links, some do not.  A message that asks the list nothing (no URI) ends
@@ -10,10 +10,10 @@ asked.  Expected (dnsbl20's claim): one warning while the block lasts.
 FAILS on main (db8c651).
 
 Run (from a checkout built with `make -j2 all`):
-    cp /work/brief/s20/rv-today4/test_rv_today4_dnsbl_episode.py tests/functional/ && cd tests/functional && \
+    cp /work/brief/s20/rv-today4/test_dnsbl_episode.py tests/functional/ && cd tests/functional && \
     MW_BUILD=$PWD/../../build MW_BIN=$PWD/../../build/mailwarden \
     MW_PLUGIN=$PWD/../../build/tests/example_plugin.so \
-    /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_rv_today4_dnsbl_episode.py
+    /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_dnsbl_episode.py
 """
 import socket
 import time

@@ -1,10 +1,10 @@
-"""test_rv_today4_urihost.py - review rv-today4 (session 20): a link whose
+"""test_uri_host_lists.py - review rv-today4 (session 20): a link whose
 host is in blocklist_uri_host, in the HTML alternative, after decoy hosts
 in the text alternative.  uri_lists_compute read the first 200 distinct
 URI hosts in message order, so 200 decoys (subdomains of one domain)
 turned check_uri_host_in_blocklist off while the uri rule still hit.
 Now links are looked at first, and every host the MIME layer keeps.
-FAILS on main (db8c651) for 200 decoys and more."""
+Failed on db8c651 for 200 decoys and more."""
 import json
 import os
 
