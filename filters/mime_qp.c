@@ -147,7 +147,10 @@ int mime_qp_changes_split(const unsigned char *b, size_t n, const char *const *b
 			changed |= soft;
 			i = next;
 		} while (soft && i < n);
-		if (rc == 0 && (d = is_delimiter(head, hl, &bs)) != 0) {
+		/* a line neither joined nor decoded was looked at as it came:
+		 * looked at again it would count twice against QP_LOOKS_MAX */
+		if (rc == 0 && (raw_lines > 1 || sub > 0 || changed)
+		    && (d = is_delimiter(head, hl, &bs)) != 0) {
 			if (sub > 0 || d < 0)
 				rc = 1;    /* the last decoded line, after a decoded break */
 			matters = 1;
