@@ -30,7 +30,7 @@ enum eval_cache {
 	EVC_NET,           /* eval_net.c */
 	EVC_FACTS,         /* eval_facts.c */
 	EVC_URIS,          /* eval_uri_set: the URI forms, when the bridge gave none */
-	EVC_SPARE2,
+	EVC_URI_HOSTS,     /* uri_hosts.c: the URI hosts, links first */
 	EVC_COUNT
 };
 

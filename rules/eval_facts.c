@@ -18,7 +18,7 @@
  *    Received-SPF or Authentication-Results field (ALL-INTERNAL).
  *
  * Work per message is bounded: addresses per header, body emails (40),
- * URI hosts (MAX_URI_HOSTS), signatures (MAX_SIGS). */
+ * URI hosts (EVAL_URI_HOSTS_MAX, uri_hosts.h), signatures (MAX_SIGS). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +26,11 @@
 #include <strings.h>
 #include "rules/eval.h"
 #include "rules/eval_relay.h"
+#include "rules/uri_hosts.h"
 
 #define MAX_ADDRS       64       /* addresses kept per collection */
 #define MAX_ADDR_LEN    320
 #define MAX_HDR_PARSE   8192     /* bytes of one header value parsed for addresses */
-/* distinct URI hosts looked up in the uri host lists, links first: as
- * many as the MIME layer keeps (1000 links and 1000 other URIs), with
- * room for text addresses.  200 in message order let 200 decoy hosts in
- * a text part hide the listed link after them (review rv-today4); a host
- * costs a hash lookup per parent domain (11 at most) and list */
-#define MAX_URI_HOSTS   4000
 #define MAX_SIGS        16
 #define MAX_BODY_EMAILS 40       /* FreeMail's sanity limit */
 #define MAX_BODY_SCAN   (1u << 20)  /* bytes of body text searched for addresses */
@@ -1135,45 +1130,18 @@ static double subject_in(struct eval_msg *m, const char *list)
 static double subject_in_welcomelist(struct eval_msg *m, const struct rule *r) { (void)r; return subject_in(m, "welcomelist_subject"); }
 static double subject_in_blocklist(struct eval_msg *m, const struct rule *r) { (void)r; return subject_in(m, "blocklist_subject"); }
 
-/* the host of a URI ("" if none): after "scheme://", before the path,
- * port and user part; lower case */
-static void uri_host(const char *uri, char *out, size_t outlen)
-{
-	out[0] = '\0';
-	const char *p = strstr(uri, "://");
-	if (!p) return;
-	p += 3;
-	size_t n = strcspn(p, "/?#");
-	const char *at = memchr(p, '@', n);
-	if (at) { n -= (size_t)(at + 1 - p); p = at + 1; }
-	if (*p == '[') {
-		const char *e = memchr(p, ']', n);
-		if (e) n = (size_t)(e - p + 1);
-	} else {
-		const char *colon = memchr(p, ':', n);
-		if (colon) n = (size_t)(colon - p);
-	}
-	while (n && p[n - 1] == '.') n--;
-	if (n >= outlen) return;
-	memcpy(out, p, n);
-	out[n] = '\0';
-	lower(out);
-}
-
 /* uri_host_lists - one URI host against every uri host list: a list
  * whose most specific entry for the host or a parent domain of it (at
- * most 11 names) lists it is noted in f->uri_hits */
-static void uri_host_lists(struct facts_msg *f, const struct facts_conf *c, const char *host)
+ * most 11 names; an address alone) lists it is noted in f->uri_hits */
+static void uri_host_lists(struct facts_msg *f, const struct facts_conf *c, const struct eval_uri_host *uh)
 {
 	/* the keys asked: the host and its parent domains (at most 11), or the address */
 	const char *keys[12];
 	size_t nk = 0;
-	char lit[256];
-	if (host[0] == '[') {
-		snprintf(lit, sizeof lit, "%.*s", (int)strlen(host) - 2, host + 1);
-		keys[nk++] = lit;
+	if (uh->is_ip) {
+		keys[nk++] = uh->host;
 	} else {
-		for (const char *h = host; h; ) {
+		for (const char *h = uh->host; h; ) {
 			if (nk == 11) { memmove(keys, keys + 1, 10 * sizeof *keys); nk = 10; }
 			keys[nk++] = h;
 			const char *dot = strchr(h, '.');
@@ -1197,26 +1165,12 @@ static void uri_lists_compute(struct eval_msg *m)
 	f->uri_done = 1;
 	const struct facts_conf *c = conf_get(m);
 	if (!c || !c->nulists) return;
-	struct strmap seen = { 0 };
-	/* links first (uri_kinds: the most link-like appearance of each
-	 * URI), then forms, images, other markup, text; NULL kinds: all
-	 * text, in message order.  Should a message have more hosts than
-	 * MAX_URI_HOSTS, those left out are the least link-like, not the
-	 * ones after the decoys */
-	for (unsigned cls = 0; cls < RULES_URI_CLASSES && seen.n < MAX_URI_HOSTS; cls++) {
-		for (size_t i = 0; i < m->in->nuris && seen.n < MAX_URI_HOSTS; i++) {
-			unsigned kind = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;
-			if (kind >= RULES_URI_CLASSES) kind = RULES_URI_TEXT;
-			if (kind != cls) continue;
-			if (strncasecmp(m->in->uris[i], "mailto:", 7) == 0) continue;
-			char host[256];
-			uri_host(m->in->uris[i], host, sizeof host);
-			if (!host[0] || map_get(&seen, host)) continue;
-			*map_slot(&seen, host, 1) = 1;
-			uri_host_lists(f, c, host);
-		}
-	}
-	map_free(&seen);
+	/* the message's URI hosts, links first (uri_hosts.h: the list
+	 * eval_net.c's check_uri_host_listed reads too); not the domains
+	 * of mail addresses, as SpamAssassin's WLBLEval */
+	const struct eval_uri_hosts *hs = eval_uri_hosts(m);
+	for (size_t i = 0; i < hs->n; i++)
+		if (!hs->v[i].mailto) uri_host_lists(f, c, &hs->v[i]);
 }
 
 static double uri_host_in_blocklist(struct eval_msg *m, const struct rule *r)

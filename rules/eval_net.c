@@ -39,10 +39,9 @@
 #include "rules/eval.h"
 #include "rules/eval_net.h"
 #include "rules/eval_relay.h"
+#include "rules/uri_hosts.h"
 
 #define MAX_IPS        32     /* relay/originating addresses considered */
-#define MAX_HOSTS      500    /* distinct URI hosts per message (host lists) */
-#define MAX_URIS       2000   /* URIs of one message looked at for their hosts */
 #define MAX_NS         8      /* name servers of one domain */
 #define MAX_ADDRS      4      /* addresses of one name */
 #define MAX_NAME       256
@@ -821,7 +820,7 @@ int eval_net_domain_valid(const struct ruleset *rs, const char *host)
 /* --- per message ------------------------------------------------------------ */
 
 struct uhost {
-	char host[MAX_NAME];
+	const char *host;           /* in eval_uri_hosts(), which lives as long */
 	char domain[MAX_NAME];      /* registrable domain, or the address */
 	int  is_ip;
 	int  is_mailto;
@@ -840,7 +839,7 @@ struct net_msg {
 	size_t norig;
 	char trusted[MAX_IPS][64];  /* addresses of the relays the trust path trusts */
 	size_t ntrusted;
-	/* URI hosts, message order, each once */
+	/* URI hosts, links first, each once (eval_uri_hosts) */
 	int hosts_done;
 	struct uhost *hosts;
 	size_t nhosts;
@@ -955,31 +954,25 @@ static size_t set_ips(struct eval_msg *m, const char *set, int nice, char (*out)
 	return n;
 }
 
-static void add_host(struct net_msg *nm, const struct net_conf *c, const char *host, int mailto, unsigned cls)
+/* add_host - a host of the shared list the URI blocklists ask about:
+ * an IPv4 address, or a name SpamAssassin takes (domain_valid) */
+static void add_host(struct net_msg *nm, const struct net_conf *c, const struct eval_uri_host *src)
 {
-	if (nm->nhosts >= MAX_HOSTS) return;
-	for (size_t i = 0; i < nm->nhosts; i++)
-		if (strcmp(nm->hosts[i].host, host) == 0) {
-			if (!mailto) nm->hosts[i].is_mailto = 0;
-			if (cls < nm->hosts[i].cls) nm->hosts[i].cls = cls;
-			return;
-		}
-	struct uhost h = { .is_mailto = mailto, .cls = cls };
-	snprintf(h.host, sizeof h.host, "%s", host);
-	if (is_ipv4(host)) {
-		h.is_ip = 1;
-		snprintf(h.domain, sizeof h.domain, "%s", host);
-	} else if (strchr(host, ':')) {
+	struct uhost *h = &nm->hosts[nm->nhosts];
+	memset(h, 0, sizeof *h);
+	h->host = src->host;
+	h->is_mailto = src->mailto;
+	h->cls = src->cls;
+	if (is_ipv4(src->host)) {
+		h->is_ip = 1;
+		snprintf(h->domain, sizeof h->domain, "%s", src->host);
+	} else if (strchr(src->host, ':')) {
 		return;                 /* IPv6 literal: SpamAssassin skips those too */
 	} else {
-		if (!domain_valid(c, host)) return;
-		trim_domain(c, host, h.domain, sizeof h.domain);
+		if (!domain_valid(c, src->host)) return;
+		trim_domain(c, src->host, h->domain, sizeof h->domain);
 	}
-	if (!nm->hosts) {
-		nm->hosts = calloc(MAX_HOSTS, sizeof *nm->hosts);
-		if (!nm->hosts) abort();
-	}
-	nm->hosts[nm->nhosts++] = h;
+	nm->nhosts++;
 }
 
 /* pick_domains - which hosts' domains are asked: at most
@@ -1015,27 +1008,22 @@ static void pick_domains(struct net_msg *nm, const struct net_conf *c, uint64_t 
 }
 
 /* the hosts of the message's URIs, in every form uri rules see (redirect
- * targets too), as SpamAssassin's get_uri_detail_list gives them */
+ * targets too), as SpamAssassin's get_uri_detail_list gives them: the
+ * shared list, links first (uri_hosts.h), so the lookups of a link come
+ * before those of any number of decoy hosts in the text (until review
+ * rv-today5 the first 500 hosts in message order, and 200 decoys filled
+ * the per-message DNS lookups before the link was asked) */
 static struct net_msg *uri_hosts(struct eval_msg *m)
 {
 	struct net_msg *nm = msg_state(m);
 	if (nm->hosts_done) return nm;
 	nm->hosts_done = 1;
 	const struct net_conf *c = conf_of(m->rs);
-	const struct rules_uri_set *set = eval_uri_set(m);
-	for (size_t i = 0; i < m->in->nuris && i < MAX_URIS && nm->nhosts < MAX_HOSTS; i++) {
-		const char *u = m->in->uris[i];
-		char host[MAX_NAME];
-		if (strncasecmp(u, "mailto:", 7) == 0) {
-			if (rules_uri_mailto_host(u, host, sizeof host) == 0) add_host(nm, c, host, 1, RULES_URI_MAILTO);
-			continue;
-		}
-		unsigned cls = m->in->uri_kinds ? m->in->uri_kinds[i] : RULES_URI_TEXT;
-		size_t nf;
-		const char *const *forms = rules_uri_set_forms(set, i, &nf);
-		for (size_t k = 0; k < nf; k++)
-			if (rules_uri_host(forms[k], host, sizeof host) == 0) add_host(nm, c, host, 0, cls);
-	}
+	const struct eval_uri_hosts *hs = eval_uri_hosts(m);
+	if (!hs->n) return nm;
+	nm->hosts = calloc(hs->n, sizeof *nm->hosts);
+	if (!nm->hosts) abort();
+	for (size_t i = 0; i < hs->n; i++) add_host(nm, c, &hs->v[i]);
 	pick_domains(nm, c, rules_uri_seed(m->in->uris, m->in->nuris));
 	return nm;
 }
@@ -1053,6 +1041,10 @@ struct walk {
 	int (*visit)(struct walk *w, const char *answer, size_t len);
 	const struct subtest *sub;
 	int hit;
+	/* the blocklist queries and the domains whose name servers this walk
+	 * asked: a name is asked once however many hosts lead to it (500
+	 * subdomains of one domain, one query of a domains_only list) */
+	struct strmap asked;
 };
 
 static const char *ask(struct walk *w, const char *type, const char *qname, int rrtype)
@@ -1067,7 +1059,11 @@ static const char *ask(struct walk *w, const char *type, const char *qname, int 
  * records, each whole); stops at the first hit */
 static void ask_list(struct walk *w, const char *qname, int txt)
 {
+	char key[MAX_NAME * 2 + 16];
 	if (w->hit || strlen(qname) > 253) return;
+	snprintf(key, sizeof key, "%s:%s", txt ? "TXT" : "A", qname);
+	if (map_get(&w->asked, key)) return;
+	map_put(&w->asked, key, 1);
 	const char *ans = ask(w, txt ? "TXT" : "A", qname, (txt ? 16 : 1) | EVAL_NET_LIST);
 	if (!ans || !w->visit) return;
 	if (txt) {
@@ -1180,6 +1176,10 @@ static void walk_uribl(struct walk *w, const struct uribl *only)
 			char names[MAX_NS][MAX_NAME];
 			size_t nn = 0;
 			if (pass == 0) {
+				char key[MAX_NAME + 8];
+				snprintf(key, sizeof key, "NS:%s", uh->domain);
+				if (map_get(&w->asked, key)) continue;    /* its lists asked already */
+				map_put(&w->asked, key, 1);
 				const char *ns = ask(w, "NS", uh->domain, 2);
 				for (const char *p = ns; p && *p && nn < MAX_NS;) {
 					size_t l = strcspn(p, " ");
@@ -1301,6 +1301,7 @@ static double fn_check_rbl(struct eval_msg *m, const struct rule *r)
 	const struct rbl_rule *rr = r->ev_data;
 	struct walk w = { .m = m, .visit = visit_subtest, .sub = rr->sub.kind != ST_ANY ? &rr->sub : NULL };
 	walk_rbl(&w, rr, (r->tflags & TF_NICE) != 0);
+	map_free(&w.asked);
 	return w.hit;
 }
 
@@ -1319,6 +1320,7 @@ static double fn_check_rbl_sub(struct eval_msg *m, const struct rule *r)
 		const struct rbl_rule *rr = lr->ev_data;
 		if (strcmp(rr->set, sub->set) == 0) walk_rbl(&w, rr, (lr->tflags & TF_NICE) != 0);
 	}
+	map_free(&w.asked);
 	return w.hit;
 }
 
@@ -1333,6 +1335,7 @@ static double fn_check_uridnsbl(struct eval_msg *m, const struct rule *r)
 		if (strcmp(c->uri[i].rule, name) != 0) continue;
 		struct walk w = { .m = m, .visit = visit_subtest, .sub = c->uri[i].has_sub ? &c->uri[i].sub : NULL };
 		walk_uribl(&w, &c->uri[i]);
+		map_free(&w.asked);
 		return w.hit;
 	}
 	return 0;
@@ -1365,10 +1368,13 @@ static double fn_check_uri_host_listed(struct eval_msg *m, const struct rule *r)
 	for (size_t i = 0; c && i < c->nlists; i++)
 		if (strcmp(c->lists[i].name, eval_arg(r, 0)) == 0) l = &c->lists[i];
 	if (!l || !l->hosts.n) return 0;
-	struct net_msg *nm = uri_hosts(m);
-	for (size_t h = 0; h < nm->nhosts; h++) {
-		const struct uhost *uh = &nm->hosts[h];
-		if (uh->is_mailto) continue;
+	/* every host of the shared list, links first, as the uri host
+	 * lists of eval_facts.c see them (uri_hosts.h); until review
+	 * rv-today5 a list of its own, the first 500 in message order */
+	const struct eval_uri_hosts *hs = eval_uri_hosts(m);
+	for (size_t h = 0; h < hs->n; h++) {
+		const struct eval_uri_host *uh = &hs->v[h];
+		if (uh->mailto) continue;
 		/* the host, then its parents; only the last LABELS_KEPT tried */
 		const char *keys[64];
 		size_t nk = 0;
@@ -1489,6 +1495,7 @@ static void net_queries(struct eval_msg *m, void (*want)(void *arg, const char *
 		else if (r->ev && r->ev->fn == fn_check_dns_sender) sender = 1;
 	}
 	walk_uribl(&w, NULL);
+	map_free(&w.asked);
 	const struct net_conf *c = conf_of(rs);
 	for (size_t i = 0; c && !c->skip_rbl && i < c->nask; i++) {
 		const struct askdns *a = &c->ask[i];

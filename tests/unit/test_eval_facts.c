@@ -224,7 +224,10 @@ static void test_uri_hosts_after_decoys(void **st)
 	(void)st;
 	struct ruleset *rs = load(
 		"blocklist_uri_host evil.example\n"
-		"body URI_BL eval:check_uri_host_in_blocklist()\n");
+		"body URI_BL eval:check_uri_host_in_blocklist()\n"
+		/* the same lists through eval_net.c: one host list (review rv-today5) */
+		"enlist_uri_host (BAD) evil.example\n"
+		"body URI_LISTED eval:check_uri_host_listed('BAD')\n");
 	enum { N = 2500 };
 	static char buf[N][64];
 	static const char *uris[N + 1];
@@ -248,6 +251,7 @@ static void test_uri_hosts_after_decoys(void **st)
 		assert_int_equal(rules_scan(rs, s, &in, collect, &h), 0);
 		rules_scratch_free(s);
 		assert_true(has(&h, "URI_BL"));
+		assert_true(has(&h, "URI_LISTED"));
 	}
 	rules_free(rs);
 }
