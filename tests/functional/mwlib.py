@@ -154,6 +154,22 @@ def wait_until(pred, timeout=3.0, step=0.02):
 
 # --- messages ------------------------------------------------------------
 
+def send_with_proxy_header(m, client, body, sender="a@fine.example", rcpt="b@example.net"):
+    """one message (body text) through the proxy of m, which takes PROXY
+    headers from 127.0.0.1, as if from client (a PROXY v1 header); the
+    transaction must end in 250"""
+    import socket
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
+    c = SMTPClient.__new__(SMTPClient)
+    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
+    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
+    assert c.reply().code == 220
+    c.ehlo()
+    msg = make_msg(frm=sender, body=body.encode() if isinstance(body, str) else body)
+    assert c.transaction(sender, [rcpt], msg)["final"].code == 250
+    c.quit()
+
+
 def make_msg(subject="test message", body=None, headers=None, frm="sender@example.org",
              to="rcpt@example.net", msgid=None):
     """An RFC 5322 message as bytes with CRLF line ends (ends with CRLF).

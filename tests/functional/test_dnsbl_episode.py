@@ -15,28 +15,17 @@ Run (from a checkout built with `make -j2 all`):
     MW_PLUGIN=$PWD/../../build/tests/example_plugin.so \
     /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_dnsbl_episode.py
 """
-import socket
 import time
 
 import mwlib
 from dnsserver import dns_server  # noqa: F401 (fixture)
-from mwlib import SMTPClient, make_msg, wait_until
+from mwlib import send_with_proxy_header, wait_until
 
 # the README's URIBL line (a "uri" list: messages without links ask it nothing);
 # URIBL answers 127.0.0.1 to a blocked / over-quota resolver
 URIBL = "multi.uribl.test uri &2=URIBL_BLACK:3 &4=URIBL_GREY:1 error=127.0.0.1"
 
 
-def _send_as(m, client, body):
-    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
-    c = SMTPClient.__new__(SMTPClient)
-    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
-    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
-    assert c.reply().code == 220
-    c.ehlo()
-    msg = make_msg(frm="a@fine.example", body=body.encode())
-    assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
-    c.quit()
 
 
 def test_blocked_uri_list_logged_once_with_messages_without_links(dns_server, mw_factory, upstream):
@@ -52,7 +41,7 @@ def test_blocked_uri_list_logged_once_with_messages_without_links(dns_server, mw
     time.sleep(0.2)
     bodies = ["see http://shop%d.example/offer" % i if i % 3 != 2 else "lunch at noon?" for i in range(6)]
     for i, b in enumerate(bodies):
-        _send_as(m, "192.0.2.%d" % (10 + i), b)
+        send_with_proxy_header(m, "192.0.2.%d" % (10 + i), b)
     assert upstream.wait_messages(len(bodies))
     m.audit(len(bodies))
     log = m.stderr_text().splitlines()

@@ -11,14 +11,13 @@ proxy with a PROXY header (as test_rules_net.py does) for the log test.
 """
 
 import json
-import socket
 import time
 
 import pytest
 
 import mwlib
 from dnsserver import dns_server  # noqa: F401 (fixture)
-from mwlib import SMTPClient, make_msg, run_mw, wait_until
+from mwlib import make_msg, send_with_proxy_header, run_mw, wait_until
 
 DBL = "dbl.bl.test domain 127.0.1.2=DBL_SPAM:2.5 127.0.1.4/30=DBL_BAD:4"
 DBL_SENDER = "dbl.bl.test sender 127.0.1.2=DBL_SPAM:2.5 127.0.1.4/30=DBL_BAD:4"
@@ -176,16 +175,6 @@ def test_uri_ips_option_checked(tmp_path):
 # should be logged once (and again when it changes / periodically), with the
 # DNSBL_BLOCKED symbol still on each message for the audit log.
 
-def _send_as(m, client, body):
-    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
-    c = SMTPClient.__new__(SMTPClient)
-    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
-    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
-    assert c.reply().code == 220
-    c.ehlo()
-    msg = make_msg(frm="a@fine.example", body=body.encode())
-    assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
-    c.quit()
 
 
 def test_blocked_resolver_logged_once_not_per_message(dns_server, mw_factory, upstream, tmp_path):
@@ -201,7 +190,7 @@ def test_blocked_resolver_logged_once_not_per_message(dns_server, mw_factory, up
     time.sleep(0.2)
     n = 5
     for i in range(n):
-        _send_as(m, "192.0.2.%d" % (10 + i), "hello")
+        send_with_proxy_header(m, "192.0.2.%d" % (10 + i), "hello")
     recs = m.audit(n)
     assert len(recs) >= n
     assert upstream.wait_messages(n)

@@ -8,7 +8,6 @@ through the proxy (client address from a PROXY protocol header)."""
 
 import json
 import os
-import socket
 import time
 
 import pytest
@@ -17,7 +16,7 @@ import audit_fields as A
 import mwlib
 import ruleslib
 from dnsserver import dead_dns, dns_server  # noqa: F401 (fixtures)
-from mwlib import SMTPClient, make_msg, run_mw, wait_until
+from mwlib import make_msg, send_with_proxy_header, run_mw, wait_until
 
 RULES = r"""
 header   T_ZEN        eval:check_rbl('tzen', 'zen.bl.test.')
@@ -252,29 +251,18 @@ def proxy_mw(mw_factory, upstream, tmp_path, forwarder, extra=()):
     return m
 
 
-def send_as(m, client, body):
-    """one message through the proxy from client (a PROXY v1 header); its audit symbols"""
-    s = socket.create_connection(("127.0.0.1", m.port), timeout=20)
-    c = SMTPClient.__new__(SMTPClient)
-    c.sock, c.buf, c.eof, c.timeout = s, b"", False, 20
-    c.send(("PROXY TCP4 %s 127.0.0.1 4000 25\r\n" % client).encode())
-    assert c.reply().code == 220
-    c.ehlo()
-    msg = make_msg(frm="a@fine.example", body=body.encode())
-    assert c.transaction("a@fine.example", ["b@example.net"], msg)["final"].code == 250
-    c.quit()
 
 
 def test_through_the_proxy(dns_server, mw_factory, upstream, tmp_path):
     zones(dns_server)
     m = proxy_mw(mw_factory, upstream, tmp_path, dns_server.forwarder)
-    send_as(m, "192.0.2.99", "see http://www.spammer.example/ now")          # listed
+    send_with_proxy_header(m, "192.0.2.99", "see http://www.spammer.example/ now")          # listed
     syms = A.symbols(m.audit(1)[-1])
     assert {"T_ZEN", "T_SBL", "T_DBL", "T_META_ZEN"} <= set(syms), syms
-    send_as(m, "192.0.2.50", "see http://www.spammer.example/ now")          # client not listed
+    send_with_proxy_header(m, "192.0.2.50", "see http://www.spammer.example/ now")          # client not listed
     syms = A.symbols(m.audit(2)[-1])
     assert "T_DBL" in syms and "T_SBL" not in syms and "T_ZEN" not in syms, syms
-    send_as(m, "192.0.2.97", "nothing")                                      # refused code
+    send_with_proxy_header(m, "192.0.2.97", "nothing")                                      # refused code
     syms = A.symbols(m.audit(3)[-1])
     assert "RULES_DNS_BLOCKED" in syms and not [n for n in syms if n.startswith("T_")], syms
     assert upstream.wait_messages(3)
@@ -283,7 +271,7 @@ def test_through_the_proxy(dns_server, mw_factory, upstream, tmp_path):
 def test_through_the_proxy_dead_dns(dead_dns, mw_factory, upstream, tmp_path):
     m = proxy_mw(mw_factory, upstream, tmp_path, dead_dns.forwarder, extra=[("rules_dns_timeout", "700ms")])
     t0 = time.monotonic()
-    send_as(m, "192.0.2.99", "see http://www.spammer.example/ now")
+    send_with_proxy_header(m, "192.0.2.99", "see http://www.spammer.example/ now")
     took = time.monotonic() - t0
     syms = A.symbols(m.audit(1)[-1])
     assert "RULES_DNS_TIMEOUT" in syms and not [n for n in syms if n.startswith("T_")], syms
