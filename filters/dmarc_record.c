@@ -75,48 +75,38 @@ static int ri_ok(const char *v, size_t n)
 	return 1;
 }
 
-/* fo_ok - "0" / "1" / "d" / "s", colon separated, blanks around */
-static int fo_ok(const char *v, size_t n)
+/* colon_list_ok - v[0..n) one or more items item_ok takes, colon
+ * separated, blanks around each (fo and rf, RFC 7489 6.3) */
+static int colon_list_ok(const char *v, size_t n, int (*item_ok)(const char *, size_t))
 {
-	size_t i = 0;
+	size_t i = 0, s, e;
 
 	for (;;) {
 		while (i < n && is_wsp(v[i]))
 			i++;
-		if (i >= n || strchr("01dDsS", v[i]) == NULL)
+		for (s = i; i < n && v[i] != ':'; i++)
+			;
+		for (e = i; e > s && is_wsp(v[e - 1]); e--)
+			;
+		if (!item_ok(v + s, e - s))
 			return 0;
-		i++;
-		while (i < n && is_wsp(v[i]))
-			i++;
 		if (i == n)
 			return 1;
-		if (v[i++] != ':')
-			return 0;
+		i++;            /* the colon */
 	}
 }
 
-/* rf_ok - report formats, colon separated (RFC 7489 6.3; the library
- * splits at ','): "afrf", the one registered, or "iodef" of the drafts,
- * which the library knows too, in any case */
-static int rf_ok(const char *v, size_t n)
+/* fo item: "0", "1", "d" or "s", in any case */
+static int fo_item(const char *v, size_t n)
 {
-	size_t i = 0, s;
+	return n == 1 && strchr("01dDsS", v[0]) != NULL;
+}
 
-	for (;;) {
-		while (i < n && is_wsp(v[i]))
-			i++;
-		for (s = i; i < n && v[i] != ':' && !is_wsp(v[i]); i++)
-			;
-		if (!((i - s == 4 && strncasecmp(v + s, "afrf", 4) == 0) ||
-		    (i - s == 5 && strncasecmp(v + s, "iodef", 5) == 0)))
-			return 0;
-		while (i < n && is_wsp(v[i]))
-			i++;
-		if (i == n)
-			return 1;
-		if (v[i++] != ':')
-			return 0;
-	}
+/* rf item: "afrf", the one registered, or "iodef" of the drafts, which
+ * the library knows too, in any case (the library splits at ',') */
+static int rf_item(const char *v, size_t n)
+{
+	return (n == 4 && strncasecmp(v, "afrf", 4) == 0) || (n == 5 && strncasecmp(v, "iodef", 5) == 0);
 }
 
 /* the optional tags an invalid value of which is ignored, for the log */
@@ -164,10 +154,10 @@ char *dmarc_record_clean(const char *txt, char *ignored, size_t isz)
 			else
 				bad |= 1u << OPT_PCT;
 		} else if (TAG("fo")) {
-			if (!fo_ok(val, vn))
+			if (!colon_list_ok(val, vn, fo_item))
 				bad |= 1u << OPT_FO;
 		} else if (TAG("rf")) {
-			if (!rf_ok(val, vn))
+			if (!colon_list_ok(val, vn, rf_item))
 				bad |= 1u << OPT_RF;
 		} else if (TAG("ri")) {
 			if (!ri_ok(val, vn))

@@ -639,35 +639,39 @@ int auth_props_get(const struct auth_entry *e, const char *key, char *out, size_
 	return 0;
 }
 
-void mw_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
+/* filter_vlog - a filter's line: its text escaped whole (mw_log, for
+ * plug-ins, whose text may carry anything), or as the caller escaped each
+ * outside value (builtin_log: escaped again, the backslash of each \xHH
+ * would be doubled) */
+__attribute__((format(printf, 4, 0)))
+static void filter_vlog(const struct mw_ctx *ctx, int priority, int escape, const char *fmt, va_list ap)
 {
 	char msg[1024], esc[1024];
-	va_list ap;
 
 	if (priority < LOG_EMERG || priority > LOG_DEBUG)
 		priority = LOG_INFO;
 	if (!log_enabled(priority))
 		return;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	slog(sid(ctx), priority, "filter=%s %s", ctx->name,
-	    log_esc(esc, sizeof(esc), msg, strlen(msg)));
+	    escape ? log_esc(esc, sizeof(esc), msg, strlen(msg)) : msg);
 }
 
-/* builtin_log - see builtin.h.  No log_esc over the whole text: it would
- * double the backslash of each \xHH the caller's escapes wrote. */
-void builtin_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
+void mw_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	if (priority < LOG_EMERG || priority > LOG_DEBUG)
-		priority = LOG_INFO;
-	if (!log_enabled(priority))
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	filter_vlog(ctx, priority, 1, fmt, ap);
 	va_end(ap);
-	slog(sid(ctx), priority, "filter=%s %s", ctx->name, msg);
+}
+
+/* builtin_log - see builtin.h */
+void builtin_log(const struct mw_ctx *ctx, int priority, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	filter_vlog(ctx, priority, 0, fmt, ap);
+	va_end(ap);
 }
