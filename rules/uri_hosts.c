@@ -8,6 +8,8 @@
 
 struct hosts_build {
 	struct eval_uri_hosts h;
+	size_t vcap;          /* entries h.v holds: grown, most messages list few
+	                         hosts (EVAL_URI_HOSTS_MAX of 268 bytes is 1 MB) */
 	size_t *slot;         /* open addressing: index + 1 into h.v, 0 empty */
 	size_t cap;           /* a power of two, over twice EVAL_URI_HOSTS_MAX */
 };
@@ -38,6 +40,11 @@ static void add(struct hosts_build *b, const char *host, unsigned cls, int mailt
 		}
 	}
 	if (b->h.n >= EVAL_URI_HOSTS_MAX) { b->h.truncated = 1; return; }
+	if (b->h.n == b->vcap) {
+		b->vcap = b->vcap * 2 < EVAL_URI_HOSTS_MAX ? b->vcap * 2 : EVAL_URI_HOSTS_MAX;
+		b->h.v = realloc(b->h.v, b->vcap * sizeof *b->h.v);
+		if (!b->h.v) abort();
+	}
 	struct eval_uri_host *e = &b->h.v[b->h.n];
 	size_t l = strlen(host);
 	if (l >= sizeof e->host) return;
@@ -60,8 +67,8 @@ const struct eval_uri_hosts *eval_uri_hosts(struct eval_msg *m)
 {
 	struct eval_uri_hosts *out = eval_cache_get(m, EVC_URI_HOSTS);
 	if (out) return out;
-	struct hosts_build b = { .cap = 8192 };
-	b.h.v = malloc(EVAL_URI_HOSTS_MAX * sizeof *b.h.v);
+	struct hosts_build b = { .cap = 8192, .vcap = 32 };
+	b.h.v = malloc(b.vcap * sizeof *b.h.v);
 	b.slot = calloc(b.cap, sizeof *b.slot);
 	out = malloc(sizeof *out);
 	if (!b.h.v || !b.slot || !out) abort();
