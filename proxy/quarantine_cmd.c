@@ -9,6 +9,9 @@
  * reverses the rest of the line) as \uXXXX.  --json output is valid UTF-8
  * JSON with those characters as \u escapes (the same strings to a JSON
  * reader); --raw and --release are the message byte for byte, for piping.
+ * list's line escapes its values as a log line's fields are (put_jstr),
+ * and strings are read with their length, whatever their bytes; a value
+ * of the wrong type in the record is shown as such, never dereferenced.
  *
  * A release sends the message as the accept path would have (the header
  * edits the scanner recorded applied, the body a filter rewrote, ID.body,
