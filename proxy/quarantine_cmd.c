@@ -9,6 +9,9 @@
  * reverses the rest of the line) as \uXXXX.  --json output is valid UTF-8
  * JSON with those characters as \u escapes (the same strings to a JSON
  * reader); --raw and --release are the message byte for byte, for piping.
+ * list's line escapes its values as a log line's fields are (put_jstr),
+ * and strings are read with their length, whatever their bytes; a value
+ * of the wrong type in the record is shown as such, never dereferenced.
  *
  * A release sends the message as the accept path would have (the header
  * edits the scanner recorded applied, the body a filter rewrote, ID.body,
@@ -41,8 +44,10 @@
 #include <unistd.h>
 
 #include "proxy/audit.h"
+#include "proxy/auditcap.h"
 #include "proxy/header_edit.h"
 #include "proxy/headers.h"
+#include "proxy/jsonw.h"
 #include "proxy/netaddr.h"
 #include "proxy/quarantine.h"
 #include "proxy/quarantine_cmd.h"
@@ -116,17 +121,24 @@ static int usage_err(const char *what, const char *arg)
 /* ------------------------------------------------------------------ */
 /* safe output                                                          */
 
-/* put_text - s[0..n) for a terminal: invalid UTF-8 as U+FFFD, controls
- * escaped (utf8_term_sbuf) */
-static void put_text(FILE *f, const char *s, size_t n)
+/* put_text_as - s[0..n) for a terminal: invalid UTF-8 as U+FFFD, controls
+ * escaped, and in mode UTF8_TERM_QUOTED / _WORD what would end a quoted
+ * value / a bare word (utf8_term_sbuf) */
+static void put_text_as(FILE *f, const char *s, size_t n, int mode)
 {
 	struct sbuf b;
 
 	sbuf_init(&b, (size_t)-1);
-	(void)utf8_term_sbuf(&b, s, n, 0);     /* no limit: never -1 */
+	(void)utf8_term_sbuf(&b, s, n, mode);  /* no limit: never -1 */
 	if (b.len > 0)
 		fwrite(b.data, 1, b.len, f);
 	sbuf_free(&b);
+}
+
+/* put_text - s[0..n) as free text (a value alone on its line) */
+static void put_text(FILE *f, const char *s, size_t n)
+{
+	put_text_as(f, s, n, UTF8_TERM_TEXT);
 }
 
 static void put_str(FILE *f, const char *s)
@@ -169,11 +181,66 @@ static const char *jstr(json_object *o, const char *key)
 	return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 }
 
-static double jnum(json_object *o, const char *key)
+/* jstrn - jstr with the string's length: a NUL in a Subject is the
+ * sender's byte, kept in the record (first_header keeps the length), and
+ * what follows it must be shown, not hidden by a C string's end */
+static const char *jstrn(json_object *o, const char *key, size_t *len)
 {
 	json_object *v = jget(o, key);
 
-	return v != NULL ? json_object_get_double(v) : 0;
+	if (v == NULL || !json_object_is_type(v, json_type_string)) {
+		*len = 0;
+		return "";
+	}
+	*len = (size_t)json_object_get_string_len(v);
+	return json_object_get_string(v);
+}
+
+/* put_jstr - the string at key (jstrn), printed in mode (put_text_as) */
+static void put_jstr(FILE *f, json_object *o, const char *key, int mode)
+{
+	size_t n;
+	const char *s = jstrn(o, key, &n);
+
+	put_text_as(f, s, n, mode);
+}
+
+/* put_jaddr - element i of the address list a as " <addr>" (addr a bare
+ * word: UTF8_TERM_WORD).  The record is the daemon user's file: an
+ * element that is not a string (null, a number, a list) is shown as
+ * such, not taken for an address (a null was a NULL, and strlen(NULL)
+ * killed root's `list` for every entry) */
+static void put_jaddr(FILE *f, json_object *a, size_t i)
+{
+	json_object *v = json_object_array_get_idx(a, i);
+
+	if (v == NULL || !json_object_is_type(v, json_type_string)) {
+		fputs(" (not an address)", f);
+		return;
+	}
+	fputs(" <", f);
+	put_text_as(f, json_object_get_string(v), (size_t)json_object_get_string_len(v), UTF8_TERM_WORD);
+	fputc('>', f);
+}
+
+/* the largest magnitude jnum gives: the record's numbers are sizes,
+ * ports and scores, far below; a record the daemon's user wrote may hold
+ * 1e308, whose conversion to long long is undefined, or NaN */
+#define JNUM_MAX 1e15
+
+/* jnum - the number at key, or 0 (none, not finite, or past JNUM_MAX) */
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+	double d = v != NULL ? json_object_get_double(v) : 0;
+
+	return d >= -JNUM_MAX && d <= JNUM_MAX ? d : 0;     /* false for NaN too */
+}
+
+/* jll - jnum as a whole number (bounded by jnum, so the cast is defined) */
+static long long jll(json_object *o, const char *key)
+{
+	return (long long)jnum(o, key);
 }
 
 static json_object *jarr(json_object *o, const char *key)
@@ -230,11 +297,15 @@ static json_object *summary(json_object *rec)
 	    *res = jget(rec, "result"), *a;
 	static const char *const keys[] = { "id", "time", "subject", "header_from", "reason" };
 
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		json_object_object_add(o, keys[i], json_object_new_string(jstr(rec, keys[i])));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t n;
+		const char *v = jstrn(rec, keys[i], &n);   /* a NUL in a Subject kept */
+
+		json_object_object_add(o, keys[i], json_object_new_string_len(v, (int)n));
+	}
 	json_object_object_add(o, "status",
 	    json_object_new_string(released(rec) ? "released" : "quarantined"));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)jnum(rec, "size")));
+	json_object_object_add(o, "size", json_object_new_int64(jll(rec, "size")));
 	json_object_object_add(o, "score", json_number(jnum(res, "score"), 3));
 	json_object_object_add(o, "action", json_object_new_string(jstr(res, "action")));
 	json_object_object_add(o, "listener", json_object_new_string(jstr(env, "listener")));
@@ -266,27 +337,29 @@ static int list_one(void *arg, const char *id)
 		put_json(stdout, s, 0);
 		json_object_put(s);
 	} else {
+		/* one line per entry, read by eye and by grep: each value
+		 * from the record escaped so that it stays in its place (a
+		 * Subject  x"  reason="released by admin  wrote a second
+		 * reason, a quoted local part "x> -> <ceo@..."@evil a second
+		 * recipient), as log_esc_quoted/_word do in the log lines */
 		env = jget(rec, "envelope");
 		rcpts = jarr(env, "rcpts");
 		put_str(stdout, id);
 		fputs("  ", stdout);
-		put_str(stdout, jstr(rec, "time"));
+		put_jstr(stdout, rec, "time", UTF8_TERM_WORD);
 		printf("  %-11s  score=%.3g  size=%lld  <",
 		    released(rec) ? "released" : "quarantined", jnum(jget(rec, "result"), "score"),
-		    (long long)jnum(rec, "size"));
-		put_str(stdout, jstr(env, "mail_from"));
+		    jll(rec, "size"));
+		put_jstr(stdout, env, "mail_from", UTF8_TERM_WORD);
 		fputs("> ->", stdout);
-		for (size_t i = 0; rcpts != NULL && i < json_object_array_length(rcpts) && i < 3; i++) {
-			fputs(" <", stdout);
-			put_str(stdout, json_object_get_string(json_object_array_get_idx(rcpts, i)));
-			fputc('>', stdout);
-		}
+		for (size_t i = 0; rcpts != NULL && i < json_object_array_length(rcpts) && i < 3; i++)
+			put_jaddr(stdout, rcpts, i);
 		if (rcpts != NULL && json_object_array_length(rcpts) > 3)
 			printf(" (+%zu)", json_object_array_length(rcpts) - 3);
 		fputs("  subject=\"", stdout);
-		put_str(stdout, jstr(rec, "subject"));
+		put_jstr(stdout, rec, "subject", UTF8_TERM_QUOTED);
 		fputs("\"  reason=\"", stdout);
-		put_str(stdout, jstr(rec, "reason"));
+		put_jstr(stdout, rec, "reason", UTF8_TERM_QUOTED);
 		fputs("\"\n", stdout);
 	}
 	c->n++;
@@ -476,7 +549,7 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	put_str(stdout, jstr(rec, "upstream")[0] ? jstr(rec, "upstream") : "(not recorded)");
 	printf("\n%-12s", "Client:");
 	put_str(stdout, jstr(env, "client_ip"));
-	printf(" port %lld", (long long)jnum(env, "client_port"));
+	printf(" port %lld", jll(env, "client_port"));
 	if (jstr(env, "client_name")[0]) {
 		fputs(" name ", stdout);
 		put_str(stdout, jstr(env, "client_name"));
@@ -498,11 +571,11 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	fputc('\n', stdout);
 	a = jarr(env, "rcpts");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
-		printf("%-12s<", i == 0 ? "To:" : "");
-		put_str(stdout, json_object_get_string(json_object_array_get_idx(a, i)));
-		fputs(">\n", stdout);
+		printf("%-11s", i == 0 ? "To:" : "");
+		put_jaddr(stdout, a, i);
+		fputc('\n', stdout);
 	}
-	printf("%-12s%lld bytes\n", "Size:", (long long)jnum(rec, "size"));
+	printf("%-12s%lld bytes\n", "Size:", jll(rec, "size"));
 	printf("%-12s", "Result:");
 	put_str(stdout, jstr(res, "action"));
 	snprintf(buf, sizeof(buf), ", score %.3f (required %.3f)", jnum(res, "score"),
@@ -536,7 +609,7 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 		printf("%-12ssends ", "Release:");
 		put_str(stdout, what);
 		printf(" (%lld bytes, %s.body), not the stored one; show --release prints it\n",
-		    (long long)jnum(jget(jget(rec, "release"), "body"), "size"), e->id);
+		    jll(jget(jget(rec, "release"), "body"), "size"), e->id);
 	}
 	a = jarr(rec, "released");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
@@ -549,11 +622,8 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 		fputs(" via ", stdout);
 		put_str(stdout, jstr(r, "upstream"));
 		fputs(" to", stdout);
-		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++) {
-			fputs(" <", stdout);
-			put_str(stdout, json_object_get_string(json_object_array_get_idx(to, k)));
-			fputc('>', stdout);
-		}
+		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
+			put_jaddr(stdout, to, k);
 		fputs(": ", stdout);
 		put_str(stdout, jstr(r, "reply"));
 		fputc('\n', stdout);
@@ -935,47 +1005,82 @@ io_fail:
 	return -1;
 }
 
+/* audit_release - the quarantine_release audit record of r: within the
+ * bounds of the proxy's own record (auditcap.h), so that a log shipper
+ * keeps it: each text cut to AUDIT_TEXT_MAX, each recipient's reply to
+ * AUDIT_RCPT_REPLY_MAX, and the recipients listed in the room the rest
+ * leaves, the accepted ones first, those left out counted
+ * (rcpts_unlisted, rcpts_unlisted_accepted).  400 recipients of 500
+ * bytes, the sender's choice, made a line of 221 KB, which Fluent Bit and
+ * Vector drop: the release of that message vanished from the central log.
+ * Written as JSON text (jsonw.h), as the proxy's record is: the list needs
+ * to know its room.  0, or -1 with errno (audit_write_line). */
 static int audit_release(const struct quarantine_entry *e, const struct release *r, int to_given,
                          int removed, size_t size)
 {
-	json_object *j = json_object_new_object(), *a = json_object_new_array(),
-	    *env = jget(e->rec, "envelope");
+	json_object *env = jget(e->rec, "envelope");
+	struct audit_rcpt *ar = xcalloc(r->nrcpts ? r->nrcpts : 1, sizeof(*ar));
+	struct sbuf rec, tail;
+	struct jsonw w, tw;
+	size_t fixed, budget;
 	char ts[64];
+	int rc, saved;
 
 	utc_now(ts, sizeof(ts));
-	json_object_object_add(j, "time", json_object_new_string(ts));
-	json_object_object_add(j, "event", json_object_new_string("quarantine_release"));
-	json_object_object_add(j, "quarantine_id", json_object_new_string(e->id));
-	json_object_object_add(j, "by", json_object_new_string(who()));
-	json_object_object_add(j, "listener", json_object_new_string(jstr(env, "listener")));
-	json_object_object_add(j, "direction", json_object_new_string(jstr(env, "direction")));
-	json_object_object_add(j, "mail_from", json_object_new_string(r->from));
-	json_object_object_add(j, "mail_params", json_object_new_string(r->params +
-	    strspn(r->params, " ")));
-	for (size_t i = 0; i < r->nrcpts; i++) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "address", json_object_new_string(r->rcpts[i]));
-		json_object_object_add(o, "reply", json_object_new_string(r->rcpt_reply[i]));
-		json_object_object_add(o, "accepted", json_object_new_boolean(r->accepted[i]));
-		json_object_array_add(a, o);
+	sbuf_init(&rec, (size_t)-1);
+	sbuf_init(&tail, (size_t)-1);
+	/* what follows the list first, so that the list knows its room */
+	jsonw_init_inside(&tw, &tail);
+	jsonw_key(&tw, "rcpts_overridden"); jsonw_bool(&tw, to_given);
+	jsonw_key(&tw, "size");             jsonw_int(&tw, (int64_t)size);
+	jsonw_key(&tw, "upstream");         audit_text(&tw, r->upstream, AUDIT_TEXT_MAX);
+	jsonw_key(&tw, "action");
+	jsonw_cstr(&tw, r->delivered ? "released" : r->unknown ? "release_outcome_unknown" : "release_failed");
+	jsonw_key(&tw, "reply");            audit_text(&tw, r->reply, AUDIT_TEXT_MAX);
+	jsonw_key(&tw, "queue_id");         audit_text(&tw, r->queue_id, AUDIT_TEXT_MAX);
+	jsonw_key(&tw, "removed");          jsonw_bool(&tw, removed);
+	jsonw_key(&tw, "header_edits");     jsonw_bool(&tw, r->edited);
+	jsonw_key(&tw, "rewritten_body");   jsonw_bool(&tw, r->rewritten);
+	jsonw_key(&tw, "again");            jsonw_bool(&tw, r->again);
+	jsonw_key(&tw, "rcpts_skipped");    jsonw_int(&tw, (int64_t)r->nskipped);
+	if (r->delivered) {
+		jsonw_key(&tw, "recorded");
+		jsonw_bool(&tw, r->recorded);
 	}
-	json_object_object_add(j, "rcpts", a);
-	json_object_object_add(j, "rcpts_overridden", json_object_new_boolean(to_given));
-	json_object_object_add(j, "size", json_object_new_int64((int64_t)size));
-	json_object_object_add(j, "upstream", json_object_new_string(r->upstream));
-	json_object_object_add(j, "action", json_object_new_string(r->delivered ? "released"
-	    : r->unknown ? "release_outcome_unknown" : "release_failed"));
-	json_object_object_add(j, "reply", json_object_new_string(r->reply));
-	json_object_object_add(j, "queue_id", json_object_new_string(r->queue_id));
-	json_object_object_add(j, "removed", json_object_new_boolean(removed));
-	json_object_object_add(j, "header_edits", json_object_new_boolean(r->edited));
-	json_object_object_add(j, "rewritten_body", json_object_new_boolean(r->rewritten));
-	json_object_object_add(j, "again", json_object_new_boolean(r->again));
-	json_object_object_add(j, "rcpts_skipped", json_object_new_int64((int64_t)r->nskipped));
-	if (r->delivered)
-		json_object_object_add(j, "recorded", json_object_new_boolean(r->recorded));
-	return audit_write(j);
+	jsonw_object_end(&tw);
+
+	jsonw_init(&w, &rec);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "time");          jsonw_cstr(&w, ts);
+	jsonw_key(&w, "event");         jsonw_cstr(&w, "quarantine_release");
+	jsonw_key(&w, "quarantine_id"); audit_text(&w, e->id, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "by");            audit_text(&w, who(), AUDIT_TEXT_MAX);
+	jsonw_key(&w, "listener");      audit_text(&w, jstr(env, "listener"), AUDIT_TEXT_MAX);
+	jsonw_key(&w, "direction");     audit_text(&w, jstr(env, "direction"), AUDIT_TEXT_MAX);
+	jsonw_key(&w, "mail_from");     audit_text(&w, r->from, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "mail_params");   audit_text(&w, r->params + strspn(r->params, " "), AUDIT_TEXT_MAX);
+	/* the list gets what the rest leaves of AUDIT_RECORD_MAX (newline,
+	 * its key and the counters after it kept), as in the proxy's */
+	fixed = rec.len + tail.len + 1 + 16 + AUDIT_COUNTS_ROOM;
+	budget = fixed < AUDIT_RECORD_MAX ? AUDIT_RECORD_MAX - fixed : 0;
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		ar[i].addr = r->rcpts[i];
+		ar[i].reply = r->rcpt_reply != NULL ? r->rcpt_reply[i] : "";
+		ar[i].accepted = r->accepted != NULL && r->accepted[i];
+	}
+	(void)audit_rcpts(&w, ar, r->nrcpts, 0, budget);
+	free(ar);
+	if (jsonw_failed(&w) || jsonw_failed(&tw) || sbuf_add(&rec, tail.data, tail.len) < 0) {
+		/* cannot happen (no limit on either buffer): not a record */
+		rc = -1;
+		errno = ENOMEM;
+	} else
+		rc = audit_write_line(rec.data, rec.len);
+	saved = errno;
+	sbuf_free(&rec);
+	sbuf_free(&tail);
+	errno = saved;
+	return rc;
 }
 
 static void record_release(struct quarantine_entry *e, const struct release *r)
