@@ -83,7 +83,7 @@ $(RULES_BATCH): tests/bench/rules_batch.c $(BUILD)/libmw.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmw.a $(LDLIBS)
 
 # what every unit test may link besides the core (tests/unit/unit_*.c:
-# the scratch directory helper)
+# the scratch directory helper, the scanner tests' requests and fake scanner)
 UNIT_LIB_SRC := $(wildcard tests/unit/unit_*.c)
 UNIT_LIB := $(UNIT_LIB_SRC:tests/unit/%.c=$(BUILD)/tests/%.o)
 

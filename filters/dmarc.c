@@ -36,6 +36,7 @@
 #include "filters/filter_api.h"
 #include "proxy/sbuf.h"
 #include "proxy/log.h"
+#include "proxy/smtp_parse.h"
 #include "proxy/utf8.h"
 
 #define DMARC_MAX_DKIM 16
@@ -266,12 +267,13 @@ static int fetch_record(const struct dmarc_inst *in, const char *domain, char **
 	return found > 1 ? 2 : found == 1;
 }
 
-/* domain_of - the domain of an identity "user@domain" or "domain" */
+/* domain_of - the domain of an identity "user@domain" (smtp_path_domain,
+ * as SPF and the dnsbl filter read the envelope) or "domain" */
 static const char *domain_of(const char *id)
 {
-	const char *at = strrchr(id, '@');
+	const char *d = smtp_path_domain(id);
 
-	return at != NULL ? at + 1 : id;
+	return d != NULL ? d : id;
 }
 
 static const char *policy_name(char p)

@@ -51,6 +51,7 @@
 #include "filters/mime.h"
 #include "proxy/episode.h"
 #include "proxy/sbuf.h"
+#include "proxy/smtp_parse.h"
 #include "proxy/utf8.h"
 #include "rules/dnsbl_code.h"
 #include "rules/rules.h"
@@ -696,20 +697,22 @@ static void sender_host(const char *host, const struct dnsbl *b, char **set, siz
 	idn2_free(a);
 }
 
-/* sender_last_at - the domain after the last '@' of addr, up to a
- * delimiter (an envelope address; a From field's fallback) */
+/* sender_last_at - the domain after the last '@' of addr (read as the
+ * envelope is read, smtp_path_domain), up to a delimiter: an envelope
+ * address (which holds none), or a From field's fallback (raw field text,
+ * "<", ">", comments and more after the domain) */
 static void sender_last_at(const char *addr, const struct dnsbl *b, char **set, size_t *n, size_t max)
 {
-	const char *at = strrchr(addr, '@');
+	const char *dom = smtp_path_domain(addr);
 	char host[256];
 	size_t len;
 
-	if (at == NULL)
+	if (dom == NULL)
 		return;
-	len = strcspn(at + 1, "> \t;,()\"");
+	len = strcspn(dom, "> \t;,()\"");
 	if (len >= sizeof(host))
 		return;
-	snprintf(host, sizeof(host), "%.*s", (int)len, at + 1);
+	snprintf(host, sizeof(host), "%.*s", (int)len, dom);
 	sender_host(host, b, set, n, max);
 }
 

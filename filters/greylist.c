@@ -57,6 +57,7 @@
 #include "filters/store.h"
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
+#include "proxy/smtp_parse.h"
 
 #define MAX_WL 10000                 /* entries of a kind, setting and file together */
 #define WL_LINE_MAX 1024             /* a line of greylist_whitelist_file, newline included */
@@ -325,11 +326,12 @@ static int greylist_setup(void **instance, const struct scan_env *env, char *err
 	return 0;
 }
 
+/* domain_of - an envelope address's domain (smtp_path_domain), "" if none */
 static const char *domain_of(const char *addr)
 {
-	const char *at = strrchr(addr, '@');
+	const char *d = smtp_path_domain(addr);
 
-	return at ? at + 1 : "";
+	return d != NULL ? d : "";
 }
 
 static int rcpt_whitelisted(const struct greylist *g, const char *rcpt)

@@ -33,6 +33,7 @@
 
 #include "filters/filter_api.h"
 #include "filters/mime.h"
+#include "filters/mime_bare.h"
 #include "filters/mime_base64.h"
 #include "filters/mime_qp.h"
 #include "filters/mime_gmime.h"
@@ -50,6 +51,7 @@ struct mime_store {
 	GHashTable *uri_doms;         /* registrable domain (owned) -> URIs of it kept;
 	                               * while building, NULL afterwards */
 	size_t      uri_budget[2];    /* URIs kept: [0] links (anchor, form), [1] the rest */
+	size_t      bare_looks;       /* schemeless hosts and addresses looked at */
 	GHashTable *uri_keys;         /* host -> its uri_domain_key (both owned), at most
 	                               * URI_KEYS_MAX: libpsl costs 0.4 us a URI, and
 	                               * decoys are many URIs of few hosts; building only */
@@ -287,7 +289,59 @@ static int uri_char(unsigned char c)
 	       c != '{' && c != '}' && c != '|' && c != '\\' && c != '^' && c != 0x7f;
 }
 
-/* text_uris - http://, https:// and www. in text; www.x becomes http://www.x */
+/* text_bare - a mail address around an '@' at t[*i], or a schemeless
+ * host starting there (mime_bare.h), kept as mailto:addr or
+ * http://host/path when its top-level domain is a real one, as
+ * SpamAssassin's _process_text_uri_list keeps them; *i moved past it.
+ * At most MIME_MAX_BARE_LOOKS of them in a message (bare_stopped). */
+static void text_bare(struct mime_store *st, const char *t, size_t len, size_t *i)
+{
+	size_t a, b, n, hl;
+	char *u;
+
+	if (t[*i] == '@') {
+		if ((b = mime_bare_addr(t, len, *i, &a)) == 0) {
+			(*i)++;
+			return;
+		}
+		if (st->bare_looks >= MIME_MAX_BARE_LOOKS) {
+			st->pub.bare_stopped = 1;
+			*i = b;
+			return;
+		}
+		st->bare_looks++;
+		if (mime_bare_tld_ok(t + *i + 1, b - *i - 1)) {
+			u = g_strdup_printf("mailto:%.*s", (int)(b - a), t + a);
+			uri_add(st, u, strlen(u), MIME_URI_TEXT);
+			g_free(u);
+		}
+		*i = b;
+		return;
+	}
+	if ((n = mime_bare_host(t, len, *i, &hl)) == 0) {
+		(*i)++;
+		return;
+	}
+	if (st->bare_looks >= MIME_MAX_BARE_LOOKS) {
+		st->pub.bare_stopped = 1;
+		*i += n;
+		return;
+	}
+	st->bare_looks++;
+	if (!mime_bare_tld_ok(t + *i, hl)) {
+		/* "file.txt/x.com": the path may hold a host of its own */
+		(*i)++;
+		return;
+	}
+	u = g_strdup_printf("%s%.*s", g_ascii_strncasecmp(t + *i, "ftp.", 4) == 0 ? "ftp://" : "http://",
+	    (int)n, t + *i);
+	uri_add(st, u, strlen(u), MIME_URI_TEXT);
+	g_free(u);
+	*i += n;
+}
+
+/* text_uris - http://, https:// and www. in text; www.x becomes
+ * http://www.x; schemeless hosts and mail addresses (text_bare) */
 static void text_uris(struct mime_store *st, const char *t, size_t len)
 {
 	size_t i = 0;
@@ -307,7 +361,7 @@ static void text_uris(struct mime_store *st, const char *t, size_t len)
 			skip = 4;
 			www = 1;
 		} else {
-			i++;
+			text_bare(st, t, len, &i);
 			continue;
 		}
 		end = start + skip;
@@ -1629,6 +1683,9 @@ const struct mime_msg *mime_get(struct mw_ctx *ctx)
 		if (m->uris_truncated)
 			mw_log(ctx, LOG_NOTICE, "URI limit reached: %zu URIs kept, %zu more not in the URI "
 			    "lists (dnsbl, uri rules)", m->nuris, m->uris_dropped);
+		if (m->bare_stopped)
+			mw_log(ctx, LOG_NOTICE, "URI limit reached: the text's schemeless hosts and mail "
+			    "addresses were looked for up to the %d-th only", MIME_MAX_BARE_LOOKS);
 	}
 	return ms->mime;
 }

@@ -31,6 +31,11 @@ struct mw_ctx;
 #define MIME_MAX_URIS     1000
 #define MIME_URI_NEW_DOMAIN 100
 #define MIME_MAX_URI_LEN  2048          /* longer ones are ignored */
+/* schemeless hosts and bare mail addresses in text (mime_bare.h) looked
+ * at in one message: each costs a public suffix lookup and a URI kept or
+ * found again, about 1 us; the text is up to MIME_MAX_DECODED bytes, and
+ * 64 MB of "a.com " was 10 million of them */
+#define MIME_MAX_BARE_LOOKS 50000
 /* What GMime is handed at most: it builds every part and header field of
  * what it parses before a limit above applies, at about 1 KB per field or
  * part and 30 times the bytes of a long header field.  A message past one
@@ -137,7 +142,10 @@ struct mime_msg {
 	/* URIs found in text and HTML parts, deduplicated, valid UTF-8:
 	 * HTML href/src/action/background values (entities decoded; "#...",
 	 * cid: and data: left out) and bare http://, https:// and www. in
-	 * text (www.x given as http://www.x), trailing punctuation cut */
+	 * text (www.x given as http://www.x), trailing punctuation cut; in
+	 * text too, as SpamAssassin: a schemeless host of a real top-level
+	 * domain with its port and path as http://host/path (ftp.x as
+	 * ftp://ftp.x) and a bare mail address as mailto:addr (mime_bare.h) */
 	char            **uris;
 	size_t            nuris;
 	/* uri_kinds[i]: how uris[i] appeared (enum mime_uri_kind), the most
@@ -149,6 +157,9 @@ struct mime_msg {
 	int               parts_truncated; /* more than MIME_MAX_PARTS leaves */
 	int               uris_truncated;  /* a URI cap was reached (not parse_error) */
 	size_t            uris_dropped;    /* distinct URIs the caps left out */
+	int               bare_stopped;    /* the text's schemeless hosts and mail
+	                                    * addresses were looked for up to
+	                                    * MIME_MAX_BARE_LOOKS only */
 	/* not all of the message was walked, or a part's content was cut
 	 * at MIME_MAX_DECODED: a filter looking for something (a banned
 	 * attachment) did not see all of it; why, or NULL */

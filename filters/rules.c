@@ -19,6 +19,7 @@
 #include "filters/builtin.h"
 #include "filters/deadline.h"
 #include "filters/mime.h"
+#include "filters/mime_bare.h"
 #include "filters/rules_facts.h"
 #include "filters/rules_net.h"
 #include "proxy/log.h"
@@ -244,7 +245,6 @@ static void split_lines(struct strv *out, const char *text, size_t len)
  * budget or the scan's deadline, CLOCK_MONOTONIC ms; 0 = none). */
 #define MAX_TEXT_ADDRS      200
 #define MAX_TEXT_ADDR_LOOKS 10000
-static int addr_char(int c) { return isalnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
 
 /* text_addresses - returns 1 when it stopped at stop_ms, else 0 */
 static int text_addresses(struct strv *uris, const char *t, size_t len, long long stop_ms)
@@ -258,17 +258,11 @@ static int text_addresses(struct strv *uris, const char *t, size_t len, long lon
 		const char *at = memchr(t + i, '@', len - 1 - i);
 		if (!at) break;
 		i = (size_t)(at - t);
-		size_t a = i, b = i + 1;
-		while (a > 0 && addr_char((unsigned char)t[a - 1]) && i - a < 64) a--;
-		while (b < len && (isalnum((unsigned char)t[b]) || t[b] == '.' || t[b] == '-') && b - i < 255) b++;
-		while (b > i + 1 && (t[b - 1] == '.' || t[b - 1] == '-')) b--;
-		while (a < i && (t[a] == '.')) a++;
-		if (a == i || b <= i + 1) continue;
-		const char *dot = memrchr(t + i + 1, '.', b - i - 1);
-		if (!dot || t + b - dot < 3) continue;
-		int tld_ok = 1;
-		for (const char *c = dot + 1; c < t + b; c++) if (!isalpha((unsigned char)*c)) tld_ok = 0;
-		if (!tld_ok) continue;
+		/* the MIME layer's grammar (mime_bare.h), so the addresses it
+		 * kept (those of a real top-level domain) are found again, not
+		 * a second form of them */
+		size_t a, b = mime_bare_addr(t, len, i, &a);
+		if (!b) continue;
 		if (++looks % 1024 == 0 && stop_ms > 0 && deadline_now_ms() >= stop_ms) { late = 1; break; }
 		char buf[340];
 		snprintf(buf, sizeof buf, "mailto:%.*s", (int)(b - a), t + a);

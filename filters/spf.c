@@ -62,6 +62,7 @@
 #include "proxy/log.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
+#include "proxy/smtp_parse.h"
 
 #define SPF_MAX_SKIP 32
 #define SPF_MAX_VALUE 256       /* bytes of one Received-SPF / A-R value */
@@ -815,13 +816,13 @@ static void expand_text(char *out, size_t outsz, const char *tmpl, const char *d
 	sbuf_free(&b);
 }
 
-/* identity_domain - the domain checked: MAIL FROM's, or HELO for the
- * null sender */
+/* identity_domain - the domain checked: MAIL FROM's (smtp_path_domain, as
+ * every filter reads it), or HELO for the null sender */
 static const char *identity_domain(const char *from, const char *helo)
 {
-	const char *at = strrchr(from, '@');
+	const char *d = smtp_path_domain(from);
 
-	return from[0] == '\0' ? helo : at != NULL ? at + 1 : from;
+	return from[0] == '\0' ? helo : d != NULL ? d : from;
 }
 
 static void spf_check(struct mw_ctx *ctx)

@@ -37,7 +37,7 @@ static void usage(FILE *out)
 		"       mailwarden scan [-c FILE] [-o name=value]... [--from A] [--rcpt B]... [--client-ip IP] [--helo H]\n"
 		"                       [--direction inbound|outbound] [--output OUT.eml] FILE.eml|-\n"
 		"       mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
-		"                       | show [--json|--raw|--release] ID | release [--to RCPT]... ID | delete ID | expire\n"
+		"                       | show [--json|--raw|--release] ID | release [--to RCPT]... [--again] ID | delete ID | expire\n"
 		"       mailwarden learn [-c FILE] [-o name=value]... [--no-train] --spam|--ham|--forget FILE|DIR...\n"
 		"       mailwarden learn [-c FILE] [-o name=value]... --rebuild\n"
 		"       mailwarden stats [-c FILE] [-o name=value]... [--prometheus]\n");

@@ -603,6 +603,19 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	return SMFIS_CONTINUE;
 }
 
+/* mta_knows_no_addr - the MTA's "_" macro (Postfix: "name [addr]", in its
+ * default milter_connect_macros) says it has no address for the client:
+ * "localhost [unknown]" after a trusted XCLIENT NAME=localhost
+ * ADDR=[UNAVAILABLE].  Postfix's own local client says "localhost
+ * [127.0.0.1]"; Sendmail's "_" ("user@localhost") has no brackets. */
+static int mta_knows_no_addr(const char *mac)
+{
+	static const char unknown[] = "[unknown]";
+	size_t n = strlen(mac), k = sizeof(unknown) - 1;
+
+	return n >= k && strcmp(mac + n - k, unknown) == 0;
+}
+
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
 	struct msess *s = sess_new(ctx);
@@ -622,15 +635,22 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	} else if ((addr = macro(ctx, "{client_addr}"))[0] != '\0' &&
 	    ipnet_canon(addr, s->client_ip, sizeof(s->client_ip)) == 0) {
 		/* Sendmail writes "IPv6:2001:db8::1" */
-	} else if (hostname != NULL && strcmp(hostname, "localhost") == 0) {
+	} else if (hostname != NULL && strcmp(hostname, "localhost") == 0 &&
+	    !mta_knows_no_addr(macro(ctx, "_"))) {
 		/* no address at all, and "localhost": the MTA's own local
 		 * submission (Sendmail -bm/-bs: SMFIA_UNKNOWN, "localhost";
-		 * Postfix's smtpd on a pipe likewise).  It is taken as Postfix
-		 * takes it, and as Postfix's non_smtpd_milters show it: from
-		 * 127.0.0.1, so milter_internal_networks decides (outbound by
-		 * default).  Not for a client whose address the MTA does not
-		 * know for another reason (Postfix's XCLIENT ADDR=[UNAVAILABLE]
-		 * comes as "unknown"): that one stays inbound, with no address */
+		 * Postfix's smtpd on a pipe or UNIX socket likewise, "_" then
+		 * "localhost [127.0.0.1]").  It is taken as Postfix takes it,
+		 * and as Postfix's non_smtpd_milters show it: from 127.0.0.1,
+		 * so milter_internal_networks decides (outbound by default).
+		 * Not for a client whose address the MTA does not know: a
+		 * trusted XCLIENT NAME=localhost ADDR=[UNAVAILABLE] on such an
+		 * smtpd comes the same way, "_" "localhost [unknown]", and
+		 * Postfix's mynetworks does not take that client for local
+		 * (its address "unknown" is in no network); until session 21
+		 * the milter made it outbound: no SPF, DMARC or greylisting,
+		 * and DKIM-signed.  It stays inbound, with no address, as
+		 * "unknown" does */
 		snprintf(s->client_ip, sizeof(s->client_ip), "127.0.0.1");
 		slog(s->id, LOG_DEBUG, "milter: connect from localhost without an address: "
 		    "local submission, client 127.0.0.1");

@@ -9,6 +9,9 @@
  * reverses the rest of the line) as \uXXXX.  --json output is valid UTF-8
  * JSON with those characters as \u escapes (the same strings to a JSON
  * reader); --raw and --release are the message byte for byte, for piping.
+ * list's line escapes its values as a log line's fields are (put_jstr),
+ * and strings are read with their length, whatever their bytes; a value
+ * of the wrong type in the record is shown as such, never dereferenced.
  *
  * A release sends the message as the accept path would have (the header
  * edits the scanner recorded applied, the body a filter rewrote, ID.body,
@@ -21,7 +24,12 @@
  * tampered record cannot inject SMTP commands.  Of the client's MAIL
  * parameters only those that still mean something and that the upstream
  * offers are passed on (BODY, SMTPUTF8, RET/ENVID with DSN); SIZE is our
- * own count.  Each recorded recipient's NOTIFY/ORCPT (envelope.rcpt_dsn)
+ * own count.  A client's SMTPUTF8 is kept whatever the envelope (UTF-8
+ * header fields), and a BODY=BINARYMIME message goes with one BDAT ...
+ * LAST, byte for byte; an upstream that lacks what either needs gets
+ * nothing, and the reason is said.  A release goes to the recipients no
+ * earlier release delivered to (the record's "released"), unless --again:
+ * the lock only keeps two releases from running at once.  Each recorded recipient's NOTIFY/ORCPT (envelope.rcpt_dsn)
  * goes with its RCPT when the upstream offers DSN, checked as the rest
  * (recorded_dsn); recipients given with --to go without.
  */
@@ -36,8 +44,10 @@
 #include <unistd.h>
 
 #include "proxy/audit.h"
+#include "proxy/auditcap.h"
 #include "proxy/header_edit.h"
 #include "proxy/headers.h"
+#include "proxy/jsonw.h"
 #include "proxy/netaddr.h"
 #include "proxy/quarantine.h"
 #include "proxy/quarantine_cmd.h"
@@ -54,7 +64,7 @@
 static const char q_usage[] =
 	"usage: mailwarden quarantine [-c FILE] [-o name=value]... list [--since TIME] [--json]\n"
 	"       mailwarden quarantine [-c FILE] [-o name=value]... show [--json|--raw|--release] ID\n"
-	"       mailwarden quarantine [-c FILE] [-o name=value]... release [--to RCPT]... ID\n"
+	"       mailwarden quarantine [-c FILE] [-o name=value]... release [--to RCPT]... [--again] ID\n"
 	"       mailwarden quarantine [-c FILE] [-o name=value]... delete ID\n"
 	"       mailwarden quarantine [-c FILE] [-o name=value]... expire\n"
 	"TIME: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC), @EPOCH, or an age like 2h, 7d\n";
@@ -111,17 +121,24 @@ static int usage_err(const char *what, const char *arg)
 /* ------------------------------------------------------------------ */
 /* safe output                                                          */
 
-/* put_text - s[0..n) for a terminal: invalid UTF-8 as U+FFFD, controls
- * escaped (utf8_term_sbuf) */
-static void put_text(FILE *f, const char *s, size_t n)
+/* put_text_as - s[0..n) for a terminal: invalid UTF-8 as U+FFFD, controls
+ * escaped, and in mode UTF8_TERM_QUOTED / _WORD what would end a quoted
+ * value / a bare word (utf8_term_sbuf) */
+static void put_text_as(FILE *f, const char *s, size_t n, int mode)
 {
 	struct sbuf b;
 
 	sbuf_init(&b, (size_t)-1);
-	(void)utf8_term_sbuf(&b, s, n, 0);     /* no limit: never -1 */
+	(void)utf8_term_sbuf(&b, s, n, mode);  /* no limit: never -1 */
 	if (b.len > 0)
 		fwrite(b.data, 1, b.len, f);
 	sbuf_free(&b);
+}
+
+/* put_text - s[0..n) as free text (a value alone on its line) */
+static void put_text(FILE *f, const char *s, size_t n)
+{
+	put_text_as(f, s, n, UTF8_TERM_TEXT);
 }
 
 static void put_str(FILE *f, const char *s)
@@ -164,11 +181,66 @@ static const char *jstr(json_object *o, const char *key)
 	return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 }
 
-static double jnum(json_object *o, const char *key)
+/* jstrn - jstr with the string's length: a NUL in a Subject is the
+ * sender's byte, kept in the record (first_header keeps the length), and
+ * what follows it must be shown, not hidden by a C string's end */
+static const char *jstrn(json_object *o, const char *key, size_t *len)
 {
 	json_object *v = jget(o, key);
 
-	return v != NULL ? json_object_get_double(v) : 0;
+	if (v == NULL || !json_object_is_type(v, json_type_string)) {
+		*len = 0;
+		return "";
+	}
+	*len = (size_t)json_object_get_string_len(v);
+	return json_object_get_string(v);
+}
+
+/* put_jstr - the string at key (jstrn), printed in mode (put_text_as) */
+static void put_jstr(FILE *f, json_object *o, const char *key, int mode)
+{
+	size_t n;
+	const char *s = jstrn(o, key, &n);
+
+	put_text_as(f, s, n, mode);
+}
+
+/* put_jaddr - element i of the address list a as " <addr>" (addr a bare
+ * word: UTF8_TERM_WORD).  The record is the daemon user's file: an
+ * element that is not a string (null, a number, a list) is shown as
+ * such, not taken for an address (a null was a NULL, and strlen(NULL)
+ * killed root's `list` for every entry) */
+static void put_jaddr(FILE *f, json_object *a, size_t i)
+{
+	json_object *v = json_object_array_get_idx(a, i);
+
+	if (v == NULL || !json_object_is_type(v, json_type_string)) {
+		fputs(" (not an address)", f);
+		return;
+	}
+	fputs(" <", f);
+	put_text_as(f, json_object_get_string(v), (size_t)json_object_get_string_len(v), UTF8_TERM_WORD);
+	fputc('>', f);
+}
+
+/* the largest magnitude jnum gives: the record's numbers are sizes,
+ * ports and scores, far below; a record the daemon's user wrote may hold
+ * 1e308, whose conversion to long long is undefined, or NaN */
+#define JNUM_MAX 1e15
+
+/* jnum - the number at key, or 0 (none, not finite, or past JNUM_MAX) */
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+	double d = v != NULL ? json_object_get_double(v) : 0;
+
+	return d >= -JNUM_MAX && d <= JNUM_MAX ? d : 0;     /* false for NaN too */
+}
+
+/* jll - jnum as a whole number (bounded by jnum, so the cast is defined) */
+static long long jll(json_object *o, const char *key)
+{
+	return (long long)jnum(o, key);
 }
 
 static json_object *jarr(json_object *o, const char *key)
@@ -225,11 +297,15 @@ static json_object *summary(json_object *rec)
 	    *res = jget(rec, "result"), *a;
 	static const char *const keys[] = { "id", "time", "subject", "header_from", "reason" };
 
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		json_object_object_add(o, keys[i], json_object_new_string(jstr(rec, keys[i])));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t n;
+		const char *v = jstrn(rec, keys[i], &n);   /* a NUL in a Subject kept */
+
+		json_object_object_add(o, keys[i], json_object_new_string_len(v, (int)n));
+	}
 	json_object_object_add(o, "status",
 	    json_object_new_string(released(rec) ? "released" : "quarantined"));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)jnum(rec, "size")));
+	json_object_object_add(o, "size", json_object_new_int64(jll(rec, "size")));
 	json_object_object_add(o, "score", json_number(jnum(res, "score"), 3));
 	json_object_object_add(o, "action", json_object_new_string(jstr(res, "action")));
 	json_object_object_add(o, "listener", json_object_new_string(jstr(env, "listener")));
@@ -261,27 +337,29 @@ static int list_one(void *arg, const char *id)
 		put_json(stdout, s, 0);
 		json_object_put(s);
 	} else {
+		/* one line per entry, read by eye and by grep: each value
+		 * from the record escaped so that it stays in its place (a
+		 * Subject  x"  reason="released by admin  wrote a second
+		 * reason, a quoted local part "x> -> <ceo@..."@evil a second
+		 * recipient), as log_esc_quoted/_word do in the log lines */
 		env = jget(rec, "envelope");
 		rcpts = jarr(env, "rcpts");
 		put_str(stdout, id);
 		fputs("  ", stdout);
-		put_str(stdout, jstr(rec, "time"));
+		put_jstr(stdout, rec, "time", UTF8_TERM_WORD);
 		printf("  %-11s  score=%.3g  size=%lld  <",
 		    released(rec) ? "released" : "quarantined", jnum(jget(rec, "result"), "score"),
-		    (long long)jnum(rec, "size"));
-		put_str(stdout, jstr(env, "mail_from"));
+		    jll(rec, "size"));
+		put_jstr(stdout, env, "mail_from", UTF8_TERM_WORD);
 		fputs("> ->", stdout);
-		for (size_t i = 0; rcpts != NULL && i < json_object_array_length(rcpts) && i < 3; i++) {
-			fputs(" <", stdout);
-			put_str(stdout, json_object_get_string(json_object_array_get_idx(rcpts, i)));
-			fputc('>', stdout);
-		}
+		for (size_t i = 0; rcpts != NULL && i < json_object_array_length(rcpts) && i < 3; i++)
+			put_jaddr(stdout, rcpts, i);
 		if (rcpts != NULL && json_object_array_length(rcpts) > 3)
 			printf(" (+%zu)", json_object_array_length(rcpts) - 3);
 		fputs("  subject=\"", stdout);
-		put_str(stdout, jstr(rec, "subject"));
+		put_jstr(stdout, rec, "subject", UTF8_TERM_QUOTED);
 		fputs("\"  reason=\"", stdout);
-		put_str(stdout, jstr(rec, "reason"));
+		put_jstr(stdout, rec, "reason", UTF8_TERM_QUOTED);
 		fputs("\"\n", stdout);
 	}
 	c->n++;
@@ -365,6 +443,14 @@ static size_t release_body_limit(const struct config *cfg)
 }
 
 enum { RELEASE_FAILED = 1, RELEASE_REFUSED = 2 };
+
+/* release's exit codes besides 0 and 1 (mailwarden(8), EXIT STATUS), so
+ * that a script can tell "retry" (1: a retry goes to the recipients
+ * that have not got it) from "do not retry" */
+#define RELEASE_EXIT_DONE   2   /* nothing sent: every recipient had it from an
+                                 * earlier release (--again sends it again) */
+#define RELEASE_EXIT_UNSURE 3   /* delivered, or perhaps, and the record does not
+                                 * say released: a retry may deliver it twice */
 
 /* release_message - the entry's message as a release sends it (see
  * release_form), read whole: the message (owned) with *len, *edited and
@@ -463,7 +549,7 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	put_str(stdout, jstr(rec, "upstream")[0] ? jstr(rec, "upstream") : "(not recorded)");
 	printf("\n%-12s", "Client:");
 	put_str(stdout, jstr(env, "client_ip"));
-	printf(" port %lld", (long long)jnum(env, "client_port"));
+	printf(" port %lld", jll(env, "client_port"));
 	if (jstr(env, "client_name")[0]) {
 		fputs(" name ", stdout);
 		put_str(stdout, jstr(env, "client_name"));
@@ -485,11 +571,11 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	fputc('\n', stdout);
 	a = jarr(env, "rcpts");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
-		printf("%-12s<", i == 0 ? "To:" : "");
-		put_str(stdout, json_object_get_string(json_object_array_get_idx(a, i)));
-		fputs(">\n", stdout);
+		printf("%-11s", i == 0 ? "To:" : "");
+		put_jaddr(stdout, a, i);
+		fputc('\n', stdout);
 	}
-	printf("%-12s%lld bytes\n", "Size:", (long long)jnum(rec, "size"));
+	printf("%-12s%lld bytes\n", "Size:", jll(rec, "size"));
 	printf("%-12s", "Result:");
 	put_str(stdout, jstr(res, "action"));
 	snprintf(buf, sizeof(buf), ", score %.3f (required %.3f)", jnum(res, "score"),
@@ -523,7 +609,7 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 		printf("%-12ssends ", "Release:");
 		put_str(stdout, what);
 		printf(" (%lld bytes, %s.body), not the stored one; show --release prints it\n",
-		    (long long)jnum(jget(jget(rec, "release"), "body"), "size"), e->id);
+		    jll(jget(jget(rec, "release"), "body"), "size"), e->id);
 	}
 	a = jarr(rec, "released");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
@@ -536,11 +622,8 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 		fputs(" via ", stdout);
 		put_str(stdout, jstr(r, "upstream"));
 		fputs(" to", stdout);
-		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++) {
-			fputs(" <", stdout);
-			put_str(stdout, json_object_get_string(json_object_array_get_idx(to, k)));
-			fputc('>', stdout);
-		}
+		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
+			put_jaddr(stdout, to, k);
 		fputs(": ", stdout);
 		put_str(stdout, jstr(r, "reply"));
 		fputc('\n', stdout);
@@ -691,9 +774,28 @@ static const char **recorded_dsn(const char *id, json_object *env, size_t nrcpts
 	return v;
 }
 
-/* mail_params - the parameters for MAIL FROM: see the top of the file */
+/* param_has - the recorded MAIL parameters orig hold the token tok
+ * (case-insensitive, whole tokens only) */
+static int param_has(const char *orig, const char *tok)
+{
+	size_t k = strlen(tok);
+
+	while (*orig) {
+		size_t n = strcspn(orig, " ");
+
+		if (n == k && strncasecmp(orig, tok, k) == 0)
+			return 1;
+		orig += n;
+		orig += strspn(orig, " ");
+	}
+	return 0;
+}
+
+/* mail_params - the parameters for MAIL FROM: see the top of the file.
+ * binary: the message goes as BODY=BINARYMIME (release_send checked that
+ * the upstream offers it) */
 static void mail_params(const char *orig, const struct smtp_reply *ehlo, size_t size,
-                        int need_utf8, int eight_bit, char *out, size_t outsz)
+                        int need_utf8, int eight_bit, int binary, char *out, size_t outsz)
 {
 	int has_8bit = smtp_ehlo_has(ehlo, "8BITMIME", NULL, 0), body = 0;
 	int has_dsn = smtp_ehlo_has(ehlo, "DSN", NULL, 0);
@@ -721,6 +823,8 @@ static void mail_params(const char *orig, const struct smtp_reply *ehlo, size_t 
 					printable = 0;
 			if (!printable)
 				;
+			else if (strncasecmp(tok, "BODY=", 5) == 0 && binary && !body++)
+				ADD(" BODY=BINARYMIME");
 			else if (strncasecmp(tok, "BODY=", 5) == 0 && has_8bit && !body++)
 				ADD(" BODY=%s", strcasecmp(tok + 5, "7BIT") == 0 && !eight_bit
 				    ? "7BIT" : "8BITMIME");
@@ -772,6 +876,11 @@ static const char *which_upstream(const struct config *cfg, json_object *rec, in
 	return "";
 }
 
+/* why a release needs SMTPUTF8: an address of the envelope is UTF-8, or
+ * the client's MAIL carried SMTPUTF8 (RFC 6531/6532: UTF-8 header fields
+ * under an ASCII envelope; the tag action relays it) */
+enum { UTF8_ENVELOPE = 1, UTF8_CLIENT = 2 };
+
 struct release {
 	const char *upstream;
 	const char *from;
@@ -786,14 +895,24 @@ struct release {
 	char   params[700];
 	char   reply[600];       /* the final reply, or why it failed */
 	char   queue_id[128];
+	int    utf8;             /* SMTPUTF8 is needed: UTF8_ENVELOPE, UTF8_CLIENT or 0 */
+	int    binary;           /* the client's BODY=BINARYMIME: sent with BDAT */
 	int    delivered;        /* the upstream took the message (2xx at the end) */
+	int    unknown;          /* the whole message was sent and no reply came:
+	                          * the upstream may have queued it */
 	int    edited;           /* the record's header edits were applied */
 	int    rewritten;        /* the body stored for it (ID.body) was sent */
+	int    again;            /* --again: recipients that had it get it again */
+	size_t nskipped;         /* recipients left out: an earlier release of
+	                          * the entry delivered to them */
+	int    recorded;         /* the record says released (or the entry was
+	                          * removed); 0 when it could not be rewritten */
 };
 
-/* release_send - the SMTP dialogue; fills r; 0 delivered, -1 not */
+/* release_send - the SMTP dialogue; fills r; 0 delivered, -1 not (with
+ * r->unknown set when the message was sent whole and no reply came) */
 static int release_send(const struct config *cfg, const struct netaddr *to, const char *msg,
-                        size_t len, int need_utf8, const char *orig_params, struct release *r)
+                        size_t len, const char *orig_params, struct release *r)
 {
 	struct smtpsend c;
 	struct smtp_reply rep, ehlo;
@@ -814,14 +933,26 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 			goto refused;
 		memset(&ehlo, 0, sizeof(ehlo));
 	}
-	if (need_utf8 && !smtp_ehlo_has(&ehlo, "SMTPUTF8", NULL, 0)) {
-		snprintf(r->reply, sizeof(r->reply),
-		    "the envelope needs SMTPUTF8, which %s does not offer", r->upstream);
+	if (r->utf8 && !smtp_ehlo_has(&ehlo, "SMTPUTF8", NULL, 0)) {
+		snprintf(r->reply, sizeof(r->reply), r->utf8 == UTF8_ENVELOPE
+		    ? "the envelope needs SMTPUTF8, which %s does not offer"
+		    : "the message came with SMTPUTF8 (UTF-8 header fields), which %s does not offer",
+		    r->upstream);
 		smtpsend_close(&c, cfg->upstream_command_timeout);
 		return -1;
 	}
-	mail_params(orig_params, &ehlo, len, need_utf8, utf8_has_8bit(msg, len), r->params,
-	    sizeof(r->params));
+	/* over DATA a binary body is changed (bare CR and LF become CRLF, a
+	 * line "." is stuffed) and its NULs break the rules of DATA: it goes
+	 * with BDAT, as the proxy relays it, or not at all */
+	if (r->binary && !(smtp_ehlo_has(&ehlo, "CHUNKING", NULL, 0)
+	    && smtp_ehlo_has(&ehlo, "BINARYMIME", NULL, 0))) {
+		snprintf(r->reply, sizeof(r->reply), "the message came with BODY=BINARYMIME, which "
+		    "needs CHUNKING and BINARYMIME; %s does not offer both", r->upstream);
+		smtpsend_close(&c, cfg->upstream_command_timeout);
+		return -1;
+	}
+	mail_params(orig_params, &ehlo, len, r->utf8 != 0, utf8_has_8bit(msg, len), r->binary,
+	    r->params, sizeof(r->params));
 	snprintf(line, sizeof(line), "MAIL FROM:<%s>%s", r->from, r->params);
 	if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
 		goto io_fail;
@@ -843,13 +974,19 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 		smtpsend_close(&c, cfg->upstream_command_timeout);
 		return -1;
 	}
-	if (smtpsend_command(&c, "DATA", cfg->upstream_command_timeout, &rep) < 0)
-		goto io_fail;
-	if (rep.code != 354)
-		goto refused;
-	if (smtpsend_data(&c, msg, len, cfg->upstream_data_timeout, cfg->upstream_eod_timeout,
-	    &rep) < 0)
-		goto io_fail;
+	if (r->binary) {
+		if (smtpsend_bdat(&c, msg, len, cfg->upstream_data_timeout, cfg->upstream_eod_timeout,
+		    &rep) < 0)
+			goto io_fail;
+	} else {
+		if (smtpsend_command(&c, "DATA", cfg->upstream_command_timeout, &rep) < 0)
+			goto io_fail;
+		if (rep.code != 354)
+			goto refused;
+		if (smtpsend_data(&c, msg, len, cfg->upstream_data_timeout,
+		    cfg->upstream_eod_timeout, &rep) < 0)
+			goto io_fail;
+	}
 	smtpsend_reply_text(&rep, r->reply, sizeof(r->reply));
 	r->delivered = rep.code / 100 == 2;
 	if (r->delivered)
@@ -861,48 +998,89 @@ refused:
 	smtpsend_close(&c, cfg->upstream_command_timeout);
 	return -1;
 io_fail:
+	/* silent (or gone) after the end of the message: it may be queued */
+	r->unknown = c.msg_sent;
 	snprintf(r->reply, sizeof(r->reply), "%s: %s", r->upstream, c.err);
 	smtpsend_close(&c, 0);
 	return -1;
 }
 
+/* audit_release - the quarantine_release audit record of r: within the
+ * bounds of the proxy's own record (auditcap.h), so that a log shipper
+ * keeps it: each text cut to AUDIT_TEXT_MAX, each recipient's reply to
+ * AUDIT_RCPT_REPLY_MAX, and the recipients listed in the room the rest
+ * leaves, the accepted ones first, those left out counted
+ * (rcpts_unlisted, rcpts_unlisted_accepted).  400 recipients of 500
+ * bytes, the sender's choice, made a line of 221 KB, which Fluent Bit and
+ * Vector drop: the release of that message vanished from the central log.
+ * Written as JSON text (jsonw.h), as the proxy's record is: the list needs
+ * to know its room.  0, or -1 with errno (audit_write_line). */
 static int audit_release(const struct quarantine_entry *e, const struct release *r, int to_given,
                          int removed, size_t size)
 {
-	json_object *j = json_object_new_object(), *a = json_object_new_array(),
-	    *env = jget(e->rec, "envelope");
+	json_object *env = jget(e->rec, "envelope");
+	struct audit_rcpt *ar = xcalloc(r->nrcpts ? r->nrcpts : 1, sizeof(*ar));
+	struct sbuf rec, tail;
+	struct jsonw w, tw;
+	size_t fixed, budget;
 	char ts[64];
+	int rc, saved;
 
 	utc_now(ts, sizeof(ts));
-	json_object_object_add(j, "time", json_object_new_string(ts));
-	json_object_object_add(j, "event", json_object_new_string("quarantine_release"));
-	json_object_object_add(j, "quarantine_id", json_object_new_string(e->id));
-	json_object_object_add(j, "by", json_object_new_string(who()));
-	json_object_object_add(j, "listener", json_object_new_string(jstr(env, "listener")));
-	json_object_object_add(j, "direction", json_object_new_string(jstr(env, "direction")));
-	json_object_object_add(j, "mail_from", json_object_new_string(r->from));
-	json_object_object_add(j, "mail_params", json_object_new_string(r->params +
-	    strspn(r->params, " ")));
-	for (size_t i = 0; i < r->nrcpts; i++) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "address", json_object_new_string(r->rcpts[i]));
-		json_object_object_add(o, "reply", json_object_new_string(r->rcpt_reply[i]));
-		json_object_object_add(o, "accepted", json_object_new_boolean(r->accepted[i]));
-		json_object_array_add(a, o);
+	sbuf_init(&rec, (size_t)-1);
+	sbuf_init(&tail, (size_t)-1);
+	/* what follows the list first, so that the list knows its room */
+	jsonw_init_inside(&tw, &tail);
+	jsonw_key(&tw, "rcpts_overridden"); jsonw_bool(&tw, to_given);
+	jsonw_key(&tw, "size");             jsonw_int(&tw, (int64_t)size);
+	jsonw_key(&tw, "upstream");         audit_text(&tw, r->upstream, AUDIT_TEXT_MAX);
+	jsonw_key(&tw, "action");
+	jsonw_cstr(&tw, r->delivered ? "released" : r->unknown ? "release_outcome_unknown" : "release_failed");
+	jsonw_key(&tw, "reply");            audit_text(&tw, r->reply, AUDIT_TEXT_MAX);
+	jsonw_key(&tw, "queue_id");         audit_text(&tw, r->queue_id, AUDIT_TEXT_MAX);
+	jsonw_key(&tw, "removed");          jsonw_bool(&tw, removed);
+	jsonw_key(&tw, "header_edits");     jsonw_bool(&tw, r->edited);
+	jsonw_key(&tw, "rewritten_body");   jsonw_bool(&tw, r->rewritten);
+	jsonw_key(&tw, "again");            jsonw_bool(&tw, r->again);
+	jsonw_key(&tw, "rcpts_skipped");    jsonw_int(&tw, (int64_t)r->nskipped);
+	if (r->delivered) {
+		jsonw_key(&tw, "recorded");
+		jsonw_bool(&tw, r->recorded);
 	}
-	json_object_object_add(j, "rcpts", a);
-	json_object_object_add(j, "rcpts_overridden", json_object_new_boolean(to_given));
-	json_object_object_add(j, "size", json_object_new_int64((int64_t)size));
-	json_object_object_add(j, "upstream", json_object_new_string(r->upstream));
-	json_object_object_add(j, "action",
-	    json_object_new_string(r->delivered ? "released" : "release_failed"));
-	json_object_object_add(j, "reply", json_object_new_string(r->reply));
-	json_object_object_add(j, "queue_id", json_object_new_string(r->queue_id));
-	json_object_object_add(j, "removed", json_object_new_boolean(removed));
-	json_object_object_add(j, "header_edits", json_object_new_boolean(r->edited));
-	json_object_object_add(j, "rewritten_body", json_object_new_boolean(r->rewritten));
-	return audit_write(j);
+	jsonw_object_end(&tw);
+
+	jsonw_init(&w, &rec);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "time");          jsonw_cstr(&w, ts);
+	jsonw_key(&w, "event");         jsonw_cstr(&w, "quarantine_release");
+	jsonw_key(&w, "quarantine_id"); audit_text(&w, e->id, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "by");            audit_text(&w, who(), AUDIT_TEXT_MAX);
+	jsonw_key(&w, "listener");      audit_text(&w, jstr(env, "listener"), AUDIT_TEXT_MAX);
+	jsonw_key(&w, "direction");     audit_text(&w, jstr(env, "direction"), AUDIT_TEXT_MAX);
+	jsonw_key(&w, "mail_from");     audit_text(&w, r->from, AUDIT_TEXT_MAX);
+	jsonw_key(&w, "mail_params");   audit_text(&w, r->params + strspn(r->params, " "), AUDIT_TEXT_MAX);
+	/* the list gets what the rest leaves of AUDIT_RECORD_MAX (newline,
+	 * its key and the counters after it kept), as in the proxy's */
+	fixed = rec.len + tail.len + 1 + 16 + AUDIT_COUNTS_ROOM;
+	budget = fixed < AUDIT_RECORD_MAX ? AUDIT_RECORD_MAX - fixed : 0;
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		ar[i].addr = r->rcpts[i];
+		ar[i].reply = r->rcpt_reply != NULL ? r->rcpt_reply[i] : "";
+		ar[i].accepted = r->accepted != NULL && r->accepted[i];
+	}
+	(void)audit_rcpts(&w, ar, r->nrcpts, 0, budget);
+	free(ar);
+	if (jsonw_failed(&w) || jsonw_failed(&tw) || sbuf_add(&rec, tail.data, tail.len) < 0) {
+		/* cannot happen (no limit on either buffer): not a record */
+		rc = -1;
+		errno = ENOMEM;
+	} else
+		rc = audit_write_line(rec.data, rec.len);
+	saved = errno;
+	sbuf_free(&rec);
+	sbuf_free(&tail);
+	errno = saved;
+	return rc;
 }
 
 static void record_release(struct quarantine_entry *e, const struct release *r)
@@ -929,6 +1107,82 @@ static void record_release(struct quarantine_entry *e, const struct release *r)
 	json_object_array_add(list, o);
 }
 
+/* addr_cmp - qsort/bsearch order of addresses (const char **): case
+ * does not count, so "Bob@x" is taken for "bob@x" and a release does not
+ * send a second copy because the case differs (--again overrides) */
+static int addr_cmp(const void *a, const void *b)
+{
+	return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* released_to - every recipient an earlier release of the entry was
+ * accepted for (the record's "released"[].rcpts), sorted for bsearch
+ * with addr_cmp: an array (owned; NULL when *n is 0) of strings borrowed
+ * from rec.  The record is the daemon user's to write: a forged entry
+ * there can only keep a recipient from a release, which --again undoes. */
+static const char **released_to(json_object *rec, size_t *n)
+{
+	json_object *list = jarr(rec, "released");
+	const char **v = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	for (size_t i = 0; list != NULL && i < json_object_array_length(list); i++) {
+		json_object *a = jarr(json_object_array_get_idx(list, i), "rcpts");
+
+		for (size_t k = 0; a != NULL && k < json_object_array_length(a); k++) {
+			json_object *o = json_object_array_get_idx(a, k);
+
+			if (o == NULL || !json_object_is_type(o, json_type_string))
+				continue;
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 16;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			v[(*n)++] = json_object_get_string(o);
+		}
+	}
+	if (*n > 1)
+		qsort(v, *n, sizeof(*v), addr_cmp);
+	return v;
+}
+
+/* skip_released - leave out of r the recipients an earlier release
+ * delivered to (a release after "released to 1 of 2", or a second
+ * release, must not send a second copy to who has one); count them in
+ * r->nskipped.  r->rcpts and r->rcpt_dsn are compacted in place. */
+static void skip_released(json_object *rec, struct release *r)
+{
+	size_t nprev, k = 0;
+	const char **prev = released_to(rec, &nprev);
+
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		if (nprev > 0 && bsearch(&r->rcpts[i], prev, nprev, sizeof(*prev), addr_cmp) != NULL) {
+			r->nskipped++;
+			continue;
+		}
+		r->rcpts[k] = r->rcpts[i];
+		if (r->rcpt_dsn != NULL)
+			r->rcpt_dsn[k] = r->rcpt_dsn[i];
+		k++;
+	}
+	r->nrcpts = k;
+	free(prev);
+}
+
+/* last_release - "TIME by WHO" of the record's last release, for a message */
+static const char *last_release(json_object *rec, char *out, size_t outsz)
+{
+	json_object *list = jarr(rec, "released"), *l;
+	size_t n = list != NULL ? json_object_array_length(list) : 0;
+
+	if (n == 0)
+		return snprintf(out, outsz, "(no time recorded)"), out;
+	l = json_object_array_get_idx(list, n - 1);
+	snprintf(out, outsz, "%s by %s", jstr(l, "time"), jstr(l, "by"));
+	return out;
+}
+
 static int cmd_release(struct config *cfg, int argc, char **argv)
 {
 	static const char *to[MAX_TO];
@@ -938,8 +1192,8 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	const char *id = NULL;
 	char *msg = NULL;
 	json_object *env, *rcpts;
-	size_t nto = 0, len = 0;
-	int need_utf8, removed = 0, refused, fail, rc = 1;
+	size_t nto = 0, len = 0, norig;
+	int removed = 0, refused, fail, again = 0, audit_failed, save_errno = 0, rc = 1;
 	char err[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -949,7 +1203,9 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 			if (nto == MAX_TO)
 				return usage_err("too many --to recipients", NULL);
 			to[nto++] = argv[i];
-		} else if (argv[i][0] == '-' || id != NULL)
+		} else if (strcmp(argv[i], "--again") == 0)
+			again = 1;
+		else if (argv[i][0] == '-' || id != NULL)
 			return usage_err("release: unexpected argument", argv[i]);
 		else
 			id = argv[i];
@@ -964,8 +1220,10 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		return err1("%s", err);
 
 	memset(&r, 0, sizeof(r));
+	r.again = again;
 	env = jget(e.rec, "envelope");
 	rcpts = jarr(env, "rcpts");
+	norig = rcpts ? json_object_array_length(rcpts) : 0;
 	r.from = jstr(env, "mail_from");
 	if (!recorded_ok(r.from, 1)) {
 		err1("%s: the recorded sender is not a usable address", id);
@@ -975,7 +1233,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		r.rcpts = to;
 		r.nrcpts = nto;
 	} else {
-		r.nrcpts = rcpts ? json_object_array_length(rcpts) : 0;
+		r.nrcpts = norig;
 		if (r.nrcpts == 0 || r.nrcpts > MAX_TO) {
 			err1("%s: the record has %zu recipients; give --to", id, r.nrcpts);
 			goto out;
@@ -990,9 +1248,27 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		r.rcpts = to;
 		r.rcpt_dsn = recorded_dsn(id, env, r.nrcpts);
 	}
-	need_utf8 = utf8_has_8bit(r.from, strlen(r.from));
+	/* the flock only keeps two releases from running at once: one after
+	 * the other, the record says who has the message already */
+	if (!again)
+		skip_released(e.rec, &r);
+	if (r.nrcpts == 0) {
+		char when[200];
+
+		err1("%s was released already to every %srecipient (last %s); nothing sent: "
+		    "give --again to deliver it again", id, nto > 0 ? "given " : "",
+		    last_release(e.rec, when, sizeof(when)));
+		rc = RELEASE_EXIT_DONE;
+		goto out;
+	}
 	for (size_t i = 0; i < r.nrcpts; i++)
-		need_utf8 |= utf8_has_8bit(r.rcpts[i], strlen(r.rcpts[i]));
+		if (utf8_has_8bit(r.rcpts[i], strlen(r.rcpts[i])))
+			r.utf8 = UTF8_ENVELOPE;
+	if (utf8_has_8bit(r.from, strlen(r.from)))
+		r.utf8 = UTF8_ENVELOPE;
+	else if (!r.utf8 && param_has(jstr(env, "mail_params"), "SMTPUTF8"))
+		r.utf8 = UTF8_CLIENT;
+	r.binary = param_has(jstr(env, "mail_params"), "BODY=BINARYMIME");
 	r.upstream = which_upstream(cfg, e.rec, &refused);
 	if (refused) {
 		char esc[300];     /* the record is the daemon user's: no raw bytes to root's terminal */
@@ -1037,36 +1313,60 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	if (msg == NULL)
 		snprintf(r.reply, sizeof(r.reply), "%s", err);
 	else
-		release_send(cfg, &addr, msg, len, need_utf8, jstr(env, "mail_params"), &r);
+		release_send(cfg, &addr, msg, len, jstr(env, "mail_params"), &r);
 	if (r.delivered) {
 		record_release(&e, &r);
-		if (cfg->quarantine_delete_released && nto == 0 && r.naccepted == r.nrcpts)
+		if (cfg->quarantine_delete_released && nto == 0 && r.nskipped + r.naccepted == norig)
 			removed = quarantine_remove(&e) == 0;
-		if (!removed && quarantine_save_record(&e) < 0)
-			err1("%s released, but its record could not be updated: %s", id,
-			    strerror(errno));
+		r.recorded = removed || quarantine_save_record(&e) == 0;
+		if (!r.recorded)
+			save_errno = errno;
 	}
-	if (audit_release(&e, &r, nto > 0, removed, len) < 0) {
+	audit_failed = audit_release(&e, &r, nto > 0, removed, len) < 0;
+	if (audit_failed) {
 		/* done and cannot be undone, but not recorded: the admin must
 		 * know (and the exit status says it) */
 		err1("%s %s, but its audit record could not be written to %s: %s", id,
 		    r.delivered ? "released" : "not released", cfg->audit_log, strerror(errno));
-		goto out;
 	}
-	if (!r.delivered) {
+	if (r.unknown) {
+		/* the upstream took the whole message and fell silent (or
+		 * closed): it may have queued it.  Not recorded as released,
+		 * and said, so that a retry is a decision, not a reflex */
+		err1("release %s: outcome unknown: %s after the whole message was sent; %s may have "
+		    "queued it (look in its log): it is not marked released, and releasing it "
+		    "again may deliver it twice", id, r.reply, r.upstream);
+		rc = RELEASE_EXIT_UNSURE;
+	} else if (!r.delivered) {
 		err1("release %s failed: %s", id, r.reply);
+	} else if (!r.recorded) {
+		/* delivered, and the store does not say so: the next release
+		 * would send it again to the same recipients */
+		err1("%s WAS delivered to %zu recipient%s via %s (%s), but its record could not be "
+		    "updated: %s; it still shows as quarantined, and releasing it again would deliver "
+		    "it twice", id, r.naccepted, r.naccepted == 1 ? "" : "s", r.upstream, r.reply,
+		    strerror(save_errno));
+		rc = RELEASE_EXIT_UNSURE;
 	} else if (r.naccepted < r.nrcpts) {
 		size_t i = 0;
 
 		while (r.accepted[i])
 			i++;
-		err1("%s released to %zu of %zu recipients; <%s> refused: %s", id, r.naccepted,
-		    r.nrcpts, r.rcpts[i], r.rcpt_reply[i]);
+		err1("%s released to %zu of %zu recipients; <%s> refused: %s; a release again goes "
+		    "to the refused ones only", id, r.naccepted, r.nrcpts, r.rcpts[i], r.rcpt_reply[i]);
 	} else {
-		out1("%s released to %zu recipient%s via %s: %s%s", id, r.naccepted,
-		    r.naccepted == 1 ? "" : "s", r.upstream, r.reply, removed ? " (removed)" : "");
+		char skipped[120] = "";
+
+		if (r.nskipped > 0)
+			snprintf(skipped, sizeof(skipped), "; %zu recipient%s that had it already left out",
+			    r.nskipped, r.nskipped == 1 ? "" : "s");
+		out1("%s released to %zu recipient%s via %s: %s%s%s", id, r.naccepted,
+		    r.naccepted == 1 ? "" : "s", r.upstream, r.reply, removed ? " (removed)" : "",
+		    skipped);
 		rc = 0;
 	}
+	if (audit_failed && rc == 0)
+		rc = 1;
 out:
 	free(msg);
 	free(r.rcpt_reply);

@@ -539,6 +539,14 @@ const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const ch
 	return NULL;
 }
 
+/* smtp_path_domain - see smtp_parse.h */
+const char *smtp_path_domain(const char *path)
+{
+	const char *at = path != NULL ? strrchr(path, '@') : NULL;
+
+	return at != NULL ? at + 1 : NULL;
+}
+
 /* Replies ------------------------------------------------------------------ */
 
 static int xtext_decode(const char *p, size_t n, char *out, size_t outmax);

@@ -47,6 +47,18 @@ struct smtp_path_args {
 int smtp_path_parse(const char *arg, struct smtp_path_args *out, const char **why);
 const struct smtp_param *smtp_param_get(const struct smtp_path_args *a, const char *key);
 
+/* smtp_path_domain - the domain of an envelope address (a path without its
+ * angle brackets: what smtp_path_parse leaves, or a milter's MAIL argument):
+ * the text after its LAST '@'.  A quoted local part may hold '@'
+ * ("a@x"@d), a source route (@r1,@r2:u@d) several, a domain never one; so
+ * the last '@' is the one, as Postfix's resolver and libspf2 take it.  The
+ * one reading of the envelope sender's domain for SPF, DMARC, greylisting,
+ * the dnsbl filter and the rules (SENDERDOMAIN, check_dns_sender): until
+ * session 21 the rules took the first '@' and gave up at a second, so
+ * "x@listed"@clean asked no list at all.  Returns a pointer into path, or
+ * NULL when there is no '@'. */
+const char *smtp_path_domain(const char *path);
+
 /* smtp_dsn_rcpt_params - of in, a RCPT's parameters as they went upstream
  * ("KEY=V KEY2 ..."), the DSN ones (RFC 3461 4.1, 4.2) that are
  * well-formed, into out, space-separated: NOTIFY=NEVER or a list of

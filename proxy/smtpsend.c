@@ -222,6 +222,24 @@ int smtpsend_data(struct smtpsend *c, const char *msg, size_t len, unsigned writ
 	if (data_encoder_feed(&enc, msg, len, data_put, &o) < 0
 	    || data_encoder_finish(&enc, data_put, &o) < 0 || data_flush(&o) < 0)
 		return c->fd < 0 ? -1 : ss_fail(c, "sending the message failed", 0);
+	c->msg_sent = 1;
+	return read_reply(c, reply_ms, r);
+}
+
+int smtpsend_bdat(struct smtpsend *c, const char *msg, size_t len, unsigned write_ms,
+                  unsigned reply_ms, struct smtp_reply *r)
+{
+	char cmd[64];
+	int n;
+
+	if (c->fd < 0)
+		return ss_fail(c, "not connected", 0);
+	n = snprintf(cmd, sizeof(cmd), "BDAT %zu LAST\r\n", len);
+	/* the command and the octets in two writes: the server reads exactly
+	 * len octets after the line, whatever they hold */
+	if (write_all(c, cmd, (size_t)n, write_ms) < 0 || write_all(c, msg, len, write_ms) < 0)
+		return -1;
+	c->msg_sent = 1;
 	return read_reply(c, reply_ms, r);
 }
 

@@ -17,6 +17,11 @@ struct smtpsend {
 	char   in[4096];         /* bytes read, not yet used */
 	size_t inlen;
 	char   err[256];         /* why the last call failed */
+	int    msg_sent;         /* the whole message and its end (DATA's dot, or
+	                          * every octet of BDAT ... LAST) were written: a
+	                          * failure after it (no reply, the connection
+	                          * closed) leaves unknown whether the server
+	                          * queued the message */
 };
 
 /* smtpsend_connect - connect to a (within timeout_ms) and read the
@@ -34,6 +39,13 @@ int smtpsend_command(struct smtpsend *c, const char *line, unsigned timeout_ms,
  * dot-stuffed; stuffed here) and the final ".", each write making progress
  * within write_ms; then the reply within reply_ms.  0 or -1 as above. */
 int smtpsend_data(struct smtpsend *c, const char *msg, size_t len, unsigned write_ms,
+                  unsigned reply_ms, struct smtp_reply *r);
+
+/* smtpsend_bdat - instead of DATA: "BDAT len LAST" and the message
+ * msg[0..len) as it is (RFC 3030: no dot-stuffing, no line rules, so a
+ * BODY=BINARYMIME message goes byte for byte), each write making progress
+ * within write_ms; then the reply within reply_ms.  0 or -1 as above. */
+int smtpsend_bdat(struct smtpsend *c, const char *msg, size_t len, unsigned write_ms,
                   unsigned reply_ms, struct smtp_reply *r);
 
 /* smtpsend_close - QUIT (waiting at most timeout_ms for its reply) if the

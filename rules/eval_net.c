@@ -40,6 +40,7 @@
 #include "rules/eval_net.h"
 #include "rules/eval_relay.h"
 #include "rules/uri_hosts.h"
+#include "proxy/smtp_parse.h"
 
 #define MAX_IPS        32     /* relay/originating addresses considered */
 #define MAX_NS         8      /* name servers of one domain */
@@ -1216,7 +1217,11 @@ static void walk_uribl(struct walk *w, const struct uribl *only)
 	}
 }
 
-/* the envelope sender's domain (DNSEval's check_dns_sender), or -1 */
+/* the envelope sender's domain (DNSEval's check_dns_sender), or -1: after
+ * the last '@' (smtp_path_domain), the domain SPF, DMARC and the dnsbl
+ * filter read.  The first '@', refused when a second followed, gave no
+ * domain for "x@listed.test"@clean.test: check_dns_sender and
+ * _SENDERDOMAIN_ lists asked nothing (SpamAssassin asks 'listed.test"') */
 static int sender_host(struct eval_msg *m, char *out, size_t outlen)
 {
 	const char *v = eval_header_first(m, "EnvelopeFrom");
@@ -1226,9 +1231,8 @@ static int sender_host(struct eval_msg *m, char *out, size_t outlen)
 	for (const char *p = addr; *p && o + 1 < sizeof sq; p++)   /* squeeze runs of dots */
 		if (!(*p == '.' && o && sq[o - 1] == '.')) sq[o++] = *p;
 	sq[o] = '\0';
-	const char *at = strchr(sq, '@');
-	if (!at || strchr(at + 1, '@')) return -1;
-	const char *h = at + 1;
+	const char *h = smtp_path_domain(sq);
+	if (!h) return -1;
 	size_t n = strcspn(h, " \t");
 	if (!n || n >= outlen || !memchr(h, '.', n)) return -1;
 	snprintf(out, outlen, "%.*s", (int)n, h);

@@ -117,11 +117,9 @@ def test_idn_sender_domain_looked_up(dns_server, tmp_path, which):
 # (PerMsgStatus: schemeless hosts with a valid TLD, bare addresses as mailto:)
 # and rspamd (url extraction of bare domains and emails) check these; here a
 # spammer writing "spammer.com/offer" or "order@spammer.com" in a text part
-# is never looked up.
-
-# Not fixed in session 20 (README "DNS blocklists", known gap): strict
-# xfail, so that the day it is fixed the marker must go.
-@pytest.mark.xfail(strict=True, reason="known gap: bare domains and addresses in text not extracted")
+# was never looked up.  Fixed in session 21 (filters/mime_bare.c, README "DNS
+# blocklists"): both are URIs now, http://spammer.com/offer and
+# mailto:sales@spammer.com, and their domain is asked.
 @pytest.mark.parametrize("body", [
     "visit spammer.com/offer today",
     "order now: sales@spammer.com",

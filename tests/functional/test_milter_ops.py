@@ -811,6 +811,35 @@ def test_local_submission_without_an_address_is_local(milter_mw):
     assert milter_pid(m) is not None
 
 
+def test_xclient_localhost_without_an_address_is_not_local(milter_mw):
+    """A trusted XCLIENT NAME=localhost ADDR=[UNAVAILABLE] to a Postfix
+    smtpd on a UNIX socket reaches the milter as Postfix's own local
+    client does (family SMFIA_UNKNOWN, host "localhost"), but with the
+    "_" macro "localhost [unknown]" where Postfix's own says "localhost
+    [127.0.0.1]".  Postfix does not take such a client for local (its
+    address "unknown" is in no mynetworks); the milter took it as
+    127.0.0.1, outbound: no SPF, DMARC or greylisting, and DKIM-signed.
+    It stays inbound with no address now; Postfix's local client and
+    Sendmail's ("_" without brackets) are still local.  (Over TCP,
+    Postfix 3.7 sends such a client as family '4' address "unknown",
+    which libmilter refuses before the milter sees it: README.)"""
+    m, port = milter_mw(opts=[("filters", "spf greylist ratelimit")])
+    cases = ((b"xclient", b"localhost [unknown]"), (b"postfix", b"localhost [127.0.0.1]"),
+             (b"sendmail", b"root@localhost"))
+    for qid, mac in cases:
+        with RawMilter(port) as c:
+            c.negotiate()
+            c.macros(b"C", [(b"j", b"mx.example.org"), (b"_", mac)])
+            c.step(b"C", b"localhost\0U")
+            c.step(b"H", b"localhost\0")
+            verdict, data, _ = c.message(make_msg(subject="local?"), qid=qid)
+        assert verdict == b"c", (qid, verdict, data)
+    recs = wait_records(m, 3)
+    assert [(r["queue_id"], r["direction"], r["client_ip"]) for r in recs] == [
+        ("xclient", "inbound", ""), ("postfix", "outbound", "127.0.0.1"),
+        ("sendmail", "outbound", "127.0.0.1")], recs
+
+
 def test_local_submission_follows_milter_internal_networks(milter_mw):
     """Local mail is 127.0.0.1: without loopback in milter_internal_networks
     it is inbound, as Postfix's own local mail then is."""

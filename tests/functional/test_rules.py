@@ -6,6 +6,7 @@ eval: rules are logged as not loaded, and the config check accepts the
 settings."""
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -117,6 +118,43 @@ def test_envelope_from_and_text_addresses(tmp_path):
     # the envelope sender, when there is one, wins over Return-Path
     got = symbols(scan(tmp_path, msg, [cf], ["--from", "other@else.example"]))
     assert "T_ENV" not in got and "T_MAILTO" in got
+
+
+BARE_URI_RULES = """uri T_BARE_PATH   m{^http://spammer\\.com/offer$}
+uri T_BARE_MAILTO /^mailto:sales\\@spammer\\.net$/
+uri T_BARE_FTP    m{^ftp://ftp\\.files\\.com}
+uri T_BARE_MD     m{^http://readme\\.md}
+uri T_BARE_TXT    m{^http://file\\.txt}
+uri T_BARE_EG     m{^http://e\\.g}
+uri T_BARE_VER    m{^http://1\\.2\\.3}
+uri T_BARE_LOCAL  m{^http://john\\.info}
+"""
+
+
+def test_schemeless_text_uris_as_spamassassin(tmp_path):
+    """A bare host in text is a URI http://host/path and a bare address
+    mailto:addr to the uri rules, when the top-level domain is real
+    (README "DNS blocklists"): "file.txt", "e.g." and "1.2.3" are none,
+    "readme.md" is one (.md is Moldova's).  The same rules hit in
+    SpamAssassin itself when it is installed."""
+    msg = PLAIN.replace(b"See you at noon?", b"visit spammer.com/offer today or mail sales@spammer.net; "
+                        b"read readme.md and file.txt, e.g. version 1.2.3 at ftp.files.com or john.info@x.org")
+    cf = tmp_path / "bare.cf"
+    cf.write_text(BARE_URI_RULES + "".join("score %s 0.1\n" % l.split()[1] for l in BARE_URI_RULES.splitlines()))
+    want = {"T_BARE_PATH", "T_BARE_MAILTO", "T_BARE_FTP", "T_BARE_MD"}
+    assert set(symbols(scan(tmp_path, msg, [cf]))) == want
+    sa = os.path.join(HERE, "sa_hits.pl")
+    if subprocess.run(["/usr/bin/perl", "-MMail::SpamAssassin", "-e", "1"], capture_output=True).returncode == 0:
+        rdir = tmp_path / "sa"
+        rdir.mkdir()
+        (rdir / "bare.cf").write_text(cf.read_text())
+        # its valid TLDs (util_rb_tld): without them it takes no URI at all
+        shutil.copy("/usr/share/spamassassin/20_aux_tlds.cf", str(rdir))
+        (tmp_path / "sa.eml").write_bytes(msg)
+        r = subprocess.run(["/usr/bin/perl", sa, str(rdir), str(tmp_path / "sa.eml")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert set(r.stdout.split("\t", 1)[1].strip().split(",")) == want
 
 
 LONG_HEADER_RULES = """header T_SUBJ_NEAR   Subject =~ /MARKNEAR/

@@ -356,6 +356,41 @@ static void test_dns_sender(void **st)
 	rules_free(rs);
 }
 
+/* the sender's domain is read after the envelope's last '@', as SPF,
+ * DMARC and the dnsbl filter read it (smtp_path_domain): the first '@' of
+ * a quoted local part gave no domain, and no list was asked */
+static void test_sender_domain_last_at(void **st)
+{
+	(void)st;
+	struct ruleset *rs = load(
+		"header T_NODNS eval:check_dns_sender()\nscore T_NODNS 1\n"
+		"askdns T_SDBL _SENDERDOMAIN_.dbl.test A /^127\\.0\\.1\\.2$/\nscore T_SDBL 1\n");
+	static const char *const froms[] = {
+		"\"x@listed.test\"@clean.test",                   /* what the proxy lets through */
+		"<\"x@listed.test\"@clean.test>",                 /* a Return-Path of a saved message */
+		"x@listed.test@clean.test",                       /* a milter's MAIL, Postfix not strict */
+	};
+	for (size_t i = 0; i < sizeof froms / sizeof froms[0]; i++) {
+		struct rules_header h3[] = {
+			{ "From", "a@sender.example", NULL },
+			{ "Subject", "hello", NULL },
+			{ "EnvelopeFrom", froms[i], NULL },
+		};
+		struct rules_input in = { .headers = h3, .nheaders = 3, .fact = fact };
+		struct facts f = { NULL };
+		struct asked a;
+		in.fact_arg = &f;
+		struct rules_scratch *s = rules_scratch_new(rs);
+		memset(&a, 0, sizeof a);
+		rules_net_queries(rs, s, &in, want, &a);
+		rules_scratch_free(s);
+		if (!asked(&a, "clean.test/1") || !asked(&a, "clean.test/15") || !asked(&a, "clean.test.dbl.test/1L"))
+			fail_msg("EnvelopeFrom %s: asked \"%s\", want clean.test (A, MX, dbl.test)", froms[i], a.s);
+		assert_null(strstr(a.s, "listed.test"));
+	}
+	rules_free(rs);
+}
+
 static void test_uri_host_listed(void **st)
 {
 	(void)st;
@@ -554,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_uri_queries),
 		cmocka_unit_test(test_uri_hits),
 		cmocka_unit_test(test_dns_sender),
+		cmocka_unit_test(test_sender_domain_last_at),
 		cmocka_unit_test(test_uri_host_listed),
 		cmocka_unit_test(test_skip_checks),
 		cmocka_unit_test(test_hostile_uris),

@@ -417,6 +417,100 @@ static void test_uris(void **state)
 	mime_free(m);
 }
 
+/* text_msg - a one-part message of type ctype with body b */
+static struct mime_msg *text_msg(const char *ctype, const char *b)
+{
+	gchar *s = g_strdup_printf("From: a@example.org\r\nTo: b@example.org\r\nSubject: t\r\n"
+	    "MIME-Version: 1.0\r\nContent-Type: %s\r\n\r\n%s\r\n", ctype, b);
+	struct mime_msg *m = parse(s);
+
+	g_free(s);
+	return m;
+}
+
+/* schemeless hosts and bare mail addresses in text are URIs, as
+ * SpamAssassin takes them (http://host/path, mailto:addr), when their
+ * top-level domain is a real one */
+static void test_bare_uris(void **state)
+{
+	static const char *const taken[] = {
+		"http://spammer.com/offer", "mailto:sales@spammer.net", "http://shop.example.co.uk",
+		"http://spammer.org:8080/x", "ftp://ftp.files.com", "http://WWW2.Promo.Info",
+		"http://end.com", "http://paren.com", "http://comma.com",
+		"mailto:john.info@spammer.net", "http://after-at.com",
+		/* .md (Moldova), .py (Paraguay), .zip are real: SpamAssassin takes them too */
+		"http://readme.md", "http://setup.py", "http://archive.zip",
+	};
+	static const char *const not_taken[] = {
+		"http://file.txt", "http://e.g", "http://e.g.", "http://i.e", "http://1.2.3",
+		"http://index.html", "http://foo.exe", "http://192.168.0.1", "http://node.js",
+		"http://v2.0", "http://john.info", "mailto:x@y.zz", "http://y.zz", "http://a.b",
+		"http://under_score.com", "http://-dash.com", "http://x.com.", "http://sub.file.txt",
+		"http://glued.com", "http://mid%2e.com", "http://www.x.com", "http://foo.local",
+	};
+	struct mime_msg *m = text_msg("text/plain",
+	    "visit spammer.com/offer today, mail sales@spammer.net or (see shop.example.co.uk)\r\n"
+	    "port spammer.org:8080/x. ftp.files.com WWW2.Promo.Info and end.com.\r\n"
+	    "(paren.com) comma.com, john.info@spammer.net @after-at.com readme.md setup.py archive.zip\r\n"
+	    "file.txt e.g. i.e. version 1.2.3 index.html foo.exe 192.168.0.1 node.js v2.0 x@y.zz a.b\r\n"
+	    "under_score.com -dash.com sub.file.txt/ xglued.com%glued.com mid%2e.com foo.local\r\n"
+	    "http://www.x.com/real");
+	struct mime_msg *h;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+		if (has_uri(m, taken[i]) != 1)
+			fail_msg("%s not taken", taken[i]);
+	for (size_t i = 0; i < sizeof(not_taken) / sizeof(not_taken[0]); i++)
+		if (has_uri(m, not_taken[i]) != 0)
+			fail_msg("%s taken", not_taken[i]);
+	assert_int_equal(kind_of(m, "http://spammer.com/offer"), MIME_URI_TEXT);
+	assert_int_equal(has_uri(m, "http://www.x.com/real"), 1);
+	assert_false(m->bare_stopped);
+	mime_free(m);
+	/* in an HTML part's rendered text too, never in its markup */
+	h = text_msg("text/html", "<p title=\"attr.com\">call deals.biz or <b>x@shop.net</b></p>"
+	    "<a href=\"http://link.example/\">link.org</a>");
+	assert_int_equal(has_uri(h, "http://deals.biz"), 1);
+	assert_int_equal(has_uri(h, "mailto:x@shop.net"), 1);
+	assert_int_equal(has_uri(h, "http://link.org"), 1);
+	assert_int_equal(has_uri(h, "http://attr.com"), 0);
+	assert_int_equal(kind_of(h, "http://link.example/"), MIME_URI_ANCHOR);
+	mime_free(h);
+}
+
+/* the search is bounded: words that cannot be a host ("1.2.3", "a.b")
+ * cost no lookup and leave it whole; past MIME_MAX_BARE_LOOKS plausible
+ * ones it stops and says so, however big the text part */
+static void test_bare_uris_bounded(void **state)
+{
+	GString *g = g_string_new(NULL);
+	struct mime_msg *m;
+	gint64 t0;
+
+	(void)state;
+	for (int i = 0; i < 300000; i++)
+		g_string_append_printf(g, "%d.%d.%d a.b ", i, i % 7, i % 3);
+	g_string_append(g, "then spammer.com/offer\r\n");
+	t0 = g_get_monotonic_time();
+	m = text_msg("text/plain", g->str);
+	assert_int_equal(has_uri(m, "http://spammer.com/offer"), 1);
+	assert_false(m->bare_stopped);
+	mime_free(m);
+	g_string_truncate(g, 0);
+	for (int i = 0; i < 2 * MIME_MAX_BARE_LOOKS; i++)
+		g_string_append_printf(g, "w%d.txt u%d@clean%d.com ", i, i, i % 50);
+	g_string_append(g, "then spammer.com/offer\r\n");
+	m = text_msg("text/plain", g->str);
+	assert_true(m->bare_stopped);
+	assert_int_equal(has_uri(m, "http://spammer.com/offer"), 0);   /* past the bound */
+	assert_true(m->nuris <= 2 * MIME_MAX_URIS);
+	mime_free(m);
+	/* about 6 MB of text: well under a second even instrumented */
+	assert_true(g_get_monotonic_time() - t0 < 5 * G_USEC_PER_SEC);
+	g_string_free(g, TRUE);
+}
+
 /* each URI's kind (what blocklist lookups are ordered by): an image or
  * text URI that is also a link is a link; a form's action, a background */
 static void test_uri_kinds(void **state)
@@ -483,6 +577,8 @@ static void test_uri_decoys_keep_links(void **state)
 		"<a href=\"http://u%d%40www.clean.example/\">x</a>",
 		"<a href=\"http://x%d\xe3\x80\x82" "clean.example/\">x</a>",   /* U+3002 for the dot */
 		"<a href=\"http://www.clean.exa\nmple/%d\">x</a>",
+		"clean%d.com ",                                              /* bare hosts in text */
+		"u%d@clean.com ",                                            /* bare addresses */
 	};
 	struct mime_msg *m;
 
@@ -1176,6 +1272,8 @@ int main(void)
 		cmocka_unit_test(test_uris),
 		cmocka_unit_test(test_uri_kinds),
 		cmocka_unit_test(test_uri_decoys_keep_links),
+		cmocka_unit_test(test_bare_uris),
+		cmocka_unit_test(test_bare_uris_bounded),
 		cmocka_unit_test(test_render_cases),
 		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_broken),

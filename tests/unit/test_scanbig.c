@@ -34,7 +34,7 @@
 #include "proxy/scansync.h"
 #include "proxy/spool.h"
 
-#include "scan_testlib.h"
+#include "unit_scan.h"
 #include "unit_tmpdir.h"
 
 #define NBIG 1000
@@ -58,7 +58,7 @@ static char *big_rcpt(int i)
 /* big_request - fill_request's, with NBIG long recipients */
 static void big_request(struct scan_request *r)
 {
-	fill_request(r);
+	unit_scan_fill_request(r);
 	for (size_t i = 0; i < r->nrcpts; i++)
 		free(r->rcpts[i]);
 	free(r->rcpts);
@@ -94,7 +94,7 @@ static void test_big_envelope_roundtrip(void **state)
 	scan_request_encode(&enc, &a);
 	assert_true(enc.len > SCANPROTO_MAX_PACKET);   /* the case at hand */
 	sbuf_free(&enc);
-	pair(sv);
+	unit_scan_pair(sv);
 
 	/* the message as a descriptor */
 	mfd = spool_sealed_copy("abc", 3);
@@ -165,68 +165,15 @@ static void fds_restore(void)
 
 /* --- the proxy's asynchronous client ------------------------------------------ */
 
-struct answer {
-	int done;
-	enum mw_action action;
-	char error[256];
-};
-
-static void on_done(void *arg, struct scan_result *res)
-{
-	struct answer *a = arg;
-
-	a->done++;
-	a->action = res->action;
-	snprintf(a->error, sizeof(a->error), "%s", res->error);
-}
-
-/* listen_scanner - a fake scanner's socket in unit_dir */
-static int listen_scanner(struct sockaddr_un *addr, socklen_t *len)
-{
-	int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	assert_true(l >= 0);
-	memset(addr, 0, sizeof(*addr));
-	addr->sun_family = AF_UNIX;
-	snprintf(addr->sun_path, sizeof(addr->sun_path), "%s/scan.sock", unit_dir);
-	*len = (socklen_t)sizeof(*addr);
-	assert_int_equal(bind(l, (struct sockaddr *)addr, *len), 0);
-	assert_int_equal(listen(l, 8), 0);
-	return l;
-}
-
-/* answer_all - the fake scanner answers every request waiting on c
- * (fill_result's, a tag); how many */
+/* answer_all - the fake scanner answers every request waiting on c; how
+ * many */
 static int answer_all(int c)
 {
-	struct scan_request rq;
-	struct scan_result rs;
-	unsigned char *msg;
-	int fd, n = 0;
+	int n = 0;
 
-	while (scanproto_recv_request(c, &rq, &fd, &msg, MSG_DONTWAIT) == 1) {
-		fill_result(&rs);
-		rs.id = rq.id;
-		assert_int_equal(scanproto_send_result(c, &rs), 0);
-		scan_result_free(&rs);
-		if (fd >= 0)
-			close(fd);
-		free(msg);
-		scan_request_free(&rq);
+	while (unit_scan_answer(c, MSG_DONTWAIT) == 1)
 		n++;
-	}
 	return n;
-}
-
-static struct scan_request small_request(void)
-{
-	struct scan_request r;
-
-	fill_request(&r);
-	r.msg = (const unsigned char *)"Subject: x\r\n\r\nbody\r\n";
-	r.msg_len = strlen((const char *)r.msg);
-	r.msg_inline = 1;
-	return r;
 }
 
 /* a request sent at once that cannot go fails alone */
@@ -235,13 +182,13 @@ static void test_client_failure_is_the_requests_own(void **state)
 	struct event_base *base = event_base_new();
 	struct sockaddr_un addr;
 	socklen_t alen;
-	struct scan_request a = small_request(), big;
-	struct answer got_a = { 0 }, got_b = { 0 };
-	int l = listen_scanner(&addr, &alen), c, mfd;
+	struct scan_request a = unit_scan_small_request(), big;
+	struct unit_scan_got got_a = { 0 }, got_b = { 0 };
+	int l = unit_scan_listen(&addr, &alen), c, mfd;
 	(void)state;
 
 	struct scanclient *sc = scanclient_new(base, &addr, alen);
-	assert_true(scanclient_submit(sc, &a, -1, 10000, on_done, &got_a, NULL) != 0);
+	assert_true(scanclient_submit(sc, &a, -1, 10000, unit_scan_on_done, &got_a, NULL) != 0);
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
 
 	big_request(&big);
@@ -249,7 +196,7 @@ static void test_client_failure_is_the_requests_own(void **state)
 	assert_true(mfd >= 0);
 	fds_exhaust();
 	struct scan_unsent un;
-	uint64_t id = scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b, &un);
+	uint64_t id = scanclient_submit(sc, &big, mfd, 10000, unit_scan_on_done, &got_b, &un);
 	fds_restore();
 	assert_true(id == 0);              /* its session answers 451 itself */
 	/* and says what happened, not "scanner unavailable" */
@@ -260,14 +207,13 @@ static void test_client_failure_is_the_requests_own(void **state)
 	assert_int_equal(got_a.done, 0);
 	assert_int_equal(scanclient_pending(sc), 1);
 	assert_int_equal(answer_all(c), 1);
-	for (int i = 0; i < 200 && !got_a.done; i++)
-		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+	unit_scan_loop_until(base, &got_a);
 	assert_int_equal(got_a.done, 1);
 	assert_int_equal(got_a.action, MW_TAG);
 
 	/* and the next one goes on the same connection, big as it is */
 	got_b.done = 0;
-	assert_true(scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b, NULL) != 0);
+	assert_true(scanclient_submit(sc, &big, mfd, 10000, unit_scan_on_done, &got_b, NULL) != 0);
 	for (int i = 0; i < 200 && !got_b.done; i++) {
 		answer_all(c);
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
@@ -278,8 +224,7 @@ static void test_client_failure_is_the_requests_own(void **state)
 
 	close(mfd);
 	scan_request_free(&big);
-	a.msg = NULL;
-	scan_request_free(&a);
+	unit_scan_free_small(&a);
 	scanclient_free(sc);
 	event_base_free(base);
 	close(c);
@@ -295,8 +240,8 @@ static void test_client_queued_failure_is_the_requests_own(void **state)
 	struct sockaddr_un addr;
 	socklen_t alen;
 	struct scan_request a[N], big;
-	struct answer got[N], got_b = { 0 };
-	int l = listen_scanner(&addr, &alen), c = -1, mfd, answered = 0;
+	struct unit_scan_got got[N], got_b = { 0 };
+	int l = unit_scan_listen(&addr, &alen), c = -1, mfd, answered = 0;
 	(void)state;
 
 	/* inline messages of 60,000 bytes: the fake scanner reads nothing
@@ -307,18 +252,18 @@ static void test_client_queued_failure_is_the_requests_own(void **state)
 	memset(got, 0, sizeof(got));
 	struct scanclient *sc = scanclient_new(base, &addr, alen);
 	for (int i = 0; i < N / 2; i++) {
-		a[i] = small_request();
+		a[i] = unit_scan_small_request();
 		a[i].msg = (const unsigned char *)body;
 		a[i].msg_len = sizeof(body);
-		assert_true(scanclient_submit(sc, &a[i], -1, 10000, on_done, &got[i], NULL) != 0);
+		assert_true(scanclient_submit(sc, &a[i], -1, 10000, unit_scan_on_done, &got[i], NULL) != 0);
 	}
 	big_request(&big);
 	mfd = spool_sealed_copy("abc", 3);
 	assert_true(mfd >= 0);
-	assert_true(scanclient_submit(sc, &big, mfd, 10000, on_done, &got_b, NULL) != 0);
+	assert_true(scanclient_submit(sc, &big, mfd, 10000, unit_scan_on_done, &got_b, NULL) != 0);
 	for (int i = N / 2; i < N; i++) {
-		a[i] = small_request();
-		assert_true(scanclient_submit(sc, &a[i], -1, 10000, on_done, &got[i], NULL) != 0);
+		a[i] = unit_scan_small_request();
+		assert_true(scanclient_submit(sc, &a[i], -1, 10000, unit_scan_on_done, &got[i], NULL) != 0);
 	}
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
 	assert_int_equal(got_b.done, 0);
@@ -378,10 +323,10 @@ static void test_sync_failure_is_not_scanner_down(void **state)
 {
 	struct sockaddr_un addr;
 	socklen_t alen;
-	struct scan_request a = small_request(), big;
+	struct scan_request a = unit_scan_small_request(), big;
 	struct scan_result res;
 	char err[256];
-	int l = listen_scanner(&addr, &alen), mfd;
+	int l = unit_scan_listen(&addr, &alen), mfd;
 	(void)state;
 
 	struct scansync *ss = scansync_new();
@@ -389,7 +334,7 @@ static void test_sync_failure_is_not_scanner_down(void **state)
 	big_request(&big);
 	mfd = spool_sealed_copy("abc", 3);
 	assert_true(mfd >= 0);
-	/* a fake scanner in a child: it answers every request (fill_result's),
+	/* a fake scanner in a child: it answers every request (unit_scan_answer),
 	 * one connection after the other */
 	pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -399,36 +344,25 @@ static void test_sync_failure_is_not_scanner_down(void **state)
 		int c = -1;
 
 		for (;;) {
-			struct scan_request rq;
-			struct scan_result rs;
-			unsigned char *msg;
-			int fd, r;
+			int r;
 
 			if (c < 0 && (c = accept(l, NULL, NULL)) < 0)
 				_exit(1);
-			if ((r = scanproto_recv_request(c, &rq, &fd, &msg, 0)) <= 0) {
+			if ((r = unit_scan_answer(c, 0)) < 0)
+				_exit(1);
+			if (r == 0) {
 				close(c);
 				c = -1;
-				continue;
 			}
-			fill_result(&rs);
-			rs.id = rq.id;
-			if (scanproto_send_result(c, &rs) < 0)
-				_exit(1);
-			scan_result_free(&rs);
-			if (fd >= 0)
-				close(fd);
-			free(msg);
-			scan_request_free(&rq);
 		}
 	}
 	/* a first scan leaves the connection idle in scansync: the request's
 	 * own memfd is then the only descriptor the big one needs */
 	struct scan_result filled;
 	assert_int_equal(scansync_scan(ss, &a, -1, 5000, &res, err, sizeof(err)), 0);
-	fill_result(&filled);
+	unit_scan_fill_result(&filled);
 	res.id = filled.id;
-	assert_result_as_filled(&res, &filled);
+	unit_scan_assert_filled(&res, &filled);
 	scan_result_free(&filled);
 	scan_result_free(&res);
 	fds_exhaust();
@@ -444,8 +378,7 @@ static void test_sync_failure_is_not_scanner_down(void **state)
 	scansync_free(ss);
 	close(mfd);
 	scan_request_free(&big);
-	a.msg = NULL;
-	scan_request_free(&a);
+	unit_scan_free_small(&a);
 	close(l);
 }
 

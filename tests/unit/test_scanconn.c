@@ -9,8 +9,8 @@
  * requests in flight that breaks is still the scanner failing under them:
  * no second try.
  *
- * The fake scanner is a socket in unit_dir; "the scanner went away" is its
- * end of the accepted connection closed. */
+ * The fake scanner is unit_scan.h's socket in unit_dir; "the scanner went
+ * away" is its end of the accepted connection closed. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -32,79 +32,25 @@
 #include "proxy/scanproto.h"
 #include "proxy/scansync.h"
 
-#include "scan_testlib.h"
+#include "unit_scan.h"
 #include "unit_tmpdir.h"
-
-/* listen_scanner - the fake scanner's socket in unit_dir */
-static int listen_scanner(struct sockaddr_un *addr, socklen_t *len)
-{
-	int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	assert_true(l >= 0);
-	memset(addr, 0, sizeof(*addr));
-	addr->sun_family = AF_UNIX;
-	snprintf(addr->sun_path, sizeof(addr->sun_path), "%s/scan.sock", unit_dir);
-	*len = (socklen_t)sizeof(*addr);
-	assert_int_equal(bind(l, (struct sockaddr *)addr, *len), 0);
-	assert_int_equal(listen(l, 8), 0);
-	return l;
-}
-
-/* answer_one - the fake scanner answers the next request on c (blocking),
- * fill_result's tag; 1, or 0 at EOF */
-static int answer_one(int c)
-{
-	struct scan_request rq;
-	struct scan_result rs;
-	unsigned char *msg;
-	int fd;
-
-	if (scanproto_recv_request(c, &rq, &fd, &msg, 0) != 1)
-		return 0;
-	fill_result(&rs);
-	rs.id = rq.id;
-	assert_int_equal(scanproto_send_result(c, &rs), 0);
-	scan_result_free(&rs);
-	if (fd >= 0)
-		close(fd);
-	free(msg);
-	scan_request_free(&rq);
-	return 1;
-}
-
-static struct scan_request small_request(void)
-{
-	struct scan_request r;
-
-	fill_request(&r);
-	r.msg = (const unsigned char *)"Subject: x\r\n\r\nbody\r\n";
-	r.msg_len = strlen((const char *)r.msg);
-	r.msg_inline = 1;
-	return r;
-}
-
-static void free_request(struct scan_request *r)
-{
-	r->msg = NULL;         /* a string literal */
-	scan_request_free(r);
-}
 
 /* --- the rule ------------------------------------------------------------------ */
 
 static void test_rule(void **state)
 {
-	struct scan_request rq = small_request();
+	struct scan_request rq = unit_scan_small_request();
 	char why[200];
 	int sv[2];
 	(void)state;
 
 	/* what a kept connection says once the scanner's end is closed */
-	pair(sv);
+	unit_scan_pair(sv);
 	close(sv[1]);
 	assert_int_equal(scanproto_send_request(sv[0], &rq, -1), -1);
 	assert_int_equal(errno, EPIPE);
 	close(sv[0]);
-	free_request(&rq);
+	unit_scan_free_small(&rq);
 
 	assert_true(scanconn_send_again(EPIPE, 1));
 	assert_true(scanconn_send_again(ECONNRESET, 1));
@@ -120,29 +66,6 @@ static void test_rule(void **state)
 
 /* --- the proxy's asynchronous client ------------------------------------------- */
 
-struct answer {
-	int done;
-	enum mw_action action;
-	char error[256];
-};
-
-static void on_done(void *arg, struct scan_result *res)
-{
-	struct answer *a = arg;
-
-	a->done++;
-	a->action = res->action;
-	snprintf(a->error, sizeof(a->error), "%s", res->error);
-}
-
-static void loop_until(struct event_base *base, const struct answer *a)
-{
-	for (int i = 0; i < 400 && !a->done; i++) {
-		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-		usleep(5000);
-	}
-}
-
 /* an idle connection found closed at the next submit: a new one, the
  * request scanned */
 static void test_client_idle_connection_closed(void **state)
@@ -150,32 +73,32 @@ static void test_client_idle_connection_closed(void **state)
 	struct event_base *base = event_base_new();
 	struct sockaddr_un addr;
 	socklen_t alen;
-	struct scan_request a = small_request(), b = small_request();
-	struct answer got_a = { 0 }, got_b = { 0 };
+	struct scan_request a = unit_scan_small_request(), b = unit_scan_small_request();
+	struct unit_scan_got got_a = { 0 }, got_b = { 0 };
 	struct scan_unsent un;
-	int l = listen_scanner(&addr, &alen), c;
+	int l = unit_scan_listen(&addr, &alen), c;
 	(void)state;
 
 	struct scanclient *sc = scanclient_new(base, &addr, alen);
-	assert_true(scanclient_submit(sc, &a, -1, 10000, on_done, &got_a, &un) != 0);
+	assert_true(scanclient_submit(sc, &a, -1, 10000, unit_scan_on_done, &got_a, &un) != 0);
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
-	assert_int_equal(answer_one(c), 1);
-	loop_until(base, &got_a);
+	assert_int_equal(unit_scan_answer(c, 0), 1);
+	unit_scan_loop_until(base, &got_a);
 	assert_int_equal(got_a.action, MW_TAG);
 
 	/* the scanner goes away; the loop has not read the EOF */
 	close(c);
-	uint64_t id = scanclient_submit(sc, &b, -1, 10000, on_done, &got_b, &un);
+	uint64_t id = scanclient_submit(sc, &b, -1, 10000, unit_scan_on_done, &got_b, &un);
 	assert_true(id != 0);
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
-	assert_int_equal(answer_one(c), 1);
-	loop_until(base, &got_b);
+	assert_int_equal(unit_scan_answer(c, 0), 1);
+	unit_scan_loop_until(base, &got_b);
 	assert_int_equal(got_b.done, 1);
 	assert_int_equal(got_b.action, MW_TAG);
 	assert_int_equal(scanclient_pending(sc), 0);
 
-	free_request(&a);
-	free_request(&b);
+	unit_scan_free_small(&a);
+	unit_scan_free_small(&b);
 	scanclient_free(sc);
 	event_base_free(base);
 	close(c);
@@ -190,18 +113,18 @@ static void test_client_busy_connection_closed(void **state)
 	struct event_base *base = event_base_new();
 	struct sockaddr_un addr;
 	socklen_t alen;
-	struct scan_request a = small_request(), b = small_request();
-	struct answer got_a = { 0 }, got_b = { 0 };
+	struct scan_request a = unit_scan_small_request(), b = unit_scan_small_request();
+	struct unit_scan_got got_a = { 0 }, got_b = { 0 };
 	struct scan_unsent un;
-	int l = listen_scanner(&addr, &alen), c;
+	int l = unit_scan_listen(&addr, &alen), c;
 	(void)state;
 
 	struct scanclient *sc = scanclient_new(base, &addr, alen);
-	assert_true(scanclient_submit(sc, &a, -1, 10000, on_done, &got_a, &un) != 0);
+	assert_true(scanclient_submit(sc, &a, -1, 10000, unit_scan_on_done, &got_a, &un) != 0);
 	assert_true((c = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0);
 	close(c);                       /* a's request unanswered */
 	memset(&un, 0, sizeof(un));
-	assert_true(scanclient_submit(sc, &b, -1, 10000, on_done, &got_b, &un) == 0);
+	assert_true(scanclient_submit(sc, &b, -1, 10000, unit_scan_on_done, &got_b, &un) == 0);
 	assert_int_equal(un.request_fault, 0);
 	assert_non_null(strstr(un.why, "sending to the scanner"));
 	assert_int_equal(got_a.done, 1);
@@ -209,8 +132,8 @@ static void test_client_busy_connection_closed(void **state)
 	assert_int_equal(got_b.done, 0);
 	assert_int_equal(scanclient_pending(sc), 0);
 
-	free_request(&a);
-	free_request(&b);
+	unit_scan_free_small(&a);
+	unit_scan_free_small(&b);
 	scanclient_free(sc);
 	event_base_free(base);
 	close(l);
@@ -236,7 +159,7 @@ static void *fake_scanner(void *arg)
 	if (c < 0)
 		return NULL;
 	f->conns++;
-	answer_one(c);
+	unit_scan_answer(c, 0);
 	if (read(f->go[0], &x, 1) != 1)
 		return NULL;
 	close(c);
@@ -245,7 +168,7 @@ static void *fake_scanner(void *arg)
 	if ((c = accept4(f->l, NULL, NULL, SOCK_CLOEXEC)) < 0)
 		return NULL;
 	f->conns++;
-	while (answer_one(c))
+	while (unit_scan_answer(c, 0) == 1)
 		;
 	close(c);
 	return NULL;
@@ -255,14 +178,14 @@ static void test_sync_idle_connection_closed(void **state)
 {
 	struct sockaddr_un addr;
 	socklen_t alen;
-	struct scan_request a = small_request(), b = small_request();
+	struct scan_request a = unit_scan_small_request(), b = unit_scan_small_request();
 	struct scan_result res;
 	struct fake f = { 0 };
 	pthread_t t;
 	char err[256], x;
 	(void)state;
 
-	f.l = listen_scanner(&addr, &alen);
+	f.l = unit_scan_listen(&addr, &alen);
 	assert_int_equal(pipe(f.go), 0);
 	assert_int_equal(pipe(f.done), 0);
 	assert_int_equal(pthread_create(&t, NULL, fake_scanner, &f), 0);
@@ -286,8 +209,8 @@ static void test_sync_idle_connection_closed(void **state)
 
 	scansync_free(ss);                     /* the pooled one closes: the thread ends */
 	assert_int_equal(pthread_join(t, NULL), 0);
-	free_request(&a);
-	free_request(&b);
+	unit_scan_free_small(&a);
+	unit_scan_free_small(&b);
 	close(f.l);
 	close(f.go[0]);
 	close(f.go[1]);
@@ -297,7 +220,6 @@ static void test_sync_idle_connection_closed(void **state)
 
 int main(void)
 {
-	(void)assert_result_as_filled;         /* scan_testlib.h's, not used here */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rule),
 		cmocka_unit_test_setup_teardown(test_client_idle_connection_closed,

@@ -28,6 +28,8 @@
 #include "proxy/scanproto.h"
 #include "proxy/spool.h"
 
+#include "unit_scan.h"
+
 static const dev_t dev = 7;
 
 /* fill_request - an envelope of three recipients */
@@ -50,11 +52,6 @@ static void fill_request(struct scan_request *r)
 	r->rcpts[2] = strdup("");
 	r->auth_user = strdup("");
 	r->tls = strdup("");
-}
-
-static void pair(int sv[2])
-{
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 }
 
 /* a connection's share, the scanner's total, and both given back */
@@ -196,7 +193,7 @@ static void test_admit(void **state)
 	a.stage = SCAN_ENVELOPE;
 	sbuf_init(&enc, SIZE_MAX);
 	scan_request_encode(&enc, &a);
-	pair(sv);
+	unit_scan_pair(sv);
 	before = nfds();
 
 	asked.answer = -1;

@@ -23,7 +23,7 @@
 #include "proxy/scanproto.h"
 #include "proxy/spool.h"
 
-#include "scan_testlib.h"
+#include "unit_scan.h"
 
 static int count_fds(void)
 {
@@ -56,7 +56,7 @@ static void test_request_roundtrip(void **state)
 	size_t i;
 
 	(void)state;
-	fill_request(&a);
+	unit_scan_fill_request(&a);
 	j = reparse(scan_request_to_json(&a));
 	assert_int_equal(scan_request_from_json(j, &b), 0);
 	json_object_put(j);
@@ -110,7 +110,7 @@ static void test_request_rcpt_dsn(void **state)
 	size_t used, i;
 
 	(void)state;
-	fill_request(&a);
+	unit_scan_fill_request(&a);
 	a.rcpt_dsn = calloc(3, sizeof(char *));
 	a.rcpt_dsn[0] = strdup("NOTIFY=SUCCESS,DELAY ORCPT=rfc822;x+2By@example.org");
 	a.rcpt_dsn[1] = strdup("");
@@ -165,7 +165,7 @@ static void test_result_roundtrip(void **state)
 	const char *text;
 
 	(void)state;
-	fill_result(&a);
+	unit_scan_fill_result(&a);
 	j = scan_result_to_json(&a);
 	text = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
 	/* numbers print as people write them */
@@ -174,7 +174,7 @@ static void test_result_roundtrip(void **state)
 	j = reparse(j);
 	assert_int_equal(scan_result_from_json(j, &b), 0);
 	json_object_put(j);
-	assert_result_as_filled(&b, &a);
+	unit_scan_assert_filled(&b, &a);
 	scan_result_free(&a);
 	scan_result_free(&b);
 }
@@ -203,7 +203,7 @@ static int req_with(const char *key, json_object *v)
 	json_object *j;
 	int rc;
 
-	fill_request(&r);
+	unit_scan_fill_request(&r);
 	j = scan_request_to_json(&r);
 	scan_request_free(&r);
 	if (v == NULL)
@@ -284,7 +284,7 @@ static int res_edit(void (*edit)(json_object *))
 	json_object *j;
 	int rc;
 
-	fill_result(&r);
+	unit_scan_fill_result(&r);
 	j = scan_result_to_json(&r);
 	scan_result_free(&r);
 	edit(j);
@@ -441,8 +441,8 @@ static void test_send_recv_fd(void **state)
 	int sv[2], mfd, fd;
 
 	(void)state;
-	pair(sv);
-	fill_request(&a);
+	unit_scan_pair(sv);
+	unit_scan_fill_request(&a);
 	mfd = memfd_with("Subject: hi\r\n\r\nbody\r\n");
 	j = scan_request_to_json(&a);
 	assert_int_equal(scanproto_send(sv[0], j, mfd), 0);
@@ -485,7 +485,7 @@ static void test_extra_fds_closed(void **state)
 	int sv[2], mfd, fd, before;
 
 	(void)state;
-	pair(sv);
+	unit_scan_pair(sv);
 	mfd = memfd_with("x");
 	before = count_fds();
 	raw_send(sv[0], "{\"id\":1}", 8, mfd, 3);
@@ -534,7 +534,7 @@ static void test_garbage(void **state)
 	int sv[2], fd, i;
 
 	(void)state;
-	pair(sv);
+	unit_scan_pair(sv);
 	expect_bad(sv, "not json", 8);
 	expect_bad(sv, "[1,2]", 5);
 	expect_bad(sv, "\"str\"", 5);
@@ -591,7 +591,7 @@ static void test_send_too_big(void **state)
 	int sv[2], fd;
 
 	(void)state;
-	pair(sv);
+	unit_scan_pair(sv);
 	memset(big, 'a', SCANPROTO_MAX_PACKET - 1);
 	big[SCANPROTO_MAX_PACKET - 1] = '\0';
 	json_object_object_add(j, "x", json_object_new_string(big));
@@ -632,8 +632,8 @@ static void test_inline_msg(void **state)
 	int sv[2], fd, mfd, before;
 
 	(void)state;
-	pair(sv);
-	fill_request(&a);
+	unit_scan_pair(sv);
+	unit_scan_fill_request(&a);
 	body = malloc(SCANPROTO_INLINE_MAX);
 	for (i = 0; i < SCANPROTO_INLINE_MAX; i++)
 		body[i] = (unsigned char)(i * 7);	/* NULs among them */

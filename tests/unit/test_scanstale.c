@@ -22,22 +22,12 @@
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 
+#include "unit_scan.h"
+
+/* req_init - unit_scan_fill_request's, waited for 1000 ms */
 static void req_init(struct scan_request *r)
 {
-	memset(r, 0, sizeof(*r));
-	r->id = 7;
-	snprintf(r->session_id, sizeof(r->session_id), "00000000000000aa");
-	r->listener = strdup("in");
-	r->client_ip = strdup("192.0.2.1");
-	r->client_name = strdup("");
-	r->helo = strdup("h");
-	r->mail_from = strdup("a@example.org");
-	r->mail_params = strdup("");
-	r->rcpts = calloc(1, sizeof(char *));
-	r->rcpts[0] = strdup("b@example.net");
-	r->nrcpts = 1;
-	r->auth_user = strdup("");
-	r->tls = strdup("");
+	unit_scan_fill_request(r);
 	r->timeout_ms = 1000;
 }
 
@@ -119,7 +109,7 @@ static void test_peer_closed(void **state)
 	char buf[8];
 
 	(void)state;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	unit_scan_pair(sv);
 	assert_int_equal(scanstale_peer_closed(sv[0]), 0);
 	assert_int_equal(write(sv[1], "req", 3), 3);
 	assert_int_equal(shutdown(sv[0], SHUT_RD), 0);
@@ -129,7 +119,7 @@ static void test_peer_closed(void **state)
 	close(sv[0]);
 	close(sv[1]);
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	unit_scan_pair(sv);
 	assert_int_equal(write(sv[1], "req", 3), 3);
 	close(sv[1]);
 	assert_int_equal(scanstale_peer_closed(sv[0]), 1);

@@ -23,7 +23,7 @@
 #include "proxy/scanproto.h"
 #include "proxy/spool.h"
 
-#include "scan_testlib.h"
+#include "unit_scan.h"
 
 static void test_request_roundtrip(void **state)
 {
@@ -32,7 +32,7 @@ static void test_request_roundtrip(void **state)
 	size_t used;
 	(void)state;
 
-	fill_request(&a);
+	unit_scan_fill_request(&a);
 	sbuf_init(&enc, 1 << 20);
 	scan_request_encode(&enc, &a);
 	sbuf_add(&enc, "MMESSAGE", 8);             /* an inline message follows */
@@ -79,11 +79,11 @@ static void test_result_roundtrip(void **state)
 	struct sbuf enc;
 	(void)state;
 
-	fill_result(&a);
+	unit_scan_fill_result(&a);
 	sbuf_init(&enc, 1 << 20);
 	scan_result_encode(&enc, &a);
 	assert_int_equal(scan_result_decode(enc.data, enc.len, &b), 0);
-	assert_result_as_filled(&b, &a);
+	unit_scan_assert_filled(&b, &a);
 	scan_result_free(&b);
 
 	/* a non-finite score goes out as 0, as in the JSON form */
@@ -108,8 +108,8 @@ static void test_truncated_and_flipped(void **state)
 	size_t used, i;
 	(void)state;
 
-	fill_request(&rq);
-	fill_result(&rs);
+	unit_scan_fill_request(&rq);
+	unit_scan_fill_result(&rs);
 	sbuf_init(&a, 1 << 20);
 	sbuf_init(&b, 1 << 20);
 	scan_request_encode(&a, &rq);
@@ -146,14 +146,14 @@ static void test_truncated_and_flipped(void **state)
 	sbuf_free(&b);
 }
 
-/* encode_result_then - fill_result, apply change, encode; decode must
+/* encode_result_then - unit_scan_fill_result, apply change, encode; decode must
  * give want */
 static void result_case(void (*change)(struct scan_result *), int want)
 {
 	struct scan_result a, b;
 	struct sbuf enc;
 
-	fill_result(&a);
+	unit_scan_fill_result(&a);
 	change(&a);
 	sbuf_init(&enc, 1 << 20);
 	scan_result_encode(&enc, &a);
@@ -236,7 +236,7 @@ static void test_request_hostile(void **state)
 	uint32_t v;
 	(void)state;
 
-	fill_request(&a);
+	unit_scan_fill_request(&a);
 	sbuf_init(&enc, 1 << 20);
 	scan_request_encode(&enc, &a);
 	/* client_port past 65535 */
@@ -296,8 +296,8 @@ static void test_transport(void **state)
 	int sv[2], fd, mfd;
 	(void)state;
 
-	pair(sv);
-	fill_request(&a);
+	unit_scan_pair(sv);
+	unit_scan_fill_request(&a);
 	/* inline */
 	a.msg = (const unsigned char *)"Subject: x\r\n\r\nbody\r\n";
 	a.msg_len = strlen((const char *)a.msg);
@@ -381,7 +381,7 @@ static void test_transport(void **state)
 	sbuf_free(&enc);
 
 	/* results */
-	fill_result(&rs);
+	unit_scan_fill_result(&rs);
 	assert_int_equal(scanproto_send_result(sv[1], &rs), 0);
 	assert_int_equal(scanproto_recv_result(sv[0], &rs2, 0), 1);
 	assert_true(rs2.id == 42);
@@ -415,8 +415,8 @@ static void test_result_new_body(void **state)
 	int sv[2], fd;
 	(void)state;
 
-	pair(sv);
-	fill_result(&a);
+	unit_scan_pair(sv);
+	unit_scan_fill_result(&a);
 	a.new_body = 1;
 	a.new_body_fd = spool_sealed_copy(rest, strlen(rest));
 	assert_true(a.new_body_fd >= 0);
@@ -426,7 +426,7 @@ static void test_result_new_body(void **state)
 	assert_true(b.new_body_fd >= 0 && b.new_body_fd != a.new_body_fd);
 	assert_int_equal(pread(b.new_body_fd, buf, sizeof(buf), 0), (ssize_t)strlen(rest));
 	assert_memory_equal(buf, rest, strlen(rest));
-	assert_result_as_filled(&b, &a);
+	unit_scan_assert_filled(&b, &a);
 	scan_result_free(&b);
 
 	/* not sealed: refused */
@@ -509,8 +509,8 @@ static void test_too_big(void **state)
 	unsigned char *big = calloc(1, n);
 	(void)state;
 
-	pair(sv);
-	fill_request(&a);
+	unit_scan_pair(sv);
+	unit_scan_fill_request(&a);
 	big[n - 1] = 'z';
 	a.msg = big;
 	a.msg_len = n;
@@ -591,8 +591,8 @@ static void test_big_hostile(void **state)
 	int sv[2], fd, env, mfd, plain;
 	(void)state;
 
-	pair(sv);
-	fill_request(&a);
+	unit_scan_pair(sv);
+	unit_scan_fill_request(&a);
 	sbuf_init(&enc, 1 << 20);
 	scan_request_encode(&enc, &a);
 	env = scanproto_envelope_fd(enc.data, enc.len);

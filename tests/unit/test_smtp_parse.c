@@ -157,6 +157,28 @@ static void path_bad(const char *arg, const char *want_why)
 		fail_msg("\"%s\": why \"%s\", want \"%s\"", arg, why, want_why);
 }
 
+/* the envelope's domain, as every filter reads it: after the last '@'
+ * (a quoted local part and a source route may hold '@', a domain not) */
+static void test_path_domain(void **st)
+{
+	(void)st;
+	assert_string_equal(smtp_path_domain("a@b.example"), "b.example");
+	assert_string_equal(smtp_path_domain("\"x@listed.test\"@clean.test"), "clean.test");
+	assert_string_equal(smtp_path_domain("x@listed.test@clean.test"), "clean.test");
+	assert_string_equal(smtp_path_domain("@r1.example,@r2.example:u@d.example"), "d.example");
+	assert_string_equal(smtp_path_domain("a@[192.0.2.1]"), "[192.0.2.1]");
+	assert_string_equal(smtp_path_domain("a@"), "");
+	assert_null(smtp_path_domain("postmaster"));
+	assert_null(smtp_path_domain(""));
+	assert_null(smtp_path_domain(NULL));
+	/* what the proxy lets through: the quoted '@' kept, the route gone */
+	path_ok("<\"x@listed.test\"@clean.test>", "\"x@listed.test\"@clean.test");
+	assert_string_equal(smtp_path_domain(pa.path), "clean.test");
+	path_ok("<@listed.test:x@clean.test>", "x@clean.test");
+	assert_string_equal(smtp_path_domain(pa.path), "clean.test");
+	path_bad("<x@listed.test@clean.test>", NULL);
+}
+
 static void test_path_ok(void **st)
 {
 	(void)st;
@@ -889,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_verb_unknown),
 		cmocka_unit_test(test_verb_names),
 		cmocka_unit_test(test_path_ok),
+		cmocka_unit_test(test_path_domain),
 		cmocka_unit_test(test_path_bad),
 		cmocka_unit_test(test_path_lengths),
 		cmocka_unit_test(test_params),

@@ -1,15 +1,18 @@
-/* scan_testlib.h - what the scanner protocol's unit tests share (the JSON
- * form in test_scanproto.c, the binary wire in test_scanwire.c): a request
- * and a result with every field set to something awkward, and the
- * SOCK_SEQPACKET socketpair the transport runs over.  Included after cmocka.h and
- * proxy/scanproto.h. */
-#ifndef MW_SCAN_TESTLIB_H
-#define MW_SCAN_TESTLIB_H
-
+/* unit_scan.c - the scanner tests' requests, results and fake scanner
+ * (unit_scan.h) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "tests/unit/unit_scan.h"
+#include "tests/unit/unit_tmpdir.h"
 
 /* all_bytes - 1..255, NUL-terminated */
 static char *all_bytes(void)
@@ -23,7 +26,7 @@ static char *all_bytes(void)
 	return s;
 }
 
-static void fill_request(struct scan_request *r)
+void unit_scan_fill_request(struct scan_request *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->id = UINT64_MAX - 1;
@@ -60,8 +63,7 @@ static char *desc_text(void)
 	return s;
 }
 
-/* fill_result - a result with every kind of symbol and header edit */
-static void fill_result(struct scan_result *r)
+void unit_scan_fill_result(struct scan_result *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->id = 42;
@@ -96,9 +98,7 @@ static void fill_result(struct scan_result *r)
 	strcpy(r->timed_out, "spamd=spamd_timeout clamd=scan_deadline");
 }
 
-/* assert_result_as_filled - b, decoded from the encoding of a (from
- * fill_result), has every field of a */
-static void assert_result_as_filled(const struct scan_result *b, const struct scan_result *a)
+void unit_scan_assert_filled(const struct scan_result *b, const struct scan_result *a)
 {
 	assert_true(b->id == 42);
 	assert_int_equal(b->action, MW_TAG);
@@ -133,10 +133,75 @@ static void assert_result_as_filled(const struct scan_result *b, const struct sc
 	assert_string_equal(b->error, "");
 }
 
-/* pair - a connected SOCK_SEQPACKET socketpair, as between proxy and scanner */
-static void pair(int sv[2])
+struct scan_request unit_scan_small_request(void)
+{
+	struct scan_request r;
+
+	unit_scan_fill_request(&r);
+	r.msg = (const unsigned char *)"Subject: x\r\n\r\nbody\r\n";
+	r.msg_len = strlen((const char *)r.msg);
+	r.msg_inline = 1;
+	return r;
+}
+
+void unit_scan_free_small(struct scan_request *r)
+{
+	r->msg = NULL;         /* a string literal */
+	scan_request_free(r);
+}
+
+void unit_scan_pair(int sv[2])
 {
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 }
 
-#endif
+int unit_scan_listen(struct sockaddr_un *addr, socklen_t *len)
+{
+	int l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(l >= 0);
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	snprintf(addr->sun_path, sizeof(addr->sun_path), "%s/scan.sock", unit_dir);
+	*len = (socklen_t)sizeof(*addr);
+	assert_int_equal(bind(l, (struct sockaddr *)addr, *len), 0);
+	assert_int_equal(listen(l, 8), 0);
+	return l;
+}
+
+int unit_scan_answer(int c, int flags)
+{
+	struct scan_request rq;
+	struct scan_result rs;
+	unsigned char *msg;
+	int fd, sent;
+
+	if (scanproto_recv_request(c, &rq, &fd, &msg, flags) != 1)
+		return 0;
+	unit_scan_fill_result(&rs);
+	rs.id = rq.id;
+	sent = scanproto_send_result(c, &rs);
+	scan_result_free(&rs);
+	if (fd >= 0)
+		close(fd);
+	free(msg);
+	scan_request_free(&rq);
+	return sent == 0 ? 1 : -1;
+}
+
+void unit_scan_on_done(void *arg, struct scan_result *res)
+{
+	struct unit_scan_got *got = arg;
+
+	got->done++;
+	got->action = res->action;
+	snprintf(got->error, sizeof(got->error), "%s", res->error);
+}
+
+void unit_scan_loop_until(struct event_base *base, const struct unit_scan_got *got)
+{
+	for (int i = 0; i < 400 && !got->done; i++) {
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(5000);
+	}
+}
