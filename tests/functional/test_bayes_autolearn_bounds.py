@@ -44,12 +44,6 @@ def token_keys(redis, prefix):
     return nums[0], nums[1]
 
 
-def redis_int(redis, cmd, *args):
-    raw = redis.command(cmd, *args)
-    assert raw.startswith(b":"), raw
-    return int(raw[1:].split(b"\r\n")[0])
-
-
 def learn(opts, *args):
     cmd = ["learn"]
     for k, v in opts + [("dns_forwarder", "127.0.0.1@9")]:
