@@ -75,6 +75,13 @@ struct store_learning {
 	size_t      kept_len;       /* at most STORE_BLOB_MAX */
 	unsigned    kept_ttl_s;     /* its lifetime (0 = never) */
 	const char *kept_count;     /* a counter +1 when kept is written or removed, or NULL */
+	/* Redis with bayes_token_ttl = 0 (taught tokens never expire): the
+	 * lifetime autolearn gives the tokens it learns that are new or
+	 * expiring already, renewed by each autolearn of them; a token the
+	 * site taught stays without one.  0: a learn the site asked for,
+	 * which takes every token it learns off expiry.  LMDB: not read
+	 * (bayes_token_max bounds its tokens). */
+	unsigned    volatile_ttl_s;
 };
 
 /* backend operations; each returns as documented for the store_* call */
@@ -187,7 +194,11 @@ int store_swap(struct store *s, const char *key, const char *expect, const char 
  * one step (one LMDB write transaction, one Redis script), only if its
  * mark holds l->was: each token and the class's counter -1 for was and +1
  * for now (tokens never below 0, a token left at 0/0 removed, a token
- * learned stamped with today), and the mark set to now (or removed).
+ * learned stamped with today), and the mark set to now (or removed);
+ * with Redis each counter is kept at 0 or more (a server whose eviction
+ * took it would count -1 from a forget), and a token learned gets
+ * bayes_token_ttl (renewed), or with that at 0, none, or
+ * l->volatile_ttl_s (above).
  * Two learners of one message (the learn command beside autolearn, two
  * machines on one Redis) cannot both count it: the second finds the
  * mark changed.  l->kept (if not NULL) is written or removed, and

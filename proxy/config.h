@@ -257,6 +257,7 @@ struct config {
 	double   bayes_autolearn_ham;    /* score at or below which to learn ham */
 	int      bayes_autolearn_examples;  /* autolearn keeps examples too */
 	unsigned bayes_autolearn_example_ttl; /* s they live (0 = as bayes_seen_ttl) */
+	unsigned bayes_autolearn_token_ttl; /* Redis, bayes_token_ttl 0: s a token autolearn made lives (0 = ever) */
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	char     dnsbl_lists[32][1024];  /* "ZONE ip|domain CODE=SYMBOL:SCORE ..." */
