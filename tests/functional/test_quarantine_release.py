@@ -18,6 +18,12 @@ fails on main 68d616e).
   kept; the release dropped it (R4).
 The outcome-unknown case (an upstream silent after the final dot) is in
 test_quarantine.py test_release_upstream_silent.
+
+Review rv-today2 (these fail on main 3631b95): the outcome is recorded and
+audited before QUIT, with SIGINT/SIGTERM held back from the record's
+"pending" mark until then (R1); an unknown or interrupted outcome stays in
+the record and a later release leaves its recipients out until --again
+(R1b); a record that cannot be marked is not released.
 """
 
 import signal
