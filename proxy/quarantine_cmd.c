@@ -949,7 +949,8 @@ struct release {
  * outcome is recorded and audited, a Ctrl-C or a SIGTERM waits: killed in
  * between, the upstream may have the message while the record says
  * nothing (the next release delivered it again, exit 0).  The wait is
- * bounded by upstream_data_timeout and upstream_eod_timeout; a SIGKILL
+ * bounded by DATA's upstream_command_timeout, upstream_data_timeout and
+ * upstream_eod_timeout; a SIGKILL
  * leaves the "pending" mark, which a later release refuses to pass
  * without --again. */
 static void release_block(struct release *r)
