@@ -97,6 +97,7 @@ struct lmdb_store {
 	atomic_int job_left;     /* job is not NULL: the next writes go on with it */
 	atomic_uint jobs_done;   /* make_rooms ended in this process (write_txn's bound) */
 	_Atomic uint64_t job_txn;     /* the last transaction of the make_room that ended last */
+	uint64_t gen_txn;        /* the roomer's: the transaction of its last gen_bump */
 	unsigned char room_from[8];   /* where make_room's next window of tokens */
 	size_t room_from_len;         /* starts (0: the first); the roomer's */
 	/* Where the next sweep starts (empty: the first key).  Each sweep
@@ -1708,17 +1709,21 @@ static int reserve_drop(struct lmdb_store *b, uint64_t *pages)
 static int gen_bump(struct lmdb_store *b)
 {
 	MDB_txn *txn;
+	uint64_t id;
 	int rc;
 
 	if (!b->has_room)
 		return 0;
 	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
 		return rc;
+	id = mdb_txn_id(txn);
 	if ((rc = gen_bump_in(b, txn)) != 0) {
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	return mdb_txn_commit(txn);
+	if ((rc = mdb_txn_commit(txn)) == 0)
+		b->gen_txn = id;
+	return rc;
 }
 
 /* room_lock - the OFD lock that lets one process at a time make room,
@@ -2050,14 +2055,14 @@ static int make_room(struct lmdb_store *b)
 		reserve_fill(b, 0);
 		atomic_store(&b->job_left, 1);
 	}
+	b->gen_txn = 0;
 	gen_bump(b);
 	if (b->job == NULL) {
-		MDB_envinfo ei;
-
-		/* the last commit of the make_room: a write that begins right
-		 * after it had its room to itself (write_txn) */
-		if (mdb_env_info(b->env, &ei) == 0)
-			atomic_store(&b->job_txn, (uint64_t)ei.me_last_txnid);
+		/* the last commit of the make_room (its own id: not the last
+		 * commit of the file, which may be another process's by now): a
+		 * write that begins right after it had its room to itself
+		 * (write_txn); none when the bump failed */
+		atomic_store(&b->job_txn, b->gen_txn);
 		atomic_fetch_add(&b->jobs_done, 1);
 	}
 	return did > 0 || b->job != NULL;
