@@ -28,6 +28,7 @@
 #include "proxy/fdio.h"
 #include "proxy/header_edit.h"
 #include "proxy/master.h"
+#include "proxy/safe_open.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 #include "proxy/spool.h"
@@ -49,11 +50,12 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	const char *msg = spool->data ? spool->data : "";
 	struct sbuf hdr;
 	size_t rest;
-	int fd, bad, e = 0;
+	int fd, bad, e = 0, direct = 0;
+	char why[200] = "";
 
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
-	fd = to >= 0 ? dup(to) : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = to >= 0 ? dup(to) : safe_open_output(path, &direct, why, sizeof(why));
 	bad = fd < 0 || fd_write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
 	if (!bad && res->new_body) {
 		char buf[65536];
@@ -75,11 +77,12 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	}
 	sbuf_free(&hdr);
 	if (bad) {
-		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
-		/* a cut-off message must not pass for the whole one */
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, fd < 0 && why[0] ? why : strerror(e));
+		/* a cut-off message must not pass for the whole one (never
+		 * unlinked through a symlink: /dev/stdout is one) */
 		if (to >= 0)
 			(void)!ftruncate(to, 0);
-		else if (fd >= 0)
+		else if (fd >= 0 && direct)
 			unlink(path);
 	}
 	return bad ? -1 : 0;
@@ -106,13 +109,15 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 }
 
 /* copy_out - the memfd's content into path (the admin's, written as
- * root): 0 / -1 (said) */
+ * root, so opened by safe_open_output: no symlink or hard link another
+ * user planted is followed): 0 / -1 (said) */
 static int copy_out(int from, const char *path)
 {
-	char buf[65536];
+	char buf[65536], why[200] = "";
 	off_t off = 0;
 	ssize_t n;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), bad = fd < 0, e = errno;
+	int direct = 0;
+	int fd = safe_open_output(path, &direct, why, sizeof(why)), bad = fd < 0, e = errno;
 
 	while (!bad && (n = pread(from, buf, sizeof(buf), off)) != 0) {
 		bad = n < 0 || fd_write_all(fd, buf, (size_t)n) < 0;
@@ -124,8 +129,8 @@ static int copy_out(int from, const char *path)
 		e = errno;
 	}
 	if (bad) {
-		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
-		if (fd >= 0)
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, fd < 0 && why[0] ? why : strerror(e));
+		if (fd >= 0 && direct)
 			unlink(path);
 	}
 	return bad ? -1 : 0;

@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,9 +449,13 @@ enum { RELEASE_FAILED = 1, RELEASE_REFUSED = 2 };
  * that a script can tell "retry" (1: a retry goes to the recipients
  * that have not got it) from "do not retry" */
 #define RELEASE_EXIT_DONE   2   /* nothing sent: every recipient had it from an
-                                 * earlier release (--again sends it again) */
+                                 * earlier release, or may have from one that
+                                 * did not finish (--again sends it again) */
 #define RELEASE_EXIT_UNSURE 3   /* delivered, or perhaps, and the record does not
                                  * say released: a retry may deliver it twice */
+
+/* how long QUIT's reply is waited for once the outcome is recorded */
+#define RELEASE_QUIT_WAIT_MS 10000
 
 /* release_message - the entry's message as a release sends it (see
  * release_form), read whole: the message (owned) with *len, *edited and
@@ -625,6 +630,26 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
 			put_jaddr(stdout, to, k);
 		fputs(": ", stdout);
+		put_str(stdout, jstr(r, "reply"));
+		fputc('\n', stdout);
+	}
+	/* a release whose outcome was never recorded: the upstream may have
+	 * it, and a release leaves these recipients out unless --again */
+	a = jarr(rec, "release_unfinished");
+	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
+		json_object *r = json_object_array_get_idx(a, i), *to = jarr(r, "rcpts");
+
+		printf("%-12s", i == 0 ? "Unfinished:" : "");
+		put_str(stdout, jstr(r, "time"));
+		fputs(" by ", stdout);
+		put_str(stdout, jstr(r, "by"));
+		fputs(" via ", stdout);
+		put_str(stdout, jstr(r, "upstream"));
+		fputs(" to", stdout);
+		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
+			put_jaddr(stdout, to, k);
+		fputs(strcmp(jstr(r, "outcome"), "unknown") == 0 ? ": outcome unknown, " : ": interrupted, "
+		    "outcome unknown", stdout);
 		put_str(stdout, jstr(r, "reply"));
 		fputc('\n', stdout);
 	}
@@ -907,27 +932,134 @@ struct release {
 	                          * the entry delivered to them */
 	int    recorded;         /* the record says released (or the entry was
 	                          * removed); 0 when it could not be rewritten */
+	struct quarantine_entry *entry;  /* marked before the message goes */
+	json_object *pending;    /* this release's element of the record's
+	                          * "release_unfinished" (borrowed), written before
+	                          * the message goes; NULL before that */
+	int    open;             /* the connection is up, QUIT not sent: the caller
+	                          * QUITs once the outcome is recorded */
+	size_t nunsure;          /* recipients left out: an unfinished release (an
+	                          * unknown outcome, or one killed) may have
+	                          * delivered to them */
+	int    blocked;          /* SIGINT/SIGTERM/SIGHUP blocked (saved_mask) */
+	sigset_t saved_mask;
 };
 
-/* release_send - the SMTP dialogue; fills r; 0 delivered, -1 not (with
- * r->unknown set when the message was sent whole and no reply came) */
-static int release_send(const struct config *cfg, const struct netaddr *to, const char *msg,
-                        size_t len, const char *orig_params, struct release *r)
+/* release_block - from the moment the record says "pending" until the
+ * outcome is recorded and audited, a Ctrl-C or a SIGTERM waits: killed in
+ * between, the upstream may have the message while the record says
+ * nothing (the next release delivered it again, exit 0).  The wait is
+ * bounded by DATA's upstream_command_timeout, upstream_data_timeout and
+ * upstream_eod_timeout; a SIGKILL
+ * leaves the "pending" mark, which a later release refuses to pass
+ * without --again. */
+static void release_block(struct release *r)
 {
-	struct smtpsend c;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (!r->blocked && sigprocmask(SIG_BLOCK, &set, &r->saved_mask) == 0)
+		r->blocked = 1;
+}
+
+/* release_unblock - a signal that came meanwhile acts now */
+static void release_unblock(struct release *r)
+{
+	if (r->blocked)
+		(void)sigprocmask(SIG_SETMASK, &r->saved_mask, NULL);
+	r->blocked = 0;
+}
+
+/* unfinished_drop - take r->pending out of the record (in memory) */
+static void unfinished_drop(struct release *r)
+{
+	json_object *list = jarr(r->entry->rec, "release_unfinished");
+
+	for (size_t i = 0; list != NULL && i < json_object_array_length(list); i++)
+		if (json_object_array_get_idx(list, i) == r->pending) {
+			json_object_array_del_idx(list, i, 1);
+			break;
+		}
+	if (list != NULL && json_object_array_length(list) == 0)
+		json_object_object_del(r->entry->rec, "release_unfinished");
+	r->pending = NULL;
+}
+
+/* mark_pending - before the message goes (its recipients accepted): the
+ * record says a release to them is under way ("release_unfinished", outcome
+ * "pending"), saved, signals blocked.  An outcome the upstream never
+ * reported (no reply to the final dot) or a release killed from here on
+ * stays in the record, and a later release leaves those recipients out
+ * unless --again.  0, or -1 (r->reply says why: the message is not sent,
+ * the release must be recorded or not happen) */
+static int mark_pending(struct release *r)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array(), *list;
+	char ts[64];
+
+	utc_now(ts, sizeof(ts));
+	json_object_object_add(o, "time", json_object_new_string(ts));
+	json_object_object_add(o, "by", json_object_new_string(who()));
+	json_object_object_add(o, "upstream", json_object_new_string(r->upstream));
+	for (size_t i = 0; i < r->nrcpts; i++)
+		if (r->accepted[i])
+			json_object_array_add(a, json_object_new_string(r->rcpts[i]));
+	json_object_object_add(o, "rcpts", a);
+	json_object_object_add(o, "outcome", json_object_new_string("pending"));
+	list = jarr(r->entry->rec, "release_unfinished");
+	if (list == NULL) {     /* absent (a record before session 21), or not a list */
+		list = json_object_new_array();
+		json_object_object_add(r->entry->rec, "release_unfinished", list);
+	}
+	json_object_array_add(list, o);
+	r->pending = o;
+	release_block(r);
+	if (quarantine_save_record(r->entry) < 0) {
+		snprintf(r->reply, sizeof(r->reply), "its record could not be marked (release under way) "
+		    "before the message: %s; not sent", strerror(errno));
+		unfinished_drop(r);
+		release_unblock(r);
+		return -1;
+	}
+	return 0;
+}
+
+/* release_hangup - QUIT now (waiting at most t), or, once the record says
+ * "pending", leave it to the caller after the outcome is recorded: an
+ * upstream slow to answer QUIT must not hold up the record (nor, with
+ * the signals blocked, the admin's Ctrl-C) */
+static void release_hangup(struct smtpsend *c, struct release *r, unsigned t)
+{
+	if (r->pending != NULL)
+		r->open = 1;
+	else
+		smtpsend_close(c, t);
+}
+
+/* release_send - the SMTP dialogue over c; fills r; 0 delivered, -1 not
+ * (with r->unknown set when the message was sent whole and no reply
+ * came).  The record is marked (mark_pending) before the message goes;
+ * from then on the connection is left open (r->open) for the caller to
+ * QUIT once the outcome is recorded */
+static int release_send(const struct config *cfg, const struct netaddr *to, const char *msg,
+                        size_t len, const char *orig_params, struct release *r, struct smtpsend *c)
+{
 	struct smtp_reply rep, ehlo;
 	char line[SMTP_PATH_MAX + 800];
 
-	if (smtpsend_connect(&c, to, cfg->upstream_connect_timeout, &rep) < 0)
+	if (smtpsend_connect(c, to, cfg->upstream_connect_timeout, &rep) < 0)
 		goto io_fail;
 	if (rep.code != 220)
 		goto refused;
 	snprintf(line, sizeof(line), "EHLO %s", cfg->hostname);
-	if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &ehlo) < 0)
+	if (smtpsend_command(c, line, cfg->upstream_command_timeout, &ehlo) < 0)
 		goto io_fail;
 	if (ehlo.code != 250) {
 		snprintf(line, sizeof(line), "HELO %s", cfg->hostname);
-		if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
+		if (smtpsend_command(c, line, cfg->upstream_command_timeout, &rep) < 0)
 			goto io_fail;
 		if (rep.code != 250)
 			goto refused;
@@ -938,7 +1070,7 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 		    ? "the envelope needs SMTPUTF8, which %s does not offer"
 		    : "the message came with SMTPUTF8 (UTF-8 header fields), which %s does not offer",
 		    r->upstream);
-		smtpsend_close(&c, cfg->upstream_command_timeout);
+		release_hangup(c, r, cfg->upstream_command_timeout);
 		return -1;
 	}
 	/* over DATA a binary body is changed (bare CR and LF become CRLF, a
@@ -948,13 +1080,13 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 	    && smtp_ehlo_has(&ehlo, "BINARYMIME", NULL, 0))) {
 		snprintf(r->reply, sizeof(r->reply), "the message came with BODY=BINARYMIME, which "
 		    "needs CHUNKING and BINARYMIME; %s does not offer both", r->upstream);
-		smtpsend_close(&c, cfg->upstream_command_timeout);
+		release_hangup(c, r, cfg->upstream_command_timeout);
 		return -1;
 	}
 	mail_params(orig_params, &ehlo, len, r->utf8 != 0, utf8_has_8bit(msg, len), r->binary,
 	    r->params, sizeof(r->params));
 	snprintf(line, sizeof(line), "MAIL FROM:<%s>%s", r->from, r->params);
-	if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
+	if (smtpsend_command(c, line, cfg->upstream_command_timeout, &rep) < 0)
 		goto io_fail;
 	if (rep.code / 100 != 2)
 		goto refused;
@@ -963,7 +1095,7 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 		    ? r->rcpt_dsn[i] : "";
 
 		snprintf(line, sizeof(line), "RCPT TO:<%s>%s%s", r->rcpts[i], dsn[0] ? " " : "", dsn);
-		if (smtpsend_command(&c, line, cfg->upstream_command_timeout, &rep) < 0)
+		if (smtpsend_command(c, line, cfg->upstream_command_timeout, &rep) < 0)
 			goto io_fail;
 		smtpsend_reply_text(&rep, r->rcpt_reply[i], sizeof(r->rcpt_reply[i]));
 		r->accepted[i] = rep.code / 100 == 2;
@@ -971,19 +1103,23 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 	}
 	if (r->naccepted == 0) {
 		snprintf(r->reply, sizeof(r->reply), "every recipient was refused");
-		smtpsend_close(&c, cfg->upstream_command_timeout);
+		release_hangup(c, r, cfg->upstream_command_timeout);
+		return -1;
+	}
+	if (mark_pending(r) < 0) {
+		smtpsend_close(c, cfg->upstream_command_timeout);
 		return -1;
 	}
 	if (r->binary) {
-		if (smtpsend_bdat(&c, msg, len, cfg->upstream_data_timeout, cfg->upstream_eod_timeout,
+		if (smtpsend_bdat(c, msg, len, cfg->upstream_data_timeout, cfg->upstream_eod_timeout,
 		    &rep) < 0)
 			goto io_fail;
 	} else {
-		if (smtpsend_command(&c, "DATA", cfg->upstream_command_timeout, &rep) < 0)
+		if (smtpsend_command(c, "DATA", cfg->upstream_command_timeout, &rep) < 0)
 			goto io_fail;
 		if (rep.code != 354)
 			goto refused;
-		if (smtpsend_data(&c, msg, len, cfg->upstream_data_timeout,
+		if (smtpsend_data(c, msg, len, cfg->upstream_data_timeout,
 		    cfg->upstream_eod_timeout, &rep) < 0)
 			goto io_fail;
 	}
@@ -991,17 +1127,17 @@ static int release_send(const struct config *cfg, const struct netaddr *to, cons
 	r->delivered = rep.code / 100 == 2;
 	if (r->delivered)
 		smtp_reply_queue_id(&rep, r->queue_id, sizeof(r->queue_id));
-	smtpsend_close(&c, cfg->upstream_command_timeout);
+	release_hangup(c, r, cfg->upstream_command_timeout);
 	return r->delivered ? 0 : -1;
 refused:
 	smtpsend_reply_text(&rep, r->reply, sizeof(r->reply));
-	smtpsend_close(&c, cfg->upstream_command_timeout);
+	release_hangup(c, r, cfg->upstream_command_timeout);
 	return -1;
 io_fail:
 	/* silent (or gone) after the end of the message: it may be queued */
-	r->unknown = c.msg_sent;
-	snprintf(r->reply, sizeof(r->reply), "%s: %s", r->upstream, c.err);
-	smtpsend_close(&c, 0);
+	r->unknown = c->msg_sent;
+	snprintf(r->reply, sizeof(r->reply), "%s: %s", r->upstream, c->err);
+	smtpsend_close(c, 0);
 	return -1;
 }
 
@@ -1116,13 +1252,14 @@ static int addr_cmp(const void *a, const void *b)
 }
 
 /* released_to - every recipient an earlier release of the entry was
- * accepted for (the record's "released"[].rcpts), sorted for bsearch
+ * accepted for (the record's key[].rcpts: "released", or
+ * "release_unfinished" for those it may have been), sorted for bsearch
  * with addr_cmp: an array (owned; NULL when *n is 0) of strings borrowed
  * from rec.  The record is the daemon user's to write: a forged entry
  * there can only keep a recipient from a release, which --again undoes. */
-static const char **released_to(json_object *rec, size_t *n)
+static const char **released_to(json_object *rec, const char *key, size_t *n)
 {
-	json_object *list = jarr(rec, "released");
+	json_object *list = jarr(rec, key);
 	const char **v = NULL;
 	size_t cap = 0;
 
@@ -1153,12 +1290,20 @@ static const char **released_to(json_object *rec, size_t *n)
  * r->nskipped.  r->rcpts and r->rcpt_dsn are compacted in place. */
 static void skip_released(json_object *rec, struct release *r)
 {
-	size_t nprev, k = 0;
-	const char **prev = released_to(rec, &nprev);
+	size_t nprev, nunsure, k = 0;
+	const char **prev = released_to(rec, "released", &nprev);
+	const char **unsure = released_to(rec, "release_unfinished", &nunsure);
 
 	for (size_t i = 0; i < r->nrcpts; i++) {
 		if (nprev > 0 && bsearch(&r->rcpts[i], prev, nprev, sizeof(*prev), addr_cmp) != NULL) {
 			r->nskipped++;
+			continue;
+		}
+		/* an outcome unknown, or a release killed after the record
+		 * said "pending": the upstream may have it; sending it again
+		 * is the admin's decision (--again), not a retry's reflex */
+		if (nunsure > 0 && bsearch(&r->rcpts[i], unsure, nunsure, sizeof(*unsure), addr_cmp) != NULL) {
+			r->nunsure++;
 			continue;
 		}
 		r->rcpts[k] = r->rcpts[i];
@@ -1168,6 +1313,28 @@ static void skip_released(json_object *rec, struct release *r)
 	}
 	r->nrcpts = k;
 	free(prev);
+	free(unsure);
+}
+
+/* last_unfinished - "TIME by WHO via UPSTREAM: WHAT" of the record's
+ * last unfinished release, for a message */
+static const char *last_unfinished(json_object *rec, char *out, size_t outsz)
+{
+	json_object *list = jarr(rec, "release_unfinished"), *l;
+	size_t n = list != NULL ? json_object_array_length(list) : 0;
+	char esc[3][200];
+
+	if (n == 0)
+		return snprintf(out, outsz, "(no time recorded)"), out;
+	l = json_object_array_get_idx(list, n - 1);
+	/* the record is the daemon user's: no raw bytes to root's terminal */
+	snprintf(out, outsz, "%s by %s via %s: %s",
+	    log_esc(esc[0], sizeof(esc[0]), jstr(l, "time"), strlen(jstr(l, "time"))),
+	    log_esc(esc[1], sizeof(esc[1]), jstr(l, "by"), strlen(jstr(l, "by"))),
+	    log_esc(esc[2], sizeof(esc[2]), jstr(l, "upstream"), strlen(jstr(l, "upstream"))),
+	    strcmp(jstr(l, "outcome"), "unknown") == 0 ? "outcome unknown, no reply to the message"
+	    : "interrupted after the record said it was under way, outcome unknown");
+	return out;
 }
 
 /* last_release - "TIME by WHO" of the record's last release, for a message */
@@ -1188,6 +1355,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	static const char *to[MAX_TO];
 	struct quarantine_entry e;
 	struct release r;
+	struct smtpsend conn = { .fd = -1 };
 	struct netaddr addr;
 	const char *id = NULL;
 	char *msg = NULL;
@@ -1221,6 +1389,7 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 
 	memset(&r, 0, sizeof(r));
 	r.again = again;
+	r.entry = &e;
 	env = jget(e.rec, "envelope");
 	rcpts = jarr(env, "rcpts");
 	norig = rcpts ? json_object_array_length(rcpts) : 0;
@@ -1252,6 +1421,16 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	 * the other, the record says who has the message already */
 	if (!again)
 		skip_released(e.rec, &r);
+	if (r.nrcpts == 0 && r.nunsure > 0) {
+		char what[700];
+
+		err1("%s: an earlier release to %s%s did not finish (%s); the upstream may have queued "
+		    "it (look in its log); nothing sent: give --again to send it anyway", id,
+		    r.nskipped > 0 ? "the recipients that do not have it" : "its recipients",
+		    nto > 0 ? " given" : "", last_unfinished(e.rec, what, sizeof(what)));
+		rc = RELEASE_EXIT_DONE;
+		goto out;
+	}
 	if (r.nrcpts == 0) {
 		char when[200];
 
@@ -1313,7 +1492,18 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	if (msg == NULL)
 		snprintf(r.reply, sizeof(r.reply), "%s", err);
 	else
-		release_send(cfg, &addr, msg, len, jstr(env, "mail_params"), &r);
+		release_send(cfg, &addr, msg, len, jstr(env, "mail_params"), &r, &conn);
+	/* the outcome recorded and audited before QUIT (its reply tells
+	 * nothing more, and an upstream may be slow to give it) */
+	if (r.pending != NULL) {
+		if (r.unknown) {
+			/* kept: a later release leaves these recipients out */
+			json_object_object_add(r.pending, "outcome", json_object_new_string("unknown"));
+			json_object_object_add(r.pending, "reply", json_object_new_string(r.reply));
+			r.pending = NULL;
+		} else
+			unfinished_drop(&r);
+	}
 	if (r.delivered) {
 		record_release(&e, &r);
 		if (cfg->quarantine_delete_released && nto == 0 && r.nskipped + r.naccepted == norig)
@@ -1321,6 +1511,11 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		r.recorded = removed || quarantine_save_record(&e) == 0;
 		if (!r.recorded)
 			save_errno = errno;
+	} else if (r.blocked && quarantine_save_record(&e) < 0) {
+		/* the mark stays: a later release refuses these recipients
+		 * until --again, which is what an admin must then give */
+		err1("%s: its record still says a release is under way (it could not be rewritten: %s); "
+		    "a release again needs --again", id, strerror(errno));
 	}
 	audit_failed = audit_release(&e, &r, nto > 0, removed, len) < 0;
 	if (audit_failed) {
@@ -1334,8 +1529,9 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		 * closed): it may have queued it.  Not recorded as released,
 		 * and said, so that a retry is a decision, not a reflex */
 		err1("release %s: outcome unknown: %s after the whole message was sent; %s may have "
-		    "queued it (look in its log): it is not marked released, and releasing it "
-		    "again may deliver it twice", id, r.reply, r.upstream);
+		    "queued it (look in its log): it is not marked released, and a release again "
+		    "leaves these recipients out unless --again, which may deliver it twice", id,
+		    r.reply, r.upstream);
 		rc = RELEASE_EXIT_UNSURE;
 	} else if (!r.delivered) {
 		err1("release %s failed: %s", id, r.reply);
@@ -1343,9 +1539,9 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		/* delivered, and the store does not say so: the next release
 		 * would send it again to the same recipients */
 		err1("%s WAS delivered to %zu recipient%s via %s (%s), but its record could not be "
-		    "updated: %s; it still shows as quarantined, and releasing it again would deliver "
-		    "it twice", id, r.naccepted, r.naccepted == 1 ? "" : "s", r.upstream, r.reply,
-		    strerror(save_errno));
+		    "updated: %s; it still shows as quarantined, with the release under way: a release "
+		    "again refuses it, and --again would deliver it twice", id, r.naccepted,
+		    r.naccepted == 1 ? "" : "s", r.upstream, r.reply, strerror(save_errno));
 		rc = RELEASE_EXIT_UNSURE;
 	} else if (r.naccepted < r.nrcpts) {
 		size_t i = 0;
@@ -1355,11 +1551,15 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 		err1("%s released to %zu of %zu recipients; <%s> refused: %s; a release again goes "
 		    "to the refused ones only", id, r.naccepted, r.nrcpts, r.rcpts[i], r.rcpt_reply[i]);
 	} else {
-		char skipped[120] = "";
+		char skipped[240] = "";
 
 		if (r.nskipped > 0)
 			snprintf(skipped, sizeof(skipped), "; %zu recipient%s that had it already left out",
 			    r.nskipped, r.nskipped == 1 ? "" : "s");
+		if (r.nunsure > 0)
+			snprintf(skipped + strlen(skipped), sizeof(skipped) - strlen(skipped),
+			    "; %zu recipient%s of an unfinished release left out (--again sends)",
+			    r.nunsure, r.nunsure == 1 ? "" : "s");
 		out1("%s released to %zu recipient%s via %s: %s%s%s", id, r.naccepted,
 		    r.naccepted == 1 ? "" : "s", r.upstream, r.reply, removed ? " (removed)" : "",
 		    skipped);
@@ -1368,6 +1568,15 @@ static int cmd_release(struct config *cfg, int argc, char **argv)
 	if (audit_failed && rc == 0)
 		rc = 1;
 out:
+	/* the outcome recorded, audited and said (flushed: a signal held
+	 * back meanwhile may end us now), then QUIT, whose reply changes
+	 * nothing any more: waited for briefly */
+	fflush(stdout);
+	fflush(stderr);
+	release_unblock(&r);
+	if (r.open)
+		smtpsend_close(&conn, cfg->upstream_command_timeout < RELEASE_QUIT_WAIT_MS
+		    ? cfg->upstream_command_timeout : RELEASE_QUIT_WAIT_MS);
 	free(msg);
 	free(r.rcpt_reply);
 	free(r.accepted);

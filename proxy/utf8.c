@@ -131,7 +131,12 @@ static const char *term_ascii_esc(unsigned c, int mode, char buf[8])
 		return NULL;
 	if (c == '\\')
 		return "\\\\";
-	if (c == '\t' || c == '"' || c == '='
+	/* not '=' (log_esc_quoted/_word escape it): inside quotes whose '"'
+	 * is escaped, and in a word that a space, '<' or '>' cannot end, it
+	 * forges nothing, and it is in every RFC 2047 Subject (=?UTF-8?B?...?=)
+	 * and BATV/SRS/VERP sender (prvs=, SRS0=, +user=domain@), which must
+	 * stay readable and greppable */
+	if (c == '\t' || c == '"'
 	    || (mode == UTF8_TERM_WORD && (c == ' ' || c == '<' || c == '>'))) {
 		snprintf(buf, 8, "\\x%02x", c);
 		return buf;

@@ -54,12 +54,13 @@ int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len);
  * stay; DEL, C1 and bidi, which json-c copies into strings as they are
  * and which stand nowhere else, become \uXXXX, the same string to a JSON
  * reader.  UTF8_TERM_QUOTED: as TEXT, and the ASCII that log_esc_quoted
- * escapes escaped the same way (a tab, '"' and '=' as \xHH, a
+ * escapes escaped the same way but '=' (a tab and '"' as \xHH, a
  * backslash doubled): a value printed in quotes (subject="%s") that cannot end
  * early and start a forged key="value".  UTF8_TERM_WORD: as QUOTED, and
  * a space, '<' and '>' as \xHH, as log_esc_word: a value standing bare
  * (<%s>), which stays one token.  Unlike log_esc these keep printable
- * UTF-8 as it is, for the reader of a terminal.  The one way the
+ * UTF-8 as it is, for the reader of a terminal, and '=', which cannot end
+ * either value and is in RFC 2047 Subjects and BATV/SRS/VERP senders.  The one way the
  * commands root runs ("mailwarden quarantine", "mailwarden scan") print
  * what a sender or the daemon's user wrote.  Returns 0, or -1 at out's
  * limit. */

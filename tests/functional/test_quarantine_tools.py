@@ -180,7 +180,7 @@ def test_list_line_fields_cannot_be_forged(qmw, upstream):
     it is: a Subject  viagra"  reason="released by admin, safe  gave a line
     with two reason="..." fields, the sender's first; a quoted local part
     in MAIL FROM forged the '-> <rcpt>' part.  The values are escaped as
-    log_esc_quoted / log_esc_word escape a log line's (\\x22, \\x3d, \\x20,
+    log_esc_quoted / log_esc_word escape a log line's (\\x22, \\x20,
     \\x3c, \\x3e), printable UTF-8 kept."""
     m = qmw()
     quarantine_one(m, spam_msg(subject='viagra"  reason="released by admin, safe caf\u00e9'.encode()),
@@ -189,7 +189,8 @@ def test_list_line_fields_cannot_be_forged(qmw, upstream):
     assert line.count('reason="') == 1, line
     assert line.count("-> <") == 1, line
     assert line.count('"') == 4, line
-    assert 'subject="viagra\\x22  reason\\x3d\\x22released by admin, safe caf\u00e9"' in line, line
+    # '=' kept (session 21, rv-today2 R2): inside quotes whose '"' is escaped it forges nothing
+    assert 'subject="viagra\\x22  reason=\\x22released by admin, safe caf\u00e9"' in line, line
     assert "<\\x22x\\x3e\\x20-\\x3e\\x20\\x3cceo@example.com\\x22@evil.example> -> <rcpt@example.net>" \
         in line, line
     # the machine form is the data as it is
@@ -266,3 +267,83 @@ def test_scan_output_only_regular_files_removed(tmp_path):
                 str(tmp_path / "in.eml")])
     assert r.returncode == 1 and b"is the message file" in r.stderr, r.stderr
     assert (tmp_path / "in.eml").read_bytes() == msg
+
+
+def test_list_keeps_equals_in_addresses_and_encoded_subjects(qmw, upstream):
+    """rv-today2 R2: since 3631b95 `list` escaped '=' as log_esc does, so
+    BATV/SRS/VERP senders (prvs=TAG=user@) and every RFC 2047 Subject
+    (=?UTF-8?B?...?=) printed as prvs\\x3d... and \\x3d?UTF-8?B?...?\\x3d:
+    unreadable, and `list | grep prvs=` found nothing.  '=' ends neither a
+    quoted value (its '"' is escaped) nor an address (space, '<', '>' are):
+    it is kept; the Subject is shown as stored, not decoded."""
+    m = qmw()
+    sender = "prvs=1234abcd=news@example.org"
+    rcpt = "list-bounces+r=example.net@lists.example.com"
+    subj = "=?UTF-8?B?dmlhZ3JhIGNow6hyZQ==?="
+    quarantine_one(m, spam_msg(subject=("viagra " + subj).encode()), frm=sender, rcpts=[rcpt])
+    line = q_ok(m, "list").stdout.decode()
+    assert "<%s> -> <%s>" % (sender, rcpt) in line, line
+    assert 'subject="viagra %s"' % subj in line, line
+    assert "\\x3d" not in line, line
+
+
+# scan --output as root: no symlink or hard link another user planted ---------
+
+def _user_dir(tmp_path):
+    """A directory another user may write: nobody's when we are root (as
+    ~user/ is), else group/other-writable without a sticky bit."""
+    d = tmp_path / "userdir"
+    d.mkdir()
+    os.chmod(str(tmp_path), 0o755)
+    if os.geteuid() == 0:
+        import pwd
+        os.chown(str(d), pwd.getpwnam("nobody").pw_uid, -1)
+    else:
+        os.chmod(str(d), 0o777)
+    return d
+
+
+def test_scan_output_does_not_follow_a_planted_symlink(tmp_path):
+    """rv-today2 R3: `scan --output` run as root opened OUT.eml with
+    O_CREAT|O_TRUNC and followed a symlink the owner of its directory had
+    planted (to root's 0600 file): root overwrote the link's target with
+    the message.  A symlink is followed only when it and its directory are
+    root's (or ours) and the directory is writable by no one else
+    (Postfix's safe_open: /dev/stdout qualifies); otherwise refused, exit 1."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"ROOT SECRET\n")
+    os.chmod(str(victim), 0o600)
+    d = _user_dir(tmp_path)
+    link = d / "out.eml"
+    os.symlink(str(victim), str(link))
+    if os.geteuid() == 0:
+        import pwd
+        os.lchown(str(link), pwd.getpwnam("nobody").pw_uid, -1)
+    r = scan(tmp_path, make_msg(subject="hello"), link)
+    assert victim.read_bytes() == b"ROOT SECRET\n", "wrote through the planted symlink"
+    assert r.returncode == 1 and b"symlink" in r.stderr, (r.returncode, r.stderr)
+    assert link.is_symlink()
+    # a hard link there to root's file is refused alike, the file untouched
+    link.unlink()
+    try:
+        os.link(str(victim), str(link))
+    except OSError:
+        pytest.skip("no hard link across here")
+    r = scan(tmp_path, make_msg(subject="hello"), link)
+    assert victim.read_bytes() == b"ROOT SECRET\n", "wrote through a planted hard link"
+    assert r.returncode == 1 and b"links" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_scan_output_follows_trusted_symlinks(tmp_path):
+    """/dev/stdout (root's symlink in root's /dev) and a symlink of ours in
+    a directory of ours that no one else writes are still followed."""
+    os.chmod(str(tmp_path), 0o700)
+    target = tmp_path / "target.eml"
+    link = tmp_path / "link.eml"
+    os.symlink(str(target), str(link))
+    r = scan(tmp_path, make_msg(subject="hello"), link)
+    assert r.returncode == 0, r.stderr
+    assert b"Subject: hello\r\n" in target.read_bytes()
+    r = scan(tmp_path, make_msg(subject="hello"), "/dev/stdout")
+    assert r.returncode == 0, r.stderr
+    assert b"Subject: hello\r\n" in r.stdout, r.stdout
