@@ -612,9 +612,9 @@ static int call_start(struct redis_store *b, const char *cmd, redisContext **cp,
  * LOG_ERR the first time, then counted until a call is answered
  * (answered).  NOAUTH (no password or the wrong one), READONLY (a
  * replica), OOM (maxmemory), MISCONF, LOADING are the server's state,
- * met by every call until it changes: logged at each call they were 60
- * lines for 20 messages (store.h promises one per burst, as an outage
- * of the connection is). */
+ * met by every call until it changes: logged at each call they were a
+ * line a call, 20 for 20 greylisted messages (store.h promises one per
+ * burst, as an outage of the connection is). */
 static void reply_error(struct redis_store *b, const char *cmd, const char *msg)
 {
 	int first;
