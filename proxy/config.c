@@ -515,6 +515,11 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Redis server HOST:PORT (store = redis)"),
 	G_STR("store_prefix", store_prefix, "mw:", NULL,
 	      "prefix of every key mailwarden writes to Redis"),
+	G_STR("store_redis_user", store_redis_user, "", NULL,
+	      "Redis ACL user mailwarden AUTHs as (Redis 6+; empty = the default user)"),
+	G_STR("store_redis_password_file", store_redis_password_file, "", check_path_or_empty,
+	      "file whose first line is the Redis password, sent with AUTH at every connect "
+	      "(empty = no AUTH)"),
 	G_DUR("store_timeout", store_timeout, "1s", 10, 60 * MS_S,
 	      "deadline of every Redis connect and call"),
 	G_ENUM("store_failure", store_fail_closed, int, "open",

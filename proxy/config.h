@@ -239,6 +239,8 @@ struct config {
 	uint64_t store_map_size;         /* LMDB map size, bytes */
 	char     store_redis[256];       /* "HOST:PORT" */
 	char     store_prefix[64];       /* key prefix in Redis */
+	char     store_redis_user[128];  /* Redis ACL user to AUTH as; "" = the default user */
+	char     store_redis_password_file[512]; /* file holding the Redis password; "" = no AUTH */
 	unsigned store_timeout;          /* ms, every Redis call */
 	int      store_fail_closed;      /* store down: 1 = tempfail, 0 = go on */
 	double   bayes_min_prob_strength;/* |p-0.5| of a token to count */
