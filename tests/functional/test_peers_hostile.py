@@ -385,12 +385,26 @@ def bulk(s):
     return b"$%d\r\n%s\r\n" % (len(s), s)
 
 
+def is_read(args):
+    """A greylist read: GET, or (since session 21) the script that reads
+    a key with Redis' clock (store_get_now: EVAL of GET and TIME)."""
+    cmd = args[0].upper()
+    return cmd == b"GET" or (cmd == b"EVAL" and b"'TIME'" in args[1])
+
+
+def read_reply(value):
+    """What a read answers: value (bytes, or None for nil), as GET or as
+    store_get_now's {value, Redis time in ms}."""
+    v = b"$-1\r\n" if value is None else bulk(value)
+    return v, b"*2\r\n" + v + b":%d\r\n" % int(time.time() * 1000)
+
+
 def normal_reply(args):
     """What a real Redis answers to mailwarden's greylist commands on an
-    empty database (GET: nil; SET: OK)."""
+    empty database (a read: nil; SET: OK)."""
     cmd = args[0].upper()
-    if cmd == b"GET":
-        return b"$-1\r\n"
+    if is_read(args):
+        return read_reply(None)[cmd == b"EVAL"]
     if cmd == b"SET":
         return b"+OK\r\n"
     if cmd == b"EVAL":
@@ -399,7 +413,7 @@ def normal_reply(args):
 
 
 def redis_handler(first_get, conns=None):
-    """Normal answers, except the first GET of each connection (or of the
+    """Normal answers, except the first read (GET, or the get-with-time script) of each connection (or of the
     connections numbered in conns), which first_get(peer, conn) answers
     (or not)."""
     def h(p, c, n):
@@ -407,9 +421,9 @@ def redis_handler(first_get, conns=None):
         for args in resp_commands(c):
             with p.lock:
                 p.requests.append((n, args))
-            if args[0].upper() == b"GET" and not seen:
+            if is_read(args) and not seen:
                 seen = True
-                first_get(p, c)
+                first_get(p, c, args[0].upper() == b"EVAL")
             else:
                 c.sendall(normal_reply(args))
     return h
@@ -423,30 +437,30 @@ def grey_scan(addr, mode="open", rcpt="b@example.net", extra=()):
 
 
 REDIS_CASES = {
-    "silent": (lambda p, c: p.hold(c), "no complete reply within 500 ms"),
+    "silent": (lambda p, c, ev: p.hold(c), "no complete reply within 500 ms"),
     # nil, one byte every 0.4 s: each byte within store_timeout of the last
-    "one byte at a time": (lambda p, c: p.drip(c, b"$-1\r\n", 0.4), "no complete reply within 500 ms"),
-    "closed mid-reply": (lambda p, c: (c.sendall(b"$14\r\nP17"), c.shutdown(socket.SHUT_RDWR)),
+    "one byte at a time": (lambda p, c, ev: p.drip(c, read_reply(None)[ev], 0.4), "no complete reply within 500 ms"),
+    "closed mid-reply": (lambda p, c, ev: (c.sendall(b"$14\r\nP17"), c.shutdown(socket.SHUT_RDWR)),
                          "closed"),
-    "100 MB": (lambda p, c: p.flood(c, b"$104857600\r\n", 100 * MB), "longer than"),
-    "10 MB line": (lambda p, c: p.flood(c, b"+", 10 * MB), "longer than"),
+    "100 MB": (lambda p, c, ev: p.flood(c, b"$104857600\r\n", 100 * MB), "longer than"),
+    "10 MB line": (lambda p, c, ev: p.flood(c, b"+", 10 * MB), "longer than"),
     # hiredis 0.14 callocs the element pointers on reading the count
-    "2e9 elements": (lambda p, c: (c.sendall(b"*2000000000\r\n"), p.hold(c)), "elements"),
-    "4e9 elements": (lambda p, c: p.flood(c, b"*4000000000\r\n", 1 * MB, b":1\r\n"), "out of range"),
-    "negative elements": (lambda p, c: c.sendall(b"*-5\r\n:1\r\n:2\r\n"), "out of range"),
-    "10M elements": (lambda p, c: p.flood(c, b"*10000000\r\n", 40 * MB, b":1\r\n"), "elements"),
-    "100k elements": (lambda p, c: p.flood(c, b"*1000\r\n" + b"*100\r\n" + b":1\r\n" * 100, 1 * MB,
+    "2e9 elements": (lambda p, c, ev: (c.sendall(b"*2000000000\r\n"), p.hold(c)), "elements"),
+    "4e9 elements": (lambda p, c, ev: p.flood(c, b"*4000000000\r\n", 1 * MB, b":1\r\n"), "out of range"),
+    "negative elements": (lambda p, c, ev: c.sendall(b"*-5\r\n:1\r\n:2\r\n"), "out of range"),
+    "10M elements": (lambda p, c, ev: p.flood(c, b"*10000000\r\n", 40 * MB, b":1\r\n"), "elements"),
+    "100k elements": (lambda p, c, ev: p.flood(c, b"*1000\r\n" + b"*100\r\n" + b":1\r\n" * 100, 1 * MB,
                                            b"*100\r\n" + b":1\r\n" * 100), "longer than"),
-    "malformed": (lambda p, c: c.sendall(b"?what\r\n"), "Protocol error"),
-    "error": (lambda p, c: c.sendall(b"-ERR out of luck\r\n"), "out of luck"),
-    "integer for GET": (lambda p, c: c.sendall(b":42\r\n"), "unexpected reply"),
-    "array for GET": (lambda p, c: c.sendall(b"*1\r\n$3\r\nP17\r\n"), "unexpected reply"),
+    "malformed": (lambda p, c, ev: c.sendall(b"?what\r\n"), "Protocol error"),
+    "error": (lambda p, c, ev: c.sendall(b"-ERR out of luck\r\n"), "out of luck"),
+    "integer for GET": (lambda p, c, ev: c.sendall(b":42\r\n"), "unexpected reply"),
+    "array for GET": (lambda p, c, ev: c.sendall(b"*1\r\n$3\r\nP17\r\n"), "unexpected reply"),
 }
 
 
 @pytest.mark.parametrize("case", list(REDIS_CASES))
 def test_redis_hostile(fake_peer, case):
-    """A first GET answered badly is a store failure: store_failure =
+    """A first read answered badly is a store failure: store_failure =
     closed tempfails the message within about store_timeout, with a log
     line; nothing is taken from the reply."""
     first_get, why = REDIS_CASES[case]
@@ -460,20 +474,21 @@ def test_redis_hostile(fake_peer, case):
 
 
 def test_redis_fake_itself_and_refused(fake_peer):
-    p = fake_peer(redis_handler(lambda p, c: c.sendall(b"$-1\r\n")))
+    p = fake_peer(redis_handler(lambda p, c, ev: c.sendall(read_reply(None)[ev])))
     res, _, _ = grey_scan(p.addr, mode="closed")
     assert names(res) == ["GREYLIST"] and res["action"] == "tempfail", res
     # the client network's auto-whitelist mark (session 19), the triplet,
     # its key of before (an entry to move), the first attempt
-    assert [a[0] for _, a in p.requests] == [b"GET", b"GET", b"GET", b"SET"], p.requests
+    assert [b"read" if is_read(a) else a[0] for _, a in p.requests] == [b"read"] * 3 + [b"SET"], \
+        p.requests
     # an answer with a second one stuck to it: the first is GET's, the
-    # connection is not reused (each connection's first GET is answered
+    # connection is not reused (each connection's first read is answered
     # so: the mark's GET, the triplet's and its old key's each drop
     # theirs, SET gets a fourth)
-    p = fake_peer(redis_handler(lambda p, c: c.sendall(b"$-1\r\n+OK\r\n")))
+    p = fake_peer(redis_handler(lambda p, c, ev: c.sendall(read_reply(None)[ev] + b"+OK\r\n")))
     res, _, err = grey_scan(p.addr, mode="closed")
     assert names(res) == ["GREYLIST"], res
-    assert "GET: more data than the replies asked for; connection dropped" in err, err
+    assert "more data than the replies asked for; connection dropped" in err, err
     assert p.accepted == 4, p.accepted
     res, took, err = grey_scan("127.0.0.1:%d" % free_port(), mode="open")
     assert names(res) == ["GREYLIST_STORE_FAIL"] and res["action"] == "accept", res
@@ -528,11 +543,11 @@ def greylist_daemon(mw_factory, upstream, addr, mode="open", timeout="300ms"):
 
 
 def test_redis_late_reply_not_paired_with_next(mw_factory, upstream, fake_peer):
-    """The first GET's answer (a pass!) comes after store_timeout; the
+    """The first read's answer (a pass!) comes after store_timeout; the
     next message's GET must not read it on the same connection."""
-    def late(p, c):
+    def late(p, c, ev):
         p.sleep(0.8)
-        c.sendall(bulk("P%d" % int(time.time() * 1000)))
+        c.sendall(read_reply(b"P%d" % int(time.time() * 1000))[ev])
     p = fake_peer(redis_handler(late, conns=(1,)))
     m = greylist_daemon(mw_factory, upstream, p.addr, mode="closed")
     r = send(m, "one@example.net")
@@ -554,7 +569,7 @@ def test_redis_unasked_reply_on_idle_connection(mw_factory, upstream, fake_peer)
             c.sendall(normal_reply(args))
             if args[0].upper() == b"SET" and n == 1:
                 p.sleep(0.1)
-                c.sendall(bulk("P%d" % int(time.time() * 1000)))
+                c.sendall(read_reply(b"P%d" % int(time.time() * 1000))[1])
     p = fake_peer(h)
     m = greylist_daemon(mw_factory, upstream, p.addr)
     assert send(m, "one@example.net").code == 451
