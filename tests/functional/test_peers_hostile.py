@@ -413,9 +413,9 @@ def normal_reply(args):
 
 
 def redis_handler(first_get, conns=None):
-    """Normal answers, except the first read (GET, or the get-with-time script) of each connection (or of the
-    connections numbered in conns), which first_get(peer, conn) answers
-    (or not)."""
+    """Normal answers, except the first read (GET, or the get-with-time
+    script) of each connection (or of the connections numbered in conns),
+    which first_get(peer, conn, is_eval) answers (or not)."""
     def h(p, c, n):
         seen = conns is not None and n not in conns
         for args in resp_commands(c):
