@@ -95,6 +95,7 @@ struct job {
 	int         msgfd;          /* owned */
 	unsigned char *msg;         /* owned; an inline message (req.msg points here) */
 	struct scanmem_hold *hold;  /* owned; a big request's share of scanner.mem, else NULL */
+	long long   peer_seen_us;   /* its connection last seen open (scanstale.h) */
 };
 
 struct scanner {
@@ -231,15 +232,17 @@ static void answer_now(struct scanner *s, struct conn *c, uint64_t id, const cha
 }
 
 /* given_up - is req, read from c, one its front end has given up on
- * (scanstale.h)?  If so it is logged, once (the request is dropped
- * here), and answered tempfail (nobody waits for the answer: the proxy
- * logs it as no longer awaited, a closed connection takes nothing) */
-static int given_up(struct scanner *s, struct conn *c, const struct scan_request *req)
+ * (scanstale.h)?  peer_closed: c's hangup as last seen.  If so it is
+ * logged, once (the request is dropped here), and answered tempfail
+ * (nobody waits for the answer: the proxy logs it as no longer awaited,
+ * a closed connection takes nothing) */
+static int given_up(struct scanner *s, struct conn *c, const struct scan_request *req,
+                    int peer_closed)
 {
 	char why[200];
 
 	if (!scanstale_check(req, s->cfg->scan_timeout, deadline_now_ms(),
-	    scanstale_peer_closed(c->fd), why, sizeof(why)))
+	    peer_closed, why, sizeof(why)))
 		return 0;
 	slog(req->session_id, LOG_WARNING, "scan id=%llu: %s", (unsigned long long)req->id, why);
 	answer_now(s, c, req->id, req->session_id, why);
@@ -286,6 +289,8 @@ static void poke_loop(struct scanner *s)
 /* requests read in one go, not queued yet */
 struct batch {
 	struct job *head, **tail;
+	int         hup;            /* the connection's POLLHUP, as the wait that */
+	long long   seen_us;        /* woke the reader reported it at seen_us */
 };
 
 /* what admit_big decided about a big request, for read_request */
@@ -372,7 +377,8 @@ static int read_request(struct scanner *s, struct conn *c, struct batch *b)
 	}
 	/* one its front end gave up on while it waited unread takes no
 	 * place in the queue */
-	if (given_up(s, c, &jb->req)) {
+	jb->peer_seen_us = b->seen_us;
+	if (given_up(s, c, &jb->req, b->hup)) {
 		job_free(s, jb);
 		return 1;
 	}
@@ -429,11 +435,13 @@ static void enqueue(struct scanner *s, struct batch *b, int self)
 }
 
 /* read_batches - what is waiting on c, in batches of up to 64 (each
- * queued under one lock).  Returns 0 once c is empty, or read_request's
- * -1/-2 when c is to be dropped. */
-static int read_batches(struct scanner *s, struct conn *c, int self)
+ * queued under one lock).  hup, seen_us: c's hangup as the wait that
+ * found it readable reported it, and when (no poll() of its own here,
+ * scanstale.h).  Returns 0 once c is empty, or read_request's -1/-2 when
+ * c is to be dropped. */
+static int read_batches(struct scanner *s, struct conn *c, int self, int hup, long long seen_us)
 {
-	struct batch b = { NULL, &b.head };
+	struct batch b = { NULL, &b.head, hup, seen_us };
 	int r, n;
 
 	do {
@@ -449,8 +457,9 @@ static int read_batches(struct scanner *s, struct conn *c, int self)
 
 /* worker_read - a worker was woken for connection number no: read what
  * is there (the connection is edge-triggered in the epoll set, so all of
- * it).  An end of the connection is the loop's to handle. */
-static void worker_read(struct scanner *s, unsigned long long no)
+ * it).  hup, seen_us: its EPOLLHUP in that wake-up, and when.  An end of
+ * the connection is the loop's to handle. */
+static void worker_read(struct scanner *s, unsigned long long no, int hup, long long seen_us)
 {
 	struct conn *c = NULL;
 	size_t i;
@@ -466,7 +475,7 @@ static void worker_read(struct scanner *s, unsigned long long no)
 	if (c == NULL)
 		return;		/* dropped meanwhile */
 	if (atomic_load(&c->rd_end) == 0) {
-		r = read_batches(s, c, 1);
+		r = read_batches(s, c, 1, hup, seen_us);
 		if (r < 0) {
 			int zero = 0;
 
@@ -485,7 +494,8 @@ static void *worker(void *arg)
 	struct epoll_event ev[8];
 	struct scan_result res;
 	struct job *jb;
-	int chain, poke, n, i;
+	int chain, poke, n, i, peer;
+	long long seen_us;
 
 	pthread_mutex_lock(&s->lock);
 	deadline_watch_use(&s->watches[s->nwatched++]);
@@ -501,6 +511,7 @@ static void *worker(void *arg)
 			s->parked++;
 			pthread_mutex_unlock(&s->lock);
 			n = epoll_wait(s->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), -1);
+			seen_us = scanstale_now_us();
 			pthread_mutex_lock(&s->lock);
 			s->parked--;
 			poke = s->parked == 0;
@@ -514,7 +525,8 @@ static void *worker(void *arg)
 
 					(void)r;
 				} else {
-					worker_read(s, ev[i].data.u64);
+					worker_read(s, ev[i].data.u64, (ev[i].events & EPOLLHUP) != 0,
+					    seen_us);
 				}
 			}
 			pthread_mutex_lock(&s->lock);
@@ -532,8 +544,13 @@ static void *worker(void *arg)
 			wake_worker(s);
 
 		/* given up on while it waited in the queue: its filters' side
-		 * effects (rate limits, greylisting, autolearn) are not taken */
-		if (given_up(s, jb->conn, &jb->req)) {
+		 * effects (rate limits, greylisting, autolearn) are not taken.
+		 * A connection seen open just now (most often by this worker,
+		 * which read the request and takes it at once) is not polled
+		 * again: scanstale.h */
+		peer = scanstale_peer_fresh(jb->peer_seen_us, scanstale_now_us()) ? 0
+		    : scanstale_peer_closed(jb->conn->fd);
+		if (given_up(s, jb->conn, &jb->req, peer)) {
 			job_free(s, jb);
 			pthread_mutex_lock(&s->lock);
 			s->running--;
@@ -712,7 +729,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 	size_t i, np, polled;
 	pthread_t *threads;
 	unsigned long long conn_no = 0;
-	long long deadline = 0, next_watch = 0, now;
+	long long deadline = 0, next_watch = 0, now, seen_us;
 	int sp[2], shutting = 0, draining = 0, timeout, fd, fl, watch;
 	char err[512], drain[64];
 	struct timeval tv;
@@ -859,6 +876,7 @@ int scanner_main(struct config *cfg, int listen_fd)
 			slog_errno(NULL, LOG_ERR, "scanner: poll");
 			break;
 		}
+		seen_us = scanstale_now_us();	/* of the revents below */
 		if (pfd[0].revents & POLLIN)
 			while (read(sp[0], drain, sizeof(drain)) > 0)
 				;
@@ -872,7 +890,8 @@ int scanner_main(struct config *cfg, int listen_fd)
 				continue;
 			/* take what is waiting, without blocking: a worker may
 			 * have taken it first */
-			r = (re & POLLNVAL) ? -1 : read_batches(&s, c, 0);
+			r = (re & POLLNVAL) ? -1
+			    : read_batches(&s, c, 0, (re & POLLHUP) != 0, seen_us);
 			if (r < 0)
 				atomic_compare_exchange_strong(&c->rd_end, &zero, r);
 		}

@@ -1,6 +1,7 @@
 /* scanstale.c - see scanstale.h */
 #include <poll.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "filters/scanstale.h"
 #include "proxy/scanproto.h"
@@ -44,4 +45,17 @@ int scanstale_peer_closed(int fd)
 	if (poll(&p, 1, 0) != 1)
 		return 0;
 	return (p.revents & POLLHUP) != 0;
+}
+
+long long scanstale_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int scanstale_peer_fresh(long long seen_us, long long now_us)
+{
+	return seen_us > 0 && seen_us <= now_us && now_us - seen_us < SCANSTALE_PEER_FRESH_US;
 }

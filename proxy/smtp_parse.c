@@ -687,6 +687,27 @@ int smtp_reply_line(struct smtp_reply *r, const char *line, size_t len)
 	return (len == 3 || u[3] == ' ') ? 1 : 0;
 }
 
+void smtp_reply_reset(struct smtp_reply *r)
+{
+	r->code = 0;
+	r->nlines = 0;
+	r->len = 0;
+	r->text[0] = '\0';
+}
+
+void smtp_reply_copy(struct smtp_reply *dst, const struct smtp_reply *src)
+{
+	/* len < sizeof text always (smtp_reply_line keeps room for the NUL);
+	 * bounded all the same */
+	size_t n = src->len < sizeof src->text ? src->len : sizeof src->text - 1;
+
+	dst->code = src->code;
+	dst->nlines = src->nlines;
+	dst->len = n;
+	memcpy(dst->text, src->text, n);
+	dst->text[n] = '\0';
+}
+
 /* next_line - the line at text[*pos] without its CRLF: start and length;
  * advances *pos past it.  0 at the end. */
 static int next_line(const struct smtp_reply *r, size_t *pos, const char **s, size_t *n)

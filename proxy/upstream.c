@@ -195,10 +195,10 @@ static void up_parse_caps(struct upstream *u, const struct smtp_reply *r)
 			if (tab[i].cap == UCAP_SIZE) size = strtoull(args, NULL, 10);
 		}
 	u->caps = caps;
-	u->ehlo = *r;
+	smtp_reply_copy(&u->ehlo, r);
 	u->t->caps = caps;
 	u->t->size_limit = size;
-	u->t->ehlo = *r;
+	smtp_reply_copy(&u->t->ehlo, r);
 	u->t->caps_known = 1;
 	u->t->caps_time = time(NULL);
 }
@@ -705,8 +705,11 @@ static void up_read_cb(struct conn *c, void *arg)
 			break;
 		}
 		if (rc == 0) continue;
-		struct smtp_reply done = u->reply;
-		memset(&u->reply, 0, sizeof u->reply);
+		/* a copy: a callback may read the next reply into u->reply.
+		 * Of what it holds only, not all 8 KB, twice (smtp_parse.h) */
+		struct smtp_reply done;
+		smtp_reply_copy(&done, &u->reply);
+		smtp_reply_reset(&u->reply);
 		struct pending pe = u->q[u->qhead];
 		u->qhead = (u->qhead + 1) % UP_QUEUE_MAX;
 		u->qlen--;

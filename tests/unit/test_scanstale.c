@@ -3,8 +3,9 @@
  * a request past its front end's wait is stale, one whose front end
  * closed the connection is stale, and the scanner's own shutdown of a
  * connection's reading (at stop, scans in flight still answered) is not
- * a front end's close.  The scanner's use of it is covered end to end by
- * tests/functional/test_scanner_stale.py. */
+ * a front end's close; what the scanner looks at instead of a poll()
+ * (epoll's hangup report, a check still fresh) holds.  The scanner's use
+ * of it is covered end to end by tests/functional/test_scanner_stale.py. */
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -128,12 +130,69 @@ static void test_peer_closed(void **state)
 	close(sv[0]);
 }
 
+/* a connection seen open stands for SCANSTALE_PEER_FRESH_US, no more;
+ * an unknown or future time of seeing never stands */
+static void test_peer_fresh(void **state)
+{
+	long long now = scanstale_now_us();
+
+	(void)state;
+	assert_true(now > 0);
+	assert_true(scanstale_now_us() >= now);
+	assert_int_equal(scanstale_peer_fresh(now, now), 1);
+	assert_int_equal(scanstale_peer_fresh(now - SCANSTALE_PEER_FRESH_US + 1, now), 1);
+	assert_int_equal(scanstale_peer_fresh(now - SCANSTALE_PEER_FRESH_US, now), 0);
+	assert_int_equal(scanstale_peer_fresh(now - 5000000, now), 0);
+	assert_int_equal(scanstale_peer_fresh(0, now), 0);
+	assert_int_equal(scanstale_peer_fresh(now + 1, now), 0);
+}
+
+/* what the scanner takes instead of a poll() when it reads a request:
+ * the hangup that its edge-triggered epoll set reports with the
+ * readiness, also for a connection closed before it joined the set (a
+ * front end that sent and closed while no scanner ran); a connection
+ * only shut down for reading by us reports none */
+static void test_epoll_reports_hangup(void **state)
+{
+	struct epoll_event ev, out[2];
+	int sv[2], ep;
+
+	(void)state;
+	ep = epoll_create1(0);
+	assert_true(ep >= 0);
+	unit_scan_pair(sv);
+	assert_int_equal(write(sv[1], "req", 3), 3);
+	close(sv[1]);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLET;
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev), 0);
+	assert_int_equal(epoll_wait(ep, out, 2, 1000), 1);
+	assert_true(out[0].events & EPOLLIN);
+	assert_true(out[0].events & EPOLLHUP);
+	close(sv[0]);
+
+	unit_scan_pair(sv);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev), 0);
+	assert_int_equal(write(sv[1], "req", 3), 3);
+	assert_int_equal(epoll_wait(ep, out, 2, 1000), 1);
+	assert_true(out[0].events & EPOLLIN);
+	assert_false(out[0].events & EPOLLHUP);
+	/* the close after: a new edge, with the hangup */
+	close(sv[1]);
+	assert_int_equal(epoll_wait(ep, out, 2, 1000), 1);
+	assert_true(out[0].events & EPOLLHUP);
+	close(sv[0]);
+	close(ep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sent_ms_on_the_wire),
 		cmocka_unit_test(test_stale_by_time),
 		cmocka_unit_test(test_peer_closed),
+		cmocka_unit_test(test_peer_fresh),
+		cmocka_unit_test(test_epoll_reports_hangup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -640,6 +640,51 @@ static void test_reply_limits(void **st)
 	assert_int_equal(r.len, 8 * 1002);
 }
 
+/* smtp_reply_reset empties a used reply as zeroing does (the proxy reuses
+ * one per upstream connection without zeroing its 8 KB); smtp_reply_copy
+ * copies what a reply holds, a full one too */
+static void test_reply_reset_copy(void **st)
+{
+	static struct smtp_reply r, c;
+	static char line[sizeof r.text];
+
+	(void)st;
+	memset(&r, 0, sizeof r);
+	assert_int_equal(feed(&r, "250-first line, a long one"), 0);
+	assert_int_equal(feed(&r, "250 end"), 1);
+	memset(&c, 'x', sizeof c);
+	smtp_reply_copy(&c, &r);
+	assert_int_equal(c.code, 250);
+	assert_int_equal(c.nlines, 2);
+	assert_int_equal(c.len, r.len);
+	assert_string_equal(c.text, "250-first line, a long one\r\n250 end\r\n");
+	assert_int_equal(smtp_ehlo_has(&c, "END", NULL, 0), 1);
+
+	/* reused after a reset: nothing of the last reply shows, and a reply
+	 * of another code is no continuation of it */
+	smtp_reply_reset(&r);
+	assert_int_equal(r.len, 0);
+	assert_int_equal(r.nlines, 0);
+	assert_string_equal(r.text, "");
+	assert_int_equal(feed(&r, "354 go"), 1);
+	assert_int_equal(r.code, 354);
+	assert_int_equal(r.nlines, 1);
+	assert_string_equal(r.text, "354 go\r\n");
+	smtp_reply_copy(&c, &r);
+	assert_string_equal(c.text, "354 go\r\n");
+	assert_int_equal(c.len, 8);
+
+	/* the largest reply there is */
+	smtp_reply_reset(&r);
+	memset(line, 'a', sizeof line);
+	memcpy(line, "250 ", 4);
+	assert_int_equal(smtp_reply_line(&r, line, sizeof r.text - 3), 1);
+	smtp_reply_copy(&c, &r);
+	assert_int_equal(c.len, sizeof c.text - 1);
+	assert_int_equal(c.text[c.len], '\0');
+	assert_memory_equal(c.text, r.text, r.len);
+}
+
 static struct smtp_reply ehlo;
 
 static void ehlo_load(const char *const *lines)
@@ -920,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_reply_multi),
 		cmocka_unit_test(test_reply_bad),
 		cmocka_unit_test(test_reply_limits),
+		cmocka_unit_test(test_reply_reset_copy),
 		cmocka_unit_test(test_ehlo_has),
 		cmocka_unit_test(test_queue_id),
 		cmocka_unit_test(test_dsn_rcpt_params),
