@@ -17,6 +17,9 @@
  * bayes_autolearn_spam is learned as spam, one at or below
  * bayes_autolearn_ham as ham; with bayes_autolearn_examples its example
  * is kept for the character models as "mailwarden learn" keeps it.
+ * Autolearn learns only messages the store has no mark for, at most
+ * BAYES_AUTOLEARN_MAX_TOKENS of their tokens, and on Redis those expire
+ * (bayes_autolearn_token_ttl): see autolearn().
  *
  * Training the character models (bayes_retrain): a child of the master,
  * every bayes_retrain_interval, trains them when their examples changed
@@ -289,10 +292,40 @@ static int learned_after_all(struct store *st, const char *key, char now)
  * (three learners of one message at once on one Redis, 5 rounds in 100:
  * the mark gone and a ham example left, or the reverse), or be rewritten
  * after a forget on a message learned before examples were kept. */
+/* How one learning goes: as "mailwarden learn" asks (every token, the
+ * mark read and moved whatever it holds) or as autolearn does (below). */
+struct learn_how {
+	unsigned seen_ttl;          /* the mark's lifetime (bayes_seen_ttl) */
+	int      example;           /* keep the example (bayes_chars.h) */
+	unsigned example_ttl;
+	int      lists;             /* BAYES_LISTS_* */
+	int      new_only;          /* a message with a mark (either class) left alone */
+	size_t   max_tokens;        /* tokens counted at most */
+	unsigned volatile_ttl;      /* store_learning's volatile_ttl_s */
+};
+
+/* learn_message's answer to a new_only learn whose message has a mark */
+#define LEARNED_BEFORE (-3)
+
+static int learn_message(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
+                         enum bayes_class cls, const struct learn_how *how);
+
 int bayes_learn(struct store *st, struct mw_ctx *ctx, enum bayes_class cls, unsigned seen_ttl, int example,
                 unsigned example_ttl, int lists)
 {
 	return bayes_learn_tokens(st, ctx, NULL, cls, seen_ttl, example, example_ttl, lists);
+}
+
+int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
+                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl,
+                       int lists)
+{
+	const struct learn_how how = {
+		.seen_ttl = seen_ttl, .example = example, .example_ttl = example_ttl, .lists = lists,
+		.max_tokens = BAYES_MAX_TOKENS,
+	};
+
+	return learn_message(st, ctx, pre, cls, &how);
 }
 
 /* note_list - a message learned for the first time, from a mailing list:
@@ -326,12 +359,14 @@ static void note_list(struct store *st, struct mw_ctx *ctx, const char *mark, co
 		     key, store_backend(st));
 }
 
-int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
-                       enum bayes_class cls, unsigned seen_ttl, int example, unsigned example_ttl,
-                       int lists)
+static int learn_message(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
+                         enum bayes_class cls, const struct learn_how *how)
 {
 	struct bayes_tokens t = { 0 };
-	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = seen_ttl };
+	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = how->seen_ttl,
+	                            .volatile_ttl_s = how->volatile_ttl };
+	const int example = how->example;
+	const unsigned example_ttl = how->example_ttl;
 	struct chars_kept_example *ex = xmalloc(sizeof(*ex));   /* 3 KB: not on a scanner's stack */
 	char key[64], seen[8], first_was = '\0';
 	int r, rc = -1, tokenized = 0, attempt, moved = 0;
@@ -353,6 +388,10 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 			first_was = l.was;
 		else if (l.was != first_was)
 			moved = 1;      /* another learner's change, seen */
+		if (how->new_only && l.was != '\0') {
+			rc = LEARNED_BEFORE;
+			break;
+		}
 		if (l.was == '?') {
 			/* the store is no trusted source for the log: a Redis
 			 * server shared by several machines, or a damaged file,
@@ -393,6 +432,10 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 		}
 		l.hashes = pre ? pre->h : t.h;
 		l.n = pre ? pre->n : t.n;
+		/* the tokens are sorted by their hash: the first ones are a
+		 * sample of the message that its words do not choose */
+		if (l.n > how->max_tokens)
+			l.n = how->max_tokens;
 		/* a message taught and counted in the tokens always has its
 		 * example for the character model; one forgotten or relearned
 		 * without one loses the old one */
@@ -402,7 +445,7 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
 			if (l.was == '\0' && l.now != '\0')
-				note_list(st, ctx, key, pre ? pre : &t, example_ttl, lists);
+				note_list(st, ctx, key, pre ? pre : &t, example_ttl, how->lists);
 			break;
 		}
 		if (r < 0) {
@@ -474,6 +517,18 @@ static int bayes_setup(void **instance, const struct scan_env *env, char *err, s
 		free(b);
 		return -1;
 	}
+	/* said at every start and reload: a store whose Bayes tokens
+	 * nothing bounds fills (LMDB: its map, which greylisting and rate
+	 * limits write to as well; Redis: maxmemory, README "The store") at
+	 * the rate mail is autolearned */
+	if (env->cfg->bayes_autolearn && env->cfg->store_backend == 1 && env->cfg->bayes_token_ttl == 0
+	    && env->cfg->bayes_autolearn_token_ttl == 0)
+		slog(NULL, LOG_WARNING, "bayes: store = redis, bayes_autolearn = yes and both "
+		     "bayes_token_ttl and bayes_autolearn_token_ttl 0: the tokens autolearn adds never "
+		     "expire, and the Redis server's memory fills with them");
+	else if (env->cfg->bayes_autolearn && env->cfg->store_backend == 0 && env->cfg->bayes_token_max == 0)
+		slog(NULL, LOG_WARNING, "bayes: store = lmdb, bayes_autolearn = yes and bayes_token_max = 0: "
+		     "the tokens autolearn adds are never removed, and the store's map fills with them");
 	if (env->cfg->bayes_chars) {
 		unsigned every = env->cfg->bayes_retrain_interval;
 
@@ -504,6 +559,42 @@ static double others_score(const struct mw_ctx *ctx)
 	for (size_t i = 0; i < ctx->ms->nsymbols; i++)
 		s += ctx->ms->symbols[i].score;
 	return s;
+}
+
+/* autolearn - learn the message of ctx as cls, as autolearn does:
+ *  - a message the store has a mark for, of either class, is left alone
+ *    (LEARNED_BEFORE): the mark is found by the Message-ID, which the
+ *    sender writes, and until session 21 autolearn relearned such a
+ *    message the other way, so one plain message under the Message-ID of
+ *    a spam the site had taught took that spam's counts off every token
+ *    it carried and counted them as ham (review rv-redis);
+ *    SpamAssassin's autolearn does not relearn either (its no_relearn,
+ *    bug 3704);
+ *  - at most BAYES_AUTOLEARN_MAX_TOKENS of its tokens (bayes.h);
+ *  - on Redis with bayes_token_ttl = 0 the tokens it makes expire after
+ *    bayes_autolearn_token_ttl unless learned again (store.h
+ *    volatile_ttl_s);
+ *  - with its example when the site asked for it: the daemon's training
+ *    (bayes_retrain_interval) learns from it too, but each costs 3 KB of
+ *    store, so many a day (or a sender who sends many that score
+ *    clearly) would fill an LMDB map sized for tokens and greylisting:
+ *    they live bayes_autolearn_example_ttl, not bayes_seen_ttl, which
+ *    bounds them at the autolearn rate times that.
+ * As bayes_learn answers, or LEARNED_BEFORE. */
+static int autolearn(struct bayes *b, struct mw_ctx *ctx, enum bayes_class cls)
+{
+	const struct config *cfg = b->cfg;
+	const struct learn_how how = {
+		.seen_ttl = cfg->bayes_seen_ttl,
+		.example = cfg->bayes_chars && cfg->bayes_autolearn_examples,
+		.example_ttl = autolearn_example_ttl(cfg),
+		.lists = cfg->bayes_list_boilerplate ? BAYES_LISTS_STUB : BAYES_LISTS_OFF,
+		.new_only = 1,
+		.max_tokens = BAYES_AUTOLEARN_MAX_TOKENS,
+		.volatile_ttl = cfg->bayes_autolearn_token_ttl,
+	};
+
+	return learn_message(b->store, ctx, NULL, cls, &how);
 }
 
 static void bayes_eom(struct mw_ctx *ctx)
@@ -556,17 +647,11 @@ static void bayes_eom(struct mw_ctx *ctx)
 			cls = BAYES_HAM;
 		else
 			return;
-		/* with its example when the site asked for it: the daemon's
-		 * training (bayes_retrain_interval) learns from it too, but
-		 * each costs 3 KB of store, so many a day (or a sender who
-		 * sends many that score clearly) would fill an LMDB map sized
-		 * for tokens and greylisting: they live
-		 * bayes_autolearn_example_ttl, not bayes_seen_ttl, which
-		 * bounds them at the autolearn rate times that */
-		r = bayes_learn(b->store, ctx, cls, b->cfg->bayes_seen_ttl,
-		    b->cfg->bayes_chars && b->cfg->bayes_autolearn_examples, autolearn_example_ttl(b->cfg),
-		    b->cfg->bayes_list_boilerplate ? BAYES_LISTS_STUB : BAYES_LISTS_OFF);
-		if (r == BAYES_LEARN_NOT)
+		r = autolearn(b, ctx, cls);
+		if (r == LEARNED_BEFORE)
+			mw_log(ctx, LOG_INFO, "not autolearned as %s (score %.2f): learned before, "
+			    "autolearn learns new messages only", cls == BAYES_SPAM ? "spam" : "ham", before);
+		else if (r == BAYES_LEARN_NOT)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: not learned (logged above)");
 		else if (r < 0)
 			mw_log(ctx, LOG_WARNING, "autolearn failed: store unavailable");

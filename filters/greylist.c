@@ -10,8 +10,8 @@
  * for each message.  State, in the store so several mailwarden machines
  * behind one MX share it:
  *   gl:<hash>  "F<ms>"  first attempt at <ms>, kept greylist_retry_window
- *              (a stamp in the future, from a machine whose clock runs
- *              ahead, is taken as now and written so)
+ *              (a stamp in the future, from a clock stepped back since,
+ *              is taken as now and written so)
  *              "P<ms>"  passed (last renewed at <ms>); let through for
  *                       greylist_pass_lifetime, renewed by a message at
  *                       most once an hour (a pass is a read, not a write)
@@ -21,6 +21,12 @@
  *              lives is not counted (INCR, kept awl_spacing_ms)
  *   gla:<hash> "P<ms>"  the network auto-whitelisted once that count
  *              reached greylist_auto_whitelist_clients, renewed as a pass
+ * Every <ms> is the STORE's clock (store_get_now: Redis' TIME, LMDB this
+ * machine's), read with the triplet, never the machine's own: with
+ * machines sharing a Redis each stamping by its own clock, a first
+ * attempt stamped by one whose clock ran behind looked old to the
+ * others, and its retry passed at once (skew >= greylist_delay) or
+ * after the delay less the skew (session 21).
  * <hash> is 32 hex digits, store_key_hash of the triplet (or network); an
  * entry under the key of the sender as written (before session 19) or
  * under the 16-digit FNV-1a key of before session 12 is moved on first
@@ -83,14 +89,6 @@ struct greylist {
 	struct wl_strs hosts;          /* ".suffix" or "host.name" */
 	int spf_before;                /* the spf filter runs before us (filters setting) */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *lower_dup(const char *s)
 {
@@ -489,7 +487,8 @@ static int legacy_get(struct greylist *g, char olds[][64], size_t nold, int pass
  * again after the upgrade; the pass wins and moves (the shared triplet is
  * then passed for user2 too, as it would be had user1 written first). */
 static enum gl_state check_triplet(struct greylist *g, const char *key, char olds[][64],
-                                   size_t nold, unsigned *wait_s, int *fresh, int *retried)
+                                   size_t nold, unsigned *wait_s, int *fresh, int *retried,
+                                   int64_t *now_out)
 {
 	const struct config *cfg = g->cfg;
 	unsigned retry_s = (cfg->greylist_retry_window + 999) / 1000;
@@ -498,13 +497,14 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, char old
 	const char *wv = NULL;         /* what to write under key, if anything */
 	unsigned ttl = 0, moved_s = 0; /* moved_s: v came from an old key, with that long left */
 	size_t which = 0;
-	int64_t now = now_ms(), first;
+	int64_t now, first;
 	enum gl_state st;
 	int r;
 
 	*fresh = *retried = 0;
-	if ((r = store_get(g->store, key, v, sizeof(v))) < 0)
+	if ((r = store_get_now(g->store, key, v, sizeof(v), &now)) < 0)
 		return GL_FAIL;
+	*now_out = now;
 	if (r == 0 && (r = legacy_get(g, olds, nold, 0, v, sizeof(v), now, &which, &moved_s)) < 0)
 		return GL_FAIL;
 	/* a first attempt under key (legacy_get preferred a pass already) */
@@ -533,11 +533,11 @@ static enum gl_state check_triplet(struct greylist *g, const char *key, char old
 		if (now - strtoll(v + 1, NULL, 10) >= renew)
 			wv = nv, ttl = pass_s;
 	} else if (r == 1 && v[0] == 'F' && first > now) {
-		/* written by a machine whose clock runs ahead (shared Redis),
-		 * or before this one's clock was stepped back: without a bound
-		 * the retry waited out the skew too.  Taken as a first attempt
-		 * now, and written so, so that the retry after greylist_delay
-		 * passes here whatever the other clock says */
+		/* written before the store's clock was stepped back (or by a
+		 * version of before that stamped with each machine's own
+		 * clock): without a bound the retry waited out the step too.
+		 * Taken as a first attempt now, and written so, so that the
+		 * retry after greylist_delay passes */
 		snprintf(nv, sizeof(nv), "F%lld", (long long)now);
 		st = GL_WAIT;
 		wv = nv, ttl = retry_s;
@@ -585,13 +585,14 @@ static int awl_key(const char *prefix, const char *net, char *out, size_t outsz)
 static int awl_check(struct greylist *g, const char *net)
 {
 	const struct config *cfg = g->cfg;
-	int64_t now = now_ms(), renew = (int64_t)cfg->greylist_pass_lifetime / 2;
+	int64_t now, renew = (int64_t)cfg->greylist_pass_lifetime / 2;
 	char key[64], v[64], nv[32];
 	int r;
 
 	if (cfg->greylist_auto_whitelist_clients == 0)
 		return 0;
-	if (awl_key("gla:", net, key, sizeof(key)) < 0 || (r = store_get(g->store, key, v, sizeof(v))) < 0)
+	if (awl_key("gla:", net, key, sizeof(key)) < 0
+	    || (r = store_get_now(g->store, key, v, sizeof(v), &now)) < 0)
 		return -1;
 	if (r == 0 || v[0] != 'P')
 		return 0;
@@ -627,8 +628,9 @@ static int64_t awl_spacing_ms(const struct config *cfg)
  * greylisted, which was never delivered.  Counted with INCR (the spacing
  * too: the first INCR of glt: in its lifetime is the one that counts) so
  * that machines sharing Redis add up and count a moment once between
- * them.  1 whitelisted now, 0 not (yet), -1 store failure */
-static int awl_count(struct greylist *g, const char *net)
+ * them.  now: the store's clock, as the triplets read it.  1 whitelisted
+ * now, 0 not (yet), -1 store failure */
+static int awl_count(struct greylist *g, const char *net, int64_t now)
 {
 	const struct config *cfg = g->cfg;
 	unsigned life_s = (cfg->greylist_pass_lifetime + 999) / 1000;
@@ -646,7 +648,7 @@ static int awl_count(struct greylist *g, const char *net)
 		return -1;
 	if (n < (int64_t)cfg->greylist_auto_whitelist_clients)
 		return 0;
-	snprintf(nv, sizeof(nv), "P%lld", (long long)now_ms());
+	snprintf(nv, sizeof(nv), "P%lld", (long long)now);
 	if (awl_key("gla:", net, key, sizeof(key)) < 0 || store_set(g->store, key, nv, life_s) < 0)
 		return -1;
 	return 1;
@@ -672,6 +674,7 @@ static void greylist_eom(struct mw_ctx *ctx)
 	unsigned wait = 0, w;
 	size_t i, nold, nwait = 0, nnew = 0, nretried = 0, nshown = 0;
 	int fresh, retried, awl_now = 0;
+	int64_t now = 0;               /* the store's clock, as the last triplet read it */
 	enum gl_state gl;
 	struct sbuf held;
 
@@ -716,7 +719,7 @@ static void greylist_eom(struct mw_ctx *ctx)
 			 * were it "moved", deleted */
 			nold = strcmp(olds[0], key) != 0;
 			legacy_key(net, sender, rcpt, olds[nold++], sizeof(olds[0]));
-			gl = check_triplet(g, key, olds, nold, &w, &fresh, &retried);
+			gl = check_triplet(g, key, olds, nold, &w, &fresh, &retried, &now);
 		}
 		nretried += gl == GL_PASS && retried;
 		switch (gl) {
@@ -739,7 +742,7 @@ static void greylist_eom(struct mw_ctx *ctx)
 	if (nwait == 0) {
 		/* the message passes: one count for the network if it passed by
 		 * a retry now (awl_count) */
-		if (nretried > 0 && (awl_now = awl_count(g, net)) < 0) {
+		if (nretried > 0 && (awl_now = awl_count(g, net, now)) < 0) {
 			sbuf_free(&held);
 			store_failed(ctx, g);
 			return;

@@ -292,11 +292,13 @@ static int uri_char(unsigned char c)
 /* text_bare - a mail address around an '@' at t[*i], or a schemeless
  * host starting there (mime_bare.h), kept as mailto:addr or
  * http://host/path when its top-level domain is a real one, as
- * SpamAssassin's _process_text_uri_list keeps them; *i moved past it.
- * At most MIME_MAX_BARE_LOOKS of them in a message (bare_stopped). */
+ * SpamAssassin's _process_text_uri_list keeps them, a path cut where the
+ * URI reaches MIME_MAX_URI_LEN; *i moved past it.  At most
+ * MIME_MAX_BARE_LOOKS of them in a message (bare_stopped). */
 static void text_bare(struct mime_store *st, const char *t, size_t len, size_t *i)
 {
-	size_t a, b, n, hl;
+	size_t a, b, n, hl, max;
+	const char *scheme;
 	char *u;
 
 	if (t[*i] == '@') {
@@ -322,19 +324,25 @@ static void text_bare(struct mime_store *st, const char *t, size_t len, size_t *
 		(*i)++;
 		return;
 	}
+	/* the URI, with its scheme, fits MIME_MAX_URI_LEN (uri_add drops
+	 * longer ones): a long path cannot hide its host */
+	scheme = g_ascii_strncasecmp(t + *i, "ftp.", 4) == 0 ? "ftp://" : "http://";
+	max = MIME_MAX_URI_LEN - strlen(scheme);
 	if (st->bare_looks >= MIME_MAX_BARE_LOOKS) {
 		st->pub.bare_stopped = 1;
-		*i += n;
+		*i += mime_bare_uri_len(t, len, *i, n, max);
 		return;
 	}
 	st->bare_looks++;
+	/* the top-level domain before the path is read: "a.zz/a.zz/..."
+	 * had each candidate's path read to the end of the word */
 	if (!mime_bare_tld_ok(t + *i, hl)) {
 		/* "file.txt/x.com": the path may hold a host of its own */
 		(*i)++;
 		return;
 	}
-	u = g_strdup_printf("%s%.*s", g_ascii_strncasecmp(t + *i, "ftp.", 4) == 0 ? "ftp://" : "http://",
-	    (int)n, t + *i);
+	n = mime_bare_uri_len(t, len, *i, n, max);
+	u = g_strdup_printf("%s%.*s", scheme, (int)n, t + *i);
 	uri_add(st, u, strlen(u), MIME_URI_TEXT);
 	g_free(u);
 	*i += n;

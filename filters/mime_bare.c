@@ -110,7 +110,7 @@ static int fqdn_ok(const char *h, size_t n)
 
 size_t mime_bare_host(const char *t, size_t len, size_t i, size_t *hostlen)
 {
-	size_t j = i, h, k, end;
+	size_t j = i, h, k;
 
 	*hostlen = 0;
 	if (i >= len || !is_alnum((unsigned char)t[i]) || (i > 0 && !starts_word((unsigned char)t[i - 1])))
@@ -123,28 +123,58 @@ size_t mime_bare_host(const char *t, size_t len, size_t i, size_t *hostlen)
 	if (!fqdn_ok(t + i, h - i))
 		return 0;
 	k = j;
-	end = h;
 	if (k < len && t[k] == ':') {
 		size_t d = 0;
 
 		while (k + 1 + d < len && is_digit((unsigned char)t[k + 1 + d]) && d <= PORT_DIGITS)
 			d++;
-		if (d >= 1 && d <= PORT_DIGITS && h == j) {
+		if (d >= 1 && d <= PORT_DIGITS && h == j)
 			k += 1 + d;
-			end = k;
-		}
 	}
-	if (k < len && t[k] == '/') {
-		while (k < len && !ends_word(t, len, k))
-			k++;
-		/* sentence punctuation after a URI is not part of it (as text_uris) */
-		while (k > end + 1 && strchr(".,;:!?)]*", t[k - 1]) != NULL)
-			k--;
-		end = k;
-	} else if (!punct_then_end(t, len, k))
+	/* a path is read by mime_bare_uri_len, once the top-level domain
+	 * is known to be real */
+	if (!(k < len && t[k] == '/') && !punct_then_end(t, len, k))
 		return 0;            /* "spammer.com@x", "a.com%2e" ... */
 	*hostlen = h - i;
-	return end - i;
+	return (k > j ? k : h) - i;
+}
+
+/* utf8_cut - k moved back off the continuation bytes of a character
+ * that starts before it (not before floor), so a cut path stays UTF-8 */
+static size_t utf8_cut(const char *t, size_t k, size_t floor)
+{
+	size_t b = k;
+
+	while (b > floor && k - b < 3 && ((unsigned char)t[b] & 0xc0) == 0x80)
+		b--;
+	return ((unsigned char)t[b] & 0xc0) == 0x80 ? k : b;
+}
+
+size_t mime_bare_uri_len(const char *t, size_t len, size_t i, size_t n, size_t max)
+{
+	size_t k = i + n, end = k, stop;
+
+	/* a dot ending the host and then a path ("a.com./x"): the dot was
+	 * no part of n, the path starts after it */
+	if (k < len && t[k] == '.')
+		k++;
+	if (!(k < len && t[k] == '/'))
+		return n;
+	/* read at most max bytes of URI: a longer word is cut there and its
+	 * rest is text of its own, as SpamAssassin's 2048-byte body pieces
+	 * cut it; reading a word to its end for each candidate in it was
+	 * quadratic in the word's length */
+	stop = len - i > max ? i + max : len;
+	if (stop <= k)
+		stop = k + 1;   /* max shorter than the host: "host/" */
+	while (k < stop && !ends_word(t, len, k))
+		k++;
+	if (k == stop && !ends_word(t, len, k))
+		k = utf8_cut(t, k, end + 1);
+	/* sentence punctuation after a URI is not part of it (as text_uris) */
+	while (k > end + 1 && strchr(".,;:!?)]*", t[k - 1]) != NULL)
+		k--;
+	return k - i;
 }
 
 static int addr_char(unsigned char c)

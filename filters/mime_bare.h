@@ -21,19 +21,32 @@
 /* mime_bare_host - a schemeless host URI starting at t[i] (len bytes in
  * t): t[i] starts a word (the text's start or, before it, a space or
  * punctuation SpamAssassin lets start one: not a letter, digit, '.',
- * '-', '_', '%' or a byte over 0x7f other than 0xa0), then a host of at
- * least two labels (letters, digits, '-', '_' as SpamAssassin's
- * is_fqdn_valid allows them) whose last label is letters only (or
- * "xn--..."), an optional dot, ":port", "/path", and then the end of the
- * word (a space, one of ><"`}]{[| or the end, after sentence punctuation,
- * which is not part of the URI).
+ * '-', '_', '%' or a byte over 0x7f other than 0xa0; '/' is one, so
+ * "/etc/postfix/main.cf" holds "main.cf", as it does to SpamAssassin),
+ * then a host of at least two labels (letters, digits, '-', '_' as
+ * SpamAssassin's is_fqdn_valid allows them) whose last label is letters
+ * only (or "xn--..."), an optional dot, ":port", and then "/" or the end
+ * of the word (a space, one of ><"`}]{[| or the end, after sentence
+ * punctuation, which is not part of the URI).
  *
- * Returns the URI's length from t[i] (host, port and path, trailing
- * punctuation cut), its host's length in *hostlen; 0 when there is none.
- * The top-level domain is not checked here: mime_bare_tld_ok.  A walk
- * calling it at every byte stays linear: no word starts inside the run
- * of host characters it reads, so no byte of a run is read twice. */
+ * Returns the length from t[i] of the host and its port, the host's
+ * length in *hostlen; 0 when there is none.  The path is not read here
+ * (mime_bare_uri_len), nor the top-level domain checked
+ * (mime_bare_tld_ok): the caller checks it first, so the path of a host
+ * such as "a.zz/a.zz/..." is never read.  A walk calling it at every
+ * byte stays linear: no word starts inside the run of host characters
+ * it reads, so no byte of a run is read twice. */
 size_t mime_bare_host(const char *t, size_t len, size_t i, size_t *hostlen);
+
+/* mime_bare_uri_len - the length of the URI whose host and port
+ * mime_bare_host found at t[i] (n bytes): n, or with its "/path" to the
+ * end of its word, trailing sentence punctuation cut.  The path is read
+ * until the URI is max bytes long at most, where it is cut (at the start
+ * of a character): the rest of the word is text of its own, as
+ * SpamAssassin reads a word longer than its 2048-byte body pieces.  At
+ * most max bytes from t[i] are read, and a walk that goes on after the
+ * URI reads none of them again. */
+size_t mime_bare_uri_len(const char *t, size_t len, size_t i, size_t n, size_t max);
 
 /* mime_bare_addr - a mail address around the '@' at t[at]: the local part
  * back over letters, digits and ._%+- (up to 64), the domain forward over

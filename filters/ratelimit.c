@@ -9,10 +9,15 @@
  * mailwarden machines.  Sliding window, approximated as most rate
  * limiters do with two fixed windows: the rate is this window's count
  * plus the previous window's count weighted by how much of it still lies
- * within WINDOW.  Keys:
- *   rl:<kind>:<hash of the value>:<window number>   integer, TTL 2 windows
- * where the hash is store_key_hash's (32 hex digits); counters under the
- * 16-digit FNV-1a keys of before are not read: they are gone in two
+ * within WINDOW.  A subject's key is rl:<kind>:<hash of the value>, the
+ * hash store_key_hash's (32 hex digits); the store keeps its windows
+ * (store_take: LMDB as <key>:<window number>, Redis as one hash), numbered
+ * by the STORE's clock, so that machines sharing a Redis whose clocks
+ * differ count into the same windows (numbered by each machine's own
+ * clock, one a window ahead of another counted where that one never
+ * looked, and a limit let about twice its count through; session 21).
+ * Counters under the 16-digit FNV-1a keys of before, or Redis' string
+ * counters of before session 21, are not read: they are gone in two
  * windows, and an upgrade only starts each subject's count afresh.
  *
  * Only messages the client is told were taken count, as with a token
@@ -58,7 +63,7 @@ static const char *const kind_symbol[RL_KINDS] = {
 	"RATELIMIT_IP", "RATELIMIT_SENDER", "RATELIMIT_USER", "RATELIMIT_RCPT_DOMAIN"
 };
 
-#define RL_KEY_MAX 96        /* "rl:rcpt_domain:" + 32 hex + ":" + window number */
+#define RL_KEY_MAX 64        /* "rl:rcpt_domain:" + 32 hex */
 
 struct limit {
 	unsigned count;                /* 0 = off */
@@ -71,9 +76,13 @@ struct ratelimit {
 	struct limit lim[RL_KINDS];
 };
 
-/* one unit a message took, given back if the message is refused */
+/* one unit a message took, given back if the message is refused: the
+ * subject, its window length and the store's time of the take (which
+ * window it counted in) */
 struct rl_unit {
-	char key[RL_KEY_MAX], prev[RL_KEY_MAX];
+	char key[RL_KEY_MAX];
+	unsigned window_ms;
+	int64_t at_ms;
 };
 
 /* what one message took: handed to builtin_on_outcome */
@@ -237,7 +246,8 @@ static void give_back(struct rl_taken *t)
 	size_t i, failed = 0;
 
 	for (i = 0; i < t->n; i++)
-		if (store_take(t->store, t->u[i].key, t->u[i].prev, 0.0, -1, 0, 0, NULL, NULL) < 0)
+		if (store_take(t->store, t->u[i].key, t->u[i].window_ms, -1, 0, &t->u[i].at_ms, NULL,
+		               NULL) < 0)
 			failed++;
 	if (failed)
 		slog(t->session_id, LOG_WARNING, "ratelimit: %zu of %zu units taken by a refused "
@@ -262,31 +272,24 @@ static int check(struct mw_ctx *ctx, struct ratelimit *r, struct rl_run *run, en
                  const char *value)
 {
 	const struct limit *l = &r->lim[k];
-	struct timespec ts;
-	uint64_t now, win, idx;
 	double into, rate, w;
-	char pre[32], subj[64], key[RL_KEY_MAX], prev[RL_KEY_MAX];
-	int64_t cur, old;
+	char pre[32], key[RL_KEY_MAX];
+	int64_t cur, old, at = 0;
 	int got, look = run->look_only || run->over_wait_s > 0;
 
 	if (l->count == 0 || value == NULL || value[0] == '\0')
 		return 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	win = l->window_ms;
-	idx = now / win;
-	into = (double)(now % win) / (double)win;
 	snprintf(pre, sizeof(pre), "rl:%s:", kind_name[k]);
-	if (store_key_hash(pre, &value, 1, subj, sizeof(subj)) < 0)
+	if (store_key_hash(pre, &value, 1, key, sizeof(key)) < 0)
 		return -1;
-	snprintf(key, sizeof(key), "%s:%llu", subj, (unsigned long long)idx);
-	snprintf(prev, sizeof(prev), "%s:%llu", subj, (unsigned long long)(idx - 1));
 	/* a message already refused (or after a limit over) takes nothing:
 	 * it only looks whether it would be over */
-	got = store_take(r->store, key, prev, 1.0 - into, look ? 0 : 1, (int64_t)l->count,
-	                 (unsigned)(2 * win / 1000 + 1), &cur, &old);
+	got = store_take(r->store, key, l->window_ms, look ? 0 : 1, (int64_t)l->count, &at, &cur,
+	                 &old);
 	if (got < 0)
 		return -1;
+	/* how far into its window the store's clock was */
+	into = (double)((uint64_t)at % l->window_ms) / (double)l->window_ms;
 	rate = (double)cur + (double)old * (1.0 - into);
 	if (!look && got == 1) {
 		struct rl_taken *t = run->taken;
@@ -301,7 +304,8 @@ static int check(struct mw_ctx *ctx, struct ratelimit *r, struct rl_run *run, en
 			t->u = xrealloc(t->u, t->cap * sizeof(*t->u));
 		}
 		memcpy(t->u[t->n].key, key, sizeof(key));
-		memcpy(t->u[t->n].prev, prev, sizeof(prev));
+		t->u[t->n].window_ms = l->window_ms;
+		t->u[t->n].at_ms = at;
 		t->n++;
 		return 0;
 	}

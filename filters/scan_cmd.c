@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "proxy/fdio.h"
 #include "proxy/header_edit.h"
 #include "proxy/master.h"
+#include "proxy/safe_open.h"
 #include "proxy/sbuf.h"
 #include "proxy/scanproto.h"
 #include "proxy/spool.h"
@@ -48,11 +50,12 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	const char *msg = spool->data ? spool->data : "";
 	struct sbuf hdr;
 	size_t rest;
-	int fd, bad, e = 0;
+	int fd, bad, e = 0, direct = 0;
+	char why[200] = "";
 
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
-	fd = to >= 0 ? dup(to) : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = to >= 0 ? dup(to) : safe_open_output(path, &direct, why, sizeof(why));
 	bad = fd < 0 || fd_write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
 	if (!bad && res->new_body) {
 		char buf[65536];
@@ -74,11 +77,12 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	}
 	sbuf_free(&hdr);
 	if (bad) {
-		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
-		/* a cut-off message must not pass for the whole one */
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, fd < 0 && why[0] ? why : strerror(e));
+		/* a cut-off message must not pass for the whole one (never
+		 * unlinked through a symlink: /dev/stdout is one) */
 		if (to >= 0)
 			(void)!ftruncate(to, 0);
-		else if (fd >= 0)
+		else if (fd >= 0 && direct)
 			unlink(path);
 	}
 	return bad ? -1 : 0;
@@ -105,13 +109,15 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 }
 
 /* copy_out - the memfd's content into path (the admin's, written as
- * root): 0 / -1 (said) */
+ * root, so opened by safe_open_output: no symlink or hard link another
+ * user planted is followed): 0 / -1 (said) */
 static int copy_out(int from, const char *path)
 {
-	char buf[65536];
+	char buf[65536], why[200] = "";
 	off_t off = 0;
 	ssize_t n;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), bad = fd < 0, e = errno;
+	int direct = 0;
+	int fd = safe_open_output(path, &direct, why, sizeof(why)), bad = fd < 0, e = errno;
 
 	while (!bad && (n = pread(from, buf, sizeof(buf), off)) != 0) {
 		bad = n < 0 || fd_write_all(fd, buf, (size_t)n) < 0;
@@ -123,8 +129,8 @@ static int copy_out(int from, const char *path)
 		e = errno;
 	}
 	if (bad) {
-		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(e));
-		if (fd >= 0)
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, fd < 0 && why[0] ? why : strerror(e));
+		if (fd >= 0 && direct)
 			unlink(path);
 	}
 	return bad ? -1 : 0;
@@ -140,10 +146,11 @@ struct scan_job {
 	const struct sbuf *spool;
 	const char *output;
 	int relayed;
+	int written;            /* output was written (by this process) */
 };
 
 /* scan_run - the scan: its exit code (0 / 1, said on stderr) */
-static int scan_run(const struct scan_job *job)
+static int scan_run(struct scan_job *job)
 {
 	struct scan_result res;
 	struct pipeline *p;
@@ -160,9 +167,12 @@ static int scan_run(const struct scan_job *job)
 		return 1;
 	}
 	pipeline_scan_ex(p, job->req, job->mfd, PIPELINE_DRY_RUN, &res);
-	if (job->output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG) &&
-	    write_relayed(job->output, job->relayed, job->spool, &res) < 0)
-		rc = 1;
+	if (job->output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG)) {
+		if (write_relayed(job->output, job->relayed, job->spool, &res) < 0)
+			rc = 1;
+		else
+			job->written = job->relayed < 0;    /* a memfd: root writes the file */
+	}
 
 	j = scan_result_to_json(&res);
 	text = json_object_to_json_string_length(j,
@@ -224,13 +234,50 @@ static int scan_as_user(const struct privs *pv, struct scan_job *job)
 		fprintf(stderr, "mailwarden scan: the scan (as the user) died of signal %d\n", WTERMSIG(status));
 	/* written only when the action delivers and the child went through
 	 * whole: one that died or failed may have left half a message */
-	if (rc == 0 && job->relayed >= 0 && lseek(job->relayed, 0, SEEK_END) > 0 &&
-	    copy_out(job->relayed, job->output) < 0)
-		rc = 1;
+	if (rc == 0 && job->relayed >= 0 && lseek(job->relayed, 0, SEEK_END) > 0) {
+		if (copy_out(job->relayed, job->output) < 0)
+			rc = 1;
+		else
+			job->written = 1;
+	}
 out:
 	if (job->relayed >= 0)
 		close(job->relayed);
 	return rc;
+}
+
+/* drop_stale_output - path (--output) after a scan that did not write it
+ * (the action does not deliver, or the scan failed): an OUT.eml an
+ * earlier scan left there is removed, or it passes for this message's
+ * (`scan --output out.eml in.eml && deliver out.eml` handed on the
+ * previous message after a quarantine, exit 0).  Only a regular file
+ * (not a FIFO, a device or a symlink such as /dev/stdout, which may lead
+ * to a file not ours to remove); when it is the message file itself
+ * (in: its stat, or NULL) it is left, and said.  0, or -1 (said on
+ * stderr: the exit status is then 1, so that no script takes the file). */
+static int drop_stale_output(const char *path, const struct stat *in)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	if (in != NULL && st.st_dev == in->st_dev && st.st_ino == in->st_ino) {
+		fprintf(stderr, "mailwarden scan: --output %s is the message file: not written "
+		    "(the action does not deliver it), left as it is\n", path);
+		return -1;
+	}
+	if (unlink(path) < 0) {
+		fprintf(stderr, "mailwarden scan: --output %s: an earlier one could not be removed: %s\n",
+		    path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int scan_command(struct config *cfg, int argc, char **argv)
@@ -242,7 +289,8 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	const char *file = NULL, *output = NULL, *v;
 	unsigned char rnd[8];
 	char err[512];
-	int i, r, fd, mfd, rc, opts_done = 0;
+	struct stat in_st;
+	int i, r, fd, mfd, rc, opts_done = 0, have_in;
 
 	memset(&req, 0, sizeof(req));
 	req.id = 1;
@@ -331,6 +379,7 @@ int scan_command(struct config *cfg, int argc, char **argv)
 		scan_request_free(&req);
 		return 1;
 	}
+	have_in = fstat(fd, &in_st) == 0;
 	sbuf_init(&raw, SIZE_MAX / 4);
 	if (msgfile_read_fd(fd, &raw) < 0) {
 		fprintf(stderr, "mailwarden scan: %s: %s\n", file, strerror(errno));
@@ -360,12 +409,14 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	 * and compiling them again takes minutes.  The message was read as
 	 * root; the relayed copy comes back through a memfd for root to
 	 * write. */
-	job = (struct scan_job){ cfg, &req, mfd, &spool, output, -1 };
+	job = (struct scan_job){ cfg, &req, mfd, &spool, output, -1, 0 };
 	if (geteuid() == 0 && cfg->user[0] != '\0' && privs_lookup(cfg->user, &pv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mailwarden scan: %s\n", err);
 		rc = 1;
 	} else
 		rc = pv.drop ? scan_as_user(&pv, &job) : scan_run(&job);
+	if (output != NULL && !job.written && drop_stale_output(output, have_in ? &in_st : NULL) < 0)
+		rc = 1;
 	close(mfd);
 	sbuf_free(&spool);
 	scan_request_free(&req);

@@ -17,7 +17,7 @@
 struct store {
 	const struct store_ops *ops;
 	void     *backend;       /* owned */
-	char      ident[800];    /* backend + where: a second open must match */
+	char      ident[1100];    /* backend + where: a second open must match */
 	unsigned  refs;
 	_Atomic uint64_t token_max;   /* bayes_token_max of the latest open */
 };
@@ -28,7 +28,8 @@ static struct store *shared;     /* the open store, or NULL */
 static void ident_of(const struct config *cfg, char *out, size_t outsz)
 {
 	if (cfg->store_backend == 1)
-		snprintf(out, outsz, "redis %s %s", cfg->store_redis, cfg->store_prefix);
+		snprintf(out, outsz, "redis %s %s %s %s", cfg->store_redis, cfg->store_prefix,
+		    cfg->store_redis_user, cfg->store_redis_password_file);
 	else
 		snprintf(out, outsz, "lmdb %s", cfg->store_path);
 }
@@ -147,6 +148,13 @@ int store_get(struct store *s, const char *key, char *val, size_t valsz)
 	return s->ops->get(s->backend, key, val, valsz);
 }
 
+int store_get_now(struct store *s, const char *key, char *val, size_t valsz, int64_t *now_ms)
+{
+	if (!key_ok(key, "get") || valsz == 0)
+		return -1;
+	return s->ops->get_now(s->backend, key, val, valsz, now_ms);
+}
+
 int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s)
 {
 	if (!key_ok(key, "set") || strlen(val) > STORE_VALUE_MAX)
@@ -200,17 +208,22 @@ int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int
 	return s->ops->incr(s->backend, key, by, ttl_s, out);
 }
 
-int store_take(struct store *s, const char *key, const char *prev_key, double prev_weight,
-               int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev)
+int store_take(struct store *s, const char *key, unsigned window_ms, int64_t by, int64_t limit,
+               int64_t *at_ms, int64_t *cur, int64_t *prev)
 {
-	int64_t c, p;
+	int64_t c = 0, p = 0, at = 0;
 	int rc;
 
-	if (!key_ok(key, "take") || !key_ok(prev_key, "take")
-	    || !(prev_weight >= 0.0 && prev_weight <= 1.0))
+	/* room for LMDB's ":<window>" */
+	if (!key_ok(key, "take") || strlen(key) > STORE_KEY_MAX - 21 || window_ms == 0
+	    || (by < 0 && at_ms == NULL))
 		return -1;
-	if ((rc = s->ops->take(s->backend, key, prev_key, prev_weight, by, limit, ttl_s, &c, &p)) < 0)
+	if (by < 0)
+		at = *at_ms;
+	if ((rc = s->ops->take(s->backend, key, window_ms, by, limit, &at, &c, &p)) < 0)
 		return -1;
+	if (by >= 0 && at_ms != NULL)
+		*at_ms = at;
 	if (cur != NULL)
 		*cur = c;
 	if (prev != NULL)

@@ -75,19 +75,27 @@ struct store_learning {
 	size_t      kept_len;       /* at most STORE_BLOB_MAX */
 	unsigned    kept_ttl_s;     /* its lifetime (0 = never) */
 	const char *kept_count;     /* a counter +1 when kept is written or removed, or NULL */
+	/* Redis with bayes_token_ttl = 0 (taught tokens never expire): the
+	 * lifetime autolearn gives the tokens it learns that are new or
+	 * expiring already, renewed by each autolearn of them; a token the
+	 * site taught stays without one.  0: a learn the site asked for,
+	 * which takes every token it learns off expiry.  LMDB: not read
+	 * (bayes_token_max bounds its tokens). */
+	unsigned    volatile_ttl_s;
 };
 
 /* backend operations; each returns as documented for the store_* call */
 struct store_ops {
 	const char *name;
 	int  (*get)(void *b, const char *key, char *val, size_t valsz);
+	int  (*get_now)(void *b, const char *key, char *val, size_t valsz, int64_t *now_ms);
 	int  (*set)(void *b, const char *key, const char *val, unsigned ttl_s);
 	int  (*del)(void *b, const char *key);
 	int  (*move)(void *b, const char *from, const char *to);
 	int  (*incr)(void *b, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
 	int  (*swap)(void *b, const char *key, const char *expect, const char *val, unsigned ttl_s);
-	int  (*take)(void *b, const char *key, const char *prev_key, double prev_weight, int64_t by,
-	             int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev);
+	int  (*take)(void *b, const char *key, unsigned window_ms, int64_t by, int64_t limit,
+	             int64_t *at_ms, int64_t *cur, int64_t *prev);
 	int  (*learn)(void *b, const struct store_learning *l, uint32_t day, uint64_t *ntokens);
 	int  (*tokens_get)(void *b, struct store_token *t, size_t n);
 	int  (*tokens_add)(void *b, const struct store_token *t, size_t n, int sign,
@@ -141,6 +149,14 @@ const char *store_backend(const struct store *s);
  * 1 found, 0 absent or expired, -1 store failure or a key refused (see
  * STORE_KEY_MAX; so for every call taking a key). */
 int store_get(struct store *s, const char *key, char *val, size_t valsz);
+/* store_get_now - store_get, and *now_ms the store's clock (ms since
+ * 1970) read in the same step: Redis' TIME inside the script, LMDB this
+ * machine's clock.  For stamps that machines sharing a Redis write and
+ * compare (greylisting's first attempts and passes): each machine's own
+ * clock made a first attempt stamped by one whose clock runs behind look
+ * old to the others, and its retry passed before greylist_delay
+ * (session 21).  What is written is stamped with this clock too. */
+int store_get_now(struct store *s, const char *key, char *val, size_t valsz, int64_t *now_ms);
 /* store_set - key = val, expiring after ttl_s seconds (0 = never).
  * 0, or -1. */
 int store_set(struct store *s, const char *key, const char *val, unsigned ttl_s);
@@ -158,23 +174,34 @@ int store_move(struct store *s, const char *from, const char *to);
  * never), an existing key keeps its expiry.  *out gets the new value.
  * 0, or -1. */
 int store_incr(struct store *s, const char *key, int64_t by, unsigned ttl_s, int64_t *out);
-/* store_take - a sliding-window counter (rate limits: the integer at key
- * counts this window, the one at prev_key the window before, weighted
- * by prev_weight, how much of it still lies inside the sliding window),
+/* store_take - a rate limit's sliding-window counter for key, in
+ * windows of window_ms numbered by the STORE's clock (Redis: the
+ * server's TIME, read inside the script; LMDB: this machine's), never the
+ * caller's: machines sharing a Redis whose clocks differ count into the
+ * same windows (with each machine's own clock, one a window ahead of
+ * another counted where the other never looked, and a limit let twice
+ * its count through; session 21).  The count of this window (cur) and
+ * of the one before (prev, weighted by 1 - into, how much of it still
+ * lies inside the sliding window; into = at % window_ms / window_ms),
  * the look and any write one step (an LMDB transaction, a Redis script),
  * so that two scanner threads or machines cannot both take the last
- * unit.  With cur and prev the integers there (absent or expired = 0):
- *   by > 0  take: if cur + by + prev * prev_weight <= limit, cur += by
- *           (a key created expires after ttl_s, an existing one keeps
- *           its expiry) and 1; else nothing is written and 0;
+ * unit:
+ *   by > 0  take: if cur + by + prev * (1 - into) <= limit, cur += by
+ *           and 1; else nothing is written and 0;
  *   by = 0  look: nothing written, 1;
- *   by < 0  give back what a take took: cur += by but never below 0,
- *           and only while key lives (a window gone is not brought back
- *           as a credit): 1, or 0 when key was absent.
- * *cur and *prev (each may be NULL) get the counts after the call.
- * -1 store failure. */
-int store_take(struct store *s, const char *key, const char *prev_key, double prev_weight,
-               int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev);
+ *   by < 0  give back what the take made at *at_ms took: from the window
+ *           it was counted in, never below 0, and only while that window
+ *           still counts (this one or the one before: a window gone is
+ *           not brought back as a credit): 1, or 0 when it is gone or
+ *           at 0 already.
+ * Counters live two windows.  *at_ms: for a take or a look, gets the
+ * store's clock at the call (ms since 1970; NULL: not wanted), which the
+ * caller keeps to give back and to work out how long to wait; for a
+ * give-back, the take's, given (required).  *cur and *prev (each may be
+ * NULL) get the counts after the call.  key is at most
+ * STORE_KEY_MAX - 21 bytes (LMDB adds ":<window>").  -1 store failure. */
+int store_take(struct store *s, const char *key, unsigned window_ms, int64_t by, int64_t limit,
+               int64_t *at_ms, int64_t *cur, int64_t *prev);
 /* store_swap - key = val (a string, ttl_s seconds, 0 = never; NULL:
  * key removed) only if key holds expect now (NULL: key absent or
  * expired), the look and the write one step (an LMDB transaction, a Redis
@@ -187,7 +214,11 @@ int store_swap(struct store *s, const char *key, const char *expect, const char 
  * one step (one LMDB write transaction, one Redis script), only if its
  * mark holds l->was: each token and the class's counter -1 for was and +1
  * for now (tokens never below 0, a token left at 0/0 removed, a token
- * learned stamped with today), and the mark set to now (or removed).
+ * learned stamped with today), and the mark set to now (or removed);
+ * with Redis each counter is kept at 0 or more (a server whose eviction
+ * took it would count -1 from a forget), and a token learned gets
+ * bayes_token_ttl (renewed), or with that at 0, none, or
+ * l->volatile_ttl_s (above).
  * Two learners of one message (the learn command beside autolearn, two
  * machines on one Redis) cannot both count it: the second finds the
  * mark changed.  l->kept (if not NULL) is written or removed, and

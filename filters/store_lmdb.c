@@ -97,6 +97,7 @@ struct lmdb_store {
 	atomic_int job_left;     /* job is not NULL: the next writes go on with it */
 	atomic_uint jobs_done;   /* make_rooms ended in this process (write_txn's bound) */
 	_Atomic uint64_t job_txn;     /* the last transaction of the make_room that ended last */
+	uint64_t gen_txn;        /* the roomer's: the transaction of its last gen_bump */
 	unsigned char room_from[8];   /* where make_room's next window of tokens */
 	size_t room_from_len;         /* starts (0: the first); the roomer's */
 	/* Where the next sweep starts (empty: the first key).  Each sweep
@@ -112,6 +113,16 @@ struct lmdb_store {
 static uint64_t now_s(void)
 {
 	return (uint64_t)time(NULL);
+}
+
+/* now_ms - the wall clock in ms: the windows of store_take and the stamps
+ * of store_get_now */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -594,6 +605,13 @@ static int lmdb_get(void *vb, const char *key, char *val, size_t valsz)
 	return found;
 }
 
+/* lmdb_get_now - one machine, one clock: this one's */
+static int lmdb_get_now(void *vb, const char *key, char *val, size_t valsz, int64_t *now)
+{
+	*now = now_ms();
+	return lmdb_get(vb, key, val, valsz);
+}
+
 /* put_kv - key = val with expiry, inside txn */
 static int put_kv(struct lmdb_store *b, MDB_txn *txn, const char *key, const char *val,
                   size_t vlen, uint64_t exp)
@@ -894,24 +912,25 @@ struct take_arg {
 	double prev_weight;
 	int64_t by, limit;
 	unsigned ttl_s;
+	int back_prev;             /* a give-back to the window before */
 	int64_t cur, prev;
 };
 
-/* take_look - the two counters of a take inside txn: 0, or an LMDB error */
-static int take_look(struct lmdb_store *b, MDB_txn *txn, struct take_arg *a, int *cur_found)
+/* take_look - the two counters of a take inside txn (found[0] this
+ * window's, found[1] the one before's): 0, or an LMDB error */
+static int take_look(struct lmdb_store *b, MDB_txn *txn, struct take_arg *a, int found[2])
 {
 	char v[32];
-	int rc = 0, found;
+	int rc = 0;
 
 	a->cur = a->prev = 0;
-	if ((found = live_in(b, txn, a->key, v, sizeof(v), &rc)) < 0)
+	if ((found[0] = live_in(b, txn, a->key, v, sizeof(v), &rc)) < 0)
 		return rc;
-	if (found)
+	if (found[0])
 		a->cur = strtoll(v, NULL, 10);
-	*cur_found = found;
-	if ((found = live_in(b, txn, a->prev_key, v, sizeof(v), &rc)) < 0)
+	if ((found[1] = live_in(b, txn, a->prev_key, v, sizeof(v), &rc)) < 0)
 		return rc;
-	if (found)
+	if (found[1])
 		a->prev = strtoll(v, NULL, 10);
 	return 0;
 }
@@ -919,11 +938,11 @@ static int take_look(struct lmdb_store *b, MDB_txn *txn, struct take_arg *a, int
 static int take_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **what)
 {
 	struct take_arg *a = arg;
-	int64_t want;
-	int rc, found;
+	int64_t want, *n = a->back_prev ? &a->prev : &a->cur;
+	int rc, found[2];
 
 	*what = "get";
-	if ((rc = take_look(b, txn, a, &found)) != 0)
+	if ((rc = take_look(b, txn, a, found)) != 0)
 		return rc;
 	if (a->by > 0) {
 		/* refused: nothing written, so an attempt over the limit costs
@@ -932,20 +951,42 @@ static int take_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **w
 			return TXN_NOTHING;
 		want = a->by;
 	} else {
-		if (!found || a->cur <= 0)
+		if (!found[a->back_prev] || *n <= 0)
 			return TXN_NOTHING;
-		want = a->cur + a->by < 0 ? -a->cur : a->by;
+		want = *n + a->by < 0 ? -*n : a->by;
 	}
-	return incr_in(b, txn, a->key, want, a->ttl_s, &a->cur, what);
+	return incr_in(b, txn, a->back_prev ? a->prev_key : a->key, want, a->ttl_s, n, what);
 }
 
-static int lmdb_take(void *vb, const char *key, const char *prev_key, double prev_weight,
-                     int64_t by, int64_t limit, unsigned ttl_s, int64_t *cur, int64_t *prev)
+/* lmdb_take - store_take with this machine's clock (one machine: one
+ * clock), the windows as keys "<key>:<window number>", each living two
+ * windows */
+static int lmdb_take(void *vb, const char *key, unsigned window_ms, int64_t by, int64_t limit,
+                     int64_t *at_ms, int64_t *cur, int64_t *prev)
 {
 	struct lmdb_store *b = vb;
-	struct take_arg a = { key, prev_key, prev_weight, by, limit, ttl_s, 0, 0 };
-	int rc, found;
+	char k[STORE_KEY_MAX + 1], pk[STORE_KEY_MAX + 1];
+	int64_t now = now_ms();
+	uint64_t idx = (uint64_t)now / window_ms;
+	struct take_arg a = { k, pk, 1.0 - (double)((uint64_t)now % window_ms) / window_ms, by, limit,
+	                      (unsigned)(2 * (uint64_t)window_ms / 1000 + 1), 0, 0, 0 };
+	int rc, found[2];
 
+	if (by < 0) {
+		/* the window the take counted in: this one or the one before
+		 * (one ahead: the clock stepped back since, taken as this one) */
+		uint64_t taken = (uint64_t)*at_ms / window_ms;
+
+		if (taken > idx)
+			idx = taken;
+		if (taken + 1 < idx)
+			return 0;
+		a.back_prev = taken + 1 == idx;
+	} else
+		*at_ms = now;
+	/* store.c left room for the suffix: never cut */
+	snprintf(k, sizeof(k), "%s:%" PRIu64, key, idx);
+	snprintf(pk, sizeof(pk), "%s:%" PRIu64, key, idx - 1);
 	if (by == 0) {
 		/* a look: a read transaction, which never waits for a writer */
 		MDB_txn *txn;
@@ -954,7 +995,7 @@ static int lmdb_take(void *vb, const char *key, const char *prev_key, double pre
 			lerr(b, "read", rc);
 			return -1;
 		}
-		rc = take_look(b, txn, &a, &found);
+		rc = take_look(b, txn, &a, found);
 		mdb_txn_abort(txn);
 		if (rc != 0) {
 			lerr(b, "get", rc);
@@ -1708,17 +1749,21 @@ static int reserve_drop(struct lmdb_store *b, uint64_t *pages)
 static int gen_bump(struct lmdb_store *b)
 {
 	MDB_txn *txn;
+	uint64_t id;
 	int rc;
 
 	if (!b->has_room)
 		return 0;
 	if ((rc = mdb_txn_begin(b->env, NULL, 0, &txn)) != 0)
 		return rc;
+	id = mdb_txn_id(txn);
 	if ((rc = gen_bump_in(b, txn)) != 0) {
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	return mdb_txn_commit(txn);
+	if ((rc = mdb_txn_commit(txn)) == 0)
+		b->gen_txn = id;
+	return rc;
 }
 
 /* room_lock - the OFD lock that lets one process at a time make room,
@@ -2050,14 +2095,14 @@ static int make_room(struct lmdb_store *b)
 		reserve_fill(b, 0);
 		atomic_store(&b->job_left, 1);
 	}
+	b->gen_txn = 0;
 	gen_bump(b);
 	if (b->job == NULL) {
-		MDB_envinfo ei;
-
-		/* the last commit of the make_room: a write that begins right
-		 * after it had its room to itself (write_txn) */
-		if (mdb_env_info(b->env, &ei) == 0)
-			atomic_store(&b->job_txn, (uint64_t)ei.me_last_txnid);
+		/* the last commit of the make_room (its own id: not the last
+		 * commit of the file, which may be another process's by now): a
+		 * write that begins right after it had its room to itself
+		 * (write_txn); none when the bump failed */
+		atomic_store(&b->job_txn, b->gen_txn);
 		atomic_fetch_add(&b->jobs_done, 1);
 	}
 	return did > 0 || b->job != NULL;
@@ -2164,6 +2209,7 @@ static int lmdb_tokens_count(void *vb, uint64_t *n)
 const struct store_ops store_lmdb_ops = {
 	.name = "lmdb",
 	.get = lmdb_get,
+	.get_now = lmdb_get_now,
 	.set = lmdb_set,
 	.del = lmdb_del,
 	.move = lmdb_move,

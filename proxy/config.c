@@ -519,6 +519,11 @@ static const struct cfg_opt cfg_opts[] = {
 	      "Redis server HOST:PORT (store = redis)"),
 	G_STR("store_prefix", store_prefix, "mw:", NULL,
 	      "prefix of every key mailwarden writes to Redis"),
+	G_STR("store_redis_user", store_redis_user, "", NULL,
+	      "Redis ACL user mailwarden AUTHs as (Redis 6+; empty = the default user)"),
+	G_STR("store_redis_password_file", store_redis_password_file, "", check_path_or_empty,
+	      "file whose first line is the Redis password, sent with AUTH at every connect "
+	      "(empty = no AUTH)"),
 	G_DUR("store_timeout", store_timeout, "1s", 10, 60 * MS_S,
 	      "deadline of every Redis connect and call"),
 	G_ENUM("store_failure", store_fail_closed, int, "open",
@@ -536,7 +541,8 @@ static const struct cfg_opt cfg_opts[] = {
 	       "Bayes, store = lmdb: tokens kept; past it those seen in one message, then the others, "
 	       "learned longest ago go first, down to three quarters (0 = no limit)"),
 	G_AGE("bayes_token_ttl", bayes_token_ttl, "0", 0, 3650 * 86400,
-	      "Bayes, store = redis: a token not learned again for this long expires (0 = never)"),
+	      "Bayes, store = redis: a token not learned again for this long expires (0 = a taught token never does, "
+	      "one autolearn adds after bayes_autolearn_token_ttl)"),
 	G_AGE("bayes_seen_ttl", bayes_seen_ttl, "90d", 0, 3650 * 86400,
 	      "Bayes: how long a learned message is remembered as learned (0 = for ever)"),
 	G_STR("bayes_scores", bayes_scores,
@@ -566,6 +572,9 @@ static const struct cfg_opt cfg_opts[] = {
 	G_AGE("bayes_autolearn_example_ttl", bayes_autolearn_example_ttl, "7d", 0, 3650 * 86400,
 	      "Bayes, with bayes_autolearn_examples: how long an autolearned message's example is kept "
 	      "(at most bayes_seen_ttl; 0 = as long as that): the store they take is the autolearn rate times this"),
+	G_AGE("bayes_autolearn_token_ttl", bayes_autolearn_token_ttl, "21d", 0, 3650 * 86400,
+	      "Bayes, store = redis with bayes_token_ttl = 0: a token autolearn adds to the store expires when "
+	      "not autolearned again for this long, unless the site teaches it (0 = never: nothing bounds them)"),
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	{ "dnsbl_list", CFG_LIST, CFG_GLOBAL, "", 0, 32, FLD(config, dnsbl_lists, char (*)[1024]),

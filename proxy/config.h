@@ -240,6 +240,8 @@ struct config {
 	uint64_t store_map_size;         /* LMDB map size, bytes */
 	char     store_redis[256];       /* "HOST:PORT" */
 	char     store_prefix[64];       /* key prefix in Redis */
+	char     store_redis_user[128];  /* Redis ACL user to AUTH as; "" = the default user */
+	char     store_redis_password_file[512]; /* file holding the Redis password; "" = no AUTH */
 	unsigned store_timeout;          /* ms, every Redis call */
 	int      store_fail_closed;      /* store down: 1 = tempfail, 0 = go on */
 	double   bayes_min_prob_strength;/* |p-0.5| of a token to count */
@@ -258,6 +260,7 @@ struct config {
 	double   bayes_autolearn_ham;    /* score at or below which to learn ham */
 	int      bayes_autolearn_examples;  /* autolearn keeps examples too */
 	unsigned bayes_autolearn_example_ttl; /* s they live (0 = as bayes_seen_ttl) */
+	unsigned bayes_autolearn_token_ttl; /* Redis, bayes_token_ttl 0: s a token autolearn made lives (0 = ever) */
 
 	/* --- DNSBL, greylisting, rate limits, spamd (issue 6) --- */
 	char     dnsbl_lists[32][1024];  /* "ZONE ip|domain CODE=SYMBOL:SCORE ..." */

@@ -603,17 +603,30 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	return SMFIS_CONTINUE;
 }
 
-/* mta_knows_no_addr - the MTA's "_" macro (Postfix: "name [addr]", in its
- * default milter_connect_macros) says it has no address for the client:
- * "localhost [unknown]" after a trusted XCLIENT NAME=localhost
- * ADDR=[UNAVAILABLE].  Postfix's own local client says "localhost
- * [127.0.0.1]"; Sendmail's "_" ("user@localhost") has no brackets. */
-static int mta_knows_no_addr(const char *mac)
+/* mta_says_local - the MTA's "_" macro shows its own local client:
+ * Postfix's "reverse_name [addr]" (in its default
+ * milter_connect_macros) with the address 127.0.0.1 or ::1 ("localhost
+ * [127.0.0.1]" for its smtpd on a pipe or UNIX socket), or no address in
+ * brackets at all: Sendmail's "_" for -bs ("user@localhost"), and no "_"
+ * (an admin who took it out of milter_connect_macros: README
+ * "Direction").  Any other address is no local client: "[unknown]" after
+ * a trusted XCLIENT NAME=localhost ADDR=[UNAVAILABLE], followed by
+ * " (may be forged)" when its REVERSE_NAME differs from NAME (Postfix
+ * smtpd_milter.c); session 21's first check, "_" ending in "[unknown]",
+ * took that one for local again.  The last '[' is read: Postfix puts
+ * the address after the name. */
+static int mta_says_local(const char *mac)
 {
-	static const char unknown[] = "[unknown]";
-	size_t n = strlen(mac), k = sizeof(unknown) - 1;
+	const char *b = strrchr(mac, '['), *e;
+	size_t n;
 
-	return n >= k && strcmp(mac + n - k, unknown) == 0;
+	if (b == NULL)
+		return 1;
+	b++;
+	if ((e = strchr(b, ']')) == NULL)
+		return 0;
+	n = (size_t)(e - b);
+	return (n == 9 && memcmp(b, "127.0.0.1", 9) == 0) || (n == 3 && memcmp(b, "::1", 3) == 0);
 }
 
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
@@ -636,7 +649,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	    ipnet_canon(addr, s->client_ip, sizeof(s->client_ip)) == 0) {
 		/* Sendmail writes "IPv6:2001:db8::1" */
 	} else if (hostname != NULL && strcmp(hostname, "localhost") == 0 &&
-	    !mta_knows_no_addr(macro(ctx, "_"))) {
+	    mta_says_local(macro(ctx, "_"))) {
 		/* no address at all, and "localhost": the MTA's own local
 		 * submission (Sendmail -bm/-bs: SMFIA_UNKNOWN, "localhost";
 		 * Postfix's smtpd on a pipe or UNIX socket likewise, "_" then
@@ -645,12 +658,13 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 		 * so milter_internal_networks decides (outbound by default).
 		 * Not for a client whose address the MTA does not know: a
 		 * trusted XCLIENT NAME=localhost ADDR=[UNAVAILABLE] on such an
-		 * smtpd comes the same way, "_" "localhost [unknown]", and
+		 * smtpd comes the same way, "_" "localhost [unknown]" (or
+		 * "other [unknown] (may be forged)" with a REVERSE_NAME), and
 		 * Postfix's mynetworks does not take that client for local
 		 * (its address "unknown" is in no network); until session 21
 		 * the milter made it outbound: no SPF, DMARC or greylisting,
 		 * and DKIM-signed.  It stays inbound, with no address, as
-		 * "unknown" does */
+		 * "unknown" does (mta_says_local) */
 		snprintf(s->client_ip, sizeof(s->client_ip), "127.0.0.1");
 		slog(s->id, LOG_DEBUG, "milter: connect from localhost without an address: "
 		    "local submission, client 127.0.0.1");

@@ -9,6 +9,7 @@
  * recommends, and what Python's bytes.decode(errors='replace') does), so
  * a log reader in any language sees the same text.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "proxy/sbuf.h"
@@ -120,11 +121,37 @@ int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len)
 	return sbuf_add(out, in + start, i - start);
 }
 
-int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int json)
+/* term_ascii_esc - in a QUOTED or WORD mode, the escape of the ASCII
+ * character c that log_esc_quoted / log_esc_word would escape (they and
+ * these must agree: a line's fields read the same in the log and on the
+ * terminal), or NULL */
+static const char *term_ascii_esc(unsigned c, int mode, char buf[8])
+{
+	if (mode < UTF8_TERM_QUOTED)
+		return NULL;
+	if (c == '\\')
+		return "\\\\";
+	/* not '=' (log_esc_quoted/_word escape it): inside quotes whose '"'
+	 * is escaped, and in a word that a space, '<' or '>' cannot end, it
+	 * forges nothing, and it is in every RFC 2047 Subject (=?UTF-8?B?...?=)
+	 * and BATV/SRS/VERP sender (prvs=, SRS0=, +user=domain@), which must
+	 * stay readable and greppable */
+	if (c == '\t' || c == '"'
+	    || (mode == UTF8_TERM_WORD && (c == ' ' || c == '<' || c == '>'))) {
+		snprintf(buf, 8, "\\x%02x", c);
+		return buf;
+	}
+	return NULL;
+}
+
+int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int mode)
 {
 	const unsigned char *u = (const unsigned char *)in;
+	int json = mode == UTF8_TERM_JSON;
 	size_t i = 0, k, bad;
 	unsigned cp;
+	const char *e;
+	char ebuf[8];
 	int r;
 
 	while (i < len) {
@@ -134,7 +161,9 @@ int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int json)
 			i += bad;
 		} else {
 			cp = utf8_decode(u + i, k);
-			if (!utf8_cp_acts(cp) || cp == '\t' || (json && cp < 0x20))
+			if ((e = term_ascii_esc(cp, mode, ebuf)) != NULL)
+				r = sbuf_add(out, e, strlen(e));
+			else if (!utf8_cp_acts(cp) || cp == '\t' || (json && cp < 0x20))
 				r = sbuf_add(out, in + i, k);
 			else if (json || cp > 0x7f)
 				r = sbuf_addf(out, "\\u%04x", cp);

@@ -47,15 +47,28 @@ int utf8_sanitize_sbuf(struct sbuf *out, const char *in, size_t len);
 
 /* utf8_term_sbuf - append in[0..len) to out as text for root's terminal:
  * ill-formed sequences as U+FFFD (as utf8_sanitize_sbuf), and every
- * character a terminal acts on (utf8_cp_acts) escaped.  json = 0: C0
- * controls (but tab) and DEL as \xHH, C1 and bidi as \uXXXX.  json = 1:
- * in is JSON text from json-c, whose C0 characters are its own layout (it
- * escapes them inside strings) and stay; DEL, C1 and bidi, which json-c
- * copies into strings as they are and which stand nowhere else, become
- * \uXXXX, the same string to a JSON reader.  The one way the commands
- * root runs ("mailwarden quarantine", "mailwarden scan") print what a
- * sender or the daemon's user wrote.  Returns 0, or -1 at out's limit. */
-int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int json);
+ * character a terminal acts on (utf8_cp_acts) escaped.  mode
+ * UTF8_TERM_TEXT (0): C0 controls (but tab) and DEL as \xHH, C1 and bidi
+ * as \uXXXX.  UTF8_TERM_JSON (1): in is JSON text from json-c, whose C0
+ * characters are its own layout (it escapes them inside strings) and
+ * stay; DEL, C1 and bidi, which json-c copies into strings as they are
+ * and which stand nowhere else, become \uXXXX, the same string to a JSON
+ * reader.  UTF8_TERM_QUOTED: as TEXT, and the ASCII that log_esc_quoted
+ * escapes escaped the same way but '=' (a tab and '"' as \xHH, a
+ * backslash doubled): a value printed in quotes (subject="%s") that cannot end
+ * early and start a forged key="value".  UTF8_TERM_WORD: as QUOTED, and
+ * a space, '<' and '>' as \xHH, as log_esc_word: a value standing bare
+ * (<%s>), which stays one token.  Unlike log_esc these keep printable
+ * UTF-8 as it is, for the reader of a terminal, and '=', which cannot end
+ * either value and is in RFC 2047 Subjects and BATV/SRS/VERP senders.  The one way the
+ * commands root runs ("mailwarden quarantine", "mailwarden scan") print
+ * what a sender or the daemon's user wrote.  Returns 0, or -1 at out's
+ * limit. */
+#define UTF8_TERM_TEXT   0
+#define UTF8_TERM_JSON   1
+#define UTF8_TERM_QUOTED 2
+#define UTF8_TERM_WORD   3
+int utf8_term_sbuf(struct sbuf *out, const char *in, size_t len, int mode);
 
 /* utf8_sanitize - the same into a fixed buffer: writes at most outsz-1
  * bytes, cutting only between characters, and NUL-terminates (if outsz >

@@ -44,6 +44,30 @@ def description(rec, name):
     return [s for s in A.field(rec, "symbols") if s["name"] == name][0]["description"]
 
 
+# The client's clock runs from before its commands to the reply it reads:
+# the front end's wait plus the client's own round trips and, through the
+# proxy, the relay to the upstream.  Unloaded those add 2-20 ms; with two
+# pytest files beside busy loops on two cores (what make check's two
+# workers and a sanitizer build do to each other) they added up to 170 ms
+# (session 21: 1.969 s against a bound of 2.0 s), and the bounds had only
+# the 200-300 ms between the deadline and the front end's wait.  Whether
+# the verdict reached the front end within its wait is what the front end
+# answered (the filter's verdict, not its own 451 4.3.0 or its default
+# action: each test checks the reply and the audit record) and what the
+# scanner logged (no "past the front end's" line: in_time); the client's
+# clock then only has to show that no filter's own, far longer timeout was
+# waited out, with CLIENT_SLACK for the machine's load.
+CLIENT_SLACK = 1.0
+
+
+def in_time(took, low, wait, log):
+    """a verdict cut at the deadline: not before low s (the deadline less
+    a little), within the front end's wait of wait s by the scanner's own
+    log, and within wait s plus CLIENT_SLACK by the client's clock"""
+    assert "past the front end's" not in log, log[-3000:]
+    assert low < took < wait + CLIENT_SLACK, (took, low, wait)
+
+
 def test_slow_spamd_and_clamd_give_a_verdict_in_time(mw_factory, upstream, fake_peer):
     """scan_timeout 3 s, spamd and clamd each allowed 2.5 s and both
     silent: 5 s of waits.  The scanner's deadline is 3 s less its margin
@@ -63,7 +87,7 @@ def test_slow_spamd_and_clamd_give_a_verdict_in_time(mw_factory, upstream, fake_
     took = time.monotonic() - t0
     c.quit()
     assert r["final"].code == 250, r["final"]
-    assert 2.4 < took < 3.0, took
+    in_time(took, 2.4, 3.0, m.stderr_text())
     assert upstream.wait_messages(1)
     rec = m.audit(1)[0]
     assert symbol_names(rec) == ["AV_UNSCANNED", "SPAMD_FAIL"], rec
@@ -93,7 +117,7 @@ def test_filter_with_no_time_left_fails_at_once_with_its_own_action(mw_factory, 
     took = time.monotonic() - t0
     c.quit()
     assert r["final"].code == 451 and "4.7.1" in r["final"].text, r["final"]   # av_fail_action, not the front end's 4.3.0
-    assert took < 2.0, took
+    in_time(took, 0, 2.0, m.stderr_text())
     assert clamd.accepted == 0, "clamd was asked with no time left"
     rec = m.audit(1)[0]
     assert symbol_names(rec) == ["AV_UNSCANNED", "SPAMD_FAIL"], rec
@@ -117,7 +141,7 @@ def test_milter_scans_within_milter_timeout(mw_factory, upstream, fake_peer):
         verdict, data, _ = a.message(make_msg(subject="milter budget"))
         took = time.monotonic() - t0
     assert verdict == b"c", (verdict, reply_text(data))
-    assert took < 2.0, took
+    in_time(took, 0, 2.0, m.stderr_text())
     rec = wait_records(m, 1)[0]
     assert A.field(rec, "action") == "accept", rec
     assert symbol_names(rec) == ["SPAMD_FAIL"], rec
@@ -141,12 +165,17 @@ def test_plugin_asks_time_left_and_is_cut_at_the_deadline(mw_factory, upstream):
     took = time.monotonic() - t0
     c.quit()
     assert r["final"].code == 250, r["final"]
-    assert 1.7 < took < 2.0, took
+    in_time(took, 1.7, 2.0, m.stderr_text())
     assert upstream.wait_messages(1)
     rec = m.audit(1)[0]
     assert symbol_names(rec) == ["EXAMPLE_WORK_CUT"], rec
-    assert re.fullmatch(r"work cut short at the message's deadline after 1[78]\d\d of 20000 ms",
-                        description(rec, "EXAMPLE_WORK_CUT")), rec
+    # the plugin counts its work in 20 ms steps asked of nanosleep, each a
+    # little longer on a loaded machine (1649 and 1667 of the deadline's
+    # 1800 ms in session 21): the steps stop at the deadline, never past it,
+    # and the clocks above say when that was
+    done = re.fullmatch(r"work cut short at the message's deadline after (\d+) of 20000 ms",
+                        description(rec, "EXAMPLE_WORK_CUT"))
+    assert done and 1200 <= int(done.group(1)) <= 1800, rec
     assert A.field(rec, "timed_out") == {"example": "scan_deadline"}, rec
     assert "out of time: example=scan_deadline" in m.stderr_text(), m.stderr_tail(40)
 
@@ -165,7 +194,7 @@ def test_milter_plugin_cut_at_milter_timeout(mw_factory, upstream):
                                               headers=[("X-Example-Work", "20000")]))
         took = time.monotonic() - t0
     assert verdict == b"c", (verdict, reply_text(data))
-    assert 1.7 < took < 2.0, took
+    in_time(took, 1.7, 2.0, m.stderr_text())
     rec = wait_records(m, 1)[0]
     assert symbol_names(rec) == ["EXAMPLE_WORK_CUT"], rec
     assert A.field(rec, "timed_out") == {"example": "scan_deadline"}, rec
@@ -185,7 +214,8 @@ def test_scan_command_reports_timed_out(fake_peer):
     res = json.loads(r.stdout)
     assert [s["name"] for s in res["symbols"]] == ["SPAMD_FAIL"], res
     assert res["timed_out"] == "spamd=scan_deadline", res
-    assert took < 2.5, took
+    assert res["scan_ms"] < 1500, res["scan_ms"]
+    in_time(took, 1.2, 1.5, r.stderr.decode(errors="replace"))
 
 
 def test_dns_waits_cut_at_the_deadline(dead_dns):
@@ -205,7 +235,8 @@ def test_dns_waits_cut_at_the_deadline(dead_dns):
     res = json.loads(r.stdout)
     assert "DNSBL_TIMEOUT" in [s["name"] for s in res["symbols"]], res
     assert res["timed_out"] == "spf=scan_deadline dnsbl=scan_deadline", res
-    assert took < 2.5, took
+    assert res["scan_ms"] < 1500, res["scan_ms"]
+    in_time(took, 1.2, 1.5, r.stderr.decode(errors="replace"))
 
 
 def config_check(*opts):
@@ -339,7 +370,7 @@ def test_envelope_check_stalled_redis_at_rcpt(mw_factory, upstream, fake_peer):
         ("greylist_delay", "1h")])
     assert verdict == b"y" and reply_text(data).startswith("451"), (verdict, data)
     assert "Greylisting unavailable" in reply_text(data), data
-    assert 1.2 < took < 1.5, took
+    in_time(took, 1.2, 1.5, m.stderr_text())
     rec = wait_records(m, 1)[0]
     assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
     assert A.field(rec, "rcpt_checks_cut") == [
@@ -372,7 +403,7 @@ def test_envelope_check_redis_connect_cut_at_rcpt(mw_factory, upstream):
         filler.close()
         lsock.close()
     assert verdict == b"y" and "Greylisting unavailable" in reply_text(data), (verdict, data)
-    assert 1.2 < took < 1.5, took
+    in_time(took, 1.2, 1.5, m.stderr_text())
     rec = wait_records(m, 1)[0]
     assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
     log = m.stderr_text()
@@ -390,7 +421,7 @@ def test_envelope_check_dead_dns_at_rcpt(mw_factory, upstream, dead_dns):
         ("dns_client_name", "no"), ("dns_forwarder", dead_dns.forwarder), ("filters", "spf"),
         ("dns_timeout", "10s"), ("spf_timeout", "20s")])
     assert verdict == b"c", (verdict, data)
-    assert 1.2 < took < 1.5, took
+    in_time(took, 1.2, 1.5, m.stderr_text())
     assert wait_log(m, "out of time: spf=scan_deadline (the front end waits 1500 ms)"), \
         m.stderr_tail(30)
     assert "envelope check skipped" not in m.stderr_text(), m.stderr_tail(30)
@@ -428,7 +459,8 @@ def test_envelope_check_cut_then_passed_is_in_the_message_record(mw_factory, ups
         t0 = time.monotonic()
         verdict, data = a.rcpt(b"<first@example.net>")
         took = time.monotonic() - t0
-        assert verdict == b"c" and 1.2 < took < 1.5, (verdict, data, took)
+        assert verdict == b"c", (verdict, data)
+        in_time(took, 1.2, 1.5, m.stderr_text())
         a.body(a.headers(make_msg(subject="cut at rcpt")))
         verdict, data, _ = a.eom()
         assert verdict == b"c", (verdict, data)
@@ -584,7 +616,7 @@ def test_proxy_greylisting_stalled_redis_at_end_of_data(mw_factory, upstream, fa
     took = time.monotonic() - t0
     c.quit()
     assert r["final"].code == 451 and "Greylisting unavailable" in r["final"].text, r["final"]
-    assert 1.7 < took < 2.0, took
+    in_time(took, 1.7, 2.0, m.stderr_text())
     rec = m.audit(1)[0]
     assert A.field(rec, "timed_out") == {"greylist": "scan_deadline"}, rec
     assert not A.has(rec, "rcpt_checks_cut"), rec
@@ -607,7 +639,7 @@ def test_proxy_spf_dead_dns_at_end_of_data(mw_factory, upstream, dead_dns):
     took = time.monotonic() - t0
     c.quit()
     assert r["final"].code == 250, r["final"]             # temperror only scores
-    assert 1.7 < took < 2.0, took
+    in_time(took, 1.7, 2.0, m.stderr_text())
     rec = m.audit(1)[0]
     assert A.field(rec, "timed_out") == {"spf": "scan_deadline"}, rec
     assert "SPF_TEMPERROR" in symbol_names(rec), rec
@@ -617,7 +649,9 @@ def test_proxy_spf_dead_dns_at_end_of_data(mw_factory, upstream, dead_dns):
 # --- the -t worst case against a measured one -------------------------------------------
 
 def test_greylist_waits_per_recipient_as_t_counts(fake_peer):
-    """A Redis that answers every command 300 ms late (within store_timeout):
+    """A Redis that answers every command 300 ms late (within store_timeout,
+    1 s: with 500 ms a reply of the fake, a Python thread, came past it on
+    a loaded machine, session 21, and greylisting failed open):
     greylisting asks GET, the GET of the triplet's key of before (an entry
     may move from it) and SET for each new recipient, and the
     auto-whitelist's GET for the message, so three recipients wait 10 x
@@ -633,15 +667,15 @@ def test_greylist_waits_per_recipient_as_t_counts(fake_peer):
             c.sendall(normal_reply(args))
     redis = fake_peer(slow)
     opts = [("filters", "greylist"), ("store", "redis"), ("store_redis", redis.addr),
-            ("store_timeout", "500ms"), ("greylist_delay", "1h"), ("scan_timeout", "60s")]
+            ("store_timeout", "1s"), ("greylist_delay", "1h"), ("scan_timeout", "60s")]
     rcpts = ["--rcpt", "a@example.net", "--rcpt", "b@example.net", "--rcpt", "c@example.net"]
     res, took, err = scan(opts, extra=["--client-ip", "192.0.2.1", "--from", "s@example.org"] + rcpts)
-    assert symbol_names(res) == ["GREYLIST"], res
+    assert symbol_names(res) == ["GREYLIST"], (res, err[-3000:])
     assert 2.9 < res["scan_ms"] / 1000 < 4.3, res["scan_ms"]     # 10 x 0.3 s, not 2
     r = run_mw(["-t", "--listen", "127.0.0.1:%d" % free_port(), "--upstream",
                 "127.0.0.1:%d" % free_port(), "-o", "dns_client_name=no", "-o", "scan_timeout=1s"]
                + sum((["-o", "%s=%s" % o] for o in opts[:4]), []))
-    assert "greylist: 5 x store_timeout 500ms per recipient + 4 x store_timeout 500ms" \
+    assert "greylist: 5 x store_timeout 1s per recipient + 4 x store_timeout 1s" \
         in r.stderr.decode(), r.stderr
     assert "at worst for one recipient" in r.stderr.decode(), r.stderr
 

@@ -104,7 +104,7 @@ def test_long_envelope_keys_stay_short(mw_factory, upstream, store, tmp_path):
         assert b"gl:" in keys and b"rl:" in keys, keys
         # RESP array of bulk strings: "$<len>" lines give each key's length
         lens = [int(x[1:]) for x in keys.split(b"\r\n") if x.startswith(b"$")]
-        # store_prefix (15), "rl:sender:", 32 hex digits, ":<window>"
+        # store_prefix (15), "rl:sender:", 32 hex digits (LMDB adds ":<window>")
         assert lens and max(lens) < 80, keys
 
 

@@ -840,6 +840,35 @@ def test_xclient_localhost_without_an_address_is_not_local(milter_mw):
         ("sendmail", "outbound", "127.0.0.1")], recs
 
 
+def test_xclient_localhost_forged_reverse_name_is_not_local(milter_mw):
+    """Postfix's "_" is "reverse_name [addr]" and then " (may be forged)"
+    when the client's name and reverse name differ (smtpd_milter.c): a
+    trusted XCLIENT NAME=localhost REVERSE_NAME=other.example (or one left
+    "unknown") ADDR=[UNAVAILABLE] reaches the milter as "localhost",
+    family SMFIA_UNKNOWN, "_" "other.example [unknown] (may be forged)".
+    The first fix read only a "_" ending in "[unknown]" and made this one
+    127.0.0.1, outbound, again (review rv-today1).  Local now means "_"
+    shows [127.0.0.1] or [::1], or no brackets at all (README
+    "Direction")."""
+    m, port = milter_mw(opts=[("filters", "spf greylist ratelimit")])
+    cases = ((b"forged", b"other.example [unknown] (may be forged)"),
+             (b"forgedunknown", b"unknown [unknown] (may be forged)"),
+             (b"spoofed", b"x[127.0.0.1] [unknown]"),
+             (b"loop6", b"localhost [::1]"))
+    for qid, mac in cases:
+        with RawMilter(port) as c:
+            c.negotiate()
+            c.macros(b"C", [(b"j", b"mx.example.org"), (b"_", mac)])
+            c.step(b"C", b"localhost\0U")
+            c.step(b"H", b"localhost\0")
+            verdict, data, _ = c.message(make_msg(subject="local?"), qid=qid)
+        assert verdict == b"c", (qid, verdict, data)
+    recs = wait_records(m, 4)
+    assert [(r["queue_id"], r["direction"], r["client_ip"]) for r in recs] == [
+        ("forged", "inbound", ""), ("forgedunknown", "inbound", ""), ("spoofed", "inbound", ""),
+        ("loop6", "outbound", "127.0.0.1")], recs
+
+
 def test_local_submission_follows_milter_internal_networks(milter_mw):
     """Local mail is 127.0.0.1: without loopback in milter_internal_networks
     it is inbound, as Postfix's own local mail then is."""

@@ -18,9 +18,21 @@ fails on main 68d616e).
   kept; the release dropped it (R4).
 The outcome-unknown case (an upstream silent after the final dot) is in
 test_quarantine.py test_release_upstream_silent.
+
+Review rv-today2 (these fail on main 3631b95): the outcome is recorded and
+audited before QUIT, with SIGINT/SIGTERM held back from the record's
+"pending" mark until then (R1); an unknown or interrupted outcome stays in
+the record and a later release leaves its recipients out until --again
+(R1b); a record that cannot be marked is not released.
 """
 
-from mwlib import RawUpstream, read_audit, wait_until
+import signal
+import subprocess
+import time
+
+import pytest
+
+from mwlib import MW_BIN, RawUpstream, read_audit, wait_until
 from quarantinelib import q, q_list, quarantine_opts, spam_msg
 from test_disk_full import small_fs  # noqa: F401  (the tmpfs fixture)
 
@@ -185,12 +197,43 @@ def test_partial_releases_remove_the_entry_once_everyone_has_it(mw_factory, raw_
     assert q_list(m) == []
 
 
-def test_release_whose_record_cannot_be_updated_does_not_exit_0(small_fs, mw_factory, upstream):
-    """Full disk under quarantine_dir at the moment of the release: the
-    message is delivered and its record cannot be rewritten.  The command
+def test_release_whose_record_cannot_be_updated_does_not_exit_0(small_fs, mw_factory, raw_upstream):
+    """Full disk under quarantine_dir once the upstream took the message:
+    it is delivered and its record cannot be rewritten.  The command
     printed "released" and exited 0 while the entry stayed "quarantined"
     in list (so the next release delivers it again).  Now: exit 3, and
-    stderr says it WAS delivered and the record still says quarantined."""
+    stderr says it WAS delivered and the record still says quarantined,
+    with the release under way (session 21: marked before the message
+    went), so that a plain release refuses it."""
+    fs = small_fs("q", "256k")
+    up = raw_upstream(script={"EOD": lambda u, st: fs.fill()})     # then the normal 250
+    m = mw_factory(up, opts=quarantine_opts(("quarantine_dir", fs.path)))
+    c = m.client()
+    c.ehlo()
+    c.transaction("s@example.org", ["r@example.net"], spam_msg())
+    c.quit()
+    qd = [("quarantine_dir", fs.path)]
+    qid = q_list(m, opts=qd)[0]["id"]
+    r = q(m, "release", qid, opts=qd + [("quarantine_release_upstream", up.addr)])
+    fs.free()
+    assert len(up.messages) == 1
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert b"WAS delivered" in r.stderr and b"record could not be updated" in r.stderr, r.stderr
+    assert b"No space left" in r.stderr and b"twice" in r.stderr, r.stderr
+    assert b"released to" not in r.stdout, r.stdout
+    assert q_list(m, opts=qd)[0]["status"] == "quarantined"
+    a = audit_releases(m)[-1]
+    assert a["action"] == "released" and a["recorded"] is False, a
+    again = raw_upstream()
+    r = q(m, "release", qid, opts=qd + [("quarantine_release_upstream", again.addr)])
+    assert r.returncode == 2 and not again.messages, (r.returncode, r.stderr)
+
+
+def test_release_not_sent_when_its_record_cannot_be_marked(small_fs, mw_factory, upstream):
+    """Full disk under quarantine_dir before the release: the record cannot
+    say "release under way", and a release that could not be recorded is
+    not made (session 21): nothing delivered, exit 1, said, audited as
+    failed."""
     fs = small_fs("q", "256k")
     m = mw_factory(upstream, opts=quarantine_opts(("quarantine_dir", fs.path)))
     c = m.client()
@@ -202,14 +245,115 @@ def test_release_whose_record_cannot_be_updated_does_not_exit_0(small_fs, mw_fac
     fs.fill()
     r = q(m, "release", qid, opts=qd)
     fs.free()
-    assert upstream.wait_messages(1)
-    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
-    assert b"WAS delivered" in r.stderr and b"record could not be updated" in r.stderr, r.stderr
-    assert b"No space left" in r.stderr and b"twice" in r.stderr, r.stderr
-    assert b"released to" not in r.stdout, r.stdout
+    assert r.returncode == 1 and b"could not be marked" in r.stderr, (r.returncode, r.stderr)
+    assert b"No space left" in r.stderr, r.stderr
+    assert not wait_until(lambda: upstream.messages, 1)
     assert q_list(m, opts=qd)[0]["status"] == "quarantined"
-    a = audit_releases(m)[-1]
-    assert a["action"] == "released" and a["recorded"] is False, a
+    assert audit_releases(m)[-1]["action"] == "release_failed"
+    r = q(m, "release", qid, opts=qd)                      # space again: released
+    assert r.returncode == 0, r.stderr
+    assert upstream.wait_messages(1)
+
+
+# an outcome not recorded: killed while QUIT waits, or never reported --------
+
+def _release_proc(m, qid, upstream_addr, *extra):
+    cmd = [MW_BIN, "quarantine", "-o", "quarantine_dir=%s" % m.quarantine_dir,
+           "-o", "audit_log=%s" % m.audit_path, "-o", "log_level=warning",
+           "-o", "quarantine_release_upstream=%s" % upstream_addr, "release", *extra, qid]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _one_quarantined(mw_factory, upstream):
+    m = mw_factory(upstream, opts=quarantine_opts())
+    c = m.client()
+    c.ehlo()
+    c.transaction("s@example.org", ["r@example.net"], spam_msg())
+    c.quit()
+    return m, q_list(m)[0]["id"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_release_recorded_before_quit(mw_factory, upstream, raw_upstream, sig):
+    """rv-today2 R1: the record and the audit line were written only after
+    QUIT's reply (upstream_command_timeout, 300 s): an upstream that said
+    250 and was slow on QUIT, then Ctrl-C or SIGTERM, left the message
+    delivered and recorded nowhere, and the next release sent it again,
+    exit 0.  Now both are written right after the 250, before QUIT, and
+    the signal (blocked from the record's "pending" mark until then) ends
+    the wait for QUIT only."""
+    m, qid = _one_quarantined(mw_factory, upstream)
+    slow = raw_upstream(script={"QUIT": lambda up, st: time.sleep(20) or "silent"})
+    p = _release_proc(m, qid, slow.addr)
+    assert wait_until(lambda: slow.messages, 10), "not delivered"
+    assert wait_until(lambda: audit_releases(m), 5), "no audit line before QUIT's reply"
+    assert p.poll() is None, "release did not wait for QUIT"
+    assert q_list(m)[0]["status"] == "released"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=10)
+    assert b"released to 1 recipient" in out, (out, err)
+    assert audit_releases(m)[-1]["action"] == "released"
+    again = raw_upstream()
+    r = q(m, "release", qid, opts=[("quarantine_release_upstream", again.addr)])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert not wait_until(lambda: again.messages, 1), "delivered twice"
+
+
+def test_release_interrupted_before_its_outcome_is_remembered(mw_factory, upstream, raw_upstream):
+    """A SIGINT while the upstream holds back its reply to the message waits
+    until the reply is recorded; a SIGKILL there leaves the record's
+    "pending" mark, and a later release leaves those recipients out
+    (exit 2, said) until --again."""
+    m, qid = _one_quarantined(mw_factory, upstream)
+    slow = raw_upstream(script={"EOD": lambda up, st: time.sleep(2) or None})
+    p = _release_proc(m, qid, slow.addr)
+    assert wait_until(lambda: slow.messages, 10), "not delivered"
+    p.send_signal(signal.SIGINT)                   # waits for the 250, recorded
+    out, err = p.communicate(timeout=20)
+    assert b"released to 1 recipient" in out, (p.returncode, out, err)
+    assert q_list(m)[0]["status"] == "released"
+    # killed outright while the reply is held back: the mark stays
+    slow2 = raw_upstream(script={"EOD": lambda up, st: time.sleep(20) or None})
+    p = _release_proc(m, qid, slow2.addr, "--to", "x@example.net")
+    assert wait_until(lambda: slow2.messages, 10), "not delivered"
+    p.kill()
+    p.communicate(timeout=10)
+    slow2.stop()
+    rel = raw_upstream()
+    r = q(m, "release", "--to", "other@example.net", "--to", "x@example.net", qid,
+          opts=[("quarantine_release_upstream", rel.addr)])
+    assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: rel.messages, 5)
+    assert rel.messages[0].rcpt_tos == ["other@example.net"], rel.messages[0].rcpt_tos
+    assert b"unfinished release left out" in r.stdout, r.stdout
+    r = q(m, "release", "--to", "x@example.net", qid, opts=[("quarantine_release_upstream", rel.addr)])
+    assert r.returncode == 2 and b"interrupted" in r.stderr, (r.returncode, r.stderr)
+    assert len(rel.messages) == 1
+
+
+def test_outcome_unknown_is_remembered(mw_factory, upstream, raw_upstream):
+    """rv-today2 R1b: after exit 3 "outcome unknown" (the upstream had the
+    whole message and fell silent) the record kept nothing of it, and the
+    next plain release exited 0 and delivered again without a word.  The
+    record now says so; a later release leaves those recipients out, exit
+    2 with the reason, and --again sends it anyway.  A record without the
+    mark (older) releases as before."""
+    m, qid = _one_quarantined(mw_factory, upstream)
+    silent = raw_upstream(script={"EOD": "silent"})
+    r1 = q(m, "release", qid, opts=[("quarantine_release_upstream", silent.addr),
+                                    ("upstream_eod_timeout", "1s")])
+    assert r1.returncode == 3 and silent.messages, r1.stderr
+    rel = raw_upstream()
+    r2 = q(m, "release", qid, opts=[("quarantine_release_upstream", rel.addr)])
+    assert r2.returncode == 2, (r2.returncode, r2.stderr)
+    assert b"did not finish" in r2.stderr and b"outcome unknown" in r2.stderr, r2.stderr
+    assert b"--again" in r2.stderr, r2.stderr
+    assert not wait_until(lambda: rel.messages, 1), "delivered again"
+    assert q_list(m)[0]["status"] == "quarantined"
+    show = q(m, "show", qid).stdout.decode()
+    assert "Unfinished:" in show and "outcome unknown" in show, show
+    r3 = q(m, "release", "--again", qid, opts=[("quarantine_release_upstream", rel.addr)])
+    assert r3.returncode == 0 and wait_until(lambda: rel.messages, 5), r3.stderr
 
 
 def test_smtputf8_message_with_ascii_envelope_released_with_smtputf8(mw_factory, raw_upstream):

@@ -128,6 +128,7 @@ uri T_BARE_TXT    m{^http://file\\.txt}
 uri T_BARE_EG     m{^http://e\\.g}
 uri T_BARE_VER    m{^http://1\\.2\\.3}
 uri T_BARE_LOCAL  m{^http://john\\.info}
+uri T_BARE_CF     m{^http://main\\.cf$}
 """
 
 
@@ -135,13 +136,16 @@ def test_schemeless_text_uris_as_spamassassin(tmp_path):
     """A bare host in text is a URI http://host/path and a bare address
     mailto:addr to the uri rules, when the top-level domain is real
     (README "DNS blocklists"): "file.txt", "e.g." and "1.2.3" are none,
-    "readme.md" is one (.md is Moldova's).  The same rules hit in
-    SpamAssassin itself when it is installed."""
+    "readme.md" is one (.md is Moldova's), and so is "main.cf" in
+    "/etc/postfix/main.cf": '/' may start a host's word, as in
+    SpamAssassin's $scstartdelim.  The same rules hit in SpamAssassin
+    itself when it is installed."""
     msg = PLAIN.replace(b"See you at noon?", b"visit spammer.com/offer today or mail sales@spammer.net; "
-                        b"read readme.md and file.txt, e.g. version 1.2.3 at ftp.files.com or john.info@x.org")
+                        b"read readme.md and file.txt, e.g. version 1.2.3 at ftp.files.com or john.info@x.org; "
+                        b"edit /etc/postfix/main.cf")
     cf = tmp_path / "bare.cf"
     cf.write_text(BARE_URI_RULES + "".join("score %s 0.1\n" % l.split()[1] for l in BARE_URI_RULES.splitlines()))
-    want = {"T_BARE_PATH", "T_BARE_MAILTO", "T_BARE_FTP", "T_BARE_MD"}
+    want = {"T_BARE_PATH", "T_BARE_MAILTO", "T_BARE_FTP", "T_BARE_MD", "T_BARE_CF"}
     assert set(symbols(scan(tmp_path, msg, [cf]))) == want
     sa = os.path.join(HERE, "sa_hits.pl")
     if subprocess.run(["/usr/bin/perl", "-MMail::SpamAssassin", "-e", "1"], capture_output=True).returncode == 0:

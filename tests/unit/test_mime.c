@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include <glib.h>
@@ -508,6 +510,94 @@ static void test_bare_uris_bounded(void **state)
 	mime_free(m);
 	/* about 6 MB of text: well under a second even instrumented */
 	assert_true(g_get_monotonic_time() - t0 < 5 * G_USEC_PER_SEC);
+	g_string_free(g, TRUE);
+}
+
+/* bare_cpu - CPU seconds a child took to parse a text/plain part of one
+ * word: unit repeated to about bytes (then " end"), or -1 when it did not
+ * finish within limit seconds of CPU (RLIMIT_CPU: a quadratic search
+ * fails the test in seconds, not in the minutes it would take) */
+static double bare_cpu(const char *unit, size_t bytes, int limit)
+{
+	struct rusage ru;
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit lim = { (rlim_t)limit, (rlim_t)limit + 1 };
+		GString *g = g_string_sized_new(bytes + 16);
+		struct mime_msg *m;
+
+		if (setrlimit(RLIMIT_CPU, &lim) < 0)
+			_exit(90);
+		while (g->len < bytes)
+			g_string_append(g, unit);
+		g_string_append(g, " end");
+		m = text_msg("text/plain", g->str);
+		_exit(m != NULL ? 0 : 91);
+	}
+	assert_int_equal(wait4(pid, &st, 0, &ru), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return -1;
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
+/* the search is linear in the length of a word, whatever the word: a
+ * host whose top-level domain is no real one ("a.zz/a.zz/...") had its
+ * path read to the end of the word, and '/' starts a word, so a 512 KB
+ * word took 106 s of CPU (1 MB: minutes); linear, 1 MB is some 0.05 s
+ * (under the sanitizers some 0.5 s).  Each shape within 3 s of CPU. */
+static void test_bare_uris_linear(void **state)
+{
+	static const char *const shapes[] = {
+		"a.zz/", "a.zz:1/", "file.txt/", "a.com/", "a.com/x.zz/", "a.co.uk:80/",
+		".", "x.", "@", "a@", "a.com@", "a@b.zz/", "(a.zz)", "a.com,",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		double cpu = bare_cpu(shapes[i], 1u << 20, 10);
+
+		if (cpu < 0 || cpu > 3.0)
+			fail_msg("1 MB word of \"%s\": %s %.2f s of CPU", shapes[i],
+			    cpu < 0 ? "killed after" : "took", cpu < 0 ? 10.0 : cpu);
+	}
+}
+
+/* a path is read at most until the URI is MIME_MAX_URI_LEN long with its
+ * scheme: the URI is cut there (at a character's start: it stays UTF-8)
+ * so its host is still asked about, and the rest of the word is text of
+ * its own, as SpamAssassin's 2048-byte body pieces read it; '/' starts
+ * a word as it does to SpamAssassin ("/etc/postfix/main.cf": main.cf) */
+static void test_bare_uris_long_path(void **state)
+{
+	GString *g = g_string_new("see long.com/");
+	struct mime_msg *m;
+	char *want;
+	size_t x;
+
+	(void)state;
+	g_string_append_printf(g, "%0*d/b.com/yyy and utf8.com/", 5000, 0);
+	/* "é" (2 bytes) across the cut: 7 + 9 + 2031 bytes then it */
+	x = g->len;
+	for (int i = 0; i < 2031; i++)
+		g_string_append_c(g, 'x');
+	g_string_append(g, "\xc3\xa9tail edit /etc/postfix/main.cf now");
+	m = text_msg("text/plain; charset=utf-8", g->str);
+	want = g_strdup_printf("http://long.com/%0*d", MIME_MAX_URI_LEN - 16, 0);
+	assert_int_equal(has_uri(m, want), 1);
+	assert_int_equal(has_uri(m, "http://b.com/yyy"), 1);
+	g_free(want);
+	want = g_strdup_printf("http://utf8.com/%.*s", 2031, g->str + x);
+	assert_int_equal(has_uri(m, want), 1);
+	assert_int_equal(has_uri(m, "http://main.cf"), 1);
+	for (size_t i = 0; i < m->nuris; i++)
+		assert_true(strlen(m->uris[i]) <= MIME_MAX_URI_LEN);
+	g_free(want);
+	mime_free(m);
 	g_string_free(g, TRUE);
 }
 
@@ -1274,6 +1364,8 @@ int main(void)
 		cmocka_unit_test(test_uri_decoys_keep_links),
 		cmocka_unit_test(test_bare_uris),
 		cmocka_unit_test(test_bare_uris_bounded),
+		cmocka_unit_test(test_bare_uris_linear),
+		cmocka_unit_test(test_bare_uris_long_path),
 		cmocka_unit_test(test_render_cases),
 		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_broken),

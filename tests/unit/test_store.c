@@ -1676,6 +1676,10 @@ static void test_learn_kept_redis(void **state)
 
 /* ---- store_take: the rate limits' check and take in one step (session 19) ---- */
 
+/* a window of an hour: the window a test runs in stays the same but at
+ * the turn of an hour */
+#define TAKE_WIN 3600000u
+
 struct take_thread_arg {
 	struct store *s;
 	int taken;
@@ -1686,7 +1690,7 @@ static void *take_thread(void *p)
 	struct take_thread_arg *a = p;
 
 	for (int i = 0; i < 100; i++) {
-		int r = store_take(a->s, "rl:t:cur", "rl:t:prev", 0.0, 1, 50, 60, NULL, NULL);
+		int r = store_take(a->s, "rl:t", TAKE_WIN, 1, 50, NULL, NULL, NULL);
 
 		if (r < 0)
 			return (void *)1;
@@ -1695,57 +1699,98 @@ static void *take_thread(void *p)
 	return NULL;
 }
 
+/* set_prev - the window before the one at at_ms counted n for key, as
+ * the backend keeps it (LMDB "<key>:<window>", Redis a hash; store.h
+ * gives no way to write a window but the store's clock's) */
+static void set_prev(struct store *s, const char *key, int64_t at_ms, int n)
+{
+	uint64_t idx = (uint64_t)at_ms / TAKE_WIN;
+
+	if (strcmp(store_backend(s), "lmdb") == 0) {
+		char k[128], v[16];
+
+		snprintf(k, sizeof(k), "%s:%" PRIu64, key, idx - 1);
+		snprintf(v, sizeof(v), "%d", n);
+		assert_int_equal(store_set(s, k, v, 60), 0);
+	} else {
+		redisContext *rc = redisConnect("127.0.0.1", redis_port);
+		redisReply *r;
+
+		assert_true(rc != NULL && rc->err == 0);
+		r = redisCommand(rc, "HSET mwblob:%s w %" PRIu64 " c %d p 0", key, idx - 1, n);
+		assert_non_null(r);
+		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+		freeReplyObject(r);
+		redisFree(rc);
+	}
+}
+
 /* take_cases - what store_take promises, on either backend: a take
  * within the limit writes, one over it writes nothing; the previous
- * window weighs in; a look writes nothing; a give-back never goes below
- * 0 nor brings back a key that is gone; and four threads taking at once
- * take exactly the limit (the check and the increment are one step:
- * with store_get then store_incr they took more) */
+ * window weighs in by how much of it is still inside the sliding one
+ * (from the store's clock, which the call hands back); a look writes
+ * nothing; a give-back goes to the window the take counted in, never
+ * below 0, nor to a window gone; and four threads taking at once take
+ * exactly the limit (the check and the increment are one step: with
+ * store_get then store_incr they took more) */
 static void take_cases(struct store *s)
 {
 	struct take_thread_arg a[4];
 	pthread_t th[4];
-	int64_t cur = -1, prev = -1;
-	char v[32];
-	int total = 0;
+	int64_t cur = -1, prev = -1, at = 0, at2 = 0, lo, hi;
+	struct timespec ts;
+	double into;
+	int total = 0, allowed, n;
 
-	assert_int_equal(store_take(s, "rl:a:1", "rl:a:0", 1.0, 1, 2, 60, &cur, &prev), 1);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lo = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	assert_int_equal(store_take(s, "rl:a", TAKE_WIN, 1, 2, &at, &cur, &prev), 1);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	hi = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	/* the store's clock: this machine's, or a Redis on it */
+	assert_true(at >= lo - 1000 && at <= hi + 1000);
 	assert_int_equal(cur, 1);
 	assert_int_equal(prev, 0);
-	assert_int_equal(store_take(s, "rl:a:1", "rl:a:0", 1.0, 1, 2, 60, &cur, &prev), 1);
+	assert_int_equal(store_take(s, "rl:a", TAKE_WIN, 1, 2, NULL, &cur, &prev), 1);
 	assert_int_equal(cur, 2);
-	assert_int_equal(store_take(s, "rl:a:1", "rl:a:0", 1.0, 1, 2, 60, &cur, &prev), 0);
+	assert_int_equal(store_take(s, "rl:a", TAKE_WIN, 1, 2, &at2, &cur, &prev), 0);
 	assert_int_equal(cur, 2);                      /* refused: nothing written */
-	assert_int_equal(store_get(s, "rl:a:1", v, sizeof(v)), 1);
-	assert_string_equal(v, "2");
-	/* the previous window, half of it still inside the sliding one */
-	assert_int_equal(store_set(s, "rl:b:0", "4", 60), 0);
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 1, 4, 60, &cur, &prev), 1);
-	assert_int_equal(cur, 1);                      /* 1 + 2 <= 4 */
-	assert_int_equal(prev, 4);
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 1, 4, 60, &cur, &prev), 1);
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 1, 4, 60, &cur, &prev), 0);
-	assert_int_equal(cur, 2);                      /* 3 + 2 > 4 */
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.25, 1, 4, 60, &cur, &prev), 1);
-	assert_int_equal(cur, 3);                      /* 3 + 1 <= 4 */
-	/* a look */
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.5, 0, 0, 60, &cur, &prev), 1);
-	assert_int_equal(cur, 3);
-	assert_int_equal(prev, 4);
-	assert_int_equal(store_take(s, "rl:none:1", "rl:none:0", 0.5, 0, 0, 60, &cur, &prev), 1);
-	assert_int_equal(cur, 0);
-	assert_int_equal(store_get(s, "rl:none:1", v, sizeof(v)), 0);
-	/* give-backs */
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.0, -1, 0, 0, &cur, NULL), 1);
+	assert_true(at2 >= at);
+	assert_int_equal(store_take(s, "rl:a", TAKE_WIN, 0, 0, NULL, &cur, NULL), 1);
 	assert_int_equal(cur, 2);
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.0, -5, 0, 0, &cur, NULL), 1);
-	assert_int_equal(cur, 0);                      /* not below 0 */
-	assert_int_equal(store_take(s, "rl:b:1", "rl:b:0", 0.0, -1, 0, 0, &cur, NULL), 0);
+	/* the previous window: 40 there, weighted by what is left of it */
+	assert_int_equal(store_take(s, "rl:b", TAKE_WIN, 0, 0, &at, &cur, &prev), 1);
+	set_prev(s, "rl:b", at, 40);
+	assert_int_equal(store_take(s, "rl:b", TAKE_WIN, 0, 0, &at, &cur, &prev), 1);
 	assert_int_equal(cur, 0);
-	assert_int_equal(store_take(s, "rl:gone:1", "rl:gone:0", 0.0, -1, 0, 0, &cur, NULL), 0);
-	assert_int_equal(store_get(s, "rl:gone:1", v, sizeof(v)), 0);   /* not made a credit */
-	/* a weight outside 0..1 is refused */
-	assert_int_equal(store_take(s, "rl:c:1", "rl:c:0", 1.5, 1, 4, 60, NULL, NULL), -1);
+	assert_int_equal(prev, 40);
+	into = (double)((uint64_t)at % TAKE_WIN) / TAKE_WIN;
+	allowed = (int)(60 - 40 * (1.0 - into));       /* cur + 40 * (1 - into) <= 60 */
+	for (n = 0; store_take(s, "rl:b", TAKE_WIN, 1, 60, &at, &cur, &prev) == 1; n++)
+		assert_true(n < 100);
+	assert_true(n == allowed || n == allowed + 1); /* into grows while it runs */
+	assert_int_equal(cur, n);
+	assert_int_equal(prev, 40);
+	/* give-backs: to this window, never below 0 */
+	assert_int_equal(store_take(s, "rl:b", TAKE_WIN, -1, 0, &at, &cur, &prev), 1);
+	assert_int_equal(cur, n - 1);
+	assert_int_equal(store_take(s, "rl:b", TAKE_WIN, -1000, 0, &at, &cur, NULL), 1);
+	assert_int_equal(cur, 0);                      /* not below 0 */
+	/* to the window before, when the take counted there */
+	at2 = at - TAKE_WIN;
+	assert_int_equal(store_take(s, "rl:b", TAKE_WIN, -1, 0, &at2, &cur, &prev), 1);
+	assert_int_equal(prev, 39);
+	assert_int_equal(cur, 0);
+	/* a window gone is not brought back as a credit */
+	at2 = at - 2 * (int64_t)TAKE_WIN;
+	assert_int_equal(store_take(s, "rl:b", TAKE_WIN, -1, 0, &at2, &cur, &prev), 0);
+	assert_int_equal(store_take(s, "rl:gone", TAKE_WIN, -1, 0, &at, &cur, NULL), 0);
+	assert_int_equal(store_take(s, "rl:gone", TAKE_WIN, 0, 0, NULL, &cur, &prev), 1);
+	assert_int_equal(cur, 0);
+	assert_int_equal(prev, 0);
+	/* refused: no window, a give-back without its time */
+	assert_int_equal(store_take(s, "rl:c", 0, 1, 4, NULL, NULL, NULL), -1);
+	assert_int_equal(store_take(s, "rl:c", TAKE_WIN, -1, 4, NULL, NULL, NULL), -1);
 	/* threads */
 	for (int i = 0; i < 4; i++) {
 		a[i].s = s;
@@ -1760,8 +1805,29 @@ static void take_cases(struct store *s)
 		total += a[i].taken;
 	}
 	assert_int_equal(total, 50);
-	assert_int_equal(store_get(s, "rl:t:cur", v, sizeof(v)), 1);
-	assert_string_equal(v, "50");
+	assert_int_equal(store_take(s, "rl:t", TAKE_WIN, 0, 0, NULL, &cur, NULL), 1);
+	assert_int_equal(cur, 50);
+}
+
+/* get_now_cases - store_get_now: the value as store_get gives it, and
+ * the store's clock (this machine's, or a Redis on it: within a second) */
+static void get_now_cases(struct store *s)
+{
+	struct timespec ts;
+	int64_t now = 0, local;
+	char v[8];
+
+	assert_int_equal(store_set(s, "gn:a", "F12345", 60), 0);
+	assert_int_equal(store_get_now(s, "gn:a", v, sizeof(v), &now), 1);
+	assert_string_equal(v, "F12345");
+	clock_gettime(CLOCK_REALTIME, &ts);
+	local = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	assert_true(now > local - 1000 && now < local + 1000);
+	now = 0;
+	assert_int_equal(store_get_now(s, "gn:none", v, sizeof(v), &now), 0);
+	assert_true(now > local - 1000 && now < local + 1000);
+	assert_int_equal(store_get_now(s, "gn:a", v, 3, &now), 1);
+	assert_string_equal(v, "F1");                  /* cut to fit */
 }
 
 static void test_take_lmdb(void **state)
@@ -1773,6 +1839,7 @@ static void test_take_lmdb(void **state)
 
 	assert_non_null(s);
 	take_cases(s);
+	get_now_cases(s);
 	t_close(s);
 }
 
@@ -1782,6 +1849,7 @@ static void test_take_redis(void **state)
 	struct store *s = t_open_redis();
 
 	take_cases(s);
+	get_now_cases(s);
 	t_close(s);
 }
 

@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "proxy/sbuf.h"
+#include "proxy/log.h"
 #include "proxy/utf8.h"
 
 struct vec {
@@ -407,6 +408,44 @@ static void test_term(void **state)
 	sbuf_free(&b);
 }
 
+/* utf8_term_sbuf's field modes: a value in quotes or bare on root's
+ * terminal (quarantine list) escaped as log_esc_quoted / log_esc_word
+ * escape it in a log line, printable UTF-8 kept */
+static void test_term_fields(void **state)
+{
+	(void)state;
+	term_is("viagra\"  reason=\"ok\" \\x", UTF8_TERM_QUOTED,
+	    "viagra\\x22  reason=\\x22ok\\x22 \\\\x");
+	/* '=' kept (session 21): RFC 2047 Subjects and BATV/SRS/VERP senders
+	 * stay readable and greppable; it ends neither a quoted value nor a
+	 * word */
+	term_is("=?UTF-8?B?dmlhZ3JhIGNow6hyZQ==?=", UTF8_TERM_QUOTED, "=?UTF-8?B?dmlhZ3JhIGNow6hyZQ==?=");
+	term_is("prvs=1234abcd=news@example.org", UTF8_TERM_WORD, "prvs=1234abcd=news@example.org");
+	term_is("\"x> -> <ceo\"@e caf\xc3\xa9\t\xe2\x80\xae", UTF8_TERM_WORD,
+	    "\\x22x\\x3e\\x20-\\x3e\\x20\\x3cceo\\x22@e\\x20caf\xc3\xa9\\x09\\u202e");
+	/* every other ASCII character as the log's escapers write it */
+	for (int c = 1; c < 0x80; c++) {
+		char in[2] = { (char)c, 0 }, want[16];
+
+		if (c == '=')
+			continue;
+		log_esc_quoted(want, sizeof(want), in, 1);
+		term_is(in, UTF8_TERM_QUOTED, want);
+		log_esc_word(want, sizeof(want), in, 1);
+		term_is(in, UTF8_TERM_WORD, want);
+	}
+	/* a NUL inside is shown, and what follows it */
+	{
+		struct sbuf b;
+
+		sbuf_init(&b, (size_t)-1);
+		assert_int_equal(utf8_term_sbuf(&b, "a\0b", 3, UTF8_TERM_QUOTED), 0);
+		assert_int_equal(b.len, 6);
+		assert_memory_equal(b.data, "a\\x00b", 6);
+		sbuf_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +456,7 @@ int main(void)
 		cmocka_unit_test(test_json_random),
 		cmocka_unit_test(test_decode_acts),
 		cmocka_unit_test(test_term),
+		cmocka_unit_test(test_term_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
