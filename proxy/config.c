@@ -225,7 +225,11 @@ static const struct cfg_opt cfg_opts[] = {
 	G_UINT("command_line_limit", command_line_limit, "2048", 512, 65536,
 	       "longest SMTP command line in bytes, CRLF included"),
 	G_UINT("max_errors", max_errors, "20", 1, 10000,
-	       "bad commands and refused AUTH credentials in one session before it is closed with 421"),
+	       "errors in one session (bad commands, refused recipients and AUTH credentials) "
+	       "before it is closed with 421; forgiven but refused credentials when a message is delivered"),
+	G_UINT("junk_command_limit", junk_command_limit, "100", 1, 1000000000,
+	       "NOOP, RSET, VRFY, HELP, HELO and EHLO in one session before each more counts towards "
+	       "max_errors; forgiven when a message is delivered"),
 
 	/* timeouts */
 	G_DUR("greet_pause", greet_pause, "0", 0, 5 * MS_M,
@@ -2004,7 +2008,7 @@ static unsigned set_where(const struct cfg_load *ld, const char *name, char *out
  * which starts it, aside) */
 static const char *const proxy_only[] = {
 	"proxy_threads", "max_connections", "max_connections_per_ip", "max_recipients",
-	"command_line_limit", "max_errors", "greet_pause", "client_command_timeout",
+	"command_line_limit", "max_errors", "junk_command_limit", "greet_pause", "client_command_timeout",
 	"client_data_timeout", "upstream_probe_interval", "bare_newline", "early_talker", "vrfy",
 };
 

@@ -105,6 +105,7 @@ struct config {
 	unsigned max_recipients;      /* at most CONFIG_MAX_RECIPIENTS_MAX */
 	unsigned command_line_limit;  /* bytes, CRLF included */
 	unsigned max_errors;          /* bad commands before 421 */
+	unsigned junk_command_limit;  /* NOOP, RSET, ... before each is an error */
 
 	/* timeouts, milliseconds */
 	unsigned greet_pause;

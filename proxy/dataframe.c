@@ -262,8 +262,11 @@ size_t data_decoder_feed(struct data_decoder *d, const char *p, size_t len,
 		case ST_TEXT:
 			if (d->state != ST_TEXT) {
 				if (c == '.') {
+					/* not counted yet: RFC 5321 4.5.3.1.6 does
+					 * not count the dot "duplicated for
+					 * transparency", so a 998-octet line that
+					 * starts with "." (999 on the wire) fits */
 					d->state = d->state == ST_BOL ? ST_DOT : ST_NDOT;
-					df_octet(d);
 					i++;
 					continue;
 				}
@@ -357,9 +360,11 @@ size_t data_decoder_feed(struct data_decoder *d, const char *p, size_t len,
 				continue;
 			}
 			if (c == '\n') {
-				/* the line "." ended by a bare LF: content "." */
+				/* the line "." ended by a bare LF: content "."
+				 * (in reject mode the dot stays in the line) */
 				if (d->normalize)
 					df_emit(d, ".", 1);
+				d->line_len++;
 				d->state = df_bare(d, 0) ? ST_BOL_NORM : ST_TEXT;
 				i++;
 				continue;
@@ -389,6 +394,7 @@ size_t data_decoder_feed(struct data_decoder *d, const char *p, size_t len,
 			/* the line "." ended by a bare CR; c is looked at again */
 			if (d->normalize)
 				df_emit(d, ".", 1);
+			d->line_len++;
 			d->state = df_bare(d, 1) ? ST_BOL_NORM : ST_TEXT;
 			continue;
 

@@ -10,6 +10,7 @@
  * own), the message is spooled and scanned, and only then sent upstream:
  * the client hears 250 for a message only after the upstream said 250.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -145,9 +146,13 @@ struct session {
 	enum sess_state   state;
 	int               busy;       /* waiting for the upstream or the scanner */
 	int               helo_seen, esmtp;
-	char              helo[256];
+	char             *helo;       /* owned, never NULL: the client's whole name, up
+	                               * to command_line_limit (never cut: the MTA's
+	                               * HELO checks judge the name the client gave) */
 	int               early_talker;
-	unsigned          errors;
+	unsigned          errors;     /* towards max_errors; forgiven at a delivery */
+	unsigned          auth_errors; /* refused credentials: never forgiven */
+	unsigned          junk;       /* junk commands (is_junk); forgiven at a delivery */
 	int               skip_line;  /* discarding an overlong command line */
 	int               draining;   /* daemon stopping: close when idle */
 	struct txn       *tx;         /* owned; NULL outside MAIL..end */
@@ -192,6 +197,7 @@ struct session {
 
 static void session_process(struct session *s);
 static void check_error_limit(struct session *s);
+static int auth_offered(const struct session *s);
 static void session_free(struct session *s);
 static void txn_end(struct session *s, const char *action);
 static void greet(struct session *s);
@@ -769,6 +775,35 @@ static void on_upstream_open(void *arg, const struct smtp_reply *r, enum upstrea
  * SMTPUTF8; without it the next hop never agreed to such an address */
 static const char R_UTF8_UNDECLARED[] = "553 5.6.7 Must declare SMTPUTF8 to send unicode address";
 
+/* auth_extension - the AUTH extension is part of this session: the
+ * listener relays AUTH, and it was offered (or used) here.  Its MAIL
+ * parameter AUTH= (RFC 4954 5) then belongs to the client's protocol:
+ * Postfix with smtp_send_dummy_mail_auth sends AUTH=<>, Exim relaying for
+ * an authenticated user AUTH=<user>. */
+static int auth_extension(const struct session *s)
+{
+	return s->ln->cfg.auth == MW_AUTH_RELAY && (s->auth_user[0] || auth_offered(s));
+}
+
+/* mail_auth_value_ok - RFC 4954 5: AUTH=<> or AUTH=xtext (RFC 3461 4:
+ * "!" to "~" but "+" and "=", and "+" with two upper-case hex digits) */
+static int mail_auth_value_ok(const struct smtp_param *p)
+{
+	if (!p->has_value || p->value[0] == '\0') return 0;
+	if (strcmp(p->value, "<>") == 0) return 1;
+	for (const char *c = p->value; *c; c++) {
+		if (*c == '+') {
+			if (!isxdigit((unsigned char)c[1]) || !isxdigit((unsigned char)c[2]) ||
+			    islower((unsigned char)c[1]) || islower((unsigned char)c[2]))
+				return 0;
+			c += 2;
+		} else if (*c < '!' || *c > '~' || *c == '=') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* Which MAIL/RCPT parameters go upstream: only what the upstream offers. */
 static int param_allowed(struct session *s, const struct smtp_param *p, int is_mail, char *why, size_t whysz)
 {
@@ -794,6 +829,12 @@ static int param_allowed(struct session *s, const struct smtp_param *p, int is_m
 		snprintf(why, whysz, "555 5.5.4 DSN not supported");
 		return 0;
 	}
+	if (is_mail && strcmp(p->key, "AUTH") == 0 && auth_extension(s)) {
+		/* the caller drops it: checked only */
+		if (mail_auth_value_ok(p)) return 1;
+		snprintf(why, whysz, "501 5.5.4 Bad AUTH parameter syntax");
+		return 0;
+	}
 	if (strcmp(p->key, "AUTH") == 0 || strcmp(p->key, "XCLIENT") == 0) {
 		snprintf(why, whysz, "555 5.5.4 Unsupported option: %s", p->key);
 		return 0;
@@ -813,6 +854,11 @@ static int build_params(struct session *s, const struct smtp_path_args *a, int i
 		if (!param_allowed(s, p, is_mail, why, whysz)) return -1;
 		unsigned caps = upstream_alive(s->up) ? upstream_caps(s->up) : s->tgt->caps;
 		if (is_mail && strcmp(p->key, "SIZE") == 0 && !(caps & UCAP_SIZE)) continue;
+		/* the client's claim of who submitted the message is never
+		 * passed on: the upstream learns the authenticated user from
+		 * XCLIENT LOGIN=, which mailwarden vouches for, and RFC 4954 5
+		 * lets a server that does not trust the value drop it */
+		if (is_mail && strcmp(p->key, "AUTH") == 0) continue;
 		int n = snprintf(out + len, outsz - len, "%s%s%s%s", len ? " " : "", p->key,
 		                 p->has_value ? "=" : "", p->value);
 		if (n < 0 || (size_t)n >= outsz - len) {
@@ -1007,6 +1053,14 @@ static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 			t->nrefused++;
 		}
 		reply_relay(s, r);
+		if (r->code / 100 != 2) {
+			/* the next hop's refusal is an error like ours (Postfix
+			 * counts its own towards smtpd_hard_error_limit): else a
+			 * harvester probes recipients without end, the upstream
+			 * leg reopening whenever the MTA closes it */
+			s->errors++;
+			check_error_limit(s);
+		}
 	}
 	resume(s);
 }
@@ -1077,6 +1131,10 @@ static void on_vrfy_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		reply(s, "%s", R_NEXTHOP);
 	} else {
 		reply_relay(s, r);
+		if (r->code / 100 != 2) {    /* as a refused RCPT: no harvesting by VRFY */
+			s->errors++;
+			check_error_limit(s);
+		}
 	}
 	resume(s);
 }
@@ -1185,9 +1243,35 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 	struct session *s = arg;
 	struct txn *t = s->tx;
 	const char *action = t->action;
+	/* a BDAT's reply before its chunk was all written (RFC 3030: the MTA
+	 * reads the whole chunk, then answers): the MTA would read the rest
+	 * of the chunk we stop sending, or take our next command as octets of
+	 * it; the connection is out of step and goes, without QUIT */
+	unsigned long long unsent = s->relay_raw ? s->relay_left + (s->hdrbuf.len - s->hdr_off) : 0;
 	upstream_set_drain_cb(s->up, NULL, NULL);
 	upstream_set_body_fail_cb(s->up, NULL, NULL);
 	s->relay_raw = 0;
+	if (err == UP_OK && unsent > 0) {
+		char esc[200];
+		slog(s->id, LOG_WARNING, "upstream=%s answered BDAT with %llu octets of its chunk not sent "
+		     "(connection dropped): %s", s->tgt->spec, unsent, log_esc(esc, sizeof esc, r->text, r->len));
+		upstream_drop(s->up);
+		s->up = NULL;
+		t->at_upstream = 0;
+		if (reply_fits(r, 0) && r->code / 100 != 2 && r->code != 421) {
+			/* a refusal stands: it never took the message */
+			reply_relay(s, r);
+			reply_summary(r, t->reply, sizeof t->reply);
+			txn_end(s, r->code / 100 == 4 ? "tempfail-by-upstream" : "rejected-by-upstream");
+		} else {
+			/* "accepted" before it had the message: not believed */
+			reply(s, "%s", R_NEXTHOP_BAD);
+			txn_set_reply(t, R_NEXTHOP_BAD);
+			txn_end(s, "tempfail");
+		}
+		resume(s);
+		return;
+	}
 	if (err != UP_OK) {
 		upstream_gone(s, err, "at end of data");
 		reply(s, "%s", R_NEXTHOP_LOST);
@@ -1214,6 +1298,12 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 			smtp_reply_queue_id(r, t->queue_id, sizeof t->queue_id);
 			t->at_upstream = 0;   /* the upstream transaction is complete */
 			txn_end(s, action);
+			/* as Postfix's smtpd forgives a client's errors once a
+			 * message was received: a list server that reuses its
+			 * connection is not closed for the stale recipients of
+			 * earlier messages (refused credentials stay counted) */
+			s->errors = s->auth_errors;
+			s->junk = 0;
 		} else {
 			t->at_upstream = 0;   /* a failed DATA ends the upstream transaction too */
 			txn_end(s, r->code / 100 == 4 ? "tempfail-by-upstream" : "rejected-by-upstream");
@@ -1657,10 +1747,13 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
 	}
 	if (s->tx) txn_end(s, "aborted");
 	xforward_reset(s);
-	size_t n = strcspn(arg, " ");
-	if (n >= sizeof s->helo) n = sizeof s->helo - 1;
-	memcpy(s->helo, arg, n);
-	s->helo[n] = '\0';
+	/* whole: a name over 255 octets (RFC 5321 4.5.3.1.2) is the MTA's
+	 * to refuse (Postfix's reject_invalid_helo_hostname), which it can
+	 * only do on the name itself; cut, it reached the MTA as a valid name
+	 * the client never gave.  XCLIENT sends it as [UNAVAILABLE] (Postfix
+	 * takes no longer value there) and the EHLO after it carries it. */
+	free(s->helo);
+	s->helo = xstrndup(arg, strcspn(arg, " "));
 	s->helo_seen = 1;
 	s->esmtp = esmtp;
 	if (upstream_client_changed(s->up, s->helo, s->esmtp)) {
@@ -1867,8 +1960,10 @@ static void on_auth_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		slog(s->id, LOG_NOTICE, "client [%s] authentication failed (%d)", s->client_ip, r->code);
 		reply_relay(s, r);
 		/* a refused credential is an error like any other: a password
-		 * guesser gets max_errors tries per connection, not unlimited */
+		 * guesser gets max_errors tries per connection, not unlimited
+		 * (and no more for a message delivered between tries) */
 		s->errors++;
+		s->auth_errors++;
 		check_error_limit(s);
 	}
 	if (!s->auth_wait) explicit_bzero(s->auth_try, sizeof s->auth_try);
@@ -1910,7 +2005,8 @@ static void auth_response(struct session *s, const char *line)
 				/* the exchange ends here on both sides (the upstream gets "*") */
 				reply(s, "%s", R_AUTH_UNDECODED);
 				s->errors++;
-				auth_cancel(s);
+				check_error_limit(s);
+				if (s->state != SS_CLOSING) auth_cancel(s);
 				return;
 			}
 		}
@@ -2059,6 +2155,20 @@ static int tls_first(const struct session *s, enum smtp_verb v)
 	}
 }
 
+/* is_junk - a command that carries no mail and may be repeated without
+ * end: NOOP, RSET, VRFY, HELP, HELO and EHLO (Postfix's junk commands
+ * are NOOP, VRFY, ETRN and RSET; ETRN is an error here already) */
+static int is_junk(enum smtp_verb v)
+{
+	switch (v) {
+	case SMTP_NOOP: case SMTP_RSET: case SMTP_VRFY: case SMTP_HELP:
+	case SMTP_HELO: case SMTP_EHLO:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void handle_command(struct session *s, char *line, size_t len)
 {
 	const char *arg = "";
@@ -2075,6 +2185,7 @@ static void handle_command(struct session *s, char *line, size_t len)
 	if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL) {
 		reply(s, "500 5.5.2 Error: bad character in command");
 		s->errors++;
+		check_error_limit(s);
 		return;
 	}
 	enum smtp_verb v = smtp_verb_parse(line, &arg);
@@ -2090,6 +2201,10 @@ static void handle_command(struct session *s, char *line, size_t len)
 		check_error_limit(s);
 		return;
 	}
+	/* past junk_command_limit, each one is an error (Postfix's
+	 * smtpd_junk_command_limit): a client that only keeps the
+	 * connection busy goes at max_errors */
+	if (is_junk(v) && ++s->junk > s->cfg->junk_command_limit) s->errors++;
 	switch (v) {
 	case SMTP_EHLO: cmd_helo(s, arg, 1); break;
 	case SMTP_HELO: cmd_helo(s, arg, 0); break;
@@ -2152,6 +2267,22 @@ static void input_ended(struct session *s)
 	close_after_flush(s);
 }
 
+/* line_error - a command line refused before it was read as a command
+ * (too long, bare LF; the 500 is sent): an error like any refused command,
+ * so max_errors ends a client that sends nothing else.  An AUTH exchange
+ * waiting for this line ends on both sides: else the next command would
+ * reach the upstream as the answer to its 334. */
+static void line_error(struct session *s)
+{
+	s->errors++;
+	check_error_limit(s);
+	if (s->state == SS_CLOSING) {
+		s->auth_wait = 0;         /* the upstream leg goes with the session */
+		return;
+	}
+	if (s->auth_wait) auth_cancel(s);
+}
+
 /* Take complete lines from the input and act on them, until the input is
  * empty or we wait for something. */
 static void session_process(struct session *s)
@@ -2200,8 +2331,7 @@ static void session_process(struct session *s)
 			conn_in_drain(s->conn, n + 1);
 			s->skip_line = 0;
 			reply(s, "500 5.5.2 Error: line too long");
-			s->errors++;
-			if (s->auth_wait) auth_cancel(s);
+			line_error(s);
 			continue;
 		}
 		if (n + 1 > sizeof small && line == small)
@@ -2214,10 +2344,7 @@ static void session_process(struct session *s)
 		if (bare_lf && s->cfg->bare_newline == BARE_NEWLINE_REJECT) {
 			slog(s->id, LOG_NOTICE, "bare LF in command");
 			reply(s, "500 5.5.2 Error: bare LF in command (RFC 5321 requires CRLF)");
-			s->errors++;
-			/* as for an overlong answer: else the next command would
-			 * reach the upstream as the answer to its 334 */
-			if (s->auth_wait) auth_cancel(s);
+			line_error(s);
 			continue;
 		}
 		if (s->auth_wait) auth_response(s, line);
@@ -2386,6 +2513,7 @@ struct session *session_new(struct proxy *px, struct listener *ln, evutil_socket
                             const struct sockaddr *sa, int salen)
 {
 	struct session *s = xcalloc(1, sizeof *s);
+	s->helo = xstrdup("");
 	uint64_t rnd = 0;
 	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
 		rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
@@ -2460,6 +2588,7 @@ static void session_free(struct session *s)
 	slog(s->id, LOG_INFO, "disconnect [%s] transactions=%u", s->client_ip, s->ntxn);
 	config_unref(s->cfg);
 	xforward_reset(s);
+	free(s->helo);
 	free(s);
 	proxy_session_gone(px, NULL);
 }

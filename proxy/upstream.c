@@ -95,8 +95,10 @@ struct upstream {
 	char                    tls_desc[128];/* "" without TLS */
 	/* the real client, for XCLIENT/XFORWARD */
 	int                     have_client;
-	char                    c_addr[64], c_helo[256], c_login[256], c_name[256], c_ident[256],
-	                        c_source[16];
+	char                    c_addr[64], c_login[256], c_name[256], c_ident[256], c_source[16];
+	char                   *c_helo;       /* owned, NULL = none: whole, up to the client's
+	                                       * command line limit (never cut: the MTA's HELO
+	                                       * checks judge the name the client gave) */
 	unsigned                c_port;
 	int                     c_esmtp;
 };
@@ -126,8 +128,15 @@ static void up_arm_timeout(struct upstream *u)
 	                  u->cfg->upstream_data_timeout);
 }
 
+/* up_helo - the client's HELO name, "" if none */
+static const char *up_helo(const struct upstream *u)
+{
+	return u->c_helo ? u->c_helo : "";
+}
+
 static void up_free(struct upstream *u)
 {
+	free(u->c_helo);
 	conn_free(u->conn);
 	config_unref(u->cfg);
 	free(u);
@@ -307,15 +316,18 @@ static void up_send(struct upstream *u, const char *line, upstream_reply_fn cb)
  * MTA would log and check our name instead. */
 static void up_send_ehlo(struct upstream *u)
 {
-	char line[320];
 	int after_xclient = u->state == UPS_XCLIENT;
-	int as_client = after_xclient && u->c_helo[0];
+	int as_client = after_xclient && up_helo(u)[0];
+	const char *name = as_client ? up_helo(u) : u->cfg->hostname;
+	size_t len = 5 + strlen(name) + 1;
+	char *line = xmalloc(len);
 	u->state = UPS_EHLO;
 	/* whatever name it carries, an EHLO after XCLIENT is the client's
 	 * session: its refusal is the client's (up_ehlo_reply) */
 	u->ehlo_for_client = after_xclient;
-	snprintf(line, sizeof line, "EHLO %s", as_client ? u->c_helo : u->cfg->hostname);
+	snprintf(line, len, "EHLO %s", name);
 	up_send(u, line, up_ehlo_reply);
+	free(line);
 }
 
 /* The opening failed past the greeting: the connection is of no use. */
@@ -518,7 +530,7 @@ static int xforward_lines(struct upstream *u, const char *addr, const char *prot
 	xforward_add(u, announced, "PROTO", proto, line, linesz);
 	xforward_add(u, announced, "SOURCE", u->c_source, line, linesz);
 	u->xf_rest[0] = '\0';
-	xforward_add(u, announced, "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
+	xforward_add(u, announced, "HELO", up_helo(u)[0] ? up_helo(u) : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
 	xforward_add(u, announced, "IDENT", u->c_ident, u->xf_rest, sizeof u->xf_rest);
 	xforward_add(u, announced, "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
 	if (strcmp(line, "XFORWARD") == 0 && u->xf_rest[0])
@@ -561,7 +573,7 @@ static void up_after_ehlo(struct upstream *u, const struct smtp_reply *r)
 			attr_add(u, "XCLIENT", "NAME", name_value(u, "XCLIENT"), line, sizeof line);
 			attr_add(u, "XCLIENT", "PROTO", proto, line, sizeof line);
 			u->xf_rest[0] = '\0';
-			attr_add(u, "XCLIENT", "HELO", u->c_helo[0] ? u->c_helo : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
+			attr_add(u, "XCLIENT", "HELO", up_helo(u)[0] ? up_helo(u) : "[UNAVAILABLE]", u->xf_rest, sizeof u->xf_rest);
 			attr_add(u, "XCLIENT", "LOGIN", u->c_login, u->xf_rest, sizeof u->xf_rest);
 			attrs_take(u, sizeof "XCLIENT" - 1, line, sizeof line);
 			u->state = UPS_XCLIENT;
@@ -836,7 +848,7 @@ struct upstream *upstream_open(struct event_base *base, struct config *cfg,
 	if (client) {
 		u->have_client = 1;
 		snprintf(u->c_addr, sizeof u->c_addr, "%s", client->addr);
-		snprintf(u->c_helo, sizeof u->c_helo, "%s", client->helo ? client->helo : "");
+		u->c_helo = xstrdup(client->helo ? client->helo : "");
 		snprintf(u->c_login, sizeof u->c_login, "%s", client->login ? client->login : "");
 		snprintf(u->c_name, sizeof u->c_name, "%s", client->name ? client->name : "");
 		snprintf(u->c_ident, sizeof u->c_ident, "%s", client->ident ? client->ident : "");
@@ -923,7 +935,7 @@ int upstream_refused_client(const struct upstream *u)
 int upstream_client_changed(const struct upstream *u, const char *helo, int esmtp)
 {
 	if (u == NULL || !u->sent_xclient) return 0;
-	return strcmp(u->c_helo, helo ? helo : "") != 0 || u->c_esmtp != esmtp;
+	return strcmp(up_helo(u), helo ? helo : "") != 0 || u->c_esmtp != esmtp;
 }
 
 static int same_text(const char *mine, const char *theirs)
@@ -935,7 +947,7 @@ int upstream_speaks_for(const struct upstream *u, const struct upstream_client *
 {
 	if (u == NULL || (!u->sent_xclient && !u->sent_xforward)) return 1;
 	if (u->sent_xforward && u->mail_sent) return 0;
-	return same_text(u->c_addr, c->addr) && u->c_port == c->port && same_text(u->c_helo, c->helo) &&
+	return same_text(u->c_addr, c->addr) && u->c_port == c->port && same_text(up_helo(u), c->helo) &&
 	       u->c_esmtp == c->esmtp && same_text(u->c_login, c->login) && same_text(u->c_name, c->name) &&
 	       same_text(u->c_ident, c->ident) && same_text(u->c_source, c->source);
 }
@@ -963,6 +975,13 @@ const char *upstream_tls(const struct upstream *u)
 const struct smtp_reply *upstream_ehlo(const struct upstream *u)
 {
 	return &u->ehlo;
+}
+
+void upstream_drop(struct upstream *u)
+{
+	if (u == NULL) return;
+	u->in_body = 1;       /* upstream_close then drops the connection */
+	upstream_close(u);
 }
 
 void upstream_close(struct upstream *u)

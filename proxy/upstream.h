@@ -144,6 +144,12 @@ const struct smtp_reply *upstream_ehlo(const struct upstream *u);
  * alive and idle, then free it in the background.  u is gone after this. */
 void upstream_close(struct upstream *u);
 
+/* upstream_drop - as upstream_close, but never QUIT: for a connection out
+ * of step with its MTA (it answered a BDAT whose chunk was not all sent,
+ * and would read a QUIT, or any later command, as octets of the chunk).
+ * u is gone after this. */
+void upstream_drop(struct upstream *u);
+
 /* upstream_probe - connect, EHLO, QUIT, only to refresh t's capabilities.
  * Runs in the background; no callback. */
 void upstream_probe(struct event_base *base, struct config *cfg, struct upstream_target *t);

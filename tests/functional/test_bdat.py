@@ -3,6 +3,8 @@ relayed as BDAT to an upstream that offers CHUNKING and as dot-stuffed
 DATA to one that does not; the bare-LF rules of DATA; BINARYMIME only
 where the upstream takes it."""
 
+import socket
+import threading
 import time
 
 import pytest
@@ -240,3 +242,110 @@ def test_bdat_refused_chunks_count_towards_max_errors(mw_factory, upstream):
     r = c.reply(3)
     assert r.code == 421, r
     assert c.closed(2)
+
+
+class EarlyBdatUpstream:
+    """An MTA that offers CHUNKING and answers a BDAT at once, before its
+    chunk (it reads the chunk only a second later): what is left of it
+    would be read as commands, or the proxy's next command as chunk.
+    sessions: per connection, the lines before the BDAT, and whether the
+    proxy closed it (eof)."""
+
+    def __init__(self, reply=b"554 5.6.0 Refused before reading\r\n"):
+        self.reply = reply
+        self.port = mwlib.free_port()
+        self.sessions = []
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.listen(8)
+        self.lsock.settimeout(0.2)
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.stopping = True
+        self.lsock.close()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._session, args=(c,), daemon=True).start()
+
+    def _session(self, c):
+        st = {"lines": [], "eof": False, "after_bdat": 0}
+        self.sessions.append(st)
+        c.settimeout(10)
+        buf = b""
+        try:
+            c.sendall(b"220 early.example ESMTP\r\n")
+            while True:
+                while b"\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        st["eof"] = True
+                        return
+                    buf += d
+                line, buf = buf.split(b"\r\n", 1)
+                st["lines"].append(line)
+                verb = line.split(b" ", 1)[0].upper()
+                if verb == b"EHLO":
+                    c.sendall(b"250-early.example\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING\r\n")
+                elif verb == b"BDAT":
+                    c.sendall(self.reply)
+                    time.sleep(1)
+                    # then whatever comes, till the proxy closes
+                    while True:
+                        d = c.recv(1 << 20)
+                        if not d:
+                            st["eof"] = True
+                            return
+                        st["after_bdat"] += len(d)
+                elif verb == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 2.0.0 Ok\r\n")
+        except OSError:
+            return
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("early", [b"554 5.6.0 Refused before reading\r\n", b"250 2.0.0 Ok: queued early\r\n"],
+                         ids=["refusal", "acceptance"])
+def test_bdat_answered_before_its_chunk_drops_the_upstream(mw_factory, early):
+    """RFC 3030: the MTA reads a whole chunk, then answers.  One that
+    answered early had the rest of the chunk withheld and the connection
+    kept: the client's next MAIL went to an MTA still reading the chunk.
+    Now the connection is dropped (no QUIT, no next command on it); a
+    refusal is relayed, an early "accepted" is not believed (451)."""
+    up = EarlyBdatUpstream(reply=early)
+    try:
+        m = mw_factory(up.addr)
+        c = m.client()
+        start_txn(c)
+        body = ("x" * 998 + "\r\n") * 16000                 # 16 MB: more than the buffers hold
+        msg = make_msg(subject="big", body=body)
+        c.send(("BDAT %d LAST\r\n" % len(msg)).encode() + msg)
+        r = c.reply(timeout=30)
+        assert r.code == (554 if early.startswith(b"554") else 451), r
+        mails = lambda: [st for st in up.sessions if any(l.startswith(b"MAIL") for l in st["lines"])]
+        assert mwlib.wait_until(lambda: mails() and mails()[0]["eof"], 5), up.sessions
+        first = mails()[0]
+        assert first["lines"][-1].startswith(b"BDAT "), first["lines"]
+        assert first["after_bdat"] < len(msg), first["after_bdat"]
+        assert "answered BDAT with" in m.stderr_text()
+        # the next transaction opens a connection of its own
+        assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+        assert len(mails()) == 2, up.sessions
+        c.quit()
+    finally:
+        up.stop()

@@ -1164,6 +1164,10 @@ def send_queue(local_port, remote_port):
     return -1
 
 
+# stalled_client's NOOPs are junk commands (session 21): let them all in
+NOOP_FLOOD = ("junk_command_limit", "1000000000")
+
+
 def stalled_client(m):
     """a client that stopped reading: NOOPs until the kernel's buffers
     towards it are full (the proxy's send queue stops growing), so that the
@@ -1205,7 +1209,7 @@ def test_write_timeout_during_scan_abandons_the_scan(mw_factory, upstream):
     and ends the transaction; the scan's late result must find nothing to
     act on (it found the transaction freed, and the proxy died)."""
     m = mw_factory(upstream, opts=[plugin_opt(), ("client_command_timeout", "2s"),
-                                   ("scan_timeout", "20s")])
+                                   ("scan_timeout", "20s"), NOOP_FLOOD])
     proxy_pid = wait_until(lambda: m.child_pid("proxy"), 5)
     assert proxy_pid
     s = stalled_client(m)
@@ -1226,7 +1230,8 @@ def test_shutdown_deadline_during_scan_abandons_the_scan(mw_factory, upstream):
     """The same at the shutdown deadline: the 421 cannot leave, the proxy
     gives it a second, and the scan's result comes within it (the scan
     ends 0.6 s after the deadline)."""
-    m = mw_factory(upstream, opts=[plugin_opt(), ("shutdown_timeout", "1s"), ("scan_timeout", "20s")])
+    m = mw_factory(upstream, opts=[plugin_opt(), ("shutdown_timeout", "1s"), ("scan_timeout", "20s"),
+                                   NOOP_FLOOD])
     s = stalled_client(m)
     s.sendall(dot_stuff(make_msg(subject="slow", headers=[("X-Example-Sleep", "1800")])))
     time.sleep(0.2)
@@ -1271,7 +1276,7 @@ def test_session_gone_mid_relay_drops_the_upstream(mw_factory, raw_upstream):
     for more until its own timeout"""
     data, relaying, go, seen = relay_watcher()
     up = raw_upstream(script={"DATA": data})
-    m = mw_factory(up, opts=[("client_command_timeout", "2s")])
+    m = mw_factory(up, opts=[("client_command_timeout", "2s"), NOOP_FLOOD])
     s = stalled_client(m)
     s.sendall(dot_stuff(make_msg(subject="big", body=(b"q" * 998 + CRLF) * 20000)))     # 20 MB
     assert relaying.wait(20), "the relay never started"

@@ -163,6 +163,25 @@ def test_postfix_helo_restriction_holds_through_xclient(mw_factory, postfix, ups
     assert upstream.wait_messages(1, timeout=15), pf.log()
 
 
+def test_postfix_judges_the_whole_helo_name_over_255_octets(mw_factory, postfix, upstream):
+    """A 327-octet HELO name is invalid (RFC 5321 4.5.3.1.2; Postfix's
+    valid_hostname() takes 255).  mailwarden kept 255 octets of it, which
+    end on a whole label ("...label31"): Postfix's
+    reject_invalid_helo_hostname saw a valid name the client never gave,
+    and the message went through (session 21, rv-smtp).  Now the EHLO after
+    XCLIENT carries the whole name, and Postfix refuses it."""
+    pf = postfix(smtpd_authorized_xclient_hosts="127.0.0.1", smtpd_delay_reject="no",
+                 smtpd_helo_restrictions="reject_invalid_helo_hostname")
+    m = mw(mw_factory, pf)
+    s = client(m)
+    helo = ".".join(["label%02d" % i for i in range(40)]) + ".example"     # 327 octets
+    assert s.ehlo(helo)[0] == 250
+    code, text = s.mail("a@example.org")
+    assert code == 501 and b"Helo command rejected" in text, (code, text)
+    s.quit()
+    assert not upstream.wait_messages(1, timeout=1), upstream.messages
+
+
 # A HELO name of 255 octets, all "+" and "=": 765 octets of xtext, three
 # times what Postfix takes in an XCLIENT or XFORWARD value
 LONG_HELO = ("+=" * 128)[:255]

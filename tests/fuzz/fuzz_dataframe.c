@@ -152,7 +152,8 @@ static void reference(const unsigned char *in, size_t m, int normalize,
 				ref_fault(r, DF_BARE_CR);
 			if (in[j] == '\0')
 				ref_fault(r, DF_NUL);
-			if (j - s + 1 > DATA_LINE_MAX)
+			/* the leading dot is not counted (RFC 5321 4.5.3.1.6) */
+			if (j - s + 1 - (in[s] == '.') > DATA_LINE_MAX)
 				ref_fault(r, DF_LINE_TOO_LONG);
 			if (j == s && in[j] == '.')
 				continue;	/* the dot: dropped, or emitted below */
