@@ -1116,12 +1116,12 @@ static const char take_lua[] =
 	"if at == w and c > 0 then c = math.max(0, c + by) "
 	"elseif at == w - 1 and p > 0 then p = math.max(0, p + by) "
 	"else return {0, c, p, now} end "
-	"redis.call('HSET', KEYS[1], 'w', w, 'c', c, 'p', p) "
+	"redis.call('HMSET', KEYS[1], 'w', w, 'c', c, 'p', p) "
 	"return {1, c, p, now} end "
 	"if by == 0 then return {1, c, p, now} end "
 	"if c + by + p * (1 - (now % win) / win) > lim then return {0, c, p, now} end "
 	"c = c + by "
-	"redis.call('HSET', KEYS[1], 'w', w, 'c', c, 'p', p) "
+	"redis.call('HMSET', KEYS[1], 'w', w, 'c', c, 'p', p) "
 	"redis.call('PEXPIRE', KEYS[1], (w + 2) * win - now) "
 	"return {1, c, p, now}";
 

@@ -1014,6 +1014,16 @@ static void txn_fail(struct txn *t, const char *text)
 
 static const char R_NEXTHOP_CLOSING[] = "451 4.4.2 Next hop closing, try again later";
 
+/* errors_forgiven - as Postfix's smtpd forgives a client's errors once a
+ * message was received: a list server that reuses its connection is not
+ * closed for the stale recipients of earlier messages (refused
+ * credentials stay counted) */
+static void errors_forgiven(struct session *s)
+{
+	s->errors = s->auth_errors;
+	s->junk = 0;
+}
+
 static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
@@ -1053,11 +1063,17 @@ static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 			t->nrefused++;
 		}
 		reply_relay(s, r);
-		if (r->code / 100 != 2) {
+		if (r->code / 100 == 5) {
 			/* the next hop's refusal is an error like ours (Postfix
 			 * counts its own towards smtpd_hard_error_limit): else a
 			 * harvester probes recipients without end, the upstream
-			 * leg reopening whenever the MTA closes it */
+			 * leg reopening whenever the MTA closes it.  Not a 4xx:
+			 * an upstream's "452 4.5.3 too many recipients" past its
+			 * own limit (Exchange's 200) tells the client to send the
+			 * rest in another transaction (RFC 5321 4.5.3.1.10), and
+			 * Postfix does not count its own overshoot either; closed
+			 * at max_errors, the client deferred every recipient and
+			 * met the same 421 at every retry (review rv-today4) */
 			s->errors++;
 			check_error_limit(s);
 		}
@@ -1131,7 +1147,7 @@ static void on_vrfy_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		reply(s, "%s", R_NEXTHOP);
 	} else {
 		reply_relay(s, r);
-		if (r->code / 100 != 2) {    /* as a refused RCPT: no harvesting by VRFY */
+		if (r->code / 100 == 5) {    /* as a refused RCPT: no harvesting by VRFY */
 			s->errors++;
 			check_error_limit(s);
 		}
@@ -1298,12 +1314,7 @@ static void on_eod_reply(void *arg, const struct smtp_reply *r, enum upstream_er
 			smtp_reply_queue_id(r, t->queue_id, sizeof t->queue_id);
 			t->at_upstream = 0;   /* the upstream transaction is complete */
 			txn_end(s, action);
-			/* as Postfix's smtpd forgives a client's errors once a
-			 * message was received: a list server that reuses its
-			 * connection is not closed for the stale recipients of
-			 * earlier messages (refused credentials stay counted) */
-			s->errors = s->auth_errors;
-			s->junk = 0;
+			errors_forgiven(s);
 		} else {
 			t->at_upstream = 0;   /* a failed DATA ends the upstream transaction too */
 			txn_end(s, r->code / 100 == 4 ? "tempfail-by-upstream" : "rejected-by-upstream");
@@ -1468,9 +1479,15 @@ static void on_scan_done(void *arg, struct scan_result *moved)
 		return;
 	default: {
 		const char *text = res->reply[0] ? res->reply : "451 4.3.0 Error: no reply for this action";
+		/* a message taken (discarded, quarantined: 250 to the client)
+		 * is a delivery as far as the client knows (read before
+		 * txn_end, which frees the result text points into) */
+		int taken = text[0] == '2';
 		reply(s, "%s", text);
 		txn_set_reply(t, text);
 		txn_end(s, action);
+		if (taken)
+			errors_forgiven(s);
 		break;
 	}
 	}
