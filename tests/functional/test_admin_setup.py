@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import postfixlib
-from mwlib import free_port, run_mw
+from mwlib import free_port, run_mw, wait_until
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("MW_BUILD", "")
@@ -112,4 +112,50 @@ def test_port25_recipe_lets_more_than_50_sessions_through(mw_factory, make_upstr
                 c.close()
             except Exception:
                 pass
+        pf.stop()
+
+
+def man_postfix_example_smtpd_options():
+    """the -o name=value of the master.cf lines in mailwarden(8) EXAMPLES
+    "Put it in front of Postfix" (none: the smtpd as it was)"""
+    with open(os.path.join(SRC, "doc", "mailwarden.8")) as f:
+        text = f.read()
+    block = text.split("Put it in front of Postfix", 1)[1].split(".nf\n", 1)[1].split("\n.fi", 1)[0]
+    opts = {}
+    for line in block.replace("\\-", "-").splitlines():
+        words = line.split()
+        if words[:1] == ["-o"] and "=" in words[1]:
+            k, v = words[1].split("=", 1)
+            opts[k] = v
+    return opts
+
+
+def send_from(src, port):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(src, 0)) as c:
+        c.ehlo("client.example.org")
+        try:
+            return c.sendmail("spammer@example.org", ["victim@elsewhere.example"], b"Subject: x\r\n\r\nx\r\n")
+        except smtplib.SMTPException as e:
+            return e
+
+
+@pytest.mark.skipif(not postfixlib.available(), reason="needs root and Debian's postfix")
+def test_man_page_postfix_example_is_no_open_relay(mw_factory, make_upstream, tmp_path):
+    """session 21 (rv-docs): mailwarden(8) EXAMPLES only moved Postfix's
+    smtp service to a loopback port.  Postfix then saw every client as
+    127.0.0.1, in mynetworks (Debian's default and this instance's):
+    a client Postfix refuses when it comes directly (127.0.0.2, outside
+    mynetworks) relayed to any domain through mailwarden.  The man page's
+    smtpd options, read from it, are applied to that smtpd here."""
+    sink = make_upstream()
+    pf = postfixlib.Postfix(tmp_path / "pf", relayhost=sink.addr,
+                            main=dict(man_postfix_example_smtpd_options())).start()
+    try:
+        direct = send_from("127.0.0.2", pf.port)
+        assert isinstance(direct, smtplib.SMTPRecipientsRefused), direct
+        mw = mw_factory(pf.addr)
+        via = send_from("127.0.0.2", mw.port)
+        assert isinstance(via, smtplib.SMTPRecipientsRefused), via
+        assert not wait_until(lambda: len(sink.messages) >= 1, 3.0), "relayed for a stranger"
+    finally:
         pf.stop()
