@@ -51,7 +51,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PLUGIN   := $(BUILD)/tests/example_plugin.so
 
-.PHONY: all deps check unit functional demo install clean bench fuzz fuzz-build
+.PHONY: FORCE all deps check unit functional demo install clean bench fuzz fuzz-build
 
 all: $(BUILD)/mailwarden $(PLUGIN)
 ifneq ($(SANITIZE),1)
@@ -70,6 +70,19 @@ $(BUILD)/libmw.a: $(CORE_OBJ)
 $(BUILD)/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# where make install puts the shipped rules, and so where the rules filter
+# reads them when rules_files names none (it read /usr/share/mailwarden/rules
+# whatever the PREFIX, and `make install` put them in /usr/local/share/...).
+# The stamp holds the path and changes only with it, so a new PREFIX
+# recompiles rules.o and nothing else.
+DATADIR ?= $(PREFIX)/share/mailwarden
+$(BUILD)/datadir.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' > $@
+$(BUILD)/filters/rules.o: $(BUILD)/datadir.stamp
+$(BUILD)/filters/rules.o: CFLAGS += -DMW_RULES_DIR='"$(DATADIR)/rules"'
+FORCE:
 
 $(PLUGIN): tests/plugins/example_plugin.c include/mailwarden/filter.h
 	@mkdir -p $(dir $@)
@@ -142,8 +155,8 @@ install: all
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
 	install -D -m 0644 etc/mailwarden.logrotate $(DESTDIR)/etc/logrotate.d/mailwarden
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
-	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules
-	install -m 0644 rules/cf/*.cf $(DESTDIR)$(PREFIX)/share/mailwarden/rules/
+	install -d $(DESTDIR)$(DATADIR)/rules
+	install -m 0644 rules/cf/*.cf $(DESTDIR)$(DATADIR)/rules/
 
 # libFuzzer targets (clang; README "Fuzzing").  The core is compiled a second
 # time with coverage instrumentation and ASan/UBSan into build/fuzz/obj; each

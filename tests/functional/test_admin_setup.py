@@ -16,6 +16,17 @@ SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("MW_BUILD", "")
 
 
+def build_datadir_arg():
+    """DATADIR=the build's (build/datadir.stamp): an install with another
+    PREFIX would compile the rules filter's default path anew into the
+    binary the other tests run"""
+    stamp = os.path.join(BUILD, "datadir.stamp")
+    if not os.path.exists(stamp):
+        return []
+    with open(stamp) as f:
+        return ["DATADIR=" + f.read().strip()]
+
+
 def unit_exec_paths(unit):
     with open(unit) as f:
         lines = [l.strip() for l in f if l.startswith(("ExecStart", "ExecReload"))]
@@ -33,8 +44,8 @@ def test_make_install_unit_names_the_installed_binary_and_config(tmp_path):
     dest = tmp_path / "root"
 
     def install():
-        r = subprocess.run(["make", "-s", "-C", SRC, "install", "DESTDIR=%s" % dest, "PREFIX=/usr"],
-                           capture_output=True, timeout=120)
+        r = subprocess.run(["make", "-s", "-C", SRC, "install", "DESTDIR=%s" % dest, "PREFIX=/usr"]
+                           + build_datadir_arg(), capture_output=True, timeout=120)
         assert r.returncode == 0, r.stderr.decode()[-2000:]
     install()
     unit = dest / "usr/lib/systemd/system/mailwarden.service"
@@ -159,3 +170,29 @@ def test_man_page_postfix_example_is_no_open_relay(mw_factory, make_upstream, tm
         assert not wait_until(lambda: len(sink.messages) >= 1, 3.0), "relayed for a stranger"
     finally:
         pf.stop()
+
+
+@pytest.mark.skipif(os.path.realpath(BUILD) != os.path.realpath(os.path.join(SRC, "build")),
+                    reason="installs from the plain build of this tree")
+def test_rules_filter_reads_the_shipped_rules_where_make_install_put_them(tmp_path):
+    """session 21 (rv-docs): make install (PREFIX=/usr/local) put the
+    shipped rules in /usr/local/share/mailwarden/rules, and the rules
+    filter with no rules_files read /usr/share/mailwarden/rules: the
+    README's "filters = spf dkim dmarc rules" failed -t, naming a directory
+    and no setting.  Now the build names the directory install uses."""
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-s", "-C", SRC, "install", "DESTDIR=%s" % dest] + build_datadir_arg(),
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    found = [os.path.join(d, n)[len(str(dest)):] for d, subdirs, files in os.walk(dest)
+             for n in subdirs if os.path.join(d, n).endswith("/share/mailwarden/rules")]
+    assert len(found) == 1, found
+    installed = found[0]
+    assert os.listdir(str(dest) + installed), installed
+    r = run_mw(["scan", "-o", "filters=rules", "-o", "rules_cache_dir=", "/dev/null"])
+    err = r.stderr.decode()
+    if os.path.isdir(installed):        # installed on this machine: loaded
+        assert r.returncode == 0, err
+    else:                               # else the error names that directory and the setting
+        assert r.returncode != 0 and installed + ": No such file" in err, (installed, err)
+        assert "set rules_files" in err, err
