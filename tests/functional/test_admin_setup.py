@@ -4,6 +4,8 @@ daemon says of a configuration that scans nothing, and the README's
 port-25 recipe with a real Postfix."""
 
 import os
+import re
+import signal
 import smtplib
 import subprocess
 
@@ -196,3 +198,37 @@ def test_rules_filter_reads_the_shipped_rules_where_make_install_put_them(tmp_pa
     else:                               # else the error names that directory and the setting
         assert r.returncode != 0 and installed + ": No such file" in err, (installed, err)
         assert "set rules_files" in err, err
+
+
+def _listener_pid(port):
+    out = subprocess.run(["ss", "-Hltnp", "sport = :%d" % port], capture_output=True, text=True).stdout
+    pids = {int(p) for p in re.findall(r"pid=(\d+)", out)}
+    return min(pids) if pids else None      # the master made the socket first
+
+
+def test_daemonized_with_log_stderr_says_where_the_log_goes(tmp_path):
+    """session 21 (rv-docs): `mailwarden -c FILE` (no -f) with the default
+    log = stderr detached with its stderr on /dev/null and its log switched
+    to syslog, saying nothing: an admin looked for the log on the terminal
+    (and without a syslog daemon every line was lost unsaid).  Before it
+    detaches it now says where the log goes."""
+    port = free_port()
+    args = ["--listen", "127.0.0.1:%d" % port, "--upstream", "127.0.0.1:1",
+            "-o", "audit_log=%s" % (tmp_path / "audit.log"), "-o", "quarantine_dir=%s" % (tmp_path / "q"),
+            "-o", "stats_file=%s" % (tmp_path / "stats"), "-o", "dns_forwarder=127.0.0.1@%d" % free_port(),
+            "-o", "shutdown_timeout=1s"]
+    r = run_mw(args)
+    pid = None
+    try:
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: _listener_pid(port) is not None, 10.0)
+        pid = _listener_pid(port)
+        err = r.stderr.decode()
+        assert "log = stderr, and the daemon detaches (no -f): logging to syslog (facility mail)" in err, err
+        if not os.path.exists("/dev/log"):
+            assert "no syslog daemon listens on /dev/log" in err, err
+    finally:
+        pid = pid or _listener_pid(port)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            assert wait_until(lambda: not os.path.exists("/proc/%d" % pid), 15.0)
