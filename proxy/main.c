@@ -232,6 +232,8 @@ static void log_config_warnings(const struct config *cfg)
 		slog(NULL, LOG_WARNING, "%s", msg);
 	if (config_milter_release(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
+	if (config_milter_port25(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
 	if (config_scans_nothing(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
 }
@@ -371,6 +373,8 @@ int main(int argc, char **argv)
 		if (config_wide_internal(cfg, err, sizeof err))
 			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		if (config_milter_release(cfg, err, sizeof err))
+			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		if (config_milter_port25(cfg, err, sizeof err))
 			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		if (config_scans_nothing(cfg, err, sizeof err))
 			fprintf(stderr, "%s: notice: %s\n", c.config ? c.config : "mailwarden", err);

@@ -232,3 +232,24 @@ def test_daemonized_with_log_stderr_says_where_the_log_goes(tmp_path):
         if pid:
             os.kill(pid, signal.SIGTERM)
             assert wait_until(lambda: not os.path.exists("/proc/%d" % pid), 15.0)
+
+
+def test_check_warns_of_a_milter_beside_a_listener_on_port_25():
+    """session 21 (rv-docs): a milter site following "Milter front end"
+    sets milter_listen in the installed config, the sample, which keeps
+    [listener mx] listen = *:25: Postfix's port.  -t said OK; whichever of
+    the two started second could not bind port 25.  -t warns now (only
+    checks: nothing binds here)."""
+    sample = os.path.join(SRC, "etc", "mailwarden.conf")
+    base = ["-t", "-c", sample, "-o", "dns_forwarder=127.0.0.1@9"]
+    r = run_mw(base + ["-o", "milter_listen=inet:%d@127.0.0.1" % free_port()])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "milter_listen is set and [listener mx] listens on *:25" in err, err
+    assert "removes the listener" in err
+    # the proxy alone on 25, or the milter beside a listener elsewhere: no warning
+    r = run_mw(base)
+    assert r.returncode == 0 and "listens on *:25" not in r.stderr.decode(), r.stderr
+    r = run_mw(base + ["-o", "milter_listen=inet:%d@127.0.0.1" % free_port(),
+                       "-o", "listener.mx.listen=127.0.0.1:%d" % free_port()])
+    assert r.returncode == 0 and "port 25" not in r.stderr.decode(), r.stderr
