@@ -112,7 +112,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(UNIT_LIB) $(BUILD)/libmw.a
 # call from another object of libmw goes through its __wrap_ function
 $(BUILD)/tests/test_textfiles: LDFLAGS += -Wl,--wrap=uu_decode -Wl,--wrap=yenc_data -Wl,--wrap=hqx_read
 
-deps:
+deps:          # everything make check needs (scripts/install-deps --list)
 	@sh scripts/install-deps
 
 unit: $(UNIT_BIN) $(PLUGIN)
@@ -127,7 +127,10 @@ check: deps
 	@rc=0; $(MAKE) unit || rc=1; $(MAKE) functional || rc=1; \
 	  if [ $$rc = 0 ]; then echo "make check: all passed"; else echo "make check: FAILED"; fi; exit $$rc
 
-demo: deps
+# the demo group only: the build and the demo's tools, none of the test
+# peers (Postfix, clamd, Redis, unbound... services of their own)
+demo:
+	@sh scripts/install-deps demo
 	$(MAKE) all
 	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) sh scripts/demo
 

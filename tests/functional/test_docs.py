@@ -159,3 +159,24 @@ def test_main_cf_snippets_have_no_end_of_line_comments():
             if m and "#" in m.group(2):
                 bad.append(line)
     assert not bad, bad
+
+
+def test_demo_installs_no_test_peer_service():
+    """session 21 (rv-docs): make demo ran scripts/install-deps with the
+    whole list of make check: Postfix, HAProxy, Redis, clamd and freshclam,
+    spamd, unbound on :53, nftables, npm, services of their own on an
+    admin's machine.  make demo now installs the demo group: the build
+    and the demo's tools."""
+    import subprocess
+    mk = subprocess.run(["make", "-n", "-C", ROOT, "demo"], capture_output=True, text=True).stdout
+    calls = [l.split() for l in mk.splitlines() if "install-deps" in l]
+    assert calls and all(c[-1] == "demo" for c in calls), calls
+    demo = subprocess.run(["sh", os.path.join(ROOT, "scripts", "install-deps"), "--list", "demo"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    full = subprocess.run(["sh", os.path.join(ROOT, "scripts", "install-deps"), "--list"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    services = {"postfix", "haproxy", "redis-server", "clamav-daemon", "clamav-freshclam", "spamd",
+                "unbound", "nftables", "npm"}
+    assert not services & set(demo), sorted(services & set(demo))
+    assert {"swaks", "python3-aiosmtpd", "build-essential", "libclamav-dev"} <= set(demo), demo
+    assert set(demo) < set(full) and {"postfix", "npm", "clamav-daemon"} <= set(full)
