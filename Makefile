@@ -160,6 +160,13 @@ install: all
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
 	install -d $(DESTDIR)$(DATADIR)/rules
 	install -m 0644 rules/cf/*.cf $(DESTDIR)$(DATADIR)/rules/
+	# the user and the directories the unit needs, made by systemd at boot,
+	# and now when installing to this machine (no DESTDIR) as root
+	install -D -m 0644 etc/mailwarden.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/mailwarden.conf
+	install -D -m 0644 etc/mailwarden.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/mailwarden.conf
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+	  systemd-sysusers $(PREFIX)/lib/sysusers.d/mailwarden.conf && \
+	  systemd-tmpfiles --create $(PREFIX)/lib/tmpfiles.d/mailwarden.conf; fi
 
 # libFuzzer targets (clang; README "Fuzzing").  The core is compiled a second
 # time with coverage instrumentation and ASan/UBSan into build/fuzz/obj; each

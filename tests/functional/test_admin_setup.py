@@ -5,6 +5,7 @@ port-25 recipe with a real Postfix."""
 
 import os
 import re
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -253,3 +254,39 @@ def test_check_warns_of_a_milter_beside_a_listener_on_port_25():
     r = run_mw(base + ["-o", "milter_listen=inet:%d@127.0.0.1" % free_port(),
                        "-o", "listener.mx.listen=127.0.0.1:%d" % free_port()])
     assert r.returncode == 0 and "port 25" not in r.stderr.decode(), r.stderr
+
+
+@pytest.mark.skipif(os.path.realpath(BUILD) != os.path.realpath(os.path.join(SRC, "build")),
+                    reason="installs from the plain build of this tree")
+@pytest.mark.skipif(not (shutil.which("systemd-sysusers") and shutil.which("systemd-tmpfiles")),
+                    reason="needs systemd-sysusers and systemd-tmpfiles")
+def test_make_install_provides_the_user_and_directories_the_unit_needs(tmp_path):
+    """session 21 (rv-docs): nothing made the mailwarden user, nor
+    /var/lib/mailwarden and /var/log/mailwarden, which the unit's
+    ReadWritePaths= needs to start.  make install ships sysusers.d and
+    tmpfiles.d files; systemd makes them (here in the install root)."""
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-s", "-C", SRC, "install", "DESTDIR=%s" % dest] + build_datadir_arg(),
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    sysusers = [os.path.join(d, n) for d, _, files in os.walk(dest) for n in files
+                if d.endswith("/sysusers.d") and n == "mailwarden.conf"]
+    tmpfiles = [os.path.join(d, n) for d, _, files in os.walk(dest) for n in files
+                if d.endswith("/tmpfiles.d") and n == "mailwarden.conf"]
+    assert len(sysusers) == 1 and len(tmpfiles) == 1, (sysusers, tmpfiles)
+    os.makedirs(dest / "etc", exist_ok=True)
+    r = subprocess.run(["systemd-sysusers", "--root=%s" % dest, sysusers[0]], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    users = {l.split(":")[0]: l.split(":") for l in (dest / "etc" / "passwd").read_text().splitlines()}
+    assert "mailwarden" in users, users
+    uid = int(users["mailwarden"][2])
+    r = subprocess.run(["systemd-tmpfiles", "--root=%s" % dest, "--create", tmpfiles[0]],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    unit = [os.path.join(d, n) for d, _, files in os.walk(dest) for n in files if n == "mailwarden.service"]
+    with open(unit[0]) as f:
+        rw = [l.split("=", 1)[1].split() for l in f if l.startswith("ReadWritePaths=")][0]
+    assert rw, unit
+    for p in rw:
+        st = os.stat(str(dest) + p)
+        assert st.st_uid == uid and (st.st_mode & 0o777) == 0o750, (p, st)
