@@ -51,7 +51,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PLUGIN   := $(BUILD)/tests/example_plugin.so
 
-.PHONY: all deps check unit functional demo install clean bench fuzz fuzz-build
+.PHONY: FORCE all deps check unit functional demo install clean bench fuzz fuzz-build
 
 all: $(BUILD)/mailwarden $(PLUGIN)
 ifneq ($(SANITIZE),1)
@@ -70,6 +70,19 @@ $(BUILD)/libmw.a: $(CORE_OBJ)
 $(BUILD)/%.o: %.c $(wildcard include/mailwarden/*.h proxy/*.h filters/*.h rules/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# where make install puts the shipped rules, and so where the rules filter
+# reads them when rules_files names none (it read /usr/share/mailwarden/rules
+# whatever the PREFIX, and `make install` put them in /usr/local/share/...).
+# The stamp holds the path and changes only with it, so a new PREFIX
+# recompiles rules.o and nothing else.
+DATADIR ?= $(PREFIX)/share/mailwarden
+$(BUILD)/datadir.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' > $@
+$(BUILD)/filters/rules.o: $(BUILD)/datadir.stamp
+$(BUILD)/filters/rules.o: CFLAGS += -DMW_RULES_DIR='"$(DATADIR)/rules"'
+FORCE:
 
 $(PLUGIN): tests/plugins/example_plugin.c include/mailwarden/filter.h
 	@mkdir -p $(dir $@)
@@ -99,7 +112,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(UNIT_LIB) $(BUILD)/libmw.a
 # call from another object of libmw goes through its __wrap_ function
 $(BUILD)/tests/test_textfiles: LDFLAGS += -Wl,--wrap=uu_decode -Wl,--wrap=yenc_data -Wl,--wrap=hqx_read
 
-deps:
+deps:          # everything make check needs (scripts/install-deps --list)
 	@sh scripts/install-deps
 
 unit: $(UNIT_BIN) $(PLUGIN)
@@ -114,7 +127,10 @@ check: deps
 	@rc=0; $(MAKE) unit || rc=1; $(MAKE) functional || rc=1; \
 	  if [ $$rc = 0 ]; then echo "make check: all passed"; else echo "make check: FAILED"; fi; exit $$rc
 
-demo: deps
+# the demo group only: the build and the demo's tools, none of the test
+# peers (Postfix, clamd, Redis, unbound... services of their own)
+demo:
+	@sh scripts/install-deps demo
 	$(MAKE) all
 	MW_BIN=$(abspath $(BUILD)/mailwarden) MW_PLUGIN=$(abspath $(PLUGIN)) sh scripts/demo
 
@@ -142,8 +158,15 @@ install: all
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/mailwarden.service
 	install -D -m 0644 etc/mailwarden.logrotate $(DESTDIR)/etc/logrotate.d/mailwarden
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/mailwarden/plugins/example.so
-	install -d $(DESTDIR)$(PREFIX)/share/mailwarden/rules
-	install -m 0644 rules/cf/*.cf $(DESTDIR)$(PREFIX)/share/mailwarden/rules/
+	install -d $(DESTDIR)$(DATADIR)/rules
+	install -m 0644 rules/cf/*.cf $(DESTDIR)$(DATADIR)/rules/
+	# the user and the directories the unit needs, made by systemd at boot,
+	# and now when installing to this machine (no DESTDIR) as root
+	install -D -m 0644 etc/mailwarden.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/mailwarden.conf
+	install -D -m 0644 etc/mailwarden.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/mailwarden.conf
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+	  systemd-sysusers $(PREFIX)/lib/sysusers.d/mailwarden.conf && \
+	  systemd-tmpfiles --create $(PREFIX)/lib/tmpfiles.d/mailwarden.conf; fi
 
 # libFuzzer targets (clang; README "Fuzzing").  The core is compiled a second
 # time with coverage instrumentation and ASan/UBSan into build/fuzz/obj; each

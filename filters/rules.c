@@ -25,7 +25,13 @@
 #include "proxy/log.h"
 #include "rules/rules.h"
 
-#define RULES_SHIPPED_DIR "/usr/share/mailwarden/rules"   /* when rules_files names none */
+/* the shipped rules, read when rules_files names none: where make install
+ * put them ($(DATADIR)/rules, the Makefile passes it); a fixed
+ * /usr/share/mailwarden/rules missed the default PREFIX=/usr/local */
+#ifndef MW_RULES_DIR
+#define MW_RULES_DIR "/usr/local/share/mailwarden/rules"
+#endif
+#define RULES_SHIPPED_DIR MW_RULES_DIR
 #define MAX_BODY_LINE   2048     /* SpamAssassin's MAX_BODY_LINE_LENGTH */
 
 struct rules_inst {
@@ -74,7 +80,9 @@ static int rules_setup(void **instance, const struct scan_env *env, char *err, s
 	                            : (config_runs_filter(cfg, "bayes") ? 2 : 0) + (in->dns ? 1 : 0));
 	char e[600];
 	if (cfg->nrules_files == 0 && add_path(in->rs, RULES_SHIPPED_DIR, e, sizeof e) < 0) {
-		snprintf(err, errlen, "rules: %.500s", e);
+		/* the admin set no path: say which setting names one */
+		snprintf(err, errlen, "rules: %.400s (the shipped rules, read when rules_files "
+		         "names none: set rules_files)", e);
 		goto fail;
 	}
 	for (unsigned i = 0; i < cfg->nrules_files; i++)

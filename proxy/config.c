@@ -2453,6 +2453,23 @@ int config_milter_release(const struct config *c, char *msg, size_t msglen)
 	return 1;
 }
 
+int config_milter_port25(const struct config *c, char *msg, size_t msglen)
+{
+	if (c->milter_listen[0] == '\0')
+		return 0;
+	for (unsigned i = 0; i < c->nlisteners; i++) {
+		const char *colon = strrchr(c->listeners[i].listen, ':');
+		if (colon == NULL || strcmp(colon + 1, "25") != 0)
+			continue;
+		snprintf(msg, msglen, "milter_listen is set and [listener %s] listens on %s: port 25 is "
+		         "the MTA's on a milter site, and whichever starts second cannot bind it; a "
+		         "milter-only site removes the listener (the sample's [listener mx]; README "
+		         "\"Milter front end\")", c->listeners[i].name, c->listeners[i].listen);
+		return 1;
+	}
+	return 0;
+}
+
 int config_scans_nothing(const struct config *c, char *msg, size_t msglen)
 {
 	if (c->filters[0] != '\0' || c->nplugins > 0)

@@ -373,6 +373,11 @@ int config_wide_internal(const struct config *c, char *msg, size_t msglen);
  * that runs the milter, which scans it again.  1 with the warning in
  * msg, else 0. */
 int config_milter_release(const struct config *c, char *msg, size_t msglen);
+/* config_milter_port25 - a milter (milter_listen) beside a listener on
+ * port 25: a milter site's MTA keeps port 25, and the sample's [listener
+ * mx] (*:25), left in the installed config, takes it first or fails to
+ * start.  1 with the warning in msg (the first such listener), else 0. */
+int config_milter_port25(const struct config *c, char *msg, size_t msglen);
 /* config_scans_nothing - no filter and no plugin: every message passes
  * unscanned.  1 with the notice in msg, else 0. */
 int config_scans_nothing(const struct config *c, char *msg, size_t msglen);

@@ -140,6 +140,25 @@ static void daemonize(void)
 	}
 }
 
+/* say_log_destination - before detaching: with log = stderr the daemon's
+ * stderr becomes /dev/null, so its log goes to syslog instead; say so on the
+ * stderr the admin still sees (until session 21 nothing did, and an admin
+ * without a syslog daemon lost every line after the start).  Where no
+ * syslog daemon listens (/dev/log), the lines are lost: say that too. */
+static void say_log_destination(const struct config *cfg)
+{
+	const char *fac = cfg->syslog_facility[0] ? cfg->syslog_facility : "mail";
+	struct stat st;
+	int have_syslog = stat("/dev/log", &st) == 0 && S_ISSOCK(st.st_mode);
+
+	if (cfg->log == LOG_TO_STDERR)
+		fprintf(stderr, "mailwarden: log = stderr, and the daemon detaches (no -f): "
+		        "logging to syslog (facility %s) instead; -f keeps the log on stderr\n", fac);
+	if (!have_syslog)
+		fprintf(stderr, "mailwarden: warning: no syslog daemon listens on /dev/log: "
+		        "the daemon's log lines are lost; run it with -f (log = stderr), or start one\n");
+}
+
 /* check_prefix - -t: the config's name, which starts each warning the
  * checks below print; NULL when starting, where the proxy logs them */
 static const char *check_prefix;
@@ -212,6 +231,8 @@ static void log_config_warnings(const struct config *cfg)
 	if (config_wide_internal(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
 	if (config_milter_release(cfg, msg, sizeof msg))
+		slog(NULL, LOG_WARNING, "%s", msg);
+	if (config_milter_port25(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
 	if (config_scans_nothing(cfg, msg, sizeof msg))
 		slog(NULL, LOG_WARNING, "%s", msg);
@@ -353,6 +374,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		if (config_milter_release(cfg, err, sizeof err))
 			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
+		if (config_milter_port25(cfg, err, sizeof err))
+			fprintf(stderr, "%s: warning: %s\n", c.config ? c.config : "mailwarden", err);
 		if (config_scans_nothing(cfg, err, sizeof err))
 			fprintf(stderr, "%s: notice: %s\n", c.config ? c.config : "mailwarden", err);
 		deadline_check_config(cfg, stderr, c.config ? c.config : "mailwarden");
@@ -390,7 +413,10 @@ int main(int argc, char **argv)
 	log_config_warnings(cfg);
 	log_deadline_warnings(cfg);
 	raise_open_files(cfg);
-	if (!c.foreground) daemonize();
+	if (!c.foreground) {
+		say_log_destination(cfg);
+		daemonize();
+	}
 	set_proc_title(argc, argv, "master");
 	/* what a library or a plugin creates without asking (a temporary file
 	 * of a message, a socket) is not for other local users; the files

@@ -97,3 +97,86 @@ def test_readme_defaults_are_the_code_defaults():
     assert len(rows) > 15, rows
     wrong = [(n, v, code.get(n)) for n, v in rows if n not in code or norm(v) != norm(code[n])]
     assert not wrong, "README default differs from the code's (setting, README, code): %r" % wrong
+
+
+def man_block(page, marker):
+    """the lines of the first .nf/.fi block after marker in doc/PAGE,
+    with the roff escapes undone (as man shows them)"""
+    text = read("doc/" + page).split(marker, 1)[1]
+    block = text.split(".nf\n", 1)[1].split("\n.fi", 1)[0]
+    return [l.replace("\\-", "-").replace("\\e", "\\").replace("\\&", "") for l in block.splitlines()]
+
+
+def readme_block(marker):
+    """the lines of the first fenced block after marker in README.md"""
+    return read("README.md").split(marker, 1)[1].split("```", 2)[1].strip("\n").splitlines()
+
+
+PORT25 = "**As the listener on port 25**"
+
+
+def test_man_page_postfix_example_is_the_readme_recipe():
+    """session 21 (rv-docs): mailwarden(8) EXAMPLES moved Postfix's smtp
+    service to a loopback port and said nothing more: no -o mynetworks=,
+    so Postfix, seeing every client as 127.0.0.1, relayed for everyone
+    (test_admin_setup.py shows it with a real Postfix); nor the limits and
+    header rewriting lines of the README's recipe"""
+    man = [" ".join(l.split()) for l in man_block("mailwarden.8", "Put it in front of Postfix")]
+    readme = [" ".join(l.split()) for l in readme_block(PORT25)]
+    assert "-o mynetworks=" in man, man
+    assert man == readme, (man, readme)
+
+
+def _upstream(lines):
+    return [l.split("=", 1)[1].strip() for l in lines if re.match(r"^upstream\s*=", l)]
+
+
+def test_one_upstream_port_for_postfix_everywhere():
+    """the sample, the README and both man pages sent mailwarden to Postfix
+    on 127.0.0.1:10025, 127.0.0.1:2525 and 10025: one port, the README's"""
+    readme = _upstream(readme_block(PORT25))
+    assert readme == ["127.0.0.1:2525"], readme
+    sample = read("etc/mailwarden.conf").split("[listener mx]", 1)[1]
+    assert _upstream(sample.splitlines())[:1] == readme
+    assert _upstream(man_block("mailwarden.8", "Put it in front of Postfix")) == readme
+    assert _upstream(man_block("mailwarden.conf.5", ".SH EXAMPLE"))[:1] == readme
+
+
+def test_main_cf_snippets_have_no_end_of_line_comments():
+    """session 21 (rv-docs): main.cf has no end-of-line comments; the
+    README's milter lines "non_smtpd_milters = inet:127.0.0.1:10031  # local
+    submission too" were a list of milters "#", "local", ... for Postfix,
+    and local submission failed.  Every fenced README line of the form
+    "name = value" with a Postfix parameter name (lowercase, no section)
+    carries no "#" after the value."""
+    readme = read("README.md")
+    bad = []
+    for block in readme.split("```")[1::2]:
+        if "main.cf" not in block and "milter" not in block:
+            continue
+        for line in block.splitlines():
+            m = re.match(r"^([a-z_]+_milters|milter_[a-z_]+|smtpd_[a-z_]+|[a-z_]+_maps)\s*=\s*(.*)$", line)
+            if m and "#" in m.group(2):
+                bad.append(line)
+    assert not bad, bad
+
+
+def test_demo_installs_no_test_peer_service():
+    """session 21 (rv-docs): make demo ran scripts/install-deps with the
+    whole list of make check: Postfix, HAProxy, Redis, clamd and freshclam,
+    spamd, unbound on :53, nftables, npm, services of their own on an
+    admin's machine.  make demo now installs the demo group: the build
+    and the demo's tools."""
+    import subprocess
+    mk = subprocess.run(["make", "-n", "-C", ROOT, "demo"], capture_output=True, text=True).stdout
+    calls = [l.split() for l in mk.splitlines() if "install-deps" in l]
+    assert calls and all(c[-1] == "demo" for c in calls), calls
+    demo = subprocess.run(["sh", os.path.join(ROOT, "scripts", "install-deps"), "--list", "demo"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    full = subprocess.run(["sh", os.path.join(ROOT, "scripts", "install-deps"), "--list"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    services = {"postfix", "haproxy", "redis-server", "clamav-daemon", "clamav-freshclam", "spamd",
+                "unbound", "nftables", "npm"}
+    assert not services & set(demo), sorted(services & set(demo))
+    assert {"swaks", "python3-aiosmtpd", "build-essential", "libclamav-dev"} <= set(demo), demo
+    assert set(demo) < set(full) and {"postfix", "npm", "clamav-daemon"} <= set(full)

@@ -5,6 +5,7 @@ The client talks SMTP to Postfix; what Postfix refuses, and what reaches
 the sink, is what a site running mailwarden as a milter would see."""
 import os
 import smtplib
+import subprocess
 
 import pytest
 
@@ -390,3 +391,51 @@ def test_queue_id_of_a_transaction_ended_by_rset(site):
     rec = records()[-1]
     assert rec["fault"] == "no message", rec
     assert qids and rec["queue_id"] == qids[0], (rec, qids)
+
+
+def readme_milter_main_cf(port):
+    """the README's milter main.cf lines ("Milter front end"), read as
+    postconf reads main.cf: a line starting with # is a comment, and a #
+    anywhere else is part of the value"""
+    readme = os.path.join(os.path.dirname(postfixlib.__file__), "..", "..", "README.md")
+    with open(readme) as f:
+        text = f.read()
+    block = text.split("For sites that keep their MTA facing the world", 1)[1].split("```", 2)[1]
+    main = {}
+    for line in block.strip().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        k, v = line.split("=", 1)
+        main[k.strip()] = v.strip().replace("10031", str(port))
+    return main
+
+
+def test_readme_milter_main_cf_lines_work_as_written(mw_factory, make_upstream, tmp_path):
+    """session 21 (rv-docs): the README's lines carried end-of-line comments
+    ("non_smtpd_milters = inet:127.0.0.1:10031   # local submission too"),
+    which main.cf does not have: Postfix took "#", "local", ... as more
+    milters, and local submission (sendmail, pickup, cleanup) failed"""
+    sink = make_upstream()
+    mport = free_port()
+    mw_factory(sink, opts=[("milter_listen", "inet:%d@127.0.0.1" % mport),
+                           ("plugin", "%s word=viagra score=6" % PLUGIN)])
+    main = readme_milter_main_cf(mport)
+    assert set(main) >= {"smtpd_milters", "non_smtpd_milters"}, main
+    pf = postfixlib.Postfix(tmp_path / "pf", relayhost=sink.addr, main=main).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as c:      # smtpd_milters
+            c.ehlo("client.example.org")
+            assert not c.sendmail("s@example.org", ["r@example.net"], make_msg(subject="viagra one"))
+        assert wait_until(lambda: len(sink.messages) >= 1, 20.0), pf.log()[-3000:]
+        assert b"X-Spam-Flag: YES" in sink.messages[0].content
+        # local submission: non_smtpd_milters
+        r = subprocess.run(["/usr/sbin/sendmail", "-C", pf.conf, "-f", "s@example.org", "r@example.net"],
+                           input=make_msg(subject="viagra two"), capture_output=True, timeout=30,
+                           env=dict(os.environ, MAIL_CONFIG=pf.conf))
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: len(sink.messages) >= 2, 20.0), \
+            "local submission never delivered:\n" + pf.log()[-3000:]
+        assert b"X-Spam-Flag: YES" in sink.messages[1].content
+        assert "fatal" not in pf.log() and "warning" not in pf.log(), pf.log()[-3000:]
+    finally:
+        pf.stop()
