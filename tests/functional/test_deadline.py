@@ -363,7 +363,7 @@ def test_envelope_check_stalled_redis_at_rcpt(mw_factory, upstream, fake_peer):
     the MTA still waits, instead of the milter giving up on the scanner and
     letting the recipient through unchecked.  The audit record of the
     refused recipient names the deadline."""
-    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    redis = fake_peer(redis_handler(lambda p, c, ev: p.hold(c)))
     m, verdict, data, took = milter_rcpt(mw_factory, upstream, [
         ("dns_client_name", "no"), ("filters", "greylist"), ("store", "redis"),
         ("store_redis", redis.addr), ("store_timeout", "10s"), ("store_failure", "closed"),
@@ -379,7 +379,7 @@ def test_envelope_check_stalled_redis_at_rcpt(mw_factory, upstream, fake_peer):
     assert symbol_names(rec) == ["GREYLIST_STORE_FAIL"], rec
     assert "envelope check skipped" not in m.stderr_text(), m.stderr_tail(30)
     # the store's own line says how long it really waited, not store_timeout
-    assert re.search(r"GET: no complete reply within 1[23]\d\d ms, what was left of the "
+    assert re.search(r"(GET|EVAL): no complete reply within 1[23]\d\d ms, what was left of the "
                      r"scan's deadline; connection dropped", m.stderr_text()), m.stderr_tail(30)
 
 
@@ -445,7 +445,7 @@ def test_envelope_check_cut_then_passed_is_in_the_message_record(mw_factory, ups
     rcpt_checks_cut, with what the recipient got, the end of message's in
     timed_out.  The check at RCPT's result used to be dropped once the
     recipient passed: the record said nothing of it."""
-    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    redis = fake_peer(redis_handler(lambda p, c, ev: p.hold(c)))
     port = free_port()
     m = mw_factory(upstream, opts=[
         ("milter_listen", "inet:%d@127.0.0.1" % port), ("milter_early_timeout", "1500ms"),
@@ -604,7 +604,7 @@ def test_proxy_greylisting_stalled_redis_at_end_of_data(mw_factory, upstream, fa
     that never answers (store_timeout 10 s) is cut at the deadline and
     store_failure = closed gives the client greylisting's 451, not the
     front end's 451 4.3.0 at scan_timeout."""
-    redis = fake_peer(redis_handler(lambda p, c: p.hold(c)))
+    redis = fake_peer(redis_handler(lambda p, c, ev: p.hold(c)))
     m = mw_factory(upstream, opts=[
         ("dns_client_name", "no"), ("filters", "greylist"), ("store", "redis"),
         ("store_redis", redis.addr), ("store_timeout", "10s"), ("store_failure", "closed"),
