@@ -535,6 +535,23 @@ static void show_field(const char *label, const char *value)
 	fputc('\n', stdout);
 }
 
+/* show_release_head - a release's line in show, up to its outcome: the
+ * label, when, by whom, via which upstream, to whom */
+static void show_release_head(const char *label, json_object *r)
+{
+	json_object *to = jarr(r, "rcpts");
+
+	printf("%-12s", label);
+	put_str(stdout, jstr(r, "time"));
+	fputs(" by ", stdout);
+	put_str(stdout, jstr(r, "by"));
+	fputs(" via ", stdout);
+	put_str(stdout, jstr(r, "upstream"));
+	fputs(" to", stdout);
+	for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
+		put_jaddr(stdout, to, k);
+}
+
 static void show_human(const struct quarantine_entry *e, const char *msg, size_t len)
 {
 	json_object *rec = e->rec, *env = jget(rec, "envelope"), *res = jget(rec, "result"), *a;
@@ -618,17 +635,9 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	}
 	a = jarr(rec, "released");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
-		json_object *r = json_object_array_get_idx(a, i), *to = jarr(r, "rcpts");
+		json_object *r = json_object_array_get_idx(a, i);
 
-		printf("%-12s", i == 0 ? "Released:" : "");
-		put_str(stdout, jstr(r, "time"));
-		fputs(" by ", stdout);
-		put_str(stdout, jstr(r, "by"));
-		fputs(" via ", stdout);
-		put_str(stdout, jstr(r, "upstream"));
-		fputs(" to", stdout);
-		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
-			put_jaddr(stdout, to, k);
+		show_release_head(i == 0 ? "Released:" : "", r);
 		fputs(": ", stdout);
 		put_str(stdout, jstr(r, "reply"));
 		fputc('\n', stdout);
@@ -637,17 +646,9 @@ static void show_human(const struct quarantine_entry *e, const char *msg, size_t
 	 * it, and a release leaves these recipients out unless --again */
 	a = jarr(rec, "release_unfinished");
 	for (size_t i = 0; a != NULL && i < json_object_array_length(a); i++) {
-		json_object *r = json_object_array_get_idx(a, i), *to = jarr(r, "rcpts");
+		json_object *r = json_object_array_get_idx(a, i);
 
-		printf("%-12s", i == 0 ? "Unfinished:" : "");
-		put_str(stdout, jstr(r, "time"));
-		fputs(" by ", stdout);
-		put_str(stdout, jstr(r, "by"));
-		fputs(" via ", stdout);
-		put_str(stdout, jstr(r, "upstream"));
-		fputs(" to", stdout);
-		for (size_t k = 0; to != NULL && k < json_object_array_length(to); k++)
-			put_jaddr(stdout, to, k);
+		show_release_head(i == 0 ? "Unfinished:" : "", r);
 		fputs(strcmp(jstr(r, "outcome"), "unknown") == 0 ? ": outcome unknown, " : ": interrupted, "
 		    "outcome unknown", stdout);
 		put_str(stdout, jstr(r, "reply"));

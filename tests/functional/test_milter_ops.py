@@ -811,6 +811,21 @@ def test_local_submission_without_an_address_is_local(milter_mw):
     assert milter_pid(m) is not None
 
 
+def localhost_without_address(m, port, cases):
+    """Each (queue id, "_" macro) of cases as a client named localhost with
+    no address (family SMFIA_UNKNOWN), a message each: their audit
+    records"""
+    for qid, mac in cases:
+        with RawMilter(port) as c:
+            c.negotiate()
+            c.macros(b"C", [(b"j", b"mx.example.org"), (b"_", mac)])
+            c.step(b"C", b"localhost\0U")
+            c.step(b"H", b"localhost\0")
+            verdict, data, _ = c.message(make_msg(subject="local?"), qid=qid)
+        assert verdict == b"c", (qid, verdict, data)
+    return wait_records(m, len(cases))
+
+
 def test_xclient_localhost_without_an_address_is_not_local(milter_mw):
     """A trusted XCLIENT NAME=localhost ADDR=[UNAVAILABLE] to a Postfix
     smtpd on a UNIX socket reaches the milter as Postfix's own local
@@ -826,15 +841,7 @@ def test_xclient_localhost_without_an_address_is_not_local(milter_mw):
     m, port = milter_mw(opts=[("filters", "spf greylist ratelimit")])
     cases = ((b"xclient", b"localhost [unknown]"), (b"postfix", b"localhost [127.0.0.1]"),
              (b"sendmail", b"root@localhost"))
-    for qid, mac in cases:
-        with RawMilter(port) as c:
-            c.negotiate()
-            c.macros(b"C", [(b"j", b"mx.example.org"), (b"_", mac)])
-            c.step(b"C", b"localhost\0U")
-            c.step(b"H", b"localhost\0")
-            verdict, data, _ = c.message(make_msg(subject="local?"), qid=qid)
-        assert verdict == b"c", (qid, verdict, data)
-    recs = wait_records(m, 3)
+    recs = localhost_without_address(m, port, cases)
     assert [(r["queue_id"], r["direction"], r["client_ip"]) for r in recs] == [
         ("xclient", "inbound", ""), ("postfix", "outbound", "127.0.0.1"),
         ("sendmail", "outbound", "127.0.0.1")], recs
@@ -855,15 +862,7 @@ def test_xclient_localhost_forged_reverse_name_is_not_local(milter_mw):
              (b"forgedunknown", b"unknown [unknown] (may be forged)"),
              (b"spoofed", b"x[127.0.0.1] [unknown]"),
              (b"loop6", b"localhost [::1]"))
-    for qid, mac in cases:
-        with RawMilter(port) as c:
-            c.negotiate()
-            c.macros(b"C", [(b"j", b"mx.example.org"), (b"_", mac)])
-            c.step(b"C", b"localhost\0U")
-            c.step(b"H", b"localhost\0")
-            verdict, data, _ = c.message(make_msg(subject="local?"), qid=qid)
-        assert verdict == b"c", (qid, verdict, data)
-    recs = wait_records(m, 4)
+    recs = localhost_without_address(m, port, cases)
     assert [(r["queue_id"], r["direction"], r["client_ip"]) for r in recs] == [
         ("forged", "inbound", ""), ("forgedunknown", "inbound", ""), ("spoofed", "inbound", ""),
         ("loop6", "outbound", "127.0.0.1")], recs

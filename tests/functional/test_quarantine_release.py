@@ -34,6 +34,7 @@ import pytest
 
 from mwlib import MW_BIN, RawUpstream, read_audit, wait_until
 from quarantinelib import q, q_list, quarantine_opts, spam_msg
+from test_bdat import bdat_send
 from test_disk_full import small_fs  # noqa: F401  (the tmpfs fixture)
 
 BINARY_TAIL = b"\r\n\x00\x01\xff\nraw\rbytes\r\n"
@@ -41,18 +42,6 @@ BINARY_TAIL = b"\r\n\x00\x01\xff\nraw\rbytes\r\n"
 
 def audit_releases(m):
     return [r for r in read_audit(m.audit_path) if r.get("event") == "quarantine_release"]
-
-
-def bdat_send(c, content, chunks=2):
-    """content in `chunks` BDAT commands, the last with LAST; the replies"""
-    size = max(1, len(content) // chunks)
-    pieces = [content[i:i + size] for i in range(0, len(content), size)]
-    wire = b""
-    for i, p in enumerate(pieces):
-        last = " LAST" if i == len(pieces) - 1 else ""
-        wire += ("BDAT %d%s\r\n" % (len(p), last)).encode() + p
-    c.send(wire)
-    return [c.reply() for _ in pieces]
 
 
 def quarantine_binary(mw_factory, raw_upstream):
@@ -64,7 +53,7 @@ def quarantine_binary(mw_factory, raw_upstream):
     assert "BINARYMIME" in c.ehlo().text.upper()
     assert c.cmd("MAIL FROM:<a@example.org> BODY=BINARYMIME").code == 250
     assert c.cmd("RCPT TO:<b@example.net>").code == 250
-    r = bdat_send(c, spam_msg().rstrip(b"\r\n") + BINARY_TAIL)[-1]
+    r = bdat_send(c, spam_msg().rstrip(b"\r\n") + BINARY_TAIL, chunks=2)[-1]
     c.quit()
     assert r.code == 250 and b"Held" in r.raw, r
     assert up.messages == []
