@@ -989,6 +989,40 @@ static void unfinished_drop(struct release *r)
 	r->pending = NULL;
 }
 
+/* release_item - a release's entry for the record: when, by whom, via
+ * which upstream, (with_from: the envelope sender,) the recipients the
+ * upstream accepted */
+static json_object *release_item(const struct release *r, int with_from)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	char ts[64];
+
+	utc_now(ts, sizeof(ts));
+	json_object_object_add(o, "time", json_object_new_string(ts));
+	json_object_object_add(o, "by", json_object_new_string(who()));
+	json_object_object_add(o, "upstream", json_object_new_string(r->upstream));
+	if (with_from)
+		json_object_object_add(o, "mail_from", json_object_new_string(r->from));
+	for (size_t i = 0; i < r->nrcpts; i++)
+		if (r->accepted[i])
+			json_object_array_add(a, json_object_new_string(r->rcpts[i]));
+	json_object_object_add(o, "rcpts", a);
+	return o;
+}
+
+/* record_list_add - o appended to the record's list name (made when
+ * absent: a record before session 21, or not a list) */
+static void record_list_add(struct quarantine_entry *e, const char *name, json_object *o)
+{
+	json_object *list = jarr(e->rec, name);
+
+	if (list == NULL) {
+		list = json_object_new_array();
+		json_object_object_add(e->rec, name, list);
+	}
+	json_object_array_add(list, o);
+}
+
 /* mark_pending - before the message goes (its recipients accepted): the
  * record says a release to them is under way ("release_unfinished", outcome
  * "pending"), saved, signals blocked.  An outcome the upstream never
@@ -998,24 +1032,10 @@ static void unfinished_drop(struct release *r)
  * the release must be recorded or not happen) */
 static int mark_pending(struct release *r)
 {
-	json_object *o = json_object_new_object(), *a = json_object_new_array(), *list;
-	char ts[64];
+	json_object *o = release_item(r, 0);
 
-	utc_now(ts, sizeof(ts));
-	json_object_object_add(o, "time", json_object_new_string(ts));
-	json_object_object_add(o, "by", json_object_new_string(who()));
-	json_object_object_add(o, "upstream", json_object_new_string(r->upstream));
-	for (size_t i = 0; i < r->nrcpts; i++)
-		if (r->accepted[i])
-			json_object_array_add(a, json_object_new_string(r->rcpts[i]));
-	json_object_object_add(o, "rcpts", a);
 	json_object_object_add(o, "outcome", json_object_new_string("pending"));
-	list = jarr(r->entry->rec, "release_unfinished");
-	if (list == NULL) {     /* absent (a record before session 21), or not a list */
-		list = json_object_new_array();
-		json_object_object_add(r->entry->rec, "release_unfinished", list);
-	}
-	json_object_array_add(list, o);
+	record_list_add(r->entry, "release_unfinished", o);
 	r->pending = o;
 	release_block(r);
 	if (quarantine_save_record(r->entry) < 0) {
@@ -1222,26 +1242,11 @@ static int audit_release(const struct quarantine_entry *e, const struct release 
 
 static void record_release(struct quarantine_entry *e, const struct release *r)
 {
-	json_object *o = json_object_new_object(), *a = json_object_new_array(), *list;
-	char ts[64];
+	json_object *o = release_item(r, 1);
 
-	utc_now(ts, sizeof(ts));
-	json_object_object_add(o, "time", json_object_new_string(ts));
-	json_object_object_add(o, "by", json_object_new_string(who()));
-	json_object_object_add(o, "upstream", json_object_new_string(r->upstream));
-	json_object_object_add(o, "mail_from", json_object_new_string(r->from));
-	for (size_t i = 0; i < r->nrcpts; i++)
-		if (r->accepted[i])
-			json_object_array_add(a, json_object_new_string(r->rcpts[i]));
-	json_object_object_add(o, "rcpts", a);
 	json_object_object_add(o, "reply", json_object_new_string(r->reply));
 	json_object_object_add(o, "queue_id", json_object_new_string(r->queue_id));
-	list = jarr(e->rec, "released");
-	if (list == NULL) {
-		list = json_object_new_array();
-		json_object_object_add(e->rec, "released", list);
-	}
-	json_object_array_add(list, o);
+	record_list_add(e, "released", o);
 }
 
 /* addr_cmp - qsort/bsearch order of addresses (const char **): case
