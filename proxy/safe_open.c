@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "proxy/safe_open.h"
@@ -258,12 +260,55 @@ fail:
 	return say(why, whylen, e, NULL);
 }
 
+/* on_proc - dirfd is a directory of /proc, whose links (/proc/self/fd/N)
+ * lead to an open file, not through a path: "pipe:[N]" is no path */
+static int on_proc(int dirfd)
+{
+	struct statfs sf;
+
+	return fstatfs(dirfd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC;
+}
+
+/* proc_link - a trusted link of /proc (dirfd) at o->leaf: opened as the
+ * kernel opens it.  What it leads to that is not a regular file (a pipe,
+ * a tty: what /dev/stdout is) is taken (*fd set, 1); a regular file's
+ * identity goes to *want, and 0: the caller walks the link's target, to
+ * open that file under the rule.  -1 (said) */
+static int proc_link(int dirfd, struct safe_output *o, int *fd, struct stat *want, char *why, size_t whylen)
+{
+	struct stat st;
+	int e;
+
+	*fd = openat(dirfd, o->leaf, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (*fd < 0)
+		return say(why, whylen, errno, errno == ENXIO ? "a FIFO nobody reads: not written" : NULL);
+	if (fstat(*fd, &st) < 0)
+		goto fail;
+	if (S_ISREG(st.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		*want = st;
+		return 0;
+	}
+	/* writes to a pipe or tty wait as usual */
+	if (fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		goto fail;
+	o->dev = st.st_dev;
+	o->ino = st.st_ino;
+	return 1;
+fail:
+	e = errno;
+	close(*fd);
+	*fd = -1;
+	return say(why, whylen, e, NULL);
+}
+
 int safe_open_output(const char *path, struct safe_output *o, char *why, size_t whylen)
 {
 	char target[PATH_MAX];
-	struct stat lst, st, want;
+	struct stat lst, want;
 	const char *p = path;
-	int at = AT_FDCWD, dirfd, links = 0, linked = 0, have_want = 0, fd, e;
+	int at = AT_FDCWD, dirfd, links = 0, linked = 0, have_want = 0, fd, r, e;
 
 	o->fd = -1;
 	o->dirfd = -1;
@@ -284,43 +329,20 @@ int safe_open_output(const char *path, struct safe_output *o, char *why, size_t 
 		if (follow_link(dirfd, o->leaf, &lst, &links, target, sizeof(target), why, whylen) < 0)
 			goto fail;
 		linked = 1;
-		/* /dev/stdout ends at /proc/self/fd/1, whose "target" (pipe:[N])
-		 * is no path: what a trusted link leads to that is not a regular
-		 * file is taken as the kernel opens it (a pipe, a tty: nothing of
-		 * root's to overwrite) */
-		fd = openat(dirfd, o->leaf, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd >= 0) {
-			if (fstat(fd, &st) < 0) {
-				e = errno;
-				close(fd);
-				errno = e;
-				goto fail_errno;
-			}
-			if (!S_ISREG(st.st_mode)) {
-				if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
-					e = errno;
-					close(fd);
-					errno = e;
-					goto fail_errno;
-				}
+		/* any other link's target is walked as the path was: the
+		 * kernel following it would go through links another user
+		 * planted on the way (root's /root/out -> ~user/out, that one
+		 * a link to a device) */
+		if (on_proc(dirfd)) {
+			if ((r = proc_link(dirfd, o, &fd, &want, why, whylen)) < 0)
+				goto fail;
+			if (r == 1) {
 				close(dirfd);
 				o->fd = fd;
-				o->dev = st.st_dev;
-				o->ino = st.st_ino;
 				return fd;
 			}
-			/* a regular file: reached again by the walk, every link
-			 * on the way checked, and it must be this one */
-			close(fd);
-			want = st;
 			have_want = 1;
-		} else if (errno == ENXIO) {
-			snprintf(why, whylen, "a FIFO nobody reads: not written");
-			goto fail;
-		} else if (errno != ENOENT)
-			goto fail_errno;
-		else
-			have_want = 0;
+		}
 		at = dirfd;
 		p = target;
 	}
@@ -336,8 +358,6 @@ int safe_open_output(const char *path, struct safe_output *o, char *why, size_t 
 	else
 		close(dirfd);
 	return o->fd;
-fail_errno:
-	snprintf(why, whylen, "%s", strerror(errno));
 fail:
 	e = errno;
 	close(dirfd);

@@ -433,5 +433,17 @@ def test_scan_output_fifo_planted_is_refused_without_blocking(tmp_path):
         except BlockingIOError:
             got = b""
         assert got == b"", got
+        # reached through a link of ours (trusted) that names it: the
+        # link's target is walked under the same rule, not opened as the
+        # kernel would (through whatever the user put on the way)
+        link = tmp_path / "mine.eml"
+        os.symlink(str(fifo), str(link))
+        r = scan(tmp_path, make_msg(subject="hello"), link)
+        assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+        try:
+            got = os.read(rfd, 4096)
+        except BlockingIOError:
+            got = b""
+        assert got == b"", got
     finally:
         os.close(rfd)
