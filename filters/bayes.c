@@ -26,6 +26,7 @@
  * (autolearn, "learn --no-train"), one process of all those sharing the
  * store at a time (chars_retrain).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -265,7 +266,7 @@ static int example_as(struct store_learning *l, struct chars_kept_example *ex, s
 	if (c == '\0' || !example)
 		return chars_learning(l, ex, NULL, 0, -1, 0);
 	msg = mw_message(ctx, &len);
-	return chars_learning(l, ex, msg, len, c == 's', example_ttl);
+	return chars_learning(l, ex, msg, len, c == 's' || c == 'S', example_ttl);
 }
 
 /* Another learner that changes the mark between our look and our
@@ -300,7 +301,7 @@ struct learn_how {
 	unsigned example_ttl;
 	int      lists;             /* BAYES_LISTS_* */
 	int      new_only;          /* a message with a mark (either class) left alone */
-	size_t   max_tokens;        /* tokens counted at most */
+	int      sample;            /* count BAYES_AUTOLEARN_MAX_TOKENS, marked 'S'/'H' */
 	unsigned volatile_ttl;      /* store_learning's volatile_ttl_s */
 };
 
@@ -322,7 +323,6 @@ int bayes_learn_tokens(struct store *st, struct mw_ctx *ctx, const struct bayes_
 {
 	const struct learn_how how = {
 		.seen_ttl = seen_ttl, .example = example, .example_ttl = example_ttl, .lists = lists,
-		.max_tokens = BAYES_MAX_TOKENS,
 	};
 
 	return learn_message(st, ctx, pre, cls, &how);
@@ -359,10 +359,65 @@ static void note_list(struct store *st, struct mw_ctx *ctx, const char *mark, co
 		     key, store_backend(st));
 }
 
+/* tokens_and_sample - the message's tokens into all (pre's, or made),
+ * BAYES_MAX_TOKENS at most, and the BAYES_AUTOLEARN_MAX_TOKENS of them
+ * autolearn counts into sample: both chosen by the store's key
+ * (bayes_sample.c), so that a forget or a relearn finds the sample
+ * autolearn counted.  0, or -1 (the key could not be had) */
+static int tokens_and_sample(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
+                             struct bayes_tokens *all, struct bayes_tokens *sample)
+{
+	struct bayes_sample_key k;
+
+	if (pre != NULL)
+		bayes_tokens_copy(all, pre);
+	else
+		bayes_tokenize(ctx, all);
+	if (all->n > BAYES_AUTOLEARN_MAX_TOKENS) {
+		if (bayes_sample_key(st, &k) < 0)
+			return -1;
+		bayes_tokens_cut(all, &k, BAYES_MAX_TOKENS);
+		bayes_tokens_copy(sample, all);
+		bayes_tokens_cut(sample, &k, BAYES_AUTOLEARN_MAX_TOKENS);
+	} else
+		bayes_tokens_copy(sample, all);
+	return 0;
+}
+
+/* learn_sides - which tokens l moves: its new class counted on all of
+ * them ('s', 'h': taught) or on the sample ('S', 'H': autolearned), its
+ * old class taken off what the old mark says was counted.  Until session
+ * 21 the mark said 's' or 'h' after autolearn too, and a forget or a
+ * relearn took off every token, those autolearn had not counted included
+ * (other messages' counts), while a teach found it "learned already"
+ * (review rv-today3). */
+static void learn_sides(struct store_learning *l, const struct bayes_tokens *all,
+                        const struct bayes_tokens *sample)
+{
+	const struct bayes_tokens *on = l->now == '\0' ? NULL : islower((unsigned char)l->now) ? all : sample;
+	const struct bayes_tokens *off = l->was == '\0' ? NULL : islower((unsigned char)l->was) ? all : sample;
+
+	l->off = NULL;
+	l->off_n = 0;
+	if (on == NULL && off == NULL) {
+		l->hashes = NULL;
+		l->n = 0;
+	} else if (on == NULL || off == NULL || on == off) {
+		/* one list: +1 for the new class, -1 for the old (store.h) */
+		l->hashes = (on ? on : off)->h;
+		l->n = (on ? on : off)->n;
+	} else {
+		l->hashes = on->h;
+		l->n = on->n;
+		l->off = off->h;
+		l->off_n = off->n;
+	}
+}
+
 static int learn_message(struct store *st, struct mw_ctx *ctx, const struct bayes_tokens *pre,
                          enum bayes_class cls, const struct learn_how *how)
 {
-	struct bayes_tokens t = { 0 };
+	struct bayes_tokens t = { 0 }, sample = { 0 };
 	struct store_learning l = { .count = { "bayes:nspam", "bayes:nham" }, .mark_ttl_s = how->seen_ttl,
 	                            .volatile_ttl_s = how->volatile_ttl };
 	const int example = how->example;
@@ -377,13 +432,15 @@ static int learn_message(struct store *st, struct mw_ctx *ctx, const struct baye
 	}
 	l.mark = key;
 	l.now = cls == BAYES_SPAM ? 's' : cls == BAYES_HAM ? 'h' : '\0';
+	if (how->sample && l.now != '\0')
+		l.now = l.now == 's' ? 'S' : 'H';
 	for (attempt = 0; attempt < LEARN_ATTEMPTS; attempt++) {
 		l.kept = NULL;
 		if ((r = store_get(st, key, seen, sizeof(seen))) < 0)
 			break;
 		if (r == 0 && (r = legacy_seen(st, ctx, key, seen, sizeof(seen))) < 0)
 			break;
-		l.was = r == 0 ? '\0' : seen[0] == 's' || seen[0] == 'h' ? seen[0] : '?';
+		l.was = r == 0 ? '\0' : seen[0] != '\0' && strchr("shSH", seen[0]) != NULL ? seen[0] : '?';
 		if (attempt == 0)
 			first_was = l.was;
 		else if (l.was != first_was)
@@ -426,16 +483,10 @@ static int learn_message(struct store *st, struct mw_ctx *ctx, const struct baye
 			rc = -1;
 			continue;       /* the mark changed: look again */
 		}
-		if (pre == NULL && !tokenized) {
-			bayes_tokenize(ctx, &t);
-			tokenized = 1;
-		}
-		l.hashes = pre ? pre->h : t.h;
-		l.n = pre ? pre->n : t.n;
-		/* the tokens are sorted by their hash: the first ones are a
-		 * sample of the message that its words do not choose */
-		if (l.n > how->max_tokens)
-			l.n = how->max_tokens;
+		if (!tokenized && tokens_and_sample(st, ctx, pre, &t, &sample) < 0)
+			break;
+		tokenized = 1;
+		learn_sides(&l, &t, &sample);
 		/* a message taught and counted in the tokens always has its
 		 * example for the character model; one forgotten or relearned
 		 * without one loses the old one */
@@ -445,7 +496,7 @@ static int learn_message(struct store *st, struct mw_ctx *ctx, const struct baye
 		if ((r = store_learn(st, &l)) == 1) {
 			rc = 1;
 			if (l.was == '\0' && l.now != '\0')
-				note_list(st, ctx, key, pre ? pre : &t, example_ttl, how->lists);
+				note_list(st, ctx, key, &t, example_ttl, how->lists);
 			break;
 		}
 		if (r < 0) {
@@ -467,6 +518,7 @@ static int learn_message(struct store *st, struct mw_ctx *ctx, const struct baye
 		slog(NULL, LOG_ERR, "bayes: %s: the store kept none of %d writes, its mark unchanged: "
 		     "not learned", key, LEARN_ATTEMPTS);
 	bayes_tokens_free(&t);
+	bayes_tokens_free(&sample);
 	free(ex);
 	return rc;
 }
@@ -590,7 +642,7 @@ static int autolearn(struct bayes *b, struct mw_ctx *ctx, enum bayes_class cls)
 		.example_ttl = autolearn_example_ttl(cfg),
 		.lists = cfg->bayes_list_boilerplate ? BAYES_LISTS_STUB : BAYES_LISTS_OFF,
 		.new_only = 1,
-		.max_tokens = BAYES_AUTOLEARN_MAX_TOKENS,
+		.sample = 1,
 		.volatile_ttl = cfg->bayes_autolearn_token_ttl,
 	};
 
@@ -606,7 +658,11 @@ static void bayes_eom(struct mw_ctx *ctx)
 	char list[64], parts[64] = "";
 
 	bayes_tokenize(ctx, &t);
-	if (b->cfg->bayes_list_boilerplate && bayes_list_key(ctx->ms, list, sizeof(list)) == 1
+	/* a long message's tokens: those the store's key chooses, not the
+	 * sender (bayes_sample.c) */
+	if (bayes_tokens_keep(b->store, &t, BAYES_MAX_TOKENS) < 0)
+		p = -1;                 /* as a failed probability: no verdict */
+	else if (b->cfg->bayes_list_boilerplate && bayes_list_key(ctx->ms, list, sizeof(list)) == 1
 	    && bayes_list_strip(b->store, list, &t, &boiler) < 0)
 		p = -1;                 /* as a failed probability: no verdict */
 	else

@@ -11,8 +11,10 @@
 #include "proxy/config.h"
 
 #define BAYES_MAX_TOKENS 20000     /* distinct tokens kept per message */
-/* Of those, autolearn counts at most this many (the lowest hashes: a
- * sample the words do not choose).  A message of 4,000 random words has
+/* Of those, autolearn counts at most this many (bayes_tokens_keep: a
+ * sample the words do not choose), marking the message 'S' or 'H' (a
+ * sample) where a taught one is 's' or 'h': forgetting or relearning it
+ * takes off that sample, teaching it counts the rest.  A message of 4,000 random words has
  * 20,000, about 3 MB of a Redis server's memory; of the 3,056 messages
  * of the SpamAssassin corpus's training half the median has 207, 99%
  * fewer than 2,600, 12 more than 3,000 (at most 10,800).  The site's own
@@ -31,6 +33,28 @@ struct bayes_tokens {
  * header fields prefixed by the field name.  out is filled anew. */
 void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out);
 void bayes_tokens_free(struct bayes_tokens *t);
+
+/* bayes_tokenize gives up to 4 x BAYES_MAX_TOKENS tokens; which of them
+ * are kept when fewer may count is chosen by the store's secret
+ * (bayes_sample.c): the lowest SipHash-2-4 of the token under it, the
+ * same choice in every process sharing the store, one a sender cannot
+ * aim at. */
+struct bayes_sample_key {
+	uint64_t k0, k1;
+};
+/* bayes_sample_key - the store's key ("bayes:sample_key"), made the first
+ * time.  0, or -1 (store failure, a value that is not a key: logged) */
+int bayes_sample_key(struct store *st, struct bayes_sample_key *k);
+/* bayes_sample_rank - a token's place in the order (lowest first) */
+uint64_t bayes_sample_rank(const struct bayes_sample_key *k, uint64_t h);
+/* bayes_tokens_cut - t down to its max tokens of the lowest rank, still
+ * sorted by hash */
+void bayes_tokens_cut(struct bayes_tokens *t, const struct bayes_sample_key *k, size_t max);
+/* bayes_tokens_keep - the same with st's key, read only when t has more
+ * than max tokens.  0, or -1 (the key could not be had: t as it was) */
+int bayes_tokens_keep(struct store *st, struct bayes_tokens *t, size_t max);
+/* bayes_tokens_copy - dst (empty) a copy of src */
+void bayes_tokens_copy(struct bayes_tokens *dst, const struct bayes_tokens *src);
 
 /* bayes_msg_key - "bayes:seen:<32 hex>", the key recording how a message
  * was learned: store_key_hash_bytes of "mid" and its Message-ID (one of

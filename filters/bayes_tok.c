@@ -20,8 +20,8 @@
  *
  *   - URIs: the host of each URI (and its parent domains), from the
  *     shared MIME parse.
- * Bounded: at most TEXT_MAX bytes of text and BAYES_MAX_TOKENS tokens per
- * message.  A message without any MIME part (broken structure) gets its
+ * Bounded: at most TEXT_MAX bytes of text and 4 x BAYES_MAX_TOKENS tokens
+ * per message (bayes_tokens_keep then keeps BAYES_MAX_TOKENS).  A message without any MIME part (broken structure) gets its
  * raw body read instead, skipping lines that look base64-encoded.
  */
 #include <ctype.h>
@@ -323,7 +323,9 @@ void bayes_tokenize(struct mw_ctx *ctx, struct bayes_tokens *out)
 	for (i = 0, k = 0; i < out->n; i++)
 		if (k == 0 || out->h[k - 1] != out->h[i])
 			out->h[k++] = out->h[i];
-	out->n = k < BAYES_MAX_TOKENS ? k : BAYES_MAX_TOKENS;
+	/* no cut here: which are kept is the store's choice (bayes_sample.c);
+	 * the lowest hashes, kept until session 21, were the sender's */
+	out->n = k;
 }
 
 void bayes_tokens_free(struct bayes_tokens *t)

@@ -50,12 +50,13 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 	const char *msg = spool->data ? spool->data : "";
 	struct sbuf hdr;
 	size_t rest;
-	int fd, bad, e = 0, direct = 0;
+	struct safe_output so = { .fd = -1, .dirfd = -1 };
+	int fd, bad, e = 0;
 	char why[200] = "";
 
 	sbuf_init(&hdr, SIZE_MAX / 4);
 	rest = header_edits_apply(msg, spool->len, res->edits, res->nedits, &hdr);
-	fd = to >= 0 ? dup(to) : safe_open_output(path, &direct, why, sizeof(why));
+	fd = to >= 0 ? dup(to) : safe_open_output(path, &so, why, sizeof(why));
 	bad = fd < 0 || fd_write_all(fd, hdr.data ? hdr.data : "", hdr.len) < 0;
 	if (!bad && res->new_body) {
 		char buf[65536];
@@ -82,9 +83,10 @@ static int write_relayed(const char *path, int to, const struct sbuf *spool, con
 		 * unlinked through a symlink: /dev/stdout is one) */
 		if (to >= 0)
 			(void)!ftruncate(to, 0);
-		else if (fd >= 0 && direct)
-			unlink(path);
+		else if (fd >= 0)
+			(void)safe_output_unlink(&so);
 	}
+	safe_output_done(&so);
 	return bad ? -1 : 0;
 }
 
@@ -116,8 +118,8 @@ static int copy_out(int from, const char *path)
 	char buf[65536], why[200] = "";
 	off_t off = 0;
 	ssize_t n;
-	int direct = 0;
-	int fd = safe_open_output(path, &direct, why, sizeof(why)), bad = fd < 0, e = errno;
+	struct safe_output so;
+	int fd = safe_open_output(path, &so, why, sizeof(why)), bad = fd < 0, e = errno;
 
 	while (!bad && (n = pread(from, buf, sizeof(buf), off)) != 0) {
 		bad = n < 0 || fd_write_all(fd, buf, (size_t)n) < 0;
@@ -130,9 +132,10 @@ static int copy_out(int from, const char *path)
 	}
 	if (bad) {
 		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, fd < 0 && why[0] ? why : strerror(e));
-		if (fd >= 0 && direct)
-			unlink(path);
+		if (fd >= 0)
+			(void)safe_output_unlink(&so);
 	}
+	safe_output_done(&so);
 	return bad ? -1 : 0;
 }
 
@@ -147,6 +150,7 @@ struct scan_job {
 	const char *output;
 	int relayed;
 	int written;            /* output was written (by this process) */
+	int failed;             /* writing it failed (said; nothing of it left) */
 };
 
 /* scan_run - the scan: its exit code (0 / 1, said on stderr) */
@@ -168,8 +172,10 @@ static int scan_run(struct scan_job *job)
 	}
 	pipeline_scan_ex(p, job->req, job->mfd, PIPELINE_DRY_RUN, &res);
 	if (job->output != NULL && (res.action == MW_ACCEPT || res.action == MW_TAG)) {
-		if (write_relayed(job->output, job->relayed, job->spool, &res) < 0)
+		if (write_relayed(job->output, job->relayed, job->spool, &res) < 0) {
 			rc = 1;
+			job->failed = job->relayed < 0;
+		}
 		else
 			job->written = job->relayed < 0;    /* a memfd: root writes the file */
 	}
@@ -235,9 +241,10 @@ static int scan_as_user(const struct privs *pv, struct scan_job *job)
 	/* written only when the action delivers and the child went through
 	 * whole: one that died or failed may have left half a message */
 	if (rc == 0 && job->relayed >= 0 && lseek(job->relayed, 0, SEEK_END) > 0) {
-		if (copy_out(job->relayed, job->output) < 0)
+		if (copy_out(job->relayed, job->output) < 0) {
 			rc = 1;
-		else
+			job->failed = 1;
+		} else
 			job->written = 1;
 	}
 out:
@@ -258,26 +265,36 @@ out:
 static int drop_stale_output(const char *path, const struct stat *in)
 {
 	struct stat st;
+	char leaf[256], why[200];
+	int dirfd, rc = 0;
 
-	if (lstat(path, &st) < 0) {
+	/* the directory walked as for writing (no symlink another user
+	 * planted on the way), the entry removed from that directory */
+	dirfd = safe_output_dir(path, leaf, sizeof(leaf), why, sizeof(why));
+	if (dirfd < 0) {
 		if (errno == ENOENT)
 			return 0;
-		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, why);
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode))
-		return 0;
-	if (in != NULL && st.st_dev == in->st_dev && st.st_ino == in->st_ino) {
+	if (fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT) {
+			fprintf(stderr, "mailwarden scan: --output %s: %s\n", path, strerror(errno));
+			rc = -1;
+		}
+	} else if (!S_ISREG(st.st_mode))
+		rc = 0;
+	else if (in != NULL && st.st_dev == in->st_dev && st.st_ino == in->st_ino) {
 		fprintf(stderr, "mailwarden scan: --output %s is the message file: not written "
 		    "(the action does not deliver it), left as it is\n", path);
-		return -1;
-	}
-	if (unlink(path) < 0) {
+		rc = -1;
+	} else if (unlinkat(dirfd, leaf, 0) < 0) {
 		fprintf(stderr, "mailwarden scan: --output %s: an earlier one could not be removed: %s\n",
 		    path, strerror(errno));
-		return -1;
+		rc = -1;
 	}
-	return 0;
+	close(dirfd);
+	return rc;
 }
 
 int scan_command(struct config *cfg, int argc, char **argv)
@@ -409,13 +426,13 @@ int scan_command(struct config *cfg, int argc, char **argv)
 	 * and compiling them again takes minutes.  The message was read as
 	 * root; the relayed copy comes back through a memfd for root to
 	 * write. */
-	job = (struct scan_job){ cfg, &req, mfd, &spool, output, -1, 0 };
+	job = (struct scan_job){ cfg, &req, mfd, &spool, output, -1, 0, 0 };
 	if (geteuid() == 0 && cfg->user[0] != '\0' && privs_lookup(cfg->user, &pv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mailwarden scan: %s\n", err);
 		rc = 1;
 	} else
 		rc = pv.drop ? scan_as_user(&pv, &job) : scan_run(&job);
-	if (output != NULL && !job.written && drop_stale_output(output, have_in ? &in_st : NULL) < 0)
+	if (output != NULL && !job.written && !job.failed && drop_stale_output(output, have_in ? &in_st : NULL) < 0)
 		rc = 1;
 	close(mfd);
 	sbuf_free(&spool);

@@ -242,7 +242,7 @@ int store_swap(struct store *s, const char *key, const char *expect, const char 
 
 static int class_ok(char c)
 {
-	return c == 's' || c == 'h' || c == '\0';
+	return c == 's' || c == 'h' || c == 'S' || c == 'H' || c == '\0';
 }
 
 /* over_token_max - past bayes_token_max: down to three quarters, so
@@ -274,7 +274,7 @@ int store_learn(struct store *s, const struct store_learning *l)
 	                        || (l->kept_count != NULL && !key_ok(l->kept_count, "learn"))))
 		return -1;
 	/* a mark left as it is: only the kept value to write */
-	if (l->was == l->now && (l->kept == NULL || l->n != 0))
+	if (l->was == l->now && (l->kept == NULL || l->n != 0 || (l->off != NULL && l->off_n != 0)))
 		return -1;
 	if ((r = s->ops->learn(s->backend, l, day, &ntokens)) == 1 && l->was != l->now)
 		over_token_max(s, ntokens, day);

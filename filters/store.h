@@ -56,7 +56,9 @@ struct store_token {
 };
 
 /* One message learned, relearned or forgotten (store_learn): its mark
- * key says which class it is counted in ('s', 'h', or '\0': none).
+ * key says which class it is counted in ('s', 'h', or '\0': none; 'S'
+ * and 'H' count as 's' and 'h': Bayes' mark of a message of which
+ * autolearn counted a sample only).
  * A value kept beside the mark (Bayes: the message's example for the
  * character model, bayes_chars.h) is written or removed in the same
  * step, so that whatever other learners of the message do meanwhile the
@@ -64,12 +66,17 @@ struct store_token {
  * example could land after another's learn and stay there. */
 struct store_learning {
 	const char *mark;           /* the message's key ("bayes:seen:<id>") */
-	char        was;            /* the mark expected: 's', 'h' or '\0' (absent) */
-	char        now;            /* the mark wanted: 's', 'h' or '\0' (forget) */
+	char        was;            /* the mark expected: 's', 'h', 'S', 'H' or '\0' (absent) */
+	char        now;            /* the mark wanted: a class, or '\0' (forget) */
 	unsigned    mark_ttl_s;     /* the new mark's lifetime (0 = never) */
 	const char *count[2];       /* the spam and ham message counters */
-	const uint64_t *hashes;     /* the message's distinct tokens */
+	const uint64_t *hashes;     /* the message's distinct tokens, sorted: now's class +1 */
 	size_t      n;
+	/* the tokens was's class is taken off (sorted, unique), or NULL:
+	 * hashes.  Bayes: an autolearned message ('S'/'H') counted only its
+	 * sample, and only that is taken off when it is forgotten or taught */
+	const uint64_t *off;
+	size_t      off_n;
 	const char *kept;           /* the value's key, or NULL: none touched */
 	const void *kept_val;       /* its bytes (any), or NULL: the key removed */
 	size_t      kept_len;       /* at most STORE_BLOB_MAX */
@@ -212,8 +219,9 @@ int store_swap(struct store *s, const char *key, const char *expect, const char 
                unsigned ttl_s);
 /* store_learn - l's message moved from class l->was to class l->now in
  * one step (one LMDB write transaction, one Redis script), only if its
- * mark holds l->was: each token and the class's counter -1 for was and +1
- * for now (tokens never below 0, a token left at 0/0 removed, a token
+ * mark holds l->was: the class's counter -1 for was and +1 for now (none
+ * when both are one class, 'H' to 'h'), each token of l->off -1 for was,
+ * each of l->hashes +1 for now (tokens never below 0, a token left at 0/0 removed, a token
  * learned stamped with today), and the mark set to now (or removed);
  * with Redis each counter is kept at 0 or more (a server whose eviction
  * took it would count -1 from a forget), and a token learned gets

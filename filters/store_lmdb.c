@@ -1368,7 +1368,11 @@ static int learn_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **
 	const struct store_learning *l = a->l;
 	MDB_stat st;
 	char cur[8];
-	int ds = (l->now == 's') - (l->was == 's'), dh = (l->now == 'h') - (l->was == 'h');
+	int ws = l->was == 's' || l->was == 'S', wh = l->was == 'h' || l->was == 'H';
+	int ns = l->now == 's' || l->now == 'S', nh = l->now == 'h' || l->now == 'H';
+	int ds = ns - ws, dh = nh - wh;
+	const uint64_t *off = l->off != NULL ? l->off : l->hashes;
+	size_t noff = l->off != NULL ? l->off_n : l->n, i = 0, j = 0;
 	int rc = 0, found;
 
 	*what = "learn";
@@ -1376,10 +1380,24 @@ static int learn_in(struct lmdb_store *b, MDB_txn *txn, void *arg, const char **
 		return rc;
 	if ((found ? cur[0] : '\0') != l->was || (found && cur[1] != '\0'))
 		return TXN_NOTHING;
-	for (size_t i = 0; i < l->n; i++)
-		if ((rc = token_change(b, txn, l->hashes[i], ds != 0, ds, dh != 0, dh,
-		                       l->now != '\0' ? a->day : 0)) != 0)
+	/* the two sorted lists merged: a token in both moves by the
+	 * difference (nothing for 'H' to 'h': counted once already) */
+	while (i < l->n || j < noff) {
+		uint64_t h;
+		int in_on, in_off, ts, th;
+
+		if (j >= noff || (i < l->n && l->hashes[i] < off[j]))
+			h = l->hashes[i], in_on = 1, in_off = 0, i++;
+		else if (i >= l->n || off[j] < l->hashes[i])
+			h = off[j], in_on = 0, in_off = 1, j++;
+		else
+			h = off[j], in_on = in_off = 1, i++, j++;
+		ts = in_on * ns - in_off * ws;
+		th = in_on * nh - in_off * wh;
+		if ((rc = token_change(b, txn, h, ts != 0, ts, th != 0, th,
+		                       in_on && l->now != '\0' ? a->day : 0)) != 0)
 			return rc;
+	}
 	if ((ds != 0 && (rc = incr_in(b, txn, l->count[0], ds, 0, NULL, what)) != 0)
 	    || (dh != 0 && (rc = incr_in(b, txn, l->count[1], dh, 0, NULL, what)) != 0))
 		return rc;

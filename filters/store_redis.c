@@ -1204,8 +1204,11 @@ static int redis_swap(void *vb, const char *key, const char *expect, const char 
  * the tokens; ARGV: mark expected ('' absent), mark wanted ('' forget),
  * its ttl, the tokens' ttl, what to do with the kept value ('' nothing,
  * 'd' remove, 's' set), the value, its ttl, '1' to bump its counter,
- * and what a token learned gets (TOKENS_*): 'a' the tokens' ttl, 'p' no
- * ttl, 'v' the tokens' ttl if it is new or has one already.
+ * what a token learned gets (TOKENS_*): 'a' the tokens' ttl, 'p' no
+ * ttl, 'v' the tokens' ttl if it is new or has one already, and one
+ * letter a token (KEYS[6..]) saying which side it is on: 'b' both (the
+ * was class -1, the now class +1), 'o' off only (-1), 'n' on only (+1).
+ * A class is 's' or 'h', 'S' or 'H' (an autolearned sample) alike.
  * One script: the look and every write one step, so that two learners
  * of one message cannot both count it, nor leave an example that is not
  * the mark's class.  The mark expected equal to the mark wanted: only
@@ -1216,17 +1219,21 @@ static int redis_swap(void *vb, const char *key, const char *expect, const char 
 static const char learn_lua[] =
 	"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end "
 	"if ARGV[1] ~= ARGV[2] then "
-	"local ds, dh = 0, 0 "
-	"if ARGV[1] == 's' then ds = -1 elseif ARGV[1] == 'h' then dh = -1 end "
-	"if ARGV[2] == 's' then ds = ds + 1 elseif ARGV[2] == 'h' then dh = dh + 1 end "
+	"local ws, wh, ns, nh = 0, 0, 0, 0 "
+	"if ARGV[1] == 's' or ARGV[1] == 'S' then ws = 1 elseif ARGV[1] == 'h' or ARGV[1] == 'H' then wh = 1 end "
+	"if ARGV[2] == 's' or ARGV[2] == 'S' then ns = 1 elseif ARGV[2] == 'h' or ARGV[2] == 'H' then nh = 1 end "
+	"local ds, dh = ns - ws, nh - wh "
 	"for i = 6, #KEYS do local k = KEYS[i] "
+	"local side = string.sub(ARGV[10], i - 5, i - 5) "
+	"local on = side ~= 'o' and 1 or 0 "
+	"local off = side ~= 'n' and 1 or 0 "
 	"local new = ARGV[9] == 'v' and redis.call('EXISTS', k) == 0 "
-	"local s = redis.call('HINCRBY', k, 's', ds) "
-	"local h = redis.call('HINCRBY', k, 'h', dh) "
+	"local s = redis.call('HINCRBY', k, 's', on * ns - off * ws) "
+	"local h = redis.call('HINCRBY', k, 'h', on * nh - off * wh) "
 	"if s < 0 then redis.call('HSET', k, 's', 0) s = 0 end "
 	"if h < 0 then redis.call('HSET', k, 'h', 0) h = 0 end "
 	"if s == 0 and h == 0 then redis.call('DEL', k) "
-	"elseif ARGV[2] ~= '' then "
+	"elseif ARGV[2] ~= '' and on == 1 then "
 	"if ARGV[9] == 'a' then redis.call('EXPIRE', k, ARGV[4]) "
 	"elseif ARGV[9] == 'p' then redis.call('PERSIST', k) "
 	"elseif new or redis.call('TTL', k) >= 0 then redis.call('EXPIRE', k, ARGV[4]) end "
@@ -1278,11 +1285,13 @@ static const char learn_lua[] =
 static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, uint64_t *ntokens)
 {
 	struct redis_store *b = vb;
-	size_t argc = 3 + NKEYS_LEARN + l->n + 9, i, a, vi;
-	const char **argv = xcalloc(argc, sizeof(*argv));
-	size_t *lens = xcalloc(argc, sizeof(*lens));
+	const uint64_t *off = l->off != NULL ? l->off : l->hashes;
+	size_t noff = l->off != NULL ? l->off_n : l->n, ntok = 0, i, j, a, vi, argc;
+	const char **argv;
+	size_t *lens;
 	char (*keys)[FULL_KEY_SZ] = xcalloc(NKEYS_LEARN, sizeof(*keys));
-	char (*tokens)[96] = xcalloc(l->n ? l->n : 1, sizeof(*tokens));
+	char (*tokens)[96] = xcalloc(l->n + noff ? l->n + noff : 1, sizeof(*tokens));
+	char *sides = xcalloc(l->n + noff + 1, 1);
 	char nkeys[24], was[2] = { l->was, '\0' }, now[2] = { l->now, '\0' }, ttl[24], tttl[24];
 	char kttl[24];
 	const char *kop = l->kept == NULL ? "" : l->kept_val == NULL ? "d" : "s";
@@ -1290,6 +1299,23 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 
 	(void)day;
 	*ntokens = 0;
+	/* the two sorted lists merged, each token once with its side */
+	for (i = 0, j = 0; i < l->n || j < noff; ntok++) {
+		if (j >= noff || (i < l->n && l->hashes[i] < off[j])) {
+			token_key(b, l->hashes[i++], tokens[ntok], sizeof(tokens[ntok]));
+			sides[ntok] = 'n';
+		} else if (i >= l->n || off[j] < l->hashes[i]) {
+			token_key(b, off[j++], tokens[ntok], sizeof(tokens[ntok]));
+			sides[ntok] = 'o';
+		} else {
+			token_key(b, off[j++], tokens[ntok], sizeof(tokens[ntok]));
+			sides[ntok] = 'b';
+			i++;
+		}
+	}
+	argc = 3 + NKEYS_LEARN + ntok + 10;
+	argv = xcalloc(argc, sizeof(*argv));
+	lens = xcalloc(argc, sizeof(*lens));
 	full_key(b, l->mark, keys[0], sizeof(keys[0]));
 	full_key(b, l->count[0], keys[1], sizeof(keys[1]));
 	full_key(b, l->count[1], keys[2], sizeof(keys[2]));
@@ -1298,7 +1324,7 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 	 * write, and an empty name is no key */
 	full_key(b, l->kept != NULL ? l->kept : l->mark, keys[3], sizeof(keys[3]));
 	full_key(b, l->kept_count != NULL ? l->kept_count : l->mark, keys[4], sizeof(keys[4]));
-	snprintf(nkeys, sizeof(nkeys), "%zu", NKEYS_LEARN + l->n);
+	snprintf(nkeys, sizeof(nkeys), "%zu", NKEYS_LEARN + ntok);
 	snprintf(ttl, sizeof(ttl), "%u", l->mark_ttl_s);
 	snprintf(tttl, sizeof(tttl), "%u", b->token_ttl_s != 0 ? b->token_ttl_s : l->volatile_ttl_s);
 	snprintf(kttl, sizeof(kttl), "%u", l->kept_ttl_s);
@@ -1308,10 +1334,8 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 	for (i = 0; i < NKEYS_LEARN; i++)
 		argv[3 + i] = keys[i];
 	a = 3 + NKEYS_LEARN;
-	for (i = 0; i < l->n; i++) {
-		token_key(b, l->hashes[i], tokens[i], sizeof(tokens[i]));
+	for (i = 0; i < ntok; i++)
 		argv[a++] = tokens[i];
-	}
 	argv[a++] = was;
 	argv[a++] = now;
 	argv[a++] = ttl;
@@ -1321,6 +1345,7 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 	argv[a++] = kttl;
 	argv[a++] = l->kept_count != NULL ? "1" : "0";
 	argv[a++] = b->token_ttl_s != 0 ? TOKENS_ALL : l->volatile_ttl_s != 0 ? TOKENS_VOLATILE : TOKENS_PERSIST;
+	argv[a++] = sides;
 	for (i = 0; i < argc; i++)
 		lens[i] = i == vi ? 0 : strlen(argv[i]);
 	/* the value is binary (NULs too): its length as given */
@@ -1330,7 +1355,8 @@ static int redis_learn(void *vb, const struct store_learning *l, uint32_t day, u
 	} else
 		argv[vi] = "";
 	rc = zero_or_one(b, "EVAL (learn)", run_capped_ms(b, (int)argc, argv, lens, REPLY_MAX,
-	    ELEMENTS_MAX, b->timeout_ms + (unsigned)(l->n * LEARN_MS_PER_1000_TOKENS / 1000)));
+	    ELEMENTS_MAX, b->timeout_ms + (unsigned)(ntok * LEARN_MS_PER_1000_TOKENS / 1000)));
+	free(sides);
 	free(argv);
 	free(lens);
 	free(keys);

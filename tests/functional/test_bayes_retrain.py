@@ -107,7 +107,8 @@ def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
     seen = bayes_seen_key(mid("spam", 1))
     mark = store_peek(kind, opts, redis, seen)
     ex = store_peek(kind, opts, redis, seen.replace("seen", "ex"), raw=True)
-    assert mark is not None and mark[1] == "h", mark
+    # 'H': autolearned, a sample of its tokens counted (session 21)
+    assert mark is not None and mark[1] == "H", mark
     assert ex is not None and ex[1].startswith(b"h") and b"QZXJ-BULKMAIL-1" in ex[1], ex
     # bayes_autolearn_example_ttl (7 days), the seen key bayes_seen_ttl (90)
     assert 7 * 86400 - 60 < ex[0] <= 7 * 86400, (ex[0], mark[0])
@@ -138,7 +139,7 @@ def test_autolearn_keeps_the_example(store, mw_factory, upstream, tmp_path):
         send(n, msg("spam", i))
         wait_until(lambda: "autolearned as ham" in n.stderr_text(), 3)
         seen = bayes_seen_key(mid("spam", i))
-        assert store_peek(kind, opts, redis, seen)[1] == "h", more
+        assert store_peek(kind, opts, redis, seen)[1] == "H", more
         assert store_peek(kind, opts, redis, seen.replace("seen", "ex")) is None, more
         n.stop()
 

@@ -347,3 +347,103 @@ def test_scan_output_follows_trusted_symlinks(tmp_path):
     r = scan(tmp_path, make_msg(subject="hello"), "/dev/stdout")
     assert r.returncode == 0, r.stderr
     assert b"Subject: hello\r\n" in r.stdout, r.stdout
+
+
+def _nobody_link(target, link):
+    os.symlink(str(target), str(link))
+    if os.geteuid() == 0:
+        import pwd
+        os.lchown(str(link), pwd.getpwnam("nobody").pw_uid, -1)
+
+
+def test_scan_output_does_not_follow_a_planted_directory_symlink(tmp_path):
+    """rv-today3 S1: only the last component and its directory were
+    checked: the owner of ~user replaced ~user/sub by a symlink to a
+    directory of root's, and `scan --output ~user/sub/out.eml` as root
+    overwrote root's out.eml there (or, when the action did not deliver,
+    removed it).  Every component is walked (openat, O_NOFOLLOW): a link
+    another user could have planted is refused wherever it is."""
+    rootonly = tmp_path / "rootonly"
+    rootonly.mkdir()
+    os.chmod(str(rootonly), 0o700)
+    victim = rootonly / "out.eml"
+    victim.write_bytes(b"ROOT SECRET\n")
+    os.chmod(str(victim), 0o600)
+    d = _user_dir(tmp_path)
+    _nobody_link(rootonly, d / "sub")
+    out = d / "sub" / "out.eml"
+    r = scan(tmp_path, make_msg(subject="hello"), out)
+    assert victim.read_bytes() == b"ROOT SECRET\n", "wrote through the planted directory symlink"
+    assert r.returncode == 1 and b"symlink" in r.stderr, (r.returncode, r.stderr)
+    assert r.stderr.count(b"--output") == 1, r.stderr      # said once
+    # a scan that does not deliver does not remove it through the link
+    r = scan(tmp_path, spam_msg(), out)
+    assert json.loads(r.stdout)["action"] == "quarantine"
+    assert victim.exists(), "removed through the planted directory symlink"
+    assert r.returncode == 1 and b"symlink" in r.stderr, (r.returncode, r.stderr)
+    # and deeper: ~user/a/b where a is the link
+    (rootonly / "deep").mkdir()
+    (rootonly / "deep" / "x.eml").write_bytes(b"ROOT SECRET\n")
+    _nobody_link(rootonly, d / "a")
+    r = scan(tmp_path, make_msg(subject="hello"), d / "a" / "deep" / "x.eml")
+    assert r.returncode == 1 and (rootonly / "deep" / "x.eml").read_bytes() == b"ROOT SECRET\n"
+
+
+def test_scan_output_follows_trusted_directory_symlinks(tmp_path):
+    """A symlink of ours (root's) on the way, in a directory no one else
+    writes, is followed as before, relative or absolute, and the file is
+    written where it leads; a chain of them too."""
+    os.chmod(str(tmp_path), 0o700)
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink("real", str(tmp_path / "rel"))
+    os.symlink(str(real), str(tmp_path / "abs"))
+    os.symlink("rel", str(tmp_path / "chain"))
+    for name in ("rel", "abs", "chain"):
+        r = scan(tmp_path, make_msg(subject="hello"), tmp_path / name / ("%s.eml" % name))
+        assert r.returncode == 0, r.stderr
+        assert b"Subject: hello\r\n" in (real / ("%s.eml" % name)).read_bytes()
+    # and through ".." of a real directory
+    r = scan(tmp_path, make_msg(subject="hello"), str(real) + "/../real/dots.eml")
+    assert r.returncode == 0, r.stderr
+    assert (real / "dots.eml").exists()
+
+
+def test_scan_output_fifo_planted_is_refused_without_blocking(tmp_path):
+    """rv-today3 S1: a FIFO planted at OUT.eml held root's open(O_WRONLY)
+    until someone read it (for ever, or the user read the message).  It
+    is opened non-blocking, and anything but a regular file is written
+    only in a directory no one else writes (/dev/stdout's)."""
+    d = _user_dir(tmp_path)
+    fifo = d / "out.eml"
+    os.mkfifo(str(fifo))
+    if os.geteuid() == 0:
+        import pwd
+        os.chown(str(fifo), pwd.getpwnam("nobody").pw_uid, -1)
+    r = scan(tmp_path, make_msg(subject="hello"), fifo)     # run_mw's timeout: no hang
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert b"not a regular file" in r.stderr or b"FIFO" in r.stderr, r.stderr
+    # one with a reader, in that directory: refused too, nothing written to it
+    rfd = os.open(str(fifo), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        r = scan(tmp_path, make_msg(subject="hello"), fifo)
+        assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+        try:
+            got = os.read(rfd, 4096)
+        except BlockingIOError:
+            got = b""
+        assert got == b"", got
+        # reached through a link of ours (trusted) that names it: the
+        # link's target is walked under the same rule, not opened as the
+        # kernel would (through whatever the user put on the way)
+        link = tmp_path / "mine.eml"
+        os.symlink(str(fifo), str(link))
+        r = scan(tmp_path, make_msg(subject="hello"), link)
+        assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+        try:
+            got = os.read(rfd, 4096)
+        except BlockingIOError:
+            got = b""
+        assert got == b"", got
+    finally:
+        os.close(rfd)

@@ -7,8 +7,10 @@
  * Build and run: make fuzz FUZZ_TARGETS=bayes FUZZ_SECONDS=60
  *
  * Checks beyond the sanitizers: the tokens are sorted, distinct and at
- * most BAYES_MAX_TOKENS; tokenizing is deterministic (the same message
- * twice gives the same tokens); the message key has its fixed form.
+ * most 4 x BAYES_MAX_TOKENS (bayes_tokens_keep cuts them to
+ * BAYES_MAX_TOKENS: checked here with a fixed key, the cut sorted and a
+ * subset); tokenizing is deterministic (the same message twice gives the
+ * same tokens); the message key has its fixed form.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -48,11 +50,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ctx.ms = &ms;
 	ctx.name = "bayes";
 	bayes_tokenize(&ctx, &a);
-	CHECK(a.n <= BAYES_MAX_TOKENS);
+	CHECK(a.n <= 4 * BAYES_MAX_TOKENS);
 	for (i = 1; i < a.n; i++)
 		CHECK(a.h[i - 1] < a.h[i]);
 	bayes_tokenize(&ctx, &b);
 	CHECK(a.n == b.n && (a.n == 0 || memcmp(a.h, b.h, a.n * sizeof(*a.h)) == 0));
+	{
+		const struct bayes_sample_key k = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+		size_t max = a.n / 2, j = 0;
+
+		bayes_tokens_cut(&b, &k, max);
+		CHECK(b.n == (a.n <= max ? a.n : max));
+		for (i = 0; i < b.n; i++) {
+			CHECK(i == 0 || b.h[i - 1] < b.h[i]);
+			while (j < a.n && a.h[j] < b.h[i])
+				j++;
+			CHECK(j < a.n && a.h[j] == b.h[i]);
+		}
+	}
 	CHECK(bayes_msg_key(&ctx, key, sizeof(key)) == 0);
 	CHECK(strlen(key) == strlen("bayes:seen:") + STORE_HASH_HEX);
 	bayes_msg_key_legacy(&ctx, key, sizeof(key));

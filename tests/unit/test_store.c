@@ -1674,6 +1674,151 @@ static void test_learn_kept_redis(void **state)
 	t_close(s);
 }
 
+/* ---- a sample learned, then forgotten or taught (session 21, rv-today3) ---- */
+
+static int cmp_u64_unit(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* tok_counts - spam and ham of token h */
+static void tok_counts(struct store *s, uint64_t h, uint32_t *sp, uint32_t *hm)
+{
+	struct store_token t = { .hash = h };
+
+	assert_int_equal(store_tokens_get(s, &t, 1), 0);
+	*sp = t.spam;
+	*hm = t.ham;
+}
+
+/* Tokens 1..6 of one message, 2 and 4 its sample.  Another message
+ * taught 1..6 as ham (h = 1 each).  An autolearn ('H', the sample) and
+ * its forget or its relearn as spam move the sample only (they moved
+ * every token: the other message's ham counts of 1, 3, 5, 6 taken); a
+ * teach as ham ('H' -> 'h') counts the rest and leaves the sample as it
+ * was counted; the counters count the message once. */
+static void sample_cases(struct store *s)
+{
+	const uint64_t all[] = { 1, 2, 3, 4, 5, 6 }, sample[] = { 2, 4 };
+	struct store_learning other = { .mark = "bayes:seen:other", .was = '\0', .now = 'h',
+	                                .count = { "bayes:nspam", "bayes:nham" }, .hashes = all, .n = 6 };
+	struct store_learning l = { .mark = "bayes:seen:m", .count = { "bayes:nspam", "bayes:nham" } };
+	uint32_t sp, hm;
+	char v[16];
+	size_t i;
+
+	assert_int_equal(store_learn(s, &other), 1);
+	/* autolearned as ham: the sample */
+	l.was = '\0', l.now = 'H', l.hashes = sample, l.n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	assert_int_equal(store_get(s, "bayes:seen:m", v, sizeof(v)), 1);
+	assert_string_equal(v, "H");
+	for (i = 0; i < 6; i++) {
+		tok_counts(s, all[i], &sp, &hm);
+		assert_int_equal(hm, all[i] == 2 || all[i] == 4 ? 2 : 1);
+	}
+	/* forgotten: the sample off, nothing else */
+	l.was = 'H', l.now = '\0', l.hashes = sample, l.n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	for (i = 0; i < 6; i++) {
+		tok_counts(s, all[i], &sp, &hm);
+		assert_int_equal(hm, 1);
+	}
+	assert_int_equal(store_get(s, "bayes:nham", v, sizeof(v)), 1);
+	assert_string_equal(v, "1");
+	/* autolearned again, relearned as spam: ham off the sample, spam on all */
+	l.was = '\0', l.now = 'H', l.hashes = sample, l.n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	l.was = 'H', l.now = 's', l.hashes = all, l.n = 6, l.off = sample, l.off_n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	for (i = 0; i < 6; i++) {
+		tok_counts(s, all[i], &sp, &hm);
+		assert_int_equal(sp, 1);
+		assert_int_equal(hm, 1);
+	}
+	/* back: forgotten (all off), autolearned, then taught as ham */
+	l.was = 's', l.now = '\0', l.hashes = all, l.n = 6, l.off = NULL, l.off_n = 0;
+	assert_int_equal(store_learn(s, &l), 1);
+	l.was = '\0', l.now = 'H', l.hashes = sample, l.n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	l.was = 'H', l.now = 'h', l.hashes = all, l.n = 6, l.off = sample, l.off_n = 2;
+	assert_int_equal(store_learn(s, &l), 1);
+	for (i = 0; i < 6; i++) {
+		tok_counts(s, all[i], &sp, &hm);
+		assert_int_equal(sp, 0);
+		assert_int_equal(hm, 2);
+	}
+	assert_int_equal(store_get(s, "bayes:nham", v, sizeof(v)), 1);
+	assert_string_equal(v, "2");
+	assert_int_equal(store_get(s, "bayes:nspam", v, sizeof(v)), 1);
+	assert_string_equal(v, "0");
+	assert_int_equal(store_get(s, "bayes:seen:m", v, sizeof(v)), 1);
+	assert_string_equal(v, "h");
+}
+
+static void test_learn_sample_lmdb(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+
+	assert_non_null(s);
+	sample_cases(s);
+	t_close(s);
+}
+
+static void test_learn_sample_redis(void **state)
+{
+	(void)state;
+	struct store *s = t_open_redis();
+
+	sample_cases(s);
+	t_close(s);
+}
+
+/* the sample's order: the store's key made once and kept, a keyed order
+ * (another key, another order), the cut sorted by hash */
+static void test_sample_key(void **state)
+{
+	(void)state;
+	struct config *c = cfg_new();
+	char err[256];
+	struct store *s = t_open(c, err, sizeof(err));
+	struct bayes_sample_key k1, k2, other = { 1, 2 };
+	struct bayes_tokens t = { 0 }, u = { 0 };
+	size_t i, same = 0;
+
+	assert_non_null(s);
+	assert_int_equal(bayes_sample_key(s, &k1), 0);
+	assert_int_equal(bayes_sample_key(s, &k2), 0);
+	assert_true(k1.k0 == k2.k0 && k1.k1 == k2.k1);
+	assert_true(k1.k0 != 0 || k1.k1 != 0);
+	t.h = xcalloc(1000, sizeof(*t.h));
+	t.n = t.cap = 1000;
+	for (i = 0; i < 1000; i++)
+		t.h[i] = i;                     /* the lowest hashes: what a spammer aims at */
+	bayes_tokens_copy(&u, &t);
+	bayes_tokens_cut(&t, &k1, 100);
+	bayes_tokens_cut(&u, &other, 100);
+	assert_int_equal(t.n, 100);
+	for (i = 1; i < t.n; i++)
+		assert_true(t.h[i - 1] < t.h[i]);
+	/* not the lowest 100, and another key chooses others */
+	assert_true(t.h[99] >= 100);
+	for (i = 0; i < 100; i++)
+		same += bsearch(&t.h[i], u.h, u.n, sizeof(*u.h), cmp_u64_unit) != NULL;
+	assert_true(same < 50);
+	/* SipHash-2-4's reference vector: key 00..0f, message 00..07 */
+	struct bayes_sample_key ref = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL };
+	assert_true(bayes_sample_rank(&ref, 0x0706050403020100ULL) == 0x93f5f5799a932462ULL);
+	bayes_tokens_free(&t);
+	bayes_tokens_free(&u);
+	t_close(s);
+}
+
 /* ---- store_take: the rate limits' check and take in one step (session 19) ---- */
 
 /* a window of an hour: the window a test runs in stays the same but at
@@ -1927,6 +2072,9 @@ int main(void)
 		FX(test_key_limit_lmdb),
 		FX(test_learn_kept_lmdb),
 		WITH_REDIS(test_learn_kept_redis),
+		FX(test_learn_sample_lmdb),
+		WITH_REDIS(test_learn_sample_redis),
+		FX(test_sample_key),
 		WITH_REDIS(test_key_limit_redis),
 		FX(test_take_lmdb),
 		WITH_REDIS(test_take_redis),
