@@ -1024,6 +1024,21 @@ static void errors_forgiven(struct session *s)
 	s->junk = 0;
 }
 
+/* refusal_counts - whether the upstream's refusal of a recipient (or a
+ * VRFY) counts toward max_errors: any 4xx or 5xx, as Postfix counts its
+ * own (a 450 for unknown users, soft_bounce or reject_unverified_recipient,
+ * is as good to a harvester as a 550: review rv-today5), but a 452, "too
+ * many recipients" past the upstream's own limit (Exchange's 200), which
+ * asks for the rest in another transaction (RFC 5321 4.5.3.1.10) and
+ * which Postfix does not count of its own (smtpd_recipient_overshoot_limit):
+ * counted, it closed a list message's session at max_errors, the client
+ * deferred every recipient and met the same 421 at every retry (review
+ * rv-today4) */
+static int refusal_counts(const struct smtp_reply *r)
+{
+	return r->code / 100 != 2 && r->code != 452;
+}
+
 static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_err err)
 {
 	struct session *s = arg;
@@ -1063,17 +1078,11 @@ static void on_rcpt_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 			t->nrefused++;
 		}
 		reply_relay(s, r);
-		if (r->code / 100 == 5) {
+		if (refusal_counts(r)) {
 			/* the next hop's refusal is an error like ours (Postfix
 			 * counts its own towards smtpd_hard_error_limit): else a
 			 * harvester probes recipients without end, the upstream
-			 * leg reopening whenever the MTA closes it.  Not a 4xx:
-			 * an upstream's "452 4.5.3 too many recipients" past its
-			 * own limit (Exchange's 200) tells the client to send the
-			 * rest in another transaction (RFC 5321 4.5.3.1.10), and
-			 * Postfix does not count its own overshoot either; closed
-			 * at max_errors, the client deferred every recipient and
-			 * met the same 421 at every retry (review rv-today4) */
+			 * leg reopening whenever the MTA closes it */
 			s->errors++;
 			check_error_limit(s);
 		}
@@ -1147,7 +1156,7 @@ static void on_vrfy_reply(void *arg, const struct smtp_reply *r, enum upstream_e
 		reply(s, "%s", R_NEXTHOP);
 	} else {
 		reply_relay(s, r);
-		if (r->code / 100 == 5) {    /* as a refused RCPT: no harvesting by VRFY */
+		if (refusal_counts(r)) {     /* as a refused RCPT: no harvesting by VRFY */
 			s->errors++;
 			check_error_limit(s);
 		}

@@ -290,3 +290,15 @@ def test_make_install_provides_the_user_and_directories_the_unit_needs(tmp_path)
     for p in rw:
         st = os.stat(str(dest) + p)
         assert st.st_uid == uid and (st.st_mode & 0o777) == 0o750, (p, st)
+    # a site's existing directories (another user =, another mode) are left
+    # as they are, at an upgrade's install and at every boot (review
+    # rv-today5: a plain "d" line gave them to the new mailwarden user)
+    for p in rw:
+        os.chown(str(dest) + p, 4242, 4242)
+        os.chmod(str(dest) + p, 0o700)
+    r = subprocess.run(["systemd-tmpfiles", "--root=%s" % dest, "--create", tmpfiles[0]],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for p in rw:
+        st = os.stat(str(dest) + p)
+        assert st.st_uid == 4242 and (st.st_mode & 0o777) == 0o700, (p, st)

@@ -95,14 +95,37 @@ def test_refused_recipients_count_towards_max_errors(mw_factory, upstream):
     lines = [b"RCPT TO:<unknown%d@example.net>\r\n" % i for i in range(30)]
     codes = replies_until_closed(c, lines)
     assert codes == [550] * 5 + [421, "closed"], codes
-    # 4xx refusals do not count: the upstream may be deferring them for
-    # its own reasons (greylisting, "452 too many recipients": see
-    # test_upstream_recipient_limit_does_not_abort_the_message)
+    # 4xx refusals count too (Postfix: any refused RCPT), but 452: see
+    # test_upstream_recipient_limit_does_not_abort_the_message
     c = m.client()
     c.ehlo()
     assert c.cmd("MAIL FROM:<a@example.org>").code == 250
     codes = replies_until_closed(c, [b"RCPT TO:<tempfail%d@example.net>\r\n" % i for i in range(10)])
-    assert codes == [450] * 10, codes
+    assert codes == [450] * 5 + [421, "closed"], codes
+
+
+def soft_bounce_rcpt_reply(address):
+    """A Postfix answering 450 for unknown users: soft_bounce = yes, or
+    reject_unverified_recipient (unverified_recipient_reject_code 450)"""
+    if address.split("@")[0].startswith("unknown"):
+        return ("450 4.1.1 <%s>: Recipient address rejected: unverified address: "
+                "host mx.example.net said: 550 5.1.1 User unknown" % address)
+    return "250 2.1.5 Ok"
+
+
+def test_harvester_behind_an_upstream_answering_450_is_cut(mw_factory, make_upstream):
+    """review rv-today5: counting only 5xx (the first fix of rv-today4's
+    452 case) let a harvester probe without end behind an upstream that
+    answers 450 for unknown users, and learn the valid address among
+    the probes; Postfix alone closes it at its hard error limit"""
+    up = make_upstream(rcpt_reply=soft_bounce_rcpt_reply)
+    m = mw_factory(up, opts=[("max_errors", "5")])
+    c = m.client()
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<harvest@example.org>").code == 250
+    lines = [b"RCPT TO:<unknown%d@example.net>\r\n" % i for i in range(50)] + [b"RCPT TO:<ceo@example.net>\r\n"]
+    codes = replies_until_closed(c, lines)
+    assert codes == [450] * 5 + [421, "closed"], codes
 
 
 def test_errors_are_forgiven_when_a_message_is_delivered(mw_factory, upstream):
