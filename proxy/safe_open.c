@@ -23,6 +23,10 @@
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #endif
 
+/* an open's ENXIO: a FIFO nobody reads (O_NONBLOCK), or a socket (stdout
+ * of a service: /dev/stdout cannot be opened then) */
+#define ENXIO_WHY "No such device or address (a socket, or a FIFO nobody reads): not written"
+
 /* as the kernel's limit: a loop of trusted links ends */
 #define SAFE_MAX_LINKS 40
 
@@ -36,11 +40,18 @@ static int trusted_owner(uid_t uid)
 }
 
 /* dir_trusted - the directory dirfd belongs to root or to us and is not
- * writable by group or other: nobody else can change its entries */
+ * writable by group or other: nobody else can change its entries.  Any
+ * directory for a user other than root: the rule is root's, whose write
+ * through a link another user planted reaches any file; a user's own
+ * links in a directory of its group's, in /tmp or a FIFO it made there
+ * were refused (review rv-today6), where an open of theirs always
+ * followed them. */
 static int dir_trusted(int dirfd)
 {
 	struct stat st;
 
+	if (geteuid() != 0)
+		return 1;
 	return fstat(dirfd, &st) == 0 && trusted_owner(st.st_uid)
 	    && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
@@ -221,7 +232,7 @@ static int open_leaf(int dirfd, struct safe_output *o, const struct stat *want, 
 	if (fd < 0) {
 		e = errno;
 		return say(why, whylen, e, e == ELOOP ? "a symlink appeared there: not followed"
-		    : e == ENXIO ? "a FIFO nobody reads: not written" : NULL);
+		    : e == ENXIO ? ENXIO_WHY : NULL);
 	}
 	if (fstat(fd, &st) < 0)
 		goto fail;
@@ -281,7 +292,7 @@ static int proc_link(int dirfd, struct safe_output *o, int *fd, struct stat *wan
 
 	*fd = openat(dirfd, o->leaf, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (*fd < 0)
-		return say(why, whylen, errno, errno == ENXIO ? "a FIFO nobody reads: not written" : NULL);
+		return say(why, whylen, errno, errno == ENXIO ? ENXIO_WHY : NULL);
 	if (fstat(*fd, &st) < 0)
 		goto fail;
 	if (S_ISREG(st.st_mode)) {

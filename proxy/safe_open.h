@@ -17,7 +17,9 @@
  * FIFO, a device, a tty) is written only in a directory nobody else
  * writes (/dev, /dev/pts, /proc/self/fd): a FIFO a user put in ~user is
  * refused, and is opened non-blocking first so that it cannot hold the
- * command forever.
+ * command forever.  The rule is root's: for any other user every
+ * directory counts as trusted (its writes reach only what it may write
+ * itself, and until session 21 an open of its path followed every link).
  */
 #ifndef MW_SAFE_OPEN_H
 #define MW_SAFE_OPEN_H

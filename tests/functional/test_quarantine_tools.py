@@ -9,10 +9,16 @@ import copy
 import glob
 import json
 import os
+import pathlib
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
 
 import pytest
 
-from mwlib import make_msg, run_mw, plugin_opt
+from mwlib import MW_BIN, make_msg, run_mw, plugin_opt
 from quarantinelib import q, q_list, q_ok, quarantine_one, quarantine_opts, spam_msg
 
 
@@ -447,3 +453,102 @@ def test_scan_output_fifo_planted_is_refused_without_blocking(tmp_path):
         assert got == b"", got
     finally:
         os.close(rfd)
+
+
+# --- review rv-today6: scan --output's rule is root's; the errors say what failed --
+
+OUTPUT_OPTS = ["-o", "dns_forwarder=127.0.0.1@9", "-o", "audit_log="]
+
+
+def scan_out_cmd(d, out):
+    """mailwarden scan of d/in.eml with --output out"""
+    p = plugin_opt()
+    return [MW_BIN, "scan", "-o", "%s=%s" % p, *OUTPUT_OPTS, "-o", "quarantine_dir=%s" % os.path.join(d, "q"),
+            "--output", str(out), os.path.join(d, "in.eml")]
+
+
+def as_nobody(cmd, **kw):
+    return subprocess.run(["runuser", "-u", "nobody", "--"] + cmd, capture_output=True, timeout=20, **kw)
+
+
+@pytest.fixture
+def nobody_dir():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (runuser)")
+    nb = pwd.getpwnam("nobody")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="rv6-", dir="/tmp"))   # pytest's tmp is 0700
+    os.chmod(str(base), 0o755)
+    d = base / "home"
+    d.mkdir()
+    (d / "in.eml").write_bytes(make_msg(subject="hello"))
+    (d / "real").mkdir()
+    for p in (d, d / "in.eml", d / "real"):
+        os.chown(str(p), nb.pw_uid, nb.pw_gid)
+    yield d, nb
+    shutil.rmtree(str(base), ignore_errors=True)
+
+
+def test_nonroot_own_link_on_the_way_in_own_group_writable_dir(nobody_dir):
+    """review rv-today6: the rule for root walked every user's path too; a
+    user (umask 002, user-private group) writing through a symlink of
+    their own in their own 0775 directory was refused"""
+    d, nb = nobody_dir
+    os.chmod(str(d), 0o775)
+    os.symlink(str(d / "real"), str(d / "maildir"))
+    os.lchown(str(d / "maildir"), nb.pw_uid, nb.pw_gid)
+    r = as_nobody(scan_out_cmd(str(d), d / "maildir" / "out.eml"))
+    assert r.returncode == 0, r.stderr
+    assert (d / "real" / "out.eml").exists()
+
+
+def test_nonroot_own_link_in_sticky_tmp(nobody_dir):
+    """/tmp/mylink -> ~/real, the link the user's own in sticky /tmp (no one
+    else can remove or replace it there): refused on main."""
+    d, nb = nobody_dir
+    link = "/tmp/rv6-link-%d" % os.getpid()
+    os.symlink(str(d / "real"), link)
+    os.lchown(link, nb.pw_uid, nb.pw_gid)
+    try:
+        r = as_nobody(scan_out_cmd(str(d), link + "/out.eml"))
+        assert r.returncode == 0, r.stderr
+        assert (d / "real" / "out.eml").exists()
+    finally:
+        os.unlink(link)
+
+
+def test_nonroot_own_fifo_in_tmp_with_a_reader(nobody_dir):
+    """mkfifo /tmp/f; consumer </tmp/f & scan --output /tmp/f: the user's
+    own FIFO with a reader, written on 73e6570, refused on main."""
+    d, nb = nobody_dir
+    fifo = "/tmp/rv6-fifo-%d" % os.getpid()
+    os.mkfifo(fifo)
+    os.chown(fifo, nb.pw_uid, nb.pw_gid)
+    got = []
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        r = as_nobody(scan_out_cmd(str(d), fifo))
+        try:
+            got.append(os.read(rfd, 65536))
+        except BlockingIOError:
+            pass
+        assert r.returncode == 0, r.stderr
+        assert got and b"Subject: hello" in got[0]
+    finally:
+        os.close(rfd)
+        os.unlink(fifo)
+
+
+def test_stdout_socket_error_is_not_called_a_fifo(tmp_path):
+    """--output /dev/stdout with stdout a socket (systemd service, inetd,
+    a Python socketpair): the open fails ENXIO, as before, but main says
+    "a FIFO nobody reads", which it is not."""
+    (tmp_path / "in.eml").write_bytes(make_msg(subject="hello"))
+    a, b = socket.socketpair()
+    try:
+        r = subprocess.run(scan_out_cmd(str(tmp_path), "/dev/stdout"), stdout=a, stderr=subprocess.PIPE,
+                           timeout=20)
+    finally:
+        a.close()
+        b.close()
+    assert r.returncode == 1
+    assert b"No such device or address (a socket" in r.stderr, r.stderr
