@@ -476,6 +476,8 @@ static int learn_message(struct store *st, struct mw_ctx *ctx, const struct baye
 			}
 			l.hashes = NULL;
 			l.n = 0;
+			l.off = NULL;      /* an earlier attempt's, from a mark since moved */
+			l.off_n = 0;
 			if ((r = store_learn(st, &l)) != 0) {
 				rc = r < 0 ? -1 : 0;
 				break;
