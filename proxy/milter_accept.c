@@ -114,9 +114,9 @@ static void starved(int listen_fd, int err)
 		__real_close(spare_fd);
 		int c = __real_accept(listen_fd, NULL, NULL);
 		if (c >= 0) {
-			__real_close(c);
 			starved_ep.count++;
 			stats_refused(STATS_MILTER);
+			__real_close(c);
 		}
 		/* no reserve until one frees, if another thread took the slot */
 		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -148,9 +148,10 @@ static int refuse_past_max(int c, unsigned max)
 	unsigned long refused;
 	long long secs;
 
-	__real_close(c);
+	/* counted before the close: whoever sees the close sees it counted */
 	full_ep.count++;
 	stats_refused(STATS_MILTER);
+	__real_close(c);
 	switch (episode_step(&full_ep, episode_now_ms(), &refused, &secs)) {
 	case EPISODE_STARTS:
 		slog(NULL, LOG_WARNING, "milter: %u MTA connections open (milter_max_connections): "
