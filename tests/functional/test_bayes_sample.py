@@ -16,6 +16,7 @@ import time
 
 from mwlib import make_msg, run_mw
 from storelib import redis_server, store_opts, fnv1a64  # noqa: F401 (fixtures)
+from test_bayes_autolearn_bounds import learn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,15 +48,6 @@ def send(m, msg):
     r = c.transaction("sender@example.org", ["rcpt@example.net"], msg)
     c.quit()
     return r["final"]
-
-
-def learn(opts, *args):
-    cmd = ["learn"]
-    for k, v in opts + [("dns_forwarder", "127.0.0.1@9")]:
-        cmd += ["-o", "%s=%s" % (k, v)]
-    r = run_mw(cmd + list(args))
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 def rand_words(n, rnd):
