@@ -624,9 +624,13 @@ static void reply_error(struct redis_store *b, const char *cmd, const char *msg)
 	b->error_logged = 1;
 	b->errors += !first;
 	pthread_mutex_unlock(&b->lock);
-	if (first)
-		slog(NULL, LOG_ERR, "store redis %s:%d: %s: %.200s (logged once until a call is "
-		    "answered again)", b->host, b->port, cmd, msg);
+	if (first) {
+		/* the server's text: bounded and escaped as any peer's */
+		char esc[256];
+
+		slog(NULL, LOG_ERR, "store redis %s:%d: %s: %s (logged once until a call is "
+		    "answered again)", b->host, b->port, cmd, log_esc(esc, sizeof esc, msg, strnlen(msg, 200)));
+	}
 }
 
 /* answered - a call answered without an error: the end of an error
