@@ -15,11 +15,10 @@ Run (from a checkout built with `make -j2 all`):
     MW_PLUGIN=$PWD/../../build/tests/example_plugin.so \
     /usr/bin/python3 -B -m pytest -q -p no:cacheprovider test_dnsbl_episode.py
 """
-import time
 
-import mwlib
 from dnsserver import dns_server  # noqa: F401 (fixture)
-from mwlib import send_with_proxy_header, wait_until
+from mwlib import send_with_proxy_header
+from test_dnsbl_evasion import dnsbl_behind_proxy
 
 # the README's URIBL line (a "uri" list: messages without links ask it nothing);
 # URIBL answers 127.0.0.1 to a blocked / over-quota resolver
@@ -31,14 +30,7 @@ URIBL = "multi.uribl.test uri &2=URIBL_BLACK:3 &4=URIBL_GREY:1 error=127.0.0.1"
 def test_blocked_uri_list_logged_once_with_messages_without_links(dns_server, mw_factory, upstream):
     dns_server.add_zone("multi.uribl.test", ["@ A 127.0.0.1"], redirect=True)
     dns_server.start()
-    listen = "127.0.0.1:%d" % mwlib.free_port()
-    m = mw_factory(upstream, opts=[("filters", "dnsbl"), ("dnsbl_list", URIBL),
-                                   ("dns_forwarder", dns_server.forwarder), ("dns_client_name", "no"),
-                                   ("listener.pp.proxy_protocol", "yes"),
-                                   ("listener.pp.proxy_protocol_from", "127.0.0.1/32")],
-                   listeners=[("pp", listen, upstream.addr, None)], ready=False)
-    assert wait_until(lambda: mwlib._port_open("127.0.0.1", m.port), 10)
-    time.sleep(0.2)
+    m = dnsbl_behind_proxy(mw_factory, upstream, dns_server, URIBL)
     bodies = ["see http://shop%d.example/offer" % i if i % 3 != 2 else "lunch at noon?" for i in range(6)]
     for i, b in enumerate(bodies):
         send_with_proxy_header(m, "192.0.2.%d" % (10 + i), b)

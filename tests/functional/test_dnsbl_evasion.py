@@ -175,17 +175,25 @@ def test_uri_ips_option_checked(tmp_path):
 
 
 
-def test_blocked_resolver_logged_once_not_per_message(dns_server, mw_factory, upstream, tmp_path):
-    dns_server.add_zone("zen.bl.test", ["@ A 127.255.255.254"], redirect=True)
-    dns_server.start()
+def dnsbl_behind_proxy(mw_factory, upstream, dns_server, dnsbl_list):
+    """the dnsbl filter with one list, its DNS the test's server, on a
+    listener taking the PROXY protocol from 127.0.0.1 (each message sent
+    with send_with_proxy_header comes from the client address it names)"""
     listen = "127.0.0.1:%d" % mwlib.free_port()
-    m = mw_factory(upstream, opts=[("filters", "dnsbl"), ("dnsbl_list", ZEN),
+    m = mw_factory(upstream, opts=[("filters", "dnsbl"), ("dnsbl_list", dnsbl_list),
                                    ("dns_forwarder", dns_server.forwarder), ("dns_client_name", "no"),
                                    ("listener.pp.proxy_protocol", "yes"),
                                    ("listener.pp.proxy_protocol_from", "127.0.0.1/32")],
                    listeners=[("pp", listen, upstream.addr, None)], ready=False)
     assert wait_until(lambda: mwlib._port_open("127.0.0.1", m.port), 10)
     time.sleep(0.2)
+    return m
+
+
+def test_blocked_resolver_logged_once_not_per_message(dns_server, mw_factory, upstream, tmp_path):
+    dns_server.add_zone("zen.bl.test", ["@ A 127.255.255.254"], redirect=True)
+    dns_server.start()
+    m = dnsbl_behind_proxy(mw_factory, upstream, dns_server, ZEN)
     n = 5
     for i in range(n):
         send_with_proxy_header(m, "192.0.2.%d" % (10 + i), "hello")
